@@ -1,0 +1,49 @@
+"""CarePath's engine: pathways, instances, rules and the audit trail. No web framework here."""
+
+from .clock import Clock, ManualClock, SystemClock
+from .core import CarePath
+from .errors import (
+    AuditIntegrityError,
+    CarePathError,
+    ConflictError,
+    DiagramError,
+    ExpressionError,
+    InvalidInputError,
+    MessageNotDeliverableError,
+    NotFoundError,
+    PermissionDeniedError,
+    Problem,
+    RuleEvaluationError,
+    RuleFileError,
+    StaleVersionError,
+    TaskDataError,
+    TaskNotReadyError,
+    UnsafeExpressionError,
+    WorkflowError,
+)
+from .settings import Settings
+
+__all__ = [
+    "AuditIntegrityError",
+    "CarePath",
+    "CarePathError",
+    "Clock",
+    "ConflictError",
+    "DiagramError",
+    "ExpressionError",
+    "InvalidInputError",
+    "ManualClock",
+    "MessageNotDeliverableError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "Problem",
+    "RuleEvaluationError",
+    "RuleFileError",
+    "Settings",
+    "StaleVersionError",
+    "SystemClock",
+    "TaskDataError",
+    "TaskNotReadyError",
+    "UnsafeExpressionError",
+    "WorkflowError",
+]

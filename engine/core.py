@@ -1,0 +1,35 @@
+"""The assembled engine: settings, database, clock, pathways and instances in one object."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .clock import Clock, SystemClock
+from .db.session import make_engine, make_session_factory, upgrade_schema
+from .deployment import PathwayCatalog
+from .pathways import PathwayLibrary
+from .service import PathwayService
+from .settings import Settings
+
+__all__ = ["CarePath"]
+
+
+class CarePath:
+    """Everything a front end (the HTTP API, the command line, a test) needs.
+
+    Nothing here reads global state: settings and the clock are given.
+    """
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, *, upgrade: bool = False) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        if upgrade:
+            upgrade_schema(settings.database_url)
+        self.db: Engine = make_engine(settings.database_url)
+        self.sessions: sessionmaker[Session] = make_session_factory(self.db)
+        self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock)
+        self.instances = PathwayService(settings, self.sessions, self.clock)
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,6 @@
+"""Every table CarePath owns, imported in one place so Alembic sees them all."""
+
+from . import models  # noqa: F401
+from .base import Base
+
+target_metadata = Base.metadata

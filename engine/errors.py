@@ -1,0 +1,232 @@
+"""CarePath's exceptions, and the one boundary where library errors become ours.
+
+The tree::
+
+    CarePathError
+    ├── InvalidInputError          input from an author, a system or a clinician is wrong
+    │   ├── DiagramError           a BPMN diagram is malformed or breaks a lint rule
+    │   ├── RuleFileError          a YAML rule or catalogue file is malformed
+    │   ├── UnsafeExpressionError  an expression uses syntax outside the safe language
+    │   └── TaskDataError          data for a task fails the task's form schema
+    ├── NotFoundError              a pathway, version, instance, task or evaluation does not exist
+    ├── ConflictError              the request is valid but the instance is not in a state for it
+    │   ├── StaleVersionError      If-Match / expected version is not the current one
+    │   └── TaskNotReadyError      the task is already completed, cancelled, or not yet reached
+    ├── MessageNotDeliverableError no waiting instance matches a message
+    ├── PermissionDeniedError      the caller's role does not allow the action
+    ├── ExpressionError            a safe expression failed while running (name, type, step limit)
+    ├── WorkflowError              the workflow library failed while running a step (becomes an incident)
+    ├── RuleEvaluationError        the rules engine failed while evaluating an assessment
+    └── AuditIntegrityError        the event trail does not verify
+
+Every error carries ``problems``: a list of :class:`Problem` naming where (file, line, column,
+element) and what, so command-line tools can print ``file:line: element-id: message`` and the
+HTTP API can name every failing field.
+
+SpiffWorkflow's exceptions are translated only in :func:`translate_workflow_errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+__all__ = [
+    "AuditIntegrityError",
+    "CarePathError",
+    "ConflictError",
+    "DiagramError",
+    "ExpressionError",
+    "InvalidInputError",
+    "MessageNotDeliverableError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "Problem",
+    "RuleEvaluationError",
+    "RuleFileError",
+    "StaleVersionError",
+    "TaskDataError",
+    "TaskNotReadyError",
+    "UnsafeExpressionError",
+    "WorkflowError",
+    "translate_workflow_errors",
+]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that is wrong, and where.
+
+    ``field`` is a JSON pointer-like path (``/scores/anxiety``) for data problems; ``file``,
+    ``line``, ``column`` and ``element`` locate problems in diagrams and rule files.
+    """
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    element: str | None = None
+    field: str | None = None
+    code: str | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = self.file
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.column is not None:
+                    where += f":{self.column}"
+            where += ": "
+        if self.element:
+            where += f"{self.element}: "
+        if self.field:
+            where += f"{self.field}: "
+        return where + self.message
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class CarePathError(Exception):
+    """Base of every error CarePath raises on purpose."""
+
+    message: str
+    problems: list[Problem] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        return self.message + "\n" + "\n".join(f"  {p}" for p in self.problems)
+
+
+class InvalidInputError(CarePathError):
+    """Raised when input from a person or a system is wrong; nothing was changed."""
+
+
+class DiagramError(InvalidInputError):
+    """Raised when a BPMN diagram cannot be parsed or fails validation."""
+
+
+class RuleFileError(InvalidInputError):
+    """Raised when a rule, rule-test or catalogue file cannot be loaded."""
+
+
+class UnsafeExpressionError(InvalidInputError):
+    """Raised when an expression or script uses syntax or names outside the safe language."""
+
+
+class TaskDataError(InvalidInputError):
+    """Raised when data submitted for a task fails its form schema (every field is named)."""
+
+
+class NotFoundError(CarePathError):
+    """Raised when the thing asked for does not exist."""
+
+
+class ConflictError(CarePathError):
+    """Raised when the request conflicts with the instance's current state."""
+
+
+class StaleVersionError(ConflictError):
+    """Raised when the caller's expected instance version is not the current one."""
+
+
+class TaskNotReadyError(ConflictError):
+    """Raised when a task is completed twice, or is not (or no longer) ready."""
+
+
+class MessageNotDeliverableError(CarePathError):
+    """Raised when a message matches no instance waiting for it."""
+
+
+class PermissionDeniedError(CarePathError):
+    """Raised when the caller is not allowed to do what they asked."""
+
+
+class ExpressionError(CarePathError):
+    """Raised when a safe expression fails at run time (unknown name, type error, step limit)."""
+
+
+class WorkflowError(CarePathError):
+    """Raised when the workflow library fails while running a step; recorded as an incident."""
+
+
+class RuleEvaluationError(CarePathError):
+    """Raised when the rules engine fails while evaluating an assessment."""
+
+
+class AuditIntegrityError(CarePathError):
+    """Raised when the event trail of an instance does not verify."""
+
+
+def _element_of(exc: BaseException) -> str | None:
+    task = getattr(exc, "task", None)
+    spec = getattr(task, "task_spec", None) if task is not None else getattr(exc, "task_spec", None)
+    if spec is None:
+        return getattr(exc, "id", None) or None
+    return getattr(spec, "bpmn_id", None) or getattr(spec, "name", None)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """SpiffWorkflow wraps errors (sometimes twice, sometimes only in ``__context__``)."""
+    seen: set[int] = set()
+    current: BaseException = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        inner = getattr(current, "exception", None)
+        if isinstance(inner, BaseException):
+            current = inner
+            continue
+        if isinstance(current, NameError) and isinstance(current.__context__, BaseException):
+            # PythonScriptEngine.call_service's error path raises NameError; the real error
+            # is in __context__ (LIBRARY_NOTES).
+            current = current.__context__
+            continue
+        break
+    return current
+
+
+@contextlib.contextmanager
+def translate_workflow_errors() -> Iterator[None]:
+    """Map SpiffWorkflow's exceptions (and errors raised inside it) to CarePath's.
+
+    Our own errors raised from inside SpiffWorkflow callbacks (for example an
+    :class:`ExpressionError` from the safe evaluator) are unwrapped and re-raised with the
+    element that failed.
+
+    Raises:
+        DiagramError: for the parser's ValidationException.
+        ExpressionError / UnsafeExpressionError: for failures of the safe evaluator.
+        WorkflowError: for every other failure inside the workflow library.
+    """
+    from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+    from SpiffWorkflow.exceptions import SpiffWorkflowException
+
+    try:
+        yield
+    except CarePathError:
+        raise
+    except ValidationException as exc:
+        problem = Problem(
+            message=str(getattr(exc, "message", exc)).strip(),
+            file=getattr(exc, "file_name", None) or None,
+            line=getattr(exc, "line_number", None) or None,
+            element=getattr(exc, "id", None) or None,
+        )
+        raise DiagramError("the diagram is not valid BPMN", [problem]) from exc
+    except SpiffWorkflowException as exc:
+        cause = _root_cause(exc)
+        element = _element_of(exc)
+        if isinstance(cause, CarePathError):
+            problems = [Problem(message=p.message, element=p.element or element) for p in cause.problems]
+            if not problems:
+                problems = [Problem(message=cause.message, element=element)]
+            raise type(cause)(cause.message, problems) from exc
+        message = f"{type(cause).__name__}: {cause}" if cause is not exc else str(exc)
+        raise WorkflowError(message, [Problem(message=message, element=element)]) from exc

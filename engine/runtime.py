@@ -1,0 +1,306 @@
+"""The SpiffWorkflow boundary: building, restoring, stepping and serialising workflows.
+
+Everything that touches SpiffWorkflow objects while an instance runs lives here, so the rest of the
+engine deals in CarePath terms (instances, tasks, forms, incidents).
+
+Design points (each measured in LIBRARY_NOTES):
+
+* Instance state is stored without the spec; the spec is stored once per pathway version and
+  restored objects are cached per version, so a warm step does not re-parse anything.
+* The script engine is not serialised: :func:`restore` always attaches the safe one.
+* Timers read the clock given to the engine (see :func:`clock_in_effect`), not the wall clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.util.task import TaskState
+
+from .clock import Clock
+from .diagrams import FORM_PROPERTY
+from .errors import NotFoundError, TaskNotReadyError, translate_workflow_errors
+from .pathways import CompiledPathway
+
+__all__ = [
+    "TaskInfo",
+    "clock_in_effect",
+    "dump_state",
+    "error_tasks",
+    "new_workflow",
+    "ready_tasks",
+    "restore",
+    "serialize_specs",
+    "task_by_id",
+]
+
+
+# --- the clock SpiffWorkflow's timers read -----------------------------------------------------
+
+_active_clock: contextvars.ContextVar[Clock | None] = contextvars.ContextVar("carepath_clock", default=None)
+
+
+class _ClockedDatetime(datetime):
+    """``datetime`` whose ``now()`` asks the clock in effect (timers call ``datetime.now(utc)``)."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> _ClockedDatetime:
+        clock = _active_clock.get()
+        current = clock.now() if clock is not None else datetime.now(timezone.utc)
+        current = current.astimezone(tz) if tz is not None else current.astimezone(timezone.utc)
+        return cls.fromisoformat(current.isoformat())
+
+
+# SpiffWorkflow has no clock parameter (LIBRARY_NOTES): its timer module reads ``datetime.now``.
+# Rebinding the module's name is process-wide, but the clock itself is per context (thread), so a
+# test's ManualClock never leaks into another thread's step.
+_timer_module.datetime = _ClockedDatetime  # type: ignore[misc]
+# Naive timeDate values would take the host's zone frozen at import; CarePath reads them as UTC.
+_timer_module.LOCALTZ = timezone.utc
+
+
+@contextlib.contextmanager
+def clock_in_effect(clock: Clock) -> Iterator[None]:
+    token = _active_clock.set(clock)
+    try:
+        yield
+    finally:
+        _active_clock.reset(token)
+
+
+# --- serialisation --------------------------------------------------------------------------------
+
+
+class _SpecCachingConverter(BpmnWorkflowConverter):
+    """Restores a workflow around already-restored spec objects when they are handed in."""
+
+    def from_dict(self, dct: dict[str, Any]) -> BpmnWorkflow:
+        spec = dct.pop("spec")
+        subprocess_specs = dct.pop("subprocess_specs", {})
+        if isinstance(spec, dict):
+            spec = self.registry.restore(spec)
+            subprocess_specs = self.mapping_from_dict(subprocess_specs)
+        workflow = self.target_class(spec, subprocess_specs, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+_CONFIG = dict(SPIFF_CONFIG)
+_CONFIG[BpmnWorkflow] = _SpecCachingConverter
+# One serializer for the process: thread-safe for restore/convert (LIBRARY_NOTES, 880 runs).
+SERIALIZER = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_CONFIG))
+STATE_FORMAT = SERIALIZER.VERSION
+
+
+def serialize_specs(compiled: CompiledPathway) -> str:
+    registry = SERIALIZER.registry
+    return json.dumps(
+        {
+            "format": STATE_FORMAT,
+            "spec": registry.convert(compiled.spec),
+            "subprocess_specs": {name: registry.convert(s) for name, s in compiled.subprocess_specs.items()},
+        },
+        separators=(",", ":"),
+    )
+
+
+@dataclass(frozen=True)
+class RestoredSpecs:
+    spec: Any
+    subprocess_specs: dict[str, Any]
+
+
+_spec_cache: dict[str, RestoredSpecs] = {}
+_spec_cache_lock = threading.Lock()
+
+
+def specs_for(version_key: str, spec_json: str) -> RestoredSpecs:
+    """Restored spec objects for a pathway version, cached per process (specs are immutable)."""
+    cached = _spec_cache.get(version_key)
+    if cached is not None:
+        return cached
+    stored = json.loads(spec_json)
+    registry = SERIALIZER.registry
+    restored = RestoredSpecs(
+        registry.restore(stored["spec"]),
+        {name: registry.restore(s) for name, s in stored["subprocess_specs"].items()},
+    )
+    with _spec_cache_lock:
+        _spec_cache.setdefault(version_key, restored)
+    return _spec_cache[version_key]
+
+
+def clear_spec_cache() -> None:
+    with _spec_cache_lock:
+        _spec_cache.clear()
+
+
+def new_workflow(specs: RestoredSpecs, script_engine: Any) -> BpmnWorkflow:
+    return BpmnWorkflow(specs.spec, specs.subprocess_specs, script_engine=script_engine)
+
+
+def restore(specs: RestoredSpecs, state_json: str, script_engine: Any) -> BpmnWorkflow:
+    """Rebuild a workflow from its stored state, with the safe script engine attached."""
+    dct = json.loads(state_json)
+    dct["spec"] = specs.spec
+    dct["subprocess_specs"] = specs.subprocess_specs
+    SERIALIZER.migrate(dct)
+    with translate_workflow_errors():
+        workflow = SERIALIZER.from_dict(dct)
+    workflow.script_engine = script_engine
+    return workflow
+
+
+def dump_state(workflow: BpmnWorkflow) -> str:
+    registry = SERIALIZER.registry
+    registry._encoder_mode = True  # as BpmnWorkflowSerializer.serialize_json does
+    try:
+        dct = SERIALIZER.to_dict(workflow)
+    finally:
+        registry._encoder_mode = False
+    dct.pop("spec", None)
+    dct.pop("subprocess_specs", None)
+    dct[SERIALIZER.VERSION_KEY] = STATE_FORMAT
+    return json.dumps(dct, separators=(",", ":"), cls=SERIALIZER._encoder_cls)
+
+
+# --- tasks ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task as CarePath shows it."""
+
+    id: str
+    element: str
+    name: str
+    process: str
+    kind: str
+    state: str
+    lane: str | None
+    form: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def task_info(task: Any) -> TaskInfo:
+    spec = task.task_spec
+    properties = (getattr(spec, "extensions", None) or {}).get("properties", {})
+    form = json.loads(properties[FORM_PROPERTY]) if FORM_PROPERTY in properties else None
+    return TaskInfo(
+        id=str(task.id),
+        element=spec.bpmn_id or spec.name,
+        name=spec.bpmn_name or spec.bpmn_id or spec.name,
+        process=task.workflow.spec.name,
+        kind=type(spec).__name__,
+        state=TaskState.get_name(task.state),
+        lane=getattr(spec, "lane", None),
+        form=form,
+    )
+
+
+def ready_tasks(workflow: BpmnWorkflow) -> list[Any]:
+    """READY tasks a person must complete (user and manual tasks), in a stable order."""
+    return list(workflow.get_tasks(state=TaskState.READY, manual=True))
+
+
+def error_tasks(workflow: BpmnWorkflow) -> list[Any]:
+    return list(workflow.get_tasks(state=TaskState.ERROR))
+
+
+def task_by_id(workflow: BpmnWorkflow, task_id: str) -> Any:
+    """The task with this id, which must be a READY manual task.
+
+    Raises:
+        NotFoundError: no such task in the instance.
+        TaskNotReadyError: the task exists but is completed, cancelled or not yet reached.
+    """
+    try:
+        uuid = UUID(task_id)
+    except ValueError as exc:
+        raise NotFoundError(f"no task {task_id!r} in this instance") from exc
+    task = workflow.get_task_from_id(uuid) if _has_task(workflow, uuid) else None
+    if task is None:
+        raise NotFoundError(f"no task {task_id!r} in this instance")
+    if not task.task_spec.manual:
+        raise TaskNotReadyError(f"task {task_id} is not a task people complete")
+    if task.state != TaskState.READY:
+        state = TaskState.get_name(task.state)
+        raise TaskNotReadyError(f"task {task_id} is {state.lower()}, not ready")
+    return task
+
+
+def _has_task(workflow: BpmnWorkflow, uuid: UUID) -> bool:
+    if uuid in workflow.tasks:
+        return True
+    return any(uuid in sp.tasks for sp in workflow.subprocesses.values())
+
+
+# --- timers -----------------------------------------------------------------------------------------
+
+
+def next_due_at(workflow: BpmnWorkflow) -> datetime | None:
+    """The earliest due time of any waiting timer (also behind event-based gateways and cycles).
+
+    SpiffWorkflow keeps a reached timer's due time in the task's ``internal_data['event_value']``
+    (an ISO string, or a dict with ``next`` for cycles); an event-based gateway keeps those of its
+    branches on the gateway task.
+    """
+    due: list[datetime] = []
+    for task in workflow.get_tasks(state=TaskState.WAITING | TaskState.STARTED):
+        _collect_due(task.internal_data, due)
+    return min(due) if due else None
+
+
+def _collect_due(value: Any, due: list[datetime], key: str | None = None) -> None:
+    if isinstance(value, dict):
+        if key == "event_value" and isinstance(value.get("next"), str):
+            _collect_due(value["next"], due, "event_value")
+            return
+        for inner_key, inner in value.items():
+            _collect_due(inner, due, inner_key)
+    elif isinstance(value, str) and key in ("event_value", "next"):
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            return
+        due.append(when if when.tzinfo else when.replace(tzinfo=timezone.utc))
+
+
+def waiting_messages(workflow: BpmnWorkflow) -> dict[str, Any]:
+    """The messages the workflow (or any subprocess) waits for now: name -> event definition.
+
+    ``waiting_events()`` reports an event-based gateway as one nameless "multiple" event, so the
+    gateway's own event definitions are read instead.
+    """
+    from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+    from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+
+    found: dict[str, Any] = {}
+    # One event manager serves the workflow and all its subprocesses.
+    for task in workflow.event_manager.tasks.values():
+        if task.state not in (TaskState.WAITING, TaskState.STARTED, TaskState.READY):
+            continue
+        definition = getattr(task.task_spec, "event_definition", None)
+        definitions = definition.event_definitions if isinstance(definition, MultipleEventDefinition) \
+            else [definition]
+        found.update((d.name, d) for d in definitions if isinstance(d, MessageEventDefinition))
+    return found

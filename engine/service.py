@@ -1,0 +1,418 @@
+"""Use cases on pathway instances: start, read, complete tasks, suspend, resume, cancel, retry, messages.
+
+Each public method is one unit of work: it opens a session, does its work and commits in one place
+(:func:`engine.db.session.unit_of_work`); on any error nothing is written. Concurrent changes to the
+same instance are serialised by the instance's revision (optimistic locking): the loser gets
+:class:`~engine.errors.StaleVersionError` and nothing of its work is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from . import runtime
+from .audit import append_event, data_digest
+from .clock import Clock, SystemClock
+from .db.models import PathwayInstance, PathwayVersion
+from .db.session import unit_of_work
+from .errors import (
+    ConflictError,
+    InvalidInputError,
+    MessageNotDeliverableError,
+    NotFoundError,
+    Problem,
+    StaleVersionError,
+    TaskDataError,
+)
+from .settings import Settings
+from .steps import ServiceOperator, StepContext, make_step_engine, run_step
+
+__all__ = ["InstanceView", "PathwayService", "validate_patient_ref"]
+
+RUNNING, SUSPENDED, CANCELLED, COMPLETED, ERROR = "running", "suspended", "cancelled", "completed", "error"
+_PATIENT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+
+
+def validate_patient_ref(patient_ref: str) -> None:
+    """A patient is named by an opaque external reference (an identifier), never by a name.
+
+    Raises:
+        InvalidInputError: if the reference has spaces or other characters names have.
+    """
+    if not isinstance(patient_ref, str) or not _PATIENT_REF.match(patient_ref):
+        raise InvalidInputError(
+            "patient_ref must be an external identifier (letters, digits and . _ : / -, at most 64)",
+            [Problem("must be an identifier such as an MRN or a system's patient id, not a name",
+                     field="/patient_ref")],
+        )
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """An instance as callers see it; ``version`` is the revision to send back with changes."""
+
+    id: str
+    pathway_id: str
+    pathway_version: str
+    patient_ref: str
+    status: str
+    version: int
+    next_due_at: str | None
+    incident: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+    ready_tasks: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class PathwayService:
+    """The engine's entry point for running pathway instances."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: sessionmaker[Session],
+        clock: Clock | None = None,
+        operators: Mapping[str, ServiceOperator] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = session_factory
+        self.clock = clock or SystemClock()
+        self.operators: dict[str, ServiceOperator] = dict(operators or {})
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def get(self, instance_id: str) -> InstanceView:
+        """Raises: NotFoundError."""
+        with unit_of_work(self.sessions) as session:
+            instance = self._instance(session, instance_id)
+            workflow = self._restore(session, instance)
+            return self._view(instance, workflow)
+
+    def ready_tasks(self, instance_id: str) -> list[dict[str, Any]]:
+        """Raises: NotFoundError."""
+        return self.get(instance_id).ready_tasks
+
+    # --- starting ----------------------------------------------------------------------------
+
+    def start(self, pathway_id: str, patient_ref: str, actor: str, data: dict[str, Any] | None = None) -> InstanceView:
+        """Start the latest version of a pathway for a patient.
+
+        Raises:
+            InvalidInputError: bad patient reference or start data that is not an object.
+            NotFoundError: no such pathway deployed.
+        """
+        validate_patient_ref(patient_ref)
+        if data is not None and not isinstance(data, dict):
+            raise InvalidInputError("start data must be a JSON object", [Problem("must be an object", field="/data")])
+        with unit_of_work(self.sessions) as session:
+            version = self._latest_version(session, pathway_id)
+            now = self.clock.now()
+            instance = PathwayInstance(
+                id=str(uuid.uuid4()), pathway_id=pathway_id, pathway_version_id=version.id, patient_ref=patient_ref,
+                status=RUNNING, state="", created_at=now, updated_at=now, event_seq=0, event_head="0" * 64,
+            )
+            instance.pathway_version = version
+            session.add(instance)
+            context = self._context(session, instance, actor)
+            specs = runtime.specs_for(version.version, version.spec)
+            workflow = runtime.new_workflow(specs, self._script_engine(context))
+            if data:
+                workflow.task_tree.data.update(data)
+                workflow.data.update(data)
+            append_event(session, instance, "started", at=now, actor=actor, pathway_version=version.version,
+                         payload={"data_digest": data_digest(data or {})})
+            self._advance(context, workflow, workflow.do_engine_steps)
+            session.flush()
+            return self._view(instance, workflow)
+
+    # --- tasks -----------------------------------------------------------------------------------
+
+    def complete_task(self, instance_id: str, task_id: str, data: dict[str, Any], actor: str,
+                      expected_version: int | None = None) -> InstanceView:
+        """Complete a ready task with data that must pass the task's form.
+
+        Raises:
+            NotFoundError: no such instance or task.
+            StaleVersionError: ``expected_version`` is not the instance's current version, or a
+                concurrent request changed the instance first.
+            TaskNotReadyError: the task is already completed or not ready.
+            ConflictError: the instance is suspended, cancelled, completed or in error.
+            TaskDataError: the data fails the form's schema (every failing field is named).
+        """
+        if not isinstance(data, dict):
+            raise TaskDataError("task data must be a JSON object", [Problem("must be an object", field="/")])
+        return self._change(instance_id, expected_version, actor, lambda ctx, wf: self._complete(ctx, wf, task_id, data))
+
+    def _complete(self, context: StepContext, workflow: Any, task_id: str, data: dict[str, Any]) -> None:
+        task = runtime.task_by_id(workflow, task_id)
+        info = runtime.task_info(task)
+        if info.form is not None:
+            _check_form(info.form, data)
+        append_event(context.session, context.instance, "task_completed", at=self.clock.now(), actor=context.actor,
+                     pathway_version=context.pathway_version, element=info.element, task_id=info.id,
+                     payload={"data_digest": data_digest(data), "task": info.name})
+        task.set_data(**data)
+
+        def run() -> None:
+            task.run()
+            workflow.do_engine_steps()
+
+        self._advance(context, workflow, run)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def suspend(self, instance_id: str, actor: str, reason: str = "", expected_version: int | None = None) -> InstanceView:
+        """Raises: NotFoundError, StaleVersionError, ConflictError (not running)."""
+        return self._set_status(instance_id, actor, expected_version, "suspended", {RUNNING, ERROR}, SUSPENDED, reason)
+
+    def resume(self, instance_id: str, actor: str, expected_version: int | None = None) -> InstanceView:
+        """Raises: NotFoundError, StaleVersionError, ConflictError (not suspended)."""
+        return self._set_status(instance_id, actor, expected_version, "resumed", {SUSPENDED}, RUNNING, "")
+
+    def cancel(self, instance_id: str, actor: str, reason: str = "", expected_version: int | None = None) -> InstanceView:
+        """Raises: NotFoundError, StaleVersionError, ConflictError (already ended)."""
+        return self._set_status(instance_id, actor, expected_version, "cancelled", {RUNNING, SUSPENDED, ERROR},
+                                CANCELLED, reason)
+
+    def _set_status(self, instance_id: str, actor: str, expected_version: int | None, event: str,
+                    allowed: set[str], new_status: str, reason: str) -> InstanceView:
+        with self._conflicts_mapped(), unit_of_work(self.sessions) as session:
+            instance = self._instance(session, instance_id, lock_version=expected_version)
+            if instance.status not in allowed:
+                raise ConflictError(f"instance is {instance.status}; cannot be {event}")
+            workflow = self._restore(session, instance)
+            if new_status == CANCELLED:
+                workflow.cancel()
+                instance.state = runtime.dump_state(workflow)
+            # A suspended or resumed instance keeps its incident until it is retried.
+            if new_status == RUNNING and instance.incident:
+                new_status = ERROR
+            instance.status = new_status
+            instance.updated_at = self.clock.now()
+            append_event(session, instance, event, at=instance.updated_at, actor=actor,
+                         pathway_version=instance.pathway_version.version, payload={"reason": reason} if reason else {})
+            session.flush()
+            return self._view(instance, workflow)
+
+    def retry(self, instance_id: str, actor: str, expected_version: int | None = None) -> InstanceView:
+        """Run the failed element of an instance in error again.
+
+        Raises: NotFoundError, StaleVersionError, ConflictError (no incident).
+        """
+
+        def again(context: StepContext, workflow: Any) -> None:
+            failed = runtime.error_tasks(workflow)
+            append_event(context.session, context.instance, "retried", at=self.clock.now(), actor=context.actor,
+                         pathway_version=context.pathway_version,
+                         element=json.loads(context.instance.incident or "{}").get("element"))
+            context.instance.incident = None
+            context.instance.status = RUNNING
+
+            def run() -> None:
+                from SpiffWorkflow.util.task import TaskState
+
+                for task in failed:
+                    task._set_state(TaskState.READY)
+                workflow.do_engine_steps()
+
+            self._advance(context, workflow, run)
+
+        return self._change(instance_id, expected_version, actor, again, allowed={ERROR})
+
+    # --- messages -------------------------------------------------------------------------------
+
+    def send_message(self, name: str, actor: str, *, patient_ref: str | None = None, instance_id: str | None = None,
+                     payload: dict[str, Any] | None = None) -> list[InstanceView]:
+        """Deliver a message to the instances of one patient (or one instance) waiting for it.
+
+        Correlation is on the patient reference or the instance id, never on content: a message
+        for one patient can never reach another patient's instance.
+
+        Raises:
+            InvalidInputError: neither (or both) of patient_ref and instance_id given.
+            MessageNotDeliverableError: no running instance of that patient is waiting for it.
+        """
+        if (patient_ref is None) == (instance_id is None):
+            raise InvalidInputError("give exactly one of patient_ref and instance_id",
+                                    [Problem("exactly one is required", field="/patient_ref")])
+        if patient_ref is not None:
+            validate_patient_ref(patient_ref)
+        with unit_of_work(self.sessions) as session:
+            query = select(PathwayInstance.id).where(PathwayInstance.status == RUNNING)
+            query = (query.where(PathwayInstance.patient_ref == patient_ref) if patient_ref is not None
+                     else query.where(PathwayInstance.id == instance_id))
+            candidates = list(session.scalars(query.order_by(PathwayInstance.created_at)))
+        delivered = []
+        for candidate in candidates:
+            view = self._deliver(candidate, name, actor, payload or {})
+            if view is not None:
+                delivered.append(view)
+        if not delivered:
+            raise MessageNotDeliverableError(f"no running instance is waiting for message {name!r}",
+                                             [Problem("no instance waiting for this message", field="/name")])
+        return delivered
+
+    def _deliver(self, instance_id: str, name: str, actor: str, payload: dict[str, Any]) -> InstanceView | None:
+        from SpiffWorkflow.bpmn.util.event import BpmnEvent
+
+        with self._conflicts_mapped(), unit_of_work(self.sessions) as session:
+            instance = self._instance(session, instance_id)
+            workflow = self._restore(session, instance)
+            definition = runtime.waiting_messages(workflow).get(name)
+            if definition is None:
+                return None
+            context = self._context(session, instance, actor)
+            workflow.script_engine = self._script_engine(context)
+            append_event(session, instance, "message_received", at=self.clock.now(), actor=actor,
+                         pathway_version=context.pathway_version, payload={"message": name,
+                                                                           "data_digest": data_digest(payload)})
+
+            def run() -> None:
+                workflow.catch(BpmnEvent(definition, payload))
+                workflow.do_engine_steps()
+
+            self._advance(context, workflow, run)
+            return self._view(instance, workflow)
+
+    # --- internals ----------------------------------------------------------------------------------
+
+    def _change(self, instance_id: str, expected_version: int | None, actor: str,
+                change: Callable[[StepContext, Any], None], allowed: frozenset[str] | set[str] = frozenset({RUNNING}),
+                ) -> InstanceView:
+        with self._conflicts_mapped(), unit_of_work(self.sessions) as session:
+            instance = self._instance(session, instance_id, lock_version=expected_version)
+            if instance.status not in allowed:
+                detail = f" (incident at {json.loads(instance.incident)['element']})" if instance.incident else ""
+                raise ConflictError(f"instance is {instance.status}{detail}; it cannot be changed now")
+            context = self._context(session, instance, actor)
+            workflow = self._restore(session, instance, context)
+            change(context, workflow)
+            session.flush()  # the revision check happens here; a concurrent winner makes this fail
+            return self._view(instance, workflow)
+
+    def _advance(self, context: StepContext, workflow: Any, action: Callable[[], None]) -> None:
+        """Run the workflow, then save its state, status, incident and the events it produced."""
+        instance, now = context.instance, self.clock.now()
+        with runtime.clock_in_effect(self.clock):
+            outcome = run_step(action, lambda: _first_error_element(workflow), now.isoformat())
+        for event_type, element, payload in context.events:
+            append_event(context.session, instance, event_type, at=now, actor=context.actor,
+                         pathway_version=context.pathway_version, element=element, payload=payload)
+        context.events.clear()
+        if outcome.incident is not None:
+            instance.status, instance.incident = ERROR, json.dumps(outcome.incident)
+            append_event(context.session, instance, "error", at=now, actor="engine",
+                         pathway_version=context.pathway_version, element=outcome.incident["element"],
+                         payload={"message": outcome.incident["message"], "kind": outcome.incident["kind"]})
+        elif workflow.is_completed() and instance.status == RUNNING:
+            instance.status = COMPLETED
+            append_event(context.session, instance, "completed", at=now, actor="engine",
+                         pathway_version=context.pathway_version)
+        instance.state = runtime.dump_state(workflow)
+        instance.next_due_at = runtime.next_due_at(workflow)
+        instance.updated_at = now
+
+    def _context(self, session: Session, instance: PathwayInstance, actor: str) -> StepContext:
+        return StepContext(session, instance, self.clock, actor, instance.pathway_version.version)
+
+    def _script_engine(self, context: StepContext) -> Any:
+        return make_step_engine(self.clock, self.operators, context, self.settings.expression_max_steps,
+                                self.settings.expression_max_seconds)
+
+    def _restore(self, session: Session, instance: PathwayInstance, context: StepContext | None = None) -> Any:
+        version = instance.pathway_version
+        specs = runtime.specs_for(version.version, version.spec)
+        context = context or self._context(session, instance, "reader")
+        return runtime.restore(specs, instance.state, self._script_engine(context))
+
+    def _instance(self, session: Session, instance_id: str, lock_version: int | None = None) -> PathwayInstance:
+        instance = session.get(PathwayInstance, instance_id)
+        if instance is None:
+            raise NotFoundError(f"no instance {instance_id!r}")
+        if lock_version is not None and instance.revision != lock_version:
+            raise StaleVersionError(
+                f"instance is at version {instance.revision}, not {lock_version}: reload it and try again")
+        return instance
+
+    def _latest_version(self, session: Session, pathway_id: str) -> PathwayVersion:
+        version = session.scalars(
+            select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id)
+            .order_by(PathwayVersion.deployed_at.desc(), PathwayVersion.id.desc()).limit(1)
+        ).first()
+        if version is None:
+            raise NotFoundError(f"no pathway {pathway_id!r} is deployed")
+        return version
+
+    def _view(self, instance: PathwayInstance, workflow: Any) -> InstanceView:
+        tasks = [runtime.task_info(t).as_dict() for t in runtime.ready_tasks(workflow)] \
+            if instance.status == RUNNING else []
+        return InstanceView(
+            id=instance.id, pathway_id=instance.pathway_id, pathway_version=instance.pathway_version.version,
+            patient_ref=instance.patient_ref, status=instance.status, version=instance.revision,
+            next_due_at=instance.next_due_at.isoformat() if instance.next_due_at else None,
+            incident=json.loads(instance.incident) if instance.incident else None,
+            created_at=instance.created_at.isoformat(), updated_at=instance.updated_at.isoformat(),
+            ready_tasks=tasks,
+        )
+
+    @staticmethod
+    def _conflicts_mapped() -> Any:
+        return _ConflictMapper()
+
+
+class _ConflictMapper:
+    """Concurrent writers: the revision check (StaleDataError) or the event sequence's unique
+    constraint (IntegrityError) tells the loser; both are the same conflict to the caller."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if isinstance(exc, StaleDataError | IntegrityError):
+            raise StaleVersionError("the instance was changed by another request: reload it and try again") from exc
+        return False
+
+
+def _first_error_element(workflow: Any) -> str | None:
+    failed = runtime.error_tasks(workflow)
+    return failed[0].task_spec.bpmn_id if failed else None
+
+
+def _check_form(schema: dict[str, Any], data: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        path = "/" + "/".join(str(p) for p in error.absolute_path)
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else ""
+            path = path.rstrip("/") + "/" + missing
+            message = "is required"
+        else:
+            # jsonschema's messages quote the submitted value; keep patient data out of errors.
+            message = f"fails '{error.validator}' (expected {error.validator_value!r})" \
+                if error.validator not in ("type", "enum", "format") else _type_message(error)
+        problems.append(Problem(message, field=path, code=str(error.validator)))
+    if problems:
+        raise TaskDataError("the data does not match the task's form", problems)
+
+
+def _type_message(error: Any) -> str:
+    if error.validator == "type":
+        return f"must be of type {error.validator_value}"
+    if error.validator == "enum":
+        return f"must be one of {error.validator_value}"
+    return f"must be a valid {error.validator_value}"
