@@ -28,6 +28,14 @@ MAX_EXPONENT = 1000
 MAX_INT_BITS = 10_000
 MAX_TEXT = 1_000_000
 MAX_ROUND_DIGITS = 100
+# Per-operation caps alone would let 2,000 loop turns each build 100,000 items, so everything one
+# evaluation builds (items of new lists, characters of new text) is also counted against one budget.
+MAX_BUILT = 1_000_000
+
+
+def built_size(value: Any) -> int:
+    """How much a new value counts against MAX_BUILT: its items or characters."""
+    return len(value) if isinstance(value, str | list | tuple | dict | set) else 1
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,10 @@ def arithmetic(symbol: str, left: Any, right: Any) -> Any:
             raise ValueError(f"the exponent {right} is larger than {MAX_EXPONENT}")
         if isinstance(left, int) and isinstance(right, int) and left.bit_length() * right > MAX_INT_BITS:
             raise ValueError("the number is too large")
-    return _ARITHMETIC[symbol](left, right)
+    result = _ARITHMETIC[symbol](left, right)
+    if isinstance(result, complex):  # (-8) ** 0.5
+        raise ValueError("the result is not a real number")
+    return result
 
 
 # --- dates (ISO-8601 strings in, ISO-8601 strings out) --------------------------------------------

@@ -31,7 +31,11 @@ RULES_OPERATOR = "carepath.rules"
 # Service-task operators the engine runs; any other would leave the task STARTED forever.
 KNOWN_OPERATORS = frozenset({RULES_OPERATOR})
 
-_SHORT_NAMES = {f"{{{BPMN_NS}}}": "bpmn:", f"{{{SPIFF_NS}}}": "spiffworkflow:", f"{{{CAMUNDA_NS}}}": "camunda:"}
+_SHORT_NAMES = {
+    f"{{{BPMN_NS}}}": "bpmn:",
+    f"{{{SPIFF_NS}}}": "spiffworkflow:",
+    f"{{{CAMUNDA_NS}}}": "camunda:",
+}
 
 
 def _bpmn(tag: str) -> str:
@@ -47,25 +51,30 @@ def lint_schema(ctx: LintContext, tree: Any) -> list[Problem]:
     """Every XSD error of the author's XML, using SpiffWorkflow's own BPMN + spiffworkflow schema."""
     from SpiffWorkflow.spiff.parser.process import VALIDATOR
 
+    from .pathways import XSD_LOCK
+
     checked = copy.deepcopy(tree)  # preprocess renames tags in place; deepcopy keeps source lines
     VALIDATOR.preprocess(checked)  # the same bpmn-js correlation fix-up the parser applies
     schema = VALIDATOR.validator
     # BpmnValidator.validate keeps only the last error; the schema's own log has all of them. The
-    # schema object is process-wide, so validate and read its log without yielding in between.
-    if schema.validate(checked):
-        return []
+    # schema object (and its log) is process-wide: validate and copy the log under the lock.
+    with XSD_LOCK:
+        if schema.validate(checked):
+            return []
+        errors = list(schema.error_log)
     by_line: dict[int, Any] = {}
     for node in checked.getroot().iter():
         by_line.setdefault(node.sourceline, node)
     problems = []
-    for error in schema.error_log:
+    for error in errors:
         message = error.message
         for long, short in _SHORT_NAMES.items():
             message = message.replace(long, short)
         node = by_line.get(error.line)
         element = owner_id(node) if node is not None else None
-        problems.append(Problem(f"XSD: {message}", file=ctx.display, line=error.line or None,
-                                element=element, code="xsd"))  # fmt: skip
+        problems.append(
+            Problem(f"XSD: {message}", file=ctx.display, line=error.line or None, element=element, code="xsd")
+        )
     return problems
 
 
@@ -86,12 +95,17 @@ def lint_forms(ctx: LintContext, diagram: Diagram) -> list[Problem]:
         if schema is not None:
             continue
         if form_key:
-            problems.append(ctx.problem("form-missing", f"camunda:formKey {form_key!r} names a form CarePath "
-                                        "cannot read: use generated form fields (camunda:formData) or a "
-                                        "spiffworkflow formJsonSchemaFilename", task))  # fmt: skip
+            message = (
+                f"camunda:formKey {form_key!r} names a form CarePath cannot read: use generated form "
+                "fields (camunda:formData) or a spiffworkflow formJsonSchemaFilename"
+            )
+            problems.append(ctx.problem("form-missing", message, task))
         elif task.tag == _bpmn("userTask"):
-            problems.append(ctx.problem("form-missing", "user task has no form (camunda:formData fields or a "
-                                        "spiffworkflow formJsonSchemaFilename property)", task))  # fmt: skip
+            message = (
+                "user task has no form (camunda:formData fields or a spiffworkflow "
+                "formJsonSchemaFilename property)"
+            )
+            problems.append(ctx.problem("form-missing", message, task))
     return problems
 
 
@@ -107,15 +121,25 @@ def lint_gateways(ctx: LintContext) -> list[Problem]:
             continue
         default = gateway.get("default")
         if not default:
-            problems.append(ctx.problem("gateway-no-default", f"exclusive gateway has {len(flows)} outgoing "
-                                        "flows and no default flow: if no condition holds, the pathway "
-                                        "stops with an error", gateway))  # fmt: skip
+            problems.append(
+                ctx.problem(
+                    "gateway-no-default",
+                    f"exclusive gateway has {len(flows)} outgoing flows and no default flow: if no "
+                    "condition holds, the pathway stops with an error",
+                    gateway,
+                )
+            )
         for flow in flows:
             condition = flow.find("bpmn:conditionExpression", NSMAP)
             if flow.get("id") != default and (condition is None or not (condition.text or "").strip()):
-                problems.append(ctx.problem("condition-missing", f"flow out of exclusive gateway "
-                                            f"{gateway.get('id')} has no condition and is not its default "
-                                            "flow", flow))  # fmt: skip
+                problems.append(
+                    ctx.problem(
+                        "condition-missing",
+                        f"flow out of exclusive gateway {gateway.get('id')} has no condition and is not "
+                        "its default flow",
+                        flow,
+                    )
+                )
     return problems
 
 
@@ -125,61 +149,100 @@ def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None
     for task in ctx.root.iter(_bpmn("serviceTask")):
         operator = task.find("bpmn:extensionElements/spiffworkflow:serviceTaskOperator", NSMAP)
         if operator is None:
-            problems.append(ctx.problem("service-no-operator", "service task has no "
-                                        "spiffworkflow:serviceTaskOperator, so it would do nothing", task))
+            problems.append(
+                ctx.problem(
+                    "service-no-operator",
+                    "service task has no spiffworkflow:serviceTaskOperator, so it would do nothing",
+                    task,
+                )
+            )
             continue
         name = operator.get("id") or ""
         if name not in KNOWN_OPERATORS:
-            problems.append(ctx.problem("unknown-operator", f"unknown service operator {name!r}; known: "
-                                        f"{', '.join(sorted(KNOWN_OPERATORS))}", operator, element=task.get("id")))
+            problems.append(
+                ctx.problem(
+                    "unknown-operator",
+                    f"unknown service operator {name!r}; known: {', '.join(sorted(KNOWN_OPERATORS))}",
+                    operator,
+                    element=task.get("id"),
+                )
+            )
             continue
-        parameters = {p.get("id"): p for p in operator.iterfind("spiffworkflow:parameters/spiffworkflow:parameter",
-                                                                 NSMAP)}  # fmt: skip
+        parameters = {
+            p.get("id"): p
+            for p in operator.iterfind("spiffworkflow:parameters/spiffworkflow:parameter", NSMAP)
+        }
         for param in parameters.values():
             if param.get("value") is not None and param.get("type") is None:
                 # SpiffWorkflow's parser reads the type attribute unconditionally (KeyError otherwise).
-                problems.append(ctx.problem("service-parameter", f"parameter {param.get('id')!r} needs a "
-                                            "type attribute", param, element=task.get("id")))  # fmt: skip
+                problems.append(
+                    ctx.problem(
+                        "service-parameter",
+                        f"parameter {param.get('id')!r} needs a type attribute",
+                        param,
+                        element=task.get("id"),
+                    )
+                )
         problems += _rule_set_problems(ctx, task, operator, parameters.get("ruleset"), known_rule_sets)
     return problems
 
 
-def _rule_set_problems(ctx: LintContext, task: Any, operator: Any, param: Any,
-                       known: Collection[str] | None) -> list[Problem]:  # fmt: skip
+def _rule_set_problems(
+    ctx: LintContext, task: Any, operator: Any, param: Any, known: Collection[str] | None
+) -> list[Problem]:
     element = task.get("id")
     if param is None or not (param.get("value") or "").strip():
-        return [ctx.problem("rule-set-missing", f"{RULES_OPERATOR} needs a 'ruleset' parameter naming the "
-                            "rule set to evaluate", operator, element=element)]  # fmt: skip
+        return [
+            ctx.problem(
+                "rule-set-missing",
+                f"{RULES_OPERATOR} needs a 'ruleset' parameter naming the rule set to evaluate",
+                operator,
+                element=element,
+            )
+        ]
     name = literal_name(param.get("value"))
     if name is None:
-        return [ctx.problem("unknown-rule-set", "the 'ruleset' parameter must be a rule set name, such as "
-                            f"\"breast_hna\", not the expression {param.get('value')!r}", param,
-                            element=element)]  # fmt: skip
+        return [
+            ctx.problem(
+                "unknown-rule-set",
+                "the 'ruleset' parameter must be a rule set name, such as "
+                f'"breast_hna", not the expression {param.get("value")!r}',
+                param,
+                element=element,
+            )
+        ]
     if known is not None and name not in known:
         listed = ", ".join(sorted(known)) or "none"
-        return [ctx.problem("unknown-rule-set", f"unknown rule set {name!r}{_suggest(name, known)}; known: "
-                            f"{listed}", param, element=element)]  # fmt: skip
+        return [
+            ctx.problem(
+                "unknown-rule-set",
+                f"unknown rule set {name!r}{_suggest(name, known)}; known: {listed}",
+                param,
+                element=element,
+            )
+        ]
     return []
 
 
+_NOT_SUPPORTED = "not supported by SpiffWorkflow"
 _UNSUPPORTED = {
-    _bpmn("complexGateway"): "complex gateways are not supported by SpiffWorkflow: use an exclusive, "
-    "inclusive or parallel gateway",
-    _bpmn("linkEventDefinition"): "link events are not supported by SpiffWorkflow: draw the sequence flow "
-    "instead",
-    _bpmn("compensateEventDefinition"): "compensation is not supported by SpiffWorkflow: model the undo "
-    "steps as ordinary tasks",
+    _bpmn("complexGateway"): f"complex gateways are {_NOT_SUPPORTED}: use an exclusive, inclusive or "
+    "parallel gateway",
+    _bpmn("linkEventDefinition"): f"link events are {_NOT_SUPPORTED}: draw the sequence flow instead",
+    _bpmn("compensateEventDefinition"): f"compensation is {_NOT_SUPPORTED}: model the undo steps as "
+    "ordinary tasks",
 }
 
 
 def lint_unsupported(ctx: LintContext) -> list[Problem]:
     """Constructs SpiffWorkflow 3.2 cannot run (LIBRARY_NOTES), reported before its parser does."""
-    problems = [ctx.problem("unsupported", message, node)
-                for node in ctx.root.iter(*_UNSUPPORTED) for message in [_UNSUPPORTED[node.tag]]]  # fmt: skip
+    problems = [
+        ctx.problem("unsupported", _UNSUPPORTED[node.tag], node) for node in ctx.root.iter(*_UNSUPPORTED)
+    ]
     for node in ctx.root.iter():
         if node.get("isForCompensation") == "true":
-            problems.append(ctx.problem("unsupported", "compensation activities are not supported by "
-                                        "SpiffWorkflow: model the undo steps as ordinary tasks", node))  # fmt: skip
+            message = f"compensation activities are {_NOT_SUPPORTED}: model the undo steps as ordinary tasks"
+            problems.append(ctx.problem("unsupported", message, node))
     return problems
 
 
@@ -189,9 +252,53 @@ def lint_call_activities(ctx: LintContext, known_processes: Collection[str]) -> 
     for call in ctx.root.iter(_bpmn("callActivity")):
         called = (call.get("calledElement") or "").strip()
         if not called:
-            problems.append(ctx.problem("unresolved-call", "call activity does not name the process it "
-                                        "calls (calledElement is empty)", call))  # fmt: skip
+            problems.append(
+                ctx.problem(
+                    "unresolved-call",
+                    "call activity does not name the process it calls (calledElement is empty)",
+                    call,
+                )
+            )
         elif called not in known_processes:
-            problems.append(ctx.problem("unresolved-call", f"call activity calls {called!r}, which no diagram "
-                                        f"defines{_suggest(called, known_processes)}", call))  # fmt: skip
+            problems.append(
+                ctx.problem(
+                    "unresolved-call",
+                    f"call activity calls {called!r}, which no diagram defines"
+                    + _suggest(called, known_processes),
+                    call,
+                )
+            )
+    return problems
+
+
+# Event definition -> (its reference attribute, the root element it must name).
+_REFERENCES = {
+    "messageEventDefinition": ("messageRef", "message"),
+    "signalEventDefinition": ("signalRef", "signal"),
+    "errorEventDefinition": ("errorRef", "error"),
+    "escalationEventDefinition": ("escalationRef", "escalation"),
+    "sendTask": ("messageRef", "message"),
+    "receiveTask": ("messageRef", "message"),
+}
+
+
+def defined_references(root: Any) -> dict[str, set[str]]:
+    """Ids of the messages, signals, errors and escalations a diagram defines."""
+    kinds = {kind for _, kind in _REFERENCES.values()}
+    return {kind: {str(n.get("id")) for n in root.iterfind(f"bpmn:{kind}", NSMAP)} for kind in kinds}
+
+
+def lint_references(ctx: LintContext, known: dict[str, set[str]]) -> list[Problem]:
+    """Message, signal, error and escalation references must name a defined element.
+
+    SpiffWorkflow's parser would fail on them with a TypeError of its own (its error path passes
+    an argument its raise helper does not take), so the author would not learn what is wrong.
+    """
+    problems: list[Problem] = []
+    for tag, (attribute, kind) in _REFERENCES.items():
+        for node in ctx.root.iter(_bpmn(tag)):
+            ref = (node.get(attribute) or "").split(":")[-1]
+            if ref and ref not in known.get(kind, set()):
+                message = f"{attribute} {ref!r} names no bpmn:{kind}{_suggest(ref, known.get(kind, set()))}"
+                problems.append(ctx.problem("unknown-reference", message, node))
     return problems

@@ -8,6 +8,7 @@ its start tag ends, which is where its text begins, so line *n* of the text is `
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,10 +36,16 @@ class LintContext:
     display: str  # the file name shown to authors
     root: Any  # lxml root element of the author's XML
 
-    def problem(self, code: str, message: str, node: Any, *, line: int | None = None,
-                element: str | None = None) -> Problem:  # fmt: skip
-        return Problem(message=message, file=self.display, line=line or node.sourceline,
-                       element=element or owner_id(node), code=code)  # fmt: skip
+    def problem(
+        self, code: str, message: str, node: Any, *, line: int | None = None, element: str | None = None
+    ) -> Problem:
+        return Problem(
+            message=message,
+            file=self.display,
+            line=line or node.sourceline,
+            element=element or owner_id(node),
+            code=code,
+        )
 
 
 def owner_id(node: Any) -> str | None:
@@ -57,8 +64,9 @@ def _strip(text: str) -> tuple[str, int]:
     return stripped.rstrip(), text[: len(text) - len(stripped)].count("\n")
 
 
-def _expression_problems(ctx: LintContext, node: Any, text: str, *, script: bool,
-                         first_line: int | None = None) -> Iterator[Problem]:  # fmt: skip
+def _expression_problems(
+    ctx: LintContext, node: Any, text: str, *, script: bool, first_line: int | None = None
+) -> Iterator[Problem]:
     """Check ``text`` against the safe language; one problem per offending line of the text."""
     from .expressions import check_expression, check_script  # written alongside; imported when used
 
@@ -74,8 +82,12 @@ def _expression_problems(ctx: LintContext, node: Any, text: str, *, script: bool
         messages = list(dict.fromkeys(_WHERE_SUFFIX.sub("", p.message) for p in problems))
         code = "expression-syntax" if problems[0].code == "syntax-error" else "unsafe-expression"
         kind = "script" if script else "expression"
-        yield ctx.problem(code, f"{kind} outside the safe language: {'; '.join(messages)}", node,
-                          line=start + skipped + line - 1)  # fmt: skip
+        yield ctx.problem(
+            code,
+            f"{kind} outside the safe language: {'; '.join(messages)}",
+            node,
+            line=start + skipped + line - 1,
+        )
 
 
 def _condition_text(text: str) -> tuple[str, int]:
@@ -93,14 +105,16 @@ def lint_expressions(ctx: LintContext) -> list[Problem]:
     for node in ctx.root.iter(f"{{{BPMN_NS}}}conditionExpression"):
         text, skipped = _condition_text(node.text or "")
         problems += _expression_problems(ctx, node, text, script=False, first_line=node.sourceline + skipped)
-    for node in ctx.root.iter(f"{{{BPMN_NS}}}script", f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"):
+    for node in ctx.root.iter(
+        f"{{{BPMN_NS}}}script", f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"
+    ):
         problems += _expression_problems(ctx, node, node.text or "", script=True)
     for node in ctx.root.iterfind(".//spiffworkflow:serviceTaskOperator//spiffworkflow:parameter", NSMAP):
         if node.get("value") is not None:
             # An attribute value has no lines of its own: report the parameter's line.
             for problem in _expression_problems(ctx, node, node.get("value"), script=False):
-                problems.append(Problem(**{**problem.__dict__, "line": node.sourceline,
-                                           "message": f"parameter {node.get('id')!r}: {problem.message}"}))
+                message = f"parameter {node.get('id')!r}: {problem.message}"
+                problems.append(dataclasses.replace(problem, line=node.sourceline, message=message))
     return problems
 
 
@@ -133,12 +147,14 @@ def lint_timers(ctx: LintContext) -> list[Problem]:
     """Empty timers, bare ISO values SpiffWorkflow cannot parse, and timer expressions."""
     problems: list[Problem] = []
     for definition in ctx.root.iter(f"{{{BPMN_NS}}}timerEventDefinition"):
-        values = [child for child in definition if child.tag in {f"{{{BPMN_NS}}}{t}" for t in _TIMER_TAGS}]
-        if not values:
+        # SpiffWorkflow uses a timeDate if there is one, else a timeDuration, else a timeCycle.
+        found_tags = [(t, definition.find(f".//bpmn:{t}", NSMAP)) for t in _TIMER_TAGS]
+        present = [(tag, node) for tag, node in found_tags if node is not None]
+        if not present:
             problems.append(ctx.problem("timer-empty", "timer has no date, duration or cycle", definition))
             continue
-        node = values[0]  # SpiffWorkflow reads the first of timeDate, timeDuration, timeCycle
-        kind = _TIMER_KIND[node.tag.split("}")[1]]
+        tag, node = present[0]
+        kind = _TIMER_KIND[tag]
         text, _ = _strip(node.text or "")
         if not text:
             problems.append(ctx.problem("timer-empty", f"timer {kind} is empty", node))
@@ -171,4 +187,3 @@ def literal_name(text: str) -> str | None:
     if literal is not None:
         return literal
     return text if re.fullmatch(r"[A-Za-z][\w.\-]*", text) else None
-

@@ -67,12 +67,14 @@ class PathwayCatalog:
             DiagramError: naming file, line and element for invalid diagrams.
         """
         if not files:
-            raise InvalidInputError("no files uploaded", [Problem("at least one .bpmn file is required", field="/files")])
+            raise InvalidInputError("no files uploaded",
+                                    [Problem("at least one .bpmn file is required", field="/files")])
         bad = [n for n in files if not n.endswith((".bpmn", ".json")) or ".." in n or n.startswith("/")]
         if bad:
             raise InvalidInputError("bad file names", [Problem("must be a relative .bpmn or .json name", field=f"/{n}")
                                                        for n in bad])
-        uploaded = [parse_diagram(content, name, Path(name)) for name, content in files.items() if name.endswith(".bpmn")]
+        uploaded = [parse_diagram(content, name, Path(name))
+                    for name, content in files.items() if name.endswith(".bpmn")]
         shared = [d for d in self.library.diagrams() if d.name not in files]
         ids = [pid for d in uploaded if "/" not in d.name for pid in d.executable_process_ids]
         if not ids:
@@ -83,7 +85,8 @@ class PathwayCatalog:
         for pathway_id in ids:
             source = source_from_diagrams(pathway_id, uploaded + shared)
             extra = {n: c for n, c in files.items() if n.endswith(".json")}
-            infos.append(self._deploy(PathwaySource(source.pathway_id, source.main_file, {**source.files, **extra}), actor))
+            with_forms = PathwaySource(source.pathway_id, source.main_file, {**source.files, **extra})
+            infos.append(self._deploy(with_forms, actor))
         return infos
 
     def _deploy(self, source: PathwaySource, actor: str) -> VersionInfo:

@@ -200,6 +200,10 @@ def form_schema(task: Any, diagram: Diagram) -> dict[str, Any] | None:
 def _schema_from_file(task: Any, diagram: Diagram, file_name: str) -> dict[str, Any]:
     schema_path = (diagram.path.parent / file_name).resolve()
     problem = None
+    if file_name.startswith(("/", "\\")) or ".." in Path(file_name).parts:
+        raise DiagramError("unusable form", [Problem(
+            f"form schema file {file_name} must be beside the diagram (no absolute paths or '..')",
+            file=diagram.name, line=task.sourceline, element=task.get("id"), code="form-file")])
     try:
         schema = json.loads(schema_path.read_text(encoding="utf-8"))
         if not isinstance(schema, dict):
@@ -214,6 +218,15 @@ def _schema_from_file(task: Any, diagram: Diagram, file_name: str) -> dict[str, 
                                       element=task.get("id"), code="form-file")]
         )
     return dict(schema)
+
+
+def _number(config: str, task: Any, constraint: Any, diagram: Diagram) -> int | float:
+    try:
+        return float(config) if "." in config else int(config)
+    except ValueError:
+        raise DiagramError("unusable form", [Problem(
+            f"constraint {constraint.get('name')!r} needs a number, not {config!r}", file=diagram.name,
+            line=constraint.sourceline, element=task.get("id"), code="form-field")]) from None
 
 
 def _schema_from_camunda(task: Any, diagram: Diagram, form_data: Any) -> dict[str, Any]:
@@ -236,7 +249,7 @@ def _schema_from_camunda(task: Any, diagram: Diagram, form_data: Any) -> dict[st
             if name == "required":
                 required.append(field_id)
             elif name in _CAMUNDA_CONSTRAINTS and config is not None:
-                prop[_CAMUNDA_CONSTRAINTS[name]] = float(config) if "." in config else int(config)
+                prop[_CAMUNDA_CONSTRAINTS[name]] = _number(config, task, constraint, diagram)
         properties[field_id] = prop
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     if required:

@@ -174,21 +174,18 @@ def _element_of(exc: BaseException) -> str | None:
 
 
 def _root_cause(exc: BaseException) -> BaseException:
-    """SpiffWorkflow wraps errors (sometimes twice, sometimes only in ``__context__``)."""
+    """The error that started it: SpiffWorkflow wraps errors, sometimes keeping the original only in
+    ``__context__`` (WorkflowTaskException; the NameError of call_service's error path)."""
     seen: set[int] = set()
     current: BaseException = exc
-    while id(current) not in seen:
+    while id(current) not in seen and not isinstance(current, CarePathError):
         seen.add(id(current))
         inner = getattr(current, "exception", None)
-        if isinstance(inner, BaseException):
-            current = inner
-            continue
-        if isinstance(current, NameError) and isinstance(current.__context__, BaseException):
-            # PythonScriptEngine.call_service's error path raises NameError; the real error
-            # is in __context__ (LIBRARY_NOTES).
-            current = current.__context__
-            continue
-        break
+        if not isinstance(inner, BaseException):
+            inner = current.__cause__ or current.__context__
+        if inner is None:
+            break
+        current = inner
     return current
 
 
@@ -207,6 +204,8 @@ def translate_workflow_errors() -> Iterator[None]:
     """
     from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
     from SpiffWorkflow.exceptions import SpiffWorkflowException
+    from SpiffWorkflow.serializer.exceptions import MissingSpecError, TaskNotSupportedError, TaskSpecNotSupportedError
+    from SpiffWorkflow.util.weakmethod import DeadMethodCalled
 
     try:
         yield
@@ -230,3 +229,7 @@ def translate_workflow_errors() -> Iterator[None]:
             raise type(cause)(cause.message, problems) from exc
         message = f"{type(cause).__name__}: {cause}" if cause is not exc else str(exc)
         raise WorkflowError(message, [Problem(message=message, element=element)]) from exc
+    except (MissingSpecError, TaskNotSupportedError, TaskSpecNotSupportedError, DeadMethodCalled) as exc:
+        # The serializer's errors are plain ValueErrors: stored state that does not fit its spec.
+        message = f"stored workflow state cannot be used: {type(exc).__name__}: {exc}"
+        raise WorkflowError(message, [Problem(message=message)]) from exc

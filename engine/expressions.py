@@ -296,6 +296,8 @@ def check_script(source: str) -> list[Problem]:
 
 
 def _checked(source: str, mode: str) -> ast.AST:
+    if not isinstance(source, str):
+        raise UnsafeExpressionError(f"expected the text of an expression, got {type(source).__name__}")
     tree, problems = _parse(source, mode)
     if problems or tree is None:
         kind = "expression" if mode == "eval" else "script"
@@ -346,6 +348,16 @@ class _Interpreter:
         self.max_steps = limits[0]
         self.deadline = time.monotonic() + limits[1]
         self.steps = 0
+        self.built = 0
+
+    def account(self, node: ast.AST, value: Any) -> Any:
+        """Count a newly built value against the evaluation's memory budget; returns it."""
+        self.built += fn.built_size(value)
+        if self.built > fn.MAX_BUILT:
+            raise _fail(
+                node, f"the expression built more than {fn.MAX_BUILT} items or characters", "size-limit"
+            )
+        return value
 
     def tick(self, node: ast.AST) -> None:
         self.steps += 1
@@ -393,7 +405,8 @@ class _Interpreter:
         raise _fail(node, f"unknown variable '{node.id}'{hint}", "unknown-variable")
 
     def binop(self, node: ast.BinOp) -> Any:
-        return fn.arithmetic(_OPERATORS[type(node.op)], self.eval(node.left), self.eval(node.right))
+        result = fn.arithmetic(_OPERATORS[type(node.op)], self.eval(node.left), self.eval(node.right))
+        return self.account(node, result)
 
     def unaryop(self, node: ast.UnaryOp) -> Any:
         value = self.eval(node.operand)
@@ -448,7 +461,7 @@ class _Interpreter:
         text = "".join(str(self.eval(part)) for part in node.values)
         if len(text) > fn.MAX_TEXT:
             raise ValueError(f"the text would be longer than {fn.MAX_TEXT} characters")
-        return text
+        return self.account(node, text)
 
     def formatted(self, node: ast.FormattedValue) -> str:
         value = self.eval(node.value)
@@ -496,12 +509,14 @@ class _Interpreter:
             helper = ALLOWED_FUNCTIONS.get(node.func.id)
             if helper is None:
                 raise _refuse(node, f"calling '{node.func.id}' is not allowed")
-            return helper.call(self.clock, args, kwargs)
+            return self.account(node, helper.call(self.clock, args, kwargs))
         assert isinstance(node.func, ast.Attribute)  # guaranteed by the checker
         target = self.eval(node.func.value)
         if not fn.method_allowed(target, node.func.attr, allow_changes=self.script):
             raise _refuse(node, f"the method '{node.func.attr}' is not available on {type(target).__name__}")
-        return fn.call_method(target, node.func.attr, tuple(args), kwargs)
+        for arg in args:  # list.extend(big) grows the list by big's size
+            self.account(node, arg)
+        return self.account(node, fn.call_method(target, node.func.attr, tuple(args), kwargs))
 
     def walrus(self, node: ast.NamedExpr) -> Any:
         value = self.eval(node.value)
@@ -619,6 +634,9 @@ _EXECUTORS: dict[type, Callable[[_Interpreter, Any], None]] = {
 # --- task data stays JSON -----------------------------------------------------------------------
 
 
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def _as_json(value: Any, variable: str, inside: frozenset[int] = frozenset()) -> Any:
     """``value`` with tuples turned into lists; raises ExpressionError for anything JSON cannot hold."""
     if value is None or isinstance(value, str | bool | int):
@@ -631,6 +649,8 @@ def _as_json(value: Any, variable: str, inside: frozenset[int] = frozenset()) ->
         raise ExpressionError(f"'{variable}' would contain itself, which task data cannot store")
     inside = inside | {id(value)}
     if isinstance(value, list | tuple):
+        if set(map(type, value)) <= _JSON_SCALARS:  # fast path (C speed) for long lists of numbers
+            return list(value)
         return [_as_json(item, variable, inside) for item in value]
     if isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):

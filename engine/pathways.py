@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,10 @@ from typing import Any
 from .diagrams import FORM_FILE_PROPERTY, NSMAP, Diagram, parse_diagram, prepare_for_engine, read_diagram
 from .errors import DiagramError, NotFoundError, Problem, translate_workflow_errors
 
-__all__ = ["CompiledPathway", "PathwayLibrary", "PathwaySource", "compile_source", "version_of"]
+# SpiffWorkflow's XSD validator is one process-wide lxml schema whose error log is shared state.
+XSD_LOCK = threading.Lock()
+
+__all__ = ["XSD_LOCK", "CompiledPathway", "PathwayLibrary", "PathwaySource", "compile_source", "version_of"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ def source_from_diagrams(pathway_id: str, diagrams: list[Diagram]) -> PathwaySou
             continue
         files[diagram.name] = diagram.content
         for form_file in _form_files(diagram):
+            if not _is_local_name(form_file):
+                continue  # refused with file and line by prepare_for_engine / validation
             path = diagram.path.parent / form_file
             name = (Path(diagram.name).parent / form_file).as_posix()
             if path.exists():
@@ -139,8 +145,13 @@ def source_from_diagrams(pathway_id: str, diagrams: list[Diagram]) -> PathwaySou
     return PathwaySource(pathway_id=pathway_id, main_file=main.name, files=files)
 
 
+def _is_local_name(name: str) -> bool:
+    """Form files sit beside (or below) their diagram: no absolute paths, no '..'."""
+    return not name.startswith(("/", "\\")) and ".." not in Path(name).parts
+
+
 def _form_files(diagram: Diagram) -> list[str]:
-    xpath = ".//spiffworkflow:property[@name='%s']" % FORM_FILE_PROPERTY
+    xpath = f".//spiffworkflow:property[@name='{FORM_FILE_PROPERTY}']"
     return [str(p.get("value")) for p in diagram.tree.getroot().iterfind(xpath, NSMAP) if p.get("value")]
 
 
@@ -166,7 +177,7 @@ def compile_source(source: PathwaySource) -> CompiledPathway:
                 continue
             diagram = read_diagram(base / name, name)
             tree = prepare_for_engine(diagram)
-            with translate_workflow_errors():
+            with XSD_LOCK, translate_workflow_errors():
                 parser.add_bpmn_xml(tree.getroot(), filename=name)
         with translate_workflow_errors():
             spec = parser.get_spec(source.pathway_id)

@@ -19,7 +19,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -34,6 +34,10 @@ from .clock import Clock
 from .diagrams import FORM_PROPERTY
 from .errors import NotFoundError, TaskNotReadyError, translate_workflow_errors
 from .pathways import CompiledPathway
+from .timers import install_month_clamping
+
+# Clamped month arithmetic (P1M from 31 January is the last day of February) wherever workflows run.
+install_month_clamping()
 
 __all__ = [
     "TaskInfo",
@@ -59,17 +63,17 @@ class _ClockedDatetime(datetime):
     @classmethod
     def now(cls, tz: Any = None) -> _ClockedDatetime:
         clock = _active_clock.get()
-        current = clock.now() if clock is not None else datetime.now(timezone.utc)
-        current = current.astimezone(tz) if tz is not None else current.astimezone(timezone.utc)
+        current = clock.now() if clock is not None else datetime.now(UTC)
+        current = current.astimezone(tz) if tz is not None else current.astimezone(UTC)
         return cls.fromisoformat(current.isoformat())
 
 
 # SpiffWorkflow has no clock parameter (LIBRARY_NOTES): its timer module reads ``datetime.now``.
 # Rebinding the module's name is process-wide, but the clock itself is per context (thread), so a
 # test's ManualClock never leaks into another thread's step.
-_timer_module.datetime = _ClockedDatetime  # type: ignore[misc]
+_timer_module.datetime = _ClockedDatetime
 # Naive timeDate values would take the host's zone frozen at import; CarePath reads them as UTC.
-_timer_module.LOCALTZ = timezone.utc
+_timer_module.LOCALTZ = UTC
 
 
 @contextlib.contextmanager
@@ -282,7 +286,7 @@ def _collect_due(value: Any, due: list[datetime], key: str | None = None) -> Non
             when = datetime.fromisoformat(value)
         except ValueError:
             return
-        due.append(when if when.tzinfo else when.replace(tzinfo=timezone.utc))
+        due.append(when if when.tzinfo else when.replace(tzinfo=UTC))
 
 
 def waiting_messages(workflow: BpmnWorkflow) -> dict[str, Any]:

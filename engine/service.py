@@ -155,7 +155,8 @@ class PathwayService:
         """
         if not isinstance(data, dict):
             raise TaskDataError("task data must be a JSON object", [Problem("must be an object", field="/")])
-        return self._change(instance_id, expected_version, actor, lambda ctx, wf: self._complete(ctx, wf, task_id, data))
+        return self._change(instance_id, expected_version, actor,
+                            lambda ctx, wf: self._complete(ctx, wf, task_id, data))
 
     def _complete(self, context: StepContext, workflow: Any, task_id: str, data: dict[str, Any]) -> None:
         task = runtime.task_by_id(workflow, task_id)
@@ -175,7 +176,8 @@ class PathwayService:
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    def suspend(self, instance_id: str, actor: str, reason: str = "", expected_version: int | None = None) -> InstanceView:
+    def suspend(self, instance_id: str, actor: str, reason: str = "",
+                expected_version: int | None = None) -> InstanceView:
         """Raises: NotFoundError, StaleVersionError, ConflictError (not running)."""
         return self._set_status(instance_id, actor, expected_version, "suspended", {RUNNING, ERROR}, SUSPENDED, reason)
 
@@ -183,7 +185,8 @@ class PathwayService:
         """Raises: NotFoundError, StaleVersionError, ConflictError (not suspended)."""
         return self._set_status(instance_id, actor, expected_version, "resumed", {SUSPENDED}, RUNNING, "")
 
-    def cancel(self, instance_id: str, actor: str, reason: str = "", expected_version: int | None = None) -> InstanceView:
+    def cancel(self, instance_id: str, actor: str, reason: str = "",
+               expected_version: int | None = None) -> InstanceView:
         """Raises: NotFoundError, StaleVersionError, ConflictError (already ended)."""
         return self._set_status(instance_id, actor, expected_version, "cancelled", {RUNNING, SUSPENDED, ERROR},
                                 CANCELLED, reason)
@@ -381,10 +384,9 @@ class _ConflictMapper:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if isinstance(exc, StaleDataError | IntegrityError):
             raise StaleVersionError("the instance was changed by another request: reload it and try again") from exc
-        return False
 
 
 def _first_error_element(workflow: Any) -> str | None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from .clock import Clock
 from .db.models import PathwayInstance
 from .errors import (
+    CarePathError,
     ExpressionError,
     Problem,
     RuleEvaluationError,
@@ -49,7 +50,7 @@ class StepContext:
 ServiceOperator = Callable[[StepContext, Any, dict[str, Any]], Any]
 
 
-class StepScriptEngine(PythonScriptEngine):  # type: ignore[misc]
+class StepScriptEngine(PythonScriptEngine):
     """SpiffWorkflow's script engine with the safe environment and CarePath's service operators."""
 
     def __init__(self, environment: Any, operators: Mapping[str, ServiceOperator], context: StepContext) -> None:
@@ -64,7 +65,13 @@ class StepScriptEngine(PythonScriptEngine):  # type: ignore[misc]
             raise WorkflowError(f"unknown service operator {name!r}",
                                 [Problem(f"unknown service operator {name!r}", element=task.task_spec.bpmn_id)])
         params = {key: value["value"] for key, value in (kwargs.get("operation_params") or {}).items()}
-        return json.dumps(operator(self._context, task, params))
+        try:
+            return json.dumps(operator(self._context, task, params))
+        except CarePathError:
+            raise
+        except Exception as exc:  # an operator's own failure (network, service down) is an incident
+            message = f"service {name!r} failed: {type(exc).__name__}: {exc}"
+            raise WorkflowError(message, [Problem(message, element=task.task_spec.bpmn_id)]) from exc
 
 
 def make_step_engine(clock: Clock, operators: Mapping[str, ServiceOperator], context: StepContext,

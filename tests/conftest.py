@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -49,7 +49,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=timezone.utc))
+    return ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
 
 
 @pytest.fixture

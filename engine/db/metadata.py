@@ -1,5 +1,6 @@
 """Every table CarePath owns, imported in one place so Alembic sees them all."""
 
+from .. import access, idempotency  # noqa: F401  (api_tokens, idempotency_records)
 from . import models  # noqa: F401
 from .base import Base
 

@@ -8,7 +8,7 @@ author sees every mistake in a file at once.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
@@ -77,7 +77,9 @@ class YamlReader:
     def problem(self, node: Node | Loc, message: str, element: str | None = None) -> None:
         loc = node if isinstance(node, Loc) else self.loc(node)
         self.problems.append(
-            Problem(message, file=self.file, line=loc.line, column=loc.column, element=element or self.element)
+            Problem(
+                message, file=self.file, line=loc.line, column=loc.column, element=element or self.element
+            )
         )
 
     # --- shapes ---
@@ -184,7 +186,9 @@ class YamlReader:
             return None
         if value not in choices:
             self.problem(
-                node, f"unknown {what} '{value}'; expected one of {', '.join(choices)}{did_you_mean(value, choices)}"
+                node,
+                f"unknown {what} '{value}'; expected one of {', '.join(choices)}"
+                f"{did_you_mean(value, choices)}",
             )
             return None
         return value
@@ -196,7 +200,7 @@ class YamlReader:
         return _TYPE_NAMES.get(node.tag, node.tag)
 
 
-def did_you_mean(word: str, candidates: Iterator[str] | tuple[str, ...] | list[str] | set[str]) -> str:
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """``; did you mean 'x'?`` for the closest candidate, or nothing."""
     close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""

@@ -189,7 +189,7 @@ def _read_concerns(reader: YamlReader, text: str) -> tuple[dict[str, Domain], di
         return domains, concerns
     if "source" in top:
         read_guidance(reader, top["source"][1])
-    for code, key_node, value in reader.free_mapping(top["domains"][1], "domains") or []:
+    for code, _key_node, value in reader.free_mapping(top["domains"][1], "domains") or []:
         entries = reader.mapping(value, f"domain '{code}'", ("name_en", "concerns"), ("name_sv",))
         if entries is None or "concerns" not in entries:
             continue
@@ -239,9 +239,9 @@ def _read_services(reader: YamlReader, text: str) -> tuple[dict[str, ServiceType
             continue
         type_codes: list[str] = []
         for t in reader.sequence(e["types"][1], "types") or []:
-            code = reader.choice(t, "service type", tuple(types))
-            if code:
-                type_codes.append(code)
+            type_code = reader.choice(t, "service type", tuple(types))
+            if type_code:
+                type_codes.append(type_code)
         example = reader.boolean(e["example"][1], "example")
         entries_out.append(
             ServiceEntry(

@@ -30,7 +30,6 @@ from .catalogue import Catalogue
 from .model import (
     SCORE_OPERATORS,
     AllOf,
-    AnyOf,
     Assessment,
     ConcernCondition,
     Condition,
@@ -153,11 +152,22 @@ def _product(parts: Iterable[list[Alternative]], limit: int) -> list[Alternative
 
 
 def _patterns(alt: Alternative) -> list[dict[str, Any]]:
+    # durable-rules leaves a fact already bound by one of the rule's positive patterns out of
+    # its ``$not`` checks. "weight_change >= 5 and none(weight_change >= 8)" would then fire
+    # for a weight_change of 8. So each absence test is also folded, negated, into the
+    # positive patterns: the bound facts must not match it either.
+    absent_concerns = [a for a in alt.absent if isinstance(a, ConcernCondition)]
+    absent_context = [a for a in alt.absent if isinstance(a, ContextCondition)]
     patterns: list[dict[str, Any]] = [{"complete": {"t": "complete"}}]
     if alt.context:
-        patterns.append({"ctx": {"$and": [{"t": "context"}, *(_context_test(c) for c in alt.context)]}})
-    patterns.extend({f"c{i}": _concern_pattern(c)} for i, c in enumerate(alt.concerns))
-    for i, leaf in enumerate(alt.absent):
+        tests = [_context_test(c) for c in alt.context] + [_negated_context_test(c) for c in absent_context]
+        patterns.append({"ctx": {"$and": [{"t": "context"}, *tests]}})
+        absent_context = []  # the context fact is bound: its absence tests are in its pattern
+    for i, c in enumerate(alt.concerns):
+        pattern = _concern_pattern(c)
+        pattern["$and"].extend(_negated_concern_test(a) for a in absent_concerns)
+        patterns.append({f"c{i}": pattern})
+    for i, leaf in enumerate([*absent_concerns, *absent_context]):
         pattern = (
             _concern_pattern(leaf)
             if isinstance(leaf, ConcernCondition)
@@ -165,6 +175,30 @@ def _patterns(alt: Alternative) -> list[dict[str, Any]]:
         )
         patterns.append({f"n{i}$not": pattern})
     return patterns
+
+
+_NEGATED = {"$gte": "$lt", "$lte": "$gt", "$gt": "$lte", "$lt": "$gte", "$eq": "$neq"}
+
+
+def _negated_concern_test(c: ConcernCondition) -> dict[str, Any]:
+    """A concern fact does NOT match ``c`` (code/domain and score are always present)."""
+    alternatives: list[dict[str, Any]] = [
+        {"$neq": {"code": c.code}} if c.code else {"$neq": {"domain": c.domain}}
+    ]
+    alternatives.extend({_NEGATED[SCORE_OPERATORS[op]]: {"score": v}} for op, v in c.score)
+    return {"$or": alternatives}
+
+
+def _negated_context_test(c: ContextCondition) -> dict[str, Any]:
+    """The context fact does NOT match ``c``; a field that is not recorded does not match."""
+    missing = {"$nex": {c.field: 1}}
+    if c.op == "is":
+        differs: dict[str, Any] = {"$neq": {c.field: c.value}}
+    elif c.op == "in":
+        differs = {"$and": [{"$neq": {c.field: v}} for v in c.value]}
+    else:
+        differs = {_NEGATED[SCORE_OPERATORS[c.op]]: {c.field: c.value}}
+    return {"$or": [missing, differs]}
 
 
 def _concern_pattern(c: ConcernCondition) -> dict[str, Any]:
@@ -201,13 +235,17 @@ def build_facts(assessment: Assessment, catalogue: Catalogue) -> list[dict[str, 
         InvalidInputError: for concern codes not in the catalogue.
     """
     problems = [
-        Problem(f"unknown concern '{code}'{did_you_mean(code, catalogue.concerns)}", field=f"/concerns/{code}")
+        Problem(
+            f"unknown concern '{code}'{did_you_mean(code, catalogue.concerns)}", field=f"/concerns/{code}"
+        )
         for code in assessment.concerns
         if code not in catalogue.concerns
     ]
     if problems:
         raise InvalidInputError("the assessment names unknown concerns", problems)
-    facts: list[dict[str, Any]] = [{"id": CONTEXT_FACT_ID, "t": "context", **assessment.context.as_fact_fields()}]
+    facts: list[dict[str, Any]] = [
+        {"id": CONTEXT_FACT_ID, "t": "context", **assessment.context.as_fact_fields()}
+    ]
     concerns = sorted(assessment.concerns.items(), key=lambda kv: (catalogue.concerns[kv[0]].domain, kv[0]))
     for code, score in concerns:
         facts.append(

@@ -61,7 +61,9 @@ def load_rule_file(path: Path | str, catalogue: Catalogue) -> RuleFile:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise RuleFileError("cannot read the rule file", [Problem(str(exc.strerror), file=str(path))]) from exc
+        raise RuleFileError(
+            "cannot read the rule file", [Problem(str(exc.strerror), file=str(path))]
+        ) from exc
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -77,7 +79,9 @@ def parse_rule_text(text: str, file: str, catalogue: Catalogue) -> RuleFile:
     """
     reader = YamlReader(file)
     root = reader.compose(text)
-    top = reader.mapping(root, "a rule file", ("ruleset", "title", "rules"), ("description",)) if root else None
+    top = (
+        reader.mapping(root, "a rule file", ("ruleset", "title", "rules"), ("description",)) if root else None
+    )
     name = title = ""
     rules: list[Rule] = []
     if top is not None:
@@ -137,7 +141,9 @@ def _read_rule(reader: YamlReader, node: Node, catalogue: Catalogue) -> Rule | N
     reader.element = rule_id
     try:
         title = reader.text(entries["title"][1], "title") if "title" in entries else None
-        description = reader.text(entries["description"][1], "description") if "description" in entries else None
+        description = (
+            reader.text(entries["description"][1], "description") if "description" in entries else None
+        )
         guidance = read_guidance(reader, entries["guidance"][1]) if "guidance" in entries else ()
         priority = "medium"
         if "priority" in entries:
@@ -204,19 +210,24 @@ def _read_concern(reader: YamlReader, node: Node, catalogue: Catalogue) -> Condi
     if "code" in entries:
         code = reader.text(entries["code"][1], "concern code")
         if code and code not in catalogue.concerns:
-            reader.problem(entries["code"][1], f"unknown concern '{code}'{did_you_mean(code, catalogue.concerns)}")
+            reader.problem(
+                entries["code"][1], f"unknown concern '{code}'{did_you_mean(code, catalogue.concerns)}"
+            )
             ok = False
     if "domain" in entries:
         domain = reader.text(entries["domain"][1], "domain")
         if domain and domain not in catalogue.domains:
-            reader.problem(entries["domain"][1], f"unknown domain '{domain}'{did_you_mean(domain, catalogue.domains)}")
+            reader.problem(
+                entries["domain"][1], f"unknown domain '{domain}'{did_you_mean(domain, catalogue.domains)}"
+            )
             ok = False
     if "code" not in entries and "domain" not in entries:
         reader.problem(node, "a concern condition needs 'code' or 'domain'")
         return None
     if ok and code and domain and catalogue.concerns[code].domain != domain:
         reader.problem(
-            entries["domain"][1], f"concern '{code}' is in domain '{catalogue.concerns[code].domain}', not '{domain}'"
+            entries["domain"][1],
+            f"concern '{code}' is in domain '{catalogue.concerns[code].domain}', not '{domain}'",
         )
         ok = False
     score = _read_tests(reader, entries["score"][1], "score", 0, 10) if "score" in entries else None
@@ -231,9 +242,11 @@ def _read_tests(
     """``{at_least: 8}`` / ``{at_least: 5, at_most: 7}`` / a bare number meaning ``equals``."""
     if isinstance(node, ScalarNode):
         value = reader.number(node, what)
-        return None if value is None or not _in_range(reader, node, what, value, minimum, maximum) else [
-            ("equals", value)
-        ]
+        return (
+            None
+            if value is None or not _in_range(reader, node, what, value, minimum, maximum)
+            else [("equals", value)]
+        )
     entries = reader.mapping(node, f"the {what} test", optional=tuple(SCORE_OPERATORS))
     if entries is None:
         return None

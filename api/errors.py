@@ -1,0 +1,190 @@
+"""Errors as RFC 9457 problem details, request ids, and keeping patient data out of logs.
+
+One error type (:class:`ApiError`) for what the HTTP layer itself refuses, and one handler that
+turns every exception into ``application/problem+json`` with a stable ``type``:
+
+====================================  ======  ==============================
+engine / HTTP error                   status  type (under carepath.dev/problems/)
+====================================  ======  ==============================
+ApiError (bad parameter, header...)   4xx     request-invalid, malformed-json, ...
+InvalidTokenError                     401     unauthenticated
+PermissionDeniedError                 403     forbidden
+TaskDataError                         422     task-data-invalid
+DiagramError / RuleFileError          422     diagram-invalid / rule-file-invalid
+UnsafeExpressionError                 422     unsafe-expression
+IdempotencyKeyReusedError             422     idempotency-key-reused
+other InvalidInputError               400     input-invalid
+NotFoundError, unknown route          404     not-found
+StaleVersionError with If-Match       412     stale-version
+StaleVersionError without If-Match    409     instance-changed (a concurrent request won)
+TaskNotReadyError                     409     task-not-ready
+IdempotencyKeyInUseError              409     idempotency-key-in-use
+other ConflictError                   409     instance-state-conflict
+MessageNotDeliverableError            409     message-not-deliverable (the target's state)
+anything else                         500     internal-error, with no detail
+====================================  ======  ==============================
+
+Details come from the engine's messages, which never quote submitted values or patient references.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, current_app, g, json, request
+from werkzeug.exceptions import HTTPException
+
+from engine.access import InvalidTokenError
+from engine.errors import (
+    CarePathError,
+    ConflictError,
+    DiagramError,
+    InvalidInputError,
+    MessageNotDeliverableError,
+    NotFoundError,
+    PermissionDeniedError,
+    Problem,
+    RuleFileError,
+    StaleVersionError,
+    TaskDataError,
+    TaskNotReadyError,
+    UnsafeExpressionError,
+)
+from engine.idempotency import IdempotencyKeyInUseError, IdempotencyKeyReusedError
+
+from .openapi import PROBLEM_BASE, PROBLEM_TYPES
+
+__all__ = ["ApiError", "PatientDataFilter", "init_app"]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+PROBLEM_JSON = "application/problem+json"
+
+# (exception class, status, type slug), most specific first.
+_ENGINE_ERRORS: list[tuple[type[CarePathError], int, str]] = [
+    (InvalidTokenError, 401, "unauthenticated"),
+    (PermissionDeniedError, 403, "forbidden"),
+    (TaskDataError, 422, "task-data-invalid"),
+    (DiagramError, 422, "diagram-invalid"),
+    (RuleFileError, 422, "rule-file-invalid"),
+    (UnsafeExpressionError, 422, "unsafe-expression"),
+    (IdempotencyKeyReusedError, 422, "idempotency-key-reused"),
+    (InvalidInputError, 400, "input-invalid"),
+    (NotFoundError, 404, "not-found"),
+    (IdempotencyKeyInUseError, 409, "idempotency-key-in-use"),
+    (TaskNotReadyError, 409, "task-not-ready"),
+    (ConflictError, 409, "instance-state-conflict"),
+    (MessageNotDeliverableError, 409, "message-not-deliverable"),
+]
+_HTTP_ERRORS = {400: "request-invalid", 404: "not-found", 405: "method-not-allowed", 413: "body-too-large",
+                415: "unsupported-media-type"}
+
+
+@dataclass
+class ApiError(Exception):
+    """Raised by the HTTP layer for requests it refuses before (or instead of) calling the engine."""
+
+    status: int
+    type: str  # a slug of PROBLEM_TYPES
+    detail: str
+    problems: list[Problem] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.type not in PROBLEM_TYPES:
+            raise ValueError(f"unknown problem type {self.type!r}")
+        super().__init__(self.detail)
+
+
+def problem_response(status: int, slug: str, detail: str | None = None, problems: list[Problem] | None = None,
+                     headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": PROBLEM_TYPES[slug], "status": status,
+                            "request_id": g.get("request_id", "")}
+    if detail:
+        body["detail"] = detail
+    if problems:
+        body["errors"] = [_located(p) for p in problems]
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    response.headers.update(headers or {})
+    return response
+
+
+def _located(problem: Problem) -> dict[str, Any]:
+    return {k: v for k, v in problem.as_dict().items() if k in ("message", "field", "element", "file", "line",
+                                                                  "column", "code")}
+
+
+def _to_problem(exc: Exception) -> Response:
+    if isinstance(exc, ApiError):
+        return problem_response(exc.status, exc.type, exc.detail, exc.problems, exc.headers)
+    if isinstance(exc, StaleVersionError):
+        if "If-Match" in request.headers:
+            return problem_response(412, "stale-version", exc.message, exc.problems)
+        return problem_response(409, "instance-changed", exc.message, exc.problems)
+    for cls, status, slug in _ENGINE_ERRORS:
+        if isinstance(exc, cls):
+            headers = {"WWW-Authenticate": 'Bearer realm="carepath"'} if status == 401 else None
+            return problem_response(status, slug, exc.message, exc.problems, headers)
+    if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 500:
+        slug = _HTTP_ERRORS.get(exc.code, "request-invalid")
+        headers = dict(h for h in exc.get_headers() if h[0] == "Allow") if exc.code == 405 else None
+        return problem_response(exc.code, slug, exc.description, headers=headers)
+    current_app.logger.error("unhandled %s on %s %s (request %s)", type(exc).__name__, request.method,
+                             request.url_rule.rule if request.url_rule else "?", g.get("request_id"), exc_info=exc)
+    return problem_response(500, "internal-error")
+
+
+def _assign_request_id() -> None:
+    offered = request.headers.get("X-Request-ID", "")
+    g.request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+
+
+def _echo_request_id(response: Response) -> Response:
+    response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+    return response
+
+
+class PatientDataFilter(logging.Filter):
+    """Keeps patient data out of log records.
+
+    Query strings (``?patient_ref=...``) are cut from messages, and tracebacks keep their frames
+    and exception types but lose the exception messages, which may quote values (a database
+    error quotes its parameters, a validation error the submitted value).
+    """
+
+    _QUERY = re.compile(r"\?[^\s\"']*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg, record.args = self._QUERY.sub("?[query redacted]", message), None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = _scrubbed_traceback(record.exc_info[1])
+            record.exc_info = None
+        return True
+
+
+def _scrubbed_traceback(exc: BaseException) -> str:
+    parts: list[str] = []
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(f"Traceback (most recent call last):\n{frames}{type(current).__module__}."
+                     f"{type(current).__qualname__}: [message redacted]")
+        current = current.__cause__ or current.__context__
+    return "\n\nwhich was raised while handling:\n".join(parts)
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_assign_request_id)
+    app.after_request(_echo_request_id)
+    app.register_error_handler(Exception, _to_problem)
+    log_filter = PatientDataFilter()
+    for logger in (app.logger, logging.getLogger("werkzeug")):
+        if not any(isinstance(f, PatientDataFilter) for f in logger.filters):
+            logger.addFilter(log_filter)

@@ -1,0 +1,76 @@
+"""/v1/instances: start, read, list (cursor pagination), suspend, resume, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, url_for
+
+from engine.queries import MAX_LIMIT, InstanceFilter
+
+from . import carepath, queries
+from .auth import current_principal, requires
+from .idempotency import idempotent
+from .openapi import SCHEMAS
+from .parsing import etag, if_match, json_body, query_int, query_str, query_time
+
+bp = Blueprint("instances", __name__, url_prefix="/v1/instances")
+
+_PATIENT_REF = SCHEMAS["StartRequest"]["properties"]["patient_ref"]["pattern"]
+_PATHWAY_ID = SCHEMAS["StartRequest"]["properties"]["pathway_id"]["pattern"]
+Reply = tuple[dict[str, Any], int, dict[str, str]]
+
+
+def instance_filter() -> InstanceFilter:
+    """The patient / pathway / status / due-date filters of a list request (also used by /v1/tasks)."""
+    return InstanceFilter(patient_ref=query_str("patient_ref", _PATIENT_REF),
+                          pathway_id=query_str("pathway_id", _PATHWAY_ID),
+                          status=query_str("status", r"^[a-z]{1,20}$"), due_before=query_time("due_before"))
+
+
+@bp.post("")
+@requires("instances.start")
+@idempotent
+def start() -> Reply:
+    body = json_body("StartRequest")
+    view = carepath().instances.start(body["pathway_id"], body["patient_ref"], current_principal().actor,
+                                      body.get("data"))
+    return view.as_dict(), 201, {**etag(view.version), "Location": url_for(".get", instance_id=view.id)}
+
+
+@bp.get("")
+@requires("instances.read")
+def find() -> dict[str, Any]:
+    page = queries().find(instance_filter(), query_str("cursor"), query_int("limit", 50, 1, MAX_LIMIT))
+    return page.as_dict()
+
+
+@bp.get("/<uuid:instance_id>")
+@requires("instances.read")
+def get(instance_id: Any) -> Reply:
+    view = carepath().instances.get(str(instance_id))
+    return view.as_dict(), 200, etag(view.version)
+
+
+@bp.post("/<uuid:instance_id>/suspend")
+@requires("instances.manage")
+def suspend(instance_id: Any) -> Reply:
+    reason = json_body("LifecycleRequest", required=False).get("reason", "")
+    view = carepath().instances.suspend(str(instance_id), current_principal().actor, reason, if_match())
+    return view.as_dict(), 200, etag(view.version)
+
+
+@bp.post("/<uuid:instance_id>/resume")
+@requires("instances.manage")
+def resume(instance_id: Any) -> Reply:
+    json_body("LifecycleRequest", required=False)
+    view = carepath().instances.resume(str(instance_id), current_principal().actor, if_match())
+    return view.as_dict(), 200, etag(view.version)
+
+
+@bp.post("/<uuid:instance_id>/cancel")
+@requires("instances.manage")
+def cancel(instance_id: Any) -> Reply:
+    reason = json_body("LifecycleRequest", required=False).get("reason", "")
+    view = carepath().instances.cancel(str(instance_id), current_principal().actor, reason, if_match())
+    return view.as_dict(), 200, etag(view.version)

@@ -1,0 +1,173 @@
+"""Reading requests: JSON bodies checked against the OpenAPI schemas, headers, query parameters.
+
+Every helper raises :class:`~api.errors.ApiError` naming the failing field, and never quotes the
+submitted value (it may be patient data).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from flask import request
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+from werkzeug.datastructures import FileStorage
+
+from engine.errors import Problem
+
+from .errors import ApiError
+from .openapi import DOCUMENT
+
+__all__ = ["etag", "if_match", "json_body", "query_int", "query_str", "query_time", "uploaded_files"]
+
+DOCUMENT_URI = "https://carepath.dev/openapi.json"
+_IF_MATCH = re.compile(r'^"([0-9]{1,9})"$')
+_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}"
+_UPLOAD_NAME = re.compile(rf"^(?:{_PART}/){{0,3}}{_PART}\.(?:bpmn|json)$")
+MAX_UPLOAD_FILES = 50
+
+
+@cache
+def _validator(schema_name: str) -> Draft202012Validator:
+    registry: Registry[Any] = Registry().with_resource(
+        DOCUMENT_URI, Resource.from_contents(DOCUMENT, default_specification=DRAFT202012))
+    return Draft202012Validator({"$ref": f"{DOCUMENT_URI}#/components/schemas/{schema_name}"}, registry=registry)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_body(schema_name: str, required: bool = True) -> dict[str, Any]:
+    """The request's JSON object, valid against ``components.schemas[schema_name]``.
+
+    An optional body may be absent (then ``{}``).
+
+    Raises: ApiError 415 (not JSON), 400 (malformed or invalid), 413 (too large, from werkzeug).
+    """
+    raw = request.get_data(cache=True)
+    if not raw and not required:
+        return {}
+    if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
+        raise ApiError(415, "unsupported-media-type", "send the body as application/json")
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ApiError(400, "malformed-json", "the body is not valid UTF-8 JSON") from exc
+    problems = [Problem(_message(error), field=_pointer(error), code=str(error.validator))
+                for error in _validator(schema_name).iter_errors(body)]
+    if problems:
+        raise ApiError(400, "request-invalid", "the request body is not valid", sorted(problems, key=str))
+    return dict(body)
+
+
+def _pointer(error: ValidationError) -> str:
+    path = "/" + "/".join(str(p) for p in error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [name for name in error.validator_value if name not in error.instance]
+        if missing:
+            return path.rstrip("/") + "/" + str(missing[0])
+    return path
+
+
+def _message(error: ValidationError) -> str:
+    """jsonschema's own messages quote the submitted value; these do not."""
+    keyword, expected = str(error.validator), error.validator_value
+    if keyword == "required":
+        return "is required"
+    if keyword == "additionalProperties":
+        return "has properties that are not allowed here"
+    if keyword == "type":
+        return f"must be of type {expected}"
+    if keyword in ("enum", "const"):
+        return f"must be one of {expected if isinstance(expected, list) else [expected]}"
+    if keyword == "oneOf":
+        return "must match exactly one of the allowed forms (for a message: patient_ref or instance_id)"
+    if keyword == "$ref":
+        return "is not valid"
+    return f"fails {keyword} {expected!r}" if not isinstance(expected, dict | list) else f"fails {keyword}"
+
+
+def uploaded_files() -> dict[str, bytes]:
+    """The ``files`` parts of a multipart upload, by their (relative) file names.
+
+    Raises: ApiError 415 (not multipart), 400 (no files, bad names, too many).
+    """
+    if request.mimetype != "multipart/form-data":
+        raise ApiError(415, "unsupported-media-type", "upload diagrams as multipart/form-data in 'files' parts")
+    parts: list[FileStorage] = request.files.getlist("files")
+    if not parts:
+        raise ApiError(400, "request-invalid", "no files uploaded", [Problem("at least one file", field="/files")])
+    if len(parts) > MAX_UPLOAD_FILES:
+        raise ApiError(400, "request-invalid", "too many files",
+                       [Problem(f"at most {MAX_UPLOAD_FILES}", field="/files")])
+    files: dict[str, bytes] = {}
+    for index, part in enumerate(parts):
+        name = part.filename or ""
+        if not _UPLOAD_NAME.match(name) or ".." in name:
+            raise ApiError(400, "request-invalid", "bad file name", [Problem(
+                "must be a relative name such as pathway.bpmn or shared/sub.bpmn (.bpmn or .json)",
+                field=f"/files/{index}")])
+        files[name] = part.read()
+    return files
+
+
+def if_match() -> int | None:
+    """The instance version in ``If-Match: "3"``; None when absent or ``*``.
+
+    Raises: ApiError 400 for any other form.
+    """
+    value = request.headers.get("If-Match")
+    if value is None or value.strip() == "*":
+        return None
+    match = _IF_MATCH.match(value.strip())
+    if match is None:
+        raise ApiError(400, "request-invalid", 'If-Match must be one quoted instance version, like "3"',
+                       [Problem('must look like "3"', field="If-Match")])
+    return int(match.group(1))
+
+
+def etag(version: int) -> dict[str, str]:
+    return {"ETag": f'"{version}"'}
+
+
+def query_str(name: str, pattern: str | None = None, max_length: int = 500) -> str | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    if len(value) > max_length or (pattern is not None and not re.match(pattern, value)):
+        raise ApiError(400, "request-invalid", f"query parameter {name} is not valid",
+                       [Problem(f"must match {pattern}" if pattern else f"at most {max_length} characters",
+                                field=name)])
+    return value
+
+
+def query_int(name: str, default: int, low: int, high: int) -> int:
+    value = request.args.get(name)
+    if value is None:
+        return default
+    if not re.fullmatch(r"-?[0-9]{1,9}", value) or not low <= int(value) <= high:
+        raise ApiError(400, "request-invalid", f"query parameter {name} is not valid",
+                       [Problem(f"must be an integer from {low} to {high}", field=name)])
+    return int(value)
+
+
+def query_time(name: str) -> datetime | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.upper().replace("Z", "+00:00")) if len(value) <= 40 else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None or math.isnan(when.timestamp()):
+        raise ApiError(400, "request-invalid", f"query parameter {name} is not valid",
+                       [Problem("must be an RFC 3339 date-time with a zone, like 2026-01-15T09:00:00Z", field=name)])
+    return when

@@ -1,0 +1,50 @@
+"""Tasks: ready tasks across instances, one task with its form, completing a task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+
+from engine.errors import NotFoundError
+from engine.queries import MAX_LIMIT
+
+from . import carepath, queries
+from .auth import current_principal, requires
+from .idempotency import idempotent
+from .instances import instance_filter
+from .parsing import etag, if_match, json_body, query_int, query_str
+
+bp = Blueprint("tasks", __name__, url_prefix="/v1")
+
+Reply = tuple[dict[str, Any], int, dict[str, str]]
+
+
+@bp.get("/tasks")
+@requires("tasks.read")
+def list_ready() -> dict[str, Any]:
+    page = queries().ready_tasks(instance_filter(), query_str("element", r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$"),
+                                 query_str("cursor"), query_int("limit", 20, 1, MAX_LIMIT))
+    return page.as_dict()
+
+
+@bp.get("/instances/<uuid:instance_id>/tasks/<uuid:task_id>")
+@requires("tasks.read")
+def get(instance_id: Any, task_id: Any) -> Reply:
+    view = carepath().instances.get(str(instance_id))
+    for task in view.ready_tasks:
+        if task["id"] == str(task_id):
+            item = {**task, "instance_id": view.id, "instance_version": view.version,
+                    "pathway_id": view.pathway_id, "patient_ref": view.patient_ref}
+            return item, 200, etag(view.version)
+    raise NotFoundError("no ready task with this id in the instance")
+
+
+@bp.post("/instances/<uuid:instance_id>/tasks/<uuid:task_id>/complete")
+@requires("tasks.complete")
+@idempotent
+def complete(instance_id: Any, task_id: Any) -> Reply:
+    data = json_body("CompleteRequest")["data"]
+    view = carepath().instances.complete_task(str(instance_id), str(task_id), data, current_principal().actor,
+                                              expected_version=if_match())
+    return view.as_dict(), 200, etag(view.version)

@@ -1,0 +1,144 @@
+"""Idempotency keys: a retried request returns the first response and changes nothing twice.
+
+The caller names a request with a key; the key is scoped to the caller (the token) and bound to a
+fingerprint of the request (method, path and body). The protocol, in three short transactions:
+
+1. :meth:`IdempotencyStore.begin` reserves the key (a unique constraint on caller + key makes two
+   concurrent first attempts collide: the second gets :class:`IdempotencyKeyInUseError`), or
+   returns the stored response of an earlier success.
+2. The use case runs in its own unit of work.
+3. :meth:`IdempotencyStore.finish` stores a success; :meth:`IdempotencyStore.abandon` drops the
+   reservation after a failure, so a corrected retry may run (failed use cases change nothing).
+
+If the process dies between 2 and 3 the reservation stays "in progress": a retry is refused with
+:class:`IdempotencyKeyInUseError` rather than run twice. Records expire after :data:`RETENTION`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Integer, String, Text, UniqueConstraint, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from .clock import Clock
+from .db.base import Base
+from .db.models import UTCDateTime
+from .db.session import unit_of_work
+from .errors import ConflictError, InvalidInputError, Problem
+
+__all__ = [
+    "IdempotencyKeyInUseError",
+    "IdempotencyKeyReusedError",
+    "IdempotencyRecord",
+    "IdempotencyStore",
+    "StoredResponse",
+    "request_fingerprint",
+]
+
+RETENTION = timedelta(hours=24)
+_IN_PROGRESS = 0
+
+
+class IdempotencyKeyReusedError(InvalidInputError):
+    """Raised when a key is sent again with a different request (HTTP 422)."""
+
+
+class IdempotencyKeyInUseError(ConflictError):
+    """Raised when the first request with this key has not finished yet (HTTP 409)."""
+
+
+class IdempotencyRecord(Base):
+    """The first response to a request sent with an ``Idempotency-Key``."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("principal", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    principal: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)  # 0 while the first request runs
+    headers: Mapped[str] = mapped_column(Text, default="{}")  # JSON, e.g. ETag and Location
+    body: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """SHA-256 over the method, path and body (canonical JSON when the body is JSON)."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        canonical = body
+    digest = hashlib.sha256(f"{method.upper()} {path}\n".encode())
+    digest.update(canonical)
+    return digest.hexdigest()
+
+
+class IdempotencyStore:
+    """Reserving keys and storing first responses; each method is one unit of work."""
+
+    def __init__(self, session_factory: sessionmaker[Session], clock: Clock) -> None:
+        self.sessions = session_factory
+        self.clock = clock
+
+    def begin(self, principal: str, key: str, fingerprint: str) -> StoredResponse | None:
+        """Reserve ``key`` for this request, or return the response of its earlier success.
+
+        Raises:
+            IdempotencyKeyReusedError: the key was used for a different request.
+            IdempotencyKeyInUseError: the first request with this key is still running.
+        """
+        now = self.clock.now()
+        try:
+            with unit_of_work(self.sessions) as session:
+                record = session.scalars(select(IdempotencyRecord).where(
+                    IdempotencyRecord.principal == principal, IdempotencyRecord.key == key)).first()
+                if record is not None and record.created_at < now - RETENTION:
+                    session.delete(record)
+                    session.flush()
+                    record = None
+                if record is None:
+                    session.add(IdempotencyRecord(principal=principal, key=key, fingerprint=fingerprint,
+                                                  status=_IN_PROGRESS, headers="{}", body="", created_at=now))
+                    session.flush()
+                    return None
+                if record.fingerprint != fingerprint:
+                    raise IdempotencyKeyReusedError(
+                        "this Idempotency-Key was already used for a different request",
+                        [Problem("already used with another method, path or body", field="Idempotency-Key")])
+                if record.status == _IN_PROGRESS:
+                    raise _in_use()
+                return StoredResponse(record.status, json.loads(record.headers), record.body)
+        except IntegrityError as exc:  # a concurrent first attempt reserved it a moment ago
+            raise _in_use() from exc
+
+    def finish(self, principal: str, key: str, response: StoredResponse) -> None:
+        with unit_of_work(self.sessions) as session:
+            record = session.scalars(select(IdempotencyRecord).where(
+                IdempotencyRecord.principal == principal, IdempotencyRecord.key == key)).one()
+            record.status = response.status
+            record.headers = json.dumps(response.headers)
+            record.body = response.body
+
+    def abandon(self, principal: str, key: str) -> None:
+        with unit_of_work(self.sessions) as session:
+            session.execute(delete(IdempotencyRecord).where(
+                IdempotencyRecord.principal == principal, IdempotencyRecord.key == key,
+                IdempotencyRecord.status == _IN_PROGRESS))
+
+
+def _in_use() -> IdempotencyKeyInUseError:
+    return IdempotencyKeyInUseError("a request with this Idempotency-Key is still being processed",
+                                    [Problem("retry later", field="Idempotency-Key")])

@@ -1,0 +1,92 @@
+"""Needs-to-interventions rules: YAML rule files evaluated on durable-rules, explainable.
+
+The public surface. Typical use (what a pathway task does)::
+
+    registry = RuleSetRegistry(settings.rules_dir)
+    assessment = Assessment.from_dict(task_data)          # {"concerns": {...}, "context": {...}}
+    evaluation = evaluate_and_record(session, registry, "supportive_care", assessment,
+                                     clock=clock, instance_id=instance.id, task_id=task_id)
+    evaluation.id, evaluation.outcomes.referrals           # the caller commits the session
+
+See ``docs/rules.md`` for the rule format.
+"""
+
+from .catalogue import Catalogue, load_catalogue
+from .compiler import CompiledRuleset, build_facts, compile_rule_file
+from .evaluator import ENGINE_LOCK, Evaluation, RulesHost, evaluate, resolve_outcomes
+from .explain import (
+    WhyExplanation,
+    WhyNotExplanation,
+    explain_evaluation,
+    explain_why,
+    explain_why_not,
+    rule_fires,
+)
+from .loader import load_rule_file, parse_rule_text
+from .model import (
+    Assessment,
+    Firing,
+    Outcomes,
+    PatientContext,
+    ResolvedItem,
+    ResolvedReferral,
+    Rule,
+    RuleFile,
+)
+from .registry import LoadedRuleset, RuleSetRegistry
+from .simulate import CohortModel, SimulationReport, simulate, synthetic_assessments
+from .store import (
+    RuleEvaluationRecord,
+    RuleVersionRecord,
+    StoredEvaluation,
+    evaluate_and_record,
+    get_evaluation,
+    list_evaluations,
+    record_evaluation,
+)
+from .testing import RuleTestReport, load_cases, run_rule_tests
+
+__all__ = [
+    "ENGINE_LOCK",
+    "Assessment",
+    "Catalogue",
+    "CohortModel",
+    "CompiledRuleset",
+    "Evaluation",
+    "Firing",
+    "LoadedRuleset",
+    "Outcomes",
+    "PatientContext",
+    "ResolvedItem",
+    "ResolvedReferral",
+    "Rule",
+    "RuleEvaluationRecord",
+    "RuleFile",
+    "RuleSetRegistry",
+    "RuleTestReport",
+    "RuleVersionRecord",
+    "RulesHost",
+    "SimulationReport",
+    "StoredEvaluation",
+    "WhyExplanation",
+    "WhyNotExplanation",
+    "build_facts",
+    "compile_rule_file",
+    "evaluate",
+    "evaluate_and_record",
+    "explain_evaluation",
+    "explain_why",
+    "explain_why_not",
+    "get_evaluation",
+    "list_evaluations",
+    "load_cases",
+    "load_catalogue",
+    "load_rule_file",
+    "parse_rule_text",
+    "record_evaluation",
+    "resolve_outcomes",
+    "rule_fires",
+    "run_rule_tests",
+    "simulate",
+    "synthetic_assessments",
+]

@@ -1,0 +1,273 @@
+"""Evaluating one assessment against a compiled rule set, on durable-rules, safely.
+
+How each crash mode in LIBRARY_NOTES is avoided, by design:
+
+- **Background dispatcher.** :class:`RulesHost` overrides ``Host._run``: no timer thread ever
+  runs an action on another thread. Actions only run inside ``assert_fact``, on the caller's
+  thread, while :data:`ENGINE_LOCK` is held.
+- **Thread safety.** The native engine is process-global and not thread safe: every call into
+  it happens under one process-wide lock.
+- **Session leaks and the 1,024 live-session ceiling.** Each evaluation uses a fresh session id
+  (uuid4) and deletes it in ``finally``, so at most one session is ever live.
+- **Deleting a session with a queued action (segfault).** Facts are asserted one at a time,
+  never as a batch, so a fact nobody matches (MessageNotHandledException, which is normal)
+  cannot leave its neighbours' actions queued; before deleting, pending actions are drained.
+- **Order dependence of ``none``.** Facts arrive in a canonical order and every rule waits for
+  the completion marker (see :mod:`.compiler`).
+- **Swallowed action exceptions.** durable-rules stores them under the state's ``exception``
+  key and returns normally; every returned state is checked and the error raised as
+  :class:`RuleEvaluationError`.
+- **Slow actions dropped after 10 s.** Actions only append ``(rule, matched fact ids)`` to a
+  list; outcomes are worked out in Python afterwards (:func:`resolve_outcomes`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import durable_rules_engine
+from durable import engine as durable
+
+from engine.errors import RuleEvaluationError
+
+from .catalogue import Catalogue
+from .compiler import CompiledRuleset, build_facts
+from .model import (
+    PRIORITIES,
+    URGENCIES,
+    Assessment,
+    Firing,
+    Outcomes,
+    ResolvedItem,
+    ResolvedReferral,
+    RuleFile,
+)
+
+__all__ = [
+    "ENGINE_LOCK",
+    "Evaluation",
+    "RulesHost",
+    "default_host",
+    "evaluate",
+    "resolve_outcomes",
+    "run_facts",
+]
+
+ENGINE_LOCK = threading.RLock()
+_MAX_DRAIN = 10_000  # far above the number of firings any rule set here can produce
+
+Recorded = tuple[str, tuple[str, ...]]  # (durable rule name, matched fact ids)
+
+
+class RulesHost(durable.Host):
+    """A durable-rules host with no background dispatcher; actions only record firings."""
+
+    def __init__(self) -> None:
+        self.recording: list[Recorded] | None = None
+        self._registered: set[str] = set()
+        super().__init__()
+
+    def _run(self) -> None:
+        """The stock host starts timer threads here that run actions on their own; not us."""
+
+    def get_action(self, action_name: str) -> Callable[[durable.Closure], None]:
+        def action(c: durable.Closure) -> None:
+            self.record(action_name, c._m)
+
+        return action
+
+    def record(self, rule_name: str, message: dict[str, Any]) -> None:
+        """Note that ``rule_name`` fired with ``message`` (pattern name -> fact)."""
+        if self.recording is None:
+            raise RuntimeError(f"rule {rule_name} fired outside an evaluation")
+        keys = sorted((k for k in message if k != "complete"), key=lambda k: (k != "ctx", len(k), k))
+        self.recording.append((rule_name, tuple(message[k]["id"] for k in keys)))
+
+    def ensure_registered(self, compiled: CompiledRuleset) -> durable.Ruleset:
+        """Register the compiled rule set once; versions live side by side under their names."""
+        if compiled.durable_name not in self._registered:
+            self.register_rulesets({compiled.durable_name: compiled.definition_with_actions()})
+            self._registered.add(compiled.durable_name)
+        ruleset: durable.Ruleset = self.get_ruleset(compiled.durable_name)
+        return ruleset
+
+
+_default_host: RulesHost | None = None
+
+
+def default_host() -> RulesHost:
+    """The process's host (created on first use; each process has its own engine state)."""
+    global _default_host
+    with ENGINE_LOCK:
+        if _default_host is None:
+            _default_host = RulesHost()
+        return _default_host
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation: its inputs, which rules fired (in order, with their facts), outcomes."""
+
+    id: str
+    ruleset_name: str
+    ruleset_version: str
+    catalogue_version: str
+    facts: tuple[dict[str, Any], ...]
+    firings: tuple[Firing, ...]
+    outcomes: Outcomes
+
+    def fired_rule_ids(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for f in self.firings:
+            seen.setdefault(f.rule_id, None)
+        return list(seen)
+
+
+def evaluate(
+    compiled: CompiledRuleset,
+    catalogue: Catalogue,
+    assessment: Assessment,
+    *,
+    evaluation_id: str | None = None,
+    host: RulesHost | None = None,
+) -> Evaluation:
+    """Evaluate one assessment.
+
+    Raises:
+        InvalidInputError: when the assessment names concerns the catalogue does not know.
+        RuleEvaluationError: when durable-rules fails or an action raised.
+    """
+    facts = build_facts(assessment, catalogue)
+    recorded = run_facts(compiled, facts, host=host)
+    firings = tuple(Firing(compiled.rule_of[name], matched) for name, matched in recorded)
+    return Evaluation(
+        id=evaluation_id or str(uuid.uuid4()),
+        ruleset_name=compiled.name,
+        ruleset_version=compiled.version,
+        catalogue_version=compiled.rule_file.catalogue_version,
+        facts=tuple(facts),
+        firings=firings,
+        outcomes=resolve_outcomes(compiled.rule_file, firings),
+    )
+
+
+def run_facts(
+    compiled: CompiledRuleset, facts: list[dict[str, Any]], *, host: RulesHost | None = None
+) -> list[Recorded]:
+    """Assert ``facts`` one by one in a fresh session and return the firings in order.
+
+    Raises:
+        RuleEvaluationError: when durable-rules fails or an action raised.
+    """
+    host = host or default_host()
+    sid = str(uuid.uuid4())
+    recording: list[Recorded] = []
+    with ENGINE_LOCK:
+        try:
+            ruleset = host.ensure_registered(compiled)
+        except Exception as exc:
+            raise RuleEvaluationError(f"cannot register rule set {compiled.durable_name}: {exc}") from exc
+        host.recording = recording
+        try:
+            for fact in facts:
+                _assert_one(host, compiled.durable_name, {**fact, "sid": sid})
+            _drain(ruleset)
+        except RuleEvaluationError:
+            raise
+        except Exception as exc:
+            raise RuleEvaluationError(f"the rules engine failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            try:
+                _drain(ruleset)  # never delete a session with a queued action
+                ruleset.delete_state(sid)
+            finally:
+                host.recording = None
+    return recording
+
+
+def _assert_one(host: RulesHost, name: str, fact: dict[str, Any]) -> None:
+    try:
+        state = host.assert_fact(name, fact)
+    except durable.MessageNotHandledException:
+        return  # no rule looks at this fact: normal
+    except durable.MessageObservedException as exc:
+        raise RuleEvaluationError(f"fact {fact['id']} was asserted twice in one evaluation") from exc
+    _check_state(state)
+
+
+def _check_state(state: Any) -> None:
+    if isinstance(state, dict) and state.get("exception"):
+        raise RuleEvaluationError(f"a rule action failed: {str(state['exception']).splitlines()[0][:500]}")
+
+
+def _drain(ruleset: durable.Ruleset) -> None:
+    """Run any action still queued for this rule set (ours is the only live session)."""
+    errors: list[Any] = []
+
+    def complete(error: Any, state: Any) -> None:
+        if error:
+            errors.append(error)
+        elif isinstance(state, dict) and state.get("exception"):
+            errors.append(state["exception"])
+
+    # durable-rules 2.0.28 (pinned) exposes no public "run pending actions now" call; this is
+    # what its own dispatcher thread does, done here synchronously.
+    for _ in range(_MAX_DRAIN):
+        result = durable_rules_engine.start_action(ruleset._handle)
+        if not result:
+            break
+        ruleset._flush_actions(json.loads(result[0]), {"message": json.loads(result[1])}, result[2], complete)
+    else:
+        raise RuleEvaluationError("rule actions keep queuing; giving up")
+    if errors:
+        raise RuleEvaluationError(f"a rule action failed: {str(errors[0]).splitlines()[0][:500]}")
+
+
+def resolve_outcomes(rule_file: RuleFile, firings: tuple[Firing, ...] | list[Firing]) -> Outcomes:
+    """Merge the ``then`` of every fired rule: one entry per code, the most urgent urgency,
+    the highest priority; codes both recommended and advised against are marked for review."""
+    fired: list[str] = []
+    for firing in firings:
+        if firing.rule_id not in fired:
+            fired.append(firing.rule_id)
+    rules = [rule_file.rule(rule_id) for rule_id in fired]
+    referrals: dict[tuple[str, str], tuple[str, list[str]]] = {}
+    offers: dict[str, list[str]] = {}
+    info: dict[str, list[str]] = {}
+    avoid: dict[str, tuple[str, list[str]]] = {}
+    for rule in rules:
+        for r in rule.then.refer:
+            urgency, by = referrals.get((r.intervention, r.service), (r.urgency, []))
+            referrals[(r.intervention, r.service)] = (_most_urgent(urgency, r.urgency), [*by, rule.id])
+        for code in rule.then.offer:
+            offers.setdefault(code, []).append(rule.id)
+        for code in rule.then.inform:
+            info.setdefault(code, []).append(rule.id)
+        for n in rule.then.not_recommended:
+            reason, by = avoid.get(n.intervention, (n.reason, []))
+            avoid[n.intervention] = (reason, [*by, rule.id])
+    recommended = {code for code, _ in referrals} | set(offers) | set(info)
+    urgency_rank = {u: i for i, u in enumerate(URGENCIES)}
+    return Outcomes(
+        referrals=tuple(
+            ResolvedReferral(code, service, urgency, tuple(by), code in avoid)
+            for (code, service), (urgency, by) in sorted(
+                referrals.items(), key=lambda kv: (-urgency_rank[kv[1][0]], kv[0])
+            )
+        ),
+        interventions=tuple(ResolvedItem(c, tuple(by), None, c in avoid) for c, by in sorted(offers.items())),
+        information=tuple(ResolvedItem(c, tuple(by), None, c in avoid) for c, by in sorted(info.items())),
+        not_recommended=tuple(
+            ResolvedItem(c, tuple(by), reason, c in recommended) for c, (reason, by) in sorted(avoid.items())
+        ),
+        priority=max((r.priority for r in rules), key=PRIORITIES.index, default=None),
+    )
+
+
+def _most_urgent(a: str, b: str) -> str:
+    return a if URGENCIES.index(a) >= URGENCIES.index(b) else b

@@ -1,0 +1,225 @@
+"""Storing evaluations, and the exact rule and catalogue texts each one used.
+
+Tables:
+
+- ``rule_evaluations``: one row per evaluation: inputs (facts), rule-set name and version,
+  catalogue version, the firings in order with the ids of the facts that matched each, the
+  outcomes, and the pathway instance and task when it ran in a pathway.
+- ``rule_versions``: every rule-file and catalogue text ever evaluated, keyed by its version
+  hash, so an auditor can read exactly the rules that were used.
+
+Functions take a :class:`~sqlalchemy.orm.Session` and never commit: the caller owns the unit of
+work. No migrations here; the lead generates them from ``Base.metadata``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String, Text, inspect
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from engine.clock import Clock
+from engine.db.base import Base
+from engine.db.models import UTCDateTime
+from engine.errors import NotFoundError
+
+from .evaluator import Evaluation
+from .model import Assessment, Firing
+from .registry import LoadedRuleset, RuleSetRegistry
+
+__all__ = [
+    "RuleEvaluationRecord",
+    "RuleVersionRecord",
+    "StoredEvaluation",
+    "evaluate_and_record",
+    "get_evaluation",
+    "list_evaluations",
+    "record_evaluation",
+    "record_rule_version",
+]
+
+
+class RuleVersionRecord(Base):
+    """The exact text of a rule file or of the catalogue, by version hash."""
+
+    __tablename__ = "rule_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "ruleset" | "catalogue"
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    path: Mapped[str] = mapped_column(String(500))
+    source: Mapped[str] = mapped_column(Text)  # ruleset: YAML text; catalogue: JSON {file: text}
+    first_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RuleEvaluationRecord(Base):
+    """One evaluation of an assessment against a rule-set version."""
+
+    __tablename__ = "rule_evaluations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ruleset_name: Mapped[str] = mapped_column(String(200), index=True)
+    ruleset_version: Mapped[str] = mapped_column(ForeignKey("rule_versions.version"), index=True)
+    catalogue_version: Mapped[str] = mapped_column(ForeignKey("rule_versions.version"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    facts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    fired: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+@dataclass(frozen=True)
+class StoredEvaluation:
+    """An evaluation read back, with the rule and catalogue texts it used."""
+
+    id: str
+    ruleset_name: str
+    ruleset_version: str
+    catalogue_version: str
+    created_at: datetime
+    instance_id: str | None
+    task_id: str | None
+    facts: list[dict[str, Any]]
+    firings: list[Firing]
+    outcomes: dict[str, Any]
+    rule_source: str
+    rule_path: str
+    catalogue_sources: dict[str, str]
+
+
+def record_rule_version(session: Session, loaded: LoadedRuleset, at: datetime) -> None:
+    """Make sure the rule-file and catalogue texts of ``loaded`` are stored (once each)."""
+    cache: dict[str, RuleVersionRecord] = session.info.setdefault("carepath_rule_versions", {})
+    rule_file = loaded.compiled.rule_file
+    wanted = (
+        (rule_file.version, "ruleset", rule_file.name, rule_file.path, lambda: rule_file.source),
+        (
+            loaded.catalogue.version,
+            "catalogue",
+            "catalogue",
+            "catalogues",
+            lambda: json.dumps(loaded.catalogue.sources, sort_keys=True, ensure_ascii=False),
+        ),
+    )
+    for version, kind, name, path, source in wanted:
+        known = cache.get(version)
+        if known is not None:
+            state = inspect(known)
+            if state.persistent or state.pending:
+                continue
+        record = session.get(RuleVersionRecord, version)
+        if record is None:
+            record = RuleVersionRecord(
+                version=version, kind=kind, name=name, path=path, source=source(), first_used_at=at
+            )
+            session.add(record)
+        cache[version] = record
+
+
+def record_evaluation(
+    session: Session,
+    evaluation: Evaluation,
+    loaded: LoadedRuleset,
+    *,
+    created_at: datetime,
+    instance_id: str | None = None,
+    task_id: str | None = None,
+) -> RuleEvaluationRecord:
+    """Add the evaluation (and, if new, its rule and catalogue texts) to ``session``.
+
+    Raises:
+        ValueError: ``created_at`` is naive, or ``loaded`` is not the version evaluated.
+    """
+    if created_at.tzinfo is None:
+        raise ValueError("created_at must be timezone-aware (UTC)")
+    if loaded.version != evaluation.ruleset_version:
+        raise ValueError("the evaluation was not made with this rule-set version")
+    record_rule_version(session, loaded, created_at)
+    record = RuleEvaluationRecord(
+        id=evaluation.id,
+        ruleset_name=evaluation.ruleset_name,
+        ruleset_version=evaluation.ruleset_version,
+        catalogue_version=evaluation.catalogue_version,
+        created_at=created_at,
+        instance_id=instance_id,
+        task_id=task_id,
+        facts=list(evaluation.facts),
+        fired=[f.as_dict() for f in evaluation.firings],
+        outcomes=evaluation.outcomes.as_dict(),
+    )
+    session.add(record)
+    return record
+
+
+def evaluate_and_record(
+    session: Session,
+    registry: RuleSetRegistry,
+    ruleset: str,
+    assessment: Assessment,
+    *,
+    clock: Clock,
+    instance_id: str | None = None,
+    task_id: str | None = None,
+) -> Evaluation:
+    """Evaluate with the current version of ``ruleset`` and add the record to ``session``.
+
+    The use case the pathway integration calls; the caller commits.
+
+    Raises:
+        NotFoundError, RuleFileError: no such rule set, or its file is invalid.
+        InvalidInputError: the assessment names unknown concerns.
+        RuleEvaluationError: the rules engine failed.
+    """
+    loaded = registry.current(ruleset)
+    evaluation = registry.evaluate(ruleset, assessment, version=loaded.version)
+    record_evaluation(
+        session, evaluation, loaded, created_at=clock.now(), instance_id=instance_id, task_id=task_id
+    )
+    return evaluation
+
+
+def get_evaluation(session: Session, evaluation_id: str) -> StoredEvaluation:
+    """Read an evaluation back with the texts it used.
+
+    Raises:
+        NotFoundError: no evaluation has that id.
+    """
+    record = session.get(RuleEvaluationRecord, evaluation_id)
+    if record is None:
+        raise NotFoundError(f"no rule evaluation with id {evaluation_id}")
+    rules = session.get(RuleVersionRecord, record.ruleset_version)
+    catalogue = session.get(RuleVersionRecord, record.catalogue_version)
+    if rules is None or catalogue is None:  # foreign keys make this unreachable on real databases
+        raise NotFoundError(f"the rule texts of evaluation {evaluation_id} are missing")
+    return StoredEvaluation(
+        id=record.id,
+        ruleset_name=record.ruleset_name,
+        ruleset_version=record.ruleset_version,
+        catalogue_version=record.catalogue_version,
+        created_at=record.created_at,
+        instance_id=record.instance_id,
+        task_id=record.task_id,
+        facts=list(record.facts),
+        firings=[Firing(f["rule"], tuple(f["matched"])) for f in record.fired],
+        outcomes=dict(record.outcomes),
+        rule_source=rules.source,
+        rule_path=rules.path,
+        catalogue_sources=json.loads(catalogue.source),
+    )
+
+
+def list_evaluations(session: Session, *, instance_id: str) -> list[RuleEvaluationRecord]:
+    """The evaluations made for a pathway instance, oldest first."""
+    from sqlalchemy import select
+
+    statement = (
+        select(RuleEvaluationRecord)
+        .where(RuleEvaluationRecord.instance_id == instance_id)
+        .order_by(RuleEvaluationRecord.created_at, RuleEvaluationRecord.id)
+    )
+    return list(session.scalars(statement))

@@ -1,0 +1,226 @@
+"""``carepath validate``'s engine side: every broken diagram yields exactly its one fault, and the
+diagrams each modeller saves validate clean, compile, and run to their first user task."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.util.task import TaskState
+
+from engine.clock import ManualClock
+from engine.diagrams import FORM_PROPERTY, read_diagram
+from engine.expressions import make_script_engine
+from engine.pathways import CompiledPathway, compile_source, source_from_diagrams
+from engine.validation import format_problems, validate_paths
+
+DIAGRAMS = Path(__file__).parent / "diagrams"
+BROKEN = DIAGRAMS / "broken"
+OK = DIAGRAMS / "ok"
+KNOWN_RULE_SETS = {"breast_hna", "colorectal_prehab"}
+
+# file -> (code, element id, line in the file)
+EXPECTED: dict[str, tuple[str, str | None, int]] = {
+    "business_rule_task_without_decision.bpmn": ("compile", "Activity_dmn", 8),
+    "complex_gateway.bpmn": ("unsupported", "Gateway_distress", 18),
+    "condition_imports_os.bpmn": ("unsafe-expression", "Flow_high", 24),
+    "condition_syntax_error.bpmn": ("expression-syntax", "Flow_high", 24),
+    "empty_timer.bpmn": ("timer-empty", "Event_qol_due", 22),
+    "form_file_missing.bpmn": ("form-file", "Activity_hna", 8),
+    "form_file_not_json.bpmn": ("form-file", "Activity_hna", 8),
+    "gateway_flow_without_condition.bpmn": ("condition-missing", "Flow_high", 23),
+    "gateway_without_default.bpmn": ("gateway-no-default", "Gateway_distress", 18),
+    "message_not_defined.bpmn": ("unknown-reference", "Event_results", 11),
+    "not_bpmn.bpmn": ("not-bpmn", None, 2),
+    "not_well_formed.bpmn": ("xml-syntax", None, 16),
+    "prescript_open_file.bpmn": ("unsafe-expression", "Activity_hna", 13),
+    "rules_task_without_ruleset.bpmn": ("rule-set-missing", "Activity_rules", 20),
+    "script_dunder_escape.bpmn": ("unsafe-expression", "Activity_risk", 12),  # the script's 2nd line
+    "service_task_without_operator.bpmn": ("service-no-operator", "Activity_rules", 18),
+    "timedate_not_a_date.bpmn": ("timer-invalid", "Event_qol_due", 22),
+    "timer_expression_unsafe.bpmn": ("unsafe-expression", "Event_qol_due", 22),
+    "timer_not_iso.bpmn": ("timer-invalid", "Event_qol_due", 22),
+    "unknown_rule_set.bpmn": ("unknown-rule-set", "Activity_rules", 22),
+    "unknown_service_operator.bpmn": ("unknown-operator", "Activity_rules", 20),
+    "unresolved_call_activity.bpmn": ("unresolved-call", "Activity_followup", 8),
+    "user_task_without_form.bpmn": ("form-missing", "Activity_hna", 8),
+    "xsd_violation.bpmn": ("xsd", "Activity_hna", 16),
+}
+
+
+def test_every_broken_diagram_is_in_the_table() -> None:
+    assert sorted(p.name for p in BROKEN.glob("*.bpmn")) == sorted(EXPECTED)
+    assert len(EXPECTED) >= 14
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_broken_diagram_yields_exactly_its_fault(name: str) -> None:
+    path = BROKEN / name
+    problems = validate_paths([path], known_rule_sets=KNOWN_RULE_SETS)
+    assert [(p.code, p.element, p.line) for p in problems] == [EXPECTED[name]], format_problems(problems)
+    assert problems[0].file == str(path)
+    assert problems[0].message
+
+
+def test_a_folder_reports_each_file_in_order() -> None:
+    problems = validate_paths([BROKEN], known_rule_sets=KNOWN_RULE_SETS)
+    assert [(Path(str(p.file)).name, p.code) for p in problems] == [
+        (name, code) for name, (code, _, _) in sorted(EXPECTED.items())
+    ]
+
+
+def test_format_is_file_line_element_message() -> None:
+    path = BROKEN / "user_task_without_form.bpmn"
+    text = format_problems(validate_paths([path]))
+    assert text == (
+        f"{path}:8: Activity_hna: user task has no form (camunda:formData fields or a spiffworkflow "
+        "formJsonSchemaFilename property)"
+    )
+
+
+def test_messages_name_the_fault() -> None:
+    def message(name: str) -> str:
+        return validate_paths([BROKEN / name], known_rule_sets=KNOWN_RULE_SETS)[0].message
+
+    assert "did you mean 'breast_hna'" in message("unknown_rule_set.bpmn")
+    assert "'__subclasses__'" in message("script_dunder_escape.bpmn")
+    assert "'open'" in message("prescript_open_file.bpmn")
+    assert "'P18 months'" in message("timer_not_iso.bpmn")
+    assert "bpmn:documentation" in message("xsd_violation.bpmn")
+
+
+def test_rule_set_names_are_only_checked_when_known() -> None:
+    assert validate_paths([BROKEN / "unknown_rule_set.bpmn"]) == []
+
+
+def test_call_activity_resolves_through_the_library(tmp_path: Path) -> None:
+    library = tmp_path / "pathways"
+    (library / "shared").mkdir(parents=True)
+    followup = (
+        (OK / "bpmnio.bpmn").read_text().replace("lung_end_of_treatment", "shared_survivorship_followup")
+    )
+    (library / "shared" / "followup.bpmn").write_text(followup)
+    assert validate_paths([BROKEN / "unresolved_call_activity.bpmn"], pathways_root=library) == []
+
+
+def test_missing_path_and_empty_folder(tmp_path: Path) -> None:
+    problems = validate_paths([tmp_path / "nope.bpmn", tmp_path])
+    assert [(p.file, p.code) for p in problems] == [
+        (str(tmp_path / "nope.bpmn"), "not-found"),
+        (str(tmp_path), "not-found"),
+    ]
+
+
+def test_every_xsd_error_is_reported(tmp_path: Path) -> None:
+    text = (BROKEN / "xsd_violation.bpmn").read_text()
+    text = text.replace('name="Pathway complete"', 'name="Pathway complete" isInterrupting="sometimes"')
+    path = tmp_path / "two_xsd_errors.bpmn"
+    path.write_text(text)
+    problems = validate_paths([path])
+    assert [(p.code, p.element, p.line) for p in problems] == [
+        ("xsd", "Activity_hna", 16),
+        ("xsd", "Event_end", 19),
+    ]
+
+
+# --- the modellers' own files ---------------------------------------------------------------------
+
+FLAVOURS = ["bpmnio.bpmn", "camunda5.bpmn", "spiff.bpmn"]
+START = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+
+
+def _compiled(name: str) -> CompiledPathway:
+    diagram = read_diagram(OK / name, name)
+    (pathway_id,) = diagram.executable_process_ids
+    return compile_source(source_from_diagrams(pathway_id, [diagram]))
+
+
+def _started(name: str) -> BpmnWorkflow:
+    compiled = _compiled(name)
+    engine = make_script_engine(ManualClock(START))
+    workflow = BpmnWorkflow(compiled.spec, compiled.subprocess_specs, script_engine=engine)
+    workflow.do_engine_steps()
+    return workflow
+
+
+def _ready(workflow: BpmnWorkflow) -> list[Any]:
+    return list(workflow.get_tasks(state=TaskState.READY, manual=True))
+
+
+def _form(task: Any) -> dict[str, Any]:
+    schema = json.loads(task.task_spec.extensions["properties"][FORM_PROPERTY])
+    assert isinstance(schema, dict)
+    return schema
+
+
+def test_modeller_files_validate_clean() -> None:
+    assert validate_paths([OK], known_rule_sets=KNOWN_RULE_SETS) == []
+
+
+@pytest.mark.parametrize("name", FLAVOURS)
+def test_modeller_file_compiles_and_runs_to_a_user_task_with_its_form(name: str) -> None:
+    (task,) = _ready(_started(name))
+    assert task.task_spec.bpmn_id in {"Activity_1treat", "Activity_0hna", "Activity_assess"}
+    assert _form(task)["type"] == "object"
+
+
+def test_camunda_form_fields_become_json_schema() -> None:
+    (task,) = _ready(_started("camunda5.bpmn"))
+    schema = _form(task)
+    assert schema["required"] == ["distress_score"]
+    assert schema["properties"]["distress_score"] == {
+        "type": "integer", "title": "Distress thermometer (0-10)", "minimum": 0, "maximum": 10,
+    }  # fmt: skip
+    assert schema["properties"]["main_concern"]["maxLength"] == 500
+    assert schema["properties"]["assessed_on"] == {"type": "string", "format": "date", "title": "Assessed on"}
+
+
+def test_bpmnio_enum_form_and_plain_condition() -> None:
+    workflow = _started("bpmnio.bpmn")
+    (task,) = _ready(workflow)
+    assert _form(task)["properties"]["treatment_intent"]["enum"] == ["curative", "palliative"]
+    task.set_data(treatment_intent="curative", late_effects_expected=True, gp_actions="")
+    task.run()
+    workflow.do_engine_steps()
+    assert [t.task_spec.bpmn_id for t in _ready(workflow)] == ["Activity_0clinic"]
+
+
+def test_spiff_form_comes_from_the_schema_file_and_scripts_run_safely() -> None:
+    workflow = _started("spiff.bpmn")
+    (task,) = _ready(workflow)
+    assert _form(task) == json.loads((OK / "prehab-assessment-schema.json").read_text())
+    assert task.data["prehab_weeks"] == 6  # the script task ran in the safe engine
+    task.set_data(walk_test_metres=450, grip_strength_kg=31.5, needs_dietitian=False)
+    task.run()  # pre-script, then post-script
+    assert task.data["review_count"] == 1
+    assert task.data["fit_for_surgery"] is True
+    assert task.data["weeks_left"] == 5
+
+
+def test_camunda_juel_condition_takes_the_high_distress_branch() -> None:
+    workflow = _started("camunda5.bpmn")
+    (task,) = _ready(workflow)
+    task.set_data(distress_score=7)
+    task.run()
+    workflow.do_engine_steps()
+    assert [t.task_spec.bpmn_id for t in _ready(workflow)] == ["Activity_1psych"]
+
+
+def test_camunda_unquoted_p18m_timer_evaluates() -> None:
+    workflow = _started("camunda5.bpmn")
+    (task,) = _ready(workflow)
+    task.set_data(distress_score=2)
+    task.run()
+    workflow.do_engine_steps()
+    workflow.refresh_timers()
+    (timer,) = [
+        t for t in workflow.get_tasks(state=TaskState.WAITING) if t.task_spec.bpmn_id == "Event_18months"
+    ]
+    due = datetime.fromisoformat(timer.internal_data["event_value"])
+    # SpiffWorkflow computes the due time from the wall clock when the timer is reached.
+    assert timedelta(days=540) <= due - datetime.now(UTC) <= timedelta(days=551)
+    assert _ready(workflow) == []
