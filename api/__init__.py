@@ -9,6 +9,7 @@ per resource. Nothing happens at import time.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
@@ -39,6 +40,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings = Settings.from_env({f"CAREPATH_{name}": str(app.config[name])
                                   for name in ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR") if app.config[name]})
     app.config["DATABASE_URL"] = settings.database_url
+    _ensure_sqlite_folder(settings)
     engine = CarePath(settings, app.config["CLOCK"], upgrade=True)
     if app.config["SYNC_PATHWAYS"]:
         engine.catalog.sync_library(actor="system")
@@ -53,6 +55,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for module in (pathways, instances, tasks, messages, events, health):
         app.register_blueprint(module.bp)
     return app
+
+
+def _ensure_sqlite_folder(settings: Settings) -> None:
+    """The schema upgrade opens the SQLite file before the engine would create its folder."""
+    if settings.is_sqlite and ":///" in settings.database_url:
+        path = settings.database_url.split(":///", 1)[1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def carepath() -> CarePath:

@@ -139,6 +139,76 @@ def pathways_deploy(ctx: click.Context) -> None:
         click.echo(f"{info.pathway_id} {info.version[:12]}{' (latest)' if info.latest else ''}")
 
 
+@main.command()
+@click.option("--once", is_flag=True, help="Fire what is due now, then exit.")
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds to wait when nothing is due.")
+@click.option("--batch", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Instances per pass (each is committed on its own).")
+@click.option("--worker-id", default=None, help="Name recorded on timer_fired events (default host:pid).")
+@click.pass_context
+def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_id: str | None) -> None:
+    """Fire due timers in a loop. Run several on PostgreSQL to share the work; stop with SIGTERM/Ctrl-C."""
+    import os
+    import signal
+    import socket
+
+    from engine.timers import run_worker
+
+    carepath = _carepath(ctx)
+    name = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    stopping: list[int] = []
+    # Finish the instance in hand, then stop: nothing half-done is ever committed anyway.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    click.echo(f"timer worker {name} started", err=True)
+    try:
+        total = run_worker(carepath.instances, worker_id=name, batch=batch, interval=interval, once=once,
+                           should_stop=lambda: bool(stopping),
+                           report=lambda n: click.echo(f"{n} instance(s) advanced", err=True))
+    except KeyboardInterrupt:
+        total = None
+    click.echo(f"timer worker {name} stopped" + (f": {total} instance(s) advanced" if total is not None else ""))
+
+
+@main.group()
+def token() -> None:
+    """API tokens (only their SHA-256 is stored)."""
+
+
+@token.command("create")
+@click.option("--role", required=True, type=click.Choice(["system", "clinician", "author", "auditor"]))
+@click.option("--label", default="", help="Who or what holds it (shown in listings, not a secret).")
+@click.pass_context
+def token_create(ctx: click.Context, role: str, label: str) -> None:
+    """Create a token and print its secret once: it cannot be shown again."""
+    from engine.access import create_token
+    from engine.db.session import unit_of_work
+
+    carepath = _carepath(ctx)
+    with unit_of_work(carepath.sessions) as session:
+        token_id, secret = create_token(session, role, label, carepath.clock)
+    click.echo(f"token {token_id} ({role}); the secret is shown only now:", err=True)
+    click.echo(secret)
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.pass_context
+def token_revoke(ctx: click.Context, token_id: str) -> None:
+    """Revoke a token by its id (tok_...)."""
+    from engine.access import revoke_token
+    from engine.db.session import unit_of_work
+    from engine.errors import NotFoundError
+
+    carepath = _carepath(ctx)
+    try:
+        with unit_of_work(carepath.sessions) as session:
+            revoke_token(session, token_id, carepath.clock)
+    except NotFoundError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"token {token_id} revoked")
+
+
 def _register_optional_groups() -> None:
     from .cli_rules import rules
 

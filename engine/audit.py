@@ -26,7 +26,7 @@ GENESIS = "0" * 64
 EVENT_TYPES = frozenset(
     {
         "started", "task_completed", "timer_fired", "message_received", "suspended", "resumed",
-        "cancelled", "migrated", "error", "retried", "completed", "rules_evaluated",
+        "cancelled", "migrated", "error", "retried", "completed", "rules_evaluated", "care_plan_updated",
     }
 )
 

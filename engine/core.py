@@ -5,10 +5,12 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .careplan import CarePlanService, care_plan_operators
 from .clock import Clock, SystemClock
 from .db.session import make_engine, make_session_factory, upgrade_schema
 from .deployment import PathwayCatalog
 from .pathways import PathwayLibrary
+from .rules import RuleSetRegistry
 from .service import PathwayService
 from .settings import Settings
 
@@ -29,7 +31,9 @@ class CarePath:
         self.db: Engine = make_engine(settings.database_url)
         self.sessions: sessionmaker[Session] = make_session_factory(self.db)
         self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock)
-        self.instances = PathwayService(settings, self.sessions, self.clock)
+        self.rules = RuleSetRegistry(settings.rules_dir)
+        self.instances = PathwayService(settings, self.sessions, self.clock, care_plan_operators(self.rules))
+        self.care_plans = CarePlanService(self.sessions, self.clock)
 
     def close(self) -> None:
         self.db.dispose()

@@ -24,6 +24,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from . import runtime
 from .audit import append_event, data_digest
 from .clock import Clock, SystemClock
+from .compaction import compact
 from .db.models import PathwayInstance, PathwayVersion
 from .db.session import unit_of_work
 from .errors import (
@@ -325,6 +326,7 @@ class PathwayService:
             instance.status = COMPLETED
             append_event(context.session, instance, "completed", at=now, actor="engine",
                          pathway_version=context.pathway_version)
+        compact(workflow)  # finished history lives in the event trail, not the state (engine.compaction)
         instance.state = runtime.dump_state(workflow)
         instance.next_due_at = runtime.next_due_at(workflow)
         instance.updated_at = now
@@ -385,8 +387,14 @@ class _ConflictMapper:
         return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, StaleDataError | IntegrityError):
+        if isinstance(exc, StaleDataError) or isinstance(exc, IntegrityError) and _is_event_race(exc):
             raise StaleVersionError("the instance was changed by another request: reload it and try again") from exc
+
+
+def _is_event_race(exc: IntegrityError) -> bool:
+    """Two writers appended the same event number: the unique (instance, seq) constraint."""
+    text = str(exc.orig).lower()
+    return "instance_events" in text and "unique" in text or "uq_instance_events_instance_id" in text
 
 
 def _first_error_element(workflow: Any) -> str | None:

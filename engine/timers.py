@@ -120,20 +120,27 @@ def fire_due_timers(service: PathwayService, now: datetime | None = None, limit:
     from .errors import StaleVersionError
 
     now = now or service.clock.now()
-    attempted: set[str] = set()
+    # Instances not to pick again in this call: lost to a concurrent change, or still due after
+    # their step (a timer that cannot fire yet). Advanced instances are no longer due by themselves.
+    passed: set[str] = set()
     advanced = 0
-    while len(attempted) < limit:
+    while advanced + len(passed) < limit:
+        picked: list[str] = []
         try:
-            instance_id = _fire_next(service, now, worker_id, attempted)
+            still_due = _fire_next(service, now, worker_id, passed, picked)
         except StaleVersionError:
-            continue  # someone else changed it first; our work was rolled back
-        if instance_id is None:
+            passed.update(picked)  # someone else changed it first; our work was rolled back
+            continue
+        if not picked:
             break
         advanced += 1
+        if still_due:
+            passed.update(picked)
     return advanced
 
 
-def _fire_next(service: PathwayService, now: datetime, worker_id: str, attempted: set[str]) -> str | None:
+def _fire_next(service: PathwayService, now: datetime, worker_id: str, passed: set[str], picked: list[str]) -> bool:
+    """Advance the most overdue instance not in ``passed``; returns whether it is still due."""
     from sqlalchemy import select
 
     from .db.models import PathwayInstance
@@ -145,12 +152,12 @@ def _fire_next(service: PathwayService, now: datetime, worker_id: str, attempted
                  .order_by(PathwayInstance.next_due_at, PathwayInstance.id).limit(1)
                  # PostgreSQL: lock the row and let other workers skip it. SQLite ignores this.
                  .with_for_update(skip_locked=True, of=PathwayInstance))
-        if attempted:
-            query = query.where(PathwayInstance.id.not_in(attempted))
+        if passed:
+            query = query.where(PathwayInstance.id.not_in(passed))
         instance = session.scalars(query).first()
         if instance is None:
-            return None
-        attempted.add(instance.id)
+            return False
+        picked.append(instance.id)
         context = service._context(session, instance, f"timer-worker:{worker_id}")
         workflow = service._restore(session, instance, context)
 
@@ -160,7 +167,7 @@ def _fire_next(service: PathwayService, now: datetime, worker_id: str, attempted
 
         service._advance(context, workflow, lambda: _run_due_timers(workflow, record))
         session.flush()
-        return instance.id
+        return instance.status == "running" and instance.next_due_at is not None and instance.next_due_at <= now
 
 
 def _run_due_timers(workflow: Any, record: Callable[[FiredTimer], None], max_rounds: int = 50) -> None:

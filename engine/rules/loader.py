@@ -131,15 +131,15 @@ def _read_rules(reader: YamlReader, node: Node, catalogue: Catalogue) -> list[Ru
 
 
 def _read_rule(reader: YamlReader, node: Node, catalogue: Catalogue) -> Rule | None:
-    entries = reader.mapping(node, "a rule", _RULE_REQUIRED, ("priority",))
-    if entries is None:
-        return None
-    rule_id = reader.text(entries["id"][1], "rule id") if "id" in entries else None
-    if rule_id and not _ID.match(rule_id):
-        reader.problem(entries["id"][1], "a rule id uses a-z, 0-9, '-' and '_' only (at most 80)")
-        rule_id = None
-    reader.element = rule_id
+    reader.element = _peek_id(node)  # so every problem in the rule names it
     try:
+        entries = reader.mapping(node, "a rule", _RULE_REQUIRED, ("priority",))
+        if entries is None:
+            return None
+        rule_id = reader.text(entries["id"][1], "rule id") if "id" in entries else None
+        if rule_id and not _ID.match(rule_id):
+            reader.problem(entries["id"][1], "a rule id uses a-z, 0-9, '-' and '_' only (at most 80)")
+            rule_id = None
         title = reader.text(entries["title"][1], "title") if "title" in entries else None
         description = (
             reader.text(entries["description"][1], "description") if "description" in entries else None
@@ -157,6 +157,14 @@ def _read_rule(reader: YamlReader, node: Node, catalogue: Catalogue) -> Rule | N
     if not (rule_id and title and description and guidance and when and then):
         return None
     return Rule(rule_id, title, description, guidance, when, then, priority, reader.loc(node))
+
+
+def _peek_id(node: Node) -> str | None:
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            if isinstance(key, ScalarNode) and key.value == "id" and isinstance(value, ScalarNode):
+                return str(value.value) or None
+    return None
 
 
 def _read_condition(reader: YamlReader, node: Node, catalogue: Catalogue) -> Condition | None:
@@ -276,7 +284,8 @@ def _read_context(reader: YamlReader, node: Node) -> Condition | None:
     if entries is None:
         return None
     if not entries:
-        reader.problem(node, f"a context condition needs a field: {', '.join(CONTEXT_FIELDS)}")
+        if isinstance(node, MappingNode) and not node.value:
+            reader.problem(node, f"a context condition needs a field: {', '.join(CONTEXT_FIELDS)}")
         return None
     tests: list[ContextCondition] = []
     ok = True

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, String, Text, inspect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engine.clock import Clock
@@ -117,7 +118,13 @@ def record_rule_version(session: Session, loaded: LoadedRuleset, at: datetime) -
             record = RuleVersionRecord(
                 version=version, kind=kind, name=name, path=path, source=source(), first_used_at=at
             )
-            session.add(record)
+            # Flushed at once (evaluations reference it) in a savepoint: a concurrent transaction
+            # may store the same version first, and then its row is the one to use.
+            try:
+                with session.begin_nested():
+                    session.add(record)
+            except IntegrityError:
+                record = session.get(RuleVersionRecord, version)
         cache[version] = record
 
 

@@ -1,0 +1,151 @@
+"""``carepath rules ...``: test, explain and simulate the needs-to-interventions rules.
+
+The lead's ``carepath`` group adds :data:`rules` and sets ``ctx.obj = {"session_factory": ...,
+"settings": ...}``; ``carepath validate`` calls :func:`validate_rule_paths`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.errors import CarePathError, Problem, RuleFileError
+from engine.rules.catalogue import load_catalogue
+from engine.rules.explain import explain_evaluation
+from engine.rules.loader import load_rule_file
+from engine.rules.registry import RuleSetRegistry
+from engine.rules.simulate import simulate
+from engine.rules.testing import load_cases, run_rule_tests
+
+__all__ = ["rules", "validate_rule_paths"]
+
+_DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+
+
+def _obj() -> dict[str, Any]:
+    ctx = click.get_current_context()
+    return ctx.obj if isinstance(ctx.obj, dict) else {}
+
+
+def _rules_dir(option: Path | None) -> Path:
+    if option is not None:
+        return option
+    settings = _obj().get("settings")
+    return Path(getattr(settings, "rules_dir", _DEFAULT_RULES_DIR))
+
+
+def _fail(exc: CarePathError) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+_rules_dir_option = click.option(
+    "--rules-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of rule files (default: the configured rules_dir).",
+)
+
+
+@click.group("rules")
+def rules() -> None:
+    """Needs-to-interventions rules: test, explain, simulate."""
+
+
+@rules.command("test")
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+@_rules_dir_option
+@click.option("--cohort", default=500, show_default=True, help="Synthetic patients checked for contradictions.")
+def test_command(path: Path | None, rules_dir: Path | None, cohort: int) -> None:
+    """Run the clinician rule tests in PATH (default: RULES_DIR/tests).
+
+    Prints a diff for each failing case, the rules no case fires, and pairs of rules that
+    contradict. Exits 1 on a failure or a contradiction.
+    """
+    registry = RuleSetRegistry(_rules_dir(rules_dir))
+    try:
+        report = run_rule_tests([path or registry.rules_dir / "tests"], registry, cohort=cohort)
+    except CarePathError as exc:
+        raise _fail(exc) from exc
+    click.echo(report.text())
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@rules.command("explain")
+@click.argument("evaluation_id")
+@click.option("--why", "why", metavar="REFERRAL", help="Why was this referral / intervention proposed?")
+@click.option("--why-not", "why_not", metavar="REFERRAL", help="Why was it not proposed?")
+@_rules_dir_option
+def explain_command(evaluation_id: str, why: str | None, why_not: str | None, rules_dir: Path | None) -> None:
+    """Explain a stored evaluation, using the exact rule text it used."""
+    if (why is None) == (why_not is None):
+        raise click.UsageError("give exactly one of --why or --why-not")
+    factory = _obj().get("session_factory")
+    if factory is None:
+        raise click.ClickException("no database configured (session_factory missing)")
+    registry = RuleSetRegistry(_rules_dir(rules_dir))
+    with factory() as session:
+        try:
+            explanation = explain_evaluation(session, registry, evaluation_id, why=why, why_not=why_not)
+        except CarePathError as exc:
+            raise _fail(exc) from exc
+    click.echo(explanation.text())
+
+
+@rules.command("simulate")
+@click.option("--cohort", type=click.IntRange(min=1), required=True, help="Number of synthetic patients.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--ruleset", default=None, help="Rule set name (default: every rule set).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_rules_dir_option
+def simulate_command(cohort: int, seed: int, ruleset: str | None, as_json: bool, rules_dir: Path | None) -> None:
+    """Expected referrals per service on a synthetic cohort drawn from the concern catalogue."""
+    registry = RuleSetRegistry(_rules_dir(rules_dir))
+    try:
+        names = [ruleset] if ruleset else registry.names()
+        reports = [simulate(registry.current(name), cohort, seed) for name in names]
+    except CarePathError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
+    else:
+        click.echo("\n\n".join(r.text() for r in reports))
+
+
+def validate_rule_paths(paths: Iterable[Path | str]) -> list[Problem]:
+    """Check rule folders or files: the catalogue, every rule file, every test-case file.
+
+    A folder is a rules folder (``*.yaml`` rule files, ``catalogues/``, ``tests/``). A single
+    file is checked against the catalogue of its folder (or of the folder above, for a file
+    in ``tests/``). Returns every problem found; an empty list means valid.
+    """
+    problems: list[Problem] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            rule_files, case_dirs, folder = sorted(path.glob("*.yaml")), [path / "tests"], path
+        elif path.parent.name == "tests":
+            rule_files, case_dirs, folder = [], [path], path.parent.parent
+        else:
+            rule_files, case_dirs, folder = [path], [], path.parent
+        try:
+            catalogue = load_catalogue(folder / "catalogues")
+        except RuleFileError as exc:
+            problems.extend(exc.problems)
+            continue
+        for rule_file in rule_files:
+            try:
+                load_rule_file(rule_file, catalogue)
+            except RuleFileError as exc:
+                problems.extend(exc.problems)
+        for cases in case_dirs:
+            if not cases.exists():
+                continue
+            try:
+                load_cases([cases])
+            except RuleFileError as exc:
+                problems.extend(exc.problems)
+    return problems

@@ -1,0 +1,72 @@
+"""Checks a response against the OpenAPI document: path, method, status, media type, body, headers."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+URI = "https://carepath.dev/openapi.json"
+
+
+def _escape(segment: str) -> str:
+    return segment.replace("~", "~0").replace("/", "~1")
+
+
+@dataclass
+class Contract:
+    document: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self.registry: Registry[Any] = Registry().with_resource(
+            URI, Resource.from_contents(self.document, default_specification=DRAFT202012))
+        templates = sorted(self.document["paths"], key=lambda t: t.count("{"))
+        self.routes = [(t, re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", t) + "$")) for t in templates]
+
+    def template(self, path: str) -> str | None:
+        return next((t for t, pattern in self.routes if pattern.match(path)), None)
+
+    def violations(self, method: str, path: str, status: int, headers: Any, body: bytes) -> list[str]:
+        """Everything about this response the document does not allow (empty when it conforms)."""
+        found: list[str] = []
+        if "X-Request-ID" not in headers:
+            found.append("no X-Request-ID header")
+        template = self.template(path)
+        if template is None or method.lower() not in self.document["paths"][template]:
+            expected = 404 if template is None else 405
+            if status != expected:
+                found.append(f"undocumented {method} {path} answered {status}, not {expected}")
+            return found + self._body(body, headers, "#/components/schemas/Problem", "application/problem+json")
+        responses = self.document["paths"][template][method.lower()]["responses"]
+        if str(status) not in responses:
+            return found + [f"{method} {template}: status {status} is not documented ({sorted(responses)})"]
+        response = responses[str(status)]
+        for name in response.get("headers", {}):
+            if name not in headers:
+                found.append(f"{method} {template} {status}: documented header {name} missing")
+        content = response.get("content")
+        if not content:
+            return found + ([f"{method} {template} {status}: undocumented body"] if body else [])
+        media = headers.get("Content-Type", "").split(";")[0].strip()
+        if media not in content:
+            return found + [f"{method} {template} {status}: content type {media!r} not in {sorted(content)}"]
+        pointer = f"#/paths/{_escape(template)}/{method.lower()}/responses/{status}/content/{_escape(media)}/schema"
+        return found + self._body(body, headers, pointer, media)
+
+    def _body(self, body: bytes, headers: Any, pointer: str, media: str) -> list[str]:
+        if headers.get("Content-Type", "").split(";")[0].strip() != media:
+            return [f"content type {headers.get('Content-Type')!r} is not {media}"]
+        if not media.endswith("json"):
+            return []
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return ["body is not JSON"]
+        validator = Draft202012Validator({"$ref": URI + pointer}, registry=self.registry,
+                                         format_checker=Draft202012Validator.FORMAT_CHECKER)
+        return [f"{pointer}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(value)]

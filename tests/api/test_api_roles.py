@@ -1,0 +1,95 @@
+"""Authentication and the role x endpoint matrix, walked from the OpenAPI document itself."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from helpers import PATHWAY, assert_problem, start
+from sqlalchemy import select
+
+from api.openapi import DOCUMENT
+from engine.access import PERMISSIONS, ROLES, ApiToken, revoke_token
+from engine.db.session import unit_of_work
+
+OPERATIONS = [(path, method) for path, item in DOCUMENT["paths"].items() for method in item]
+BODIES = {"/v1/instances": {"pathway_id": PATHWAY, "patient_ref": "MRN-2002"},
+          "/v1/messages": {"name": "warning_sign_reported", "patient_ref": "MRN-1001"}}
+UPLOAD = "/v1/pathways"
+
+
+def _request(client: Any, path: str, method: str, headers: dict[str, str], ids: dict[str, str]) -> Any:
+    url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)
+    if method == "get":
+        return client.get(url, headers=headers)
+    if path in (UPLOAD, UPLOAD + "/validate"):
+        with open("tests/pathways/assessment.bpmn", "rb") as diagram:
+            return client.post(url, data={"files": [(diagram, "assessment.bpmn")]}, headers=headers,
+                               content_type="multipart/form-data")
+    body = BODIES.get(path, {"data": {"anxiety": 1, "fatigue": 1}} if path.endswith("/complete") else {})
+    return client.post(url, json=body, headers=headers)
+
+
+@pytest.fixture
+def ids(client: Any, auth: Any) -> dict[str, str]:
+    instance = start(client, auth).json
+    return {"pathway_id": PATHWAY, "version": "latest", "instance_id": instance["id"],
+            "task_id": instance["ready_tasks"][0]["id"]}
+
+
+def test_every_route_is_documented_with_its_permission(app: Flask) -> None:
+    routes = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        template = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        view = app.view_functions[rule.endpoint]
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            routes[(template, method.lower())] = getattr(view, "permission", None)
+    documented = {(p, m): DOCUMENT["paths"][p][m].get("x-permission") for p, m in OPERATIONS}
+    assert routes == documented
+    assert set(documented.values()) - {None} == set(PERMISSIONS)
+
+
+@pytest.mark.parametrize("path,method", OPERATIONS)
+def test_role_matrix(client: Any, tokens: dict[str, str], ids: dict[str, str], path: str, method: str) -> None:
+    permission = DOCUMENT["paths"][path][method].get("x-permission")
+    public = permission is None
+    for name, headers in [("no token", {}), ("bad token", {"Authorization": "Bearer " + "x" * 43}),
+                          ("not bearer", {"Authorization": "Basic dXNlcjpwYXNz"})]:
+        response = _request(client, path, method, headers, ids)
+        if public:
+            assert response.status_code < 400, (name, response.json)
+        else:
+            body = assert_problem(response, 401, "unauthenticated")
+            assert response.headers["WWW-Authenticate"].startswith("Bearer"), name
+            assert "errors" not in body
+    for role in ROLES:
+        response = _request(client, path, method, {"Authorization": f"Bearer {tokens[role]}"}, ids)
+        if public or role in PERMISSIONS[permission]:
+            assert response.status_code not in (401, 403), (role, response.json)
+            assert response.status_code < 500
+        else:
+            assert_problem(response, 403, "forbidden")
+
+
+def test_revoked_token_is_refused(app: Flask, client: Any, tokens: dict[str, str]) -> None:
+    headers = {"Authorization": f"Bearer {tokens['auditor']}"}
+    assert client.get("/v1/pathways", headers=headers).status_code == 200
+    engine = app.extensions["carepath"]
+    with unit_of_work(engine.sessions) as session:
+        token = session.scalars(select(ApiToken).where(ApiToken.role == "auditor")).one()
+        revoke_token(session, token.id, engine.clock)
+    assert_problem(client.get("/v1/pathways", headers=headers), 401, "unauthenticated")
+
+
+def test_only_the_hash_of_a_secret_is_stored(app: Flask, tokens: dict[str, str]) -> None:
+    engine = app.extensions["carepath"]
+    with unit_of_work(engine.sessions) as session:
+        stored = session.scalars(select(ApiToken)).all()
+    assert len(stored) == len(ROLES)
+    for token in stored:
+        assert token.secret_sha256 not in tokens.values()
+        assert all(secret not in (token.id, token.label, token.secret_sha256) for secret in tokens.values())

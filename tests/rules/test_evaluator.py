@@ -1,0 +1,273 @@
+"""The evaluator on real durable-rules: every crash mode in LIBRARY_NOTES, by test."""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import durable_rules_engine
+import pytest
+
+from engine.errors import InvalidInputError, RuleEvaluationError
+from engine.rules import (
+    Assessment,
+    Catalogue,
+    LoadedRuleset,
+    PatientContext,
+    RuleSetRegistry,
+    RulesHost,
+    build_facts,
+    evaluate,
+    rule_fires,
+    synthetic_assessments,
+)
+from engine.rules.evaluator import run_facts
+
+FIFTEEN = {
+    "worry_fear_anxiety": 9,
+    "sadness_depression": 6,
+    "fatigue": 7,
+    "pain": 5,
+    "sleep_problems": 6,
+    "eating_appetite": 5,
+    "money_housing": 8,
+    "work_education": 4,
+    "relationship_children": 6,
+    "loss_of_meaning": 3,
+    "information_needs": 6,
+    "body_image": 2,
+    "fever": 0,
+    "mobility": 3,
+    "caring_responsibilities": 4,
+}
+CONTEXT = PatientContext(age=38, treatment_phase="treatment", caring_duties=True, wants_to_return_to_work=True)
+
+
+def test_outcomes_of_a_fifteen_concern_assessment(bundled: LoadedRuleset) -> None:
+    e = evaluate(bundled.compiled, bundled.catalogue, Assessment(FIFTEEN, CONTEXT))
+    referrals = {(r.intervention, r.urgency) for r in e.outcomes.referrals}
+    assert ("psychological-support-referral", "urgent") in referrals
+    assert ("psychological-support-referral", "routine") not in referrals
+    assert e.outcomes.priority == "high"
+    assert e.ruleset_version == bundled.version
+    assert e.facts[0]["id"] == "context" and e.facts[-1]["id"] == "assessment-complete"
+    # fever 0 is not a fever: the activity programme is still offered
+    assert "physical-activity-programme" in {i.code for i in e.outcomes.interventions}
+
+
+def test_no_background_dispatcher_thread() -> None:
+    before = {t.ident for t in threading.enumerate()}
+    host = RulesHost()
+    after = {t.ident for t in threading.enumerate()}
+    assert after == before
+    assert not hasattr(host, "_d_timer") and not hasattr(host, "_t_timer")
+
+
+def test_fact_matching_nothing_is_normal(bundled: LoadedRuleset) -> None:
+    # 'speech' is in no rule: durable-rules raises MessageNotHandledException for it
+    e = evaluate(bundled.compiled, bundled.catalogue, Assessment({"speech": 9}))
+    assert e.firings == ()
+    assert e.outcomes.referrals == ()
+
+
+def test_unknown_concern_is_invalid_input(bundled: LoadedRuleset) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        evaluate(bundled.compiled, bundled.catalogue, Assessment({"worry_fear_anxeity": 9}))
+    assert "did you mean 'worry_fear_anxiety'" in str(info.value)
+
+
+def test_shuffled_input_gives_identical_firings(bundled: LoadedRuleset) -> None:
+    rng = random.Random(3)
+    expected = evaluate(bundled.compiled, bundled.catalogue, Assessment(FIFTEEN, CONTEXT))
+    items = list(FIFTEEN.items())
+    for _ in range(50):
+        rng.shuffle(items)
+        e = evaluate(bundled.compiled, bundled.catalogue, Assessment(dict(items), CONTEXT))
+        assert e.firings == expected.firings
+        assert e.facts == expected.facts
+
+
+def test_completion_marker_makes_raw_fact_order_irrelevant(bundled: LoadedRuleset) -> None:
+    """Even bypassing the canonical sort, ``none`` cannot misfire: rules wait for the marker."""
+    facts = build_facts(Assessment({"worry_fear_anxiety": 6, "hopelessness": 9, "fatigue": 6}), bundled.catalogue)
+    body, marker = facts[:-1], facts[-1]
+    rng = random.Random(5)
+    results = set()
+    for _ in range(100):
+        rng.shuffle(body)
+        fired = run_facts(bundled.compiled, [*body, marker])
+        results.add(frozenset(bundled.compiled.rule_of[name] for name, _ in fired))
+    assert results == {frozenset({"psych-support-urgent", "fatigue-support", "fatigue-physical-activity"})}
+
+
+def test_none_also_covers_the_fact_a_rule_already_matched(bundled: LoadedRuleset) -> None:
+    """durable-rules skips bound facts in ``$not``; the compiler folds the test into the pattern."""
+    e = evaluate(bundled.compiled, bundled.catalogue, Assessment({"weight_change": 8}))
+    assert [r.urgency for r in e.outcomes.referrals] == ["soon"]
+    assert e.fired_rule_ids() == ["dietitian-soon"]
+
+
+class _FailingHost(RulesHost):
+    def record(self, rule_name: str, message: dict[str, Any]) -> None:
+        raise ValueError("boom in action")
+
+
+def test_exception_inside_an_action_is_raised(bundled: LoadedRuleset) -> None:
+    host = _FailingHost()
+    with pytest.raises(RuleEvaluationError) as info:
+        evaluate(bundled.compiled, bundled.catalogue, Assessment({"pain": 9}), host=host)
+    assert "boom in action" in str(info.value)
+    # the session was deleted and the engine still works afterwards, on both hosts
+    with pytest.raises(RuleEvaluationError):
+        evaluate(bundled.compiled, bundled.catalogue, Assessment({"pain": 9}), host=host)
+    ok = evaluate(bundled.compiled, bundled.catalogue, Assessment({"pain": 9}))
+    assert ok.fired_rule_ids() == ["pain-severe"]
+
+
+def test_sessions_are_deleted_past_the_live_session_ceiling(bundled: LoadedRuleset) -> None:
+    """1,024 live sessions would raise MemoryError; 1,100 evaluations must not."""
+    assessment = Assessment({"pain": 9, "fatigue": 6})
+    for _ in range(1_100):
+        e = evaluate(bundled.compiled, bundled.catalogue, assessment)
+        assert len(e.firings) == 3
+
+
+def test_session_is_deleted_after_each_evaluation(bundled: LoadedRuleset) -> None:
+    sids: list[str] = []
+
+    class _Spy(RulesHost):
+        def record(self, rule_name: str, message: dict[str, Any]) -> None:
+            sids.append(message["complete"]["sid"])
+            super().record(rule_name, message)
+
+    host = _Spy()
+    evaluate(bundled.compiled, bundled.catalogue, Assessment({"pain": 9}), host=host)
+    evaluate(bundled.compiled, bundled.catalogue, Assessment({"pain": 9}), host=host)
+    assert len(sids) == 2 and sids[0] != sids[1]  # one fresh session per evaluation
+    ruleset = host.get_ruleset(bundled.compiled.durable_name)
+    for sid in sids:
+        with pytest.raises(durable_rules_engine.error, match="309"):  # 309: no such session
+            ruleset.get_state(sid)
+
+
+def test_four_threads_give_identical_results(bundled: LoadedRuleset, catalogue: Catalogue) -> None:
+    cohort = list(synthetic_assessments(catalogue, 150, seed=11))
+    expected = [evaluate(bundled.compiled, catalogue, a) for a in cohort]
+    expected_sig = [(e.firings, e.outcomes) for e in expected]
+    results: dict[int, list[Any]] = {}
+    errors: list[BaseException] = []
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # force thread switches inside the engine calls
+
+    def work(n: int) -> None:
+        try:
+            out = []
+            for a in cohort:
+                e = evaluate(bundled.compiled, catalogue, a)
+                out.append((e.firings, e.outcomes))
+            results[n] = out
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert not errors
+    assert all(results[n] == expected_sig for n in range(4))
+
+
+def test_python_restatement_agrees_with_the_engine(bundled: LoadedRuleset, catalogue: Catalogue) -> None:
+    for a in synthetic_assessments(catalogue, 1_500, seed=21):
+        e = evaluate(bundled.compiled, catalogue, a)
+        by_python = {r.id for r in bundled.compiled.rule_file.rules if rule_fires(r, list(e.facts))}
+        assert by_python == set(e.fired_rule_ids()), a
+
+
+TRICKY = """\
+ruleset: tricky
+title: Conditions that are easy to get wrong
+rules:
+  - id: not-young
+    title: Context absence while the context fact is bound
+    description: t
+    guidance: [{source: test, title: test}]
+    when:
+      all:
+        - context: {treatment_phase: {in: [treatment, follow_up]}}
+        - none: [{context: {age: {less_than: 25}}}]
+    then: {inform: [info-fatigue]}
+  - id: no-context-needed
+    title: Absence of a context value alone
+    description: t
+    guidance: [{source: test, title: test}]
+    when: {none: [{context: {lives_alone: true}}]}
+    then: {inform: [info-sleep]}
+  - id: two-emotional
+    title: Two different emotional concerns
+    description: t
+    guidance: [{source: test, title: test}]
+    when:
+      all:
+        - concern: {domain: emotional, score: {at_least: 5}}
+        - concern: {domain: emotional, score: {at_least: 5}}
+    then: {inform: [info-emotional-support]}
+  - id: not-all
+    title: None of an all group
+    description: t
+    guidance: [{source: test, title: test}]
+    when:
+      all:
+        - concern: {code: pain, score: {at_least: 3}}
+        - none:
+            - all:
+                - concern: {code: fatigue, score: {at_least: 5}}
+                - concern: {code: sleep_problems, score: {at_least: 5}}
+    then: {inform: [info-pain]}
+"""
+
+
+def test_tricky_conditions_agree_with_the_python_restatement(
+    rules_copy: Path, catalogue: Catalogue
+) -> None:
+    (rules_copy / "tricky.yaml").write_text(TRICKY)
+    loaded = RuleSetRegistry(rules_copy).current("tricky")
+    fired_counts: dict[str, int] = {}
+    for a in synthetic_assessments(catalogue, 1_500, seed=4):
+        e = evaluate(loaded.compiled, loaded.catalogue, a)
+        by_python = {r.id for r in loaded.compiled.rule_file.rules if rule_fires(r, list(e.facts))}
+        assert by_python == set(e.fired_rule_ids()), a
+        for r in by_python:
+            fired_counts[r] = fired_counts.get(r, 0) + 1
+    assert set(fired_counts) == {"not-young", "no-context-needed", "two-emotional", "not-all"}
+    one = evaluate(loaded.compiled, loaded.catalogue, Assessment({"worry_fear_anxiety": 9}))
+    assert "two-emotional" not in one.fired_rule_ids()  # one concern cannot count twice
+    unknown_age = evaluate(
+        loaded.compiled, loaded.catalogue, Assessment({}, PatientContext(treatment_phase="treatment"))
+    )
+    assert "not-young" in unknown_age.fired_rule_ids()  # age not recorded: not "under 25"
+
+
+def test_compiled_definition_is_not_consumed_by_registration(bundled: LoadedRuleset) -> None:
+    before = bundled.compiled.to_json()
+    host = RulesHost()
+    evaluate(bundled.compiled, bundled.catalogue, Assessment({"pain": 6}), host=host)
+    assert bundled.compiled.to_json() == before
+    assert all("run" not in rule for rule in bundled.compiled.definition.values())
+    assert bundled.compiled.durable_name == f"supportive_care_{bundled.version[:16]}"
+
+
+def test_assessment_from_task_data() -> None:
+    a = Assessment.from_dict({"concerns": {"pain": 7}, "context": {"age": 30, "caring_duties": True}})
+    assert a.context.age == 30 and a.concerns == {"pain": 7}
+    with pytest.raises(InvalidInputError) as info:
+        Assessment.from_dict({"concerns": {"pain": 11}, "context": {"agee": 3, "caring_duties": "yes"}})
+    assert {p.field for p in info.value.problems} == {"/concerns/pain", "/context/agee", "/context/caring_duties"}
+

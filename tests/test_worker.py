@@ -1,0 +1,148 @@
+"""The timer worker: several worker processes share due timers, each fires exactly once, none is lost."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from engine import CarePath, ManualClock, Settings
+from engine.db.models import InstanceEvent, PathwayInstance
+from engine.timers import fire_due_timers
+
+TESTS = Path(__file__).resolve().parent
+PATHWAY = "test_timer_p1d"  # start -> timer P1D -> end
+
+
+def _worker_process(database_url: str, now_iso: str, worker_id: str, batch: int) -> None:
+    """One worker process with its own engine (spawned: nothing is shared with the test)."""
+    from engine.timers import run_worker
+
+    app = CarePath(Settings(database_url=database_url, pathways_dir=TESTS / "pathways"),
+                   ManualClock(datetime.fromisoformat(now_iso)))
+    try:
+        run_worker(app.instances, worker_id=worker_id, batch=batch, once=True)
+    finally:
+        app.close()
+
+
+def _start_instances(carepath: CarePath, count: int) -> None:
+    for number in range(count):
+        carepath.instances.start(PATHWAY, f"MRN-{number:05d}", "system:ehr")
+
+
+def _fired_per_instance(carepath: CarePath) -> Counter[str]:
+    with carepath.sessions() as session:
+        rows = session.execute(select(InstanceEvent.instance_id, InstanceEvent.element)
+                               .where(InstanceEvent.type == "timer_fired"))
+        counts: Counter[str] = Counter()
+        for instance_id, element in rows:
+            assert element == "one_day"
+            counts[instance_id] += 1
+        return counts
+
+
+def _statuses(carepath: CarePath) -> Counter[str]:
+    with carepath.sessions() as session:
+        return Counter(dict(session.execute(select(PathwayInstance.status, func.count())
+                                            .group_by(PathwayInstance.status)).tuples().all()))
+
+
+def _spawn(database_url: str, now: datetime, worker_id: str, batch: int = 25) -> multiprocessing.process.BaseProcess:
+    process = multiprocessing.get_context("spawn").Process(
+        target=_worker_process, args=(database_url, now.isoformat(), worker_id, batch))
+    process.start()
+    return process
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_three_worker_processes_fire_2000_timers_exactly_once(carepath: CarePath, clock: ManualClock,
+                                                              test_settings: Settings) -> None:
+    started = time.perf_counter()
+    _start_instances(carepath, 2000)
+    with carepath.sessions() as session:
+        due = session.scalars(select(PathwayInstance.next_due_at).distinct()).all()
+    assert due == [clock.now() + timedelta(days=1)]
+
+    workers = [_spawn(test_settings.database_url, clock.now() + timedelta(days=2), f"w{n}") for n in range(3)]
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    fired = _fired_per_instance(carepath)
+    assert len(fired) == 2000  # none missed
+    assert set(fired.values()) == {1}  # none fired twice
+    assert _statuses(carepath) == Counter({"completed": 2000})
+    with carepath.sessions() as session:
+        workers_used = {payload for payload in session.scalars(
+            select(InstanceEvent.payload).where(InstanceEvent.type == "timer_fired"))}
+    assert {f'"worker":"w{n}"' in " ".join(workers_used) for n in range(3)} == {True}  # the work was shared
+    assert time.perf_counter() - started < 90
+
+
+def test_a_worker_killed_mid_batch_loses_nothing(carepath: CarePath, clock: ManualClock,
+                                                 test_settings: Settings) -> None:
+    _start_instances(carepath, 300)
+    worker = _spawn(test_settings.database_url, clock.now() + timedelta(days=2), "doomed", batch=1000)
+    deadline = time.monotonic() + 60
+    while sum(_fired_per_instance(carepath).values()) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert worker.pid is not None
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join(timeout=30)
+    assert worker.exitcode == -signal.SIGKILL
+    before = _fired_per_instance(carepath)
+    assert 20 <= len(before) < 300, "the worker was killed before it finished"
+    assert set(before.values()) == {1}
+
+    clock.advance(timedelta(days=2))
+    assert fire_due_timers(carepath.instances, limit=1000, worker_id="second") == 300 - len(before)
+    fired = _fired_per_instance(carepath)
+    assert len(fired) == 300 and set(fired.values()) == {1}
+    assert _statuses(carepath) == Counter({"completed": 300})
+
+
+def test_two_workers_on_the_same_database_never_fire_a_timer_twice(carepath: CarePath, clock: ManualClock,
+                                                                   test_settings: Settings) -> None:
+    _start_instances(carepath, 150)
+    workers = [_spawn(test_settings.database_url, clock.now() + timedelta(days=2), f"w{n}", batch=10)
+               for n in range(2)]
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    fired = _fired_per_instance(carepath)
+    assert len(fired) == 150 and set(fired.values()) == {1}
+
+
+def test_nothing_due_is_fired_early(carepath: CarePath, clock: ManualClock) -> None:
+    _start_instances(carepath, 3)
+    clock.advance(timedelta(hours=23))
+    assert fire_due_timers(carepath.instances) == 0
+    clock.advance(timedelta(hours=2))
+    assert fire_due_timers(carepath.instances, limit=2) == 2
+    assert fire_due_timers(carepath.instances, limit=2) == 1
+    assert fire_due_timers(carepath.instances) == 0
+
+
+def test_worker_command_runs_once(carepath: CarePath, clock: ManualClock, test_settings: Settings,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import main
+
+    _start_instances(carepath, 5)
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", test_settings.database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(test_settings.pathways_dir))
+    # The command uses the real clock; these timers were set by the test clock in 2026-01.
+    result = CliRunner().invoke(main, ["worker", "--once", "--batch", "2", "--worker-id", "cli"])
+    assert result.exit_code == 0, result.output
+    assert "5 instance(s) advanced" in result.output
+    assert _statuses(carepath) == Counter({"completed": 5})
+    assert datetime.now(timezone.utc) > clock.now()  # the premise of the test
