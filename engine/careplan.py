@@ -146,7 +146,9 @@ def care_plan_operators(registry: Any) -> dict[str, ServiceOperator]:
         if not isinstance(decisions, dict):
             raise InvalidInputError("decisions must map care plan item ids to agreed/declined",
                                     [Problem("expected an object", field="/decisions")])
-        agreed, declined, problems = [], [], []
+        agreed: list[str] = []
+        declined: list[str] = []
+        problems: list[Problem] = []
         for item_id, decision in sorted(decisions.items()):
             try:
                 _move(_item(context.session, context.instance.id, item_id), decision, context.actor,
