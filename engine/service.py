@@ -8,6 +8,7 @@ same instance are serialised by the instance's revision (optimistic locking): th
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import uuid
@@ -25,7 +26,7 @@ from . import runtime
 from .audit import append_event, data_digest
 from .clock import Clock, SystemClock
 from .compaction import compact
-from .db.models import PathwayInstance, PathwayVersion
+from .db.models import InstanceEvent, PathwayInstance, PathwayVersion
 from .db.session import unit_of_work
 from .errors import (
     ConflictError,
@@ -35,6 +36,7 @@ from .errors import (
     Problem,
     StaleVersionError,
     TaskDataError,
+    TaskNotReadyError,
 )
 from .settings import Settings
 from .steps import ServiceOperator, StepContext, make_step_engine, run_step
@@ -116,29 +118,49 @@ class PathwayService:
             InvalidInputError: bad patient reference or start data that is not an object.
             NotFoundError: no such pathway deployed.
         """
-        validate_patient_ref(patient_ref)
+        return self.start_many(pathway_id, [patient_ref], actor, data)[0]
+
+    def start_many(self, pathway_id: str, patient_refs: list[str], actor: str,
+                   data: dict[str, Any] | None = None) -> list[InstanceView]:
+        """Start the latest version of a pathway for several patients in one unit of work (all or none).
+
+        For bulk loads (a clinic list, a migration from another system, load tests).
+
+        Raises:
+            InvalidInputError: a bad patient reference or start data that is not an object.
+            NotFoundError: no such pathway deployed.
+        """
+        for patient_ref in patient_refs:
+            validate_patient_ref(patient_ref)
         if data is not None and not isinstance(data, dict):
             raise InvalidInputError("start data must be a JSON object", [Problem("must be an object", field="/data")])
         with unit_of_work(self.sessions) as session:
             version = self._latest_version(session, pathway_id)
-            now = self.clock.now()
-            instance = PathwayInstance(
-                id=str(uuid.uuid4()), pathway_id=pathway_id, pathway_version_id=version.id, patient_ref=patient_ref,
-                status=RUNNING, state="", created_at=now, updated_at=now, event_seq=0, event_head="0" * 64,
-            )
-            instance.pathway_version = version
-            session.add(instance)
-            context = self._context(session, instance, actor)
-            specs = runtime.specs_for(version.version, version.spec)
-            workflow = runtime.new_workflow(specs, self._script_engine(context))
-            if data:
-                workflow.task_tree.data.update(data)
-                workflow.data.update(data)
-            append_event(session, instance, "started", at=now, actor=actor, pathway_version=version.version,
-                         payload={"data_digest": data_digest(data or {})})
-            self._advance(context, workflow, workflow.do_engine_steps)
-            session.flush()
-            return self._view(instance, workflow)
+            started = [self._start_one(session, version, patient_ref, actor, copy.deepcopy(data))
+                       for patient_ref in patient_refs]
+            session.flush()  # one flush: the inserts go out in batches
+            return [self._view(instance, workflow) for instance, workflow in started]
+
+    def _start_one(self, session: Session, version: PathwayVersion, patient_ref: str, actor: str,
+                   data: dict[str, Any] | None) -> tuple[PathwayInstance, Any]:
+        now = self.clock.now()
+        instance = PathwayInstance(
+            id=str(uuid.uuid4()), pathway_id=version.pathway_id, pathway_version_id=version.id,
+            patient_ref=patient_ref, status=RUNNING, state="", created_at=now, updated_at=now, event_seq=0,
+            event_head="0" * 64,
+        )
+        instance.pathway_version = version
+        session.add(instance)
+        context = self._context(session, instance, actor)
+        specs = runtime.specs_for(version.version, version.spec)
+        workflow = runtime.new_workflow(specs, self._script_engine(context))
+        if data:
+            workflow.task_tree.data.update(data)
+            workflow.data.update(data)
+        append_event(session, instance, "started", at=now, actor=actor, pathway_version=version.version,
+                     payload={"data_digest": data_digest(data or {})})
+        self._advance(context, workflow, workflow.do_engine_steps)
+        return instance, workflow
 
     # --- tasks -----------------------------------------------------------------------------------
 
@@ -160,7 +182,16 @@ class PathwayService:
                             lambda ctx, wf: self._complete(ctx, wf, task_id, data))
 
     def _complete(self, context: StepContext, workflow: Any, task_id: str, data: dict[str, Any]) -> None:
-        task = runtime.task_by_id(workflow, task_id)
+        try:
+            task = runtime.task_by_id(workflow, task_id)
+        except NotFoundError:
+            # Finished history is compacted out of the live state; the event trail remembers it.
+            done = context.session.scalar(select(InstanceEvent.id).where(
+                InstanceEvent.instance_id == context.instance.id, InstanceEvent.task_id == task_id,
+                InstanceEvent.type == "task_completed").limit(1))
+            if done is not None:
+                raise TaskNotReadyError(f"task {task_id} is completed, not ready") from None
+            raise
         info = runtime.task_info(task)
         if info.form is not None:
             _check_form(info.form, data)

@@ -77,9 +77,7 @@ class YamlReader:
     def problem(self, node: Node | Loc, message: str, element: str | None = None) -> None:
         loc = node if isinstance(node, Loc) else self.loc(node)
         self.problems.append(
-            Problem(
-                message, file=self.file, line=loc.line, column=loc.column, element=element or self.element
-            )
+            Problem(message, file=self.file, line=loc.line, column=loc.column, element=element or self.element)
         )
 
     # --- shapes ---
@@ -187,8 +185,7 @@ class YamlReader:
         if value not in choices:
             self.problem(
                 node,
-                f"unknown {what} '{value}'; expected one of {', '.join(choices)}"
-                f"{did_you_mean(value, choices)}",
+                f"unknown {what} '{value}'; expected one of {', '.join(choices)}{did_you_mean(value, choices)}",
             )
             return None
         return value

@@ -99,9 +99,7 @@ class Catalogue:
     sources: dict[str, str]  # file name -> text, so the exact catalogue can be stored
 
     def services_for(self, service_type: str, region: str | None = None) -> list[ServiceEntry]:
-        return [
-            e for e in self.directory if service_type in e.types and (region is None or e.region == region)
-        ]
+        return [e for e in self.directory if service_type in e.types and (region is None or e.region == region)]
 
 
 def catalogue_version(texts: dict[str, str]) -> str:
@@ -141,9 +139,7 @@ def parse_catalogue(texts: dict[str, str], directory: Path | str = "catalogues")
     readers = {name: YamlReader(str(directory / name)) for name in CATALOGUE_FILES}
     domains, concerns = _read_concerns(readers["concerns.yaml"], texts["concerns.yaml"])
     service_types, directory_entries = _read_services(readers["services.yaml"], texts["services.yaml"])
-    interventions = _read_interventions(
-        readers["interventions.yaml"], texts["interventions.yaml"], set(service_types)
-    )
+    interventions = _read_interventions(readers["interventions.yaml"], texts["interventions.yaml"], set(service_types))
     problems = [p for r in readers.values() for p in r.problems]
     if problems:
         raise RuleFileError("the catalogue is not valid", problems)
@@ -232,9 +228,7 @@ def _read_services(reader: YamlReader, text: str) -> tuple[dict[str, ServiceType
             reader.text(e["description"][1], "description") or "",
         )
     for item in reader.sequence(top["directory"][1], "directory") or [] if "directory" in top else []:
-        e = reader.mapping(
-            item, "a directory entry", ("name", "types", "region", "example"), ("url", "description")
-        )
+        e = reader.mapping(item, "a directory entry", ("name", "types", "region", "example"), ("url", "description"))
         if e is None or any(k not in e for k in ("name", "types", "region", "example")):
             continue
         type_codes: list[str] = []

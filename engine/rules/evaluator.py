@@ -17,6 +17,13 @@ How each crash mode in LIBRARY_NOTES is avoided, by design:
 - **Swallowed action exceptions.** durable-rules stores them under the state's ``exception``
   key and returns normally; every returned state is checked and the error raised as
   :class:`RuleEvaluationError`.
+- **Deleting a session before the rule set has ever run an action (segfault).** Found here,
+  not in LIBRARY_NOTES: on a freshly registered rule set, ``delete_state`` segfaults until one
+  action has completed (even for a session that matched nothing). Each rule set is registered
+  with an extra warm-up rule, fired once in a throwaway session before any evaluation.
+- **Cost of unmatched facts.** durable-rules JSON-encodes every fact it cannot match into its
+  exception; concern facts no pattern mentions are not asserted at all (they cannot affect a
+  join or an absence test). They are still part of the recorded facts.
 - **Slow actions dropped after 10 s.** Actions only append ``(rule, matched fact ids)`` to a
   list; outcomes are worked out in Python afterwards (:func:`resolve_outcomes`).
 """
@@ -52,13 +59,17 @@ __all__ = [
     "ENGINE_LOCK",
     "Evaluation",
     "RulesHost",
+    "WARMUP_RULE",
     "default_host",
     "evaluate",
     "resolve_outcomes",
     "run_facts",
+    "warm_up",
+    "with_warmup",
 ]
 
 ENGINE_LOCK = threading.RLock()
+WARMUP_RULE = "carepath-warmup"  # compiled rule names are "<rule id>#<n>": no clash
 _MAX_DRAIN = 10_000  # far above the number of firings any rule set here can produce
 
 Recorded = tuple[str, tuple[str, ...]]  # (durable rule name, matched fact ids)
@@ -76,6 +87,9 @@ class RulesHost(durable.Host):
         """The stock host starts timer threads here that run actions on their own; not us."""
 
     def get_action(self, action_name: str) -> Callable[[durable.Closure], None]:
+        if action_name == WARMUP_RULE:
+            return _no_op
+
         def action(c: durable.Closure) -> None:
             self.record(action_name, c._m)
 
@@ -85,16 +99,38 @@ class RulesHost(durable.Host):
         """Note that ``rule_name`` fired with ``message`` (pattern name -> fact)."""
         if self.recording is None:
             raise RuntimeError(f"rule {rule_name} fired outside an evaluation")
-        keys = sorted((k for k in message if k != "complete"), key=lambda k: (k != "ctx", len(k), k))
-        self.recording.append((rule_name, tuple(message[k]["id"] for k in keys)))
+        # pattern names sort "c0".."c9", "ctx": a fixed order for the same rule and facts
+        self.recording.append((rule_name, tuple(message[k]["id"] for k in sorted(message) if k != "complete")))
 
     def ensure_registered(self, compiled: CompiledRuleset) -> durable.Ruleset:
-        """Register the compiled rule set once; versions live side by side under their names."""
+        """Register the compiled rule set once (and warm it up); versions live side by side.
+
+        Call with :data:`ENGINE_LOCK` held.
+        """
         if compiled.durable_name not in self._registered:
-            self.register_rulesets({compiled.durable_name: compiled.definition_with_actions()})
+            self.register_rulesets({compiled.durable_name: with_warmup(compiled.definition_with_actions())})
+            warm_up(self, compiled.durable_name)
             self._registered.add(compiled.durable_name)
         ruleset: durable.Ruleset = self.get_ruleset(compiled.durable_name)
         return ruleset
+
+
+def with_warmup(definition: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Add the warm-up rule (fires only on a ``warmup`` fact, which evaluations never send)."""
+    return {**definition, WARMUP_RULE: {"all": [{"w": {"t": "warmup"}}], "run": WARMUP_RULE}}
+
+
+def warm_up(host: durable.Host, durable_name: str) -> None:
+    """Run one action on a fresh rule set so that deleting sessions is safe from then on."""
+    sid = f"warmup-{uuid.uuid4()}"
+    state = host.assert_fact(durable_name, {"id": "warmup", "t": "warmup", "sid": sid})
+    _check_state(state)
+    _drain(host.get_ruleset(durable_name))
+    host.delete_state(durable_name, sid)
+
+
+def _no_op(c: durable.Closure) -> None:
+    """The warm-up rule's action: it only has to run."""
 
 
 _default_host: RulesHost | None = None
@@ -175,8 +211,8 @@ def run_facts(
         host.recording = recording
         try:
             for fact in facts:
-                _assert_one(host, compiled.durable_name, {**fact, "sid": sid})
-            _drain(ruleset)
+                if compiled.could_match(fact):
+                    _assert_one(host, compiled.durable_name, {**fact, "sid": sid})
         except RuleEvaluationError:
             raise
         except Exception as exc:
@@ -184,8 +220,8 @@ def run_facts(
         finally:
             try:
                 _drain(ruleset)  # never delete a session with a queued action
-                ruleset.delete_state(sid)
             finally:
+                ruleset.delete_state(sid)
                 host.recording = None
     return recording
 
@@ -217,24 +253,45 @@ def _drain(ruleset: durable.Ruleset) -> None:
 
     # durable-rules 2.0.28 (pinned) exposes no public "run pending actions now" call; this is
     # what its own dispatcher thread does, done here synchronously.
-    for _ in range(_MAX_DRAIN):
-        result = durable_rules_engine.start_action(ruleset._handle)
-        if not result:
-            break
-        ruleset._flush_actions(json.loads(result[0]), {"message": json.loads(result[1])}, result[2], complete)
-    else:
-        raise RuleEvaluationError("rule actions keep queuing; giving up")
+    try:
+        for _ in range(_MAX_DRAIN):
+            result = durable_rules_engine.start_action(ruleset._handle)
+            if not result:
+                break
+            ruleset._flush_actions(json.loads(result[0]), {"message": json.loads(result[1])}, result[2], complete)
+        else:
+            raise RuleEvaluationError("rule actions keep queuing; giving up")
+    except RuleEvaluationError:
+        raise
+    except Exception as exc:
+        raise RuleEvaluationError(f"the rules engine failed: {type(exc).__name__}: {exc}") from exc
     if errors:
         raise RuleEvaluationError(f"a rule action failed: {str(errors[0]).splitlines()[0][:500]}")
 
 
+_OUTCOME_CACHE: dict[tuple[str, tuple[str, ...]], Outcomes] = {}
+_OUTCOME_CACHE_SIZE = 4096
+
+
 def resolve_outcomes(rule_file: RuleFile, firings: tuple[Firing, ...] | list[Firing]) -> Outcomes:
     """Merge the ``then`` of every fired rule: one entry per code, the most urgent urgency,
-    the highest priority; codes both recommended and advised against are marked for review."""
-    fired: list[str] = []
+    the highest priority; codes both recommended and advised against are marked for review.
+
+    Outcomes depend only on the rule-file version and which rules fired, in order: cached.
+    """
+    fired: dict[str, None] = {}
     for firing in firings:
-        if firing.rule_id not in fired:
-            fired.append(firing.rule_id)
+        fired.setdefault(firing.rule_id, None)
+    key = (rule_file.version + rule_file.catalogue_version, tuple(fired))
+    cached = _OUTCOME_CACHE.get(key)
+    if cached is None:
+        if len(_OUTCOME_CACHE) >= _OUTCOME_CACHE_SIZE:
+            _OUTCOME_CACHE.clear()
+        cached = _OUTCOME_CACHE[key] = _resolve(rule_file, list(fired))
+    return cached
+
+
+def _resolve(rule_file: RuleFile, fired: list[str]) -> Outcomes:
     rules = [rule_file.rule(rule_id) for rule_id in fired]
     referrals: dict[tuple[str, str], tuple[str, list[str]]] = {}
     offers: dict[str, list[str]] = {}

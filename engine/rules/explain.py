@@ -91,6 +91,7 @@ class FailedCondition:
     condition: str
     actual: str
     loc: Loc
+    gap: float = 10.0  # how far the actual value is from passing (ranks near misses)
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,7 @@ def leaf_holds(leaf: ConcernCondition | ContextCondition, fact: Fact) -> bool:
     if isinstance(leaf, ConcernCondition):
         if fact.get("t") != "concern":
             return False
-        if (leaf.code and fact.get("code") != leaf.code) or (
-            leaf.domain and fact.get("domain") != leaf.domain
-        ):
+        if (leaf.code and fact.get("code") != leaf.code) or (leaf.domain and fact.get("domain") != leaf.domain):
             return False
         return all(_compare(fact.get("score"), op, v) for op, v in leaf.score)
     if fact.get("t") != "context" or leaf.field not in fact:
@@ -193,11 +192,7 @@ def _assign(leaves: list[ConcernCondition], concerns: list[Fact], used: set[str]
         return True
     first, rest = leaves[0], leaves[1:]
     for fact in concerns:
-        if (
-            fact["id"] not in used
-            and leaf_holds(first, fact)
-            and _assign(rest, concerns, used | {fact["id"]})
-        ):
+        if fact["id"] not in used and leaf_holds(first, fact) and _assign(rest, concerns, used | {fact["id"]}):
             return True
     return False
 
@@ -221,9 +216,7 @@ def explain_why(
         seen.add(key)
         matched = tuple(by_id[i] for i in firing.matched if i in by_id)
         reasons.append(RuleReason(rule.id, rule.title, rule.guidance, matched, proposes, rule.loc))
-    return WhyExplanation(
-        evaluation_id, rule_file.name, rule_file.version, code, bool(reasons), tuple(reasons)
-    )
+    return WhyExplanation(evaluation_id, rule_file.name, rule_file.version, code, bool(reasons), tuple(reasons))
 
 
 def _proposes(rule: Rule, code: str) -> str | None:
@@ -260,7 +253,8 @@ def explain_why_not(
         hint = did_you_mean(code, list(known_codes)) if known_codes else ""
         note = f"No rule in this version proposes '{code}'{hint}"
     misses = [NearMiss(r.id, r.title, r.guidance, tuple(_failures(r.when, facts)), r.loc) for r in candidates]
-    misses.sort(key=lambda m: len(m.failed))  # stable: file order breaks ties
+    # fewest failed conditions first, then the smallest distance to passing; then file order
+    misses.sort(key=lambda m: (len(m.failed), sum(f.gap for f in m.failed)))
     return WhyNotExplanation(
         evaluation_id,
         rule_file.name,
@@ -295,8 +289,11 @@ def _leaf_anywhere(leaf: ConcernCondition | ContextCondition, facts: Sequence[Fa
 def _leaf_failure(leaf: ConcernCondition | ContextCondition, facts: Sequence[Fact]) -> FailedCondition:
     if isinstance(leaf, ContextCondition):
         context = next((f for f in facts if f["id"] == CONTEXT_FACT_ID), {})
-        actual = _show(context[leaf.field]) if leaf.field in context else "not recorded"
-        return FailedCondition(leaf.describe(), f"{leaf.field} is {actual}", leaf.loc)
+        if leaf.field not in context:
+            return FailedCondition(leaf.describe(), f"{leaf.field} is not recorded", leaf.loc)
+        value = context[leaf.field]
+        gap = _gap(value, [(leaf.op, leaf.value)]) if leaf.op in SCORE_OPERATORS else 1.0
+        return FailedCondition(leaf.describe(), f"{leaf.field} is {_show(value)}", leaf.loc, gap)
     candidates = [
         f
         for f in facts
@@ -307,13 +304,21 @@ def _leaf_failure(leaf: ConcernCondition | ContextCondition, facts: Sequence[Fac
     if not candidates:
         what = leaf.code or f"any {leaf.domain} concern"
         return FailedCondition(leaf.describe(), f"{what} not assessed (no score)", leaf.loc)
-    best = max(candidates, key=lambda f: sum(_compare(f["score"], op, v) for op, v in leaf.score))
+    best = min(candidates, key=lambda f: _gap(f["score"], leaf.score))
     scores = ", ".join(f"{f['code']} scored {f['score']}" for f in candidates[:5])
-    return FailedCondition(
-        leaf.describe(),
-        scores if leaf.domain and not leaf.code else f"{best['code']} scored {best['score']}",
-        leaf.loc,
-    )
+    actual = scores if leaf.domain and not leaf.code else f"{best['code']} scored {best['score']}"
+    return FailedCondition(leaf.describe(), actual, leaf.loc, _gap(best["score"], leaf.score))
+
+
+def _gap(actual: Any, tests: Sequence[tuple[str, Any]]) -> float:
+    """Distance from ``actual`` to satisfying every test (0 when it does)."""
+    if not isinstance(actual, int | float) or isinstance(actual, bool):
+        return 10.0
+    total = 0.0
+    for op, threshold in tests:
+        if not _compare(actual, op, threshold):
+            total += abs(actual - threshold) + (1 if op in ("more_than", "less_than") else 0)
+    return total
 
 
 def _none_failure(child: Condition, facts: Sequence[Fact]) -> FailedCondition:
@@ -323,11 +328,7 @@ def _none_failure(child: Condition, facts: Sequence[Fact]) -> FailedCondition:
         actual = (
             f"{hit['code']} scored {hit['score']}"
             if hit.get("t") == "concern"
-            else (
-                f"{child.field} is {_show(hit.get(child.field))}"
-                if isinstance(child, ContextCondition)
-                else ""
-            )
+            else (f"{child.field} is {_show(hit.get(child.field))}" if isinstance(child, ContextCondition) else "")
         )
         return FailedCondition(f"none of: {child.describe()}", actual, loc)
     return FailedCondition("a 'none' group that holds", "its conditions hold", loc)

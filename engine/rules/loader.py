@@ -61,9 +61,7 @@ def load_rule_file(path: Path | str, catalogue: Catalogue) -> RuleFile:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise RuleFileError(
-            "cannot read the rule file", [Problem(str(exc.strerror), file=str(path))]
-        ) from exc
+        raise RuleFileError("cannot read the rule file", [Problem(str(exc.strerror), file=str(path))]) from exc
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -79,9 +77,7 @@ def parse_rule_text(text: str, file: str, catalogue: Catalogue) -> RuleFile:
     """
     reader = YamlReader(file)
     root = reader.compose(text)
-    top = (
-        reader.mapping(root, "a rule file", ("ruleset", "title", "rules"), ("description",)) if root else None
-    )
+    top = reader.mapping(root, "a rule file", ("ruleset", "title", "rules"), ("description",)) if root else None
     name = title = ""
     rules: list[Rule] = []
     if top is not None:
@@ -141,9 +137,7 @@ def _read_rule(reader: YamlReader, node: Node, catalogue: Catalogue) -> Rule | N
             reader.problem(entries["id"][1], "a rule id uses a-z, 0-9, '-' and '_' only (at most 80)")
             rule_id = None
         title = reader.text(entries["title"][1], "title") if "title" in entries else None
-        description = (
-            reader.text(entries["description"][1], "description") if "description" in entries else None
-        )
+        description = reader.text(entries["description"][1], "description") if "description" in entries else None
         guidance = read_guidance(reader, entries["guidance"][1]) if "guidance" in entries else ()
         priority = "medium"
         if "priority" in entries:
@@ -218,16 +212,12 @@ def _read_concern(reader: YamlReader, node: Node, catalogue: Catalogue) -> Condi
     if "code" in entries:
         code = reader.text(entries["code"][1], "concern code")
         if code and code not in catalogue.concerns:
-            reader.problem(
-                entries["code"][1], f"unknown concern '{code}'{did_you_mean(code, catalogue.concerns)}"
-            )
+            reader.problem(entries["code"][1], f"unknown concern '{code}'{did_you_mean(code, catalogue.concerns)}")
             ok = False
     if "domain" in entries:
         domain = reader.text(entries["domain"][1], "domain")
         if domain and domain not in catalogue.domains:
-            reader.problem(
-                entries["domain"][1], f"unknown domain '{domain}'{did_you_mean(domain, catalogue.domains)}"
-            )
+            reader.problem(entries["domain"][1], f"unknown domain '{domain}'{did_you_mean(domain, catalogue.domains)}")
             ok = False
     if "code" not in entries and "domain" not in entries:
         reader.problem(node, "a concern condition needs 'code' or 'domain'")
@@ -251,9 +241,7 @@ def _read_tests(
     if isinstance(node, ScalarNode):
         value = reader.number(node, what)
         return (
-            None
-            if value is None or not _in_range(reader, node, what, value, minimum, maximum)
-            else [("equals", value)]
+            None if value is None or not _in_range(reader, node, what, value, minimum, maximum) else [("equals", value)]
         )
     entries = reader.mapping(node, f"the {what} test", optional=tuple(SCORE_OPERATORS))
     if entries is None:
@@ -408,6 +396,4 @@ def _check_complexity(reader: YamlReader, node: Node, when: Condition) -> None:
 
     count = len(alternatives(when, limit=MAX_ALTERNATIVES + 1))
     if count > MAX_ALTERNATIVES:
-        reader.problem(
-            node, f"the condition expands to more than {MAX_ALTERNATIVES} alternatives; split the rule"
-        )
+        reader.problem(node, f"the condition expands to more than {MAX_ALTERNATIVES} alternatives; split the rule")

@@ -97,9 +97,7 @@ CONTEXT_FIELDS: dict[str, ContextField] = {
         ContextField(
             "travel_minutes", "number", "one-way travel time to the treatment centre", minimum=0, maximum=2880
         ),
-        ContextField(
-            "travel_km", "number", "one-way distance to the treatment centre", minimum=0, maximum=5000
-        ),
+        ContextField("travel_km", "number", "one-way distance to the treatment centre", minimum=0, maximum=5000),
     )
 }
 
@@ -299,9 +297,7 @@ class Assessment:
         problems: list[Problem] = []
         concerns_in = data.get("concerns") or {}
         if not isinstance(concerns_in, Mapping):
-            raise InvalidInputError(
-                "assessment is invalid", [Problem("expected a mapping", field="/concerns")]
-            )
+            raise InvalidInputError("assessment is invalid", [Problem("expected a mapping", field="/concerns")])
         concerns: dict[str, int] = {}
         for code, score in concerns_in.items():
             if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:

@@ -79,12 +79,18 @@ class RuleSetRegistry:
         """
         with self._lock:
             path = self._paths.get(name)
-            if path is None or not path.exists():
+            if path is None:
                 self._scan()
                 path = self._paths.get(name)
                 if path is None:
                     raise NotFoundError(f"no rule set named '{name}' in {self.rules_dir}")
-            loaded = self._load_path(path)
+            try:
+                loaded = self._load_path(path)
+            except NotFoundError:  # the file was removed or renamed
+                self._scan()
+                if name not in self._paths:
+                    raise
+                loaded = self._load_path(self._paths[name])
             if loaded.name != name:  # the file was edited to declare another name
                 self._scan()
                 return self.current(name)
@@ -118,9 +124,7 @@ class RuleSetRegistry:
         Raises:
             RuleFileError: when the text or the catalogue texts are invalid.
         """
-        catalogue = (
-            parse_catalogue(catalogue_texts, self.catalogue_dir) if catalogue_texts else self.catalogue()
-        )
+        catalogue = parse_catalogue(catalogue_texts, self.catalogue_dir) if catalogue_texts else self.catalogue()
         with self._lock:
             return self._compile(text, file, catalogue)
 
@@ -175,9 +179,7 @@ class RuleSetRegistry:
                 continue
             if loaded.name in found:
                 problems.append(
-                    Problem(
-                        f"rule set '{loaded.name}' is also declared in {found[loaded.name]}", file=str(path)
-                    )
+                    Problem(f"rule set '{loaded.name}' is also declared in {found[loaded.name]}", file=str(path))
                 )
             found[loaded.name] = path
         self._paths = found
@@ -187,6 +189,9 @@ class RuleSetRegistry:
     def _load_path(self, path: Path) -> LoadedRuleset:
         catalogue = self.catalogue()
         signature = _signature(path)
+        if signature[2] < 0:  # the file is gone: look again for the rule set
+            self._current.pop(path, None)
+            raise NotFoundError(f"rule file {path} no longer exists")
         cached = self._current.get(path)
         if cached is not None and self._signatures.get(path) == signature:
             return cached

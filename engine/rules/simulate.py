@@ -66,8 +66,7 @@ def synthetic_assessments(
                 diagnosis=rng.choice(_DIAGNOSES),
                 treatment_phase=rng.choice(TREATMENT_PHASES),
                 work_status=work,
-                wants_to_return_to_work=work in ("employed", "self_employed", "student")
-                and rng.random() < 0.5,
+                wants_to_return_to_work=work in ("employed", "self_employed", "student") and rng.random() < 0.5,
                 caring_duties=rng.random() < model.caring_share,
                 lives_alone=rng.random() < model.lives_alone_share,
                 travel_minutes=minutes,
@@ -122,9 +121,7 @@ class SimulationReport:
         for service, counts in sorted(self.referrals.items(), key=lambda kv: -sum(kv[1].values())):
             total = sum(counts.values())
             by = ", ".join(f"{u} {counts[u]}" for u in reversed(URGENCIES) if counts[u])
-            lines.append(
-                f"  {service:<24} {total:>6}  ({100 * total / max(self.cohort, 1):.1f} per 100; {by})"
-            )
+            lines.append(f"  {service:<24} {total:>6}  ({100 * total / max(self.cohort, 1):.1f} per 100; {by})")
         lines.append("Synthetic draw, not epidemiological data: calibrate CohortModel before planning.")
         return "\n".join(lines)
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, ForeignKey, String, Text, inspect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import JSON, ForeignKey, String, Table, Text, event, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engine.clock import Clock
@@ -28,7 +28,7 @@ from engine.db.base import Base
 from engine.db.models import UTCDateTime
 from engine.errors import NotFoundError
 
-from .evaluator import Evaluation
+from .evaluator import Evaluation, evaluate
 from .model import Assessment, Firing
 from .registry import LoadedRuleset, RuleSetRegistry
 
@@ -74,6 +74,12 @@ class RuleEvaluationRecord(Base):
     outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+_KNOWN = "carepath_rule_versions"
+_EVALUATIONS = cast(Table, RuleEvaluationRecord.__table__)
+_VERSIONS = cast(Table, RuleVersionRecord.__table__)
+_INSERT_EVALUATION = _EVALUATIONS.insert()
+
+
 @dataclass(frozen=True)
 class StoredEvaluation:
     """An evaluation read back, with the rule and catalogue texts it used."""
@@ -94,38 +100,48 @@ class StoredEvaluation:
 
 
 def record_rule_version(session: Session, loaded: LoadedRuleset, at: datetime) -> None:
-    """Make sure the rule-file and catalogue texts of ``loaded`` are stored (once each)."""
-    cache: dict[str, RuleVersionRecord] = session.info.setdefault("carepath_rule_versions", {})
+    """Make sure the rule-file and catalogue texts of ``loaded`` are stored (once each).
+
+    Inserted at once (``INSERT ... ON CONFLICT DO NOTHING``, safe when two workers race), so the
+    evaluation row that refers to them can be inserted straight after, without a flush.
+    """
+    known = _known_versions(session)
     rule_file = loaded.compiled.rule_file
-    wanted = (
-        (rule_file.version, "ruleset", rule_file.name, rule_file.path, lambda: rule_file.source),
-        (
-            loaded.catalogue.version,
-            "catalogue",
-            "catalogue",
-            "catalogues",
-            lambda: json.dumps(loaded.catalogue.sources, sort_keys=True, ensure_ascii=False),
-        ),
-    )
-    for version, kind, name, path, source in wanted:
-        known = cache.get(version)
-        if known is not None:
-            state = inspect(known)
-            if state.persistent or state.pending:
-                continue
-        record = session.get(RuleVersionRecord, version)
-        if record is None:
-            record = RuleVersionRecord(
-                version=version, kind=kind, name=name, path=path, source=source(), first_used_at=at
-            )
-            # Flushed at once (evaluations reference it) in a savepoint: a concurrent transaction
-            # may store the same version first, and then its row is the one to use.
-            try:
-                with session.begin_nested():
-                    session.add(record)
-            except IntegrityError:
-                record = session.get(RuleVersionRecord, version)
-        cache[version] = record
+    if rule_file.version not in known:
+        _insert_version(session, rule_file.version, "ruleset", rule_file.name, rule_file.path, rule_file.source, at)
+        known.add(rule_file.version)
+    if loaded.catalogue.version not in known:
+        source = json.dumps(loaded.catalogue.sources, sort_keys=True, ensure_ascii=False)
+        _insert_version(session, loaded.catalogue.version, "catalogue", "catalogue", "catalogues", source, at)
+        known.add(loaded.catalogue.version)
+
+
+def _known_versions(session: Session) -> set[str]:
+    """Versions already stored in this session's transaction (forgotten on rollback)."""
+    known: set[str] | None = session.info.get(_KNOWN)
+    if known is None:
+        known = session.info[_KNOWN] = set()
+        event.listen(session, "after_soft_rollback", _forget_versions)
+    return known
+
+
+def _forget_versions(session: Session, previous_transaction: object) -> None:
+    session.info.get(_KNOWN, set()).clear()
+
+
+def _insert_version(session: Session, version: str, kind: str, name: str, path: str, source: str, at: datetime) -> None:
+    row = {"version": version, "kind": kind, "name": name, "path": path, "source": source, "first_used_at": at}
+    table = _VERSIONS
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(table).values(row).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).values(row).on_conflict_do_nothing()
+    else:  # pragma: no cover - CarePath runs on SQLite and PostgreSQL only
+        if session.get(RuleVersionRecord, version) is not None:
+            return
+        statement = table.insert().values(row)
+    session.connection().execute(statement)
 
 
 def record_evaluation(
@@ -136,8 +152,12 @@ def record_evaluation(
     created_at: datetime,
     instance_id: str | None = None,
     task_id: str | None = None,
-) -> RuleEvaluationRecord:
-    """Add the evaluation (and, if new, its rule and catalogue texts) to ``session``.
+) -> str:
+    """Insert the evaluation (and, if new, its rule and catalogue texts) in ``session``'s
+    transaction; returns the evaluation id. Does not commit.
+
+    A table-level insert, not ``session.add``: it costs a quarter of an ORM flush, and the
+    evaluation row is never modified afterwards.
 
     Raises:
         ValueError: ``created_at`` is naive, or ``loaded`` is not the version evaluated.
@@ -147,20 +167,22 @@ def record_evaluation(
     if loaded.version != evaluation.ruleset_version:
         raise ValueError("the evaluation was not made with this rule-set version")
     record_rule_version(session, loaded, created_at)
-    record = RuleEvaluationRecord(
-        id=evaluation.id,
-        ruleset_name=evaluation.ruleset_name,
-        ruleset_version=evaluation.ruleset_version,
-        catalogue_version=evaluation.catalogue_version,
-        created_at=created_at,
-        instance_id=instance_id,
-        task_id=task_id,
-        facts=list(evaluation.facts),
-        fired=[f.as_dict() for f in evaluation.firings],
-        outcomes=evaluation.outcomes.as_dict(),
+    session.connection().execute(
+        _INSERT_EVALUATION,
+        {
+            "id": evaluation.id,
+            "ruleset_name": evaluation.ruleset_name,
+            "ruleset_version": evaluation.ruleset_version,
+            "catalogue_version": evaluation.catalogue_version,
+            "created_at": created_at,
+            "instance_id": instance_id,
+            "task_id": task_id,
+            "facts": list(evaluation.facts),
+            "fired": [f.as_dict() for f in evaluation.firings],
+            "outcomes": evaluation.outcomes.as_dict(),
+        },
     )
-    session.add(record)
-    return record
+    return evaluation.id
 
 
 def evaluate_and_record(
@@ -183,10 +205,8 @@ def evaluate_and_record(
         RuleEvaluationError: the rules engine failed.
     """
     loaded = registry.current(ruleset)
-    evaluation = registry.evaluate(ruleset, assessment, version=loaded.version)
-    record_evaluation(
-        session, evaluation, loaded, created_at=clock.now(), instance_id=instance_id, task_id=task_id
-    )
+    evaluation = evaluate(loaded.compiled, loaded.catalogue, assessment)
+    record_evaluation(session, evaluation, loaded, created_at=clock.now(), instance_id=instance_id, task_id=task_id)
     return evaluation
 
 
@@ -222,7 +242,6 @@ def get_evaluation(session: Session, evaluation_id: str) -> StoredEvaluation:
 
 def list_evaluations(session: Session, *, instance_id: str) -> list[RuleEvaluationRecord]:
     """The evaluations made for a pathway instance, oldest first."""
-    from sqlalchemy import select
 
     statement = (
         select(RuleEvaluationRecord)

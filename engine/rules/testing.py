@@ -88,9 +88,7 @@ class Contradiction:
     example: str
 
     def text(self) -> str:
-        return (
-            f"{self.ruleset}: {self.rule_a} and {self.rule_b}: {self.code} {self.kind} (e.g. {self.example})"
-        )
+        return f"{self.ruleset}: {self.rule_a} and {self.rule_b}: {self.code} {self.kind} (e.g. {self.example})"
 
 
 @dataclass
@@ -233,9 +231,11 @@ def _read_outcomes(reader: YamlReader, node: Node, exclude: bool) -> set[str] | 
 def run_case(loaded: LoadedRuleset, case: RuleTestCase) -> tuple[CaseResult, Evaluation]:
     evaluation = evaluate(loaded.compiled, loaded.catalogue, case.given)
     actual = outcome_lines(evaluation.outcomes)
+    missing: set[str]
+    unexpected: set[str]
     if case.expect is not None:
-        missing = case.expect - actual
-        unexpected = actual - case.expect
+        missing = set(case.expect - actual)
+        unexpected = set(actual - case.expect)
     else:
         missing = {x for x in case.includes if not any(_same(a, x) for a in actual)}
         unexpected = {a for a in actual if any(_same(a, x) for x in case.excludes)}
@@ -314,9 +314,7 @@ def find_contradictions(rule_file: RuleFile, evaluation: Evaluation, example: st
                             a.id,
                             b.id,
                             r.intervention,
-                            "referred with "
-                            f"different urgencies ({urgencies_a[r.intervention]} vs "
-                            f"{r.urgency})",
+                            f"referred with different urgencies ({urgencies_a[r.intervention]} vs {r.urgency})",
                             example,
                         )
                     )

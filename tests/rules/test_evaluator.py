@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -234,9 +235,7 @@ rules:
 """
 
 
-def test_tricky_conditions_agree_with_the_python_restatement(
-    rules_copy: Path, catalogue: Catalogue
-) -> None:
+def test_tricky_conditions_agree_with_the_python_restatement(rules_copy: Path, catalogue: Catalogue) -> None:
     (rules_copy / "tricky.yaml").write_text(TRICKY)
     loaded = RuleSetRegistry(rules_copy).current("tricky")
     fired_counts: dict[str, int] = {}
@@ -271,3 +270,12 @@ def test_assessment_from_task_data() -> None:
         Assessment.from_dict({"concerns": {"pain": 11}, "context": {"agee": 3, "caring_duties": "yes"}})
     assert {p.field for p in info.value.problems} == {"/concerns/pain", "/context/agee", "/context/caring_duties"}
 
+
+def test_first_evaluation_of_a_new_rule_set_may_fire_nothing(rules_copy: Path, write_mini: Callable[..., Path]) -> None:
+    """durable-rules segfaults deleting a session of a rule set that never ran an action;
+    the warm-up at registration prevents it (a crash here kills the test process)."""
+    write_mini(rules_copy)
+    registry = RuleSetRegistry(rules_copy)
+    host = RulesHost()
+    assert registry.evaluate("mini", Assessment({}), host=host).firings == ()
+    assert registry.evaluate("mini", Assessment({"pain": 3}), host=host).firings == ()

@@ -48,9 +48,7 @@ def test_unchanged_file_is_not_recompiled(rules_copy: Path, write_mini: Callable
     assert registry.current("mini") is registry.current("mini")
 
 
-def test_invalid_edit_raises_but_old_version_keeps_working(
-    rules_copy: Path, write_mini: Callable[..., Path]
-) -> None:
+def test_invalid_edit_raises_but_old_version_keeps_working(rules_copy: Path, write_mini: Callable[..., Path]) -> None:
     path = write_mini(rules_copy)
     registry = RuleSetRegistry(rules_copy)
     old = registry.current("mini")
@@ -85,3 +83,14 @@ def test_catalogue_change_is_picked_up(rules_copy: Path, write_mini: Callable[..
     assert second.catalogue.version != first.catalogue.version
     e = registry.evaluate("mini", Assessment({"worry_fear_anxiety": 9}))
     assert e.catalogue_version == second.catalogue.version
+
+
+def test_renamed_file_is_found_again(rules_copy: Path, write_mini: Callable[..., Path]) -> None:
+    path = write_mini(rules_copy)
+    registry = RuleSetRegistry(rules_copy)
+    first = registry.current("mini")
+    path.rename(rules_copy / "renamed.yaml")
+    assert registry.current("mini").version == first.version
+    (rules_copy / "renamed.yaml").unlink()
+    with pytest.raises(NotFoundError):
+        registry.current("mini")

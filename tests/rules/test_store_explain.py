@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -28,14 +28,19 @@ from engine.rules import (
 )
 from engine.rules.store import RuleEvaluationRecord, RuleVersionRecord
 
-NOW = datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
 
 def test_record_and_read_back(db_session: Session, registry: RuleSetRegistry, bundled: LoadedRuleset) -> None:
     clock = ManualClock(NOW)
     e = evaluate_and_record(
-        db_session, registry, "supportive_care", Assessment({"pain": 9}), clock=clock,
-        instance_id="11111111-1111-1111-1111-111111111111", task_id="t-1",
+        db_session,
+        registry,
+        "supportive_care",
+        Assessment({"pain": 9}),
+        clock=clock,
+        instance_id="11111111-1111-1111-1111-111111111111",
+        task_id="t-1",
     )
     db_session.flush()
     stored = get_evaluation(db_session, e.id)
@@ -50,9 +55,7 @@ def test_record_and_read_back(db_session: Session, registry: RuleSetRegistry, bu
     assert [r.id for r in list_evaluations(db_session, instance_id=stored.instance_id or "")] == [e.id]
 
 
-def test_rule_texts_are_stored_once_and_nothing_is_committed(
-    db_session: Session, bundled: LoadedRuleset
-) -> None:
+def test_rule_texts_are_stored_once_and_nothing_is_committed(db_session: Session, bundled: LoadedRuleset) -> None:
     for _ in range(3):
         e = evaluate(bundled.compiled, bundled.catalogue, Assessment({"fatigue": 6}))
         record_evaluation(db_session, e, bundled, created_at=NOW)
@@ -93,9 +96,7 @@ def test_why_names_rule_version_facts_and_guidance(bundled: LoadedRuleset) -> No
 
 def test_why_not_gives_nearest_rule_and_actual_value(bundled: LoadedRuleset) -> None:
     e = evaluate(bundled.compiled, bundled.catalogue, Assessment({"worry_fear_anxiety": 4}))
-    why_not = explain_why_not(
-        e.id, bundled.compiled.rule_file, e.facts, e.firings, "psychological-support-referral"
-    )
+    why_not = explain_why_not(e.id, bundled.compiled.rule_file, e.facts, e.firings, "psychological-support-referral")
     assert not why_not.made
     assert why_not.nearest is not None
     assert why_not.nearest.rule_id == "psych-support-routine"
@@ -114,7 +115,8 @@ def test_why_not_for_context_and_none(bundled: LoadedRuleset) -> None:
     (failed,) = why_not.nearest.failed
     assert failed.condition == "age at most 25" and failed.actual == "age is 30"
     fever = evaluate(
-        bundled.compiled, bundled.catalogue,
+        bundled.compiled,
+        bundled.catalogue,
         Assessment({"fatigue": 6, "fever": 2}, PatientContext(treatment_phase="treatment")),
     )
     blocked = explain_why_not(
@@ -128,7 +130,11 @@ def test_why_not_for_context_and_none(bundled: LoadedRuleset) -> None:
 def test_why_not_unknown_code_suggests(bundled: LoadedRuleset) -> None:
     e = evaluate(bundled.compiled, bundled.catalogue, Assessment({}))
     out = explain_why_not(
-        e.id, bundled.compiled.rule_file, e.facts, e.firings, "dietitian-referal",
+        e.id,
+        bundled.compiled.rule_file,
+        e.facts,
+        e.firings,
+        "dietitian-referal",
         list(bundled.catalogue.interventions),
     )
     assert out.note and "did you mean 'dietitian-referral'" in out.note
@@ -140,9 +146,7 @@ def test_explain_from_the_database_uses_the_stored_text(
     path = write_mini(rules_copy, threshold=8)
     registry = RuleSetRegistry(rules_copy)
     clock = ManualClock(NOW)
-    e = evaluate_and_record(
-        db_session, registry, "mini", Assessment({"worry_fear_anxiety": 9}), clock=clock
-    )
+    e = evaluate_and_record(db_session, registry, "mini", Assessment({"worry_fear_anxiety": 9}), clock=clock)
     db_session.flush()
     path.unlink()  # the file is gone (or changed): the stored text still explains
     why = explain_evaluation(db_session, RuleSetRegistry(rules_copy), e.id, why="psychological-support-referral")

@@ -1,0 +1,93 @@
+"""``carepath rules ...`` through click's test runner, and validate_rule_paths."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+
+from api.cli_rules import rules, validate_rule_paths
+from engine.clock import ManualClock
+from engine.db.base import Base
+from engine.rules import Assessment, RuleSetRegistry, evaluate_and_record
+from engine.rules.store import RuleEvaluationRecord, RuleVersionRecord
+
+
+def test_rules_test_command_passes_on_the_bundled_rules(rules_dir: Path) -> None:
+    result = CliRunner().invoke(rules, ["test", "--rules-dir", str(rules_dir), "--cohort", "50"])
+    assert result.exit_code == 0, result.output
+    assert "0 failed, 0 contradiction(s), 0 rule(s) not fired by any case" in result.output
+
+
+def test_rules_test_command_fails_with_a_diff(rules_copy: Path, write_mini: Callable[..., Path]) -> None:
+    write_mini(rules_copy)
+    (rules_copy / "tests").mkdir()
+    (rules_copy / "tests" / "t.yaml").write_text(
+        "ruleset: mini\ncases:\n  - name: x\n    given: {concerns: {worry_fear_anxiety: 9}}\n    expect: {}\n"
+    )
+    result = CliRunner().invoke(rules, ["test", "--rules-dir", str(rules_copy), "--cohort", "0"])
+    assert result.exit_code == 1
+    assert "+ refer psychological-support-referral (urgent)" in result.output
+
+
+def test_simulate_command(rules_dir: Path) -> None:
+    result = CliRunner().invoke(
+        rules, ["simulate", "--cohort", "50", "--seed", "3", "--json", "--rules-dir", str(rules_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.output)
+    assert report["cohort"] == 50 and report["seed"] == 3
+
+
+def test_explain_command(tmp_path: Path, rules_copy: Path, write_mini: Callable[..., Path]) -> None:
+    write_mini(rules_copy)
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    Base.metadata.create_all(engine, tables=[RuleVersionRecord.__table__, RuleEvaluationRecord.__table__])
+    factory = sessionmaker(engine)
+    with factory() as session, session.begin():
+        e = evaluate_and_record(
+            session,
+            RuleSetRegistry(rules_copy),
+            "mini",
+            Assessment({"worry_fear_anxiety": 6}),
+            clock=ManualClock(datetime(2026, 1, 5, tzinfo=UTC)),
+        )
+    obj = {"session_factory": factory, "settings": None}
+    runner = CliRunner()
+    why_not = runner.invoke(
+        rules,
+        ["explain", e.id, "--why-not", "psychological-support-referral", "--rules-dir", str(rules_copy)],
+        obj=obj,
+    )
+    assert why_not.exit_code == 0, why_not.output
+    assert "failed: worry_fear_anxiety scored at least 8; actual: worry_fear_anxiety scored 6" in why_not.output
+    missing = runner.invoke(rules, ["explain", "nope", "--why", "x"], obj=obj)
+    assert missing.exit_code == 1 and "no rule evaluation with id nope" in missing.output
+    both = runner.invoke(rules, ["explain", e.id], obj=obj)
+    assert both.exit_code == 2
+    engine.dispose()
+
+
+def test_validate_rule_paths(rules_dir: Path, rules_copy: Path, broken_dir: Path) -> None:
+    assert validate_rule_paths([rules_dir]) == []
+    (rules_copy / "bad.yaml").write_text((broken_dir / "bad_urgency.yaml").read_text())
+    problems = validate_rule_paths([rules_copy])
+    assert [str(p) for p in problems] == [
+        f"{rules_copy / 'bad.yaml'}:13:20: broken-1: unknown urgency 'asap'; expected one of routine, soon, urgent"
+    ]
+    single = validate_rule_paths([rules_copy / "bad.yaml"])
+    assert single == problems
+
+
+def test_known_rule_sets(rules_dir: Path, rules_copy: Path, broken_dir: Path, tmp_path: Path) -> None:
+    from api.cli_rules import known_rule_sets
+
+    assert known_rule_sets(rules_dir) == {"supportive_care"}
+    (rules_copy / "bad.yaml").write_text((broken_dir / "bad_urgency.yaml").read_text())
+    assert known_rule_sets(rules_copy) == {"broken"}  # named even though the file has a mistake
+    assert known_rule_sets(tmp_path / "missing") is None
