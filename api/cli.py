@@ -84,21 +84,39 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 
     With no PATH, checks the configured pathways and rules folders. Exits 1 when anything is wrong.
     """
+    from engine.errors import Problem
     from engine.validation import format_problems, validate_paths
 
     from .cli_rules import known_rule_sets, validate_rule_paths
 
     settings: Settings = ctx.obj["settings"]
     targets = list(paths) or [settings.pathways_dir, settings.rules_dir]
-    # Each checker takes the files of its own kind from the paths and folders given.
-    problems = validate_rule_paths(targets)
-    problems += validate_paths(targets, pathways_root=settings.pathways_dir,
-                               known_rule_sets=known_rule_sets(settings.rules_dir))
+    diagrams = [p for p in targets if _holds(p, (".bpmn",))]
+    rule_files = [p for p in targets if _holds(p, (".yaml", ".yml"))]
+    problems = [Problem("nothing to check here (no .bpmn or .yaml files)", file=str(p))
+                for p in targets if p not in diagrams and p not in rule_files]
+    lines = [str(p) for p in problems]
+    if rule_files:
+        # Rule files report file:line:column (YAML positions are exact).
+        rule_problems = validate_rule_paths(rule_files, default_catalogue=settings.rules_dir / "catalogues")
+        lines += [str(p) for p in rule_problems]
+        problems += rule_problems
+    if diagrams:
+        diagram_problems = validate_paths(diagrams, pathways_root=settings.pathways_dir,
+                                          known_rule_sets=known_rule_sets(settings.rules_dir))
+        lines += format_problems(diagram_problems).splitlines()
+        problems += diagram_problems
     if problems:
-        click.echo(format_problems(problems))
+        click.echo("\n".join(lines))
         click.echo(f"{len(problems)} problem(s)", err=True)
         sys.exit(1)
     click.echo("no problems found")
+
+
+def _holds(path: Path, suffixes: tuple[str, ...]) -> bool:
+    if path.is_dir():
+        return any(p.suffix in suffixes for p in path.rglob("*"))
+    return path.suffix in suffixes
 
 
 @main.group()
@@ -168,6 +186,48 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
     except KeyboardInterrupt:
         total = None
     click.echo(f"timer worker {name} stopped" + (f": {total} instance(s) advanced" if total is not None else ""))
+
+
+@main.command()
+@click.argument("pathway")
+@click.option("--dry-run", is_flag=True, help="Show what would change per instance; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool) -> None:
+    """Move running and suspended instances of PATHWAY to its newest deployed version.
+
+    Instances whose completed work would change are refused, each with the reason; exits 1 then.
+    """
+    import json
+
+    from engine.errors import NotFoundError
+    from engine.migration import migrate_pathway
+
+    carepath = _carepath(ctx)
+    try:
+        report = migrate_pathway(carepath.instances, pathway, actor="cli:migrate", dry_run=dry_run)
+    except NotFoundError as exc:
+        raise click.ClickException(exc.message) from exc
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        verb = "would move" if dry_run else "moved"
+        for item in report.instances:
+            if item.refused:
+                click.echo(f"{item.instance_id} ({item.patient_ref}): REFUSED: {item.refused}")
+                continue
+            click.echo(f"{item.instance_id} ({item.patient_ref}): {verb} {item.from_version[:12]} -> "
+                       f"{item.to_version[:12]}")
+            for element in item.tasks_added:
+                click.echo(f"    + task ahead: {element}")
+            for element in item.tasks_removed:
+                click.echo(f"    - task ahead: {element}")
+            for timer in item.timers_moved:
+                click.echo(f"    ~ timer {timer['element']}: {timer['from']} -> {timer['to']}")
+        click.echo(f"{len(report.instances) - len(report.refused)} instance(s) {verb}, "
+                   f"{len(report.refused)} refused (target {report.to_version[:12]})")
+    if report.refused:
+        sys.exit(1)
 
 
 @main.group()

@@ -117,12 +117,13 @@ def simulate_command(cohort: int, seed: int, ruleset: str | None, as_json: bool,
         click.echo("\n\n".join(r.text() for r in reports))
 
 
-def validate_rule_paths(paths: Iterable[Path | str]) -> list[Problem]:
+def validate_rule_paths(paths: Iterable[Path | str], default_catalogue: Path | None = None) -> list[Problem]:
     """Check rule folders or files: the catalogue, every rule file, every test-case file.
 
     A folder is a rules folder (``*.yaml`` rule files, ``catalogues/``, ``tests/``). A single
     file is checked against the catalogue of its folder (or of the folder above, for a file
-    in ``tests/``). Returns every problem found; an empty list means valid.
+    in ``tests/``); where there is none, against ``default_catalogue`` (the deployment's).
+    Returns every problem found; an empty list means valid.
     """
     problems: list[Problem] = []
     for path in map(Path, paths):
@@ -132,8 +133,11 @@ def validate_rule_paths(paths: Iterable[Path | str]) -> list[Problem]:
             rule_files, case_dirs, folder = [], [path], path.parent.parent
         else:
             rule_files, case_dirs, folder = [path], [], path.parent
+        catalogue_dir = folder / "catalogues"
+        if not catalogue_dir.is_dir() and default_catalogue is not None:
+            catalogue_dir = default_catalogue
         try:
-            catalogue = load_catalogue(folder / "catalogues")
+            catalogue = load_catalogue(catalogue_dir)
         except RuleFileError as exc:
             problems.extend(exc.problems)
             continue

@@ -28,8 +28,10 @@ __all__ = [
 ]
 
 RULES_OPERATOR = "carepath.rules"
-# Service-task operators the engine runs; any other would leave the task STARTED forever.
-KNOWN_OPERATORS = frozenset({RULES_OPERATOR})
+CAREPLAN_OPERATOR = "carepath.careplan"
+# Service-task operators the engine runs (engine.careplan.care_plan_operators; a test keeps the
+# two in step); any other would fail at run time.
+KNOWN_OPERATORS = frozenset({RULES_OPERATOR, CAREPLAN_OPERATOR})
 
 _SHORT_NAMES = {
     f"{{{BPMN_NS}}}": "bpmn:",
@@ -183,7 +185,8 @@ def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None
                         element=task.get("id"),
                     )
                 )
-        problems += _rule_set_problems(ctx, task, operator, parameters.get("ruleset"), known_rule_sets)
+        if name == RULES_OPERATOR:
+            problems += _rule_set_problems(ctx, task, operator, parameters.get("ruleset"), known_rule_sets)
     return problems
 
 

@@ -109,6 +109,14 @@ class PathwayService:
         """Raises: NotFoundError."""
         return self.get(instance_id).ready_tasks
 
+    def instance_data(self, instance_id: str) -> dict[str, Any]:
+        """The data the instance has accumulated (start data and every form), also once it ended.
+
+        Patient data: for documents and screens, never for logs or events. Raises: NotFoundError.
+        """
+        with unit_of_work(self.sessions) as session:
+            return runtime.accumulated_data(self._restore(session, self._instance(session, instance_id)))
+
     # --- starting ----------------------------------------------------------------------------
 
     def start(self, pathway_id: str, patient_ref: str, actor: str, data: dict[str, Any] | None = None) -> InstanceView:
@@ -321,6 +329,7 @@ class PathwayService:
                 workflow.do_engine_steps()
 
             self._advance(context, workflow, run)
+            session.flush()  # bumps the revision the view reports
             return self._view(instance, workflow)
 
     # --- internals ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ def test_message_reaches_only_the_right_patient(carepath: CarePath) -> None:
     [delivered] = carepath.instances.send_message("warning_sign_reported", "system:app", patient_ref="MRN-A",
                                                   payload={"sign": "fever"})
     assert delivered.id == alice
+    assert delivered.version == carepath.instances.get(alice).version  # usable as If-Match at once
     assert [t["element"] for t in delivered.ready_tasks] == ["triage"]
     assert carepath.instances.get(bob).ready_tasks == []
     # Delivered by instance id too.

@@ -224,3 +224,10 @@ def test_camunda_unquoted_p18m_timer_evaluates() -> None:
     # SpiffWorkflow computes the due time from the wall clock when the timer is reached.
     assert timedelta(days=540) <= due - datetime.now(UTC) <= timedelta(days=551)
     assert _ready(workflow) == []
+
+
+def test_lint_knows_exactly_the_operators_the_engine_runs() -> None:
+    from engine._lint_elements import KNOWN_OPERATORS
+    from engine.careplan import care_plan_operators
+
+    assert set(care_plan_operators(registry=None)) == KNOWN_OPERATORS

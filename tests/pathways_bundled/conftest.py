@@ -1,0 +1,66 @@
+"""Fixtures for driving the bundled pathways (pathways/, rules/) end to end on a fresh database.
+
+Deploying the six bundled pathways takes a few seconds (XSD validation and compiling every shared
+sub-pathway), so it is done once per session into a template SQLite file that each test copies.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine import CarePath, ManualClock, Settings
+
+from .journey import PATHWAYS, REPO, FlowCoverage, recording
+
+START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+DATABASE = "bundled.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def flow_coverage() -> FlowCoverage:
+    """Flows taken by every journey run in this session (test_journeys_coverage.py checks them)."""
+    return FlowCoverage()
+
+
+@pytest.fixture(scope="session")
+def bundled_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with the schema and the bundled pathways deployed, to copy per test."""
+    folder = tmp_path_factory.mktemp("bundled_template")
+    app = CarePath(_settings(folder), ManualClock(START), upgrade=True)
+    try:
+        app.catalog.sync_library()
+    finally:
+        app.close()
+    return folder / DATABASE
+
+
+@pytest.fixture
+def journey_clock() -> ManualClock:
+    return ManualClock(START)
+
+
+def _settings(folder: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{folder / DATABASE}", pathways_dir=PATHWAYS, rules_dir=REPO / "rules")
+
+
+def bundled_app(template: Path, folder: Path, clock: ManualClock) -> CarePath:
+    """An engine on a fresh copy of the template database."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, folder / DATABASE)
+    return CarePath(_settings(folder), clock)
+
+
+@pytest.fixture
+def bundled(bundled_template: Path, tmp_path: Path, journey_clock: ManualClock,
+            flow_coverage: FlowCoverage) -> Iterator[CarePath]:
+    app = bundled_app(bundled_template, tmp_path, journey_clock)
+    try:
+        with recording(flow_coverage):
+            yield app
+    finally:
+        app.close()

@@ -1,0 +1,307 @@
+"""Scripted synthetic patient journeys through the bundled pathways.
+
+Every patient here is invented (references SYN-0001...), and together the journeys take every
+branch of every bundled diagram (checked by test_coverage.py). The clock starts on 2026-01-15;
+diagnoses are dated 2026-01-12, so the primary care reviews are due on 2026-04-12 (3 months) and
+2027-01-12 (12 months), the second review is invited on 2026-11-12 and the quality of life survey
+is due on 2027-07-12 (18 months).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from engine import CarePath, ManualClock
+
+from .journey import PATIENT, Journey, contact
+
+DIAGNOSED = "2026-01-12"
+
+# Answers that reach the rules' referrals: severe worry, moderate fatigue, money worries.
+HIGH_CONCERNS = {"worry_fear_anxiety": 9, "fatigue": 6, "money_housing": 7}
+LOW_CONCERNS = {"fatigue": 3}
+ABOUT_WORKING_PARENT = {"work_status": "employed", "wants_to_return_to_work": True, "caring_duties": True,
+                        "lives_alone": False, "travel_minutes": 50, "travel_km": 40}
+
+
+@dataclass(frozen=True)
+class Site:
+    """What differs between the diagnosis pathways, for the journeys."""
+
+    pathway: str
+    diagnosis: str
+    age: int = 58
+    mdt: dict[str, Any] = field(default_factory=dict)            # extra MDT answers
+    first_treatment: str = "surgery"
+    treatments: list[str] = field(default_factory=lambda: ["surgery"])
+    treatment_extra: dict[str, Any] = field(default_factory=dict)
+    # The site's own branch: MDT / treatment answers that take it, and its task with answers.
+    special_mdt: dict[str, Any] = field(default_factory=dict)
+    special_treatment: dict[str, Any] = field(default_factory=dict)
+    special_task: tuple[str, dict[str, Any]] | None = None
+    after_treatment_task: tuple[str, dict[str, Any]] | None = None  # always there (children: transition)
+
+
+FOLLOW_UP = {"arranged_on": "2026-06-01"}
+SITES = {
+    "breast": Site("breast_cancer", "breast", 52, treatments=["breast_conserving_surgery", "radiotherapy"],
+                   first_treatment="surgery",
+                   special_treatment={"treatments_received": ["breast_conserving_surgery", "radiotherapy",
+                                                              "endocrine_therapy"]},
+                   special_task=("endocrine_plan", FOLLOW_UP)),
+    "prostate": Site("prostate_cancer", "prostate", 67, first_treatment="radical_radiotherapy",
+                     treatments=["radical_radiotherapy"],
+                     special_treatment={"treatments_received": ["radical_radiotherapy",
+                                                                "androgen_deprivation_therapy"]},
+                     special_task=("adt_support", FOLLOW_UP)),
+    "colorectal": Site("colorectal_cancer", "colorectal", 63, treatments=["anterior_resection"],
+                       treatment_extra={"stoma_formed": False},
+                       special_treatment={"treatments_received": ["anterior_resection"], "stoma_formed": True},
+                       special_task=("stoma_care", FOLLOW_UP)),
+    "lung": Site("lung_cancer", "lung", 71, treatments=["lobectomy"], mdt={"smoking_status": "former"},
+                 special_mdt={"smoking_status": "current"},
+                 special_task=("stop_smoking", {"referred_on": "2026-02-01", "accepted": True})),
+    "general": Site("general_cancer", "kidney", 60, first_treatment="surgery", treatments=["surgery"]),
+    "children_young_people": Site(
+        "children_young_people_cancer", "hodgkin_lymphoma", 14, first_treatment="chemotherapy",
+        treatments=["chemotherapy"], mdt={"fertility_preservation_discussed": True},
+        after_treatment_task=("transition", FOLLOW_UP)),
+}
+
+
+def _start(app: CarePath, clock: ManualClock, site: Site, patient: str, *, age: int | None = None,
+           intent: str = "curative") -> Journey:
+    journey = Journey(app, clock, site.pathway, patient, {
+        "diagnosis": site.diagnosis, "diagnosis_date": DIAGNOSED, "age": site.age if age is None else age,
+        "treatment_intent": intent})
+    assert journey.ready == ["assign_contact"]
+    journey.do("assign_contact", contact())
+    if site.pathway == "children_young_people_cancer":
+        if (site.age if age is None else age) < 16:
+            journey.do("parents_take_part", {"participants": ["mother", "father"],
+                                             "person_with_parental_responsibility_consents": True})
+        else:
+            journey.do("young_person_chooses", {"participants": ["partner"]}, actor=PATIENT)
+    assert "offer_support" in journey.ready and "first_review" in journey.ready
+    return journey
+
+
+def _support(journey: Journey, wanted: str) -> None:
+    journey.do("offer_support", {"support_wanted": wanted, "support_types": ["emotional", "financial"],
+                                 "consent_to_share_contact": wanted == "yes_now"})
+    if wanted == "yes_now":
+        journey.do("connect", {"connected_to": ["EXAMPLE-SUPPORT-ORG"], "connected_on": journey.today(),
+                               "connected_via": "nhs_app"})
+    elif wanted == "later":
+        journey.do("give_information", {"information_given_on": journey.today(), "information_format": "leaflet"})
+
+
+def _mdt(journey: Journey, site: Site, *, intent: str = "curative", prehab: bool, special: bool) -> None:
+    answers = {"treatment_intent": intent, "first_treatment": site.first_treatment, "prehabilitation": prehab,
+               "clinical_trial_discussed": True, **site.mdt}
+    if special:
+        answers.update(site.special_mdt)
+    journey.do("mdt", answers)
+    if site.special_mdt and special:
+        journey.do(*site.special_task)  # type: ignore[misc]
+    if site.pathway == "children_young_people_cancer":
+        journey.do("family_support", {"social_worker_assigned": True, "sibling_support": True})
+        journey.do("education", {"setting": "school", "hospital_school": True, "education_contact_made": True})
+        journey.do("costs", {"travel_minutes": 95, "help_given": ["nhs_travel_costs_scheme", "charity_grant"]})
+        journey.do("shared_care_talk", {"shared_care_wanted": special, "local_hospital": "SYN-LOCAL-1"})
+        if special:
+            journey.do("setup_shared_care", {"agreed_on": journey.today(),
+                                             "local_care": ["blood_tests", "fever_assessment"]})
+
+
+def _prehabilitation(journey: Journey, every_need: bool) -> None:
+    journey.do("screen", {"weeks_until_treatment": 4, "physically_inactive": every_need,
+                          "nutrition_risk": "medium" if every_need else "low", "smokes": every_need,
+                          "alcohol_above_guidelines": False, "distress": 6 if every_need else 2})
+    given = {"referred_on": journey.today(), "accepted": True}
+    for task in (["exercise", "nutrition", "stop_smoking", "wellbeing"] if every_need else ["general_advice"]):
+        journey.do(task, given)
+    assert "review" in journey.ready
+    journey.do("review", {"ready_for_treatment": True})
+
+
+def _treatment(journey: Journey, site: Site, special: bool) -> None:
+    answers = {"treatments_received": site.treatments, "completed_on": journey.today(), **site.treatment_extra}
+    if special:
+        answers.update(site.special_treatment)
+    journey.do("treatment", answers)
+    if site.special_treatment and special:
+        journey.do(*site.special_task)  # type: ignore[misc]
+    if site.after_treatment_task:
+        journey.do(*site.after_treatment_task)
+
+
+def _end_of_treatment(journey: Journey, follow_up: str) -> None:
+    journey.do("write_summary", {"summary_treatments": ["surgery"], "effects_to_watch_for": ["fatigue"],
+                                 "warning_signs_given": True, "ongoing_support": ["local support group"],
+                                 "gp_actions": ["review fatigue at the cancer care review"],
+                                 "follow_up_model": follow_up})
+    journey.do("discuss", {"discussed_on": journey.today(), "copy_given": True})
+    journey.do("send_to_gp", {"sent_on": journey.today()})
+    task = {"scheduled": "book_follow_up", "patient_initiated": "explain_pifu", "primary_care": "hand_over"}[follow_up]
+    journey.do(task, {"arranged_on": journey.today()})
+
+
+def _triage(journey: Journey, rating: str) -> None:
+    journey.message("warning_sign_reported")
+    journey.do("triage", {"warning_sign": "fever_on_treatment" if rating == "red" else "diarrhoea",
+                          "on_systemic_treatment": rating == "red", "triage_rating": rating,
+                          "advice_given": "As the triage tool advises"})
+    if rating == "red":
+        journey.do("urgent_assessment", {"assessed_at": "acute_oncology_unit", "outcome": "admitted"})
+    elif rating == "amber":
+        journey.do("call_back", {"called_back_on": journey.today(), "escalated": False})
+    else:
+        journey.do("self_care", {"advice_given": "Fluids, loperamide, call again if worse"})
+    journey.do("inform_team", {"informed_on": journey.today()})
+
+
+def _review(journey: Journey, element: str) -> None:
+    journey.do(element, {"reviewed_on": journey.today(), "reviewed_by": "gp", "topics": ["support_available"],
+                         "new_needs": False})
+
+
+@dataclass(frozen=True)
+class Options:
+    """Which way each shared sub-pathway goes in a full journey."""
+
+    support: str = "yes_now"
+    triage: str = "red"
+    follow_up: str = "patient_initiated"
+    first_review_late: bool = False
+    second_review_late: bool = True
+    feedback_contact: bool = True
+    survey_reminder: bool = True
+    survey_follow_up: bool = True
+    prehab_every_need: bool = True
+
+
+def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, opts: Options) -> Journey:
+    """Diagnosis to the end of the pathway, 18 months later, with every parallel part and message."""
+    j = _start(app, clock, site, patient)
+    _support(j, opts.support)
+    j.hna(HIGH_CONCERNS, about_you=ABOUT_WORKING_PARENT)
+    assert j.ready[0] == "first_review" or "first_review" in j.ready
+    if not opts.first_review_late:
+        _review(j, "first_review")
+    j.message("named_contact_changed").do("nc_record", {**contact("Synthetic community team"),
+                                                        "reason": "moved nearer home"})
+    _triage(j, opts.triage)
+    _mdt(j, site, prehab=True, special=True)
+    _prehabilitation(j, opts.prehab_every_need)
+    if opts.first_review_late:
+        j.wait_until("2026-04-13")
+        assert "remind_first" in j.ready
+        j.do("remind_first", {"reminded_on": j.today()})
+        _review(j, "first_review")
+    _treatment(j, site, special=True)
+    j.hna_declined()  # at the end of treatment
+    _end_of_treatment(j, opts.follow_up)
+    j.do("follow_up", {"discharged_on": j.today(), "outcome": "discharged_with_open_access"})
+    j.do("give_feedback", {"overall_experience": "good", "what_went_well": "Named contact always called back",
+                           "feedback_wants_contact": opts.feedback_contact}, actor=PATIENT)
+    if opts.feedback_contact:
+        j.do("respond", {"contacted_on": j.today(), "outcome": "Thanked"})
+    j.message("recurrence_confirmed")
+    j.hna(LOW_CONCERNS, agree=lambda item: False)  # on recurrence
+    j.wait_until("2026-11-12")
+    assert "second_review" in j.ready
+    if opts.second_review_late:
+        j.wait_until("2027-01-13")
+        j.do("remind_second", {"reminded_on": j.today()})
+    _review(j, "second_review")
+    j.wait_until("2027-07-12")
+    assert j.ready == ["survey"] and j.status == "running"
+    if opts.survey_reminder:
+        j.wait(29)
+        j.do("send_reminder", {"reminded_on": j.today(), "channel": "nhs_app"})
+    j.do("survey", {"mobility": 1, "self_care": 1, "usual_activities": 2, "pain_discomfort": 2,
+                    "anxiety_depression": 3, "overall_health": 45 if opts.survey_follow_up else 80,
+                    "survey_wants_contact": False}, actor=PATIENT)
+    if opts.survey_follow_up:
+        j.do("follow_up", {"contacted_on": j.today(), "outcome": "Referred to the fatigue course"},
+             process="quality_of_life_survey")
+    assert j.status == "completed", j.ready
+    return j
+
+
+def short_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, *, support: str, age: int | None = None,
+                  triage: str = "green") -> Journey:
+    """Curative without prehabilitation or the site's own branch, up to the end-of-treatment HNA."""
+    j = _start(app, clock, site, patient, age=age)
+    _support(j, support)
+    j.hna(LOW_CONCERNS)
+    _triage(j, triage)
+    _mdt(j, site, prehab=False, special=False)
+    _treatment(j, site, special=False)
+    assert "offer_hna" in j.ready
+    return j
+
+
+def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: str) -> Journey:
+    j = _start(app, clock, site, patient, intent="palliative")
+    _support(j, "no")
+    j.hna_declined()
+    _mdt(j, site, intent="palliative", prehab=False, special=False)
+    j.do("palliative", {"referred_on": j.today(), "advance_care_planning_offered": True,
+                        "preferred_place_of_care": "home"})
+    j.do("give_feedback", {"overall_experience": "very_good", "feedback_wants_contact": False}, actor=PATIENT)
+    assert j.ready == ["first_review"]
+    return j
+
+
+def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outcome: str) -> Journey:
+    site = SITES["prostate"]
+    j = _start(app, clock, site, patient)
+    _support(j, "later")
+    j.hna(LOW_CONCERNS)
+    j.do("mdt", {"treatment_intent": "curative", "first_treatment": "active_surveillance", "prehabilitation": False,
+                 "clinical_trial_discussed": False})
+    j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": outcome})
+    if outcome == "continue":
+        j.do("surveillance_discharge", {"discharged_on": j.today(), "outcome": "transferred"})
+        assert "give_feedback" in j.ready
+    else:
+        j.do("treatment", {"treatments_received": ["radical_prostatectomy"], "completed_on": j.today()})
+        assert "offer_hna" in j.ready
+    return j
+
+
+JourneyFn = Callable[[CarePath, ManualClock], Journey]
+
+
+def _all() -> dict[str, JourneyFn]:
+    journeys: dict[str, JourneyFn] = {}
+    full_options = {
+        "breast": Options(),
+        "prostate": Options(support="later", triage="amber", follow_up="scheduled", first_review_late=True,
+                            second_review_late=False, feedback_contact=False, survey_reminder=False,
+                            survey_follow_up=False),
+        "colorectal": Options(support="no", triage="green", follow_up="primary_care"),
+        "lung": Options(prehab_every_need=False, follow_up="scheduled"),
+        "general": Options(support="later", triage="amber"),
+        "children_young_people": Options(triage="red", follow_up="scheduled"),
+    }
+    for number, (key, opts) in enumerate(full_options.items(), start=1):
+        site = SITES[key]
+        journeys[f"{key}-full"] = partial(full_journey, site=site, patient=f"SYN-{number:04d}", opts=opts)
+        journeys[f"{key}-short"] = partial(short_journey, site=site, patient=f"SYN-{number + 100:04d}",
+                                           support="later" if number % 2 else "yes_now",
+                                           age=19 if key == "children_young_people" else None)
+        journeys[f"{key}-palliative"] = partial(palliative_journey, site=site, patient=f"SYN-{number + 200:04d}")
+    journeys["prostate-surveillance-continues"] = partial(prostate_surveillance, patient="SYN-0301",
+                                                          outcome="continue")
+    journeys["prostate-surveillance-to-radical"] = partial(prostate_surveillance, patient="SYN-0302",
+                                                           outcome="radical_treatment")
+    return journeys
+
+
+JOURNEYS = _all()

@@ -1,0 +1,17 @@
+"""Synthetic patients through the real bundled pathways, one journey per test (journeys.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import CarePath, ManualClock
+
+from .journey import FlowCoverage
+from .journeys import JOURNEYS
+
+
+@pytest.mark.parametrize("name", sorted(JOURNEYS))
+def test_journey(name: str, bundled: CarePath, journey_clock: ManualClock, flow_coverage: FlowCoverage) -> None:
+    journey = JOURNEYS[name](bundled, journey_clock)
+    assert journey.view.incident is None
+    flow_coverage.journeys.add(name)

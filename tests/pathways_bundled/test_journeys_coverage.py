@@ -1,0 +1,41 @@
+"""The journeys together take every sequence flow and reach every element of every bundled diagram."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine import ManualClock
+
+from .conftest import START, bundled_app
+from .journey import BundledDiagrams, FlowCoverage, recording
+from .journeys import JOURNEYS
+
+BUNDLED_PATHWAYS = {"breast_cancer", "prostate_cancer", "colorectal_cancer", "lung_cancer",
+                    "children_young_people_cancer", "general_cancer"}
+SHARED = {"support_connection", "holistic_needs_assessment", "care_and_support_plan", "prehabilitation",
+          "end_of_treatment_summary", "cancer_care_reviews", "quality_of_life_survey", "patient_feedback",
+          "warning_sign_triage"}
+
+
+def test_every_diagnosis_pathway_and_shared_sub_pathway_is_bundled() -> None:
+    assert set(BundledDiagrams.read().nodes) == BUNDLED_PATHWAYS | SHARED
+
+
+def test_every_flow_and_element_of_every_bundled_diagram_is_taken(
+    bundled_template: Path, tmp_path: Path, flow_coverage: FlowCoverage
+) -> None:
+    # Journeys this session has not run (this module run alone, or a -k selection) run here.
+    for index, name in enumerate(sorted(set(JOURNEYS) - flow_coverage.journeys)):
+        clock = ManualClock(START)
+        app = bundled_app(bundled_template, tmp_path / f"journey{index}", clock)
+        try:
+            with recording(flow_coverage):
+                JOURNEYS[name](app, clock)
+        finally:
+            app.close()
+        flow_coverage.journeys.add(name)
+    diagrams = BundledDiagrams.read()
+    missing = [f"{f.process}: {f.id} ({f.source} -> {f.target})" for f in flow_coverage.missing_flows(diagrams)]
+    assert missing == [], "flows no journey takes:\n" + "\n".join(missing)
+    assert flow_coverage.missing_nodes(diagrams) == []
+    assert len(diagrams.flows) > 300  # the check read the real diagrams

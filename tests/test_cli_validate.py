@@ -1,0 +1,42 @@
+"""`carepath validate`: diagrams and rule files, one line per problem, non-zero exit on problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from api.cli import main
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_bundled_pathways_and_rules_validate_clean() -> None:
+    result = CliRunner().invoke(main, ["validate"])
+    assert result.exit_code == 0, result.output
+    assert "no problems found" in result.output
+
+
+def test_broken_diagrams_print_file_line_element_and_exit_non_zero() -> None:
+    result = CliRunner().invoke(main, ["validate", str(TESTS / "diagrams" / "broken" / "gateway_without_default.bpmn")])
+    assert result.exit_code == 1
+    [line] = [x for x in result.output.splitlines() if x.endswith(".bpmn") is False and ".bpmn:" in x]
+    path, line_no, element, message = line.split(":", 3)
+    assert path.endswith("gateway_without_default.bpmn") and int(line_no) > 0
+    assert element.strip() and "default" in message
+
+
+def test_broken_rule_files_print_file_line_and_column() -> None:
+    broken = sorted((TESTS / "rules" / "broken").glob("*.yaml"))
+    result = CliRunner().invoke(main, ["validate", *map(str, broken)])
+    assert result.exit_code == 1
+    lines = [x for x in result.output.splitlines() if ".yaml:" in x]
+    assert len(lines) >= len(broken)
+    files = {x.split(":", 1)[0] for x in lines}
+    assert files == {str(p) for p in broken}
+
+
+def test_a_folder_with_nothing_to_check_is_reported(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "nothing to check" in result.output

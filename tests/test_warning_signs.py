@@ -1,0 +1,135 @@
+"""The warning signs catalogue: the bundled file loads, covers every diagnosis, and mistakes are
+reported with file, line and column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import RuleFileError
+from engine.warning_signs import DIAGNOSES, load_warning_signs, parse_warning_signs
+
+BUNDLED = Path(__file__).resolve().parent.parent / "rules" / "catalogues" / "warning_signs.yaml"
+
+VALID = """\
+sources:
+  ukons: {source: UKONS, title: 24 Hour Triage Tool}
+contacts:
+  line: {name_en: 24-hour line, name_sv: Cancerjouren}
+signs:
+  all:
+    - code: fever
+      name_en: Temperature 38C or above during chemotherapy
+      name_sv: Feber under cytostatikabehandling
+      when: during_treatment
+      urgency: emergency
+      contact: line
+      action_en: Call now.
+      action_sv: Ring nu.
+      sources: [ukons]
+  breast: []
+  prostate: []
+  colorectal: []
+  lung: []
+  children_young_people: []
+  general: []
+"""
+
+
+def test_bundled_catalogue_loads_with_signs_for_every_diagnosis() -> None:
+    catalogue = load_warning_signs(BUNDLED)
+    for diagnosis in DIAGNOSES:
+        signs = catalogue.for_diagnosis(diagnosis)
+        assert signs, diagnosis
+        assert all(s.sources and s.contact.name_en and s.name_sv and s.action_sv for s in signs)
+    for diagnosis in set(DIAGNOSES) - {"general"}:
+        assert any(s.diagnosis == diagnosis for s in catalogue.for_diagnosis(diagnosis)), diagnosis
+
+
+def test_neutropenic_sepsis_sends_the_patient_to_the_24_hour_line_at_once() -> None:
+    catalogue = load_warning_signs(BUNDLED)
+    fever = catalogue.sign("fever_on_treatment")
+    assert fever is not None
+    assert (fever.urgency, fever.when, fever.contact.code) == ("emergency", "during_treatment", "acute-oncology-line")
+    assert "38C" in fever.name_en
+    assert any(g.source == "NICE CG151" for g in fever.sources)
+    # Emergencies come first, for every diagnosis.
+    assert catalogue.for_diagnosis("lung")[0].urgency == "emergency"
+
+
+def test_site_guidance_is_cited_for_each_site() -> None:
+    catalogue = load_warning_signs(BUNDLED)
+    expected = {"breast": "NICE NG101", "prostate": "NICE NG131", "colorectal": "NICE NG151", "lung": "NICE NG122"}
+    for diagnosis, guideline in expected.items():
+        own = [s for s in catalogue.for_diagnosis(diagnosis) if s.diagnosis == diagnosis]
+        assert any(g.source == guideline for s in own for g in s.sources), diagnosis
+
+
+def test_children_and_young_people_call_their_treatment_centre() -> None:
+    catalogue = load_warning_signs(BUNDLED)
+    fever = catalogue.sign("cyp_fever_on_treatment")
+    assert fever is not None and fever.contact.code == "treatment-centre-line"
+
+
+def test_unknown_diagnosis_gets_the_general_signs_and_when_filters() -> None:
+    catalogue = load_warning_signs(BUNDLED)
+    assert catalogue.for_diagnosis("kidney") == catalogue.for_diagnosis("general")
+    after = catalogue.for_diagnosis("breast", when="after_treatment")
+    assert after and all(s.when in ("after_treatment", "any") for s in after)
+    assert "fever_on_treatment" not in {s.code for s in after}
+
+
+def test_a_minimal_valid_file_parses() -> None:
+    catalogue = parse_warning_signs(VALID)
+    [fever] = catalogue.for_diagnosis("breast")
+    assert fever.code == "fever" and fever.contact.name_sv == "Cancerjouren"
+    assert len(catalogue.version) == 64
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "message"),
+    [
+        (("contact: line", "contact: lien"), 12, "unknown contact 'lien'; did you mean 'line'?"),
+        (("sources: [ukons]", "sources: [ukns]"), 15, "unknown source 'ukns'; did you mean 'ukons'?"),
+        (("sources: [ukons]", "sources: []"), 15, "at least one source"),
+        (("urgency: emergency", "urgency: asap"), 11, "unknown urgency 'asap'"),
+        (("when: during_treatment", "when: sometimes"), 10, "unknown when 'sometimes'"),
+        (("  prostate: []", "  prostrate: []"), 17, "unknown diagnosis 'prostrate'; expected all or one of"),
+        (("      action_sv: Ring nu.\n", ""), 7, "needs 'action_sv'"),
+        (("      name_en: Temperature", "      nme_en: Temperature"), 8, "unknown field 'nme_en'"),
+    ],
+)
+def test_mistakes_are_reported_with_file_and_line(change: tuple[str, str], line: int, message: str) -> None:
+    with pytest.raises(RuleFileError) as raised:
+        parse_warning_signs(VALID.replace(*change), "catalogues/warning_signs.yaml")
+    problems = [p for p in raised.value.problems if message in p.message]
+    assert problems, [str(p) for p in raised.value.problems]
+    assert problems[0].file == "catalogues/warning_signs.yaml" and problems[0].line == line
+    assert str(problems[0]).startswith(f"catalogues/warning_signs.yaml:{line}:")
+
+
+def test_every_diagnosis_needs_an_entry_and_codes_are_unique() -> None:
+    text = VALID.replace("  general: []\n", "").replace("  breast: []", """  breast:
+    - code: fever
+      name_en: Again
+      name_sv: Igen
+      when: any
+      urgency: soon
+      contact: line
+      action_en: Call.
+      action_sv: Ring.
+      sources: [ukons]""")
+    with pytest.raises(RuleFileError) as raised:
+        parse_warning_signs(text)
+    messages = [p.message for p in raised.value.problems]
+    assert any("'general'" in m for m in messages)
+    assert any("'fever' is already defined (line 7)" in m for m in messages)
+
+
+def test_unreadable_file_and_bad_yaml() -> None:
+    with pytest.raises(RuleFileError, match="cannot be loaded"):
+        load_warning_signs(BUNDLED.parent / "no_such_file.yaml")
+    with pytest.raises(RuleFileError) as raised:
+        parse_warning_signs("signs: [", "w.yaml")
+    assert raised.value.problems[0].line is not None
