@@ -230,6 +230,24 @@ def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool) -> N
         sys.exit(1)
 
 
+@main.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Load synthetic demo patients (SYN-DEMO-...) at different points of the bundled pathways.
+
+    Upgrades the schema and deploys the bundled pathways first; patients already loaded are skipped.
+    For demonstrations only: never run it against a database with real patients.
+    """
+    from engine.demo import load_demo
+
+    rows = load_demo(ctx.obj["settings"])
+    click.echo(f"{'patient':<15}{'pathway':<31}{'where they are':<62}next due")
+    for row in rows:
+        due = (row.next_due_at or "")[:10]
+        click.echo(f"{row.patient_ref:<15}{row.pathway_id:<31}{row.stage + ('' if row.loaded else ' (kept)'):<62}{due}")
+    click.echo(f"{sum(r.loaded for r in rows)} demo patient(s) loaded, {sum(not r.loaded for r in rows)} already there")
+
+
 @main.group()
 def token() -> None:
     """API tokens (only their SHA-256 is stored)."""

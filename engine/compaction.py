@@ -33,6 +33,8 @@ What the engine still needs (read from SpiffWorkflow 3.2.0)
     * The root task: it stays the root.
 
 Everything else — chains of finished tasks and finished branches hanging off them — is removed,
+and the names of the elements completed in it are noted on the root task (a set bounded by the
+diagram, read by :func:`completed_elements` when a migration checks completed work),
 and each kept task is re-attached to its nearest kept ancestor. ``workflow.last_task`` is cleared
 if it was removed (as SpiffWorkflow's own migration does); a subprocess sets it again when it ends.
 Ad-hoc subprocesses are left alone: they track their paths through the root's children.
@@ -43,13 +45,17 @@ the instance has run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import AdHocSubprocessSpec
 from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.util.task import TaskState
 
-__all__ = ["compact"]
+__all__ = ["COMPLETED_NOTE", "compact", "completed_elements"]
+
+# Kept on the root task's internal data: the spec names of completed tasks that were removed.
+COMPLETED_NOTE = "carepath.completed_elements"
 
 
 def compact(workflow: Any) -> int:
@@ -67,14 +73,15 @@ def _compact_tree(workflow: Any) -> int:
         return 0
     tasks: dict[Any, Any] = workflow.tasks
     root = workflow.task_tree
-    pins = _pins(tasks)
-    if not pins or root.id in pins:
+    needs = _needs(tasks)
+    if not needs.pins or root.id in needs.pins:
         return 0
-    keep = _kept(tasks, root, pins)
+    keep = _kept(tasks, root, needs)
     if len(keep) == len(tasks):
         return 0
     _reattach(tasks, root, keep)
     removed = [task_id for task_id in tasks if task_id not in keep]
+    _note_completed(root, (tasks[task_id] for task_id in removed))
     event_tasks = workflow.top_workflow.event_manager.tasks
     for task_id in removed:
         del tasks[task_id]
@@ -84,45 +91,99 @@ def _compact_tree(workflow: Any) -> int:
     return len(removed)
 
 
-def _pins(tasks: dict[Any, Any]) -> set[Any]:
-    """Tasks that must stay with their subtree and their parent."""
+def completed_elements(workflow: Any) -> set[str]:
+    """Names of the task specs this workflow (not its subprocesses) ever completed, removed or not."""
+    names = set(workflow.task_tree.internal_data.get(COMPLETED_NOTE, []))
+    names.update(t.task_spec.name for t in workflow.tasks.values() if t.state == TaskState.COMPLETED)
+    return names
+
+
+def _note_completed(root: Any, removed: Any) -> None:
+    # Which elements ran is needed later (a migration must not change completed work); the note is
+    # bounded by the diagram's size, not by the instance's history.
+    names = set(root.internal_data.get(COMPLETED_NOTE, []))
+    names.update(t.task_spec.name for t in removed if t.state == TaskState.COMPLETED)
+    root.internal_data[COMPLETED_NOTE] = sorted(names)
+
+
+@dataclass
+class _Needs:
+    """What must stay: ``pins`` with their subtree and parent, ``anchored`` tasks with their parent,
+    ``marks`` alone (only their spec is read)."""
+
+    pins: set[Any] = field(default_factory=set)
+    anchored: set[Any] = field(default_factory=set)
+    marks: set[Any] = field(default_factory=set)
+
+    def all(self) -> set[Any]:
+        return self.pins | self.anchored | self.marks
+
+
+def _needs(tasks: dict[Any, Any]) -> _Needs:
     unfinished = [t for t in tasks.values() if t.has_state(TaskState.NOT_FINISHED_MASK)]
-    pins = {t.id for t in unfinished}
+    needs = _Needs(pins={t.id for t in unfinished})
     for task in unfinished:
         spec = task.task_spec
         split = getattr(spec, "split_task", None)
         if split:
             ancestor = task.find_ancestor(split)
             if ancestor is not None:
-                pins.add(ancestor.id)
+                needs.pins.add(ancestor.id)
         if isinstance(spec, UnstructuredJoin):
-            ancestors = _ancestor_ids(task)
-            pins.update(t.id for t in tasks.values() if t.task_spec is spec and t.id not in ancestors)
-    return pins
+            _add_join_context(tasks, task, needs)
+    return needs
 
 
-def _ancestor_ids(task: Any) -> set[Any]:
-    found = set()
+def _add_join_context(tasks: dict[Any, Any], join: Any, needs: _Needs) -> None:
+    """What a parallel or inclusive gateway reads.
+
+    * The other arrivals (tasks of its spec), with their parents' state and data. Only those of the
+      current pass count: arrivals below the previous pass's gateway task. (SpiffWorkflow itself also
+      counts arrivals of earlier passes through a loop, so a join in a loop can fire before all its
+      branches arrived; once those are compacted away they no longer count.)
+    * The nearest ancestor with each of its inputs' specs: in a loop it walks up to find which inputs
+      come before it.
+    """
+    inputs = set(join.task_spec.inputs)
+    ancestors, previous_pass = set(), None
+    parent = join.parent
+    while parent is not None:
+        ancestors.add(parent.id)
+        if parent.task_spec in inputs:
+            inputs.discard(parent.task_spec)
+            needs.marks.add(parent.id)
+        if previous_pass is None and parent.task_spec is join.task_spec:
+            previous_pass = parent
+        parent = parent.parent
+    for task in tasks.values():
+        if task.task_spec is join.task_spec and task.id not in ancestors and task.id != join.id \
+                and (previous_pass is None or _descends_from(task, previous_pass)):
+            needs.anchored.add(task.id)
+
+
+def _descends_from(task: Any, ancestor: Any) -> bool:
     parent = task.parent
     while parent is not None:
-        found.add(parent.id)
+        if parent is ancestor:
+            return True
         parent = parent.parent
-    return found
+    return False
 
 
-def _kept(tasks: dict[Any, Any], root: Any, pins: set[Any]) -> set[Any]:
-    keep = {root.id}
-    # Pins keep their whole subtree and their parent (the data anchor).
+def _kept(tasks: dict[Any, Any], root: Any, needs: _Needs) -> set[Any]:
+    keep = {root.id} | needs.marks
     in_subtrees: set[Any] = set()
-    for pin in pins:
+    for pin in needs.pins:
         _add_subtree(tasks[pin], in_subtrees)
-        if tasks[pin]._parent is not None:
-            keep.add(tasks[pin]._parent)
     keep |= in_subtrees
-    # Branch points: tasks with pins below two or more of their children.
+    for task_id in needs.pins | needs.anchored:
+        keep.add(task_id)
+        if tasks[task_id]._parent is not None:
+            keep.add(tasks[task_id]._parent)  # the data anchor
+    # Branch points: tasks with needed tasks below two or more of their children.
     pinned_below: dict[Any, set[Any]] = {}
-    for pin in pins:
-        child, parent = pin, tasks[pin]._parent
+    for needed in needs.all():
+        child, parent = needed, tasks[needed]._parent
         while parent is not None:
             branches = pinned_below.setdefault(parent, set())
             if child in branches:

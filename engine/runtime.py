@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import json
 import threading
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ install_month_clamping()
 
 __all__ = [
     "TaskInfo",
+    "accumulated_data",
     "clock_in_effect",
     "dump_state",
     "error_tasks",
@@ -256,6 +258,44 @@ def _has_task(workflow: BpmnWorkflow, uuid: UUID) -> bool:
     if uuid in workflow.tasks:
         return True
     return any(uuid in sp.tasks for sp in workflow.subprocesses.values())
+
+
+def accumulated_data(workflow: BpmnWorkflow) -> dict[str, Any]:
+    """The data an instance has accumulated so far, running or finished (a copy).
+
+    Finished history is compacted away (engine.compaction), so this reads the newest data of each
+    branch: every task holding data whose children hold none (the frontier, or the last tasks of a
+    finished workflow), in subprocesses too. Parallel branches all start with the data at their
+    split; a branch's value counts only where it differs from that (a named contact changed in a
+    listener branch beats the unchanged copy the care branch carries). When branches changed the
+    same key, the most recently changed branch wins.
+    """
+    holders = [task for wf in (workflow, *workflow.subprocesses.values()) for task in wf.tasks.values()
+               if task.data and not any(child.data for child in task.children)]
+    top = [task for task in holders if task.workflow is workflow]
+    baseline = _common_ancestor(top).data if len(top) > 1 else {}
+    merged = copy.deepcopy(workflow.data)
+    for task in sorted(holders, key=lambda t: t.last_state_change):
+        merged.update({k: copy.deepcopy(v) for k, v in task.data.items() if k not in baseline or baseline[k] != v})
+    for key, value in baseline.items():
+        merged.setdefault(key, copy.deepcopy(value))
+    return merged
+
+
+def _common_ancestor(tasks: list[Any]) -> Any:
+    paths = []
+    for task in tasks:
+        path = []
+        while task is not None:
+            path.append(task)
+            task = task.parent
+        paths.append(path[::-1])
+    common = paths[0][0]
+    for level in zip(*paths, strict=False):
+        if any(task is not level[0] for task in level):
+            break
+        common = level[0]
+    return common
 
 
 # --- timers -----------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import time
 from calendar import monthrange
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
@@ -66,7 +66,7 @@ def _timedelta_from_start(parsed_duration: dict[str, Any], start: datetime | Non
     """Replacement for ``TimerEventDefinition.get_timedelta_from_start`` (same contract: it
     consumes ``years``/``months``/``days`` from the parsed duration and returns a timedelta)."""
     # Read "now" through the timer module's ``datetime`` so the engine's clock hook applies.
-    start = start or _timer_module.datetime.now(timezone.utc)
+    start = start or _timer_module.datetime.now(UTC)
     whole, fraction = _split_months(parsed_duration)
     target = add_months(start, whole)
     if fraction:
@@ -89,8 +89,8 @@ def _timedelta_from_end(parsed_duration: dict[str, Any], end: datetime) -> timed
 
 def install_month_clamping() -> None:
     """Make every SpiffWorkflow timer use clamped month arithmetic (idempotent)."""
-    TimerEventDefinition.get_timedelta_from_start = staticmethod(_timedelta_from_start)  # type: ignore[method-assign,assignment]
-    TimerEventDefinition.get_timedelta_from_end = staticmethod(_timedelta_from_end)  # type: ignore[method-assign,assignment]
+    TimerEventDefinition.get_timedelta_from_start = staticmethod(_timedelta_from_start)
+    TimerEventDefinition.get_timedelta_from_end = staticmethod(_timedelta_from_end)
 
 
 install_month_clamping()
@@ -147,14 +147,15 @@ def _fire_next(service: PathwayService, now: datetime, worker_id: str, passed: s
     from .db.session import unit_of_work
 
     with service._conflicts_mapped(), unit_of_work(service.sessions) as session:
-        query = (select(PathwayInstance).where(PathwayInstance.status == "running",
-                                               PathwayInstance.next_due_at <= now)
-                 .order_by(PathwayInstance.next_due_at, PathwayInstance.id).limit(1)
-                 # PostgreSQL: lock the row and let other workers skip it. SQLite ignores this.
-                 .with_for_update(skip_locked=True, of=PathwayInstance))
+        # Only the id, in (status, next_due_at) index order, so the database stops at the first row
+        # it can lock. PostgreSQL: lock it and let other workers skip it. SQLite ignores the lock.
+        query = (select(PathwayInstance.id).where(PathwayInstance.status == "running",
+                                                  PathwayInstance.next_due_at <= now)
+                 .order_by(PathwayInstance.next_due_at).limit(1).with_for_update(skip_locked=True))
         if passed:
             query = query.where(PathwayInstance.id.not_in(passed))
-        instance = session.scalars(query).first()
+        instance_id = session.scalars(query).first()
+        instance = session.get(PathwayInstance, instance_id) if instance_id is not None else None
         if instance is None:
             return False
         picked.append(instance.id)
@@ -235,7 +236,7 @@ def _cycle_snapshot(workflow: Any) -> dict[Any, tuple[Any, str, float]]:
 
 def _cycles_fired(snapshot: dict[Any, tuple[Any, str, float]]) -> list[FiredTimer]:
     """Cycle timers stay WAITING and spawn a branch per occurrence; count the occurrences."""
-    fired = []
+    fired: list[FiredTimer] = []
     for task, before, duration in snapshot.values():
         value = task.internal_data.get("event_value")
         after = value.get("next") if isinstance(value, dict) else None

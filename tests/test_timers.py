@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,6 @@ from engine.timers import add_months, fire_due_timers
 
 SYSTEM, NURSE = "system:ehr", "clinician:cns-1"
 ROOT = Path(__file__).resolve().parent.parent
-UTC = timezone.utc
 
 
 def _complete(carepath: CarePath, instance_id: str, element: str, data: dict[str, object]) -> dict[str, object]:
@@ -67,8 +66,9 @@ def test_months_clamp_to_the_end_of_the_month(start: str, months: int, expected:
     ("PT36H", "2024-01-31T09:00:00+00:00", "2024-02-01T21:00:00+00:00"),
 ])
 def test_spiffworkflow_durations_use_the_clamped_arithmetic(expression: str, start: str, expected: str) -> None:
-    import engine.runtime  # noqa: F401  (installs the arithmetic, as every engine entry point does)
     from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+
+    import engine.runtime  # noqa: F401  (installs the arithmetic, as every engine entry point does)
 
     begin = datetime.fromisoformat(start)
     delta = TimerEventDefinition.get_timedelta_from_start(TimerEventDefinition.parse_iso_duration(expression), begin)
@@ -76,8 +76,9 @@ def test_spiffworkflow_durations_use_the_clamped_arithmetic(expression: str, sta
 
 
 def test_intervals_counted_back_from_an_end_date_clamp_too() -> None:
-    import engine.runtime  # noqa: F401
     from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+
+    import engine.runtime  # noqa: F401
 
     cycles, start, duration = TimerEventDefinition.parse_iso_recurring_interval("R3/P1M/2026-03-31T00:00:00+00:00")
     assert (cycles, start) == (3, datetime(2026, 2, 28, tzinfo=UTC))

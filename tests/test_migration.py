@@ -1,0 +1,220 @@
+"""Migrating running instances to a pathway's newest version: safe moves, kept timers, refusals, dry runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from engine import CarePath, ManualClock, Settings
+from engine.db.models import InstanceEvent, PathwayInstance
+from engine.migration import migrate_pathway
+from engine.timers import fire_due_timers
+
+NURSE = "clinician:cns-1"
+PATHWAY = "test_followup"
+
+_USER_TASK = """
+    <bpmn:userTask id="{id}" name="{name}">
+      <bpmn:extensionElements>
+        <camunda:formData>{fields}</camunda:formData>
+      </bpmn:extensionElements>
+      <bpmn:incoming>{incoming}</bpmn:incoming>
+      <bpmn:outgoing>{outgoing}</bpmn:outgoing>
+    </bpmn:userTask>"""
+_FIELD = """
+          <camunda:formField id="{id}" label="{id}" type="long">
+            <camunda:validation><camunda:constraint name="required" /></camunda:validation>
+          </camunda:formField>"""
+
+
+def _diagram(*, hna_fields: tuple[str, ...] = ("anxiety",), wait: str = "P30D", extra: bool = False) -> str:
+    """start -> hna -> wait (timer) -> review [-> extra] -> end"""
+    fields = "".join(_FIELD.format(id=f) for f in hna_fields)
+    after_review = "f_extra" if extra else "f_end"
+    body = [
+        '<bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>',
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="hna" />',
+        _USER_TASK.format(id="hna", name="Holistic needs assessment", fields=fields, incoming="f1", outgoing="f2"),
+        '<bpmn:sequenceFlow id="f2" sourceRef="hna" targetRef="wait" />',
+        f"""<bpmn:intermediateCatchEvent id="wait" name="Follow-up due">
+          <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
+          <bpmn:timerEventDefinition id="wait_timer">
+            <bpmn:timeDuration>{wait}</bpmn:timeDuration>
+          </bpmn:timerEventDefinition>
+        </bpmn:intermediateCatchEvent>""",
+        '<bpmn:sequenceFlow id="f3" sourceRef="wait" targetRef="review" />',
+        _USER_TASK.format(id="review", name="Follow-up review", fields=_FIELD.format(id="outcome"), incoming="f3",
+                          outgoing=after_review),
+    ]
+    if extra:
+        body += [
+            '<bpmn:sequenceFlow id="f_extra" sourceRef="review" targetRef="extra" />',
+            _USER_TASK.format(id="extra", name="Exercise referral", fields=_FIELD.format(id="referred"),
+                              incoming="f_extra", outgoing="f_end"),
+        ]
+    source = "extra" if extra else "review"
+    body += [
+        f'<bpmn:sequenceFlow id="f_end" sourceRef="{source}" targetRef="end" />',
+        '<bpmn:endEvent id="end"><bpmn:incoming>f_end</bpmn:incoming></bpmn:endEvent>',
+    ]
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+        'xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="defs_followup" '
+        'targetNamespace="http://bpmn.io/schema/bpmn">\n'
+        f'  <bpmn:process id="{PATHWAY}" name="Test follow-up" isExecutable="true">\n'
+        + "\n".join(body) + "\n  </bpmn:process>\n</bpmn:definitions>\n"
+    )
+
+
+@pytest.fixture
+def pathways_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "pathways"
+    folder.mkdir()
+    (folder / "followup.bpmn").write_text(_diagram())
+    return folder
+
+
+@pytest.fixture
+def app(database_url: str, pathways_dir: Path, clock: ManualClock) -> Iterator[CarePath]:
+    carepath = CarePath(Settings(database_url=database_url, pathways_dir=pathways_dir), clock, upgrade=True)
+    carepath.catalog.sync_library()
+    try:
+        yield carepath
+    finally:
+        carepath.close()
+
+
+def _deploy(app: CarePath, clock: ManualClock, pathways_dir: Path, diagram: str) -> str:
+    clock.advance(timedelta(minutes=1))
+    (pathways_dir / "followup.bpmn").write_text(diagram)
+    [info] = app.catalog.sync_library()
+    assert info.latest
+    return info.version
+
+
+def _complete(app: CarePath, instance_id: str, element: str, data: dict[str, object]) -> None:
+    [task] = [t for t in app.instances.get(instance_id).ready_tasks if t["element"] == element]
+    app.instances.complete_task(instance_id, task["id"], data, NURSE)
+
+
+def _waiting_instance(app: CarePath, patient: str = "MRN-1") -> str:
+    view = app.instances.start(PATHWAY, patient, "system:ehr")
+    _complete(app, view.id, "hna", {"anxiety": 2})
+    return view.id
+
+
+def _events(app: CarePath, instance_id: str, event_type: str) -> list[InstanceEvent]:
+    with app.sessions() as session:
+        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id,
+                                                                InstanceEvent.type == event_type)))
+
+
+def _row(app: CarePath, instance_id: str) -> tuple[str, str, int]:
+    with app.sessions() as session:
+        row = session.get(PathwayInstance, instance_id)
+        assert row is not None
+        return row.pathway_version.version, row.state, row.revision
+
+
+def test_a_waiting_instance_moves_and_keeps_its_timer(app: CarePath, clock: ManualClock, pathways_dir: Path) -> None:
+    started = clock.now()
+    instance_id = _waiting_instance(app)
+    old_version = _row(app, instance_id)[0]
+    clock.advance(timedelta(days=10))
+    new_version = _deploy(app, clock, pathways_dir, _diagram(extra=True))
+
+    report = migrate_pathway(app.instances, PATHWAY, "cli:test")
+    [moved] = report.instances
+    assert moved.migrated and moved.refused is None
+    assert (moved.from_version, moved.to_version) == (old_version, new_version)
+    assert moved.tasks_added == ["extra"] and moved.tasks_removed == [] and moved.timers_moved == []
+
+    view = app.instances.get(instance_id)
+    assert view.pathway_version == new_version
+    assert view.next_due_at == (started + timedelta(days=30)).isoformat()  # not restarted by the migration
+    [event] = _events(app, instance_id, "migrated")
+    assert json.loads(event.payload) == {"from_version": old_version, "to_version": new_version,
+                                         "tasks_added": ["extra"], "tasks_removed": [], "timers_moved": []}
+    # The instance runs on in the new version: the timer fires when it always would have.
+    clock.set(started + timedelta(days=30, minutes=1))
+    assert fire_due_timers(app.instances) == 1
+    _complete(app, instance_id, "review", {"outcome": 1})
+    _complete(app, instance_id, "extra", {"referred": 1})
+    assert app.instances.get(instance_id).status == "completed"
+    # Instances already on the newest version are left alone.
+    assert migrate_pathway(app.instances, PATHWAY, "cli:test").instances == []
+
+
+def test_a_dry_run_lists_the_changes_and_writes_nothing(app: CarePath, clock: ManualClock,
+                                                        pathways_dir: Path) -> None:
+    instance_id = _waiting_instance(app)
+    before = _row(app, instance_id)
+    _deploy(app, clock, pathways_dir, _diagram(extra=True, wait="P60D"))
+
+    report = migrate_pathway(app.instances, PATHWAY, "cli:test", dry_run=True)
+    [plan] = report.instances
+    assert not plan.migrated and plan.refused is None
+    assert plan.tasks_added == ["extra"]
+    start = app.clock.now() - timedelta(minutes=1)
+    assert plan.timers_moved == [{"element": "wait", "from": (start + timedelta(days=30)).isoformat(),
+                                  "to": (start + timedelta(days=60)).isoformat()}]
+    assert _row(app, instance_id) == before
+    assert _events(app, instance_id, "migrated") == []
+
+
+def test_a_changed_timer_counts_from_when_the_wait_began(app: CarePath, clock: ManualClock,
+                                                         pathways_dir: Path) -> None:
+    started = clock.now()
+    instance_id = _waiting_instance(app)
+    clock.advance(timedelta(days=20))
+    _deploy(app, clock, pathways_dir, _diagram(wait="P60D"))
+    [moved] = migrate_pathway(app.instances, PATHWAY, "cli:test").instances
+    assert moved.migrated
+    assert app.instances.get(instance_id).next_due_at == (started + timedelta(days=60)).isoformat()
+
+
+def test_changing_completed_work_is_refused_per_instance(app: CarePath, clock: ManualClock,
+                                                         pathways_dir: Path) -> None:
+    past_hna = _waiting_instance(app, "MRN-1")
+    at_hna = app.instances.start(PATHWAY, "MRN-2", "system:ehr").id
+    before = _row(app, past_hna)
+    new_version = _deploy(app, clock, pathways_dir, _diagram(hna_fields=("anxiety", "fatigue")))
+
+    report = migrate_pathway(app.instances, PATHWAY, "cli:test")
+    by_id = {item.instance_id: item for item in report.instances}
+    assert by_id[past_hna].refused is not None and "completed task 'hna' would change" in by_id[past_hna].refused
+    assert not by_id[past_hna].migrated
+    assert _row(app, past_hna) == before
+    # An instance that has not done the assessment yet moves, and sees the new form.
+    assert by_id[at_hna].migrated
+    view = app.instances.get(at_hna)
+    assert view.pathway_version == new_version
+    [task] = view.ready_tasks
+    assert task["form"]["required"] == ["anxiety", "fatigue"]
+
+
+def test_migrate_command(app: CarePath, clock: ManualClock, pathways_dir: Path, database_url: str,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import main
+
+    instance_id = _waiting_instance(app)
+    _deploy(app, clock, pathways_dir, _diagram(extra=True))
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(pathways_dir))
+    runner = CliRunner()
+    dry = runner.invoke(main, ["migrate", PATHWAY, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert f"{instance_id} (MRN-1): would move" in dry.output
+    assert "+ task ahead: extra" in dry.output
+    assert "1 instance(s) would move, 0 refused" in dry.output
+    done = runner.invoke(main, ["migrate", PATHWAY])
+    assert done.exit_code == 0, done.output
+    assert "1 instance(s) moved" in done.output
+    assert len(_events(app, instance_id, "migrated")) == 1
