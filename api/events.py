@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, request
@@ -15,6 +16,7 @@ from .errors import ApiError
 bp = Blueprint("events", __name__, url_prefix="/v1")
 
 _MAX_IDS = 100
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 @bp.get("/instances/<uuid:instance_id>/events")
@@ -31,6 +33,9 @@ def verify() -> dict[str, Any]:
         raise ApiError(400, "request-invalid", "too many instance ids",
                        [Problem(f"at most {_MAX_IDS}; verify without ids to check every instance",
                                 field="instance_id")])
+    if not all(_UUID.match(i) for i in ids):
+        raise ApiError(400, "request-invalid", "instance_id must be an instance id",
+                       [Problem("must be a UUID", field="instance_id")])
     problems = queries().verify(ids or None)
     return {"verified": not problems,
             "problems": [{"instance_id": p.instance_id, "seq": p.seq, "message": p.message} for p in problems]}

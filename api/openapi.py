@@ -171,7 +171,7 @@ def _op(op_id: str, summary: str, permission: str | None, ok: dict[int, dict[str
         body: str | None = None, body_media: str = "application/json", body_required: bool = True,
         tag: str = "") -> dict[str, Any]:
     responses: dict[str, Any] = {str(code): response for code, response in ok.items()}
-    codes = set(errors) | {500}
+    codes = set(errors) | {400, 500}  # 400: unknown query parameters are refused everywhere
     if permission is not None:
         codes |= {401, 403}
     if body is not None:

@@ -25,7 +25,8 @@ from engine.errors import Problem
 from .errors import ApiError
 from .openapi import DOCUMENT
 
-__all__ = ["etag", "if_match", "json_body", "query_int", "query_str", "query_time", "uploaded_files"]
+__all__ = ["etag", "if_match", "json_body", "query_int", "query_str", "query_time", "reject_unknown_query",
+           "uploaded_files"]
 
 DOCUMENT_URI = "https://carepath.dev/openapi.json"
 _IF_MATCH = re.compile(r'^"([0-9]{1,9})"$')
@@ -171,3 +172,23 @@ def query_time(name: str) -> datetime | None:
         raise ApiError(400, "request-invalid", f"query parameter {name} is not valid",
                        [Problem("must be an RFC 3339 date-time with a zone, like 2026-01-15T09:00:00Z", field=name)])
     return when
+
+
+@cache
+def _query_names(template: str, method: str) -> frozenset[str]:
+    operation = DOCUMENT["paths"].get(template, {}).get(method, {})
+    return frozenset(p["name"] for p in operation.get("parameters", []) if p["in"] == "query")
+
+
+def reject_unknown_query() -> None:
+    """Refuse query parameters an operation does not document (a misspelt filter must not list everything).
+
+    Raises: ApiError 400 naming the unknown parameters.
+    """
+    if not request.args or request.url_rule is None:
+        return
+    template = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", request.url_rule.rule)
+    unknown = sorted(set(request.args) - _query_names(template, request.method.lower()))
+    if unknown:
+        raise ApiError(400, "request-invalid", "unknown query parameters",
+                       [Problem("is not a parameter of this operation", field=name[:50]) for name in unknown[:10]])

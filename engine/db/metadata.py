@@ -1,7 +1,10 @@
 """Every table CarePath owns, imported in one place so Alembic sees them all."""
 
-from .. import access, idempotency  # noqa: F401  (api_tokens, idempotency_records)
-from .. import careplan  # noqa: F401
+from .. import (  # noqa: F401  (api_tokens, idempotency_records)
+    access,
+    careplan,  # noqa: F401
+    idempotency,
+)
 from ..rules import store  # noqa: F401
 from . import models  # noqa: F401
 from .base import Base

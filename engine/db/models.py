@@ -42,8 +42,9 @@ class PathwayVersion(Base):
     version: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(300))
     main_file: Mapped[str] = mapped_column(String(300))
-    files: Mapped[str] = mapped_column(Text)  # JSON {name: text}
-    spec: Mapped[str] = mapped_column(Text)  # JSON: {"spec": ..., "subprocess_specs": ...}
+    # Large and immutable: loaded only when asked for (the spec once per process, then cached).
+    files: Mapped[str] = mapped_column(Text, deferred=True)  # JSON {name: text}
+    spec: Mapped[str] = mapped_column(Text, deferred=True)  # JSON: {"spec": ..., "subprocess_specs": ...}
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deployed_by: Mapped[str] = mapped_column(String(200))
 

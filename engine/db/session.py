@@ -14,12 +14,16 @@ __all__ = ["make_engine", "make_session_factory", "unit_of_work", "upgrade_schem
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+def _ensure_sqlite_folder(url: str) -> None:
+    db_path = url.split(":///", 1)[1] if url.startswith("sqlite") and ":///" in url else ""
+    if db_path and db_path != ":memory:":
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+
+
 def make_engine(url: str) -> Engine:
     """Create a SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
-        db_path = url.split(":///", 1)[1] if ":///" in url else ""
-        if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        _ensure_sqlite_folder(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -71,8 +75,10 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
 
 
 def upgrade_schema(url: str, revision: str = "head") -> None:
-    """Apply Alembic migrations up to ``revision``."""
+    """Apply Alembic migrations up to ``revision`` (an SQLite file's folder is created first)."""
     from alembic import command
+
+    _ensure_sqlite_folder(url)
 
     command.upgrade(alembic_config(url), revision)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_contract import Contract  # tests/api is on sys.path (pytest's rootdir-relative imports)
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -16,8 +17,6 @@ from api.openapi import DOCUMENT
 from engine import ManualClock
 from engine.access import ROLES, create_token
 from engine.db.session import unit_of_work
-
-from api_contract import Contract  # tests/api is on sys.path (pytest's rootdir-relative imports)
 
 TESTS = Path(__file__).resolve().parent.parent
 
