@@ -130,7 +130,7 @@ def _migrate_one(service: PathwayService, instance_id: str, target_id: int, acto
             raise ConflictError(f"instance is {instance.status}")
         context = service._context(session, instance, actor)
         workflow = service._restore(session, instance, context)
-        new_specs = runtime.specs_for(target.version, target.spec)
+        new_specs = runtime.specs_for(target.version, lambda: target.spec)
         try:
             with runtime.clock_in_effect(service.clock):
                 _move(workflow, new_specs, plan, service.clock.now())

@@ -18,7 +18,7 @@ import contextvars
 import copy
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -137,12 +137,15 @@ _spec_cache: dict[str, RestoredSpecs] = {}
 _spec_cache_lock = threading.Lock()
 
 
-def specs_for(version_key: str, spec_json: str) -> RestoredSpecs:
-    """Restored spec objects for a pathway version, cached per process (specs are immutable)."""
+def specs_for(version_key: str, spec_json: str | Callable[[], str]) -> RestoredSpecs:
+    """Restored spec objects for a pathway version, cached per process (specs are immutable).
+
+    ``spec_json`` may be a function, so the stored spec is only read from the database on a miss.
+    """
     cached = _spec_cache.get(version_key)
     if cached is not None:
         return cached
-    stored = json.loads(spec_json)
+    stored = json.loads(spec_json() if callable(spec_json) else spec_json)
     registry = SERIALIZER.registry
     restored = RestoredSpecs(
         registry.restore(stored["spec"]),

@@ -160,7 +160,7 @@ class PathwayService:
         instance.pathway_version = version
         session.add(instance)
         context = self._context(session, instance, actor)
-        specs = runtime.specs_for(version.version, version.spec)
+        specs = runtime.specs_for(version.version, lambda: version.spec)
         workflow = runtime.new_workflow(specs, self._script_engine(context))
         if data:
             workflow.task_tree.data.update(data)
@@ -380,7 +380,7 @@ class PathwayService:
 
     def _restore(self, session: Session, instance: PathwayInstance, context: StepContext | None = None) -> Any:
         version = instance.pathway_version
-        specs = runtime.specs_for(version.version, version.spec)
+        specs = runtime.specs_for(version.version, lambda: version.spec)
         context = context or self._context(session, instance, "reader")
         return runtime.restore(specs, instance.state, self._script_engine(context))
 
