@@ -13,9 +13,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event as sa_event
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from .db.models import InstanceEvent, PathwayInstance
@@ -23,6 +25,7 @@ from .db.models import InstanceEvent, PathwayInstance
 __all__ = ["EVENT_TYPES", "TrailProblem", "append_event", "data_digest", "verify_trail"]
 
 GENESIS = "0" * 64
+_PENDING = "carepath.pending_events"
 EVENT_TYPES = frozenset(
     {
         "started", "task_completed", "timer_fired", "message_received", "suspended", "resumed",
@@ -39,7 +42,7 @@ def data_digest(data: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
-def _event_hash(event: InstanceEvent) -> str:
+def _event_hash(event: Any) -> str:
     body = canonical_json(
         [event.instance_id, event.seq, event.type, event.at.isoformat(), event.actor, event.pathway_version,
          event.element, event.task_id, event.payload, event.prev_hash]
@@ -58,15 +61,15 @@ def append_event(
     element: str | None = None,
     task_id: str | None = None,
     payload: dict[str, Any] | None = None,
-) -> InstanceEvent:
-    """Append one event to an instance's trail (the caller commits).
+) -> dict[str, Any]:
+    """Append one event to an instance's trail (written when the session flushes; the caller commits).
 
     Raises:
         ValueError: for an unknown event type.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
-    event = InstanceEvent(
+    event = SimpleNamespace(
         instance_id=instance.id,
         seq=instance.event_seq + 1,
         type=event_type,
@@ -79,10 +82,24 @@ def append_event(
         prev_hash=instance.event_head,
     )
     event.hash = _event_hash(event)
-    session.add(event)
+    # Written by one multi-row INSERT right after the flush that writes the instance (below):
+    # events are never changed, so they need none of the ORM's unit-of-work bookkeeping.
+    session.info.setdefault(_PENDING, []).append(vars(event))
     instance.event_seq = event.seq
     instance.event_head = event.hash
-    return event
+    return vars(event)
+
+
+@sa_event.listens_for(Session, "after_flush")
+def _write_pending_events(session: Session, _flush_context: Any) -> None:
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        session.connection().execute(insert(InstanceEvent.__table__), rows)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _forget_pending_events(session: Session, _previous_transaction: Any) -> None:
+    session.info.pop(_PENDING, None)
 
 
 @dataclass(frozen=True)

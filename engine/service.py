@@ -9,6 +9,7 @@ same instance are serialised by the instance's revision (optimistic locking): th
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import uuid
@@ -442,8 +443,14 @@ def _first_error_element(workflow: Any) -> str | None:
     return failed[0].task_spec.bpmn_id if failed else None
 
 
+@functools.lru_cache(maxsize=512)
+def _form_validator(schema_json: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(schema_json),
+                                           format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
 def _check_form(schema: dict[str, Any], data: dict[str, Any]) -> None:
-    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    validator = _form_validator(json.dumps(schema, sort_keys=True))
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
         path = "/" + "/".join(str(p) for p in error.absolute_path)

@@ -32,9 +32,13 @@ def make_engine(url: str) -> Engine:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+
+        @event.listens_for(engine, "first_connect")
+        def _sqlite_wal(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            # WAL is a property of the database file: setting it once per engine is enough.
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(connection):  # type: ignore[no-untyped-def]
