@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    registry = RuleSetRegistry(ROOT / "rules")
+    registry = RuleSetRegistry(ROOT / "rules", recheck_seconds=1.0)  # as the server runs it (engine/core.py)
     loaded = registry.current("supportive_care")
     cohort = assessments(sorted(loaded.catalogue.concerns), 200, args.seed)
     fact_lists = [build_facts(a, loaded.catalogue) for a in cohort]

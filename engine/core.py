@@ -31,7 +31,8 @@ class CarePath:
         self.db: Engine = make_engine(settings.database_url)
         self.sessions: sessionmaker[Session] = make_session_factory(self.db)
         self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock)
-        self.rules = RuleSetRegistry(settings.rules_dir)
+        # A changed rule file is picked up within a second, without a restart.
+        self.rules = RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
         self.instances = PathwayService(settings, self.sessions, self.clock, care_plan_operators(self.rules))
         self.care_plans = CarePlanService(self.sessions, self.clock)
 
