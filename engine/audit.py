@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, insert, select
 from sqlalchemy import event as sa_event
-from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from .db.models import InstanceEvent, PathwayInstance
@@ -26,6 +26,7 @@ __all__ = ["EVENT_TYPES", "TrailProblem", "append_event", "data_digest", "verify
 
 GENESIS = "0" * 64
 _PENDING = "carepath.pending_events"
+_EVENTS = cast(Table, InstanceEvent.__table__)
 EVENT_TYPES = frozenset(
     {
         "started", "task_completed", "timer_fired", "message_received", "suspended", "resumed",
@@ -94,7 +95,7 @@ def append_event(
 def _write_pending_events(session: Session, _flush_context: Any) -> None:
     rows = session.info.pop(_PENDING, None)
     if rows:
-        session.connection().execute(insert(InstanceEvent.__table__), rows)
+        session.connection().execute(insert(_EVENTS), rows)
 
 
 @sa_event.listens_for(Session, "after_soft_rollback")

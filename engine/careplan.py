@@ -17,6 +17,7 @@ Statuses move only forward::
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -105,72 +106,74 @@ def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str 
 
 def care_plan_operators(registry: Any) -> dict[str, ServiceOperator]:
     """The service operators pathways use: ``carepath.rules`` and ``carepath.careplan``."""
+    return {"carepath.rules": functools.partial(_propose, registry), "carepath.careplan": _decide}
 
-    def propose(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
-        from .rules import Assessment, evaluate_and_record
 
-        ruleset = params.get("ruleset")
-        if not isinstance(ruleset, str):
-            raise InvalidInputError("carepath.rules needs a 'ruleset' parameter naming a rule set",
-                                    [Problem("missing rule set name", element=task.task_spec.bpmn_id)])
+def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """carepath.rules: evaluate the task's assessment and add the proposals to the care plan."""
+    from .rules import Assessment, evaluate_and_record
+
+    ruleset = params.get("ruleset")
+    if not isinstance(ruleset, str):
+        raise InvalidInputError("carepath.rules needs a 'ruleset' parameter naming a rule set",
+                                [Problem("missing rule set name", element=task.task_spec.bpmn_id)])
+    try:
+        assessment = Assessment.from_dict({"concerns": params.get("concerns") or {},
+                                           "context": params.get("context") or {}})
+    except InvalidInputError as exc:  # the submitted assessment is wrong: refuse it, change nothing
+        raise TaskDataError(exc.message, exc.problems) from exc
+    try:
+        evaluation = evaluate_and_record(context.session, registry, ruleset, assessment, clock=context.clock,
+                                         instance_id=context.instance.id, task_id=str(task.id))
+    except (NotFoundError, RuleFileError) as exc:  # the diagram or the rule files are at fault
+        raise WorkflowError(f"rule set {ruleset!r} cannot be used: {exc.message}",
+                            [Problem(str(p), element=task.task_spec.bpmn_id) for p in exc.problems]
+                            or [Problem(exc.message, element=task.task_spec.bpmn_id)]) from exc
+    now = context.clock.now()
+    created = []
+    for kind, code, service, urgency, rules in _items_from_outcomes(evaluation.outcomes):
+        item = CarePlanItem(id=str(uuid.uuid4()), instance_id=context.instance.id, evaluation_id=evaluation.id,
+                            task_id=str(task.id), kind=kind, code=code, service=service, urgency=urgency,
+                            rules=json.dumps(list(rules)), status="proposed", created_at=now, updated_at=now,
+                            updated_by="engine")
+        context.session.add(item)
+        created.append({"id": item.id, "kind": kind, "code": code, "service": service, "urgency": urgency,
+                        "rules": list(rules)})
+    version = registry.current(ruleset).version
+    context.events.append(("rules_evaluated", task.task_spec.bpmn_id, {
+        "evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version,
+        "proposed": len(created)}))
+    return {"evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version, "items": created}
+
+def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """carepath.careplan: record the patient's decisions and what matters to them."""
+    decisions = params.get("decisions") or {}
+    if not isinstance(decisions, dict):
+        raise InvalidInputError("decisions must map care plan item ids to agreed/declined",
+                                [Problem("expected an object", field="/decisions")])
+    agreed: list[str] = []
+    declined: list[str] = []
+    problems: list[Problem] = []
+    for item_id, decision in sorted(decisions.items()):
         try:
-            assessment = Assessment.from_dict({"concerns": params.get("concerns") or {},
-                                               "context": params.get("context") or {}})
-        except InvalidInputError as exc:  # the submitted assessment is wrong: refuse it, change nothing
-            raise TaskDataError(exc.message, exc.problems) from exc
-        try:
-            evaluation = evaluate_and_record(context.session, registry, ruleset, assessment, clock=context.clock,
-                                             instance_id=context.instance.id, task_id=str(task.id))
-        except (NotFoundError, RuleFileError) as exc:  # the diagram or the rule files are at fault
-            raise WorkflowError(f"rule set {ruleset!r} cannot be used: {exc.message}",
-                                [Problem(str(p), element=task.task_spec.bpmn_id) for p in exc.problems]
-                                or [Problem(exc.message, element=task.task_spec.bpmn_id)]) from exc
-        now = context.clock.now()
-        created = []
-        for kind, code, service, urgency, rules in _items_from_outcomes(evaluation.outcomes):
-            item = CarePlanItem(id=str(uuid.uuid4()), instance_id=context.instance.id, evaluation_id=evaluation.id,
-                                task_id=str(task.id), kind=kind, code=code, service=service, urgency=urgency,
-                                rules=json.dumps(list(rules)), status="proposed", created_at=now, updated_at=now,
-                                updated_by="engine")
-            context.session.add(item)
-            created.append({"id": item.id, "kind": kind, "code": code, "service": service, "urgency": urgency,
-                            "rules": list(rules)})
-        version = registry.current(ruleset).version
-        context.events.append(("rules_evaluated", task.task_spec.bpmn_id, {
-            "evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version,
-            "proposed": len(created)}))
-        return {"evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version, "items": created}
-
-    def decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
-        decisions = params.get("decisions") or {}
-        if not isinstance(decisions, dict):
-            raise InvalidInputError("decisions must map care plan item ids to agreed/declined",
-                                    [Problem("expected an object", field="/decisions")])
-        agreed: list[str] = []
-        declined: list[str] = []
-        problems: list[Problem] = []
-        for item_id, decision in sorted(decisions.items()):
-            try:
-                _move(_item(context.session, context.instance.id, item_id), decision, context.actor,
-                      context.clock.now())
-            except (NotFoundError, ConflictError, InvalidInputError) as exc:
-                problems.append(Problem(exc.message, field=f"/decisions/{item_id}"))
-                continue
-            (agreed if decision == "agreed" else declined).append(item_id)
-        if problems:  # decisions come from the task's form: refuse them whole, change nothing
-            raise TaskDataError("some decisions cannot be recorded", problems)
-        what_matters = params.get("what_matters")
-        if isinstance(what_matters, str) and what_matters.strip():
-            note = context.session.get(CarePlanNote, context.instance.id)
-            if note is None:
-                note = CarePlanNote(instance_id=context.instance.id, what_matters="", updated_at=context.clock.now())
-                context.session.add(note)
-            note.what_matters, note.updated_at = what_matters.strip(), context.clock.now()
-        context.events.append(("care_plan_updated", task.task_spec.bpmn_id,
-                               {"agreed": len(agreed), "declined": len(declined)}))
-        return {"agreed": agreed, "declined": declined}
-
-    return {"carepath.rules": propose, "carepath.careplan": decide}
+            _move(_item(context.session, context.instance.id, item_id), decision, context.actor,
+                  context.clock.now())
+        except (NotFoundError, ConflictError, InvalidInputError) as exc:
+            problems.append(Problem(exc.message, field=f"/decisions/{item_id}"))
+            continue
+        (agreed if decision == "agreed" else declined).append(item_id)
+    if problems:  # decisions come from the task's form: refuse them whole, change nothing
+        raise TaskDataError("some decisions cannot be recorded", problems)
+    what_matters = params.get("what_matters")
+    if isinstance(what_matters, str) and what_matters.strip():
+        note = context.session.get(CarePlanNote, context.instance.id)
+        if note is None:
+            note = CarePlanNote(instance_id=context.instance.id, what_matters="", updated_at=context.clock.now())
+            context.session.add(note)
+        note.what_matters, note.updated_at = what_matters.strip(), context.clock.now()
+    context.events.append(("care_plan_updated", task.task_spec.bpmn_id,
+                           {"agreed": len(agreed), "declined": len(declined)}))
+    return {"agreed": agreed, "declined": declined}
 
 
 def _item(session: Session, instance_id: str, item_id: str) -> CarePlanItem:
