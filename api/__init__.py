@@ -47,13 +47,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["carepath"] = engine
     app.extensions["carepath.queries"] = InstanceQueries(engine.sessions, engine.instances)
 
-    from . import auth, errors, events, health, instances, messages, parsing, pathways, tasks
+    from . import auth, documents, errors, evaluations, events, health, instances, messages, parsing, pathways, tasks
 
     errors.init_app(app)
     app.before_request(parsing.reject_unknown_query)
     auth.init_app(app.extensions)
     health.init_app(app)
-    for module in (pathways, instances, tasks, messages, events, health):
+    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health):
         app.register_blueprint(module.bp)
     return app
 

@@ -231,16 +231,22 @@ def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool) -> N
 
 
 @main.command()
+@click.option("--force", is_flag=True, help="Load even if the database holds patients not named SYN-...")
 @click.pass_context
-def demo(ctx: click.Context) -> None:
+def demo(ctx: click.Context, force: bool) -> None:
     """Load synthetic demo patients (SYN-DEMO-...) at different points of the bundled pathways.
 
     Upgrades the schema and deploys the bundled pathways first; patients already loaded are skipped.
-    For demonstrations only: never run it against a database with real patients.
+    For demonstrations only: refuses (exit 1) a database with patients whose reference does not
+    start with SYN-, unless --force.
     """
     from engine.demo import load_demo
+    from engine.errors import ConflictError
 
-    rows = load_demo(ctx.obj["settings"])
+    try:
+        rows = load_demo(ctx.obj["settings"], force=force)
+    except ConflictError as exc:
+        raise click.ClickException(exc.message) from exc
     click.echo(f"{'patient':<15}{'pathway':<31}{'where they are':<62}next due")
     for row in rows:
         due = (row.next_due_at or "")[:10]

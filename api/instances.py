@@ -1,4 +1,4 @@
-"""/v1/instances: start, read, list (cursor pagination), suspend, resume, cancel."""
+"""/v1/instances: start, read, list (cursor pagination), suspend, resume, cancel, retry."""
 
 from __future__ import annotations
 
@@ -73,4 +73,11 @@ def resume(instance_id: Any) -> Reply:
 def cancel(instance_id: Any) -> Reply:
     reason = json_body("LifecycleRequest", required=False).get("reason", "")
     view = carepath().instances.cancel(str(instance_id), current_principal().actor, reason, if_match())
+    return view.as_dict(), 200, etag(view.version)
+
+
+@bp.post("/<uuid:instance_id>/retry")
+@requires("instances.manage")
+def retry(instance_id: Any) -> Reply:
+    view = carepath().instances.retry(str(instance_id), current_principal().actor, if_match())
     return view.as_dict(), 200, etag(view.version)

@@ -79,6 +79,89 @@ _LOCATED_PROBLEM = {
                    "code": {"type": "string"}},
 }
 
+_CODE_LABEL = _obj(["code", "label"], {"code": {"type": "string"}, "label": {"type": "string"}})
+_NULLABLE_OBJECT: dict[str, Any] = {"type": ["object", "null"]}
+_OBJECTS: dict[str, Any] = {"type": "array", "items": {"type": "object"}}
+_STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+_DOCUMENT_HEADER: dict[str, Any] = {
+    "document_type": {"type": "string"}, "schema_version": {"type": "string"}, "generated_at": _DATE_TIME,
+    "language": {"enum": ["en", "sv"], "description": "Also sent as Content-Language"}, "title": {"type": "string"},
+    "instance_id": {"type": "string", "pattern": _UUID}, "pathway_id": {"type": "string"},
+    "pathway_name": {"type": "string"}, "pathway_version": {"type": "string"}, "patient_ref": {"type": "string"},
+    "instance_status": _CODE_LABEL,
+}
+_ITEM_PROPS: dict[str, Any] = {
+    "id": {"type": "string", "pattern": _UUID}, "kind": {"enum": ["referral", "intervention", "information"]},
+    "kind_label": {"type": "string"}, "code": {"type": "string"}, "name": {"type": "string"},
+    "description": _NULLABLE_STRING,
+    "service": {"oneOf": [_obj(["code", "name"], {"code": {"type": "string"}, "name": {"type": "string"}}),
+                          {"type": "null"}]},
+    "urgency": _NULLABLE_STRING, "urgency_label": _NULLABLE_STRING, "status": {"type": "string"},
+    "status_label": {"type": "string"}, "updated_at": _DATE_TIME,
+    "why": _obj(["evaluation_id", "assessed_at", "ruleset", "ruleset_version", "catalogue_version", "rules"], {
+        "evaluation_id": {"type": "string", "description": "GET /v1/evaluations/{evaluation_id}"},
+        "assessed_at": {"type": ["string", "null"], "format": "date-time"}, "ruleset": _NULLABLE_STRING,
+        "ruleset_version": _NULLABLE_STRING, "catalogue_version": _NULLABLE_STRING,
+        "rules": {"type": "array", "items": _obj(["id", "title"], {"id": {"type": "string"},
+                                                                  "title": _NULLABLE_STRING})}}),
+}
+_ITEMS: dict[str, Any] = {"type": "array", "items": schema_ref("CarePlanItem")}
+_DIAGNOSIS = _obj(["code", "label", "diagnosis_date", "age", "treatment_intent"], {
+    "code": {"type": ["string", "null"]}, "label": {"type": "string"}, "diagnosis_date": _NULLABLE_STRING,
+    "age": {"type": ["integer", "null"]}, "treatment_intent": {"oneOf": [_CODE_LABEL, {"type": "null"}]}})
+_CARE_PLAN_PROPS: dict[str, Any] = {
+    "diagnosis": _DIAGNOSIS, "what_matters": _NULLABLE_STRING, "named_contact": _NULLABLE_OBJECT,
+    "needs": _OBJECTS, "assessments": _OBJECTS, "agreed": _ITEMS, "declined": _ITEMS, "awaiting_decision": _ITEMS,
+    "next_steps": _obj(["ready_tasks", "next_due_at", "upcoming"], {
+        "ready_tasks": _OBJECTS, "next_due_at": {"type": ["string", "null"], "format": "date-time"},
+        "upcoming": _OBJECTS}),
+}
+_SUMMARY_DOCUMENT_PROPS: dict[str, Any] = {
+    "diagnosis": _DIAGNOSIS, "treatments_received": _OBJECTS, "completed_on": _NULLABLE_STRING,
+    "effects_to_watch_for": _STRINGS,
+    "warning_signs": _obj(["explained", "diagnosis", "catalogue_version", "signs"], {
+        "explained": {"type": "boolean"}, "diagnosis": {"type": "string"}, "catalogue_version": {"type": "string"},
+        "signs": _OBJECTS}),
+    "who_to_call": _obj(["named_contact", "services"], {"named_contact": _NULLABLE_OBJECT, "services": _OBJECTS}),
+    "ongoing_support": _obj(["care_plan", "other"], {"care_plan": _ITEMS, "other": _STRINGS}),
+    "gp_actions": _STRINGS, "follow_up": {"oneOf": [_obj(["model", "label"], {
+        "model": {"type": "string"}, "label": {"type": "string"}}), {"type": "null"}]},
+}
+_ITEM_RECORD_PROPS: dict[str, Any] = {
+    "id": {"type": "string"}, "kind": {"type": "string"}, "code": {"type": "string"}, "service": _NULLABLE_STRING,
+    "urgency": _NULLABLE_STRING, "rules": _STRINGS, "status": {"type": "string"},
+    "evaluation_id": {"type": "string"}, "task_id": {"type": "string"}, "created_at": _DATE_TIME,
+    "updated_at": _DATE_TIME, "updated_by": {"type": "string"},
+}
+_EVALUATION_PROPS: dict[str, Any] = {
+    "id": {"type": "string"}, "ruleset": {"type": "string"},
+    "ruleset_version": {"type": "string", "description": "SHA-256 of the rule file's text"},
+    "catalogue_version": {"type": "string"}, "created_at": _DATE_TIME, "instance_id": _NULLABLE_STRING,
+    "task_id": _NULLABLE_STRING,
+    "firings": {"type": "array", "description": "Rules that fired, in order, with the ids of the facts matched",
+                "items": _obj(["rule", "matched"], {"rule": {"type": "string"}, "matched": _STRINGS})},
+    "outcomes": {"type": "object", "description": "Referrals, interventions, information, not recommended"},
+}
+_LOC = _obj(["file", "line", "column"], {"file": {"type": "string"}, "line": {"type": "integer"},
+                                         "column": {"type": "integer"}})
+_GUIDANCE: dict[str, Any] = {"type": "array", "items": _obj(["source", "title", "year", "section", "url"], {
+    "source": {"type": "string"}, "title": {"type": "string"}, "year": {"type": ["integer", "null"]},
+    "section": _NULLABLE_STRING, "url": _NULLABLE_STRING})}
+_EXPLANATION_PROPS: dict[str, Any] = {
+    "kind": {"enum": ["why", "why_not"]}, "evaluation_id": {"type": "string"}, "ruleset": {"type": "string"},
+    "version": {"type": "string"}, "code": {"type": "string"},
+    "made": {"type": "boolean", "description": "Whether the evaluation proposed the code"},
+    "text": {"type": "string", "description": "The same explanation as plain text"},
+}
+_MIGRATION_PROPS: dict[str, Any] = {
+    "instance_id": {"type": "string"}, "status": {"type": "string"}, "from_version": {"type": "string"},
+    "to_version": {"type": "string"}, "migrated": {"type": "boolean"},
+    "refused": {"type": ["string", "null"], "description": "Why the instance cannot be moved (nothing changed)"},
+    "tasks_added": _STRINGS, "tasks_removed": _STRINGS,
+    "timers_moved": {"type": "array", "items": _obj(["element", "from", "to"], {
+        "element": {"type": "string"}, "from": _NULLABLE_STRING, "to": _NULLABLE_STRING})},
+}
+
 SCHEMAS: dict[str, Any] = {
     "Problem": _obj(["type", "title", "status", "request_id"], {
         "type": {"type": "string", "enum": [PROBLEM_BASE + slug for slug in PROBLEM_TYPES]},
@@ -119,6 +202,43 @@ SCHEMAS: dict[str, Any] = {
             "instance_id": {"type": "string"}, "seq": {"type": ["integer", "null"]}, "message": {"type": "string"}})},
     }),
     "Health": _obj(["status"], {"status": {"const": "ok"}}),
+    # Documents (docs/documents.md): codes travel with labels in the document's language.
+    "CarePlanItem": _obj(list(_ITEM_PROPS), _ITEM_PROPS),
+    "CarePlanDocument": _obj([*_DOCUMENT_HEADER, *_CARE_PLAN_PROPS], {
+        **_DOCUMENT_HEADER, "document_type": {"const": "personalised_care_plan"}, **_CARE_PLAN_PROPS}),
+    "EndOfTreatmentSummary": _obj([*_DOCUMENT_HEADER, *_SUMMARY_DOCUMENT_PROPS], {
+        **_DOCUMENT_HEADER, "document_type": {"const": "end_of_treatment_summary"}, **_SUMMARY_DOCUMENT_PROPS}),
+    "CarePlanItemRecord": _obj(list(_ITEM_RECORD_PROPS), _ITEM_RECORD_PROPS),
+    # Rule evaluations and their explanations.
+    "EvaluationSummary": _obj(list(_EVALUATION_PROPS), _EVALUATION_PROPS),
+    "EvaluationList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("EvaluationSummary")}}),
+    "Evaluation": _obj([*_EVALUATION_PROPS, "facts", "rule_file", "rule_text", "catalogue_texts"], {
+        **_EVALUATION_PROPS,
+        "facts": {"type": "array", "items": {"type": "object"},
+                  "description": "The facts evaluated: the context and each assessed concern"},
+        "rule_file": {"type": "string"}, "rule_text": {"type": "string", "description": "The exact rule file used"},
+        "catalogue_texts": {"type": "object", "additionalProperties": {"type": "string"},
+                            "description": "The exact catalogue files used, by file name"}}),
+    "Explanation": {"oneOf": [schema_ref("WhyExplanation"), schema_ref("WhyNotExplanation")]},
+    "WhyExplanation": _obj([*_EXPLANATION_PROPS, "reasons"], {
+        **_EXPLANATION_PROPS, "kind": {"const": "why"},
+        "reasons": {"type": "array", "items": _obj(["rule_id", "title", "guidance", "matched", "proposes", "loc"], {
+            "rule_id": {"type": "string"}, "title": {"type": "string"}, "guidance": _GUIDANCE,
+            "matched": {"type": "array", "items": {"type": "object"}}, "proposes": {"type": "string"},
+            "loc": _LOC})}}),
+    "WhyNotExplanation": _obj([*_EXPLANATION_PROPS, "nearest", "others", "note"], {
+        **_EXPLANATION_PROPS, "kind": {"const": "why_not"},
+        "nearest": {"oneOf": [schema_ref("NearMiss"), {"type": "null"}]},
+        "others": {"type": "array", "items": schema_ref("NearMiss")}, "note": _NULLABLE_STRING}),
+    "NearMiss": _obj(["rule_id", "title", "guidance", "failed", "loc"], {
+        "rule_id": {"type": "string"}, "title": {"type": "string"}, "guidance": _GUIDANCE, "loc": _LOC,
+        "failed": {"type": "array", "items": _obj(["condition", "actual", "loc", "gap"], {
+            "condition": {"type": "string"}, "actual": {"type": "string"}, "loc": _LOC,
+            "gap": {"type": "number", "description": "How far the actual value is from passing"}})}}),
+    # Migration.
+    "MigrationReport": _obj(["pathway_id", "to_version", "dry_run", "instances"], {
+        "pathway_id": {"type": "string"}, "to_version": {"type": "string"}, "dry_run": {"type": "boolean"},
+        "instances": {"type": "array", "items": _obj(list(_MIGRATION_PROPS), _MIGRATION_PROPS)}}),
     "Ready": _obj(["status", "schema_revision"], {"status": {"const": "ready"}, "schema_revision": {"type": "string"}}),
     # Request bodies.
     "StartRequest": _obj(["pathway_id", "patient_ref"], {
@@ -128,6 +248,9 @@ SCHEMAS: dict[str, Any] = {
         "data": {"type": "object", "description": "Initial pathway data"}}),
     "CompleteRequest": _obj(["data"], {"data": {"type": "object", "description": "Must pass the task's form"}}),
     "LifecycleRequest": _obj([], {"reason": {"type": "string", "maxLength": 500}}),
+    "CarePlanItemUpdate": _obj(["status"], {"status": {"enum": ["agreed", "referred", "completed", "declined"]}}),
+    "MigrateRequest": _obj(["dry_run"], {
+        "dry_run": {"type": "boolean", "description": "true: report what would change, write nothing"}}),
     "MessageRequest": {
         **_obj(["name"], {
             "name": {"type": "string", "pattern": _NAME},
@@ -211,6 +334,22 @@ _PAGING = [_query("cursor", {"type": "string", "maxLength": 500}, "next_cursor o
 _FILTERS = [_query("patient_ref", {"type": "string", "pattern": _PATIENT_REF}),
             _query("pathway_id", {"type": "string", "pattern": _NAME})]
 _INSTANCE = {200: _response("The instance; ETag is its version", "Instance", headers=("ETag",))}
+
+
+_ACCEPT_LANGUAGE = {"name": "Accept-Language", "in": "header", "required": False,
+                    "description": "sv or en (sv-SE, en-GB... count by their language); anything else: en",
+                    "schema": {"type": "string"}}
+_WHY_CODE = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"}
+_EVALUATION_ID = _path("evaluation_id", _UUID)
+
+
+def _document(op_id: str, summary: str, schema: str, errors: tuple[int, ...]) -> dict[str, Any]:
+    """A document as JSON, or as a printable HTML page with ``Accept: text/html``."""
+    ok = _response("The document in the language asked for (Content-Language); HTML with Accept: text/html",
+                   schema, headers=("Content-Language", "Vary"))
+    ok["content"]["text/html"] = {"schema": {"type": "string", "description": "A self-contained HTML page"}}
+    return {"get": _op(op_id, summary, "documents.read", {200: ok}, errors, [_INSTANCE_ID, _ACCEPT_LANGUAGE],
+                       tag="documents")}
 
 
 def _lifecycle(op_id: str, verb: str) -> dict[str, Any]:
@@ -298,6 +437,43 @@ PATHS: dict[str, Any] = {
                      "schema": {"type": "array", "maxItems": 100, "items": {"type": "string", "pattern": _UUID}}}],
                    tag="audit"),
     },
+    "/v1/instances/{instance_id}/retry": {
+        "post": _op("retryInstance", "Run the failed step of an instance in error again", "instances.manage",
+                    _INSTANCE, (404, 409, 412), [_INSTANCE_ID, _IF_MATCH], tag="instances"),
+    },
+    "/v1/pathways/{pathway_id}/migrate": {
+        "post": _op("migratePathway", "Move running and suspended instances to the pathway's newest version",
+                    "pathways.migrate", {200: _response(
+                        "Per instance: migrated, refused (with the reason) or, in a dry run, what would change",
+                        "MigrationReport")}, (404,), [_path("pathway_id")], body="MigrateRequest", tag="pathways"),
+    },
+    "/v1/instances/{instance_id}/care-plan": _document(
+        "getCarePlan", "The Personalised Care Plan of an instance", "CarePlanDocument", (404,)),
+    "/v1/instances/{instance_id}/care-plan/items/{item_id}": {
+        "patch": _op("updateCarePlanItem", "Move a care plan item on (referred, completed, declined, agreed)",
+                     "care_plans.update", {200: _response("The item", "CarePlanItemRecord")}, (404, 409),
+                     [_INSTANCE_ID, _path("item_id", _UUID)], body="CarePlanItemUpdate", tag="documents"),
+    },
+    "/v1/instances/{instance_id}/end-of-treatment-summary": _document(
+        "getEndOfTreatmentSummary", "The End of Treatment Summary of an instance (409 until it is written)",
+        "EndOfTreatmentSummary", (404, 409)),
+    "/v1/instances/{instance_id}/evaluations": {
+        "get": _op("listEvaluations", "The rule evaluations made for an instance, oldest first",
+                   "evaluations.read", {200: _response("Evaluations", "EvaluationList")}, (404,), [_INSTANCE_ID],
+                   tag="rules"),
+    },
+    "/v1/evaluations/{evaluation_id}": {
+        "get": _op("getEvaluation", "A stored evaluation: facts, firings, outcomes and the exact rule texts used",
+                   "evaluations.read", {200: _response("The evaluation", "Evaluation")}, (404,), [_EVALUATION_ID],
+                   tag="rules"),
+    },
+    "/v1/evaluations/{evaluation_id}/explanation": {
+        "get": _op("explainEvaluation", "Why an evaluation proposed a code (why=), or why not (why_not=)",
+                   "evaluations.read", {200: _response("The explanation, structured and as text", "Explanation")},
+                   (404, 422), [_EVALUATION_ID, _query("why", _WHY_CODE, "A code the evaluation proposed"),
+                                _query("why_not", _WHY_CODE, "A code it did not propose (exactly one of the two)")],
+                   tag="rules"),
+    },
 }
 
 DOCUMENT: dict[str, Any] = {
@@ -317,6 +493,8 @@ DOCUMENT: dict[str, Any] = {
             "X-Request-ID": _header("The request id (the client's when well-formed, else generated)"),
             "ETag": _header('The instance version, quoted: "3"'),
             "Location": _header("URL of the created instance"),
+            "Content-Language": _header("The document's language: en or sv", {"enum": ["en", "sv"]}),
+            "Vary": _header("Accept, Accept-Language"),
         },
     },
 }

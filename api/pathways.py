@@ -1,4 +1,5 @@
-"""/v1/pathways: deployed pathways, their versions and diagrams; validating and deploying uploads."""
+"""/v1/pathways: deployed pathways, their versions and diagrams; validating and deploying uploads;
+migrating running instances to a pathway's newest version."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 from flask import Blueprint, Response
 
 from engine.errors import NotFoundError
+from engine.migration import migrate_pathway
 from engine.validation import validate_paths
 
 from . import carepath
 from .auth import current_principal, requires
-from .parsing import query_str, uploaded_files
+from .parsing import json_body, query_str, uploaded_files
 
 bp = Blueprint("pathways", __name__, url_prefix="/v1/pathways")
 
@@ -74,3 +76,15 @@ def validate_upload() -> dict[str, Any]:
 def deploy_upload() -> tuple[dict[str, Any], int]:
     infos = carepath().catalog.deploy_upload(uploaded_files(), actor=current_principal().actor)
     return {"items": [info.as_dict() for info in infos]}, 201
+
+
+@bp.post("/<pathway_id>/migrate")
+@requires("pathways.migrate")
+def migrate(pathway_id: str) -> dict[str, Any]:
+    dry_run = json_body("MigrateRequest")["dry_run"]
+    report = migrate_pathway(carepath().instances, _pathway_id(pathway_id), current_principal().actor,
+                             dry_run=dry_run)
+    # Authors may not read instances: the report names them by id, not by patient.
+    body = report.as_dict()
+    body["instances"] = [{k: v for k, v in item.items() if k != "patient_ref"} for item in body["instances"]]
+    return body

@@ -97,6 +97,7 @@ class Bench:
         the pathway or the instance is in memory; SQLAlchemy's compiled statements are (as in any
         running server after its first request)."""
         runtime.clear_spec_cache()
+        self.app.instances.workflows.clear()
         self.app.db.dispose()
         started = time.perf_counter()
         result = step(self.app)

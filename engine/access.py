@@ -6,10 +6,12 @@ there is nothing to brute-force, and every request is authenticated.
 
 Roles (issue 6):
 
-* ``system``    -- integrating systems (EHR, patient app): start pathways, advance tasks, send messages
-* ``clinician`` -- complete tasks, read instances and care plans, read an instance's event trail
-* ``author``    -- validate and deploy pathway (and rule) versions
-* ``auditor``   -- read-only: instances, event trails and their verification
+* ``system``    -- integrating systems (EHR, patient app): start pathways, advance tasks, send messages,
+  read care plans and summaries (patient apps show them)
+* ``clinician`` -- complete tasks, read instances and care plans, move care plan items on, read an
+  instance's event trail and its rule evaluations
+* ``author``    -- validate and deploy pathway (and rule) versions, migrate instances to a new version
+* ``auditor``   -- read-only: instances, documents, rule evaluations, event trails and their verification
 
 :data:`PERMISSIONS` is the one table the HTTP API enforces and the role x endpoint test reads.
 """
@@ -54,12 +56,16 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "pathways.deploy": frozenset({"author"}),
     "instances.start": frozenset({"system"}),
     "instances.read": frozenset({"system", "clinician", "auditor"}),
-    "instances.manage": frozenset({"system", "clinician"}),  # suspend, resume, cancel
+    "instances.manage": frozenset({"system", "clinician"}),  # suspend, resume, cancel, retry
     "tasks.read": frozenset({"system", "clinician"}),
     "tasks.complete": frozenset({"system", "clinician"}),
     "messages.send": frozenset({"system"}),
     "events.read": frozenset({"auditor", "clinician"}),
     "audit.verify": frozenset({"auditor"}),
+    "documents.read": frozenset({"system", "clinician", "auditor"}),  # care plan, end of treatment summary
+    "care_plans.update": frozenset({"clinician"}),
+    "evaluations.read": frozenset({"auditor", "clinician"}),
+    "pathways.migrate": frozenset({"author"}),
 }
 
 

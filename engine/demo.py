@@ -11,7 +11,8 @@ date and moves forward as their care did, firing due timers as the worker would;
 timer up to today is fired. So review and survey due dates are real dates relative to today.
 
 Idempotent: a patient whose reference already has an instance is skipped, so running it twice adds
-nothing. For demonstrations and training only: never load it into a database with real patients.
+nothing. For demonstrations and training only: it refuses a database holding any instance whose patient
+reference does not start with ``SYN-`` (a real patient, as far as it can tell) unless forced.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .clock import ManualClock, SystemClock
 from .core import CarePath
 from .db.models import PathwayInstance
+from .errors import ConflictError
 from .settings import Settings
 from .timers import fire_due_timers
 
@@ -245,12 +247,18 @@ class DemoRow:
     loaded: bool  # False: the patient was already there and was skipped
 
 
-def load_demo(settings: Settings, *, now: datetime | None = None) -> list[DemoRow]:
+SYNTHETIC_PREFIX = "SYN-"
+
+
+def load_demo(settings: Settings, *, now: datetime | None = None, force: bool = False) -> list[DemoRow]:
     """Upgrade the schema, deploy the bundled pathways and load the demo patients not yet there.
 
-    ``now`` is "today" (default: the real time); stories end on or before it.
+    ``now`` is "today" (default: the real time); stories end on or before it. ``force`` loads them
+    even into a database that holds patients whose references do not start with ``SYN-``.
 
     Raises:
+        ConflictError: the database holds such patients and ``force`` is not set (nothing is written
+        but the schema upgrade).
         DiagramError: a bundled diagram is invalid. Engine errors from a story mean the bundled
         pathways changed under it (nothing of that patient's current step is kept).
     """
@@ -258,6 +266,11 @@ def load_demo(settings: Settings, *, now: datetime | None = None) -> list[DemoRo
     clock = ManualClock(today)
     app = CarePath(settings, clock, upgrade=True)
     try:
+        real = _real_patients(app)
+        if real and not force:
+            raise ConflictError(f"the database holds {real} instance(s) of patients whose reference does not start "
+                                f"with {SYNTHETIC_PREFIX} (real patients?); demo data is for demonstration "
+                                "databases only (force it with --force)")
         app.catalog.sync_library(actor=SYSTEM)
         existing = _existing(app)
         for patient in DEMO_PATIENTS:
@@ -271,6 +284,14 @@ def load_demo(settings: Settings, *, now: datetime | None = None) -> list[DemoRo
         return _rows(app, existing)
     finally:
         app.close()
+
+
+def _real_patients(app: CarePath) -> int:
+    """Instances whose patient reference is not synthetic (compared exactly, on every database)."""
+    with app.sessions() as session:
+        prefix = func.substr(PathwayInstance.patient_ref, 1, len(SYNTHETIC_PREFIX))
+        return int(session.scalar(select(func.count()).select_from(PathwayInstance)
+                                  .where(prefix != SYNTHETIC_PREFIX)) or 0)
 
 
 def _existing(app: CarePath) -> set[str]:

@@ -1,4 +1,5 @@
-"""Read-only queries for front ends: instance lists, ready tasks across instances, event trails.
+"""Read-only queries for front ends: instance lists, ready tasks across instances, event trails, rule
+evaluations and their explanations.
 
 Lists use keyset pagination on ``(created_at, id)``: a page never skips or repeats an instance
 while others are started, and the cursor is opaque to callers (base64 of the last row's key).
@@ -20,6 +21,15 @@ from .audit import TrailProblem, verify_trail
 from .db.models import InstanceEvent, PathwayInstance
 from .db.session import unit_of_work
 from .errors import InvalidInputError, NotFoundError, Problem
+from .rules import (
+    RuleSetRegistry,
+    StoredEvaluation,
+    WhyExplanation,
+    WhyNotExplanation,
+    explain_evaluation,
+    get_evaluation,
+    list_evaluations,
+)
 from .service import PathwayService
 
 __all__ = ["STATUSES", "InstanceFilter", "InstanceQueries", "Page"]
@@ -160,6 +170,39 @@ class InstanceQueries:
         """Problems in the event trails (all instances, or those named); empty when intact."""
         with unit_of_work(self.sessions) as session:
             return verify_trail(session, instance_ids)
+
+    def evaluations(self, instance_id: str) -> list[dict[str, Any]]:
+        """The rule evaluations made for one instance, oldest first (without the rule texts).
+
+        Raises: NotFoundError.
+        """
+        with unit_of_work(self.sessions) as session:
+            if session.get(PathwayInstance, instance_id) is None:
+                raise NotFoundError(f"no instance {instance_id!r}")
+            return [
+                {"id": r.id, "ruleset": r.ruleset_name, "ruleset_version": r.ruleset_version,
+                 "catalogue_version": r.catalogue_version, "created_at": r.created_at.isoformat(),
+                 "instance_id": r.instance_id, "task_id": r.task_id, "firings": list(r.fired),
+                 "outcomes": dict(r.outcomes)}
+                for r in list_evaluations(session, instance_id=instance_id)
+            ]
+
+    def evaluation(self, evaluation_id: str) -> StoredEvaluation:
+        """One stored evaluation with the exact rule and catalogue texts it used.
+
+        Raises: NotFoundError.
+        """
+        with unit_of_work(self.sessions) as session:
+            return get_evaluation(session, evaluation_id)
+
+    def explanation(self, registry: RuleSetRegistry, evaluation_id: str, *, why: str | None = None,
+                    why_not: str | None = None) -> WhyExplanation | WhyNotExplanation:
+        """Why (or why not) a stored evaluation proposed a code, from the rule texts it used.
+
+        Raises: NotFoundError, ValueError (not exactly one of why / why_not), RuleFileError.
+        """
+        with unit_of_work(self.sessions) as session:
+            return explain_evaluation(session, registry, evaluation_id, why=why, why_not=why_not)
 
     @staticmethod
     def _select(where: InstanceFilter, cursor: str | None, limit: int) -> Select[PathwayInstance]:

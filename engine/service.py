@@ -41,6 +41,7 @@ from .errors import (
 )
 from .settings import Settings
 from .steps import ServiceOperator, StepContext, make_step_engine, run_step
+from .workflow_cache import WorkflowCache
 
 __all__ = ["InstanceView", "PathwayService", "validate_patient_ref"]
 
@@ -96,6 +97,7 @@ class PathwayService:
         self.sessions = session_factory
         self.clock = clock or SystemClock()
         self.operators: dict[str, ServiceOperator] = dict(operators or {})
+        self.workflows = WorkflowCache()
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -104,7 +106,9 @@ class PathwayService:
         with unit_of_work(self.sessions) as session:
             instance = self._instance(session, instance_id)
             workflow = self._restore(session, instance)
-            return self._view(instance, workflow)
+            view = self._view(instance, workflow)
+        self._remember(instance, workflow)
+        return view
 
     def ready_tasks(self, instance_id: str) -> list[dict[str, Any]]:
         """Raises: NotFoundError."""
@@ -116,7 +120,11 @@ class PathwayService:
         Patient data: for documents and screens, never for logs or events. Raises: NotFoundError.
         """
         with unit_of_work(self.sessions) as session:
-            return runtime.accumulated_data(self._restore(session, self._instance(session, instance_id)))
+            instance = self._instance(session, instance_id)
+            workflow = self._restore(session, instance)
+            data = runtime.accumulated_data(workflow)
+        self._remember(instance, workflow)
+        return data
 
     # --- starting ----------------------------------------------------------------------------
 
@@ -148,7 +156,10 @@ class PathwayService:
             started = [self._start_one(session, version, patient_ref, actor, copy.deepcopy(data))
                        for patient_ref in patient_refs]
             session.flush()  # one flush: the inserts go out in batches
-            return [self._view(instance, workflow) for instance, workflow in started]
+            views = [self._view(instance, workflow) for instance, workflow in started]
+        for instance, workflow in started:
+            self._remember(instance, workflow)
+        return views
 
     def _start_one(self, session: Session, version: PathwayVersion, patient_ref: str, actor: str,
                    data: dict[str, Any] | None) -> tuple[PathwayInstance, Any]:
@@ -347,7 +358,12 @@ class PathwayService:
             workflow = self._restore(session, instance, context)
             change(context, workflow)
             session.flush()  # the revision check happens here; a concurrent winner makes this fail
-            return self._view(instance, workflow)
+            view = self._view(instance, workflow)
+        self._remember(instance, workflow)  # only once the change is committed
+        return view
+
+    def _remember(self, instance: PathwayInstance, workflow: Any) -> None:
+        self.workflows.put(instance.id, instance.revision, instance.pathway_version.version, workflow)
 
     def _advance(self, context: StepContext, workflow: Any, action: Callable[[], None]) -> None:
         """Run the workflow, then save its state, status, incident and the events it produced."""
@@ -381,8 +397,12 @@ class PathwayService:
 
     def _restore(self, session: Session, instance: PathwayInstance, context: StepContext | None = None) -> Any:
         version = instance.pathway_version
-        specs = runtime.specs_for(version.version, lambda: version.spec)
         context = context or self._context(session, instance, "reader")
+        cached = self.workflows.take(instance.id, instance.revision, version.version)
+        if cached is not None:
+            cached.script_engine = self._script_engine(context)  # the script engine is per step
+            return cached
+        specs = runtime.specs_for(version.version, lambda: version.spec)
         return runtime.restore(specs, instance.state, self._script_engine(context))
 
     def _instance(self, session: Session, instance_id: str, lock_version: int | None = None) -> PathwayInstance:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from api.cli import main
-from engine import CarePath, ManualClock, Settings
+from engine import CarePath, ConflictError, ManualClock, Settings
 from engine.db.models import PathwayInstance
 from engine.demo import DEMO_PATIENTS, DemoRow, load_demo
 from engine.documents import care_plan_document, end_of_treatment_summary
@@ -101,3 +101,42 @@ def test_command_prints_the_table(loaded: Loaded, tmp_path: Path) -> None:
     assert lines[0].split()[:2] == ["patient", "pathway"]
     assert any(line.startswith("SYN-DEMO-0007") and "quality of life survey" in line for line in lines)
     assert lines[-1] == f"{len(DEMO_PATIENTS)} demo patient(s) loaded, 0 already there"
+
+
+def _with_a_real_patient(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'clinic.sqlite3'}"
+    app = CarePath(Settings(database_url=url, pathways_dir=Path(__file__).parent / "pathways"), ManualClock(NOW),
+                   upgrade=True)
+    try:
+        app.catalog.sync_library()
+        app.instances.start("test_assessment", "MRN-1001", "system:ehr")
+    finally:
+        app.close()
+    return url
+
+
+def _refs(url: str) -> list[str]:
+    app = CarePath(Settings(database_url=url), ManualClock(NOW))
+    try:
+        with app.sessions() as session:
+            return sorted(session.scalars(select(PathwayInstance.patient_ref)))
+    finally:
+        app.close()
+
+
+def test_refuses_a_database_with_real_patients(tmp_path: Path) -> None:
+    url = _with_a_real_patient(tmp_path)
+    with pytest.raises(ConflictError, match="1 instance"):
+        load_demo(Settings(database_url=url), now=NOW)
+    result = CliRunner().invoke(main, ["demo"], env={"CAREPATH_DATABASE_URL": url})
+    assert result.exit_code == 1
+    assert "does not start with SYN-" in result.output and "--force" in result.output
+    assert "MRN-1001" not in result.output and "Traceback" not in result.output
+    assert _refs(url) == ["MRN-1001"]  # nothing loaded
+
+
+def test_force_loads_next_to_real_patients(tmp_path: Path) -> None:
+    url = _with_a_real_patient(tmp_path)
+    result = CliRunner().invoke(main, ["demo", "--force"], env={"CAREPATH_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    assert _refs(url) == ["MRN-1001", *sorted(p.ref for p in DEMO_PATIENTS)]

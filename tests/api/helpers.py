@@ -6,6 +6,7 @@ from typing import Any
 
 PROBLEMS = "https://carepath.dev/problems/"
 PATHWAY = "test_assessment"
+CARE_PLAN_PATHWAY = "test_careplan"
 
 
 def start(client: Any, auth: Any, patient_ref: str = "MRN-1001", **headers: str) -> Any:
@@ -31,3 +32,22 @@ def assert_problem(response: Any, status: int, slug: str) -> dict[str, Any]:
     assert body["request_id"] == response.headers["X-Request-ID"]
     assert "Traceback" not in response.get_data(as_text=True)
     return body
+
+
+def assessed(client: Any, auth: Any, concerns: dict[str, int], patient_ref: str = "MRN-3003") -> dict[str, Any]:
+    """A test_careplan instance whose needs assessment was evaluated: care plan items proposed."""
+    started = client.post("/v1/instances", json={"pathway_id": CARE_PLAN_PATHWAY, "patient_ref": patient_ref,
+                                                 "data": {"age": 54}}, headers=auth("system"))
+    assert started.status_code == 201, started.json
+    response = complete(client, auth, started.json, {"concerns": concerns})
+    assert response.status_code == 200 and response.json["status"] == "running", response.json
+    body: dict[str, Any] = response.json
+    return body
+
+
+def care_plan_ids(client: Any, auth: Any) -> dict[str, str]:
+    """A proposed care plan item and the evaluation that proposed it (for walking every endpoint)."""
+    instance = assessed(client, auth, {"worry_fear_anxiety": 9})
+    plan = client.get(f"/v1/instances/{instance['id']}/care-plan", headers=auth("clinician")).json
+    item = plan["awaiting_decision"][0]
+    return {"item_id": item["id"], "evaluation_id": item["why"]["evaluation_id"]}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from helpers import PATHWAY, assert_problem, start
+from helpers import PATHWAY, assert_problem, care_plan_ids, start
 from sqlalchemy import select
 
 from api.openapi import DOCUMENT
@@ -16,7 +16,9 @@ from engine.db.session import unit_of_work
 
 OPERATIONS = [(path, method) for path, item in DOCUMENT["paths"].items() for method in item]
 BODIES = {"/v1/instances": {"pathway_id": PATHWAY, "patient_ref": "MRN-2002"},
-          "/v1/messages": {"name": "warning_sign_reported", "patient_ref": "MRN-1001"}}
+          "/v1/messages": {"name": "warning_sign_reported", "patient_ref": "MRN-1001"},
+          "/v1/instances/{instance_id}/care-plan/items/{item_id}": {"status": "agreed"},
+          "/v1/pathways/{pathway_id}/migrate": {"dry_run": True}}
 UPLOAD = "/v1/pathways"
 
 
@@ -29,14 +31,14 @@ def _request(client: Any, path: str, method: str, headers: dict[str, str], ids: 
             return client.post(url, data={"files": [(diagram, "assessment.bpmn")]}, headers=headers,
                                content_type="multipart/form-data")
     body = BODIES.get(path, {"data": {"anxiety": 1, "fatigue": 1}} if path.endswith("/complete") else {})
-    return client.post(url, json=body, headers=headers)
+    return client.open(url, method=method.upper(), json=body, headers=headers)
 
 
 @pytest.fixture
 def ids(client: Any, auth: Any) -> dict[str, str]:
     instance = start(client, auth).json
     return {"pathway_id": PATHWAY, "version": "latest", "instance_id": instance["id"],
-            "task_id": instance["ready_tasks"][0]["id"]}
+            "task_id": instance["ready_tasks"][0]["id"], **care_plan_ids(client, auth)}
 
 
 def test_every_route_is_documented_with_its_permission(app: Flask) -> None:

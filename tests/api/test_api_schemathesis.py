@@ -15,7 +15,7 @@ from typing import Any
 
 import schemathesis
 from flask import Flask
-from helpers import PATHWAY, start
+from helpers import PATHWAY, care_plan_ids, start
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -39,7 +39,7 @@ EXAMPLES = 20
 def test_api_conforms_to_its_document(app: Flask, client: Any, auth: Any, tokens: dict[str, str]) -> None:
     instance = start(client, auth).json
     real = {"instance_id": instance["id"], "task_id": instance["ready_tasks"][0]["id"], "pathway_id": PATHWAY,
-            "version": "latest"}
+            "version": "latest", **care_plan_ids(client, auth)}
     schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", app,
                                             headers={"Authorization": f"Bearer {tokens['author']}"})
     failures: dict[str, str] = {}

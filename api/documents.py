@@ -1,0 +1,55 @@
+"""Documents of an instance: the Personalised Care Plan (and moving its items on) and the End of
+Treatment Summary, as JSON or, with ``Accept: text/html``, as a printable page.
+
+The language comes from ``Accept-Language`` (Swedish or English; anything else gets English) and is
+sent back as ``Content-Language``. The documents hold patient data: they are never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, json, request
+
+from engine import CarePath
+from engine.documents import LANGUAGES, care_plan_document, end_of_treatment_summary, render_html
+
+from . import carepath
+from .auth import current_principal, requires
+from .parsing import json_body
+
+bp = Blueprint("documents", __name__, url_prefix="/v1/instances")
+
+Builder = Callable[[CarePath, str, str | None], dict[str, Any]]
+
+
+def _negotiated(build: Builder, instance_id: str) -> Response:
+    """The document in the language and format asked for. Raises what ``build`` raises."""
+    document = build(carepath(), instance_id, request.accept_languages.best_match(LANGUAGES))
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+        response = Response(render_html(document), mimetype="text/html")
+    else:
+        response = Response(json.dumps(document), mimetype="application/json")
+    response.headers["Content-Language"] = document["language"]
+    response.headers["Vary"] = "Accept, Accept-Language"
+    return response
+
+
+@bp.get("/<uuid:instance_id>/care-plan")
+@requires("documents.read")
+def care_plan(instance_id: Any) -> Response:
+    return _negotiated(care_plan_document, str(instance_id))
+
+
+@bp.patch("/<uuid:instance_id>/care-plan/items/<uuid:item_id>")
+@requires("care_plans.update")
+def update_item(instance_id: Any, item_id: Any) -> dict[str, Any]:
+    status = json_body("CarePlanItemUpdate")["status"]
+    return carepath().care_plans.set_status(str(instance_id), str(item_id), status, current_principal().actor)
+
+
+@bp.get("/<uuid:instance_id>/end-of-treatment-summary")
+@requires("documents.read")
+def end_of_treatment(instance_id: Any) -> Response:
+    return _negotiated(end_of_treatment_summary, str(instance_id))

@@ -1,0 +1,151 @@
+"""Documents over HTTP: the care plan and the end of treatment summary (JSON or HTML, English or
+Swedish), and clinicians moving care plan items on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask
+from helpers import PATHWAY, assert_problem, assessed, start
+from sqlalchemy import select
+
+from engine.db.models import InstanceEvent
+from engine.db.session import unit_of_work
+
+MISSING = "00000000-0000-4000-8000-000000000000"
+SUMMARY_DATA = {"diagnosis": "breast", "summary_treatments": ["Course completed as planned"],
+                "gp_actions": ["Review tiredness <b>and</b> mood"], "follow_up_model": "patient_initiated"}
+
+
+def _plan(client: Any, auth: Any, instance_id: str, role: str = "clinician", **headers: str) -> Any:
+    return client.get(f"/v1/instances/{instance_id}/care-plan", headers=auth(role, **headers))
+
+
+def _item(client: Any, auth: Any, instance_id: str, item_id: str, status: Any, role: str = "clinician") -> Any:
+    return client.patch(f"/v1/instances/{instance_id}/care-plan/items/{item_id}", json={"status": status},
+                        headers=auth(role))
+
+
+def test_care_plan_is_json_in_english_by_default(client: Any, auth: Any) -> None:
+    instance = assessed(client, auth, {"worry_fear_anxiety": 9, "fatigue": 2})
+    response = _plan(client, auth, instance["id"])
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert response.headers["Content-Language"] == "en"
+    assert response.headers["Vary"] == "Accept, Accept-Language"
+    doc = response.json
+    assert (doc["document_type"], doc["language"], doc["instance_id"]) == ("personalised_care_plan", "en",
+                                                                          instance["id"])
+    assert doc["patient_ref"] == "MRN-3003" and doc["agreed"] == [] and doc["declined"] == []
+    referral = next(i for i in doc["awaiting_decision"] if i["kind"] == "referral")
+    assert referral["code"] == "psychological-support-referral" and referral["status"] == "proposed"
+    assert referral["why"]["rules"][0]["id"] == "psych-support-urgent"
+    assert [n["code"] for n in doc["needs"]] == ["worry_fear_anxiety", "fatigue"]
+    for role in ("system", "auditor"):  # patient apps and auditors read it too
+        assert _plan(client, auth, instance["id"], role).json["instance_id"] == instance["id"]
+
+
+def test_care_plan_language_comes_from_accept_language(client: Any, auth: Any) -> None:
+    instance = assessed(client, auth, {"worry_fear_anxiety": 9})
+    for asked, given in (("sv-SE", "sv"), ("sv", "sv"), ("de, sv;q=0.5", "sv"), ("en-GB", "en"), ("de", "en"),
+                         ("*", "en")):
+        response = _plan(client, auth, instance["id"], **{"Accept-Language": asked})
+        assert response.headers["Content-Language"] == given, asked
+        assert response.json["language"] == given
+    assert _plan(client, auth, instance["id"], **{"Accept-Language": "sv"}).json["title"] == "Min vårdplan"
+
+
+def test_care_plan_as_html(client: Any, auth: Any) -> None:
+    instance = assessed(client, auth, {"worry_fear_anxiety": 9})
+    for accept in ("text/html", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"):
+        response = _plan(client, auth, instance["id"], Accept=accept, **{"Accept-Language": "sv"})
+        assert response.status_code == 200
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert response.headers["Content-Language"] == "sv" and response.headers["Vary"] == "Accept, Accept-Language"
+        page = response.get_data(as_text=True)
+        assert page.startswith("<!DOCTYPE html>") and '<html lang="sv">' in page and "Min vårdplan" in page
+        assert "<script" not in page
+    # JSON wins when it is preferred or nothing is said.
+    for accept in ("application/json", "*/*", "application/json, text/html;q=0.5"):
+        assert _plan(client, auth, instance["id"], Accept=accept).mimetype == "application/json"
+
+
+def test_care_plan_of_an_unknown_instance(client: Any, auth: Any) -> None:
+    assert_problem(_plan(client, auth, MISSING), 404, "not-found")
+    assert_problem(_plan(client, auth, MISSING, Accept="text/html"), 404, "not-found")
+    assert_problem(_plan(client, auth, MISSING, "author"), 403, "forbidden")
+
+
+def test_clinician_moves_an_item_on_and_it_is_in_the_trail(app: Flask, client: Any, auth: Any) -> None:
+    instance = assessed(client, auth, {"worry_fear_anxiety": 9})
+    plan = _plan(client, auth, instance["id"]).json
+    referral = next(i for i in plan["awaiting_decision"] if i["kind"] == "referral")
+    for status in ("agreed", "referred", "completed"):
+        response = _item(client, auth, instance["id"], referral["id"], status)
+        assert response.status_code == 200, response.json
+        body = response.json
+        assert (body["id"], body["status"]) == (referral["id"], status)
+        assert body["updated_by"].startswith("clinician:tok_") and body["evaluation_id"] == \
+            referral["why"]["evaluation_id"]
+    completed = _plan(client, auth, instance["id"]).json["agreed"]
+    assert [(i["id"], i["status"]) for i in completed] == [(referral["id"], "completed")]
+    with unit_of_work(app.extensions["carepath"].sessions) as session:
+        events = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance["id"],
+                                                             InstanceEvent.type == "care_plan_updated")
+                                 .order_by(InstanceEvent.seq)).all()
+    assert [e.actor.split(":")[0] for e in events] == ["clinician"] * 3
+    assert [json.loads(e.payload)["status"] for e in events] == ["agreed", "referred", "completed"]
+
+
+def test_item_transitions_are_checked(client: Any, auth: Any) -> None:
+    instance = assessed(client, auth, {"worry_fear_anxiety": 9})
+    items = _plan(client, auth, instance["id"]).json["awaiting_decision"]
+    first, second = items[0]["id"], items[1]["id"]
+    body = assert_problem(_item(client, auth, instance["id"], first, "completed"), 409, "instance-state-conflict")
+    assert body["detail"] == "a proposed item cannot become completed"
+    assert _item(client, auth, instance["id"], first, "declined").json["status"] == "declined"
+    assert_problem(_item(client, auth, instance["id"], first, "agreed"), 409, "instance-state-conflict")
+    body = assert_problem(_item(client, auth, instance["id"], second, "proposed"), 400, "request-invalid")
+    assert [e["field"] for e in body["errors"]] == ["/status"]
+    assert_problem(_item(client, auth, instance["id"], second, None), 400, "request-invalid")
+    # Nothing changed by the refusals.
+    statuses = {i["id"]: i["status"] for i in _plan(client, auth, instance["id"]).json["awaiting_decision"]}
+    assert first not in statuses and statuses[second] == "proposed"
+
+
+def test_items_are_found_only_in_their_own_instance(client: Any, auth: Any) -> None:
+    own = assessed(client, auth, {"worry_fear_anxiety": 9}, "MRN-1")
+    other = assessed(client, auth, {"worry_fear_anxiety": 9}, "MRN-2")
+    foreign = _plan(client, auth, other["id"]).json["awaiting_decision"][0]["id"]
+    assert_problem(_item(client, auth, own["id"], foreign, "agreed"), 404, "not-found")
+    assert_problem(_item(client, auth, MISSING, foreign, "agreed"), 404, "not-found")
+    assert_problem(_item(client, auth, own["id"], MISSING, "agreed"), 404, "not-found")
+    for role in ("system", "auditor", "author"):
+        assert_problem(_item(client, auth, other["id"], foreign, "agreed", role), 403, "forbidden")
+    assert _plan(client, auth, other["id"]).json["awaiting_decision"][0]["status"] == "proposed"
+
+
+def test_summary_is_a_conflict_until_it_is_written(client: Any, auth: Any) -> None:
+    instance = start(client, auth).json
+    body = assert_problem(client.get(f"/v1/instances/{instance['id']}/end-of-treatment-summary",
+                                     headers=auth("clinician")), 409, "instance-state-conflict")
+    assert body["detail"].startswith("no end of treatment summary yet")
+    assert_problem(client.get(f"/v1/instances/{MISSING}/end-of-treatment-summary", headers=auth("clinician")),
+                   404, "not-found")
+
+
+def test_summary_as_json_and_html(client: Any, auth: Any) -> None:
+    response = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-4004",
+                                                  "data": SUMMARY_DATA}, headers=auth("system"))
+    url = f"/v1/instances/{response.json['id']}/end-of-treatment-summary"
+    doc = client.get(url, headers=auth("system"))
+    assert doc.status_code == 200 and doc.headers["Content-Language"] == "en"
+    assert doc.headers["Vary"] == "Accept, Accept-Language"
+    assert doc.json["document_type"] == "end_of_treatment_summary"
+    assert doc.json["warning_signs"]["diagnosis"] == "breast" and doc.json["warning_signs"]["signs"]
+    assert doc.json["gp_actions"] == SUMMARY_DATA["gp_actions"]
+    page = client.get(url, headers=auth("auditor", Accept="text/html", **{"Accept-Language": "sv-SE"}))
+    assert page.status_code == 200 and page.mimetype == "text/html" and page.headers["Content-Language"] == "sv"
+    text = page.get_data(as_text=True)
+    assert '<html lang="sv">' in text and "Sammanfattning efter avslutad behandling" in text
+    assert "Review tiredness &lt;b&gt;and&lt;/b&gt; mood" in text  # staff-entered text is escaped
