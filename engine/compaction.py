@@ -60,6 +60,8 @@ COMPLETED_NOTE = "carepath.completed_elements"
 
 def compact(workflow: Any) -> int:
     """Remove the finished history no task can read any more; returns how many tasks were removed."""
+    if workflow.completed:
+        return _compact_finished(workflow)
     removed = _compact_tree(workflow)
     for subprocess in list(workflow.subprocesses.values()):
         if not subprocess.completed:
@@ -89,6 +91,32 @@ def _compact_tree(workflow: Any) -> int:
     if workflow.last_task is not None and workflow.last_task.id not in tasks:
         workflow.last_task = None
     return len(removed)
+
+
+def _compact_finished(workflow: Any) -> int:
+    """A finished instance needs only its final data: the tree is cut back to its root task and the
+    data every branch and sub-pathway accumulated is kept as the workflow's data (what documents read
+    through :func:`engine.runtime.accumulated_data`). ``workflow.completed`` keeps it finished."""
+    from .runtime import accumulated_data
+
+    subprocess_tasks = sum(len(sp.tasks) for sp in workflow.subprocesses.values())
+    if len(workflow.tasks) == 1 and not subprocess_tasks:
+        return 0
+    data = accumulated_data(workflow)
+    root = workflow.task_tree
+    removed = [task for task_id, task in workflow.tasks.items() if task_id != root.id]
+    _note_completed(root, removed)
+    for task in removed:
+        workflow.event_manager.tasks.pop(task.id, None)
+    for subprocess in workflow.subprocesses.values():
+        for task_id in subprocess.tasks:
+            workflow.event_manager.tasks.pop(task_id, None)
+    workflow.subprocesses.clear()
+    root._children = []
+    workflow.tasks = {root.id: root}
+    workflow.data = data
+    workflow.last_task = None
+    return len(removed) + subprocess_tasks
 
 
 def completed_elements(workflow: Any) -> set[str]:

@@ -201,3 +201,28 @@ def test_save_and_restore_in_the_middle_changes_nothing() -> None:
     assert compact(restored) == 0  # nothing more to remove
     assert runtime.dump_state(restored) == state
     assert [t.id for t in runtime.ready_tasks(restored)] == [t.id for t in runtime.ready_tasks(workflow)]
+
+
+def test_a_finished_instance_keeps_only_its_final_data(carepath: CarePath) -> None:
+    import json
+
+    from engine.db.models import PathwayInstance
+
+    nurse = "clinician:cns-9"
+    view = carepath.instances.start("test_assessment", "SYN-FIN-1", "system:ehr", {"diagnosis": "breast"})
+    view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 9, "fatigue": 2}, nurse)
+    view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"review_outcome": "referred"}, nurse)
+    view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"support_accepted": True}, nurse)
+    [view] = carepath.instances.send_message("warning_sign_reported", "system:app", instance_id=view.id)
+    before = carepath.instances.instance_data(view.id)
+    done = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"triage_outcome": "seen"}, nurse)
+    assert done.status == "completed" and done.ready_tasks == []
+    carepath.instances.workflows.clear()  # read it back from the database
+    after = carepath.instances.instance_data(view.id)
+    assert after == {**before, "triage_outcome": "seen"}
+    assert after["support_accepted"] is True  # from the finished sub-pathway
+    with carepath.sessions() as session:
+        row = session.get(PathwayInstance, view.id)
+        assert row is not None
+        state = json.loads(row.state)
+    assert len(state["tasks"]) == 1 and state["subprocesses"] == {} and state["completed"] is True

@@ -1,0 +1,36 @@
+"""The live state of a bundled pathway stays small for the whole 18-month journey (issue 3: at most
+20 KB once the standard pathway completes): finished history is in the event trail, not the state."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from engine import CarePath, ManualClock
+from engine.db.models import InstanceEvent, PathwayInstance
+
+from .journeys import SITES, Options, full_journey
+
+LIMIT = 20 * 1024
+
+
+@pytest.mark.parametrize("site", ["breast", "children_young_people"])
+def test_state_stays_under_20_kb_through_a_full_journey(site: str, bundled: CarePath,
+                                                        journey_clock: ManualClock) -> None:
+    sizes: list[int] = []
+    original = bundled.instances._advance
+
+    def measuring(context, workflow, action):  # type: ignore[no-untyped-def]
+        original(context, workflow, action)
+        sizes.append(len(context.instance.state.encode()))
+
+    bundled.instances._advance = measuring  # type: ignore[method-assign]
+    journey = full_journey(bundled, journey_clock, SITES[site], f"SYN-SIZE-{site}", Options())
+    with bundled.sessions() as session:
+        row = session.get(PathwayInstance, journey.view.id)
+        assert row is not None and row.status == "completed"
+        events = session.scalar(select(func.count()).where(InstanceEvent.instance_id == row.id))
+        final = len(row.state.encode())
+    assert final <= LIMIT, f"{final} bytes"
+    assert max(sizes) <= 3 * LIMIT, f"largest state during the journey: {max(sizes)} bytes"
+    assert events and events > 50  # the history is in the trail
