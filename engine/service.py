@@ -9,7 +9,6 @@ same instance are serialised by the instance's revision (optimistic locking): th
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import re
 import uuid
@@ -17,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,13 +30,13 @@ from .db.session import unit_of_work
 from .errors import (
     ConflictError,
     InvalidInputError,
-    MessageNotDeliverableError,
     NotFoundError,
     Problem,
     StaleVersionError,
     TaskDataError,
     TaskNotReadyError,
 )
+from .forms import check_form_data
 from .settings import Settings
 from .steps import ServiceOperator, StepContext, make_step_engine, run_step
 from .workflow_cache import WorkflowCache
@@ -214,7 +212,7 @@ class PathwayService:
             raise
         info = runtime.task_info(task)
         if info.form is not None:
-            _check_form(info.form, data)
+            check_form_data(info.form, data)
         append_event(context.session, context.instance, "task_completed", at=self.clock.now(), actor=context.actor,
                      pathway_version=context.pathway_version, element=info.element, task_id=info.id,
                      payload={"data_digest": data_digest(data), "task": info.name})
@@ -294,55 +292,13 @@ class PathwayService:
                      payload: dict[str, Any] | None = None) -> list[InstanceView]:
         """Deliver a message to the instances of one patient (or one instance) waiting for it.
 
-        Correlation is on the patient reference or the instance id, never on content: a message
-        for one patient can never reach another patient's instance.
-
         Raises:
             InvalidInputError: neither (or both) of patient_ref and instance_id given.
             MessageNotDeliverableError: no running instance of that patient is waiting for it.
         """
-        if (patient_ref is None) == (instance_id is None):
-            raise InvalidInputError("give exactly one of patient_ref and instance_id",
-                                    [Problem("exactly one is required", field="/patient_ref")])
-        if patient_ref is not None:
-            validate_patient_ref(patient_ref)
-        with unit_of_work(self.sessions) as session:
-            query = select(PathwayInstance.id).where(PathwayInstance.status == RUNNING)
-            query = (query.where(PathwayInstance.patient_ref == patient_ref) if patient_ref is not None
-                     else query.where(PathwayInstance.id == instance_id))
-            candidates = list(session.scalars(query.order_by(PathwayInstance.created_at)))
-        delivered = []
-        for candidate in candidates:
-            view = self._deliver(candidate, name, actor, payload or {})
-            if view is not None:
-                delivered.append(view)
-        if not delivered:
-            raise MessageNotDeliverableError(f"no running instance is waiting for message {name!r}",
-                                             [Problem("no instance waiting for this message", field="/name")])
-        return delivered
+        from .messages import send_message
 
-    def _deliver(self, instance_id: str, name: str, actor: str, payload: dict[str, Any]) -> InstanceView | None:
-        from SpiffWorkflow.bpmn.util.event import BpmnEvent
-
-        with self._conflicts_mapped(), unit_of_work(self.sessions) as session:
-            instance = self._instance(session, instance_id)
-            workflow = self._restore(session, instance)
-            definition = runtime.waiting_messages(workflow).get(name)
-            if definition is None:
-                return None
-            context = self._context(session, instance, actor)
-            workflow.script_engine = self._script_engine(context)
-            append_event(session, instance, "message_received", at=self.clock.now(), actor=actor,
-                         pathway_version=context.pathway_version, payload={"message": name,
-                                                                           "data_digest": data_digest(payload)})
-
-            def run() -> None:
-                workflow.catch(BpmnEvent(definition, payload))
-                workflow.do_engine_steps()
-
-            self._advance(context, workflow, run)
-            session.flush()  # bumps the revision the view reports
-            return self._view(instance, workflow)
+        return send_message(self, name, actor, patient_ref=patient_ref, instance_id=instance_id, payload=payload)
 
     # --- internals ----------------------------------------------------------------------------------
 
@@ -461,35 +417,3 @@ def _is_event_race(exc: IntegrityError) -> bool:
 def _first_error_element(workflow: Any) -> str | None:
     failed = runtime.error_tasks(workflow)
     return failed[0].task_spec.bpmn_id if failed else None
-
-
-@functools.lru_cache(maxsize=512)
-def _form_validator(schema_json: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(json.loads(schema_json),
-                                           format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-
-
-def _check_form(schema: dict[str, Any], data: dict[str, Any]) -> None:
-    validator = _form_validator(json.dumps(schema, sort_keys=True))
-    problems = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        path = "/" + "/".join(str(p) for p in error.absolute_path)
-        if error.validator == "required":
-            missing = error.message.split("'")[1] if "'" in error.message else ""
-            path = path.rstrip("/") + "/" + missing
-            message = "is required"
-        else:
-            # jsonschema's messages quote the submitted value; keep patient data out of errors.
-            message = f"fails '{error.validator}' (expected {error.validator_value!r})" \
-                if error.validator not in ("type", "enum", "format") else _type_message(error)
-        problems.append(Problem(message, field=path, code=str(error.validator)))
-    if problems:
-        raise TaskDataError("the data does not match the task's form", problems)
-
-
-def _type_message(error: Any) -> str:
-    if error.validator == "type":
-        return f"must be of type {error.validator_value}"
-    if error.validator == "enum":
-        return f"must be one of {error.validator_value}"
-    return f"must be a valid {error.validator_value}"
