@@ -1,0 +1,257 @@
+"""Component schemas of the OpenAPI document (api.openapi): the shapes of requests and responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.queries import STATUSES
+
+PROBLEM_BASE = "https://carepath.dev/problems/"
+# Stable problem types: slug -> title. Clients may switch on the type URI; titles may be reworded.
+PROBLEM_TYPES: dict[str, str] = {
+    "request-invalid": "The request is not valid",
+    "malformed-json": "The request body is not valid JSON",
+    "unsupported-media-type": "The request body has the wrong content type",
+    "body-too-large": "The request body is too large",
+    "input-invalid": "The input is not valid",
+    "task-data-invalid": "The task data does not match the task's form",
+    "diagram-invalid": "The diagram is not valid",
+    "rule-file-invalid": "The rule file is not valid",
+    "unsafe-expression": "An expression is outside the safe language",
+    "idempotency-key-reused": "The Idempotency-Key was used for a different request",
+    "idempotency-key-in-use": "A request with this Idempotency-Key is still running",
+    "unauthenticated": "A valid bearer token is required",
+    "forbidden": "The token's role may not do this",
+    "not-found": "Not found",
+    "method-not-allowed": "Method not allowed",
+    "stale-version": "The instance version in If-Match is not the current one",
+    "instance-changed": "The instance was changed by another request",
+    "task-not-ready": "The task is not ready",
+    "instance-state-conflict": "The instance is not in a state for this",
+    "message-not-deliverable": "No instance is waiting for this message",
+    "not-ready": "The service is not ready",
+    "internal-error": "Internal error",
+}
+
+
+_UUID = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_NAME = "^[A-Za-z_][A-Za-z0-9_.-]{0,199}$"  # BPMN ids (XML NCName subset)
+_PATIENT_REF = "^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"  # engine.service.validate_patient_ref
+_NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
+_DATE_TIME = {"type": "string", "format": "date-time"}
+
+
+def schema_ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: list[str], properties: dict[str, Any], extra: bool = False) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties, "additionalProperties": extra}
+
+
+_TASK_PROPS: dict[str, Any] = {
+    "id": {"type": "string"}, "element": {"type": "string"}, "name": {"type": "string"},
+    "process": {"type": "string"}, "kind": {"type": "string"}, "state": {"type": "string"},
+    "lane": _NULLABLE_STRING,
+    "form": {"type": ["object", "null"], "description": "The task's form as a JSON Schema (2020-12)"},
+}
+_SUMMARY_PROPS: dict[str, Any] = {
+    "id": {"type": "string", "pattern": _UUID}, "pathway_id": {"type": "string"},
+    "pathway_version": {"type": "string"}, "patient_ref": {"type": "string"},
+    "status": {"enum": list(STATUSES)},
+    "version": {"type": "integer", "description": "Send back in If-Match (also the ETag)"},
+    "next_due_at": {"type": ["string", "null"], "format": "date-time"},
+    "incident": {"type": ["object", "null"]},
+    "created_at": _DATE_TIME, "updated_at": _DATE_TIME,
+}
+_LOCATED_PROBLEM = {
+    "type": "object", "required": ["message"], "additionalProperties": False,
+    "properties": {"message": {"type": "string"}, "field": {"type": "string"}, "element": {"type": "string"},
+                   "file": {"type": "string"}, "line": {"type": "integer"}, "column": {"type": "integer"},
+                   "code": {"type": "string"}},
+}
+
+_CODE_LABEL = _obj(["code", "label"], {"code": {"type": "string"}, "label": {"type": "string"}})
+_NULLABLE_OBJECT: dict[str, Any] = {"type": ["object", "null"]}
+_OBJECTS: dict[str, Any] = {"type": "array", "items": {"type": "object"}}
+_STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+_DOCUMENT_HEADER: dict[str, Any] = {
+    "document_type": {"type": "string"}, "schema_version": {"type": "string"}, "generated_at": _DATE_TIME,
+    "language": {"enum": ["en", "sv"], "description": "Also sent as Content-Language"}, "title": {"type": "string"},
+    "instance_id": {"type": "string", "pattern": _UUID}, "pathway_id": {"type": "string"},
+    "pathway_name": {"type": "string"}, "pathway_version": {"type": "string"}, "patient_ref": {"type": "string"},
+    "instance_status": _CODE_LABEL,
+}
+_ITEM_PROPS: dict[str, Any] = {
+    "id": {"type": "string", "pattern": _UUID}, "kind": {"enum": ["referral", "intervention", "information"]},
+    "kind_label": {"type": "string"}, "code": {"type": "string"}, "name": {"type": "string"},
+    "description": _NULLABLE_STRING,
+    "service": {"oneOf": [_obj(["code", "name"], {"code": {"type": "string"}, "name": {"type": "string"}}),
+                          {"type": "null"}]},
+    "urgency": _NULLABLE_STRING, "urgency_label": _NULLABLE_STRING, "status": {"type": "string"},
+    "status_label": {"type": "string"}, "updated_at": _DATE_TIME,
+    "why": _obj(["evaluation_id", "assessed_at", "ruleset", "ruleset_version", "catalogue_version", "rules"], {
+        "evaluation_id": {"type": "string", "description": "GET /v1/evaluations/{evaluation_id}"},
+        "assessed_at": {"type": ["string", "null"], "format": "date-time"}, "ruleset": _NULLABLE_STRING,
+        "ruleset_version": _NULLABLE_STRING, "catalogue_version": _NULLABLE_STRING,
+        "rules": {"type": "array", "items": _obj(["id", "title"], {"id": {"type": "string"},
+                                                                  "title": _NULLABLE_STRING})}}),
+}
+_ITEMS: dict[str, Any] = {"type": "array", "items": schema_ref("CarePlanItem")}
+_DIAGNOSIS = _obj(["code", "label", "diagnosis_date", "age", "treatment_intent"], {
+    "code": {"type": ["string", "null"]}, "label": {"type": "string"}, "diagnosis_date": _NULLABLE_STRING,
+    "age": {"type": ["integer", "null"]}, "treatment_intent": {"oneOf": [_CODE_LABEL, {"type": "null"}]}})
+_CARE_PLAN_PROPS: dict[str, Any] = {
+    "diagnosis": _DIAGNOSIS, "what_matters": _NULLABLE_STRING, "named_contact": _NULLABLE_OBJECT,
+    "needs": _OBJECTS, "assessments": _OBJECTS, "agreed": _ITEMS, "declined": _ITEMS, "awaiting_decision": _ITEMS,
+    "next_steps": _obj(["ready_tasks", "next_due_at", "upcoming"], {
+        "ready_tasks": _OBJECTS, "next_due_at": {"type": ["string", "null"], "format": "date-time"},
+        "upcoming": _OBJECTS}),
+}
+_SUMMARY_DOCUMENT_PROPS: dict[str, Any] = {
+    "diagnosis": _DIAGNOSIS, "treatments_received": _OBJECTS, "completed_on": _NULLABLE_STRING,
+    "effects_to_watch_for": _STRINGS,
+    "warning_signs": _obj(["explained", "diagnosis", "catalogue_version", "signs"], {
+        "explained": {"type": "boolean"}, "diagnosis": {"type": "string"}, "catalogue_version": {"type": "string"},
+        "signs": _OBJECTS}),
+    "who_to_call": _obj(["named_contact", "services"], {"named_contact": _NULLABLE_OBJECT, "services": _OBJECTS}),
+    "ongoing_support": _obj(["care_plan", "other"], {"care_plan": _ITEMS, "other": _STRINGS}),
+    "gp_actions": _STRINGS, "follow_up": {"oneOf": [_obj(["model", "label"], {
+        "model": {"type": "string"}, "label": {"type": "string"}}), {"type": "null"}]},
+}
+_ITEM_RECORD_PROPS: dict[str, Any] = {
+    "id": {"type": "string"}, "kind": {"type": "string"}, "code": {"type": "string"}, "service": _NULLABLE_STRING,
+    "urgency": _NULLABLE_STRING, "rules": _STRINGS, "status": {"type": "string"},
+    "evaluation_id": {"type": "string"}, "task_id": {"type": "string"}, "created_at": _DATE_TIME,
+    "updated_at": _DATE_TIME, "updated_by": {"type": "string"},
+}
+_EVALUATION_PROPS: dict[str, Any] = {
+    "id": {"type": "string"}, "ruleset": {"type": "string"},
+    "ruleset_version": {"type": "string", "description": "SHA-256 of the rule file's text"},
+    "catalogue_version": {"type": "string"}, "created_at": _DATE_TIME, "instance_id": _NULLABLE_STRING,
+    "task_id": _NULLABLE_STRING,
+    "firings": {"type": "array", "description": "Rules that fired, in order, with the ids of the facts matched",
+                "items": _obj(["rule", "matched"], {"rule": {"type": "string"}, "matched": _STRINGS})},
+    "outcomes": {"type": "object", "description": "Referrals, interventions, information, not recommended"},
+}
+_LOC = _obj(["file", "line", "column"], {"file": {"type": "string"}, "line": {"type": "integer"},
+                                         "column": {"type": "integer"}})
+_GUIDANCE: dict[str, Any] = {"type": "array", "items": _obj(["source", "title", "year", "section", "url"], {
+    "source": {"type": "string"}, "title": {"type": "string"}, "year": {"type": ["integer", "null"]},
+    "section": _NULLABLE_STRING, "url": _NULLABLE_STRING})}
+_EXPLANATION_PROPS: dict[str, Any] = {
+    "kind": {"enum": ["why", "why_not"]}, "evaluation_id": {"type": "string"}, "ruleset": {"type": "string"},
+    "version": {"type": "string"}, "code": {"type": "string"},
+    "made": {"type": "boolean", "description": "Whether the evaluation proposed the code"},
+    "text": {"type": "string", "description": "The same explanation as plain text"},
+}
+_MIGRATION_PROPS: dict[str, Any] = {
+    "instance_id": {"type": "string"}, "status": {"type": "string"}, "from_version": {"type": "string"},
+    "to_version": {"type": "string"}, "migrated": {"type": "boolean"},
+    "refused": {"type": ["string", "null"], "description": "Why the instance cannot be moved (nothing changed)"},
+    "tasks_added": _STRINGS, "tasks_removed": _STRINGS,
+    "timers_moved": {"type": "array", "items": _obj(["element", "from", "to"], {
+        "element": {"type": "string"}, "from": _NULLABLE_STRING, "to": _NULLABLE_STRING})},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": _obj(["type", "title", "status", "request_id"], {
+        "type": {"type": "string", "enum": [PROBLEM_BASE + slug for slug in PROBLEM_TYPES]},
+        "title": {"type": "string"}, "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"}, "request_id": {"type": "string"},
+        "errors": {"type": "array", "items": schema_ref("LocatedProblem")},
+    }),
+    "LocatedProblem": _LOCATED_PROBLEM,
+    "PathwayVersion": _obj(["pathway_id", "version", "title", "main_file", "deployed_at", "deployed_by", "latest"], {
+        "pathway_id": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"},
+        "main_file": {"type": "string"}, "deployed_at": _DATE_TIME, "deployed_by": {"type": "string"},
+        "latest": {"type": "boolean"},
+    }),
+    "PathwayVersionList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("PathwayVersion")}}),
+    "ValidationReport": _obj(["valid", "problems"], {
+        "valid": {"type": "boolean"}, "problems": {"type": "array", "items": schema_ref("LocatedProblem")}}),
+    "Task": _obj(list(_TASK_PROPS), _TASK_PROPS),
+    "TaskInInstance": _obj([*_TASK_PROPS, "instance_id", "instance_version", "pathway_id", "patient_ref"], {
+        **_TASK_PROPS, "instance_id": {"type": "string"}, "instance_version": {"type": "integer"},
+        "pathway_id": {"type": "string"}, "patient_ref": {"type": "string"}}),
+    "TaskPage": _obj(["items", "next_cursor"], {
+        "items": {"type": "array", "items": schema_ref("TaskInInstance")}, "next_cursor": _NULLABLE_STRING}),
+    "InstanceSummary": _obj(list(_SUMMARY_PROPS), _SUMMARY_PROPS),
+    "Instance": _obj([*_SUMMARY_PROPS, "ready_tasks"], {
+        **_SUMMARY_PROPS, "ready_tasks": {"type": "array", "items": schema_ref("Task")}}),
+    "InstancePage": _obj(["items", "next_cursor"], {
+        "items": {"type": "array", "items": schema_ref("InstanceSummary")}, "next_cursor": _NULLABLE_STRING}),
+    "Delivery": _obj(["delivered"], {"delivered": {"type": "array", "items": schema_ref("Instance")}}),
+    "Event": _obj(["seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
+                   "prev_hash", "hash"], {
+        "seq": {"type": "integer"}, "type": {"type": "string"}, "at": _DATE_TIME, "actor": {"type": "string"},
+        "pathway_version": {"type": "string"}, "element": _NULLABLE_STRING, "task_id": _NULLABLE_STRING,
+        "payload": {"type": "object"}, "prev_hash": {"type": "string"}, "hash": {"type": "string"}}),
+    "EventList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("Event")}}),
+    "TrailReport": _obj(["verified", "problems"], {
+        "verified": {"type": "boolean"},
+        "problems": {"type": "array", "items": _obj(["instance_id", "seq", "message"], {
+            "instance_id": {"type": "string"}, "seq": {"type": ["integer", "null"]}, "message": {"type": "string"}})},
+    }),
+    "Health": _obj(["status"], {"status": {"const": "ok"}}),
+    # Documents (docs/documents.md): codes travel with labels in the document's language.
+    "CarePlanItem": _obj(list(_ITEM_PROPS), _ITEM_PROPS),
+    "CarePlanDocument": _obj([*_DOCUMENT_HEADER, *_CARE_PLAN_PROPS], {
+        **_DOCUMENT_HEADER, "document_type": {"const": "personalised_care_plan"}, **_CARE_PLAN_PROPS}),
+    "EndOfTreatmentSummary": _obj([*_DOCUMENT_HEADER, *_SUMMARY_DOCUMENT_PROPS], {
+        **_DOCUMENT_HEADER, "document_type": {"const": "end_of_treatment_summary"}, **_SUMMARY_DOCUMENT_PROPS}),
+    "CarePlanItemRecord": _obj(list(_ITEM_RECORD_PROPS), _ITEM_RECORD_PROPS),
+    # Rule evaluations and their explanations.
+    "EvaluationSummary": _obj(list(_EVALUATION_PROPS), _EVALUATION_PROPS),
+    "EvaluationList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("EvaluationSummary")}}),
+    "Evaluation": _obj([*_EVALUATION_PROPS, "facts", "rule_file", "rule_text", "catalogue_texts"], {
+        **_EVALUATION_PROPS,
+        "facts": {"type": "array", "items": {"type": "object"},
+                  "description": "The facts evaluated: the context and each assessed concern"},
+        "rule_file": {"type": "string"}, "rule_text": {"type": "string", "description": "The exact rule file used"},
+        "catalogue_texts": {"type": "object", "additionalProperties": {"type": "string"},
+                            "description": "The exact catalogue files used, by file name"}}),
+    "Explanation": {"oneOf": [schema_ref("WhyExplanation"), schema_ref("WhyNotExplanation")]},
+    "WhyExplanation": _obj([*_EXPLANATION_PROPS, "reasons"], {
+        **_EXPLANATION_PROPS, "kind": {"const": "why"},
+        "reasons": {"type": "array", "items": _obj(["rule_id", "title", "guidance", "matched", "proposes", "loc"], {
+            "rule_id": {"type": "string"}, "title": {"type": "string"}, "guidance": _GUIDANCE,
+            "matched": {"type": "array", "items": {"type": "object"}}, "proposes": {"type": "string"},
+            "loc": _LOC})}}),
+    "WhyNotExplanation": _obj([*_EXPLANATION_PROPS, "nearest", "others", "note"], {
+        **_EXPLANATION_PROPS, "kind": {"const": "why_not"},
+        "nearest": {"oneOf": [schema_ref("NearMiss"), {"type": "null"}]},
+        "others": {"type": "array", "items": schema_ref("NearMiss")}, "note": _NULLABLE_STRING}),
+    "NearMiss": _obj(["rule_id", "title", "guidance", "failed", "loc"], {
+        "rule_id": {"type": "string"}, "title": {"type": "string"}, "guidance": _GUIDANCE, "loc": _LOC,
+        "failed": {"type": "array", "items": _obj(["condition", "actual", "loc", "gap"], {
+            "condition": {"type": "string"}, "actual": {"type": "string"}, "loc": _LOC,
+            "gap": {"type": "number", "description": "How far the actual value is from passing"}})}}),
+    # Migration.
+    "MigrationReport": _obj(["pathway_id", "to_version", "dry_run", "instances"], {
+        "pathway_id": {"type": "string"}, "to_version": {"type": "string"}, "dry_run": {"type": "boolean"},
+        "instances": {"type": "array", "items": _obj(list(_MIGRATION_PROPS), _MIGRATION_PROPS)}}),
+    "Ready": _obj(["status", "schema_revision"], {"status": {"const": "ready"}, "schema_revision": {"type": "string"}}),
+    # Request bodies.
+    "StartRequest": _obj(["pathway_id", "patient_ref"], {
+        "pathway_id": {"type": "string", "pattern": _NAME},
+        "patient_ref": {"type": "string", "pattern": _PATIENT_REF,
+                        "description": "An external patient identifier (MRN, system id), never a name"},
+        "data": {"type": "object", "description": "Initial pathway data"}}),
+    "CompleteRequest": _obj(["data"], {"data": {"type": "object", "description": "Must pass the task's form"}}),
+    "LifecycleRequest": _obj([], {"reason": {"type": "string", "maxLength": 500}}),
+    "CarePlanItemUpdate": _obj(["status"], {"status": {"enum": ["agreed", "referred", "completed", "declined"]}}),
+    "MigrateRequest": _obj(["dry_run"], {
+        "dry_run": {"type": "boolean", "description": "true: report what would change, write nothing"}}),
+    "MessageRequest": {
+        **_obj(["name"], {
+            "name": {"type": "string", "pattern": _NAME},
+            "patient_ref": {"type": "string", "pattern": _PATIENT_REF},
+            "instance_id": {"type": "string", "pattern": _UUID},
+            "payload": {"type": "object"}}),
+        "oneOf": [{"required": ["patient_ref"]}, {"required": ["instance_id"]}],
+    },
+    "Upload": {"type": "object", "required": ["files"], "properties": {
+        "files": {"type": "array", "minItems": 1, "items": {"type": "string", "contentMediaType": "application/xml"}},
+    }},
+}
