@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy import event as sa_event
@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from .db.models import InstanceEvent, PathwayInstance
 
-__all__ = ["EVENT_TYPES", "TrailProblem", "append_event", "data_digest", "verify_trail"]
+__all__ = ["EVENT_TYPES", "ChainHead", "TrailProblem", "append_event", "data_digest", "verify_trail",
+           "write_pending_events"]
 
 GENESIS = "0" * 64
 _PENDING = "carepath.pending_events"
@@ -51,9 +52,17 @@ def _event_hash(event: Any) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+class ChainHead(Protocol):
+    """What an instance must offer to have events appended: an ORM row or an instance record."""
+
+    id: str
+    event_seq: int
+    event_head: str
+
+
 def append_event(
     session: Session,
-    instance: PathwayInstance,
+    instance: ChainHead,
     event_type: str,
     *,
     at: datetime,
@@ -91,11 +100,16 @@ def append_event(
     return vars(event)
 
 
-@sa_event.listens_for(Session, "after_flush")
-def _write_pending_events(session: Session, _flush_context: Any) -> None:
+def write_pending_events(session: Session) -> None:
+    """Write the events appended in this session so far (for writers that do not flush the ORM)."""
     rows = session.info.pop(_PENDING, None)
     if rows:
         session.connection().execute(insert(_EVENTS), rows)
+
+
+@sa_event.listens_for(Session, "after_flush")
+def _write_pending_events(session: Session, _flush_context: Any) -> None:
+    write_pending_events(session)
 
 
 @sa_event.listens_for(Session, "after_soft_rollback")

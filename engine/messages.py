@@ -16,6 +16,7 @@ from .audit import append_event, data_digest
 from .db.models import PathwayInstance
 from .db.session import unit_of_work
 from .errors import InvalidInputError, MessageNotDeliverableError, Problem
+from .instance_store import save_instance
 from .service import RUNNING, InstanceView, validate_patient_ref
 
 if TYPE_CHECKING:
@@ -78,5 +79,5 @@ def _deliver(service: PathwayService, instance_id: str, name: str, actor: str,
             workflow.do_engine_steps()
 
         service._advance(context, workflow, run)
-        session.flush()  # bumps the revision the view reports
+        save_instance(session, instance)  # bumps the revision the view reports
         return service._view(instance, workflow)

@@ -39,6 +39,7 @@ from .compaction import completed_elements
 from .db.models import PathwayInstance, PathwayVersion
 from .db.session import unit_of_work
 from .errors import ConflictError, StaleVersionError
+from .instance_store import save_instance
 from .service import PathwayService
 
 __all__ = ["InstanceMigration", "MigrationReport", "migrate_pathway"]
@@ -125,7 +126,7 @@ def _migrate_one(service: PathwayService, instance_id: str, target_id: int, acto
         target = session.get(PathwayVersion, target_id)
         assert target is not None
         plan = InstanceMigration(instance.id, instance.patient_ref, instance.status,
-                                 instance.pathway_version.version, target.version)
+                                 instance.pathway_version, target.version)
         if instance.status not in _MIGRATABLE:
             raise ConflictError(f"instance is {instance.status}")
         context = service._context(session, instance, actor)
@@ -141,14 +142,14 @@ def _migrate_one(service: PathwayService, instance_id: str, target_id: int, acto
         if dry_run:
             session.rollback()
             return plan
-        instance.pathway_version_id, instance.pathway_version = target.id, target
+        instance.pathway_version_id, instance.pathway_version = target.id, target.version
         instance.state = runtime.dump_state(workflow)
         instance.next_due_at = runtime.next_due_at(workflow)
         instance.updated_at = service.clock.now()
         append_event(session, instance, "migrated", at=instance.updated_at, actor=actor,
                      pathway_version=target.version,
                      payload={"from_version": plan.from_version, "to_version": plan.to_version, **plan.summary()})
-        session.flush()
+        save_instance(session, instance)
         plan.migrated = True
         return plan
 

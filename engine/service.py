@@ -19,13 +19,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.exc import StaleDataError
 
 from . import runtime
 from .audit import append_event, data_digest
 from .clock import Clock, SystemClock
 from .compaction import compact
-from .db.models import InstanceEvent, PathwayInstance, PathwayVersion
+from .db.models import InstanceEvent, PathwayVersion
 from .db.session import unit_of_work
 from .errors import (
     ConflictError,
@@ -37,6 +36,7 @@ from .errors import (
     TaskNotReadyError,
 )
 from .forms import check_form_data
+from .instance_store import InstanceRecord, insert_instances, load_instance, load_spec, save_instance
 from .settings import Settings
 from .steps import ServiceOperator, StepContext, make_step_engine, run_step
 from .workflow_cache import WorkflowCache
@@ -153,22 +153,20 @@ class PathwayService:
             version = self._latest_version(session, pathway_id)
             started = [self._start_one(session, version, patient_ref, actor, copy.deepcopy(data))
                        for patient_ref in patient_refs]
-            session.flush()  # one flush: the inserts go out in batches
+            insert_instances(session, [instance for instance, _ in started])  # one multi-row INSERT
             views = [self._view(instance, workflow) for instance, workflow in started]
         for instance, workflow in started:
             self._remember(instance, workflow)
         return views
 
     def _start_one(self, session: Session, version: PathwayVersion, patient_ref: str, actor: str,
-                   data: dict[str, Any] | None) -> tuple[PathwayInstance, Any]:
+                   data: dict[str, Any] | None) -> tuple[InstanceRecord, Any]:
         now = self.clock.now()
-        instance = PathwayInstance(
+        instance = InstanceRecord(
             id=str(uuid.uuid4()), pathway_id=version.pathway_id, pathway_version_id=version.id,
-            patient_ref=patient_ref, status=RUNNING, state="", created_at=now, updated_at=now, event_seq=0,
-            event_head="0" * 64,
+            pathway_version=version.version, patient_ref=patient_ref, status=RUNNING, state="", revision=1,
+            next_due_at=None, incident=None, event_seq=0, event_head="0" * 64, created_at=now, updated_at=now,
         )
-        instance.pathway_version = version
-        session.add(instance)
         context = self._context(session, instance, actor)
         specs = runtime.specs_for(version.version, lambda: version.spec)
         workflow = runtime.new_workflow(specs, self._script_engine(context))
@@ -257,8 +255,8 @@ class PathwayService:
             instance.status = new_status
             instance.updated_at = self.clock.now()
             append_event(session, instance, event, at=instance.updated_at, actor=actor,
-                         pathway_version=instance.pathway_version.version, payload={"reason": reason} if reason else {})
-            session.flush()
+                         pathway_version=instance.pathway_version, payload={"reason": reason} if reason else {})
+            save_instance(session, instance)
             return self._view(instance, workflow)
 
     def retry(self, instance_id: str, actor: str, expected_version: int | None = None) -> InstanceView:
@@ -313,13 +311,13 @@ class PathwayService:
             context = self._context(session, instance, actor)
             workflow = self._restore(session, instance, context)
             change(context, workflow)
-            session.flush()  # the revision check happens here; a concurrent winner makes this fail
+            save_instance(session, instance)  # the revision check: a concurrent winner makes this fail
             view = self._view(instance, workflow)
         self._remember(instance, workflow)  # only once the change is committed
         return view
 
-    def _remember(self, instance: PathwayInstance, workflow: Any) -> None:
-        self.workflows.put(instance.id, instance.revision, instance.pathway_version.version, workflow)
+    def _remember(self, instance: InstanceRecord, workflow: Any) -> None:
+        self.workflows.put(instance.id, instance.revision, instance.pathway_version, workflow)
 
     def _advance(self, context: StepContext, workflow: Any, action: Callable[[], None]) -> None:
         """Run the workflow, then save its state, status, incident and the events it produced."""
@@ -344,27 +342,25 @@ class PathwayService:
         instance.next_due_at = runtime.next_due_at(workflow)
         instance.updated_at = now
 
-    def _context(self, session: Session, instance: PathwayInstance, actor: str) -> StepContext:
-        return StepContext(session, instance, self.clock, actor, instance.pathway_version.version)
+    def _context(self, session: Session, instance: InstanceRecord, actor: str) -> StepContext:
+        return StepContext(session, instance, self.clock, actor, instance.pathway_version)
 
     def _script_engine(self, context: StepContext) -> Any:
         return make_step_engine(self.clock, self.operators, context, self.settings.expression_max_steps,
                                 self.settings.expression_max_seconds)
 
-    def _restore(self, session: Session, instance: PathwayInstance, context: StepContext | None = None) -> Any:
-        version = instance.pathway_version
+    def _restore(self, session: Session, instance: InstanceRecord, context: StepContext | None = None) -> Any:
         context = context or self._context(session, instance, "reader")
-        cached = self.workflows.take(instance.id, instance.revision, version.version)
+        cached = self.workflows.take(instance.id, instance.revision, instance.pathway_version)
         if cached is not None:
             cached.script_engine = self._script_engine(context)  # the script engine is per step
             return cached
-        specs = runtime.specs_for(version.version, lambda: version.spec)
+        specs = runtime.specs_for(instance.pathway_version, lambda: load_spec(session, instance.pathway_version_id))
         return runtime.restore(specs, instance.state, self._script_engine(context))
 
-    def _instance(self, session: Session, instance_id: str, lock_version: int | None = None) -> PathwayInstance:
-        instance = session.get(PathwayInstance, instance_id)
-        if instance is None:
-            raise NotFoundError(f"no instance {instance_id!r}")
+    def _instance(self, session: Session, instance_id: str, lock_version: int | None = None) -> InstanceRecord:
+        """Raises: NotFoundError, StaleVersionError (``lock_version`` given and not the current one)."""
+        instance = load_instance(session, instance_id)
         if lock_version is not None and instance.revision != lock_version:
             raise StaleVersionError(
                 f"instance is at version {instance.revision}, not {lock_version}: reload it and try again")
@@ -379,11 +375,11 @@ class PathwayService:
             raise NotFoundError(f"no pathway {pathway_id!r} is deployed")
         return version
 
-    def _view(self, instance: PathwayInstance, workflow: Any) -> InstanceView:
+    def _view(self, instance: InstanceRecord, workflow: Any) -> InstanceView:
         tasks = [runtime.task_info(t).as_dict() for t in runtime.ready_tasks(workflow)] \
             if instance.status == RUNNING else []
         return InstanceView(
-            id=instance.id, pathway_id=instance.pathway_id, pathway_version=instance.pathway_version.version,
+            id=instance.id, pathway_id=instance.pathway_id, pathway_version=instance.pathway_version,
             patient_ref=instance.patient_ref, status=instance.status, version=instance.revision,
             next_due_at=instance.next_due_at.isoformat() if instance.next_due_at else None,
             incident=json.loads(instance.incident) if instance.incident else None,
@@ -397,14 +393,14 @@ class PathwayService:
 
 
 class _ConflictMapper:
-    """Concurrent writers: the revision check (StaleDataError) or the event sequence's unique
-    constraint (IntegrityError) tells the loser; both are the same conflict to the caller."""
+    """Concurrent writers: the revision check (StaleVersionError, raised by the save) or the event
+    sequence's unique constraint (IntegrityError) tells the loser; both are the same conflict to the caller."""
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, StaleDataError) or isinstance(exc, IntegrityError) and _is_event_race(exc):
+        if isinstance(exc, IntegrityError) and _is_event_race(exc):
             raise StaleVersionError("the instance was changed by another request: reload it and try again") from exc
 
 

@@ -18,7 +18,6 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from sqlalchemy.orm import Session
 
 from .clock import Clock
-from .db.models import PathwayInstance
 from .errors import (
     CarePathError,
     ExpressionError,
@@ -28,6 +27,7 @@ from .errors import (
     WorkflowError,
     translate_workflow_errors,
 )
+from .instance_store import InstanceRecord
 
 __all__ = ["ServiceOperator", "StepContext", "StepScriptEngine", "run_step"]
 
@@ -37,7 +37,7 @@ class StepContext:
     """What service operators may use during a step (same transaction as the step)."""
 
     session: Session
-    instance: PathwayInstance
+    instance: InstanceRecord
     clock: Clock
     actor: str
     pathway_version: str

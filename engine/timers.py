@@ -145,6 +145,7 @@ def _fire_next(service: PathwayService, now: datetime, worker_id: str, passed: s
 
     from .db.models import PathwayInstance
     from .db.session import unit_of_work
+    from .instance_store import load_instance, save_instance
 
     with service._conflicts_mapped(), unit_of_work(service.sessions) as session:
         # Only the id, in (status, next_due_at) index order, so the database stops at the first row
@@ -155,9 +156,9 @@ def _fire_next(service: PathwayService, now: datetime, worker_id: str, passed: s
         if passed:
             query = query.where(PathwayInstance.id.not_in(passed))
         instance_id = session.scalars(query).first()
-        instance = session.get(PathwayInstance, instance_id) if instance_id is not None else None
-        if instance is None:
+        if instance_id is None:
             return False
+        instance = load_instance(session, instance_id)
         picked.append(instance.id)
         context = service._context(session, instance, f"timer-worker:{worker_id}")
         workflow = service._restore(session, instance, context)
@@ -167,7 +168,7 @@ def _fire_next(service: PathwayService, now: datetime, worker_id: str, passed: s
             context.events.append(("timer_fired", timer.element, {"due_at": timer.due_at, "worker": worker_id}))
 
         service._advance(context, workflow, lambda: _run_due_timers(workflow, record))
-        session.flush()
+        save_instance(session, instance)
         return instance.status == "running" and instance.next_due_at is not None and instance.next_due_at <= now
 
 
