@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from .db.models import InstanceEvent, PathwayInstance
 
-__all__ = ["EVENT_TYPES", "ChainHead", "TrailProblem", "append_event", "data_digest", "verify_trail",
-           "write_pending_events"]
+__all__ = ["EVENT_TYPES", "ChainHead", "TrailProblem", "append_event", "data_digest", "take_pending_events",
+           "verify_trail", "write_pending_events"]
 
 GENESIS = "0" * 64
 _PENDING = "carepath.pending_events"
@@ -100,9 +100,15 @@ def append_event(
     return vars(event)
 
 
+def take_pending_events(session: Session) -> list[dict[str, Any]]:
+    """The events appended in this session and not written yet, for a writer that writes them itself
+    (:mod:`engine.instance_store`); they are no longer pending afterwards."""
+    return cast(list[dict[str, Any]], session.info.pop(_PENDING, None) or [])
+
+
 def write_pending_events(session: Session) -> None:
-    """Write the events appended in this session so far (for writers that do not flush the ORM)."""
-    rows = session.info.pop(_PENDING, None)
+    """Write the events appended in this session so far."""
+    rows = take_pending_events(session)
     if rows:
         session.connection().execute(insert(_EVENTS), rows)
 
