@@ -22,9 +22,12 @@ def _form_validator(schema_json: str) -> jsonschema.Draft202012Validator:
                                            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
-def check_form_data(schema: dict[str, Any], data: dict[str, Any]) -> None:
-    """Raises: TaskDataError naming every field that fails the form."""
-    validator = _form_validator(json.dumps(schema, sort_keys=True))
+def check_form_data(schema: str | dict[str, Any], data: dict[str, Any]) -> None:
+    """Check ``data`` against a form, given as its JSON Schema or the schema's JSON text.
+
+    Raises: TaskDataError naming every field that fails the form.
+    """
+    validator = _form_validator(schema if isinstance(schema, str) else json.dumps(schema, sort_keys=True))
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
         path = "/" + "/".join(str(p) for p in error.absolute_path)

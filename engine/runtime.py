@@ -250,10 +250,17 @@ class TaskInfo:
         return dict(self.__dict__)
 
 
+def form_json(task: Any) -> str | None:
+    """The task's form as the JSON Schema text stored on its element (None: the task has no form)."""
+    properties = (getattr(task.task_spec, "extensions", None) or {}).get("properties", {})
+    form: str | None = properties.get(FORM_PROPERTY)
+    return form
+
+
 def task_info(task: Any) -> TaskInfo:
     spec = task.task_spec
-    properties = (getattr(spec, "extensions", None) or {}).get("properties", {})
-    form = json.loads(properties[FORM_PROPERTY]) if FORM_PROPERTY in properties else None
+    form_text = form_json(task)
+    form = json.loads(form_text) if form_text is not None else None
     return TaskInfo(
         id=str(task.id),
         element=spec.bpmn_id or spec.name,
@@ -352,8 +359,13 @@ def next_due_at(workflow: BpmnWorkflow) -> datetime | None:
     branches on the gateway task.
     """
     due: list[datetime] = []
-    for task in workflow.get_tasks(state=TaskState.WAITING | TaskState.STARTED):
-        _collect_due(task.internal_data, due)
+    waiting = TaskState.WAITING | TaskState.STARTED
+    # Every task of the workflow and its subprocesses, in no particular order (the earliest is
+    # wanted): the task dictionaries, not SpiffWorkflow's tree iterator, which costs ten times more.
+    for part in (workflow, *workflow.subprocesses.values()):
+        for task in part.tasks.values():
+            if task.state & waiting:
+                _collect_due(task.internal_data, due)
     return min(due) if due else None
 
 

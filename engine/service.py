@@ -208,9 +208,10 @@ class PathwayService:
             if done is not None:
                 raise TaskNotReadyError(f"task {task_id} is completed, not ready") from None
             raise
+        form = runtime.form_json(task)
+        if form is not None:
+            check_form_data(form, data)
         info = runtime.task_info(task)
-        if info.form is not None:
-            check_form_data(info.form, data)
         append_event(context.session, context.instance, "task_completed", at=self.clock.now(), actor=context.actor,
                      pathway_version=context.pathway_version, element=info.element, task_id=info.id,
                      payload={"data_digest": data_digest(data), "task": info.name})
