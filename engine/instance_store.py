@@ -21,18 +21,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Dialect, Table, bindparam, insert, select
+from sqlalchemy import Dialect, Table, insert
 from sqlalchemy.orm import Session
 
 from .audit import take_pending_events
-from .db.models import InstanceEvent, PathwayInstance, PathwayVersion
+from .db.models import InstanceEvent, PathwayInstance
 from .errors import NotFoundError, StaleVersionError
 
 __all__ = ["InstanceRecord", "insert_instances", "load_instance", "load_spec", "save_instance"]
 
 _INSTANCES: Table = PathwayInstance.__table__  # type: ignore[assignment]
 _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
-_VERSIONS: Table = PathwayVersion.__table__  # type: ignore[assignment]
 _COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision", "next_due_at",
             "incident", "event_seq", "event_head", "created_at", "updated_at")
 # What a step may change; id, pathway, patient and creation time never change.
@@ -40,7 +39,6 @@ _WRITABLE = ("pathway_version_id", "status", "state", "next_due_at", "incident",
              "updated_at")
 _EVENT_COLUMNS = ("instance_id", "seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
                   "prev_hash", "hash")
-_SPEC = select(_VERSIONS.c.spec).where(_VERSIONS.c.id == bindparam("version_id"))
 
 
 @dataclass(eq=False)
@@ -75,6 +73,7 @@ class _Statements:
     """The step's statements in one dialect's parameter style, with its datetime converters."""
 
     load: str
+    load_spec: str
     save: str
     insert_events: str
     to_db: Converter  # UTCDateTime's bind processing
@@ -102,6 +101,7 @@ class _Statements:
         return cls(
             load=(f"SELECT {columns}, v.version FROM pathway_instances i "
                   f"JOIN pathway_versions v ON v.id = i.pathway_version_id WHERE i.id = {p('instance_id')}"),
+            load_spec=f"SELECT spec FROM pathway_versions WHERE id = {p('version_id')}",
             save=(f"UPDATE pathway_instances SET {', '.join(f'{name} = {p(name)}' for name in _WRITABLE)}, "
                   f"revision = {p('new_revision')} WHERE id = {p('id')} AND revision = {p('revision')}"),
             insert_events=(f"INSERT INTO instance_events ({', '.join(_EVENT_COLUMNS)}) "
@@ -148,7 +148,13 @@ def load_instance(session: Session, instance_id: str) -> InstanceRecord:
 
 def load_spec(session: Session, version_id: int) -> str:
     """The stored spec JSON of a pathway version (read only when the process has not restored it)."""
-    spec = session.connection().execute(_SPEC, {"version_id": version_id}).scalar_one()
+    driver, sql = _for(session)
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql.load_spec, {"version_id": version_id})
+        (spec,) = cursor.fetchone()
+    finally:
+        cursor.close()
     return str(spec)
 
 
