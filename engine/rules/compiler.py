@@ -42,9 +42,11 @@ __all__ = [
     "COMPLETE_FACT_ID",
     "CONTEXT_FACT_ID",
     "Alternative",
+    "CanonicalFacts",
     "CompiledRuleset",
     "alternatives",
     "build_facts",
+    "canonical_facts",
     "compile_rule_file",
     "concern_fact_id",
 ]
@@ -245,24 +247,87 @@ def build_facts(assessment: Assessment, catalogue: Catalogue) -> list[dict[str, 
     Raises:
         InvalidInputError: for concern codes not in the catalogue.
     """
-    problems = [
-        Problem(f"unknown concern '{code}'{did_you_mean(code, catalogue.concerns)}", field=f"/concerns/{code}")
-        for code in assessment.concerns
-        if code not in catalogue.concerns
-    ]
-    if problems:
-        raise InvalidInputError("the assessment names unknown concerns", problems)
-    facts: list[dict[str, Any]] = [{"id": CONTEXT_FACT_ID, "t": "context", **assessment.context.as_fact_fields()}]
-    concerns = sorted(assessment.concerns.items(), key=lambda kv: (catalogue.concerns[kv[0]].domain, kv[0]))
-    for code, score in concerns:
-        facts.append(
-            {
-                "id": concern_fact_id(code),
-                "t": "concern",
-                "code": code,
-                "domain": catalogue.concerns[code].domain,
-                "score": score,
-            }
+    return canonical_facts(assessment, catalogue).facts
+
+
+_engine_json = json.JSONEncoder(ensure_ascii=False).encode  # as durable-rules' assert_fact encodes
+
+
+@dataclass(frozen=True)
+class CanonicalFacts:
+    """The facts of one assessment in canonical order, each also as JSON text.
+
+    ``texts[i]`` is ``json.dumps(facts[i], ensure_ascii=False)`` without its closing brace, so
+    the session id can be appended for the engine (giving exactly the text durable-rules' own
+    ``assert_fact`` would send) and the same text serves the stored row. Every evaluation needs
+    both; encoding each fact for each of them would be a good part of the cost of an evaluation.
+    """
+
+    facts: list[dict[str, Any]]
+    texts: list[str]
+
+    def for_session(self, sid: str) -> list[str]:
+        """Each fact as durable-rules' ``assert_fact`` sends it in session ``sid``."""
+        end = f', "sid": {_engine_json(sid)}}}'
+        return [text + end for text in self.texts]
+
+    def stored_json(self) -> str:
+        """The facts as one JSON array, the text ``json.dumps(facts)`` gives."""
+        text = "[" + "}, ".join(self.texts) + "}]"
+        return text if text.isascii() else json.dumps(self.facts)
+
+
+@dataclass(frozen=True)
+class _ConcernFacts:
+    """What the concern facts of one catalogue version have in common, worked out once."""
+
+    rank: dict[str, int]  # code -> position in (domain, code) order: the canonical order
+    fields: dict[str, dict[str, Any]]  # code -> the fact without its score
+    texts: dict[str, str]  # code -> the fact's JSON text up to its score: '{"id": ..., "score": '
+
+
+_CONCERN_FACTS: dict[str, _ConcernFacts] = {}  # by catalogue version (a handful per process)
+_COMPLETE_TEXT = _engine_json({"id": COMPLETE_FACT_ID, "t": "complete"})[:-1]
+
+
+def _concern_facts(catalogue: Catalogue) -> _ConcernFacts:
+    table = _CONCERN_FACTS.get(catalogue.version)
+    if table is None:
+        ordered = sorted(catalogue.concerns.values(), key=lambda c: (c.domain, c.code))
+        fields = {
+            c.code: {"id": concern_fact_id(c.code), "t": "concern", "code": c.code, "domain": c.domain}
+            for c in ordered
+        }
+        texts = {code: _engine_json({**f, "score": 0}).removesuffix("0}") for code, f in fields.items()}
+        table = _CONCERN_FACTS[catalogue.version] = _ConcernFacts(
+            {c.code: rank for rank, c in enumerate(ordered)}, fields, texts
         )
+    return table
+
+
+def canonical_facts(assessment: Assessment, catalogue: Catalogue) -> CanonicalFacts:
+    """:func:`build_facts`, with each fact's JSON text (see :class:`CanonicalFacts`).
+
+    Raises:
+        InvalidInputError: for concern codes not in the catalogue.
+    """
+    table = _concern_facts(catalogue)
+    scores = assessment.concerns
+    if not table.rank.keys() >= scores.keys():
+        problems = [
+            Problem(f"unknown concern '{code}'{did_you_mean(code, catalogue.concerns)}", field=f"/concerns/{code}")
+            for code in scores
+            if code not in table.rank
+        ]
+        raise InvalidInputError("the assessment names unknown concerns", problems)
+    context = {"id": CONTEXT_FACT_ID, "t": "context", **assessment.context.as_fact_fields()}
+    facts: list[dict[str, Any]] = [context]
+    texts = [_engine_json(context)[:-1]]
+    for code in sorted(scores, key=table.rank.__getitem__):
+        score = scores[code]
+        facts.append({**table.fields[code], "score": score})
+        # an int is written as its repr, as json.dumps does; anything else is encoded
+        texts.append(table.texts[code] + (repr(score) if type(score) is int else _engine_json(score)))
     facts.append({"id": COMPLETE_FACT_ID, "t": "complete"})
-    return facts
+    texts.append(_COMPLETE_TEXT)
+    return CanonicalFacts(facts, texts)

@@ -24,6 +24,10 @@ How each crash mode in LIBRARY_NOTES is avoided, by design:
 - **Cost of unmatched facts.** durable-rules JSON-encodes every fact it cannot match into its
   exception; concern facts no pattern mentions are not asserted at all (they cannot affect a
   join or an absence test). They are still part of the recorded facts.
+- **Cost of the Python layer.** Facts are sent to the native engine as JSON texts made once per
+  catalogue version and evaluation (:func:`.compiler.canonical_facts`), through the same native
+  call and the same action dispatch (``Ruleset.do_actions``) as ``Host.assert_fact``, but
+  without re-encoding each fact or building an exception object for each unmatched one.
 - **Slow actions dropped after 10 s.** Actions only append ``(rule, matched fact ids)`` to a
   list; outcomes are worked out in Python afterwards (:func:`resolve_outcomes`).
 """
@@ -34,7 +38,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import durable_rules_engine
@@ -43,7 +47,7 @@ from durable import engine as durable
 from engine.errors import RuleEvaluationError
 
 from .catalogue import Catalogue
-from .compiler import CompiledRuleset, build_facts
+from .compiler import CanonicalFacts, CompiledRuleset, canonical_facts
 from .model import (
     PRIORITIES,
     URGENCIES,
@@ -147,7 +151,11 @@ def default_host() -> RulesHost:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One evaluation: its inputs, which rules fired (in order, with their facts), outcomes."""
+    """One evaluation: its inputs, which rules fired (in order, with their facts), outcomes.
+
+    ``facts_json`` is ``facts`` as JSON text when :func:`evaluate` made it (it has the texts
+    already), so that recording the evaluation does not encode the facts again.
+    """
 
     id: str
     ruleset_name: str
@@ -156,6 +164,7 @@ class Evaluation:
     facts: tuple[dict[str, Any], ...]
     firings: tuple[Firing, ...]
     outcomes: Outcomes
+    facts_json: str | None = field(default=None, compare=False, repr=False)
 
     def fired_rule_ids(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -178,17 +187,21 @@ def evaluate(
         InvalidInputError: when the assessment names concerns the catalogue does not know.
         RuleEvaluationError: when durable-rules fails or an action raised.
     """
-    facts = build_facts(assessment, catalogue)
-    recorded = run_facts(compiled, facts, host=host)
-    firings = tuple(Firing(compiled.rule_of[name], matched) for name, matched in recorded)
+    facts = canonical_facts(assessment, catalogue)
+    new_id = str(uuid.uuid4())
+    # A fresh evaluation id is also a fresh session id: one uuid instead of two.
+    recorded = _run(compiled, facts, host or default_host(), new_id)
+    rule_of = compiled.rule_of
+    firings = tuple([Firing(rule_of[name], matched) for name, matched in recorded])
     return Evaluation(
-        id=evaluation_id or str(uuid.uuid4()),
+        id=evaluation_id or new_id,
         ruleset_name=compiled.name,
         ruleset_version=compiled.version,
         catalogue_version=compiled.rule_file.catalogue_version,
-        facts=tuple(facts),
+        facts=tuple(facts.facts),
         firings=firings,
         outcomes=resolve_outcomes(compiled.rule_file, firings),
+        facts_json=facts.stored_json(),
     )
 
 
@@ -200,9 +213,15 @@ def run_facts(
     Raises:
         RuleEvaluationError: when durable-rules fails or an action raised.
     """
-    host = host or default_host()
-    sid = str(uuid.uuid4())
+    texts = [json.dumps(fact, ensure_ascii=False)[:-1] for fact in facts]
+    return _run(compiled, CanonicalFacts(facts, texts), host or default_host(), str(uuid.uuid4()))
+
+
+def _run(compiled: CompiledRuleset, facts: CanonicalFacts, host: RulesHost, sid: str) -> list[Recorded]:
+    """Assert the facts one by one in session ``sid`` (deleted at the end), in their order."""
     recording: list[Recorded] = []
+    texts = facts.for_session(sid)
+    could_match = compiled.could_match
     with ENGINE_LOCK:
         try:
             ruleset = host.ensure_registered(compiled)
@@ -210,9 +229,9 @@ def run_facts(
             raise RuleEvaluationError(f"cannot register rule set {compiled.durable_name}: {exc}") from exc
         host.recording = recording
         try:
-            for fact in facts:
-                if compiled.could_match(fact):
-                    _assert_one(host, compiled.durable_name, {**fact, "sid": sid})
+            for fact, text in zip(facts.facts, texts, strict=True):
+                if could_match(fact):
+                    _assert_one(ruleset, text, fact["id"])
         except RuleEvaluationError:
             raise
         except Exception as exc:
@@ -226,13 +245,33 @@ def run_facts(
     return recording
 
 
-def _assert_one(host: RulesHost, name: str, fact: dict[str, Any]) -> None:
-    try:
-        state = host.assert_fact(name, fact)
-    except durable.MessageNotHandledException:
+# Results of the native ``assert_fact`` (what ``durable.engine.Ruleset._handle_result`` reads).
+_NOT_HANDLED, _OBSERVED, _NO_STATE = 1, 2, 3
+
+
+def _assert_one(ruleset: durable.Ruleset, text: str, fact_id: str) -> None:
+    """Assert one fact (JSON text with its sid) and run the actions it triggers.
+
+    What ``Host.assert_fact`` does for a ruleset (durable-rules 2.0.28, pinned), minus its
+    per-fact costs: the fact arrives already encoded, and a fact no rule looks at (normal)
+    returns here instead of building a ``MessageNotHandledException`` with the fact re-encoded.
+    """
+    result = durable_rules_engine.assert_fact(ruleset._handle, text)
+    if result[0] == _NOT_HANDLED:
         return  # no rule looks at this fact: normal
-    except durable.MessageObservedException as exc:
-        raise RuleEvaluationError(f"fact {fact['id']} was asserted twice in one evaluation") from exc
+    if result[0] == _OBSERVED:
+        raise RuleEvaluationError(f"fact {fact_id} was asserted twice in one evaluation")
+    outcome: list[Any] = [None, None]  # (error, state), as Host._handle_function collects them
+
+    def complete(error: Any, state: Any) -> None:
+        outcome[0], outcome[1] = error, state
+
+    ruleset.do_actions(0 if result[0] == _NO_STATE else result[1], complete)
+    error, state = outcome
+    if isinstance(error, BaseException):
+        raise error
+    if error:
+        raise RuleEvaluationError(f"the rules engine failed: {error}")
     _check_state(state)
 
 

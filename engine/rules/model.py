@@ -6,8 +6,10 @@ happens to one patient (``Assessment``, ``Firing``, ``Outcomes``). Everything is
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from engine.errors import InvalidInputError, Problem
@@ -390,6 +392,13 @@ class Outcomes:
             "not_recommended": [item(i) for i in self.not_recommended],
             "priority": self.priority,
         }
+
+    @cached_property
+    def json_text(self) -> str:
+        """``as_dict()`` as JSON text, encoded once per object: :func:`.evaluator.resolve_outcomes`
+        hands the same object to every evaluation that fired the same rules, so storing outcomes
+        costs one encoding per distinct set of fired rules, not one per evaluation."""
+        return json.dumps(self.as_dict())
 
     def codes(self) -> set[str]:
         return (

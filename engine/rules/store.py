@@ -15,13 +15,17 @@ work. No migrations here; the lead generates them from ``Base.metadata``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any, cast
 
-from sqlalchemy import JSON, ForeignKey, String, Table, Text, event, select
+from sqlalchemy import JSON, ForeignKey, String, Table, Text, bindparam, event, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from engine.clock import Clock
 from engine.db.base import Base
@@ -74,10 +78,45 @@ class RuleEvaluationRecord(Base):
     outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class _EncodedJSON(UserDefinedType[str]):
+    """Binds JSON text this module already encoded to a JSON column, without encoding it again.
+
+    Only for the evaluation INSERT (the columns themselves stay ``JSON``). An evaluation row is
+    written on every rules evaluation, and most of its JSON is already at hand as text: the facts
+    were encoded to send them to the engine, and outcomes are shared between evaluations.
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "JSON"
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[str | None], Any] | None:
+        if dialect.name == "sqlite":
+            return None  # SQLAlchemy's JSON on SQLite stores the encoded text as it is
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            from psycopg.types.json import Json
+
+            def as_json(text: str | None) -> Any:
+                return None if text is None else Json(text, dumps=str)  # a json parameter: the text itself
+
+            return as_json
+        process = JSON().dialect_impl(dialect).bind_processor(dialect)  # other drivers: decode, bind as usual
+
+        def decoded(text: str | None) -> Any:
+            value = None if text is None else json.loads(text)
+            return process(value) if process else value
+
+        return decoded
+
+
 _KNOWN = "carepath_rule_versions"
 _EVALUATIONS = cast(Table, RuleEvaluationRecord.__table__)
 _VERSIONS = cast(Table, RuleVersionRecord.__table__)
-_INSERT_EVALUATION = _EVALUATIONS.insert()
+_JSON_COLUMNS = ("facts", "fired", "outcomes")  # bound from "<column>_json", JSON text
+_INSERT_EVALUATION = _EVALUATIONS.insert().values(
+    {column: bindparam(f"{column}_json", type_=_EncodedJSON()) for column in _JSON_COLUMNS}
+)
 _PENDING = "carepath.pending_evaluations"
 
 
@@ -209,12 +248,20 @@ def record_evaluation(
             "created_at": created_at,
             "instance_id": instance_id,
             "task_id": task_id,
-            "facts": list(evaluation.facts),
-            "fired": [f.as_dict() for f in evaluation.firings],
-            "outcomes": evaluation.outcomes.as_dict(),
+            "facts_json": evaluation.facts_json or json.dumps(list(evaluation.facts)),
+            "fired_json": _firings_json(evaluation.firings),
+            "outcomes_json": evaluation.outcomes.json_text,
         },
     )
     return evaluation.id
+
+
+def _firings_json(firings: Sequence[Firing]) -> str:
+    """``json.dumps([f.as_dict() for f in firings])``, the same text, made without the dicts."""
+    return "[" + ", ".join(
+        f'{{"rule": {_json_string(f.rule_id)}, "matched": [{", ".join(map(_json_string, f.matched))}]}}'
+        for f in firings
+    ) + "]"
 
 
 def evaluate_and_record(

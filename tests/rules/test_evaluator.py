@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import threading
@@ -25,6 +26,7 @@ from engine.rules import (
     rule_fires,
     synthetic_assessments,
 )
+from engine.rules.compiler import canonical_facts
 from engine.rules.evaluator import run_facts
 
 FIFTEEN = {
@@ -280,3 +282,25 @@ def test_first_evaluation_of_a_new_rule_set_may_fire_nothing(rules_copy: Path, w
     host = RulesHost()
     assert registry.evaluate("mini", Assessment({}), host=host).firings == ()
     assert registry.evaluate("mini", Assessment({"pain": 3}), host=host).firings == ()
+
+
+def test_facts_reach_the_engine_as_durable_rules_itself_would_send_them(catalogue: Catalogue) -> None:
+    """The evaluator hands the native engine fact texts made from pieces prepared once per
+    catalogue; they must be exactly what ``Host.assert_fact`` encodes, and the stored text
+    exactly ``json.dumps`` of the facts."""
+    scores: dict[str, Any] = {"pain": 7.5, "fatigue": 3}  # a score that is not an int is encoded too
+    unusual = Assessment(scores, PatientContext(diagnosis='lymfom "B", \u00f6', travel_km=12.25, lives_alone=False))
+    sid = "5f0c-\u00f6"
+    for assessment in [*synthetic_assessments(catalogue, 300, seed=8), unusual, Assessment({})]:
+        facts = canonical_facts(assessment, catalogue)
+        assert facts.facts == build_facts(assessment, catalogue)
+        assert facts.for_session(sid) == [json.dumps({**f, "sid": sid}, ensure_ascii=False) for f in facts.facts]
+        assert facts.stored_json() == json.dumps(facts.facts)
+
+
+def test_a_fact_asserted_twice_is_an_error(bundled: LoadedRuleset) -> None:
+    facts = build_facts(Assessment({"pain": 9}), bundled.catalogue)
+    with pytest.raises(RuleEvaluationError, match="concern:pain was asserted twice"):
+        run_facts(bundled.compiled, [facts[0], facts[1], facts[1], facts[2]])
+    # the session was deleted: the engine carries on
+    assert evaluate(bundled.compiled, bundled.catalogue, Assessment({"pain": 9})).fired_rule_ids() == ["pain-severe"]

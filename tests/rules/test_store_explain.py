@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.dialects.mysql import pymysql
+from sqlalchemy.dialects.postgresql import psycopg2
 from sqlalchemy.orm import Session
 
 from engine.clock import ManualClock
+from engine.db.base import Base
 from engine.errors import NotFoundError
 from engine.rules import (
     Assessment,
@@ -26,7 +31,7 @@ from engine.rules import (
     list_evaluations,
     record_evaluation,
 )
-from engine.rules.store import RuleEvaluationRecord, RuleVersionRecord
+from engine.rules.store import RuleEvaluationRecord, RuleVersionRecord, _EncodedJSON
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -68,6 +73,49 @@ def test_rule_texts_are_stored_once_and_nothing_is_committed(db_session: Session
     record_evaluation(db_session, e, bundled, created_at=NOW)  # the version cache survives rollback
     db_session.flush()
     assert db_session.scalar(select(func.count()).select_from(RuleVersionRecord)) == 2
+
+
+def test_stored_row_is_the_evaluation_as_json(database_url: str, bundled: LoadedRuleset) -> None:
+    """The row's JSON columns are written from text made during the evaluation (not encoded by
+    the column type): they must read back as the facts, firings and outcomes, on both databases."""
+    engine = create_engine(database_url)
+    Base.metadata.create_all(engine, tables=[RuleVersionRecord.__table__, RuleEvaluationRecord.__table__])
+    context = PatientContext(age=61, diagnosis='lymfom "B", \u00f6', treatment_phase="treatment", travel_km=12.5)
+    evaluations = [
+        evaluate(bundled.compiled, bundled.catalogue, a)
+        for a in (Assessment({"worry_fear_anxiety": 9, "pain": 8, "fatigue": 6}, context), Assessment({}))
+    ]
+    assert evaluations[0].firings and not evaluations[1].firings
+    with Session(engine) as session:
+        for e in evaluations:
+            record_evaluation(session, e, bundled, created_at=NOW)
+        session.commit()
+    with Session(engine) as session:
+        for e in evaluations:
+            row = session.get(RuleEvaluationRecord, e.id)
+            assert row is not None
+            assert row.facts == list(e.facts)
+            assert row.fired == [f.as_dict() for f in e.firings]
+            assert row.outcomes == e.outcomes.as_dict()
+            assert get_evaluation(session, e.id).firings == list(e.firings)
+        if engine.dialect.name == "sqlite":  # the very text SQLAlchemy's JSON type would have written
+            raw = session.execute(
+                text("SELECT facts, fired, outcomes FROM rule_evaluations WHERE id = :id"), {"id": evaluations[0].id}
+            ).one()
+            e = evaluations[0]
+            assert tuple(raw) == (
+                json.dumps(list(e.facts)),
+                json.dumps([f.as_dict() for f in e.firings]),
+                json.dumps(e.outcomes.as_dict()),
+            )
+    engine.dispose()
+
+
+@pytest.mark.parametrize("dialect", [psycopg2.dialect(), pymysql.dialect()], ids=lambda d: d.driver)
+def test_encoded_json_on_other_drivers_is_decoded_and_bound_as_usual(dialect: Any) -> None:
+    process = _EncodedJSON().bind_processor(dialect)
+    assert process is not None
+    assert process('{"a": [1, "\\u00f6"]}') == json.dumps({"a": [1, "\u00f6"]})
 
 
 def test_naive_time_is_refused(db_session: Session, bundled: LoadedRuleset) -> None:
