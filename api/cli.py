@@ -171,9 +171,11 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
     import signal
     import socket
 
+    from engine.idempotency import IdempotencyStore
     from engine.timers import run_worker
 
     carepath = _carepath(ctx)
+    idempotency = IdempotencyStore(carepath.sessions, carepath.clock)
     name = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     stopping: list[int] = []
     # Finish the instance in hand, then stop: nothing half-done is ever committed anyway.
@@ -182,7 +184,8 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
     try:
         total = run_worker(carepath.instances, worker_id=name, batch=batch, interval=interval, once=once,
                            should_stop=lambda: bool(stopping),
-                           report=lambda n: click.echo(f"{n} instance(s) advanced", err=True))
+                           report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
+                           housekeeping=idempotency.purge_expired)
     except KeyboardInterrupt:
         total = None
     click.echo(f"timer worker {name} stopped" + (f": {total} instance(s) advanced" if total is not None else ""))

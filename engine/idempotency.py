@@ -11,7 +11,8 @@ fingerprint of the request (method, path and body). The protocol, in three short
    reservation after a failure, so a corrected retry may run (failed use cases change nothing).
 
 If the process dies between 2 and 3 the reservation stays "in progress": a retry is refused with
-:class:`IdempotencyKeyInUseError` rather than run twice. Records expire after :data:`RETENTION`.
+:class:`IdempotencyKeyInUseError` rather than run twice. Records expire after :data:`RETENTION`
+and are deleted then (:meth:`IdempotencyStore.purge_expired`, run by ``carepath worker``).
 """
 
 from __future__ import annotations
@@ -131,6 +132,19 @@ class IdempotencyStore:
             record.status = response.status
             record.headers = json.dumps(response.headers)
             record.body = response.body
+
+    def purge_expired(self) -> int:
+        """Delete records older than :data:`RETENTION`; returns how many.
+
+        A stored first response holds what the request returned (patient references, task forms):
+        it is kept no longer than a client may retry. Reservations stuck "in progress" by a process
+        that died expire the same way, as :meth:`begin` already treats them. ``carepath worker``
+        calls this periodically.
+        """
+        cutoff = self.clock.now() - RETENTION
+        with unit_of_work(self.sessions) as session:
+            result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def abandon(self, principal: str, key: str) -> None:
         with unit_of_work(self.sessions) as session:

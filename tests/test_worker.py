@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from engine import CarePath, ManualClock, Settings
 from engine.db.models import InstanceEvent, PathwayInstance
+from engine.idempotency import IdempotencyRecord, IdempotencyStore, StoredResponse
 from engine.timers import fire_due_timers
 
 TESTS = Path(__file__).resolve().parent
@@ -140,6 +141,10 @@ def test_worker_command_runs_once(carepath: CarePath, clock: ManualClock, test_s
     from api.cli import main
 
     _start_instances(carepath, 5)
+    # A first response stored in 2026-01 (the test clock): long expired for the command's real clock.
+    store = IdempotencyStore(carepath.sessions, clock)
+    assert store.begin("tok_ehr", "key-1", "f" * 64) is None
+    store.finish("tok_ehr", "key-1", StoredResponse(201, {}, "{}"))
     monkeypatch.setenv("CAREPATH_DATABASE_URL", test_settings.database_url)
     monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(test_settings.pathways_dir))
     # The command uses the real clock; these timers were set by the test clock in 2026-01.
@@ -148,3 +153,21 @@ def test_worker_command_runs_once(carepath: CarePath, clock: ManualClock, test_s
     assert "5 instance(s) advanced" in result.output
     assert _statuses(carepath) == Counter({"completed": 5})
     assert datetime.now(UTC) > clock.now()  # the premise of the test
+    with carepath.sessions() as session:  # the worker's housekeeping purged the expired record
+        assert session.scalar(select(func.count()).select_from(IdempotencyRecord)) == 0
+
+
+def test_expired_idempotency_records_are_purged_and_recent_ones_kept(carepath: CarePath, clock: ManualClock) -> None:
+    store = IdempotencyStore(carepath.sessions, clock)
+    assert store.begin("tok_ehr", "old", "a" * 64) is None
+    store.finish("tok_ehr", "old", StoredResponse(201, {"ETag": '"1"'}, '{"id": "x"}'))
+    assert store.begin("tok_ehr", "stuck", "b" * 64) is None  # its process died: never finished
+    clock.advance(timedelta(hours=23))
+    assert store.begin("tok_ehr", "recent", "c" * 64) is None
+    store.finish("tok_ehr", "recent", StoredResponse(200, {}, "{}"))
+    clock.advance(timedelta(hours=2))
+
+    assert store.purge_expired() == 2
+    assert store.purge_expired() == 0
+    assert store.begin("tok_ehr", "recent", "c" * 64) == StoredResponse(200, {}, "{}")  # still replayed
+    assert store.begin("tok_ehr", "old", "d" * 64) is None  # the key is free again: a new request
