@@ -6,15 +6,18 @@ a lazy load of the version's spec and a flush with its unit-of-work bookkeeping;
 still cost 0.2-0.3 ms of statement handling per statement -- together more than SpiffWorkflow's
 own work for a step (``bench/engine.py``), for three statements a driver runs in 0.1 ms.
 
-So these three statements are written once per database dialect and run on the driver's cursor
+So these statements are written once per database dialect and run on the driver's cursor
 inside the session's transaction (the session still begins, commits and rolls back, and other rows
 a step adds -- care plan items, rule evaluations -- still go through it). Values pass through the
 columns' own SQLAlchemy type processors, so what is stored is what the ORM would store. The
 optimistic lock is stated in SQL: ``UPDATE ... WHERE id = ? AND revision = <the revision read>``.
+On PostgreSQL that UPDATE and the INSERT of the step's events are one statement (a data-modifying
+``WITH``), so a step's write is one round trip; a step's events are one multi-row INSERT elsewhere.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ _COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "
 # What a step may change; id, pathway, patient and creation time never change.
 _WRITABLE = ("pathway_version_id", "status", "state", "next_due_at", "incident", "event_seq", "event_head",
              "updated_at")
+_MAX_EVENTS_PER_STATEMENT = 16
 _EVENT_COLUMNS = ("instance_id", "seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
                   "prev_hash", "hash")
 
@@ -75,9 +79,20 @@ class _Statements:
     load: str
     load_spec: str
     save: str
-    insert_events: str
     to_db: Converter  # UTCDateTime's bind processing
     from_db: Converter  # UTCDateTime's result processing
+    placeholder: Callable[[str], str]
+    # PostgreSQL runs an UPDATE inside a WITH: the instance and its events in one round trip.
+    writes_in_one_statement: bool
+
+    def insert_events(self, count: int) -> str:
+        """One INSERT of ``count`` events (parameters ``e0_seq``, ``e1_seq``, ...)."""
+        return _insert_events_sql(self, count)
+
+    def save_with_events(self, count: int) -> str:
+        """The guarded UPDATE and the INSERT of ``count`` events in one statement: the events are
+        inserted once per updated row, so a stale revision inserts none (rowcount 0)."""
+        return _save_with_events_sql(self, count)
 
     @classmethod
     def for_dialect(cls, dialect: Dialect) -> _Statements:
@@ -104,10 +119,23 @@ class _Statements:
             load_spec=f"SELECT spec FROM pathway_versions WHERE id = {p('version_id')}",
             save=(f"UPDATE pathway_instances SET {', '.join(f'{name} = {p(name)}' for name in _WRITABLE)}, "
                   f"revision = {p('new_revision')} WHERE id = {p('id')} AND revision = {p('revision')}"),
-            insert_events=(f"INSERT INTO instance_events ({', '.join(_EVENT_COLUMNS)}) "
-                           f"VALUES ({', '.join(p(name) for name in _EVENT_COLUMNS)})"),
-            to_db=to_db, from_db=from_db,
+            to_db=to_db, from_db=from_db, placeholder=p, writes_in_one_statement=dialect.name == "postgresql",
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_events_sql(sql: _Statements, count: int) -> str:
+    p = sql.placeholder
+    rows = ", ".join("(" + ", ".join(p(f"e{n}_{name}") for name in _EVENT_COLUMNS) + ")" for n in range(count))
+    return f"INSERT INTO instance_events ({', '.join(_EVENT_COLUMNS)}) VALUES {rows}"
+
+
+@functools.lru_cache(maxsize=64)
+def _save_with_events_sql(sql: _Statements, count: int) -> str:
+    p = sql.placeholder
+    rows = " UNION ALL ".join("SELECT " + ", ".join(p(f"e{n}_{name}") for name in _EVENT_COLUMNS) + " FROM moved"
+                              for n in range(count))
+    return f"WITH moved AS ({sql.save} RETURNING 1) INSERT INTO instance_events ({', '.join(_EVENT_COLUMNS)}) {rows}"
 
 
 _statements: dict[str, _Statements] = {}
@@ -165,20 +193,25 @@ def save_instance(session: Session, record: InstanceRecord) -> None:
         StaleVersionError: another transaction changed the instance since it was read; nothing
             of this one is kept once the caller rolls back.
     """
+    session.flush()  # rows the step's operators added first (care plan items, evaluations)
     driver, sql = _for(session)
+    events = _pending_events(session, sql)
     params = {name: getattr(record, name) for name in _WRITABLE}
     params.update(id=record.id, revision=record.revision, new_revision=record.revision + 1,
                   next_due_at=sql.to_db(record.next_due_at), updated_at=sql.to_db(record.updated_at))
+    together = sql.writes_in_one_statement and 0 < len(events) <= _MAX_EVENTS_PER_STATEMENT
+    if together:
+        params.update(_event_params(events))
     cursor = driver.cursor()
     try:
-        cursor.execute(sql.save, params)
-        if cursor.rowcount != 1:
+        cursor.execute(sql.save_with_events(len(events)) if together else sql.save, params)
+        if cursor.rowcount != (len(events) if together else 1):
             raise StaleVersionError("the instance was changed by another request: reload it and try again")
     finally:
         cursor.close()
     record.revision += 1
-    session.flush()  # rows the step's operators added (care plan items, evaluations)
-    _insert_events(session, driver, sql)
+    if not together:
+        _write_events(driver, sql, events)
 
 
 def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
@@ -187,17 +220,26 @@ def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
     session.connection().execute(insert(_INSTANCES), rows)
     session.flush()
     driver, sql = _for(session)
-    _insert_events(session, driver, sql)
+    _write_events(driver, sql, _pending_events(session, sql))
 
 
-def _insert_events(session: Session, driver: Any, sql: _Statements) -> None:
-    rows = take_pending_events(session)
-    if not rows:
-        return
-    for row in rows:
-        row["at"] = sql.to_db(row["at"])
+def _pending_events(session: Session, sql: _Statements) -> list[dict[str, Any]]:
+    events = take_pending_events(session)
+    for event in events:
+        event["at"] = sql.to_db(event["at"])
+    return events
+
+
+def _event_params(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {f"e{n}_{name}": event[name] for n, event in enumerate(events) for name in _EVENT_COLUMNS}
+
+
+def _write_events(driver: Any, sql: _Statements, events: list[dict[str, Any]]) -> None:
+    """Multi-row INSERTs of at most _MAX_EVENTS_PER_STATEMENT rows (one round trip for a step's events)."""
     cursor = driver.cursor()
     try:
-        cursor.executemany(sql.insert_events, rows)
+        for first in range(0, len(events), _MAX_EVENTS_PER_STATEMENT):
+            chunk = events[first:first + _MAX_EVENTS_PER_STATEMENT]
+            cursor.execute(sql.insert_events(len(chunk)), _event_params(chunk))
     finally:
         cursor.close()

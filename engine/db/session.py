@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = ["make_engine", "make_session_factory", "unit_of_work", "upgrade_schema"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+IDLE_PING_SECONDS = 10.0
+_LAST_USED = "carepath.last_used"
 
 
 def _ensure_sqlite_folder(url: str) -> None:
@@ -20,8 +24,9 @@ def _ensure_sqlite_folder(url: str) -> None:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def make_engine(url: str) -> Engine:
-    """Create a SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout."""
+def make_engine(url: str, idle_seconds: float = IDLE_PING_SECONDS) -> Engine:
+    """Create a SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout; server databases
+    get a pool whose connections are checked after ``idle_seconds`` unused (:func:`_ping_when_idle`)."""
     if url.startswith("sqlite"):
         _ensure_sqlite_folder(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -48,7 +53,39 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_size=10, max_overflow=20)
+    _ping_when_idle(engine, idle_seconds)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Check a pooled connection before use when it has been idle for ``idle_seconds`` or more.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a network round trip on every request,
+    a fifth of a step's time on PostgreSQL. A connection used moments ago is almost surely alive;
+    one idle for a while may have been dropped (a database restart, a failover, a firewall's idle
+    timeout), and is checked, and replaced if dead, before a request gets it. A connection that
+    dies while busy fails that request, as it would with any ping; SQLAlchemy then discards the
+    pool, so the next requests get fresh connections.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _born(_dbapi_connection, record):  # type: ignore[no-untyped-def]
+        record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record):  # type: ignore[no-untyped-def]
+        if record is not None:
+            record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection, record, _proxy):  # type: ignore[no-untyped-def]
+        if time.monotonic() - record.info.get(_LAST_USED, 0.0) < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # whatever the driver raises for a dead connection
+            raise DisconnectionError("pooled connection is gone; replacing it") from exc
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
