@@ -29,9 +29,10 @@ __all__ = [
 
 RULES_OPERATOR = "carepath.rules"
 CAREPLAN_OPERATOR = "carepath.careplan"
+REFERRALS_OPERATOR = "carepath.referrals"
 # Service-task operators the engine runs (engine.careplan.care_plan_operators; a test keeps the
 # two in step); any other would fail at run time.
-KNOWN_OPERATORS = frozenset({RULES_OPERATOR, CAREPLAN_OPERATOR})
+KNOWN_OPERATORS = frozenset({RULES_OPERATOR, CAREPLAN_OPERATOR, REFERRALS_OPERATOR})
 
 _SHORT_NAMES = {
     f"{{{BPMN_NS}}}": "bpmn:",

@@ -105,8 +105,9 @@ def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str 
 
 
 def care_plan_operators(registry: Any) -> dict[str, ServiceOperator]:
-    """The service operators pathways use: ``carepath.rules`` and ``carepath.careplan``."""
-    return {"carepath.rules": functools.partial(_propose, registry), "carepath.careplan": _decide}
+    """The service operators pathways use: ``carepath.rules``, ``carepath.careplan`` and ``carepath.referrals``."""
+    return {"carepath.rules": functools.partial(_propose, registry), "carepath.careplan": _decide,
+            "carepath.referrals": _referrals_sent}
 
 
 def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -174,6 +175,28 @@ def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str
     context.events.append(("care_plan_updated", task.task_spec.bpmn_id,
                            {"agreed": len(agreed), "declined": len(declined)}))
     return {"agreed": agreed, "declined": declined}
+
+
+def _referrals_sent(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """carepath.referrals: the agreed referrals were sent, so they become *referred*.
+
+    ``items`` names the care plan items agreed in this round (``care_plan['agreed']``); of those,
+    the referrals still agreed move to referred, by the person who completed the task that says
+    they were sent. Interventions and information are not referrals and stay agreed.
+    """
+    item_ids = params.get("items") or []
+    if not isinstance(item_ids, list) or not all(isinstance(i, str) for i in item_ids):
+        raise InvalidInputError("carepath.referrals needs 'items', the ids of the agreed care plan items",
+                                [Problem("expected a list of item ids", element=task.task_spec.bpmn_id)])
+    now = context.clock.now()
+    referred = []
+    for item_id in sorted(set(item_ids)):
+        item = _item(context.session, context.instance.id, item_id)
+        if item.kind == "referral" and item.status == "agreed":
+            _move(item, "referred", context.actor, now)
+            referred.append(item_id)
+    context.events.append(("care_plan_updated", task.task_spec.bpmn_id, {"referred": len(referred)}))
+    return {"referred": referred}
 
 
 def _item(session: Session, instance_id: str, item_id: str) -> CarePlanItem:

@@ -110,10 +110,7 @@ class _Story:
         self.do("agree", {"decisions": decisions, "what_matters": what_matters})
         referrals = [i["id"] for i in items if i["kind"] == "referral"]
         if referrals:
-            self.do("send_referrals", {"referrals_sent_on": self.today()})
-            for item_id in referrals:  # the referral letters went out: the clinician marks them referred
-                self.app.care_plans.set_status(self.view.id, item_id, "referred", NURSE)
-            self.view = self.app.instances.get(self.view.id)
+            self.do("send_referrals", {"referrals_sent_on": self.today()})  # marks them referred
         return self.do("share_plan", {"shared_with_patient": ["nhs_app"], "shared_with_gp": True})
 
     def mdt(self, intent: str = "curative") -> _Story:

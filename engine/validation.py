@@ -23,7 +23,7 @@ line and element id, and a stable ``code``:
 ``unresolved-call``    a call activity calling a process no diagram defines
 ``unknown-reference``  a message, signal, error or escalation reference naming nothing defined
 ``service-no-operator`` a service task without ``spiffworkflow:serviceTaskOperator``
-``unknown-operator``   a service operator CarePath does not provide (only ``carepath.rules``)
+``unknown-operator``   a service operator CarePath does not provide (``carepath.rules``, ``.careplan``, ``.referrals``)
 ``service-parameter``  a service parameter SpiffWorkflow's parser cannot read
 ``rule-set-missing``   a ``carepath.rules`` task without a ``ruleset`` parameter
 ``unknown-rule-set``   a ``ruleset`` that is not a name, or names no known rule set

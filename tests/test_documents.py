@@ -45,7 +45,7 @@ HEADER = {"document_type", "schema_version", "generated_at", "instance_id", "pat
 @dataclass
 class Patients:
     app: CarePath
-    planned: Journey  # care plan agreed, referrals sent, one referral marked referred; in treatment
+    planned: Journey  # care plan agreed, referrals sent (referred), one of them completed; in treatment
     ended: Journey  # end of treatment summary written
     completed: Journey  # the whole pathway done
 
@@ -81,7 +81,7 @@ def patients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Patients]:
         support(planned, "yes_now")
         _hna(planned, WHAT_MATTERS)
         referral = next(i for i in app.care_plans.get(planned.view.id).items if i["kind"] == "referral")
-        app.care_plans.set_status(planned.view.id, referral["id"], "referred", "clinician:cns-syn")
+        app.care_plans.set_status(planned.view.id, referral["id"], "completed", "clinician:cns-syn")
         planned.view = app.instances.get(planned.view.id)  # the status change is a new revision
         mdt(planned, site, prehab=False, special=False)
 
@@ -115,9 +115,11 @@ def test_care_plan_json(patients: Patients) -> None:
     assert [n["code"] for n in doc["needs"]][0] == "worry_fear_anxiety"  # worst first
     assert doc["agreed"] and doc["declined"] and doc["awaiting_decision"] == []
     assert {i["kind"] for i in doc["declined"]} == {"information"}
-    assert all(i["status"] in ("agreed", "referred") for i in doc["agreed"])
-    referred = [i for i in doc["agreed"] if i["status"] == "referred"]
-    assert len(referred) == 1 and referred[0]["kind"] == "referral" and referred[0]["service"]["name"]
+    # Sending the agreed referrals marked them referred; one has since been completed.
+    referrals = [i for i in doc["agreed"] if i["kind"] == "referral"]
+    assert len(referrals) > 1 and all(i["service"]["name"] for i in referrals)
+    assert sorted(i["status"] for i in referrals) == ["completed"] + ["referred"] * (len(referrals) - 1)
+    assert {i["status"] for i in doc["agreed"] if i["kind"] != "referral"} == {"agreed"}
     json.dumps(doc)  # JSON all the way down
 
 
