@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 
 from engine import CarePath, ManualClock, Settings
 from engine.db.models import InstanceEvent, PathwayInstance
@@ -96,9 +96,19 @@ def test_a_worker_killed_mid_batch_loses_nothing(carepath: CarePath, clock: Manu
                                                  test_settings: Settings) -> None:
     _start_instances(carepath, 300)
     worker = _spawn(test_settings.database_url, clock.now() + timedelta(days=2), "doomed", batch=1000)
+    # Watched through a plain engine: the engine's own SQLite transactions take the write lock up
+    # front (BEGIN IMMEDIATE), and the busy worker would keep the watcher waiting until it is done.
+    watcher = create_engine(test_settings.database_url)
     deadline = time.monotonic() + 60
-    while sum(_fired_per_instance(carepath).values()) < 20 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    try:
+        while time.monotonic() < deadline:
+            with watcher.connect() as connection:
+                fired = connection.scalar(select(func.count()).where(InstanceEvent.type == "timer_fired"))
+            if (fired or 0) >= 20:
+                break
+            time.sleep(0.005)
+    finally:
+        watcher.dispose()
     assert worker.pid is not None
     os.kill(worker.pid, signal.SIGKILL)
     worker.join(timeout=30)
