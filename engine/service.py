@@ -27,6 +27,7 @@ from .compaction import compact
 from .db.models import InstanceEvent, PathwayVersion
 from .db.session import unit_of_work
 from .errors import (
+    CarePathError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
@@ -304,13 +305,33 @@ class PathwayService:
     def _change(self, instance_id: str, expected_version: int | None, actor: str,
                 change: Callable[[StepContext, Any], None], allowed: frozenset[str] | set[str] = frozenset({RUNNING}),
                 ) -> InstanceView:
+        cached = self.workflows.take_latest(instance_id)
+        if cached is not None and cached[0].status in allowed \
+                and expected_version in (None, cached[0].revision):
+            # The instance as this process last committed it: no read. The save is guarded by the
+            # revision, so if another process changed it since, the save fails; any failure here
+            # may come from a copy that fell behind, so the step runs again from the database.
+            try:
+                return self._change_once(instance_id, expected_version, actor, change, allowed, cached)
+            except CarePathError:
+                pass
+        return self._change_once(instance_id, expected_version, actor, change, allowed, None)
+
+    def _change_once(self, instance_id: str, expected_version: int | None, actor: str,
+                     change: Callable[[StepContext, Any], None], allowed: frozenset[str] | set[str],
+                     cached: tuple[InstanceRecord, Any] | None) -> InstanceView:
         with self._conflicts_mapped(), unit_of_work(self.sessions) as session:
-            instance = self._instance(session, instance_id, lock_version=expected_version)
-            if instance.status not in allowed:
-                detail = f" (incident at {json.loads(instance.incident)['element']})" if instance.incident else ""
-                raise ConflictError(f"instance is {instance.status}{detail}; it cannot be changed now")
-            context = self._context(session, instance, actor)
-            workflow = self._restore(session, instance, context)
+            if cached is not None:
+                instance, workflow = cached
+                context = self._context(session, instance, actor)
+                workflow.script_engine = self._script_engine(context)  # the script engine is per step
+            else:
+                instance = self._instance(session, instance_id, lock_version=expected_version)
+                if instance.status not in allowed:
+                    detail = f" (incident at {json.loads(instance.incident)['element']})" if instance.incident else ""
+                    raise ConflictError(f"instance is {instance.status}{detail}; it cannot be changed now")
+                context = self._context(session, instance, actor)
+                workflow = self._restore(session, instance, context)
             change(context, workflow)
             save_instance(session, instance)  # the revision check: a concurrent winner makes this fail
             view = self._view(instance, workflow)
@@ -318,7 +339,7 @@ class PathwayService:
         return view
 
     def _remember(self, instance: InstanceRecord, workflow: Any) -> None:
-        self.workflows.put(instance.id, instance.revision, instance.pathway_version, workflow)
+        self.workflows.put(instance, workflow)
 
     def _advance(self, context: StepContext, workflow: Any, action: Callable[[], None]) -> None:
         """Run the workflow, then save its state, status, incident and the events it produced."""
