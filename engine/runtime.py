@@ -17,7 +17,6 @@ import contextlib
 import contextvars
 import copy
 import json
-import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
+from . import spiff_logging  # noqa: F401  (SpiffWorkflow's loggers: no patient data)
 from .clock import Clock
 from .diagrams import FORM_PROPERTY
 from .errors import NotFoundError, TaskNotReadyError, translate_workflow_errors
@@ -77,27 +77,6 @@ class _ClockedDatetime(datetime):
 _timer_module.datetime = _ClockedDatetime
 # Naive timeDate values would take the host's zone frozen at import; CarePath reads them as UTC.
 _timer_module.LOCALTZ = UTC
-
-
-class _NoPatientData(logging.Filter):
-    """Drop the task data SpiffWorkflow attaches to its log records (``extra={'data': ...}``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.__dict__.pop("data", None)
-        record.__dict__.pop("tasks", None)
-        return True
-
-
-# SpiffWorkflow builds each log record's extras before the logger checks its level, and while its
-# loggers' own level is unset (below INFO) it adds the task's data -- patient data, for any handler
-# that prints extras (JSON log formatters do) -- and walks the whole task tree for workflow records.
-# Its loggers default to WARNING here (INFO only marks state changes), and a filter strips task data
-# from their records at any level an operator may set.
-for _name in ("spiff.task", "spiff.workflow", "spiff.data"):
-    _spiff_logger = logging.getLogger(_name)
-    if _spiff_logger.level == logging.NOTSET:
-        _spiff_logger.setLevel(logging.WARNING)
-    _spiff_logger.addFilter(_NoPatientData())
 
 
 @contextlib.contextmanager
