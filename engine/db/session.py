@@ -49,8 +49,9 @@ def make_engine(url: str, idle_seconds: float = IDLE_PING_SECONDS) -> Engine:
         def _begin_immediate(connection):  # type: ignore[no-untyped-def]
             # A deferred transaction that reads and then writes fails at once with "database is
             # locked" when another writer got there first; taking the write lock up front makes
-            # concurrent requests wait their turn (busy timeout) instead.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # concurrent requests wait their turn (busy timeout) instead. Sent on the driver's own
+            # connection: through exec_driver_sql it cost a sixth of an empty transaction.
+            connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
         return engine
     engine = create_engine(url, pool_size=10, max_overflow=20)
