@@ -31,7 +31,10 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
-from . import spiff_logging  # noqa: F401  (SpiffWorkflow's loggers: no patient data)
+from . import (
+    spiff_logging,  # noqa: F401  (SpiffWorkflow's loggers: no patient data)
+    state_json,
+)
 from .clock import Clock
 from .diagrams import FORM_PROPERTY
 from .errors import NotFoundError, TaskNotReadyError, translate_workflow_errors
@@ -125,6 +128,8 @@ _CONFIG[BpmnWorkflow] = _SpecCachingConverter
 # One serializer for the process: thread-safe for restore/convert (LIBRARY_NOTES, 880 runs).
 SERIALIZER = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_CONFIG))
 STATE_FORMAT = SERIALIZER.VERSION
+# SpiffWorkflow's JSON encoder's fallback (datetimes, sets, its own classes), for engine.state_json.
+_ENCODE_OTHER = SERIALIZER._encoder_cls().default
 
 
 def serialize_specs(compiled: CompiledPathway) -> str:
@@ -191,7 +196,7 @@ def specs_for(version_key: str, spec_json: str | Callable[[], str]) -> RestoredS
     cached = _spec_cache.get(version_key)
     if cached is not None:
         return cached
-    stored = json.loads(spec_json() if callable(spec_json) else spec_json)
+    stored = state_json.loads(spec_json() if callable(spec_json) else spec_json)
     registry = SERIALIZER.registry
     restored = RestoredSpecs(registry.restore(stored["spec"]), _CalledSpecs(stored["subprocess_specs"]))
     with _spec_cache_lock:
@@ -208,9 +213,9 @@ def new_workflow(specs: RestoredSpecs, script_engine: Any) -> BpmnWorkflow:
     return BpmnWorkflow(specs.spec, specs.subprocess_specs, script_engine=script_engine)
 
 
-def restore(specs: RestoredSpecs, state_json: str, script_engine: Any) -> BpmnWorkflow:
+def restore(specs: RestoredSpecs, stored_state: str, script_engine: Any) -> BpmnWorkflow:
     """Rebuild a workflow from its stored state, with the safe script engine attached."""
-    dct = json.loads(state_json)
+    dct = state_json.loads(stored_state)
     dct["spec"] = specs.spec
     dct["subprocess_specs"] = specs.subprocess_specs
     SERIALIZER.migrate(dct)
@@ -228,7 +233,7 @@ def dump_state(workflow: BpmnWorkflow) -> str:
     finally:
         registry._encoder_mode = False
     dct[SERIALIZER.VERSION_KEY] = STATE_FORMAT
-    return json.dumps(dct, separators=(",", ":"), cls=SERIALIZER._encoder_cls)
+    return state_json.dumps(dct, _ENCODE_OTHER)
 
 
 # --- tasks ----------------------------------------------------------------------------------------
