@@ -24,11 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
-from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
 from . import (
@@ -38,13 +35,15 @@ from . import (
 from .clock import Clock
 from .diagrams import FORM_PROPERTY
 from .errors import NotFoundError, TaskNotReadyError, translate_workflow_errors
-from .pathways import CompiledPathway
+from .state_format import SERIALIZER, STATE_FORMAT, dump_state, serialize_specs
 from .timers import install_month_clamping
 
 # Clamped month arithmetic (P1M from 31 January is the last day of February) wherever workflows run.
 install_month_clamping()
 
 __all__ = [
+    "SERIALIZER",
+    "STATE_FORMAT",
     "TaskInfo",
     "accumulated_data",
     "clock_in_effect",
@@ -92,56 +91,6 @@ def clock_in_effect(clock: Clock) -> Iterator[None]:
 
 
 # --- serialisation --------------------------------------------------------------------------------
-
-
-class _SpecCachingConverter(BpmnWorkflowConverter):
-    """Keeps the spec out of an instance's state: it is stored once per pathway version.
-
-    Restores a workflow around already-restored spec objects when they are handed in, and
-    converts a workflow without converting its spec (SpiffWorkflow's own converter would, and
-    the result was thrown away: a third of the cost of saving a state).
-    """
-
-    def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
-        dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
-        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
-        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
-        return dct
-
-    def from_dict(self, dct: dict[str, Any]) -> BpmnWorkflow:
-        spec = dct.pop("spec")
-        subprocess_specs = dct.pop("subprocess_specs", {})
-        if isinstance(spec, dict):
-            spec = self.registry.restore(spec)
-            subprocess_specs = self.mapping_from_dict(subprocess_specs)
-        workflow = self.target_class(spec, subprocess_specs, deserializing=True)
-        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
-        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
-        self.set_default_attributes(workflow, dct)
-        self.subprocesses_from_dict(dct["subprocesses"], workflow)
-        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
-        return workflow
-
-
-_CONFIG = dict(SPIFF_CONFIG)
-_CONFIG[BpmnWorkflow] = _SpecCachingConverter
-# One serializer for the process: thread-safe for restore/convert (LIBRARY_NOTES, 880 runs).
-SERIALIZER = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_CONFIG))
-STATE_FORMAT = SERIALIZER.VERSION
-# SpiffWorkflow's JSON encoder's fallback (datetimes, sets, its own classes), for engine.state_json.
-_ENCODE_OTHER = SERIALIZER._encoder_cls().default
-
-
-def serialize_specs(compiled: CompiledPathway) -> str:
-    registry = SERIALIZER.registry
-    return json.dumps(
-        {
-            "format": STATE_FORMAT,
-            "spec": registry.convert(compiled.spec),
-            "subprocess_specs": {name: registry.convert(s) for name, s in compiled.subprocess_specs.items()},
-        },
-        separators=(",", ":"),
-    )
 
 
 class _CalledSpecs(Mapping[str, Any]):
@@ -223,17 +172,6 @@ def restore(specs: RestoredSpecs, stored_state: str, script_engine: Any) -> Bpmn
         workflow = SERIALIZER.from_dict(dct)
     workflow.script_engine = script_engine
     return workflow
-
-
-def dump_state(workflow: BpmnWorkflow) -> str:
-    registry = SERIALIZER.registry
-    registry._encoder_mode = True  # as BpmnWorkflowSerializer.serialize_json does
-    try:
-        dct = SERIALIZER.to_dict(workflow)
-    finally:
-        registry._encoder_mode = False
-    dct[SERIALIZER.VERSION_KEY] = STATE_FORMAT
-    return state_json.dumps(dct, _ENCODE_OTHER)
 
 
 # --- tasks ----------------------------------------------------------------------------------------

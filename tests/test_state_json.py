@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 
-from engine import ManualClock, runtime, state_json
+from engine import ManualClock, runtime, state_format, state_json
 from engine.expressions import SafeEnvironment
 from engine.pathways import PathwayLibrary, compile_source
 from engine.runtime import SERIALIZER
@@ -27,7 +27,7 @@ def test_values_spiffworkflow_converts_are_stored_as_the_stdlib_stored_them() ->
     # SpiffWorkflow's encoder stores it tagged with its type, and orjson must not write it natively.
     data = {"due": datetime(2027, 8, 31, 9, 0, tzinfo=UTC), "every": timedelta(days=30),
             "seen": {"a"}, "scores": [1, 2.5, None, True], "nested": {"text": "Ångest"}}
-    written = state_json.dumps(data, runtime._ENCODE_OTHER)
+    written = state_json.dumps(data, state_format._ENCODE_OTHER)
     assert json.loads(written) == json.loads(_stdlib_dumps(data))
     restored = SERIALIZER.registry.restore(state_json.loads(written))
     assert restored["due"] == data["due"] and restored["every"] == data["every"]
@@ -36,7 +36,7 @@ def test_values_spiffworkflow_converts_are_stored_as_the_stdlib_stored_them() ->
 def test_integers_past_64_bits_are_kept() -> None:
     # Expressions may compute them; orjson refuses them, so the stdlib writes and reads them.
     value = {"big": 2**70, "negative": -(2**65)}
-    written = state_json.dumps(value, runtime._ENCODE_OTHER)
+    written = state_json.dumps(value, state_format._ENCODE_OTHER)
     assert state_json.loads(written) == value
 
 
@@ -52,7 +52,7 @@ def test_text_that_is_not_json_raises_the_stdlib_error() -> None:
 
 def test_a_value_json_cannot_hold_raises_type_error_as_before() -> None:
     with pytest.raises(TypeError):
-        state_json.dumps({"thing": object()}, runtime._ENCODE_OTHER)
+        state_json.dumps({"thing": object()}, state_format._ENCODE_OTHER)
 
 
 def test_a_saved_workflow_restores_to_the_same_state() -> None:
@@ -74,6 +74,30 @@ def test_a_saved_workflow_restores_to_the_same_state() -> None:
     assert runtime.dump_state(restored) == text
     [task] = runtime.ready_tasks(restored)
     assert task.data["seen_at"] == clock.now()
+
+
+def test_a_workflow_inside_a_called_sub_pathway_restores_with_its_links() -> None:
+    # test_assessment calls a shared sub-pathway: tasks in two trees, each id written three times.
+    specs = _specs("test_assessment")
+    clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
+    engine = PythonScriptEngine(environment=SafeEnvironment(clock))
+    answers = {"hna": {"anxiety": 3, "fatigue": 4}, "offer_support": {"support_accepted": True}}
+    with runtime.clock_in_effect(clock):
+        workflow = runtime.new_workflow(specs, engine)
+        workflow.do_engine_steps()
+        [task] = runtime.ready_tasks(workflow)
+        task.set_data(**answers[task.task_spec.name])
+        task.run()
+        workflow.do_engine_steps()
+    assert workflow.subprocesses, "the step should have entered the called sub-pathway"
+    text = runtime.dump_state(workflow)
+    restored = runtime.restore(specs, text, engine)
+    assert runtime.dump_state(restored) == text
+    for part in (restored, *restored.subprocesses.values()):
+        for task in part.tasks.values():
+            assert all(child.parent is task for child in task.children)
+    assert [t.task_spec.name for t in runtime.ready_tasks(restored)] == \
+        [t.task_spec.name for t in runtime.ready_tasks(workflow)]
 
 
 def _specs(pathway_id: str) -> runtime.RestoredSpecs:
