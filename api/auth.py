@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 from flask import current_app, g, request
 
 from engine.access import InvalidTokenError, Principal, authenticate, authorize
-from engine.db.session import unit_of_work
+from engine.db.session import read_only
 
 __all__ = ["current_principal", "requires"]
 
@@ -58,7 +58,7 @@ def _authenticated() -> Principal:
     digest = hashlib.sha256(secret.encode()).hexdigest()
     principal = cache.get(digest) if seconds > 0 else None
     if principal is None:
-        with unit_of_work(current_app.extensions["carepath"].sessions) as session:
+        with read_only(current_app.extensions["carepath"].sessions) as session:
             principal = authenticate(session, secret)
         if seconds > 0:
             cache.put(digest, principal, seconds)

@@ -31,7 +31,7 @@ from .audit import append_event
 from .clock import Clock
 from .db.base import Base
 from .db.models import PathwayInstance, UTCDateTime
-from .db.session import unit_of_work
+from .db.session import read_only, unit_of_work
 from .errors import (
     ConflictError,
     InvalidInputError,
@@ -237,7 +237,7 @@ class CarePlanService:
 
     def get(self, instance_id: str) -> CarePlan:
         """Raises: NotFoundError."""
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             instance = session.get(PathwayInstance, instance_id)
             if instance is None:
                 raise NotFoundError(f"no instance {instance_id!r}")

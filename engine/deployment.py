@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import runtime
 from .clock import Clock
 from .db.models import PathwayInstance, PathwayVersion
-from .db.session import unit_of_work
+from .db.session import read_only, unit_of_work
 from .diagrams import parse_diagram
 from .errors import DiagramError, InvalidInputError, NotFoundError, Problem
 from .pathways import (
@@ -106,13 +106,13 @@ class PathwayCatalog:
 
     def pathways(self) -> list[VersionInfo]:
         """The latest version of every deployed pathway."""
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             ids = session.scalars(select(PathwayVersion.pathway_id).distinct().order_by(PathwayVersion.pathway_id))
             return [self._info(session, self._latest(session, pid)) for pid in list(ids)]
 
     def versions(self, pathway_id: str) -> list[VersionInfo]:
         """Raises: NotFoundError."""
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             rows = session.scalars(select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id)
                                    .order_by(PathwayVersion.deployed_at.desc(), PathwayVersion.id.desc())).all()
             if not rows:
@@ -124,7 +124,7 @@ class PathwayCatalog:
 
         Raises: NotFoundError.
         """
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             row = self._latest(session, pathway_id) if version is None else self._version(session, pathway_id, version)
             files = files_from_json(row.files)
             name = file_name or row.main_file
@@ -133,7 +133,7 @@ class PathwayCatalog:
             return files[name]
 
     def instance_count(self, pathway_id: str) -> int:
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             return int(session.scalar(select(func.count()).select_from(PathwayInstance)
                                       .where(PathwayInstance.pathway_id == pathway_id)) or 0)
 

@@ -26,7 +26,7 @@ import yaml
 from sqlalchemy import select
 
 from .db.models import InstanceEvent
-from .db.session import unit_of_work
+from .db.session import read_only
 from .errors import ConflictError, NotFoundError, RuleFileError
 from .rules.catalogue import Catalogue
 from .rules.store import list_evaluations
@@ -105,7 +105,7 @@ class _Sources:
         self.language = resolve_language(language)
         self.labels = _Labels(self.language, self.catalogue)
         self.now = carepath.clock.now()
-        with unit_of_work(carepath.sessions) as session:
+        with read_only(carepath.sessions) as session:
             records = list_evaluations(session, instance_id=instance_id)
             self.done = set(session.scalars(select(InstanceEvent.element).where(
                 InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed")))

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .audit import TrailProblem, verify_trail
 from .db.models import InstanceEvent, PathwayInstance
-from .db.session import unit_of_work
+from .db.session import read_only
 from .errors import InvalidInputError, NotFoundError, Problem
 from .rules import (
     RuleSetRegistry,
@@ -118,7 +118,7 @@ class InstanceQueries:
         Raises: InvalidInputError (bad cursor or limit).
         """
         _check_limit(limit)
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             rows = list(session.scalars(self._select(where, cursor, limit)))
             return self._page([summary(r) for r in rows[:limit]], rows, limit)
 
@@ -135,7 +135,7 @@ class InstanceQueries:
             raise InvalidInputError("only running instances have ready tasks",
                                     [Problem("must be running or absent", field="status")])
         where = InstanceFilter(where.patient_ref, where.pathway_id, "running", where.due_before)
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             rows = list(session.scalars(self._select(where, cursor, limit)))
         items: list[dict[str, Any]] = []
         for row in rows[:limit]:
@@ -154,7 +154,7 @@ class InstanceQueries:
 
         Raises: NotFoundError.
         """
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             if session.get(PathwayInstance, instance_id) is None:
                 raise NotFoundError(f"no instance {instance_id!r}")
             events = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
@@ -168,7 +168,7 @@ class InstanceQueries:
 
     def verify(self, instance_ids: list[str] | None = None) -> list[TrailProblem]:
         """Problems in the event trails (all instances, or those named); empty when intact."""
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             return verify_trail(session, instance_ids)
 
     def evaluations(self, instance_id: str) -> list[dict[str, Any]]:
@@ -176,7 +176,7 @@ class InstanceQueries:
 
         Raises: NotFoundError.
         """
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             if session.get(PathwayInstance, instance_id) is None:
                 raise NotFoundError(f"no instance {instance_id!r}")
             return [
@@ -192,7 +192,7 @@ class InstanceQueries:
 
         Raises: NotFoundError.
         """
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             return get_evaluation(session, evaluation_id)
 
     def explanation(self, registry: RuleSetRegistry, evaluation_id: str, *, why: str | None = None,
@@ -201,7 +201,7 @@ class InstanceQueries:
 
         Raises: NotFoundError, ValueError (not exactly one of why / why_not), RuleFileError.
         """
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             return explain_evaluation(session, registry, evaluation_id, why=why, why_not=why_not)
 
     @staticmethod

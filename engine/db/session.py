@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +12,13 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["make_engine", "make_session_factory", "unit_of_work", "upgrade_schema"]
+__all__ = ["make_engine", "make_session_factory", "read_only", "unit_of_work", "upgrade_schema"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 IDLE_PING_SECONDS = 10.0
 _LAST_USED = "carepath.last_used"
+# True inside read_only(): SQLite then begins a deferred transaction (no write lock).
+_reading: contextvars.ContextVar[bool] = contextvars.ContextVar("carepath_reading", default=False)
 
 
 def _ensure_sqlite_folder(url: str) -> None:
@@ -46,12 +49,13 @@ def make_engine(url: str, idle_seconds: float = IDLE_PING_SECONDS) -> Engine:
             dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(connection):  # type: ignore[no-untyped-def]
+        def _begin(connection):  # type: ignore[no-untyped-def]
             # A deferred transaction that reads and then writes fails at once with "database is
             # locked" when another writer got there first; taking the write lock up front makes
-            # concurrent requests wait their turn (busy timeout) instead. Sent on the driver's own
-            # connection: through exec_driver_sql it cost a sixth of an empty transaction.
-            connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
+            # concurrent requests wait their turn (busy timeout) instead. A read-only unit takes no
+            # lock: WAL gives it a snapshot, so reads never queue behind writes. Sent on the
+            # driver's own connection: through exec_driver_sql it cost a sixth of an empty transaction.
+            connection.connection.driver_connection.execute("BEGIN" if _reading.get() else "BEGIN IMMEDIATE")
 
         return engine
     engine = create_engine(url, pool_size=10, max_overflow=20)
@@ -96,6 +100,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 @contextlib.contextmanager
 def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction: committed when the block ends normally, rolled back on any error."""
+    token = _reading.set(False)
     session = factory()
     try:
         yield session
@@ -105,6 +110,30 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+        _reading.reset(token)
+
+
+@contextlib.contextmanager
+def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction that only reads (one consistent snapshot).
+
+    On SQLite it takes no write lock, so API reads do not wait for steps in other requests. Rows
+    added, changed or deleted through the session are a programming error: RuntimeError, and
+    nothing is written.
+    """
+    token = _reading.set(True)
+    session = factory(autoflush=False)  # a change stays pending, where the check below sees it
+    try:
+        yield session
+        if session.new or session.dirty or session.deleted:
+            raise RuntimeError("a read-only unit of work changed rows; use unit_of_work")
+        session.commit()  # nothing to write; unlike a rollback, it leaves what was read loaded
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+        _reading.reset(token)
 
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]
