@@ -25,7 +25,7 @@ from .audit import append_event, data_digest
 from .clock import Clock, SystemClock
 from .compaction import compact
 from .db.models import InstanceEvent, PathwayVersion
-from .db.session import unit_of_work
+from .db.session import read_only, unit_of_work
 from .errors import (
     CarePathError,
     ConflictError,
@@ -40,6 +40,7 @@ from .forms import check_form_data
 from .instance_store import InstanceRecord, insert_instances, load_instance, load_spec, save_instance
 from .settings import Settings
 from .steps import ServiceOperator, StepContext, make_step_engine, run_step
+from .timers import TimerWatch
 from .workflow_cache import WorkflowCache
 
 __all__ = ["InstanceView", "PathwayService", "validate_patient_ref"]
@@ -102,7 +103,7 @@ class PathwayService:
 
     def get(self, instance_id: str) -> InstanceView:
         """Raises: NotFoundError."""
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             instance = self._instance(session, instance_id)
             workflow = self._restore(session, instance)
             view = self._view(instance, workflow)
@@ -118,7 +119,7 @@ class PathwayService:
 
         Patient data: for documents and screens, never for logs or events. Raises: NotFoundError.
         """
-        with unit_of_work(self.sessions) as session:
+        with read_only(self.sessions) as session:
             instance = self._instance(session, instance_id)
             workflow = self._restore(session, instance)
             data = runtime.accumulated_data(workflow)
@@ -341,11 +342,18 @@ class PathwayService:
     def _remember(self, instance: InstanceRecord, workflow: Any) -> None:
         self.workflows.put(instance, workflow)
 
-    def _advance(self, context: StepContext, workflow: Any, action: Callable[[], None]) -> None:
-        """Run the workflow, then save its state, status, incident and the events it produced."""
+    def _advance(self, context: StepContext, workflow: Any, action: Callable[[], None], *,
+                 watch_timers: bool = True) -> None:
+        """Run the workflow, then save its state, status, incident and the events it produced.
+
+        ``watch_timers``: record the timers that fire during the step (the worker records its own).
+        """
         instance, now = context.instance, self.clock.now()
+        watch = TimerWatch(workflow) if watch_timers else None
         with runtime.clock_in_effect(self.clock):
             outcome = run_step(action, lambda: _first_error_element(workflow), now.isoformat())
+        for timer in watch.fired() if watch is not None else ():
+            context.events.append(("timer_fired", timer.element, {"due_at": timer.due_at}))
         for event_type, element, payload in context.events:
             append_event(context.session, instance, event_type, at=now, actor=context.actor,
                          pathway_version=context.pathway_version, element=element, payload=payload)

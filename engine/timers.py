@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
+from SpiffWorkflow.util.task import TaskState
 
 if TYPE_CHECKING:
     from .service import PathwayService
@@ -97,6 +98,9 @@ install_month_clamping()
 
 
 # --- firing due timers -----------------------------------------------------------------------------
+
+
+_COMPLETED = TaskState.COMPLETED
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,7 @@ def _fire_next(service: PathwayService, now: datetime, worker_id: str, passed: s
             # _advance appends the step's events after it runs, before a "completed" event.
             context.events.append(("timer_fired", timer.element, {"due_at": timer.due_at, "worker": worker_id}))
 
-        service._advance(context, workflow, lambda: _run_due_timers(workflow, record))
+        service._advance(context, workflow, lambda: _run_due_timers(workflow, record), watch_timers=False)
         save_instance(session, instance)
         return instance.status == "running" and instance.next_due_at is not None and instance.next_due_at <= now
 
@@ -192,6 +196,35 @@ def _run_due_timers(workflow: Any, record: Callable[[FiredTimer], None], max_rou
             break
     for timer in _cycles_fired(cycles):
         record(timer)
+
+
+class TimerWatch:
+    """The timers that fire during a step that is not the worker's.
+
+    SpiffWorkflow fires a due timer whenever it refreshes waiting tasks, so a clinician completing
+    a task on one branch (or a message arriving) also fires a timer that came due on another
+    branch before the worker got to it. That firing needs its ``timer_fired`` event as much as the
+    worker's. Made before the step runs; :meth:`fired` afterwards names the timer tasks completed
+    in between and the cycle timers that moved on.
+    """
+
+    def __init__(self, workflow: Any) -> None:
+        self.workflow = workflow
+        self.done_before = {id(task) for task in _all_tasks(workflow) if task.state == _COMPLETED}
+        self.cycles = _cycle_snapshot(workflow)
+
+    def fired(self) -> list[FiredTimer]:
+        found = []
+        for task in _all_tasks(self.workflow):
+            if task.state == _COMPLETED and id(task) not in self.done_before:
+                timer = _fired_timer(task)
+                if timer is not None:
+                    found.append(timer)
+        return found + _cycles_fired(self.cycles)
+
+
+def _all_tasks(workflow: Any) -> list[Any]:
+    return [task for part in (workflow, *workflow.subprocesses.values()) for task in part.tasks.values()]
 
 
 def _ready_tasks(workflow: Any) -> list[Any]:

@@ -114,6 +114,30 @@ def test_moving_the_clock_18_months_fires_the_survey_timer(carepath: CarePath, c
     assert carepath.instances.get(instance_id).status == "completed"
 
 
+def test_a_timer_that_fires_during_a_clinicians_step_is_in_the_event_trail(carepath: CarePath,
+                                                                           clock: ManualClock) -> None:
+    # A one-week phone follow-up waits beside a weight check; the clinician records the weight
+    # after the week is up, before the worker ran: SpiffWorkflow fires the timer in that step.
+    early = carepath.instances.start("test_parallel_timer", "MRN-PT-1", SYSTEM)
+    assert early.next_due_at == "2026-01-22T09:00:00+00:00"
+    _complete(carepath, early.id, "weight", {"weight_kg": 70})  # before it is due: nothing fires
+    assert _events(carepath, early.id, "timer_fired") == []
+
+    view = carepath.instances.start("test_parallel_timer", "MRN-PT-2", SYSTEM)
+    clock.advance(timedelta(days=8))
+    after = _complete(carepath, view.id, "weight", {"weight_kg": 70})
+    assert [t["element"] for t in after["ready_tasks"]] == ["phone_check"]
+    [fired] = _events(carepath, view.id, "timer_fired")
+    assert fired.element == "one_week" and fired.actor == NURSE
+    assert fired.at == datetime(2026, 1, 23, 9, 0, tzinfo=UTC)
+    assert json.loads(fired.payload) == {"due_at": "2026-01-22T09:00:00+00:00"}
+    # The worker fires only the first instance's timer (it was still waiting there), once.
+    assert fire_due_timers(carepath.instances, worker_id="w1") == 1
+    assert len(_events(carepath, view.id, "timer_fired")) == 1
+    [by_worker] = _events(carepath, early.id, "timer_fired")
+    assert json.loads(by_worker.payload) == {"due_at": "2026-01-22T09:00:00+00:00", "worker": "w1"}
+
+
 def test_a_due_timer_does_not_fire_without_the_worker_or_a_step(carepath: CarePath, clock: ManualClock) -> None:
     instance_id = _reach_survey_wait(carepath)
     clock.advance(timedelta(days=3 * 365))

@@ -20,8 +20,8 @@ def test_state_stays_under_20_kb_through_a_full_journey(site: str, bundled: Care
     sizes: list[int] = []
     original = bundled.instances._advance
 
-    def measuring(context, workflow, action):  # type: ignore[no-untyped-def]
-        original(context, workflow, action)
+    def measuring(context, workflow, action, **options):  # type: ignore[no-untyped-def]
+        original(context, workflow, action, **options)
         sizes.append(len(context.instance.state.encode()))
 
     bundled.instances._advance = measuring  # type: ignore[method-assign]
