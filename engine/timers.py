@@ -11,7 +11,9 @@ Month arithmetic
     module is imported (``engine.runtime`` imports it, so it is in effect wherever workflows run:
     server, worker, command line, tests). Every timer kind goes through them: durations, cycles
     (``R3/P1M``) and intervals anchored at a start or an end date. The arithmetic is done in UTC on
-    aware datetimes only, so the host's time zone never changes a due date.
+    aware datetimes only, so the host's time zone never changes a due date. A cycle's occurrences
+    are counted from its first one (``_cycle_complete``): SpiffWorkflow turned the period into fixed
+    seconds once, so a monthly cycle drifted (31 January, 28 February, 28 March, 25 April).
 
 Firing due timers
     Each instance carries ``next_due_at`` (indexed with its status). :func:`fire_due_timers` picks
@@ -88,10 +90,66 @@ def _timedelta_from_end(parsed_duration: dict[str, Any], end: datetime) -> timed
     return (end - target) + timedelta(**parsed_duration)
 
 
+def _cycle_complete(self: CycleTimerEventDefinition, my_task: Any) -> bool:
+    """Replacement for ``CycleTimerEventDefinition.cycle_complete``: occurrences on the calendar.
+
+    SpiffWorkflow turns a cycle's period into a fixed number of seconds once, at the first
+    occurrence, and adds it again and again: ``R3/2026-01-31T09:00Z/P1M`` fell due on 31 January,
+    28 February, then 28 March, 25 April... Each occurrence is now counted from the first one
+    (the n-th is the first plus n periods, months clamped to the month's end: 31 January, 28
+    February, 31 March). States saved before this keep SpiffWorkflow's arithmetic. Otherwise the
+    same contract: returns whether an occurrence is due now, and marks the event fired once the
+    cycles are used up.
+    """
+    event_value = my_task._get_internal_data("event_value")
+    if event_value is None:
+        expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+        cycles, start, duration = TimerEventDefinition.parse_iso_recurring_interval(expression)
+        event_value = {"cycles": cycles, "next": start.isoformat(), "duration": duration.total_seconds(),
+                       **_calendar_anchor(expression, start)}
+    ready = False
+    if event_value["cycles"] != 0:
+        next_event = datetime.fromisoformat(event_value["next"])
+        if next_event < _timer_module.datetime.now(UTC):
+            event_value["next"] = _following(event_value, next_event).isoformat()
+            event_value["cycles"] -= 1
+            ready = True
+    else:
+        my_task.internal_data.pop("event_value", None)
+        my_task.internal_data["event_fired"] = True
+    my_task._set_internal_data(event_value=event_value)
+    return ready
+
+
+def _calendar_anchor(expression: str, first: datetime) -> dict[str, Any]:
+    """The first occurrence and the period in whole months and the rest, when the period has no
+    fractional months (those keep SpiffWorkflow's arithmetic)."""
+    period = next((part for part in expression.upper().replace("--", "/").split("/") if part.startswith("P")), None)
+    if period is None:
+        return {}
+    parsed = TimerEventDefinition.parse_iso_duration(period)
+    months = parsed.pop("years", 0) * 12 + parsed.pop("months", 0)
+    if months != int(months):
+        return {}
+    rest = timedelta(**parsed).total_seconds()
+    return {"first": first.isoformat(), "period_months": int(months), "period_seconds": rest, "occurrence": 0}
+
+
+def _following(event_value: dict[str, Any], current: datetime) -> datetime:
+    if "first" not in event_value:
+        return current + timedelta(seconds=event_value["duration"])
+    event_value["occurrence"] += 1
+    count = event_value["occurrence"]
+    first = datetime.fromisoformat(event_value["first"])
+    return add_months(first, event_value["period_months"] * count) + count * timedelta(
+        seconds=event_value["period_seconds"])
+
+
 def install_month_clamping() -> None:
     """Make every SpiffWorkflow timer use clamped month arithmetic (idempotent)."""
     TimerEventDefinition.get_timedelta_from_start = staticmethod(_timedelta_from_start)
     TimerEventDefinition.get_timedelta_from_end = staticmethod(_timedelta_from_end)
+    CycleTimerEventDefinition.cycle_complete = _cycle_complete
 
 
 install_month_clamping()

@@ -138,6 +138,33 @@ def test_a_timer_that_fires_during_a_clinicians_step_is_in_the_event_trail(carep
     assert json.loads(by_worker.payload) == {"due_at": "2026-01-22T09:00:00+00:00", "worker": "w1"}
 
 
+def test_a_monthly_cycle_falls_due_on_the_calendar_not_every_28_days(carepath: CarePath, clock: ManualClock) -> None:
+    # R3/2026-01-31T09:00Z/P1M: SpiffWorkflow alone turned the period into 28 days (31 January to
+    # 28 February) and kept adding it: 28 March, 25 April. Each occurrence counts from the first.
+    view = carepath.instances.start("test_monthly_cycle", "MRN-CY-1", SYSTEM)
+    due_dates = []
+    while view.next_due_at is not None and len(due_dates) < 4:
+        due_dates.append(view.next_due_at)
+        clock.set(datetime.fromisoformat(view.next_due_at) + timedelta(minutes=1))
+        assert fire_due_timers(carepath.instances, worker_id="w1") == 1
+        view = carepath.instances.get(view.id)
+    assert due_dates[:3] == ["2026-01-31T09:00:00+00:00", "2026-02-28T09:00:00+00:00", "2026-03-31T09:00:00+00:00"]
+    fired = _events(carepath, view.id, "timer_fired")
+    assert [json.loads(event.payload)["due_at"] for event in fired] == due_dates[:3]  # three occurrences
+    assert [t["element"] for t in view.ready_tasks] == ["symptom_check"] * 3
+    assert view.next_due_at is None  # the cycles are used up
+
+
+def test_a_cycle_saved_before_calendar_occurrences_keeps_its_fixed_period() -> None:
+    from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition
+
+    from engine.timers import _following
+
+    old = {"cycles": 2, "next": "2026-02-28T09:00:00+00:00", "duration": 28 * 86400.0}
+    assert _following(old, datetime(2026, 2, 28, 9, tzinfo=UTC)) == datetime(2026, 3, 28, 9, tzinfo=UTC)
+    assert CycleTimerEventDefinition.cycle_complete.__module__ == "engine.timers"
+
+
 def test_a_due_timer_does_not_fire_without_the_worker_or_a_step(carepath: CarePath, clock: ManualClock) -> None:
     instance_id = _reach_survey_wait(carepath)
     clock.advance(timedelta(days=3 * 365))
