@@ -97,37 +97,31 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-@contextlib.contextmanager
-def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+def unit_of_work(factory: sessionmaker[Session]) -> contextlib.AbstractContextManager[Session]:
     """One transaction: committed when the block ends normally, rolled back on any error."""
-    token = _reading.set(False)
-    session = factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-        _reading.reset(token)
+    return _transaction(factory, reading=False)
 
 
-@contextlib.contextmanager
-def read_only(factory: sessionmaker[Session]) -> Iterator[Session]:
+def read_only(factory: sessionmaker[Session]) -> contextlib.AbstractContextManager[Session]:
     """One transaction that only reads (one consistent snapshot).
 
     On SQLite it takes no write lock, so API reads do not wait for steps in other requests. Rows
     added, changed or deleted through the session are a programming error: RuntimeError, and
     nothing is written.
     """
-    token = _reading.set(True)
-    session = factory(autoflush=False)  # a change stays pending, where the check below sees it
+    return _transaction(factory, reading=True)
+
+
+@contextlib.contextmanager
+def _transaction(factory: sessionmaker[Session], *, reading: bool) -> Iterator[Session]:
+    token = _reading.set(reading)
+    # Reading: no autoflush, so a change stays pending, where the check below sees it.
+    session = factory(autoflush=False) if reading else factory()
     try:
         yield session
-        if session.new or session.dirty or session.deleted:
+        if reading and (session.new or session.dirty or session.deleted):
             raise RuntimeError("a read-only unit of work changed rows; use unit_of_work")
-        session.commit()  # nothing to write; unlike a rollback, it leaves what was read loaded
+        session.commit()  # for a read, nothing to write; unlike a rollback, it keeps what was read loaded
     except BaseException:
         session.rollback()
         raise
