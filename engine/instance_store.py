@@ -25,13 +25,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Dialect, Table, insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .audit import take_pending_events
 from .db.models import InstanceEvent, PathwayInstance
 from .errors import NotFoundError, StaleVersionError
 
-__all__ = ["InstanceRecord", "insert_instances", "load_instance", "load_spec", "save_instance"]
+__all__ = ["ConflictMapper", "InstanceRecord", "insert_instances", "load_instance", "load_spec", "save_instance"]
 
 _INSTANCES: Table = PathwayInstance.__table__  # type: ignore[assignment]
 _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
@@ -243,3 +244,21 @@ def _write_events(driver: Any, sql: _Statements, events: list[dict[str, Any]]) -
             cursor.execute(sql.insert_events(len(chunk)), _event_params(chunk))
     finally:
         cursor.close()
+
+
+class ConflictMapper:
+    """Concurrent writers: the revision check (StaleVersionError, raised by the save) or the event
+    sequence's unique constraint (IntegrityError) tells the loser; both are the same conflict to the caller."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, IntegrityError) and _is_event_race(exc):
+            raise StaleVersionError("the instance was changed by another request: reload it and try again") from exc
+
+
+def _is_event_race(exc: IntegrityError) -> bool:
+    """Two writers appended the same event number: the unique (instance, seq) constraint."""
+    text = str(exc.orig).lower()
+    return "instance_events" in text and "unique" in text or "uq_instance_events_instance_id" in text

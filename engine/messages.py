@@ -17,7 +17,7 @@ from .db.models import PathwayInstance
 from .db.session import unit_of_work
 from .errors import InvalidInputError, MessageNotDeliverableError, Problem
 from .instance_store import save_instance
-from .service import RUNNING, InstanceView, validate_patient_ref
+from .instance_view import RUNNING, InstanceView, validate_patient_ref
 
 if TYPE_CHECKING:
     from .service import PathwayService

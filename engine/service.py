@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import runtime
@@ -37,51 +34,30 @@ from .errors import (
     TaskNotReadyError,
 )
 from .forms import check_form_data
-from .instance_store import InstanceRecord, insert_instances, load_instance, load_spec, save_instance
+from .instance_store import (
+    ConflictMapper,
+    InstanceRecord,
+    insert_instances,
+    load_instance,
+    load_spec,
+    save_instance,
+)
+from .instance_view import (
+    CANCELLED,
+    COMPLETED,
+    ERROR,
+    RUNNING,
+    SUSPENDED,
+    InstanceView,
+    instance_view,
+    validate_patient_ref,
+)
 from .settings import Settings
 from .steps import ServiceOperator, StepContext, make_step_engine, run_step
 from .timers import TimerWatch
 from .workflow_cache import WorkflowCache
 
 __all__ = ["InstanceView", "PathwayService", "validate_patient_ref"]
-
-RUNNING, SUSPENDED, CANCELLED, COMPLETED, ERROR = "running", "suspended", "cancelled", "completed", "error"
-_PATIENT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
-
-
-def validate_patient_ref(patient_ref: str) -> None:
-    """A patient is named by an opaque external reference (an identifier), never by a name.
-
-    Raises:
-        InvalidInputError: if the reference has spaces or other characters names have.
-    """
-    if not isinstance(patient_ref, str) or not _PATIENT_REF.match(patient_ref):
-        raise InvalidInputError(
-            "patient_ref must be an external identifier (letters, digits and . _ : / -, at most 64)",
-            [Problem("must be an identifier such as an MRN or a system's patient id, not a name",
-                     field="/patient_ref")],
-        )
-
-
-@dataclass(frozen=True)
-class InstanceView:
-    """An instance as callers see it; ``version`` is the revision to send back with changes."""
-
-    id: str
-    pathway_id: str
-    pathway_version: str
-    patient_ref: str
-    status: str
-    version: int
-    next_due_at: str | None
-    incident: dict[str, Any] | None
-    created_at: str
-    updated_at: str
-    ready_tasks: list[dict[str, Any]]
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 class PathwayService:
     """The engine's entry point for running pathway instances."""
@@ -406,38 +382,11 @@ class PathwayService:
         return version
 
     def _view(self, instance: InstanceRecord, workflow: Any) -> InstanceView:
-        tasks = [runtime.task_info(t).as_dict() for t in runtime.ready_tasks(workflow)] \
-            if instance.status == RUNNING else []
-        return InstanceView(
-            id=instance.id, pathway_id=instance.pathway_id, pathway_version=instance.pathway_version,
-            patient_ref=instance.patient_ref, status=instance.status, version=instance.revision,
-            next_due_at=instance.next_due_at.isoformat() if instance.next_due_at else None,
-            incident=json.loads(instance.incident) if instance.incident else None,
-            created_at=instance.created_at.isoformat(), updated_at=instance.updated_at.isoformat(),
-            ready_tasks=tasks,
-        )
+        return instance_view(instance, workflow)
 
     @staticmethod
     def _conflicts_mapped() -> Any:
-        return _ConflictMapper()
-
-
-class _ConflictMapper:
-    """Concurrent writers: the revision check (StaleVersionError, raised by the save) or the event
-    sequence's unique constraint (IntegrityError) tells the loser; both are the same conflict to the caller."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, IntegrityError) and _is_event_race(exc):
-            raise StaleVersionError("the instance was changed by another request: reload it and try again") from exc
-
-
-def _is_event_race(exc: IntegrityError) -> bool:
-    """Two writers appended the same event number: the unique (instance, seq) constraint."""
-    text = str(exc.orig).lower()
-    return "instance_events" in text and "unique" in text or "uq_instance_events_instance_id" in text
+        return ConflictMapper()
 
 
 def _first_error_element(workflow: Any) -> str | None:
