@@ -139,9 +139,13 @@ def _following(event_value: dict[str, Any], current: datetime) -> datetime:
     if "first" not in event_value:
         return current + timedelta(seconds=event_value["duration"])
     event_value["occurrence"] += 1
-    count = event_value["occurrence"]
+    return _occurrence(event_value, event_value["occurrence"])
+
+
+def _occurrence(event_value: dict[str, Any], number: int) -> datetime:
+    """When occurrence ``number`` (0: the first) of a calendar cycle falls due."""
     first = datetime.fromisoformat(event_value["first"])
-    return add_months(first, event_value["period_months"] * count) + count * timedelta(
+    return add_months(first, event_value["period_months"] * number) + number * timedelta(
         seconds=event_value["period_seconds"])
 
 
@@ -317,27 +321,31 @@ def _due(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _cycle_snapshot(workflow: Any) -> dict[Any, tuple[Any, str, float]]:
+def _cycle_snapshot(workflow: Any) -> dict[Any, tuple[Any, str, int]]:
     snapshot = {}
     for task in workflow.event_manager.tasks.values():
         value = task.internal_data.get("event_value")
         if isinstance(task.task_spec.event_definition, CycleTimerEventDefinition) and isinstance(value, dict):
-            snapshot[task.id] = (task, value["next"], float(value["duration"]))
+            snapshot[task.id] = (task, value["next"], int(value["cycles"]))
     return snapshot
 
 
-def _cycles_fired(snapshot: dict[Any, tuple[Any, str, float]]) -> list[FiredTimer]:
-    """Cycle timers stay WAITING and spawn a branch per occurrence; count the occurrences."""
+def _cycles_fired(snapshot: dict[Any, tuple[Any, str, int]]) -> list[FiredTimer]:
+    """Cycle timers stay WAITING and spawn a branch per occurrence; each occurrence takes one off
+    the cycle's count (an unbounded ``R/`` cycle counts down from -1), so the difference counts them.
+    Calendar cycles know each occurrence's due time; older states only the first one's."""
     fired: list[FiredTimer] = []
-    for task, before, duration in snapshot.values():
+    for task, before, cycles_before in snapshot.values():
         value = task.internal_data.get("event_value")
-        after = value.get("next") if isinstance(value, dict) else None
-        if after is None or after == before:
+        if not isinstance(value, dict) or value.get("next") == before:
             continue
-        steps = round((datetime.fromisoformat(after) - datetime.fromisoformat(before)).total_seconds() / duration) \
-            if duration else 1
         element = task.task_spec.bpmn_id or task.task_spec.name
-        fired.extend(FiredTimer(element, before if i == 0 else None) for i in range(max(steps, 1)))
+        steps = max(cycles_before - int(value["cycles"]), 1)
+        if "first" in value:
+            last = value["occurrence"]
+            fired.extend(FiredTimer(element, _occurrence(value, n).isoformat()) for n in range(last - steps, last))
+        else:
+            fired.extend(FiredTimer(element, before if i == 0 else None) for i in range(steps))
     return fired
 
 

@@ -155,6 +155,19 @@ def test_a_monthly_cycle_falls_due_on_the_calendar_not_every_28_days(carepath: C
     assert view.next_due_at is None  # the cycles are used up
 
 
+def test_occurrences_missed_while_no_worker_ran_each_get_an_event_with_their_due_date(
+        carepath: CarePath, clock: ManualClock) -> None:
+    view = carepath.instances.start("test_monthly_cycle", "MRN-CY-2", SYSTEM)
+    clock.set(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))  # 31 January and 28 February both passed
+    assert fire_due_timers(carepath.instances, worker_id="w1") == 1
+    view = carepath.instances.get(view.id)
+    assert [t["element"] for t in view.ready_tasks] == ["symptom_check", "symptom_check"]
+    fired = _events(carepath, view.id, "timer_fired")
+    assert [json.loads(event.payload)["due_at"] for event in fired] == [
+        "2026-01-31T09:00:00+00:00", "2026-02-28T09:00:00+00:00"]
+    assert view.next_due_at == "2026-03-31T09:00:00+00:00"
+
+
 def test_a_cycle_saved_before_calendar_occurrences_keeps_its_fixed_period() -> None:
     from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition
 
