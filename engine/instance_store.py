@@ -37,10 +37,10 @@ __all__ = ["ConflictMapper", "InstanceRecord", "insert_instances", "load_instanc
 _INSTANCES: Table = PathwayInstance.__table__  # type: ignore[assignment]
 _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
 _COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision", "next_due_at",
-            "incident", "event_seq", "event_head", "created_at", "updated_at")
+            "incident", "event_seq", "event_head", "created_at", "updated_at", "ready_tasks")
 # What a step may change; id, pathway, patient and creation time never change.
 _WRITABLE = ("pathway_version_id", "status", "state", "next_due_at", "incident", "event_seq", "event_head",
-             "updated_at")
+             "updated_at", "ready_tasks")
 _MAX_EVENTS_PER_STATEMENT = 16
 _EVENT_COLUMNS = ("instance_id", "seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
                   "prev_hash", "hash")
@@ -68,6 +68,7 @@ class InstanceRecord:
     event_head: str
     created_at: datetime
     updated_at: datetime
+    ready_tasks: str | None = None  # JSON summary for work lists (engine.runtime.ready_task_summary)
 
 
 Converter = Callable[[Any], Any]

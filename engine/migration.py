@@ -144,6 +144,7 @@ def _migrate_one(service: PathwayService, instance_id: str, target_id: int, acto
             return plan
         instance.pathway_version_id, instance.pathway_version = target.id, target.version
         instance.state = runtime.dump_state(workflow)
+        instance.ready_tasks = runtime.ready_task_summary(workflow)  # also when suspended: valid on resume
         instance.next_due_at = runtime.next_due_at(workflow)
         instance.updated_at = service.clock.now()
         append_event(session, instance, "migrated", at=instance.updated_at, actor=actor,

@@ -17,10 +17,12 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import runtime
 from .audit import TrailProblem, verify_trail
 from .db.models import InstanceEvent, PathwayInstance
 from .db.session import read_only
 from .errors import InvalidInputError, NotFoundError, Problem
+from .instance_store import load_spec
 from .rules import (
     RuleSetRegistry,
     StoredEvaluation,
@@ -105,6 +107,14 @@ def summary(instance: PathwayInstance) -> dict[str, Any]:
     }
 
 
+def _stored_ready_tasks(session: Session, row: PathwayInstance) -> list[runtime.TaskInfo] | None:
+    if row.ready_tasks is None:
+        return None
+    version = row.pathway_version
+    specs = runtime.specs_for(version.version, lambda: load_spec(session, version.id))
+    return runtime.tasks_from_summary(specs, row.ready_tasks)
+
+
 class InstanceQueries:
     """Listing and reading; each method is one read-only unit of work (or several service reads)."""
 
@@ -126,7 +136,9 @@ class InstanceQueries:
                     limit: int = 20) -> Page:
         """Ready tasks of the running instances matching ``where`` (``limit`` instances per page).
 
-        Each instance is restored to find its ready tasks, so pages are counted in instances.
+        Read from the summary each instance row keeps of its ready tasks (one query, forms from
+        the version's spec); an instance saved before summaries existed is restored instead.
+        Pages are counted in instances.
 
         Raises: InvalidInputError (bad cursor, limit or a status other than running).
         """
@@ -135,18 +147,16 @@ class InstanceQueries:
             raise InvalidInputError("only running instances have ready tasks",
                                     [Problem("must be running or absent", field="status")])
         where = InstanceFilter(where.patient_ref, where.pathway_id, "running", where.due_before)
+        items: list[dict[str, Any]] = []
         with read_only(self.sessions) as session:
             rows = list(session.scalars(self._select(where, cursor, limit)))
-        items: list[dict[str, Any]] = []
-        for row in rows[:limit]:
-            try:
-                view = self.service.get(row.id)
-            except NotFoundError:  # cannot happen today (instances are never deleted); be safe
-                continue
-            for task in view.ready_tasks:
-                if element is None or task["element"] == element:
-                    items.append({**task, "instance_id": view.id, "instance_version": view.version,
-                                  "pathway_id": view.pathway_id, "patient_ref": view.patient_ref})
+            for row in rows[:limit]:
+                tasks = _stored_ready_tasks(session, row)
+                if tasks is None:
+                    tasks = [runtime.TaskInfo(**task) for task in self.service.get(row.id).ready_tasks]
+                items.extend({**task.as_dict(), "instance_id": row.id, "instance_version": row.revision,
+                              "pathway_id": row.pathway_id, "patient_ref": row.patient_ref}
+                             for task in tasks if element is None or task.element == element)
         return self._page(items, rows, limit)
 
     def events(self, instance_id: str) -> list[dict[str, Any]]:

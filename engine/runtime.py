@@ -50,10 +50,12 @@ __all__ = [
     "dump_state",
     "error_tasks",
     "new_workflow",
+    "ready_task_summary",
     "ready_tasks",
     "restore",
     "serialize_specs",
     "task_by_id",
+    "tasks_from_summary",
 ]
 
 
@@ -196,25 +198,52 @@ class TaskInfo:
 
 def form_json(task: Any) -> str | None:
     """The task's form as the JSON Schema text stored on its element (None: the task has no form)."""
-    properties = (getattr(task.task_spec, "extensions", None) or {}).get("properties", {})
+    return _spec_form_json(task.task_spec)
+
+
+def _spec_form_json(task_spec: Any) -> str | None:
+    properties = (getattr(task_spec, "extensions", None) or {}).get("properties", {})
     form: str | None = properties.get(FORM_PROPERTY)
     return form
 
 
+def ready_task_summary(workflow: BpmnWorkflow) -> str:
+    """The ready tasks as stored on the instance row for work lists: what :func:`task_info` shows,
+    without the form (read from the version's spec when listed) and with the task spec's name."""
+    return json.dumps([{**_task_fields(task), "spec": task.task_spec.name} for task in ready_tasks(workflow)],
+                      separators=(",", ":"))
+
+
+def tasks_from_summary(specs: RestoredSpecs, summary: str) -> list[TaskInfo] | None:
+    """The tasks of a stored summary with their forms, or None if a task's spec is not in ``specs``."""
+    found = []
+    for stored in json.loads(summary):
+        spec_name = stored.pop("spec")
+        process = specs.spec if specs.spec.name == stored["process"] else specs.subprocess_specs.get(stored["process"])
+        task_spec = process.task_specs.get(spec_name) if process is not None else None
+        if task_spec is None:
+            return None
+        form_text = _spec_form_json(task_spec)
+        found.append(TaskInfo(**stored, form=json.loads(form_text) if form_text is not None else None))
+    return found
+
+
 def task_info(task: Any) -> TaskInfo:
-    spec = task.task_spec
     form_text = form_json(task)
-    form = json.loads(form_text) if form_text is not None else None
-    return TaskInfo(
-        id=str(task.id),
-        element=spec.bpmn_id or spec.name,
-        name=spec.bpmn_name or spec.bpmn_id or spec.name,
-        process=task.workflow.spec.name,
-        kind=type(spec).__name__,
-        state=TaskState.get_name(task.state),
-        lane=getattr(spec, "lane", None),
-        form=form,
-    )
+    return TaskInfo(**_task_fields(task), form=json.loads(form_text) if form_text is not None else None)
+
+
+def _task_fields(task: Any) -> dict[str, Any]:
+    spec = task.task_spec
+    return {
+        "id": str(task.id),
+        "element": spec.bpmn_id or spec.name,
+        "name": spec.bpmn_name or spec.bpmn_id or spec.name,
+        "process": task.workflow.spec.name,
+        "kind": type(spec).__name__,
+        "state": TaskState.get_name(task.state),
+        "lane": getattr(spec, "lane", None),
+    }
 
 
 def ready_tasks(workflow: BpmnWorkflow) -> list[Any]:

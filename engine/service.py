@@ -227,7 +227,7 @@ class PathwayService:
             workflow = self._restore(session, instance)
             if new_status == CANCELLED:
                 workflow.cancel()
-                instance.state = runtime.dump_state(workflow)
+                instance.state, instance.ready_tasks = runtime.dump_state(workflow), None
             # A suspended or resumed instance keeps its incident until it is retried.
             if new_status == RUNNING and instance.incident:
                 new_status = ERROR
@@ -345,6 +345,7 @@ class PathwayService:
                          pathway_version=context.pathway_version)
         compact(workflow)  # finished history lives in the event trail, not the state (engine.compaction)
         instance.state = runtime.dump_state(workflow)
+        instance.ready_tasks = runtime.ready_task_summary(workflow) if instance.status == RUNNING else None
         instance.next_due_at = runtime.next_due_at(workflow)
         instance.updated_at = now
 

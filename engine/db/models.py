@@ -71,6 +71,9 @@ class PathwayInstance(Base):
     revision: Mapped[int] = mapped_column(Integer, nullable=False)
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     incident: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {element, message, at}
+    # JSON list of the ready tasks as of the last save, without their forms (engine.runtime.ready_task_summary):
+    # work lists read it instead of restoring every instance. NULL: saved before it existed.
+    ready_tasks: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Head of the hash-chained event trail (see engine.audit): catches deletion of the newest event.
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     event_head: Mapped[str] = mapped_column(String(64), default="0" * 64)
