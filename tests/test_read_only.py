@@ -54,10 +54,9 @@ def test_reads_proceed_while_another_connection_holds_a_write(carepath: CarePath
 
 def test_a_read_only_unit_that_changes_rows_fails_and_writes_nothing(carepath: CarePath) -> None:
     view = carepath.instances.start("test_assessment", "MRN-READ-2", "system:ehr")
-    with pytest.raises(RuntimeError, match="read-only"):
-        with read_only(carepath.sessions) as session:
-            row = session.get(PathwayInstance, view.id)
-            assert row is not None
-            row.status = "cancelled"
+    with pytest.raises(RuntimeError, match="read-only"), read_only(carepath.sessions) as session:
+        row = session.get(PathwayInstance, view.id)
+        assert row is not None
+        row.status = "cancelled"
     with read_only(carepath.sessions) as session:
         assert session.scalar(select(PathwayInstance.status).where(PathwayInstance.id == view.id)) == "running"

@@ -11,6 +11,7 @@ The public surface. Typical use (what a pathway task does)::
 See ``docs/rules.md`` for the rule format.
 """
 
+from .assessment import Assessment, Firing, Outcomes, PatientContext, ResolvedItem, ResolvedReferral
 from .catalogue import Catalogue, load_catalogue
 from .compiler import CompiledRuleset, build_facts, compile_rule_file
 from .evaluator import ENGINE_LOCK, Evaluation, RulesHost, evaluate, resolve_outcomes
@@ -23,16 +24,7 @@ from .explain import (
     rule_fires,
 )
 from .loader import load_rule_file, parse_rule_text
-from .model import (
-    Assessment,
-    Firing,
-    Outcomes,
-    PatientContext,
-    ResolvedItem,
-    ResolvedReferral,
-    Rule,
-    RuleFile,
-)
+from .model import Rule, RuleFile
 from .registry import LoadedRuleset, RuleSetRegistry
 from .simulate import CohortModel, SimulationReport, simulate, synthetic_assessments
 from .store import (

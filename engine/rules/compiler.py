@@ -26,17 +26,9 @@ from typing import Any
 from engine.errors import InvalidInputError, Problem
 
 from ._yaml import did_you_mean
+from .assessment import Assessment
 from .catalogue import Catalogue
-from .model import (
-    SCORE_OPERATORS,
-    AllOf,
-    Assessment,
-    ConcernCondition,
-    Condition,
-    ContextCondition,
-    NoneOf,
-    RuleFile,
-)
+from .model import SCORE_OPERATORS, AllOf, ConcernCondition, Condition, ContextCondition, NoneOf, RuleFile
 
 __all__ = [
     "COMPLETE_FACT_ID",

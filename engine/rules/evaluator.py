@@ -46,18 +46,10 @@ from durable import engine as durable
 
 from engine.errors import RuleEvaluationError
 
+from .assessment import Assessment, Firing, Outcomes, ResolvedItem, ResolvedReferral
 from .catalogue import Catalogue
 from .compiler import CanonicalFacts, CompiledRuleset, canonical_facts
-from .model import (
-    PRIORITIES,
-    URGENCIES,
-    Assessment,
-    Firing,
-    Outcomes,
-    ResolvedItem,
-    ResolvedReferral,
-    RuleFile,
-)
+from .model import PRIORITIES, URGENCIES, RuleFile
 
 __all__ = [
     "ENGINE_LOCK",

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ._yaml import did_you_mean
+from .assessment import Firing
 from .compiler import CONTEXT_FACT_ID, Alternative, alternatives
 from .model import (
     SCORE_OPERATORS,
@@ -28,7 +29,6 @@ from .model import (
     ConcernCondition,
     Condition,
     ContextCondition,
-    Firing,
     Guidance,
     Loc,
     Rule,

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from engine.errors import NotFoundError, Problem, RuleFileError
 
+from .assessment import Assessment
 from .catalogue import CATALOGUE_FILES, Catalogue, load_catalogue, parse_catalogue
 from .compiler import CompiledRuleset, compile_rule_file
 from .evaluator import Evaluation, RulesHost, evaluate
 from .loader import parse_rule_text
-from .model import Assessment
 
 __all__ = ["LoadedRuleset", "RuleSetRegistry"]
 

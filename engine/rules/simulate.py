@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .assessment import Assessment, PatientContext
 from .catalogue import Catalogue
 from .evaluator import Evaluation, RulesHost, evaluate
-from .model import TREATMENT_PHASES, URGENCIES, WORK_STATUSES, Assessment, PatientContext
+from .model import TREATMENT_PHASES, URGENCIES, WORK_STATUSES
 from .registry import LoadedRuleset
 
 __all__ = ["CohortModel", "SimulationReport", "simulate", "synthetic_assessments"]

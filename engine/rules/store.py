@@ -32,8 +32,8 @@ from engine.db.base import Base
 from engine.db.models import UTCDateTime
 from engine.errors import NotFoundError
 
+from .assessment import Assessment, Firing
 from .evaluator import Evaluation, evaluate
-from .model import Assessment, Firing
 from .registry import LoadedRuleset, RuleSetRegistry
 
 __all__ = [

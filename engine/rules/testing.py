@@ -32,8 +32,9 @@ from yaml.nodes import MappingNode, Node
 from engine.errors import InvalidInputError, Problem, RuleFileError
 
 from ._yaml import YamlReader
+from .assessment import Assessment, Outcomes
 from .evaluator import Evaluation, evaluate
-from .model import URGENCIES, Assessment, Loc, Outcomes, RuleFile
+from .model import URGENCIES, Loc, RuleFile
 from .registry import LoadedRuleset, RuleSetRegistry
 from .simulate import synthetic_assessments
 

@@ -1,0 +1,186 @@
+"""What happens to one patient: the assessment rules read, the rules that fired, and the outcomes.
+
+The rule files' side (``RuleFile``, ``Rule``, conditions, context fields) is in
+:mod:`engine.rules.model`. Everything is immutable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from engine.errors import InvalidInputError, Problem
+
+from .model import CONTEXT_FIELDS, ContextField
+
+__all__ = [
+    "Assessment",
+    "Firing",
+    "Outcomes",
+    "PatientContext",
+    "ResolvedItem",
+    "ResolvedReferral",
+]
+
+
+@dataclass(frozen=True)
+class PatientContext:
+    """What is known about the patient besides the concerns. ``None`` means not known."""
+
+    age: int | None = None
+    diagnosis: str | None = None
+    treatment_phase: str | None = None
+    work_status: str | None = None
+    wants_to_return_to_work: bool | None = None
+    caring_duties: bool | None = None
+    lives_alone: bool | None = None
+    travel_minutes: float | None = None
+    travel_km: float | None = None
+
+    def as_fact_fields(self) -> dict[str, Any]:
+        return {k: v for k in CONTEXT_FIELDS if (v := getattr(self, k)) is not None}
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A holistic needs assessment: concern code -> score 0-10, and the patient context."""
+
+    concerns: Mapping[str, int]
+    context: PatientContext = field(default_factory=PatientContext)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Assessment:
+        """Build from ``{"concerns": {code: score}, "context": {...}}`` (e.g. task data).
+
+        Raises:
+            InvalidInputError: naming every bad field (unknown context field, wrong type).
+        """
+        problems: list[Problem] = []
+        concerns_in = data.get("concerns") or {}
+        if not isinstance(concerns_in, Mapping):
+            raise InvalidInputError("assessment is invalid", [Problem("expected a mapping", field="/concerns")])
+        concerns: dict[str, int] = {}
+        for code, score in concerns_in.items():
+            if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
+                problems.append(Problem("expected a whole number from 0 to 10", field=f"/concerns/{code}"))
+            else:
+                concerns[str(code)] = score
+        context_in = data.get("context") or {}
+        context: dict[str, Any] = {}
+        for name, value in dict(context_in).items():
+            spec = CONTEXT_FIELDS.get(name)
+            if spec is None:
+                problems.append(Problem("unknown context field", field=f"/context/{name}"))
+            elif value is not None and not _fits(spec, value):
+                problems.append(Problem(f"expected {_expected(spec)}", field=f"/context/{name}"))
+            else:
+                context[name] = value
+        if problems:
+            raise InvalidInputError("assessment is invalid", problems)
+        return cls(concerns=concerns, context=PatientContext(**context))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"concerns": dict(self.concerns), "context": self.context.as_fact_fields()}
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One rule firing: which rule, and the ids of the facts that matched it."""
+
+    rule_id: str
+    matched: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule_id, "matched": list(self.matched)}
+
+
+@dataclass(frozen=True)
+class ResolvedReferral:
+    intervention: str
+    service: str
+    urgency: str
+    rules: tuple[str, ...]
+    needs_review: bool = False
+
+
+@dataclass(frozen=True)
+class ResolvedItem:
+    """An intervention offered, information given or an intervention not recommended."""
+
+    code: str
+    rules: tuple[str, ...]
+    reason: str | None = None
+    needs_review: bool = False
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """What the fired rules propose, merged: one entry per code, the most urgent urgency.
+
+    ``needs_review`` marks a code that one fired rule recommends and another advises against.
+    """
+
+    referrals: tuple[ResolvedReferral, ...] = ()
+    interventions: tuple[ResolvedItem, ...] = ()
+    information: tuple[ResolvedItem, ...] = ()
+    not_recommended: tuple[ResolvedItem, ...] = ()
+    priority: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        def item(i: ResolvedItem) -> dict[str, Any]:
+            out: dict[str, Any] = {"code": i.code, "rules": list(i.rules)}
+            if i.reason:
+                out["reason"] = i.reason
+            if i.needs_review:
+                out["needs_review"] = True
+            return out
+
+        return {
+            "referrals": [
+                {
+                    "intervention": r.intervention,
+                    "service": r.service,
+                    "urgency": r.urgency,
+                    "rules": list(r.rules),
+                    **({"needs_review": True} if r.needs_review else {}),
+                }
+                for r in self.referrals
+            ],
+            "interventions": [item(i) for i in self.interventions],
+            "information": [item(i) for i in self.information],
+            "not_recommended": [item(i) for i in self.not_recommended],
+            "priority": self.priority,
+        }
+
+    @cached_property
+    def json_text(self) -> str:
+        """``as_dict()`` as JSON text, encoded once per object: :func:`.evaluator.resolve_outcomes`
+        hands the same object to every evaluation that fired the same rules, so storing outcomes
+        costs one encoding per distinct set of fired rules, not one per evaluation."""
+        return json.dumps(self.as_dict())
+
+    def codes(self) -> set[str]:
+        return (
+            {r.intervention for r in self.referrals}
+            | {i.code for i in self.interventions}
+            | {i.code for i in self.information}
+        )
+
+
+def _fits(spec: ContextField, value: Any) -> bool:
+    if spec.kind == "boolean":
+        return isinstance(value, bool)
+    if spec.kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if spec.kind == "choice":
+        return value in spec.choices
+    return isinstance(value, str)
+
+
+def _expected(spec: ContextField) -> str:
+    if spec.kind == "choice":
+        return "one of " + ", ".join(spec.choices)
+    return {"boolean": "true or false", "number": "a number", "text": "text"}[spec.kind]
