@@ -238,14 +238,19 @@ class CarePlanService:
     def get(self, instance_id: str) -> CarePlan:
         """Raises: NotFoundError."""
         with read_only(self.sessions) as session:
-            instance = session.get(PathwayInstance, instance_id)
-            if instance is None:
-                raise NotFoundError(f"no instance {instance_id!r}")
-            items = session.scalars(select(CarePlanItem).where(CarePlanItem.instance_id == instance_id)
-                                    .order_by(CarePlanItem.created_at, CarePlanItem.kind, CarePlanItem.code)).all()
-            note = session.get(CarePlanNote, instance_id)
-            return CarePlan(instance.id, instance.patient_ref, instance.pathway_id, instance.pathway_version.version,
-                            note.what_matters if note else None, [i.as_dict() for i in items])
+            return self.read(session, instance_id)
+
+    @staticmethod
+    def read(session: Session, instance_id: str) -> CarePlan:
+        """The care plan in the caller's (read-only) session. Raises: NotFoundError."""
+        instance = session.get(PathwayInstance, instance_id)
+        if instance is None:
+            raise NotFoundError(f"no instance {instance_id!r}")
+        items = session.scalars(select(CarePlanItem).where(CarePlanItem.instance_id == instance_id)
+                                .order_by(CarePlanItem.created_at, CarePlanItem.kind, CarePlanItem.code)).all()
+        note = session.get(CarePlanNote, instance_id)
+        return CarePlan(instance.id, instance.patient_ref, instance.pathway_id, instance.pathway_version.version,
+                        note.what_matters if note else None, [i.as_dict() for i in items])
 
     def set_status(self, instance_id: str, item_id: str, status: str, actor: str) -> dict[str, Any]:
         """Move one item on (e.g. referred when the referral is sent, completed when done).

@@ -98,14 +98,14 @@ class _Sources:
     """Everything a document is built from, read once."""
 
     def __init__(self, carepath: CarePath, instance_id: str, language: str | None) -> None:
-        self.view = carepath.instances.get(instance_id)
-        self.data = carepath.instances.instance_data(instance_id)
-        self.plan = carepath.care_plans.get(instance_id)
         self.catalogue = carepath.rules.catalogue()
         self.language = resolve_language(language)
         self.labels = _Labels(self.language, self.catalogue)
         self.now = carepath.clock.now()
+        # One snapshot: a step committed meanwhile shows in all of the document or in none of it.
         with read_only(carepath.sessions) as session:
+            self.view, self.data = carepath.instances.read(session, instance_id)
+            self.plan = carepath.care_plans.read(session, instance_id)
             records = list_evaluations(session, instance_id=instance_id)
             self.done = set(session.scalars(select(InstanceEvent.element).where(
                 InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed")))

@@ -80,11 +80,7 @@ class PathwayService:
     def get(self, instance_id: str) -> InstanceView:
         """Raises: NotFoundError."""
         with read_only(self.sessions) as session:
-            instance = self._instance(session, instance_id)
-            workflow = self._restore(session, instance)
-            view = self._view(instance, workflow)
-        self._remember(instance, workflow)
-        return view
+            return self._view(*self._read_workflow(session, instance_id))
 
     def ready_tasks(self, instance_id: str) -> list[dict[str, Any]]:
         """Raises: NotFoundError."""
@@ -96,11 +92,19 @@ class PathwayService:
         Patient data: for documents and screens, never for logs or events. Raises: NotFoundError.
         """
         with read_only(self.sessions) as session:
-            instance = self._instance(session, instance_id)
-            workflow = self._restore(session, instance)
-            data = runtime.accumulated_data(workflow)
+            return runtime.accumulated_data(self._read_workflow(session, instance_id)[1])
+
+    def read(self, session: Session, instance_id: str) -> tuple[InstanceView, dict[str, Any]]:
+        """The view and the accumulated data of an instance, in the caller's (read-only) session,
+        so a document reads them in the same snapshot as the rest. Raises: NotFoundError."""
+        instance, workflow = self._read_workflow(session, instance_id)
+        return self._view(instance, workflow), runtime.accumulated_data(workflow)
+
+    def _read_workflow(self, session: Session, instance_id: str) -> tuple[InstanceRecord, Any]:
+        instance = self._instance(session, instance_id)
+        workflow = self._restore(session, instance)
         self._remember(instance, workflow)
-        return data
+        return instance, workflow
 
     # --- starting ----------------------------------------------------------------------------
 

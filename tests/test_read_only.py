@@ -60,3 +60,22 @@ def test_a_read_only_unit_that_changes_rows_fails_and_writes_nothing(carepath: C
         row.status = "cancelled"
     with read_only(carepath.sessions) as session:
         assert session.scalar(select(PathwayInstance.status).where(PathwayInstance.id == view.id)) == "running"
+
+
+def test_a_read_only_unit_reads_one_snapshot(carepath: CarePath) -> None:
+    # A document or a page of the work list is read in several statements; a step committed in
+    # between must not show in some of them and not in others.
+    view = carepath.instances.start("test_assessment", "MRN-READ-3", "system:ehr")
+    other = create_engine(carepath.settings.database_url)
+    query = select(PathwayInstance.status).where(PathwayInstance.id == view.id)
+    try:
+        with read_only(carepath.sessions) as session:
+            assert session.scalar(query) == "running"
+            with other.begin() as connection:
+                connection.execute(text("UPDATE pathway_instances SET status = 'suspended' WHERE id = :id"),
+                                   {"id": view.id})
+            assert session.scalar(query) == "running"
+        with read_only(carepath.sessions) as session:
+            assert session.scalar(query) == "suspended"
+    finally:
+        other.dispose()

@@ -103,7 +103,8 @@ def unit_of_work(factory: sessionmaker[Session]) -> contextlib.AbstractContextMa
 
 
 def read_only(factory: sessionmaker[Session]) -> contextlib.AbstractContextManager[Session]:
-    """One transaction that only reads (one consistent snapshot).
+    """One transaction that only reads, from one consistent snapshot (SQLite: a deferred transaction
+    in WAL mode; PostgreSQL: REPEATABLE READ, which never fails a transaction that only reads).
 
     On SQLite it takes no write lock, so API reads do not wait for steps in other requests. Rows
     added, changed or deleted through the session are a programming error: RuntimeError, and
@@ -118,6 +119,9 @@ def _transaction(factory: sessionmaker[Session], *, reading: bool) -> Iterator[S
     # Reading: no autoflush, so a change stays pending, where the check below sees it.
     session = factory(autoflush=False) if reading else factory()
     try:
+        if reading and session.get_bind().dialect.name == "postgresql":
+            # READ COMMITTED (the default) lets each statement see what committed meanwhile.
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         yield session
         if reading and (session.new or session.dirty or session.deleted):
             raise RuntimeError("a read-only unit of work changed rows; use unit_of_work")
