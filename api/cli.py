@@ -151,9 +151,21 @@ def pathways() -> None:
 @pathways.command("deploy")
 @click.pass_context
 def pathways_deploy(ctx: click.Context) -> None:
-    """Deploy the current version of every pathway in the pathways folder."""
+    """Deploy the current version of every pathway in the pathways folder.
+
+    Nothing is deployed when any diagram is refused; each problem is printed as file:line: element: message.
+    """
+    from engine.errors import DiagramError
+    from engine.validation import format_problems
+
     carepath = _carepath(ctx)
-    for info in carepath.catalog.sync_library(actor="cli"):
+    try:
+        infos = carepath.catalog.sync_library(actor="cli")
+    except DiagramError as exc:
+        click.echo(format_problems(exc.problems) or exc.message, err=True)
+        click.echo(f"nothing deployed: {exc.message}", err=True)
+        sys.exit(1)
+    for info in infos:
         click.echo(f"{info.pathway_id} {info.version[:12]}{' (latest)' if info.latest else ''}")
 
 

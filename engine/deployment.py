@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import runtime
+from .bundle_files import ChainedFiles, MemoryFiles
 from .clock import Clock
 from .db.models import PathwayInstance, PathwayVersion
 from .db.session import read_only, unit_of_work
@@ -56,8 +56,7 @@ class PathwayCatalog:
         Raises:
             DiagramError: if a diagram in the folder is invalid (nothing is deployed then).
         """
-        sources = [self.library.source(pid) for pid in self.library.pathway_ids()]
-        return [self._deploy(source, actor) for source in sources]
+        return self._deploy([self.library.source(pid) for pid in self.library.pathway_ids()], actor)
 
     def deploy_upload(self, files: Mapping[str, bytes], actor: str) -> list[VersionInfo]:
         """Deploy the pathways in uploaded diagram files; calls may reach the library's shared diagrams.
@@ -73,36 +72,40 @@ class PathwayCatalog:
         if bad:
             raise InvalidInputError("bad file names", [Problem("must be a relative .bpmn or .json name", field=f"/{n}")
                                                        for n in bad])
-        uploaded = [parse_diagram(content, name, Path(name))
-                    for name, content in files.items() if name.endswith(".bpmn")]
+        # Files the diagrams name resolve inside the upload, then the pathways folder: nowhere else.
+        bundle = ChainedFiles(MemoryFiles(files), self.library.files)
+        uploaded = [parse_diagram(content, name, bundle) for name, content in files.items() if name.endswith(".bpmn")]
         shared = [d for d in self.library.diagrams() if d.name not in files]
         ids = [pid for d in uploaded if "/" not in d.name for pid in d.executable_process_ids]
         if not ids:
             raise DiagramError("no executable pathway in the upload",
                                [Problem("no executable process (isExecutable=\"true\") in a top-level file",
                                         file=next(iter(files)))])
-        infos = []
+        extra = {n: c for n, c in files.items() if n.endswith(".json")}
+        sources = []
         for pathway_id in ids:
             source = source_from_diagrams(pathway_id, uploaded + shared)
-            extra = {n: c for n, c in files.items() if n.endswith(".json")}
-            with_forms = PathwaySource(source.pathway_id, source.main_file, {**source.files, **extra})
-            infos.append(self._deploy(with_forms, actor))
-        return infos
+            sources.append(PathwaySource(source.pathway_id, source.main_file, {**source.files, **extra}))
+        return self._deploy(sources, actor)
 
-    def _deploy(self, source: PathwaySource, actor: str) -> VersionInfo:
+    def _deploy(self, sources: list[PathwaySource], actor: str) -> list[VersionInfo]:
+        """Store each source's version unless known; all or nothing (one refused source deploys none)."""
         with unit_of_work(self.sessions) as session:
-            existing = session.scalars(select(PathwayVersion).where(
-                PathwayVersion.pathway_id == source.pathway_id, PathwayVersion.version == source.version)).first()
-            if existing is None:
-                compiled = compile_source(source)
-                existing = PathwayVersion(
-                    pathway_id=source.pathway_id, version=source.version, title=source.title,
-                    main_file=source.main_file, files=files_to_json(source.files),
-                    spec=runtime.serialize_specs(compiled), deployed_at=self.clock.now(), deployed_by=actor,
-                )
-                session.add(existing)
-                session.flush()
-            return self._info(session, existing)
+            rows = []
+            for source in sources:
+                existing = session.scalars(select(PathwayVersion).where(
+                    PathwayVersion.pathway_id == source.pathway_id, PathwayVersion.version == source.version)).first()
+                if existing is None:
+                    compiled = compile_source(source)
+                    existing = PathwayVersion(
+                        pathway_id=source.pathway_id, version=source.version, title=source.title,
+                        main_file=source.main_file, files=files_to_json(source.files),
+                        spec=runtime.serialize_specs(compiled), deployed_at=self.clock.now(), deployed_by=actor,
+                    )
+                    session.add(existing)
+                    session.flush()
+                rows.append(existing)
+            return [self._info(session, row) for row in rows]
 
     def pathways(self) -> list[VersionInfo]:
         """The latest version of every deployed pathway."""

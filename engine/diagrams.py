@@ -27,6 +27,7 @@ from typing import Any
 
 from lxml import etree
 
+from .bundle_files import BundleFiles, FolderFiles, MemoryFiles, bundle_name
 from .errors import DiagramError, Problem
 
 __all__ = [
@@ -36,8 +37,10 @@ __all__ = [
     "NSMAP",
     "SPIFF_NS",
     "Diagram",
+    "form_file_names",
     "form_schema",
     "parse_diagram",
+    "read_form_file",
     "prepare_for_engine",
     "read_diagram",
     "timer_literal",
@@ -65,10 +68,12 @@ _PARSER = etree.XMLParser(remove_blank_text=False, resolve_entities=False, no_ne
 class Diagram:
     """One diagram file as the author saved it."""
 
-    name: str  # the path shown to authors, relative to the pathways folder
-    path: Path
+    name: str  # the name shown to authors (relative to the pathways folder, or the path given)
     content: bytes
     tree: Any  # lxml ElementTree; keeps source line numbers
+    files: BundleFiles  # where the files it names (form schemas) are read: its bundle, nowhere else
+    location: str  # its own name inside ``files``; the names it uses are relative to this
+    path: Path | None = None  # the file on disk, when it was read from one
     process_ids: list[str] = field(default_factory=list)
     executable_process_ids: list[str] = field(default_factory=list)
     called_elements: dict[str, str] = field(default_factory=dict)  # call activity id -> process id
@@ -78,17 +83,30 @@ class Diagram:
         return hashlib.sha256(self.content).hexdigest()
 
 
-def read_diagram(path: Path, name: str | None = None) -> Diagram:
-    """Read a diagram file, keeping line numbers.
+def read_diagram(folder: FolderFiles, name: str, display: str | None = None,
+                 files: BundleFiles | None = None) -> Diagram:
+    """Read the diagram ``name`` of a folder, keeping line numbers.
+
+    The files it names are read from ``files`` (by default the folder itself).
 
     Raises:
-        DiagramError: if the file is not well-formed XML or holds no BPMN process.
+        DiagramError: if the file is not inside the folder, not well-formed XML or holds no BPMN process.
+        OSError: if the file cannot be read.
     """
-    return parse_diagram(path.read_bytes(), name or str(path), path)
+    path = folder.path_of(name)
+    if path is None:
+        raise DiagramError(f"{display or name} is not a file inside {folder.root}", [Problem(
+            "not a file inside the folder (a symlink may not lead out of it)", file=display or name,
+            code="not-found")])
+    diagram = parse_diagram(path.read_bytes(), display or name, files or folder, location=name)
+    diagram.path = path
+    return diagram
 
 
-def parse_diagram(content: bytes, display: str, path: Path) -> Diagram:
-    """Parse diagram content; ``path`` is where form schema files are looked up.
+def parse_diagram(content: bytes, display: str, files: BundleFiles | None = None,
+                  location: str | None = None) -> Diagram:
+    """Parse diagram content. The files it names are read from ``files`` only (by default: none),
+    by names relative to ``location`` (by default ``display``).
 
     Raises:
         DiagramError: if the content is not well-formed XML or holds no BPMN process.
@@ -108,7 +126,8 @@ def parse_diagram(content: bytes, display: str, path: Path) -> Diagram:
             [Problem(f"root element is {root.tag!r}, expected bpmn:definitions", file=display,
                      line=root.sourceline, code="not-bpmn")],
         )
-    diagram = Diagram(name=display, path=path, content=content, tree=tree)
+    diagram = Diagram(name=display, content=content, tree=tree, files=files or MemoryFiles({}),
+                      location=location or display)
     for process in root.iterfind("bpmn:process", NSMAP):
         pid = process.get("id")
         diagram.process_ids.append(pid)
@@ -197,21 +216,49 @@ def form_schema(task: Any, diagram: Diagram) -> dict[str, Any] | None:
     return None
 
 
+def form_file_names(diagram: Diagram) -> list[tuple[Any, str]]:
+    """Each (task, file name) where a task names a form schema file."""
+    xpath = f"bpmn:extensionElements/spiffworkflow:properties/spiffworkflow:property[@name='{FORM_FILE_PROPERTY}']"
+    found = []
+    for task in diagram.tree.getroot().iter(f"{{{BPMN_NS}}}userTask", f"{{{BPMN_NS}}}manualTask"):
+        found += [(task, str(p.get("value"))) for p in task.iterfind(xpath, NSMAP) if p.get("value")]
+    return found
+
+
+def read_form_file(task: Any, diagram: Diagram, file_name: str) -> bytes:
+    """The content of a form schema file the task names, from the diagram's bundle only.
+
+    Raises:
+        DiagramError: naming file, line and task when the name is unsafe or the bundle lacks it.
+            A name outside the bundle reads as missing, whatever exists there.
+    """
+    name = bundle_name(diagram.location, file_name)
+    if name is None:
+        problem = f"form schema file {file_name!r} must be a relative name inside the pathway (no absolute " \
+                  "paths, no '..')"
+    else:
+        content = diagram.files.read(name)
+        if content is not None:
+            return content
+        problem = f"form schema file {file_name!r} is not part of the pathway: upload it with the diagram, " \
+                  "or keep it beside the diagram in the pathways folder"
+    raise DiagramError("unusable form", [Problem(problem, file=diagram.name, line=task.sourceline,
+                                                 element=task.get("id"), code="form-file")])
+
+
 def _schema_from_file(task: Any, diagram: Diagram, file_name: str) -> dict[str, Any]:
-    schema_path = (diagram.path.parent / file_name).resolve()
+    content = read_form_file(task, diagram, file_name)
     problem = None
-    if file_name.startswith(("/", "\\")) or ".." in Path(file_name).parts:
-        raise DiagramError("unusable form", [Problem(
-            f"form schema file {file_name} must be beside the diagram (no absolute paths or '..')",
-            file=diagram.name, line=task.sourceline, element=task.get("id"), code="form-file")])
     try:
-        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+        schema = json.loads(content.decode("utf-8"))
         if not isinstance(schema, dict):
             problem = f"form schema {file_name} is not a JSON object"
-    except FileNotFoundError:
-        problem = f"form schema file {file_name} not found next to the diagram"
+    except UnicodeDecodeError:
+        problem = f"form schema {file_name} is not UTF-8 text"
     except json.JSONDecodeError as exc:
         problem = f"form schema {file_name} is not valid JSON: {exc.msg} (line {exc.lineno})"
+    except RecursionError:
+        problem = f"form schema {file_name} nests too deeply"
     if problem:
         raise DiagramError(
             "unusable form", [Problem(problem, file=diagram.name, line=task.sourceline,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .diagrams import FORM_FILE_PROPERTY, NSMAP, Diagram, parse_diagram, prepare_for_engine, read_diagram
+from .bundle_files import FolderFiles, MemoryFiles, bundle_name
+from .diagrams import NSMAP, Diagram, form_file_names, parse_diagram, prepare_for_engine, read_diagram, read_form_file
 from .errors import DiagramError, NotFoundError, Problem, translate_workflow_errors
 
 # SpiffWorkflow's XSD validator is one process-wide lxml schema whose error log is shared state.
@@ -40,7 +41,7 @@ class PathwaySource:
 
     @property
     def title(self) -> str:
-        diagram = parse_diagram(self.files[self.main_file], self.main_file, Path(self.main_file))
+        diagram = parse_diagram(self.files[self.main_file], self.main_file)
         for process in diagram.tree.getroot().iterfind("bpmn:process", NSMAP):
             if process.get("id") == self.pathway_id:
                 return str(process.get("name") or self.pathway_id)
@@ -69,9 +70,7 @@ class PathwayLibrary:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-
-    def diagram_files(self) -> list[Path]:
-        return sorted(self.root.rglob("*.bpmn"))
+        self.files = FolderFiles(root)
 
     def diagrams(self) -> list[Diagram]:
         """Read every diagram.
@@ -80,17 +79,14 @@ class PathwayLibrary:
             DiagramError: listing every unreadable file.
         """
         diagrams, problems = [], []
-        for path in self.diagram_files():
+        for name in self.files.names("*.bpmn"):
             try:
-                diagrams.append(read_diagram(path, self._name(path)))
+                diagrams.append(read_diagram(self.files, name))
             except DiagramError as exc:
                 problems.extend(exc.problems)
         if problems:
             raise DiagramError("some diagrams cannot be read", problems)
         return diagrams
-
-    def _name(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
 
     def pathway_ids(self) -> list[str]:
         return sorted(pid for d in self.diagrams() if "/" not in d.name for pid in d.executable_process_ids)
@@ -124,13 +120,13 @@ def source_from_diagrams(pathway_id: str, diagrams: list[Diagram]) -> PathwaySou
         if diagram.name in files:
             continue
         files[diagram.name] = diagram.content
-        for form_file in _form_files(diagram):
-            if not _is_local_name(form_file):
-                continue  # refused with file and line by prepare_for_engine / validation
-            path = diagram.path.parent / form_file
-            name = (Path(diagram.name).parent / form_file).as_posix()
-            if path.exists():
-                files[name] = path.read_bytes()
+        for task, form_file in form_file_names(diagram):
+            try:
+                content = read_form_file(task, diagram, form_file)
+            except DiagramError as exc:
+                problems += exc.problems
+                continue
+            files[str(bundle_name(diagram.name, form_file))] = content
         for call_id, called in diagram.called_elements.items():
             target = by_process.get(called)
             if target is None:
@@ -141,47 +137,31 @@ def source_from_diagrams(pathway_id: str, diagrams: list[Diagram]) -> PathwaySou
             else:
                 pending.append(target)
     if problems:
-        raise DiagramError(f"pathway {pathway_id} calls processes that do not exist", problems)
+        raise DiagramError(f"pathway {pathway_id} names diagrams or files it does not contain", problems)
     return PathwaySource(pathway_id=pathway_id, main_file=main.name, files=files)
-
-
-def _is_local_name(name: str) -> bool:
-    """Form files sit beside (or below) their diagram: no absolute paths, no '..'."""
-    return not name.startswith(("/", "\\")) and ".." not in Path(name).parts
-
-
-def _form_files(diagram: Diagram) -> list[str]:
-    xpath = f".//spiffworkflow:property[@name='{FORM_FILE_PROPERTY}']"
-    return [str(p.get("value")) for p in diagram.tree.getroot().iterfind(xpath, NSMAP) if p.get("value")]
 
 
 def compile_source(source: PathwaySource) -> CompiledPathway:
     """Parse a pathway's diagrams with XSD validation and build its specs.
 
+    Everything is read from the source's own files (never the disk).
+
     Raises:
         DiagramError: naming the file, line and element that failed.
     """
-    import tempfile
-
     from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
     parser = SpiffBpmnParser(validator=VALIDATOR)
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        for name, content in source.files.items():
-            target = base / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-        for name in source.files:
-            if not name.endswith(".bpmn"):
-                continue
-            diagram = read_diagram(base / name, name)
-            tree = prepare_for_engine(diagram)
-            with XSD_LOCK, translate_workflow_errors():
-                parser.add_bpmn_xml(tree.getroot(), filename=name)
-        with translate_workflow_errors():
-            spec = parser.get_spec(source.pathway_id)
-            subprocess_specs = parser.get_subprocess_specs(source.pathway_id)
+    bundle = MemoryFiles(source.files)
+    for name, content in source.files.items():
+        if not name.endswith(".bpmn"):
+            continue
+        tree = prepare_for_engine(parse_diagram(content, name, bundle))
+        with XSD_LOCK, translate_workflow_errors():
+            parser.add_bpmn_xml(tree.getroot(), filename=name)
+    with translate_workflow_errors():
+        spec = parser.get_spec(source.pathway_id)
+        subprocess_specs = parser.get_subprocess_specs(source.pathway_id)
     return CompiledPathway(source.pathway_id, source.version, spec, subprocess_specs)
 
 

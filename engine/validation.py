@@ -51,6 +51,7 @@ from ._lint_elements import (
     lint_unsupported,
 )
 from ._lint_expressions import LintContext, lint_expressions, lint_timers
+from .bundle_files import BundleFiles, ChainedFiles, FolderFiles
 from .diagrams import Diagram, parse_diagram, read_diagram
 from .errors import CarePathError, DiagramError, Problem
 from .pathways import compile_source, source_from_diagrams
@@ -82,8 +83,9 @@ def validate_paths(
     """
     problems: list[Problem] = []
     order: dict[str, int] = {}  # file -> position among the inputs, to report file by file
-    inputs = _read_inputs(paths, problems, order)
-    library = _library_diagrams(pathways_root, {d.diagram.path.resolve() for d in inputs})
+    library_files = FolderFiles(pathways_root) if pathways_root is not None and pathways_root.is_dir() else None
+    inputs = _read_inputs(paths, problems, order, library_files)
+    library = _library_diagrams(library_files, {d.diagram.path.resolve() for d in inputs if d.diagram.path})
     everything = [*library, *(i.diagram for i in inputs)]
     known_processes = {pid for d in everything for pid in d.process_ids}
     # SpiffWorkflow's parser shares messages, signals... across all files of a pathway.
@@ -108,28 +110,34 @@ def format_problems(problems: Iterable[Problem]) -> str:
     return "\n".join(str(dataclasses.replace(p, column=None)) for p in problems)
 
 
-def _read_inputs(paths: Sequence[Path], problems: list[Problem], order: dict[str, int]) -> list[_Input]:
+def _read_inputs(paths: Sequence[Path], problems: list[Problem], order: dict[str, int],
+                 library_files: FolderFiles | None) -> list[_Input]:
+    """The diagrams at ``paths``. A folder is a bundle: the files its diagrams name resolve inside it
+    (then in the library), as at deploy; a single file's bundle is its own folder."""
     inputs: list[_Input] = []
     seen: set[Path] = set()
     for path in paths:
         order.setdefault(str(path), len(order))
         if path.is_dir():
-            files = sorted(path.rglob("*.bpmn"))
-            if not files:
+            folder = FolderFiles(path)
+            names = list(folder.names("*.bpmn"))
+            if not names:
                 problems.append(Problem("no .bpmn diagrams in this folder", file=str(path), code="not-found"))
-            candidates = [(file, file.parent == path) for file in files]
+            candidates = [(folder, name, "/" not in name) for name in names]
         elif path.is_file():
-            candidates = [(path, True)]
+            candidates = [(FolderFiles(path.parent), path.name, True)]
         else:
             problems.append(Problem("no such file or folder", file=str(path), code="not-found"))
             continue
-        for file, top_level in candidates:
+        for folder, name, top_level in candidates:
+            file = folder.root / name
             if file.resolve() in seen:
                 continue
             seen.add(file.resolve())
             order[str(file)] = len(order)
+            files: BundleFiles = folder if library_files is None else ChainedFiles(folder, library_files)
             try:
-                inputs.append(_Input(read_diagram(file, str(file)), top_level))
+                inputs.append(_Input(read_diagram(folder, name, str(file), files), top_level))
             except DiagramError as exc:
                 problems += exc.problems
             except OSError as exc:
@@ -137,16 +145,16 @@ def _read_inputs(paths: Sequence[Path], problems: list[Problem], order: dict[str
     return inputs
 
 
-def _library_diagrams(root: Path | None, exclude: set[Path]) -> list[Diagram]:
+def _library_diagrams(library: FolderFiles | None, exclude: set[Path]) -> list[Diagram]:
     """The library's readable diagrams, for resolving call activities (they are not linted here)."""
-    if root is None or not root.is_dir():
+    if library is None:
         return []
     diagrams = []
-    for path in sorted(root.rglob("*.bpmn")):
-        if path.resolve() in exclude:
+    for name in library.names("*.bpmn"):
+        if (library.root / name).resolve() in exclude:
             continue
         try:
-            diagrams.append(read_diagram(path, _shown(path)))
+            diagrams.append(read_diagram(library, name, _shown(library.root / name)))
         except (DiagramError, OSError):
             continue  # a broken library file is reported when it is itself validated
     return diagrams
@@ -194,9 +202,10 @@ def _compile_problems(
     shown: dict[str, Diagram] = {}
     renamed: list[Diagram] = []
     for index, diagram in enumerate([*library, *inputs]):
-        name = diagram.path.name if diagram is main else f"{index}/{diagram.path.name}"
+        base = diagram.location.rsplit("/", 1)[-1]
+        name = base if diagram is main else f"{index}/{base}"
         shown[name] = diagram
-        renamed.append(parse_diagram(diagram.content, name, diagram.path))
+        renamed.append(parse_diagram(diagram.content, name, diagram.files, location=diagram.location))
     problems: list[Problem] = []
     for pathway_id in main.executable_process_ids:
         try:

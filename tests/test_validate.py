@@ -12,6 +12,7 @@ import pytest
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
+from engine.bundle_files import FolderFiles
 from engine.clock import ManualClock
 from engine.diagrams import FORM_PROPERTY, read_diagram
 from engine.expressions import make_script_engine
@@ -134,7 +135,7 @@ START = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 
 
 def _compiled(name: str) -> CompiledPathway:
-    diagram = read_diagram(OK / name, name)
+    diagram = read_diagram(FolderFiles(OK), name)
     (pathway_id,) = diagram.executable_process_ids
     return compile_source(source_from_diagrams(pathway_id, [diagram]))
 
