@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from engine import CarePath, Settings
-from engine.queries import InstanceQueries
+from engine.instances.queries import InstanceQueries
 
 __all__ = ["carepath", "create_app", "queries"]
 

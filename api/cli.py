@@ -85,7 +85,7 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     With no PATH, checks the configured pathways and rules folders. Exits 1 when anything is wrong.
     """
     from engine.errors import Problem
-    from engine.validation import format_problems, validate_paths
+    from engine.pathways.validation import format_problems, validate_paths
 
     from .cli_rules import known_rule_sets, validate_rule_paths
 
@@ -156,7 +156,7 @@ def pathways_deploy(ctx: click.Context) -> None:
     Nothing is deployed when any diagram is refused; each problem is printed as file:line: element: message.
     """
     from engine.errors import DiagramError
-    from engine.validation import format_problems
+    from engine.pathways.validation import format_problems
 
     carepath = _carepath(ctx)
     try:
@@ -184,7 +184,7 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
     import socket
 
     from engine.idempotency import IdempotencyStore
-    from engine.timers import run_worker
+    from engine.instances.worker import run_worker
 
     carepath = _carepath(ctx)
     idempotency = IdempotencyStore(carepath.sessions, carepath.clock)
@@ -216,7 +216,7 @@ def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool) -> N
     import json
 
     from engine.errors import NotFoundError
-    from engine.migration import migrate_pathway
+    from engine.instances.migration import migrate_pathway
 
     carepath = _carepath(ctx)
     try:

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, json, request
 
 from engine import CarePath
-from engine.documents import LANGUAGES, care_plan_document, end_of_treatment_summary, render_html
+from engine.documents.build import LANGUAGES, care_plan_document, end_of_treatment_summary, render_html
 
 from . import carepath
 from .auth import current_principal, requires

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, url_for
 
-from engine.queries import MAX_LIMIT, InstanceFilter
+from engine.instances.queries import MAX_LIMIT, InstanceFilter
 
 from . import carepath, queries
 from .auth import current_principal, requires

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.access import PERMISSIONS
-from engine.queries import MAX_LIMIT, STATUSES
+from engine.instances.queries import MAX_LIMIT, STATUSES
 
 from .openapi_schemas import (  # noqa: F401  (re-exported: part of this module's surface)
     _NAME,

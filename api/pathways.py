@@ -11,8 +11,8 @@ from typing import Any
 from flask import Blueprint, Response
 
 from engine.errors import NotFoundError
-from engine.migration import migrate_pathway
-from engine.validation import validate_paths
+from engine.instances.migration import migrate_pathway
+from engine.pathways.validation import validate_paths
 
 from . import carepath
 from .auth import current_principal, requires

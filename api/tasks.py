@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint
 
 from engine.errors import NotFoundError
-from engine.queries import MAX_LIMIT
+from engine.instances.queries import MAX_LIMIT
 
 from . import carepath, queries
 from .auth import current_principal, requires

@@ -45,10 +45,11 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG  # noqa: E402
 from SpiffWorkflow.util.task import TaskState  # noqa: E402
 
-from engine import CarePath, ManualClock, Settings, runtime  # noqa: E402
+from engine import CarePath, ManualClock, Settings  # noqa: E402
 from engine.db.models import PathwayInstance  # noqa: E402
-from engine.pathways import PathwayLibrary, compile_source  # noqa: E402
-from engine.timers import fire_due_timers  # noqa: E402
+from engine.instances.timers import fire_due_timers  # noqa: E402
+from engine.pathways.sources import PathwayLibrary, compile_source  # noqa: E402
+from engine.spiff import workflows  # noqa: E402
 
 NURSE = "clinician:bench"
 KINDS = ("cold_data", "cold_connection", "cold_engine", "spiff", "spiff_sqlite")
@@ -87,7 +88,7 @@ class Bench:
     def cold_engine(self, step: Callable[[CarePath], Any]) -> tuple[float, Any]:
         """``step`` on a new CarePath: new database engine (so SQLAlchemy compiles its statements
         again), empty spec cache. What the first request of a new process pays."""
-        runtime.clear_spec_cache()
+        workflows.clear_spec_cache()
         app = CarePath(self.settings, self.clock)
         try:
             started = time.perf_counter()
@@ -100,7 +101,7 @@ class Bench:
         """``step`` with the spec cache and the workflow cache emptied and a new session: nothing of
         the pathway or the instance is in memory. The connection pool is kept, as in any running
         server (and as SpiffWorkflow-with-SQLite below keeps its connection)."""
-        runtime.clear_spec_cache()
+        workflows.clear_spec_cache()
         self.app.instances.workflows.clear()
         started = time.perf_counter()
         result = step(self.app)
@@ -108,7 +109,7 @@ class Bench:
 
     def cold_connection(self, step: Callable[[CarePath], Any]) -> tuple[float, Any]:
         """``cold_data`` with a new database connection as well (the pool emptied first)."""
-        runtime.clear_spec_cache()
+        workflows.clear_spec_cache()
         self.app.instances.workflows.clear()
         self.app.db.dispose()
         started = time.perf_counter()

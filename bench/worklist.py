@@ -28,10 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import update  # noqa: E402
 
-from engine import CarePath, ManualClock, Settings, runtime  # noqa: E402
+from engine import CarePath, ManualClock, Settings  # noqa: E402
 from engine.db.models import PathwayInstance  # noqa: E402
 from engine.db.session import unit_of_work  # noqa: E402
-from engine.queries import InstanceFilter, InstanceQueries  # noqa: E402
+from engine.instances.queries import InstanceFilter, InstanceQueries  # noqa: E402
+from engine.spiff import workflows  # noqa: E402
 
 
 def measure(app: CarePath, queries: InstanceQueries, pathway_id: str, page: int, samples: int,
@@ -39,7 +40,7 @@ def measure(app: CarePath, queries: InstanceQueries, pathway_id: str, page: int,
     times, listed = [], 0
     for _ in range(samples):
         if cold:
-            runtime.clear_spec_cache()
+            workflows.clear_spec_cache()
             app.instances.workflows.clear()
         started = time.perf_counter()
         listed = len(queries.ready_tasks(InstanceFilter(pathway_id=pathway_id), limit=page).items)

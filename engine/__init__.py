@@ -1,8 +1,8 @@
 """CarePath's engine: pathways, instances, rules and the audit trail. No web framework here."""
 
-from .clock import Clock, ManualClock, SystemClock
-from .core import CarePath
-from .errors import (
+from engine.app import CarePath
+from engine.clock import Clock, ManualClock, SystemClock
+from engine.errors import (
     AuditIntegrityError,
     CarePathError,
     ConflictError,
@@ -21,7 +21,7 @@ from .errors import (
     UnsafeExpressionError,
     WorkflowError,
 )
-from .settings import Settings
+from engine.settings import Settings
 
 __all__ = [
     "AuditIntegrityError",

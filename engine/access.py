@@ -28,10 +28,10 @@ from datetime import datetime
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .clock import Clock
-from .db.base import Base
-from .db.models import UTCDateTime
-from .errors import InvalidInputError, NotFoundError, PermissionDeniedError, Problem
+from engine.clock import Clock
+from engine.db.base import Base
+from engine.db.models import UTCDateTime
+from engine.errors import InvalidInputError, NotFoundError, PermissionDeniedError, Problem
 
 __all__ = [
     "PERMISSIONS",

@@ -20,7 +20,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
-from .db.models import InstanceEvent, PathwayInstance
+from engine.db.models import InstanceEvent, PathwayInstance
 
 __all__ = ["EVENT_TYPES", "ChainHead", "TrailProblem", "append_event", "data_digest", "take_pending_events",
            "verify_trail", "write_pending_events"]
@@ -102,7 +102,7 @@ def append_event(
 
 def take_pending_events(session: Session) -> list[dict[str, Any]]:
     """The events appended in this session and not written yet, for a writer that writes them itself
-    (:mod:`engine.instance_store`); they are no longer pending afterwards."""
+    (:mod:`engine.instances.store`); they are no longer pending afterwards."""
     return cast(list[dict[str, Any]], session.info.pop(_PENDING, None) or [])
 
 

@@ -24,12 +24,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from .clock import ManualClock, SystemClock
-from .core import CarePath
-from .db.models import PathwayInstance
-from .errors import ConflictError
-from .settings import Settings
-from .timers import fire_due_timers
+from engine.app import CarePath
+from engine.clock import ManualClock, SystemClock
+from engine.db.models import PathwayInstance
+from engine.errors import ConflictError
+from engine.instances.timers import fire_due_timers
+from engine.settings import Settings
 
 __all__ = ["DEMO_PATIENTS", "DemoPatient", "DemoRow", "load_demo"]
 

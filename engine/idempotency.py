@@ -26,11 +26,11 @@ from sqlalchemy import Integer, String, Text, UniqueConstraint, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from .clock import Clock
-from .db.base import Base
-from .db.models import UTCDateTime
-from .db.session import unit_of_work
-from .errors import ConflictError, InvalidInputError, Problem
+from engine.clock import Clock
+from engine.db.base import Base
+from engine.db.models import UTCDateTime
+from engine.db.session import unit_of_work
+from engine.errors import ConflictError, InvalidInputError, Problem
 
 __all__ = [
     "IdempotencyKeyInUseError",

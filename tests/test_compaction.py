@@ -12,11 +12,12 @@ import pytest
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from sqlalchemy import func, select
 
-from engine import CarePath, ManualClock, runtime
-from engine.compaction import compact, completed_elements
+from engine import CarePath, ManualClock
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.expressions import SafeEnvironment
-from engine.pathways import PathwayLibrary, compile_source
+from engine.pathways.sources import PathwayLibrary, compile_source
+from engine.spiff import patches, serializer, workflows
+from engine.spiff.compaction import compact, completed_elements
 
 TESTS = Path(__file__).resolve().parent
 NURSE = "clinician:cns-1"
@@ -55,15 +56,15 @@ def test_500_review_rounds_run_correctly_and_the_state_stays_flat(carepath: Care
 # --- compacted and uncompacted runs side by side ----------------------------------------------------------
 
 
-def _specs(pathway_id: str) -> runtime.RestoredSpecs:
+def _specs(pathway_id: str) -> workflows.RestoredSpecs:
     compiled = compile_source(PathwayLibrary(TESTS / "pathways").source(pathway_id))
-    return runtime.RestoredSpecs(compiled.spec, compiled.subprocess_specs)
+    return workflows.RestoredSpecs(compiled.spec, compiled.subprocess_specs)
 
 
 Chooser = Callable[[list[Any], int, ManualClock, Any], "dict[str, Any] | None"]
 
 
-def _drive(specs: runtime.RestoredSpecs, choose: Chooser, *, compacting: bool, max_steps: int = 400,
+def _drive(specs: workflows.RestoredSpecs, choose: Chooser, *, compacting: bool, max_steps: int = 400,
            ) -> tuple[list[tuple[tuple[str, ...], str | None]], dict[str, Any], bool, Any]:
     """Run a workflow, recording the ready tasks and next due time before each step.
 
@@ -72,15 +73,15 @@ def _drive(specs: runtime.RestoredSpecs, choose: Chooser, *, compacting: bool, m
     clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
     engine = PythonScriptEngine(environment=SafeEnvironment(clock))
     seen: list[tuple[tuple[str, ...], str | None]] = []
-    with runtime.clock_in_effect(clock):
-        workflow = runtime.new_workflow(specs, engine)
+    with patches.clock_in_effect(clock):
+        workflow = workflows.new_workflow(specs, engine)
         workflow.do_engine_steps()
         for step in range(max_steps):
             if compacting:
                 compact(workflow)
-                workflow = runtime.restore(specs, runtime.dump_state(workflow), engine)
-            ready = runtime.ready_tasks(workflow)
-            due = runtime.next_due_at(workflow)
+                workflow = workflows.restore(specs, serializer.dump_state(workflow), engine)
+            ready = workflows.ready_tasks(workflow)
+            due = workflows.next_due_at(workflow)
             seen.append((tuple(t.task_spec.name for t in ready), due.isoformat() if due else None))
             if not ready:
                 break
@@ -147,18 +148,18 @@ def test_event_based_gateway_and_call_activity_behave_as_uncompacted(branch: str
         # The survey is due at 2027-07-15 09:00; the warning sign comes before that.
         when = datetime(2027, 7, 15, 9, 1) if branch == "timer" else datetime(2026, 6, 1, 9, 0)
         clock = ManualClock(when.replace(tzinfo=UTC))
-        with runtime.clock_in_effect(clock):
+        with patches.clock_in_effect(clock):
             if compacting:
                 compact(workflow)
-                workflow = runtime.restore(specs, runtime.dump_state(workflow), workflow.script_engine)
+                workflow = workflows.restore(specs, serializer.dump_state(workflow), workflow.script_engine)
             if branch == "timer":
                 workflow.refresh_timers()
             else:
                 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 
-                workflow.catch(BpmnEvent(runtime.waiting_messages(workflow)["warning_sign_reported"], {}))
+                workflow.catch(BpmnEvent(workflows.waiting_messages(workflow)["warning_sign_reported"], {}))
             workflow.do_engine_steps()
-            [task] = runtime.ready_tasks(workflow)
+            [task] = workflows.ready_tasks(workflow)
             name = task.task_spec.name
             task.set_data(**({"qol_score": 60} if name == "survey" else {"triage_outcome": "seen"}))
             task.run()
@@ -188,19 +189,19 @@ def test_save_and_restore_in_the_middle_changes_nothing() -> None:
     specs = _specs("test_review_loop")
     clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
     engine = PythonScriptEngine(environment=SafeEnvironment(clock))
-    workflow = runtime.new_workflow(specs, engine)
+    workflow = workflows.new_workflow(specs, engine)
     workflow.do_engine_steps()
     for round_number in range(1, 30):
-        [task] = runtime.ready_tasks(workflow)
+        [task] = workflows.ready_tasks(workflow)
         task.set_data(round=round_number, follow_up_ends=False)
         task.run()
         workflow.do_engine_steps()
         compact(workflow)
-    state = runtime.dump_state(workflow)
-    restored = runtime.restore(specs, state, engine)
+    state = serializer.dump_state(workflow)
+    restored = workflows.restore(specs, state, engine)
     assert compact(restored) == 0  # nothing more to remove
-    assert runtime.dump_state(restored) == state
-    assert [t.id for t in runtime.ready_tasks(restored)] == [t.id for t in runtime.ready_tasks(workflow)]
+    assert serializer.dump_state(restored) == state
+    assert [t.id for t in workflows.ready_tasks(restored)] == [t.id for t in workflows.ready_tasks(workflow)]
 
 
 def test_a_finished_instance_keeps_only_its_final_data(carepath: CarePath) -> None:

@@ -16,7 +16,7 @@ from api.cli import main
 from engine import CarePath, ConflictError, ManualClock, Settings
 from engine.db.models import PathwayInstance
 from engine.demo import DEMO_PATIENTS, DemoRow, load_demo
-from engine.documents import care_plan_document, end_of_treatment_summary
+from engine.documents.build import care_plan_document, end_of_treatment_summary
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 pytestmark = pytest.mark.slow

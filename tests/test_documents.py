@@ -24,7 +24,7 @@ from pathways_bundled.journeys import _support as support
 from pathways_bundled.journeys import _treatment as treatment
 
 from engine import CarePath, ConflictError, ManualClock, NotFoundError, Settings
-from engine.documents import (
+from engine.documents.build import (
     CARE_PLAN,
     END_OF_TREATMENT,
     SCHEMA_VERSION,
@@ -33,8 +33,8 @@ from engine.documents import (
     render_html,
     resolve_language,
 )
+from engine.documents.warning_signs import load_warning_signs
 from engine.rules import get_evaluation
-from engine.warning_signs import load_warning_signs
 
 START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 WHAT_MATTERS = 'Walking the dog <script>alert("x")</script> & "seeing" my grandchildren'

@@ -170,17 +170,16 @@ def test_state_is_saved_without_the_spec(carepath: CarePath) -> None:
 
 def test_restoring_between_steps_changes_nothing(carepath: CarePath) -> None:
     """Every step loads the instance from the database; a save/restore round trip is exact."""
-    from engine import runtime
-
+    from engine.spiff import serializer, workflows
     view = _start(carepath)
     view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 9, "fatigue": 3}, NURSE)
     assert carepath.instances.get(view.id) == view
     with carepath.sessions() as session:
         row = session.get(PathwayInstance, view.id)
         assert row is not None
-        specs = runtime.specs_for(row.pathway_version.version, row.pathway_version.spec)
-        workflow = runtime.restore(specs, row.state, script_engine=None)
-        assert runtime.dump_state(workflow) == row.state
-        ready = runtime.ready_tasks(workflow)[0]
+        specs = workflows.specs_for(row.pathway_version.version, row.pathway_version.spec)
+        workflow = workflows.restore(specs, row.state, script_engine=None)
+        assert serializer.dump_state(workflow) == row.state
+        ready = workflows.ready_tasks(workflow)[0]
     # The data collected before the save reaches the task after it.
     assert {"anxiety": 9, "fatigue": 3, "worst": 9}.items() <= ready.data.items()

@@ -23,7 +23,7 @@ def _flow(carepath: CarePath) -> None:
 def test_spiffworkflow_loggers_default_to_warning() -> None:
     # Below INFO, SpiffWorkflow attaches task data to every state-change record and walks the
     # whole task tree to build each workflow record, whether or not anything is printed.
-    import engine.runtime  # noqa: F401  (sets them)
+    import engine.spiff.workflows  # noqa: F401  (sets them)
 
     assert [logging.getLogger(name).level for name in SPIFF_LOGGERS] == [logging.WARNING] * 3
 

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from engine import CarePath, ManualClock, Settings
 from engine.db.models import InstanceEvent, PathwayInstance
-from engine.migration import migrate_pathway
-from engine.timers import fire_due_timers
+from engine.instances.migration import migrate_pathway
+from engine.instances.timers import fire_due_timers
 
 NURSE = "clinician:cns-1"
 PATHWAY = "test_followup"

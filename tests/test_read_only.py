@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, select, text
 from engine import CarePath
 from engine.db.models import PathwayInstance
 from engine.db.session import read_only
-from engine.queries import InstanceFilter, InstanceQueries
+from engine.instances.queries import InstanceFilter, InstanceQueries
 
 
 def test_reads_proceed_while_another_connection_holds_a_write(carepath: CarePath) -> None:

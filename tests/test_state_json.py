@@ -1,4 +1,4 @@
-"""The JSON of instance states (engine.state_json): orjson, stored in the form the stdlib stored."""
+"""The JSON of instance states (engine.spiff.state_json): orjson, stored in the form the stdlib stored."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 
-from engine import ManualClock, runtime, state_format, state_json
+from engine import ManualClock
 from engine.expressions import SafeEnvironment
-from engine.pathways import PathwayLibrary, compile_source
-from engine.runtime import SERIALIZER
+from engine.pathways.sources import PathwayLibrary, compile_source
+from engine.spiff import patches, serializer, state_json, workflows
+from engine.spiff.serializer import SERIALIZER
 
 TESTS = Path(__file__).resolve().parent
 
@@ -27,7 +28,7 @@ def test_values_spiffworkflow_converts_are_stored_as_the_stdlib_stored_them() ->
     # SpiffWorkflow's encoder stores it tagged with its type, and orjson must not write it natively.
     data = {"due": datetime(2027, 8, 31, 9, 0, tzinfo=UTC), "every": timedelta(days=30),
             "seen": {"a"}, "scores": [1, 2.5, None, True], "nested": {"text": "Ångest"}}
-    written = state_json.dumps(data, state_format._ENCODE_OTHER)
+    written = state_json.dumps(data, serializer.ENCODE_OTHER)
     assert json.loads(written) == json.loads(_stdlib_dumps(data))
     restored = SERIALIZER.registry.restore(state_json.loads(written))
     assert restored["due"] == data["due"] and restored["every"] == data["every"]
@@ -36,7 +37,7 @@ def test_values_spiffworkflow_converts_are_stored_as_the_stdlib_stored_them() ->
 def test_integers_past_64_bits_are_kept() -> None:
     # Expressions may compute them; orjson refuses them, so the stdlib writes and reads them.
     value = {"big": 2**70, "negative": -(2**65)}
-    written = state_json.dumps(value, state_format._ENCODE_OTHER)
+    written = state_json.dumps(value, serializer.ENCODE_OTHER)
     assert state_json.loads(written) == value
 
 
@@ -52,7 +53,7 @@ def test_text_that_is_not_json_raises_the_stdlib_error() -> None:
 
 def test_a_value_json_cannot_hold_raises_type_error_as_before() -> None:
     with pytest.raises(TypeError):
-        state_json.dumps({"thing": object()}, state_format._ENCODE_OTHER)
+        state_json.dumps({"thing": object()}, serializer.ENCODE_OTHER)
 
 
 def test_a_saved_workflow_restores_to_the_same_state() -> None:
@@ -60,19 +61,19 @@ def test_a_saved_workflow_restores_to_the_same_state() -> None:
     specs = _specs("test_review_loop")
     clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
     engine = PythonScriptEngine(environment=SafeEnvironment(clock))
-    with runtime.clock_in_effect(clock):
-        workflow = runtime.new_workflow(specs, engine)
+    with patches.clock_in_effect(clock):
+        workflow = workflows.new_workflow(specs, engine)
         workflow.do_engine_steps()
         for round_number in range(1, 4):
-            [task] = runtime.ready_tasks(workflow)
+            [task] = workflows.ready_tasks(workflow)
             task.set_data(round=round_number, follow_up_ends=False, seen_at=clock.now())
             task.run()
             workflow.do_engine_steps()
-    text = runtime.dump_state(workflow)
+    text = serializer.dump_state(workflow)
     assert json.loads(text) == json.loads(_stdlib_dumps_state(workflow))
-    restored = runtime.restore(specs, text, engine)
-    assert runtime.dump_state(restored) == text
-    [task] = runtime.ready_tasks(restored)
+    restored = workflows.restore(specs, text, engine)
+    assert serializer.dump_state(restored) == text
+    [task] = workflows.ready_tasks(restored)
     assert task.data["seen_at"] == clock.now()
 
 
@@ -82,27 +83,27 @@ def test_a_workflow_inside_a_called_sub_pathway_restores_with_its_links() -> Non
     clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
     engine = PythonScriptEngine(environment=SafeEnvironment(clock))
     answers = {"hna": {"anxiety": 3, "fatigue": 4}, "offer_support": {"support_accepted": True}}
-    with runtime.clock_in_effect(clock):
-        workflow = runtime.new_workflow(specs, engine)
+    with patches.clock_in_effect(clock):
+        workflow = workflows.new_workflow(specs, engine)
         workflow.do_engine_steps()
-        [task] = runtime.ready_tasks(workflow)
+        [task] = workflows.ready_tasks(workflow)
         task.set_data(**answers[task.task_spec.name])
         task.run()
         workflow.do_engine_steps()
     assert workflow.subprocesses, "the step should have entered the called sub-pathway"
-    text = runtime.dump_state(workflow)
-    restored = runtime.restore(specs, text, engine)
-    assert runtime.dump_state(restored) == text
+    text = serializer.dump_state(workflow)
+    restored = workflows.restore(specs, text, engine)
+    assert serializer.dump_state(restored) == text
     for part in (restored, *restored.subprocesses.values()):
         for task in part.tasks.values():
             assert all(child.parent is task for child in task.children)
-    assert [t.task_spec.name for t in runtime.ready_tasks(restored)] == \
-        [t.task_spec.name for t in runtime.ready_tasks(workflow)]
+    assert [t.task_spec.name for t in workflows.ready_tasks(restored)] == \
+        [t.task_spec.name for t in workflows.ready_tasks(workflow)]
 
 
-def _specs(pathway_id: str) -> runtime.RestoredSpecs:
+def _specs(pathway_id: str) -> workflows.RestoredSpecs:
     compiled = compile_source(PathwayLibrary(TESTS / "pathways").source(pathway_id))
-    return runtime.RestoredSpecs(compiled.spec, compiled.subprocess_specs)
+    return workflows.RestoredSpecs(compiled.spec, compiled.subprocess_specs)
 
 
 def _stdlib_dumps_state(workflow: object) -> str:
@@ -112,5 +113,5 @@ def _stdlib_dumps_state(workflow: object) -> str:
         dct = SERIALIZER.to_dict(workflow)
     finally:
         registry._encoder_mode = False
-    dct[SERIALIZER.VERSION_KEY] = runtime.STATE_FORMAT
+    dct[SERIALIZER.VERSION_KEY] = serializer.STATE_FORMAT
     return _stdlib_dumps(dct)

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from engine import CarePath, ManualClock
+from engine.calendar import add_months
 from engine.db.models import InstanceEvent
-from engine.timers import add_months, fire_due_timers
+from engine.instances.timers import fire_due_timers
 
 SYSTEM, NURSE = "system:ehr", "clinician:cns-1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,9 @@ def test_months_clamp_to_the_end_of_the_month(start: str, months: int, expected:
 def test_spiffworkflow_durations_use_the_clamped_arithmetic(expression: str, start: str, expected: str) -> None:
     from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
-    import engine.runtime  # noqa: F401  (installs the arithmetic, as every engine entry point does)
+    from engine.spiff import patches
+
+    patches.install()  # as the CarePath facade does wherever workflows run
 
     begin = datetime.fromisoformat(start)
     delta = TimerEventDefinition.get_timedelta_from_start(TimerEventDefinition.parse_iso_duration(expression), begin)
@@ -78,7 +81,9 @@ def test_spiffworkflow_durations_use_the_clamped_arithmetic(expression: str, sta
 def test_intervals_counted_back_from_an_end_date_clamp_too() -> None:
     from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
-    import engine.runtime  # noqa: F401
+    from engine.spiff import patches
+
+    patches.install()
 
     cycles, start, duration = TimerEventDefinition.parse_iso_recurring_interval("R3/P1M/2026-03-31T00:00:00+00:00")
     assert (cycles, start) == (3, datetime(2026, 2, 28, tzinfo=UTC))
@@ -171,11 +176,12 @@ def test_occurrences_missed_while_no_worker_ran_each_get_an_event_with_their_due
 def test_a_cycle_saved_before_calendar_occurrences_keeps_its_fixed_period() -> None:
     from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition
 
-    from engine.timers import _following
+    from engine.spiff import patches
 
+    patches.install()
     old = {"cycles": 2, "next": "2026-02-28T09:00:00+00:00", "duration": 28 * 86400.0}
-    assert _following(old, datetime(2026, 2, 28, 9, tzinfo=UTC)) == datetime(2026, 3, 28, 9, tzinfo=UTC)
-    assert CycleTimerEventDefinition.cycle_complete.__module__ == "engine.timers"
+    assert patches.next_occurrence(old, datetime(2026, 2, 28, 9, tzinfo=UTC)) == datetime(2026, 3, 28, 9, tzinfo=UTC)
+    assert CycleTimerEventDefinition.cycle_complete is patches.cycle_complete
 
 
 def test_a_due_timer_does_not_fire_without_the_worker_or_a_step(carepath: CarePath, clock: ManualClock) -> None:

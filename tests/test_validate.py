@@ -12,12 +12,12 @@ import pytest
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
-from engine.bundle_files import FolderFiles
 from engine.clock import ManualClock
-from engine.diagrams import FORM_PROPERTY, read_diagram
 from engine.expressions import make_script_engine
-from engine.pathways import CompiledPathway, compile_source, source_from_diagrams
-from engine.validation import format_problems, validate_paths
+from engine.pathways.bundle import FolderFiles
+from engine.pathways.diagrams import FORM_PROPERTY, read_diagram
+from engine.pathways.sources import CompiledPathway, compile_source, source_from_diagrams
+from engine.pathways.validation import format_problems, validate_paths
 
 DIAGRAMS = Path(__file__).parent / "diagrams"
 BROKEN = DIAGRAMS / "broken"
@@ -228,7 +228,7 @@ def test_camunda_unquoted_p18m_timer_evaluates() -> None:
 
 
 def test_lint_knows_exactly_the_operators_the_engine_runs() -> None:
-    from engine._lint_elements import KNOWN_OPERATORS
-    from engine.careplan import care_plan_operators
+    from engine.careplan.service import care_plan_operators
+    from engine.pathways.validation._elements import KNOWN_OPERATORS
 
     assert set(care_plan_operators(registry=None)) == KNOWN_OPERATORS

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from engine import CarePath, ManualClock, Settings
 from engine.db.models import PathwayVersion
-from engine.pathways import PathwayLibrary, version_of
+from engine.pathways.sources import PathwayLibrary, version_of
 
 TESTS = Path(__file__).resolve().parent
 

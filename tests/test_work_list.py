@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from engine import CarePath, runtime
+from engine import CarePath
 from engine.db.models import PathwayInstance
 from engine.db.session import unit_of_work
-from engine.queries import InstanceFilter, InstanceQueries
+from engine.instances.queries import InstanceFilter, InstanceQueries
+from engine.spiff import workflows
 
 SYSTEM, NURSE = "system:ehr", "clinician:cns-1"
 
@@ -53,12 +54,12 @@ def test_the_work_list_shows_what_each_instance_shows_without_restoring_any(
     assert all(task["form"] for task in expected)
     queries = InstanceQueries(carepath.sessions, carepath.instances)
     carepath.instances.workflows.clear()
-    runtime.clear_spec_cache()
+    workflows.clear_spec_cache()
 
     def no_restore(*_args: Any, **_kwargs: Any) -> Any:
         raise AssertionError("the work list restored an instance")
 
-    monkeypatch.setattr(runtime, "restore", no_restore)
+    monkeypatch.setattr(workflows, "restore", no_restore)
     assert _listed(queries, pathway_id="test_assessment") == expected
     assert [t["element"] for t in queries.ready_tasks(InstanceFilter(), element="offer_support").items] == \
         ["offer_support"]

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, func, select
 from engine import CarePath, ManualClock, Settings
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.idempotency import IdempotencyRecord, IdempotencyStore, StoredResponse
-from engine.timers import fire_due_timers
+from engine.instances.timers import fire_due_timers
 
 TESTS = Path(__file__).resolve().parent
 PATHWAY = "test_timer_p1d"  # start -> timer P1D -> end
@@ -25,7 +25,7 @@ PATHWAY = "test_timer_p1d"  # start -> timer P1D -> end
 
 def _worker_process(database_url: str, now_iso: str, worker_id: str, batch: int) -> None:
     """One worker process with its own engine (spawned: nothing is shared with the test)."""
-    from engine.timers import run_worker
+    from engine.instances.worker import run_worker
 
     app = CarePath(Settings(database_url=database_url, pathways_dir=TESTS / "pathways"),
                    ManualClock(datetime.fromisoformat(now_iso)))

@@ -8,7 +8,7 @@ from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, Uniqu
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from .base import Base
+from engine.db.base import Base
 
 __all__ = ["InstanceEvent", "PathwayInstance", "PathwayVersion", "UTCDateTime"]
 
@@ -71,7 +71,7 @@ class PathwayInstance(Base):
     revision: Mapped[int] = mapped_column(Integer, nullable=False)
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     incident: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {element, message, at}
-    # JSON list of the ready tasks as of the last save, without their forms (engine.runtime.ready_task_summary):
+    # JSON list of the ready tasks as of the last save, without their forms (engine.spiff.workflows.ready_task_summary):
     # work lists read it instead of restoring every instance. NULL: saved before it existed.
     ready_tasks: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Head of the hash-chained event trail (see engine.audit): catches deletion of the newest event.

@@ -11,11 +11,11 @@ The public surface. Typical use (what a pathway task does)::
 See ``docs/rules.md`` for the rule format.
 """
 
-from .assessment import Assessment, Firing, Outcomes, PatientContext, ResolvedItem, ResolvedReferral
-from .catalogue import Catalogue, load_catalogue
-from .compiler import CompiledRuleset, build_facts, compile_rule_file
-from .evaluator import ENGINE_LOCK, Evaluation, RulesHost, evaluate, resolve_outcomes
-from .explain import (
+from engine.rules.assessment import Assessment, Firing, Outcomes, PatientContext, ResolvedItem, ResolvedReferral
+from engine.rules.catalogue import Catalogue, load_catalogue
+from engine.rules.compiler import CompiledRuleset, build_facts, compile_rule_file
+from engine.rules.evaluator import ENGINE_LOCK, Evaluation, RulesHost, evaluate, resolve_outcomes
+from engine.rules.explain import (
     WhyExplanation,
     WhyNotExplanation,
     explain_evaluation,
@@ -23,11 +23,11 @@ from .explain import (
     explain_why_not,
     rule_fires,
 )
-from .loader import load_rule_file, parse_rule_text
-from .model import Rule, RuleFile
-from .registry import LoadedRuleset, RuleSetRegistry
-from .simulate import CohortModel, SimulationReport, simulate, synthetic_assessments
-from .store import (
+from engine.rules.loader import load_rule_file, parse_rule_text
+from engine.rules.model import Rule, RuleFile
+from engine.rules.registry import LoadedRuleset, RuleSetRegistry
+from engine.rules.simulate import CohortModel, SimulationReport, simulate, synthetic_assessments
+from engine.rules.store import (
     RuleEvaluationRecord,
     RuleVersionRecord,
     StoredEvaluation,
@@ -36,7 +36,7 @@ from .store import (
     list_evaluations,
     record_evaluation,
 )
-from .testing import RuleTestReport, load_cases, run_rule_tests
+from engine.rules.testing import RuleTestReport, load_cases, run_rule_tests
 
 __all__ = [
     "ENGINE_LOCK",

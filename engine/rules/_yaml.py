@@ -16,8 +16,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.errors import Problem
-
-from .model import Loc
+from engine.rules.model import Loc
 
 __all__ = ["YamlReader"]
 

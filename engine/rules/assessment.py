@@ -13,8 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from engine.errors import InvalidInputError, Problem
-
-from .model import CONTEXT_FIELDS, ContextField
+from engine.rules.model import CONTEXT_FIELDS, ContextField
 
 __all__ = [
     "Assessment",

@@ -20,9 +20,8 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from engine.errors import Problem, RuleFileError
-
-from ._yaml import YamlReader
-from .model import Guidance
+from engine.rules._yaml import YamlReader
+from engine.rules.model import Guidance
 
 __all__ = [
     "CATALOGUE_FILES",

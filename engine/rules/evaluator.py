@@ -45,11 +45,10 @@ import durable_rules_engine
 from durable import engine as durable
 
 from engine.errors import RuleEvaluationError
-
-from .assessment import Assessment, Firing, Outcomes, ResolvedItem, ResolvedReferral
-from .catalogue import Catalogue
-from .compiler import CanonicalFacts, CompiledRuleset, canonical_facts
-from .model import PRIORITIES, URGENCIES, RuleFile
+from engine.rules.assessment import Assessment, Firing, Outcomes, ResolvedItem, ResolvedReferral
+from engine.rules.catalogue import Catalogue
+from engine.rules.compiler import CanonicalFacts, CompiledRuleset, canonical_facts
+from engine.rules.model import PRIORITIES, URGENCIES, RuleFile
 
 __all__ = [
     "ENGINE_LOCK",

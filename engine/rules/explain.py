@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ._yaml import did_you_mean
-from .assessment import Firing
-from .compiler import CONTEXT_FACT_ID, Alternative, alternatives
-from .model import (
+from engine.rules._yaml import did_you_mean
+from engine.rules.assessment import Firing
+from engine.rules.compiler import CONTEXT_FACT_ID, Alternative, alternatives
+from engine.rules.model import (
     SCORE_OPERATORS,
     AllOf,
     AnyOf,
@@ -34,7 +34,7 @@ from .model import (
     Rule,
     RuleFile,
 )
-from .registry import RuleSetRegistry
+from engine.rules.registry import RuleSetRegistry
 
 __all__ = [
     "FailedCondition",
@@ -365,7 +365,7 @@ def explain_evaluation(
         ValueError: neither or both of ``why`` and ``why_not`` given.
         RuleFileError: the stored texts no longer parse (a catalogue-format change).
     """
-    from .store import get_evaluation
+    from engine.rules.store import get_evaluation
 
     if (why is None) == (why_not is None):
         raise ValueError("give exactly one of why / why_not")

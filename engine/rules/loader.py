@@ -15,10 +15,9 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.errors import Problem, RuleFileError
-
-from ._yaml import YamlReader, did_you_mean
-from .catalogue import Catalogue, read_guidance
-from .model import (
+from engine.rules._yaml import YamlReader, did_you_mean
+from engine.rules.catalogue import Catalogue, read_guidance
+from engine.rules.model import (
     CONTEXT_FIELDS,
     PRIORITIES,
     SCORE_OPERATORS,
@@ -392,7 +391,7 @@ def _read_not_recommended(reader: YamlReader, node: Node, catalogue: Catalogue) 
 
 
 def _check_complexity(reader: YamlReader, node: Node, when: Condition) -> None:
-    from .compiler import alternatives  # the compiler owns the expansion
+    from engine.rules.compiler import alternatives  # the compiler owns the expansion
 
     count = len(alternatives(when, limit=MAX_ALTERNATIVES + 1))
     if count > MAX_ALTERNATIVES:

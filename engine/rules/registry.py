@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import NotFoundError, Problem, RuleFileError
-
-from .assessment import Assessment
-from .catalogue import CATALOGUE_FILES, Catalogue, load_catalogue, parse_catalogue
-from .compiler import CompiledRuleset, compile_rule_file
-from .evaluator import Evaluation, RulesHost, evaluate
-from .loader import parse_rule_text
+from engine.rules.assessment import Assessment
+from engine.rules.catalogue import CATALOGUE_FILES, Catalogue, load_catalogue, parse_catalogue
+from engine.rules.compiler import CompiledRuleset, compile_rule_file
+from engine.rules.evaluator import Evaluation, RulesHost, evaluate
+from engine.rules.loader import parse_rule_text
 
 __all__ = ["LoadedRuleset", "RuleSetRegistry"]
 

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .assessment import Assessment, PatientContext
-from .catalogue import Catalogue
-from .evaluator import Evaluation, RulesHost, evaluate
-from .model import TREATMENT_PHASES, URGENCIES, WORK_STATUSES
-from .registry import LoadedRuleset
+from engine.rules.assessment import Assessment, PatientContext
+from engine.rules.catalogue import Catalogue
+from engine.rules.evaluator import Evaluation, RulesHost, evaluate
+from engine.rules.model import TREATMENT_PHASES, URGENCIES, WORK_STATUSES
+from engine.rules.registry import LoadedRuleset
 
 __all__ = ["CohortModel", "SimulationReport", "simulate", "synthetic_assessments"]
 

@@ -31,10 +31,9 @@ from engine.clock import Clock
 from engine.db.base import Base
 from engine.db.models import UTCDateTime
 from engine.errors import NotFoundError
-
-from .assessment import Assessment, Firing
-from .evaluator import Evaluation, evaluate
-from .registry import LoadedRuleset, RuleSetRegistry
+from engine.rules.assessment import Assessment, Firing
+from engine.rules.evaluator import Evaluation, evaluate
+from engine.rules.registry import LoadedRuleset, RuleSetRegistry
 
 __all__ = [
     "RuleEvaluationRecord",

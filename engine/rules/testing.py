@@ -30,13 +30,12 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node
 
 from engine.errors import InvalidInputError, Problem, RuleFileError
-
-from ._yaml import YamlReader
-from .assessment import Assessment, Outcomes
-from .evaluator import Evaluation, evaluate
-from .model import URGENCIES, Loc, RuleFile
-from .registry import LoadedRuleset, RuleSetRegistry
-from .simulate import synthetic_assessments
+from engine.rules._yaml import YamlReader
+from engine.rules.assessment import Assessment, Outcomes
+from engine.rules.evaluator import Evaluation, evaluate
+from engine.rules.model import URGENCIES, Loc, RuleFile
+from engine.rules.registry import LoadedRuleset, RuleSetRegistry
+from engine.rules.simulate import synthetic_assessments
 
 __all__ = [
     "CaseResult",

@@ -25,8 +25,8 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine import CarePath, ManualClock
-from engine.careplan import CarePlanItem
-from engine.timers import fire_due_timers
+from engine.careplan.service import CarePlanItem
+from engine.instances.timers import fire_due_timers
 
 REPO = Path(__file__).resolve().parents[2]
 PATHWAYS = REPO / "pathways"
@@ -115,7 +115,7 @@ class FlowCoverage:
 @contextmanager
 def recording(coverage: FlowCoverage) -> Iterator[None]:
     """Observe every step's workflow just before the engine compacts it."""
-    import engine.service as service_module
+    import engine.instances.service as service_module
 
     original = service_module.compact
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.validation import format_problems, validate_paths
+from engine.pathways.validation import format_problems, validate_paths
 
 from .journey import PATHWAYS
 

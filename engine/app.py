@@ -1,0 +1,42 @@
+"""The assembled engine: settings, database, clock, pathways and instances in one object."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.careplan.service import CarePlanService, care_plan_operators
+from engine.clock import Clock, SystemClock
+from engine.db.session import make_engine, make_session_factory, upgrade_schema
+from engine.instances.service import PathwayService
+from engine.pathways.sources import PathwayLibrary
+from engine.pathways.versions import PathwayCatalog
+from engine.rules import RuleSetRegistry
+from engine.settings import Settings
+from engine.spiff import patches
+
+__all__ = ["CarePath"]
+
+
+class CarePath:
+    """Everything a front end (the HTTP API, the command line, a test) needs.
+
+    Nothing here reads global state: settings and the clock are given.
+    """
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, *, upgrade: bool = False) -> None:
+        patches.install()  # SpiffWorkflow as CarePath runs it (engine.spiff.patches)
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        if upgrade:
+            upgrade_schema(settings.database_url)
+        self.db: Engine = make_engine(settings.database_url)
+        self.sessions: sessionmaker[Session] = make_session_factory(self.db)
+        self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock)
+        # A changed rule file is picked up within a second, without a restart.
+        self.rules = RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
+        self.instances = PathwayService(settings, self.sessions, self.clock, care_plan_operators(self.rules))
+        self.care_plans = CarePlanService(self.sessions, self.clock)
+
+    def close(self) -> None:
+        self.db.dispose()

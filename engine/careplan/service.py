@@ -1,0 +1,271 @@
+"""The personalised care and support plan: proposed interventions and referrals, and their status.
+
+A pathway's service task with operator ``carepath.rules`` evaluates the task's holistic needs
+assessment with a named rule set. The evaluation is stored (engine.rules.store) and every
+referral, intervention and piece of information it proposes becomes a care plan item with status
+``proposed``, linked to that evaluation, so an auditor can go from any referral to the need, the
+rule, its version and the pathway version. The operator ``carepath.careplan`` records the patient's
+decisions (agreed / declined) and what matters to them. Later status changes (referred, completed)
+come from clinicians through :class:`CarePlanService`.
+
+Statuses move only forward::
+
+    proposed -> agreed -> referred -> completed
+         \\         \\-> completed
+          \\-> declined          (agreed and referred items can still be declined by the patient)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from engine.audit import append_event
+from engine.clock import Clock
+from engine.db.base import Base
+from engine.db.models import PathwayInstance, UTCDateTime
+from engine.db.session import read_only, unit_of_work
+from engine.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    Problem,
+    RuleFileError,
+    TaskDataError,
+    WorkflowError,
+)
+from engine.instances.step import ServiceOperator, StepContext
+
+__all__ = ["STATUSES", "CarePlanItem", "CarePlanNote", "CarePlanService", "care_plan_operators"]
+
+STATUSES = ("proposed", "agreed", "declined", "referred", "completed")
+_NEXT = {
+    "proposed": {"agreed", "declined"},
+    "agreed": {"referred", "completed", "declined"},
+    "referred": {"completed", "declined"},
+    "declined": set(),
+    "completed": set(),
+}
+
+
+class CarePlanItem(Base):
+    """One proposed referral, intervention or piece of information in a patient's plan."""
+
+    __tablename__ = "care_plan_items"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), index=True)
+    evaluation_id: Mapped[str] = mapped_column(String(36), index=True)
+    task_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(20))  # referral | intervention | information
+    code: Mapped[str] = mapped_column(String(100))
+    service: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    urgency: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    rules: Mapped[str] = mapped_column(Text)  # JSON list of rule ids
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind, "code": self.code, "service": self.service, "urgency": self.urgency,
+            "rules": json.loads(self.rules), "status": self.status, "evaluation_id": self.evaluation_id,
+            "task_id": self.task_id, "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(), "updated_by": self.updated_by,
+        }
+
+
+class CarePlanNote(Base):
+    """What matters to the patient, in their words (patient data: never logged or put in events)."""
+
+    __tablename__ = "care_plan_notes"
+
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), primary_key=True)
+    what_matters: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str | None, tuple[str, ...]]]:
+    items: list[tuple[str, str, str | None, str | None, tuple[str, ...]]] = []
+    for referral in outcomes.referrals:
+        items.append(("referral", referral.intervention, referral.service, referral.urgency, referral.rules))
+    for intervention in outcomes.interventions:
+        items.append(("intervention", intervention.code, None, None, intervention.rules))
+    for info in outcomes.information:
+        items.append(("information", info.code, None, None, info.rules))
+    return items
+
+
+def care_plan_operators(registry: Any) -> dict[str, ServiceOperator]:
+    """The service operators pathways use: ``carepath.rules``, ``carepath.careplan`` and ``carepath.referrals``."""
+    return {"carepath.rules": functools.partial(_propose, registry), "carepath.careplan": _decide,
+            "carepath.referrals": _referrals_sent}
+
+
+def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """carepath.rules: evaluate the task's assessment and add the proposals to the care plan."""
+    from engine.rules import Assessment, evaluate_and_record
+
+    ruleset = params.get("ruleset")
+    if not isinstance(ruleset, str):
+        raise InvalidInputError("carepath.rules needs a 'ruleset' parameter naming a rule set",
+                                [Problem("missing rule set name", element=task.task_spec.bpmn_id)])
+    try:
+        assessment = Assessment.from_dict({"concerns": params.get("concerns") or {},
+                                           "context": params.get("context") or {}})
+    except InvalidInputError as exc:  # the submitted assessment is wrong: refuse it, change nothing
+        raise TaskDataError(exc.message, exc.problems) from exc
+    try:
+        evaluation = evaluate_and_record(context.session, registry, ruleset, assessment, clock=context.clock,
+                                         instance_id=context.instance.id, task_id=str(task.id))
+    except (NotFoundError, RuleFileError) as exc:  # the diagram or the rule files are at fault
+        raise WorkflowError(f"rule set {ruleset!r} cannot be used: {exc.message}",
+                            [Problem(str(p), element=task.task_spec.bpmn_id) for p in exc.problems]
+                            or [Problem(exc.message, element=task.task_spec.bpmn_id)]) from exc
+    now = context.clock.now()
+    created = []
+    for kind, code, service, urgency, rules in _items_from_outcomes(evaluation.outcomes):
+        item = CarePlanItem(id=str(uuid.uuid4()), instance_id=context.instance.id, evaluation_id=evaluation.id,
+                            task_id=str(task.id), kind=kind, code=code, service=service, urgency=urgency,
+                            rules=json.dumps(list(rules)), status="proposed", created_at=now, updated_at=now,
+                            updated_by="engine")
+        context.session.add(item)
+        created.append({"id": item.id, "kind": kind, "code": code, "service": service, "urgency": urgency,
+                        "rules": list(rules)})
+    version = registry.current(ruleset).version
+    context.events.append(("rules_evaluated", task.task_spec.bpmn_id, {
+        "evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version,
+        "proposed": len(created)}))
+    return {"evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version, "items": created}
+
+def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """carepath.careplan: record the patient's decisions and what matters to them."""
+    decisions = params.get("decisions") or {}
+    if not isinstance(decisions, dict):
+        raise InvalidInputError("decisions must map care plan item ids to agreed/declined",
+                                [Problem("expected an object", field="/decisions")])
+    agreed: list[str] = []
+    declined: list[str] = []
+    problems: list[Problem] = []
+    for item_id, decision in sorted(decisions.items()):
+        try:
+            _move(_item(context.session, context.instance.id, item_id), decision, context.actor,
+                  context.clock.now())
+        except (NotFoundError, ConflictError, InvalidInputError) as exc:
+            problems.append(Problem(exc.message, field=f"/decisions/{item_id}"))
+            continue
+        (agreed if decision == "agreed" else declined).append(item_id)
+    if problems:  # decisions come from the task's form: refuse them whole, change nothing
+        raise TaskDataError("some decisions cannot be recorded", problems)
+    what_matters = params.get("what_matters")
+    if isinstance(what_matters, str) and what_matters.strip():
+        note = context.session.get(CarePlanNote, context.instance.id)
+        if note is None:
+            note = CarePlanNote(instance_id=context.instance.id, what_matters="", updated_at=context.clock.now())
+            context.session.add(note)
+        note.what_matters, note.updated_at = what_matters.strip(), context.clock.now()
+    context.events.append(("care_plan_updated", task.task_spec.bpmn_id,
+                           {"agreed": len(agreed), "declined": len(declined)}))
+    return {"agreed": agreed, "declined": declined}
+
+
+def _referrals_sent(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """carepath.referrals: the agreed referrals were sent, so they become *referred*.
+
+    ``items`` names the care plan items agreed in this round (``care_plan['agreed']``); of those,
+    the referrals still agreed move to referred, by the person who completed the task that says
+    they were sent. Interventions and information are not referrals and stay agreed.
+    """
+    item_ids = params.get("items") or []
+    if not isinstance(item_ids, list) or not all(isinstance(i, str) for i in item_ids):
+        raise InvalidInputError("carepath.referrals needs 'items', the ids of the agreed care plan items",
+                                [Problem("expected a list of item ids", element=task.task_spec.bpmn_id)])
+    now = context.clock.now()
+    referred = []
+    for item_id in sorted(set(item_ids)):
+        item = _item(context.session, context.instance.id, item_id)
+        if item.kind == "referral" and item.status == "agreed":
+            _move(item, "referred", context.actor, now)
+            referred.append(item_id)
+    context.events.append(("care_plan_updated", task.task_spec.bpmn_id, {"referred": len(referred)}))
+    return {"referred": referred}
+
+
+def _item(session: Session, instance_id: str, item_id: str) -> CarePlanItem:
+    item = session.get(CarePlanItem, item_id)
+    if item is None or item.instance_id != instance_id:
+        raise NotFoundError(f"no care plan item {item_id!r} in this instance")
+    return item
+
+
+def _move(item: CarePlanItem, status: str, actor: str, at: datetime) -> None:
+    if status not in STATUSES:
+        raise InvalidInputError("unknown care plan status", [Problem(f"must be one of {', '.join(STATUSES)}",
+                                                                     field="/status")])
+    if status not in _NEXT[item.status]:
+        raise ConflictError(f"a {item.status} item cannot become {status}")
+    item.status, item.updated_at, item.updated_by = status, at, actor
+
+
+@dataclass(frozen=True)
+class CarePlan:
+    instance_id: str
+    patient_ref: str
+    pathway_id: str
+    pathway_version: str
+    what_matters: str | None
+    items: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class CarePlanService:
+    """Reading a patient's care plan and moving its items on (referred, completed)."""
+
+    def __init__(self, session_factory: sessionmaker[Session], clock: Clock) -> None:
+        self.sessions = session_factory
+        self.clock = clock
+
+    def get(self, instance_id: str) -> CarePlan:
+        """Raises: NotFoundError."""
+        with read_only(self.sessions) as session:
+            return self.read(session, instance_id)
+
+    @staticmethod
+    def read(session: Session, instance_id: str) -> CarePlan:
+        """The care plan in the caller's (read-only) session. Raises: NotFoundError."""
+        instance = session.get(PathwayInstance, instance_id)
+        if instance is None:
+            raise NotFoundError(f"no instance {instance_id!r}")
+        items = session.scalars(select(CarePlanItem).where(CarePlanItem.instance_id == instance_id)
+                                .order_by(CarePlanItem.created_at, CarePlanItem.kind, CarePlanItem.code)).all()
+        note = session.get(CarePlanNote, instance_id)
+        return CarePlan(instance.id, instance.patient_ref, instance.pathway_id, instance.pathway_version.version,
+                        note.what_matters if note else None, [i.as_dict() for i in items])
+
+    def set_status(self, instance_id: str, item_id: str, status: str, actor: str) -> dict[str, Any]:
+        """Move one item on (e.g. referred when the referral is sent, completed when done).
+
+        Raises: NotFoundError, InvalidInputError (unknown status), ConflictError (not allowed now).
+        """
+        with unit_of_work(self.sessions) as session:
+            instance = session.get(PathwayInstance, instance_id)
+            if instance is None:
+                raise NotFoundError(f"no instance {instance_id!r}")
+            item = _item(session, instance_id, item_id)
+            now = self.clock.now()
+            _move(item, status, actor, now)
+            append_event(session, instance, "care_plan_updated", at=now, actor=actor,
+                         pathway_version=instance.pathway_version.version,
+                         payload={"item": item.id, "code": item.code, "status": status})
+            instance.updated_at = now
+            return item.as_dict()

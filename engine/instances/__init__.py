@@ -1,0 +1,12 @@
+"""Running pathway instances: one patient's run of one pathway version, step by step.
+
+Owns: the step (``step``: the public :class:`~engine.instances.step.StepRunner` protocol every
+trigger uses -- load, restore, act, advance, save), the use cases (``service``: start, complete a
+task, suspend, resume, cancel, retry), messages and timers as triggers (``messages``, ``timers``,
+``worker``), moving instances between pathway versions (``migration``), the only writer of instance
+rows and their events (``store``), what callers see of an instance (``view``), task forms
+(``forms``), the cache of restored workflows (``cache``) and read-only queries (``queries``).
+
+May import: ``engine.spiff``, ``engine.pathways``, ``engine.audit``, ``engine.db``, ``engine.rules``
+(for stored evaluations), the shared modules (clock, errors, settings). Never Flask, never ``api``.
+"""

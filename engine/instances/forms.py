@@ -1,0 +1,52 @@
+"""Checking task data against the task's form (JSON Schema, draft 2020-12).
+
+Every failing field is named; the submitted values are not echoed (they are patient data).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import jsonschema
+
+from engine.errors import Problem, TaskDataError
+
+__all__ = ["check_form_data"]
+
+
+@functools.lru_cache(maxsize=512)
+def _form_validator(schema_json: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(schema_json),
+                                           format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def check_form_data(schema: str | dict[str, Any], data: dict[str, Any]) -> None:
+    """Check ``data`` against a form, given as its JSON Schema or the schema's JSON text.
+
+    Raises: TaskDataError naming every field that fails the form.
+    """
+    validator = _form_validator(schema if isinstance(schema, str) else json.dumps(schema, sort_keys=True))
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        path = "/" + "/".join(str(p) for p in error.absolute_path)
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else ""
+            path = path.rstrip("/") + "/" + missing
+            message = "is required"
+        else:
+            # jsonschema's messages quote the submitted value; keep patient data out of errors.
+            message = f"fails '{error.validator}' (expected {error.validator_value!r})" \
+                if error.validator not in ("type", "enum", "format") else _type_message(error)
+        problems.append(Problem(message, field=path, code=str(error.validator)))
+    if problems:
+        raise TaskDataError("the data does not match the task's form", problems)
+
+
+def _type_message(error: Any) -> str:
+    if error.validator == "type":
+        return f"must be of type {error.validator_value}"
+    if error.validator == "enum":
+        return f"must be one of {error.validator_value}"
+    return f"must be a valid {error.validator_value}"

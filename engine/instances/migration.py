@@ -1,0 +1,314 @@
+"""Moving running instances of a pathway to its newest deployed version.
+
+Built on SpiffWorkflow's ``diff_workflow`` / ``migrate_workflow`` (``SpiffWorkflow.bpmn.util.diff``),
+with three things added that a clinical service needs:
+
+* Completed work never changes. The diff aligns the old and new task specs (by element id, then by
+  structure); if an element the patient has already completed was removed or its behaviour changed
+  (form, script, type, timer, called process...), the instance is refused with the reason. Which
+  elements were completed comes from the task tree plus the note compaction keeps of the ones it
+  removed (:func:`engine.spiff.compaction.completed_elements`). Changes to an element's place in the flow
+  (its incoming and outgoing flows, its label) are not changes to the work done.
+* Timers keep their due dates. ``migrate_workflow`` resets WAITING tasks, which would restart a
+  timer from now (an 18-month survey moved by the months already waited). The saved due dates are
+  put back; when the new version changed the timer's duration, the due date is recomputed from
+  when the wait began.
+* Each instance is its own unit of work, checked by its revision like any change, and gets a
+  ``migrated`` event (from and to version, and what changed ahead of the patient). A dry run
+  computes the same plan and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
+    CycleTimerEventDefinition,
+    DurationTimerEventDefinition,
+    TimerEventDefinition,
+)
+from SpiffWorkflow.bpmn.util.diff import SpecDiff, diff_workflow, migrate_workflow
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select
+
+from engine.audit import append_event
+from engine.db.models import PathwayInstance, PathwayVersion
+from engine.db.session import unit_of_work
+from engine.errors import ConflictError, StaleVersionError
+from engine.instances.service import PathwayService
+from engine.instances.store import save_instance
+from engine.spiff import patches, serializer, workflows
+from engine.spiff.compaction import completed_elements
+
+__all__ = ["InstanceMigration", "MigrationReport", "migrate_pathway"]
+
+# Attributes that place an element in the flow rather than say what it does.
+_PLACEMENT = frozenset({"inputs", "outputs", "lookahead", "bpmn_name", "documentation", "lane", "description",
+                        "default_task_spec"})
+_MIGRATABLE = ("running", "suspended")
+
+
+@dataclass
+class InstanceMigration:
+    """What migrating one instance does (or would do), or why it is refused."""
+
+    instance_id: str
+    patient_ref: str
+    status: str
+    from_version: str
+    to_version: str
+    migrated: bool = False
+    refused: str | None = None
+    tasks_added: list[str] = field(default_factory=list)
+    tasks_removed: list[str] = field(default_factory=list)
+    timers_moved: list[dict[str, str | None]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"tasks_added": self.tasks_added, "tasks_removed": self.tasks_removed,
+                "timers_moved": self.timers_moved}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class MigrationReport:
+    pathway_id: str
+    to_version: str
+    dry_run: bool
+    instances: list[InstanceMigration]
+
+    @property
+    def refused(self) -> list[InstanceMigration]:
+        return [i for i in self.instances if i.refused]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pathway_id": self.pathway_id, "to_version": self.to_version, "dry_run": self.dry_run,
+                "instances": [i.as_dict() for i in self.instances]}
+
+
+class _Refused(Exception):
+    pass
+
+
+def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry_run: bool = False) -> MigrationReport:
+    """Move the running and suspended instances of a pathway to its newest deployed version.
+
+    Instances already on it are left out. Each other instance is migrated in its own unit of work or
+    refused with the reason; a dry run reports the same without writing anything.
+
+    Raises:
+        NotFoundError: no such pathway deployed.
+    """
+    with unit_of_work(service.sessions) as session:
+        target = service._latest_version(session, pathway_id)
+        to_version, target_id = target.version, target.id
+        candidates = list(session.scalars(
+            select(PathwayInstance.id).where(PathwayInstance.pathway_id == pathway_id,
+                                             PathwayInstance.status.in_(_MIGRATABLE),
+                                             PathwayInstance.pathway_version_id != target_id)
+            .order_by(PathwayInstance.created_at, PathwayInstance.id)))
+    results = []
+    for instance_id in candidates:
+        try:
+            results.append(_migrate_one(service, instance_id, target_id, actor, dry_run))
+        except (StaleVersionError, ConflictError) as exc:
+            results.append(InstanceMigration(instance_id, "", "", "", to_version, refused=exc.message))
+    return MigrationReport(pathway_id, to_version, dry_run, results)
+
+
+def _migrate_one(service: PathwayService, instance_id: str, target_id: int, actor: str,
+                 dry_run: bool) -> InstanceMigration:
+    with service._conflicts_mapped(), unit_of_work(service.sessions) as session:
+        instance = service._instance(session, instance_id)
+        target = session.get(PathwayVersion, target_id)
+        assert target is not None
+        plan = InstanceMigration(instance.id, instance.patient_ref, instance.status,
+                                 instance.pathway_version, target.version)
+        if instance.status not in _MIGRATABLE:
+            raise ConflictError(f"instance is {instance.status}")
+        context = service._context(session, instance, actor)
+        workflow = service._restore(session, instance, context)
+        new_specs = workflows.specs_for(target.version, lambda: target.spec)
+        try:
+            with patches.clock_in_effect(service.clock):
+                _move(workflow, new_specs, plan, service.clock.now())
+        except _Refused as exc:
+            plan.refused = str(exc)
+            session.rollback()
+            return plan
+        if dry_run:
+            session.rollback()
+            return plan
+        instance.pathway_version_id, instance.pathway_version = target.id, target.version
+        instance.state = serializer.dump_state(workflow)
+        instance.ready_tasks = workflows.ready_task_summary(workflow)  # also when suspended: valid on resume
+        instance.next_due_at = workflows.next_due_at(workflow)
+        instance.updated_at = service.clock.now()
+        append_event(session, instance, "migrated", at=instance.updated_at, actor=actor,
+                     pathway_version=target.version,
+                     payload={"from_version": plan.from_version, "to_version": plan.to_version, **plan.summary()})
+        save_instance(session, instance)
+        plan.migrated = True
+        return plan
+
+
+def _move(workflow: Any, new: workflows.RestoredSpecs, plan: InstanceMigration, now: datetime) -> None:
+    registry = serializer.SERIALIZER.registry
+    top_diff, sub_diffs = diff_workflow(registry, workflow, new.spec, new.subprocess_specs)
+    parts = [(workflow, top_diff, new.spec)]
+    for task_id, sub_diff in sub_diffs.items():
+        subprocess = workflow.subprocesses[task_id]
+        if sub_diff is None:
+            raise _Refused(f"called process {subprocess.spec.name!r} is not in the new version")
+        parts.append((subprocess, sub_diff, new.subprocess_specs[subprocess.spec.name]))
+    ahead_before = _ahead(workflow)
+    for part, _diff, spec in parts:
+        # The workflow diff only covers tasks still in the tree; the spec diff covers every element.
+        _check_completed_work(part, SpecDiff(registry, part.spec, spec), registry)
+    timers = _saved_timers(workflow)
+    for part, diff, spec in parts:
+        migrate_workflow(diff, part, spec)
+    workflow.subprocess_specs = new.subprocess_specs
+    _check_positions(workflow)
+    plan.timers_moved = _restore_timers(workflow, timers, now)
+    ahead_after = _ahead(workflow)
+    plan.tasks_added = sorted(ahead_after - ahead_before)
+    plan.tasks_removed = sorted(ahead_before - ahead_after)
+
+
+def _check_completed_work(workflow: Any, diff: SpecDiff, registry: Any) -> None:
+    problems = []
+    for spec_name in sorted(completed_elements(workflow)):
+        spec = workflow.spec.task_specs.get(spec_name)
+        if spec is None or spec.bpmn_id is None:
+            continue  # engine-internal specs (Start, End joins) carry no clinical work
+        new_spec = diff.alignment.get(spec)
+        if new_spec is None:
+            problems.append(f"completed task {spec.bpmn_id!r} was removed")
+            continue
+        changed = _work_changes(registry, spec, new_spec)
+        if changed:
+            problems.append(f"completed task {spec.bpmn_id!r} would change ({', '.join(changed)})")
+    if problems:
+        raise _Refused("; ".join(problems))
+
+
+def _work_changes(registry: Any, old: Any, new: Any) -> list[str]:
+    before, after = registry.convert(old), registry.convert(new)
+    changed = [key for key in sorted(set(before) | set(after))
+               if key not in _PLACEMENT and before.get(key) != after.get(key)]
+    if "cond_task_specs" in changed and _conditions(before) == _conditions(after):
+        changed.remove("cond_task_specs")  # only the targets moved
+    if "name" in changed and before.get("bpmn_id") == after.get("bpmn_id"):
+        changed.remove("name")
+    return changed
+
+
+def _conditions(spec: dict[str, Any]) -> list[str]:
+    return sorted(str(c.get("condition")) for c in spec.get("cond_task_specs") or [])
+
+
+def _check_positions(workflow: Any) -> None:
+    """Every task the patient is at (or waiting in) must exist in the new version."""
+    for part in [workflow, *workflow.subprocesses.values()]:
+        for task in part.tasks.values():
+            if task.has_state(TaskState.DEFINITE_MASK) and part.spec.task_specs.get(task.task_spec.name) \
+                    is not task.task_spec:
+                raise _Refused(f"the instance is at {task.task_spec.bpmn_id or task.task_spec.name!r}, "
+                               "which the new version removed")
+
+
+def _ahead(workflow: Any) -> set[str]:
+    """Elements reachable from where the patient is now (in the flow, by the current specs)."""
+    found: set[str] = set()
+    for part in [workflow, *workflow.subprocesses.values()]:
+        if part.completed:
+            continue
+        pending = [t.task_spec for t in part.tasks.values() if t.has_state(TaskState.DEFINITE_MASK)]
+        seen: set[int] = set()
+        while pending:
+            spec = pending.pop()
+            if id(spec) in seen:
+                continue
+            seen.add(id(spec))
+            if spec.bpmn_id is not None:
+                found.add(spec.bpmn_id if part is workflow else f"{part.spec.name}:{spec.bpmn_id}")
+            pending.extend(spec.outputs)
+    return found
+
+
+# --- timers ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SavedTimer:
+    element: str
+    event_value: Any
+    definition: Any  # serialised, to tell whether the new version changed it
+    expression: str | None
+
+
+def _timer_definition(task: Any) -> Any:
+    from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+
+    definition = getattr(task.task_spec, "event_definition", None)
+    if isinstance(definition, MultipleEventDefinition):
+        timers = [d for d in definition.event_definitions if isinstance(d, TimerEventDefinition)]
+        return timers[0] if timers else None
+    return definition if isinstance(definition, TimerEventDefinition) else None
+
+
+def _saved_timers(workflow: Any) -> dict[Any, _SavedTimer]:
+    saved = {}
+    for task in workflow.event_manager.tasks.values():
+        definition = _timer_definition(task)
+        value = task.internal_data.get("event_value")
+        if definition is not None and value is not None:
+            saved[task.id] = _SavedTimer(task.task_spec.bpmn_id or task.task_spec.name, value,
+                                         serializer.SERIALIZER.registry.convert(definition), definition.expression)
+    return saved
+
+
+def _restore_timers(workflow: Any, saved: dict[Any, _SavedTimer], now: datetime) -> list[dict[str, str | None]]:
+    moved: list[dict[str, str | None]] = []
+    for task_id, timer in saved.items():
+        task = workflow.get_task_from_id(task_id) if _exists(workflow, task_id) else None
+        definition = _timer_definition(task) if task is not None else None
+        if task is None or definition is None:
+            moved.append({"element": timer.element, "from": _due(timer.event_value), "to": None})
+            continue
+        if serializer.SERIALIZER.registry.convert(definition) == timer.definition:
+            value = timer.event_value
+        else:
+            value = _rescheduled(timer, definition, task) or task.internal_data.get("event_value")
+        task.internal_data["event_value"] = value
+        task.internal_data.pop("event_fired", None)
+        if _due(value) != _due(timer.event_value):
+            moved.append({"element": timer.element, "from": _due(timer.event_value), "to": _due(value)})
+    return moved
+
+
+def _rescheduled(timer: _SavedTimer, definition: Any, task: Any) -> str | None:
+    """A changed duration counts from when the wait began (old due date minus the old duration)."""
+    if not isinstance(definition, DurationTimerEventDefinition) or isinstance(definition, CycleTimerEventDefinition) \
+            or not isinstance(timer.event_value, str) or timer.expression is None:
+        return None
+    engine = task.workflow.script_engine
+    old = TimerEventDefinition.parse_iso_duration(engine.evaluate(task, timer.expression))
+    due = TimerEventDefinition.get_datetime(timer.event_value)
+    began = due - TimerEventDefinition.get_timedelta_from_end(old, due)
+    new = TimerEventDefinition.parse_iso_duration(engine.evaluate(task, definition.expression))
+    return (began + TimerEventDefinition.get_timedelta_from_start(new, began)).isoformat()
+
+
+def _exists(workflow: Any, task_id: Any) -> bool:
+    return task_id in workflow.tasks or any(task_id in sp.tasks for sp in workflow.subprocesses.values())
+
+
+def _due(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("next")
+    return value if isinstance(value, str) else None

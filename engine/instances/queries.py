@@ -1,0 +1,239 @@
+"""Read-only queries for front ends: instance lists, ready tasks across instances, event trails, rule
+evaluations and their explanations.
+
+Lists use keyset pagination on ``(created_at, id)``: a page never skips or repeats an instance
+while others are started, and the cursor is opaque to callers (base64 of the last row's key).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.audit import TrailProblem, verify_trail
+from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.session import read_only
+from engine.errors import InvalidInputError, NotFoundError, Problem
+from engine.instances.service import PathwayService
+from engine.instances.store import load_spec
+from engine.rules import (
+    RuleSetRegistry,
+    StoredEvaluation,
+    WhyExplanation,
+    WhyNotExplanation,
+    explain_evaluation,
+    get_evaluation,
+    list_evaluations,
+)
+from engine.spiff import workflows
+
+__all__ = ["STATUSES", "InstanceFilter", "InstanceQueries", "Page"]
+
+STATUSES = ("running", "suspended", "cancelled", "completed", "error")
+MAX_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class InstanceFilter:
+    """Which instances to list; every field is optional and they combine with AND.
+
+    Raises:
+        InvalidInputError: for an unknown status or a naive ``due_before``.
+    """
+
+    patient_ref: str | None = None
+    pathway_id: str | None = None
+    status: str | None = None
+    due_before: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUSES:
+            raise InvalidInputError("unknown status", [Problem(f"must be one of {', '.join(STATUSES)}",
+                                                               field="status")])
+        if self.due_before is not None and self.due_before.tzinfo is None:
+            raise InvalidInputError("due_before needs a time zone",
+                                    [Problem("must be a date-time with a zone offset", field="due_before")])
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "next_cursor": self.next_cursor}
+
+
+def _encode_cursor(created_at: datetime, instance_id: str) -> str:
+    raw = json.dumps([created_at.astimezone(UTC).isoformat(), instance_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, instance_id = json.loads(raw)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None or not isinstance(instance_id, str):
+            raise ValueError("bad cursor")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInputError("the cursor is not one this API returned",
+                                [Problem("is not a valid cursor", field="cursor")]) from exc
+    return when.astimezone(UTC), instance_id
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInputError("limit out of range",
+                                [Problem(f"must be between 1 and {MAX_LIMIT}", field="limit")])
+
+
+def summary(instance: PathwayInstance) -> dict[str, Any]:
+    """An instance without its ready tasks (listing does not restore workflows)."""
+    return {
+        "id": instance.id, "pathway_id": instance.pathway_id,
+        "pathway_version": instance.pathway_version.version,
+        "patient_ref": instance.patient_ref, "status": instance.status, "version": instance.revision,
+        "next_due_at": instance.next_due_at.isoformat() if instance.next_due_at else None,
+        "incident": json.loads(instance.incident) if instance.incident else None,
+        "created_at": instance.created_at.isoformat(), "updated_at": instance.updated_at.isoformat(),
+    }
+
+
+def _stored_ready_tasks(session: Session, row: PathwayInstance) -> list[workflows.TaskInfo] | None:
+    if row.ready_tasks is None:
+        return None
+    version = row.pathway_version
+    specs = workflows.specs_for(version.version, lambda: load_spec(session, version.id))
+    return workflows.tasks_from_summary(specs, row.ready_tasks)
+
+
+class InstanceQueries:
+    """Listing and reading; each method is one read-only unit of work (or several service reads)."""
+
+    def __init__(self, session_factory: sessionmaker[Session], service: PathwayService) -> None:
+        self.sessions = session_factory
+        self.service = service
+
+    def find(self, where: InstanceFilter, cursor: str | None = None, limit: int = 50) -> Page:
+        """Instances matching ``where``, oldest first.
+
+        Raises: InvalidInputError (bad cursor or limit).
+        """
+        _check_limit(limit)
+        with read_only(self.sessions) as session:
+            rows = list(session.scalars(self._select(where, cursor, limit)))
+            return self._page([summary(r) for r in rows[:limit]], rows, limit)
+
+    def ready_tasks(self, where: InstanceFilter, element: str | None = None, cursor: str | None = None,
+                    limit: int = 20) -> Page:
+        """Ready tasks of the running instances matching ``where`` (``limit`` instances per page).
+
+        Read from the summary each instance row keeps of its ready tasks (one query, forms from
+        the version's spec); an instance saved before summaries existed is restored instead.
+        Pages are counted in instances.
+
+        Raises: InvalidInputError (bad cursor, limit or a status other than running).
+        """
+        _check_limit(limit)
+        if where.status not in (None, "running"):
+            raise InvalidInputError("only running instances have ready tasks",
+                                    [Problem("must be running or absent", field="status")])
+        where = InstanceFilter(where.patient_ref, where.pathway_id, "running", where.due_before)
+        items: list[dict[str, Any]] = []
+        with read_only(self.sessions) as session:
+            rows = list(session.scalars(self._select(where, cursor, limit)))
+            for row in rows[:limit]:
+                tasks = _stored_ready_tasks(session, row)
+                if tasks is None:
+                    tasks = [workflows.TaskInfo(**task) for task in self.service.get(row.id).ready_tasks]
+                items.extend({**task.as_dict(), "instance_id": row.id, "instance_version": row.revision,
+                              "pathway_id": row.pathway_id, "patient_ref": row.patient_ref}
+                             for task in tasks if element is None or task.element == element)
+        return self._page(items, rows, limit)
+
+    def events(self, instance_id: str) -> list[dict[str, Any]]:
+        """The event trail of one instance, oldest first.
+
+        Raises: NotFoundError.
+        """
+        with read_only(self.sessions) as session:
+            if session.get(PathwayInstance, instance_id) is None:
+                raise NotFoundError(f"no instance {instance_id!r}")
+            events = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
+                                     .order_by(InstanceEvent.seq))
+            return [
+                {"seq": e.seq, "type": e.type, "at": e.at.isoformat(), "actor": e.actor,
+                 "pathway_version": e.pathway_version, "element": e.element, "task_id": e.task_id,
+                 "payload": json.loads(e.payload), "prev_hash": e.prev_hash, "hash": e.hash}
+                for e in events
+            ]
+
+    def verify(self, instance_ids: list[str] | None = None) -> list[TrailProblem]:
+        """Problems in the event trails (all instances, or those named); empty when intact."""
+        with read_only(self.sessions) as session:
+            return verify_trail(session, instance_ids)
+
+    def evaluations(self, instance_id: str) -> list[dict[str, Any]]:
+        """The rule evaluations made for one instance, oldest first (without the rule texts).
+
+        Raises: NotFoundError.
+        """
+        with read_only(self.sessions) as session:
+            if session.get(PathwayInstance, instance_id) is None:
+                raise NotFoundError(f"no instance {instance_id!r}")
+            return [
+                {"id": r.id, "ruleset": r.ruleset_name, "ruleset_version": r.ruleset_version,
+                 "catalogue_version": r.catalogue_version, "created_at": r.created_at.isoformat(),
+                 "instance_id": r.instance_id, "task_id": r.task_id, "firings": list(r.fired),
+                 "outcomes": dict(r.outcomes)}
+                for r in list_evaluations(session, instance_id=instance_id)
+            ]
+
+    def evaluation(self, evaluation_id: str) -> StoredEvaluation:
+        """One stored evaluation with the exact rule and catalogue texts it used.
+
+        Raises: NotFoundError.
+        """
+        with read_only(self.sessions) as session:
+            return get_evaluation(session, evaluation_id)
+
+    def explanation(self, registry: RuleSetRegistry, evaluation_id: str, *, why: str | None = None,
+                    why_not: str | None = None) -> WhyExplanation | WhyNotExplanation:
+        """Why (or why not) a stored evaluation proposed a code, from the rule texts it used.
+
+        Raises: NotFoundError, ValueError (not exactly one of why / why_not), RuleFileError.
+        """
+        with read_only(self.sessions) as session:
+            return explain_evaluation(session, registry, evaluation_id, why=why, why_not=why_not)
+
+    @staticmethod
+    def _select(where: InstanceFilter, cursor: str | None, limit: int) -> Select[PathwayInstance]:
+        query = select(PathwayInstance)
+        if where.patient_ref is not None:
+            query = query.where(PathwayInstance.patient_ref == where.patient_ref)
+        if where.pathway_id is not None:
+            query = query.where(PathwayInstance.pathway_id == where.pathway_id)
+        if where.status is not None:
+            query = query.where(PathwayInstance.status == where.status)
+        if where.due_before is not None:
+            query = query.where(PathwayInstance.next_due_at < where.due_before.astimezone(UTC))
+        if cursor:
+            after, after_id = _decode_cursor(cursor)
+            query = query.where(or_(PathwayInstance.created_at > after,
+                                    and_(PathwayInstance.created_at == after, PathwayInstance.id > after_id)))
+        # One row more than asked tells whether there is a next page.
+        return query.order_by(PathwayInstance.created_at, PathwayInstance.id).limit(limit + 1)
+
+    @staticmethod
+    def _page(items: list[dict[str, Any]], rows: list[PathwayInstance], limit: int) -> Page:
+        more = len(rows) > limit
+        last = rows[limit - 1] if more else None
+        return Page(items, _encode_cursor(last.created_at, last.id) if last is not None else None)

@@ -1,0 +1,265 @@
+"""Instance rows on the step path: one SELECT to load, one guarded UPDATE to save.
+
+Every step (start, complete a task, deliver a message, fire a timer, retry, suspend) reads one
+instance and writes it back with its new events. Through the ORM that cost an identity-map load,
+a lazy load of the version's spec and a flush with its unit-of-work bookkeeping; through Core it
+still cost 0.2-0.3 ms of statement handling per statement -- together more than SpiffWorkflow's
+own work for a step (``bench/engine.py``), for three statements a driver runs in 0.1 ms.
+
+So these statements are written once per database dialect and run on the driver's cursor
+inside the session's transaction (the session still begins, commits and rolls back, and other rows
+a step adds -- care plan items, rule evaluations -- still go through it). Values pass through the
+columns' own SQLAlchemy type processors, so what is stored is what the ORM would store. The
+optimistic lock is stated in SQL: ``UPDATE ... WHERE id = ? AND revision = <the revision read>``.
+On PostgreSQL that UPDATE and the INSERT of the step's events are one statement (a data-modifying
+``WITH``), so a step's write is one round trip; a step's events are one multi-row INSERT elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Dialect, Table, insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from engine.audit import take_pending_events
+from engine.db.models import InstanceEvent, PathwayInstance
+from engine.errors import NotFoundError, StaleVersionError
+
+__all__ = ["ConflictMapper", "InstanceRecord", "insert_instances", "load_instance", "load_spec", "save_instance"]
+
+_INSTANCES: Table = PathwayInstance.__table__  # type: ignore[assignment]
+_EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
+_COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision", "next_due_at",
+            "incident", "event_seq", "event_head", "created_at", "updated_at", "ready_tasks")
+# What a step may change; id, pathway, patient and creation time never change.
+_WRITABLE = ("pathway_version_id", "status", "state", "next_due_at", "incident", "event_seq", "event_head",
+             "updated_at", "ready_tasks")
+_MAX_EVENTS_PER_STATEMENT = 16
+_EVENT_COLUMNS = ("instance_id", "seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
+                  "prev_hash", "hash")
+
+
+@dataclass(eq=False)
+class InstanceRecord:
+    """One pathway instance row, with its version's key (``pathway_version``) beside it.
+
+    ``revision`` is the revision read (or last written); :func:`save_instance` writes only if the
+    row still has it. Patient data: ``state`` and ``patient_ref`` are never logged.
+    """
+
+    id: str
+    pathway_id: str
+    pathway_version_id: int
+    pathway_version: str
+    patient_ref: str
+    status: str
+    state: str
+    revision: int
+    next_due_at: datetime | None
+    incident: str | None
+    event_seq: int
+    event_head: str
+    created_at: datetime
+    updated_at: datetime
+    ready_tasks: str | None = None  # JSON summary for work lists (engine.spiff.workflows.ready_task_summary)
+
+
+Converter = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The step's statements in one dialect's parameter style, with its datetime converters."""
+
+    load: str
+    load_spec: str
+    save: str
+    to_db: Converter  # UTCDateTime's bind processing
+    from_db: Converter  # UTCDateTime's result processing
+    placeholder: Callable[[str], str]
+    # PostgreSQL runs an UPDATE inside a WITH: the instance and its events in one round trip.
+    writes_in_one_statement: bool
+
+    def insert_events(self, count: int) -> str:
+        """One INSERT of ``count`` events (parameters ``e0_seq``, ``e1_seq``, ...)."""
+        return _insert_events_sql(self, count)
+
+    def save_with_events(self, count: int) -> str:
+        """The guarded UPDATE and the INSERT of ``count`` events in one statement: the events are
+        inserted once per updated row, so a stale revision inserts none (rowcount 0)."""
+        return _save_with_events_sql(self, count)
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> _Statements:
+        def p(name: str) -> str:  # the driver's named placeholder
+            return f"%({name})s" if dialect.paramstyle in ("pyformat", "format") else f":{name}"
+
+        def chain(*functions: Converter | None) -> Converter:
+            steps = [f for f in functions if f is not None]
+
+            def convert(value: Any) -> Any:
+                for step in steps:
+                    value = step(value)
+                return value
+
+            return convert
+
+        column_type = _INSTANCES.c.next_due_at.type.dialect_impl(dialect)  # with the dialect's own impl
+        to_db = chain(column_type.bind_processor(dialect))
+        from_db = chain(column_type.result_processor(dialect, None))
+        columns = ", ".join(f"i.{name}" for name in _COLUMNS)
+        return cls(
+            load=(f"SELECT {columns}, v.version FROM pathway_instances i "
+                  f"JOIN pathway_versions v ON v.id = i.pathway_version_id WHERE i.id = {p('instance_id')}"),
+            load_spec=f"SELECT spec FROM pathway_versions WHERE id = {p('version_id')}",
+            save=(f"UPDATE pathway_instances SET {', '.join(f'{name} = {p(name)}' for name in _WRITABLE)}, "
+                  f"revision = {p('new_revision')} WHERE id = {p('id')} AND revision = {p('revision')}"),
+            to_db=to_db, from_db=from_db, placeholder=p, writes_in_one_statement=dialect.name == "postgresql",
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_events_sql(sql: _Statements, count: int) -> str:
+    p = sql.placeholder
+    rows = ", ".join("(" + ", ".join(p(f"e{n}_{name}") for name in _EVENT_COLUMNS) + ")" for n in range(count))
+    return f"INSERT INTO instance_events ({', '.join(_EVENT_COLUMNS)}) VALUES {rows}"
+
+
+@functools.lru_cache(maxsize=64)
+def _save_with_events_sql(sql: _Statements, count: int) -> str:
+    p = sql.placeholder
+    rows = " UNION ALL ".join("SELECT " + ", ".join(p(f"e{n}_{name}") for name in _EVENT_COLUMNS) + " FROM moved"
+                              for n in range(count))
+    return f"WITH moved AS ({sql.save} RETURNING 1) INSERT INTO instance_events ({', '.join(_EVENT_COLUMNS)}) {rows}"
+
+
+_statements: dict[str, _Statements] = {}
+_statements_lock = threading.Lock()
+
+
+def _for(session: Session) -> tuple[Any, _Statements]:
+    """The driver connection of the session's transaction (begun here if need be) and its statements."""
+    connection = session.connection()
+    dialect = connection.dialect
+    statements = _statements.get(dialect.name)
+    if statements is None:
+        with _statements_lock:
+            statements = _statements.setdefault(dialect.name, _Statements.for_dialect(dialect))
+    return connection.connection.driver_connection, statements
+
+
+def load_instance(session: Session, instance_id: str) -> InstanceRecord:
+    """The instance with its version key, in the session's transaction.
+
+    Raises:
+        NotFoundError: no such instance.
+    """
+    driver, sql = _for(session)
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql.load, {"instance_id": instance_id})
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    if row is None:
+        raise NotFoundError(f"no instance {instance_id!r}")
+    values = dict(zip(_COLUMNS, row[:-1], strict=True))
+    for name in ("next_due_at", "created_at", "updated_at"):
+        values[name] = sql.from_db(values[name])
+    return InstanceRecord(**values, pathway_version=row[-1])
+
+
+def load_spec(session: Session, version_id: int) -> str:
+    """The stored spec JSON of a pathway version (read only when the process has not restored it)."""
+    driver, sql = _for(session)
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql.load_spec, {"version_id": version_id})
+        (spec,) = cursor.fetchone()
+    finally:
+        cursor.close()
+    return str(spec)
+
+
+def save_instance(session: Session, record: InstanceRecord) -> None:
+    """Write a changed instance, the rows its step added, and its new events.
+
+    Raises:
+        StaleVersionError: another transaction changed the instance since it was read; nothing
+            of this one is kept once the caller rolls back.
+    """
+    session.flush()  # rows the step's operators added first (care plan items, evaluations)
+    driver, sql = _for(session)
+    events = _pending_events(session, sql)
+    params = {name: getattr(record, name) for name in _WRITABLE}
+    params.update(id=record.id, revision=record.revision, new_revision=record.revision + 1,
+                  next_due_at=sql.to_db(record.next_due_at), updated_at=sql.to_db(record.updated_at))
+    together = sql.writes_in_one_statement and 0 < len(events) <= _MAX_EVENTS_PER_STATEMENT
+    if together:
+        params.update(_event_params(events))
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql.save_with_events(len(events)) if together else sql.save, params)
+        if cursor.rowcount != (len(events) if together else 1):
+            raise StaleVersionError("the instance was changed by another request: reload it and try again")
+    finally:
+        cursor.close()
+    record.revision += 1
+    if not together:
+        _write_events(driver, sql, events)
+
+
+def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
+    """Insert new instances (one multi-row INSERT), then their first events."""
+    rows = [{name: getattr(record, name) for name in _COLUMNS} for record in records]
+    session.connection().execute(insert(_INSTANCES), rows)
+    session.flush()
+    driver, sql = _for(session)
+    _write_events(driver, sql, _pending_events(session, sql))
+
+
+def _pending_events(session: Session, sql: _Statements) -> list[dict[str, Any]]:
+    events = take_pending_events(session)
+    for event in events:
+        event["at"] = sql.to_db(event["at"])
+    return events
+
+
+def _event_params(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {f"e{n}_{name}": event[name] for n, event in enumerate(events) for name in _EVENT_COLUMNS}
+
+
+def _write_events(driver: Any, sql: _Statements, events: list[dict[str, Any]]) -> None:
+    """Multi-row INSERTs of at most _MAX_EVENTS_PER_STATEMENT rows (one round trip for a step's events)."""
+    cursor = driver.cursor()
+    try:
+        for first in range(0, len(events), _MAX_EVENTS_PER_STATEMENT):
+            chunk = events[first:first + _MAX_EVENTS_PER_STATEMENT]
+            cursor.execute(sql.insert_events(len(chunk)), _event_params(chunk))
+    finally:
+        cursor.close()
+
+
+class ConflictMapper:
+    """Concurrent writers: the revision check (StaleVersionError, raised by the save) or the event
+    sequence's unique constraint (IntegrityError) tells the loser; both are the same conflict to the caller."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, IntegrityError) and _is_event_race(exc):
+            raise StaleVersionError("the instance was changed by another request: reload it and try again") from exc
+
+
+def _is_event_race(exc: IntegrityError) -> bool:
+    """Two writers appended the same event number: the unique (instance, seq) constraint."""
+    text = str(exc.orig).lower()
+    return "instance_events" in text and "unique" in text or "uq_instance_events_instance_id" in text

@@ -1,0 +1,66 @@
+"""An instance as callers see it, and the rule for naming patients."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import InvalidInputError, Problem
+from engine.instances.store import InstanceRecord
+from engine.spiff import workflows
+
+__all__ = ["CANCELLED", "COMPLETED", "ERROR", "RUNNING", "SUSPENDED", "InstanceView", "instance_view",
+           "validate_patient_ref"]
+
+RUNNING, SUSPENDED, CANCELLED, COMPLETED, ERROR = "running", "suspended", "cancelled", "completed", "error"
+_PATIENT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+
+
+def validate_patient_ref(patient_ref: str) -> None:
+    """A patient is named by an opaque external reference (an identifier), never by a name.
+
+    Raises:
+        InvalidInputError: if the reference has spaces or other characters names have.
+    """
+    if not isinstance(patient_ref, str) or not _PATIENT_REF.match(patient_ref):
+        raise InvalidInputError(
+            "patient_ref must be an external identifier (letters, digits and . _ : / -, at most 64)",
+            [Problem("must be an identifier such as an MRN or a system's patient id, not a name",
+                     field="/patient_ref")],
+        )
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """An instance as callers see it; ``version`` is the revision to send back with changes."""
+
+    id: str
+    pathway_id: str
+    pathway_version: str
+    patient_ref: str
+    status: str
+    version: int
+    next_due_at: str | None
+    incident: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+    ready_tasks: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def instance_view(instance: InstanceRecord, workflow: Any) -> InstanceView:
+    """The view of an instance row and its restored workflow (ready tasks only while running)."""
+    tasks = [workflows.task_info(t).as_dict() for t in workflows.ready_tasks(workflow)] \
+        if instance.status == RUNNING else []
+    return InstanceView(
+        id=instance.id, pathway_id=instance.pathway_id, pathway_version=instance.pathway_version,
+        patient_ref=instance.patient_ref, status=instance.status, version=instance.revision,
+        next_due_at=instance.next_due_at.isoformat() if instance.next_due_at else None,
+        incident=json.loads(instance.incident) if instance.incident else None,
+        created_at=instance.created_at.isoformat(), updated_at=instance.updated_at.isoformat(),
+        ready_tasks=tasks,
+    )

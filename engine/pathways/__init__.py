@@ -1,0 +1,10 @@
+"""Pathways as authors write them: diagrams, the files they name, versions and validation.
+
+Owns: reading diagrams from the modellers' dialects (``diagrams``), the bundle a diagram's files
+resolve in (``bundle``: never outside it), a pathway's sources and version hash and compiling them
+(``sources``), deploying versions and listing them (``versions``), and ``carepath validate``
+(``validation``).
+
+May import: SpiffWorkflow's parser, lxml, ``engine.expressions`` (to lint), ``engine.spiff``
+(to store compiled specs), ``engine.db`` and the shared modules. Never ``instances``.
+"""

@@ -1,0 +1,304 @@
+"""Reading BPMN diagrams as clinical authors save them, and preparing them for the engine.
+
+Diagrams come from bpmn.io / bpmn-js, Camunda Modeler 5 and SpiffArena's modeler. They differ in
+three ways that matter here, and :func:`prepare_for_engine` evens them out on a copy of the XML
+(the author's file, and its line numbers for error messages, are untouched):
+
+* Forms. Camunda writes ``camunda:formData`` / ``camunda:formField``; SpiffWorkflow diagrams name a
+  JSON Schema file with the ``formJsonSchemaFilename`` property. Both become one JSON Schema kept in
+  the task spec's ``spiffworkflow:properties`` under :data:`FORM_PROPERTY`, so the schema is part of
+  the pathway version that is stored once per version.
+* Timer values. Modelers write ``P18M`` unquoted; SpiffWorkflow evaluates timer values as
+  expressions and would fail only when the timer is reached (LIBRARY_NOTES). Bare ISO-8601
+  durations, dates and cycles are quoted.
+* Condition expressions. Camunda wraps conditions in ``${...}`` (JUEL); the wrapper is removed and
+  ``&&`` / ``||`` become ``and`` / ``or``. What is left must be in the safe expression language.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from engine.errors import DiagramError, Problem
+from engine.pathways.bundle import BundleFiles, FolderFiles, MemoryFiles, bundle_name
+
+__all__ = [
+    "BPMN_NS",
+    "CAMUNDA_NS",
+    "FORM_PROPERTY",
+    "NSMAP",
+    "SPIFF_NS",
+    "Diagram",
+    "form_file_names",
+    "form_schema",
+    "parse_diagram",
+    "read_form_file",
+    "prepare_for_engine",
+    "read_diagram",
+    "timer_literal",
+]
+
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
+SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+NSMAP = {"bpmn": BPMN_NS, "camunda": CAMUNDA_NS, "spiffworkflow": SPIFF_NS}
+FORM_PROPERTY = "carepath.formSchema"
+FORM_FILE_PROPERTY = "formJsonSchemaFilename"
+
+# ISO-8601 durations (P18M, P1Y2M, PT12H, P2W), dates/datetimes, and repeating intervals (R3/P1M).
+_ISO_DURATION = r"P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?"
+_ISO_DATETIME = r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"
+_TIMER_LITERAL = re.compile(
+    rf"^(?:{_ISO_DURATION}|{_ISO_DATETIME}|R\d*/(?:{_ISO_DATETIME}/)?{_ISO_DURATION}(?:/{_ISO_DATETIME})?)$"
+)
+_JUEL = re.compile(r"^\s*\$\{(.*)\}\s*$", re.DOTALL)
+
+_PARSER = etree.XMLParser(remove_blank_text=False, resolve_entities=False, no_network=True)
+
+
+@dataclass
+class Diagram:
+    """One diagram file as the author saved it."""
+
+    name: str  # the name shown to authors (relative to the pathways folder, or the path given)
+    content: bytes
+    tree: Any  # lxml ElementTree; keeps source line numbers
+    files: BundleFiles  # where the files it names (form schemas) are read: its bundle, nowhere else
+    location: str  # its own name inside ``files``; the names it uses are relative to this
+    path: Path | None = None  # the file on disk, when it was read from one
+    process_ids: list[str] = field(default_factory=list)
+    executable_process_ids: list[str] = field(default_factory=list)
+    called_elements: dict[str, str] = field(default_factory=dict)  # call activity id -> process id
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+def read_diagram(folder: FolderFiles, name: str, display: str | None = None,
+                 files: BundleFiles | None = None) -> Diagram:
+    """Read the diagram ``name`` of a folder, keeping line numbers.
+
+    The files it names are read from ``files`` (by default the folder itself).
+
+    Raises:
+        DiagramError: if the file is not inside the folder, not well-formed XML or holds no BPMN process.
+        OSError: if the file cannot be read.
+    """
+    path = folder.path_of(name)
+    if path is None:
+        raise DiagramError(f"{display or name} is not a file inside {folder.root}", [Problem(
+            "not a file inside the folder (a symlink may not lead out of it)", file=display or name,
+            code="not-found")])
+    diagram = parse_diagram(path.read_bytes(), display or name, files or folder, location=name)
+    diagram.path = path
+    return diagram
+
+
+def parse_diagram(content: bytes, display: str, files: BundleFiles | None = None,
+                  location: str | None = None) -> Diagram:
+    """Parse diagram content. The files it names are read from ``files`` only (by default: none),
+    by names relative to ``location`` (by default ``display``).
+
+    Raises:
+        DiagramError: if the content is not well-formed XML or holds no BPMN process.
+    """
+    try:
+        tree = etree.ElementTree(etree.fromstring(content, _PARSER))
+    except etree.XMLSyntaxError as exc:
+        line = exc.lineno if exc.lineno else None
+        raise DiagramError(
+            f"{display} is not well-formed XML",
+            [Problem(f"not well-formed XML: {exc.msg}", file=display, line=line, code="xml-syntax")],
+        ) from exc
+    root = tree.getroot()
+    if root.tag != f"{{{BPMN_NS}}}definitions":
+        raise DiagramError(
+            f"{display} is not a BPMN 2.0 diagram",
+            [Problem(f"root element is {root.tag!r}, expected bpmn:definitions", file=display,
+                     line=root.sourceline, code="not-bpmn")],
+        )
+    diagram = Diagram(name=display, content=content, tree=tree, files=files or MemoryFiles({}),
+                      location=location or display)
+    for process in root.iterfind("bpmn:process", NSMAP):
+        pid = process.get("id")
+        diagram.process_ids.append(pid)
+        if process.get("isExecutable", "false").lower() == "true":
+            diagram.executable_process_ids.append(pid)
+    for call in root.iterfind(".//bpmn:callActivity", NSMAP):
+        called = call.get("calledElement")
+        if called:
+            diagram.called_elements[call.get("id")] = called
+    return diagram
+
+
+def timer_literal(text: str) -> bool:
+    """True when ``text`` is a bare ISO-8601 timer value such as ``P18M`` or ``R/P3M``."""
+    return bool(_TIMER_LITERAL.match(text.strip()))
+
+
+def prepare_for_engine(diagram: Diagram) -> Any:
+    """Return a copy of the diagram's XML with forms, timers and conditions normalised.
+
+    Raises:
+        DiagramError: if a form cannot be built (for example a missing JSON Schema file).
+    """
+    tree = copy.deepcopy(diagram.tree)
+    root = tree.getroot()
+    for tag in ("timeDuration", "timeDate", "timeCycle"):
+        for element in root.iter(f"{{{BPMN_NS}}}{tag}"):
+            value = (element.text or "").strip()
+            if timer_literal(value):
+                element.text = json.dumps(value)
+    for element in root.iter(f"{{{BPMN_NS}}}conditionExpression"):
+        match = _JUEL.match(element.text or "")
+        if match:
+            element.text = match.group(1).replace("&&", " and ").replace("||", " or ").strip()
+    for task in root.iter(f"{{{BPMN_NS}}}userTask", f"{{{BPMN_NS}}}manualTask"):
+        schema = form_schema(task, diagram)
+        if schema is not None:
+            _set_spiff_property(task, FORM_PROPERTY, json.dumps(schema, sort_keys=True))
+    return tree
+
+
+def _set_spiff_property(task: Any, name: str, value: str) -> None:
+    extensions = task.find("bpmn:extensionElements", NSMAP)
+    if extensions is None:
+        extensions = etree.Element(f"{{{BPMN_NS}}}extensionElements")
+        task.insert(0, extensions)
+    properties = extensions.find("spiffworkflow:properties", NSMAP)
+    if properties is None:
+        properties = etree.SubElement(extensions, f"{{{SPIFF_NS}}}properties")
+    for prop in properties.findall("spiffworkflow:property", NSMAP):
+        if prop.get("name") == name:
+            properties.remove(prop)
+    etree.SubElement(properties, f"{{{SPIFF_NS}}}property", name=name, value=value)
+
+
+def _spiff_property(task: Any, name: str) -> str | None:
+    for prop in task.iterfind("bpmn:extensionElements/spiffworkflow:properties/spiffworkflow:property", NSMAP):
+        if prop.get("name") == name:
+            return str(prop.get("value"))
+    return None
+
+
+# Camunda form field types -> JSON Schema.
+_CAMUNDA_TYPES: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "long": {"type": "integer"},
+    "boolean": {"type": "boolean"},
+    "date": {"type": "string", "format": "date"},
+    "enum": {"type": "string"},
+}
+_CAMUNDA_CONSTRAINTS = {"min": "minimum", "max": "maximum", "minlength": "minLength", "maxlength": "maxLength"}
+
+
+def form_schema(task: Any, diagram: Diagram) -> dict[str, Any] | None:
+    """The JSON Schema of a user task's form, or None when the task has no form.
+
+    Raises:
+        DiagramError: naming the file, line and task when the form is unusable.
+    """
+    file_name = _spiff_property(task, FORM_FILE_PROPERTY)
+    if file_name:
+        return _schema_from_file(task, diagram, file_name)
+    form_data = task.find("bpmn:extensionElements/camunda:formData", NSMAP)
+    if form_data is not None:
+        return _schema_from_camunda(task, diagram, form_data)
+    return None
+
+
+def form_file_names(diagram: Diagram) -> list[tuple[Any, str]]:
+    """Each (task, file name) where a task names a form schema file."""
+    xpath = f"bpmn:extensionElements/spiffworkflow:properties/spiffworkflow:property[@name='{FORM_FILE_PROPERTY}']"
+    found = []
+    for task in diagram.tree.getroot().iter(f"{{{BPMN_NS}}}userTask", f"{{{BPMN_NS}}}manualTask"):
+        found += [(task, str(p.get("value"))) for p in task.iterfind(xpath, NSMAP) if p.get("value")]
+    return found
+
+
+def read_form_file(task: Any, diagram: Diagram, file_name: str) -> bytes:
+    """The content of a form schema file the task names, from the diagram's bundle only.
+
+    Raises:
+        DiagramError: naming file, line and task when the name is unsafe or the bundle lacks it.
+            A name outside the bundle reads as missing, whatever exists there.
+    """
+    name = bundle_name(diagram.location, file_name)
+    if name is None:
+        problem = f"form schema file {file_name!r} must be a relative name inside the pathway (no absolute " \
+                  "paths, no '..')"
+    else:
+        content = diagram.files.read(name)
+        if content is not None:
+            return content
+        problem = f"form schema file {file_name!r} is not part of the pathway: upload it with the diagram, " \
+                  "or keep it beside the diagram in the pathways folder"
+    raise DiagramError("unusable form", [Problem(problem, file=diagram.name, line=task.sourceline,
+                                                 element=task.get("id"), code="form-file")])
+
+
+def _schema_from_file(task: Any, diagram: Diagram, file_name: str) -> dict[str, Any]:
+    content = read_form_file(task, diagram, file_name)
+    problem = None
+    try:
+        schema = json.loads(content.decode("utf-8"))
+        if not isinstance(schema, dict):
+            problem = f"form schema {file_name} is not a JSON object"
+    except UnicodeDecodeError:
+        problem = f"form schema {file_name} is not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        problem = f"form schema {file_name} is not valid JSON: {exc.msg} (line {exc.lineno})"
+    except RecursionError:
+        problem = f"form schema {file_name} nests too deeply"
+    if problem:
+        raise DiagramError(
+            "unusable form", [Problem(problem, file=diagram.name, line=task.sourceline,
+                                      element=task.get("id"), code="form-file")]
+        )
+    return dict(schema)
+
+
+def _number(config: str, task: Any, constraint: Any, diagram: Diagram) -> int | float:
+    try:
+        return float(config) if "." in config else int(config)
+    except ValueError:
+        raise DiagramError("unusable form", [Problem(
+            f"constraint {constraint.get('name')!r} needs a number, not {config!r}", file=diagram.name,
+            line=constraint.sourceline, element=task.get("id"), code="form-field")]) from None
+
+
+def _schema_from_camunda(task: Any, diagram: Diagram, form_data: Any) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for form_field in form_data.iterfind("camunda:formField", NSMAP):
+        field_id = form_field.get("id")
+        if not field_id:
+            raise DiagramError("unusable form", [Problem("form field without an id", file=diagram.name,
+                                                         line=form_field.sourceline,
+                                                         element=task.get("id"), code="form-field")])
+        kind = form_field.get("type", "string")
+        prop = dict(_CAMUNDA_TYPES.get(kind, {"type": "string"}))
+        if form_field.get("label"):
+            prop["title"] = form_field.get("label")
+        if kind == "enum":
+            prop["enum"] = [v.get("id") for v in form_field.iterfind("camunda:value", NSMAP)]
+        for constraint in form_field.iterfind("camunda:validation/camunda:constraint", NSMAP):
+            name, config = constraint.get("name"), constraint.get("config")
+            if name == "required":
+                required.append(field_id)
+            elif name in _CAMUNDA_CONSTRAINTS and config is not None:
+                prop[_CAMUNDA_CONSTRAINTS[name]] = _number(config, task, constraint, diagram)
+        properties[field_id] = prop
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema

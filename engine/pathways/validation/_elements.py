@@ -1,0 +1,308 @@
+"""Lint of a diagram's structure: XSD, forms, gateways, service tasks, call activities, constructs.
+
+Private to :mod:`engine.pathways.validation`, which lists the problem codes. Each function takes the author's
+tree (never the prepared copy) so that lines are the author's lines.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections import defaultdict
+from collections.abc import Collection
+from typing import Any
+
+from engine.errors import DiagramError, Problem
+from engine.pathways.diagrams import BPMN_NS, CAMUNDA_NS, NSMAP, SPIFF_NS, Diagram, form_schema
+from engine.pathways.validation._expressions import LintContext, literal_name, owner_id
+
+__all__ = [
+    "KNOWN_OPERATORS",
+    "RULES_OPERATOR",
+    "lint_call_activities",
+    "lint_forms",
+    "lint_gateways",
+    "lint_schema",
+    "lint_service_tasks",
+    "lint_unsupported",
+]
+
+RULES_OPERATOR = "carepath.rules"
+CAREPLAN_OPERATOR = "carepath.careplan"
+REFERRALS_OPERATOR = "carepath.referrals"
+# Service-task operators the engine runs (engine.careplan.service.care_plan_operators; a test keeps the
+# two in step); any other would fail at run time.
+KNOWN_OPERATORS = frozenset({RULES_OPERATOR, CAREPLAN_OPERATOR, REFERRALS_OPERATOR})
+
+_SHORT_NAMES = {
+    f"{{{BPMN_NS}}}": "bpmn:",
+    f"{{{SPIFF_NS}}}": "spiffworkflow:",
+    f"{{{CAMUNDA_NS}}}": "camunda:",
+}
+
+
+def _bpmn(tag: str) -> str:
+    return f"{{{BPMN_NS}}}{tag}"
+
+
+def _suggest(name: str, known: Collection[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def lint_schema(ctx: LintContext, tree: Any) -> list[Problem]:
+    """Every XSD error of the author's XML, using SpiffWorkflow's own BPMN + spiffworkflow schema."""
+    from SpiffWorkflow.spiff.parser.process import VALIDATOR
+
+    from engine.pathways.sources import XSD_LOCK
+
+    checked = copy.deepcopy(tree)  # preprocess renames tags in place; deepcopy keeps source lines
+    VALIDATOR.preprocess(checked)  # the same bpmn-js correlation fix-up the parser applies
+    schema = VALIDATOR.validator
+    # BpmnValidator.validate keeps only the last error; the schema's own log has all of them. The
+    # schema object (and its log) is process-wide: validate and copy the log under the lock.
+    with XSD_LOCK:
+        if schema.validate(checked):
+            return []
+        errors = list(schema.error_log)
+    by_line: dict[int, Any] = {}
+    for node in checked.getroot().iter():
+        by_line.setdefault(node.sourceline, node)
+    problems = []
+    for error in errors:
+        message = error.message
+        for long, short in _SHORT_NAMES.items():
+            message = message.replace(long, short)
+        node = by_line.get(error.line)
+        element = owner_id(node) if node is not None else None
+        problems.append(
+            Problem(f"XSD: {message}", file=ctx.display, line=error.line or None, element=element, code="xsd")
+        )
+    return problems
+
+
+def lint_forms(ctx: LintContext, diagram: Diagram) -> list[Problem]:
+    """User tasks need a form the engine can show; named form files must exist and be JSON."""
+    problems: list[Problem] = []
+    for task in ctx.root.iter(_bpmn("userTask"), _bpmn("manualTask")):
+        try:
+            schema = form_schema(task, diagram)
+        except DiagramError as exc:
+            problems += exc.problems
+            continue
+        except (ValueError, TypeError) as exc:
+            # diagrams.form_schema converts camunda:constraint config with int()/float().
+            problems.append(ctx.problem("form-field", f"form constraint value is not a number: {exc}", task))
+            continue
+        form_key = task.get(f"{{{CAMUNDA_NS}}}formKey")
+        if schema is not None:
+            continue
+        if form_key:
+            message = (
+                f"camunda:formKey {form_key!r} names a form CarePath cannot read: use generated form "
+                "fields (camunda:formData) or a spiffworkflow formJsonSchemaFilename"
+            )
+            problems.append(ctx.problem("form-missing", message, task))
+        elif task.tag == _bpmn("userTask"):
+            message = (
+                "user task has no form (camunda:formData fields or a spiffworkflow "
+                "formJsonSchemaFilename property)"
+            )
+            problems.append(ctx.problem("form-missing", message, task))
+    return problems
+
+
+def lint_gateways(ctx: LintContext) -> list[Problem]:
+    """Exclusive gateways need a default flow, and a condition on every other outgoing flow."""
+    outgoing: dict[str, list[Any]] = defaultdict(list)
+    for flow in ctx.root.iter(_bpmn("sequenceFlow")):
+        outgoing[str(flow.get("sourceRef"))].append(flow)
+    problems: list[Problem] = []
+    for gateway in ctx.root.iter(_bpmn("exclusiveGateway")):
+        flows = outgoing.get(str(gateway.get("id")), [])
+        if len(flows) < 2:
+            continue
+        default = gateway.get("default")
+        if not default:
+            problems.append(
+                ctx.problem(
+                    "gateway-no-default",
+                    f"exclusive gateway has {len(flows)} outgoing flows and no default flow: if no "
+                    "condition holds, the pathway stops with an error",
+                    gateway,
+                )
+            )
+        for flow in flows:
+            condition = flow.find("bpmn:conditionExpression", NSMAP)
+            if flow.get("id") != default and (condition is None or not (condition.text or "").strip()):
+                problems.append(
+                    ctx.problem(
+                        "condition-missing",
+                        f"flow out of exclusive gateway {gateway.get('id')} has no condition and is not "
+                        "its default flow",
+                        flow,
+                    )
+                )
+    return problems
+
+
+def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None) -> list[Problem]:
+    """Service tasks must name a known operator; rules tasks a known rule set."""
+    problems: list[Problem] = []
+    for task in ctx.root.iter(_bpmn("serviceTask")):
+        operator = task.find("bpmn:extensionElements/spiffworkflow:serviceTaskOperator", NSMAP)
+        if operator is None:
+            problems.append(
+                ctx.problem(
+                    "service-no-operator",
+                    "service task has no spiffworkflow:serviceTaskOperator, so it would do nothing",
+                    task,
+                )
+            )
+            continue
+        name = operator.get("id") or ""
+        if name not in KNOWN_OPERATORS:
+            problems.append(
+                ctx.problem(
+                    "unknown-operator",
+                    f"unknown service operator {name!r}; known: {', '.join(sorted(KNOWN_OPERATORS))}",
+                    operator,
+                    element=task.get("id"),
+                )
+            )
+            continue
+        parameters = {
+            p.get("id"): p
+            for p in operator.iterfind("spiffworkflow:parameters/spiffworkflow:parameter", NSMAP)
+        }
+        for param in parameters.values():
+            if param.get("value") is not None and param.get("type") is None:
+                # SpiffWorkflow's parser reads the type attribute unconditionally (KeyError otherwise).
+                problems.append(
+                    ctx.problem(
+                        "service-parameter",
+                        f"parameter {param.get('id')!r} needs a type attribute",
+                        param,
+                        element=task.get("id"),
+                    )
+                )
+        if name == RULES_OPERATOR:
+            problems += _rule_set_problems(ctx, task, operator, parameters.get("ruleset"), known_rule_sets)
+    return problems
+
+
+def _rule_set_problems(
+    ctx: LintContext, task: Any, operator: Any, param: Any, known: Collection[str] | None
+) -> list[Problem]:
+    element = task.get("id")
+    if param is None or not (param.get("value") or "").strip():
+        return [
+            ctx.problem(
+                "rule-set-missing",
+                f"{RULES_OPERATOR} needs a 'ruleset' parameter naming the rule set to evaluate",
+                operator,
+                element=element,
+            )
+        ]
+    name = literal_name(param.get("value"))
+    if name is None:
+        return [
+            ctx.problem(
+                "unknown-rule-set",
+                "the 'ruleset' parameter must be a rule set name, such as "
+                f'"breast_hna", not the expression {param.get("value")!r}',
+                param,
+                element=element,
+            )
+        ]
+    if known is not None and name not in known:
+        listed = ", ".join(sorted(known)) or "none"
+        return [
+            ctx.problem(
+                "unknown-rule-set",
+                f"unknown rule set {name!r}{_suggest(name, known)}; known: {listed}",
+                param,
+                element=element,
+            )
+        ]
+    return []
+
+
+_NOT_SUPPORTED = "not supported by SpiffWorkflow"
+_UNSUPPORTED = {
+    _bpmn("complexGateway"): f"complex gateways are {_NOT_SUPPORTED}: use an exclusive, inclusive or "
+    "parallel gateway",
+    _bpmn("linkEventDefinition"): f"link events are {_NOT_SUPPORTED}: draw the sequence flow instead",
+    _bpmn("compensateEventDefinition"): f"compensation is {_NOT_SUPPORTED}: model the undo steps as "
+    "ordinary tasks",
+}
+
+
+def lint_unsupported(ctx: LintContext) -> list[Problem]:
+    """Constructs SpiffWorkflow 3.2 cannot run (LIBRARY_NOTES), reported before its parser does."""
+    problems = [
+        ctx.problem("unsupported", _UNSUPPORTED[node.tag], node) for node in ctx.root.iter(*_UNSUPPORTED)
+    ]
+    for node in ctx.root.iter():
+        if node.get("isForCompensation") == "true":
+            message = f"compensation activities are {_NOT_SUPPORTED}: model the undo steps as ordinary tasks"
+            problems.append(ctx.problem("unsupported", message, node))
+    return problems
+
+
+def lint_call_activities(ctx: LintContext, known_processes: Collection[str]) -> list[Problem]:
+    """Every call activity must call a process defined by some diagram (inputs or library)."""
+    problems: list[Problem] = []
+    for call in ctx.root.iter(_bpmn("callActivity")):
+        called = (call.get("calledElement") or "").strip()
+        if not called:
+            problems.append(
+                ctx.problem(
+                    "unresolved-call",
+                    "call activity does not name the process it calls (calledElement is empty)",
+                    call,
+                )
+            )
+        elif called not in known_processes:
+            problems.append(
+                ctx.problem(
+                    "unresolved-call",
+                    f"call activity calls {called!r}, which no diagram defines"
+                    + _suggest(called, known_processes),
+                    call,
+                )
+            )
+    return problems
+
+
+# Event definition -> (its reference attribute, the root element it must name).
+_REFERENCES = {
+    "messageEventDefinition": ("messageRef", "message"),
+    "signalEventDefinition": ("signalRef", "signal"),
+    "errorEventDefinition": ("errorRef", "error"),
+    "escalationEventDefinition": ("escalationRef", "escalation"),
+    "sendTask": ("messageRef", "message"),
+    "receiveTask": ("messageRef", "message"),
+}
+
+
+def defined_references(root: Any) -> dict[str, set[str]]:
+    """Ids of the messages, signals, errors and escalations a diagram defines."""
+    kinds = {kind for _, kind in _REFERENCES.values()}
+    return {kind: {str(n.get("id")) for n in root.iterfind(f"bpmn:{kind}", NSMAP)} for kind in kinds}
+
+
+def lint_references(ctx: LintContext, known: dict[str, set[str]]) -> list[Problem]:
+    """Message, signal, error and escalation references must name a defined element.
+
+    SpiffWorkflow's parser would fail on them with a TypeError of its own (its error path passes
+    an argument its raise helper does not take), so the author would not learn what is wrong.
+    """
+    problems: list[Problem] = []
+    for tag, (attribute, kind) in _REFERENCES.items():
+        for node in ctx.root.iter(_bpmn(tag)):
+            ref = (node.get(attribute) or "").split(":")[-1]
+            if ref and ref not in known.get(kind, set()):
+                message = f"{attribute} {ref!r} names no bpmn:{kind}{_suggest(ref, known.get(kind, set()))}"
+                problems.append(ctx.problem("unknown-reference", message, node))
+    return problems

@@ -1,0 +1,189 @@
+"""Lint of the text inside a diagram: conditions, scripts, timers and service-task parameters.
+
+Private to :mod:`engine.pathways.validation`. Every check reads the author's tree (never the prepared copy),
+so a problem's line is the line in the author's file: the element's ``sourceline`` is the line where
+its start tag ends, which is where its text begins, so line *n* of the text is ``sourceline + n - 1``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import Problem
+from engine.pathways.diagrams import BPMN_NS, NSMAP, SPIFF_NS, timer_literal
+
+__all__ = ["LintContext", "lint_expressions", "lint_timers"]
+
+_JUEL = re.compile(r"^(\s*)\$\{(.*)\}\s*$", re.DOTALL)
+# What an author meant as a bare ISO-8601 value (P18M, PT12H, R3/P1M, 2025-06-01...) rather than an
+# expression: such text is checked as a timer value, so "P18 months" reads as a bad timer and not as
+# a syntax error.
+_MEANT_AS_ISO = re.compile(r"^(P\d|PT\d|R\d*/|\d{4}-\d)")
+_WHERE_SUFFIX = re.compile(r"\s*\(line \d+, col (\d+)\)$")
+_TIMER_TAGS = ("timeDate", "timeDuration", "timeCycle")
+_TIMER_KIND = {"timeDate": "date", "timeDuration": "duration", "timeCycle": "cycle"}
+
+
+@dataclass
+class LintContext:
+    """One author's file being linted: where problems are reported."""
+
+    display: str  # the file name shown to authors
+    root: Any  # lxml root element of the author's XML
+
+    def problem(
+        self, code: str, message: str, node: Any, *, line: int | None = None, element: str | None = None
+    ) -> Problem:
+        return Problem(
+            message=message,
+            file=self.display,
+            line=line or node.sourceline,
+            element=element or owner_id(node),
+            code=code,
+        )
+
+
+def owner_id(node: Any) -> str | None:
+    """The id of the BPMN element a node belongs to (event definitions report their event)."""
+    while node is not None:
+        tag = node.tag if isinstance(node.tag, str) else ""
+        if tag.startswith(f"{{{BPMN_NS}}}") and node.get("id") and not tag.endswith("EventDefinition"):
+            return str(node.get("id"))
+        node = node.getparent()
+    return None
+
+
+def _strip(text: str) -> tuple[str, int]:
+    """Text without surrounding blank space, and how many lines were dropped before it."""
+    stripped = text.lstrip()
+    return stripped.rstrip(), text[: len(text) - len(stripped)].count("\n")
+
+
+def _expression_problems(
+    ctx: LintContext, node: Any, text: str, *, script: bool, first_line: int | None = None
+) -> Iterator[Problem]:
+    """Check ``text`` against the safe language; one problem per offending line of the text."""
+    from engine.expressions import check_expression, check_script  # written alongside; imported when used
+
+    body, skipped = _strip(text)
+    if not body:
+        return
+    found = check_script(body) if script else check_expression(body)
+    by_line: dict[int, list[Problem]] = {}
+    for problem in found:
+        by_line.setdefault(problem.line or 1, []).append(problem)
+    start = first_line or node.sourceline
+    for line, problems in sorted(by_line.items()):
+        messages = list(dict.fromkeys(_WHERE_SUFFIX.sub("", p.message) for p in problems))
+        code = "expression-syntax" if problems[0].code == "syntax-error" else "unsafe-expression"
+        kind = "script" if script else "expression"
+        yield ctx.problem(
+            code,
+            f"{kind} outside the safe language: {'; '.join(messages)}",
+            node,
+            line=start + skipped + line - 1,
+        )
+
+
+def _condition_text(text: str) -> tuple[str, int]:
+    """Undo Camunda's ``${...}`` wrapper as diagrams.prepare_for_engine does, keeping line offsets."""
+    match = _JUEL.match(text)
+    if not match:
+        return text, 0
+    inner = match.group(2).replace("&&", " and ").replace("||", " or ")
+    return inner, match.group(1).count("\n")
+
+
+def lint_expressions(ctx: LintContext) -> list[Problem]:
+    """Conditions, scripts, pre/post scripts and service-task parameter values."""
+    problems: list[Problem] = []
+    for node in ctx.root.iter(f"{{{BPMN_NS}}}conditionExpression"):
+        text, skipped = _condition_text(node.text or "")
+        problems += _expression_problems(ctx, node, text, script=False, first_line=node.sourceline + skipped)
+    for node in ctx.root.iter(
+        f"{{{BPMN_NS}}}script", f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"
+    ):
+        problems += _expression_problems(ctx, node, node.text or "", script=True)
+    for node in ctx.root.iterfind(".//spiffworkflow:serviceTaskOperator//spiffworkflow:parameter", NSMAP):
+        if node.get("value") is not None:
+            # An attribute value has no lines of its own: report the parameter's line.
+            for problem in _expression_problems(ctx, node, node.get("value"), script=False):
+                message = f"parameter {node.get('id')!r}: {problem.message}"
+                problems.append(dataclasses.replace(problem, line=node.sourceline, message=message))
+    return problems
+
+
+# --- timers ---------------------------------------------------------------------------------------
+
+
+def _iso_error(kind: str, value: str) -> str | None:
+    """Why SpiffWorkflow could not use ``value`` as a timer of this kind, or None when it can."""
+    from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition as Timer
+
+    checks: dict[str, tuple[str, Callable[[str], Any]]] = {
+        "duration": ("an ISO-8601 duration such as P18M or PT12H", Timer.parse_iso_duration),
+        "date": ("an ISO-8601 date such as 2025-06-01 or 2025-06-01T09:00:00Z", Timer.parse_time_or_duration),
+        "cycle": ("an ISO-8601 repeating interval such as R4/P3M", Timer.parse_iso_recurring_interval),
+    }
+    wanted, parse = checks[kind]
+    reason = f"{value!r} is not {wanted}"
+    if not timer_literal(value):
+        return reason
+    try:
+        parsed = parse(value)
+    except Exception:  # noqa: BLE001 - SpiffWorkflow raises bare Exception / ValueError / KeyError here
+        return reason
+    if kind == "date" and not hasattr(parsed, "tzinfo"):
+        return f"{reason} (a timeDate takes a date, not a duration: use a timeDuration)"
+    return None
+
+
+def lint_timers(ctx: LintContext) -> list[Problem]:
+    """Empty timers, bare ISO values SpiffWorkflow cannot parse, and timer expressions."""
+    problems: list[Problem] = []
+    for definition in ctx.root.iter(f"{{{BPMN_NS}}}timerEventDefinition"):
+        # SpiffWorkflow uses a timeDate if there is one, else a timeDuration, else a timeCycle.
+        found_tags = [(t, definition.find(f".//bpmn:{t}", NSMAP)) for t in _TIMER_TAGS]
+        present = [(tag, node) for tag, node in found_tags if node is not None]
+        if not present:
+            problems.append(ctx.problem("timer-empty", "timer has no date, duration or cycle", definition))
+            continue
+        tag, node = present[0]
+        kind = _TIMER_KIND[tag]
+        text, _ = _strip(node.text or "")
+        if not text:
+            problems.append(ctx.problem("timer-empty", f"timer {kind} is empty", node))
+        elif _MEANT_AS_ISO.match(text):
+            error = _iso_error(kind, text)
+            if error:
+                problems.append(ctx.problem("timer-invalid", error, node))
+        else:
+            found = list(_expression_problems(ctx, node, node.text or "", script=False))
+            problems += found
+            literal = _string_literal(text)
+            if not found and literal is not None and (error := _iso_error(kind, literal)):
+                problems.append(ctx.problem("timer-invalid", error, node))
+    return problems
+
+
+def _string_literal(text: str) -> str | None:
+    """The value of a quoted text literal such as ``"P18M"``; None for any other expression."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def literal_name(text: str) -> str | None:
+    """A rule set name given as a quoted literal (SpiffArena's style) or as a bare name."""
+    text = text.strip()
+    literal = _string_literal(text)
+    if literal is not None:
+        return literal
+    return text if re.fullmatch(r"[A-Za-z][\w.\-]*", text) else None

@@ -1,0 +1,160 @@
+"""Deploying pathway versions: from the pathways folder or an upload, stored once per version."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.clock import Clock
+from engine.db.models import PathwayInstance, PathwayVersion
+from engine.db.session import read_only, unit_of_work
+from engine.errors import DiagramError, InvalidInputError, NotFoundError, Problem
+from engine.pathways.bundle import ChainedFiles, MemoryFiles
+from engine.pathways.diagrams import parse_diagram
+from engine.pathways.sources import (
+    PathwayLibrary,
+    PathwaySource,
+    compile_source,
+    files_from_json,
+    files_to_json,
+    source_from_diagrams,
+)
+from engine.spiff import serializer
+
+__all__ = ["PathwayCatalog", "VersionInfo"]
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    pathway_id: str
+    version: str
+    title: str
+    main_file: str
+    deployed_at: str
+    deployed_by: str
+    latest: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class PathwayCatalog:
+    """Which pathway versions exist, and deploying new ones."""
+
+    def __init__(self, library: PathwayLibrary, session_factory: sessionmaker[Session], clock: Clock) -> None:
+        self.library = library
+        self.sessions = session_factory
+        self.clock = clock
+
+    def sync_library(self, actor: str = "system") -> list[VersionInfo]:
+        """Deploy the current version of every pathway in the folder (already-known versions are kept).
+
+        Raises:
+            DiagramError: if a diagram in the folder is invalid (nothing is deployed then).
+        """
+        return self._deploy([self.library.source(pid) for pid in self.library.pathway_ids()], actor)
+
+    def deploy_upload(self, files: Mapping[str, bytes], actor: str) -> list[VersionInfo]:
+        """Deploy the pathways in uploaded diagram files; calls may reach the library's shared diagrams.
+
+        Raises:
+            InvalidInputError: no files, or file names that are not plain ``*.bpmn`` / ``*.json`` names.
+            DiagramError: naming file, line and element for invalid diagrams.
+        """
+        if not files:
+            raise InvalidInputError("no files uploaded",
+                                    [Problem("at least one .bpmn file is required", field="/files")])
+        bad = [n for n in files if not n.endswith((".bpmn", ".json")) or ".." in n or n.startswith("/")]
+        if bad:
+            raise InvalidInputError("bad file names", [Problem("must be a relative .bpmn or .json name", field=f"/{n}")
+                                                       for n in bad])
+        # Files the diagrams name resolve inside the upload, then the pathways folder: nowhere else.
+        bundle = ChainedFiles(MemoryFiles(files), self.library.files)
+        uploaded = [parse_diagram(content, name, bundle) for name, content in files.items() if name.endswith(".bpmn")]
+        shared = [d for d in self.library.diagrams() if d.name not in files]
+        ids = [pid for d in uploaded if "/" not in d.name for pid in d.executable_process_ids]
+        if not ids:
+            raise DiagramError("no executable pathway in the upload",
+                               [Problem("no executable process (isExecutable=\"true\") in a top-level file",
+                                        file=next(iter(files)))])
+        extra = {n: c for n, c in files.items() if n.endswith(".json")}
+        sources = []
+        for pathway_id in ids:
+            source = source_from_diagrams(pathway_id, uploaded + shared)
+            sources.append(PathwaySource(source.pathway_id, source.main_file, {**source.files, **extra}))
+        return self._deploy(sources, actor)
+
+    def _deploy(self, sources: list[PathwaySource], actor: str) -> list[VersionInfo]:
+        """Store each source's version unless known; all or nothing (one refused source deploys none)."""
+        with unit_of_work(self.sessions) as session:
+            rows = []
+            for source in sources:
+                existing = session.scalars(select(PathwayVersion).where(
+                    PathwayVersion.pathway_id == source.pathway_id, PathwayVersion.version == source.version)).first()
+                if existing is None:
+                    compiled = compile_source(source)
+                    existing = PathwayVersion(
+                        pathway_id=source.pathway_id, version=source.version, title=source.title,
+                        main_file=source.main_file, files=files_to_json(source.files),
+                        spec=serializer.serialize_specs(compiled), deployed_at=self.clock.now(), deployed_by=actor,
+                    )
+                    session.add(existing)
+                    session.flush()
+                rows.append(existing)
+            return [self._info(session, row) for row in rows]
+
+    def pathways(self) -> list[VersionInfo]:
+        """The latest version of every deployed pathway."""
+        with read_only(self.sessions) as session:
+            ids = session.scalars(select(PathwayVersion.pathway_id).distinct().order_by(PathwayVersion.pathway_id))
+            return [self._info(session, self._latest(session, pid)) for pid in list(ids)]
+
+    def versions(self, pathway_id: str) -> list[VersionInfo]:
+        """Raises: NotFoundError."""
+        with read_only(self.sessions) as session:
+            rows = session.scalars(select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id)
+                                   .order_by(PathwayVersion.deployed_at.desc(), PathwayVersion.id.desc())).all()
+            if not rows:
+                raise NotFoundError(f"no pathway {pathway_id!r}")
+            return [self._info(session, row) for row in rows]
+
+    def diagram(self, pathway_id: str, version: str | None = None, file_name: str | None = None) -> bytes:
+        """The diagram XML of a version (the main file unless another is named).
+
+        Raises: NotFoundError.
+        """
+        with read_only(self.sessions) as session:
+            row = self._latest(session, pathway_id) if version is None else self._version(session, pathway_id, version)
+            files = files_from_json(row.files)
+            name = file_name or row.main_file
+            if name not in files:
+                raise NotFoundError(f"no file {name!r} in pathway {pathway_id} version {row.version[:12]}")
+            return files[name]
+
+    def instance_count(self, pathway_id: str) -> int:
+        with read_only(self.sessions) as session:
+            return int(session.scalar(select(func.count()).select_from(PathwayInstance)
+                                      .where(PathwayInstance.pathway_id == pathway_id)) or 0)
+
+    def _latest(self, session: Session, pathway_id: str) -> PathwayVersion:
+        row = session.scalars(select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id)
+                              .order_by(PathwayVersion.deployed_at.desc(), PathwayVersion.id.desc()).limit(1)).first()
+        if row is None:
+            raise NotFoundError(f"no pathway {pathway_id!r}")
+        return row
+
+    def _version(self, session: Session, pathway_id: str, version: str) -> PathwayVersion:
+        rows = session.scalars(select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id,
+                                                            PathwayVersion.version.startswith(version))).all()
+        if len(rows) != 1:
+            raise NotFoundError(f"no single version {version!r} of pathway {pathway_id!r}")
+        return rows[0]
+
+    def _info(self, session: Session, row: PathwayVersion) -> VersionInfo:
+        latest = self._latest(session, row.pathway_id)
+        return VersionInfo(row.pathway_id, row.version, row.title, row.main_file, row.deployed_at.isoformat(),
+                           row.deployed_by, latest.id == row.id)

@@ -1,0 +1,143 @@
+"""How instance states and pathway specs are stored: SpiffWorkflow's serializer, adapted.
+
+* The spec is kept out of an instance's state: it is stored once per pathway version
+  (:func:`serialize_specs`) and restored objects are shared (``engine.spiff.workflows.specs_for``).
+* A state is converted without converting its spec, and restored with each task id parsed once.
+* The JSON is read and written with :mod:`engine.spiff.state_json`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, TaskConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.deep_merge import DeepMerge
+from SpiffWorkflow.util.task import TaskState
+
+from engine.pathways.sources import CompiledPathway
+from engine.spiff import state_json
+
+__all__ = ["SERIALIZER", "STATE_FORMAT", "dump_state", "serialize_specs"]
+
+
+# The ids parsed while one state is restored (None outside a restore): text -> the one UUID object.
+_parsed_ids: contextvars.ContextVar[dict[str, UUID] | None] = contextvars.ContextVar("carepath_ids", default=None)
+
+
+def _task_id(text: str) -> UUID:
+    parsed = _parsed_ids.get()
+    if parsed is None:
+        return UUID(text)
+    found = parsed.get(text)
+    if found is None:
+        found = parsed[text] = UUID(text)
+    return found
+
+
+class _TaskConverter(TaskConverter):
+    """SpiffWorkflow 3.2's task converter, parsing each task id once per restore.
+
+    A task's id is written three times in a state: as its own id, in its parent's children and as
+    its children's parent. SpiffWorkflow parsed each into a UUID object of its own (3 us each), and
+    every lookup of a parent or a child then compared two equal UUIDs in Python. Parsed once, the
+    tasks dictionary finds the very object it holds. The body is SpiffWorkflow's own otherwise
+    (``SpiffWorkflow/bpmn/serializer/default/workflow.py``, pinned below 3.3); tests check that a
+    restored state saves back to the same text.
+    """
+
+    def from_dict(self, dct: dict[str, Any], workflow: Any) -> Task:
+        task_spec = workflow.spec.task_specs.get(dct["task_spec"])
+        task = self.target_class(workflow, task_spec, state=dct["state"], id=_task_id(dct["id"]))
+        task._parent = _task_id(dct["parent"]) if dct["parent"] is not None else None
+        task._children = [_task_id(child) for child in dct["children"]]
+        task.last_state_change = dct["last_state_change"]
+        task.triggered = dct["triggered"]
+        task.internal_data = self.registry.restore(dct["internal_data"])
+        if isinstance(task_spec, CatchingEvent) and task.has_state(TaskState.WAITING):
+            task.workflow.top_workflow.event_manager.add_task(task)
+        delta = dct.get("delta")
+        if delta and task.parent is not None:
+            data = DeepMerge.merge({}, task.parent.data)
+            data.update(self.registry.restore(delta.get("updates", {})))
+            for key in delta.get("deletions", {}):
+                if key in data:
+                    del data[key]
+        else:
+            data = self.registry.restore(dct["data"])
+        task.data = data
+        return task
+
+
+class _SpecCachingConverter(BpmnWorkflowConverter):
+    """Keeps the spec out of an instance's state: it is stored once per pathway version.
+
+    Restores a workflow around already-restored spec objects when they are handed in, and
+    converts a workflow without converting its spec (SpiffWorkflow's own converter would, and
+    the result was thrown away: a third of the cost of saving a state).
+    """
+
+    def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
+        dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct: dict[str, Any]) -> BpmnWorkflow:
+        spec = dct.pop("spec")
+        subprocess_specs = dct.pop("subprocess_specs", {})
+        if isinstance(spec, dict):
+            spec = self.registry.restore(spec)
+            subprocess_specs = self.mapping_from_dict(subprocess_specs)
+        workflow = self.target_class(spec, subprocess_specs, deserializing=True)
+        token = _parsed_ids.set({})
+        try:
+            workflow.tasks = {_task_id(key): self.registry.restore(task, workflow=workflow)
+                              for key, task in dct["tasks"].items()}
+            workflow.task_tree = workflow.tasks.get(_task_id(dct["root"]))
+            self.set_default_attributes(workflow, dct)
+            self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        finally:
+            _parsed_ids.reset(token)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+_CONFIG = dict(SPIFF_CONFIG)
+_CONFIG[BpmnWorkflow] = _SpecCachingConverter
+_CONFIG[Task] = _TaskConverter
+# One serializer for the process: thread-safe for restore/convert (LIBRARY_NOTES, 880 runs).
+SERIALIZER = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_CONFIG))
+STATE_FORMAT = SERIALIZER.VERSION
+# SpiffWorkflow's JSON encoder's fallback (datetimes, sets, its own classes), for engine.spiff.state_json.
+ENCODE_OTHER = SERIALIZER._encoder_cls().default
+
+
+def serialize_specs(compiled: CompiledPathway) -> str:
+    registry = SERIALIZER.registry
+    return json.dumps(
+        {
+            "format": STATE_FORMAT,
+            "spec": registry.convert(compiled.spec),
+            "subprocess_specs": {name: registry.convert(s) for name, s in compiled.subprocess_specs.items()},
+        },
+        separators=(",", ":"),
+    )
+
+
+def dump_state(workflow: BpmnWorkflow) -> str:
+    registry = SERIALIZER.registry
+    registry._encoder_mode = True  # as BpmnWorkflowSerializer.serialize_json does
+    try:
+        dct = SERIALIZER.to_dict(workflow)
+    finally:
+        registry._encoder_mode = False
+    dct[SERIALIZER.VERSION_KEY] = STATE_FORMAT
+    return state_json.dumps(dct, ENCODE_OTHER)

@@ -1,0 +1,337 @@
+"""The SpiffWorkflow boundary: building, restoring, stepping and serialising workflows.
+
+Everything that touches SpiffWorkflow objects while an instance runs lives here, so the rest of the
+engine deals in CarePath terms (instances, tasks, forms, incidents).
+
+Design points (each measured in LIBRARY_NOTES):
+
+* Instance state is stored without the spec; the spec is stored once per pathway version and
+  restored objects are cached per version, so a warm step does not re-parse anything.
+* The script engine is not serialised: :func:`restore` always attaches the safe one.
+* Timers read the clock given to the engine (``engine.spiff.patches.clock_in_effect``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.util.task import TaskState
+
+from engine.errors import NotFoundError, TaskNotReadyError, translate_workflow_errors
+from engine.pathways.diagrams import FORM_PROPERTY
+from engine.spiff import state_json
+from engine.spiff.serializer import SERIALIZER
+
+__all__ = [
+    "TaskInfo",
+    "accumulated_data",
+    "error_tasks",
+    "new_workflow",
+    "ready_task_summary",
+    "ready_tasks",
+    "restore",
+    "task_by_id",
+    "tasks_from_summary",
+]
+
+
+# --- serialisation --------------------------------------------------------------------------------
+
+
+class _CalledSpecs(Mapping[str, Any]):
+    """A version's called-process specs, each restored the first time a workflow needs it.
+
+    A diagnosis pathway calls several shared sub-pathways, but an instance is inside at most a few
+    at a time: restoring them all up front was, for the first step of a process on a version, as
+    much work as the step itself. SpiffWorkflow only looks specs up by name (``in``, ``get``,
+    ``[]``), which a Mapping serves; restored specs are shared, like the top-level spec.
+    """
+
+    def __init__(self, stored: dict[str, dict[str, Any]]) -> None:
+        self._stored = stored
+        self._restored: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> Any:
+        spec = self._restored.get(name)
+        if spec is None:
+            stored = self._stored[name]  # KeyError for an unknown name, as a dict would
+            with self._lock:  # the converters consume their input: restore each one once
+                spec = self._restored.get(name)
+                if spec is None:
+                    spec = self._restored[name] = SERIALIZER.registry.restore(stored)
+        return spec
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._stored
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+
+@dataclass(frozen=True)
+class RestoredSpecs:
+    spec: Any
+    subprocess_specs: Mapping[str, Any]
+
+
+_spec_cache: dict[str, RestoredSpecs] = {}
+_spec_cache_lock = threading.Lock()
+
+
+def specs_for(version_key: str, spec_json: str | Callable[[], str]) -> RestoredSpecs:
+    """Restored spec objects for a pathway version, cached per process (specs are immutable).
+
+    ``spec_json`` may be a function, so the stored spec is only read from the database on a miss.
+    """
+    cached = _spec_cache.get(version_key)
+    if cached is not None:
+        return cached
+    stored = state_json.loads(spec_json() if callable(spec_json) else spec_json)
+    registry = SERIALIZER.registry
+    restored = RestoredSpecs(registry.restore(stored["spec"]), _CalledSpecs(stored["subprocess_specs"]))
+    with _spec_cache_lock:
+        _spec_cache.setdefault(version_key, restored)
+    return _spec_cache[version_key]
+
+
+def clear_spec_cache() -> None:
+    with _spec_cache_lock:
+        _spec_cache.clear()
+
+
+def new_workflow(specs: RestoredSpecs, script_engine: Any) -> BpmnWorkflow:
+    return BpmnWorkflow(specs.spec, specs.subprocess_specs, script_engine=script_engine)
+
+
+def restore(specs: RestoredSpecs, stored_state: str, script_engine: Any) -> BpmnWorkflow:
+    """Rebuild a workflow from its stored state, with the safe script engine attached."""
+    dct = state_json.loads(stored_state)
+    dct["spec"] = specs.spec
+    dct["subprocess_specs"] = specs.subprocess_specs
+    SERIALIZER.migrate(dct)
+    with translate_workflow_errors():
+        workflow = SERIALIZER.from_dict(dct)
+    workflow.script_engine = script_engine
+    return workflow
+
+
+# --- tasks ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task as CarePath shows it."""
+
+    id: str
+    element: str
+    name: str
+    process: str
+    kind: str
+    state: str
+    lane: str | None
+    form: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def form_json(task: Any) -> str | None:
+    """The task's form as the JSON Schema text stored on its element (None: the task has no form)."""
+    return _spec_form_json(task.task_spec)
+
+
+def _spec_form_json(task_spec: Any) -> str | None:
+    properties = (getattr(task_spec, "extensions", None) or {}).get("properties", {})
+    form: str | None = properties.get(FORM_PROPERTY)
+    return form
+
+
+def ready_task_summary(workflow: BpmnWorkflow) -> str:
+    """The ready tasks as stored on the instance row for work lists: what :func:`task_info` shows,
+    without the form (read from the version's spec when listed) and with the task spec's name."""
+    return json.dumps([{**_task_fields(task), "spec": task.task_spec.name} for task in ready_tasks(workflow)],
+                      separators=(",", ":"))
+
+
+def tasks_from_summary(specs: RestoredSpecs, summary: str) -> list[TaskInfo] | None:
+    """The tasks of a stored summary with their forms, or None if a task's spec is not in ``specs``."""
+    found = []
+    for stored in json.loads(summary):
+        spec_name = stored.pop("spec")
+        process = specs.spec if specs.spec.name == stored["process"] else specs.subprocess_specs.get(stored["process"])
+        task_spec = process.task_specs.get(spec_name) if process is not None else None
+        if task_spec is None:
+            return None
+        form_text = _spec_form_json(task_spec)
+        found.append(TaskInfo(**stored, form=json.loads(form_text) if form_text is not None else None))
+    return found
+
+
+def task_info(task: Any) -> TaskInfo:
+    form_text = form_json(task)
+    return TaskInfo(**_task_fields(task), form=json.loads(form_text) if form_text is not None else None)
+
+
+def _task_fields(task: Any) -> dict[str, Any]:
+    spec = task.task_spec
+    return {
+        "id": str(task.id),
+        "element": spec.bpmn_id or spec.name,
+        "name": spec.bpmn_name or spec.bpmn_id or spec.name,
+        "process": task.workflow.spec.name,
+        "kind": type(spec).__name__,
+        "state": TaskState.get_name(task.state),
+        "lane": getattr(spec, "lane", None),
+    }
+
+
+def ready_tasks(workflow: BpmnWorkflow) -> list[Any]:
+    """READY tasks a person must complete (user and manual tasks), in a stable order (the tree's).
+
+    Usually there is one, found from the task dictionaries; only when there are several is the
+    tree walked for their order (SpiffWorkflow's iterator costs ten times a pass over the dictionaries).
+    """
+    found = [task for part in (workflow, *workflow.subprocesses.values()) for task in part.tasks.values()
+             if task.state == TaskState.READY and task.task_spec.manual]
+    if len(found) < 2:
+        return found
+    return list(workflow.get_tasks(state=TaskState.READY, manual=True))
+
+
+def error_tasks(workflow: BpmnWorkflow) -> list[Any]:
+    return list(workflow.get_tasks(state=TaskState.ERROR))
+
+
+def task_by_id(workflow: BpmnWorkflow, task_id: str) -> Any:
+    """The task with this id, which must be a READY manual task.
+
+    Raises:
+        NotFoundError: no such task in the instance.
+        TaskNotReadyError: the task exists but is completed, cancelled or not yet reached.
+    """
+    try:
+        uuid = UUID(task_id)
+    except ValueError as exc:
+        raise NotFoundError(f"no task {task_id!r} in this instance") from exc
+    task = workflow.get_task_from_id(uuid) if _has_task(workflow, uuid) else None
+    if task is None:
+        raise NotFoundError(f"no task {task_id!r} in this instance")
+    if not task.task_spec.manual:
+        raise TaskNotReadyError(f"task {task_id} is not a task people complete")
+    if task.state != TaskState.READY:
+        state = TaskState.get_name(task.state)
+        raise TaskNotReadyError(f"task {task_id} is {state.lower()}, not ready")
+    return task
+
+
+def _has_task(workflow: BpmnWorkflow, uuid: UUID) -> bool:
+    if uuid in workflow.tasks:
+        return True
+    return any(uuid in sp.tasks for sp in workflow.subprocesses.values())
+
+
+def accumulated_data(workflow: BpmnWorkflow) -> dict[str, Any]:
+    """The data an instance has accumulated so far, running or finished (a copy).
+
+    Finished history is compacted away (engine.spiff.compaction), so this reads the newest data of each
+    branch: every task holding data whose children hold none (the frontier, or the last tasks of a
+    finished workflow), in subprocesses too. Parallel branches all start with the data at their
+    split; a branch's value counts only where it differs from that (a named contact changed in a
+    listener branch beats the unchanged copy the care branch carries). When branches changed the
+    same key, the most recently changed branch wins.
+    """
+    holders = [task for wf in (workflow, *workflow.subprocesses.values()) for task in wf.tasks.values()
+               if task.data and not any(child.data for child in task.children)]
+    top = [task for task in holders if task.workflow is workflow]
+    baseline = _common_ancestor(top).data if len(top) > 1 else {}
+    merged = copy.deepcopy(workflow.data)
+    for task in sorted(holders, key=lambda t: t.last_state_change):
+        merged.update({k: copy.deepcopy(v) for k, v in task.data.items() if k not in baseline or baseline[k] != v})
+    for key, value in baseline.items():
+        merged.setdefault(key, copy.deepcopy(value))
+    return merged
+
+
+def _common_ancestor(tasks: list[Any]) -> Any:
+    paths = []
+    for task in tasks:
+        path = []
+        while task is not None:
+            path.append(task)
+            task = task.parent
+        paths.append(path[::-1])
+    common = paths[0][0]
+    for level in zip(*paths, strict=False):
+        if any(task is not level[0] for task in level):
+            break
+        common = level[0]
+    return common
+
+
+# --- timers -----------------------------------------------------------------------------------------
+
+
+def next_due_at(workflow: BpmnWorkflow) -> datetime | None:
+    """The earliest due time of any waiting timer (also behind event-based gateways and cycles).
+
+    SpiffWorkflow keeps a reached timer's due time in the task's ``internal_data['event_value']``
+    (an ISO string, or a dict with ``next`` for cycles); an event-based gateway keeps those of its
+    branches on the gateway task.
+    """
+    due: list[datetime] = []
+    waiting = TaskState.WAITING | TaskState.STARTED
+    # Every task of the workflow and its subprocesses, in no particular order (the earliest is
+    # wanted): the task dictionaries, not SpiffWorkflow's tree iterator, which costs ten times more.
+    for part in (workflow, *workflow.subprocesses.values()):
+        for task in part.tasks.values():
+            if task.state & waiting:
+                _collect_due(task.internal_data, due)
+    return min(due) if due else None
+
+
+def _collect_due(value: Any, due: list[datetime], key: str | None = None) -> None:
+    if isinstance(value, dict):
+        if key == "event_value" and isinstance(value.get("next"), str):
+            _collect_due(value["next"], due, "event_value")
+            return
+        for inner_key, inner in value.items():
+            _collect_due(inner, due, inner_key)
+    elif isinstance(value, str) and key in ("event_value", "next"):
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            return
+        due.append(when if when.tzinfo else when.replace(tzinfo=UTC))
+
+
+def waiting_messages(workflow: BpmnWorkflow) -> dict[str, Any]:
+    """The messages the workflow (or any subprocess) waits for now: name -> event definition.
+
+    ``waiting_events()`` reports an event-based gateway as one nameless "multiple" event, so the
+    gateway's own event definitions are read instead.
+    """
+    from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+    from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+
+    found: dict[str, Any] = {}
+    # One event manager serves the workflow and all its subprocesses.
+    for task in workflow.event_manager.tasks.values():
+        if task.state not in (TaskState.WAITING, TaskState.STARTED, TaskState.READY):
+            continue
+        definition = getattr(task.task_spec, "event_definition", None)
+        definitions = definition.event_definitions if isinstance(definition, MultipleEventDefinition) \
+            else [definition]
+        found.update((d.name, d) for d in definitions if isinstance(d, MessageEventDefinition))
+    return found
