@@ -19,8 +19,9 @@ from typing import Any, TypeVar, cast
 
 from flask import current_app, g, request
 
-from engine.access import InvalidTokenError, Principal, authenticate, authorize
+from engine.access import Principal, authenticate, authorize
 from engine.db.session import read_only
+from engine.errors import InvalidTokenError
 
 __all__ = ["current_principal", "requires"]
 

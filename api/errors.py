@@ -1,28 +1,40 @@
 """Errors as RFC 9457 problem details, request ids, and keeping patient data out of logs.
 
 One error type (:class:`ApiError`) for what the HTTP layer itself refuses, and one handler that
-turns every exception into ``application/problem+json`` with a stable ``type``:
+turns every exception into ``application/problem+json`` with a stable ``type``. Every engine error
+class has its own row in :data:`ENGINE_ERRORS`, most specific first (the first match wins), and
+here (a test holds the two, and the classes of :mod:`engine.errors`, together):
 
 ====================================  ======  ==============================
 engine / HTTP error                   status  type (under carepath.dev/problems/)
 ====================================  ======  ==============================
 ApiError (bad parameter, header...)   4xx     request-invalid, malformed-json, ...
+unknown route / method                404     not-found / method-not-allowed (405)
 InvalidTokenError                     401     unauthenticated
 PermissionDeniedError                 403     forbidden
 TaskDataError                         422     task-data-invalid
-DiagramError / RuleFileError          422     diagram-invalid / rule-file-invalid
+DiagramError                          422     diagram-invalid
+RuleFileError                         422     rule-file-invalid
 UnsafeExpressionError                 422     unsafe-expression
 IdempotencyKeyReusedError             422     idempotency-key-reused
-other InvalidInputError               400     input-invalid
-NotFoundError, unknown route          404     not-found
+InvalidInputError                     400     input-invalid
+NotFoundError                         404     not-found
+StaleVersionError                     409     instance-changed (no If-Match: a concurrent request won)
 StaleVersionError with If-Match       412     stale-version
-StaleVersionError without If-Match    409     instance-changed (a concurrent request won)
 TaskNotReadyError                     409     task-not-ready
 IdempotencyKeyInUseError              409     idempotency-key-in-use
-other ConflictError                   409     instance-state-conflict
+ConflictError                         409     instance-state-conflict
 MessageNotDeliverableError            409     message-not-deliverable (the target's state)
-anything else                         500     internal-error, with no detail
+ExpressionError                       500     internal-error (escaped a step: logged, no detail)
+WorkflowError                         500     internal-error (escaped a step: logged, no detail)
+RuleEvaluationError                   500     internal-error (logged, no detail)
+CarePathError                         500     internal-error (logged, no detail)
+anything else                         500     internal-error (logged, no detail)
 ====================================  ======  ==============================
+
+Inside a step, expression, workflow and rules failures become incidents on the instance; one that
+reaches the API is the server's fault, so it is logged and answered like any other internal error,
+without its message (which may quote a library's).
 
 Details come from the engine's messages, which never quote submitted values or patient references.
 """
@@ -39,33 +51,38 @@ from typing import Any
 from flask import Flask, Response, current_app, g, json, request
 from werkzeug.exceptions import HTTPException
 
-from engine.access import InvalidTokenError
 from engine.errors import (
     CarePathError,
     ConflictError,
     DiagramError,
+    ExpressionError,
+    IdempotencyKeyInUseError,
+    IdempotencyKeyReusedError,
     InvalidInputError,
+    InvalidTokenError,
     MessageNotDeliverableError,
     NotFoundError,
     PermissionDeniedError,
     Problem,
+    RuleEvaluationError,
     RuleFileError,
     StaleVersionError,
     TaskDataError,
     TaskNotReadyError,
     UnsafeExpressionError,
+    WorkflowError,
 )
-from engine.idempotency import IdempotencyKeyInUseError, IdempotencyKeyReusedError
 
 from .openapi import PROBLEM_BASE, PROBLEM_TYPES
 
-__all__ = ["ApiError", "PatientDataFilter", "init_app"]
+__all__ = ["ENGINE_ERRORS", "ApiError", "PatientDataFilter", "init_app"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 PROBLEM_JSON = "application/problem+json"
 
-# (exception class, status, type slug), most specific first.
-_ENGINE_ERRORS: list[tuple[type[CarePathError], int, str]] = [
+# (engine error class, status, type slug), most specific first: the first match wins. Every class
+# of engine.errors has its own row, so none is answered by its parent's row by accident.
+ENGINE_ERRORS: tuple[tuple[type[CarePathError], int, str], ...] = (
     (InvalidTokenError, 401, "unauthenticated"),
     (PermissionDeniedError, 403, "forbidden"),
     (TaskDataError, 422, "task-data-invalid"),
@@ -75,11 +92,16 @@ _ENGINE_ERRORS: list[tuple[type[CarePathError], int, str]] = [
     (IdempotencyKeyReusedError, 422, "idempotency-key-reused"),
     (InvalidInputError, 400, "input-invalid"),
     (NotFoundError, 404, "not-found"),
-    (IdempotencyKeyInUseError, 409, "idempotency-key-in-use"),
+    (StaleVersionError, 409, "instance-changed"),  # 412 stale-version when the request sent If-Match
     (TaskNotReadyError, 409, "task-not-ready"),
+    (IdempotencyKeyInUseError, 409, "idempotency-key-in-use"),
     (ConflictError, 409, "instance-state-conflict"),
     (MessageNotDeliverableError, 409, "message-not-deliverable"),
-]
+    (ExpressionError, 500, "internal-error"),
+    (WorkflowError, 500, "internal-error"),
+    (RuleEvaluationError, 500, "internal-error"),
+    (CarePathError, 500, "internal-error"),
+)
 _HTTP_ERRORS = {400: "request-invalid", 404: "not-found", 405: "method-not-allowed", 413: "body-too-large",
                 415: "unsupported-media-type"}
 
@@ -121,18 +143,22 @@ def _located(problem: Problem) -> dict[str, Any]:
 def _to_problem(exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         return problem_response(exc.status, exc.type, exc.detail, exc.problems, exc.headers)
-    if isinstance(exc, StaleVersionError):
-        if "If-Match" in request.headers:
-            return problem_response(412, "stale-version", exc.message, exc.problems)
-        return problem_response(409, "instance-changed", exc.message, exc.problems)
-    for cls, status, slug in _ENGINE_ERRORS:
-        if isinstance(exc, cls):
-            headers = {"WWW-Authenticate": 'Bearer realm="carepath"'} if status == 401 else None
-            return problem_response(status, slug, exc.message, exc.problems, headers)
+    if isinstance(exc, CarePathError):
+        status, slug = next((status, slug) for cls, status, slug in ENGINE_ERRORS if isinstance(exc, cls))
+        if status >= 500:
+            return _internal_error(exc)
+        if isinstance(exc, StaleVersionError) and "If-Match" in request.headers:
+            status, slug = 412, "stale-version"  # the caller's precondition failed, not a race it lost
+        headers = {"WWW-Authenticate": 'Bearer realm="carepath"'} if status == 401 else None
+        return problem_response(status, slug, exc.message, exc.problems, headers)
     if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 500:
         slug = _HTTP_ERRORS.get(exc.code, "request-invalid")
         headers = dict(h for h in exc.get_headers() if h[0] == "Allow") if exc.code == 405 else None
         return problem_response(exc.code, slug, exc.description, headers=headers)
+    return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> Response:
     current_app.logger.error("unhandled %s on %s %s (request %s)", type(exc).__name__, request.method,
                              request.url_rule.rule if request.url_rule else "?", g.get("request_id"), exc_info=exc)
     return problem_response(500, "internal-error")

@@ -3,12 +3,14 @@
 from engine.app import CarePath
 from engine.clock import Clock, ManualClock, SystemClock
 from engine.errors import (
-    AuditIntegrityError,
     CarePathError,
     ConflictError,
     DiagramError,
     ExpressionError,
+    IdempotencyKeyInUseError,
+    IdempotencyKeyReusedError,
     InvalidInputError,
+    InvalidTokenError,
     MessageNotDeliverableError,
     NotFoundError,
     PermissionDeniedError,
@@ -24,14 +26,16 @@ from engine.errors import (
 from engine.settings import Settings
 
 __all__ = [
-    "AuditIntegrityError",
     "CarePath",
     "CarePathError",
     "Clock",
     "ConflictError",
     "DiagramError",
     "ExpressionError",
+    "IdempotencyKeyInUseError",
+    "IdempotencyKeyReusedError",
     "InvalidInputError",
+    "InvalidTokenError",
     "ManualClock",
     "MessageNotDeliverableError",
     "NotFoundError",

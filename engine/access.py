@@ -31,13 +31,12 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from engine.clock import Clock
 from engine.db.base import Base
 from engine.db.models import UTCDateTime
-from engine.errors import InvalidInputError, NotFoundError, PermissionDeniedError, Problem
+from engine.errors import InvalidInputError, InvalidTokenError, NotFoundError, PermissionDeniedError, Problem
 
 __all__ = [
     "PERMISSIONS",
     "ROLES",
     "ApiToken",
-    "InvalidTokenError",
     "Principal",
     "authenticate",
     "authorize",
@@ -67,10 +66,6 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "evaluations.read": frozenset({"auditor", "clinician"}),
     "pathways.migrate": frozenset({"author"}),
 }
-
-
-class InvalidTokenError(PermissionDeniedError):
-    """Raised when a bearer token is missing, unknown or revoked (HTTP 401, unlike a role's 403)."""
 
 
 @dataclass(frozen=True)

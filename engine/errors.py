@@ -1,23 +1,28 @@
 """CarePath's exceptions, and the one boundary where library errors become ours.
 
-The tree::
+The tree (``api/errors.py`` maps every class to an HTTP status; a test holds both to this drawing)::
 
     CarePathError
-    ├── InvalidInputError          input from an author, a system or a clinician is wrong
-    │   ├── DiagramError           a BPMN diagram is malformed or breaks a lint rule
-    │   ├── RuleFileError          a YAML rule or catalogue file is malformed
-    │   ├── UnsafeExpressionError  an expression uses syntax outside the safe language
-    │   └── TaskDataError          data for a task fails the task's form schema
-    ├── NotFoundError              a pathway, version, instance, task or evaluation does not exist
-    ├── ConflictError              the request is valid but the instance is not in a state for it
-    │   ├── StaleVersionError      If-Match / expected version is not the current one
-    │   └── TaskNotReadyError      the task is already completed, cancelled, or not yet reached
-    ├── MessageNotDeliverableError no waiting instance matches a message
-    ├── PermissionDeniedError      the caller's role does not allow the action
-    ├── ExpressionError            a safe expression failed while running (name, type, step limit)
-    ├── WorkflowError              the workflow library failed while running a step (becomes an incident)
-    ├── RuleEvaluationError        the rules engine failed while evaluating an assessment
-    └── AuditIntegrityError        the event trail does not verify
+    ├── InvalidInputError              input from an author, a system or a clinician is wrong
+    │   ├── DiagramError               a BPMN diagram is malformed or breaks a lint rule
+    │   ├── RuleFileError              a YAML rule or catalogue file is malformed
+    │   ├── UnsafeExpressionError      an expression uses syntax outside the safe language
+    │   ├── TaskDataError              data for a task fails the task's form schema
+    │   └── IdempotencyKeyReusedError  an Idempotency-Key is sent again with a different request
+    ├── NotFoundError                  a pathway, version, instance, task or evaluation does not exist
+    ├── ConflictError                  the request is valid but the instance is not in a state for it
+    │   ├── StaleVersionError          If-Match / expected version is not the current one
+    │   ├── TaskNotReadyError          the task is already completed, cancelled, or not yet reached
+    │   └── IdempotencyKeyInUseError   the first request with an Idempotency-Key has not finished
+    ├── MessageNotDeliverableError     no waiting instance matches a message
+    ├── PermissionDeniedError          the caller's role does not allow the action
+    │   └── InvalidTokenError          the bearer token is missing, unknown or revoked
+    ├── ExpressionError                a safe expression failed while running (name, type, step limit)
+    ├── WorkflowError                  the workflow library failed while running a step (becomes an incident)
+    └── RuleEvaluationError            the rules engine failed while evaluating an assessment
+
+A broken event trail is not an error: :func:`engine.audit.verify_trail` reports it as a list of
+problems for an auditor, and clinical work goes on.
 
 Every error carries ``problems``: a list of :class:`Problem` naming where (file, line, column,
 element) and what, so command-line tools can print ``file:line: element-id: message`` and the
@@ -33,12 +38,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 __all__ = [
-    "AuditIntegrityError",
     "CarePathError",
     "ConflictError",
     "DiagramError",
     "ExpressionError",
+    "IdempotencyKeyInUseError",
+    "IdempotencyKeyReusedError",
     "InvalidInputError",
+    "InvalidTokenError",
     "MessageNotDeliverableError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -125,6 +132,10 @@ class TaskDataError(InvalidInputError):
     """Raised when data submitted for a task fails its form schema (every field is named)."""
 
 
+class IdempotencyKeyReusedError(InvalidInputError):
+    """Raised when an ``Idempotency-Key`` is sent again with a different request (method, path or body)."""
+
+
 class NotFoundError(CarePathError):
     """Raised when the thing asked for does not exist."""
 
@@ -141,6 +152,10 @@ class TaskNotReadyError(ConflictError):
     """Raised when a task is completed twice, or is not (or no longer) ready."""
 
 
+class IdempotencyKeyInUseError(ConflictError):
+    """Raised when the first request with an ``Idempotency-Key`` has not finished yet (or died unfinished)."""
+
+
 class MessageNotDeliverableError(CarePathError):
     """Raised when a message matches no instance waiting for it."""
 
@@ -149,20 +164,21 @@ class PermissionDeniedError(CarePathError):
     """Raised when the caller is not allowed to do what they asked."""
 
 
+class InvalidTokenError(PermissionDeniedError):
+    """Raised when a bearer token is missing, unknown or revoked (the caller is not authenticated)."""
+
+
 class ExpressionError(CarePathError):
     """Raised when a safe expression fails at run time (unknown name, type error, step limit)."""
 
 
 class WorkflowError(CarePathError):
-    """Raised when the workflow library fails while running a step; recorded as an incident."""
+    """Raised when the workflow library fails while running a step (recorded as an incident), or when
+    stored workflow state no longer fits its diagram."""
 
 
 class RuleEvaluationError(CarePathError):
     """Raised when the rules engine fails while evaluating an assessment."""
-
-
-class AuditIntegrityError(CarePathError):
-    """Raised when the event trail of an instance does not verify."""
 
 
 def _element_of(exc: BaseException) -> str | None:

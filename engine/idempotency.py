@@ -30,11 +30,9 @@ from engine.clock import Clock
 from engine.db.base import Base
 from engine.db.models import UTCDateTime
 from engine.db.session import unit_of_work
-from engine.errors import ConflictError, InvalidInputError, Problem
+from engine.errors import IdempotencyKeyInUseError, IdempotencyKeyReusedError, Problem
 
 __all__ = [
-    "IdempotencyKeyInUseError",
-    "IdempotencyKeyReusedError",
     "IdempotencyRecord",
     "IdempotencyStore",
     "StoredResponse",
@@ -43,14 +41,6 @@ __all__ = [
 
 RETENTION = timedelta(hours=24)
 _IN_PROGRESS = 0
-
-
-class IdempotencyKeyReusedError(InvalidInputError):
-    """Raised when a key is sent again with a different request (HTTP 422)."""
-
-
-class IdempotencyKeyInUseError(ConflictError):
-    """Raised when the first request with this key has not finished yet (HTTP 409)."""
 
 
 class IdempotencyRecord(Base):
