@@ -2,12 +2,15 @@
 
 ``create_app`` follows the Flask tutorial: defaults, then ``CAREPATH_*`` environment variables
 (``from_prefixed_env``), then test overrides. It builds one engine per app, upgrades the database
-schema (an empty SQLite file is created), deploys the bundled pathways and registers one blueprint
-per resource. Nothing happens at import time.
+schema (an empty SQLite file is created), deploys the bundled pathways, refuses to start with an empty
+library (:func:`engine.library.require_library`), logs what it loaded and registers one blueprint per
+resource. Nothing happens at import time but reading the installed version.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,8 +19,13 @@ from flask import Flask, current_app
 
 from engine import CarePath, Settings
 from engine.instances.queries import InstanceQueries
+from engine.library import read_library, require_library
 
-__all__ = ["carepath", "create_app", "queries"]
+__all__ = ["__version__", "carepath", "create_app", "queries"]
+
+# pyproject.toml's version, the only place it is written; shown by `carepath --version`, /v1/health
+# and the OpenAPI document.
+__version__ = importlib.metadata.version("carepath")
 
 DEFAULTS: dict[str, Any] = {
     "DATABASE_URL": None,  # None: SQLite in ./instance/ (engine.settings.default_database_url)
@@ -26,24 +34,36 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,  # larger bodies get a 413 problem
     "AUTH_CACHE_SECONDS": 5,
     "SYNC_PATHWAYS": True,  # deploy the pathways folder's current versions at start
+    "ALLOW_EMPTY_LIBRARY": False,  # start even with no pathways or no rule sets (a fresh deployment)
     "CLOCK": None,  # tests pass a ManualClock
 }
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app. Raises: DiagramError if a bundled pathway is invalid (nothing is served then)."""
+    """Build the app.
+
+    Raises:
+        DiagramError: a bundled pathway is invalid (nothing is served then).
+        EmptyLibraryError: the pathways or rules folder is missing or empty and ALLOW_EMPTY_LIBRARY is not set.
+    """
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env("CAREPATH")
     if test_config is not None:
         app.config.from_mapping(test_config)
-    settings = Settings.from_env({f"CAREPATH_{name}": str(app.config[name])
-                                  for name in ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR") if app.config[name]})
+    names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY")
+    settings = Settings.from_env({f"CAREPATH_{name}": str(app.config[name]) for name in names if app.config[name]})
     app.config["DATABASE_URL"] = settings.database_url
     _ensure_sqlite_folder(settings)
     engine = CarePath(settings, app.config["CLOCK"], upgrade=True)
-    if app.config["SYNC_PATHWAYS"]:
-        engine.catalog.sync_library(actor="system")
+    try:
+        deployed = engine.catalog.sync_library(actor="system") if app.config["SYNC_PATHWAYS"] else None
+        library = read_library(settings, deployed)
+        require_library(settings, library)
+    except Exception:
+        engine.close()
+        raise
+    _log_start(app, settings, library.describe())
     app.extensions["carepath"] = engine
     app.extensions["carepath.queries"] = InstanceQueries(engine.sessions, engine.instances)
 
@@ -56,6 +76,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for module in (pathways, instances, tasks, messages, events, documents, evaluations, health):
         app.register_blueprint(module.bp)
     return app
+
+
+def _log_start(app: Flask, settings: Settings, library: str) -> None:
+    """Which version runs which library: names, versions and folders, no patient data."""
+    if app.logger.level == logging.NOTSET:  # shown unless the operator configured the logger
+        app.logger.setLevel(logging.INFO)
+    app.logger.info("CarePath %s: %s (pathways from %s, rules from %s)", __version__, library,
+                    settings.pathways_dir, settings.rules_dir)
 
 
 def _ensure_sqlite_folder(settings: Settings) -> None:

@@ -1,7 +1,8 @@
 """The ``carepath`` command line: serve, database, validation, audit, tokens, rules.
 
 Settings come from the environment (``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``,
-``CAREPATH_RULES_DIR``); SQLite in ``./instance/`` is the default.
+``CAREPATH_RULES_DIR``, ``CAREPATH_ALLOW_EMPTY_LIBRARY``); SQLite in ``./instance/`` and the bundled
+pathways and rules are the defaults.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 import click
 
 from engine.settings import Settings
+
+from . import __version__
 
 
 def _settings() -> Settings:
@@ -30,6 +33,7 @@ def _carepath(ctx: click.Context, upgrade: bool = True) -> Any:
 
 
 @click.group()
+@click.version_option(__version__, prog_name="carepath")
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """CarePath: care pathway workflow engine for cancer care."""
@@ -43,11 +47,16 @@ def main(ctx: click.Context) -> None:
 def serve(host: str, port: int) -> None:
     """Run the HTTP API (development server; see the README for gunicorn in production).
 
-    Upgrades the database schema and deploys the bundled pathways first.
+    Upgrades the database schema and deploys the bundled pathways first; refuses to start (exit 1)
+    when the pathways or rules folder is missing or empty, unless CAREPATH_ALLOW_EMPTY_LIBRARY=1.
     """
     from api import create_app
+    from engine.library import EmptyLibraryError
 
-    app = create_app()
+    try:
+        app = create_app()
+    except EmptyLibraryError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"CarePath API on http://{host}:{port}/v1/ (database: {_redacted(app.config['DATABASE_URL'])})")
     app.run(host=host, port=port, threaded=True)
 
@@ -178,21 +187,32 @@ def pathways_deploy(ctx: click.Context) -> None:
 @click.option("--worker-id", default=None, help="Name recorded on timer_fired events (default host:pid).")
 @click.pass_context
 def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_id: str | None) -> None:
-    """Fire due timers in a loop. Run several on PostgreSQL to share the work; stop with SIGTERM/Ctrl-C."""
+    """Fire due timers in a loop. Run several on PostgreSQL to share the work; stop with SIGTERM/Ctrl-C.
+
+    Refuses to start (exit 1) when the pathways or rules folder is missing or empty, unless
+    CAREPATH_ALLOW_EMPTY_LIBRARY=1.
+    """
     import os
     import signal
     import socket
 
     from engine.idempotency import IdempotencyStore
     from engine.instances.worker import run_worker
+    from engine.library import EmptyLibraryError, read_library, require_library
 
+    settings: Settings = ctx.obj["settings"]
+    library = read_library(settings)
+    try:
+        require_library(settings, library)
+    except EmptyLibraryError as exc:
+        raise click.ClickException(str(exc)) from exc
     carepath = _carepath(ctx)
     idempotency = IdempotencyStore(carepath.sessions, carepath.clock)
     name = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     stopping: list[int] = []
     # Finish the instance in hand, then stop: nothing half-done is ever committed anyway.
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
-    click.echo(f"timer worker {name} started", err=True)
+    click.echo(f"timer worker {name} started: CarePath {__version__}, {library.describe()}", err=True)
     try:
         total = run_worker(carepath.instances, worker_id=name, batch=batch, interval=interval, once=once,
                            should_stop=lambda: bool(stopping),

@@ -21,10 +21,9 @@ from engine.rules.loader import load_rule_file
 from engine.rules.registry import RuleSetRegistry
 from engine.rules.simulate import simulate
 from engine.rules.testing import load_cases, run_rule_tests
+from engine.settings import bundled_rules_dir
 
 __all__ = ["known_rule_sets", "rules", "validate_rule_paths"]
-
-_DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 
 
 def _obj() -> dict[str, Any]:
@@ -36,7 +35,7 @@ def _rules_dir(option: Path | None) -> Path:
     if option is not None:
         return option
     settings = _obj().get("settings")
-    return Path(getattr(settings, "rules_dir", _DEFAULT_RULES_DIR))
+    return Path(getattr(settings, "rules_dir", None) or bundled_rules_dir())
 
 
 def _fail(exc: CarePathError) -> click.ClickException:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Settings", "default_database_url"]
+__all__ = ["Settings", "bundled_pathways_dir", "bundled_rules_dir", "default_database_url"]
 
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_TRUE = ("1", "true", "yes", "on")
 
 
 def default_database_url() -> str:
@@ -17,17 +18,53 @@ def default_database_url() -> str:
     return f"sqlite:///{Path.cwd() / 'instance' / 'carepath.sqlite3'}"
 
 
+def bundled_pathways_dir() -> Path:
+    """The pathways shipped with CarePath (the package ``carepath_content.pathways``, see pyproject.toml).
+
+    Raises:
+        RuntimeError: when CarePath is not installed (``pip install -e .`` in a checkout).
+    """
+    return _package_folder("carepath_content.pathways")
+
+
+def bundled_rules_dir() -> Path:
+    """The rule sets and catalogues shipped with CarePath (the package ``carepath_content.rules``).
+
+    Raises:
+        RuntimeError: when CarePath is not installed (``pip install -e .`` in a checkout).
+    """
+    return _package_folder("carepath_content.rules")
+
+
+def _package_folder(package: str) -> Path:
+    try:
+        folder = importlib.resources.files(package)
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(f"the bundled library ({package}) is not installed: install CarePath "
+                           "(in a checkout: pip install -e .)") from exc
+    # Installed from a wheel or editable, the package is a folder on disk; the pathway library and
+    # the rule registry read folders (a zipped install would need extracting first).
+    if not isinstance(folder, Path):
+        raise RuntimeError(f"the bundled library ({package}) is not a folder on disk: {folder}")
+    return folder
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where CarePath finds its database, pathways and rules.
+
+    ``allow_empty_library``: a server or worker starts even when the pathways or rules folder is
+    missing or empty (a fresh deployment that will upload its pathways); otherwise it refuses
+    (:func:`engine.library.require_library`).
 
     Raises:
         ValueError: for a database URL of an unsupported kind or a non-positive limit.
     """
 
     database_url: str = field(default_factory=default_database_url)
-    pathways_dir: Path = _PROJECT_ROOT / "pathways"
-    rules_dir: Path = _PROJECT_ROOT / "rules"
+    pathways_dir: Path = field(default_factory=bundled_pathways_dir)
+    rules_dir: Path = field(default_factory=bundled_rules_dir)
+    allow_empty_library: bool = False
     # Safe-expression bounds (steps and seconds per evaluation).
     expression_max_steps: int = 10_000
     expression_max_seconds: float = 0.25
@@ -44,7 +81,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read ``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR`` and ``CAREPATH_RULES_DIR``."""
+        """Read ``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``, ``CAREPATH_RULES_DIR`` and
+        ``CAREPATH_ALLOW_EMPTY_LIBRARY`` (1, true, yes or on)."""
         env = os.environ if env is None else env
         kwargs: dict[str, object] = {}
         if env.get("CAREPATH_DATABASE_URL"):
@@ -57,4 +95,6 @@ class Settings:
             kwargs["pathways_dir"] = Path(env["CAREPATH_PATHWAYS_DIR"])
         if env.get("CAREPATH_RULES_DIR"):
             kwargs["rules_dir"] = Path(env["CAREPATH_RULES_DIR"])
+        if env.get("CAREPATH_ALLOW_EMPTY_LIBRARY", "").strip().lower() in _TRUE:
+            kwargs["allow_empty_library"] = True
         return cls(**kwargs)  # type: ignore[arg-type]

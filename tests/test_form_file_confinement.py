@@ -122,7 +122,7 @@ def _located(problem: dict[str, Any] | str) -> None:
 def test_each_hostile_name_is_refused_over_http_and_nothing_is_read(
         tmp_path: Path, canary: Path, database_url: str, clock: ManualClock) -> None:
     app = create_app({"TESTING": True, "DATABASE_URL": database_url, "PATHWAYS_DIR": _library(tmp_path, canary),
-                      "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
+                      "ALLOW_EMPTY_LIBRARY": True, "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
     try:
         engine = app.extensions["carepath"]
         with unit_of_work(engine.sessions) as session:
@@ -162,7 +162,7 @@ def test_each_hostile_name_is_refused_over_http_and_nothing_is_read(
 def test_a_form_uploaded_with_the_diagram_is_deployed_and_served(
         tmp_path: Path, canary: Path, database_url: str, clock: ManualClock) -> None:
     app = create_app({"TESTING": True, "DATABASE_URL": database_url, "PATHWAYS_DIR": _library(tmp_path, canary),
-                      "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
+                      "ALLOW_EMPTY_LIBRARY": True, "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
     try:
         with unit_of_work(app.extensions["carepath"].sessions) as session:
             _, author = create_token(session, "author", "author", clock)
@@ -197,7 +197,8 @@ def test_cli_validate_and_deploy_refuse_each_hostile_name(
     assert deployed.exit_code != 0 and "CANARY" not in deployed.output
     [line] = [x for x in deployed.output.splitlines() if "form schema file" in x]
     _located(line)
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "PATHWAYS_DIR": tmp_path / "empty"})
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "PATHWAYS_DIR": tmp_path / "empty",
+                      "ALLOW_EMPTY_LIBRARY": True})
     try:
         with read_only(app.extensions["carepath"].sessions) as session:
             assert session.scalar(select(func.count()).select_from(PathwayVersion)) == 0
