@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.db.session import current_revision, head_revision
 
-from . import carepath
+from . import __version__, carepath
 from .auth import requires
 from .errors import ApiError
 from .openapi import DOCUMENT
@@ -19,8 +19,8 @@ bp = Blueprint("health", __name__, url_prefix="/v1")
 
 @bp.get("/health")
 def health() -> dict[str, Any]:
-    """Liveness: the process answers (no authentication, no database)."""
-    return {"status": "ok"}
+    """Liveness: the process answers, and which CarePath version it runs (no authentication, no database)."""
+    return {"status": "ok", "version": __version__}
 
 
 @bp.get("/ready")

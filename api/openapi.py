@@ -13,6 +13,7 @@ from typing import Any
 from engine.access import PERMISSIONS
 from engine.instances.queries import MAX_LIMIT, STATUSES
 
+from . import __version__
 from .openapi_schemas import (  # noqa: F401  (re-exported: part of this module's surface)
     _NAME,
     _PATIENT_REF,
@@ -240,7 +241,7 @@ PATHS: dict[str, Any] = {
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
-    "info": {"title": "CarePath API", "version": "1.0.0",
+    "info": {"title": "CarePath API", "version": __version__,
              "description": "Care pathway instances, tasks, messages and the audit trail. Errors are RFC 9457 "
                             "problem details (application/problem+json) with a stable `type`."},
     "servers": [{"url": "/"}],

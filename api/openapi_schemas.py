@@ -193,7 +193,7 @@ SCHEMAS: dict[str, Any] = {
         "problems": {"type": "array", "items": _obj(["instance_id", "seq", "message"], {
             "instance_id": {"type": "string"}, "seq": {"type": ["integer", "null"]}, "message": {"type": "string"}})},
     }),
-    "Health": _obj(["status"], {"status": {"const": "ok"}}),
+    "Health": _obj(["status", "version"], {"status": {"const": "ok"}, "version": {"type": "string"}}),
     # Documents (docs/documents.md): codes travel with labels in the document's language.
     "CarePlanItem": _obj(list(_ITEM_PROPS), _ITEM_PROPS),
     "CarePlanDocument": _obj([*_DOCUMENT_HEADER, *_CARE_PLAN_PROPS], {

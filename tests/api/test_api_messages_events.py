@@ -9,6 +9,7 @@ from flask import Flask
 from helpers import assert_problem, complete, start
 from sqlalchemy import text
 
+from api import __version__
 from api.cli import main
 from engine.db.session import unit_of_work
 
@@ -53,7 +54,7 @@ def test_event_trail_and_verification(app: Flask, client: Any, auth: Any) -> Non
 
 
 def test_health_and_readiness(app: Flask, client: Any) -> None:
-    assert client.get("/v1/health").json == {"status": "ok"}
+    assert client.get("/v1/health").json == {"status": "ok", "version": __version__}
     ready = client.get("/v1/ready")
     assert ready.status_code == 200 and ready.json["status"] == "ready"
     with unit_of_work(app.extensions["carepath"].sessions) as session:
