@@ -13,7 +13,7 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from engine import ManualClock
 from engine.expressions import SafeEnvironment
 from engine.pathways.sources import PathwayLibrary, compile_source
-from engine.spiff import patches, serializer, state_json, workflows
+from engine.spiff import patches, serializer, state_json, state_migrations, workflows
 from engine.spiff.serializer import SERIALIZER
 
 TESTS = Path(__file__).resolve().parent
@@ -114,4 +114,5 @@ def _stdlib_dumps_state(workflow: object) -> str:
     finally:
         registry._encoder_mode = False
     dct[SERIALIZER.VERSION_KEY] = serializer.STATE_FORMAT
+    dct[state_migrations.FORMAT_KEY] = state_migrations.CAREPATH_FORMAT
     return _stdlib_dumps(dct)

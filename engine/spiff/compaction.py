@@ -54,7 +54,8 @@ from SpiffWorkflow.util.task import TaskState
 
 __all__ = ["COMPLETED_NOTE", "compact", "completed_elements"]
 
-# Kept on the root task's internal data: the spec names of completed tasks that were removed.
+# Kept on the root task's internal data: the spec names of completed tasks that were removed. Part of
+# the stored state's format (engine.spiff.state_migrations): changing it needs a new format version.
 COMPLETED_NOTE = "carepath.completed_elements"
 
 

@@ -117,16 +117,17 @@ def cycle_complete(self: CycleTimerEventDefinition, my_task: Any) -> bool:
     occurrence, and adds it again and again: ``R3/2026-01-31T09:00Z/P1M`` fell due on 31 January,
     28 February, then 28 March, 25 April... Each occurrence is now counted from the first one
     (the n-th is the first plus n periods, months clamped to the month's end: 31 January, 28
-    February, 31 March). States saved before this keep SpiffWorkflow's arithmetic. Otherwise the
-    same contract: returns whether an occurrence is due now, and marks the event fired once the
-    cycles are used up.
+    February, 31 March). A period in fractional months keeps SpiffWorkflow's fixed period, and so do
+    cycles started before calendar cycles (anchored that way when their state is migrated, see
+    ``engine.spiff.state_migrations``). Otherwise the same contract: returns whether an occurrence
+    is due now, and marks the event fired once the cycles are used up.
     """
     event_value = my_task._get_internal_data("event_value")
     if event_value is None:
         expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
         cycles, start, duration = TimerEventDefinition.parse_iso_recurring_interval(expression)
         event_value = {"cycles": cycles, "next": start.isoformat(), "duration": duration.total_seconds(),
-                       **_calendar_anchor(expression, start)}
+                       **_calendar_anchor(expression, start, duration)}
     ready = False
     if event_value["cycles"] != 0:
         next_event = datetime.fromisoformat(event_value["next"])
@@ -141,24 +142,35 @@ def cycle_complete(self: CycleTimerEventDefinition, my_task: Any) -> bool:
     return ready
 
 
-def _calendar_anchor(expression: str, first: datetime) -> dict[str, Any]:
-    """The first occurrence and the period in whole months and the rest, when the period has no
-    fractional months (those keep SpiffWorkflow's arithmetic)."""
+def _calendar_anchor(expression: str, first: datetime, duration: timedelta) -> dict[str, Any]:
+    """The anchors of a cycle's occurrences: the first one, and the period in whole months and the rest.
+
+    A period in fractional months (or none: a start and an end) is ``duration``, the fixed number of
+    seconds SpiffWorkflow computed at the first occurrence, as it always was for those.
+    """
     period = next((part for part in expression.upper().replace("--", "/").split("/") if part.startswith("P")), None)
-    if period is None:
-        return {}
-    parsed = TimerEventDefinition.parse_iso_duration(period)
-    months = parsed.pop("years", 0) * 12 + parsed.pop("months", 0)
-    if months != int(months):
-        return {}
-    rest = timedelta(**parsed).total_seconds()
-    return {"first": first.isoformat(), "period_months": int(months), "period_seconds": rest, "occurrence": 0}
+    if period is not None:
+        parsed = TimerEventDefinition.parse_iso_duration(period)
+        months = parsed.pop("years", 0) * 12 + parsed.pop("months", 0)
+        if months == int(months):
+            return _anchor(first.isoformat(), int(months), timedelta(**parsed).total_seconds())
+    return _anchor(first.isoformat(), 0, duration.total_seconds())
+
+
+def _anchor(first: str, period_months: int, period_seconds: float) -> dict[str, Any]:
+    return {"first": first, "period_months": period_months, "period_seconds": period_seconds, "occurrence": 0}
 
 
 def next_occurrence(event_value: dict[str, Any], current: datetime) -> datetime:
-    """The occurrence after ``current``: on the calendar, or by SpiffWorkflow's fixed period in an older state."""
+    """The occurrence after ``current`` (the one due now), counted on the cycle's anchors.
+
+    Stored states carry the anchors on every started cycle (format 2, ``engine.spiff.state_migrations``).
+    A value without them was written by SpiffWorkflow's own ``cycle_complete`` (this patch not
+    installed); it is anchored on ``current`` with its fixed period, as the migration anchors one, so
+    it continues SpiffWorkflow's arithmetic exactly.
+    """
     if "first" not in event_value:
-        return current + timedelta(seconds=event_value["duration"])
+        event_value.update(_anchor(current.isoformat(), 0, event_value["duration"]))
     event_value["occurrence"] += 1
     return cycle_occurrence(event_value, event_value["occurrence"])
 

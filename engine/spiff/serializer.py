@@ -4,6 +4,9 @@
   (:func:`serialize_specs`) and restored objects are shared (``engine.spiff.workflows.specs_for``).
 * A state is converted without converting its spec, and restored with each task id parsed once.
 * The JSON is read and written with :mod:`engine.spiff.state_json`.
+* A state carries two format versions: SpiffWorkflow's (``serializer_version``) and CarePath's
+  (``carepath_format``, :mod:`engine.spiff.state_migrations`, which lists the versions). Restoring
+  runs SpiffWorkflow's migrations, then CarePath's, and refuses a format neither knows.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from uuid import UUID
 
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, TaskConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.migration.version_migration import MIGRATIONS as SPIFF_MIGRATIONS
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
@@ -22,10 +26,11 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
+from engine.errors import Problem, WorkflowError
 from engine.pathways.sources import CompiledPathway
-from engine.spiff import state_json
+from engine.spiff import state_json, state_migrations
 
-__all__ = ["SERIALIZER", "STATE_FORMAT", "dump_state", "serialize_specs"]
+__all__ = ["SERIALIZER", "STATE_FORMAT", "CarePathSerializer", "dump_state", "serialize_specs"]
 
 
 # The ids parsed while one state is restored (None outside a restore): text -> the one UUID object.
@@ -110,11 +115,30 @@ class _SpecCachingConverter(BpmnWorkflowConverter):
         return workflow
 
 
+class CarePathSerializer(BpmnWorkflowSerializer):
+    """SpiffWorkflow's serializer, whose migration also brings CarePath's additions up to date."""
+
+    def migrate(self, dct: dict[str, Any]) -> None:
+        """Bring a loaded state to the current formats, in place: SpiffWorkflow's, then CarePath's.
+
+        Raises:
+            WorkflowError: the state is in a format this CarePath cannot read (a newer one wrote it).
+        """
+        version = dct.get(self.VERSION_KEY)
+        # SpiffWorkflow's own migrate passes over a version it does not know, and the state is misread.
+        if version != self.VERSION and version not in SPIFF_MIGRATIONS:
+            message = (f"the stored instance state is in SpiffWorkflow's format {version!r}, which this CarePath "
+                       f"cannot read (it reads formats up to {self.VERSION!r})")
+            raise WorkflowError(message, [Problem(message, code="state-format")])
+        super().migrate(dct)
+        state_migrations.migrate(dct)
+
+
 _CONFIG = dict(SPIFF_CONFIG)
 _CONFIG[BpmnWorkflow] = _SpecCachingConverter
 _CONFIG[Task] = _TaskConverter
 # One serializer for the process: thread-safe for restore/convert (LIBRARY_NOTES, 880 runs).
-SERIALIZER = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_CONFIG))
+SERIALIZER = CarePathSerializer(BpmnWorkflowSerializer.configure(_CONFIG))
 STATE_FORMAT = SERIALIZER.VERSION
 # SpiffWorkflow's JSON encoder's fallback (datetimes, sets, its own classes), for engine.spiff.state_json.
 ENCODE_OTHER = SERIALIZER._encoder_cls().default
@@ -133,6 +157,7 @@ def serialize_specs(compiled: CompiledPathway) -> str:
 
 
 def dump_state(workflow: BpmnWorkflow) -> str:
+    """The workflow's state as stored on its instance: without the spec, in the current formats."""
     registry = SERIALIZER.registry
     registry._encoder_mode = True  # as BpmnWorkflowSerializer.serialize_json does
     try:
@@ -140,4 +165,5 @@ def dump_state(workflow: BpmnWorkflow) -> str:
     finally:
         registry._encoder_mode = False
     dct[SERIALIZER.VERSION_KEY] = STATE_FORMAT
+    dct[state_migrations.FORMAT_KEY] = state_migrations.CAREPATH_FORMAT
     return state_json.dumps(dct, ENCODE_OTHER)

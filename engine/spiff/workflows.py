@@ -116,7 +116,15 @@ def new_workflow(specs: RestoredSpecs, script_engine: Any) -> BpmnWorkflow:
 
 
 def restore(specs: RestoredSpecs, stored_state: str, script_engine: Any) -> BpmnWorkflow:
-    """Rebuild a workflow from its stored state, with the safe script engine attached."""
+    """Rebuild a workflow from its stored state, with the safe script engine attached.
+
+    A state in an older format is migrated first (``engine.spiff.state_migrations``); ``dump_state``
+    then writes the workflow in the current one.
+
+    Raises:
+        WorkflowError: the state is in a format this CarePath cannot read (a newer one wrote it), or
+            does not fit the spec.
+    """
     dct = state_json.loads(stored_state)
     dct["spec"] = specs.spec
     dct["subprocess_specs"] = specs.subprocess_specs
