@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.instances.queries import STATUSES
+from engine.instances.view import PATIENT_REF_PATTERN
 
 PROBLEM_BASE = "https://carepath.dev/problems/"
 # Stable problem types: slug -> title. Clients may switch on the type URI; titles may be reworded.
@@ -36,7 +37,7 @@ PROBLEM_TYPES: dict[str, str] = {
 
 _UUID = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _NAME = "^[A-Za-z_][A-Za-z0-9_.-]{0,199}$"  # BPMN ids (XML NCName subset)
-_PATIENT_REF = "^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"  # engine.instances.service.validate_patient_ref
+_PATIENT_REF = PATIENT_REF_PATTERN  # engine.instances.view.validate_patient_ref
 _NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
 _DATE_TIME = {"type": "string", "format": "date-time"}
 

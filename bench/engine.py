@@ -102,7 +102,7 @@ class Bench:
         the pathway or the instance is in memory. The connection pool is kept, as in any running
         server (and as SpiffWorkflow-with-SQLite below keeps its connection)."""
         workflows.clear_spec_cache()
-        self.app.instances.workflows.clear()
+        self.app.instances.steps.cache.clear()
         started = time.perf_counter()
         result = step(self.app)
         return time.perf_counter() - started, result
@@ -110,7 +110,7 @@ class Bench:
     def cold_connection(self, step: Callable[[CarePath], Any]) -> tuple[float, Any]:
         """``cold_data`` with a new database connection as well (the pool emptied first)."""
         workflows.clear_spec_cache()
-        self.app.instances.workflows.clear()
+        self.app.instances.steps.cache.clear()
         self.app.db.dispose()
         started = time.perf_counter()
         result = step(self.app)

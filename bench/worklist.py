@@ -41,7 +41,7 @@ def measure(app: CarePath, queries: InstanceQueries, pathway_id: str, page: int,
     for _ in range(samples):
         if cold:
             workflows.clear_spec_cache()
-            app.instances.workflows.clear()
+            app.instances.steps.cache.clear()
         started = time.perf_counter()
         listed = len(queries.ready_tasks(InstanceFilter(pathway_id=pathway_id), limit=page).items)
         times.append(time.perf_counter() - started)

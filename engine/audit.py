@@ -16,14 +16,13 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, insert, select
-from sqlalchemy import event as sa_event
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from engine.db.models import InstanceEvent, PathwayInstance
 
 __all__ = ["EVENT_TYPES", "ChainHead", "TrailProblem", "append_event", "data_digest", "take_pending_events",
-           "verify_trail", "write_pending_events"]
+           "verify_trail"]
 
 GENESIS = "0" * 64
 _PENDING = "carepath.pending_events"
@@ -72,7 +71,7 @@ def append_event(
     task_id: str | None = None,
     payload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Append one event to an instance's trail (written when the session flushes; the caller commits).
+    """Append one event to an instance's trail; ``engine.instances.store`` writes it with the instance.
 
     Raises:
         ValueError: for an unknown event type.
@@ -92,8 +91,8 @@ def append_event(
         prev_hash=instance.event_head,
     )
     event.hash = _event_hash(event)
-    # Written by one multi-row INSERT right after the flush that writes the instance (below):
-    # events are never changed, so they need none of the ORM's unit-of-work bookkeeping.
+    # Written by the instance's one writer (engine.instances.store) in one multi-row INSERT with the
+    # instance's guarded update: events are never changed, so they need none of the ORM's bookkeeping.
     session.info.setdefault(_PENDING, []).append(vars(event))
     instance.event_seq = event.seq
     instance.event_head = event.hash
@@ -104,23 +103,6 @@ def take_pending_events(session: Session) -> list[dict[str, Any]]:
     """The events appended in this session and not written yet, for a writer that writes them itself
     (:mod:`engine.instances.store`); they are no longer pending afterwards."""
     return cast(list[dict[str, Any]], session.info.pop(_PENDING, None) or [])
-
-
-def write_pending_events(session: Session) -> None:
-    """Write the events appended in this session so far."""
-    rows = take_pending_events(session)
-    if rows:
-        session.connection().execute(insert(_EVENTS), rows)
-
-
-@sa_event.listens_for(Session, "after_flush")
-def _write_pending_events(session: Session, _flush_context: Any) -> None:
-    write_pending_events(session)
-
-
-@sa_event.listens_for(Session, "after_soft_rollback")
-def _forget_pending_events(session: Session, _previous_transaction: Any) -> None:
-    session.info.pop(_PENDING, None)
 
 
 @dataclass(frozen=True)

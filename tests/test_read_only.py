@@ -21,7 +21,7 @@ from engine.instances.queries import InstanceFilter, InstanceQueries
 def test_reads_proceed_while_another_connection_holds_a_write(carepath: CarePath) -> None:
     view = carepath.instances.start("test_assessment", "MRN-READ-1", "system:ehr")
     queries = InstanceQueries(carepath.sessions, carepath.instances)
-    carepath.instances.workflows.clear()  # the read must go to the database
+    carepath.instances.steps.cache.clear()  # the read must go to the database
     writer = create_engine(carepath.settings.database_url)
     done = threading.Event()
     seen: dict[str, Any] = {}

@@ -53,7 +53,7 @@ def test_the_work_list_shows_what_each_instance_shows_without_restoring_any(
     assert {task["element"] for task in expected} == {"hna", "offer_support"}
     assert all(task["form"] for task in expected)
     queries = InstanceQueries(carepath.sessions, carepath.instances)
-    carepath.instances.workflows.clear()
+    carepath.instances.steps.cache.clear()
     workflows.clear_spec_cache()
 
     def no_restore(*_args: Any, **_kwargs: Any) -> Any:
@@ -70,7 +70,7 @@ def test_instances_saved_before_summaries_existed_are_restored_instead(carepath:
     expected = _as_views_show_them(carepath, ids)
     with unit_of_work(carepath.sessions) as session:  # as migration 0004 leaves existing rows
         session.execute(update(PathwayInstance).values(ready_tasks=None))
-    carepath.instances.workflows.clear()
+    carepath.instances.steps.cache.clear()
     queries = InstanceQueries(carepath.sessions, carepath.instances)
     assert _listed(queries) == expected
 

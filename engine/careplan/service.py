@@ -42,6 +42,7 @@ from engine.errors import (
     WorkflowError,
 )
 from engine.instances.step import ServiceOperator, StepContext
+from engine.instances.store import ConflictMapper, load_instance, save_instance
 
 __all__ = ["STATUSES", "CarePlanItem", "CarePlanNote", "CarePlanService", "care_plan_operators"]
 
@@ -141,9 +142,9 @@ def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, A
         created.append({"id": item.id, "kind": kind, "code": code, "service": service, "urgency": urgency,
                         "rules": list(rules)})
     version = registry.current(ruleset).version
-    context.events.append(("rules_evaluated", task.task_spec.bpmn_id, {
+    context.record("rules_evaluated", task.task_spec.bpmn_id, {
         "evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version,
-        "proposed": len(created)}))
+        "proposed": len(created)})
     return {"evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version, "items": created}
 
 def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -172,8 +173,7 @@ def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str
             note = CarePlanNote(instance_id=context.instance.id, what_matters="", updated_at=context.clock.now())
             context.session.add(note)
         note.what_matters, note.updated_at = what_matters.strip(), context.clock.now()
-    context.events.append(("care_plan_updated", task.task_spec.bpmn_id,
-                           {"agreed": len(agreed), "declined": len(declined)}))
+    context.record("care_plan_updated", task.task_spec.bpmn_id, {"agreed": len(agreed), "declined": len(declined)})
     return {"agreed": agreed, "declined": declined}
 
 
@@ -195,7 +195,7 @@ def _referrals_sent(context: StepContext, task: Any, params: dict[str, Any]) -> 
         if item.kind == "referral" and item.status == "agreed":
             _move(item, "referred", context.actor, now)
             referred.append(item_id)
-    context.events.append(("care_plan_updated", task.task_spec.bpmn_id, {"referred": len(referred)}))
+    context.record("care_plan_updated", task.task_spec.bpmn_id, {"referred": len(referred)})
     return {"referred": referred}
 
 
@@ -257,15 +257,15 @@ class CarePlanService:
 
         Raises: NotFoundError, InvalidInputError (unknown status), ConflictError (not allowed now).
         """
-        with unit_of_work(self.sessions) as session:
-            instance = session.get(PathwayInstance, instance_id)
-            if instance is None:
-                raise NotFoundError(f"no instance {instance_id!r}")
+        with ConflictMapper(), unit_of_work(self.sessions) as session:
+            instance = load_instance(session, instance_id)
             item = _item(session, instance_id, item_id)
             now = self.clock.now()
             _move(item, status, actor, now)
+            # The item, the instance's new revision and its event: one guarded write (the store).
             append_event(session, instance, "care_plan_updated", at=now, actor=actor,
-                         pathway_version=instance.pathway_version.version,
+                         pathway_version=instance.pathway_version,
                          payload={"item": item.id, "code": item.code, "status": status})
             instance.updated_at = now
+            save_instance(session, instance)
             return item.as_dict()

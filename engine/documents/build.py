@@ -30,6 +30,7 @@ from engine.db.models import InstanceEvent
 from engine.db.session import read_only
 from engine.documents.warning_signs import DIAGNOSES, URGENCIES, load_warning_signs
 from engine.errors import ConflictError, NotFoundError, RuleFileError
+from engine.instances.view import Status
 from engine.rules.catalogue import Catalogue
 from engine.rules.store import list_evaluations
 
@@ -226,7 +227,7 @@ def care_plan_document(carepath: CarePath, instance_id: str, language: str | Non
 
 
 def _next_steps(src: _Sources) -> dict[str, Any]:
-    running = src.view.status in ("running", "suspended", "error")
+    running = src.view.status in (Status.RUNNING, Status.SUSPENDED, Status.ERROR)
     upcoming = []
     if running:
         for code, element, key in _UPCOMING:

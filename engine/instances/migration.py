@@ -33,12 +33,12 @@ from SpiffWorkflow.bpmn.util.diff import SpecDiff, diff_workflow, migrate_workfl
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
-from engine.audit import append_event
 from engine.db.models import PathwayInstance, PathwayVersion
-from engine.db.session import unit_of_work
+from engine.db.session import read_only
 from engine.errors import ConflictError, StaleVersionError
 from engine.instances.service import PathwayService
-from engine.instances.store import save_instance
+from engine.instances.step import Step, StepRunner
+from engine.instances.view import Status
 from engine.spiff import patches, serializer, workflows
 from engine.spiff.compaction import completed_elements
 
@@ -47,7 +47,7 @@ __all__ = ["InstanceMigration", "MigrationReport", "migrate_pathway"]
 # Attributes that place an element in the flow rather than say what it does.
 _PLACEMENT = frozenset({"inputs", "outputs", "lookahead", "bpmn_name", "documentation", "lane", "description",
                         "default_task_spec"})
-_MIGRATABLE = ("running", "suspended")
+_MIGRATABLE = (Status.RUNNING, Status.SUSPENDED)
 
 
 @dataclass
@@ -102,8 +102,9 @@ def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry
     Raises:
         NotFoundError: no such pathway deployed.
     """
-    with unit_of_work(service.sessions) as session:
-        target = service._latest_version(session, pathway_id)
+    runner = service.steps
+    with read_only(runner.sessions) as session:
+        target = runner.latest_version(session, pathway_id)
         to_version, target_id = target.version, target.id
         candidates = list(session.scalars(
             select(PathwayInstance.id).where(PathwayInstance.pathway_id == pathway_id,
@@ -113,46 +114,42 @@ def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry
     results = []
     for instance_id in candidates:
         try:
-            results.append(_migrate_one(service, instance_id, target_id, actor, dry_run))
+            results.append(_migrate_one(runner, instance_id, target_id, actor, dry_run))
         except (StaleVersionError, ConflictError) as exc:
             results.append(InstanceMigration(instance_id, "", "", "", to_version, refused=exc.message))
     return MigrationReport(pathway_id, to_version, dry_run, results)
 
 
-def _migrate_one(service: PathwayService, instance_id: str, target_id: int, actor: str,
+def _migrate_one(runner: StepRunner, instance_id: str, target_id: int, actor: str,
                  dry_run: bool) -> InstanceMigration:
-    with service._conflicts_mapped(), unit_of_work(service.sessions) as session:
-        instance = service._instance(session, instance_id)
-        target = session.get(PathwayVersion, target_id)
+    """Raises: StaleVersionError, ConflictError (the instance is not running or suspended)."""
+    plans: list[InstanceMigration] = []
+
+    def move(step: Step) -> bool:
+        instance = step.instance
+        target = step.session.get(PathwayVersion, target_id)
         assert target is not None
         plan = InstanceMigration(instance.id, instance.patient_ref, instance.status,
                                  instance.pathway_version, target.version)
-        if instance.status not in _MIGRATABLE:
-            raise ConflictError(f"instance is {instance.status}")
-        context = service._context(session, instance, actor)
-        workflow = service._restore(session, instance, context)
+        plans.append(plan)
         new_specs = workflows.specs_for(target.version, lambda: target.spec)
         try:
-            with patches.clock_in_effect(service.clock):
-                _move(workflow, new_specs, plan, service.clock.now())
+            with patches.clock_in_effect(runner.clock):
+                _move(step.workflow, new_specs, plan, runner.clock.now())
         except _Refused as exc:
             plan.refused = str(exc)
-            session.rollback()
-            return plan
+            return False
         if dry_run:
-            session.rollback()
-            return plan
+            return False
         instance.pathway_version_id, instance.pathway_version = target.id, target.version
-        instance.state = serializer.dump_state(workflow)
-        instance.ready_tasks = workflows.ready_task_summary(workflow)  # also when suspended: valid on resume
-        instance.next_due_at = workflows.next_due_at(workflow)
-        instance.updated_at = service.clock.now()
-        append_event(session, instance, "migrated", at=instance.updated_at, actor=actor,
-                     pathway_version=target.version,
-                     payload={"from_version": plan.from_version, "to_version": plan.to_version, **plan.summary()})
-        save_instance(session, instance)
+        step.workflow_changed = True
+        step.record("migrated", pathway_version=target.version,
+                    payload={"from_version": plan.from_version, "to_version": plan.to_version, **plan.summary()})
         plan.migrated = True
-        return plan
+        return True
+
+    runner.run(instance_id, actor, move, allowed=_MIGRATABLE, refusal="it cannot be migrated")
+    return plans[-1]
 
 
 def _move(workflow: Any, new: workflows.RestoredSpecs, plan: InstanceMigration, now: datetime) -> None:

@@ -23,6 +23,7 @@ from engine.db.session import read_only
 from engine.errors import InvalidInputError, NotFoundError, Problem
 from engine.instances.service import PathwayService
 from engine.instances.store import load_spec
+from engine.instances.view import Status
 from engine.rules import (
     RuleSetRegistry,
     StoredEvaluation,
@@ -36,7 +37,7 @@ from engine.spiff import workflows
 
 __all__ = ["STATUSES", "InstanceFilter", "InstanceQueries", "Page"]
 
-STATUSES = ("running", "suspended", "cancelled", "completed", "error")
+STATUSES = tuple(status.value for status in Status)
 MAX_LIMIT = 100
 
 
@@ -143,10 +144,10 @@ class InstanceQueries:
         Raises: InvalidInputError (bad cursor, limit or a status other than running).
         """
         _check_limit(limit)
-        if where.status not in (None, "running"):
+        if where.status not in (None, Status.RUNNING):
             raise InvalidInputError("only running instances have ready tasks",
                                     [Problem("must be running or absent", field="status")])
-        where = InstanceFilter(where.patient_ref, where.pathway_id, "running", where.due_before)
+        where = InstanceFilter(where.patient_ref, where.pathway_id, Status.RUNNING, where.due_before)
         items: list[dict[str, Any]] = []
         with read_only(self.sessions) as session:
             rows = list(session.scalars(self._select(where, cursor, limit)))

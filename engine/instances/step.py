@@ -1,48 +1,86 @@
-"""Running one step of an instance: the script engine, service operators and incidents.
+"""The step: everything the engine does to one instance between two persisted states.
 
-A *step* is everything the engine does between two persisted states: complete a task and run the
-automatic work that follows, deliver a message, fire timers, retry after an incident. A step that
-fails inside the workflow library leaves the failing task in ERROR; the instance is then saved in
-the ``error`` status with an incident naming the element and the message, and can be retried once
-the cause is fixed. A step that fails for any other reason is rolled back whole.
+Every trigger -- completing a task, delivering a message, firing timers, retrying an incident,
+suspending, resuming, cancelling, migrating to a new version -- is a step, and runs through one
+public protocol, :class:`StepRunner`::
+
+    load  ->  restore  ->  act  ->  advance  ->  save
+    (row)     (workflow)   (the     (run the     (state, ready tasks, next timer,
+                           trigger)  workflow)    events: one guarded write)
+
+:meth:`StepRunner.run` is that whole path as one unit of work (what most triggers need); a trigger
+that must pick its instance inside the transaction (the timer worker) or create one (start) uses
+:meth:`StepRunner.open` / :meth:`StepRunner.begin`, :meth:`Step.advance` and
+:meth:`StepRunner.save` itself.
+
+Incidents. Anything that goes wrong while the workflow runs is the diagram's (or a service's)
+fault, not the request's: the instance is saved in the ``error`` status with an incident naming the
+element and the error's type, and can be retried once the cause is fixed. Only errors about the
+request itself (data that fails a form, a conflict, something not found) are raised to the caller,
+and then nothing of the step is written. Incident messages never quote values: CarePath's own
+errors are written to carry none, and any other exception is reported by its type alone.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
-from sqlalchemy.orm import Session
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from engine.audit import append_event, take_pending_events
 from engine.clock import Clock
+from engine.db.models import PathwayVersion
+from engine.db.session import unit_of_work
 from engine.errors import (
     CarePathError,
-    ExpressionError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
     Problem,
-    RuleEvaluationError,
-    UnsafeExpressionError,
+    StaleVersionError,
     WorkflowError,
     translate_workflow_errors,
 )
-from engine.instances.store import InstanceRecord
+from engine.expressions import SafeEnvironment
+from engine.instances.cache import WorkflowCache
+from engine.instances.store import ConflictMapper, InstanceRecord, load_instance, load_spec, save_instance
+from engine.instances.view import InstanceView, Status, instance_view
+from engine.settings import Settings
+from engine.spiff import patches, serializer, workflows
+from engine.spiff.compaction import compact
+from engine.spiff.timers import TimerWatch
 
-__all__ = ["ServiceOperator", "StepContext", "StepScriptEngine", "run_step"]
+__all__ = ["REQUEST_ERRORS", "ServiceOperator", "Step", "StepContext", "StepRunner", "StepScriptEngine"]
+
+# Errors about the request, raised to the caller (nothing is written); anything else raised while
+# the workflow runs becomes an incident on the instance.
+REQUEST_ERRORS = (InvalidInputError, ConflictError, NotFoundError, PermissionDeniedError)
+SYSTEM_ACTOR = "engine"
 
 
 @dataclass
 class StepContext:
-    """What service operators may use during a step (same transaction as the step)."""
+    """What service operators may use during a step (the same transaction as the step)."""
 
     session: Session
     instance: InstanceRecord
     clock: Clock
     actor: str
     pathway_version: str
-    # Events operators ask to append after the step (type, element, payload).
+    # Events operators record, appended after the workflow has run (type, element, payload).
     events: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
+
+    def record(self, event_type: str, element: str | None, payload: dict[str, Any]) -> None:
+        """Ask for an event on the instance's trail once the step has run (no patient values)."""
+        self.events.append((event_type, element, payload))
 
 
 # An operator gets the step, the task and its evaluated parameters, and returns JSON-able data
@@ -55,51 +93,273 @@ class StepScriptEngine(PythonScriptEngine):
 
     def __init__(self, environment: Any, operators: Mapping[str, ServiceOperator], context: StepContext) -> None:
         super().__init__(environment=environment)
-        self._operators = operators
-        self._context = context
+        self.operators = operators
+        self.context = context
 
     def call_service(self, task: Any, **kwargs: Any) -> str:
         name = kwargs.get("operation_name")
-        operator = self._operators.get(str(name))
+        operator = self.operators.get(str(name))
         if operator is None:
             raise WorkflowError(f"unknown service operator {name!r}",
                                 [Problem(f"unknown service operator {name!r}", element=task.task_spec.bpmn_id)])
         params = {key: value["value"] for key, value in (kwargs.get("operation_params") or {}).items()}
         try:
-            return json.dumps(operator(self._context, task, params))
+            return json.dumps(operator(self.context, task, params))
         except CarePathError:
             raise
         except Exception as exc:  # an operator's own failure (network, service down) is an incident
-            message = f"service {name!r} failed: {type(exc).__name__}: {exc}"
+            message = f"service {name!r} failed: {type(exc).__name__}"
             raise WorkflowError(message, [Problem(message, element=task.task_spec.bpmn_id)]) from exc
 
 
-def make_step_engine(clock: Clock, operators: Mapping[str, ServiceOperator], context: StepContext,
-                     max_steps: int, max_seconds: float) -> StepScriptEngine:
-    from engine.expressions import SafeEnvironment
+@dataclass
+class Step:
+    """One step in progress: the instance row, its restored workflow and the operators' context."""
 
-    environment = SafeEnvironment(clock, max_steps=max_steps, max_seconds=max_seconds)
-    return StepScriptEngine(environment, operators, context)
+    runner: StepRunner
+    context: StepContext
+    workflow: Any
+    workflow_changed: bool = False  # the state must be saved again (set by advance, cancel, migrate)
+
+    @property
+    def session(self) -> Session:
+        return self.context.session
+
+    @property
+    def instance(self) -> InstanceRecord:
+        return self.context.instance
+
+    @property
+    def actor(self) -> str:
+        return self.context.actor
+
+    def record(self, event_type: str, *, element: str | None = None, task_id: str | None = None,
+               payload: dict[str, Any] | None = None, actor: str | None = None,
+               pathway_version: str | None = None) -> None:
+        """Append an event to the instance's trail now (written by the save, in this transaction)."""
+        append_event(self.session, self.instance, event_type, at=self.runner.clock.now(),
+                     actor=actor or self.actor, pathway_version=pathway_version or self.context.pathway_version,
+                     element=element, task_id=task_id, payload=payload)
+
+    def advance(self, action: Callable[[], None], *, watch_timers: bool = True) -> None:
+        """Run the workflow (``action`` drives it), then note its status, incident and events.
+
+        ``watch_timers``: record the timers that fire during the step (the worker records its own).
+        """
+        instance, now = self.instance, self.runner.clock.now()
+        watch = TimerWatch(self.workflow) if watch_timers else None
+        with patches.clock_in_effect(self.runner.clock):
+            incident = _run(action, self.workflow, now.isoformat())
+        for timer in watch.fired() if watch is not None else ():
+            # Timers are the system's doing, whoever's step happened to run them.
+            self.context.record("timer_fired", timer.element, {"due_at": timer.due_at})
+        for event_type, element, payload in self.context.events:
+            actor = SYSTEM_ACTOR if event_type == "timer_fired" and watch is not None else None
+            self.record(event_type, element=element, payload=payload, actor=actor)
+        self.context.events.clear()
+        if incident is not None:
+            instance.status, instance.incident = Status.ERROR, json.dumps(incident)
+            self.record("error", element=incident["element"], actor=SYSTEM_ACTOR,
+                        payload={"message": incident["message"], "kind": incident["kind"]})
+        elif self.workflow.is_completed() and instance.status == Status.RUNNING:
+            instance.status = Status.COMPLETED
+            self.record("completed", actor=SYSTEM_ACTOR)
+        compact(self.workflow)  # finished history lives in the event trail, not the state (engine.spiff.compaction)
+        self.workflow_changed = True
 
 
-@dataclass(frozen=True)
-class StepOutcome:
-    """What a step did: None when it ran through, else the incident it raised."""
+def _run(action: Callable[[], None], workflow: Any, at: str) -> dict[str, Any] | None:
+    """Run ``action``; return the incident it raised (None when it ran through).
 
-    incident: dict[str, Any] | None
-
-
-def run_step(action: Callable[[], None], failing_element: Callable[[], str | None], at: str) -> StepOutcome:
-    """Run ``action`` (which drives the workflow) and turn a workflow failure into an incident.
-
-    Only failures of the diagram's own logic (expressions, services, the library's run-time
-    errors) become incidents; CarePath errors about the request itself propagate unchanged.
+    Raises:
+        The request errors of :data:`REQUEST_ERRORS`, unchanged.
     """
     try:
         with translate_workflow_errors():
             action()
-    except (WorkflowError, ExpressionError, UnsafeExpressionError, RuleEvaluationError) as exc:
-        # An unsafe expression met at run time is the diagram's fault, not the request's.
-        element = exc.problems[0].element if exc.problems and exc.problems[0].element else failing_element()
-        return StepOutcome({"element": element, "message": exc.message, "kind": type(exc).__name__, "at": at})
-    return StepOutcome(None)
+    except REQUEST_ERRORS:
+        raise
+    except CarePathError as exc:  # expressions, services, rules, the library's run-time errors
+        element = exc.problems[0].element if exc.problems and exc.problems[0].element else _failing_element(workflow)
+        return {"element": element, "message": exc.message, "kind": type(exc).__name__, "at": at}
+    except Exception as exc:  # noqa: BLE001 - any other failure inside the workflow is an incident
+        # Its text may quote values (a KeyError's key, a TypeError's operand): the type alone is kept.
+        element = _failing_element(workflow)
+        message = f"{type(exc).__name__} while running {element or 'the pathway'}"
+        return {"element": element, "message": message, "kind": type(exc).__name__, "at": at}
+    return None
+
+
+def _failing_element(workflow: Any) -> str | None:
+    """The element that failed: a task in ERROR, else the automatic task that was about to run."""
+    failed = workflows.error_tasks(workflow)
+    if failed:
+        return str(failed[0].task_spec.bpmn_id or failed[0].task_spec.name)
+    for part in (workflow, *workflow.subprocesses.values()):
+        for task in part.tasks.values():
+            if task.state & (TaskState.READY | TaskState.STARTED) and not task.task_spec.manual:
+                return str(task.task_spec.bpmn_id or task.task_spec.name)
+    return None
+
+
+# What a trigger does inside a step; returning False means it found nothing to do (nothing is saved).
+Act = Callable[[Step], bool | None]
+
+
+class StepRunner:
+    """Runs steps: load -> restore -> act -> advance -> save, one guarded write per step.
+
+    Concurrent steps on one instance are serialised by its revision (optimistic locking): the
+    loser gets :class:`~engine.errors.StaleVersionError` and nothing of its work is kept.
+    """
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], clock: Clock,
+                 operators: Mapping[str, ServiceOperator], cache: WorkflowCache | None = None) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.clock = clock
+        self.operators = dict(operators)
+        self.cache = cache or WorkflowCache()
+
+    # --- the whole step as one unit of work ---------------------------------------------------
+
+    def run(self, instance_id: str, actor: str, act: Act, *, expected_version: int | None = None,
+            allowed: Collection[str] = (Status.RUNNING,), refusal: str | None = None) -> InstanceView | None:
+        """Load the instance, restore it, ``act`` on it and save it, in one unit of work.
+
+        The instance as this process last committed it is used without reading the row; its save
+        is guarded by the revision, so if another process changed it since, the step runs again
+        from the database. Returns the instance's view after the step, or None when ``act``
+        found nothing to do.
+
+        Raises:
+            NotFoundError: no such instance.
+            StaleVersionError: ``expected_version`` is not the current revision, or a concurrent
+                step won.
+            ConflictError: the instance's status is not in ``allowed`` (``refusal`` says what it cannot be).
+            Whatever request error ``act`` raises (nothing is written then).
+        """
+        cached = self.cache.take_latest(instance_id)
+        if cached is not None and cached[0].status in allowed and expected_version in (None, cached[0].revision):
+            try:
+                return self._run_once(instance_id, actor, act, expected_version, allowed, refusal, cached)
+            except CarePathError:
+                pass  # possibly a copy that fell behind: run again from the database
+        return self._run_once(instance_id, actor, act, expected_version, allowed, refusal, None)
+
+    def _run_once(self, instance_id: str, actor: str, act: Act, expected_version: int | None,
+                  allowed: Collection[str], refusal: str | None,
+                  cached: tuple[InstanceRecord, Any] | None) -> InstanceView | None:
+        with ConflictMapper(), unit_of_work(self.sessions) as session:
+            if cached is not None:
+                step = self.resume(session, cached[0], cached[1], actor)
+            else:
+                step = self.open(session, instance_id, actor, expected_version=expected_version, allowed=allowed,
+                                 refusal=refusal)
+            if act(step) is False:
+                take_pending_events(session)  # nothing of a discarded step is written
+                session.rollback()
+                return None
+            self.save(step)
+            view = self.view(step)
+        self.cache.put(step.instance, step.workflow)  # only once the step is committed
+        return view
+
+    # --- the parts, for triggers that run their own unit of work -----------------------------------
+
+    def open(self, session: Session, instance_id: str, actor: str, *, expected_version: int | None = None,
+             allowed: Collection[str] | None = None, refusal: str | None = None) -> Step:
+        """Load and restore an instance in the caller's transaction.
+
+        Raises:
+            NotFoundError: no such instance.
+            StaleVersionError: ``expected_version`` given and not the current revision.
+            ConflictError: ``allowed`` given and the instance's status is not in it.
+        """
+        instance = load_instance(session, instance_id)
+        if expected_version is not None and instance.revision != expected_version:
+            raise StaleVersionError(
+                f"instance is at version {instance.revision}, not {expected_version}: reload it and try again")
+        if allowed is not None and instance.status not in allowed:
+            detail = f" (incident at {json.loads(instance.incident)['element']})" if instance.incident else ""
+            raise ConflictError(f"instance is {instance.status}{detail}; {refusal or 'it cannot be changed now'}")
+        context = self._context(session, instance, actor)
+        return Step(self, context, self.restore(session, instance, context))
+
+    def resume(self, session: Session, instance: InstanceRecord, workflow: Any, actor: str) -> Step:
+        """A step on an instance and workflow already in hand (the cached copy of a warm step)."""
+        context = self._context(session, instance, actor)
+        workflow.script_engine = self._script_engine(context)  # the script engine is per step
+        return Step(self, context, workflow)
+
+    def begin(self, session: Session, version: PathwayVersion, patient_ref: str, actor: str,
+              data: dict[str, Any] | None) -> Step:
+        """A new instance of ``version`` with its start data and ``started`` event, not yet run or stored."""
+        now = self.clock.now()
+        instance = InstanceRecord(
+            id=str(uuid.uuid4()), pathway_id=version.pathway_id, pathway_version_id=version.id,
+            pathway_version=version.version, patient_ref=patient_ref, status=Status.RUNNING, state="", revision=1,
+            next_due_at=None, incident=None, event_seq=0, event_head="0" * 64, created_at=now, updated_at=now,
+        )
+        context = self._context(session, instance, actor)
+        specs = workflows.specs_for(version.version, lambda: version.spec)
+        workflow = workflows.new_workflow(specs, self._script_engine(context))
+        if data:
+            workflow.task_tree.data.update(data)
+            workflow.data.update(data)
+        return Step(self, context, workflow)
+
+    def restore(self, session: Session, instance: InstanceRecord, context: StepContext | None = None) -> Any:
+        """The instance's workflow: the cached one if it is at this revision, else restored from its row."""
+        context = context or self._context(session, instance, "reader")
+        cached = self.cache.take(instance.id, instance.revision, instance.pathway_version)
+        if cached is not None:
+            cached.script_engine = self._script_engine(context)
+            return cached
+        specs = workflows.specs_for(instance.pathway_version, lambda: load_spec(session, instance.pathway_version_id))
+        return workflows.restore(specs, instance.state, self._script_engine(context))
+
+    def settle(self, step: Step) -> None:
+        """Set the row's state, ready-task summary and next due time from the workflow, if it changed."""
+        instance, workflow = step.instance, step.workflow
+        if step.workflow_changed:
+            instance.state = serializer.dump_state(workflow)
+            live = instance.status in (Status.RUNNING, Status.SUSPENDED)  # suspended: valid on resume
+            instance.ready_tasks = workflows.ready_task_summary(workflow) if live else None
+            instance.next_due_at = workflows.next_due_at(workflow)
+            step.workflow_changed = False
+        instance.updated_at = self.clock.now()
+
+    def save(self, step: Step) -> None:
+        """Write the step: the state (when the workflow changed), the row and its events, one guarded write.
+
+        Raises:
+            StaleVersionError: another transaction changed the instance since it was read.
+        """
+        self.settle(step)
+        save_instance(step.session, step.instance)
+
+    def view(self, step: Step) -> InstanceView:
+        return instance_view(step.instance, step.workflow)
+
+    def remember(self, instance: InstanceRecord, workflow: Any) -> None:
+        """Keep a committed instance's workflow for the next step or read of it."""
+        self.cache.put(instance, workflow)
+
+    def latest_version(self, session: Session, pathway_id: str) -> PathwayVersion:
+        """Raises: NotFoundError (no version of the pathway is deployed)."""
+        version = session.scalars(
+            select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id)
+            .order_by(PathwayVersion.deployed_at.desc(), PathwayVersion.id.desc()).limit(1)
+        ).first()
+        if version is None:
+            raise NotFoundError(f"no pathway {pathway_id!r} is deployed")
+        return version
+
+    def _context(self, session: Session, instance: InstanceRecord, actor: str) -> StepContext:
+        return StepContext(session, instance, self.clock, actor, instance.pathway_version)
+
+    def _script_engine(self, context: StepContext) -> StepScriptEngine:
+        environment = SafeEnvironment(self.clock, max_steps=self.settings.expression_max_steps,
+                                      max_seconds=self.settings.expression_max_seconds)
+        return StepScriptEngine(environment, self.operators, context)

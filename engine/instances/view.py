@@ -5,17 +5,29 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from engine.errors import InvalidInputError, Problem
 from engine.instances.store import InstanceRecord
 from engine.spiff import workflows
 
-__all__ = ["CANCELLED", "COMPLETED", "ERROR", "RUNNING", "SUSPENDED", "InstanceView", "instance_view",
-           "validate_patient_ref"]
+__all__ = ["PATIENT_REF_PATTERN", "InstanceView", "Status", "instance_view", "validate_patient_ref"]
 
-RUNNING, SUSPENDED, CANCELLED, COMPLETED, ERROR = "running", "suspended", "cancelled", "completed", "error"
-_PATIENT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+
+class Status(StrEnum):
+    """An instance's status (stored as its value)."""
+
+    RUNNING = "running"
+    SUSPENDED = "suspended"  # paused by a person; steps other than resume and cancel are refused
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    ERROR = "error"  # an incident: a step failed inside the diagram's logic; retry once fixed
+
+
+# The one rule for naming patients: an opaque external identifier (the OpenAPI schemas use it too).
+PATIENT_REF_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
+_PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
 
 
 def validate_patient_ref(patient_ref: str) -> None:
@@ -55,7 +67,7 @@ class InstanceView:
 def instance_view(instance: InstanceRecord, workflow: Any) -> InstanceView:
     """The view of an instance row and its restored workflow (ready tasks only while running)."""
     tasks = [workflows.task_info(t).as_dict() for t in workflows.ready_tasks(workflow)] \
-        if instance.status == RUNNING else []
+        if instance.status == Status.RUNNING else []
     return InstanceView(
         id=instance.id, pathway_id=instance.pathway_id, pathway_version=instance.pathway_version,
         patient_ref=instance.patient_ref, status=instance.status, version=instance.revision,

@@ -116,39 +116,6 @@ _JSON_COLUMNS = ("facts", "fired", "outcomes")  # bound from "<column>_json", JS
 _INSERT_EVALUATION = _EVALUATIONS.insert().values(
     {column: bindparam(f"{column}_json", type_=_EncodedJSON()) for column in _JSON_COLUMNS}
 )
-_PENDING = "carepath.pending_evaluations"
-
-
-def write_pending_evaluations(session: Session) -> None:
-    """Write the evaluations queued in this session's transaction (one multi-row INSERT)."""
-    rows = session.info.pop(_PENDING, None)
-    if rows:
-        session.connection().execute(_INSERT_EVALUATION, rows)
-
-
-@event.listens_for(Session, "after_flush")
-def _after_flush(session: Session, _flush_context: Any) -> None:
-    write_pending_evaluations(session)
-
-
-@event.listens_for(Session, "before_commit")
-def _before_commit(session: Session) -> None:
-    write_pending_evaluations(session)
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _before_query(orm_execute_state: Any) -> None:
-    # Reads in the same transaction see queued evaluations (a flush with nothing else to write
-    # does not run the flush hooks).
-    if _PENDING in orm_execute_state.session.info:
-        write_pending_evaluations(orm_execute_state.session)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _after_rollback(session: Session, _previous_transaction: object) -> None:
-    session.info.pop(_PENDING, None)
-
-
 @dataclass(frozen=True)
 class StoredEvaluation:
     """An evaluation read back, with the rule and catalogue texts it used."""
@@ -225,8 +192,7 @@ def record_evaluation(
     """Record the evaluation (and, if new, its rule and catalogue texts) in ``session``'s
     transaction; returns the evaluation id. Does not commit.
 
-    The rule texts are inserted at once; the evaluation row is queued and written with the others
-    of the same transaction in one multi-row INSERT at the next flush or commit.
+    The rule texts (when new) and the evaluation row are inserted at once, in the caller's transaction.
 
     Raises:
         ValueError: ``created_at`` is naive, or ``loaded`` is not the version evaluated.
@@ -236,9 +202,9 @@ def record_evaluation(
     if loaded.version != evaluation.ruleset_version:
         raise ValueError("the evaluation was not made with this rule-set version")
     record_rule_version(session, loaded, created_at)
-    # Queued and written in one multi-row INSERT when the session next flushes or commits (or
-    # before this module reads evaluations back): rows are never changed after they are written.
-    session.info.setdefault(_PENDING, []).append(
+    # Core, not the ORM: evaluation rows are never changed after they are written.
+    session.connection().execute(
+        _INSERT_EVALUATION,
         {
             "id": evaluation.id,
             "ruleset_name": evaluation.ruleset_name,

@@ -34,6 +34,7 @@ __all__ = [
     "TaskInfo",
     "accumulated_data",
     "error_tasks",
+    "make_ready",
     "new_workflow",
     "ready_task_summary",
     "ready_tasks",
@@ -220,6 +221,14 @@ def ready_tasks(workflow: BpmnWorkflow) -> list[Any]:
 
 def error_tasks(workflow: BpmnWorkflow) -> list[Any]:
     return list(workflow.get_tasks(state=TaskState.ERROR))
+
+
+def make_ready(task: Any) -> None:
+    """Put a failed task back to READY so the next engine steps run it again (retrying an incident).
+
+    SpiffWorkflow 3.2 has no public call for it; ``_set_state`` is what its own reset uses.
+    """
+    task._set_state(TaskState.READY)
 
 
 def task_by_id(workflow: BpmnWorkflow, task_id: str) -> Any:

@@ -115,19 +115,19 @@ class FlowCoverage:
 @contextmanager
 def recording(coverage: FlowCoverage) -> Iterator[None]:
     """Observe every step's workflow just before the engine compacts it."""
-    import engine.instances.service as service_module
+    import engine.instances.step as step_module
 
-    original = service_module.compact
+    original = step_module.compact
 
     def observing_compact(workflow: Any) -> int:
         coverage.observe(workflow)
         return original(workflow)
 
-    service_module.compact = observing_compact
+    step_module.compact = observing_compact
     try:
         yield
     finally:
-        service_module.compact = original
+        step_module.compact = original
 
 
 class Journey:

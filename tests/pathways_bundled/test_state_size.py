@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from engine import CarePath, ManualClock
 from engine.db.models import InstanceEvent, PathwayInstance
+from engine.instances.step import Step
 
 from .journeys import SITES, Options, full_journey
 
@@ -18,13 +19,14 @@ LIMIT = 20 * 1024
 def test_state_stays_under_20_kb_through_a_full_journey(site: str, bundled: CarePath,
                                                         journey_clock: ManualClock) -> None:
     sizes: list[int] = []
-    original = bundled.instances._advance
+    runner = bundled.instances.steps
+    original = runner.settle
 
-    def measuring(context, workflow, action, **options):  # type: ignore[no-untyped-def]
-        original(context, workflow, action, **options)
-        sizes.append(len(context.instance.state.encode()))
+    def measuring(step: Step) -> None:  # every step's state, as it is about to be written
+        original(step)
+        sizes.append(len(step.instance.state.encode()))
 
-    bundled.instances._advance = measuring  # type: ignore[method-assign]
+    runner.settle = measuring  # type: ignore[method-assign]
     journey = full_journey(bundled, journey_clock, SITES[site], f"SYN-SIZE-{site}", Options())
     with bundled.sessions() as session:
         row = session.get(PathwayInstance, journey.view.id)
