@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, url_for
 
 from engine.instances.queries import MAX_LIMIT, InstanceFilter
+from engine.instances.view import PATIENT_REF_PATTERN
 
 from . import carepath, queries
 from .auth import current_principal, requires
@@ -16,7 +17,7 @@ from .parsing import etag, if_match, json_body, query_int, query_str, query_time
 
 bp = Blueprint("instances", __name__, url_prefix="/v1/instances")
 
-_PATIENT_REF = SCHEMAS["StartRequest"]["properties"]["patient_ref"]["pattern"]
+_PATIENT_REF = PATIENT_REF_PATTERN
 _PATHWAY_ID = SCHEMAS["StartRequest"]["properties"]["pathway_id"]["pattern"]
 Reply = tuple[dict[str, Any], int, dict[str, str]]
 

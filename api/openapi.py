@@ -15,12 +15,12 @@ from engine.instances.queries import MAX_LIMIT, STATUSES
 
 from . import __version__
 from .openapi_schemas import (  # noqa: F401  (re-exported: part of this module's surface)
-    _NAME,
-    _PATIENT_REF,
-    _UUID,
+    NAME_PATTERN,
+    PATIENT_REF,
     PROBLEM_BASE,
     PROBLEM_TYPES,
     SCHEMAS,
+    UUID_PATTERN,
     schema_ref,
 )
 
@@ -76,7 +76,7 @@ def _op(op_id: str, summary: str, permission: str | None, ok: dict[int, dict[str
     return operation
 
 
-def _path(name: str, pattern: str = _NAME) -> dict[str, Any]:
+def _path(name: str, pattern: str = NAME_PATTERN) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": pattern}}
 
 
@@ -84,7 +84,7 @@ def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-_INSTANCE_ID = _path("instance_id", _UUID)
+_INSTANCE_ID = _path("instance_id", UUID_PATTERN)
 _IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
              "description": 'The instance version the caller saw, quoted: "3". Stale -> 412.',
              "schema": {"type": "string", "pattern": '^"[0-9]{1,9}"$'}}
@@ -93,8 +93,8 @@ _IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False
                     "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"}}
 _PAGING = [_query("cursor", {"type": "string", "maxLength": 500}, "next_cursor of the previous page"),
            _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})]
-_FILTERS = [_query("patient_ref", {"type": "string", "pattern": _PATIENT_REF}),
-            _query("pathway_id", {"type": "string", "pattern": _NAME})]
+_FILTERS = [_query("patient_ref", {"type": "string", "pattern": PATIENT_REF}),
+            _query("pathway_id", {"type": "string", "pattern": NAME_PATTERN})]
 _INSTANCE = {200: _response("The instance; ETag is its version", "Instance", headers=("ETag",))}
 
 
@@ -102,7 +102,7 @@ _ACCEPT_LANGUAGE = {"name": "Accept-Language", "in": "header", "required": False
                     "description": "sv or en (sv-SE, en-GB... count by their language); anything else: en",
                     "schema": {"type": "string"}}
 _WHY_CODE = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"}
-_EVALUATION_ID = _path("evaluation_id", _UUID)
+_EVALUATION_ID = _path("evaluation_id", UUID_PATTERN)
 
 
 def _document(op_id: str, summary: str, schema: str, errors: tuple[int, ...]) -> dict[str, Any]:
@@ -171,16 +171,16 @@ PATHS: dict[str, Any] = {
     "/v1/tasks": {
         "get": _op("listReadyTasks", "Ready tasks across running instances (pages count instances)", "tasks.read",
                    {200: _response("A page of ready tasks", "TaskPage")}, (400,),
-                   [*_FILTERS, _query("element", {"type": "string", "pattern": _NAME}), *_PAGING], tag="tasks"),
+                   [*_FILTERS, _query("element", {"type": "string", "pattern": NAME_PATTERN}), *_PAGING], tag="tasks"),
     },
     "/v1/instances/{instance_id}/tasks/{task_id}": {
         "get": _op("getTask", "A ready task with its form (JSON Schema)", "tasks.read",
                    {200: _response("The task; ETag is the instance version", "TaskInInstance", headers=("ETag",))},
-                   (404,), [_INSTANCE_ID, _path("task_id", _UUID)], tag="tasks"),
+                   (404,), [_INSTANCE_ID, _path("task_id", UUID_PATTERN)], tag="tasks"),
     },
     "/v1/instances/{instance_id}/tasks/{task_id}/complete": {
         "post": _op("completeTask", "Complete a ready task with data that passes its form", "tasks.complete",
-                    _INSTANCE, (404, 409, 412, 422), [_INSTANCE_ID, _path("task_id", _UUID), _IF_MATCH,
+                    _INSTANCE, (404, 409, 412, 422), [_INSTANCE_ID, _path("task_id", UUID_PATTERN), _IF_MATCH,
                                                       _IDEMPOTENCY_KEY], body="CompleteRequest", tag="tasks"),
     },
     "/v1/messages": {
@@ -196,7 +196,8 @@ PATHS: dict[str, Any] = {
         "get": _op("verifyTrail", "Verify the event trail of every instance (or those named)", "audit.verify",
                    {200: _response("Verification result", "TrailReport")}, (400,),
                    [{"name": "instance_id", "in": "query", "required": False, "style": "form", "explode": True,
-                     "schema": {"type": "array", "maxItems": 100, "items": {"type": "string", "pattern": _UUID}}}],
+                     "schema": {"type": "array", "maxItems": 100,
+                                "items": {"type": "string", "pattern": UUID_PATTERN}}}],
                    tag="audit"),
     },
     "/v1/instances/{instance_id}/retry": {
@@ -214,7 +215,7 @@ PATHS: dict[str, Any] = {
     "/v1/instances/{instance_id}/care-plan/items/{item_id}": {
         "patch": _op("updateCarePlanItem", "Move a care plan item on (referred, completed, declined, agreed)",
                      "care_plans.update", {200: _response("The item", "CarePlanItemRecord")}, (404, 409),
-                     [_INSTANCE_ID, _path("item_id", _UUID)], body="CarePlanItemUpdate", tag="documents"),
+                     [_INSTANCE_ID, _path("item_id", UUID_PATTERN)], body="CarePlanItemUpdate", tag="documents"),
     },
     "/v1/instances/{instance_id}/end-of-treatment-summary": _document(
         "getEndOfTreatmentSummary", "The End of Treatment Summary of an instance (409 until it is written)",

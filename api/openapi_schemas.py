@@ -35,9 +35,9 @@ PROBLEM_TYPES: dict[str, str] = {
 }
 
 
-_UUID = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-_NAME = "^[A-Za-z_][A-Za-z0-9_.-]{0,199}$"  # BPMN ids (XML NCName subset)
-_PATIENT_REF = PATIENT_REF_PATTERN  # engine.instances.view.validate_patient_ref
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_.-]{0,199}$"  # BPMN ids (XML NCName subset)
+PATIENT_REF = PATIENT_REF_PATTERN  # the one rule: engine.instances.view.validate_patient_ref
 _NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
 _DATE_TIME = {"type": "string", "format": "date-time"}
 
@@ -57,7 +57,7 @@ _TASK_PROPS: dict[str, Any] = {
     "form": {"type": ["object", "null"], "description": "The task's form as a JSON Schema (2020-12)"},
 }
 _SUMMARY_PROPS: dict[str, Any] = {
-    "id": {"type": "string", "pattern": _UUID}, "pathway_id": {"type": "string"},
+    "id": {"type": "string", "pattern": UUID_PATTERN}, "pathway_id": {"type": "string"},
     "pathway_version": {"type": "string"}, "patient_ref": {"type": "string"},
     "status": {"enum": list(STATUSES)},
     "version": {"type": "integer", "description": "Send back in If-Match (also the ETag)"},
@@ -79,12 +79,12 @@ _STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
 _DOCUMENT_HEADER: dict[str, Any] = {
     "document_type": {"type": "string"}, "schema_version": {"type": "string"}, "generated_at": _DATE_TIME,
     "language": {"enum": ["en", "sv"], "description": "Also sent as Content-Language"}, "title": {"type": "string"},
-    "instance_id": {"type": "string", "pattern": _UUID}, "pathway_id": {"type": "string"},
+    "instance_id": {"type": "string", "pattern": UUID_PATTERN}, "pathway_id": {"type": "string"},
     "pathway_name": {"type": "string"}, "pathway_version": {"type": "string"}, "patient_ref": {"type": "string"},
     "instance_status": _CODE_LABEL,
 }
 _ITEM_PROPS: dict[str, Any] = {
-    "id": {"type": "string", "pattern": _UUID}, "kind": {"enum": ["referral", "intervention", "information"]},
+    "id": {"type": "string", "pattern": UUID_PATTERN}, "kind": {"enum": ["referral", "intervention", "information"]},
     "kind_label": {"type": "string"}, "code": {"type": "string"}, "name": {"type": "string"},
     "description": _NULLABLE_STRING,
     "service": {"oneOf": [_obj(["code", "name"], {"code": {"type": "string"}, "name": {"type": "string"}}),
@@ -235,8 +235,8 @@ SCHEMAS: dict[str, Any] = {
     "Ready": _obj(["status", "schema_revision"], {"status": {"const": "ready"}, "schema_revision": {"type": "string"}}),
     # Request bodies.
     "StartRequest": _obj(["pathway_id", "patient_ref"], {
-        "pathway_id": {"type": "string", "pattern": _NAME},
-        "patient_ref": {"type": "string", "pattern": _PATIENT_REF,
+        "pathway_id": {"type": "string", "pattern": NAME_PATTERN},
+        "patient_ref": {"type": "string", "pattern": PATIENT_REF,
                         "description": "An external patient identifier (MRN, system id), never a name"},
         "data": {"type": "object", "description": "Initial pathway data"}}),
     "CompleteRequest": _obj(["data"], {"data": {"type": "object", "description": "Must pass the task's form"}}),
@@ -246,9 +246,9 @@ SCHEMAS: dict[str, Any] = {
         "dry_run": {"type": "boolean", "description": "true: report what would change, write nothing"}}),
     "MessageRequest": {
         **_obj(["name"], {
-            "name": {"type": "string", "pattern": _NAME},
-            "patient_ref": {"type": "string", "pattern": _PATIENT_REF},
-            "instance_id": {"type": "string", "pattern": _UUID},
+            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "patient_ref": {"type": "string", "pattern": PATIENT_REF},
+            "instance_id": {"type": "string", "pattern": UUID_PATTERN},
             "payload": {"type": "object"}}),
         "oneOf": [{"required": ["patient_ref"]}, {"required": ["instance_id"]}],
     },

@@ -229,6 +229,6 @@ def test_camunda_unquoted_p18m_timer_evaluates() -> None:
 
 def test_lint_knows_exactly_the_operators_the_engine_runs() -> None:
     from engine.careplan.service import care_plan_operators
-    from engine.pathways.validation._elements import KNOWN_OPERATORS
+    from engine.pathways.validation.lint_elements import KNOWN_OPERATORS
 
     assert set(care_plan_operators(registry=None)) == KNOWN_OPERATORS

@@ -43,6 +43,7 @@ from engine.errors import (
 )
 from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, load_instance, save_instance
+from engine.rules import Assessment, evaluate_and_record
 
 __all__ = ["STATUSES", "CarePlanItem", "CarePlanNote", "CarePlanService", "care_plan_operators"]
 
@@ -113,7 +114,6 @@ def care_plan_operators(registry: Any) -> dict[str, ServiceOperator]:
 
 def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
     """carepath.rules: evaluate the task's assessment and add the proposals to the care plan."""
-    from engine.rules import Assessment, evaluate_and_record
 
     ruleset = params.get("ruleset")
     if not isinstance(ruleset, str):

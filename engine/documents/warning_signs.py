@@ -19,8 +19,8 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from engine.errors import Problem, RuleFileError
-from engine.rules._yaml import YamlReader, did_you_mean
 from engine.rules.model import Guidance
+from engine.rules.yaml_source import YamlReader, did_you_mean
 
 __all__ = [
     "DIAGNOSES",

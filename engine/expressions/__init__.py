@@ -29,7 +29,11 @@ Bounds: every evaluated node is a step (``max_steps``) and a clock deadline (``m
 Errors: :class:`UnsafeExpressionError` for text outside the language (found before anything runs),
 :class:`ExpressionError` for failures while running (unknown variable with a "did you mean", wrong
 types, division by zero, limits). Nothing else escapes :meth:`SafeEnvironment.evaluate` / ``execute``.
-Author documentation: ``docs/expressions.md``.
+Author documentation: ``docs/expressions.md``. The checker, interpreter and helper functions are
+this package's own modules; the names here (``__all__``) are its public surface.
+
+May import: SpiffWorkflow's script-engine environment, ``engine.calendar``, ``engine.clock`` and
+``engine.errors``. Never the database, pathways or instances.
 """
 
 from __future__ import annotations
@@ -44,17 +48,17 @@ from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScript
 
 from engine.clock import Clock
 from engine.errors import CarePathError, ExpressionError
-from engine.expressions._check import (
-    _checked,
+from engine.expressions.checker import (
     check_expression,
     check_script,
+    checked,
 )
-from engine.expressions._functions import ALLOWED_FUNCTIONS, HelperFunction
-from engine.expressions._interpreter import (
-    _as_json,
-    _describe,
-    _Interpreter,
-    _unchanged,
+from engine.expressions.functions import ALLOWED_FUNCTIONS, HelperFunction
+from engine.expressions.interpreter import (
+    Interpreter,
+    as_json,
+    describe,
+    unchanged,
 )
 
 __all__ = [
@@ -87,9 +91,9 @@ class SafeEnvironment(BasePythonScriptEngineEnvironment):
             UnsafeExpressionError: the expression is outside the safe language.
             ExpressionError: it failed while running (unknown variable, types, limits).
         """
-        tree = _checked(expression, "eval")
+        tree = checked(expression, "eval")
         assert isinstance(tree, ast.Expression)
-        interpreter = _Interpreter(
+        interpreter = Interpreter(
             [external_context or {}, context], {}, self.clock, self.limits, script=False
         )
         return _guarded(lambda: interpreter.eval(tree.body))
@@ -102,15 +106,15 @@ class SafeEnvironment(BasePythonScriptEngineEnvironment):
             UnsafeExpressionError: the script is outside the safe language.
             ExpressionError: it failed while running, or left a value task data cannot store.
         """
-        tree = _checked(script, "exec")
+        tree = checked(script, "exec")
         assert isinstance(tree, ast.Module)
         variables = _guarded(lambda: copy.deepcopy(context))
-        interpreter = _Interpreter([external_context or {}], variables, self.clock, self.limits, script=True)
+        interpreter = Interpreter([external_context or {}], variables, self.clock, self.limits, script=True)
         _guarded(lambda: interpreter.run(tree.body))
         changes = {
-            key: _guarded(lambda key=key, value=value: _as_json(value, key))  # type: ignore[misc]
+            key: _guarded(lambda key=key, value=value: as_json(value, key))  # type: ignore[misc]
             for key, value in variables.items()
-            if key not in context or not _unchanged(context[key], value)
+            if key not in context or not unchanged(context[key], value)
         }
         for key in [key for key in context if key not in variables]:
             del context[key]
@@ -131,7 +135,7 @@ def _guarded(action: Callable[[], Any]) -> Any:
     except RecursionError:
         raise ExpressionError("the expression or its data is nested too deeply") from None
     except Exception as exc:  # noqa: BLE001 - the documented contract: nothing raw escapes
-        raise ExpressionError(_describe(exc)) from None
+        raise ExpressionError(describe(exc)) from None
 
 
 def make_script_engine(clock: Clock) -> PythonScriptEngine:

@@ -9,6 +9,9 @@ The public surface. Typical use (what a pathway task does)::
     evaluation.id, evaluation.outcomes.referrals           # the caller commits the session
 
 See ``docs/rules.md`` for the rule format.
+
+May import: durable-rules, PyYAML, ``engine.db`` (evaluations and rule versions are stored) and the
+shared modules. Never ``instances`` or ``pathways``: a pathway calls rules through a care plan operator.
 """
 
 from engine.rules.assessment import Assessment, Firing, Outcomes, PatientContext, ResolvedItem, ResolvedReferral

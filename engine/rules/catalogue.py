@@ -20,8 +20,8 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from engine.errors import Problem, RuleFileError
-from engine.rules._yaml import YamlReader
 from engine.rules.model import Guidance
+from engine.rules.yaml_source import YamlReader
 
 __all__ = [
     "CATALOGUE_FILES",

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import InvalidInputError, Problem
-from engine.rules._yaml import did_you_mean
 from engine.rules.assessment import Assessment
 from engine.rules.catalogue import Catalogue
 from engine.rules.model import SCORE_OPERATORS, AllOf, ConcernCondition, Condition, ContextCondition, NoneOf, RuleFile
+from engine.rules.yaml_source import did_you_mean
 
 __all__ = [
     "COMPLETE_FACT_ID",

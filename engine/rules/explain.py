@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine.rules._yaml import did_you_mean
 from engine.rules.assessment import Firing
 from engine.rules.compiler import CONTEXT_FACT_ID, Alternative, alternatives
 from engine.rules.model import (
@@ -35,6 +34,8 @@ from engine.rules.model import (
     RuleFile,
 )
 from engine.rules.registry import RuleSetRegistry
+from engine.rules.store import get_evaluation
+from engine.rules.yaml_source import did_you_mean
 
 __all__ = [
     "FailedCondition",
@@ -365,7 +366,6 @@ def explain_evaluation(
         ValueError: neither or both of ``why`` and ``why_not`` given.
         RuleFileError: the stored texts no longer parse (a catalogue-format change).
     """
-    from engine.rules.store import get_evaluation
 
     if (why is None) == (why_not is None):
         raise ValueError("give exactly one of why / why_not")

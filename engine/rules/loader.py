@@ -15,8 +15,8 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.errors import Problem, RuleFileError
-from engine.rules._yaml import YamlReader, did_you_mean
 from engine.rules.catalogue import Catalogue, read_guidance
+from engine.rules.compiler import alternatives
 from engine.rules.model import (
     CONTEXT_FIELDS,
     PRIORITIES,
@@ -35,6 +35,7 @@ from engine.rules.model import (
     RuleFile,
     RuleOutcomeSpec,
 )
+from engine.rules.yaml_source import YamlReader, did_you_mean
 
 __all__ = ["MAX_ALTERNATIVES", "file_version", "load_rule_file", "parse_rule_text"]
 
@@ -391,7 +392,6 @@ def _read_not_recommended(reader: YamlReader, node: Node, catalogue: Catalogue) 
 
 
 def _check_complexity(reader: YamlReader, node: Node, when: Condition) -> None:
-    from engine.rules.compiler import alternatives  # the compiler owns the expansion
 
     count = len(alternatives(when, limit=MAX_ALTERNATIVES + 1))
     if count > MAX_ALTERNATIVES:

@@ -30,12 +30,12 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node
 
 from engine.errors import InvalidInputError, Problem, RuleFileError
-from engine.rules._yaml import YamlReader
 from engine.rules.assessment import Assessment, Outcomes
 from engine.rules.evaluator import Evaluation, evaluate
 from engine.rules.model import URGENCIES, Loc, RuleFile
 from engine.rules.registry import LoadedRuleset, RuleSetRegistry
 from engine.rules.simulate import synthetic_assessments
+from engine.rules.yaml_source import YamlReader
 
 __all__ = [
     "CaseResult",

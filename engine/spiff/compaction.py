@@ -52,6 +52,8 @@ from SpiffWorkflow.bpmn.specs.bpmn_process_spec import AdHocSubprocessSpec
 from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.util.task import TaskState
 
+from engine.spiff.workflows import accumulated_data
+
 __all__ = ["COMPLETED_NOTE", "compact", "completed_elements"]
 
 # Kept on the root task's internal data: the spec names of completed tasks that were removed. Part of
@@ -102,7 +104,6 @@ def _compact_finished(workflow: Any) -> int:
     """A finished instance needs only its final data: the tree is cut back to its root task and the
     data every branch and sub-pathway accumulated is kept as the workflow's data (what documents read
     through :func:`engine.spiff.workflows.accumulated_data`). ``workflow.completed`` keeps it finished."""
-    from engine.spiff.workflows import accumulated_data
 
     subprocess_tasks = sum(len(sp.tasks) for sp in workflow.subprocesses.values())
     if len(workflow.tasks) == 1 and not subprocess_tasks:

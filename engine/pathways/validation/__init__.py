@@ -44,7 +44,7 @@ from engine.errors import CarePathError, DiagramError, Problem
 from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles
 from engine.pathways.diagrams import Diagram, parse_diagram, read_diagram
 from engine.pathways.sources import compile_source, source_from_diagrams
-from engine.pathways.validation._elements import (
+from engine.pathways.validation.lint_elements import (
     defined_references,
     lint_call_activities,
     lint_forms,
@@ -54,7 +54,7 @@ from engine.pathways.validation._elements import (
     lint_service_tasks,
     lint_unsupported,
 )
-from engine.pathways.validation._expressions import LintContext, lint_expressions, lint_timers
+from engine.pathways.validation.lint_text import LintContext, lint_expressions, lint_timers
 
 __all__ = ["format_problems", "validate_paths"]
 

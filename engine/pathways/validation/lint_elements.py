@@ -14,7 +14,8 @@ from typing import Any
 
 from engine.errors import DiagramError, Problem
 from engine.pathways.diagrams import BPMN_NS, CAMUNDA_NS, NSMAP, SPIFF_NS, Diagram, form_schema
-from engine.pathways.validation._expressions import LintContext, literal_name, owner_id
+from engine.pathways.sources import XSD_LOCK
+from engine.pathways.validation.lint_text import LintContext, literal_name, owner_id
 
 __all__ = [
     "KNOWN_OPERATORS",
@@ -54,7 +55,6 @@ def lint_schema(ctx: LintContext, tree: Any) -> list[Problem]:
     """Every XSD error of the author's XML, using SpiffWorkflow's own BPMN + spiffworkflow schema."""
     from SpiffWorkflow.spiff.parser.process import VALIDATOR
 
-    from engine.pathways.sources import XSD_LOCK
 
     checked = copy.deepcopy(tree)  # preprocess renames tags in place; deepcopy keeps source lines
     VALIDATOR.preprocess(checked)  # the same bpmn-js correlation fix-up the parser applies

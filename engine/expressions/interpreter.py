@@ -13,18 +13,18 @@ from typing import Any
 
 from engine.clock import Clock
 from engine.errors import CarePathError, ExpressionError
-from engine.expressions import _functions as fn
-from engine.expressions._check import (
-    _COMPARE,
-    _CONVERSIONS,
-    _DEADLINE_EVERY,
-    _ITERABLE_TYPES,
-    _OPERATORS,
-    _SUBSCRIPTABLE_TYPES,
-    _fail,
-    _refuse,
+from engine.expressions import functions as fn
+from engine.expressions.checker import (
+    COMPARE,
+    CONVERSIONS,
+    DEADLINE_EVERY,
+    ITERABLE_TYPES,
+    OPERATORS,
+    SUBSCRIPTABLE_TYPES,
+    fail,
+    refuse,
 )
-from engine.expressions._functions import ALLOWED_FUNCTIONS
+from engine.expressions.functions import ALLOWED_FUNCTIONS
 
 # --- interpreter ----------------------------------------------------------------------------------
 
@@ -37,7 +37,7 @@ class _Continue(Exception):
     """Internal: unwinds to the enclosing loop's next item."""
 
 
-def _describe(exc: Exception) -> str:
+def describe(exc: Exception) -> str:
     if isinstance(exc, ZeroDivisionError):
         return "division by zero"
     if isinstance(exc, KeyError):
@@ -53,7 +53,7 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class _Interpreter:
+class Interpreter:
     """Runs one checked tree. A fresh one per call, so nothing is shared between threads.
 
     ``scopes`` runs from outermost (external context) to innermost (comprehension variables);
@@ -75,7 +75,7 @@ class _Interpreter:
         """Count a newly built value against the evaluation's memory budget; returns it."""
         self.built += fn.built_size(value)
         if self.built > fn.MAX_BUILT:
-            raise _fail(
+            raise fail(
                 node, f"the expression built more than {fn.MAX_BUILT} items or characters", "size-limit"
             )
         return value
@@ -83,11 +83,11 @@ class _Interpreter:
     def tick(self, node: ast.AST) -> None:
         self.steps += 1
         if self.steps > self.max_steps:
-            raise _fail(
+            raise fail(
                 node, f"the expression exceeded its step limit ({self.max_steps} steps)", "step-limit"
             )
-        if self.steps % _DEADLINE_EVERY == 0 and time.monotonic() > self.deadline:
-            raise _fail(node, "the expression exceeded its step limit (time limit reached)", "step-limit")
+        if self.steps % DEADLINE_EVERY == 0 and time.monotonic() > self.deadline:
+            raise fail(node, "the expression exceeded its step limit (time limit reached)", "step-limit")
 
     def eval(self, node: ast.AST) -> Any:
         self.tick(node)
@@ -96,7 +96,7 @@ class _Interpreter:
         except (CarePathError, _Break, _Continue):
             raise
         except Exception as exc:  # every other failure becomes an ExpressionError at this node
-            raise _fail(node, _describe(exc)) from None
+            raise fail(node, describe(exc)) from None
 
     def run(self, statements: list[ast.stmt]) -> None:
         for statement in statements:
@@ -106,7 +106,7 @@ class _Interpreter:
             except (CarePathError, _Break, _Continue):
                 raise
             except Exception as exc:
-                raise _fail(statement, _describe(exc)) from None
+                raise fail(statement, describe(exc)) from None
 
     # expressions
 
@@ -118,15 +118,15 @@ class _Interpreter:
             if node.id in scope:
                 value = scope[node.id]
                 if callable(value):  # only the helpers may be called, and only by name
-                    raise _refuse(node, f"the variable '{node.id}' holds a function")
+                    raise refuse(node, f"the variable '{node.id}' holds a function")
                 return value
         known = {key for scope in self.scopes for key in scope if isinstance(key, str)}
         close = difflib.get_close_matches(node.id, sorted(known), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise _fail(node, f"unknown variable '{node.id}'{hint}", "unknown-variable")
+        raise fail(node, f"unknown variable '{node.id}'{hint}", "unknown-variable")
 
     def binop(self, node: ast.BinOp) -> Any:
-        result = fn.arithmetic(_OPERATORS[type(node.op)], self.eval(node.left), self.eval(node.right))
+        result = fn.arithmetic(OPERATORS[type(node.op)], self.eval(node.left), self.eval(node.right))
         return self.account(node, result)
 
     def unaryop(self, node: ast.UnaryOp) -> Any:
@@ -149,7 +149,7 @@ class _Interpreter:
         left = self.eval(node.left)
         for op, comparator in zip(node.ops, node.comparators, strict=True):
             right = self.eval(comparator)
-            if not _COMPARE[type(op)](left, right):
+            if not COMPARE[type(op)](left, right):
                 return False
             left = right
         return True
@@ -159,7 +159,7 @@ class _Interpreter:
 
     def subscript(self, node: ast.Subscript) -> Any:
         container = self.eval(node.value)
-        if type(container) not in _SUBSCRIPTABLE_TYPES:
+        if type(container) not in SUBSCRIPTABLE_TYPES:
             raise TypeError(f"a {type(container).__name__} cannot be indexed")
         return container[self.index(node.slice)]
 
@@ -187,7 +187,7 @@ class _Interpreter:
     def formatted(self, node: ast.FormattedValue) -> str:
         value = self.eval(node.value)
         fn.check_text_size(value)
-        convert: Callable[[Any], Any] | None = _CONVERSIONS.get(node.conversion)
+        convert: Callable[[Any], Any] | None = CONVERSIONS.get(node.conversion)
         if convert is not None:
             value = convert(value)
         spec = "" if node.format_spec is None else self.eval(node.format_spec)
@@ -219,7 +219,7 @@ class _Interpreter:
 
     def iterate(self, node: ast.expr) -> list[Any]:
         iterable = self.eval(node)
-        if type(iterable) not in _ITERABLE_TYPES:
+        if type(iterable) not in ITERABLE_TYPES:
             raise TypeError(f"cannot loop over a {type(iterable).__name__}")
         return list(iterable)  # a snapshot: changing the data inside the loop does not extend it
 
@@ -229,12 +229,12 @@ class _Interpreter:
         if isinstance(node.func, ast.Name):
             helper = ALLOWED_FUNCTIONS.get(node.func.id)
             if helper is None:
-                raise _refuse(node, f"calling '{node.func.id}' is not allowed")
+                raise refuse(node, f"calling '{node.func.id}' is not allowed")
             return self.account(node, helper.call(self.clock, args, kwargs))
         assert isinstance(node.func, ast.Attribute)  # guaranteed by the checker
         target = self.eval(node.func.value)
         if not fn.method_allowed(target, node.func.attr, allow_changes=self.script):
-            raise _refuse(node, f"the method '{node.func.attr}' is not available on {type(target).__name__}")
+            raise refuse(node, f"the method '{node.func.attr}' is not available on {type(target).__name__}")
         for arg in args:  # list.extend(big) grows the list by big's size
             self.account(node, arg)
         return self.account(node, fn.call_method(target, node.func.attr, tuple(args), kwargs))
@@ -245,7 +245,7 @@ class _Interpreter:
         return value
 
     def attribute(self, node: ast.Attribute) -> Any:
-        raise _refuse(node, f"attribute access '{node.attr}' is not allowed")
+        raise refuse(node, f"attribute access '{node.attr}' is not allowed")
 
     # statements
 
@@ -259,7 +259,7 @@ class _Interpreter:
             container[self.eval(target.slice)] = value
         else:
             assert isinstance(target, ast.Tuple | ast.List)  # guaranteed by the checker
-            if type(value) not in _ITERABLE_TYPES or len(value) != len(target.elts):
+            if type(value) not in ITERABLE_TYPES or len(value) != len(target.elts):
                 raise ValueError(f"expected {len(target.elts)} values to unpack")
             for element, item in zip(target.elts, list(value), strict=True):
                 self.bind(element, item, scope)
@@ -270,7 +270,7 @@ class _Interpreter:
             self.bind(target, value, self.frame)
 
     def augassign(self, node: ast.AugAssign) -> None:
-        symbol = _OPERATORS[type(node.op)]
+        symbol = OPERATORS[type(node.op)]
         if isinstance(node.target, ast.Name):
             current = self.name(ast.Name(id=node.target.id, lineno=node.lineno, col_offset=node.col_offset))
             self.frame[node.target.id] = fn.arithmetic(symbol, current, self.eval(node.value))
@@ -312,7 +312,7 @@ class _Interpreter:
         for target in node.targets:
             if isinstance(target, ast.Name):
                 if target.id not in self.frame:
-                    raise _fail(target, f"unknown variable '{target.id}'", "unknown-variable")
+                    raise fail(target, f"unknown variable '{target.id}'", "unknown-variable")
                 del self.frame[target.id]
             else:
                 assert isinstance(target, ast.Subscript)  # guaranteed by the checker
@@ -334,21 +334,21 @@ class _Interpreter:
         self.eval(node.value)
 
 
-_EVALUATORS: dict[type, Callable[[_Interpreter, Any], Any]] = {
-    ast.Constant: _Interpreter.constant, ast.Name: _Interpreter.name, ast.BinOp: _Interpreter.binop,
-    ast.UnaryOp: _Interpreter.unaryop, ast.BoolOp: _Interpreter.boolop, ast.Compare: _Interpreter.compare,
-    ast.IfExp: _Interpreter.ifexp, ast.Subscript: _Interpreter.subscript, ast.List: _Interpreter.sequence,
-    ast.Tuple: _Interpreter.sequence, ast.Set: _Interpreter.sequence, ast.Dict: _Interpreter.dict_,
-    ast.JoinedStr: _Interpreter.fstring, ast.FormattedValue: _Interpreter.formatted,
-    ast.ListComp: _Interpreter.comprehension, ast.SetComp: _Interpreter.comprehension,
-    ast.GeneratorExp: _Interpreter.comprehension, ast.DictComp: _Interpreter.comprehension,
-    ast.Call: _Interpreter.call, ast.NamedExpr: _Interpreter.walrus, ast.Attribute: _Interpreter.attribute,
+_EVALUATORS: dict[type, Callable[[Interpreter, Any], Any]] = {
+    ast.Constant: Interpreter.constant, ast.Name: Interpreter.name, ast.BinOp: Interpreter.binop,
+    ast.UnaryOp: Interpreter.unaryop, ast.BoolOp: Interpreter.boolop, ast.Compare: Interpreter.compare,
+    ast.IfExp: Interpreter.ifexp, ast.Subscript: Interpreter.subscript, ast.List: Interpreter.sequence,
+    ast.Tuple: Interpreter.sequence, ast.Set: Interpreter.sequence, ast.Dict: Interpreter.dict_,
+    ast.JoinedStr: Interpreter.fstring, ast.FormattedValue: Interpreter.formatted,
+    ast.ListComp: Interpreter.comprehension, ast.SetComp: Interpreter.comprehension,
+    ast.GeneratorExp: Interpreter.comprehension, ast.DictComp: Interpreter.comprehension,
+    ast.Call: Interpreter.call, ast.NamedExpr: Interpreter.walrus, ast.Attribute: Interpreter.attribute,
 }  # fmt: skip
-_EXECUTORS: dict[type, Callable[[_Interpreter, Any], None]] = {
-    ast.Assign: _Interpreter.assign, ast.AugAssign: _Interpreter.augassign, ast.If: _Interpreter.if_,
-    ast.For: _Interpreter.for_, ast.While: _Interpreter.while_, ast.Delete: _Interpreter.delete,
-    ast.Break: _Interpreter.break_, ast.Continue: _Interpreter.continue_, ast.Pass: _Interpreter.pass_,
-    ast.Expr: _Interpreter.expr,
+_EXECUTORS: dict[type, Callable[[Interpreter, Any], None]] = {
+    ast.Assign: Interpreter.assign, ast.AugAssign: Interpreter.augassign, ast.If: Interpreter.if_,
+    ast.For: Interpreter.for_, ast.While: Interpreter.while_, ast.Delete: Interpreter.delete,
+    ast.Break: Interpreter.break_, ast.Continue: Interpreter.continue_, ast.Pass: Interpreter.pass_,
+    ast.Expr: Interpreter.expr,
 }  # fmt: skip
 
 
@@ -358,7 +358,7 @@ _EXECUTORS: dict[type, Callable[[_Interpreter, Any], None]] = {
 _JSON_SCALARS = frozenset({str, int, bool, type(None)})
 
 
-def _as_json(value: Any, variable: str, inside: frozenset[int] = frozenset()) -> Any:
+def as_json(value: Any, variable: str, inside: frozenset[int] = frozenset()) -> Any:
     """``value`` with tuples turned into lists; raises ExpressionError for anything JSON cannot hold."""
     if value is None or isinstance(value, str | bool | int):
         return value
@@ -372,20 +372,20 @@ def _as_json(value: Any, variable: str, inside: frozenset[int] = frozenset()) ->
     if isinstance(value, list | tuple):
         if set(map(type, value)) <= _JSON_SCALARS:  # fast path (C speed) for long lists of numbers
             return list(value)
-        return [_as_json(item, variable, inside) for item in value]
+        return [as_json(item, variable, inside) for item in value]
     if isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):
             raise ExpressionError(
                 f"'{variable}' is a dict with keys that are not text; task data needs text keys"
             )
-        return {key: _as_json(item, variable, inside) for key, item in value.items()}
+        return {key: as_json(item, variable, inside) for key, item in value.items()}
     hint = " (use sorted(...) to store a set)" if isinstance(value, set | frozenset) else ""
     raise ExpressionError(
         f"'{variable}' would hold a {type(value).__name__}, which task data cannot store{hint}"
     )
 
 
-def _unchanged(before: Any, after: Any) -> bool:
+def unchanged(before: Any, after: Any) -> bool:
     try:
         return type(before) is type(after) and bool(before == after)
     except RecursionError:

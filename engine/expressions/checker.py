@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import ExpressionError, Problem, UnsafeExpressionError
-from engine.expressions import _functions as fn
-from engine.expressions._functions import ALLOWED_FUNCTIONS
+from engine.expressions import functions as fn
+from engine.expressions.functions import ALLOWED_FUNCTIONS
 
 MAX_SOURCE_CHARS = 20_000
-_DEADLINE_EVERY = 64  # steps between clock reads: time.monotonic() per node would dominate the cost
+DEADLINE_EVERY = 64  # steps between clock reads: time.monotonic() per node would dominate the cost
 
 _EXPRESSION_NODES: frozenset[type] = frozenset({
     ast.Expression, ast.Constant, ast.Name, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare,
@@ -29,10 +29,10 @@ _SCRIPT_NODES = _EXPRESSION_NODES | {
 }  # fmt: skip
 # Checked through their parent node (they carry no position of their own).
 _PARTS = (ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context)
-_OPERATORS: dict[type, str] = {
+OPERATORS: dict[type, str] = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**",
 }  # fmt: skip
-_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
+COMPARE: dict[type, Callable[[Any, Any], bool]] = {
     ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
     ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
     ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
@@ -46,10 +46,10 @@ _REFUSED_NAMES: dict[type, str] = {
     ast.Yield: "'yield'", ast.YieldFrom: "'yield'", ast.Await: "'await'",
     ast.AnnAssign: "annotated assignment", ast.Starred: "'*' unpacking",
 }  # fmt: skip
-_CONVERSIONS: dict[int, Callable[[Any], str]] = {ord("s"): str, ord("r"): repr, ord("a"): ascii}
+CONVERSIONS: dict[int, Callable[[Any], str]] = {ord("s"): str, ord("r"): repr, ord("a"): ascii}
 _CONSTANT_TYPES = (str, int, float, bool, type(None))
-_ITERABLE_TYPES = (list, tuple, str, dict, set)
-_SUBSCRIPTABLE_TYPES = (list, tuple, str, dict)
+ITERABLE_TYPES = (list, tuple, str, dict, set)
+SUBSCRIPTABLE_TYPES = (list, tuple, str, dict)
 
 
 def _where(node: ast.AST) -> tuple[int | None, int | None]:
@@ -65,12 +65,12 @@ def _problem(node: ast.AST, message: str, code: str) -> Problem:
     return Problem(message=message, line=line, column=column, code=code)
 
 
-def _refuse(node: ast.AST, message: str) -> UnsafeExpressionError:
+def refuse(node: ast.AST, message: str) -> UnsafeExpressionError:
     problem = _problem(node, message, "unsafe-expression")
     return UnsafeExpressionError(problem.message, [problem])
 
 
-def _fail(node: ast.AST, message: str, code: str = "expression-failed") -> ExpressionError:
+def fail(node: ast.AST, message: str, code: str = "expression-failed") -> ExpressionError:
     problem = _problem(node, message, code)
     return ExpressionError(problem.message, [problem])
 
@@ -156,7 +156,7 @@ class _Checker:
             self.add(node, f"{type(node.value).__name__} literals are not allowed")
 
     def check_BinOp(self, node: ast.BinOp) -> None:
-        if type(node.op) not in _OPERATORS:
+        if type(node.op) not in OPERATORS:
             self.add(node, f"the operator {type(node.op).__name__} is not allowed")
 
     check_AugAssign = check_BinOp
@@ -249,7 +249,7 @@ def check_script(source: str) -> list[Problem]:
     return list(_parse(source, "exec")[1])
 
 
-def _checked(source: str, mode: str) -> ast.AST:
+def checked(source: str, mode: str) -> ast.AST:
     if not isinstance(source, str):
         raise UnsafeExpressionError(f"expected the text of an expression, got {type(source).__name__}")
     tree, problems = _parse(source, mode)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import Problem
+from engine.expressions import check_expression, check_script
 from engine.pathways.diagrams import BPMN_NS, NSMAP, SPIFF_NS, timer_literal
 
 __all__ = ["LintContext", "lint_expressions", "lint_timers"]
@@ -68,7 +69,6 @@ def _expression_problems(
     ctx: LintContext, node: Any, text: str, *, script: bool, first_line: int | None = None
 ) -> Iterator[Problem]:
     """Check ``text`` against the safe language; one problem per offending line of the text."""
-    from engine.expressions import check_expression, check_script  # written alongside; imported when used
 
     body, skipped = _strip(text)
     if not body:
