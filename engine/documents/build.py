@@ -17,8 +17,8 @@ Patient data: documents are for the patient and their care team, never for logs.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 from datetime import date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -52,7 +52,8 @@ SCHEMA_VERSION = "1.0"
 CARE_PLAN = "personalised_care_plan"
 END_OF_TREATMENT = "end_of_treatment_summary"
 LANGUAGES = ("en", "sv")  # the first is the fallback
-_HERE = Path(__file__).resolve().parent
+# Templates and their strings ship inside this package (pyproject.toml's package-data).
+_PACKAGE = "engine.documents"
 _AGREED = ("agreed", "referred", "completed")
 # The concerns checklist's scale (rules/catalogues/concerns.yaml): discussed from 5, a priority from 8.
 _DISCUSS_AT, _PRIORITY_AT = 5, 8
@@ -70,7 +71,8 @@ def resolve_language(requested: str | None) -> str:
 
 @functools.cache
 def _strings(language: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((_HERE / "locales" / f"{language}.yaml").read_text(encoding="utf-8"))
+    text = (importlib.resources.files(_PACKAGE) / "locales" / f"{language}.yaml").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = yaml.safe_load(text)
     return loaded
 
 
@@ -322,7 +324,7 @@ def _treatments(data: dict[str, Any], labels: _Labels) -> list[dict[str, Any]]:
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_HERE / "templates"), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.PackageLoader(_PACKAGE, "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["day"] = _day
     env.filters["short"] = lambda value: str(value or "")[:12]
