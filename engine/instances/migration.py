@@ -294,11 +294,15 @@ def _rescheduled(timer: _SavedTimer, definition: Any, task: Any) -> str | None:
             or not isinstance(timer.event_value, str) or timer.expression is None:
         return None
     engine = task.workflow.script_engine
-    old = TimerEventDefinition.parse_iso_duration(engine.evaluate(task, timer.expression))
-    due = TimerEventDefinition.get_datetime(timer.event_value)
-    began = due - TimerEventDefinition.get_timedelta_from_end(old, due)
-    new = TimerEventDefinition.parse_iso_duration(engine.evaluate(task, definition.expression))
-    return (began + TimerEventDefinition.get_timedelta_from_start(new, began)).isoformat()
+    try:
+        old = TimerEventDefinition.parse_iso_duration(engine.evaluate(task, timer.expression))
+        due = TimerEventDefinition.get_datetime(timer.event_value)
+        began = due - TimerEventDefinition.get_timedelta_from_end(old, due)
+        new = TimerEventDefinition.parse_iso_duration(engine.evaluate(task, definition.expression))
+        return (began + TimerEventDefinition.get_timedelta_from_start(new, began)).isoformat()
+    except Exception as exc:  # noqa: BLE001 - an expression or a date this instance cannot use
+        # One instance's timer must not stop the migration of the others: this one is refused.
+        raise _Refused(f"timer {timer.element!r} cannot be rescheduled ({type(exc).__name__})") from exc
 
 
 def _exists(workflow: Any, task_id: Any) -> bool:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -184,10 +185,23 @@ def _run(action: Callable[[], None], workflow: Any, at: str) -> dict[str, Any] |
         return {"element": element, "message": exc.message, "kind": type(exc).__name__, "at": at}
     except Exception as exc:  # noqa: BLE001 - any other failure inside the workflow is an incident
         # Its text may quote values (a KeyError's key, a TypeError's operand): the type alone is kept.
-        element = _failing_element(workflow)
+        element = _task_element_in(exc) or _failing_element(workflow)
         message = f"{type(exc).__name__} while running {element or 'the pathway'}"
         return {"element": element, "message": message, "kind": type(exc).__name__, "at": at}
     return None
+
+
+def _task_element_in(exc: BaseException) -> str | None:
+    """The element of the innermost SpiffWorkflow task the exception passed through, if any."""
+    found = None
+    frame = exc.__traceback__
+    while frame is not None:
+        for name in ("my_task", "task"):
+            candidate = frame.tb_frame.f_locals.get(name)
+            if isinstance(candidate, Task):
+                found = candidate
+        frame = frame.tb_next
+    return str(found.task_spec.bpmn_id or found.task_spec.name) if found is not None else None
 
 
 def _failing_element(workflow: Any) -> str | None:
