@@ -46,6 +46,10 @@ def distribution(tmp_path_factory: pytest.TempPathFactory) -> tuple[set[str], se
     built = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
                            capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    # A folder missing from pyproject's explicit `packages` list (setuptools warns, and means to drop it).
+    output = (built.stdout + built.stderr).splitlines()
+    unlisted = sorted({line for line in output if "absent from the `packages`" in line})
+    assert not unlisted, unlisted
     [wheel], [sdist] = out.glob("*.whl"), out.glob("*.tar.gz")
     with zipfile.ZipFile(wheel) as archive:
         wheel_names = set(archive.namelist())
