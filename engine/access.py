@@ -23,14 +23,12 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import String, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from engine.clock import Clock
-from engine.db.base import Base
-from engine.db.models import UTCDateTime
+from engine.db.models import ApiToken
 from engine.errors import InvalidInputError, InvalidTokenError, NotFoundError, PermissionDeniedError, Problem
 
 __all__ = [
@@ -80,19 +78,6 @@ class Principal:
     def actor(self) -> str:
         """How the caller is named in the event trail (never a secret)."""
         return f"{self.role}:{self.token_id}"
-
-
-class ApiToken(Base):
-    """An API token: only the SHA-256 of its secret is kept."""
-
-    __tablename__ = "api_tokens"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(20))
-    label: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 def _digest(secret: str) -> str:

@@ -20,15 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import Integer, String, Text, UniqueConstraint, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import Clock
-from engine.db.base import Base
-from engine.db.models import UTCDateTime
+from engine.db.models import IdempotencyRecord
 from engine.db.session import unit_of_work
 from engine.errors import IdempotencyKeyInUseError, IdempotencyKeyReusedError, Problem
 
@@ -41,22 +40,6 @@ __all__ = [
 
 RETENTION = timedelta(hours=24)
 _IN_PROGRESS = 0
-
-
-class IdempotencyRecord(Base):
-    """The first response to a request sent with an ``Idempotency-Key``."""
-
-    __tablename__ = "idempotency_records"
-    __table_args__ = (UniqueConstraint("principal", "key"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    principal: Mapped[str] = mapped_column(String(40))
-    key: Mapped[str] = mapped_column(String(255))
-    fingerprint: Mapped[str] = mapped_column(String(64))
-    status: Mapped[int] = mapped_column(Integer)  # 0 while the first request runs
-    headers: Mapped[str] = mapped_column(Text, default="{}")  # JSON, e.g. ETag and Location
-    body: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 @dataclass(frozen=True)

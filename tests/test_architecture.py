@@ -140,8 +140,66 @@ def test_engine_never_imports_flask_or_the_api() -> None:
     assert found == []
 
 
-def _type_checking_block(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+SHARED = {"settings", "clock", "errors", "calendar"}
+# docs/architecture.md's table: engine package -> the engine packages it may import (besides SHARED).
+ALLOWED = {
+    "app": {"careplan", "db", "instances", "pathways", "rules", "spiff"},
+    "documents": {"app", "db", "instances", "rules"},
+    "demo": {"app", "db", "instances"},
+    "careplan": {"audit", "db", "instances", "rules"},
+    "instances": {"audit", "db", "expressions", "rules", "spiff"},
+    "pathways": {"db", "expressions", "spiff"},
+    "library": {"pathways", "rules"},
+    "spiff": set(),
+    "expressions": set(),
+    "rules": {"db"},
+    "audit": {"db"},
+    "access": {"db"},
+    "idempotency": {"db"},
+    "db": set(),
+    "settings": set(), "clock": set(), "errors": set(), "calendar": set(),
+}
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Engine package (or top-level module) -> the other engine packages it imports."""
+    graph: dict[str, set[str]] = {}
+    for path, tree in TREES.items():
+        if not path.is_relative_to(ROOT / "engine") or path == ROOT / "engine" / "__init__.py":
+            continue
+        parts = path.relative_to(ROOT / "engine").parts
+        package = parts[0].removesuffix(".py")
+        for _, name in _imports(tree):
+            if name.startswith("engine."):
+                target = name.split(".")[1]
+                if target != package:
+                    graph.setdefault(package, set()).add(target)
+    return graph
+
+
+def test_engine_packages_import_only_what_the_architecture_allows() -> None:
+    graph = package_imports()
+    unknown = sorted(set(graph) - set(ALLOWED))
+    assert unknown == [], f"packages missing from docs/architecture.md's table: {unknown}"
+    extra = {package: sorted(targets - ALLOWED[package] - SHARED) for package, targets in graph.items()}
+    assert {p: t for p, t in extra.items() if t} == {}
+
+
+def test_the_allowed_imports_have_no_cycle() -> None:
+    allowed = {package: targets | (SHARED - {package}) if package not in SHARED else targets
+               for package, targets in ALLOWED.items()}
+    done: set[str] = set()
+
+    def visit(package: str, path: tuple[str, ...]) -> None:
+        assert package not in path, f"import cycle: {' -> '.join((*path, package))}"
+        if package in done:
+            return
+        for target in allowed.get(package, set()):
+            visit(target, (*path, package))
+        done.add(package)
+
+    for package in allowed:
+        visit(package, ())
 
 
 def test_no_engine_import_hides_inside_a_function() -> None:

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import append_event
 from engine.clock import Clock
-from engine.db.base import Base
-from engine.db.models import PathwayInstance, UTCDateTime
+from engine.db.models import CarePlanItem, CarePlanNote, PathwayInstance
 from engine.db.session import read_only, unit_of_work
 from engine.errors import (
     ConflictError,
@@ -55,44 +54,6 @@ _NEXT = {
     "declined": set(),
     "completed": set(),
 }
-
-
-class CarePlanItem(Base):
-    """One proposed referral, intervention or piece of information in a patient's plan."""
-
-    __tablename__ = "care_plan_items"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), index=True)
-    evaluation_id: Mapped[str] = mapped_column(String(36), index=True)
-    task_id: Mapped[str] = mapped_column(String(36))
-    kind: Mapped[str] = mapped_column(String(20))  # referral | intervention | information
-    code: Mapped[str] = mapped_column(String(100))
-    service: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    urgency: Mapped[str | None] = mapped_column(String(20), nullable=True)
-    rules: Mapped[str] = mapped_column(Text)  # JSON list of rule ids
-    status: Mapped[str] = mapped_column(String(20))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_by: Mapped[str] = mapped_column(String(200))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "kind": self.kind, "code": self.code, "service": self.service, "urgency": self.urgency,
-            "rules": json.loads(self.rules), "status": self.status, "evaluation_id": self.evaluation_id,
-            "task_id": self.task_id, "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(), "updated_by": self.updated_by,
-        }
-
-
-class CarePlanNote(Base):
-    """What matters to the patient, in their words (patient data: never logged or put in events)."""
-
-    __tablename__ = "care_plan_notes"
-
-    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), primary_key=True)
-    what_matters: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str | None, tuple[str, ...]]]:

@@ -1,16 +1,24 @@
-"""Tables of the pathway engine: pathway versions, instances and their event trail."""
+"""Every table CarePath owns, in one module: pathway versions, instances and their event trail, care
+plan items and notes, rule versions and evaluations, API tokens and idempotency records.
+
+The modules that own each aggregate's behaviour (``engine.careplan``, ``engine.rules.store``,
+``engine.access``, ``engine.idempotency``) import their tables from here, so ``db`` imports none of them.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from engine.db.base import Base
 
-__all__ = ["InstanceEvent", "PathwayInstance", "PathwayVersion", "UTCDateTime"]
+__all__ = ["ApiToken", "CarePlanItem", "CarePlanNote", "IdempotencyRecord", "InstanceEvent", "PathwayInstance",
+           "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord", "UTCDateTime"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -109,3 +117,100 @@ class InstanceEvent(Base):
 
     # Declared so the unit of work inserts an instance before its first events.
     instance: Mapped[PathwayInstance] = relationship(lazy="raise")
+
+
+class ApiToken(Base):
+    """An API token: only the SHA-256 of its secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    label: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class IdempotencyRecord(Base):
+    """The first response to a request sent with an ``Idempotency-Key``."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("principal", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    principal: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)  # 0 while the first request runs
+    headers: Mapped[str] = mapped_column(Text, default="{}")  # JSON, e.g. ETag and Location
+    body: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CarePlanItem(Base):
+    """One proposed referral, intervention or piece of information in a patient's plan."""
+
+    __tablename__ = "care_plan_items"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), index=True)
+    evaluation_id: Mapped[str] = mapped_column(String(36), index=True)
+    task_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(20))  # referral | intervention | information
+    code: Mapped[str] = mapped_column(String(100))
+    service: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    urgency: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    rules: Mapped[str] = mapped_column(Text)  # JSON list of rule ids
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind, "code": self.code, "service": self.service, "urgency": self.urgency,
+            "rules": json.loads(self.rules), "status": self.status, "evaluation_id": self.evaluation_id,
+            "task_id": self.task_id, "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(), "updated_by": self.updated_by,
+        }
+
+
+class CarePlanNote(Base):
+    """What matters to the patient, in their words (patient data: never logged or put in events)."""
+
+    __tablename__ = "care_plan_notes"
+
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), primary_key=True)
+    what_matters: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RuleVersionRecord(Base):
+    """The exact text of a rule file or of the catalogue, by version hash."""
+
+    __tablename__ = "rule_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "ruleset" | "catalogue"
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    path: Mapped[str] = mapped_column(String(500))
+    source: Mapped[str] = mapped_column(Text)  # ruleset: YAML text; catalogue: JSON {file: text}
+    first_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RuleEvaluationRecord(Base):
+    """One evaluation of an assessment against a rule-set version."""
+
+    __tablename__ = "rule_evaluations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ruleset_name: Mapped[str] = mapped_column(String(200), index=True)
+    ruleset_version: Mapped[str] = mapped_column(ForeignKey("rule_versions.version"), index=True)
+    catalogue_version: Mapped[str] = mapped_column(ForeignKey("rule_versions.version"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    facts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    fired: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -29,6 +29,7 @@ from lxml import etree
 
 from engine.errors import DiagramError, Problem
 from engine.pathways.bundle import BundleFiles, FolderFiles, MemoryFiles, bundle_name
+from engine.spiff.workflows import FORM_PROPERTY
 
 __all__ = [
     "BPMN_NS",
@@ -50,7 +51,6 @@ BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 NSMAP = {"bpmn": BPMN_NS, "camunda": CAMUNDA_NS, "spiffworkflow": SPIFF_NS}
-FORM_PROPERTY = "carepath.formSchema"
 FORM_FILE_PROPERTY = "formJsonSchemaFilename"
 
 # ISO-8601 durations (P18M, P1Y2M, PT12H, P2W), dates/datetimes, and repeating intervals (R3/P1M).

@@ -100,7 +100,8 @@ class PathwayCatalog:
                     existing = PathwayVersion(
                         pathway_id=source.pathway_id, version=source.version, title=source.title,
                         main_file=source.main_file, files=files_to_json(source.files),
-                        spec=serializer.serialize_specs(compiled), deployed_at=self.clock.now(), deployed_by=actor,
+                        spec=serializer.serialize_specs(compiled.spec, compiled.subprocess_specs),
+                        deployed_at=self.clock.now(), deployed_by=actor,
                     )
                     session.add(existing)
                     session.flush()

@@ -21,15 +21,14 @@ from datetime import datetime
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any, cast
 
-from sqlalchemy import JSON, ForeignKey, String, Table, Text, bindparam, event, select
+from sqlalchemy import JSON, Table, bindparam, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 from sqlalchemy.types import UserDefinedType
 
 from engine.clock import Clock
-from engine.db.base import Base
-from engine.db.models import UTCDateTime
+from engine.db.models import RuleEvaluationRecord, RuleVersionRecord
 from engine.errors import NotFoundError
 from engine.rules.assessment import Assessment, Firing
 from engine.rules.evaluator import Evaluation, evaluate
@@ -45,36 +44,6 @@ __all__ = [
     "record_evaluation",
     "record_rule_version",
 ]
-
-
-class RuleVersionRecord(Base):
-    """The exact text of a rule file or of the catalogue, by version hash."""
-
-    __tablename__ = "rule_versions"
-
-    version: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20))  # "ruleset" | "catalogue"
-    name: Mapped[str] = mapped_column(String(200), index=True)
-    path: Mapped[str] = mapped_column(String(500))
-    source: Mapped[str] = mapped_column(Text)  # ruleset: YAML text; catalogue: JSON {file: text}
-    first_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class RuleEvaluationRecord(Base):
-    """One evaluation of an assessment against a rule-set version."""
-
-    __tablename__ = "rule_evaluations"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    ruleset_name: Mapped[str] = mapped_column(String(200), index=True)
-    ruleset_version: Mapped[str] = mapped_column(ForeignKey("rule_versions.version"), index=True)
-    catalogue_version: Mapped[str] = mapped_column(ForeignKey("rule_versions.version"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
-    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    facts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    fired: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class _EncodedJSON(UserDefinedType[str]):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -27,7 +28,6 @@ from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
 from engine.errors import Problem, WorkflowError
-from engine.pathways.sources import CompiledPathway
 from engine.spiff import state_json, state_migrations
 
 __all__ = ["SERIALIZER", "STATE_FORMAT", "CarePathSerializer", "dump_state", "serialize_specs"]
@@ -144,13 +144,13 @@ STATE_FORMAT = SERIALIZER.VERSION
 ENCODE_OTHER = SERIALIZER._encoder_cls().default
 
 
-def serialize_specs(compiled: CompiledPathway) -> str:
+def serialize_specs(spec: Any, subprocess_specs: Mapping[str, Any]) -> str:
     registry = SERIALIZER.registry
     return json.dumps(
         {
             "format": STATE_FORMAT,
-            "spec": registry.convert(compiled.spec),
-            "subprocess_specs": {name: registry.convert(s) for name, s in compiled.subprocess_specs.items()},
+            "spec": registry.convert(spec),
+            "subprocess_specs": {name: registry.convert(s) for name, s in subprocess_specs.items()},
         },
         separators=(",", ":"),
     )

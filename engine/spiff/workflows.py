@@ -26,11 +26,15 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
 from engine.errors import NotFoundError, TaskNotReadyError, translate_workflow_errors
-from engine.pathways.diagrams import FORM_PROPERTY
 from engine.spiff import state_json
 from engine.spiff.serializer import SERIALIZER
 
+# The property under which a user task's form (a JSON Schema) is kept on its task spec; written by
+# engine.pathways.diagrams when a diagram is prepared for the engine, so it is part of the version.
+FORM_PROPERTY = "carepath.formSchema"
+
 __all__ = [
+    "FORM_PROPERTY",
     "TaskInfo",
     "accumulated_data",
     "error_tasks",

@@ -10,9 +10,8 @@ from flask import Flask
 from helpers import PATHWAY, assert_problem, complete, start
 from sqlalchemy import func, select
 
-from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.models import IdempotencyRecord, InstanceEvent, PathwayInstance
 from engine.db.session import unit_of_work
-from engine.idempotency import IdempotencyRecord
 
 
 def _count(app: Flask, model: Any, *where: Any) -> int:

@@ -25,7 +25,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine import CarePath, ManualClock
-from engine.careplan.service import CarePlanItem
+from engine.db.models import CarePlanItem
 from engine.instances.timers import fire_due_timers
 
 REPO = Path(__file__).resolve().parents[2]

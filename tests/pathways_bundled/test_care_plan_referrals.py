@@ -7,8 +7,7 @@ import json
 from sqlalchemy import select
 
 from engine import CarePath, ManualClock
-from engine.careplan.service import CarePlanItem
-from engine.db.models import InstanceEvent
+from engine.db.models import CarePlanItem, InstanceEvent
 
 from .journeys import ABOUT_WORKING_PARENT, HIGH_CONCERNS, SITES, _start, _support
 

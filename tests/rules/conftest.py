@@ -11,8 +11,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from engine.db.base import Base
+from engine.db.models import RuleEvaluationRecord, RuleVersionRecord
 from engine.rules import Catalogue, LoadedRuleset, RuleSetRegistry
-from engine.rules.store import RuleEvaluationRecord, RuleVersionRecord
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 BROKEN_DIR = Path(__file__).resolve().parent / "broken"

@@ -14,8 +14,8 @@ from sqlalchemy.orm import sessionmaker
 from api.cli_rules import rules, validate_rule_paths
 from engine.clock import ManualClock
 from engine.db.base import Base
+from engine.db.models import RuleEvaluationRecord, RuleVersionRecord
 from engine.rules import Assessment, RuleSetRegistry, evaluate_and_record
-from engine.rules.store import RuleEvaluationRecord, RuleVersionRecord
 
 
 def test_rules_test_command_passes_on_the_bundled_rules(rules_dir: Path) -> None:
