@@ -185,12 +185,17 @@ def pathways_deploy(ctx: click.Context) -> None:
 @click.option("--batch", default=100, show_default=True, type=click.IntRange(min=1),
               help="Instances per pass (each is committed on its own).")
 @click.option("--worker-id", default=None, help="Name recorded on timer_fired events (default host:pid).")
+@click.option("--heartbeat-file", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Touched on every turn of the loop (a supervisor's liveness check; see docs/operations.md).")
 @click.pass_context
-def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_id: str | None) -> None:
+def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_id: str | None,
+           heartbeat_file: Path | None) -> None:
     """Fire due timers in a loop. Run several on PostgreSQL to share the work; stop with SIGTERM/Ctrl-C.
 
     Refuses to start (exit 1) when the pathways or rules folder is missing or empty, unless
-    CAREPATH_ALLOW_EMPTY_LIBRARY=1.
+    CAREPATH_ALLOW_EMPTY_LIBRARY=1. While the database is unreachable it waits and tries again.
+    Under systemd (Type=notify) it reports readiness and a watchdog heartbeat; with
+    --heartbeat-file it touches that file instead, for other supervisors' health checks.
     """
     import os
     import signal
@@ -213,13 +218,19 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
     # Finish the instance in hand, then stop: nothing half-done is ever committed anyway.
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     click.echo(f"timer worker {name} started: CarePath {__version__}, {library.describe()}", err=True)
+    from .supervision import Heartbeat
+
+    heartbeat = Heartbeat(heartbeat_file)
+    heartbeat.ready()
     try:
         total = run_worker(carepath.instances, worker_id=name, batch=batch, interval=interval, once=once,
                            should_stop=lambda: bool(stopping),
                            report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
-                           housekeeping=idempotency.purge_expired)
+                           housekeeping=idempotency.purge_expired, heartbeat=heartbeat.beat)
     except KeyboardInterrupt:
         total = None
+    finally:
+        heartbeat.stopping()
     click.echo(f"timer worker {name} stopped" + (f": {total} instance(s) advanced" if total is not None else ""))
 
 

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["make_engine", "make_session_factory", "read_only", "unit_of_work", "upgrade_schema"]
+__all__ = ["database_unavailable", "make_engine", "make_session_factory", "read_only", "unit_of_work",
+           "upgrade_schema"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 IDLE_PING_SECONDS = 10.0
@@ -91,6 +93,19 @@ def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:  # whatever the driver raises for a dead connection
             raise DisconnectionError("pooled connection is gone; replacing it") from exc
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be used right now -- down, restarting, the connection
+    lost, every pooled connection busy, SQLite's file locked -- rather than that a statement is wrong.
+
+    Such a failure is worth trying again a little later: the timer worker waits and retries, the
+    API answers 503 with Retry-After. SQLAlchemy discards a pool whose connection was lost, so the
+    next attempt connects afresh and nothing needs restarting once the database is back.
+    """
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

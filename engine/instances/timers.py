@@ -9,38 +9,84 @@ serialises workers, and the instance's revision check (the same optimistic lock 
 makes a second worker that read the same instance lose cleanly (nothing of its work is written)
 instead of firing a timer twice. Which timers fired is read by ``engine.spiff.timers``; the
 calendar arithmetic they use is in ``engine.spiff.patches``.
+
+Faults. A failure while firing one instance -- its state cannot be restored or stored (a script
+that built a number too long to write), a bug, a row the database refuses -- must not stop the
+worker or the other instances: the step is rolled back and the instance is put in ``error`` with an
+incident naming the error's type (never its text), in a unit of work of its own, so it is not
+picked again until someone retries it. If even that cannot be written, the instance is left alone
+for a while (:class:`Backoff`: one pass, then two, four... up to an hour) instead of on every pass.
+The database being unreachable is not an instance's fault: it is raised to the caller (the
+worker's loop waits and tries again, :mod:`engine.instances.worker`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from engine.audit import append_event, take_pending_events
 from engine.db.models import PathwayInstance
-from engine.db.session import unit_of_work
+from engine.db.session import database_unavailable, unit_of_work
 from engine.errors import StaleVersionError
 from engine.instances.service import PathwayService
-from engine.instances.store import ConflictMapper
+from engine.instances.store import ConflictMapper, load_instance, save_instance
 from engine.instances.view import Status
 from engine.spiff.timers import FiredTimer, run_due_timers
 
-__all__ = ["fire_due_timers"]
+__all__ = ["Backoff", "fire_due_timers"]
+
+_SYSTEM_ACTOR = "engine"
+
+
+@dataclass
+class Backoff:
+    """Instances a worker leaves alone for a while: their step failed and not even the incident
+    could be written. Each further failure doubles the wait (from ``first`` up to ``longest``)."""
+
+    first: timedelta = timedelta(seconds=30)
+    longest: timedelta = timedelta(hours=1)
+    _until: dict[str, tuple[datetime, int]] = field(default_factory=dict)
+
+    def failed(self, instance_id: str, now: datetime) -> datetime:
+        """Note a failure; returns when the instance may be tried again."""
+        failures = self._until.get(instance_id, (now, 0))[1] + 1
+        wait = min(self.longest, self.first * 2 ** min(failures - 1, 20))
+        self._until[instance_id] = (now + wait, failures)
+        return now + wait
+
+    def succeeded(self, instance_id: str) -> None:
+        self._until.pop(instance_id, None)
+
+    def waiting(self, now: datetime) -> set[str]:
+        """The instances not to pick at ``now``."""
+        return {instance_id for instance_id, (until, _) in self._until.items() if until > now}
 
 
 def fire_due_timers(service: PathwayService, now: datetime | None = None, limit: int = 100,
-                    worker_id: str = "worker") -> int:
+                    worker_id: str = "worker", backoff: Backoff | None = None) -> int:
     """Fire the due timers of up to ``limit`` running instances whose ``next_due_at <= now``.
 
     ``now`` (default: the service's clock) chooses which instances are due; the timers themselves
     fire by the service's clock, as every step does. Each instance is one unit of work, committed
     on its own: a ``timer_fired`` event per timer element that fired, the new state and the new
     ``next_due_at``. An instance another worker or a user changed meanwhile is skipped (it stays due
-    if it still is). A step that fails inside the diagram becomes an incident, as for any step.
+    if it still is). A step that fails inside the diagram becomes an incident, as for any step; any
+    other failure of one instance's step becomes an incident too (see the module's docstring), and
+    the next instance is fired. ``backoff`` remembers, across calls, the instances whose incident
+    could not be written either.
 
-    Returns the number of instances advanced (committed).
+    Returns the number of instances advanced (committed), incidents included.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database is unreachable
+            (:func:`engine.db.session.database_unavailable`); what was committed stays committed.
     """
     now = now or service.clock.now()
+    backoff = backoff if backoff is not None else Backoff()
     # Instances not to pick again in this call: lost to a concurrent change, or still due after
     # their step (a timer that cannot fire yet). Advanced instances are no longer due by themselves.
     passed: set[str] = set()
@@ -48,16 +94,61 @@ def fire_due_timers(service: PathwayService, now: datetime | None = None, limit:
     while advanced + len(passed) < limit:
         picked: list[str] = []
         try:
-            still_due = _fire_next(service, now, worker_id, passed, picked)
+            still_due = _fire_next(service, now, worker_id, passed | backoff.waiting(now), picked)
         except StaleVersionError:
             passed.update(picked)  # someone else changed it first; our work was rolled back
+            continue
+        except Exception as exc:
+            if not picked or database_unavailable(exc):
+                raise  # not one instance's fault
+            passed.update(picked)
+            if _record_incident(service, picked[0], exc, worker_id):
+                backoff.succeeded(picked[0])
+                advanced += 1
+            else:
+                backoff.failed(picked[0], service.clock.now())
             continue
         if not picked:
             break
         advanced += 1
+        backoff.succeeded(picked[0])
         if still_due:
             passed.update(picked)
     return advanced
+
+
+def _record_incident(service: PathwayService, instance_id: str, exc: Exception, worker_id: str) -> bool:
+    """Put a running instance whose timer step failed in ``error``, its stored state unchanged.
+
+    The incident names the error's type alone: its text may quote values. Returns False when the
+    incident could not be written (the caller backs off); a database outage is raised.
+    """
+    runner = service.steps
+    kind = type(exc).__name__
+    message = f"{kind} while firing timers; the state before the timers fired is kept"
+    try:
+        with ConflictMapper(), unit_of_work(runner.sessions) as session:
+            take_pending_events(session)
+            instance = load_instance(session, instance_id)
+            if instance.status != Status.RUNNING:
+                return True  # someone else moved it meanwhile: nothing to record
+            now = runner.clock.now()
+            instance.status = Status.ERROR
+            instance.incident = json.dumps({"element": None, "message": message, "kind": kind,
+                                            "at": now.isoformat()})
+            instance.updated_at = now
+            append_event(session, instance, "error", at=now, actor=_SYSTEM_ACTOR,
+                         pathway_version=instance.pathway_version,
+                         payload={"message": message, "kind": kind, "worker": worker_id})
+            save_instance(session, instance)
+    except StaleVersionError:
+        return True  # changed by someone else meanwhile: the next pass sees it as it is now
+    except Exception as failure:
+        if database_unavailable(failure):
+            raise
+        return False
+    runner.cache.take_latest(instance_id)  # the cached copy is older than the incident
+    return True
 
 
 def _fire_next(service: PathwayService, now: datetime, worker_id: str, passed: set[str], picked: list[str]) -> bool:
