@@ -29,8 +29,15 @@ ExpressionError                       500     internal-error (escaped a step: lo
 WorkflowError                         500     internal-error (escaped a step: logged, no detail)
 RuleEvaluationError                   500     internal-error (logged, no detail)
 CarePathError                         500     internal-error (logged, no detail)
+database unreachable                  503     database-unavailable (Retry-After; logged by type)
 anything else                         500     internal-error (logged, no detail)
 ====================================  ======  ==============================
+
+"Database unreachable" is any exception that :func:`engine.db.session.database_unavailable`
+recognises -- SQLAlchemy's ``OperationalError`` and lost connections, the driver's own, a pool
+with no free connection -- raised directly or as the cause of what was raised: the request may
+succeed once the database is back, so the client is told when to try again, not that the server
+failed. SQLAlchemy replaces lost connections, so nothing needs restarting afterwards.
 
 Inside a step, expression, workflow and rules failures become incidents on the instance; one that
 reaches the API is the server's fault, so it is logged and answered like any other internal error,
@@ -51,6 +58,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, json, request
 from werkzeug.exceptions import HTTPException
 
+from engine.db.session import database_unavailable
 from engine.errors import (
     CarePathError,
     ConflictError,
@@ -140,7 +148,12 @@ def _located(problem: Problem) -> dict[str, Any]:
                                                                   "column", "code")}
 
 
+RETRY_AFTER_SECONDS = 5
+
+
 def _to_problem(exc: Exception) -> Response:
+    if _database_unavailable(exc):
+        return _unavailable(exc)
     if isinstance(exc, ApiError):
         return problem_response(exc.status, exc.type, exc.detail, exc.problems, exc.headers)
     if isinstance(exc, CarePathError):
@@ -156,6 +169,26 @@ def _to_problem(exc: Exception) -> Response:
         headers = dict(h for h in exc.get_headers() if h[0] == "Allow") if exc.code == 405 else None
         return problem_response(exc.code, slug, exc.description, headers=headers)
     return _internal_error(exc)
+
+
+def _database_unavailable(exc: BaseException) -> bool:
+    """The exception, or one it was raised from or while handling, says the database is unreachable."""
+    current: BaseException | None = exc
+    for _ in range(5):
+        if current is None or isinstance(current, ApiError | HTTPException):
+            return False
+        if database_unavailable(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _unavailable(exc: Exception) -> Response:
+    # The type alone: a driver's message may quote the statement's parameters (patient data).
+    current_app.logger.warning("database unavailable (%s) on %s %s (request %s)", type(exc).__name__, request.method,
+                               request.url_rule.rule if request.url_rule else "?", g.get("request_id"))
+    return problem_response(503, "database-unavailable", "the database cannot be reached; try again shortly",
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def _internal_error(exc: Exception) -> Response:

@@ -47,7 +47,8 @@ _ERROR_DESCRIPTIONS = {
     401: "No valid bearer token", 403: "The token's role may not do this", 404: "Not found",
     409: "Conflict with the instance's current state", 412: "If-Match does not name the current version",
     413: "Body too large", 415: "Wrong content type", 422: "Well-formed but invalid input",
-    500: "Internal error (no details are given)", 503: "Not ready",
+    500: "Internal error (no details are given)",
+    503: "The database cannot be reached: try again after Retry-After seconds (/v1/ready: not ready)",
 }
 
 
@@ -56,7 +57,8 @@ def _op(op_id: str, summary: str, permission: str | None, ok: dict[int, dict[str
         body: str | None = None, body_media: str = "application/json", body_required: bool = True,
         tag: str = "") -> dict[str, Any]:
     responses: dict[str, Any] = {str(code): response for code, response in ok.items()}
-    codes = set(errors) | {400, 500}  # 400: unknown query parameters are refused everywhere
+    # 400: unknown query parameters are refused everywhere; 503: any request during a database outage.
+    codes = set(errors) | {400, 500, 503}
     if permission is not None:
         codes |= {401, 403}
     if body is not None:

@@ -31,6 +31,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "instance-state-conflict": "The instance is not in a state for this",
     "message-not-deliverable": "No instance is waiting for this message",
     "not-ready": "The service is not ready",
+    "database-unavailable": "The database cannot be reached; retry after the time given",
     "internal-error": "Internal error",
 }
 

@@ -17,6 +17,8 @@ __all__ = ["database_unavailable", "make_engine", "make_session_factory", "read_
            "upgrade_schema"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_DRIVERS = ("psycopg", "psycopg2", "sqlite3")
+_DRIVER_OUTAGES = ("OperationalError", "InterfaceError")
 IDLE_PING_SECONDS = 10.0
 _LAST_USED = "carepath.last_used"
 # True inside read_only(): SQLite then begins a deferred transaction (no write lock).
@@ -105,7 +107,12 @@ def database_unavailable(exc: BaseException) -> bool:
     """
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError)
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError):
+        return True
+    # The step's own statements run on the driver's cursor (engine.instances.store): its errors
+    # arrive unwrapped, as the driver's DB-API classes.
+    return any(cls.__name__ in _DRIVER_OUTAGES and cls.__module__.split(".")[0] in _DRIVERS
+               for cls in type(exc).__mro__)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

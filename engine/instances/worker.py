@@ -65,7 +65,7 @@ def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, int
                 raise
             wait = min(max_wait, first_wait * 2 ** min(failures - 1, 16))
             # The error's type only: a driver's message may quote statement parameters.
-            _log.warning("worker %s: database unavailable (%s); trying again in %.0f s", worker_id,
+            _log.warning("worker %s: database unavailable (%s); trying again in %.1f s", worker_id,
                          type(exc).__name__, wait)
             _wait(wait, should_stop, heartbeat, sleep)
             continue
