@@ -119,7 +119,8 @@ def _cycle_snapshot(workflow: Any) -> dict[Any, tuple[Any, str, int]]:
 def _cycles_fired(snapshot: dict[Any, tuple[Any, str, int]]) -> list[FiredTimer]:
     """Cycle timers stay WAITING and spawn a branch per occurrence; each occurrence takes one off
     the cycle's count (an unbounded ``R/`` cycle counts down from -1), so the difference counts them.
-    Calendar cycles know each occurrence's due time; older states only the first one's."""
+    Every cycle carries its anchors (state format 2, ``engine.spiff.state_migrations``), so each
+    occurrence's due time is known."""
     fired: list[FiredTimer] = []
     for task, before, cycles_before in snapshot.values():
         value = task.internal_data.get("event_value")
@@ -127,11 +128,8 @@ def _cycles_fired(snapshot: dict[Any, tuple[Any, str, int]]) -> list[FiredTimer]
             continue
         element = task.task_spec.bpmn_id or task.task_spec.name
         steps = max(cycles_before - int(value["cycles"]), 1)
-        if "first" in value:
-            last = value["occurrence"]
-            fired.extend(FiredTimer(element, cycle_occurrence(value, n).isoformat()) for n in range(last - steps, last))
-        else:
-            fired.extend(FiredTimer(element, before if i == 0 else None) for i in range(steps))
+        last = value["occurrence"]
+        fired.extend(FiredTimer(element, cycle_occurrence(value, n).isoformat()) for n in range(last - steps, last))
     return fired
 
 
