@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 
 from engine import CarePath, Settings
 from engine.instances.queries import InstanceQueries
@@ -36,6 +37,14 @@ DEFAULTS: dict[str, Any] = {
     "SYNC_PATHWAYS": True,  # deploy the pathways folder's current versions at start
     "ALLOW_EMPTY_LIBRARY": False,  # start even with no pathways or no rule sets (a fresh deployment)
     "CLOCK": None,  # tests pass a ManualClock
+    # The web app's session cookie (api/web/auth.py): signed with SECRET_KEY (CAREPATH_SECRET_KEY; without
+    # one a random key per start, so sign-ins end with a restart), HttpOnly, SameSite=Lax, Secure over TLS.
+    "SECRET_KEY": None,
+    "SESSION_COOKIE_NAME": "carepath_session",
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,  # also Secure whenever the request came over TLS
+    "PERMANENT_SESSION_LIFETIME": 8 * 60 * 60,  # a working shift
 }
 
 
@@ -67,15 +76,42 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["carepath"] = engine
     app.extensions["carepath.queries"] = InstanceQueries(engine.sessions, engine.instances)
 
-    from . import auth, documents, errors, evaluations, events, health, instances, messages, parsing, pathways, tasks
+    from . import (
+        auth,
+        documents,
+        errors,
+        evaluations,
+        events,
+        health,
+        instances,
+        messages,
+        parsing,
+        pathways,
+        tasks,
+        web,
+    )
 
     errors.init_app(app)
-    app.before_request(parsing.reject_unknown_query)
+    app.before_request(_api_only(parsing.reject_unknown_query))
     auth.init_app(app.extensions)
     health.init_app(app)
     for module in (pathways, instances, tasks, messages, events, documents, evaluations, health):
         app.register_blueprint(module.bp)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = secrets.token_urlsafe(32)
+        app.logger.warning("no CAREPATH_SECRET_KEY: web sign-ins end when the server restarts")
+    web.init_app(app)
     return app
+
+
+def _api_only(check: Callable[[], None]) -> Callable[[], None]:
+    """A request check for the HTTP API's routes; the web pages (blueprint ``web``) read their own queries."""
+
+    def api_check() -> None:
+        if not (request.blueprint or "").startswith("web"):
+            check()
+
+    return api_check
 
 
 def _log_start(app: Flask, settings: Settings, library: str) -> None:

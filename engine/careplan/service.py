@@ -44,7 +44,7 @@ from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, load_instance, save_instance
 from engine.rules import Assessment, evaluate_and_record
 
-__all__ = ["STATUSES", "CarePlanItem", "CarePlanNote", "CarePlanService", "care_plan_operators"]
+__all__ = ["STATUSES", "CarePlanItem", "CarePlanNote", "CarePlanService", "care_plan_operators", "next_statuses"]
 
 STATUSES = ("proposed", "agreed", "declined", "referred", "completed")
 _NEXT = {
@@ -54,6 +54,11 @@ _NEXT = {
     "declined": set(),
     "completed": set(),
 }
+
+
+def next_statuses(status: str) -> tuple[str, ...]:
+    """The statuses an item in ``status`` may move to (in :data:`STATUSES` order); none for an unknown one."""
+    return tuple(s for s in STATUSES if s in _NEXT.get(status, set()))
 
 
 def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str | None, tuple[str, ...]]]:

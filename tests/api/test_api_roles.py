@@ -44,7 +44,8 @@ def ids(client: Any, auth: Any) -> dict[str, str]:
 def test_every_route_is_documented_with_its_permission(app: Flask) -> None:
     routes = {}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        # The web pages (api/web) are not API operations; tests/web holds their permissions to the same table.
+        if rule.endpoint == "static" or rule.endpoint.startswith("web."):
             continue
         template = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         view = app.view_functions[rule.endpoint]

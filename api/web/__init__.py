@@ -1,0 +1,93 @@
+"""The web app served at ``/``: pages for clinicians, authors and auditors on the same engine and access
+rules as the HTTP API (issue 16).
+
+Server-rendered Jinja pages, htmx for partial updates, bpmn-js for diagrams and the NHS.UK frontend
+for look, forms and error summaries; the three are vendored under ``static/vendor/`` (pinned versions,
+licences, SHA-256 sums), so no build step and no CDN is needed. One blueprint per area, nested under
+the ``web`` blueprint, which owns the templates, the static files, CSRF checking and the error pages:
+
+* ``session``   -- signing in with an API token, signing out, the language switch
+* ``clinicians``-- the work list and the task page (the task's form)
+* ``patients``  -- a patient's pathway (diagram, timeline, care plan, documents, incidents)
+* ``authors``   -- the pathway library, versions, diagrams with their validation problems
+* ``auditors``  -- rule evaluations (why / why not) and event trail verification
+
+Each view parses the request, makes one call into the engine and renders. What a role may see is
+decided by :mod:`api.web.auth` from :data:`engine.access.PERMISSIONS`, the API's own table.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from engine.errors import (
+    CarePathError,
+    ConflictError,
+    InvalidInputError,
+    InvalidTokenError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+
+from . import auditors, authors, clinicians, patients
+from . import session as session_pages
+from .assets import vendor_url
+from .auth import TlsAwareSessions, can, check_csrf, csrf_token, principal
+from .i18n import LANGUAGES, current_language, format_time, translate, translate_or
+
+__all__ = ["bp", "init_app"]
+
+bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
+for child in (session_pages, clinicians, patients, authors, auditors):
+    bp.register_blueprint(child.bp)
+
+bp.before_request(check_csrf)
+
+_STATUS = ((InvalidTokenError, 401), (PermissionDeniedError, 403), (NotFoundError, 404), (InvalidInputError, 400),
+           (ConflictError, 409))
+
+
+@bp.app_template_global("nav")
+def nav() -> list[tuple[str, str, str]]:
+    """The header's links the signed-in role may follow: (endpoint, words key, permission)."""
+    links = [("web.clinicians.work_list", "nav.work_list", "tasks.read"),
+             ("web.patients.find", "nav.patients", "instances.read"),
+             ("web.authors.library", "nav.pathways", "pathways.read"),
+             ("web.auditors.trail", "nav.audit", "audit.verify")]
+    return [link for link in links if can(link[2])]
+
+
+@bp.context_processor
+def page_globals() -> dict[str, Any]:
+    return {"t": translate, "t_or": translate_or, "can": can, "user": principal(), "csrf_token": csrf_token,
+            "vendor": vendor_url, "language": current_language(), "languages": LANGUAGES, "format_time": format_time}
+
+
+@bp.errorhandler(Exception)
+def error_page(exc: Exception) -> tuple[str, int]:
+    """An HTML page for every error on these pages; the API keeps its problem+json."""
+    if isinstance(exc, HTTPException):
+        status = exc.code or 500
+    else:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+    if status >= 500:
+        # Logged like the API's internal errors (the log filter keeps patient data out).
+        current_app.logger.error("unhandled %s on %s %s", type(exc).__name__, request.method,
+                                 request.url_rule.rule if request.url_rule else "?", exc_info=exc)
+    elif isinstance(exc, CarePathError):
+        logging.getLogger(__name__).debug("refused: %s", type(exc).__name__)
+    key = {400: "bad_request", 401: "signed_out", 403: "forbidden", 404: "not_found", 409: "conflict"}.get(
+        status, "internal")
+    if isinstance(exc, HTTPException) and exc.description == "csrf":
+        key = "csrf"
+    return render_template("web/error.html", key=key, status=status), status
+
+
+def init_app(app: Flask) -> None:
+    """Register the pages and the session settings (call from :func:`api.create_app`)."""
+    app.session_interface = TlsAwareSessions()
+    app.register_blueprint(bp)

@@ -1,0 +1,92 @@
+"""Authors' pages: the pathway library with its versions, a version's diagram with its validation
+problems as markers on the elements they name, and checking a diagram file before deploying it."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, abort, render_template, request
+
+from engine.errors import Problem
+from engine.pathways.validation import validate_paths
+
+from .. import carepath
+from .auth import can, page
+
+bp = Blueprint("authors", __name__, url_prefix="/pathways")
+
+_PATHWAY_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
+_VERSION = re.compile(r"^[0-9a-f]{4,64}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.bpmn$")
+MAX_DIAGRAM_BYTES = 1024 * 1024
+
+
+def _checked(pathway_id: str, version: str | None = None) -> None:
+    """Raises: NotFound (404) for ids no pathway or version can have."""
+    if not _PATHWAY_ID.match(pathway_id) or (version is not None and not _VERSION.match(version)):
+        abort(404)
+
+
+def validate_diagram(name: str, xml: bytes) -> list[dict[str, Any]]:
+    """The problems of one diagram, as ``carepath validate`` finds them against this server's library,
+    each with the element it names (None when it names none) and the file by its own name."""
+    with tempfile.TemporaryDirectory(prefix="carepath-check-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(xml)
+        problems: list[Problem] = validate_paths([path], pathways_root=carepath().settings.pathways_dir)
+        prefix = folder + "/"
+    return [{**p.as_dict(), "file": (p.file or "").removeprefix(prefix), "text": p.message} for p in problems]
+
+
+@bp.get("")
+@page("pathways.read")
+def library() -> str:
+    return render_template("web/library.html", pathways=carepath().catalog.pathways())
+
+
+@bp.get("/<pathway_id>")
+@page("pathways.read")
+def versions(pathway_id: str) -> str:
+    _checked(pathway_id)
+    return render_template("web/versions.html", pathway_id=pathway_id, versions=carepath().catalog.versions(pathway_id))
+
+
+@bp.get("/<pathway_id>/versions/<version>")
+@page("pathways.read")
+def version(pathway_id: str, version: str) -> str:
+    """The version's diagram; authors also see its validation problems, marked on the diagram."""
+    _checked(pathway_id, version)
+    found = next((v for v in carepath().catalog.versions(pathway_id) if v.version.startswith(version)), None)
+    if found is None:
+        abort(404)
+    xml = carepath().catalog.diagram(pathway_id, found.version)
+    problems = validate_diagram(Path(found.main_file).name, xml) if can("pathways.validate") else None
+    return render_template("web/diagram.html", info=found, xml=xml.decode("utf-8", "replace"), problems=problems,
+                           name=found.main_file)
+
+
+@bp.get("/<pathway_id>/versions/<version>/diagram.bpmn")
+@page("pathways.read")
+def diagram(pathway_id: str, version: str) -> Response:
+    _checked(pathway_id, version)
+    return Response(carepath().catalog.diagram(pathway_id, version), mimetype="application/xml")
+
+
+@bp.route("/check", methods=["GET", "POST"])
+@page("pathways.validate")
+def check() -> str | tuple[str, int]:
+    """Check a diagram file as ``carepath validate`` would, and show its problems on the diagram."""
+    if request.method == "GET":
+        return render_template("web/check.html", problems=None, xml=None, name=None, error=None)
+    upload = request.files.get("diagram")
+    name = Path(upload.filename or "").name if upload is not None else ""
+    xml = upload.read(MAX_DIAGRAM_BYTES + 1) if upload is not None else b""
+    error = "check.choose" if not xml else "check.name" if not _FILE_NAME.match(name) else \
+        "check.too_large" if len(xml) > MAX_DIAGRAM_BYTES else None
+    if error is not None:
+        return render_template("web/check.html", problems=None, xml=None, name=None, error=error), 400
+    return render_template("web/check.html", problems=validate_diagram(name, xml), error=None, name=name,
+                           xml=xml.decode("utf-8", "replace"))

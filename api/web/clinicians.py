@@ -1,0 +1,108 @@
+"""Clinicians' work: the work list (ready tasks across patients) and the task page (its form)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from engine.errors import Problem, StaleVersionError, TaskDataError, TaskNotReadyError
+from engine.instances.queries import InstanceFilter
+from engine.instances.view import PATIENT_REF_PATTERN
+
+from .. import carepath, queries
+from .auth import page, principal
+from .forms import fields_of, parse_fields, problem_messages
+from .i18n import translate
+
+bp = Blueprint("clinicians", __name__)
+
+_PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
+_CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
+# Emergency before urgent before the rest; then the earliest due. Ready tasks carry neither yet
+# (the engine's task summary has no urgency or due date): until they do, the order is the engine's.
+_URGENCY = {"emergency": 0, "urgent": 1}
+
+
+def _filters() -> tuple[dict[str, str], list[Problem]]:
+    """The work list's filters from the query string; a malformed one is named, not used."""
+    found: dict[str, str] = {}
+    problems = []
+    for name, pattern in (("patient", _PATIENT_REF), ("pathway", _NAME), ("lane", _NAME), ("cursor", _CURSOR)):
+        value = request.args.get(name, "").strip()
+        if not value:
+            continue
+        if pattern.match(value):
+            found[name] = value
+        else:
+            problems.append(Problem("not valid", field=name, code=name))
+    return found, problems
+
+
+def _priority(task: dict[str, Any]) -> tuple[int, str]:
+    return _URGENCY.get(str(task.get("urgency") or ""), 2), str(task.get("due_at") or "~")
+
+
+@bp.get("/work-list")
+@page("tasks.read")
+def work_list() -> str:
+    filters, problems = _filters()
+    where = InstanceFilter(patient_ref=filters.get("patient"), pathway_id=filters.get("pathway"))
+    found = queries().ready_tasks(where, None, filters.get("cursor"), 50)
+    lanes = sorted({t["lane"] for t in found.items if t.get("lane")})
+    tasks = sorted((t for t in found.items if "lane" not in filters or t.get("lane") == filters["lane"]),
+                   key=_priority)
+    template = "web/_work_list_table.html" if request.headers.get("HX-Request") else "web/work_list.html"
+    return render_template(template, tasks=tasks, lanes=lanes, filters=filters, problems=problems,
+                           next_cursor=found.next_cursor, pathways=carepath().catalog.pathways())
+
+
+def _ready_task(instance_id: str, task_id: str) -> tuple[Any, dict[str, Any] | None]:
+    """The instance and its ready task (None when it is not ready). Raises: NotFoundError (no instance)."""
+    view = carepath().instances.get(instance_id)
+    return view, next((task for task in view.ready_tasks if task["id"] == task_id), None)
+
+
+@bp.get("/patients/<uuid:instance_id>/tasks/<uuid:task_id>")
+@page("tasks.read")
+def task(instance_id: Any, task_id: Any) -> str:
+    view, found = _ready_task(str(instance_id), str(task_id))
+    if found is None:
+        abort(404)
+    return render_template("web/task.html", view=view, task=found, fields=fields_of(found["form"]),
+                           values={}, errors={}, summary=[], stale=False, version=view.version)
+
+
+@bp.post("/patients/<uuid:instance_id>/tasks/<uuid:task_id>")
+@page("tasks.complete")
+def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
+    view, found = _ready_task(str(instance_id), str(task_id))
+    if found is None:  # completed (or moved past) since the page was opened
+        return render_template("web/task_gone.html", view=view), 409
+    fields = fields_of(found["form"])
+    version = request.form.get("version", "")
+    data, problems = parse_fields(fields, request.form)
+    status, stale = 422, False
+    if not problems:
+        try:
+            carepath().instances.complete_task(view.id, found["id"], data, _actor(),
+                                               expected_version=int(version) if version.isdigit() else -1)
+        except TaskDataError as exc:
+            problems = exc.problems or [Problem(exc.message, field="/")]
+        except (StaleVersionError, TaskNotReadyError):
+            status, stale = 409, True
+        else:
+            flash(translate("task.completed", task=found["name"], patient=view.patient_ref))
+            return redirect(url_for("web.patients.patient", instance_id=view.id), code=303)
+    errors, summary = problem_messages(fields, problems, translate)
+    return render_template("web/task.html", view=view, task=found, fields=fields, values=request.form,
+                           errors=errors, summary=summary, stale=stale, version=version), status
+
+
+def _actor() -> str:
+    user = principal()
+    assert user is not None  # page() signed the user in
+    return user.actor

@@ -1,0 +1,222 @@
+"""A task's JSON Schema form as NHS.UK form fields, and the submitted fields back as the task's data.
+
+Rendered: strings (a text input, or a text area past 200 characters), dates (``format: date``),
+integers, numbers, booleans (yes / no), enums (radios, or a select past 8 options), arrays of enums
+(checkboxes), arrays of strings (one per line), objects with properties (a fieldset, nested), and
+anything else as JSON in a text area, so every schema can be completed.
+
+Parsing turns the fields into typed data; a value that cannot be read (``abc`` for an integer) is a
+problem for that field. Whether the data passes the form is the engine's call
+(:class:`~engine.errors.TaskDataError` names every failing field), so the schema is checked once, in one
+place.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+
+from engine.errors import Problem
+
+__all__ = ["FormField", "fields_of", "parse_fields", "problem_messages"]
+
+_INTEGER = re.compile(r"^-?[0-9]{1,15}$")
+_NUMBER = re.compile(r"^-?[0-9]{1,15}([.,][0-9]{1,10})?$")
+MAX_DEPTH = 4
+
+
+@dataclass
+class FormField:
+    """One field of a form: ``name`` is the HTML name (dotted for nested fields), ``pointer`` the JSON
+    pointer the engine names in its problems."""
+
+    name: str
+    pointer: str
+    label: str
+    kind: str
+    required: bool = False
+    hint: str | None = None
+    options: list[tuple[str, Any]] = field(default_factory=list)  # (shown and sent as, value)
+    children: list[FormField] = field(default_factory=list)
+
+    @property
+    def html_id(self) -> str:
+        return "f-" + self.name.replace(".", "-")
+
+
+def _label(key: str, schema: dict[str, Any]) -> str:
+    title = schema.get("title")
+    return str(title) if isinstance(title, str) and title else key.replace("_", " ").capitalize()
+
+
+def _option(value: Any) -> tuple[str, Any]:
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return shown, value
+
+
+def _kind(schema: dict[str, Any], depth: int) -> str:
+    kind = schema.get("type")
+    if "enum" in schema:
+        return "radios" if len(schema["enum"]) <= 8 else "select"
+    if kind == "string":
+        if schema.get("format") == "date":
+            return "date"
+        return "textarea" if int(schema.get("maxLength", 0) or 0) > 200 else "text"
+    if kind in ("integer", "number", "boolean"):
+        return str(kind)
+    if kind == "array" and isinstance(schema.get("items"), dict):
+        items = schema["items"]
+        if "enum" in items:
+            return "checkboxes"
+        if items.get("type") == "string":
+            return "lines"
+    if kind == "object" and isinstance(schema.get("properties"), dict) and depth < MAX_DEPTH:
+        return "group"
+    return "json"
+
+
+def fields_of(schema: dict[str, Any] | None, prefix: str = "", depth: int = 0) -> list[FormField]:
+    """The fields of an object schema, in the schema's order."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        return []
+    required = set(schema.get("required") or [])
+    found = []
+    for key, sub in schema["properties"].items():
+        if not isinstance(sub, dict):
+            continue
+        name = f"{prefix}.{key}" if prefix else str(key)
+        kind = _kind(sub, depth)
+        item = FormField(name=name, pointer="/" + name.replace(".", "/"), label=_label(str(key), sub), kind=kind,
+                         required=key in required, hint=sub.get("description") if isinstance(
+                             sub.get("description"), str) else None)
+        if kind in ("radios", "select"):
+            item.options = [_option(v) for v in sub["enum"]]
+        elif kind == "checkboxes":
+            item.options = [_option(v) for v in sub["items"]["enum"]]
+        elif kind == "group":
+            item.children = fields_of(sub, name, depth + 1)
+        found.append(item)
+    return found
+
+
+def parse_fields(fields: list[FormField], form: MultiDict[str, str]) -> tuple[dict[str, Any], list[Problem]]:
+    """The task data the submitted ``form`` holds, and a problem per field that could not be read.
+
+    Empty fields are left out, so the engine reports a required one as missing.
+    """
+    data: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for item in fields:
+        if item.kind == "group":
+            inner, inner_problems = parse_fields(item.children, form)
+            problems += inner_problems
+            if inner:
+                data[item.name.rsplit(".", 1)[-1]] = inner
+            continue
+        try:
+            value = _value(item, form)
+        except ValueError as exc:
+            problems.append(Problem(f"cannot be read as {exc}", field=item.pointer, code=f"unreadable.{exc}"))
+            continue
+        if value is not None:
+            data[item.name.rsplit(".", 1)[-1]] = value
+    return data, problems
+
+
+def _value(item: FormField, form: MultiDict[str, str]) -> Any:
+    """Raises: ValueError with what was expected (options, integer, number, boolean, date, json), never the value."""
+    if item.kind == "checkboxes":
+        chosen = form.getlist(item.name)
+        by_shown = dict(item.options)
+        if any(c not in by_shown for c in chosen):
+            raise ValueError("options")
+        return [by_shown[c] for c in chosen] if chosen or item.required else None
+    raw = form.get(item.name, "").strip()
+    if raw == "":
+        return None
+    if item.kind in ("radios", "select"):
+        by_shown = dict(item.options)
+        if raw not in by_shown:
+            raise ValueError("options")
+        return by_shown[raw]
+    return _READERS.get(item.kind, str)(raw)
+
+
+def _integer(raw: str) -> int:
+    if not _INTEGER.match(raw):
+        raise ValueError("integer")
+    return int(raw)
+
+
+def _number(raw: str) -> float:
+    if not _NUMBER.match(raw):
+        raise ValueError("number")
+    return float(raw.replace(",", "."))
+
+
+def _boolean(raw: str) -> bool:
+    if raw not in ("true", "false"):
+        raise ValueError("boolean")
+    return raw == "true"
+
+
+def _date(raw: str) -> str:
+    try:
+        date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError("date") from None
+    return raw
+
+
+def _json(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ValueError("json") from None
+
+
+def _lines(raw: str) -> list[str]:
+    return [line.strip() for line in raw.splitlines() if line.strip()]
+
+
+_READERS: dict[str, Callable[[str], Any]] = {"integer": _integer, "number": _number, "boolean": _boolean,
+                                             "date": _date, "json": _json, "lines": _lines}
+
+_MESSAGES = {"required": "required", "type": "type", "enum": "enum", "format": "format", "minimum": "range",
+             "maximum": "range", "exclusiveMinimum": "range", "exclusiveMaximum": "range", "maxLength": "length",
+             "minLength": "length", "minItems": "items", "maxItems": "items", "uniqueItems": "items"}
+
+
+def _flat(fields: list[FormField]) -> list[FormField]:
+    return [f for item in fields for f in ([item, *_flat(item.children)] if item.children else [item])]
+
+
+def problem_messages(fields: list[FormField], problems: list[Problem],
+                     translate: Callable[..., str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Each problem in the page's language: per field (by HTML name) and for the error summary
+    (the id to link to, the words). A problem the engine names below a field (an item of a list,
+    a key of an object) is shown on that field; one naming no field links to the form."""
+    by_pointer = {f.pointer: f for f in _flat(fields)}
+    per_field: dict[str, str] = {}
+    summary: list[tuple[str, str]] = []
+    for problem in problems:
+        pointer = problem.field or "/"
+        target = None
+        while pointer and target is None:
+            target = by_pointer.get(pointer)
+            pointer = pointer.rsplit("/", 1)[0]
+        label = target.label if target is not None else translate("task.the_form")
+        code = problem.code or ""
+        kind = code if code.startswith("unreadable.") else _MESSAGES.get(code, "other")
+        key = f"errors.field.{kind}"
+        words = translate(key, label=label, detail=problem.message)
+        if target is not None:
+            per_field.setdefault(target.name, words)
+        summary.append((target.html_id if target is not None else "task-form", words))
+    return per_field, summary

@@ -1,0 +1,72 @@
+"""The pages' words in English and Swedish: one small locale file per language (``locales/<lang>.yaml``).
+
+The language is the user's choice (kept in the session by the switch in the header), else the best
+match of the browser's ``Accept-Language``, else English. Templates call ``t("section.key")``;
+a key missing from a locale file is a programming error (``KeyError``), and a test holds both
+files to the same keys.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from datetime import datetime
+from typing import Any
+
+import yaml
+from flask import g, request, session
+
+__all__ = ["LANGUAGES", "current_language", "format_time", "strings", "translate", "translate_or"]
+
+LANGUAGES = ("en", "sv")  # the first is the fallback
+
+
+@functools.cache
+def strings(language: str) -> dict[str, Any]:
+    """The flattened strings of one language (``{"worklist.title": "..."}``)."""
+    text = (importlib.resources.files(__package__) / "locales" / f"{language}.yaml").read_text(encoding="utf-8")
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            flat[prefix] = value
+
+    walk("", yaml.safe_load(text))
+    return flat
+
+
+def current_language() -> str:
+    """The request's language: the user's choice, else the browser's, else English."""
+    chosen = g.get("language")
+    if chosen is None:
+        chosen = session.get("language")
+        if chosen not in LANGUAGES:
+            chosen = request.accept_languages.best_match(LANGUAGES) or LANGUAGES[0]
+        g.language = chosen
+    return str(chosen)
+
+
+def translate(key: str, **values: Any) -> str:
+    """The string ``key`` in the request's language, with ``{name}`` fields filled in.
+
+    Raises: KeyError for a key the locale file does not have.
+    """
+    text = str(strings(current_language())[key])
+    return text.format(**values) if values else text
+
+
+def translate_or(key: str, default: str) -> str:
+    """The string ``key`` if the locale has it, else ``default`` (for open lists such as event types)."""
+    found = strings(current_language()).get(key)
+    return str(found) if found is not None else default
+
+
+def format_time(value: str | datetime | None, with_time: bool = True) -> str:
+    """A date (and time, UTC) the same way in both languages: 2026-01-15 09:00 UTC."""
+    if value is None or value == "":
+        return ""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.strftime("%Y-%m-%d %H:%M UTC" if with_time else "%Y-%m-%d")

@@ -1,0 +1,106 @@
+"""A patient's pathway: the diagram with where they are, the timeline, the care plan and its moves,
+the documents, incidents and retrying them; and the list of patients' pathways."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Response, render_template, request
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from engine.careplan.service import next_statuses
+from engine.documents.build import care_plan_document, end_of_treatment_summary, render_html
+from engine.errors import ConflictError, StaleVersionError
+from engine.instances.progress import instance_progress
+from engine.instances.queries import STATUSES, InstanceFilter
+from engine.instances.view import PATIENT_REF_PATTERN
+
+from .. import carepath, queries
+from .auth import can, page, principal
+from .i18n import LANGUAGES, current_language
+
+bp = Blueprint("patients", __name__, url_prefix="/patients")
+
+_PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
+_CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
+_DOCUMENTS = {"care-plan": care_plan_document, "end-of-treatment-summary": end_of_treatment_summary}
+
+
+def _arg(name: str, pattern: re.Pattern[str]) -> str | None:
+    value = request.args.get(name, "").strip()
+    return value if value and pattern.match(value) else None
+
+
+@bp.get("")
+@page("instances.read")
+def find() -> str:
+    status = request.args.get("status") if request.args.get("status") in STATUSES else None
+    where = InstanceFilter(patient_ref=_arg("patient", _PATIENT_REF), pathway_id=_arg("pathway", _NAME), status=status)
+    found = queries().find(where, _arg("cursor", _CURSOR), 50)
+    return render_template("web/patients.html", found=found, where=where, statuses=STATUSES)
+
+
+@bp.get("/<uuid:instance_id>")
+@page("instances.read")
+def patient(instance_id: Any) -> str:
+    view = carepath().instances.get(str(instance_id))
+    return render_template("web/patient.html", view=view, progress=instance_progress(carepath().instances, view.id),
+                           events=queries().events(view.id) if can("events.read") else None,
+                           care_plan=_care_plan(view.id), next_statuses=next_statuses)
+
+
+def _care_plan(instance_id: str) -> Any:
+    return carepath().care_plans.get(instance_id) if can("documents.read") else None
+
+
+@bp.post("/<uuid:instance_id>/care-plan/<uuid:item_id>")
+@page("care_plans.update")
+def move_item(instance_id: Any, item_id: Any) -> tuple[str, int]:
+    """Move one care plan item on; answers the care plan section (htmx swaps it in place)."""
+    status, problem = 200, None
+    try:
+        carepath().care_plans.set_status(str(instance_id), str(item_id), request.form.get("status", ""), _actor())
+    except ConflictError:
+        status, problem = 409, "care_plan.refused"
+    return render_template("web/_care_plan.html", instance_id=str(instance_id), care_plan=_care_plan(
+        str(instance_id)), next_statuses=next_statuses, problem=problem), status
+
+
+@bp.post("/<uuid:instance_id>/retry")
+@page("instances.manage")
+def retry(instance_id: Any) -> tuple[str, int]:
+    """Retry the incident; answers the incident section (htmx swaps it in place)."""
+    version = request.form.get("version", "")
+    status, problem = 200, None
+    try:
+        view = carepath().instances.retry(str(instance_id), _actor(), int(version) if version.isdigit() else -1)
+    except (StaleVersionError, ConflictError):
+        status, problem, view = 409, "incident.changed", carepath().instances.get(str(instance_id))
+    return render_template("web/_incident.html", view=view, problem=problem), status
+
+
+@bp.get("/<uuid:instance_id>/documents/<any('care-plan', 'end-of-treatment-summary'):document>")
+@page("documents.read")
+def document(instance_id: Any, document: str) -> Response:
+    """A document as its printable page, in the language asked for (``?lang=sv``) or the page's."""
+    language = request.args.get("lang") if request.args.get("lang") in LANGUAGES else current_language()
+    built = _DOCUMENTS[document](carepath(), str(instance_id), language)
+    response = Response(render_html(built), mimetype="text/html")
+    response.headers["Content-Language"] = built["language"]
+    return response
+
+
+@bp.get("/<uuid:instance_id>/diagram.bpmn")
+@page("instances.read")
+def diagram(instance_id: Any) -> WerkzeugResponse:
+    view = carepath().instances.get(str(instance_id))
+    xml = carepath().catalog.diagram(view.pathway_id, view.pathway_version)
+    return Response(xml, mimetype="application/xml")
+
+
+def _actor() -> str:
+    user = principal()
+    assert user is not None  # page() signed the user in
+    return user.actor

@@ -1,0 +1,58 @@
+"""An instance's progress on its diagrams, for front ends that draw it (the web app's patient page).
+
+What the restored workflow says (:func:`engine.spiff.progress.element_progress`: done, ready,
+active, waiting with each timer's due time, error), completed by the event trail for elements whose
+finished history compaction removed from the state. Read in one read-only unit of work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from engine.db.models import InstanceEvent
+from engine.db.session import read_only
+from engine.instances.service import PathwayService
+from engine.instances.store import load_instance
+from engine.spiff.progress import ElementProgress, element_progress
+
+__all__ = ["InstanceProgress", "instance_progress"]
+
+# Events that name an element the instance has passed.
+_PASSED = ("task_completed", "timer_fired", "message_received", "rules_evaluated", "care_plan_updated")
+
+
+@dataclass(frozen=True)
+class InstanceProgress:
+    instance_id: str
+    pathway_id: str
+    pathway_version: str
+    status: str
+    elements: list[ElementProgress]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "elements": [e.as_dict() for e in self.elements]}
+
+
+def instance_progress(service: PathwayService, instance_id: str) -> InstanceProgress:
+    """Every element the instance has reached, with its state.
+
+    Elements known only from the event trail are ``done`` and carry no process name (an event
+    names its element, not the diagram it is on).
+
+    Raises: NotFoundError.
+    """
+    with read_only(service.sessions) as session:
+        instance = load_instance(session, instance_id)
+        workflow = service.steps.restore(session, instance)
+        elements = element_progress(workflow)
+        passed: set[str] = {name for name in session.scalars(select(InstanceEvent.element).where(
+            InstanceEvent.instance_id == instance_id, InstanceEvent.type.in_(_PASSED),
+            InstanceEvent.element.is_not(None)).distinct()) if name}
+    service.steps.remember(instance, workflow)
+    known = {e.element for e in elements}
+    elements += [ElementProgress(element=name, process="", name=name, kind="", state="done")
+                 for name in sorted(passed - known)]
+    return InstanceProgress(instance.id, instance.pathway_id, instance.pathway_version, instance.status, elements)
