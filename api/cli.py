@@ -58,7 +58,19 @@ def serve(host: str, port: int) -> None:
     except EmptyLibraryError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"CarePath API on http://{host}:{port}/v1/ (database: {_redacted(app.config['DATABASE_URL'])})")
+    _first_user(app, host, port)
     app.run(host=host, port=port, threaded=True)
+
+
+def _first_user(app: Any, host: str, port: int) -> None:
+    """On a database without any API token, a clinician token for a first user and its sign-in link, once."""
+    from api.web.first_user import FIRST_ROLE, first_user_link
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    link = first_user_link(app.extensions["carepath"], f"http://{shown}:{port}")
+    if link is not None:
+        click.echo(f"No user yet: a {FIRST_ROLE} token was made for you (shown only now). To sign in to the web app,")
+        click.echo(f"open {link}")
 
 
 def _redacted(url: str) -> str:
