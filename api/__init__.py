@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 
 from engine import CarePath, Settings
 from engine.instances.queries import InstanceQueries
@@ -92,6 +92,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     errors.init_app(app)
+    app.after_request(_protect_response)
     app.before_request(_api_only(parsing.reject_unknown_query))
     auth.init_app(app.extensions)
     health.init_app(app)
@@ -112,6 +113,15 @@ def _api_only(check: Callable[[], None]) -> Callable[[], None]:
             check()
 
     return api_check
+
+
+def _protect_response(response: Response) -> Response:
+    """Every answer may carry patient data (an instance, a task's form, a care plan, an error naming a
+    field): no cache -- a browser's, a proxy's -- keeps it (``no-store``), unless a view chose its own
+    caching; and no browser guesses a type other than the one sent (``nosniff``)."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def _log_start(app: Flask, settings: Settings, library: str) -> None:

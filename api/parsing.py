@@ -25,14 +25,18 @@ from engine.errors import Problem
 from .errors import ApiError
 from .openapi import DOCUMENT
 
-__all__ = ["etag", "if_match", "json_body", "query_int", "query_str", "query_time", "reject_unknown_query",
-           "uploaded_files"]
+__all__ = ["MAX_JSON_DEPTH", "etag", "if_match", "json_body", "query_int", "query_str", "query_time",
+           "reject_unknown_query", "unstorable_values", "uploaded_files"]
 
 DOCUMENT_URI = "https://carepath.dev/openapi.json"
 _IF_MATCH = re.compile(r'^"([0-9]{1,9})"$')
 _PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}"
 _UPLOAD_NAME = re.compile(rf"^(?:{_PART}/){{0,3}}{_PART}\.(?:bpmn|json)$")
 MAX_UPLOAD_FILES = 50
+# Task data, start data and message payloads are free JSON; forms nest a few levels. Deeper is refused
+# before it reaches the writers (orjson stops at 255 levels, the standard library's at its recursion limit).
+MAX_JSON_DEPTH = 32
+MAX_FILE_NAME = 300  # a pathway version's main_file column (engine.db.models.PathwayVersion)
 
 
 @cache
@@ -54,7 +58,10 @@ def _reject_constant(name: str) -> None:
 def json_body(schema_name: str, required: bool = True) -> dict[str, Any]:
     """The request's JSON object, valid against ``components.schemas[schema_name]``.
 
-    An optional body may be absent (then ``{}``).
+    An optional body may be absent (then ``{}``). Whatever the schema, JSON that CarePath could not
+    store or digest faithfully is refused, each place named (:func:`unstorable_values`): text with
+    a lone surrogate (``"\\ud800"``), nesting deeper than :data:`MAX_JSON_DEPTH`, numbers that
+    overflow to infinity (``1e400``).
 
     Raises: ApiError 415 (not JSON), 400 (malformed or invalid), 413 (too large, from werkzeug).
     """
@@ -67,11 +74,60 @@ def json_body(schema_name: str, required: bool = True) -> dict[str, Any]:
         body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ApiError(400, "malformed-json", "the body is not valid UTF-8 JSON") from exc
+    unstorable = unstorable_values(body)
+    if unstorable:
+        raise ApiError(400, "request-invalid", "the request body holds values CarePath cannot store", unstorable)
     problems = [Problem(_message(error), field=_pointer(error), code=str(error.validator))
                 for error in _validator(schema_name).iter_errors(body)]
     if problems:
         raise ApiError(400, "request-invalid", "the request body is not valid", sorted(problems, key=str))
     return dict(body)
+
+
+def unstorable_values(body: Any, limit: int = 10) -> list[Problem]:
+    """The places in parsed JSON that could not be stored or digested as sent (at most ``limit``).
+
+    Python's JSON reader accepts what UTF-8 and the database cannot hold: ``"\\ud800"`` becomes a
+    lone surrogate, which fails later when the value is encoded (a 500, or data that differs
+    from what was sent); ``1e400`` becomes infinity, which is not JSON when written back; and deep
+    nesting exhausts the recursion of every writer after it. Walked without recursion.
+    """
+    problems: list[Problem] = []
+    pending: list[tuple[Any, str, int]] = [(body, "", 0)]
+    while pending and len(problems) < limit:
+        value, pointer, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                problems.append(Problem(f"is nested deeper than {MAX_JSON_DEPTH} levels", field=pointer or "/",
+                                        code="maxDepth"))
+                continue
+            entries = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in entries:
+                name = str(key)
+                if not _is_text(name):
+                    problems.append(Problem("a property name holds a lone surrogate (not text)",
+                                            field=f"{pointer}/{_printable(name)}", code="surrogate"))
+                    continue
+                pending.append((item, f"{pointer}/{name.replace('~', '~0').replace('/', '~1')}", depth + 1))
+        elif isinstance(value, str) and not _is_text(value):
+            problems.append(Problem("holds a lone surrogate (\\ud800-\\udfff): not text", field=pointer or "/",
+                                    code="surrogate"))
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(Problem("must be a finite number (this one is too large to represent)",
+                                    field=pointer or "/", code="finite"))
+    return sorted(problems, key=str)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")[:100]
 
 
 def _pointer(error: ValidationError) -> str:
@@ -117,9 +173,10 @@ def uploaded_files() -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for index, part in enumerate(parts):
         name = part.filename or ""
-        if not _UPLOAD_NAME.match(name) or ".." in name:
+        if not _UPLOAD_NAME.match(name) or ".." in name or len(name) > MAX_FILE_NAME:
             raise ApiError(400, "request-invalid", "bad file name", [Problem(
-                "must be a relative name such as pathway.bpmn or shared/sub.bpmn (.bpmn or .json)",
+                f"must be a relative name such as pathway.bpmn or shared/sub.bpmn (.bpmn or .json), at most "
+                f"{MAX_FILE_NAME} characters",
                 field=f"/files/{index}")])
         files[name] = part.read()
     return files

@@ -10,9 +10,14 @@ fingerprint of the request (method, path and body). The protocol, in three short
 3. :meth:`IdempotencyStore.finish` stores a success; :meth:`IdempotencyStore.abandon` drops the
    reservation after a failure, so a corrected retry may run (failed use cases change nothing).
 
-If the process dies between 2 and 3 the reservation stays "in progress": a retry is refused with
-:class:`IdempotencyKeyInUseError` rather than run twice. Records expire after :data:`RETENTION`
-and are deleted then (:meth:`IdempotencyStore.purge_expired`, run by ``carepath worker``).
+If the process dies between 2 and 3 the reservation stays "in progress": a retry within
+:data:`LEASE` is refused with :class:`IdempotencyKeyInUseError` rather than run twice. After the
+lease the first request cannot still be running -- the lease is longer than any request may take
+(gunicorn's worker ``timeout`` in ``api/gunicorn.conf.py`` is 60 s, after which the worker is
+killed) -- so the reservation is released: the next retry takes it over and runs (one retry only:
+the takeover is a guarded UPDATE, and a concurrent second retry is still refused). Records expire
+after :data:`RETENTION` and are deleted then (:meth:`IdempotencyStore.purge_expired`, run by
+``carepath worker``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +44,8 @@ __all__ = [
 ]
 
 RETENTION = timedelta(hours=24)
+# How long an unfinished first request holds its key: twice gunicorn's 60 s worker timeout.
+LEASE = timedelta(minutes=2)
 _IN_PROGRESS = 0
 
 
@@ -53,7 +60,7 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
     """SHA-256 over the method, path and body (canonical JSON when the body is JSON)."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to read: the bytes as sent
         canonical = body
     digest = hashlib.sha256(f"{method.upper()} {path}\n".encode())
     digest.update(canonical)
@@ -70,9 +77,13 @@ class IdempotencyStore:
     def begin(self, principal: str, key: str, fingerprint: str) -> StoredResponse | None:
         """Reserve ``key`` for this request, or return the response of its earlier success.
 
+        A reservation older than :data:`LEASE` whose request never finished (its process died) is
+        taken over by this request.
+
         Raises:
             IdempotencyKeyReusedError: the key was used for a different request.
-            IdempotencyKeyInUseError: the first request with this key is still running.
+            IdempotencyKeyInUseError: the first request with this key is still running (or
+                another retry has just taken over its expired reservation).
         """
         now = self.clock.now()
         try:
@@ -93,7 +104,17 @@ class IdempotencyStore:
                         "this Idempotency-Key was already used for a different request",
                         [Problem("already used with another method, path or body", field="Idempotency-Key")])
                 if record.status == _IN_PROGRESS:
-                    raise _in_use()
+                    if record.created_at >= now - LEASE:
+                        raise _in_use()
+                    # Its request died: take the reservation over, unless another retry just did.
+                    taken = session.execute(
+                        update(IdempotencyRecord)
+                        .where(IdempotencyRecord.id == record.id, IdempotencyRecord.status == _IN_PROGRESS,
+                               IdempotencyRecord.created_at == record.created_at)
+                        .values(created_at=now).execution_options(synchronize_session=False))
+                    if int(getattr(taken, "rowcount", 0) or 0) != 1:
+                        raise _in_use()
+                    return None
                 return StoredResponse(record.status, json.loads(record.headers), record.body)
         except IntegrityError as exc:  # a concurrent first attempt reserved it a moment ago
             raise _in_use() from exc
