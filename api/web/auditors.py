@@ -17,7 +17,7 @@ from .auth import page
 
 bp = Blueprint("auditors", __name__)
 
-_CODE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+_CODE = re.compile(r"^[a-z][a-z0-9_.-]{0,99}$")
 _CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
 
 

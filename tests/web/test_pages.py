@@ -1,0 +1,398 @@
+"""The web app's HTML through Flask's test client: sign-in and sign-out, CSRF refusals, role gating from
+the one permission table, the clinicians' pages (work list, task form with errors per field, stale
+pages), the patient page, care plan moves, documents, incidents, authors' and auditors' pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import csrf_of, make_token  # tests/web is on sys.path (pytest's rootdir-relative imports)
+from flask import Flask
+from flask.testing import FlaskClient
+
+from api.web.auth import page
+from api.web.i18n import strings
+from engine.access import PERMISSIONS, ROLES
+
+Client = Callable[[str], FlaskClient]
+PATHWAY, CARE_PLAN, BAD = "test_assessment", "test_careplan", "test_bad_condition"
+
+
+def engine(app: Flask) -> Any:
+    return app.extensions["carepath"]
+
+
+def start(app: Flask, pathway: str = PATHWAY, patient: str = "MRN-1001", data: dict[str, Any] | None = None) -> Any:
+    return engine(app).instances.start(pathway, patient, "system:test", data)
+
+
+def text(response: Any) -> str:
+    body: str = response.get_data(as_text=True)
+    return body
+
+
+# --- signing in and out ---------------------------------------------------------------------------------
+
+
+def test_pages_need_a_session_and_a_token_signs_in(app: Flask, tokens: dict[str, str]) -> None:
+    client = app.test_client()
+    response = client.get("/work-list")
+    assert response.status_code == 302 and response.location.startswith("/sign-in?next=/work-list")
+    page_html = text(client.get("/sign-in"))
+    assert 'name="token"' in page_html and '<label class="nhsuk-label" for="token">' in page_html
+    response = client.post("/sign-in", data={"token": tokens["clinician"], "csrf_token": csrf_of(page_html),
+                                             "next": "/work-list"})
+    assert response.status_code == 303 and response.location == "/work-list"
+    cookie = response.headers["Set-Cookie"]
+    assert "carepath_session=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; see the TLS test
+    assert tokens["clinician"] not in cookie  # the cookie names the token, never holds its secret
+    assert client.get("/work-list").status_code == 200
+
+
+def test_a_wrong_token_is_refused_and_the_next_page_stays_on_this_site(app: Flask, tokens: dict[str, str]) -> None:
+    client = app.test_client()
+    csrf = csrf_of(text(client.get("/sign-in")))
+    response = client.post("/sign-in", data={"token": "x" * 43, "csrf_token": csrf})
+    assert response.status_code == 401 and "unknown or has been revoked" in text(response)
+    assert 'class="nhsuk-error-summary"' in text(response)
+    response = client.post("/sign-in", data={"token": tokens["auditor"], "csrf_token": csrf,
+                                             "next": "//evil.example/steal"})
+    assert response.status_code == 303 and response.location == "/"
+
+
+def test_the_session_cookie_is_secure_over_tls(app: Flask, tokens: dict[str, str]) -> None:
+    response = app.test_client().get(f"/sign-in?token={tokens['clinician']}", base_url="https://localhost")
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_sign_out_ends_the_session(signed_in: Client) -> None:
+    client = signed_in("clinician")
+    csrf = csrf_of(text(client.get("/work-list")))
+    assert client.post("/sign-out", data={"csrf_token": csrf}).status_code == 303
+    assert client.get("/work-list").status_code == 302
+
+
+def test_a_revoked_token_ends_its_sessions(app: Flask, signed_in: Client) -> None:
+    client = signed_in("clinician")
+    assert client.get("/work-list").status_code == 200
+    from engine.access import ApiToken, revoke_token
+    from engine.db.session import unit_of_work
+
+    with unit_of_work(engine(app).sessions) as session:
+        token = session.query(ApiToken).filter_by(role="clinician").one()
+        revoke_token(session, token.id, engine(app).clock)
+    assert client.get("/work-list").status_code == 302
+
+
+def test_every_form_post_needs_the_csrf_token(app: Flask, signed_in: Client) -> None:
+    view = start(app)
+    client = signed_in("clinician")
+    task = view.ready_tasks[0]["id"]
+    for url, data in [("/sign-out", {}), ("/language", {"language": "sv"}),
+                      (f"/patients/{view.id}/tasks/{task}", {"version": "1", "anxiety": "2", "fatigue": "2"}),
+                      (f"/patients/{view.id}/retry", {"version": "1"})]:
+        for csrf in (None, "forged"):
+            sent = dict(data, **({"csrf_token": csrf} if csrf else {}))
+            response = client.post(url, data=sent)
+            assert response.status_code == 400, url
+            assert "The form has expired" in text(response)
+    assert engine(app).instances.get(view.id).version == view.version  # nothing was done
+    anonymous = app.test_client()
+    assert anonymous.post("/sign-in", data={"token": "x" * 43}).status_code == 400
+
+
+# --- roles: what is shown is what the permission table allows -------------------------------------------
+
+
+def _web_routes(app: Flask) -> list[tuple[str, Any]]:
+    return [(rule.rule, app.view_functions[rule.endpoint]) for rule in app.url_map.iter_rules()
+            if rule.endpoint.startswith("web.") and rule.endpoint != "web.static"]
+
+
+def test_every_page_names_a_permission_of_the_api_table(app: Flask) -> None:
+    open_pages = {"/", "/sign-in", "/sign-out", "/language"}
+    for rule, view in _web_routes(app):
+        if rule in open_pages:
+            assert not hasattr(view, "permission"), rule
+        else:
+            assert getattr(view, "permission", None) in PERMISSIONS, rule
+    assert page.__module__ == "api.web.auth"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_sees_exactly_the_pages_its_permissions_allow(app: Flask, signed_in: Client, role: str) -> None:
+    view = start(app)
+    client = signed_in(role)
+    pages = {"/work-list": "tasks.read", "/patients": "instances.read", f"/patients/{view.id}": "instances.read",
+             f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}": "tasks.read", "/pathways": "pathways.read",
+             "/pathways/check": "pathways.validate", "/audit/trail": "audit.verify",
+             f"/patients/{view.id}/evaluations": "evaluations.read",
+             f"/patients/{view.id}/documents/care-plan": "documents.read"}
+    for url, action in pages.items():
+        response = client.get(url)
+        allowed = role in PERMISSIONS[action]
+        assert response.status_code == (200 if allowed else 403), (role, url, response.status_code)
+        if not allowed:
+            assert "You cannot see this page" in text(response)
+    menu = text(client.get("/pathways"))
+    for link, action in [("/work-list", "tasks.read"), ("/patients", "instances.read"),
+                         ("/audit/trail", "audit.verify")]:
+        assert (f'href="{link}"' in menu) == (role in PERMISSIONS[action]), (role, link)
+
+
+def test_a_role_without_the_action_sees_no_button_and_cannot_post(app: Flask, signed_in: Client) -> None:
+    view = start(app)
+    task = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
+    for role in ("auditor", "author"):
+        client = signed_in(role)
+        assert 'data-test="complete"' not in text(client.get(task))
+        csrf = csrf_of(text(client.get("/pathways")))
+        response = client.post(task, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "1",
+                                           "fatigue": "1"})
+        assert response.status_code == 403
+    assert engine(app).instances.get(view.id).version == view.version
+
+
+# --- clinicians -------------------------------------------------------------------------------------------
+
+
+def test_the_work_list_shows_ready_tasks_and_filters_them(app: Flask, signed_in: Client) -> None:
+    first = start(app, patient="MRN-1001")
+    start(app, patient="MRN-2002")
+    client = signed_in("clinician")
+    html = text(client.get("/work-list"))
+    assert html.count("Holistic needs assessment") == 2 and "MRN-1001" in html and "MRN-2002" in html
+    assert f'/patients/{first.id}/tasks/{first.ready_tasks[0]["id"]}' in html
+    only = text(client.get("/work-list?patient=MRN-2002&pathway=test_assessment"))
+    assert "MRN-2002" in only and "MRN-1001" not in only
+    assert "No tasks are ready" in text(client.get("/work-list?pathway=test_careplan"))
+    bad = client.get("/work-list?patient=Jane%20Doe")
+    assert bad.status_code == 200 and "not a valid identifier" in text(bad) and "Jane Doe" not in text(bad)
+    partial = client.get("/work-list?patient=MRN-1001", headers={"HX-Request": "true"})
+    assert text(partial).startswith('<div id="work-list-results">') and "<html" not in text(partial)
+
+
+def test_the_task_page_renders_the_form_with_labels(app: Flask, signed_in: Client) -> None:
+    view = start(app)
+    html = text(signed_in("clinician").get(f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"))
+    assert '<label class="nhsuk-label" for="f-anxiety">Worry, fear or anxiety (0-10)</label>' in html
+    assert 'id="f-assessed_on" name="assessed_on"\n    type="date"' in html
+    assert "Date of assessment (optional)" in html
+    assert f'name="version" value="{view.version}"' in html
+
+
+def test_completing_a_task_with_errors_names_each_field_and_changes_nothing(app: Flask, signed_in: Client) -> None:
+    view = start(app)
+    client = signed_in("clinician")
+    url = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
+    csrf = csrf_of(text(client.get(url)))
+    response = client.post(url, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "abc",
+                                      "fatigue": "3"})
+    assert response.status_code == 422
+    html = text(response)
+    assert 'class="nhsuk-error-summary"' in html and '<a href="#f-anxiety">' in html
+    assert "must be a whole number" in html and 'id="f-anxiety-error"' in html
+    assert 'value="abc"' in html  # what was typed is kept for correcting
+    response = client.post(url, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "11"})
+    html = text(response)
+    assert response.status_code == 422
+    assert "Worry, fear or anxiety (0-10) is out of range" in html and "Enter Tired, exhausted or fatigued" in html
+    assert engine(app).instances.get(view.id).version == view.version
+
+
+def test_completing_a_task_moves_the_pathway_on(app: Flask, signed_in: Client) -> None:
+    view = start(app)
+    client = signed_in("clinician")
+    url = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
+    csrf = csrf_of(text(client.get(url)))
+    response = client.post(url, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "9",
+                                      "fatigue": "2", "assessed_on": "2026-01-15"})
+    assert response.status_code == 303 and response.location == f"/patients/{view.id}"
+    after = engine(app).instances.get(view.id)
+    assert after.version > view.version and after.ready_tasks[0]["element"] == "urgent_review"
+    html = text(client.get(response.location))
+    assert "Holistic needs assessment completed for MRN-1001" in html
+    assert "Key worker reviews priority concern" in html
+
+
+def test_a_stale_page_is_told_it_changed_since_it_was_opened(app: Flask, signed_in: Client) -> None:
+    view = start(app, "test_parallel_review")
+    tasks = view.ready_tasks
+    assert len(tasks) >= 2
+    client = signed_in("clinician")
+    urls = [f"/patients/{view.id}/tasks/{task['id']}" for task in tasks[:2]]
+    csrf = csrf_of(text(client.get(urls[0])))
+    data = {"csrf_token": csrf, "version": str(view.version)}
+    answers = {"bloods": {"hb": "120"}, "plan": {"finished": "false"}, "offer_support": {}}
+    forms = [answers[task["element"]] for task in tasks[:2]]
+    assert client.post(urls[0], data={**data, **forms[0]}).status_code == 303
+    response = client.post(urls[1], data={**data, **forms[1]})  # opened at the old version
+    assert response.status_code == 409
+    assert "changed since you opened the page" in text(response) and "Reload the task" in text(response)
+    response = client.post(urls[0], data={**data, **forms[0]})  # that one is done now
+    assert response.status_code == 409 and "no longer ready" in text(response)
+
+
+def test_the_patient_page_shows_where_the_patient_is(app: Flask, signed_in: Client) -> None:
+    view = start(app)
+    html = text(signed_in("clinician").get(f"/patients/{view.id}"))
+    assert "Patient MRN-1001" in html and 'data-diagram-url="/patients/' in html
+    progress = re.search(r'<script type="application/json" id="progress-data">(.*?)</script>', html, re.S)
+    assert progress and '"element": "hna"' in progress.group(1).replace('":"', '": "')
+    assert '<li data-element="hna" data-state="ready"><strong>Ready</strong>: Holistic needs assessment' in html
+    assert "Timeline" in html and "Started" in html
+    diagram = signed_in("clinician").get(f"/patients/{view.id}/diagram.bpmn")
+    assert diagram.status_code == 200 and b'id="hna"' in diagram.data
+
+
+def test_timers_show_their_due_date(app: Flask, signed_in: Client) -> None:
+    view = start(app, "test_timer_p1d")
+    html = text(signed_in("auditor").get(f"/patients/{view.id}"))
+    assert re.search(r'data-state="waiting"><strong>Waiting</strong>: [^<]*, due 2026-01-16 09:00 UTC', html), html
+
+
+def test_care_plan_items_move_on_with_the_moves_each_allows(app: Flask, signed_in: Client) -> None:
+    view = start(app, CARE_PLAN, data={"age": 54})
+    engine(app).instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}},
+                                        "clinician:test")
+    client = signed_in("clinician")
+    html = text(client.get(f"/patients/{view.id}"))
+    item = engine(app).care_plans.get(view.id).items[0]
+    assert item["status"] == "proposed"
+    assert 'value="agreed"' in html and 'value="declined"' in html and 'value="completed"' not in html
+    url = f"/patients/{view.id}/care-plan/{item['id']}"
+    response = client.post(url, data={"csrf_token": csrf_of(html), "status": "agreed"},
+                           headers={"HX-Request": "true"})
+    assert response.status_code == 200 and text(response).startswith('<div id="care-plan">')
+    assert engine(app).care_plans.get(view.id).items[0]["status"] == "agreed"
+    response = client.post(url, data={"csrf_token": csrf_of(html), "status": "proposed"})
+    assert response.status_code == 409 and "not allowed now" in text(response)
+    auditor = text(signed_in("auditor").get(f"/patients/{view.id}"))
+    assert "Care plan" in auditor and 'name="status" value="referred"' not in auditor
+
+
+def test_documents_open_in_either_language(app: Flask, signed_in: Client) -> None:
+    view = start(app, CARE_PLAN, data={"age": 54})
+    client = signed_in("clinician")
+    english = client.get(f"/patients/{view.id}/documents/care-plan?lang=en")
+    swedish = client.get(f"/patients/{view.id}/documents/care-plan?lang=sv")
+    assert english.status_code == swedish.status_code == 200
+    assert english.headers["Content-Language"] == "en" and swedish.headers["Content-Language"] == "sv"
+    assert 'lang="sv"' in text(swedish)
+    assert client.get(f"/patients/{view.id}/documents/end-of-treatment-summary").status_code in (200, 409)
+
+
+def test_an_incident_is_shown_and_retried(app: Flask, signed_in: Client) -> None:
+    view = start(app, BAD)
+    after = engine(app).instances.complete_task(view.id, view.ready_tasks[0]["id"], {"pain": 3}, "clinician:test")
+    assert after.status == "error"
+    client = signed_in("clinician")
+    html = text(client.get(f"/patients/{view.id}"))
+    assert 'data-test="incident"' in html and "A step failed at element" in html and 'data-test="retry"' in html
+    response = client.post(f"/patients/{view.id}/retry", data={"csrf_token": csrf_of(html), "version": "1"},
+                           headers={"HX-Request": "true"})
+    assert response.status_code == 409 and "changed since you opened" in text(response)
+    response = client.post(f"/patients/{view.id}/retry", data={"csrf_token": csrf_of(html),
+                                                                "version": str(after.version)})
+    assert response.status_code == 200
+    assert engine(app).instances.get(view.id).version > after.version
+    assert 'data-test="retry"' not in text(signed_in("auditor").get(f"/patients/{view.id}"))
+
+
+# --- authors and auditors -----------------------------------------------------------------------------------
+
+
+def test_the_library_lists_pathways_and_versions(app: Flask, signed_in: Client) -> None:
+    client = signed_in("author")
+    html = text(client.get("/pathways"))
+    assert "test_assessment" in html and "Check a diagram" in html
+    versions = text(client.get("/pathways/test_assessment"))
+    version = re.search(r'/pathways/test_assessment/versions/([0-9a-f]{12})"', versions)
+    assert version, versions
+    diagram = text(client.get(f"/pathways/test_assessment/versions/{version.group(1)}"))
+    assert 'id="diagram-xml"' in diagram and "No problems found" in diagram
+    assert client.get("/pathways/no_such/versions/abcd").status_code == 404
+
+
+def test_checking_a_diagram_marks_its_problems_on_their_elements(app: Flask, signed_in: Client) -> None:
+    client = signed_in("author")
+    csrf = csrf_of(text(client.get("/pathways/check")))
+    with open(TESTS_DIR / "diagrams" / "broken" / "gateway_without_default.bpmn", "rb") as diagram:
+        response = client.post("/pathways/check", data={"csrf_token": csrf,
+                                                         "diagram": (diagram, "gateway_without_default.bpmn")},
+                               content_type="multipart/form-data")
+    html = text(response)
+    assert response.status_code == 200 and 'data-test="problems"' in html
+    element = re.search(r'data-select-element="([^"]+)"', html)
+    assert element and f'"element": "{element.group(1)}"' in html.replace('":"', '": "')
+    response = client.post("/pathways/check", data={"csrf_token": csrf}, content_type="multipart/form-data")
+    assert response.status_code == 400 and "Choose a .bpmn file" in text(response)
+
+
+def test_auditors_explore_evaluations_and_verify_trails(app: Flask, signed_in: Client) -> None:
+    view = start(app, CARE_PLAN, data={"age": 54})
+    engine(app).instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}},
+                                        "clinician:test")
+    client = signed_in("auditor")
+    listing = text(client.get(f"/patients/{view.id}/evaluations"))
+    evaluation = re.search(r'href="(/evaluations/[0-9a-f-]+)"', listing)
+    assert evaluation, listing
+    html = text(client.get(evaluation.group(1)))
+    assert "supportive_care" in html and 'data-test="rule-text"' in html and 'data-test="facts"' in html
+    code = re.search(r'\?why=([a-z0-9_.-]+)"', html)
+    assert code, html
+    why = text(client.get(f"{evaluation.group(1)}?code={code.group(1)}&ask=why"))
+    assert 'data-test="explanation"' in why and "was proposed by" in why
+    why_not = text(client.get(f"{evaluation.group(1)}?why_not={code.group(1)}"))
+    assert "WAS proposed" in why_not
+    trail = text(client.get("/audit/trail"))
+    assert 'data-test="trail-ok"' in trail and "MRN-1001" in trail and "Intact" in trail
+
+
+def test_a_broken_trail_is_named_per_instance(app: Flask, signed_in: Client) -> None:
+    view = start(app)
+    start(app, patient="MRN-2002")
+    from sqlalchemy import text as sql
+
+    with engine(app).db.begin() as connection:
+        connection.execute(sql("UPDATE instance_events SET actor = 'someone:else' WHERE instance_id = :id"),
+                           {"id": view.id})
+    html = text(signed_in("auditor").get("/audit/trail"))
+    assert "1 trail(s) on this page do NOT verify" in html and "Broken" in html and "Intact" in html
+
+
+# --- languages ----------------------------------------------------------------------------------------------
+
+
+def test_both_locales_have_the_same_words() -> None:
+    assert set(strings("en")) == set(strings("sv"))
+    assert all(isinstance(value, str) and value for value in strings("sv").values())
+
+
+def test_the_browser_or_the_user_chooses_the_language(app: Flask, signed_in: Client) -> None:
+    client = signed_in("clinician")
+    assert "Arbetslista" in text(client.get("/work-list", headers={"Accept-Language": "sv-SE,sv;q=0.9"}))
+    english = text(client.get("/work-list"))
+    assert '<html lang="en">' in english
+    response = client.post("/language", data={"csrf_token": csrf_of(english), "language": "sv", "next": "/work-list"})
+    assert response.status_code == 303 and response.location == "/work-list"
+    swedish = text(client.get("/work-list", headers={"Accept-Language": "en"}))
+    assert '<html lang="sv">' in swedish and "Arbetslista" in swedish and "Logga ut" in swedish
+
+
+def test_first_user_link_only_on_an_empty_database(app: Flask) -> None:
+    from api.web.first_user import first_user_link
+
+    link = first_user_link(engine(app), "http://127.0.0.1:8080")
+    assert link is not None and link.startswith("http://127.0.0.1:8080/sign-in?token=")
+    assert first_user_link(engine(app), "http://127.0.0.1:8080") is None
+    response = app.test_client().get(link.removeprefix("http://127.0.0.1:8080"))
+    assert response.status_code == 303
+    make_token(app, "author")
+
+
+TESTS_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent
