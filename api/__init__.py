@@ -3,8 +3,9 @@
 ``create_app`` follows the Flask tutorial: defaults, then ``CAREPATH_*`` environment variables
 (``from_prefixed_env``), then test overrides. It builds one engine per app, upgrades the database
 schema (an empty SQLite file is created), deploys the bundled pathways, refuses to start with an empty
-library (:func:`engine.library.require_library`), logs what it loaded and registers one blueprint per
-resource. Nothing happens at import time but reading the installed version.
+library (:func:`engine.library.require_library`) or, in production, with the example service directory
+(:func:`engine.documents.directory.require_service_directory`), logs what it loaded and registers one
+blueprint per resource. Nothing happens at import time but reading the installed version.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 
 from engine import CarePath, Settings
+from engine.documents.directory import require_service_directory
 from engine.instances.queries import InstanceQueries
 from engine.library import read_library, require_library
 
@@ -36,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_CACHE_SECONDS": 5,
     "SYNC_PATHWAYS": True,  # deploy the pathways folder's current versions at start
     "ALLOW_EMPTY_LIBRARY": False,  # start even with no pathways or no rule sets (a fresh deployment)
+    "ENV": None,  # None: development; production refuses the example service directory
+    "SERVICE_DIRECTORY": None,  # None: the bundled EXAMPLE directory (the numbers documents print)
+    "ALLOW_EXAMPLE_DIRECTORY": False,  # production on the example directory anyway (a demonstration server)
     "CLOCK": None,  # tests pass a ManualClock
     # The web app's session cookie (api/web/auth.py): signed with SECRET_KEY (CAREPATH_SECRET_KEY; without
     # one a random key per start, so sign-ins end with a restart), HttpOnly, SameSite=Lax, Secure over TLS.
@@ -54,13 +59,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     Raises:
         DiagramError: a bundled pathway is invalid (nothing is served then).
         EmptyLibraryError: the pathways or rules folder is missing or empty and ALLOW_EMPTY_LIBRARY is not set.
+        RuleFileError: the service directory is missing or invalid (every problem located).
+        ExampleDirectoryError: ENV is production and the service directory is example data (and
+            ALLOW_EXAMPLE_DIRECTORY is not set), or it gives no number for a service type.
     """
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env("CAREPATH")
     if test_config is not None:
         app.config.from_mapping(test_config)
-    names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY")
+    names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY", "ENV", "SERVICE_DIRECTORY",
+             "ALLOW_EXAMPLE_DIRECTORY")
     settings = Settings.from_env({f"CAREPATH_{name}": str(app.config[name]) for name in names if app.config[name]})
     app.config["DATABASE_URL"] = settings.database_url
     _ensure_sqlite_folder(settings)
@@ -69,6 +78,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         deployed = engine.catalog.sync_library(actor="system") if app.config["SYNC_PATHWAYS"] else None
         library = read_library(settings, deployed)
         require_library(settings, library)
+        production = settings.environment == "production" and library.rule_sets
+        require_service_directory(settings, set(engine.rules.catalogue().service_types) if production else None)
     except Exception:
         engine.close()
         raise

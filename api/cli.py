@@ -48,15 +48,21 @@ def serve(host: str, port: int) -> None:
     """Run the HTTP API (development server; see the README for gunicorn in production).
 
     Upgrades the database schema and deploys the bundled pathways first; refuses to start (exit 1)
-    when the pathways or rules folder is missing or empty, unless CAREPATH_ALLOW_EMPTY_LIBRARY=1.
+    when the pathways or rules folder is missing or empty, unless CAREPATH_ALLOW_EMPTY_LIBRARY=1, when
+    the service directory is invalid, and with CAREPATH_ENV=production on the example service directory,
+    unless CAREPATH_ALLOW_EXAMPLE_DIRECTORY=1.
     """
     from api import create_app
+    from engine.documents.directory import ExampleDirectoryError
+    from engine.errors import RuleFileError
     from engine.library import EmptyLibraryError
 
     try:
         app = create_app()
-    except EmptyLibraryError as exc:
+    except (EmptyLibraryError, ExampleDirectoryError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except RuleFileError as exc:  # the service directory, every problem with its line
+        raise click.ClickException(f"refusing to start: {exc}") from exc
     click.echo(f"CarePath API on http://{host}:{port}/v1/ (database: {_redacted(app.config['DATABASE_URL'])})")
     _first_user(app, host, port)
     app.run(host=host, port=port, threaded=True)

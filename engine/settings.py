@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Settings", "bundled_pathways_dir", "bundled_rules_dir", "default_database_url"]
+__all__ = ["ENVIRONMENTS", "Settings", "bundled_pathways_dir", "bundled_rules_dir", "bundled_service_directory",
+           "default_database_url"]
 
 _TRUE = ("1", "true", "yes", "on")
+ENVIRONMENTS = ("development", "production")
 
 
 def default_database_url() -> str:
@@ -36,6 +38,16 @@ def bundled_rules_dir() -> Path:
     return _package_folder("carepath_content.rules")
 
 
+def bundled_service_directory() -> Path:
+    """The EXAMPLE service directory shipped with CarePath (``carepath_content.directory``): names and
+    numbers that reach nobody, refused by a server in production mode (docs/documents.md).
+
+    Raises:
+        RuntimeError: when CarePath is not installed (``pip install -e .`` in a checkout).
+    """
+    return _package_folder("carepath_content.directory") / "service_directory.yaml"
+
+
 def _package_folder(package: str) -> Path:
     try:
         folder = importlib.resources.files(package)
@@ -57,8 +69,12 @@ class Settings:
     missing or empty (a fresh deployment that will upload its pathways); otherwise it refuses
     (:func:`engine.library.require_library`).
 
+    ``environment``: ``development`` or ``production``. In production a server refuses to start on an
+    example ``service_directory`` (the numbers printed in patients' documents) unless
+    ``allow_example_directory`` (:func:`engine.documents.directory.require_service_directory`).
+
     Raises:
-        ValueError: for a database URL of an unsupported kind or a non-positive limit.
+        ValueError: for a database URL of an unsupported kind, a non-positive limit or an unknown environment.
     """
 
     database_url: str = field(default_factory=default_database_url)
@@ -68,8 +84,13 @@ class Settings:
     # Safe-expression bounds (steps and seconds per evaluation).
     expression_max_steps: int = 10_000
     expression_max_seconds: float = 0.25
+    environment: str = "development"
+    service_directory: Path = field(default_factory=bundled_service_directory)
+    allow_example_directory: bool = False
 
     def __post_init__(self) -> None:
+        if self.environment not in ENVIRONMENTS:
+            raise ValueError(f"unknown environment {self.environment!r}: expected {' or '.join(ENVIRONMENTS)}")
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise ValueError(f"unsupported database URL scheme: {self.database_url.split(':', 1)[0]}")
         if self.expression_max_steps <= 0 or self.expression_max_seconds <= 0:
@@ -81,8 +102,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read ``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``, ``CAREPATH_RULES_DIR`` and
-        ``CAREPATH_ALLOW_EMPTY_LIBRARY`` (1, true, yes or on)."""
+        """Read ``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``, ``CAREPATH_RULES_DIR``,
+        ``CAREPATH_ALLOW_EMPTY_LIBRARY`` (1, true, yes or on), ``CAREPATH_ENV``,
+        ``CAREPATH_SERVICE_DIRECTORY`` and ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``.
+
+        Raises:
+            ValueError: as the constructor does.
+        """
         env = os.environ if env is None else env
         kwargs: dict[str, object] = {}
         if env.get("CAREPATH_DATABASE_URL"):
@@ -97,4 +123,10 @@ class Settings:
             kwargs["rules_dir"] = Path(env["CAREPATH_RULES_DIR"])
         if env.get("CAREPATH_ALLOW_EMPTY_LIBRARY", "").strip().lower() in _TRUE:
             kwargs["allow_empty_library"] = True
+        if env.get("CAREPATH_ENV"):
+            kwargs["environment"] = env["CAREPATH_ENV"].strip().lower()
+        if env.get("CAREPATH_SERVICE_DIRECTORY"):
+            kwargs["service_directory"] = Path(env["CAREPATH_SERVICE_DIRECTORY"])
+        if env.get("CAREPATH_ALLOW_EXAMPLE_DIRECTORY", "").strip().lower() in _TRUE:
+            kwargs["allow_example_directory"] = True
         return cls(**kwargs)  # type: ignore[arg-type]

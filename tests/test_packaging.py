@@ -70,10 +70,14 @@ def test_the_wheel_and_sdist_carry_the_library_templates_and_locales(distributio
     documents = _files(REPO / "engine" / "documents", (".html", ".yaml"))
     assert {"engine/documents/templates/care_plan.html", "engine/documents/locales/sv.yaml"} <= documents
     assert documents <= wheel
+    # The service directory (example data as bundled): the numbers the documents print (issue 15).
+    assert {"carepath_content/directory/service_directory.yaml", "carepath_content/directory/__init__.py"} <= wheel
+    assert {"directory/service_directory.yaml", "directory/__init__.py"} <= sdist
     # Every module (a package missing from pyproject's explicit list would be left out) and the migrations.
     code = _files(REPO / "engine", (".py",)) | _files(REPO / "api", (".py",))
     assert code | {"engine/db/migrations/script.py.mako"} <= wheel
-    assert not [name for name in wheel if name.startswith(("tests/", "pathways/", "rules/")) or ".pyc" in name]
+    assert not [name for name in wheel if name.startswith(("tests/", "pathways/", "rules/", "directory/"))
+                or ".pyc" in name]
 
 
 def test_settings_default_to_the_installed_library() -> None:
@@ -83,6 +87,9 @@ def test_settings_default_to_the_installed_library() -> None:
     assert (settings.pathways_dir / "breast.bpmn").is_file()
     assert (settings.pathways_dir / "shared" / "forms" / "hna_checklist.json").is_file()
     assert (settings.rules_dir / "catalogues" / "concerns.yaml").is_file()
+    assert settings.service_directory == importlib.resources.files("carepath_content.directory") / \
+        "service_directory.yaml"
+    assert settings.service_directory.is_file()
     library = read_library(settings)
     assert sorted(library.pathways) == BUNDLED and list(library.rule_sets) == ["supportive_care"]
 
