@@ -21,7 +21,7 @@ from yaml.nodes import Node
 
 from engine.errors import Problem, RuleFileError
 from engine.rules.model import Guidance
-from engine.rules.yaml_source import YamlReader
+from engine.rules.yaml_source import YamlReader, decode_yaml
 
 __all__ = [
     "CATALOGUE_FILES",
@@ -120,9 +120,11 @@ def load_catalogue(directory: Path | str) -> Catalogue:
     for name in CATALOGUE_FILES:
         path = directory / name
         try:
-            texts[name] = path.read_text(encoding="utf-8")
+            texts[name] = decode_yaml(path.read_bytes(), str(path))
         except OSError as exc:
             problems.append(Problem(f"cannot read the catalogue: {exc.strerror}", file=str(path)))
+        except RuleFileError as exc:  # not UTF-8: the line and column of the first bad byte
+            problems.extend(exc.problems)
     if problems:
         raise RuleFileError("the catalogue cannot be loaded", problems)
     return parse_catalogue(texts, directory)

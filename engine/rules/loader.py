@@ -35,7 +35,7 @@ from engine.rules.model import (
     RuleFile,
     RuleOutcomeSpec,
 )
-from engine.rules.yaml_source import YamlReader, did_you_mean
+from engine.rules.yaml_source import YamlReader, decode_yaml, did_you_mean
 
 __all__ = ["MAX_ALTERNATIVES", "file_version", "load_rule_file", "parse_rule_text"]
 
@@ -62,11 +62,7 @@ def load_rule_file(path: Path | str, catalogue: Catalogue) -> RuleFile:
         data = path.read_bytes()
     except OSError as exc:
         raise RuleFileError("cannot read the rule file", [Problem(str(exc.strerror), file=str(path))]) from exc
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RuleFileError("the rule file is not UTF-8", [Problem(str(exc), file=str(path))]) from exc
-    return parse_rule_text(text, str(path), catalogue)
+    return parse_rule_text(decode_yaml(data, str(path)), str(path), catalogue)
 
 
 def parse_rule_text(text: str, file: str, catalogue: Catalogue) -> RuleFile:

@@ -35,7 +35,7 @@ from engine.rules.evaluator import Evaluation, evaluate
 from engine.rules.model import URGENCIES, Loc, RuleFile
 from engine.rules.registry import LoadedRuleset, RuleSetRegistry
 from engine.rules.simulate import synthetic_assessments
-from engine.rules.yaml_source import YamlReader
+from engine.rules.yaml_source import YamlReader, read_yaml_file
 
 __all__ = [
     "CaseResult",
@@ -139,7 +139,12 @@ def load_cases(paths: Iterable[Path | str]) -> list[RuleTestCase]:
     problems: list[Problem] = []
     for path in _expand(paths):
         reader = YamlReader(str(path))
-        cases.extend(_read_case_file(reader, path.read_text(encoding="utf-8")))
+        try:
+            text = read_yaml_file(path)
+        except RuleFileError as exc:  # unreadable, or not UTF-8 (with the line and column)
+            problems.extend(exc.problems)
+            continue
+        cases.extend(_read_case_file(reader, text))
         problems.extend(reader.problems)
     if problems:
         raise RuleFileError("the rule tests are not valid", problems)

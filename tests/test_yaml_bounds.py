@@ -1,0 +1,124 @@
+"""Rule, catalogue and rule-test YAML is read with bounds: anchors and aliases, too many values, too deep
+nesting, foreign tags and bytes that are not UTF-8 are each a problem with its line, never a hang or a
+traceback."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from api.cli import main
+from engine.errors import RuleFileError
+from engine.rules import yaml_source
+from engine.rules.catalogue import load_catalogue
+from engine.rules.loader import load_rule_file
+from engine.rules.testing import load_cases
+from engine.rules.yaml_source import MAX_DEPTH, YamlReader
+from engine.settings import bundled_rules_dir
+
+
+def _billion_laughs() -> str:
+    """Nine aliases to nine aliases ... eleven times over: 9**12 values from about 600 bytes."""
+    lines = ['x0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"x{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 12)]
+    lines += ["ruleset: bomb", "title: Bomb", "rules:", "  - id: r1", "    title: t", "    when:", "      all: *a11"]
+    return "\n".join(lines) + "\n"
+
+
+def _problems(text: str) -> list[str]:
+    reader = YamlReader("rules/x.yaml")
+    reader.compose(text)
+    return [str(p) for p in reader.problems]
+
+
+def test_anchors_and_aliases_are_refused_where_they_are() -> None:
+    assert _problems(_billion_laughs()) == [
+        "rules/x.yaml:1:5: not valid YAML: anchors and aliases (&name, *name) are not allowed: write the value out "
+        "in full"]
+    assert _problems("a: 1\nb:\n  - c: *x\n") == [  # an alias without its anchor is located too
+        "rules/x.yaml:3:8: not valid YAML: anchors and aliases (&name, *name) are not allowed: write the value "
+        "out in full"]
+    assert len(_problems("base: &b {x: 1}\nmerged:\n  <<: *b\n")) == 1  # merge keys are aliases
+
+
+def test_too_many_values_and_too_deep_nesting_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yaml_source, "MAX_NODES", 100)
+    many = "items:\n" + "".join(f"  - v{n}\n" for n in range(200))
+    assert _problems(many) == ["rules/x.yaml:99:5: not valid YAML: the file has more than 100 values: split it"]
+    monkeypatch.undo()
+    deep = "a: " + "[" * (MAX_DEPTH + 10) + "]" * (MAX_DEPTH + 10) + "\n"
+    assert _problems(deep) == [f"rules/x.yaml:1:{MAX_DEPTH + 3}: not valid YAML: lists and mappings are nested "
+                               f"more than {MAX_DEPTH} deep"]
+    very_deep = "[" * 100_000 + "]" * 100_000  # far past Python's recursion limit: still a located problem
+    assert _problems(very_deep)[0].startswith(f"rules/x.yaml:1:{MAX_DEPTH + 1}: ")
+
+
+def test_tags_other_than_yaml_types_are_refused() -> None:
+    assert _problems("a: !!python/object/apply:os.system ['true']\n") == [
+        "rules/x.yaml:1:4: not valid YAML: the tag 'tag:yaml.org,2002:python/object/apply:os.system' is not "
+        "allowed: only YAML's own types are read"]
+    assert len(_problems("a: !custom 1\n")) == 1
+    assert _problems("a: !!str 1\nb: ! plain\n") == []
+
+
+def _rules_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "rules"
+    shutil.copytree(bundled_rules_dir(), folder)
+    return folder
+
+
+def test_a_rule_file_that_is_not_utf8_is_located(tmp_path: Path) -> None:
+    rules = _rules_copy(tmp_path)
+    bad = rules / "latin1.yaml"
+    bad.write_bytes(b"ruleset: latin1\ntitle: Latin-1\ndescription: caf\xe9 au lait\nrules: []\n")
+    catalogue = load_catalogue(rules / "catalogues")
+    with pytest.raises(RuleFileError) as raised:
+        load_rule_file(bad, catalogue)
+    assert [(p.line, p.column) for p in raised.value.problems] == [(3, 17)]
+    assert "0xe9" in raised.value.problems[0].message
+
+
+def test_a_catalogue_and_a_case_file_that_are_not_utf8_are_located(tmp_path: Path) -> None:
+    rules = _rules_copy(tmp_path)
+    concerns = rules / "catalogues" / "concerns.yaml"
+    concerns.write_bytes(concerns.read_bytes().replace(b"\n", b"\n# \xff\n", 1))
+    with pytest.raises(RuleFileError) as raised:
+        load_catalogue(rules / "catalogues")
+    assert [(Path(p.file or "").name, p.line, p.column) for p in raised.value.problems] == [("concerns.yaml", 2, 3)]
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "bad.yaml").write_bytes(b"ruleset: supportive_care\ncases:\n  - name: \x80\n")
+    with pytest.raises(RuleFileError) as raised:
+        load_cases([cases])
+    assert [(p.line, p.column) for p in raised.value.problems] == [(3, 11)]
+
+
+def test_validate_and_rules_test_answer_at_once_with_the_line(tmp_path: Path) -> None:
+    rules = _rules_copy(tmp_path)
+    bomb = rules / "bomb.yaml"
+    bomb.write_text(_billion_laughs())
+    runner = CliRunner()
+    started = time.monotonic()
+    result = runner.invoke(main, ["validate", str(bomb)])
+    assert result.exit_code == 1, result.output
+    assert f"{bomb}:1:5: not valid YAML: anchors and aliases" in result.output
+    (rules / "tests" / "bomb.yaml").write_text(_billion_laughs().replace("ruleset: bomb", "ruleset: supportive_care"))
+    (rules / "tests" / "latin1.yaml").write_bytes(b"ruleset: supportive_care\ncases: []\n# caf\xe9\n")
+    bomb.unlink()
+    result = runner.invoke(main, ["rules", "test", "--rules-dir", str(rules), "--cohort", "1"])
+    assert result.exit_code == 1, result.output
+    assert "bomb.yaml:1:5: not valid YAML: anchors and aliases" in result.output
+    assert "latin1.yaml:3:6: not UTF-8" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert time.monotonic() - started < 60  # a generous guard: before the bounds, these ran for many minutes
+
+
+def test_the_bundled_rules_are_within_the_bounds() -> None:
+    catalogue = load_catalogue(bundled_rules_dir() / "catalogues")
+    for path in sorted(bundled_rules_dir().glob("*.yaml")):
+        load_rule_file(path, catalogue)
+    load_cases([bundled_rules_dir() / "tests"])
