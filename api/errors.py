@@ -145,7 +145,7 @@ def problem_response(status: int, slug: str, detail: str | None = None, problems
 
 def _located(problem: Problem) -> dict[str, Any]:
     return {k: v for k, v in problem.as_dict().items() if k in ("message", "field", "element", "file", "line",
-                                                                  "column", "code")}
+                                                                  "column", "code", "severity")}
 
 
 RETRY_AFTER_SECONDS = 5

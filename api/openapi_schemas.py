@@ -70,7 +70,9 @@ _LOCATED_PROBLEM = {
     "type": "object", "required": ["message"], "additionalProperties": False,
     "properties": {"message": {"type": "string"}, "field": {"type": "string"}, "element": {"type": "string"},
                    "file": {"type": "string"}, "line": {"type": "integer"}, "column": {"type": "integer"},
-                   "code": {"type": "string"}},
+                   "code": {"type": "string"},
+                   "severity": {"type": "string", "enum": ["error", "warning"],
+                                "description": "warning: deployed, but worth a look; absent: an error (refused)"}},
 }
 
 _CODE_LABEL = _obj(["code", "label"], {"code": {"type": "string"}, "label": {"type": "string"}})

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 __all__ = [
     "CarePathError",
     "ConflictError",
+    "ERROR",
+    "WARNING",
     "DiagramError",
     "ExpressionError",
     "IdempotencyKeyInUseError",
@@ -61,12 +63,19 @@ __all__ = [
 ]
 
 
+ERROR = "error"
+WARNING = "warning"
+SEVERITIES = (ERROR, WARNING)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing that is wrong, and where.
 
     ``field`` is a JSON pointer-like path (``/scores/anxiety``) for data problems; ``file``,
     ``line``, ``column`` and ``element`` locate problems in diagrams and rule files.
+    ``severity`` is :data:`ERROR` (the input is refused) or :data:`WARNING` (worth an author's
+    attention, but a diagram with only warnings is deployed).
     """
 
     message: str
@@ -76,6 +85,15 @@ class Problem:
     element: str | None = None
     field: str | None = None
     code: str | None = None
+    severity: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, not {self.severity!r}")
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
 
     def __str__(self) -> str:
         where = ""
@@ -90,10 +108,12 @@ class Problem:
             where += f"{self.element}: "
         if self.field:
             where += f"{self.field}: "
-        return where + self.message
+        return where + ("" if self.is_error else f"{self.severity}: ") + self.message
 
     def as_dict(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        """The fields that are set; ``severity`` only for a warning (absent means an error, as it
+        always did before problems had a severity)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None and (k != "severity" or v != ERROR)}
 
 
 @dataclass
