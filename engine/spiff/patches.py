@@ -19,7 +19,16 @@ calendar-cycles           ``CycleTimerEventDefinition.cycle_complete``: a cycle'
                           counted from its first on the calendar (a monthly cycle no longer drifts)
 quiet-loggers             SpiffWorkflow's loggers default to WARNING and drop the task data (patient
                           data) they attach to every record
+bounded-timers            ``TimeDateEventDefinition.has_fired``, ``DurationTimerEventDefinition.has_fired``
+                          (and ``cycle_complete`` above): a timer value outside
+                          :func:`timer_value_problem`'s bounds (a repeating period under a minute,
+                          repetitions without end, a span over a hundred years, a date outside
+                          1900-2199) raises :class:`~engine.errors.WorkflowError` naming the element,
+                          which becomes an incident, instead of looping inside a request or
+                          overflowing
 ========================  ========================================================================
+
+The timer bounds are also what ``carepath validate`` checks timer values against (one definition).
 """
 
 from __future__ import annotations
@@ -34,15 +43,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as timer_module
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
+    CycleTimerEventDefinition,
+    DurationTimerEventDefinition,
+    TimeDateEventDefinition,
+    TimerEventDefinition,
+)
 
 from engine.calendar import add_months
 from engine.clock import Clock
+from engine.errors import Problem, WorkflowError
 
-__all__ = ["PATCHES", "clock_in_effect", "cycle_occurrence", "install", "installed", "next_occurrence"]
+__all__ = ["MAX_CYCLES", "MAX_TIMER_SPAN", "MIN_CYCLE_PERIOD", "PATCHES", "clock_in_effect", "cycle_occurrence",
+           "install", "installed", "next_occurrence", "timer_value_problem"]
 
 PATCHES = ("clock", "utc-for-naive-dates", "months-from-start", "months-from-end", "calendar-cycles",
-           "quiet-loggers")
+           "quiet-loggers", "bounded-timers")
 SPIFF_LOGGERS = ("spiff.task", "spiff.workflow", "spiff.data")
 
 
@@ -125,9 +141,13 @@ def cycle_complete(self: CycleTimerEventDefinition, my_task: Any) -> bool:
     event_value = my_task._get_internal_data("event_value")
     if event_value is None:
         expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+        _refuse_out_of_bounds(my_task, "cycle", expression)
         cycles, start, duration = TimerEventDefinition.parse_iso_recurring_interval(expression)
         event_value = {"cycles": cycles, "next": start.isoformat(), "duration": duration.total_seconds(),
                        **_calendar_anchor(expression, start, duration)}
+    elif event_value["cycles"] != 0 and _period_too_short(event_value):
+        # Stored before the bounds (or edited): it would fire on every refresh, forever.
+        _refuse(my_task, "cycle", f"its period is shorter than {_MIN_CYCLE_TEXT}")
     ready = False
     if event_value["cycles"] != 0:
         next_event = datetime.fromisoformat(event_value["next"])
@@ -182,6 +202,131 @@ def cycle_occurrence(event_value: dict[str, Any], number: int) -> datetime:
         seconds=event_value["period_seconds"])
 
 
+# --- timer bounds ----------------------------------------------------------------------------------
+
+# A repeating period under a minute fires on every refresh (R/PT0S looped inside a request); nothing
+# in a care pathway waits more than a hundred years; dates outside 1900-2199 are typing mistakes
+# and, near the calendar's ends, overflow when a period is added.
+MIN_CYCLE_PERIOD = timedelta(minutes=1)
+MAX_TIMER_SPAN = timedelta(days=100 * 366)
+MAX_CYCLES = 1000
+_YEARS = (1900, 2199)
+_MIN_CYCLE_TEXT = "one minute"
+
+
+def timer_value_problem(kind: str, value: str) -> str | None:
+    """Why a timer's value is refused, or None when it is within bounds.
+
+    ``kind`` is ``"date"``, ``"duration"`` or ``"cycle"``; ``value`` is the ISO-8601 text the timer's
+    expression gave (``"P18M"``, ``"2026-06-01T09:00:00Z"``, ``"R12/P1M"``). The reason never quotes
+    the value (at run time it may have been computed from patient data).
+    """
+    try:
+        if kind == "duration":
+            return _span_problem(_duration_span(value))
+        if kind == "date":
+            moment = TimerEventDefinition.parse_time_or_duration(value)
+            return _date_problem(moment) if isinstance(moment, datetime) else "it is a duration, not a date"
+        return _cycle_problem(value)
+    except OverflowError:
+        return "it lies beyond the calendar (a date or span too large)"
+    except Exception:  # noqa: BLE001 - SpiffWorkflow's parsers raise bare Exception, ValueError, KeyError...
+        wanted = {"date": "an ISO-8601 date", "duration": "an ISO-8601 duration",
+                  "cycle": "an ISO-8601 repeating interval"}.get(kind, "an ISO-8601 value")
+        return f"it is not {wanted}"
+
+
+def _duration_span(value: str) -> timedelta:
+    """The longest a duration can last (months counted as 31 days)."""
+    parsed = TimerEventDefinition.parse_iso_duration(value)
+    months = parsed.pop("years", 0) * 12 + parsed.pop("months", 0)
+    if months * 31 > MAX_TIMER_SPAN.days:
+        return MAX_TIMER_SPAN + timedelta(days=1)
+    return timedelta(days=months * 31) + timedelta(**parsed)
+
+
+def _span_problem(span: timedelta) -> str | None:
+    return "it lasts more than a hundred years" if span > MAX_TIMER_SPAN else None
+
+
+def _date_problem(moment: datetime) -> str | None:
+    if not _YEARS[0] <= moment.year <= _YEARS[1]:
+        return f"its date is outside the years {_YEARS[0]} to {_YEARS[1]}"
+    return None
+
+
+def _cycle_problem(value: str) -> str | None:
+    components = value.upper().replace("--", "/").split("/")
+    if not components[0].startswith("R") or len(components) not in (2, 3):
+        raise ValueError("not a repeating interval")
+    count = components[0][1:]
+    if not count:
+        return f"it repeats without end: give the number of repetitions, such as R12/P1M (at most {MAX_CYCLES})"
+    if not count.isdigit() or int(count) > MAX_CYCLES:
+        return f"it repeats more than {MAX_CYCLES} times"
+    parts = components[1:]
+    for part in parts:
+        problem = _span_problem(_duration_span(part)) if part.startswith("P") else _date_problem(
+            TimerEventDefinition.get_datetime(part))
+        if problem:
+            return problem
+    _, _, period = TimerEventDefinition.parse_iso_recurring_interval(value)
+    if period < MIN_CYCLE_PERIOD:
+        return f"its period is shorter than {_MIN_CYCLE_TEXT}"
+    if period * int(count) > MAX_TIMER_SPAN:
+        return "its repetitions last more than a hundred years"
+    return None
+
+
+def _period_too_short(event_value: dict[str, Any]) -> bool:
+    if event_value.get("period_months"):
+        return False
+    seconds = event_value.get("period_seconds", event_value.get("duration", 0))
+    return bool(seconds < MIN_CYCLE_PERIOD.total_seconds())
+
+
+def _refuse(my_task: Any, kind: str, reason: str) -> None:
+    element = my_task.task_spec.bpmn_id or my_task.task_spec.name
+    message = f"timer {kind} refused: {reason}"
+    raise WorkflowError(message, [Problem(message, element=element, code="timer-bounds")])
+
+
+def _refuse_out_of_bounds(my_task: Any, kind: str, value: Any) -> None:
+    """Raise WorkflowError (naming the element) for a text value out of bounds; other values are
+    left to SpiffWorkflow, which fails on them its own way (an incident too)."""
+    if isinstance(value, str) and (reason := timer_value_problem(kind, value)) is not None:
+        _refuse(my_task, kind, reason)
+
+
+def date_has_fired(self: TimeDateEventDefinition, my_task: Any) -> bool:
+    """Replacement for ``TimeDateEventDefinition.has_fired``: the date is checked against the bounds
+    when the timer is reached; otherwise SpiffWorkflow's own logic."""
+    event_value = my_task._get_internal_data("event_value")
+    if event_value is None:
+        event_value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+        _refuse_out_of_bounds(my_task, "date", event_value)
+        my_task._set_internal_data(event_value=event_value)
+    if TimerEventDefinition.parse_time_or_duration(event_value) < timer_module.datetime.now(UTC):
+        my_task._set_internal_data(event_fired=True)
+    return bool(my_task._get_internal_data("event_fired", False))
+
+
+def duration_has_fired(self: DurationTimerEventDefinition, my_task: Any) -> bool:
+    """Replacement for ``DurationTimerEventDefinition.has_fired``: the duration is checked against
+    the bounds when the timer is reached; otherwise SpiffWorkflow's own logic."""
+    event_value = my_task._get_internal_data("event_value")
+    if event_value is None:
+        expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+        _refuse_out_of_bounds(my_task, "duration", expression)
+        parsed_duration = TimerEventDefinition.parse_iso_duration(expression)
+        now = timer_module.datetime.now(UTC)
+        event_value = (now + TimerEventDefinition.get_timedelta_from_start(parsed_duration)).isoformat()
+        my_task._set_internal_data(event_value=event_value)
+    if TimerEventDefinition.get_datetime(event_value) < timer_module.datetime.now(UTC):
+        my_task._set_internal_data(event_fired=True)
+    return bool(my_task._get_internal_data("event_fired", False))
+
+
 # --- loggers ---------------------------------------------------------------------------------------
 
 
@@ -221,6 +366,8 @@ def install() -> None:
         TimerEventDefinition.get_timedelta_from_start = staticmethod(timedelta_from_start)
         TimerEventDefinition.get_timedelta_from_end = staticmethod(timedelta_from_end)
         CycleTimerEventDefinition.cycle_complete = cycle_complete
+        TimeDateEventDefinition.has_fired = date_has_fired
+        DurationTimerEventDefinition.has_fired = duration_has_fired
         _quiet_loggers()
 
 
@@ -234,5 +381,7 @@ def installed() -> dict[str, bool]:
         is timedelta_from_start,
         "months-from-end": TimerEventDefinition.__dict__["get_timedelta_from_end"].__func__ is timedelta_from_end,
         "calendar-cycles": CycleTimerEventDefinition.__dict__.get("cycle_complete") is cycle_complete,
+        "bounded-timers": TimeDateEventDefinition.__dict__.get("has_fired") is date_has_fired
+        and DurationTimerEventDefinition.__dict__.get("has_fired") is duration_has_fired,
         "quiet-loggers": all(any(isinstance(f, NoPatientData) for f in lg.filters) for lg in loggers),
     }
