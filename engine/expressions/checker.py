@@ -189,6 +189,11 @@ class _Checker:
             self.add(node, "f-string format specifications must be fixed text")
         elif len("".join(str(p.value) for p in parts if isinstance(p, ast.Constant))) > 12:
             self.add(node, "the f-string format specification is too long")
+        else:
+            try:
+                fn.check_format_spec("".join(str(p.value) for p in parts if isinstance(p, ast.Constant)))
+            except ValueError as exc:
+                self.add(node, str(exc))
 
     def check_Expr(self, node: ast.Expr) -> None:
         if not isinstance(node.value, ast.Call):
@@ -254,7 +259,9 @@ def checked(source: str, mode: str) -> ast.AST:
         raise UnsafeExpressionError(f"expected the text of an expression, got {type(source).__name__}")
     tree, problems = _parse(source, mode)
     if problems or tree is None:
+        # Say which constructs (with their line and column), not the text: an incident shows this.
         kind = "expression" if mode == "eval" else "script"
-        raise UnsafeExpressionError(f"the {kind} is outside the safe language: {source!r}", list(problems))
+        reasons = "; ".join(dict.fromkeys(p.message for p in problems)) or "it cannot be parsed"
+        raise UnsafeExpressionError(f"the {kind} is outside the safe language: {reasons}", list(problems))
     return tree
 

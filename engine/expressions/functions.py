@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import operator
+import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,14 +30,65 @@ MAX_EXPONENT = 1000
 MAX_INT_BITS = 10_000
 MAX_TEXT = 1_000_000
 MAX_ROUND_DIGITS = 100
+MAX_INT_DIGITS = 3000  # decimal digits of a whole number converted from or to text (10,000 bits: 3,011)
+MAX_FORMAT_WIDTH = 1000  # the largest width or precision an f-string format specification may ask for
 # Per-operation caps alone would let 2,000 loop turns each build 100,000 items, so everything one
 # evaluation builds (items of new lists, characters of new text) is also counted against one budget.
 MAX_BUILT = 1_000_000
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+_SIZED_KINDS = (str, *_CONTAINERS)
 
 
-def built_size(value: Any) -> int:
-    """How much a new value counts against MAX_BUILT: its items or characters."""
-    return len(value) if isinstance(value, str | list | tuple | dict | set) else 1
+def built_size(value: Any, budget: int = MAX_BUILT) -> int:
+    """How much a new value counts against MAX_BUILT: its characters, or its items and everything
+    inside them, a shared reference counted at every visit.
+
+    ``[[[]] * 60000] * 60000`` holds 120,000 references, but comparing, printing or storing it visits
+    3.6 billion items: that is what it costs, and what it counts. Each distinct container is measured
+    once (the walk costs what the value's memory does, not what it counts); the measure stops at the
+    first container over ``budget``, and a container inside itself counts as over any budget.
+    """
+    if isinstance(value, str):
+        return len(value)
+    if not isinstance(value, _CONTAINERS):
+        return 1
+    sizes: dict[int, int] = {}  # id -> size of the containers measured so far
+    on_path: set[int] = set()
+    stack: list[tuple[Any, dict[int, Any] | None]] = [(value, None)]
+    while stack:
+        item, inside = stack.pop()
+        if inside is not None:  # everything inside is measured: measure the container itself
+            size = _items_size(item, inside, sizes)
+            sizes[id(item)] = size
+            on_path.discard(id(item))
+            if size > budget:
+                return size
+            continue
+        if id(item) in sizes:
+            continue
+        if id(item) in on_path:
+            return budget + 1
+        on_path.add(id(item))
+        children = list(item.values()) if isinstance(item, dict) else item
+        distinct = dict(zip(map(id, children), children, strict=True))  # C speed, however many references
+        stack.append((item, distinct))
+        stack.extend((child, None) for key, child in distinct.items()
+                     if isinstance(child, _CONTAINERS) and key not in sizes)
+    return sizes[id(value)]
+
+
+def _items_size(item: Any, distinct: dict[int, Any], sizes: dict[int, int]) -> int:
+    """Items of ``item`` plus, for each reference to text or a container, its size again."""
+    children = list(item.values()) if isinstance(item, dict) else item
+    sized = {key: child for key, child in distinct.items() if isinstance(child, _SIZED_KINDS)}
+    if not sized:  # only numbers, booleans, None: the common case
+        return len(children)
+    visits = Counter(map(id, children))  # C speed
+    total = len(children)
+    for key, child in sized.items():
+        extra = max(len(child), 1) - 1 if isinstance(child, str) else sizes.get(key, 0)
+        total += visits[key] * extra
+    return total
 
 
 @dataclass(frozen=True)
@@ -59,21 +112,40 @@ def check_text_size(value: Any) -> None:
     """Refuse to render ``value`` as text when the text would exceed MAX_TEXT characters.
 
     A list of 100,000 references to one 100,000-character string is cheap to build but its ``str()``
-    is 10**10 characters, so the rendered size is estimated (without rendering) first.
+    is 10**10 characters, so the rendered size is estimated (without rendering) first: a shared
+    reference renders in full at every visit; only a container inside itself renders as ``[...]``.
     """
+    check_int_digits(value, "str")
     budget = MAX_TEXT
-    stack = [value]
-    seen: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    inside: set[int] = set()  # the containers on the path being rendered
     while stack:
-        item = stack.pop()
+        item, leaving = stack.pop()
+        if leaving:
+            inside.discard(id(item))
+            continue
         budget -= len(item) if isinstance(item, str) else 8
-        if isinstance(item, list | tuple | set | dict):
-            if id(item) in seen:  # a container holding itself renders as '[...]'
-                continue
-            seen.add(id(item))
-            stack.extend(item.items() if isinstance(item, dict) else item)
         if budget < 0:
             raise ValueError(f"the text would be longer than {MAX_TEXT} characters")
+        if isinstance(item, list | tuple | set | frozenset | dict) and id(item) not in inside:
+            inside.add(id(item))
+            stack.append((item, True))
+            stack.extend((child, False) for child in (item.items() if isinstance(item, dict) else item))
+
+
+def check_int_digits(value: Any, helper: str) -> None:
+    """Refuse to turn a whole number of more than MAX_INT_DIGITS digits into text (Python refuses
+    past 4,300 with advice about ``sys``; an author gets this instead)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise ValueError(f"{helper}: the number has more than {MAX_INT_DIGITS} digits")
+
+
+def check_format_spec(spec: str) -> None:
+    """Refuse a format specification whose width or precision exceeds MAX_FORMAT_WIDTH
+    (``f'{x:>999999999}'`` builds a gigabyte of spaces)."""
+    numbers = [int(digits) for digits in re.findall(r"\d+", spec)]
+    if any(number > MAX_FORMAT_WIDTH for number in numbers):
+        raise ValueError(f"the f-string format specification asks for more than {MAX_FORMAT_WIDTH} characters")
 
 
 def _check_items(count: int) -> None:
@@ -83,7 +155,7 @@ def _check_items(count: int) -> None:
 
 def _check_int(value: Any) -> None:
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
-        raise ValueError("the number is too large")
+        raise ValueError(f"the number is too large (more than {MAX_INT_DIGITS} digits)")
 
 
 _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
@@ -119,6 +191,7 @@ def arithmetic(symbol: str, left: Any, right: Any) -> Any:
     result = _ARITHMETIC[symbol](left, right)
     if isinstance(result, complex):  # (-8) ** 0.5
         raise ValueError("the result is not a real number")
+    _check_int(result)  # two 10,000-bit operands multiply to 20,000 bits
     return result
 
 
@@ -227,6 +300,15 @@ def safe_str(value: Any = "") -> str:
     return str(value)
 
 
+def safe_int(value: Any = 0, *args: Any, **kwargs: Any) -> int:
+    # int('9' * 5000) failed with Python's advice to call sys.set_int_max_str_digits.
+    if isinstance(value, str) and sum(character.isdigit() for character in value) > MAX_INT_DIGITS:
+        raise ValueError(f"int: the text has more than {MAX_INT_DIGITS} digits")
+    result = int(value, *args, **kwargs)
+    _check_int(result)
+    return result
+
+
 ALLOWED_FUNCTIONS: Mapping[str, HelperFunction] = MappingProxyType(
     {
         "len": HelperFunction(len, "number of items in a list, keys in a dict, or characters in text"),
@@ -238,7 +320,7 @@ ALLOWED_FUNCTIONS: Mapping[str, HelperFunction] = MappingProxyType(
         "abs": HelperFunction(abs, "absolute value"),
         "round": HelperFunction(safe_round, "round(x) or round(x, digits)"),
         "sorted": HelperFunction(sorted, "a sorted copy of a list; sorted(xs, reverse=True)"),
-        "int": HelperFunction(int, "convert to a whole number"),
+        "int": HelperFunction(safe_int, "convert to a whole number"),
         "float": HelperFunction(float, "convert to a decimal number"),
         "str": HelperFunction(safe_str, "convert to text"),
         "bool": HelperFunction(bool, "convert to True/False"),

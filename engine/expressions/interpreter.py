@@ -72,8 +72,8 @@ class Interpreter:
         self.built = 0
 
     def account(self, node: ast.AST, value: Any) -> Any:
-        """Count a newly built value against the evaluation's memory budget; returns it."""
-        self.built += fn.built_size(value)
+        """Count a newly built value against the evaluation's budget (fn.built_size); returns it."""
+        self.built += fn.built_size(value, fn.MAX_BUILT - self.built)
         if self.built > fn.MAX_BUILT:
             raise fail(
                 node, f"the expression built more than {fn.MAX_BUILT} items or characters", "size-limit"
@@ -173,10 +173,11 @@ class Interpreter:
 
     def sequence(self, node: ast.List | ast.Tuple | ast.Set) -> Any:
         items = [self.eval(element) for element in node.elts]
-        return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+        return self.account(node, {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items))
 
     def dict_(self, node: ast.Dict) -> dict[Any, Any]:
-        return {self.eval(k): self.eval(v) for k, v in zip(node.keys, node.values, strict=True) if k}
+        built = {self.eval(k): self.eval(v) for k, v in zip(node.keys, node.values, strict=True) if k}
+        return self.account(node, built)
 
     def fstring(self, node: ast.JoinedStr) -> str:
         text = "".join(str(self.eval(part)) for part in node.values)
@@ -191,6 +192,7 @@ class Interpreter:
         if convert is not None:
             value = convert(value)
         spec = "" if node.format_spec is None else self.eval(node.format_spec)
+        fn.check_format_spec(spec)
         return format(value, spec)
 
     def comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> Any:
@@ -198,12 +200,13 @@ class Interpreter:
         self.scopes.append(scope)
         try:
             if isinstance(node, ast.DictComp):
-                return {k: v for k, v in self.generate(node.generators, scope, (node.key, node.value))}
+                built = {k: v for k, v in self.generate(node.generators, scope, (node.key, node.value))}
+                return self.account(node, built)
             items = [item for (item,) in self.generate(node.generators, scope, (node.elt,))]
         finally:
             self.scopes.pop()
         # Generator expressions are built eagerly: a generator object would be a value with frames.
-        return set(items) if isinstance(node, ast.SetComp) else items
+        return self.account(node, set(items) if isinstance(node, ast.SetComp) else items)
 
     def generate(self, generators: list[ast.comprehension], scope: dict[str, Any],
                  produce: tuple[ast.expr, ...]) -> Iterator[tuple[Any, ...]]:  # fmt: skip
@@ -256,7 +259,7 @@ class Interpreter:
             container = self.eval(target.value)
             if type(container) not in (list, dict):
                 raise TypeError(f"items of a {type(container).__name__} cannot be assigned")
-            container[self.eval(target.slice)] = value
+            container[self.eval(target.slice)] = self.account(target, value)  # the container now holds it
         else:
             assert isinstance(target, ast.Tuple | ast.List)  # guaranteed by the checker
             if type(value) not in ITERABLE_TYPES or len(value) != len(target.elts):
@@ -273,14 +276,14 @@ class Interpreter:
         symbol = OPERATORS[type(node.op)]
         if isinstance(node.target, ast.Name):
             current = self.name(ast.Name(id=node.target.id, lineno=node.lineno, col_offset=node.col_offset))
-            self.frame[node.target.id] = fn.arithmetic(symbol, current, self.eval(node.value))
+            self.frame[node.target.id] = self.account(node, fn.arithmetic(symbol, current, self.eval(node.value)))
             return
         assert isinstance(node.target, ast.Subscript)  # guaranteed by the checker
         container = self.eval(node.target.value)
         if type(container) not in (list, dict):
             raise TypeError(f"items of a {type(container).__name__} cannot be assigned")
         key = self.eval(node.target.slice)
-        container[key] = fn.arithmetic(symbol, container[key], self.eval(node.value))
+        container[key] = self.account(node, fn.arithmetic(symbol, container[key], self.eval(node.value)))
 
     def if_(self, node: ast.If) -> None:
         self.run(node.body if self.eval(node.test) else node.orelse)
