@@ -23,9 +23,10 @@ errors are written to carry none, and any other exception is reported by its typ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ from engine.errors import (
     PermissionDeniedError,
     Problem,
     StaleVersionError,
+    UnsafeExpressionError,
     WorkflowError,
     translate_workflow_errors,
 )
@@ -59,11 +61,17 @@ from engine.spiff import patches, serializer, workflows
 from engine.spiff.compaction import compact
 from engine.spiff.timers import TimerWatch
 
-__all__ = ["REQUEST_ERRORS", "ServiceOperator", "Step", "StepContext", "StepRunner", "StepScriptEngine"]
+__all__ = ["MAX_CALL_DEPTH", "MAX_STEP_TASKS", "REQUEST_ERRORS", "ServiceOperator", "Step", "StepContext",
+           "StepRunner", "StepScriptEngine"]
 
 # Errors about the request, raised to the caller (nothing is written); anything else raised while
 # the workflow runs becomes an incident on the instance.
 REQUEST_ERRORS = (InvalidInputError, ConflictError, NotFoundError, PermissionDeniedError)
+# Tasks one step may complete. SpiffWorkflow hides tasks past a depth of 1000 and then reports an
+# automatic loop as completed (LIBRARY_NOTES), so the bound stays well below; no clinical step
+# runs hundreds of automatic tasks.
+MAX_STEP_TASKS = 500
+MAX_CALL_DEPTH = 25  # call activities and subprocesses inside each other
 SYSTEM_ACTOR = "engine"
 
 
@@ -149,7 +157,7 @@ class Step:
         """
         instance, now = self.instance, self.runner.clock.now()
         watch = TimerWatch(self.workflow) if watch_timers else None
-        with patches.clock_in_effect(self.runner.clock):
+        with patches.clock_in_effect(self.runner.clock), _task_bound(self.workflow, self.runner.max_step_tasks):
             incident = _run(action, self.workflow, now.isoformat())
         for timer in watch.fired() if watch is not None else ():
             # Timers are the system's doing, whoever's step happened to run them.
@@ -169,6 +177,42 @@ class Step:
         self.workflow_changed = True
 
 
+@contextlib.contextmanager
+def _task_bound(workflow: Any, limit: int) -> Iterator[None]:
+    """Let SpiffWorkflow's engine steps run at most ``limit`` automatic tasks in this step (and none
+    more than :data:`MAX_CALL_DEPTH` subprocesses deep), however
+    the trigger drives them; the next one raises WorkflowError (an incident on that task, which stays
+    ready for a retry) instead of running: a diagram that loops without waiting (an automatic loop,
+    a process calling itself, a timer due on every refresh) never spins inside a request.
+
+    Counted with the ``will_complete_task`` callback of the workflow's own engine-step round, which
+    ``do_engine_steps`` looks up on the workflow each round (so a trigger holding that method counts too).
+    """
+    started = 0
+    engine_round = workflow._do_engine_steps
+
+    def bounded(will_complete_task: Any = None, did_complete_task: Any = None) -> Any:
+        def before(task: Any) -> None:
+            nonlocal started
+            started += 1
+            message = None
+            if started > limit:
+                message = f"the step ran {limit} tasks without waiting for a person, a message or a timer"
+            elif getattr(task.workflow, "depth", 0) > MAX_CALL_DEPTH:  # each level costs more than the last
+                message = f"subprocesses nested more than {MAX_CALL_DEPTH} deep: does a process call itself?"
+            if message is not None:
+                raise WorkflowError(message, [Problem(message, element=task.task_spec.bpmn_id or task.task_spec.name)])
+            if will_complete_task is not None:
+                will_complete_task(task)
+        return engine_round(before, did_complete_task)
+
+    workflow._do_engine_steps = bounded  # this step only: the class's method is back afterwards
+    try:
+        yield
+    finally:
+        del workflow._do_engine_steps
+
+
 def _run(action: Callable[[], None], workflow: Any, at: str) -> dict[str, Any] | None:
     """Run ``action``; return the incident it raised (None when it ran through).
 
@@ -178,6 +222,9 @@ def _run(action: Callable[[], None], workflow: Any, at: str) -> dict[str, Any] |
     try:
         with translate_workflow_errors():
             action()
+    except UnsafeExpressionError as exc:  # the diagram's text, not the request: an incident saying which construct
+        element = exc.problems[0].element if exc.problems and exc.problems[0].element else _failing_element(workflow)
+        return {"element": element, "message": exc.message, "kind": type(exc).__name__, "at": at}
     except REQUEST_ERRORS:
         raise
     except CarePathError as exc:  # expressions, services, rules, the library's run-time errors
@@ -234,6 +281,7 @@ class StepRunner:
         self.clock = clock
         self.operators = dict(operators)
         self.cache = cache or WorkflowCache()
+        self.max_step_tasks = MAX_STEP_TASKS
 
     # --- the whole step as one unit of work ---------------------------------------------------
 
