@@ -54,8 +54,9 @@ def serve(host: str, port: int) -> None:
     """
     from api import create_app
     from engine.documents.directory import ExampleDirectoryError
-    from engine.errors import RuleFileError
+    from engine.errors import DiagramError, RuleFileError
     from engine.library import EmptyLibraryError
+    from engine.pathways.validation import format_problems
 
     try:
         app = create_app()
@@ -63,6 +64,9 @@ def serve(host: str, port: int) -> None:
         raise click.ClickException(str(exc)) from exc
     except RuleFileError as exc:  # the service directory, every problem with its line
         raise click.ClickException(f"refusing to start: {exc}") from exc
+    except DiagramError as exc:  # the pathways folder did not pass the gate: say where, as deploy does
+        click.echo(format_problems(exc.problems), err=True)
+        raise click.ClickException(f"refusing to start, nothing deployed: {exc.message}") from exc
     click.echo(f"CarePath API on http://{host}:{port}/v1/ (database: {_redacted(app.config['DATABASE_URL'])})")
     _first_user(app, host, port)
     app.run(host=host, port=port, threaded=True)
@@ -112,9 +116,9 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     With no PATH, checks the configured pathways and rules folders. Exits 1 when anything is wrong.
     """
     from engine.errors import Problem
-    from engine.pathways.validation import format_problems, validate_paths
+    from engine.pathways.validation import errors_in, format_problems, rule_set_names, validate_paths
 
-    from .cli_rules import known_rule_sets, validate_rule_paths
+    from .cli_rules import validate_rule_paths
 
     settings: Settings = ctx.obj["settings"]
     targets = list(paths) or [settings.pathways_dir, settings.rules_dir]
@@ -129,15 +133,23 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
         lines += [str(p) for p in rule_problems]
         problems += rule_problems
     if diagrams:
+        # The same checks as every deploy (engine.pathways.versions), told the same rule sets.
         diagram_problems = validate_paths(diagrams, pathways_root=settings.pathways_dir,
-                                          known_rule_sets=known_rule_sets(settings.rules_dir))
+                                          known_rule_sets=rule_set_names(settings.rules_dir))
         lines += format_problems(diagram_problems).splitlines()
         problems += diagram_problems
-    if problems:
+    errors = errors_in(problems)
+    if lines:
         click.echo("\n".join(lines))
-        click.echo(f"{len(problems)} problem(s)", err=True)
+    if errors:
+        click.echo(f"{len(errors)} problem(s){_and_warnings(problems)}", err=True)
         sys.exit(1)
-    click.echo("no problems found")
+    click.echo(f"no problems found{_and_warnings(problems)}")
+
+
+def _and_warnings(problems: list[Any]) -> str:
+    warnings = len(problems) - len([p for p in problems if p.is_error])
+    return f", {warnings} warning(s)" if warnings else ""
 
 
 def _holds(path: Path, suffixes: tuple[str, ...]) -> bool:
@@ -187,12 +199,14 @@ def pathways_deploy(ctx: click.Context) -> None:
 
     carepath = _carepath(ctx)
     try:
-        infos = carepath.catalog.sync_library(actor="cli")
+        deployment = carepath.catalog.sync_library(actor="cli")
     except DiagramError as exc:
         click.echo(format_problems(exc.problems) or exc.message, err=True)
         click.echo(f"nothing deployed: {exc.message}", err=True)
         sys.exit(1)
-    for info in infos:
+    if deployment.warnings:
+        click.echo(format_problems(deployment.warnings), err=True)
+    for info in deployment:
         click.echo(f"{info.pathway_id} {info.version[:12]}{' (latest)' if info.latest else ''}")
 
 

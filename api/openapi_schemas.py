@@ -171,7 +171,11 @@ SCHEMAS: dict[str, Any] = {
         "main_file": {"type": "string"}, "deployed_at": _DATE_TIME, "deployed_by": {"type": "string"},
         "latest": {"type": "boolean"},
     }),
-    "PathwayVersionList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("PathwayVersion")}}),
+    "PathwayVersionList": _obj(["items"], {
+        "items": {"type": "array", "items": schema_ref("PathwayVersion")},
+        "warnings": {"type": "array", "items": schema_ref("LocatedProblem"),
+                     "description": "Deploy only: what the diagrams were deployed with (problems that do not "
+                                    "stop a deploy)"}}),
     "ValidationReport": _obj(["valid", "problems"], {
         "valid": {"type": "boolean"}, "problems": {"type": "array", "items": schema_ref("LocatedProblem")}}),
     "Task": _obj(list(_TASK_PROPS), _TASK_PROPS),

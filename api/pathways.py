@@ -4,15 +4,14 @@ migrating running instances to a pathway's newest version."""
 from __future__ import annotations
 
 import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response
 
 from engine.errors import NotFoundError
 from engine.instances.migration import migrate_pathway
-from engine.pathways.validation import validate_paths
+from engine.pathways.validation import errors_in
+from engine.pathways.validation import validate_upload as check_upload
 
 from . import carepath
 from .auth import current_principal, requires
@@ -56,26 +55,21 @@ def get_diagram(pathway_id: str, version: str) -> Response:
 @bp.post("/validate")
 @requires("pathways.validate")
 def validate_upload() -> dict[str, Any]:
-    files = uploaded_files()
-    settings = carepath().settings
-    with tempfile.TemporaryDirectory(prefix="carepath-upload-") as folder:
-        root = Path(folder)
-        for name, content in files.items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_bytes(content)
-        problems = validate_paths([root], pathways_root=settings.pathways_dir)
-    # Report files by their uploaded names, not the server's temporary folder.
-    prefix = str(root) + "/"
-    found = [{k: (v.removeprefix(prefix) if k == "file" and isinstance(v, str) else v)
-              for k, v in p.as_dict().items()} for p in problems]
-    return {"valid": not found, "problems": found}
+    """The checks a deploy of the same upload runs (valid: it would deploy; warnings do not stop it)."""
+    catalog = carepath().catalog
+    problems = check_upload(uploaded_files(), pathways_root=catalog.library.root,
+                            known_rule_sets=catalog.known_rule_sets(), known_operators=catalog.known_operators())
+    return {"valid": not errors_in(problems), "problems": [p.as_dict() for p in problems]}
 
 
 @bp.post("")
 @requires("pathways.deploy")
 def deploy_upload() -> tuple[dict[str, Any], int]:
-    infos = carepath().catalog.deploy_upload(uploaded_files(), actor=current_principal().actor)
-    return {"items": [info.as_dict() for info in infos]}, 201
+    deployment = carepath().catalog.deploy_upload(uploaded_files(), actor=current_principal().actor)
+    body: dict[str, Any] = {"items": [info.as_dict() for info in deployment]}
+    if deployment.warnings:
+        body["warnings"] = [p.as_dict() for p in deployment.warnings]
+    return body, 201
 
 
 @bp.post("/<pathway_id>/migrate")

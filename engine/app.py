@@ -10,6 +10,7 @@ from engine.clock import Clock, SystemClock
 from engine.db.session import make_engine, make_session_factory, upgrade_schema
 from engine.instances.service import PathwayService
 from engine.pathways.sources import PathwayLibrary
+from engine.pathways.validation import rule_set_names
 from engine.pathways.versions import PathwayCatalog
 from engine.rules import RuleSetRegistry
 from engine.settings import Settings
@@ -32,7 +33,11 @@ class CarePath:
             upgrade_schema(settings.database_url)
         self.db: Engine = make_engine(settings.database_url)
         self.sessions: sessionmaker[Session] = make_session_factory(self.db)
-        self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock)
+        # Deploys check rule set names and service operators against what this server has, as
+        # ``carepath validate`` does (the operators are read at each deploy: a deployment may add its own).
+        self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock,
+                                      known_rule_sets=lambda: rule_set_names(settings.rules_dir),
+                                      known_operators=lambda: self.instances.operators)
         # A changed rule file is picked up within a second, without a restart.
         self.rules = RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
         self.instances = PathwayService(settings, self.sessions, self.clock, care_plan_operators(self.rules))

@@ -41,6 +41,7 @@ __all__ = [
     "form_file_names",
     "form_schema",
     "parse_diagram",
+    "process_is_executable",
     "read_form_file",
     "prepare_for_engine",
     "read_diagram",
@@ -61,6 +62,8 @@ _TIMER_LITERAL = re.compile(
 )
 _JUEL = re.compile(r"^\s*\$\{(.*)\}\s*$", re.DOTALL)
 
+_DECLARED_ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
 _PARSER = etree.XMLParser(remove_blank_text=False, resolve_entities=False, no_network=True)
 
 
@@ -109,8 +112,10 @@ def parse_diagram(content: bytes, display: str, files: BundleFiles | None = None
     by names relative to ``location`` (by default ``display``).
 
     Raises:
-        DiagramError: if the content is not well-formed XML or holds no BPMN process.
+        DiagramError: if the content is not UTF-8 text, has a document type declaration (DTD),
+            is not well-formed XML or is not a BPMN diagram.
     """
+    _check_text(content, display)
     try:
         tree = etree.ElementTree(etree.fromstring(content, _PARSER))
     except etree.XMLSyntaxError as exc:
@@ -131,13 +136,52 @@ def parse_diagram(content: bytes, display: str, files: BundleFiles | None = None
     for process in root.iterfind("bpmn:process", NSMAP):
         pid = process.get("id")
         diagram.process_ids.append(pid)
-        if process.get("isExecutable", "false").lower() == "true":
+        if process_is_executable(process):
             diagram.executable_process_ids.append(pid)
     for call in root.iterfind(".//bpmn:callActivity", NSMAP):
         called = call.get("calledElement")
         if called:
             diagram.called_elements[call.get("id")] = called
     return diagram
+
+
+def process_is_executable(process: Any) -> bool:
+    """Whether SpiffWorkflow runs the process: ``isExecutable="true"``, or no isExecutable at all
+    (SpiffWorkflow's default; bpmn.io writes ``"false"``, which it refuses to run)."""
+    return process.get("isExecutable", "true") == "true"
+
+
+def _check_text(content: bytes, display: str) -> None:
+    """Refuse what lxml would accept but CarePath cannot store or should not expand.
+
+    Pathway files are stored as UTF-8 text, so another encoding is refused before it is stored
+    (it failed at deploy with a traceback). A DTD can declare entities that expand into huge text
+    (or read files): modellers never write one, so any document type declaration is refused before
+    the XML is parsed.
+
+    Raises:
+        DiagramError: naming the line.
+    """
+    def refuse(code: str, message: str, offset: int) -> DiagramError:
+        line = content.count(b"\n", 0, offset) + 1
+        return DiagramError(f"{display} cannot be read", [Problem(message, file=display, line=line, code=code)])
+
+    if content.startswith((b"\xff\xfe", b"\xfe\xff")) or content[:4] in (b"\x00<\x00?", b"<\x00?\x00"):
+        raise refuse("encoding", "the diagram is UTF-16 text: save it as UTF-8", 0)
+    declared = _DECLARED_ENCODING.match(content)
+    if declared and declared.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
+        name = declared.group(1).decode("ascii")
+        raise refuse("encoding", f"the diagram declares encoding {name}: save it as UTF-8", 0)
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise refuse("encoding", f"the diagram is not UTF-8 text (byte {exc.start + 1} is not UTF-8): "
+                                 "save it as UTF-8", exc.start) from None
+    root = _FIRST_ELEMENT.search(content)
+    doctype = content.find(b"<!DOCTYPE", 0, root.start() if root else len(content))
+    if doctype >= 0:
+        raise refuse("dtd", "the diagram has a document type declaration (<!DOCTYPE ...>), which may declare "
+                            "entities: remove it (no modeller writes one)", doctype)
 
 
 def timer_literal(text: str) -> bool:

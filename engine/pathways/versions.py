@@ -1,8 +1,15 @@
-"""Deploying pathway versions: from the pathways folder or an upload, stored once per version."""
+"""Deploying pathway versions: from the pathways folder or an upload, stored once per version.
+
+Every deploy passes the one gate, :mod:`engine.pathways.validation`: the pathways folder is checked
+as ``carepath validate`` checks it, an upload as ``POST /v1/pathways/validate`` checks it. Any error
+refuses the whole deploy (nothing is stored) with every problem located ``file:line: element:
+message``; warnings are returned with the versions.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +30,17 @@ from engine.pathways.sources import (
     files_to_json,
     source_from_diagrams,
 )
+from engine.pathways.validation import (
+    KNOWN_OPERATORS,
+    errors_in,
+    library_diagrams,
+    upload_name_problems,
+    validate_paths,
+    validate_upload,
+)
 from engine.spiff import serializer
 
-__all__ = ["PathwayCatalog", "VersionInfo"]
+__all__ = ["Deployment", "PathwayCatalog", "VersionInfo"]
 
 
 @dataclass(frozen=True)
@@ -42,51 +57,92 @@ class VersionInfo:
         return dict(self.__dict__)
 
 
-class PathwayCatalog:
-    """Which pathway versions exist, and deploying new ones."""
+class Deployment(list[VersionInfo]):
+    """What a deploy stored or found, one :class:`VersionInfo` per pathway (a list, as it always
+    was), and the warnings the gate gave (``warnings``: problems that did not stop it)."""
 
-    def __init__(self, library: PathwayLibrary, session_factory: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(self, versions: Iterable[VersionInfo] = (), warnings: Iterable[Problem] = ()) -> None:
+        super().__init__(versions)
+        self.warnings = list(warnings)
+
+
+def _no_rule_sets() -> Collection[str] | None:
+    return None
+
+
+def _builtin_operators() -> Collection[str]:
+    return KNOWN_OPERATORS
+
+
+class PathwayCatalog:
+    """Which pathway versions exist, and deploying new ones (through the gate, module docstring).
+
+    ``known_rule_sets`` and ``known_operators`` say, at each deploy, which rule set names and service
+    operators the server has (as ``carepath validate`` is told them); by default rule set names are
+    not checked and only the built-in operators are known.
+    """
+
+    def __init__(self, library: PathwayLibrary, session_factory: sessionmaker[Session], clock: Clock, *,
+                 known_rule_sets: Callable[[], Collection[str] | None] = _no_rule_sets,
+                 known_operators: Callable[[], Collection[str]] = _builtin_operators) -> None:
         self.library = library
         self.sessions = session_factory
         self.clock = clock
+        self.known_rule_sets = known_rule_sets
+        self.known_operators = known_operators
 
-    def sync_library(self, actor: str = "system") -> list[VersionInfo]:
+    def sync_library(self, actor: str = "system") -> Deployment:
         """Deploy the current version of every pathway in the folder (already-known versions are kept).
 
-        Raises:
-            DiagramError: if a diagram in the folder is invalid (nothing is deployed then).
-        """
-        return self._deploy([self.library.source(pid) for pid in self.library.pathway_ids()], actor)
+        The folder is checked as ``carepath validate`` checks it first; a folder without diagrams
+        deploys nothing.
 
-    def deploy_upload(self, files: Mapping[str, bytes], actor: str) -> list[VersionInfo]:
-        """Deploy the pathways in uploaded diagram files; calls may reach the library's shared diagrams.
+        Raises:
+            DiagramError: listing every problem (warnings too) when any diagram in the folder has an
+                error (nothing is deployed then).
+        """
+        if next(self.library.files.names("*.bpmn"), None) is None:
+            return Deployment()
+        problems = validate_paths([self.library.root], pathways_root=self.library.root,
+                                  known_rule_sets=self.known_rule_sets(), known_operators=self.known_operators())
+        _refuse_errors(problems, f"the pathways folder {self.library.root}")
+        versions = self._deploy([self.library.source(pid) for pid in self.library.pathway_ids()], actor)
+        return Deployment(versions, problems)
+
+    def deploy_upload(self, files: Mapping[str, bytes], actor: str) -> Deployment:
+        """Deploy the pathways in uploaded files (``*.bpmn`` diagrams and the ``*.json`` forms they
+        name); calls may reach the library's diagrams. The upload is checked as
+        ``POST /v1/pathways/validate`` checks it first.
 
         Raises:
             InvalidInputError: no files, or file names that are not plain ``*.bpmn`` / ``*.json`` names.
-            DiagramError: naming file, line and element for invalid diagrams.
+            DiagramError: listing every problem (warnings too) when any diagram has an error, or
+                naming the upload when it holds no pathway file (only shared sub-pathways).
         """
         if not files:
             raise InvalidInputError("no files uploaded",
                                     [Problem("at least one .bpmn file is required", field="/files")])
-        bad = [n for n in files if not n.endswith((".bpmn", ".json")) or ".." in n or n.startswith("/")]
+        bad = upload_name_problems(files)
         if bad:
-            raise InvalidInputError("bad file names", [Problem("must be a relative .bpmn or .json name", field=f"/{n}")
-                                                       for n in bad])
+            raise InvalidInputError("bad file names", [dataclasses.replace(p, field=f"/{p.file}") for p in bad])
+        problems = validate_upload(files, pathways_root=self.library.root, known_rule_sets=self.known_rule_sets(),
+                                   known_operators=self.known_operators())
+        _refuse_errors(problems, "the upload")
         # Files the diagrams name resolve inside the upload, then the pathways folder: nowhere else.
         bundle = ChainedFiles(MemoryFiles(files), self.library.files)
         uploaded = [parse_diagram(content, name, bundle) for name, content in files.items() if name.endswith(".bpmn")]
-        shared = [d for d in self.library.diagrams() if d.name not in files]
+        shared = [d for d in library_diagrams(self.library.files) if d.name not in files]
         ids = [pid for d in uploaded if "/" not in d.name for pid in d.executable_process_ids]
         if not ids:
-            raise DiagramError("no executable pathway in the upload",
-                               [Problem("no executable process (isExecutable=\"true\") in a top-level file",
-                                        file=next(iter(files)))])
+            raise DiagramError("no pathway in the upload", [Problem(
+                "no pathway file in the upload: a pathway is a .bpmn file at the top level (not in a folder) "
+                "with an executable process", file=next(iter(files)), code="no-executable-process")])
         extra = {n: c for n, c in files.items() if n.endswith(".json")}
         sources = []
         for pathway_id in ids:
             source = source_from_diagrams(pathway_id, uploaded + shared)
             sources.append(PathwaySource(source.pathway_id, source.main_file, {**source.files, **extra}))
-        return self._deploy(sources, actor)
+        return Deployment(self._deploy(sources, actor), problems)
 
     def _deploy(self, sources: list[PathwaySource], actor: str) -> list[VersionInfo]:
         """Store each source's version unless known; all or nothing (one refused source deploys none)."""
@@ -159,3 +215,10 @@ class PathwayCatalog:
         latest = self._latest(session, row.pathway_id)
         return VersionInfo(row.pathway_id, row.version, row.title, row.main_file, row.deployed_at.isoformat(),
                            row.deployed_by, latest.id == row.id)
+
+
+def _refuse_errors(problems: list[Problem], what: str) -> None:
+    """Raises: DiagramError with every problem (warnings too) when any of them is an error."""
+    errors = errors_in(problems)
+    if errors:
+        raise DiagramError(f"{what} has {len(errors)} error(s)", problems)

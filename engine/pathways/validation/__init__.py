@@ -1,13 +1,26 @@
-"""Checking pathway diagrams before they are deployed (``carepath validate``).
+"""Checking pathway diagrams: the one gate every diagram passes before it is deployed.
 
-:func:`validate_paths` reads diagram files (or every ``*.bpmn`` below a folder), checks them against
-SpiffWorkflow's XSD, lints them, and finally builds each executable process of each top-level file
-that passed, so whatever SpiffWorkflow's parser would still reject is reported too. Nothing is
-raised for a bad diagram: every finding is a :class:`~engine.errors.Problem` with the author's file,
-line and element id, and a stable ``code``:
+:func:`validate_paths` (``carepath validate``) reads diagram files (or every ``*.bpmn`` below a
+folder); :func:`validate_upload` takes uploaded files. Both check the diagrams against SpiffWorkflow's
+XSD, lint them, and finally build each executable process of each top-level file that has no error,
+so whatever SpiffWorkflow's parser would still reject is reported too. Deploying runs the same
+checks (:class:`~engine.pathways.versions.PathwayCatalog`: the pathways folder through
+:func:`validate_paths`, an upload through :func:`validate_upload`), so what validates deploys and
+what is refused at deploy was refused at validate, with the same messages.
+
+Nothing is raised for a bad diagram: every finding is a :class:`~engine.errors.Problem` with the
+author's file, line and element id, a stable ``code`` and a severity. Errors stop a deploy;
+warnings (``unknown-operator``, ``executable-implied``) are reported and the diagram is deployed.
 
 =====================  ==========================================================================
 ``xml-syntax``         not well-formed XML
+``encoding``           not UTF-8 text (another declared encoding, UTF-16, or bytes that are not UTF-8)
+``dtd``                a document type declaration (it may declare entities that expand without bound)
+``file-name``          an uploaded file name that is not a plain relative ``*.bpmn`` / ``*.json`` name
+``no-executable-process`` a pathway file (top level) without a process SpiffWorkflow would run
+``executable-implied`` (warning) a process without ``isExecutable``: run as a pathway, as SpiffWorkflow does
+``too-long``           an id or name longer than the database keeps (ids 200, process names 300 characters)
+``pathway-id``         an executable process id that cannot name a pathway (letters, digits, ``_ . -``)
 ``not-bpmn``           the root element is not ``bpmn:definitions``
 ``not-found``          a path given does not exist, or a folder holds no ``.bpmn`` file
 ``xsd``                the XML breaks the BPMN 2.0 / spiffworkflow schema
@@ -20,15 +33,20 @@ line and element id, and a stable ``code``:
 ``expression-syntax``  a condition, script, timer or parameter that is not valid syntax at all
 ``timer-empty``        a timer without a value
 ``timer-invalid``      a timer value that is not a valid ISO-8601 date, duration or cycle
-``unresolved-call``    a call activity calling a process no diagram defines
+``timer-bounds``       a timer out of bounds: a repeating period under a minute, repetitions without
+                       end or over 1,000, a span over a hundred years, a date outside 1900-2199
+``unresolved-call``    a call activity calling a process no diagram defines, or one that is not executable
+``call-cycle``         a call activity that leads back to its own process (a pathway calling itself)
 ``unknown-reference``  a message, signal, error or escalation reference naming nothing defined
 ``service-no-operator`` a service task without ``spiffworkflow:serviceTaskOperator``
-``unknown-operator``   a service operator CarePath does not provide (``carepath.rules``, ``.careplan``, ``.referrals``)
+``unknown-operator``   (warning) a service operator this server does not provide (the built-in ones are
+                       ``carepath.rules``, ``.careplan``, ``.referrals``; a deployment may add its own)
 ``service-parameter``  a service parameter SpiffWorkflow's parser cannot read
 ``rule-set-missing``   a ``carepath.rules`` task without a ``ruleset`` parameter
 ``unknown-rule-set``   a ``ruleset`` that is not a name, or names no known rule set
 ``unsupported``        compensation, link events or complex gateways (SpiffWorkflow cannot run them)
-``compile``            anything else SpiffWorkflow's parser rejected while building the pathway
+``compile``            anything else SpiffWorkflow's parser rejected while building the pathway (located
+                       at the element the parser was reading, else at the process)
 =====================  ==========================================================================
 """
 
@@ -36,19 +54,28 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
 
 from engine.errors import CarePathError, DiagramError, Problem
-from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles
-from engine.pathways.diagrams import Diagram, parse_diagram, read_diagram
+from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles, MemoryFiles
+from engine.pathways.diagrams import NSMAP, Diagram, parse_diagram, read_diagram
 from engine.pathways.sources import compile_source, source_from_diagrams
 from engine.pathways.validation.lint_elements import (
+    KNOWN_OPERATORS,
+    call_graph,
     defined_references,
     lint_call_activities,
+    lint_call_cycles,
+    lint_executable,
     lint_forms,
     lint_gateways,
+    lint_identifiers,
     lint_references,
     lint_schema,
     lint_service_tasks,
@@ -56,7 +83,11 @@ from engine.pathways.validation.lint_elements import (
 )
 from engine.pathways.validation.lint_text import LintContext, lint_expressions, lint_timers
 
-__all__ = ["format_problems", "validate_paths"]
+__all__ = ["KNOWN_OPERATORS", "errors_in", "format_problems", "rule_set_names", "upload_name_problems",
+           "validate_paths", "validate_upload"]
+
+# Upload names: relative, no '..', a diagram or a form schema; main_file is a 300-character column.
+MAX_FILE_NAME = 300
 
 
 @dataclass(frozen=True)
@@ -65,16 +96,27 @@ class _Input:
     top_level: bool  # a pathway file, as opposed to a shared sub-pathway in a sub-folder
 
 
+@dataclass(frozen=True)
+class _Knowledge:
+    """What the server knows besides the diagrams: rule set names (None: unknown, not checked) and
+    the service operators it runs."""
+
+    rule_sets: Collection[str] | None
+    operators: Collection[str]
+
+
 def validate_paths(
     paths: Sequence[Path],
     *,
     pathways_root: Path | None = None,
     known_rule_sets: Collection[str] | None = None,
+    known_operators: Collection[str] = KNOWN_OPERATORS,
 ) -> list[Problem]:
     """Every problem in the diagrams at ``paths`` (files, or folders searched for ``*.bpmn``).
 
     ``pathways_root`` is the pathway library: call activities may call processes defined there.
-    ``known_rule_sets``, when given, are the rule set names ``carepath.rules`` tasks may name.
+    ``known_rule_sets``, when given, are the rule set names ``carepath.rules`` tasks may name;
+    ``known_operators`` the service operators the server runs.
     Problems are grouped by file in input order, and by line within a file.
 
     Raises:
@@ -85,29 +127,106 @@ def validate_paths(
     order: dict[str, int] = {}  # file -> position among the inputs, to report file by file
     library_files = FolderFiles(pathways_root) if pathways_root is not None and pathways_root.is_dir() else None
     inputs = _read_inputs(paths, problems, order, library_files)
-    library = _library_diagrams(library_files, {d.diagram.path.resolve() for d in inputs if d.diagram.path})
-    everything = [*library, *(i.diagram for i in inputs)]
-    known_processes = {pid for d in everything for pid in d.process_ids}
-    # SpiffWorkflow's parser shares messages, signals... across all files of a pathway.
-    known_references: dict[str, set[str]] = {}
-    for diagram in everything:
-        for kind, ids in defined_references(diagram.tree.getroot()).items():
-            known_references.setdefault(kind, set()).update(ids)
-    failed: set[str] = set()
-    for item in inputs:
-        found = _lint(item.diagram, known_processes, known_references, known_rule_sets)
-        if found:
-            failed.add(item.diagram.name)
-        problems += found
-    for item in inputs:
-        if item.top_level and item.diagram.name not in failed:
-            problems += _compile_problems(item.diagram, [i.diagram for i in inputs], library, failed)
-    return sorted(problems, key=lambda p: (order.get(p.file or "", len(order)), p.line or 0))
+    exclude = {d.diagram.path.resolve() for d in inputs if d.diagram.path}
+    library = [d for d in library_diagrams(library_files, display=_shown)
+               if d.path is None or d.path.resolve() not in exclude]
+    problems += _check(inputs, library, _Knowledge(known_rule_sets, known_operators))
+    return _in_order(problems, order)
+
+
+def validate_upload(
+    files: Mapping[str, bytes],
+    *,
+    pathways_root: Path | None = None,
+    known_rule_sets: Collection[str] | None = None,
+    known_operators: Collection[str] = KNOWN_OPERATORS,
+) -> list[Problem]:
+    """Every problem in uploaded files (name -> content), as :func:`validate_paths` finds them.
+
+    The files the diagrams name resolve inside the upload, then in the library at ``pathways_root``;
+    call activities may call the library's processes (an uploaded file replaces the library's file
+    of the same name). Top-level names (no ``/``) are pathway files.
+
+    Raises:
+        Nothing: bad names and bad diagrams are reported as problems.
+    """
+    problems = upload_name_problems(files)
+    order = {name: index for index, name in enumerate(files)}
+    if problems:
+        return _in_order(problems, order)
+    library_files = FolderFiles(pathways_root) if pathways_root is not None and pathways_root.is_dir() else None
+    bundle: BundleFiles = MemoryFiles(files) if library_files is None else ChainedFiles(MemoryFiles(files),
+                                                                                          library_files)
+    inputs = []
+    for name, content in files.items():
+        if name.endswith(".bpmn"):
+            try:
+                inputs.append(_Input(parse_diagram(content, name, bundle), "/" not in name))
+            except DiagramError as exc:
+                problems += exc.problems
+    library = [d for d in library_diagrams(library_files) if d.name not in files]
+    problems += _check(inputs, library, _Knowledge(known_rule_sets, known_operators))
+    return _in_order(problems, order)
+
+
+def upload_name_problems(files: Mapping[str, bytes]) -> list[Problem]:
+    """Problems with the names of uploaded files: none at all, no diagram, or an unsafe name."""
+    if not any(name.endswith(".bpmn") for name in files):
+        return [Problem("an upload needs at least one .bpmn diagram", file=next(iter(files), None), code="not-found")]
+    problems = []
+    for name in files:
+        if (not name.endswith((".bpmn", ".json")) or ".." in name.split("/") or name.startswith("/")
+                or "\\" in name or len(name) > MAX_FILE_NAME):
+            problems.append(Problem(f"must be a relative .bpmn or .json name of at most {MAX_FILE_NAME} characters"
+                                    " (no '..', no absolute path)", file=name, code="file-name"))
+    return problems
+
+
+def errors_in(problems: Iterable[Problem]) -> list[Problem]:
+    """The problems that refuse a diagram (not the warnings)."""
+    return [p for p in problems if p.is_error]
 
 
 def format_problems(problems: Iterable[Problem]) -> str:
-    """One ``file:line: element-id: message`` line per problem (no trailing newline)."""
+    """One ``file:line: element-id: message`` line per problem (``warning: `` before a warning's
+    message; no trailing newline)."""
     return "\n".join(str(dataclasses.replace(p, column=None)) for p in problems)
+
+
+def rule_set_names(rules_dir: Path) -> set[str] | None:
+    """The rule set names declared in ``rules_dir/*.yaml`` (each file's ``ruleset:``), which
+    ``carepath.rules`` tasks may name. A file with mistakes still names its rule set (its mistakes
+    are the rule checks' to report); None when the folder does not exist ("unknown: not checked")."""
+    if not rules_dir.is_dir():
+        return None
+    names: set[str] = set()
+    for path in sorted(rules_dir.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("ruleset"), str):
+            names.add(data["ruleset"])
+    return names
+
+
+def library_diagrams(library: FolderFiles | None, display: Any = None) -> list[Diagram]:
+    """The library's readable diagrams, for resolving call activities (a broken library file is
+    reported when it is itself validated). ``display`` turns a file's path into the name shown."""
+    if library is None:
+        return []
+    diagrams = []
+    for name in library.names("*.bpmn"):
+        try:
+            shown = display(library.root / name) if display is not None else None
+            diagrams.append(read_diagram(library, name, shown))
+        except (DiagramError, OSError):
+            continue
+    return diagrams
+
+
+def _in_order(problems: list[Problem], order: dict[str, int]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (order.get(p.file or "", len(order)), p.line or 0))
 
 
 def _read_inputs(paths: Sequence[Path], problems: list[Problem], order: dict[str, int],
@@ -145,21 +264,6 @@ def _read_inputs(paths: Sequence[Path], problems: list[Problem], order: dict[str
     return inputs
 
 
-def _library_diagrams(library: FolderFiles | None, exclude: set[Path]) -> list[Diagram]:
-    """The library's readable diagrams, for resolving call activities (they are not linted here)."""
-    if library is None:
-        return []
-    diagrams = []
-    for name in library.names("*.bpmn"):
-        if (library.root / name).resolve() in exclude:
-            continue
-        try:
-            diagrams.append(read_diagram(library, name, _shown(library.root / name)))
-        except (DiagramError, OSError):
-            continue  # a broken library file is reported when it is itself validated
-    return diagrams
-
-
 def _shown(path: Path) -> str:
     """A path as authors read it: relative to the working folder when below it."""
     try:
@@ -168,24 +272,41 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _lint(
-    diagram: Diagram,
-    known_processes: Collection[str],
-    known_references: dict[str, set[str]],
-    known_rule_sets: Collection[str] | None,
-) -> list[Problem]:
-    ctx = LintContext(diagram.name, diagram.tree.getroot())
-    problems = [
-        *lint_schema(ctx, diagram.tree),
-        *lint_unsupported(ctx),
-        *lint_forms(ctx, diagram),
-        *lint_gateways(ctx),
-        *lint_expressions(ctx),
-        *lint_timers(ctx),
-        *lint_call_activities(ctx, known_processes),
-        *lint_references(ctx, known_references),
-        *lint_service_tasks(ctx, known_rule_sets),
-    ]
+def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge) -> list[Problem]:
+    """Lint every input, then build the pathways of the top-level inputs without errors."""
+    everything = [*library, *(i.diagram for i in inputs)]
+    processes = {pid for d in everything for pid in d.process_ids}
+    executable = {pid for d in everything for pid in d.executable_process_ids}
+    calls = call_graph(everything)
+    # SpiffWorkflow's parser shares messages, signals... across all files of a pathway.
+    references: dict[str, set[str]] = {}
+    for diagram in everything:
+        for kind, ids in defined_references(diagram.tree.getroot()).items():
+            references.setdefault(kind, set()).update(ids)
+    problems: list[Problem] = []
+    failed: set[str] = set()
+    for item in inputs:
+        ctx = LintContext(item.diagram.name, item.diagram.tree.getroot())
+        found = [
+            *lint_schema(ctx, item.diagram.tree),
+            *lint_unsupported(ctx),
+            *lint_identifiers(ctx),
+            *lint_executable(ctx, item.top_level),
+            *lint_forms(ctx, item.diagram),
+            *lint_gateways(ctx),
+            *lint_expressions(ctx),
+            *lint_timers(ctx),
+            *lint_call_activities(ctx, processes, executable),
+            *lint_call_cycles(ctx, calls),
+            *lint_references(ctx, references),
+            *lint_service_tasks(ctx, knowledge.rule_sets, knowledge.operators),
+        ]
+        if errors_in(found):
+            failed.add(item.diagram.name)
+        problems += found
+    for item in inputs:
+        if item.top_level and item.diagram.name not in failed:
+            problems += _compile_problems(item.diagram, [i.diagram for i in inputs], library, failed)
     return problems
 
 
@@ -215,20 +336,59 @@ def _compile_problems(
             compile_source(source)
         except CarePathError as exc:
             found = exc.problems or [Problem(exc.message)]
-            problems += [_located(p, shown, main) for p in found]
+            where = _parser_location(exc)
+            problems += [_located(p, shown, main, pathway_id, where) for p in found]
         except Exception as exc:  # noqa: BLE001 - SpiffWorkflow's parser raises KeyError, AttributeError...
             message = f"SpiffWorkflow cannot build pathway {pathway_id}: {type(exc).__name__}: {exc}"
-            problems.append(Problem(message, file=main.name, code="compile"))
+            problems.append(_located(Problem(message), shown, main, pathway_id, _parser_location(exc)))
     return problems
 
 
-def _located(problem: Problem, shown: dict[str, Diagram], main: Diagram) -> Problem:
-    """A compile problem with the author's file name, and a line when SpiffWorkflow gave none."""
-    origin = shown.get(problem.file or "", main)
-    line = problem.line
-    if line is None and problem.element:
+def _parser_location(exc: BaseException) -> tuple[str | None, Any]:
+    """(file, XML node) of the element SpiffWorkflow's parser was reading when it failed: the
+    innermost parser frame (its ``self`` has the ``node`` and ``filename`` being parsed)."""
+    found: tuple[str | None, Any] = (None, None)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frame: TracebackType | None = current.__traceback__
+        while frame is not None:
+            owner = frame.tb_frame.f_locals.get("self")
+            node = getattr(owner, "node", None)
+            if node is not None and hasattr(node, "sourceline") and hasattr(owner, "filename"):
+                found = (getattr(owner, "filename", None), node)
+            frame = frame.tb_next
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def _located(problem: Problem, shown: dict[str, Diagram], main: Diagram, pathway_id: str,
+             where: tuple[str | None, Any]) -> Problem:
+    """A compile problem with the author's file name, and a line and element when SpiffWorkflow gave
+    none: the element it names, else the element its parser was reading, else the pathway's process."""
+    file, node = where
+    origin = shown.get(problem.file or "") or (shown.get(file or "") if node is not None else None) or main
+    line, element = problem.line, problem.element
+    if line is None and element:
         # ValidationException reads node.line_number, which lxml elements do not have (they have
         # sourceline), so the parser's problems come without a line: look the element up.
-        nodes = origin.tree.xpath("//*[@id=$id]", id=problem.element)
+        nodes = origin.tree.xpath("//*[@id=$id]", id=element)
         line = nodes[0].sourceline if nodes else None
-    return dataclasses.replace(problem, file=origin.name, line=line, code=problem.code or "compile")
+    if line is None and node is not None and origin is shown.get(file or ""):
+        line = node.sourceline  # the prepared copy keeps the author's lines
+        element = element or _owner_id(node)
+    if line is None:
+        root = origin.tree.getroot()
+        process = next((p for p in root.iterfind("bpmn:process", NSMAP) if p.get("id") == pathway_id), root)
+        line, element = process.sourceline, element or process.get("id")
+    return dataclasses.replace(problem, file=origin.name, line=line, element=element,
+                               code=problem.code or "compile")
+
+
+def _owner_id(node: Any) -> str | None:
+    while node is not None:
+        if node.get("id"):
+            return str(node.get("id"))
+        node = node.getparent()
+    return None

@@ -8,20 +8,33 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
 
-from engine.errors import DiagramError, Problem
-from engine.pathways.diagrams import BPMN_NS, CAMUNDA_NS, NSMAP, SPIFF_NS, Diagram, form_schema
+from engine.errors import WARNING, DiagramError, Problem
+from engine.pathways.diagrams import (
+    BPMN_NS,
+    CAMUNDA_NS,
+    NSMAP,
+    SPIFF_NS,
+    Diagram,
+    form_schema,
+    process_is_executable,
+)
 from engine.pathways.sources import XSD_LOCK
 from engine.pathways.validation.lint_text import LintContext, literal_name, owner_id
 
 __all__ = [
     "KNOWN_OPERATORS",
     "RULES_OPERATOR",
+    "call_graph",
     "lint_call_activities",
+    "lint_call_cycles",
+    "lint_executable",
     "lint_forms",
+    "lint_identifiers",
     "lint_gateways",
     "lint_schema",
     "lint_service_tasks",
@@ -33,7 +46,8 @@ CAREPLAN_OPERATOR = "carepath.careplan"
 REFERRALS_OPERATOR = "carepath.referrals"
 # Service-task operators the engine runs (engine.careplan.service.care_plan_operators; a test keeps the
 # two in step); any other would fail at run time.
-KNOWN_OPERATORS = frozenset({RULES_OPERATOR, CAREPLAN_OPERATOR, REFERRALS_OPERATOR})
+KNOWN_OPERATORS = frozenset({RULES_OPERATOR, CAREPLAN_OPERATOR, REFERRALS_OPERATOR,
+                             "carepath.patient_status", "carepath.warning_sign"})
 
 _SHORT_NAMES = {
     f"{{{BPMN_NS}}}": "bpmn:",
@@ -146,8 +160,11 @@ def lint_gateways(ctx: LintContext) -> list[Problem]:
     return problems
 
 
-def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None) -> list[Problem]:
-    """Service tasks must name a known operator; rules tasks a known rule set."""
+def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None,
+                       known_operators: Collection[str] = KNOWN_OPERATORS) -> list[Problem]:
+    """Service tasks must name an operator (one this server does not run is a warning: a deployment
+    may register its own, and a task calling a missing one stops with an incident naming it); rules
+    tasks must name a known rule set."""
     problems: list[Problem] = []
     for task in ctx.root.iter(_bpmn("serviceTask")):
         operator = task.find("bpmn:extensionElements/spiffworkflow:serviceTaskOperator", NSMAP)
@@ -161,16 +178,18 @@ def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None
             )
             continue
         name = operator.get("id") or ""
-        if name not in KNOWN_OPERATORS:
+        if name not in known_operators:
             problems.append(
                 ctx.problem(
                     "unknown-operator",
-                    f"unknown service operator {name!r}; known: {', '.join(sorted(KNOWN_OPERATORS))}",
+                    f"unknown service operator {name!r}{_suggest(name, known_operators)}; known: "
+                    f"{', '.join(sorted(known_operators))} (the task stops with an incident unless the "
+                    "server registers it)",
                     operator,
                     element=task.get("id"),
+                    severity=WARNING,
                 )
             )
-            continue
         parameters = {
             p.get("id"): p
             for p in operator.iterfind("spiffworkflow:parameters/spiffworkflow:parameter", NSMAP)
@@ -250,8 +269,10 @@ def lint_unsupported(ctx: LintContext) -> list[Problem]:
     return problems
 
 
-def lint_call_activities(ctx: LintContext, known_processes: Collection[str]) -> list[Problem]:
-    """Every call activity must call a process defined by some diagram (inputs or library)."""
+def lint_call_activities(ctx: LintContext, known_processes: Collection[str],
+                         executable: Collection[str] | None = None) -> list[Problem]:
+    """Every call activity must call a process defined by some diagram (inputs or library), and one
+    SpiffWorkflow runs (not ``isExecutable="false"``)."""
     problems: list[Problem] = []
     for call in ctx.root.iter(_bpmn("callActivity")):
         called = (call.get("calledElement") or "").strip()
@@ -272,7 +293,114 @@ def lint_call_activities(ctx: LintContext, known_processes: Collection[str]) -> 
                     call,
                 )
             )
+        elif executable is not None and called not in executable:
+            problems.append(
+                ctx.problem(
+                    "unresolved-call",
+                    f"call activity calls {called!r}, which is not executable (isExecutable=\"false\"): "
+                    "SpiffWorkflow will not run it; mark it executable",
+                    call,
+                )
+            )
     return problems
+
+
+# --- call activity cycles ------------------------------------------------------------------------
+
+
+def call_graph(diagrams: Collection[Diagram]) -> dict[str, set[str]]:
+    """Process id -> the process ids its call activities call (also from inside its subprocesses)."""
+    graph: dict[str, set[str]] = {}
+    for diagram in diagrams:
+        for process in diagram.tree.getroot().iterfind("bpmn:process", NSMAP):
+            called = graph.setdefault(str(process.get("id")), set())
+            called.update(str(c.get("calledElement")).strip() for c in process.iter(_bpmn("callActivity"))
+                          if (c.get("calledElement") or "").strip())
+    return graph
+
+
+def _path_back(graph: dict[str, set[str]], start: str, goal: str) -> list[str] | None:
+    """The shortest chain of calls from ``start`` to ``goal`` (both included), or None."""
+    previous: dict[str, str | None] = {start: None}
+    queue = [start]
+    for current in queue:  # breadth first; the queue grows while it is walked
+        if current == goal:
+            chain = [current]
+            while (before := previous[chain[-1]]) is not None:
+                chain.append(before)
+            return chain[::-1]
+        for following in sorted(graph.get(current, ())):
+            if following not in previous:
+                previous[following] = current
+                queue.append(following)
+    return None
+
+
+def lint_call_cycles(ctx: LintContext, graph: dict[str, set[str]]) -> list[Problem]:
+    """A call activity whose called process leads back to the calling process: starting it would
+    call processes without end (it hung a request at 100% CPU). Reported at each such call."""
+    problems: list[Problem] = []
+    for process in ctx.root.iterfind("bpmn:process", NSMAP):
+        caller = str(process.get("id"))
+        for call in process.iter(_bpmn("callActivity")):
+            called = (call.get("calledElement") or "").strip()
+            chain = _path_back(graph, called, caller) if called else None
+            if chain is not None:
+                loop = " -> ".join([caller, *chain])
+                problems.append(ctx.problem(
+                    "call-cycle", f"call activity makes process {caller!r} call itself ({loop}): a pathway may "
+                    "not call itself, directly or through other processes", call))
+    return problems
+
+
+# --- identifiers and executable processes --------------------------------------------------------
+
+# Columns that keep diagram text (engine.db.models): element ids in events, pathway ids, titles.
+MAX_ID = 200
+MAX_PROCESS_NAME = 300
+_PATHWAY_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")  # as the API names pathways (api/pathways.py)
+
+
+def lint_identifiers(ctx: LintContext) -> list[Problem]:
+    """Ids and process names the database can keep, and executable process ids that can name a pathway."""
+    problems: list[Problem] = []
+    for node in ctx.root.iter():
+        if not isinstance(node.tag, str):
+            continue
+        value = node.get("id")
+        if value is not None and len(value) > MAX_ID:
+            problems.append(Problem(f"id is {len(value)} characters long; at most {MAX_ID} are kept",
+                                    file=ctx.display, line=node.sourceline, element=value[:40] + "...",
+                                    code="too-long"))
+    for process in ctx.root.iterfind("bpmn:process", NSMAP):
+        name, pid = process.get("name") or "", str(process.get("id") or "")
+        if len(name) > MAX_PROCESS_NAME:
+            problems.append(ctx.problem("too-long", f"process name is {len(name)} characters long; at most "
+                                        f"{MAX_PROCESS_NAME} are kept", process))
+        if process_is_executable(process) and len(pid) <= MAX_ID and not _PATHWAY_ID.match(pid):
+            problems.append(ctx.problem("pathway-id", f"process id {pid!r} cannot name a pathway: use letters, "
+                                        "digits, '_', '.' and '-', starting with a letter or '_'", process))
+    return problems
+
+
+def lint_executable(ctx: LintContext, top_level: bool) -> list[Problem]:
+    """A pathway file (top level) must hold a process SpiffWorkflow runs, or it would deploy nothing;
+    a process without ``isExecutable`` is run, as SpiffWorkflow runs it, and the author is told."""
+    if not top_level:
+        return []
+    processes = list(ctx.root.iterfind("bpmn:process", NSMAP))
+    if any(process_is_executable(p) for p in processes):
+        return [ctx.problem("executable-implied", f"process {p.get('id')!r} does not say whether it is executable: "
+                            "CarePath runs it as a pathway, as SpiffWorkflow does (set isExecutable=\"true\" to "
+                            "say so)", p, severity=WARNING)
+                for p in processes if p.get("isExecutable") is None]
+    if not processes:
+        message = "the file defines no bpmn:process, so it holds no pathway to run"
+        return [ctx.problem("no-executable-process", message, ctx.root)]
+    ids = ", ".join(repr(p.get("id")) for p in processes)
+    message = (f"no executable process: {ids} {'is' if len(processes) == 1 else 'are'} marked "
+               "isExecutable=\"false\", which SpiffWorkflow will not run (tick 'Executable' in the modeller)")
+    return [ctx.problem("no-executable-process", message, processes[0])]
 
 
 # Event definition -> (its reference attribute, the root element it must name).

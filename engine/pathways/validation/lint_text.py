@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import Problem
+from engine.errors import ERROR, Problem
 from engine.expressions import check_expression, check_script
 from engine.pathways.diagrams import BPMN_NS, NSMAP, SPIFF_NS, timer_literal
+from engine.spiff.patches import timer_value_problem
 
 __all__ = ["LintContext", "lint_expressions", "lint_timers"]
 
@@ -38,7 +39,8 @@ class LintContext:
     root: Any  # lxml root element of the author's XML
 
     def problem(
-        self, code: str, message: str, node: Any, *, line: int | None = None, element: str | None = None
+        self, code: str, message: str, node: Any, *, line: int | None = None, element: str | None = None,
+        severity: str = ERROR,
     ) -> Problem:
         return Problem(
             message=message,
@@ -46,6 +48,7 @@ class LintContext:
             line=line or node.sourceline,
             element=element or owner_id(node),
             code=code,
+            severity=severity,
         )
 
 
@@ -121,8 +124,10 @@ def lint_expressions(ctx: LintContext) -> list[Problem]:
 # --- timers ---------------------------------------------------------------------------------------
 
 
-def _iso_error(kind: str, value: str) -> str | None:
-    """Why SpiffWorkflow could not use ``value`` as a timer of this kind, or None when it can."""
+def _iso_error(kind: str, value: str) -> tuple[str, str] | None:
+    """(code, why) when SpiffWorkflow could not use ``value`` as a timer of this kind, or when CarePath
+    refuses it as out of bounds (:func:`engine.spiff.patches.timer_value_problem`, the bounds the
+    running engine applies too); None when it can run."""
     from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition as Timer
 
     checks: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -133,13 +138,16 @@ def _iso_error(kind: str, value: str) -> str | None:
     wanted, parse = checks[kind]
     reason = f"{value!r} is not {wanted}"
     if not timer_literal(value):
-        return reason
+        return "timer-invalid", reason
     try:
         parsed = parse(value)
     except Exception:  # noqa: BLE001 - SpiffWorkflow raises bare Exception / ValueError / KeyError here
-        return reason
+        return "timer-invalid", reason
     if kind == "date" and not hasattr(parsed, "tzinfo"):
-        return f"{reason} (a timeDate takes a date, not a duration: use a timeDuration)"
+        return "timer-invalid", f"{reason} (a timeDate takes a date, not a duration: use a timeDuration)"
+    bounds = timer_value_problem(kind, value)
+    if bounds is not None:
+        return "timer-bounds", f"timer {kind} {value!r} is refused: {bounds}"
     return None
 
 
@@ -161,13 +169,13 @@ def lint_timers(ctx: LintContext) -> list[Problem]:
         elif _MEANT_AS_ISO.match(text):
             error = _iso_error(kind, text)
             if error:
-                problems.append(ctx.problem("timer-invalid", error, node))
+                problems.append(ctx.problem(*error, node))
         else:
             found = list(_expression_problems(ctx, node, node.text or "", script=False))
             problems += found
             literal = _string_literal(text)
             if not found and literal is not None and (error := _iso_error(kind, literal)):
-                problems.append(ctx.problem("timer-invalid", error, node))
+                problems.append(ctx.problem(*error, node))
     return problems
 
 
