@@ -86,6 +86,8 @@ from engine.pathways.validation.lint_text import LintContext, lint_expressions, 
 __all__ = ["KNOWN_OPERATORS", "errors_in", "format_problems", "rule_set_names", "upload_name_problems",
            "validate_paths", "validate_upload"]
 
+# Rule files are read at every deploy: the C parser when PyYAML has it (a tenth of the time).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Upload names: relative, no '..', a diagram or a form schema; main_file is a 300-character column.
 MAX_FILE_NAME = 300
 
@@ -201,13 +203,29 @@ def rule_set_names(rules_dir: Path) -> set[str] | None:
         return None
     names: set[str] = set()
     for path in sorted(rules_dir.glob("*.yaml")):
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("ruleset"), str):
-            names.add(data["ruleset"])
+        name = _declared_rule_set(path)
+        if name is not None:
+            names.add(name)
     return names
+
+
+# Rule file -> (its stat signature, the rule set it declares): every deploy asks, few files change.
+_DECLARED: dict[Path, tuple[tuple[int, int], str | None]] = {}
+
+
+def _declared_rule_set(path: Path) -> str | None:
+    try:
+        stat = path.stat()
+        signature = (stat.st_mtime_ns, stat.st_size)
+        known = _DECLARED.get(path)
+        if known is not None and known[0] == signature:
+            return known[1]
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    name = data["ruleset"] if isinstance(data, dict) and isinstance(data.get("ruleset"), str) else None
+    _DECLARED[path] = (signature, name)
+    return name
 
 
 def library_diagrams(library: FolderFiles | None, display: Any = None) -> list[Diagram]:
