@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "ENV": None,  # None: development; production refuses the example service directory
     "SERVICE_DIRECTORY": None,  # None: the bundled EXAMPLE directory (the numbers documents print)
     "ALLOW_EXAMPLE_DIRECTORY": False,  # production on the example directory anyway (a demonstration server)
+    "FHIR_PATIENT_IDENTIFIER": None,  # None: nhs-number; or personnummer (docs/fhir.md)
     "CLOCK": None,  # tests pass a ManualClock
     # The web app's session cookie (api/web/auth.py): signed with SECRET_KEY (CAREPATH_SECRET_KEY; without
     # one a random key per start, so sign-ins end with a restart), HttpOnly, SameSite=Lax, Secure over TLS.
@@ -69,7 +70,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.from_mapping(test_config)
     names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY", "ENV", "SERVICE_DIRECTORY",
-             "ALLOW_EXAMPLE_DIRECTORY")
+             "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER")
     settings = Settings.from_env({f"CAREPATH_{name}": str(app.config[name]) for name in names if app.config[name]})
     app.config["DATABASE_URL"] = settings.database_url
     _ensure_sqlite_folder(settings)
@@ -93,6 +94,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         errors,
         evaluations,
         events,
+        fhir,
         health,
         instances,
         messages,
@@ -109,6 +111,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     health.init_app(app)
     for module in (pathways, instances, tasks, messages, events, documents, evaluations, health):
         app.register_blueprint(module.bp)
+    fhir.init_app(app.extensions, engine)
+    app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = secrets.token_urlsafe(32)
         app.logger.warning("no CAREPATH_SECRET_KEY: web sign-ins end when the server restarts")

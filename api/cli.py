@@ -1,8 +1,9 @@
 """The ``carepath`` command line: serve, database, validation, audit, tokens, rules.
 
 Settings come from the environment (``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``,
-``CAREPATH_RULES_DIR``, ``CAREPATH_ALLOW_EMPTY_LIBRARY``); SQLite in ``./instance/`` and the bundled
-pathways and rules are the defaults.
+``CAREPATH_RULES_DIR``, ``CAREPATH_ALLOW_EMPTY_LIBRARY``); SQLite in ``$XDG_DATA_HOME/carepath/``
+(``~/.local/share/carepath/``, whatever folder a command runs in) and the bundled pathways and rules
+are the defaults. Every command that opens the database names it on stderr first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import click
 from engine.settings import Settings
 
 from . import __version__
+from .cli_rules import say_database
 
 
 def _settings() -> Settings:
@@ -27,7 +29,9 @@ def _carepath(ctx: click.Context, upgrade: bool = True) -> Any:
 
     obj = ctx.ensure_object(dict)
     if "carepath" not in obj:
-        obj["carepath"] = CarePath(obj.get("settings") or _settings(), upgrade=upgrade)
+        settings = obj.get("settings") or _settings()
+        say_database(settings)
+        obj["carepath"] = CarePath(settings, upgrade=upgrade)
         ctx.call_on_close(obj["carepath"].close)
     return obj["carepath"]
 
@@ -103,6 +107,7 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     from engine.db.session import upgrade_schema
 
     settings: Settings = ctx.obj["settings"]
+    say_database(settings)
     upgrade_schema(settings.database_url, revision)
     click.echo(f"database at {revision}")
 
@@ -321,6 +326,7 @@ def demo(ctx: click.Context, force: bool) -> None:
     from engine.demo import load_demo
     from engine.errors import ConflictError
 
+    say_database(ctx.obj["settings"])
     try:
         rows = load_demo(ctx.obj["settings"], force=force)
     except ConflictError as exc:
@@ -351,6 +357,24 @@ def token_create(ctx: click.Context, role: str, label: str) -> None:
         token_id, secret = create_token(session, role, label, carepath.clock)
     click.echo(f"token {token_id} ({role}); the secret is shown only now:", err=True)
     click.echo(secret)
+
+
+@token.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Revoked tokens too.")
+@click.pass_context
+def token_list(ctx: click.Context, show_all: bool) -> None:
+    """List tokens: id, role, created, revoked, label (never a secret: only its hash is stored)."""
+    from engine.access import list_tokens
+    from engine.db.session import read_only
+
+    carepath = _carepath(ctx)
+    with read_only(carepath.sessions) as session:
+        tokens = list_tokens(session, include_revoked=show_all)
+    click.echo(f"{'id':<22}{'role':<11}{'created':<27}{'revoked':<27}label")
+    for t in tokens:
+        revoked = t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "-"
+        click.echo(f"{t.id:<22}{t.role:<11}{t.created_at.isoformat(timespec='seconds'):<27}{revoked:<27}{t.label}")
+    click.echo(f"{len(tokens)} token(s)" + ("" if show_all else " (--all shows revoked ones too)"), err=True)
 
 
 @token.command("revoke")

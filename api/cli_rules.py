@@ -1,19 +1,22 @@
 """``carepath rules ...``: test, explain and simulate the needs-to-interventions rules.
 
-The lead's ``carepath`` group adds :data:`rules` and sets ``ctx.obj = {"session_factory": ...,
-"settings": ...}``; ``carepath validate`` calls :func:`validate_rule_paths`.
+The ``carepath`` group (api/cli.py) adds :data:`rules` and sets ``ctx.obj = {"settings": ...}``;
+``rules explain`` opens that database (a test may hand it ``{"session_factory": ...}`` instead).
+``carepath validate`` calls :func:`validate_rule_paths`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
+from engine.db.session import make_engine, make_session_factory, read_only, upgrade_schema
 from engine.errors import CarePathError, Problem, RuleFileError
 from engine.rules.catalogue import load_catalogue
 from engine.rules.explain import explain_evaluation
@@ -21,9 +24,9 @@ from engine.rules.loader import load_rule_file
 from engine.rules.registry import RuleSetRegistry
 from engine.rules.simulate import simulate
 from engine.rules.testing import load_cases, run_rule_tests
-from engine.settings import bundled_rules_dir
+from engine.settings import Settings, bundled_rules_dir
 
-__all__ = ["known_rule_sets", "rules", "validate_rule_paths"]
+__all__ = ["known_rule_sets", "redacted_url", "rules", "say_database", "validate_rule_paths"]
 
 
 def _obj() -> dict[str, Any]:
@@ -36,6 +39,38 @@ def _rules_dir(option: Path | None) -> Path:
         return option
     settings = _obj().get("settings")
     return Path(getattr(settings, "rules_dir", None) or bundled_rules_dir())
+
+
+@contextmanager
+def _sessions() -> Iterator[Any]:
+    """The session factory a test handed in, or one on the configured database (schema upgraded first,
+    as every other command that opens it does; named on stderr)."""
+    factory = _obj().get("session_factory")
+    if factory is not None:
+        yield factory
+        return
+    settings = _obj().get("settings") or Settings.from_env()
+    say_database(settings)
+    upgrade_schema(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def redacted_url(url: str) -> str:
+    """A database URL without its user and password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def say_database(settings: Settings) -> None:
+    """Every command that opens the database says which one, on stderr (user and password redacted),
+    so its standard output stays what it prints (a token's secret, JSON)."""
+    click.echo(f"database: {redacted_url(settings.database_url)}", err=True)
 
 
 def _fail(exc: CarePathError) -> click.ClickException:
@@ -84,11 +119,8 @@ def explain_command(evaluation_id: str, why: str | None, why_not: str | None, ru
     """Explain a stored evaluation, using the exact rule text it used."""
     if (why is None) == (why_not is None):
         raise click.UsageError("give exactly one of --why or --why-not")
-    factory = _obj().get("session_factory")
-    if factory is None:
-        raise click.ClickException("no database configured (session_factory missing)")
     registry = RuleSetRegistry(_rules_dir(rules_dir))
-    with factory() as session:
+    with _sessions() as factory, read_only(factory) as session:
         try:
             explanation = explain_evaluation(session, registry, evaluation_id, why=why, why_not=why_not)
         except CarePathError as exc:

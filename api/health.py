@@ -1,4 +1,4 @@
-"""Liveness, readiness and the OpenAPI document."""
+"""Liveness, readiness, the OpenAPI document and the index of ``/v1/`` (none needs a token)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from engine.db.session import current_revision, head_revision
 
 from . import __version__, carepath
-from .auth import requires
 from .errors import ApiError
-from .openapi import DOCUMENT
+from .openapi import DOCUMENT, INDEX
 
 bp = Blueprint("health", __name__, url_prefix="/v1")
 
@@ -37,9 +36,15 @@ def ready() -> dict[str, Any]:
 
 
 @bp.get("/openapi.json")
-@requires("api.describe")
 def openapi() -> dict[str, Any]:
+    """The OpenAPI document: public, so a new user can read the contract before holding a token."""
     return DOCUMENT
+
+
+@bp.get("/")
+def index() -> dict[str, Any]:
+    """Where to go from here: the collections and the documents that describe the API."""
+    return INDEX
 
 
 def init_app(app: Flask) -> None:

@@ -6,14 +6,14 @@ from typing import Any
 
 from flask import Blueprint, url_for
 
-from engine.instances.queries import MAX_LIMIT, InstanceFilter
+from engine.instances.queries import MAX_LIMIT, STATUSES, InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
 
 from . import carepath, queries
 from .auth import current_principal, requires
 from .idempotency import idempotent
 from .openapi import SCHEMAS
-from .parsing import etag, if_match, json_body, query_int, query_str, query_time
+from .parsing import etag, if_match, json_body, query_choice, query_errors, query_int, query_str, query_time
 
 bp = Blueprint("instances", __name__, url_prefix="/v1/instances")
 
@@ -26,7 +26,7 @@ def instance_filter() -> InstanceFilter:
     """The patient / pathway / status / due-date filters of a list request (also used by /v1/tasks)."""
     return InstanceFilter(patient_ref=query_str("patient_ref", _PATIENT_REF),
                           pathway_id=query_str("pathway_id", _PATHWAY_ID),
-                          status=query_str("status", r"^[a-z]{1,20}$"), due_before=query_time("due_before"))
+                          status=query_choice("status", STATUSES), due_before=query_time("due_before"))
 
 
 @bp.post("")
@@ -42,8 +42,9 @@ def start() -> Reply:
 @bp.get("")
 @requires("instances.read")
 def find() -> dict[str, Any]:
-    page = queries().find(instance_filter(), query_str("cursor"), query_int("limit", 50, 1, MAX_LIMIT))
-    return page.as_dict()
+    where, cursor, limit = instance_filter(), query_str("cursor"), query_int("limit", 50, 1, MAX_LIMIT)
+    with query_errors():  # a cursor this API did not issue
+        return queries().find(where, cursor, limit).as_dict()
 
 
 @bp.get("/<uuid:instance_id>")

@@ -24,7 +24,12 @@ from .openapi_schemas import (  # noqa: F401  (re-exported: part of this module'
     schema_ref,
 )
 
-__all__ = ["DOCUMENT", "PROBLEM_TYPES", "operation_for", "schema_ref"]
+__all__ = ["DOCUMENT", "FHIR_BASE", "INDEX", "PROBLEM_TYPES", "operation_for", "schema_ref"]
+
+# The FHIR R4 API (api/fhir.py) is not in this document: FHIR clients read its CapabilityStatement at
+# FHIR_BASE/metadata, and its resources are FHIR's (docs/fhir.md). Tests check /v1 against this
+# document and FHIR_BASE against the FHIR R4 models, and every route is one or the other.
+FHIR_BASE = "/fhir/R4"
 
 
 def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -127,7 +132,9 @@ PATHS: dict[str, Any] = {
                               {200: _response("Alive", "Health")}, tag="health")},
     "/v1/ready": {"get": _op("ready", "Readiness: database reachable and schema at head (no authentication)",
                              None, {200: _response("Ready", "Ready")}, (503,), tag="health")},
-    "/v1/openapi.json": {"get": _op("openapi", "This document", "api.describe",
+    "/v1/": {"get": _op("index", "Links to the collections and to what describes the API (no authentication)",
+                        None, {200: _response("Links", "Index")}, tag="health")},
+    "/v1/openapi.json": {"get": _op("openapi", "This document (no authentication)", None,
                                     {200: _response("OpenAPI 3.1 document", {"type": "object"})}, tag="health")},
     "/v1/pathways": {
         "get": _op("listPathways", "Latest version of every deployed pathway", "pathways.read",
@@ -215,7 +222,7 @@ PATHS: dict[str, Any] = {
     "/v1/instances/{instance_id}/care-plan": _document(
         "getCarePlan", "The Personalised Care Plan of an instance", "CarePlanDocument", (404,)),
     "/v1/instances/{instance_id}/care-plan/items/{item_id}": {
-        "patch": _op("updateCarePlanItem", "Move a care plan item on (referred, completed, declined, agreed)",
+        "patch": _op("updateCarePlanItem", "Move a care plan item on (the moves allowed: CarePlanItemUpdate)",
                      "care_plans.update", {200: _response("The item", "CarePlanItemRecord")}, (404, 409),
                      [_INSTANCE_ID, _path("item_id", UUID_PATTERN)], body="CarePlanItemUpdate", tag="documents"),
     },
@@ -246,7 +253,9 @@ DOCUMENT: dict[str, Any] = {
     "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
     "info": {"title": "CarePath API", "version": __version__,
              "description": "Care pathway instances, tasks, messages and the audit trail. Errors are RFC 9457 "
-                            "problem details (application/problem+json) with a stable `type`."},
+                            "problem details (application/problem+json) with a stable `type`. The FHIR R4 "
+                            f"API under {FHIR_BASE} is not described here: read its CapabilityStatement at "
+                            f"{FHIR_BASE}/metadata."},
     "servers": [{"url": "/"}],
     "security": [{"bearer": []}],
     "paths": PATHS,
@@ -268,3 +277,21 @@ DOCUMENT: dict[str, Any] = {
 def operation_for(path_template: str, method: str) -> dict[str, Any]:
     """Raises: KeyError for an undocumented operation (a programming error)."""
     return dict(PATHS[path_template][method.lower()])
+def _links() -> dict[str, dict[str, Any]]:
+    """Every path without parameters, named by its part after /v1/, and the FHIR API's statement."""
+    links: dict[str, dict[str, Any]] = {}
+    for template, item in PATHS.items():
+        if "{" in template or template == "/v1/":
+            continue
+        first = item.get("get") or next(iter(item.values()))
+        links[template.removeprefix("/v1/")] = {"href": template, "title": first["summary"],
+                                                "methods": [method.upper() for method in item]}
+    links["fhir"] = {"href": f"{FHIR_BASE}/metadata", "title": "The FHIR R4 API's CapabilityStatement (docs/fhir.md)",
+                     "methods": ["GET"]}
+    return links
+
+
+# GET /v1/: where a new user starts.
+INDEX: dict[str, Any] = {"name": "CarePath API", "version": __version__, "links": _links()}
+
+

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.careplan.service import STATUSES as ITEM_STATUSES
+from engine.careplan.service import next_statuses
 from engine.instances.queries import STATUSES
 from engine.instances.view import PATIENT_REF_PATTERN
 
@@ -238,6 +240,12 @@ SCHEMAS: dict[str, Any] = {
     # Migration.
     "MigrationReport": _obj(["pathway_id", "to_version", "dry_run", "instances"], {
         "pathway_id": {"type": "string"}, "to_version": {"type": "string"}, "dry_run": {"type": "boolean"},
+    "Index": _obj(["name", "version", "links"], {
+        "name": {"type": "string"}, "version": {"type": "string"},
+        "links": {"type": "object", "description": "By name: the collections, and what describes the API",
+                  "additionalProperties": _obj(["href", "title"], {
+                      "href": {"type": "string"}, "title": {"type": "string"},
+                      "methods": {"type": "array", "items": {"enum": ["GET", "POST", "PATCH"]}}})}}),
         "instances": {"type": "array", "items": _obj(list(_MIGRATION_PROPS), _MIGRATION_PROPS)}}),
     "Ready": _obj(["status", "schema_revision"], {"status": {"const": "ready"}, "schema_revision": {"type": "string"}}),
     # Request bodies.
@@ -248,7 +256,13 @@ SCHEMAS: dict[str, Any] = {
         "data": {"type": "object", "description": "Initial pathway data"}}),
     "CompleteRequest": _obj(["data"], {"data": {"type": "object", "description": "Must pass the task's form"}}),
     "LifecycleRequest": _obj([], {"reason": {"type": "string", "maxLength": 500}}),
-    "CarePlanItemUpdate": _obj(["status"], {"status": {"enum": ["agreed", "referred", "completed", "declined"]}}),
+    "CarePlanItemUpdate": {**_obj(["status"], {"status": {
+        "enum": sorted({s for status in ITEM_STATUSES for s in next_statuses(status)}, key=ITEM_STATUSES.index),
+        "description": "The status to move the item to"}}),
+        "description": "A care plan item's status moves only forward: " + "; ".join(
+            f"{status} -> {' | '.join(next_statuses(status)) or '(final)'}" for status in ITEM_STATUSES)
+        + ". Any other move is 409 instance-state-conflict.",
+        "x-transitions": {status: list(next_statuses(status)) for status in ITEM_STATUSES}},
     "MigrateRequest": _obj(["dry_run"], {
         "dry_run": {"type": "boolean", "description": "true: report what would change, write nothing"}}),
     "MessageRequest": {

@@ -13,7 +13,7 @@ from . import carepath, queries
 from .auth import current_principal, requires
 from .idempotency import idempotent
 from .instances import instance_filter
-from .parsing import etag, if_match, json_body, query_int, query_str
+from .parsing import etag, if_match, json_body, query_errors, query_int, query_str
 
 bp = Blueprint("tasks", __name__, url_prefix="/v1")
 
@@ -23,9 +23,10 @@ Reply = tuple[dict[str, Any], int, dict[str, str]]
 @bp.get("/tasks")
 @requires("tasks.read")
 def list_ready() -> dict[str, Any]:
-    page = queries().ready_tasks(instance_filter(), query_str("element", r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$"),
-                                 query_str("cursor"), query_int("limit", 20, 1, MAX_LIMIT))
-    return page.as_dict()
+    where, element = instance_filter(), query_str("element", r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
+    cursor, limit = query_str("cursor"), query_int("limit", 20, 1, MAX_LIMIT)
+    with query_errors():  # a cursor this API did not issue, a status other than running
+        return queries().ready_tasks(where, element, cursor, limit).as_dict()
 
 
 @bp.get("/instances/<uuid:instance_id>/tasks/<uuid:task_id>")

@@ -13,7 +13,9 @@ Roles (issue 6):
 * ``author``    -- validate and deploy pathway (and rule) versions, migrate instances to a new version
 * ``auditor``   -- read-only: instances, documents, rule evaluations, event trails and their verification
 
-:data:`PERMISSIONS` is the one table the HTTP API enforces and the role x endpoint test reads.
+:data:`PERMISSIONS` is the one table the HTTP API (``/v1`` and ``/fhir/R4``) enforces and the role x
+endpoint tests read. What describes the API (``/v1/``, ``/v1/openapi.json``, ``/fhir/R4/metadata``)
+needs no token.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,9 +39,11 @@ __all__ = [
     "ROLES",
     "ApiToken",
     "Principal",
+    "TokenInfo",
     "authenticate",
     "authorize",
     "create_token",
+    "list_tokens",
     "revoke_token",
 ]
 
@@ -47,7 +52,6 @@ ALL_ROLES = frozenset(ROLES)
 
 # action -> roles allowed. Every API operation names exactly one action.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "api.describe": ALL_ROLES,
     "pathways.read": ALL_ROLES,
     "pathways.validate": frozenset({"author"}),
     "pathways.deploy": frozenset({"author"}),
@@ -115,6 +119,25 @@ def authenticate(session: Session, secret: str) -> Principal:
     if token is None or not hmac.compare_digest(token.secret_sha256, digest) or token.revoked_at is not None:
         raise InvalidTokenError("the bearer token is unknown or revoked")
     return Principal(role=token.role, token_id=token.id, label=token.label)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as listings show it: never its secret, nor the secret's hash."""
+
+    id: str
+    role: str
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_tokens(session: Session, *, include_revoked: bool = True) -> list[TokenInfo]:
+    """Every token, oldest first (without secrets or their hashes)."""
+    query = select(ApiToken).order_by(ApiToken.created_at, ApiToken.id)
+    if not include_revoked:
+        query = query.where(ApiToken.revoked_at.is_(None))
+    return [TokenInfo(t.id, t.role, t.label, t.created_at, t.revoked_at) for t in session.scalars(query)]
 
 
 def revoke_token(session: Session, token_id: str, clock: Clock) -> None:

@@ -8,16 +8,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ENVIRONMENTS", "Settings", "bundled_pathways_dir", "bundled_rules_dir", "bundled_service_directory",
-           "default_database_url"]
+__all__ = ["ENVIRONMENTS", "PATIENT_IDENTIFIERS", "Settings", "bundled_pathways_dir", "bundled_rules_dir",
+           "bundled_service_directory", "default_data_dir", "default_database_url"]
 
 _TRUE = ("1", "true", "yes", "on")
 ENVIRONMENTS = ("development", "production")
+# How the FHIR API names patients (CAREPATH_FHIR_PATIENT_IDENTIFIER): the identifier system this
+# deployment's patient references belong to (docs/fhir.md).
+PATIENT_IDENTIFIERS = ("nhs-number", "personnummer")
+
+
+def default_data_dir() -> Path:
+    """Where CarePath keeps its data when no database is configured: ``$XDG_DATA_HOME/carepath``, else
+    ``~/.local/share/carepath`` (the XDG base directory default). The same from every folder a command
+    is run in, so ``carepath token create`` and ``carepath serve`` meet one database. Creates nothing."""
+    base = os.environ.get("XDG_DATA_HOME", "")
+    # The XDG specification: a relative XDG_DATA_HOME is invalid and ignored.
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "carepath"
 
 
 def default_database_url() -> str:
-    """SQLite in ./instance/carepath.sqlite3 (the embedded default)."""
-    return f"sqlite:///{Path.cwd() / 'instance' / 'carepath.sqlite3'}"
+    """SQLite in :func:`default_data_dir`: ``.../carepath/carepath.sqlite3`` (the embedded default)."""
+    return f"sqlite:///{default_data_dir() / 'carepath.sqlite3'}"
 
 
 def bundled_pathways_dir() -> Path:
@@ -73,8 +86,12 @@ class Settings:
     example ``service_directory`` (the numbers printed in patients' documents) unless
     ``allow_example_directory`` (:func:`engine.documents.directory.require_service_directory`).
 
+    ``fhir_patient_identifier``: the identifier system of this deployment's patient references, for
+    the FHIR API: ``nhs-number`` (UK Core) or ``personnummer`` (Sweden).
+
     Raises:
-        ValueError: for a database URL of an unsupported kind, a non-positive limit or an unknown environment.
+        ValueError: for a database URL of an unsupported kind, a non-positive limit, an unknown environment
+            or an unknown patient identifier system.
     """
 
     database_url: str = field(default_factory=default_database_url)
@@ -87,6 +104,7 @@ class Settings:
     environment: str = "development"
     service_directory: Path = field(default_factory=bundled_service_directory)
     allow_example_directory: bool = False
+    fhir_patient_identifier: str = PATIENT_IDENTIFIERS[0]
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -95,6 +113,8 @@ class Settings:
             raise ValueError(f"unsupported database URL scheme: {self.database_url.split(':', 1)[0]}")
         if self.expression_max_steps <= 0 or self.expression_max_seconds <= 0:
             raise ValueError("expression limits must be positive")
+        if self.fhir_patient_identifier not in PATIENT_IDENTIFIERS:
+            raise ValueError(f"CAREPATH_FHIR_PATIENT_IDENTIFIER must be one of {', '.join(PATIENT_IDENTIFIERS)}")
 
     @property
     def is_sqlite(self) -> bool:
@@ -104,7 +124,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read ``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``, ``CAREPATH_RULES_DIR``,
         ``CAREPATH_ALLOW_EMPTY_LIBRARY`` (1, true, yes or on), ``CAREPATH_ENV``,
-        ``CAREPATH_SERVICE_DIRECTORY`` and ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``.
+        ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY`` and
+        ``CAREPATH_FHIR_PATIENT_IDENTIFIER``. Without a database URL: :func:`default_database_url`.
 
         Raises:
             ValueError: as the constructor does.
@@ -129,4 +150,6 @@ class Settings:
             kwargs["service_directory"] = Path(env["CAREPATH_SERVICE_DIRECTORY"])
         if env.get("CAREPATH_ALLOW_EXAMPLE_DIRECTORY", "").strip().lower() in _TRUE:
             kwargs["allow_example_directory"] = True
+        if env.get("CAREPATH_FHIR_PATIENT_IDENTIFIER"):
+            kwargs["fhir_patient_identifier"] = env["CAREPATH_FHIR_PATIENT_IDENTIFIER"].strip().lower()
         return cls(**kwargs)  # type: ignore[arg-type]

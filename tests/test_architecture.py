@@ -145,6 +145,7 @@ SHARED = {"settings", "clock", "errors", "calendar"}
 ALLOWED = {
     "app": {"careplan", "db", "instances", "pathways", "rules", "spiff"},
     "documents": {"app", "db", "instances", "rules"},
+    "fhir": {"app", "careplan", "db", "documents", "instances", "rules"},
     "demo": {"app", "db", "instances"},
     "careplan": {"audit", "db", "instances", "rules"},
     "instances": {"audit", "db", "expressions", "rules", "spiff"},

@@ -75,7 +75,7 @@ class WhyExplanation:
     def text(self) -> str:
         head = f"Evaluation {self.evaluation_id} (rule set {self.ruleset}, version {self.version[:12]})"
         if not self.made:
-            return f"{head}\n'{self.code}' was not proposed. Ask why not: --why-not {self.code}"
+            return f"{head}\n'{self.code}' was not proposed: ask why not instead."
         lines = [head, f"'{self.code}' was proposed by {len(self.reasons)} rule(s):"]
         for r in self.reasons:
             lines.append(f"- {r.rule_id}: {r.title}  [{r.loc}]")
@@ -119,7 +119,7 @@ class WhyNotExplanation:
         head = f"Evaluation {self.evaluation_id} (rule set {self.ruleset}, version {self.version[:12]})"
         lines = [head]
         if self.made:
-            lines.append(f"'{self.code}' WAS proposed; ask why: --why {self.code}")
+            lines.append(f"'{self.code}' WAS proposed: ask why instead.")
         if self.note:
             lines.append(self.note)
         if self.nearest is not None:

@@ -1,0 +1,140 @@
+"""The End of Treatment Summary as a FHIR Composition and a document Bundle.
+
+The summary's content comes from :func:`engine.documents.build.end_of_treatment_summary` (its JSON,
+docs/documents.md). Each top-level key of that JSON becomes one section, read by key: the known ones
+in a fixed order with their titles, then any key added later, titled from its name. Values are
+rendered as XHTML narrative by their shape (text, lists, objects with a ``label`` or ``name``), so a
+field added to the document shows up in the Composition without a change here. Care plan items that
+are referrals (objects with ``kind: referral`` and an ``id``, wherever they are) are also entries of
+their section, referencing their ServiceRequests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from html import escape
+from typing import Any
+
+from engine.fhir.careplans import instant
+
+__all__ = ["COMPOSITION_PREFIX", "composition", "document_bundle", "referral_ids"]
+
+COMPOSITION_PREFIX = "eot-"  # Composition id: eot-<instance id> (one summary per instance)
+_DOCUMENT_TYPES = "https://carepath.dev/fhir/CodeSystem/document-type"
+_SECTIONS = "https://carepath.dev/fhir/CodeSystem/end-of-treatment-section"
+# The header fields of every document (engine/documents/build.py _Sources.header): not sections.
+_HEADER = {"document_type", "schema_version", "generated_at", "language", "title", "instance_id", "pathway_id",
+           "pathway_name", "pathway_version", "patient_ref", "instance_status",
+           "directory"}  # which service directory the numbers come from: about the document, not content
+# Known sections, in reading order, with their titles; other keys follow in the document's order.
+_TITLES: dict[str, dict[str, str]] = {
+    "diagnosis": {"en": "Diagnosis", "sv": "Diagnos"},
+    "treatments_received": {"en": "Treatment received", "sv": "Behandling"},
+    "completed_on": {"en": "Treatment completed on", "sv": "Behandlingen avslutades"},
+    "effects_to_watch_for": {"en": "Effects to watch for", "sv": "Att vara uppmärksam på"},
+    "warning_signs": {"en": "Warning signs", "sv": "Varningstecken"},
+    "who_to_call": {"en": "Who to call", "sv": "Vem du kontaktar"},
+    "ongoing_support": {"en": "Ongoing support", "sv": "Fortsatt stöd"},
+    "gp_actions": {"en": "For the GP", "sv": "Till vårdcentralen"},
+    "follow_up": {"en": "Follow-up", "sv": "Uppföljning"},
+}
+_WORDS = {"en": {"none": "None recorded", "yes": "Yes", "no": "No"},
+          "sv": {"none": "Inget registrerat", "yes": "Ja", "no": "Nej"}}
+# Keys whose value is shown through a sibling (``x_label`` for ``x``) or that only trace (ids).
+_QUIET = {"id", "code", "why", "evaluation_id"}
+
+
+def _words(language: str) -> dict[str, str]:
+    return _WORDS.get(language, _WORDS["en"])
+
+
+def _title(key: str, language: str) -> str:
+    titles = _TITLES.get(key)
+    if titles:
+        return titles.get(language, titles["en"])
+    return key.replace("_", " ").capitalize()
+
+
+def _render(value: Any, language: str) -> str:
+    """Any JSON value as escaped XHTML: text, a list, or an object shown by its label or name."""
+    words = _words(language)
+    if value is None or value == [] or value == {}:
+        return escape(words["none"])
+    if isinstance(value, bool):
+        return words["yes"] if value else words["no"]
+    if isinstance(value, str | int | float):
+        return escape(str(value))
+    if isinstance(value, list):
+        return "<ul>" + "".join(f"<li>{_render(v, language)}</li>" for v in value) + "</ul>"
+    if isinstance(value, dict):
+        return _render_object(value, language)
+    return escape(str(value))
+
+
+def _render_object(value: dict[str, Any], language: str) -> str:
+    head_key = next((k for k in ("label", "name", "title") if isinstance(value.get(k), str)), None)
+    head = escape(value[head_key]) if head_key else ""
+    details = []
+    for key, inner in value.items():
+        if key == head_key or key in _QUIET or f"{key}_label" in value or inner in (None, "", [], {}):
+            continue
+        label = key.removesuffix("_label")
+        details.append(f"<li>{escape(label.replace('_', ' ').capitalize())}: {_render(inner, language)}</li>")
+    if not details:
+        return head or escape(_words(language)["none"])
+    return f"{head}<ul>{''.join(details)}</ul>" if head else f"<ul>{''.join(details)}</ul>"
+
+
+def _section(key: str, value: Any, language: str) -> dict[str, Any]:
+    section: dict[str, Any] = {
+        "title": _title(key, language), "code": {"coding": [{"system": _SECTIONS, "code": key}]},
+        "text": {"status": "generated",
+                 "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{_render(value, language)}</div>'},
+    }
+    referrals = referral_ids(value)
+    if referrals:
+        section["entry"] = [{"reference": f"ServiceRequest/{r}"} for r in referrals]
+    return section
+
+
+def referral_ids(value: Any) -> list[str]:
+    """The ids of the care plan referrals anywhere in a document value, in order, once each."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        if value.get("kind") == "referral" and isinstance(value.get("id"), str):
+            found.append(value["id"])
+        for inner in value.values():
+            found.extend(i for i in referral_ids(inner) if i not in found)
+    elif isinstance(value, list):
+        for inner in value:
+            found.extend(i for i in referral_ids(inner) if i not in found)
+    return found
+
+
+def composition(summary: dict[str, Any], patient: dict[str, Any], software: str) -> dict[str, Any]:
+    """The End of Treatment Summary (the JSON of ``end_of_treatment_summary``) as a Composition."""
+    language = str(summary.get("language") or "en")
+    keys = [k for k in _TITLES if k in summary] + [k for k in summary if k not in _TITLES and k not in _HEADER]
+    return {
+        "resourceType": "Composition", "id": f"{COMPOSITION_PREFIX}{summary['instance_id']}",
+        "language": language, "status": "final",
+        "type": {"coding": [{"system": _DOCUMENT_TYPES, "code": "end-of-treatment-summary",
+                             "display": "End of Treatment Summary"}], "text": str(summary.get("title") or "")},
+        "subject": patient, "date": instant(summary["generated_at"]),
+        "author": [{"type": "Device", "display": f"{software}, from the summary the treating team wrote"}],
+        "title": str(summary.get("title") or "End of Treatment Summary"),
+        "section": [_section(key, summary[key], language) for key in keys],
+    }
+
+
+def document_bundle(summary: dict[str, Any], resources: list[dict[str, Any]], patient: dict[str, Any],
+                    software: str, base_url: str) -> dict[str, Any]:
+    """The summary as a FHIR document: a Bundle of type ``document`` whose first entry is the Composition,
+    followed by ``resources`` (the ServiceRequests its sections reference). ``base_url`` is the FHIR
+    base the entries' full URLs are under. The identifier is the same for the same summary generated at
+    the same time."""
+    doc = composition(summary, patient, software)
+    entries = [{"fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}", "resource": r} for r in [doc, *resources]]
+    identity = uuid.uuid5(uuid.NAMESPACE_URL, f"{base_url}/Composition/{doc['id']}#{doc['date']}")
+    return {"resourceType": "Bundle", "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{identity}"},
+            "type": "document", "timestamp": doc["date"], "entry": entries}

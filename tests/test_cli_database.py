@@ -1,0 +1,134 @@
+"""The command line as a new user runs it (issue 17, point 6): one default database wherever a command is
+run, every command that opens a database names it, ``token list``, and ``rules explain`` on a real
+database through the ``carepath`` group (it used to fail outside the tests: nothing gave it a session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from api.cli import main
+from api.cli_rules import redacted_url
+from engine import CarePath
+from engine.access import ApiToken
+from engine.db.models import CarePlanItem
+from engine.settings import Settings, default_data_dir, default_database_url
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home folder of the test's own: nothing is written to the real one."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("HOME", str(folder))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("CAREPATH_DATABASE_URL", raising=False)
+    return folder
+
+
+def test_the_default_database_does_not_depend_on_the_folder(home: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = f"sqlite:///{home / '.local' / 'share' / 'carepath' / 'carepath.sqlite3'}"
+    for folder in (tmp_path, home, tmp_path / "elsewhere"):
+        folder.mkdir(exist_ok=True)
+        monkeypatch.chdir(folder)
+        assert default_database_url() == expected
+        assert Settings().database_url == expected
+        assert Settings.from_env({}).database_url == expected
+    assert not (home / ".local").exists()  # computing it creates nothing
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_data_dir() == tmp_path / "data" / "carepath"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/data")  # invalid per the XDG specification: ignored
+    assert default_data_dir() == home / ".local" / "share" / "carepath"
+    # The environment still wins.
+    assert Settings.from_env({"CAREPATH_DATABASE_URL": "sqlite:///x.db"}).database_url == "sqlite:///x.db"
+
+
+def test_commands_from_two_folders_meet_one_database(home: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    created = runner.invoke(main, ["token", "create", "--role", "auditor", "--label", "first"])
+    assert created.exit_code == 0, created.output
+    database = home / ".local" / "share" / "carepath" / "carepath.sqlite3"
+    assert f"database: sqlite:///{database}" in created.stderr
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    listed = runner.invoke(main, ["token", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "first" in listed.stdout
+    assert not (tmp_path / "instance").exists() and not (elsewhere / "instance").exists()
+
+
+def test_token_list_shows_no_secret(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    runner = CliRunner()
+    secrets = []
+    for role, label in (("system", "EHR integration"), ("auditor", "audit team")):
+        result = runner.invoke(main, ["token", "create", "--role", role, "--label", label])
+        assert result.exit_code == 0, result.output
+        secrets.append(result.stdout.strip())
+    app = CarePath(Settings(database_url=database_url))
+    try:
+        with app.sessions() as session:
+            tokens = {t.label: (t.id, t.secret_sha256) for t in session.scalars(select(ApiToken))}
+    finally:
+        app.close()
+    revoked = runner.invoke(main, ["token", "revoke", tokens["audit team"][0]])
+    assert revoked.exit_code == 0, revoked.output
+
+    listed = runner.invoke(main, ["token", "list"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["id", "role", "created", "revoked", "label"]
+    assert len(lines) == 2 and lines[1].split()[:2] == [tokens["EHR integration"][0], "system"]
+    assert lines[1].endswith("EHR integration")
+    every = runner.invoke(main, ["token", "list", "--all"]).stdout
+    assert tokens["audit team"][0] in every and "audit team" in every
+    for secret, digest in zip(secrets, (d for _, d in tokens.values()), strict=True):
+        assert secret not in every + listed.stderr and digest not in every
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["token", "list"], ["audit", "verify"],
+                                     ["pathways", "deploy"], ["migrate", "no_such_pathway"],
+                                     ["rules", "explain", "no-such-evaluation", "--why", "x"]])
+def test_every_command_that_opens_the_database_names_it(database_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                        command: list[str]) -> None:
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(Path(__file__).parent / "pathways"))
+    result = CliRunner().invoke(main, command)
+    assert result.stderr.splitlines()[0] == f"database: {redacted_url(database_url)}", result.output
+
+
+def test_the_database_line_never_shows_a_password() -> None:
+    assert redacted_url("postgresql+psycopg://carepath:s3cret@db-host:5432/carepath") == \
+        "postgresql+psycopg://***@db-host:5432/carepath"
+    assert redacted_url("sqlite:////var/lib/carepath/carepath.sqlite3") == "sqlite:////var/lib/carepath/carepath.sqlite3"
+
+
+def test_rules_explain_runs_on_the_configured_database(carepath: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the real ``carepath`` group and its settings, as a user runs it."""
+    view = carepath.instances.start("test_careplan", "MRN-CLI-1", "system:test", {"age": 54})
+    carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}},
+                                     "clinician:test")
+    with carepath.sessions() as session:
+        item = session.scalars(select(CarePlanItem).where(CarePlanItem.instance_id == view.id,
+                                                          CarePlanItem.kind == "referral")).first()
+        assert item is not None
+        evaluation, code = item.evaluation_id, item.code
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", carepath.settings.database_url)
+    runner = CliRunner()
+    why = runner.invoke(main, ["rules", "explain", evaluation, "--why", code])
+    assert why.exit_code == 0, why.output
+    assert f"'{code}' was proposed by" in why.stdout
+    assert why.stderr.startswith("database: ")
+    why_not = runner.invoke(main, ["rules", "explain", evaluation, "--why-not", code])
+    assert why_not.exit_code == 0, why_not.output
+    assert f"'{code}' WAS proposed: ask why instead." in why_not.stdout
+    assert "--" not in why_not.stdout  # the text is shown by the API too: no command-line flags in it
+    missing = runner.invoke(main, ["rules", "explain", "0" * 8, "--why", code])
+    assert missing.exit_code == 1 and "no rule evaluation with id" in missing.output
