@@ -70,6 +70,13 @@ def test_the_wheel_and_sdist_carry_the_library_templates_and_locales(distributio
     documents = _files(REPO / "engine" / "documents", (".html", ".yaml"))
     assert {"engine/documents/templates/care_plan.html", "engine/documents/locales/sv.yaml"} <= documents
     assert documents <= wheel
+    # The web app's templates, words and vendored libraries with their licences and sums (issue 16).
+    web = _files(REPO / "api" / "web", (".html", ".yaml", ".css", ".js", ".svg"))
+    vendor = REPO / "api" / "web" / "static" / "vendor"
+    web |= {p.relative_to(REPO).as_posix() for p in [*vendor.rglob("LICENSE"), vendor / "SHA256SUMS"]}
+    assert {"api/web/templates/web/work_list.html", "api/web/locales/sv.yaml", "api/web/static/carepath.js",
+            "api/web/static/vendor/bpmn-js/18.31.1/LICENSE", "api/web/static/vendor/SHA256SUMS"} <= web  # the premise
+    assert web <= wheel
     # The service directory (example data as bundled): the numbers the documents print (issue 15).
     assert {"carepath_content/directory/service_directory.yaml", "carepath_content/directory/__init__.py"} <= wheel
     assert {"directory/service_directory.yaml", "directory/__init__.py"} <= sdist

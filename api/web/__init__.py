@@ -41,7 +41,8 @@ from .i18n import LANGUAGES, current_language, format_time, translate, translate
 
 __all__ = ["bp", "init_app"]
 
-bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
+# /static is the app's own (Flask adds it whether or not api/static exists): the pages' files are under /assets.
+bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 for child in (session_pages, clinicians, patients, authors, auditors):
     bp.register_blueprint(child.bp)
 

@@ -3,7 +3,9 @@ pathways), an API token per role, and a test client signed in as a role."""
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -60,3 +62,20 @@ def signed_in(app: Flask, tokens: dict[str, str]) -> Callable[[str], FlaskClient
         return client
 
     return sign_in
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing browser test saves a screenshot of the page it was on (and says where)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    browser = getattr(item, "funcargs", {}).get("browser")
+    if report.when == "call" and report.failed and browser is not None:
+        folder = Path(os.environ.get("CAREPATH_FAILURE_SCREENSHOTS", Path(tempfile.gettempdir()) / "carepath-web"))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{item.name.replace('/', '_')}.png"
+        try:
+            browser.driver.save_screenshot(str(path))
+            report.sections.append(("screenshot", f"saved {path} ({browser.driver.current_url})"))
+        except Exception as exc:  # the browser itself may be what failed
+            report.sections.append(("screenshot", f"none: {type(exc).__name__}"))

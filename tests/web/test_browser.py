@@ -1,0 +1,303 @@
+"""The web app in a real browser: Debian's chromium driven by Selenium through Debian's chromedriver.
+
+One server (the app in a thread on 127.0.0.1, a copy of the bundled pathways' template database with the
+synthetic demo patients loaded) and one browser session for the whole module. The tests sign in as each
+role, complete a task from the work list and see the diagram overlay move, open a document, find a
+validation marker and select its element, check that a role without permission sees neither the page
+nor the action, and run axe-core on every page (no serious or critical violation). A failing test
+saves a screenshot (tests/web/conftest.py). With CAREPATH_DOCS_SCREENSHOTS=1 the main pages are saved
+to docs/screenshots/ for docs/web.md.
+
+.ci/run installs chromium and chromium-driver; without them (a machine that cannot install Debian's
+packages) the module is skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+
+from api import create_app
+from engine import Settings
+from engine.access import ROLES, create_token
+from engine.db.session import unit_of_work
+from engine.demo import load_demo
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a dev dependency (pip install -e .[dev])")
+from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent.parent
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+AXE = REPO / "tests" / "web" / "vendor" / "axe-core" / "4.14.1" / "axe.min.js"
+DOCS = REPO / "docs" / "screenshots"
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+    reason="needs Debian's chromium and chromium-driver (.ci/run installs them with apt-get)")]
+
+
+@dataclass
+class Server:
+    url: str
+    tokens: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def server(database_templates: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app on 127.0.0.1 (a free port) over a copy of the bundled template with the demo patients."""
+    folder = tmp_path_factory.mktemp("web")
+    shutil.copyfile(database_templates.sqlite_file(REPO / "pathways"), folder / "web.sqlite3")
+    url = f"sqlite:///{folder / 'web.sqlite3'}"
+    load_demo(Settings(database_url=url, pathways_dir=REPO / "pathways", rules_dir=REPO / "rules"))
+    app = create_app({"DATABASE_URL": url, "PATHWAYS_DIR": REPO / "pathways", "RULES_DIR": REPO / "rules",
+                      "SECRET_KEY": "browser-tests"})
+    engine = app.extensions["carepath"]
+    tokens = {}
+    with unit_of_work(engine.sessions) as session:
+        for role in ROLES:
+            tokens[role] = create_token(session, role, f"{role} (browser test)", engine.clock)[1]
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Server(f"http://127.0.0.1:{http.server_port}", tokens)
+    finally:
+        http.shutdown()
+        thread.join(timeout=10)
+        engine.close()
+
+
+class Browser:
+    """The shared browser session, with the few steps the tests repeat."""
+
+    def __init__(self, driver: Any, server: Server) -> None:
+        self.driver, self.server = driver, server
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.server.url + path)
+
+    def find(self, css: str) -> Any:
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def finds(self, css: str) -> list[Any]:
+        return list(self.driver.find_elements(By.CSS_SELECTOR, css))
+
+    def text(self) -> str:
+        return str(self.find("body").text)
+
+    def wait(self, condition: Callable[[Any], Any], seconds: float = 15) -> Any:
+        return WebDriverWait(self.driver, seconds).until(condition)
+
+    def sign_in(self, role: str) -> None:
+        self.driver.delete_all_cookies()
+        self.open("/sign-in")
+        self.find("#token").send_keys(self.server.tokens[role])
+        self.find("#token").send_keys(Keys.ENTER)
+        self.wait(lambda d: "/sign-in" not in d.current_url)
+
+    def diagram(self) -> Any:
+        """The diagram once bpmn-js drew it (or said it could not)."""
+        return self.wait(lambda d: d.find_element(By.CSS_SELECTOR, ".cp-diagram[data-state]"))
+
+    def axe(self, what: str) -> None:
+        """axe-core on the current page: no serious or critical violation."""
+        self.driver.execute_script(AXE.read_text(encoding="utf-8"))
+        result = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map("
+            "v => [v.id, v.impact, v.nodes.length, v.nodes.slice(0, 2).map(n => n.target.join(' '))])))"
+            ".catch(e => done([['axe-error', 'critical', 0, [String(e)]]]));")
+        bad = [v for v in result if v[1] in ("serious", "critical")]
+        assert bad == [], f"{what}: {bad}"
+
+    def screenshot(self, name: str, show: str | None = None) -> None:
+        """For docs/web.md, with CAREPATH_DOCS_SCREENSHOTS set: the page, scrolled to ``show``."""
+        if os.environ.get("CAREPATH_DOCS_SCREENSHOTS"):
+            DOCS.mkdir(parents=True, exist_ok=True)
+            if show:
+                self.driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", self.find(show))
+            self.driver.save_screenshot(str(DOCS / f"{name}.png"))
+
+
+@pytest.fixture(scope="module")
+def browser(server: Server) -> Iterator[Browser]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800",
+                     "--lang=en-GB", "--disable-gpu"):
+        options.add_argument(argument)
+    # The system chromedriver, named explicitly: Selenium Manager must not try to download one.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_script_timeout(30)
+    driver.set_page_load_timeout(30)
+    try:
+        yield Browser(driver, server)
+    finally:
+        driver.quit()
+
+
+def test_each_role_signs_in_and_sees_its_own_start_page(browser: Browser) -> None:
+    expected = {"clinician": ("/work-list", "Work list"), "author": ("/pathways", "Pathway library"),
+                "auditor": ("/audit/trail", "Event trail verification"), "system": ("/work-list", "Work list")}
+    for role in ROLES:
+        browser.sign_in(role)
+        path, heading = expected[role]
+        assert browser.driver.current_url.endswith(path), (role, browser.driver.current_url)
+        assert browser.find("h1").text == heading
+        if role == "auditor":
+            browser.axe("event trail")
+            browser.screenshot("trail")
+        browser.find("[data-test=sign-out]").click()
+        browser.wait(lambda d: d.current_url.endswith("/sign-in"))
+    browser.axe("sign-in page")
+
+
+def test_the_first_key_press_reaches_the_skip_link(browser: Browser) -> None:
+    browser.sign_in("clinician")
+    browser.find("body").send_keys(Keys.TAB)
+    focused = browser.driver.switch_to.active_element
+    assert focused.get_attribute("class") == "nhsuk-skip-link"
+
+
+def test_a_clinician_completes_a_task_from_the_work_list_and_the_diagram_moves_on(browser: Browser) -> None:
+    browser.sign_in("clinician")
+    browser.axe("work list")
+    browser.screenshot("work-list")
+    patient = browser.find("#filter-patient")
+    patient.send_keys("SYN-DEMO-0004")
+    patient.send_keys(Keys.ENTER)
+    browser.wait(lambda d: "SYN-DEMO-0001" not in d.find_element(By.ID, "work-list-results").text)
+    link = next(a for a in browser.finds("#work-list-results a") if "treatment" in a.text.lower())
+    link.click()
+    browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=complete]"))
+    browser.axe("task page")
+    browser.screenshot("task")
+    browser.find("[data-test=complete]").click()  # nothing filled in: the errors, per field
+    summary = browser.wait(lambda d: d.find_element(By.CSS_SELECTOR, ".nhsuk-error-summary"))
+    assert "Enter Treatments received" in summary.text and "Enter Completed on" in summary.text or \
+        "Enter" in summary.text, summary.text
+    browser.axe("task page with errors")
+    browser.screenshot("task-errors")
+    browser.finds(".nhsuk-checkboxes__label")[0].click()
+    date = next(i for i in browser.finds("input[type=date]"))
+    browser.driver.execute_script("arguments[0].value = '2026-01-15'", date)
+    browser.find("[data-test=complete]").click()
+    browser.wait(lambda d: "/tasks/" not in d.current_url)
+    assert "completed for SYN-DEMO-0004" in browser.text()
+    diagram = browser.diagram()
+    assert diagram.get_attribute("data-state") == "shown"
+    marked = diagram.get_attribute("data-marked").split()
+    assert "treatment:done" in marked, marked
+    assert not any(m.endswith(":ready") and m.startswith("treatment") for m in marked)
+    assert browser.finds("#diagram .djs-overlay .cp-badge-done")
+    browser.axe("patient page")
+    browser.screenshot("patient", "#diagram-heading")
+
+
+def test_a_document_opens_in_swedish(browser: Browser) -> None:
+    browser.sign_in("clinician")
+    browser.open("/patients?patient=SYN-DEMO-0002")
+    browser.finds("[data-test=patients] a")[0].click()
+    browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=documents]"))
+    browser.find("[data-test=documents] a[hreflang=sv]").click()
+    browser.wait(lambda d: "/documents/care-plan" in d.current_url)
+    assert browser.find("html").get_attribute("lang") == "sv"
+    assert "SYN-DEMO-0002" in browser.text()
+
+
+def test_an_author_finds_a_validation_marker_and_selects_its_element(browser: Browser, tmp_path: Path) -> None:
+    # A diagram drawn in bpmn.io (with its layout), broken: the gateway lost its default flow.
+    drawn = (REPO / "tests" / "diagrams" / "ok" / "bpmnio.bpmn").read_text(encoding="utf-8")
+    broken = tmp_path / "late_effects.bpmn"
+    broken.write_text(drawn.replace(' default="Flow_0nolate"', ""), encoding="utf-8")
+    browser.sign_in("author")
+    browser.open("/pathways/check")
+    browser.find("#diagram-file").send_keys(str(broken))
+    browser.find("form button[type=submit]").click()
+    diagram = browser.diagram()
+    marked = diagram.get_attribute("data-marked").split()
+    assert {"Gateway_0late:problem", "Flow_0nolate:problem"} <= set(marked), marked
+    problem = "Gateway_0late"
+    assert browser.finds(f"g.djs-element.cp-problem[data-element-id='{problem}']")
+    button = browser.find(f"[data-select-element='{problem}']")
+    button.send_keys(Keys.ENTER)  # by keyboard
+    browser.wait(lambda d: d.find_element(By.ID, "diagram").get_attribute("data-selected") == problem)
+    assert browser.finds(f"g.djs-element.cp-selected[data-element-id='{problem}']")
+    browser.axe("diagram check")
+    browser.screenshot("diagram-check", "#diagram")
+    browser.open("/pathways")
+    browser.find("[data-test=library] tbody a").click()
+    browser.find("[data-test=versions] tbody a").click()
+    assert browser.diagram().get_attribute("data-state") == "shown"
+    browser.axe("version diagram")
+
+
+def test_a_role_without_permission_sees_neither_the_page_nor_the_action(browser: Browser, server: Server) -> None:
+    browser.sign_in("clinician")
+    browser.open("/work-list")
+    task_url = browser.finds("#work-list-results a")[0].get_attribute("href")
+    browser.sign_in("auditor")
+    assert not browser.finds("a[href='/work-list']")
+    browser.driver.get(task_url)
+    assert "You cannot see this page" in browser.text()
+    assert not browser.finds("[data-test=complete]")
+    browser.axe("forbidden page")
+    browser.open("/patients?patient=SYN-DEMO-0001")
+    browser.finds("[data-test=patients] a")[0].click()
+    browser.diagram()
+    assert not browser.finds("[data-test=ready-tasks] a")  # tasks are listed, not offered
+    assert not browser.finds("#care-plan button")
+    browser.sign_in("author")
+    browser.open("/audit/trail")
+    assert "You cannot see this page" in browser.text()
+
+
+def test_auditors_read_an_evaluation_in_swedish(browser: Browser) -> None:
+    browser.sign_in("auditor")
+    browser.find("header button[lang=sv]").click()
+    browser.wait(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "sv")
+    browser.open("/patients?patient=SYN-DEMO-0002")
+    browser.finds("[data-test=patients] a")[0].click()
+    browser.find("a[href*='/evaluations']").click()
+    browser.find("[data-test=evaluations] a").click()
+    assert "Regelutvärdering" in browser.text()
+    codes = browser.finds("a[href*='?why=']")
+    assert codes
+    codes[0].click()
+    assert browser.find("[data-test=explanation]").text
+    browser.axe("evaluation (sv)")
+    browser.screenshot("evaluation")
+    browser.find("header button[lang=en]").click()
+
+
+def test_pages_fit_a_tablet(browser: Browser) -> None:
+    browser.sign_in("clinician")
+    browser.driver.set_window_size(768, 1024)
+    try:
+        for path in ("/work-list", "/patients?patient=SYN-DEMO-0001"):
+            browser.open(path)
+            if "patients?" in path:
+                browser.finds("[data-test=patients] a")[0].click()
+                browser.diagram()
+            overflow = browser.driver.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, (path, overflow)
+        browser.axe("patient page at tablet width")
+    finally:
+        browser.driver.set_window_size(1280, 800)
+    with pytest.raises(TimeoutException):  # the wait helper gives up rather than hanging
+        browser.wait(lambda d: False, seconds=0.2)
+    time.sleep(0)
