@@ -237,12 +237,12 @@ def timer_value_problem(kind: str, value: str) -> str | None:
 
 
 def _duration_span(value: str) -> timedelta:
-    """The longest a duration can last (months counted as 31 days)."""
+    """How long a duration lasts (a month counted as the average month)."""
     parsed = TimerEventDefinition.parse_iso_duration(value)
     months = parsed.pop("years", 0) * 12 + parsed.pop("months", 0)
-    if months * 31 > MAX_TIMER_SPAN.days:
+    if months > 12 * 1000:  # timedelta itself would overflow
         return MAX_TIMER_SPAN + timedelta(days=1)
-    return timedelta(days=months * 31) + timedelta(**parsed)
+    return timedelta(days=months * 365.25 / 12) + timedelta(**parsed)
 
 
 def _span_problem(span: timedelta) -> str | None:
