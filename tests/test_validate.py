@@ -232,3 +232,125 @@ def test_lint_knows_exactly_the_operators_the_engine_runs() -> None:
     from engine.pathways.validation.lint_elements import KNOWN_OPERATORS
 
     assert set(care_plan_operators(registry=None)) == KNOWN_OPERATORS
+
+
+# --- what SpiffWorkflow would loop on or refuse late (issue 12, points 1, 2 and 7) -----------------
+
+PROCESS = """  <bpmn:process id="{pid}" isExecutable="{executable}">
+    <bpmn:startEvent id="start_{pid}"><bpmn:outgoing>in_{pid}</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="in_{pid}" sourceRef="start_{pid}" targetRef="call_{pid}" />
+    <bpmn:callActivity id="call_{pid}" calledElement="{called}"><bpmn:incoming>in_{pid}</bpmn:incoming>
+      <bpmn:outgoing>out_{pid}</bpmn:outgoing></bpmn:callActivity>
+    <bpmn:sequenceFlow id="out_{pid}" sourceRef="call_{pid}" targetRef="end_{pid}" />
+    <bpmn:endEvent id="end_{pid}"><bpmn:incoming>out_{pid}</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>
+"""
+PLAIN = """  <bpmn:process id="{pid}" isExecutable="{executable}">
+    <bpmn:startEvent id="start_{pid}"><bpmn:outgoing>in_{pid}</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="in_{pid}" sourceRef="start_{pid}" targetRef="end_{pid}" />
+    <bpmn:endEvent id="end_{pid}"><bpmn:incoming>in_{pid}</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>
+"""
+
+
+def _diagram(tmp_path: Path, name: str, *processes: str) -> Path:
+    path = tmp_path / name
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<bpmn:definitions xmlns:bpmn="http://www.omg.org/'
+                    'spec/BPMN/20100524/MODEL" id="d" targetNamespace="x">\n' + "".join(processes)
+                    + "</bpmn:definitions>\n")
+    return path
+
+
+def test_a_call_cycle_through_other_processes_is_refused_at_each_call(tmp_path: Path) -> None:
+    path = _diagram(tmp_path, "cycle.bpmn", PROCESS.format(pid="review", called="followup", executable="true"),
+                    PROCESS.format(pid="followup", called="review", executable="true"))
+    problems = validate_paths([path])
+    assert [(p.code, p.element, p.line) for p in problems] == [
+        ("call-cycle", "call_review", 6), ("call-cycle", "call_followup", 14)]
+    assert "(review -> followup -> review)" in problems[0].message
+
+
+def test_a_call_cycle_through_the_library_is_refused(tmp_path: Path) -> None:
+    library = tmp_path / "pathways"
+    (library / "shared").mkdir(parents=True)
+    _diagram(library / "shared", "back.bpmn", PROCESS.format(pid="back", called="main", executable="true"))
+    path = _diagram(tmp_path, "main.bpmn", PROCESS.format(pid="main", called="back", executable="true"))
+    [problem] = validate_paths([path], pathways_root=library)
+    assert (problem.code, problem.element) == ("call-cycle", "call_main")
+    assert "(main -> back -> main)" in problem.message
+
+
+def test_calling_a_process_that_is_not_executable_is_refused(tmp_path: Path) -> None:
+    path = _diagram(tmp_path, "calls.bpmn", PROCESS.format(pid="main", called="drawn", executable="true"),
+                    PLAIN.format(pid="drawn", executable="false"))
+    [problem] = validate_paths([path])
+    assert (problem.code, problem.element, problem.line) == ("unresolved-call", "call_main", 6)
+    assert "not executable" in problem.message
+
+
+NO_START = """  <bpmn:process id="p_no_start" isExecutable="true">
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+"""
+BAD_LOOP = """  <bpmn:process id="p_loop" isExecutable="true">
+    <bpmn:startEvent id="go"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="go" targetRef="each" />
+    <bpmn:scriptTask id="each"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:multiInstanceLoopCharacteristics><bpmn:loopCardinality>3</bpmn:loopCardinality>
+        <bpmn:loopDataInputRef>items</bpmn:loopDataInputRef></bpmn:multiInstanceLoopCharacteristics>
+      <bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="each" targetRef="end" />
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>
+"""
+
+
+@pytest.mark.parametrize(("process", "expected"), [
+    (NO_START, ("compile", "p_no_start", 3, "No start event found")),
+    (BAD_LOOP, ("compile", "each", 6, "exactly one of cardinality or loop input")),
+])
+def test_compile_problems_name_the_line_and_element(tmp_path: Path, process: str,
+                                                    expected: tuple[str, str, int, str]) -> None:
+    # SpiffWorkflow's parser gives neither a line nor, for some problems, an element.
+    [problem] = validate_paths([_diagram(tmp_path, "compile.bpmn", process)])
+    code, element_id, line, words = expected
+    assert (problem.code, problem.element, problem.line) == (code, element_id, line), problem
+    assert words in problem.message
+
+
+@pytest.mark.parametrize(("kind", "value", "reason"), [
+    ("cycle", "R/PT0S", "repeats without end"),
+    ("cycle", "R/P1M", "repeats without end"),
+    ("cycle", "R5/PT0S", "period is shorter than one minute"),
+    ("cycle", "R5/PT59S", "period is shorter than one minute"),
+    ("cycle", "R1001/P1D", "repeats more than 1000 times"),
+    ("cycle", "R200/P1Y", "repetitions last more than a hundred years"),
+    ("cycle", "R3/9999-12-01T00:00:00Z/P1M", "outside the years 1900 to 2199"),
+    ("duration", "P100000Y", "lasts more than a hundred years"),
+    ("duration", "P1300M", "lasts more than a hundred years"),
+    ("duration", "P99999999999999D", "beyond the calendar"),
+    ("date", "9999-12-31T23:59:59Z", "outside the years 1900 to 2199"),
+    ("date", "1066-10-14", "outside the years 1900 to 2199"),
+])
+def test_timer_values_out_of_bounds(tmp_path: Path, kind: str, value: str, reason: str) -> None:
+    from engine.spiff.patches import timer_value_problem
+
+    problem = timer_value_problem(kind, value)
+    assert problem is not None and reason in problem and value not in problem  # never quotes the value
+    tag = {"cycle": "timeCycle", "duration": "timeDuration", "date": "timeDate"}[kind]
+    text = (OK / "camunda5.bpmn").read_text()
+    path = tmp_path / "timer.bpmn"
+    path.write_text(text.replace('<bpmn:timeDuration xsi:type="bpmn:tFormalExpression">P18M</bpmn:timeDuration>',
+                                 f"<bpmn:{tag}>{value}</bpmn:{tag}>"))
+    [found] = validate_paths([path])
+    assert found.code == "timer-bounds" and reason in found.message and found.element
+
+
+@pytest.mark.parametrize(("kind", "value"), [
+    ("cycle", "R3/2026-01-31T09:00:00+00:00/P1M"), ("cycle", "R12/PT1M"), ("cycle", "R1000/P1M"),
+    ("duration", "P18M"), ("duration", "PT0S"), ("duration", "P100Y"), ("date", "2026-06-01T09:00:00Z"),
+])
+def test_timer_values_within_bounds(kind: str, value: str) -> None:
+    from engine.spiff.patches import timer_value_problem
+
+    assert timer_value_problem(kind, value) is None
