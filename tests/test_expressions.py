@@ -609,3 +609,81 @@ def test_make_script_engine_uses_the_safe_environment(clock: ManualClock) -> Non
     engine = make_script_engine(clock)
     assert isinstance(engine, PythonScriptEngine)
     assert isinstance(engine.environment, SafeEnvironment)
+
+
+# --- values that share references, format widths, digits (issue 12, point 7) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "text"),
+    [
+        ("eval", "[[[]] * 60000] * 60000 == [[[]] * 60000] * 60000"),  # stalled every request for 54 s
+        ("exec", "a = [[]] * 60000\nb = [a] * 60000"),
+        ("exec", "a = [[]] * 1000\nb = [a, a, a, a, a, a, a, a, a, a]\nc = [b, b, b, b, b, b, b, b, b, b]\n"
+                 "d = [c, c, c, c, c, c, c, c, c, c]"),
+        ("exec", "a = [0] * 100000\nrows = {}\nfor k in 'abcdefghijk':\n    rows[k] = a"),
+        ("exec", "a = [0] * 100000\nrows = []\nfor k in 'abcdefghijk':\n    rows += [a]"),
+        ("exec", "a = [0] * 100000\nrows = {k: a for k in 'abcdefghijk'}"),
+        ("exec", "t = 'x' * 100000\nmany = [t] * 100000"),
+    ],
+)
+def test_shared_references_count_at_every_visit(env: SafeEnvironment, mode: str, text: str) -> None:
+    with pytest.raises(ExpressionError, match="built more than 1000000 items or characters"):
+        env.evaluate(text, {}) if mode == "eval" else env.execute(text, {})
+
+
+def test_a_value_is_sized_as_it_is_visited() -> None:
+    from engine.expressions.functions import built_size
+
+    empty: list[Any] = []
+    shared = [empty] * 3
+    assert built_size(shared) == 3
+    assert built_size([shared, shared]) == 2 + 2 * 3
+    assert built_size(["abc", "abc", 1]) == 3 + 2 * 2  # text counts its characters at each visit
+    assert built_size({"x": [1, 2], "y": "hi"}) == 2 + 2 + 1
+    assert built_size([[[0] * 60000] * 60000], budget=1_000_000) > 1_000_000
+    itself: list[Any] = []
+    itself.append(itself)
+    assert built_size(itself, budget=100) > 100  # without end
+
+
+def test_text_of_a_shared_value_is_sized_as_rendered(env: SafeEnvironment) -> None:
+    from engine.expressions.functions import check_text_size
+
+    # 30 references to one 40,000-character text render 1.2 million characters, over the limit.
+    parts = ["x" * 40_000] * 10
+    with pytest.raises(ValueError, match="longer than 1000000 characters"):
+        check_text_size([parts, parts, parts])
+    check_text_size([parts, parts])
+    data: dict[str, Any] = {}
+    env.execute("loop = [1]\nloop.append(loop)\ntext = str(loop)\nloop = 0", data)  # a list in itself
+    assert data["text"] == "[1, [...]]"
+
+
+@pytest.mark.parametrize("spec", [">999999999", ".99999f", "0>1001", "<5000"])
+def test_format_widths_are_capped_before_anything_runs(spec: str) -> None:
+    [problem] = check_script(f"x = 1\ny = f'{{x:{spec}}}'")
+    assert "asks for more than 1000 characters" in problem.message and problem.line == 2
+
+
+def test_usual_format_specifications_run(env: SafeEnvironment) -> None:
+    data: dict[str, Any] = {"score": 7.25, "name": "Ada"}
+    env.execute("a = f'{score:.1f}'\nb = f'{name:>5}'\nc = f'{score:08.3f}'\nd = f'{name:_^1000}'", data)
+    assert (data["a"], data["b"], data["c"], len(data["d"])) == ("7.2", "  Ada", "0007.250", 1000)
+
+
+def test_int_and_str_conversions_stop_at_a_digit_limit(env: SafeEnvironment) -> None:
+    data: dict[str, Any] = {}
+    env.execute("n = int('9' * 3000)\nback = len(str(n))", data)
+    assert data["back"] == 3000
+    with pytest.raises(ExpressionError, match=r"int: the text has more than 3000 digits \(line 1, col 5\)") as refused:
+        env.execute("n = int('9' * 5000)", {})
+    assert "sys" not in str(refused.value)  # not Python's advice to the server's programmer
+    with pytest.raises(ExpressionError, match="the number is too large"):
+        env.execute("n = int('9' * 3000)\nm = n * n * n * n", {})
+
+
+def test_an_unsafe_expression_says_which_construct_not_its_text(env: SafeEnvironment) -> None:
+    with pytest.raises(UnsafeExpressionError) as refused:
+        env.execute("secret = 'do not show'\nimport os", {})
+    assert refused.value.message == "the script is outside the safe language: import is not allowed (line 2, col 1)"
