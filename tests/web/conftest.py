@@ -1,12 +1,17 @@
-"""Web app fixtures: the app on a database of its own (tests/conftest.py's deployed template with the test
-pathways), an API token per role, and a test client signed in as a role."""
+"""Web app fixtures: the app on a SQLite database of its own (a copy of a template with the test pathways
+deployed), an API token per role, a test client signed in as a role, and a screenshot of the page a
+failing browser test was on."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,18 +19,39 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api import create_app
-from engine import ManualClock
+from engine import CarePath, ManualClock, Settings
 from engine.access import ROLES, create_token
 from engine.db.session import unit_of_work
 
 TESTS = Path(__file__).resolve().parent.parent
+START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
+@pytest.fixture(scope="session")
+def web_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database with the schema and the test pathways deployed, made once and copied per test.
+
+    The pages are a layer over the engine, not database code: SQLite is enough here (the engine's own
+    tests run on PostgreSQL too).
+    """
+    path = tmp_path_factory.mktemp("web_template") / "template.sqlite3"
+    engine = CarePath(Settings(database_url=f"sqlite:///{path}", pathways_dir=TESTS / "pathways"),
+                      ManualClock(START), upgrade=True)
+    try:
+        engine.catalog.sync_library()
+    finally:
+        engine.close()
+    with contextlib.closing(sqlite3.connect(path)) as connection:  # copies take the main file alone
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
 @pytest.fixture
-def app(deployed_database_url: str, clock: ManualClock) -> Iterator[Flask]:
-    app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
-                      "CLOCK": clock, "SECRET_KEY": "test-secret-key"})
+def app(web_template: Path, tmp_path: Path) -> Iterator[Flask]:
+    shutil.copyfile(web_template, tmp_path / "web.sqlite3")
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
+                      "PATHWAYS_DIR": TESTS / "pathways", "CLOCK": ManualClock(START), "SECRET_KEY": "test-secret-key"})
     try:
         yield app
     finally:

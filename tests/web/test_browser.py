@@ -15,7 +15,6 @@ packages) the module is skipped, saying so.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,11 +55,10 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(database_templates: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The app on 127.0.0.1 (a free port) over a copy of the bundled template with the demo patients."""
-    folder = tmp_path_factory.mktemp("web")
-    shutil.copyfile(database_templates.sqlite_file(REPO / "pathways"), folder / "web.sqlite3")
-    url = f"sqlite:///{folder / 'web.sqlite3'}"
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app on 127.0.0.1 (a free port) over a new SQLite database: the bundled pathways and the demo
+    patients (``carepath demo`` deploys the one and loads the other)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('web') / 'web.sqlite3'}"
     load_demo(Settings(database_url=url, pathways_dir=REPO / "pathways", rules_dir=REPO / "rules"))
     app = create_app({"DATABASE_URL": url, "PATHWAYS_DIR": REPO / "pathways", "RULES_DIR": REPO / "rules",
                       "SECRET_KEY": "browser-tests"})
