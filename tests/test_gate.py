@@ -167,3 +167,15 @@ def test_validate_exits_zero_with_warnings_only_and_prints_them(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert f"{tmp_path / 'implied.bpmn'}:3: implied_cli: warning: process 'implied_cli' does not say" in result.output
     assert "no problems found, 1 warning(s)" in result.output
+
+
+def test_serve_refuses_a_folder_that_does_not_pass_the_gate(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    shutil.copy(BROKEN / "gateway_without_default.bpmn", library)
+    env = {"CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "CAREPATH_PATHWAYS_DIR": str(library),
+           "CAREPATH_RULES_DIR": str(RULES)}
+    result = CliRunner().invoke(main, ["serve", "--port", "1"], env=env)  # port 1: it must never get that far
+    assert result.exit_code == 1
+    assert f"{library / 'gateway_without_default.bpmn'}:18: Gateway_distress: exclusive gateway" in result.output
+    assert "refusing to start, nothing deployed" in result.output
