@@ -51,7 +51,8 @@ def web_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def app(web_template: Path, tmp_path: Path) -> Iterator[Flask]:
     shutil.copyfile(web_template, tmp_path / "web.sqlite3")
     app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
-                      "PATHWAYS_DIR": TESTS / "pathways", "CLOCK": ManualClock(START), "SECRET_KEY": "test-secret-key"})
+                      "PATHWAYS_DIR": TESTS / "pathways", "RULES_DIR": TESTS.parent / "rules",
+                      "CLOCK": ManualClock(START), "SECRET_KEY": "test-secret-key"})
     try:
         yield app
     finally:

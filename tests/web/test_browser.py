@@ -184,9 +184,12 @@ def test_a_clinician_completes_a_task_from_the_work_list_and_the_diagram_moves_o
     browser.axe("task page")
     browser.screenshot("task")
     browser.find("[data-test=complete]").click()  # nothing filled in: the errors, per field
-    summary = browser.wait(lambda d: d.find_element(By.CSS_SELECTOR, ".nhsuk-error-summary"))
-    assert "Enter Treatments received" in summary.text and "Enter Completed on" in summary.text or \
-        "Enter" in summary.text, summary.text
+    browser.wait(lambda d: d.find_element(By.CSS_SELECTOR, ".nhsuk-error-summary"))
+    links = browser.finds(".nhsuk-error-summary__list a")
+    assert len(links) == 2, [a.text for a in links]  # the form's two required fields, each named
+    for link in links:  # each error leads to its field, which says it too
+        target = link.get_attribute("href").split("#", 1)[1]
+        assert browser.finds(f"#{target}") and browser.finds(f"#{target}-error")
     browser.axe("task page with errors")
     browser.screenshot("task-errors")
     browser.finds(".nhsuk-checkboxes__label")[0].click()
