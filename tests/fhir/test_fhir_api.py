@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import LOCAL, NHS, NHS_NUMBER, World
+from fhir_world import LOCAL, NHS, NHS_NUMBER, World
 from pathways_bundled.journeys import ABOUT_WORKING_PARENT, HIGH_CONCERNS
 
 from api.openapi import FHIR_BASE
