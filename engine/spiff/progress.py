@@ -64,7 +64,7 @@ def _progress(task: Any, running: set[Any]) -> ElementProgress | None:
     spec = task.task_spec
     if not getattr(spec, "bpmn_id", None):
         return None  # SpiffWorkflow's own start, end and root specs are not on the diagram
-    state = _state(task, running)
+    state = _state_of(task, running)
     if state is None:
         return None
     due = _due(task.internal_data.get("event_value")) if state == "waiting" else None
@@ -72,7 +72,7 @@ def _progress(task: Any, running: set[Any]) -> ElementProgress | None:
                            name=spec.bpmn_name or spec.bpmn_id, kind=type(spec).__name__, state=state, due_at=due)
 
 
-def _state(task: Any, running: set[Any]) -> str | None:
+def _state_of(task: Any, running: set[Any]) -> str | None:
     state = task.state
     if state == TaskState.COMPLETED:
         return "done"
