@@ -1,5 +1,6 @@
 """Documents of an instance: the Personalised Care Plan (and moving its items on) and the End of
-Treatment Summary, as JSON or, with ``Accept: text/html``, as a printable page.
+Treatment Summary, as JSON, as a printable page (``Accept: text/html``) or as a PDF for sending to the
+GP practice (``Accept: application/pdf``; the same page, rendered by WeasyPrint).
 
 The language comes from ``Accept-Language`` (Swedish or English; anything else gets English) and is
 sent back as ``Content-Language``. The documents hold patient data: they are never logged.
@@ -13,7 +14,12 @@ from typing import Any
 from flask import Blueprint, Response, json, request
 
 from engine import CarePath
-from engine.documents.build import LANGUAGES, care_plan_document, end_of_treatment_summary, render_html
+from engine.documents.build import (
+    LANGUAGES,
+    care_plan_document,
+    end_of_treatment_summary,
+)
+from engine.documents.render import render_html, render_pdf
 
 from . import carepath
 from .auth import current_principal, requires
@@ -22,13 +28,20 @@ from .parsing import json_body
 bp = Blueprint("documents", __name__, url_prefix="/v1/instances")
 
 Builder = Callable[[CarePath, str, str | None], dict[str, Any]]
+_FORMATS = ["application/json", "text/html", "application/pdf"]  # the first wins a tie (*/*)
 
 
-def _negotiated(build: Builder, instance_id: str) -> Response:
-    """The document in the language and format asked for. Raises what ``build`` raises."""
+def _negotiated(build: Builder, instance_id: str, name: str) -> Response:
+    """The document in the language and format asked for. Raises what ``build`` and the renderers raise."""
     document = build(carepath(), instance_id, request.accept_languages.best_match(LANGUAGES))
-    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+    chosen = request.accept_mimetypes.best_match(_FORMATS)
+    if chosen == "text/html":
         response = Response(render_html(document), mimetype="text/html")
+    elif chosen == "application/pdf":
+        response = Response(render_pdf(document), mimetype="application/pdf")
+        # A file name for saving and attaching: the document and its date, never the patient's reference.
+        day = document["generated_at"][:10]
+        response.headers["Content-Disposition"] = f'inline; filename="{name}-{day}-{document["language"]}.pdf"'
     else:
         response = Response(json.dumps(document), mimetype="application/json")
     response.headers["Content-Language"] = document["language"]
@@ -39,7 +52,7 @@ def _negotiated(build: Builder, instance_id: str) -> Response:
 @bp.get("/<uuid:instance_id>/care-plan")
 @requires("documents.read")
 def care_plan(instance_id: Any) -> Response:
-    return _negotiated(care_plan_document, str(instance_id))
+    return _negotiated(care_plan_document, str(instance_id), "care-plan")
 
 
 @bp.patch("/<uuid:instance_id>/care-plan/items/<uuid:item_id>")
@@ -52,4 +65,4 @@ def update_item(instance_id: Any, item_id: Any) -> dict[str, Any]:
 @bp.get("/<uuid:instance_id>/end-of-treatment-summary")
 @requires("documents.read")
 def end_of_treatment(instance_id: Any) -> Response:
-    return _negotiated(end_of_treatment_summary, str(instance_id))
+    return _negotiated(end_of_treatment_summary, str(instance_id), "end-of-treatment-summary")

@@ -113,10 +113,13 @@ _EVALUATION_ID = _path("evaluation_id", UUID_PATTERN)
 
 
 def _document(op_id: str, summary: str, schema: str, errors: tuple[int, ...]) -> dict[str, Any]:
-    """A document as JSON, or as a printable HTML page with ``Accept: text/html``."""
-    ok = _response("The document in the language asked for (Content-Language); HTML with Accept: text/html",
-                   schema, headers=("Content-Language", "Vary"))
+    """A document as JSON, as a printable HTML page (``Accept: text/html``) or as a PDF for the GP
+    practice (``Accept: application/pdf``)."""
+    ok = _response("The document in the language asked for (Content-Language); HTML with Accept: text/html, "
+                   "a PDF with Accept: application/pdf", schema, headers=("Content-Language", "Vary"))
     ok["content"]["text/html"] = {"schema": {"type": "string", "description": "A self-contained HTML page"}}
+    ok["content"]["application/pdf"] = {"schema": {"type": "string", "contentMediaType": "application/pdf",
+                                                   "description": "The same page as an A4 PDF"}}
     return {"get": _op(op_id, summary, "documents.read", {200: ok}, errors, [_INSTANCE_ID, _ACCEPT_LANGUAGE],
                        tag="documents")}
 

@@ -87,7 +87,25 @@ _DOCUMENT_HEADER: dict[str, Any] = {
     "instance_id": {"type": "string", "pattern": UUID_PATTERN}, "pathway_id": {"type": "string"},
     "pathway_name": {"type": "string"}, "pathway_version": {"type": "string"}, "patient_ref": {"type": "string"},
     "instance_status": _CODE_LABEL,
+    "directory": _obj(["example", "health_system", "version"], {
+        "example": {"type": "boolean", "description": "true: every name and number is example data"},
+        "health_system": {"enum": ["england", "sweden"]}, "version": {"type": "string"}}),
 }
+# A person or service to contact, from the deployment's service directory (docs/documents.md).
+_CONTACT: dict[str, Any] = {"type": "object", "required": ["role", "role_label", "name", "phone", "hours_label",
+                                                            "example"]}
+_NULLABLE_CONTACT: dict[str, Any] = {"oneOf": [_CONTACT, {"type": "null"}]}
+_CONTACTS = _obj(["named_contact", "team", "twenty_four_hour_line", "gp_practice", "hospitals", "emergency_number",
+                  "urgent_advice"], {
+    "named_contact": _NULLABLE_CONTACT, "team": {"type": "array", "items": _CONTACT},
+    "twenty_four_hour_line": _CONTACT, "gp_practice": _NULLABLE_CONTACT,
+    "hospitals": {"type": "array", "items": _CONTACT}, "emergency_number": {"type": "string"},
+    "urgent_advice": _NULLABLE_CONTACT})
+_SAFETY = _obj(["kind", "title", "text", "phone", "line", "example", "emergency"], {
+    "kind": {"enum": ["during_treatment", "after_treatment"]}, "title": {"type": "string"},
+    "text": {"type": "string", "description": "Call the 24-hour line now, with its number"},
+    "phone": {"type": "string"}, "line": {"type": "string"}, "example": {"type": "boolean"},
+    "emergency": {"type": "string"}})
 _ITEM_PROPS: dict[str, Any] = {
     "id": {"type": "string", "pattern": UUID_PATTERN}, "kind": {"enum": ["referral", "intervention", "information"]},
     "kind_label": {"type": "string"}, "code": {"type": "string"}, "name": {"type": "string"},
@@ -96,6 +114,10 @@ _ITEM_PROPS: dict[str, Any] = {
                           {"type": "null"}]},
     "urgency": _NULLABLE_STRING, "urgency_label": _NULLABLE_STRING, "status": {"type": "string"},
     "status_label": {"type": "string"}, "updated_at": _DATE_TIME,
+    "provider": _NULLABLE_CONTACT, "section": {"enum": ["rehabilitation", "self_care", "practical"]},
+    "reasons": {"type": "array", "description": "Why, in the reader's words", "items": _obj(["kind", "text"], {
+        "kind": {"enum": ["concern", "context"]}, "text": {"type": "string"}, "code": {"type": "string"},
+        "score": {"type": ["integer", "null"]}, "field": {"type": "string"}, "value": {}})},
     "why": _obj(["evaluation_id", "assessed_at", "ruleset", "ruleset_version", "catalogue_version", "rules"], {
         "evaluation_id": {"type": "string", "description": "GET /v1/evaluations/{evaluation_id}"},
         "assessed_at": {"type": ["string", "null"], "format": "date-time"}, "ruleset": _NULLABLE_STRING,
@@ -104,24 +126,38 @@ _ITEM_PROPS: dict[str, Any] = {
                                                                   "title": _NULLABLE_STRING})}}),
 }
 _ITEMS: dict[str, Any] = {"type": "array", "items": schema_ref("CarePlanItem")}
-_DIAGNOSIS = _obj(["code", "label", "diagnosis_date", "age", "treatment_intent"], {
+_DIAGNOSIS = _obj(["code", "label", "diagnosis_date", "age", "stage", "treatment_intent"], {
     "code": {"type": ["string", "null"]}, "label": {"type": "string"}, "diagnosis_date": _NULLABLE_STRING,
-    "age": {"type": ["integer", "null"]}, "treatment_intent": {"oneOf": [_CODE_LABEL, {"type": "null"}]}})
+    "age": {"type": ["integer", "null"]}, "stage": _NULLABLE_STRING,
+    "treatment_intent": {"oneOf": [_CODE_LABEL, {"type": "null"}]}})
 _CARE_PLAN_PROPS: dict[str, Any] = {
-    "diagnosis": _DIAGNOSIS, "what_matters": _NULLABLE_STRING, "named_contact": _NULLABLE_OBJECT,
-    "needs": _OBJECTS, "assessments": _OBJECTS, "agreed": _ITEMS, "declined": _ITEMS, "awaiting_decision": _ITEMS,
-    "next_steps": _obj(["ready_tasks", "next_due_at", "upcoming"], {
-        "ready_tasks": _OBJECTS, "next_due_at": {"type": ["string", "null"], "format": "date-time"},
+    "safety": _SAFETY, "contacts": _CONTACTS,
+    "diagnosis": _DIAGNOSIS, "what_matters": _NULLABLE_STRING,
+    "needs": _OBJECTS, "assessments": _OBJECTS, "act_now": _ITEMS, "agreed": _ITEMS, "declined": _ITEMS,
+    "awaiting_decision": _ITEMS, "rights": _OBJECTS,
+    "next_steps": _obj(["now", "ready_tasks", "next_due_at", "upcoming"], {
+        "now": _OBJECTS, "ready_tasks": _OBJECTS, "next_due_at": {"type": ["string", "null"], "format": "date-time"},
         "upcoming": _OBJECTS}),
 }
 _SUMMARY_DOCUMENT_PROPS: dict[str, Any] = {
+    "safety": _SAFETY,
+    "summary": _obj(["written_on", "written_by", "recorded_by", "course_completed_on", "due_by", "on_time"], {
+        "written_on": _NULLABLE_STRING, "written_by": _NULLABLE_OBJECT, "recorded_by": _NULLABLE_STRING,
+        "course_completed_on": _NULLABLE_STRING, "due_by": _NULLABLE_STRING, "on_time": {"type": ["boolean", "null"]}}),
     "diagnosis": _DIAGNOSIS, "treatments_received": _OBJECTS, "completed_on": _NULLABLE_STRING,
-    "effects_to_watch_for": _STRINGS,
-    "warning_signs": _obj(["explained", "diagnosis", "catalogue_version", "signs"], {
+    "ongoing_treatment": _OBJECTS, "effects_to_watch_for": _STRINGS,
+    "warning_signs": _obj(["explained", "diagnosis", "catalogue_version", "during_treatment_apply", "sact_ended_on",
+                           "during_treatment_until", "note", "signs"], {
         "explained": {"type": "boolean"}, "diagnosis": {"type": "string"}, "catalogue_version": {"type": "string"},
-        "signs": _OBJECTS}),
-    "who_to_call": _obj(["named_contact", "services"], {"named_contact": _NULLABLE_OBJECT, "services": _OBJECTS}),
+        "during_treatment_apply": {"type": "boolean"}, "sact_ended_on": _NULLABLE_STRING,
+        "during_treatment_until": _NULLABLE_STRING, "note": _NULLABLE_STRING, "signs": _OBJECTS}),
+    "who_to_call": _CONTACTS,
+    "surveillance": _OBJECTS,
+    "referrals_made": _obj(["care_plan", "organisations"], {"care_plan": _ITEMS, "organisations": _OBJECTS}),
+    "prognosis": _obj(["discussed"], {"discussed": _NULLABLE_STRING}),
+    "benefits_form": _NULLABLE_OBJECT,
     "ongoing_support": _obj(["care_plan", "other"], {"care_plan": _ITEMS, "other": _STRINGS}),
+    "gp_practice": _NULLABLE_CONTACT,
     "gp_actions": _STRINGS, "follow_up": {"oneOf": [_obj(["model", "label"], {
         "model": {"type": "string"}, "label": {"type": "string"}}), {"type": "null"}]},
 }

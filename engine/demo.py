@@ -34,8 +34,14 @@ from engine.settings import Settings
 __all__ = ["DEMO_PATIENTS", "DemoPatient", "DemoRow", "load_demo"]
 
 NURSE, PATIENT, SYSTEM = "clinician:demo-cns", "patient:demo", "system:demo"
+# Named contacts and GP practices of the bundled example service directory (directory/service_directory.yaml):
+# their names, direct lines and hours are what the documents print.
 CONTACT = {"named_contact": {"role": "clinical_nurse_specialist", "staff_ref": "STAFF-DEMO-1",
                              "team": "Demo cancer nursing team", "contact_line": "team_phone_line"}}
+YOUNG_PEOPLE_CONTACT = {"named_contact": {"role": "key_worker", "staff_ref": "STAFF-DEMO-2",
+                                          "team": "Demo children and young people's team",
+                                          "contact_line": "team_phone_line"}}
+GP_PRACTICES = ("EXAMPLE-GP-1", "EXAMPLE-GP-2")
 HIGH = {"worry_fear_anxiety": 8, "fatigue": 6, "money_housing": 7}
 LOW = {"fatigue": 3, "sleep_problems": 4}
 WORKING = {"work_status": "employed", "wants_to_return_to_work": True, "caring_duties": True, "lives_alone": False,
@@ -57,7 +63,7 @@ class _Story:
         clock.set(diagnosed + timedelta(days=2))
         self.view = app.instances.start(patient.pathway, patient.ref, SYSTEM, {
             "diagnosis": patient.diagnosis, "diagnosis_date": diagnosed.date().isoformat(), "age": patient.age,
-            "treatment_intent": patient.intent})
+            "treatment_intent": patient.intent, "gp_practice": GP_PRACTICES[int(patient.ref[-1]) % 2]})
 
     def do(self, element: str, data: dict[str, Any], actor: str = NURSE) -> _Story:
         task = next(t for t in self.view.ready_tasks if t["element"] == element)
@@ -77,8 +83,9 @@ class _Story:
     # --- the shared steps, as a clinic completes them ---
 
     def diagnosed_and_contact(self) -> _Story:
-        self.do("assign_contact", CONTACT)
-        if self.patient.pathway == "children_young_people_cancer":
+        young = self.patient.pathway == "children_young_people_cancer"
+        self.do("assign_contact", YOUNG_PEOPLE_CONTACT if young else CONTACT)
+        if young:
             if self.patient.age < 16:
                 self.do("parents_take_part", {"participants": ["mother"],
                                               "person_with_parental_responsibility_consents": True})

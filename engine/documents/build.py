@@ -1,37 +1,50 @@
 """Documents generated from a pathway instance: the Personalised Care Plan and the End of Treatment Summary.
 
 Each document is built as JSON (a plain ``dict``, format described in ``docs/documents.md``,
-versioned by ``schema_version``) and rendered from that JSON to a self-contained, printable HTML page
-(:func:`render_html`), in English or Swedish. Codes travel with their labels in the document's
-language, so a consumer of the JSON needs no catalogue. Every care plan item carries ``why``: the
-rule evaluation that proposed it (its id in ``rule_evaluations``), the rules that fired and the
-rule-set version, so any referral can be traced back to the need, the rule and its text.
+versioned by ``schema_version``) and rendered from that JSON to a printable HTML page or a PDF
+(:mod:`engine.documents.render`), in English or Swedish. Codes travel with their labels in the
+document's language, so a consumer of the JSON needs no catalogue.
+
+Every care plan item says why in the reader's words (``reasons``: "you scored worry, fear or anxiety 8
+out of 10", :mod:`engine.documents.reasons`) and, for clinicians and auditors, which stored rule
+evaluation, rules and rule-set version proposed it (``why``). Every person and service to contact
+comes with its number from the deployment's service directory (:mod:`engine.documents.contacts`);
+a staff identifier is never shown, and a document made with the example directory says so.
 
 Where the content comes from: the instance's accumulated data (start data and forms, see
-:meth:`engine.instances.service.PathwayService.instance_data`), the care plan items and what matters to the
-patient (:mod:`engine.careplan.service`), the stored rule evaluations (:mod:`engine.rules.store`), the
-catalogues (names in English and Swedish) and the warning-signs catalogue (:mod:`engine.documents.warning_signs`).
+:meth:`engine.instances.service.PathwayService.instance_data`), its task-completed events (who and
+when), the care plan items and what matters to the patient (:mod:`engine.careplan.service`), the
+stored rule evaluations (:mod:`engine.rules.store`), the catalogues, the warning-signs catalogue
+(:mod:`engine.documents.warning_signs`) and the service directory (:mod:`engine.documents.directory`).
 Patient data: documents are for the patient and their care team, never for logs.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import jinja2
-import yaml
 from sqlalchemy import select
 
 from engine.calendar import add_months
 from engine.db.models import InstanceEvent
 from engine.db.session import read_only
+from engine.documents.contacts import Contacts
+from engine.documents.directory import service_directory
+from engine.documents.reasons import plain_reasons
+from engine.documents.render import (
+    CARE_PLAN,
+    END_OF_TREATMENT,
+    LANGUAGES,
+    render_html,
+    render_pdf,
+    strings,
+)
 from engine.documents.warning_signs import DIAGNOSES, URGENCIES, load_warning_signs
 from engine.errors import ConflictError, NotFoundError, RuleFileError
 from engine.instances.view import Status
 from engine.rules.catalogue import Catalogue
+from engine.rules.model import RuleFile
 from engine.rules.store import list_evaluations
 
 if TYPE_CHECKING:
@@ -45,21 +58,36 @@ __all__ = [
     "care_plan_document",
     "end_of_treatment_summary",
     "render_html",
+    "render_pdf",
     "resolve_language",
 ]
 
-SCHEMA_VERSION = "1.0"
-CARE_PLAN = "personalised_care_plan"
-END_OF_TREATMENT = "end_of_treatment_summary"
-LANGUAGES = ("en", "sv")  # the first is the fallback
-# Templates and their strings ship inside this package (pyproject.toml's package-data).
-_PACKAGE = "engine.documents"
+SCHEMA_VERSION = "2.0"
 _AGREED = ("agreed", "referred", "completed")
 # The concerns checklist's scale (rules/catalogues/concerns.yaml): discussed from 5, a priority from 8.
 _DISCUSS_AT, _PRIORITY_AT = 5, 8
 # Review and survey elements of the shared sub-pathways, and the data holding their due dates.
 _UPCOMING = (("cancer_care_review_3_months", "first_review", "first_review_due"),
              ("cancer_care_review_12_months", "second_review", "second_review_due"))
+# What only the NHS in England does (the GP cancer care review): never in a document of another system.
+_ENGLAND_ONLY = {"cancer_care_review_3_months", "cancer_care_review_12_months", "first_review", "second_review",
+                 "remind_first", "remind_second"}
+# Min vårdplan's "praktiska frågor": the HNA checklist's practical domain and the services for it.
+_PRACTICAL_DOMAIN = "practical"
+# A rule context field -> the locale's label group for its values.
+_FIELD_LABELS = {"treatment_phase": "phase"}
+_PRACTICAL_SERVICES = {"financial_advice", "work_support", "social_work", "young_people_support"}
+# Systemic anticancer therapy among the treatment forms' codes. UKONS: the signs for people on
+# treatment apply on SACT and for 6 weeks after it; immune-related effects can start up to a year after
+# immunotherapy (ESMO 2022), so 12 months for it (issue 13's on_sact / on_immunotherapy).
+_SACT = {"chemotherapy", "immunotherapy", "targeted_therapy", "her2_targeted_therapy", "chemoradiotherapy",
+         "systemic_therapy", "stem_cell_transplant"}
+_SACT_WEEKS, _IMMUNOTHERAPY_MONTHS = 6, 12
+# Treatments that continue after the course the summary is about (NICE NG101 endocrine therapy,
+# NICE NG131 androgen deprivation).
+_CONTINUING = ("endocrine_therapy", "hormone_therapy", "androgen_deprivation_therapy")
+# NHS England: the end of treatment summary is written within 6 weeks of the end of the course.
+_SUMMARY_DUE_WEEKS = 6
 
 
 def resolve_language(requested: str | None) -> str:
@@ -69,19 +97,12 @@ def resolve_language(requested: str | None) -> str:
     return primary if primary in LANGUAGES else LANGUAGES[0]
 
 
-@functools.cache
-def _strings(language: str) -> dict[str, Any]:
-    text = (importlib.resources.files(_PACKAGE) / "locales" / f"{language}.yaml").read_text(encoding="utf-8")
-    loaded: dict[str, Any] = yaml.safe_load(text)
-    return loaded
-
-
 class _Labels:
     """Labels in one language: UI strings, then catalogue names, then a readable form of the code."""
 
     def __init__(self, language: str, catalogue: Catalogue) -> None:
         self.language, self.catalogue = language, catalogue
-        self.labels: dict[str, dict[str, str]] = _strings(language)["labels"]
+        self.labels: dict[str, dict[str, str]] = strings(language)["labels"]
 
     def of(self, group: str, code: Any) -> str:
         if code is None:
@@ -93,6 +114,9 @@ class _Labels:
             return code
         return str((entry.name_sv if self.language == "sv" else None) or entry.name_en)
 
+    def concern(self, code: str) -> str:
+        return self.named(self.catalogue.concerns.get(code), code)
+
 
 # --- gathering ---------------------------------------------------------------------------------------
 
@@ -103,6 +127,7 @@ class _Sources:
     def __init__(self, carepath: CarePath, instance_id: str, language: str | None) -> None:
         self.catalogue = carepath.rules.catalogue()
         self.language = resolve_language(language)
+        self.strings = strings(self.language)
         self.labels = _Labels(self.language, self.catalogue)
         self.now = carepath.clock.now()
         # One snapshot: a step committed meanwhile shows in all of the document or in none of it.
@@ -110,20 +135,25 @@ class _Sources:
             self.view, self.data = carepath.instances.read(session, instance_id)
             self.plan = carepath.care_plans.read(session, instance_id)
             records = list_evaluations(session, instance_id=instance_id)
-            self.done = set(session.scalars(select(InstanceEvent.element).where(
-                InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed")))
-        titles = _rule_titles(carepath, {(r.ruleset_name, r.ruleset_version) for r in records})
-        self.evaluations = {r.id: _evaluation(r, titles, self.labels) for r in records}
+            completed = session.execute(select(InstanceEvent.element, InstanceEvent.at, InstanceEvent.actor).where(
+                InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed")
+                .order_by(InstanceEvent.seq)).all()
+        self.completed = {element: (at, actor) for element, at, actor in completed}  # the latest of each
+        self.directory = service_directory(carepath.settings)
+        self.contacts = Contacts(self.directory, self.language, self.strings, self.labels.of, self.data)
+        rule_files = _rule_files(carepath, {(r.ruleset_name, r.ruleset_version) for r in records})
+        self.evaluations = {r.id: _evaluation(r, rule_files, self.labels) for r in records}
 
     def header(self, document_type: str, title_key: str) -> dict[str, Any]:
-        strings = _strings(self.language)
         return {
             "document_type": document_type, "schema_version": SCHEMA_VERSION, "generated_at": self.now.isoformat(),
-            "language": self.language, "title": strings[title_key]["title"],
+            "language": self.language, "title": self.strings[title_key]["title"],
             "instance_id": self.view.id, "pathway_id": self.view.pathway_id,
             "pathway_name": self.labels.of("pathway", self.view.pathway_id),
             "pathway_version": self.view.pathway_version, "patient_ref": self.view.patient_ref,
             "instance_status": {"code": self.view.status, "label": self.labels.of("instance_status", self.view.status)},
+            "directory": {"example": self.directory.example, "health_system": self.contacts.system.key,
+                          "version": self.directory.version},
         }
 
     def items(self, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -135,16 +165,23 @@ class _Sources:
         titles = evaluation.get("rule_titles", {})
         service = item["service"]
         entry = catalogue.interventions.get(item["code"])
+        reasons = plain_reasons(item["rules"], evaluation.get("fired", []), evaluation.get("facts", []),
+                                evaluation.get("rule_file"), self.strings["reasons"], labels.concern,
+                                lambda name, value: labels.of(_FIELD_LABELS.get(name, name), value))
         return {
             "id": item["id"], "kind": item["kind"], "kind_label": labels.of("kind", item["kind"]),
             "code": item["code"], "name": labels.named(entry, item["code"]),
             "description": entry.description if entry is not None and self.language == "en" else None,
             "service": {"code": service, "name": labels.named(catalogue.service_types.get(service), service)}
             if service else None,
+            # Who gives it: the referral's service, else the service the catalogue says provides it.
+            "provider": self.contacts.provider(service or (entry.service if entry is not None else None)),
             "urgency": item["urgency"],
             "urgency_label": labels.of("urgency", item["urgency"]) if item["urgency"] else None,
             "status": item["status"], "status_label": labels.of("status", item["status"]),
+            "section": _section(item, entry, reasons, self.catalogue),
             "updated_at": item["updated_at"],
+            "reasons": reasons,
             "why": {
                 "evaluation_id": item["evaluation_id"], "assessed_at": evaluation.get("assessed_at"),
                 "ruleset": evaluation.get("ruleset"), "ruleset_version": evaluation.get("ruleset_version"),
@@ -153,33 +190,40 @@ class _Sources:
             },
         }
 
-    def named_contact(self) -> dict[str, Any] | None:
-        contact = self.data.get("named_contact")
-        if not isinstance(contact, dict):
-            return None
-        return {**contact, "role_label": self.labels.of("role", contact.get("role")),
-                "contact_line_label": self.labels.of("contact_line", contact.get("contact_line"))}
-
     def diagnosis(self) -> dict[str, Any]:
         code, intent = self.data.get("diagnosis"), self.data.get("treatment_intent")
+        stage = self.data.get("cancer_stage")
         return {"code": code, "label": self.labels.of("diagnosis", code),
                 "diagnosis_date": self.data.get("diagnosis_date"), "age": self.data.get("age"),
+                "stage": stage if isinstance(stage, str) and stage.strip() else None,
                 "treatment_intent": {"code": intent, "label": self.labels.of("treatment_intent", intent)}
                 if intent else None}
 
+    def safety(self, during_treatment: bool) -> dict[str, Any]:
+        """The message every document starts with: feeling unwell, call the 24-hour line now (issue 13)."""
+        line = self.contacts.twenty_four_hour_line()
+        key = "during_treatment" if during_treatment else "after_treatment"
+        return {"kind": key, "title": self.strings["safety"]["title"], "phone": line["phone"], "line": line["name"],
+                "example": line["example"],
+                "text": self.strings["safety"][key].format(phone=line["phone"], line=line["name"]),
+                "emergency": self.strings["text"]["emergency_call"].format(
+                    number=self.contacts.system.emergency_number)}
 
-def _rule_titles(carepath: CarePath, versions: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
-    titles: dict[tuple[str, str], dict[str, str]] = {}
+    def england(self) -> bool:
+        return self.contacts.system.key == "england"
+
+
+def _rule_files(carepath: CarePath, versions: set[tuple[str, str]]) -> dict[tuple[str, str], RuleFile]:
+    found: dict[tuple[str, str], RuleFile] = {}
     for name, version in versions:
         try:
-            loaded = carepath.rules.by_version(name, version)
+            found[(name, version)] = carepath.rules.by_version(name, version).compiled.rule_file
         except (NotFoundError, RuleFileError):  # an old version this process never loaded: ids only
             continue
-        titles[(name, version)] = {rule.id: rule.title for rule in loaded.compiled.rule_file.rules}
-    return titles
+    return found
 
 
-def _evaluation(record: Any, titles: dict[tuple[str, str], dict[str, str]], labels: _Labels) -> dict[str, Any]:
+def _evaluation(record: Any, rule_files: dict[tuple[str, str], RuleFile], labels: _Labels) -> dict[str, Any]:
     context: dict[str, Any] = next((f for f in record.facts if f.get("t") == "context"), {})
     concerns = []
     for fact in record.facts:
@@ -193,17 +237,34 @@ def _evaluation(record: Any, titles: dict[tuple[str, str], dict[str, str]], labe
                          "level_label": labels.of("level", level)})
     concerns.sort(key=lambda c: (-c["score"], c["domain"], c["code"]))
     phase = context.get("treatment_phase")
+    rule_file = rule_files.get((record.ruleset_name, record.ruleset_version))
     return {
         "evaluation_id": record.id, "assessed_at": record.created_at.isoformat(),
         "phase": {"code": phase, "label": labels.of("phase", phase)} if phase else None,
         "ruleset": record.ruleset_name, "ruleset_version": record.ruleset_version,
         "catalogue_version": record.catalogue_version, "concerns": concerns,
         "rules_fired": [f["rule"] for f in record.fired],
-        "rule_titles": titles.get((record.ruleset_name, record.ruleset_version), {}),
+        # Not in the document, for building it: titles, the rule file, the facts and firings.
+        "rule_titles": {rule.id: rule.title for rule in rule_file.rules} if rule_file else {},
+        "rule_file": rule_file, "facts": list(record.facts), "fired": list(record.fired),
     }
 
 
-# --- the documents -------------------------------------------------------------------------------------
+_PRIVATE = ("rule_titles", "rule_file", "facts", "fired")
+
+
+def _section(item: dict[str, Any], entry: Any, reasons: list[dict[str, Any]], catalogue: Catalogue) -> str:
+    """Where an agreed item goes in the plan, as Min vårdplan cancer groups them: ``practical``
+    (praktiska frågor: the practical services, or proposed for practical concerns alone),
+    ``self_care`` (egenvård: information to act on yourself) or ``rehabilitation`` (the rest)."""
+    domains = {catalogue.concerns[r["code"]].domain for r in reasons
+               if r["kind"] == "concern" and r["code"] in catalogue.concerns}
+    if item["service"] in _PRACTICAL_SERVICES or (domains and domains == {_PRACTICAL_DOMAIN}):
+        return "practical"
+    return "self_care" if item["kind"] == "information" else "rehabilitation"
+
+
+# --- the care plan --------------------------------------------------------------------------------------
 
 
 def care_plan_document(carepath: CarePath, instance_id: str, language: str | None = "en") -> dict[str, Any]:
@@ -211,19 +272,24 @@ def care_plan_document(carepath: CarePath, instance_id: str, language: str | Non
 
     Raises:
         NotFoundError: no such instance.
+        RuleFileError: the service directory cannot be loaded or is invalid.
     """
     src = _Sources(carepath, instance_id, language)
     assessments = sorted(src.evaluations.values(), key=lambda e: (e["assessed_at"], e["evaluation_id"]), reverse=True)
+    agreed, proposed = src.items(_AGREED), src.items(("proposed",))
     return {
         **src.header(CARE_PLAN, "care_plan"),
+        "safety": src.safety(during_treatment=True),
+        "contacts": src.contacts.all(),
         "diagnosis": src.diagnosis(),
         "what_matters": src.plan.what_matters,
-        "named_contact": src.named_contact(),
         "needs": assessments[0]["concerns"] if assessments else [],
-        "assessments": [{k: v for k, v in a.items() if k != "rule_titles"} for a in assessments],
-        "agreed": src.items(_AGREED),
+        "assessments": [{k: v for k, v in a.items() if k not in _PRIVATE} for a in assessments],
+        "act_now": [i for i in [*agreed, *proposed] if i["urgency"] == "emergency" and i["status"] != "completed"],
+        "agreed": agreed,
         "declined": src.items(("declined",)),
-        "awaiting_decision": src.items(("proposed",)),
+        "awaiting_decision": proposed,
+        "rights": list(src.strings["rights"][src.contacts.system.key]),
         "next_steps": _next_steps(src),
     }
 
@@ -233,10 +299,10 @@ def _next_steps(src: _Sources) -> dict[str, Any]:
     upcoming = []
     if running:
         for code, element, key in _UPCOMING:
-            if element not in src.done and isinstance(src.data.get(key), str):
+            if element not in src.completed and isinstance(src.data.get(key), str):
                 upcoming.append({"code": code, "due_on": src.data[key]})
         diagnosed = src.data.get("diagnosis_date")
-        if "survey" not in src.done and isinstance(diagnosed, str):
+        if "survey" not in src.completed and isinstance(diagnosed, str):
             try:
                 due = add_months(datetime.fromisoformat(diagnosed), 18).date().isoformat()
             except ValueError:
@@ -246,56 +312,150 @@ def _next_steps(src: _Sources) -> dict[str, Any]:
         review_on = src.data.get("review_on")
         if isinstance(review_on, str) and review_on >= src.now.date().isoformat():
             upcoming.append({"code": "care_plan_review", "due_on": review_on})
+    if not src.england():
+        upcoming = [u for u in upcoming if u["code"] not in _ENGLAND_ONLY]
     upcoming.sort(key=lambda u: u["due_on"])
+    ready = [t for t in src.view.ready_tasks if src.england() or t["element"] not in _ENGLAND_ONLY]
+    now: list[dict[str, Any]] = []
+    for task in ready:  # what happens now, in the patient's words; a step they have no words for yet, once
+        text = src.strings["now"].get(task["element"]) or src.strings["text"]["unknown_step"]
+        if all(text != n["text"] for n in now):
+            now.append({"element": task["element"], "text": text})
     return {
-        "ready_tasks": [{"element": t["element"], "name": t["name"], "lane": t["lane"]} for t in src.view.ready_tasks],
+        "now": now,
+        "ready_tasks": [{"element": t["element"], "name": t["name"], "lane": t["lane"]} for t in ready],
         "next_due_at": src.view.next_due_at,
         "upcoming": [{**u, "label": src.labels.of("upcoming", u["code"])} for u in upcoming],
     }
 
 
+# --- the end of treatment summary -----------------------------------------------------------------------
+
+
 def end_of_treatment_summary(carepath: CarePath, instance_id: str, language: str | None = "en") -> dict[str, Any]:
-    """The End of Treatment Summary of an instance whose summary has been written.
+    """The End of Treatment Summary of an instance whose summary has been written, with the content of
+    NHS England's template (docs/documents.md).
 
     Raises:
         NotFoundError: no such instance.
         ConflictError: the end of treatment summary has not been written yet.
-        RuleFileError: the warning-signs catalogue is invalid.
+        RuleFileError: the warning-signs catalogue or the service directory is invalid.
     """
     src = _Sources(carepath, instance_id, language)
     data, labels = src.data, src.labels
     if "summary_treatments" not in data:
         raise ConflictError("no end of treatment summary yet: the treating team has not written it")
-    key = _warning_signs_key(src.view.pathway_id, data.get("diagnosis"))
-    catalogue = load_warning_signs(carepath.rules.catalogue_dir / "warning_signs.yaml")
-    signs = catalogue.for_diagnosis(key, when="after_treatment")
-    sv = src.language == "sv"
-    contacts = {s.contact.code: s.contact for s in sorted(signs, key=lambda s: URGENCIES.index(s.urgency))}
-    model = data.get("follow_up_model")
+    sact_ended, signs_until = _recent_sact(data, src.now.date())
+    referred = [i for i in src.items(("referred", "completed")) if i["kind"] == "referral"]
+    organisations = [o for o in (src.contacts.organisation(str(c)) for c in data.get("connected_to") or []) if o]
     return {
         **src.header(END_OF_TREATMENT, "end_of_treatment"),
+        "safety": src.safety(during_treatment=signs_until is not None),
+        "summary": _about_summary(src),
         "diagnosis": src.diagnosis(),
-        "treatments_received": _treatments(data, labels),
+        "treatments_received": _treatments(src),
         "completed_on": data.get("completed_on"),
+        "ongoing_treatment": _continuing(data, labels),
         "effects_to_watch_for": list(data.get("effects_to_watch_for") or []),
-        "warning_signs": {
-            "explained": bool(data.get("warning_signs_given")), "diagnosis": key,
-            "catalogue_version": catalogue.version,
-            "signs": [{"code": s.code, "name": s.name_sv if sv else s.name_en, "when": s.when,
-                       "when_label": labels.of("sign_when", s.when), "urgency": s.urgency,
-                       "urgency_label": labels.of("sign_urgency", s.urgency),
-                       "action": s.action_sv if sv else s.action_en,
-                       "contact": {"code": s.contact.code, "name": s.contact.name_sv if sv else s.contact.name_en},
-                       "sources": [{"source": g.source, "title": g.title, "year": g.year, "url": g.url}
-                                   for g in s.sources]} for s in signs],
-        },
-        "who_to_call": {
-            "named_contact": src.named_contact(),
-            "services": [{"code": c.code, "name": c.name_sv if sv else c.name_en} for c in contacts.values()],
-        },
-        "ongoing_support": {"care_plan": src.items(_AGREED), "other": list(data.get("ongoing_support") or [])},
+        "warning_signs": _warning_signs(carepath, src, sact_ended, signs_until),
+        "who_to_call": src.contacts.all(),
+        "surveillance": _surveillance(src),
+        "referrals_made": {"care_plan": referred, "organisations": organisations},
+        "prognosis": {"discussed": data.get("prognosis_discussed")
+                      if isinstance(data.get("prognosis_discussed"), str) else None},
+        "benefits_form": _benefits_form(src),
+        "ongoing_support": {"care_plan": [i for i in src.items(_AGREED) if i not in referred],
+                            "other": list(data.get("ongoing_support") or [])},
         "gp_actions": list(data.get("gp_actions") or []),
-        "follow_up": {"model": model, "label": labels.of("follow_up_model", model)} if model else None,
+        "gp_practice": src.contacts.gp_practice(),
+        "follow_up": {"model": data["follow_up_model"], "label": labels.of("follow_up_model", data["follow_up_model"])}
+        if data.get("follow_up_model") else None,
+    }
+
+
+def _about_summary(src: _Sources) -> dict[str, Any]:
+    """Who wrote it and when, and whether within 6 weeks of the course's end (NHS England)."""
+    written = src.completed.get("write_summary")
+    author = src.data.get("summary_author")
+    completed_on = _date(src.data.get("completed_on"))
+    due_by = completed_on + timedelta(weeks=_SUMMARY_DUE_WEEKS) if completed_on else None
+    written_on = written[0].date() if written else None
+    return {
+        "written_on": written_on.isoformat() if written_on else None,
+        "written_by": {"name": author.get("name"), "role": author.get("role")} if isinstance(author, dict) else None,
+        "recorded_by": written[1] if written else None,
+        "course_completed_on": completed_on.isoformat() if completed_on else None,
+        "due_by": due_by.isoformat() if due_by else None,
+        "on_time": bool(written_on and due_by and written_on <= due_by) if due_by else None,
+    }
+
+
+def _treatments(src: _Sources) -> list[dict[str, Any]]:
+    """The treatment form's codes, then the summary's own entries that add something, each labelled,
+    with the date the plan was agreed (the MDT) and the date the course ended."""
+    data, labels = src.data, src.labels
+    decided = src.completed.get("mdt")
+    decided_on = decided[0].date().isoformat() if decided else None
+    found: list[dict[str, Any]] = []
+    for entry in [*(data.get("treatments_received") or []), *(data.get("summary_treatments") or [])]:
+        code = entry if str(entry) in labels.labels.get("treatment", {}) else None
+        label = labels.of("treatment", entry) if code else str(entry)
+        if all(label != f["label"] for f in found):
+            found.append({"code": code, "label": label, "decided_on": decided_on,
+                          "completed_on": data.get("completed_on") if code else None})
+    return found
+
+
+def _continuing(data: dict[str, Any], labels: _Labels) -> list[dict[str, Any]]:
+    """Endocrine therapy and androgen deprivation go on after the course: recorded ones, else those received."""
+    recorded = data.get("ongoing_treatments")
+    if isinstance(recorded, list) and recorded:
+        return [{"code": e.get("code"), "label": labels.of("treatment", e.get("code")) if e.get("code")
+                 else str(e.get("name", "")), "until": e.get("until")} for e in recorded if isinstance(e, dict)]
+    received = [str(t) for t in data.get("treatments_received") or []]
+    return [{"code": code, "label": labels.of("treatment", code), "until": None}
+            for code in _CONTINUING if code in received]
+
+
+def _recent_sact(data: dict[str, Any], today: date) -> tuple[date | None, date | None]:
+    """When systemic anticancer therapy ended, and until when the signs for people on treatment still
+    apply (6 weeks, 12 months after immunotherapy); (None, None) when they no longer apply."""
+    received = {str(t) for t in data.get("treatments_received") or []}
+    sact = bool(received & _SACT) or data.get("systemic_therapy_planned") is True
+    ended = _date(data.get("last_sact_date")) or (_date(data.get("completed_on")) if sact else None)
+    if ended is None:
+        return None, None
+    immunotherapy = "immunotherapy" in received or any(data.get(k) is True for k in ("on_immunotherapy",
+                                                                                     "immunotherapy_planned"))
+    until = add_months(datetime.combine(ended, datetime.min.time()), _IMMUNOTHERAPY_MONTHS).date() \
+        if immunotherapy else ended + timedelta(weeks=_SACT_WEEKS)
+    return (ended, until) if today <= until else (None, None)
+
+
+def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None,
+                   until: date | None) -> dict[str, Any]:
+    key = _warning_signs_key(src.view.pathway_id, src.data.get("diagnosis"))
+    catalogue = load_warning_signs(carepath.rules.catalogue_dir / "warning_signs.yaml")
+    signs = catalogue.for_diagnosis(key, when="after_treatment")
+    if until is not None:  # still within the weeks after treatment: the signs for people on it too
+        during = [s for s in catalogue.for_diagnosis(key, when="during_treatment") if s not in signs]
+        signs = sorted([*signs, *during], key=lambda s: URGENCIES.index(s.urgency))
+    sv = src.language == "sv"
+    note = src.strings["text"]["during_treatment_signs"].format(
+        date=sact_ended.isoformat(), until=until.isoformat(), weeks=_SACT_WEEKS) if sact_ended and until else None
+    return {
+        "explained": bool(src.data.get("warning_signs_given")), "diagnosis": key,
+        "catalogue_version": catalogue.version,
+        "during_treatment_apply": until is not None, "sact_ended_on": sact_ended.isoformat() if sact_ended else None,
+        "during_treatment_until": until.isoformat() if until else None, "note": note,
+        "signs": [{"code": s.code, "name": s.name_sv if sv else s.name_en, "when": s.when,
+                   "when_label": src.labels.of("sign_when", s.when), "urgency": s.urgency,
+                   "urgency_label": src.labels.of("sign_urgency", s.urgency),
+                   "action": s.action_sv if sv else s.action_en,
+                   "contact": {"code": s.contact.code, "name": s.contact.name_sv if sv else s.contact.name_en,
+                               **src.contacts.for_warning_sign(s.contact.code, s.urgency == "emergency")},
+                   "sources": [{"source": g.source, "title": g.title, "year": g.year, "url": g.url}
+                               for g in s.sources]} for s in signs],
     }
 
 
@@ -308,53 +468,27 @@ def _warning_signs_key(pathway_id: str, diagnosis: Any) -> str:
     return "general"
 
 
-def _treatments(data: dict[str, Any], labels: _Labels) -> list[dict[str, Any]]:
-    """The treatment form's codes, then the summary's own entries that add something, each labelled."""
-    found: list[dict[str, Any]] = []
-    for entry in [*(data.get("treatments_received") or []), *(data.get("summary_treatments") or [])]:
-        code = entry if str(entry) in labels.labels.get("treatment", {}) else None
-        label = labels.of("treatment", entry) if code else str(entry)
-        if all(label != f["label"] for f in found):
-            found.append({"code": code, "label": label})
-    return found
+def _surveillance(src: _Sources) -> list[dict[str, Any]]:
+    """Planned tests and reviews with dates: the summary's surveillance plan, then what the pathway
+    has scheduled (cancer care reviews in England, the quality of life survey, the care plan review)."""
+    planned = [{"what": str(p.get("what")), "due_on": p.get("due_on")} for p in src.data.get("surveillance_plan") or []
+               if isinstance(p, dict) and p.get("what")]
+    scheduled = [{"what": u["label"], "due_on": u["due_on"]} for u in _next_steps(src)["upcoming"]]
+    return sorted([*planned, *scheduled], key=lambda p: str(p["due_on"] or "9999"))
 
 
-# --- HTML ---------------------------------------------------------------------------------------------
+def _benefits_form(src: _Sources) -> dict[str, Any] | None:
+    """England, palliative intent: the SR1 form (special rules for end of life) and its status."""
+    if not src.england() or src.data.get("treatment_intent") != "palliative":
+        return None
+    status = src.data.get("benefits_form_status")
+    return {"form": "SR1", "status": status, "label": src.labels.of("benefits_form", status) if status else None}
 
 
-@functools.cache
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader(_PACKAGE, "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["day"] = _day
-    env.filters["short"] = lambda value: str(value or "")[:12]
-    return env
-
-
-def _day(value: Any) -> str:
-    """An ISO date or time as ``YYYY-MM-DD`` (the format used in Sweden, and unambiguous in English)."""
-    if not value:
-        return ""
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str):
+        return None
     try:
-        return datetime.fromisoformat(str(value)).date().isoformat()
+        return date.fromisoformat(value[:10])
     except ValueError:
-        try:
-            return date.fromisoformat(str(value)).isoformat()
-        except ValueError:
-            return str(value)
-
-
-def render_html(document: dict[str, Any]) -> str:
-    """A document (from :func:`care_plan_document` or :func:`end_of_treatment_summary`) as a
-    self-contained printable HTML page in the document's language. Everything from the document is
-    escaped.
-
-    Raises:
-        ValueError: ``document_type`` is not one of these documents.
-    """
-    templates = {CARE_PLAN: "care_plan.html", END_OF_TREATMENT: "end_of_treatment_summary.html"}
-    template = templates.get(document.get("document_type", ""))
-    if template is None:
-        raise ValueError(f"no HTML template for document type {document.get('document_type')!r}")
-    language = resolve_language(document.get("language"))
-    return _environment().get_template(template).render(doc=document, t=_strings(language))
+        return None

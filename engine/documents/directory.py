@@ -252,7 +252,9 @@ class _Reader:
 
     def read(self, text: str, version: str, file: str) -> ServiceDirectory | None:
         root = self.r.compose(text)
-        top = self.r.mapping(root, "the service directory", ("example",), HEALTH_SYSTEMS) if root else None
+        if root is None:
+            return None
+        top = self.r.mapping(root, "the service directory", ("example",), HEALTH_SYSTEMS)
         if top is None or "example" not in top:
             return None
         example = self.r.boolean(top["example"][1], "example")
@@ -316,20 +318,22 @@ class _Reader:
             return None
         if not national:  # national lines (NHS 111, 1177) are real in example data too
             self._check_example(node, entries, what, code)
-        texts = {k: self.r.text(entries[k][1], k) for k in ("name", "name_en", "name_sv", "url") if k in entries}
+        texts: dict[str, str | None] = {k: self.r.text(entries[k][1], k) for k in ("name", "name_en", "name_sv", "url")
+                                        if k in entries}
         phone_key = "direct_line" if "direct_line" in entries else "phone"
         phone = self._phone(entries[phone_key][1], phone_key, national) if phone_key in entries else None
         hours = self._hours(entries["hours"][1]) if "hours" in entries else None
         choices = {"role": STAFF_ROLES if "direct_line" in required else TEAM_ROLES, "kind": HOSPITAL_KINDS}
         picked = {k: self.r.choice(entries[k][1], k, c) for k, c in choices.items() if k in entries}
-        refs = {k: self.r.text(entries[k][1], k) for k in ("team", "hospital") if k in entries}
+        refs: dict[str, str | None] = {k: self.r.text(entries[k][1], k) for k in ("team", "hospital") if k in entries}
         self.refs.extend((code, k, v, entries[k][1]) for k, v in refs.items() if v is not None)
         contacts = tuple(c for c in (self._entry(item, f"{code}[{i}]", f"a contact of {what}",
                                                  ("role", "name", "phone"), ("hours",))
                                      for i, item in enumerate(self.r.sequence(entries["contacts"][1], "contacts")
                                                               or [])) if c is not None) \
             if "contacts" in entries else ()
-        if any(entries.get(k) and v is None for k, v in {**texts, **picked, **refs}.items()) or \
+        read: dict[str, str | None] = {**texts, **picked, **refs}
+        if any(k in entries and v is None for k, v in read.items()) or \
                 (phone_key in entries and phone is None) or ("hours" in entries and hours is None) \
                 or set(required) - set(entries):
             return None

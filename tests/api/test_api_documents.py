@@ -3,11 +3,13 @@ Swedish), and clinicians moving care plan items on."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 from flask import Flask
 from helpers import PATHWAY, assert_problem, assessed, start
+from pypdf import PdfReader
 from sqlalchemy import select
 
 from engine.db.models import InstanceEvent
@@ -149,3 +151,40 @@ def test_summary_as_json_and_html(client: Any, auth: Any) -> None:
     text = page.get_data(as_text=True)
     assert '<html lang="sv">' in text and "Sammanfattning efter avslutad behandling" in text
     assert "Review tiredness &lt;b&gt;and&lt;/b&gt; mood" in text  # staff-entered text is escaped
+
+
+def test_documents_as_pdf_for_the_gp(client: Any, auth: Any) -> None:
+    instance = assessed(client, auth, {"worry_fear_anxiety": 9})
+    response = _plan(client, auth, instance["id"], Accept="application/pdf", **{"Accept-Language": "sv"})
+    assert response.status_code == 200 and response.mimetype == "application/pdf"
+    assert response.headers["Content-Language"] == "sv" and response.headers["Vary"] == "Accept, Accept-Language"
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.startswith('inline; filename="care-plan-') and "MRN-3003" not in disposition
+    pdf = response.get_data()
+    assert pdf.startswith(b"%PDF-")
+    pages = [page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages]
+    words = " ".join("\n".join(pages).split())
+    assert "Min vårdplan" in pages[0] and "Du skattade oro, rädsla eller ångest till 9 av 10" in words
+    for n, text in enumerate(pages, start=1):
+        assert f"Sida {n} av {len(pages)}" in text and "MRN-3003" in text
+    # A browser's Accept still gets the page, and */* the JSON.
+    assert _plan(client, auth, instance["id"], Accept="text/html,*/*;q=0.8").mimetype == "text/html"
+    assert _plan(client, auth, instance["id"], Accept="*/*").mimetype == "application/json"
+    assert_problem(_plan(client, auth, MISSING, Accept="application/pdf"), 404, "not-found")
+
+
+def test_summary_benefits_form_and_contacts(client: Any, auth: Any) -> None:
+    data = {**SUMMARY_DATA, "treatment_intent": "palliative", "benefits_form_status": "completed",
+            "gp_practice": "EXAMPLE-GP-2", "named_contact": {"role": "clinical_nurse_specialist",
+                                                            "staff_ref": "STAFF-DEMO-1", "team": "A team"}}
+    response = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-4005", "data": data},
+                           headers=auth("system"))
+    url = f"/v1/instances/{response.json['id']}/end-of-treatment-summary"
+    doc = client.get(url, headers=auth("clinician")).json
+    assert doc["benefits_form"] == {"form": "SR1", "status": "completed", "label": "Completed"}
+    assert doc["gp_practice"]["name"] == "Sample Road Medical Centre"
+    assert doc["who_to_call"]["named_contact"]["name"] == "Sam Example"
+    assert "STAFF-DEMO-1" not in json.dumps(doc)
+    swedish = client.get(url, headers=auth("clinician", **{"Accept-Language": "sv"})).json
+    assert swedish["benefits_form"] is None  # SR1 is the NHS's; Sweden has no such form
+    assert swedish["who_to_call"]["named_contact"]["name"] == "Kim Exempelsson"

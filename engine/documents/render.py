@@ -1,0 +1,116 @@
+"""A document's JSON as a printable HTML page, and that page as a PDF for sending to the GP practice.
+
+The templates (``templates/``) and their strings (``locales/en.yaml``, ``sv.yaml``) ship inside this
+package and are read through importlib.resources. The page prints on A4 with CSS paged media: every
+page carries the patient reference, the document's date and "page N of M" in its margins (Chromium
+and WeasyPrint both draw ``@page`` margin boxes), and the document's technical details never stand on
+a page of their own. The PDF is WeasyPrint's rendering of the same HTML, so it has the same content.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from datetime import date, datetime
+from typing import Any
+
+import jinja2
+import yaml
+from markupsafe import Markup
+
+__all__ = ["CARE_PLAN", "END_OF_TREATMENT", "LANGUAGES", "PdfUnavailableError", "render_html", "render_pdf",
+           "strings"]
+
+CARE_PLAN = "personalised_care_plan"
+END_OF_TREATMENT = "end_of_treatment_summary"
+LANGUAGES = ("en", "sv")  # the first is the fallback
+_PACKAGE = "engine.documents"
+_TEMPLATES = {CARE_PLAN: "care_plan.html", END_OF_TREATMENT: "end_of_treatment_summary.html"}
+
+
+class PdfUnavailableError(RuntimeError):
+    """Raised when WeasyPrint cannot run here: its system libraries (Pango) are missing.
+
+    A deployment error, like a missing database driver: the README and .ci/run say what to install.
+    """
+
+
+@functools.cache
+def strings(language: str) -> dict[str, Any]:
+    """The interface strings of a language (``en`` or ``sv``)."""
+    text = (importlib.resources.files(_PACKAGE) / "locales" / f"{language}.yaml").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader(_PACKAGE, "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["day"] = _day
+    env.filters["short"] = lambda value: str(value or "")[:12]
+    env.filters["css_string"] = _css_string
+    return env
+
+
+def _day(value: Any) -> str:
+    """An ISO date or time as ``YYYY-MM-DD`` (the format used in Sweden, and unambiguous in English)."""
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(str(value)).date().isoformat()
+    except ValueError:
+        try:
+            return date.fromisoformat(str(value)).isoformat()
+        except ValueError:
+            return str(value)
+
+
+def _css_string(value: Any) -> Markup:
+    """A value as the inside of a double-quoted CSS string in a ``<style>`` element: quotes, backslashes,
+    ``< > &`` and control characters as CSS escapes (HTML escaping does not apply inside ``<style>``,
+    and only ``</style>`` could end it), so the result is safe as it is."""
+    out = []
+    for char in str(value):
+        if char in "\"'\\<>&" or ord(char) < 0x20:
+            out.append(f"\\{ord(char):x} ")
+        else:
+            out.append(char)
+    return Markup("".join(out))
+
+
+def render_html(document: dict[str, Any]) -> str:
+    """A document (from :func:`~engine.documents.build.care_plan_document` or
+    :func:`~engine.documents.build.end_of_treatment_summary`) as a self-contained printable HTML page in
+    the document's language. Everything from the document is escaped.
+
+    Raises:
+        ValueError: ``document_type`` is not one of these documents.
+    """
+    template = _TEMPLATES.get(document.get("document_type", ""))
+    if template is None:
+        raise ValueError(f"no HTML template for document type {document.get('document_type')!r}")
+    language = document.get("language") if document.get("language") in LANGUAGES else LANGUAGES[0]
+    return _environment().get_template(template).render(doc=document, t=strings(str(language)))
+
+
+def render_pdf(document: dict[str, Any]) -> bytes:
+    """The document's HTML page as an A4 PDF (WeasyPrint), with the same content.
+
+    Raises:
+        ValueError: ``document_type`` is not one of these documents.
+        PdfUnavailableError: WeasyPrint's system libraries (Pango) are not installed.
+    """
+    page = render_html(document)
+    try:
+        import weasyprint  # a second to import, and only PDFs need it
+    except OSError as exc:  # cffi could not open libpango / libgobject
+        raise PdfUnavailableError(f"PDF documents need WeasyPrint's system libraries (Pango): {exc}") from exc
+    # No base URL and a fetcher that refuses everything: the page is self-contained, and a document's
+    # text must never make the server fetch a URL or read a file.
+    pdf: bytes = weasyprint.HTML(string=page, url_fetcher=_no_fetch).write_pdf()
+    return pdf
+
+
+def _no_fetch(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    raise ValueError(f"documents load nothing from outside: {url[:60]}")
