@@ -14,7 +14,7 @@ from engine.instances.view import PATIENT_REF_PATTERN
 
 from .. import carepath, queries
 from .auth import page, principal
-from .forms import fields_of, parse_fields, problem_messages
+from .forms import FormField, expand_maps, fields_of, other_problems, parse_fields, problem_messages
 from .i18n import translate
 
 bp = Blueprint("clinicians", __name__)
@@ -72,7 +72,7 @@ def task(instance_id: Any, task_id: Any) -> str:
     view, found = _ready_task(str(instance_id), str(task_id))
     if found is None:
         abort(404)
-    return render_template("web/task.html", view=view, task=found, fields=fields_of(found["form"]),
+    return render_template("web/task.html", view=view, task=found, fields=_fields(view.id, found["form"]),
                            values={}, errors={}, summary=[], stale=False, version=view.version)
 
 
@@ -82,11 +82,13 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
     view, found = _ready_task(str(instance_id), str(task_id))
     if found is None:  # completed (or moved past) since the page was opened
         return render_template("web/task_gone.html", view=view), 409
-    fields = fields_of(found["form"])
+    fields = _fields(view.id, found["form"])
     version = request.form.get("version", "")
     data, problems = parse_fields(fields, request.form)
     status, stale = 422, False
-    if not problems:
+    if problems:
+        problems += other_problems(found["form"], data, problems)
+    else:
         try:
             carepath().instances.complete_task(view.id, found["id"], data, _actor(),
                                                expected_version=int(version) if version.isdigit() else -1)
@@ -100,6 +102,20 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
     errors, summary = problem_messages(fields, problems, translate)
     return render_template("web/task.html", view=view, task=found, fields=fields, values=request.form,
                            errors=errors, summary=summary, stale=stale, version=version), status
+
+
+def _fields(instance_id: str, form: dict[str, Any] | None) -> list[FormField]:
+    """The form's fields; a choice per care plan item awaiting a decision where the form asks for one."""
+    fields = fields_of(form)
+    if any(f.kind == "map" for f in fields):
+        items = carepath().care_plans.get(instance_id).items
+        expand_maps(fields, [(i["id"], _item_label(i)) for i in items if i["status"] == "proposed"])
+    return fields
+
+
+def _item_label(item: dict[str, Any]) -> str:
+    words = str(item["code"]).replace("_", " ").replace("-", " ").capitalize()
+    return f"{words} ({item['service'].replace('_', ' ')})" if item.get("service") else words
 
 
 def _actor() -> str:

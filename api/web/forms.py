@@ -2,8 +2,10 @@
 
 Rendered: strings (a text input, or a text area past 200 characters), dates (``format: date``),
 integers, numbers, booleans (yes / no), enums (radios, or a select past 8 options), arrays of enums
-(checkboxes), arrays of strings (one per line), objects with properties (a fieldset, nested), and
-anything else as JSON in a text area, so every schema can be completed.
+(checkboxes), arrays of strings (one per line), objects with properties (a fieldset, nested), objects
+whose every value is one of some options keyed by care plan item (the care plan operator's
+``decisions``: a choice per item awaiting a decision, :func:`expand_maps`), and anything else as JSON
+in a text area, so every schema can be completed.
 
 Parsing turns the fields into typed data; a value that cannot be read (``abc`` for an integer) is a
 problem for that field. Whether the data passes the form is the engine's call
@@ -22,10 +24,12 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from engine.errors import Problem
+from engine.errors import Problem, TaskDataError
+from engine.instances.forms import check_form_data
 
-__all__ = ["FormField", "fields_of", "parse_fields", "problem_messages"]
+__all__ = ["FormField", "expand_maps", "fields_of", "other_problems", "parse_fields", "problem_messages"]
 
+_LIMITS = ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems")
 _INTEGER = re.compile(r"^-?[0-9]{1,15}$")
 _NUMBER = re.compile(r"^-?[0-9]{1,15}([.,][0-9]{1,10})?$")
 MAX_DEPTH = 4
@@ -44,6 +48,7 @@ class FormField:
     hint: str | None = None
     options: list[tuple[str, Any]] = field(default_factory=list)  # (shown and sent as, value)
     children: list[FormField] = field(default_factory=list)
+    limits: dict[str, Any] = field(default_factory=dict)  # minimum, maximum, minItems, maxLength...
 
     @property
     def html_id(self) -> str:
@@ -78,6 +83,9 @@ def _kind(schema: dict[str, Any], depth: int) -> str:
             return "lines"
     if kind == "object" and isinstance(schema.get("properties"), dict) and depth < MAX_DEPTH:
         return "group"
+    values = schema.get("additionalProperties")
+    if kind == "object" and not schema.get("properties") and isinstance(values, dict) and "enum" in values:
+        return "map"
     return "json"
 
 
@@ -95,14 +103,31 @@ def fields_of(schema: dict[str, Any] | None, prefix: str = "", depth: int = 0) -
         item = FormField(name=name, pointer="/" + name.replace(".", "/"), label=_label(str(key), sub), kind=kind,
                          required=key in required, hint=sub.get("description") if isinstance(
                              sub.get("description"), str) else None)
+        item.limits = {k: sub[k] for k in _LIMITS if isinstance(sub.get(k), int | float)}
         if kind in ("radios", "select"):
             item.options = [_option(v) for v in sub["enum"]]
         elif kind == "checkboxes":
             item.options = [_option(v) for v in sub["items"]["enum"]]
+        elif kind == "map":
+            item.options = [_option(v) for v in sub["additionalProperties"]["enum"]]
         elif kind == "group":
             item.children = fields_of(sub, name, depth + 1)
         found.append(item)
     return found
+
+
+def expand_maps(fields: list[FormField], keys: list[tuple[str, str]]) -> list[FormField]:
+    """``fields`` with each ``map`` field given one choice per key (``(key, label)``: the care plan
+    items awaiting a decision), as radios named ``<map>.<key>``. A choice left out is no decision (the
+    item stays proposed), as the form's schema has it."""
+    for item in fields:
+        if item.kind == "map":
+            item.children = [FormField(name=f"{item.name}.{key}", pointer=f"{item.pointer}/{key}", label=label,
+                                       kind="radios", options=list(item.options))
+                             for key, label in keys]
+        elif item.children:
+            expand_maps(item.children, keys)
+    return fields
 
 
 def parse_fields(fields: list[FormField], form: MultiDict[str, str]) -> tuple[dict[str, Any], list[Problem]]:
@@ -113,10 +138,10 @@ def parse_fields(fields: list[FormField], form: MultiDict[str, str]) -> tuple[di
     data: dict[str, Any] = {}
     problems: list[Problem] = []
     for item in fields:
-        if item.kind == "group":
+        if item.kind in ("group", "map"):
             inner, inner_problems = parse_fields(item.children, form)
             problems += inner_problems
-            if inner:
+            if inner or item.kind == "map":  # a map with no choice to make is still an answer: {}
                 data[item.name.rsplit(".", 1)[-1]] = inner
             continue
         try:
@@ -127,6 +152,19 @@ def parse_fields(fields: list[FormField], form: MultiDict[str, str]) -> tuple[di
         if value is not None:
             data[item.name.rsplit(".", 1)[-1]] = value
     return data, problems
+
+
+def other_problems(schema: dict[str, Any] | None, data: dict[str, Any], unreadable: list[Problem]) -> list[Problem]:
+    """What the engine's check of the form finds in ``data`` besides the fields that could not be read,
+    so one round shows every problem (the task is not completed while any field is unreadable)."""
+    if schema is None:
+        return []
+    try:
+        check_form_data(schema, data)
+    except TaskDataError as exc:
+        skipped = [p.field or "/" for p in unreadable]
+        return [p for p in exc.problems if not any((p.field or "/").startswith(s) for s in skipped)]
+    return []
 
 
 def _value(item: FormField, form: MultiDict[str, str]) -> Any:
@@ -213,9 +251,13 @@ def problem_messages(fields: list[FormField], problems: list[Problem],
             pointer = pointer.rsplit("/", 1)[0]
         label = target.label if target is not None else translate("task.the_form")
         code = problem.code or ""
+        limits = target.limits if target is not None else {}
         kind = code if code.startswith("unreadable.") else _MESSAGES.get(code, "other")
-        key = f"errors.field.{kind}"
-        words = translate(key, label=label, detail=problem.message)
+        if kind == "range" and {"minimum", "maximum"} <= set(limits):
+            kind = "between"
+        elif code in ("minItems", "maxLength") and code in limits:
+            kind = code
+        words = translate(f"errors.field.{kind}", label=label, detail=problem.message, **limits)
         if target is not None:
             per_field.setdefault(target.name, words)
         summary.append((target.html_id if target is not None else "task-form", words))

@@ -200,7 +200,7 @@ def test_completing_a_task_with_errors_names_each_field_and_changes_nothing(app:
     response = client.post(url, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "11"})
     html = text(response)
     assert response.status_code == 422
-    assert "Worry, fear or anxiety (0-10) is out of range" in html and "Enter Tired, exhausted or fatigued" in html
+    assert "Worry, fear or anxiety (0-10) must be from 0 to 10" in html and "Enter Tired, exhausted or fatigued" in html
     assert engine(app).instances.get(view.id).version == view.version
 
 
@@ -273,6 +273,29 @@ def test_care_plan_items_move_on_with_the_moves_each_allows(app: Flask, signed_i
     assert response.status_code == 409 and "not allowed now" in text(response)
     auditor = text(signed_in("auditor").get(f"/patients/{view.id}"))
     assert "Care plan" in auditor and 'name="status" value="referred"' not in auditor
+
+
+def test_the_care_plan_agreement_asks_for_a_decision_on_each_proposal(app: Flask, signed_in: Client) -> None:
+    view = start(app, CARE_PLAN, data={"age": 54})
+    view = engine(app).instances.complete_task(view.id, view.ready_tasks[0]["id"],
+                                               {"concerns": {"worry_fear_anxiety": 9}}, "clinician:test")
+    items = engine(app).care_plans.get(view.id).items
+    assert items and view.ready_tasks[0]["element"] == "agree"
+    client = signed_in("clinician")
+    url = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
+    html = text(client.get(url))
+    for item in items:  # one choice per proposal, labelled with what is proposed
+        assert f'name="decisions.{item["id"]}" type="radio" value="agreed"' in html
+    data = {"csrf_token": csrf_of(html), "version": str(view.version),
+            **{f"decisions.{item['id']}": "agreed" for item in items[1:]}}
+    response = client.post(url, data={**data, f"decisions.{items[0]['id']}": "maybe"})
+    assert response.status_code == 422  # not one of the options; and what matters is missing
+    assert f'href="#f-decisions-{items[0]["id"]}"' in text(response) and 'href="#f-what_matters"' in text(response)
+    response = client.post(url, data={**data, f"decisions.{items[0]['id']}": "declined",
+                                      "what_matters": "Walking the dog"})
+    assert response.status_code == 303, text(response)[:3000]
+    statuses = {i["id"]: i["status"] for i in engine(app).care_plans.get(view.id).items}
+    assert statuses[items[0]["id"]] == "declined" and all(statuses[i["id"]] != "proposed" for i in items)
 
 
 def test_documents_open_in_either_language(app: Flask, signed_in: Client) -> None:
