@@ -1,5 +1,6 @@
 """Authors' pages: the pathway library with its versions, a version's diagram with its validation
-problems as markers on the elements they name, and checking a diagram file before deploying it."""
+problems as markers on the elements they name, checking a diagram file before deploying it, and the
+migration dry run as a report."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Any
 from flask import Blueprint, Response, abort, render_template, request
 
 from engine.errors import Problem
+from engine.instances.migration import migrate_pathway
 from engine.pathways.validation import validate_paths
 
 from .. import carepath
-from .auth import can, page
+from .auth import can, page, principal
 
 bp = Blueprint("authors", __name__, url_prefix="/pathways")
 
@@ -90,3 +92,17 @@ def check() -> str | tuple[str, int]:
         return render_template("web/check.html", problems=None, xml=None, name=None, error=error), 400
     return render_template("web/check.html", problems=validate_diagram(name, xml), error=None, name=name,
                            xml=xml.decode("utf-8", "replace"))
+
+
+@bp.get("/<pathway_id>/migration")
+@page("pathways.migrate")
+def migration(pathway_id: str) -> str:
+    """What moving the running instances to the newest version would do, per instance; writes nothing.
+
+    Instances are named by id only: authors may not read instances (as in the API's report).
+    """
+    _checked(pathway_id)
+    user = principal()
+    assert user is not None  # page() signed the user in
+    report = migrate_pathway(carepath().instances, pathway_id, user.actor, dry_run=True)
+    return render_template("web/migration.html", report=report, pathway_id=pathway_id)

@@ -419,3 +419,19 @@ def test_first_user_link_only_on_an_empty_database(app: Flask) -> None:
 
 
 TESTS_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def test_the_migration_dry_run_is_a_report_that_changes_nothing(app: Flask, signed_in: Client) -> None:
+    view = start(app)
+    assessment = (TESTS_DIR / "pathways" / "assessment.bpmn").read_bytes()
+    extra = b'<camunda:formField id="assessed_on" label="Date of assessment" type="date" />'
+    new = engine(app).catalog.deploy_upload(
+        {"assessment.bpmn": assessment.replace(extra, extra + b'<camunda:formField id="sleep" type="long" />')},
+        actor="author:test")[0]
+    client = signed_in("author")
+    assert 'href="/pathways/test_assessment/migration"' in text(client.get("/pathways/test_assessment"))
+    html = text(client.get("/pathways/test_assessment/migration"))
+    assert "1 would move, 0 refused" in html and view.id[:8] in html and new.version[:12] in html
+    assert "MRN-1001" not in html  # authors do not read instances: named by id only
+    assert engine(app).instances.get(view.id).pathway_version == view.pathway_version
+    assert signed_in("clinician").get("/pathways/test_assessment/migration").status_code == 403
