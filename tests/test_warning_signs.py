@@ -34,6 +34,7 @@ signs:
   lung: []
   children_young_people: []
   general: []
+escalate_untriaged_after: {emergency: PT30M, urgent: PT1H, soon: P1D}
 """
 
 
@@ -133,3 +134,43 @@ def test_unreadable_file_and_bad_yaml() -> None:
     with pytest.raises(RuleFileError) as raised:
         parse_warning_signs("signs: [", "w.yaml")
     assert raised.value.problems[0].line is not None
+
+
+def test_untriaged_reports_escalate_after_the_bound_for_their_urgency() -> None:
+    catalogue = load_warning_signs(BUNDLED)
+    assert catalogue.escalate_untriaged_after == {"emergency": "PT30M", "urgent": "PT1H", "soon": "PT4H"}
+    assert catalogue.escalation_bound("fever_on_treatment") == "PT30M"
+    assert catalogue.escalation_bound("stoma_problems") == "PT1H"
+    # A report naming no sign, or one the catalogue does not know, is taken as the most urgent.
+    assert catalogue.escalation_bound(None) == catalogue.escalation_bound("no_such_sign") == "PT30M"
+
+
+@pytest.mark.parametrize(
+    ("bounds", "message"),
+    [
+        ("{emergency: 30 minutes, urgent: PT1H, soon: P1D}", "expected an ISO 8601 duration"),
+        ("{emergency: PT30M, urgent: PT1H}", "needs 'soon'"),
+        ("{emergency: PT30M, urgent: PT1H, soon: P1D, later: P7D}", "unknown field 'later'"),
+        ("{emergency: P, urgent: PT1H, soon: P1D}", "expected an ISO 8601 duration"),
+    ],
+)
+def test_escalation_bounds_are_checked(bounds: str, message: str) -> None:
+    text = VALID.replace("escalate_untriaged_after: {emergency: PT30M, urgent: PT1H, soon: P1D}",
+                         f"escalate_untriaged_after: {bounds}")
+    with pytest.raises(RuleFileError) as raised:
+        parse_warning_signs(text, "w.yaml")
+    assert any(message in p.message and p.line == 22 for p in raised.value.problems), \
+        [str(p) for p in raised.value.problems]
+
+
+def test_the_signs_issue_13_asked_for_are_there_and_the_general_pathway_has_its_own() -> None:
+    catalogue = load_warning_signs(BUNDLED)
+    wanted = {"immunotherapy_side_effects": "all", "blood_clot_signs": "all", "cellulitis": "all",
+              "brain_secondaries": "all", "tamoxifen_bleeding": "breast", "stoma_problems": "colorectal",
+              "radiation_pneumonitis": "lung"}
+    for code, diagnosis in wanted.items():
+        sign = catalogue.sign(code)
+        assert sign is not None and sign.diagnosis == diagnosis, code
+    assert catalogue.sign("immunotherapy_side_effects").urgency == "emergency"  # type: ignore[union-attr]
+    general = [s for s in catalogue.for_diagnosis("kidney") if s.diagnosis == "general"]
+    assert len(general) >= 3 and all(s.sources for s in general)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "PatientContext",
     "ResolvedItem",
     "ResolvedReferral",
+    "is_iso_date",
 ]
 
 
@@ -38,6 +40,11 @@ class PatientContext:
     lives_alone: bool | None = None
     travel_minutes: float | None = None
     travel_km: float | None = None
+    on_sact: bool | None = None
+    on_immunotherapy: bool | None = None
+    last_sact_date: str | None = None
+    smoking_status: str | None = None
+    emotional_concern_persists: bool | None = None
 
     def as_fact_fields(self) -> dict[str, Any]:
         return {k: v for k in CONTEXT_FIELDS if (v := getattr(self, k)) is not None}
@@ -176,10 +183,23 @@ def _fits(spec: ContextField, value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if spec.kind == "choice":
         return value in spec.choices
+    if spec.kind == "date":
+        return isinstance(value, str) and is_iso_date(value)
     return isinstance(value, str)
+
+
+def is_iso_date(value: str) -> bool:
+    """``YYYY-MM-DD`` and a real date (2026-02-30 is not)."""
+    if len(value) != 10:
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _expected(spec: ContextField) -> str:
     if spec.kind == "choice":
         return "one of " + ", ".join(spec.choices)
-    return {"boolean": "true or false", "number": "a number", "text": "text"}[spec.kind]
+    return {"boolean": "true or false", "number": "a number", "text": "text", "date": "a date YYYY-MM-DD"}[spec.kind]

@@ -12,6 +12,7 @@ __all__ = [
     "CONTEXT_FIELDS",
     "PRIORITIES",
     "SCORE_OPERATORS",
+    "SMOKING_STATUSES",
     "TREATMENT_PHASES",
     "URGENCIES",
     "WORK_STATUSES",
@@ -31,8 +32,10 @@ __all__ = [
     "RuleOutcomeSpec",
 ]
 
-Urgency = Literal["routine", "soon", "urgent"]
-URGENCIES: tuple[str, ...] = ("routine", "soon", "urgent")  # least to most urgent
+Urgency = Literal["routine", "soon", "urgent", "emergency"]
+# Least to most urgent. ``emergency`` is "now, whatever the time of day": such a referral is made the
+# moment it is proposed, without waiting for the care plan to be agreed (engine/careplan/service.py).
+URGENCIES: tuple[str, ...] = ("routine", "soon", "urgent", "emergency")
 PRIORITIES: tuple[str, ...] = ("low", "medium", "high")  # least to most important
 
 # Comparison words clinicians write, and durable-rules' operator for each.
@@ -52,6 +55,7 @@ TREATMENT_PHASES: tuple[str, ...] = (
     "follow_up",
     "palliative",
 )
+SMOKING_STATUSES: tuple[str, ...] = ("current", "former", "never")
 WORK_STATUSES: tuple[str, ...] = (
     "employed",
     "self_employed",
@@ -67,7 +71,7 @@ class ContextField:
     """One field of the patient context: its kind and, for choices, the allowed values."""
 
     name: str
-    kind: Literal["number", "text", "choice", "boolean"]
+    kind: Literal["number", "text", "choice", "boolean", "date"]
     description: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
@@ -88,6 +92,16 @@ CONTEXT_FIELDS: dict[str, ContextField] = {
             "travel_minutes", "number", "one-way travel time to the treatment centre", minimum=0, maximum=2880
         ),
         ContextField("travel_km", "number", "one-way distance to the treatment centre", minimum=0, maximum=5000),
+        ContextField("on_sact", "boolean",
+                     "on systemic anticancer therapy (chemotherapy, targeted therapy or immunotherapy) now, "
+                     "or its last dose was within the last 6 weeks"),
+        ContextField("on_immunotherapy", "boolean",
+                     "on immunotherapy (a checkpoint inhibitor) now, or its last dose was within the last 12 months"),
+        # Recorded with the evaluation (what on_sact was worked out from); rules test on_sact, not the date.
+        ContextField("last_sact_date", "date", "date of the last dose of systemic anticancer therapy (YYYY-MM-DD)"),
+        ContextField("smoking_status", "choice", "smokes now, used to smoke, or never smoked", SMOKING_STATUSES),
+        ContextField("emotional_concern_persists", "boolean",
+                     "worry, low mood or hopelessness was also scored 5 or more at the previous HNA"),
     )
 }
 

@@ -2,7 +2,8 @@
 
 Assessments are drawn from the concern catalogue with a seeded RNG. The draw is illustrative,
 not epidemiological: each concern is raised with probability 0.25, raised scores lean low
-(triangular 1-10, mode 3), and the context mixes ages, phases and travel times. Change
+(triangular 1-10, mode 3), and the context mixes ages, phases, travel times, treatment (systemic
+anticancer therapy, immunotherapy, each sometimes not recorded) and smoking status. Change
 :class:`CohortModel` to match local data before planning on the numbers.
 """
 
@@ -17,12 +18,12 @@ from typing import Any
 from engine.rules.assessment import Assessment, PatientContext
 from engine.rules.catalogue import Catalogue
 from engine.rules.evaluator import Evaluation, RulesHost, evaluate
-from engine.rules.model import TREATMENT_PHASES, URGENCIES, WORK_STATUSES
+from engine.rules.model import SMOKING_STATUSES, TREATMENT_PHASES, URGENCIES, WORK_STATUSES
 from engine.rules.registry import LoadedRuleset
 
 __all__ = ["CohortModel", "SimulationReport", "simulate", "synthetic_assessments"]
 
-_DIAGNOSES = ("breast", "prostate", "lung", "colorectal", "lymphoma", "leukaemia", "melanoma", "sarcoma")
+_DIAGNOSES = ("breast", "prostate", "lung", "colorectal", "lymphoma", "leukaemia", "melanoma", "sarcoma", "myeloma")
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,13 @@ class CohortModel:
     caring_share: float = 0.25
     lives_alone_share: float = 0.2
     mean_travel_minutes: float = 35.0
+    sact_share: float = 0.35  # on systemic anticancer therapy now or within 6 weeks
+    immunotherapy_share: float = 0.1
+    unrecorded_share: float = 0.2  # treatment or smoking status not recorded
 
     def __post_init__(self) -> None:
-        for name in ("concern_probability", "young_share", "caring_share", "lives_alone_share"):
+        for name in ("concern_probability", "young_share", "caring_share", "lives_alone_share", "sact_share",
+                     "immunotherapy_share", "unrecorded_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
         if not 1 <= self.score_mode <= 10 or self.mean_travel_minutes <= 0:
@@ -60,6 +65,9 @@ def synthetic_assessments(
         young = rng.random() < model.young_share
         work = rng.choice(WORK_STATUSES)
         minutes = min(300.0, round(rng.expovariate(1 / model.mean_travel_minutes), 1))
+        on_immunotherapy = rng.random() < model.immunotherapy_share
+        on_sact = on_immunotherapy or rng.random() < model.sact_share
+        unrecorded = model.unrecorded_share
         yield Assessment(
             concerns,
             PatientContext(
@@ -72,8 +80,17 @@ def synthetic_assessments(
                 lives_alone=rng.random() < model.lives_alone_share,
                 travel_minutes=minutes,
                 travel_km=round(minutes * 0.8, 1),
+                on_sact=_recorded(rng, unrecorded, on_sact),
+                on_immunotherapy=_recorded(rng, unrecorded, on_immunotherapy),
+                smoking_status=_recorded(rng, unrecorded, rng.choice(SMOKING_STATUSES)),
+                emotional_concern_persists=_recorded(rng, unrecorded, rng.random() < 0.3),
             ),
         )
+
+
+def _recorded(rng: random.Random, unrecorded_share: float, value: Any) -> Any:
+    """``value``, or None (not recorded) with probability ``unrecorded_share``."""
+    return None if rng.random() < unrecorded_share else value
 
 
 @dataclass

@@ -78,7 +78,8 @@ def test_validate_rule_paths(rules_dir: Path, rules_copy: Path, broken_dir: Path
     (rules_copy / "bad.yaml").write_text((broken_dir / "bad_urgency.yaml").read_text())
     problems = validate_rule_paths([rules_copy])
     assert [str(p) for p in problems] == [
-        f"{rules_copy / 'bad.yaml'}:13:20: broken-1: unknown urgency 'asap'; expected one of routine, soon, urgent"
+        f"{rules_copy / 'bad.yaml'}:13:20: broken-1: unknown urgency 'asap'; "
+        "expected one of routine, soon, urgent, emergency"
     ]
     single = validate_rule_paths([rules_copy / "bad.yaml"])
     assert single == problems

@@ -54,7 +54,8 @@ def test_bundled_rules_load_with_guidance(bundled: LoadedRuleset) -> None:
     assert len(rules) >= 15
     assert all(r.guidance and r.description for r in rules)
     ids = {r.id for r in rules}
-    for needed in ("psych-support-urgent", "psych-support-routine", "young-person-travel", "return-to-work"):
+    for needed in ("psych-support-urgent", "emotional-support-moderate", "fever-on-sact", "young-person-travel",
+                   "return-to-work"):
         assert needed in ids
 
 
@@ -65,7 +66,7 @@ def test_version_is_sha256_of_the_file(bundled: LoadedRuleset) -> None:
 
 
 def test_condition_tree_is_parsed(catalogue: Catalogue, bundled: LoadedRuleset) -> None:
-    rule = bundled.compiled.rule_file.rule("psych-support-routine")
+    rule = bundled.compiled.rule_file.rule("emotional-support-moderate")
     assert isinstance(rule.when, AllOf)
     assert isinstance(rule.when.children[0], AnyOf)
     assert isinstance(rule.when.children[1], NoneOf)

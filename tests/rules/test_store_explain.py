@@ -144,15 +144,15 @@ def test_why_names_rule_version_facts_and_guidance(bundled: LoadedRuleset) -> No
 
 def test_why_not_gives_nearest_rule_and_actual_value(bundled: LoadedRuleset) -> None:
     e = evaluate(bundled.compiled, bundled.catalogue, Assessment({"worry_fear_anxiety": 4}))
-    why_not = explain_why_not(e.id, bundled.compiled.rule_file, e.facts, e.firings, "psychological-support-referral")
+    why_not = explain_why_not(e.id, bundled.compiled.rule_file, e.facts, e.firings, "emotional-support-discussion")
     assert not why_not.made
     assert why_not.nearest is not None
-    assert why_not.nearest.rule_id == "psych-support-routine"
+    assert why_not.nearest.rule_id == "emotional-support-moderate"
     (failed,) = why_not.nearest.failed
     assert failed.condition == "worry_fear_anxiety scored at least 5 and at most 7"
     assert failed.actual == "worry_fear_anxiety scored 4"
     assert failed.loc.line > 0
-    assert [m.rule_id for m in why_not.others] == ["psych-support-urgent", "emotional-other-severe"]
+    assert [m.rule_id for m in why_not.others] == ["emotional-support-other"]
 
 
 def test_why_not_for_context_and_none(bundled: LoadedRuleset) -> None:
