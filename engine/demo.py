@@ -47,6 +47,8 @@ LOW = {"fatigue": 3, "sleep_problems": 4}
 WORKING = {"work_status": "employed", "wants_to_return_to_work": True, "caring_duties": True, "lives_alone": False,
            "travel_minutes": 40, "travel_km": 30}
 _FIRST_TREATMENT = {"prostate_cancer": "radical_radiotherapy", "children_young_people_cancer": "chemotherapy"}
+# Every MDT form records smoking status and whether systemic anticancer therapy is planned (issue 13).
+_MDT_STATUS = {"smoking_status": "never", "systemic_therapy_planned": False, "immunotherapy_planned": False}
 _MDT_EXTRA: dict[str, dict[str, Any]] = {"lung_cancer": {"smoking_status": "former"},
                                          "children_young_people_cancer": {"fertility_preservation_discussed": True}}
 _TREATMENTS = {"breast_cancer": ["breast_conserving_surgery", "radiotherapy"],
@@ -58,8 +60,10 @@ _TREATMENTS = {"breast_cancer": ["breast_conserving_surgery", "radiotherapy"],
 class _Story:
     """One synthetic patient's care, told on a clock that starts at their diagnosis."""
 
-    def __init__(self, app: CarePath, clock: ManualClock, patient: DemoPatient, diagnosed: datetime) -> None:
+    def __init__(self, app: CarePath, clock: ManualClock, patient: DemoPatient, diagnosed: datetime,
+                 loaded_at: datetime) -> None:
         self.app, self.clock, self.patient, self.diagnosed = app, clock, patient, diagnosed
+        self.loaded_at = loaded_at  # "now" for the demo: stories end on or before it
         clock.set(diagnosed + timedelta(days=2))
         self.view = app.instances.start(patient.pathway, patient.ref, SYSTEM, {
             "diagnosis": patient.diagnosis, "diagnosis_date": diagnosed.date().isoformat(), "age": patient.age,
@@ -124,7 +128,7 @@ class _Story:
         pathway = self.patient.pathway
         return self.do("mdt", {"treatment_intent": intent, "first_treatment": _FIRST_TREATMENT.get(pathway, "surgery"),
                                "prehabilitation": False, "clinical_trial_discussed": True,
-                               **_MDT_EXTRA.get(pathway, {})})
+                               **_MDT_STATUS, **_MDT_EXTRA.get(pathway, {})})
 
     def treatment(self) -> _Story:
         extra = {"stoma_formed": False} if self.patient.pathway == "colorectal_cancer" else {}
@@ -192,7 +196,11 @@ def _survey_due(s: _Story) -> None:
 def _warning_sign(s: _Story) -> None:
     s.diagnosed_and_contact().support().at(6).checklist(LOW, {"work_status": "retired", "lives_alone": True})
     s.agree_plan("Managing at home on my own").at(20).mdt().at(40).review("first_review").at(100)
-    s.app.instances.send_message("warning_sign_reported", "system:patient-app", patient_ref=s.patient.ref)
+    # Reported just now, so it waits for triage (untriaged reports are escalated after a few hours at most).
+    s.clock.set(max(s.clock.now(), s.loaded_at))
+    s.app.instances.send_message("warning_sign_reported", "system:patient-app", patient_ref=s.patient.ref,
+                                 payload={"warning_sign": "lung_worsening_breathlessness",
+                                          "description": "More breathless on the stairs this week"})
     s.view = s.app.instances.get(s.view.id)
 
 
@@ -282,7 +290,7 @@ def load_demo(settings: Settings, *, now: datetime | None = None, force: bool = 
                 continue
             day = (today - timedelta(days=patient.days_since_diagnosis)).date()
             diagnosed = datetime.combine(day, time(9), tzinfo=UTC)
-            patient.story(_Story(app, clock, patient, diagnosed))
+            patient.story(_Story(app, clock, patient, diagnosed, today))
         clock.set(today)
         fire_due_timers(app.instances, now=today)
         return _rows(app, existing)

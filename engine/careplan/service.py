@@ -13,6 +13,10 @@ Statuses move only forward::
     proposed -> agreed -> referred -> completed
          \\         \\-> completed
           \\-> declined          (agreed and referred items can still be declined by the patient)
+
+An **emergency** referral never waits for the plan to be agreed: it is created ``referred`` (by the
+engine, the moment the rules propose it) and the pathway opens the acute oncology task at once. The
+patient can still decline it afterwards; agreeing to it later changes nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import append_event
+from engine.careplan.patient_status import patient_status_operators
 from engine.clock import Clock
 from engine.db.models import CarePlanItem, CarePlanNote, PathwayInstance
 from engine.db.session import read_only, unit_of_work
@@ -47,6 +52,7 @@ from engine.rules import Assessment, evaluate_and_record
 __all__ = ["STATUSES", "CarePlanItem", "CarePlanNote", "CarePlanService", "care_plan_operators", "next_statuses"]
 
 STATUSES = ("proposed", "agreed", "declined", "referred", "completed")
+EMERGENCY = "emergency"  # the urgency that never waits for agreement (engine.rules.model.URGENCIES)
 _NEXT = {
     "proposed": {"agreed", "declined"},
     "agreed": {"referred", "completed", "declined"},
@@ -73,9 +79,10 @@ def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str 
 
 
 def care_plan_operators(registry: Any) -> dict[str, ServiceOperator]:
-    """The service operators pathways use: ``carepath.rules``, ``carepath.careplan`` and ``carepath.referrals``."""
+    """The service operators pathways use: ``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``,
+    and the patient status and warning sign operators of :mod:`engine.careplan.patient_status`."""
     return {"carepath.rules": functools.partial(_propose, registry), "carepath.careplan": _decide,
-            "carepath.referrals": _referrals_sent}
+            "carepath.referrals": _referrals_sent, **patient_status_operators(registry)}
 
 
 def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -100,17 +107,20 @@ def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, A
     now = context.clock.now()
     created = []
     for kind, code, service, urgency, rules in _items_from_outcomes(evaluation.outcomes):
+        # An emergency is referred at once, by the engine: it never waits for the plan's agreement.
+        status = "referred" if urgency == EMERGENCY else "proposed"
         item = CarePlanItem(id=str(uuid.uuid4()), instance_id=context.instance.id, evaluation_id=evaluation.id,
                             task_id=str(task.id), kind=kind, code=code, service=service, urgency=urgency,
-                            rules=json.dumps(list(rules)), status="proposed", created_at=now, updated_at=now,
+                            rules=json.dumps(list(rules)), status=status, created_at=now, updated_at=now,
                             updated_by="engine")
         context.session.add(item)
         created.append({"id": item.id, "kind": kind, "code": code, "service": service, "urgency": urgency,
-                        "rules": list(rules)})
+                        "status": status, "rules": list(rules)})
     version = registry.current(ruleset).version
+    emergencies = sum(1 for item in created if item["urgency"] == EMERGENCY)
     context.record("rules_evaluated", task.task_spec.bpmn_id, {
         "evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version,
-        "proposed": len(created)})
+        "proposed": len(created) - emergencies, **({"emergency_referred": emergencies} if emergencies else {})})
     return {"evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version, "items": created}
 
 def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +134,9 @@ def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str
     problems: list[Problem] = []
     for item_id, decision in sorted(decisions.items()):
         try:
-            _move(_item(context.session, context.instance.id, item_id), decision, context.actor,
-                  context.clock.now())
+            item = _item(context.session, context.instance.id, item_id)
+            if not (decision == "agreed" and _already_acted_on(item)):
+                _move(item, decision, context.actor, context.clock.now())
         except (NotFoundError, ConflictError, InvalidInputError) as exc:
             problems.append(Problem(exc.message, field=f"/decisions/{item_id}"))
             continue
@@ -163,6 +174,11 @@ def _referrals_sent(context: StepContext, task: Any, params: dict[str, Any]) -> 
             referred.append(item_id)
     context.record("care_plan_updated", task.task_spec.bpmn_id, {"referred": len(referred)})
     return {"referred": referred}
+
+
+def _already_acted_on(item: CarePlanItem) -> bool:
+    """An emergency referral made before the plan was agreed: agreeing to it now changes nothing."""
+    return item.urgency == EMERGENCY and item.status in ("referred", "completed")
 
 
 def _item(session: Session, instance_id: str, item_id: str) -> CarePlanItem:

@@ -193,8 +193,16 @@ def tasks_from_summary(specs: RestoredSpecs, summary: str) -> list[TaskInfo] | N
 
 
 def task_info(task: Any) -> TaskInfo:
+    """A task with its form. The form's ``readOnly`` fields show what they are about: each one present
+    in the task's data gets that value as its ``default`` (the reported warning sign on the triage
+    task, for example), so the person completing the task sees it."""
     form_text = form_json(task)
-    return TaskInfo(**_task_fields(task), form=json.loads(form_text) if form_text is not None else None)
+    form = json.loads(form_text) if form_text is not None else None
+    if isinstance(form, dict) and isinstance(form.get("properties"), dict):
+        for name, field_schema in form["properties"].items():
+            if isinstance(field_schema, dict) and field_schema.get("readOnly") is True and name in task.data:
+                field_schema["default"] = copy.deepcopy(task.data[name])
+    return TaskInfo(**_task_fields(task), form=form)
 
 
 def _task_fields(task: Any) -> dict[str, Any]:

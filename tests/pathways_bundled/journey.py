@@ -167,8 +167,9 @@ class Journey:
         assert self.view.status in ("running", "completed"), self.view.incident
         return self
 
-    def message(self, name: str) -> Journey:
-        [delivered] = self.app.instances.send_message(name, "system:patient-app", patient_ref=self.patient)
+    def message(self, name: str, payload: dict[str, Any] | None = None) -> Journey:
+        [delivered] = self.app.instances.send_message(name, "system:patient-app", patient_ref=self.patient,
+                                                      payload=payload)
         # Reload: the view send_message returns can carry the revision from before its own change.
         self.view = self.app.instances.get(delivered.id)
         return self

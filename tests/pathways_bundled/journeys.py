@@ -23,6 +23,8 @@ DIAGNOSED = "2026-01-12"
 # Answers that reach the rules' referrals: severe worry, moderate fatigue, money worries.
 HIGH_CONCERNS = {"worry_fear_anxiety": 9, "fatigue": 6, "money_housing": 7}
 LOW_CONCERNS = {"fatigue": 3}
+# What the MDT form asks of every patient besides the plan (NICE NG209: ask everyone about smoking).
+NOT_ON_SACT = {"smoking_status": "never", "systemic_therapy_planned": False, "immunotherapy_planned": False}
 ABOUT_WORKING_PARENT = {"work_status": "employed", "wants_to_return_to_work": True, "caring_duties": True,
                         "lives_alone": False, "travel_minutes": 50, "travel_km": 40}
 
@@ -101,7 +103,7 @@ def _support(journey: Journey, wanted: str) -> None:
 
 def _mdt(journey: Journey, site: Site, *, intent: str = "curative", prehab: bool, special: bool) -> None:
     answers = {"treatment_intent": intent, "first_treatment": site.first_treatment, "prehabilitation": prehab,
-               "clinical_trial_discussed": True, **site.mdt}
+               "clinical_trial_discussed": True, **NOT_ON_SACT, **site.mdt}
     if special:
         answers.update(site.special_mdt)
     journey.do("mdt", answers)
@@ -151,8 +153,9 @@ def _end_of_treatment(journey: Journey, follow_up: str) -> None:
 
 
 def _triage(journey: Journey, rating: str) -> None:
-    journey.message("warning_sign_reported")
-    journey.do("triage", {"warning_sign": "fever_on_treatment" if rating == "red" else "diarrhoea",
+    sign = "fever_on_treatment" if rating == "red" else "diarrhoea_or_vomiting_on_treatment"
+    journey.message("warning_sign_reported", {"warning_sign": sign, "description": "Unwell since this morning"})
+    journey.do("triage", {"warning_sign": sign,
                           "on_systemic_treatment": rating == "red", "triage_rating": rating,
                           "advice_given": "As the triage tool advises"})
     if rating == "red":
@@ -196,6 +199,8 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
                                                         "reason": "moved nearer home"})
     _triage(j, opts.triage)
     _mdt(j, site, prehab=True, special=True)
+    # The SACT prescribing system reports a first cycle: the treatment status listener runs from the start.
+    j.message("treatment_status_changed", {"on_sact": True, "last_sact_date": j.today()})
     _prehabilitation(j, opts.prehab_every_need)
     if opts.first_review_late:
         j.wait_until("2026-04-13")
@@ -264,7 +269,7 @@ def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outco
     _support(j, "later")
     j.hna(LOW_CONCERNS)
     j.do("mdt", {"treatment_intent": "curative", "first_treatment": "active_surveillance", "prehabilitation": False,
-                 "clinical_trial_discussed": False})
+                 "clinical_trial_discussed": False, **NOT_ON_SACT})
     j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": outcome})
     if outcome == "continue":
         j.do("surveillance_discharge", {"discharged_on": j.today(), "outcome": "transferred"})

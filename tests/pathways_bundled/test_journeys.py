@@ -7,7 +7,10 @@ import pytest
 from engine import CarePath, ManualClock
 
 from .journey import FlowCoverage
-from .journeys import JOURNEYS
+from .journeys import JOURNEYS as SITE_JOURNEYS
+from .safety_journeys import SAFETY_JOURNEYS
+
+JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS}
 
 
 @pytest.mark.parametrize("name", sorted(JOURNEYS))

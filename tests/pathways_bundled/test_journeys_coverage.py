@@ -8,7 +8,10 @@ from engine import ManualClock
 
 from .conftest import START, bundled_app
 from .journey import BundledDiagrams, FlowCoverage, recording
-from .journeys import JOURNEYS
+from .journeys import JOURNEYS as SITE_JOURNEYS
+from .safety_journeys import SAFETY_JOURNEYS
+
+JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS}
 
 BUNDLED_PATHWAYS = {"breast_cancer", "prostate_cancer", "colorectal_cancer", "lung_cancer",
                     "children_young_people_cancer", "general_cancer"}

@@ -13,6 +13,12 @@ from engine.instances.step import Step
 from .journeys import SITES, Options, full_journey
 
 LIMIT = 20 * 1024
+# While the pathway runs, the live state holds every open branch: care, reviews, survey and four listeners
+# (warning signs and treatment status from the start, named contact, recurrence), each with its predicted
+# next tasks, plus the sub-pathways in progress. It depends on the diagram, never on how long the patient
+# has been on the pathway; the treatment status listener and the escalation timers (issue 13) took the
+# largest live state of these journeys from about 60 KB to about 68 KB.
+LIVE_LIMIT = 72 * 1024
 
 
 @pytest.mark.parametrize("site", ["breast", "children_young_people"])
@@ -34,5 +40,5 @@ def test_state_stays_under_20_kb_through_a_full_journey(site: str, bundled: Care
         events = session.scalar(select(func.count()).where(InstanceEvent.instance_id == row.id))
         final = len(row.state.encode())
     assert final <= LIMIT, f"{final} bytes"
-    assert max(sizes) <= 3 * LIMIT, f"largest state during the journey: {max(sizes)} bytes"
+    assert max(sizes) <= LIVE_LIMIT, f"largest state during the journey: {max(sizes)} bytes"
     assert events and events > 50  # the history is in the trail

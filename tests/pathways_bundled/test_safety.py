@@ -1,0 +1,57 @@
+"""Messages the safety features read (issue 13): a treatment status or warning sign report of the wrong shape
+is refused whole, with every field named and nothing recorded; what is missing from a report never is."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import CarePath, ManualClock
+from engine.errors import TaskDataError
+
+from .journey import Journey
+from .journeys import DIAGNOSED, SITES
+
+
+def _started(app: CarePath, clock: ManualClock, patient: str) -> Journey:
+    site = SITES["general"]
+    return Journey(app, clock, site.pathway, patient, {"diagnosis": site.diagnosis, "diagnosis_date": DIAGNOSED,
+                                                       "age": site.age, "treatment_intent": "palliative"})
+
+
+def test_a_wrong_treatment_status_is_refused_and_nothing_is_recorded(bundled: CarePath,
+                                                                     journey_clock: ManualClock) -> None:
+    j = _started(bundled, journey_clock, "SYN-0501")
+    before = bundled.instances.get(j.view.id).version
+    with pytest.raises(TaskDataError) as refused:
+        j.message("treatment_status_changed", {"on_sact": "yes", "last_sact_date": "2026-02-30",
+                                               "smoking_status": "sometimes", "chemo": True})
+    assert sorted(p.field for p in refused.value.problems) == \
+        ["/chemo", "/last_sact_date", "/on_sact", "/smoking_status"]
+    assert "yes" not in str(refused.value) and "sometimes" not in str(refused.value)  # no patient values
+    assert bundled.instances.get(j.view.id).version == before
+    j.message("treatment_status_changed", {"on_sact": True, "last_sact_date": "2026-01-14"})
+    assert bundled.instances.instance_data(j.view.id)["patient_status_record"] == \
+        {"on_sact": True, "last_sact_date": "2026-01-14"}
+
+
+def test_a_report_without_a_known_sign_is_triaged_as_the_most_urgent(bundled: CarePath,
+                                                                     journey_clock: ManualClock) -> None:
+    j = _started(bundled, journey_clock, "SYN-0502")
+    j.message("warning_sign_reported", {"warning_sign": "feeling_awful"})
+    shown = j.task("triage")["form"]["properties"]["report"]["default"]
+    assert (shown["code"], shown["known"], shown["urgency"], shown["escalate_after"]) == \
+        ("feeling_awful", False, None, "PT30M")
+    j.do("triage", {"triage_rating": "green", "advice_given": "Fluids and rest"})
+    j.do("self_care", {"advice_given": "Call again if worse"})
+    assert "inform_on_call" in j.ready  # the first report is still being followed up...
+    j.message("warning_sign_reported")  # ...and a second one, even empty, is accepted at once
+    assert j.task("triage")["form"]["properties"]["report"]["default"]["name"] == "no sign named"
+    assert "inform_on_call" in j.ready
+
+
+def test_a_report_of_the_wrong_shape_is_refused(bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _started(bundled, journey_clock, "SYN-0503")
+    with pytest.raises(TaskDataError) as refused:
+        j.message("warning_sign_reported", {"warning_sign": 38.5, "description": "x" * 2001})
+    assert sorted(p.field for p in refused.value.problems) == ["/description", "/warning_sign"]
+    assert "triage" not in j.ready
