@@ -70,6 +70,20 @@ def version(pathway_id: str, version: str) -> str:
                            name=found.main_file)
 
 
+@bp.get("/<pathway_id>/diff")
+@page("pathways.read")
+def diff(pathway_id: str) -> str:
+    """Two versions' diagrams side by side; what was added, removed or changed is marked on them."""
+    _checked(pathway_id)
+    older, newer = request.args.get("from", ""), request.args.get("to", "")
+    if not (_VERSION.match(older) and _VERSION.match(newer)):
+        abort(404)
+    catalog = carepath().catalog
+    return render_template("web/diff.html", pathway_id=pathway_id, older=older, newer=newer,
+                           older_xml=catalog.diagram(pathway_id, older).decode("utf-8", "replace"),
+                           newer_xml=catalog.diagram(pathway_id, newer).decode("utf-8", "replace"))
+
+
 @bp.get("/<pathway_id>/versions/<version>/diagram.bpmn")
 @page("pathways.read")
 def diagram(pathway_id: str, version: str) -> Response:

@@ -52,6 +52,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
 class Server:
     url: str
     tokens: dict[str, str]
+    engine: Any
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Server(f"http://127.0.0.1:{http.server_port}", tokens)
+        yield Server(f"http://127.0.0.1:{http.server_port}", tokens, engine)
     finally:
         http.shutdown()
         thread.join(timeout=10)
@@ -244,6 +245,25 @@ def test_an_author_finds_a_validation_marker_and_selects_its_element(browser: Br
     browser.find("[data-test=versions] tbody a").click()
     assert browser.diagram().get_attribute("data-state") == "shown"
     browser.axe("version diagram")
+
+
+def test_an_author_sees_what_changed_between_two_versions(browser: Browser, server: Server) -> None:
+    """A new version of the general pathway renames a task; the diff marks it on both diagrams."""
+    general = (REPO / "pathways" / "general.bpmn").read_bytes()
+    old = server.engine.catalog.versions("general_cancer")[0].version
+    renamed = general.replace(b'name="Assign the named contact"', b'name="Name the key worker"', 1)
+    new = server.engine.catalog.deploy_upload({"general.bpmn": renamed}, actor="author:browser-test")[0].version
+    assert new != old
+    browser.sign_in("author")
+    browser.open("/pathways/general_cancer")
+    browser.find(f"a[href*='diff?from={old[:12]}']").click()
+    changes = browser.wait(lambda d: d.find_element(By.CSS_SELECTOR, "#changes[data-state=shown]"))
+    assert "Name the key worker (assign_contact)" in changes.text
+    for side in ("newer", "older"):
+        marked = browser.find(f"#diagram-{side}").get_attribute("data-marked").split()
+        assert marked == ["assign_contact:changed"], (side, marked)
+    browser.axe("version diff")
+    browser.screenshot("diff", "#changes-heading")
 
 
 def test_a_role_without_permission_sees_neither_the_page_nor_the_action(browser: Browser, server: Server) -> None:

@@ -435,3 +435,19 @@ def test_the_migration_dry_run_is_a_report_that_changes_nothing(app: Flask, sign
     assert "MRN-1001" not in html  # authors do not read instances: named by id only
     assert engine(app).instances.get(view.id).pathway_version == view.pathway_version
     assert signed_in("clinician").get("/pathways/test_assessment/migration").status_code == 403
+
+
+def test_two_versions_are_compared_on_their_diagrams(app: Flask, signed_in: Client) -> None:
+    old = engine(app).catalog.versions(PATHWAY)[0].version
+    assessment = (TESTS_DIR / "pathways" / "assessment.bpmn").read_bytes()
+    new = engine(app).catalog.deploy_upload(
+        {"assessment.bpmn": assessment.replace(b'name="Holistic needs assessment"', b'name="Needs assessment"')},
+        actor="author:test")[0].version
+    client = signed_in("auditor")  # reading versions is every role's
+    versions = text(client.get(f"/pathways/{PATHWAY}"))
+    link = f'/pathways/{PATHWAY}/diff?from={old[:12]}&amp;to={new[:12]}'
+    assert link in versions
+    html = text(client.get(link.replace("&amp;", "&")))
+    assert 'id="newer-xml"' in html and 'id="older-xml"' in html and 'data-diff-side="older"' in html
+    assert "Needs assessment" in html and "Holistic needs assessment" in html
+    assert client.get(f"/pathways/{PATHWAY}/diff?from=zz&to={new[:12]}").status_code == 404

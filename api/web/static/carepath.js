@@ -20,7 +20,7 @@ function badge(overlays, elementId, className, text, position) {
 }
 
 async function showDiagram(container) {
-  if (!window.BpmnJS) { return; }
+  if (!window.BpmnJS) { return null; }
   const viewer = new window.BpmnJS({ container });
   try {
     let xml = container.dataset.xml ? readJson(container.dataset.xml) : null;
@@ -33,7 +33,7 @@ async function showDiagram(container) {
   } catch (error) {
     container.textContent = container.dataset.failed;
     container.dataset.state = "failed";
-    return;
+    return null;
   }
   const canvas = viewer.get("canvas");
   const registry = viewer.get("elementRegistry");
@@ -68,8 +68,78 @@ async function showDiagram(container) {
       }
     });
   });
+  return viewer;
+}
+
+// What an element is, for comparing two versions: kind, name, where a flow goes, its condition,
+// timer and the gateway's default flow. Labels and the diagram's root are not elements of their own.
+function signature(element) {
+  const bo = element.businessObject || {};
+  const definitions = (bo.eventDefinitions || []).map((d) => [d.$type,
+    d.timeDuration && d.timeDuration.body, d.timeDate && d.timeDate.body, d.timeCycle && d.timeCycle.body]);
+  return JSON.stringify([element.type, bo.name || "", element.source && element.source.id,
+    element.target && element.target.id, bo.conditionExpression && bo.conditionExpression.body,
+    bo.default && bo.default.id, definitions]);
+}
+
+function elements(viewer) {
+  const found = new Map();
+  viewer.get("elementRegistry").forEach((element) => {
+    if (element.type !== "label" && element.parent && element.businessObject && element.businessObject.id) {
+      found.set(element.id, element);
+    }
+  });
+  return found;
+}
+
+function markDiff(viewer, container, id, kind, sign) {
+  viewer.get("canvas").addMarker(id, "cp-" + kind);
+  badge(viewer.get("overlays"), id, "cp-badge-" + kind, sign);
+  container.dataset.marked = ((container.dataset.marked || "") + " " + id + ":" + kind).trim();
+}
+
+async function showDiff(newerBox, olderBox) {
+  const [newer, older] = await Promise.all([showDiagram(newerBox), showDiagram(olderBox)]);
+  if (!newer || !older) { return; }
+  const list = document.getElementById("changes");
+  const after = elements(newer);
+  const before = elements(older);
+  const changes = [];
+  for (const [id, element] of after) {
+    if (!before.has(id)) {
+      markDiff(newer, newerBox, id, "added", "+");
+      changes.push(["added", id, element]);
+    } else if (signature(element) !== signature(before.get(id))) {
+      markDiff(newer, newerBox, id, "changed", "~");
+      markDiff(older, olderBox, id, "changed", "~");
+      changes.push(["changed", id, element]);
+    }
+  }
+  for (const [id, element] of before) {
+    if (!after.has(id)) {
+      markDiff(older, olderBox, id, "removed", "-");
+      changes.push(["removed", id, element]);
+    }
+  }
+  list.textContent = "";
+  for (const [kind, id, element] of changes) {
+    const item = document.createElement("li");
+    const word = document.createElement("strong");
+    word.textContent = list.dataset[kind];
+    item.append(word, ": " + (element.businessObject.name ? element.businessObject.name + " (" + id + ")" : id));
+    item.dataset.change = id + ":" + kind;
+    list.append(item);
+  }
+  if (!changes.length) { list.textContent = list.dataset.none; }
+  list.dataset.state = "shown";
 }
 
 window.addEventListener("load", () => {
+  const newer = document.querySelector("[data-diff-side=newer]");
+  const older = document.querySelector("[data-diff-side=older]");
+  if (newer && older) {
+    showDiff(newer, older);
+    return;
+  }
   document.querySelectorAll(".cp-diagram").forEach(showDiagram);
 });
