@@ -168,23 +168,92 @@ def audit() -> None:
     """The event trail."""
 
 
+_checkpoint_dir_option = click.option(
+    "--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="The checkpoint folder (default: CAREPATH_CHECKPOINT_DIR).")
+
+
 @audit.command("verify")
 @click.option("--instance", "instance_ids", multiple=True, help="Only these instances.")
+@_checkpoint_dir_option
 @click.pass_context
-def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...]) -> None:
-    """Verify every instance's hash-chained event trail; exit 1 on any edited, reordered or deleted event."""
-    from engine.audit import verify_trail
+def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_dir: Path | None) -> None:
+    """Verify the event trail; exit 1 on any problem.
+
+    Every chain (an edited, reordered, truncated or deleted event), every event's authentication
+    code when CAREPATH_TRAIL_KEY_FILE is set (a chain rewritten without the key), every stored
+    workflow state against the digest its newest event recorded, and every instance against the
+    newest checkpoint in the checkpoint folder (a deleted instance, a trail cut back or rewritten).
+    In production an unauthenticated trail is itself a problem.
+    """
+    from engine.audit import latest_checkpoint, trail_key_of, verify_trail
+    from engine.db.session import read_only
+
+    carepath = _carepath(ctx)
+    settings: Settings = carepath.settings
+    folder = checkpoint_dir or settings.checkpoint_dir
+    lines: list[str] = []
+    checkpoint = None
+    if folder is not None:
+        try:
+            checkpoint = latest_checkpoint(folder)
+        except ValueError as exc:
+            lines.append(str(exc))
+    with read_only(carepath.sessions) as session:
+        key = trail_key_of(session)
+        lines += [str(problem) for problem in verify_trail(session, instance_ids or None, checkpoint)]
+    if key is None:
+        note = "the trail is not authenticated (no CAREPATH_TRAIL_KEY_FILE): a consistent rewrite cannot be detected"
+        if settings.environment == "production":
+            lines.append(note)
+        else:
+            click.echo(f"warning: {note}", err=True)
+    if checkpoint is None:
+        click.echo("warning: no checkpoint to compare with (CAREPATH_CHECKPOINT_DIR, carepath audit checkpoint): "
+                   "a deleted instance cannot be detected", err=True)
+    if lines:
+        click.echo("\n".join(lines))
+        click.echo(f"event trail does NOT verify: {len(lines)} problem(s)", err=True)
+        sys.exit(1)
+    against = f"; checkpoint {Path(checkpoint.source).name} ({len(checkpoint.heads)} instances)" if checkpoint else ""
+    click.echo("event trail verified" + (f" (authenticated with key {key.key_id}{against})" if key else against))
+
+
+@audit.command("checkpoint")
+@_checkpoint_dir_option
+@click.pass_context
+def audit_checkpoint(ctx: click.Context, checkpoint_dir: Path | None) -> None:
+    """Write a checkpoint now: every instance's trail head and a digest of the set, signed with the
+    trail key, as a new file in the checkpoint folder (never overwriting one). The worker writes
+    one every CAREPATH_CHECKPOINT_SECONDS."""
+    from engine.audit import export_checkpoint
+
+    carepath = _carepath(ctx)
+    folder = checkpoint_dir or carepath.settings.checkpoint_dir
+    if folder is None:
+        raise click.ClickException("no checkpoint folder: set CAREPATH_CHECKPOINT_DIR or pass --checkpoint-dir")
+    try:
+        path = export_checkpoint(carepath.sessions, folder, carepath.clock.now())
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the checkpoint in {folder}: {exc.strerror}") from exc
+    click.echo(str(path))
+
+
+@audit.command("sign-existing")
+@click.pass_context
+def audit_sign_existing(ctx: click.Context) -> None:
+    """Authenticate the events written before CAREPATH_TRAIL_KEY_FILE was set, in every chain that
+    verifies (a broken chain is left as it is, for an auditor to see). Run once after adding the key."""
+    from engine.audit import authenticate_existing
     from engine.db.session import unit_of_work
 
     carepath = _carepath(ctx)
-    with unit_of_work(carepath.sessions) as session:
-        problems = verify_trail(session, instance_ids or None)
-    if problems:
-        for problem in problems:
-            click.echo(str(problem))
-        click.echo(f"event trail does NOT verify: {len(problems)} problem(s)", err=True)
-        sys.exit(1)
-    click.echo("event trail verified")
+    try:
+        with unit_of_work(carepath.sessions) as session:
+            count = authenticate_existing(session)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{count} event(s) authenticated")
 
 
 @main.group()
@@ -259,11 +328,14 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
 
     heartbeat = Heartbeat(heartbeat_file)
     heartbeat.ready()
+    if settings.trail_key_file is None:
+        click.echo("warning: no CAREPATH_TRAIL_KEY_FILE: events are hash-chained but not authenticated", err=True)
     try:
         total = run_worker(carepath.instances, worker_id=name, batch=batch, interval=interval, once=once,
                            should_stop=lambda: bool(stopping),
                            report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
-                           housekeeping=idempotency.purge_expired, heartbeat=heartbeat.beat)
+                           housekeeping=idempotency.purge_expired, heartbeat=heartbeat.beat,
+                           checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds)
     except KeyboardInterrupt:
         total = None
     finally:
@@ -393,6 +465,26 @@ def token_revoke(ctx: click.Context, token_id: str) -> None:
     except NotFoundError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"token {token_id} revoked")
+
+
+def _checkpointer(carepath: Any) -> Any:
+    """The worker's scheduled checkpoint: a folder that cannot be written is reported, and the
+    timers go on (the next checkpoint is tried at its time)."""
+    from engine.audit import export_checkpoint
+
+    folder: Path | None = carepath.settings.checkpoint_dir
+    if folder is None:
+        return None
+
+    def write() -> None:
+        try:
+            path = export_checkpoint(carepath.sessions, folder, carepath.clock.now())
+        except OSError as exc:
+            click.echo(f"checkpoint NOT written in {folder}: {exc.strerror}", err=True)
+            return
+        click.echo(f"checkpoint {path.name} written", err=True)
+
+    return write
 
 
 def _register_optional_groups() -> None:

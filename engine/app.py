@@ -32,7 +32,8 @@ class CarePath:
         if upgrade:
             upgrade_schema(settings.database_url)
         self.db: Engine = make_engine(settings.database_url)
-        self.sessions: sessionmaker[Session] = make_session_factory(self.db)
+        # The trail key goes to every session (engine.audit authenticates events with it).
+        self.sessions: sessionmaker[Session] = make_session_factory(self.db, trail_key=settings.trail_key())
         # Deploys check rule set names and service operators against what this server has, as
         # ``carepath validate`` does (the operators are read at each deploy: a deployment may add its own).
         self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock,

@@ -1,28 +1,56 @@
-"""The event trail: append-only, hash-chained per instance, verifiable.
+"""The event trail: append-only, hash-chained per instance, authenticated, checkpointed, verifiable.
 
 Each event's hash covers its own fields and the previous event's hash; the instance row keeps the
 sequence number and hash of its newest event. Editing, reordering or deleting any row (the newest
 included) therefore breaks verification. Payloads never carry patient data: task data is recorded
-as a SHA-256 digest of its canonical JSON.
+as a SHA-256 digest of its canonical JSON; incidents name the error's type and element only.
+
+A hash chain alone does not survive someone who can write to the database: they can rewrite a
+chain consistently, head included, or delete an instance with its events. Three more things make
+the trail survive its administrators:
+
+* **Authentication.** Each event also carries ``mac``, an HMAC-SHA256 of its hash keyed by a secret
+  the database does not hold (:class:`TrailKey`, read from ``CAREPATH_TRAIL_KEY_FILE``). A chain
+  rewritten without the key fails its MACs.
+* **State digests.** An event that ends a step which stored a new workflow state records
+  ``state_digest``, the SHA-256 of that state's text (part of the event's hash): an edit of the
+  stored state no longer matches the newest digest.
+* **Checkpoints.** :func:`make_checkpoint` lists every instance's head (sequence and hash) with a
+  digest of the set, signed with the key; the worker writes one on a schedule to append-only
+  storage outside the database (:func:`write_checkpoint`, ``CAREPATH_CHECKPOINT_DIR``). Against the
+  latest checkpoint, a deleted instance, or a trail cut back or rewritten below its checkpointed
+  head, is found even when the database's own rows agree with each other.
+
+:func:`verify_trail` reports all of it as :class:`TrailProblem` s (a broken trail is a finding for an
+auditor, not an error that stops clinical work). What it cannot see: changes made with the key
+(whoever holds it can sign anything), and an instance created and deleted, or events appended and
+removed, between two checkpoints.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.session import TRAIL_KEY, read_only
 
-__all__ = ["EVENT_TYPES", "ChainHead", "TrailProblem", "append_event", "data_digest", "take_pending_events",
-           "verify_trail"]
+__all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "ChainHead", "Checkpoint", "TrailKey", "TrailProblem", "append_event",
+           "authenticate_existing", "data_digest", "export_checkpoint", "has_pending_events", "latest_checkpoint",
+           "make_checkpoint", "seal_events", "state_digest", "take_pending_events", "trail_key_of", "verify_trail",
+           "write_checkpoint"]
 
 GENESIS = "0" * 64
 _PENDING = "carepath.pending_events"
@@ -33,6 +61,9 @@ EVENT_TYPES = frozenset(
         "cancelled", "migrated", "error", "retried", "completed", "rules_evaluated", "care_plan_updated",
     }
 )
+CHECKPOINT_FORMAT = "carepath-trail-checkpoint/1"
+_EVENT_MAC_DOMAIN = "carepath-event/1\n"
+_CHECKPOINT_MAC_DOMAIN = "carepath-checkpoint/1\n"
 
 
 def canonical_json(value: Any) -> str:
@@ -43,12 +74,51 @@ def data_digest(data: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
+def state_digest(state: str) -> str:
+    """The digest an event records of the stored workflow state (its exact text)."""
+    return "sha256:" + hashlib.sha256(state.encode()).hexdigest()
+
+
 def _event_hash(event: Any) -> str:
-    body = canonical_json(
-        [event.instance_id, event.seq, event.type, event.at.isoformat(), event.actor, event.pathway_version,
-         event.element, event.task_id, event.payload, event.prev_hash]
-    )
-    return hashlib.sha256(body.encode()).hexdigest()
+    fields = [event.instance_id, event.seq, event.type, event.at.isoformat(), event.actor, event.pathway_version,
+              event.element, event.task_id, event.payload, event.prev_hash]
+    if getattr(event, "state_digest", None) is not None:  # events written before digests hash as they did
+        fields.append(event.state_digest)
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+
+
+@dataclass(frozen=True, repr=False)
+class TrailKey:
+    """The secret that authenticates the trail. Its id (the first 8 hex digits of a hash of the
+    secret) is stored with each MAC, so a MAC made with another key is told apart from a forged one.
+    The secret never appears in a repr."""
+
+    secret: bytes
+
+    def __repr__(self) -> str:
+        return f"TrailKey(id={self.key_id})"
+
+    @functools.cached_property
+    def key_id(self) -> str:
+        return hashlib.sha256(b"carepath-trail-key-id\n" + self.secret).hexdigest()[:8]
+
+    def mac(self, domain: str, message: str) -> str:
+        code = hmac.new(self.secret, (domain + message).encode(), hashlib.sha256).hexdigest()
+        return f"{self.key_id}:{code}"
+
+    def event_mac(self, event_hash: str) -> str:
+        return self.mac(_EVENT_MAC_DOMAIN, event_hash)
+
+
+@functools.lru_cache(maxsize=8)
+def _key(secret: bytes) -> TrailKey:
+    return TrailKey(secret)
+
+
+def trail_key_of(session: Session) -> TrailKey | None:
+    """The trail key the session was made with (``engine.db.session.make_session_factory``), if any."""
+    secret = session.info.get(TRAIL_KEY)
+    return _key(secret) if secret else None
 
 
 class ChainHead(Protocol):
@@ -89,6 +159,8 @@ def append_event(
         task_id=task_id,
         payload=canonical_json(payload or {}),
         prev_hash=instance.event_head,
+        state_digest=None,
+        mac=None,
     )
     event.hash = _event_hash(event)
     # Written by the instance's one writer (engine.instances.store) in one multi-row INSERT with the
@@ -105,6 +177,33 @@ def take_pending_events(session: Session) -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], session.info.pop(_PENDING, None) or [])
 
 
+def has_pending_events(session: Session, instance_id: str) -> bool:
+    """Whether an event of the instance was appended in this session and is not written yet."""
+    return any(event["instance_id"] == instance_id for event in session.info.get(_PENDING, ()))
+
+
+def seal_events(session: Session, events: list[dict[str, Any]], states: Mapping[str, str]) -> dict[str, str]:
+    """Finish events about to be written: the newest event of each instance in ``states`` records the
+    digest of that instance's new stored state (its hash is recomputed), then every event gets its
+    MAC when the session has a trail key. Returns the new head hash of each instance whose newest
+    event changed, for the writer to store on the instance row. One SHA-256 per stored state, one
+    HMAC per event."""
+    newest = {pending["instance_id"]: pending for pending in events}  # the last of each instance wins
+    heads: dict[str, str] = {}
+    for instance_id, state in states.items():
+        last = newest.get(instance_id)
+        if last is None:
+            continue
+        last["state_digest"] = state_digest(state)
+        last["hash"] = _event_hash(SimpleNamespace(**last))
+        heads[instance_id] = last["hash"]
+    key = trail_key_of(session)
+    if key is not None:
+        for event in events:
+            event["mac"] = key.event_mac(event["hash"])
+    return heads
+
+
 @dataclass(frozen=True)
 class TrailProblem:
     instance_id: str
@@ -112,25 +211,175 @@ class TrailProblem:
     message: str
 
     def __str__(self) -> str:
+        if not self.instance_id:  # about a checkpoint, not an instance
+            return self.message
         where = f"instance {self.instance_id}" + (f" event {self.seq}" if self.seq is not None else "")
         return f"{where}: {self.message}"
 
 
-def verify_trail(session: Session, instance_ids: Iterable[str] | None = None) -> list[TrailProblem]:
-    """Check every instance's chain; return what is wrong (empty when the trail is intact)."""
-    query = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head)
-    if instance_ids is not None:
-        query = query.where(PathwayInstance.id.in_(list(instance_ids)))
-    problems: list[TrailProblem] = []
-    for instance_id, head_seq, head_hash in session.execute(query.order_by(PathwayInstance.id)):
-        events = session.scalars(
-            select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.id)
-        ).all()
-        problems.extend(_verify_chain(instance_id, list(events), head_seq, head_hash))
+# --- checkpoints ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Every instance's trail head at one moment: ``heads`` maps instance id -> (sequence, hash)."""
+
+    at: str
+    heads: dict[str, tuple[int, str]]
+    digest: str
+    key_id: str | None = None
+    mac: str | None = None
+    source: str = ""  # the file it was read from, for messages
+
+    def signed_part(self) -> str:
+        return canonical_json({"format": CHECKPOINT_FORMAT, "at": self.at, "instance_count": len(self.heads),
+                               "digest": self.digest})
+
+    def as_json(self) -> str:
+        return canonical_json({"format": CHECKPOINT_FORMAT, "at": self.at, "instance_count": len(self.heads),
+                               "digest": self.digest, "key_id": self.key_id, "mac": self.mac,
+                               "heads": [[i, seq, head] for i, (seq, head) in sorted(self.heads.items())]})
+
+
+def _heads_digest(heads: Mapping[str, tuple[int, str]]) -> str:
+    listed = [[i, seq, head] for i, (seq, head) in sorted(heads.items())]
+    return "sha256:" + hashlib.sha256(canonical_json(listed).encode()).hexdigest()
+
+
+def make_checkpoint(session: Session, at: datetime) -> Checkpoint:
+    """Every instance's head as committed now, with the digest of the set, signed with the session's
+    trail key (unsigned without one: it still finds deletions made by someone without the folder)."""
+    heads = {i: (int(seq), str(head)) for i, seq, head in session.execute(
+        select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head))}
+    unsigned = Checkpoint(at.isoformat(), heads, _heads_digest(heads))
+    key = trail_key_of(session)
+    if key is None:
+        return unsigned
+    return Checkpoint(unsigned.at, heads, unsigned.digest, key.key_id, key.mac(_CHECKPOINT_MAC_DOMAIN,
+                                                                                 unsigned.signed_part()))
+
+
+def write_checkpoint(folder: Path, checkpoint: Checkpoint, at: datetime) -> Path:
+    """Add the checkpoint to ``folder`` as a new file; no file there is ever overwritten.
+
+    The file appears whole or not at all: it is written under a temporary name, flushed to disk and
+    then hard-linked to its final name, which fails rather than replace an existing file. Keep the
+    folder on append-only storage (``chattr +a``, a WORM bucket mounted as a folder, another host's
+    share without delete rights): docs/operations.md.
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"checkpoint-{at.strftime('%Y%m%dT%H%M%S%fZ')}-{checkpoint.digest.split(':')[1][:12]}.json"
+    final = folder / name
+    temporary = folder / f".{name}.{os.getpid()}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o440)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(checkpoint.as_json() + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, final)
+        except FileExistsError:
+            if final.read_text(encoding="utf-8").strip() != checkpoint.as_json():
+                raise
+    finally:
+        temporary.unlink(missing_ok=True)
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return final
+
+
+def export_checkpoint(sessions: sessionmaker[Session], folder: Path, at: datetime) -> Path:
+    """Make a checkpoint from one consistent read and add it to ``folder`` (``carepath audit
+    checkpoint``, and the worker on a schedule).
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+    with read_only(sessions) as session:
+        checkpoint = make_checkpoint(session, at)
+    return write_checkpoint(folder, checkpoint, at)
+
+
+def latest_checkpoint(folder: Path) -> Checkpoint | None:
+    """The newest checkpoint in ``folder`` (by its name's time), or None when there is none.
+
+    Raises:
+        ValueError: the newest file is not a checkpoint (damaged or replaced: itself a finding).
+    """
+    files = sorted(folder.glob("checkpoint-*.json")) if folder.is_dir() else []
+    if not files:
+        return None
+    try:
+        data = json.loads(files[-1].read_text(encoding="utf-8"))
+        if data.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("unknown format")
+        heads = {str(i): (int(seq), str(head)) for i, seq, head in data["heads"]}
+        return Checkpoint(str(data["at"]), heads, str(data["digest"]), data.get("key_id"), data.get("mac"),
+                          str(files[-1]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"the newest checkpoint {files[-1]} cannot be read as one ({type(exc).__name__})") from exc
+
+
+def _checkpoint_problems(checkpoint: Checkpoint, key: TrailKey | None) -> list[TrailProblem]:
+    where = checkpoint.source or "the checkpoint"
+    problems = []
+    if _heads_digest(checkpoint.heads) != checkpoint.digest or len(checkpoint.heads) != len(set(checkpoint.heads)):
+        problems.append(TrailProblem("", None, f"{where}: its heads do not match its digest (the file was edited)"))
+    if key is not None:
+        if checkpoint.mac is None:
+            problems.append(TrailProblem("", None, f"{where}: not signed, though a trail key is configured"))
+        elif checkpoint.key_id != key.key_id:
+            problems.append(TrailProblem("", None, f"{where}: signed with another key ({checkpoint.key_id})"))
+        elif not hmac.compare_digest(checkpoint.mac, key.mac(_CHECKPOINT_MAC_DOMAIN, checkpoint.signed_part())):
+            problems.append(TrailProblem("", None, f"{where}: its signature does not match (forged or edited)"))
     return problems
 
 
-def _verify_chain(instance_id: str, events: list[InstanceEvent], head_seq: int, head_hash: str) -> list[TrailProblem]:
+# --- verification -------------------------------------------------------------------------------------
+
+
+def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
+                 checkpoint: Checkpoint | None = None) -> list[TrailProblem]:
+    """Check every instance's chain (or those named); return what is wrong (empty when intact).
+
+    With a trail key in the session, every event's MAC is checked; the stored state of every
+    instance is checked against the newest digest its events recorded; with a ``checkpoint``, every
+    instance it lists must still be there with its checkpointed head in its chain.
+    """
+    key = trail_key_of(session)
+    wanted = set(instance_ids) if instance_ids is not None else None
+    query = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head, PathwayInstance.state)
+    if wanted is not None:
+        query = query.where(PathwayInstance.id.in_(sorted(wanted)))
+    problems: list[TrailProblem] = []
+    if checkpoint is not None:
+        problems.extend(_checkpoint_problems(checkpoint, key))
+    seen: set[str] = set()
+    for instance_id, head_seq, head_hash, state in session.execute(query.order_by(PathwayInstance.id)):
+        seen.add(instance_id)
+        events = session.scalars(
+            select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.id)
+        ).all()
+        expected = checkpoint.heads.get(instance_id) if checkpoint is not None else None
+        problems.extend(_verify_chain(instance_id, list(events), head_seq, head_hash, key, expected))
+        problems.extend(_verify_state(instance_id, list(events), state))
+    if checkpoint is not None:
+        for instance_id, (seq, _) in sorted(checkpoint.heads.items()):
+            if instance_id not in seen and (wanted is None or instance_id in wanted):
+                message = f"deleted: in the checkpoint of {checkpoint.at} at event {seq}, not in the database"
+                problems.append(TrailProblem(instance_id, None, message))
+    return problems
+
+
+def _verify_chain(instance_id: str, events: list[InstanceEvent], head_seq: int, head_hash: str,
+                  key: TrailKey | None, expected: tuple[int, str] | None) -> list[TrailProblem]:
     problems = []
     prev_hash, expected_seq = GENESIS, 1
     for event in events:
@@ -141,8 +390,64 @@ def _verify_chain(instance_id: str, events: list[InstanceEvent], head_seq: int, 
             problems.append(TrailProblem(instance_id, event.seq, "does not follow the previous event (chain broken)"))
         if _event_hash(event) != event.hash:
             problems.append(TrailProblem(instance_id, event.seq, "content was changed after it was written"))
+        if key is not None:
+            problems.extend(_verify_mac(instance_id, event, key))
         prev_hash, expected_seq = event.hash, event.seq + 1
     if events and (events[-1].seq != head_seq or events[-1].hash != head_hash) or (not events and head_seq):
         problems.append(TrailProblem(instance_id, None,
                                      f"trail ends before the instance's newest event {head_seq} (events deleted)"))
+    if expected is not None:
+        seq, head = expected
+        found = next((e for e in events if e.seq == seq), None)
+        if found is None or head_seq < seq:
+            problems.append(TrailProblem(instance_id, None, f"truncated: the checkpoint saw event {seq}, the trail "
+                                                            f"now ends at {head_seq}"))
+        elif found.hash != head:
+            problems.append(TrailProblem(instance_id, seq, "rewritten: not the event the checkpoint saw"))
     return problems
+
+
+def _verify_mac(instance_id: str, event: InstanceEvent, key: TrailKey) -> list[TrailProblem]:
+    if event.mac is None:
+        return [TrailProblem(instance_id, event.seq, "not authenticated: written without the trail key "
+                                                     "(carepath audit sign-existing, if it predates the key)")]
+    if event.mac.split(":", 1)[0] != key.key_id:
+        return [TrailProblem(instance_id, event.seq, f"authenticated with another key ({event.mac.split(':', 1)[0]})")]
+    if not hmac.compare_digest(event.mac, key.event_mac(event.hash)):
+        return [TrailProblem(instance_id, event.seq, "authentication code does not match: rewritten without the key")]
+    return []
+
+
+def _verify_state(instance_id: str, events: list[InstanceEvent], state: str) -> list[TrailProblem]:
+    recorded = next((e for e in reversed(events) if e.state_digest is not None), None)
+    if recorded is None or recorded.state_digest == state_digest(state):
+        return []
+    return [TrailProblem(instance_id, recorded.seq, "the stored workflow state is not the one this event recorded "
+                                                    "(edited after it was written)")]
+
+
+def authenticate_existing(session: Session) -> int:
+    """Add MACs to events written before a trail key was configured, in every chain that verifies
+    otherwise; returns how many events were authenticated. The one change ever made to written events.
+
+    Raises:
+        ValueError: the session has no trail key.
+    """
+    key = trail_key_of(session)
+    if key is None:
+        raise ValueError("no trail key configured (CAREPATH_TRAIL_KEY_FILE)")
+    unkeyed = session.info.pop(TRAIL_KEY)
+    try:
+        broken = {p.instance_id for p in verify_trail(session)}
+    finally:
+        session.info[TRAIL_KEY] = unkeyed
+    count = 0
+    rows = session.execute(select(InstanceEvent.id, InstanceEvent.instance_id, InstanceEvent.hash)
+                           .where(InstanceEvent.mac.is_(None)).order_by(InstanceEvent.id)).all()
+    for event_id, instance_id, event_hash in rows:
+        if instance_id in broken:
+            continue
+        session.execute(update(InstanceEvent).where(InstanceEvent.id == event_id)
+                        .values(mac=key.event_mac(event_hash)).execution_options(synchronize_session=False))
+        count += 1
+    return count

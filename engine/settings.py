@@ -12,6 +12,7 @@ __all__ = ["ENVIRONMENTS", "PATIENT_IDENTIFIERS", "Settings", "bundled_pathways_
            "bundled_service_directory", "default_data_dir", "default_database_url"]
 
 _TRUE = ("1", "true", "yes", "on")
+MIN_TRAIL_KEY_LENGTH = 32
 ENVIRONMENTS = ("development", "production")
 # How the FHIR API names patients (CAREPATH_FHIR_PATIENT_IDENTIFIER): the identifier system this
 # deployment's patient references belong to (docs/fhir.md).
@@ -74,6 +75,25 @@ def _package_folder(package: str) -> Path:
     return folder
 
 
+def _trail_settings(env: Mapping[str, str]) -> dict[str, object]:
+    """``CAREPATH_TRAIL_KEY_FILE``, ``CAREPATH_CHECKPOINT_DIR`` and ``CAREPATH_CHECKPOINT_SECONDS``.
+
+    Raises:
+        ValueError: CAREPATH_CHECKPOINT_SECONDS is not a number.
+    """
+    found: dict[str, object] = {}
+    if env.get("CAREPATH_TRAIL_KEY_FILE"):
+        found["trail_key_file"] = Path(env["CAREPATH_TRAIL_KEY_FILE"])
+    if env.get("CAREPATH_CHECKPOINT_DIR"):
+        found["checkpoint_dir"] = Path(env["CAREPATH_CHECKPOINT_DIR"])
+    if env.get("CAREPATH_CHECKPOINT_SECONDS"):
+        try:
+            found["checkpoint_seconds"] = float(env["CAREPATH_CHECKPOINT_SECONDS"])
+        except ValueError as exc:
+            raise ValueError("CAREPATH_CHECKPOINT_SECONDS must be a number of seconds") from exc
+    return found
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where CarePath finds its database, pathways and rules.
@@ -85,6 +105,15 @@ class Settings:
     ``environment``: ``development`` or ``production``. In production a server refuses to start on an
     example ``service_directory`` (the numbers printed in patients' documents) unless
     ``allow_example_directory`` (:func:`engine.documents.directory.require_service_directory`).
+
+    ``trail_key_file`` (``CAREPATH_TRAIL_KEY_FILE``): a file holding the secret that authenticates
+    the event trail (HMAC-SHA256, :mod:`engine.audit`), at least 32 characters -- e.g. the output
+    of ``openssl rand -hex 32``, readable only by CarePath's user, kept out of the database and its
+    backups. Without it events are hash-chained but not authenticated, and a server or worker
+    warns at start (docs/operations.md says why it does not refuse). ``checkpoint_dir``
+    (``CAREPATH_CHECKPOINT_DIR``): append-only storage outside the database where the worker writes
+    a signed checkpoint of every instance's trail head every ``checkpoint_seconds``
+    (``CAREPATH_CHECKPOINT_SECONDS``, default 3600).
 
     ``fhir_patient_identifier``: the identifier system of this deployment's patient references, for
     the FHIR API: ``nhs-number`` (UK Core) or ``personnummer`` (Sweden).
@@ -104,6 +133,9 @@ class Settings:
     environment: str = "development"
     service_directory: Path = field(default_factory=bundled_service_directory)
     allow_example_directory: bool = False
+    trail_key_file: Path | None = None
+    checkpoint_dir: Path | None = None
+    checkpoint_seconds: float = 3600.0
     fhir_patient_identifier: str = PATIENT_IDENTIFIERS[0]
 
     def __post_init__(self) -> None:
@@ -113,12 +145,34 @@ class Settings:
             raise ValueError(f"unsupported database URL scheme: {self.database_url.split(':', 1)[0]}")
         if self.expression_max_steps <= 0 or self.expression_max_seconds <= 0:
             raise ValueError("expression limits must be positive")
+        if self.checkpoint_seconds <= 0:
+            raise ValueError("CAREPATH_CHECKPOINT_SECONDS must be positive")
+        if self.trail_key_file is not None:
+            self.trail_key()  # a key that is configured but unusable refuses every start
         if self.fhir_patient_identifier not in PATIENT_IDENTIFIERS:
             raise ValueError(f"CAREPATH_FHIR_PATIENT_IDENTIFIER must be one of {', '.join(PATIENT_IDENTIFIERS)}")
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def trail_key(self) -> bytes | None:
+        """The event trail's secret, read from ``trail_key_file`` now (never kept on this object, so
+        it appears in no repr or traceback); None when no file is configured.
+
+        Raises:
+            ValueError: the file cannot be read or holds fewer than 32 characters.
+        """
+        if self.trail_key_file is None:
+            return None
+        try:
+            secret = self.trail_key_file.read_bytes().strip()
+        except OSError as exc:
+            raise ValueError(f"CAREPATH_TRAIL_KEY_FILE {self.trail_key_file} cannot be read: {exc.strerror}") from exc
+        if len(secret) < MIN_TRAIL_KEY_LENGTH:
+            raise ValueError(f"CAREPATH_TRAIL_KEY_FILE {self.trail_key_file} holds {len(secret)} characters; a trail "
+                             f"key needs at least {MIN_TRAIL_KEY_LENGTH} (openssl rand -hex 32)")
+        return secret
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -150,6 +204,7 @@ class Settings:
             kwargs["service_directory"] = Path(env["CAREPATH_SERVICE_DIRECTORY"])
         if env.get("CAREPATH_ALLOW_EXAMPLE_DIRECTORY", "").strip().lower() in _TRUE:
             kwargs["allow_example_directory"] = True
+        kwargs.update(_trail_settings(env))
         if env.get("CAREPATH_FHIR_PATIENT_IDENTIFIER"):
             kwargs["fhir_patient_identifier"] = env["CAREPATH_FHIR_PATIENT_IDENTIFIER"].strip().lower()
         return cls(**kwargs)  # type: ignore[arg-type]

@@ -114,6 +114,12 @@ class InstanceEvent(Base):
     payload: Mapped[str] = mapped_column(Text)  # canonical JSON
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # "sha256:<hex>" of the instance's stored state after the step this event ends (NULL: the event
+    # changed no state, or was written before states were digested); part of the hash.
+    state_digest: Mapped[str | None] = mapped_column(String(71), nullable=True)
+    # "<key id>:<HMAC-SHA256 hex>" of the hash, keyed by a secret the database does not hold
+    # (engine.audit.TrailKey); NULL when no key was configured.
+    mac: Mapped[str | None] = mapped_column(String(73), nullable=True)
 
     # Declared so the unit of work inserts an instance before its first events.
     instance: Mapped[PathwayInstance] = relationship(lazy="raise")

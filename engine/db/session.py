@@ -13,11 +13,12 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["database_unavailable", "make_engine", "make_session_factory", "read_only", "unit_of_work",
+__all__ = ["TRAIL_KEY", "database_unavailable", "make_engine", "make_session_factory", "read_only", "unit_of_work",
            "upgrade_schema"]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _DRIVERS = ("psycopg", "psycopg2", "sqlite3")
+TRAIL_KEY = "carepath.trail_key"  # session.info: the event trail's key (bytes), when configured
 _DRIVER_OUTAGES = ("OperationalError", "InterfaceError")
 IDLE_PING_SECONDS = 10.0
 _LAST_USED = "carepath.last_used"
@@ -115,8 +116,12 @@ def database_unavailable(exc: BaseException) -> bool:
                for cls in type(exc).__mro__)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, trail_key: bytes | None = None) -> sessionmaker[Session]:
+    """Sessions on ``engine``. ``trail_key``: the secret that authenticates the event trail
+    (``engine.audit``), handed to every session in ``session.info[TRAIL_KEY]``; it is kept out of
+    the database by design."""
+    info = {TRAIL_KEY: trail_key} if trail_key else {}
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 def unit_of_work(factory: sessionmaker[Session]) -> contextlib.AbstractContextManager[Session]:

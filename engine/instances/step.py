@@ -395,11 +395,14 @@ class StepRunner:
     def save(self, step: Step) -> None:
         """Write the step: the state (when the workflow changed), the row and its events, one guarded write.
 
+        When the state changed, the step's newest event records its digest (``engine.audit``).
+
         Raises:
             StaleVersionError: another transaction changed the instance since it was read.
         """
+        state_changed = step.workflow_changed
         self.settle(step)
-        save_instance(step.session, step.instance)
+        save_instance(step.session, step.instance, state_changed=state_changed)
 
     def view(self, step: Step) -> InstanceView:
         return instance_view(step.instance, step.workflow)

@@ -28,7 +28,7 @@ from sqlalchemy import Dialect, Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.audit import take_pending_events
+from engine.audit import seal_events, take_pending_events
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.errors import NotFoundError, StaleVersionError
 
@@ -43,7 +43,7 @@ _WRITABLE = ("pathway_version_id", "status", "state", "next_due_at", "incident",
              "updated_at", "ready_tasks")
 _MAX_EVENTS_PER_STATEMENT = 16
 _EVENT_COLUMNS = ("instance_id", "seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
-                  "prev_hash", "hash")
+                  "prev_hash", "hash", "state_digest", "mac")
 
 
 @dataclass(eq=False)
@@ -188,8 +188,12 @@ def load_spec(session: Session, version_id: int) -> str:
     return str(spec)
 
 
-def save_instance(session: Session, record: InstanceRecord) -> None:
+def save_instance(session: Session, record: InstanceRecord, *, state_changed: bool = False) -> None:
     """Write a changed instance, the rows its step added, and its new events.
+
+    ``state_changed``: the step stored a new workflow state, whose digest its newest event records
+    (:func:`engine.audit.seal_events`; a state written without an event of its step is an error of
+    the caller's: ``carepath audit verify`` would report it as edited).
 
     Raises:
         StaleVersionError: another transaction changed the instance since it was read; nothing
@@ -197,7 +201,7 @@ def save_instance(session: Session, record: InstanceRecord) -> None:
     """
     session.flush()  # rows the step's operators added first (care plan items, evaluations)
     driver, sql = _for(session)
-    events = _pending_events(session, sql)
+    events = _pending_events(session, sql, [record] if state_changed else [])
     params = {name: getattr(record, name) for name in _WRITABLE}
     params.update(id=record.id, revision=record.revision, new_revision=record.revision + 1,
                   next_due_at=sql.to_db(record.next_due_at), updated_at=sql.to_db(record.updated_at))
@@ -217,16 +221,23 @@ def save_instance(session: Session, record: InstanceRecord) -> None:
 
 
 def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
-    """Insert new instances (one multi-row INSERT), then their first events."""
+    """Insert new instances (one multi-row INSERT), then their first events (the newest of each
+    recording the digest of its first stored state)."""
+    driver, sql = _for(session)
+    events = _pending_events(session, sql, records)
     rows = [{name: getattr(record, name) for name in _COLUMNS} for record in records]
     session.connection().execute(insert(_INSTANCES), rows)
     session.flush()
-    driver, sql = _for(session)
-    _write_events(driver, sql, _pending_events(session, sql))
+    _write_events(driver, sql, events)
 
 
-def _pending_events(session: Session, sql: _Statements) -> list[dict[str, Any]]:
+def _pending_events(session: Session, sql: _Statements, stored: list[InstanceRecord]) -> list[dict[str, Any]]:
+    """The session's pending events, sealed (state digests of ``stored``, MACs) and ready to bind;
+    the records of ``stored`` get their new chain heads."""
     events = take_pending_events(session)
+    heads = seal_events(session, events, {record.id: record.state for record in stored})
+    for record in stored:
+        record.event_head = heads.get(record.id, record.event_head)
     for event in events:
         event["at"] = sql.to_db(event["at"])
     return events

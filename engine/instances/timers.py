@@ -28,13 +28,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from engine.audit import append_event, take_pending_events
+from engine.audit import append_event, has_pending_events, take_pending_events
 from engine.db.models import PathwayInstance
 from engine.db.session import database_unavailable, unit_of_work
 from engine.errors import StaleVersionError
 from engine.instances.service import PathwayService
 from engine.instances.store import ConflictMapper, load_instance, save_instance
 from engine.instances.view import Status
+from engine.spiff import workflows
 from engine.spiff.timers import FiredTimer, run_due_timers
 
 __all__ = ["Backoff", "fire_due_timers"]
@@ -173,6 +174,12 @@ def _fire_next(service: PathwayService, now: datetime, worker_id: str, passed: s
             step.context.record("timer_fired", timer.element, {"due_at": timer.due_at, "worker": worker_id})
 
         step.advance(lambda: run_due_timers(step.workflow, record), watch_timers=False)
+        if not has_pending_events(session, instance_id):
+            # Nothing fired and nothing else happened: the stored state is kept as it was (a new state
+            # is recorded by the digest on its step's newest event, and this step has none); only
+            # when the instance is next due is brought up to date.
+            step.workflow_changed = False
+            step.instance.next_due_at = workflows.next_due_at(step.workflow)
         runner.save(step)
         instance = step.instance
         return instance.status == Status.RUNNING and instance.next_due_at is not None and instance.next_due_at <= now

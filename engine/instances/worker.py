@@ -31,22 +31,24 @@ def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, int
                report: Callable[[int], None] | None = None,
                housekeeping: Callable[[], object] | None = None, housekeeping_seconds: float = 600.0,
                heartbeat: Callable[[], None] | None = None, first_wait: float = 1.0, max_wait: float = 60.0,
+               checkpoint: Callable[[], object] | None = None, checkpoint_seconds: float = 3600.0,
                once_attempts: int = 5, sleep: Callable[[float], None] = time.sleep) -> int:
     """Fire due timers until stopped; with ``once``, until nothing is due. Returns instances advanced.
 
     ``housekeeping`` (e.g. purging expired idempotency records) runs when the worker starts and
-    then at most every ``housekeeping_seconds``, between batches. ``heartbeat`` is called on every
-    turn of the loop, waiting for the database included (a supervisor's liveness check: the process
-    is alive and not stuck). While the database is unreachable the loop waits ``first_wait``
-    seconds, doubling up to ``max_wait``, and tries again; with ``once`` it gives up after
-    ``once_attempts`` attempts.
+    then at most every ``housekeeping_seconds``, between batches; ``checkpoint`` (exporting the
+    event trail's checkpoint, :mod:`engine.audit`) likewise every ``checkpoint_seconds``.
+    ``heartbeat`` is called on every turn of the loop, waiting for the database included (a
+    supervisor's liveness check: the process is alive and not stuck). While the database is
+    unreachable the loop waits ``first_wait`` seconds, doubling up to ``max_wait``, and tries
+    again; with ``once`` it gives up after ``once_attempts`` attempts.
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: with ``once``, the database stayed unreachable; without
             ``once``, any database error that is not an outage (a wrong schema, a bad URL).
     """
     total = 0
-    next_housekeeping = time.monotonic()
+    next_housekeeping = next_checkpoint = time.monotonic()
     backoff = Backoff()
     failures = 0
     while not should_stop():
@@ -56,6 +58,9 @@ def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, int
             if housekeeping is not None and time.monotonic() >= next_housekeeping:
                 housekeeping()
                 next_housekeeping = time.monotonic() + housekeeping_seconds
+            if checkpoint is not None and time.monotonic() >= next_checkpoint:
+                checkpoint()
+                next_checkpoint = time.monotonic() + checkpoint_seconds
             advanced = fire_due_timers(service, limit=batch, worker_id=worker_id, backoff=backoff)
         except Exception as exc:
             if not database_unavailable(exc):

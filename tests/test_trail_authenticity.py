@@ -1,0 +1,348 @@
+"""A trail that survives its administrators: events authenticated by a key the database does not hold,
+stored states checked against the digests their events recorded, and checkpoints outside the database
+that notice a deleted instance or a trail cut back. Each tampering an administrator could do in SQL is
+tried, and `carepath audit verify` reports it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, text
+
+from api.cli import main
+from engine import CarePath, ManualClock, Settings
+from engine.audit import (
+    Checkpoint,
+    authenticate_existing,
+    export_checkpoint,
+    latest_checkpoint,
+    make_checkpoint,
+    state_digest,
+    verify_trail,
+    write_checkpoint,
+)
+from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.session import read_only, unit_of_work
+from engine.instances.timers import fire_due_timers
+
+NURSE = "clinician:cns-7"
+KEY = "3f1a9c0e6b2d4f8a7c5e1b3d9f0a2c4e6b8d0f1a3c5e7b9d"
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "trail.key"
+    path.write_text(KEY + "\n")
+    path.chmod(0o400)
+    return path
+
+
+@pytest.fixture
+def keyed(carepath: CarePath, clock: ManualClock, key_file: Path, tmp_path: Path) -> Iterator[CarePath]:
+    """The engine with a trail key and a checkpoint folder, as a production deployment runs it (on the
+    database the ``carepath`` fixture prepared)."""
+    settings = dataclasses.replace(carepath.settings, trail_key_file=key_file, checkpoint_dir=tmp_path / "checkpoints")
+    app = CarePath(settings, clock)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def _journey(carepath: CarePath, patient: str = "MRN-42") -> str:
+    view = carepath.instances.start("test_assessment", patient, "system:ehr")
+    view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 2, "fatigue": 3}, NURSE)
+    carepath.instances.suspend(view.id, NURSE, reason="admitted")
+    carepath.instances.resume(view.id, NURSE)
+    return view.id
+
+
+def _events(carepath: CarePath, instance_id: str) -> list[InstanceEvent]:
+    with carepath.sessions() as session:
+        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
+                                    .order_by(InstanceEvent.seq)))
+
+
+def _verify(carepath: CarePath, checkpoint: Checkpoint | None = None) -> list[str]:
+    with read_only(carepath.sessions) as session:
+        return [str(p) for p in verify_trail(session, checkpoint=checkpoint)]
+
+
+def _checkpoint(carepath: CarePath) -> Checkpoint:
+    folder = carepath.settings.checkpoint_dir
+    assert folder is not None
+    export_checkpoint(carepath.sessions, folder, carepath.clock.now())
+    found = latest_checkpoint(folder)
+    assert found is not None
+    return found
+
+
+def _sql(carepath: CarePath, *statements: str, **params: Any) -> None:
+    """An administrator at the database: plain SQL, no engine, no key."""
+    with carepath.db.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement), params)
+
+
+def _hash(row: Any, prev_hash: str) -> str:
+    """The event hash as the documented format computes it, redone by someone without the key."""
+    fields = [row.instance_id, row.seq, row.type, row.at.isoformat(), row.actor, row.pathway_version, row.element,
+              row.task_id, row.payload, prev_hash]
+    if row.state_digest is not None:
+        fields.append(row.state_digest)
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _rewrite_consistently(carepath: CarePath, instance_id: str, seq: int, payload: str) -> None:
+    """Change one event and recompute every hash after it and the instance's head: the chain agrees
+    with itself again. Only the MACs (and a checkpoint) can tell."""
+    events = _events(carepath, instance_id)
+    prev_hash = events[seq - 2].hash if seq > 1 else "0" * 64
+    with carepath.db.begin() as connection:
+        for event in events[seq - 1:]:
+            if event.seq == seq:
+                event.payload = payload
+            new_hash = _hash(event, prev_hash)
+            connection.execute(text("UPDATE instance_events SET payload = :p, prev_hash = :prev, hash = :h "
+                                    "WHERE id = :id"), {"p": event.payload, "prev": prev_hash, "h": new_hash,
+                                                        "id": event.id})
+            prev_hash = new_hash
+        connection.execute(text("UPDATE pathway_instances SET event_head = :h WHERE id = :id"),
+                           {"h": prev_hash, "id": instance_id})
+
+
+def test_events_carry_a_mac_and_state_changing_events_a_state_digest(keyed: CarePath, clock: ManualClock) -> None:
+    instance_id = _journey(keyed)
+    timer = keyed.instances.start("test_timer_p1d", "MRN-7", "system:ehr")
+    clock.advance(timedelta(days=2))
+    assert fire_due_timers(keyed.instances) == 1
+    events = _events(keyed, instance_id)
+    assert all(e.mac is not None and len(e.mac) == 73 for e in events)
+    # started, task_completed and suspended/resumed? Only steps that stored a new state record one.
+    digests = {e.type: e.state_digest for e in events}
+    assert digests["started"] is not None and digests["task_completed"] is not None
+    assert digests["suspended"] is None and digests["resumed"] is None  # the state did not change
+    with keyed.sessions() as session:
+        instance = session.get(PathwayInstance, instance_id)
+        assert instance is not None
+        assert [e.state_digest for e in events if e.state_digest][-1] == state_digest(instance.state)
+    assert [e.type for e in _events(keyed, timer.id)] == ["started", "timer_fired", "completed"]
+    assert _verify(keyed, _checkpoint(keyed)) == []
+
+
+@pytest.mark.parametrize(("tamper", "expected"), [
+    pytest.param(["UPDATE instance_events SET payload = '{\"data_digest\":\"sha256:00\"}' WHERE seq = 2"],
+                 "event 2: content was changed", id="edited"),
+    pytest.param(["UPDATE instance_events SET seq = 1000 WHERE seq = 3",
+                  "UPDATE instance_events SET seq = 3 WHERE seq = 4",
+                  "UPDATE instance_events SET seq = 4 WHERE seq = 1000"], "out of order", id="reordered"),
+    pytest.param(["DELETE FROM instance_events WHERE seq = 2"], "missing events", id="deleted-event"),
+    pytest.param(["DELETE FROM instance_events WHERE seq = 4"], "events deleted", id="newest-deleted"),
+    pytest.param(["UPDATE instance_events SET mac = NULL WHERE seq = 1"], "event 1: not authenticated",
+                 id="mac-removed"),
+])
+def test_tampering_with_events_is_reported(keyed: CarePath, tamper: list[str], expected: str) -> None:
+    instance_id = _journey(keyed)
+    _sql(keyed, *tamper)
+    problems = _verify(keyed)
+    assert any(expected in p for p in problems), problems
+    assert all(instance_id in p for p in problems)
+
+
+def test_a_consistent_rewrite_without_the_key_fails_the_macs(keyed: CarePath, test_settings: Settings,
+                                                             clock: ManualClock) -> None:
+    instance_id = _journey(keyed)
+    _rewrite_consistently(keyed, instance_id, 2, json.dumps({"data_digest": "sha256:forged", "task": "HNA"}))
+    # Without the key the rewrite is invisible: every hash and the head agree.
+    unkeyed = CarePath(test_settings, clock)
+    try:
+        assert _verify(unkeyed) == []
+    finally:
+        unkeyed.close()
+    problems = _verify(keyed)
+    assert problems == [f"instance {instance_id} event {seq}: authentication code does not match: rewritten "
+                        "without the key" for seq in (2, 3, 4)]
+
+
+def test_a_checkpoint_finds_a_deleted_instance_and_a_trail_cut_back(keyed: CarePath) -> None:
+    kept, deleted, cut = _journey(keyed, "MRN-1"), _journey(keyed, "MRN-2"), _journey(keyed, "MRN-3")
+    checkpoint = _checkpoint(keyed)
+    assert set(checkpoint.heads) == {kept, deleted, cut} and checkpoint.heads[cut][0] == 4
+    # Delete one instance with everything that points to it; cut another back by two events and set
+    # its head to match: the database agrees with itself, and every remaining MAC is genuine.
+    previous = _events(keyed, cut)[1]
+    _sql(keyed, "DELETE FROM instance_events WHERE instance_id = :gone",
+         "DELETE FROM pathway_instances WHERE id = :gone",
+         "DELETE FROM instance_events WHERE instance_id = :cut AND seq > 2",
+         "UPDATE pathway_instances SET event_seq = 2, event_head = :head WHERE id = :cut",
+         gone=deleted, cut=cut, head=previous.hash)
+    assert _verify(keyed) == []  # the rows alone cannot tell
+    problems = _verify(keyed, latest_checkpoint(keyed.settings.checkpoint_dir or Path()))
+    assert problems == [
+        f"instance {cut}: truncated: the checkpoint saw event 4, the trail now ends at 2",
+        f"instance {deleted}: deleted: in the checkpoint of {checkpoint.at} at event 4, not in the database",
+    ]
+
+
+def test_a_rewrite_below_the_checkpoint_is_found_even_without_the_key(keyed: CarePath, test_settings: Settings,
+                                                                       clock: ManualClock) -> None:
+    instance_id = _journey(keyed)
+    checkpoint = _checkpoint(keyed)
+    _rewrite_consistently(keyed, instance_id, 3, json.dumps({"reason": "changed afterwards"}))
+    unkeyed = CarePath(test_settings, clock)
+    try:
+        assert _verify(unkeyed, checkpoint) == [
+            f"instance {instance_id} event 4: rewritten: not the event the checkpoint saw"]
+    finally:
+        unkeyed.close()
+
+
+def test_an_edited_workflow_state_no_longer_matches_its_digest(keyed: CarePath) -> None:
+    instance_id = _journey(keyed)
+    with keyed.sessions() as session:
+        instance = session.get(PathwayInstance, instance_id)
+        assert instance is not None
+        state = instance.state
+    assert '"anxiety":2' in state.replace(" ", "")
+    _sql(keyed, "UPDATE pathway_instances SET state = :s WHERE id = :id",
+         s=state.replace('"anxiety":2', '"anxiety":9'), id=instance_id)
+    newest_digest = [e.seq for e in _events(keyed, instance_id) if e.state_digest][-1]
+    assert _verify(keyed) == [f"instance {instance_id} event {newest_digest}: the stored workflow state is not the "
+                              "one this event recorded (edited after it was written)"]
+
+
+def test_checkpoints_are_never_overwritten_and_a_forged_one_is_reported(keyed: CarePath, tmp_path: Path,
+                                                                        test_settings: Settings,
+                                                                        clock: ManualClock) -> None:
+    _journey(keyed)
+    folder = tmp_path / "checkpoints"
+    at = clock.now()
+    with read_only(keyed.sessions) as session:
+        first = make_checkpoint(session, at)
+    path = write_checkpoint(folder, first, at)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o440
+    assert write_checkpoint(folder, first, at) == path  # the same checkpoint again: nothing changes
+    other = dataclasses.replace(first, heads={}, digest="sha256:" + "0" * 64)
+    with pytest.raises(FileExistsError):  # same name, other content: refused, the first kept
+        write_checkpoint(folder, dataclasses.replace(other, digest=first.digest), at)
+    assert json.loads(path.read_text())["digest"] == first.digest
+    assert [p.name for p in folder.iterdir()] == [path.name]  # no temporary file left behind
+
+    # A newer checkpoint written by someone without the key (one instance fewer, as if it never was).
+    unkeyed = CarePath(test_settings, clock)
+    try:
+        clock.advance(timedelta(minutes=1))
+        with read_only(unkeyed.sessions) as session:
+            forged = make_checkpoint(session, clock.now())
+        write_checkpoint(folder, forged, clock.now())
+    finally:
+        unkeyed.close()
+    newest = latest_checkpoint(folder)
+    assert newest is not None and newest.mac is None
+    assert _verify(keyed, newest) == [f"{newest.source}: not signed, though a trail key is configured"]
+    clock.advance(timedelta(minutes=1))
+    edited = dataclasses.replace(first, heads={})  # the heads cut, digest and signature copied
+    write_checkpoint(folder, edited, clock.now())
+    newest = latest_checkpoint(folder)
+    assert newest is not None
+    assert _verify(keyed, newest) == [f"{newest.source}: its heads do not match its digest (the file was edited)",
+                                      f"{newest.source}: its signature does not match (forged or edited)"]
+
+
+def test_events_from_before_the_key_are_signed_once_their_chains_verify(keyed: CarePath, test_settings: Settings,
+                                                                         clock: ManualClock) -> None:
+    unkeyed = CarePath(test_settings, clock)
+    try:
+        old, broken = _journey(unkeyed, "MRN-1"), _journey(unkeyed, "MRN-2")
+    finally:
+        unkeyed.close()
+    assert all(e.mac is None for e in _events(keyed, old))
+    assert len(_verify(keyed)) == 8  # four events each, none authenticated
+    _sql(keyed, "UPDATE instance_events SET actor = 'someone' WHERE instance_id = :i AND seq = 2", i=broken)
+    with unit_of_work(keyed.sessions) as session:
+        assert authenticate_existing(session) == 4  # the broken chain is left as it is, for an auditor
+    problems = _verify(keyed)
+    assert all(broken in p for p in problems) and any("content was changed" in p for p in problems)
+    assert not any(old in p for p in problems)
+
+
+def test_error_events_name_the_type_and_element_never_values(keyed: CarePath) -> None:
+    class Failing:
+        def __call__(self, context: Any, task: Any, params: dict[str, Any]) -> Any:
+            raise ConnectionError(f"patient MRN-5555 Jane Doe scored {params['level']}")
+
+    keyed.instances.operators["test.notify"] = Failing()
+    view = keyed.instances.start("test_service_step", "MRN-5555", "system:ehr")
+    failed = keyed.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"distress": 8}, NURSE)
+    condition = keyed.instances.start("test_bad_condition", "MRN-5556", "system:ehr")
+    condition_failed = keyed.instances.complete_task(condition.id, condition.ready_tasks[0]["id"], {"pain": 7}, NURSE)
+    assert failed.status == condition_failed.status == "error"
+    errors = [e for i in (view.id, condition.id) for e in _events(keyed, i) if e.type == "error"]
+    assert [json.loads(e.payload)["kind"] for e in errors] == ["WorkflowError", "ExpressionError"]
+    assert [e.element for e in errors] == ["notify", "gw"]
+    for event in errors:
+        payload = json.loads(event.payload)
+        assert set(payload) == {"message", "kind"}
+        assert not any(value in event.payload for value in ("MRN-5555", "MRN-5556", "Jane", "Doe", " 8", " 7"))
+    assert _verify(keyed) == []
+
+
+def test_settings_refuse_a_key_file_that_is_missing_or_too_short(tmp_path: Path, test_settings: Settings) -> None:
+    short = tmp_path / "short.key"
+    short.write_text("too-short")
+    with pytest.raises(ValueError, match="needs at least 32"):
+        dataclasses.replace(test_settings, trail_key_file=short)
+    with pytest.raises(ValueError, match="cannot be read"):
+        dataclasses.replace(test_settings, trail_key_file=tmp_path / "missing.key")
+    good = _write(tmp_path / "good.key", KEY)
+    settings = Settings.from_env({"CAREPATH_DATABASE_URL": test_settings.database_url,
+                                  "CAREPATH_TRAIL_KEY_FILE": str(good), "CAREPATH_CHECKPOINT_DIR": str(tmp_path),
+                                  "CAREPATH_CHECKPOINT_SECONDS": "900"})
+    assert (settings.trail_key(), settings.checkpoint_dir, settings.checkpoint_seconds) == (KEY.encode(), tmp_path, 900)
+    assert KEY not in repr(settings)  # the secret is read when used, never kept where a traceback shows it
+    with pytest.raises(ValueError, match="CAREPATH_CHECKPOINT_SECONDS"):
+        Settings.from_env({"CAREPATH_DATABASE_URL": test_settings.database_url, "CAREPATH_CHECKPOINT_SECONDS": "x"})
+
+
+def _write(path: Path, content: str) -> Path:
+    path.write_text(content)
+    return path
+
+
+def test_audit_commands_checkpoint_and_verify(keyed: CarePath, key_file: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    instance_id = _journey(keyed)
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", keyed.settings.database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(keyed.settings.pathways_dir))
+    monkeypatch.setenv("CAREPATH_TRAIL_KEY_FILE", str(key_file))
+    monkeypatch.setenv("CAREPATH_CHECKPOINT_DIR", str(tmp_path / "cli-checkpoints"))
+    runner = CliRunner()
+    made = runner.invoke(main, ["audit", "checkpoint"])
+    assert made.exit_code == 0, made.output
+    written = Path(made.stdout.strip().splitlines()[-1])
+    assert written.parent == tmp_path / "cli-checkpoints" and written.exists()
+    ok = runner.invoke(main, ["audit", "verify"])
+    assert ok.exit_code == 0, ok.output
+    assert "(authenticated with key " in ok.stdout and f"checkpoint {written.name} (1 instances)" in ok.stdout
+    _sql(keyed, "DELETE FROM instance_events WHERE instance_id = :i", "DELETE FROM pathway_instances WHERE id = :i",
+         i=instance_id)
+    bad = runner.invoke(main, ["audit", "verify"])
+    assert bad.exit_code == 1
+    assert f"instance {instance_id}: deleted: in the checkpoint of" in bad.stdout
+    monkeypatch.delenv("CAREPATH_TRAIL_KEY_FILE")
+    monkeypatch.setenv("CAREPATH_ENV", "production")
+    monkeypatch.setenv("CAREPATH_ALLOW_EXAMPLE_DIRECTORY", "1")
+    unkeyed = runner.invoke(main, ["audit", "verify", "--checkpoint-dir", str(tmp_path / "none")])
+    assert unkeyed.exit_code == 1
+    assert "the trail is not authenticated (no CAREPATH_TRAIL_KEY_FILE)" in unkeyed.stdout
