@@ -6,7 +6,9 @@ one branch is never seen by the holistic needs assessment running in another. So
 rules and the triage depend on live in one record per instance, reached through two operators:
 
 ``carepath.patient_status``
-    Parameter ``update`` (dict, optional): fields to record. Returns the whole record as it is now.
+    Parameter ``update`` (dict, optional): fields to record; ``fields`` (list, optional): the only fields
+    this update may set (a message from the SACT system may set treatment, never the named contact).
+    Returns the whole record as it is now.
     Fields (every one optional; ``None`` means "not known from this source: keep what is recorded"):
 
     ============================ ========================================================================
@@ -102,12 +104,18 @@ def _patient_status(context: StepContext, task: Any, params: dict[str, Any]) -> 
     if not isinstance(update, dict):
         raise TaskDataError("the patient status update must be an object",
                             [Problem("expected an object", field="/", element=task.task_spec.bpmn_id)])
+    allowed = params.get("fields")
+    if allowed is None:
+        allowed = list(PATIENT_STATUS_FIELDS)
+    if not isinstance(allowed, list) or not set(allowed) <= set(PATIENT_STATUS_FIELDS):
+        raise WorkflowError("carepath.patient_status: 'fields' must list patient status fields",
+                            [Problem(f"expected a list of {', '.join(PATIENT_STATUS_FIELDS)}",
+                                     element=task.task_spec.bpmn_id)])
     problems = []
     for name, value in sorted(update.items()):
-        check = PATIENT_STATUS_FIELDS.get(name)
+        check = PATIENT_STATUS_FIELDS.get(name) if name in allowed else None
         if check is None:
-            problems.append(Problem(f"unknown patient status field; expected {', '.join(PATIENT_STATUS_FIELDS)}",
-                                    field=f"/{name}"))
+            problems.append(Problem(f"not a field this can set; expected {', '.join(allowed)}", field=f"/{name}"))
         elif value is not None and (error := check(value)) is not None:
             problems.append(Problem(error, field=f"/{name}"))
     if problems:  # a message or a form gave a wrong field: refuse it whole, record nothing

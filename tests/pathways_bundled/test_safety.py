@@ -24,9 +24,11 @@ def test_a_wrong_treatment_status_is_refused_and_nothing_is_recorded(bundled: Ca
     before = bundled.instances.get(j.view.id).version
     with pytest.raises(TaskDataError) as refused:
         j.message("treatment_status_changed", {"on_sact": "yes", "last_sact_date": "2026-02-30",
-                                               "smoking_status": "sometimes", "chemo": True})
+                                               "smoking_status": "sometimes", "chemo": True,
+                                               "named_contact": {"staff_ref": "STAFF-SYN-9"}})
+    # A treatment message may set treatment and smoking, never the named contact.
     assert sorted(p.field for p in refused.value.problems) == \
-        ["/chemo", "/last_sact_date", "/on_sact", "/smoking_status"]
+        ["/chemo", "/last_sact_date", "/named_contact", "/on_sact", "/smoking_status"]
     assert "yes" not in str(refused.value) and "sometimes" not in str(refused.value)  # no patient values
     assert bundled.instances.get(j.view.id).version == before
     j.message("treatment_status_changed", {"on_sact": True, "last_sact_date": "2026-01-14"})
