@@ -240,6 +240,12 @@ SCHEMAS: dict[str, Any] = {
             "instance_id": {"type": "string"}, "seq": {"type": ["integer", "null"]}, "message": {"type": "string"}})},
     }),
     "Health": _obj(["status", "version"], {"status": {"const": "ok"}, "version": {"type": "string"}}),
+    "Index": _obj(["name", "version", "links"], {
+        "name": {"type": "string"}, "version": {"type": "string"},
+        "links": {"type": "object", "description": "By name: the collections, and what describes the API",
+                  "additionalProperties": _obj(["href", "title"], {
+                      "href": {"type": "string"}, "title": {"type": "string"},
+                      "methods": {"type": "array", "items": {"enum": ["GET", "POST", "PATCH"]}}})}}),
     # Documents (docs/documents.md): codes travel with labels in the document's language.
     "CarePlanItem": _obj(list(_ITEM_PROPS), _ITEM_PROPS),
     "CarePlanDocument": _obj([*_DOCUMENT_HEADER, *_CARE_PLAN_PROPS], {
@@ -276,12 +282,6 @@ SCHEMAS: dict[str, Any] = {
     # Migration.
     "MigrationReport": _obj(["pathway_id", "to_version", "dry_run", "instances"], {
         "pathway_id": {"type": "string"}, "to_version": {"type": "string"}, "dry_run": {"type": "boolean"},
-    "Index": _obj(["name", "version", "links"], {
-        "name": {"type": "string"}, "version": {"type": "string"},
-        "links": {"type": "object", "description": "By name: the collections, and what describes the API",
-                  "additionalProperties": _obj(["href", "title"], {
-                      "href": {"type": "string"}, "title": {"type": "string"},
-                      "methods": {"type": "array", "items": {"enum": ["GET", "POST", "PATCH"]}}})}}),
         "instances": {"type": "array", "items": _obj(list(_MIGRATION_PROPS), _MIGRATION_PROPS)}}),
     "Ready": _obj(["status", "schema_revision"], {"status": {"const": "ready"}, "schema_revision": {"type": "string"}}),
     # Request bodies.
