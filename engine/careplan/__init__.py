@@ -1,7 +1,9 @@
 """The personalised care and support plan: items proposed by rules, the patient's decisions, statuses.
 
 Owns: care plan items and notes, their status moves (``service``), and the service operators
-pathways call (``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``).
+pathways call (``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``; and in
+``patient_status``, ``carepath.patient_status``, the status every branch of an instance shares, and
+``carepath.warning_sign``, a reported warning sign looked up in the catalogue).
 
 May import: ``engine.rules``, ``engine.instances`` (the step context operators run in, and the
 store that records their events), ``engine.audit``, ``engine.db`` and the shared modules.
