@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
 
-from engine.errors import Problem
+from engine.errors import DiagramError, Problem
 from engine.instances.migration import migrate_pathway
 from engine.pathways.validation import validate_paths
 
@@ -61,9 +62,7 @@ def versions(pathway_id: str) -> str:
 def version(pathway_id: str, version: str) -> str:
     """The version's diagram; authors also see its validation problems, marked on the diagram."""
     _checked(pathway_id, version)
-    found = next((v for v in carepath().catalog.versions(pathway_id) if v.version.startswith(version)), None)
-    if found is None:
-        abort(404)
+    found = _version(pathway_id, version)
     xml = carepath().catalog.diagram(pathway_id, found.version)
     problems = validate_diagram(Path(found.main_file).name, xml) if can("pathways.validate") else None
     return render_template("web/diagram.html", info=found, xml=xml.decode("utf-8", "replace"), problems=problems,
@@ -82,6 +81,45 @@ def diff(pathway_id: str) -> str:
     return render_template("web/diff.html", pathway_id=pathway_id, older=older, newer=newer,
                            older_xml=catalog.diagram(pathway_id, older).decode("utf-8", "replace"),
                            newer_xml=catalog.diagram(pathway_id, newer).decode("utf-8", "replace"))
+
+
+@bp.get("/<pathway_id>/versions/<version>/edit")
+@page("pathways.deploy")
+def edit(pathway_id: str, version: str) -> str:
+    """The version's diagram in the bpmn-js modeler; saving deploys it as a new version."""
+    _checked(pathway_id, version)
+    found = _version(pathway_id, version)
+    xml = carepath().catalog.diagram(pathway_id, found.version).decode("utf-8", "replace")
+    return render_template("web/edit.html", info=found, xml=xml, problems=None)
+
+
+@bp.post("/<pathway_id>/versions/<version>/edit")
+@page("pathways.deploy")
+def save(pathway_id: str, version: str) -> WerkzeugResponse | tuple[str, int]:
+    """Deploy the edited diagram as a new version, through the same gate as ``carepath pathways deploy``
+    and ``POST /v1/pathways``: refused with every problem, marked on the diagram, when it does not pass."""
+    _checked(pathway_id, version)
+    found = _version(pathway_id, version)
+    xml = request.form.get("diagram", "")
+    if not xml.strip() or len(xml.encode()) > MAX_DIAGRAM_BYTES:
+        return render_template("web/edit.html", info=found, xml=xml, problems=[], error="check.choose"), 400
+    user = principal()
+    assert user is not None  # page() signed the user in
+    try:
+        deployed = carepath().catalog.deploy_upload({Path(found.main_file).name: xml.encode()}, actor=user.actor)
+    except DiagramError as exc:
+        problems = [{**p.as_dict(), "text": p.message} for p in exc.problems] or [{"text": exc.message}]
+        return render_template("web/edit.html", info=found, xml=xml, problems=problems), 422
+    saved = next((v for v in deployed if v.pathway_id == pathway_id), deployed[0])
+    return redirect(url_for(".version", pathway_id=saved.pathway_id, version=saved.version[:12]), code=303)
+
+
+def _version(pathway_id: str, version: str) -> Any:
+    """Raises: NotFound (404) when the pathway has no such version."""
+    found = next((v for v in carepath().catalog.versions(pathway_id) if v.version.startswith(version)), None)
+    if found is None:
+        abort(404)
+    return found
 
 
 @bp.get("/<pathway_id>/versions/<version>/diagram.bpmn")

@@ -451,3 +451,28 @@ def test_two_versions_are_compared_on_their_diagrams(app: Flask, signed_in: Clie
     assert 'id="newer-xml"' in html and 'id="older-xml"' in html and 'data-diff-side="older"' in html
     assert "Needs assessment" in html and "Holistic needs assessment" in html
     assert client.get(f"/pathways/{PATHWAY}/diff?from=zz&to={new[:12]}").status_code == 404
+
+
+def test_an_edited_diagram_is_saved_through_the_deploy_gate(app: Flask, signed_in: Client) -> None:
+    old = engine(app).catalog.versions(PATHWAY)[0].version
+    client = signed_in("author")
+    page_html = text(client.get(f"/pathways/{PATHWAY}/versions/{old[:12]}"))
+    assert f'href="/pathways/{PATHWAY}/versions/{old[:12]}/edit"' in page_html
+    edit = f"/pathways/{PATHWAY}/versions/{old[:12]}/edit"
+    html = text(client.get(edit))
+    assert 'data-modeler="true"' in html and "bpmn-modeler.production.min.js" in html
+    xml = (TESTS_DIR / "pathways" / "assessment.bpmn").read_text(encoding="utf-8")
+    response = client.post(edit, data={"csrf_token": csrf_of(html), "diagram": "<not-bpmn"})
+    assert response.status_code == 422 and "The diagram was not saved" in text(response)
+    assert engine(app).catalog.versions(PATHWAY)[0].version == old  # nothing deployed
+    response = client.post(edit, data={"csrf_token": csrf_of(html),
+                                       "diagram": xml.replace('name="Holistic needs assessment"', 'name="HNA"')})
+    assert response.status_code == 303
+    newest = engine(app).catalog.versions(PATHWAY)[0]
+    assert newest.version != old and newest.latest and response.location.endswith(newest.version[:12])
+    assert b'name="HNA"' in engine(app).catalog.diagram(PATHWAY, newest.version)
+    assert newest.deployed_by.startswith("author:")
+    for role in ("clinician", "auditor"):
+        viewer = signed_in(role)
+        assert viewer.get(edit).status_code == 403
+        assert 'data-test="edit"' not in text(viewer.get(f"/pathways/{PATHWAY}/versions/{old[:12]}"))

@@ -68,6 +68,16 @@ async function showDiagram(container) {
       }
     });
   });
+  if (container.dataset.modeler) {
+    // Saving puts the edited diagram in the form, which the server deploys through the usual gate.
+    const form = document.getElementById("save-form");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const { xml } = await viewer.saveXML({ format: true });
+      document.getElementById("diagram-field").value = xml;
+      form.submit();  // no second submit event
+    });
+  }
   return viewer;
 }
 

@@ -36,8 +36,11 @@ out="$here/htmx.org/$HTMX"; mkdir -p "$out"
 cp "htmx.org-$HTMX/package/dist/htmx.min.js" "htmx.org-$HTMX/package/LICENSE" "$out/"
 
 out="$here/bpmn-js/$BPMN_JS"; mkdir -p "$out"
+# The viewer for every diagram; the modeler (and its icon font, embedded in its CSS) where authors edit.
 cp "bpmn-js-$BPMN_JS/package/dist/bpmn-navigated-viewer.production.min.js" \
+   "bpmn-js-$BPMN_JS/package/dist/bpmn-modeler.production.min.js" \
    "bpmn-js-$BPMN_JS/package/dist/assets/diagram-js.css" "bpmn-js-$BPMN_JS/package/dist/assets/bpmn-js.css" \
+   "bpmn-js-$BPMN_JS/package/dist/assets/bpmn-font/css/bpmn-embedded.css" \
    "bpmn-js-$BPMN_JS/package/LICENSE" "$out/"
 
 out="$here/nhsuk-frontend/$NHSUK"; mkdir -p "$out/assets/images"
