@@ -81,8 +81,8 @@ def error_page(exc: Exception) -> tuple[str, int]:
                                  request.url_rule.rule if request.url_rule else "?", exc_info=exc)
     elif isinstance(exc, CarePathError):
         logging.getLogger(__name__).debug("refused: %s", type(exc).__name__)
-    key = {400: "bad_request", 401: "signed_out", 403: "forbidden", 404: "not_found", 409: "conflict"}.get(
-        status, "internal")
+    key = {401: "signed_out", 403: "forbidden", 404: "not_found", 409: "conflict"}.get(
+        status, "bad_request" if status < 500 else "internal")
     if isinstance(exc, HTTPException) and exc.description == "csrf":
         key = "csrf"
     return render_template("web/error.html", key=key, status=status), status

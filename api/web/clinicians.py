@@ -14,7 +14,7 @@ from engine.instances.view import PATIENT_REF_PATTERN
 
 from .. import carepath, queries
 from .auth import page, principal
-from .forms import FormField, expand_maps, fields_of, other_problems, parse_fields, problem_messages
+from .forms import FormField, expand_maps, fields_of, other_problems, parse_fields, problem_messages, revision_of
 from .i18n import translate
 
 bp = Blueprint("clinicians", __name__)
@@ -91,7 +91,7 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
     else:
         try:
             carepath().instances.complete_task(view.id, found["id"], data, _actor(),
-                                               expected_version=int(version) if version.isdigit() else -1)
+                                               expected_version=revision_of(version))
         except TaskDataError as exc:
             problems = exc.problems or [Problem(exc.message, field="/")]
         except (StaleVersionError, TaskNotReadyError):

@@ -27,7 +27,8 @@ from werkzeug.datastructures import MultiDict
 from engine.errors import Problem, TaskDataError
 from engine.instances.forms import check_form_data
 
-__all__ = ["FormField", "expand_maps", "fields_of", "other_problems", "parse_fields", "problem_messages"]
+__all__ = ["FormField", "expand_maps", "fields_of", "other_problems", "parse_fields", "problem_messages",
+           "revision_of"]
 
 _LIMITS = ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems")
 _INTEGER = re.compile(r"^-?[0-9]{1,15}$")
@@ -152,6 +153,11 @@ def parse_fields(fields: list[FormField], form: MultiDict[str, str]) -> tuple[di
         if value is not None:
             data[item.name.rsplit(".", 1)[-1]] = value
     return data, problems
+
+
+def revision_of(sent: str) -> int:
+    """The instance version a form sent back; one no instance has (-1) when it is not a plain number."""
+    return int(sent) if re.fullmatch(r"[0-9]{1,9}", sent) else -1
 
 
 def other_problems(schema: dict[str, Any] | None, data: dict[str, Any], unreadable: list[Problem]) -> list[Problem]:

@@ -18,6 +18,7 @@ from engine.instances.view import PATIENT_REF_PATTERN
 
 from .. import carepath, queries
 from .auth import can, page, principal
+from .forms import revision_of
 from .i18n import LANGUAGES, current_language
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
@@ -75,7 +76,7 @@ def retry(instance_id: Any) -> tuple[str, int]:
     version = request.form.get("version", "")
     status, problem = 200, None
     try:
-        view = carepath().instances.retry(str(instance_id), _actor(), int(version) if version.isdigit() else -1)
+        view = carepath().instances.retry(str(instance_id), _actor(), revision_of(version))
     except (StaleVersionError, ConflictError):
         status, problem, view = 409, "incident.changed", carepath().instances.get(str(instance_id))
     return render_template("web/_incident.html", view=view, problem=problem), status

@@ -476,3 +476,18 @@ def test_an_edited_diagram_is_saved_through_the_deploy_gate(app: Flask, signed_i
         viewer = signed_in(role)
         assert viewer.get(edit).status_code == 403
         assert 'data-test="edit"' not in text(viewer.get(f"/pathways/{PATHWAY}/versions/{old[:12]}"))
+
+
+def test_odd_requests_get_a_page_not_a_server_error(app: Flask, signed_in: Client) -> None:
+    view = start(app)
+    client = signed_in("clinician")
+    url = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
+    csrf = csrf_of(text(client.get(url)))
+    for version in ("\u00b2", "9" * 40, ""):  # a superscript digit, a huge number, nothing: not this version
+        response = client.post(url, data={"csrf_token": csrf, "version": version, "anxiety": "1", "fatigue": "1"})
+        assert response.status_code == 409 and "changed since you opened" in text(response), version
+    response = client.post(url, data={"csrf_token": csrf, "version": "1", "anxiety": "1" * 3_000_000})
+    assert response.status_code == 413 and "could not be used" in text(response)
+    assert client.get(f"/patients/{view.id}/tasks/00000000-0000-4000-8000-000000000000").status_code == 404
+    assert client.get("/patients/00000000-0000-4000-8000-000000000000").status_code == 404
+    assert engine(app).instances.get(view.id).version == view.version
