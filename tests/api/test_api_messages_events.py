@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from click.testing import CliRunner
@@ -62,18 +63,18 @@ def test_health_and_readiness(app: Flask, client: Any) -> None:
     assert_problem(client.get("/v1/ready"), 503, "not-ready")
 
 
-def test_token_create_prints_the_secret_once_and_it_works(app: Flask, client: Any, database_url: str) -> None:
+def test_token_create_prints_the_secret_once_and_it_works(app: Flask, client: Any) -> None:
     runner = CliRunner()
-    result = runner.invoke(main, ["token", "create", "--role", "auditor", "--label", "audit team"],
-                           env={"CAREPATH_DATABASE_URL": database_url})
+    env = {"CAREPATH_DATABASE_URL": app.config["DATABASE_URL"]}  # the app's own database
+    result = runner.invoke(main, ["token", "create", "--role", "auditor", "--label", "audit team"], env=env)
     assert result.exit_code == 0, result.output
     secret = result.stdout.strip()
     assert len(secret) >= 43 and "tok_" in result.stderr
     assert client.get("/v1/audit/verify", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
     assert client.post("/v1/messages", json={}, headers={"Authorization": f"Bearer {secret}"}).status_code == 403
-    token_id = result.stderr.split()[1]
-    revoked = runner.invoke(main, ["token", "revoke", token_id], env={"CAREPATH_DATABASE_URL": database_url})
+    token_id = re.search(r"\btok_[0-9a-f]+", result.stderr).group(0)  # type: ignore[union-attr]
+    revoked = runner.invoke(main, ["token", "revoke", token_id], env=env)
     assert revoked.exit_code == 0
     assert client.get("/v1/audit/verify", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
-    bad = runner.invoke(main, ["token", "create", "--role", "root"], env={"CAREPATH_DATABASE_URL": database_url})
+    bad = runner.invoke(main, ["token", "create", "--role", "root"], env=env)
     assert bad.exit_code != 0
