@@ -11,8 +11,15 @@ three ways that matter here, and :func:`prepare_for_engine` evens them out on a 
 * Timer values. Modelers write ``P18M`` unquoted; SpiffWorkflow evaluates timer values as
   expressions and would fail only when the timer is reached (LIBRARY_NOTES). Bare ISO-8601
   durations, dates and cycles are quoted.
-* Condition expressions. Camunda wraps conditions in ``${...}`` (JUEL); the wrapper is removed and
-  ``&&`` / ``||`` become ``and`` / ``or``. What is left must be in the safe expression language.
+* Condition expressions. Camunda wraps conditions in ``${...}`` or ``#{...}`` (JUEL): the wrapper is
+  removed and JUEL's operators become Python's (:func:`juel_to_python`: ``&&``, ``||``, ``!``,
+  ``eq``, ``ne``, ``lt``...). What is left must be in the safe expression language.
+
+Two more even out what modellers write and CarePath reads: a user task without a form CarePath can
+read (none, or a ``camunda:formKey``) is a *confirmation step* whose form accepts no data
+(:data:`CONFIRMATION_FORM`); and layout attributes a modeller writes on diagram-interchange elements
+that the BPMN schema lacks (``BPMNPlane@label``) are dropped (:func:`drop_layout_extras`), as they
+change nothing that runs.
 """
 
 from __future__ import annotations
@@ -34,10 +41,12 @@ from engine.spiff.workflows import FORM_PROPERTY
 __all__ = [
     "BPMN_NS",
     "CAMUNDA_NS",
+    "CONFIRMATION_FORM",
     "FORM_PROPERTY",
     "NSMAP",
     "SPIFF_NS",
     "Diagram",
+    "drop_layout_extras",
     "form_file_names",
     "form_schema",
     "parse_diagram",
@@ -45,6 +54,7 @@ __all__ = [
     "read_form_file",
     "prepare_for_engine",
     "read_diagram",
+    "juel_to_python",
     "timer_literal",
 ]
 
@@ -60,7 +70,24 @@ _ISO_DATETIME = r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\
 _TIMER_LITERAL = re.compile(
     rf"^(?:{_ISO_DURATION}|{_ISO_DATETIME}|R\d*/(?:{_ISO_DATETIME}/)?{_ISO_DURATION}(?:/{_ISO_DATETIME})?)$"
 )
-_JUEL = re.compile(r"^\s*\$\{(.*)\}\s*$", re.DOTALL)
+_JUEL = re.compile(r"^(\s*)[$#]\{(.*)\}\s*$", re.DOTALL)
+# JUEL tokens outside text literals -> Python; '!' but not '!='.
+_JUEL_TOKENS = re.compile(r"""(?P<text>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op>&&|\|\||!(?!=))|"""
+                          r"\b(?P<word>eq|ne|lt|gt|le|ge|null|true|false)\b")
+_JUEL_WORDS = {"&&": " and ", "||": " or ", "!": " not ", "eq": "==", "ne": "!=", "lt": "<", "gt": ">",
+               "le": "<=", "ge": ">=", "null": "None", "true": "True", "false": "False"}
+# A user task CarePath shows no form for: confirming it is all a clinician does (no data accepted).
+CONFIRMATION_FORM: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+_LAYOUT_NAMESPACES = ("http://www.omg.org/spec/BPMN/20100524/DI", "http://www.omg.org/spec/DD/20100524/DC",
+                      "http://www.omg.org/spec/DD/20100524/DI")
+# Every plain attribute the diagram-interchange schema has (BPMNDiagram, BPMNPlane, BPMNShape, BPMNEdge,
+# BPMNLabel, BPMNLabelStyle, Bounds, Font, waypoint); any other plain one is a modeller's own.
+_LAYOUT_ATTRIBUTES = frozenset({
+    "id", "name", "documentation", "resolution", "bpmnElement", "isHorizontal", "isExpanded", "isMarkerVisible",
+    "isMessageVisible", "participantBandKind", "choreographyActivityShape", "sourceElement", "targetElement",
+    "messageVisibleKind", "labelStyle", "x", "y", "width", "height", "size", "isBold", "isItalic",
+    "isUnderline", "isStrikeThrough",
+})
 
 _DECLARED_ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
@@ -203,14 +230,45 @@ def prepare_for_engine(diagram: Diagram) -> Any:
             if timer_literal(value):
                 element.text = json.dumps(value)
     for element in root.iter(f"{{{BPMN_NS}}}conditionExpression"):
-        match = _JUEL.match(element.text or "")
-        if match:
-            element.text = match.group(1).replace("&&", " and ").replace("||", " or ").strip()
+        converted = juel_to_python(element.text or "")
+        if converted is not None:
+            element.text = converted.strip()
     for task in root.iter(f"{{{BPMN_NS}}}userTask", f"{{{BPMN_NS}}}manualTask"):
         schema = form_schema(task, diagram)
+        if schema is None and task.tag == f"{{{BPMN_NS}}}userTask":
+            schema = CONFIRMATION_FORM
         if schema is not None:
             _set_spiff_property(task, FORM_PROPERTY, json.dumps(schema, sort_keys=True))
+    drop_layout_extras(tree)
     return tree
+
+
+def juel_to_python(text: str) -> str | None:
+    """A Camunda condition ``${...}`` / ``#{...}`` as Python (None when ``text`` is not one).
+
+    Outside text literals, ``&&`` ``||`` ``!`` become ``and`` ``or`` ``not``; ``eq ne lt gt le ge``
+    become ``== != < > <= >=``; ``null true false`` become ``None True False``; ``and or not`` and
+    ``== !=`` are already Python. Leading line breaks are kept, so lines still match the author's.
+    """
+    match = _JUEL.match(text)
+    if not match:
+        return None
+
+    def convert(token: re.Match[str]) -> str:
+        if token.group("text"):
+            return token.group("text")
+        return _JUEL_WORDS[token.group("op") or token.group("word")]
+
+    return match.group(1) + _JUEL_TOKENS.sub(convert, match.group(2))
+
+
+def drop_layout_extras(tree: Any) -> None:
+    """Remove the plain attributes modellers add to diagram-interchange (layout) elements that the
+    BPMN schema does not have (``BPMNPlane@label``): they only draw, and the schema would refuse them."""
+    for element in tree.getroot().iter():
+        if isinstance(element.tag, str) and element.tag.startswith(tuple(f"{{{ns}}}" for ns in _LAYOUT_NAMESPACES)):
+            for name in [n for n in element.attrib if not n.startswith("{") and n not in _LAYOUT_ATTRIBUTES]:
+                del element.attrib[name]
 
 
 def _set_spiff_property(task: Any, name: str, value: str) -> None:

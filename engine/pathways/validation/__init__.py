@@ -10,44 +10,54 @@ what is refused at deploy was refused at validate, with the same messages.
 
 Nothing is raised for a bad diagram: every finding is a :class:`~engine.errors.Problem` with the
 author's file, line and element id, a stable ``code`` and a severity. Errors stop a deploy;
-warnings (``unknown-operator``, ``executable-implied``) are reported and the diagram is deployed.
+warnings (marked *w* below) are reported and the diagram is deployed.
 
-=====================  ==========================================================================
-``xml-syntax``         not well-formed XML
-``encoding``           not UTF-8 text (another declared encoding, UTF-16, or bytes that are not UTF-8)
-``dtd``                a document type declaration (it may declare entities that expand without bound)
-``file-name``          an uploaded file name that is not a plain relative ``*.bpmn`` / ``*.json`` name
-``no-executable-process`` a pathway file (top level) without a process SpiffWorkflow would run
-``executable-implied`` (warning) a process without ``isExecutable``: run as a pathway, as SpiffWorkflow does
-``too-long``           an id or name longer than the database keeps (ids 200, process names 300 characters)
-``pathway-id``         an executable process id that cannot name a pathway (letters, digits, ``_ . -``)
-``not-bpmn``           the root element is not ``bpmn:definitions``
-``not-found``          a path given does not exist, or a folder holds no ``.bpmn`` file
-``xsd``                the XML breaks the BPMN 2.0 / spiffworkflow schema
-``form-missing``       a user task without a form (or with a ``camunda:formKey`` form CarePath cannot read)
-``form-file``          a form's JSON Schema file is missing or is not a JSON object
-``form-field``         a ``camunda:formField`` without an id or with a non-numeric constraint
-``gateway-no-default`` an exclusive gateway with several outgoing flows and no default flow
-``condition-missing``  a non-default flow out of an exclusive gateway without a condition
-``unsafe-expression``  a condition, script, timer or parameter outside the safe expression language
-``expression-syntax``  a condition, script, timer or parameter that is not valid syntax at all
-``timer-empty``        a timer without a value
-``timer-invalid``      a timer value that is not a valid ISO-8601 date, duration or cycle
-``timer-bounds``       a timer out of bounds: a repeating period under a minute, repetitions without
-                       end or over 1,000, a span over a hundred years, a date outside 1900-2199
-``unresolved-call``    a call activity calling a process no diagram defines, or one that is not executable
-``call-cycle``         a call activity that leads back to its own process (a pathway calling itself)
-``unknown-reference``  a message, signal, error or escalation reference naming nothing defined
-``service-no-operator`` a service task without ``spiffworkflow:serviceTaskOperator``
-``unknown-operator``   (warning) a service operator this server does not provide (the built-in ones are
-                       ``carepath.rules``, ``.careplan``, ``.referrals``; a deployment may add its own)
-``service-parameter``  a service parameter SpiffWorkflow's parser cannot read
-``rule-set-missing``   a ``carepath.rules`` task without a ``ruleset`` parameter
-``unknown-rule-set``   a ``ruleset`` that is not a name, or names no known rule set
-``unsupported``        compensation, link events or complex gateways (SpiffWorkflow cannot run them)
-``compile``            anything else SpiffWorkflow's parser rejected while building the pathway (located
-                       at the element the parser was reading, else at the process)
-=====================  ==========================================================================
+=========================  ======================================================================
+``xml-syntax``             not well-formed XML
+``encoding``               not UTF-8 text (another declared encoding, UTF-16, or bytes that are not UTF-8)
+``dtd``                    a document type declaration (it may declare entities that expand without bound)
+``not-bpmn``               the root element is not ``bpmn:definitions``
+``not-found``              a path given does not exist, or a folder holds no ``.bpmn`` file
+``file-name``              an uploaded file name that is not a plain relative ``*.bpmn`` / ``*.json`` name
+``xsd``                    the XML breaks the BPMN 2.0 / spiffworkflow schema (layout attributes a
+                           modeller adds to diagram-interchange elements are dropped first)
+``no-executable-process``  a pathway file (top level) without a process SpiffWorkflow would run
+``executable-implied``     *w* a process without ``isExecutable``: run as a pathway, as SpiffWorkflow does
+``too-long``               an id or name longer than the database keeps (ids 200, process names 300)
+``pathway-id``             an executable process id that cannot name a pathway (letters, digits, ``_ . -``)
+``form-missing``           *w* a user task without a form CarePath can read (none, or a ``camunda:formKey``):
+                           it runs as a confirmation step that accepts no data
+``form-file``              a form's JSON Schema file is missing or is not a JSON object
+``form-field``             a ``camunda:formField`` without an id or with a non-numeric constraint
+``gateway-no-default``     an exclusive gateway with several outgoing flows and no default flow (*w* when
+                           every flow has a condition: the author may have covered every case)
+``condition-missing``      a non-default flow out of an exclusive gateway without a condition
+``unsafe-expression``      a condition, script, timer or parameter outside the safe expression language
+``expression-syntax``      a condition, script, timer or parameter that is not valid syntax at all
+``script-format``          a script in another language (``scriptFormat`` javascript, groovy...)
+``script-empty``           a script task without a script
+``timer-empty``            a timer without a value
+``timer-invalid``          a timer value that is not a valid ISO-8601 date, duration or cycle
+``timer-cron``             a cron ``timeCycle`` (Quartz, as Camunda runs it)
+``timer-bounds``           a timer out of bounds: a repeating period under a minute, repetitions without
+                           end or over 1,000, a span over a hundred years, a date outside 1900-2199
+``unresolved-call``        a call activity calling a process no diagram defines, or one that is not executable
+``call-cycle``             a call activity that leads back to its own process (a pathway calling itself)
+``unknown-reference``      a message, signal, error or escalation reference naming nothing defined
+``service-no-operator``    a service task without ``spiffworkflow:serviceTaskOperator`` (saying so when it
+                           has a Java class, delegate or expression, an external topic or a connector)
+``unknown-operator``       *w* a service operator this server does not provide (the built-in ones are
+                           ``carepath.rules``, ``.careplan``, ``.referrals``...; a deployment may add its own)
+``service-parameter``      a service parameter SpiffWorkflow's parser cannot read
+``rule-set-missing``       a ``carepath.rules`` task without a ``ruleset`` parameter
+``unknown-rule-set``       a ``ruleset`` that is not a name, or names no known rule set
+``data-store``             a data store (CarePath keeps a pathway's data in its task data)
+``unsupported``            compensation, link events or complex gateways (SpiffWorkflow cannot run them)
+``compile``                anything else SpiffWorkflow's parser rejected while building the pathway
+                           (located at the element the parser was reading, else at the process)
+=========================  ======================================================================
+
+A file given alone may call the diagrams in its folder tree, and the library's (``pathways_root``).
 """
 
 from __future__ import annotations
@@ -132,7 +142,14 @@ def validate_paths(
     exclude = {d.diagram.path.resolve() for d in inputs if d.diagram.path}
     library = [d for d in library_diagrams(library_files, display=_shown)
                if d.path is None or d.path.resolve() not in exclude]
-    problems += _check(inputs, library, _Knowledge(known_rule_sets, known_operators))
+    # A file given alone may call the diagrams beside it and below (its folder tree), as its pathway would.
+    neighbours: list[Diagram] = []
+    for folder in dict.fromkeys(path.parent.resolve() for path in paths if path.is_file()):
+        for diagram in library_diagrams(FolderFiles(folder), display=_shown):
+            if diagram.path is not None and diagram.path.resolve() not in exclude:
+                exclude.add(diagram.path.resolve())
+                neighbours.append(diagram)
+    problems += _check(inputs, library, _Knowledge(known_rule_sets, known_operators), neighbours)
     return _in_order(problems, order)
 
 
@@ -290,15 +307,20 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge) -> list[Problem]:
-    """Lint every input, then build the pathways of the top-level inputs without errors."""
-    everything = [*library, *(i.diagram for i in inputs)]
+def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
+           neighbours: Sequence[Diagram] = ()) -> list[Problem]:
+    """Lint every input, then build the pathways of the top-level inputs without errors.
+
+    ``library`` and ``neighbours`` (the diagrams beside a file given alone) may be called; the
+    library's messages, signals... may also be named (SpiffWorkflow's parser shares them across every
+    file it is given), a neighbour's not: it belongs to the pathway only if it is called.
+    """
+    everything = [*library, *neighbours, *(i.diagram for i in inputs)]
     processes = {pid for d in everything for pid in d.process_ids}
     executable = {pid for d in everything for pid in d.executable_process_ids}
     calls = call_graph(everything)
-    # SpiffWorkflow's parser shares messages, signals... across all files of a pathway.
     references: dict[str, set[str]] = {}
-    for diagram in everything:
+    for diagram in [*library, *(i.diagram for i in inputs)]:
         for kind, ids in defined_references(diagram.tree.getroot()).items():
             references.setdefault(kind, set()).update(ids)
     problems: list[Problem] = []
@@ -324,7 +346,7 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge) 
         problems += found
     for item in inputs:
         if item.top_level and item.diagram.name not in failed:
-            problems += _compile_problems(item.diagram, [i.diagram for i in inputs], library, failed)
+            problems += _compile_problems(item.diagram, [i.diagram for i in inputs], [*library, *neighbours], failed)
     return problems
 
 

@@ -13,18 +13,19 @@ from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
 
-from engine.errors import WARNING, DiagramError, Problem
+from engine.errors import ERROR, WARNING, DiagramError, Problem
 from engine.pathways.diagrams import (
     BPMN_NS,
     CAMUNDA_NS,
     NSMAP,
     SPIFF_NS,
     Diagram,
+    drop_layout_extras,
     form_schema,
     process_is_executable,
 )
 from engine.pathways.sources import XSD_LOCK
-from engine.pathways.validation.lint_text import LintContext, literal_name, owner_id
+from engine.pathways.validation.lint_text import PYTHON_FORMATS, LintContext, literal_name, owner_id
 
 __all__ = [
     "KNOWN_OPERATORS",
@@ -69,9 +70,9 @@ def lint_schema(ctx: LintContext, tree: Any) -> list[Problem]:
     """Every XSD error of the author's XML, using SpiffWorkflow's own BPMN + spiffworkflow schema."""
     from SpiffWorkflow.spiff.parser.process import VALIDATOR
 
-
     checked = copy.deepcopy(tree)  # preprocess renames tags in place; deepcopy keeps source lines
     VALIDATOR.preprocess(checked)  # the same bpmn-js correlation fix-up the parser applies
+    drop_layout_extras(checked)  # as diagrams.prepare_for_engine drops them for the engine
     schema = VALIDATOR.validator
     # BpmnValidator.validate keeps only the last error; the schema's own log has all of them. The
     # schema object (and its log) is process-wide: validate and copy the log under the lock.
@@ -109,20 +110,21 @@ def lint_forms(ctx: LintContext, diagram: Diagram) -> list[Problem]:
             problems.append(ctx.problem("form-field", f"form constraint value is not a number: {exc}", task))
             continue
         form_key = task.get(f"{{{CAMUNDA_NS}}}formKey")
-        if schema is not None:
+        if schema is not None or task.tag != _bpmn("userTask"):
             continue
+        # Run as a confirmation step (diagrams.CONFIRMATION_FORM): the clinician confirms, nothing is recorded.
         if form_key:
             message = (
-                f"camunda:formKey {form_key!r} names a form CarePath cannot read: use generated form "
-                "fields (camunda:formData) or a spiffworkflow formJsonSchemaFilename"
+                f"camunda:formKey {form_key!r} names a form CarePath cannot read, so the task is a "
+                "confirmation step that accepts no data; for a form use generated form fields "
+                "(camunda:formData) or a spiffworkflow formJsonSchemaFilename"
             )
-            problems.append(ctx.problem("form-missing", message, task))
-        elif task.tag == _bpmn("userTask"):
+        else:
             message = (
-                "user task has no form (camunda:formData fields or a spiffworkflow "
-                "formJsonSchemaFilename property)"
+                "user task has no form, so it is a confirmation step that accepts no data (for a form: "
+                "camunda:formData fields or a spiffworkflow formJsonSchemaFilename property)"
             )
-            problems.append(ctx.problem("form-missing", message, task))
+        problems.append(ctx.problem("form-missing", message, task, severity=WARNING))
     return problems
 
 
@@ -137,27 +139,33 @@ def lint_gateways(ctx: LintContext) -> list[Problem]:
         if len(flows) < 2:
             continue
         default = gateway.get("default")
+        unconditioned = [f for f in flows if f.get("id") != default and not _has_condition(f)]
         if not default:
+            # Conditions on every flow: the author may have covered every case (a warning); a flow
+            # without one as well could never be taken (an error, with condition-missing).
             problems.append(
                 ctx.problem(
                     "gateway-no-default",
                     f"exclusive gateway has {len(flows)} outgoing flows and no default flow: if no "
-                    "condition holds, the pathway stops with an error",
+                    "condition holds, the pathway stops with an incident",
                     gateway,
+                    severity=WARNING if not unconditioned else ERROR,
                 )
             )
-        for flow in flows:
-            condition = flow.find("bpmn:conditionExpression", NSMAP)
-            if flow.get("id") != default and (condition is None or not (condition.text or "").strip()):
-                problems.append(
-                    ctx.problem(
-                        "condition-missing",
-                        f"flow out of exclusive gateway {gateway.get('id')} has no condition and is not "
-                        "its default flow",
-                        flow,
-                    )
+        for flow in unconditioned:
+            problems.append(
+                ctx.problem(
+                    "condition-missing",
+                    f"flow out of exclusive gateway {gateway.get('id')} has no condition and is not its default flow",
+                    flow,
                 )
+            )
     return problems
+
+
+def _has_condition(flow: Any) -> bool:
+    condition = flow.find("bpmn:conditionExpression", NSMAP)
+    return condition is not None and bool((condition.text or "").strip())
 
 
 def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None,
@@ -169,13 +177,7 @@ def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None
     for task in ctx.root.iter(_bpmn("serviceTask")):
         operator = task.find("bpmn:extensionElements/spiffworkflow:serviceTaskOperator", NSMAP)
         if operator is None:
-            problems.append(
-                ctx.problem(
-                    "service-no-operator",
-                    "service task has no spiffworkflow:serviceTaskOperator, so it would do nothing",
-                    task,
-                )
-            )
+            problems.append(ctx.problem("service-no-operator", _no_operator(task), task))
             continue
         name = operator.get("id") or ""
         if name not in known_operators:
@@ -208,6 +210,24 @@ def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None
         if name == RULES_OPERATOR:
             problems += _rule_set_problems(ctx, task, operator, parameters.get("ruleset"), known_rule_sets)
     return problems
+
+
+_JAVA = {"class": "a Java class", "delegateExpression": "a Java delegate expression",
+         "expression": "a Java (JUEL) expression"}
+
+
+def _no_operator(task: Any) -> str:
+    """Why a service task without a CarePath operator would do nothing, naming what it has instead."""
+    use = "use a spiffworkflow:serviceTaskOperator (carepath.rules, carepath.careplan, ...)"
+    for attribute, what in _JAVA.items():
+        if task.get(f"{{{CAMUNDA_NS}}}{attribute}"):
+            return f"service task runs {what} (camunda:{attribute}), and CarePath runs no Java: {use}"
+    if task.get(f"{{{CAMUNDA_NS}}}type") == "external":
+        return f"service task is a Camunda external task (camunda:type=\"external\"), which CarePath does not " \
+               f"run: {use}"
+    if task.find("bpmn:extensionElements/camunda:connector", NSMAP) is not None:
+        return f"service task uses a Camunda connector, which CarePath does not run: {use}"
+    return "service task has no spiffworkflow:serviceTaskOperator, so it would do nothing"
 
 
 def _rule_set_problems(
@@ -258,10 +278,24 @@ _UNSUPPORTED = {
 
 
 def lint_unsupported(ctx: LintContext) -> list[Problem]:
-    """Constructs SpiffWorkflow 3.2 cannot run (LIBRARY_NOTES), reported before its parser does."""
+    """Constructs SpiffWorkflow 3.2 cannot run (LIBRARY_NOTES), reported before its parser does, and
+    what CarePath does not run: scripts in other languages, empty script tasks, data stores."""
     problems = [
         ctx.problem("unsupported", _UNSUPPORTED[node.tag], node) for node in ctx.root.iter(*_UNSUPPORTED)
     ]
+    for task in ctx.root.iter(_bpmn("scriptTask")):
+        language = (task.get("scriptFormat") or "").strip().lower()
+        script = task.find("bpmn:script", NSMAP)
+        if language not in PYTHON_FORMATS:
+            problems.append(ctx.problem("script-format", f"script task is written in {task.get('scriptFormat')!r}; "
+                                        "CarePath runs scripts in its safe Python expression language only "
+                                        "(docs/expressions.md)", task))
+        elif script is None or not (script.text or "").strip():
+            problems.append(ctx.problem("script-empty", "script task has no script: write one, or use a plain task "
+                                        "if nothing is to be worked out", task))
+    for node in ctx.root.iter(_bpmn("dataStoreReference"), _bpmn("dataStore")):
+        problems.append(ctx.problem("data-store", "data stores are not run by CarePath: keep the data in the "
+                                    "pathway's task data (data objects)", node))
     for node in ctx.root.iter():
         if node.get("isForCompensation") == "true":
             message = f"compensation activities are {_NOT_SUPPORTED}: model the undo steps as ordinary tasks"

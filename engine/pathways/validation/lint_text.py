@@ -16,17 +16,20 @@ from typing import Any
 
 from engine.errors import ERROR, Problem
 from engine.expressions import check_expression, check_script
-from engine.pathways.diagrams import BPMN_NS, NSMAP, SPIFF_NS, timer_literal
+from engine.pathways.diagrams import BPMN_NS, NSMAP, SPIFF_NS, juel_to_python, timer_literal
 from engine.spiff.patches import timer_value_problem
 
-__all__ = ["LintContext", "lint_expressions", "lint_timers"]
+__all__ = ["PYTHON_FORMATS", "LintContext", "lint_expressions", "lint_timers"]
 
-_JUEL = re.compile(r"^(\s*)\$\{(.*)\}\s*$", re.DOTALL)
 # What an author meant as a bare ISO-8601 value (P18M, PT12H, R3/P1M, 2025-06-01...) rather than an
 # expression: such text is checked as a timer value, so "P18 months" reads as a bad timer and not as
 # a syntax error.
 _MEANT_AS_ISO = re.compile(r"^(P\d|PT\d|R\d*/|\d{4}-\d)")
+# Quartz cron, as Camunda Modeler offers for a timeCycle: "0 0 9 * * ?" (six or seven fields).
+_CRON = re.compile(r"^[0-9*?/,LW#A-Z-]+(\s+[0-9*?/,LW#A-Z-]+){5,6}$", re.IGNORECASE)
 _WHERE_SUFFIX = re.compile(r"\s*\(line \d+, col (\d+)\)$")
+# Script formats that mean the safe (Python) language; modellers leave it empty or write "python".
+PYTHON_FORMATS = frozenset({"", "python", "python3", "text/x-python"})
 _TIMER_TAGS = ("timeDate", "timeDuration", "timeCycle")
 _TIMER_KIND = {"timeDate": "date", "timeDuration": "duration", "timeCycle": "cycle"}
 
@@ -69,7 +72,7 @@ def _strip(text: str) -> tuple[str, int]:
 
 
 def _expression_problems(
-    ctx: LintContext, node: Any, text: str, *, script: bool, first_line: int | None = None
+    ctx: LintContext, node: Any, text: str, *, script: bool
 ) -> Iterator[Problem]:
     """Check ``text`` against the safe language; one problem per offending line of the text."""
 
@@ -80,7 +83,7 @@ def _expression_problems(
     by_line: dict[int, list[Problem]] = {}
     for problem in found:
         by_line.setdefault(problem.line or 1, []).append(problem)
-    start = first_line or node.sourceline
+    start = node.sourceline
     for line, problems in sorted(by_line.items()):
         messages = list(dict.fromkeys(_WHERE_SUFFIX.sub("", p.message) for p in problems))
         code = "expression-syntax" if problems[0].code == "syntax-error" else "unsafe-expression"
@@ -93,24 +96,24 @@ def _expression_problems(
         )
 
 
-def _condition_text(text: str) -> tuple[str, int]:
-    """Undo Camunda's ``${...}`` wrapper as diagrams.prepare_for_engine does, keeping line offsets."""
-    match = _JUEL.match(text)
-    if not match:
-        return text, 0
-    inner = match.group(2).replace("&&", " and ").replace("||", " or ")
-    return inner, match.group(1).count("\n")
+def _condition_text(text: str) -> str:
+    """A condition as the engine runs it: Camunda's ``${...}`` / ``#{...}`` converted as
+    diagrams.prepare_for_engine converts it (line breaks kept, so lines are the author's)."""
+    converted = juel_to_python(text)
+    return text if converted is None else converted
 
 
 def lint_expressions(ctx: LintContext) -> list[Problem]:
     """Conditions, scripts, pre/post scripts and service-task parameter values."""
     problems: list[Problem] = []
     for node in ctx.root.iter(f"{{{BPMN_NS}}}conditionExpression"):
-        text, skipped = _condition_text(node.text or "")
-        problems += _expression_problems(ctx, node, text, script=False, first_line=node.sourceline + skipped)
+        problems += _expression_problems(ctx, node, _condition_text(node.text or ""), script=False)
     for node in ctx.root.iter(
         f"{{{BPMN_NS}}}script", f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"
     ):
+        language = (node.getparent().get("scriptFormat") or "").strip().lower()
+        if node.tag == f"{{{BPMN_NS}}}script" and language not in PYTHON_FORMATS:
+            continue  # another language: reported once as such (lint_elements), not line by line as Python
         problems += _expression_problems(ctx, node, node.text or "", script=True)
     for node in ctx.root.iterfind(".//spiffworkflow:serviceTaskOperator//spiffworkflow:parameter", NSMAP):
         if node.get("value") is not None:
@@ -139,16 +142,16 @@ def _iso_error(kind: str, value: str) -> tuple[str, str] | None:
     reason = f"{value!r} is not {wanted}"
     if not timer_literal(value):
         return "timer-invalid", reason
+    bounds = timer_value_problem(kind, value)
+    refused = ("timer-bounds", f"timer {kind} {value!r} is refused: {bounds}")
     try:
         parsed = parse(value)
     except Exception:  # noqa: BLE001 - SpiffWorkflow raises bare Exception / ValueError / KeyError here
-        return "timer-invalid", reason
+        # Out of bounds can also mean SpiffWorkflow's arithmetic overflowed: say which bound.
+        return refused if bounds is not None and not bounds.startswith("it is not") else ("timer-invalid", reason)
     if kind == "date" and not hasattr(parsed, "tzinfo"):
         return "timer-invalid", f"{reason} (a timeDate takes a date, not a duration: use a timeDuration)"
-    bounds = timer_value_problem(kind, value)
-    if bounds is not None:
-        return "timer-bounds", f"timer {kind} {value!r} is refused: {bounds}"
-    return None
+    return refused if bounds is not None else None
 
 
 def lint_timers(ctx: LintContext) -> list[Problem]:
@@ -166,6 +169,10 @@ def lint_timers(ctx: LintContext) -> list[Problem]:
         text, _ = _strip(node.text or "")
         if not text:
             problems.append(ctx.problem("timer-empty", f"timer {kind} is empty", node))
+        elif _CRON.match(text):
+            problems.append(ctx.problem("timer-cron", f"timer {kind} {text!r} is a cron expression (Quartz, as "
+                                        "Camunda runs it), which CarePath does not run: use an ISO-8601 repeating "
+                                        "interval such as R52/2026-01-05T09:00:00Z/P1W", node))
         elif _MEANT_AS_ISO.match(text):
             error = _iso_error(kind, text)
             if error:
