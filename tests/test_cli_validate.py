@@ -18,11 +18,12 @@ def test_bundled_pathways_and_rules_validate_clean() -> None:
 
 
 def test_broken_diagrams_print_file_line_element_and_exit_non_zero() -> None:
-    result = CliRunner().invoke(main, ["validate", str(TESTS / "diagrams" / "broken" / "gateway_without_default.bpmn")])
+    broken = TESTS / "diagrams" / "broken" / "gateway_flow_without_condition.bpmn"
+    result = CliRunner().invoke(main, ["validate", str(broken)])
     assert result.exit_code == 1
     [line] = [x for x in result.output.splitlines() if x.endswith(".bpmn") is False and ".bpmn:" in x]
     path, line_no, element, message = line.split(":", 3)
-    assert path.endswith("gateway_without_default.bpmn") and int(line_no) > 0
+    assert path.endswith("gateway_flow_without_condition.bpmn") and int(line_no) > 0
     assert element.strip() and "default" in message
 
 

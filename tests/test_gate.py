@@ -94,7 +94,7 @@ def test_the_folder_is_refused_as_validate_refuses_it_and_nothing_is_deployed(tm
     library = tmp_path / "library"
     library.mkdir()
     shutil.copy(OK / "bpmnio.bpmn", library)
-    shutil.copy(BROKEN / "gateway_without_default.bpmn", library)
+    shutil.copy(BROKEN / "gateway_flow_without_condition.bpmn", library)
     app = _engine(library, tmp_path / "db.sqlite3")
     try:
         with pytest.raises(DiagramError) as refused:
@@ -169,13 +169,18 @@ def test_validate_exits_zero_with_warnings_only_and_prints_them(tmp_path: Path) 
     assert "no problems found, 1 warning(s)" in result.output
 
 
-def test_serve_refuses_a_folder_that_does_not_pass_the_gate(tmp_path: Path) -> None:
+def test_serve_refuses_a_folder_that_does_not_pass_the_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr("flask.Flask.run", never)
     library = tmp_path / "library"
     library.mkdir()
-    shutil.copy(BROKEN / "gateway_without_default.bpmn", library)
+    shutil.copy(BROKEN / "condition_imports_os.bpmn", library)
     env = {"CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "CAREPATH_PATHWAYS_DIR": str(library),
            "CAREPATH_RULES_DIR": str(RULES)}
-    result = CliRunner().invoke(main, ["serve", "--port", "1"], env=env)  # port 1: it must never get that far
-    assert result.exit_code == 1
-    assert f"{library / 'gateway_without_default.bpmn'}:18: Gateway_distress: exclusive gateway" in result.output
+    result = CliRunner().invoke(main, ["serve"], env=env)
+    assert result.exit_code == 1, result.output
+    assert f"{library / 'condition_imports_os.bpmn'}:24: Flow_high: expression outside the safe language" \
+        in result.output
     assert "refusing to start, nothing deployed" in result.output

@@ -53,6 +53,10 @@ EXPECTED: dict[str, tuple[str, str | None, int]] = {
 }
 
 
+# Worth an author's look, but deployed: the pathway runs (issue 12, point 3).
+WARNINGS = {"gateway_without_default.bpmn", "unknown_service_operator.bpmn", "user_task_without_form.bpmn"}
+
+
 def test_every_broken_diagram_is_in_the_table() -> None:
     assert sorted(p.name for p in BROKEN.glob("*.bpmn")) == sorted(EXPECTED)
     assert len(EXPECTED) >= 14
@@ -65,6 +69,7 @@ def test_broken_diagram_yields_exactly_its_fault(name: str) -> None:
     assert [(p.code, p.element, p.line) for p in problems] == [EXPECTED[name]], format_problems(problems)
     assert problems[0].file == str(path)
     assert problems[0].message
+    assert problems[0].severity == ("warning" if name in WARNINGS else "error")
 
 
 def test_a_folder_reports_each_file_in_order() -> None:
@@ -78,8 +83,8 @@ def test_format_is_file_line_element_message() -> None:
     path = BROKEN / "user_task_without_form.bpmn"
     text = format_problems(validate_paths([path]))
     assert text == (
-        f"{path}:8: Activity_hna: user task has no form (camunda:formData fields or a spiffworkflow "
-        "formJsonSchemaFilename property)"
+        f"{path}:8: Activity_hna: warning: user task has no form, so it is a confirmation step that accepts no "
+        "data (for a form: camunda:formData fields or a spiffworkflow formJsonSchemaFilename property)"
     )
 
 
