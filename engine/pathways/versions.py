@@ -124,7 +124,8 @@ class PathwayCatalog:
                                     [Problem("at least one .bpmn file is required", field="/files")])
         bad = upload_name_problems(files)
         if bad:
-            raise InvalidInputError("bad file names", [dataclasses.replace(p, field=f"/{p.file}") for p in bad])
+            raise InvalidInputError("the upload's file names cannot be used",
+                                    [dataclasses.replace(p, field=f"/{p.file}") for p in bad])
         problems = validate_upload(files, pathways_root=self.library.root, known_rule_sets=self.known_rule_sets(),
                                    known_operators=self.known_operators())
         _refuse_errors(problems, "the upload")
