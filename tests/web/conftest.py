@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import sqlite3
 import tempfile
@@ -17,15 +16,14 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from web_helpers import make_token  # tests/web is on sys.path (pytest's rootdir-relative imports)
 
 from api import create_app
 from engine import CarePath, ManualClock, Settings
-from engine.access import ROLES, create_token
-from engine.db.session import unit_of_work
+from engine.access import ROLES
 
 TESTS = Path(__file__).resolve().parent.parent
 START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture(scope="session")
@@ -59,23 +57,9 @@ def app(web_template: Path, tmp_path: Path) -> Iterator[Flask]:
         app.extensions["carepath"].close()
 
 
-def make_token(app: Flask, role: str) -> str:
-    engine = app.extensions["carepath"]
-    with unit_of_work(engine.sessions) as session:
-        _, secret = create_token(session, role, f"test {role}", engine.clock)
-    return secret
-
-
 @pytest.fixture
 def tokens(app: Flask) -> dict[str, str]:
     return {role: make_token(app, role) for role in ROLES}
-
-
-def csrf_of(html: str) -> str:
-    """The CSRF token a page's forms carry."""
-    match = _CSRF.search(html)
-    assert match, "the page has no form with a CSRF token"
-    return match.group(1)
 
 
 @pytest.fixture

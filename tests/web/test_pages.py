@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import csrf_of, make_token  # tests/web is on sys.path (pytest's rootdir-relative imports)
 from flask import Flask
 from flask.testing import FlaskClient
+from web_helpers import csrf_of, make_token  # tests/web is on sys.path (pytest's rootdir-relative imports)
 
 from api.web.auth import page
 from api.web.i18n import strings

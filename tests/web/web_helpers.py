@@ -1,0 +1,27 @@
+"""Helpers shared by the web app's tests (imported as a top-level module from tests/web, like tests/api's
+helpers: a module named ``conftest`` would be tests/api's when the whole suite runs)."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+
+from engine.access import create_token
+from engine.db.session import unit_of_work
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def make_token(app: Flask, role: str) -> str:
+    engine = app.extensions["carepath"]
+    with unit_of_work(engine.sessions) as session:
+        _, secret = create_token(session, role, f"test {role}", engine.clock)
+    return secret
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page's forms carry."""
+    match = _CSRF.search(html)
+    assert match, "the page has no form with a CSRF token"
+    return match.group(1)
