@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -22,11 +23,7 @@ bp = Blueprint("clinicians", __name__)
 _PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
 _CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
-# Emergency before urgent before the rest; then the earliest due. Ready tasks carry neither yet
-# (the engine's task summary has no urgency or due date): until they do, the order is the engine's.
-_URGENCY = {"emergency": 0, "urgent": 1}
-
-
+PAGE = 50  # patients per page of the work list
 def _filters() -> tuple[dict[str, str], list[Problem]]:
     """The work list's filters from the query string; a malformed one is named, not used."""
     found: dict[str, str] = {}
@@ -42,19 +39,29 @@ def _filters() -> tuple[dict[str, str], list[Problem]]:
     return found, problems
 
 
-def _priority(task: dict[str, Any]) -> tuple[int, str]:
-    return _URGENCY.get(str(task.get("urgency") or ""), 2), str(task.get("due_at") or "~")
-
-
 @bp.get("/work-list")
 @page("tasks.read")
 def work_list() -> str:
+    """Ready tasks, those of the patients whose next deadline is soonest first: a deadline already
+    passed (overdue), then an escalation an hour away (an emergency), then the rest; a patient with no
+    timer waiting comes last. The deadline is the patient's earliest waiting timer (the engine's
+    ``next_due_at``), shown beside each task."""
     filters, problems = _filters()
-    where = InstanceFilter(patient_ref=filters.get("patient"), pathway_id=filters.get("pathway"))
-    found = queries().ready_tasks(where, None, filters.get("cursor"), 50)
+    where = InstanceFilter(patient_ref=filters.get("patient"), pathway_id=filters.get("pathway"), status="running")
+    found = queries().ready_tasks(where, None, filters.get("cursor"), PAGE)
+    # The same page of instances (same filter, order and cursor) with their next deadlines.
+    deadlines = {i["id"]: i["next_due_at"] for i in queries().find(where, filters.get("cursor"), PAGE).items}
     lanes = sorted({t["lane"] for t in found.items if t.get("lane")})
-    tasks = sorted((t for t in found.items if "lane" not in filters or t.get("lane") == filters["lane"]),
-                   key=_priority)
+    now = carepath().clock.now()
+    tasks = []
+    for task in found.items:
+        if "lane" in filters and task.get("lane") != filters["lane"]:
+            continue
+        due = deadlines.get(task["instance_id"])
+        deadline = datetime.fromisoformat(due) if due else None
+        tasks.append({**task, "deadline": due, "overdue": deadline is not None and deadline <= now,
+                      "order": (deadline is None, deadline or now)})
+    tasks.sort(key=lambda t: t["order"])
     template = "web/_work_list_table.html" if request.headers.get("HX-Request") else "web/work_list.html"
     return render_template(template, tasks=tasks, lanes=lanes, filters=filters, problems=problems,
                            next_cursor=found.next_cursor, pathways=carepath().catalog.pathways())

@@ -90,3 +90,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append(("screenshot", f"saved {path} ({browser.driver.current_url})"))
         except Exception as exc:  # the browser itself may be what failed
             report.sections.append(("screenshot", f"none: {type(exc).__name__}"))
+
+
+@pytest.fixture
+def clock_of() -> Callable[[Flask], ManualClock]:
+    """clock_of(app) -> the app's ManualClock, to move time on."""
+    return lambda app: app.extensions["carepath"].clock

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -174,6 +175,19 @@ def test_the_work_list_shows_ready_tasks_and_filters_them(app: Flask, signed_in:
     assert bad.status_code == 200 and "not a valid identifier" in text(bad) and "Jane Doe" not in text(bad)
     partial = client.get("/work-list?patient=MRN-1001", headers={"HX-Request": "true"})
     assert text(partial).startswith('<div id="work-list-results">') and "<html" not in text(partial)
+
+
+def test_the_work_list_puts_the_soonest_deadline_first_and_flags_overdue_ones(app: Flask, clock_of: Any,
+                                                                              signed_in: Client) -> None:
+    start(app, patient="MRN-0001")  # no timer waiting: last
+    start(app, "test_parallel_timer", patient="MRN-0002")  # a timer a week from now
+    client = signed_in("clinician")
+    html = text(client.get("/work-list"))
+    assert html.index("MRN-0002") < html.index("MRN-0001")
+    assert "2026-01-22 09:00 UTC" in html and "None waiting" in html and 'data-test="overdue"' not in html
+    clock_of(app).advance(timedelta(days=8))  # the worker has not fired it yet: overdue
+    html = text(client.get("/work-list"))
+    assert 'data-test="overdue"' in html and "since 2026-01-22 09:00 UTC" in html
 
 
 def test_the_task_page_renders_the_form_with_labels(app: Flask, signed_in: Client) -> None:
