@@ -28,9 +28,10 @@ from werkzeug.wrappers import Response
 
 from engine.access import ApiToken, Principal, authenticate, authorize
 from engine.db.session import read_only
-from engine.errors import PermissionDeniedError
+from engine.errors import InvalidTokenError, PermissionDeniedError
 
-__all__ = ["TlsAwareSessions", "can", "check_csrf", "csrf_token", "page", "principal", "sign_in", "sign_out"]
+__all__ = ["TlsAwareSessions", "actor", "can", "check_csrf", "csrf_token", "page", "principal", "sign_in",
+           "sign_out"]
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -81,6 +82,17 @@ def principal() -> Principal | None:
             sign_out()
     g.principal = found
     return found
+
+
+def actor() -> str:
+    """How the signed-in user is named in the event trail (a page's view: :func:`page` signed them in).
+
+    Raises: InvalidTokenError when nobody is signed in.
+    """
+    user = principal()
+    if user is None:
+        raise InvalidTokenError("sign in first")
+    return user.actor
 
 
 def can(action: str) -> bool:

@@ -14,7 +14,7 @@ from engine.instances.queries import InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
 
 from .. import carepath, queries
-from .auth import page, principal
+from .auth import actor, page
 from .forms import FormField, expand_maps, fields_of, other_problems, parse_fields, problem_messages, revision_of
 from .i18n import translate
 
@@ -97,7 +97,7 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
         problems += other_problems(found["form"], data, problems)
     else:
         try:
-            carepath().instances.complete_task(view.id, found["id"], data, _actor(),
+            carepath().instances.complete_task(view.id, found["id"], data, actor(),
                                                expected_version=revision_of(version))
         except TaskDataError as exc:
             problems = exc.problems or [Problem(exc.message, field="/")]
@@ -124,8 +124,3 @@ def _item_label(item: dict[str, Any]) -> str:
     words = str(item["code"]).replace("_", " ").replace("-", " ").capitalize()
     return f"{words} ({item['service'].replace('_', ' ')})" if item.get("service") else words
 
-
-def _actor() -> str:
-    user = principal()
-    assert user is not None  # page() signed the user in
-    return user.actor

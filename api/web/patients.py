@@ -17,7 +17,7 @@ from engine.instances.queries import STATUSES, InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
 
 from .. import carepath, queries
-from .auth import can, page, principal
+from .auth import actor, can, page
 from .forms import revision_of
 from .i18n import LANGUAGES, current_language
 
@@ -62,7 +62,7 @@ def move_item(instance_id: Any, item_id: Any) -> tuple[str, int]:
     """Move one care plan item on; answers the care plan section (htmx swaps it in place)."""
     status, problem = 200, None
     try:
-        carepath().care_plans.set_status(str(instance_id), str(item_id), request.form.get("status", ""), _actor())
+        carepath().care_plans.set_status(str(instance_id), str(item_id), request.form.get("status", ""), actor())
     except ConflictError:
         status, problem = 409, "care_plan.refused"
     return render_template("web/_care_plan.html", instance_id=str(instance_id), care_plan=_care_plan(
@@ -76,7 +76,7 @@ def retry(instance_id: Any) -> tuple[str, int]:
     version = request.form.get("version", "")
     status, problem = 200, None
     try:
-        view = carepath().instances.retry(str(instance_id), _actor(), revision_of(version))
+        view = carepath().instances.retry(str(instance_id), actor(), revision_of(version))
     except (StaleVersionError, ConflictError):
         status, problem, view = 409, "incident.changed", carepath().instances.get(str(instance_id))
     return render_template("web/_incident.html", view=view, problem=problem), status
@@ -100,8 +100,3 @@ def diagram(instance_id: Any) -> WerkzeugResponse:
     xml = carepath().catalog.diagram(view.pathway_id, view.pathway_version)
     return Response(xml, mimetype="application/xml")
 
-
-def _actor() -> str:
-    user = principal()
-    assert user is not None  # page() signed the user in
-    return user.actor
