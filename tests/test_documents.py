@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -49,6 +49,9 @@ from engine.documents.directory import phone_problem
 from engine.documents.warning_signs import load_warning_signs
 from engine.rules import get_evaluation
 from engine.settings import bundled_service_directory
+
+if TYPE_CHECKING:
+    from conftest import DatabaseTemplates  # tests/conftest.py: imported by pytest, not by us
 
 START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 WHAT_MATTERS = 'Walking the dog <script>alert("x")</script> & "seeing" my grandchildren'
@@ -101,13 +104,10 @@ def _hna(journey: Journey, what_matters: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def patients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Patients]:
+def patients(tmp_path_factory: pytest.TempPathFactory, database_templates: DatabaseTemplates) -> Iterator[Patients]:
     folder = tmp_path_factory.mktemp("documents")
     clock = ManualClock(START)
-    setup = CarePath(Settings(database_url=f"sqlite:///{folder / 'documents.sqlite3'}", pathways_dir=PATHWAYS,
-                              rules_dir=REPO / "rules"), clock, upgrade=True)
-    setup.catalog.sync_library()
-    setup.close()
+    shutil.copyfile(database_templates.sqlite_file(PATHWAYS), folder / "documents.sqlite3")
     settings = Settings(database_url=f"sqlite:///{folder / 'documents.sqlite3'}", pathways_dir=PATHWAYS,
                         rules_dir=REPO / "rules", service_directory=_directory(folder))
     app = CarePath(settings, clock)

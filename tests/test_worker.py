@@ -68,7 +68,7 @@ def _spawn(database_url: str, now: datetime, worker_id: str, batch: int = 25) ->
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
 def test_three_worker_processes_fire_2000_timers_exactly_once(carepath: CarePath, clock: ManualClock,
                                                               test_settings: Settings) -> None:
     started = time.perf_counter()

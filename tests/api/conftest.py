@@ -38,8 +38,9 @@ class ContractClient(FlaskClient):
 
 
 @pytest.fixture
-def app(database_url: str, clock: ManualClock) -> Iterator[Flask]:
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "PATHWAYS_DIR": TESTS / "pathways",
+def app(deployed_database_url: str, clock: ManualClock) -> Iterator[Flask]:
+    """The app as the server starts it (it migrates and syncs the pathways: nothing to do on the copy)."""
+    app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
                       "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
     app.test_client_class = ContractClient
     try:

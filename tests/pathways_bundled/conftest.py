@@ -1,7 +1,8 @@
 """Fixtures for driving the bundled pathways (pathways/, rules/) end to end on a fresh database.
 
 Deploying the six bundled pathways takes a few seconds (XSD validation and compiling every shared
-sub-pathway), so it is done once per session into a template SQLite file that each test copies.
+sub-pathway), so it is done once per session into a template SQLite file that each test copies
+(tests/conftest.py's DatabaseTemplates, shared with tests/test_documents.py).
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from engine import CarePath, ManualClock, Settings
 
 from .journey import PATHWAYS, REPO, FlowCoverage, recording
+
+if TYPE_CHECKING:
+    from conftest import DatabaseTemplates  # tests/conftest.py: imported by pytest, not by us
 
 START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 DATABASE = "bundled.sqlite3"
@@ -28,15 +33,9 @@ def flow_coverage() -> FlowCoverage:
 
 
 @pytest.fixture(scope="session")
-def bundled_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundled_template(database_templates: DatabaseTemplates) -> Path:
     """A database with the schema and the bundled pathways deployed, to copy per test."""
-    folder = tmp_path_factory.mktemp("bundled_template")
-    app = CarePath(_settings(folder), ManualClock(START), upgrade=True)
-    try:
-        app.catalog.sync_library()
-    finally:
-        app.close()
-    return folder / DATABASE
+    return database_templates.sqlite_file(PATHWAYS)
 
 
 @pytest.fixture
