@@ -97,7 +97,7 @@ def test_command_prints_the_table(loaded: Loaded, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
     result = CliRunner().invoke(main, ["demo"], env={"CAREPATH_DATABASE_URL": url})
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()  # stderr names the database
     assert lines[0].split()[:2] == ["patient", "pathway"]
     assert any(line.startswith("SYN-DEMO-0007") and "quality of life survey" in line for line in lines)
     assert lines[-1] == f"{len(DEMO_PATIENTS)} demo patient(s) loaded, 0 already there"
