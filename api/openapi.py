@@ -277,9 +277,6 @@ DOCUMENT: dict[str, Any] = {
 }
 
 
-def operation_for(path_template: str, method: str) -> dict[str, Any]:
-    """Raises: KeyError for an undocumented operation (a programming error)."""
-    return dict(PATHS[path_template][method.lower()])
 def _links() -> dict[str, dict[str, Any]]:
     """Every path without parameters, named by its part after /v1/, and the FHIR API's statement."""
     links: dict[str, dict[str, Any]] = {}
@@ -298,3 +295,6 @@ def _links() -> dict[str, dict[str, Any]]:
 INDEX: dict[str, Any] = {"name": "CarePath API", "version": __version__, "links": _links()}
 
 
+def operation_for(path_template: str, method: str) -> dict[str, Any]:
+    """Raises: KeyError for an undocumented operation (a programming error)."""
+    return dict(PATHS[path_template][method.lower()])
