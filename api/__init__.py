@@ -14,7 +14,6 @@ import importlib.metadata
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, current_app, request
@@ -73,7 +72,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
              "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER")
     settings = Settings.from_env({f"CAREPATH_{name}": str(app.config[name]) for name in names if app.config[name]})
     app.config["DATABASE_URL"] = settings.database_url
-    _ensure_sqlite_folder(settings)
     engine = CarePath(settings, app.config["CLOCK"], upgrade=True)
     try:
         deployed = engine.catalog.sync_library(actor="system") if app.config["SYNC_PATHWAYS"] else None
@@ -145,14 +143,6 @@ def _log_start(app: Flask, settings: Settings, library: str) -> None:
         app.logger.setLevel(logging.INFO)
     app.logger.info("CarePath %s: %s (pathways from %s, rules from %s)", __version__, library,
                     settings.pathways_dir, settings.rules_dir)
-
-
-def _ensure_sqlite_folder(settings: Settings) -> None:
-    """The schema upgrade opens the SQLite file before the engine would create its folder."""
-    if settings.is_sqlite and ":///" in settings.database_url:
-        path = settings.database_url.split(":///", 1)[1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def carepath() -> CarePath:
