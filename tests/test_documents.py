@@ -46,8 +46,8 @@ from engine.documents.build import (
     resolve_language,
 )
 from engine.documents.directory import phone_problem
-from engine.documents.warning_signs import load_warning_signs
 from engine.rules import get_evaluation
+from engine.rules.warning_signs import load_warning_signs
 from engine.settings import bundled_service_directory
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import RuleFileError
-from engine.documents.warning_signs import DIAGNOSES, load_warning_signs, parse_warning_signs
+from engine.rules.warning_signs import DIAGNOSES, load_warning_signs, parse_warning_signs
 
 BUNDLED = Path(__file__).resolve().parent.parent / "rules" / "catalogues" / "warning_signs.yaml"
 

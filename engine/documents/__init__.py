@@ -3,8 +3,8 @@
 Owns: building each document's content (``build``), why each item was proposed in the reader's words
 (``reasons``), the people and services to contact with their numbers (``contacts``, from the
 deployment's service directory, ``directory``), rendering to HTML and PDF (``render``, with the
-``templates/`` and the English and Swedish wording in ``locales/``), and the warning-signs catalogue
-per diagnosis (``warning_signs``).
+``templates/`` and the English and Swedish wording in ``locales/``). The warning signs it prints come
+from the rules' catalogue (``engine.rules.warning_signs``).
 
 May import: ``engine.instances`` (to read an instance), ``engine.careplan``, ``engine.rules``,
 ``engine.db`` and the shared modules. Nothing imports ``documents`` except the facade's callers.

@@ -15,7 +15,7 @@ Where the content comes from: the instance's accumulated data (start data and fo
 :meth:`engine.instances.service.PathwayService.instance_data`), its task-completed events (who and
 when), the care plan items and what matters to the patient (:mod:`engine.careplan.service`), the
 stored rule evaluations (:mod:`engine.rules.store`), the catalogues, the warning-signs catalogue
-(:mod:`engine.documents.warning_signs`) and the service directory (:mod:`engine.documents.directory`).
+(:mod:`engine.rules.warning_signs`) and the service directory (:mod:`engine.documents.directory`).
 Patient data: documents are for the patient and their care team, never for logs.
 """
 
@@ -40,12 +40,12 @@ from engine.documents.render import (
     render_pdf,
     strings,
 )
-from engine.documents.warning_signs import DIAGNOSES, URGENCIES, load_warning_signs
 from engine.errors import ConflictError, NotFoundError, RuleFileError
 from engine.instances.view import Status
 from engine.rules.catalogue import Catalogue
 from engine.rules.model import RuleFile
 from engine.rules.store import list_evaluations
+from engine.rules.warning_signs import DIAGNOSES, URGENCIES, load_warning_signs
 
 if TYPE_CHECKING:
     from engine.app import CarePath

@@ -9,7 +9,7 @@ escalates a report nobody has triaged within the file's bound for that urgency
 (``escalate_untriaged_after``).
 
 It lives with the rules because it is a rules catalogue and the care plan operators read it
-(:mod:`engine.documents.warning_signs` re-exports it for the documents).
+(the documents import it from here too).
 
 The file is checked as it is loaded: every problem is reported at once, each with file, line and
 column, in a :class:`~engine.errors.RuleFileError` (as the rule and catalogue files are).
