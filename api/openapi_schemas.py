@@ -34,6 +34,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "message-not-deliverable": "No instance is waiting for this message",
     "not-ready": "The service is not ready",
     "database-unavailable": "The database cannot be reached; retry after the time given",
+    "pdf-unavailable": "This server cannot make PDFs (WeasyPrint's system libraries are missing); ask for HTML",
     "internal-error": "Internal error",
 }
 
