@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 from flask import current_app, g, request
 
 from engine.access import Principal, authenticate, authorize
+from engine.db.replica import primary_reads
 from engine.db.session import read_only
 from engine.errors import InvalidTokenError
 
@@ -59,7 +60,8 @@ def _authenticated() -> Principal:
     digest = hashlib.sha256(secret.encode()).hexdigest()
     principal = cache.get(digest) if seconds > 0 else None
     if principal is None:
-        with read_only(current_app.extensions["carepath"].sessions) as session:
+        # The primary: a token created a moment ago works at once, whatever a replica has replayed.
+        with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as session:
             principal = authenticate(session, secret)
         if seconds > 0:
             cache.put(digest, principal, seconds)

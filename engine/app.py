@@ -32,8 +32,11 @@ class CarePath:
         if upgrade:
             upgrade_schema(settings.database_url)
         self.db: Engine = make_engine(settings.database_url)
+        # A streaming replica the API's reads may use (engine.db.replica); None: everything reads the primary.
+        self.replica_db: Engine | None = make_engine(settings.read_database_url) if settings.read_database_url else None
         # The trail key goes to every session (engine.audit authenticates events with it).
-        self.sessions: sessionmaker[Session] = make_session_factory(self.db, trail_key=settings.trail_key())
+        self.sessions: sessionmaker[Session] = make_session_factory(self.db, trail_key=settings.trail_key(),
+                                                                    replica=self.replica_db)
         # Deploys check rule set names and service operators against what this server has, as
         # ``carepath validate`` does (the operators are read at each deploy: a deployment may add its own).
         self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock,
@@ -46,3 +49,5 @@ class CarePath:
 
     def close(self) -> None:
         self.db.dispose()
+        if self.replica_db is not None:
+            self.replica_db.dispose()
