@@ -88,6 +88,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["carepath.queries"] = InstanceQueries(engine.sessions, engine.instances)
 
     from . import (
+        access_log,
         auth,
         documents,
         errors,
@@ -106,11 +107,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     errors.init_app(app)
     replica.init_app(app)
+    access_log.init_app(app)
     app.after_request(_protect_response)
     app.before_request(_api_only(parsing.reject_unknown_query))
     auth.init_app(app.extensions)
     health.init_app(app)
-    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health):
+    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)

@@ -78,8 +78,8 @@ def requires(action: str) -> Callable[[View], View]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = _authenticated()
+            g.principal = principal  # known before the role check: a refused look is still an access record
             authorize(principal, action)
-            g.principal = principal
             return view(*args, **kwargs)
 
         wrapper.permission = action  # type: ignore[attr-defined]  # read by the route/document test

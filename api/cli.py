@@ -36,6 +36,9 @@ def _carepath(ctx: click.Context, upgrade: bool = True) -> Any:
     return obj["carepath"]
 
 
+carepath_of = _carepath  # for the command modules beside this one (cli_access)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="carepath")
 @click.pass_context
@@ -488,9 +491,12 @@ def _checkpointer(carepath: Any) -> Any:
 
 
 def _register_optional_groups() -> None:
+    from .cli_access import purge_reads_command, reads
     from .cli_rules import rules
 
     main.add_command(rules)
+    audit.add_command(reads)
+    audit.add_command(purge_reads_command)
 
 
 _register_optional_groups()
