@@ -329,7 +329,6 @@ def pathways_test(ctx: click.Context, paths: tuple[Path, ...], require_coverage:
     failure (and with --require-coverage, on an untaken flow).
     """
     from engine.errors import CarePathError
-    from engine.pathways.validation import format_problems
     from engine.scenarios import load_scenarios, run_scenarios
 
     settings: Settings = ctx.obj["settings"]
@@ -340,7 +339,8 @@ def pathways_test(ctx: click.Context, paths: tuple[Path, ...], require_coverage:
             raise click.ClickException(f"no scenarios in {', '.join(str(f) for f in files)}")
         report = run_scenarios(scenarios, folder, settings.rules_dir)
     except CarePathError as exc:
-        click.echo(format_problems(exc.problems) or exc.message, err=True)
+        # Scenario problems keep their column (YAML positions are exact), as rule files' do.
+        click.echo("\n".join(str(p) for p in exc.problems) or exc.message, err=True)
         click.echo(exc.message, err=True)
         sys.exit(1)
     click.echo(report.text())

@@ -6,9 +6,11 @@ starting at the scenario's start, so scenarios never see each other's patients o
 is written anywhere else, and the temporary folder is removed afterwards.
 
 Waits move the clock as a timer worker polling every second would see it: to one second past each
-due timer in turn, firing it (:func:`engine.instances.timers.fire_due_timers`), then to the end of
-the wait. A scenario stops at its first failing step; the failure names the step's file and line,
-and for an expectation shows what was expected against what is.
+timer due by the end of the wait (a timer due at the very end fires too), firing them in turn
+(:func:`engine.instances.timers.fire_due_timers`), then to the end of the wait.
+
+A scenario stops at its first failing step; the failure names the step's file and line, and for
+an expectation shows what was expected against what is.
 """
 
 from __future__ import annotations
@@ -225,15 +227,16 @@ def _wait(app: CarePath, clock: ManualClock, instance_id: str, until: datetime) 
     for _ in range(MAX_TIMER_ROUNDS):
         view = app.instances.get(instance_id)
         due = datetime.fromisoformat(view.next_due_at) if view.next_due_at else None
-        if view.status != Status.RUNNING or due is None or due >= until:
+        if view.status != Status.RUNNING or due is None or due > until:
             break
         clock.set(max(clock.now(), due + timedelta(seconds=1)))
         if fire_due_timers(app.instances) == 0:
             break
     else:
         raise _Failed(f"more than {MAX_TIMER_ROUNDS} timers fire in this wait: wait less at a time")
-    clock.set(until)
-    fire_due_timers(app.instances)
+    if until > clock.now():
+        clock.set(until)
+        fire_due_timers(app.instances)
 
 
 def _check(app: CarePath, view: InstanceView, expect: Expect) -> None:

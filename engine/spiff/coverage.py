@@ -2,9 +2,10 @@
 
 The engine compacts finished history out of an instance after every step (engine.spiff.compaction),
 so what a step did is read from its tasks just before that: each completed task gives its element,
-and the element it came from (its nearest ancestor task that is a diagram element; SpiffWorkflow
-puts helper tasks without one around boundary events and joins). A task's direct parent is kept by
-compaction while the task is unfinished, so the pair is the real predecessor also across steps.
+and each task reached (ready, waiting, running or completed) gives the move from the element it came
+from (its nearest ancestor task that is a diagram element; SpiffWorkflow puts helper tasks without
+one around boundary events and joins). A task's direct parent is kept by compaction while the task
+is unfinished, so the pair is the real predecessor also across steps.
 Scenario coverage (engine.scenarios) decides from these which sequence flows were taken.
 """
 
@@ -17,6 +18,8 @@ from SpiffWorkflow.util.task import TaskState
 
 __all__ = ["TakenPaths"]
 
+_REACHED = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.COMPLETED | TaskState.ERROR
+
 
 @dataclass
 class TakenPaths:
@@ -26,14 +29,15 @@ class TakenPaths:
     moves: set[tuple[str, str, str]] = field(default_factory=set)  # (process, from element, to element)
 
     def observe(self, workflow: Any) -> None:
-        """Note the completed tasks of a workflow and of every subprocess it runs."""
+        """Note the tasks reached and completed in a workflow and in every subprocess it runs."""
         for part in [workflow, *workflow.subprocesses.values()]:
             for task in list(part.tasks.values()):
                 element = task.task_spec.bpmn_id
-                if task.state != TaskState.COMPLETED or not element:
+                if not task.state & _REACHED or not element:
                     continue
                 process = task.workflow.spec.name
-                self.completed.add((process, element))
+                if task.state == TaskState.COMPLETED:
+                    self.completed.add((process, element))
                 parent = task.parent
                 while parent is not None and not parent.task_spec.bpmn_id:
                     parent = parent.parent
