@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from api.cli import main
 from engine.errors import InvalidInputError
-from engine.scenarios import ScenarioReport, load_scenarios, run_scenarios
+from engine.scenarios import ScenarioReport, load_scenarios, run_scenarios, runner
 from engine.settings import bundled_pathways_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,6 +212,8 @@ MALFORMED = {
                       "a scenario needs 'steps'"),
     "naive_start.yaml": (HEADER.replace("    steps:", "    start: 2026-01-15T09:00:00\n    steps:")
                          + "      - after: P1D\n", 5, "start needs a time zone"),
+    "not_a_number.yaml": (HEADER + "      - complete: intake\n        data: {score: .nan}\n", 7,
+                          "data holds .nan or .inf"),
     "bad_expect.yaml": (HEADER + "      - expect: {ready: intake, status: done}\n", 6, "expected ready as a list"),
 }
 
@@ -264,3 +266,31 @@ def test_validate_checks_a_pathways_folders_scenarios_as_scenarios(small_folder:
     result = CliRunner().invoke(main, ["validate", str(small_folder)])
     assert result.exit_code == 1
     assert "bad.yaml:6:15: a scenario: expected the message's name as text" in result.output
+
+
+def test_an_incident_fails_the_step_with_its_element_and_message(small_folder: Path) -> None:
+    shutil.copy(REPO / "tests" / "pathways" / "bad_condition.bpmn", small_folder)
+    _write(small_folder, "incident.yaml", """\
+        - complete: collect
+          data: {pain: 7}
+        - expect: {status: running}
+        """, header=HEADER.replace("test_follow_up", "test_bad_condition"))
+    code, out, _ = _test(str(small_folder))
+    assert code == 1
+    assert "FAIL pathways/tests/incident.yaml:6:9: a scenario: complete collect" in out
+    assert "+ the instance is error: incident at " in out and "pain_threshold" in out
+
+
+def test_a_fault_inside_carepath_fails_its_scenario_by_type_and_the_others_still_run(
+        small_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("SYN-T-0002 value that must not be printed")
+
+    monkeypatch.setattr(runner, "fire_due_timers", broken)
+    _write(small_folder, "a_fault.yaml", "- after: P1D\n")
+    shutil.copy(SMALL / "tests" / "routine.yaml", small_folder / "tests")
+    report = run_scenarios(load_scenarios([small_folder / "tests"]), small_folder, REPO / "rules")
+    [faulty, other] = report.results
+    assert faulty.failure is not None and other.failure is not None  # routine waits too: it fails the same way
+    assert faulty.failure.lines == ("error: RuntimeError inside CarePath while running this step (please report it)",)
+    assert "must not be printed" not in report.text()

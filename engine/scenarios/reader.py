@@ -9,6 +9,7 @@ column, all of a file's problems at once. See pathways/README.md for the format.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
@@ -352,7 +353,20 @@ def _data(reader: YamlReader, node: Node, what: str) -> dict[str, Any] | None:
     value = _as_json(reader.value(node))
     if not isinstance(value, dict):
         return None
+    if not _finite(value):
+        reader.problem(node, f"{what} holds .nan or .inf, which JSON cannot carry")
+        return None
     return value
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _as_json(value: Any) -> Any:

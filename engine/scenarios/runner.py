@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from dateutil.relativedelta import relativedelta
+
 from engine.app import CarePath
 from engine.clock import ManualClock
 from engine.errors import CarePathError
@@ -166,6 +168,9 @@ def _run(app: CarePath, scenario: Scenario, observe: Callable[[Any], None]) -> S
             return ScenarioResult(scenario, StepFailure(step.loc, _describe(step), failed.lines))
         except CarePathError as exc:
             return ScenarioResult(scenario, StepFailure(step.loc, _describe(step), _error_lines(exc)))
+        except Exception as exc:  # a fault of CarePath's, not the author's: the other scenarios still run
+            return ScenarioResult(scenario, StepFailure(step.loc, _describe(step), (
+                f"error: {type(exc).__name__} inside CarePath while running this step (please report it)",)))
         if view.status not in _RUNNING:
             return ScenarioResult(scenario, StepFailure(step.loc, _describe(step), _incident_lines(view)))
     return ScenarioResult(scenario, None)
@@ -190,7 +195,7 @@ def _step(app: CarePath, clock: ManualClock, scenario: Scenario, view: InstanceV
                                    payload=_fill(step.payload, clock) if step.payload else None)
         return app.instances.get(view.id)
     if isinstance(step, Wait):
-        until = step.until if step.until is not None else clock.now() + step.delta
+        until = step.until if step.until is not None else clock.now() + (step.delta or relativedelta())
         if until < clock.now():
             raise _Failed(f"{until.isoformat()} is before the scenario's clock ({clock.now().isoformat()})")
         _wait(app, clock, view.id, until)
