@@ -294,3 +294,13 @@ def test_a_fault_inside_carepath_fails_its_scenario_by_type_and_the_others_still
     assert faulty.failure is not None and other.failure is not None  # routine waits too: it fails the same way
     assert faulty.failure.lines == ("error: RuntimeError inside CarePath while running this step (please report it)",)
     assert "must not be printed" not in report.text()
+
+
+def test_the_authors_example_in_pathways_readme_is_a_valid_scenario_file(tmp_path: Path) -> None:
+    readme = (REPO / "pathways" / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Journey scenarios", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(example, encoding="utf-8")
+    [scenario] = load_scenarios([path])
+    assert scenario.patient == "SYN-0101" and len(scenario.steps) == 10
