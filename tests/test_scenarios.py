@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from api.cli import main
 from engine.errors import InvalidInputError
 from engine.scenarios import ScenarioReport, load_scenarios, run_scenarios, runner
+from engine.scenarios.reader import MAX_FILE_BYTES
 from engine.settings import bundled_pathways_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -304,3 +305,29 @@ def test_the_authors_example_in_pathways_readme_is_a_valid_scenario_file(tmp_pat
     path.write_text(example, encoding="utf-8")
     [scenario] = load_scenarios([path])
     assert scenario.patient == "SYN-0101" and len(scenario.steps) == 10
+
+
+def test_a_file_over_the_size_bound_is_refused_unread(small_folder: Path) -> None:
+    path = small_folder / "tests" / "huge.yaml"
+    path.write_text(HEADER + "      - complete: intake\n        data: {note: " + "x" * MAX_FILE_BYTES + "}\n")
+    with pytest.raises(InvalidInputError) as caught:
+        load_scenarios([path])
+    [problem] = caught.value.problems
+    assert problem.file == str(path) and "larger than 2 MB" in problem.message
+
+
+def test_a_pathway_the_folder_does_not_define_is_located_and_nothing_runs(small_folder: Path) -> None:
+    path = _write(small_folder, "unknown.yaml", "- after: P1D\n", header=HEADER.replace("test_follow_up",
+                                                                                          "test_folow_up"))
+    code, out, err = _test(str(path))
+    assert code == 1 and out == ""
+    assert "pathways/tests/unknown.yaml:3:5: a scenario: no pathway 'test_folow_up' in " in err
+    assert "did you mean 'test_follow_up'?" in err
+
+
+def test_a_scenario_clock_cannot_run_more_than_a_century_past_its_start(small_folder: Path) -> None:
+    _write(small_folder, "century.yaml", "- after: P20Y\n" * 6)
+    code, out, _ = _test(str(small_folder))
+    assert code == 1
+    assert "FAIL pathways/tests/century.yaml:11:9: a scenario: after P20Y" in out
+    assert "more than 100 years past the start" in out

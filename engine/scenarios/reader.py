@@ -34,8 +34,8 @@ from engine.scenarios.model import (
     Wait,
 )
 
-__all__ = ["DEFAULT_START", "MAX_SCENARIOS", "MAX_STEPS", "MAX_WAIT_YEARS", "SYNTHETIC_PREFIX", "load_scenarios",
-           "scenario_files"]
+__all__ = ["DEFAULT_START", "MAX_FILE_BYTES", "MAX_SCENARIOS", "MAX_STEPS", "MAX_WAIT_YEARS", "SYNTHETIC_PREFIX",
+           "load_scenarios", "scenario_files"]
 
 DEFAULT_START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)  # when a scenario names no start
 SYNTHETIC_PREFIX = "SYN-"  # scenario patients are invented, and say so (as the demo patients do)
@@ -43,6 +43,7 @@ MAX_SCENARIOS = 200  # per file
 MAX_STEPS = 1_000  # per scenario
 MAX_WAIT_YEARS = 20  # one wait, and the start's distance from the default start
 MAX_FILES = 500
+MAX_FILE_BYTES = 2_000_000  # the largest bundled file is about 15 KB
 DEFAULT_ACTOR = "clinician:scenario"
 
 _DURATION = re.compile(r"^P(?!$)(?:(\d{1,5})Y)?(?:(\d{1,5})M)?(?:(\d{1,5})W)?(?:(\d{1,5})D)?"
@@ -79,7 +80,14 @@ def load_scenarios(paths: Iterable[Path | str], display_root: Path | None = None
     for path in files:
         display = _display(path, display_root)
         try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                problems.append(Problem(f"the file is larger than {MAX_FILE_BYTES // 1_000_000} MB: split it",
+                                        file=display))
+                continue
             text = read_yaml_file(path)
+        except OSError as exc:
+            problems.append(Problem(f"cannot read the file: {exc.strerror}", file=display))
+            continue
         except RuleFileError as exc:  # unreadable, or not UTF-8 (with the line and column)
             problems.extend(Problem(p.message, file=display, line=p.line, column=p.column) for p in exc.problems)
             continue

@@ -29,22 +29,24 @@ from dateutil.relativedelta import relativedelta
 
 from engine.app import CarePath
 from engine.clock import ManualClock
-from engine.errors import CarePathError
+from engine.errors import CarePathError, InvalidInputError, Problem
 from engine.instances.progress import instance_progress
 from engine.instances.timers import fire_due_timers
 from engine.instances.view import InstanceView, Status
 from engine.pathways.sources import PathwayLibrary
 from engine.rules import RuleSetRegistry
 from engine.rules.model import Loc
+from engine.rules.yaml_source import did_you_mean
 from engine.scenarios.coverage import DiagramFlows, Flow, diagram_flows
 from engine.scenarios.model import Complete, Expect, Scenario, ScenarioStep, Send, Wait
 from engine.scenarios.reader import DEFAULT_START
 from engine.settings import Settings
 from engine.spiff.coverage import TakenPaths
 
-__all__ = ["MAX_TIMER_ROUNDS", "ScenarioReport", "ScenarioResult", "StepFailure", "run_scenarios"]
+__all__ = ["MAX_SPAN", "MAX_TIMER_ROUNDS", "ScenarioReport", "ScenarioResult", "StepFailure", "run_scenarios"]
 
 MAX_TIMER_ROUNDS = 1_000  # timers one wait may fire, one after the other
+MAX_SPAN = timedelta(days=366 * 100)  # how far a scenario's clock may go from its start
 START_ACTOR = "system:scenario"
 MESSAGE_ACTOR = "system:scenario"
 _RUNNING = (Status.RUNNING, Status.COMPLETED)
@@ -116,11 +118,17 @@ def run_scenarios(scenarios: Iterable[Scenario], pathways_dir: Path, rules_dir: 
 
     Raises:
         DiagramError: the pathways folder does not validate (nothing runs).
-        NotFoundError: a scenario names a pathway the folder does not define.
+        InvalidInputError: a scenario names a pathway the folder does not define (located; nothing runs).
     """
     scenarios = list(scenarios)
     report = ScenarioReport()
     library = PathwayLibrary(pathways_dir)
+    known = library.pathway_ids()
+    unknown = [Problem(f"no pathway '{s.pathway}' in {pathways_dir}{did_you_mean(s.pathway, known)}",
+                       file=s.loc.file, line=s.loc.line, column=s.loc.column, element=s.name)
+               for s in scenarios if s.pathway not in known]
+    if unknown:
+        raise InvalidInputError("the scenarios name pathways the folder does not define", unknown)
     report.flows = diagram_flows(library, sorted({s.pathway for s in scenarios}))
     rules = RuleSetRegistry(rules_dir)
     with tempfile.TemporaryDirectory(prefix="carepath-scenarios-") as folder:
@@ -195,7 +203,12 @@ def _step(app: CarePath, clock: ManualClock, scenario: Scenario, view: InstanceV
                                    payload=_fill(step.payload, clock) if step.payload else None)
         return app.instances.get(view.id)
     if isinstance(step, Wait):
-        until = step.until if step.until is not None else clock.now() + (step.delta or relativedelta())
+        try:
+            until = step.until if step.until is not None else clock.now() + (step.delta or relativedelta())
+        except (OverflowError, ValueError):
+            raise _Failed("the wait would take the clock past the year 9999") from None
+        if until - scenario.start > MAX_SPAN:
+            raise _Failed(f"the wait would take the clock more than {MAX_SPAN.days // 366} years past the start")
         if until < clock.now():
             raise _Failed(f"{until.isoformat()} is before the scenario's clock ({clock.now().isoformat()})")
         _wait(app, clock, view.id, until)
