@@ -331,3 +331,26 @@ def test_a_scenario_clock_cannot_run_more_than_a_century_past_its_start(small_fo
     assert code == 1
     assert "FAIL pathways/tests/century.yaml:11:9: a scenario: after P20Y" in out
     assert "more than 100 years past the start" in out
+
+
+def test_a_ready_task_in_another_lane_fails_with_the_lanes_shown(tmp_path: Path) -> None:
+    path = tmp_path / "lane.yaml"
+    path.write_text(textwrap.dedent("""\
+        pathway: colorectal_cancer
+        scenarios:
+          - name: a warning sign before the named contact
+            patient: SYN-T-0003
+            data: {diagnosis: colorectal, diagnosis_date: 2026-01-12, age: 63, treatment_intent: curative}
+            steps:
+              - send: warning_sign_reported
+                payload: {warning_sign: fever_on_treatment}
+              - expect:
+                  ready: [{task: triage, lane: Named contact}]
+        """), encoding="utf-8")
+    report = run_scenarios(load_scenarios([path]), REPO / "pathways", REPO / "rules")
+    [result] = report.results
+    assert result.failure is not None and result.failure.loc.line == 9
+    assert result.failure.lines == (
+        "- expected ready: triage (lane 'Named contact')",
+        "+ actual ready:   assign_contact (lane 'Key worker (clinical nurse specialist)'), "
+        "triage (lane 'Acute oncology (24-hour line)')")
