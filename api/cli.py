@@ -351,6 +351,8 @@ def pathways_test(ctx: click.Context, paths: tuple[Path, ...], require_coverage:
 def _scenario_paths(paths: list[Path], default: Path) -> tuple[Path, list[Path]]:
     """The pathways folder the scenarios run against, and the scenario files or folders."""
     if not paths:
+        if not (default / "tests").is_dir():
+            raise click.ClickException(f"no scenarios: {default / 'tests'} is not a folder")
         return default, [default / "tests"]
     folders = {p if p.is_dir() and not _is_scenario_dir(p) else (p if p.is_dir() else p.parent).parent
                for p in paths}

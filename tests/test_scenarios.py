@@ -91,7 +91,7 @@ def test_a_passing_scenario_moves_the_clock_fires_timers_and_reports_coverage(sm
     assert code == 0, out
     assert "1 scenario(s): 1 passed, 0 failed" in out
     # The urgent branch is not taken: both of its flows are named with the diagram's file and line.
-    assert "test_follow_up: 2 of 7" in out
+    assert "test_follow_up (follow_up.bpmn): 2 of 7" in out
     assert "follow_up.bpmn:28: f_urgent (gw_urgent -> urgent_review)" in out
     assert "follow_up.bpmn:41: f_urgent_done (urgent_review -> review_due)" in out
     assert "f_routine" not in out and "Coverage: 5 of 7 sequence flows taken (71.4%)" in out
@@ -354,3 +354,16 @@ def test_a_ready_task_in_another_lane_fails_with_the_lanes_shown(tmp_path: Path)
         "- expected ready: triage (lane 'Named contact')",
         "+ actual ready:   assign_contact (lane 'Key worker (clinical nurse specialist)'), "
         "triage (lane 'Acute oncology (24-hour line)')")
+
+
+def test_the_command_runs_the_configured_pathways_folders_scenarios_by_default(
+        small_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(small_folder))
+    code, out, err = _test()
+    assert code == 1 and "no scenarios" in err  # an empty tests/ folder
+    shutil.rmtree(small_folder / "tests")
+    code, out, err = _test()
+    assert code == 1 and f"no scenarios: {small_folder / 'tests'} is not a folder" in err
+    shutil.copytree(SMALL / "tests", small_folder / "tests")
+    code, out, err = _test()
+    assert code == 0 and "1 scenario(s): 1 passed, 0 failed" in out, out + err

@@ -95,7 +95,7 @@ class ScenarioReport:
         if untaken:
             lines.append("Sequence flows no scenario took:")
             for process, flows in sorted(untaken.items()):
-                lines.append(f"  {process}: {len(flows)} of {len(self.flows.flows[process])}")
+                lines.append(f"  {process} ({flows[0].file}): {len(flows)} of {len(self.flows.flows[process])}")
                 lines += [f"    {flow.text()}" for flow in flows]
         total = self.flows.count()
         missing = sum(len(flows) for flows in untaken.values())
