@@ -367,3 +367,13 @@ def test_the_command_runs_the_configured_pathways_folders_scenarios_by_default(
     shutil.copytree(SMALL / "tests", small_folder / "tests")
     code, out, err = _test()
     assert code == 0 and "1 scenario(s): 1 passed, 0 failed" in out, out + err
+
+
+def test_the_command_never_opens_the_configured_database(small_folder: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    configured = tmp_path / "real" / "carepath.sqlite3"
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", f"sqlite:///{configured}")
+    shutil.copy(SMALL / "tests" / "routine.yaml", small_folder / "tests")
+    code, out, err = _test(str(small_folder))
+    assert code == 0, out + err
+    assert not configured.parent.exists() and "database:" not in err
