@@ -22,10 +22,13 @@ __all__ = ["CarePath"]
 class CarePath:
     """Everything a front end (the HTTP API, the command line, a test) needs.
 
-    Nothing here reads global state: settings and the clock are given.
+    Nothing here reads global state: settings and the clock are given. ``rules``: a registry of
+    ``settings.rules_dir`` to share (scenario runs start an engine per scenario; compiling the rule
+    files again for each took a second).
     """
 
-    def __init__(self, settings: Settings, clock: Clock | None = None, *, upgrade: bool = False) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None, *, upgrade: bool = False,
+                 rules: RuleSetRegistry | None = None) -> None:
         patches.install()  # SpiffWorkflow as CarePath runs it (engine.spiff.patches)
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -43,7 +46,7 @@ class CarePath:
                                       known_rule_sets=lambda: rule_set_names(settings.rules_dir),
                                       known_operators=lambda: self.instances.operators)
         # A changed rule file is picked up within a second, without a restart.
-        self.rules = RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
+        self.rules = rules or RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
         self.instances = PathwayService(settings, self.sessions, self.clock, care_plan_operators(self.rules))
         self.care_plans = CarePlanService(self.sessions, self.clock)
 

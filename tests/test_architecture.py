@@ -151,6 +151,7 @@ ALLOWED = {
     "instances": {"access_log", "audit", "db", "expressions", "rules", "spiff"},
     "pathways": {"db", "expressions", "spiff"},
     "library": {"pathways", "rules"},
+    "scenarios": {"app", "instances", "pathways", "rules", "spiff"},
     "spiff": set(),
     "expressions": set(),
     "rules": {"db"},
