@@ -60,7 +60,7 @@ def _authenticated() -> Principal:
     principal = cache.get(digest) if seconds > 0 else None
     if principal is None:
         with read_only(current_app.extensions["carepath"].sessions) as session:
-            principal = authenticate(session, secret)
+            principal = authenticate(session, secret, current_app.extensions["carepath"].clock)
         if seconds > 0:
             cache.put(digest, principal, seconds)
     return principal

@@ -26,7 +26,7 @@ from flask import abort, current_app, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
-from engine.access import ApiToken, Principal, authenticate, authorize
+from engine.access import ApiToken, Principal, authenticate, authorize, token_is_live
 from engine.db.session import read_only
 from engine.errors import InvalidTokenError, PermissionDeniedError
 
@@ -49,7 +49,7 @@ def sign_in(secret: str) -> Principal:
     Raises: InvalidTokenError (unknown or revoked token).
     """
     with read_only(current_app.extensions["carepath"].sessions) as db:
-        found = authenticate(db, secret)
+        found = authenticate(db, secret, current_app.extensions["carepath"].clock)
     language = session.get("language")
     session.clear()  # a new session on every sign-in: nothing carries over from before (session fixation)
     session.permanent = True
@@ -76,7 +76,7 @@ def principal() -> Principal | None:
     if isinstance(token_id, str):
         with read_only(current_app.extensions["carepath"].sessions) as db:
             token = db.get(ApiToken, token_id)
-            if token is not None and token.revoked_at is None:
+            if token is not None and token_is_live(token, current_app.extensions["carepath"].clock.now()):
                 found = Principal(role=token.role, token_id=token.id, label=token.label)
         if found is None:
             sign_out()
