@@ -156,6 +156,7 @@ ALLOWED = {
     "rules": {"db"},
     "audit": {"db"},
     "access": {"db"},
+    "identity": {"access"},
     "idempotency": {"db"},
     "db": set(),
     "settings": set(), "clock": set(), "errors": set(), "calendar": set(),
