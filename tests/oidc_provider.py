@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 AUDIENCE = "carepath-api"
@@ -126,6 +128,64 @@ def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
             self._json(200, {"id_token": id_token, "access_token": "opaque", "token_type": "Bearer"})
 
     return Handler
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _none_token(fake: FakeProvider, now: datetime) -> str:
+    body = {"iss": fake.issuer, "aud": AUDIENCE, "exp": int(now.timestamp()) + 300, **fake.user}
+    return jwt.encode(body, None, algorithm="none", headers={"kid": fake.kid})
+
+
+def _hs256_with_public_key(fake: FakeProvider, now: datetime) -> str:
+    """The classic forgery: HMAC keyed with the provider's public key, which anyone can fetch."""
+    public = fake.keys[fake.kid].public_key().public_bytes(serialization.Encoding.PEM,
+                                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": fake.kid}).encode())
+    body = {"iss": fake.issuer, "aud": AUDIENCE, "exp": int(now.timestamp()) + 300, **fake.user}
+    payload = _b64(json.dumps(body).encode())
+    signature = _b64(hmac.new(public, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+    return f"{header}.{payload}.{signature}"
+
+
+def _tampered(fake: FakeProvider, now: datetime) -> str:
+    """A clinician's token whose payload was changed to say author; the signature is the original's."""
+    header, payload, signature = fake.token(now).split(".")
+    body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return f"{header}.{_b64(json.dumps({**body, 'roles': ['author']}).encode())}.{signature}"
+
+
+# Tokens that must be refused, by the reason engine.identity logs (the part before a "-").
+REFUSALS = ("issuer", "audience", "expired", "not_yet_valid", "unknown_key", "algorithm", "algorithm-hs256",
+            "signature", "signature-other-key", "no_role", "no_role-unmapped", "several_roles", "no_staff_id",
+            "missing_claim", "malformed", "malformed-exp")
+
+
+def forged_tokens(fake: FakeProvider, now: datetime) -> dict[str, str]:
+    """A token per case of :data:`REFUSALS`, as of ``now``."""
+    minutes = timedelta(minutes=1)
+    found = {
+        "issuer": fake.token(now, iss="https://evil.example/realms/carepath"),
+        "audience": fake.token(now, audience="another-api"),
+        "expired": fake.token(now - 7 * minutes, lifetime=300),
+        "not_yet_valid": fake.token(now, nbf=int((now + 5 * minutes).timestamp())),
+        "unknown_key": fake.token(now, key=rsa_key(), kid="made-up"),
+        "algorithm": _none_token(fake, now),
+        "algorithm-hs256": _hs256_with_public_key(fake, now),
+        "signature": _tampered(fake, now),
+        "signature-other-key": fake.token(now, key=rsa_key()),
+        "no_role": fake.token(now, roles=None),
+        "no_role-unmapped": fake.token(now, roles=["nurse", "admin"]),
+        "several_roles": fake.token(now, roles=["clinician", "author"]),
+        "no_staff_id": fake.token(now, sub=None, preferred_username=None),
+        "missing_claim": fake.token(now, exp=None),
+        "malformed": "bm90.anNvbg.c2ln",  # three parts, none of them JSON
+        "malformed-exp": fake.token(now, exp="tomorrow"),
+    }
+    assert tuple(found) == REFUSALS
+    return found
 
 
 @contextmanager
