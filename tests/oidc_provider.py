@@ -54,6 +54,7 @@ class FakeProvider:
         self.codes: dict[str, dict[str, Any]] = {}  # code -> what the authorization request asked for
         self.token_requests: list[dict[str, str]] = []
         self.now = datetime.min  # when ID tokens are issued: serve() sets it
+        self.id_token_claims: dict[str, Any] = {}  # what the token endpoint's ID tokens say otherwise
 
     def rotate(self, kid: str, key: Any | None = None) -> None:
         """A new signing key, published beside the old one (as providers rotate)."""
@@ -124,7 +125,8 @@ def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
                     or asked["code_challenge_method"] != "S256"):
                 self._json(400, {"error": "invalid_grant"})
                 return
-            id_token = provider.token(provider.now, audience=CLIENT_ID, nonce=asked["nonce"])
+            claims = {"audience": CLIENT_ID, "nonce": asked["nonce"], **provider.id_token_claims}
+            id_token = provider.token(provider.now, **claims)
             self._json(200, {"id_token": id_token, "access_token": "opaque", "token_type": "Bearer"})
 
     return Handler
