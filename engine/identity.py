@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import math
@@ -80,13 +81,13 @@ def _read_json(request: urllib.request.Request) -> dict[str, Any]:
             body = response.read(MAX_DOCUMENT_BYTES + 1)
     except urllib.error.HTTPError as exc:
         raise ProviderUnavailableError(f"the provider answered {exc.code}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         raise ProviderUnavailableError(f"the provider cannot be reached ({type(exc).__name__})") from None
     if len(body) > MAX_DOCUMENT_BYTES:
         raise ProviderUnavailableError("the provider's answer is too large")
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ProviderUnavailableError("the provider's answer is not JSON") from None
     if not isinstance(document, dict):
         raise ProviderUnavailableError("the provider's answer is not a JSON object")

@@ -4,6 +4,7 @@ gives, so a token refused for some other reason than the one under test fails th
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -192,6 +193,11 @@ def test_a_configured_jwks_url_needs_no_discovery(fake: FakeProvider) -> None:
 def test_an_oversized_token_is_refused_before_any_fetch(fake: FakeProvider, caplog: pytest.LogCaptureFixture) -> None:
     assert refusal(provider_for(fake), fake.token(NOW, padding="x" * 20_000), caplog) == "malformed"
     assert fake.jwks_fetches == 0
+
+
+def test_a_deeply_nested_header_is_refused(fake: FakeProvider, caplog: pytest.LogCaptureFixture) -> None:
+    header = base64.urlsafe_b64encode(('{"alg":' + "[" * 5000 + "]" * 5000 + "}").encode()).rstrip(b"=").decode()
+    assert refusal(provider_for(fake), f"{header}.e30.c2ln", caplog) == "malformed"
 
 
 @pytest.mark.parametrize(("env", "message"), [

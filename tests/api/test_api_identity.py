@@ -100,3 +100,19 @@ def test_a_role_map_naming_an_unknown_role_refuses_to_start(deployed_database_ur
         create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
                     "CLOCK": clock, "OIDC_ISSUER": fake.issuer, "OIDC_AUDIENCE": AUDIENCE,
                     "OIDC_ROLE_MAP": {"doctors": "doctor"}})
+
+
+def test_the_provider_is_configured_from_the_environment(deployed_database_url: str, clock: ManualClock,
+                                                         fake: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a server starts: CAREPATH_OIDC_* variables (Flask reads a JSON object as a dict)."""
+    monkeypatch.setenv("CAREPATH_OIDC_ISSUER", fake.issuer)
+    monkeypatch.setenv("CAREPATH_OIDC_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv("CAREPATH_OIDC_ROLE_CLAIM", "groups")
+    monkeypatch.setenv("CAREPATH_OIDC_ROLE_MAP", '{"cn=auditors,ou=carepath": "auditor"}')
+    app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
+                      "CLOCK": clock})
+    try:
+        token = fake.token(clock.now(), groups=["cn=auditors,ou=carepath"])
+        assert app.test_client().get("/v1/audit/verify", headers=bearer(token)).status_code == 200
+    finally:
+        app.extensions["carepath"].close()
