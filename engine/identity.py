@@ -41,14 +41,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import jwt
 
 from engine.access import ROLES, Principal
 from engine.clock import Clock
 from engine.errors import InvalidTokenError
-from engine.settings import OidcSettings
+from engine.settings import OidcSettings, check_provider_url
 
 __all__ = ["Fetch", "Post", "Provider", "ProviderUnavailableError", "get_json", "pkce_challenge", "post_form"]
 
@@ -75,9 +75,19 @@ Fetch = Callable[[str], dict[str, Any]]  # GET a URL, a JSON object back
 Post = Callable[[str, Mapping[str, str]], dict[str, Any]]  # POST a form, a JSON object back
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: it could lead from https to plain http, past :func:`_checked_url`."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def _read_json(request: urllib.request.Request) -> dict[str, Any]:
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # http(s) only: _checked_url
+        with _OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
             body = response.read(MAX_DOCUMENT_BYTES + 1)
     except urllib.error.HTTPError as exc:
         raise ProviderUnavailableError(f"the provider answered {exc.code}") from None
@@ -95,9 +105,11 @@ def _read_json(request: urllib.request.Request) -> dict[str, Any]:
 
 
 def _checked_url(url: object) -> str:
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("https", "http"):
-        raise ProviderUnavailableError("the provider named an address that is not http(s)")
-    return url
+    """An https address (plain http only to this machine), as the settings' own addresses must be."""
+    try:
+        return check_provider_url("the provider's address", url if isinstance(url, str) else "")
+    except ValueError as exc:
+        raise ProviderUnavailableError(str(exc)) from None
 
 
 def get_json(url: str) -> dict[str, Any]:

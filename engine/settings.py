@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 __all__ = ["ENVIRONMENTS", "OIDC_ALGORITHMS", "PATIENT_IDENTIFIERS", "OidcSettings", "Settings",
-           "bundled_pathways_dir", "bundled_rules_dir", "bundled_service_directory", "default_data_dir",
-           "default_database_url"]
+           "bundled_pathways_dir", "bundled_rules_dir", "bundled_service_directory", "check_provider_url",
+           "default_data_dir", "default_database_url"]
 
 _TRUE = ("1", "true", "yes", "on")
 MIN_TRAIL_KEY_LENGTH = 32
@@ -86,7 +86,7 @@ OIDC_ALGORITHMS = ("RS256", "ES256")
 _CLAIM_PATH = re.compile(r"^[A-Za-z0-9_:-]{1,100}(\.[A-Za-z0-9_:-]{1,100}){0,4}$")
 
 
-def _provider_url(name: str, url: str) -> str:
+def check_provider_url(name: str, url: str) -> str:
     """An https URL; plain http only to this machine (a provider on localhost in development).
 
     Raises:
@@ -155,7 +155,7 @@ class OidcSettings:
     def __post_init__(self) -> None:
         for name, url in (("ISSUER", self.issuer), ("JWKS_URL", self.jwks_url), ("REDIRECT_URL", self.redirect_url)):
             if url is not None:
-                _provider_url(f"CAREPATH_OIDC_{name}", url)
+                check_provider_url(f"CAREPATH_OIDC_{name}", url)
         if not 0 < len(self.audience) <= 200:
             raise ValueError("CAREPATH_OIDC_AUDIENCE must be given (at most 200 characters)")
         if not self.algorithms or not set(self.algorithms) <= set(OIDC_ALGORITHMS):

@@ -183,6 +183,21 @@ def test_a_discovery_document_for_another_issuer_is_not_trusted(fake: FakeProvid
     assert refusal(provider, token, caplog).startswith("keys_unavailable")
 
 
+def test_keys_over_plain_http_to_another_machine_are_not_fetched(fake: FakeProvider,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    original = fake.metadata
+    fake.metadata = lambda: {**original(), "jwks_uri": "http://keys.example.org/jwks"}  # type: ignore[method-assign]
+    assert refusal(provider_for(fake), fake.token(NOW), caplog).startswith("keys_unavailable")
+    assert fake.jwks_fetches == 0
+
+
+def test_a_redirect_is_not_followed(fake: FakeProvider, caplog: pytest.LogCaptureFixture) -> None:
+    redirecting = f"{fake.issuer}/authorize?redirect_uri={fake.issuer}/jwks&state=s"  # answers 302 to the JWKS
+    provider = Provider(OidcSettings(issuer=fake.issuer, audience=AUDIENCE, jwks_url=redirecting), ManualClock(NOW))
+    assert refusal(provider, fake.token(NOW), caplog).startswith("keys_unavailable")
+    assert fake.jwks_fetches == 0
+
+
 def test_a_configured_jwks_url_needs_no_discovery(fake: FakeProvider) -> None:
     issuer = "https://login.example.org/tenant/v2.0"  # not served: only the JWKS address is
     provider = Provider(OidcSettings(issuer=issuer, audience=AUDIENCE, jwks_url=f"{fake.issuer}/jwks"),
