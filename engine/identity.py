@@ -90,6 +90,7 @@ def _read_json(request: urllib.request.Request) -> dict[str, Any]:
         with _OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
             body = response.read(MAX_DOCUMENT_BYTES + 1)
     except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the connection
         raise ProviderUnavailableError(f"the provider answered {exc.code}") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise ProviderUnavailableError(f"the provider cannot be reached ({type(exc).__name__})") from None
