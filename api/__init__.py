@@ -11,6 +11,7 @@ blueprint per resource. Nothing happens at import time but reading the installed
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from flask import Flask, Response, current_app, request
 
 from engine import CarePath, Settings
 from engine.documents.directory import require_service_directory
+from engine.identity import Provider
 from engine.instances.queries import InstanceQueries
 from engine.library import read_library, require_library
 
@@ -43,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "FHIR_PATIENT_IDENTIFIER": None,  # None: nhs-number; or personnummer (docs/fhir.md)
     "READ_DATABASE_URL": None,  # a PostgreSQL streaming replica for GET requests (api/replica.py)
     "CLOCK": None,  # tests pass a ManualClock
+    # People sign in through an OpenID Connect provider when OIDC_ISSUER is set (CAREPATH_OIDC_*, every
+    # name in engine.settings.OidcSettings; docs/identity.md).
     # The web app's session cookie (api/web/auth.py): signed with SECRET_KEY (CAREPATH_SECRET_KEY; without
     # one a random key per start, so sign-ins end with a restart), HttpOnly, SameSite=Lax, Secure over TLS.
     "SECRET_KEY": None,
@@ -63,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         RuleFileError: the service directory is missing or invalid (every problem located).
         ExampleDirectoryError: ENV is production and the service directory is example data (and
             ALLOW_EXAMPLE_DIRECTORY is not set), or it gives no number for a service type.
+        ValueError: a setting is invalid, e.g. an OIDC role map naming a role CarePath does not have.
     """
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
@@ -71,7 +76,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY", "ENV", "SERVICE_DIRECTORY",
              "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER", "READ_DATABASE_URL")
-    settings = Settings.from_env({f"CAREPATH_{name}": str(app.config[name]) for name in names if app.config[name]})
+    names += tuple(name for name in app.config if name.startswith("OIDC_"))
+    settings = Settings.from_env({f"CAREPATH_{name}": _setting_text(app.config[name])
+                                  for name in names if app.config.get(name)})
     app.config["DATABASE_URL"] = settings.database_url
     engine = CarePath(settings, app.config["CLOCK"], upgrade=True)
     try:
@@ -80,6 +87,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         require_library(settings, library)
         production = settings.environment == "production" and library.rule_sets
         require_service_directory(settings, set(engine.rules.catalogue().service_types) if production else None)
+        identity = None if settings.oidc is None else Provider(settings.oidc, engine.clock)
     except Exception:
         engine.close()
         raise
@@ -110,7 +118,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     access_log.init_app(app)
     app.after_request(_protect_response)
     app.before_request(_api_only(parsing.reject_unknown_query))
-    auth.init_app(app.extensions)
+    auth.init_app(app.extensions, identity)
     health.init_app(app)
     for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log):
         app.register_blueprint(module.bp)
@@ -121,6 +129,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.logger.warning("no CAREPATH_SECRET_KEY: web sign-ins end when the server restarts")
     web.init_app(app)
     return app
+
+
+def _setting_text(value: Any) -> str:
+    """A configuration value as its environment variable would hold it (``from_prefixed_env`` reads JSON:
+    a role map given as a JSON object arrives as a dict)."""
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
 def _api_only(check: Callable[[], None]) -> Callable[[], None]:

@@ -1,9 +1,14 @@
 """Who is calling: bearer tokens checked against :mod:`engine.access`, one permission per view.
 
+Two kinds of bearer token: an API token (a system's, :mod:`engine.access`), or -- when an OpenID
+Connect provider is configured (``CAREPATH_OIDC_*``) -- a person's access token from that provider, a
+JWT checked by :class:`engine.identity.Provider`. The two look different (a JWT has two dots), so
+each request is checked by one of them only.
+
 Each view is wrapped in :func:`requires` with the action it performs; the action's roles come from
 :data:`engine.access.PERMISSIONS` (the same table the OpenAPI document and the tests read).
 
-A successfully authenticated token is remembered for ``AUTH_CACHE_SECONDS`` (default 5) so a
+A successfully authenticated API token is remembered for ``AUTH_CACHE_SECONDS`` (default 5) so a
 request does not pay a database round trip for it; a revoked token stops working within that time.
 """
 
@@ -23,11 +28,14 @@ from engine.access import Principal, authenticate, authorize
 from engine.db.replica import primary_reads
 from engine.db.session import read_only
 from engine.errors import InvalidTokenError
+from engine.identity import Provider
 
-__all__ = ["current_principal", "requires"]
+__all__ = ["current_principal", "identity_provider", "requires"]
 
 View = TypeVar("View", bound=Callable[..., Any])
 _BEARER = re.compile(r"^Bearer ([A-Za-z0-9_-]{16,128})$", re.IGNORECASE)
+_BEARER_JWT = re.compile(r"^Bearer ([A-Za-z0-9_-]{1,8192}\.[A-Za-z0-9_-]{1,8192}\.[A-Za-z0-9_-]{0,8192})$",
+                         re.IGNORECASE)
 
 
 class _PrincipalCache:
@@ -51,9 +59,15 @@ class _PrincipalCache:
 
 
 def _authenticated() -> Principal:
-    match = _BEARER.match(request.headers.get("Authorization", ""))
+    header = request.headers.get("Authorization", "")
+    provider = identity_provider()
+    if provider is not None and (person := _BEARER_JWT.match(header)) is not None:
+        # Not cached: each request checks the token's expiry; the keys are cached by the provider.
+        return provider.principal(person.group(1))
+    match = _BEARER.match(header)
     if match is None:
-        raise InvalidTokenError("send an API token: Authorization: Bearer <token>")
+        raise InvalidTokenError("send an API token (or, for a person, an access token of the configured identity "
+                                "provider): Authorization: Bearer <token>")
     secret = match.group(1)
     cache: _PrincipalCache = current_app.extensions["carepath.principals"]
     seconds = float(current_app.config["AUTH_CACHE_SECONDS"])
@@ -62,7 +76,7 @@ def _authenticated() -> Principal:
     if principal is None:
         # The primary: a token created a moment ago works at once, whatever a replica has replayed.
         with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as session:
-            principal = authenticate(session, secret)
+            principal = authenticate(session, secret, current_app.extensions["carepath"].clock)
         if seconds > 0:
             cache.put(digest, principal, seconds)
     return principal
@@ -92,5 +106,11 @@ def current_principal() -> Principal:
     return cast(Principal, g.principal)
 
 
-def init_app(extensions: dict[str, Any]) -> None:
+def identity_provider() -> Provider | None:
+    """The OpenID Connect provider people sign in with, or None (API tokens only)."""
+    return cast(Provider | None, current_app.extensions["carepath.identity"])
+
+
+def init_app(extensions: dict[str, Any], identity: Provider | None) -> None:
     extensions["carepath.principals"] = _PrincipalCache()
+    extensions["carepath.identity"] = identity

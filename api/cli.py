@@ -504,35 +504,46 @@ def token() -> None:
 @token.command("create")
 @click.option("--role", required=True, type=click.Choice(["system", "clinician", "author", "auditor"]))
 @click.option("--label", default="", help="Who or what holds it (shown in listings, not a secret).")
+@click.option("--expires-in", default=None, metavar="DURATION",
+              help="Lifetime as an ISO 8601 duration (P90D, P12W, PT8H); without it, valid until revoked.")
 @click.pass_context
-def token_create(ctx: click.Context, role: str, label: str) -> None:
+def token_create(ctx: click.Context, role: str, label: str, expires_in: str | None) -> None:
     """Create a token and print its secret once: it cannot be shown again."""
-    from engine.access import create_token
+    from engine.access import create_token, parse_lifetime
     from engine.db.session import unit_of_work
+    from engine.errors import InvalidInputError
 
+    try:
+        lifetime = None if expires_in is None else parse_lifetime(expires_in)
+    except InvalidInputError as exc:
+        raise click.BadParameter(exc.problems[0].message, param_hint="--expires-in") from exc
     carepath = _carepath(ctx)
     with unit_of_work(carepath.sessions) as session:
-        token_id, secret = create_token(session, role, label, carepath.clock)
-    click.echo(f"token {token_id} ({role}); the secret is shown only now:", err=True)
+        token_id, secret = create_token(session, role, label, carepath.clock, lifetime)
+    until = "" if lifetime is None else f", expires {(carepath.clock.now() + lifetime).isoformat(timespec='minutes')}"
+    click.echo(f"token {token_id} ({role}{until}); the secret is shown only now:", err=True)
     click.echo(secret)
 
 
 @token.command("list")
-@click.option("--all", "show_all", is_flag=True, help="Revoked tokens too.")
+@click.option("--all", "show_all", is_flag=True, help="Revoked and expired tokens too.")
 @click.pass_context
 def token_list(ctx: click.Context, show_all: bool) -> None:
-    """List tokens: id, role, created, revoked, label (never a secret: only its hash is stored)."""
+    """List tokens: id, role, created, expires, revoked, label (never a secret: only its hash is stored)."""
     from engine.access import list_tokens
     from engine.db.session import read_only
 
     carepath = _carepath(ctx)
     with read_only(carepath.sessions) as session:
-        tokens = list_tokens(session, include_revoked=show_all)
-    click.echo(f"{'id':<22}{'role':<11}{'created':<27}{'revoked':<27}label")
+        tokens = list_tokens(session, include_revoked=show_all, now=carepath.clock.now())
+    click.echo(f"{'id':<22}{'role':<11}{'created':<27}{'expires':<27}{'revoked':<27}label")
     for t in tokens:
+        expires = t.expires_at.isoformat(timespec="seconds") if t.expires_at else "never"
         revoked = t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "-"
-        click.echo(f"{t.id:<22}{t.role:<11}{t.created_at.isoformat(timespec='seconds'):<27}{revoked:<27}{t.label}")
-    click.echo(f"{len(tokens)} token(s)" + ("" if show_all else " (--all shows revoked ones too)"), err=True)
+        click.echo(f"{t.id:<22}{t.role:<11}{t.created_at.isoformat(timespec='seconds'):<27}{expires:<27}"
+                   f"{revoked:<27}{t.label}")
+    click.echo(f"{len(tokens)} token(s)" + ("" if show_all else " (--all shows revoked and expired ones too)"),
+               err=True)
 
 
 @token.command("revoke")

@@ -278,7 +278,9 @@ DOCUMENT: dict[str, Any] = {
     "components": {
         "schemas": SCHEMAS,
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                       "description": "An API token from `carepath token create --role ROLE`"}},
+                                       "description": "An API token from `carepath token create --role ROLE` "
+                                                      "(systems), or a person's access token (a JWT) from the "
+                                                      "configured OpenID Connect provider (docs/identity.md)"}},
         "headers": {
             "X-Request-ID": _header("The request id (the client's when well-formed, else generated)"),
             "ETag": _header('The instance version, quoted: "3"'),

@@ -2,7 +2,11 @@
 
 A token is a random 32-byte URL-safe secret shown once when it is created; only its SHA-256 is
 stored. A fast hash is right here (unlike passwords): the secret has 256 bits of entropy, so
-there is nothing to brute-force, and every request is authenticated.
+there is nothing to brute-force, and every request is authenticated. A token may be given a
+lifetime (``carepath token create --expires-in P90D``): past it, it is refused like a revoked one.
+
+API tokens are for systems. People sign in through the organisation's OpenID Connect provider
+(:mod:`engine.identity`), which makes a :class:`Principal` of the same kind with the person's staff id.
 
 Roles (issue 6):
 
@@ -23,10 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -45,7 +50,9 @@ __all__ = [
     "authorize",
     "create_token",
     "list_tokens",
+    "parse_lifetime",
     "revoke_token",
+    "token_is_live",
 ]
 
 ROLES = ("system", "clinician", "author", "auditor")
@@ -74,15 +81,21 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller."""
+    """The authenticated caller: a system holding an API token, or a person signed in through the
+    OpenID Connect provider (``staff_id`` set; ``token_id`` is then a stable id derived from the
+    provider's subject, which scopes Idempotency-Keys)."""
 
     role: str
     token_id: str
     label: str
+    staff_id: str | None = None
 
     @property
     def actor(self) -> str:
-        """How the caller is named in the event trail (never a secret)."""
+        """How the caller is named in the event trail (never a secret): ``clinician:staff:jsmith`` for
+        a person, ``system:tok_...`` for a token."""
+        if self.staff_id is not None:
+            return f"{self.role}:staff:{self.staff_id}"
         return f"{self.role}:{self.token_id}"
 
 
@@ -90,36 +103,71 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def create_token(session: Session, role: str, label: str, clock: Clock) -> tuple[str, str]:
-    """Create a token for ``role``; return ``(token_id, secret)``. The secret is not stored.
+# An ISO 8601 duration in weeks, days, hours and minutes: P90D, P12W, PT8H, P1DT12H. Years and months
+# are refused: their length depends on the calendar, and a token's lifetime should not.
+_LIFETIME = re.compile(r"^P(?!$)(?:(\d{1,5})W)?(?:(\d{1,5})D)?(?:T(?=\d)(?:(\d{1,6})H)?(?:(\d{1,7})M)?)?$")
+MAX_LIFETIME = timedelta(days=3660)
+
+
+def parse_lifetime(text: str) -> timedelta:
+    """A token lifetime written as an ISO 8601 duration (``P90D``, ``P12W``, ``PT8H``, ``P1DT12H``).
 
     Raises:
-        InvalidInputError: for an unknown role or a label longer than 200 characters.
+        InvalidInputError: not such a duration, zero, longer than ten years, or in years or months.
+    """
+    match = _LIFETIME.match(text.strip().upper())
+    if match is None:
+        raise InvalidInputError(f"{text[:40]!r} is not a lifetime", [Problem(
+            "an ISO 8601 duration in weeks, days, hours or minutes, e.g. P90D, P12W, PT8H", field="/expires_in")])
+    weeks, days, hours, minutes = (int(part or 0) for part in match.groups())
+    lifetime = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes)
+    if not timedelta(0) < lifetime <= MAX_LIFETIME:
+        raise InvalidInputError("lifetime out of range",
+                                [Problem("more than nothing and at most ten years", field="/expires_in")])
+    return lifetime
+
+
+def create_token(session: Session, role: str, label: str, clock: Clock,
+                 expires_in: timedelta | None = None) -> tuple[str, str]:
+    """Create a token for ``role``, valid for ``expires_in`` (None: until revoked); return
+    ``(token_id, secret)``. The secret is not stored.
+
+    Raises:
+        InvalidInputError: for an unknown role, a label longer than 200 characters or a lifetime that is
+            not positive.
     """
     if role not in ROLES:
         raise InvalidInputError(f"unknown role {role!r}",
                                 [Problem(f"must be one of {', '.join(ROLES)}", field="/role")])
     if len(label) > 200:
         raise InvalidInputError("label too long", [Problem("at most 200 characters", field="/label")])
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise InvalidInputError("lifetime out of range", [Problem("must be positive", field="/expires_in")])
     token_id = "tok_" + uuid.uuid4().hex[:16]
     secret = secrets.token_urlsafe(32)
-    session.add(ApiToken(id=token_id, secret_sha256=_digest(secret), role=role, label=label,
-                         created_at=clock.now(), revoked_at=None))
+    now = clock.now()
+    session.add(ApiToken(id=token_id, secret_sha256=_digest(secret), role=role, label=label, created_at=now,
+                         revoked_at=None, expires_at=None if expires_in is None else now + expires_in))
     session.flush()
     return token_id, secret
 
 
-def authenticate(session: Session, secret: str) -> Principal:
+def token_is_live(token: ApiToken, now: datetime) -> bool:
+    """Neither revoked nor past its expiry."""
+    return token.revoked_at is None and (token.expires_at is None or now < token.expires_at)
+
+
+def authenticate(session: Session, secret: str, clock: Clock) -> Principal:
     """The principal holding ``secret``.
 
     Raises:
-        InvalidTokenError: unknown or revoked token.
+        InvalidTokenError: unknown, revoked or expired token (one message for all three).
     """
     digest = _digest(secret)
     token = session.scalars(select(ApiToken).where(ApiToken.secret_sha256 == digest)).first()
     # The lookup is by an index on the hash; compare in constant time anyway.
-    if token is None or not hmac.compare_digest(token.secret_sha256, digest) or token.revoked_at is not None:
-        raise InvalidTokenError("the bearer token is unknown or revoked")
+    if token is None or not hmac.compare_digest(token.secret_sha256, digest) or not token_is_live(token, clock.now()):
+        raise InvalidTokenError("the bearer token is unknown, expired or revoked")
     return Principal(role=token.role, token_id=token.id, label=token.label)
 
 
@@ -132,14 +180,18 @@ class TokenInfo:
     label: str
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None = None
 
 
-def list_tokens(session: Session, *, include_revoked: bool = True) -> list[TokenInfo]:
-    """Every token, oldest first (without secrets or their hashes)."""
+def list_tokens(session: Session, *, include_revoked: bool = True, now: datetime | None = None) -> list[TokenInfo]:
+    """Every token, oldest first (without secrets or their hashes); without ``include_revoked`` only the
+    live ones: not revoked, and not expired at ``now`` (when given)."""
     query = select(ApiToken).order_by(ApiToken.created_at, ApiToken.id)
     if not include_revoked:
         query = query.where(ApiToken.revoked_at.is_(None))
-    return [TokenInfo(t.id, t.role, t.label, t.created_at, t.revoked_at) for t in session.scalars(query)]
+        if now is not None:
+            query = query.where(ApiToken.expires_at.is_(None) | (ApiToken.expires_at > now))
+    return [TokenInfo(t.id, t.role, t.label, t.created_at, t.revoked_at, t.expires_at) for t in session.scalars(query)]
 
 
 def revoke_token(session: Session, token_id: str, clock: Clock) -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import importlib.resources
+import ipaddress
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-__all__ = ["ENVIRONMENTS", "PATIENT_IDENTIFIERS", "Settings", "bundled_pathways_dir", "bundled_rules_dir",
-           "bundled_service_directory", "default_data_dir", "default_database_url"]
+__all__ = ["ENVIRONMENTS", "OIDC_ALGORITHMS", "PATIENT_IDENTIFIERS", "OidcSettings", "Settings",
+           "bundled_pathways_dir", "bundled_rules_dir", "bundled_service_directory", "check_provider_url",
+           "default_data_dir", "default_database_url"]
 
 _TRUE = ("1", "true", "yes", "on")
 MIN_TRAIL_KEY_LENGTH = 32
@@ -75,6 +80,179 @@ def _package_folder(package: str) -> Path:
     return folder
 
 
+# The signature algorithms an OpenID Connect token may use: asymmetric only. Never ``none``, and never an
+# HMAC algorithm, which would let anyone holding the provider's public key sign tokens.
+OIDC_ALGORITHMS = ("RS256", "ES256")
+_CLAIM_PATH = re.compile(r"^[A-Za-z0-9_:-]{1,100}(\.[A-Za-z0-9_:-]{1,100}){0,4}$")
+
+
+def check_provider_url(name: str, url: str) -> str:
+    """An https URL; plain http only to this machine (a provider on localhost in development).
+
+    Raises:
+        ValueError: another scheme, no host, or http to another machine.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or len(url) > 500:
+        raise ValueError(f"{name} must be an https URL")
+    if parts.scheme == "http":
+        try:
+            loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(f"{name} must be an https URL (plain http only to localhost)")
+    return url
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """Sign-in through the organisation's OpenID Connect provider (docs/identity.md).
+
+    ``issuer`` (``CAREPATH_OIDC_ISSUER``) and ``audience`` (``CAREPATH_OIDC_AUDIENCE``: the ``aud`` the
+    provider puts in access tokens meant for CarePath's API) turn it on. The provider's keys come from
+    ``jwks_url`` (``CAREPATH_OIDC_JWKS_URL``) or, without one, from the issuer's discovery document.
+
+    ``role_claim`` (``CAREPATH_OIDC_ROLE_CLAIM``, default ``roles``; a dotted path such as
+    ``realm_access.roles`` reaches into nested claims) holds the person's roles or groups, and
+    ``role_map`` (``CAREPATH_OIDC_ROLE_MAP``: ``value=role,value=role`` or a JSON object) turns each
+    value into a CarePath role; without a map a value that is a CarePath role's name is that role.
+    ``staff_id_claim`` (``CAREPATH_OIDC_STAFF_ID_CLAIM``, default ``sub``) names the person in the trail.
+
+    ``algorithms`` (``CAREPATH_OIDC_ALGORITHMS``): a subset of :data:`OIDC_ALGORITHMS`. ``leeway_seconds``
+    (``CAREPATH_OIDC_LEEWAY_SECONDS``, 0-300, default 60): clock skew allowed on ``exp`` and ``nbf``.
+    ``jwks_cache_seconds`` (``CAREPATH_OIDC_JWKS_CACHE_SECONDS``, 60-86400, default 3600): how long keys
+    are used before they are fetched again; ``jwks_min_refetch_seconds``
+    (``CAREPATH_OIDC_JWKS_MIN_REFETCH_SECONDS``, 1-3600, default 60): a token with an unknown key id
+    fetches the keys again at most this often (an attacker's made-up key ids cannot flood the provider).
+
+    The web app's sign-in (authorization code flow with PKCE) also needs ``client_id``
+    (``CAREPATH_OIDC_CLIENT_ID``; the ID token's audience), and for a confidential client
+    ``client_secret_file`` (``CAREPATH_OIDC_CLIENT_SECRET_FILE``). ``scopes`` (``CAREPATH_OIDC_SCOPES``,
+    default ``openid profile``); ``redirect_url`` (``CAREPATH_OIDC_REDIRECT_URL``): the callback's public
+    address when a proxy hides it (default: made from the request, ``/sign-in/callback``).
+
+    Raises:
+        ValueError: a URL that is not https, an algorithm outside :data:`OIDC_ALGORITHMS`, a number out of
+            range, a malformed claim name or role map.
+    """
+
+    issuer: str
+    audience: str
+    jwks_url: str | None = None
+    role_claim: str = "roles"
+    role_map: tuple[tuple[str, str], ...] = ()
+    staff_id_claim: str = "sub"
+    algorithms: tuple[str, ...] = OIDC_ALGORITHMS
+    leeway_seconds: int = 60
+    jwks_cache_seconds: int = 3600
+    jwks_min_refetch_seconds: int = 60
+    client_id: str | None = None
+    client_secret_file: Path | None = None
+    scopes: str = "openid profile"
+    redirect_url: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, url in (("ISSUER", self.issuer), ("JWKS_URL", self.jwks_url), ("REDIRECT_URL", self.redirect_url)):
+            if url is not None:
+                check_provider_url(f"CAREPATH_OIDC_{name}", url)
+        if not 0 < len(self.audience) <= 200:
+            raise ValueError("CAREPATH_OIDC_AUDIENCE must be given (at most 200 characters)")
+        if not self.algorithms or not set(self.algorithms) <= set(OIDC_ALGORITHMS):
+            raise ValueError(f"CAREPATH_OIDC_ALGORITHMS must be some of {', '.join(OIDC_ALGORITHMS)}")
+        for name, claim in (("ROLE_CLAIM", self.role_claim), ("STAFF_ID_CLAIM", self.staff_id_claim)):
+            if not _CLAIM_PATH.match(claim):
+                raise ValueError(f"CAREPATH_OIDC_{name} must be a claim name (a dotted path for nested claims)")
+        if any(not 0 < len(value) <= 200 or not role for value, role in self.role_map):
+            raise ValueError("CAREPATH_OIDC_ROLE_MAP: each claim value needs a role, values of at most 200 characters")
+        self._check_ranges()
+        if self.client_id is not None and not 0 < len(self.client_id) <= 200:
+            raise ValueError("CAREPATH_OIDC_CLIENT_ID must be at most 200 characters")
+        if "openid" not in self.scopes.split():
+            raise ValueError("CAREPATH_OIDC_SCOPES must include openid")
+        if self.client_secret_file is not None:
+            self.client_secret()  # configured but unreadable refuses every start
+
+    def _check_ranges(self) -> None:
+        for name, number, low, high in (("LEEWAY_SECONDS", self.leeway_seconds, 0, 300),
+                                        ("JWKS_CACHE_SECONDS", self.jwks_cache_seconds, 60, 86400),
+                                        ("JWKS_MIN_REFETCH_SECONDS", self.jwks_min_refetch_seconds, 1, 3600)):
+            if not low <= number <= high:
+                raise ValueError(f"CAREPATH_OIDC_{name} must be between {low} and {high}")
+
+    @property
+    def web_sign_in(self) -> bool:
+        """Whether the web app signs people in through the provider (a client id is configured)."""
+        return self.client_id is not None
+
+    def client_secret(self) -> str | None:
+        """The web client's secret, read from ``client_secret_file`` now (never kept on this object).
+
+        Raises:
+            ValueError: the file cannot be read or is empty.
+        """
+        if self.client_secret_file is None:
+            return None
+        try:
+            secret = self.client_secret_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"CAREPATH_OIDC_CLIENT_SECRET_FILE {self.client_secret_file} cannot be read") from exc
+        if not secret:
+            raise ValueError(f"CAREPATH_OIDC_CLIENT_SECRET_FILE {self.client_secret_file} is empty")
+        return secret
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OidcSettings | None:
+        """The ``CAREPATH_OIDC_*`` variables, or None when ``CAREPATH_OIDC_ISSUER`` is not set.
+
+        Raises:
+            ValueError: as the constructor does, or a number or role map that cannot be read.
+        """
+        if not env.get("CAREPATH_OIDC_ISSUER"):
+            return None
+        found: dict[str, object] = {"issuer": env["CAREPATH_OIDC_ISSUER"].strip(),
+                                    "audience": env.get("CAREPATH_OIDC_AUDIENCE", "").strip()}
+        for name in ("JWKS_URL", "ROLE_CLAIM", "STAFF_ID_CLAIM", "CLIENT_ID", "SCOPES", "REDIRECT_URL"):
+            if env.get(f"CAREPATH_OIDC_{name}", "").strip():
+                found[name.lower()] = env[f"CAREPATH_OIDC_{name}"].strip()
+        for name in ("LEEWAY_SECONDS", "JWKS_CACHE_SECONDS", "JWKS_MIN_REFETCH_SECONDS"):
+            if env.get(f"CAREPATH_OIDC_{name}", "").strip():
+                try:
+                    found[name.lower()] = int(env[f"CAREPATH_OIDC_{name}"])
+                except ValueError as exc:
+                    raise ValueError(f"CAREPATH_OIDC_{name} must be a whole number of seconds") from exc
+        if env.get("CAREPATH_OIDC_ALGORITHMS", "").strip():
+            found["algorithms"] = tuple(a.strip() for a in env["CAREPATH_OIDC_ALGORITHMS"].split(",") if a.strip())
+        if env.get("CAREPATH_OIDC_ROLE_MAP", "").strip():
+            found["role_map"] = _role_map(env["CAREPATH_OIDC_ROLE_MAP"].strip())
+        if env.get("CAREPATH_OIDC_CLIENT_SECRET_FILE", "").strip():
+            found["client_secret_file"] = Path(env["CAREPATH_OIDC_CLIENT_SECRET_FILE"].strip())
+        return cls(**found)  # type: ignore[arg-type]
+
+
+def _role_map(text: str) -> tuple[tuple[str, str], ...]:
+    """``value=role,value=role`` or a JSON object of value -> role (for values with commas, e.g. LDAP names).
+
+    Raises:
+        ValueError: neither form.
+    """
+    if text.startswith("{"):
+        try:
+            mapping = json.loads(text)
+        except ValueError as exc:
+            raise ValueError("CAREPATH_OIDC_ROLE_MAP is not a JSON object") from exc
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            raise ValueError("CAREPATH_OIDC_ROLE_MAP must map claim values to role names")
+        return tuple((str(k), v.strip()) for k, v in mapping.items())
+    pairs = []
+    for entry in text.split(","):
+        value, equals, role = entry.strip().rpartition("=")
+        if not equals or not value:
+            raise ValueError("CAREPATH_OIDC_ROLE_MAP must be value=role pairs separated by commas")
+        pairs.append((value, role.strip()))
+    return tuple(pairs)
+
+
 def _trail_settings(env: Mapping[str, str]) -> dict[str, object]:
     """``CAREPATH_TRAIL_KEY_FILE``, ``CAREPATH_CHECKPOINT_DIR`` and ``CAREPATH_CHECKPOINT_SECONDS``.
 
@@ -129,6 +307,9 @@ class Settings:
     database, which the API's ``GET`` requests read once it has caught up with what their caller wrote
     (:mod:`engine.db.replica`); the worker, the command line and every write use the primary.
 
+    ``oidc``: people sign in through an OpenID Connect provider (:class:`OidcSettings`, the
+    ``CAREPATH_OIDC_*`` variables); None: API tokens only.
+
     Raises:
         ValueError: for a database URL of an unsupported kind, a non-positive limit, an unknown environment
             or an unknown patient identifier system.
@@ -149,6 +330,7 @@ class Settings:
     checkpoint_seconds: float = 3600.0
     fhir_patient_identifier: str = PATIENT_IDENTIFIERS[0]
     read_database_url: str | None = None
+    oidc: OidcSettings | None = None
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -195,8 +377,8 @@ class Settings:
         """Read ``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``, ``CAREPATH_RULES_DIR``,
         ``CAREPATH_ALLOW_EMPTY_LIBRARY`` (1, true, yes or on), ``CAREPATH_ENV``,
         ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``,
-        ``CAREPATH_FHIR_PATIENT_IDENTIFIER`` and ``CAREPATH_READ_DATABASE_URL``. Without a database URL:
-        :func:`default_database_url`.
+        ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL`` and the ``CAREPATH_OIDC_*``
+        variables (:meth:`OidcSettings.from_env`). Without a database URL: :func:`default_database_url`.
 
         Raises:
             ValueError: as the constructor does.
@@ -222,4 +404,5 @@ class Settings:
             kwargs["fhir_patient_identifier"] = env["CAREPATH_FHIR_PATIENT_IDENTIFIER"].strip().lower()
         if env.get("CAREPATH_READ_DATABASE_URL"):
             kwargs["read_database_url"] = _psycopg_url(env["CAREPATH_READ_DATABASE_URL"])
+        kwargs["oidc"] = OidcSettings.from_env(env)
         return cls(**kwargs)  # type: ignore[arg-type]

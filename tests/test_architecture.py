@@ -158,6 +158,7 @@ ALLOWED = {
     "audit": {"db"},
     "access": {"db"},
     "access_log": {"db"},
+    "identity": {"access"},
     "idempotency": {"db"},
     "db": set(),
     "settings": set(), "clock": set(), "errors": set(), "calendar": set(),

@@ -4,6 +4,7 @@ database through the ``carepath`` group (it used to fail outside the tests: noth
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,10 @@ from sqlalchemy import select
 
 from api.cli import main
 from api.cli_rules import redacted_url
-from engine import CarePath
-from engine.access import ApiToken
+from engine import CarePath, ManualClock
+from engine.access import ApiToken, create_token, list_tokens, parse_lifetime
 from engine.db.models import CarePlanItem
+from engine.db.session import unit_of_work
 from engine.settings import Settings, default_data_dir, default_database_url
 
 
@@ -84,13 +86,65 @@ def test_token_list_shows_no_secret(database_url: str, monkeypatch: pytest.Monke
     listed = runner.invoke(main, ["token", "list"])
     assert listed.exit_code == 0, listed.output
     lines = listed.stdout.splitlines()
-    assert lines[0].split() == ["id", "role", "created", "revoked", "label"]
+    assert lines[0].split() == ["id", "role", "created", "expires", "revoked", "label"]
     assert len(lines) == 2 and lines[1].split()[:2] == [tokens["EHR integration"][0], "system"]
     assert lines[1].endswith("EHR integration")
     every = runner.invoke(main, ["token", "list", "--all"]).stdout
     assert tokens["audit team"][0] in every and "audit team" in every
     for secret, digest in zip(secrets, (d for _, d in tokens.values()), strict=True):
         assert secret not in every + listed.stderr and digest not in every
+
+
+def test_a_token_can_be_given_a_lifetime(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    runner = CliRunner()
+    created = runner.invoke(main, ["token", "create", "--role", "system", "--label", "EHR", "--expires-in", "P90D"])
+    assert created.exit_code == 0, created.output
+    forever = runner.invoke(main, ["token", "create", "--role", "auditor", "--label", "audit"])
+    assert forever.exit_code == 0, forever.output
+    app = CarePath(Settings(database_url=database_url))
+    try:
+        with app.sessions() as session:
+            stored = {t.label: t for t in session.scalars(select(ApiToken))}
+    finally:
+        app.close()
+    assert stored["EHR"].expires_at - stored["EHR"].created_at == timedelta(days=90)
+    assert stored["audit"].expires_at is None
+    assert f"expires {stored['EHR'].expires_at.isoformat(timespec='minutes')}" in created.stderr
+    listed = runner.invoke(main, ["token", "list"]).stdout.splitlines()
+    row = next(line for line in listed if line.startswith(stored["EHR"].id))
+    assert row.split()[3] == stored["EHR"].expires_at.isoformat(timespec="seconds")
+    assert next(line for line in listed if line.startswith(stored["audit"].id)).split()[3] == "never"
+
+
+@pytest.mark.parametrize("lifetime", ["P1Y", "P3M", "90D", "P0D", "PT", "P", "P99999W", "-P1D", "P1.5D"])
+def test_a_lifetime_must_be_weeks_days_hours_or_minutes(database_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                        lifetime: str) -> None:
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    result = CliRunner().invoke(main, ["token", "create", "--role", "system", "--expires-in", lifetime])
+    assert result.exit_code == 2 and "--expires-in" in result.output, result.output
+
+
+def test_lifetimes_that_are_understood() -> None:
+    assert parse_lifetime("P90D") == timedelta(days=90)
+    assert parse_lifetime("p12w") == timedelta(weeks=12)
+    assert parse_lifetime("P1DT12H") == timedelta(days=1, hours=12)
+    assert parse_lifetime("PT30M") == timedelta(minutes=30)
+
+
+def test_expired_tokens_are_listed_only_with_all(database_url: str, clock: ManualClock) -> None:
+    app = CarePath(Settings(database_url=database_url), clock, upgrade=True)
+    try:
+        with unit_of_work(app.sessions) as session:
+            expiring, _ = create_token(session, "system", "short", clock, timedelta(days=1))
+            lasting, _ = create_token(session, "system", "long", clock)
+        clock.advance(timedelta(days=1))
+        with app.sessions() as session:
+            live = [t.id for t in list_tokens(session, include_revoked=False, now=clock.now())]
+            every = [t.id for t in list_tokens(session)]
+    finally:
+        app.close()
+    assert live == [lasting] and sorted(every) == sorted([expiring, lasting])
 
 
 @pytest.mark.parametrize("command", [["db", "upgrade"], ["token", "list"], ["audit", "verify"],

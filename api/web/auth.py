@@ -20,19 +20,26 @@ import functools
 import hmac
 import secrets
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from flask import abort, current_app, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
-from engine.access import ApiToken, Principal, authenticate, authorize
+from engine.access import ROLES, ApiToken, Principal, authenticate, authorize, token_is_live
 from engine.db.replica import primary_reads
 from engine.db.session import read_only
 from engine.errors import InvalidTokenError, PermissionDeniedError
+from engine.identity import Provider
 
-__all__ = ["TlsAwareSessions", "actor", "can", "check_csrf", "csrf_token", "page", "principal", "sign_in",
-           "sign_out"]
+from ..auth import identity_provider
+
+__all__ = ["TlsAwareSessions", "actor", "can", "check_csrf", "csrf_token", "finish_provider_sign_in", "page",
+           "principal", "provider_sign_in_url", "sign_in", "sign_out", "web_provider"]
+
+# How long a browser may take at the provider between leaving and coming back.
+SIGN_IN_FLOW_SECONDS = 600
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -50,15 +57,88 @@ def sign_in(secret: str) -> Principal:
     Raises: InvalidTokenError (unknown or revoked token).
     """
     with read_only(current_app.extensions["carepath"].sessions) as db:
-        found = authenticate(db, secret)
+        found = authenticate(db, secret, current_app.extensions["carepath"].clock)
+    _new_session(token_id=found.token_id)
+    g.principal = found
+    return found
+
+
+def _new_session(**values: Any) -> None:
     language = session.get("language")
     session.clear()  # a new session on every sign-in: nothing carries over from before (session fixation)
     session.permanent = True
-    session.update(token_id=found.token_id, csrf=secrets.token_urlsafe(32))
+    session.update(csrf=secrets.token_urlsafe(32), **values)
     if language:
         session["language"] = language
+
+
+def _now() -> datetime:
+    now: datetime = current_app.extensions["carepath"].clock.now()
+    return now
+
+
+def web_provider() -> Provider | None:
+    """The OpenID Connect provider the web app signs people in with, or None (API-token sign-in only)."""
+    provider = identity_provider()
+    return provider if provider is not None and provider.settings.web_sign_in else None
+
+
+def _redirect_url(provider: Provider) -> str:
+    return provider.settings.redirect_url or url_for("web.session.provider_callback", _external=True)
+
+
+def provider_sign_in_url(next_path: str) -> str:
+    """Begin signing in at the provider: remember this sign-in's state, nonce and PKCE verifier in the
+    session, and return the provider's address to send the browser to.
+
+    Raises: ProviderUnavailableError (the provider's discovery document cannot be read); NotFound (404)
+    when no provider signs people in here.
+    """
+    provider = web_provider()
+    if provider is None:
+        abort(404)
+    state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48)
+    session["sign_in_flow"] = {"state": state, "nonce": nonce, "verifier": verifier, "next": next_path[:500],
+                               "started": _now().isoformat()}
+    return provider.authorization_url(_redirect_url(provider), state, nonce, verifier)
+
+
+def finish_provider_sign_in(code: str, state: str) -> tuple[Principal, str]:
+    """Back from the provider: check ``state`` against this browser's sign-in (once only), exchange
+    ``code`` for an ID token, and start a session for the person it names. Returns the principal and
+    the path the person was going to.
+
+    Raises: InvalidTokenError (no sign-in of this browser's with that state, too old, or the ID token
+    refused); ProviderUnavailableError (the token endpoint failed); NotFound (404) without a provider.
+    """
+    provider = web_provider()
+    if provider is None:
+        abort(404)
+    flow = session.pop("sign_in_flow", None)  # used once, whatever happens next
+    if (not isinstance(flow, dict) or not isinstance(flow.get("state"), str)
+            or not hmac.compare_digest(flow["state"].encode(), state.encode())):
+        raise InvalidTokenError("this sign-in was not started in this browser, or has already finished")
+    if _now() - datetime.fromisoformat(flow["started"]) > timedelta(seconds=SIGN_IN_FLOW_SECONDS):
+        raise InvalidTokenError("this sign-in took too long: start again")
+    found = provider.sign_in(code, _redirect_url(provider), flow["verifier"], flow["nonce"])
+    lifetime = current_app.permanent_session_lifetime
+    _new_session(person={"role": found.role, "staff_id": found.staff_id, "token_id": found.token_id,
+                         "until": (_now() + lifetime).isoformat()})
     g.principal = found
-    return found
+    return found, str(flow.get("next") or "")
+
+
+def _person(value: object) -> Principal | None:
+    """The person a session holds, while their sign-in lasts."""
+    if not isinstance(value, dict) or value.get("role") not in ROLES or web_provider() is None:
+        return None
+    try:
+        if _now() >= datetime.fromisoformat(value["until"]):
+            return None
+        return Principal(role=value["role"], token_id=str(value["token_id"]), label=str(value["staff_id"]),
+                         staff_id=str(value["staff_id"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def sign_out() -> None:
@@ -69,16 +149,21 @@ def sign_out() -> None:
 
 
 def principal() -> Principal | None:
-    """The signed-in user, or None; a session whose token was revoked is ended."""
+    """The signed-in user, or None; a session whose token was revoked or expired, or whose person signed
+    in longer ago than the session's lifetime, is ended."""
     if "principal" in g:
         return cast(Principal | None, g.principal)
     found = None
     token_id = session.get("token_id")
-    if isinstance(token_id, str):
+    if "person" in session:
+        found = _person(session["person"])
+        if found is None:
+            sign_out()
+    elif isinstance(token_id, str):
         # The primary: a revoked token ends its sessions at once, whatever a replica has replayed.
         with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as db:
             token = db.get(ApiToken, token_id)
-            if token is not None and token.revoked_at is None:
+            if token is not None and token_is_live(token, current_app.extensions["carepath"].clock.now()):
                 found = Principal(role=token.role, token_id=token.id, label=token.label)
         if found is None:
             sign_out()

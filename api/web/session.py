@@ -1,13 +1,17 @@
-"""Signing in with an API token, signing out, the language switch, and the home page per role."""
+"""Signing in (at the organisation's OpenID Connect provider when one is configured, or with an API
+token), signing out, the language switch, and the home page per role."""
 
 from __future__ import annotations
+
+import logging
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from engine.errors import InvalidTokenError
+from engine.identity import ProviderUnavailableError
 
-from .auth import can, principal, sign_in, sign_out
+from .auth import can, finish_provider_sign_in, principal, provider_sign_in_url, sign_in, sign_out, web_provider
 from .i18n import LANGUAGES
 
 bp = Blueprint("session", __name__)
@@ -34,17 +38,24 @@ def home() -> Response | str:
     return render_template("web/home.html")
 
 
+def _sign_in_page(failed: str | None, next_path: str, status: int = 200) -> tuple[str, int]:
+    """The sign-in page; ``failed``: ``token`` (the API token was refused), ``provider`` (the provider's
+    sign-in was refused) or ``unavailable`` (the provider could not be reached)."""
+    return render_template("web/sign_in.html", failed=failed, next=next_path,
+                           provider=web_provider() is not None), status
+
+
 @bp.get("/sign-in")
-def sign_in_page() -> Response | tuple[str, int] | str:
+def sign_in_page() -> Response | tuple[str, int]:
     """The sign-in form; with ``?token=`` (the link ``carepath serve`` prints) it signs in at once."""
     token = request.args.get("token")
     if token:
         try:
             sign_in(token[:200])
         except InvalidTokenError:
-            return render_template("web/sign_in.html", failed=True, next=""), 401
+            return _sign_in_page("token", "", 401)
         return redirect(url_for(".home"), code=303)  # the token leaves the address bar
-    return render_template("web/sign_in.html", failed=False, next=request.args.get("next", ""))
+    return _sign_in_page(None, request.args.get("next", ""))
 
 
 @bp.post("/sign-in")
@@ -52,8 +63,36 @@ def sign_in_form() -> Response | tuple[str, int]:
     try:
         sign_in(request.form.get("token", "").strip()[:200])
     except InvalidTokenError:
-        return render_template("web/sign_in.html", failed=True, next=request.form.get("next", "")), 401
+        return _sign_in_page("token", request.form.get("next", ""), 401)
     return redirect(_safe_next(request.form.get("next")), code=303)
+
+
+@bp.get("/sign-in/provider")
+def provider_sign_in() -> Response | tuple[str, int]:
+    """Off to the organisation's identity provider (404 when none signs people in here)."""
+    next_path = request.args.get("next", "")
+    try:
+        return redirect(provider_sign_in_url(next_path), code=303)
+    except ProviderUnavailableError as exc:
+        logging.getLogger(__name__).warning("identity provider unavailable: %s", exc)
+        return _sign_in_page("unavailable", next_path, 502)
+
+
+@bp.get("/sign-in/callback")
+def provider_callback() -> Response | tuple[str, int]:
+    """Back from the identity provider with an authorization code (or an error it reports)."""
+    code, state = request.args.get("code", ""), request.args.get("state", "")
+    if request.args.get("error") or not code or not state or len(code) > 4096 or len(state) > 200:
+        session.pop("sign_in_flow", None)
+        return _sign_in_page("provider", "", 401)
+    try:
+        _, next_path = finish_provider_sign_in(code, state)
+    except InvalidTokenError:
+        return _sign_in_page("provider", "", 401)
+    except ProviderUnavailableError as exc:
+        logging.getLogger(__name__).warning("identity provider sign-in failed: %s", exc)
+        return _sign_in_page("unavailable", "", 502)
+    return redirect(_safe_next(next_path), code=303)
 
 
 @bp.post("/sign-out")

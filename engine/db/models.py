@@ -126,7 +126,8 @@ class InstanceEvent(Base):
 
 
 class ApiToken(Base):
-    """An API token: only the SHA-256 of its secret is kept."""
+    """An API token: only the SHA-256 of its secret is kept. ``expires_at``: refused from then on (None:
+    valid until revoked)."""
 
     __tablename__ = "api_tokens"
 
@@ -136,6 +137,7 @@ class ApiToken(Base):
     label: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class IdempotencyRecord(Base):

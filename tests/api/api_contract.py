@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import fhir_r4  # tests/ is on sys.path
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from api.openapi import FHIR_BASE
+from api.openapi import DOCUMENT, FHIR_BASE
+from engine.access import create_token
+from engine.db.session import unit_of_work
 
 URI = "https://carepath.dev/openapi.json"
 
@@ -85,3 +90,27 @@ class Contract:
         validator = Draft202012Validator({"$ref": URI + pointer}, registry=self.registry,
                                          format_checker=Draft202012Validator.FORMAT_CHECKER)
         return [f"{pointer}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(value)]
+
+
+CONTRACT = Contract(DOCUMENT)
+
+
+class ContractClient(FlaskClient):
+    """A test client that fails the test when a response breaks the OpenAPI document."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        request = response.request
+        problems = CONTRACT.violations(request.method, request.path, response.status_code, response.headers,
+                                       response.get_data())
+        if problems:
+            pytest.fail(f"{request.method} {request.path} -> {response.status_code} breaks the OpenAPI document:\n"
+                        + "\n".join(problems) + f"\nbody: {response.get_data(as_text=True)[:2000]}")
+        return response
+
+
+def make_token(app: Flask, role: str, label: str = "") -> str:
+    engine = app.extensions["carepath"]
+    with unit_of_work(engine.sessions) as session:
+        _, secret = create_token(session, role, label or f"test {role}", engine.clock)
+    return secret

@@ -8,34 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_contract import Contract  # tests/api is on sys.path (pytest's rootdir-relative imports)
+from api_contract import ContractClient, make_token  # tests/api is on sys.path (rootdir-relative imports)
 from flask import Flask
 from flask.testing import FlaskClient
 
 from api import create_app
-from api.openapi import DOCUMENT
 from engine import ManualClock
-from engine.access import ROLES, create_token
-from engine.db.session import unit_of_work
+from engine.access import ROLES
 
 TESTS = Path(__file__).resolve().parent.parent
-
-CONTRACT = Contract(DOCUMENT)
-
-
-class ContractClient(FlaskClient):
-    """A test client that fails the test when a response breaks the OpenAPI document."""
-
-    def open(self, *args: Any, **kwargs: Any) -> Any:
-        response = super().open(*args, **kwargs)
-        request = response.request
-        problems = CONTRACT.violations(request.method, request.path, response.status_code, response.headers,
-                                       response.get_data())
-        if problems:
-            pytest.fail(f"{request.method} {request.path} -> {response.status_code} breaks the OpenAPI document:\n"
-                        + "\n".join(problems) + f"\nbody: {response.get_data(as_text=True)[:2000]}")
-        return response
-
 
 @pytest.fixture
 def app(deployed_database_url: str, clock: ManualClock) -> Iterator[Flask]:
@@ -52,13 +33,6 @@ def app(deployed_database_url: str, clock: ManualClock) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-def make_token(app: Flask, role: str, label: str = "") -> str:
-    engine = app.extensions["carepath"]
-    with unit_of_work(engine.sessions) as session:
-        _, secret = create_token(session, role, label or f"test {role}", engine.clock)
-    return secret
 
 
 @pytest.fixture

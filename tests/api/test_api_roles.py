@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from helpers import PATHWAY, assert_problem, care_plan_ids, start
 from sqlalchemy import select
 
 from api.openapi import DOCUMENT, FHIR_BASE
-from engine.access import PERMISSIONS, ROLES, ApiToken, revoke_token
+from engine import ManualClock
+from engine.access import PERMISSIONS, ROLES, ApiToken, create_token, revoke_token
 from engine.db.session import unit_of_work
 
 OPERATIONS = [(path, method) for path, item in DOCUMENT["paths"].items() for method in item]
@@ -89,6 +91,20 @@ def test_revoked_token_is_refused(app: Flask, client: Any, tokens: dict[str, str
         token = session.scalars(select(ApiToken).where(ApiToken.role == "auditor")).one()
         revoke_token(session, token.id, engine.clock)
     assert_problem(client.get("/v1/pathways", headers=headers), 401, "unauthenticated")
+
+
+def test_a_token_is_refused_from_its_expiry_on(app: Flask, client: Any, clock: ManualClock) -> None:
+    engine = app.extensions["carepath"]
+    with unit_of_work(engine.sessions) as session:
+        _, secret = create_token(session, "auditor", "expiring", engine.clock, timedelta(hours=1))
+        _, lasting = create_token(session, "auditor", "until revoked", engine.clock)
+    headers = {"Authorization": f"Bearer {secret}"}
+    clock.advance(timedelta(minutes=59))
+    assert client.get("/v1/pathways", headers=headers).status_code == 200
+    clock.advance(timedelta(minutes=1))
+    body = assert_problem(client.get("/v1/pathways", headers=headers), 401, "unauthenticated")
+    assert secret not in str(body)
+    assert client.get("/v1/pathways", headers={"Authorization": f"Bearer {lasting}"}).status_code == 200
 
 
 def test_only_the_hash_of_a_secret_is_stored(app: Flask, tokens: dict[str, str]) -> None:

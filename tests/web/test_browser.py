@@ -4,9 +4,10 @@ One server (the app in a thread on 127.0.0.1, a copy of the bundled pathways' te
 synthetic demo patients loaded) and one browser session for the whole module. The tests sign in as each
 role, complete a task from the work list and see the diagram overlay move, open a document, find a
 validation marker and select its element, check that a role without permission sees neither the page
-nor the action, and run axe-core on every page (no serious or critical violation). A failing test
-saves a screenshot (tests/web/conftest.py). With CAREPATH_DOCS_SCREENSHOTS=1 the main pages are saved
-to docs/screenshots/ for docs/web.md.
+nor the action, sign in at an OpenID Connect provider (a local fake, on a second server) and back, and
+run axe-core on every page (no serious or critical violation). A failing test saves a screenshot
+(tests/web/conftest.py). With CAREPATH_DOCS_SCREENSHOTS=1 the main pages are saved to docs/screenshots/
+for docs/web.md.
 
 .ci/run installs chromium and chromium-driver; without them (a machine that cannot install Debian's
 packages) the module is skipped, saying so.
@@ -19,10 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from oidc_provider import AUDIENCE, CLIENT_ID, FakeProvider, serve
 from werkzeug.serving import make_server
 
 from api import create_app
@@ -165,6 +168,31 @@ def test_each_role_signs_in_and_sees_its_own_start_page(browser: Browser) -> Non
         browser.find("[data-test=sign-out]").click()
         browser.wait(lambda d: d.current_url.endswith("/sign-in"))
     browser.axe("sign-in page")
+
+
+def test_a_person_signs_in_at_the_identity_provider(browser: Browser, tmp_path: Path) -> None:
+    """The whole round trip in a real browser: CarePath -> the (local, fake) provider -> the callback."""
+    with serve(FakeProvider(), datetime.now(UTC)) as fake:
+        app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'oidc.sqlite3'}", "PATHWAYS_DIR": REPO / "pathways",
+                          "RULES_DIR": REPO / "rules", "SECRET_KEY": "browser-tests", "OIDC_ISSUER": fake.issuer,
+                          "OIDC_AUDIENCE": AUDIENCE, "OIDC_CLIENT_ID": CLIENT_ID,
+                          "OIDC_STAFF_ID_CLAIM": "preferred_username"})
+        http = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=http.serve_forever, daemon=True)
+        thread.start()
+        try:
+            there = Browser(browser.driver, Server(f"http://127.0.0.1:{http.server_port}", {}, None))
+            there.driver.delete_all_cookies()
+            there.open("/sign-in?next=/patients")
+            there.axe("sign-in page with a provider")
+            there.find("[data-test=provider-sign-in]").click()
+            there.wait(lambda d: d.current_url.endswith("/patients"))
+            assert "j.smith" in there.text() and fake.token_requests
+        finally:
+            http.shutdown()
+            thread.join(timeout=10)
+            app.extensions["carepath"].close()
+            browser.driver.delete_all_cookies()
 
 
 def test_the_first_key_press_reaches_the_skip_link(browser: Browser) -> None:

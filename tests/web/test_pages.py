@@ -58,7 +58,7 @@ def test_a_wrong_token_is_refused_and_the_next_page_stays_on_this_site(app: Flas
     client = app.test_client()
     csrf = csrf_of(text(client.get("/sign-in")))
     response = client.post("/sign-in", data={"token": "x" * 43, "csrf_token": csrf})
-    assert response.status_code == 401 and "unknown or has been revoked" in text(response)
+    assert response.status_code == 401 and "unknown, has expired or has been revoked" in text(response)
     assert 'class="nhsuk-error-summary"' in text(response)
     response = client.post("/sign-in", data={"token": tokens["auditor"], "csrf_token": csrf,
                                              "next": "//evil.example/steal"})
@@ -89,6 +89,22 @@ def test_a_revoked_token_ends_its_sessions(app: Flask, signed_in: Client) -> Non
     assert client.get("/work-list").status_code == 302
 
 
+def test_an_expired_token_ends_its_sessions(app: Flask) -> None:
+    from datetime import timedelta
+
+    from engine.access import create_token
+    from engine.db.session import unit_of_work
+
+    with unit_of_work(engine(app).sessions) as session:
+        _, secret = create_token(session, "clinician", "a week", engine(app).clock, timedelta(days=7))
+    client = app.test_client()
+    assert client.get(f"/sign-in?token={secret}").status_code == 303
+    assert client.get("/work-list").status_code == 200
+    engine(app).clock.advance(timedelta(days=7))
+    assert client.get("/work-list").status_code == 302
+    assert app.test_client().get(f"/sign-in?token={secret}").status_code == 401
+
+
 def test_every_form_post_needs_the_csrf_token(app: Flask, signed_in: Client) -> None:
     view = start(app)
     client = signed_in("clinician")
@@ -115,7 +131,7 @@ def _web_routes(app: Flask) -> list[tuple[str, Any]]:
 
 
 def test_every_page_names_a_permission_of_the_api_table(app: Flask) -> None:
-    open_pages = {"/", "/sign-in", "/sign-out", "/language"}
+    open_pages = {"/", "/sign-in", "/sign-in/provider", "/sign-in/callback", "/sign-out", "/language"}
     for rule, view in _web_routes(app):
         if rule in open_pages:
             assert not hasattr(view, "permission"), rule
