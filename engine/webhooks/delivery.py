@@ -271,10 +271,11 @@ def dead_letters(session: Session, subscription_id: str | None = None, limit: in
 def replay(session: Session, clock: Clock, *, delivery_ids: list[int] | None = None,
            subscription_id: str | None = None, since: datetime | None = None,
            until: datetime | None = None) -> list[DeliveryInfo]:
-    """Deliver again, each with the ``webhook-id`` it had (receivers that kept it ignore it): the dead letters named by ``delivery_ids``, or
-    every dead or delivered one of ``subscription_id`` created in ``[since, until)``. They are due at
-    once, with a fresh count of attempts, and hold an instance's later deliveries back until they
-    are through (order). Deliveries of removed subscriptions are not replayed. Returns those replayed.
+    """Deliver again, each with the ``webhook-id`` it had (a receiver that kept it may ignore it):
+    the dead letters named by ``delivery_ids``, or every dead or delivered one of ``subscription_id``
+    created in ``[since, until)``. They are due at once, with a fresh count of attempts, and hold an
+    instance's later deliveries back until they are through (order). Deliveries of removed
+    subscriptions are not replayed. Returns those replayed.
 
     Raises:
         InvalidInputError: neither ids nor a subscription given, or both; a range that ends before it starts.
@@ -284,7 +285,8 @@ def replay(session: Session, clock: Clock, *, delivery_ids: list[int] | None = N
                                 [Problem("give delivery_ids or subscription_id (with since/until)", field="/")])
     if since is not None and until is not None and until <= since:
         raise InvalidInputError("the range ends before it starts", [Problem("must be after since", field="/until")])
-    query = (select(WebhookDelivery).join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+    query = (select(WebhookDelivery)
+             .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
              .where(WebhookSubscription.removed_at.is_(None)).order_by(WebhookDelivery.id))
     if delivery_ids is not None:
         query = query.where(WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.status == DEAD)

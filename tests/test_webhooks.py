@@ -1,0 +1,248 @@
+"""Webhooks: written to the outbox in the step's transaction, delivered by the worker to a local
+receiver that verifies every signature (standardwebhooks), retried with backoff and jitter, dead-
+lettered after a bound and replayed, in order per instance, at least once, ids and types only."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from webhook_receiver import Receiver
+
+from engine import CarePath
+from engine.db.models import WebhookDelivery
+from engine.db.session import read_only, unit_of_work
+from engine.errors import InvalidInputError, NotFoundError
+from engine.instances.timers import fire_due_timers
+from engine.webhooks import (
+    WEBHOOK_EVENT_TYPES,
+    RetryPolicy,
+    StepFacts,
+    WebhookDeliverer,
+    add_subscription,
+    dead_letters,
+    derive_notices,
+    list_subscriptions,
+    remove_subscription,
+    replay,
+)
+
+NURSE = "clinician:cns-4"
+PATIENT = "SYN-0101"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver().start()
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+def subscribe(carepath: CarePath, receiver: Receiver, types: tuple[str, ...] = WEBHOOK_EVENT_TYPES) -> str:
+    with unit_of_work(carepath.sessions) as session:
+        info, secret = add_subscription(session, receiver.url, list(types), carepath.clock, "test receiver")
+    receiver.secret = secret
+    return info.id
+
+
+def deliverer(carepath: CarePath, **policy: Any) -> WebhookDeliverer:
+    return WebhookDeliverer(carepath.sessions, carepath.clock, RetryPolicy(**policy), rng=random.Random(7))
+
+
+def outbox(carepath: CarePath) -> list[WebhookDelivery]:
+    with read_only(carepath.sessions) as session:
+        return list(session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)))
+
+
+def drain(sender: WebhookDeliverer, turns: int = 20) -> None:
+    for _ in range(turns):
+        if not sender.run_once():
+            return
+    raise AssertionError("deliveries still due after 20 turns")
+
+
+def assess(carepath: CarePath) -> str:
+    """A care plan pathway through its needs assessment: task ready, assessment, referral, next task."""
+    view = carepath.instances.start("test_careplan", PATIENT, "system:ehr", {"age": 54})
+    carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"],
+                                     {"concerns": {"worry_fear_anxiety": 9, "money_housing": 6}}, NURSE)
+    return view.id
+
+
+def test_every_event_arrives_signed_in_order_with_ids_and_types_only(carepath: CarePath, receiver: Receiver) -> None:
+    subscribe(carepath, receiver)
+    instance_id = assess(carepath)
+    rows = outbox(carepath)
+    types = [row.event_type for row in rows]
+    assert types[0] == "task.ready" and "assessment.completed" in types and "referral.created" in types
+    assert types.index("assessment.completed") < types.index("referral.created") < len(types) - 1
+    assert types[-1] == "task.ready"  # the agreement task, after the assessment that opened it
+
+    drain(deliverer(carepath))
+
+    assert [r.message_id for r in receiver.accepted] == [row.message_id for row in rows]  # in order, once each
+    assert all(r.verified for r in receiver.received)
+    assert {row.status for row in outbox(carepath)} == {"delivered"}
+    for got in receiver.accepted:
+        data = got.body["data"]
+        assert got.body["type"] == data["event_type"] and data["instance_id"] == instance_id
+        assert data["pathway_id"] == "test_careplan" and isinstance(data["trail_seq"], int)
+    text = json.dumps([r.body for r in receiver.accepted])
+    assert PATIENT not in text and "worry" not in text
+    ids_and_types = {"instance_id", "pathway_id", "pathway_version", "event_type", "trail_seq", "task_id", "element",
+                     "task_kind", "evaluation_id", "care_plan_item_id", "status"}
+    assert set().union(*(r.body["data"] for r in receiver.accepted)) <= ids_and_types
+    ready = [r.body["data"] for r in receiver.accepted if r.body["type"] == "task.ready"]
+    assert [d["element"] for d in ready] == ["hna", "agree"] and all(d["task_id"] for d in ready)
+
+
+def test_only_the_event_types_subscribed_to_are_written(carepath: CarePath, receiver: Receiver) -> None:
+    subscribe(carepath, receiver, ("assessment.completed",))
+    assess(carepath)
+    assert [row.event_type for row in outbox(carepath)] == ["assessment.completed"]
+
+
+def test_a_step_that_rolls_back_leaves_no_outbox_row(carepath: CarePath, receiver: Receiver,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    subscribe(carepath, receiver)
+    view = carepath.instances.start("test_careplan", PATIENT, "system:ehr", {"age": 54})
+    before = len(outbox(carepath))
+    written: list[int] = []
+    real_save = carepath.instances.steps.save
+
+    def save_then_fail(step: Any) -> None:
+        real_save(step)  # the state, the events and the outbox rows, in the step's transaction
+        with step.session.no_autoflush:
+            written.append(step.session.scalar(select(func.count()).select_from(WebhookDelivery)))
+        raise RuntimeError("the step fails after its save, before its commit")
+
+    monkeypatch.setattr(carepath.instances.steps, "save", save_then_fail)
+    with pytest.raises(RuntimeError):
+        carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"],
+                                         {"concerns": {"worry_fear_anxiety": 9}}, NURSE)
+    assert written and written[0] > before  # the rows were there inside the transaction...
+    assert len(outbox(carepath)) == before  # ...and went with its rollback
+
+
+def test_a_failing_receiver_is_retried_with_backoff_and_nothing_is_lost_or_reordered(
+        carepath: CarePath, receiver: Receiver) -> None:
+    subscribe(carepath, receiver)
+    assess(carepath)
+    expected = [row.message_id for row in outbox(carepath)]
+    receiver.fail_next = 3
+    sender = deliverer(carepath, first_wait=timedelta(seconds=30))
+    clock = carepath.clock
+
+    waits = []
+    for attempt in range(1, 4):
+        attempts = sender.run_once()
+        assert [a.outcome for a in attempts] == ["retry"]  # one instance: its later events wait behind the first
+        assert attempts[0].message_id == expected[0]
+        wait = attempts[0].next_attempt_at - clock.now()
+        base = timedelta(seconds=30) * 2 ** (attempt - 1)
+        assert base / 2 <= wait < base  # exponential, with jitter (never exactly the base)
+        waits.append(wait)
+        assert sender.run_once() == []  # not before its time
+        clock.advance(wait)
+    assert len(set(waits)) == 3
+    drain(sender)
+    assert [r.message_id for r in receiver.received[:3]] == [expected[0]] * 3
+    assert [r.message_id for r in receiver.accepted] == expected
+    assert {row.status for row in outbox(carepath)} == {"delivered"}
+
+
+def test_dead_lettered_after_the_bound_then_replayed_with_the_same_id(carepath: CarePath, receiver: Receiver) -> None:
+    subscription = subscribe(carepath, receiver, ("task.ready",))
+    carepath.instances.start("test_careplan", PATIENT, "system:ehr", {"age": 54})
+    receiver.fail_next = 10
+    sender = deliverer(carepath, max_attempts=3)
+    outcomes = []
+    for _ in range(3):
+        outcomes += [a.outcome for a in sender.run_once()]
+        carepath.clock.advance(timedelta(hours=1))
+    assert outcomes == ["retry", "retry", "dead"]
+    assert sender.run_once() == []
+    with read_only(carepath.sessions) as session:
+        dead = dead_letters(session)
+    assert len(dead) == 1 and dead[0].attempts == 3 and dead[0].last_error == "HTTP 503"
+    receiver.fail_next = 0
+    with unit_of_work(carepath.sessions) as session:
+        replayed = replay(session, carepath.clock, delivery_ids=[dead[0].id])
+    assert [r.id for r in replayed] == [dead[0].id]
+    drain(sender)
+    assert [r.message_id for r in receiver.accepted] == [dead[0].message_id]
+    with unit_of_work(carepath.sessions) as session:  # a range replays delivered ones too
+        again = replay(session, carepath.clock, subscription_id=subscription)
+    assert [r.id for r in again] == [dead[0].id]
+    drain(sender)
+    assert [r.message_id for r in receiver.accepted] == [dead[0].message_id] * 2
+
+
+def test_a_dead_letter_no_longer_holds_the_instances_later_events_back(carepath: CarePath,
+                                                                      receiver: Receiver) -> None:
+    subscribe(carepath, receiver)
+    assess(carepath)
+    rows = outbox(carepath)
+    receiver.fail_next = 1
+    sender = deliverer(carepath, max_attempts=1)
+    assert [a.outcome for a in sender.run_once()] == ["dead"]
+    drain(sender)
+    assert [r.message_id for r in receiver.accepted] == [row.message_id for row in rows[1:]]
+
+
+def test_an_overdue_task_and_the_instance_completing_are_told(carepath: CarePath, receiver: Receiver) -> None:
+    subscribe(carepath, receiver)
+    view = carepath.instances.start("test_parallel_review", PATIENT, "system:ehr")
+    by_element = {t["element"]: t["id"] for t in view.ready_tasks}
+    carepath.instances.complete_task(view.id, by_element["bloods"], {"hb": 120}, NURSE)
+    view = carepath.instances.complete_task(view.id, by_element["offer_support"], {"support_accepted": False}, NURSE)
+    plan = next(t for t in view.ready_tasks if t["element"] == "plan")
+    carepath.clock.advance(timedelta(days=8))
+    assert fire_due_timers(carepath.instances) == 1
+    overdue = [row for row in outbox(carepath) if row.event_type == "task.overdue"]
+    assert len(overdue) == 1
+    data = json.loads(overdue[0].body)["data"]
+    assert data["task_id"] == plan["id"] and data["element"] == "plan" and data["timer_element"] == "plan_overdue"
+    chase = carepath.instances.get(view.id).ready_tasks[0]
+    assert chase["element"] == "chase"
+    carepath.instances.complete_task(view.id, chase["id"], {"finished": True}, NURSE)
+    assert outbox(carepath)[-1].event_type == "instance.completed"
+
+
+def test_emergency_and_incident_events_come_from_the_trail() -> None:
+    from datetime import UTC, datetime
+
+    facts = StepFacts("i-1", "p", "v1", datetime(2026, 1, 1, tzinfo=UTC), [
+        {"seq": 4, "type": "rules_evaluated", "element": "propose",
+         "payload": json.dumps({"evaluation_id": "e-1", "proposed": 1, "emergency_referred": 1})},
+        {"seq": 5, "type": "error", "element": "x", "payload": json.dumps({"message": "m", "kind": "ExpressionError"})},
+    ], None, None, trail_seq=5)
+    notices = derive_notices(facts)
+    assert [(n.type, n.data["trail_seq"]) for n in notices] == [
+        ("assessment.completed", 4), ("emergency.opened", 4), ("incident.opened", 5)]
+    assert notices[1].data["evaluation_id"] == "e-1" and notices[2].data["error_type"] == "ExpressionError"
+    assert "message" not in notices[2].data  # an incident's text stays in the trail
+
+
+def test_subscriptions_refuse_bad_input_and_never_show_the_secret(carepath: CarePath, receiver: Receiver) -> None:
+    with unit_of_work(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
+        add_subscription(session, "ftp://user:pw@x/", ["task.ready", "patient.moved"], carepath.clock, "d" * 201)
+    assert {p.field for p in refused.value.problems} == {"/url", "/event_types/1", "/description"}
+    subscription = subscribe(carepath, receiver)
+    assert receiver.secret.startswith("whsec_")
+    with read_only(carepath.sessions) as session:
+        listed = list_subscriptions(session)
+    assert [s.id for s in listed] == [subscription] and receiver.secret not in json.dumps([s.as_dict() for s in listed])
+    carepath.instances.start("test_careplan", PATIENT, "system:ehr", {"age": 54})
+    with unit_of_work(carepath.sessions) as session:
+        assert remove_subscription(session, subscription, carepath.clock) == 1  # its pending delivery is cancelled
+    with unit_of_work(carepath.sessions) as session, pytest.raises(NotFoundError):
+        remove_subscription(session, subscription, carepath.clock)
+    assert deliverer(carepath).run_once() == [] and receiver.received == []
