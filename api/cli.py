@@ -296,7 +296,8 @@ def pathways_deploy(ctx: click.Context) -> None:
 @click.pass_context
 def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_id: str | None,
            heartbeat_file: Path | None) -> None:
-    """Fire due timers in a loop. Run several on PostgreSQL to share the work; stop with SIGTERM/Ctrl-C.
+    """Fire due timers and deliver webhooks in a loop. Run several on PostgreSQL to share the work; stop
+    with SIGTERM/Ctrl-C.
 
     Refuses to start (exit 1) when the pathways or rules folder is missing or empty, unless
     CAREPATH_ALLOW_EMPTY_LIBRARY=1. While the database is unreachable it waits and tries again.
@@ -335,7 +336,8 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
                            should_stop=lambda: bool(stopping),
                            report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
                            housekeeping=idempotency.purge_expired, heartbeat=heartbeat.beat,
-                           checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds)
+                           checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds,
+                           deliver=lambda: len(carepath.webhooks.run_once()))
     except KeyboardInterrupt:
         total = None
     finally:

@@ -5,18 +5,26 @@ lettered after a bound and replayed, in order per instance, at least once, ids a
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from test_database_outage import PrivateServer
+from test_database_outage import private_postgres as restartable_postgres  # noqa: F401 - a fixture, by this name
 from webhook_receiver import Receiver
 
-from engine import CarePath
+from engine import CarePath, ManualClock, Settings
 from engine.db.models import WebhookDelivery
-from engine.db.session import read_only, unit_of_work
+from engine.db.session import database_unavailable, read_only, unit_of_work
 from engine.errors import InvalidInputError, NotFoundError
 from engine.instances.timers import fire_due_timers
 from engine.webhooks import (
@@ -32,6 +40,8 @@ from engine.webhooks import (
     replay,
 )
 
+TESTS = Path(__file__).resolve().parent
+START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 NURSE = "clinician:cns-4"
 PATIENT = "SYN-0101"
 
@@ -217,8 +227,6 @@ def test_an_overdue_task_and_the_instance_completing_are_told(carepath: CarePath
 
 
 def test_emergency_and_incident_events_come_from_the_trail() -> None:
-    from datetime import UTC, datetime
-
     facts = StepFacts("i-1", "p", "v1", datetime(2026, 1, 1, tzinfo=UTC), [
         {"seq": 4, "type": "rules_evaluated", "element": "propose",
          "payload": json.dumps({"evaluation_id": "e-1", "proposed": 1, "emergency_referred": 1})},
@@ -246,3 +254,86 @@ def test_subscriptions_refuse_bad_input_and_never_show_the_secret(carepath: Care
     with unit_of_work(carepath.sessions) as session, pytest.raises(NotFoundError):
         remove_subscription(session, subscription, carepath.clock)
     assert deliverer(carepath).run_once() == [] and receiver.received == []
+
+
+# --- a worker killed mid-delivery, a database restarted mid-delivery --------------------------------
+
+
+def _held_then_released(receiver: Receiver) -> None:
+    assert receiver.holding.wait(timeout=120), "the worker never sent its first delivery"
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing_and_the_next_sends_the_same_id(
+        carepath: CarePath, receiver: Receiver, test_settings: Settings) -> None:
+    subscribe(carepath, receiver)
+    assess(carepath)
+    expected = [row.message_id for row in outbox(carepath)]
+    receiver.hold = True
+    env = {**os.environ, "CAREPATH_DATABASE_URL": test_settings.database_url,
+           "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir)}
+    worker = subprocess.Popen([sys.executable, "-c", "from api.cli import main; main()", "worker", "--interval", "0.2"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _held_then_released(receiver)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=60)
+    receiver.hold = False
+    receiver.release.set()
+    first = outbox(carepath)[0]
+    assert first.status == "pending" and first.attempts == 1 and first.lease_until is not None  # left mid-delivery
+
+    carepath.clock.set(first.lease_until + timedelta(seconds=1))  # its lease ran out: another worker may take it
+    drain(deliverer(carepath))
+    assert [r.message_id for r in receiver.received] == [expected[0], *expected]  # at least once, same id
+    assert [r.message_id for r in receiver.accepted] == expected
+    assert {row.status for row in outbox(carepath)} == {"delivered"}
+
+
+@pytest.mark.slow
+def test_postgresql_restarted_mid_delivery_loses_nothing(restartable_postgres: PrivateServer,  # noqa: F811
+                                                         receiver: Receiver) -> None:
+    private_postgres = restartable_postgres
+    url = private_postgres.url
+    app = CarePath(Settings(database_url=url, pathways_dir=TESTS / "pathways"), ManualClock(START), upgrade=True)
+    try:
+        app.catalog.sync_library()
+        subscribe(app, receiver, ("task.ready",))
+        for n in range(5):
+            app.instances.start("test_careplan", f"SYN-02{n:02d}", "system:ehr", {"age": 60})
+        expected = [row.message_id for row in outbox(app)]
+        assert len(expected) == 5
+        receiver.hold = True
+        sender = deliverer(app)
+        failures: list[BaseException] = []
+
+        def deliver() -> None:
+            try:
+                sender.run_once()
+            except BaseException as exc:  # noqa: BLE001 - the outage, examined below
+                failures.append(exc)
+
+        thread = threading.Thread(target=deliver)
+        thread.start()
+        _held_then_released(receiver)
+        private_postgres.pg_ctl("-m", "fast", "stop")  # the outcome of the held delivery cannot be written
+        receiver.hold = False
+        receiver.release.set()
+        thread.join(timeout=120)
+        assert len(failures) == 1 and database_unavailable(failures[0])
+        private_postgres.pg_ctl("start")
+
+        app.clock.advance(sender.policy.lease + timedelta(seconds=1))
+        for _ in range(20):  # the pool's dead connections are replaced as they are found
+            try:
+                drain(sender)
+                break
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+        assert {row.status for row in outbox(app)} == {"delivered"}
+    finally:
+        app.close()
+    got = [r.message_id for r in receiver.received]
+    assert set(got) == set(expected) and got.count(expected[0]) == 2  # every event, the cut one again, same id
+    assert [r.message_id for r in receiver.accepted] == expected
