@@ -100,6 +100,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         pathways,
         tasks,
         web,
+        webhooks,
     )
 
     errors.init_app(app)
@@ -107,7 +108,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(_api_only(parsing.reject_unknown_query))
     auth.init_app(app.extensions)
     health.init_app(app)
-    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health):
+    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, webhooks):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)

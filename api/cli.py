@@ -418,7 +418,7 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--role", required=True, type=click.Choice(["system", "clinician", "author", "auditor"]))
+@click.option("--role", required=True, type=click.Choice(["system", "clinician", "author", "auditor", "admin"]))
 @click.option("--label", default="", help="Who or what holds it (shown in listings, not a secret).")
 @click.pass_context
 def token_create(ctx: click.Context, role: str, label: str) -> None:

@@ -12,6 +12,8 @@ Roles (issue 6):
   instance's event trail and its rule evaluations
 * ``author``    -- validate and deploy pathway (and rule) versions, migrate instances to a new version
 * ``auditor``   -- read-only: instances, documents, rule evaluations, event trails and their verification
+* ``admin``     -- manage webhook subscriptions (whose secrets it sees once), their dead letters and
+  replays; nothing clinical (issue 17)
 
 :data:`PERMISSIONS` is the one table the HTTP API (``/v1`` and ``/fhir/R4``) enforces and the role x
 endpoint tests read. What describes the API (``/v1/``, ``/v1/openapi.json``, ``/fhir/R4/metadata``)
@@ -47,7 +49,7 @@ __all__ = [
     "revoke_token",
 ]
 
-ROLES = ("system", "clinician", "author", "auditor")
+ROLES = ("system", "clinician", "author", "auditor", "admin")
 ALL_ROLES = frozenset(ROLES)
 
 # action -> roles allowed. Every API operation names exactly one action.
@@ -67,6 +69,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "care_plans.update": frozenset({"clinician"}),
     "evaluations.read": frozenset({"auditor", "clinician"}),
     "pathways.migrate": frozenset({"author"}),
+    "webhooks.manage": frozenset({"admin"}),  # subscriptions, dead letters, replays
 }
 
 

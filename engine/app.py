@@ -17,7 +17,7 @@ from engine.pathways.versions import PathwayCatalog
 from engine.rules import RuleSetRegistry
 from engine.settings import Settings
 from engine.spiff import patches
-from engine.webhooks import RetryPolicy, WebhookDeliverer
+from engine.webhooks import RetryPolicy, WebhookAdmin, WebhookDeliverer
 
 __all__ = ["CarePath"]
 
@@ -51,6 +51,7 @@ class CarePath:
             max_attempts=settings.webhook_max_attempts, timeout_seconds=settings.webhook_timeout_seconds,
             first_wait=timedelta(seconds=settings.webhook_first_retry_seconds),
             longest_wait=timedelta(seconds=settings.webhook_longest_retry_seconds)))
+        self.webhook_admin = WebhookAdmin(self.sessions, self.clock)
 
     def close(self) -> None:
         self.db.dispose()

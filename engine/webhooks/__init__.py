@@ -4,7 +4,7 @@ Owns: the event catalogue and how each webhook event is derived from a step's tr
 ready tasks (``catalogue``), the outbox rows written in the step's own transaction (``outbox``),
 subscriptions managed by an admin (``subscriptions``), and delivery by the worker -- Standard
 Webhooks signatures, retries with exponential backoff and jitter, dead letters, replay, order per
-instance (``delivery``). docs/webhooks.md is the receiver's guide.
+instance (``delivery``), and the admin's use cases (``admin``). docs/webhooks.md is the receiver's guide.
 
 Payloads carry ids and types only (instance, task, element, pathway version, trail sequence),
 never clinical values or the patient's reference.
@@ -14,6 +14,7 @@ May import: ``engine.db`` and the shared modules (clock, errors, settings). ``en
 referral changes with :func:`note_referral`: nothing here imports them.
 """
 
+from engine.webhooks.admin import MAX_REPLAY_IDS, WebhookAdmin
 from engine.webhooks.catalogue import WEBHOOK_EVENT_TYPES, Notice, StepFacts, derive_notices
 from engine.webhooks.delivery import (
     Attempt,
@@ -34,6 +35,7 @@ from engine.webhooks.subscriptions import (
 )
 
 __all__ = [
+    "MAX_REPLAY_IDS",
     "WEBHOOK_EVENT_TYPES",
     "Attempt",
     "DeliveryInfo",
@@ -43,6 +45,7 @@ __all__ = [
     "SubscriptionInfo",
     "Transport",
     "UrllibTransport",
+    "WebhookAdmin",
     "WebhookDeliverer",
     "add_subscription",
     "dead_letters",
