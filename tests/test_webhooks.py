@@ -337,3 +337,60 @@ def test_postgresql_restarted_mid_delivery_loses_nothing(restartable_postgres: P
     got = [r.message_id for r in receiver.received]
     assert set(got) == set(expected) and got.count(expected[0]) == 2  # every event, the cut one again, same id
     assert [r.message_id for r in receiver.accepted] == expected
+
+
+# --- the command line and the worker's loop -----------------------------------------------------------
+
+
+def test_the_command_line_adds_lists_dead_letters_replays_and_removes(carepath: CarePath, test_settings: Settings,
+                                                                      receiver: Receiver) -> None:
+    from click.testing import CliRunner
+
+    from api.cli import main
+
+    runner = CliRunner()
+    env = {"CAREPATH_DATABASE_URL": test_settings.database_url,
+           "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir)}
+    refused = runner.invoke(main, ["webhooks", "add", "ftp://x/", "--event", "task.ready"], env=env)
+    assert refused.exit_code == 1 and "/url" in refused.output
+    added = runner.invoke(main, ["webhooks", "add", receiver.url, "--event", "task.ready"], env=env)
+    assert added.exit_code == 0, added.output
+    secret = added.stdout.strip().splitlines()[-1]
+    assert secret.startswith("whsec_")
+    receiver.secret = secret
+    listed = runner.invoke(main, ["webhooks", "list"], env=env)
+    subscription = listed.stdout.split()[0]
+    assert subscription.startswith("whsub_") and receiver.url in listed.stdout and secret not in listed.output
+
+    carepath.instances.start("test_careplan", PATIENT, "system:ehr", {"age": 54})
+    receiver.fail_next = 1
+    assert [a.outcome for a in deliverer(carepath, max_attempts=1).run_once()] == ["dead"]
+    dead = runner.invoke(main, ["webhooks", "dead-letters"], env=env)
+    delivery_id, message_id = dead.stdout.split()[:2]
+    assert "task.ready" in dead.stdout and "HTTP 503" in dead.stdout
+    replayed = runner.invoke(main, ["webhooks", "replay", delivery_id], env=env)
+    assert replayed.exit_code == 0 and "1 delivery(ies) due again" in replayed.output
+    carepath.clock.set(datetime.now(UTC) + timedelta(minutes=1))  # the command ran on the real clock
+    drain(deliverer(carepath))
+    assert [r.message_id for r in receiver.accepted] == [message_id]
+    removed = runner.invoke(main, ["webhooks", "remove", subscription], env=env)
+    assert removed.exit_code == 0 and runner.invoke(main, ["webhooks", "list"], env=env).stdout == ""
+
+
+def test_the_worker_loop_delivers_after_firing_timers(carepath: CarePath, receiver: Receiver) -> None:
+    from engine.instances.worker import run_worker
+
+    subscribe(carepath, receiver, ("instance.completed",))
+    carepath.instances.start("test_timer_p1d", PATIENT, "system:ehr")
+    carepath.clock.advance(timedelta(days=2))
+    run_worker(carepath.instances, worker_id="w", once=True, deliver=lambda: len(carepath.webhooks.run_once()))
+    assert [r.body["type"] for r in receiver.accepted] == ["instance.completed"]
+
+
+def test_webhook_settings_are_read_and_checked() -> None:
+    settings = Settings.from_env({"CAREPATH_WEBHOOK_MAX_ATTEMPTS": "3", "CAREPATH_WEBHOOK_TIMEOUT_SECONDS": "2.5"})
+    assert (settings.webhook_max_attempts, settings.webhook_timeout_seconds) == (3, 2.5)
+    with pytest.raises(ValueError, match="CAREPATH_WEBHOOK_MAX_ATTEMPTS"):
+        Settings.from_env({"CAREPATH_WEBHOOK_MAX_ATTEMPTS": "many"})
+    with pytest.raises(ValueError, match="positive"):
+        Settings.from_env({"CAREPATH_WEBHOOK_MAX_ATTEMPTS": "0"})
