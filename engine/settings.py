@@ -161,7 +161,7 @@ class Settings:
     fhir_patient_identifier: str = PATIENT_IDENTIFIERS[0]
     # Webhook delivery (engine.webhooks, docs/webhooks.md): attempts before a delivery is dead-lettered,
     # the HTTP timeout, and the first and longest wait between attempts (exponential, with jitter).
-    webhook_max_attempts: int = 8
+    webhook_max_attempts: int = 12
     webhook_timeout_seconds: float = 10.0
     webhook_first_retry_seconds: float = 30.0
     webhook_longest_retry_seconds: float = 6 * 3600.0

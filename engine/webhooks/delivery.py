@@ -64,7 +64,7 @@ class RetryPolicy:
         ValueError: a bound that is not positive, or a longest wait shorter than the first.
     """
 
-    max_attempts: int = 8
+    max_attempts: int = 12
     first_wait: timedelta = timedelta(seconds=30)
     longest_wait: timedelta = timedelta(hours=6)
     timeout_seconds: float = 10.0
