@@ -501,7 +501,7 @@ def webhooks_add(ctx: click.Context, url: str, events: tuple[str, ...], descript
 def webhooks_list(ctx: click.Context, show_all: bool) -> None:
     """List subscriptions: id, created, removed, event types, URL (never a secret)."""
     carepath = _carepath(ctx)
-    found = carepath.webhook_admin.list(include_removed=show_all)
+    found = carepath.webhook_admin.subscriptions(include_removed=show_all)
     for s in found:
         removed = s.removed_at.isoformat(timespec="seconds") if s.removed_at else "-"
         click.echo(f"{s.id:<24}{s.created_at.isoformat(timespec='seconds'):<27}{removed:<27}"
@@ -537,7 +537,7 @@ def webhooks_dead_letters(ctx: click.Context, subscription_id: str | None) -> No
 
 
 @webhooks.command("replay")
-@click.argument("delivery_ids", nargs=-1, type=click.IntRange(min=1))
+@click.argument("delivery_ids", nargs=-1, type=click.IntRange(min=1, max=2**31 - 1))
 @click.option("--subscription", "subscription_id", default=None,
               help="Instead of ids: this subscription's dead and delivered deliveries (with --since/--until).")
 @click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]), default=None, help="UTC.")

@@ -233,7 +233,8 @@ _WEBHOOK_SCHEMAS: dict[str, Any] = {
         "description": "Dead letters by id, or a subscription's dead and delivered deliveries made in [since, until)",
         "oneOf": [
             _obj(["delivery_ids"], {"delivery_ids": {"type": "array", "minItems": 1, "maxItems": MAX_REPLAY_IDS,
-                                                     "items": {"type": "integer", "minimum": 1}}}),
+                                                     "items": {"type": "integer", "minimum": 1,
+                                                               "maximum": 2**31 - 1}}}),
             _obj(["subscription_id"], {"subscription_id": {"type": "string", "pattern": "^whsub_[0-9a-f]{16}$"},
                                        "since": _DATE_TIME, "until": _DATE_TIME}),
         ]},

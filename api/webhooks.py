@@ -25,7 +25,7 @@ SUBSCRIPTION_ID = r"^whsub_[0-9a-f]{16}$"
 @bp.get("/subscriptions")
 @requires("webhooks.manage")
 def list_subscriptions() -> dict[str, Any]:
-    return {"items": [info.as_dict() for info in carepath().webhook_admin.list()]}
+    return {"items": [info.as_dict() for info in carepath().webhook_admin.subscriptions()]}
 
 
 @bp.post("/subscriptions")

@@ -254,6 +254,9 @@ def test_subscriptions_refuse_bad_input_and_never_show_the_secret(carepath: Care
     with unit_of_work(carepath.sessions) as session, pytest.raises(NotFoundError):
         remove_subscription(session, subscription, carepath.clock)
     assert deliverer(carepath).run_once() == [] and receiver.received == []
+    with unit_of_work(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
+        replay(session, carepath.clock, delivery_ids=[2**63])  # a driver would overflow on it
+    assert [p.field for p in refused.value.problems] == ["/delivery_ids"]
 
 
 # --- a worker killed mid-delivery, a database restarted mid-delivery --------------------------------

@@ -14,9 +14,10 @@ May import: ``engine.db`` and the shared modules (clock, errors, settings). ``en
 referral changes with :func:`note_referral`: nothing here imports them.
 """
 
-from engine.webhooks.admin import MAX_REPLAY_IDS, WebhookAdmin
+from engine.webhooks.admin import WebhookAdmin
 from engine.webhooks.catalogue import WEBHOOK_EVENT_TYPES, Notice, StepFacts, derive_notices
 from engine.webhooks.delivery import (
+    MAX_REPLAY_IDS,
     Attempt,
     DeliveryInfo,
     RetryPolicy,

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import Clock
 from engine.db.session import read_only, unit_of_work
-from engine.webhooks.delivery import DeliveryInfo, dead_letters, replay
+from engine.webhooks.delivery import MAX_REPLAY_IDS, DeliveryInfo, dead_letters, replay
 from engine.webhooks.subscriptions import (
     SubscriptionInfo,
     add_subscription,
@@ -17,9 +17,7 @@ from engine.webhooks.subscriptions import (
     remove_subscription,
 )
 
-__all__ = ["WebhookAdmin"]
-
-MAX_REPLAY_IDS = 1000
+__all__ = ["MAX_REPLAY_IDS", "WebhookAdmin"]
 
 
 class WebhookAdmin:
@@ -32,7 +30,7 @@ class WebhookAdmin:
         with unit_of_work(self.sessions) as session:
             return add_subscription(session, url, event_types, self.clock, description)
 
-    def list(self, include_removed: bool = False) -> list[SubscriptionInfo]:
+    def subscriptions(self, include_removed: bool = False) -> list[SubscriptionInfo]:
         with read_only(self.sessions) as session:
             return list_subscriptions(session, include_removed=include_removed)
 

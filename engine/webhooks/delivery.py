@@ -47,13 +47,15 @@ from engine.db.session import unit_of_work
 from engine.errors import InvalidInputError, Problem
 from engine.webhooks.outbox import PENDING
 
-__all__ = ["Attempt", "DeliveryInfo", "RetryPolicy", "Transport", "UrllibTransport", "WebhookDeliverer",
+__all__ = ["MAX_REPLAY_IDS", "Attempt", "DeliveryInfo", "RetryPolicy", "Transport", "UrllibTransport", "WebhookDeliverer",
            "dead_letters", "replay"]
 
 _log = logging.getLogger("carepath.webhooks")
 DELIVERED, DEAD = "delivered", "dead"
 _MAX_ANSWER_BYTES = 64 * 1024  # read (and dropped) so the connection closes cleanly
 _USER_AGENT = "CarePath-Webhooks/1"
+MAX_REPLAY_IDS = 1000
+_MAX_ID = 2**31 - 1  # the id column's range on both databases
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,10 @@ def replay(session: Session, clock: Clock, *, delivery_ids: list[int] | None = N
     if (delivery_ids is None) == (subscription_id is None):
         raise InvalidInputError("name the deliveries to replay: their ids, or a subscription and a time range",
                                 [Problem("give delivery_ids or subscription_id (with since/until)", field="/")])
+    if delivery_ids is not None and (len(delivery_ids) > MAX_REPLAY_IDS
+                                     or not all(1 <= i <= _MAX_ID for i in delivery_ids)):
+        raise InvalidInputError("delivery ids are out of range", [Problem(
+            f"at most {MAX_REPLAY_IDS} ids, each from 1 to {_MAX_ID}", field="/delivery_ids")])
     if since is not None and until is not None and until <= since:
         raise InvalidInputError("the range ends before it starts", [Problem("must be after since", field="/until")])
     query = (select(WebhookDelivery)
