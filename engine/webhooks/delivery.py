@@ -47,8 +47,8 @@ from engine.db.session import unit_of_work
 from engine.errors import InvalidInputError, Problem
 from engine.webhooks.outbox import PENDING
 
-__all__ = ["MAX_REPLAY_IDS", "Attempt", "DeliveryInfo", "RetryPolicy", "Transport", "UrllibTransport", "WebhookDeliverer",
-           "dead_letters", "replay"]
+__all__ = ["MAX_REPLAY_IDS", "Attempt", "DeliveryInfo", "RetryPolicy", "Transport", "UrllibTransport",
+           "WebhookDeliverer", "dead_letters", "replay"]
 
 _log = logging.getLogger("carepath.webhooks")
 DELIVERED, DEAD = "delivered", "dead"
