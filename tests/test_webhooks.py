@@ -397,3 +397,26 @@ def test_webhook_settings_are_read_and_checked() -> None:
         Settings.from_env({"CAREPATH_WEBHOOK_MAX_ATTEMPTS": "many"})
     with pytest.raises(ValueError, match="positive"):
         Settings.from_env({"CAREPATH_WEBHOOK_MAX_ATTEMPTS": "0"})
+
+
+def test_on_postgresql_a_worker_skips_what_another_is_claiming(carepath: CarePath, receiver: Receiver) -> None:
+    if carepath.settings.is_sqlite:
+        pytest.skip("row locks are PostgreSQL's; on SQLite the single writer serialises claims")
+    subscribe(carepath, receiver, ("task.ready",))
+    for n in range(2):
+        carepath.instances.start("test_careplan", f"SYN-03{n:02d}", "system:ehr", {"age": 54})
+    first, second = outbox(carepath)
+    done = threading.Event()
+    attempts: list[Any] = []
+    with carepath.sessions() as other:  # another worker, inside its claim of the first delivery
+        other.execute(select(WebhookDelivery).where(WebhookDelivery.id == first.id).with_for_update())
+
+        def claim() -> None:
+            attempts.extend(deliverer(carepath).run_once())
+            done.set()
+
+        threading.Thread(target=claim, daemon=True).start()
+        finished = done.wait(timeout=60)  # without SKIP LOCKED it would wait for the other's commit
+        other.rollback()
+    assert finished and [a.message_id for a in attempts] == [second.message_id]
+    assert [r.message_id for r in receiver.accepted] == [second.message_id]
