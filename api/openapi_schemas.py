@@ -236,7 +236,8 @@ _WEBHOOK_SCHEMAS: dict[str, Any] = {
                                                      "items": {"type": "integer", "minimum": 1,
                                                                "maximum": 2**31 - 1}}}),
             _obj(["subscription_id"], {"subscription_id": {"type": "string", "pattern": "^whsub_[0-9a-f]{16}$"},
-                                       "since": _DATE_TIME, "until": _DATE_TIME}),
+                                       "since": {**_DATE_TIME, "maxLength": 40},
+                                       "until": {**_DATE_TIME, "maxLength": 40}}),
         ]},
 }
 

@@ -420,3 +420,17 @@ def test_on_postgresql_a_worker_skips_what_another_is_claiming(carepath: CarePat
         other.rollback()
     assert finished and [a.message_id for a in attempts] == [second.message_id]
     assert [r.message_id for r in receiver.accepted] == [second.message_id]
+
+
+def test_any_failure_of_one_delivery_is_that_deliverys_and_names_no_url(carepath: CarePath,
+                                                                       receiver: Receiver) -> None:
+    class Broken:
+        def post(self, url: str, body: bytes, headers: Any, timeout: float) -> int:
+            raise RuntimeError(f"cannot reach {url}")
+
+    subscribe(carepath, receiver, ("task.ready",))
+    carepath.instances.start("test_careplan", PATIENT, "system:ehr", {"age": 54})
+    sender = WebhookDeliverer(carepath.sessions, carepath.clock, RetryPolicy(), Broken())
+    assert [(a.outcome, a.error) for a in sender.run_once()] == [("retry", "RuntimeError")]
+    (row,) = outbox(carepath)
+    assert row.last_error == "RuntimeError" and receiver.url not in (row.last_error or "")

@@ -28,7 +28,6 @@ never the body, the receiver's answer, the URL or the secret.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import random
 import urllib.request
@@ -192,19 +191,19 @@ class WebhookDeliverer:
         return claimed
 
     def _attempt(self, claimed: _Claimed) -> Attempt:
-        sent_at = self.signing_clock.now()
-        headers = {
-            "content-type": "application/json",
-            "user-agent": _USER_AGENT,
-            "webhook-id": claimed.message_id,
-            "webhook-timestamp": str(int(sent_at.timestamp())),
-            "webhook-signature": Webhook(claimed.secret).sign(claimed.message_id, sent_at, claimed.body),
-        }
         status: int | None = None
         try:
+            sent_at = self.signing_clock.now()
+            headers = {
+                "content-type": "application/json",
+                "user-agent": _USER_AGENT,
+                "webhook-id": claimed.message_id,
+                "webhook-timestamp": str(int(sent_at.timestamp())),
+                "webhook-signature": Webhook(claimed.secret).sign(claimed.message_id, sent_at, claimed.body),
+            }
             status = self.transport.post(claimed.url, claimed.body.encode(), headers, self.policy.timeout_seconds)
             error = None if 200 <= status < 300 else f"HTTP {status}"
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one delivery's failure (network, receiver, a bad secret) is its own
             error = type(exc).__name__  # its text may quote the URL or the receiver's answer
         return self._finish(claimed, status, error)
 
