@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from engine.db.models import WebhookDelivery, WebhookSubscription
@@ -25,6 +25,10 @@ __all__ = ["PENDING", "enqueue", "new_message_id", "note_referral", "take_referr
 PENDING = "pending"
 _REFERRALS = "carepath.webhook_referrals"  # session.info: referral changes noted during the step
 _DELIVERIES = cast(Table, WebhookDelivery.__table__)
+_SUBSCRIPTIONS = cast(Table, WebhookSubscription.__table__)
+_ACTIVE_SUBSCRIPTIONS = (f"SELECT {_SUBSCRIPTIONS.c.id.name}, {_SUBSCRIPTIONS.c.event_types.name} "
+                         f"FROM {_SUBSCRIPTIONS.name} WHERE {_SUBSCRIPTIONS.c.removed_at.name} IS NULL "
+                         f"ORDER BY {_SUBSCRIPTIONS.c.id.name}")
 
 
 def new_message_id() -> str:
@@ -65,10 +69,17 @@ def enqueue(session: Session, steps: list[StepFacts]) -> int:
 
 
 def _active_subscriptions(session: Session) -> list[tuple[str, frozenset[str]]]:
-    found = session.execute(select(WebhookSubscription.id, WebhookSubscription.event_types)
-                            .where(WebhookSubscription.removed_at.is_(None))
-                            .order_by(WebhookSubscription.id)).all()
-    return [(subscription_id, frozenset(json.loads(types))) for subscription_id, types in found]
+    """Read on the driver's cursor, in the step's transaction: through the ORM this statement cost a
+    fifth of a warm step on SQLite (0.45 of 2 ms), on the driver a tenth of that. No parameters, so
+    the same text serves every dialect."""
+    driver: Any = session.connection().connection.driver_connection  # the step's transaction
+    cursor = driver.cursor()
+    try:
+        cursor.execute(_ACTIVE_SUBSCRIPTIONS)
+        found = cursor.fetchall()
+    finally:
+        cursor.close()
+    return [(str(subscription_id), frozenset(json.loads(types))) for subscription_id, types in found]
 
 
 def _row(subscription_id: str, notice: Notice, now: datetime) -> dict[str, Any]:
