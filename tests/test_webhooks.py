@@ -23,7 +23,7 @@ from test_database_outage import private_postgres as restartable_postgres  # noq
 from webhook_receiver import Receiver
 
 from engine import CarePath, ManualClock, Settings
-from engine.db.models import WebhookDelivery
+from engine.db.models import InstanceEvent, WebhookDelivery
 from engine.db.session import database_unavailable, read_only, unit_of_work
 from engine.errors import InvalidInputError, NotFoundError
 from engine.instances.timers import fire_due_timers
@@ -434,3 +434,19 @@ def test_any_failure_of_one_delivery_is_that_deliverys_and_names_no_url(carepath
     assert [(a.outcome, a.error) for a in sender.run_once()] == [("retry", "RuntimeError")]
     (row,) = outbox(carepath)
     assert row.last_error == "RuntimeError" and receiver.url not in (row.last_error or "")
+
+
+def test_a_referral_moved_by_a_clinician_is_told_with_its_new_status(carepath: CarePath, receiver: Receiver) -> None:
+    subscribe(carepath, receiver, ("referral.created", "referral.changed"))
+    instance_id = assess(carepath)
+    created = [json.loads(row.body)["data"] for row in outbox(carepath)]
+    assert {d["event_type"] for d in created} == {"referral.created"} and {d["status"] for d in created} == {"proposed"}
+    item = created[0]["care_plan_item_id"]
+    carepath.care_plans.set_status(instance_id, item, "declined", NURSE)
+    changed = json.loads(outbox(carepath)[-1].body)["data"]
+    assert (changed["event_type"], changed["care_plan_item_id"], changed["status"]) == ("referral.changed", item,
+                                                                                        "declined")
+    with read_only(carepath.sessions) as session:
+        newest = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
+                                 .order_by(InstanceEvent.seq.desc()).limit(1)).one()
+    assert newest.type == "care_plan_updated" and changed["trail_seq"] == newest.seq
