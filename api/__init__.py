@@ -111,6 +111,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         replica,
         tasks,
         web,
+        webhooks,
     )
 
     errors.init_app(app)
@@ -120,7 +121,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(_api_only(parsing.reject_unknown_query))
     auth.init_app(app.extensions, identity)
     health.init_app(app)
-    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log):
+    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log,
+                   webhooks):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)

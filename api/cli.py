@@ -382,7 +382,8 @@ def _is_scenario_dir(path: Path) -> bool:
 @click.pass_context
 def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_id: str | None,
            heartbeat_file: Path | None) -> None:
-    """Fire due timers in a loop. Run several on PostgreSQL to share the work; stop with SIGTERM/Ctrl-C.
+    """Fire due timers and deliver webhooks in a loop. Run several on PostgreSQL to share the work; stop
+    with SIGTERM/Ctrl-C.
 
     Refuses to start (exit 1) when the pathways or rules folder is missing or empty, unless
     CAREPATH_ALLOW_EMPTY_LIBRARY=1. While the database is unreachable it waits and tries again.
@@ -421,7 +422,8 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
                            should_stop=lambda: bool(stopping),
                            report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
                            housekeeping=idempotency.purge_expired, heartbeat=heartbeat.beat,
-                           checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds)
+                           checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds,
+                           deliver=lambda: len(carepath.webhooks.run_once()))
     except KeyboardInterrupt:
         total = None
     finally:
@@ -502,7 +504,7 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--role", required=True, type=click.Choice(["system", "clinician", "author", "auditor"]))
+@click.option("--role", required=True, type=click.Choice(["system", "clinician", "author", "auditor", "admin"]))
 @click.option("--label", default="", help="Who or what holds it (shown in listings, not a secret).")
 @click.option("--expires-in", default=None, metavar="DURATION",
               help="Lifetime as an ISO 8601 duration (P90D, P12W, PT8H); without it, valid until revoked.")
@@ -562,6 +564,97 @@ def token_revoke(ctx: click.Context, token_id: str) -> None:
     except NotFoundError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"token {token_id} revoked")
+
+
+@main.group()
+def webhooks() -> None:
+    """Webhook subscriptions, dead letters and replays (docs/webhooks.md); the worker delivers."""
+
+
+@webhooks.command("add")
+@click.argument("url")
+@click.option("--event", "events", multiple=True, required=True, metavar="TYPE",
+              help="An event type to send (repeat; e.g. task.ready); --event all for every type.")
+@click.option("--description", default="", help="Who receives it (shown in listings).")
+@click.pass_context
+def webhooks_add(ctx: click.Context, url: str, events: tuple[str, ...], description: str) -> None:
+    """Subscribe URL; print the signing secret once (whsec_...): it cannot be shown again."""
+    from engine.errors import InvalidInputError
+    from engine.webhooks import WEBHOOK_EVENT_TYPES
+
+    carepath = _carepath(ctx)
+    wanted = list(WEBHOOK_EVENT_TYPES) if events == ("all",) else list(events)
+    try:
+        info, secret = carepath.webhook_admin.add(url, wanted, description)
+    except InvalidInputError as exc:
+        raise click.ClickException("; ".join(str(p) for p in exc.problems) or exc.message) from exc
+    click.echo(f"subscription {info.id} ({', '.join(info.event_types)}); the secret is shown only now:", err=True)
+    click.echo(secret)
+
+
+@webhooks.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Removed subscriptions too.")
+@click.pass_context
+def webhooks_list(ctx: click.Context, show_all: bool) -> None:
+    """List subscriptions: id, created, removed, event types, URL (never a secret)."""
+    carepath = _carepath(ctx)
+    found = carepath.webhook_admin.subscriptions(include_removed=show_all)
+    for s in found:
+        removed = s.removed_at.isoformat(timespec="seconds") if s.removed_at else "-"
+        click.echo(f"{s.id:<24}{s.created_at.isoformat(timespec='seconds'):<27}{removed:<27}"
+                   f"{','.join(s.event_types)}  {s.url}")
+    click.echo(f"{len(found)} subscription(s)", err=True)
+
+
+@webhooks.command("remove")
+@click.argument("subscription_id")
+@click.pass_context
+def webhooks_remove(ctx: click.Context, subscription_id: str) -> None:
+    """Stop a subscription (whsub_...); its pending deliveries are cancelled."""
+    from engine.errors import NotFoundError
+
+    carepath = _carepath(ctx)
+    try:
+        cancelled = carepath.webhook_admin.remove(subscription_id)
+    except NotFoundError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"subscription {subscription_id} removed; {cancelled} pending delivery(ies) cancelled")
+
+
+@webhooks.command("dead-letters")
+@click.option("--subscription", "subscription_id", default=None, help="Only this subscription's.")
+@click.pass_context
+def webhooks_dead_letters(ctx: click.Context, subscription_id: str | None) -> None:
+    """List deliveries that failed every attempt: id, webhook-id, event type, instance, last error."""
+    carepath = _carepath(ctx)
+    found = carepath.webhook_admin.dead_letters(subscription_id)
+    for d in found:
+        click.echo(f"{d.id:<8}{d.message_id:<38}{d.event_type:<22}{d.instance_id:<38}{d.last_error or '-'}")
+    click.echo(f"{len(found)} dead letter(s)", err=True)
+
+
+@webhooks.command("replay")
+@click.argument("delivery_ids", nargs=-1, type=click.IntRange(min=1, max=2**31 - 1))
+@click.option("--subscription", "subscription_id", default=None,
+              help="Instead of ids: this subscription's dead and delivered deliveries (with --since/--until).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]), default=None, help="UTC.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]), default=None, help="UTC.")
+@click.pass_context
+def webhooks_replay(ctx: click.Context, delivery_ids: tuple[int, ...], subscription_id: str | None,
+                    since: Any, until: Any) -> None:
+    """Deliver again, with the same webhook-id: dead letters by id, or a subscription's range."""
+    from datetime import UTC
+
+    from engine.errors import InvalidInputError
+
+    carepath = _carepath(ctx)
+    try:
+        replayed = carepath.webhook_admin.replay(
+            delivery_ids=list(delivery_ids) or None, subscription_id=subscription_id,
+            since=since.replace(tzinfo=UTC) if since else None, until=until.replace(tzinfo=UTC) if until else None)
+    except InvalidInputError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"{len(replayed)} delivery(ies) due again; the worker sends them")
 
 
 def _checkpointer(carepath: Any) -> Any:

@@ -262,6 +262,31 @@ PATHS: dict[str, Any] = {
                                 _query("why_not", _WHY_CODE, "A code it did not propose (exactly one of the two)")],
                    tag="rules"),
     },
+    "/v1/webhooks/subscriptions": {
+        "get": _op("listWebhookSubscriptions", "Webhook subscriptions (never their secrets)", "webhooks.manage",
+                   {200: _response("Subscriptions, oldest first", "WebhookSubscriptionList")}, tag="webhooks"),
+        "post": _op("addWebhookSubscription", "Subscribe a URL to webhook events; the signing secret is in this "
+                    "answer only", "webhooks.manage",
+                    {201: _response("The subscription and its secret", "NewWebhookSubscription",
+                                    headers=("Location",))}, (400,), body="WebhookSubscriptionRequest",
+                    tag="webhooks"),
+    },
+    "/v1/webhooks/subscriptions/{subscription_id}": {
+        "delete": _op("removeWebhookSubscription", "Stop a subscription; its pending deliveries are cancelled",
+                      "webhooks.manage", {200: _response("Removed", "WebhookSubscriptionRemoved")}, (404,),
+                      [_path("subscription_id", "^[A-Za-z0-9_]{1,40}$")], tag="webhooks"),
+    },
+    "/v1/webhooks/dead-letters": {
+        "get": _op("listWebhookDeadLetters", "Deliveries that failed every attempt, oldest first", "webhooks.manage",
+                   {200: _response("Dead letters", "WebhookDeliveryList")}, (400,),
+                   [_query("subscription_id", {"type": "string", "pattern": "^whsub_[0-9a-f]{16}$"})],
+                   tag="webhooks"),
+    },
+    "/v1/webhooks/replay": {
+        "post": _op("replayWebhooks", "Deliver again (same webhook-id): dead letters, or a subscription's range",
+                    "webhooks.manage", {200: _response("The deliveries due again", "WebhookDeliveryList")},
+                    (400,), body="WebhookReplayRequest", tag="webhooks"),
+    },
 }
 
 DOCUMENT: dict[str, Any] = {
@@ -284,7 +309,7 @@ DOCUMENT: dict[str, Any] = {
         "headers": {
             "X-Request-ID": _header("The request id (the client's when well-formed, else generated)"),
             "ETag": _header('The instance version, quoted: "3"'),
-            "Location": _header("URL of the created instance"),
+            "Location": _header("URL of the created resource"),
             "Content-Language": _header("The document's language: en or sv", {"enum": ["en", "sv"]}),
             "Vary": _header("Accept, Accept-Language"),
         },

@@ -8,6 +8,7 @@ from engine.careplan.service import STATUSES as ITEM_STATUSES
 from engine.careplan.service import next_statuses
 from engine.instances.queries import STATUSES
 from engine.instances.view import PATIENT_REF_PATTERN
+from engine.webhooks import MAX_REPLAY_IDS, WEBHOOK_EVENT_TYPES
 
 PROBLEM_BASE = "https://carepath.dev/problems/"
 # Stable problem types: slug -> title. Clients may switch on the type URI; titles may be reworded.
@@ -197,7 +198,53 @@ _MIGRATION_PROPS: dict[str, Any] = {
         "element": {"type": "string"}, "from": _NULLABLE_STRING, "to": _NULLABLE_STRING})},
 }
 
+_WEBHOOK_SUBSCRIPTION_PROPS: dict[str, Any] = {
+    "id": {"type": "string"}, "url": {"type": "string"},
+    "event_types": {"type": "array", "items": {"enum": list(WEBHOOK_EVENT_TYPES)}},
+    "description": {"type": "string"}, "created_at": _DATE_TIME,
+    "removed_at": {"type": ["string", "null"], "format": "date-time"},
+}
+_WEBHOOK_DELIVERY_PROPS: dict[str, Any] = {
+    "id": {"type": "integer"}, "message_id": {"type": "string", "description": "The webhook-id header"},
+    "subscription_id": {"type": "string"}, "instance_id": {"type": "string"},
+    "event_type": {"enum": list(WEBHOOK_EVENT_TYPES)},
+    "status": {"enum": ["pending", "delivered", "dead", "cancelled"]}, "attempts": {"type": "integer"},
+    "last_error": {**_NULLABLE_STRING, "description": "An HTTP status or an error's type, never a body"},
+    "created_at": _DATE_TIME, "next_attempt_at": _DATE_TIME,
+    "delivered_at": {"type": ["string", "null"], "format": "date-time"},
+}
+_WEBHOOK_SCHEMAS: dict[str, Any] = {
+    "WebhookSubscriptionRequest": _obj(["url", "event_types"], {
+        "url": {"type": "string", "maxLength": 2000, "description": "http:// or https://, no user or password"},
+        "event_types": {"type": "array", "minItems": 1, "maxItems": len(WEBHOOK_EVENT_TYPES),
+                        "items": {"enum": list(WEBHOOK_EVENT_TYPES)}},
+        "description": {"type": "string", "maxLength": 200}}),
+    "WebhookSubscription": _obj(list(_WEBHOOK_SUBSCRIPTION_PROPS), _WEBHOOK_SUBSCRIPTION_PROPS),
+    "NewWebhookSubscription": _obj([*_WEBHOOK_SUBSCRIPTION_PROPS, "secret"], {
+        **_WEBHOOK_SUBSCRIPTION_PROPS,
+        "secret": {"type": "string", "pattern": "^whsec_", "description": "The Standard Webhooks signing secret: "
+                                                                      "shown only in this answer"}}),
+    "WebhookSubscriptionList": _obj(["items"], {"items": {"type": "array",
+                                                          "items": schema_ref("WebhookSubscription")}}),
+    "WebhookSubscriptionRemoved": _obj(["id", "cancelled_deliveries"], {
+        "id": {"type": "string"}, "cancelled_deliveries": {"type": "integer"}}),
+    "WebhookDelivery": _obj(list(_WEBHOOK_DELIVERY_PROPS), _WEBHOOK_DELIVERY_PROPS),
+    "WebhookDeliveryList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("WebhookDelivery")}}),
+    "WebhookReplayRequest": {
+        "description": "Dead letters by id, or a subscription's dead and delivered deliveries made in [since, until)",
+        "oneOf": [
+            _obj(["delivery_ids"], {"delivery_ids": {"type": "array", "minItems": 1, "maxItems": MAX_REPLAY_IDS,
+                                                     "items": {"type": "integer", "minimum": 1,
+                                                               "maximum": 2**31 - 1}}}),
+            _obj(["subscription_id"], {"subscription_id": {"type": "string", "pattern": "^whsub_[0-9a-f]{16}$"},
+                                       "since": {**_DATE_TIME, "maxLength": 40},
+                                       "until": {**_DATE_TIME, "maxLength": 40}}),
+        ]},
+}
+
+
 SCHEMAS: dict[str, Any] = {
+    **_WEBHOOK_SCHEMAS,
     "Problem": _obj(["type", "title", "status", "request_id"], {
         "type": {"type": "string", "enum": [PROBLEM_BASE + slug for slug in PROBLEM_TYPES]},
         "title": {"type": "string"}, "status": {"type": "integer", "minimum": 400, "maximum": 599},

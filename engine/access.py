@@ -17,6 +17,8 @@ Roles (issue 6):
 * ``author``    -- validate and deploy pathway (and rule) versions, migrate instances to a new version
 * ``auditor``   -- read-only: instances, documents, rule evaluations, event trails and their verification,
   and who looked at which patient's records (the access log)
+* ``admin``     -- manage webhook subscriptions (whose secrets it sees once), their dead letters and
+  replays; nothing clinical (issue 17)
 
 :data:`PERMISSIONS` is the one table the HTTP API (``/v1`` and ``/fhir/R4``) enforces and the role x
 endpoint tests read. What describes the API (``/v1/``, ``/v1/openapi.json``, ``/fhir/R4/metadata``)
@@ -55,7 +57,7 @@ __all__ = [
     "token_is_live",
 ]
 
-ROLES = ("system", "clinician", "author", "auditor")
+ROLES = ("system", "clinician", "author", "auditor", "admin")
 ALL_ROLES = frozenset(ROLES)
 
 # action -> roles allowed. Every API operation names exactly one action.
@@ -76,6 +78,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "evaluations.read": frozenset({"auditor", "clinician"}),
     "pathways.migrate": frozenset({"author"}),
     "access_log.read": frozenset({"auditor"}),  # who looked at a patient's records (engine.access_log)
+    "webhooks.manage": frozenset({"admin"}),  # subscriptions, dead letters, replays
 }
 
 

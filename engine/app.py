@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,6 +17,7 @@ from engine.pathways.versions import PathwayCatalog
 from engine.rules import RuleSetRegistry
 from engine.settings import Settings
 from engine.spiff import patches
+from engine.webhooks import RetryPolicy, WebhookAdmin, WebhookDeliverer
 
 __all__ = ["CarePath"]
 
@@ -49,6 +52,12 @@ class CarePath:
         self.rules = rules or RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
         self.instances = PathwayService(settings, self.sessions, self.clock, care_plan_operators(self.rules))
         self.care_plans = CarePlanService(self.sessions, self.clock)
+        # The worker delivers the webhook outbox with it (engine.webhooks, docs/webhooks.md).
+        self.webhooks = WebhookDeliverer(self.sessions, self.clock, RetryPolicy(
+            max_attempts=settings.webhook_max_attempts, timeout_seconds=settings.webhook_timeout_seconds,
+            first_wait=timedelta(seconds=settings.webhook_first_retry_seconds),
+            longest_wait=timedelta(seconds=settings.webhook_longest_retry_seconds)))
+        self.webhook_admin = WebhookAdmin(self.sessions, self.clock)
 
     def close(self) -> None:
         self.db.dispose()

@@ -279,6 +279,28 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
+_WEBHOOK_SETTINGS = {"CAREPATH_WEBHOOK_MAX_ATTEMPTS": ("webhook_max_attempts", int),
+                     "CAREPATH_WEBHOOK_TIMEOUT_SECONDS": ("webhook_timeout_seconds", float),
+                     "CAREPATH_WEBHOOK_FIRST_RETRY_SECONDS": ("webhook_first_retry_seconds", float),
+                     "CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS": ("webhook_longest_retry_seconds", float)}
+
+
+def _webhook_settings(env: Mapping[str, str]) -> dict[str, object]:
+    """``CAREPATH_WEBHOOK_MAX_ATTEMPTS`` and the ``..._SECONDS`` of the timeout and retries.
+
+    Raises:
+        ValueError: a value that is not a number (of the right kind).
+    """
+    found: dict[str, object] = {}
+    for variable, (name, kind) in _WEBHOOK_SETTINGS.items():
+        if env.get(variable):
+            try:
+                found[name] = kind(env[variable])
+            except ValueError as exc:
+                raise ValueError(f"{variable} must be a {'whole ' if kind is int else ''}number") from exc
+    return found
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where CarePath finds its database, pathways and rules.
@@ -331,6 +353,12 @@ class Settings:
     fhir_patient_identifier: str = PATIENT_IDENTIFIERS[0]
     read_database_url: str | None = None
     oidc: OidcSettings | None = None
+    # Webhook delivery (engine.webhooks, docs/webhooks.md): attempts before a delivery is dead-lettered,
+    # the HTTP timeout, and the first and longest wait between attempts (exponential, with jitter).
+    webhook_max_attempts: int = 12
+    webhook_timeout_seconds: float = 10.0
+    webhook_first_retry_seconds: float = 30.0
+    webhook_longest_retry_seconds: float = 6 * 3600.0
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -341,6 +369,9 @@ class Settings:
             raise ValueError("expression limits must be positive")
         if self.checkpoint_seconds <= 0:
             raise ValueError("CAREPATH_CHECKPOINT_SECONDS must be positive")
+        if self.webhook_max_attempts < 1 or min(self.webhook_timeout_seconds, self.webhook_first_retry_seconds) <= 0 \
+                or self.webhook_longest_retry_seconds < self.webhook_first_retry_seconds:
+            raise ValueError("CAREPATH_WEBHOOK_* settings must be positive, the longest retry at least the first")
         if self.trail_key_file is not None:
             self.trail_key()  # a key that is configured but unusable refuses every start
         if self.read_database_url is not None and not (
@@ -400,6 +431,7 @@ class Settings:
         if env.get("CAREPATH_ALLOW_EXAMPLE_DIRECTORY", "").strip().lower() in _TRUE:
             kwargs["allow_example_directory"] = True
         kwargs.update(_trail_settings(env))
+        kwargs.update(_webhook_settings(env))
         if env.get("CAREPATH_FHIR_PATIENT_IDENTIFIER"):
             kwargs["fhir_patient_identifier"] = env["CAREPATH_FHIR_PATIENT_IDENTIFIER"].strip().lower()
         if env.get("CAREPATH_READ_DATABASE_URL"):

@@ -179,7 +179,7 @@ def forged_tokens(fake: FakeProvider, now: datetime) -> dict[str, str]:
         "signature": _tampered(fake, now),
         "signature-other-key": fake.token(now, key=rsa_key()),
         "no_role": fake.token(now, roles=None),
-        "no_role-unmapped": fake.token(now, roles=["nurse", "admin"]),
+        "no_role-unmapped": fake.token(now, roles=["nurse", "superuser"]),
         "several_roles": fake.token(now, roles=["clinician", "author"]),
         "no_staff_id": fake.token(now, sub=None, preferred_username=None),
         "missing_claim": fake.token(now, exp=None),

@@ -6,5 +6,6 @@ pathways call (``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``
 ``carepath.warning_sign``, a reported warning sign looked up in the catalogue).
 
 May import: ``engine.rules``, ``engine.instances`` (the step context operators run in, and the
-store that records their events), ``engine.audit``, ``engine.db`` and the shared modules.
+store that records their events), ``engine.audit``, ``engine.db``, ``engine.webhooks`` (noting referral
+changes for the ``referral.*`` webhooks) and the shared modules.
 """

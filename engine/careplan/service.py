@@ -48,6 +48,7 @@ from engine.errors import (
 from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, load_instance, save_instance
 from engine.rules import Assessment, evaluate_and_record
+from engine.webhooks import note_referral
 
 __all__ = ["STATUSES", "CarePlanItem", "CarePlanNote", "CarePlanService", "care_plan_operators", "next_statuses"]
 
@@ -114,6 +115,8 @@ def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, A
                             rules=json.dumps(list(rules)), status=status, created_at=now, updated_at=now,
                             updated_by="engine")
         context.session.add(item)
+        if kind == "referral":
+            note_referral(context.session, context.instance.id, item.id, status, created=True)
         created.append({"id": item.id, "kind": kind, "code": code, "service": service, "urgency": urgency,
                         "status": status, "rules": list(rules)})
     version = registry.current(ruleset).version
@@ -136,7 +139,7 @@ def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str
         try:
             item = _item(context.session, context.instance.id, item_id)
             if not (decision == "agreed" and _already_acted_on(item)):
-                _move(item, decision, context.actor, context.clock.now())
+                _move(context.session, item, decision, context.actor, context.clock.now())
         except (NotFoundError, ConflictError, InvalidInputError) as exc:
             problems.append(Problem(exc.message, field=f"/decisions/{item_id}"))
             continue
@@ -170,7 +173,7 @@ def _referrals_sent(context: StepContext, task: Any, params: dict[str, Any]) -> 
     for item_id in sorted(set(item_ids)):
         item = _item(context.session, context.instance.id, item_id)
         if item.kind == "referral" and item.status == "agreed":
-            _move(item, "referred", context.actor, now)
+            _move(context.session, item, "referred", context.actor, now)
             referred.append(item_id)
     context.record("care_plan_updated", task.task_spec.bpmn_id, {"referred": len(referred)})
     return {"referred": referred}
@@ -188,13 +191,15 @@ def _item(session: Session, instance_id: str, item_id: str) -> CarePlanItem:
     return item
 
 
-def _move(item: CarePlanItem, status: str, actor: str, at: datetime) -> None:
+def _move(session: Session, item: CarePlanItem, status: str, actor: str, at: datetime) -> None:
     if status not in STATUSES:
         raise InvalidInputError("unknown care plan status", [Problem(f"must be one of {', '.join(STATUSES)}",
                                                                      field="/status")])
     if status not in _NEXT[item.status]:
         raise ConflictError(f"a {item.status} item cannot become {status}")
     item.status, item.updated_at, item.updated_by = status, at, actor
+    if item.kind == "referral":  # told to webhook subscribers when the step is written (engine.webhooks)
+        note_referral(session, item.instance_id, item.id, status, created=False)
 
 
 @dataclass(frozen=True)
@@ -243,7 +248,7 @@ class CarePlanService:
             instance = load_instance(session, instance_id)
             item = _item(session, instance_id, item_id)
             now = self.clock.now()
-            _move(item, status, actor, now)
+            _move(session, item, status, actor, now)
             # The item, the instance's new revision and its event: one guarded write (the store).
             append_event(session, instance, "care_plan_updated", at=now, actor=actor,
                          pathway_version=instance.pathway_version,

@@ -1,5 +1,6 @@
 """Every table CarePath owns, in one module: pathway versions, instances and their event trail, care
-plan items and notes, rule versions and evaluations, API tokens and idempotency records.
+plan items and notes, rule versions and evaluations, API tokens and idempotency records, webhook
+subscriptions and their outbox of deliveries.
 
 The modules that own each aggregate's behaviour (``engine.careplan``, ``engine.rules.store``,
 ``engine.access``, ``engine.idempotency``) import their tables from here, so ``db`` imports none of them.
@@ -18,7 +19,8 @@ from sqlalchemy.types import TypeDecorator
 from engine.db.base import Base
 
 __all__ = ["AccessRecord", "ApiToken", "CarePlanItem", "CarePlanNote", "IdempotencyRecord", "InstanceEvent",
-           "PathwayInstance", "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord", "UTCDateTime"]
+           "PathwayInstance", "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord", "UTCDateTime",
+           "WebhookDelivery", "WebhookSubscription"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -245,3 +247,53 @@ class AccessRecord(Base):
     instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     patient_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
     request_id: Mapped[str] = mapped_column(String(128))
+
+
+class WebhookSubscription(Base):
+    """A receiver of webhook events (engine.webhooks): where, which event types, and the secret that signs.
+
+    ``secret`` (``whsec_...``, Standard Webhooks) is kept as given: signing needs the key itself, so it
+    cannot be hashed like a token's. It is shown once at creation and never returned or logged after.
+    A removed subscription keeps its row (its deliveries name it); ``removed_at`` says since when.
+    """
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[str] = mapped_column(Text)  # JSON list of event type names
+    secret: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one webhook event for one subscription, written in the transaction of the step that
+    caused it, then delivered (and retried) by the worker.
+
+    ``message_id`` is the ``webhook-id`` a receiver de-duplicates on: the same on every attempt and
+    replay. ``body`` is the JSON sent (ids and types only). ``lease_until``: a worker is delivering it
+    until then; a worker that died mid-delivery leaves it to be taken again once that time passes.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_subscription_instance", "subscription_id", "instance_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(40), unique=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.id"))
+    instance_id: Mapped[str] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(12))  # pending | delivered | dead | cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # What the last attempt got: an HTTP status or an error's type, never a response body.
+    last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

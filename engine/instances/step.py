@@ -161,7 +161,7 @@ class Step:
             incident = _run(action, self.workflow, now.isoformat())
         for timer in watch.fired() if watch is not None else ():
             # Timers are the system's doing, whoever's step happened to run them.
-            self.context.record("timer_fired", timer.element, {"due_at": timer.due_at})
+            self.context.record("timer_fired", timer.element, timer.details())
         for event_type, element, payload in self.context.events:
             actor = SYSTEM_ACTOR if event_type == "timer_fired" and watch is not None else None
             self.record(event_type, element=element, payload=payload, actor=actor)

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from engine.audit import seal_events, take_pending_events
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.errors import NotFoundError, StaleVersionError
+from engine.webhooks import StepFacts, enqueue, take_referrals
 
 __all__ = ["ConflictMapper", "InstanceRecord", "insert_instances", "load_instance", "load_spec", "save_instance"]
 
@@ -69,6 +70,8 @@ class InstanceRecord:
     created_at: datetime
     updated_at: datetime
     ready_tasks: str | None = None  # JSON summary for work lists (engine.spiff.workflows.ready_task_summary)
+    # The summary as read or last written: what a save compares ``ready_tasks`` with (``task.ready`` webhooks).
+    saved_ready_tasks: str | None = None
 
 
 Converter = Callable[[Any], Any]
@@ -173,7 +176,7 @@ def load_instance(session: Session, instance_id: str) -> InstanceRecord:
     values = dict(zip(_COLUMNS, row[:-1], strict=True))
     for name in ("next_due_at", "created_at", "updated_at"):
         values[name] = sql.from_db(values[name])
-    return InstanceRecord(**values, pathway_version=row[-1])
+    return InstanceRecord(**values, pathway_version=row[-1], saved_ready_tasks=values["ready_tasks"])
 
 
 def load_spec(session: Session, version_id: int) -> str:
@@ -218,6 +221,7 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
     record.revision += 1
     if not together:
         _write_events(driver, sql, events)
+    _enqueue_webhooks(session, [record], events)
 
 
 def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
@@ -229,6 +233,19 @@ def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
     session.connection().execute(insert(_INSTANCES), rows)
     session.flush()
     _write_events(driver, sql, events)
+    _enqueue_webhooks(session, records, events)
+
+
+def _enqueue_webhooks(session: Session, records: list[InstanceRecord], events: list[dict[str, Any]]) -> None:
+    """The webhook deliveries of the step (engine.webhooks), in its transaction: none if it rolls back."""
+    steps = [StepFacts(record.id, record.pathway_id, record.pathway_version, record.updated_at,
+                       [event for event in events if event["instance_id"] == record.id],
+                       record.saved_ready_tasks, record.ready_tasks, take_referrals(session, record.id),
+                       record.event_seq)
+             for record in records]
+    enqueue(session, steps)
+    for record in records:
+        record.saved_ready_tasks = record.ready_tasks
 
 
 def _pending_events(session: Session, sql: _Statements, stored: list[InstanceRecord]) -> list[dict[str, Any]]:

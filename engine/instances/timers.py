@@ -171,7 +171,7 @@ def _fire_next(service: PathwayService, now: datetime, worker_id: str, passed: s
 
         def record(timer: FiredTimer) -> None:
             # Appended after the workflow has run, before a "completed" event.
-            step.context.record("timer_fired", timer.element, {"due_at": timer.due_at, "worker": worker_id})
+            step.context.record("timer_fired", timer.element, {**timer.details(), "worker": worker_id})
 
         step.advance(lambda: run_due_timers(step.workflow, record), watch_timers=False)
         if not has_pending_events(session, instance_id):

@@ -1,4 +1,4 @@
-"""The timer worker's loop: fire due timers in batches until stopped, with housekeeping between.
+"""The worker's loop: fire due timers in batches until stopped, deliver webhooks, with housekeeping between.
 
 The loop outlives the database: when it cannot be reached (a restart, a failover, a network cut),
 :func:`run_worker` waits -- 1 s, then 2, 4, ... up to ``max_wait`` -- and tries again, so a
@@ -32,12 +32,16 @@ def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, int
                housekeeping: Callable[[], object] | None = None, housekeeping_seconds: float = 600.0,
                heartbeat: Callable[[], None] | None = None, first_wait: float = 1.0, max_wait: float = 60.0,
                checkpoint: Callable[[], object] | None = None, checkpoint_seconds: float = 3600.0,
+               deliver: Callable[[], int] | None = None,
                once_attempts: int = 5, sleep: Callable[[float], None] = time.sleep) -> int:
     """Fire due timers until stopped; with ``once``, until nothing is due. Returns instances advanced.
 
     ``housekeeping`` (e.g. purging expired idempotency records) runs when the worker starts and
     then at most every ``housekeeping_seconds``, between batches; ``checkpoint`` (exporting the
     event trail's checkpoint, :mod:`engine.audit`) likewise every ``checkpoint_seconds``.
+    ``deliver`` (the webhook outbox's deliverer, :mod:`engine.webhooks`) runs after the timers on
+    every turn and returns how many attempts it made; the loop goes round again at once while it
+    finds work, as it does for a full batch of timers.
     ``heartbeat`` is called on every turn of the loop, waiting for the database included (a
     supervisor's liveness check: the process is alive and not stuck). While the database is
     unreachable the loop waits ``first_wait`` seconds, doubling up to ``max_wait``, and tries
@@ -62,6 +66,7 @@ def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, int
                 checkpoint()
                 next_checkpoint = time.monotonic() + checkpoint_seconds
             advanced = fire_due_timers(service, limit=batch, worker_id=worker_id, backoff=backoff)
+            attempted = deliver() if deliver is not None else 0
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
@@ -80,7 +85,7 @@ def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, int
         total += advanced
         if advanced and report is not None:
             report(advanced)
-        if advanced == batch:
+        if advanced == batch or attempted:
             continue  # more may be due right now
         if once:
             break

@@ -13,6 +13,7 @@ from typing import Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.util.task import TaskState
 
 from engine.spiff.patches import cycle_occurrence
@@ -24,8 +25,20 @@ _COMPLETED = TaskState.COMPLETED
 
 @dataclass(frozen=True)
 class FiredTimer:
+    """A timer that fired: its element and due time; for a timer on the boundary of a task a person
+    must complete, that task (it is overdue: the ``task.overdue`` webhook, engine.webhooks)."""
+
     element: str
     due_at: str | None
+    overdue_task: str | None = None
+    overdue_element: str | None = None
+
+    def details(self) -> dict[str, str | None]:
+        """The ``timer_fired`` event's payload (ids and times only)."""
+        found: dict[str, str | None] = {"due_at": self.due_at}
+        if self.overdue_task is not None:
+            found.update(overdue_task=self.overdue_task, overdue_element=self.overdue_element)
+        return found
 
 
 def run_due_timers(workflow: Any, record: Callable[[FiredTimer], None], max_rounds: int = 50) -> None:
@@ -91,13 +104,27 @@ def _fired_timer(task: Any) -> FiredTimer | None:
     whose timer branch was taken (the gateway keeps its branches' timers, LIBRARY_NOTES)."""
     definition = getattr(task.task_spec, "event_definition", None)
     if isinstance(definition, TimerEventDefinition) and not isinstance(definition, CycleTimerEventDefinition):
-        return FiredTimer(task.task_spec.bpmn_id or task.task_spec.name, _due(task.internal_data.get("event_value")))
+        attached = _attached_task(task)
+        return FiredTimer(task.task_spec.bpmn_id or task.task_spec.name, _due(task.internal_data.get("event_value")),
+                          str(attached.id) if attached is not None else None,
+                          (attached.task_spec.bpmn_id or attached.task_spec.name) if attached is not None else None)
     if isinstance(definition, MultipleEventDefinition):
         for event in task.internal_data.get("seen_events", []):
             if isinstance(event.event_definition, TimerEventDefinition):
                 index = definition.event_definitions.index(event.event_definition)
                 branch = task.task_spec.outputs[index]
                 return FiredTimer(branch.bpmn_id or branch.name, _due(task.internal_data.get("event_value")))
+    return None
+
+
+def _attached_task(task: Any) -> Any | None:
+    """The task a person must complete that a boundary timer is attached to, if it is one: the
+    boundary event's sibling under SpiffWorkflow's split that is not itself a boundary event."""
+    if not isinstance(task.task_spec, BoundaryEvent) or task.parent is None:
+        return None
+    for sibling in task.parent.children:
+        if not isinstance(sibling.task_spec, BoundaryEvent):
+            return sibling if sibling.task_spec.manual else None
     return None
 
 

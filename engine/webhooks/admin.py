@@ -1,0 +1,51 @@
+"""What an admin does with webhooks, one unit of work per use case: the API (api/webhooks.py) and
+the command line (``carepath webhooks ...``) call these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.clock import Clock
+from engine.db.session import read_only, unit_of_work
+from engine.webhooks.delivery import MAX_REPLAY_IDS, DeliveryInfo, dead_letters, replay
+from engine.webhooks.subscriptions import (
+    SubscriptionInfo,
+    add_subscription,
+    list_subscriptions,
+    remove_subscription,
+)
+
+__all__ = ["MAX_REPLAY_IDS", "WebhookAdmin"]
+
+
+class WebhookAdmin:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self.sessions = sessions
+        self.clock = clock
+
+    def add(self, url: str, event_types: list[str], description: str = "") -> tuple[SubscriptionInfo, str]:
+        """A new subscription and its secret, shown only now. Raises: InvalidInputError (every field named)."""
+        with unit_of_work(self.sessions) as session:
+            return add_subscription(session, url, event_types, self.clock, description)
+
+    def subscriptions(self, include_removed: bool = False) -> list[SubscriptionInfo]:
+        with read_only(self.sessions) as session:
+            return list_subscriptions(session, include_removed=include_removed)
+
+    def remove(self, subscription_id: str) -> int:
+        """Returns the deliveries cancelled. Raises: NotFoundError."""
+        with unit_of_work(self.sessions) as session:
+            return remove_subscription(session, subscription_id, self.clock)
+
+    def dead_letters(self, subscription_id: str | None = None, limit: int = 100) -> list[DeliveryInfo]:
+        with read_only(self.sessions) as session:
+            return dead_letters(session, subscription_id, limit)
+
+    def replay(self, *, delivery_ids: list[int] | None = None, subscription_id: str | None = None,
+               since: datetime | None = None, until: datetime | None = None) -> list[DeliveryInfo]:
+        """Raises: InvalidInputError (see :func:`engine.webhooks.delivery.replay`)."""
+        with unit_of_work(self.sessions) as session:
+            return replay(session, self.clock, delivery_ids=delivery_ids, subscription_id=subscription_id,
+                          since=since, until=until)

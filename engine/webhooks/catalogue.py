@@ -1,0 +1,118 @@
+"""The webhook event catalogue, and how a step's events become webhook events (:class:`Notice`).
+
+Nothing here reads the database: a step's facts -- the trail events it appended, the ready tasks
+before and after it, the referrals it created or moved (:class:`StepFacts`) -- go in, the webhook
+events come out. Each names the trail event it came from (``trail_seq``), so a receiver can read
+more through the API (``GET /v1/instances/{id}/events``) with its own token.
+
+==========================  ================================================================
+``task.ready``              a task a person must complete became ready (ready tasks compared
+                            before and after the step)
+``task.overdue``            a timer on the boundary of a task a person must complete fired
+                            (``timer_fired`` whose payload names ``overdue_task``)
+``emergency.opened``        an assessment's rules referred an emergency at once
+                            (``rules_evaluated`` with ``emergency_referred``)
+``referral.created``        a referral was added to the care plan
+``referral.changed``        a referral's status moved (agreed, referred, completed, declined)
+``assessment.completed``    a needs assessment was evaluated against its rules (``rules_evaluated``)
+``incident.opened``         the instance stopped in an incident (``error``)
+``instance.completed``      the instance finished (``completed``)
+==========================  ================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["WEBHOOK_EVENT_TYPES", "Notice", "ReferralChange", "StepFacts", "derive_notices"]
+
+WEBHOOK_EVENT_TYPES = ("task.ready", "task.overdue", "emergency.opened", "referral.created", "referral.changed",
+                       "assessment.completed", "incident.opened", "instance.completed")
+
+
+@dataclass(frozen=True)
+class ReferralChange:
+    item_id: str
+    status: str
+    created: bool
+
+
+@dataclass
+class StepFacts:
+    """What one step did to one instance, as the store is about to write it."""
+
+    instance_id: str
+    pathway_id: str
+    pathway_version: str
+    at: datetime
+    events: list[dict[str, Any]]  # the trail events of this instance, sealed (seq, type, element, payload...)
+    ready_before: str | None  # the ready-task summaries (JSON) before and after the step
+    ready_after: str | None
+    referrals: list[ReferralChange] = field(default_factory=list)
+    trail_seq: int = 0  # the newest event of the instance after the step
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One webhook event: its type and its ``data`` (ids and types only)."""
+
+    type: str
+    instance_id: str
+    at: datetime
+    data: dict[str, Any]
+
+    def body(self) -> str:
+        """The JSON a receiver gets (the Standard Webhooks payload shape: type, timestamp, data)."""
+        return json.dumps({"type": self.type, "timestamp": self.at.isoformat(), "data": self.data},
+                          sort_keys=True, separators=(",", ":"))
+
+
+def derive_notices(facts: StepFacts) -> list[Notice]:
+    """The webhook events of one step, in trail order; ready tasks and referrals last."""
+    base = {"instance_id": facts.instance_id, "pathway_id": facts.pathway_id,
+            "pathway_version": facts.pathway_version}
+    notices: list[Notice] = []
+
+    def add(event_type: str, seq: int, **data: Any) -> None:
+        notices.append(Notice(event_type, facts.instance_id, facts.at,
+                              {**base, "event_type": event_type, "trail_seq": seq, **data}))
+
+    for event in facts.events:
+        seq, element = int(event["seq"]), event.get("element")
+        payload = _payload(event)
+        kind = event["type"]
+        if kind == "error":
+            add("incident.opened", seq, element=element, error_type=payload.get("kind"))
+        elif kind == "completed":
+            add("instance.completed", seq)
+        elif kind == "rules_evaluated":
+            evaluation = payload.get("evaluation_id")
+            add("assessment.completed", seq, element=element, evaluation_id=evaluation)
+            if payload.get("emergency_referred"):
+                add("emergency.opened", seq, element=element, evaluation_id=evaluation)
+        elif kind == "timer_fired" and payload.get("overdue_task"):
+            add("task.overdue", seq, task_id=payload["overdue_task"], element=payload.get("overdue_element"),
+                timer_element=element)
+    for change in facts.referrals:
+        add("referral.created" if change.created else "referral.changed", facts.trail_seq,
+            care_plan_item_id=change.item_id, status=change.status)
+    before = {task["id"] for task in _tasks(facts.ready_before)}
+    for task in _tasks(facts.ready_after):
+        if task["id"] not in before:
+            add("task.ready", facts.trail_seq, task_id=task["id"], element=task.get("element"),
+                task_kind=task.get("kind"))
+    return notices
+
+
+def _payload(event: dict[str, Any]) -> dict[str, Any]:
+    payload = event.get("payload")
+    found = json.loads(payload) if isinstance(payload, str) else payload
+    return found if isinstance(found, dict) else {}
+
+
+def _tasks(summary: str | None) -> list[dict[str, Any]]:
+    tasks = json.loads(summary) if summary else []
+    return [task for task in tasks if isinstance(task, dict) and "id" in task]

@@ -1,0 +1,311 @@
+"""Delivering the outbox: claimed by the worker, signed, POSTed, retried, dead-lettered, replayed.
+
+**Claim.** :meth:`WebhookDeliverer.run_once` takes up to ``batch`` due deliveries in one short
+transaction -- on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED``, so several workers share the
+outbox and never take the same row; on SQLite the database's single writer (``BEGIN IMMEDIATE``)
+serialises workers -- and gives each a lease (``lease_until``) before committing. The HTTP request
+runs outside any transaction; its outcome is written in another. A worker killed mid-delivery
+leaves the row pending under its lease: once the lease runs out another worker takes it again, with
+the same ``webhook-id`` (delivery is at least once; receivers de-duplicate on that id).
+
+**Order.** A delivery is due only when no earlier delivery of the same instance to the same
+subscription is still pending (waiting, leased or retrying): an instance's events reach a receiver
+in the order they happened. A dead letter no longer holds the later ones back.
+
+**Retries.** A failed attempt (no answer within the timeout, a network error, any status but 2xx;
+redirects are not followed) is tried again after an exponentially growing wait with jitter: the
+``n``-th wait is between half and all of ``first_wait * 2**(n-1)``, capped at ``longest_wait``.
+After ``max_attempts`` the delivery is dead-lettered; an admin can replay it (:func:`replay`).
+
+**Signing.** Standard Webhooks (the ``standardwebhooks`` package): ``webhook-id``,
+``webhook-timestamp`` and ``webhook-signature`` (``v1,`` HMAC-SHA256 of ``id.timestamp.body``).
+The timestamp is the real time of the attempt (``signing_clock``), which receivers compare with
+their own clock to refuse replays, even when the engine's clock is a sandbox's.
+
+What is logged or stored of an attempt: ids, the event type, the HTTP status or the error's type;
+never the body, the receiver's answer, the URL or the secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
+from standardwebhooks import Webhook
+
+from engine.clock import Clock, SystemClock
+from engine.db.models import WebhookDelivery, WebhookSubscription
+from engine.db.session import unit_of_work
+from engine.errors import InvalidInputError, Problem
+from engine.webhooks.outbox import PENDING
+
+__all__ = ["MAX_REPLAY_IDS", "Attempt", "DeliveryInfo", "RetryPolicy", "Transport", "UrllibTransport",
+           "WebhookDeliverer", "dead_letters", "replay"]
+
+_log = logging.getLogger("carepath.webhooks")
+DELIVERED, DEAD = "delivered", "dead"
+_MAX_ANSWER_BYTES = 64 * 1024  # read (and dropped) so the connection closes cleanly
+_USER_AGENT = "CarePath-Webhooks/1"
+MAX_REPLAY_IDS = 1000
+_MAX_ID = 2**31 - 1  # the id column's range on both databases
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How deliveries are retried (settings ``CAREPATH_WEBHOOK_*``, docs/webhooks.md).
+
+    Raises:
+        ValueError: a bound that is not positive, or a longest wait shorter than the first.
+    """
+
+    max_attempts: int = 12
+    first_wait: timedelta = timedelta(seconds=30)
+    longest_wait: timedelta = timedelta(hours=6)
+    timeout_seconds: float = 10.0
+    batch: int = 20
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.batch < 1:
+            raise ValueError("webhook max attempts and batch must be at least 1")
+        if self.timeout_seconds <= 0 or self.first_wait <= timedelta(0) or self.longest_wait < self.first_wait:
+            raise ValueError("webhook timeout and waits must be positive, the longest wait at least the first")
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claimed delivery is left to its worker: longer than any attempt can take (the
+        timeout bounds the connection and each read, so a few of them, plus a margin)."""
+        return timedelta(seconds=4 * self.timeout_seconds + 30)
+
+    def wait(self, attempts: int, rng: random.Random) -> timedelta:
+        """The wait after the ``attempts``-th failed attempt: exponential, with equal jitter."""
+        base = min(self.longest_wait, self.first_wait * 2 ** min(attempts - 1, 30))
+        return base / 2 + base / 2 * rng.random()
+
+
+class Transport(Protocol):
+    """Sends one POST. Returns the HTTP status; raises OSError (timeouts included) or
+    http.client.HTTPException when no status came back."""
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int: ...
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a 3xx is an answer like any other non-2xx: the attempt failed
+
+
+class UrllibTransport:
+    """The standard library's HTTP client: bounded timeout, no redirects, the environment's proxy."""
+
+    def __init__(self) -> None:
+        self._opener = urllib.request.build_opener(_NoRedirects())
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
+        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+        try:
+            with self._opener.open(request, timeout=timeout) as answer:
+                answer.read(_MAX_ANSWER_BYTES)
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return int(exc.code)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt came to: ``delivered``, ``retry`` (at ``next_attempt_at``), ``dead``, or
+    ``superseded`` (the lease had run out and another worker took the delivery meanwhile)."""
+
+    delivery_id: int
+    message_id: str
+    outcome: str
+    http_status: int | None
+    error: str | None
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    message_id: str
+    subscription_id: str
+    event_type: str
+    attempts: int
+    body: str
+    url: str
+    secret: str
+
+
+class WebhookDeliverer:
+    """Delivers due outbox rows (the worker calls :meth:`run_once` on every turn of its loop).
+
+    ``clock`` schedules (due times, leases, backoff); ``signing_clock`` stamps what is sent.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, policy: RetryPolicy | None = None,
+                 transport: Transport | None = None, *, signing_clock: Clock | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.policy = policy or RetryPolicy()
+        self.transport = transport or UrllibTransport()
+        self.signing_clock = signing_clock or SystemClock()
+        self.rng = rng or random.Random()
+
+    def run_once(self) -> list[Attempt]:
+        """Claim the due deliveries (at most ``batch``) and attempt each once.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the database is unreachable (what was claimed stays
+                leased and is taken again once the lease runs out).
+        """
+        return [self._attempt(claimed) for claimed in self._claim()]
+
+    def _claim(self) -> list[_Claimed]:
+        delivery, earlier = WebhookDelivery, aliased(WebhookDelivery)
+        with unit_of_work(self.sessions) as session:
+            now = self.clock.now()
+            waiting_behind = exists().where(earlier.subscription_id == delivery.subscription_id,
+                                            earlier.instance_id == delivery.instance_id,
+                                            earlier.status == PENDING, earlier.id < delivery.id)
+            query = (select(delivery, WebhookSubscription.url, WebhookSubscription.secret)
+                     .join(WebhookSubscription, WebhookSubscription.id == delivery.subscription_id)
+                     .where(delivery.status == PENDING, delivery.next_attempt_at <= now,
+                            or_(delivery.lease_until.is_(None), delivery.lease_until <= now),
+                            WebhookSubscription.removed_at.is_(None), ~waiting_behind)
+                     .order_by(delivery.id).limit(self.policy.batch)
+                     .with_for_update(skip_locked=True, of=delivery))
+            claimed = []
+            for row, url, secret in session.execute(query).all():
+                row.attempts += 1
+                row.lease_until = now + self.policy.lease
+                claimed.append(_Claimed(row.id, row.message_id, row.subscription_id, row.event_type, row.attempts,
+                                        row.body, url, secret))
+        return claimed
+
+    def _attempt(self, claimed: _Claimed) -> Attempt:
+        status: int | None = None
+        try:
+            sent_at = self.signing_clock.now()
+            headers = {
+                "content-type": "application/json",
+                "user-agent": _USER_AGENT,
+                "webhook-id": claimed.message_id,
+                "webhook-timestamp": str(int(sent_at.timestamp())),
+                "webhook-signature": Webhook(claimed.secret).sign(claimed.message_id, sent_at, claimed.body),
+            }
+            status = self.transport.post(claimed.url, claimed.body.encode(), headers, self.policy.timeout_seconds)
+            error = None if 200 <= status < 300 else f"HTTP {status}"
+        except Exception as exc:  # noqa: BLE001 - one delivery's failure (network, receiver, a bad secret) is its own
+            error = type(exc).__name__  # its text may quote the URL or the receiver's answer
+        return self._finish(claimed, status, error)
+
+    def _finish(self, claimed: _Claimed, status: int | None, error: str | None) -> Attempt:
+        with unit_of_work(self.sessions) as session:
+            now = self.clock.now()
+            values: dict[str, Any] = {"lease_until": None, "last_error": error}
+            next_at = None
+            if error is None:
+                outcome = DELIVERED
+                values.update(status=DELIVERED, delivered_at=now)
+            elif claimed.attempts >= self.policy.max_attempts:
+                outcome = DEAD
+                values.update(status=DEAD)
+            else:
+                outcome, next_at = "retry", now + self.policy.wait(claimed.attempts, self.rng)
+                values.update(next_attempt_at=next_at)
+            # Only while the claim is still ours: the same attempt count, still pending.
+            result = session.execute(update(WebhookDelivery)
+                                     .where(WebhookDelivery.id == claimed.id, WebhookDelivery.status == PENDING,
+                                            WebhookDelivery.attempts == claimed.attempts)
+                                     .values(**values).execution_options(synchronize_session=False))
+            if not getattr(result, "rowcount", 0):
+                outcome, next_at = "superseded", None
+        _log.info("webhook %s (%s, subscription %s, attempt %d): %s%s", claimed.message_id, claimed.event_type,
+                  claimed.subscription_id, claimed.attempts, outcome, f" ({error})" if error else "")
+        return Attempt(claimed.id, claimed.message_id, outcome, status, error, next_at)
+
+
+@dataclass(frozen=True)
+class DeliveryInfo:
+    """One outbox row as an admin sees it (never its body's signature or the subscription's secret)."""
+
+    id: int
+    message_id: str
+    subscription_id: str
+    instance_id: str
+    event_type: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        found = dict(self.__dict__)
+        for name in ("created_at", "next_attempt_at", "delivered_at"):
+            found[name] = found[name].isoformat() if found[name] else None
+        return found
+
+
+def _info(row: WebhookDelivery) -> DeliveryInfo:
+    return DeliveryInfo(row.id, row.message_id, row.subscription_id, row.instance_id, row.event_type, row.status,
+                        row.attempts, row.last_error, row.created_at, row.next_attempt_at, row.delivered_at)
+
+
+def dead_letters(session: Session, subscription_id: str | None = None, limit: int = 100) -> list[DeliveryInfo]:
+    """Dead-lettered deliveries, oldest first."""
+    query = select(WebhookDelivery).where(WebhookDelivery.status == DEAD).order_by(WebhookDelivery.id).limit(limit)
+    if subscription_id is not None:
+        query = query.where(WebhookDelivery.subscription_id == subscription_id)
+    return [_info(row) for row in session.scalars(query)]
+
+
+def replay(session: Session, clock: Clock, *, delivery_ids: list[int] | None = None,
+           subscription_id: str | None = None, since: datetime | None = None,
+           until: datetime | None = None) -> list[DeliveryInfo]:
+    """Deliver again, each with the ``webhook-id`` it had (a receiver that kept it may ignore it):
+    the dead letters named by ``delivery_ids``, or every dead or delivered one of ``subscription_id``
+    created in ``[since, until)``. They are due at once, with a fresh count of attempts, and hold an
+    instance's later deliveries back until they are through (order). Deliveries of removed
+    subscriptions are not replayed. Returns those replayed.
+
+    Raises:
+        InvalidInputError: neither ids nor a subscription given, or both; a range that ends before it starts.
+    """
+    if (delivery_ids is None) == (subscription_id is None):
+        raise InvalidInputError("name the deliveries to replay: their ids, or a subscription and a time range",
+                                [Problem("give delivery_ids or subscription_id (with since/until)", field="/")])
+    if delivery_ids is not None and (len(delivery_ids) > MAX_REPLAY_IDS
+                                     or not all(1 <= i <= _MAX_ID for i in delivery_ids)):
+        raise InvalidInputError("delivery ids are out of range", [Problem(
+            f"at most {MAX_REPLAY_IDS} ids, each from 1 to {_MAX_ID}", field="/delivery_ids")])
+    if since is not None and until is not None and until <= since:
+        raise InvalidInputError("the range ends before it starts", [Problem("must be after since", field="/until")])
+    query = (select(WebhookDelivery)
+             .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+             .where(WebhookSubscription.removed_at.is_(None)).order_by(WebhookDelivery.id))
+    if delivery_ids is not None:
+        query = query.where(WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.status == DEAD)
+    else:
+        query = query.where(WebhookDelivery.subscription_id == subscription_id,
+                            WebhookDelivery.status.in_((DEAD, DELIVERED)))
+        if since is not None:
+            query = query.where(WebhookDelivery.created_at >= since)
+        if until is not None:
+            query = query.where(WebhookDelivery.created_at < until)
+    now = clock.now()
+    rows = list(session.scalars(query.with_for_update(of=WebhookDelivery)))
+    for row in rows:
+        row.status, row.attempts, row.next_attempt_at = PENDING, 0, now
+        row.lease_until = row.last_error = row.delivered_at = None
+    session.flush()
+    return [_info(row) for row in rows]
