@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
     "SERVICE_DIRECTORY": None,  # None: the bundled EXAMPLE directory (the numbers documents print)
     "ALLOW_EXAMPLE_DIRECTORY": False,  # production on the example directory anyway (a demonstration server)
     "FHIR_PATIENT_IDENTIFIER": None,  # None: nhs-number; or personnummer (docs/fhir.md)
+    "ALLOW_CONCURRENT_INSTANCES": False,  # a patient may run a pathway more than once at a time
+    "SANDBOX": False,  # the deployment's own clock, moved by POST /v1/sandbox/clock (engine/sandbox.py)
     "CLOCK": None,  # tests pass a ManualClock
     # The web app's session cookie (api/web/auth.py): signed with SECRET_KEY (CAREPATH_SECRET_KEY; without
     # one a random key per start, so sign-ins end with a restart), HttpOnly, SameSite=Lax, Secure over TLS.
@@ -69,7 +71,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.from_mapping(test_config)
     names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY", "ENV", "SERVICE_DIRECTORY",
-             "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER")
+             "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER", "ALLOW_CONCURRENT_INSTANCES", "SANDBOX")
     settings = Settings.from_env({f"CAREPATH_{name}": str(app.config[name]) for name in names if app.config[name]})
     app.config["DATABASE_URL"] = settings.database_url
     engine = CarePath(settings, app.config["CLOCK"], upgrade=True)

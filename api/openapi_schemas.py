@@ -18,6 +18,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "body-too-large": "The request body is too large",
     "input-invalid": "The input is not valid",
     "task-data-invalid": "The task data does not match the task's form",
+    "start-data-invalid": "The data does not match the pathway's start data schema",
     "diagram-invalid": "The diagram is not valid",
     "rule-file-invalid": "The rule file is not valid",
     "unsafe-expression": "An expression is outside the safe language",
@@ -30,6 +31,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "stale-version": "The instance version in If-Match is not the current one",
     "instance-changed": "The instance was changed by another request",
     "task-not-ready": "The task is not ready",
+    "instance-exists": "The patient already has a running instance of this pathway (see Location)",
     "instance-state-conflict": "The instance is not in a state for this",
     "message-not-deliverable": "No instance is waiting for this message",
     "not-ready": "The service is not ready",
@@ -209,6 +211,15 @@ SCHEMAS: dict[str, Any] = {
         "main_file": {"type": "string"}, "deployed_at": _DATE_TIME, "deployed_by": {"type": "string"},
         "latest": {"type": "boolean"},
     }),
+    "Pathway": _obj(["pathway_id", "version", "title", "main_file", "deployed_at", "deployed_by", "latest",
+                     "start_schema"], {
+        "pathway_id": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"},
+        "main_file": {"type": "string"}, "deployed_at": _DATE_TIME, "deployed_by": {"type": "string"},
+        "latest": {"type": "boolean"},
+        "start_schema": {"type": ["object", "null"],
+                         "description": "The JSON Schema the start data must pass (null: the pathway declares "
+                                        "none, and any object is accepted); also in this document as "
+                                        "StartData.<pathway_id>"}}),
     "PathwayVersionList": _obj(["items"], {
         "items": {"type": "array", "items": schema_ref("PathwayVersion")},
         "warnings": {"type": "array", "items": schema_ref("LocatedProblem"),
@@ -289,9 +300,19 @@ SCHEMAS: dict[str, Any] = {
         "pathway_id": {"type": "string", "pattern": NAME_PATTERN},
         "patient_ref": {"type": "string", "pattern": PATIENT_REF,
                         "description": "An external patient identifier (MRN, system id), never a name"},
-        "data": {"type": "object", "description": "Initial pathway data"}}),
+        "data": {"type": "object", "description": "Initial pathway data: must pass the pathway's start data "
+                                                  "schema (GET /v1/pathways/{pathway_id}; in the served "
+                                                  "document, StartData.<pathway_id>), else 422 "
+                                                  "start-data-invalid naming every field"}}),
     "CompleteRequest": _obj(["data"], {"data": {"type": "object", "description": "Must pass the task's form"}}),
     "LifecycleRequest": _obj([], {"reason": {"type": "string", "maxLength": 500}}),
+    "DataCorrection": {**_obj(["data", "reason"], {
+        "data": {"type": "object", "minProperties": 1, "maxProperties": 50,
+                 "description": "The fields to set (with a start data schema: only its fields; the instance's "
+                                "values, corrected, must pass it)"},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 500,
+                   "description": "Why; recorded in the event trail with a digest of the change (never the values)"}}),
+        "description": "A clinician's correction of an instance's data. Nothing runs; retry an incident after it."},
     "CarePlanItemUpdate": {**_obj(["status"], {"status": {
         "enum": sorted({s for status in ITEM_STATUSES for s in next_statuses(status)}, key=ITEM_STATUSES.index),
         "description": "The status to move the item to"}}),

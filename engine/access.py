@@ -9,7 +9,7 @@ Roles (issue 6):
 * ``system``    -- integrating systems (EHR, patient app): start pathways, advance tasks, send messages,
   read care plans and summaries (patient apps show them)
 * ``clinician`` -- complete tasks, read instances and care plans, move care plan items on, read an
-  instance's event trail and its rule evaluations
+  instance's event trail and its rule evaluations, correct an instance's data (with a reason)
 * ``author``    -- validate and deploy pathway (and rule) versions, migrate instances to a new version
 * ``auditor``   -- read-only: instances, documents, rule evaluations, event trails and their verification
 
@@ -65,6 +65,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.verify": frozenset({"auditor"}),
     "documents.read": frozenset({"system", "clinician", "auditor"}),  # care plan, end of treatment summary
     "care_plans.update": frozenset({"clinician"}),
+    "instances.correct": frozenset({"clinician"}),  # correct an instance's data, with a reason
     "evaluations.read": frozenset({"auditor", "clinician"}),
     "pathways.migrate": frozenset({"author"}),
 }
