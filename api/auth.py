@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 
 from flask import current_app, g, request
 
-from engine.access import Principal, authenticate, authorize
+from engine.access import Principal, acting_for, authenticate, authorize
 from engine.db.session import read_only
 from engine.errors import InvalidTokenError
 
@@ -69,7 +69,11 @@ def _authenticated() -> Principal:
 def requires(action: str) -> Callable[[View], View]:
     """Wrap a view: authenticate the bearer token, then check the role may perform ``action``.
 
-    Raises (through the view): InvalidTokenError (401), PermissionDeniedError (403).
+    An ``X-On-Behalf-Of: <staff id>`` header names the member of staff a system token acts for; the
+    event trail records both (:func:`engine.access.acting_for`).
+
+    Raises (through the view): InvalidTokenError (401), PermissionDeniedError (403: also a token of
+    another role sending X-On-Behalf-Of), InvalidInputError (400: a malformed staff id).
     """
 
     def decorate(view: View) -> View:
@@ -77,6 +81,9 @@ def requires(action: str) -> Callable[[View], View]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = _authenticated()
             authorize(principal, action)
+            staff_id = request.headers.get("X-On-Behalf-Of")
+            if staff_id is not None:  # a system token acting for a member of staff (engine.access)
+                principal = acting_for(principal, staff_id)
             g.principal = principal
             return view(*args, **kwargs)
 

@@ -143,8 +143,10 @@ _CARE_PLAN_PROPS: dict[str, Any] = {
 }
 _SUMMARY_DOCUMENT_PROPS: dict[str, Any] = {
     "safety": _SAFETY,
-    "summary": _obj(["written_on", "written_by", "recorded_by", "course_completed_on", "due_by", "on_time"], {
+    "summary": _obj(["written_on", "written_by", "recorded_by", "recorded_for", "course_completed_on", "due_by",
+                     "on_time"], {
         "written_on": _NULLABLE_STRING, "written_by": _NULLABLE_OBJECT, "recorded_by": _NULLABLE_STRING,
+        "recorded_for": {**_NULLABLE_STRING, "description": "The staff id the recording system token acted for"},
         "course_completed_on": _NULLABLE_STRING, "due_by": _NULLABLE_STRING, "on_time": {"type": ["boolean", "null"]}}),
     "diagnosis": _DIAGNOSIS, "treatments_received": _OBJECTS, "completed_on": _NULLABLE_STRING,
     "ongoing_treatment": _OBJECTS, "effects_to_watch_for": _STRINGS,
@@ -239,9 +241,12 @@ SCHEMAS: dict[str, Any] = {
     "InstancePage": _obj(["items", "next_cursor"], {
         "items": {"type": "array", "items": schema_ref("InstanceSummary")}, "next_cursor": _NULLABLE_STRING}),
     "Delivery": _obj(["delivered"], {"delivered": {"type": "array", "items": schema_ref("Instance")}}),
-    "Event": _obj(["seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
+    "Event": _obj(["seq", "type", "at", "actor", "on_behalf_of", "pathway_version", "element", "task_id", "payload",
                    "prev_hash", "hash"], {
-        "seq": {"type": "integer"}, "type": {"type": "string"}, "at": _DATE_TIME, "actor": {"type": "string"},
+        "seq": {"type": "integer"}, "type": {"type": "string"}, "at": _DATE_TIME,
+        "actor": {"type": "string", "description": "The token that acted: <role>:<token id>, or engine"},
+        "on_behalf_of": {**_NULLABLE_STRING, "description": "The staff id a system token acted for "
+                                                           "(X-On-Behalf-Of), covered by the event's hash"},
         "pathway_version": {"type": "string"}, "element": _NULLABLE_STRING, "task_id": _NULLABLE_STRING,
         "payload": {"type": "object"}, "prev_hash": {"type": "string"}, "hash": {"type": "string"}}),
     "EventList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("Event")}}),

@@ -20,8 +20,10 @@ needs no token.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -30,16 +32,20 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.audit import on_behalf_of
 from engine.clock import Clock
 from engine.db.models import ApiToken
 from engine.errors import InvalidInputError, InvalidTokenError, NotFoundError, PermissionDeniedError, Problem
 
 __all__ = [
+    "ACTING_FOR_ROLES",
     "PERMISSIONS",
     "ROLES",
+    "STAFF_ID_PATTERN",
     "ApiToken",
     "Principal",
     "TokenInfo",
+    "acting_for",
     "authenticate",
     "authorize",
     "create_token",
@@ -71,18 +77,45 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
+# X-On-Behalf-Of: an integrating system (an EHR, a patient app's back end) names the member of staff
+# it acts for. A person's own token (clinician, author, auditor) acts for its holder and never for
+# another: naming someone else would put words in their mouth in the trail.
+ACTING_FOR_ROLES = frozenset({"system"})
+# A staff identifier (a directory reference, an employee number, an SDS user id): no spaces, no names.
+STAFF_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
+_STAFF_ID = re.compile(STAFF_ID_PATTERN)
+
+
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller."""
+    """The authenticated caller, and the member of staff a system token acts for (if it says)."""
 
     role: str
     token_id: str
     label: str
+    on_behalf_of: str | None = None
 
     @property
     def actor(self) -> str:
-        """How the caller is named in the event trail (never a secret)."""
-        return f"{self.role}:{self.token_id}"
+        """How the caller is named in the event trail (never a secret): the token, and the member
+        of staff it acts for (:func:`engine.audit.on_behalf_of`)."""
+        return on_behalf_of(f"{self.role}:{self.token_id}", self.on_behalf_of)
+
+
+def acting_for(principal: Principal, staff_id: str) -> Principal:
+    """The principal acting for ``staff_id`` (the ``X-On-Behalf-Of`` header).
+
+    Raises:
+        PermissionDeniedError: the token's role may not act for someone (only system tokens may).
+        InvalidInputError: ``staff_id`` is not a staff identifier (1-64 letters, digits, ``. _ : @ -``).
+    """
+    if principal.role not in ACTING_FOR_ROLES:
+        raise PermissionDeniedError(f"a {principal.role} token acts for its holder: only system tokens may send "
+                                    "X-On-Behalf-Of")
+    if not _STAFF_ID.match(staff_id):
+        raise InvalidInputError("X-On-Behalf-Of must be a staff identifier", [Problem(
+            "1-64 letters, digits or . _ : @ - (a staff identifier, never a name)", field="X-On-Behalf-Of")])
+    return dataclasses.replace(principal, on_behalf_of=staff_id)
 
 
 def _digest(secret: str) -> str:

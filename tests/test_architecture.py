@@ -144,7 +144,7 @@ SHARED = {"settings", "clock", "errors", "calendar"}
 # docs/architecture.md's table: engine package -> the engine packages it may import (besides SHARED).
 ALLOWED = {
     "app": {"careplan", "db", "instances", "pathways", "rules", "spiff"},
-    "documents": {"app", "db", "instances", "rules"},
+    "documents": {"app", "audit", "db", "instances", "rules"},
     "fhir": {"app", "careplan", "db", "documents", "instances", "rules"},
     "demo": {"app", "db", "instances"},
     "careplan": {"audit", "db", "instances", "rules"},
@@ -155,7 +155,7 @@ ALLOWED = {
     "expressions": set(),
     "rules": {"db"},
     "audit": {"db"},
-    "access": {"db"},
+    "access": {"audit", "db"},
     "idempotency": {"db"},
     "db": set(),
     "settings": set(), "clock": set(), "errors": set(), "calendar": set(),
