@@ -100,16 +100,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         messages,
         parsing,
         pathways,
+        sandbox,
         tasks,
         web,
     )
 
     errors.init_app(app)
     app.after_request(_protect_response)
+    app.after_request(sandbox.mark_response)
     app.before_request(_api_only(parsing.reject_unknown_query))
     auth.init_app(app.extensions)
     health.init_app(app)
-    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health):
+    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, sandbox):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)

@@ -226,6 +226,11 @@ PATHS: dict[str, Any] = {
         "post": _op("retryInstance", "Run the failed step of an instance in error again", "instances.manage",
                     _INSTANCE, (404, 409, 412), [_INSTANCE_ID, _IF_MATCH], tag="instances"),
     },
+    "/v1/sandbox/clock": {
+        "post": _op("advanceSandboxClock", "Move a sandbox deployment's clock forward (404 outside a sandbox)",
+                    "sandbox.clock", {200: _response("The clock after the move", "SandboxClock")}, (404,),
+                    body="SandboxAdvance", tag="sandbox"),
+    },
     "/v1/pathways/{pathway_id}/migrate": {
         "post": _op("migratePathway", "Move running and suspended instances to the pathway's newest version",
                     "pathways.migrate", {200: _response(

@@ -311,6 +311,12 @@ SCHEMAS: dict[str, Any] = {
                                                   "start-data-invalid naming every field"}}),
     "CompleteRequest": _obj(["data"], {"data": {"type": "object", "description": "Must pass the task's form"}}),
     "LifecycleRequest": _obj([], {"reason": {"type": "string", "maxLength": 500}}),
+    "SandboxAdvance": _obj(["advance"], {"advance": {
+        "type": "string", "maxLength": 40, "examples": ["P3M", "P2W", "P1DT12H"],
+        "description": "A positive ISO 8601 duration (months and years by the calendar); at most 1,830 days at a "
+                       "time, and the clock at most 36,600 days ahead of the real time"}}),
+    "SandboxClock": _obj(["now", "offset_seconds"], {
+        "now": _DATE_TIME, "offset_seconds": {"type": "number", "description": "How far ahead of the real time"}}),
     "DataCorrection": {**_obj(["data", "reason"], {
         "data": {"type": "object", "minProperties": 1, "maxProperties": 50,
                  "description": "The fields to set (with a start data schema: only its fields; the instance's "

@@ -72,6 +72,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "documents.read": frozenset({"system", "clinician", "auditor"}),  # care plan, end of treatment summary
     "care_plans.update": frozenset({"clinician"}),
     "instances.correct": frozenset({"clinician"}),  # correct an instance's data, with a reason
+    "sandbox.clock": frozenset({"author"}),  # move a sandbox deployment's clock forward (engine.sandbox)
     "evaluations.read": frozenset({"auditor", "clinician"}),
     "pathways.migrate": frozenset({"author"}),
 }

@@ -143,7 +143,7 @@ def test_engine_never_imports_flask_or_the_api() -> None:
 SHARED = {"settings", "clock", "errors", "calendar"}
 # docs/architecture.md's table: engine package -> the engine packages it may import (besides SHARED).
 ALLOWED = {
-    "app": {"careplan", "db", "instances", "pathways", "rules", "spiff"},
+    "app": {"careplan", "db", "instances", "pathways", "rules", "sandbox", "spiff"},
     "documents": {"app", "audit", "db", "instances", "rules"},
     "fhir": {"app", "careplan", "db", "documents", "instances", "rules"},
     "demo": {"app", "db", "instances"},
@@ -157,6 +157,7 @@ ALLOWED = {
     "audit": {"db"},
     "access": {"audit", "db"},
     "idempotency": {"db"},
+    "sandbox": {"db", "instances"},
     "db": set(),
     "settings": set(), "clock": set(), "errors": set(), "calendar": set(),
 }

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -19,7 +19,7 @@ from engine.db.base import Base
 
 __all__ = ["ACTIVE_STATUSES", "ApiToken", "CarePlanItem", "CarePlanNote", "IdempotencyRecord", "InstanceEvent",
            "PathwayInstance", "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord",
-           "UTCDateTime"]
+           "SandboxClockState", "UTCDateTime"]
 
 # Statuses of an instance that has not ended (engine.instances.view.Status): one per patient and pathway.
 ACTIVE_STATUSES = ("running", "suspended", "error")
@@ -236,3 +236,14 @@ class RuleEvaluationRecord(Base):
     fired: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
 
+
+class SandboxClockState(Base):
+    """A sandbox deployment's own clock (``CAREPATH_SANDBOX=1``, engine.sandbox): real time plus an
+    offset that only grows. One row; absent until the sandbox first starts."""
+
+    __tablename__ = "sandbox_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

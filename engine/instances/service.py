@@ -41,7 +41,7 @@ from engine.instances.store import (
     is_second_active_instance,
     load_instance,
 )
-from engine.instances.view import InstanceView, Status, instance_view, validate_patient_ref
+from engine.instances.view import SYNTHETIC_PREFIX, InstanceView, Status, instance_view, validate_patient_ref
 from engine.settings import Settings
 from engine.spiff import workflows
 
@@ -135,6 +135,9 @@ class PathwayService:
         """
         for patient_ref in patient_refs:
             validate_patient_ref(patient_ref)
+            if self.settings.sandbox and not patient_ref.startswith(SYNTHETIC_PREFIX):
+                raise InvalidInputError("a sandbox runs synthetic patients only", [Problem(
+                    f"must start with {SYNTHETIC_PREFIX} in sandbox mode (engine.sandbox)", field="/patient_ref")])
         if len(set(patient_refs)) != len(patient_refs):
             raise InvalidInputError("a patient is named twice", [Problem("each patient once", field="/patient_refs")])
         if data is not None and not isinstance(data, dict):

@@ -1,4 +1,4 @@
-"""pathway_versions.start_schema, one active instance per patient and pathway
+"""pathway_versions.start_schema, one active instance per patient and pathway, the sandbox clock
 
 Revision ID: 0007
 Revises: 0005
@@ -27,9 +27,18 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('one_per_patient', sa.Boolean(), server_default=sa.text('true'), nullable=False))
     op.create_index('uq_pathway_instances_one_active', 'pathway_instances', ['patient_ref', 'pathway_id'],
                     unique=True, sqlite_where=sa.text(_ACTIVE), postgresql_where=sa.text(_ACTIVE))
+    op.create_table(
+        'sandbox_clock',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('offset_seconds', sa.Float(), nullable=False),
+        sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('sandbox_clock')
     op.drop_index('uq_pathway_instances_one_active', table_name='pathway_instances')
     with op.batch_alter_table('pathway_instances', schema=None) as batch_op:
         batch_op.drop_column('one_per_patient')
