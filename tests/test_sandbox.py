@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
+from api.cli import main
 from engine import CarePath, InvalidInputError, ManualClock, Settings
 from engine.db.models import InstanceEvent
 from engine.instances.timers import fire_due_timers
@@ -114,3 +116,22 @@ def test_a_sandbox_starts_synthetic_patients_only(database_url: str) -> None:
         assert refused.value.problems[0].field == "/patient_ref"
     finally:
         app.close()
+
+
+def test_serve_refuses_sandbox_mode_on_real_patients(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr("flask.Flask.run", never)
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    real_app = CarePath(Settings(database_url=url, pathways_dir=TESTS / "pathways"), ManualClock(REAL), upgrade=True)
+    try:
+        real_app.catalog.sync_library()
+        real_app.instances.start("test_timer_p1d", "MRN-0001", "system:t")
+    finally:
+        real_app.close()
+    env = {"CAREPATH_DATABASE_URL": url, "CAREPATH_PATHWAYS_DIR": str(TESTS / "pathways"),
+           "CAREPATH_RULES_DIR": str(TESTS.parent / "rules"), "CAREPATH_SANDBOX": "1"}
+    result = CliRunner().invoke(main, ["serve"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "CAREPATH_SANDBOX is set but the database holds 1 instance(s)" in result.output
