@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "ALLOW_EXAMPLE_DIRECTORY": False,  # production on the example directory anyway (a demonstration server)
     "FHIR_PATIENT_IDENTIFIER": None,  # None: nhs-number; or personnummer (docs/fhir.md)
     "READ_DATABASE_URL": None,  # a PostgreSQL streaming replica for GET requests (api/replica.py)
+    "ALLOW_CONCURRENT_INSTANCES": False,  # a patient may run a pathway more than once at a time
+    "SANDBOX": False,  # the deployment's own clock, moved by POST /v1/sandbox/clock (engine/sandbox.py)
     "CLOCK": None,  # tests pass a ManualClock
     # People sign in through an OpenID Connect provider when OIDC_ISSUER is set (CAREPATH_OIDC_*, every
     # name in engine.settings.OidcSettings; docs/identity.md).
@@ -75,7 +77,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.from_mapping(test_config)
     names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY", "ENV", "SERVICE_DIRECTORY",
-             "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER", "READ_DATABASE_URL")
+             "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER", "READ_DATABASE_URL", "ALLOW_CONCURRENT_INSTANCES",
+             "SANDBOX")
     names += tuple(name for name in app.config if name.startswith("OIDC_"))
     settings = Settings.from_env({f"CAREPATH_{name}": _setting_text(app.config[name])
                                   for name in names if app.config.get(name)})
@@ -109,6 +112,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         parsing,
         pathways,
         replica,
+        sandbox,
         tasks,
         web,
         webhooks,
@@ -118,11 +122,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     replica.init_app(app)
     access_log.init_app(app)
     app.after_request(_protect_response)
+    app.after_request(sandbox.mark_response)
     app.before_request(_api_only(parsing.reject_unknown_query))
     auth.init_app(app.extensions, identity)
     health.init_app(app)
     for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log,
-                   webhooks):
+                   webhooks, sandbox):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)

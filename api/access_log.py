@@ -12,7 +12,6 @@ cannot be written the read still answers, and the log says a record was lost (it
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -25,13 +24,11 @@ from . import carepath
 from .auth import requires
 from .parsing import query_errors, query_int, query_str, query_time
 
-__all__ = ["ON_BEHALF_OF", "bp", "init_app"]
+__all__ = ["bp", "init_app"]
 
 log = logging.getLogger(__name__)
 bp = Blueprint("access_log", __name__, url_prefix="/v1")
 
-ON_BEHALF_OF = "X-On-Behalf-Of"
-_STAFF_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _READS = ("GET", "HEAD")
 
@@ -75,12 +72,11 @@ def init_app(app: Flask) -> None:
         named = (request.view_args or {}).get("instance_id")
         if named is not None:
             seen.add(str(named))
-        sent = request.headers.get(ON_BEHALF_OF, "")
         engine = carepath()
         access = Access(at=engine.clock.now(), actor=principal.actor, action=permission,
                         route=f"{request.method} {request.url_rule.rule if request.url_rule else request.path}",
                         status=response.status_code, request_id=str(g.get("request_id", "")),
-                        on_behalf_of=sent if _STAFF_ID.match(sent) else None)
+                        on_behalf_of=principal.on_behalf_of)
         try:
             record_reads(engine.sessions, access, seen)
         except Exception as exc:  # the read has been answered; an auditor's gap is logged, not the patient

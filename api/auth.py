@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 
 from flask import current_app, g, request
 
-from engine.access import Principal, authenticate, authorize
+from engine.access import Principal, acting_for, authenticate, authorize
 from engine.db.replica import primary_reads
 from engine.db.session import read_only
 from engine.errors import InvalidTokenError
@@ -85,14 +85,22 @@ def _authenticated() -> Principal:
 def requires(action: str) -> Callable[[View], View]:
     """Wrap a view: authenticate the bearer token, then check the role may perform ``action``.
 
-    Raises (through the view): InvalidTokenError (401), PermissionDeniedError (403).
+    An ``X-On-Behalf-Of: <staff id>`` header names the member of staff a system token acts for; the
+    event trail records both (:func:`engine.access.acting_for`).
+
+    Raises (through the view): InvalidTokenError (401), PermissionDeniedError (403: also a token of
+    another role sending X-On-Behalf-Of), InvalidInputError (400: a malformed staff id).
     """
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = _authenticated()
-            g.principal = principal  # known before the role check: a refused look is still an access record
+            g.principal = principal  # known before any check: a refused look is still an access record
+            staff_id = request.headers.get("X-On-Behalf-Of")
+            if staff_id is not None:  # a system token acting for a member of staff (engine.access)
+                principal = acting_for(principal, staff_id)
+                g.principal = principal
             authorize(principal, action)
             return view(*args, **kwargs)
 

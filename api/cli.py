@@ -26,12 +26,16 @@ def _settings() -> Settings:
 
 def _carepath(ctx: click.Context, upgrade: bool = True) -> Any:
     from engine import CarePath
+    from engine.sandbox import SandboxRefusedError
 
     obj = ctx.ensure_object(dict)
     if "carepath" not in obj:
         settings = obj.get("settings") or _settings()
         say_database(settings)
-        obj["carepath"] = CarePath(settings, upgrade=upgrade)
+        try:
+            obj["carepath"] = CarePath(settings, upgrade=upgrade)
+        except SandboxRefusedError as exc:  # CAREPATH_SANDBOX on a database of real patients
+            raise click.ClickException(str(exc)) from exc
         ctx.call_on_close(obj["carepath"].close)
     return obj["carepath"]
 
@@ -64,10 +68,11 @@ def serve(host: str, port: int) -> None:
     from engine.errors import DiagramError, RuleFileError
     from engine.library import EmptyLibraryError
     from engine.pathways.validation import format_problems
+    from engine.sandbox import SandboxRefusedError
 
     try:
         app = create_app()
-    except (EmptyLibraryError, ExampleDirectoryError) as exc:
+    except (EmptyLibraryError, ExampleDirectoryError, SandboxRefusedError) as exc:
         raise click.ClickException(str(exc)) from exc
     except RuleFileError as exc:  # the service directory, every problem with its line
         raise click.ClickException(f"refusing to start: {exc}") from exc

@@ -13,6 +13,7 @@ unknown route / method                404     not-found / method-not-allowed (40
 InvalidTokenError                     401     unauthenticated
 PermissionDeniedError                 403     forbidden
 TaskDataError                         422     task-data-invalid
+StartDataError                        422     start-data-invalid
 DiagramError                          422     diagram-invalid
 RuleFileError                         422     rule-file-invalid
 UnsafeExpressionError                 422     unsafe-expression
@@ -22,6 +23,7 @@ NotFoundError                         404     not-found
 StaleVersionError                     409     instance-changed (no If-Match: a concurrent request won)
 StaleVersionError with If-Match       412     stale-version
 TaskNotReadyError                     409     task-not-ready
+InstanceExistsError                   409     instance-exists (Location: the running instance)
 IdempotencyKeyInUseError              409     idempotency-key-in-use
 ConflictError                         409     instance-state-conflict
 MessageNotDeliverableError            409     message-not-deliverable (the target's state)
@@ -55,7 +57,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, Response, current_app, g, json, request
+from flask import Flask, Response, current_app, g, json, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from engine.db.session import database_unavailable
@@ -66,6 +68,7 @@ from engine.errors import (
     ExpressionError,
     IdempotencyKeyInUseError,
     IdempotencyKeyReusedError,
+    InstanceExistsError,
     InvalidInputError,
     InvalidTokenError,
     MessageNotDeliverableError,
@@ -75,6 +78,7 @@ from engine.errors import (
     RuleEvaluationError,
     RuleFileError,
     StaleVersionError,
+    StartDataError,
     TaskDataError,
     TaskNotReadyError,
     UnsafeExpressionError,
@@ -94,6 +98,7 @@ ENGINE_ERRORS: tuple[tuple[type[CarePathError], int, str], ...] = (
     (InvalidTokenError, 401, "unauthenticated"),
     (PermissionDeniedError, 403, "forbidden"),
     (TaskDataError, 422, "task-data-invalid"),
+    (StartDataError, 422, "start-data-invalid"),
     (DiagramError, 422, "diagram-invalid"),
     (RuleFileError, 422, "rule-file-invalid"),
     (UnsafeExpressionError, 422, "unsafe-expression"),
@@ -102,6 +107,7 @@ ENGINE_ERRORS: tuple[tuple[type[CarePathError], int, str], ...] = (
     (NotFoundError, 404, "not-found"),
     (StaleVersionError, 409, "instance-changed"),  # 412 stale-version when the request sent If-Match
     (TaskNotReadyError, 409, "task-not-ready"),
+    (InstanceExistsError, 409, "instance-exists"),
     (IdempotencyKeyInUseError, 409, "idempotency-key-in-use"),
     (ConflictError, 409, "instance-state-conflict"),
     (MessageNotDeliverableError, 409, "message-not-deliverable"),
@@ -163,6 +169,8 @@ def _to_problem(exc: Exception) -> Response:
         if isinstance(exc, StaleVersionError) and "If-Match" in request.headers:
             status, slug = 412, "stale-version"  # the caller's precondition failed, not a race it lost
         headers = {"WWW-Authenticate": 'Bearer realm="carepath"'} if status == 401 else None
+        if isinstance(exc, InstanceExistsError) and exc.instance_id:  # where the patient's running instance is
+            headers = {"Location": url_for("instances.get", instance_id=exc.instance_id)}
         return problem_response(status, slug, exc.message, exc.problems, headers)
     if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 500:
         slug = _HTTP_ERRORS.get(exc.code, "request-invalid")

@@ -11,7 +11,7 @@ from engine.db.session import current_revision, head_revision
 
 from . import __version__, carepath
 from .errors import ApiError
-from .openapi import DOCUMENT, INDEX
+from .openapi import INDEX, document_with_start_schemas
 
 bp = Blueprint("health", __name__, url_prefix="/v1")
 
@@ -37,8 +37,9 @@ def ready() -> dict[str, Any]:
 
 @bp.get("/openapi.json")
 def openapi() -> dict[str, Any]:
-    """The OpenAPI document: public, so a new user can read the contract before holding a token."""
-    return DOCUMENT
+    """The OpenAPI document: public, so a new user can read the contract before holding a token; with
+    the start data schema of each deployed pathway."""
+    return document_with_start_schemas(carepath().catalog.start_schemas())
 
 
 @bp.get("/")

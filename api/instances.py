@@ -1,4 +1,4 @@
-"""/v1/instances: start, read, list (cursor pagination), suspend, resume, cancel, retry."""
+"""/v1/instances: start, read, list (cursor pagination), suspend, resume, cancel, retry, correct data."""
 
 from __future__ import annotations
 
@@ -75,6 +75,15 @@ def resume(instance_id: Any) -> Reply:
 def cancel(instance_id: Any) -> Reply:
     reason = json_body("LifecycleRequest", required=False).get("reason", "")
     view = carepath().instances.cancel(str(instance_id), current_principal().actor, reason, if_match())
+    return view.as_dict(), 200, etag(view.version)
+
+
+@bp.patch("/<uuid:instance_id>/data")
+@requires("instances.correct")
+def correct_data(instance_id: Any) -> Reply:
+    body = json_body("DataCorrection")
+    view = carepath().instances.correct_data(str(instance_id), body["data"], body["reason"],
+                                             current_principal().actor, if_match())
     return view.as_dict(), 200, etag(view.version)
 
 

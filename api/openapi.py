@@ -24,7 +24,8 @@ from .openapi_schemas import (  # noqa: F401  (re-exported: part of this module'
     schema_ref,
 )
 
-__all__ = ["DOCUMENT", "FHIR_BASE", "INDEX", "PROBLEM_TYPES", "operation_for", "schema_ref"]
+__all__ = ["DOCUMENT", "FHIR_BASE", "INDEX", "PROBLEM_TYPES", "document_with_start_schemas", "operation_for",
+           "schema_ref"]
 
 # The FHIR R4 API (api/fhir.py) is not in this document: FHIR clients read its CapabilityStatement at
 # FHIR_BASE/metadata, and its resources are FHIR's (docs/fhir.md). Tests check /v1 against this
@@ -151,6 +152,10 @@ PATHS: dict[str, Any] = {
                     {200: _response("Every problem found (valid when none)", "ValidationReport")},
                     body="Upload", body_media="multipart/form-data", tag="pathways"),
     },
+    "/v1/pathways/{pathway_id}": {
+        "get": _op("getPathway", "The latest version of a pathway, with its start data schema", "pathways.read",
+                   {200: _response("The pathway", "Pathway")}, (404,), [_path("pathway_id")], tag="pathways"),
+    },
     "/v1/pathways/{pathway_id}/versions": {
         "get": _op("listPathwayVersions", "Versions of a pathway, newest first", "pathways.read",
                    {200: _response("Versions", "PathwayVersionList")}, (404,), [_path("pathway_id")],
@@ -225,9 +230,19 @@ PATHS: dict[str, Any] = {
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})],
                    tag="audit"),
     },
+    "/v1/instances/{instance_id}/data": {
+        "patch": _op("correctInstanceData", "Correct an instance's data, with a reason (then retry its incident)",
+                     "instances.correct", _INSTANCE, (404, 409, 412, 422), [_INSTANCE_ID, _IF_MATCH],
+                     body="DataCorrection", tag="instances"),
+    },
     "/v1/instances/{instance_id}/retry": {
         "post": _op("retryInstance", "Run the failed step of an instance in error again", "instances.manage",
                     _INSTANCE, (404, 409, 412), [_INSTANCE_ID, _IF_MATCH], tag="instances"),
+    },
+    "/v1/sandbox/clock": {
+        "post": _op("advanceSandboxClock", "Move a sandbox deployment's clock forward (404 outside a sandbox)",
+                    "sandbox.clock", {200: _response("The clock after the move", "SandboxClock")}, (404,),
+                    body="SandboxAdvance", tag="sandbox"),
     },
     "/v1/pathways/{pathway_id}/migrate": {
         "post": _op("migratePathway", "Move running and suspended instances to the pathway's newest version",
@@ -333,6 +348,23 @@ def _links() -> dict[str, dict[str, Any]]:
 
 # GET /v1/: where a new user starts.
 INDEX: dict[str, Any] = {"name": "CarePath API", "version": __version__, "links": _links()}
+
+
+def document_with_start_schemas(start_schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The document as served: :data:`DOCUMENT` with each deployed pathway's start data schema
+    (``StartData.<pathway_id>``), which ``StartRequest`` applies to ``data`` when ``pathway_id``
+    names that pathway."""
+    if not start_schemas:
+        return DOCUMENT
+    schemas = dict(SCHEMAS)
+    conditions = []
+    for pathway_id, schema in sorted(start_schemas.items()):
+        name = f"StartData.{pathway_id}"
+        schemas[name] = {key: value for key, value in schema.items() if key != "$schema"}
+        conditions.append({"if": {"properties": {"pathway_id": {"const": pathway_id}}, "required": ["pathway_id"]},
+                           "then": {"properties": {"data": schema_ref(name)}, "required": ["data"]}})
+    schemas["StartRequest"] = {**SCHEMAS["StartRequest"], "allOf": conditions}
+    return {**DOCUMENT, "components": {**DOCUMENT["components"], "schemas": schemas}}
 
 
 def operation_for(path_template: str, method: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "body-too-large": "The request body is too large",
     "input-invalid": "The input is not valid",
     "task-data-invalid": "The task data does not match the task's form",
+    "start-data-invalid": "The data does not match the pathway's start data schema",
     "diagram-invalid": "The diagram is not valid",
     "rule-file-invalid": "The rule file is not valid",
     "unsafe-expression": "An expression is outside the safe language",
@@ -31,6 +32,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "stale-version": "The instance version in If-Match is not the current one",
     "instance-changed": "The instance was changed by another request",
     "task-not-ready": "The task is not ready",
+    "instance-exists": "The patient already has a running instance of this pathway (see Location)",
     "instance-state-conflict": "The instance is not in a state for this",
     "message-not-deliverable": "No instance is waiting for this message",
     "not-ready": "The service is not ready",
@@ -143,8 +145,10 @@ _CARE_PLAN_PROPS: dict[str, Any] = {
 }
 _SUMMARY_DOCUMENT_PROPS: dict[str, Any] = {
     "safety": _SAFETY,
-    "summary": _obj(["written_on", "written_by", "recorded_by", "course_completed_on", "due_by", "on_time"], {
+    "summary": _obj(["written_on", "written_by", "recorded_by", "recorded_for", "course_completed_on", "due_by",
+                     "on_time"], {
         "written_on": _NULLABLE_STRING, "written_by": _NULLABLE_OBJECT, "recorded_by": _NULLABLE_STRING,
+        "recorded_for": {**_NULLABLE_STRING, "description": "The staff id the recording system token acted for"},
         "course_completed_on": _NULLABLE_STRING, "due_by": _NULLABLE_STRING, "on_time": {"type": ["boolean", "null"]}}),
     "diagnosis": _DIAGNOSIS, "treatments_received": _OBJECTS, "completed_on": _NULLABLE_STRING,
     "ongoing_treatment": _OBJECTS, "effects_to_watch_for": _STRINGS,
@@ -257,6 +261,15 @@ SCHEMAS: dict[str, Any] = {
         "main_file": {"type": "string"}, "deployed_at": _DATE_TIME, "deployed_by": {"type": "string"},
         "latest": {"type": "boolean"},
     }),
+    "Pathway": _obj(["pathway_id", "version", "title", "main_file", "deployed_at", "deployed_by", "latest",
+                     "start_schema"], {
+        "pathway_id": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"},
+        "main_file": {"type": "string"}, "deployed_at": _DATE_TIME, "deployed_by": {"type": "string"},
+        "latest": {"type": "boolean"},
+        "start_schema": {"type": ["object", "null"],
+                         "description": "The JSON Schema the start data must pass (null: the pathway declares "
+                                        "none, and any object is accepted); also in this document as "
+                                        "StartData.<pathway_id>"}}),
     "PathwayVersionList": _obj(["items"], {
         "items": {"type": "array", "items": schema_ref("PathwayVersion")},
         "warnings": {"type": "array", "items": schema_ref("LocatedProblem"),
@@ -276,9 +289,12 @@ SCHEMAS: dict[str, Any] = {
     "InstancePage": _obj(["items", "next_cursor"], {
         "items": {"type": "array", "items": schema_ref("InstanceSummary")}, "next_cursor": _NULLABLE_STRING}),
     "Delivery": _obj(["delivered"], {"delivered": {"type": "array", "items": schema_ref("Instance")}}),
-    "Event": _obj(["seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
+    "Event": _obj(["seq", "type", "at", "actor", "on_behalf_of", "pathway_version", "element", "task_id", "payload",
                    "prev_hash", "hash"], {
-        "seq": {"type": "integer"}, "type": {"type": "string"}, "at": _DATE_TIME, "actor": {"type": "string"},
+        "seq": {"type": "integer"}, "type": {"type": "string"}, "at": _DATE_TIME,
+        "actor": {"type": "string", "description": "The token that acted: <role>:<token id>, or engine"},
+        "on_behalf_of": {**_NULLABLE_STRING, "description": "The staff id a system token acted for "
+                                                           "(X-On-Behalf-Of), covered by the event's hash"},
         "pathway_version": {"type": "string"}, "element": _NULLABLE_STRING, "task_id": _NULLABLE_STRING,
         "payload": {"type": "object"}, "prev_hash": {"type": "string"}, "hash": {"type": "string"}}),
     "EventList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("Event")}}),
@@ -347,9 +363,25 @@ SCHEMAS: dict[str, Any] = {
         "pathway_id": {"type": "string", "pattern": NAME_PATTERN},
         "patient_ref": {"type": "string", "pattern": PATIENT_REF,
                         "description": "An external patient identifier (MRN, system id), never a name"},
-        "data": {"type": "object", "description": "Initial pathway data"}}),
+        "data": {"type": "object", "description": "Initial pathway data: must pass the pathway's start data "
+                                                  "schema (GET /v1/pathways/{pathway_id}; in the served "
+                                                  "document, StartData.<pathway_id>), else 422 "
+                                                  "start-data-invalid naming every field"}}),
     "CompleteRequest": _obj(["data"], {"data": {"type": "object", "description": "Must pass the task's form"}}),
     "LifecycleRequest": _obj([], {"reason": {"type": "string", "maxLength": 500}}),
+    "SandboxAdvance": _obj(["advance"], {"advance": {
+        "type": "string", "maxLength": 40, "examples": ["P3M", "P2W", "P1DT12H"],
+        "description": "A positive ISO 8601 duration (months and years by the calendar); at most 1,830 days at a "
+                       "time, and the clock at most 36,600 days ahead of the real time"}}),
+    "SandboxClock": _obj(["now", "offset_seconds"], {
+        "now": _DATE_TIME, "offset_seconds": {"type": "number", "description": "How far ahead of the real time"}}),
+    "DataCorrection": {**_obj(["data", "reason"], {
+        "data": {"type": "object", "minProperties": 1, "maxProperties": 50,
+                 "description": "The fields to set (with a start data schema: only its fields; the instance's "
+                                "values, corrected, must pass it)"},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 500,
+                   "description": "Why; recorded in the event trail with a digest of the change (never the values)"}}),
+        "description": "A clinician's correction of an instance's data. Nothing runs; retry an incident after it."},
     "CarePlanItemUpdate": {**_obj(["status"], {"status": {
         "enum": sorted({s for status in ITEM_STATUSES for s in next_statuses(status)}, key=ITEM_STATUSES.index),
         "description": "The status to move the item to"}}),

@@ -36,6 +36,14 @@ def list_pathways() -> dict[str, Any]:
     return {"items": [info.as_dict() for info in carepath().catalog.pathways()]}
 
 
+@bp.get("/<pathway_id>")
+@requires("pathways.read")
+def get_pathway(pathway_id: str) -> dict[str, Any]:
+    catalog = carepath().catalog
+    info = catalog.versions(_pathway_id(pathway_id))[0]
+    return {**info.as_dict(), "start_schema": catalog.start_schema(pathway_id, info.version)}
+
+
 @bp.get("/<pathway_id>/versions")
 @requires("pathways.read")
 def list_versions(pathway_id: str) -> dict[str, Any]:

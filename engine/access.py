@@ -13,7 +13,7 @@ Roles (issue 6):
 * ``system``    -- integrating systems (EHR, patient app): start pathways, advance tasks, send messages,
   read care plans and summaries (patient apps show them)
 * ``clinician`` -- complete tasks, read instances and care plans, move care plan items on, read an
-  instance's event trail and its rule evaluations
+  instance's event trail and its rule evaluations, correct an instance's data (with a reason)
 * ``author``    -- validate and deploy pathway (and rule) versions, migrate instances to a new version
 * ``auditor``   -- read-only: instances, documents, rule evaluations, event trails and their verification,
   and who looked at which patient's records (the access log)
@@ -27,6 +27,7 @@ needs no token.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -38,16 +39,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.audit import on_behalf_of
 from engine.clock import Clock
 from engine.db.models import ApiToken
 from engine.errors import InvalidInputError, InvalidTokenError, NotFoundError, PermissionDeniedError, Problem
 
 __all__ = [
+    "ACTING_FOR_ROLES",
     "PERMISSIONS",
     "ROLES",
+    "STAFF_ID_PATTERN",
     "ApiToken",
     "Principal",
     "TokenInfo",
+    "acting_for",
     "authenticate",
     "authorize",
     "create_token",
@@ -75,6 +80,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.verify": frozenset({"auditor"}),
     "documents.read": frozenset({"system", "clinician", "auditor"}),  # care plan, end of treatment summary
     "care_plans.update": frozenset({"clinician"}),
+    "instances.correct": frozenset({"clinician"}),  # correct an instance's data, with a reason
+    "sandbox.clock": frozenset({"author"}),  # move a sandbox deployment's clock forward (engine.sandbox)
     "evaluations.read": frozenset({"auditor", "clinician"}),
     "pathways.migrate": frozenset({"author"}),
     "access_log.read": frozenset({"auditor"}),  # who looked at a patient's records (engine.access_log)
@@ -82,24 +89,51 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
+# X-On-Behalf-Of: an integrating system (an EHR, a patient app's back end) names the member of staff
+# it acts for. A person's own token (clinician, author, auditor) acts for its holder and never for
+# another: naming someone else would put words in their mouth in the trail.
+ACTING_FOR_ROLES = frozenset({"system"})
+# A staff identifier (a directory reference, an employee number, an SDS user id): no spaces, no names.
+STAFF_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
+_STAFF_ID = re.compile(STAFF_ID_PATTERN)
+
+
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller: a system holding an API token, or a person signed in through the
-    OpenID Connect provider (``staff_id`` set; ``token_id`` is then a stable id derived from the
-    provider's subject, which scopes Idempotency-Keys)."""
+    """The authenticated caller: a system holding an API token (perhaps acting for a member of staff,
+    ``on_behalf_of``), or a person signed in through the OpenID Connect provider (``staff_id`` set;
+    ``token_id`` is then a stable id derived from the provider's subject, which scopes Idempotency-Keys)."""
 
     role: str
     token_id: str
     label: str
     staff_id: str | None = None
+    on_behalf_of: str | None = None
 
     @property
     def actor(self) -> str:
         """How the caller is named in the event trail (never a secret): ``clinician:staff:jsmith`` for
-        a person, ``system:tok_...`` for a token."""
+        a person, ``system:tok_...`` for a token, and the member of staff a token acts for
+        (:func:`engine.audit.on_behalf_of`)."""
         if self.staff_id is not None:
             return f"{self.role}:staff:{self.staff_id}"
-        return f"{self.role}:{self.token_id}"
+        return on_behalf_of(f"{self.role}:{self.token_id}", self.on_behalf_of)
+
+
+def acting_for(principal: Principal, staff_id: str) -> Principal:
+    """The principal acting for ``staff_id`` (the ``X-On-Behalf-Of`` header).
+
+    Raises:
+        PermissionDeniedError: the token's role may not act for someone (only system tokens may).
+        InvalidInputError: ``staff_id`` is not a staff identifier (1-64 letters, digits, ``. _ : @ -``).
+    """
+    if principal.role not in ACTING_FOR_ROLES:
+        raise PermissionDeniedError(f"a {principal.role} token acts for its holder: only system tokens may send "
+                                    "X-On-Behalf-Of")
+    if not _STAFF_ID.match(staff_id):
+        raise InvalidInputError("X-On-Behalf-Of must be a staff identifier", [Problem(
+            "1-64 letters, digits or . _ : @ - (a staff identifier, never a name)", field="X-On-Behalf-Of")])
+    return dataclasses.replace(principal, on_behalf_of=staff_id)
 
 
 def _digest(secret: str) -> str:

@@ -15,6 +15,7 @@ from engine.pathways.sources import PathwayLibrary
 from engine.pathways.validation import rule_set_names
 from engine.pathways.versions import PathwayCatalog
 from engine.rules import RuleSetRegistry
+from engine.sandbox import SandboxClock, require_synthetic_patients
 from engine.settings import Settings
 from engine.spiff import patches
 from engine.webhooks import RetryPolicy, WebhookAdmin, WebhookDeliverer
@@ -32,9 +33,9 @@ class CarePath:
 
     def __init__(self, settings: Settings, clock: Clock | None = None, *, upgrade: bool = False,
                  rules: RuleSetRegistry | None = None) -> None:
+        """Raises: SandboxRefusedError (``settings.sandbox`` on a database holding real patients)."""
         patches.install()  # SpiffWorkflow as CarePath runs it (engine.spiff.patches)
         self.settings = settings
-        self.clock = clock or SystemClock()
         if upgrade:
             upgrade_schema(settings.database_url)
         self.db: Engine = make_engine(settings.database_url)
@@ -43,6 +44,16 @@ class CarePath:
         # The trail key goes to every session (engine.audit authenticates events with it).
         self.sessions: sessionmaker[Session] = make_session_factory(self.db, trail_key=settings.trail_key(),
                                                                     replica=self.replica_db)
+        self.sandbox: SandboxClock | None = None
+        if settings.sandbox:  # the deployment's own clock, over the given (or real) one (engine.sandbox)
+            try:
+                require_synthetic_patients(self.sessions)
+                self.sandbox = SandboxClock(self.sessions, clock)
+                self.sandbox.start()
+            except BaseException:
+                self.db.dispose()
+                raise
+        self.clock: Clock = self.sandbox or clock or SystemClock()
         # Deploys check rule set names and service operators against what this server has, as
         # ``carepath validate`` does (the operators are read at each deploy: a deployment may add its own).
         self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock,

@@ -49,8 +49,8 @@ from engine.db.session import TRAIL_KEY, read_only
 
 __all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "ChainHead", "Checkpoint", "TrailKey", "TrailProblem", "append_event",
            "authenticate_existing", "data_digest", "export_checkpoint", "has_pending_events", "latest_checkpoint",
-           "make_checkpoint", "seal_events", "state_digest", "take_pending_events", "trail_key_of", "verify_trail",
-           "write_checkpoint"]
+           "make_checkpoint", "on_behalf_of", "seal_events", "split_actor", "state_digest", "take_pending_events",
+           "trail_key_of", "verify_trail", "write_checkpoint"]
 
 GENESIS = "0" * 64
 _PENDING = "carepath.pending_events"
@@ -59,11 +59,29 @@ EVENT_TYPES = frozenset(
     {
         "started", "task_completed", "timer_fired", "message_received", "suspended", "resumed",
         "cancelled", "migrated", "error", "retried", "completed", "rules_evaluated", "care_plan_updated",
+        "data_corrected",
     }
 )
 CHECKPOINT_FORMAT = "carepath-trail-checkpoint/1"
 _EVENT_MAC_DOMAIN = "carepath-event/1\n"
 _CHECKPOINT_MAC_DOMAIN = "carepath-checkpoint/1\n"
+
+
+# An event's actor is the token that acted; a system token acting for a member of staff
+# (X-On-Behalf-Of) is recorded as "<role>:<token id> for staff:<staff id>", in the one ``actor``
+# field the hash covers, so the person cannot be removed or changed without breaking the chain.
+_FOR_STAFF = " for staff:"
+
+
+def on_behalf_of(actor: str, staff_id: str | None) -> str:
+    """The actor recorded for a token (``actor``) acting for ``staff_id`` (None: for itself)."""
+    return actor if staff_id is None else f"{actor}{_FOR_STAFF}{staff_id}"
+
+
+def split_actor(actor: str) -> tuple[str, str | None]:
+    """(the token's actor, the staff id it acted for or None) of a recorded actor."""
+    token, found, staff_id = actor.partition(_FOR_STAFF)
+    return (token, staff_id) if found else (actor, None)
 
 
 def canonical_json(value: Any) -> str:

@@ -29,6 +29,7 @@ from engine.clock import ManualClock, SystemClock
 from engine.db.models import PathwayInstance
 from engine.errors import ConflictError
 from engine.instances.timers import fire_due_timers
+from engine.instances.view import SYNTHETIC_PREFIX
 from engine.settings import Settings
 
 __all__ = ["DEMO_PATIENTS", "DemoPatient", "DemoRow", "load_demo"]
@@ -257,9 +258,6 @@ class DemoRow:
     ready: list[str]
     next_due_at: str | None
     loaded: bool  # False: the patient was already there and was skipped
-
-
-SYNTHETIC_PREFIX = "SYN-"
 
 
 def load_demo(settings: Settings, *, now: datetime | None = None, force: bool = False) -> list[DemoRow]:

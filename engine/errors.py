@@ -8,11 +8,13 @@ The tree (``api/errors.py`` maps every class to an HTTP status; a test holds bot
     │   ├── RuleFileError              a YAML rule or catalogue file is malformed
     │   ├── UnsafeExpressionError      an expression uses syntax outside the safe language
     │   ├── TaskDataError              data for a task fails the task's form schema
+    │   ├── StartDataError             start data (or a correction of it) fails the pathway's start schema
     │   └── IdempotencyKeyReusedError  an Idempotency-Key is sent again with a different request
     ├── NotFoundError                  a pathway, version, instance, task or evaluation does not exist
     ├── ConflictError                  the request is valid but the instance is not in a state for it
     │   ├── StaleVersionError          If-Match / expected version is not the current one
     │   ├── TaskNotReadyError          the task is already completed, cancelled, or not yet reached
+    │   ├── InstanceExistsError        the patient already has a running instance of the pathway
     │   └── IdempotencyKeyInUseError   the first request with an Idempotency-Key has not finished
     ├── MessageNotDeliverableError     no waiting instance matches a message
     ├── PermissionDeniedError          the caller's role does not allow the action
@@ -47,6 +49,7 @@ __all__ = [
     "IdempotencyKeyInUseError",
     "IdempotencyKeyReusedError",
     "InvalidInputError",
+    "InstanceExistsError",
     "InvalidTokenError",
     "MessageNotDeliverableError",
     "NotFoundError",
@@ -55,6 +58,7 @@ __all__ = [
     "RuleEvaluationError",
     "RuleFileError",
     "StaleVersionError",
+    "StartDataError",
     "TaskDataError",
     "TaskNotReadyError",
     "UnsafeExpressionError",
@@ -152,6 +156,11 @@ class TaskDataError(InvalidInputError):
     """Raised when data submitted for a task fails its form schema (every field is named)."""
 
 
+class StartDataError(InvalidInputError):
+    """Raised when start data, or a clinician's correction of an instance's data, fails the pathway's
+    start data schema (every field is named; values are never quoted)."""
+
+
 class IdempotencyKeyReusedError(InvalidInputError):
     """Raised when an ``Idempotency-Key`` is sent again with a different request (method, path or body)."""
 
@@ -170,6 +179,17 @@ class StaleVersionError(ConflictError):
 
 class TaskNotReadyError(ConflictError):
     """Raised when a task is completed twice, or is not (or no longer) ready."""
+
+
+class InstanceExistsError(ConflictError):
+    """Raised when a start would give a patient a second running instance of a pathway; ``instance_id``
+    is the running one (the HTTP API answers with its location)."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None, *, instance_id: str = "") -> None:
+        super().__init__(message, problems if problems is not None else [Problem(
+            "the patient already has a running instance of this pathway", field="/patient_ref",
+            code="instance-exists")])
+        self.instance_id = instance_id
 
 
 class IdempotencyKeyInUseError(ConflictError):

@@ -322,6 +322,15 @@ class Settings:
     a signed checkpoint of every instance's trail head every ``checkpoint_seconds``
     (``CAREPATH_CHECKPOINT_SECONDS``, default 3600).
 
+    ``allow_concurrent_instances`` (``CAREPATH_ALLOW_CONCURRENT_INSTANCES``): a patient may have more
+    than one running instance of the same pathway. By default a second start is refused (409 with the
+    running instance's location), held by a unique index in the database; instances started while
+    this is on are not counted by it.
+
+    ``sandbox`` (``CAREPATH_SANDBOX``): the clock is the deployment's own, kept in the database, and
+    an author may move it forward (:mod:`engine.sandbox`); a server refuses to start in this mode on
+    a database holding patients that are not synthetic.
+
     ``fhir_patient_identifier``: the identifier system of this deployment's patient references, for
     the FHIR API: ``nhs-number`` (UK Core) or ``personnummer`` (Sweden).
 
@@ -359,6 +368,8 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     webhook_first_retry_seconds: float = 30.0
     webhook_longest_retry_seconds: float = 6 * 3600.0
+    allow_concurrent_instances: bool = False
+    sandbox: bool = False
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -408,6 +419,7 @@ class Settings:
         """Read ``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``, ``CAREPATH_RULES_DIR``,
         ``CAREPATH_ALLOW_EMPTY_LIBRARY`` (1, true, yes or on), ``CAREPATH_ENV``,
         ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``,
+        ``CAREPATH_ALLOW_CONCURRENT_INSTANCES``, ``CAREPATH_SANDBOX`` (1, true, yes or on),
         ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL`` and the ``CAREPATH_OIDC_*``
         variables (:meth:`OidcSettings.from_env`). Without a database URL: :func:`default_database_url`.
 
@@ -430,6 +442,9 @@ class Settings:
             kwargs["service_directory"] = Path(env["CAREPATH_SERVICE_DIRECTORY"])
         if env.get("CAREPATH_ALLOW_EXAMPLE_DIRECTORY", "").strip().lower() in _TRUE:
             kwargs["allow_example_directory"] = True
+        for name in ("allow_concurrent_instances", "sandbox"):
+            if env.get(f"CAREPATH_{name.upper()}", "").strip().lower() in _TRUE:
+                kwargs[name] = True
         kwargs.update(_trail_settings(env))
         kwargs.update(_webhook_settings(env))
         if env.get("CAREPATH_FHIR_PATIENT_IDENTIFIER"):

@@ -143,8 +143,8 @@ def test_engine_never_imports_flask_or_the_api() -> None:
 SHARED = {"settings", "clock", "errors", "calendar"}
 # docs/architecture.md's table: engine package -> the engine packages it may import (besides SHARED).
 ALLOWED = {
-    "app": {"careplan", "db", "instances", "pathways", "rules", "spiff", "webhooks"},
-    "documents": {"app", "db", "instances", "rules"},
+    "app": {"careplan", "db", "instances", "pathways", "rules", "sandbox", "spiff", "webhooks"},
+    "documents": {"app", "audit", "db", "instances", "rules"},
     "fhir": {"app", "careplan", "db", "documents", "instances", "rules"},
     "demo": {"app", "db", "instances"},
     "careplan": {"audit", "db", "instances", "rules", "webhooks"},
@@ -157,10 +157,11 @@ ALLOWED = {
     "rules": {"db"},
     "webhooks": {"db"},
     "audit": {"db"},
-    "access": {"db"},
+    "access": {"audit", "db"},
     "access_log": {"db"},
     "identity": {"access"},
     "idempotency": {"db"},
+    "sandbox": {"db", "instances"},
     "db": set(),
     "settings": set(), "clock": set(), "errors": set(), "calendar": set(),
 }

@@ -12,8 +12,9 @@ from engine.rules import get_evaluation
 NURSE = "clinician:cns-4"
 
 
-def _proposed(carepath: CarePath, concerns: dict[str, int], age: int = 54):  # type: ignore[no-untyped-def]
-    view = carepath.instances.start("test_careplan", "SYN-0101", "system:ehr", {"age": age})
+def _proposed(carepath: CarePath, concerns: dict[str, int], age: int = 54,  # type: ignore[no-untyped-def]
+              patient: str = "SYN-0101"):
+    view = carepath.instances.start("test_careplan", patient, "system:ehr", {"age": age})
     view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": concerns}, NURSE)
     assert view.status == "running", view.incident
     return view
@@ -72,7 +73,7 @@ def test_patient_agrees_and_declines_and_what_matters_is_kept(carepath: CarePath
 def test_deciding_on_an_item_of_another_patient_is_refused_and_changes_nothing(carepath: CarePath) -> None:
     first = _proposed(carepath, {"worry_fear_anxiety": 9})
     foreign = carepath.care_plans.get(first.id).items[0]["id"]
-    second = _proposed(carepath, {"worry_fear_anxiety": 9})
+    second = _proposed(carepath, {"worry_fear_anxiety": 9}, patient="SYN-0102")  # another patient's instance
     own = carepath.care_plans.get(second.id).items[0]["id"]
     with pytest.raises(TaskDataError) as raised:
         carepath.instances.complete_task(second.id, second.ready_tasks[0]["id"],

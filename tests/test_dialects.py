@@ -9,11 +9,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from start_schema_note import validate_paths, validate_upload
 
 from engine import CarePath
 from engine.errors import TaskDataError
 from engine.pathways.diagrams import juel_to_python
-from engine.pathways.validation import errors_in, validate_paths, validate_upload
+from engine.pathways.validation import errors_in
 
 OK = Path(__file__).resolve().parent / "diagrams" / "ok"
 CAMUNDA = (OK / "camunda5.bpmn").read_text()

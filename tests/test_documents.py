@@ -35,6 +35,7 @@ from pathways_bundled.journeys import _treatment as treatment
 from pypdf import PdfReader
 
 from engine import CarePath, ConflictError, ManualClock, NotFoundError, Settings
+from engine.audit import on_behalf_of
 from engine.documents.build import (
     CARE_PLAN,
     END_OF_TREATMENT,
@@ -132,7 +133,8 @@ def patients(tmp_path_factory: pytest.TempPathFactory, database_templates: Datab
         ended.do("write_summary", {"summary_treatments": ["surgery"], "effects_to_watch_for": ["fatigue"],
                                    "warning_signs_given": True, "ongoing_support": ["local support group"],
                                    "gp_actions": ["review fatigue at the cancer care review"],
-                                   "follow_up_model": "patient_initiated"})
+                                   "follow_up_model": "patient_initiated"},
+                  actor=on_behalf_of("system:tok_ehr", "N-4711"))  # an EHR recording it for a consultant
         yield Patients(app, planned, ended, completed)
     finally:
         app.close()
@@ -396,7 +398,7 @@ def test_end_of_treatment_summary_carries_the_nhs_england_template(patients: Pat
     assert summary["written_by"] == {"name": "Dr Syn Thetic", "role": "Consultant clinical oncologist"}
     assert (summary["course_completed_on"], summary["due_by"]) == ("2026-01-15", "2026-02-26")
     assert summary["written_on"] == "2026-01-15" and summary["on_time"] is True
-    assert summary["recorded_by"].startswith("clinician:")
+    assert (summary["recorded_by"], summary["recorded_for"]) == ("system:tok_ehr", "N-4711")
     assert doc["prognosis"]["discussed"].startswith("Told the aim is cure")
     assert {"what": "Mammogram", "due_on": "2027-01-20"} in doc["surveillance"]
     assert "Cancer care review with your GP practice (within 3 months of diagnosis)" in \

@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
+from start_schema_note import validate_paths
 
 from engine.clock import ManualClock
 from engine.expressions import make_script_engine
 from engine.pathways.bundle import FolderFiles
 from engine.pathways.diagrams import FORM_PROPERTY, read_diagram
 from engine.pathways.sources import CompiledPathway, compile_source, source_from_diagrams
-from engine.pathways.validation import format_problems, validate_paths
+from engine.pathways.validation import format_problems
 
 DIAGRAMS = Path(__file__).parent / "diagrams"
 BROKEN = DIAGRAMS / "broken"

@@ -12,15 +12,19 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from engine.db.base import Base
 
-__all__ = ["AccessRecord", "ApiToken", "CarePlanItem", "CarePlanNote", "IdempotencyRecord", "InstanceEvent",
-           "PathwayInstance", "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord", "UTCDateTime",
-           "WebhookDelivery", "WebhookSubscription"]
+__all__ = ["ACTIVE_STATUSES", "AccessRecord", "ApiToken", "CarePlanItem", "CarePlanNote", "IdempotencyRecord",
+           "InstanceEvent", "PathwayInstance", "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord",
+           "SandboxClockState", "UTCDateTime", "WebhookDelivery", "WebhookSubscription"]
+
+# Statuses of an instance that has not ended (engine.instances.view.Status): one per patient and pathway.
+ACTIVE_STATUSES = ("running", "suspended", "error")
+_ACTIVE_SQL = "one_per_patient AND (status = 'running' OR status = 'suspended' OR status = 'error')"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -57,6 +61,9 @@ class PathwayVersion(Base):
     spec: Mapped[str] = mapped_column(Text, deferred=True)  # JSON: {"spec": ..., "subprocess_specs": ...}
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deployed_by: Mapped[str] = mapped_column(String(200))
+    # The JSON Schema of the start data (engine.pathways.start_schema; also one of ``files``, so part of
+    # the version's hash). NULL: the pathway declares none and any start data object is accepted.
+    start_schema: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class PathwayInstance(Base):
@@ -70,6 +77,11 @@ class PathwayInstance(Base):
     __table_args__ = (
         Index("ix_pathway_instances_status_next_due_at", "status", "next_due_at"),
         Index("ix_pathway_instances_patient_ref_pathway_id", "patient_ref", "pathway_id"),
+        # One instance that has not ended per patient and pathway, held by the database so that two
+        # concurrent starts cannot both win; an instance started where the deployment allows more
+        # (Settings.allow_concurrent_instances) is not ``one_per_patient`` and is not counted.
+        Index("uq_pathway_instances_one_active", "patient_ref", "pathway_id", unique=True,
+              sqlite_where=text(_ACTIVE_SQL), postgresql_where=text(_ACTIVE_SQL)),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -89,6 +101,8 @@ class PathwayInstance(Base):
     event_head: Mapped[str] = mapped_column(String(64), default="0" * 64)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Counted by the one-active-instance index (set at start, never changed).
+    one_per_patient: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
 
     pathway_version: Mapped[PathwayVersion] = relationship(lazy="joined")
 
@@ -297,3 +311,15 @@ class WebhookDelivery(Base):
     # What the last attempt got: an HTTP status or an error's type, never a response body.
     last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SandboxClockState(Base):
+    """A sandbox deployment's own clock (``CAREPATH_SANDBOX=1``, engine.sandbox): real time plus an
+    offset that only grows. One row; absent until the sandbox first starts."""
+
+    __tablename__ = "sandbox_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

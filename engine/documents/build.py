@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from engine.audit import split_actor
 from engine.calendar import add_months
 from engine.db.models import InstanceEvent
 from engine.db.session import read_only
@@ -383,7 +384,8 @@ def _about_summary(src: _Sources) -> dict[str, Any]:
     return {
         "written_on": written_on.isoformat() if written_on else None,
         "written_by": {"name": author.get("name"), "role": author.get("role")} if isinstance(author, dict) else None,
-        "recorded_by": written[1] if written else None,
+        "recorded_by": split_actor(written[1])[0] if written else None,
+        "recorded_for": split_actor(written[1])[1] if written else None,
         "course_completed_on": completed_on.isoformat() if completed_on else None,
         "due_by": due_by.isoformat() if due_by else None,
         "on_time": bool(written_on and due_by and written_on <= due_by) if due_by else None,

@@ -11,9 +11,9 @@ from typing import Any
 
 import jsonschema
 
-from engine.errors import Problem, TaskDataError
+from engine.errors import Problem, StartDataError, TaskDataError
 
-__all__ = ["check_form_data"]
+__all__ = ["check_form_data", "check_start_data"]
 
 
 @functools.lru_cache(maxsize=512)
@@ -27,6 +27,23 @@ def check_form_data(schema: str | dict[str, Any], data: dict[str, Any]) -> None:
 
     Raises: TaskDataError naming every field that fails the form.
     """
+    problems = _problems(schema, data, "")
+    if problems:
+        raise TaskDataError("the data does not match the task's form", problems)
+
+
+def check_start_data(schema: str, data: dict[str, Any], prefix: str = "/data") -> None:
+    """Check start data (or a correction of an instance's data) against the pathway's start schema
+    (its JSON text, as stored with the version); fields are named below ``prefix``.
+
+    Raises: StartDataError naming every field that fails the schema.
+    """
+    problems = _problems(schema, data, prefix)
+    if problems:
+        raise StartDataError("the data does not match the pathway's start data schema", problems)
+
+
+def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -> list[Problem]:
     validator = _form_validator(schema if isinstance(schema, str) else json.dumps(schema, sort_keys=True))
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
@@ -39,9 +56,8 @@ def check_form_data(schema: str | dict[str, Any], data: dict[str, Any]) -> None:
             # jsonschema's messages quote the submitted value; keep patient data out of errors.
             message = f"fails '{error.validator}' (expected {error.validator_value!r})" \
                 if error.validator not in ("type", "enum", "format") else _type_message(error)
-        problems.append(Problem(message, field=path, code=str(error.validator)))
-    if problems:
-        raise TaskDataError("the data does not match the task's form", problems)
+        problems.append(Problem(message, field=(prefix + path).rstrip("/") or "/", code=str(error.validator)))
+    return problems
 
 
 def _type_message(error: Any) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.access_log import not_shown
-from engine.audit import TrailProblem, verify_trail
+from engine.audit import TrailProblem, split_actor, verify_trail
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.db.session import read_only
 from engine.errors import InvalidInputError, NotFoundError, Problem
@@ -172,7 +172,8 @@ class InstanceQueries:
             events = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
                                      .order_by(InstanceEvent.seq))
             return [
-                {"seq": e.seq, "type": e.type, "at": e.at.isoformat(), "actor": e.actor,
+                {"seq": e.seq, "type": e.type, "at": e.at.isoformat(), "actor": split_actor(e.actor)[0],
+                 "on_behalf_of": split_actor(e.actor)[1],
                  "pathway_version": e.pathway_version, "element": e.element, "task_id": e.task_id,
                  "payload": json.loads(e.payload), "prev_hash": e.prev_hash, "hash": e.hash}
                 for e in events

@@ -10,26 +10,47 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import data_digest
 from engine.clock import Clock, SystemClock
-from engine.db.models import InstanceEvent
+from engine.db.models import InstanceEvent, PathwayVersion
 from engine.db.session import read_only, unit_of_work
-from engine.errors import InvalidInputError, NotFoundError, Problem, TaskDataError, TaskNotReadyError
+from engine.errors import (
+    InstanceExistsError,
+    InvalidInputError,
+    NotFoundError,
+    Problem,
+    StartDataError,
+    TaskDataError,
+    TaskNotReadyError,
+)
 from engine.instances import messages
-from engine.instances.forms import check_form_data
+from engine.instances.forms import check_form_data, check_start_data
 from engine.instances.step import ServiceOperator, Step, StepRunner
-from engine.instances.store import InstanceRecord, insert_instances, load_instance
-from engine.instances.view import InstanceView, Status, instance_view, validate_patient_ref
+from engine.instances.store import (
+    InstanceRecord,
+    active_instance_of,
+    insert_instances,
+    is_second_active_instance,
+    load_instance,
+)
+from engine.instances.view import SYNTHETIC_PREFIX, InstanceView, Status, instance_view, validate_patient_ref
 from engine.settings import Settings
 from engine.spiff import workflows
 
 __all__ = ["InstanceView", "PathwayService", "validate_patient_ref"]
+
+# A correction names a few fields by their plain names (what a diagram reads), never internals.
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+MAX_CORRECTED_FIELDS = 50
+MAX_REASON = 500
 
 
 class PathwayService:
@@ -90,6 +111,8 @@ class PathwayService:
 
         Raises:
             InvalidInputError: bad patient reference or start data that is not an object.
+            StartDataError: the start data fails the pathway's start data schema.
+            InstanceExistsError: the patient already has a running instance of the pathway.
             NotFoundError: no such pathway deployed.
         """
         return self.start_many(pathway_id, [patient_ref], actor, data)[0]
@@ -98,18 +121,53 @@ class PathwayService:
                    data: dict[str, Any] | None = None) -> list[InstanceView]:
         """Start the latest version of a pathway for several patients in one unit of work (all or none).
 
-        For bulk loads (a clinic list, a migration from another system, load tests).
+        For bulk loads (a clinic list, a migration from another system, load tests). The start data
+        must pass the version's start data schema, when it declares one; a patient may have one
+        running (or suspended, or in error) instance of a pathway unless the deployment allows more
+        (``Settings.allow_concurrent_instances``), which the database holds against concurrent starts.
 
         Raises:
-            InvalidInputError: a bad patient reference or start data that is not an object.
+            InvalidInputError: a bad patient reference (or one given twice), or start data that is
+                not an object.
+            StartDataError: the start data fails the pathway's start data schema (every field named).
+            InstanceExistsError: a patient already has a running instance of the pathway.
             NotFoundError: no such pathway deployed.
         """
         for patient_ref in patient_refs:
             validate_patient_ref(patient_ref)
+            if self.settings.sandbox and not patient_ref.startswith(SYNTHETIC_PREFIX):
+                raise InvalidInputError("a sandbox runs synthetic patients only", [Problem(
+                    f"must start with {SYNTHETIC_PREFIX} in sandbox mode (engine.sandbox)", field="/patient_ref")])
+        if len(set(patient_refs)) != len(patient_refs):
+            raise InvalidInputError("a patient is named twice", [Problem("each patient once", field="/patient_refs")])
         if data is not None and not isinstance(data, dict):
             raise InvalidInputError("start data must be a JSON object", [Problem("must be an object", field="/data")])
+        try:
+            return self._start(pathway_id, patient_refs, actor, data)
+        except IntegrityError as exc:
+            if not is_second_active_instance(exc):
+                raise
+            # A concurrent start for one of these patients committed first: name its instance.
+            with read_only(self.sessions) as session:
+                existing = next(filter(None, (active_instance_of(session, pathway_id, ref) for ref in patient_refs)),
+                                None)
+            if existing is None:
+                raise
+            raise InstanceExistsError("the patient already has a running instance of this pathway",
+                                      instance_id=existing) from exc
+
+    def _start(self, pathway_id: str, patient_refs: list[str], actor: str,
+               data: dict[str, Any] | None) -> list[InstanceView]:
         with unit_of_work(self.sessions) as session:
             version = self.steps.latest_version(session, pathway_id)
+            if version.start_schema is not None:
+                check_start_data(version.start_schema, data or {})
+            if not self.settings.allow_concurrent_instances:
+                for patient_ref in patient_refs:
+                    existing = active_instance_of(session, pathway_id, patient_ref)
+                    if existing is not None:
+                        raise InstanceExistsError("the patient already has a running instance of this pathway",
+                                                  instance_id=existing)
             started = []
             for patient_ref in patient_refs:
                 step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(data))
@@ -225,6 +283,46 @@ class PathwayService:
 
         return self._run(instance_id, actor, again, expected_version, {Status.ERROR})
 
+    # --- correcting data ---------------------------------------------------------------------------
+
+    def correct_data(self, instance_id: str, data: dict[str, Any], reason: str, actor: str,
+                     expected_version: int | None = None) -> InstanceView:
+        """Correct an instance's data (a clinician's act, with a reason): the fields given replace
+        the instance's values where its next steps read them (a failed task is then retried with
+        them). Nothing runs here; the event records the fields' names, a digest of the change and the
+        reason, never the values.
+
+        When the version declares a start data schema, only its fields may be corrected and the
+        instance's values of them, corrected, must pass it.
+
+        Raises:
+            InvalidInputError: data that is not a non-empty object of at most 50 fields, field
+                names that are not plain names, or a missing or over-long reason.
+            StartDataError: the corrected values fail the start data schema (every field named).
+            NotFoundError, StaleVersionError, ConflictError (the instance has ended).
+        """
+        _check_correction(data, reason)
+
+        def correct(step: Step) -> None:
+            schema = step.session.scalar(select(PathwayVersion.start_schema).where(
+                PathwayVersion.id == step.instance.pathway_version_id))
+            if schema is not None:
+                declared = json.loads(schema).get("properties", {})
+                unknown = sorted(set(data) - set(declared))
+                if unknown:
+                    raise StartDataError("only the fields of the start data schema can be corrected",
+                                         [Problem("not a field of the start data schema", field=f"/data/{name}",
+                                                  code="additionalProperties") for name in unknown])
+                current = workflows.accumulated_data(step.workflow)
+                check_start_data(schema, {**{k: current[k] for k in declared if k in current}, **data})
+            workflows.correct_data(step.workflow, data)
+            step.workflow_changed = True
+            step.record("data_corrected", payload={"data_digest": data_digest(data), "fields": sorted(data),
+                                                   "reason": reason})
+
+        return self._run(instance_id, actor, correct, expected_version,
+                         {Status.RUNNING, Status.SUSPENDED, Status.ERROR}, refusal="cannot have its data corrected")
+
     # --- messages -------------------------------------------------------------------------------
 
     def send_message(self, name: str, actor: str, *, patient_ref: str | None = None, instance_id: str | None = None,
@@ -246,3 +344,21 @@ class PathwayService:
                               allowed=allowed or {Status.RUNNING}, refusal=refusal)
         assert view is not None  # these acts always change the instance
         return view
+
+
+def _check_correction(data: Any, reason: Any) -> None:
+    """Raises: InvalidInputError naming every problem with a correction's shape (not its values)."""
+    problems = []
+    if not isinstance(data, dict) or not data:
+        problems.append(Problem("must be an object with at least one field", field="/data"))
+    elif len(data) > MAX_CORRECTED_FIELDS:
+        problems.append(Problem(f"at most {MAX_CORRECTED_FIELDS} fields", field="/data"))
+    else:
+        problems += [Problem("must be a plain name (a letter, then letters, digits or _; at most 64)",
+                             field="/data", code="field-name") for name in data if not _FIELD_NAME.match(str(name))]
+    if not isinstance(reason, str) or not reason.strip():
+        problems.append(Problem("say why the data is corrected", field="/reason"))
+    elif len(reason) > MAX_REASON:
+        problems.append(Problem(f"at most {MAX_REASON} characters", field="/reason"))
+    if problems:
+        raise InvalidInputError("the correction cannot be used", problems)

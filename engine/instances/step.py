@@ -367,6 +367,7 @@ class StepRunner:
             id=str(uuid.uuid4()), pathway_id=version.pathway_id, pathway_version_id=version.id,
             pathway_version=version.version, patient_ref=patient_ref, status=Status.RUNNING, state="", revision=1,
             next_due_at=None, incident=None, event_seq=0, event_head="0" * 64, created_at=now, updated_at=now,
+            one_per_patient=not self.settings.allow_concurrent_instances,
         )
         context = self._context(session, instance, actor)
         specs = workflows.specs_for(version.version, lambda: version.spec)

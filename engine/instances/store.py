@@ -24,21 +24,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Dialect, Table, insert
+from sqlalchemy import Dialect, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.audit import seal_events, take_pending_events
-from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.models import ACTIVE_STATUSES, InstanceEvent, PathwayInstance
 from engine.errors import NotFoundError, StaleVersionError
 from engine.webhooks import StepFacts, enqueue, take_referrals
 
-__all__ = ["ConflictMapper", "InstanceRecord", "insert_instances", "load_instance", "load_spec", "save_instance"]
+__all__ = ["ConflictMapper", "InstanceRecord", "active_instance_of", "insert_instances", "is_second_active_instance",
+           "load_instance", "load_spec", "save_instance"]
 
 _INSTANCES: Table = PathwayInstance.__table__  # type: ignore[assignment]
 _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
 _COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision", "next_due_at",
-            "incident", "event_seq", "event_head", "created_at", "updated_at", "ready_tasks")
+            "incident", "event_seq", "event_head", "created_at", "updated_at", "ready_tasks", "one_per_patient")
 # What a step may change; id, pathway, patient and creation time never change.
 _WRITABLE = ("pathway_version_id", "status", "state", "next_due_at", "incident", "event_seq", "event_head",
              "updated_at", "ready_tasks")
@@ -72,6 +73,7 @@ class InstanceRecord:
     ready_tasks: str | None = None  # JSON summary for work lists (engine.spiff.workflows.ready_task_summary)
     # The summary as read or last written: what a save compares ``ready_tasks`` with (``task.ready`` webhooks).
     saved_ready_tasks: str | None = None
+    one_per_patient: bool = True  # counted by the one-active-instance index (set at start only)
 
 
 Converter = Callable[[Any], Any]
@@ -174,6 +176,7 @@ def load_instance(session: Session, instance_id: str) -> InstanceRecord:
     if row is None:
         raise NotFoundError(f"no instance {instance_id!r}")
     values = dict(zip(_COLUMNS, row[:-1], strict=True))
+    values["one_per_patient"] = bool(values["one_per_patient"])  # SQLite keeps 1 / 0
     for name in ("next_due_at", "created_at", "updated_at"):
         values[name] = sql.from_db(values[name])
     return InstanceRecord(**values, pathway_version=row[-1], saved_ready_tasks=values["ready_tasks"])
@@ -246,6 +249,21 @@ def _enqueue_webhooks(session: Session, records: list[InstanceRecord], events: l
     enqueue(session, steps)
     for record in records:
         record.saved_ready_tasks = record.ready_tasks
+
+
+def active_instance_of(session: Session, pathway_id: str, patient_ref: str) -> str | None:
+    """The id of the patient's instance of the pathway that has not ended and is held to one per
+    patient (the one the unique index ``uq_pathway_instances_one_active`` counts), if any."""
+    return session.scalar(select(PathwayInstance.id).where(
+        PathwayInstance.pathway_id == pathway_id, PathwayInstance.patient_ref == patient_ref,
+        PathwayInstance.status.in_(ACTIVE_STATUSES), PathwayInstance.one_per_patient.is_(True)).limit(1))
+
+
+def is_second_active_instance(exc: IntegrityError) -> bool:
+    """The insert broke the one-active-instance index: a concurrent start for the same patient won."""
+    text = str(exc.orig)
+    return "uq_pathway_instances_one_active" in text or (
+        "UNIQUE constraint failed: pathway_instances.patient_ref, pathway_instances.pathway_id" in text)
 
 
 def _pending_events(session: Session, sql: _Statements, stored: list[InstanceRecord]) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from engine.errors import InvalidInputError, Problem
 from engine.instances.store import InstanceRecord
 from engine.spiff import workflows
 
-__all__ = ["PATIENT_REF_PATTERN", "InstanceView", "Status", "instance_view", "validate_patient_ref"]
+__all__ = ["PATIENT_REF_PATTERN", "SYNTHETIC_PREFIX", "InstanceView", "Status", "instance_view", "validate_patient_ref"]
 
 
 class Status(StrEnum):
@@ -28,6 +28,9 @@ class Status(StrEnum):
 # The one rule for naming patients: an opaque external identifier (the OpenAPI schemas use it too).
 PATIENT_REF_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
 _PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
+# Synthetic patients (demonstrations, training, a sandbox) are named in their own namespace: a
+# reference starting with this prefix is taken to be synthetic, any other a real patient's.
+SYNTHETIC_PREFIX = "SYN-"
 
 
 def validate_patient_ref(patient_ref: str) -> None:

@@ -2,9 +2,10 @@
 
 Owns: reading diagrams from the modellers' dialects (``diagrams``), the bundle a diagram's files
 resolve in (``bundle``: never outside it), a pathway's sources and version hash and compiling them
-(``sources``), deploying versions and listing them (``versions``), and ``carepath validate``
+(``sources``), a pathway's start contract (``start_schema``: the JSON Schema of its start data, one of
+its files), deploying versions and listing them (``versions``), and ``carepath validate``
 (``validation``).
 
-May import: SpiffWorkflow's parser, lxml, ``engine.expressions`` (to lint), ``engine.spiff``
+May import: SpiffWorkflow's parser, lxml, jsonschema, ``engine.expressions`` (to lint), ``engine.spiff``
 (to store compiled specs), ``engine.db`` and the shared modules. Never ``instances``.
 """

@@ -3,9 +3,10 @@
 A *pathway* is an executable BPMN process in a top-level file of the pathways folder (one per
 diagnosis); shared sub-pathways live in sub-folders and are reached through call activities.
 A pathway's *version* is the SHA-256 of every file it is built from: its own diagram, each diagram
-it calls (transitively) and the form schema files they name. Changing a shared sub-pathway therefore
-gives every pathway that calls it a new version, and a running instance keeps the exact diagrams
-it started on.
+it calls (transitively), the form schema files they name, and its start data schema
+(``<name>.start.schema.json`` beside its file, :mod:`engine.pathways.start_schema`). Changing
+a shared sub-pathway therefore gives every pathway that calls it a new version, and a running
+instance keeps the exact diagrams it started on.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from engine.pathways.diagrams import (
     read_diagram,
     read_form_file,
 )
+from engine.pathways.start_schema import start_schema_name
 
 # SpiffWorkflow's XSD validator is one process-wide lxml schema whose error log is shared state.
 XSD_LOCK = threading.Lock()
@@ -46,6 +48,12 @@ class PathwaySource:
     @property
     def version(self) -> str:
         return version_of(self.files)
+
+    @property
+    def start_schema(self) -> str | None:
+        """The text of the pathway's start data schema (``<name>.start.schema.json``), if it has one."""
+        content = self.files.get(start_schema_name(self.main_file))
+        return content.decode("utf-8") if content is not None else None
 
     @property
     def title(self) -> str:
@@ -122,6 +130,11 @@ def source_from_diagrams(pathway_id: str, diagrams: list[Diagram]) -> PathwaySou
     if main is None:
         raise NotFoundError(f"no pathway {pathway_id!r}")
     files: dict[str, bytes] = {}
+    # The start contract beside the pathway file is part of its version (engine.pathways.start_schema).
+    schema_name = bundle_name(main.location, start_schema_name(main.location.rsplit("/", 1)[-1]))
+    schema = main.files.read(schema_name) if schema_name is not None else None
+    if schema is not None:
+        files[start_schema_name(main.name)] = schema
     pending, problems = [main], []
     while pending:
         diagram = pending.pop()

@@ -9,6 +9,7 @@ message``; warnings are returned with the versions.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -158,7 +159,7 @@ class PathwayCatalog:
                         pathway_id=source.pathway_id, version=source.version, title=source.title,
                         main_file=source.main_file, files=files_to_json(source.files),
                         spec=serializer.serialize_specs(compiled.spec, compiled.subprocess_specs),
-                        deployed_at=self.clock.now(), deployed_by=actor,
+                        deployed_at=self.clock.now(), deployed_by=actor, start_schema=source.start_schema,
                     )
                     session.add(existing)
                     session.flush()
@@ -192,6 +193,20 @@ class PathwayCatalog:
             if name not in files:
                 raise NotFoundError(f"no file {name!r} in pathway {pathway_id} version {row.version[:12]}")
             return files[name]
+
+    def start_schema(self, pathway_id: str, version: str | None = None) -> dict[str, Any] | None:
+        """The start data schema of a version (the latest unless one is named); None when it has none.
+
+        Raises: NotFoundError.
+        """
+        with read_only(self.sessions) as session:
+            row = self._latest(session, pathway_id) if version is None else self._version(session, pathway_id, version)
+            return json.loads(row.start_schema) if row.start_schema is not None else None
+
+    def start_schemas(self) -> dict[str, dict[str, Any]]:
+        """The start data schema of the latest version of every deployed pathway that declares one."""
+        return {info.pathway_id: schema for info in self.pathways()
+                if (schema := self.start_schema(info.pathway_id)) is not None}
 
     def instance_count(self, pathway_id: str) -> int:
         with read_only(self.sessions) as session:

@@ -37,6 +37,7 @@ __all__ = [
     "FORM_PROPERTY",
     "TaskInfo",
     "accumulated_data",
+    "correct_data",
     "error_tasks",
     "make_ready",
     "new_workflow",
@@ -291,6 +292,18 @@ def accumulated_data(workflow: BpmnWorkflow) -> dict[str, Any]:
     for key, value in baseline.items():
         merged.setdefault(key, copy.deepcopy(value))
     return merged
+
+
+def correct_data(workflow: BpmnWorkflow, update: dict[str, Any]) -> None:
+    """Set ``update`` in the instance's data where the next steps read it: the workflow's own data
+    and every task not yet finished (ready, waiting, started or failed), in subprocesses too, so
+    that retrying a failed task runs it with the corrected values."""
+    unfinished = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
+    workflow.data.update(copy.deepcopy(update))
+    for part in (workflow, *workflow.subprocesses.values()):
+        for task in part.tasks.values():
+            if task.state & unfinished:
+                task.data.update(copy.deepcopy(update))
 
 
 def _common_ancestor(tasks: list[Any]) -> Any:

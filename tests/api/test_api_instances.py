@@ -72,7 +72,7 @@ def test_list_filters_and_paginates_with_an_opaque_cursor(client: Any, auth: Any
     ids = []
     for n in range(5):
         clock.advance(timedelta(minutes=1))
-        ids.append(start(client, auth, f"MRN-{n % 2}").json["id"])
+        ids.append(start(client, auth, f"MRN-{n}").json["id"])
     seen, cursor = [], None
     while True:
         query = "/v1/instances?limit=2" + (f"&cursor={cursor}" if cursor else "")
@@ -83,7 +83,7 @@ def test_list_filters_and_paginates_with_an_opaque_cursor(client: Any, auth: Any
             break
     assert seen == ids
     mine = client.get("/v1/instances?patient_ref=MRN-1", headers=auth("auditor")).json["items"]
-    assert [i["id"] for i in mine] == ids[1::2]
+    assert [i["id"] for i in mine] == [ids[1]]
     assert client.get(f"/v1/instances?pathway_id={PATHWAY}&status=running",
                       headers=auth("system")).json["items"][0]["id"] == ids[0]
     assert client.get("/v1/instances?status=cancelled", headers=auth("system")).json["items"] == []

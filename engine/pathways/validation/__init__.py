@@ -53,6 +53,9 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``unknown-rule-set``       a ``ruleset`` that is not a name, or names no known rule set
 ``data-store``             a data store (CarePath keeps a pathway's data in its task data)
 ``unsupported``            compensation, link events or complex gateways (SpiffWorkflow cannot run them)
+``start-schema-missing``   *w* a pathway file without ``<name>.start.schema.json`` beside it: any start data
+                           is accepted (engine.pathways.start_schema)
+``start-schema``           a start data schema that is not JSON, not a valid JSON Schema or not of an object
 ``compile``                anything else SpiffWorkflow's parser rejected while building the pathway
                            (located at the element the parser was reading, else at the process)
 =========================  ======================================================================
@@ -76,6 +79,7 @@ from engine.errors import CarePathError, DiagramError, Problem
 from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles, MemoryFiles
 from engine.pathways.diagrams import NSMAP, Diagram, parse_diagram, read_diagram
 from engine.pathways.sources import compile_source, source_from_diagrams
+from engine.pathways.start_schema import start_schema_problems
 from engine.pathways.validation.lint_elements import (
     KNOWN_OPERATORS,
     call_graph,
@@ -323,6 +327,7 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
     for diagram in [*library, *(i.diagram for i in inputs)]:
         for kind, ids in defined_references(diagram.tree.getroot()).items():
             references.setdefault(kind, set()).update(ids)
+    called = {pid for d in everything for pid in d.called_elements.values()}
     problems: list[Problem] = []
     failed: set[str] = set()
     for item in inputs:
@@ -340,6 +345,7 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
             *lint_call_cycles(ctx, calls),
             *lint_references(ctx, references),
             *lint_service_tasks(ctx, knowledge.rule_sets, knowledge.operators),
+            *(start_schema_problems(item.diagram) if item.top_level and _started_alone(item.diagram, called) else []),
         ]
         if errors_in(found):
             failed.add(item.diagram.name)
@@ -348,6 +354,12 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
         if item.top_level and item.diagram.name not in failed:
             problems += _compile_problems(item.diagram, [i.diagram for i in inputs], [*library, *neighbours], failed)
     return problems
+
+
+def _started_alone(diagram: Diagram, called: set[str]) -> bool:
+    """The diagram has a pathway that is started by itself, not only called by another (a shared
+    sub-pathway gets its data from its caller, so it needs no start data schema)."""
+    return any(pid not in called for pid in diagram.executable_process_ids)
 
 
 def _compile_problems(

@@ -1,7 +1,7 @@
 """api_tokens.expires_at: an API token may be given a lifetime
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-29 05:30:00
 
 Existing tokens keep NULL: valid until revoked, as they were when they were made.
@@ -13,7 +13,7 @@ import engine.db.models
 
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

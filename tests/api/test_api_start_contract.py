@@ -1,0 +1,90 @@
+"""The start contract over HTTP (issue 17, point 1): the schema in GET /v1/pathways/{id} and the
+OpenAPI document, 422 with every field and nothing left behind, 409 with the running instance's
+Location, and a clinician's PATCH of an instance's data followed by a retry."""
+
+from __future__ import annotations
+
+import json
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from helpers import assert_problem
+
+TESTS = Path(__file__).parent.parent
+CONTRACT = TESTS / "diagrams" / "contract"
+FILES = {name: (CONTRACT / name).read_bytes() for name in ("contract.bpmn", "contract.start.schema.json",
+                                                            "review.json")}
+GOOD = {"diagnosis_date": "2026-01-12", "age": 52}
+
+
+def _deploy(client: Any, auth: Any) -> None:
+    parts = [(BytesIO(content), name) for name, content in FILES.items()]
+    response = client.post("/v1/pathways", data={"files": parts}, content_type="multipart/form-data",
+                           headers=auth("author"))
+    assert response.status_code == 201, response.json
+
+
+def _start(client: Any, auth: Any, patient: str, data: Any, **headers: str) -> Any:
+    return client.post("/v1/instances", json={"pathway_id": "test_contract", "patient_ref": patient, "data": data},
+                       headers=auth("system", **headers))
+
+
+def test_the_schema_is_shown_by_the_pathway_and_the_openapi_document(client: Any, auth: Any) -> None:
+    _deploy(client, auth)
+    pathway = client.get("/v1/pathways/test_contract", headers=auth("auditor"))
+    assert pathway.status_code == 200
+    assert pathway.json["start_schema"] == json.loads(FILES["contract.start.schema.json"])
+    assert client.get("/v1/pathways/test_assessment", headers=auth("clinician")).json["start_schema"] is None
+    assert_problem(client.get("/v1/pathways/no_such_pathway", headers=auth("clinician")), 404, "not-found")
+    document = client.get("/v1/openapi.json").json
+    assert document["components"]["schemas"]["StartData.test_contract"]["required"] == ["diagnosis_date", "age"]
+    [condition] = document["components"]["schemas"]["StartRequest"]["allOf"]
+    assert condition["if"]["properties"]["pathway_id"] == {"const": "test_contract"}
+    assert condition["then"]["properties"]["data"] == {"$ref": "#/components/schemas/StartData.test_contract"}
+
+
+def test_a_start_failing_the_schema_is_422_and_leaves_nothing(client: Any, auth: Any) -> None:
+    _deploy(client, auth)
+    refused = _start(client, auth, "MRN-1", {"age": "fifty"}, **{"Idempotency-Key": "start-mrn-1"})
+    body = assert_problem(refused, 422, "start-data-invalid")
+    assert sorted(e["field"] for e in body["errors"]) == ["/data/age", "/data/diagnosis_date"]
+    assert "fifty" not in refused.get_data(as_text=True)
+    assert client.get("/v1/instances?patient_ref=MRN-1", headers=auth("auditor")).json["items"] == []
+    # The key is free again: the corrected request (another body) runs, not "in use" or "reused".
+    started = _start(client, auth, "MRN-1", GOOD, **{"Idempotency-Key": "start-mrn-1"})
+    assert started.status_code == 201
+
+
+def test_a_second_start_is_409_with_the_running_instance(client: Any, auth: Any) -> None:
+    _deploy(client, auth)
+    first = _start(client, auth, "MRN-2", GOOD)
+    second = _start(client, auth, "MRN-2", GOOD)
+    body = assert_problem(second, 409, "instance-exists")
+    assert second.headers["Location"] == first.headers["Location"]
+    assert body["errors"][0]["field"] == "/patient_ref"
+    assert len(client.get("/v1/instances?patient_ref=MRN-2", headers=auth("auditor")).json["items"]) == 1
+
+
+def test_a_clinician_corrects_the_data_and_the_retry_runs_on(client: Any, auth: Any) -> None:
+    _deploy(client, auth)
+    started = _start(client, auth, "MRN-3", {"diagnosis_date": "soon", "age": 52}).json
+    assert started["status"] == "error"
+    url = f"/v1/instances/{started['id']}/data"
+    correction = {"data": {"diagnosis_date": "2026-01-12"}, "reason": "typo in the referral"}
+    for role in ("system", "author", "auditor"):
+        assert_problem(client.patch(url, json=correction, headers=auth(role)), 403, "forbidden")
+    body = assert_problem(client.patch(url, json={"data": {"age": "x"}, "reason": "fix"}, headers=auth("clinician")),
+                          422, "start-data-invalid")
+    assert [e["field"] for e in body["errors"]] == ["/data/age"]
+    assert_problem(client.patch(url, json={"data": {}, "reason": "fix"}, headers=auth("clinician")), 400,
+                   "request-invalid")
+    corrected = client.patch(url, json=correction, headers=auth("clinician", **{"If-Match": '"1"'}))
+    assert corrected.status_code == 200 and corrected.json["status"] == "error"
+    retried = client.post(f"/v1/instances/{started['id']}/retry", headers=auth("clinician"))
+    assert retried.status_code == 200 and retried.json["status"] == "running"
+    assert [t["element"] for t in retried.json["ready_tasks"]] == ["review"]
+    events = client.get(f"/v1/instances/{started['id']}/events", headers=auth("auditor")).json["items"]
+    [event] = [e for e in events if e["type"] == "data_corrected"]
+    assert event["payload"]["fields"] == ["diagnosis_date"] and event["payload"]["reason"] == "typo in the referral"
+    assert "2026-01-12" not in json.dumps(events)

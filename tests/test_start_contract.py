@@ -1,0 +1,255 @@
+"""The start contract (issue 17, point 1): each pathway's start data schema is part of its version,
+a start that fails it creates nothing, a clinician corrects an instance's data and retries its
+incident, and a patient runs a pathway once at a time -- held by the database against a race."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+import engine.instances.service as service_module
+from engine import CarePath, InstanceExistsError, InvalidInputError, ManualClock, Settings, StartDataError
+from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion
+from engine.pathways.sources import PathwayLibrary, version_of
+from engine.pathways.validation import validate_paths, validate_upload
+from engine.settings import bundled_pathways_dir
+
+CONTRACT = Path(__file__).parent / "diagrams" / "contract"
+FILES = {name: (CONTRACT / name).read_bytes() for name in ("contract.bpmn", "contract.start.schema.json",
+                                                            "review.json")}
+GOOD = {"diagnosis_date": "2026-01-12", "age": 52}
+CLINICIAN = "clinician:tok_test"
+
+
+@pytest.fixture
+def contract(carepath: CarePath) -> CarePath:
+    carepath.catalog.deploy_upload(FILES, "author:tok_test")
+    return carepath
+
+
+def _counts(app: CarePath) -> tuple[int, int]:
+    with app.sessions() as session:
+        return (int(session.scalar(select(func.count()).select_from(PathwayInstance)) or 0),
+                int(session.scalar(select(func.count()).select_from(InstanceEvent)) or 0))
+
+
+# --- the schema is part of the version --------------------------------------------------------
+
+
+def test_every_bundled_pathway_declares_what_its_diagrams_read_at_the_start() -> None:
+    library = PathwayLibrary(bundled_pathways_dir())
+    for pathway_id in library.pathway_ids():
+        source = library.source(pathway_id)
+        assert source.start_schema is not None, pathway_id
+        schema = json.loads(source.start_schema)
+        # add_months(diagnosis_date, ...) in the reviews and the survey; age, diagnosis and the intent
+        # in the HNA's patient context and the care branch's split.
+        assert set(schema["required"]) >= {"diagnosis", "diagnosis_date", "age", "treatment_intent"}, pathway_id
+        assert schema["properties"]["diagnosis_date"]["format"] == "date"
+
+
+def test_the_start_schema_is_one_of_the_files_the_version_hashes() -> None:
+    source = PathwayLibrary(bundled_pathways_dir()).source("breast_cancer")
+    assert "breast.start.schema.json" in source.files
+    without = {name: content for name, content in source.files.items() if name != "breast.start.schema.json"}
+    assert version_of(without) != source.version
+
+
+def test_the_schema_is_stored_with_the_version_and_shown(contract: CarePath) -> None:
+    assert contract.catalog.start_schema("test_contract") == json.loads(FILES["contract.start.schema.json"])
+    with contract.sessions() as session:
+        row = session.scalars(select(PathwayVersion).where(PathwayVersion.pathway_id == "test_contract")).one()
+        assert json.loads(row.start_schema)["required"] == ["diagnosis_date", "age"]
+    # A pathway without one accepts any start data object.
+    assert contract.catalog.start_schema("test_assessment") is None
+
+
+def test_validate_warns_of_a_pathway_without_a_schema_and_refuses_a_broken_one() -> None:
+    bare = {"contract.bpmn": FILES["contract.bpmn"], "review.json": FILES["review.json"]}
+    [note] = validate_upload(bare)
+    assert (note.code, note.severity, note.file) == ("start-schema-missing", "warning", "contract.bpmn")
+    assert validate_upload(FILES) == []
+    broken = {**FILES, "contract.start.schema.json": b'{"type": "object", "required": "age"}'}
+    [problem] = validate_upload(broken)
+    assert (problem.code, problem.severity, problem.file) == ("start-schema", "error", "contract.start.schema.json")
+    not_an_object = {**FILES, "contract.start.schema.json": b'{"type": "array"}'}
+    assert [p.code for p in validate_upload(not_an_object)] == ["start-schema"]
+
+
+def test_a_shared_sub_pathway_needs_no_schema_of_its_own() -> None:
+    shared = bundled_pathways_dir() / "shared" / "cancer_care_reviews.bpmn"
+    assert validate_paths([shared], pathways_root=bundled_pathways_dir()) == []
+
+
+# --- a start that fails the schema creates nothing -------------------------------------------------
+
+
+def test_a_start_failing_the_schema_names_every_field_and_creates_nothing(contract: CarePath) -> None:
+    before = _counts(contract)
+    with pytest.raises(StartDataError) as refused:
+        contract.instances.start("test_contract", "MRN-1", "system:t", {"age": "fifty", "diagnosis_date": 20260112})
+    assert [(p.field, p.code) for p in refused.value.problems] == [("/data/age", "type"),
+                                                                  ("/data/diagnosis_date", "type")]
+    assert "fifty" not in str(refused.value)  # values are patient data: never quoted
+    with pytest.raises(StartDataError) as missing:
+        contract.instances.start("test_contract", "MRN-1", "system:t")
+    assert sorted(p.field for p in missing.value.problems) == ["/data/age", "/data/diagnosis_date"]
+    assert _counts(contract) == before
+    assert contract.instances.start("test_contract", "MRN-1", "system:t", GOOD).status == "running"
+
+
+def test_bundled_pathways_refuse_empty_start_data(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", pathways_dir=bundled_pathways_dir())
+    app = CarePath(settings, ManualClock(datetime(2026, 1, 15, tzinfo=UTC)), upgrade=True)
+    try:
+        app.catalog.sync_library()
+        with pytest.raises(StartDataError) as refused:
+            app.instances.start("breast_cancer", "SYN-0001", "system:t", {})
+        assert {p.field for p in refused.value.problems} == {
+            "/data/diagnosis", "/data/diagnosis_date", "/data/age", "/data/treatment_intent"}
+        with pytest.raises(StartDataError) as bad_date:
+            app.instances.start("breast_cancer", "SYN-0001", "system:t", {
+                "diagnosis": "breast", "diagnosis_date": "12/01/2026", "age": 52, "treatment_intent": "curative"})
+        assert {p.field for p in bad_date.value.problems} == {"/data/diagnosis_date"}  # format and pattern
+    finally:
+        app.close()
+
+
+# --- correcting data, then retrying the incident ------------------------------------------------------
+
+
+def test_data_corrected_after_an_incident_lets_the_retry_run_on(contract: CarePath) -> None:
+    # Passes the schema (any text of 20 characters) but the first step cannot count from it.
+    view = contract.instances.start("test_contract", "MRN-2", "system:t", {"diagnosis_date": "soon", "age": 52})
+    assert view.status == "error" and view.incident["element"] == "due"
+    view = contract.instances.correct_data(view.id, {"diagnosis_date": "2026-01-12"}, "typo in the referral",
+                                           CLINICIAN, view.version)
+    assert view.status == "error"  # nothing runs until the retry
+    view = contract.instances.retry(view.id, CLINICIAN, view.version)
+    assert view.status == "running" and [t["element"] for t in view.ready_tasks] == ["review"]
+    assert contract.instances.instance_data(view.id)["review_due"] == "2026-04-12"
+    with contract.sessions() as session:
+        events = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == view.id)
+                                 .order_by(InstanceEvent.seq)).all()
+    corrected = next(e for e in events if e.type == "data_corrected")
+    payload = json.loads(corrected.payload)
+    assert corrected.actor == CLINICIAN
+    assert payload["fields"] == ["diagnosis_date"] and payload["reason"] == "typo in the referral"
+    assert payload["data_digest"].startswith("sha256:")
+    assert all("2026-01-12" not in e.payload for e in events)  # the values are never in the trail
+    assert [e.type for e in events].index("data_corrected") < [e.type for e in events].index("retried")
+
+
+def test_a_correction_must_pass_the_schema_and_name_only_its_fields(contract: CarePath) -> None:
+    view = contract.instances.start("test_contract", "MRN-3", "system:t", {"diagnosis_date": "soon", "age": 52})
+    with pytest.raises(StartDataError) as refused:
+        contract.instances.correct_data(view.id, {"age": -1, "worst": 9}, "fix", CLINICIAN)
+    assert [p.field for p in refused.value.problems] == ["/data/worst"]
+    with pytest.raises(StartDataError) as out_of_range:
+        contract.instances.correct_data(view.id, {"age": -1}, "fix", CLINICIAN)
+    assert [p.field for p in out_of_range.value.problems] == ["/data/age"]
+    for data, reason in (({}, "fix"), ({"age": 50}, " "), ({"_private": 1}, "fix"), ({"age": 50}, "x" * 501)):
+        with pytest.raises(InvalidInputError):
+            contract.instances.correct_data(view.id, data, reason, CLINICIAN)
+
+
+def test_without_a_schema_an_empty_start_fails_later_and_a_correction_repairs_it(tmp_path: Path) -> None:
+    bare = {"contract.bpmn": FILES["contract.bpmn"], "review.json": FILES["review.json"]}
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", pathways_dir=tmp_path)
+    app = CarePath(settings, ManualClock(datetime(2026, 1, 15, tzinfo=UTC)), upgrade=True)
+    try:
+        app.catalog.deploy_upload(bare, "author:t")
+        view = app.instances.start("test_contract", "MRN-4", "system:t", {})
+        assert view.status == "error"
+        view = app.instances.correct_data(view.id, {"diagnosis_date": "2026-01-12"}, "missing at referral", CLINICIAN)
+        assert app.instances.retry(view.id, CLINICIAN).status == "running"
+    finally:
+        app.close()
+
+
+# --- one running instance per patient and pathway ------------------------------------------------
+
+
+def test_a_second_start_names_the_running_instance(contract: CarePath) -> None:
+    first = contract.instances.start("test_contract", "MRN-5", "system:t", GOOD)
+    before = _counts(contract)
+    with pytest.raises(InstanceExistsError) as refused:
+        contract.instances.start("test_contract", "MRN-5", "system:t", GOOD)
+    assert refused.value.instance_id == first.id
+    assert _counts(contract) == before
+    # Another pathway, or another patient, is another instance; an ended one does not count.
+    contract.instances.start("test_assessment", "MRN-5", "system:t")
+    contract.instances.start("test_contract", "MRN-6", "system:t", GOOD)
+    contract.instances.cancel(first.id, "system:t", "entered twice")
+    assert contract.instances.start("test_contract", "MRN-5", "system:t", GOOD).id != first.id
+
+
+def test_an_instance_in_error_or_suspended_still_counts(contract: CarePath) -> None:
+    failed = contract.instances.start("test_contract", "MRN-7", "system:t", {"diagnosis_date": "soon", "age": 1})
+    assert failed.status == "error"
+    with pytest.raises(InstanceExistsError):
+        contract.instances.start("test_contract", "MRN-7", "system:t", GOOD)
+
+
+def test_the_database_refuses_a_second_start_that_missed_the_check(contract: CarePath,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a concurrent start sees: the check found nothing (the other had not committed), and the
+    unique index refuses the insert; the caller still learns which instance is running."""
+    first = contract.instances.start("test_contract", "MRN-8", "system:t", GOOD)
+    real = service_module.active_instance_of
+    calls: list[str] = []
+
+    def blind_first(session: Any, pathway_id: str, patient_ref: str) -> str | None:
+        calls.append(patient_ref)
+        return None if len(calls) == 1 else real(session, pathway_id, patient_ref)
+
+    monkeypatch.setattr(service_module, "active_instance_of", blind_first)
+    before = _counts(contract)
+    with pytest.raises(InstanceExistsError) as refused:
+        contract.instances.start("test_contract", "MRN-8", "system:t", GOOD)
+    assert refused.value.instance_id == first.id and len(calls) == 2
+    assert _counts(contract) == before
+
+
+def test_two_concurrent_starts_cannot_both_win(contract: CarePath) -> None:
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            results.append(contract.instances.start("test_contract", "MRN-9", "system:t", GOOD))
+        except Exception as exc:  # noqa: BLE001 - the loser's error is what is checked
+            results.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    won = [r for r in results if not isinstance(r, Exception)]
+    lost = [r for r in results if isinstance(r, Exception)]
+    assert len(won) == 1 and len(lost) == 1, results
+    assert isinstance(lost[0], InstanceExistsError) and lost[0].instance_id == won[0].id
+    with contract.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(PathwayInstance).where(
+            PathwayInstance.patient_ref == "MRN-9")) == 1
+
+
+def test_a_deployment_may_allow_more_explicitly(test_settings: Settings, clock: ManualClock) -> None:
+    settings = Settings(database_url=test_settings.database_url, pathways_dir=test_settings.pathways_dir,
+                        allow_concurrent_instances=True)
+    assert Settings.from_env({"CAREPATH_ALLOW_CONCURRENT_INSTANCES": "1"}).allow_concurrent_instances
+    app = CarePath(settings, clock)
+    try:
+        first = app.instances.start("test_assessment", "MRN-10", "system:t")
+        second = app.instances.start("test_assessment", "MRN-10", "system:t")
+        assert first.id != second.id
+    finally:
+        app.close()
