@@ -49,6 +49,9 @@ def schema_ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+_NAMES = {"type": "array", "items": {"type": "string"}}
+
+
 def _obj(required: list[str], properties: dict[str, Any], extra: bool = False) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": properties, "additionalProperties": extra}
 
@@ -213,9 +216,13 @@ SCHEMAS: dict[str, Any] = {
         "items": {"type": "array", "items": schema_ref("PathwayVersion")},
         "warnings": {"type": "array", "items": schema_ref("LocatedProblem"),
                      "description": "Deploy only: what the diagrams were deployed with (problems that do not "
-                                    "stop a deploy)"}}),
+                                    "stop a deploy)"},
+        "bundle": schema_ref("BundleSurvey")}),
+    "BundleSurvey": _obj(["contained", "from_pathways_folder", "missing", "ignored"], {
+        "contained": _NAMES, "from_pathways_folder": _NAMES, "missing": _NAMES, "ignored": _NAMES}),
     "ValidationReport": _obj(["valid", "problems"], {
-        "valid": {"type": "boolean"}, "problems": {"type": "array", "items": schema_ref("LocatedProblem")}}),
+        "valid": {"type": "boolean"}, "problems": {"type": "array", "items": schema_ref("LocatedProblem")},
+        "bundle": schema_ref("BundleSurvey")}),
     "Task": _obj(list(_TASK_PROPS), _TASK_PROPS),
     "TaskInInstance": _obj([*_TASK_PROPS, "instance_id", "instance_version", "pathway_id", "patient_ref"], {
         **_TASK_PROPS, "instance_id": {"type": "string"}, "instance_version": {"type": "integer"},

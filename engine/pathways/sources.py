@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from engine.pathways.diagrams import (
 # SpiffWorkflow's XSD validator is one process-wide lxml schema whose error log is shared state.
 XSD_LOCK = threading.Lock()
 
-__all__ = ["XSD_LOCK", "CompiledPathway", "PathwayLibrary", "PathwaySource", "compile_source", "version_of"]
+__all__ = ["XSD_LOCK", "BundleSurvey", "CompiledPathway", "PathwayLibrary", "PathwaySource", "compile_source",
+           "survey_bundle", "version_of"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,58 @@ def source_from_diagrams(pathway_id: str, diagrams: list[Diagram]) -> PathwaySou
     if problems:
         raise DiagramError(f"pathway {pathway_id} names diagrams or files it does not contain", problems)
     return PathwaySource(pathway_id=pathway_id, main_file=main.name, files=files)
+
+
+@dataclass(frozen=True)
+class BundleSurvey:
+    """What a deployed bundle held and what its diagrams name, by name.
+
+    ``contained``: the bundle's pathway files; ``from_pathways_folder``: files it did not hold that
+    its diagrams name and the pathways folder supplied (shared sub-pathways, forms); ``missing``:
+    what its diagrams name that neither holds (a form file, ``process <id>``); ``ignored``: other
+    files in the bundle (never read).
+    """
+
+    contained: list[str]
+    from_pathways_folder: list[str]
+    missing: list[str]
+    ignored: list[str]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return dict(self.__dict__)
+
+
+def survey_bundle(bundle: list[Diagram], files: Collection[str], library: list[Diagram],
+                  ignored: Collection[str] = ()) -> BundleSurvey:
+    """Which names the ``bundle``'s diagrams use come from the bundle (``files``), from the
+    ``library`` diagrams (or the library folder, through each diagram's own bundle), or nowhere."""
+    from_library: set[str] = set()
+    missing: set[str] = set()
+    defined = {pid for d in bundle for pid in d.process_ids}
+    library_by_process = {pid: d for d in library for pid in d.process_ids}
+    pending = list(bundle)
+    seen: set[str] = set()
+    while pending:
+        diagram = pending.pop()
+        if diagram.name in seen:
+            continue
+        seen.add(diagram.name)
+        for _task, form_file in form_file_names(diagram):
+            name = bundle_name(diagram.location, form_file)
+            if name is None or diagram.files.read(name) is None:
+                missing.add(form_file if name is None else name)
+            elif name not in files:
+                from_library.add(name)
+        for called in diagram.called_elements.values():
+            if called in defined:
+                continue
+            target = library_by_process.get(called)
+            if target is None:
+                missing.add(f"process {called}")
+            else:
+                from_library.add(target.name)
+                pending.append(target)
+    return BundleSurvey(sorted(files), sorted(from_library), sorted(missing), sorted(ignored))
 
 
 def compile_source(source: PathwaySource) -> CompiledPathway:

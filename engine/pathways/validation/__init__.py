@@ -18,7 +18,8 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``dtd``                    a document type declaration (it may declare entities that expand without bound)
 ``not-bpmn``               the root element is not ``bpmn:definitions``
 ``not-found``              a path given does not exist, or a folder holds no ``.bpmn`` file
-``file-name``              an uploaded file name that is not a plain relative ``*.bpmn`` / ``*.json`` name
+``file-name``              an uploaded file name that is not a plain relative ``*.bpmn`` / ``*.json`` /
+                           ``*.dmn`` name
 ``xsd``                    the XML breaks the BPMN 2.0 / spiffworkflow schema (layout attributes a
                            modeller adds to diagram-interchange elements are dropped first)
 ``no-executable-process``  a pathway file (top level) without a process SpiffWorkflow would run
@@ -194,10 +195,10 @@ def upload_name_problems(files: Mapping[str, bytes]) -> list[Problem]:
         return [Problem("an upload needs at least one .bpmn diagram", file=next(iter(files), None), code="not-found")]
     problems = []
     for name in files:
-        if (not name.endswith((".bpmn", ".json")) or ".." in name.split("/") or name.startswith("/")
+        if (not name.endswith((".bpmn", ".json", ".dmn")) or ".." in name.split("/") or name.startswith("/")
                 or "\\" in name or len(name) > MAX_FILE_NAME):
-            problems.append(Problem(f"must be a relative .bpmn or .json name of at most {MAX_FILE_NAME} characters"
-                                    " (no '..', no absolute path)", file=name, code="file-name"))
+            problems.append(Problem(f"must be a relative .bpmn, .json or .dmn name of at most {MAX_FILE_NAME} "
+                                    "characters (no '..', no absolute path)", file=name, code="file-name"))
     return problems
 
 
