@@ -8,5 +8,6 @@ rows and their events (``store``), what callers see of an instance (``view``), t
 (``forms``), the cache of restored workflows (``cache``) and read-only queries (``queries``).
 
 May import: ``engine.spiff``, ``engine.pathways``, ``engine.audit``, ``engine.db``, ``engine.rules``
-(for stored evaluations), the shared modules (clock, errors, settings). Never Flask, never ``api``.
+(for stored evaluations), ``engine.decisions`` (business rule tasks), the shared modules (clock,
+errors, settings). Never Flask, never ``api``.
 """

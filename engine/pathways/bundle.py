@@ -18,6 +18,7 @@ backslash or a symlink are refused, never skipped quietly.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import posixpath
 import stat
@@ -66,6 +67,9 @@ class BundleFiles(Protocol):
     def read(self, name: str) -> bytes | None:
         """The content of ``name`` (a bundle name from :func:`bundle_name`), or None when it is not
         a readable file of this bundle (missing, outside, too large or unreadable: all alike)."""
+
+    def names(self, pattern: str) -> Iterator[str]:
+        """The names of this bundle's files matching ``pattern`` (a glob; ``*`` crosses folders)."""
 
 
 class FolderFiles:
@@ -116,6 +120,9 @@ class MemoryFiles:
     def read(self, name: str) -> bytes | None:
         return self.files.get(name)
 
+    def names(self, pattern: str) -> Iterator[str]:
+        return iter(sorted(name for name in self.files if fnmatch.fnmatch(name, pattern)))
+
 
 class ChainedFiles:
     """The first bundle that has the name: an upload first, then the pathways folder."""
@@ -129,6 +136,9 @@ class ChainedFiles:
             if content is not None:
                 return content
         return None
+
+    def names(self, pattern: str) -> Iterator[str]:
+        return iter(sorted({name for bundle in self.bundles for name in bundle.names(pattern)}))
 
 
 @dataclass(frozen=True)

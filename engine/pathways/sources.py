@@ -3,9 +3,9 @@
 A *pathway* is an executable BPMN process in a top-level file of the pathways folder (one per
 diagnosis); shared sub-pathways live in sub-folders and are reached through call activities.
 A pathway's *version* is the SHA-256 of every file it is built from: its own diagram, each diagram
-it calls (transitively) and the form schema files they name. Changing a shared sub-pathway therefore
-gives every pathway that calls it a new version, and a running instance keeps the exact diagrams
-it started on.
+it calls (transitively), and the form schema files and decision tables (.dmn) they name. Changing a
+shared sub-pathway therefore gives every pathway that calls it a new version, and a running
+instance keeps the exact diagrams it started on.
 """
 
 from __future__ import annotations
@@ -18,11 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lxml import etree
+
 from engine.errors import DiagramError, NotFoundError, Problem, translate_workflow_errors
 from engine.pathways.bundle import FolderFiles, MemoryFiles, bundle_name
 from engine.pathways.diagrams import (
     NSMAP,
     Diagram,
+    business_rule_tasks,
+    decision_file,
+    decision_ref,
     form_file_names,
     parse_diagram,
     prepare_for_engine,
@@ -137,6 +142,13 @@ def source_from_diagrams(pathway_id: str, diagrams: list[Diagram]) -> PathwaySou
                 problems += exc.problems
                 continue
             files[str(bundle_name(diagram.name, form_file))] = content
+        for task in business_rule_tasks(diagram):
+            try:
+                dmn_name, dmn_content = decision_file(task, diagram)
+            except DiagramError as exc:
+                problems += exc.problems
+                continue
+            files[dmn_name] = dmn_content
         for call_id, called in diagram.called_elements.items():
             target = by_process.get(called)
             if target is None:
@@ -156,8 +168,9 @@ class BundleSurvey:
     """What a deployed bundle held and what its diagrams name, by name.
 
     ``contained``: the bundle's pathway files; ``from_pathways_folder``: files it did not hold that
-    its diagrams name and the pathways folder supplied (shared sub-pathways, forms); ``missing``:
-    what its diagrams name that neither holds (a form file, ``process <id>``); ``ignored``: other
+    its diagrams name and the pathways folder supplied (shared sub-pathways, forms, decision tables);
+    ``missing``: what its diagrams name that neither holds (a form file, ``process <id>``,
+    ``decision <id>``); ``ignored``: other
     files in the bundle (never read).
     """
 
@@ -191,6 +204,14 @@ def survey_bundle(bundle: list[Diagram], files: Collection[str], library: list[D
                 missing.add(form_file if name is None else name)
             elif name not in files:
                 from_library.add(name)
+        for task in business_rule_tasks(diagram):
+            try:
+                dmn_name, _ = decision_file(task, diagram)
+            except DiagramError:
+                missing.add(f"decision {decision_ref(task)}")
+                continue
+            if dmn_name not in files:
+                from_library.add(dmn_name)
         for called in diagram.called_elements.values():
             if called in defined:
                 continue
@@ -216,6 +237,11 @@ def compile_source(source: PathwaySource) -> CompiledPathway:
     parser = SpiffBpmnParser(validator=VALIDATOR)
     bundle = MemoryFiles(source.files)
     for name, content in source.files.items():
+        if name.endswith(".dmn"):
+            # SpiffWorkflow's parser needs the decision to build the task (and validates it against the
+            # DMN schema); its eval-based engine never runs it (engine.spiff.patches).
+            with XSD_LOCK, translate_workflow_errors():
+                parser.add_dmn_xml(parse_dmn(content, name), filename=name)
         if not name.endswith(".bpmn"):
             continue
         tree = prepare_for_engine(parse_diagram(content, name, bundle))
@@ -225,6 +251,18 @@ def compile_source(source: PathwaySource) -> CompiledPathway:
         spec = parser.get_spec(source.pathway_id)
         subprocess_specs = parser.get_subprocess_specs(source.pathway_id)
     return CompiledPathway(source.pathway_id, source.version, spec, subprocess_specs)
+
+
+def parse_dmn(content: bytes, name: str) -> Any:
+    """A .dmn file's root element, parsed without entities or network access.
+
+    Raises: DiagramError when it is not well-formed XML.
+    """
+    try:
+        return etree.fromstring(content, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
+    except etree.XMLSyntaxError as exc:
+        raise DiagramError(f"{name} is not well-formed XML", [Problem(
+            f"not well-formed XML: {exc.msg}", file=name, line=exc.lineno or None, code="xml-syntax")]) from exc
 
 
 def files_to_json(files: dict[str, bytes]) -> str:
