@@ -247,6 +247,17 @@ PATHS: dict[str, Any] = {
                    "evaluations.read", {200: _response("Evaluations", "EvaluationList")}, (404,), [_INSTANCE_ID],
                    tag="rules"),
     },
+    "/v1/instances/{instance_id}/decision-evaluations": {
+        "get": _op("listDecisionEvaluations", "The decision table evaluations made for an instance, oldest first",
+                   "evaluations.read", {200: _response("Decision evaluations", "DecisionEvaluationList")}, (404,),
+                   [_INSTANCE_ID], tag="rules"),
+    },
+    "/v1/decision-evaluations/{evaluation_id}": {
+        "get": _op("getDecisionEvaluation", "A decision table evaluation: inputs, matched rules, outputs, table "
+                   "version, and why rule by rule", "evaluations.read",
+                   {200: _response("The evaluation, explained", "DecisionEvaluation")}, (404,), [_EVALUATION_ID],
+                   tag="rules"),
+    },
     "/v1/evaluations/{evaluation_id}": {
         "get": _op("getEvaluation", "A stored evaluation: facts, firings, outcomes and the exact rule texts used",
                    "evaluations.read", {200: _response("The evaluation", "Evaluation")}, (404,), [_EVALUATION_ID],

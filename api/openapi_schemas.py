@@ -50,6 +50,14 @@ def schema_ref(name: str) -> dict[str, Any]:
 
 
 _NAMES = {"type": "array", "items": {"type": "string"}}
+_DECISION_PROPS: dict[str, Any] = {
+    "id": {"type": "string"}, "decision_id": {"type": "string"}, "table_version": {"type": "string"},
+    "file": {"type": "string"}, "hit_policy": {"type": "string"}, "pathway_id": {"type": "string"},
+    "pathway_version": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
+    "instance_id": {"type": "string"}, "task_id": {"type": "string"}, "element": {"type": "string"},
+    "inputs": {"type": "array", "items": {"type": "object"}}, "matched": _NAMES, "outputs": {"type": "object"},
+    "misses": {"type": "object", "additionalProperties": {"type": "integer"}},
+}
 
 
 def _obj(required: list[str], properties: dict[str, Any], extra: bool = False) -> dict[str, Any]:
@@ -262,6 +270,18 @@ SCHEMAS: dict[str, Any] = {
     "CarePlanItemRecord": _obj(list(_ITEM_RECORD_PROPS), _ITEM_RECORD_PROPS),
     # Rule evaluations and their explanations.
     "EvaluationSummary": _obj(list(_EVALUATION_PROPS), _EVALUATION_PROPS),
+    "DecisionEvaluationSummary": _obj(list(_DECISION_PROPS), _DECISION_PROPS),
+    "DecisionEvaluationList": _obj(["items"], {
+        "items": {"type": "array", "items": schema_ref("DecisionEvaluationSummary")}}),
+    "DecisionEvaluation": _obj([*_DECISION_PROPS, "explanation"], {**_DECISION_PROPS, "explanation": _obj(
+        ["decision", "hit_policy", "table_version", "file", "rules", "text"], {
+            "decision": {"type": "string"}, "hit_policy": {"type": "string"}, "table_version": {"type": "string"},
+            "file": {"type": "string"}, "text": {"type": "string"},
+            "rules": {"type": "array", "items": _obj(
+                ["rule", "row", "verdict", "entries", "failed_input", "outputs"], {
+                    "rule": {"type": "string"}, "row": {"type": "integer"},
+                    "verdict": {"type": "string", "enum": ["matched", "not matched", "not evaluated"]},
+                    "entries": _NAMES, "failed_input": {"type": ["string", "null"]}, "outputs": _NAMES})}})}),
     "EvaluationList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("EvaluationSummary")}}),
     "Evaluation": _obj([*_EVALUATION_PROPS, "facts", "rule_file", "rule_text", "catalogue_texts"], {
         **_EVALUATION_PROPS,

@@ -22,6 +22,7 @@ lxml. Never ``pathways`` or ``instances`` (they import this package).
 from __future__ import annotations
 
 from engine.decisions.evaluate import DecisionOutcome, evaluate_decision
+from engine.decisions.explain import DecisionExplanation, RuleVerdict, explain_decision
 from engine.decisions.store import (
     StoredDecisionEvaluation,
     get_decision_evaluation,
@@ -39,11 +40,14 @@ from engine.decisions.table import (
 
 __all__ = [
     "DECISION_PROPERTY",
+    "DecisionExplanation",
     "DecisionOutcome",
     "DecisionTable",
+    "RuleVerdict",
     "StoredDecisionEvaluation",
     "decision_ids",
     "evaluate_decision",
+    "explain_decision",
     "get_decision_evaluation",
     "list_decision_evaluations",
     "read_decisions",

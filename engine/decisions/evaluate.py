@@ -49,8 +49,9 @@ class DecisionOutcome:
 
 
 def _refuse(table: DecisionTable, message: str) -> WorkflowError:
+    # No element: the incident is located at the business rule task that was running.
     text = f"decision {table.decision_id}: {message}"
-    return WorkflowError(text, [Problem(text, element=table.decision_id, code="decision-failed")])
+    return WorkflowError(text, [Problem(text, code="decision-failed")])
 
 
 def _first_miss(rule: Rule, values: list[Any], data: dict[str, Any], environment: Environment) -> int | None:

@@ -33,7 +33,9 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``gateway-no-default``     an exclusive gateway with several outgoing flows and no default flow (*w* when
                            every flow has a condition: the author may have covered every case)
 ``condition-missing``      a non-default flow out of an exclusive gateway without a condition
-``unsafe-expression``      a condition, script, timer or parameter outside the safe expression language
+``unsafe-expression``      a condition, script, timer or parameter outside the safe expression language;
+                           a decision table's cell that is not a FEEL unary test or expression CarePath
+                           translates (``docs/decisions.md``)
 ``expression-syntax``      a condition, script, timer or parameter that is not valid syntax at all
 ``script-format``          a script in another language (``scriptFormat`` javascript, groovy...)
 ``script-empty``           a script task without a script
@@ -52,6 +54,15 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``service-parameter``      a service parameter SpiffWorkflow's parser cannot read
 ``rule-set-missing``       a ``carepath.rules`` task without a ``ruleset`` parameter
 ``unknown-rule-set``       a ``ruleset`` that is not a name, or names no known rule set
+``decision-missing``       a business rule task that names no decision, or one no ``.dmn`` file of the
+                           bundle (or the pathways folder) defines
+``decision-ambiguous``     a decision defined in several ``.dmn`` files, none of them beside the diagram
+``decision-table``         a decision table CarePath does not run: a hit policy or aggregation outside
+                           UNIQUE, FIRST, PRIORITY, ANY, COLLECT (SUM, MIN, MAX, COUNT), RULE ORDER, OUTPUT
+                           ORDER; a decision that is not a table or requires others; more than one
+                           decision in a file; an output without a variable name; a rule whose entries
+                           do not fit the columns (located in the ``.dmn`` file, at the decision id)
+``not-dmn``                a ``.dmn`` file that is not DMN 1.1, 1.2 or 1.3
 ``data-store``             a data store (CarePath keeps a pathway's data in its task data)
 ``unsupported``            compensation, link events or complex gateways (SpiffWorkflow cannot run them)
 ``compile``                anything else SpiffWorkflow's parser rejected while building the pathway
@@ -75,7 +86,14 @@ import yaml
 
 from engine.errors import CarePathError, DiagramError, Problem
 from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles, MemoryFiles
-from engine.pathways.diagrams import NSMAP, Diagram, parse_diagram, read_diagram
+from engine.pathways.diagrams import (
+    NSMAP,
+    Diagram,
+    business_rule_tasks,
+    decision_table,
+    parse_diagram,
+    read_diagram,
+)
 from engine.pathways.sources import compile_source, source_from_diagrams
 from engine.pathways.validation.lint_elements import (
     KNOWN_OPERATORS,
@@ -341,6 +359,7 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
             *lint_call_cycles(ctx, calls),
             *lint_references(ctx, references),
             *lint_service_tasks(ctx, knowledge.rule_sets, knowledge.operators),
+            *_lint_decisions(item.diagram),
         ]
         if errors_in(found):
             failed.add(item.diagram.name)
@@ -349,6 +368,18 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
         if item.top_level and item.diagram.name not in failed:
             problems += _compile_problems(item.diagram, [i.diagram for i in inputs], [*library, *neighbours], failed)
     return problems
+
+
+def _lint_decisions(diagram: Diagram) -> list[Problem]:
+    """Each business rule task's decision: named, in one .dmn file of the bundle, and every cell of
+    its table translatable to the safe language (problems located in the .dmn file)."""
+    problems: dict[str, Problem] = {}
+    for task in business_rule_tasks(diagram):
+        try:
+            decision_table(task, diagram)
+        except DiagramError as exc:
+            problems.update((str(p), p) for p in exc.problems)
+    return list(problems.values())
 
 
 def _compile_problems(
