@@ -33,8 +33,8 @@ def dmn(rules: list[tuple[list[str], list[str]]], *, hit_policy: str = "UNIQUE",
         namespace: str = DMN13) -> bytes:
     """A DMN file laid out as Camunda Modeler writes it."""
     columns = "".join(f'\n      <input id="Input_{i}" label="{text}">\n        <inputExpression id="IE_{i}" '
-                      f'typeRef="string">\n          <text>{escape(text)}</text>\n        </inputExpression>\n      </input>'
-                      for i, text in enumerate(inputs))
+                      f'typeRef="string">\n          <text>{escape(text)}</text>\n        </inputExpression>'
+                      "\n      </input>" for i, text in enumerate(inputs))
     values = f'<outputValues id="OV"><text>{output_values}</text></outputValues>' if output_values else ""
     columns += "".join(f'\n      <output id="Output_{i}" name="{name}" typeRef="string">{values}</output>'
                        for i, name in enumerate(outputs))
@@ -203,7 +203,7 @@ def test_validate_locates_unsafe_cells_in_the_dmn_file(tmp_path: Path) -> None:
     assert len(errors) == 1
     assert errors[0].file.endswith("bundle/distress_triage.dmn") and errors[0].line == 35
     assert errors[0].element == "distress_triage" and "Rule_moderate" in errors[0].message
-    assert f"distress_triage.dmn:35: distress_triage: rule 2" in format_problems(errors)
+    assert "distress_triage.dmn:35: distress_triage: rule 2" in format_problems(errors)
 
 
 def test_validate_names_a_missing_decision(tmp_path: Path) -> None:
