@@ -4,6 +4,7 @@ refused at validate and deploy with file:line: decision-id; each evaluation is r
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from engine.expressions import SafeEnvironment
 from engine.pathways.bundle import read_bundle_folder
 from engine.pathways.validation import format_problems, validate_paths
 
-FOLDER = Path(__file__).resolve().parent / "decisions"
+FOLDER = Path(__file__).resolve().parent / "pathways"
 DMN13 = "https://www.omg.org/spec/DMN/20191111/MODEL/"
 CLOCK = ManualClock(datetime(2026, 1, 15, 9, tzinfo=UTC))
 
@@ -150,6 +151,12 @@ def test_input_expressions_and_outputs_are_feel_translated() -> None:
     assert run(table, {"score": {"flag": False, "value": 4}}) == (["Rule_2"], {"result": None})
 
 
+def test_a_table_past_its_time_budget_stops_with_an_error() -> None:
+    tables, _ = read_decisions(dmn([(["< 5"], ['"a"']), (["> 5"], ['"b"'])]), "t.dmn")
+    with pytest.raises(WorkflowError, match=r"ran longer than -1 s \(rule 1 of 2\)"):
+        evaluate_decision(tables["choose"], {"score": 1}, SafeEnvironment(CLOCK), max_seconds=-1)
+
+
 def test_a_cell_failing_at_run_time_is_an_expression_error() -> None:
     with pytest.raises(ExpressionError):
         run(dmn([(["< 5"], ['"x"'])]), {"other": 1})  # no 'score' in the data
@@ -223,7 +230,10 @@ def test_deploy_refuses_what_validate_refuses(carepath: CarePath, tmp_path: Path
     assert error.file == "distress_triage.dmn" and error.element == "distress_triage" and error.line == 18
 
 
-def _deploy(carepath: CarePath, folder: Path = FOLDER) -> str:
+def _deploy(carepath: CarePath, folder: Path | None = None) -> str:
+    """The version of test_triage: as the test library deployed it, or from a bundle folder."""
+    if folder is None:
+        return carepath.catalog.versions("test_triage")[0].version
     deployment = carepath.catalog.deploy_bundle(read_bundle_folder(folder), "author")
     assert deployment.bundle is not None and "distress_triage.dmn" in deployment.bundle.contained
     return deployment[0].version
@@ -243,7 +253,7 @@ def test_a_business_rule_task_runs_the_table_and_records_the_evaluation(carepath
     assert row.inputs == [{"id": "Input_score", "label": "Distress score", "value": 6},
                           {"id": "Input_concern", "label": "Main concern", "value": "physical"}]
     assert row.pathway_version == version and row.file == "distress_triage.dmn"
-    assert row.table_version == __import__("hashlib").sha256((FOLDER / "distress_triage.dmn").read_bytes()).hexdigest()
+    assert row.table_version == hashlib.sha256((FOLDER / "distress_triage.dmn").read_bytes()).hexdigest()
     [event] = [e for e in events if e.type == "decision_evaluated"]
     payload = json.loads(event.payload) if isinstance(event.payload, str) else event.payload
     assert payload == {"evaluation_id": row.id, "decision": "distress_triage", "table_version": row.table_version,

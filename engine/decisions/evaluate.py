@@ -18,15 +18,17 @@ the decision and rule ids, never a value.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.decisions.table import CELL, DecisionTable, Rule
 from engine.errors import Problem, WorkflowError
 
-__all__ = ["DecisionOutcome", "Environment", "evaluate_decision"]
+__all__ = ["MAX_DECISION_SECONDS", "DecisionOutcome", "Environment", "evaluate_decision"]
 
 _SINGLE = ("UNIQUE", "FIRST", "PRIORITY", "ANY")
+MAX_DECISION_SECONDS = 1.0  # a clinical table of a few hundred rules takes milliseconds
 
 
 class Environment(Protocol):
@@ -73,19 +75,26 @@ def _priority(table: DecisionTable, outputs: dict[str, Any]) -> tuple[int, ...]:
     return tuple(rank(column.priorities, outputs[column.name]) for column in table.outputs)
 
 
-def evaluate_decision(table: DecisionTable, data: dict[str, Any], environment: Environment) -> DecisionOutcome:
-    """Evaluate ``table`` against task ``data`` (unchanged).
+def evaluate_decision(table: DecisionTable, data: dict[str, Any], environment: Environment, *,
+                      max_seconds: float = MAX_DECISION_SECONDS) -> DecisionOutcome:
+    """Evaluate ``table`` against task ``data`` (unchanged). Each cell is bounded by the
+    environment; the whole table by ``max_seconds`` (checked after each rule), so a table of many
+    rules cannot hold a request.
 
     Raises:
         ExpressionError: a cell failed while running (unknown variable, types, limits).
         WorkflowError: the hit policy was broken (UNIQUE with several matches, ANY with differing
-            outputs) or an aggregation met values it cannot add or compare.
+            outputs), an aggregation met values it cannot add or compare, or the table ran past
+            ``max_seconds``.
     """
+    deadline = time.monotonic() + max_seconds
     values = [environment.evaluate(column.expression, data) for column in table.inputs]
     inputs = [{"id": c.id, "label": c.label, "value": v} for c, v in zip(table.inputs, values, strict=True)]
     matched: list[Rule] = []
     misses: dict[str, int] = {}
     for rule in table.rules:
+        if time.monotonic() > deadline:
+            raise _refuse(table, f"the table ran longer than {max_seconds:g} s (rule {rule.row} of {len(table.rules)})")
         miss = _first_miss(rule, values, data, environment)
         if miss is not None:
             misses[rule.id] = miss

@@ -10,7 +10,7 @@ from typing import Any
 
 from helpers import assert_problem
 
-FOLDER = Path(__file__).resolve().parent.parent / "decisions"
+FOLDER = Path(__file__).resolve().parent.parent / "pathways"
 
 
 def _bundle() -> bytes:
