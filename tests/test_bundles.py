@@ -148,3 +148,12 @@ def test_cli_refuses_a_hostile_zip_by_name(tmp_path: Path, database_url: str) ->
     deployed = CliRunner().invoke(main, ["pathways", "deploy", str(archive)],
                                   env=_env(database_url, tmp_path / "empty"))
     assert deployed.exit_code == 1 and "../../etc/x.json" in deployed.output and "Traceback" not in deployed.output
+
+
+def test_cli_names_a_missing_decision_table(tmp_path: Path, database_url: str) -> None:
+    folder = tmp_path / "triage"
+    folder.mkdir()
+    (folder / "triage.bpmn").write_bytes((TESTS / "pathways" / "triage.bpmn").read_bytes())
+    deployed = CliRunner().invoke(main, ["pathways", "deploy", str(folder)], env=_env(database_url, tmp_path / "empty"))
+    assert deployed.exit_code == 1 and "missing: decision distress_triage" in deployed.output
+    assert "triage.bpmn:8: triage: decision 'distress_triage' is in no .dmn file" in deployed.output

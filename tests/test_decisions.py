@@ -22,6 +22,7 @@ from engine.decisions import evaluate_decision, read_decisions, translate_unary_
 from engine.errors import DiagramError, ExpressionError, WorkflowError
 from engine.expressions import SafeEnvironment
 from engine.pathways.bundle import read_bundle_folder
+from engine.pathways.sources import compile_source
 from engine.pathways.validation import format_problems, validate_paths
 
 FOLDER = Path(__file__).resolve().parent / "pathways"
@@ -149,6 +150,26 @@ def test_input_expressions_and_outputs_are_feel_translated() -> None:
                 inputs=("score.flag = true",))
     assert run(table, {"score": {"flag": True, "value": 4}}) == (["Rule_1"], {"result": 8})
     assert run(table, {"score": {"flag": False, "value": 4}}) == (["Rule_2"], {"result": None})
+
+
+def test_an_output_task_data_cannot_hold_is_an_error() -> None:
+    with pytest.raises(WorkflowError, match="Rule_1 gives an output task data cannot hold"):
+        run(dmn([(["-"], ["{1, 2}"])]), {"score": 1})
+    assert run(dmn([(["-"], ["(1, 2)"])]), {"score": 1})[1] == {"result": [1, 2]}
+
+
+def test_spiffworkflows_own_dmn_engine_never_runs(carepath: CarePath) -> None:
+    """A workflow driven without CarePath's step (SpiffWorkflow's default script engine, which would
+    eval the cells) stops at the business rule task instead of evaluating the table."""
+    from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+
+    compiled = compile_source(carepath.catalog.library.source("test_triage"))
+    workflow = BpmnWorkflow(compiled.spec, compiled.subprocess_specs)
+    workflow.get_tasks()[0].data.update({"distress_score": 9, "main_concern": "emotional"})
+    with pytest.raises(Exception) as caught:
+        workflow.do_engine_steps()
+    assert "no safe decision evaluator" in str(caught.value)
+    assert all("urgency" not in task.data for task in workflow.get_tasks())
 
 
 def test_a_table_past_its_time_budget_stops_with_an_error() -> None:

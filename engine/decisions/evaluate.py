@@ -18,6 +18,7 @@ the decision and rule ids, never a value.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -64,8 +65,13 @@ def _first_miss(rule: Rule, values: list[Any], data: dict[str, Any], environment
 
 
 def _rule_outputs(table: DecisionTable, rule: Rule, data: dict[str, Any], environment: Environment) -> dict[str, Any]:
-    return {column.name: None if expression is None else environment.evaluate(expression, data)
-            for column, expression in zip(table.outputs, rule.outputs, strict=True)}
+    outputs = {column.name: None if expression is None else environment.evaluate(expression, data)
+               for column, expression in zip(table.outputs, rule.outputs, strict=True)}
+    try:  # task data and the evaluation record are JSON: a set or a tuple would not come back as it went in
+        return dict(json.loads(json.dumps(outputs, allow_nan=False)))
+    except (TypeError, ValueError):
+        raise _refuse(table, f"rule {rule.id} gives an output task data cannot hold (a set, or not a finite "
+                             "number)") from None
 
 
 def _priority(table: DecisionTable, outputs: dict[str, Any]) -> tuple[int, ...]:
