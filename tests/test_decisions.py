@@ -195,6 +195,8 @@ def test_a_cell_failing_at_run_time_is_an_expression_error() -> None:
     (dmn([(["-"], ['open("/etc/passwd")'])]), "output entry: 'open(\"/etc/passwd\")' is outside the safe"),
     (dmn([(["-"], ['"x"'])], inputs=("__import__('os')",)), "input expression:"),
     (dmn([(["-"], ['"x"'])], namespace="http://example.org/not-dmn"), "not a DMN 1.1, 1.2 or 1.3 file"),
+    (dmn([(["-"], ['"x"']), (["-"], ['"y"'])]).replace(b'id="Rule_2"', b'id="Rule_1"'), "an id of its own"),
+    (dmn([(["-"], ['"x"'])]).replace(b' id="Rule_1"', b""), "an id of its own"),
     (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x "y">]><definitions/>', "document type declaration"),
 ])
 def test_what_carepath_does_not_run_is_refused_with_file_line_and_decision(content: bytes, message: str) -> None:

@@ -318,6 +318,26 @@ class _Reader:
                          element, decision_id)
         inputs = tuple(self.input(node, decision_id) for node in element.iterfind(self.q("input")))
         outputs = tuple(self.output(node, decision_id) for node in element.iterfind(self.q("output")))
+        self.check_shape(element, decision_id, hit_policy, aggregation, inputs, outputs)
+        rules = []
+        for row, node in enumerate(element.iterfind(self.q("rule")), start=1):
+            if row > MAX_RULES:
+                self.problem(f"more than {MAX_RULES} rules", node, decision_id)
+                break
+            rules.append(self.rule(node, row, len(inputs), len(outputs), decision_id))
+        ids = [str(node.get("id") or "") for node in element.iter(self.q("input"), self.q("output"), self.q("rule"))]
+        if "" in ids or len(set(ids)) != len(ids):
+            self.problem("every input, output and rule needs an id of its own (the records name rules by id)",
+                         element, decision_id)
+        if len(self.problems) > before:
+            return None
+        return DecisionTable(decision_id, str(decision.get("name") or decision_id), self.file,
+                             hashlib.sha256(self.content).hexdigest(), hit_policy, aggregation, inputs, outputs,
+                             tuple(rules))
+
+    def check_shape(self, element: Any, decision_id: str, hit_policy: str, aggregation: str | None,
+                    inputs: tuple[InputColumn, ...], outputs: tuple[OutputColumn, ...]) -> None:
+        """The columns fit the hit policy: outputs exist, one for an aggregation, priorities listed."""
         if not outputs:
             self.problem("the table has no output column", element, decision_id)
         if len(inputs) > MAX_COLUMNS or len(outputs) > MAX_COLUMNS:
@@ -327,17 +347,6 @@ class _Reader:
         if hit_policy in ("PRIORITY", "OUTPUT ORDER") and not any(o.priorities for o in outputs):
             self.problem(f"hit policy {hit_policy} needs the output values listed in priority order on an output "
                          "column", element, decision_id)
-        rules = []
-        for row, node in enumerate(element.iterfind(self.q("rule")), start=1):
-            if row > MAX_RULES:
-                self.problem(f"more than {MAX_RULES} rules", node, decision_id)
-                break
-            rules.append(self.rule(node, row, len(inputs), len(outputs), decision_id))
-        if len(self.problems) > before:
-            return None
-        return DecisionTable(decision_id, str(decision.get("name") or decision_id), self.file,
-                             hashlib.sha256(self.content).hexdigest(), hit_policy, aggregation, inputs, outputs,
-                             tuple(rules))
 
     def input(self, node: Any, decision_id: str) -> InputColumn:
         expression = node.find(self.q("inputExpression"))
