@@ -236,6 +236,23 @@ def test_validate_locates_unsafe_cells_in_the_dmn_file(tmp_path: Path) -> None:
     assert "distress_triage.dmn:35: distress_triage: rule 2" in format_problems(errors)
 
 
+def test_validate_locates_dmn_schema_errors_in_the_dmn_file(tmp_path: Path) -> None:
+    folder = _bad_bundle(tmp_path, ("<description>Low distress: self-management information</description>",
+                                    "<bogus>x</bogus>"))
+    [error] = [p for p in validate_paths([folder / "triage.bpmn"]) if p.is_error]
+    assert error.file.endswith("bundle/distress_triage.dmn") and error.line == 17
+    assert error.element == "distress_triage" and "bogus" in error.message
+
+
+def test_camunda_result_mapping_is_a_warning(tmp_path: Path) -> None:
+    folder = _bad_bundle(tmp_path, ("", ""))
+    diagram = folder / "triage.bpmn"
+    diagram.write_text(diagram.read_text().replace('camunda:decisionRef=', 'camunda:resultVariable="r" '
+                                                                            'camunda:decisionRef='))
+    [warning] = [p for p in validate_paths([diagram]) if p.code == "decision-result"]
+    assert not warning.is_error and warning.element == "triage" and "camunda:resultVariable" in warning.message
+
+
 def test_validate_names_a_missing_decision(tmp_path: Path) -> None:
     folder = tmp_path / "alone"
     folder.mkdir()

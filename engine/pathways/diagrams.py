@@ -56,6 +56,7 @@ __all__ = [
     "SPIFF_NS",
     "Diagram",
     "business_rule_tasks",
+    "decision_display",
     "decision_file",
     "decision_ref",
     "decision_table",

@@ -62,6 +62,8 @@ warnings (marked *w* below) are reported and the diagram is deployed.
                            ORDER; a decision that is not a table or requires others; more than one
                            decision in a file; an output without a variable name; a rule whose entries
                            do not fit the columns (located in the ``.dmn`` file, at the decision id)
+``decision-result``        *w* ``camunda:resultVariable`` / ``mapDecisionResult`` on a business rule task: not
+                           used (outputs are set by their column names)
 ``not-dmn``                a ``.dmn`` file that is not DMN 1.1, 1.2 or 1.3
 ``data-store``             a data store (CarePath keeps a pathway's data in its task data)
 ``unsupported``            compensation, link events or complex gateways (SpiffWorkflow cannot run them)
@@ -84,12 +86,15 @@ from typing import Any
 
 import yaml
 
-from engine.errors import CarePathError, DiagramError, Problem
+from engine.decisions import decision_ids
+from engine.errors import WARNING, CarePathError, DiagramError, Problem
 from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles, MemoryFiles
 from engine.pathways.diagrams import (
+    CAMUNDA_NS,
     NSMAP,
     Diagram,
     business_rule_tasks,
+    decision_display,
     decision_table,
     parse_diagram,
     read_diagram,
@@ -375,6 +380,12 @@ def _lint_decisions(diagram: Diagram) -> list[Problem]:
     its table translatable to the safe language (problems located in the .dmn file)."""
     problems: dict[str, Problem] = {}
     for task in business_rule_tasks(diagram):
+        mapped = [name for name in ("resultVariable", "mapDecisionResult") if task.get(f"{{{CAMUNDA_NS}}}{name}")]
+        if mapped:
+            warning = Problem(f"camunda:{mapped[0]} is not used: the outputs are set in the task data by their "
+                              "column names", file=diagram.name, line=task.sourceline, element=task.get("id"),
+                              code="decision-result", severity=WARNING)
+            problems[str(warning)] = warning
         try:
             decision_table(task, diagram)
         except DiagramError as exc:
@@ -440,6 +451,12 @@ def _located(problem: Problem, shown: dict[str, Diagram], main: Diagram, pathway
     """A compile problem with the author's file name, and a line and element when SpiffWorkflow gave
     none: the element it names, else the element its parser was reading, else the pathway's process."""
     file, node = where
+    if (problem.file or "").endswith(".dmn"):  # the DMN schema, checked by SpiffWorkflow's parser
+        content = main.files.read(str(problem.file))
+        decisions = decision_ids(content) if content is not None else []
+        return dataclasses.replace(problem, file=decision_display(main, str(problem.file)),
+                                   element=problem.element or (decisions[0] if decisions else None),
+                                   code=problem.code or "compile")
     origin = shown.get(problem.file or "") or (shown.get(file or "") if node is not None else None) or main
     line, element = problem.line, problem.element
     if line is None and element:
