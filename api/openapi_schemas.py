@@ -213,6 +213,7 @@ SCHEMAS: dict[str, Any] = {
         "title": {"type": "string"}, "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "detail": {"type": "string"}, "request_id": {"type": "string"},
         "errors": {"type": "array", "items": schema_ref("LocatedProblem")},
+        "bundle": {**schema_ref("BundleSurvey"), "description": "A refused bundle deploy: what it held and lacked"},
     }),
     "LocatedProblem": _LOCATED_PROBLEM,
     "PathwayVersion": _obj(["pathway_id", "version", "title", "main_file", "deployed_at", "deployed_by", "latest"], {

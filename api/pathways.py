@@ -8,13 +8,14 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from engine.errors import NotFoundError
+from engine.errors import DiagramError, NotFoundError
 from engine.instances.migration import migrate_pathway
 from engine.pathways.validation import errors_in
 from engine.pathways.validation import validate_upload as check_upload
 
 from . import carepath
 from .auth import current_principal, requires
+from .errors import ApiError
 from .parsing import json_body, query_str, uploaded_bundle
 
 bp = Blueprint("pathways", __name__, url_prefix="/v1/pathways")
@@ -68,7 +69,12 @@ def validate_upload() -> dict[str, Any]:
 @bp.post("")
 @requires("pathways.deploy")
 def deploy_upload() -> tuple[dict[str, Any], int]:
-    deployment = carepath().catalog.deploy_bundle(uploaded_bundle(), actor=current_principal().actor)
+    catalog, bundle = carepath().catalog, uploaded_bundle()
+    try:
+        deployment = catalog.deploy_bundle(bundle, actor=current_principal().actor)
+    except DiagramError as exc:  # refused: say what the bundle held and lacked, beside the located problems
+        raise ApiError(422, "diagram-invalid", exc.message, exc.problems,
+                       members={"bundle": catalog.survey(bundle.files, bundle.ignored).as_dict()}) from exc
     body: dict[str, Any] = {"items": [info.as_dict() for info in deployment]}
     if deployment.bundle is not None:
         body["bundle"] = deployment.bundle.as_dict()

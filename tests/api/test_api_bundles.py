@@ -60,6 +60,7 @@ def test_validate_names_what_a_bundle_is_missing(client: Any, auth: Any) -> None
     assert report["bundle"]["missing"] == ["process no_such_sub_pathway"]
     assert report["bundle"]["from_pathways_folder"] == ["forms/decisions.json"]  # the test library has it
     refused = assert_problem(post_zip(client, auth, "/v1/pathways", make_zip(files)), 422, "diagram-invalid")
+    assert refused["bundle"] == report["bundle"]
     assert any("no_such_sub_pathway" in e["message"] and e["file"] == "copy.bpmn" for e in refused["errors"])
 
 
