@@ -253,6 +253,16 @@ def test_camunda_result_mapping_is_a_warning(tmp_path: Path) -> None:
     assert not warning.is_error and warning.element == "triage" and "camunda:resultVariable" in warning.message
 
 
+@pytest.mark.parametrize("namespace", ["http://www.omg.org/spec/DMN/20151101/dmn.xsd",
+                                       "http://www.omg.org/spec/DMN/20180521/MODEL/", DMN13])
+def test_dmn_1_1_1_2_and_1_3_files_validate(tmp_path: Path, namespace: str) -> None:
+    (tmp_path / "triage.bpmn").write_text((FOLDER / "triage.bpmn").read_text().replace(
+        'decisionRef="distress_triage"', 'decisionRef="choose"'))
+    (tmp_path / "choose.dmn").write_bytes(dmn([(["< 4"], ['"a"']), (["-"], ['"b"'])], hit_policy="FIRST",
+                                              inputs=("distress_score",), namespace=namespace))
+    assert [p for p in validate_paths([tmp_path]) if p.is_error] == []
+
+
 def test_validate_names_a_missing_decision(tmp_path: Path) -> None:
     folder = tmp_path / "alone"
     folder.mkdir()

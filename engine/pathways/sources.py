@@ -232,9 +232,13 @@ def compile_source(source: PathwaySource) -> CompiledPathway:
     Raises:
         DiagramError: naming the file, line and element that failed.
     """
+    from SpiffWorkflow.dmn.parser.BpmnDmnParser import SCHEMAS
     from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
-    parser = SpiffBpmnParser(validator=VALIDATOR)
+    # SpiffWorkflow's DMN 1.2 schema does not load (its DMNDI import does not resolve), which failed
+    # every DMN 1.2 file; those are checked by engine.decisions' reader alone.
+    dmn_schemas = {namespace: path for namespace, path in SCHEMAS.items() if "/20180521/" not in namespace}
+    parser = SpiffBpmnParser(validator=VALIDATOR, dmn_schemas=dmn_schemas)
     bundle = MemoryFiles(source.files)
     for name, content in source.files.items():
         if name.endswith(".dmn"):
