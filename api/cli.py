@@ -281,6 +281,8 @@ def pathways_deploy(ctx: click.Context, path: Path | None) -> None:
         if path is None:
             deployment = carepath.catalog.sync_library(actor="cli")
         else:
+            if not path.is_dir() and path.suffix.lower() != ".zip":
+                raise click.UsageError(f"{path}: PATH must be a folder or a .zip archive")
             bundle = read_bundle_folder(path) if path.is_dir() else read_bundle_zip(path.read_bytes())
             deployment = carepath.catalog.deploy_bundle(bundle, actor="cli")
     except InvalidInputError as exc:

@@ -157,3 +157,10 @@ def test_cli_names_a_missing_decision_table(tmp_path: Path, database_url: str) -
     deployed = CliRunner().invoke(main, ["pathways", "deploy", str(folder)], env=_env(database_url, tmp_path / "empty"))
     assert deployed.exit_code == 1 and "missing: decision distress_triage" in deployed.output
     assert "triage.bpmn:8: triage: decision 'distress_triage' is in no .dmn file" in deployed.output
+
+
+def test_cli_deploy_path_must_be_a_folder_or_a_zip(tmp_path: Path, database_url: str) -> None:
+    diagram = tmp_path / "careplan.bpmn"
+    diagram.write_bytes(CAREPLAN["careplan.bpmn"])
+    deployed = CliRunner().invoke(main, ["pathways", "deploy", str(diagram)], env=_env(database_url, tmp_path))
+    assert deployed.exit_code == 2 and "must be a folder or a .zip archive" in deployed.output
