@@ -301,24 +301,45 @@ def pathways() -> None:
 
 
 @pathways.command("deploy")
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
 @click.pass_context
-def pathways_deploy(ctx: click.Context) -> None:
-    """Deploy the current version of every pathway in the pathways folder.
+def pathways_deploy(ctx: click.Context, path: Path | None) -> None:
+    """Deploy a pathway bundle at PATH (a folder or a .zip: the diagram, the shared sub-pathways it
+    calls, forms and decision tables), or without PATH every pathway in the pathways folder.
 
     Nothing is deployed when any diagram is refused; each problem is printed as file:line: element: message.
+    A bundle's calls and forms may also resolve in the pathways folder; what came from there, and what
+    is missing, is listed by name.
     """
-    from engine.errors import DiagramError
+    from engine.errors import DiagramError, InvalidInputError
+    from engine.pathways.bundle import read_bundle_folder, read_bundle_zip
     from engine.pathways.validation import format_problems
 
     carepath = _carepath(ctx)
     try:
-        deployment = carepath.catalog.sync_library(actor="cli")
-    except DiagramError as exc:
+        if path is None:
+            deployment = carepath.catalog.sync_library(actor="cli")
+        else:
+            if not path.is_dir() and path.suffix.lower() != ".zip":
+                raise click.UsageError(f"{path}: PATH must be a folder or a .zip archive")
+            bundle = read_bundle_folder(path) if path.is_dir() else read_bundle_zip(path.read_bytes())
+            deployment = carepath.catalog.deploy_bundle(bundle, actor="cli")
+    except InvalidInputError as exc:
         click.echo(format_problems(exc.problems) or exc.message, err=True)
+        if path is not None and isinstance(exc, DiagramError):
+            survey = carepath.catalog.survey(bundle.files, bundle.ignored)
+            if survey.missing:
+                click.echo("missing: " + ", ".join(survey.missing), err=True)
         click.echo(f"nothing deployed: {exc.message}", err=True)
         sys.exit(1)
     if deployment.warnings:
         click.echo(format_problems(deployment.warnings), err=True)
+    if deployment.bundle is not None:
+        for label, names in (("contained", deployment.bundle.contained),
+                             ("from the pathways folder", deployment.bundle.from_pathways_folder),
+                             ("missing", deployment.bundle.missing), ("ignored", deployment.bundle.ignored)):
+            if names:
+                click.echo(f"{label}: {', '.join(names)}")
     for info in deployment:
         click.echo(f"{info.pathway_id} {info.version[:12]}{' (latest)' if info.latest else ''}")
 

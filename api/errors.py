@@ -129,6 +129,7 @@ class ApiError(Exception):
     detail: str
     problems: list[Problem] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    members: dict[str, Any] = field(default_factory=dict)  # extension members of the problem (RFC 9457)
 
     def __post_init__(self) -> None:
         if self.type not in PROBLEM_TYPES:
@@ -137,9 +138,9 @@ class ApiError(Exception):
 
 
 def problem_response(status: int, slug: str, detail: str | None = None, problems: list[Problem] | None = None,
-                     headers: dict[str, str] | None = None) -> Response:
-    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": PROBLEM_TYPES[slug], "status": status,
-                            "request_id": g.get("request_id", "")}
+                     headers: dict[str, str] | None = None, members: dict[str, Any] | None = None) -> Response:
+    body: dict[str, Any] = {**(members or {}), "type": PROBLEM_BASE + slug, "title": PROBLEM_TYPES[slug],
+                            "status": status, "request_id": g.get("request_id", "")}
     if detail:
         body["detail"] = detail
     if problems:
@@ -161,7 +162,7 @@ def _to_problem(exc: Exception) -> Response:
     if _database_unavailable(exc):
         return _unavailable(exc)
     if isinstance(exc, ApiError):
-        return problem_response(exc.status, exc.type, exc.detail, exc.problems, exc.headers)
+        return problem_response(exc.status, exc.type, exc.detail, exc.problems, exc.headers, exc.members)
     if isinstance(exc, CarePathError):
         status, slug = next((status, slug) for cls, status, slug in ENGINE_ERRORS if isinstance(exc, cls))
         if status >= 500:

@@ -1,5 +1,6 @@
 """Rule evaluations: those of an instance, one with the exact rule texts it used, and why (or why
-not) it proposed a code.
+not) it proposed a code. Decision table evaluations (business rule tasks): those of an instance, and
+one explained rule by rule.
 
 Rule files are named by their file name, not where the server keeps them.
 """
@@ -54,6 +55,20 @@ def explain(evaluation_id: Any) -> dict[str, Any]:
                        [Problem("give exactly one of why and why_not", field="why")])
     explanation = queries().explanation(carepath().rules, str(evaluation_id), why=why, why_not=why_not)
     return _explained(explanation)
+
+
+@bp.get("/instances/<uuid:instance_id>/decision-evaluations")
+@requires("evaluations.read")
+def list_decision_evaluations(instance_id: Any) -> dict[str, Any]:
+    return {"items": queries().decision_evaluations(str(instance_id))}
+
+
+@bp.get("/decision-evaluations/<uuid:evaluation_id>")
+@requires("evaluations.read")
+def get_decision_evaluation(evaluation_id: Any) -> dict[str, Any]:
+    """A decision table evaluation: inputs, matched rules, outputs, table version, and why, rule by rule."""
+    stored, explanation = queries().decision_evaluation(str(evaluation_id))
+    return {**stored.as_dict(), "explanation": asdict(explanation)}
 
 
 def _explained(explanation: WhyExplanation | WhyNotExplanation) -> dict[str, Any]:

@@ -84,6 +84,13 @@ def _op(op_id: str, summary: str, permission: str | None, ok: dict[int, dict[str
     return operation
 
 
+def _with_zip_body(operation: dict[str, Any]) -> dict[str, Any]:
+    """An upload operation that also takes one zip archive as the body (a pathway bundle)."""
+    operation["requestBody"]["content"]["application/zip"] = {
+        "schema": {"type": "string", "contentMediaType": "application/zip"}}
+    return operation
+
+
 def _path(name: str, pattern: str = NAME_PATTERN) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": pattern}}
 
@@ -143,14 +150,17 @@ PATHS: dict[str, Any] = {
     "/v1/pathways": {
         "get": _op("listPathways", "Latest version of every deployed pathway", "pathways.read",
                    {200: _response("Pathways", "PathwayVersionList")}, tag="pathways"),
-        "post": _op("deployPathway", "Deploy the pathways in uploaded diagram files", "pathways.deploy",
-                    {201: _response("Versions deployed (existing versions are kept)", "PathwayVersionList")},
-                    (422,), body="Upload", body_media="multipart/form-data", tag="pathways"),
+        "post": _with_zip_body(_op(
+            "deployPathway", "Deploy a pathway bundle: diagram files, or a zip archive", "pathways.deploy",
+            {201: _response("Versions deployed (existing versions are kept), and what the bundle held",
+                            "PathwayVersionList")},
+            (422,), body="Upload", body_media="multipart/form-data", tag="pathways")),
     },
     "/v1/pathways/validate": {
-        "post": _op("validatePathway", "Check uploaded diagrams without deploying them", "pathways.validate",
-                    {200: _response("Every problem found (valid when none)", "ValidationReport")},
-                    body="Upload", body_media="multipart/form-data", tag="pathways"),
+        "post": _with_zip_body(_op(
+            "validatePathway", "Check a pathway bundle without deploying it", "pathways.validate",
+            {200: _response("Every problem found (valid when none), and what the bundle held", "ValidationReport")},
+            body="Upload", body_media="multipart/form-data", tag="pathways")),
     },
     "/v1/pathways/{pathway_id}": {
         "get": _op("getPathway", "The latest version of a pathway, with its start data schema", "pathways.read",
@@ -263,6 +273,17 @@ PATHS: dict[str, Any] = {
     "/v1/instances/{instance_id}/evaluations": {
         "get": _op("listEvaluations", "The rule evaluations made for an instance, oldest first",
                    "evaluations.read", {200: _response("Evaluations", "EvaluationList")}, (404,), [_INSTANCE_ID],
+                   tag="rules"),
+    },
+    "/v1/instances/{instance_id}/decision-evaluations": {
+        "get": _op("listDecisionEvaluations", "The decision table evaluations made for an instance, oldest first",
+                   "evaluations.read", {200: _response("Decision evaluations", "DecisionEvaluationList")}, (404,),
+                   [_INSTANCE_ID], tag="rules"),
+    },
+    "/v1/decision-evaluations/{evaluation_id}": {
+        "get": _op("getDecisionEvaluation", "A decision table evaluation: inputs, matched rules, outputs, table "
+                   "version, and why rule by rule", "evaluations.read",
+                   {200: _response("The evaluation, explained", "DecisionEvaluation")}, (404,), [_EVALUATION_ID],
                    tag="rules"),
     },
     "/v1/evaluations/{evaluation_id}": {

@@ -53,6 +53,17 @@ def schema_ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+_NAMES = {"type": "array", "items": {"type": "string"}}
+_DECISION_PROPS: dict[str, Any] = {
+    "id": {"type": "string"}, "decision_id": {"type": "string"}, "table_version": {"type": "string"},
+    "file": {"type": "string"}, "hit_policy": {"type": "string"}, "pathway_id": {"type": "string"},
+    "pathway_version": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
+    "instance_id": {"type": "string"}, "task_id": {"type": "string"}, "element": {"type": "string"},
+    "inputs": {"type": "array", "items": {"type": "object"}}, "matched": _NAMES, "outputs": {"type": "object"},
+    "misses": {"type": "object", "additionalProperties": {"type": "integer"}},
+}
+
+
 def _obj(required: list[str], properties: dict[str, Any], extra: bool = False) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": properties, "additionalProperties": extra}
 
@@ -254,6 +265,7 @@ SCHEMAS: dict[str, Any] = {
         "title": {"type": "string"}, "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "detail": {"type": "string"}, "request_id": {"type": "string"},
         "errors": {"type": "array", "items": schema_ref("LocatedProblem")},
+        "bundle": {**schema_ref("BundleSurvey"), "description": "A refused bundle deploy: what it held and lacked"},
     }),
     "LocatedProblem": _LOCATED_PROBLEM,
     "PathwayVersion": _obj(["pathway_id", "version", "title", "main_file", "deployed_at", "deployed_by", "latest"], {
@@ -274,9 +286,13 @@ SCHEMAS: dict[str, Any] = {
         "items": {"type": "array", "items": schema_ref("PathwayVersion")},
         "warnings": {"type": "array", "items": schema_ref("LocatedProblem"),
                      "description": "Deploy only: what the diagrams were deployed with (problems that do not "
-                                    "stop a deploy)"}}),
+                                    "stop a deploy)"},
+        "bundle": schema_ref("BundleSurvey")}),
+    "BundleSurvey": _obj(["contained", "from_pathways_folder", "missing", "ignored"], {
+        "contained": _NAMES, "from_pathways_folder": _NAMES, "missing": _NAMES, "ignored": _NAMES}),
     "ValidationReport": _obj(["valid", "problems"], {
-        "valid": {"type": "boolean"}, "problems": {"type": "array", "items": schema_ref("LocatedProblem")}}),
+        "valid": {"type": "boolean"}, "problems": {"type": "array", "items": schema_ref("LocatedProblem")},
+        "bundle": schema_ref("BundleSurvey")}),
     "Task": _obj(list(_TASK_PROPS), _TASK_PROPS),
     "TaskInInstance": _obj([*_TASK_PROPS, "instance_id", "instance_version", "pathway_id", "patient_ref"], {
         **_TASK_PROPS, "instance_id": {"type": "string"}, "instance_version": {"type": "integer"},
@@ -329,6 +345,18 @@ SCHEMAS: dict[str, Any] = {
     "CarePlanItemRecord": _obj(list(_ITEM_RECORD_PROPS), _ITEM_RECORD_PROPS),
     # Rule evaluations and their explanations.
     "EvaluationSummary": _obj(list(_EVALUATION_PROPS), _EVALUATION_PROPS),
+    "DecisionEvaluationSummary": _obj(list(_DECISION_PROPS), _DECISION_PROPS),
+    "DecisionEvaluationList": _obj(["items"], {
+        "items": {"type": "array", "items": schema_ref("DecisionEvaluationSummary")}}),
+    "DecisionEvaluation": _obj([*_DECISION_PROPS, "explanation"], {**_DECISION_PROPS, "explanation": _obj(
+        ["decision", "hit_policy", "table_version", "file", "rules", "text"], {
+            "decision": {"type": "string"}, "hit_policy": {"type": "string"}, "table_version": {"type": "string"},
+            "file": {"type": "string"}, "text": {"type": "string"},
+            "rules": {"type": "array", "items": _obj(
+                ["rule", "row", "verdict", "entries", "failed_input", "outputs"], {
+                    "rule": {"type": "string"}, "row": {"type": "integer"},
+                    "verdict": {"type": "string", "enum": ["matched", "not matched", "not evaluated"]},
+                    "entries": _NAMES, "failed_input": {"type": ["string", "null"]}, "outputs": _NAMES})}})}),
     "EvaluationList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("EvaluationSummary")}}),
     "Evaluation": _obj([*_EVALUATION_PROPS, "facts", "rule_file", "rule_text", "catalogue_texts"], {
         **_EVALUATION_PROPS,

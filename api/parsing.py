@@ -25,6 +25,7 @@ from referencing.jsonschema import DRAFT202012
 from werkzeug.datastructures import FileStorage
 
 from engine.errors import InvalidInputError, Problem
+from engine.pathways.bundle import TOO_LARGE, Bundle, read_bundle_zip
 
 from .errors import ApiError
 from .openapi import DOCUMENT
@@ -35,7 +36,8 @@ __all__ = ["MAX_JSON_DEPTH", "etag", "if_match", "json_body", "query_choice", "q
 DOCUMENT_URI = "https://carepath.dev/openapi.json"
 _IF_MATCH = re.compile(r'^"([0-9]{1,9})"$')
 _PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}"
-_UPLOAD_NAME = re.compile(rf"^(?:{_PART}/){{0,3}}{_PART}\.(?:bpmn|json)$")
+_UPLOAD_NAME = re.compile(rf"^(?:{_PART}/){{0,3}}{_PART}\.(?:bpmn|json|dmn)$")
+ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
 MAX_UPLOAD_FILES = 50
 # Task data, start data and message payloads are free JSON; forms nest a few levels. Deeper is refused
 # before it reaches the writers (orjson stops at 255 levels, the standard library's at its recursion limit).
@@ -161,13 +163,41 @@ def _message(error: ValidationError) -> str:
     return f"fails {keyword} {expected!r}" if not isinstance(expected, dict | list) else f"fails {keyword}"
 
 
+def uploaded_bundle() -> Bundle:
+    """A pathway bundle: a zip archive sent as the body (``application/zip``), or the ``files``
+    parts of a multipart upload (:func:`uploaded_files`).
+
+    Raises: ApiError 415 (neither), 413 (an archive over the bundle's bounds: entries, bytes,
+        compression), 400 (not a zip archive, an unsafe or symlink entry, a bad name).
+    """
+    if request.mimetype not in ZIP_TYPES:
+        return Bundle(uploaded_files())
+    try:
+        bundle = read_bundle_zip(request.get_data(cache=True))
+    except InvalidInputError as exc:
+        if any(p.code == TOO_LARGE for p in exc.problems):
+            raise ApiError(413, "body-too-large", exc.message, exc.problems) from exc
+        raise ApiError(400, "request-invalid", exc.message, exc.problems) from exc
+    bad = [name for name in bundle.files if not _UPLOAD_NAME.match(name) or len(name) > MAX_FILE_NAME]
+    if bad:
+        raise ApiError(400, "request-invalid", "bad file name in the archive", [Problem(
+            "must be a relative name such as pathway.bpmn or shared/sub.bpmn (.bpmn, .json or .dmn; letters, "
+            f"digits, '_', '.', '-'; at most 4 levels), at most {MAX_FILE_NAME} characters", file=name,
+            code="file-name") for name in bad[:10]])
+    if not bundle.files:
+        raise ApiError(400, "request-invalid", "the archive holds no pathway file",
+                       [Problem("at least one .bpmn file is required", code="not-found")])
+    return bundle
+
+
 def uploaded_files() -> dict[str, bytes]:
     """The ``files`` parts of a multipart upload, by their (relative) file names.
 
     Raises: ApiError 415 (not multipart), 400 (no files, bad names, too many).
     """
     if request.mimetype != "multipart/form-data":
-        raise ApiError(415, "unsupported-media-type", "upload diagrams as multipart/form-data in 'files' parts")
+        raise ApiError(415, "unsupported-media-type",
+                       "upload diagrams as multipart/form-data in 'files' parts, or a zip archive as application/zip")
     parts: list[FileStorage] = request.files.getlist("files")
     if not parts:
         raise ApiError(400, "request-invalid", "no files uploaded", [Problem("at least one file", field="/files")])
@@ -179,7 +209,7 @@ def uploaded_files() -> dict[str, bytes]:
         name = part.filename or ""
         if not _UPLOAD_NAME.match(name) or ".." in name or len(name) > MAX_FILE_NAME:
             raise ApiError(400, "request-invalid", "bad file name", [Problem(
-                f"must be a relative name such as pathway.bpmn or shared/sub.bpmn (.bpmn or .json), at most "
+                f"must be a relative name such as pathway.bpmn or shared/sub.bpmn (.bpmn, .json or .dmn), at most "
                 f"{MAX_FILE_NAME} characters",
                 field=f"/files/{index}")])
         files[name] = part.read()

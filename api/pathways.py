@@ -8,14 +8,15 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from engine.errors import NotFoundError
+from engine.errors import DiagramError, NotFoundError
 from engine.instances.migration import migrate_pathway
 from engine.pathways.validation import errors_in
 from engine.pathways.validation import validate_upload as check_upload
 
 from . import carepath
 from .auth import current_principal, requires
-from .parsing import json_body, query_str, uploaded_files
+from .errors import ApiError
+from .parsing import json_body, query_str, uploaded_bundle
 
 bp = Blueprint("pathways", __name__, url_prefix="/v1/pathways")
 
@@ -63,18 +64,28 @@ def get_diagram(pathway_id: str, version: str) -> Response:
 @bp.post("/validate")
 @requires("pathways.validate")
 def validate_upload() -> dict[str, Any]:
-    """The checks a deploy of the same upload runs (valid: it would deploy; warnings do not stop it)."""
+    """The checks a deploy of the same upload runs (valid: it would deploy; warnings do not stop it),
+    and what the bundle holds and lacks, by name."""
     catalog = carepath().catalog
-    problems = check_upload(uploaded_files(), pathways_root=catalog.library.root,
+    bundle = uploaded_bundle()
+    problems = check_upload(bundle.files, pathways_root=catalog.library.root,
                             known_rule_sets=catalog.known_rule_sets(), known_operators=catalog.known_operators())
-    return {"valid": not errors_in(problems), "problems": [p.as_dict() for p in problems]}
+    return {"valid": not errors_in(problems), "problems": [p.as_dict() for p in problems],
+            "bundle": catalog.survey(bundle.files, bundle.ignored).as_dict()}
 
 
 @bp.post("")
 @requires("pathways.deploy")
 def deploy_upload() -> tuple[dict[str, Any], int]:
-    deployment = carepath().catalog.deploy_upload(uploaded_files(), actor=current_principal().actor)
+    catalog, bundle = carepath().catalog, uploaded_bundle()
+    try:
+        deployment = catalog.deploy_bundle(bundle, actor=current_principal().actor)
+    except DiagramError as exc:  # refused: say what the bundle held and lacked, beside the located problems
+        raise ApiError(422, "diagram-invalid", exc.message, exc.problems,
+                       members={"bundle": catalog.survey(bundle.files, bundle.ignored).as_dict()}) from exc
     body: dict[str, Any] = {"items": [info.as_dict() for info in deployment]}
+    if deployment.bundle is not None:
+        body["bundle"] = deployment.bundle.as_dict()
     if deployment.warnings:
         body["warnings"] = [p.as_dict() for p in deployment.warnings]
     return body, 201

@@ -28,7 +28,13 @@ from typing import Any
 from sqlalchemy import delete, event, insert, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.db.models import AccessRecord, CarePlanItem, PathwayInstance, RuleEvaluationRecord
+from engine.db.models import (
+    AccessRecord,
+    CarePlanItem,
+    DecisionEvaluationRecord,
+    PathwayInstance,
+    RuleEvaluationRecord,
+)
 from engine.db.session import unit_of_work
 from engine.errors import InvalidInputError, Problem
 
@@ -50,7 +56,7 @@ def _saw_instance(target: PathwayInstance, _context: Any) -> None:
         seen.add(target.id)
 
 
-def _saw_owner(target: RuleEvaluationRecord | CarePlanItem, _context: Any) -> None:
+def _saw_owner(target: RuleEvaluationRecord | CarePlanItem | DecisionEvaluationRecord, _context: Any) -> None:
     seen = _seen.get()
     if seen is not None and target.instance_id is not None:
         seen.add(target.instance_id)
@@ -59,6 +65,7 @@ def _saw_owner(target: RuleEvaluationRecord | CarePlanItem, _context: Any) -> No
 event.listen(PathwayInstance, "load", _saw_instance)
 event.listen(RuleEvaluationRecord, "load", _saw_owner)
 event.listen(CarePlanItem, "load", _saw_owner)
+event.listen(DecisionEvaluationRecord, "load", _saw_owner)
 
 
 @contextlib.contextmanager

@@ -60,6 +60,7 @@ EVENT_TYPES = frozenset(
         "started", "task_completed", "timer_fired", "message_received", "suspended", "resumed",
         "cancelled", "migrated", "error", "retried", "completed", "rules_evaluated", "care_plan_updated",
         "data_corrected",
+        "decision_evaluated",
     }
 )
 CHECKPOINT_FORMAT = "carepath-trail-checkpoint/1"

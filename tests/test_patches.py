@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_patches_are_listed_in_one_place() -> None:
     assert patches.PATCHES == ("clock", "utc-for-naive-dates", "months-from-start", "months-from-end",
-                               "calendar-cycles", "quiet-loggers", "bounded-timers")
+                               "calendar-cycles", "quiet-loggers", "bounded-timers", "safe-decisions")
     assert set(patches.installed()) == set(patches.PATCHES)
     # The module's docstring table names each one, for whoever reads it first.
     assert all(name in (patches.__doc__ or "") for name in patches.PATCHES)

@@ -27,7 +27,7 @@ KNOWN_RULE_SETS = {"breast_hna", "colorectal_prehab"}
 
 # file -> (code, element id, line in the file)
 EXPECTED: dict[str, tuple[str, str | None, int]] = {
-    "business_rule_task_without_decision.bpmn": ("compile", "Activity_dmn", 8),
+    "business_rule_task_without_decision.bpmn": ("decision-missing", "Activity_dmn", 8),
     "complex_gateway.bpmn": ("unsupported", "Gateway_distress", 18),
     "condition_imports_os.bpmn": ("unsafe-expression", "Flow_high", 24),
     "condition_syntax_error.bpmn": ("expression-syntax", "Flow_high", 24),

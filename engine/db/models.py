@@ -18,9 +18,9 @@ from sqlalchemy.types import TypeDecorator
 
 from engine.db.base import Base
 
-__all__ = ["ACTIVE_STATUSES", "AccessRecord", "ApiToken", "CarePlanItem", "CarePlanNote", "IdempotencyRecord",
-           "InstanceEvent", "PathwayInstance", "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord",
-           "SandboxClockState", "UTCDateTime", "WebhookDelivery", "WebhookSubscription"]
+__all__ = ["ACTIVE_STATUSES", "AccessRecord", "ApiToken", "CarePlanItem", "CarePlanNote", "DecisionEvaluationRecord",
+           "IdempotencyRecord", "InstanceEvent", "PathwayInstance", "PathwayVersion", "RuleEvaluationRecord",
+           "RuleVersionRecord", "SandboxClockState", "UTCDateTime", "WebhookDelivery", "WebhookSubscription"]
 
 # Statuses of an instance that has not ended (engine.instances.view.Status): one per patient and pathway.
 ACTIVE_STATUSES = ("running", "suspended", "error")
@@ -323,3 +323,29 @@ class SandboxClockState(Base):
     offset_seconds: Mapped[float] = mapped_column(Float, nullable=False)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DecisionEvaluationRecord(Base):
+    """One evaluation of a DMN decision table by a business rule task (engine.decisions.store).
+
+    The table itself is the ``.dmn`` file in the pathway version's files (``file``), whose SHA-256
+    is ``table_version``.
+    """
+
+    __tablename__ = "decision_evaluations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    decision_id: Mapped[str] = mapped_column(String(200), index=True)
+    table_version: Mapped[str] = mapped_column(String(64))
+    file: Mapped[str] = mapped_column(String(300))
+    hit_policy: Mapped[str] = mapped_column(String(20))
+    pathway_id: Mapped[str] = mapped_column(String(200))
+    pathway_version: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    task_id: Mapped[str] = mapped_column(String(36))
+    element: Mapped[str] = mapped_column(String(200))
+    inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    matched: Mapped[list[str]] = mapped_column(JSON)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    misses: Mapped[dict[str, int]] = mapped_column(JSON)  # rule id -> first input entry that did not hold

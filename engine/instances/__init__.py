@@ -8,6 +8,7 @@ rows and their events (``store``), what callers see of an instance (``view``), t
 (``forms``), the cache of restored workflows (``cache``) and read-only queries (``queries``).
 
 May import: ``engine.spiff``, ``engine.pathways``, ``engine.audit``, ``engine.db``, ``engine.rules``
-(for stored evaluations), ``engine.webhooks`` (the store writes a step's outbox rows), the shared
-modules (clock, errors, settings). Never Flask, never ``api``.
+(for stored evaluations), ``engine.webhooks`` (the store writes a step's outbox rows),
+``engine.decisions`` (business rule tasks), the shared modules (clock, errors, settings). Never Flask,
+never ``api``.
 """

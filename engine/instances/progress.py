@@ -21,7 +21,8 @@ from engine.spiff.progress import ElementProgress, element_progress
 __all__ = ["InstanceProgress", "instance_progress"]
 
 # Events that name an element the instance has passed.
-_PASSED = ("task_completed", "timer_fired", "message_received", "rules_evaluated", "care_plan_updated")
+_PASSED = ("task_completed", "timer_fired", "message_received", "rules_evaluated", "care_plan_updated",
+           "decision_evaluated")
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.access_log import not_shown
 from engine.audit import TrailProblem, split_actor, verify_trail
-from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion
 from engine.db.session import read_only
+from engine.decisions import (
+    DecisionExplanation,
+    StoredDecisionEvaluation,
+    explain_decision,
+    get_decision_evaluation,
+    list_decision_evaluations,
+)
 from engine.errors import InvalidInputError, NotFoundError, Problem
 from engine.instances.service import PathwayService
 from engine.instances.store import load_spec
@@ -199,6 +206,31 @@ class InstanceQueries:
                  "outcomes": dict(r.outcomes)}
                 for r in list_evaluations(session, instance_id=instance_id)
             ]
+
+    def decision_evaluations(self, instance_id: str) -> list[dict[str, Any]]:
+        """The decision table evaluations made for one instance, oldest first.
+
+        Raises: NotFoundError.
+        """
+        with read_only(self.sessions) as session:
+            if session.get(PathwayInstance, instance_id) is None:
+                raise NotFoundError(f"no instance {instance_id!r}")
+            return [stored.as_dict() for stored in list_decision_evaluations(session, instance_id=instance_id)]
+
+    def decision_evaluation(self, evaluation_id: str) -> tuple[StoredDecisionEvaluation, DecisionExplanation]:
+        """One decision evaluation, and its explanation from the .dmn file of the version it ran.
+
+        Raises: NotFoundError.
+        """
+        with read_only(self.sessions) as session:
+            stored = get_decision_evaluation(session, evaluation_id)
+            version = session.scalars(select(PathwayVersion).where(
+                PathwayVersion.pathway_id == stored.pathway_id,
+                PathwayVersion.version == stored.pathway_version)).first()
+            files: dict[str, str] = json.loads(version.files) if version is not None else {}
+            if stored.file not in files:
+                raise NotFoundError(f"the decision table of evaluation {evaluation_id} is not stored")
+            return stored, explain_decision(stored, files[stored.file].encode("utf-8"))
 
     def evaluation(self, evaluation_id: str) -> StoredEvaluation:
         """One stored evaluation with the exact rule and catalogue texts it used.

@@ -24,6 +24,7 @@ errors are written to carry none, and any other exception is reported by its typ
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -40,6 +41,13 @@ from engine.audit import append_event, take_pending_events
 from engine.clock import Clock
 from engine.db.models import PathwayVersion
 from engine.db.session import unit_of_work
+from engine.decisions import (
+    DECISION_PROPERTY,
+    DecisionTable,
+    evaluate_decision,
+    record_decision_evaluation,
+    table_from_json,
+)
 from engine.errors import (
     CarePathError,
     ConflictError,
@@ -105,6 +113,32 @@ class StepScriptEngine(PythonScriptEngine):
         self.operators = operators
         self.context = context
 
+    def run_decision(self, task: Any) -> dict[str, Any]:
+        """Evaluate a business rule task's decision table (kept on its spec when the pathway was
+        deployed) against the task data, record the evaluation and a ``decision_evaluated`` event
+        (ids only), and return the outputs to set (``engine.spiff.patches``, ``safe-decisions``).
+
+        Raises:
+            WorkflowError: the task carries no decision table, or the table's hit policy was broken.
+            ExpressionError: a cell failed while running.
+        """
+        properties = (getattr(task.task_spec, "extensions", None) or {}).get("properties", {})
+        text = properties.get(DECISION_PROPERTY)
+        element = str(task.task_spec.bpmn_id)
+        if text is None:
+            message = "the business rule task carries no decision table: deploy the pathway again"
+            raise WorkflowError(message, [Problem(message, element=element)])
+        outcome = evaluate_decision(_decision_table(text), dict(task.data), self.environment)
+        instance = self.context.instance
+        evaluation_id = record_decision_evaluation(
+            self.context.session, outcome, created_at=self.context.clock.now(), pathway_id=instance.pathway_id,
+            pathway_version=self.context.pathway_version, instance_id=instance.id, task_id=str(task.id),
+            element=element)
+        self.context.record("decision_evaluated", element, {
+            "evaluation_id": evaluation_id, "decision": outcome.table.decision_id,
+            "table_version": outcome.table.digest, "matched": outcome.matched})
+        return outcome.outputs
+
     def call_service(self, task: Any, **kwargs: Any) -> str:
         name = kwargs.get("operation_name")
         operator = self.operators.get(str(name))
@@ -119,6 +153,12 @@ class StepScriptEngine(PythonScriptEngine):
         except Exception as exc:  # an operator's own failure (network, service down) is an incident
             message = f"service {name!r} failed: {type(exc).__name__}"
             raise WorkflowError(message, [Problem(message, element=task.task_spec.bpmn_id)]) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _decision_table(text: str) -> DecisionTable:
+    """A stored table, parsed once per process (tables are immutable, keyed by their text)."""
+    return table_from_json(text)
 
 
 @dataclass

@@ -6,6 +6,7 @@ resolve in (``bundle``: never outside it), a pathway's sources and version hash 
 its files), deploying versions and listing them (``versions``), and ``carepath validate``
 (``validation``).
 
-May import: SpiffWorkflow's parser, lxml, jsonschema, ``engine.expressions`` (to lint), ``engine.spiff``
+May import: SpiffWorkflow's parser, lxml, jsonschema, ``engine.expressions`` (to lint), ``engine.decisions`` (to
+read and translate decision tables), ``engine.spiff``
 (to store compiled specs), ``engine.db`` and the shared modules. Never ``instances``.
 """

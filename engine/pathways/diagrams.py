@@ -15,6 +15,12 @@ three ways that matter here, and :func:`prepare_for_engine` evens them out on a 
   removed and JUEL's operators become Python's (:func:`juel_to_python`: ``&&``, ``||``, ``!``,
   ``eq``, ``ne``, ``lt``...). What is left must be in the safe expression language.
 
+* Decision tables. A business rule task names a DMN decision (Camunda's ``camunda:decisionRef`` or
+  SpiffWorkflow's ``spiffworkflow:calledDecisionId``) in a ``.dmn`` file of the bundle; the table,
+  translated to the safe language (:mod:`engine.decisions`), is kept in the task spec's properties
+  under :data:`~engine.decisions.DECISION_PROPERTY`, and the reference is written the way
+  SpiffWorkflow's parser reads it.
+
 Two more even out what modellers write and CarePath reads: a user task without a form CarePath can
 read (none, or a ``camunda:formKey``) is a *confirmation step* whose form accepts no data
 (:data:`CONFIRMATION_FORM`); and layout attributes a modeller writes on diagram-interchange elements
@@ -25,8 +31,10 @@ change nothing that runs.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +42,7 @@ from typing import Any
 
 from lxml import etree
 
+from engine.decisions import DECISION_PROPERTY, DecisionTable, decision_ids, read_decisions
 from engine.errors import DiagramError, Problem
 from engine.pathways.bundle import BundleFiles, FolderFiles, MemoryFiles, bundle_name
 from engine.spiff.workflows import FORM_PROPERTY
@@ -46,6 +55,11 @@ __all__ = [
     "NSMAP",
     "SPIFF_NS",
     "Diagram",
+    "business_rule_tasks",
+    "decision_display",
+    "decision_file",
+    "decision_ref",
+    "decision_table",
     "drop_layout_extras",
     "form_file_names",
     "form_schema",
@@ -233,6 +247,10 @@ def prepare_for_engine(diagram: Diagram) -> Any:
         converted = juel_to_python(element.text or "")
         if converted is not None:
             element.text = converted.strip()
+    for task in root.iter(f"{{{BPMN_NS}}}businessRuleTask"):
+        _, table = decision_table(task, diagram)
+        _set_spiff_property(task, DECISION_PROPERTY, table.to_json())
+        _set_called_decision(task, table.decision_id)
     for task in root.iter(f"{{{BPMN_NS}}}userTask", f"{{{BPMN_NS}}}manualTask"):
         schema = form_schema(task, diagram)
         if schema is None and task.tag == f"{{{BPMN_NS}}}userTask":
@@ -283,6 +301,86 @@ def _set_spiff_property(task: Any, name: str, value: str) -> None:
         if prop.get("name") == name:
             properties.remove(prop)
     etree.SubElement(properties, f"{{{SPIFF_NS}}}property", name=name, value=value)
+
+
+def _set_called_decision(task: Any, decision_id: str) -> None:
+    extensions = task.find("bpmn:extensionElements", NSMAP)
+    if extensions is None:
+        extensions = etree.Element(f"{{{BPMN_NS}}}extensionElements")
+        task.insert(0, extensions)
+    for called in extensions.findall("spiffworkflow:calledDecisionId", NSMAP):
+        extensions.remove(called)
+    etree.SubElement(extensions, f"{{{SPIFF_NS}}}calledDecisionId").text = decision_id
+
+
+def business_rule_tasks(diagram: Diagram) -> list[Any]:
+    return list(diagram.tree.getroot().iter(f"{{{BPMN_NS}}}businessRuleTask"))
+
+
+def decision_ref(task: Any) -> str | None:
+    """The decision a business rule task names: ``camunda:decisionRef`` or ``spiffworkflow:calledDecisionId``."""
+    ref = task.get(f"{{{CAMUNDA_NS}}}decisionRef")
+    if not ref:
+        called = task.find("bpmn:extensionElements/spiffworkflow:calledDecisionId", NSMAP)
+        ref = (called.text or "").strip() if called is not None else None
+    return ref or None
+
+
+def _decision_problem(task: Any, diagram: Diagram, message: str, code: str) -> DiagramError:
+    return DiagramError("unusable decision table", [Problem(message, file=diagram.name, line=task.sourceline,
+                                                            element=task.get("id"), code=code)])
+
+
+def decision_file(task: Any, diagram: Diagram) -> tuple[str, bytes]:
+    """The bundle name and content of the ``.dmn`` file defining the task's decision: among the
+    bundle's ``.dmn`` files, the one beside the diagram when several define it.
+
+    Raises:
+        DiagramError: located at the task when it names no decision, or no single file defines it.
+    """
+    ref = decision_ref(task)
+    if ref is None:
+        raise _decision_problem(task, diagram, "the business rule task names no decision (set the decision id, "
+                                "camunda:decisionRef)", "decision-missing")
+    found = []
+    for name in diagram.files.names("*.dmn"):
+        content = diagram.files.read(name)
+        if content is not None and ref in decision_ids(content):
+            found.append((name, content))
+    beside = [item for item in found if posixpath.dirname(item[0]) == posixpath.dirname(diagram.location)]
+    if len(found) > 1 and len(beside) == 1:
+        found = beside
+    if not found:
+        raise _decision_problem(task, diagram, f"decision {ref!r} is in no .dmn file of the pathway: put its .dmn "
+                                "file beside the diagram (or in the upload)", "decision-missing")
+    if len(found) > 1:
+        raise _decision_problem(task, diagram, f"decision {ref!r} is defined in several .dmn files: "
+                                f"{', '.join(name for name, _ in found)}", "decision-ambiguous")
+    return found[0]
+
+
+def decision_display(diagram: Diagram, name: str) -> str:
+    """A bundle name as authors read it, beside the diagram's displayed name."""
+    if diagram.name.endswith(diagram.location):
+        return diagram.name[: len(diagram.name) - len(diagram.location)] + name
+    return name
+
+
+def decision_table(task: Any, diagram: Diagram) -> tuple[str, DecisionTable]:
+    """The bundle name of the task's ``.dmn`` file and its decision table, translated.
+
+    Raises:
+        DiagramError: the task's problems (:func:`decision_file`), or every problem of the
+            ``.dmn`` file, located ``file:line: decision-id``.
+    """
+    name, content = decision_file(task, diagram)
+    tables, problems = read_decisions(content, decision_display(diagram, name))
+    ref = str(decision_ref(task))
+    if problems or ref not in tables:
+        raise DiagramError(f"decision table {ref} cannot be used", problems or [Problem(
+            f"decision {ref!r} cannot be read", file=diagram.name, line=task.sourceline, element=task.get("id"),
+            code="decision-table")])
+    return name, dataclasses.replace(tables[ref], file=name)
 
 
 def _spiff_property(task: Any, name: str) -> str | None:

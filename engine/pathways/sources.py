@@ -3,9 +3,9 @@
 A *pathway* is an executable BPMN process in a top-level file of the pathways folder (one per
 diagnosis); shared sub-pathways live in sub-folders and are reached through call activities.
 A pathway's *version* is the SHA-256 of every file it is built from: its own diagram, each diagram
-it calls (transitively), the form schema files they name, and its start data schema
-(``<name>.start.schema.json`` beside its file, :mod:`engine.pathways.start_schema`). Changing
-a shared sub-pathway therefore gives every pathway that calls it a new version, and a running
+it calls (transitively), the form schema files and decision tables (.dmn) they name, and its start
+data schema (``<name>.start.schema.json`` beside its file, :mod:`engine.pathways.start_schema`).
+Changing a shared sub-pathway therefore gives every pathway that calls it a new version, and a running
 instance keeps the exact diagrams it started on.
 """
 
@@ -14,15 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lxml import etree
 
 from engine.errors import DiagramError, NotFoundError, Problem, translate_workflow_errors
 from engine.pathways.bundle import FolderFiles, MemoryFiles, bundle_name
 from engine.pathways.diagrams import (
     NSMAP,
     Diagram,
+    business_rule_tasks,
+    decision_file,
+    decision_ref,
     form_file_names,
     parse_diagram,
     prepare_for_engine,
@@ -34,7 +40,8 @@ from engine.pathways.start_schema import start_schema_name
 # SpiffWorkflow's XSD validator is one process-wide lxml schema whose error log is shared state.
 XSD_LOCK = threading.Lock()
 
-__all__ = ["XSD_LOCK", "CompiledPathway", "PathwayLibrary", "PathwaySource", "compile_source", "version_of"]
+__all__ = ["XSD_LOCK", "BundleSurvey", "CompiledPathway", "PathwayLibrary", "PathwaySource", "compile_source",
+           "survey_bundle", "version_of"]
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,13 @@ def source_from_diagrams(pathway_id: str, diagrams: list[Diagram]) -> PathwaySou
                 problems += exc.problems
                 continue
             files[str(bundle_name(diagram.name, form_file))] = content
+        for task in business_rule_tasks(diagram):
+            try:
+                dmn_name, dmn_content = decision_file(task, diagram)
+            except DiagramError as exc:
+                problems += exc.problems
+                continue
+            files[dmn_name] = dmn_content
         for call_id, called in diagram.called_elements.items():
             target = by_process.get(called)
             if target is None:
@@ -162,6 +176,67 @@ def source_from_diagrams(pathway_id: str, diagrams: list[Diagram]) -> PathwaySou
     return PathwaySource(pathway_id=pathway_id, main_file=main.name, files=files)
 
 
+@dataclass(frozen=True)
+class BundleSurvey:
+    """What a deployed bundle held and what its diagrams name, by name.
+
+    ``contained``: the bundle's pathway files; ``from_pathways_folder``: files it did not hold that
+    its diagrams name and the pathways folder supplied (shared sub-pathways, forms, decision tables);
+    ``missing``: what its diagrams name that neither holds (a form file, ``process <id>``,
+    ``decision <id>``); ``ignored``: other
+    files in the bundle (never read).
+    """
+
+    contained: list[str]
+    from_pathways_folder: list[str]
+    missing: list[str]
+    ignored: list[str]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return dict(self.__dict__)
+
+
+def survey_bundle(bundle: list[Diagram], files: Collection[str], library: list[Diagram],
+                  ignored: Collection[str] = ()) -> BundleSurvey:
+    """Which names the ``bundle``'s diagrams use come from the bundle (``files``), from the
+    ``library`` diagrams (or the library folder, through each diagram's own bundle), or nowhere."""
+    from_library: set[str] = set()
+    missing: set[str] = set()
+    defined = {pid for d in bundle for pid in d.process_ids}
+    library_by_process = {pid: d for d in library for pid in d.process_ids}
+    pending = list(bundle)
+    seen: set[str] = set()
+    while pending:
+        diagram = pending.pop()
+        if diagram.name in seen:
+            continue
+        seen.add(diagram.name)
+        for _task, form_file in form_file_names(diagram):
+            name = bundle_name(diagram.location, form_file)
+            if name is None or diagram.files.read(name) is None:
+                missing.add(form_file if name is None else name)
+            elif name not in files:
+                from_library.add(name)
+        for task in business_rule_tasks(diagram):
+            try:
+                dmn_name, _ = decision_file(task, diagram)
+            except DiagramError:
+                missing.add(f"decision {decision_ref(task)}")
+                continue
+            if dmn_name not in files:
+                from_library.add(dmn_name)
+        for called in diagram.called_elements.values():
+            if called in defined:
+                continue
+            target = library_by_process.get(called)
+            if target is None:
+                missing.add(f"process {called}")
+            else:
+                from_library.add(target.name)
+                pending.append(target)
+    return BundleSurvey(sorted(files), sorted(from_library), sorted(missing), sorted(ignored))
+
+
 def compile_source(source: PathwaySource) -> CompiledPathway:
     """Parse a pathway's diagrams with XSD validation and build its specs.
 
@@ -170,11 +245,20 @@ def compile_source(source: PathwaySource) -> CompiledPathway:
     Raises:
         DiagramError: naming the file, line and element that failed.
     """
+    from SpiffWorkflow.dmn.parser.BpmnDmnParser import SCHEMAS
     from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
-    parser = SpiffBpmnParser(validator=VALIDATOR)
+    # SpiffWorkflow's DMN 1.2 schema does not load (its DMNDI import does not resolve), which failed
+    # every DMN 1.2 file; those are checked by engine.decisions' reader alone.
+    dmn_schemas = {namespace: path for namespace, path in SCHEMAS.items() if "/20180521/" not in namespace}
+    parser = SpiffBpmnParser(validator=VALIDATOR, dmn_schemas=dmn_schemas)
     bundle = MemoryFiles(source.files)
     for name, content in source.files.items():
+        if name.endswith(".dmn"):
+            # SpiffWorkflow's parser needs the decision to build the task (and validates it against the
+            # DMN schema); its eval-based engine never runs it (engine.spiff.patches).
+            with XSD_LOCK, translate_workflow_errors():
+                parser.add_dmn_xml(parse_dmn(content, name), filename=name)
         if not name.endswith(".bpmn"):
             continue
         tree = prepare_for_engine(parse_diagram(content, name, bundle))
@@ -184,6 +268,18 @@ def compile_source(source: PathwaySource) -> CompiledPathway:
         spec = parser.get_spec(source.pathway_id)
         subprocess_specs = parser.get_subprocess_specs(source.pathway_id)
     return CompiledPathway(source.pathway_id, source.version, spec, subprocess_specs)
+
+
+def parse_dmn(content: bytes, name: str) -> Any:
+    """A .dmn file's root element, parsed without entities or network access.
+
+    Raises: DiagramError when it is not well-formed XML.
+    """
+    try:
+        return etree.fromstring(content, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
+    except etree.XMLSyntaxError as exc:
+        raise DiagramError(f"{name} is not well-formed XML", [Problem(
+            f"not well-formed XML: {exc.msg}", file=name, line=exc.lineno or None, code="xml-syntax")]) from exc
 
 
 def files_to_json(files: dict[str, bytes]) -> str:

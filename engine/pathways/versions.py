@@ -21,15 +21,17 @@ from engine.clock import Clock
 from engine.db.models import PathwayInstance, PathwayVersion
 from engine.db.session import read_only, unit_of_work
 from engine.errors import DiagramError, InvalidInputError, NotFoundError, Problem
-from engine.pathways.bundle import ChainedFiles, MemoryFiles
+from engine.pathways.bundle import Bundle, ChainedFiles, MemoryFiles
 from engine.pathways.diagrams import parse_diagram
 from engine.pathways.sources import (
+    BundleSurvey,
     PathwayLibrary,
     PathwaySource,
     compile_source,
     files_from_json,
     files_to_json,
     source_from_diagrams,
+    survey_bundle,
 )
 from engine.pathways.validation import (
     KNOWN_OPERATORS,
@@ -60,11 +62,14 @@ class VersionInfo:
 
 class Deployment(list[VersionInfo]):
     """What a deploy stored or found, one :class:`VersionInfo` per pathway (a list, as it always
-    was), and the warnings the gate gave (``warnings``: problems that did not stop it)."""
+    was), the warnings the gate gave (``warnings``: problems that did not stop it) and, for a
+    bundle, what it contained and what came from the pathways folder (``bundle``)."""
 
-    def __init__(self, versions: Iterable[VersionInfo] = (), warnings: Iterable[Problem] = ()) -> None:
+    def __init__(self, versions: Iterable[VersionInfo] = (), warnings: Iterable[Problem] = (),
+                 bundle: BundleSurvey | None = None) -> None:
         super().__init__(versions)
         self.warnings = list(warnings)
+        self.bundle = bundle
 
 
 def _no_rule_sets() -> Collection[str] | None:
@@ -110,13 +115,39 @@ class PathwayCatalog:
         versions = self._deploy([self.library.source(pid) for pid in self.library.pathway_ids()], actor)
         return Deployment(versions, problems)
 
+    def survey(self, files: Mapping[str, bytes], ignored: Collection[str] = ()) -> BundleSurvey:
+        """What a bundle holds, and what its diagrams name that it lacks (from the pathways folder or
+        missing), by name. Unreadable diagrams are skipped (the gate reports them)."""
+        bundle = ChainedFiles(MemoryFiles(files), self.library.files)
+        diagrams = []
+        for name, content in files.items():
+            if name.endswith(".bpmn"):
+                try:
+                    diagrams.append(parse_diagram(content, name, bundle))
+                except DiagramError:
+                    continue
+        shared = [d for d in library_diagrams(self.library.files) if d.name not in files]
+        return survey_bundle(diagrams, list(files), shared, ignored)
+
+    def deploy_bundle(self, bundle: Bundle, actor: str) -> Deployment:
+        """Deploy a bundle read from a folder or a zip archive (:mod:`engine.pathways.bundle`), as
+        :meth:`deploy_upload` deploys its files; the deployment says what the bundle held.
+
+        Raises: as :meth:`deploy_upload`.
+        """
+        deployment = self.deploy_upload(bundle.files, actor)
+        if deployment.bundle is not None:
+            deployment.bundle = dataclasses.replace(deployment.bundle, ignored=sorted(bundle.ignored))
+        return deployment
+
     def deploy_upload(self, files: Mapping[str, bytes], actor: str) -> Deployment:
-        """Deploy the pathways in uploaded files (``*.bpmn`` diagrams and the ``*.json`` forms they
-        name); calls may reach the library's diagrams. The upload is checked as
-        ``POST /v1/pathways/validate`` checks it first.
+        """Deploy the pathways in uploaded files (``*.bpmn`` diagrams, and the ``*.json`` forms and
+        ``*.dmn`` decision tables they name); calls may reach the library's diagrams. The upload is
+        checked as ``POST /v1/pathways/validate`` checks it first.
 
         Raises:
-            InvalidInputError: no files, or file names that are not plain ``*.bpmn`` / ``*.json`` names.
+            InvalidInputError: no files, or file names that are not plain ``*.bpmn`` / ``*.json`` /
+                ``*.dmn`` names.
             DiagramError: listing every problem (warnings too) when any diagram has an error, or
                 naming the upload when it holds no pathway file (only shared sub-pathways).
         """
@@ -139,12 +170,12 @@ class PathwayCatalog:
             raise DiagramError("no pathway in the upload", [Problem(
                 "no pathway file in the upload: a pathway is a .bpmn file at the top level (not in a folder) "
                 "with an executable process", file=next(iter(files)), code="no-executable-process")])
-        extra = {n: c for n, c in files.items() if n.endswith(".json")}
+        extra = {n: c for n, c in files.items() if n.endswith((".json", ".dmn"))}
         sources = []
         for pathway_id in ids:
             source = source_from_diagrams(pathway_id, uploaded + shared)
             sources.append(PathwaySource(source.pathway_id, source.main_file, {**source.files, **extra}))
-        return Deployment(self._deploy(sources, actor), problems)
+        return Deployment(self._deploy(sources, actor), problems, self.survey(files))
 
     def _deploy(self, sources: list[PathwaySource], actor: str) -> list[VersionInfo]:
         """Store each source's version unless known; all or nothing (one refused source deploys none)."""

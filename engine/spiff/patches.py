@@ -26,6 +26,12 @@ bounded-timers            ``TimeDateEventDefinition.has_fired``, ``DurationTimer
                           1900-2199) raises :class:`~engine.errors.WorkflowError` naming the element,
                           which becomes an incident, instead of looping inside a request or
                           overflowing
+safe-decisions            ``BusinessRuleTaskMixin._run_hook``: a business rule task asks the step's
+                          script engine to evaluate its decision table (``run_decision``: the safe
+                          language, every hit policy, recorded) and sets the outputs in the task
+                          data; SpiffWorkflow's own DMN engine, which ``eval``s every cell and
+                          knows two hit policies, never runs. A script engine without
+                          ``run_decision`` makes the task fail with a WorkflowError (an incident)
 ========================  ========================================================================
 
 The timer bounds are also what ``carepath validate`` checks timer values against (one definition).
@@ -49,6 +55,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimeDateEventDefinition,
     TimerEventDefinition,
 )
+from SpiffWorkflow.dmn.specs.business_rule_task_mixin import BusinessRuleTaskMixin
 
 from engine.calendar import add_months
 from engine.clock import Clock
@@ -58,7 +65,7 @@ __all__ = ["MAX_CYCLES", "MAX_TIMER_SPAN", "MIN_CYCLE_PERIOD", "PATCHES", "clock
            "install", "installed", "next_occurrence", "timer_value_problem"]
 
 PATCHES = ("clock", "utc-for-naive-dates", "months-from-start", "months-from-end", "calendar-cycles",
-           "quiet-loggers", "bounded-timers")
+           "quiet-loggers", "bounded-timers", "safe-decisions")
 SPIFF_LOGGERS = ("spiff.task", "spiff.workflow", "spiff.data")
 
 
@@ -353,6 +360,24 @@ def _quiet_loggers() -> None:
             logger.addFilter(NoPatientData())
 
 
+# --- decision tables ---------------------------------------------------------------------------------
+
+
+def run_decision_safely(self: BusinessRuleTaskMixin, my_task: Any) -> bool:
+    """Replacement for ``BusinessRuleTaskMixin._run_hook`` (module docstring, ``safe-decisions``).
+
+    Raises:
+        WorkflowError: the workflow's script engine cannot evaluate decision tables safely; and
+            whatever the script engine's ``run_decision`` raises.
+    """
+    run = getattr(my_task.workflow.script_engine, "run_decision", None)
+    if run is None:
+        message = "decision tables run only in CarePath's steps (no safe decision evaluator)"
+        raise WorkflowError(message, [Problem(message, element=my_task.task_spec.bpmn_id)])
+    my_task.data.update(run(my_task))
+    return bool(super(BusinessRuleTaskMixin, self)._run_hook(my_task))
+
+
 # --- installing ------------------------------------------------------------------------------------
 
 _lock = threading.Lock()
@@ -368,6 +393,7 @@ def install() -> None:
         CycleTimerEventDefinition.cycle_complete = cycle_complete
         TimeDateEventDefinition.has_fired = date_has_fired
         DurationTimerEventDefinition.has_fired = duration_has_fired
+        BusinessRuleTaskMixin._run_hook = run_decision_safely
         _quiet_loggers()
 
 
@@ -383,5 +409,6 @@ def installed() -> dict[str, bool]:
         "calendar-cycles": CycleTimerEventDefinition.__dict__.get("cycle_complete") is cycle_complete,
         "bounded-timers": TimeDateEventDefinition.__dict__.get("has_fired") is date_has_fired
         and DurationTimerEventDefinition.__dict__.get("has_fired") is duration_has_fired,
+        "safe-decisions": BusinessRuleTaskMixin.__dict__.get("_run_hook") is run_decision_safely,
         "quiet-loggers": all(any(isinstance(f, NoPatientData) for f in lg.filters) for lg in loggers),
     }

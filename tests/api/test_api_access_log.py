@@ -51,9 +51,12 @@ def world(client: Any, auth: Any) -> dict[str, str]:
     plan = client.get(f"/v1/instances/{instance['id']}/care-plan", headers=auth("clinician")).json
     item = plan["awaiting_decision"][0]
     referral = next(i for i in plan["awaiting_decision"] if i["kind"] == "referral")
+    triaged = client.post("/v1/instances", json={"pathway_id": "test_triage", "patient_ref": NHS_NUMBER, "data": {
+        "distress_score": 9, "main_concern": "emotional"}}, headers=auth("system")).json  # a decision table
+    decision = client.get(f"/v1/instances/{triaged['id']}/decision-evaluations", headers=auth("auditor")).json
     return {"instance_id": instance["id"], "task_id": instance["ready_tasks"][0]["id"],
             "evaluation_id": item["why"]["evaluation_id"], "referral_id": referral["id"],
-            "why": item["code"]}
+            "why": item["code"], "triaged_id": triaged["id"], "decision_id": decision["items"][0]["id"]}
 
 
 def _urls(ids: dict[str, str]) -> dict[str, str]:
@@ -71,6 +74,8 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "evaluations.list_evaluations": f"/v1/instances/{i}/evaluations",
         "evaluations.get_evaluation": f"/v1/evaluations/{e}",
         "evaluations.explain": f"/v1/evaluations/{e}/explanation?why={ids['why']}",
+        "evaluations.list_decision_evaluations": f"/v1/instances/{ids['triaged_id']}/decision-evaluations",
+        "evaluations.get_decision_evaluation": f"/v1/decision-evaluations/{ids['decision_id']}",
         "fhir.search_care_plans": f"{fhir}/CarePlan?patient={NHS_NUMBER}",
         "fhir.read_care_plan": f"{fhir}/CarePlan/{i}",
         "fhir.search_service_requests": f"{fhir}/ServiceRequest?patient={NHS_NUMBER}",
@@ -114,8 +119,12 @@ def test_every_route_that_shows_patient_data_records_who_looked(app: Flask, clie
         expected = 200 if "end_of_treatment" not in endpoint and "composition" not in endpoint else response.status_code
         assert response.status_code == expected, (endpoint, response.status_code, response.get_data(as_text=True)[:300])
         records = _records(app)
-        assert [r.instance_id for r in records] == [world["instance_id"]], endpoint
-        record = records[0]
+        read = world["triaged_id"] if "decision" in endpoint else world["instance_id"]
+        recorded = [r.instance_id for r in records]
+        # A list or search shows the patient's instances (the care plan one, and the one with a decision table).
+        assert read in recorded and set(recorded) <= {world["instance_id"], world["triaged_id"]}, endpoint
+        assert len(recorded) == len(set(recorded)), endpoint  # one row per instance read
+        record = next(r for r in records if r.instance_id == read)
         assert record.patient_ref == NHS_NUMBER and record.status == expected and record.action == permission
         assert record.actor.startswith(f"{role}:tok_") and record.route.startswith("GET /")
         assert record.request_id == response.headers["X-Request-ID"]

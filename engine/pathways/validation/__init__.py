@@ -18,7 +18,8 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``dtd``                    a document type declaration (it may declare entities that expand without bound)
 ``not-bpmn``               the root element is not ``bpmn:definitions``
 ``not-found``              a path given does not exist, or a folder holds no ``.bpmn`` file
-``file-name``              an uploaded file name that is not a plain relative ``*.bpmn`` / ``*.json`` name
+``file-name``              an uploaded file name that is not a plain relative ``*.bpmn`` / ``*.json`` /
+                           ``*.dmn`` name
 ``xsd``                    the XML breaks the BPMN 2.0 / spiffworkflow schema (layout attributes a
                            modeller adds to diagram-interchange elements are dropped first)
 ``no-executable-process``  a pathway file (top level) without a process SpiffWorkflow would run
@@ -32,7 +33,9 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``gateway-no-default``     an exclusive gateway with several outgoing flows and no default flow (*w* when
                            every flow has a condition: the author may have covered every case)
 ``condition-missing``      a non-default flow out of an exclusive gateway without a condition
-``unsafe-expression``      a condition, script, timer or parameter outside the safe expression language
+``unsafe-expression``      a condition, script, timer or parameter outside the safe expression language;
+                           a decision table's cell that is not a FEEL unary test or expression CarePath
+                           translates (``docs/decisions.md``)
 ``expression-syntax``      a condition, script, timer or parameter that is not valid syntax at all
 ``script-format``          a script in another language (``scriptFormat`` javascript, groovy...)
 ``script-empty``           a script task without a script
@@ -51,6 +54,17 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``service-parameter``      a service parameter SpiffWorkflow's parser cannot read
 ``rule-set-missing``       a ``carepath.rules`` task without a ``ruleset`` parameter
 ``unknown-rule-set``       a ``ruleset`` that is not a name, or names no known rule set
+``decision-missing``       a business rule task that names no decision, or one no ``.dmn`` file of the
+                           bundle (or the pathways folder) defines
+``decision-ambiguous``     a decision defined in several ``.dmn`` files, none of them beside the diagram
+``decision-table``         a decision table CarePath does not run: a hit policy or aggregation outside
+                           UNIQUE, FIRST, PRIORITY, ANY, COLLECT (SUM, MIN, MAX, COUNT), RULE ORDER, OUTPUT
+                           ORDER; a decision that is not a table or requires others; more than one
+                           decision in a file; an output without a variable name; a rule whose entries
+                           do not fit the columns (located in the ``.dmn`` file, at the decision id)
+``decision-result``        *w* ``camunda:resultVariable`` / ``mapDecisionResult`` on a business rule task: not
+                           used (outputs are set by their column names)
+``not-dmn``                a ``.dmn`` file that is not DMN 1.1, 1.2 or 1.3
 ``data-store``             a data store (CarePath keeps a pathway's data in its task data)
 ``unsupported``            compensation, link events or complex gateways (SpiffWorkflow cannot run them)
 ``start-schema-missing``   *w* a pathway file without ``<name>.start.schema.json`` beside it: any start data
@@ -75,9 +89,19 @@ from typing import Any
 
 import yaml
 
-from engine.errors import CarePathError, DiagramError, Problem
+from engine.decisions import decision_ids
+from engine.errors import WARNING, CarePathError, DiagramError, Problem
 from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles, MemoryFiles
-from engine.pathways.diagrams import NSMAP, Diagram, parse_diagram, read_diagram
+from engine.pathways.diagrams import (
+    CAMUNDA_NS,
+    NSMAP,
+    Diagram,
+    business_rule_tasks,
+    decision_display,
+    decision_table,
+    parse_diagram,
+    read_diagram,
+)
 from engine.pathways.sources import compile_source, source_from_diagrams
 from engine.pathways.start_schema import start_schema_problems
 from engine.pathways.validation.lint_elements import (
@@ -198,10 +222,10 @@ def upload_name_problems(files: Mapping[str, bytes]) -> list[Problem]:
         return [Problem("an upload needs at least one .bpmn diagram", file=next(iter(files), None), code="not-found")]
     problems = []
     for name in files:
-        if (not name.endswith((".bpmn", ".json")) or ".." in name.split("/") or name.startswith("/")
+        if (not name.endswith((".bpmn", ".json", ".dmn")) or ".." in name.split("/") or name.startswith("/")
                 or "\\" in name or len(name) > MAX_FILE_NAME):
-            problems.append(Problem(f"must be a relative .bpmn or .json name of at most {MAX_FILE_NAME} characters"
-                                    " (no '..', no absolute path)", file=name, code="file-name"))
+            problems.append(Problem(f"must be a relative .bpmn, .json or .dmn name of at most {MAX_FILE_NAME} "
+                                    "characters (no '..', no absolute path)", file=name, code="file-name"))
     return problems
 
 
@@ -346,6 +370,7 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
             *lint_references(ctx, references),
             *lint_service_tasks(ctx, knowledge.rule_sets, knowledge.operators),
             *(start_schema_problems(item.diagram) if item.top_level and _started_alone(item.diagram, called) else []),
+            *_lint_decisions(item.diagram),
         ]
         if errors_in(found):
             failed.add(item.diagram.name)
@@ -360,6 +385,24 @@ def _started_alone(diagram: Diagram, called: set[str]) -> bool:
     """The diagram has a pathway that is started by itself, not only called by another (a shared
     sub-pathway gets its data from its caller, so it needs no start data schema)."""
     return any(pid not in called for pid in diagram.executable_process_ids)
+
+
+def _lint_decisions(diagram: Diagram) -> list[Problem]:
+    """Each business rule task's decision: named, in one .dmn file of the bundle, and every cell of
+    its table translatable to the safe language (problems located in the .dmn file)."""
+    problems: dict[str, Problem] = {}
+    for task in business_rule_tasks(diagram):
+        mapped = [name for name in ("resultVariable", "mapDecisionResult") if task.get(f"{{{CAMUNDA_NS}}}{name}")]
+        if mapped:
+            warning = Problem(f"camunda:{mapped[0]} is not used: the outputs are set in the task data by their "
+                              "column names", file=diagram.name, line=task.sourceline, element=task.get("id"),
+                              code="decision-result", severity=WARNING)
+            problems[str(warning)] = warning
+        try:
+            decision_table(task, diagram)
+        except DiagramError as exc:
+            problems.update((str(p), p) for p in exc.problems)
+    return list(problems.values())
 
 
 def _compile_problems(
@@ -420,6 +463,12 @@ def _located(problem: Problem, shown: dict[str, Diagram], main: Diagram, pathway
     """A compile problem with the author's file name, and a line and element when SpiffWorkflow gave
     none: the element it names, else the element its parser was reading, else the pathway's process."""
     file, node = where
+    if (problem.file or "").endswith(".dmn"):  # the DMN schema, checked by SpiffWorkflow's parser
+        content = main.files.read(str(problem.file))
+        decisions = decision_ids(content) if content is not None else []
+        return dataclasses.replace(problem, file=decision_display(main, str(problem.file)),
+                                   element=problem.element or (decisions[0] if decisions else None),
+                                   code=problem.code or "compile")
     origin = shown.get(problem.file or "") or (shown.get(file or "") if node is not None else None) or main
     line, element = problem.line, problem.element
     if line is None and element:

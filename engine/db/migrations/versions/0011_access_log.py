@@ -1,7 +1,7 @@
 """access_log: who looked at which patient's records, when and how (issue 18, point 3)
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-11-29 05:45:00
 """
 from alembic import op
@@ -11,7 +11,7 @@ import engine.db.models
 
 
 revision = '0011'
-down_revision = '0008'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
