@@ -56,8 +56,9 @@ PATIENT = "MRN-CENSUS-1"
 # Refusals whose text names no element: the file is not yet a BPMN diagram (or cannot be read).
 NO_ELEMENT_CODES = {"xml-syntax", "not-bpmn", "encoding", "dtd", "not-found"}
 # A refusal's category: its code, and for codes that cover several causes, the cause in words.
-SERVICE_CAUSES = (("java class", "Java delegate"), ("delegate", "Java delegate"), ("expression", "Java expression"),
-                  ("topic", "external task topic"), ("connector", "Camunda connector"))
+SERVICE_CAUSES = (("java class", "Java class"), ("delegate", "Java delegate"),
+                  ("external task", "Camunda external task"), ("connector", "Camunda connector"),
+                  ("expression", "Java expression"))
 
 
 # --- the worker: one file at a time -----------------------------------------------------------------

@@ -142,6 +142,7 @@ def validate_paths(
     exclude = {d.diagram.path.resolve() for d in inputs if d.diagram.path}
     library = [d for d in library_diagrams(library_files, display=_shown)
                if d.path is None or d.path.resolve() not in exclude]
+    exclude |= {d.path.resolve() for d in library if d.path}  # a library file is the library's, not a neighbour
     # A file given alone may call the diagrams beside it and below (its folder tree), as its pathway would.
     neighbours: list[Diagram] = []
     for folder in dict.fromkeys(path.parent.resolve() for path in paths if path.is_file()):
@@ -319,13 +320,15 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
     processes = {pid for d in everything for pid in d.process_ids}
     executable = {pid for d in everything for pid in d.executable_process_ids}
     calls = call_graph(everything)
+    # The neighbours a pathway calls are part of it (deploying its bundle checks them): check them too.
+    called = [_Input(d, False) for d in _called_neighbours([i.diagram for i in inputs], neighbours, calls)]
     references: dict[str, set[str]] = {}
-    for diagram in [*library, *(i.diagram for i in inputs)]:
+    for diagram in [*library, *(i.diagram for i in [*inputs, *called])]:
         for kind, ids in defined_references(diagram.tree.getroot()).items():
             references.setdefault(kind, set()).update(ids)
     problems: list[Problem] = []
     failed: set[str] = set()
-    for item in inputs:
+    for item in [*inputs, *called]:
         ctx = LintContext(item.diagram.name, item.diagram.tree.getroot())
         found = [
             *lint_schema(ctx, item.diagram.tree),
@@ -348,6 +351,25 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
         if item.top_level and item.diagram.name not in failed:
             problems += _compile_problems(item.diagram, [i.diagram for i in inputs], [*library, *neighbours], failed)
     return problems
+
+
+def _called_neighbours(inputs: Sequence[Diagram], neighbours: Sequence[Diagram],
+                       calls: Mapping[str, Collection[str]]) -> list[Diagram]:
+    """The neighbours defining a process the inputs call, directly or through one another (a process
+    an input defines is the input's, not a neighbour's), in the neighbours' order."""
+    own = {pid for diagram in inputs for pid in diagram.process_ids}
+    defines = {pid: diagram for diagram in neighbours for pid in diagram.process_ids}
+    wanted, seen = sorted(own), set(own)
+    chosen: set[int] = set()
+    while wanted:
+        for callee in calls.get(wanted.pop(), ()):
+            if callee in seen:
+                continue
+            seen.add(callee)
+            wanted.append(callee)
+            if callee in defines:
+                chosen.add(id(defines[callee]))
+    return [diagram for diagram in neighbours if id(diagram) in chosen]
 
 
 def _compile_problems(
