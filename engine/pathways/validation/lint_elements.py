@@ -216,17 +216,25 @@ _JAVA = {"class": "a Java class", "delegateExpression": "a Java delegate express
          "expression": "a Java (JUEL) expression"}
 
 
+# Camunda Modeler before 3.0 (and Activiti) wrote Camunda 7's extensions in this namespace.
+_CAMUNDA_NAMESPACES = (CAMUNDA_NS, "http://activiti.org/bpmn")
+_ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"  # Camunda 8
+
+
 def _no_operator(task: Any) -> str:
     """Why a service task without a CarePath operator would do nothing, naming what it has instead."""
     use = "use a spiffworkflow:serviceTaskOperator (carepath.rules, carepath.careplan, ...)"
-    for attribute, what in _JAVA.items():
-        if task.get(f"{{{CAMUNDA_NS}}}{attribute}"):
-            return f"service task runs {what} (camunda:{attribute}), and CarePath runs no Java: {use}"
-    if task.get(f"{{{CAMUNDA_NS}}}type") == "external":
-        return f"service task is a Camunda external task (camunda:type=\"external\"), which CarePath does not " \
-               f"run: {use}"
-    if task.find("bpmn:extensionElements/camunda:connector", NSMAP) is not None:
-        return f"service task uses a Camunda connector, which CarePath does not run: {use}"
+    for namespace in _CAMUNDA_NAMESPACES:
+        for attribute, what in _JAVA.items():
+            if task.get(f"{{{namespace}}}{attribute}"):
+                return f"service task runs {what} (camunda:{attribute}), and CarePath runs no Java: {use}"
+        if task.get(f"{{{namespace}}}type") == "external":
+            return f"service task is a Camunda external task (camunda:type=\"external\"), which CarePath does " \
+                   f"not run: {use}"
+        if task.find(f"bpmn:extensionElements/{{{namespace}}}connector", NSMAP) is not None:
+            return f"service task uses a Camunda connector, which CarePath does not run: {use}"
+    if task.find(f"bpmn:extensionElements/{{{_ZEEBE_NS}}}taskDefinition", NSMAP) is not None:
+        return f"service task is a Camunda 8 job (zeebe:taskDefinition) for a worker CarePath does not run: {use}"
     return "service task has no spiffworkflow:serviceTaskOperator, so it would do nothing"
 
 
