@@ -58,7 +58,7 @@ NO_ELEMENT_CODES = {"xml-syntax", "not-bpmn", "encoding", "dtd", "not-found"}
 # A refusal's category: its code, and for codes that cover several causes, the cause in words.
 SERVICE_CAUSES = (("java class", "Java class"), ("delegate", "Java delegate"),
                   ("external task", "Camunda external task"), ("connector", "Camunda connector"),
-                  ("expression", "Java expression"))
+                  ("camunda 8", "Camunda 8 job"), ("expression", "Java expression"))
 
 
 # --- the worker: one file at a time -----------------------------------------------------------------

@@ -128,6 +128,12 @@ def test_a_gateway_covered_by_conditions_is_a_warning_and_a_gap_an_error(tmp_pat
     ('<bpmn:serviceTask id="work" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0"><bpmn:extensionElements>'
      '<zeebe:taskDefinition type="letters" /></bpmn:extensionElements>', "service-no-operator",
      "a Camunda 8 job (zeebe:taskDefinition)"),
+    # A listener would be skipped silently (camunda-bpm-examples' task assignment e-mail, in the census).
+    ('<bpmn:userTask id="work"><bpmn:extensionElements><camunda:taskListener class="org.example.Mail" '
+     'event="assignment" /></bpmn:extensionElements>', "listener", "task listener runs Java or script code"),
+    ('<bpmn:task id="work" xmlns:camunda2="http://activiti.org/bpmn"><bpmn:extensionElements>'
+     '<camunda2:executionListener expression="${audit.log()}" event="start" /></bpmn:extensionElements>',
+     "listener", "execution listener runs Java or script code when 'start' happens"),
     ('<bpmn:scriptTask id="work" scriptFormat="javascript"><bpmn:script>var x = 1;</bpmn:script>', "script-format",
      "written in 'javascript'"),
     ('<bpmn:scriptTask id="work" scriptFormat="groovy"><bpmn:script>x = 1</bpmn:script>', "script-format",

@@ -287,7 +287,8 @@ _UNSUPPORTED = {
 
 def lint_unsupported(ctx: LintContext) -> list[Problem]:
     """Constructs SpiffWorkflow 3.2 cannot run (LIBRARY_NOTES), reported before its parser does, and
-    what CarePath does not run: scripts in other languages, empty script tasks, data stores."""
+    what CarePath does not run: scripts in other languages, empty script tasks, data stores, Camunda
+    listeners."""
     problems = [
         ctx.problem("unsupported", _UNSUPPORTED[node.tag], node) for node in ctx.root.iter(*_UNSUPPORTED)
     ]
@@ -304,6 +305,12 @@ def lint_unsupported(ctx: LintContext) -> list[Problem]:
     for node in ctx.root.iter(_bpmn("dataStoreReference"), _bpmn("dataStore")):
         problems.append(ctx.problem("data-store", "data stores are not run by CarePath: keep the data in the "
                                     "pathway's task data (data objects)", node))
+    for namespace in _CAMUNDA_NAMESPACES:
+        for node in ctx.root.iter(f"{{{namespace}}}executionListener", f"{{{namespace}}}taskListener"):
+            kind = "task" if node.tag.endswith("taskListener") else "execution"
+            problems.append(ctx.problem("listener", f"a Camunda {kind} listener runs Java or script code when "
+                                        f"'{node.get('event') or '?'}' happens, which CarePath would skip "
+                                        "silently: draw that work as a task of the pathway", node))
     for node in ctx.root.iter():
         if node.get("isForCompensation") == "true":
             message = f"compensation activities are {_NOT_SUPPORTED}: model the undo steps as ordinary tasks"
