@@ -134,6 +134,10 @@ def test_a_gateway_covered_by_conditions_is_a_warning_and_a_gap_an_error(tmp_pat
     ('<bpmn:task id="work" xmlns:camunda2="http://activiti.org/bpmn"><bpmn:extensionElements>'
      '<camunda2:executionListener expression="${audit.log()}" event="start" /></bpmn:extensionElements>',
      "listener", "execution listener runs Java or script code when 'start' happens"),
+    # Mappings would be skipped silently too (paed01/bpmn-engine's forms.bpmn ran without them in the census).
+    ('<bpmn:userTask id="work" camunda:formKey="embedded:app:forms/review.html"><bpmn:extensionElements>'
+     '<camunda:inputOutput><camunda:inputParameter name="due">${dueDate}</camunda:inputParameter>'
+     "</camunda:inputOutput></bpmn:extensionElements>", "io-mapping", "camunda:inputOutput"),
     ('<bpmn:scriptTask id="work" scriptFormat="javascript"><bpmn:script>var x = 1;</bpmn:script>', "script-format",
      "written in 'javascript'"),
     ('<bpmn:scriptTask id="work" scriptFormat="groovy"><bpmn:script>x = 1</bpmn:script>', "script-format",

@@ -54,6 +54,8 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``data-store``             a data store (CarePath keeps a pathway's data in its task data)
 ``listener``               a Camunda execution or task listener (Java or script code run on an event,
                            which would be skipped silently)
+``io-mapping``             Camunda input/output mappings (``camunda:inputOutput``), which would be skipped
+                           silently
 ``unsupported``            compensation, link events or complex gateways (SpiffWorkflow cannot run them)
 ``compile``                anything else SpiffWorkflow's parser rejected while building the pathway
                            (located at the element the parser was reading, else at the process)

@@ -288,7 +288,7 @@ _UNSUPPORTED = {
 def lint_unsupported(ctx: LintContext) -> list[Problem]:
     """Constructs SpiffWorkflow 3.2 cannot run (LIBRARY_NOTES), reported before its parser does, and
     what CarePath does not run: scripts in other languages, empty script tasks, data stores, Camunda
-    listeners."""
+    listeners and input/output mappings."""
     problems = [
         ctx.problem("unsupported", _UNSUPPORTED[node.tag], node) for node in ctx.root.iter(*_UNSUPPORTED)
     ]
@@ -311,6 +311,10 @@ def lint_unsupported(ctx: LintContext) -> list[Problem]:
             problems.append(ctx.problem("listener", f"a Camunda {kind} listener runs Java or script code when "
                                         f"'{node.get('event') or '?'}' happens, which CarePath would skip "
                                         "silently: draw that work as a task of the pathway", node))
+        for node in ctx.root.iter(f"{{{namespace}}}inputOutput"):
+            problems.append(ctx.problem("io-mapping", "Camunda input/output mappings (camunda:inputOutput) are not "
+                                        "run by CarePath, so the values they map would be missing: set them in a "
+                                        "script task or collect them with the task's form", node))
     for node in ctx.root.iter():
         if node.get("isForCompensation") == "true":
             message = f"compensation activities are {_NOT_SUPPORTED}: model the undo steps as ordinary tasks"
