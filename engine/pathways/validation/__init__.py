@@ -57,8 +57,9 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``io-mapping``             Camunda input/output mappings (``camunda:inputOutput``), which would be skipped
                            silently
 ``unsupported``            compensation, link events or complex gateways (SpiffWorkflow cannot run them)
-``compile``                anything else SpiffWorkflow's parser rejected while building the pathway
-                           (located at the element the parser was reading, else at the process)
+``compile``                anything else SpiffWorkflow's parser rejected while building the pathway, or a
+                           part of it SpiffWorkflow cannot store (located at the element the parser was
+                           reading or that cannot be stored, else at the process)
 =========================  ======================================================================
 
 A file given alone may call the diagrams in its folder tree, and the library's (``pathways_root``).
@@ -79,7 +80,7 @@ import yaml
 from engine.errors import CarePathError, DiagramError, Problem
 from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles, MemoryFiles
 from engine.pathways.diagrams import NSMAP, Diagram, parse_diagram, read_diagram
-from engine.pathways.sources import compile_source, source_from_diagrams
+from engine.pathways.sources import CompiledPathway, compile_source, source_from_diagrams
 from engine.pathways.validation.lint_elements import (
     KNOWN_OPERATORS,
     call_graph,
@@ -96,6 +97,7 @@ from engine.pathways.validation.lint_elements import (
     lint_unsupported,
 )
 from engine.pathways.validation.lint_text import LintContext, lint_expressions, lint_timers
+from engine.spiff import serializer
 
 __all__ = ["KNOWN_OPERATORS", "errors_in", "format_problems", "rule_set_names", "upload_name_problems",
            "validate_paths", "validate_upload"]
@@ -399,7 +401,7 @@ def _compile_problems(
             source = source_from_diagrams(pathway_id, renamed)
             if any(name in shown and shown[name].name in failed for name in source.files):
                 continue  # a diagram it calls has problems of its own, already reported
-            compile_source(source)
+            problems += _storage_problems(compile_source(source), shown, main, pathway_id)
         except CarePathError as exc:
             found = exc.problems or [Problem(exc.message)]
             where = _parser_location(exc)
@@ -408,6 +410,21 @@ def _compile_problems(
             message = f"SpiffWorkflow cannot build pathway {pathway_id}: {type(exc).__name__}: {exc}"
             problems.append(_located(Problem(message), shown, main, pathway_id, _parser_location(exc)))
     return problems
+
+
+def _storage_problems(compiled: CompiledPathway, shown: dict[str, Diagram], main: Diagram,
+                      pathway_id: str) -> list[Problem]:
+    """Deploying stores the built specs as JSON (engine.spiff.serializer); a part SpiffWorkflow
+    cannot store (found by the third-party census: an ad-hoc subprocess's data objects) failed there
+    with an unmapped TypeError after this gate had passed it. Store each part here, and report the
+    first that fails at its element (a subprocess spec is named by its element's id)."""
+    for name, spec in {pathway_id: compiled.spec, **compiled.subprocess_specs}.items():
+        try:
+            serializer.serialize_specs(spec, {})
+        except (TypeError, ValueError) as exc:
+            message = f"SpiffWorkflow cannot store this part of pathway {pathway_id} ({type(exc).__name__}: {exc})"
+            return [_located(Problem(message, element=name, code="compile"), shown, main, pathway_id, (None, None))]
+    return []
 
 
 def _parser_location(exc: BaseException) -> tuple[str | None, Any]:
