@@ -172,6 +172,9 @@ class Worker:
     def stop(self) -> None:
         self.process.kill()
         self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def category(problem: dict[str, Any]) -> str:
