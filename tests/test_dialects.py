@@ -143,6 +143,10 @@ def test_a_gateway_covered_by_conditions_is_a_warning_and_a_gap_an_error(tmp_pat
     ('<bpmn:scriptTask id="work" scriptFormat="groovy"><bpmn:script>x = 1</bpmn:script>', "script-format",
      "written in 'groovy'"),
     ('<bpmn:scriptTask id="work" scriptFormat="python">', "script-empty", "script task has no script"),
+    # Camunda 8's script task keeps a FEEL expression in zeebe:script (camunda-8-examples, in the census).
+    ('<bpmn:scriptTask id="work" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0"><bpmn:extensionElements>'
+     '<zeebe:script expression="=true" resultVariable="done" /></bpmn:extensionElements>', "script-format",
+     "Camunda 8 FEEL expression (zeebe:script)"),
     ('<bpmn:intermediateCatchEvent id="work"><bpmn:timerEventDefinition><bpmn:timeCycle>0 0 9 ? * MON'
      "</bpmn:timeCycle></bpmn:timerEventDefinition>", "timer-cron", "is a cron expression"),
 ])
@@ -155,6 +159,21 @@ def test_what_carepath_does_not_run_is_refused_where_it_is(element: str, code: s
     found = errors_in(validate_upload({"task.bpmn": _diagram("not_run", body)}))
     assert [(p.code, p.line, p.element) for p in found] == [(code, ELEMENT_LINE, "work")], found
     assert words in found[0].message
+
+
+@pytest.mark.parametrize(("condition", "words"), [
+    # Camunda 8 writes FEEL, starting with '=' (camunda-8-examples); bpmn-engine's tests name JavaScript.
+    ('<bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">=distress_score &gt;= 5',
+     "condition is a Camunda 8 FEEL expression (it starts with '=')"),
+    ('<bpmn:conditionExpression xsi:type="bpmn:tFormalExpression" language="JavaScript">distress_score &gt;= 5',
+     "condition is written in 'JavaScript'"),
+])
+def test_a_condition_in_another_language_is_named_as_such(condition: str, words: str) -> None:
+    text = CAMUNDA.replace('<bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">${distress_score &gt;= 5}',
+                           condition)
+    [problem] = errors_in(validate_upload({"other.bpmn": text.encode()}))
+    assert (problem.code, problem.line, problem.element) == ("script-format", 36, "Flow_1high")
+    assert words in problem.message and "safe Python expression language" in problem.message
 
 
 def test_a_data_store_is_refused_where_it_is() -> None:

@@ -34,7 +34,8 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``condition-missing``      a non-default flow out of an exclusive gateway without a condition
 ``unsafe-expression``      a condition, script, timer or parameter outside the safe expression language
 ``expression-syntax``      a condition, script, timer or parameter that is not valid syntax at all
-``script-format``          a script in another language (``scriptFormat`` javascript, groovy...)
+``script-format``          a script or condition in another language (``scriptFormat`` javascript, groovy...,
+                           a condition's ``language``, Camunda 8's FEEL: ``=...``, ``zeebe:script``)
 ``script-empty``           a script task without a script
 ``timer-empty``            a timer without a value
 ``timer-invalid``          a timer value that is not a valid ISO-8601 date, duration or cycle

@@ -299,6 +299,10 @@ def lint_unsupported(ctx: LintContext) -> list[Problem]:
             problems.append(ctx.problem("script-format", f"script task is written in {task.get('scriptFormat')!r}; "
                                         "CarePath runs scripts in its safe Python expression language only "
                                         "(docs/expressions.md)", task))
+        elif task.find(f"bpmn:extensionElements/{{{_ZEEBE_NS}}}script", NSMAP) is not None:
+            problems.append(ctx.problem("script-format", "script task is a Camunda 8 FEEL expression (zeebe:script); "
+                                        "CarePath runs scripts in its safe Python expression language only "
+                                        "(docs/expressions.md)", task))
         elif script is None or not (script.text or "").strip():
             problems.append(ctx.problem("script-empty", "script task has no script: write one, or use a plain task "
                                         "if nothing is to be worked out", task))

@@ -103,11 +103,27 @@ def _condition_text(text: str) -> str:
     return text if converted is None else converted
 
 
+def _other_language(node: Any) -> str | None:
+    """Why a condition is not in CarePath's language, when it says so itself: a ``language`` attribute
+    (JavaScript, Groovy...) or Camunda 8's FEEL, whose expressions start with ``=``."""
+    language = (node.get("language") or "").strip()
+    if language.lower() not in PYTHON_FORMATS:
+        return f"condition is written in {language!r}"
+    if (node.text or "").lstrip().startswith("=") and not (node.text or "").lstrip().startswith("=="):
+        return "condition is a Camunda 8 FEEL expression (it starts with '=')"
+    return None
+
+
 def lint_expressions(ctx: LintContext) -> list[Problem]:
     """Conditions, scripts, pre/post scripts and service-task parameter values."""
     problems: list[Problem] = []
     for node in ctx.root.iter(f"{{{BPMN_NS}}}conditionExpression"):
-        problems += _expression_problems(ctx, node, _condition_text(node.text or ""), script=False)
+        other = _other_language(node)
+        if other:
+            problems.append(ctx.problem("script-format", f"{other}; CarePath runs conditions in its safe Python "
+                                        "expression language only (docs/expressions.md)", node))
+        else:
+            problems += _expression_problems(ctx, node, _condition_text(node.text or ""), script=False)
     for node in ctx.root.iter(
         f"{{{BPMN_NS}}}script", f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"
     ):
