@@ -193,6 +193,12 @@ def lint_timers(ctx: LintContext) -> list[Problem]:
             error = _iso_error(kind, text)
             if error:
                 problems.append(ctx.problem(*error, node))
+        elif juel_to_python(text) is not None:
+            # JUEL is converted in conditions only (diagrams.prepare_for_engine): read as Python it is a
+            # bare syntax error, which would not tell a Camunda author what to change.
+            problems.append(ctx.problem("expression-syntax", f"timer {kind} {text!r} is a Camunda (JUEL) expression, "
+                                        "which CarePath reads in conditions only: write the expression without "
+                                        "'${ }' in the safe language (docs/expressions.md)", node))
         else:
             found = list(_expression_problems(ctx, node, node.text or "", script=False))
             problems += found
