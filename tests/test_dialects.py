@@ -138,6 +138,13 @@ def test_a_gateway_covered_by_conditions_is_a_warning_and_a_gap_an_error(tmp_pat
     ('<bpmn:userTask id="work" camunda:formKey="embedded:app:forms/review.html"><bpmn:extensionElements>'
      '<camunda:inputOutput><camunda:inputParameter name="due">${dueDate}</camunda:inputParameter>'
      "</camunda:inputOutput></bpmn:extensionElements>", "io-mapping", "camunda:inputOutput"),
+    ('<bpmn:userTask id="work" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0"><bpmn:extensionElements>'
+     '<zeebe:ioMapping><zeebe:input source="=dueDate" target="due" /></zeebe:ioMapping></bpmn:extensionElements>',
+     "io-mapping", "zeebe:ioMapping"),
+    ('<bpmn:task id="work" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0"><bpmn:extensionElements>'
+     '<zeebe:executionListeners><zeebe:executionListener eventType="start" type="audit" />'
+     "</zeebe:executionListeners></bpmn:extensionElements>", "listener",
+     "Camunda 8 execution listener runs a job 'audit' when 'start' happens"),
     ('<bpmn:scriptTask id="work" scriptFormat="javascript"><bpmn:script>var x = 1;</bpmn:script>', "script-format",
      "written in 'javascript'"),
     ('<bpmn:scriptTask id="work" scriptFormat="groovy"><bpmn:script>x = 1</bpmn:script>', "script-format",

@@ -53,10 +53,10 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``rule-set-missing``       a ``carepath.rules`` task without a ``ruleset`` parameter
 ``unknown-rule-set``       a ``ruleset`` that is not a name, or names no known rule set
 ``data-store``             a data store (CarePath keeps a pathway's data in its task data)
-``listener``               a Camunda execution or task listener (Java or script code run on an event,
-                           which would be skipped silently)
-``io-mapping``             Camunda input/output mappings (``camunda:inputOutput``), which would be skipped
-                           silently
+``listener``               a Camunda execution or task listener (Java or script code, or a Camunda 8 job,
+                           run on an event, which would be skipped silently)
+``io-mapping``             Camunda input/output mappings (``camunda:inputOutput``, ``zeebe:ioMapping``), which
+                           would be skipped silently
 ``unsupported``            compensation, link events or complex gateways (SpiffWorkflow cannot run them)
 ``compile``                anything else SpiffWorkflow's parser rejected while building the pathway, or a
                            part of it SpiffWorkflow cannot store (located at the element the parser was

@@ -285,6 +285,33 @@ _UNSUPPORTED = {
 }
 
 
+def _camunda_skipped(ctx: LintContext) -> list[Problem]:
+    """Camunda's listeners and input/output mappings (7 and 8): CarePath would skip them silently."""
+    problems: list[Problem] = []
+    for namespace in _CAMUNDA_NAMESPACES:
+        for node in ctx.root.iter(f"{{{namespace}}}executionListener", f"{{{namespace}}}taskListener"):
+            kind = "task" if node.tag.endswith("taskListener") else "execution"
+            problems.append(ctx.problem("listener", f"a Camunda {kind} listener runs Java or script code when "
+                                        f"'{node.get('event') or '?'}' happens, which CarePath would skip "
+                                        "silently: draw that work as a task of the pathway", node))
+        for node in ctx.root.iter(f"{{{namespace}}}inputOutput"):
+            problems.append(ctx.problem("io-mapping", "Camunda input/output mappings (camunda:inputOutput) are not "
+                                        "run by CarePath, so the values they map would be missing: set them in a "
+                                        "script task or collect them with the task's form", node))
+    # Camunda 8 (Zeebe) writes the same two constructs its own way: job workers for listeners, FEEL mappings.
+    for node in ctx.root.iter(f"{{{_ZEEBE_NS}}}executionListener", f"{{{_ZEEBE_NS}}}taskListener"):
+        kind = "task" if node.tag.endswith("taskListener") else "execution"
+        problems.append(ctx.problem("listener", f"a Camunda 8 {kind} listener runs a job "
+                                    f"'{node.get('type') or '?'}' when '{node.get('eventType') or '?'}' happens, "
+                                    "which CarePath would skip silently: draw that work as a task of the pathway",
+                                    node))
+    for node in ctx.root.iter(f"{{{_ZEEBE_NS}}}ioMapping"):
+        problems.append(ctx.problem("io-mapping", "Camunda 8 input/output mappings (zeebe:ioMapping) are not run by "
+                                    "CarePath, so the values they map would be missing: set them in a script task "
+                                    "or collect them with the task's form", node))
+    return problems
+
+
 def lint_unsupported(ctx: LintContext) -> list[Problem]:
     """Constructs SpiffWorkflow 3.2 cannot run (LIBRARY_NOTES), reported before its parser does, and
     what CarePath does not run: scripts in other languages, empty script tasks, data stores, Camunda
@@ -309,16 +336,7 @@ def lint_unsupported(ctx: LintContext) -> list[Problem]:
     for node in ctx.root.iter(_bpmn("dataStoreReference"), _bpmn("dataStore")):
         problems.append(ctx.problem("data-store", "data stores are not run by CarePath: keep the data in the "
                                     "pathway's task data (data objects)", node))
-    for namespace in _CAMUNDA_NAMESPACES:
-        for node in ctx.root.iter(f"{{{namespace}}}executionListener", f"{{{namespace}}}taskListener"):
-            kind = "task" if node.tag.endswith("taskListener") else "execution"
-            problems.append(ctx.problem("listener", f"a Camunda {kind} listener runs Java or script code when "
-                                        f"'{node.get('event') or '?'}' happens, which CarePath would skip "
-                                        "silently: draw that work as a task of the pathway", node))
-        for node in ctx.root.iter(f"{{{namespace}}}inputOutput"):
-            problems.append(ctx.problem("io-mapping", "Camunda input/output mappings (camunda:inputOutput) are not "
-                                        "run by CarePath, so the values they map would be missing: set them in a "
-                                        "script task or collect them with the task's form", node))
+    problems += _camunda_skipped(ctx)
     for node in ctx.root.iter():
         if node.get("isForCompensation") == "true":
             message = f"compensation activities are {_NOT_SUPPORTED}: model the undo steps as ordinary tasks"
