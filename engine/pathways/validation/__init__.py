@@ -32,8 +32,9 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``gateway-no-default``     an exclusive gateway with several outgoing flows and no default flow (*w* when
                            every flow has a condition: the author may have covered every case)
 ``condition-missing``      a non-default flow out of an exclusive gateway without a condition
-``unsafe-expression``      a condition, script, timer or parameter outside the safe expression language
-``expression-syntax``      a condition, script, timer or parameter that is not valid syntax at all
+``unsafe-expression``      a condition, script, timer, parameter, loop, correlation or payload expression
+                           outside the safe expression language
+``expression-syntax``      one of those that is not valid syntax at all
 ``script-format``          a script or condition in another language (``scriptFormat`` javascript, groovy...,
                            a condition's ``language``, Camunda 8's FEEL: ``=...``, ``zeebe:script``)
 ``script-empty``           a script task without a script

@@ -31,6 +31,13 @@ _WHERE_SUFFIX = re.compile(r"\s*\(line \d+, col (\d+)\)$")
 # Script formats that mean the safe (Python) language; modellers leave it empty or write "python".
 PYTHON_FORMATS = frozenset({"", "python", "python3", "text/x-python"})
 _TIMER_TAGS = ("timeDate", "timeDuration", "timeCycle")
+# Other text SpiffWorkflow evaluates as an expression while a pathway runs: a conditional event's
+# condition, a loop's cardinality and conditions, message correlations and event payloads.
+_EXPRESSION_TAGS = (
+    f"{{{BPMN_NS}}}condition", f"{{{BPMN_NS}}}loopCardinality", f"{{{BPMN_NS}}}completionCondition",
+    f"{{{BPMN_NS}}}loopCondition", f"{{{BPMN_NS}}}messagePath", f"{{{SPIFF_NS}}}messagePayload",
+    f"{{{SPIFF_NS}}}payloadExpression",
+)
 _TIMER_KIND = {"timeDate": "date", "timeDuration": "duration", "timeCycle": "cycle"}
 
 
@@ -115,7 +122,8 @@ def _other_language(node: Any) -> str | None:
 
 
 def lint_expressions(ctx: LintContext) -> list[Problem]:
-    """Conditions, scripts, pre/post scripts and service-task parameter values."""
+    """Conditions, scripts, pre/post scripts, service-task parameter values, and every other text
+    SpiffWorkflow evaluates (conditional events, loops, message correlations, event payloads)."""
     problems: list[Problem] = []
     for node in ctx.root.iter(f"{{{BPMN_NS}}}conditionExpression"):
         other = _other_language(node)
@@ -124,6 +132,10 @@ def lint_expressions(ctx: LintContext) -> list[Problem]:
                                         "expression language only (docs/expressions.md)", node))
         else:
             problems += _expression_problems(ctx, node, _condition_text(node.text or ""), script=False)
+    for node in ctx.root.iter(*_EXPRESSION_TAGS):
+        problems += _expression_problems(ctx, node, node.text or "", script=False)
+    for node in ctx.root.iterfind(".//spiffworkflow:processVariableCorrelation/spiffworkflow:expression", NSMAP):
+        problems += _expression_problems(ctx, node, node.text or "", script=False)
     for node in ctx.root.iter(
         f"{{{BPMN_NS}}}script", f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"
     ):
