@@ -19,8 +19,11 @@ worker for the next file, so a hostile diagram cannot stall the census.
 A file is classified as ``runs``, ``incident`` (deployed, but the first step stopped with an
 incident), ``refused`` (with the first error's category), ``crash`` (an exception the engine did not
 map, or a dead worker) or ``hang``. Consistency checks: validate and deploy must agree (both refuse
-or both accept); every refusal must carry ``file:line: element-id``. Prints JSON: counts per
-outcome and refusal category, per source folder, disagreements, unlocated refusals, crashes and hangs,
+or both accept); every refusal must carry ``file:line: element-id``; an incident for text outside the
+safe expression language (``UnsafeExpressionError``) is a gate miss -- the gate reads the same
+text. Prints JSON: counts per
+outcome and refusal category, per source folder, disagreements, unlocated refusals, gate misses,
+crashes and hangs,
 and the command that reproduces it (``--details FILE`` writes every file's record).
 """
 
@@ -219,7 +222,7 @@ def figures(records: dict[str, dict[str, Any]], root: Path) -> dict[str, Any]:
     categories: Counter[str] = Counter()
     incidents: Counter[str] = Counter()
     per_source: dict[str, Counter[str]] = defaultdict(Counter)
-    disagreements, unlocated, crashes, hangs, stopped = [], [], [], [], []
+    disagreements, unlocated, crashes, hangs, stopped, misses = [], [], [], [], [], []
     validates = deploys = 0
     for name, record in sorted(records.items()):
         outcome, kind = classify(record)
@@ -233,6 +236,8 @@ def figures(records: dict[str, dict[str, Any]], root: Path) -> dict[str, Any]:
             incidents[kind or "?"] += 1
             stopped += [{"file": name, "pathway": s["pathway"], **(s.get("incident") or {"refused": s.get("refused")})}
                         for s in record["starts"] if s.get("incident") or s.get("refused")]
+            misses += [{"file": name, "element": s["incident"].get("element"), "message": s["incident"].get("message")}
+                       for s in record["starts"] if (s.get("incident") or {}).get("kind") == "UnsafeExpressionError"]
         elif outcome == "crash":
             crashes.append({"file": name, "error": record.get("raised") or f"worker died ({record.get('died')})"})
         elif outcome == "hang":
@@ -257,7 +262,7 @@ def figures(records: dict[str, dict[str, Any]], root: Path) -> dict[str, Any]:
         "refusal_categories": dict(categories.most_common()), "incident_categories": dict(incidents.most_common()),
         "per_source": {s: dict(c) for s, c in sorted(per_source.items())},
         "incidents": stopped, "disagreements": disagreements, "unlocated_refusals": unlocated,
-        "crashes": crashes, "hangs": hangs,
+        "gate_misses": misses, "crashes": crashes, "hangs": hangs,
     }
 
 

@@ -1,6 +1,6 @@
 """The third-party census (bench/thirdparty.py, issue 12's figures): what it counts, and that it
 reports what would be a bug in the gate -- a validate/deploy disagreement, a refusal without
-``file:line: element``, a crash, a hang."""
+``file:line: element``, an incident for text the gate reads (a gate miss), a crash, a hang."""
 
 from __future__ import annotations
 
@@ -47,13 +47,19 @@ def test_figures_count_outcomes_and_report_what_is_a_bug_in_the_gate(census: Mod
         "repo_b/incident.bpmn": {"validate": {"errors": [], "warnings": 0}, "deploy": {"errors": [], "pathways": ["q"]},
                                  "starts": [{"pathway": "q", "status": "error",
                                              "incident": {"element": "g", "message": "m", "kind": "ExpressionError"}}]},
+        # The gate reads the text the engine refused when it ran: the gate missed it.
+        "repo_b/missed.bpmn": {"validate": {"errors": [], "warnings": 0}, "deploy": {"errors": [], "pathways": ["r"]},
+                               "starts": [{"pathway": "r", "status": "error",
+                                           "incident": {"element": "e", "message": "calling 'f' is not allowed",
+                                                        "kind": "UnsafeExpressionError"}}]},
     }
     figures = census.figures(records, Path("/corpus"))
-    assert figures["files"] == 7
-    assert figures["outcomes"] == {"refused": 3, "runs": 1, "crash": 1, "hang": 1, "incident": 1}
+    assert figures["files"] == 8
+    assert figures["outcomes"] == {"refused": 3, "incident": 2, "runs": 1, "crash": 1, "hang": 1}
     assert figures["refusal_categories"] == {"service-no-operator (Java class)": 1, "unsafe-expression": 1,
                                              "compile": 1}
-    assert figures["incident_categories"] == {"ExpressionError": 1}
+    assert figures["incident_categories"] == {"ExpressionError": 1, "UnsafeExpressionError": 1}
+    assert [(m["file"], m["element"]) for m in figures["gate_misses"]] == [("repo_b/missed.bpmn", "e")]
     assert figures["per_source"]["repo_a"] == {"files": 2, "runs": 1, "refused": 1, "validates": 1, "deploys": 1}
     assert [d["file"] for d in figures["disagreements"]] == ["repo_b/disagrees.bpmn"]
     assert {u["file"] for u in figures["unlocated_refusals"]} == {"repo_b/unlocated.bpmn"}
@@ -73,4 +79,5 @@ def test_a_folder_is_put_through_validate_deploy_and_a_first_step(census: Module
     # it, the score itself and the uncalled unsafe diagram are refused, validate and deploy agreeing.
     assert figures["outcomes"] == {"refused": 5, "runs": 1}
     assert figures["refusal_categories"] == {"unsafe-expression": 5}
-    assert figures["disagreements"] == figures["unlocated_refusals"] == figures["crashes"] == figures["hangs"] == []
+    assert figures["disagreements"] == figures["unlocated_refusals"] == figures["gate_misses"] == []
+    assert figures["crashes"] == figures["hangs"] == []
