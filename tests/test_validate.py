@@ -370,6 +370,7 @@ _LOOPS_AND_PAYLOADS = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
     xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="x">
   <bpmn:message id="Message_referral" name="referral" />
+  {definitions}
   <bpmn:process id="evaluated_text" isExecutable="true">
     <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
     <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />
@@ -382,21 +383,29 @@ _LOOPS_AND_PAYLOADS = """<?xml version="1.0" encoding="UTF-8"?>
 _FLOWS = "<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>"
 
 
-@pytest.mark.parametrize("element", [
-    f'<bpmn:task id="work">{_FLOWS}<bpmn:standardLoopCharacteristics><bpmn:loopCondition>open("x")'
-    "</bpmn:loopCondition></bpmn:standardLoopCharacteristics></bpmn:task>",
-    f'<bpmn:task id="work">{_FLOWS}<bpmn:multiInstanceLoopCharacteristics><bpmn:loopCardinality>3'
-    '</bpmn:loopCardinality><bpmn:completionCondition>open("x")</bpmn:completionCondition>'
-    "</bpmn:multiInstanceLoopCharacteristics></bpmn:task>",
-    f'<bpmn:intermediateThrowEvent id="work">{_FLOWS}<bpmn:messageEventDefinition id="m" '
-    'messageRef="Message_referral"><bpmn:extensionElements><spiffworkflow:messagePayload>open("x")'
-    "</spiffworkflow:messagePayload></bpmn:extensionElements></bpmn:messageEventDefinition>"
-    "</bpmn:intermediateThrowEvent>",
+_IN_PROCESS = 9  # the line of {element} above; {definitions} is line 5
+
+
+@pytest.mark.parametrize(("element", "definitions", "where"), [
+    (f'<bpmn:task id="work">{_FLOWS}<bpmn:standardLoopCharacteristics><bpmn:loopCondition>open("x")'
+     "</bpmn:loopCondition></bpmn:standardLoopCharacteristics></bpmn:task>", "", (_IN_PROCESS, "work")),
+    (f'<bpmn:task id="work">{_FLOWS}<bpmn:multiInstanceLoopCharacteristics><bpmn:loopCardinality>3'
+     '</bpmn:loopCardinality><bpmn:completionCondition>open("x")</bpmn:completionCondition>'
+     "</bpmn:multiInstanceLoopCharacteristics></bpmn:task>", "", (_IN_PROCESS, "work")),
+    (f'<bpmn:intermediateThrowEvent id="work">{_FLOWS}<bpmn:messageEventDefinition id="m" '
+     'messageRef="Message_referral"><bpmn:extensionElements><spiffworkflow:messagePayload>open("x")'
+     "</spiffworkflow:messagePayload></bpmn:extensionElements></bpmn:messageEventDefinition>"
+     "</bpmn:intermediateThrowEvent>", "", (_IN_PROCESS, "work")),
+    (f'<bpmn:receiveTask id="work" messageRef="Message_referral">{_FLOWS}</bpmn:receiveTask>',
+     '<bpmn:correlationProperty id="nhs"><bpmn:correlationPropertyRetrievalExpression messageRef="Message_referral">'
+     '<bpmn:formalExpression>open("x")</bpmn:formalExpression></bpmn:correlationPropertyRetrievalExpression>'
+     "</bpmn:correlationProperty>", (5, "nhs")),
 ])
-def test_every_text_spiffworkflow_evaluates_is_checked_at_the_gate(element: str) -> None:
-    # Loops, message payloads and conditional events (conditional_event_unsafe.bpmn) passed the gate
-    # and failed only when run (third-party census, bench/thirdparty.py).
-    files = {"evaluated.bpmn": _LOOPS_AND_PAYLOADS.format(element=element).encode()}
-    found = validate_upload(files)
-    assert [(p.code, p.line, p.element) for p in found] == [("unsafe-expression", 8, "work")], found
+def test_every_text_spiffworkflow_evaluates_is_checked_at_the_gate(element: str, definitions: str,
+                                                                     where: tuple[int, str]) -> None:
+    # Loops, message payloads and correlations, conditional events (conditional_event_unsafe.bpmn)
+    # passed the gate and failed only when run (third-party census, bench/thirdparty.py).
+    text = _LOOPS_AND_PAYLOADS.format(element=element, definitions=definitions)
+    found = validate_upload({"evaluated.bpmn": text.encode()})
+    assert [(p.code, p.line, p.element) for p in found] == [("unsafe-expression", *where)], found
     assert "calling 'open' is not allowed" in found[0].message

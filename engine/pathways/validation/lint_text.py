@@ -134,8 +134,10 @@ def lint_expressions(ctx: LintContext) -> list[Problem]:
             problems += _expression_problems(ctx, node, _condition_text(node.text or ""), script=False)
     for node in ctx.root.iter(*_EXPRESSION_TAGS):
         problems += _expression_problems(ctx, node, node.text or "", script=False)
-    for node in ctx.root.iterfind(".//spiffworkflow:processVariableCorrelation/spiffworkflow:expression", NSMAP):
-        problems += _expression_problems(ctx, node, node.text or "", script=False)
+    for path in (".//spiffworkflow:processVariableCorrelation/spiffworkflow:expression",
+                 ".//bpmn:correlationPropertyRetrievalExpression/bpmn:formalExpression"):  # read as messagePath
+        for node in ctx.root.iterfind(path, NSMAP):
+            problems += _expression_problems(ctx, node, node.text or "", script=False)
     for node in ctx.root.iter(
         f"{{{BPMN_NS}}}script", f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"
     ):
