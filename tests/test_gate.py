@@ -24,6 +24,7 @@ from engine.pathways.validation import errors_in, rule_set_names
 TESTS = Path(__file__).resolve().parent
 BROKEN = TESTS / "diagrams" / "broken"
 OK = TESTS / "diagrams" / "ok"
+CALLS = TESTS / "diagrams" / "calls_checked_sub"
 RULES = TESTS.parent / "rules"
 # Problems with nothing to name but the file and line: the text is not (yet) a BPMN diagram.
 NO_ELEMENT = {"xml-syntax", "not-bpmn", "encoding", "dtd", "not-found"}
@@ -89,6 +90,23 @@ def test_every_refusal_is_located(name: str) -> None:
         assert problem.file and problem.line, problem
         assert problem.element or problem.code in NO_ELEMENT, problem
         assert str(problem).startswith(f"{problem.file}:{problem.line}: ")
+
+
+def test_validating_a_file_checks_the_diagrams_it_calls_as_deploying_its_bundle_does(uploads: CarePath) -> None:
+    """Found by the third-party census (bench/thirdparty.py): ``validate FILE`` resolved the calls
+    into its folder but did not check the called diagrams, so a pathway whose sub-pathway held an
+    unsafe script validated and its bundle was then refused at deploy. A diagram nothing calls
+    (not_called.bpmn) stays out of it."""
+    validated = validate_paths([CALLS / "pathway.bpmn"])
+    assert [(Path(p.file or "").name, p.line, p.element, p.code) for p in errors_in(validated)] == [
+        ("score.bpmn", 8, "Activity_score", "unsafe-expression")]
+    bundle = {"pathway.bpmn": (CALLS / "pathway.bpmn").read_bytes(),
+              "shared/triage.bpmn": (CALLS / "triage.bpmn").read_bytes(),
+              "shared/score.bpmn": (CALLS / "score.bpmn").read_bytes()}
+    with pytest.raises(DiagramError) as refused:
+        uploads.catalog.deploy_upload(bundle, "author")
+    assert [(p.file, p.line, p.element, p.code) for p in errors_in(refused.value.problems)] == [
+        ("shared/score.bpmn", 8, "Activity_score", "unsafe-expression")]
 
 
 def test_the_folder_is_refused_as_validate_refuses_it_and_nothing_is_deployed(tmp_path: Path) -> None:

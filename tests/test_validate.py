@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
-from start_schema_note import validate_paths
+from start_schema_note import validate_paths, validate_upload
 
 from engine.clock import ManualClock
 from engine.expressions import make_script_engine
@@ -27,15 +27,20 @@ KNOWN_RULE_SETS = {"breast_hna", "colorectal_prehab"}
 
 # file -> (code, element id, line in the file)
 EXPECTED: dict[str, tuple[str, str | None, int]] = {
+    # Built, but SpiffWorkflow cannot store it: deploy failed with a TypeError (third-party census).
+    "adhoc_subprocess_data_object.bpmn": ("compile", "Activity_notes", 6),
     "business_rule_task_without_decision.bpmn": ("decision-missing", "Activity_dmn", 8),
     "complex_gateway.bpmn": ("unsupported", "Gateway_distress", 18),
     "condition_imports_os.bpmn": ("unsafe-expression", "Flow_high", 24),
+    # Expressions outside conditions and scripts passed the gate, then failed when run (third-party census).
+    "conditional_event_unsafe.bpmn": ("unsafe-expression", "Event_bloods_back", 10),
     "condition_syntax_error.bpmn": ("expression-syntax", "Flow_high", 24),
     "empty_timer.bpmn": ("timer-empty", "Event_qol_due", 22),
     "form_file_missing.bpmn": ("form-file", "Activity_hna", 8),
     "form_file_not_json.bpmn": ("form-file", "Activity_hna", 8),
     "gateway_flow_without_condition.bpmn": ("condition-missing", "Flow_high", 23),
     "gateway_without_default.bpmn": ("gateway-no-default", "Gateway_distress", 18),
+    "loop_cardinality_unsafe.bpmn": ("unsafe-expression", "Activity_review", 10),
     "message_not_defined.bpmn": ("unknown-reference", "Event_results", 11),
     "not_bpmn.bpmn": ("not-bpmn", None, 2),
     "not_well_formed.bpmn": ("xml-syntax", None, 16),
@@ -360,3 +365,48 @@ def test_timer_values_within_bounds(kind: str, value: str) -> None:
     from engine.spiff.patches import timer_value_problem
 
     assert timer_value_problem(kind, value) is None
+
+
+_LOOPS_AND_PAYLOADS = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="x">
+  <bpmn:message id="Message_referral" name="referral" />
+  {definitions}
+  <bpmn:process id="evaluated_text" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />
+    {element}
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end" />
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+_FLOWS = "<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>"
+
+
+_IN_PROCESS = 9  # the line of {element} above; {definitions} is line 5
+
+
+@pytest.mark.parametrize(("element", "definitions", "where"), [
+    (f'<bpmn:task id="work">{_FLOWS}<bpmn:standardLoopCharacteristics><bpmn:loopCondition>open("x")'
+     "</bpmn:loopCondition></bpmn:standardLoopCharacteristics></bpmn:task>", "", (_IN_PROCESS, "work")),
+    (f'<bpmn:task id="work">{_FLOWS}<bpmn:multiInstanceLoopCharacteristics><bpmn:loopCardinality>3'
+     '</bpmn:loopCardinality><bpmn:completionCondition>open("x")</bpmn:completionCondition>'
+     "</bpmn:multiInstanceLoopCharacteristics></bpmn:task>", "", (_IN_PROCESS, "work")),
+    (f'<bpmn:intermediateThrowEvent id="work">{_FLOWS}<bpmn:messageEventDefinition id="m" '
+     'messageRef="Message_referral"><bpmn:extensionElements><spiffworkflow:messagePayload>open("x")'
+     "</spiffworkflow:messagePayload></bpmn:extensionElements></bpmn:messageEventDefinition>"
+     "</bpmn:intermediateThrowEvent>", "", (_IN_PROCESS, "work")),
+    (f'<bpmn:receiveTask id="work" messageRef="Message_referral">{_FLOWS}</bpmn:receiveTask>',
+     '<bpmn:correlationProperty id="nhs"><bpmn:correlationPropertyRetrievalExpression messageRef="Message_referral">'
+     '<bpmn:formalExpression>open("x")</bpmn:formalExpression></bpmn:correlationPropertyRetrievalExpression>'
+     "</bpmn:correlationProperty>", (5, "nhs")),
+])
+def test_every_text_spiffworkflow_evaluates_is_checked_at_the_gate(element: str, definitions: str,
+                                                                     where: tuple[int, str]) -> None:
+    # Loops, message payloads and correlations, conditional events (conditional_event_unsafe.bpmn)
+    # passed the gate and failed only when run (third-party census, bench/thirdparty.py).
+    text = _LOOPS_AND_PAYLOADS.format(element=element, definitions=definitions)
+    found = validate_upload({"evaluated.bpmn": text.encode()})
+    assert [(p.code, p.line, p.element) for p in found] == [("unsafe-expression", *where)], found
+    assert "calling 'open' is not allowed" in found[0].message

@@ -33,11 +33,12 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``gateway-no-default``     an exclusive gateway with several outgoing flows and no default flow (*w* when
                            every flow has a condition: the author may have covered every case)
 ``condition-missing``      a non-default flow out of an exclusive gateway without a condition
-``unsafe-expression``      a condition, script, timer or parameter outside the safe expression language;
-                           a decision table's cell that is not a FEEL unary test or expression CarePath
-                           translates (``docs/decisions.md``)
-``expression-syntax``      a condition, script, timer or parameter that is not valid syntax at all
-``script-format``          a script in another language (``scriptFormat`` javascript, groovy...)
+``unsafe-expression``      a condition, script, timer, parameter, loop, correlation or payload expression
+                           outside the safe expression language; a decision table's cell that is not a
+                           FEEL unary test or expression CarePath translates (``docs/decisions.md``)
+``expression-syntax``      one of those that is not valid syntax at all
+``script-format``          a script or condition in another language (``scriptFormat`` javascript, groovy...,
+                           a condition's ``language``, Camunda 8's FEEL: ``=...``, ``zeebe:script``)
 ``script-empty``           a script task without a script
 ``timer-empty``            a timer without a value
 ``timer-invalid``          a timer value that is not a valid ISO-8601 date, duration or cycle
@@ -66,12 +67,17 @@ warnings (marked *w* below) are reported and the diagram is deployed.
                            used (outputs are set by their column names)
 ``not-dmn``                a ``.dmn`` file that is not DMN 1.1, 1.2 or 1.3
 ``data-store``             a data store (CarePath keeps a pathway's data in its task data)
+``listener``               a Camunda execution or task listener (Java or script code, or a Camunda 8 job,
+                           run on an event, which would be skipped silently)
+``io-mapping``             Camunda input/output mappings (``camunda:inputOutput``, ``zeebe:ioMapping``), which
+                           would be skipped silently
 ``unsupported``            compensation, link events or complex gateways (SpiffWorkflow cannot run them)
 ``start-schema-missing``   *w* a pathway file without ``<name>.start.schema.json`` beside it: any start data
                            is accepted (engine.pathways.start_schema)
 ``start-schema``           a start data schema that is not JSON, not a valid JSON Schema or not of an object
-``compile``                anything else SpiffWorkflow's parser rejected while building the pathway
-                           (located at the element the parser was reading, else at the process)
+``compile``                anything else SpiffWorkflow's parser rejected while building the pathway, or a
+                           part of it SpiffWorkflow cannot store (located at the element the parser was
+                           reading or that cannot be stored, else at the process)
 =========================  ======================================================================
 
 A file given alone may call the diagrams in its folder tree, and the library's (``pathways_root``).
@@ -102,7 +108,7 @@ from engine.pathways.diagrams import (
     parse_diagram,
     read_diagram,
 )
-from engine.pathways.sources import compile_source, source_from_diagrams
+from engine.pathways.sources import CompiledPathway, compile_source, source_from_diagrams
 from engine.pathways.start_schema import start_schema_problems
 from engine.pathways.validation.lint_elements import (
     KNOWN_OPERATORS,
@@ -120,6 +126,7 @@ from engine.pathways.validation.lint_elements import (
     lint_unsupported,
 )
 from engine.pathways.validation.lint_text import LintContext, lint_expressions, lint_timers
+from engine.spiff import serializer
 
 __all__ = ["KNOWN_OPERATORS", "errors_in", "format_problems", "rule_set_names", "upload_name_problems",
            "validate_paths", "validate_upload"]
@@ -170,6 +177,7 @@ def validate_paths(
     exclude = {d.diagram.path.resolve() for d in inputs if d.diagram.path}
     library = [d for d in library_diagrams(library_files, display=_shown)
                if d.path is None or d.path.resolve() not in exclude]
+    exclude |= {d.path.resolve() for d in library if d.path}  # a library file is the library's, not a neighbour
     # A file given alone may call the diagrams beside it and below (its folder tree), as its pathway would.
     neighbours: list[Diagram] = []
     for folder in dict.fromkeys(path.parent.resolve() for path in paths if path.is_file()):
@@ -347,14 +355,16 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
     processes = {pid for d in everything for pid in d.process_ids}
     executable = {pid for d in everything for pid in d.executable_process_ids}
     calls = call_graph(everything)
+    # The neighbours a pathway calls are part of it (deploying its bundle checks them): check them too.
+    called = [_Input(d, False) for d in _called_neighbours([i.diagram for i in inputs], neighbours, calls)]
     references: dict[str, set[str]] = {}
-    for diagram in [*library, *(i.diagram for i in inputs)]:
+    for diagram in [*library, *(i.diagram for i in [*inputs, *called])]:
         for kind, ids in defined_references(diagram.tree.getroot()).items():
             references.setdefault(kind, set()).update(ids)
-    called = {pid for d in everything for pid in d.called_elements.values()}
+    called_ids = {pid for d in everything for pid in d.called_elements.values()}
     problems: list[Problem] = []
     failed: set[str] = set()
-    for item in inputs:
+    for item in [*inputs, *called]:
         ctx = LintContext(item.diagram.name, item.diagram.tree.getroot())
         found = [
             *lint_schema(ctx, item.diagram.tree),
@@ -369,7 +379,8 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
             *lint_call_cycles(ctx, calls),
             *lint_references(ctx, references),
             *lint_service_tasks(ctx, knowledge.rule_sets, knowledge.operators),
-            *(start_schema_problems(item.diagram) if item.top_level and _started_alone(item.diagram, called) else []),
+            *(start_schema_problems(item.diagram)
+              if item.top_level and _started_alone(item.diagram, called_ids) else []),
             *_lint_decisions(item.diagram),
         ]
         if errors_in(found):
@@ -405,6 +416,25 @@ def _lint_decisions(diagram: Diagram) -> list[Problem]:
     return list(problems.values())
 
 
+def _called_neighbours(inputs: Sequence[Diagram], neighbours: Sequence[Diagram],
+                       calls: Mapping[str, Collection[str]]) -> list[Diagram]:
+    """The neighbours defining a process the inputs call, directly or through one another (a process
+    an input defines is the input's, not a neighbour's), in the neighbours' order."""
+    own = {pid for diagram in inputs for pid in diagram.process_ids}
+    defines = {pid: diagram for diagram in neighbours for pid in diagram.process_ids}
+    wanted, seen = sorted(own), set(own)
+    chosen: set[int] = set()
+    while wanted:
+        for callee in calls.get(wanted.pop(), ()):
+            if callee in seen:
+                continue
+            seen.add(callee)
+            wanted.append(callee)
+            if callee in defines:
+                chosen.add(id(defines[callee]))
+    return [diagram for diagram in neighbours if id(diagram) in chosen]
+
+
 def _compile_problems(
     main: Diagram, inputs: list[Diagram], library: list[Diagram], failed: set[str]
 ) -> list[Problem]:
@@ -428,7 +458,7 @@ def _compile_problems(
             source = source_from_diagrams(pathway_id, renamed)
             if any(name in shown and shown[name].name in failed for name in source.files):
                 continue  # a diagram it calls has problems of its own, already reported
-            compile_source(source)
+            problems += _storage_problems(compile_source(source), shown, main, pathway_id)
         except CarePathError as exc:
             found = exc.problems or [Problem(exc.message)]
             where = _parser_location(exc)
@@ -437,6 +467,21 @@ def _compile_problems(
             message = f"SpiffWorkflow cannot build pathway {pathway_id}: {type(exc).__name__}: {exc}"
             problems.append(_located(Problem(message), shown, main, pathway_id, _parser_location(exc)))
     return problems
+
+
+def _storage_problems(compiled: CompiledPathway, shown: dict[str, Diagram], main: Diagram,
+                      pathway_id: str) -> list[Problem]:
+    """Deploying stores the built specs as JSON (engine.spiff.serializer); a part SpiffWorkflow
+    cannot store (found by the third-party census: an ad-hoc subprocess's data objects) failed there
+    with an unmapped TypeError after this gate had passed it. Store each part here, and report the
+    first that fails at its element (a subprocess spec is named by its element's id)."""
+    for name, spec in {pathway_id: compiled.spec, **compiled.subprocess_specs}.items():
+        try:
+            serializer.serialize_specs(spec, {})
+        except (TypeError, ValueError) as exc:
+            message = f"SpiffWorkflow cannot store this part of pathway {pathway_id} ({type(exc).__name__}: {exc})"
+            return [_located(Problem(message, element=name, code="compile"), shown, main, pathway_id, (None, None))]
+    return []
 
 
 def _parser_location(exc: BaseException) -> tuple[str | None, Any]:

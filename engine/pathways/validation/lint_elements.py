@@ -216,17 +216,25 @@ _JAVA = {"class": "a Java class", "delegateExpression": "a Java delegate express
          "expression": "a Java (JUEL) expression"}
 
 
+# Camunda Modeler before 3.0 (and Activiti) wrote Camunda 7's extensions in this namespace.
+_CAMUNDA_NAMESPACES = (CAMUNDA_NS, "http://activiti.org/bpmn")
+_ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"  # Camunda 8
+
+
 def _no_operator(task: Any) -> str:
     """Why a service task without a CarePath operator would do nothing, naming what it has instead."""
     use = "use a spiffworkflow:serviceTaskOperator (carepath.rules, carepath.careplan, ...)"
-    for attribute, what in _JAVA.items():
-        if task.get(f"{{{CAMUNDA_NS}}}{attribute}"):
-            return f"service task runs {what} (camunda:{attribute}), and CarePath runs no Java: {use}"
-    if task.get(f"{{{CAMUNDA_NS}}}type") == "external":
-        return f"service task is a Camunda external task (camunda:type=\"external\"), which CarePath does not " \
-               f"run: {use}"
-    if task.find("bpmn:extensionElements/camunda:connector", NSMAP) is not None:
-        return f"service task uses a Camunda connector, which CarePath does not run: {use}"
+    for namespace in _CAMUNDA_NAMESPACES:
+        for attribute, what in _JAVA.items():
+            if task.get(f"{{{namespace}}}{attribute}"):
+                return f"service task runs {what} (camunda:{attribute}), and CarePath runs no Java: {use}"
+        if task.get(f"{{{namespace}}}type") == "external":
+            return f"service task is a Camunda external task (camunda:type=\"external\"), which CarePath does " \
+                   f"not run: {use}"
+        if task.find(f"bpmn:extensionElements/{{{namespace}}}connector", NSMAP) is not None:
+            return f"service task uses a Camunda connector, which CarePath does not run: {use}"
+    if task.find(f"bpmn:extensionElements/{{{_ZEEBE_NS}}}taskDefinition", NSMAP) is not None:
+        return f"service task is a Camunda 8 job (zeebe:taskDefinition) for a worker CarePath does not run: {use}"
     return "service task has no spiffworkflow:serviceTaskOperator, so it would do nothing"
 
 
@@ -277,9 +285,37 @@ _UNSUPPORTED = {
 }
 
 
+def _camunda_skipped(ctx: LintContext) -> list[Problem]:
+    """Camunda's listeners and input/output mappings (7 and 8): CarePath would skip them silently."""
+    problems: list[Problem] = []
+    for namespace in _CAMUNDA_NAMESPACES:
+        for node in ctx.root.iter(f"{{{namespace}}}executionListener", f"{{{namespace}}}taskListener"):
+            kind = "task" if node.tag.endswith("taskListener") else "execution"
+            problems.append(ctx.problem("listener", f"a Camunda {kind} listener runs Java or script code when "
+                                        f"'{node.get('event') or '?'}' happens, which CarePath would skip "
+                                        "silently: draw that work as a task of the pathway", node))
+        for node in ctx.root.iter(f"{{{namespace}}}inputOutput"):
+            problems.append(ctx.problem("io-mapping", "Camunda input/output mappings (camunda:inputOutput) are not "
+                                        "run by CarePath, so the values they map would be missing: set them in a "
+                                        "script task or collect them with the task's form", node))
+    # Camunda 8 (Zeebe) writes the same two constructs its own way: job workers for listeners, FEEL mappings.
+    for node in ctx.root.iter(f"{{{_ZEEBE_NS}}}executionListener", f"{{{_ZEEBE_NS}}}taskListener"):
+        kind = "task" if node.tag.endswith("taskListener") else "execution"
+        problems.append(ctx.problem("listener", f"a Camunda 8 {kind} listener runs a job "
+                                    f"'{node.get('type') or '?'}' when '{node.get('eventType') or '?'}' happens, "
+                                    "which CarePath would skip silently: draw that work as a task of the pathway",
+                                    node))
+    for node in ctx.root.iter(f"{{{_ZEEBE_NS}}}ioMapping"):
+        problems.append(ctx.problem("io-mapping", "Camunda 8 input/output mappings (zeebe:ioMapping) are not run by "
+                                    "CarePath, so the values they map would be missing: set them in a script task "
+                                    "or collect them with the task's form", node))
+    return problems
+
+
 def lint_unsupported(ctx: LintContext) -> list[Problem]:
     """Constructs SpiffWorkflow 3.2 cannot run (LIBRARY_NOTES), reported before its parser does, and
-    what CarePath does not run: scripts in other languages, empty script tasks, data stores."""
+    what CarePath does not run: scripts in other languages, empty script tasks, data stores, Camunda
+    listeners and input/output mappings."""
     problems = [
         ctx.problem("unsupported", _UNSUPPORTED[node.tag], node) for node in ctx.root.iter(*_UNSUPPORTED)
     ]
@@ -290,12 +326,17 @@ def lint_unsupported(ctx: LintContext) -> list[Problem]:
             problems.append(ctx.problem("script-format", f"script task is written in {task.get('scriptFormat')!r}; "
                                         "CarePath runs scripts in its safe Python expression language only "
                                         "(docs/expressions.md)", task))
+        elif task.find(f"bpmn:extensionElements/{{{_ZEEBE_NS}}}script", NSMAP) is not None:
+            problems.append(ctx.problem("script-format", "script task is a Camunda 8 FEEL expression (zeebe:script); "
+                                        "CarePath runs scripts in its safe Python expression language only "
+                                        "(docs/expressions.md)", task))
         elif script is None or not (script.text or "").strip():
             problems.append(ctx.problem("script-empty", "script task has no script: write one, or use a plain task "
                                         "if nothing is to be worked out", task))
     for node in ctx.root.iter(_bpmn("dataStoreReference"), _bpmn("dataStore")):
         problems.append(ctx.problem("data-store", "data stores are not run by CarePath: keep the data in the "
                                     "pathway's task data (data objects)", node))
+    problems += _camunda_skipped(ctx)
     for node in ctx.root.iter():
         if node.get("isForCompensation") == "true":
             message = f"compensation activities are {_NOT_SUPPORTED}: model the undo steps as ordinary tasks"

@@ -31,6 +31,13 @@ _WHERE_SUFFIX = re.compile(r"\s*\(line \d+, col (\d+)\)$")
 # Script formats that mean the safe (Python) language; modellers leave it empty or write "python".
 PYTHON_FORMATS = frozenset({"", "python", "python3", "text/x-python"})
 _TIMER_TAGS = ("timeDate", "timeDuration", "timeCycle")
+# Other text SpiffWorkflow evaluates as an expression while a pathway runs: a conditional event's
+# condition, a loop's cardinality and conditions, message correlations and event payloads.
+_EXPRESSION_TAGS = (
+    f"{{{BPMN_NS}}}condition", f"{{{BPMN_NS}}}loopCardinality", f"{{{BPMN_NS}}}completionCondition",
+    f"{{{BPMN_NS}}}loopCondition", f"{{{BPMN_NS}}}messagePath", f"{{{SPIFF_NS}}}messagePayload",
+    f"{{{SPIFF_NS}}}payloadExpression",
+)
 _TIMER_KIND = {"timeDate": "date", "timeDuration": "duration", "timeCycle": "cycle"}
 
 
@@ -103,11 +110,34 @@ def _condition_text(text: str) -> str:
     return text if converted is None else converted
 
 
+def _other_language(node: Any) -> str | None:
+    """Why a condition is not in CarePath's language, when it says so itself: a ``language`` attribute
+    (JavaScript, Groovy...) or Camunda 8's FEEL, whose expressions start with ``=``."""
+    language = (node.get("language") or "").strip()
+    if language.lower() not in PYTHON_FORMATS:
+        return f"condition is written in {language!r}"
+    if (node.text or "").lstrip().startswith("=") and not (node.text or "").lstrip().startswith("=="):
+        return "condition is a Camunda 8 FEEL expression (it starts with '=')"
+    return None
+
+
 def lint_expressions(ctx: LintContext) -> list[Problem]:
-    """Conditions, scripts, pre/post scripts and service-task parameter values."""
+    """Conditions, scripts, pre/post scripts, service-task parameter values, and every other text
+    SpiffWorkflow evaluates (conditional events, loops, message correlations, event payloads)."""
     problems: list[Problem] = []
     for node in ctx.root.iter(f"{{{BPMN_NS}}}conditionExpression"):
-        problems += _expression_problems(ctx, node, _condition_text(node.text or ""), script=False)
+        other = _other_language(node)
+        if other:
+            problems.append(ctx.problem("script-format", f"{other}; CarePath runs conditions in its safe Python "
+                                        "expression language only (docs/expressions.md)", node))
+        else:
+            problems += _expression_problems(ctx, node, _condition_text(node.text or ""), script=False)
+    for node in ctx.root.iter(*_EXPRESSION_TAGS):
+        problems += _expression_problems(ctx, node, node.text or "", script=False)
+    for path in (".//spiffworkflow:processVariableCorrelation/spiffworkflow:expression",
+                 ".//bpmn:correlationPropertyRetrievalExpression/bpmn:formalExpression"):  # read as messagePath
+        for node in ctx.root.iterfind(path, NSMAP):
+            problems += _expression_problems(ctx, node, node.text or "", script=False)
     for node in ctx.root.iter(
         f"{{{BPMN_NS}}}script", f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"
     ):
@@ -177,6 +207,12 @@ def lint_timers(ctx: LintContext) -> list[Problem]:
             error = _iso_error(kind, text)
             if error:
                 problems.append(ctx.problem(*error, node))
+        elif juel_to_python(text) is not None:
+            # JUEL is converted in conditions only (diagrams.prepare_for_engine): read as Python it is a
+            # bare syntax error, which would not tell a Camunda author what to change.
+            problems.append(ctx.problem("expression-syntax", f"timer {kind} {text!r} is a Camunda (JUEL) expression, "
+                                        "which CarePath reads in conditions only: write the expression without "
+                                        "'${ }' in the safe language (docs/expressions.md)", node))
         else:
             found = list(_expression_problems(ctx, node, node.text or "", script=False))
             problems += found
