@@ -109,7 +109,7 @@ class PathwayService:
         if data is not None and not isinstance(data, dict):
             raise InvalidInputError("start data must be a JSON object", [Problem("must be an object", field="/data")])
         with unit_of_work(self.sessions) as session:
-            version = self.steps.latest_version(session, pathway_id)
+            version = self.steps.version_to_start(session, pathway_id)
             started = []
             for patient_ref in patient_refs:
                 step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(data))
