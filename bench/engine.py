@@ -377,7 +377,12 @@ def sizes_report(sizes: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         values = [p["state_bytes"] for p in points]
         largest = max(points, key=lambda p: p["state_bytes"])
         waits = [p["state_bytes"] for p in points if p["after"].startswith("wait")]
+        # Where the size changed while the instance only waited: timers that fired, or growth.
+        changes = [{"day": p["day"], "after": p["after"], "from_bytes": previous["state_bytes"],
+                    "to_bytes": p["state_bytes"]} for previous, p in zip(points, points[1:], strict=False)
+                   if p["after"].startswith("wait") and p["state_bytes"] != previous["state_bytes"]]
         found[journey] = {"points": len(points), "max_bytes": max(values), "min_bytes": min(values),
+                          "changes_while_waiting": changes if journey == "waiting_only" else len(changes),
                           "max_zlib1_bytes": max(p["zlib1_bytes"] for p in points),
                           "last_bytes": values[-1], "largest_after": largest["after"],
                           "waits": {"first_bytes": waits[0], "last_bytes": waits[-1], "max_bytes": max(waits)}
