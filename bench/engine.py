@@ -8,9 +8,10 @@ What is measured (issue 19, point 1), on the bundled pathways (``pathways/``, ``
   warning sign every month (triaged each time) and the cancer care reviews and the survey fall due.
   Before each completed task it keeps a snapshot of the database, the task, its data and the clock.
 * **Cold** (``cold``): each snapshotted step runs in a process forked from this one, which has
-  imported the modules and done nothing else: no spec restored, no form validator built, no SQL
-  compiled, no rule set registered, no connection open (the first request of a fresh process;
-  building the engine object is not timed). Several samples per step, each on its own copy.
+  imported the modules a started server has imported and done nothing else: no spec restored, no
+  form validator built, no SQL compiled, no rule set registered, no connection open (the first
+  request of a fresh process; building the engine object is not timed). Several samples per
+  step, each on its own copy of the database.
 * **Warm** (``warm``): the recorder's own steps, in a process that has run the journey so far (spec,
   validators, statements and the instance's restored workflow in memory).
 * **SpiffWorkflow alone**, interleaved with each CarePath sample, on the same state: the workflow
@@ -55,6 +56,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the bundled-pathway journeys the tests run
 
+# What a started server has imported before its first request (create_app deploys the library,
+# which imports SpiffWorkflow's parser): a cold sample pays for no module import.
+import SpiffWorkflow.bpmn.parser  # noqa: E402, F401
 from pathways_bundled import journey as journey_module  # noqa: E402
 from pathways_bundled.journey import PATIENT, Journey, contact  # noqa: E402
 from pathways_bundled.journeys import SITES, Options, full_journey  # noqa: E402
@@ -62,6 +66,7 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnviron
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG  # noqa: E402
 
+import api  # noqa: E402, F401
 from engine import CarePath, ManualClock, Settings  # noqa: E402
 from engine.calendar import add_months  # noqa: E402
 from engine.instances.store import load_instance, load_spec  # noqa: E402

@@ -79,9 +79,12 @@ def test_the_master_warms_up_then_freezes_the_collector_before_workers_fork(
     workflows.clear_spec_cache()
     carepath.instances.steps.versions.clear()
 
+    original_names = carepath.rules.names
+    monkeypatch.setattr(carepath.rules, "names", lambda: calls.append("rules") or original_names())
+
     runpy.run_path(str(CONFIG))["when_ready"](_Server(app))
 
-    assert calls == ["collect", "freeze"]
+    assert calls == ["rules", "collect", "freeze"]  # rule sets read and compiled before the freeze
     deployed = [info.pathway_id for info in carepath.catalog.pathways()]
     assert deployed
     for pathway_id in deployed:  # every latest version and its specs are in the master's caches
