@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "SERVICE_DIRECTORY": None,  # None: the bundled EXAMPLE directory (the numbers documents print)
     "ALLOW_EXAMPLE_DIRECTORY": False,  # production on the example directory anyway (a demonstration server)
     "FHIR_PATIENT_IDENTIFIER": None,  # None: nhs-number; or personnummer (docs/fhir.md)
+    "READ_DATABASE_URL": None,  # a PostgreSQL streaming replica for GET requests (api/replica.py)
     "CLOCK": None,  # tests pass a ManualClock
     # The web app's session cookie (api/web/auth.py): signed with SECRET_KEY (CAREPATH_SECRET_KEY; without
     # one a random key per start, so sign-ins end with a restart), HttpOnly, SameSite=Lax, Secure over TLS.
@@ -69,7 +70,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config is not None:
         app.config.from_mapping(test_config)
     names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY", "ENV", "SERVICE_DIRECTORY",
-             "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER")
+             "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER", "READ_DATABASE_URL")
     settings = Settings.from_env({f"CAREPATH_{name}": str(app.config[name]) for name in names if app.config[name]})
     app.config["DATABASE_URL"] = settings.database_url
     engine = CarePath(settings, app.config["CLOCK"], upgrade=True)
@@ -87,6 +88,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["carepath.queries"] = InstanceQueries(engine.sessions, engine.instances)
 
     from . import (
+        access_log,
         auth,
         documents,
         errors,
@@ -98,16 +100,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         messages,
         parsing,
         pathways,
+        replica,
         tasks,
         web,
     )
 
     errors.init_app(app)
+    replica.init_app(app)
+    access_log.init_app(app)
     app.after_request(_protect_response)
     app.before_request(_api_only(parsing.reject_unknown_query))
     auth.init_app(app.extensions)
     health.init_app(app)
-    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health):
+    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 from flask import current_app, g, request
 
 from engine.access import Principal, authenticate, authorize
+from engine.db.replica import primary_reads
 from engine.db.session import read_only
 from engine.errors import InvalidTokenError
 
@@ -59,7 +60,8 @@ def _authenticated() -> Principal:
     digest = hashlib.sha256(secret.encode()).hexdigest()
     principal = cache.get(digest) if seconds > 0 else None
     if principal is None:
-        with read_only(current_app.extensions["carepath"].sessions) as session:
+        # The primary: a token created a moment ago works at once, whatever a replica has replayed.
+        with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as session:
             principal = authenticate(session, secret)
         if seconds > 0:
             cache.put(digest, principal, seconds)
@@ -76,8 +78,8 @@ def requires(action: str) -> Callable[[View], View]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = _authenticated()
+            g.principal = principal  # known before the role check: a refused look is still an access record
             authorize(principal, action)
-            g.principal = principal
             return view(*args, **kwargs)
 
         wrapper.permission = action  # type: ignore[attr-defined]  # read by the route/document test

@@ -36,6 +36,9 @@ def _carepath(ctx: click.Context, upgrade: bool = True) -> Any:
     return obj["carepath"]
 
 
+carepath_of = _carepath  # for the command modules beside this one (cli_access)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="carepath")
 @click.pass_context
@@ -128,10 +131,17 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     settings: Settings = ctx.obj["settings"]
     targets = list(paths) or [settings.pathways_dir, settings.rules_dir]
     diagrams = [p for p in targets if _holds(p, (".bpmn",))]
-    rule_files = [p for p in targets if _holds(p, (".yaml", ".yml"))]
+    # Scenarios (tests/*.yaml next to diagrams) are journey tests, not rule files.
+    scenarios = [p for p in targets if _is_scenario_file(p)] + \
+        [p / "tests" for p in diagrams if p.is_dir() and (p / "tests").is_dir()]
+    rule_files = [p for p in targets if _is_rules(p)]
     problems = [Problem("nothing to check here (no .bpmn or .yaml files)", file=str(p))
-                for p in targets if p not in diagrams and p not in rule_files]
+                for p in targets if p not in diagrams and p not in rule_files and p not in scenarios]
     lines = [str(p) for p in problems]
+    if scenarios:
+        scenario_problems = _scenario_problems(scenarios)
+        lines += [str(p) for p in scenario_problems]
+        problems += scenario_problems
     if rule_files:
         # Rule files report file:line:column (YAML positions are exact).
         rule_problems = validate_rule_paths(rule_files, default_catalogue=settings.rules_dir / "catalogues")
@@ -155,6 +165,30 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
 def _and_warnings(problems: list[Any]) -> str:
     warnings = len(problems) - len([p for p in problems if p.is_error])
     return f", {warnings} warning(s)" if warnings else ""
+
+
+def _is_scenario_file(path: Path) -> bool:
+    return path.is_file() and path.suffix in (".yaml", ".yml") and path.parent.name == "tests" \
+        and _holds(path.parent.parent, (".bpmn",))
+
+
+def _is_rules(path: Path) -> bool:
+    """A rule file, or a rules folder (rule files, catalogues/ or tests/ -- and no diagrams)."""
+    if not path.is_dir():
+        return path.suffix in (".yaml", ".yml") and not _is_scenario_file(path)
+    return any(path.glob("*.yaml")) or (path / "catalogues").is_dir() or \
+        (_holds(path, (".yaml", ".yml")) and not _holds(path, (".bpmn",)))
+
+
+def _scenario_problems(paths: list[Path]) -> list[Any]:
+    from engine.errors import InvalidInputError
+    from engine.scenarios import load_scenarios
+
+    try:
+        load_scenarios(paths)
+    except InvalidInputError as exc:
+        return list(exc.problems)
+    return []
 
 
 def _holds(path: Path, suffixes: tuple[str, ...]) -> bool:
@@ -282,6 +316,58 @@ def pathways_deploy(ctx: click.Context) -> None:
         click.echo(format_problems(deployment.warnings), err=True)
     for info in deployment:
         click.echo(f"{info.pathway_id} {info.version[:12]}{' (latest)' if info.latest else ''}")
+
+
+@pathways.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--require-coverage", is_flag=True, help="Fail (exit 1) when a sequence flow is not taken.")
+@click.pass_context
+def pathways_test(ctx: click.Context, paths: tuple[Path, ...], require_coverage: bool) -> None:
+    """Run the journey scenarios in PATHS (default: the pathways folder's tests/) on a throwaway database.
+
+    A PATH is a pathways folder (its tests/*.yaml run against its diagrams) or scenario files in a
+    pathways folder's tests/. Each scenario runs on its own temporary SQLite copy of the deployed
+    folder with a manual clock; no configured database is opened. Prints a diff per failing step
+    (with its file:line), then the sequence flows no scenario took, per diagram. Exits 1 on a
+    failure (and with --require-coverage, on an untaken flow).
+    """
+    from engine.errors import CarePathError
+    from engine.scenarios import load_scenarios, run_scenarios
+
+    settings: Settings = ctx.obj["settings"]
+    folder, files = _scenario_paths(list(paths), settings.pathways_dir)
+    try:
+        scenarios = load_scenarios(files, display_root=folder)
+        if not scenarios:
+            raise click.ClickException(f"no scenarios in {', '.join(str(f) for f in files)}")
+        report = run_scenarios(scenarios, folder, settings.rules_dir)
+    except CarePathError as exc:
+        # Scenario problems keep their column (YAML positions are exact), as rule files' do.
+        click.echo("\n".join(str(p) for p in exc.problems) or exc.message, err=True)
+        click.echo(exc.message, err=True)
+        sys.exit(1)
+    click.echo(report.text())
+    if not report.ok or (require_coverage and report.untaken()):
+        sys.exit(1)
+
+
+def _scenario_paths(paths: list[Path], default: Path) -> tuple[Path, list[Path]]:
+    """The pathways folder the scenarios run against, and the scenario files or folders."""
+    if not paths:
+        if not (default / "tests").is_dir():
+            raise click.ClickException(f"no scenarios: {default / 'tests'} is not a folder")
+        return default, [default / "tests"]
+    folders = {p if p.is_dir() and not _is_scenario_dir(p) else (p if p.is_dir() else p.parent).parent
+               for p in paths}
+    if len(folders) != 1:
+        raise click.BadParameter("give scenarios of one pathways folder at a time", param_hint="PATHS")
+    [folder] = folders
+    files = [p / "tests" if p == folder else p for p in paths]
+    return folder, files
+
+
+def _is_scenario_dir(path: Path) -> bool:
+    return path.name == "tests" and _holds(path.parent, (".bpmn",))
 
 
 @main.command()
@@ -488,9 +574,12 @@ def _checkpointer(carepath: Any) -> Any:
 
 
 def _register_optional_groups() -> None:
+    from .cli_access import purge_reads_command, reads
     from .cli_rules import rules
 
     main.add_command(rules)
+    audit.add_command(reads)
+    audit.add_command(purge_reads_command)
 
 
 _register_optional_groups()

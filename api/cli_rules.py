@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from engine.db.session import make_engine, make_session_factory, read_only, upgrade_schema
 from engine.errors import CarePathError, Problem, RuleFileError
@@ -26,7 +25,7 @@ from engine.rules.simulate import simulate
 from engine.rules.testing import load_cases, run_rule_tests
 from engine.settings import Settings, bundled_rules_dir
 
-__all__ = ["known_rule_sets", "redacted_url", "rules", "say_database", "validate_rule_paths"]
+__all__ = ["redacted_url", "rules", "say_database", "validate_rule_paths"]
 
 
 def _obj() -> dict[str, Any]:
@@ -185,24 +184,3 @@ def validate_rule_paths(paths: Iterable[Path | str], default_catalogue: Path | N
             except RuleFileError as exc:
                 problems.extend(exc.problems)
     return problems
-
-
-def known_rule_sets(rules_dir: Path | str) -> set[str] | None:
-    """The rule-set names declared in ``rules_dir/*.yaml`` (for linting ``carepath.rules`` tasks).
-
-    Reads only each file's ``ruleset:`` field, so a rule file with mistakes still names its rule
-    set (its mistakes are reported by :func:`validate_rule_paths`). ``None`` when the folder does
-    not exist, meaning "unknown: do not check the names".
-    """
-    folder = Path(rules_dir)
-    if not folder.is_dir():
-        return None
-    names: set[str] = set()
-    for path in sorted(folder.glob("*.yaml")):
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("ruleset"), str):
-            names.add(data["ruleset"])
-    return names

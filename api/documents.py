@@ -19,10 +19,11 @@ from engine.documents.build import (
     care_plan_document,
     end_of_treatment_summary,
 )
-from engine.documents.render import render_html, render_pdf
+from engine.documents.render import PdfUnavailableError, render_html, render_pdf
 
 from . import carepath
 from .auth import current_principal, requires
+from .errors import ApiError
 from .parsing import json_body
 
 bp = Blueprint("documents", __name__, url_prefix="/v1/instances")
@@ -38,7 +39,12 @@ def _negotiated(build: Builder, instance_id: str, name: str) -> Response:
     if chosen == "text/html":
         response = Response(render_html(document), mimetype="text/html")
     elif chosen == "application/pdf":
-        response = Response(render_pdf(document), mimetype="application/pdf")
+        try:
+            pdf = render_pdf(document)
+        except PdfUnavailableError:  # a server set up without Pango: its operator's gap, not a crash
+            raise ApiError(503, "pdf-unavailable", "this server cannot make PDF documents; ask for text/html "
+                           "and print it, or ask the operator to install Pango (docs/operations.md)") from None
+        response = Response(pdf, mimetype="application/pdf")
         # A file name for saving and attaching: the document and its date, never the patient's reference.
         day = document["generated_at"][:10]
         response.headers["Content-Disposition"] = f'inline; filename="{name}-{day}-{document["language"]}.pdf"'

@@ -34,6 +34,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "message-not-deliverable": "No instance is waiting for this message",
     "not-ready": "The service is not ready",
     "database-unavailable": "The database cannot be reached; retry after the time given",
+    "pdf-unavailable": "This server cannot make PDFs (WeasyPrint's system libraries are missing); ask for HTML",
     "internal-error": "Internal error",
 }
 
@@ -239,6 +240,16 @@ SCHEMAS: dict[str, Any] = {
         "problems": {"type": "array", "items": _obj(["instance_id", "seq", "message"], {
             "instance_id": {"type": "string"}, "seq": {"type": ["integer", "null"]}, "message": {"type": "string"}})},
     }),
+    "AccessLogPage": _obj(["items", "next_cursor"], {
+        "items": {"type": "array", "items": _obj(
+            ["at", "actor", "on_behalf_of", "action", "route", "status", "instance_id", "patient_ref", "request_id"], {
+                "at": _DATE_TIME, "actor": {"type": "string"}, "on_behalf_of": _NULLABLE_STRING,
+                "action": {"type": "string", "description": "The permission the route needs, e.g. documents.read"},
+                "route": {"type": "string",
+                          "description": "Method and route template, e.g. GET /v1/instances/<uuid:instance_id>"},
+                "status": {"type": "integer"}, "instance_id": _NULLABLE_STRING, "patient_ref": _NULLABLE_STRING,
+                "request_id": {"type": "string"}})},
+        "next_cursor": _NULLABLE_STRING}),
     "Health": _obj(["status", "version"], {"status": {"const": "ok"}, "version": {"type": "string"}}),
     "Index": _obj(["name", "version", "links"], {
         "name": {"type": "string"}, "version": {"type": "string"},

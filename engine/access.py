@@ -11,7 +11,8 @@ Roles (issue 6):
 * ``clinician`` -- complete tasks, read instances and care plans, move care plan items on, read an
   instance's event trail and its rule evaluations
 * ``author``    -- validate and deploy pathway (and rule) versions, migrate instances to a new version
-* ``auditor``   -- read-only: instances, documents, rule evaluations, event trails and their verification
+* ``auditor``   -- read-only: instances, documents, rule evaluations, event trails and their verification,
+  and who looked at which patient's records (the access log)
 
 :data:`PERMISSIONS` is the one table the HTTP API (``/v1`` and ``/fhir/R4``) enforces and the role x
 endpoint tests read. What describes the API (``/v1/``, ``/v1/openapi.json``, ``/fhir/R4/metadata``)
@@ -67,6 +68,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "care_plans.update": frozenset({"clinician"}),
     "evaluations.read": frozenset({"auditor", "clinician"}),
     "pathways.migrate": frozenset({"author"}),
+    "access_log.read": frozenset({"auditor"}),  # who looked at a patient's records (engine.access_log)
 }
 
 

@@ -22,18 +22,24 @@ __all__ = ["CarePath"]
 class CarePath:
     """Everything a front end (the HTTP API, the command line, a test) needs.
 
-    Nothing here reads global state: settings and the clock are given.
+    Nothing here reads global state: settings and the clock are given. ``rules``: a registry of
+    ``settings.rules_dir`` to share (scenario runs start an engine per scenario; compiling the rule
+    files again for each took a second).
     """
 
-    def __init__(self, settings: Settings, clock: Clock | None = None, *, upgrade: bool = False) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None, *, upgrade: bool = False,
+                 rules: RuleSetRegistry | None = None) -> None:
         patches.install()  # SpiffWorkflow as CarePath runs it (engine.spiff.patches)
         self.settings = settings
         self.clock = clock or SystemClock()
         if upgrade:
             upgrade_schema(settings.database_url)
         self.db: Engine = make_engine(settings.database_url)
+        # A streaming replica the API's reads may use (engine.db.replica); None: everything reads the primary.
+        self.replica_db: Engine | None = make_engine(settings.read_database_url) if settings.read_database_url else None
         # The trail key goes to every session (engine.audit authenticates events with it).
-        self.sessions: sessionmaker[Session] = make_session_factory(self.db, trail_key=settings.trail_key())
+        self.sessions: sessionmaker[Session] = make_session_factory(self.db, trail_key=settings.trail_key(),
+                                                                    replica=self.replica_db)
         # Deploys check rule set names and service operators against what this server has, as
         # ``carepath validate`` does (the operators are read at each deploy: a deployment may add its own).
         self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock,
@@ -41,7 +47,7 @@ class CarePath:
                                       known_operators=lambda: self.instances.operators,
                                       on_deploy=lambda: self.instances.steps.versions.clear())
         # A changed rule file is picked up within a second, without a restart.
-        self.rules = RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
+        self.rules = rules or RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
         self.instances = PathwayService(settings, self.sessions, self.clock, care_plan_operators(self.rules))
         self.care_plans = CarePlanService(self.sessions, self.clock)
 
@@ -65,3 +71,5 @@ class CarePath:
 
     def close(self) -> None:
         self.db.dispose()
+        if self.replica_db is not None:
+            self.replica_db.dispose()

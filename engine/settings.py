@@ -94,6 +94,13 @@ def _trail_settings(env: Mapping[str, str]) -> dict[str, object]:
     return found
 
 
+def _psycopg_url(url: str) -> str:
+    """psycopg 3 is the driver we ship; plain postgresql:// would pick psycopg2."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where CarePath finds its database, pathways and rules.
@@ -118,6 +125,10 @@ class Settings:
     ``fhir_patient_identifier``: the identifier system of this deployment's patient references, for
     the FHIR API: ``nhs-number`` (UK Core) or ``personnummer`` (Sweden).
 
+    ``read_database_url`` (``CAREPATH_READ_DATABASE_URL``): a PostgreSQL streaming replica of the
+    database, which the API's ``GET`` requests read once it has caught up with what their caller wrote
+    (:mod:`engine.db.replica`); the worker, the command line and every write use the primary.
+
     Raises:
         ValueError: for a database URL of an unsupported kind, a non-positive limit, an unknown environment
             or an unknown patient identifier system.
@@ -137,6 +148,7 @@ class Settings:
     checkpoint_dir: Path | None = None
     checkpoint_seconds: float = 3600.0
     fhir_patient_identifier: str = PATIENT_IDENTIFIERS[0]
+    read_database_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -149,6 +161,10 @@ class Settings:
             raise ValueError("CAREPATH_CHECKPOINT_SECONDS must be positive")
         if self.trail_key_file is not None:
             self.trail_key()  # a key that is configured but unusable refuses every start
+        if self.read_database_url is not None and not (
+                self.read_database_url.startswith("postgresql") and self.database_url.startswith("postgresql")):
+            raise ValueError("CAREPATH_READ_DATABASE_URL names a PostgreSQL streaming replica of a PostgreSQL "
+                             "CAREPATH_DATABASE_URL; SQLite has no replicas")
         if self.fhir_patient_identifier not in PATIENT_IDENTIFIERS:
             raise ValueError(f"CAREPATH_FHIR_PATIENT_IDENTIFIER must be one of {', '.join(PATIENT_IDENTIFIERS)}")
 
@@ -178,8 +194,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read ``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``, ``CAREPATH_RULES_DIR``,
         ``CAREPATH_ALLOW_EMPTY_LIBRARY`` (1, true, yes or on), ``CAREPATH_ENV``,
-        ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY`` and
-        ``CAREPATH_FHIR_PATIENT_IDENTIFIER``. Without a database URL: :func:`default_database_url`.
+        ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``,
+        ``CAREPATH_FHIR_PATIENT_IDENTIFIER`` and ``CAREPATH_READ_DATABASE_URL``. Without a database URL:
+        :func:`default_database_url`.
 
         Raises:
             ValueError: as the constructor does.
@@ -187,11 +204,7 @@ class Settings:
         env = os.environ if env is None else env
         kwargs: dict[str, object] = {}
         if env.get("CAREPATH_DATABASE_URL"):
-            url = env["CAREPATH_DATABASE_URL"]
-            # psycopg 3 is the driver we ship; plain postgresql:// would pick psycopg2.
-            if url.startswith("postgresql://") or url.startswith("postgres://"):
-                url = "postgresql+psycopg://" + url.split("://", 1)[1]
-            kwargs["database_url"] = url
+            kwargs["database_url"] = _psycopg_url(env["CAREPATH_DATABASE_URL"])
         if env.get("CAREPATH_PATHWAYS_DIR"):
             kwargs["pathways_dir"] = Path(env["CAREPATH_PATHWAYS_DIR"])
         if env.get("CAREPATH_RULES_DIR"):
@@ -207,4 +220,6 @@ class Settings:
         kwargs.update(_trail_settings(env))
         if env.get("CAREPATH_FHIR_PATIENT_IDENTIFIER"):
             kwargs["fhir_patient_identifier"] = env["CAREPATH_FHIR_PATIENT_IDENTIFIER"].strip().lower()
+        if env.get("CAREPATH_READ_DATABASE_URL"):
+            kwargs["read_database_url"] = _psycopg_url(env["CAREPATH_READ_DATABASE_URL"])
         return cls(**kwargs)  # type: ignore[arg-type]

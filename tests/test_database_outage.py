@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
-import socket
 import sqlite3
-import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, func, select, text
+from private_postgres import PrivateServer, private_server, why_no_private_server
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
@@ -36,7 +32,6 @@ from engine.db.session import database_unavailable, make_session_factory, unit_o
 from engine.errors import RuleEvaluationError
 
 TESTS = Path(__file__).resolve().parent
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 PATHWAY = "test_timer_p1d"  # start -> timer P1D -> end
 
@@ -94,82 +89,13 @@ def test_a_wrong_statement_is_still_a_500() -> None:
 # --- a PostgreSQL of the test's own, restarted under load ------------------------------------------
 
 
-@dataclass
-class PrivateServer:
-    """A throwaway PostgreSQL 15 this test started, so it may stop and restart it at will (the shared
-    server of .ci/start-postgres serves other tests and other people's runs: it is never touched)."""
-
-    data: Path
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/carepath"
-
-    def pg_ctl(self, *args: str) -> None:
-        options = (f"-h 127.0.0.1 -p {self.port} -k {self.data} -c fsync=off -c synchronous_commit=off "
-                   "-c full_page_writes=off")
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "server.log"), "-w",
-                      "-t", "60", *args, "-o", options])
-
-
-def _as_postgres(command: list[str]) -> None:
-    if os.geteuid() == 0:
-        command = ["runuser", "-u", "postgres", "--", *command]
-    # Output to a file, not a pipe: the server inherits it and would keep a pipe open.
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _why_no_private_server() -> str | None:
-    if not (PG_BIN / "initdb").exists():
-        return f"PostgreSQL 15's programs are not in {PG_BIN} (.ci/start-postgres installs them)"
-    if os.geteuid() == 0 and (shutil.which("runuser") is None or _uid("postgres") is None):
-        return "running as root, and there is no postgres user or runuser to start a server as"
-    return None
-
-
-def _uid(user: str) -> int | None:
-    import pwd
-
-    try:
-        return pwd.getpwnam(user).pw_uid
-    except KeyError:
-        return None
-
-
 @pytest.fixture
 def private_postgres() -> Iterator[PrivateServer]:
-    reason = _why_no_private_server()
+    reason = why_no_private_server()
     if reason:
         pytest.skip(f"cannot start a PostgreSQL of the test's own to restart: {reason}")
-    # Not under pytest's temporary folder: as root, that is closed to the postgres user.
-    folder = Path(tempfile.mkdtemp(prefix="carepath-test-pg-"))
-    data = folder / "data"
-    data.mkdir()
-    if os.geteuid() == 0:
-        for path in (folder, data):
-            os.chown(path, _uid("postgres") or 0, -1)
-    try:
-        _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
-        server = PrivateServer(data, _free_port())
-        server.pg_ctl("start")
-        try:
-            admin = create_engine(server.url.replace("/carepath", "/postgres"), isolation_level="AUTOCOMMIT",
-                                  poolclass=NullPool)
-            with admin.connect() as connection:
-                connection.execute(text("CREATE DATABASE carepath"))
-            admin.dispose()
-            yield server
-        finally:
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop"])
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with private_server() as server:
+        yield server
 
 
 def _looping_worker(database_url: str, now_iso: str, stop_file: str) -> None:

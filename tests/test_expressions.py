@@ -161,18 +161,18 @@ def test_values_that_are_functions_cannot_be_reached(env: SafeEnvironment) -> No
 
 
 def test_an_endless_loop_stops_at_the_step_limit(env: SafeEnvironment) -> None:
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy machine does not make it fail
     with pytest.raises(ExpressionError, match="step limit"):
         env.execute("while True:\n    pass", {})
-    assert time.monotonic() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 def test_a_slow_script_stops_at_the_time_limit(clock: ManualClock) -> None:
     env = SafeEnvironment(clock, max_steps=10**9, max_seconds=0.05)
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy machine does not make it fail
     with pytest.raises(ExpressionError, match="time limit"):
         env.execute("n = 0\nwhile True:\n    n += 1", {})
-    assert time.monotonic() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 @pytest.mark.parametrize(
@@ -191,10 +191,10 @@ def test_a_slow_script_stops_at_the_time_limit(clock: ManualClock) -> None:
     ],
 )
 def test_oversized_results_are_refused_quickly(env: SafeEnvironment, expression: str) -> None:
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy machine does not make it fail
     with pytest.raises(ExpressionError):
         env.evaluate(expression, {})
-    assert time.monotonic() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 @pytest.mark.parametrize(
@@ -212,10 +212,10 @@ def test_oversized_results_are_refused_quickly(env: SafeEnvironment, expression:
     ],
 )
 def test_growing_data_in_a_script_is_refused_quickly(env: SafeEnvironment, script: str) -> None:
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy machine does not make it fail
     with pytest.raises(ExpressionError):
         env.execute(script, {})
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 1
 
 
 def test_deep_nesting_is_an_expression_error(env: SafeEnvironment) -> None:

@@ -61,8 +61,8 @@ def distribution(tmp_path_factory: pytest.TempPathFactory) -> tuple[set[str], se
 @pytest.mark.slow
 def test_the_wheel_and_sdist_carry_the_library_templates_and_locales(distribution: tuple[set[str], set[str]]) -> None:
     wheel, sdist = distribution
-    library = _files(REPO / "pathways", (".bpmn", ".dmn", ".json")) | _files(REPO / "rules", (".yaml",))
-    assert {"pathways/breast.bpmn", "pathways/shared/holistic_needs_assessment.bpmn",
+    library = _files(REPO / "pathways", (".bpmn", ".dmn", ".json", ".yaml")) | _files(REPO / "rules", (".yaml",))
+    assert {"pathways/breast.bpmn", "pathways/shared/holistic_needs_assessment.bpmn", "pathways/tests/breast.yaml",
             "pathways/shared/forms/hna_checklist.json", "rules/supportive_care.yaml",
             "rules/catalogues/concerns.yaml", "rules/tests/supportive_care.yaml"} <= library  # the premise
     assert {f"carepath_content/{name}" for name in library} <= wheel

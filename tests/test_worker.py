@@ -71,7 +71,6 @@ def _spawn(database_url: str, now: datetime, worker_id: str, batch: int = 25) ->
 @pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
 def test_three_worker_processes_fire_2000_timers_exactly_once(carepath: CarePath, clock: ManualClock,
                                                               test_settings: Settings) -> None:
-    started = time.perf_counter()
     _start_instances(carepath, 2000)
     with carepath.sessions() as session:
         due = session.scalars(select(PathwayInstance.next_due_at).distinct()).all()
@@ -89,7 +88,6 @@ def test_three_worker_processes_fire_2000_timers_exactly_once(carepath: CarePath
         workers_used = {payload for payload in session.scalars(
             select(InstanceEvent.payload).where(InstanceEvent.type == "timer_fired"))}
     assert {f'"worker":"w{n}"' in " ".join(workers_used) for n in range(3)} == {True}  # the work was shared
-    assert time.perf_counter() - started < 90
 
 
 def test_a_worker_killed_mid_batch_loses_nothing(carepath: CarePath, clock: ManualClock,

@@ -102,7 +102,7 @@ def test_validate_and_rules_test_answer_at_once_with_the_line(tmp_path: Path) ->
     bomb = rules / "bomb.yaml"
     bomb.write_text(_billion_laughs())
     runner = CliRunner()
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy machine does not make it fail
     result = runner.invoke(main, ["validate", str(bomb)])
     assert result.exit_code == 1, result.output
     assert f"{bomb}:1:5: not valid YAML: anchors and aliases" in result.output
@@ -114,7 +114,7 @@ def test_validate_and_rules_test_answer_at_once_with_the_line(tmp_path: Path) ->
     assert "bomb.yaml:1:5: not valid YAML: anchors and aliases" in result.output
     assert "latin1.yaml:3:6: not UTF-8" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert time.monotonic() - started < 60  # a generous guard: before the bounds, these ran for many minutes
+    assert time.process_time() - started < 60  # a generous guard: before the bounds, these ran for many minutes
 
 
 def test_the_bundled_rules_are_within_the_bounds() -> None:

@@ -27,6 +27,7 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
 from engine.access import ApiToken, Principal, authenticate, authorize
+from engine.db.replica import primary_reads
 from engine.db.session import read_only
 from engine.errors import InvalidTokenError, PermissionDeniedError
 
@@ -74,7 +75,8 @@ def principal() -> Principal | None:
     found = None
     token_id = session.get("token_id")
     if isinstance(token_id, str):
-        with read_only(current_app.extensions["carepath"].sessions) as db:
+        # The primary: a revoked token ends its sessions at once, whatever a replica has replayed.
+        with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as db:
             token = db.get(ApiToken, token_id)
             if token is not None and token.revoked_at is None:
                 found = Principal(role=token.role, token_id=token.id, label=token.label)

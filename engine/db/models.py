@@ -17,8 +17,8 @@ from sqlalchemy.types import TypeDecorator
 
 from engine.db.base import Base
 
-__all__ = ["ApiToken", "CarePlanItem", "CarePlanNote", "IdempotencyRecord", "InstanceEvent", "PathwayInstance",
-           "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord", "UTCDateTime"]
+__all__ = ["AccessRecord", "ApiToken", "CarePlanItem", "CarePlanNote", "IdempotencyRecord", "InstanceEvent",
+           "PathwayInstance", "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord", "UTCDateTime"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -220,3 +220,26 @@ class RuleEvaluationRecord(Base):
     facts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     fired: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     outcomes: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AccessRecord(Base):
+    """One look at one patient's records: who read which instance's data, when, through which route, on
+    whose behalf, and with what outcome (engine.access_log). Never what was shown: no clinical values."""
+
+    __tablename__ = "access_log"
+    __table_args__ = (
+        Index("ix_access_log_patient_ref_at", "patient_ref", "at"),
+        Index("ix_access_log_instance_id_at", "instance_id", "at"),
+        Index("ix_access_log_actor_at", "actor", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    on_behalf_of: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(64))  # the permission the route needs, e.g. documents.read
+    route: Mapped[str] = mapped_column(String(200))  # "GET /v1/instances/<uuid:instance_id>/care-plan"
+    status: Mapped[int] = mapped_column(Integer)
+    instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    patient_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    request_id: Mapped[str] = mapped_column(String(128))

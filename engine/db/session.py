@@ -13,6 +13,8 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.db.replica import REPLICA, replica_session, written_at
+
 __all__ = ["TRAIL_KEY", "database_unavailable", "make_engine", "make_session_factory", "read_only", "unit_of_work",
            "upgrade_schema"]
 
@@ -116,11 +118,15 @@ def database_unavailable(exc: BaseException) -> bool:
                for cls in type(exc).__mro__)
 
 
-def make_session_factory(engine: Engine, trail_key: bytes | None = None) -> sessionmaker[Session]:
+def make_session_factory(engine: Engine, trail_key: bytes | None = None,
+                         replica: Engine | None = None) -> sessionmaker[Session]:
     """Sessions on ``engine``. ``trail_key``: the secret that authenticates the event trail
     (``engine.audit``), handed to every session in ``session.info[TRAIL_KEY]``; it is kept out of
-    the database by design."""
-    info = {TRAIL_KEY: trail_key} if trail_key else {}
+    the database by design. ``replica``: a streaming replica of ``engine``'s PostgreSQL database, which
+    read-only units may read inside :func:`engine.db.replica.replica_reads`."""
+    info: dict[str, object] = {TRAIL_KEY: trail_key} if trail_key else {}
+    if replica is not None:
+        info[REPLICA] = sessionmaker(replica, expire_on_commit=False, info=dict(info))
     return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
@@ -143,16 +149,20 @@ def read_only(factory: sessionmaker[Session]) -> contextlib.AbstractContextManag
 @contextlib.contextmanager
 def _transaction(factory: sessionmaker[Session], *, reading: bool) -> Iterator[Session]:
     token = _reading.set(reading)
-    # Reading: no autoflush, so a change stays pending, where the check below sees it.
-    session = factory(autoflush=False) if reading else factory()
+    # Reading: no autoflush, so a change stays pending, where the check below sees it. A read may be
+    # served by a replica that has caught up (engine.db.replica); it then already is in REPEATABLE READ.
+    on_replica = replica_session(factory) if reading else None
+    session = on_replica or (factory(autoflush=False) if reading else factory())
     try:
-        if reading and session.get_bind().dialect.name == "postgresql":
+        if reading and on_replica is None and session.get_bind().dialect.name == "postgresql":
             # READ COMMITTED (the default) lets each statement see what committed meanwhile.
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         yield session
         if reading and (session.new or session.dirty or session.deleted):
             raise RuntimeError("a read-only unit of work changed rows; use unit_of_work")
         session.commit()  # for a read, nothing to write; unlike a rollback, it keeps what was read loaded
+        if not reading and REPLICA in session.info:
+            written_at(session)  # where a replica must have replayed to show this caller what they wrote
     except BaseException:
         session.rollback()
         raise

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.access_log import not_shown
 from engine.audit import TrailProblem, verify_trail
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.db.session import read_only
@@ -235,6 +236,7 @@ class InstanceQueries:
 
     @staticmethod
     def _page(items: list[dict[str, Any]], rows: list[PathwayInstance], limit: int) -> Page:
+        not_shown([row.id for row in rows[limit:]])  # the row past the page only says there is another
         more = len(rows) > limit
         last = rows[limit - 1] if more else None
         return Page(items, _encode_cursor(last.created_at, last.id) if last is not None else None)

@@ -180,6 +180,8 @@ class Step:
         elif self.workflow.is_completed() and instance.status == Status.RUNNING:
             instance.status = Status.COMPLETED
             self.record("completed", actor=SYSTEM_ACTOR)
+        for observe in self.runner.observers:
+            observe(self.workflow)
         compact(self.workflow)  # finished history lives in the event trail, not the state (engine.spiff.compaction)
         self.workflow_changed = True
 
@@ -290,6 +292,9 @@ class StepRunner:
         self.cache = cache or WorkflowCache()
         self.versions = LatestVersionCache()  # cleared by the facade when this process deploys
         self.max_step_tasks = MAX_STEP_TASKS
+        # Called with each step's workflow after it ran and before compaction, to read what the step
+        # took (scenario coverage, engine.scenarios); an observer must not change the workflow.
+        self.observers: list[Callable[[Any], None]] = []
 
     # --- the whole step as one unit of work ---------------------------------------------------
 

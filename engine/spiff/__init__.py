@@ -3,7 +3,8 @@
 Owns: the patches CarePath applies to SpiffWorkflow (``patches``, installed by the facade), the stored
 state format and its versions (``serializer``, ``state_json``, ``state_migrations``), the per-version
 spec cache, restoring and reading workflows (``workflows``: ready tasks, forms, due timers, waiting
-messages, data), and compaction of finished history (``compaction``).
+messages, data), compaction of finished history (``compaction``), and which elements a step took
+(``coverage``, for scenario coverage).
 
 May import: SpiffWorkflow, ``engine.calendar``, ``engine.clock``, ``engine.errors`` and
 ``engine.pathways`` (for compiled specs and form properties). Never the database, never ``instances``.

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from typing import Any
 
+import pytest
 from flask import Flask
 from helpers import PATHWAY, assert_problem, assessed, start
 from pypdf import PdfReader
@@ -171,6 +173,25 @@ def test_documents_as_pdf_for_the_gp(client: Any, auth: Any) -> None:
     assert _plan(client, auth, instance["id"], Accept="text/html,*/*;q=0.8").mimetype == "text/html"
     assert _plan(client, auth, instance["id"], Accept="*/*").mimetype == "application/json"
     assert_problem(_plan(client, auth, MISSING, Accept="application/pdf"), 404, "not-found")
+
+
+class _NoPango:
+    """Imports WeasyPrint as on a server without Pango: cffi cannot open the library (an OSError)."""
+
+    def find_spec(self, name: str, *args: Any) -> None:
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpango-1.0-0'")
+
+
+def test_pdf_on_a_server_without_pango_is_503_and_the_page_still_works(client: Any, auth: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    instance = assessed(client, auth, {"worry_fear_anxiety": 9})
+    monkeypatch.delitem(sys.modules, "weasyprint", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_NoPango(), *sys.meta_path])
+    response = _plan(client, auth, instance["id"], Accept="application/pdf")
+    assert_problem(response, 503, "pdf-unavailable")
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert _plan(client, auth, instance["id"], Accept="text/html").status_code == 200
 
 
 def test_summary_benefits_form_and_contacts(client: Any, auth: Any) -> None:

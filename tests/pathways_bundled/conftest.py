@@ -17,7 +17,7 @@ import pytest
 
 from engine import CarePath, ManualClock, Settings
 
-from .journey import PATHWAYS, REPO, FlowCoverage, recording
+from .journey import PATHWAYS, REPO, FlowCoverage
 
 if TYPE_CHECKING:
     from conftest import DatabaseTemplates  # tests/conftest.py: imported by pytest, not by us
@@ -58,8 +58,8 @@ def bundled_app(template: Path, folder: Path, clock: ManualClock) -> CarePath:
 def bundled(bundled_template: Path, tmp_path: Path, journey_clock: ManualClock,
             flow_coverage: FlowCoverage) -> Iterator[CarePath]:
     app = bundled_app(bundled_template, tmp_path, journey_clock)
+    flow_coverage.watch(app)
     try:
-        with recording(flow_coverage):
-            yield app
+        yield app
     finally:
         app.close()

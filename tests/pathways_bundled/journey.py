@@ -4,130 +4,56 @@ A :class:`Journey` is one synthetic patient (references like ``SYN-0001``, never
 pathway: it completes the ready tasks by element id, sends the patient's messages and moves the
 clock, firing due timers as the worker would.
 
-Coverage: the engine compacts finished history out of an instance after every step (history lives in
-the event trail), so :class:`FlowCoverage` looks at each step's tasks just before compaction. A task
-completed in the step gives its element, and the element it came from (its nearest ancestor task
-that is a diagram element). A sequence flow counts as taken when its source completed and the flow
-is the source's only way on, the source is a parallel gateway, or its target was reached from it.
+Coverage: :class:`FlowCoverage` watches each step through the step runner's observers, as
+``carepath pathways test`` does for the YAML scenarios (engine.spiff.coverage, engine.scenarios.coverage).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine import CarePath, ManualClock
 from engine.db.models import CarePlanItem
 from engine.instances.timers import fire_due_timers
+from engine.pathways.sources import PathwayLibrary
+from engine.scenarios import DiagramFlows, diagram_flows
+from engine.spiff.coverage import TakenPaths
 
 REPO = Path(__file__).resolve().parents[2]
 PATHWAYS = REPO / "pathways"
-BPMN = "{http://www.omg.org/spec/BPMN/20100524/MODEL}"
+NURSE, PATIENT, SYSTEM = "clinician:cns-syn", "patient:SYN", "system:ehr"
 FLOW_NODE_TAGS = {
     "startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent", "userTask",
     "manualTask", "scriptTask", "serviceTask", "callActivity", "exclusiveGateway", "inclusiveGateway",
     "parallelGateway", "eventBasedGateway", "task", "sendTask", "receiveTask", "businessRuleTask",
 }
 
-NURSE, PATIENT, SYSTEM = "clinician:cns-syn", "patient:SYN", "system:ehr"
-
-
-@dataclass(frozen=True)
-class DiagramFlow:
-    process: str
-    id: str
-    source: str
-    target: str
-
 
 @dataclass
-class BundledDiagrams:
-    """Every process, flow node and sequence flow of the bundled diagrams."""
+class FlowCoverage(TakenPaths):
+    """Elements completed and moves seen over the journeys run (engine.spiff.coverage), and which ran."""
 
-    flows: list[DiagramFlow] = field(default_factory=list)
-    nodes: dict[str, dict[str, str]] = field(default_factory=dict)  # process -> node id -> kind
-
-    @classmethod
-    def read(cls, root: Path = PATHWAYS) -> BundledDiagrams:
-        found = cls()
-        for path in sorted(root.rglob("*.bpmn")):
-            for process in etree.parse(str(path)).getroot().iter(f"{BPMN}process"):
-                pid = process.get("id")
-                nodes = found.nodes.setdefault(pid, {})
-                for node in process.iter():
-                    kind = etree.QName(node).localname if isinstance(node.tag, str) else ""
-                    if kind in FLOW_NODE_TAGS:
-                        nodes[node.get("id")] = kind
-                    elif kind == "sequenceFlow":
-                        found.flows.append(DiagramFlow(pid, node.get("id"), node.get("sourceRef"),
-                                                       node.get("targetRef")))
-        return found
-
-    def outgoing(self, process: str, source: str) -> list[DiagramFlow]:
-        return [f for f in self.flows if f.process == process and f.source == source]
-
-
-@dataclass
-class FlowCoverage:
-    """Elements completed and (from, to) steps seen, per process, over any number of instances."""
-
-    completed: set[tuple[str, str]] = field(default_factory=set)
-    steps: set[tuple[str, str, str]] = field(default_factory=set)
     journeys: set[str] = field(default_factory=set)
 
-    def observe(self, workflow: Any) -> None:
-        for wf in [workflow, *workflow.subprocesses.values()]:
-            for task in list(wf.tasks.values()):
-                if task.state != TaskState.COMPLETED or not task.task_spec.bpmn_id:
-                    continue
-                process = task.workflow.spec.name
-                self.completed.add((process, task.task_spec.bpmn_id))
-                parent = task.parent
-                while parent is not None and not parent.task_spec.bpmn_id:
-                    parent = parent.parent
-                if parent is not None:
-                    self.steps.add((process, parent.task_spec.bpmn_id, task.task_spec.bpmn_id))
-
-    def taken(self, diagrams: BundledDiagrams, flow: DiagramFlow) -> bool:
-        if (flow.process, flow.source) not in self.completed:
-            return False
-        if len(diagrams.outgoing(flow.process, flow.source)) == 1:
-            return True
-        if diagrams.nodes[flow.process].get(flow.source) == "parallelGateway":
-            return True
-        return (flow.process, flow.source, flow.target) in self.steps
-
-    def missing_flows(self, diagrams: BundledDiagrams) -> list[DiagramFlow]:
-        return [f for f in diagrams.flows if not self.taken(diagrams, f)]
-
-    def missing_nodes(self, diagrams: BundledDiagrams) -> list[tuple[str, str]]:
-        return sorted((p, n) for p, nodes in diagrams.nodes.items() for n in nodes if (p, n) not in self.completed)
+    def watch(self, app: CarePath) -> None:
+        """Observe every step of ``app`` just before the engine compacts it."""
+        app.instances.steps.observers.append(self.observe)
 
 
-@contextmanager
-def recording(coverage: FlowCoverage) -> Iterator[None]:
-    """Observe every step's workflow just before the engine compacts it."""
-    import engine.instances.step as step_module
+def bundled_diagrams() -> DiagramFlows:
+    """Every sequence flow of the bundled pathways and the sub-pathways they call (engine.scenarios)."""
+    library = PathwayLibrary(PATHWAYS)
+    return diagram_flows(library, library.pathway_ids())
 
-    original = step_module.compact
 
-    def observing_compact(workflow: Any) -> int:
-        coverage.observe(workflow)
-        return original(workflow)
-
-    step_module.compact = observing_compact
-    try:
-        yield
-    finally:
-        step_module.compact = original
+def missing_nodes(diagrams: DiagramFlows, coverage: FlowCoverage) -> list[tuple[str, str]]:
+    return sorted(key for key, tag in diagrams.kinds.items() if tag in FLOW_NODE_TAGS and key not in coverage.completed)
 
 
 class Journey:

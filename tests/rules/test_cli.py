@@ -15,6 +15,7 @@ from api.cli_rules import rules, validate_rule_paths
 from engine.clock import ManualClock
 from engine.db.base import Base
 from engine.db.models import RuleEvaluationRecord, RuleVersionRecord
+from engine.pathways.validation import rule_set_names
 from engine.rules import Assessment, RuleSetRegistry, evaluate_and_record
 
 
@@ -86,8 +87,7 @@ def test_validate_rule_paths(rules_dir: Path, rules_copy: Path, broken_dir: Path
 
 
 def test_known_rule_sets(rules_dir: Path, rules_copy: Path, broken_dir: Path, tmp_path: Path) -> None:
-    from api.cli_rules import known_rule_sets
-
+    known_rule_sets = rule_set_names  # what validate and deploy both ask
     assert known_rule_sets(rules_dir) == {"supportive_care"}
     (rules_copy / "bad.yaml").write_text((broken_dir / "bad_urgency.yaml").read_text())
     assert known_rule_sets(rules_copy) == {"broken"}  # named even though the file has a mistake

@@ -1,8 +1,7 @@
-"""20,000 evaluations in a row: no crash, flat memory."""
+"""20,000 evaluations in a row: no crash, flat memory. (How fast is bench/rules.py's business: a time
+limit here would only measure how busy the machine is.)"""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
@@ -29,12 +28,9 @@ def test_twenty_thousand_evaluations_flat_memory(bundled: LoadedRuleset) -> None
     for a in assessments * 10:  # warm-up: caches, interned strings, allocator pools
         evaluate(bundled.compiled, bundled.catalogue, a)
     before = _rss_kb()
-    started = time.perf_counter()
     fired = 0
     for i in range(20_000):
         fired += len(evaluate(bundled.compiled, bundled.catalogue, assessments[i % 100]).firings)
-    elapsed = time.perf_counter() - started
     growth_mb = (_rss_kb() - before) / 1024
     assert fired > 20_000
     assert growth_mb < 20, f"RSS grew {growth_mb:.1f} MB"
-    assert elapsed < 60, f"{elapsed:.1f} s"

@@ -1,0 +1,95 @@
+"""Who looked: every read of a patient's records through the API, FHIR or the web app is recorded
+(:mod:`engine.access_log`), and auditors query it at ``GET /v1/access-log``.
+
+Each ``GET`` is watched while it runs; when its response is ready and its route needs a patient-data
+permission (:data:`engine.access_log.PATIENT_DATA_READS`, read from the ``permission`` that
+:func:`api.auth.requires` and the web app's ``requires`` put on each view), the instances it loaded, and
+the instance its URL names, are recorded with the caller, the route's template and the status. A
+request without a valid token never reaches a view and names no one: it is not a look. If the record
+cannot be written the read still answers, and the log says a record was lost (its type, no data).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+
+from engine.access_log import PATIENT_DATA_READS, Access, ReadFilter, list_reads, record_reads, watching
+from engine.db.session import read_only
+from engine.instances.view import PATIENT_REF_PATTERN
+
+from . import carepath
+from .auth import requires
+from .parsing import query_errors, query_int, query_str, query_time
+
+__all__ = ["ON_BEHALF_OF", "bp", "init_app"]
+
+log = logging.getLogger(__name__)
+bp = Blueprint("access_log", __name__, url_prefix="/v1")
+
+ON_BEHALF_OF = "X-On-Behalf-Of"
+_STAFF_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_READS = ("GET", "HEAD")
+
+
+@bp.get("/access-log")
+@requires("access_log.read")
+def access_log() -> dict[str, Any]:
+    where = ReadFilter(patient_ref=query_str("patient_ref", PATIENT_REF_PATTERN),
+                       instance_id=query_str("instance_id", _UUID), actor=query_str("actor", max_length=200),
+                       since=query_time("from"), until=query_time("to"))
+    cursor, limit = query_str("cursor"), query_int("limit", 100, 1, 200)
+    with query_errors(), read_only(carepath().sessions) as session:
+        items, next_cursor = list_reads(session, where, cursor, limit)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _permission() -> str | None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, "permission", None)
+
+
+def init_app(app: Flask) -> None:
+    """Watch every read request; record the patient-data ones."""
+
+    @app.before_request
+    def watch() -> None:
+        if request.method in _READS:
+            g.access_watch = watching()
+            g.access_seen = g.access_watch.__enter__()
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        watch = g.pop("access_watch", None)
+        if watch is None:
+            return response
+        seen: set[str] = set(g.pop("access_seen", set()))
+        watch.__exit__(None, None, None)
+        permission, principal = _permission(), g.get("principal")
+        if permission not in PATIENT_DATA_READS or principal is None:
+            return response
+        named = (request.view_args or {}).get("instance_id")
+        if named is not None:
+            seen.add(str(named))
+        sent = request.headers.get(ON_BEHALF_OF, "")
+        engine = carepath()
+        access = Access(at=engine.clock.now(), actor=principal.actor, action=permission,
+                        route=f"{request.method} {request.url_rule.rule if request.url_rule else request.path}",
+                        status=response.status_code, request_id=str(g.get("request_id", "")),
+                        on_behalf_of=sent if _STAFF_ID.match(sent) else None)
+        try:
+            record_reads(engine.sessions, access, seen)
+        except Exception as exc:  # the read has been answered; an auditor's gap is logged, not the patient
+            log.error("access record lost: %s writing %d row(s) for %s", type(exc).__name__, max(len(seen), 1),
+                      access.route)
+        return response
+
+    @app.teardown_request
+    def stop_watching(_exc: BaseException | None) -> None:
+        watch = g.pop("access_watch", None)
+        if watch is not None:
+            watch.__exit__(None, None, None)
