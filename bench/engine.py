@@ -1,314 +1,465 @@
-"""Benchmark: one cold step of CarePath against SpiffWorkflow alone, fresh and with a long history.
+"""Benchmark: every step of a breast cancer journey, cold and warm, against SpiffWorkflow alone.
 
-A *cold step* is what a request does when nothing is cached in the process: load the instance and
-its pathway version from the database, restore it, complete one user task (and the automatic work
-after it), persist state and events, commit. Per sample the engine's spec cache and workflow cache
-are emptied and a new session is made (``cold_data``: the target's figure; the connection pool stays,
-as in a running server). Two colder variants are printed beside it: a new database connection
-(``cold_connection``) and a new database engine and service (``cold_engine``: the first request of a
-new process, compiling its SQL). SQLite, in a temporary file.
+What is measured (issue 19, point 1), on the bundled pathways (``pathways/``, ``rules/``) in SQLite:
 
-*SpiffWorkflow alone* does "deserialize -> complete -> serialize" on the same diagram with the JSON
-as SpiffWorkflow stores it (spec included), the way an application without CarePath would.
+* **Journeys.** A recorder process runs the full breast journey of the bundled-pathway tests
+  (diagnosis to the end of the pathway, 18 months: every parallel part, messages and timers) and a
+  *history* journey: a breast pathway waiting two years at the MDT while the patient reports a
+  warning sign every month (triaged each time) and the cancer care reviews and the survey fall due.
+  Before each completed task it keeps a snapshot of the database, the task, its data and the clock.
+* **Cold** (``cold``): each snapshotted step runs in a process forked from this one, which has
+  imported the modules a started server has imported and done nothing else: no spec restored, no
+  form validator built, no SQL compiled, no rule set registered, no connection open (the first
+  request of a fresh process; building the engine object is not timed). Several samples per
+  step, each on its own copy of the database.
+* **Warm** (``warm``): the recorder's own steps, in a process that has run the journey so far (spec,
+  validators, statements and the instance's restored workflow in memory).
+* **SpiffWorkflow alone**, interleaved with each CarePath sample, on the same state: the workflow
+  as SpiffWorkflow's stock serializer stores it (spec included) is deserialised, the same task is
+  completed with the same data, engine steps run, and it is serialised again; cold samples in
+  forked processes too, warm ones with the workflow already in memory. Its script engine is
+  SpiffWorkflow's own (plain Python) with the diagrams' date helpers; service tasks return what
+  CarePath's operators returned in that step: the rules, care plan and status work is CarePath's
+  alone (``with_operators`` counts those steps).
+* CPU time (``time.process_time``) and wall time for every sample. Ratios are of sums over the
+  steps, in CPU time (what a shared machine disturbs least), and the median of per-step ratios.
+* **Stored state size** after every step, message and wait of both journeys, and while an instance
+  waits with nothing to do (a day at a time for 90 days).
 
-Measured on two pathways (both CLI options): the standard pathway (``--pathway``: fresh step, and
-the stored state once it completes) and a review loop (``--loop-pathway``: fresh step and a step
-after a long history). SpiffWorkflow alone cannot take a step once its tree is about 1,000 tasks
-deep (its iterators stop at depth 1,000 and the next gateway is never run), so its history is the
-deepest that still works (``--spiff-rounds``, 998 completed tasks by default).
-
-Prints JSON, including the command that reproduces it.
+Prints JSON, with the command that reproduces it.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import pickle
 import platform
 import shlex
+import shutil
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the bundled-pathway journeys the tests run
 
+# What a started server has imported before its first request (create_app deploys the library,
+# which imports SpiffWorkflow's parser): a cold sample pays for no module import.
+import SpiffWorkflow.bpmn.parser  # noqa: E402, F401
+from pathways_bundled import journey as journey_module  # noqa: E402
+from pathways_bundled.journey import PATIENT, Journey, contact  # noqa: E402
+from pathways_bundled.journeys import SITES, Options, full_journey  # noqa: E402
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment  # noqa: E402
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402
-from SpiffWorkflow.bpmn.workflow import BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG  # noqa: E402
-from SpiffWorkflow.util.task import TaskState  # noqa: E402
 
+import api  # noqa: E402, F401
 from engine import CarePath, ManualClock, Settings  # noqa: E402
-from engine.db.models import PathwayInstance  # noqa: E402
-from engine.instances.timers import fire_due_timers  # noqa: E402
-from engine.pathways.sources import PathwayLibrary, compile_source  # noqa: E402
+from engine.calendar import add_months  # noqa: E402
+from engine.instances.store import load_instance, load_spec  # noqa: E402
 from engine.spiff import workflows  # noqa: E402
 
-NURSE = "clinician:bench"
-KINDS = ("cold_data", "cold_connection", "cold_engine", "spiff", "spiff_sqlite")
-# Form answers for the test pathways' user tasks; other pathways need --answers.
-DEFAULT_ANSWERS: dict[str, dict[str, Any]] = {
-    "hna": {"anxiety": 3, "fatigue": 4},
-    "offer_support": {"support_accepted": True},
-    "urgent_review": {"review_outcome": "managed"},
-    "survey": {"qol_score": 70},
-    "triage": {"triage_outcome": "seen"},
-    "review": {"round": 1, "follow_up_ends": False},
+START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+DATABASE = "bench.sqlite3"
+STOCK = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))  # SpiffWorkflow as shipped
+TARGET_COLD_CPU_RATIO = 1.2
+TARGET_STATE_BYTES = 10 * 1024
+
+
+def settings(folder: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{folder / DATABASE}", pathways_dir=ROOT / "pathways",
+                    rules_dir=ROOT / "rules")
+
+
+def timed(action: Callable[[], Any]) -> tuple[dict[str, float], Any]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = action()
+    return {"cpu_ms": (time.process_time() - cpu) * 1000, "wall_ms": (time.perf_counter() - wall) * 1000}, result
+
+
+# --- SpiffWorkflow alone ---------------------------------------------------------------------------------
+
+
+def baseline_engine(at: str, results: dict[str, list[Any]]) -> PythonScriptEngine:
+    """SpiffWorkflow's own script engine, with the date helpers the bundled diagrams call and service
+    tasks answering what CarePath's operators answered in the recorded step."""
+    today = datetime.fromisoformat(at).date().isoformat()
+
+    def days_between(start: str, end: str) -> int:
+        return (date.fromisoformat(end) - date.fromisoformat(start)).days
+
+    helpers = {"add_months": lambda day, months: add_months(date.fromisoformat(day), months).isoformat(),
+               "days_between": days_between, "today": lambda: today}
+    pending = {name: list(values) for name, values in results.items()}
+
+    class Baseline(PythonScriptEngine):
+        def call_service(self, task: Any, **kwargs: Any) -> str:
+            return json.dumps(pending[task.task_spec.name].pop(0))
+
+    return Baseline(environment=TaskDataEnvironment(helpers))
+
+
+def spiff_complete(workflow: Any, task_id: str, data: dict[str, Any]) -> None:
+    task = workflow.get_task_from_id(UUID(task_id))
+    task.set_data(**data)
+    task.run()
+    workflow.do_engine_steps()
+
+
+# --- the recorder (runs in a forked process, so this one stays cold) -----------------------------------
+
+
+@dataclass
+class Recorded:
+    number: int
+    journey: str
+    element: str
+    instance_id: str
+    task_id: str
+    data: dict[str, Any]
+    actor: str
+    expected_version: int | None
+    at: str  # the clock when the step ran
+    snapshot: str | None  # the database just before the step (None: not measured cold)
+    spiff_json: str  # the workflow before the step, as SpiffWorkflow's stock serializer writes it
+    operator_results: dict[str, list[Any]]  # task spec name -> what CarePath's operators returned
+    warm: dict[str, float] = field(default_factory=dict)
+
+
+class Recorder:
+    def __init__(self, workdir: Path, clock: ManualClock, snapshot_journeys: set[str]) -> None:
+        self.workdir, self.clock, self.snapshot_journeys = workdir, clock, snapshot_journeys
+        self.app = CarePath(settings(workdir), clock, upgrade=True)
+        self.app.catalog.sync_library()
+        self.steps: list[Recorded] = []
+        self.sizes: dict[str, list[dict[str, Any]]] = {}
+        self.current, self.instance_id = "setup", ""
+        self.results: dict[str, list[Any]] = {}
+        runner = self.app.instances.steps
+        for name, operator in list(runner.operators.items()):
+            runner.operators[name] = self._recording(operator)
+        self._complete = self.app.instances.complete_task
+        self.app.instances.complete_task = self.complete_task  # type: ignore[method-assign]
+        self._send = self.app.instances.send_message
+        self.app.instances.send_message = self.send_message  # type: ignore[method-assign]
+        self._fire = journey_module.fire_due_timers
+        journey_module.fire_due_timers = self.fire_due_timers
+
+    def _recording(self, operator: Callable[..., Any]) -> Callable[..., Any]:
+        def recorded(context: Any, task: Any, params: dict[str, Any]) -> Any:
+            result = operator(context, task, params)
+            self.results.setdefault(task.task_spec.name, []).append(json.loads(json.dumps(result)))
+            return result
+
+        return recorded
+
+    def note_size(self, after: str) -> None:
+        with self.app.sessions() as session:
+            state = load_instance(session, self.instance_id).state.encode()
+        self.sizes.setdefault(self.current, []).append(
+            {"after": after, "day": self.clock.now().date().isoformat(), "state_bytes": len(state),
+             "zlib1_bytes": len(zlib.compress(state, 1))})  # what compressing the stored state would give
+
+    def complete_task(self, instance_id: str, task_id: str, data: dict[str, Any], actor: str,
+                      expected_version: int | None = None) -> Any:
+        """The journeys' complete_task: snapshot, then CarePath (warm), then SpiffWorkflow alone (warm)."""
+        self.instance_id = instance_id
+        number = len(self.steps)
+        snapshot = None
+        if self.current in self.snapshot_journeys:
+            snapshot = str(self.workdir / f"step-{number}.sqlite3")
+            with sqlite3.connect(self.workdir / DATABASE) as source, sqlite3.connect(snapshot) as target:
+                source.backup(target)
+        spiff_json = self.spiff_json(instance_id)
+        spiff_workflow = STOCK.deserialize_json(spiff_json)
+        element = str(spiff_workflow.get_task_from_id(UUID(task_id)).task_spec.bpmn_id)
+        self.results = {}
+        carepath, view = timed(lambda: self._complete(instance_id, task_id, data, actor, expected_version))
+        # The operators' results are known once CarePath ran; SpiffWorkflow alone then does the same step.
+        at = self.clock.now().isoformat()
+        spiff_workflow.script_engine = baseline_engine(at, self.results)
+        spiff, _ = timed(lambda: (spiff_complete(spiff_workflow, task_id, data), STOCK.serialize_json(spiff_workflow)))
+        self.steps.append(Recorded(
+            number, self.current, element, instance_id, task_id, json.loads(json.dumps(data)), actor,
+            expected_version, at, snapshot, spiff_json, self.results,
+            warm={**{f"carepath_{k}": v for k, v in carepath.items()}, **{f"spiff_{k}": v for k, v in spiff.items()}}))
+        self.note_size(element)
+        return view
+
+    def send_message(self, name: str, actor: str, **kwargs: Any) -> Any:
+        delivered = self._send(name, actor, **kwargs)
+        self.note_size(f"message {name}")
+        return delivered
+
+    def fire_due_timers(self, service: Any) -> int:
+        fired = int(self._fire(service))
+        if self.instance_id:
+            self.note_size(f"wait ({fired} instance(s) with due timers)")
+        return fired
+
+    def spiff_json(self, instance_id: str) -> str:
+        """The instance's workflow as SpiffWorkflow's stock serializer stores it (spec included); the
+        step's own cached workflow is left where it is."""
+        with self.app.sessions() as session:
+            record = load_instance(session, instance_id)
+            specs = workflows.specs_for(record.pathway_version, lambda: load_spec(session, record.pathway_version_id))
+            workflow = workflows.restore(specs, record.state, PythonScriptEngine())
+        return str(STOCK.serialize_json(workflow))
+
+    # --- the journeys ---
+
+    def full(self) -> None:
+        self.current = "full_breast_journey"
+        journey = full_journey(self.app, self.clock, SITES["breast"], "SYN-BENCH-FULL", Options())
+        assert journey.status == "completed"
+
+    def history(self, months: int) -> None:
+        """A breast pathway waiting at the MDT for ``months`` while warning signs and reviews come and go."""
+        self.current = "history_first_round"
+        j = Journey(self.app, self.clock, "breast_cancer", "SYN-BENCH-HISTORY",
+                    {"diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative"})
+        j.do("assign_contact", contact())
+        j.do("offer_support", {"support_wanted": "no", "support_types": [], "consent_to_share_contact": False})
+        j.do("offer_hna", {"hna_accepted": False}).do("record_declined", {"reason": "Not now"})
+        for month in range(months + 1):
+            if month == months:
+                self.current = "history_after_two_years"
+            elif month:
+                self.current = "history_between"
+            sign = "diarrhoea_or_vomiting_on_treatment"
+            j.message("warning_sign_reported", {"warning_sign": sign, "description": "Unwell since this morning"})
+            j.do("triage", {"warning_sign": sign, "on_systemic_treatment": False, "triage_rating": "green",
+                            "advice_given": "As the triage tool advises"})
+            j.do("self_care", {"advice_given": "Fluids, loperamide, call again if worse"})
+            j.do("inform_team", {"informed_on": j.today()})
+            for element in [e for e in j.ready if e in REVIEW_ANSWERS]:
+                j.do(element, REVIEW_ANSWERS[element](j), actor=PATIENT if element == "survey" else
+                     journey_module.NURSE)
+            if month < months:
+                j.wait(30)
+        assert j.status == "running", j.ready
+
+    def waiting(self, days: int) -> None:
+        """A breast pathway with nothing to do for ``days``, a day at a time."""
+        self.current = "waiting_only"
+        j = Journey(self.app, self.clock, "breast_cancer", "SYN-BENCH-WAIT",
+                    {"diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative"})
+        j.do("assign_contact", contact())
+        for _ in range(days):
+            j.wait(1)
+
+
+def _review(j: Journey) -> dict[str, Any]:
+    return {"reviewed_on": j.today(), "reviewed_by": "gp", "topics": ["support_available"], "new_needs": False}
+
+
+REVIEW_ANSWERS: dict[str, Callable[[Journey], dict[str, Any]]] = {
+    "first_review": _review, "second_review": _review,
+    "remind_first": lambda j: {"reminded_on": j.today()}, "remind_second": lambda j: {"reminded_on": j.today()},
+    "send_reminder": lambda j: {"reminded_on": j.today(), "channel": "nhs_app"},
+    "survey": lambda j: {"mobility": 1, "self_care": 1, "usual_activities": 2, "pain_discomfort": 2,
+                         "anxiety_depression": 1, "overall_health": 80, "survey_wants_contact": False},
 }
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 2), "p95_ms": round(p95 * 1000, 2),
-            "samples": len(ordered)}
+def record(workdir: Path, months: int, wait_days: int) -> dict[str, Any]:
+    """Run the journeys, keeping what the cold samples need; returns the manifest."""
+    clock = ManualClock(START)
+    recorder = Recorder(workdir, clock, {"full_breast_journey", "history_first_round", "history_after_two_years"})
+    recorder.full()
+    clock.set(START)
+    recorder.history(months)
+    clock.set(START)
+    recorder.waiting(wait_days)
+    recorder.app.close()
+    return {"steps": recorder.steps, "sizes": recorder.sizes}
 
 
-class Bench:
-    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
-        self.args = args
-        self.workdir = workdir
-        self.settings = Settings(database_url=f"sqlite:///{workdir / 'bench.sqlite3'}",
-                                 pathways_dir=Path(args.pathways_dir))
-        self.clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
-        self.answers = {**DEFAULT_ANSWERS, **json.loads(args.answers)}
-        self.app = CarePath(self.settings, self.clock, upgrade=True)
-        self.app.catalog.sync_library()
-        self.serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))
+# --- cold samples: each in a process forked from this pristine one -----------------------------------------
 
-    # --- CarePath --------------------------------------------------------------------------------
 
-    def cold_engine(self, step: Callable[[CarePath], Any]) -> tuple[float, Any]:
-        """``step`` on a new CarePath: new database engine (so SQLAlchemy compiles its statements
-        again), empty spec cache. What the first request of a new process pays."""
-        workflows.clear_spec_cache()
-        app = CarePath(self.settings, self.clock)
+def in_fork(work: Callable[[], dict[str, float]]) -> dict[str, float]:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run, report, leave without running the parent's clean-up
+        os.close(read)
         try:
-            started = time.perf_counter()
-            result = step(app)
-            return time.perf_counter() - started, result
-        finally:
-            app.close()
+            payload = pickle.dumps(work())
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            payload = pickle.dumps({"error": f"{type(exc).__name__}: {exc}"})
+        with os.fdopen(write, "wb") as out:
+            out.write(payload)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as source:
+        found: dict[str, float] = pickle.loads(source.read())
+    os.waitpid(pid, 0)
+    if "error" in found:
+        raise RuntimeError(f"a cold sample failed: {found['error']}")
+    return found
 
-    def cold_data(self, step: Callable[[CarePath], Any]) -> tuple[float, Any]:
-        """``step`` with the spec cache and the workflow cache emptied and a new session: nothing of
-        the pathway or the instance is in memory. The connection pool is kept, as in any running
-        server (and as SpiffWorkflow-with-SQLite below keeps its connection)."""
-        workflows.clear_spec_cache()
-        self.app.instances.steps.cache.clear()
-        started = time.perf_counter()
-        result = step(self.app)
-        return time.perf_counter() - started, result
 
-    def cold_connection(self, step: Callable[[CarePath], Any]) -> tuple[float, Any]:
-        """``cold_data`` with a new database connection as well (the pool emptied first)."""
-        workflows.clear_spec_cache()
-        self.app.instances.steps.cache.clear()
-        self.app.db.dispose()
-        started = time.perf_counter()
-        result = step(self.app)
-        return time.perf_counter() - started, result
+def cold_carepath(step: Recorded, folder: Path) -> dict[str, float]:
+    folder.mkdir()
+    assert step.snapshot is not None
+    shutil.copyfile(step.snapshot, folder / DATABASE)
+    app = CarePath(settings(folder), ManualClock(datetime.fromisoformat(step.at)))
+    figures, _ = timed(lambda: app.instances.complete_task(step.instance_id, step.task_id, step.data, step.actor,
+                                                           expected_version=step.expected_version))
+    return figures
 
-    def complete_ready(self, app: CarePath, instance_id: str, task: dict[str, Any]) -> Any:
-        data = dict(self.answers[task["element"]])
-        return app.instances.complete_task(instance_id, task["id"], data, NURSE)
 
-    def next_step(self, view: Any) -> Callable[[CarePath], Any]:
-        def step(app: CarePath) -> Any:
-            return self.complete_ready(app, view.id, view.ready_tasks[0])
+def cold_spiff(step: Recorded) -> dict[str, float]:
+    engine = baseline_engine(step.at, step.operator_results)
 
-        return step
+    def work() -> None:
+        workflow = STOCK.deserialize_json(step.spiff_json)
+        workflow.script_engine = engine
+        spiff_complete(workflow, step.task_id, step.data)
+        STOCK.serialize_json(workflow)
 
-    def fresh(self, pathway_id: str) -> dict[str, list[float]]:
-        """Fresh instances: cold steps of both kinds, interleaved with SpiffWorkflow alone (same load)."""
-        samples = self.args.samples
-        views = self.app.instances.start_many(pathway_id, [f"FRESH-{n}" for n in range(3 * samples)], "system:bench")
-        spiff_json = self.spiff_state(pathway_id, 0)
-        found: dict[str, list[float]] = {kind: [] for kind in KINDS}
-        connection, rows = self.spiff_sqlite_rows(spiff_json, samples)
-        for number in range(samples):
-            found["spiff_sqlite"].append(self.spiff_sqlite_step(connection, rows[number]))
-            for offset, (kind, measure) in enumerate(self.measures()):
-                found[kind].append(measure(self.next_step(views[3 * number + offset]))[0])
-            found["spiff"].append(self.spiff_step(spiff_json))
-        return found
+    return timed(work)[0]
 
-    def measures(self) -> list[tuple[str, Callable[[Callable[[CarePath], Any]], tuple[float, Any]]]]:
-        return [("cold_data", self.cold_data), ("cold_connection", self.cold_connection),
-                ("cold_engine", self.cold_engine)]
 
-    def history(self, pathway_id: str, rounds: int, spiff_rounds: int) -> dict[str, Any]:
-        view = self.app.instances.start(pathway_id, "HISTORY-1", "system:bench")
-        for _ in range(rounds):
-            view = self.complete_ready(self.app, view.id, view.ready_tasks[0])
-        completed = self.completed_tasks(view.id)
-        spiff_json = self.spiff_state(pathway_id, spiff_rounds)
-        found: dict[str, Any] = {kind: [] for kind in KINDS}
-        connection, rows = self.spiff_sqlite_rows(spiff_json, self.args.samples)
-        for number in range(self.args.samples):
-            found["spiff_sqlite"].append(self.spiff_sqlite_step(connection, rows[number]))
-            for kind, measure in self.measures():
-                elapsed, view = measure(self.next_step(view))
-                found[kind].append(elapsed)
-            found["spiff"].append(self.spiff_step(spiff_json))
-        restored = self.serializer.deserialize_json(spiff_json)
-        found["completed_user_tasks"] = completed
-        found["state_bytes"] = self.state_size(view.id)
-        found["spiff_completed_tasks"] = sum(1 for t in restored.tasks.values() if t.state == TaskState.COMPLETED)
-        found["spiff_json_bytes"] = len(spiff_json.encode())
-        return found
+def measure_cold(steps: list[Recorded], samples: int, workdir: Path) -> None:
+    for step in steps:
+        runs: dict[str, list[dict[str, float]]] = {"carepath": [], "spiff": []}
+        for sample in range(samples):  # interleaved, the order alternating, so drifting load hits both alike
+            folder = workdir / f"cold-{step.number}-{sample}"
+            pair = [("carepath", functools.partial(cold_carepath, step, folder)),
+                    ("spiff", functools.partial(cold_spiff, step))]
+            for kind, work in (pair if sample % 2 == 0 else pair[::-1]):
+                runs[kind].append(in_fork(work))
+        step.warm.update({f"cold_{kind}_{unit}": statistics.median(run[unit] for run in found)
+                          for kind, found in runs.items() for unit in ("cpu_ms", "wall_ms")})
 
-    def completed_tasks(self, instance_id: str) -> int:
-        from sqlalchemy import func, select
 
-        from engine.db.models import InstanceEvent
+# --- the report -------------------------------------------------------------------------------------------
 
-        with self.app.sessions() as session:
-            return int(session.scalar(select(func.count()).where(
-                InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed")) or 0)
 
-    def state_size(self, instance_id: str) -> int:
-        with self.app.sessions() as session:
-            row = session.get(PathwayInstance, instance_id)
-            assert row is not None
-            return len(row.state.encode())
+def summary(steps: list[Recorded], prefix: str) -> dict[str, Any]:
+    """Sums and ratios for ``prefix`` (``cold`` or ``warm``) over steps."""
+    if not steps:
+        return {}
 
-    def completed_state_size(self, pathway_id: str) -> dict[str, Any]:
-        """Run the standard pathway to its end (firing timers as they fall due) and measure its state."""
-        view = self.app.instances.start(pathway_id, "COMPLETE-1", "system:bench")
-        for _ in range(200):
-            if view.status != "running":
-                break
-            if view.ready_tasks:
-                view = self.complete_ready(self.app, view.id, view.ready_tasks[0])
-            elif view.next_due_at:
-                self.clock.set(datetime.fromisoformat(view.next_due_at) + timedelta(seconds=1))
-                fire_due_timers(self.app.instances)
-                view = self.app.instances.get(view.id)
-            else:
-                raise RuntimeError(f"{pathway_id} is stuck: no ready task and no timer")
-        return {"status": view.status, "state_bytes": self.state_size(view.id)}
+    def key(kind: str, unit: str) -> str:
+        return f"cold_{kind}_{unit}" if prefix == "cold" else f"{kind}_{unit}"
 
-    # --- SpiffWorkflow alone ------------------------------------------------------------------------
+    found: dict[str, Any] = {"steps": len(steps)}
+    for unit in ("cpu_ms", "wall_ms"):
+        carepath = [s.warm[key("carepath", unit)] for s in steps]
+        spiff = [s.warm[key("spiff", unit)] for s in steps]
+        found[unit] = {"carepath_total": round(sum(carepath), 1), "spiff_total": round(sum(spiff), 1),
+                       "carepath_p50": round(statistics.median(carepath), 2),
+                       "spiff_p50": round(statistics.median(spiff), 2),
+                       "ratio_of_totals": round(sum(carepath) / sum(spiff), 2),
+                       "median_step_ratio": round(statistics.median(c / s for c, s in zip(carepath, spiff,
+                                                                                          strict=True)), 2)}
+    return found
 
-    def spiff_state(self, pathway_id: str, rounds: int) -> str:
-        """The workflow after ``rounds`` completed user tasks, as SpiffWorkflow stores it (with its spec)."""
-        compiled = compile_source(PathwayLibrary(self.settings.pathways_dir).source(pathway_id))
-        workflow = BpmnWorkflow(compiled.spec, compiled.subprocess_specs)
-        workflow.do_engine_steps()
-        for _ in range(rounds):
-            self.spiff_complete(workflow)
-        return str(self.serializer.serialize_json(workflow))
 
-    def spiff_step(self, stored: str) -> float:
-        started = time.perf_counter()
-        restored = self.serializer.deserialize_json(stored)
-        self.spiff_complete(restored)
-        self.serializer.serialize_json(restored)
-        return time.perf_counter() - started
+def per_step(steps: list[Recorded]) -> list[dict[str, Any]]:
+    return [{"n": s.number, "element": s.element, "with_operators": bool(s.operator_results),
+             **{k: round(v, 2) for k, v in s.warm.items()}} for s in steps]
 
-    def spiff_sqlite_step(self, connection: sqlite3.Connection, row_id: int) -> float:
-        """SpiffWorkflow alone with the same persistence: load its JSON row, step, write it back, commit."""
-        started = time.perf_counter()
-        (stored,) = connection.execute("SELECT state FROM workflows WHERE id = ?", (row_id,)).fetchone()
-        restored = self.serializer.deserialize_json(stored)
-        self.spiff_complete(restored)
-        state = self.serializer.serialize_json(restored)
-        connection.execute("UPDATE workflows SET state = ? WHERE id = ?", (state, row_id))
-        connection.commit()
-        return time.perf_counter() - started
 
-    def spiff_sqlite_rows(self, stored: str, count: int) -> tuple[sqlite3.Connection, list[int]]:
-        connection = sqlite3.connect(self.workdir / "spiff.sqlite3")
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("CREATE TABLE IF NOT EXISTS workflows (id INTEGER PRIMARY KEY, state TEXT)")
-        ids = [int(connection.execute("INSERT INTO workflows (state) VALUES (?)", (stored,)).lastrowid or 0)
-               for _ in range(count)]
-        connection.commit()
-        return connection, ids
-
-    def spiff_complete(self, workflow: Any) -> None:
-        # By id, not through the iterators: those lose the ready task past depth 1,000.
-        task = next(t for t in workflow.tasks.values() if t.state == TaskState.READY and t.task_spec.manual)
-        task.set_data(**self.answers[task.task_spec.name])
-        task.run()
-        workflow.do_engine_steps()
+def sizes_report(sizes: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    found = {}
+    for journey, points in sizes.items():
+        values = [p["state_bytes"] for p in points]
+        largest = max(points, key=lambda p: p["state_bytes"])
+        waits = [p["state_bytes"] for p in points if p["after"].startswith("wait")]
+        # Where the size changed while the instance only waited: timers that fired, or growth.
+        changes = [{"day": p["day"], "after": p["after"], "from_bytes": previous["state_bytes"],
+                    "to_bytes": p["state_bytes"]} for previous, p in zip(points, points[1:], strict=False)
+                   if p["after"].startswith("wait") and p["state_bytes"] != previous["state_bytes"]]
+        found[journey] = {"points": len(points), "max_bytes": max(values), "min_bytes": min(values),
+                          "changes_while_waiting": changes if journey == "waiting_only" else len(changes),
+                          "max_zlib1_bytes": max(p["zlib1_bytes"] for p in points),
+                          "last_bytes": values[-1], "largest_after": largest["after"],
+                          "waits": {"first_bytes": waits[0], "last_bytes": waits[-1], "max_bytes": max(waits)}
+                          if waits else None,
+                          "over_target": sum(v > TARGET_STATE_BYTES for v in values)}
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pathways-dir", default=str(ROOT / "tests" / "pathways"))
-    parser.add_argument("--pathway", default="test_assessment", help="the standard pathway")
-    parser.add_argument("--loop-pathway", default="test_review_loop", help="a pathway with a user-task loop")
-    parser.add_argument("--rounds", type=int, default=500, help="loop rounds before the history step")
-    parser.add_argument("--spiff-rounds", type=int, default=498, help="the same for SpiffWorkflow alone")
-    parser.add_argument("--samples", type=int, default=30)
-    parser.add_argument("--answers", default="{}", help="JSON: element id -> form data, for other pathways")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--samples", type=int, default=3, help="cold samples per step (each in a new process)")
+    parser.add_argument("--months", type=int, default=24, help="months of warning signs in the history journey")
+    parser.add_argument("--wait-days", type=int, default=90, help="days the waiting-only instance waits")
+    parser.add_argument("--per-step", action="store_true", help="print every step's figures too")
     args = parser.parse_args(argv)
-    command = "python bench/engine.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = ".venv/bin/python bench/engine.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        manifest_file = workdir / "manifest.pickle"
 
-    with tempfile.TemporaryDirectory() as workdir:
-        bench = Bench(args, Path(workdir))
-        standard = bench.fresh(args.pathway)
-        loop = bench.fresh(args.loop_pathway)
-        history = bench.history(args.loop_pathway, args.rounds, args.spiff_rounds)
-        completed_state = bench.completed_state_size(args.pathway)
-        bench.app.close()
+        def recording() -> dict[str, float]:
+            manifest_file.write_bytes(pickle.dumps(record(workdir, args.months, args.wait_days)))
+            return {}
 
-    def p50(samples: list[float]) -> float:
-        return statistics.median(samples)
+        in_fork(recording)
+        manifest = pickle.loads(manifest_file.read_bytes())
+        steps: list[Recorded] = manifest["steps"]
+        measure_cold([s for s in steps if s.snapshot is not None], args.samples, workdir)
 
-    def ratio(first: list[float], second: list[float]) -> float:
-        return round(p50(first) / p50(second), 2)
-
-    def kinds(found: dict[str, Any]) -> dict[str, Any]:
-        return {kind: percentiles(found[kind]) for kind in KINDS}
-
+    full = [s for s in steps if s.journey == "full_breast_journey"]
+    round_elements = ("triage", "self_care", "inform_team")  # one warning sign, triaged green
+    first = [s for s in steps if s.journey == "history_first_round" and s.element in round_elements]
+    later = [s for s in steps if s.journey == "history_after_two_years" and s.element in round_elements]
+    cold_full = summary(full, "cold")
     result = {
         "command": command,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "load_average": [round(x, 2) for x in os.getloadavg()]},
-        "definitions": {
-            "cold_data": "spec and workflow caches emptied, new session; connection pool and SQLAlchemy's compiled "
-                         "statements warm (a running server)",
-            "cold_connection": "cold_data with a new database connection too",
-            "cold_engine": "new CarePath and DB engine per sample: also compiles its SQL again (first request)",
-            "spiff": "SpiffWorkflow alone: deserialize full JSON (with spec) -> complete -> serialize",
-            "spiff_sqlite": "the same, reading and writing the JSON in a SQLite row (WAL) and committing",
+        "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "python": platform.python_version(),
+                    "platform": platform.platform(), "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "cold_samples_per_step": args.samples,
+        "full_breast_journey": {"cold": cold_full, "warm": summary(full, "warm"),
+                                "steps_with_operators": sum(bool(s.operator_results) for s in full),
+                                "cold_without_operator_steps": summary([s for s in full if not s.operator_results],
+                                                                       "cold")},
+        "history": {
+            "months_of_warning_signs": args.months,
+            "first_round": {"cold": summary(first, "cold"), "warm": summary(first, "warm"),
+                            "elements": [s.element for s in first]},
+            "after_two_years": {"cold": summary(later, "cold"), "warm": summary(later, "warm"),
+                                "elements": [s.element for s in later]},
         },
-        "fresh_step": {args.pathway: kinds(standard), args.loop_pathway: kinds(loop)},
-        "history_step": {args.loop_pathway: {
-            **kinds(history), "completed_user_tasks": history["completed_user_tasks"],
-            "completed_tasks": 2 * history["completed_user_tasks"] + 2, "state_bytes": history["state_bytes"],
-            "spiff_completed_tasks": history["spiff_completed_tasks"], "spiff_json_bytes": history["spiff_json_bytes"],
-        }},
-        "stored_state_after_completion": {args.pathway: completed_state},
+        "stored_state": sizes_report(manifest["sizes"]),
         "targets": {
-            "fresh_cold_data_vs_spiff": {args.pathway: ratio(standard["cold_data"], standard["spiff"]),
-                                         args.loop_pathway: ratio(loop["cold_data"], loop["spiff"]), "max": 1.2},
-            "fresh_cold_connection_vs_spiff": {
-                args.pathway: ratio(standard["cold_connection"], standard["spiff"]),
-                args.loop_pathway: ratio(loop["cold_connection"], loop["spiff"])},
-            "fresh_cold_engine_vs_spiff": {args.pathway: ratio(standard["cold_engine"], standard["spiff"]),
-                                           args.loop_pathway: ratio(loop["cold_engine"], loop["spiff"])},
-            "fresh_cold_data_vs_spiff_sqlite": {
-                args.pathway: ratio(standard["cold_data"], standard["spiff_sqlite"]),
-                args.loop_pathway: ratio(loop["cold_data"], loop["spiff_sqlite"])},
-            "history_vs_fresh": {"cold_data": ratio(history["cold_data"], loop["cold_data"]),
-                                 "cold_engine": ratio(history["cold_engine"], loop["cold_engine"]), "max": 2.0},
-            "spiff_history_vs_fresh": ratio(history["spiff"], loop["spiff"]),
-            "completed_state_kb": {"value": round(completed_state["state_bytes"] / 1024, 1), "max": 20},
+            "cold_step_cpu_ratio_vs_spiffworkflow_alone": {
+                "breast_ratio_of_totals": cold_full["cpu_ms"]["ratio_of_totals"],
+                "breast_median_step_ratio": cold_full["cpu_ms"]["median_step_ratio"], "max": TARGET_COLD_CPU_RATIO},
+            "stored_state_bytes": {"largest": max(p["state_bytes"] for points in manifest["sizes"].values()
+                                                  for p in points), "max": TARGET_STATE_BYTES},
         },
     }
+    if args.per_step:
+        result["per_step"] = per_step(steps)
     print(json.dumps(result, indent=2))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.careplan.service import CarePlanService, care_plan_operators
 from engine.clock import Clock, SystemClock
-from engine.db.session import make_engine, make_session_factory, upgrade_schema
+from engine.db.session import make_engine, make_session_factory, read_only, upgrade_schema
 from engine.instances.service import PathwayService
 from engine.pathways.sources import PathwayLibrary
 from engine.pathways.validation import rule_set_names
@@ -58,7 +58,8 @@ class CarePath:
         # ``carepath validate`` does (the operators are read at each deploy: a deployment may add its own).
         self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock,
                                       known_rule_sets=lambda: rule_set_names(settings.rules_dir),
-                                      known_operators=lambda: self.instances.operators)
+                                      known_operators=lambda: self.instances.operators,
+                                      on_deploy=lambda: self.instances.steps.versions.clear())
         # A changed rule file is picked up within a second, without a restart.
         self.rules = rules or RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
         self.instances = PathwayService(settings, self.sessions, self.clock, care_plan_operators(self.rules))
@@ -69,6 +70,24 @@ class CarePath:
             first_wait=timedelta(seconds=settings.webhook_first_retry_seconds),
             longest_wait=timedelta(seconds=settings.webhook_longest_retry_seconds)))
         self.webhook_admin = WebhookAdmin(self.sessions, self.clock)
+
+    def warm_up(self) -> list[str]:
+        """Load the latest version of every deployed pathway, with its restored specs, and every rule
+        set into this process's caches (a server does it once before its workers fork,
+        ``api/gunicorn.conf.py``); returns the pathway ids.
+
+        Rule sets are read and compiled here, not registered with durable-rules (its native state is
+        each process's own, registered at a worker's first evaluation).
+
+        Raises:
+            RuleFileError: a rule file or the catalogue is invalid.
+        """
+        self.rules.names()  # reads and compiles every rule set: 0.5 s off a worker's first assessment
+        pathway_ids = [info.pathway_id for info in self.catalog.pathways()]
+        with read_only(self.sessions) as session:
+            for pathway_id in pathway_ids:
+                self.instances.steps.warm_up(session, pathway_id)
+        return pathway_ids
 
     def close(self) -> None:
         self.db.dispose()

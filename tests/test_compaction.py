@@ -227,3 +227,48 @@ def test_a_finished_instance_keeps_only_its_final_data(carepath: CarePath) -> No
         assert row is not None
         state = json.loads(row.state)
     assert len(state["tasks"]) == 1 and state["subprocesses"] == {} and state["completed"] is True
+
+
+def _listener_rounds(compacting: bool, rounds: int) -> tuple[list[Any], list[int], dict[str, Any], bool]:
+    """Report and triage ``rounds`` warning signs, then end the care branch; what each round leaves."""
+    compiled = compile_source(PathwayLibrary(TESTS / "diagrams" / "compaction").source("test_listener_rounds"))
+    specs = workflows.RestoredSpecs(compiled.spec, compiled.subprocess_specs)
+    clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
+    engine = PythonScriptEngine(environment=SafeEnvironment(clock))
+    seen: list[Any] = []
+    sizes: list[int] = []
+    with patches.clock_in_effect(clock):
+        workflow = workflows.new_workflow(specs, engine)
+        workflow.do_engine_steps()
+        for number in range(rounds):
+            from SpiffWorkflow.bpmn.util.event import BpmnEvent
+
+            workflow.catch(BpmnEvent(workflows.waiting_messages(workflow)["warning_sign_reported"], {}))
+            workflow.do_engine_steps()
+            [triage] = [t for t in workflows.ready_tasks(workflow) if t.task_spec.name == "triage"]
+            triage.set_data(round=number, **{f"sign_{number % 3}": number})
+            triage.run()
+            workflow.do_engine_steps()
+            if compacting:
+                compact(workflow)
+                workflow = workflows.restore(specs, serializer.dump_state(workflow), engine)
+            sizes.append(len(workflow.tasks))
+            seen.append(([t.task_spec.name for t in workflows.ready_tasks(workflow)],
+                         workflows.accumulated_data(workflow)))
+        [treatment] = workflows.ready_tasks(workflow)
+        treatment.set_data(treated=True)
+        treatment.run()
+        workflow.do_engine_steps()
+        if compacting:
+            compact(workflow)
+    return seen, sizes, workflows.accumulated_data(workflow), workflow.is_completed()
+
+
+def test_ended_listener_rounds_do_not_grow_the_state_and_behave_as_uncompacted() -> None:
+    plain = _listener_rounds(compacting=False, rounds=30)
+    compacted = _listener_rounds(compacting=True, rounds=30)
+    assert compacted[0] == plain[0]  # the same ready tasks and accumulated data after every round
+    assert compacted[2] == plain[2] and compacted[2]["round"] == 29 and compacted[2]["treated"] is True
+    assert compacted[3] is plain[3] is True
+    assert plain[1][-1] > plain[1][4] + 50  # SpiffWorkflow alone keeps every round's arrival at the end join
+    assert compacted[1][-1] == compacted[1][4]  # compacted: as many tasks after 30 rounds as after 5

@@ -174,3 +174,18 @@ def test_the_signs_issue_13_asked_for_are_there_and_the_general_pathway_has_its_
     assert catalogue.sign("immunotherapy_side_effects").urgency == "emergency"  # type: ignore[union-attr]
     general = [s for s in catalogue.for_diagnosis("kidney") if s.diagnosis == "general"]
     assert len(general) >= 3 and all(s.sources for s in general)
+
+
+def test_a_warning_signs_file_is_parsed_once_per_text_and_an_edit_is_used_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "warning_signs.yaml"
+    text = BUNDLED.read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    first = load_warning_signs(path)
+    assert load_warning_signs(path) is first  # not parsed again (each report of a sign loads the file)
+    path.write_text(text + "\n# edited\n", encoding="utf-8")
+    edited = load_warning_signs(path)
+    assert edited is not first and edited.version != first.version
+    path.write_text("signs: [", encoding="utf-8")
+    for _ in range(2):  # a broken file is refused every time, not remembered
+        with pytest.raises(RuleFileError):
+            load_warning_signs(path)

@@ -1,4 +1,5 @@
-"""Restored workflows of recently used instances, so a warm request skips ``restore``.
+"""Restored workflows of recently used instances, so a warm request skips ``restore``; and the
+latest version of each pathway, so a start skips reading it (:class:`LatestVersionCache`).
 
 A workflow is kept with the instance row it was restored from or saved as: every change to an
 instance bumps its revision, so a cached workflow whose revision matches the row just read from the
@@ -14,13 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.instances.store import InstanceRecord
 
-__all__ = ["WorkflowCache"]
+__all__ = ["LatestVersion", "LatestVersionCache", "WorkflowCache"]
 
 
 class WorkflowCache:
@@ -52,6 +55,51 @@ class WorkflowCache:
             self._items.move_to_end(instance_id)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+@dataclasses.dataclass(frozen=True)
+class LatestVersion:
+    """What starting an instance needs of a pathway's latest version (its spec is read only on a
+    spec-cache miss, by id)."""
+
+    id: int
+    pathway_id: str
+    version: str
+    start_schema: str | None = None  # the start data schema's JSON text (engine.pathways.start_schema)
+
+
+class LatestVersionCache:
+    """The latest deployed version of each pathway, so a start reads no version row.
+
+    Reading it through the ORM was 40% of a start request (issue 19). A deploy through this process
+    clears the cache at once (:meth:`clear`, called by the engine's facade). A deploy through another
+    process (another gunicorn worker, ``carepath deploy``) is seen here within ``seconds``: starts in
+    between use the version before it, which stays valid (versions run side by side, and
+    ``carepath migrate`` moves instances on). ``now`` is a monotonic clock (injected for tests).
+    """
+
+    def __init__(self, seconds: float = 5.0, now: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._now = now
+        self._items: dict[str, tuple[float, LatestVersion]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, pathway_id: str) -> LatestVersion | None:
+        """The cached latest version, or None if it is not cached or older than ``seconds``."""
+        item = self._items.get(pathway_id)
+        if item is None or self._now() - item[0] >= self.seconds:
+            return None
+        return item[1]
+
+    def put(self, version: LatestVersion) -> None:
+        if self.seconds <= 0:
+            return
+        with self._lock:
+            self._items[version.pathway_id] = (self._now(), version)
 
     def clear(self) -> None:
         with self._lock:

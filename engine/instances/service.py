@@ -159,7 +159,7 @@ class PathwayService:
     def _start(self, pathway_id: str, patient_refs: list[str], actor: str,
                data: dict[str, Any] | None) -> list[InstanceView]:
         with unit_of_work(self.sessions) as session:
-            version = self.steps.latest_version(session, pathway_id)
+            version = self.steps.version_to_start(session, pathway_id)
             if version.start_schema is not None:
                 check_start_data(version.start_schema, data or {})
             if not self.settings.allow_concurrent_instances:

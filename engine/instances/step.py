@@ -61,8 +61,15 @@ from engine.errors import (
     translate_workflow_errors,
 )
 from engine.expressions import SafeEnvironment
-from engine.instances.cache import WorkflowCache
-from engine.instances.store import ConflictMapper, InstanceRecord, load_instance, load_spec, save_instance
+from engine.instances.cache import LatestVersion, LatestVersionCache, WorkflowCache
+from engine.instances.store import (
+    ConflictMapper,
+    InstanceRecord,
+    load_instance,
+    load_latest_version,
+    load_spec,
+    save_instance,
+)
 from engine.instances.view import InstanceView, Status, instance_view
 from engine.settings import Settings
 from engine.spiff import patches, serializer, workflows
@@ -323,6 +330,7 @@ class StepRunner:
         self.clock = clock
         self.operators = dict(operators)
         self.cache = cache or WorkflowCache()
+        self.versions = LatestVersionCache()  # cleared by the facade when this process deploys
         self.max_step_tasks = MAX_STEP_TASKS
         # Called with each step's workflow after it ran and before compaction, to read what the step
         # took (scenario coverage, engine.scenarios); an observer must not change the workflow.
@@ -399,7 +407,7 @@ class StepRunner:
         workflow.script_engine = self._script_engine(context)  # the script engine is per step
         return Step(self, context, workflow)
 
-    def begin(self, session: Session, version: PathwayVersion, patient_ref: str, actor: str,
+    def begin(self, session: Session, version: PathwayVersion | LatestVersion, patient_ref: str, actor: str,
               data: dict[str, Any] | None) -> Step:
         """A new instance of ``version`` with its start data and ``started`` event, not yet run or stored."""
         now = self.clock.now()
@@ -410,7 +418,7 @@ class StepRunner:
             one_per_patient=not self.settings.allow_concurrent_instances,
         )
         context = self._context(session, instance, actor)
-        specs = workflows.specs_for(version.version, lambda: version.spec)
+        specs = workflows.specs_for(version.version, lambda: load_spec(session, version.id))
         workflow = workflows.new_workflow(specs, self._script_engine(context))
         if data:
             workflow.task_tree.data.update(data)
@@ -466,6 +474,33 @@ class StepRunner:
         if version is None:
             raise NotFoundError(f"no pathway {pathway_id!r} is deployed")
         return version
+
+    def version_to_start(self, session: Session, pathway_id: str) -> LatestVersion:
+        """The version a new instance starts on: the latest deployed, from :attr:`versions` while it is
+        fresh (a version another process deployed is seen within ``versions.seconds``).
+
+        Raises: NotFoundError (no version of the pathway is deployed).
+        """
+        cached = self.versions.get(pathway_id)
+        if cached is not None:
+            return cached
+        found = load_latest_version(session, pathway_id)
+        if found is None:
+            raise NotFoundError(f"no pathway {pathway_id!r} is deployed")
+        version = LatestVersion(found[0], pathway_id, found[1], found[2])
+        self.versions.put(version)
+        return version
+
+    def warm_up(self, session: Session, pathway_id: str) -> None:
+        """Put the pathway's latest version and its restored specs (called processes too) in this
+        process's caches, so the first start or step of it parses nothing (a server's warm-up).
+
+        Raises: NotFoundError (no version of the pathway is deployed).
+        """
+        version = self.version_to_start(session, pathway_id)
+        specs = workflows.specs_for(version.version, lambda: load_spec(session, version.id))
+        for name in specs.subprocess_specs:
+            specs.subprocess_specs[name]  # restored on first use: use each once
 
     def _context(self, session: Session, instance: InstanceRecord, actor: str) -> StepContext:
         return StepContext(session, instance, self.clock, actor, instance.pathway_version)

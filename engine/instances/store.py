@@ -34,7 +34,7 @@ from engine.errors import NotFoundError, StaleVersionError
 from engine.webhooks import StepFacts, enqueue, take_referrals
 
 __all__ = ["ConflictMapper", "InstanceRecord", "active_instance_of", "insert_instances", "is_second_active_instance",
-           "load_instance", "load_spec", "save_instance"]
+           "load_instance", "load_latest_version", "load_spec", "save_instance"]
 
 _INSTANCES: Table = PathwayInstance.__table__  # type: ignore[assignment]
 _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
@@ -85,6 +85,7 @@ class _Statements:
 
     load: str
     load_spec: str
+    latest_version: str
     save: str
     to_db: Converter  # UTCDateTime's bind processing
     from_db: Converter  # UTCDateTime's result processing
@@ -124,6 +125,9 @@ class _Statements:
             load=(f"SELECT {columns}, v.version FROM pathway_instances i "
                   f"JOIN pathway_versions v ON v.id = i.pathway_version_id WHERE i.id = {p('instance_id')}"),
             load_spec=f"SELECT spec FROM pathway_versions WHERE id = {p('version_id')}",
+            latest_version=("SELECT id, version, start_schema FROM pathway_versions "
+                            f"WHERE pathway_id = {p('pathway_id')} "
+                            "ORDER BY deployed_at DESC, id DESC LIMIT 1"),
             save=(f"UPDATE pathway_instances SET {', '.join(f'{name} = {p(name)}' for name in _WRITABLE)}, "
                   f"revision = {p('new_revision')} WHERE id = {p('id')} AND revision = {p('revision')}"),
             to_db=to_db, from_db=from_db, placeholder=p, writes_in_one_statement=dialect.name == "postgresql",
@@ -192,6 +196,19 @@ def load_spec(session: Session, version_id: int) -> str:
     finally:
         cursor.close()
     return str(spec)
+
+
+def load_latest_version(session: Session, pathway_id: str) -> tuple[int, str, str | None] | None:
+    """The id, version key and start data schema (JSON text, or None) of the pathway's latest deployed
+    version (None: none is deployed); the version's spec and files are not read."""
+    driver, sql = _for(session)
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql.latest_version, {"pathway_id": pathway_id})
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else (int(row[0]), str(row[1]), row[2])
 
 
 def save_instance(session: Session, record: InstanceRecord, *, state_changed: bool = False) -> None:

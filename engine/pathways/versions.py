@@ -90,8 +90,10 @@ class PathwayCatalog:
 
     def __init__(self, library: PathwayLibrary, session_factory: sessionmaker[Session], clock: Clock, *,
                  known_rule_sets: Callable[[], Collection[str] | None] = _no_rule_sets,
-                 known_operators: Callable[[], Collection[str]] = _builtin_operators) -> None:
+                 known_operators: Callable[[], Collection[str]] = _builtin_operators,
+                 on_deploy: Callable[[], None] = lambda: None) -> None:
         self.library = library
+        self.on_deploy = on_deploy  # told after each deploy committed (the start-version cache is cleared)
         self.sessions = session_factory
         self.clock = clock
         self.known_rule_sets = known_rule_sets
@@ -195,7 +197,9 @@ class PathwayCatalog:
                     session.add(existing)
                     session.flush()
                 rows.append(existing)
-            return [self._info(session, row) for row in rows]
+            infos = [self._info(session, row) for row in rows]
+        self.on_deploy()
+        return infos
 
     def pathways(self) -> list[VersionInfo]:
         """The latest version of every deployed pathway."""

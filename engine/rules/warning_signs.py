@@ -17,6 +17,7 @@ column, in a :class:`~engine.errors.RuleFileError` (as the rule and catalogue fi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -113,6 +114,10 @@ def is_duration(value: str) -> bool:
 def load_warning_signs(path: Path | str) -> WarningSignCatalogue:
     """Load and check a warning signs file.
 
+    The file is read every time, so an edit is used at once; parsing it (a quarter of a second for
+    the bundled catalogue, on every warning sign a patient reports: bench/api.py) happens once per
+    distinct text. The catalogue returned is shared: it must not be changed.
+
     Raises:
         RuleFileError: the file cannot be read, or naming file, line and column of every problem.
     """
@@ -122,7 +127,12 @@ def load_warning_signs(path: Path | str) -> WarningSignCatalogue:
     except OSError as exc:
         raise RuleFileError("the warning signs cannot be loaded",
                             [Problem(f"cannot read the file: {exc.strerror}", file=str(path))]) from exc
-    return parse_warning_signs(text, str(path))
+    return _parsed(text, str(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str, file: str) -> WarningSignCatalogue:
+    return parse_warning_signs(text, file)  # an invalid text raises every time: errors are not cached
 
 
 def parse_warning_signs(text: str, file: str = "warning_signs.yaml") -> WarningSignCatalogue:

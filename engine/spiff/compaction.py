@@ -25,6 +25,10 @@ What the engine still needs (read from SpiffWorkflow 3.2.0)
     * Joins: a structured join (boundary events, start events) looks up its split with
       ``find_ancestor``; parallel and inclusive gateways read the other arrivals (tasks of the same
       spec) and their parents' state and data. While such a join waits, those are kept.
+    * The process's end join: every branch that ends arrives there (a listener's round each time a
+      warning sign is triaged), and when it runs it merges the data at each arrival's parent. Earlier
+      arrivals are folded into the newest one (the same merges, in the same order, done ahead), so
+      they do not accumulate with the rounds an instance has had.
     * Branch points: a task with unfinished work under two or more children keeps its place, so
       the branches stay apart and the depth-first order of tasks (what users see) is unchanged.
     * Subprocesses: ``workflow.subprocesses`` is keyed by the id of the task that runs them; the
@@ -45,11 +49,13 @@ the instance has run.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import AdHocSubprocessSpec
 from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
+from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
 from engine.spiff.workflows import accumulated_data
@@ -81,7 +87,7 @@ def _compact_tree(workflow: Any) -> int:
     # Keyed by the ids' integers: a UUID hashes in Python, an int in C, and a step compacts the
     # tree each time (a sixth of the step's cost was hashing UUIDs here).
     by_key = {task_id.int: task for task_id, task in tasks.items()}
-    needs = _needs(by_key)
+    needs = _needs(by_key, _fold_end_join_arrivals(workflow, by_key))
     if not needs.pins or root.id.int in needs.pins:
         return 0
     keep = _kept(by_key, root, needs)
@@ -153,7 +159,36 @@ class _Needs:
         return self.pins | self.anchored | self.marks
 
 
-def _needs(by_key: dict[int, Any]) -> _Needs:
+def _fold_end_join_arrivals(workflow: Any, by_key: dict[int, Any]) -> set[int]:
+    """Fold the cancelled arrivals at the process's end join into the newest one; returns the folded.
+
+    Every branch that ends (each round of a listener: a warning sign reported and triaged) leaves
+    an arrival at the end join, cancelled when the next one arrives. When the join finally runs it
+    merges the data at each finished arrival's parent (the branch's end), oldest first
+    (``UnstructuredJoin._run_hook``), so SpiffWorkflow keeps every one of them: a state that grew by
+    each warning sign an instance ever had (bench/engine.py: 38 KB to 81 KB in two years of monthly
+    signs). The same merges, done now in the same order, leave that data on the newest arrival's
+    parent; the older arrivals then hold nothing the join reads and are cut out with their branches.
+    Arrivals whose parent is unfinished or has other children are left as they are.
+    """
+    end_join = workflow.spec.task_specs.get(f"{workflow.spec.name}.EndJoin")
+    if end_join is None:
+        return set()
+    arrivals = sorted((t for t in by_key.values() if t.task_spec is end_join and t._state == TaskState.CANCELLED),
+                      key=lambda t: t.last_state_change)
+    if len(arrivals) < 2:
+        return set()
+    parents = [_parent_of(by_key, t) for t in arrivals]
+    if any(p is None or not p._state & TaskState.FINISHED_MASK or len(p._children) != 1 for p in parents):
+        return set()
+    folded: dict[str, Any] = {}
+    for parent in parents:
+        DeepMerge.merge(folded, copy.deepcopy(parent.data))
+    parents[-1].data = folded
+    return {t.id.int for t in arrivals[:-1]}
+
+
+def _needs(by_key: dict[int, Any], folded: set[int]) -> _Needs:
     unfinished = [t for t in by_key.values() if t._state & TaskState.NOT_FINISHED_MASK]
     needs = _Needs(pins={t.id.int for t in unfinished})
     for task in unfinished:
@@ -164,7 +199,7 @@ def _needs(by_key: dict[int, Any]) -> _Needs:
             if ancestor is not None:
                 needs.pins.add(ancestor.id.int)
         if isinstance(spec, UnstructuredJoin):
-            _add_join_context(by_key, task, needs)
+            _add_join_context(by_key, task, needs, folded)
     return needs
 
 
@@ -172,7 +207,7 @@ def _parent_of(by_key: dict[int, Any], task: Any) -> Any:
     return None if task._parent is None else by_key.get(task._parent.int)
 
 
-def _add_join_context(by_key: dict[int, Any], join: Any, needs: _Needs) -> None:
+def _add_join_context(by_key: dict[int, Any], join: Any, needs: _Needs, folded: set[int]) -> None:
     """What a parallel or inclusive gateway reads.
 
     * The other arrivals (tasks of its spec), with their parents' state and data. Only those of the
@@ -194,7 +229,7 @@ def _add_join_context(by_key: dict[int, Any], join: Any, needs: _Needs) -> None:
             previous_pass = parent
         parent = _parent_of(by_key, parent)
     for key, task in by_key.items():
-        if task.task_spec is join.task_spec and key not in ancestors and task is not join \
+        if task.task_spec is join.task_spec and key not in ancestors and task is not join and key not in folded \
                 and (previous_pass is None or _descends_from(by_key, task, previous_pass)):
             needs.anchored.add(key)
 
