@@ -155,6 +155,7 @@ ALLOWED = {
     "expressions": set(),
     "rules": {"db"},
     "audit": {"db"},
+    "verifications": {"audit", "db"},
     "access": {"db"},
     "idempotency": {"db"},
     "db": set(),

@@ -17,8 +17,8 @@ from sqlalchemy.types import TypeDecorator
 
 from engine.db.base import Base
 
-__all__ = ["ApiToken", "CarePlanItem", "CarePlanNote", "IdempotencyRecord", "InstanceEvent", "PathwayInstance",
-           "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord", "UTCDateTime"]
+__all__ = ["ApiToken", "AuditVerification", "CarePlanItem", "CarePlanNote", "IdempotencyRecord", "InstanceEvent",
+           "PathwayInstance", "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord", "UTCDateTime"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -68,6 +68,12 @@ class PathwayInstance(Base):
     __table_args__ = (
         Index("ix_pathway_instances_status_next_due_at", "status", "next_due_at"),
         Index("ix_pathway_instances_patient_ref_pathway_id", "patient_ref", "pathway_id"),
+        # Lists filter, then page by (created_at, id) (engine.instances.queries): one index per filter
+        # combination, ending in the page order.
+        Index("ix_pathway_instances_created_at_id", "created_at", "id"),
+        Index("ix_pathway_instances_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_pathway_instances_pathway_id_status_created_at_id", "pathway_id", "status", "created_at", "id"),
+        Index("ix_pathway_instances_patient_ref_created_at_id", "patient_ref", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -100,10 +106,12 @@ class InstanceEvent(Base):
     """
 
     __tablename__ = "instance_events"
-    __table_args__ = (UniqueConstraint("instance_id", "seq"),)
+    # Verification reads every trail in one scan in this order (engine.audit.verify_trail).
+    __table_args__ = (UniqueConstraint("instance_id", "seq"),
+                      Index("ix_instance_events_instance_id_id", "instance_id", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), index=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"))
     seq: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(40))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -123,6 +131,27 @@ class InstanceEvent(Base):
 
     # Declared so the unit of work inserts an instance before its first events.
     instance: Mapped[PathwayInstance] = relationship(lazy="raise")
+
+
+class AuditVerification(Base):
+    """One run of the event trail's verification, started from the API and run in the background
+    (engine.verifications). ``problems`` is a JSON list of {instance_id, seq, message}: ids and
+    sequence numbers only, never patient data."""
+
+    __tablename__ = "audit_verifications"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # queued | running | verified | problems | failed
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    instances_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    instances_checked: Mapped[int] = mapped_column(Integer, default=0)
+    problem_count: Mapped[int] = mapped_column(Integer, default=0)
+    problems: Mapped[str] = mapped_column(Text, default="[]")
+    failure: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the error's type, never its text
 
 
 class ApiToken(Base):

@@ -38,7 +38,8 @@ def _request(client: Any, path: str, method: str, headers: dict[str, str], ids: 
 def ids(client: Any, auth: Any) -> dict[str, str]:
     instance = start(client, auth).json
     return {"pathway_id": PATHWAY, "version": "latest", "instance_id": instance["id"],
-            "task_id": instance["ready_tasks"][0]["id"], **care_plan_ids(client, auth)}
+            "task_id": instance["ready_tasks"][0]["id"], "job_id": "00000000-0000-4000-8000-000000000000",
+            **care_plan_ids(client, auth)}
 
 
 def test_every_route_is_documented_with_its_permission(app: Flask) -> None:
