@@ -9,6 +9,7 @@ are the defaults. Every command that opens the database names it on stderr first
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -184,9 +185,10 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_d
     code when CAREPATH_TRAIL_KEY_FILE is set (a chain rewritten without the key), every stored
     workflow state against the digest its newest event recorded, and every instance against the
     newest checkpoint in the checkpoint folder (a deleted instance, a trail cut back or rewritten).
-    In production an unauthenticated trail is itself a problem.
+    In production an unauthenticated trail is itself a problem. One streaming scan in constant
+    memory; progress goes to standard error.
     """
-    from engine.audit import latest_checkpoint, trail_key_of, verify_trail
+    from engine.audit import count_instances, latest_checkpoint, trail_key_of, verify_trail
     from engine.db.session import read_only
 
     carepath = _carepath(ctx)
@@ -201,7 +203,16 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_d
             lines.append(str(exc))
     with read_only(carepath.sessions) as session:
         key = trail_key_of(session)
-        lines += [str(problem) for problem in verify_trail(session, instance_ids or None, checkpoint)]
+        total = count_instances(session, instance_ids or None)
+        started = time.monotonic()
+
+        def progress(checked: int) -> None:
+            rate = checked / max(time.monotonic() - started, 1e-9)
+            click.echo(f"verifying: {checked}/{total} instances ({100 * checked // max(total, 1)}%), {rate:.0f}/s",
+                       err=True)
+
+        lines += [str(problem) for problem in verify_trail(session, instance_ids or None, checkpoint,
+                                                           progress=progress)]
     if key is None:
         note = "the trail is not authenticated (no CAREPATH_TRAIL_KEY_FILE): a consistent rewrite cannot be detected"
         if settings.environment == "production":
@@ -352,15 +363,25 @@ def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool) -> N
     """Move running and suspended instances of PATHWAY to its newest deployed version.
 
     Instances whose completed work would change are refused, each with the reason; exits 1 then.
+    Progress goes to standard error. Each instance is committed on its own: if the command is
+    stopped, running it again moves the instances that were not moved yet.
     """
     import json
 
     from engine.errors import NotFoundError
-    from engine.instances.migration import migrate_pathway
+    from engine.instances.migration import MigrationProgress, migrate_pathway
 
     carepath = _carepath(ctx)
+    started = time.monotonic()
+
+    def progress(step: MigrationProgress) -> None:
+        rate = step.done / max(time.monotonic() - started, 1e-9)
+        click.echo(f"migrating {pathway}: {step.done}/{step.total} ({100 * step.done // max(step.total, 1)}%), "
+                   f"{step.refused} refused, {rate:.0f}/s", err=True)
+
     try:
-        report = migrate_pathway(carepath.instances, pathway, actor="cli:migrate", dry_run=dry_run)
+        report = migrate_pathway(carepath.instances, pathway, actor="cli:migrate", dry_run=dry_run,
+                                 progress=progress)
     except NotFoundError as exc:
         raise click.ClickException(exc.message) from exc
     if as_json:

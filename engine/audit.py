@@ -48,7 +48,7 @@ from engine.db.models import InstanceEvent, PathwayInstance
 from engine.db.session import TRAIL_KEY, read_only
 
 __all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "ChainHead", "Checkpoint", "ProgressCallback", "TrailKey",
-           "TrailProblem", "append_event", "authenticate_existing", "count_instances", "data_digest",
+           "TrailProblem", "append_event", "authenticate_existing", "count_instances", "data_digest", "event_hash",
            "export_checkpoint", "has_pending_events", "latest_checkpoint", "make_checkpoint", "seal_events",
            "state_digest", "take_pending_events", "trail_key_of", "verify_trail", "write_checkpoint"]
 
@@ -79,7 +79,9 @@ def state_digest(state: str) -> str:
     return "sha256:" + hashlib.sha256(state.encode()).hexdigest()
 
 
-def _event_hash(event: Any) -> str:
+def event_hash(event: Any) -> str:
+    """The hash of one event (anything with the event's fields as attributes): its fields and the
+    previous event's hash, and its state digest when it has one."""
     fields = [event.instance_id, event.seq, event.type, event.at.isoformat(), event.actor, event.pathway_version,
               event.element, event.task_id, event.payload, event.prev_hash]
     if getattr(event, "state_digest", None) is not None:  # events written before digests hash as they did
@@ -162,7 +164,7 @@ def append_event(
         state_digest=None,
         mac=None,
     )
-    event.hash = _event_hash(event)
+    event.hash = event_hash(event)
     # Written by the instance's one writer (engine.instances.store) in one multi-row INSERT with the
     # instance's guarded update: events are never changed, so they need none of the ORM's bookkeeping.
     session.info.setdefault(_PENDING, []).append(vars(event))
@@ -195,7 +197,7 @@ def seal_events(session: Session, events: list[dict[str, Any]], states: Mapping[
         if last is None:
             continue
         last["state_digest"] = state_digest(state)
-        last["hash"] = _event_hash(SimpleNamespace(**last))
+        last["hash"] = event_hash(SimpleNamespace(**last))
         heads[instance_id] = last["hash"]
     key = trail_key_of(session)
     if key is not None:
@@ -435,7 +437,7 @@ def _verify_chain(instance_id: str, events: list[Any], head_seq: int, head_hash:
                                          f"out of order or missing events: expected event {expected_seq}"))
         if event.prev_hash != prev_hash:
             problems.append(TrailProblem(instance_id, event.seq, "does not follow the previous event (chain broken)"))
-        if _event_hash(event) != event.hash:
+        if event_hash(event) != event.hash:
             problems.append(TrailProblem(instance_id, event.seq, "content was changed after it was written"))
         if key is not None:
             problems.extend(_verify_mac(instance_id, event, key))
