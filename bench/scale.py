@@ -306,8 +306,8 @@ def api_queries(url: str, engine: Engine, samples: int) -> list[dict[str, Any]]:
 
     items = lambda body: f"{len(body['items'])} items"  # noqa: E731
     cases = [
-        ("GET /v1/instances?status=running&limit=50&cursor=...", "/v1/instances?status=running&limit=50&cursor={cursor}",
-         clinician),
+        ("GET /v1/instances?status=running&limit=50&cursor=...",
+         "/v1/instances?status=running&limit=50&cursor={cursor}", clinician),
         ("GET /v1/tasks?limit=20&cursor=...", "/v1/tasks?limit=20&cursor={cursor}", clinician),
         ("GET /v1/tasks?element=triage&limit=20&cursor=...", "/v1/tasks?element=triage&limit=20&cursor={cursor}",
          clinician),
@@ -400,7 +400,8 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
                 left = connection.execute(text("SELECT count(*) FROM pathway_instances WHERE pathway_id = :p AND "
                                                "status IN ('running', 'suspended') AND pathway_version_id <> :v"),
                                           {"p": pathway, "v": newest}).scalar()
-                events = connection.execute(text("SELECT count(*) FROM instance_events WHERE type = 'migrated'")).scalar()
+                events = connection.execute(text(
+                    "SELECT count(*) FROM instance_events WHERE type = 'migrated'")).scalar()
             return int(on_new or 0), int(left or 0), int(events or 0)
 
         env = {**os.environ, "CAREPATH_DATABASE_URL": url, "CAREPATH_PATHWAYS_DIR": str(folder)}
@@ -408,7 +409,8 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
         for seconds in (first_seconds, second_seconds):
             before = moved()[0]
             began = time.perf_counter()
-            process = subprocess.Popen([str(Path(sys.executable).parent / "carepath"), "migrate", pathway], cwd=ROOT, env=env,
+            command = [str(Path(sys.executable).parent / "carepath"), "migrate", pathway]
+            process = subprocess.Popen(command, cwd=ROOT, env=env,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             try:
                 process.wait(timeout=seconds)
