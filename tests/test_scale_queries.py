@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, event, text, update
+from sqlalchemy import Engine, event, text
 
 from api.cli import main
 from engine import CarePath, ManualClock
 from engine.audit import verify_trail
-from engine.db.models import PathwayInstance
-from engine.db.session import read_only, unit_of_work
+from engine.db.session import read_only
 from engine.instances.queries import InstanceFilter, InstanceQueries
 from engine.instances.timers import fire_due_timers
 
@@ -66,15 +65,24 @@ def test_an_element_filter_fills_every_page(carepath: CarePath, clock: ManualClo
     assert queries.ready_tasks(InstanceFilter(), "offer_suppor_", None, 10).items == []
 
 
-def test_an_element_filter_still_finds_instances_saved_before_summaries(carepath: CarePath,
-                                                                          clock: ManualClock) -> None:
-    ids = _assessments(carepath, clock, 3, advanced={2})
-    with unit_of_work(carepath.sessions) as session:
-        session.execute(update(PathwayInstance).values(ready_tasks=None))
-    carepath.instances.steps.cache.clear()
-    queries = InstanceQueries(carepath.sessions, carepath.instances)
-    assert [t["instance_id"] for t in queries.ready_tasks(InstanceFilter(), "offer_support", None, 10).items] \
-        == [ids[2]]
+def test_the_elements_an_instance_is_at_follow_its_steps(carepath: CarePath, clock: ManualClock) -> None:
+    [first, second] = _assessments(carepath, clock, 2, advanced={1})
+
+    def elements() -> dict[str, list[str]]:
+        with carepath.db.connect() as connection:
+            rows = connection.execute(text("SELECT instance_id, element FROM ready_task_elements "
+                                           "ORDER BY instance_id, element")).all()
+        found: dict[str, list[str]] = {}
+        for instance_id, element in rows:
+            found.setdefault(instance_id, []).append(element)
+        return found
+
+    assert elements() == {first: ["hna"], second: ["offer_support"]}
+    [hna] = carepath.instances.get(first).ready_tasks
+    carepath.instances.complete_task(first, hna["id"], {"anxiety": 1, "fatigue": 1}, NURSE)
+    assert elements() == {first: ["offer_support"], second: ["offer_support"]}
+    carepath.instances.cancel(second, NURSE, "moved to another trust")
+    assert elements() == {first: ["offer_support"]}
 
 
 def test_lists_read_no_workflow_state_and_page_by_a_row_value(carepath: CarePath, clock: ManualClock) -> None:
@@ -89,8 +97,9 @@ def test_lists_read_no_workflow_state_and_page_by_a_row_value(carepath: CarePath
     assert len(lists) == 2
     for statement in lists:
         assert "pathway_instances.state" not in statement
-        assert "(pathway_instances.created_at, pathway_instances.id) >" in statement
         assert " OR pathway_instances.created_at" not in statement
+    assert "(pathway_instances.created_at, pathway_instances.id) >" in lists[0]
+    assert "(ready_task_elements.created_at, ready_task_elements.instance_id) >" in lists[1]
     assert "pathway_instances.ready_tasks" not in lists[0]  # a list of instances shows no tasks
 
 
@@ -123,6 +132,19 @@ def test_every_list_page_is_one_range_of_an_index_in_page_order(carepath: CarePa
     plan = _plan(carepath.db, statement, parameters)
     assert index in plan, plan
     assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan  # the index gives the order
+
+
+def test_an_element_filter_reads_the_elements_index_in_page_order(carepath: CarePath, clock: ManualClock) -> None:
+    _assessments(carepath, clock, 3, advanced={1})
+    queries = InstanceQueries(carepath.sessions, carepath.instances)
+    cursor = queries.find(InstanceFilter(), None, 1).next_cursor
+    with statements(carepath.db) as seen:
+        assert queries.ready_tasks(InstanceFilter(), "nobody_is_here", cursor, 20).items == []
+    [(statement, parameters)] = [(s, p) for s, p in seen if "FROM pathway_instances" in s]
+    plan = _plan(carepath.db, statement, parameters)
+    # Not a walk through every running instance, testing each: one range of the element's index.
+    assert "ix_ready_task_elements_element_created_at_instance_id" in plan, plan
+    assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
 
 
 def test_due_timers_are_claimed_in_batches(carepath: CarePath, clock: ManualClock) -> None:

@@ -18,7 +18,8 @@ from sqlalchemy.types import TypeDecorator
 from engine.db.base import Base
 
 __all__ = ["ApiToken", "AuditVerification", "CarePlanItem", "CarePlanNote", "IdempotencyRecord", "InstanceEvent",
-           "PathwayInstance", "PathwayVersion", "RuleEvaluationRecord", "RuleVersionRecord", "UTCDateTime"]
+           "PathwayInstance", "PathwayVersion", "ReadyTaskElement", "RuleEvaluationRecord", "RuleVersionRecord",
+           "UTCDateTime"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -97,6 +98,21 @@ class PathwayInstance(Base):
     pathway_version: Mapped[PathwayVersion] = relationship(lazy="joined")
 
     __mapper_args__ = {"version_id_col": revision}
+
+
+class ReadyTaskElement(Base):
+    """One element (BPMN id) an instance has a ready task at, as of its last save: the work list's
+    ``?element=`` filter reads this table's index in page order, so a page costs the same whether
+    the element is common, rare or nowhere. Written with the instance row by engine.instances.store;
+    derived from ``PathwayInstance.ready_tasks``."""
+
+    __tablename__ = "ready_task_elements"
+    __table_args__ = (Index("ix_ready_task_elements_element_created_at_instance_id", "element", "created_at",
+                            "instance_id"),)
+
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), primary_key=True)
+    element: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the instance's, for the page order
 
 
 class InstanceEvent(Base):

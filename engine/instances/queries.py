@@ -8,7 +8,8 @@ At a national caseload (a million instances) a page must cost the same as on an 
 the cursor is a row-value comparison ``(created_at, id) > (:at, :id)``, which an index on the
 filter columns followed by ``(created_at, id)`` answers with one range scan (the ``OR`` form it
 replaced defeated every index); every filter, ``element`` included, is in the SQL, so the database
-stops after ``limit + 1`` matching rows and a page is always full; and a list reads no workflow
+stops after ``limit + 1`` matching rows and a page is always full (an element is looked up in
+``ready_task_elements``, whose index is in page order too); and a list reads no workflow
 state (tens of kilobytes per row). ``bench/scale.py`` measures these queries and prints their plans.
 """
 
@@ -21,11 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, literal, or_, select, tuple_
+from sqlalchemy import Select, and_, literal, select, tuple_
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from engine.audit import TrailProblem, verify_trail
-from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.models import InstanceEvent, PathwayInstance, ReadyTaskElement
 from engine.db.session import read_only
 from engine.errors import InvalidInputError, NotFoundError, Problem
 from engine.instances.service import PathwayService
@@ -102,15 +103,6 @@ def _as_bound(when: datetime) -> Any:
     return literal(when, PathwayInstance.created_at.type)
 
 
-def _has_ready_element(element: str) -> Any:
-    """Rows whose stored ready-task summary holds a task of ``element``, or that have no summary yet
-    (restored and filtered after the query). The summary is compact JSON written by
-    ``engine.spiff.workflows.ready_task_summary``; element ids cannot hold a quote, so the quoted
-    key and value match that task's element exactly (LIKE's wildcards escaped)."""
-    return or_(PathwayInstance.ready_tasks.contains(f'"element":{json.dumps(element)}', autoescape=True),
-               PathwayInstance.ready_tasks.is_(None))
-
-
 def _check_limit(limit: int) -> None:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInputError("limit out of range",
@@ -162,7 +154,9 @@ class InstanceQueries:
         Read from the summary each instance row keeps of its ready tasks (one query, forms from
         the version's spec); an instance saved before summaries existed is restored instead.
         Pages are counted in instances; with ``element``, only instances with a ready task of
-        that element are counted (the summary is searched in SQL), so a page is full.
+        that element are counted (read from ``ready_task_elements`` in SQL), so a page is full.
+        An instance saved before summaries existed (``ready_tasks`` NULL) has no elements there:
+        an element filter does not find it until its next step.
 
         Raises: InvalidInputError (bad cursor, limit or a status other than running).
         """
@@ -173,10 +167,7 @@ class InstanceQueries:
         where = InstanceFilter(where.patient_ref, where.pathway_id, Status.RUNNING, where.due_before)
         items: list[dict[str, Any]] = []
         with read_only(self.sessions) as session:
-            query = self._select(where, cursor, limit)
-            if element is not None:
-                query = query.where(_has_ready_element(element))
-            rows = list(session.scalars(query))
+            rows = list(session.scalars(self._select(where, cursor, limit, element)))
             for row in rows[:limit]:
                 tasks = _stored_ready_tasks(session, row)
                 if tasks is None:
@@ -242,9 +233,18 @@ class InstanceQueries:
             return explain_evaluation(session, registry, evaluation_id, why=why, why_not=why_not)
 
     @staticmethod
-    def _select(where: InstanceFilter, cursor: str | None, limit: int) -> Select[PathwayInstance]:
+    def _select(where: InstanceFilter, cursor: str | None, limit: int,
+                element: str | None = None) -> Select[PathwayInstance]:
         # The workflow state is never read by a list: not even fetched.
         query = select(PathwayInstance).options(defer(PathwayInstance.state))
+        # The page order: the instance's (created_at, id), or with an element the same pair as the
+        # element's rows keep it, so the element's index gives the order (a rare element is then
+        # as cheap as a common one, and an element nobody is at costs one index probe).
+        at, key = PathwayInstance.created_at, PathwayInstance.id
+        if element is not None:
+            query = query.join(ReadyTaskElement, and_(ReadyTaskElement.instance_id == PathwayInstance.id,
+                                                      ReadyTaskElement.element == element))
+            at, key = ReadyTaskElement.created_at, ReadyTaskElement.instance_id
         if where.patient_ref is not None:
             query = query.where(PathwayInstance.patient_ref == where.patient_ref)
         if where.pathway_id is not None:
@@ -256,10 +256,9 @@ class InstanceQueries:
         if cursor:
             after, after_id = _decode_cursor(cursor)
             # A row value, not "a > x OR (a = x AND b > y)": only this form is one index range.
-            query = query.where(tuple_(PathwayInstance.created_at, PathwayInstance.id)
-                                > tuple_(_as_bound(after), after_id))
+            query = query.where(tuple_(at, key) > tuple_(_as_bound(after), after_id))
         # One row more than asked tells whether there is a next page.
-        return query.order_by(PathwayInstance.created_at, PathwayInstance.id).limit(limit + 1)
+        return query.order_by(at, key).limit(limit + 1)
 
     @staticmethod
     def _page(items: list[dict[str, Any]], rows: list[PathwayInstance], limit: int) -> Page:
