@@ -193,3 +193,33 @@ def test_audit_verify_command_shows_progress(carepath: CarePath, clock: ManualCl
     assert result.exit_code == 0, result.output
     assert "verifying: 2/2 instances (100%)" in result.stderr
     assert "event trail verified" in result.stdout
+
+
+def test_migration_0009_lists_the_elements_of_every_stored_summary(database_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from engine.db.session import upgrade_schema
+
+    upgrade_schema(database_url, "0005")
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO pathway_versions (id, pathway_id, version, title, main_file, files, spec, deployed_at, "
+                "deployed_by) VALUES (1, 'p', 'v1', 't', 'p.bpmn', '{}', '{}', :at, 'x')"), {"at": "2026-01-01"})
+            summary = ('[{"id":"1","element":"hna","spec":"hna"},{"id":"2","element":"review","spec":"review"},'
+                       '{"id":"3","element":"hna","spec":"hna"}]')
+            for number, ready in ((1, summary), (2, None), (3, "[]")):
+                connection.execute(text(
+                    "INSERT INTO pathway_instances (id, pathway_id, pathway_version_id, patient_ref, status, state, "
+                    "revision, ready_tasks, event_seq, event_head, created_at, updated_at) VALUES (:id, 'p', 1, "
+                    "'MRN-1', 'running', '{}', 1, :ready, 0, :head, :at, :at)"),
+                    {"id": f"00000000-0000-4000-8000-00000000000{number}", "ready": ready, "head": "0" * 64,
+                     "at": "2026-01-01"})
+        upgrade_schema(database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT instance_id, element FROM ready_task_elements "
+                                           "ORDER BY element")).all()
+        assert [(i[-1], e) for i, e in rows] == [("1", "hna"), ("1", "review")]
+    finally:
+        engine.dispose()
