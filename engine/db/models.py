@@ -110,7 +110,9 @@ class ReadyTaskElement(Base):
     __table_args__ = (Index("ix_ready_task_elements_element_created_at_instance_id", "element", "created_at",
                             "instance_id"),)
 
-    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), primary_key=True)
+    # Derived from the instance row: it goes with it (an instance is only ever deleted by hand).
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"),
+                                             primary_key=True)
     element: Mapped[str] = mapped_column(String(200), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the instance's, for the page order
 

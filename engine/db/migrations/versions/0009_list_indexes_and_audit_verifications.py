@@ -51,7 +51,7 @@ def upgrade() -> None:
         sa.Column('instance_id', sa.String(length=36), nullable=False),
         sa.Column('element', sa.String(length=200), nullable=False),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(['instance_id'], ['pathway_instances.id'],
+        sa.ForeignKeyConstraint(['instance_id'], ['pathway_instances.id'], ondelete='CASCADE',
                                 name=op.f('fk_ready_task_elements_instance_id_pathway_instances')),
         sa.PrimaryKeyConstraint('instance_id', 'element', name=op.f('pk_ready_task_elements')),
     )
