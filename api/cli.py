@@ -358,14 +358,23 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
 @click.argument("pathway")
 @click.option("--dry-run", is_flag=True, help="Show what would change per instance; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--part", default="1/1", show_default=True,
+              help="K/N: move only the K-th of N disjoint shares of the instances (run N commands at once).")
 @click.pass_context
-def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool) -> None:
+def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool, part: str) -> None:
     """Move running and suspended instances of PATHWAY to its newest deployed version.
 
     Instances whose completed work would change are refused, each with the reason; exits 1 then.
     Progress goes to standard error. Each instance is committed on its own: if the command is
-    stopped, running it again moves the instances that were not moved yet.
+    stopped, running it again moves the instances that were not moved yet. A large caseload moves
+    faster as N commands, --part 1/N ... --part N/N, run at once (one per core).
     """
+    try:
+        share, shares = (int(n) for n in part.split("/"))
+    except ValueError:
+        raise click.BadParameter("must be K/N, e.g. 1/4", param_hint="--part") from None
+    if not 1 <= share <= shares:
+        raise click.BadParameter("must be K/N with 1 <= K <= N", param_hint="--part")
     import json
 
     from engine.errors import NotFoundError
@@ -381,7 +390,7 @@ def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool) -> N
 
     try:
         report = migrate_pathway(carepath.instances, pathway, actor="cli:migrate", dry_run=dry_run,
-                                 progress=progress)
+                                 progress=progress, part=(share, shares))
     except NotFoundError as exc:
         raise click.ClickException(exc.message) from exc
     if as_json:

@@ -261,3 +261,22 @@ def test_many_instances_share_one_diff_of_the_two_versions(app: CarePath, clock:
     report = migrate_pathway(app.instances, PATHWAY, "cli:test")
     assert len(report.instances) == 3 and all(i.migrated for i in report.instances)
     assert len(built) == 1  # was two per instance
+
+
+def test_parts_split_the_instances_between_commands(app: CarePath, clock: ManualClock, pathways_dir: Path,
+                                                    database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import main
+
+    ids = {_waiting_instance(app, f"MRN-{n}") for n in range(6)}
+    _deploy(app, clock, pathways_dir, _diagram(extra=True))
+    shares = [{i.instance_id for i in migrate_pathway(app.instances, PATHWAY, "cli:test", dry_run=True,
+                                                      part=(k, 3)).instances} for k in (1, 2, 3)]
+    assert set().union(*shares) == ids and sum(len(s) for s in shares) == len(ids)  # disjoint, all covered
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(pathways_dir))
+    runner = CliRunner()
+    assert runner.invoke(main, ["migrate", PATHWAY, "--part", "4/3"]).exit_code == 2
+    for k in (1, 2, 3):
+        done = runner.invoke(main, ["migrate", PATHWAY, "--part", f"{k}/3"])
+        assert done.exit_code == 0, done.output
+    assert all(len(_events(app, i, "migrated")) == 1 for i in ids)

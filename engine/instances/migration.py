@@ -133,17 +133,22 @@ class _Refused(Exception):
 
 def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry_run: bool = False,
                     progress: Callable[[MigrationProgress], None] | None = None,
-                    progress_every: int = 500) -> MigrationReport:
+                    progress_every: int = 500, part: tuple[int, int] = (1, 1)) -> MigrationReport:
     """Move the running and suspended instances of a pathway to its newest deployed version.
 
     Instances already on it are left out (so a run that was stopped is resumed by running it again).
     Each other instance is migrated in its own unit of work, committed before the next, or refused
     with the reason; a dry run reports the same without writing anything. ``progress`` is called
-    after every ``progress_every`` instances and once at the end.
+    after every ``progress_every`` instances and once at the end. ``part`` ``(k, n)``: only the
+    k-th of n disjoint shares of the instances (by id), so n processes can move a caseload together.
 
     Raises:
         NotFoundError: no such pathway deployed.
+        ValueError: ``part`` is not ``(k, n)`` with 1 <= k <= n.
     """
+    share, shares = part
+    if not 1 <= share <= shares:
+        raise ValueError(f"part {share}/{shares}: must be k/n with 1 <= k <= n")
     runner = service.steps
     with read_only(runner.sessions) as session:
         target = runner.latest_version(session, pathway_id)
@@ -153,6 +158,8 @@ def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry
                                              PathwayInstance.status.in_(_MIGRATABLE),
                                              PathwayInstance.pathway_version_id != target_id)
             .order_by(PathwayInstance.created_at, PathwayInstance.id)))
+    # Ids are random UUIDs: their first 32 bits split the instances evenly, and the same way in every process.
+    candidates = [i for i in candidates if int(i.replace("-", "")[:8], 16) % shares == share - 1]
     results = []
     refused = 0
     diffs = _Diffs()
