@@ -25,6 +25,8 @@ from engine.identity import Provider
 from engine.instances.queries import InstanceQueries
 from engine.library import read_library, require_library
 
+from .jobs import BackgroundJobs
+
 __all__ = ["__version__", "carepath", "create_app", "queries"]
 
 # pyproject.toml's version, the only place it is written; shown by `carepath --version`, /v1/health
@@ -97,6 +99,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _log_start(app, settings, library.describe())
     app.extensions["carepath"] = engine
     app.extensions["carepath.queries"] = InstanceQueries(engine.sessions, engine.instances)
+    app.extensions["carepath.jobs"] = BackgroundJobs()  # e.g. verifying every trail (api/events.py)
 
     from . import (
         access_log,

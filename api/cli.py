@@ -9,6 +9,7 @@ are the defaults. Every command that opens the database names it on stderr first
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -223,9 +224,10 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_d
     code when CAREPATH_TRAIL_KEY_FILE is set (a chain rewritten without the key), every stored
     workflow state against the digest its newest event recorded, and every instance against the
     newest checkpoint in the checkpoint folder (a deleted instance, a trail cut back or rewritten).
-    In production an unauthenticated trail is itself a problem.
+    In production an unauthenticated trail is itself a problem. One streaming scan in constant
+    memory; progress goes to standard error.
     """
-    from engine.audit import latest_checkpoint, trail_key_of, verify_trail
+    from engine.audit import count_instances, latest_checkpoint, trail_key_of, verify_trail
     from engine.db.session import read_only
 
     carepath = _carepath(ctx)
@@ -240,7 +242,16 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_d
             lines.append(str(exc))
     with read_only(carepath.sessions) as session:
         key = trail_key_of(session)
-        lines += [str(problem) for problem in verify_trail(session, instance_ids or None, checkpoint)]
+        total = count_instances(session, instance_ids or None)
+        started = time.monotonic()
+
+        def progress(checked: int) -> None:
+            rate = checked / max(time.monotonic() - started, 1e-9)
+            click.echo(f"verifying: {checked}/{total} instances ({100 * checked // max(total, 1)}%), {rate:.0f}/s",
+                       err=True)
+
+        lines += [str(problem) for problem in verify_trail(session, instance_ids or None, checkpoint,
+                                                           progress=progress)]
     if key is None:
         note = "the trail is not authenticated (no CAREPATH_TRAIL_KEY_FILE): a consistent rewrite cannot be detected"
         if settings.environment == "production":
@@ -461,20 +472,39 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
 @click.argument("pathway")
 @click.option("--dry-run", is_flag=True, help="Show what would change per instance; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--part", default="1/1", show_default=True,
+              help="K/N: move only the K-th of N disjoint shares of the instances (run N commands at once).")
 @click.pass_context
-def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool) -> None:
+def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool, part: str) -> None:
     """Move running and suspended instances of PATHWAY to its newest deployed version.
 
     Instances whose completed work would change are refused, each with the reason; exits 1 then.
+    Progress goes to standard error. Each instance is committed on its own: if the command is
+    stopped, running it again moves the instances that were not moved yet. A large caseload moves
+    faster as N commands, --part 1/N ... --part N/N, run at once (one per core).
     """
+    try:
+        share, shares = (int(n) for n in part.split("/"))
+    except ValueError:
+        raise click.BadParameter("must be K/N, e.g. 1/4", param_hint="--part") from None
+    if not 1 <= share <= shares:
+        raise click.BadParameter("must be K/N with 1 <= K <= N", param_hint="--part")
     import json
 
     from engine.errors import NotFoundError
-    from engine.instances.migration import migrate_pathway
+    from engine.instances.migration import MigrationProgress, migrate_pathway
 
     carepath = _carepath(ctx)
+    started = time.monotonic()
+
+    def progress(step: MigrationProgress) -> None:
+        rate = step.done / max(time.monotonic() - started, 1e-9)
+        click.echo(f"migrating {pathway}: {step.done}/{step.total} ({100 * step.done // max(step.total, 1)}%), "
+                   f"{step.refused} refused, {rate:.0f}/s", err=True)
+
     try:
-        report = migrate_pathway(carepath.instances, pathway, actor="cli:migrate", dry_run=dry_run)
+        report = migrate_pathway(carepath.instances, pathway, actor="cli:migrate", dry_run=dry_run,
+                                 progress=progress, part=(share, shares))
     except NotFoundError as exc:
         raise click.ClickException(exc.message) from exc
     if as_json:

@@ -1,17 +1,24 @@
-"""The event trail: one instance's events, and verification of the hash chains."""
+"""The event trail: one instance's events, and verification of the hash chains.
+
+Verifying named instances (at most 100) is one request. Verifying every trail is a job: POST
+/v1/audit/verifications answers 202 with its Location at once; GET there shows its progress and
+then its result (:mod:`engine.verifications`).
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, current_app, request, url_for
 
 from engine.errors import Problem
+from engine.verifications import get_verification, request_verification, run_verification
 
-from . import queries
-from .auth import requires
+from . import carepath, queries
+from .auth import current_principal, requires
 from .errors import ApiError
+from .jobs import BackgroundJobs
 
 bp = Blueprint("events", __name__, url_prefix="/v1")
 
@@ -33,9 +40,29 @@ def verify() -> dict[str, Any]:
         raise ApiError(400, "request-invalid", "too many instance ids",
                        [Problem(f"at most {_MAX_IDS}; verify without ids to check every instance",
                                 field="instance_id")])
+    if not ids:
+        raise ApiError(400, "request-invalid", "name the instances to verify",
+                       [Problem("verifying every trail is a job: POST /v1/audit/verifications", field="instance_id")])
     if not all(_UUID.match(i) for i in ids):
         raise ApiError(400, "request-invalid", "instance_id must be an instance id",
                        [Problem("must be a UUID", field="instance_id")])
-    problems = queries().verify(ids or None)
+    problems = queries().verify(ids)
     return {"verified": not problems,
             "problems": [{"instance_id": p.instance_id, "seq": p.seq, "message": p.message} for p in problems]}
+
+
+@bp.post("/audit/verifications")
+@requires("audit.verify")
+def start_verification() -> tuple[dict[str, Any], int, dict[str, str]]:
+    engine = carepath()
+    job = request_verification(engine.sessions, current_principal().actor, engine.clock.now())
+    jobs: BackgroundJobs = current_app.extensions["carepath.jobs"]
+    jobs.start(f"verification-{job.id}", lambda: run_verification(engine.sessions, job.id, engine.clock.now,
+                                                                   engine.settings.checkpoint_dir))
+    return job.as_dict(), 202, {"Location": url_for(".get_verification_job", job_id=job.id)}
+
+
+@bp.get("/audit/verifications/<uuid:job_id>")
+@requires("audit.verify")
+def get_verification_job(job_id: Any) -> dict[str, Any]:
+    return get_verification(carepath().sessions, str(job_id)).as_dict()

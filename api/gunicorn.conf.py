@@ -8,7 +8,8 @@ variables :func:`api.create_app` reads), ``CAREPATH_BIND`` (default 127.0.0.1:80
 The app is loaded once in the master (``preload_app``): the schema upgrade and the deployment of
 the bundled pathways then run once, not racing in every worker. Before the workers fork, the master
 warms up (every deployed pathway's latest version and restored specs, and every rule set read and
-compiled, so no worker's first request parses either) and freezes what it holds out of the garbage collector (:func:`when_ready`): full
+compiled, so no worker's first request parses either) and freezes what it holds out of the garbage
+collector (:func:`when_ready`): full
 collections walked those long-lived objects and caused ~100 ms outliers in breast journeys (issue
 19), and a collection touching them would copy the pages the workers share with the master. Each
 worker drops the database connections inherited from the master right after the fork

@@ -220,10 +220,10 @@ PATHS: dict[str, Any] = {
                    {200: _response("Events, oldest first", "EventList")}, (404,), [_INSTANCE_ID], tag="audit"),
     },
     "/v1/audit/verify": {
-        "get": _op("verifyTrail", "Verify the event trail of every instance (or those named)", "audit.verify",
-                   {200: _response("Verification result", "TrailReport")}, (400,),
-                   [{"name": "instance_id", "in": "query", "required": False, "style": "form", "explode": True,
-                     "schema": {"type": "array", "maxItems": 100,
+        "get": _op("verifyTrail", "Verify the event trails of the instances named (every trail: a verification job)",
+                   "audit.verify", {200: _response("Verification result", "TrailReport")}, (400,),
+                   [{"name": "instance_id", "in": "query", "required": True, "style": "form", "explode": True,
+                     "schema": {"type": "array", "minItems": 1, "maxItems": 100,
                                 "items": {"type": "string", "pattern": UUID_PATTERN}}}],
                    tag="audit"),
     },
@@ -244,6 +244,17 @@ PATHS: dict[str, Any] = {
         "patch": _op("correctInstanceData", "Correct an instance's data, with a reason (then retry its incident)",
                      "instances.correct", _INSTANCE, (404, 409, 412, 422), [_INSTANCE_ID, _IF_MATCH],
                      body="DataCorrection", tag="instances"),
+    },
+    "/v1/audit/verifications": {
+        "post": _op("startVerification", "Verify every event trail in the background; GET the Location for "
+                    "progress and result", "audit.verify",
+                    {202: _response("Accepted: the job, queued", "VerificationJob", headers=("Location",))},
+                    body_required=False, tag="audit"),
+    },
+    "/v1/audit/verifications/{job_id}": {
+        "get": _op("getVerification", "A verification job: its progress, then its result", "audit.verify",
+                   {200: _response("The job", "VerificationJob")}, (404,), [_path("job_id", UUID_PATTERN)],
+                   tag="audit"),
     },
     "/v1/instances/{instance_id}/retry": {
         "post": _op("retryInstance", "Run the failed step of an instance in error again", "instances.manage",

@@ -329,6 +329,21 @@ SCHEMAS: dict[str, Any] = {
                 "status": {"type": "integer"}, "instance_id": _NULLABLE_STRING, "patient_ref": _NULLABLE_STRING,
                 "request_id": {"type": "string"}})},
         "next_cursor": _NULLABLE_STRING}),
+    "VerificationJob": _obj(
+        ["id", "status", "requested_by", "requested_at", "started_at", "progress_at", "finished_at",
+         "instances_total", "instances_checked", "verified", "problem_count", "problems", "failure"], {
+            "id": {"type": "string"},
+            "status": {"enum": ["queued", "running", "verified", "problems", "failed"]},
+            "requested_by": {"type": "string"}, "requested_at": {"type": "string", "format": "date-time"},
+            "started_at": {"type": ["string", "null"]}, "progress_at": {"type": ["string", "null"]},
+            "finished_at": {"type": ["string", "null"]}, "instances_total": {"type": ["integer", "null"]},
+            "instances_checked": {"type": "integer"}, "verified": {"type": ["boolean", "null"]},
+            "problem_count": {"type": "integer"},
+            "problems": {"type": "array", "description": "The first 1,000 problems found",
+                         "items": _obj(["instance_id", "seq", "message"], {
+                             "instance_id": {"type": "string"}, "seq": {"type": ["integer", "null"]},
+                             "message": {"type": "string"}})},
+            "failure": {"type": ["string", "null"], "description": "The error's type, when the job failed"}}),
     "Health": _obj(["status", "version"], {"status": {"const": "ok"}, "version": {"type": "string"}}),
     "Index": _obj(["name", "version", "links"], {
         "name": {"type": "string"}, "version": {"type": "string"},

@@ -34,23 +34,24 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.db.session import TRAIL_KEY, read_only
 
-__all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "ChainHead", "Checkpoint", "TrailKey", "TrailProblem", "append_event",
-           "authenticate_existing", "data_digest", "export_checkpoint", "has_pending_events", "latest_checkpoint",
-           "make_checkpoint", "on_behalf_of", "seal_events", "split_actor", "state_digest", "take_pending_events",
-           "trail_key_of", "verify_trail", "write_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "ChainHead", "Checkpoint", "ProgressCallback", "TrailKey",
+           "TrailProblem", "append_event", "authenticate_existing", "count_instances", "data_digest", "event_hash",
+           "export_checkpoint", "has_pending_events", "latest_checkpoint", "make_checkpoint", "on_behalf_of",
+           "seal_events", "split_actor", "state_digest", "take_pending_events", "trail_key_of", "verify_trail",
+           "write_checkpoint"]
 
 GENESIS = "0" * 64
 _PENDING = "carepath.pending_events"
@@ -98,7 +99,9 @@ def state_digest(state: str) -> str:
     return "sha256:" + hashlib.sha256(state.encode()).hexdigest()
 
 
-def _event_hash(event: Any) -> str:
+def event_hash(event: Any) -> str:
+    """The hash of one event (anything with the event's fields as attributes): its fields and the
+    previous event's hash, and its state digest when it has one."""
     fields = [event.instance_id, event.seq, event.type, event.at.isoformat(), event.actor, event.pathway_version,
               event.element, event.task_id, event.payload, event.prev_hash]
     if getattr(event, "state_digest", None) is not None:  # events written before digests hash as they did
@@ -181,7 +184,7 @@ def append_event(
         state_digest=None,
         mac=None,
     )
-    event.hash = _event_hash(event)
+    event.hash = event_hash(event)
     # Written by the instance's one writer (engine.instances.store) in one multi-row INSERT with the
     # instance's guarded update: events are never changed, so they need none of the ORM's bookkeeping.
     session.info.setdefault(_PENDING, []).append(vars(event))
@@ -214,7 +217,7 @@ def seal_events(session: Session, events: list[dict[str, Any]], states: Mapping[
         if last is None:
             continue
         last["state_digest"] = state_digest(state)
-        last["hash"] = _event_hash(SimpleNamespace(**last))
+        last["hash"] = event_hash(SimpleNamespace(**last))
         heads[instance_id] = last["hash"]
     key = trail_key_of(session)
     if key is not None:
@@ -364,40 +367,87 @@ def _checkpoint_problems(checkpoint: Checkpoint, key: TrailKey | None) -> list[T
 # --- verification -------------------------------------------------------------------------------------
 
 
+ProgressCallback = Callable[[int], None]
+
+
+def count_instances(session: Session, instance_ids: Iterable[str] | None = None) -> int:
+    """How many instances :func:`verify_trail` will check (for a progress bar)."""
+    query = select(func.count()).select_from(PathwayInstance)
+    if instance_ids is not None:
+        query = query.where(PathwayInstance.id.in_(sorted(set(instance_ids))))
+    return int(session.scalar(query) or 0)
+
+
 def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
-                 checkpoint: Checkpoint | None = None) -> list[TrailProblem]:
+                 checkpoint: Checkpoint | None = None, *, progress: ProgressCallback | None = None,
+                 batch: int = 2000) -> list[TrailProblem]:
     """Check every instance's chain (or those named); return what is wrong (empty when intact).
 
     With a trail key in the session, every event's MAC is checked; the stored state of every
     instance is checked against the newest digest its events recorded; with a ``checkpoint``, every
     instance it lists must still be there with its checkpointed head in its chain.
+
+    One ordered scan, in constant memory whatever the number of instances: the instances by id and
+    their events by ``(instance_id, id)`` are read side by side, ``batch`` rows at a time (a
+    server-side cursor on PostgreSQL), and merged; only the problems found are kept (and, with a
+    checkpoint, the ids it lists that were not seen yet). ``progress`` is called with the number of
+    instances checked so far after every ``batch`` of them, and once at the end.
     """
     key = trail_key_of(session)
-    wanted = set(instance_ids) if instance_ids is not None else None
-    query = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head, PathwayInstance.state)
+    wanted = sorted(set(instance_ids)) if instance_ids is not None else None
+    instances = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head,
+                       PathwayInstance.state).order_by(PathwayInstance.id)
+    events = select(_EVENTS).order_by(_EVENTS.c.instance_id, _EVENTS.c.id)
     if wanted is not None:
-        query = query.where(PathwayInstance.id.in_(sorted(wanted)))
+        instances = instances.where(PathwayInstance.id.in_(wanted))
+        events = events.where(_EVENTS.c.instance_id.in_(wanted))
     problems: list[TrailProblem] = []
     if checkpoint is not None:
         problems.extend(_checkpoint_problems(checkpoint, key))
-    seen: set[str] = set()
-    for instance_id, head_seq, head_hash, state in session.execute(query.order_by(PathwayInstance.id)):
-        seen.add(instance_id)
-        events = session.scalars(
-            select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.id)
-        ).all()
+    unseen = set(checkpoint.heads) if checkpoint is not None else set()
+    event_rows = iter(session.execute(events.execution_options(yield_per=batch)))
+    pending = next(event_rows, None)
+    checked = 0
+    for instance_id, head_seq, head_hash, state in session.execute(instances.execution_options(yield_per=batch)):
+        # Instance ids are UUIDs in canonical form, which sort alike in Python and in the database.
+        while pending is not None and pending.instance_id < instance_id:
+            pending = _orphans(pending, event_rows, problems)
+        trail = []
+        while pending is not None and pending.instance_id == instance_id:
+            trail.append(pending)
+            pending = next(event_rows, None)
+        unseen.discard(instance_id)
         expected = checkpoint.heads.get(instance_id) if checkpoint is not None else None
-        problems.extend(_verify_chain(instance_id, list(events), head_seq, head_hash, key, expected))
-        problems.extend(_verify_state(instance_id, list(events), state))
+        problems.extend(_verify_chain(instance_id, trail, head_seq, head_hash, key, expected))
+        problems.extend(_verify_state(instance_id, trail, state))
+        checked += 1
+        if progress is not None and checked % batch == 0:
+            progress(checked)
+    while pending is not None:
+        pending = _orphans(pending, event_rows, problems)
+    if progress is not None:
+        progress(checked)
     if checkpoint is not None:
-        for instance_id, (seq, _) in sorted(checkpoint.heads.items()):
-            if instance_id not in seen and (wanted is None or instance_id in wanted):
+        for instance_id in sorted(unseen):
+            if wanted is None or instance_id in wanted:
+                seq = checkpoint.heads[instance_id][0]
                 message = f"deleted: in the checkpoint of {checkpoint.at} at event {seq}, not in the database"
                 problems.append(TrailProblem(instance_id, None, message))
     return problems
 
 
-def _verify_chain(instance_id: str, events: list[InstanceEvent], head_seq: int, head_hash: str,
+def _orphans(first: Any, rows: Iterator[Any], problems: list[TrailProblem]) -> Any:
+    """Skip the events of an instance that is not in the database (its row deleted, its trail left);
+    returns the next event of another instance."""
+    problems.append(TrailProblem(first.instance_id, None, "events of an instance that is not in the database "
+                                                          "(the instance was deleted)"))
+    following = next(rows, None)
+    while following is not None and following.instance_id == first.instance_id:
+        following = next(rows, None)
+    return following
+
+
+def _verify_chain(instance_id: str, events: list[Any], head_seq: int, head_hash: str,
                   key: TrailKey | None, expected: tuple[int, str] | None) -> list[TrailProblem]:
     problems = []
     prev_hash, expected_seq = GENESIS, 1
@@ -407,7 +457,7 @@ def _verify_chain(instance_id: str, events: list[InstanceEvent], head_seq: int, 
                                          f"out of order or missing events: expected event {expected_seq}"))
         if event.prev_hash != prev_hash:
             problems.append(TrailProblem(instance_id, event.seq, "does not follow the previous event (chain broken)"))
-        if _event_hash(event) != event.hash:
+        if event_hash(event) != event.hash:
             problems.append(TrailProblem(instance_id, event.seq, "content was changed after it was written"))
         if key is not None:
             problems.extend(_verify_mac(instance_id, event, key))
@@ -426,7 +476,7 @@ def _verify_chain(instance_id: str, events: list[InstanceEvent], head_seq: int, 
     return problems
 
 
-def _verify_mac(instance_id: str, event: InstanceEvent, key: TrailKey) -> list[TrailProblem]:
+def _verify_mac(instance_id: str, event: Any, key: TrailKey) -> list[TrailProblem]:
     if event.mac is None:
         return [TrailProblem(instance_id, event.seq, "not authenticated: written without the trail key "
                                                      "(carepath audit sign-existing, if it predates the key)")]
@@ -437,7 +487,7 @@ def _verify_mac(instance_id: str, event: InstanceEvent, key: TrailKey) -> list[T
     return []
 
 
-def _verify_state(instance_id: str, events: list[InstanceEvent], state: str) -> list[TrailProblem]:
+def _verify_state(instance_id: str, events: list[Any], state: str) -> list[TrailProblem]:
     recorded = next((e for e in reversed(events) if e.state_digest is not None), None)
     if recorded is None or recorded.state_digest == state_digest(state):
         return []

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -13,7 +14,7 @@ from sqlalchemy import select
 
 from engine import CarePath, ManualClock, Settings
 from engine.db.models import InstanceEvent, PathwayInstance
-from engine.instances.migration import migrate_pathway
+from engine.instances.migration import MigrationProgress, migrate_pathway
 from engine.instances.timers import fire_due_timers
 
 NURSE = "clinician:cns-1"
@@ -217,4 +218,65 @@ def test_migrate_command(app: CarePath, clock: ManualClock, pathways_dir: Path, 
     done = runner.invoke(main, ["migrate", PATHWAY])
     assert done.exit_code == 0, done.output
     assert "1 instance(s) moved" in done.output
+    assert f"migrating {PATHWAY}: 1/1 (100%), 0 refused" in done.stderr
     assert len(_events(app, instance_id, "migrated")) == 1
+
+
+def test_a_stopped_migration_resumes_where_it_stopped(app: CarePath, clock: ManualClock, pathways_dir: Path) -> None:
+    ids = []
+    for n in range(4):  # oldest first: the order they are migrated in
+        clock.advance(timedelta(minutes=1))
+        ids.append(_waiting_instance(app, f"MRN-{n}"))
+    _deploy(app, clock, pathways_dir, _diagram(extra=True))
+    seen: list[MigrationProgress] = []
+
+    def killed_after_two(progress: MigrationProgress) -> None:
+        seen.append(progress)
+        if progress.done == 2:
+            raise KeyboardInterrupt  # as a kill between two instances: each one before was committed
+
+    with pytest.raises(KeyboardInterrupt):
+        migrate_pathway(app.instances, PATHWAY, "cli:test", progress=killed_after_two, progress_every=1)
+    assert [(p.done, p.total, p.refused) for p in seen] == [(1, 4, 0), (2, 4, 0)]
+    assert [len(_events(app, i, "migrated")) for i in ids] == [1, 1, 0, 0]
+    rerun = migrate_pathway(app.instances, PATHWAY, "cli:test")
+    assert [i.instance_id for i in rerun.instances] == ids[2:] and all(i.migrated for i in rerun.instances)
+    assert [len(_events(app, i, "migrated")) for i in ids] == [1, 1, 1, 1]
+
+
+def test_many_instances_share_one_diff_of_the_two_versions(app: CarePath, clock: ManualClock,
+                                                          pathways_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from SpiffWorkflow.bpmn.util import diff
+
+    [_waiting_instance(app, f"MRN-{n}") for n in range(3)]
+    _deploy(app, clock, pathways_dir, _diagram(extra=True))
+    built = []
+    original = diff.SpecDiff.__init__
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(diff.SpecDiff, "__init__", counted)
+    report = migrate_pathway(app.instances, PATHWAY, "cli:test")
+    assert len(report.instances) == 3 and all(i.migrated for i in report.instances)
+    assert len(built) == 1  # was two per instance
+
+
+def test_parts_split_the_instances_between_commands(app: CarePath, clock: ManualClock, pathways_dir: Path,
+                                                    database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import main
+
+    ids = {_waiting_instance(app, f"MRN-{n}") for n in range(6)}
+    _deploy(app, clock, pathways_dir, _diagram(extra=True))
+    shares = [{i.instance_id for i in migrate_pathway(app.instances, PATHWAY, "cli:test", dry_run=True,
+                                                      part=(k, 3)).instances} for k in (1, 2, 3)]
+    assert set().union(*shares) == ids and sum(len(s) for s in shares) == len(ids)  # disjoint, all covered
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(pathways_dir))
+    runner = CliRunner()
+    assert runner.invoke(main, ["migrate", PATHWAY, "--part", "4/3"]).exit_code == 2
+    for k in (1, 2, 3):
+        done = runner.invoke(main, ["migrate", PATHWAY, "--part", f"{k}/3"])
+        assert done.exit_code == 0, done.output
+    assert all(len(_events(app, i, "migrated")) == 1 for i in ids)

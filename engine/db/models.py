@@ -18,9 +18,10 @@ from sqlalchemy.types import TypeDecorator
 
 from engine.db.base import Base
 
-__all__ = ["ACTIVE_STATUSES", "AccessRecord", "ApiToken", "CarePlanItem", "CarePlanNote", "DecisionEvaluationRecord",
-           "IdempotencyRecord", "InstanceEvent", "PathwayInstance", "PathwayVersion", "RuleEvaluationRecord",
-           "RuleVersionRecord", "SandboxClockState", "UTCDateTime", "WebhookDelivery", "WebhookSubscription"]
+__all__ = ["ACTIVE_STATUSES", "AccessRecord", "ApiToken", "AuditVerification", "CarePlanItem", "CarePlanNote",
+           "DecisionEvaluationRecord", "IdempotencyRecord", "InstanceEvent", "PathwayInstance", "PathwayVersion",
+           "ReadyTaskElement", "RuleEvaluationRecord", "RuleVersionRecord", "SandboxClockState", "UTCDateTime",
+           "WebhookDelivery", "WebhookSubscription"]
 
 # Statuses of an instance that has not ended (engine.instances.view.Status): one per patient and pathway.
 ACTIVE_STATUSES = ("running", "suspended", "error")
@@ -82,6 +83,12 @@ class PathwayInstance(Base):
         # (Settings.allow_concurrent_instances) is not ``one_per_patient`` and is not counted.
         Index("uq_pathway_instances_one_active", "patient_ref", "pathway_id", unique=True,
               sqlite_where=text(_ACTIVE_SQL), postgresql_where=text(_ACTIVE_SQL)),
+        # Lists filter, then page by (created_at, id) (engine.instances.queries): one index per filter
+        # combination, ending in the page order.
+        Index("ix_pathway_instances_created_at_id", "created_at", "id"),
+        Index("ix_pathway_instances_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_pathway_instances_pathway_id_status_created_at_id", "pathway_id", "status", "created_at", "id"),
+        Index("ix_pathway_instances_patient_ref_created_at_id", "patient_ref", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -109,6 +116,23 @@ class PathwayInstance(Base):
     __mapper_args__ = {"version_id_col": revision}
 
 
+class ReadyTaskElement(Base):
+    """One element (BPMN id) an instance has a ready task at, as of its last save: the work list's
+    ``?element=`` filter reads this table's index in page order, so a page costs the same whether
+    the element is common, rare or nowhere. Written with the instance row by engine.instances.store;
+    derived from ``PathwayInstance.ready_tasks``."""
+
+    __tablename__ = "ready_task_elements"
+    __table_args__ = (Index("ix_ready_task_elements_element_created_at_instance_id", "element", "created_at",
+                            "instance_id"),)
+
+    # Derived from the instance row: it goes with it (an instance is only ever deleted by hand).
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    element: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the instance's, for the page order
+
+
 class InstanceEvent(Base):
     """The append-only event trail, hash-chained per instance.
 
@@ -116,10 +140,12 @@ class InstanceEvent(Base):
     """
 
     __tablename__ = "instance_events"
-    __table_args__ = (UniqueConstraint("instance_id", "seq"),)
+    # Verification reads every trail in one scan in this order (engine.audit.verify_trail).
+    __table_args__ = (UniqueConstraint("instance_id", "seq"),
+                      Index("ix_instance_events_instance_id_id", "instance_id", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), index=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"))
     seq: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(40))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -139,6 +165,27 @@ class InstanceEvent(Base):
 
     # Declared so the unit of work inserts an instance before its first events.
     instance: Mapped[PathwayInstance] = relationship(lazy="raise")
+
+
+class AuditVerification(Base):
+    """One run of the event trail's verification, started from the API and run in the background
+    (engine.verifications). ``problems`` is a JSON list of {instance_id, seq, message}: ids and
+    sequence numbers only, never patient data."""
+
+    __tablename__ = "audit_verifications"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # queued | running | verified | problems | failed
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    instances_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    instances_checked: Mapped[int] = mapped_column(Integer, default=0)
+    problem_count: Mapped[int] = mapped_column(Integer, default=0)
+    problems: Mapped[str] = mapped_column(Text, default="[]")
+    failure: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the error's type, never its text
 
 
 class ApiToken(Base):

@@ -13,11 +13,15 @@ columns' own SQLAlchemy type processors, so what is stored is what the ORM would
 optimistic lock is stated in SQL: ``UPDATE ... WHERE id = ? AND revision = <the revision read>``.
 On PostgreSQL that UPDATE and the INSERT of the step's events are one statement (a data-modifying
 ``WITH``), so a step's write is one round trip; a step's events are one multi-row INSERT elsewhere.
+
+The ready-task elements an instance is at (``ready_task_elements``, what the work list's element
+filter reads) are written here too, whenever a step changes the instance's ready tasks.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +38,7 @@ from engine.errors import NotFoundError, StaleVersionError
 from engine.webhooks import StepFacts, enqueue, take_referrals
 
 __all__ = ["ConflictMapper", "InstanceRecord", "active_instance_of", "insert_instances", "is_second_active_instance",
-           "load_instance", "load_latest_version", "load_spec", "save_instance"]
+           "load_instance", "load_latest_version", "load_spec", "ready_elements", "save_instance"]
 
 _INSTANCES: Table = PathwayInstance.__table__  # type: ignore[assignment]
 _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
@@ -71,8 +75,10 @@ class InstanceRecord:
     created_at: datetime
     updated_at: datetime
     ready_tasks: str | None = None  # JSON summary for work lists (engine.spiff.workflows.ready_task_summary)
-    # The summary as read or last written: what a save compares ``ready_tasks`` with (``task.ready`` webhooks).
-    saved_ready_tasks: str | None = None
+    # The summary as the database holds it (read, or last written): its elements are rows of
+    # ready_task_elements, rewritten when the summary changes, and what a save compares ``ready_tasks``
+    # with for ``task.ready`` webhooks.
+    stored_ready_tasks: str | None = None
     one_per_patient: bool = True  # counted by the one-active-instance index (set at start only)
 
 
@@ -87,6 +93,8 @@ class _Statements:
     load_spec: str
     latest_version: str
     save: str
+    delete_elements: str
+    insert_element: str
     to_db: Converter  # UTCDateTime's bind processing
     from_db: Converter  # UTCDateTime's result processing
     placeholder: Callable[[str], str]
@@ -130,6 +138,9 @@ class _Statements:
                             "ORDER BY deployed_at DESC, id DESC LIMIT 1"),
             save=(f"UPDATE pathway_instances SET {', '.join(f'{name} = {p(name)}' for name in _WRITABLE)}, "
                   f"revision = {p('new_revision')} WHERE id = {p('id')} AND revision = {p('revision')}"),
+            delete_elements=f"DELETE FROM ready_task_elements WHERE instance_id = {p('instance_id')}",
+            insert_element=(f"INSERT INTO ready_task_elements (instance_id, element, created_at) "
+                            f"VALUES ({p('instance_id')}, {p('element')}, {p('created_at')})"),
             to_db=to_db, from_db=from_db, placeholder=p, writes_in_one_statement=dialect.name == "postgresql",
         )
 
@@ -183,7 +194,7 @@ def load_instance(session: Session, instance_id: str) -> InstanceRecord:
     values["one_per_patient"] = bool(values["one_per_patient"])  # SQLite keeps 1 / 0
     for name in ("next_due_at", "created_at", "updated_at"):
         values[name] = sql.from_db(values[name])
-    return InstanceRecord(**values, pathway_version=row[-1], saved_ready_tasks=values["ready_tasks"])
+    return InstanceRecord(**values, pathway_version=row[-1], stored_ready_tasks=values["ready_tasks"])
 
 
 def load_spec(session: Session, version_id: int) -> str:
@@ -241,6 +252,8 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
     record.revision += 1
     if not together:
         _write_events(driver, sql, events)
+    if record.ready_tasks != record.stored_ready_tasks:
+        _write_elements(driver, sql, [record], replace=True)
     _enqueue_webhooks(session, [record], events)
 
 
@@ -253,6 +266,7 @@ def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
     session.connection().execute(insert(_INSTANCES), rows)
     session.flush()
     _write_events(driver, sql, events)
+    _write_elements(driver, sql, records, replace=False)
     _enqueue_webhooks(session, records, events)
 
 
@@ -260,12 +274,12 @@ def _enqueue_webhooks(session: Session, records: list[InstanceRecord], events: l
     """The webhook deliveries of the step (engine.webhooks), in its transaction: none if it rolls back."""
     steps = [StepFacts(record.id, record.pathway_id, record.pathway_version, record.updated_at,
                        [event for event in events if event["instance_id"] == record.id],
-                       record.saved_ready_tasks, record.ready_tasks, take_referrals(session, record.id),
+                       record.stored_ready_tasks, record.ready_tasks, take_referrals(session, record.id),
                        record.event_seq)
              for record in records]
     enqueue(session, steps)
-    for record in records:
-        record.saved_ready_tasks = record.ready_tasks
+    for record in records:  # what the database now holds (after the elements and the webhooks compared)
+        record.stored_ready_tasks = record.ready_tasks
 
 
 def active_instance_of(session: Session, pathway_id: str, patient_ref: str) -> str | None:
@@ -306,6 +320,28 @@ def _write_events(driver: Any, sql: _Statements, events: list[dict[str, Any]]) -
         for first in range(0, len(events), _MAX_EVENTS_PER_STATEMENT):
             chunk = events[first:first + _MAX_EVENTS_PER_STATEMENT]
             cursor.execute(sql.insert_events(len(chunk)), _event_params(chunk))
+    finally:
+        cursor.close()
+
+
+def ready_elements(summary: str | None) -> list[str]:
+    """The elements of a stored ready-task summary, each once."""
+    return sorted({task["element"] for task in json.loads(summary)}) if summary else []
+
+
+def _write_elements(driver: Any, sql: _Statements, records: list[InstanceRecord], *, replace: bool) -> None:
+    """The ready_task_elements rows of each record's summary (replacing its old ones)."""
+    cursor = driver.cursor()
+    try:
+        rows = []
+        for record in records:
+            if replace:
+                cursor.execute(sql.delete_elements, {"instance_id": record.id})
+            created = sql.to_db(record.created_at)
+            rows += [{"instance_id": record.id, "element": element, "created_at": created}
+                     for element in ready_elements(record.ready_tasks)]
+        if rows:
+            cursor.executemany(sql.insert_element, rows)
     finally:
         cursor.close()
 

@@ -1,10 +1,11 @@
 """Firing due timers from a worker: each due instance is one step, committed on its own.
 
-Each instance carries ``next_due_at`` (indexed with its status). :func:`fire_due_timers` picks due
-running instances one at a time, each in its own unit of work, and commits per instance, so a worker
-killed at any moment loses nothing: an uncommitted instance is still due and the next run picks it
-up. On PostgreSQL the pick is ``SELECT ... FOR UPDATE SKIP LOCKED``: several workers share the due
-instances and never take the same one. SQLite has no row locks; there the database's single writer
+Each instance carries ``next_due_at`` (indexed with its status). :func:`fire_due_timers` reads the
+ids of a batch of due running instances in one query, then fires each in its own unit of work and
+commits per instance, so a worker killed at any moment loses nothing: an uncommitted instance is
+still due and the next run picks it up. On PostgreSQL each instance of a batch is locked with
+``SELECT ... FOR UPDATE SKIP LOCKED`` and checked to be still due: several workers share the due
+instances and never fire the same one. SQLite has no row locks; there the database's single writer
 serialises workers, and the instance's revision check (the same optimistic lock every change uses)
 makes a second worker that read the same instance lose cleanly (nothing of its work is written)
 instead of firing a timer twice. Which timers fired is read by ``engine.spiff.timers``; the
@@ -22,6 +23,7 @@ worker's loop waits and tries again, :mod:`engine.instances.worker`).
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,7 +32,7 @@ from sqlalchemy import select
 
 from engine.audit import append_event, has_pending_events, take_pending_events
 from engine.db.models import PathwayInstance
-from engine.db.session import database_unavailable, unit_of_work
+from engine.db.session import database_unavailable, read_only, unit_of_work
 from engine.errors import StaleVersionError
 from engine.instances.service import PathwayService
 from engine.instances.store import ConflictMapper, load_instance, save_instance
@@ -72,13 +74,14 @@ def fire_due_timers(service: PathwayService, now: datetime | None = None, limit:
     """Fire the due timers of up to ``limit`` running instances whose ``next_due_at <= now``.
 
     ``now`` (default: the service's clock) chooses which instances are due; the timers themselves
-    fire by the service's clock, as every step does. Each instance is one unit of work, committed
-    on its own: a ``timer_fired`` event per timer element that fired, the new state and the new
-    ``next_due_at``. An instance another worker or a user changed meanwhile is skipped (it stays due
-    if it still is). A step that fails inside the diagram becomes an incident, as for any step; any
-    other failure of one instance's step becomes an incident too (see the module's docstring), and
-    the next instance is fired. ``backoff`` remembers, across calls, the instances whose incident
-    could not be written either.
+    fire by the service's clock, as every step does. Due instances are claimed in batches (one
+    query reads the ids of up to ``limit`` of the most overdue); each is then fired in its own unit
+    of work, committed on its own: a ``timer_fired`` event per timer element that fired, the new
+    state and the new ``next_due_at``. An instance another worker holds or changed meanwhile is
+    skipped (it stays due if it still is). A step that fails inside the diagram becomes an
+    incident, as for any step; any other failure of one instance's step becomes an incident too
+    (see the module's docstring), and the next instance is fired. ``backoff`` remembers, across
+    calls, the instances whose incident could not be written either.
 
     Returns the number of instances advanced (committed), incidents included.
 
@@ -88,34 +91,62 @@ def fire_due_timers(service: PathwayService, now: datetime | None = None, limit:
     """
     now = now or service.clock.now()
     backoff = backoff if backoff is not None else Backoff()
-    # Instances not to pick again in this call: lost to a concurrent change, or still due after
-    # their step (a timer that cannot fire yet). Advanced instances are no longer due by themselves.
+    # Instances not to pick again in this call: held or changed by another worker, or still due
+    # after their step (a timer that cannot fire yet). Advanced instances are no longer due by themselves.
+    # Only instances advanced count towards ``limit``: one held by another worker is someone else's work.
     passed: set[str] = set()
     advanced = 0
-    while advanced + len(passed) < limit:
-        picked: list[str] = []
-        try:
-            still_due = _fire_next(service, now, worker_id, passed | backoff.waiting(now), picked)
-        except StaleVersionError:
-            passed.update(picked)  # someone else changed it first; our work was rolled back
-            continue
-        except Exception as exc:
-            if not picked or database_unavailable(exc):
-                raise  # not one instance's fault
-            passed.update(picked)
-            if _record_incident(service, picked[0], exc, worker_id):
-                backoff.succeeded(picked[0])
-                advanced += 1
-            else:
-                backoff.failed(picked[0], service.clock.now())
-            continue
-        if not picked:
+    while advanced < limit:
+        batch = _due_batch(service, now, limit - advanced, passed | backoff.waiting(now))
+        if not batch:
             break
-        advanced += 1
-        backoff.succeeded(picked[0])
-        if still_due:
-            passed.update(picked)
+        for instance_id in batch:
+            if advanced >= limit:
+                break
+            outcome = _fire_claimed(service, instance_id, now, worker_id, backoff)
+            if outcome is not _Outcome.SKIPPED:
+                advanced += 1
+            if outcome is not _Outcome.ADVANCED:
+                passed.add(instance_id)
     return advanced
+
+
+class _Outcome(enum.Enum):
+    ADVANCED = "advanced"  # committed, no longer due
+    STILL_DUE = "still due"  # committed, but a timer is still due (it cannot fire yet)
+    SKIPPED = "skipped"  # held or changed by someone else, or no longer due: nothing written
+
+
+def _due_batch(service: PathwayService, now: datetime, size: int, passed: set[str]) -> list[str]:
+    """The ids of up to ``size`` due running instances, most overdue first, not in ``passed``
+    (one read of the (status, next_due_at) index; nothing is locked until each is fired)."""
+    with read_only(service.steps.sessions) as session:
+        query = (select(PathwayInstance.id).where(PathwayInstance.status == Status.RUNNING,
+                                                  PathwayInstance.next_due_at <= now)
+                 .order_by(PathwayInstance.next_due_at).limit(size))
+        if passed:
+            query = query.where(PathwayInstance.id.not_in(passed))
+        return list(session.scalars(query))
+
+
+def _fire_claimed(service: PathwayService, instance_id: str, now: datetime, worker_id: str,
+                  backoff: Backoff) -> _Outcome:
+    """Fire one instance of a claimed batch; a failure of its step becomes its incident."""
+    try:
+        fired = _fire_one(service, instance_id, now, worker_id)
+    except StaleVersionError:
+        return _Outcome.SKIPPED  # someone else changed it first; our work was rolled back
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise  # not one instance's fault
+        if _record_incident(service, instance_id, exc, worker_id):
+            backoff.succeeded(instance_id)
+            return _Outcome.STILL_DUE  # counted as advanced, and not picked again in this call
+        backoff.failed(instance_id, service.clock.now())
+        return _Outcome.SKIPPED
+    if fired is not _Outcome.SKIPPED:
+        backoff.succeeded(instance_id)
+    return fired
 
 
 def _record_incident(service: PathwayService, instance_id: str, exc: Exception, worker_id: str) -> bool:
@@ -152,21 +183,19 @@ def _record_incident(service: PathwayService, instance_id: str, exc: Exception, 
     return True
 
 
-def _fire_next(service: PathwayService, now: datetime, worker_id: str, passed: set[str], picked: list[str]) -> bool:
-    """Advance the most overdue instance not in ``passed``; returns whether it is still due."""
+def _fire_one(service: PathwayService, instance_id: str, now: datetime, worker_id: str) -> _Outcome:
+    """Advance one instance of a batch if it is still due and no other worker holds it."""
     runner = service.steps
     with ConflictMapper(), unit_of_work(runner.sessions) as session:
-        # Only the id, in (status, next_due_at) index order, so the database stops at the first row
-        # it can lock. PostgreSQL: lock it and let other workers skip it. SQLite ignores the lock.
-        query = (select(PathwayInstance.id).where(PathwayInstance.status == Status.RUNNING,
-                                                  PathwayInstance.next_due_at <= now)
-                 .order_by(PathwayInstance.next_due_at).limit(1).with_for_update(skip_locked=True))
-        if passed:
-            query = query.where(PathwayInstance.id.not_in(passed))
-        instance_id = session.scalars(query).first()
-        if instance_id is None:
-            return False
-        picked.append(instance_id)
+        # PostgreSQL: lock the row, or skip it if another worker holds it. SQLite ignores the lock;
+        # there the revision check makes the loser of a race write nothing.
+        claimed = session.scalars(
+            select(PathwayInstance.id).where(PathwayInstance.id == instance_id,
+                                             PathwayInstance.status == Status.RUNNING,
+                                             PathwayInstance.next_due_at <= now)
+            .with_for_update(skip_locked=True)).first()
+        if claimed is None:
+            return _Outcome.SKIPPED
         step = runner.open(session, instance_id, f"timer-worker:{worker_id}")
 
         def record(timer: FiredTimer) -> None:
@@ -182,4 +211,5 @@ def _fire_next(service: PathwayService, now: datetime, worker_id: str, passed: s
             step.instance.next_due_at = workflows.next_due_at(step.workflow)
         runner.save(step)
         instance = step.instance
-        return instance.status == Status.RUNNING and instance.next_due_at is not None and instance.next_due_at <= now
+        due = instance.status == Status.RUNNING and instance.next_due_at is not None and instance.next_due_at <= now
+        return _Outcome.STILL_DUE if due else _Outcome.ADVANCED

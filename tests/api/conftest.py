@@ -27,6 +27,7 @@ def app(deployed_database_url: str, clock: ManualClock) -> Iterator[Flask]:
     try:
         yield app
     finally:
+        app.extensions["carepath.jobs"].wait()  # a verification a test started, before its database goes
         app.extensions["carepath"].close()
 
 

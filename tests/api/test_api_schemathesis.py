@@ -41,7 +41,8 @@ def test_api_conforms_to_its_document(app: Flask, client: Any, auth: Any, tokens
     subscription = client.post("/v1/webhooks/subscriptions", headers=auth("admin"),
                                json={"url": "http://127.0.0.1:9/hooks", "event_types": ["task.ready"]}).json
     real = {"instance_id": instance["id"], "task_id": instance["ready_tasks"][0]["id"], "pathway_id": PATHWAY,
-            "version": "latest", "subscription_id": subscription["id"], **care_plan_ids(client, auth)}
+            "version": "latest", "subscription_id": subscription["id"], **care_plan_ids(client, auth),
+            "job_id": client.post("/v1/audit/verifications", headers=auth("auditor")).json["id"]}
     schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", app,
                                             headers={"Authorization": f"Bearer {tokens['author']}"})
     failures: dict[str, str] = {}

@@ -1,7 +1,7 @@
 """decision_evaluations: every DMN decision table evaluated by a business rule task
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-29 05:40:00
 
 A new table only; nothing existing changes.
@@ -13,7 +13,7 @@ import engine.db.models
 
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,519 @@
+"""Benchmark: a national caseload on one PostgreSQL (issue 19, points 2 and 3).
+
+Loading. ``engine.demo.load_demo`` drives nine synthetic patients through real steps to realistic
+points of the bundled pathways (just diagnosed, plan proposed, plan agreed, in treatment, summary
+written, waiting for a review, survey due, a warning sign in triage, a young person's travel costs).
+Their instance rows, event trails and ready-task elements are then copied ``--instances`` times with
+PostgreSQL's COPY:
+new ids, patient references ``SYN-SCALE-nnnnnnn``, creation times spread over two years, and every
+copied trail re-chained (each event's hash covers its instance id) so that every copy verifies. The
+warning-sign template is rare (0.5 % of the copies), as warning signs are.
+
+Measuring. Every list, work-list, trail, audit and worker query runs through the code that issues
+it: ``engine.instances.queries`` (instances, ready tasks, an event trail), the API's list endpoints
+through Flask's test client, the timer worker's batch claim (``engine.instances.timers``), the
+trail's verification (``engine.audit.verify_trail``) and ``carepath migrate`` as a subprocess that
+is killed and run again (point 3: progress, resumable). The SQL each call issues is captured and
+``EXPLAIN``-ed: the access method of each plan is printed next to its p50/p95.
+
+Run from the repository root (PostgreSQL only; a schema of its own, dropped and created again)::
+
+    .venv/bin/python bench/scale.py --database-url postgresql+psycopg://postgres@127.0.0.1:55432/carepath \\
+        --instances 100000
+
+Prints JSON with the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import random
+import re
+import resource
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, event, func, select, text  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+
+from engine import CarePath, ManualClock, Settings  # noqa: E402
+from engine.access import create_token  # noqa: E402
+from engine.audit import count_instances, event_hash, verify_trail  # noqa: E402
+from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion  # noqa: E402
+from engine.db.session import read_only, unit_of_work  # noqa: E402
+from engine.demo import load_demo  # noqa: E402
+from engine.instances.queries import InstanceFilter, InstanceQueries  # noqa: E402
+from engine.instances.store import ready_elements  # noqa: E402
+from engine.instances.timers import fire_due_timers  # noqa: E402
+
+INSTANCE_COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision",
+                    "next_due_at", "incident", "ready_tasks", "event_seq", "event_head", "created_at", "updated_at")
+EVENT_COLUMNS = ("instance_id", "seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
+                 "prev_hash", "hash", "state_digest", "mac")
+RARE_TEMPLATE = "SYN-DEMO-0008"  # a warning sign in triage
+RARE_SHARE = 0.005
+GENESIS = "0" * 64
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+
+def schema_url(base: str, schema: str) -> str:
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options=-csearch_path%3D{schema}"
+
+
+def fresh_schema(base: str, schema: str) -> None:
+    engine = create_engine(base)
+    with engine.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+
+
+def templates(engine: Engine) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    instances = PathwayInstance.__table__
+    events = InstanceEvent.__table__
+    with engine.connect() as connection:
+        rows = [dict(r) for r in connection.execute(select(instances).order_by(instances.c.created_at)).mappings()]
+        trails: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
+        for e in connection.execute(select(events).order_by(events.c.instance_id, events.c.id)).mappings():
+            trails[e["instance_id"]].append(dict(e))
+    return rows, trails
+
+
+def copies(rows: list[dict[str, Any]], count: int, today: datetime, seed: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Which template each copy is, the rare one at RARE_SHARE, the others equally often."""
+    rng = random.Random(seed)
+    common = [r for r in rows if r["patient_ref"] != RARE_TEMPLATE]
+    rare = [r for r in rows if r["patient_ref"] == RARE_TEMPLATE]
+    first = today - timedelta(days=730)
+    step = timedelta(days=730) / max(count, 1)
+    for number in range(count):
+        template = rare[0] if rare and rng.random() < RARE_SHARE else common[number % len(common)]
+        yield number, {**template, "created_at": first + step * number}
+
+
+def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, seed: int = 19) -> float:
+    """COPY ``count`` copies of the template instances and their re-chained trails; returns seconds."""
+    rows, trails = templates(engine)
+    started = time.perf_counter()
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        generator = copies(rows, count, today, seed)
+        done = 0
+        while done < count:
+            batch = [next(generator) for _ in range(min(chunk, count - done))]
+            instance_rows, event_rows, element_rows = [], [], []
+            for number, template in batch:
+                new_id = str(uuid.UUID(int=random.Random(number).getrandbits(128), version=4))
+                prev, last = GENESIS, GENESIS
+                for stored in trails[template["id"]]:
+                    copied = {**stored, "instance_id": new_id, "prev_hash": prev, "mac": None}
+                    copied["hash"] = event_hash(SimpleNamespace(**copied))
+                    prev = last = copied["hash"]
+                    event_rows.append(tuple(copied[c] for c in EVENT_COLUMNS))
+                copy = {**template, "id": new_id, "patient_ref": f"SYN-SCALE-{number:07d}", "event_head": last,
+                        "updated_at": template["created_at"]}
+                instance_rows.append(tuple(copy[c] for c in INSTANCE_COLUMNS))
+                element_rows += [(new_id, element, copy["created_at"])
+                                 for element in ready_elements(copy["ready_tasks"])]
+            with driver.cursor() as cursor:
+                with cursor.copy(f"COPY pathway_instances ({', '.join(INSTANCE_COLUMNS)}) FROM STDIN") as pipe:
+                    for row in instance_rows:
+                        pipe.write_row(row)
+                with cursor.copy(f"COPY instance_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as pipe:
+                    for row in event_rows:
+                        pipe.write_row(row)
+                with cursor.copy("COPY ready_task_elements (instance_id, element, created_at) FROM STDIN") as pipe:
+                    for row in element_rows:
+                        pipe.write_row(row)
+            driver.commit()
+            done += len(batch)
+            print(f"loaded {done}/{count}", file=sys.stderr, flush=True)
+        with driver.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        driver.commit()
+    finally:
+        raw.close()
+    return time.perf_counter() - started
+
+
+# --- measuring -------------------------------------------------------------------------------------
+
+
+class Statements:
+    """The SQL statements an engine issues while ``capturing``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.capturing = False
+        self.seen: list[tuple[str, Any]] = []
+        event.listen(engine, "before_cursor_execute", self._note)
+
+    def _note(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if self.capturing and statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            self.seen.append((statement, parameters))
+
+    @contextmanager
+    def capture(self) -> Iterator[list[tuple[str, Any]]]:
+        self.seen, self.capturing = [], True
+        try:
+            yield self.seen
+        finally:
+            self.capturing = False
+
+
+def plan_of(engine: Engine, statement: str, parameters: Any) -> str:
+    """The plan's nodes, outermost first: type, index and table (e.g. ``Limit > Index Scan using ix_... on t``)."""
+    raw = engine.raw_connection()
+    try:
+        with raw.driver_connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters or None)
+            (plan,) = cursor.fetchone()
+        raw.driver_connection.rollback()
+    finally:
+        raw.close()
+    nodes: list[str] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        label = node["Node Type"]
+        if "Index Name" in node:
+            label += f" using {node['Index Name']}"
+        if "Relation Name" in node:
+            label += f" on {node['Relation Name']}"
+        nodes.append(label)
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"] if isinstance(plan, list) else json.loads(plan)[0]["Plan"])
+    return " > ".join(nodes)
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    return {"p50_ms": round(statistics.median(ordered) * 1000, 2),
+            "p95_ms": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000, 2),
+            "max_ms": round(ordered[-1] * 1000, 2)}
+
+
+def measure(name: str, call: Callable[[int], Any], samples: int, statements: Statements, engine: Engine,
+            check: Callable[[Any], str] | None = None) -> dict[str, Any]:
+    with statements.capture() as seen:
+        first = call(0)
+    times, cpu = [], []
+    for sample in range(1, samples + 1):
+        began, began_cpu = time.perf_counter(), time.process_time()
+        call(sample)
+        times.append(time.perf_counter() - began)
+        cpu.append(time.process_time() - began_cpu)
+    plans = []
+    for statement, parameters in seen:
+        if "FROM pathway_instances" in statement or "FROM instance_events" in statement:
+            plans.append(plan_of(engine, statement, parameters))
+    # CPU time of this process (Python, driver): on a shared machine, the rest of wall time is the
+    # database's work and waiting for a core.
+    result = {"query": name, **percentiles(times), "client_cpu_p50_ms": round(statistics.median(cpu) * 1000, 2),
+              "plans": plans}
+    if check is not None:
+        result["result"] = check(first)
+    print(f"{name}: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms; {plans}", file=sys.stderr, flush=True)
+    return result
+
+
+def cursor_at(created_at: datetime, instance_id: str) -> str:
+    """A page cursor as the API issues them (a client would take it from ``next_cursor``; built here to
+    start pages anywhere in the caseload without walking to them)."""
+    raw = json.dumps([created_at.astimezone(UTC).isoformat(), instance_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def keys_sample(engine: Engine, count: int, seed: int) -> list[tuple[datetime, str, str]]:
+    """(created_at, id, patient_ref) of instances spread through the caseload (TABLESAMPLE: no full scan)."""
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT created_at, id, patient_ref FROM pathway_instances TABLESAMPLE SYSTEM (1) REPEATABLE (:seed) "
+            "LIMIT :count"), {"seed": seed, "count": count}).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def list_queries(app: CarePath, engine: Engine, statements: Statements, samples: int,
+                 today: datetime) -> list[dict[str, Any]]:
+    queries = InstanceQueries(app.sessions, app.instances)
+    keys = keys_sample(engine, samples + 1, 7)
+    cursors = [cursor_at(at, i) for at, i, _ in keys]
+    patients = [p for _, _, p in keys]
+    pick = lambda sample: cursors[sample % len(cursors)]  # noqa: E731
+    count_items = lambda page: f"{len(page.items)} items, next page: {page.next_cursor is not None}"  # noqa: E731
+    with read_only(app.sessions) as session:
+        pathway = "breast_cancer" if session.scalar(select(func.count()).select_from(PathwayVersion).where(
+            PathwayVersion.pathway_id == "breast_cancer")) else session.scalar(select(PathwayVersion.pathway_id))
+    due = today + timedelta(days=30)
+    cases: list[tuple[str, Callable[[int], Any]]] = [
+        ("instances: first page (50)", lambda s: queries.find(InstanceFilter(), None, 50)),
+        ("instances: a page anywhere (50)", lambda s: queries.find(InstanceFilter(), pick(s), 50)),
+        ("instances: status=running, a page anywhere", lambda s: queries.find(InstanceFilter(status="running"),
+                                                                               pick(s), 50)),
+        (f"instances: pathway_id={pathway}&status=running, a page anywhere",
+         lambda s: queries.find(InstanceFilter(pathway_id=pathway, status="running"), pick(s), 50)),
+        ("instances: patient_ref=<one patient>", lambda s: queries.find(
+            InstanceFilter(patient_ref=patients[s % len(patients)]), None, 50)),
+        ("instances: status=running&due_before=+30d, a page anywhere",
+         lambda s: queries.find(InstanceFilter(status="running", due_before=due), pick(s), 50)),
+        ("tasks: first page (20)", lambda s: queries.ready_tasks(InstanceFilter(), None, None, 20)),
+        ("tasks: a page anywhere (20)", lambda s: queries.ready_tasks(InstanceFilter(), None, pick(s), 20)),
+        (f"tasks: pathway_id={pathway}, a page anywhere",
+         lambda s: queries.ready_tasks(InstanceFilter(pathway_id=pathway), None, pick(s), 20)),
+        ("tasks: element=first_review (5 of 8 templates), a page anywhere",
+         lambda s: queries.ready_tasks(InstanceFilter(), "first_review", pick(s), 20)),
+        ("tasks: element=triage (0.5 % of instances when loaded), a page anywhere",
+         lambda s: queries.ready_tasks(InstanceFilter(), "triage", pick(s), 20)),
+        ("tasks: element=no_such_element (nobody is there), a page anywhere",
+         lambda s: queries.ready_tasks(InstanceFilter(), "no_such_element", pick(s), 20)),
+        ("trail: one instance's events", lambda s: queries.events(keys[s % len(keys)][1])),
+    ]
+    return [measure(name, call, samples, statements, engine,
+                    None if name.startswith("trail") else count_items) for name, call in cases]
+
+
+def api_queries(url: str, engine: Engine, samples: int) -> list[dict[str, Any]]:
+    from api import create_app
+
+    app = create_app({"DATABASE_URL": url, "TESTING": True, "AUTH_CACHE_SECONDS": 60})
+    carepath: CarePath = app.extensions["carepath"]
+    statements = Statements(carepath.db)
+    with unit_of_work(carepath.sessions) as session:
+        _, clinician = create_token(session, "clinician", "bench", carepath.clock)
+        _, auditor = create_token(session, "auditor", "bench", carepath.clock)
+    client = app.test_client()
+    keys = keys_sample(engine, samples + 1, 11)
+    cursors = [cursor_at(at, i) for at, i, _ in keys]
+
+    def get(path: str, secret: str) -> Callable[[int], Any]:
+        def call(sample: int) -> Any:
+            target = path.format(cursor=cursors[sample % len(cursors)], id=keys[sample % len(keys)][1])
+            response = client.get(target, headers={"Authorization": f"Bearer {secret}"})
+            assert response.status_code == 200, (target, response.status_code)
+            return response.json
+        return call
+
+    items = lambda body: f"{len(body['items'])} items"  # noqa: E731
+    cases = [
+        ("GET /v1/instances?status=running&limit=50&cursor=...",
+         "/v1/instances?status=running&limit=50&cursor={cursor}", clinician),
+        ("GET /v1/tasks?limit=20&cursor=...", "/v1/tasks?limit=20&cursor={cursor}", clinician),
+        ("GET /v1/tasks?element=triage&limit=20&cursor=...", "/v1/tasks?element=triage&limit=20&cursor={cursor}",
+         clinician),
+        ("GET /v1/instances/{id}/events", "/v1/instances/{id}/events", auditor),
+    ]
+    try:
+        return [measure(name, get(path, secret), samples, statements, carepath.db, items)
+                for name, path, secret in cases]
+    finally:
+        carepath.close()
+
+
+def timers(url: str, engine: Engine, statements_for: Callable[[Engine], Statements], count: int,
+           today: datetime) -> dict[str, Any]:
+    """Fire the due timers of ``count`` instances as the worker does (claims in batches of 100): the
+    clock is set just past the due time most instances share (every copy of one template: thousands),
+    so each instance fires the timers a worker would find due then (mostly one)."""
+    with engine.connect() as connection:
+        busiest = connection.execute(text("SELECT next_due_at FROM pathway_instances WHERE status = 'running' "
+                                          "AND next_due_at > :today GROUP BY next_due_at ORDER BY count(*) DESC "
+                                          "LIMIT 1"), {"today": today}).scalar()
+        due = connection.execute(text("SELECT count(*) FROM pathway_instances WHERE status = 'running' "
+                                      "AND next_due_at <= :at"), {"at": busiest + timedelta(seconds=1)}).scalar()
+    now = busiest + timedelta(seconds=1)
+    app = CarePath(Settings(database_url=url), ManualClock(now))
+    statements = statements_for(app.db)
+    try:
+        fired, began, plan, events_before = 0, time.perf_counter(), None, _timer_events(engine)
+        cpu = time.process_time()
+        while fired < count:
+            with statements.capture() as seen:
+                advanced = fire_due_timers(app.instances, now=now, limit=min(100, count - fired), worker_id="bench")
+            if plan is None:
+                claim = next(s for s in seen if "next_due_at <=" in s[0] and "ORDER BY" in s[0])
+                plan = plan_of(app.db, *claim)
+            if not advanced:
+                break
+            fired += advanced
+        elapsed = time.perf_counter() - began
+        return {"due_at_once": due, "instances_advanced": fired,
+                "timers_fired": _timer_events(engine) - events_before, "seconds": round(elapsed, 1),
+                "instances_per_minute": round(fired / elapsed * 60),
+                "worker_cpu_ms_per_instance": round((time.process_time() - cpu) / max(fired, 1) * 1000, 1),
+                "claim_plan": plan}
+    finally:
+        app.close()
+
+
+def _timer_events(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM instance_events WHERE type = 'timer_fired'"))
+                   .scalar() or 0)
+
+
+def audit(url: str, engine: Engine, statements_for: Callable[[Engine], Statements]) -> dict[str, Any]:
+    app = CarePath(Settings(database_url=url))
+    statements = statements_for(app.db)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    marks: list[tuple[int, int]] = []
+    try:
+        with read_only(app.sessions) as session, statements.capture() as seen:
+            total = count_instances(session)
+            began = time.perf_counter()
+            problems = verify_trail(session, progress=lambda n: marks.append(
+                (n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)), batch=2000)
+            elapsed = time.perf_counter() - began
+        plans = [plan_of(app.db, s, p) for s, p in seen if "instance_events" in s or "state" in s]
+    finally:
+        app.close()
+    middle = marks[len(marks) // 2][1] if marks else rss_before
+    return {"instances": total, "seconds": round(elapsed, 1), "per_second": round(total / elapsed),
+            "problems": len(problems), "statements": len(seen), "plans": plans,
+            "max_rss_mb": {"before": rss_before // 1024, "half_way": middle // 1024,
+                           "end": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}}
+
+
+def migration(url: str, engine: Engine, pathway: str, first_seconds: float, second_seconds: float) -> dict[str, Any]:
+    """Deploy a new version of ``pathway`` (a task renamed: the work is unchanged), then run
+    ``carepath migrate`` for ``first_seconds``, kill it (SIGKILL), and run it again for ``second_seconds``."""
+    folder = Path(tempfile.mkdtemp(prefix="carepath-scale-pathways-"))
+    try:
+        shutil.copytree(Settings().pathways_dir, folder, dirs_exist_ok=True)
+        diagram = folder / f"{pathway.removesuffix('_cancer')}.bpmn"
+        changed, count = re.subn(r'(<bpmn:userTask id="[^"]+" name=")([^"]+)"', r'\1\2 (renamed)"',
+                                 diagram.read_text(encoding="utf-8"), count=1)
+        assert count == 1, diagram
+        diagram.write_text(changed, encoding="utf-8")
+        deployer = CarePath(Settings(database_url=url, pathways_dir=folder))
+        try:
+            deployer.catalog.sync_library(actor="bench")
+        finally:
+            deployer.close()
+
+        def moved() -> tuple[int, int, int]:
+            with engine.connect() as connection:
+                newest = connection.execute(text("SELECT id FROM pathway_versions WHERE pathway_id = :p "
+                                                 "ORDER BY deployed_at DESC, id DESC LIMIT 1"), {"p": pathway}).scalar()
+                on_new = connection.execute(text("SELECT count(*) FROM pathway_instances WHERE pathway_id = :p "
+                                                 "AND pathway_version_id = :v"), {"p": pathway, "v": newest}).scalar()
+                left = connection.execute(text("SELECT count(*) FROM pathway_instances WHERE pathway_id = :p AND "
+                                               "status IN ('running', 'suspended') AND pathway_version_id <> :v"),
+                                          {"p": pathway, "v": newest}).scalar()
+                events = connection.execute(text(
+                    "SELECT count(*) FROM instance_events WHERE type = 'migrated'")).scalar()
+            return int(on_new or 0), int(left or 0), int(events or 0)
+
+        env = {**os.environ, "CAREPATH_DATABASE_URL": url, "CAREPATH_PATHWAYS_DIR": str(folder)}
+        runs = []
+        for seconds in (first_seconds, second_seconds):
+            before = moved()[0]
+            began = time.perf_counter()
+            command = [str(Path(sys.executable).parent / "carepath"), "migrate", pathway]
+            process = subprocess.Popen(command, cwd=ROOT, env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                process.wait(timeout=seconds)
+                killed = False
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                killed = True
+            elapsed = time.perf_counter() - began
+            stderr = (process.stderr.read() if process.stderr else "").strip().splitlines()
+            after, left, events = moved()
+            runs.append({"seconds": round(elapsed, 1), "killed": killed, "moved": after - before, "left": left,
+                         "per_second": round((after - before) / elapsed, 1),
+                         "last_progress_line": next((line for line in reversed(stderr) if "migrating" in line), None),
+                         "migrated_events_total": events, "instances_on_new_version": after})
+        return {"pathway": pathway, "runs": runs}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=os.environ.get("CAREPATH_TEST_POSTGRES_URL"),
+                        help="PostgreSQL (postgresql+psycopg://...)")
+    parser.add_argument("--schema", default="carepath_scale")
+    parser.add_argument("--instances", type=int, default=100_000)
+    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--timers", type=int, default=2000, help="instances whose due timers the worker fires")
+    parser.add_argument("--migrate-seconds", type=float, nargs=2, default=(60.0, 60.0),
+                        help="run `carepath migrate` this long, kill it, then again this long (0 0: skip)")
+    parser.add_argument("--reuse", action="store_true", help="measure the schema a previous run loaded")
+    parser.add_argument("--sections", default="lists,api,timers,audit,migrate",
+                        help="which measurements to run (comma-separated)")
+    args = parser.parse_args()
+    if not args.database_url or not args.database_url.startswith("postgresql"):
+        parser.error("--database-url must be a PostgreSQL URL")
+    url = schema_url(args.database_url, args.schema)
+    today = datetime.now(UTC).replace(microsecond=0)
+    result: dict[str, Any] = {"benchmark": "scale", "command": shlex.join([sys.executable, *sys.argv]),
+                              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                          "platform": platform.platform(),
+                                          "load_average_at_start": [round(x, 1) for x in os.getloadavg()]}}
+    if not args.reuse:
+        fresh_schema(args.database_url, args.schema)
+        began = time.perf_counter()
+        load_demo(Settings(database_url=url), now=today)
+        templated = time.perf_counter() - began
+        engine = create_engine(url)
+        seconds = bulk_copy(engine, args.instances, today)
+        result["load"] = {"templates_seconds": round(templated, 1), "copy_seconds": round(seconds, 1)}
+    else:
+        engine = create_engine(url)
+    with engine.connect() as connection:
+        result["database"] = {
+            "instances": connection.execute(text("SELECT count(*) FROM pathway_instances")).scalar(),
+            "events": connection.execute(text("SELECT count(*) FROM instance_events")).scalar(),
+            "server": connection.execute(text("SHOW server_version")).scalar(),
+            "fsync": connection.execute(text("SHOW fsync")).scalar(),
+            "size": connection.execute(text("SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_class c "
+                                            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s "
+                                            "AND c.relkind = 'r'"), {"s": args.schema}).scalar()}
+    sections = set(args.sections.split(","))
+    if "lists" in sections:
+        app = CarePath(Settings(database_url=url))
+        try:
+            result["lists"] = list_queries(app, app.db, Statements(app.db), args.samples, today)
+        finally:
+            app.close()
+    if "api" in sections:
+        result["api"] = api_queries(url, engine, args.samples)
+    if "timers" in sections:
+        result["timers"] = timers(url, engine, Statements, args.timers, today)
+    if "audit" in sections:
+        result["audit_verify"] = audit(url, engine, Statements)
+    if "migrate" in sections and args.migrate_seconds[0] > 0:
+        result["migrate"] = migration(url, engine, "breast_cancer", *args.migrate_seconds)
+    engine.dispose()
+    result["machine"]["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+    print(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

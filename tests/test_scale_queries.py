@@ -1,0 +1,230 @@
+"""Queries that stay cheap at a national caseload (issue 19): what SQL the lists, the timer worker and
+the trail's verification issue, and what those statements promise -- an index that matches the
+filters and the order, a row-value cursor, no workflow state read, every filter in SQL, batches,
+one scan. ``bench/scale.py`` measures the same statements on a million rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, event, text
+
+from api.cli import main
+from engine import CarePath, ManualClock
+from engine.audit import verify_trail
+from engine.db.session import read_only
+from engine.instances.queries import InstanceFilter, InstanceQueries
+from engine.instances.timers import fire_due_timers
+
+SYSTEM, NURSE = "system:ehr", "clinician:cns-1"
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    seen: list[tuple[str, Any]] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def _assessments(carepath: CarePath, clock: ManualClock, count: int, advanced: set[int]) -> list[str]:
+    """``count`` instances a minute apart; those numbered in ``advanced`` are past their assessment
+    (their ready task is ``offer_support``), the others wait at ``hna``."""
+    ids = []
+    for number in range(count):
+        clock.advance(timedelta(minutes=1))
+        view = carepath.instances.start("test_assessment", f"MRN-SC-{number}", SYSTEM)
+        if number in advanced:
+            [hna] = view.ready_tasks
+            carepath.instances.complete_task(view.id, hna["id"], {"anxiety": 1, "fatigue": 1}, NURSE)
+        ids.append(view.id)
+    return ids
+
+
+def test_an_element_filter_fills_every_page(carepath: CarePath, clock: ManualClock) -> None:
+    ids = _assessments(carepath, clock, 6, advanced={1, 3, 5})
+    queries = InstanceQueries(carepath.sessions, carepath.instances)
+    first = queries.ready_tasks(InstanceFilter(), "offer_support", None, 2)
+    # Filtered after paging, the first two instances (one at hna) gave a page of one task.
+    assert [task["instance_id"] for task in first.items] == [ids[1], ids[3]]
+    assert {task["element"] for task in first.items} == {"offer_support"} and first.next_cursor
+    second = queries.ready_tasks(InstanceFilter(), "offer_support", first.next_cursor, 2)
+    assert [task["instance_id"] for task in second.items] == [ids[5]] and second.next_cursor is None
+    # LIKE's wildcards in the element are taken literally: "offer_suppor_" is no element.
+    assert queries.ready_tasks(InstanceFilter(), "offer_suppor_", None, 10).items == []
+
+
+def test_the_elements_an_instance_is_at_follow_its_steps(carepath: CarePath, clock: ManualClock) -> None:
+    [first, second] = _assessments(carepath, clock, 2, advanced={1})
+
+    def elements() -> dict[str, list[str]]:
+        with carepath.db.connect() as connection:
+            rows = connection.execute(text("SELECT instance_id, element FROM ready_task_elements "
+                                           "ORDER BY instance_id, element")).all()
+        found: dict[str, list[str]] = {}
+        for instance_id, element in rows:
+            found.setdefault(instance_id, []).append(element)
+        return found
+
+    assert elements() == {first: ["hna"], second: ["offer_support"]}
+    [hna] = carepath.instances.get(first).ready_tasks
+    carepath.instances.complete_task(first, hna["id"], {"anxiety": 1, "fatigue": 1}, NURSE)
+    assert elements() == {first: ["offer_support"], second: ["offer_support"]}
+    carepath.instances.cancel(second, NURSE, "moved to another trust")
+    assert elements() == {first: ["offer_support"]}
+
+
+def test_lists_read_no_workflow_state_and_page_by_a_row_value(carepath: CarePath, clock: ManualClock) -> None:
+    _assessments(carepath, clock, 3, advanced=set())
+    queries = InstanceQueries(carepath.sessions, carepath.instances)
+    cursor = queries.find(InstanceFilter(), None, 1).next_cursor
+    assert cursor is not None
+    with statements(carepath.db) as seen:
+        assert len(queries.find(InstanceFilter(status="running"), cursor, 1).items) == 1
+        assert len(queries.ready_tasks(InstanceFilter(), "hna", cursor, 1).items) == 1
+    lists = [s for s, _ in seen if "FROM pathway_instances" in s]
+    assert len(lists) == 2
+    for statement in lists:
+        assert "pathway_instances.state" not in statement
+        assert " OR pathway_instances.created_at" not in statement
+    assert "(pathway_instances.created_at, pathway_instances.id) >" in lists[0]
+    assert "(ready_task_elements.created_at, ready_task_elements.instance_id) >" in lists[1]
+    assert "pathway_instances.ready_tasks" not in lists[0]  # a list of instances shows no tasks
+
+
+def _plan(engine: Engine, statement: str, parameters: Any) -> str:
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: judge the indexes alone
+            rows = connection.exec_driver_sql("EXPLAIN " + statement, parameters).all()
+        else:
+            rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+        connection.rollback()
+    return "\n".join(str(row[-1]) for row in rows)
+
+
+@pytest.mark.parametrize(("where", "index"), [
+    (InstanceFilter(), "ix_pathway_instances_created_at_id"),
+    (InstanceFilter(status="running"), "ix_pathway_instances_status_created_at_id"),
+    # (The planner may prefer the status index while every instance is of one pathway.)
+    (InstanceFilter(pathway_id="test_assessment", status="running"), "status_created_at_id"),
+    (InstanceFilter(patient_ref="MRN-SC-1"), "ix_pathway_instances_patient_ref_created_at_id"),
+])
+def test_every_list_page_is_one_range_of_an_index_in_page_order(carepath: CarePath, clock: ManualClock,
+                                                                 where: InstanceFilter, index: str) -> None:
+    _assessments(carepath, clock, 3, advanced=set())
+    queries = InstanceQueries(carepath.sessions, carepath.instances)
+    cursor = queries.find(InstanceFilter(), None, 1).next_cursor
+    with statements(carepath.db) as seen:
+        queries.find(where, cursor, 1)
+    [(statement, parameters)] = [(s, p) for s, p in seen if "FROM pathway_instances" in s]
+    plan = _plan(carepath.db, statement, parameters)
+    assert index in plan, plan
+    assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan  # the index gives the order
+
+
+def test_an_element_filter_reads_the_elements_index_in_page_order(carepath: CarePath, clock: ManualClock) -> None:
+    _assessments(carepath, clock, 3, advanced={1})
+    queries = InstanceQueries(carepath.sessions, carepath.instances)
+    cursor = queries.find(InstanceFilter(), None, 1).next_cursor
+    with statements(carepath.db) as seen:
+        assert queries.ready_tasks(InstanceFilter(), "nobody_is_here", cursor, 20).items == []
+    [(statement, parameters)] = [(s, p) for s, p in seen if "FROM pathway_instances" in s]
+    plan = _plan(carepath.db, statement, parameters)
+    # Not a walk through every running instance, testing each: one range of the element's index.
+    assert "ix_ready_task_elements_element_created_at_instance_id" in plan, plan
+    assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_due_timers_are_claimed_in_batches(carepath: CarePath, clock: ManualClock) -> None:
+    for first in range(0, 30, 10):
+        carepath.instances.start_many("test_timer_p1d", [f"MRN-T-{n}" for n in range(first, first + 10)], SYSTEM)
+    clock.advance(timedelta(days=2))
+    with statements(carepath.db) as seen:
+        assert fire_due_timers(carepath.instances, limit=100) == 30
+    claims = [s for s, _ in seen if "next_due_at <=" in s and "ORDER BY" in s]
+    assert len(claims) == 2  # one batch of 30, and one that finds nothing more due (not one per instance)
+    locks = [s for s, _ in seen if "FOR UPDATE" in s or ("next_due_at <=" in s and "ORDER BY" not in s)]
+    assert len(locks) == 30  # each instance is still checked (and, on PostgreSQL, locked) in its own unit of work
+
+
+def test_verification_reads_every_trail_in_one_scan_and_reports_progress(carepath: CarePath,
+                                                                          clock: ManualClock) -> None:
+    _assessments(carepath, clock, 5, advanced={0, 2})
+    checked: list[int] = []
+    with statements(carepath.db) as seen, read_only(carepath.sessions) as session:
+        assert verify_trail(session, progress=checked.append, batch=2) == []
+    assert len([s for s, _ in seen if "FROM instance_events" in s]) == 1  # not one query per instance
+    assert len([s for s, _ in seen if "FROM pathway_instances" in s]) == 1
+    assert checked == [2, 4, 5]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_events_left_by_a_deleted_instance_are_reported(carepath: CarePath, clock: ManualClock) -> None:
+    ids = _assessments(carepath, clock, 3, advanced=set())
+    gone = ids[1]
+    with carepath.db.begin() as connection:
+        # Someone with the database's keys deletes an instance and leaves its events (no foreign key checks).
+        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        connection.execute(text("DELETE FROM pathway_instances WHERE id = :i"), {"i": gone})
+    with read_only(carepath.sessions) as session:
+        problems = verify_trail(session)
+    assert [(p.instance_id, p.message) for p in problems] == [
+        (gone, "events of an instance that is not in the database (the instance was deleted)")]
+
+
+def test_audit_verify_command_shows_progress(carepath: CarePath, clock: ManualClock,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    _assessments(carepath, clock, 2, advanced=set())
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", carepath.settings.database_url)
+    result = CliRunner().invoke(main, ["audit", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "verifying: 2/2 instances (100%)" in result.stderr
+    assert "event trail verified" in result.stdout
+
+
+def test_migration_0009_lists_the_elements_of_every_stored_summary(database_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from engine.db.session import upgrade_schema
+
+    upgrade_schema(database_url, "0005")
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO pathway_versions (id, pathway_id, version, title, main_file, files, spec, deployed_at, "
+                "deployed_by) VALUES (1, 'p', 'v1', 't', 'p.bpmn', '{}', '{}', :at, 'x')"), {"at": "2026-01-01"})
+            summary = ('[{"id":"1","element":"hna","spec":"hna"},{"id":"2","element":"review","spec":"review"},'
+                       '{"id":"3","element":"hna","spec":"hna"}]')
+            for number, ready in ((1, summary), (2, None), (3, "[]")):
+                connection.execute(text(
+                    "INSERT INTO pathway_instances (id, pathway_id, pathway_version_id, patient_ref, status, state, "
+                    "revision, ready_tasks, event_seq, event_head, created_at, updated_at) VALUES (:id, 'p', 1, "
+                    "'MRN-1', 'running', '{}', 1, :ready, 0, :head, :at, :at)"),
+                    {"id": f"00000000-0000-4000-8000-00000000000{number}", "ready": ready, "head": "0" * 64,
+                     "at": "2026-01-01"})
+        upgrade_schema(database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT instance_id, element FROM ready_task_elements "
+                                           "ORDER BY element")).all()
+        assert [(i[-1], e) for i, e in rows] == [("1", "hna"), ("1", "review")]
+        # Three running instances of one pathway for one patient (before 0007 allowed it): the upgrade
+        # keeps them all running, holding the oldest to one-per-patient (the later ones as concurrent).
+        with engine.connect() as connection:
+            held = connection.execute(text("SELECT id, one_per_patient FROM pathway_instances ORDER BY id")).all()
+        assert [(i[-1], bool(one)) for i, one in held] == [("1", True), ("2", False), ("3", False)]
+    finally:
+        engine.dispose()

@@ -1,0 +1,47 @@
+"""Verifying every trail as a background job (engine.verifications): its row shows progress, then the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import CarePath, ManualClock, verifications
+from engine.errors import NotFoundError
+from engine.verifications import get_verification, request_verification, run_verification
+
+
+def _started(carepath: CarePath, count: int) -> None:
+    for number in range(count):
+        carepath.instances.start("test_assessment", f"MRN-V-{number}", "system:ehr")
+
+
+def test_a_job_reports_its_progress_and_its_result(carepath: CarePath, clock: ManualClock) -> None:
+    _started(carepath, 3)
+    job = request_verification(carepath.sessions, "auditor:a", clock.now())
+    assert (job.status, job.instances_checked, job.as_dict()["verified"]) == ("queued", 0, None)
+    done = run_verification(carepath.sessions, job.id, clock.now, batch=1)
+    assert done.status == "verified" and done.as_dict()["verified"] is True
+    assert (done.instances_total, done.instances_checked, done.problem_count) == (3, 3, 0)
+    assert done.started_at is not None and done.finished_at is not None and done.progress_at is not None
+    assert get_verification(carepath.sessions, job.id) == done
+
+
+def test_an_unreadable_checkpoint_is_a_problem_and_a_crash_is_recorded_by_its_type(
+        carepath: CarePath, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _started(carepath, 1)
+    (tmp_path / "checkpoint-20260101T000000000000Z-abc.json").write_text("not a checkpoint")
+    job = request_verification(carepath.sessions, "auditor:a", clock.now())
+    done = run_verification(carepath.sessions, job.id, clock.now, checkpoint_dir=tmp_path)
+    assert done.status == "problems" and done.problem_count == 1
+    assert "cannot be read as one" in done.problems[0]["message"]
+
+    def broken(*_args: object, **_kwargs: object) -> list[object]:
+        raise RuntimeError("MRN-V-0 appears in this text and must not be stored")
+
+    monkeypatch.setattr(verifications, "verify_trail", broken)
+    job = request_verification(carepath.sessions, "auditor:a", clock.now())
+    failed = run_verification(carepath.sessions, job.id, clock.now)
+    assert (failed.status, failed.failure, failed.as_dict()["verified"]) == ("failed", "RuntimeError", None)
+    with pytest.raises(NotFoundError):
+        get_verification(carepath.sessions, "00000000-0000-4000-8000-000000000000")
