@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TESTS, ContractClient
 from flask import Flask
 from helpers import CARE_PLAN_PATHWAY
 
@@ -22,6 +21,7 @@ from api import create_app
 from engine import ManualClock
 from engine.settings import bundled_service_directory
 
+TESTS = Path(__file__).resolve().parent.parent
 NOTICE, TEXT = "x-carepath-safety-notice", "x-carepath-safety-notice-text"
 ENGLAND, SWEDEN, MOVED = "01632 960177", "08-465 004 77", "+44 1632 960 188"
 
@@ -41,14 +41,16 @@ def directory(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app(deployed_database_url: str, clock: ManualClock, directory: Path) -> Iterator[Flask]:
-    app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
-                      "CLOCK": clock, "AUTH_CACHE_SECONDS": 0, "SERVICE_DIRECTORY": str(directory)})
-    app.test_client_class = ContractClient
+def client(app: Flask, deployed_database_url: str, clock: ManualClock, directory: Path) -> Iterator[Any]:
+    """A second app on the same database (so the tokens of ``auth`` work), reading this test's directory,
+    with the contract-checking client of the usual one."""
+    ours = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
+                       "CLOCK": clock, "AUTH_CACHE_SECONDS": 0, "SERVICE_DIRECTORY": str(directory)})
+    ours.test_client_class = app.test_client_class
     try:
-        yield app
+        yield ours.test_client()
     finally:
-        app.extensions["carepath"].close()
+        ours.extensions["carepath"].close()
 
 
 def _start(client: Any, auth: Any, **headers: str) -> Any:
