@@ -14,6 +14,7 @@ from .auth import current_principal, requires
 from .idempotency import idempotent
 from .openapi import SCHEMAS
 from .parsing import etag, if_match, json_body, query_choice, query_errors, query_int, query_str, query_time
+from .safety import VARY, instance_body
 
 bp = Blueprint("instances", __name__, url_prefix="/v1/instances")
 
@@ -36,7 +37,7 @@ def start() -> Reply:
     body = json_body("StartRequest")
     view = carepath().instances.start(body["pathway_id"], body["patient_ref"], current_principal().actor,
                                       body.get("data"))
-    return view.as_dict(), 201, {**etag(view.version), "Location": url_for(".get", instance_id=view.id)}
+    return instance_body(view), 201, {**etag(view.version), **VARY, "Location": url_for(".get", instance_id=view.id)}
 
 
 @bp.get("")
@@ -51,7 +52,7 @@ def find() -> dict[str, Any]:
 @requires("instances.read")
 def get(instance_id: Any) -> Reply:
     view = carepath().instances.get(str(instance_id))
-    return view.as_dict(), 200, etag(view.version)
+    return instance_body(view), 200, {**etag(view.version), **VARY}
 
 
 @bp.post("/<uuid:instance_id>/suspend")
@@ -59,7 +60,7 @@ def get(instance_id: Any) -> Reply:
 def suspend(instance_id: Any) -> Reply:
     reason = json_body("LifecycleRequest", required=False).get("reason", "")
     view = carepath().instances.suspend(str(instance_id), current_principal().actor, reason, if_match())
-    return view.as_dict(), 200, etag(view.version)
+    return instance_body(view), 200, {**etag(view.version), **VARY}
 
 
 @bp.post("/<uuid:instance_id>/resume")
@@ -67,7 +68,7 @@ def suspend(instance_id: Any) -> Reply:
 def resume(instance_id: Any) -> Reply:
     json_body("LifecycleRequest", required=False)
     view = carepath().instances.resume(str(instance_id), current_principal().actor, if_match())
-    return view.as_dict(), 200, etag(view.version)
+    return instance_body(view), 200, {**etag(view.version), **VARY}
 
 
 @bp.post("/<uuid:instance_id>/cancel")
@@ -75,7 +76,7 @@ def resume(instance_id: Any) -> Reply:
 def cancel(instance_id: Any) -> Reply:
     reason = json_body("LifecycleRequest", required=False).get("reason", "")
     view = carepath().instances.cancel(str(instance_id), current_principal().actor, reason, if_match())
-    return view.as_dict(), 200, etag(view.version)
+    return instance_body(view), 200, {**etag(view.version), **VARY}
 
 
 @bp.patch("/<uuid:instance_id>/data")
@@ -91,4 +92,4 @@ def correct_data(instance_id: Any) -> Reply:
 @requires("instances.manage")
 def retry(instance_id: Any) -> Reply:
     view = carepath().instances.retry(str(instance_id), current_principal().actor, if_match())
-    return view.as_dict(), 200, etag(view.version)
+    return instance_body(view), 200, {**etag(view.version), **VARY}

@@ -9,6 +9,7 @@ from flask import Blueprint
 from . import carepath
 from .auth import current_principal, requires
 from .parsing import json_body
+from .safety import instance_body
 
 bp = Blueprint("messages", __name__, url_prefix="/v1/messages")
 
@@ -20,4 +21,4 @@ def send() -> dict[str, Any]:
     views = carepath().instances.send_message(body["name"], current_principal().actor,
                                               patient_ref=body.get("patient_ref"),
                                               instance_id=body.get("instance_id"), payload=body.get("payload"))
-    return {"delivered": [view.as_dict() for view in views]}
+    return {"delivered": [instance_body(view) for view in views]}

@@ -72,7 +72,11 @@ _TASK_PROPS: dict[str, Any] = {
     "id": {"type": "string"}, "element": {"type": "string"}, "name": {"type": "string"},
     "process": {"type": "string"}, "kind": {"type": "string"}, "state": {"type": "string"},
     "lane": _NULLABLE_STRING,
-    "form": {"type": ["object", "null"], "description": "The task's form as a JSON Schema (2020-12)"},
+    "form": {"type": ["object", "null"], "description": (
+        "The task's form as a JSON Schema (2020-12). A form that declares x-carepath-safety-notice (the needs "
+        "checklists) comes with it filled from the service directory in the Accept-Language (en or sv): "
+        "x-carepath-safety-notice-text {kind, language, title, text, phone, line, hours_label, example, emergency}, "
+        "and a description that starts with the text")},
 }
 _SUMMARY_PROPS: dict[str, Any] = {
     "id": {"type": "string", "pattern": UUID_PATTERN}, "pathway_id": {"type": "string"},

@@ -14,6 +14,7 @@ from .auth import current_principal, requires
 from .idempotency import idempotent
 from .instances import instance_filter
 from .parsing import etag, if_match, json_body, query_errors, query_int, query_str
+from .safety import VARY, instance_body, with_notices
 
 bp = Blueprint("tasks", __name__, url_prefix="/v1")
 
@@ -22,11 +23,12 @@ Reply = tuple[dict[str, Any], int, dict[str, str]]
 
 @bp.get("/tasks")
 @requires("tasks.read")
-def list_ready() -> dict[str, Any]:
+def list_ready() -> tuple[dict[str, Any], int, dict[str, str]]:
     where, element = instance_filter(), query_str("element", r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
     cursor, limit = query_str("cursor"), query_int("limit", 20, 1, MAX_LIMIT)
     with query_errors():  # a cursor this API did not issue, a status other than running
-        return queries().ready_tasks(where, element, cursor, limit).as_dict()
+        page = queries().ready_tasks(where, element, cursor, limit).as_dict()
+    return {**page, "items": with_notices(page["items"])}, 200, VARY
 
 
 @bp.get("/instances/<uuid:instance_id>/tasks/<uuid:task_id>")
@@ -37,7 +39,7 @@ def get(instance_id: Any, task_id: Any) -> Reply:
         if task["id"] == str(task_id):
             item = {**task, "instance_id": view.id, "instance_version": view.version,
                     "pathway_id": view.pathway_id, "patient_ref": view.patient_ref}
-            return item, 200, etag(view.version)
+            return with_notices([item])[0], 200, {**etag(view.version), **VARY}
     raise NotFoundError("no ready task with this id in the instance")
 
 
@@ -48,4 +50,4 @@ def complete(instance_id: Any, task_id: Any) -> Reply:
     data = json_body("CompleteRequest")["data"]
     view = carepath().instances.complete_task(str(instance_id), str(task_id), data, current_principal().actor,
                                               expected_version=if_match())
-    return view.as_dict(), 200, etag(view.version)
+    return instance_body(view), 200, {**etag(view.version), **VARY}

@@ -9,6 +9,8 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from engine.documents.directory import service_directory
+from engine.documents.notices import TEXT_KEY, fill_tasks
 from engine.errors import Problem, StaleVersionError, TaskDataError, TaskNotReadyError
 from engine.instances.queries import InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
@@ -16,7 +18,7 @@ from engine.instances.view import PATIENT_REF_PATTERN
 from .. import carepath, queries
 from .auth import actor, page
 from .forms import FormField, expand_maps, fields_of, other_problems, parse_fields, problem_messages, revision_of
-from .i18n import translate
+from .i18n import current_language, translate
 
 bp = Blueprint("clinicians", __name__)
 
@@ -68,9 +70,23 @@ def work_list() -> str:
 
 
 def _ready_task(instance_id: str, task_id: str) -> tuple[Any, dict[str, Any] | None]:
-    """The instance and its ready task (None when it is not ready). Raises: NotFoundError (no instance)."""
+    """The instance and its ready task (None when it is not ready), its form's safety notice filled in
+    the page's language. Raises: NotFoundError (no instance), RuleFileError (an invalid directory)."""
     view = carepath().instances.get(instance_id)
-    return view, next((task for task in view.ready_tasks if task["id"] == task_id), None)
+    found = [task for task in view.ready_tasks if task["id"] == task_id]
+    filled = fill_tasks(found, service_directory(carepath().settings), current_language())
+    return view, filled[0] if filled else None
+
+
+def _notice(task: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The task form's safety notice (None without one) and the rest of its description, shown apart."""
+    form = task.get("form")
+    if not isinstance(form, dict):
+        return None, None
+    notice, description = form.get(TEXT_KEY), form.get("description")
+    if notice and isinstance(description, str):
+        description = description.removeprefix(notice["text"]).strip()
+    return notice, description or None
 
 
 @bp.get("/patients/<uuid:instance_id>/tasks/<uuid:task_id>")
@@ -79,8 +95,10 @@ def task(instance_id: Any, task_id: Any) -> str:
     view, found = _ready_task(str(instance_id), str(task_id))
     if found is None:
         abort(404)
+    notice, description = _notice(found)
     return render_template("web/task.html", view=view, task=found, fields=_fields(view.id, found["form"]),
-                           values={}, errors={}, summary=[], stale=False, version=view.version)
+                           values={}, errors={}, summary=[], stale=False, version=view.version, notice=notice,
+                           description=description)
 
 
 @bp.post("/patients/<uuid:instance_id>/tasks/<uuid:task_id>")
@@ -107,8 +125,10 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
             flash(translate("task.completed", task=found["name"], patient=view.patient_ref))
             return redirect(url_for("web.patients.patient", instance_id=view.id), code=303)
     errors, summary = problem_messages(fields, problems, translate)
+    notice, description = _notice(found)
     return render_template("web/task.html", view=view, task=found, fields=fields, values=request.form,
-                           errors=errors, summary=summary, stale=stale, version=version), status
+                           errors=errors, summary=summary, stale=stale, version=version, notice=notice,
+                           description=description), status
 
 
 def _fields(instance_id: str, form: dict[str, Any] | None) -> list[FormField]:

@@ -32,6 +32,7 @@ from engine.db.models import InstanceEvent
 from engine.db.session import read_only
 from engine.documents.contacts import Contacts
 from engine.documents.directory import service_directory
+from engine.documents.notices import safety_notice
 from engine.documents.reasons import plain_reasons
 from engine.documents.render import (
     CARE_PLAN,
@@ -202,13 +203,9 @@ class _Sources:
 
     def safety(self, during_treatment: bool) -> dict[str, Any]:
         """The message every document starts with: feeling unwell, call the 24-hour line now (issue 13)."""
-        line = self.contacts.twenty_four_hour_line()
-        key = "during_treatment" if during_treatment else "after_treatment"
-        return {"kind": key, "title": self.strings["safety"]["title"], "phone": line["phone"], "line": line["name"],
-                "example": line["example"],
-                "text": self.strings["safety"][key].format(phone=line["phone"], line=line["name"]),
-                "emergency": self.strings["text"]["emergency_call"].format(
-                    number=self.contacts.system.emergency_number)}
+        notice = safety_notice(self.directory, self.language,
+                               "during_treatment" if during_treatment else "after_treatment")
+        return {k: notice[k] for k in ("kind", "title", "phone", "line", "example", "text", "emergency")}
 
     def england(self) -> bool:
         return self.contacts.system.key == "england"

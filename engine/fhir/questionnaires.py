@@ -3,8 +3,12 @@ QuestionnaireResponse, and a patient app's response back into the checklist task
 
 The Questionnaire is generated from the concern catalogue (``rules/catalogues/concerns.yaml``): a group
 per domain, an integer item 0-10 per concern (linkId = the concern's code), then "about you" (the
-situation questions the rules read: linkId = the context field) and "what matters to me". Its version is
-the catalogue's version, so a response names the exact checklist it answered.
+situation questions the rules read: linkId = the context field) and "what matters to me". It opens with
+the checklist form's safety notice as a ``display`` item (if you have a temperature or feel unwell during
+treatment, call the 24-hour line now), filled from the deployment's service directory
+(engine.documents.notices): English text with England's line, and a FHIR ``translation`` extension with
+the Swedish text and Sweden's line. Its version is the catalogue's version, so a response names the
+exact checklist it answered (the notice asks nothing).
 
 An assessment is what the rules evaluated: each stored rule evaluation of an instance holds the scores
 and the situation answers of one completed checklist (engine.rules.store), so each is one
@@ -18,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from engine.documents.directory import ServiceDirectory
+from engine.documents.notices import safety_notice
 from engine.errors import InvalidInputError, Problem
 from engine.fhir.careplans import CAREPATH_CODES, instant
 from engine.rules import Catalogue
@@ -31,6 +37,8 @@ QUESTIONNAIRE_URL = f"https://carepath.dev/fhir/Questionnaire/{QUESTIONNAIRE_ID}
 _MIN = "http://hl7.org/fhir/StructureDefinition/minValue"
 _MAX = "http://hl7.org/fhir/StructureDefinition/maxValue"
 _CONCERNS, _ABOUT_YOU, _WHAT_MATTERS = "concerns", "about_you", "what_matters"
+_SAFETY_NOTICE = "safety-notice"
+_TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,17 @@ def _bounds(minimum: float | None, maximum: float | None, kind: str) -> list[dic
             for url, v in ((_MIN, minimum), (_MAX, maximum)) if v is not None]
 
 
-def questionnaire(catalogue: Catalogue) -> dict[str, Any]:
-    """The concerns checklist as a Questionnaire, version = the catalogue's version."""
+def _notice_item(directory: ServiceDirectory) -> dict[str, Any]:
+    """The 24-hour line's notice as a display item, in English with a Swedish translation."""
+    english, swedish = (safety_notice(directory, language)["text"] for language in ("en", "sv"))
+    return {"linkId": _SAFETY_NOTICE, "type": "display", "text": english,
+            "_text": {"extension": [{"url": _TRANSLATION, "extension": [
+                {"url": "lang", "valueCode": "sv"}, {"url": "content", "valueString": swedish}]}]}}
+
+
+def questionnaire(catalogue: Catalogue, directory: ServiceDirectory) -> dict[str, Any]:
+    """The concerns checklist as a Questionnaire, opening with the 24-hour line's notice from
+    ``directory``; version = the catalogue's version."""
     domains = []
     for domain in catalogue.domains.values():
         concerns = [{"linkId": c.code, "text": c.name_en, "type": "integer",
@@ -100,6 +117,7 @@ def questionnaire(catalogue: Catalogue) -> dict[str, Any]:
                        "priority. Domains and concerns follow the Macmillan Cancer Support / NCRI Holistic Needs "
                        "Assessment Concerns Checklist (wording paraphrased; the codes are CarePath's own).",
         "item": [
+            _notice_item(directory),
             {"linkId": _CONCERNS, "text": "Concerns", "type": "group", "item": domains},
             {"linkId": _ABOUT_YOU, "text": "About you", "type": "group", "item": about},
             {"linkId": _WHAT_MATTERS, "text": "What matters to me", "type": "text", "maxLength": 1000},

@@ -15,6 +15,7 @@ from engine.careplan.service import CarePlanService
 from engine.db.models import CarePlanItem, PathwayInstance
 from engine.db.session import read_only
 from engine.documents.build import end_of_treatment_summary
+from engine.documents.directory import service_directory
 from engine.errors import ConflictError, InvalidInputError, NotFoundError, Problem
 from engine.fhir.careplans import HNA_CHECKLIST, care_plan, service_request, task
 from engine.fhir.documents import COMPOSITION_PREFIX, composition, document_bundle, referral_ids
@@ -111,8 +112,10 @@ class FhirService:
     # --- needs assessments -----------------------------------------------------------------------
 
     def questionnaire(self) -> dict[str, Any]:
-        """The concerns checklist of the current catalogue. Raises: RuleFileError (a broken catalogue)."""
-        return questionnaire(self.carepath.rules.catalogue())
+        """The concerns checklist of the current catalogue, with the directory's 24-hour line.
+
+        Raises: RuleFileError (a broken catalogue or service directory)."""
+        return questionnaire(self.carepath.rules.catalogue(), service_directory(self.carepath.settings))
 
     def questionnaire_responses(self, patient_ref: str) -> list[dict[str, Any]]:
         """The patient's needs assessments, oldest first."""

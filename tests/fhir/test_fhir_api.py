@@ -126,7 +126,9 @@ def test_the_questionnaire_is_the_catalogue_checklist(world: World) -> None:
     catalogue = world.engine.rules.catalogue()
     checklist = world.client.get(f"{BASE}/Questionnaire/hna-concerns-checklist", headers=world.auth("author")).json
     assert checklist["url"] == QUESTIONNAIRE_URL and checklist["version"] == catalogue.version
-    concerns = {i["linkId"]: i for group in checklist["item"][0]["item"] for i in group["item"]}
+    notice, groups = checklist["item"][0], {i["linkId"]: i for i in checklist["item"]}
+    assert notice["type"] == "display" and "01632 960100" in notice["text"]  # the directory's 24-hour line
+    concerns = {i["linkId"]: i for group in groups["concerns"]["item"] for i in group["item"]}
     assert set(concerns) == set(catalogue.concerns)
     assert concerns["fatigue"]["type"] == "integer"
     found = world.client.get(f"{BASE}/Questionnaire?url={QUESTIONNAIRE_URL}", headers=world.auth("clinician")).json

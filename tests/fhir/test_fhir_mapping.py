@@ -10,16 +10,18 @@ from typing import Any
 import fhir_r4
 import pytest
 
+from engine.documents.directory import load_service_directory, parse_service_directory
 from engine.errors import InvalidInputError
 from engine.fhir import CAREPATH_PATIENT_SYSTEM, SYSTEMS, answers_to_task_data, composition, patient_reference
 from engine.fhir.careplans import service_request
 from engine.fhir.identifiers import patient_ref_from_identifier, patient_ref_from_search
 from engine.fhir.questionnaires import ABOUT_YOU, questionnaire
 from engine.rules import load_catalogue
-from engine.settings import Settings
+from engine.settings import Settings, bundled_service_directory
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOGUE = load_catalogue(REPO / "rules" / "catalogues")
+DIRECTORY = load_service_directory(bundled_service_directory())
 PATIENT = patient_reference("9434765919", "nhs-number")
 
 
@@ -96,7 +98,7 @@ def test_the_checklist_questions_are_the_forms() -> None:
         assert types[q.type] == about[q.link_id]["type"] and q.text == about[q.link_id]["title"]
         assert (q.minimum, q.maximum) == (about[q.link_id].get("minimum"), about[q.link_id].get("maximum"))
     assert set(form["properties"]["concerns"]["properties"]) <= set(CATALOGUE.concerns)
-    assert fhir_r4.problems(questionnaire(CATALOGUE)) == []
+    assert fhir_r4.problems(questionnaire(CATALOGUE, DIRECTORY)) == []
 
 
 def test_answers_map_back_to_the_forms_data() -> None:
@@ -135,3 +137,20 @@ def test_a_summary_that_grew_a_field_still_maps(tmp_path: Path) -> None:
     assert "Booked" in added and "Team &lt;A&gt;" in added and "Yes" in added and "<b>" not in added
     assert doc["section"][2]["text"]["div"].endswith(">None recorded</div>")
     assert doc["section"][4]["entry"] == [{"reference": "ServiceRequest/0b1e8f0c-3c43-4b0c-9d58-3f0a4f9b7e21"}]
+
+
+def test_the_checklist_opens_with_the_24_hour_line_in_english_and_swedish() -> None:
+    """The display item carries each health system's 24-hour line from the directory (issue 13 point 5)."""
+    text = bundled_service_directory().read_text(encoding="utf-8")
+    moved = parse_service_directory(text.replace('phone: "01632 960100"', 'phone: "01632 960155"', 1))
+    notice = questionnaire(CATALOGUE, moved)["item"][0]
+    assert (notice["linkId"], notice["type"]) == ("safety-notice", "display")
+    assert "01632 960155" in notice["text"] and "call the 24-hour line now" in notice["text"]
+    translation = notice["_text"]["extension"][0]
+    assert translation["url"] == "http://hl7.org/fhir/StructureDefinition/translation"
+    lang, content = translation["extension"]
+    assert lang == {"url": "lang", "valueCode": "sv"}
+    sweden = moved.systems["sweden"].twenty_four_hour_line.phone
+    assert content["valueString"].startswith("Om du får feber") and str(sweden) in content["valueString"]
+    assert "{" not in notice["text"] + content["valueString"]
+    assert fhir_r4.problems(questionnaire(CATALOGUE, moved)) == []

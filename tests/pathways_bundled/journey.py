@@ -122,8 +122,16 @@ class Journey:
             agree: Callable[[CarePlanItem], bool] = lambda item: item.kind != "information") -> Journey:
         """Offer, complete, discuss priority concerns if any, agree the plan (decisions per proposal)."""
         self.do("offer_hna", {"hna_accepted": True})
-        self.do("complete_checklist", {"concerns": concerns, "about_you": about_you or {},
-                                       "what_matters": "Keeping up with my family and work"}, actor=PATIENT)
+        if "complete_checklist_cyp" in self.ready:
+            # The children and young people's checklist asks about school, not work or money, and
+            # about travel only: the same worry, the school instead of the money.
+            concerns = {("school" if code == "money_housing" else code): score for code, score in concerns.items()}
+            travel = {k: v for k, v in (about_you or {}).items() if k in ("travel_minutes", "travel_km")}
+            self.do("complete_checklist_cyp", {"concerns": concerns, "about_you": travel,
+                                               "what_matters": "Keeping up with school and my friends"}, actor=PATIENT)
+        else:
+            self.do("complete_checklist", {"concerns": concerns, "about_you": about_you or {},
+                                           "what_matters": "Keeping up with my family and work"}, actor=PATIENT)
         if max([0, *concerns.values()]) >= 8:
             self.do("priority_review", {"discussed_on": self.today(), "urgent_action": "same_day_referral"})
         items = self.proposals()

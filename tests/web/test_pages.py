@@ -216,6 +216,25 @@ def test_the_task_page_renders_the_form_with_labels(app: Flask, signed_in: Clien
     assert f'name="version" value="{view.version}"' in html
 
 
+def test_the_checklist_page_shows_the_24_hour_line_in_the_pages_language(app: Flask, signed_in: Client) -> None:
+    """Issue 13 point 5: the needs checklist's page tells the patient to call the 24-hour line now, with the
+    directory's number (the bundled example: England's and Sweden's lines), also after a refused answer."""
+    view = start(app, "test_careplan", data={"age": 54})
+    client = signed_in("clinician")
+    url = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
+    english = text(client.get(url))
+    notice = english[english.index('data-test="safety-notice"'):]
+    assert "call the 24-hour line now on 01632 960100" in notice and "24 hours a day, every day" in notice
+    assert 'data-test="example-number"' in notice  # the bundled directory is example data and says so
+    assert english.count("call the 24-hour line now") == 1  # not again in the description under it
+    assert "<p>Score each concern from 0 (no concern) to 10 (worst).</p>" in english
+    swedish = text(client.get(url, headers={"Accept-Language": "sv"}))
+    assert "ring rådgivningen dygnet runt direkt på 08-465 004 00" in swedish and 'lang="sv"' in swedish
+    refused = text(client.post(url, data={"csrf_token": csrf_of(english), "version": str(view.version),
+                                          "concerns.worry_fear_anxiety": "eleven"}))
+    assert "call the 24-hour line now on 01632 960100" in refused
+
+
 def test_completing_a_task_with_errors_names_each_field_and_changes_nothing(app: Flask, signed_in: Client) -> None:
     view = start(app)
     client = signed_in("clinician")

@@ -1,0 +1,73 @@
+"""Safety notices: the 24-hour line's message, filled with the deployment's number, wherever it is shown.
+
+A form declares the notice it must carry (``"x-carepath-safety-notice": "twenty_four_hour_line"`` at
+its top, as the needs checklist does), and this module fills it from the service directory
+(:mod:`engine.documents.directory`) in the reader's language: the line's name, number and hours, the
+message in English or Swedish (``locales/``), and whether the number is example data. The documents'
+own safety box (:mod:`engine.documents.build`) is made by the same function, so the patient reads one
+message with one number everywhere (issue 13: if you have a temperature or feel unwell during
+treatment, call the 24-hour line now). There is no placeholder to fall back on: the directory always
+has a 24-hour line with a checked number, or it does not load.
+
+A filled form keeps its declaration and gains ``x-carepath-safety-notice-text`` (the notice as an
+object) and a ``description`` that starts with the notice's words, so a client that knows nothing of
+CarePath's extensions still shows the message. The instance layer cannot fill it (``instances`` must not
+import ``documents``): the API, the web pages and the FHIR Questionnaire do, through this module.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from engine.documents.contacts import hours_label
+from engine.documents.directory import ServiceDirectory
+from engine.documents.render import LANGUAGES, strings
+
+__all__ = ["NOTICE_KEY", "NOTICE_KINDS", "TEXT_KEY", "fill_form", "fill_tasks", "safety_notice"]
+
+NOTICE_KEY = "x-carepath-safety-notice"  # what a form declares (one of NOTICE_KINDS)
+TEXT_KEY = "x-carepath-safety-notice-text"  # what a filled form carries
+# The notices there are, each a key of the locales' ``safety`` section.
+NOTICE_KINDS = ("twenty_four_hour_line", "during_treatment", "after_treatment")
+
+
+def safety_notice(directory: ServiceDirectory, language: str, kind: str = "twenty_four_hour_line") -> dict[str, Any]:
+    """The notice ``kind`` in ``language`` (``en`` or ``sv``; anything else gets English), with the
+    24-hour line of the language's health system: ``kind``, ``language``, ``title``, ``text``,
+    ``phone``, ``line`` (its name), ``hours_label``, ``emergency`` (the national emergency number's
+    sentence) and ``example`` (the number is example data).
+
+    Raises:
+        ValueError: ``kind`` is not one of :data:`NOTICE_KINDS` (a form file's mistake, caught by its test).
+    """
+    if kind not in NOTICE_KINDS:
+        raise ValueError(f"unknown safety notice {kind!r}: one of {', '.join(NOTICE_KINDS)}")
+    language = language if language in LANGUAGES else LANGUAGES[0]
+    words = strings(language)
+    system = directory.for_language(language)
+    line = system.twenty_four_hour_line
+    hours = hours_label(line.hours, words)
+    text = words["safety"][kind].format(phone=line.phone, line=line.name(language), hours=hours)
+    return {"kind": kind, "language": language, "title": words["safety"]["title"], "text": text,
+            "phone": line.phone, "line": line.name(language), "hours_label": hours, "example": line.example,
+            "emergency": words["text"]["emergency_call"].format(number=system.emergency_number)}
+
+
+def fill_form(form: dict[str, Any] | None, directory: ServiceDirectory, language: str) -> dict[str, Any] | None:
+    """A copy of ``form`` with its declared safety notice filled in (the form itself when it declares
+    none). Raises: ValueError (a notice kind that does not exist)."""
+    if not isinstance(form, dict) or NOTICE_KEY not in form:
+        return form
+    notice = safety_notice(directory, language, str(form[NOTICE_KEY]))
+    filled = copy.deepcopy(form)
+    filled[TEXT_KEY] = notice
+    rest = filled.get("description")
+    filled["description"] = f"{notice['text']} {rest}" if isinstance(rest, str) and rest else notice["text"]
+    return filled
+
+
+def fill_tasks(tasks: list[dict[str, Any]], directory: ServiceDirectory, language: str) -> list[dict[str, Any]]:
+    """Tasks (as the API and pages show them, each with a ``form``) with their forms' notices filled."""
+    return [{**task, "form": fill_form(task.get("form"), directory, language)} if isinstance(task.get("form"), dict)
+            and NOTICE_KEY in task["form"] else task for task in tasks]

@@ -1,0 +1,116 @@
+"""The needs checklist's safety notice over the API: every reply carrying the checklist's form carries the
+24-hour line's message with the deployment's number and hours, in the reader's language (issue 13 point 5).
+
+The test pathway's checklist (tests/pathways/forms/hna_small.json) declares the notice as the bundled
+one does; the directory is a copy of the bundled example with this test's own numbers, rewritten in the
+middle of a test to show the number comes from the file, not from a copy kept anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flask import Flask
+from helpers import CARE_PLAN_PATHWAY
+
+from api import create_app
+from engine import ManualClock
+from engine.settings import bundled_service_directory
+
+TESTS = Path(__file__).resolve().parent.parent
+NOTICE, TEXT = "x-carepath-safety-notice", "x-carepath-safety-notice-text"
+ENGLAND, SWEDEN, MOVED = "01632 960177", "08-465 004 77", "+44 1632 960 188"
+
+
+def _write(path: Path, england: str, sweden: str) -> None:
+    data = yaml.safe_load(bundled_service_directory().read_text(encoding="utf-8"))
+    data["england"]["twenty_four_hour_line"]["phone"] = england
+    data["sweden"]["twenty_four_hour_line"]["phone"] = sweden
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    path = tmp_path / "service_directory.yaml"
+    _write(path, ENGLAND, SWEDEN)
+    return path
+
+
+@pytest.fixture
+def client(app: Flask, deployed_database_url: str, clock: ManualClock, directory: Path) -> Iterator[Any]:
+    """A second app on the same database (so the tokens of ``auth`` work), reading this test's directory,
+    with the contract-checking client of the usual one."""
+    ours = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
+                       "CLOCK": clock, "AUTH_CACHE_SECONDS": 0, "SERVICE_DIRECTORY": str(directory)})
+    ours.test_client_class = app.test_client_class
+    try:
+        yield ours.test_client()
+    finally:
+        ours.extensions["carepath"].close()
+
+
+def _start(client: Any, auth: Any, **headers: str) -> Any:
+    response = client.post("/v1/instances", json={"pathway_id": CARE_PLAN_PATHWAY, "patient_ref": "MRN-5005",
+                                                  "data": {"age": 54}}, headers=auth("system", **headers))
+    assert response.status_code == 201, response.json
+    return response
+
+
+def _checklist(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    form: dict[str, Any] = next(t["form"] for t in tasks if t["form"] and NOTICE in t["form"])
+    return form
+
+
+def test_every_reply_with_the_checklist_carries_the_directorys_number(client: Any, auth: Any) -> None:
+    started = _start(client, auth)
+    instance = started.json
+    task_id = instance["ready_tasks"][0]["id"]
+    replies = {
+        "start": _checklist(instance["ready_tasks"]),
+        "instance": _checklist(client.get(f"/v1/instances/{instance['id']}", headers=auth("clinician")).json[
+            "ready_tasks"]),
+        "task list": _checklist(client.get("/v1/tasks", headers=auth("clinician")).json["items"]),
+        "task": client.get(f"/v1/instances/{instance['id']}/tasks/{task_id}", headers=auth("clinician")).json[
+            "form"],
+    }
+    for reply, form in replies.items():
+        notice = form[TEXT]
+        assert notice["phone"] == ENGLAND and notice["language"] == "en", reply
+        assert notice["hours_label"] == "24 hours a day, every day", reply
+        assert ENGLAND in notice["text"] and "call the 24-hour line now" in notice["text"], reply
+        assert "{" not in notice["text"] and "care plan" not in notice["text"], reply  # filled, no pointer
+        assert form["description"].startswith(notice["text"]), reply  # shown by any JSON Schema form renderer
+        assert form["description"].endswith("Score each concern from 0 (no concern) to 10 (worst)."), reply
+    assert started.headers["Vary"] == "Accept-Language"
+
+
+def test_the_notice_is_swedish_with_swedens_line_for_a_swedish_reader(client: Any, auth: Any) -> None:
+    instance = _start(client, auth, **{"Accept-Language": "sv-SE"}).json
+    notice = _checklist(instance["ready_tasks"])[TEXT]
+    assert (notice["language"], notice["phone"], notice["hours_label"]) == ("sv", SWEDEN, "Dygnet runt, alla dagar")
+    assert notice["text"].startswith("Om du får feber") and SWEDEN in notice["text"]
+    assert ENGLAND not in notice["text"]
+    items = client.get("/v1/tasks", headers=auth("clinician", **{"Accept-Language": "de, sv;q=0.5"})).json["items"]
+    assert _checklist(items)[TEXT]["phone"] == SWEDEN
+    assert _checklist(client.get("/v1/tasks", headers=auth("clinician", **{"Accept-Language": "de"})).json[
+        "items"])[TEXT]["language"] == "en"
+
+
+def test_a_new_number_in_the_directory_is_shown_at_once(client: Any, auth: Any, directory: Path) -> None:
+    instance = _start(client, auth).json
+    assert _checklist(instance["ready_tasks"])[TEXT]["phone"] == ENGLAND
+    _write(directory, MOVED, SWEDEN)  # the deployment changes its 24-hour line
+    found = client.get(f"/v1/instances/{instance['id']}", headers=auth("clinician")).json
+    notice = _checklist(found["ready_tasks"])[TEXT]
+    assert notice["phone"] == MOVED and MOVED in notice["text"] and ENGLAND not in notice["text"]
+
+
+def test_forms_without_a_notice_are_untouched(client: Any, auth: Any) -> None:
+    instance = client.post("/v1/instances", json={"pathway_id": "test_assessment", "patient_ref": "MRN-5006"},
+                           headers=auth("system")).json
+    form = instance["ready_tasks"][0]["form"]
+    assert TEXT not in form and NOTICE not in form
