@@ -28,7 +28,8 @@ def test_the_trail_records_the_token_and_the_staff_member(client: Any, auth: Any
 
 def test_the_hash_chain_covers_the_staff_member(app: Flask, client: Any, auth: Any) -> None:
     instance = start(client, auth, "MRN-3", **{"X-On-Behalf-Of": "N-4711"}).json
-    assert client.get("/v1/audit/verify", headers=auth("auditor")).json["verified"] is True
+    verify = f"/v1/audit/verify?instance_id={instance['id']}"
+    assert client.get(verify, headers=auth("auditor")).json["verified"] is True
     with unit_of_work(app.extensions["carepath"].sessions) as session:
         actor = session.scalar(select(InstanceEvent.actor).where(InstanceEvent.instance_id == instance["id"],
                                                                  InstanceEvent.seq == 1))
@@ -36,7 +37,7 @@ def test_the_hash_chain_covers_the_staff_member(app: Flask, client: Any, auth: A
         session.execute(update(InstanceEvent).where(InstanceEvent.instance_id == instance["id"],
                                                     InstanceEvent.seq == 1)
                         .values(actor=actor.replace("N-4711", "N-0001")))
-    report = client.get(f"/v1/audit/verify?instance_id={instance['id']}", headers=auth("auditor")).json
+    report = client.get(verify, headers=auth("auditor")).json
     assert report["verified"] is False and report["problems"][0]["seq"] == 1
 
 
