@@ -399,9 +399,8 @@ def test_webhook_settings_are_read_and_checked() -> None:
         Settings.from_env({"CAREPATH_WEBHOOK_MAX_ATTEMPTS": "0"})
 
 
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)  # SQLite's single writer serialises claims
 def test_on_postgresql_a_worker_skips_what_another_is_claiming(carepath: CarePath, receiver: Receiver) -> None:
-    if carepath.settings.is_sqlite:
-        pytest.skip("row locks are PostgreSQL's; on SQLite the single writer serialises claims")
     subscribe(carepath, receiver, ("task.ready",))
     for n in range(2):
         carepath.instances.start("test_careplan", f"SYN-03{n:02d}", "system:ehr", {"age": 54})
