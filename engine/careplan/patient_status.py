@@ -19,10 +19,11 @@ rules and the triage depend on live in one record per instance, reached through 
     ``smoking_status``           ``current``, ``former`` or ``never``
     ``named_contact``            the named contact (the named contact form's object)
     ``distress_at_last_hna``     worry, low mood or hopelessness scored 5 or more at the last HNA
+    ``date_of_death``            from the ``patient_died`` message (optional in it), ``YYYY-MM-DD``
     ============================ ========================================================================
 
-    The forms that set these are checked by their schemas; a message (``treatment_status_changed``)
-    is checked here, and a wrong field refuses the whole message (nothing is recorded).
+    The forms that set these are checked by their schemas; a message (``treatment_status_changed``,
+    ``patient_died``) is checked here, and a wrong field refuses the whole message (nothing is recorded).
 
 ``carepath.warning_sign``
     Parameter ``report`` (dict): the payload of ``warning_sign_reported``, ``{"warning_sign": code,
@@ -87,6 +88,7 @@ PATIENT_STATUS_FIELDS: dict[str, Callable[[Any], str | None]] = {
     "smoking_status": _smoking,
     "named_contact": _contact,
     "distress_at_last_hna": _boolean,
+    "date_of_death": _date,
 }
 
 
