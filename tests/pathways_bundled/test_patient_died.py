@@ -75,6 +75,11 @@ def test_a_wrong_death_notice_is_refused_and_the_pathway_goes_on(bundled: CarePa
     assert "SYN cause" not in str(refused.value) and "2026-02-30" not in str(refused.value)
     assert bundled.instances.get(j.view.id).version == before
     assert j.status == "running" and "treatment" in j.ready
+    with pytest.raises(TaskDataError) as refused:
+        j.message("patient_died", {"date_of_death": "2026-01-16"})  # the clock says 2026-01-15
+    assert [(p.field, p.message) for p in refused.value.problems] == \
+        [("/date_of_death", "a date of death cannot be in the future")]
+    assert bundled.instances.get(j.view.id).version == before
 
 
 def test_a_death_ends_only_that_patients_pathway(bundled: CarePath, journey_clock: ManualClock) -> None:
