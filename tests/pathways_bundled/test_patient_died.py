@@ -13,7 +13,7 @@ from engine.db.models import InstanceEvent, PathwayInstance
 from engine.errors import MessageNotDeliverableError, TaskDataError
 
 from .journey import Journey
-from .journeys import HIGH_CONCERNS, SITES, _mdt, _start, _support
+from .journeys import HIGH_CONCERNS, SITES, Options, _mdt, _start, _support, full_journey
 
 
 def _events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
@@ -88,3 +88,9 @@ def test_a_death_ends_only_that_patients_pathway(bundled: CarePath, journey_cloc
     j.message("patient_died")
     assert j.status == "completed"
     assert bundled.instances.get(other.view.id).status == "running"  # correlated on the patient only
+
+
+def test_a_pathway_that_ran_its_course_ends_at_its_own_end(bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = full_journey(bundled, journey_clock, SITES["general"], "SYN-0906", Options())
+    completed = _events(bundled, j.view.id)[-1]
+    assert (completed.type, completed.element) == ("completed", "end")  # not pd_end: the reason is told apart
