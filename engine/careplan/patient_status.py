@@ -19,10 +19,12 @@ rules and the triage depend on live in one record per instance, reached through 
     ``smoking_status``           ``current``, ``former`` or ``never``
     ``named_contact``            the named contact (the named contact form's object)
     ``distress_at_last_hna``     worry, low mood or hopelessness scored 5 or more at the last HNA
+    ``date_of_death``            from the ``patient_died`` message (optional in it), ``YYYY-MM-DD``, not
+                                 after today
     ============================ ========================================================================
 
-    The forms that set these are checked by their schemas; a message (``treatment_status_changed``)
-    is checked here, and a wrong field refuses the whole message (nothing is recorded).
+    The forms that set these are checked by their schemas; a message (``treatment_status_changed``,
+    ``patient_died``) is checked here, and a wrong field refuses the whole message (nothing is recorded).
 
 ``carepath.warning_sign``
     Parameter ``report`` (dict): the payload of ``warning_sign_reported``, ``{"warning_sign": code,
@@ -87,6 +89,7 @@ PATIENT_STATUS_FIELDS: dict[str, Callable[[Any], str | None]] = {
     "smoking_status": _smoking,
     "named_contact": _contact,
     "distress_at_last_hna": _boolean,
+    "date_of_death": _date,
 }
 
 
@@ -118,6 +121,8 @@ def _patient_status(context: StepContext, task: Any, params: dict[str, Any]) -> 
             problems.append(Problem(f"not a field this can set; expected {', '.join(allowed)}", field=f"/{name}"))
         elif value is not None and (error := check(value)) is not None:
             problems.append(Problem(error, field=f"/{name}"))
+        elif name == "date_of_death" and value is not None and value > context.clock.now().date().isoformat():
+            problems.append(Problem("a date of death cannot be in the future", field=f"/{name}"))
     if problems:  # a message or a form gave a wrong field: refuse it whole, record nothing
         raise TaskDataError("the patient status update is not valid", problems)
     data = task.workflow.top_workflow.data

@@ -219,7 +219,8 @@ class Step:
                         payload={"message": incident["message"], "kind": incident["kind"]})
         elif self.workflow.is_completed() and instance.status == Status.RUNNING:
             instance.status = Status.COMPLETED
-            self.record("completed", actor=SYSTEM_ACTOR)
+            # Named by the end reached (the care completed, or a death): the reason is in the trail.
+            self.record("completed", element=workflows.terminating_end_event(self.workflow), actor=SYSTEM_ACTOR)
         for observe in self.runner.observers:
             observe(self.workflow)
         compact(self.workflow)  # finished history lives in the event trail, not the state (engine.spiff.compaction)

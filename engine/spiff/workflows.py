@@ -46,6 +46,7 @@ __all__ = [
     "restore",
     "task_by_id",
     "tasks_from_summary",
+    "terminating_end_event",
 ]
 
 
@@ -377,3 +378,19 @@ def waiting_messages(workflow: BpmnWorkflow) -> dict[str, Any]:
             else [definition]
         found.update((d.name, d) for d in definitions if isinstance(d, MessageEventDefinition))
     return found
+
+
+def terminating_end_event(workflow: BpmnWorkflow) -> str | None:
+    """The element id of the terminate end event that ended the top workflow (``None`` if none did).
+
+    A pathway can end in more than one way (its care completed, or a ``patient_died`` message):
+    the "completed" event names the end that was reached, so the reason is in the trail. Only the
+    top workflow's own tasks are read, before compaction drops the finished history.
+    """
+    from SpiffWorkflow.bpmn.specs.event_definitions.simple import TerminateEventDefinition
+
+    for task in workflow.tasks.values():
+        definition = getattr(task.task_spec, "event_definition", None)
+        if task.state == TaskState.COMPLETED and isinstance(definition, TerminateEventDefinition):
+            return str(task.task_spec.bpmn_id)
+    return None

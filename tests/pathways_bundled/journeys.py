@@ -260,6 +260,11 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
                         "preferred_place_of_care": "home"})
     j.do("give_feedback", {"overall_experience": "very_good", "feedback_wants_contact": False}, actor=PATIENT)
     assert j.ready == ["first_review"]
+    # The patient dies two weeks later: the pathway ends, and no review or survey ever follows.
+    j.wait(14).message("patient_died", {"date_of_death": j.today()})
+    assert (j.status, j.ready) == ("completed", [])
+    j.wait(3 * 366)
+    assert (j.status, j.ready) == ("completed", [])
     return j
 
 

@@ -1,0 +1,96 @@
+"""A death ends the pathway (issue 14 point 3): the ``patient_died`` message cancels every survey,
+reminder and review, records the event, and no invitation is ever produced for that patient again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from engine import CarePath, ManualClock
+from engine.db.models import InstanceEvent, PathwayInstance
+from engine.errors import MessageNotDeliverableError, TaskDataError
+
+from .journey import Journey
+from .journeys import HIGH_CONCERNS, SITES, Options, _mdt, _start, _support, full_journey
+
+
+def _events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
+    with app.sessions() as session:
+        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
+                                    .order_by(InstanceEvent.seq)))
+
+
+def _mid_treatment(app: CarePath, clock: ManualClock, site: str, patient: str) -> Journey:
+    """Diagnosed, assessed, the MDT plan agreed, treatment under way: the first cancer care review is
+    open, the second review's and the 18-month survey's timers are waiting."""
+    j = _start(app, clock, SITES[site], patient)
+    _support(j, "no")
+    j.hna(HIGH_CONCERNS)
+    _mdt(j, SITES[site], prehab=False, special=False)
+    assert "treatment" in j.ready and "first_review" in j.ready
+    return j
+
+
+@pytest.mark.parametrize("site", sorted(SITES))
+def test_a_death_ends_the_pathway_and_no_timer_fires_afterwards(bundled: CarePath, journey_clock: ManualClock,
+                                                                 site: str) -> None:
+    j = _mid_treatment(bundled, journey_clock, site, "SYN-0901")
+    with bundled.sessions() as session:
+        assert session.get(PathwayInstance, j.view.id).next_due_at is not None  # timers were waiting
+    j.message("patient_died", {"date_of_death": j.today()})
+    assert (j.status, j.ready) == ("completed", [])
+    with bundled.sessions() as session:
+        assert session.get(PathwayInstance, j.view.id).next_due_at is None
+    before = [e.seq for e in _events(bundled, j.view.id)]
+
+    j.wait_for(timedelta(days=3 * 366))  # past the 3- and 12-month reviews and the 18-month survey
+
+    assert (j.status, j.ready) == ("completed", [])
+    events = _events(bundled, j.view.id)
+    assert [e.seq for e in events] == before  # nothing fired, nothing recorded after the death
+    received, completed = events[-2:]
+    assert (received.type, completed.type, completed.element) == ("message_received", "completed", "pd_end")
+    assert '"patient_died"' in received.payload and j.today() not in received.payload  # a digest, no date
+    assert bundled.instances.instance_data(j.view.id)["patient_status_record"]["date_of_death"] == "2026-01-15"
+    with pytest.raises(MessageNotDeliverableError):  # nothing is listening any more
+        j.message("warning_sign_reported", {"warning_sign": "fever_on_treatment"})
+
+
+def test_a_death_without_a_date_is_accepted(bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _mid_treatment(bundled, journey_clock, "general", "SYN-0902")
+    j.message("patient_died")
+    assert (j.status, j.ready) == ("completed", [])
+    assert "date_of_death" not in bundled.instances.instance_data(j.view.id)["patient_status_record"]
+
+
+def test_a_wrong_death_notice_is_refused_and_the_pathway_goes_on(bundled: CarePath,
+                                                                 journey_clock: ManualClock) -> None:
+    j = _mid_treatment(bundled, journey_clock, "breast", "SYN-0903")
+    before = bundled.instances.get(j.view.id).version
+    with pytest.raises(TaskDataError) as refused:
+        j.message("patient_died", {"date_of_death": "2026-02-30", "cause": "SYN cause"})
+    assert sorted(p.field for p in refused.value.problems) == ["/cause", "/date_of_death"]
+    assert "SYN cause" not in str(refused.value) and "2026-02-30" not in str(refused.value)
+    assert bundled.instances.get(j.view.id).version == before
+    assert j.status == "running" and "treatment" in j.ready
+    with pytest.raises(TaskDataError) as refused:
+        j.message("patient_died", {"date_of_death": "2026-01-16"})  # the clock says 2026-01-15
+    assert [(p.field, p.message) for p in refused.value.problems] == \
+        [("/date_of_death", "a date of death cannot be in the future")]
+    assert bundled.instances.get(j.view.id).version == before
+
+
+def test_a_death_ends_only_that_patients_pathway(bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _mid_treatment(bundled, journey_clock, "general", "SYN-0904")
+    other = _mid_treatment(bundled, journey_clock, "general", "SYN-0905")
+    j.message("patient_died")
+    assert j.status == "completed"
+    assert bundled.instances.get(other.view.id).status == "running"  # correlated on the patient only
+
+
+def test_a_pathway_that_ran_its_course_ends_at_its_own_end(bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = full_journey(bundled, journey_clock, SITES["general"], "SYN-0906", Options())
+    completed = _events(bundled, j.view.id)[-1]
+    assert (completed.type, completed.element) == ("completed", "end")  # not pd_end: the reason is told apart
