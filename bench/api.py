@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -47,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the bundled-pathway journeys the tests run
 
+import machine  # noqa: E402  (bench/machine.py, beside this script)
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 from pathways_bundled import journey as journey_module  # noqa: E402
@@ -365,8 +364,7 @@ def main() -> None:
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/api.py", *sys.argv[1:]])
     report: dict[str, Any] = {
         "command": command,
-        "machine": {"cpus": os.cpu_count(), "cpu_model": _cpu_model(), "python": platform.python_version(),
-                    "platform": platform.platform(), "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine.describe(),
         "client": "Flask test client, one process; due timers fired by the worker function between requests",
     }
     if not args.skip_sqlite:
@@ -380,16 +378,6 @@ def main() -> None:
         finally:
             drop_schema(args.postgres, schema)
     print(json.dumps(report, indent=2))
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import functools
 import json
 import os
 import pickle
-import platform
 import shlex
 import shutil
 import sqlite3
@@ -58,6 +57,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the bundled-pathway journeys the test
 
 # What a started server has imported before its first request (create_app deploys the library,
 # which imports SpiffWorkflow's parser): a cold sample pays for no module import.
+import machine  # noqa: E402  (bench/machine.py, beside this script)
 import SpiffWorkflow.bpmn.parser  # noqa: E402, F401
 from pathways_bundled import journey as journey_module  # noqa: E402
 from pathways_bundled.journey import PATIENT, Journey, contact  # noqa: E402
@@ -424,8 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     cold_full = summary(full, "cold")
     result = {
         "command": command,
-        "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "python": platform.python_version(),
-                    "platform": platform.platform(), "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine.describe(),
         "cold_samples_per_step": args.samples,
         "full_breast_journey": {"cold": cold_full, "warm": summary(full, "warm"),
                                 "steps_with_operators": sum(bool(s.operator_results) for s in full),
@@ -450,16 +449,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.per_step:
         result["per_step"] = per_step(steps)
     print(json.dumps(result, indent=2))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":
