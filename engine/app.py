@@ -68,8 +68,10 @@ class CarePath:
         self.webhooks = WebhookDeliverer(self.sessions, self.clock, RetryPolicy(
             max_attempts=settings.webhook_max_attempts, timeout_seconds=settings.webhook_timeout_seconds,
             first_wait=timedelta(seconds=settings.webhook_first_retry_seconds),
-            longest_wait=timedelta(seconds=settings.webhook_longest_retry_seconds)))
-        self.webhook_admin = WebhookAdmin(self.sessions, self.clock)
+            longest_wait=timedelta(seconds=settings.webhook_longest_retry_seconds)),
+            allow_private_networks=settings.webhook_allow_private_networks)
+        self.webhook_admin = WebhookAdmin(self.sessions, self.clock,
+                                          allow_private_networks=settings.webhook_allow_private_networks)
 
     def warm_up(self) -> list[str]:
         """Load the latest version of every deployed pathway, with its restored specs, and every rule

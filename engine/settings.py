@@ -368,6 +368,9 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     webhook_first_retry_seconds: float = 30.0
     webhook_longest_retry_seconds: float = 6 * 3600.0
+    # Receivers on private, loopback or link-local addresses (engine.webhooks.network): refused unless
+    # the deployment's receivers sit on its own network (then its egress is the network's to limit).
+    webhook_allow_private_networks: bool = False
     allow_concurrent_instances: bool = False
     sandbox: bool = False
 
@@ -419,7 +422,8 @@ class Settings:
         """Read ``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``, ``CAREPATH_RULES_DIR``,
         ``CAREPATH_ALLOW_EMPTY_LIBRARY`` (1, true, yes or on), ``CAREPATH_ENV``,
         ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``,
-        ``CAREPATH_ALLOW_CONCURRENT_INSTANCES``, ``CAREPATH_SANDBOX`` (1, true, yes or on),
+        ``CAREPATH_ALLOW_CONCURRENT_INSTANCES``, ``CAREPATH_SANDBOX``,
+        ``CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` (1, true, yes or on),
         ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL`` and the ``CAREPATH_OIDC_*``
         variables (:meth:`OidcSettings.from_env`). Without a database URL: :func:`default_database_url`.
 
@@ -442,7 +446,7 @@ class Settings:
             kwargs["service_directory"] = Path(env["CAREPATH_SERVICE_DIRECTORY"])
         if env.get("CAREPATH_ALLOW_EXAMPLE_DIRECTORY", "").strip().lower() in _TRUE:
             kwargs["allow_example_directory"] = True
-        for name in ("allow_concurrent_instances", "sandbox"):
+        for name in ("allow_concurrent_instances", "sandbox", "webhook_allow_private_networks"):
             if env.get(f"CAREPATH_{name.upper()}", "").strip().lower() in _TRUE:
                 kwargs[name] = True
         kwargs.update(_trail_settings(env))

@@ -22,11 +22,11 @@ from engine.webhooks.delivery import (
     DeliveryInfo,
     RetryPolicy,
     Transport,
-    UrllibTransport,
     WebhookDeliverer,
     dead_letters,
     replay,
 )
+from engine.webhooks.network import AddressNotAllowedError, GuardedTransport
 from engine.webhooks.outbox import enqueue, note_referral, take_referrals
 from engine.webhooks.subscriptions import (
     SubscriptionInfo,
@@ -39,13 +39,14 @@ __all__ = [
     "MAX_REPLAY_IDS",
     "WEBHOOK_EVENT_TYPES",
     "Attempt",
+    "AddressNotAllowedError",
     "DeliveryInfo",
+    "GuardedTransport",
     "Notice",
     "RetryPolicy",
     "StepFacts",
     "SubscriptionInfo",
     "Transport",
-    "UrllibTransport",
     "WebhookAdmin",
     "WebhookDeliverer",
     "add_subscription",

@@ -21,14 +21,16 @@ __all__ = ["MAX_REPLAY_IDS", "WebhookAdmin"]
 
 
 class WebhookAdmin:
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, *, allow_private_networks: bool = False) -> None:
         self.sessions = sessions
         self.clock = clock
+        self.allow_private_networks = allow_private_networks
 
     def add(self, url: str, event_types: list[str], description: str = "") -> tuple[SubscriptionInfo, str]:
         """A new subscription and its secret, shown only now. Raises: InvalidInputError (every field named)."""
         with unit_of_work(self.sessions) as session:
-            return add_subscription(session, url, event_types, self.clock, description)
+            return add_subscription(session, url, event_types, self.clock, description,
+                                    allow_private_networks=self.allow_private_networks)
 
     def subscriptions(self, include_removed: bool = False) -> list[SubscriptionInfo]:
         with read_only(self.sessions) as session:

@@ -13,7 +13,8 @@ subscription is still pending (waiting, leased or retrying): an instance's event
 in the order they happened. A dead letter no longer holds the later ones back.
 
 **Retries.** A failed attempt (no answer within the timeout, a network error, any status but 2xx;
-redirects are not followed) is tried again after an exponentially growing wait with jitter: the
+redirects are not followed; a receiver outside the public internet unless the deployment allows it,
+engine.webhooks.network) is tried again after an exponentially growing wait with jitter: the
 ``n``-th wait is between half and all of ``first_wait * 2**(n-1)``, capped at ``longest_wait``.
 After ``max_attempts`` the delivery is dead-lettered; an admin can replay it (:func:`replay`).
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import random
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,14 +44,14 @@ from engine.clock import Clock, SystemClock
 from engine.db.models import WebhookDelivery, WebhookSubscription
 from engine.db.session import unit_of_work
 from engine.errors import InvalidInputError, Problem
+from engine.webhooks.network import GuardedTransport
 from engine.webhooks.outbox import PENDING
 
-__all__ = ["MAX_REPLAY_IDS", "Attempt", "DeliveryInfo", "RetryPolicy", "Transport", "UrllibTransport",
+__all__ = ["MAX_REPLAY_IDS", "Attempt", "DeliveryInfo", "RetryPolicy", "Transport",
            "WebhookDeliverer", "dead_letters", "replay"]
 
 _log = logging.getLogger("carepath.webhooks")
 DELIVERED, DEAD = "delivered", "dead"
-_MAX_ANSWER_BYTES = 64 * 1024  # read (and dropped) so the connection closes cleanly
 _USER_AGENT = "CarePath-Webhooks/1"
 MAX_REPLAY_IDS = 1000
 _MAX_ID = 2**31 - 1  # the id column's range on both databases
@@ -96,28 +96,6 @@ class Transport(Protocol):
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int: ...
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a 3xx is an answer like any other non-2xx: the attempt failed
-
-
-class UrllibTransport:
-    """The standard library's HTTP client: bounded timeout, no redirects, the environment's proxy."""
-
-    def __init__(self) -> None:
-        self._opener = urllib.request.build_opener(_NoRedirects())
-
-    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
-        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-        try:
-            with self._opener.open(request, timeout=timeout) as answer:
-                answer.read(_MAX_ANSWER_BYTES)
-                return int(answer.status)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            return int(exc.code)
-
-
 @dataclass(frozen=True)
 class Attempt:
     """What one attempt came to: ``delivered``, ``retry`` (at ``next_attempt_at``), ``dead``, or
@@ -151,11 +129,11 @@ class WebhookDeliverer:
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, policy: RetryPolicy | None = None,
                  transport: Transport | None = None, *, signing_clock: Clock | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, allow_private_networks: bool = False) -> None:
         self.sessions = sessions
         self.clock = clock
         self.policy = policy or RetryPolicy()
-        self.transport = transport or UrllibTransport()
+        self.transport = transport or GuardedTransport(allow_private=allow_private_networks)
         self.signing_clock = signing_clock or SystemClock()
         self.rng = rng or random.Random()
 

@@ -23,6 +23,7 @@ from engine.clock import Clock
 from engine.db.models import WebhookDelivery, WebhookSubscription
 from engine.errors import InvalidInputError, NotFoundError, Problem
 from engine.webhooks.catalogue import WEBHOOK_EVENT_TYPES
+from engine.webhooks.network import literal_host_problem
 
 __all__ = ["MAX_URL_LENGTH", "SubscriptionInfo", "add_subscription", "list_subscriptions", "remove_subscription"]
 
@@ -52,7 +53,7 @@ def _info(row: WebhookSubscription) -> SubscriptionInfo:
                             row.removed_at)
 
 
-def _check(url: object, event_types: object, description: object) -> list[Problem]:
+def _check(url: object, event_types: object, description: object, allow_private: bool) -> list[Problem]:
     problems = []
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         problems.append(Problem(f"a URL of at most {MAX_URL_LENGTH} characters", field="/url"))
@@ -67,6 +68,8 @@ def _check(url: object, event_types: object, description: object) -> list[Proble
             problems.append(Problem("must be an http:// or https:// URL with a host", field="/url"))
         elif "@" in parts.netloc:
             problems.append(Problem("must not carry a user name or password (listings show the URL)", field="/url"))
+        elif not allow_private and (why := literal_host_problem(parts.hostname or "")) is not None:
+            problems.append(Problem(why, field="/url"))
     if not isinstance(event_types, list | tuple) or not event_types:
         problems.append(Problem(f"a non-empty list of: {', '.join(WEBHOOK_EVENT_TYPES)}", field="/event_types"))
     else:
@@ -80,14 +83,15 @@ def _check(url: object, event_types: object, description: object) -> list[Proble
 
 
 def add_subscription(session: Session, url: str, event_types: list[str], clock: Clock,
-                     description: str = "") -> tuple[SubscriptionInfo, str]:
+                     description: str = "", *, allow_private_networks: bool = False) -> tuple[SubscriptionInfo, str]:
     """Subscribe ``url`` to ``event_types``; returns the subscription and its secret (shown only now).
 
     Raises:
-        InvalidInputError: a URL that is not http(s) with a host (or carries credentials), an empty
+        InvalidInputError: a URL that is not http(s) with a host (or carries credentials, or names a
+            private, loopback or link-local address unless ``allow_private_networks``), an empty
             list or an unknown event type, a description over 200 characters; every field named.
     """
-    problems = _check(url, event_types, description)
+    problems = _check(url, event_types, description, allow_private_networks)
     if problems:
         raise InvalidInputError("the subscription is invalid", problems)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()

@@ -8,10 +8,10 @@ from typing import Any
 from flask import Flask
 from helpers import assert_problem, start
 
-from engine.webhooks import RetryPolicy, WebhookDeliverer
+from engine.webhooks import GuardedTransport, RetryPolicy, WebhookDeliverer
 
 
-def _subscribe(client: Any, auth: Any, url: str = "http://127.0.0.1:9/hooks") -> dict[str, Any]:
+def _subscribe(client: Any, auth: Any, url: str = "https://ehr.example.org/hooks") -> dict[str, Any]:
     response = client.post("/v1/webhooks/subscriptions", headers=auth("admin"),
                            json={"url": url, "event_types": ["task.ready"], "description": "EHR inbox"})
     assert response.status_code == 201, response.json
@@ -40,17 +40,25 @@ def test_bad_subscriptions_are_refused_with_every_field_named(client: Any, auth:
                                       json={"url": "file:///etc/passwd", "event_types": ["task.ready"]}),
                           400, "input-invalid")
     assert [e["field"] for e in body["errors"]] == ["/url"]
+    for inside in ("http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:5432/", "http://[::1]/",
+                   "https://10.1.2.3/hooks", "http://localhost:8080/"):
+        body = assert_problem(client.post("/v1/webhooks/subscriptions", headers=auth("admin"),
+                                          json={"url": inside, "event_types": ["task.ready"]}), 400, "input-invalid")
+        assert [e["field"] for e in body["errors"]] == ["/url"]
+        assert "CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS" in str(body)
     body = assert_problem(client.post("/v1/webhooks/replay", headers=auth("admin"), json={
         "subscription_id": "whsub_0000000000000000", "since": "yesterday"}), 400, "request-invalid")
     assert [e["field"] for e in body["errors"]] == ["/since"]
 
 
 def test_a_dead_letter_is_listed_and_replayed(app: Flask, client: Any, auth: Any) -> None:
-    created = _subscribe(client, auth)  # port 9 (discard): nothing listens there
+    created = _subscribe(client, auth)
     start(client, auth)
     engine = app.extensions["carepath"]
-    sender = WebhookDeliverer(engine.sessions, engine.clock, RetryPolicy(max_attempts=1, timeout_seconds=2))
-    assert [a.outcome for a in sender.run_once()] == ["dead"]
+    # The receiver's name now resolves to loopback (DNS rebinding): the attempt is refused, not sent.
+    sender = WebhookDeliverer(engine.sessions, engine.clock, RetryPolicy(max_attempts=1, timeout_seconds=2),
+                              GuardedTransport(resolver=lambda host, port: ["127.0.0.1"]))
+    assert [(a.outcome, a.error) for a in sender.run_once()] == [("dead", "AddressNotAllowedError")]
     dead = client.get(f"/v1/webhooks/dead-letters?subscription_id={created['id']}", headers=auth("admin")).json
     assert [d["event_type"] for d in dead["items"]] == ["task.ready"] and dead["items"][0]["attempts"] == 1
     replayed = client.post("/v1/webhooks/replay", headers=auth("admin"),

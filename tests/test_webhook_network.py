@@ -1,0 +1,90 @@
+"""Webhooks go to public receivers only, unless the deployment allows its own network
+(engine.webhooks.network): literal addresses are refused at subscription, names are checked at
+every delivery, and the connection goes to the address that was checked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from webhook_receiver import Receiver
+
+from engine import CarePath, Settings
+from engine.db.session import unit_of_work
+from engine.errors import InvalidInputError
+from engine.webhooks import AddressNotAllowedError, GuardedTransport, add_subscription
+from engine.webhooks.network import literal_host_problem, public_address
+
+SIGNED = {"content-type": "application/json"}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver().start()
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.0.0.7", "172.16.4.1", "192.168.1.20", "169.254.169.254",
+                                  "100.64.0.1", "0.0.0.0", "224.0.0.1", "::1", "[::1]", "fd00::5", "fe80::1",
+                                  "::ffff:127.0.0.1", "[::ffff:169.254.169.254]", "localhost", "LOCALHOST.",
+                                  "api.localhost"])
+def test_addresses_inside_any_network_are_refused_by_their_literal(host: str) -> None:
+    assert literal_host_problem(host) is not None
+
+
+@pytest.mark.parametrize("host", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "ehr.example.org",
+                                  "localhost.example.org"])
+def test_public_addresses_and_host_names_pass_the_literal_check(host: str) -> None:
+    assert literal_host_problem(host) is None
+
+
+def test_public_address_judges_ipv4_mapped_addresses_by_the_ipv4_they_carry() -> None:
+    assert public_address("::ffff:8.8.8.8") and not public_address("::ffff:10.0.0.1")
+
+
+def test_a_subscription_to_a_private_address_is_refused_unless_the_deployment_allows_it(carepath: CarePath) -> None:
+    with unit_of_work(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
+        add_subscription(session, "http://169.254.169.254/latest/meta-data/", ["task.ready"], carepath.clock)
+    assert [p.field for p in refused.value.problems] == ["/url"]
+    with unit_of_work(carepath.sessions) as session:
+        info, _ = add_subscription(session, "http://10.20.0.4/hooks", ["task.ready"], carepath.clock,
+                                   allow_private_networks=True)
+    assert info.url == "http://10.20.0.4/hooks"
+
+
+def test_a_name_that_resolves_inside_the_network_is_not_sent_to(receiver: Receiver) -> None:
+    looked_up: list[str] = []
+
+    def rebinding(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return ["93.184.216.34", "127.0.0.1"]  # one public answer is not enough: every answer must be
+
+    with pytest.raises(AddressNotAllowedError):
+        GuardedTransport(resolver=rebinding, proxies={}).post("http://ehr.example.org/hooks", b"{}", SIGNED, 2)
+    with pytest.raises(AddressNotAllowedError):
+        GuardedTransport(proxies={}).post(receiver.url, b"{}", SIGNED, 2)  # a literal needs no lookup
+    assert looked_up == ["ehr.example.org"] and receiver.received == []
+
+
+def test_the_connection_goes_to_the_checked_address_without_a_second_lookup(receiver: Receiver) -> None:
+    answers = iter([["127.0.0.1"]])  # a second lookup would raise StopIteration
+    port = receiver.url.split(":")[2].split("/")[0]
+    transport = GuardedTransport(allow_private=True, resolver=lambda host, p: next(answers), proxies={})
+    status = transport.post(f"http://receiver.invalid:{port}/hooks?x=1", b'{"a": 1}', SIGNED, 5)
+    assert status == 401  # reached the receiver, which refused the (absent) signature
+    assert [r.body for r in receiver.received] == [{"a": 1}]
+
+
+def test_a_configured_proxy_carries_the_request(receiver: Receiver) -> None:
+    proxy = receiver.url.rsplit("/", 1)[0]  # the test receiver answers whatever path it is sent
+    transport = GuardedTransport(proxies={"http": proxy}, resolver=lambda host, port: ["10.9.9.9"])
+    assert transport.post("http://ehr.example.org/hooks", b'{"b": 2}', SIGNED, 5) == 401
+    assert [r.body for r in receiver.received] == [{"b": 2}]
+
+
+def test_the_setting_is_read_from_the_environment() -> None:
+    assert Settings.from_env({"CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1"}).webhook_allow_private_networks
+    assert not Settings.from_env({}).webhook_allow_private_networks
