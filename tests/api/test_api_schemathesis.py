@@ -39,7 +39,7 @@ EXAMPLES = 20
 def test_api_conforms_to_its_document(app: Flask, client: Any, auth: Any, tokens: dict[str, str]) -> None:
     instance = start(client, auth).json
     subscription = client.post("/v1/webhooks/subscriptions", headers=auth("admin"),
-                               json={"url": "http://127.0.0.1:9/hooks", "event_types": ["task.ready"]}).json
+                               json={"url": "https://ehr.example.org/hooks", "event_types": ["task.ready"]}).json
     real = {"instance_id": instance["id"], "task_id": instance["ready_tasks"][0]["id"], "pathway_id": PATHWAY,
             "version": "latest", "subscription_id": subscription["id"], **care_plan_ids(client, auth),
             "job_id": client.post("/v1/audit/verifications", headers=auth("auditor")).json["id"]}
