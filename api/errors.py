@@ -24,6 +24,7 @@ StaleVersionError                     409     instance-changed (no If-Match: a c
 StaleVersionError with If-Match       412     stale-version
 TaskNotReadyError                     409     task-not-ready
 InstanceExistsError                   409     instance-exists (Location: the running instance)
+PatientDeceasedError                  409     patient-deceased
 IdempotencyKeyInUseError              409     idempotency-key-in-use
 ConflictError                         409     instance-state-conflict
 MessageNotDeliverableError            409     message-not-deliverable (the target's state)
@@ -73,6 +74,7 @@ from engine.errors import (
     InvalidTokenError,
     MessageNotDeliverableError,
     NotFoundError,
+    PatientDeceasedError,
     PermissionDeniedError,
     Problem,
     RuleEvaluationError,
@@ -108,6 +110,7 @@ ENGINE_ERRORS: tuple[tuple[type[CarePathError], int, str], ...] = (
     (StaleVersionError, 409, "instance-changed"),  # 412 stale-version when the request sent If-Match
     (TaskNotReadyError, 409, "task-not-ready"),
     (InstanceExistsError, 409, "instance-exists"),
+    (PatientDeceasedError, 409, "patient-deceased"),
     (IdempotencyKeyInUseError, 409, "idempotency-key-in-use"),
     (ConflictError, 409, "instance-state-conflict"),
     (MessageNotDeliverableError, 409, "message-not-deliverable"),

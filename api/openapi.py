@@ -212,8 +212,9 @@ PATHS: dict[str, Any] = {
     },
     "/v1/messages": {
         "post": _op("sendMessage", "Deliver a message to one patient's (or one instance's) waiting instances",
-                    "messages.send", {200: _response("The instances it was delivered to", "Delivery")},
-                    (409, 412), body="MessageRequest", tag="messages"),
+                    "messages.send", {200: _response("The instances it was delivered to (for patient_died, also "
+                                                     "every other instance of the patient it ended)", "Delivery")},
+                    (409, 412, 422), body="MessageRequest", tag="messages"),
     },
     "/v1/instances/{instance_id}/events": {
         "get": _op("listEvents", "The hash-chained event trail of an instance", "events.read",

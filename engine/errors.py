@@ -15,6 +15,7 @@ The tree (``api/errors.py`` maps every class to an HTTP status; a test holds bot
     │   ├── StaleVersionError          If-Match / expected version is not the current one
     │   ├── TaskNotReadyError          the task is already completed, cancelled, or not yet reached
     │   ├── InstanceExistsError        the patient already has a running instance of the pathway
+    │   ├── PatientDeceasedError       a start for a patient whose death is recorded
     │   └── IdempotencyKeyInUseError   the first request with an Idempotency-Key has not finished
     ├── MessageNotDeliverableError     no waiting instance matches a message
     ├── PermissionDeniedError          the caller's role does not allow the action
@@ -50,6 +51,7 @@ __all__ = [
     "IdempotencyKeyReusedError",
     "InvalidInputError",
     "InstanceExistsError",
+    "PatientDeceasedError",
     "InvalidTokenError",
     "MessageNotDeliverableError",
     "NotFoundError",
@@ -190,6 +192,17 @@ class InstanceExistsError(ConflictError):
             "the patient already has a running instance of this pathway", field="/patient_ref",
             code="instance-exists")])
         self.instance_id = instance_id
+
+
+class PatientDeceasedError(ConflictError):
+    """Raised when a pathway would start for a patient whose death is recorded (the ``patient_died``
+    message records it; engine.instances.deaths)."""
+
+    def __init__(self, message: str = "the patient's death is recorded: no pathway can be started",
+                 problems: list[Problem] | None = None) -> None:
+        super().__init__(message, problems if problems is not None else [Problem(
+            "this patient's death is recorded (withdraw a record made in error first)", field="/patient_ref",
+            code="patient-deceased")])
 
 
 class IdempotencyKeyInUseError(ConflictError):

@@ -396,3 +396,19 @@ class DecisionEvaluationRecord(Base):
     matched: Mapped[list[str]] = mapped_column(JSON)
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON)
     misses: Mapped[dict[str, int]] = mapped_column(JSON)  # rule id -> first input entry that did not hold
+
+
+class PatientDeath(Base):
+    """A patient's death as CarePath was told of it (the ``patient_died`` message): from then on no pathway
+    starts for the patient and every instance of theirs has ended (engine.instances.deaths). A death
+    recorded in error is withdrawn with a reason, never deleted. No clinical values: not the date of
+    death, which stays in the instances' own data."""
+
+    __tablename__ = "patient_deaths"
+
+    patient_ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    withdrawn_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from engine.audit import data_digest
 from engine.db.models import PathwayInstance
 from engine.db.session import read_only
-from engine.errors import InvalidInputError, MessageNotDeliverableError, Problem
+from engine.errors import InvalidInputError, MessageNotDeliverableError, NotFoundError, Problem
+from engine.instances.deaths import DEATH_MESSAGE, check_death_payload, record_death
 from engine.instances.step import Step, StepRunner
 from engine.instances.view import InstanceView, Status, validate_patient_ref
 from engine.spiff import workflows
@@ -30,8 +31,14 @@ def send_message(runner: StepRunner, name: str, actor: str, *, patient_ref: str 
     Correlation is on the patient reference or the instance id, never on content: a message
     for one patient can never reach another patient's instance. Each delivery is its own step.
 
+    ``patient_died`` (:data:`DEATH_MESSAGE`) also records the death and ends every other instance of
+    the patient (engine.instances.deaths); it is never "not deliverable", and the instances it ended
+    are returned with those it reached.
+
     Raises:
-        InvalidInputError: neither (or both) of patient_ref and instance_id given.
+        InvalidInputError: neither (or both) of patient_ref and instance_id given; a bad
+            ``patient_died`` payload (nothing is recorded).
+        NotFoundError: ``patient_died`` for an instance id that does not exist.
         MessageNotDeliverableError: no running instance of that patient is waiting for it.
     """
     if (patient_ref is None) == (instance_id is None):
@@ -39,6 +46,25 @@ def send_message(runner: StepRunner, name: str, actor: str, *, patient_ref: str 
                                 [Problem("exactly one is required", field="/patient_ref")])
     if patient_ref is not None:
         validate_patient_ref(patient_ref)
+    if name == DEATH_MESSAGE:
+        check_death_payload(payload, runner.clock.now().date())
+        if patient_ref is None:
+            with read_only(runner.sessions) as session:
+                patient_ref = session.scalar(select(PathwayInstance.patient_ref).where(
+                    PathwayInstance.id == instance_id))
+            if patient_ref is None:
+                raise NotFoundError("no such instance")
+        ref = patient_ref
+        return record_death(runner, actor, ref, lambda: _deliver(runner, name, actor, ref, None, payload))
+    delivered = _deliver(runner, name, actor, patient_ref, instance_id, payload)
+    if not delivered:
+        raise MessageNotDeliverableError(f"no running instance is waiting for message {name!r}",
+                                         [Problem("no instance waiting for this message", field="/name")])
+    return delivered
+
+
+def _deliver(runner: StepRunner, name: str, actor: str, patient_ref: str | None, instance_id: str | None,
+             payload: dict[str, Any] | None) -> list[InstanceView]:
     with read_only(runner.sessions) as session:
         query = select(PathwayInstance.id).where(PathwayInstance.status == Status.RUNNING)
         query = (query.where(PathwayInstance.patient_ref == patient_ref) if patient_ref is not None
@@ -59,9 +85,5 @@ def send_message(runner: StepRunner, name: str, actor: str, *, patient_ref: str 
         step.advance(run)
         return True
 
-    delivered = [view for candidate in candidates
-                 if (view := runner.run(candidate, actor, deliver, allowed=(Status.RUNNING,))) is not None]
-    if not delivered:
-        raise MessageNotDeliverableError(f"no running instance is waiting for message {name!r}",
-                                         [Problem("no instance waiting for this message", field="/name")])
-    return delivered
+    return [view for candidate in candidates
+            if (view := runner.run(candidate, actor, deliver, allowed=(Status.RUNNING,))) is not None]

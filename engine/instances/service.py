@@ -31,7 +31,8 @@ from engine.errors import (
     TaskDataError,
     TaskNotReadyError,
 )
-from engine.instances import messages
+from engine.instances import deaths, messages
+from engine.instances.deaths import PatientDeathInfo, refuse_deceased
 from engine.instances.forms import check_form_data, check_start_data
 from engine.instances.step import ServiceOperator, Step, StepRunner
 from engine.instances.store import (
@@ -113,6 +114,7 @@ class PathwayService:
             InvalidInputError: bad patient reference or start data that is not an object.
             StartDataError: the start data fails the pathway's start data schema.
             InstanceExistsError: the patient already has a running instance of the pathway.
+            PatientDeceasedError: the patient's death is recorded.
             NotFoundError: no such pathway deployed.
         """
         return self.start_many(pathway_id, [patient_ref], actor, data)[0]
@@ -131,6 +133,7 @@ class PathwayService:
                 not an object.
             StartDataError: the start data fails the pathway's start data schema (every field named).
             InstanceExistsError: a patient already has a running instance of the pathway.
+            PatientDeceasedError: a patient's death is recorded (engine.instances.deaths).
             NotFoundError: no such pathway deployed.
         """
         for patient_ref in patient_refs:
@@ -160,6 +163,7 @@ class PathwayService:
                data: dict[str, Any] | None) -> list[InstanceView]:
         with unit_of_work(self.sessions) as session:
             version = self.steps.version_to_start(session, pathway_id)
+            refuse_deceased(session, patient_refs)
             if version.start_schema is not None:
                 check_start_data(version.start_schema, data or {})
             if not self.settings.allow_concurrent_instances:
@@ -335,6 +339,14 @@ class PathwayService:
         """
         return messages.send_message(self.steps, name, actor, patient_ref=patient_ref, instance_id=instance_id,
                                      payload=payload)
+
+    def death_record(self, patient_ref: str) -> PatientDeathInfo | None:
+        """The patient's death record (withdrawn or not), or None. Raises: InvalidInputError (bad reference)."""
+        return deaths.death_of(self.steps, patient_ref)
+
+    def withdraw_death(self, patient_ref: str, actor: str, reason: str) -> PatientDeathInfo:
+        """Withdraw a death recorded in error, with a reason. Raises: InvalidInputError, NotFoundError."""
+        return deaths.withdraw_death(self.steps, patient_ref, actor, reason)
 
     # --- internals ----------------------------------------------------------------------------------
 

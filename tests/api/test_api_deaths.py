@@ -1,0 +1,63 @@
+"""A recorded death over HTTP and at the command line (engine.instances.deaths): ``patient_died`` ends an
+instance in error too, a later start is 409 ``patient-deceased``, and a record made in error is withdrawn."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from click.testing import CliRunner
+from flask import Flask
+from helpers import assert_problem, start
+
+from api.cli import main
+
+
+def _in_error(app: Flask, patient_ref: str) -> str:
+    instances = app.extensions["carepath"].instances
+    view = instances.start("test_bad_condition", patient_ref, "system:ehr")
+    failed = instances.complete_task(view.id, view.ready_tasks[0]["id"], {"pain": 7}, "clinician:cns-1")
+    assert failed.status == "error"
+    return failed.id
+
+
+def test_a_death_ends_an_instance_in_error_and_refuses_later_starts(app: Flask, client: Any, auth: Any) -> None:
+    stopped = _in_error(app, "MRN-7001")
+    running = start(client, auth, "MRN-7001").json["id"]  # the test pathway does not listen for the message
+    answer = client.post("/v1/messages", headers=auth("system"),
+                         json={"name": "patient_died", "patient_ref": "MRN-7001"})
+    assert answer.status_code == 200, answer.json
+    assert sorted((i["id"], i["status"]) for i in answer.json["delivered"]) == sorted(
+        [(stopped, "cancelled"), (running, "cancelled")])
+    body = assert_problem(client.post("/v1/instances", headers=auth("system"),
+                                      json={"pathway_id": "test_careplan", "patient_ref": "MRN-7001"}),
+                          409, "patient-deceased")
+    assert "MRN-7001" not in json.dumps(body)
+    again = client.post("/v1/messages", headers=auth("system"),
+                        json={"name": "patient_died", "patient_ref": "MRN-7001"})
+    assert again.status_code == 200 and again.json["delivered"] == []  # nothing left to end: not an error
+
+
+def test_a_bad_death_notice_is_refused_whole(client: Any, auth: Any) -> None:
+    body = assert_problem(client.post("/v1/messages", headers=auth("system"), json={
+        "name": "patient_died", "patient_ref": "MRN-7002", "payload": {"date_of_death": "yesterday"}}),
+        422, "task-data-invalid")
+    assert [e["field"] for e in body["errors"]] == ["/date_of_death"]
+    start(client, auth, "MRN-7002")  # nothing was recorded
+
+
+def test_the_command_line_shows_and_withdraws_a_death_recorded_in_error(app: Flask, client: Any, auth: Any,
+                                                                         test_settings: Any) -> None:
+    env = {"CAREPATH_DATABASE_URL": test_settings.database_url,
+           "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir)}
+    runner = CliRunner()
+    assert runner.invoke(main, ["death-record", "show", "MRN-7003"], env=env).exit_code == 1
+    client.post("/v1/messages", headers=auth("system"), json={"name": "patient_died", "patient_ref": "MRN-7003"})
+    shown = runner.invoke(main, ["death-record", "show", "MRN-7003"], env=env)
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["withdrawn_at"] is None
+    refused = runner.invoke(main, ["death-record", "withdraw", "MRN-7003", "--reason", ""], env=env)
+    assert refused.exit_code == 2 and "--reason" in refused.output
+    withdrawn = runner.invoke(main, ["death-record", "withdraw", "MRN-7003", "--reason", "wrong patient"], env=env)
+    assert withdrawn.exit_code == 0, withdrawn.output
+    assert json.loads(withdrawn.stdout)["withdrawn_by"] == "cli:death-record"
+    start(client, auth, "MRN-7003")
