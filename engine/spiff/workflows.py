@@ -43,6 +43,7 @@ __all__ = [
     "new_workflow",
     "ready_task_summary",
     "ready_tasks",
+    "task_lane",
     "restore",
     "task_by_id",
     "tasks_from_summary",
@@ -216,8 +217,23 @@ def _task_fields(task: Any) -> dict[str, Any]:
         "process": task.workflow.spec.name,
         "kind": type(spec).__name__,
         "state": TaskState.get_name(task.state),
-        "lane": getattr(spec, "lane", None),
+        "lane": task_lane(task),
     }
+
+
+def task_lane(task: Any) -> str | None:
+    """The lane a task is drawn in; for a task of a shared sub-pathway drawn without lanes, the lane of
+    the call activity that runs it (the nearest caller that has one): who does the work is the calling
+    pathway's to say, and the work list and the diagram show it."""
+    while True:
+        lane: str | None = getattr(task.task_spec, "lane", None)
+        parent_task_id = getattr(task.workflow, "parent_task_id", None)
+        if lane is not None or parent_task_id is None:
+            return lane
+        caller = task.workflow.top_workflow.get_task_from_id(parent_task_id)
+        if caller is None:
+            return None
+        task = caller
 
 
 def ready_tasks(workflow: BpmnWorkflow) -> list[Any]:
