@@ -66,6 +66,8 @@ __all__ = [
 
 SCHEMA_VERSION = "2.0"
 _AGREED = ("agreed", "referred", "completed")
+# "Something else" on the checklist, and where the patient describes it (pathways/shared/forms/hna_checklist*.json).
+OTHER_CONCERN, OTHER_CONCERN_TEXT = "other_concern", "other_concern_text"
 # The concerns checklist's scale (rules/catalogues/concerns.yaml): discussed from 5, a priority from 8.
 _DISCUSS_AT, _PRIORITY_AT = 5, 8
 # Review and survey elements of the shared sub-pathways, and the data holding their due dates.
@@ -281,7 +283,7 @@ def care_plan_document(carepath: CarePath, instance_id: str, language: str | Non
         "contacts": src.contacts.all(),
         "diagnosis": src.diagnosis(),
         "what_matters": src.plan.what_matters,
-        "needs": assessments[0]["concerns"] if assessments else [],
+        "needs": _needs(src, assessments[0]["concerns"] if assessments else []),
         "assessments": [{k: v for k, v in a.items() if k not in _PRIVATE} for a in assessments],
         "act_now": [i for i in [*agreed, *proposed] if i["urgency"] == "emergency" and i["status"] != "completed"],
         "agreed": agreed,
@@ -290,6 +292,14 @@ def care_plan_document(carepath: CarePath, instance_id: str, language: str | Non
         "rights": list(src.strings["rights"][src.contacts.system.key]),
         "next_steps": _next_steps(src),
     }
+
+
+def _needs(src: _Sources, concerns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The latest assessment's concerns; "something else" with the patient's own words beside it (they
+    are in the checklist's answers, never in the evaluation: rules and the trail see a score only)."""
+    words = src.data.get(OTHER_CONCERN_TEXT)
+    own = words.strip() if isinstance(words, str) and words.strip() else None
+    return [{**c, "own_words": own if c["code"] == OTHER_CONCERN else None} for c in concerns]
 
 
 def _next_steps(src: _Sources) -> dict[str, Any]:
