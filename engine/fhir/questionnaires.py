@@ -37,6 +37,8 @@ QUESTIONNAIRE_URL = f"https://carepath.dev/fhir/Questionnaire/{QUESTIONNAIRE_ID}
 _MIN = "http://hl7.org/fhir/StructureDefinition/minValue"
 _MAX = "http://hl7.org/fhir/StructureDefinition/maxValue"
 _CONCERNS, _ABOUT_YOU, _WHAT_MATTERS = "concerns", "about_you", "what_matters"
+_OWN_WORDS = "other_concern_text"  # "something else", described (the checklist form's field)
+_TEXTS = {_WHAT_MATTERS: 1000, _OWN_WORDS: 500}  # free-text items and their longest answer
 _SAFETY_NOTICE = "safety-notice"
 _TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
 
@@ -119,8 +121,11 @@ def questionnaire(catalogue: Catalogue, directory: ServiceDirectory) -> dict[str
         "item": [
             _notice_item(directory),
             {"linkId": _CONCERNS, "text": "Concerns", "type": "group", "item": domains},
+            {"linkId": _OWN_WORDS, "text": "Something else that concerns me (in my own words)", "type": "text",
+             "maxLength": _TEXTS[_OWN_WORDS]},
             {"linkId": _ABOUT_YOU, "text": "About you", "type": "group", "item": about},
-            {"linkId": _WHAT_MATTERS, "text": "What matters to me", "type": "text", "maxLength": 1000},
+            {"linkId": _WHAT_MATTERS, "text": "What matters to me", "type": "text",
+             "maxLength": _TEXTS[_WHAT_MATTERS]},
         ],
     }
 
@@ -178,7 +183,8 @@ def _items(items: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def answers_to_task_data(response: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]:
-    """The checklist task's data (``{"concerns": {...}, "about_you": {...}, "what_matters"?}``) from a
+    """The checklist task's data (``{"concerns": {...}, "about_you": {...}, "what_matters"?,
+    "other_concern_text"?}``) from a
     QuestionnaireResponse's answers. The task's form then checks the data as for any other client.
 
     Raises:
@@ -213,7 +219,7 @@ def answers_to_task_data(response: dict[str, Any], catalogue: Catalogue) -> dict
 
 
 def _known(link: str, catalogue: Catalogue) -> bool:
-    return link in catalogue.concerns or link in _QUESTIONS or link == _WHAT_MATTERS
+    return link in catalogue.concerns or link in _QUESTIONS or link in _TEXTS
 
 
 def _take(link: str, answer: dict[str, Any], data: dict[str, Any], catalogue: Catalogue) -> str | None:
@@ -236,10 +242,10 @@ def _take(link: str, answer: dict[str, Any], data: dict[str, Any], catalogue: Ca
             return f"item {link} takes {key}"
         data["about_you"][link] = value
         return None
-    if link == _WHAT_MATTERS:
+    if link in _TEXTS:
         value = answer.get("valueString")
         if not isinstance(value, str):
             return f"item {link} takes valueString"
-        data["what_matters"] = value
+        data[link] = value  # its length is the task form's to check, as for any client
         return None
     return "is not an item of the checklist"

@@ -131,6 +131,7 @@ def test_the_questionnaire_is_the_catalogue_checklist(world: World) -> None:
     concerns = {i["linkId"]: i for group in groups["concerns"]["item"] for i in group["item"]}
     assert set(concerns) == set(catalogue.concerns)
     assert concerns["fatigue"]["type"] == "integer"
+    assert (groups["other_concern_text"]["type"], groups["other_concern_text"]["maxLength"]) == ("text", 500)
     found = world.client.get(f"{BASE}/Questionnaire?url={QUESTIONNAIRE_URL}", headers=world.auth("clinician")).json
     assert found["entry"][0]["resource"] == checklist
     assert world.client.get(f"{BASE}/Questionnaire?url=https://example.org/other",
@@ -214,6 +215,7 @@ def _answers(world: World, patient: str, **extra: Any) -> dict[str, Any]:
                      {"linkId": "about_you", "item": [
                          {"linkId": "lives_alone", "answer": [{"valueBoolean": True}]},
                          {"linkId": "work_status", "answer": [{"valueCoding": {"code": "retired"}}]}]},
+                     {"linkId": "other_concern_text", "answer": [{"valueString": "SYN my dog is poorly"}]},
                      {"linkId": "what_matters", "answer": [{"valueString": "My garden"}]}],
             **extra}
 
@@ -241,7 +243,9 @@ def test_a_patient_app_completes_the_waiting_needs_assessment(world: World) -> N
     trail = world.client.get(f"/v1/instances/{view.id}/events", headers=world.auth("auditor")).json["items"]
     completed = [e for e in trail if e["type"] == "task_completed" and e["element"] == "complete_checklist"]
     assert completed and completed[-1]["actor"].startswith("system:tok_")
-    assert "garden" not in json.dumps(trail)
+    assert "garden" not in json.dumps(trail) and "dog" not in json.dumps(trail)
+    # "Something else", in the patient's own words, reaches the checklist's data as the web form's does.
+    assert world.engine.instances.instance_data(view.id)["other_concern_text"] == "SYN my dog is poorly"
     # The rules' proposals are draft ServiceRequests in the care plan.
     [plan] = _search(world, "CarePlan", patient="SYN-FHIR-APP-1", role="system")
     assert plan["supportingInfo"] == [{"reference": f"QuestionnaireResponse/{created.json['id']}"}]
