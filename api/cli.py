@@ -444,6 +444,14 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
     carepath = _carepath(ctx)
     idempotency = IdempotencyStore(carepath.sessions, carepath.clock)
     name = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    from .jobs import BackgroundJobs
+
+    jobs = BackgroundJobs()
+
+    def housekeeping() -> None:
+        idempotency.purge_expired()
+        _take_over_verification(carepath, jobs)
+
     stopping: list[int] = []
     # Finish the instance in hand, then stop: nothing half-done is ever committed anyway.
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
@@ -458,14 +466,28 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
         total = run_worker(carepath.instances, worker_id=name, batch=batch, interval=interval, once=once,
                            should_stop=lambda: bool(stopping),
                            report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
-                           housekeeping=idempotency.purge_expired, heartbeat=heartbeat.beat,
+                           housekeeping=housekeeping, heartbeat=heartbeat.beat,
                            checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds,
                            deliver=lambda: len(carepath.webhooks.run_once()))
     except KeyboardInterrupt:
         total = None
     finally:
         heartbeat.stopping()
+    if once:
+        jobs.wait()  # a verification taken over finishes before a one-off run exits
     click.echo(f"timer worker {name} stopped" + (f": {total} instance(s) advanced" if total is not None else ""))
+
+
+def _take_over_verification(carepath: Any, jobs: Any) -> None:
+    """A trail verification left by a process that died (engine.verifications) runs again here, on a
+    thread of its own: timers keep firing meanwhile."""
+    from engine.verifications import claim_abandoned, run_verification
+
+    job_id = claim_abandoned(carepath.sessions, carepath.clock.now())
+    if job_id is not None:
+        click.echo(f"taking over trail verification {job_id}, left unfinished", err=True)
+        jobs.start(f"verification-{job_id}", lambda: run_verification(carepath.sessions, job_id, carepath.clock.now,
+                                                                       carepath.settings.checkpoint_dir))
 
 
 @main.command()

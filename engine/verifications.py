@@ -5,8 +5,13 @@ timeout. So the API never verifies every trail in one request: it records a job
 (:func:`request_verification`), answers 202 with the job's address, and runs the job outside the
 request (:func:`run_verification`, on a thread of the process that accepted it). The job's row
 keeps its progress (instances checked of the total, updated after every batch) and its result, so
-any API process behind the load balancer can report it. A process that dies with a job running
-leaves it ``running`` with a ``progress_at`` that stops moving; the job is then requested again.
+any API process behind the load balancer can report it.
+
+A process that dies with a job running (or before its thread started) leaves the job ``running`` (or
+``queued``) with a ``progress_at`` that stops moving. Once it has not moved for
+:data:`ABANDONED_AFTER` (progress is written after every batch, seconds apart), a worker takes the
+job over (:func:`claim_abandoned`, one claimant even with several workers) and runs it again from
+the start: verifying only reads, so running a job twice changes nothing but the time it takes.
 
 Imports ``audit`` and ``db`` only. Problems name instance ids and event numbers, never patient data;
 a failure of the job itself is recorded by the error's type, never its text.
@@ -18,11 +23,11 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import TrailProblem, count_instances, latest_checkpoint, verify_trail
@@ -30,11 +35,14 @@ from engine.db.models import AuditVerification
 from engine.db.session import read_only, unit_of_work
 from engine.errors import NotFoundError
 
-__all__ = ["MAX_KEPT_PROBLEMS", "Verification", "get_verification", "request_verification", "run_verification"]
+__all__ = ["ABANDONED_AFTER", "MAX_KEPT_PROBLEMS", "Verification", "claim_abandoned", "get_verification",
+           "request_verification", "run_verification"]
 
 # A job keeps the first problems it finds (and counts them all): a trail broken everywhere must not
 # make a row of hundreds of megabytes.
 MAX_KEPT_PROBLEMS = 1000
+# A job whose progress has not moved for this long was left by a process that died: a worker takes it over.
+ABANDONED_AFTER = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,23 @@ def run_verification(sessions: sessionmaker[Session], job_id: str, now: Callable
     except Exception as exc:
         _set(sessions, job_id, status="failed", finished_at=now(), failure=type(exc).__name__)
     return get_verification(sessions, job_id)
+
+
+def claim_abandoned(sessions: sessionmaker[Session], now: datetime,
+                    after: timedelta = ABANDONED_AFTER) -> str | None:
+    """Take over the oldest job left ``queued`` or ``running`` with no progress for ``after``: it is
+    marked running again, as of ``now``, so no other worker takes it meanwhile (on PostgreSQL
+    ``FOR UPDATE SKIP LOCKED``; on SQLite the single writer serialises claims). Returns its id, to be
+    run with :func:`run_verification`, or None."""
+    job = AuditVerification
+    with unit_of_work(sessions) as session:
+        row = session.scalars(select(job).where(
+            job.status.in_(("queued", "running")), func.coalesce(job.progress_at, job.requested_at) < now - after)
+            .order_by(job.requested_at).limit(1).with_for_update(skip_locked=True)).first()
+        if row is None:
+            return None
+        row.status, row.progress_at, row.instances_checked = "running", now, 0
+        return row.id
 
 
 def _set(sessions: sessionmaker[Session], job_id: str, **values: Any) -> None:
