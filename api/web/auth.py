@@ -27,7 +27,16 @@ from flask import abort, current_app, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
-from engine.access import ROLES, ApiToken, Principal, authenticate, authorize, token_is_live
+from engine.access import (
+    PATIENT_ROLE,
+    ROLES,
+    ApiToken,
+    Principal,
+    authenticate,
+    authorize,
+    token_is_live,
+    token_principal,
+)
 from engine.db.replica import primary_reads
 from engine.db.session import read_only
 from engine.errors import InvalidTokenError, PermissionDeniedError
@@ -123,7 +132,7 @@ def finish_provider_sign_in(code: str, state: str) -> tuple[Principal, str]:
     found = provider.sign_in(code, _redirect_url(provider), flow["verifier"], flow["nonce"])
     lifetime = current_app.permanent_session_lifetime
     _new_session(person={"role": found.role, "staff_id": found.staff_id, "token_id": found.token_id,
-                         "until": (_now() + lifetime).isoformat()})
+                         "patient_ref": found.patient_ref, "until": (_now() + lifetime).isoformat()})
     g.principal = found
     return found, str(flow.get("next") or "")
 
@@ -135,6 +144,11 @@ def _person(value: object) -> Principal | None:
     try:
         if _now() >= datetime.fromisoformat(value["until"]):
             return None
+        if value["role"] == PATIENT_ROLE:  # a patient: named by their identity's id, scoped to their reference
+            if not isinstance(value.get("patient_ref"), str):
+                return None
+            return Principal(role=PATIENT_ROLE, token_id=str(value["token_id"]), label=PATIENT_ROLE,
+                             patient_ref=str(value["patient_ref"]))
         return Principal(role=value["role"], token_id=str(value["token_id"]), label=str(value["staff_id"]),
                          staff_id=str(value["staff_id"]))
     except (KeyError, TypeError, ValueError):
@@ -164,7 +178,7 @@ def principal() -> Principal | None:
         with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as db:
             token = db.get(ApiToken, token_id)
             if token is not None and token_is_live(token, current_app.extensions["carepath"].clock.now()):
-                found = Principal(role=token.role, token_id=token.id, label=token.label)
+                found = token_principal(token)
         if found is None:
             sign_out()
     g.principal = found
