@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_contract import make_token
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
-from api_contract import make_token
 from helpers import assert_problem, assessed, care_plan_ids, start
 from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from api_contract import make_token
 from flask import Flask
-from helpers import PATHWAY, assert_problem, complete, start
+from helpers import assert_problem, complete, start
 
 from api.openapi import DOCUMENT
 from engine import ManualClock
@@ -46,7 +46,7 @@ def _call(client: Any, path: str, method: str, headers: dict[str, str], ids: dic
 
 
 def test_the_patient_role_has_only_the_patient_actions() -> None:
-    assert PATIENT_ACTIONS == {"patient.read", "patient.submit", "patient.report"}
+    assert {"patient.read", "patient.submit", "patient.report"} == PATIENT_ACTIONS
     assert all(roles == frozenset({"patient"}) for action, roles in PERMISSIONS.items() if action in PATIENT_ACTIONS)
 
 
