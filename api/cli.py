@@ -744,9 +744,11 @@ def _checkpointer(carepath: Any) -> Any:
 
 def _register_optional_groups() -> None:
     from .cli_access import purge_reads_command, reads
+    from .cli_patients import patients
     from .cli_rules import rules
 
     main.add_command(rules)
+    main.add_command(patients)
     audit.add_command(reads)
     audit.add_command(purge_reads_command)
 

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from oidc_provider import AUDIENCE, FakeProvider, serve
 
-from engine import CarePath, ManualClock
+from api.cli import main
+from engine import CarePath, ManualClock, Settings
 from engine.access import PATIENT_REF_PATTERN, Principal, authenticate, create_token
 from engine.db.session import read_only, unit_of_work
 from engine.errors import ConflictError, InvalidInputError, InvalidTokenError, NotFoundError
@@ -179,3 +181,42 @@ def test_patient_tokens_that_are_refused(fake: FakeProvider, caplog: pytest.LogC
 def test_a_staff_token_is_still_staff(fake: FakeProvider) -> None:
     found = provider_for(fake, {}).principal(fake.token(NOW, roles=["clinician"]))
     assert (found.role, found.patient_ref, found.staff_id) == ("clinician", None, "p-77")
+
+
+# --- the command line ----------------------------------------------------------------------------------
+
+
+def test_the_command_line_links_lists_and_unlinks(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    runner = CliRunner()
+    args = ["--issuer", ISSUER, "--subject", "p-77"]
+    linked = runner.invoke(main, ["patients", "link", *args, "--patient-ref", "MRN-1001"])
+    assert linked.exit_code == 0, linked.output
+    conflict = runner.invoke(main, ["patients", "link", *args, "--patient-ref", "MRN-2002"])
+    assert conflict.exit_code == 1 and "another patient" in conflict.output
+    named = runner.invoke(main, ["patients", "link", "--issuer", ISSUER, "--subject", "p-78", "--patient-ref",
+                                 "Jane Smith"])
+    assert named.exit_code == 1 and "/patient_ref" in named.output and "Jane" not in named.output
+    listed = runner.invoke(main, ["patients", "list", "--patient-ref", "MRN-1001"])
+    assert listed.exit_code == 0 and f"MRN-1001\t{ISSUER}\tp-77" in listed.stdout and "admin:cli" in listed.stdout
+    assert runner.invoke(main, ["patients", "unlink", *args]).exit_code == 0
+    assert runner.invoke(main, ["patients", "unlink", *args]).exit_code == 1
+
+
+def test_the_command_line_makes_a_patient_token_for_one_patient(database_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    runner = CliRunner()
+    missing = runner.invoke(main, ["token", "create", "--role", "patient"])
+    assert missing.exit_code == 2 and "--patient-ref" in missing.output
+    staff = runner.invoke(main, ["token", "create", "--role", "clinician", "--patient-ref", "MRN-1"])
+    assert staff.exit_code == 2
+    created = runner.invoke(main, ["token", "create", "--role", "patient", "--patient-ref", "SYN-DEMO-0002"])
+    assert created.exit_code == 0, created.output
+    app = CarePath(Settings(database_url=database_url), ManualClock(NOW))
+    try:
+        with read_only(app.sessions) as session:
+            found = authenticate(session, created.stdout.strip(), app.clock)
+    finally:
+        app.close()
+    assert (found.role, found.patient_ref) == ("patient", "SYN-DEMO-0002")
