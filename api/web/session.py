@@ -17,7 +17,8 @@ from .i18n import LANGUAGES
 bp = Blueprint("session", __name__)
 
 # The first page each role lands on, by what it may do (the permission table decides).
-_HOMES = (("tasks.read", "web.clinicians.work_list"), ("pathways.validate", "web.authors.library"),
+_HOMES = (("patient.read", "web.my_plan.plan"), ("tasks.read", "web.clinicians.work_list"),
+          ("pathways.validate", "web.authors.library"),
           ("audit.verify", "web.auditors.trail"), ("instances.read", "web.patients.find"))
 
 
