@@ -84,9 +84,10 @@ def plan_of(instance_id: Any) -> str:
 
 
 def _plan_page(instance_id: str | None, ids: list[str]) -> str:
+    # The message the care plan document starts with (feeling unwell during treatment: call the line now).
     language = current_language()
     directory = service_directory(carepath().settings)
-    line = safety_notice(directory, language, "twenty_four_hour_line")
+    line = safety_notice(directory, language, "during_treatment")
     if instance_id is None:
         return render_template("web/my_plan.html", document=None, forms=[], others=[], line=line, summary=False)
     view = _own(instance_id)
@@ -170,7 +171,7 @@ def submit(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
 def _warning_page(view: InstanceView, values: Any, errors: dict[str, str], status: int = 200,
                   undelivered: bool = False) -> tuple[str, int]:
     language = current_language()
-    line = safety_notice(service_directory(carepath().settings), language, "twenty_four_hour_line")
+    line = safety_notice(service_directory(carepath().settings), language, "during_treatment")
     return render_template("web/my_warning_sign.html", view=view, line=line, values=values, errors=errors,
                            signs=warning_sign_choices(carepath(), view.id, language),
                            undelivered=undelivered), status
