@@ -137,7 +137,7 @@ def _form_page(view: InstanceView, task: dict[str, Any], values: Any, problems: 
 
 
 @bp.get("/plans/<uuid:instance_id>/forms/<uuid:task_id>")
-@page("patient.read")
+@page("patient.submit")  # a blank form to fill in: part of submitting it, not a read of the records
 def form(instance_id: Any, task_id: Any) -> tuple[str, int]:
     view = _own(str(instance_id))
     return _form_page(view, _own_form(view, str(task_id)), {}, [])

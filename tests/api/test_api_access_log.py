@@ -99,6 +99,9 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "me.records": "/v1/me",
         "me.care_plan": f"/v1/me/instances/{i}/care-plan",
         "me.end_of_treatment": f"/v1/me/instances/{i}/end-of-treatment-summary",
+        "web.my_plan.plan": "/my",
+        "web.my_plan.plan_of": f"/my/plans/{i}",
+        "web.my_plan.document": f"/my/plans/{i}/documents/care-plan",
     }
 
 
@@ -110,7 +113,9 @@ def test_every_route_that_shows_patient_data_records_who_looked(app: Flask, clie
     urls = _urls(world)
     assert set(urls) == patient_routes, "a route that shows patient data has no case here"
     web = {role: _web(app, tokens[role]) for role in ("clinician", "auditor")}
-    patient = {"Authorization": f"Bearer {make_token(app, 'patient', patient_ref=NHS_NUMBER)}"}
+    patient_token = make_token(app, "patient", patient_ref=NHS_NUMBER)
+    patient = {"Authorization": f"Bearer {patient_token}"}
+    web["patient"] = _web(app, patient_token)
     for endpoint, url in urls.items():
         permission = routes[endpoint]
         role = "auditor" if permission in ("events.read", "evaluations.read") else "clinician"
