@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as Redirect
 
 from engine.documents.build import care_plan_document, end_of_treatment_summary, warning_sign_choices
 from engine.documents.directory import service_directory
@@ -145,7 +146,7 @@ def form(instance_id: Any, task_id: Any) -> tuple[str, int]:
 
 @bp.post("/plans/<uuid:instance_id>/forms/<uuid:task_id>")
 @page("patient.submit")
-def submit(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
+def submit(instance_id: Any, task_id: Any) -> Redirect | tuple[str, int]:
     view = _own(str(instance_id))
     task = _own_form(view, str(task_id))
     fields = fields_of(task.get("form"))
@@ -185,7 +186,7 @@ def warning_sign(instance_id: Any) -> tuple[str, int]:
 
 @bp.post("/plans/<uuid:instance_id>/warning-sign")
 @page("patient.report")
-def report(instance_id: Any) -> Response | tuple[str, int]:
+def report(instance_id: Any) -> Redirect | tuple[str, int]:
     view = _own(str(instance_id))
     sign = request.form.get("warning_sign", "")
     known = {s["code"] for s in warning_sign_choices(carepath(), view.id, current_language())} | {"other"}
