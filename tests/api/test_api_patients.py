@@ -41,7 +41,7 @@ def _call(client: Any, path: str, method: str, headers: dict[str, str], ids: dic
     url = re.sub(r"\{(\w+)\}", lambda m: ids.get(m.group(1), NO_ID), path)
     if method == "get":
         return client.get(url, headers=headers)
-    body = {"data": {}} if path.endswith("/forms/{task_id}") else {"warning_sign": "fever"}
+    body: dict[str, Any] = {"data": {}} if path.endswith("/forms/{task_id}") else {"warning_sign": "fever"}
     return client.open(url, method=method.upper(), json=body, headers=headers)
 
 
