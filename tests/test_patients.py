@@ -18,6 +18,7 @@ from api.cli import main
 from engine import CarePath, ManualClock, Settings
 from engine.access import PATIENT_REF_PATTERN, Principal, authenticate, create_token
 from engine.db.session import read_only, unit_of_work
+from engine.documents.build import warning_sign_choices
 from engine.errors import ConflictError, InvalidInputError, InvalidTokenError, NotFoundError
 from engine.identity import Provider
 from engine.instances.view import PATIENT_REF_PATTERN as INSTANCES_PATIENT_REF_PATTERN
@@ -32,6 +33,7 @@ from engine.patients import (
     require_own,
     unlink_identity,
 )
+from engine.rules.warning_signs import load_warning_signs
 from engine.settings import OidcSettings
 
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
@@ -220,3 +222,14 @@ def test_the_command_line_makes_a_patient_token_for_one_patient(database_url: st
     finally:
         app.close()
     assert (found.role, found.patient_ref) == ("patient", "SYN-DEMO-0002")
+
+
+def test_the_warning_signs_offered_are_the_catalogues_for_the_diagnosis_in_the_readers_language(
+        carepath: CarePath) -> None:
+    view = carepath.instances.start("test_assessment", "MRN-1001", "system:test")
+    english = warning_sign_choices(carepath, view.id, "en")
+    swedish = warning_sign_choices(carepath, view.id, "sv")
+    catalogue = load_warning_signs(carepath.rules.catalogue_dir / "warning_signs.yaml")
+    assert [s["code"] for s in english] == [s.code for s in catalogue.for_diagnosis("general")]
+    assert [s["code"] for s in swedish] == [s["code"] for s in english]
+    assert english[0]["urgency"] == "emergency" and english[0]["name"] != swedish[0]["name"]
