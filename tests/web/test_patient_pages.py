@@ -4,16 +4,24 @@ warning sign, and reaches nothing of another patient's (404) nor any staff page 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from web_helpers import csrf_of
+from sqlalchemy import select
+from web_helpers import csrf_of, make_token
 
+from api import create_app
+from engine import ManualClock
+from engine.db.models import InstanceEvent
+from engine.demo import CONTACT
 from engine.instances.timers import fire_due_timers
 
 PATHWAY = "test_assessment"
+REPO = Path(__file__).resolve().parent.parent.parent
+START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 
 
 def engine(app: Flask) -> Any:
@@ -125,3 +133,46 @@ def test_a_staff_task_has_no_patient_form_page(app: Flask, signed_in: Any) -> No
     response = client.post(url, data={"csrf_token": csrf_of(text(client.get("/my"))), "anxiety": "1", "fatigue": "1",
                                       "version": str(view.version)})
     assert response.status_code == 404 and engine(app).instances.get(view.id).version == view.version
+
+
+def test_a_patient_fills_in_the_bundled_needs_checklist_with_the_24_hour_line_first(tmp_path: Path) -> None:
+    """The real checklist of the bundled pathways (its form declares the 24-hour line's notice)."""
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'bundled.sqlite3'}",
+                      "PATHWAYS_DIR": REPO / "pathways", "RULES_DIR": REPO / "rules", "CLOCK": ManualClock(START),
+                      "SECRET_KEY": "test-secret-key"})
+    try:
+        carepath = engine(app)
+        view = carepath.instances.start("breast_cancer", "SYN-0042", "system:test", {
+            "diagnosis": "breast", "diagnosis_date": "2026-01-13", "age": 50, "treatment_intent": "curative",
+            "gp_practice": "EXAMPLE-GP-1"})
+
+        def do(element: str, data: dict[str, Any]) -> Any:
+            task = next(t for t in carepath.instances.get(view.id).ready_tasks if t["element"] == element)
+            return carepath.instances.complete_task(view.id, task["id"], data, "clinician:test")
+
+        do("assign_contact", CONTACT)
+        do("offer_support", {"support_wanted": "no", "support_types": [], "consent_to_share_contact": False})
+        carepath.clock.advance(timedelta(days=7))
+        fire_due_timers(carepath.instances, worker_id="test")
+        do("offer_hna", {"hna_accepted": True})
+        client = app.test_client()
+        assert client.get(f"/sign-in?token={make_token(app, 'patient', patient_ref='SYN-0042')}").status_code == 303
+        [task] = [t for t in carepath.instances.get(view.id).ready_tasks if t["element"] == "complete_checklist"]
+        url = f"/my/plans/{view.id}/forms/{task['id']}"
+        assert f'href="{url}"' in text(client.get("/my"))
+        page = text(client.get(url))
+        assert "<h1>Your needs checklist</h1>" in page
+        assert page.index('data-test="safety-notice"') < page.index('id="task-form"') and "01632 960100" in page
+        version = str(carepath.instances.get(view.id).version)
+        sent = client.post(url, data={"csrf_token": csrf_of(page), "version": version, "concerns.fatigue": "6",
+                                      "about_you.work_status": "retired", "what_matters": "My garden"})
+        assert sent.status_code == 303, text(sent)[:600]
+        elements = [t["element"] for t in carepath.instances.get(view.id).ready_tasks]
+        assert "complete_checklist" not in elements
+        with carepath.sessions() as session:
+            [actor] = session.scalars(select(InstanceEvent.actor).where(
+                InstanceEvent.instance_id == view.id, InstanceEvent.element == "complete_checklist",
+                InstanceEvent.type == "task_completed"))
+        assert actor.startswith("patient:tok_") and "SYN-0042" not in actor  # the trail names the token only
+    finally:
+        app.extensions["carepath"].close()
