@@ -50,7 +50,7 @@ from urllib.parse import urlencode
 
 import jwt
 
-from engine.access import PATIENT_REF_PATTERN, PATIENT_ROLE, ROLES, Principal
+from engine.access import PATIENT_REF_PATTERN, PATIENT_ROLE, ROLES, Principal, person_id
 from engine.clock import Clock
 from engine.errors import InvalidTokenError
 from engine.settings import OidcSettings, check_provider_url
@@ -297,8 +297,8 @@ class Provider:
             log.warning("OpenID Connect token refused: keys_unavailable (%s)", exc)
             raise InvalidTokenError(REFUSED) from None
         # A stable id per person, short enough for the columns that hold a caller's id (Idempotency-Keys).
-        subject = hashlib.sha256(f"{self.settings.issuer}\x00{staff_id}".encode()).hexdigest()[:20]
-        return Principal(role=role, token_id=f"oidc_{subject}", label=staff_id, staff_id=staff_id)
+        return Principal(role=role, token_id=person_id(self.settings.issuer, staff_id), label=staff_id,
+                         staff_id=staff_id)
 
     def _claims(self, token: str, audience: str) -> dict[str, Any]:
         if not 0 < len(token) <= MAX_TOKEN_CHARS or not token.isascii() or token.count(".") != 2:
@@ -369,8 +369,8 @@ class Provider:
         if not isinstance(subject, str) or not 0 < len(subject) <= 255:
             raise _Refused("no_subject")
         # The trail names a patient by this id, never by their patient reference (patient:oidc_...).
-        digest = hashlib.sha256(f"{self.settings.issuer}\x00{subject}".encode()).hexdigest()[:20]
-        return Principal(role=PATIENT_ROLE, token_id=f"oidc_{digest}", label=PATIENT_ROLE, patient_ref=patient_ref)
+        return Principal(role=PATIENT_ROLE, token_id=person_id(self.settings.issuer, subject), label=PATIENT_ROLE,
+                         patient_ref=patient_ref)
 
     def _roles(self, claims: Mapping[str, Any]) -> set[str]:
         """The CarePath roles the role claim maps to (none when the claim is missing)."""

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.access import PATIENT_ROLE, Principal
+from engine.access import PATIENT_ROLE, Principal, person_id
 from engine.clock import Clock
 from engine.db.models import PatientIdentity
 from engine.db.session import read_only
@@ -39,7 +39,7 @@ from engine.instances.service import PathwayService
 from engine.instances.view import InstanceView, validate_patient_ref
 
 __all__ = ["PATIENT_FORMS", "WARNING_SIGN_MESSAGE", "IdentityLink", "complete_own_form", "link_identity",
-           "linked_patient", "list_identities", "own_forms", "report_warning_sign", "require_own",
+           "linked_patient", "still_linked", "list_identities", "own_forms", "report_warning_sign", "require_own",
            "unlink_identity"]
 
 # The ready tasks that are the patient's own forms (element -> kind), in the bundled shared sub-pathways:
@@ -139,6 +139,15 @@ def linked_patient(sessions: sessionmaker[Session], issuer: str, subject: str) -
     with read_only(sessions) as session:
         return session.scalar(select(PatientIdentity.patient_ref).where(PatientIdentity.issuer == issuer,
                                                                         PatientIdentity.subject == subject))
+
+
+def still_linked(sessions: sessionmaker[Session], issuer: str, patient_ref: str, principal_id: str) -> bool:
+    """Whether the identity a patient signed in with (``principal_id``: :func:`engine.access.person_id` of
+    issuer and subject) is still linked to ``patient_ref``: a web session ends once it is unlinked."""
+    with read_only(sessions) as session:
+        subjects = session.scalars(select(PatientIdentity.subject).where(
+            PatientIdentity.issuer == issuer, PatientIdentity.patient_ref == patient_ref).limit(100))
+        return any(person_id(issuer, subject) == principal_id for subject in subjects)
 
 
 # --- a patient's own records -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from oidc_provider import AUDIENCE, FakeProvider, serve
 
 from api.cli import main
 from engine import CarePath, ManualClock, Settings
-from engine.access import PATIENT_REF_PATTERN, Principal, authenticate, create_token
+from engine.access import PATIENT_REF_PATTERN, Principal, authenticate, create_token, person_id
 from engine.db.session import read_only, unit_of_work
 from engine.documents.build import warning_sign_choices
 from engine.errors import ConflictError, InvalidInputError, InvalidTokenError, NotFoundError
@@ -31,6 +31,7 @@ from engine.patients import (
     own_forms,
     report_warning_sign,
     require_own,
+    still_linked,
     unlink_identity,
 )
 from engine.rules.warning_signs import load_warning_signs
@@ -73,6 +74,8 @@ def test_identities_are_linked_once_listed_and_unlinked(carepath: CarePath) -> N
         link_identity(session, ISSUER, "subject-2", "MRN-2002", "admin:tok_a", carepath.clock)
     assert linked_patient(carepath.sessions, ISSUER, "subject-1") == "MRN-1001"
     assert linked_patient(carepath.sessions, "https://other.example.org", "subject-1") is None
+    assert still_linked(carepath.sessions, ISSUER, "MRN-1001", person_id(ISSUER, "subject-1"))
+    assert not still_linked(carepath.sessions, ISSUER, "MRN-2002", person_id(ISSUER, "subject-1"))
     with read_only(carepath.sessions) as session:
         assert [link.subject for link in list_identities(session)] == ["subject-1", "subject-2"]
         assert [link.subject for link in list_identities(session, "MRN-2002")] == ["subject-2"]
@@ -81,6 +84,7 @@ def test_identities_are_linked_once_listed_and_unlinked(carepath: CarePath) -> N
         with pytest.raises(NotFoundError):
             unlink_identity(session, ISSUER, "subject-1")
     assert linked_patient(carepath.sessions, ISSUER, "subject-1") is None
+    assert not still_linked(carepath.sessions, ISSUER, "MRN-1001", person_id(ISSUER, "subject-1"))
 
 
 @pytest.mark.parametrize("issuer,subject,patient_ref,field", [

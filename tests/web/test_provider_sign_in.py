@@ -24,7 +24,7 @@ from engine import ManualClock
 from engine.db.models import InstanceEvent
 from engine.db.session import unit_of_work
 from engine.identity import pkce_challenge
-from engine.patients import link_identity
+from engine.patients import link_identity, unlink_identity
 
 TESTS = Path(__file__).resolve().parent.parent
 START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)  # as tests/web/conftest.py's apps start
@@ -240,3 +240,18 @@ def test_a_patient_signs_in_at_the_provider_and_lands_on_their_own_plan(oidc_app
     assert "<h1>My care plan</h1>" in text(client.get(f"/my/plans/{own.id}"))
     assert client.get(f"/my/plans/{other.id}").status_code == 404
     assert client.get("/work-list").status_code == 403
+
+
+def test_unlinking_a_patient_ends_their_web_session_at_once(oidc_app: Flask, fake: FakeProvider) -> None:
+    engine = oidc_app.extensions["carepath"]
+    engine.instances.start("test_assessment", "MRN-1001", "system:test")
+    with unit_of_work(engine.sessions) as session:
+        link_identity(session, fake.issuer, "p-77", "MRN-1001", "admin:test", engine.clock)
+    fake.user = {"sub": "p-77", "preferred_username": "p-77", "roles": []}
+    client = oidc_app.test_client()
+    back_from_provider(client)
+    assert client.get("/my").status_code == 200
+    with unit_of_work(engine.sessions) as session:
+        unlink_identity(session, fake.issuer, "p-77")
+    response = client.get("/my")
+    assert response.status_code == 302 and response.location.startswith("/sign-in")
