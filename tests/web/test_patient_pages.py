@@ -176,3 +176,11 @@ def test_a_patient_fills_in_the_bundled_needs_checklist_with_the_24_hour_line_fi
         assert actor.startswith("patient:tok_") and "SYN-0042" not in actor  # the trail names the token only
     finally:
         app.extensions["carepath"].close()
+
+
+def test_a_patient_sent_to_a_staff_page_lands_on_their_own(app: Flask, tokens: dict[str, str]) -> None:
+    client = app.test_client()
+    csrf = csrf_of(text(client.get("/sign-in?next=/work-list")))
+    response = client.post("/sign-in", data={"token": tokens["patient"], "csrf_token": csrf, "next": "/work-list"})
+    assert response.status_code == 303 and response.location == "/"
+    assert client.get("/").location == "/my"
