@@ -10,6 +10,7 @@ blueprint per resource. Nothing happens at import time but reading the installed
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import logging
@@ -24,6 +25,7 @@ from engine.documents.directory import require_service_directory
 from engine.identity import Provider
 from engine.instances.queries import InstanceQueries
 from engine.library import read_library, require_library
+from engine.patients import linked_patient
 
 from .jobs import BackgroundJobs
 
@@ -92,7 +94,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         require_library(settings, library)
         production = settings.environment == "production" and library.rule_sets
         require_service_directory(settings, set(engine.rules.catalogue().service_types) if production else None)
-        identity = None if settings.oidc is None else Provider(settings.oidc, engine.clock)
+        identity = None if settings.oidc is None else Provider(
+            settings.oidc, engine.clock, patients=functools.partial(linked_patient, engine.sessions))
     except Exception:
         engine.close()
         raise
@@ -111,9 +114,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         fhir,
         health,
         instances,
+        me,
         messages,
         parsing,
         pathways,
+        patient_identities,
         replica,
         sandbox,
         tasks,
@@ -130,7 +135,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app.extensions, identity)
     health.init_app(app)
     for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log,
-                   webhooks, sandbox):
+                   webhooks, sandbox, me, patient_identities):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)

@@ -582,13 +582,16 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--role", required=True, type=click.Choice(["system", "clinician", "author", "auditor", "admin"]))
+@click.option("--role", required=True,
+              type=click.Choice(["system", "clinician", "author", "auditor", "admin", "patient"]))
 @click.option("--label", default="", help="Who or what holds it (shown in listings, not a secret).")
 @click.option("--expires-in", default=None, metavar="DURATION",
               help="Lifetime as an ISO 8601 duration (P90D, P12W, PT8H); without it, valid until revoked.")
+@click.option("--patient-ref", default=None, help="Role patient only: the patient whose own records it reads.")
 @click.pass_context
-def token_create(ctx: click.Context, role: str, label: str, expires_in: str | None) -> None:
-    """Create a token and print its secret once: it cannot be shown again."""
+def token_create(ctx: click.Context, role: str, label: str, expires_in: str | None, patient_ref: str | None) -> None:
+    """Create a token and print its secret once: it cannot be shown again. A patient's token (for tests,
+    demonstrations, a patient app) names its patient with --patient-ref."""
     from engine.access import create_token, parse_lifetime
     from engine.db.session import unit_of_work
     from engine.errors import InvalidInputError
@@ -597,9 +600,14 @@ def token_create(ctx: click.Context, role: str, label: str, expires_in: str | No
         lifetime = None if expires_in is None else parse_lifetime(expires_in)
     except InvalidInputError as exc:
         raise click.BadParameter(exc.problems[0].message, param_hint="--expires-in") from exc
+    if (role == "patient") != (patient_ref is not None):
+        raise click.UsageError("--patient-ref is needed for role patient, and only for it")
     carepath = _carepath(ctx)
-    with unit_of_work(carepath.sessions) as session:
-        token_id, secret = create_token(session, role, label, carepath.clock, lifetime)
+    try:
+        with unit_of_work(carepath.sessions) as session:
+            token_id, secret = create_token(session, role, label, carepath.clock, lifetime, patient_ref)
+    except InvalidInputError as exc:
+        raise click.BadParameter(exc.problems[0].message, param_hint="--patient-ref") from exc
     until = "" if lifetime is None else f", expires {(carepath.clock.now() + lifetime).isoformat(timespec='minutes')}"
     click.echo(f"token {token_id} ({role}{until}); the secret is shown only now:", err=True)
     click.echo(secret)
@@ -616,6 +624,7 @@ def token_list(ctx: click.Context, show_all: bool) -> None:
     carepath = _carepath(ctx)
     with read_only(carepath.sessions) as session:
         tokens = list_tokens(session, include_revoked=show_all, now=carepath.clock.now())
+    # A patient token's patient reference is not listed: the list is for operators, not a patient index.
     click.echo(f"{'id':<22}{'role':<11}{'created':<27}{'expires':<27}{'revoked':<27}label")
     for t in tokens:
         expires = t.expires_at.isoformat(timespec="seconds") if t.expires_at else "never"
@@ -758,10 +767,12 @@ def _checkpointer(carepath: Any) -> Any:
 def _register_optional_groups() -> None:
     from .cli_access import purge_reads_command, reads
     from .cli_deaths import death_record
+    from .cli_patients import patients
     from .cli_rules import rules
 
     main.add_command(rules)
     main.add_command(death_record)
+    main.add_command(patients)
     audit.add_command(reads)
     audit.add_command(purge_reads_command)
 

@@ -26,15 +26,21 @@ from .auth import current_principal, requires
 from .errors import ApiError
 from .parsing import json_body
 
+__all__ = ["bp", "negotiated"]
+
 bp = Blueprint("documents", __name__, url_prefix="/v1/instances")
 
 Builder = Callable[[CarePath, str, str | None], dict[str, Any]]
 _FORMATS = ["application/json", "text/html", "application/pdf"]  # the first wins a tie (*/*)
 
 
-def _negotiated(build: Builder, instance_id: str, name: str) -> Response:
-    """The document in the language and format asked for. Raises what ``build`` and the renderers raise."""
+def negotiated(build: Builder, instance_id: str, name: str,
+               shown: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Response:
+    """The document in the language and format asked for (``shown``: what of it the caller sees). Raises
+    what ``build`` and the renderers raise."""
     document = build(carepath(), instance_id, request.accept_languages.best_match(LANGUAGES))
+    if shown is not None:
+        document = shown(document)
     chosen = request.accept_mimetypes.best_match(_FORMATS)
     if chosen == "text/html":
         response = Response(render_html(document), mimetype="text/html")
@@ -58,7 +64,7 @@ def _negotiated(build: Builder, instance_id: str, name: str) -> Response:
 @bp.get("/<uuid:instance_id>/care-plan")
 @requires("documents.read")
 def care_plan(instance_id: Any) -> Response:
-    return _negotiated(care_plan_document, str(instance_id), "care-plan")
+    return negotiated(care_plan_document, str(instance_id), "care-plan")
 
 
 @bp.patch("/<uuid:instance_id>/care-plan/items/<uuid:item_id>")
@@ -71,4 +77,4 @@ def update_item(instance_id: Any, item_id: Any) -> dict[str, Any]:
 @bp.get("/<uuid:instance_id>/end-of-treatment-summary")
 @requires("documents.read")
 def end_of_treatment(instance_id: Any) -> Response:
-    return _negotiated(end_of_treatment_summary, str(instance_id), "end-of-treatment-summary")
+    return negotiated(end_of_treatment_summary, str(instance_id), "end-of-treatment-summary")

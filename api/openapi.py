@@ -120,7 +120,8 @@ _WHY_CODE = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"}
 _EVALUATION_ID = _path("evaluation_id", UUID_PATTERN)
 
 
-def _document(op_id: str, summary: str, schema: str, errors: tuple[int, ...]) -> dict[str, Any]:
+def _document(op_id: str, summary: str, schema: str, errors: tuple[int, ...],
+              permission: str = "documents.read", tag: str = "documents") -> dict[str, Any]:
     """A document as JSON, as a printable HTML page (``Accept: text/html``) or as a PDF for the GP
     practice (``Accept: application/pdf``)."""
     ok = _response("The document in the language asked for (Content-Language); HTML with Accept: text/html, "
@@ -128,8 +129,7 @@ def _document(op_id: str, summary: str, schema: str, errors: tuple[int, ...]) ->
     ok["content"]["text/html"] = {"schema": {"type": "string", "description": "A self-contained HTML page"}}
     ok["content"]["application/pdf"] = {"schema": {"type": "string", "contentMediaType": "application/pdf",
                                                    "description": "The same page as an A4 PDF"}}
-    return {"get": _op(op_id, summary, "documents.read", {200: ok}, errors, [_INSTANCE_ID, _ACCEPT_LANGUAGE],
-                       tag="documents")}
+    return {"get": _op(op_id, summary, permission, {200: ok}, errors, [_INSTANCE_ID, _ACCEPT_LANGUAGE], tag=tag)}
 
 
 def _lifecycle(op_id: str, verb: str) -> dict[str, Any]:
@@ -329,6 +329,46 @@ PATHS: dict[str, Any] = {
                    {200: _response("Dead letters", "WebhookDeliveryList")}, (400,),
                    [_query("subscription_id", {"type": "string", "pattern": "^whsub_[0-9a-f]{16}$"})],
                    tag="webhooks"),
+    },
+    # A patient's own records (engine.patients): another patient's instance is not found (404).
+    "/v1/me": {
+        "get": _op("getMyRecords", "The signed-in patient's pathways and their own ready forms", "patient.read",
+                   {200: _response("The patient's records", "PatientRecords", headers=("Vary",))},
+                   parameters=[_ACCEPT_LANGUAGE], tag="patients"),
+    },
+    "/v1/me/instances/{instance_id}/care-plan": _document(
+        "getMyCarePlan", "The patient's own Personalised Care Plan", "CarePlanDocument", (404,),
+        "patient.read", "patients"),
+    "/v1/me/instances/{instance_id}/end-of-treatment-summary": _document(
+        "getMyEndOfTreatmentSummary", "The patient's own End of Treatment Summary (409 until it is written)",
+        "EndOfTreatmentSummary", (404, 409), "patient.read", "patients"),
+    "/v1/me/instances/{instance_id}/forms/{task_id}": {
+        "post": _op("submitMyForm", "Submit one of the patient's own forms (needs checklist, feedback, survey)",
+                    "patient.submit", {200: _response("The instance's remaining forms", "PatientInstance",
+                                                      headers=("ETag",))},
+                    (404, 409, 412, 422), [_INSTANCE_ID, _path("task_id", UUID_PATTERN), _IF_MATCH,
+                                           _IDEMPOTENCY_KEY], body="CompleteRequest", tag="patients"),
+    },
+    "/v1/me/warning-signs": {
+        "post": _op("reportWarningSign", "Report a warning sign to the patient's care team (call the 24-hour "
+                    "line first when unwell)", "patient.report",
+                    {202: _response("Reported: each pathway waiting for reports starts a triage",
+                                    "WarningSignReceipt")}, (409,), [_IDEMPOTENCY_KEY], body="WarningSignReport",
+                    tag="patients"),
+    },
+    "/v1/patient-identities": {
+        "post": _op("linkPatientIdentity", "Link an OpenID Connect identity to a patient reference",
+                    "patients.link", {201: _response("Linked (or already linked to this patient)",
+                                                     "PatientIdentity")}, (409,), body="PatientIdentityRequest",
+                    tag="patients"),
+        "get": _op("listPatientIdentities", "Linked identities, oldest first (of one patient when given)",
+                   "patients.link", {200: _response("Links", "PatientIdentityList")}, (400,),
+                   [_query("patient_ref", {"type": "string", "pattern": PATIENT_REF})], tag="patients"),
+    },
+    "/v1/patient-identities/unlink": {
+        "post": _op("unlinkPatientIdentity", "Remove a link: the person no longer reads that patient's records",
+                    "patients.link", {200: _response("The link removed", "PatientIdentity")}, (404,),
+                    body="PatientIdentityRef", tag="patients"),
     },
     "/v1/webhooks/replay": {
         "post": _op("replayWebhooks", "Deliver again (same webhook-id): dead letters, or a subscription's range",

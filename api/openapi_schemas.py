@@ -263,6 +263,43 @@ _WEBHOOK_SCHEMAS: dict[str, Any] = {
 }
 
 
+_PATIENT_FORM_KINDS = ["needs_assessment", "feedback", "survey"]  # engine.patients.PATIENT_FORMS' kinds
+_ISSUER = {"type": "string", "minLength": 1, "maxLength": 500, "description": "The provider's issuer (https://...)"}
+_SUBJECT = {"type": "string", "minLength": 1, "maxLength": 255, "description": "The provider's subject id (sub)"}
+_PATIENT_SCHEMAS: dict[str, Any] = {
+    "PatientForm": _obj(["id", "element", "kind", "name", "form"], {
+        "id": {"type": "string", "pattern": UUID_PATTERN}, "element": {"type": "string"},
+        "kind": {"enum": _PATIENT_FORM_KINDS}, "name": {"type": "string"},
+        "form": {"type": ["object", "null"], "description": "JSON Schema; its safety notice filled in the "
+                                                            "Accept-Language (the needs checklist's 24-hour line)"}},
+        extra=True),
+    "PatientInstance": _obj(["id", "pathway_id", "status", "version", "next_due_at", "forms"], {
+        "id": {"type": "string", "pattern": UUID_PATTERN}, "pathway_id": {"type": "string"},
+        "status": {"enum": list(STATUSES)}, "version": {"type": "integer"},
+        "next_due_at": {"type": ["string", "null"], "format": "date-time"},
+        "forms": {"type": "array", "items": schema_ref("PatientForm"),
+                  "description": "The patient's own ready forms; no other task is shown"}}),
+    "PatientRecords": _obj(["patient_ref", "instances"], {
+        "patient_ref": {"type": "string"},
+        "instances": {"type": "array", "items": schema_ref("PatientInstance")}}),
+    "WarningSignReport": _obj(["warning_sign"], {
+        "warning_sign": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,79}$",
+                         "description": "A code of the warning-sign catalogue; other (or an unknown code) is "
+                                        "triaged as the most urgent"},
+        "description": {"type": "string", "maxLength": 1000, "description": "In the patient's own words"}}),
+    "WarningSignReceipt": _obj(["instances"], {
+        "instances": {"type": "array", "items": {"type": "string", "pattern": UUID_PATTERN},
+                      "description": "The patient's pathways the report went to (each starts a triage)"}}),
+    "PatientIdentityRequest": _obj(["issuer", "subject", "patient_ref"], {
+        "issuer": _ISSUER, "subject": _SUBJECT, "patient_ref": {"type": "string", "pattern": PATIENT_REF}}),
+    "PatientIdentityRef": _obj(["issuer", "subject"], {"issuer": _ISSUER, "subject": _SUBJECT}),
+    "PatientIdentity": _obj(["id", "issuer", "subject", "patient_ref", "linked_at", "linked_by"], {
+        "id": {"type": "integer"}, "issuer": {"type": "string"}, "subject": {"type": "string"},
+        "patient_ref": {"type": "string"}, "linked_at": _DATE_TIME, "linked_by": {"type": "string"}}),
+    "PatientIdentityList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("PatientIdentity")}}),
+}
+
+
 SCHEMAS: dict[str, Any] = {
     **_WEBHOOK_SCHEMAS,
     "Problem": _obj(["type", "title", "status", "request_id"], {
@@ -416,6 +453,7 @@ SCHEMAS: dict[str, Any] = {
                                                   "document, StartData.<pathway_id>), else 422 "
                                                   "start-data-invalid naming every field"}}),
     "CompleteRequest": _obj(["data"], {"data": {"type": "object", "description": "Must pass the task's form"}}),
+    **_PATIENT_SCHEMAS,
     "LifecycleRequest": _obj([], {"reason": {"type": "string", "maxLength": 500}}),
     "SandboxAdvance": _obj(["advance"], {"advance": {
         "type": "string", "maxLength": 40, "examples": ["P3M", "P2W", "P1DT12H"],

@@ -18,7 +18,12 @@ Roles (issue 6):
 * ``auditor``   -- read-only: instances, documents, rule evaluations, event trails and their verification,
   and who looked at which patient's records (the access log)
 * ``admin``     -- manage webhook subscriptions (whose secrets it sees once), their dead letters and
-  replays; nothing clinical (issue 17)
+  replays, and link patients' identities; nothing clinical (issue 17)
+* ``patient``   -- a patient (issue 18.2): reads their own plan and documents, submits their own needs
+  assessment, feedback and warning-sign reports, and nothing else. A patient's principal carries their
+  ``patient_ref``; every patient action is scoped to it (:mod:`engine.patients`). A patient's API token
+  names its patient (``carepath token create --role patient --patient-ref X``: for tests, demonstrations
+  and a patient app's own sign-in); a person signs in through OpenID Connect (:mod:`engine.identity`).
 
 :data:`PERMISSIONS` is the one table the HTTP API (``/v1`` and ``/fhir/R4``) enforces and the role x
 endpoint tests read. What describes the API (``/v1/``, ``/v1/openapi.json``, ``/fhir/R4/metadata``)
@@ -46,9 +51,11 @@ from engine.errors import InvalidInputError, InvalidTokenError, NotFoundError, P
 
 __all__ = [
     "ACTING_FOR_ROLES",
+    "PATIENT_ROLE",
     "PERMISSIONS",
     "ROLES",
     "STAFF_ID_PATTERN",
+    "STAFF_ROLES",
     "ApiToken",
     "Principal",
     "TokenInfo",
@@ -58,16 +65,20 @@ __all__ = [
     "create_token",
     "list_tokens",
     "parse_lifetime",
+    "person_id",
     "revoke_token",
     "token_is_live",
+    "token_principal",
 ]
 
-ROLES = ("system", "clinician", "author", "auditor", "admin")
-ALL_ROLES = frozenset(ROLES)
+ROLES = ("system", "clinician", "author", "auditor", "admin", "patient")
+PATIENT_ROLE = "patient"
+# Everyone but patients: a patient sees their own records through the patient.* actions only.
+STAFF_ROLES = frozenset(ROLES) - {PATIENT_ROLE}
 
 # action -> roles allowed. Every API operation names exactly one action.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "pathways.read": ALL_ROLES,
+    "pathways.read": STAFF_ROLES,
     "pathways.validate": frozenset({"author"}),
     "pathways.deploy": frozenset({"author"}),
     "instances.start": frozenset({"system"}),
@@ -86,6 +97,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "pathways.migrate": frozenset({"author"}),
     "access_log.read": frozenset({"auditor"}),  # who looked at a patient's records (engine.access_log)
     "webhooks.manage": frozenset({"admin"}),  # subscriptions, dead letters, replays
+    "patients.link": frozenset({"admin", "system"}),  # link an OpenID Connect identity to a patient reference
+    # A patient's own records, scoped to their patient reference (engine.patients): another patient's are
+    # not found (404), never forbidden, so a patient learns nothing of whether they exist.
+    "patient.read": frozenset({PATIENT_ROLE}),  # their plan, what happens next, their documents (en/sv)
+    "patient.submit": frozenset({PATIENT_ROLE}),  # their needs checklist and feedback forms, nothing else
+    "patient.report": frozenset({PATIENT_ROLE}),  # report a warning sign
 }
 
 
@@ -96,28 +113,41 @@ ACTING_FOR_ROLES = frozenset({"system"})
 # A staff identifier (a directory reference, an employee number, an SDS user id): no spaces, no names.
 STAFF_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
 _STAFF_ID = re.compile(STAFF_ID_PATTERN)
+# The one rule for naming patients (engine.instances.view.PATIENT_REF_PATTERN; access may not import instances,
+# and tests/test_patients.py holds the two the same).
+PATIENT_REF_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
+_PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
 
 
 @dataclass(frozen=True)
 class Principal:
     """The authenticated caller: a system holding an API token (perhaps acting for a member of staff,
     ``on_behalf_of``), or a person signed in through the OpenID Connect provider (``staff_id`` set;
-    ``token_id`` is then a stable id derived from the provider's subject, which scopes Idempotency-Keys)."""
+    ``token_id`` is then a stable id derived from the provider's subject, which scopes Idempotency-Keys).
+    A patient's principal (role ``patient``) carries ``patient_ref``: the only patient whose records it reads."""
 
     role: str
     token_id: str
     label: str
     staff_id: str | None = None
     on_behalf_of: str | None = None
+    patient_ref: str | None = None
 
     @property
     def actor(self) -> str:
         """How the caller is named in the event trail (never a secret): ``clinician:staff:jsmith`` for
         a person, ``system:tok_...`` for a token, and the member of staff a token acts for
-        (:func:`engine.audit.on_behalf_of`)."""
+        (:func:`engine.audit.on_behalf_of`). A patient is named by their token's or identity's id
+        (``patient:tok_...``, ``patient:oidc_...``), never by their patient reference."""
         if self.staff_id is not None:
             return f"{self.role}:staff:{self.staff_id}"
         return on_behalf_of(f"{self.role}:{self.token_id}", self.on_behalf_of)
+
+
+def person_id(issuer: str, subject: str) -> str:
+    """The stable id of a person signed in through OpenID Connect (``oidc_`` and 20 hex digits of a digest of
+    issuer and subject): short enough for the columns holding a caller's id, and naming neither."""
+    return "oidc_" + hashlib.sha256(f"{issuer}\x00{subject}".encode()).hexdigest()[:20]
 
 
 def acting_for(principal: Principal, staff_id: str) -> Principal:
@@ -165,17 +195,24 @@ def parse_lifetime(text: str) -> timedelta:
 
 
 def create_token(session: Session, role: str, label: str, clock: Clock,
-                 expires_in: timedelta | None = None) -> tuple[str, str]:
+                 expires_in: timedelta | None = None, patient_ref: str | None = None) -> tuple[str, str]:
     """Create a token for ``role``, valid for ``expires_in`` (None: until revoked); return
-    ``(token_id, secret)``. The secret is not stored.
+    ``(token_id, secret)``. The secret is not stored. A patient's token names its patient (``patient_ref``);
+    no other role's token does.
 
     Raises:
-        InvalidInputError: for an unknown role, a label longer than 200 characters or a lifetime that is
-            not positive.
+        InvalidInputError: for an unknown role, a label longer than 200 characters, a lifetime that is
+            not positive, a patient token without a valid patient reference, or another role's with one.
     """
     if role not in ROLES:
         raise InvalidInputError(f"unknown role {role!r}",
                                 [Problem(f"must be one of {', '.join(ROLES)}", field="/role")])
+    if (role == PATIENT_ROLE) != (patient_ref is not None):
+        raise InvalidInputError("a patient token names its patient, and only a patient token does", [Problem(
+            "give --patient-ref for role patient, and only for it", field="/patient_ref")])
+    if patient_ref is not None and not _PATIENT_REF.match(patient_ref):
+        raise InvalidInputError("patient_ref must be an external identifier", [Problem(
+            "letters, digits and . _ : / - (at most 64), never a name", field="/patient_ref")])
     if len(label) > 200:
         raise InvalidInputError("label too long", [Problem("at most 200 characters", field="/label")])
     if expires_in is not None and expires_in <= timedelta(0):
@@ -184,7 +221,8 @@ def create_token(session: Session, role: str, label: str, clock: Clock,
     secret = secrets.token_urlsafe(32)
     now = clock.now()
     session.add(ApiToken(id=token_id, secret_sha256=_digest(secret), role=role, label=label, created_at=now,
-                         revoked_at=None, expires_at=None if expires_in is None else now + expires_in))
+                         revoked_at=None, expires_at=None if expires_in is None else now + expires_in,
+                         patient_ref=patient_ref))
     session.flush()
     return token_id, secret
 
@@ -205,7 +243,12 @@ def authenticate(session: Session, secret: str, clock: Clock) -> Principal:
     # The lookup is by an index on the hash; compare in constant time anyway.
     if token is None or not hmac.compare_digest(token.secret_sha256, digest) or not token_is_live(token, clock.now()):
         raise InvalidTokenError("the bearer token is unknown, expired or revoked")
-    return Principal(role=token.role, token_id=token.id, label=token.label)
+    return token_principal(token)
+
+
+def token_principal(token: ApiToken) -> Principal:
+    """The principal a (live) token stands for."""
+    return Principal(role=token.role, token_id=token.id, label=token.label, patient_ref=token.patient_ref)
 
 
 @dataclass(frozen=True)

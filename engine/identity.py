@@ -11,7 +11,12 @@ only when
 * ``iss`` is the configured issuer and ``aud`` holds the expected audience (the API's audience for
   access tokens, the web client's id for ID tokens);
 * ``exp`` has not passed and ``nbf`` has (by the engine's clock, with a small leeway);
-* the role claim maps to exactly one CarePath role, and the staff id claim names the person.
+* the role claim maps to exactly one CarePath role, and the staff id claim names the person; or
+* the person is a patient: their subject is linked to a patient reference (``carepath patients link``,
+  looked up through the injected ``patients`` function, :func:`engine.patients.linked_patient`), or the
+  token carries the configured patient claim (``OidcSettings.patient_claim``). The principal then has
+  role ``patient`` and that reference. A patient's token whose role claim also maps to a staff role,
+  whose link and claim disagree, or whose role maps to ``patient`` with neither, is refused.
 
 A refused token raises :class:`~engine.errors.InvalidTokenError` with one message whatever the
 reason: the caller learns nothing about which check failed. The reason (a word such as ``audience``
@@ -45,12 +50,13 @@ from urllib.parse import urlencode
 
 import jwt
 
-from engine.access import ROLES, Principal
+from engine.access import PATIENT_REF_PATTERN, PATIENT_ROLE, ROLES, Principal, person_id
 from engine.clock import Clock
 from engine.errors import InvalidTokenError
 from engine.settings import OidcSettings, check_provider_url
 
-__all__ = ["Fetch", "Post", "Provider", "ProviderUnavailableError", "get_json", "pkce_challenge", "post_form"]
+__all__ = ["Fetch", "PatientLookup", "Post", "Provider", "ProviderUnavailableError", "get_json", "pkce_challenge",
+           "post_form"]
 
 log = logging.getLogger("carepath.identity")
 
@@ -62,6 +68,7 @@ MAX_ROLE_VALUES = 200
 TIMEOUT_SECONDS = 5.0
 MIN_RSA_BITS = 2048
 _STAFF_ID = re.compile(r"^[A-Za-z0-9._@+:/-]{1,120}$")
+_PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
 # The key type (and curve) each allowed algorithm must be used with.
 _KEY_TYPES = {"RS256": ("RSA", None), "ES256": ("EC", "P-256")}
 
@@ -73,6 +80,7 @@ class ProviderUnavailableError(Exception):
 
 Fetch = Callable[[str], dict[str, Any]]  # GET a URL, a JSON object back
 Post = Callable[[str, Mapping[str, str]], dict[str, Any]]  # POST a form, a JSON object back
+PatientLookup = Callable[[str, str], str | None]  # (issuer, subject) -> the linked patient reference, or None
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -212,14 +220,15 @@ class Provider:
     """One OpenID Connect provider: its metadata, its keys, and the checks of its tokens.
 
     ``fetch`` and ``post`` reach the provider (:func:`get_json`, :func:`post_form` by default);
-    ``monotonic`` times the caches (``time.monotonic``); ``clock`` judges ``exp`` and ``nbf``.
+    ``monotonic`` times the caches (``time.monotonic``); ``clock`` judges ``exp`` and ``nbf``; ``patients``
+    finds the patient a subject is linked to (None: patients are known by the patient claim only).
 
     Raises:
         ValueError: the role map names a role CarePath does not have.
     """
 
     def __init__(self, settings: OidcSettings, clock: Clock, fetch: Fetch = get_json, post: Post = post_form,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, patients: PatientLookup | None = None) -> None:
         unknown = sorted({role for _, role in settings.role_map} - set(ROLES))
         if unknown:
             raise ValueError(f"CAREPATH_OIDC_ROLE_MAP names unknown role(s) {', '.join(unknown)}: "
@@ -234,6 +243,7 @@ class Provider:
         self._lock = threading.Lock()
         self._keys = _KeySet(settings, self._jwks_url, fetch, monotonic)
         self._role_map = dict(settings.role_map) if settings.role_map else {role: role for role in ROLES}
+        self._patients = patients
 
     # -- the provider's metadata -------------------------------------------------------------------
 
@@ -273,7 +283,12 @@ class Provider:
             claims = self._claims(token, audience or self.settings.audience)
             if nonce is not None and not hmac.compare_digest(str(claims.get("nonce", "")).encode(), nonce.encode()):
                 raise _Refused("nonce")
+            patient_ref = self._patient_ref(claims)
+            if patient_ref is not None:
+                return self._patient(claims, patient_ref)
             role = self._role(claims)
+            if role == PATIENT_ROLE:
+                raise _Refused("no_patient_ref")  # a patient whose subject is not linked to a patient reference
             staff_id = self._staff_id(claims)
         except _Refused as refused:
             log.info("OpenID Connect token refused: %s", refused.reason)
@@ -282,8 +297,8 @@ class Provider:
             log.warning("OpenID Connect token refused: keys_unavailable (%s)", exc)
             raise InvalidTokenError(REFUSED) from None
         # A stable id per person, short enough for the columns that hold a caller's id (Idempotency-Keys).
-        subject = hashlib.sha256(f"{self.settings.issuer}\x00{staff_id}".encode()).hexdigest()[:20]
-        return Principal(role=role, token_id=f"oidc_{subject}", label=staff_id, staff_id=staff_id)
+        return Principal(role=role, token_id=person_id(self.settings.issuer, staff_id), label=staff_id,
+                         staff_id=staff_id)
 
     def _claims(self, token: str, audience: str) -> dict[str, Any]:
         if not 0 < len(token) <= MAX_TOKEN_CHARS or not token.isascii() or token.count(".") != 2:
@@ -333,14 +348,40 @@ class Provider:
         if now + leeway < not_before:
             raise _Refused("not_yet_valid")
 
-    def _role(self, claims: Mapping[str, Any]) -> str:
-        value: Any = claims
-        for part in self.settings.role_claim.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        values = [value] if isinstance(value, str) else value
+    def _patient_ref(self, claims: Mapping[str, Any]) -> str | None:
+        """The patient reference the subject is linked to, or the patient claim holds; None for staff."""
+        subject = claims.get("sub")
+        linked = None
+        if self._patients is not None and isinstance(subject, str) and 0 < len(subject) <= 255:
+            linked = self._patients(self.settings.issuer, subject)
+        claimed = _claim(claims, self.settings.patient_claim) if self.settings.patient_claim else None
+        if claimed is not None and (not isinstance(claimed, str) or not _PATIENT_REF.match(claimed)):
+            raise _Refused("malformed_patient_ref")
+        if linked is not None and claimed is not None and linked != claimed:
+            raise _Refused("patient_mismatch")
+        return linked or claimed
+
+    def _patient(self, claims: Mapping[str, Any], patient_ref: str) -> Principal:
+        """A patient's principal: no staff role besides (one role per sign-in), a subject to name them by."""
+        if self._roles(claims) - {PATIENT_ROLE}:
+            raise _Refused("several_roles")
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not 0 < len(subject) <= 255:
+            raise _Refused("no_subject")
+        # The trail names a patient by this id, never by their patient reference (patient:oidc_...).
+        return Principal(role=PATIENT_ROLE, token_id=person_id(self.settings.issuer, subject), label=PATIENT_ROLE,
+                         patient_ref=patient_ref)
+
+    def _roles(self, claims: Mapping[str, Any]) -> set[str]:
+        """The CarePath roles the role claim maps to (none when the claim is missing)."""
+        values = _claim(claims, self.settings.role_claim)
+        values = [values] if isinstance(values, str) else values
         if not isinstance(values, list) or len(values) > MAX_ROLE_VALUES:
-            raise _Refused("no_role")
-        roles = {self._role_map[v] for v in values if isinstance(v, str) and v in self._role_map}
+            return set()
+        return {self._role_map[v] for v in values if isinstance(v, str) and v in self._role_map}
+
+    def _role(self, claims: Mapping[str, Any]) -> str:
+        roles = self._roles(claims)
         if not roles:
             raise _Refused("no_role")
         if len(roles) > 1:
@@ -392,6 +433,14 @@ class Provider:
         if not isinstance(id_token, str):
             raise ProviderUnavailableError("the token endpoint answered without an ID token")
         return self.principal(id_token, audience=self.settings.client_id, nonce=nonce)
+
+
+def _claim(claims: Mapping[str, Any], path: str) -> Any:
+    """The claim at a dotted ``path`` (``realm_access.roles``), or None."""
+    value: Any = claims
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:

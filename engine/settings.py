@@ -118,6 +118,9 @@ class OidcSettings:
     ``role_map`` (``CAREPATH_OIDC_ROLE_MAP``: ``value=role,value=role`` or a JSON object) turns each
     value into a CarePath role; without a map a value that is a CarePath role's name is that role.
     ``staff_id_claim`` (``CAREPATH_OIDC_STAFF_ID_CLAIM``, default ``sub``) names the person in the trail.
+    ``patient_claim`` (``CAREPATH_OIDC_PATIENT_CLAIM``, default none): a claim holding the patient reference
+    of a patient signing in (a patient portal's provider puts it there); a token carrying it is a patient's.
+    Without it, a patient's subject is linked to their reference with ``carepath patients link``.
 
     ``algorithms`` (``CAREPATH_OIDC_ALGORITHMS``): a subset of :data:`OIDC_ALGORITHMS`. ``leeway_seconds``
     (``CAREPATH_OIDC_LEEWAY_SECONDS``, 0-300, default 60): clock skew allowed on ``exp`` and ``nbf``.
@@ -143,6 +146,7 @@ class OidcSettings:
     role_claim: str = "roles"
     role_map: tuple[tuple[str, str], ...] = ()
     staff_id_claim: str = "sub"
+    patient_claim: str | None = None
     algorithms: tuple[str, ...] = OIDC_ALGORITHMS
     leeway_seconds: int = 60
     jwks_cache_seconds: int = 3600
@@ -160,8 +164,9 @@ class OidcSettings:
             raise ValueError("CAREPATH_OIDC_AUDIENCE must be given (at most 200 characters)")
         if not self.algorithms or not set(self.algorithms) <= set(OIDC_ALGORITHMS):
             raise ValueError(f"CAREPATH_OIDC_ALGORITHMS must be some of {', '.join(OIDC_ALGORITHMS)}")
-        for name, claim in (("ROLE_CLAIM", self.role_claim), ("STAFF_ID_CLAIM", self.staff_id_claim)):
-            if not _CLAIM_PATH.match(claim):
+        for name, claim in (("ROLE_CLAIM", self.role_claim), ("STAFF_ID_CLAIM", self.staff_id_claim),
+                            ("PATIENT_CLAIM", self.patient_claim)):
+            if claim is not None and not _CLAIM_PATH.match(claim):
                 raise ValueError(f"CAREPATH_OIDC_{name} must be a claim name (a dotted path for nested claims)")
         if any(not 0 < len(value) <= 200 or not role for value, role in self.role_map):
             raise ValueError("CAREPATH_OIDC_ROLE_MAP: each claim value needs a role, values of at most 200 characters")
@@ -212,7 +217,8 @@ class OidcSettings:
             return None
         found: dict[str, object] = {"issuer": env["CAREPATH_OIDC_ISSUER"].strip(),
                                     "audience": env.get("CAREPATH_OIDC_AUDIENCE", "").strip()}
-        for name in ("JWKS_URL", "ROLE_CLAIM", "STAFF_ID_CLAIM", "CLIENT_ID", "SCOPES", "REDIRECT_URL"):
+        for name in ("JWKS_URL", "ROLE_CLAIM", "STAFF_ID_CLAIM", "PATIENT_CLAIM", "CLIENT_ID", "SCOPES",
+                     "REDIRECT_URL"):
             if env.get(f"CAREPATH_OIDC_{name}", "").strip():
                 found[name.lower()] = env[f"CAREPATH_OIDC_{name}"].strip()
         for name in ("LEEWAY_SECONDS", "JWKS_CACHE_SECONDS", "JWKS_MIN_REFETCH_SECONDS"):

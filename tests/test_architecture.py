@@ -161,6 +161,7 @@ ALLOWED = {
     "access": {"audit", "db"},
     "access_log": {"db"},
     "identity": {"access"},
+    "patients": {"access", "db", "instances"},
     "verifications": {"audit", "db"},
     "idempotency": {"db"},
     "sandbox": {"db", "instances"},

@@ -27,11 +27,21 @@ from flask import abort, current_app, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
-from engine.access import ROLES, ApiToken, Principal, authenticate, authorize, token_is_live
+from engine.access import (
+    PATIENT_ROLE,
+    ROLES,
+    ApiToken,
+    Principal,
+    authenticate,
+    authorize,
+    token_is_live,
+    token_principal,
+)
 from engine.db.replica import primary_reads
 from engine.db.session import read_only
 from engine.errors import InvalidTokenError, PermissionDeniedError
 from engine.identity import Provider
+from engine.patients import still_linked
 
 from ..auth import identity_provider
 
@@ -122,10 +132,20 @@ def finish_provider_sign_in(code: str, state: str) -> tuple[Principal, str]:
         raise InvalidTokenError("this sign-in took too long: start again")
     found = provider.sign_in(code, _redirect_url(provider), flow["verifier"], flow["nonce"])
     lifetime = current_app.permanent_session_lifetime
+    # A patient known by a link (not by the provider's patient claim): each request checks it still holds.
+    linked = found.patient_ref is not None and _still_linked(provider, found.patient_ref, found.token_id)
     _new_session(person={"role": found.role, "staff_id": found.staff_id, "token_id": found.token_id,
+                         "patient_ref": found.patient_ref, "linked": linked,
                          "until": (_now() + lifetime).isoformat()})
     g.principal = found
     return found, str(flow.get("next") or "")
+
+
+def _still_linked(provider: Provider, patient_ref: str, principal_id: str) -> bool:
+    # The primary: an identity unlinked a moment ago ends its sessions at once, whatever a replica replayed.
+    with primary_reads():
+        return still_linked(current_app.extensions["carepath"].sessions, provider.settings.issuer, patient_ref,
+                            principal_id)
 
 
 def _person(value: object) -> Principal | None:
@@ -135,6 +155,15 @@ def _person(value: object) -> Principal | None:
     try:
         if _now() >= datetime.fromisoformat(value["until"]):
             return None
+        if value["role"] == PATIENT_ROLE:  # a patient: named by their identity's id, scoped to their reference
+            if not isinstance(value.get("patient_ref"), str):
+                return None
+            provider = web_provider()
+            if value.get("linked") and (provider is None or not _still_linked(
+                    provider, value["patient_ref"], str(value["token_id"]))):
+                return None  # unlinked since they signed in: the session ends now, as a revoked token's does
+            return Principal(role=PATIENT_ROLE, token_id=str(value["token_id"]), label=PATIENT_ROLE,
+                             patient_ref=str(value["patient_ref"]))
         return Principal(role=value["role"], token_id=str(value["token_id"]), label=str(value["staff_id"]),
                          staff_id=str(value["staff_id"]))
     except (KeyError, TypeError, ValueError):
@@ -164,7 +193,7 @@ def principal() -> Principal | None:
         with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as db:
             token = db.get(ApiToken, token_id)
             if token is not None and token_is_live(token, current_app.extensions["carepath"].clock.now()):
-                found = Principal(role=token.role, token_id=token.id, label=token.label)
+                found = token_principal(token)
         if found is None:
             sign_out()
     g.principal = found

@@ -17,7 +17,8 @@ from .i18n import LANGUAGES
 bp = Blueprint("session", __name__)
 
 # The first page each role lands on, by what it may do (the permission table decides).
-_HOMES = (("tasks.read", "web.clinicians.work_list"), ("pathways.validate", "web.authors.library"),
+_HOMES = (("patient.read", "web.my_plan.plan"), ("tasks.read", "web.clinicians.work_list"),
+          ("pathways.validate", "web.authors.library"),
           ("audit.verify", "web.auditors.trail"), ("instances.read", "web.patients.find"))
 
 
@@ -58,13 +59,21 @@ def sign_in_page() -> Response | tuple[str, int]:
     return _sign_in_page(None, request.args.get("next", ""))
 
 
+def _landing(next_path: str | None) -> str:
+    """Where a sign-in goes: the page asked for, except that a patient only ever lands on their own pages."""
+    found = _safe_next(next_path)
+    if can("patient.read") and not found.startswith(url_for("web.my_plan.plan")):
+        return url_for(".home")
+    return found
+
+
 @bp.post("/sign-in")
 def sign_in_form() -> Response | tuple[str, int]:
     try:
         sign_in(request.form.get("token", "").strip()[:200])
     except InvalidTokenError:
         return _sign_in_page("token", request.form.get("next", ""), 401)
-    return redirect(_safe_next(request.form.get("next")), code=303)
+    return redirect(_landing(request.form.get("next")), code=303)
 
 
 @bp.get("/sign-in/provider")
@@ -92,7 +101,7 @@ def provider_callback() -> Response | tuple[str, int]:
     except ProviderUnavailableError as exc:
         logging.getLogger(__name__).warning("identity provider sign-in failed: %s", exc)
         return _sign_in_page("unavailable", "", 502)
-    return redirect(_safe_next(next_path), code=303)
+    return redirect(_landing(next_path), code=303)
 
 
 @bp.post("/sign-out")

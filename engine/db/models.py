@@ -20,8 +20,8 @@ from engine.db.base import Base
 
 __all__ = ["ACTIVE_STATUSES", "AccessRecord", "ApiToken", "AuditVerification", "CarePlanItem", "CarePlanNote",
            "DecisionEvaluationRecord", "IdempotencyRecord", "InstanceEvent", "PathwayInstance", "PathwayVersion",
-           "ReadyTaskElement", "RuleEvaluationRecord", "RuleVersionRecord", "SandboxClockState", "UTCDateTime",
-           "WebhookDelivery", "WebhookSubscription"]
+           "PatientIdentity", "ReadyTaskElement", "RuleEvaluationRecord", "RuleVersionRecord", "SandboxClockState",
+           "UTCDateTime", "WebhookDelivery", "WebhookSubscription"]
 
 # Statuses of an instance that has not ended (engine.instances.view.Status): one per patient and pathway.
 ACTIVE_STATUSES = ("running", "suspended", "error")
@@ -201,6 +201,23 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Role patient only: the one patient whose own records the token reads (engine.patients).
+    patient_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class PatientIdentity(Base):
+    """A person's OpenID Connect identity (``issuer``, ``subject``) linked to the patient reference whose
+    own records they may read (engine.patients). One link per identity; ``linked_by`` is an actor."""
+
+    __tablename__ = "patient_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))
+    patient_ref: Mapped[str] = mapped_column(String(64), index=True)
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    linked_by: Mapped[str] = mapped_column(String(200))
 
 
 class IdempotencyRecord(Base):

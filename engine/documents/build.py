@@ -62,6 +62,7 @@ __all__ = [
     "render_html",
     "render_pdf",
     "resolve_language",
+    "warning_sign_choices",
 ]
 
 SCHEMA_VERSION = "2.0"
@@ -466,6 +467,23 @@ def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None,
                    "sources": [{"source": g.source, "title": g.title, "year": g.year, "url": g.url}
                                for g in s.sources]} for s in signs],
     }
+
+
+def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | None = "en") -> list[dict[str, Any]]:
+    """The warning signs the patient of an instance may report (the catalogue's for their diagnosis, during
+    and after treatment), most urgent first: ``code``, ``name``, ``urgency``, ``urgency_label``, ``action``.
+
+    Raises: NotFoundError (no such instance), RuleFileError (the catalogue is invalid).
+    """
+    language = resolve_language(language)
+    labels = _Labels(language, carepath.rules.catalogue())
+    with read_only(carepath.sessions) as session:
+        view, data = carepath.instances.read(session, instance_id)
+    catalogue = load_warning_signs(carepath.rules.catalogue_dir / "warning_signs.yaml")
+    sv = language == "sv"
+    return [{"code": s.code, "name": s.name_sv if sv else s.name_en, "urgency": s.urgency,
+             "urgency_label": labels.of("sign_urgency", s.urgency), "action": s.action_sv if sv else s.action_en}
+            for s in catalogue.for_diagnosis(_warning_signs_key(view.pathway_id, data.get("diagnosis")))]
 
 
 def _warning_signs_key(pathway_id: str, diagnosis: Any) -> str:

@@ -109,8 +109,14 @@ class ContractClient(FlaskClient):
         return response
 
 
-def make_token(app: Flask, role: str, label: str = "") -> str:
+# A patient token's patient: the one helpers.start starts a pathway for by default.
+TEST_PATIENT = "MRN-1001"
+
+
+def make_token(app: Flask, role: str, label: str = "", patient_ref: str = TEST_PATIENT) -> str:
+    """A secret for ``role``; a patient's token is for ``patient_ref``."""
     engine = app.extensions["carepath"]
     with unit_of_work(engine.sessions) as session:
-        _, secret = create_token(session, role, label or f"test {role}", engine.clock)
+        _, secret = create_token(session, role, label or f"test {role}", engine.clock,
+                                 patient_ref=patient_ref if role == "patient" else None)
     return secret

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_contract import make_token
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
@@ -94,6 +95,13 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "web.patients.diagram": f"/patients/{i}/diagram.bpmn",
         "web.auditors.evaluations": f"/patients/{i}/evaluations",
         "web.auditors.evaluation": f"/evaluations/{e}",
+        # The patient's own (a patient token for NHS_NUMBER): their reads are looks too.
+        "me.records": "/v1/me",
+        "me.care_plan": f"/v1/me/instances/{i}/care-plan",
+        "me.end_of_treatment": f"/v1/me/instances/{i}/end-of-treatment-summary",
+        "web.my_plan.plan": "/my",
+        "web.my_plan.plan_of": f"/my/plans/{i}",
+        "web.my_plan.document": f"/my/plans/{i}/documents/care-plan",
     }
 
 
@@ -105,14 +113,21 @@ def test_every_route_that_shows_patient_data_records_who_looked(app: Flask, clie
     urls = _urls(world)
     assert set(urls) == patient_routes, "a route that shows patient data has no case here"
     web = {role: _web(app, tokens[role]) for role in ("clinician", "auditor")}
+    patient_token = make_token(app, "patient", patient_ref=NHS_NUMBER)
+    patient = {"Authorization": f"Bearer {patient_token}"}
+    web["patient"] = _web(app, patient_token)
     for endpoint, url in urls.items():
         permission = routes[endpoint]
         role = "auditor" if permission in ("events.read", "evaluations.read") else "clinician"
         if endpoint.startswith("fhir.") and permission == "documents.read":
             role = "system"
+        if permission == "patient.read":
+            role = "patient"
         _forget(app)
         if endpoint.startswith("web."):
             response = web[role].get(url)
+        elif role == "patient":
+            response = client.get(url, headers={**patient, "Accept": "application/json"})
         else:
             response = client.get(url, headers={**auth(role), "Accept": "application/json"})
         # No end of treatment summary is written yet: its routes answer 409 (or 404 in FHIR), still a look.

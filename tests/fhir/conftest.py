@@ -31,7 +31,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     engine: CarePath = app.extensions["carepath"]
     try:
         with unit_of_work(engine.sessions) as session:
-            tokens = {role: create_token(session, role, f"test {role}", clock)[1] for role in ROLES}
+            tokens = {role: create_token(session, role, f"test {role}", clock,
+                                         patient_ref=NHS_NUMBER if role == "patient" else None)[1] for role in ROLES}
         site = SITES["breast"]
         ended = start(engine, clock, site, NHS_NUMBER)
         support(ended, "yes_now")

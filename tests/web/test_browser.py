@@ -26,11 +26,13 @@ from typing import Any
 
 import pytest
 from oidc_provider import AUDIENCE, CLIENT_ID, FakeProvider, serve
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from api import create_app
 from engine import Settings
 from engine.access import ROLES, create_token
+from engine.db.models import PathwayInstance
 from engine.db.session import unit_of_work
 from engine.demo import load_demo
 
@@ -46,6 +48,7 @@ REPO = Path(__file__).resolve().parent.parent.parent
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 AXE = REPO / "tests" / "web" / "vendor" / "axe-core" / "4.14.1" / "axe.min.js"
 DOCS = REPO / "docs" / "screenshots"
+PATIENT, OTHER_PATIENT = "SYN-DEMO-0002", "SYN-DEMO-0003"  # engine.demo: care plan proposed; another patient
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
@@ -70,8 +73,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     engine = app.extensions["carepath"]
     tokens = {}
     with unit_of_work(engine.sessions) as session:
-        for role in ROLES:
-            tokens[role] = create_token(session, role, f"{role} (browser test)", engine.clock)[1]
+        for role in ROLES:  # the patient is a demo patient whose care plan has been proposed
+            tokens[role] = create_token(session, role, f"{role} (browser test)", engine.clock,
+                                        patient_ref=PATIENT if role == "patient" else None)[1]
     http = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
@@ -157,7 +161,8 @@ def browser(server: Server) -> Iterator[Browser]:
 def test_each_role_signs_in_and_sees_its_own_start_page(browser: Browser) -> None:
     expected = {"clinician": ("/work-list", "Work list"), "author": ("/pathways", "Pathway library"),
                 "auditor": ("/audit/trail", "Event trail verification"), "system": ("/work-list", "Work list"),
-                "admin": ("/", "CarePath")}  # webhooks are managed through the API and the command line
+                "admin": ("/", "CarePath"),  # webhooks are managed through the API and the command line
+                "patient": ("/my", "My care plan")}  # never the staff work list
     for role in ROLES:
         browser.sign_in(role)
         path, heading = expected[role]
@@ -366,6 +371,64 @@ def test_auditors_read_an_evaluation_in_swedish(browser: Browser) -> None:
     browser.axe("evaluation (sv)")
     browser.screenshot("evaluation")
     browser.find("header button[lang=en]").click()
+
+
+def _instance_of(server: Server, patient_ref: str) -> str:
+    with server.engine.sessions() as session:
+        return str(session.scalars(select(PathwayInstance.id).where(PathwayInstance.patient_ref == patient_ref)).one())
+
+
+def _no_sideways_scroll(browser: Browser, what: str) -> None:
+    overflow = browser.driver.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, (what, overflow)
+
+
+def test_a_patient_reads_their_plan_and_reports_a_warning_sign_on_a_phone(browser: Browser, server: Server) -> None:
+    """Issue 16.6 at 375x667: the plan in plain words, the 24-hour line before the warning-sign form, the
+    report reaching the care team, and another patient's pages out of reach."""
+    own = _instance_of(server, PATIENT)
+    browser.driver.set_window_size(375, 667)
+    try:
+        browser.sign_in("patient")
+        assert browser.driver.current_url.endswith("/my") and browser.find("h1").text == "My care plan"
+        line = browser.find("[data-test=twenty-four-hour-line]")
+        assert line.location["y"] < browser.find("#next").location["y"] < browser.find("#plan").location["y"]
+        plan = browser.find("[data-test=my-plan]").text
+        assert "Why: You scored worry, fear or anxiety 8 out of 10" in plan, plan
+        assert browser.find("[data-test=what-happens-next]").text and browser.find("[data-test=my-contacts]").text
+        _no_sideways_scroll(browser, "plan")
+        browser.axe("the patient's plan on a phone")
+        browser.screenshot("my-plan-phone")
+        browser.find("[data-test=report-warning-sign]").click()
+        browser.wait(lambda d: d.current_url.endswith("/warning-sign"))
+        assert browser.find("[data-test=twenty-four-hour-line]").location["y"] < browser.find(
+            "#warning-form").location["y"]
+        _no_sideways_scroll(browser, "warning sign")
+        browser.axe("the warning-sign form on a phone")
+        browser.screenshot("my-warning-sign-phone")
+        browser.find("label[for=sign-1]").click()
+        browser.find("#f-description").send_keys("Hot and shivery since this morning")
+        browser.find("[data-test=send-warning-sign]").click()
+        browser.wait(lambda d: d.current_url.endswith(f"/my/plans/{own}"))
+        assert "Your care team has been told" in browser.text()
+        assert "triage" in [t["element"] for t in server.engine.instances.get(own).ready_tasks]
+        other = _instance_of(server, OTHER_PATIENT)
+        forbidden = "You cannot see this page"
+        for path, words in ((f"/my/plans/{other}", "Page not found"), (f"/patients/{other}", forbidden),
+                            ("/work-list", forbidden)):
+            browser.open(path)
+            assert browser.find("h1").text == words, path
+            assert OTHER_PATIENT not in browser.text()
+    finally:
+        browser.driver.set_window_size(1280, 800)
+    browser.open("/my")
+    _no_sideways_scroll(browser, "plan at 1280x800")
+    browser.axe("the patient's plan on a desktop")
+    browser.screenshot("my-plan", "#next")
+    browser.find("[data-test=my-documents] a[lang=sv]").click()
+    assert browser.find("html").get_attribute("lang") == "sv"
+    browser.driver.back()
 
 
 def test_pages_fit_a_tablet(browser: Browser) -> None:

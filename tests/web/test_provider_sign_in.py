@@ -22,7 +22,9 @@ from web_helpers import csrf_of, make_token
 from api import create_app
 from engine import ManualClock
 from engine.db.models import InstanceEvent
+from engine.db.session import unit_of_work
 from engine.identity import pkce_challenge
+from engine.patients import link_identity, unlink_identity
 
 TESTS = Path(__file__).resolve().parent.parent
 START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)  # as tests/web/conftest.py's apps start
@@ -220,3 +222,36 @@ def test_an_unreachable_provider_is_said_in_words(web_template: Path, tmp_path: 
         assert 'name="token"' in text(response)  # an API token still signs in meanwhile
     finally:
         app.extensions["carepath"].close()
+
+
+def test_a_patient_signs_in_at_the_provider_and_lands_on_their_own_plan(oidc_app: Flask, fake: FakeProvider) -> None:
+    """A linked subject (issue 18.2): their own plan, never the work list, and only theirs."""
+    engine = oidc_app.extensions["carepath"]
+    own = engine.instances.start("test_assessment", "MRN-1001", "system:test")
+    other = engine.instances.start("test_assessment", "MRN-2002", "system:test")
+    with unit_of_work(engine.sessions) as session:
+        link_identity(session, fake.issuer, "p-77", "MRN-1001", "admin:test", engine.clock)
+    fake.user = {"sub": "p-77", "preferred_username": "p-77", "roles": []}  # no staff role: a patient
+    client = oidc_app.test_client()
+    response, _ = back_from_provider(client)
+    assert response.status_code == 303
+    home = client.get(response.location)
+    assert home.status_code == 302 and home.location == "/my"
+    assert "<h1>My care plan</h1>" in text(client.get(f"/my/plans/{own.id}"))
+    assert client.get(f"/my/plans/{other.id}").status_code == 404
+    assert client.get("/work-list").status_code == 403
+
+
+def test_unlinking_a_patient_ends_their_web_session_at_once(oidc_app: Flask, fake: FakeProvider) -> None:
+    engine = oidc_app.extensions["carepath"]
+    engine.instances.start("test_assessment", "MRN-1001", "system:test")
+    with unit_of_work(engine.sessions) as session:
+        link_identity(session, fake.issuer, "p-77", "MRN-1001", "admin:test", engine.clock)
+    fake.user = {"sub": "p-77", "preferred_username": "p-77", "roles": []}
+    client = oidc_app.test_client()
+    back_from_provider(client)
+    assert client.get("/my").status_code == 200
+    with unit_of_work(engine.sessions) as session:
+        unlink_identity(session, fake.issuer, "p-77")
+    response = client.get("/my")
+    assert response.status_code == 302 and response.location.startswith("/sign-in")

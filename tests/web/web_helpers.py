@@ -13,10 +13,16 @@ from engine.db.session import unit_of_work
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def make_token(app: Flask, role: str) -> str:
+# A patient token's patient: the one the pages' tests start a pathway for by default.
+TEST_PATIENT = "MRN-1001"
+
+
+def make_token(app: Flask, role: str, patient_ref: str = TEST_PATIENT) -> str:
+    """A secret for ``role``; a patient's token is for ``patient_ref``."""
     engine = app.extensions["carepath"]
     with unit_of_work(engine.sessions) as session:
-        _, secret = create_token(session, role, f"test {role}", engine.clock)
+        _, secret = create_token(session, role, f"test {role}", engine.clock,
+                                 patient_ref=patient_ref if role == "patient" else None)
     return secret
 
 

@@ -1,0 +1,186 @@
+"""The patient's own pages through Flask's test client (issue 16 point 6): a patient lands on their plan,
+reads it in both languages with the 24-hour line first, sees their own forms and no staff task, reports a
+warning sign, and reaches nothing of another patient's (404) nor any staff page (403)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from web_helpers import csrf_of, make_token
+
+from api import create_app
+from engine import ManualClock
+from engine.db.models import InstanceEvent
+from engine.demo import CONTACT
+from engine.instances.timers import fire_due_timers
+
+PATHWAY = "test_assessment"
+REPO = Path(__file__).resolve().parent.parent.parent
+START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+
+
+def engine(app: Flask) -> Any:
+    return app.extensions["carepath"]
+
+
+def start(app: Flask, patient: str) -> Any:
+    return engine(app).instances.start(PATHWAY, patient, "system:test")
+
+
+def waiting(app: Flask, patient: str) -> Any:
+    """An instance past its needs assessment: waiting for the survey's timer or a warning sign."""
+    view = start(app, patient)
+    view = engine(app).instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 2, "fatigue": 3},
+                                               "clinician:test")
+    return engine(app).instances.complete_task(view.id, view.ready_tasks[0]["id"], {"support_accepted": False},
+                                               "clinician:test")
+
+
+def text(response: Any) -> str:
+    body: str = response.get_data(as_text=True)
+    return body
+
+
+def test_a_patient_lands_on_their_own_plan_never_the_work_list(app: Flask, signed_in: Any) -> None:
+    start(app, "MRN-1001")
+    client: FlaskClient = signed_in("patient")
+    response = client.get("/")
+    assert response.status_code == 302 and response.location == "/my"
+    html = text(client.get("/my"))
+    assert "<h1>My care plan</h1>" in html and 'href="/work-list"' not in html
+    # The 24-hour line comes before anything else on the page.
+    assert html.index('data-test="twenty-four-hour-line"') < html.index('id="next"') < html.index('id="plan"')
+    assert 'data-test="my-contacts"' in html and 'data-test="my-documents"' in html
+    # What happens next is in plain words: the staff's task (its name in the diagram) is not shown.
+    assert "Holistic needs assessment" not in html and "MRN-1001" not in html
+
+
+def test_the_plan_is_in_swedish_for_a_swedish_reader(app: Flask, signed_in: Any) -> None:
+    view = start(app, "MRN-1001")
+    client = signed_in("patient")
+    html = text(client.get(f"/my/plans/{view.id}", headers={"Accept-Language": "sv-SE,sv;q=0.9"}))
+    assert "<h1>Min vårdplan</h1>" in html and '<html lang="sv">' in html
+    document = client.get(f"/my/plans/{view.id}/documents/care-plan?lang=sv")
+    assert document.status_code == 200 and document.headers["Content-Language"] == "sv"
+    assert document.mimetype == "text/html" and "no-store" in document.headers["Cache-Control"]
+
+
+def test_nothing_of_another_patient_is_reachable(app: Flask, signed_in: Any) -> None:
+    own = waiting(app, "MRN-1001")
+    other = waiting(app, "MRN-2002")
+    client = signed_in("patient")
+    csrf = csrf_of(text(client.get("/my")))
+    for url in (f"/my/plans/{other.id}", f"/my/plans/{other.id}/documents/care-plan",
+                f"/my/plans/{other.id}/documents/end-of-treatment-summary?format=pdf",
+                f"/my/plans/{other.id}/warning-sign"):
+        response = client.get(url)
+        assert response.status_code == 404 and "MRN-2002" not in text(response), url
+    posted = client.post(f"/my/plans/{other.id}/warning-sign", data={"csrf_token": csrf, "warning_sign": "other"})
+    assert posted.status_code == 404
+    assert engine(app).instances.get(other.id).ready_tasks == []  # nothing reached their pathway
+    # Staff pages are forbidden whoever's they are, the patient's own included.
+    for url in ("/work-list", "/patients", f"/patients/{own.id}", f"/patients/{own.id}/documents/care-plan",
+                f"/patients/{own.id}/evaluations", "/pathways", "/audit/trail"):
+        assert client.get(url).status_code == 403, url
+
+
+def test_reporting_a_warning_sign_shows_the_line_first_and_reaches_the_care_team(app: Flask, signed_in: Any) -> None:
+    view = waiting(app, "MRN-1001")
+    client = signed_in("patient")
+    html = text(client.get(f"/my/plans/{view.id}/warning-sign"))
+    assert html.index('data-test="twenty-four-hour-line"') < html.index('id="warning-form"')
+    assert 'href="tel:' in html and 'value="other"' in html
+    csrf = csrf_of(html)
+    unchosen = client.post(f"/my/plans/{view.id}/warning-sign", data={"csrf_token": csrf, "description": "x"})
+    assert unchosen.status_code == 422 and "Choose what you have noticed" in text(unchosen)
+    assert client.post(f"/my/plans/{view.id}/warning-sign", data={"warning_sign": "other"}).status_code == 400  # csrf
+    sent = client.post(f"/my/plans/{view.id}/warning-sign", data={
+        "csrf_token": csrf, "warning_sign": "other", "description": "Hot and shivery since this morning"})
+    assert sent.status_code == 303 and sent.location == f"/my/plans/{view.id}"
+    assert "Your care team has been told" in text(client.get(sent.location))
+    assert [t["element"] for t in engine(app).instances.get(view.id).ready_tasks] == ["triage"]
+
+
+def test_a_patient_fills_in_their_own_survey(app: Flask, signed_in: Any) -> None:
+    view = waiting(app, "MRN-1001")
+    engine(app).clock.advance(timedelta(days=560))
+    fire_due_timers(engine(app).instances, worker_id="test")
+    client = signed_in("patient")
+    html = text(client.get(f"/my/plans/{view.id}"))
+    [task] = engine(app).instances.get(view.id).ready_tasks
+    form_url = f"/my/plans/{view.id}/forms/{task['id']}"
+    assert f'href="{form_url}"' in html and "Quality of life survey" in html
+    page = text(client.get(form_url))
+    csrf, version = csrf_of(page), str(engine(app).instances.get(view.id).version)
+    wrong = client.post(form_url, data={"csrf_token": csrf, "version": version, "qol_score": "lots"})
+    assert wrong.status_code == 422 and "nhsuk-error-summary" in text(wrong)
+    done = client.post(form_url, data={"csrf_token": csrf, "version": version, "qol_score": "70"})
+    assert done.status_code == 303, text(done)[:400]
+    assert engine(app).instances.get(view.id).status == "completed"
+    assert client.get(form_url).status_code == 404  # sent: it is no longer there to fill in
+
+
+def test_a_staff_task_has_no_patient_form_page(app: Flask, signed_in: Any) -> None:
+    view = start(app, "MRN-1001")
+    client = signed_in("patient")
+    url = f"/my/plans/{view.id}/forms/{view.ready_tasks[0]['id']}"
+    assert client.get(url).status_code == 404
+    response = client.post(url, data={"csrf_token": csrf_of(text(client.get("/my"))), "anxiety": "1", "fatigue": "1",
+                                      "version": str(view.version)})
+    assert response.status_code == 404 and engine(app).instances.get(view.id).version == view.version
+
+
+def test_a_patient_fills_in_the_bundled_needs_checklist_with_the_24_hour_line_first(tmp_path: Path) -> None:
+    """The real checklist of the bundled pathways (its form declares the 24-hour line's notice)."""
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'bundled.sqlite3'}",
+                      "PATHWAYS_DIR": REPO / "pathways", "RULES_DIR": REPO / "rules", "CLOCK": ManualClock(START),
+                      "SECRET_KEY": "test-secret-key"})
+    try:
+        carepath = engine(app)
+        view = carepath.instances.start("breast_cancer", "SYN-0042", "system:test", {
+            "diagnosis": "breast", "diagnosis_date": "2026-01-13", "age": 50, "treatment_intent": "curative",
+            "gp_practice": "EXAMPLE-GP-1"})
+
+        def do(element: str, data: dict[str, Any]) -> Any:
+            task = next(t for t in carepath.instances.get(view.id).ready_tasks if t["element"] == element)
+            return carepath.instances.complete_task(view.id, task["id"], data, "clinician:test")
+
+        do("assign_contact", CONTACT)
+        do("offer_support", {"support_wanted": "no", "support_types": [], "consent_to_share_contact": False})
+        carepath.clock.advance(timedelta(days=7))
+        fire_due_timers(carepath.instances, worker_id="test")
+        do("offer_hna", {"hna_accepted": True})
+        client = app.test_client()
+        assert client.get(f"/sign-in?token={make_token(app, 'patient', patient_ref='SYN-0042')}").status_code == 303
+        [task] = [t for t in carepath.instances.get(view.id).ready_tasks if t["element"] == "complete_checklist"]
+        url = f"/my/plans/{view.id}/forms/{task['id']}"
+        assert f'href="{url}"' in text(client.get("/my"))
+        page = text(client.get(url))
+        assert "<h1>Your needs checklist</h1>" in page
+        assert page.index('data-test="safety-notice"') < page.index('id="task-form"') and "01632 960100" in page
+        version = str(carepath.instances.get(view.id).version)
+        sent = client.post(url, data={"csrf_token": csrf_of(page), "version": version, "concerns.fatigue": "6",
+                                      "about_you.work_status": "retired", "what_matters": "My garden"})
+        assert sent.status_code == 303, text(sent)[:600]
+        elements = [t["element"] for t in carepath.instances.get(view.id).ready_tasks]
+        assert "complete_checklist" not in elements
+        with carepath.sessions() as session:
+            [actor] = session.scalars(select(InstanceEvent.actor).where(
+                InstanceEvent.instance_id == view.id, InstanceEvent.element == "complete_checklist",
+                InstanceEvent.type == "task_completed"))
+        assert actor.startswith("patient:tok_") and "SYN-0042" not in actor  # the trail names the token only
+    finally:
+        app.extensions["carepath"].close()
+
+
+def test_a_patient_sent_to_a_staff_page_lands_on_their_own(app: Flask, tokens: dict[str, str]) -> None:
+    client = app.test_client()
+    csrf = csrf_of(text(client.get("/sign-in?next=/work-list")))
+    response = client.post("/sign-in", data={"token": tokens["patient"], "csrf_token": csrf, "next": "/work-list"})
+    assert response.status_code == 303 and response.location == "/"
+    assert client.get("/").location == "/my"
