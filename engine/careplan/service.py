@@ -47,7 +47,7 @@ from engine.errors import (
 )
 from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, load_instance, save_instance
-from engine.rules import Assessment, evaluate_and_record
+from engine.rules import Assessment, deteriorated, evaluate_and_record, latest_scores
 from engine.webhooks import note_referral
 
 __all__ = ["STATUSES", "CarePlanItem", "CarePlanNote", "CarePlanService", "care_plan_operators", "next_statuses"]
@@ -93,9 +93,12 @@ def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, A
     if not isinstance(ruleset, str):
         raise InvalidInputError("carepath.rules needs a 'ruleset' parameter naming a rule set",
                                 [Problem("missing rule set name", element=task.task_spec.bpmn_id)])
+    # The change since the last assessment: the facts carry it (rules may test it), and a
+    # deterioration is returned to the pathway, which assesses the needs again soon.
+    previous = latest_scores(context.session, context.instance.id)
     try:
         assessment = Assessment.from_dict({"concerns": params.get("concerns") or {},
-                                           "context": params.get("context") or {}})
+                                           "context": params.get("context") or {}, "previous": previous})
     except InvalidInputError as exc:  # the submitted assessment is wrong: refuse it, change nothing
         raise TaskDataError(exc.message, exc.problems) from exc
     try:
@@ -124,7 +127,8 @@ def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, A
     context.record("rules_evaluated", task.task_spec.bpmn_id, {
         "evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version,
         "proposed": len(created) - emergencies, **({"emergency_referred": emergencies} if emergencies else {})})
-    return {"evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version, "items": created}
+    return {"evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version, "items": created,
+            "deteriorated": [] if previous is None else deteriorated(previous, assessment.concerns)}
 
 def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
     """carepath.careplan: record the patient's decisions and what matters to them."""
