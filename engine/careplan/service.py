@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import append_event
 from engine.careplan.patient_status import patient_status_operators
+from engine.careplan.reassessment import reassessment_operators
 from engine.clock import Clock
 from engine.db.models import CarePlanItem, CarePlanNote, PathwayInstance
 from engine.db.session import read_only, unit_of_work
@@ -83,7 +84,8 @@ def care_plan_operators(registry: Any) -> dict[str, ServiceOperator]:
     """The service operators pathways use: ``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``,
     and the patient status and warning sign operators of :mod:`engine.careplan.patient_status`."""
     return {"carepath.rules": functools.partial(_propose, registry), "carepath.careplan": _decide,
-            "carepath.referrals": _referrals_sent, **patient_status_operators(registry)}
+            "carepath.referrals": _referrals_sent, **patient_status_operators(registry),
+            **reassessment_operators()}
 
 
 def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
