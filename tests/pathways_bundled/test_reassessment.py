@@ -10,13 +10,14 @@ import pytest
 from sqlalchemy import select
 
 from engine import CarePath, ManualClock
-from engine.db.models import InstanceEvent
+from engine.db.models import InstanceEvent, PathwayInstance
 from engine.errors import TaskDataError
 
-from .journey import PATIENT, Journey
-from .journeys import SITES, _start, _support
-
-LOW = {"worry_fear_anxiety": 2}
+from .journey import Journey
+from .journeys import SITES
+from .reassessment_journeys import LOW, assessed
+from .reassessment_journeys import agree as _agree
+from .reassessment_journeys import checklist as _checklist
 
 
 def _started(app: CarePath, j: Journey) -> list[dict]:
@@ -28,25 +29,7 @@ def _started(app: CarePath, j: Journey) -> list[dict]:
 
 
 def _assessed(app: CarePath, clock: ManualClock, site: str, patient: str, review_on: str | None = None) -> Journey:
-    """Diagnosed and assessed once (a low worry score), the plan agreed with ``review_on``."""
-    j = _start(app, clock, SITES[site], patient)
-    _support(j, "no")
-    _checklist(j, LOW)
-    return _agree(j, review_on)
-
-
-def _checklist(j: Journey, concerns: dict[str, int]) -> Journey:
-    j.do("offer_hna", {"hna_accepted": True})
-    if "complete_checklist_cyp" in j.ready:
-        return j.do("complete_checklist_cyp", {"concerns": concerns, "about_you": {}}, actor=PATIENT)
-    return j.do("complete_checklist", {"concerns": concerns, "about_you": {}}, actor=PATIENT)
-
-
-def _agree(j: Journey, review_on: str | None = None) -> Journey:
-    decisions = {item.id: "declined" for item in j.proposals()}
-    j.do("agree", {"decisions": decisions, "what_matters": "Gardening", **({"review_on": review_on} if review_on
-                                                                          else {})})
-    return j.do("share_plan", {"shared_with_patient": ["nhs_app"], "shared_with_gp": True})
+    return assessed(app, clock, SITES[site], patient, review_on)
 
 
 @pytest.mark.parametrize("site", sorted(SITES))
@@ -141,3 +124,28 @@ def test_the_gp_reviews_new_needs_start_an_assessment(bundled: CarePath, journey
     j.do("second_review", {"reviewed_on": j.today(), "reviewed_by": "gp", "new_needs": True})
     assert "offer_hna" in j.ready
     assert _started(bundled, j) == [{"reasons": ["gp_new_needs"]}]
+
+
+def _state_size(app: CarePath, j: Journey) -> int:
+    with app.sessions() as session:
+        row = session.get(PathwayInstance, j.view.id)
+        assert row is not None
+        return len(row.state.encode())
+
+
+def test_the_listener_adds_nothing_to_the_state_while_waiting_or_round_after_round(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _assessed(bundled, journey_clock, "general", "SYN-1409", review_on="2026-03-10")
+    waiting = _state_size(bundled, j)
+    j.wait(30)  # nothing falls due: the listener, the reviews and the survey wait
+    assert _state_size(bundled, j) == waiting
+
+    def round_() -> int:
+        j.message("reassessment_requested", {"asked_by": "patient"})
+        _checklist(j, LOW)
+        _agree(j, review_on="2026-03-10")
+        return _state_size(bundled, j)
+
+    after_one = round_()
+    sizes = [round_() for _ in range(8)]
+    assert max(sizes) <= after_one + 256, (after_one, sizes)  # ids and dates only; no history kept
