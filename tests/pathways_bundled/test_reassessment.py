@@ -14,7 +14,7 @@ from engine.db.models import InstanceEvent, PathwayInstance
 from engine.errors import TaskDataError
 
 from .journey import Journey
-from .journeys import SITES
+from .journeys import SITES, _start, _support
 from .reassessment_journeys import LOW, assessed
 from .reassessment_journeys import agree as _agree
 from .reassessment_journeys import checklist as _checklist
@@ -149,3 +149,21 @@ def test_the_listener_adds_nothing_to_the_state_while_waiting_or_round_after_rou
     after_one = round_()
     sizes = [round_() for _ in range(8)]
     assert max(sizes) <= after_one + 256, (after_one, sizes)  # ids and dates only; no history kept
+
+
+def test_a_concern_that_reached_8_is_a_deterioration_too(bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _start_low(bundled, journey_clock, {"fatigue": 6})
+    j.message("reassessment_requested", {"asked_by": "carer"})
+    _checklist(j, {"fatigue": 8})  # rose by 2 only, but reached 8: discussed promptly, assessed again soon
+    j.do("priority_review", {"discussed_on": j.today(), "urgent_action": "none_needed"})
+    _agree(j)
+    j.wait(14)
+    assert "offer_hna" in j.ready
+    assert _started(bundled, j)[-1] == {"reasons": ["deterioration"]}
+
+
+def _start_low(app: CarePath, clock: ManualClock, concerns: dict[str, int]) -> Journey:
+    j = _start(app, clock, SITES["breast"], "SYN-1410")
+    _support(j, "no")
+    _checklist(j, concerns)
+    return _agree(j)
