@@ -57,6 +57,13 @@ def explain(evaluation_id: Any) -> dict[str, Any]:
     return _explained(explanation)
 
 
+@bp.get("/instances/<uuid:instance_id>/concerns")
+@requires("evaluations.read")
+def concern_trends(instance_id: Any) -> dict[str, Any]:
+    """Per concern, its scores over the instance's assessments (a concern not scored counts as 0)."""
+    return queries().concern_trends(str(instance_id))
+
+
 @bp.get("/instances/<uuid:instance_id>/decision-evaluations")
 @requires("evaluations.read")
 def list_decision_evaluations(instance_id: Any) -> dict[str, Any]:

@@ -287,6 +287,11 @@ PATHS: dict[str, Any] = {
                    "evaluations.read", {200: _response("Evaluations", "EvaluationList")}, (404,), [_INSTANCE_ID],
                    tag="rules"),
     },
+    "/v1/instances/{instance_id}/concerns": {
+        "get": _op("getConcernTrends", "Each concern's scores over the instance's needs assessments, oldest first, "
+                   "and the concerns that deteriorated at the latest one", "evaluations.read",
+                   {200: _response("Concern trends", "ConcernTrends")}, (404,), [_INSTANCE_ID], tag="rules"),
+    },
     "/v1/instances/{instance_id}/decision-evaluations": {
         "get": _op("listDecisionEvaluations", "The decision table evaluations made for an instance, oldest first",
                    "evaluations.read", {200: _response("Decision evaluations", "DecisionEvaluationList")}, (404,),

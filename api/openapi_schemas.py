@@ -415,6 +415,21 @@ SCHEMAS: dict[str, Any] = {
                     "verdict": {"type": "string", "enum": ["matched", "not matched", "not evaluated"]},
                     "entries": _NAMES, "failed_input": {"type": ["string", "null"]}, "outputs": _NAMES})}})}),
     "EvaluationList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("EvaluationSummary")}}),
+    "ConcernTrends": _obj(["instance_id", "assessments", "concerns", "deteriorated"], {
+        "instance_id": {"type": "string", "format": "uuid"},
+        "assessments": {"type": "array", "description": "The assessments (rule evaluations), oldest first",
+                        "items": _obj(["evaluation_id", "at"], {"evaluation_id": {"type": "string"},
+                                                                 "at": {"type": "string", "format": "date-time"}})},
+        "concerns": {"type": "array", "description": "One series per concern scored at any assessment, by code",
+                     "items": _obj(["code", "points"], {"code": {"type": "string"}, "points": {
+                         "type": "array", "description": "One point per assessment; not scored counts as 0",
+                         "items": _obj(["evaluation_id", "at", "score", "change"], {
+                             "evaluation_id": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
+                             "score": {"type": "integer", "minimum": 0, "maximum": 10},
+                             "change": {"type": ["integer", "null"],
+                                        "description": "Since the previous assessment (null at the first)"}})}})},
+        "deteriorated": {"type": "array", "items": {"type": "string"},
+                         "description": "Concerns that rose by 3 or more, or reached 8, at the latest assessment"}}),
     "Evaluation": _obj([*_EVALUATION_PROPS, "facts", "rule_file", "rule_text", "catalogue_texts"], {
         **_EVALUATION_PROPS,
         "facts": {"type": "array", "items": {"type": "object"},

@@ -3,7 +3,8 @@
 Owns: care plan items and notes, their status moves (``service``), and the service operators
 pathways call (``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``; and in
 ``patient_status``, ``carepath.patient_status``, the status every branch of an instance shares, and
-``carepath.warning_sign``, a reported warning sign looked up in the catalogue).
+``carepath.warning_sign``, a reported warning sign looked up in the catalogue; and in ``reassessment``,
+``carepath.reassessment``, the triggers that start a needs assessment again).
 
 May import: ``engine.rules``, ``engine.instances`` (the step context operators run in, and the
 store that records their events), ``engine.audit``, ``engine.db``, ``engine.webhooks`` (noting referral

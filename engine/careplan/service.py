@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import append_event
 from engine.careplan.patient_status import patient_status_operators
+from engine.careplan.reassessment import reassessment_operators
 from engine.clock import Clock
 from engine.db.models import CarePlanItem, CarePlanNote, PathwayInstance
 from engine.db.session import read_only, unit_of_work
@@ -47,7 +48,7 @@ from engine.errors import (
 )
 from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, load_instance, save_instance
-from engine.rules import Assessment, evaluate_and_record
+from engine.rules import Assessment, deteriorated, evaluate_and_record, latest_scores
 from engine.webhooks import note_referral
 
 __all__ = ["STATUSES", "CarePlanItem", "CarePlanNote", "CarePlanService", "care_plan_operators", "next_statuses"]
@@ -83,7 +84,8 @@ def care_plan_operators(registry: Any) -> dict[str, ServiceOperator]:
     """The service operators pathways use: ``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``,
     and the patient status and warning sign operators of :mod:`engine.careplan.patient_status`."""
     return {"carepath.rules": functools.partial(_propose, registry), "carepath.careplan": _decide,
-            "carepath.referrals": _referrals_sent, **patient_status_operators(registry)}
+            "carepath.referrals": _referrals_sent, **patient_status_operators(registry),
+            **reassessment_operators()}
 
 
 def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -93,9 +95,12 @@ def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, A
     if not isinstance(ruleset, str):
         raise InvalidInputError("carepath.rules needs a 'ruleset' parameter naming a rule set",
                                 [Problem("missing rule set name", element=task.task_spec.bpmn_id)])
+    # The change since the last assessment: the facts carry it (rules may test it), and a
+    # deterioration is returned to the pathway, which assesses the needs again soon.
+    previous = latest_scores(context.session, context.instance.id)
     try:
         assessment = Assessment.from_dict({"concerns": params.get("concerns") or {},
-                                           "context": params.get("context") or {}})
+                                           "context": params.get("context") or {}, "previous": previous})
     except InvalidInputError as exc:  # the submitted assessment is wrong: refuse it, change nothing
         raise TaskDataError(exc.message, exc.problems) from exc
     try:
@@ -124,7 +129,8 @@ def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, A
     context.record("rules_evaluated", task.task_spec.bpmn_id, {
         "evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version,
         "proposed": len(created) - emergencies, **({"emergency_referred": emergencies} if emergencies else {})})
-    return {"evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version, "items": created}
+    return {"evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version, "items": created,
+            "deteriorated": [] if previous is None else deteriorated(previous, assessment.concerns)}
 
 def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
     """carepath.careplan: record the patient's decisions and what matters to them."""

@@ -22,7 +22,7 @@ __all__ = ["InstanceProgress", "instance_progress"]
 
 # Events that name an element the instance has passed.
 _PASSED = ("task_completed", "timer_fired", "message_received", "rules_evaluated", "care_plan_updated",
-           "decision_evaluated")
+           "decision_evaluated", "reassessment_started")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from engine.rules import (
     StoredEvaluation,
     WhyExplanation,
     WhyNotExplanation,
+    concern_trends,
     explain_evaluation,
     get_evaluation,
     list_evaluations,
@@ -223,6 +224,17 @@ class InstanceQueries:
                  "outcomes": dict(r.outcomes)}
                 for r in list_evaluations(session, instance_id=instance_id)
             ]
+
+    def concern_trends(self, instance_id: str) -> dict[str, Any]:
+        """Each concern's scores over the instance's assessments, oldest first, and the concerns that
+        deteriorated at the latest one (engine.rules.trends).
+
+        Raises: NotFoundError.
+        """
+        with read_only(self.sessions) as session:
+            if session.get(PathwayInstance, instance_id) is None:
+                raise NotFoundError(f"no instance {instance_id!r}")
+            return {"instance_id": instance_id, **concern_trends(session, instance_id).as_dict()}
 
     def decision_evaluations(self, instance_id: str) -> list[dict[str, Any]]:
         """The decision table evaluations made for one instance, oldest first.

@@ -40,13 +40,16 @@ from engine.rules.store import (
     record_evaluation,
 )
 from engine.rules.testing import RuleTestReport, load_cases, run_rule_tests
+from engine.rules.trends import AssessedConcerns, ConcernTrends, concern_trends, deteriorated, latest_scores
 
 __all__ = [
     "ENGINE_LOCK",
+    "AssessedConcerns",
     "Assessment",
     "Catalogue",
     "CohortModel",
     "CompiledRuleset",
+    "ConcernTrends",
     "Evaluation",
     "Firing",
     "LoadedRuleset",
@@ -67,12 +70,15 @@ __all__ = [
     "WhyNotExplanation",
     "build_facts",
     "compile_rule_file",
+    "concern_trends",
+    "deteriorated",
     "evaluate",
     "evaluate_and_record",
     "explain_evaluation",
     "explain_why",
     "explain_why_not",
     "get_evaluation",
+    "latest_scores",
     "list_evaluations",
     "load_cases",
     "load_catalogue",

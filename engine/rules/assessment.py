@@ -52,28 +52,27 @@ class PatientContext:
 
 @dataclass(frozen=True)
 class Assessment:
-    """A holistic needs assessment: concern code -> score 0-10, and the patient context."""
+    """A holistic needs assessment: concern code -> score 0-10, and the patient context.
+
+    ``previous`` holds the scores of the patient's previous assessment (``None``: this is the first),
+    so each concern fact carries its change since then (a concern not scored then counts as 0).
+    """
 
     concerns: Mapping[str, int]
     context: PatientContext = field(default_factory=PatientContext)
+    previous: Mapping[str, int] | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Assessment:
-        """Build from ``{"concerns": {code: score}, "context": {...}}`` (e.g. task data).
+        """Build from ``{"concerns": {code: score}, "context": {...}, "previous": {code: score}}``
+        (e.g. task data; ``previous`` is optional).
 
         Raises:
             InvalidInputError: naming every bad field (unknown context field, wrong type).
         """
         problems: list[Problem] = []
-        concerns_in = data.get("concerns") or {}
-        if not isinstance(concerns_in, Mapping):
-            raise InvalidInputError("assessment is invalid", [Problem("expected a mapping", field="/concerns")])
-        concerns: dict[str, int] = {}
-        for code, score in concerns_in.items():
-            if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
-                problems.append(Problem("expected a whole number from 0 to 10", field=f"/concerns/{code}"))
-            else:
-                concerns[str(code)] = score
+        concerns = _scores(data.get("concerns") or {}, "/concerns", problems)
+        previous = None if data.get("previous") is None else _scores(data["previous"], "/previous", problems)
         context_in = data.get("context") or {}
         context: dict[str, Any] = {}
         for name, value in dict(context_in).items():
@@ -86,10 +85,26 @@ class Assessment:
                 context[name] = value
         if problems:
             raise InvalidInputError("assessment is invalid", problems)
-        return cls(concerns=concerns, context=PatientContext(**context))
+        return cls(concerns=concerns, context=PatientContext(**context), previous=previous)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"concerns": dict(self.concerns), "context": self.context.as_fact_fields()}
+        out = {"concerns": dict(self.concerns), "context": self.context.as_fact_fields()}
+        if self.previous is not None:
+            out["previous"] = dict(self.previous)
+        return out
+
+
+def _scores(given: Any, where: str, problems: list[Problem]) -> dict[str, int]:
+    """Concern code -> a whole number 0-10; each bad entry is added to ``problems``."""
+    if not isinstance(given, Mapping):
+        raise InvalidInputError("assessment is invalid", [Problem("expected a mapping", field=where)])
+    scores: dict[str, int] = {}
+    for code, score in given.items():
+        if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
+            problems.append(Problem("expected a whole number from 0 to 10", field=f"{where}/{code}"))
+        else:
+            scores[str(code)] = score
+    return scores
 
 
 @dataclass(frozen=True)

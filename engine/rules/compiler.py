@@ -4,7 +4,9 @@ The fact vocabulary is defined here too, because the compiled patterns and the f
 agree:
 
 - one ``context`` fact (id ``context``) with the patient context fields that are known;
-- one ``concern`` fact per assessed concern (id ``concern:<code>``: code, domain, score);
+- one ``concern`` fact per assessed concern (id ``concern:<code>``: code, domain, score, and
+  ``change``, the score minus the score at the patient's previous assessment, when there was one:
+  a concern not scored then counts as 0, as the checklist says);
 - a last ``complete`` fact (id ``assessment-complete``). Every compiled rule joins on it, so
   no rule can fire before the whole assessment is in. durable-rules evaluates ``none``
   (absence) as each fact arrives; without this marker "worry and no pain" could fire before
@@ -74,9 +76,10 @@ class CompiledRuleset:
     # not be asserted (it would only raise MessageNotHandledException).
     concern_codes: frozenset[str] = frozenset()
     concern_domains: frozenset[str] = frozenset()
+    any_concern: bool = False  # some pattern matches a concern of any code ("any concern rose by 3")
 
     def could_match(self, fact: dict[str, Any]) -> bool:
-        if fact["t"] != "concern":
+        if fact["t"] != "concern" or self.any_concern:
             return True
         return fact["code"] in self.concern_codes or fact["domain"] in self.concern_domains
 
@@ -106,6 +109,7 @@ def compile_rule_file(rule_file: RuleFile) -> CompiledRuleset:
     rule_of: dict[str, str] = {}
     codes: set[str] = set()
     domains: set[str] = set()
+    any_concern = False
     for rule in rule_file.rules:
         for index, alt in enumerate(alternatives(rule.when)):
             name = f"{rule.id}#{index}"
@@ -113,9 +117,15 @@ def compile_rule_file(rule_file: RuleFile) -> CompiledRuleset:
             rule_of[name] = rule.id
             for leaf in (*alt.concerns, *alt.absent):
                 if isinstance(leaf, ConcernCondition):
-                    codes.add(leaf.code) if leaf.code else domains.add(leaf.domain or "")
+                    if leaf.code:
+                        codes.add(leaf.code)
+                    elif leaf.domain:
+                        domains.add(leaf.domain)
+                    else:
+                        any_concern = True
     durable_name = f"{rule_file.name}_{rule_file.version[:16]}"
-    return CompiledRuleset(rule_file, durable_name, definition, rule_of, frozenset(codes), frozenset(domains))
+    return CompiledRuleset(rule_file, durable_name, definition, rule_of, frozenset(codes), frozenset(domains),
+                           any_concern)
 
 
 def alternatives(condition: Condition, limit: int | None = None) -> list[Alternative]:
@@ -187,9 +197,17 @@ _NEGATED = {"$gte": "$lt", "$lte": "$gt", "$gt": "$lte", "$lt": "$gte", "$eq": "
 
 
 def _negated_concern_test(c: ConcernCondition) -> dict[str, Any]:
-    """A concern fact does NOT match ``c`` (code/domain and score are always present)."""
-    alternatives: list[dict[str, Any]] = [{"$neq": {"code": c.code}} if c.code else {"$neq": {"domain": c.domain}}]
+    """A concern fact does NOT match ``c`` (code, domain and score are always present; change is
+    present only when there was a previous assessment, and a fact without it does not match)."""
+    alternatives: list[dict[str, Any]] = []
+    if c.code:
+        alternatives.append({"$neq": {"code": c.code}})
+    elif c.domain:
+        alternatives.append({"$neq": {"domain": c.domain}})
     alternatives.extend({_NEGATED[SCORE_OPERATORS[op]]: {"score": v}} for op, v in c.score)
+    if c.change:
+        alternatives.append({"$nex": {"change": 1}})
+        alternatives.extend({_NEGATED[SCORE_OPERATORS[op]]: {"change": v}} for op, v in c.change)
     return {"$or": alternatives}
 
 
@@ -207,8 +225,12 @@ def _negated_context_test(c: ContextCondition) -> dict[str, Any]:
 
 def _concern_pattern(c: ConcernCondition) -> dict[str, Any]:
     tests: list[dict[str, Any]] = [{"t": "concern"}]
-    tests.append({"code": c.code} if c.code else {"domain": c.domain})
+    if c.code:
+        tests.append({"code": c.code})
+    elif c.domain:
+        tests.append({"domain": c.domain})
     tests.extend(_compare("score", op, value) for op, value in c.score)
+    tests.extend(_compare("change", op, value) for op, value in c.change)
     return {"$and": tests}
 
 
@@ -314,11 +336,18 @@ def canonical_facts(assessment: Assessment, catalogue: Catalogue) -> CanonicalFa
     context = {"id": CONTEXT_FACT_ID, "t": "context", **assessment.context.as_fact_fields()}
     facts: list[dict[str, Any]] = [context]
     texts = [_engine_json(context)[:-1]]
+    previous = assessment.previous
     for code in sorted(scores, key=table.rank.__getitem__):
         score = scores[code]
-        facts.append({**table.fields[code], "score": score})
         # an int is written as its repr, as json.dumps does; anything else is encoded
-        texts.append(table.texts[code] + (repr(score) if type(score) is int else _engine_json(score)))
+        text = table.texts[code] + (repr(score) if type(score) is int else _engine_json(score))
+        if previous is None:
+            facts.append({**table.fields[code], "score": score})
+        else:
+            change = score - previous.get(code, 0)  # not scored then: no concern (the checklist's rule)
+            facts.append({**table.fields[code], "score": score, "change": change})
+            text += ', "change": ' + repr(change)
+        texts.append(text)
     facts.append({"id": COMPLETE_FACT_ID, "t": "complete"})
     texts.append(_COMPLETE_TEXT)
     return CanonicalFacts(facts, texts)

@@ -149,7 +149,8 @@ def leaf_holds(leaf: ConcernCondition | ContextCondition, fact: Fact) -> bool:
             return False
         if (leaf.code and fact.get("code") != leaf.code) or (leaf.domain and fact.get("domain") != leaf.domain):
             return False
-        return all(_compare(fact.get("score"), op, v) for op, v in leaf.score)
+        return all(_compare(fact.get("score"), op, v) for op, v in leaf.score) and all(
+            _compare(fact.get("change"), op, v) for op, v in leaf.change)
     if fact.get("t") != "context" or leaf.field not in fact:
         return False
     value = fact[leaf.field]
@@ -305,10 +306,21 @@ def _leaf_failure(leaf: ConcernCondition | ContextCondition, facts: Sequence[Fac
     if not candidates:
         what = leaf.code or f"any {leaf.domain} concern"
         return FailedCondition(leaf.describe(), f"{what} not assessed (no score)", leaf.loc)
-    best = min(candidates, key=lambda f: _gap(f["score"], leaf.score))
-    scores = ", ".join(f"{f['code']} scored {f['score']}" for f in candidates[:5])
-    actual = scores if leaf.domain and not leaf.code else f"{best['code']} scored {best['score']}"
-    return FailedCondition(leaf.describe(), actual, leaf.loc, _gap(best["score"], leaf.score))
+    best = min(candidates, key=lambda f: _concern_gap(f, leaf))
+    scores = ", ".join(_scored(f) for f in candidates[:5])
+    actual = scores if not leaf.code else _scored(best)
+    return FailedCondition(leaf.describe(), actual, leaf.loc, _concern_gap(best, leaf))
+
+
+def _concern_gap(fact: Fact, leaf: ConcernCondition) -> float:
+    gap = _gap(fact["score"], leaf.score) if leaf.score else 0.0
+    return gap + (_gap(fact.get("change"), leaf.change) if leaf.change else 0.0)
+
+
+def _scored(fact: Fact) -> str:
+    """``fatigue scored 7`` and, after an earlier assessment, ``(changed by +3)``."""
+    change = fact.get("change")
+    return f"{fact['code']} scored {fact['score']}" + ("" if change is None else f" (changed by {change:+d})")
 
 
 def _gap(actual: Any, tests: Sequence[tuple[str, Any]]) -> float:
@@ -327,7 +339,7 @@ def _none_failure(child: Condition, facts: Sequence[Fact]) -> FailedCondition:
     if isinstance(child, ConcernCondition | ContextCondition):
         hit = next(f for f in facts if leaf_holds(child, f))
         actual = (
-            f"{hit['code']} scored {hit['score']}"
+            _scored(hit)
             if hit.get("t") == "concern"
             else (f"{child.field} is {_show(hit.get(child.field))}" if isinstance(child, ContextCondition) else "")
         )
@@ -343,7 +355,8 @@ def _show(value: Any) -> str:
 
 def _show_fact(fact: Fact) -> str:
     if fact.get("t") == "concern":
-        return f"{fact['code']} ({fact['domain']}) scored {fact['score']}"
+        return f"{fact['code']} ({fact['domain']}) scored {fact['score']}" + (
+            "" if fact.get("change") is None else f", changed by {fact['change']:+d}")
     fields = ", ".join(f"{k}={_show(v)}" for k, v in fact.items() if k not in ("id", "t"))
     return f"context: {fields}"
 

@@ -200,7 +200,7 @@ def _read_group(reader: YamlReader, node: Node, key: str, catalogue: Catalogue) 
 
 
 def _read_concern(reader: YamlReader, node: Node, catalogue: Catalogue) -> Condition | None:
-    entries = reader.mapping(node, "a concern condition", ("score",), ("code", "domain"))
+    entries = reader.mapping(node, "a concern condition", optional=("code", "domain", "score", "change"))
     if entries is None:
         return None
     code = domain = None
@@ -215,7 +215,12 @@ def _read_concern(reader: YamlReader, node: Node, catalogue: Catalogue) -> Condi
         if domain and domain not in catalogue.domains:
             reader.problem(entries["domain"][1], f"unknown domain '{domain}'{did_you_mean(domain, catalogue.domains)}")
             ok = False
-    if "code" not in entries and "domain" not in entries:
+    if "score" not in entries and "change" not in entries:
+        reader.problem(node, "a concern condition needs 'score' or 'change' (or both)")
+        return None
+    # Only a change may be asked of any concern at all ("any concern rose by 3 or more"): a score
+    # test on any concern would fire for nearly every patient.
+    if "code" not in entries and "domain" not in entries and "score" in entries:
         reader.problem(node, "a concern condition needs 'code' or 'domain'")
         return None
     if ok and code and domain and catalogue.concerns[code].domain != domain:
@@ -224,10 +229,11 @@ def _read_concern(reader: YamlReader, node: Node, catalogue: Catalogue) -> Condi
             f"concern '{code}' is in domain '{catalogue.concerns[code].domain}', not '{domain}'",
         )
         ok = False
-    score = _read_tests(reader, entries["score"][1], "score", 0, 10) if "score" in entries else None
-    if not ok or (code is None and domain is None) or score is None:
+    score = _read_tests(reader, entries["score"][1], "score", 0, 10) if "score" in entries else []
+    change = _read_tests(reader, entries["change"][1], "change", -10, 10) if "change" in entries else []
+    if not ok or score is None or change is None:
         return None
-    return ConcernCondition(code, domain, tuple(score), reader.loc(node))
+    return ConcernCondition(code, domain, tuple(score), reader.loc(node), tuple(change))
 
 
 def _read_tests(

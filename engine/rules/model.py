@@ -139,20 +139,28 @@ class Guidance:
 
 @dataclass(frozen=True)
 class ConcernCondition:
-    """A concern from the assessment (by code, or any concern in a domain) with score tests.
+    """A concern from the assessment (by code, any concern in a domain, or any concern at all) with
+    tests on its score and on its change since the patient's previous assessment.
 
-    Several concern conditions in one ``all`` are met by *different* concerns (a join).
+    Several concern conditions in one ``all`` are met by *different* concerns (a join). ``change``
+    tests hold only when there was a previous assessment (the fact then carries ``change``).
     """
 
     code: str | None
     domain: str | None
     score: tuple[tuple[str, float], ...]  # (operator word, threshold), all must hold
     loc: Loc
+    change: tuple[tuple[str, float], ...] = ()  # the score now minus at the previous assessment
 
     def describe(self) -> str:
-        what = self.code if self.code else f"any {self.domain} concern"
-        tests = " and ".join(f"{op.replace('_', ' ')} {_num(v)}" for op, v in self.score)
-        return f"{what} scored {tests}"
+        what = self.code if self.code else f"any {self.domain} concern" if self.domain else "any concern"
+        parts = []
+        if self.score:
+            parts.append("scored " + " and ".join(f"{op.replace('_', ' ')} {_num(v)}" for op, v in self.score))
+        if self.change:
+            parts.append("changed since the last assessment by " + " and ".join(
+                f"{op.replace('_', ' ')} {_num(v)}" for op, v in self.change))
+        return f"{what} {' and '.join(parts)}"
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ def synthetic_assessments(
     """``n`` reproducible synthetic assessments (same seed, same catalogue: same cohort)."""
     model = model or CohortModel()
     rng = random.Random(seed)
+    # The previous assessment (half the cohort has one) is drawn from its own generator, so the
+    # cohort's scores and contexts are the same as before "change since the last assessment" existed.
+    earlier = random.Random(f"{seed}:previous")
     codes = sorted(catalogue.concerns)
     for _ in range(n):
         concerns = {
@@ -85,6 +88,8 @@ def synthetic_assessments(
                 smoking_status=_recorded(rng, unrecorded, rng.choice(SMOKING_STATUSES)),
                 emotional_concern_persists=_recorded(rng, unrecorded, rng.random() < 0.3),
             ),
+            previous={code: earlier.randint(0, 10) for code in codes if earlier.random() < model.concern_probability}
+            if earlier.random() < 0.5 else None,
         )
 
 

@@ -199,7 +199,7 @@ def _read_case(reader: YamlReader, node: Node, ruleset: str) -> RuleTestCase | N
 
 
 def _read_given(reader: YamlReader, node: Node, name: str) -> Assessment | None:
-    e = reader.mapping(node, "'given'", optional=("concerns", "context"))
+    e = reader.mapping(node, "'given'", optional=("concerns", "context", "previous"))
     if e is None:
         return None
     data = {key: reader.value(value) for key, (_k, value) in e.items()}

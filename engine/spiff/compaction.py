@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import AdHocSubprocessSpec
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
@@ -68,7 +69,15 @@ COMPLETED_NOTE = "carepath.completed_elements"
 
 
 def compact(workflow: Any) -> int:
-    """Remove the finished history no task can read any more; returns how many tasks were removed."""
+    """Remove the finished history no task can read any more; returns how many tasks were removed.
+
+    A signal that no element was waiting for is dropped too: SpiffWorkflow keeps it in
+    ``bpmn_events`` for the application (where it would stay, in the state, for ever); a pathway's
+    signals only wake its own listeners (the re-assessment listener), which re-read what they need.
+    """
+    if workflow.bpmn_events:
+        workflow.bpmn_events = [e for e in workflow.bpmn_events
+                                if not isinstance(e.event_definition, SignalEventDefinition)]
     if workflow.completed:
         return _compact_finished(workflow)
     removed = _compact_tree(workflow)

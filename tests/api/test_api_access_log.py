@@ -75,6 +75,7 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "evaluations.list_evaluations": f"/v1/instances/{i}/evaluations",
         "evaluations.get_evaluation": f"/v1/evaluations/{e}",
         "evaluations.explain": f"/v1/evaluations/{e}/explanation?why={ids['why']}",
+        "evaluations.concern_trends": f"/v1/instances/{i}/concerns",
         "evaluations.list_decision_evaluations": f"/v1/instances/{ids['triaged_id']}/decision-evaluations",
         "evaluations.get_decision_evaluation": f"/v1/decision-evaluations/{ids['decision_id']}",
         "fhir.search_care_plans": f"{fhir}/CarePlan?patient={NHS_NUMBER}",

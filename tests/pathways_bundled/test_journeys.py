@@ -8,9 +8,10 @@ from engine import CarePath, ManualClock
 
 from .journey import FlowCoverage
 from .journeys import JOURNEYS as SITE_JOURNEYS
+from .reassessment_journeys import REASSESSMENT_JOURNEYS
 from .safety_journeys import SAFETY_JOURNEYS
 
-JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS}
+JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS, **REASSESSMENT_JOURNEYS}
 
 
 @pytest.mark.parametrize("name", sorted(JOURNEYS))

@@ -17,8 +17,11 @@ LIMIT = 20 * 1024
 # (warning signs and treatment status from the start, named contact, recurrence), each with its predicted
 # next tasks, plus the sub-pathways in progress. It depends on the diagram, never on how long the patient
 # has been on the pathway; the treatment status listener and the escalation timers (issue 13) took the
-# largest live state of these journeys from about 60 KB to about 68 KB.
-LIVE_LIMIT = 72 * 1024
+# largest live state of these journeys from about 60 KB to about 68 KB; the re-assessment listener (issue
+# 14 point 1: one more open branch, waiting in its sub-pathway, and the trigger notes in the needs
+# assessment, the care plan and the reviews) to about 78 KB. It does not grow with the rounds of
+# re-assessment or the time spent waiting (tests/pathways_bundled/test_reassessment.py).
+LIVE_LIMIT = 84 * 1024
 
 
 @pytest.mark.parametrize("site", ["breast", "children_young_people"])
