@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from engine import CarePath, ConflictError, InvalidInputError, ManualClock, NotFoundError
 from engine.calendar import add_working_days
-from engine.careplan.referrals import accept_by
-from engine.db.models import InstanceEvent, ReferralEscalation, WebhookDelivery
+from engine.careplan.referrals import accept_by, raise_urgency
+from engine.db.models import CarePlanItem, InstanceEvent, ReferralEscalation, WebhookDelivery
+from engine.db.session import unit_of_work
 from engine.instances.worker import run_worker
 from engine.settings import ReferralTimeframes
 
@@ -188,3 +189,24 @@ def test_an_accepted_referral_is_never_escalated(carepath: CarePath, clock: Manu
     assert carepath.referral_escalations.open_due() == 0
     with carepath.sessions() as session:
         assert session.scalars(select(ReferralEscalation)).all() == []
+
+
+def test_a_higher_urgency_proposed_again_raises_the_open_referral_and_its_deadline(carepath: CarePath,
+                                                                                   clock: ManualClock) -> None:
+    instance_id, referral, _ = _agreed(carepath)
+    carepath.care_plans.set_status(instance_id, referral["id"], "referred", NURSE)  # urgent: by 20 January
+    clock.set(datetime(2026, 1, 16, 10, 0, tzinfo=UTC))
+    timeframes = ReferralTimeframes()
+    with unit_of_work(carepath.sessions) as session:
+        item = session.get(CarePlanItem, referral["id"])
+        assert item is not None
+        assert raise_urgency(session, item, "routine", "evaluation-2", ["rule-a"], clock.now(), timeframes) is None
+        assert (item.urgency, item.accept_by) == ("urgent", datetime(2026, 1, 20, tzinfo=UTC))
+        assert raise_urgency(session, item, "emergency", "evaluation-3", ["rule-b"], clock.now(), timeframes) \
+            == "urgent"
+        assert (item.urgency, item.accept_by) == ("emergency", datetime(2026, 1, 17, tzinfo=UTC))  # today
+    history = next(i for i in carepath.care_plans.get(instance_id).items if i["id"] == referral["id"])["history"]
+    again = [(h["evaluation_id"], h["rules"], h["from_urgency"], h["to_urgency"]) for h in history
+             if h["change"] == "proposed_again"]
+    assert again == [("evaluation-2", ["rule-a"], "urgent", "urgent"),
+                     ("evaluation-3", ["rule-b"], "urgent", "emergency")]
