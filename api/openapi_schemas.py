@@ -209,6 +209,12 @@ _ITEM_RECORD_PROPS: dict[str, Any] = {
     "next_statuses": {**_STRINGS, "description": "The moves this item may make now"},
     "history": _HISTORY,
 }
+_ESCALATION_PROPS: dict[str, Any] = {
+    "id": {"type": "string"}, "instance_id": {"type": "string"}, "care_plan_item_id": {"type": "string"},
+    "status": {"enum": ["open", "completed"]}, "assignee": _NULLABLE_STRING, "accept_by": _DATE_TIME,
+    "opened_at": _DATE_TIME, "completed_at": {"type": ["string", "null"], "format": "date-time"},
+    "completed_by": _NULLABLE_STRING, "outcome": _NULLABLE_STRING,
+}
 _EVALUATION_PROPS: dict[str, Any] = {
     "id": {"type": "string"}, "ruleset": {"type": "string"},
     "ruleset_version": {"type": "string", "description": "SHA-256 of the rule file's text"},
@@ -322,8 +328,21 @@ SCHEMAS: dict[str, Any] = {
     "TaskInInstance": _obj([*_TASK_PROPS, "instance_id", "instance_version", "pathway_id", "patient_ref"], {
         **_TASK_PROPS, "instance_id": {"type": "string"}, "instance_version": {"type": "integer"},
         "pathway_id": {"type": "string"}, "patient_ref": {"type": "string"}}),
-    "TaskPage": _obj(["items", "next_cursor"], {
-        "items": {"type": "array", "items": schema_ref("TaskInInstance")}, "next_cursor": _NULLABLE_STRING}),
+    "TaskPage": _obj(["items", "next_cursor", "escalations"], {
+        "items": {"type": "array", "items": schema_ref("TaskInInstance")}, "next_cursor": _NULLABLE_STRING,
+        "escalations": {"type": "array", "items": schema_ref("OpenReferralEscalation"), "description": (
+            "Referrals not accepted in their urgency's timeframe, a task each for the patient's named contact "
+            "(assignee: their staff identifier, null for the team), oldest first; on the first page (no cursor, "
+            "no element filter), at most 200")}}),
+    "ReferralEscalation": _obj(list(_ESCALATION_PROPS), _ESCALATION_PROPS),
+    "OpenReferralEscalation": _obj([*_ESCALATION_PROPS, "kind", "code", "service", "urgency", "pathway_id",
+                                    "patient_ref"], {
+        **_ESCALATION_PROPS, "kind": {"const": "referral_escalation"}, "code": {"type": "string"},
+        "service": _NULLABLE_STRING, "urgency": _NULLABLE_STRING, "pathway_id": {"type": "string"},
+        "patient_ref": {"type": "string"}}),
+    "EscalationCompletion": _obj(["outcome"], {"outcome": {
+        "type": "string", "pattern": REASON_PATTERN.pattern,
+        "description": "What was done, as a code (e.g. chased_service, re_referred); never free text"}}),
     "InstanceSummary": _obj(list(_SUMMARY_PROPS), _SUMMARY_PROPS),
     "Instance": _obj([*_SUMMARY_PROPS, "ready_tasks"], {
         **_SUMMARY_PROPS, "ready_tasks": {"type": "array", "items": schema_ref("Task")}}),
