@@ -34,8 +34,8 @@ from engine.db.models import CarePlanItem, CarePlanItemMove
 from engine.errors import ConflictError, InvalidInputError, Problem
 from engine.webhooks import note_referral
 
-__all__ = ["OPEN_REFERRAL", "REASON_PATTERN", "STATUSES", "EventRecorder", "check_reason", "history",
-           "move_item", "next_statuses", "record_history"]
+__all__ = ["OPEN_REFERRAL", "REASON_PATTERN", "STATUSES", "SUGGESTED_REASONS", "EventRecorder", "check_reason",
+           "history", "move_item", "next_statuses", "record_history"]
 
 STATUSES = ("proposed", "agreed", "declined", "referred", "accepted", "first_contact", "completed",
             "service_declined", "did_not_attend", "withdrawn")
@@ -56,6 +56,9 @@ _OTHER_NEXT = {
     "agreed": ("declined", "completed"),
     "declined": ("agreed",),
 }
+# The reason codes the web app offers (any code is accepted; docs/careplan.md lists what each means).
+SUGGESTED_REASONS = ("patient_changed_mind", "needs_changed", "not_eligible", "service_capacity",
+                     "referred_elsewhere", "patient_request", "no_longer_needed", "could_not_contact")
 # Moves that must say why: taking back the patient's decline.
 _REASON_NEEDED = {("declined", "agreed")}
 
