@@ -256,7 +256,8 @@ def _role_map(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-# How long a service has to accept a referral, per urgency (docs/careplan.md): a number and a unit.
+# How long a service has to accept a referral, per urgency: a number and a unit (docs/api.md, "Referral
+# timeframes and escalations").
 TIMEFRAME_UNITS = ("d", "wd", "w")  # calendar days, working days (Monday to Friday, not holidays), weeks
 _TIMEFRAME = re.compile(r"^(\d{1,3})(wd|d|w)$")
 _URGENCIES = ("emergency", "urgent", "soon", "routine")  # engine.rules.model.URGENCIES, most urgent first

@@ -16,7 +16,7 @@ is ``{item, code, status, service, urgency}`` plus ``reason`` when one was given
 never patient data. Service measures are computed from those events' ``status`` and time.
 
 A reason is a code (lower case letters, digits and ``_``, at most 64), never free text: it goes into
-the event trail. Suggested codes are listed in docs/careplan.md.
+the event trail. Suggested codes are listed in docs/api.md ("The care plan item states").
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ _OTHER_NEXT = {
     "agreed": ("declined", "completed"),
     "declined": ("agreed",),
 }
-# The reason codes the web app offers (any code is accepted; docs/careplan.md lists what each means).
+# The reason codes the web app offers (any code is accepted; docs/api.md lists them).
 SUGGESTED_REASONS = ("patient_changed_mind", "needs_changed", "not_eligible", "service_capacity",
                      "referred_elsewhere", "patient_request", "no_longer_needed", "could_not_contact")
 # Moves that must say why: taking back the patient's decline.

@@ -14,7 +14,8 @@ the evaluation and the rules that proposed it again.
 the patient's named contact (their staff identifier when one is recorded), kept in
 ``referral_escalations`` and listed in the work list, opened by the worker's scan
 (:meth:`ReferralEscalations.open_due`, a scan of the ``(status, accept_by)`` index, not a timer in
-the diagram: a boundary timer per referral would need the diagram to model every referral). Opening
+the diagram: a boundary timer per referral would need the diagram to model every referral). A referral of a patient
+who has died (``patient_died``) is withdrawn instead (reason ``patient_died``), never escalated. Opening
 one appends a ``referral_overdue`` event (``referral.overdue`` to webhook subscribers); completing it
 appends ``referral_escalation_completed`` with the outcome code. Both are written through the store,
 with the instance's new revision, as every change to an instance is.
@@ -22,6 +23,7 @@ with the instance's new revision, as every change to an instance is.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -33,9 +35,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import append_event
 from engine.calendar import add_working_days
-from engine.careplan.moves import OPEN_REFERRAL, check_reason, record_history
+from engine.careplan.moves import OPEN_REFERRAL, check_reason, move_item, record_history
 from engine.clock import Clock
-from engine.db.models import CarePlanItem, PathwayInstance, ReferralEscalation
+from engine.db.models import CarePlanItem, InstanceEvent, PathwayInstance, ReferralEscalation
 from engine.db.session import read_only, unit_of_work
 from engine.errors import ConflictError, InvalidInputError, NotFoundError, Problem, StaleVersionError
 from engine.instances.service import PathwayService
@@ -96,6 +98,13 @@ def raise_urgency(session: Session, item: CarePlanItem, urgency: str | None, eva
     return previous if raised else None
 
 
+def _patient_died(session: Session, instance_id: str) -> bool:
+    """Whether the instance received ``patient_died`` (the message's name is in its trail event)."""
+    payloads = session.scalars(select(InstanceEvent.payload).where(InstanceEvent.instance_id == instance_id,
+                                                                   InstanceEvent.type == "message_received"))
+    return any(json.loads(payload).get("message") == "patient_died" for payload in payloads)
+
+
 @dataclass(frozen=True)
 class Escalation:
     """An open escalation as the work list shows it (ids and codes only)."""
@@ -149,6 +158,14 @@ class ReferralEscalations:
             if item is None:
                 return 0  # accepted, escalated or held by another worker meanwhile
             instance = load_instance(session, item.instance_id)
+            if _patient_died(session, item.instance_id):
+                # Nobody is chased about a patient who has died: the referral is withdrawn, by the engine.
+                move_item(session, item, "withdrawn", _SYSTEM_ACTOR, now, lambda payload: append_event(
+                    session, instance, "care_plan_updated", at=now, actor=_SYSTEM_ACTOR,
+                    pathway_version=instance.pathway_version, payload=payload), "patient_died")
+                instance.updated_at = now
+                save_instance(session, instance)
+                return 0
             escalation = ReferralEscalation(id=str(uuid.uuid4()), instance_id=item.instance_id, item_id=item.id,
                                             status="open", assignee=self._named_contact(session, item.instance_id),
                                             accept_by=item.accept_by, opened_at=now)
