@@ -160,9 +160,11 @@ class ReferralEscalations:
             instance = load_instance(session, item.instance_id)
             if _patient_died(session, item.instance_id):
                 # Nobody is chased about a patient who has died: the referral is withdrawn, by the engine.
-                move_item(session, item, "withdrawn", _SYSTEM_ACTOR, now, lambda payload: append_event(
-                    session, instance, "care_plan_updated", at=now, actor=_SYSTEM_ACTOR,
-                    pathway_version=instance.pathway_version, payload=payload), "patient_died")
+                def record(payload: dict[str, Any]) -> None:
+                    append_event(session, instance, "care_plan_updated", at=now, actor=_SYSTEM_ACTOR,
+                                 pathway_version=instance.pathway_version, payload=payload)
+
+                move_item(session, item, "withdrawn", _SYSTEM_ACTOR, now, record, "patient_died")
                 instance.updated_at = now
                 save_instance(session, instance)
                 return 0
