@@ -468,7 +468,8 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
                            report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
                            housekeeping=housekeeping, heartbeat=heartbeat.beat,
                            checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds,
-                           deliver=lambda: len(carepath.webhooks.run_once()))
+                           deliver=lambda: len(carepath.webhooks.run_once()),
+                           escalate=carepath.referral_escalations.open_due)
     except KeyboardInterrupt:
         total = None
     finally:

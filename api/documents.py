@@ -70,8 +70,9 @@ def care_plan(instance_id: Any) -> Response:
 @bp.patch("/<uuid:instance_id>/care-plan/items/<uuid:item_id>")
 @requires("care_plans.update")
 def update_item(instance_id: Any, item_id: Any) -> dict[str, Any]:
-    status = json_body("CarePlanItemUpdate")["status"]
-    return carepath().care_plans.set_status(str(instance_id), str(item_id), status, current_principal().actor)
+    body = json_body("CarePlanItemUpdate")
+    return carepath().care_plans.set_status(str(instance_id), str(item_id), body["status"], current_principal().actor,
+                                            body.get("reason"))
 
 
 @bp.get("/<uuid:instance_id>/end-of-treatment-summary")

@@ -210,6 +210,13 @@ PATHS: dict[str, Any] = {
                     _INSTANCE, (404, 409, 412, 422), [_INSTANCE_ID, _path("task_id", UUID_PATTERN), _IF_MATCH,
                                                       _IDEMPOTENCY_KEY], body="CompleteRequest", tag="tasks"),
     },
+    "/v1/referral-escalations/{escalation_id}/complete": {
+        "post": _op("completeReferralEscalation", "Complete an escalation of a referral not accepted in time, with "
+                    "an outcome code", "tasks.complete",
+                    {200: _response("The escalation, completed", "ReferralEscalation")}, (404, 409, 422),
+                    [_path("escalation_id", UUID_PATTERN), _IDEMPOTENCY_KEY], body="EscalationCompletion",
+                    tag="tasks"),
+    },
     "/v1/messages": {
         "post": _op("sendMessage", "Deliver a message to one patient's (or one instance's) waiting instances",
                     "messages.send", {200: _response("The instances it was delivered to (for patient_died, also "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.careplan.moves import REASON_PATTERN
 from engine.careplan.service import STATUSES as ITEM_STATUSES
 from engine.careplan.service import next_statuses
 from engine.instances.queries import STATUSES
@@ -126,6 +127,16 @@ _SAFETY = _obj(["kind", "title", "text", "phone", "line", "example", "emergency"
     "text": {"type": "string", "description": "Call the 24-hour line now, with its number"},
     "phone": {"type": "string"}, "line": {"type": "string"}, "example": {"type": "boolean"},
     "emergency": {"type": "string"}})
+_HISTORY: dict[str, Any] = {
+    "type": "array", "description": "Every change to the item, oldest first: who and when",
+    "items": _obj(["change", "from_status", "to_status", "from_urgency", "to_urgency", "reason", "evaluation_id",
+                   "rules", "at", "actor"], {
+        "change": {"enum": ["created", "status", "proposed_again"]},
+        "from_status": _NULLABLE_STRING, "to_status": {"type": "string"},
+        "from_urgency": _NULLABLE_STRING, "to_urgency": _NULLABLE_STRING,
+        "reason": _NULLABLE_STRING, "evaluation_id": _NULLABLE_STRING,
+        "rules": {"type": ["array", "null"], "items": {"type": "string"}},
+        "at": _DATE_TIME, "actor": {"type": "string"}})}
 _ITEM_PROPS: dict[str, Any] = {
     "id": {"type": "string", "pattern": UUID_PATTERN}, "kind": {"enum": ["referral", "intervention", "information"]},
     "kind_label": {"type": "string"}, "code": {"type": "string"}, "name": {"type": "string"},
@@ -134,6 +145,9 @@ _ITEM_PROPS: dict[str, Any] = {
                           {"type": "null"}]},
     "urgency": _NULLABLE_STRING, "urgency_label": _NULLABLE_STRING, "status": {"type": "string"},
     "status_label": {"type": "string"}, "updated_at": _DATE_TIME,
+    "accept_by": {"type": ["string", "null"], "format": "date-time",
+                  "description": "A referral sent: by when the service must accept it"},
+    "history": _HISTORY,
     "provider": _NULLABLE_CONTACT, "section": {"enum": ["rehabilitation", "self_care", "practical"]},
     "reasons": {"type": "array", "description": "Why, in the reader's words", "items": _obj(["kind", "text"], {
         "kind": {"enum": ["concern", "context"]}, "text": {"type": "string"}, "code": {"type": "string"},
@@ -188,6 +202,19 @@ _ITEM_RECORD_PROPS: dict[str, Any] = {
     "urgency": _NULLABLE_STRING, "rules": _STRINGS, "status": {"type": "string"},
     "evaluation_id": {"type": "string"}, "task_id": {"type": "string"}, "created_at": _DATE_TIME,
     "updated_at": _DATE_TIME, "updated_by": {"type": "string"},
+    "accept_by": {"type": ["string", "null"], "format": "date-time",
+                  "description": "A referral sent to its service: by when the service must accept it (its urgency's "
+                                 "timeframe)"},
+    "escalated_at": {"type": ["string", "null"], "format": "date-time",
+                     "description": "When an escalation was opened because it was not accepted in time"},
+    "next_statuses": {**_STRINGS, "description": "The moves this item may make now"},
+    "history": _HISTORY,
+}
+_ESCALATION_PROPS: dict[str, Any] = {
+    "id": {"type": "string"}, "instance_id": {"type": "string"}, "care_plan_item_id": {"type": "string"},
+    "status": {"enum": ["open", "completed"]}, "assignee": _NULLABLE_STRING, "accept_by": _DATE_TIME,
+    "opened_at": _DATE_TIME, "completed_at": {"type": ["string", "null"], "format": "date-time"},
+    "completed_by": _NULLABLE_STRING, "outcome": _NULLABLE_STRING,
 }
 _EVALUATION_PROPS: dict[str, Any] = {
     "id": {"type": "string"}, "ruleset": {"type": "string"},
@@ -339,8 +366,21 @@ SCHEMAS: dict[str, Any] = {
     "TaskInInstance": _obj([*_TASK_PROPS, "instance_id", "instance_version", "pathway_id", "patient_ref"], {
         **_TASK_PROPS, "instance_id": {"type": "string"}, "instance_version": {"type": "integer"},
         "pathway_id": {"type": "string"}, "patient_ref": {"type": "string"}}),
-    "TaskPage": _obj(["items", "next_cursor"], {
-        "items": {"type": "array", "items": schema_ref("TaskInInstance")}, "next_cursor": _NULLABLE_STRING}),
+    "TaskPage": _obj(["items", "next_cursor", "escalations"], {
+        "items": {"type": "array", "items": schema_ref("TaskInInstance")}, "next_cursor": _NULLABLE_STRING,
+        "escalations": {"type": "array", "items": schema_ref("OpenReferralEscalation"), "description": (
+            "Referrals not accepted in their urgency's timeframe, a task each for the patient's named contact "
+            "(assignee: their staff identifier, null for the team), oldest first; on the first page (no cursor, "
+            "no element filter), at most 200")}}),
+    "ReferralEscalation": _obj(list(_ESCALATION_PROPS), _ESCALATION_PROPS),
+    "OpenReferralEscalation": _obj([*_ESCALATION_PROPS, "kind", "code", "service", "urgency", "pathway_id",
+                                    "patient_ref"], {
+        **_ESCALATION_PROPS, "kind": {"const": "referral_escalation"}, "code": {"type": "string"},
+        "service": _NULLABLE_STRING, "urgency": _NULLABLE_STRING, "pathway_id": {"type": "string"},
+        "patient_ref": {"type": "string"}}),
+    "EscalationCompletion": _obj(["outcome"], {"outcome": {
+        "type": "string", "pattern": REASON_PATTERN.pattern,
+        "description": "What was done, as a code (e.g. chased_service, re_referred); never free text"}}),
     "InstanceSummary": _obj(list(_SUMMARY_PROPS), _SUMMARY_PROPS),
     "Instance": _obj([*_SUMMARY_PROPS, "ready_tasks"], {
         **_SUMMARY_PROPS, "ready_tasks": {"type": "array", "items": schema_ref("Task")}}),
@@ -483,13 +523,21 @@ SCHEMAS: dict[str, Any] = {
         "reason": {"type": "string", "minLength": 1, "maxLength": 500,
                    "description": "Why; recorded in the event trail with a digest of the change (never the values)"}}),
         "description": "A clinician's correction of an instance's data. Nothing runs; retry an incident after it."},
-    "CarePlanItemUpdate": {**_obj(["status"], {"status": {
-        "enum": sorted({s for status in ITEM_STATUSES for s in next_statuses(status)}, key=ITEM_STATUSES.index),
-        "description": "The status to move the item to"}}),
-        "description": "A care plan item's status moves only forward: " + "; ".join(
+    "CarePlanItemUpdate": {**_obj(["status"], {
+        "status": {"enum": sorted({s for status in ITEM_STATUSES for kind in ("referral", "intervention")
+                                   for s in next_statuses(status, kind)}, key=ITEM_STATUSES.index),
+                   "description": "The status to move the item to"},
+        "reason": {"type": "string", "pattern": REASON_PATTERN.pattern,
+                   "description": "Why, as a code (never free text: it is recorded in the event trail); needed to "
+                                  "reconsider a declined item (declined -> agreed)"}}),
+        "description": "A referral's status moves: " + "; ".join(
             f"{status} -> {' | '.join(next_statuses(status)) or '(final)'}" for status in ITEM_STATUSES)
+        + ". Interventions and information: " + "; ".join(
+            f"{status} -> {' | '.join(next_statuses(status, 'intervention'))}" for status in ITEM_STATUSES
+            if next_statuses(status, "intervention"))
         + ". Any other move is 409 instance-state-conflict.",
-        "x-transitions": {status: list(next_statuses(status)) for status in ITEM_STATUSES}},
+        "x-transitions": {status: list(next_statuses(status)) for status in ITEM_STATUSES},
+        "x-transitions-other-items": {status: list(next_statuses(status, "intervention")) for status in ITEM_STATUSES}},
     "MigrateRequest": _obj(["dry_run"], {
         "dry_run": {"type": "boolean", "description": "true: report what would change, write nothing"}}),
     "MessageRequest": {

@@ -1,4 +1,5 @@
-"""Tasks: ready tasks across instances, one task with its form, completing a task."""
+"""Tasks: ready tasks across instances and open referral escalations, one task with its form, completing
+a task or an escalation."""
 
 from __future__ import annotations
 
@@ -28,7 +29,18 @@ def list_ready() -> tuple[dict[str, Any], int, dict[str, str]]:
     cursor, limit = query_str("cursor"), query_int("limit", 20, 1, MAX_LIMIT)
     with query_errors():  # a cursor this API did not issue, a status other than running
         page = queries().ready_tasks(where, element, cursor, limit).as_dict()
-    return {**page, "items": with_notices(page["items"])}, 200, VARY
+    # Referrals not accepted in time, for their named contacts: on the first page, not counted in pages.
+    escalations = [] if cursor or element else carepath().referral_escalations.list_open(where.patient_ref,
+                                                                                         where.pathway_id)
+    return {**page, "items": with_notices(page["items"]), "escalations": escalations}, 200, VARY
+
+
+@bp.post("/referral-escalations/<uuid:escalation_id>/complete")
+@requires("tasks.complete")
+@idempotent
+def complete_escalation(escalation_id: Any) -> Reply:
+    outcome = json_body("EscalationCompletion")["outcome"]
+    return carepath().referral_escalations.complete(str(escalation_id), outcome, current_principal().actor), 200, {}
 
 
 @bp.get("/instances/<uuid:instance_id>/tasks/<uuid:task_id>")

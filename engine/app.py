@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.careplan.referrals import ReferralEscalations
 from engine.careplan.service import CarePlanService, care_plan_operators
 from engine.clock import Clock, SystemClock
 from engine.db.session import make_engine, make_session_factory, read_only, upgrade_schema
@@ -62,8 +63,11 @@ class CarePath:
                                       on_deploy=lambda: self.instances.steps.versions.clear())
         # A changed rule file is picked up within a second, without a restart.
         self.rules = rules or RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
-        self.instances = PathwayService(settings, self.sessions, self.clock, care_plan_operators(self.rules))
-        self.care_plans = CarePlanService(self.sessions, self.clock)
+        self.instances = PathwayService(settings, self.sessions, self.clock,
+                                        care_plan_operators(self.rules, settings.referral_timeframes))
+        self.care_plans = CarePlanService(self.sessions, self.clock, settings.referral_timeframes)
+        # The worker's scan for referrals not accepted in time (engine.careplan.referrals).
+        self.referral_escalations = ReferralEscalations(self.sessions, self.clock, self.instances)
         # The worker delivers the webhook outbox with it (engine.webhooks, docs/webhooks.md).
         self.webhooks = WebhookDeliverer(self.sessions, self.clock, RetryPolicy(
             max_attempts=settings.webhook_max_attempts, timeout_seconds=settings.webhook_timeout_seconds,

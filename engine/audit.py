@@ -63,6 +63,7 @@ EVENT_TYPES = frozenset(
         "data_corrected",
         "decision_evaluated",
         "reassessment_started",
+        "referral_overdue", "referral_escalation_completed",
     }
 )
 CHECKPOINT_FORMAT = "carepath-trail-checkpoint/1"

@@ -9,10 +9,13 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["ENVIRONMENTS", "OIDC_ALGORITHMS", "PATIENT_IDENTIFIERS", "OidcSettings", "Settings",
+__all__ = ["ENVIRONMENTS", "OIDC_ALGORITHMS", "PATIENT_IDENTIFIERS", "TIMEFRAME_UNITS", "OidcSettings",
+           "ReferralTimeframes", "Settings",
            "bundled_pathways_dir", "bundled_rules_dir", "bundled_service_directory", "check_provider_url",
            "default_data_dir", "default_database_url"]
 
@@ -259,6 +262,74 @@ def _role_map(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+# How long a service has to accept a referral, per urgency: a number and a unit (docs/api.md, "Referral
+# timeframes and escalations").
+TIMEFRAME_UNITS = ("d", "wd", "w")  # calendar days, working days (Monday to Friday, not holidays), weeks
+_TIMEFRAME = re.compile(r"^(\d{1,3})(wd|d|w)$")
+_URGENCIES = ("emergency", "urgent", "soon", "routine")  # engine.rules.model.URGENCIES, most urgent first
+
+
+@dataclass(frozen=True)
+class ReferralTimeframes:
+    """By when a service must accept a referral, per urgency, counted from the day it was referred
+    (or its urgency raised); due at the end of that day in ``time_zone``.
+
+    ``CAREPATH_REFERRAL_TIMEFRAMES``: ``urgency=N<unit>`` pairs, e.g. ``emergency=0d,urgent=2wd,soon=2w,
+    routine=6w`` (the defaults: the same day, 2 working days, 2 weeks, 6 weeks); units ``d`` (calendar
+    days), ``wd`` (working days) and ``w`` (weeks); an urgency left out keeps its default.
+    ``CAREPATH_TIME_ZONE`` (an IANA name, default ``UTC``): where "the same day" ends.
+    ``CAREPATH_HOLIDAYS``: dates ``YYYY-MM-DD`` separated by commas that are not working days.
+
+    Raises:
+        ValueError: an unknown urgency or unit, a count over 365, an unknown time zone, a bad date.
+    """
+
+    emergency: str = "0d"
+    urgent: str = "2wd"
+    soon: str = "2w"
+    routine: str = "6w"
+    time_zone: str = "UTC"
+    holidays: frozenset[date] = frozenset()
+
+    def __post_init__(self) -> None:
+        for urgency in _URGENCIES:
+            match = _TIMEFRAME.match(getattr(self, urgency))
+            if match is None or int(match.group(1)) > 365:
+                raise ValueError(f"CAREPATH_REFERRAL_TIMEFRAMES: {urgency} must be a number (at most 365) and a "
+                                 f"unit, one of {', '.join(TIMEFRAME_UNITS)} (e.g. 2wd)")
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("CAREPATH_TIME_ZONE must be an IANA time zone name, e.g. Europe/London") from exc
+
+    def of(self, urgency: str) -> tuple[int, str]:
+        """The count and unit for ``urgency``; an unknown or missing urgency counts as routine."""
+        match = _TIMEFRAME.match(getattr(self, urgency if urgency in _URGENCIES else "routine"))
+        assert match is not None  # checked at construction
+        return int(match.group(1)), match.group(2)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ReferralTimeframes:
+        """Raises: ValueError (as the constructor does, or a value that cannot be read)."""
+        found: dict[str, object] = {}
+        for pair in filter(None, (p.strip() for p in env.get("CAREPATH_REFERRAL_TIMEFRAMES", "").split(","))):
+            urgency, equals, value = pair.partition("=")
+            if not equals or urgency.strip() not in _URGENCIES:
+                raise ValueError(f"CAREPATH_REFERRAL_TIMEFRAMES must be urgency=timeframe pairs; urgencies: "
+                                 f"{', '.join(_URGENCIES)}")
+            found[urgency.strip()] = value.strip()
+        if env.get("CAREPATH_TIME_ZONE", "").strip():
+            found["time_zone"] = env["CAREPATH_TIME_ZONE"].strip()
+        holidays = set()
+        for text in filter(None, (d.strip() for d in env.get("CAREPATH_HOLIDAYS", "").split(","))):
+            try:
+                holidays.add(date.fromisoformat(text))
+            except ValueError as exc:
+                raise ValueError("CAREPATH_HOLIDAYS must be dates YYYY-MM-DD separated by commas") from exc
+        found["holidays"] = frozenset(holidays)
+        return cls(**found)  # type: ignore[arg-type]
+
+
 def _trail_settings(env: Mapping[str, str]) -> dict[str, object]:
     """``CAREPATH_TRAIL_KEY_FILE``, ``CAREPATH_CHECKPOINT_DIR`` and ``CAREPATH_CHECKPOINT_SECONDS``.
 
@@ -379,6 +450,8 @@ class Settings:
     webhook_allow_private_networks: bool = False
     allow_concurrent_instances: bool = False
     sandbox: bool = False
+    # By when a service must accept a referral, per urgency (engine.careplan.referrals).
+    referral_timeframes: ReferralTimeframes = field(default_factory=ReferralTimeframes)
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -430,8 +503,9 @@ class Settings:
         ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``,
         ``CAREPATH_ALLOW_CONCURRENT_INSTANCES``, ``CAREPATH_SANDBOX``,
         ``CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` (1, true, yes or on),
-        ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL`` and the ``CAREPATH_OIDC_*``
-        variables (:meth:`OidcSettings.from_env`). Without a database URL: :func:`default_database_url`.
+        ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL``, the ``CAREPATH_OIDC_*``
+        variables (:meth:`OidcSettings.from_env`) and the referral timeframes'
+        (:meth:`ReferralTimeframes.from_env`). Without a database URL: :func:`default_database_url`.
 
         Raises:
             ValueError: as the constructor does.
@@ -462,4 +536,5 @@ class Settings:
         if env.get("CAREPATH_READ_DATABASE_URL"):
             kwargs["read_database_url"] = _psycopg_url(env["CAREPATH_READ_DATABASE_URL"])
         kwargs["oidc"] = OidcSettings.from_env(env)
+        kwargs["referral_timeframes"] = ReferralTimeframes.from_env(env)
         return cls(**kwargs)  # type: ignore[arg-type]

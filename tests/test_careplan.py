@@ -58,9 +58,9 @@ def test_patient_agrees_and_declines_and_what_matters_is_kept(carepath: CarePath
     statuses = {i["id"]: i["status"] for i in plan.items}
     assert statuses[referral["id"]] == "agreed"
     assert all(statuses[i["id"]] == "declined" for i in others)
-    # Clinicians move agreed items on; statuses only move forward.
-    assert carepath.care_plans.set_status(view.id, referral["id"], "referred", NURSE)["status"] == "referred"
-    assert carepath.care_plans.set_status(view.id, referral["id"], "completed", NURSE)["status"] == "completed"
+    # Clinicians move agreed items on, through the service's own steps; statuses only move forward.
+    for status in ("referred", "accepted", "first_contact", "completed"):
+        assert carepath.care_plans.set_status(view.id, referral["id"], status, NURSE)["status"] == status
     with pytest.raises(ConflictError):
         carepath.care_plans.set_status(view.id, referral["id"], "proposed", NURSE)
     if others:

@@ -127,7 +127,8 @@ def patients(tmp_path_factory: pytest.TempPathFactory, database_templates: Datab
         support(planned, "yes_now")
         _hna(planned, WHAT_MATTERS)
         referral = next(i for i in app.care_plans.get(planned.view.id).items if i["kind"] == "referral")
-        app.care_plans.set_status(planned.view.id, referral["id"], "completed", "clinician:cns-syn")
+        for status in ("accepted", "first_contact", "completed"):  # sent by _hna: the service's steps
+            app.care_plans.set_status(planned.view.id, referral["id"], status, "clinician:cns-syn")
         planned.view = app.instances.get(planned.view.id)  # the status change is a new revision
         mdt(planned, SITES["breast"], prehab=False, special=False)
 

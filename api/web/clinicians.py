@@ -1,4 +1,5 @@
-"""Clinicians' work: the work list (ready tasks across patients) and the task page (its form)."""
+"""Clinicians' work: the work list (ready tasks across patients, and referrals not accepted in time)
+and the task page (its form)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from werkzeug.wrappers import Response
 
 from engine.documents.directory import service_directory
 from engine.documents.notices import TEXT_KEY, fill_tasks
-from engine.errors import Problem, StaleVersionError, TaskDataError, TaskNotReadyError
+from engine.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    Problem,
+    StaleVersionError,
+    TaskDataError,
+    TaskNotReadyError,
+)
 from engine.instances.queries import InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
 
@@ -41,13 +50,34 @@ def _filters() -> tuple[dict[str, str], list[Problem]]:
     return found, problems
 
 
+ESCALATION_OUTCOMES = ("chased_service", "re_referred", "referred_elsewhere", "patient_contacted")
+
+
 @bp.get("/work-list")
 @page("tasks.read")
 def work_list() -> str:
     """Ready tasks, those of the patients whose next deadline is soonest first: a deadline already
     passed (overdue), then an escalation an hour away (an emergency), then the rest; a patient with no
     timer waiting comes last. The deadline is the patient's earliest waiting timer (the engine's
-    ``next_due_at``), shown beside each task."""
+    ``next_due_at``), shown beside each task. Above them, on the first page, the referrals not
+    accepted in time (engine.careplan.referrals), each completed here with an outcome."""
+    return _work_list()
+
+
+@bp.post("/work-list/escalations/<uuid:escalation_id>")
+@page("tasks.complete")
+def complete_escalation(escalation_id: Any) -> Response | tuple[str, int]:
+    """Complete a referral escalation with the outcome chosen; the work list again, or it with the problem."""
+    try:
+        done = carepath().referral_escalations.complete(str(escalation_id), request.form.get("outcome", ""), actor())
+    except (ConflictError, InvalidInputError, NotFoundError) as exc:
+        return _work_list(refused=True), 404 if isinstance(exc, NotFoundError) else (
+            409 if isinstance(exc, ConflictError) else 422)
+    flash(translate("worklist.escalation_completed", patient=carepath().instances.get(done["instance_id"]).patient_ref))
+    return redirect(url_for("web.clinicians.work_list"), code=303)
+
+
+def _work_list(refused: bool = False) -> str:
     filters, problems = _filters()
     where = InstanceFilter(patient_ref=filters.get("patient"), pathway_id=filters.get("pathway"), status="running")
     found = queries().ready_tasks(where, None, filters.get("cursor"), PAGE)
@@ -64,9 +94,12 @@ def work_list() -> str:
         tasks.append({**task, "deadline": due, "overdue": deadline is not None and deadline <= now,
                       "order": (deadline is None, deadline or now)})
     tasks.sort(key=lambda t: t["order"])
+    escalations = [] if "cursor" in filters else carepath().referral_escalations.list_open(
+        filters.get("patient"), filters.get("pathway"))
     template = "web/_work_list_table.html" if request.headers.get("HX-Request") else "web/work_list.html"
     return render_template(template, tasks=tasks, lanes=lanes, filters=filters, problems=problems,
-                           next_cursor=found.next_cursor, pathways=carepath().catalog.pathways())
+                           next_cursor=found.next_cursor, pathways=carepath().catalog.pathways(),
+                           escalations=escalations, outcomes=ESCALATION_OUTCOMES, refused=refused)
 
 
 def _ready_task(instance_id: str, task_id: str) -> tuple[Any, dict[str, Any] | None]:

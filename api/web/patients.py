@@ -9,9 +9,9 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from engine.careplan.service import next_statuses
+from engine.careplan.moves import SUGGESTED_REASONS
 from engine.documents.build import care_plan_document, end_of_treatment_summary, render_html
-from engine.errors import ConflictError, StaleVersionError
+from engine.errors import ConflictError, InvalidInputError, StaleVersionError
 from engine.instances.progress import instance_progress
 from engine.instances.queries import STATUSES, InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
@@ -49,7 +49,7 @@ def patient(instance_id: Any) -> str:
     view = carepath().instances.get(str(instance_id))
     return render_template("web/patient.html", view=view, progress=instance_progress(carepath().instances, view.id),
                            events=queries().events(view.id) if can("events.read") else None,
-                           care_plan=_care_plan(view.id), next_statuses=next_statuses,
+                           care_plan=_care_plan(view.id), reasons=SUGGESTED_REASONS,
                            concerns=queries().concern_trends(view.id) if can("evaluations.read") else None)
 
 
@@ -60,14 +60,18 @@ def _care_plan(instance_id: str) -> Any:
 @bp.post("/<uuid:instance_id>/care-plan/<uuid:item_id>")
 @page("care_plans.update")
 def move_item(instance_id: Any, item_id: Any) -> tuple[str, int]:
-    """Move one care plan item on; answers the care plan section (htmx swaps it in place)."""
+    """Move one care plan item on, with a reason code if one is chosen; answers the care plan section
+    (htmx swaps it in place)."""
     status, problem = 200, None
     try:
-        carepath().care_plans.set_status(str(instance_id), str(item_id), request.form.get("status", ""), actor())
-    except ConflictError:
-        status, problem = 409, "care_plan.refused"
+        carepath().care_plans.set_status(str(instance_id), str(item_id), request.form.get("status", ""), actor(),
+                                         request.form.get("reason") or None)
+    except ConflictError as exc:
+        status, problem = 409, "care_plan.needs_reason" if "needs a reason" in exc.message else "care_plan.refused"
+    except InvalidInputError:
+        status, problem = 422, "care_plan.invalid"
     return render_template("web/_care_plan.html", instance_id=str(instance_id), care_plan=_care_plan(
-        str(instance_id)), next_statuses=next_statuses, problem=problem), status
+        str(instance_id)), reasons=SUGGESTED_REASONS, problem=problem), status
 
 
 @bp.post("/<uuid:instance_id>/retry")

@@ -1,6 +1,7 @@
 """The personalised care and support plan: items proposed by rules, the patient's decisions, statuses.
 
-Owns: care plan items and notes, their status moves (``service``), and the service operators
+Owns: care plan items and notes, their status moves and history (``moves``), referrals' timeframes,
+one open referral per service and the escalation of late ones (``referrals``), and the service operators
 pathways call (``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``; and in
 ``patient_status``, ``carepath.patient_status``, the status every branch of an instance shares, and
 ``carepath.warning_sign``, a reported warning sign looked up in the catalogue; and in ``reassessment``,

@@ -8,11 +8,11 @@ rule, its version and the pathway version. The operator ``carepath.careplan`` re
 decisions (agreed / declined) and what matters to them. Later status changes (referred, completed)
 come from clinicians through :class:`CarePlanService`.
 
-Statuses move only forward::
-
-    proposed -> agreed -> referred -> completed
-         \\         \\-> completed
-          \\-> declined          (agreed and referred items can still be declined by the patient)
+Statuses and the moves between them are in :mod:`engine.careplan.moves`; a referral goes
+``proposed -> agreed -> referred -> accepted -> first_contact -> completed`` (or ``service_declined``,
+``did_not_attend``, ``withdrawn``), each move with who and when in the item's history and a
+``care_plan_updated`` event. By when a service must accept a referral, one open referral per service
+and escalating the late ones are in :mod:`engine.careplan.referrals`.
 
 An **emergency** referral never waits for the plan to be agreed: it is created ``referred`` (by the
 engine, the moment the rules propose it) and the pathway opens the acute oncology task at once. The
@@ -32,8 +32,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import append_event
+from engine.careplan.moves import OPEN_REFERRAL, STATUSES, history, move_item, next_statuses, record_history
 from engine.careplan.patient_status import patient_status_operators
 from engine.careplan.reassessment import reassessment_operators
+from engine.careplan.referrals import accept_by, find_open_referral, raise_urgency
 from engine.clock import Clock
 from engine.db.models import CarePlanItem, CarePlanNote, PathwayInstance
 from engine.db.session import read_only, unit_of_work
@@ -49,24 +51,12 @@ from engine.errors import (
 from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, load_instance, save_instance
 from engine.rules import Assessment, deteriorated, evaluate_and_record, latest_scores
+from engine.settings import ReferralTimeframes
 from engine.webhooks import note_referral
 
 __all__ = ["STATUSES", "CarePlanItem", "CarePlanNote", "CarePlanService", "care_plan_operators", "next_statuses"]
 
-STATUSES = ("proposed", "agreed", "declined", "referred", "completed")
 EMERGENCY = "emergency"  # the urgency that never waits for agreement (engine.rules.model.URGENCIES)
-_NEXT = {
-    "proposed": {"agreed", "declined"},
-    "agreed": {"referred", "completed", "declined"},
-    "referred": {"completed", "declined"},
-    "declined": set(),
-    "completed": set(),
-}
-
-
-def next_statuses(status: str) -> tuple[str, ...]:
-    """The statuses an item in ``status`` may move to (in :data:`STATUSES` order); none for an unknown one."""
-    return tuple(s for s in STATUSES if s in _NEXT.get(status, set()))
 
 
 def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str | None, tuple[str, ...]]]:
@@ -80,15 +70,23 @@ def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str 
     return items
 
 
-def care_plan_operators(registry: Any) -> dict[str, ServiceOperator]:
+def care_plan_operators(registry: Any, timeframes: ReferralTimeframes | None = None) -> dict[str, ServiceOperator]:
     """The service operators pathways use: ``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``,
-    and the patient status and warning sign operators of :mod:`engine.careplan.patient_status`."""
-    return {"carepath.rules": functools.partial(_propose, registry), "carepath.careplan": _decide,
-            "carepath.referrals": _referrals_sent, **patient_status_operators(registry),
+    and the patient status and warning sign operators of :mod:`engine.careplan.patient_status`.
+    ``timeframes``: by when referrals must be accepted (default: :class:`ReferralTimeframes`' defaults)."""
+    timeframes = timeframes or ReferralTimeframes()
+    return {"carepath.rules": functools.partial(_propose, registry, timeframes),
+            "carepath.careplan": functools.partial(_decide, timeframes),
+            "carepath.referrals": functools.partial(_referrals_sent, timeframes), **patient_status_operators(registry),
             **reassessment_operators()}
 
 
-def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+def _step_recorder(context: StepContext, element: str) -> Any:
+    return lambda payload: context.record("care_plan_updated", element, payload)
+
+
+def _propose(registry: Any, timeframes: ReferralTimeframes, context: StepContext, task: Any,
+             params: dict[str, Any]) -> dict[str, Any]:
     """carepath.rules: evaluate the task's assessment and add the proposals to the care plan."""
 
     ruleset = params.get("ruleset")
@@ -111,28 +109,59 @@ def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, A
                             [Problem(str(p), element=task.task_spec.bpmn_id) for p in exc.problems]
                             or [Problem(exc.message, element=task.task_spec.bpmn_id)]) from exc
     now = context.clock.now()
-    created = []
+    created: list[dict[str, Any]] = []
+    raised: list[dict[str, Any]] = []
+    element = task.task_spec.bpmn_id
     for kind, code, service, urgency, rules in _items_from_outcomes(evaluation.outcomes):
+        existing = find_open_referral(context.session, context.instance.id, service) if kind == "referral" else None
+        if existing is not None:  # one open referral per service: raise it, never list it twice
+            was = raise_urgency(context.session, existing, urgency, evaluation.id, list(rules), now, timeframes)
+            if was is not None:
+                _record_item(context, element, existing, change="urgency_raised", previous_urgency=was,
+                             evaluation_id=evaluation.id)
+                note_referral(context.session, context.instance.id, existing.id, existing.status, created=False)
+            entry = {**_entry(existing), "rules": list(rules), "existing": True, "raised_from": was}
+            # An emergency raised now opens the acute oncology task as a new emergency would.
+            (created if existing.urgency == EMERGENCY and was is not None else raised).append(entry)
+            continue
         # An emergency is referred at once, by the engine: it never waits for the plan's agreement.
         status = "referred" if urgency == EMERGENCY else "proposed"
         item = CarePlanItem(id=str(uuid.uuid4()), instance_id=context.instance.id, evaluation_id=evaluation.id,
                             task_id=str(task.id), kind=kind, code=code, service=service, urgency=urgency,
                             rules=json.dumps(list(rules)), status=status, created_at=now, updated_at=now,
-                            updated_by="engine")
+                            updated_by="engine", accept_by=accept_by(now, urgency, timeframes)
+                            if status == "referred" else None)
         context.session.add(item)
+        record_history(context.session, item, "created", now, "engine", evaluation_id=evaluation.id,
+                       rules=list(rules))
         if kind == "referral":
             note_referral(context.session, context.instance.id, item.id, status, created=True)
-        created.append({"id": item.id, "kind": kind, "code": code, "service": service, "urgency": urgency,
-                        "status": status, "rules": list(rules)})
+            if status == "referred":  # a referral made: service measures count from this event
+                _record_item(context, element, item, change="created")
+        created.append({**_entry(item), "rules": list(rules)})
     version = registry.current(ruleset).version
     emergencies = sum(1 for item in created if item["urgency"] == EMERGENCY)
     context.record("rules_evaluated", task.task_spec.bpmn_id, {
         "evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version,
-        "proposed": len(created) - emergencies, **({"emergency_referred": emergencies} if emergencies else {})})
+        "proposed": len(created) - emergencies, **({"emergency_referred": emergencies} if emergencies else {}),
+        **({"proposed_again": len(raised)} if raised else {})})
     return {"evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version, "items": created,
+            "open_referrals": raised,
             "deteriorated": [] if previous is None else deteriorated(previous, assessment.concerns)}
 
-def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+
+def _entry(item: CarePlanItem) -> dict[str, Any]:
+    return {"id": item.id, "kind": item.kind, "code": item.code, "service": item.service, "urgency": item.urgency,
+            "status": item.status}
+
+
+def _record_item(context: StepContext, element: str, item: CarePlanItem, **extra: Any) -> None:
+    """A ``care_plan_updated`` event for one item that was not moved by :func:`move_item`."""
+    context.record("care_plan_updated", element, {"item": item.id, "code": item.code, "status": item.status,
+                                                  "service": item.service, "urgency": item.urgency, **extra})
+
+
+def _decide(timeframes: ReferralTimeframes, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
     """carepath.careplan: record the patient's decisions and what matters to them."""
     decisions = params.get("decisions") or {}
     if not isinstance(decisions, dict):
@@ -145,7 +174,8 @@ def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str
         try:
             item = _item(context.session, context.instance.id, item_id)
             if not (decision == "agreed" and _already_acted_on(item)):
-                _move(context.session, item, decision, context.actor, context.clock.now())
+                _move(context.session, item, decision, context.actor, context.clock.now(),
+                      _step_recorder(context, task.task_spec.bpmn_id), timeframes)
         except (NotFoundError, ConflictError, InvalidInputError) as exc:
             problems.append(Problem(exc.message, field=f"/decisions/{item_id}"))
             continue
@@ -163,7 +193,8 @@ def _decide(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str
     return {"agreed": agreed, "declined": declined}
 
 
-def _referrals_sent(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+def _referrals_sent(timeframes: ReferralTimeframes, context: StepContext, task: Any,
+                    params: dict[str, Any]) -> dict[str, Any]:
     """carepath.referrals: the agreed referrals were sent, so they become *referred*.
 
     ``items`` names the care plan items agreed in this round (``care_plan['agreed']``); of those,
@@ -179,7 +210,8 @@ def _referrals_sent(context: StepContext, task: Any, params: dict[str, Any]) -> 
     for item_id in sorted(set(item_ids)):
         item = _item(context.session, context.instance.id, item_id)
         if item.kind == "referral" and item.status == "agreed":
-            _move(context.session, item, "referred", context.actor, now)
+            _move(context.session, item, "referred", context.actor, now,
+                  _step_recorder(context, task.task_spec.bpmn_id), timeframes)
             referred.append(item_id)
     context.record("care_plan_updated", task.task_spec.bpmn_id, {"referred": len(referred)})
     return {"referred": referred}
@@ -187,7 +219,8 @@ def _referrals_sent(context: StepContext, task: Any, params: dict[str, Any]) -> 
 
 def _already_acted_on(item: CarePlanItem) -> bool:
     """An emergency referral made before the plan was agreed: agreeing to it now changes nothing."""
-    return item.urgency == EMERGENCY and item.status in ("referred", "completed")
+    return item.urgency == EMERGENCY and item.kind == "referral" and item.status in (
+        *OPEN_REFERRAL, "did_not_attend", "completed")
 
 
 def _item(session: Session, instance_id: str, item_id: str) -> CarePlanItem:
@@ -197,15 +230,11 @@ def _item(session: Session, instance_id: str, item_id: str) -> CarePlanItem:
     return item
 
 
-def _move(session: Session, item: CarePlanItem, status: str, actor: str, at: datetime) -> None:
-    if status not in STATUSES:
-        raise InvalidInputError("unknown care plan status", [Problem(f"must be one of {', '.join(STATUSES)}",
-                                                                     field="/status")])
-    if status not in _NEXT[item.status]:
-        raise ConflictError(f"a {item.status} item cannot become {status}")
-    item.status, item.updated_at, item.updated_by = status, at, actor
-    if item.kind == "referral":  # told to webhook subscribers when the step is written (engine.webhooks)
-        note_referral(session, item.instance_id, item.id, status, created=False)
+def _move(session: Session, item: CarePlanItem, status: str, actor: str, at: datetime, record: Any,
+          timeframes: ReferralTimeframes, reason: str | None = None) -> None:
+    move_item(session, item, status, actor, at, record, reason)
+    if status == "referred":  # sent now: the service's timeframe starts today
+        item.accept_by, item.escalated_at = accept_by(at, item.urgency, timeframes), None
 
 
 @dataclass(frozen=True)
@@ -222,11 +251,13 @@ class CarePlan:
 
 
 class CarePlanService:
-    """Reading a patient's care plan and moving its items on (referred, completed)."""
+    """Reading a patient's care plan and moving its items on (referred, accepted, ... completed)."""
 
-    def __init__(self, session_factory: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], clock: Clock,
+                 timeframes: ReferralTimeframes | None = None) -> None:
         self.sessions = session_factory
         self.clock = clock
+        self.timeframes = timeframes or ReferralTimeframes()
 
     def get(self, instance_id: str) -> CarePlan:
         """Raises: NotFoundError."""
@@ -235,30 +266,40 @@ class CarePlanService:
 
     @staticmethod
     def read(session: Session, instance_id: str) -> CarePlan:
-        """The care plan in the caller's (read-only) session. Raises: NotFoundError."""
+        """The care plan in the caller's (read-only) session, each item with its history and the moves
+        it may make now. Raises: NotFoundError."""
         instance = session.get(PathwayInstance, instance_id)
         if instance is None:
             raise NotFoundError(f"no instance {instance_id!r}")
         items = session.scalars(select(CarePlanItem).where(CarePlanItem.instance_id == instance_id)
                                 .order_by(CarePlanItem.created_at, CarePlanItem.kind, CarePlanItem.code)).all()
+        moves = history(session, [i.id for i in items])
         note = session.get(CarePlanNote, instance_id)
         return CarePlan(instance.id, instance.patient_ref, instance.pathway_id, instance.pathway_version.version,
-                        note.what_matters if note else None, [i.as_dict() for i in items])
+                        note.what_matters if note else None,
+                        [{**i.as_dict(), "next_statuses": list(next_statuses(i.status, i.kind)),
+                          "history": moves[i.id]} for i in items])
 
-    def set_status(self, instance_id: str, item_id: str, status: str, actor: str) -> dict[str, Any]:
-        """Move one item on (e.g. referred when the referral is sent, completed when done).
+    def set_status(self, instance_id: str, item_id: str, status: str, actor: str,
+                   reason: str | None = None) -> dict[str, Any]:
+        """Move one item on (e.g. accepted when the service accepts the referral); ``reason``: a code,
+        needed to reconsider a declined item (declined -> agreed).
 
-        Raises: NotFoundError, InvalidInputError (unknown status), ConflictError (not allowed now).
+        Raises: NotFoundError, InvalidInputError (unknown status, a reason that is not a code),
+        ConflictError (not allowed now, or a reason needed).
         """
         with ConflictMapper(), unit_of_work(self.sessions) as session:
             instance = load_instance(session, instance_id)
             item = _item(session, instance_id, item_id)
             now = self.clock.now()
-            _move(session, item, status, actor, now)
-            # The item, the instance's new revision and its event: one guarded write (the store).
-            append_event(session, instance, "care_plan_updated", at=now, actor=actor,
-                         pathway_version=instance.pathway_version,
-                         payload={"item": item.id, "code": item.code, "status": status})
+
+            def record(payload: dict[str, Any]) -> None:
+                # The item, the instance's new revision and its event: one guarded write (the store).
+                append_event(session, instance, "care_plan_updated", at=now, actor=actor,
+                             pathway_version=instance.pathway_version, payload=payload)
+
+            _move(session, item, status, actor, now, record, self.timeframes, reason)
             instance.updated_at = now
             save_instance(session, instance)
-            return item.as_dict()
+            return {**item.as_dict(), "next_statuses": list(next_statuses(item.status, item.kind)),
+                    "history": history(session, [item.id])[item.id]}

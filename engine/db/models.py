@@ -254,6 +254,12 @@ class CarePlanItem(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str] = mapped_column(String(200))
+    # A referral waiting for the service: by when it must be accepted (from its urgency's timeframe),
+    # and when the worker opened an escalation because it was not (engine.careplan.referrals).
+    accept_by: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (Index("ix_care_plan_items_status_accept_by", "status", "accept_by"),)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -261,7 +267,70 @@ class CarePlanItem(Base):
             "rules": json.loads(self.rules), "status": self.status, "evaluation_id": self.evaluation_id,
             "task_id": self.task_id, "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(), "updated_by": self.updated_by,
+            "accept_by": self.accept_by.isoformat() if self.accept_by else None,
+            "escalated_at": self.escalated_at.isoformat() if self.escalated_at else None,
         }
+
+
+class CarePlanItemMove(Base):
+    """One change to a care plan item, who made it and when: its history (codes and ids only).
+
+    ``change``: ``created``, ``status`` (``from_status`` -> ``to_status``), ``proposed_again`` (a later
+    evaluation proposed the same open referral: ``evaluation_id`` and ``rules`` say which, and
+    ``from_urgency`` -> ``to_urgency`` when it raised the urgency).
+    """
+
+    __tablename__ = "care_plan_item_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("care_plan_items.id"), index=True)
+    instance_id: Mapped[str] = mapped_column(String(36))
+    change: Mapped[str] = mapped_column(String(20))
+    from_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    to_status: Mapped[str] = mapped_column(String(20))
+    from_urgency: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    to_urgency: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(64), nullable=True)  # a reason code, never free text
+    evaluation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    rules: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of rule ids
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"change": self.change, "from_status": self.from_status, "to_status": self.to_status,
+                "from_urgency": self.from_urgency, "to_urgency": self.to_urgency, "reason": self.reason,
+                "evaluation_id": self.evaluation_id, "rules": json.loads(self.rules) if self.rules else None,
+                "at": self.at.isoformat(), "actor": self.actor}
+
+
+class ReferralEscalation(Base):
+    """A task for the patient's named contact: a referral was not accepted in its timeframe.
+
+    Opened by the worker's scan (engine.careplan.referrals), listed in the work list, completed by a
+    person with an outcome code. ``assignee``: the named contact's staff identifier when one is
+    recorded, else None (the team's work list).
+    """
+
+    __tablename__ = "referral_escalations"
+    __table_args__ = (Index("ix_referral_escalations_status_opened_at", "status", "opened_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), index=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("care_plan_items.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20))  # open | completed
+    assignee: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    accept_by: Mapped[datetime] = mapped_column(UTCDateTime)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    completed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "instance_id": self.instance_id, "care_plan_item_id": self.item_id,
+                "status": self.status, "assignee": self.assignee, "accept_by": self.accept_by.isoformat(),
+                "opened_at": self.opened_at.isoformat(),
+                "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+                "completed_by": self.completed_by, "outcome": self.outcome}
 
 
 class CarePlanNote(Base):

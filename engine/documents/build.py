@@ -66,7 +66,11 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = "2.0"
-_AGREED = ("agreed", "referred", "completed")
+# Everything the patient agreed to, wherever its service has taken it (engine.careplan.moves).
+_AGREED = ("agreed", "referred", "accepted", "first_contact", "did_not_attend", "completed", "service_declined",
+           "withdrawn")
+_REFERRALS_MADE = ("referred", "accepted", "first_contact", "did_not_attend", "completed")
+_DONE = ("completed", "service_declined", "withdrawn")
 # "Something else" on the checklist, and where the patient describes it (pathways/shared/forms/hna_checklist*.json).
 OTHER_CONCERN, OTHER_CONCERN_TEXT = "other_concern", "other_concern_text"
 # The concerns checklist's scale (rules/catalogues/concerns.yaml): discussed from 5, a priority from 8.
@@ -186,6 +190,8 @@ class _Sources:
             "status": item["status"], "status_label": labels.of("status", item["status"]),
             "section": _section(item, entry, reasons, self.catalogue),
             "updated_at": item["updated_at"],
+            "accept_by": item.get("accept_by"),
+            "history": item.get("history", []),
             "reasons": reasons,
             "why": {
                 "evaluation_id": item["evaluation_id"], "assessed_at": evaluation.get("assessed_at"),
@@ -286,7 +292,7 @@ def care_plan_document(carepath: CarePath, instance_id: str, language: str | Non
         "what_matters": src.plan.what_matters,
         "needs": _needs(src, assessments[0]["concerns"] if assessments else []),
         "assessments": [{k: v for k, v in a.items() if k not in _PRIVATE} for a in assessments],
-        "act_now": [i for i in [*agreed, *proposed] if i["urgency"] == "emergency" and i["status"] != "completed"],
+        "act_now": [i for i in [*agreed, *proposed] if i["urgency"] == "emergency" and i["status"] not in _DONE],
         "agreed": agreed,
         "declined": src.items(("declined",)),
         "awaiting_decision": proposed,
@@ -355,7 +361,7 @@ def end_of_treatment_summary(carepath: CarePath, instance_id: str, language: str
     if "summary_treatments" not in data:
         raise ConflictError("no end of treatment summary yet: the treating team has not written it")
     sact_ended, signs_until = _recent_sact(data, src.now.date())
-    referred = [i for i in src.items(("referred", "completed")) if i["kind"] == "referral"]
+    referred = [i for i in src.items(_REFERRALS_MADE) if i["kind"] == "referral"]
     organisations = [o for o in (src.contacts.organisation(str(c)) for c in data.get("connected_to") or []) if o]
     return {
         **src.header(END_OF_TREATMENT, "end_of_treatment"),

@@ -12,20 +12,26 @@ cancelled              revoked
 completed              completed
 =====================  =================================  ================================
 
-A referral is one care plan item whose status moves proposed -> agreed -> referred -> completed (or
-declined). FHIR would make each stage a new request based on the last; CarePath keeps one item, so its
-ServiceRequest shows the stage reached:
+A referral is one care plan item whose status moves proposed -> agreed -> referred -> accepted ->
+first_contact -> completed (or declined, service_declined, did_not_attend, withdrawn;
+engine.careplan.moves). FHIR would make each stage a new request based on the last; CarePath keeps one
+item, so its ServiceRequest shows the stage reached, and the exact stage in the extension
+:data:`REFERRAL_STAGE` (R4's ServiceRequest has no businessStatus; its item history is in the trail):
 
-=========  ==============  ===========  ==============================================================
-item       status          intent       meaning
-=========  ==============  ===========  ==============================================================
-proposed   draft           proposal     the rules proposed it; the patient has not decided
-agreed     active          plan         the patient agreed; the referral is not sent yet
-referred   active          order        the referral was sent to the service
-completed  completed       order        the service has seen the patient
-declined   revoked         proposal     the patient declined it (CarePath does not keep the stage
-                                        at which; the event trail does)
-=========  ==============  ===========  ==============================================================
+================  ==============  ===========  ===========================================================
+item              status          intent       meaning
+================  ==============  ===========  ===========================================================
+proposed          draft           proposal     the rules proposed it; the patient has not decided
+agreed            active          plan         the patient agreed; the referral is not sent yet
+referred          active          order        the referral was sent to the service
+accepted          active          order        the service accepted it
+first_contact     active          order        the service has seen the patient for the first time
+did_not_attend    active          order        the patient missed the appointment (it may be rebooked)
+completed         completed       order        the service's work is done
+service_declined  revoked         order        the service did not take the referral
+withdrawn         revoked         order        withdrawn after it was sent
+declined          revoked         proposal     the patient declined it
+================  ==============  ===========  ===========================================================
 
 Urgency -> ServiceRequest.priority: routine -> routine, soon -> urgent, urgent -> asap, emergency -> stat.
 Interventions and information are CarePlan activities with inline details (FHIR's
@@ -40,7 +46,7 @@ from typing import Any
 
 from engine.rules import Catalogue
 
-__all__ = ["CAREPATH_CODES", "HNA_CHECKLIST", "care_plan", "instant", "service_request", "task"]
+__all__ = ["CAREPATH_CODES", "HNA_CHECKLIST", "REFERRAL_STAGE", "care_plan", "instant", "service_request", "task"]
 
 CAREPATH_CODES = "https://carepath.dev/fhir/CodeSystem"  # CarePath's own code systems, by catalogue
 INSTANCE_SYSTEM = "https://carepath.dev/fhir/sid/instance"
@@ -50,12 +56,22 @@ HNA_CHECKLIST = ("holistic_needs_assessment", "complete_checklist")
 _PLAN_STATUS = {"running": "active", "error": "active", "suspended": "on-hold", "cancelled": "revoked",
                 "completed": "completed"}
 _REQUEST = {"proposed": ("draft", "proposal"), "agreed": ("active", "plan"), "referred": ("active", "order"),
-            "completed": ("completed", "order"), "declined": ("revoked", "proposal")}
+            "accepted": ("active", "order"), "first_contact": ("active", "order"),
+            "did_not_attend": ("active", "order"), "completed": ("completed", "order"),
+            "service_declined": ("revoked", "order"), "withdrawn": ("revoked", "order"),
+            "declined": ("revoked", "proposal")}
+# The referral's exact stage (a CarePath status code): R4's ServiceRequest.status has fewer.
+REFERRAL_STAGE = "https://carepath.dev/fhir/StructureDefinition/referral-stage"
 _PRIORITY = {"routine": "routine", "soon": "urgent", "urgent": "asap", "emergency": "stat"}
 _ACTIVITY = {"proposed": ("not-started", "Proposed from the needs assessment; the patient has not decided yet"),
              "agreed": ("not-started", "Agreed with the patient"),
              "referred": ("in-progress", "Referred"),
+             "accepted": ("in-progress", "Accepted by the service"),
+             "first_contact": ("in-progress", "Seen by the service"),
+             "did_not_attend": ("on-hold", "Did not attend"),
              "completed": ("completed", None),
+             "service_declined": ("cancelled", "Declined by the service"),
+             "withdrawn": ("stopped", "Withdrawn"),
              "declined": ("cancelled", "Declined by the patient")}
 
 
@@ -96,6 +112,8 @@ def service_request(item: dict[str, Any], instance_id: str, patient: dict[str, A
         "authoredOn": instant(item["created_at"]),
         "reasonReference": [_reference("QuestionnaireResponse", item["evaluation_id"])],
         "note": [{"text": _provenance(item)}],
+        "extension": [{"url": REFERRAL_STAGE, "valueCoding": {
+            "system": f"{CAREPATH_CODES}/referral-stage", "code": item["status"]}}],
     }
     if item.get("urgency") in _PRIORITY:
         resource["priority"] = _PRIORITY[item["urgency"]]

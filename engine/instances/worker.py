@@ -1,4 +1,5 @@
-"""The worker's loop: fire due timers in batches until stopped, deliver webhooks, with housekeeping between.
+"""The worker's loop: fire due timers in batches until stopped, escalate overdue referrals, deliver
+webhooks, with housekeeping between.
 
 The loop outlives the database: when it cannot be reached (a restart, a failover, a network cut),
 :func:`run_worker` waits -- 1 s, then 2, 4, ... up to ``max_wait`` -- and tries again, so a
@@ -32,7 +33,7 @@ def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, int
                housekeeping: Callable[[], object] | None = None, housekeeping_seconds: float = 600.0,
                heartbeat: Callable[[], None] | None = None, first_wait: float = 1.0, max_wait: float = 60.0,
                checkpoint: Callable[[], object] | None = None, checkpoint_seconds: float = 3600.0,
-               deliver: Callable[[], int] | None = None,
+               deliver: Callable[[], int] | None = None, escalate: Callable[[], int] | None = None,
                once_attempts: int = 5, sleep: Callable[[float], None] = time.sleep) -> int:
     """Fire due timers until stopped; with ``once``, until nothing is due. Returns instances advanced.
 
@@ -41,7 +42,9 @@ def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, int
     event trail's checkpoint, :mod:`engine.audit`) likewise every ``checkpoint_seconds``.
     ``deliver`` (the webhook outbox's deliverer, :mod:`engine.webhooks`) runs after the timers on
     every turn and returns how many attempts it made; the loop goes round again at once while it
-    finds work, as it does for a full batch of timers.
+    finds work, as it does for a full batch of timers. ``escalate`` (the care plan's scan for referrals
+    not accepted in time, :meth:`engine.careplan.referrals.ReferralEscalations.open_due`; this package
+    cannot import it) runs after the timers, before delivery, so its webhooks go out on the same turn.
     ``heartbeat`` is called on every turn of the loop, waiting for the database included (a
     supervisor's liveness check: the process is alive and not stuck). While the database is
     unreachable the loop waits ``first_wait`` seconds, doubling up to ``max_wait``, and tries
@@ -66,7 +69,8 @@ def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, int
                 checkpoint()
                 next_checkpoint = time.monotonic() + checkpoint_seconds
             advanced = fire_due_timers(service, limit=batch, worker_id=worker_id, backoff=backoff)
-            attempted = deliver() if deliver is not None else 0
+            advanced += (escalate or _nothing)()
+            attempted = (deliver or _nothing)()
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
@@ -91,6 +95,10 @@ def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, int
             break
         _wait(interval, should_stop, heartbeat, sleep)
     return total
+
+
+def _nothing() -> int:
+    return 0
 
 
 def _wait(seconds: float, should_stop: Callable[[], bool], heartbeat: Callable[[], None] | None,

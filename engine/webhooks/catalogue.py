@@ -13,7 +13,9 @@ more through the API (``GET /v1/instances/{id}/events``) with its own token.
 ``emergency.opened``        an assessment's rules referred an emergency at once
                             (``rules_evaluated`` with ``emergency_referred``)
 ``referral.created``        a referral was added to the care plan
-``referral.changed``        a referral's status moved (agreed, referred, completed, declined)
+``referral.changed``        a referral's status moved (agreed, referred, accepted, ... completed)
+``referral.overdue``        a referral was not accepted in its urgency's timeframe: an escalation
+                            task was opened for the named contact (``referral_overdue``)
 ``assessment.completed``    a needs assessment was evaluated against its rules (``rules_evaluated``)
 ``incident.opened``         the instance stopped in an incident (``error``)
 ``instance.completed``      the instance finished (``completed``)
@@ -30,7 +32,7 @@ from typing import Any
 __all__ = ["WEBHOOK_EVENT_TYPES", "Notice", "ReferralChange", "StepFacts", "derive_notices"]
 
 WEBHOOK_EVENT_TYPES = ("task.ready", "task.overdue", "emergency.opened", "referral.created", "referral.changed",
-                       "assessment.completed", "incident.opened", "instance.completed")
+                       "referral.overdue", "assessment.completed", "incident.opened", "instance.completed")
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,9 @@ def derive_notices(facts: StepFacts) -> list[Notice]:
             add("assessment.completed", seq, element=element, evaluation_id=evaluation)
             if payload.get("emergency_referred"):
                 add("emergency.opened", seq, element=element, evaluation_id=evaluation)
+        elif kind == "referral_overdue":
+            add("referral.overdue", seq, care_plan_item_id=payload.get("item"), escalation_id=payload.get("escalation"),
+                urgency=payload.get("urgency"))
         elif kind == "timer_fired" and payload.get("overdue_task"):
             add("task.overdue", seq, task_id=payload["overdue_task"], element=payload.get("overdue_element"),
                 timer_element=element)

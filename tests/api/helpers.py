@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 PROBLEMS = "https://carepath.dev/problems/"
@@ -51,3 +52,16 @@ def care_plan_ids(client: Any, auth: Any) -> dict[str, str]:
     plan = client.get(f"/v1/instances/{instance['id']}/care-plan", headers=auth("clinician")).json
     item = plan["awaiting_decision"][0]
     return {"item_id": item["id"], "evaluation_id": item["why"]["evaluation_id"]}
+
+
+def escalation_id(carepath: Any, client: Any, auth: Any) -> str:
+    """An open escalation of a referral not accepted in time (the clock moved on a week, the worker's scan)."""
+    instance = assessed(client, auth, {"worry_fear_anxiety": 9}, "MRN-3013")
+    plan = client.get(f"/v1/instances/{instance['id']}/care-plan", headers=auth("clinician")).json
+    item = next(i["id"] for i in plan["awaiting_decision"] if i["kind"] == "referral")
+    for status in ("agreed", "referred"):
+        carepath.care_plans.set_status(instance["id"], item, status, "clinician:test")
+    carepath.clock.advance(timedelta(days=7))
+    carepath.referral_escalations.open_due()
+    found: str = carepath.referral_escalations.list_open(patient_ref="MRN-3013")[0]["id"]
+    return found

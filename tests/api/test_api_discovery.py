@@ -50,7 +50,10 @@ def test_the_care_plan_item_moves_are_in_the_document() -> None:
     assert update["x-transitions"]["proposed"] == ["agreed", "declined"]
     assert update["x-transitions"]["completed"] == []
     assert "proposed -> agreed | declined" in update["description"]
-    assert set(update["properties"]["status"]["enum"]) == {"agreed", "declined", "referred", "completed"}
+    assert set(update["properties"]["status"]["enum"]) == {
+        "agreed", "declined", "referred", "accepted", "first_contact", "completed", "service_declined",
+        "did_not_attend", "withdrawn"}
+    assert update["x-transitions-other-items"]["agreed"] == ["declined", "completed"]
 
 
 def test_a_move_the_machine_does_not_allow_is_a_conflict(client: Any, auth: Any) -> None:

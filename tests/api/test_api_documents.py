@@ -84,7 +84,8 @@ def test_clinician_moves_an_item_on_and_it_is_in_the_trail(app: Flask, client: A
     instance = assessed(client, auth, {"worry_fear_anxiety": 9})
     plan = _plan(client, auth, instance["id"]).json
     referral = next(i for i in plan["awaiting_decision"] if i["kind"] == "referral")
-    for status in ("agreed", "referred", "completed"):
+    path = ("agreed", "referred", "accepted", "first_contact", "completed")
+    for status in path:
         response = _item(client, auth, instance["id"], referral["id"], status)
         assert response.status_code == 200, response.json
         body = response.json
@@ -93,12 +94,19 @@ def test_clinician_moves_an_item_on_and_it_is_in_the_trail(app: Flask, client: A
             referral["why"]["evaluation_id"]
     completed = _plan(client, auth, instance["id"]).json["agreed"]
     assert [(i["id"], i["status"]) for i in completed] == [(referral["id"], "completed")]
+    # Each move with who and when, in the care plan the API serves.
+    history = completed[0]["history"]
+    assert [(h["change"], h["from_status"], h["to_status"]) for h in history] == [
+        ("created", None, "proposed"), *zip(["status"] * 5, ("proposed", *path[:-1]), path, strict=True)]
+    assert all(h["actor"].startswith("clinician:tok_") for h in history[1:]) and history[0]["actor"] == "engine"
     with unit_of_work(app.extensions["carepath"].sessions) as session:
         events = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance["id"],
                                                              InstanceEvent.type == "care_plan_updated")
                                  .order_by(InstanceEvent.seq)).all()
-    assert [e.actor.split(":")[0] for e in events] == ["clinician"] * 3
-    assert [json.loads(e.payload)["status"] for e in events] == ["agreed", "referred", "completed"]
+    assert [e.actor.split(":")[0] for e in events] == ["clinician"] * 5
+    assert [json.loads(e.payload)["status"] for e in events] == list(path)
+    # What service measures read: ids, codes, the status, service and urgency; nothing of the patient.
+    assert set(json.loads(events[-1].payload)) == {"item", "code", "status", "service", "urgency"}
 
 
 def test_item_transitions_are_checked(client: Any, auth: Any) -> None:

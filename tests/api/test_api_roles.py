@@ -20,7 +20,8 @@ OPERATIONS = [(path, method) for path, item in DOCUMENT["paths"].items() for met
 BODIES = {"/v1/instances": {"pathway_id": PATHWAY, "patient_ref": "MRN-2002"},
           "/v1/messages": {"name": "warning_sign_reported", "patient_ref": "MRN-1001"},
           "/v1/instances/{instance_id}/care-plan/items/{item_id}": {"status": "agreed"},
-          "/v1/pathways/{pathway_id}/migrate": {"dry_run": True}}
+          "/v1/pathways/{pathway_id}/migrate": {"dry_run": True},
+          "/v1/referral-escalations/{escalation_id}/complete": {"outcome": "chased_service"}}
 UPLOAD = "/v1/pathways"
 
 
@@ -41,6 +42,7 @@ def ids(client: Any, auth: Any) -> dict[str, str]:
     instance = start(client, auth).json
     return {"pathway_id": PATHWAY, "version": "latest", "instance_id": instance["id"],
             "subscription_id": "whsub_0000000000000000", "job_id": "00000000-0000-4000-8000-000000000000",
+            "escalation_id": "00000000-0000-4000-8000-000000000000",
             "task_id": instance["ready_tasks"][0]["id"], **care_plan_ids(client, auth)}
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import schemathesis
 from flask import Flask
-from helpers import PATHWAY, care_plan_ids, start
+from helpers import PATHWAY, care_plan_ids, escalation_id, start
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -42,7 +42,8 @@ def test_api_conforms_to_its_document(app: Flask, client: Any, auth: Any, tokens
                                json={"url": "https://ehr.example.org/hooks", "event_types": ["task.ready"]}).json
     real = {"instance_id": instance["id"], "task_id": instance["ready_tasks"][0]["id"], "pathway_id": PATHWAY,
             "version": "latest", "subscription_id": subscription["id"], **care_plan_ids(client, auth),
-            "job_id": client.post("/v1/audit/verifications", headers=auth("auditor")).json["id"]}
+            "job_id": client.post("/v1/audit/verifications", headers=auth("auditor")).json["id"],
+            "escalation_id": escalation_id(app.extensions["carepath"], client, auth)}
     schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", app,
                                             headers={"Authorization": f"Bearer {tokens['author']}"})
     failures: dict[str, str] = {}

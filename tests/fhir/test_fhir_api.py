@@ -112,9 +112,16 @@ def test_service_requests_follow_the_referral_status(world: World) -> None:
     first = requests[0]
     assert first["reasonReference"][0]["reference"].startswith("QuestionnaireResponse/")
     assert first["performerType"]["coding"][0]["system"] == "https://carepath.dev/fhir/CodeSystem/service-type"
-    world.engine.care_plans.set_status(world.ended.view.id, first["id"], "completed", "clinician:test")
+    path = ["referred", "accepted", "first_contact", "completed"]
+    for status in path[path.index(first["extension"][0]["valueCoding"]["code"]) + 1 if
+                       first["extension"][0]["valueCoding"]["code"] in path else 0:]:
+        world.engine.care_plans.set_status(world.ended.view.id, first["id"], status, "clinician:test")
+        if status == "accepted":
+            seen = world.client.get(f"{BASE}/ServiceRequest/{first['id']}", headers=world.auth("system")).json
+            assert (seen["status"], seen["extension"][0]["valueCoding"]["code"]) == ("active", "accepted")
     done = world.client.get(f"{BASE}/ServiceRequest/{first['id']}", headers=world.auth("system")).json
     assert (done["status"], done["intent"]) == ("completed", "order")
+    assert done["extension"][0]["valueCoding"]["code"] == "completed"
     assert world.client.get(f"{BASE}/ServiceRequest/{world.ended.view.id}",
                             headers=world.auth("system")).status_code == 404
 
