@@ -564,9 +564,18 @@ def token() -> None:
 @click.option("--label", default="", help="Who or what holds it (shown in listings, not a secret).")
 @click.option("--expires-in", default=None, metavar="DURATION",
               help="Lifetime as an ISO 8601 duration (P90D, P12W, PT8H); without it, valid until revoked.")
+@click.option("--organisation", default=None, metavar="ID",
+              help="The organisation whose patients it reaches (without it: every organisation, for development).")
+@click.option("--team", "teams", multiple=True, metavar="ID",
+              help="A care team of the organisation whose patients it reaches (repeat; none: every team).")
 @click.pass_context
-def token_create(ctx: click.Context, role: str, label: str, expires_in: str | None) -> None:
-    """Create a token and print its secret once: it cannot be shown again."""
+def token_create(ctx: click.Context, role: str, label: str, expires_in: str | None, organisation: str | None,
+                 teams: tuple[str, ...]) -> None:
+    """Create a token and print its secret once: it cannot be shown again.
+
+    Its scope (docs/access.md): with --organisation it reaches that organisation's patients (an auditor's
+    all of them, anyone else's those of the --team teams, or all teams when none is given); without it,
+    every organisation's."""
     from engine.access import create_token, parse_lifetime
     from engine.db.session import unit_of_work
     from engine.errors import InvalidInputError
@@ -576,8 +585,13 @@ def token_create(ctx: click.Context, role: str, label: str, expires_in: str | No
     except InvalidInputError as exc:
         raise click.BadParameter(exc.problems[0].message, param_hint="--expires-in") from exc
     carepath = _carepath(ctx)
-    with unit_of_work(carepath.sessions) as session:
-        token_id, secret = create_token(session, role, label, carepath.clock, lifetime)
+    try:
+        with unit_of_work(carepath.sessions) as session:
+            token_id, secret = create_token(session, role, label, carepath.clock, lifetime,
+                                            organisation=organisation, teams=list(teams))
+    except InvalidInputError as exc:
+        hint = "--team" if exc.problems and exc.problems[0].field == "/teams" else "--organisation"
+        raise click.BadParameter(exc.problems[0].message if exc.problems else exc.message, param_hint=hint) from exc
     until = "" if lifetime is None else f", expires {(carepath.clock.now() + lifetime).isoformat(timespec='minutes')}"
     click.echo(f"token {token_id} ({role}{until}); the secret is shown only now:", err=True)
     click.echo(secret)
@@ -587,19 +601,21 @@ def token_create(ctx: click.Context, role: str, label: str, expires_in: str | No
 @click.option("--all", "show_all", is_flag=True, help="Revoked and expired tokens too.")
 @click.pass_context
 def token_list(ctx: click.Context, show_all: bool) -> None:
-    """List tokens: id, role, created, expires, revoked, label (never a secret: only its hash is stored)."""
+    """List tokens: id, role, created, expires, revoked, scope (``organisation:team,team``; ``org:*`` every
+    team of one organisation; ``*`` every organisation), label (never a secret: only its hash is stored)."""
     from engine.access import list_tokens
     from engine.db.session import read_only
 
     carepath = _carepath(ctx)
     with read_only(carepath.sessions) as session:
         tokens = list_tokens(session, include_revoked=show_all, now=carepath.clock.now())
-    click.echo(f"{'id':<22}{'role':<11}{'created':<27}{'expires':<27}{'revoked':<27}label")
+    click.echo(f"{'id':<22}{'role':<11}{'created':<27}{'expires':<27}{'revoked':<27}{'scope':<32}label")
     for t in tokens:
         expires = t.expires_at.isoformat(timespec="seconds") if t.expires_at else "never"
         revoked = t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "-"
+        scope = "*" if t.organisation is None else f"{t.organisation}:{','.join(t.teams) if t.teams else '*'}"
         click.echo(f"{t.id:<22}{t.role:<11}{t.created_at.isoformat(timespec='seconds'):<27}{expires:<27}"
-                   f"{revoked:<27}{t.label}")
+                   f"{revoked:<27}{scope:<32}{t.label}")
     click.echo(f"{len(tokens)} token(s)" + ("" if show_all else " (--all shows revoked and expired ones too)"),
                err=True)
 

@@ -20,6 +20,14 @@ Roles (issue 6):
 * ``admin``     -- manage webhook subscriptions (whose secrets it sees once), their dead letters and
   replays; nothing clinical (issue 17)
 
+Whose patients (:mod:`engine.care_teams`, docs/access.md): a principal carries an organisation and
+care teams. Clinicians and systems reach their teams' instances (all of their organisation's when
+no team is named); auditors reach their whole organisation; a token made without an organisation
+reaches every organisation (development, tests, tokens made before care teams). A person signed in
+through the identity provider always has a scope: without an organisation claim, nothing. A
+clinician may break the glass (:data:`BREAK_GLASS_ROLES`) to read another team's patient of their
+organisation, with a reason.
+
 :data:`PERMISSIONS` is the one table the HTTP API (``/v1`` and ``/fhir/R4``) enforces and the role x
 endpoint tests read. What describes the API (``/v1/``, ``/v1/openapi.json``, ``/fhir/R4/metadata``)
 needs no token.
@@ -30,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import uuid
@@ -40,12 +49,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.audit import on_behalf_of
+from engine.care_teams import EVERYWHERE, CareScope, check_name, check_teams
 from engine.clock import Clock
 from engine.db.models import ApiToken
 from engine.errors import InvalidInputError, InvalidTokenError, NotFoundError, PermissionDeniedError, Problem
 
 __all__ = [
     "ACTING_FOR_ROLES",
+    "BREAK_GLASS_ROLES",
     "PERMISSIONS",
     "ROLES",
     "STAFF_ID_PATTERN",
@@ -58,6 +69,7 @@ __all__ = [
     "create_token",
     "list_tokens",
     "parse_lifetime",
+    "principal_of_token",
     "revoke_token",
     "token_is_live",
 ]
@@ -81,6 +93,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "documents.read": frozenset({"system", "clinician", "auditor"}),  # care plan, end of treatment summary
     "care_plans.update": frozenset({"clinician"}),
     "instances.correct": frozenset({"clinician"}),  # correct an instance's data, with a reason
+    # Move an instance to another care team of its organisation, with a reason code: a clinician of the
+    # team looking after the patient (the hand-over is theirs), or the integrating system that records
+    # transfers (the EHR / PAS). Never an admin (nothing clinical) or an author.
+    "instances.transfer": frozenset({"clinician", "system"}),
     "sandbox.clock": frozenset({"author"}),  # move a sandbox deployment's clock forward (engine.sandbox)
     "evaluations.read": frozenset({"auditor", "clinician"}),
     "pathways.migrate": frozenset({"author"}),
@@ -96,6 +112,8 @@ ACTING_FOR_ROLES = frozenset({"system"})
 # A staff identifier (a directory reference, an employee number, an SDS user id): no spaces, no names.
 STAFF_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
 _STAFF_ID = re.compile(STAFF_ID_PATTERN)
+# Who may read outside their teams in an emergency, with a reason (engine.care_teams.BreakGlass).
+BREAK_GLASS_ROLES = frozenset({"clinician"})
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,17 @@ class Principal:
     label: str
     staff_id: str | None = None
     on_behalf_of: str | None = None
+    # Whose patients (engine.care_teams): organisation None reaches every organisation (a token made
+    # without one); teams None reaches every team of the organisation.
+    organisation: str | None = None
+    teams: frozenset[str] | None = None
+
+    @property
+    def scope(self) -> CareScope:
+        """The instances this principal reaches: an auditor's whole organisation, anyone else's teams."""
+        if self.organisation is None:
+            return EVERYWHERE
+        return CareScope(self.organisation, None if self.role == "auditor" else self.teams)
 
     @property
     def actor(self) -> str:
@@ -165,14 +194,25 @@ def parse_lifetime(text: str) -> timedelta:
 
 
 def create_token(session: Session, role: str, label: str, clock: Clock,
-                 expires_in: timedelta | None = None) -> tuple[str, str]:
-    """Create a token for ``role``, valid for ``expires_in`` (None: until revoked); return
+                 expires_in: timedelta | None = None, *, organisation: str | None = None,
+                 teams: list[str] | None = None) -> tuple[str, str]:
+    """Create a token for ``role``, valid for ``expires_in`` (None: until revoked), reaching the patients of
+    ``organisation`` (None: every organisation) and of ``teams`` in it (None or empty: every team); return
     ``(token_id, secret)``. The secret is not stored.
 
     Raises:
-        InvalidInputError: for an unknown role, a label longer than 200 characters or a lifetime that is
-            not positive.
+        InvalidInputError: for an unknown role, a label longer than 200 characters, a lifetime that is
+            not positive, an organisation or team that is not an identifier, or teams without an organisation.
     """
+    if organisation is not None:
+        check_name(organisation, "/organisation")
+    if teams:
+        if organisation is None:
+            raise InvalidInputError("teams belong to an organisation",
+                                    [Problem("name the organisation the teams belong to", field="/organisation")])
+        team_names: frozenset[str] | None = check_teams(teams, "/teams")
+    else:
+        team_names = None
     if role not in ROLES:
         raise InvalidInputError(f"unknown role {role!r}",
                                 [Problem(f"must be one of {', '.join(ROLES)}", field="/role")])
@@ -184,7 +224,9 @@ def create_token(session: Session, role: str, label: str, clock: Clock,
     secret = secrets.token_urlsafe(32)
     now = clock.now()
     session.add(ApiToken(id=token_id, secret_sha256=_digest(secret), role=role, label=label, created_at=now,
-                         revoked_at=None, expires_at=None if expires_in is None else now + expires_in))
+                         revoked_at=None, expires_at=None if expires_in is None else now + expires_in,
+                         organisation=organisation,
+                         teams=None if team_names is None else json.dumps(sorted(team_names))))
     session.flush()
     return token_id, secret
 
@@ -205,7 +247,14 @@ def authenticate(session: Session, secret: str, clock: Clock) -> Principal:
     # The lookup is by an index on the hash; compare in constant time anyway.
     if token is None or not hmac.compare_digest(token.secret_sha256, digest) or not token_is_live(token, clock.now()):
         raise InvalidTokenError("the bearer token is unknown, expired or revoked")
-    return Principal(role=token.role, token_id=token.id, label=token.label)
+    return principal_of_token(token)
+
+
+def principal_of_token(token: ApiToken) -> Principal:
+    """The principal a (live) token stands for, with its organisation and teams."""
+    teams = frozenset(json.loads(token.teams)) if token.teams else None
+    return Principal(role=token.role, token_id=token.id, label=token.label, organisation=token.organisation,
+                     teams=teams if token.organisation is not None else None)
 
 
 @dataclass(frozen=True)
@@ -218,6 +267,8 @@ class TokenInfo:
     created_at: datetime
     revoked_at: datetime | None
     expires_at: datetime | None = None
+    organisation: str | None = None
+    teams: tuple[str, ...] | None = None
 
 
 def list_tokens(session: Session, *, include_revoked: bool = True, now: datetime | None = None) -> list[TokenInfo]:
@@ -228,7 +279,8 @@ def list_tokens(session: Session, *, include_revoked: bool = True, now: datetime
         query = query.where(ApiToken.revoked_at.is_(None))
         if now is not None:
             query = query.where(ApiToken.expires_at.is_(None) | (ApiToken.expires_at > now))
-    return [TokenInfo(t.id, t.role, t.label, t.created_at, t.revoked_at, t.expires_at) for t in session.scalars(query)]
+    return [TokenInfo(t.id, t.role, t.label, t.created_at, t.revoked_at, t.expires_at, t.organisation,
+                      tuple(json.loads(t.teams)) if t.teams else None) for t in session.scalars(query)]
 
 
 def revoke_token(session: Session, token_id: str, clock: Clock) -> None:

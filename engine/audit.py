@@ -62,6 +62,7 @@ EVENT_TYPES = frozenset(
         "cancelled", "migrated", "error", "retried", "completed", "rules_evaluated", "care_plan_updated",
         "data_corrected",
         "decision_evaluated",
+        "care_team_changed",
     }
 )
 CHECKPOINT_FORMAT = "carepath-trail-checkpoint/1"

@@ -13,6 +13,7 @@ from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from sqlalchemy import select
 
 from engine.audit import data_digest
+from engine.care_teams import EVERYWHERE, CareScope
 from engine.db.models import PathwayInstance
 from engine.db.session import read_only
 from engine.errors import InvalidInputError, MessageNotDeliverableError, Problem
@@ -24,8 +25,10 @@ __all__ = ["send_message"]
 
 
 def send_message(runner: StepRunner, name: str, actor: str, *, patient_ref: str | None = None,
-                 instance_id: str | None = None, payload: dict[str, Any] | None = None) -> list[InstanceView]:
-    """Deliver a message to the instances of one patient (or one instance) waiting for it.
+                 instance_id: str | None = None, payload: dict[str, Any] | None = None,
+                 scope: CareScope = EVERYWHERE) -> list[InstanceView]:
+    """Deliver a message to the instances of one patient (or one instance) waiting for it, among those the
+    sender's ``scope`` reaches (an instance of another team is as if it were not there).
 
     Correlation is on the patient reference or the instance id, never on content: a message
     for one patient can never reach another patient's instance. Each delivery is its own step.
@@ -43,6 +46,8 @@ def send_message(runner: StepRunner, name: str, actor: str, *, patient_ref: str 
         query = select(PathwayInstance.id).where(PathwayInstance.status == Status.RUNNING)
         query = (query.where(PathwayInstance.patient_ref == patient_ref) if patient_ref is not None
                  else query.where(PathwayInstance.id == instance_id))
+        if not scope.everywhere:
+            query = query.where(scope.condition())
         candidates = list(session.scalars(query.order_by(PathwayInstance.created_at)))
     body = payload or {}
 
