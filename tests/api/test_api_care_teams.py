@@ -12,21 +12,25 @@ show it; a break-glass read by a clinician reaches another team of the organisat
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from helpers import CARE_PLAN_PATHWAY, PATHWAY, complete
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from api.cli import main
 from api.openapi import FHIR_BASE
 from api.scope import BREAK_GLASS_HEADER, KINDS
 from engine.access import BREAK_GLASS_ROLES, PERMISSIONS, ROLES, create_token
 from engine.care_teams import COMPOSITION_PREFIX
-from engine.db.models import CarePlanItem, DecisionEvaluationRecord
+from engine.db.models import CarePlanItem, DecisionEvaluationRecord, InstanceEvent
 from engine.db.session import unit_of_work
 
 HOME, OTHER_TEAM, OTHER_ORG = ("rx1", "breast"), ("rx1", "lung"), ("rx2", "breast")
@@ -348,3 +352,124 @@ def test_tokens_without_teams_follow_the_documented_rule(world: World) -> None:
     everywhere = world.client.get("/v1/instances?limit=100", headers={"Authorization": f"Bearer {world.everyone}"})
     assert len(everywhere.json["items"]) == 6
     assert json.dumps(everywhere.json).count('"rx2"') == 2
+
+
+# --- moving an instance to another team ---------------------------------------------------------------------
+
+
+def test_a_clinician_of_the_team_moves_the_patient_with_a_reason(world: World) -> None:
+    place = world.places[HOME]
+    url = f"/v1/instances/{place.instance_id}"
+    lung = {"Authorization": f"Bearer {scoped_token(world.app, 'clinician', 'rx1', ['lung'])}"}
+    assert world.client.get(url, headers=lung).status_code == 404  # not theirs yet
+    # Only a clinician of the team looking after the patient (or the system recording a transfer) moves them:
+    # the other team's clinician cannot take a patient (the instance is not found for them).
+    taken = world.client.put(f"{url}/care-team", json={"care_team": "lung", "reason": "referral"}, headers=lung)
+    assert taken.status_code == 404
+    for body, named in (({"care_team": "lung", "reason": "because I said so"}, "/reason"),
+                        ({"care_team": "Dr Smith's team", "reason": "referral"}, "/care_team"),
+                        ({"care_team": "lung"}, "reason")):
+        refused = world.client.put(f"{url}/care-team", json=body, headers=world.headers("clinician"))
+        assert refused.status_code in (400, 422) and named in json.dumps(refused.json), refused.json
+    moved = world.client.put(f"{url}/care-team", json={"care_team": "lung", "reason": "mdt-decision"},
+                             headers=world.headers("clinician", **{"If-Match": '"1"'}))
+    assert moved.status_code == 200, moved.json
+    assert (moved.json["organisation"], moved.json["care_team"], moved.json["version"]) == ("rx1", "lung", 2)
+    # The old team no longer sees the patient; the new one does.
+    assert world.client.get(url, headers=world.headers("clinician")).status_code == 404
+    assert world.client.get(url, headers=lung).json["care_team"] == "lung"
+    # The trail: who, from which team to which, why -- identifiers and a code, nothing about the patient.
+    events = world.client.get(f"{url}/events", headers=world.headers("auditor")).json["items"]
+    assert events[-1]["type"] == "care_team_changed"
+    assert events[-1]["payload"] == {"from": "breast", "to": "lung", "reason": "mdt-decision"}
+    assert events[-1]["actor"].startswith("clinician:tok_")
+    verified = world.client.get(f"/v1/audit/verify?instance_id={place.instance_id}", headers=world.headers("auditor"))
+    assert verified.json == {"verified": True, "problems": []}
+    # Moving to the team it is in is a conflict; a stale version is refused.
+    again = world.client.put(f"{url}/care-team", json={"care_team": "lung", "reason": "referral"}, headers=lung)
+    assert again.status_code == 409
+    stale = world.client.put(f"{url}/care-team", json={"care_team": "breast", "reason": "correction"},
+                             headers={**lung, "If-Match": '"1"'})
+    assert stale.status_code == 412
+
+
+# --- break-glass ---------------------------------------------------------------------------------------------
+
+
+def test_a_break_glass_read_is_allowed_recorded_and_reported(world: World, caplog: pytest.LogCaptureFixture,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    place = world.places[OTHER_TEAM]
+    url = f"/v1/instances/{place.plan_instance_id}/care-plan"
+    note = "Patient collapsed in clinic 4; their team is off site"
+    assert world.client.get(url, headers=world.headers("clinician")).status_code == 404
+    with caplog.at_level(logging.DEBUG):
+        read = world.client.get(url, headers=world.headers("clinician", **GLASS, **{
+            "CarePath-Break-Glass-Note": note}))
+        assert read.status_code == 200
+        listed = world.client.get(f"/v1/instances?patient_ref={place.plan_patient}",
+                                  headers=world.headers("clinician", **GLASS))
+        assert [i["id"] for i in listed.json["items"]] == [place.plan_instance_id]
+    assert note not in caplog.text  # the note is kept in the access log table only
+    # An unknown reason, a write, another role: refused, whatever the record.
+    assert world.client.get(url, headers=world.headers("clinician", **{BREAK_GLASS_HEADER: "curiosity"})).status_code \
+        == 400
+    assert world.client.get(url, headers=world.headers("system", **GLASS)).status_code == 403
+    assert world.client.get(url, headers=world.headers("auditor", **GLASS)).status_code == 403
+    # Auditors see break-glass reads, with the reason and note; ordinary reads are not among them.
+    report = world.client.get("/v1/access-log?break_glass=true", headers=world.headers("auditor")).json["items"]
+    assert {(r["route"], r["status"], r["break_glass_reason"], r["break_glass_note"]) for r in report} == {
+        ("GET /v1/instances/<uuid:instance_id>/care-plan", 200, "emergency-care", note),
+        ("GET /v1/instances", 200, "emergency-care", None)}
+    assert all(r["break_glass"] and r["instance_id"] == place.plan_instance_id for r in report)
+    assert all(r["actor"].startswith("clinician:") for r in report)
+    ordinary = world.client.get("/v1/access-log?break_glass=false", headers=world.headers("auditor")).json["items"]
+    assert ordinary and not any(r["break_glass"] for r in ordinary)
+    # ... and at the command line.
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", world.app.config["DATABASE_URL"])
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(Path(__file__).resolve().parent.parent / "pathways"))
+    printed = CliRunner().invoke(main, ["audit", "reads", "--break-glass"])
+    assert printed.exit_code == 0, printed.output
+    lines = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert len(lines) == 2 and {line["break_glass_reason"] for line in lines} == {"emergency-care"}
+    assert "2 access record(s)" in printed.stderr
+
+
+def test_break_glass_never_crosses_organisations(world: World) -> None:
+    place = world.places[OTHER_ORG]
+    hidden = world.client.get(f"/v1/instances/{place.instance_id}", headers=world.headers("clinician", **GLASS))
+    assert hidden.status_code == 404
+    listed = world.client.get(f"/v1/instances?patient_ref={place.patient}",
+                              headers=world.headers("clinician", **GLASS))
+    assert listed.json["items"] == []
+
+
+# --- auditors ------------------------------------------------------------------------------------------------
+
+
+def test_auditors_see_their_organisations_access_log_and_trails_only(world: World) -> None:
+    for where in (HOME, OTHER_ORG):
+        clinician = {"Authorization": f"Bearer {scoped_token(world.app, 'clinician', where[0], [where[1]])}"}
+        read = world.client.get(f"/v1/instances/{world.places[where].instance_id}", headers=clinician)
+        assert read.status_code == 200
+    ours = world.client.get("/v1/access-log?limit=200", headers=world.headers("auditor")).json["items"]
+    assert ours and {r["organisation"] for r in ours} == {"rx1"}
+    everyone = scoped_token(world.app, "auditor")  # an auditor of every organisation (no organisation)
+    every = world.client.get("/v1/access-log?limit=200", headers={"Authorization": f"Bearer {everyone}"}).json
+    assert {r["organisation"] for r in every["items"]} >= {"rx1", "rx2"}
+    # Another organisation's trail: not found, and not verified by an auditor of rx1 (as a missing instance).
+    other = world.places[OTHER_ORG].instance_id
+    assert world.client.get(f"/v1/instances/{other}/events", headers=world.headers("auditor")).status_code == 404
+    engine = world.app.extensions["carepath"]
+    with unit_of_work(engine.sessions) as session:  # tamper with rx2's trail
+        session.execute(update(InstanceEvent).where(InstanceEvent.instance_id == other).values(actor="someone:else"))
+    ours_verified = world.client.get(f"/v1/audit/verify?instance_id={other}", headers=world.headers("auditor"))
+    assert ours_verified.json == {"verified": True, "problems": []}
+    theirs = world.client.get(f"/v1/audit/verify?instance_id={other}", headers={"Authorization": f"Bearer {everyone}"})
+    assert theirs.json["verified"] is False
+    # A verification of every trail: the rx1 auditor is shown the problems of rx1's instances only.
+    job = world.client.post("/v1/audit/verifications", headers=world.headers("auditor"))
+    world.app.extensions["carepath.jobs"].wait()
+    shown = world.client.get(job.headers["Location"], headers=world.headers("auditor")).json
+    assert shown["problems"] == [] and shown["verified"] is True
+    full = world.client.get(job.headers["Location"], headers={"Authorization": f"Bearer {everyone}"}).json
+    assert full["verified"] is False and {p["instance_id"] for p in full["problems"]} == {other}
