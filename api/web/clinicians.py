@@ -16,7 +16,7 @@ from engine.instances.queries import InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
 
 from .. import carepath, queries
-from .auth import actor, page
+from .auth import actor, page, scope
 from .forms import FormField, expand_maps, fields_of, other_problems, parse_fields, problem_messages, revision_of
 from .i18n import current_language, translate
 
@@ -49,7 +49,8 @@ def work_list() -> str:
     timer waiting comes last. The deadline is the patient's earliest waiting timer (the engine's
     ``next_due_at``), shown beside each task."""
     filters, problems = _filters()
-    where = InstanceFilter(patient_ref=filters.get("patient"), pathway_id=filters.get("pathway"), status="running")
+    where = InstanceFilter(patient_ref=filters.get("patient"), pathway_id=filters.get("pathway"), status="running",
+                           scope=scope())
     found = queries().ready_tasks(where, None, filters.get("cursor"), PAGE)
     # The same page of instances (same filter, order and cursor) with their next deadlines.
     deadlines = {i["id"]: i["next_due_at"] for i in queries().find(where, filters.get("cursor"), PAGE).items}
