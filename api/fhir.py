@@ -113,9 +113,10 @@ def _patient(resource_type: str) -> str:
         raise ApiError(400, "request-invalid", exc.message, list(exc.problems)) from exc
 
 
-def _scope() -> CareScope:
-    """The caller's care teams for a search (which names one patient: break-glass opens their organisation's)."""
-    return list_scope(current_principal(), "named")
+def _scope(patient_ref: str) -> CareScope:
+    """The caller's care teams to search a patient's records in (with break-glass, their organisation's:
+    :func:`api.scope.list_scope`)."""
+    return list_scope(current_principal(), patient_ref)
 
 
 def _resource_body() -> dict[str, Any]:
@@ -160,7 +161,8 @@ def metadata() -> Response:
 @bp.get("/CarePlan")
 @requires(_PERMISSION["CarePlan"])
 def search_care_plans() -> Response:
-    return _bundle(_fhir().care_plans(_patient("CarePlan"), _scope()))
+    patient = _patient("CarePlan")
+    return _bundle(_fhir().care_plans(patient, _scope(patient)))
 
 
 @bp.get(f"/CarePlan/{_ID}")
@@ -172,7 +174,8 @@ def read_care_plan(resource_id: str) -> Response:
 @bp.get("/ServiceRequest")
 @requires(_PERMISSION["ServiceRequest"])
 def search_service_requests() -> Response:
-    return _bundle(_fhir().service_requests(_patient("ServiceRequest"), _scope()))
+    patient = _patient("ServiceRequest")
+    return _bundle(_fhir().service_requests(patient, _scope(patient)))
 
 
 @bp.get(f"/ServiceRequest/{_ID}")
@@ -184,7 +187,8 @@ def read_service_request(resource_id: str) -> Response:
 @bp.get("/Task")
 @requires(_PERMISSION["Task"])
 def search_tasks() -> Response:
-    return _bundle(_fhir().tasks(_patient("Task"), _scope()))
+    patient = _patient("Task")
+    return _bundle(_fhir().tasks(patient, _scope(patient)))
 
 
 # --- needs assessments ---------------------------------------------------------------------------
@@ -214,7 +218,8 @@ def read_questionnaire(resource_id: str) -> Response:
 @bp.get("/QuestionnaireResponse")
 @requires(_PERMISSION["QuestionnaireResponse"])
 def search_questionnaire_responses() -> Response:
-    return _bundle(_fhir().questionnaire_responses(_patient("QuestionnaireResponse"), _scope()))
+    patient = _patient("QuestionnaireResponse")
+    return _bundle(_fhir().questionnaire_responses(patient, _scope(patient)))
 
 
 @bp.get(f"/QuestionnaireResponse/{_ID}")
@@ -244,7 +249,8 @@ def create_questionnaire_response() -> Response:
 @bp.get("/Composition")
 @requires(_PERMISSION["Composition"])
 def search_compositions() -> Response:
-    return _bundle(_fhir().compositions(_patient("Composition"), _language(), _scope()))
+    patient = _patient("Composition")
+    return _bundle(_fhir().compositions(patient, _language(), _scope(patient)))
 
 
 @bp.get(f"/Composition/{_ID}")
