@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 
 from engine import CarePath, ManualClock
 from engine.care_teams import EVERYWHERE, NOWHERE, BreakGlass, CareScope, placement
-from engine.db.session import read_only
+from engine.db.session import read_only, upgrade_schema
 from engine.errors import InvalidInputError
 from engine.settings import OidcSettings, Settings
 
@@ -79,3 +81,41 @@ def test_a_persons_teams_come_from_configurable_claims() -> None:
                                                                                          "RX1")
     with pytest.raises(ValueError, match="CAREPATH_OIDC_TEAMS_CLAIM"):
         OidcSettings(issuer="https://id.example.org", audience="a", teams_claim="not a claim!")
+
+
+@pytest.mark.parametrize("configured", [{}, {"CAREPATH_DEFAULT_ORGANISATION": "RX1",
+                                             "CAREPATH_DEFAULT_CARE_TEAM": "oncology"}])
+def test_migration_0012_places_existing_instances(database_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                  configured: dict[str, str]) -> None:
+    """Instances from before care teams go to the configured defaults (else local / general); later
+    instances must be placed by the engine (no database default on PostgreSQL)."""
+    for name, value in configured.items():
+        monkeypatch.setenv(name, value)
+    upgrade_schema(database_url, "0011")
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO pathway_versions (id, pathway_id, version, title, main_file, files, spec, deployed_at, "
+                "deployed_by) VALUES (1, 'p', 'v1', 't', 'p.bpmn', '{}', '{}', :at, 'x')"), {"at": "2026-01-01"})
+            connection.execute(text(
+                "INSERT INTO pathway_instances (id, pathway_id, pathway_version_id, patient_ref, status, state, "
+                "revision, event_seq, event_head, created_at, updated_at) VALUES (:id, 'p', 1, 'MRN-1', "
+                "'running', '{}', 1, 0, :head, :at, :at)"),
+                {"id": "00000000-0000-4000-8000-000000000001", "head": "0" * 64, "at": "2026-01-01"})
+        upgrade_schema(database_url)
+        with engine.connect() as connection:
+            placed = connection.execute(text("SELECT organisation, care_team FROM pathway_instances")).one()
+            tokens = connection.execute(text("SELECT count(*) FROM api_tokens WHERE organisation IS NULL")).scalar()
+        expected = (configured.get("CAREPATH_DEFAULT_ORGANISATION", "local"),
+                    configured.get("CAREPATH_DEFAULT_CARE_TEAM", "general"))
+        assert tuple(placed) == expected and tokens == 0
+        if engine.dialect.name == "postgresql":
+            with pytest.raises(IntegrityError), engine.begin() as connection:
+                connection.execute(text(
+                    "INSERT INTO pathway_instances (id, pathway_id, pathway_version_id, patient_ref, status, state, "
+                    "revision, event_seq, event_head, created_at, updated_at) VALUES (:id, 'p', 1, 'MRN-2', "
+                    "'running', '{}', 1, 0, :head, :at, :at)"),
+                    {"id": "00000000-0000-4000-8000-000000000002", "head": "0" * 64, "at": "2026-01-01"})
+    finally:
+        engine.dispose()
