@@ -180,7 +180,8 @@ def placement(session: Session, kind: str, key: str) -> Placement | None:
 
     Raises: KeyError (an unknown kind: a programming error, never treated as "no owner").
     """
-    NOT_FOUND[kind]  # noqa: B018
+    if kind not in NOT_FOUND:
+        raise KeyError(kind)
     columns = (PathwayInstance.id, PathwayInstance.organisation, PathwayInstance.care_team)
     if kind in _OWNER_COLUMN:
         owner, ident = _OWNER_COLUMN[kind]

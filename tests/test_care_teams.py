@@ -29,6 +29,9 @@ def test_a_start_is_placed_as_asked_or_by_the_deployment_default(carepath: CareP
     assert refused.value.problems[0].field == "/care_team"
     with read_only(carepath.sessions) as session:
         found = placement(session, "instance", asked.id)
+        assert placement(session, "instance", "00000000-0000-4000-8000-000000000000") is None
+        with pytest.raises(KeyError):  # a kind nobody decided on is an error, never "no owner"
+            placement(session, "webhook", asked.id)
     assert found is not None and (found.organisation, found.care_team) == ("rx1", "breast")
 
 
