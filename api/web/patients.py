@@ -54,7 +54,8 @@ def patient(instance_id: Any) -> str:
     view = carepath().instances.get(str(instance_id))
     return render_template("web/patient.html", view=view, progress=instance_progress(carepath().instances, view.id),
                            events=queries().events(view.id) if can("events.read") else None,
-                           care_plan=_care_plan(view.id), next_statuses=next_statuses)
+                           care_plan=_care_plan(view.id), next_statuses=next_statuses,
+                           glass=g.get("break_glass"))
 
 
 def _care_plan(instance_id: str) -> Any:

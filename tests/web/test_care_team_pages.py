@@ -133,7 +133,10 @@ def test_a_clinician_breaks_the_glass_with_a_reason_form(app: Flask) -> None:
             "note": "covering the lung team's clinic"})
         assert broken.status_code == 303 and broken.location == f"/patients/{views[place].id}"
     # Another team of the organisation opens; another organisation does not.
-    assert client.get(f"/patients/{views['other team'].id}").status_code == 200
+    opened = client.get(f"/patients/{views['other team'].id}")
+    assert opened.status_code == 200 and 'data-test="break-glass"' in opened.get_data(as_text=True)
+    assert "lung" in opened.get_data(as_text=True)
+    assert 'data-test="break-glass"' not in client.get(f"/patients/{views['own team'].id}").get_data(as_text=True)
     assert client.get(f"/patients/{views['other organisation'].id}").status_code == 404
     # Changes stay closed: break-glass opens reading only.
     csrf = _csrf(client)
