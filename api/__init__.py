@@ -51,6 +51,10 @@ DEFAULTS: dict[str, Any] = {
     "ALLOW_CONCURRENT_INSTANCES": False,  # a patient may run a pathway more than once at a time
     "SANDBOX": False,  # the deployment's own clock, moved by POST /v1/sandbox/clock (engine/sandbox.py)
     "CLOCK": None,  # tests pass a ManualClock
+    # Where an instance started without an organisation or care team is placed (engine.care_teams); None:
+    # in development organisation "local", team "general"; in production a start must name them.
+    "DEFAULT_ORGANISATION": None,
+    "DEFAULT_CARE_TEAM": None,
     # People sign in through an OpenID Connect provider when OIDC_ISSUER is set (CAREPATH_OIDC_*, every
     # name in engine.settings.OidcSettings; docs/identity.md).
     # The web app's session cookie (api/web/auth.py): signed with SECRET_KEY (CAREPATH_SECRET_KEY; without
@@ -82,7 +86,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY", "ENV", "SERVICE_DIRECTORY",
              "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER", "READ_DATABASE_URL", "ALLOW_CONCURRENT_INSTANCES",
-             "SANDBOX")
+             "SANDBOX", "DEFAULT_ORGANISATION", "DEFAULT_CARE_TEAM")
     names += tuple(name for name in app.config if name.startswith("OIDC_"))
     settings = Settings.from_env({f"CAREPATH_{name}": _setting_text(app.config[name])
                                   for name in names if app.config.get(name)})

@@ -30,6 +30,8 @@ from engine.db.session import read_only
 from engine.errors import InvalidTokenError
 from engine.identity import Provider
 
+from .scope import break_glass, check_request
+
 __all__ = ["current_principal", "identity_provider", "requires"]
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -82,14 +84,19 @@ def _authenticated() -> Principal:
     return principal
 
 
-def requires(action: str) -> Callable[[View], View]:
-    """Wrap a view: authenticate the bearer token, then check the role may perform ``action``.
+def requires(action: str, named: str | None = None) -> Callable[[View], View]:
+    """Wrap a view: authenticate the bearer token, check the role may perform ``action``, then that the
+    record the URL names is in the caller's care teams (:func:`api.scope.check_request`; ``named`` is
+    its kind, a key of :data:`api.scope.KINDS`, when it is not the ``instance_id``).
 
     An ``X-On-Behalf-Of: <staff id>`` header names the member of staff a system token acts for; the
-    event trail records both (:func:`engine.access.acting_for`).
+    event trail records both (:func:`engine.access.acting_for`). ``CarePath-Break-Glass`` declares a
+    clinician's read outside their teams (:func:`api.scope.break_glass`).
 
     Raises (through the view): InvalidTokenError (401), PermissionDeniedError (403: also a token of
-    another role sending X-On-Behalf-Of), InvalidInputError (400: a malformed staff id).
+    another role sending X-On-Behalf-Of, or break-glass from a role other than clinician),
+    InvalidInputError (400: a malformed staff id, a break-glass that is not a read or has no valid
+    reason), NotFoundError (404: out of scope, as if missing).
     """
 
     def decorate(view: View) -> View:
@@ -102,9 +109,12 @@ def requires(action: str) -> Callable[[View], View]:
                 principal = acting_for(principal, staff_id)
                 g.principal = principal
             authorize(principal, action)
+            break_glass(principal)
+            check_request(principal, named)
             return view(*args, **kwargs)
 
         wrapper.permission = action  # type: ignore[attr-defined]  # read by the route/document test
+        wrapper.named = named  # type: ignore[attr-defined]  # read by the scope matrix test
         return cast(View, wrapper)
 
     return decorate

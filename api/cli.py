@@ -589,10 +589,19 @@ def token() -> None:
 @click.option("--expires-in", default=None, metavar="DURATION",
               help="Lifetime as an ISO 8601 duration (P90D, P12W, PT8H); without it, valid until revoked.")
 @click.option("--patient-ref", default=None, help="Role patient only: the patient whose own records it reads.")
+@click.option("--organisation", default=None, metavar="ID",
+              help="The organisation whose patients it reaches (without it: every organisation, for development).")
+@click.option("--team", "teams", multiple=True, metavar="ID",
+              help="A care team of the organisation whose patients it reaches (repeat; none: every team).")
 @click.pass_context
-def token_create(ctx: click.Context, role: str, label: str, expires_in: str | None, patient_ref: str | None) -> None:
+def token_create(ctx: click.Context, role: str, label: str, expires_in: str | None, patient_ref: str | None,
+                 organisation: str | None, teams: tuple[str, ...]) -> None:
     """Create a token and print its secret once: it cannot be shown again. A patient's token (for tests,
-    demonstrations, a patient app) names its patient with --patient-ref."""
+    demonstrations, a patient app) names its patient with --patient-ref.
+
+    Its scope (docs/access.md): with --organisation it reaches that organisation's patients (an auditor's
+    all of them, anyone else's those of the --team teams, or all teams when none is given); without it,
+    every organisation's."""
     from engine.access import create_token, parse_lifetime
     from engine.db.session import unit_of_work
     from engine.errors import InvalidInputError
@@ -606,9 +615,12 @@ def token_create(ctx: click.Context, role: str, label: str, expires_in: str | No
     carepath = _carepath(ctx)
     try:
         with unit_of_work(carepath.sessions) as session:
-            token_id, secret = create_token(session, role, label, carepath.clock, lifetime, patient_ref)
+            token_id, secret = create_token(session, role, label, carepath.clock, lifetime, patient_ref,
+                                            organisation=organisation, teams=list(teams))
     except InvalidInputError as exc:
-        raise click.BadParameter(exc.problems[0].message, param_hint="--patient-ref") from exc
+        field = exc.problems[0].field if exc.problems else None
+        hint = {"/teams": "--team", "/patient_ref": "--patient-ref"}.get(field or "", "--organisation")
+        raise click.BadParameter(exc.problems[0].message if exc.problems else exc.message, param_hint=hint) from exc
     until = "" if lifetime is None else f", expires {(carepath.clock.now() + lifetime).isoformat(timespec='minutes')}"
     click.echo(f"token {token_id} ({role}{until}); the secret is shown only now:", err=True)
     click.echo(secret)
@@ -618,7 +630,8 @@ def token_create(ctx: click.Context, role: str, label: str, expires_in: str | No
 @click.option("--all", "show_all", is_flag=True, help="Revoked and expired tokens too.")
 @click.pass_context
 def token_list(ctx: click.Context, show_all: bool) -> None:
-    """List tokens: id, role, created, expires, revoked, label (never a secret: only its hash is stored)."""
+    """List tokens: id, role, created, expires, revoked, scope (``organisation:team,team``; ``org:*`` every
+    team of one organisation; ``*`` every organisation), label (never a secret: only its hash is stored)."""
     from engine.access import list_tokens
     from engine.db.session import read_only
 
@@ -626,12 +639,13 @@ def token_list(ctx: click.Context, show_all: bool) -> None:
     with read_only(carepath.sessions) as session:
         tokens = list_tokens(session, include_revoked=show_all, now=carepath.clock.now())
     # A patient token's patient reference is not listed: the list is for operators, not a patient index.
-    click.echo(f"{'id':<22}{'role':<11}{'created':<27}{'expires':<27}{'revoked':<27}label")
+    click.echo(f"{'id':<22}{'role':<11}{'created':<27}{'expires':<27}{'revoked':<27}{'scope':<32}label")
     for t in tokens:
         expires = t.expires_at.isoformat(timespec="seconds") if t.expires_at else "never"
         revoked = t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "-"
+        scope = "*" if t.organisation is None else f"{t.organisation}:{','.join(t.teams) if t.teams else '*'}"
         click.echo(f"{t.id:<22}{t.role:<11}{t.created_at.isoformat(timespec='seconds'):<27}{expires:<27}"
-                   f"{revoked:<27}{t.label}")
+                   f"{revoked:<27}{scope:<32}{t.label}")
     click.echo(f"{len(tokens)} token(s)" + ("" if show_all else " (--all shows revoked and expired ones too)"),
                err=True)
 

@@ -36,17 +36,22 @@ def _when(value: str | None, name: str) -> datetime | None:
 @click.option("--actor", help="What this caller looked at (e.g. clinician:tok_0123456789abcdef).")
 @click.option("--since", help="From this date or date-time (UTC unless a zone is given).")
 @click.option("--until", help="Before this date or date-time.")
+@click.option("--organisation", help="Only the records of this organisation's patients.")
+@click.option("--break-glass", "break_glass", is_flag=True,
+              help="Only break-glass reads: clinicians reading outside their care teams, with their reasons.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.pass_context
 def reads(ctx: click.Context, patient_ref: str | None, instance_id: str | None, actor: str | None,
-          since: str | None, until: str | None, limit: int) -> None:
+          since: str | None, until: str | None, organisation: str | None, break_glass: bool, limit: int) -> None:
     """Print the access records (one JSON object a line, newest first): who read which instance's
-    records, when, through which route, on whose behalf and with what outcome."""
+    records, when, through which route, on whose behalf and with what outcome; for a break-glass read,
+    its reason code and the clinician's note."""
     from .cli import carepath_of
 
     carepath = carepath_of(ctx)
     where = ReadFilter(patient_ref=patient_ref, instance_id=instance_id, actor=actor,
-                       since=_when(since, "--since"), until=_when(until, "--until"))
+                       since=_when(since, "--since"), until=_when(until, "--until"), organisation=organisation,
+                       break_glass=True if break_glass else None)
     cursor: str | None = None
     printed = 0
     try:

@@ -35,7 +35,7 @@ def list_evaluations(instance_id: Any) -> dict[str, Any]:
 
 
 @bp.get("/evaluations/<uuid:evaluation_id>")
-@requires("evaluations.read")
+@requires("evaluations.read", named="evaluation")
 def get_evaluation(evaluation_id: Any) -> dict[str, Any]:
     stored = queries().evaluation(str(evaluation_id))
     return {"id": stored.id, "ruleset": stored.ruleset_name, "ruleset_version": stored.ruleset_version,
@@ -47,7 +47,7 @@ def get_evaluation(evaluation_id: Any) -> dict[str, Any]:
 
 
 @bp.get("/evaluations/<uuid:evaluation_id>/explanation")
-@requires("evaluations.read")
+@requires("evaluations.read", named="evaluation")
 def explain(evaluation_id: Any) -> dict[str, Any]:
     why, why_not = query_str("why", _CODE), query_str("why_not", _CODE)
     if (why is None) == (why_not is None):
@@ -71,7 +71,7 @@ def list_decision_evaluations(instance_id: Any) -> dict[str, Any]:
 
 
 @bp.get("/decision-evaluations/<uuid:evaluation_id>")
-@requires("evaluations.read")
+@requires("evaluations.read", named="decision_evaluation")
 def get_decision_evaluation(evaluation_id: Any) -> dict[str, Any]:
     """A decision table evaluation: inputs, matched rules, outputs, table version, and why, rule by rule."""
     stored, explanation = queries().decision_evaluation(str(evaluation_id))

@@ -7,11 +7,14 @@ then its result (:mod:`engine.verifications`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
 from flask import Blueprint, current_app, request, url_for
 
+from engine.care_teams import reachable
+from engine.db.session import read_only
 from engine.errors import Problem
 from engine.verifications import get_verification, request_verification, run_verification
 
@@ -46,7 +49,11 @@ def verify() -> dict[str, Any]:
     if not all(_UUID.match(i) for i in ids):
         raise ApiError(400, "request-invalid", "instance_id must be an instance id",
                        [Problem("must be a UUID", field="instance_id")])
-    problems = queries().verify(ids)
+    principal = current_principal()
+    if not principal.scope.everywhere:  # an auditor of one organisation: another's instance is as if missing
+        with read_only(carepath().sessions) as session:
+            ids = sorted(reachable(session, principal.scope, ids))
+    problems = queries().verify(ids) if ids else []
     return {"verified": not problems,
             "problems": [{"instance_id": p.instance_id, "seq": p.seq, "message": p.message} for p in problems]}
 
@@ -65,4 +72,13 @@ def start_verification() -> tuple[dict[str, Any], int, dict[str, str]]:
 @bp.get("/audit/verifications/<uuid:job_id>")
 @requires("audit.verify")
 def get_verification_job(job_id: Any) -> dict[str, Any]:
-    return get_verification(carepath().sessions, str(job_id)).as_dict()
+    """The job; an auditor of one organisation sees the problems of its instances only."""
+    job = get_verification(carepath().sessions, str(job_id))
+    scope = current_principal().scope
+    if scope.everywhere or not job.problems:
+        return job.as_dict()
+    with read_only(carepath().sessions) as session:
+        ours = reachable(session, scope, [p["instance_id"] for p in job.problems if p.get("instance_id")])
+    problems = [p for p in job.problems if p.get("instance_id") in ours]
+    status = "verified" if job.status == "problems" and not problems else job.status
+    return dataclasses.replace(job, problems=problems, problem_count=len(problems), status=status).as_dict()

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from engine.care_teams import CareScope
 from engine.errors import InvalidInputError, Problem
 from engine.fhir import RESOURCES, FhirService, capability_statement, operation_outcome, searchset
 from engine.fhir.identifiers import patient_ref_from_search
@@ -23,6 +24,7 @@ from . import __version__, carepath
 from .auth import current_principal, requires
 from .errors import ApiError
 from .openapi import FHIR_BASE, PROBLEM_BASE
+from .scope import list_scope
 
 __all__ = ["FHIR_JSON", "bp", "init_app"]
 
@@ -111,6 +113,12 @@ def _patient(resource_type: str) -> str:
         raise ApiError(400, "request-invalid", exc.message, list(exc.problems)) from exc
 
 
+def _scope(patient_ref: str) -> CareScope:
+    """The caller's care teams to search a patient's records in (with break-glass, their organisation's:
+    :func:`api.scope.list_scope`)."""
+    return list_scope(current_principal(), patient_ref)
+
+
 def _resource_body() -> dict[str, Any]:
     """The request's FHIR resource (JSON).
 
@@ -153,11 +161,12 @@ def metadata() -> Response:
 @bp.get("/CarePlan")
 @requires(_PERMISSION["CarePlan"])
 def search_care_plans() -> Response:
-    return _bundle(_fhir().care_plans(_patient("CarePlan")))
+    patient = _patient("CarePlan")
+    return _bundle(_fhir().care_plans(patient, _scope(patient)))
 
 
 @bp.get(f"/CarePlan/{_ID}")
-@requires(_PERMISSION["CarePlan"])
+@requires(_PERMISSION["CarePlan"], named="care_plan")
 def read_care_plan(resource_id: str) -> Response:
     return _answer(_fhir().care_plan(resource_id))
 
@@ -165,11 +174,12 @@ def read_care_plan(resource_id: str) -> Response:
 @bp.get("/ServiceRequest")
 @requires(_PERMISSION["ServiceRequest"])
 def search_service_requests() -> Response:
-    return _bundle(_fhir().service_requests(_patient("ServiceRequest")))
+    patient = _patient("ServiceRequest")
+    return _bundle(_fhir().service_requests(patient, _scope(patient)))
 
 
 @bp.get(f"/ServiceRequest/{_ID}")
-@requires(_PERMISSION["ServiceRequest"])
+@requires(_PERMISSION["ServiceRequest"], named="care_plan_item")
 def read_service_request(resource_id: str) -> Response:
     return _answer(_fhir().service_request(resource_id))
 
@@ -177,7 +187,8 @@ def read_service_request(resource_id: str) -> Response:
 @bp.get("/Task")
 @requires(_PERMISSION["Task"])
 def search_tasks() -> Response:
-    return _bundle(_fhir().tasks(_patient("Task")))
+    patient = _patient("Task")
+    return _bundle(_fhir().tasks(patient, _scope(patient)))
 
 
 # --- needs assessments ---------------------------------------------------------------------------
@@ -207,11 +218,12 @@ def read_questionnaire(resource_id: str) -> Response:
 @bp.get("/QuestionnaireResponse")
 @requires(_PERMISSION["QuestionnaireResponse"])
 def search_questionnaire_responses() -> Response:
-    return _bundle(_fhir().questionnaire_responses(_patient("QuestionnaireResponse")))
+    patient = _patient("QuestionnaireResponse")
+    return _bundle(_fhir().questionnaire_responses(patient, _scope(patient)))
 
 
 @bp.get(f"/QuestionnaireResponse/{_ID}")
-@requires(_PERMISSION["QuestionnaireResponse"])
+@requires(_PERMISSION["QuestionnaireResponse"], named="questionnaire_response")
 def read_questionnaire_response(resource_id: str) -> Response:
     return _answer(_fhir().questionnaire_response(resource_id))
 
@@ -224,7 +236,7 @@ def create_questionnaire_response() -> Response:
         raise ApiError(400, "request-invalid", "create takes no parameters",
                        [Problem("is not a parameter here", field=n[:50]) for n in sorted(request.args)[:10]])
     resource = _resource_body()
-    stored = _fhir().complete_assessment(resource, current_principal().actor)
+    stored = _fhir().complete_assessment(resource, current_principal().actor, current_principal().scope)
     if stored is None:
         return _answer(operation_outcome("informational", "the needs assessment was completed; the pathway stored "
                                          "no assessment for it (see the instance's status)", severity="information"))
@@ -237,17 +249,18 @@ def create_questionnaire_response() -> Response:
 @bp.get("/Composition")
 @requires(_PERMISSION["Composition"])
 def search_compositions() -> Response:
-    return _bundle(_fhir().compositions(_patient("Composition"), _language()))
+    patient = _patient("Composition")
+    return _bundle(_fhir().compositions(patient, _language(), _scope(patient)))
 
 
 @bp.get(f"/Composition/{_ID}")
-@requires(_PERMISSION["Composition"])
+@requires(_PERMISSION["Composition"], named="composition")
 def read_composition(resource_id: str) -> Response:
     return _answer(_fhir().composition(resource_id, _language()))
 
 
 @bp.get(f"/Composition/{_ID}/$document")
-@requires(_PERMISSION["Composition"])
+@requires(_PERMISSION["Composition"], named="composition")
 def composition_document(resource_id: str) -> Response:
     return _answer(_fhir().document(resource_id, _base(), _language()))
 

@@ -15,6 +15,7 @@ from .idempotency import idempotent
 from .openapi import SCHEMAS
 from .parsing import etag, if_match, json_body, query_choice, query_errors, query_int, query_str, query_time
 from .safety import VARY, instance_body
+from .scope import list_scope, start_placement
 
 bp = Blueprint("instances", __name__, url_prefix="/v1/instances")
 
@@ -24,10 +25,15 @@ Reply = tuple[dict[str, Any], int, dict[str, str]]
 
 
 def instance_filter() -> InstanceFilter:
-    """The patient / pathway / status / due-date filters of a list request (also used by /v1/tasks)."""
-    return InstanceFilter(patient_ref=query_str("patient_ref", _PATIENT_REF),
-                          pathway_id=query_str("pathway_id", _PATHWAY_ID),
-                          status=query_choice("status", STATUSES), due_before=query_time("due_before"))
+    """The patient / pathway / status / due-date filters of a list request (also used by /v1/tasks), within
+    the caller's care teams (:func:`api.scope.list_scope`).
+
+    Raises: InvalidInputError (a bad filter; break-glass without a patient).
+    """
+    patient_ref = query_str("patient_ref", _PATIENT_REF)
+    return InstanceFilter(patient_ref=patient_ref, pathway_id=query_str("pathway_id", _PATHWAY_ID),
+                          status=query_choice("status", STATUSES), due_before=query_time("due_before"),
+                          scope=list_scope(current_principal(), patient_ref))
 
 
 @bp.post("")
@@ -35,8 +41,10 @@ def instance_filter() -> InstanceFilter:
 @idempotent
 def start() -> Reply:
     body = json_body("StartRequest")
-    view = carepath().instances.start(body["pathway_id"], body["patient_ref"], current_principal().actor,
-                                      body.get("data"))
+    principal = current_principal()
+    organisation, care_team = start_placement(principal, body.get("organisation"), body.get("care_team"))
+    view = carepath().instances.start(body["pathway_id"], body["patient_ref"], principal.actor, body.get("data"),
+                                      organisation=organisation, care_team=care_team)
     return instance_body(view), 201, {**etag(view.version), **VARY, "Location": url_for(".get", instance_id=view.id)}
 
 
@@ -86,6 +94,15 @@ def correct_data(instance_id: Any) -> Reply:
     view = carepath().instances.correct_data(str(instance_id), body["data"], body["reason"],
                                              current_principal().actor, if_match())
     return view.as_dict(), 200, etag(view.version)
+
+
+@bp.put("/<uuid:instance_id>/care-team")
+@requires("instances.transfer")
+def change_care_team(instance_id: Any) -> Reply:
+    body = json_body("CareTeamChange")
+    view = carepath().instances.change_care_team(str(instance_id), body["care_team"], body["reason"],
+                                                 current_principal().actor, if_match())
+    return instance_body(view), 200, {**etag(view.version), **VARY}
 
 
 @bp.post("/<uuid:instance_id>/retry")

@@ -18,7 +18,8 @@ bp = Blueprint("messages", __name__, url_prefix="/v1/messages")
 @requires("messages.send")
 def send() -> dict[str, Any]:
     body = json_body("MessageRequest")
-    views = carepath().instances.send_message(body["name"], current_principal().actor,
-                                              patient_ref=body.get("patient_ref"),
-                                              instance_id=body.get("instance_id"), payload=body.get("payload"))
+    principal = current_principal()
+    views = carepath().instances.send_message(body["name"], principal.actor, patient_ref=body.get("patient_ref"),
+                                              instance_id=body.get("instance_id"), payload=body.get("payload"),
+                                              scope=principal.scope)
     return {"delivered": [instance_body(view) for view in views]}

@@ -244,6 +244,7 @@ PATHS: dict[str, Any] = {
                     _query("actor", {"type": "string", "maxLength": 200}, "e.g. clinician:tok_0123456789abcdef"),
                     _query("from", {"type": "string", "format": "date-time"}, "at or after (with a zone offset)"),
                     _query("to", {"type": "string", "format": "date-time"}, "before (with a zone offset)"),
+                    _query("break_glass", {"enum": ["true", "false"]}, "only break-glass reads (true) or none"),
                     _query("cursor", {"type": "string", "maxLength": 500}, "next_cursor of the previous page"),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})],
                    tag="audit"),
@@ -252,6 +253,11 @@ PATHS: dict[str, Any] = {
         "patch": _op("correctInstanceData", "Correct an instance's data, with a reason (then retry its incident)",
                      "instances.correct", _INSTANCE, (404, 409, 412, 422), [_INSTANCE_ID, _IF_MATCH],
                      body="DataCorrection", tag="instances"),
+    },
+    "/v1/instances/{instance_id}/care-team": {
+        "put": _op("changeCareTeam", "Move an instance to another care team of its organisation, with a reason",
+                   "instances.transfer", _INSTANCE, (404, 409, 412), [_INSTANCE_ID, _IF_MATCH],
+                   body="CareTeamChange", tag="instances"),
     },
     "/v1/audit/verifications": {
         "post": _op("startVerification", "Verify every event trail in the background; GET the Location for "

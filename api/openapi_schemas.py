@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.care_teams import BREAK_GLASS_REASONS, TEAM_CHANGE_REASONS
+from engine.care_teams import NAME_PATTERN as CARE_NAME_PATTERN
 from engine.careplan.moves import REASON_PATTERN
 from engine.careplan.service import STATUSES as ITEM_STATUSES
 from engine.careplan.service import next_statuses
@@ -88,6 +90,9 @@ _SUMMARY_PROPS: dict[str, Any] = {
     "next_due_at": {"type": ["string", "null"], "format": "date-time"},
     "incident": {"type": ["object", "null"]},
     "created_at": _DATE_TIME, "updated_at": _DATE_TIME,
+    "organisation": {"type": "string", "description": "The organisation whose patient this is (docs/access.md)"},
+    "care_team": {"type": "string", "description": "The care team looking after the patient; its clinicians see "
+                                                   "the instance"},
 }
 _LOCATED_PROBLEM = {
     "type": "object", "required": ["message"], "additionalProperties": False,
@@ -403,13 +408,18 @@ SCHEMAS: dict[str, Any] = {
     }),
     "AccessLogPage": _obj(["items", "next_cursor"], {
         "items": {"type": "array", "items": _obj(
-            ["at", "actor", "on_behalf_of", "action", "route", "status", "instance_id", "patient_ref", "request_id"], {
+            ["at", "actor", "on_behalf_of", "action", "route", "status", "instance_id", "patient_ref", "request_id",
+             "organisation", "break_glass", "break_glass_reason", "break_glass_note"], {
                 "at": _DATE_TIME, "actor": {"type": "string"}, "on_behalf_of": _NULLABLE_STRING,
                 "action": {"type": "string", "description": "The permission the route needs, e.g. documents.read"},
                 "route": {"type": "string",
                           "description": "Method and route template, e.g. GET /v1/instances/<uuid:instance_id>"},
                 "status": {"type": "integer"}, "instance_id": _NULLABLE_STRING, "patient_ref": _NULLABLE_STRING,
-                "request_id": {"type": "string"}})},
+                "request_id": {"type": "string"}, "organisation": _NULLABLE_STRING,
+                "break_glass": {"type": "boolean", "description": "A clinician's read outside their care teams"},
+                "break_glass_reason": {"type": ["string", "null"], "enum": [*BREAK_GLASS_REASONS, None]},
+                "break_glass_note": {"type": ["string", "null"],
+                                     "description": "The clinician's own words, kept only here"}})},
         "next_cursor": _NULLABLE_STRING}),
     "VerificationJob": _obj(
         ["id", "status", "requested_by", "requested_at", "started_at", "progress_at", "finished_at",
@@ -506,7 +516,20 @@ SCHEMAS: dict[str, Any] = {
         "data": {"type": "object", "description": "Initial pathway data: must pass the pathway's start data "
                                                   "schema (GET /v1/pathways/{pathway_id}; in the served "
                                                   "document, StartData.<pathway_id>), else 422 "
-                                                  "start-data-invalid naming every field"}}),
+                                                  "start-data-invalid naming every field"},
+        "organisation": {"type": "string", "pattern": CARE_NAME_PATTERN,
+                         "description": "The organisation whose patient this is (default: the token's, else the "
+                                        "deployment's)"},
+        "care_team": {"type": "string", "pattern": CARE_NAME_PATTERN,
+                      "description": "The care team looking after the patient (default: the token's one team, else "
+                                     "the deployment's); a token of other teams gets 403"}}),
+    "CareTeamChange": {**_obj(["care_team", "reason"], {
+        "care_team": {"type": "string", "pattern": CARE_NAME_PATTERN,
+                      "description": "The team of the instance's organisation that looks after the patient from now"},
+        "reason": {"enum": list(TEAM_CHANGE_REASONS), "description": "Why (recorded in the event trail)"}}),
+        "description": "Move an instance to another care team of its organisation; its clinicians see it from now "
+                       "on, the old team's no longer do. The care_team_changed event records actor, old and new "
+                       "team and the reason code."},
     "CompleteRequest": _obj(["data"], {"data": {"type": "object", "description": "Must pass the task's form"}}),
     **_PATIENT_SCHEMAS,
     "LifecycleRequest": _obj([], {"reason": {"type": "string", "maxLength": 500}}),

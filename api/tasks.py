@@ -30,13 +30,13 @@ def list_ready() -> tuple[dict[str, Any], int, dict[str, str]]:
     with query_errors():  # a cursor this API did not issue, a status other than running
         page = queries().ready_tasks(where, element, cursor, limit).as_dict()
     # Referrals not accepted in time, for their named contacts: on the first page, not counted in pages.
-    escalations = [] if cursor or element else carepath().referral_escalations.list_open(where.patient_ref,
-                                                                                         where.pathway_id)
+    escalations = [] if cursor or element else carepath().referral_escalations.list_open(
+        where.patient_ref, where.pathway_id, where.scope.condition())
     return {**page, "items": with_notices(page["items"]), "escalations": escalations}, 200, VARY
 
 
 @bp.post("/referral-escalations/<uuid:escalation_id>/complete")
-@requires("tasks.complete")
+@requires("tasks.complete", named="referral_escalation")
 @idempotent
 def complete_escalation(escalation_id: Any) -> Reply:
     outcome = json_body("EscalationCompletion")["outcome"]

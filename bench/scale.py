@@ -59,6 +59,7 @@ from sqlalchemy.engine import Engine  # noqa: E402
 from engine import CarePath, ManualClock, Settings  # noqa: E402
 from engine.access import create_token  # noqa: E402
 from engine.audit import count_instances, event_hash, verify_trail  # noqa: E402
+from engine.care_teams import CareScope  # noqa: E402
 from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion  # noqa: E402
 from engine.db.session import read_only, unit_of_work  # noqa: E402
 from engine.demo import load_demo  # noqa: E402
@@ -67,7 +68,11 @@ from engine.instances.store import ready_elements  # noqa: E402
 from engine.instances.timers import fire_due_timers  # noqa: E402
 
 INSTANCE_COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision",
-                    "next_due_at", "incident", "ready_tasks", "event_seq", "event_head", "created_at", "updated_at")
+                    "next_due_at", "incident", "ready_tasks", "event_seq", "event_head", "created_at", "updated_at",
+                    "organisation", "care_team")
+# Copies are spread over organisations and their care teams (engine.care_teams): a clinician's list reads
+# one team's share, an auditor's one organisation's.
+ORGANISATIONS, TEAMS = 20, 10
 EVENT_COLUMNS = ("instance_id", "seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
                  "prev_hash", "hash", "state_digest", "mac")
 RARE_TEMPLATE = "SYN-DEMO-0008"  # a warning sign in triage
@@ -114,6 +119,12 @@ def copies(rows: list[dict[str, Any]], count: int, today: datetime, seed: int) -
         yield number, {**template, "created_at": first + step * number}
 
 
+def placement_of(number: int) -> dict[str, str]:
+    """The organisation and care team of copy ``number``."""
+    return {"organisation": f"ORG{number % ORGANISATIONS:02d}",
+            "care_team": f"team-{(number // ORGANISATIONS) % TEAMS}"}
+
+
 def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, seed: int = 19) -> float:
     """COPY ``count`` copies of the template instances and their re-chained trails; returns seconds."""
     rows, trails = templates(engine)
@@ -135,7 +146,7 @@ def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, se
                     prev = last = copied["hash"]
                     event_rows.append(tuple(copied[c] for c in EVENT_COLUMNS))
                 copy = {**template, "id": new_id, "patient_ref": f"SYN-SCALE-{number:07d}", "event_head": last,
-                        "updated_at": template["created_at"]}
+                        "updated_at": template["created_at"], **placement_of(number)}
                 instance_rows.append(tuple(copy[c] for c in INSTANCE_COLUMNS))
                 element_rows += [(new_id, element, copy["created_at"])
                                  for element in ready_elements(copy["ready_tasks"])]
@@ -269,6 +280,10 @@ def list_queries(app: CarePath, engine: Engine, statements: Statements, samples:
         pathway = "breast_cancer" if session.scalar(select(func.count()).select_from(PathwayVersion).where(
             PathwayVersion.pathway_id == "breast_cancer")) else session.scalar(select(PathwayVersion.pathway_id))
     due = today + timedelta(days=30)
+    home = placement_of(0)
+    team = CareScope(home["organisation"], frozenset({home["care_team"]}))
+    teams = CareScope(home["organisation"], frozenset({home["care_team"], placement_of(ORGANISATIONS)["care_team"]}))
+    organisation = CareScope(home["organisation"])
     cases: list[tuple[str, Callable[[int], Any]]] = [
         ("instances: first page (50)", lambda s: queries.find(InstanceFilter(), None, 50)),
         ("instances: a page anywhere (50)", lambda s: queries.find(InstanceFilter(), pick(s), 50)),
@@ -290,6 +305,14 @@ def list_queries(app: CarePath, engine: Engine, statements: Statements, samples:
          lambda s: queries.ready_tasks(InstanceFilter(), "triage", pick(s), 20)),
         ("tasks: element=no_such_element (nobody is there), a page anywhere",
          lambda s: queries.ready_tasks(InstanceFilter(), "no_such_element", pick(s), 20)),
+        ("instances: one care team (a clinician's), a page anywhere",
+         lambda s: queries.find(InstanceFilter(scope=team), pick(s), 50)),
+        ("instances: two care teams (a clinician's), a page anywhere",
+         lambda s: queries.find(InstanceFilter(scope=teams), pick(s), 50)),
+        ("instances: one organisation (an auditor's), a page anywhere",
+         lambda s: queries.find(InstanceFilter(scope=organisation), pick(s), 50)),
+        ("tasks: one care team's work list, a page anywhere",
+         lambda s: queries.ready_tasks(InstanceFilter(scope=team), None, pick(s), 20)),
         ("trail: one instance's events", lambda s: queries.events(keys[s % len(keys)][1])),
     ]
     return [measure(name, call, samples, statements, engine,

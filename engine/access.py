@@ -25,6 +25,14 @@ Roles (issue 6):
   names its patient (``carepath token create --role patient --patient-ref X``: for tests, demonstrations
   and a patient app's own sign-in); a person signs in through OpenID Connect (:mod:`engine.identity`).
 
+Whose patients (:mod:`engine.care_teams`, docs/access.md): a principal carries an organisation and
+care teams. Clinicians and systems reach their teams' instances (all of their organisation's when
+no team is named); auditors reach their whole organisation; a token made without an organisation
+reaches every organisation (development, tests, tokens made before care teams). A person signed in
+through the identity provider always has a scope: without an organisation claim, nothing. A
+clinician may break the glass (:data:`BREAK_GLASS_ROLES`) to read another team's patient of their
+organisation, with a reason.
+
 :data:`PERMISSIONS` is the one table the HTTP API (``/v1`` and ``/fhir/R4``) enforces and the role x
 endpoint tests read. What describes the API (``/v1/``, ``/v1/openapi.json``, ``/fhir/R4/metadata``)
 needs no token.
@@ -35,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import uuid
@@ -45,6 +54,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.audit import on_behalf_of
+from engine.care_teams import EVERYWHERE, CareScope, check_name, check_teams
 from engine.clock import Clock
 from engine.db.models import ApiToken
 from engine.errors import InvalidInputError, InvalidTokenError, NotFoundError, PermissionDeniedError, Problem
@@ -52,6 +62,7 @@ from engine.errors import InvalidInputError, InvalidTokenError, NotFoundError, P
 __all__ = [
     "ACTING_FOR_ROLES",
     "PATIENT_ROLE",
+    "BREAK_GLASS_ROLES",
     "PERMISSIONS",
     "ROLES",
     "STAFF_ID_PATTERN",
@@ -66,9 +77,9 @@ __all__ = [
     "list_tokens",
     "parse_lifetime",
     "person_id",
+    "principal_of_token",
     "revoke_token",
     "token_is_live",
-    "token_principal",
 ]
 
 ROLES = ("system", "clinician", "author", "auditor", "admin", "patient")
@@ -92,6 +103,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "documents.read": frozenset({"system", "clinician", "auditor"}),  # care plan, end of treatment summary
     "care_plans.update": frozenset({"clinician"}),
     "instances.correct": frozenset({"clinician"}),  # correct an instance's data, with a reason
+    # Move an instance to another care team of its organisation, with a reason code: a clinician of the
+    # team looking after the patient (the hand-over is theirs), or the integrating system that records
+    # transfers (the EHR / PAS). Never an admin (nothing clinical) or an author.
+    "instances.transfer": frozenset({"clinician", "system"}),
     "sandbox.clock": frozenset({"author"}),  # move a sandbox deployment's clock forward (engine.sandbox)
     "evaluations.read": frozenset({"auditor", "clinician"}),
     "pathways.migrate": frozenset({"author"}),
@@ -117,6 +132,8 @@ _STAFF_ID = re.compile(STAFF_ID_PATTERN)
 # and tests/test_patients.py holds the two the same).
 PATIENT_REF_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"
 _PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
+# Who may read outside their teams in an emergency, with a reason (engine.care_teams.BreakGlass).
+BREAK_GLASS_ROLES = frozenset({"clinician"})
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,17 @@ class Principal:
     staff_id: str | None = None
     on_behalf_of: str | None = None
     patient_ref: str | None = None
+    # Whose patients (engine.care_teams): organisation None reaches every organisation (a token made
+    # without one); teams None reaches every team of the organisation.
+    organisation: str | None = None
+    teams: frozenset[str] | None = None
+
+    @property
+    def scope(self) -> CareScope:
+        """The instances this principal reaches: an auditor's whole organisation, anyone else's teams."""
+        if self.organisation is None:
+            return EVERYWHERE
+        return CareScope(self.organisation, None if self.role == "auditor" else self.teams)
 
     @property
     def actor(self) -> str:
@@ -195,15 +223,27 @@ def parse_lifetime(text: str) -> timedelta:
 
 
 def create_token(session: Session, role: str, label: str, clock: Clock,
-                 expires_in: timedelta | None = None, patient_ref: str | None = None) -> tuple[str, str]:
-    """Create a token for ``role``, valid for ``expires_in`` (None: until revoked); return
+                 expires_in: timedelta | None = None, patient_ref: str | None = None, *,
+                 organisation: str | None = None, teams: list[str] | None = None) -> tuple[str, str]:
+    """Create a token for ``role``, valid for ``expires_in`` (None: until revoked), reaching the patients of
+    ``organisation`` (None: every organisation) and of ``teams`` in it (None or empty: every team); return
     ``(token_id, secret)``. The secret is not stored. A patient's token names its patient (``patient_ref``);
     no other role's token does.
 
     Raises:
         InvalidInputError: for an unknown role, a label longer than 200 characters, a lifetime that is
-            not positive, a patient token without a valid patient reference, or another role's with one.
+            not positive, a patient token without a valid patient reference, or another role's with one,
+            an organisation or team that is not an identifier, or teams without an organisation.
     """
+    if organisation is not None:
+        check_name(organisation, "/organisation")
+    if teams:
+        if organisation is None:
+            raise InvalidInputError("teams belong to an organisation",
+                                    [Problem("name the organisation the teams belong to", field="/organisation")])
+        team_names: frozenset[str] | None = check_teams(teams, "/teams")
+    else:
+        team_names = None
     if role not in ROLES:
         raise InvalidInputError(f"unknown role {role!r}",
                                 [Problem(f"must be one of {', '.join(ROLES)}", field="/role")])
@@ -222,7 +262,8 @@ def create_token(session: Session, role: str, label: str, clock: Clock,
     now = clock.now()
     session.add(ApiToken(id=token_id, secret_sha256=_digest(secret), role=role, label=label, created_at=now,
                          revoked_at=None, expires_at=None if expires_in is None else now + expires_in,
-                         patient_ref=patient_ref))
+                         patient_ref=patient_ref, organisation=organisation,
+                         teams=None if team_names is None else json.dumps(sorted(team_names))))
     session.flush()
     return token_id, secret
 
@@ -243,12 +284,14 @@ def authenticate(session: Session, secret: str, clock: Clock) -> Principal:
     # The lookup is by an index on the hash; compare in constant time anyway.
     if token is None or not hmac.compare_digest(token.secret_sha256, digest) or not token_is_live(token, clock.now()):
         raise InvalidTokenError("the bearer token is unknown, expired or revoked")
-    return token_principal(token)
+    return principal_of_token(token)
 
 
-def token_principal(token: ApiToken) -> Principal:
-    """The principal a (live) token stands for."""
-    return Principal(role=token.role, token_id=token.id, label=token.label, patient_ref=token.patient_ref)
+def principal_of_token(token: ApiToken) -> Principal:
+    """The principal a (live) token stands for, with its organisation and teams (a patient's: its patient)."""
+    teams = frozenset(json.loads(token.teams)) if token.teams else None
+    return Principal(role=token.role, token_id=token.id, label=token.label, patient_ref=token.patient_ref,
+                     organisation=token.organisation, teams=teams if token.organisation is not None else None)
 
 
 @dataclass(frozen=True)
@@ -261,6 +304,8 @@ class TokenInfo:
     created_at: datetime
     revoked_at: datetime | None
     expires_at: datetime | None = None
+    organisation: str | None = None
+    teams: tuple[str, ...] | None = None
 
 
 def list_tokens(session: Session, *, include_revoked: bool = True, now: datetime | None = None) -> list[TokenInfo]:
@@ -271,7 +316,8 @@ def list_tokens(session: Session, *, include_revoked: bool = True, now: datetime
         query = query.where(ApiToken.revoked_at.is_(None))
         if now is not None:
             query = query.where(ApiToken.expires_at.is_(None) | (ApiToken.expires_at > now))
-    return [TokenInfo(t.id, t.role, t.label, t.created_at, t.revoked_at, t.expires_at) for t in session.scalars(query)]
+    return [TokenInfo(t.id, t.role, t.label, t.created_at, t.revoked_at, t.expires_at, t.organisation,
+                      tuple(json.loads(t.teams)) if t.teams else None) for t in session.scalars(query)]
 
 
 def revoke_token(session: Session, token_id: str, clock: Clock) -> None:

@@ -99,23 +99,31 @@ class Access:
     status: int
     request_id: str
     on_behalf_of: str | None = None
+    # A clinician's declared read outside their care teams (engine.care_teams.BreakGlass): its reason code
+    # and their note, kept only in the access log (never logged, never in the event trail).
+    break_glass_reason: str | None = None
+    break_glass_note: str | None = None
 
 
 def record_reads(sessions: sessionmaker[Session], access: Access, instance_ids: Collection[str]) -> int:
     """Write one row per instance read (one row without an instance when none was: an attempt), each with
-    its patient reference. Returns the number of rows. Raises what the database raises."""
+    its patient reference and organisation. Returns the number of rows. Raises what the database raises."""
     ids = sorted(set(instance_ids))
     with unit_of_work(sessions) as session:
-        refs: dict[str, str] = {}
+        refs: dict[str, tuple[str, str]] = {}
         for first in range(0, len(ids), 500):
             chunk = ids[first:first + 500]
-            refs.update((row.id, row.patient_ref) for row in session.execute(
-                select(PathwayInstance.id, PathwayInstance.patient_ref).where(PathwayInstance.id.in_(chunk))))
+            refs.update((row.id, (row.patient_ref, row.organisation)) for row in session.execute(
+                select(PathwayInstance.id, PathwayInstance.patient_ref, PathwayInstance.organisation)
+                .where(PathwayInstance.id.in_(chunk))))
         common = {"at": access.at, "actor": access.actor[:200], "on_behalf_of": access.on_behalf_of,
                   "action": access.action[:64], "route": access.route[:200], "status": access.status,
-                  "request_id": access.request_id[:128]}
-        rows = [{**common, "instance_id": i, "patient_ref": refs.get(i)} for i in ids] or \
-               [{**common, "instance_id": None, "patient_ref": None}]
+                  "request_id": access.request_id[:128], "break_glass": access.break_glass_reason is not None,
+                  "break_glass_reason": access.break_glass_reason,
+                  "break_glass_note": access.break_glass_note[:500] if access.break_glass_note else None}
+        rows = [{**common, "instance_id": i, "patient_ref": refs.get(i, (None, None))[0],
+                 "organisation": refs.get(i, (None, None))[1]} for i in ids] or \
+               [{**common, "instance_id": None, "patient_ref": None, "organisation": None}]
         session.execute(insert(AccessRecord), rows)
     return len(rows)
 
@@ -127,6 +135,8 @@ class ReadFilter:
     actor: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    organisation: str | None = None  # an auditor's own organisation (engine.care_teams); None: every one
+    break_glass: bool | None = None  # True: break-glass reads only; False: none of them
 
 
 def list_reads(session: Session, where: ReadFilter, cursor: str | None = None,
@@ -140,7 +150,8 @@ def list_reads(session: Session, where: ReadFilter, cursor: str | None = None,
         raise InvalidInputError("limit out of range", [Problem(f"must be between 1 and {MAX_LIMIT}", field="limit")])
     query = select(AccessRecord)
     for column, value in ((AccessRecord.patient_ref, where.patient_ref), (AccessRecord.instance_id, where.instance_id),
-                          (AccessRecord.actor, where.actor)):
+                          (AccessRecord.actor, where.actor), (AccessRecord.organisation, where.organisation),
+                          (AccessRecord.break_glass, where.break_glass)):
         if value is not None:
             query = query.where(column == value)
     for name, when in (("since", where.since), ("until", where.until)):
@@ -156,7 +167,9 @@ def list_reads(session: Session, where: ReadFilter, cursor: str | None = None,
     rows = list(session.scalars(query.order_by(AccessRecord.at.desc(), AccessRecord.id.desc()).limit(limit + 1)))
     items = [{"at": r.at.isoformat(), "actor": r.actor, "on_behalf_of": r.on_behalf_of, "action": r.action,
               "route": r.route, "status": r.status, "instance_id": r.instance_id, "patient_ref": r.patient_ref,
-              "request_id": r.request_id} for r in rows[:limit]]
+              "request_id": r.request_id, "organisation": r.organisation, "break_glass": bool(r.break_glass),
+              "break_glass_reason": r.break_glass_reason, "break_glass_note": r.break_glass_note}
+             for r in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     return items, (_encode(last.at, last.id) if last is not None else None)
 

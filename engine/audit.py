@@ -64,6 +64,7 @@ EVENT_TYPES = frozenset(
         "decision_evaluated",
         "reassessment_started",
         "referral_overdue", "referral_escalation_completed",
+        "care_team_changed",
     }
 )
 CHECKPOINT_FORMAT = "carepath-trail-checkpoint/1"

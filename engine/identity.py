@@ -11,7 +11,8 @@ only when
 * ``iss`` is the configured issuer and ``aud`` holds the expected audience (the API's audience for
   access tokens, the web client's id for ID tokens);
 * ``exp`` has not passed and ``nbf`` has (by the engine's clock, with a small leeway);
-* the role claim maps to exactly one CarePath role, and the staff id claim names the person; or
+* the role claim maps to exactly one CarePath role, and the staff id claim names the person; the
+  organisation and teams claims, when present, hold identifiers (``engine.care_teams``); or
 * the person is a patient: their subject is linked to a patient reference (``carepath patients link``,
   looked up through the injected ``patients`` function, :func:`engine.patients.linked_patient`), or the
   token carries the configured patient claim (``OidcSettings.patient_claim``). The principal then has
@@ -27,7 +28,8 @@ kept for ``jwks_cache_seconds``, and fetched again early when a token names an u
 provider rotated its keys) -- at most once per ``jwks_min_refetch_seconds``. Every fetch has a
 timeout and a size bound; the fetcher is injected, so tests serve their own provider.
 
-May import: ``access`` (the principal, the roles), and the shared ``settings``, ``clock``, ``errors``.
+May import: ``access`` (the principal, the roles), ``care_teams`` (what an organisation or team
+identifier is), and the shared ``settings``, ``clock``, ``errors``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from urllib.parse import urlencode
 import jwt
 
 from engine.access import PATIENT_REF_PATTERN, PATIENT_ROLE, ROLES, Principal, person_id
+from engine.care_teams import MAX_TEAMS, NAME_PATTERN
 from engine.clock import Clock
 from engine.errors import InvalidTokenError
 from engine.settings import OidcSettings, check_provider_url
@@ -69,6 +72,7 @@ TIMEOUT_SECONDS = 5.0
 MIN_RSA_BITS = 2048
 _STAFF_ID = re.compile(r"^[A-Za-z0-9._@+:/-]{1,120}$")
 _PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
+_CARE_NAME = re.compile(NAME_PATTERN)
 # The key type (and curve) each allowed algorithm must be used with.
 _KEY_TYPES = {"RS256": ("RSA", None), "ES256": ("EC", "P-256")}
 
@@ -290,6 +294,7 @@ class Provider:
             if role == PATIENT_ROLE:
                 raise _Refused("no_patient_ref")  # a patient whose subject is not linked to a patient reference
             staff_id = self._staff_id(claims)
+            organisation, teams = self._care_teams(claims)
         except _Refused as refused:
             log.info("OpenID Connect token refused: %s", refused.reason)
             raise InvalidTokenError(REFUSED) from None
@@ -298,7 +303,7 @@ class Provider:
             raise InvalidTokenError(REFUSED) from None
         # A stable id per person, short enough for the columns that hold a caller's id (Idempotency-Keys).
         return Principal(role=role, token_id=person_id(self.settings.issuer, staff_id), label=staff_id,
-                         staff_id=staff_id)
+                         staff_id=staff_id, organisation=organisation, teams=teams)
 
     def _claims(self, token: str, audience: str) -> dict[str, Any]:
         if not 0 < len(token) <= MAX_TOKEN_CHARS or not token.isascii() or token.count(".") != 2:
@@ -388,6 +393,22 @@ class Provider:
             # One role per sign-in keeps duties apart (an author is not their own auditor).
             raise _Refused("several_roles")
         return roles.pop()
+
+    def _care_teams(self, claims: Mapping[str, Any]) -> tuple[str, frozenset[str]]:
+        """The person's organisation and care teams (engine.care_teams). A person is always scoped: no
+        organisation is ``""``, which no instance has (they reach nothing); no teams claim is no team (a
+        clinician sees no patient). A value that is not an identifier is refused, not ignored."""
+        value = _claim(claims, self.settings.organisation_claim)
+        if value is None:
+            value = self.settings.organisation or ""
+        if not isinstance(value, str) or (value and not _CARE_NAME.match(value)):
+            raise _Refused("organisation")
+        found = _claim(claims, self.settings.teams_claim)
+        teams = [found] if isinstance(found, str) else [] if found is None else found
+        if not isinstance(teams, list) or len(teams) > MAX_TEAMS or not all(
+                isinstance(t, str) and _CARE_NAME.match(t) for t in teams):
+            raise _Refused("teams")
+        return value, frozenset(teams)
 
     def _staff_id(self, claims: Mapping[str, Any]) -> str:
         value = claims.get(self.settings.staff_id_claim)

@@ -87,6 +87,8 @@ def _package_folder(package: str) -> Path:
 # HMAC algorithm, which would let anyone holding the provider's public key sign tokens.
 OIDC_ALGORITHMS = ("RS256", "ES256")
 _CLAIM_PATH = re.compile(r"^[A-Za-z0-9_:-]{1,100}(\.[A-Za-z0-9_:-]{1,100}){0,4}$")
+# An organisation or care team identifier (engine.care_teams.NAME_PATTERN, which may not be imported here).
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def check_provider_url(name: str, url: str) -> str:
@@ -138,6 +140,13 @@ class OidcSettings:
     default ``openid profile``); ``redirect_url`` (``CAREPATH_OIDC_REDIRECT_URL``): the callback's public
     address when a proxy hides it (default: made from the request, ``/sign-in/callback``).
 
+    Care teams (:mod:`engine.care_teams`, docs/access.md): ``organisation_claim``
+    (``CAREPATH_OIDC_ORGANISATION_CLAIM``, default ``carepath_organisation``) names the person's
+    organisation, or ``organisation`` (``CAREPATH_OIDC_ORGANISATION``) is every person's when the
+    provider serves one organisation; ``teams_claim`` (``CAREPATH_OIDC_TEAMS_CLAIM``, default
+    ``carepath_teams``; a list, or one string) names their care teams. A person without an
+    organisation reaches no patient; a clinician without teams sees no patient.
+
     Raises:
         ValueError: a URL that is not https, an algorithm outside :data:`OIDC_ALGORITHMS`, a number out of
             range, a malformed claim name or role map.
@@ -158,6 +167,9 @@ class OidcSettings:
     client_secret_file: Path | None = None
     scopes: str = "openid profile"
     redirect_url: str | None = None
+    organisation_claim: str = "carepath_organisation"
+    teams_claim: str = "carepath_teams"
+    organisation: str | None = None
 
     def __post_init__(self) -> None:
         for name, url in (("ISSUER", self.issuer), ("JWKS_URL", self.jwks_url), ("REDIRECT_URL", self.redirect_url)):
@@ -167,7 +179,10 @@ class OidcSettings:
             raise ValueError("CAREPATH_OIDC_AUDIENCE must be given (at most 200 characters)")
         if not self.algorithms or not set(self.algorithms) <= set(OIDC_ALGORITHMS):
             raise ValueError(f"CAREPATH_OIDC_ALGORITHMS must be some of {', '.join(OIDC_ALGORITHMS)}")
+        if self.organisation is not None and not _IDENTIFIER.match(self.organisation):
+            raise ValueError("CAREPATH_OIDC_ORGANISATION must be an identifier: 1-64 letters, digits or . _ -")
         for name, claim in (("ROLE_CLAIM", self.role_claim), ("STAFF_ID_CLAIM", self.staff_id_claim),
+                            ("ORGANISATION_CLAIM", self.organisation_claim), ("TEAMS_CLAIM", self.teams_claim),
                             ("PATIENT_CLAIM", self.patient_claim)):
             if claim is not None and not _CLAIM_PATH.match(claim):
                 raise ValueError(f"CAREPATH_OIDC_{name} must be a claim name (a dotted path for nested claims)")
@@ -221,7 +236,7 @@ class OidcSettings:
         found: dict[str, object] = {"issuer": env["CAREPATH_OIDC_ISSUER"].strip(),
                                     "audience": env.get("CAREPATH_OIDC_AUDIENCE", "").strip()}
         for name in ("JWKS_URL", "ROLE_CLAIM", "STAFF_ID_CLAIM", "PATIENT_CLAIM", "CLIENT_ID", "SCOPES",
-                     "REDIRECT_URL"):
+                     "REDIRECT_URL", "ORGANISATION_CLAIM", "TEAMS_CLAIM", "ORGANISATION"):
             if env.get(f"CAREPATH_OIDC_{name}", "").strip():
                 found[name.lower()] = env[f"CAREPATH_OIDC_{name}"].strip()
         for name in ("LEEWAY_SECONDS", "JWKS_CACHE_SECONDS", "JWKS_MIN_REFETCH_SECONDS"):
@@ -418,6 +433,11 @@ class Settings:
     ``oidc``: people sign in through an OpenID Connect provider (:class:`OidcSettings`, the
     ``CAREPATH_OIDC_*`` variables); None: API tokens only.
 
+    ``default_organisation`` and ``default_care_team`` (``CAREPATH_DEFAULT_ORGANISATION``,
+    ``CAREPATH_DEFAULT_CARE_TEAM``): where an instance started without them is placed
+    (:mod:`engine.care_teams`). In development they default to ``local`` and ``general`` (the bundled
+    demonstration, ``carepath serve``); in production a start must name them unless they are set.
+
     Raises:
         ValueError: for a database URL of an unsupported kind, a non-positive limit, an unknown environment
             or an unknown patient identifier system.
@@ -452,6 +472,8 @@ class Settings:
     sandbox: bool = False
     # By when a service must accept a referral, per urgency (engine.careplan.referrals).
     referral_timeframes: ReferralTimeframes = field(default_factory=ReferralTimeframes)
+    default_organisation: str | None = None
+    default_care_team: str | None = None
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -473,6 +495,16 @@ class Settings:
                              "CAREPATH_DATABASE_URL; SQLite has no replicas")
         if self.fhir_patient_identifier not in PATIENT_IDENTIFIERS:
             raise ValueError(f"CAREPATH_FHIR_PATIENT_IDENTIFIER must be one of {', '.join(PATIENT_IDENTIFIERS)}")
+        for name in ("default_organisation", "default_care_team"):
+            value = getattr(self, name)
+            if value is not None and not _IDENTIFIER.match(value):
+                raise ValueError(f"CAREPATH_{name.upper()} must be an identifier: 1-64 letters, digits or . _ -")
+
+    def care_team_default(self) -> tuple[str | None, str | None]:
+        """The organisation and care team of an instance started without them (None: it must name them)."""
+        if self.environment == "production":
+            return self.default_organisation, self.default_care_team
+        return self.default_organisation or "local", self.default_care_team or "general"
 
     @property
     def is_sqlite(self) -> bool:
@@ -503,7 +535,8 @@ class Settings:
         ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``,
         ``CAREPATH_ALLOW_CONCURRENT_INSTANCES``, ``CAREPATH_SANDBOX``,
         ``CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` (1, true, yes or on),
-        ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL``, the ``CAREPATH_OIDC_*``
+        ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL``,
+        ``CAREPATH_DEFAULT_ORGANISATION``, ``CAREPATH_DEFAULT_CARE_TEAM``, the ``CAREPATH_OIDC_*``
         variables (:meth:`OidcSettings.from_env`) and the referral timeframes'
         (:meth:`ReferralTimeframes.from_env`). Without a database URL: :func:`default_database_url`.
 
@@ -535,6 +568,14 @@ class Settings:
             kwargs["fhir_patient_identifier"] = env["CAREPATH_FHIR_PATIENT_IDENTIFIER"].strip().lower()
         if env.get("CAREPATH_READ_DATABASE_URL"):
             kwargs["read_database_url"] = _psycopg_url(env["CAREPATH_READ_DATABASE_URL"])
+        kwargs.update(_care_team_settings(env))
         kwargs["oidc"] = OidcSettings.from_env(env)
         kwargs["referral_timeframes"] = ReferralTimeframes.from_env(env)
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _care_team_settings(env: Mapping[str, str]) -> dict[str, object]:
+    """``CAREPATH_DEFAULT_ORGANISATION`` and ``CAREPATH_DEFAULT_CARE_TEAM``, when set."""
+    names = ("default_organisation", "default_care_team")
+    return {name: env[f"CAREPATH_{name.upper()}"].strip() for name in names
+            if env.get(f"CAREPATH_{name.upper()}", "").strip()}

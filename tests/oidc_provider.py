@@ -50,7 +50,9 @@ class FakeProvider:
         self.keys: dict[str, Any] = {"key-1": rsa_key()}
         self.kid = "key-1"  # the key tokens are signed with
         self.jwks_fetches = 0
-        self.user: dict[str, Any] = {"sub": "7c1e", "preferred_username": "j.smith", "roles": ["clinician"]}
+        # In the development defaults' organisation and team (engine.settings.Settings.care_team_default).
+        self.user: dict[str, Any] = {"sub": "7c1e", "preferred_username": "j.smith", "roles": ["clinician"],
+                                     "carepath_organisation": "local", "carepath_teams": ["general"]}
         self.codes: dict[str, dict[str, Any]] = {}  # code -> what the authorization request asked for
         self.token_requests: list[dict[str, str]] = []
         self.now = datetime.min  # when ID tokens are issued: serve() sets it

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from api.cli import main
 from api.cli_rules import redacted_url
 from engine import CarePath, ManualClock
-from engine.access import ApiToken, create_token, list_tokens, parse_lifetime
+from engine.access import ApiToken, create_token, list_tokens, parse_lifetime, principal_of_token
+from engine.care_teams import EVERYWHERE, CareScope
 from engine.db.models import CarePlanItem
 from engine.db.session import unit_of_work
 from engine.settings import Settings, default_data_dir, default_database_url
@@ -86,7 +87,7 @@ def test_token_list_shows_no_secret(database_url: str, monkeypatch: pytest.Monke
     listed = runner.invoke(main, ["token", "list"])
     assert listed.exit_code == 0, listed.output
     lines = listed.stdout.splitlines()
-    assert lines[0].split() == ["id", "role", "created", "expires", "revoked", "label"]
+    assert lines[0].split() == ["id", "role", "created", "expires", "revoked", "scope", "label"]
     assert len(lines) == 2 and lines[1].split()[:2] == [tokens["EHR integration"][0], "system"]
     assert lines[1].endswith("EHR integration")
     every = runner.invoke(main, ["token", "list", "--all"]).stdout
@@ -115,6 +116,31 @@ def test_a_token_can_be_given_a_lifetime(database_url: str, monkeypatch: pytest.
     row = next(line for line in listed if line.startswith(stored["EHR"].id))
     assert row.split()[3] == stored["EHR"].expires_at.isoformat(timespec="seconds")
     assert next(line for line in listed if line.startswith(stored["audit"].id)).split()[3] == "never"
+
+
+def test_a_token_can_be_given_an_organisation_and_teams(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    runner = CliRunner()
+    created = runner.invoke(main, ["token", "create", "--role", "clinician", "--label", "ward", "--organisation",
+                                   "rx1", "--team", "breast", "--team", "lung"])
+    assert created.exit_code == 0, created.output
+    everywhere = runner.invoke(main, ["token", "create", "--role", "system", "--label", "dev"])
+    assert everywhere.exit_code == 0, everywhere.output
+    app = CarePath(Settings(database_url=database_url))
+    try:
+        with app.sessions() as session:
+            stored = {t.label: principal_of_token(t) for t in session.scalars(select(ApiToken))}
+    finally:
+        app.close()
+    assert stored["ward"].scope == CareScope("rx1", frozenset({"breast", "lung"}))
+    assert stored["dev"].scope == EVERYWHERE  # made without an organisation: every organisation, as before
+    listed = runner.invoke(main, ["token", "list"]).stdout.splitlines()
+    assert next(line for line in listed if line.endswith("ward")).split()[5] == "rx1:breast,lung"
+    assert next(line for line in listed if line.endswith("dev")).split()[5] == "*"
+    for refused, hint in ((["--team", "breast"], "--organisation"), (["--organisation", "a b"], "--organisation"),
+                          (["--organisation", "rx1", "--team", "Dr Smith's"], "--team")):
+        result = runner.invoke(main, ["token", "create", "--role", "clinician", *refused])
+        assert result.exit_code == 2 and hint in result.output, result.output
 
 
 @pytest.mark.parametrize("lifetime", ["P1Y", "P3M", "90D", "P0D", "PT", "P", "P99999W", "-P1D", "P1.5D"])

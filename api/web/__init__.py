@@ -25,6 +25,8 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from engine.access import BREAK_GLASS_ROLES
+from engine.care_teams import BREAK_GLASS_REASONS
 from engine.errors import (
     CarePathError,
     ConflictError,
@@ -87,7 +89,19 @@ def error_page(exc: Exception) -> tuple[str, int]:
         status, "bad_request" if status < 500 else "internal")
     if isinstance(exc, HTTPException) and exc.description == "csrf":
         key = "csrf"
-    return render_template("web/error.html", key=key, status=status), status
+    return render_template("web/error.html", key=key, status=status, glass_for=_break_glass_offer(status),
+                           glass_reasons=BREAK_GLASS_REASONS), status
+
+
+def _break_glass_offer(status: int) -> str | None:
+    """The instance a clinician may break the glass for: any patient page they are refused as not found
+    (offered whether or not the instance exists, so the offer says nothing about it)."""
+    user = principal()
+    instance_id = (request.view_args or {}).get("instance_id")
+    if status != 404 or request.endpoint != "web.patients.patient" or instance_id is None or user is None \
+            or user.role not in BREAK_GLASS_ROLES or user.scope.everywhere:
+        return None
+    return str(instance_id)
 
 
 def init_app(app: Flask) -> None:

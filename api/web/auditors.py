@@ -13,7 +13,7 @@ from engine.errors import RuleFileError
 from engine.instances.queries import InstanceFilter
 
 from .. import carepath, queries
-from .auth import page
+from .auth import page, scope
 
 bp = Blueprint("auditors", __name__)
 
@@ -29,7 +29,7 @@ def evaluations(instance_id: Any) -> str:
 
 
 @bp.get("/evaluations/<uuid:evaluation_id>")
-@page("evaluations.read")
+@page("evaluations.read", named="evaluation")
 def evaluation(evaluation_id: Any) -> str | tuple[str, int]:
     """One evaluation; ``?why=CODE`` or ``?why_not=CODE`` adds the explanation."""
     stored = queries().evaluation(str(evaluation_id))
@@ -66,7 +66,7 @@ def _codes(outcomes: dict[str, Any]) -> list[str]:
 def trail() -> str:
     """Each instance's event trail verified (50 a page), with its result: intact, or what is wrong."""
     cursor = request.args.get("cursor", "")
-    found = queries().find(InstanceFilter(), cursor if _CURSOR.match(cursor) else None, 50)
+    found = queries().find(InstanceFilter(scope=scope()), cursor if _CURSOR.match(cursor) else None, 50)
     problems = queries().verify([item["id"] for item in found.items]) if found.items else []
     by_instance: dict[str, list[Any]] = {}
     for problem in problems:

@@ -34,9 +34,10 @@ from engine.access import (
     Principal,
     authenticate,
     authorize,
+    principal_of_token,
     token_is_live,
-    token_principal,
 )
+from engine.care_teams import NOWHERE, BreakGlass, CareScope
 from engine.db.replica import primary_reads
 from engine.db.session import read_only
 from engine.errors import InvalidTokenError, PermissionDeniedError
@@ -44,12 +45,16 @@ from engine.identity import Provider
 from engine.patients import still_linked
 
 from ..auth import identity_provider
+from ..scope import break_glass, check_request
 
 __all__ = ["TlsAwareSessions", "actor", "can", "check_csrf", "csrf_token", "finish_provider_sign_in", "page",
            "principal", "provider_sign_in_url", "sign_in", "sign_out", "web_provider"]
 
 # How long a browser may take at the provider between leaving and coming back.
 SIGN_IN_FLOW_SECONDS = 600
+# How long a break-glass opens one patient's pages to a clinician, and how many a session holds at once.
+BREAK_GLASS_MINUTES = 60
+MAX_BREAK_GLASS_GRANTS = 20
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -136,7 +141,8 @@ def finish_provider_sign_in(code: str, state: str) -> tuple[Principal, str]:
     linked = found.patient_ref is not None and _still_linked(provider, found.patient_ref, found.token_id)
     _new_session(person={"role": found.role, "staff_id": found.staff_id, "token_id": found.token_id,
                          "patient_ref": found.patient_ref, "linked": linked,
-                         "until": (_now() + lifetime).isoformat()})
+                         "until": (_now() + lifetime).isoformat(), "organisation": found.organisation or "",
+                         "teams": sorted(found.teams or ())})
     g.principal = found
     return found, str(flow.get("next") or "")
 
@@ -164,8 +170,10 @@ def _person(value: object) -> Principal | None:
                 return None  # unlinked since they signed in: the session ends now, as a revoked token's does
             return Principal(role=PATIENT_ROLE, token_id=str(value["token_id"]), label=PATIENT_ROLE,
                              patient_ref=str(value["patient_ref"]))
+        # A person is always scoped (engine.identity): a session without an organisation reaches nothing.
         return Principal(role=value["role"], token_id=str(value["token_id"]), label=str(value["staff_id"]),
-                         staff_id=str(value["staff_id"]))
+                         staff_id=str(value["staff_id"]), organisation=str(value.get("organisation") or ""),
+                         teams=frozenset(str(t) for t in value.get("teams") or ()))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -193,7 +201,7 @@ def principal() -> Principal | None:
         with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as db:
             token = db.get(ApiToken, token_id)
             if token is not None and token_is_live(token, current_app.extensions["carepath"].clock.now()):
-                found = token_principal(token)
+                found = principal_of_token(token)
         if found is None:
             sign_out()
     g.principal = found
@@ -211,6 +219,12 @@ def actor() -> str:
     return user.actor
 
 
+def scope() -> CareScope:
+    """The signed-in user's care teams (nothing when nobody is signed in)."""
+    user = principal()
+    return NOWHERE if user is None else user.scope
+
+
 def can(action: str) -> bool:
     """Whether the signed-in user's role may perform ``action`` (a key of the permission table)."""
     user = principal()
@@ -223,10 +237,12 @@ def can(action: str) -> bool:
     return True
 
 
-def page(action: str) -> Callable[[View], View]:
-    """Wrap a page: sign-in first (a redirect that comes back), then the role must allow ``action``.
+def page(action: str, named: str | None = None) -> Callable[[View], View]:
+    """Wrap a page: sign-in first (a redirect that comes back), then the role must allow ``action``, then the
+    record the URL names must be in the user's care teams (:func:`api.scope.check_request`, as the API) --
+    or opened by the user's break-glass for it (:func:`break_glass_grant`).
 
-    Raises (through the view): PermissionDeniedError (a 403 page).
+    Raises (through the view): PermissionDeniedError (a 403 page), NotFoundError (404: out of scope).
     """
 
     def decorate(view: View) -> View:
@@ -238,12 +254,40 @@ def page(action: str) -> Callable[[View], View]:
                     abort(401)
                 return redirect(url_for("web.session.sign_in_page", next=request.full_path.rstrip("?")))
             authorize(user, action)
+            break_glass(user, break_glass_grant())
+            check_request(user, named)
             return view(*args, **kwargs)
 
         wrapper.permission = action  # type: ignore[attr-defined]  # read by the tests' route walk
+        wrapper.named = named  # type: ignore[attr-defined]
         return cast(View, wrapper)
 
     return decorate
+
+
+def grant_break_glass(instance_id: str, glass: BreakGlass) -> None:
+    """Let this session read one instance outside the user's teams for :data:`BREAK_GLASS_MINUTES` (the reason
+    code is kept in the signed cookie; the note is not: it went to the access log when the glass was broken)."""
+    grants = {k: v for k, v in dict(session.get("break_glass") or {}).items() if _live(v)}
+    until = _now() + timedelta(minutes=BREAK_GLASS_MINUTES)
+    grants[instance_id] = {"reason": glass.reason, "until": until.isoformat()}
+    session["break_glass"] = dict(list(grants.items())[-MAX_BREAK_GLASS_GRANTS:])
+
+
+def _live(grant: Any) -> bool:
+    try:
+        return isinstance(grant, dict) and _now() < datetime.fromisoformat(str(grant["until"]))
+    except (KeyError, ValueError):
+        return False
+
+
+def break_glass_grant() -> BreakGlass | None:
+    """The session's break-glass for the instance a page (a read) names, while it lasts."""
+    instance_id = (request.view_args or {}).get("instance_id")
+    if request.method != "GET" or instance_id is None:
+        return None
+    grant = dict(session.get("break_glass") or {}).get(str(instance_id))
+    return BreakGlass(str(grant["reason"])) if _live(grant) else None
 
 
 def csrf_token() -> str:

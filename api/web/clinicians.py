@@ -25,7 +25,7 @@ from engine.instances.queries import InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
 
 from .. import carepath, queries
-from .auth import actor, page
+from .auth import actor, page, scope
 from .forms import FormField, expand_maps, fields_of, other_problems, parse_fields, problem_messages, revision_of
 from .i18n import current_language, translate
 
@@ -65,7 +65,7 @@ def work_list() -> str:
 
 
 @bp.post("/work-list/escalations/<uuid:escalation_id>")
-@page("tasks.complete")
+@page("tasks.complete", named="referral_escalation")
 def complete_escalation(escalation_id: Any) -> Response | tuple[str, int]:
     """Complete a referral escalation with the outcome chosen; the work list again, or it with the problem."""
     try:
@@ -79,7 +79,8 @@ def complete_escalation(escalation_id: Any) -> Response | tuple[str, int]:
 
 def _work_list(refused: bool = False) -> str:
     filters, problems = _filters()
-    where = InstanceFilter(patient_ref=filters.get("patient"), pathway_id=filters.get("pathway"), status="running")
+    where = InstanceFilter(patient_ref=filters.get("patient"), pathway_id=filters.get("pathway"), status="running",
+                           scope=scope())
     found = queries().ready_tasks(where, None, filters.get("cursor"), PAGE)
     # The same page of instances (same filter, order and cursor) with their next deadlines.
     deadlines = {i["id"]: i["next_due_at"] for i in queries().find(where, filters.get("cursor"), PAGE).items}
@@ -95,7 +96,7 @@ def _work_list(refused: bool = False) -> str:
                       "order": (deadline is None, deadline or now)})
     tasks.sort(key=lambda t: t["order"])
     escalations = [] if "cursor" in filters else carepath().referral_escalations.list_open(
-        filters.get("patient"), filters.get("pathway"))
+        filters.get("patient"), filters.get("pathway"), where.scope.condition())
     template = "web/_work_list_table.html" if request.headers.get("HX-Request") else "web/work_list.html"
     return render_template(template, tasks=tasks, lanes=lanes, filters=filters, problems=problems,
                            next_cursor=found.next_cursor, pathways=carepath().catalog.pathways(),

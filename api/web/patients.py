@@ -6,18 +6,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from engine.access import BREAK_GLASS_ROLES
+from engine.access_log import Access, record_reads
+from engine.care_teams import BreakGlass
 from engine.careplan.moves import SUGGESTED_REASONS
 from engine.documents.build import care_plan_document, end_of_treatment_summary, render_html
-from engine.errors import ConflictError, InvalidInputError, StaleVersionError
+from engine.errors import ConflictError, InvalidInputError, PermissionDeniedError, StaleVersionError
 from engine.instances.progress import instance_progress
 from engine.instances.queries import STATUSES, InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
 
 from .. import carepath, queries
-from .auth import actor, can, page
+from .auth import actor, can, grant_break_glass, page, principal, scope
 from .forms import revision_of
 from .i18n import LANGUAGES, current_language
 
@@ -26,6 +29,7 @@ bp = Blueprint("patients", __name__, url_prefix="/patients")
 _PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
 _CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _DOCUMENTS = {"care-plan": care_plan_document, "end-of-treatment-summary": end_of_treatment_summary}
 
 
@@ -38,7 +42,8 @@ def _arg(name: str, pattern: re.Pattern[str]) -> str | None:
 @page("instances.read")
 def find() -> str:
     status = request.args.get("status") if request.args.get("status") in STATUSES else None
-    where = InstanceFilter(patient_ref=_arg("patient", _PATIENT_REF), pathway_id=_arg("pathway", _NAME), status=status)
+    where = InstanceFilter(patient_ref=_arg("patient", _PATIENT_REF), pathway_id=_arg("pathway", _NAME), status=status,
+                           scope=scope())
     found = queries().find(where, _arg("cursor", _CURSOR), 50)
     return render_template("web/patients.html", found=found, where=where, statuses=STATUSES)
 
@@ -50,11 +55,35 @@ def patient(instance_id: Any) -> str:
     return render_template("web/patient.html", view=view, progress=instance_progress(carepath().instances, view.id),
                            events=queries().events(view.id) if can("events.read") else None,
                            care_plan=_care_plan(view.id), reasons=SUGGESTED_REASONS,
-                           concerns=queries().concern_trends(view.id) if can("evaluations.read") else None)
+                           concerns=queries().concern_trends(view.id) if can("evaluations.read") else None,
+                           glass=g.get("break_glass"))
 
 
 def _care_plan(instance_id: str) -> Any:
     return carepath().care_plans.get(instance_id) if can("documents.read") else None
+
+
+@bp.post("/break-glass")
+@page("instances.read")
+def break_glass() -> WerkzeugResponse:
+    """A clinician opens one patient's pages outside their care teams, for an hour, giving a reason: the
+    reason and their note go to the access log now (the note nowhere else), and each page they then read
+    is recorded as a break-glass read (:mod:`api.scope`). Never across organisations: the pages of another
+    organisation's patient stay not found."""
+    user = principal()
+    if user is None or user.role not in BREAK_GLASS_ROLES:
+        raise PermissionDeniedError("only clinicians may break the glass")
+    instance_id = request.form.get("instance_id", "")
+    if not _UUID.match(instance_id):
+        abort(400)
+    glass = BreakGlass(request.form.get("reason", ""), request.form.get("note", "").strip() or None)
+    engine = carepath()
+    record_reads(engine.sessions, Access(at=engine.clock.now(), actor=user.actor, action="instances.read",
+                                         route="POST /patients/break-glass", status=303,
+                                         request_id=str(g.get("request_id", "")), break_glass_reason=glass.reason,
+                                         break_glass_note=glass.note), [instance_id])
+    grant_break_glass(instance_id, glass)
+    return redirect(url_for("web.patients.patient", instance_id=instance_id), 303)
 
 
 @bp.post("/<uuid:instance_id>/care-plan/<uuid:item_id>")

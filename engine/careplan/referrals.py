@@ -30,7 +30,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import append_event
@@ -190,9 +190,11 @@ class ReferralEscalations:
         staff = contact.get("staff_ref") if isinstance(contact, dict) else None
         return staff if isinstance(staff, str) and 0 < len(staff) <= 64 else None
 
-    def list_open(self, patient_ref: str | None = None, pathway_id: str | None = None) -> list[dict[str, Any]]:
+    def list_open(self, patient_ref: str | None = None, pathway_id: str | None = None,
+                  reach: ColumnElement[bool] | None = None) -> list[dict[str, Any]]:
         """Open escalations (oldest first, at most :data:`ESCALATION_LIMIT`), optionally of one patient
-        or one pathway."""
+        or one pathway, of the instances ``reach`` selects (the caller's care teams: a condition on
+        ``pathway_instances``, engine.care_teams.CareScope.condition)."""
         with read_only(self.sessions) as session:
             query = (select(ReferralEscalation, CarePlanItem, PathwayInstance)
                      .join(CarePlanItem, CarePlanItem.id == ReferralEscalation.item_id)
@@ -203,6 +205,8 @@ class ReferralEscalations:
                 query = query.where(PathwayInstance.patient_ref == patient_ref)
             if pathway_id is not None:
                 query = query.where(PathwayInstance.pathway_id == pathway_id)
+            if reach is not None:
+                query = query.where(reach)
             return [Escalation(e.as_dict(), i.code, i.service, i.urgency, p.pathway_id, p.patient_ref).as_dict()
                     for e, i, p in session.execute(query)]
 

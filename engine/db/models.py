@@ -89,6 +89,11 @@ class PathwayInstance(Base):
         Index("ix_pathway_instances_status_created_at_id", "status", "created_at", "id"),
         Index("ix_pathway_instances_pathway_id_status_created_at_id", "pathway_id", "status", "created_at", "id"),
         Index("ix_pathway_instances_patient_ref_created_at_id", "patient_ref", "created_at", "id"),
+        # The same lists seen by a care team or an organisation (engine.care_teams.CareScope.condition).
+        Index("ix_pathway_instances_organisation_created_at_id", "organisation", "created_at", "id"),
+        Index("ix_pathway_instances_org_team_created_at_id", "organisation", "care_team", "created_at", "id"),
+        Index("ix_pathway_instances_org_team_status_created_at_id", "organisation", "care_team", "status",
+              "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -108,6 +113,9 @@ class PathwayInstance(Base):
     event_head: Mapped[str] = mapped_column(String(64), default="0" * 64)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Who looks after the patient (engine.care_teams): identifiers, set at start; the team moves with a reason.
+    organisation: Mapped[str] = mapped_column(String(64))
+    care_team: Mapped[str] = mapped_column(String(64))
     # Counted by the one-active-instance index (set at start, never changed).
     one_per_patient: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
 
@@ -201,6 +209,10 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Whose patients the token reaches (engine.care_teams): None -- every organisation; teams None -- every
+    # team of the organisation. ``teams`` is a JSON list of team identifiers.
+    organisation: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    teams: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Role patient only: the one patient whose own records the token reads (engine.patients).
     patient_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
@@ -382,6 +394,8 @@ class AccessRecord(Base):
         Index("ix_access_log_patient_ref_at", "patient_ref", "at"),
         Index("ix_access_log_instance_id_at", "instance_id", "at"),
         Index("ix_access_log_actor_at", "actor", "at"),
+        Index("ix_access_log_organisation_at", "organisation", "at"),
+        Index("ix_access_log_break_glass_at", "break_glass", "at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -394,6 +408,12 @@ class AccessRecord(Base):
     instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     patient_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
     request_id: Mapped[str] = mapped_column(String(128))
+    organisation: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the instance's, for auditors' scope
+    # A clinician's read outside their teams (engine.care_teams.BreakGlass): the reason code, and the note
+    # they gave, kept here only (never in a log line or the event trail).
+    break_glass: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    break_glass_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    break_glass_note: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class WebhookSubscription(Base):

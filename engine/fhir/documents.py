@@ -15,11 +15,13 @@ import uuid
 from html import escape
 from typing import Any
 
+from engine.care_teams import COMPOSITION_PREFIX as CARE_TEAMS_COMPOSITION_PREFIX
 from engine.fhir.careplans import instant
 
 __all__ = ["COMPOSITION_PREFIX", "composition", "document_bundle", "referral_ids"]
 
-COMPOSITION_PREFIX = "eot-"  # Composition id: eot-<instance id> (one summary per instance)
+# Composition id: eot-<instance id> (one summary per instance); care teams find its owner by it.
+COMPOSITION_PREFIX = CARE_TEAMS_COMPOSITION_PREFIX
 _DOCUMENT_TYPES = "https://carepath.dev/fhir/CodeSystem/document-type"
 _SECTIONS = "https://carepath.dev/fhir/CodeSystem/end-of-treatment-section"
 # The header fields of every document (engine/documents/build.py _Sources.header): not sections.

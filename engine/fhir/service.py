@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from engine.care_teams import EVERYWHERE, CareScope
 from engine.careplan.service import CarePlanService
 from engine.db.models import CarePlanItem, PathwayInstance
 from engine.db.session import read_only
@@ -53,12 +54,12 @@ class FhirService:
     def _patient(self, patient_ref: str) -> dict[str, Any]:
         return patient_reference(patient_ref, self.kind)
 
-    def _instances(self, patient_ref: str) -> list[dict[str, Any]]:
-        """Every instance of the patient (as listings show them), oldest first."""
+    def _instances(self, patient_ref: str, scope: CareScope) -> list[dict[str, Any]]:
+        """Every instance of the patient within ``scope`` (as listings show them), oldest first."""
         found: list[dict[str, Any]] = []
         cursor = None
         while True:
-            page = self.queries.find(InstanceFilter(patient_ref=patient_ref), cursor, MAX_LIMIT)
+            page = self.queries.find(InstanceFilter(patient_ref=patient_ref, scope=scope), cursor, MAX_LIMIT)
             found.extend(page.items)
             cursor = page.next_cursor
             if cursor is None:
@@ -79,9 +80,9 @@ class FhirService:
         return care_plan(plan, instance, self._patient(plan.patient_ref), assessments,
                          self.carepath.rules.catalogue())
 
-    def care_plans(self, patient_ref: str) -> list[dict[str, Any]]:
+    def care_plans(self, patient_ref: str, scope: CareScope = EVERYWHERE) -> list[dict[str, Any]]:
         """The patient's care plans, one per pathway instance."""
-        instances = self._instances(patient_ref)
+        instances = self._instances(patient_ref, scope)
         with read_only(self.carepath.sessions) as session:
             return [self._plan(session, instance) for instance in instances]
 
@@ -90,11 +91,11 @@ class FhirService:
         with read_only(self.carepath.sessions) as session:
             return self._plan(session, self._instance(session, instance_id))
 
-    def service_requests(self, patient_ref: str) -> list[dict[str, Any]]:
+    def service_requests(self, patient_ref: str, scope: CareScope = EVERYWHERE) -> list[dict[str, Any]]:
         """The referrals of the patient's care plans."""
         catalogue = self.carepath.rules.catalogue()
         patient = self._patient(patient_ref)
-        instances = self._instances(patient_ref)
+        instances = self._instances(patient_ref, scope)
         with read_only(self.carepath.sessions) as session:
             return [service_request(item, instance["id"], patient, catalogue) for instance in instances
                     for item in CarePlanService.read(session, instance["id"]).items if item["kind"] == "referral"]
@@ -117,11 +118,11 @@ class FhirService:
         Raises: RuleFileError (a broken catalogue or service directory)."""
         return questionnaire(self.carepath.rules.catalogue(), service_directory(self.carepath.settings))
 
-    def questionnaire_responses(self, patient_ref: str) -> list[dict[str, Any]]:
+    def questionnaire_responses(self, patient_ref: str, scope: CareScope = EVERYWHERE) -> list[dict[str, Any]]:
         """The patient's needs assessments, oldest first."""
         catalogue = self.carepath.rules.catalogue()
         patient = self._patient(patient_ref)
-        instances = self._instances(patient_ref)
+        instances = self._instances(patient_ref, scope)
         with read_only(self.carepath.sessions) as session:
             return [questionnaire_response(e, instance["id"], patient, catalogue) for instance in instances
                     for e in list_evaluations(session, instance_id=instance["id"])]
@@ -136,10 +137,12 @@ class FhirService:
         return questionnaire_response(evaluation, instance["id"], self._patient(instance["patient_ref"]),
                                       self.carepath.rules.catalogue())
 
-    def complete_assessment(self, response: dict[str, Any], actor: str) -> dict[str, Any] | None:
-        """Complete the patient's waiting needs assessment (the ready checklist task) with a patient
-        app's QuestionnaireResponse; the stored assessment as a QuestionnaireResponse, or None when
-        the pathway stored none (it is then in error, or its diagram evaluates no rules there).
+    def complete_assessment(self, response: dict[str, Any], actor: str,
+                            scope: CareScope = EVERYWHERE) -> dict[str, Any] | None:
+        """Complete the patient's waiting needs assessment (the ready checklist task, within the caller's
+        ``scope``: another team's is not waiting for them) with a patient app's QuestionnaireResponse;
+        the stored assessment as a QuestionnaireResponse, or None when the pathway stored none (it is
+        then in error, or its diagram evaluates no rules there).
 
         Raises:
             InvalidInputError: not a completed response to the checklist, no patient, answers that do
@@ -151,7 +154,8 @@ class FhirService:
         """
         patient_ref, instance_id = self._submitted(response)
         data = answers_to_task_data(response, self.carepath.rules.catalogue())
-        page = self.queries.ready_tasks(InstanceFilter(patient_ref=patient_ref), HNA_CHECKLIST[1], None, MAX_LIMIT)
+        page = self.queries.ready_tasks(InstanceFilter(patient_ref=patient_ref, scope=scope), HNA_CHECKLIST[1], None,
+                                        MAX_LIMIT)
         waiting = [t for t in page.items if t["process"] == HNA_CHECKLIST[0]
                    and (instance_id is None or t["instance_id"] == instance_id)]
         if not waiting:
@@ -211,14 +215,15 @@ class FhirService:
 
     # --- ready tasks ---------------------------------------------------------------------------------
 
-    def tasks(self, patient_ref: str) -> list[dict[str, Any]]:
-        """The patient's ready tasks, across their running instances."""
+    def tasks(self, patient_ref: str, scope: CareScope = EVERYWHERE) -> list[dict[str, Any]]:
+        """The patient's ready tasks, across their running instances within ``scope``."""
         patient = self._patient(patient_ref)
         checklist = canonical(self.carepath.rules.catalogue().version)
         found: list[dict[str, Any]] = []
         cursor = None
         while True:
-            page = self.queries.ready_tasks(InstanceFilter(patient_ref=patient_ref), None, cursor, MAX_LIMIT)
+            page = self.queries.ready_tasks(InstanceFilter(patient_ref=patient_ref, scope=scope), None, cursor,
+                                            MAX_LIMIT)
             found.extend(task(ready, patient, checklist) for ready in page.items)
             cursor = page.next_cursor
             if cursor is None:
@@ -226,10 +231,11 @@ class FhirService:
 
     # --- the End of Treatment Summary ----------------------------------------------------------------
 
-    def compositions(self, patient_ref: str, language: str | None = None) -> list[dict[str, Any]]:
+    def compositions(self, patient_ref: str, language: str | None = None,
+                     scope: CareScope = EVERYWHERE) -> list[dict[str, Any]]:
         """The patient's End of Treatment Summaries that have been written."""
         found = []
-        for instance in self._instances(patient_ref):
+        for instance in self._instances(patient_ref, scope):
             try:
                 summary_json = end_of_treatment_summary(self.carepath, instance["id"], language)
             except ConflictError:  # not written yet

@@ -7,8 +7,8 @@ task, suspend, resume, cancel, retry), messages and timers as triggers (``messag
 rows and their events (``store``), what callers see of an instance (``view``), task forms
 (``forms``), the cache of restored workflows (``cache``) and read-only queries (``queries``).
 
-May import: ``engine.spiff``, ``engine.pathways``, ``engine.audit``, ``engine.db``, ``engine.rules``
-(for stored evaluations), ``engine.webhooks`` (the store writes a step's outbox rows),
+May import: ``engine.spiff``, ``engine.pathways``, ``engine.audit``, ``engine.care_teams``, ``engine.db``,
+``engine.rules`` (for stored evaluations), ``engine.webhooks`` (the store writes a step's outbox rows),
 ``engine.decisions`` (business rule tasks), the shared modules (clock, errors, settings). Never Flask,
 never ``api``.
 """

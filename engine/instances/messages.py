@@ -13,6 +13,7 @@ from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from sqlalchemy import select
 
 from engine.audit import data_digest
+from engine.care_teams import EVERYWHERE, CareScope
 from engine.db.models import PathwayInstance
 from engine.db.session import read_only
 from engine.errors import InvalidInputError, MessageNotDeliverableError, NotFoundError, Problem
@@ -25,20 +26,23 @@ __all__ = ["send_message"]
 
 
 def send_message(runner: StepRunner, name: str, actor: str, *, patient_ref: str | None = None,
-                 instance_id: str | None = None, payload: dict[str, Any] | None = None) -> list[InstanceView]:
-    """Deliver a message to the instances of one patient (or one instance) waiting for it.
+                 instance_id: str | None = None, payload: dict[str, Any] | None = None,
+                 scope: CareScope = EVERYWHERE) -> list[InstanceView]:
+    """Deliver a message to the instances of one patient (or one instance) waiting for it, among those the
+    sender's ``scope`` reaches (an instance of another team is as if it were not there).
 
     Correlation is on the patient reference or the instance id, never on content: a message
     for one patient can never reach another patient's instance. Each delivery is its own step.
 
     ``patient_died`` (:data:`DEATH_MESSAGE`) also records the death and ends every other instance of
-    the patient (engine.instances.deaths); it is never "not deliverable", and the instances it ended
-    are returned with those it reached.
+    the patient, whichever team holds it: a death is a fact about the patient, and no team may go on
+    inviting them (engine.instances.deaths). It is never "not deliverable"; the instances it reached or
+    ended are returned, those in the sender's ``scope`` only.
 
     Raises:
         InvalidInputError: neither (or both) of patient_ref and instance_id given; a bad
             ``patient_died`` payload (nothing is recorded).
-        NotFoundError: ``patient_died`` for an instance id that does not exist.
+        NotFoundError: ``patient_died`` for an instance id that does not exist (or is out of scope).
         MessageNotDeliverableError: no running instance of that patient is waiting for it.
     """
     if (patient_ref is None) == (instance_id is None):
@@ -51,12 +55,13 @@ def send_message(runner: StepRunner, name: str, actor: str, *, patient_ref: str 
         if patient_ref is None:
             with read_only(runner.sessions) as session:
                 patient_ref = session.scalar(select(PathwayInstance.patient_ref).where(
-                    PathwayInstance.id == instance_id))
+                    PathwayInstance.id == instance_id, scope.condition()))
             if patient_ref is None:
                 raise NotFoundError("no such instance")
         ref = patient_ref
-        return record_death(runner, actor, ref, lambda: _deliver(runner, name, actor, ref, None, payload))
-    delivered = _deliver(runner, name, actor, patient_ref, instance_id, payload)
+        reached = record_death(runner, actor, ref, lambda: _deliver(runner, name, actor, ref, None, payload))
+        return [view for view in reached if scope.covers(view.organisation, view.care_team)]
+    delivered = _deliver(runner, name, actor, patient_ref, instance_id, payload, scope)
     if not delivered:
         raise MessageNotDeliverableError(f"no running instance is waiting for message {name!r}",
                                          [Problem("no instance waiting for this message", field="/name")])
@@ -64,11 +69,13 @@ def send_message(runner: StepRunner, name: str, actor: str, *, patient_ref: str 
 
 
 def _deliver(runner: StepRunner, name: str, actor: str, patient_ref: str | None, instance_id: str | None,
-             payload: dict[str, Any] | None) -> list[InstanceView]:
+             payload: dict[str, Any] | None, scope: CareScope = EVERYWHERE) -> list[InstanceView]:
     with read_only(runner.sessions) as session:
         query = select(PathwayInstance.id).where(PathwayInstance.status == Status.RUNNING)
         query = (query.where(PathwayInstance.patient_ref == patient_ref) if patient_ref is not None
                  else query.where(PathwayInstance.id == instance_id))
+        if not scope.everywhere:
+            query = query.where(scope.condition())
         candidates = list(session.scalars(query.order_by(PathwayInstance.created_at)))
     body = payload or {}
 

@@ -10,7 +10,10 @@ filter columns followed by ``(created_at, id)`` answers with one range scan (the
 replaced defeated every index); every filter, ``element`` included, is in the SQL, so the database
 stops after ``limit + 1`` matching rows and a page is always full (an element is looked up in
 ``ready_task_elements``, whose index is in page order too); and a list reads no workflow
-state (tens of kilobytes per row). ``bench/scale.py`` measures these queries and prints their plans.
+state (tens of kilobytes per row). A caller's care teams are a filter like the others
+(:meth:`engine.care_teams.CareScope.condition`), answered by the indexes that begin with
+``(organisation, care_team)``: a team the caller is not in is never read, so pages stay full.
+``bench/scale.py`` measures these queries and prints their plans.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 
 from engine.access_log import not_shown
 from engine.audit import TrailProblem, split_actor, verify_trail
+from engine.care_teams import EVERYWHERE, CareScope
 from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion, ReadyTaskElement
 from engine.db.session import read_only
 from engine.decisions import (
@@ -70,6 +74,8 @@ class InstanceFilter:
     pathway_id: str | None = None
     status: str | None = None
     due_before: datetime | None = None
+    # Whose instances the caller reaches (engine.care_teams): a team the caller is not in is never listed.
+    scope: CareScope = EVERYWHERE
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUSES:
@@ -127,6 +133,7 @@ def summary(instance: PathwayInstance) -> dict[str, Any]:
         "next_due_at": instance.next_due_at.isoformat() if instance.next_due_at else None,
         "incident": json.loads(instance.incident) if instance.incident else None,
         "created_at": instance.created_at.isoformat(), "updated_at": instance.updated_at.isoformat(),
+        "organisation": instance.organisation, "care_team": instance.care_team,
     }
 
 
@@ -173,7 +180,7 @@ class InstanceQueries:
         if where.status not in (None, Status.RUNNING):
             raise InvalidInputError("only running instances have ready tasks",
                                     [Problem("must be running or absent", field="status")])
-        where = InstanceFilter(where.patient_ref, where.pathway_id, Status.RUNNING, where.due_before)
+        where = InstanceFilter(where.patient_ref, where.pathway_id, Status.RUNNING, where.due_before, where.scope)
         items: list[dict[str, Any]] = []
         with read_only(self.sessions) as session:
             rows = list(session.scalars(self._select(where, cursor, limit, element)))
@@ -291,6 +298,8 @@ class InstanceQueries:
             query = query.join(ReadyTaskElement, and_(ReadyTaskElement.instance_id == PathwayInstance.id,
                                                       ReadyTaskElement.element == element))
             at, key = ReadyTaskElement.created_at, ReadyTaskElement.instance_id
+        if not where.scope.everywhere:
+            query = query.where(where.scope.condition())
         if where.patient_ref is not None:
             query = query.where(PathwayInstance.patient_ref == where.patient_ref)
         if where.pathway_id is not None:

@@ -19,10 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import data_digest
+from engine.care_teams import EVERYWHERE, TEAM_CHANGE_REASONS, CareScope, check_name
 from engine.clock import Clock, SystemClock
 from engine.db.models import InstanceEvent, PathwayVersion
 from engine.db.session import read_only, unit_of_work
 from engine.errors import (
+    ConflictError,
     InstanceExistsError,
     InvalidInputError,
     NotFoundError,
@@ -107,20 +109,41 @@ class PathwayService:
 
     # --- starting ----------------------------------------------------------------------------
 
-    def start(self, pathway_id: str, patient_ref: str, actor: str, data: dict[str, Any] | None = None) -> InstanceView:
-        """Start the latest version of a pathway for a patient.
+    def start(self, pathway_id: str, patient_ref: str, actor: str, data: dict[str, Any] | None = None, *,
+              organisation: str | None = None, care_team: str | None = None) -> InstanceView:
+        """Start the latest version of a pathway for a patient looked after by ``care_team`` of
+        ``organisation`` (each, when None, the deployment's default: :meth:`Settings.care_team_default`).
 
         Raises:
-            InvalidInputError: bad patient reference or start data that is not an object.
+            InvalidInputError: bad patient reference or start data that is not an object; an organisation
+                or care team that is not an identifier, or not given where the deployment has no default.
             StartDataError: the start data fails the pathway's start data schema.
             InstanceExistsError: the patient already has a running instance of the pathway.
             PatientDeceasedError: the patient's death is recorded.
             NotFoundError: no such pathway deployed.
         """
-        return self.start_many(pathway_id, [patient_ref], actor, data)[0]
+        return self.start_many(pathway_id, [patient_ref], actor, data, organisation=organisation,
+                               care_team=care_team)[0]
+
+    def placement(self, organisation: str | None, care_team: str | None) -> tuple[str, str]:
+        """The organisation and care team a new instance gets: those given, else the deployment's defaults.
+
+        Raises: InvalidInputError (not an identifier, or missing with no default).
+        """
+        default_organisation, default_team = self.settings.care_team_default()
+        placed = []
+        for value, default, field in ((organisation, default_organisation, "/organisation"),
+                                      (care_team, default_team, "/care_team")):
+            if value is None and default is None:
+                raise InvalidInputError(f"{field[1:]} is required", [Problem(
+                    "name it: this deployment has no default (CAREPATH_DEFAULT_ORGANISATION, "
+                    "CAREPATH_DEFAULT_CARE_TEAM)", field=field)])
+            placed.append(check_name(default if value is None else value, field))
+        return placed[0], placed[1]
 
     def start_many(self, pathway_id: str, patient_refs: list[str], actor: str,
-                   data: dict[str, Any] | None = None) -> list[InstanceView]:
+                   data: dict[str, Any] | None = None, *, organisation: str | None = None,
+                   care_team: str | None = None) -> list[InstanceView]:
         """Start the latest version of a pathway for several patients in one unit of work (all or none).
 
         For bulk loads (a clinic list, a migration from another system, load tests). The start data
@@ -145,8 +168,9 @@ class PathwayService:
             raise InvalidInputError("a patient is named twice", [Problem("each patient once", field="/patient_refs")])
         if data is not None and not isinstance(data, dict):
             raise InvalidInputError("start data must be a JSON object", [Problem("must be an object", field="/data")])
+        placement = self.placement(organisation, care_team)
         try:
-            return self._start(pathway_id, patient_refs, actor, data)
+            return self._start(pathway_id, patient_refs, actor, data, placement)
         except IntegrityError as exc:
             if not is_second_active_instance(exc):
                 raise
@@ -160,7 +184,7 @@ class PathwayService:
                                       instance_id=existing) from exc
 
     def _start(self, pathway_id: str, patient_refs: list[str], actor: str,
-               data: dict[str, Any] | None) -> list[InstanceView]:
+               data: dict[str, Any] | None, placement: tuple[str, str]) -> list[InstanceView]:
         with unit_of_work(self.sessions) as session:
             version = self.steps.version_to_start(session, pathway_id)
             refuse_deceased(session, patient_refs)
@@ -174,7 +198,7 @@ class PathwayService:
                                                   instance_id=existing)
             started = []
             for patient_ref in patient_refs:
-                step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(data))
+                step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(data), placement)
                 step.record("started", payload={"data_digest": data_digest(data or {})})
                 step.advance(step.workflow.do_engine_steps)
                 started.append(step)
@@ -327,18 +351,47 @@ class PathwayService:
         return self._run(instance_id, actor, correct, expected_version,
                          {Status.RUNNING, Status.SUSPENDED, Status.ERROR}, refusal="cannot have its data corrected")
 
+    # --- care teams ------------------------------------------------------------------------------
+
+    def change_care_team(self, instance_id: str, care_team: str, reason: str, actor: str,
+                         expected_version: int | None = None) -> InstanceView:
+        """Move an instance to another care team of its organisation (never to another organisation: that
+        is a new referral there). The ``care_team_changed`` event records the old and new team and the
+        reason code (:data:`engine.care_teams.TEAM_CHANGE_REASONS`); no free text, no patient data.
+        Any status: an ended instance's records move with the patient too. Nothing runs.
+
+        Raises:
+            InvalidInputError: a team that is not an identifier, or a reason not in the list.
+            ConflictError: the instance is already in that team.
+            NotFoundError, StaleVersionError.
+        """
+        check_name(care_team, "/care_team")
+        if reason not in TEAM_CHANGE_REASONS:
+            raise InvalidInputError("unknown reason", [Problem(f"must be one of {', '.join(TEAM_CHANGE_REASONS)}",
+                                                               field="/reason")])
+
+        def move(step: Step) -> None:
+            old = step.instance.care_team
+            if old == care_team:
+                raise ConflictError(f"the instance is already in care team {care_team!r}")
+            step.instance.care_team = care_team
+            step.record("care_team_changed", payload={"from": old, "to": care_team, "reason": reason})
+
+        return self._run(instance_id, actor, move, expected_version, set(Status))
+
     # --- messages -------------------------------------------------------------------------------
 
     def send_message(self, name: str, actor: str, *, patient_ref: str | None = None, instance_id: str | None = None,
-                     payload: dict[str, Any] | None = None) -> list[InstanceView]:
-        """Deliver a message to the instances of one patient (or one instance) waiting for it.
+                     payload: dict[str, Any] | None = None, scope: CareScope = EVERYWHERE) -> list[InstanceView]:
+        """Deliver a message to the instances of one patient (or one instance) waiting for it, within the
+        sender's ``scope`` (engine.care_teams).
 
         Raises:
             InvalidInputError: neither (or both) of patient_ref and instance_id given.
             MessageNotDeliverableError: no running instance of that patient is waiting for it.
         """
         return messages.send_message(self.steps, name, actor, patient_ref=patient_ref, instance_id=instance_id,
-                                     payload=payload)
+                                     payload=payload, scope=scope)
 
     def death_record(self, patient_ref: str) -> PatientDeathInfo | None:
         """The patient's death record (withdrawn or not), or None. Raises: InvalidInputError (bad reference)."""

@@ -409,14 +409,16 @@ class StepRunner:
         return Step(self, context, workflow)
 
     def begin(self, session: Session, version: PathwayVersion | LatestVersion, patient_ref: str, actor: str,
-              data: dict[str, Any] | None) -> Step:
-        """A new instance of ``version`` with its start data and ``started`` event, not yet run or stored."""
+              data: dict[str, Any] | None, placement: tuple[str, str]) -> Step:
+        """A new instance of ``version`` with its start data and ``started`` event, not yet run or stored,
+        in ``placement`` (its organisation and care team)."""
         now = self.clock.now()
         instance = InstanceRecord(
             id=str(uuid.uuid4()), pathway_id=version.pathway_id, pathway_version_id=version.id,
             pathway_version=version.version, patient_ref=patient_ref, status=Status.RUNNING, state="", revision=1,
             next_due_at=None, incident=None, event_seq=0, event_head="0" * 64, created_at=now, updated_at=now,
             one_per_patient=not self.settings.allow_concurrent_instances,
+            organisation=placement[0], care_team=placement[1],
         )
         context = self._context(session, instance, actor)
         specs = workflows.specs_for(version.version, lambda: load_spec(session, version.id))

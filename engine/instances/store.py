@@ -43,10 +43,11 @@ __all__ = ["ConflictMapper", "InstanceRecord", "active_instance_of", "insert_ins
 _INSTANCES: Table = PathwayInstance.__table__  # type: ignore[assignment]
 _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
 _COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision", "next_due_at",
-            "incident", "event_seq", "event_head", "created_at", "updated_at", "ready_tasks", "one_per_patient")
-# What a step may change; id, pathway, patient and creation time never change.
+            "incident", "event_seq", "event_head", "created_at", "updated_at", "ready_tasks", "one_per_patient",
+            "organisation", "care_team")
+# What a step may change; id, pathway, patient, organisation and creation time never change.
 _WRITABLE = ("pathway_version_id", "status", "state", "next_due_at", "incident", "event_seq", "event_head",
-             "updated_at", "ready_tasks")
+             "updated_at", "ready_tasks", "care_team")
 _MAX_EVENTS_PER_STATEMENT = 16
 _EVENT_COLUMNS = ("instance_id", "seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
                   "prev_hash", "hash", "state_digest", "mac")
@@ -80,6 +81,9 @@ class InstanceRecord:
     # with for ``task.ready`` webhooks.
     stored_ready_tasks: str | None = None
     one_per_patient: bool = True  # counted by the one-active-instance index (set at start only)
+    # Who looks after the patient (engine.care_teams): the organisation never changes, the team moves with a reason.
+    organisation: str = ""
+    care_team: str = ""
 
 
 Converter = Callable[[Any], Any]

@@ -62,6 +62,8 @@ class InstanceView:
     created_at: str
     updated_at: str
     ready_tasks: list[dict[str, Any]]
+    organisation: str = ""
+    care_team: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -77,5 +79,5 @@ def instance_view(instance: InstanceRecord, workflow: Any) -> InstanceView:
         next_due_at=instance.next_due_at.isoformat() if instance.next_due_at else None,
         incident=json.loads(instance.incident) if instance.incident else None,
         created_at=instance.created_at.isoformat(), updated_at=instance.updated_at.isoformat(),
-        ready_tasks=tasks,
+        ready_tasks=tasks, organisation=instance.organisation, care_team=instance.care_team,
     )

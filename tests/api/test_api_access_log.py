@@ -164,7 +164,8 @@ def test_a_list_records_one_row_per_instance_shown_and_nothing_clinical(app: Fla
     assert columns == {"actor": columns["actor"], "on_behalf_of": None, "action": "documents.read",
                        "route": "GET /v1/instances/<uuid:instance_id>/care-plan", "status": 200,
                        "instance_id": instance["id"], "patient_ref": "MRN-8100",
-                       "request_id": read.headers["X-Request-ID"]}
+                       "request_id": read.headers["X-Request-ID"], "organisation": "local", "break_glass": False,
+                       "break_glass_reason": None, "break_glass_note": None}
     assert re.fullmatch(r"clinician:tok_[0-9a-f]{16}", columns["actor"])  # identifiers only: no score, no text
 
 

@@ -61,3 +61,26 @@ def test_the_command_line_shows_and_withdraws_a_death_recorded_in_error(app: Fla
     assert withdrawn.exit_code == 0, withdrawn.output
     assert json.loads(withdrawn.stdout)["withdrawn_by"] == "cli:death-record"
     start(client, auth, "MRN-7003")
+
+
+def test_a_death_ends_the_patients_instances_in_every_team_and_shows_the_sender_only_its_own(
+        app: Flask, client: Any, auth: Any) -> None:
+    from engine.access import create_token
+    from engine.db.session import unit_of_work
+
+    engine = app.extensions["carepath"]
+    placed = {}
+    for team in ("breast", "lung"):
+        started = client.post("/v1/instances", headers=auth("system"), json={
+            "pathway_id": "test_careplan" if team == "breast" else "test_timer_p1d", "patient_ref": "MRN-7004",
+            "organisation": "rx1", "care_team": team, **({"data": {"age": 54}} if team == "breast" else {})})
+        assert started.status_code == 201, started.json
+        placed[team] = started.json["id"]
+    with unit_of_work(engine.sessions) as session:
+        _, breast_app = create_token(session, "system", "breast team's app", engine.clock, organisation="rx1",
+                                     teams=["breast"])
+    answer = client.post("/v1/messages", headers={"Authorization": f"Bearer {breast_app}"},
+                         json={"name": "patient_died", "patient_ref": "MRN-7004"})
+    assert answer.status_code == 200, answer.json
+    assert [i["id"] for i in answer.json["delivered"]] == [placed["breast"]]  # the lung team's is not shown...
+    assert engine.instances.get(placed["lung"]).status == "cancelled"  # ...but it ended: no team invites them again

@@ -119,3 +119,26 @@ def test_the_provider_is_configured_from_the_environment(deployed_database_url: 
         assert app.test_client().get("/v1/access-log", headers=bearer(token)).status_code == 200  # auditors' own
     finally:
         app.extensions["carepath"].close()
+
+
+def test_a_persons_organisation_and_teams_come_from_their_claims(oidc_app: Flask, client: Any, fake: FakeProvider,
+                                                                 clock: ManualClock) -> None:
+    """Care teams (docs/access.md): the provider's claims place a person; without a teams claim a clinician sees
+    no patient, without an organisation nobody does; a claim that is not an identifier refuses the token."""
+    system = make_token(oidc_app, "system")
+    for team in ("general", "lung"):
+        started = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": f"MRN-{team}",
+                                                     "care_team": team}, headers=bearer(system))
+        assert started.status_code == 201, started.json
+    listed = {"general": "MRN-general", "lung": "MRN-lung"}
+    for claims, seen in (({}, {"general"}), ({"carepath_teams": "lung"}, {"lung"}),
+                         ({"carepath_teams": None}, set()), ({"carepath_organisation": None}, set()),
+                         ({"carepath_organisation": "rx9", "carepath_teams": ["general", "lung"]}, set()),
+                         ({"roles": ["auditor"], "carepath_teams": None}, {"general", "lung"})):
+        token = fake.token(clock.now(), **claims)
+        found = client.get("/v1/instances", headers=bearer(token))
+        assert found.status_code == 200, (claims, found.json)
+        assert {i["patient_ref"] for i in found.json["items"]} == {listed[t] for t in seen}, claims
+    for bad in ({"carepath_teams": ["general", "Dr Smith"]}, {"carepath_organisation": ["local"]}):
+        assert_problem(client.get("/v1/instances", headers=bearer(fake.token(clock.now(), **bad))), 401,
+                       "unauthenticated")

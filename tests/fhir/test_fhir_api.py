@@ -12,7 +12,8 @@ from fhir_world import LOCAL, NHS, NHS_NUMBER, World
 from pathways_bundled.journeys import ABOUT_WORKING_PARENT, HIGH_CONCERNS
 
 from api.openapi import FHIR_BASE
-from engine.access import PERMISSIONS, ROLES
+from engine.access import PERMISSIONS, ROLES, create_token
+from engine.db.session import unit_of_work
 from engine.fhir import QUESTIONNAIRE_URL, RESOURCES
 
 BASE = FHIR_BASE
@@ -335,3 +336,38 @@ def test_methods_and_formats_not_supported(world: World) -> None:
     _outcome(xml, 406, "not-supported")
     assert world.client.get(f"{BASE}/metadata", headers={"Accept": "application/fhir+json"}).status_code == 200
     assert world.client.get(f"{BASE}/metadata?_format=json").status_code == 200
+
+
+def test_another_care_teams_patient_is_neither_found_nor_completed(world: World) -> None:
+    """Care teams (docs/access.md): a patient app's back end scoped to another team finds no plan, task or
+    waiting assessment for the patient, exactly as for a patient CarePath does not know; break-glass opens a
+    clinician's search within the organisation."""
+    journey = world.waiting("SYN-FHIR-APP-7")  # placed in the development default, local / general
+    with unit_of_work(world.engine.sessions) as session:
+        other = create_token(session, "system", "another team's app", world.engine.clock, organisation="local",
+                             teams=["lung"])[1]
+        clinician = create_token(session, "clinician", "lung", world.engine.clock, organisation="local",
+                                 teams=["lung"])[1]
+    headers = {"Authorization": f"Bearer {other}"}
+    for resource in ("CarePlan", "Task"):
+        found = world.client.get(f"{BASE}/{resource}?patient=SYN-FHIR-APP-7", headers=headers).json
+        assert found.get("entry", []) == [] and found["total"] == 0, resource
+    hidden = world.client.post(f"{BASE}/QuestionnaireResponse", data=json.dumps(_answers(world, "SYN-FHIR-APP-7")),
+                               content_type="application/fhir+json", headers=headers)
+    unknown = world.client.post(f"{BASE}/QuestionnaireResponse", data=json.dumps(_answers(world, "SYN-NOBODY")),
+                                content_type="application/fhir+json", headers=headers)
+    def words(response: Any) -> tuple[int, str]:  # without the request id the diagnostics end with
+        return response.status_code, response.json["issue"][0]["diagnostics"].split(" (request ")[0]
+
+    assert words(hidden) == words(unknown) and hidden.status_code == 409
+    plan = world.client.get(f"{BASE}/CarePlan/{journey.view.id}", headers=headers)
+    assert plan.status_code == 404
+    glass = {"Authorization": f"Bearer {clinician}", "CarePath-Break-Glass": "cross-cover"}
+    assert [p["id"] for p in _search_with(world, "CarePlan", "SYN-FHIR-APP-7", glass)] == [journey.view.id]
+    assert "complete_checklist" in [t["element"] for t in world.engine.instances.get(journey.view.id).ready_tasks]
+
+
+def _search_with(world: World, resource: str, patient: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    response = world.client.get(f"{BASE}/{resource}?patient={patient}", headers=headers)
+    assert response.status_code == 200, response.json
+    return [entry["resource"] for entry in response.json.get("entry", [])]
