@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "READ_DATABASE_URL": None,  # a PostgreSQL streaming replica for GET requests (api/replica.py)
     "ALLOW_CONCURRENT_INSTANCES": False,  # a patient may run a pathway more than once at a time
     "SANDBOX": False,  # the deployment's own clock, moved by POST /v1/sandbox/clock (engine/sandbox.py)
+    # None: on. A second author activates each new pathway or rule-set version and approves each
+    # migration; "off" (refused in production) lets a single developer work (engine/four_eyes.py).
+    "FOUR_EYES": None,
     "CLOCK": None,  # tests pass a ManualClock
     # People sign in through an OpenID Connect provider when OIDC_ISSUER is set (CAREPATH_OIDC_*, every
     # name in engine.settings.OidcSettings; docs/identity.md).
@@ -82,8 +85,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
              "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER", "READ_DATABASE_URL", "ALLOW_CONCURRENT_INSTANCES",
              "SANDBOX")
     names += tuple(name for name in app.config if name.startswith("OIDC_"))
-    settings = Settings.from_env({f"CAREPATH_{name}": _setting_text(app.config[name])
-                                  for name in names if app.config.get(name)})
+    given = {f"CAREPATH_{name}": _setting_text(app.config[name]) for name in names if app.config.get(name)}
+    if app.config["FOUR_EYES"] is not None:  # false (off) is a value here, not an absence
+        given["CAREPATH_FOUR_EYES"] = _setting_text(app.config["FOUR_EYES"])
+    settings = Settings.from_env(given)
     app.config["DATABASE_URL"] = settings.database_url
     engine = CarePath(settings, app.config["CLOCK"], upgrade=True)
     try:

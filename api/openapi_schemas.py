@@ -27,6 +27,8 @@ PROBLEM_TYPES: dict[str, str] = {
     "idempotency-key-in-use": "A request with this Idempotency-Key is still running",
     "unauthenticated": "A valid bearer token is required",
     "forbidden": "The token's role may not do this",
+    "four-eyes": "A second author must do this: the person who deployed or asked for it may not approve it",
+    "version-state-conflict": "The version or migration request is not in a state for this (already active, executed...)",
     "not-found": "Not found",
     "method-not-allowed": "Method not allowed",
     "stale-version": "The instance version in If-Match is not the current one",

@@ -7,6 +7,7 @@ from engine.errors import (
     ConflictError,
     DiagramError,
     ExpressionError,
+    FourEyesError,
     IdempotencyKeyInUseError,
     IdempotencyKeyReusedError,
     InstanceExistsError,
@@ -23,6 +24,7 @@ from engine.errors import (
     TaskDataError,
     TaskNotReadyError,
     UnsafeExpressionError,
+    VersionStateError,
     WorkflowError,
 )
 from engine.settings import Settings
@@ -34,6 +36,7 @@ __all__ = [
     "ConflictError",
     "DiagramError",
     "ExpressionError",
+    "FourEyesError",
     "IdempotencyKeyInUseError",
     "IdempotencyKeyReusedError",
     "InstanceExistsError",
@@ -53,5 +56,6 @@ __all__ = [
     "TaskDataError",
     "TaskNotReadyError",
     "UnsafeExpressionError",
+    "VersionStateError",
     "WorkflowError",
 ]

@@ -59,7 +59,8 @@ class CarePath:
         self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock,
                                       known_rule_sets=lambda: rule_set_names(settings.rules_dir),
                                       known_operators=lambda: self.instances.operators,
-                                      on_deploy=lambda: self.instances.steps.versions.clear())
+                                      on_deploy=lambda: self.instances.steps.versions.clear(),
+                                      four_eyes=settings.four_eyes)
         # A changed rule file is picked up within a second, without a restart.
         self.rules = rules or RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
         self.instances = PathwayService(settings, self.sessions, self.clock, care_plan_operators(self.rules))
