@@ -8,6 +8,7 @@ are the defaults. Every command that opens the database names it on stderr first
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -311,30 +312,49 @@ def pathways() -> None:
     """Pathway versions."""
 
 
+_AS = click.option("--as", "staff_id", default=None, metavar="STAFF_ID",
+                   help="The member of staff doing this (recorded as cli:staff:STAFF_ID; four eyes compares people).")
+
+
+def _cli_actor(staff_id: str | None, default: str = "cli") -> str:
+    """The actor the command line records: ``cli:staff:<id>`` for --as, else ``default`` (no person)."""
+    from engine.access import STAFF_ID_PATTERN
+
+    if staff_id is None:
+        return default
+    if not re.match(STAFF_ID_PATTERN, staff_id):
+        raise click.BadParameter("1-64 letters, digits or . _ : @ - (a staff identifier, never a name)",
+                                 param_hint="--as")
+    return f"cli:staff:{staff_id}"
+
+
 @pathways.command("deploy")
 @click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+@_AS
 @click.pass_context
-def pathways_deploy(ctx: click.Context, path: Path | None) -> None:
+def pathways_deploy(ctx: click.Context, path: Path | None, staff_id: str | None) -> None:
     """Deploy a pathway bundle at PATH (a folder or a .zip: the diagram, the shared sub-pathways it
     calls, forms and decision tables), or without PATH every pathway in the pathways folder.
 
     Nothing is deployed when any diagram is refused; each problem is printed as file:line: element: message.
     A bundle's calls and forms may also resolve in the pathways folder; what came from there, and what
-    is missing, is listed by name.
+    is missing, is listed by name. With four eyes on (the default), a new version is pending until a
+    second author activates it (carepath pathways activate); a pathway's first folder version is active.
     """
     from engine.errors import DiagramError, InvalidInputError
     from engine.pathways.bundle import read_bundle_folder, read_bundle_zip
     from engine.pathways.validation import format_problems
 
+    actor = _cli_actor(staff_id)
     carepath = _carepath(ctx)
     try:
         if path is None:
-            deployment = carepath.catalog.sync_library(actor="cli")
+            deployment = carepath.catalog.sync_library(actor=actor)
         else:
             if not path.is_dir() and path.suffix.lower() != ".zip":
                 raise click.UsageError(f"{path}: PATH must be a folder or a .zip archive")
             bundle = read_bundle_folder(path) if path.is_dir() else read_bundle_zip(path.read_bytes())
-            deployment = carepath.catalog.deploy_bundle(bundle, actor="cli")
+            deployment = carepath.catalog.deploy_bundle(bundle, actor=actor)
     except InvalidInputError as exc:
         click.echo(format_problems(exc.problems) or exc.message, err=True)
         if path is not None and isinstance(exc, DiagramError):
@@ -352,7 +372,50 @@ def pathways_deploy(ctx: click.Context, path: Path | None) -> None:
             if names:
                 click.echo(f"{label}: {', '.join(names)}")
     for info in deployment:
-        click.echo(f"{info.pathway_id} {info.version[:12]}{' (latest)' if info.latest else ''}")
+        state = "active" if info.active else "pending: a second author activates it" if info.activated_at is None \
+            else "superseded"
+        click.echo(f"{info.pathway_id} {info.version[:12]}{' (latest)' if info.latest else ''} ({state})")
+
+
+@pathways.command("activate")
+@click.argument("pathway")
+@click.argument("version")
+@_AS
+@click.pass_context
+def pathways_activate(ctx: click.Context, pathway: str, version: str, staff_id: str | None) -> None:
+    """Activate VERSION (a prefix of at least 4 characters) of PATHWAY: new instances start on it.
+
+    Four eyes: --as names the author activating it, who must not be the one who deployed it (exit 1).
+    """
+    from engine.errors import CarePathError
+
+    actor = _cli_actor(staff_id)
+    carepath = _carepath(ctx)
+    try:
+        info = carepath.catalog.activate(pathway, version, actor)
+    except CarePathError as exc:
+        click.echo(f"not activated: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"{info.pathway_id} {info.version[:12]} active (deployed by {info.deployed_by}, activated by "
+               f"{info.activated_by} at {info.activated_at})")
+
+
+@pathways.command("versions")
+@click.argument("pathway")
+@click.pass_context
+def pathways_versions(ctx: click.Context, pathway: str) -> None:
+    """List PATHWAY's versions, newest first: active or pending, who deployed and who activated each."""
+    from engine.errors import NotFoundError
+
+    carepath = _carepath(ctx)
+    try:
+        versions = carepath.catalog.versions(pathway)
+    except NotFoundError as exc:
+        raise click.ClickException(exc.message) from exc
+    for info in versions:
+        state = "active" if info.active else "pending" if info.activated_at is None else "superseded"
+        activated = "" if info.activated_at is None else f", activated {info.activated_at} by {info.activated_by}"
+        click.echo(f"{info.version[:12]} {state}: deployed {info.deployed_at} by {info.deployed_by}{activated}")
 
 
 @pathways.command("test")
@@ -564,8 +627,10 @@ def token() -> None:
 @click.option("--label", default="", help="Who or what holds it (shown in listings, not a secret).")
 @click.option("--expires-in", default=None, metavar="DURATION",
               help="Lifetime as an ISO 8601 duration (P90D, P12W, PT8H); without it, valid until revoked.")
+@click.option("--staff-id", default=None, metavar="STAFF_ID",
+              help="The member of staff who holds it (a person's own token; four eyes compares holders).")
 @click.pass_context
-def token_create(ctx: click.Context, role: str, label: str, expires_in: str | None) -> None:
+def token_create(ctx: click.Context, role: str, label: str, expires_in: str | None, staff_id: str | None) -> None:
     """Create a token and print its secret once: it cannot be shown again."""
     from engine.access import create_token, parse_lifetime
     from engine.db.session import unit_of_work
@@ -576,8 +641,11 @@ def token_create(ctx: click.Context, role: str, label: str, expires_in: str | No
     except InvalidInputError as exc:
         raise click.BadParameter(exc.problems[0].message, param_hint="--expires-in") from exc
     carepath = _carepath(ctx)
-    with unit_of_work(carepath.sessions) as session:
-        token_id, secret = create_token(session, role, label, carepath.clock, lifetime)
+    try:
+        with unit_of_work(carepath.sessions) as session:
+            token_id, secret = create_token(session, role, label, carepath.clock, lifetime, staff_id)
+    except InvalidInputError as exc:
+        raise click.BadParameter(exc.problems[0].message, param_hint="--staff-id") from exc
     until = "" if lifetime is None else f", expires {(carepath.clock.now() + lifetime).isoformat(timespec='minutes')}"
     click.echo(f"token {token_id} ({role}{until}); the secret is shown only now:", err=True)
     click.echo(secret)

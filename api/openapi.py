@@ -148,7 +148,7 @@ PATHS: dict[str, Any] = {
     "/v1/openapi.json": {"get": _op("openapi", "This document (no authentication)", None,
                                     {200: _response("OpenAPI 3.1 document", {"type": "object"})}, tag="health")},
     "/v1/pathways": {
-        "get": _op("listPathways", "Latest version of every deployed pathway", "pathways.read",
+        "get": _op("listPathways", "The current version of every deployed pathway (the active one)", "pathways.read",
                    {200: _response("Pathways", "PathwayVersionList")}, tag="pathways"),
         "post": _with_zip_body(_op(
             "deployPathway", "Deploy a pathway bundle: diagram files, or a zip archive", "pathways.deploy",
@@ -163,13 +163,21 @@ PATHS: dict[str, Any] = {
             body="Upload", body_media="multipart/form-data", tag="pathways")),
     },
     "/v1/pathways/{pathway_id}": {
-        "get": _op("getPathway", "The latest version of a pathway, with its start data schema", "pathways.read",
+        "get": _op("getPathway", "The active version of a pathway, with its start data schema", "pathways.read",
                    {200: _response("The pathway", "Pathway")}, (404,), [_path("pathway_id")], tag="pathways"),
     },
     "/v1/pathways/{pathway_id}/versions": {
         "get": _op("listPathwayVersions", "Versions of a pathway, newest first", "pathways.read",
                    {200: _response("Versions", "PathwayVersionList")}, (404,), [_path("pathway_id")],
                    tag="pathways"),
+    },
+    "/v1/pathways/{pathway_id}/versions/{version}/activation": {
+        "post": _op("activatePathwayVersion",
+                    "Activate a pending version: new instances start on it. Four eyes: a second author, never "
+                    "the person who deployed it (403 four-eyes)", "pathways.activate",
+                    {200: _response("The version, active, with who deployed and who activated it", "PathwayVersion")},
+                    (403, 404, 409), [_path("pathway_id"), _path("version", "^[0-9a-f]{4,64}$")],
+                    body="Activation", body_required=False, tag="pathways"),
     },
     "/v1/pathways/{pathway_id}/versions/{version}/diagram": {
         "get": _op("getPathwayDiagram", "Diagram XML of a version ('latest' or a version prefix)", "pathways.read",
@@ -179,7 +187,7 @@ PATHS: dict[str, Any] = {
                            "A file of the version other than the main diagram")], tag="pathways"),
     },
     "/v1/instances": {
-        "post": _op("startInstance", "Start the latest version of a pathway for a patient", "instances.start",
+        "post": _op("startInstance", "Start the active version of a pathway for a patient", "instances.start",
                     {201: _response("Started", "Instance", headers=("ETag", "Location"))}, (404, 409, 422),
                     [_IDEMPOTENCY_KEY], body="StartRequest", tag="instances"),
         "get": _op("listInstances", "Instances, oldest first, with cursor pagination", "instances.read",

@@ -28,7 +28,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "unauthenticated": "A valid bearer token is required",
     "forbidden": "The token's role may not do this",
     "four-eyes": "A second author must do this: the person who deployed or asked for it may not approve it",
-    "version-state-conflict": "The version or migration request is not in a state for this (already active, executed...)",
+    "version-state-conflict": "The version or migration request is not in a state for this (already active...)",
     "not-found": "Not found",
     "method-not-allowed": "Method not allowed",
     "stale-version": "The instance version in If-Match is not the current one",
@@ -68,6 +68,21 @@ _DECISION_PROPS: dict[str, Any] = {
 
 def _obj(required: list[str], properties: dict[str, Any], extra: bool = False) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": properties, "additionalProperties": extra}
+
+
+# A pathway version, and who deployed and activated it (four eyes: engine/four_eyes.py).
+_VERSION_REQUIRED = ["pathway_id", "version", "title", "main_file", "deployed_at", "deployed_by", "latest", "active",
+                     "activated_at", "activated_by"]
+_VERSION_PROPS: dict[str, Any] = {
+    "pathway_id": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"},
+    "main_file": {"type": "string"}, "deployed_at": {"type": "string", "format": "date-time"},
+    "deployed_by": {"type": "string"},
+    "latest": {"type": "boolean", "description": "The newest deployed version (it may still be pending)"},
+    "active": {"type": "boolean", "description": "The version new instances start on (the one activated last)"},
+    "activated_at": {"type": ["string", "null"], "format": "date-time",
+                     "description": "null: pending, waiting for a second author to activate it"},
+    "activated_by": {"type": ["string", "null"], "description": "Who activated it: never who deployed it"},
+}
 
 
 _TASK_PROPS: dict[str, Any] = {
@@ -274,16 +289,9 @@ SCHEMAS: dict[str, Any] = {
         "bundle": {**schema_ref("BundleSurvey"), "description": "A refused bundle deploy: what it held and lacked"},
     }),
     "LocatedProblem": _LOCATED_PROBLEM,
-    "PathwayVersion": _obj(["pathway_id", "version", "title", "main_file", "deployed_at", "deployed_by", "latest"], {
-        "pathway_id": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"},
-        "main_file": {"type": "string"}, "deployed_at": _DATE_TIME, "deployed_by": {"type": "string"},
-        "latest": {"type": "boolean"},
-    }),
-    "Pathway": _obj(["pathway_id", "version", "title", "main_file", "deployed_at", "deployed_by", "latest",
-                     "start_schema"], {
-        "pathway_id": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"},
-        "main_file": {"type": "string"}, "deployed_at": _DATE_TIME, "deployed_by": {"type": "string"},
-        "latest": {"type": "boolean"},
+    "PathwayVersion": _obj(_VERSION_REQUIRED, _VERSION_PROPS),
+    "Pathway": _obj([*_VERSION_REQUIRED, "start_schema"], {
+        **_VERSION_PROPS,
         "start_schema": {"type": ["object", "null"],
                          "description": "The JSON Schema the start data must pass (null: the pathway declares "
                                         "none, and any object is accepted); also in this document as "
@@ -438,6 +446,7 @@ SCHEMAS: dict[str, Any] = {
             f"{status} -> {' | '.join(next_statuses(status)) or '(final)'}" for status in ITEM_STATUSES)
         + ". Any other move is 409 instance-state-conflict.",
         "x-transitions": {status: list(next_statuses(status)) for status in ITEM_STATUSES}},
+    "Activation": _obj([], {}),
     "MigrateRequest": _obj(["dry_run"], {
         "dry_run": {"type": "boolean", "description": "true: report what would change, write nothing"}}),
     "MessageRequest": {

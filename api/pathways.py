@@ -41,7 +41,7 @@ def list_pathways() -> dict[str, Any]:
 @requires("pathways.read")
 def get_pathway(pathway_id: str) -> dict[str, Any]:
     catalog = carepath().catalog
-    info = catalog.versions(_pathway_id(pathway_id))[0]
+    info = catalog.current(_pathway_id(pathway_id))
     return {**info.as_dict(), "start_schema": catalog.start_schema(pathway_id, info.version)}
 
 
@@ -49,6 +49,16 @@ def get_pathway(pathway_id: str) -> dict[str, Any]:
 @requires("pathways.read")
 def list_versions(pathway_id: str) -> dict[str, Any]:
     return {"items": [info.as_dict() for info in carepath().catalog.versions(_pathway_id(pathway_id))]}
+
+
+@bp.post("/<pathway_id>/versions/<version>/activation")
+@requires("pathways.activate")
+def activate_version(pathway_id: str, version: str) -> dict[str, Any]:
+    """Four eyes: a second author makes a pending version the one new instances start on."""
+    if not _VERSION.match(version) or version == "latest":
+        raise NotFoundError("no such version")
+    json_body("Activation", required=False)
+    return carepath().catalog.activate(_pathway_id(pathway_id), version, current_principal().actor).as_dict()
 
 
 @bp.get("/<pathway_id>/versions/<version>/diagram")

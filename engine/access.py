@@ -14,7 +14,8 @@ Roles (issue 6):
   read care plans and summaries (patient apps show them)
 * ``clinician`` -- complete tasks, read instances and care plans, move care plan items on, read an
   instance's event trail and its rule evaluations, correct an instance's data (with a reason)
-* ``author``    -- validate and deploy pathway (and rule) versions, migrate instances to a new version
+* ``author``    -- validate and deploy pathway (and rule) versions, activate a version another author
+  deployed, ask for and approve (a second author) migrations of instances to a new version
 * ``auditor``   -- read-only: instances, documents, rule evaluations, event trails and their verification,
   and who looked at which patient's records (the access log)
 * ``admin``     -- manage webhook subscriptions (whose secrets it sees once), their dead letters and
@@ -70,6 +71,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "pathways.read": ALL_ROLES,
     "pathways.validate": frozenset({"author"}),
     "pathways.deploy": frozenset({"author"}),
+    "pathways.activate": frozenset({"author"}),  # a second author: never who deployed it (engine.four_eyes)
     "instances.start": frozenset({"system"}),
     "instances.read": frozenset({"system", "clinician", "auditor"}),
     "instances.manage": frozenset({"system", "clinician"}),  # suspend, resume, cancel, retry
@@ -165,17 +167,26 @@ def parse_lifetime(text: str) -> timedelta:
 
 
 def create_token(session: Session, role: str, label: str, clock: Clock,
-                 expires_in: timedelta | None = None) -> tuple[str, str]:
-    """Create a token for ``role``, valid for ``expires_in`` (None: until revoked); return
-    ``(token_id, secret)``. The secret is not stored.
+                 expires_in: timedelta | None = None, staff_id: str | None = None) -> tuple[str, str]:
+    """Create a token for ``role``, valid for ``expires_in`` (None: until revoked), held by the member
+    of staff ``staff_id`` (None: nobody named); return ``(token_id, secret)``. The secret is not stored.
+
+    A token with a holder acts for them (its actor is ``author:tok_... for staff:<id>``): four eyes
+    (:mod:`engine.four_eyes`) then knows a second token of the same holder is the same person, and
+    only a token with a holder (or a person signed in) may activate a version or approve a migration.
 
     Raises:
-        InvalidInputError: for an unknown role, a label longer than 200 characters or a lifetime that is
-            not positive.
+        InvalidInputError: for an unknown role, a label longer than 200 characters, a lifetime that is
+            not positive, or a holder that is not a staff identifier or given for a system token (a
+            system names the staff it acts for per request, X-On-Behalf-Of).
     """
     if role not in ROLES:
         raise InvalidInputError(f"unknown role {role!r}",
                                 [Problem(f"must be one of {', '.join(ROLES)}", field="/role")])
+    if staff_id is not None and (role in ACTING_FOR_ROLES or not _STAFF_ID.match(staff_id)):
+        raise InvalidInputError("a token's holder is a staff identifier, for a person's own token", [Problem(
+            "1-64 letters, digits or . _ : @ - (never a name); system tokens send X-On-Behalf-Of instead",
+            field="/staff_id")])
     if len(label) > 200:
         raise InvalidInputError("label too long", [Problem("at most 200 characters", field="/label")])
     if expires_in is not None and expires_in <= timedelta(0):
@@ -184,7 +195,8 @@ def create_token(session: Session, role: str, label: str, clock: Clock,
     secret = secrets.token_urlsafe(32)
     now = clock.now()
     session.add(ApiToken(id=token_id, secret_sha256=_digest(secret), role=role, label=label, created_at=now,
-                         revoked_at=None, expires_at=None if expires_in is None else now + expires_in))
+                         revoked_at=None, expires_at=None if expires_in is None else now + expires_in,
+                         staff_id=staff_id))
     session.flush()
     return token_id, secret
 
@@ -205,7 +217,8 @@ def authenticate(session: Session, secret: str, clock: Clock) -> Principal:
     # The lookup is by an index on the hash; compare in constant time anyway.
     if token is None or not hmac.compare_digest(token.secret_sha256, digest) or not token_is_live(token, clock.now()):
         raise InvalidTokenError("the bearer token is unknown, expired or revoked")
-    return Principal(role=token.role, token_id=token.id, label=token.label)
+    # A held token acts for its holder, as a system token acts for the staff it names (the trail shows both).
+    return Principal(role=token.role, token_id=token.id, label=token.label, on_behalf_of=token.staff_id)
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,16 @@ def _role_map(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _four_eyes_setting(env: Mapping[str, str]) -> dict[str, object]:
+    """``four_eyes`` from ``CAREPATH_FOUR_EYES`` (nothing when unset: on). Raises: ValueError (not on or off)."""
+    value = env.get("CAREPATH_FOUR_EYES", "").strip().lower()
+    if not value:
+        return {}
+    if value not in _TRUE + _FALSE:
+        raise ValueError("CAREPATH_FOUR_EYES must be on or off")
+    return {"four_eyes": value in _TRUE}
+
+
 def _trail_settings(env: Mapping[str, str]) -> dict[str, object]:
     """``CAREPATH_TRAIL_KEY_FILE``, ``CAREPATH_CHECKPOINT_DIR`` and ``CAREPATH_CHECKPOINT_SECONDS``.
 
@@ -457,11 +467,7 @@ class Settings:
         for name in ("allow_concurrent_instances", "sandbox"):
             if env.get(f"CAREPATH_{name.upper()}", "").strip().lower() in _TRUE:
                 kwargs[name] = True
-        four_eyes = env.get("CAREPATH_FOUR_EYES", "").strip().lower()
-        if four_eyes:
-            if four_eyes not in _TRUE + _FALSE:
-                raise ValueError("CAREPATH_FOUR_EYES must be on or off")
-            kwargs["four_eyes"] = four_eyes in _TRUE
+        kwargs.update(_four_eyes_setting(env))
         kwargs.update(_trail_settings(env))
         kwargs.update(_webhook_settings(env))
         if env.get("CAREPATH_FHIR_PATIENT_IDENTIFIER"):

@@ -24,7 +24,8 @@ def _folder(tmp_path: Path) -> Path:
 def _changed_upload(folder: Path) -> dict[str, bytes]:
     """The assessment diagram with a renamed task: a new version of test_assessment."""
     text = (folder / "assessment.bpmn").read_text()
-    return {"assessment.bpmn": text.replace('name="Holistic needs assessment"', 'name="Needs assessment (HNA)"').encode()}
+    changed = text.replace('name="Holistic needs assessment"', 'name="Needs assessment (HNA)"')
+    return {"assessment.bpmn": changed.encode()}
 
 
 @pytest.fixture

@@ -164,7 +164,8 @@ def principal() -> Principal | None:
         with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as db:
             token = db.get(ApiToken, token_id)
             if token is not None and token_is_live(token, current_app.extensions["carepath"].clock.now()):
-                found = Principal(role=token.role, token_id=token.id, label=token.label)
+                # A held token acts for its holder, as over the API (engine.access.authenticate).
+                found = Principal(role=token.role, token_id=token.id, label=token.label, on_behalf_of=token.staff_id)
         if found is None:
             sign_out()
     g.principal = found

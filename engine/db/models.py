@@ -205,6 +205,9 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The member of staff who holds the token (a person's own author, clinician or auditor token): four
+    # eyes compares people, so a second token of the same holder is the same person (engine.four_eyes).
+    staff_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class IdempotencyRecord(Base):

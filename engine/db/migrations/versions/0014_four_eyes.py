@@ -1,4 +1,4 @@
-"""four eyes: pathway version activation, rule-set activations, migration requests (issue 18, point 4)
+"""four eyes: pathway version activation, a token's holder, rule-set activations, migration requests (issue 18, point 4)
 
 Versions deployed before four eyes count as activated when they were deployed, by
 ``system:before-four-eyes``: new instances keep starting on the version they started on before.
@@ -24,6 +24,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column('activated_at', engine.db.models.UTCDateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column('activated_by', sa.String(length=200), nullable=True))
     op.execute("UPDATE pathway_versions SET activated_at = deployed_at, activated_by = 'system:before-four-eyes'")
+    with op.batch_alter_table('api_tokens') as batch:
+        batch.add_column(sa.Column('staff_id', sa.String(length=64), nullable=True))
     op.create_table(
         'rule_set_activations',
         sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -59,6 +61,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('migration_requests')
     op.drop_table('rule_set_activations')
+    with op.batch_alter_table('api_tokens') as batch:
+        batch.drop_column('staff_id')
     with op.batch_alter_table('pathway_versions') as batch:
         batch.drop_column('activated_by')
         batch.drop_column('activated_at')

@@ -1,0 +1,93 @@
+"""Four eyes over HTTP (issue 18, point 4): a deploy is pending; a second author activates it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_contract import ContractClient, make_token
+from flask import Flask
+from helpers import PATHWAY, assert_problem
+
+from api import create_app
+from engine import ManualClock
+from engine.access import create_token
+from engine.db.session import unit_of_work
+
+TESTS = Path(__file__).resolve().parent.parent
+CHANGED = (TESTS / "pathways" / "assessment.bpmn").read_bytes().replace(
+    b'name="Test assessment pathway"', b'name="Test assessment pathway v2"')
+
+
+@pytest.fixture
+def app(deployed_database_url: str, clock: ManualClock) -> Iterator[Flask]:
+    """The app as a production server runs it: four eyes on (the default)."""
+    app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
+                      "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
+    app.test_client_class = ContractClient
+    try:
+        yield app
+    finally:
+        app.extensions["carepath"].close()
+
+
+def _held(app: Flask, staff_id: str | None, role: str = "author") -> dict[str, str]:
+    """The Authorization header of a new token held by ``staff_id`` (None: held by nobody named)."""
+    engine = app.extensions["carepath"]
+    with unit_of_work(engine.sessions) as session:
+        _, secret = create_token(session, role, "test", engine.clock, staff_id=staff_id)
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def _deploy(client: Any, headers: dict[str, str]) -> dict[str, Any]:
+    response = client.post("/v1/pathways", data={"files": [(BytesIO(CHANGED), "assessment.bpmn")]},
+                           content_type="multipart/form-data", headers=headers)
+    assert response.status_code == 201, response.json
+    [info] = response.json["items"]
+    return dict(info)
+
+
+def _start(client: Any, app: Flask, patient_ref: str) -> str:
+    system = {"Authorization": f"Bearer {make_token(app, 'system')}"}
+    response = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": patient_ref}, headers=system)
+    assert response.status_code == 201, response.json
+    return str(response.json["pathway_version"])
+
+
+def test_a_deployed_version_is_pending_until_a_second_author_activates_it(app: Flask, client: Any) -> None:
+    alice, bob = _held(app, "alice"), _held(app, "bob")
+    before = client.get(f"/v1/pathways/{PATHWAY}", headers=alice).json
+    assert before["active"] and before["activated_by"] == "system"  # the bootstrap
+    pending = _deploy(client, alice)
+    assert pending["latest"] and not pending["active"] and pending["activated_at"] is None
+    assert pending["deployed_by"].endswith(" for staff:alice")
+    assert _start(client, app, "MRN-1") == before["version"]  # starts keep the active version
+    assert client.get(f"/v1/pathways/{PATHWAY}", headers=alice).json["version"] == before["version"]
+
+    url = f"/v1/pathways/{PATHWAY}/versions/{pending['version'][:12]}/activation"
+    activated = client.post(url, headers=bob)
+    assert activated.status_code == 200, activated.json
+    assert activated.json["active"] and activated.json["activated_by"].endswith(" for staff:bob")
+    assert _start(client, app, "MRN-2") == pending["version"]
+    versions = client.get(f"/v1/pathways/{PATHWAY}/versions", headers=_held(app, None, "auditor")).json["items"]
+    assert [(v["version"], v["active"]) for v in versions] == [(pending["version"], True), (before["version"], False)]
+    assert versions[0]["deployed_by"] == pending["deployed_by"] and versions[0]["activated_by"].endswith("staff:bob")
+    assert_problem(client.post(url, headers=_held(app, "carol")), 409, "version-state-conflict")
+
+
+def test_the_deployer_cannot_activate_by_any_of_their_tokens(app: Flask, client: Any) -> None:
+    alice = _held(app, "alice")
+    pending = _deploy(client, alice)
+    url = f"/v1/pathways/{PATHWAY}/versions/{pending['version']}/activation"
+    body = assert_problem(client.post(url, headers=alice), 403, "four-eyes")  # the same token
+    assert "staff:alice" in body["detail"] and "second author" in body["detail"]
+    assert_problem(client.post(url, headers=_held(app, "alice")), 403, "four-eyes")  # another token of hers
+    assert_problem(client.post(url, headers=_held(app, None)), 403, "four-eyes")  # a token naming nobody
+    # Her token cannot claim to act for someone else either.
+    assert_problem(client.post(url, headers={**alice, "X-On-Behalf-Of": "bob"}), 403, "forbidden")
+    assert_problem(client.post(url, headers=_held(app, "bob", "clinician")), 403, "forbidden")
+    assert not client.get(f"/v1/pathways/{PATHWAY}/versions", headers=alice).json["items"][0]["active"]
+    assert_problem(client.post(f"/v1/pathways/{PATHWAY}/versions/zzzz/activation", headers=alice), 404, "not-found")

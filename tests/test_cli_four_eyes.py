@@ -1,0 +1,63 @@
+"""Four eyes from the command line: ``carepath pathways deploy --as`` / ``activate --as`` / ``versions``,
+and ``carepath token create --staff-id``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from api.cli import main
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "pathways"
+    shutil.copytree(TESTS / "pathways", folder)
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(folder))
+    monkeypatch.delenv("CAREPATH_FOUR_EYES", raising=False)
+    return folder
+
+
+def test_a_second_author_activates_what_the_first_deployed(environment: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(main, ["pathways", "deploy"])  # the bootstrap: the folder's versions are active
+    assert first.exit_code == 0, first.output
+    assert "test_assessment" in first.stdout and "(active)" in first.stdout
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    text = (environment / "assessment.bpmn").read_text()
+    (bundle / "assessment.bpmn").write_text(text.replace('name="Holistic needs assessment"', 'name="HNA"'))
+    deployed = runner.invoke(main, ["pathways", "deploy", str(bundle), "--as", "alice"])
+    assert deployed.exit_code == 0, deployed.output
+    [line] = [line for line in deployed.stdout.splitlines() if line.startswith("test_assessment ")]
+    assert "pending" in line
+    version = line.split()[1]
+
+    own = runner.invoke(main, ["pathways", "activate", "test_assessment", version, "--as", "alice"])
+    assert own.exit_code == 1 and "second author" in own.stderr
+    nobody = runner.invoke(main, ["pathways", "activate", "test_assessment", version])
+    assert nobody.exit_code == 1 and "names nobody" in nobody.stderr
+    listed = runner.invoke(main, ["pathways", "versions", "test_assessment"]).stdout.splitlines()
+    assert listed[0].startswith(f"{version} pending: deployed") and "cli:staff:alice" in listed[0]
+
+    second = runner.invoke(main, ["pathways", "activate", "test_assessment", version, "--as", "bob"])
+    assert second.exit_code == 0, second.output
+    assert "activated by cli:staff:bob" in second.stdout
+    listed = runner.invoke(main, ["pathways", "versions", "test_assessment"]).stdout.splitlines()
+    assert listed[0].startswith(f"{version} active") and listed[1].split()[1] == "superseded:"
+    refused = runner.invoke(main, ["pathways", "activate", "test_assessment", version, "--as", "carol!"])
+    assert refused.exit_code == 2 and "--as" in refused.output
+
+
+def test_a_token_can_name_its_holder(environment: Path) -> None:
+    runner = CliRunner()
+    held = runner.invoke(main, ["token", "create", "--role", "author", "--staff-id", "alice"])
+    assert held.exit_code == 0, held.output
+    system = runner.invoke(main, ["token", "create", "--role", "system", "--staff-id", "alice"])
+    assert system.exit_code == 2 and "X-On-Behalf-Of" in system.output
