@@ -273,8 +273,27 @@ PATHS: dict[str, Any] = {
                     "sandbox.clock", {200: _response("The clock after the move", "SandboxClock")}, (404,),
                     body="SandboxAdvance", tag="sandbox"),
     },
+    "/v1/pathways/{pathway_id}/migration-requests": {
+        "post": _op("requestMigration",
+                    "Ask for the running instances to move to the active version: a dry run, kept as a request "
+                    "a second author approves", "pathways.migrate",
+                    {201: _response("The request, with its dry run's report", "MigrationRequest")}, (403, 404),
+                    [_path("pathway_id")], body="Activation", body_required=False, tag="pathways"),
+        "get": _op("listMigrationRequests", "Migration requests, newest first: who asked, who approved, the reports",
+                   "migrations.read", {200: _response("Requests", "MigrationRequestList")}, (404,),
+                   [_path("pathway_id")], tag="pathways"),
+    },
+    "/v1/pathways/{pathway_id}/migration-requests/{request_id}/approval": {
+        "post": _op("approveMigration",
+                    "Approve a migration request and run it. Four eyes: never the author who asked (403 four-eyes); "
+                    "409 when executed already or the active version changed since", "pathways.migrate",
+                    {200: _response("The request, executed, with the run's report", "MigrationRequest")},
+                    (403, 404, 409), [_path("pathway_id"), _path("request_id", UUID_PATTERN)],
+                    body="Activation", body_required=False, tag="pathways"),
+    },
     "/v1/pathways/{pathway_id}/migrate": {
-        "post": _op("migratePathway", "Move running and suspended instances to the pathway's newest version",
+        "post": _op("migratePathway", "A dry run of moving running and suspended instances to the pathway's active "
+                    "version; with four eyes off, the move itself (on: 403 four-eyes, ask for a migration request)",
                     "pathways.migrate", {200: _response(
                         "Per instance: migrated, refused (with the reason) or, in a dry run, what would change",
                         "MigrationReport")}, (404,), [_path("pathway_id")], body="MigrateRequest", tag="pathways"),

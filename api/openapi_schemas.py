@@ -414,6 +414,19 @@ SCHEMAS: dict[str, Any] = {
     "MigrationReport": _obj(["pathway_id", "to_version", "dry_run", "instances"], {
         "pathway_id": {"type": "string"}, "to_version": {"type": "string"}, "dry_run": {"type": "boolean"},
         "instances": {"type": "array", "items": _obj(list(_MIGRATION_PROPS), _MIGRATION_PROPS)}}),
+    "MigrationRequest": _obj(["id", "pathway_id", "target_version", "status", "requested_by", "requested_at",
+                              "report", "approved_by", "approved_at", "result"], {
+        "id": {"type": "string", "pattern": UUID_PATTERN}, "pathway_id": {"type": "string"},
+        "target_version": {"type": "string", "description": "The version the dry run moved to; approval runs only "
+                                                             "while it is still the active version"},
+        "status": {"enum": ["requested", "approved", "executed"]},
+        "requested_by": {"type": "string"}, "requested_at": {"type": "string", "format": "date-time"},
+        "report": {**schema_ref("MigrationReport"), "description": "The requester's dry run"},
+        "approved_by": {"type": ["string", "null"], "description": "A second author: never who asked"},
+        "approved_at": {"type": ["string", "null"], "format": "date-time"},
+        "result": {"oneOf": [schema_ref("MigrationReport"), {"type": "null"}],
+                   "description": "What the approved run did"}}),
+    "MigrationRequestList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("MigrationRequest")}}),
     "Ready": _obj(["status", "schema_revision"], {"status": {"const": "ready"}, "schema_revision": {"type": "string"}}),
     # Request bodies.
     "StartRequest": _obj(["pathway_id", "patient_ref"], {

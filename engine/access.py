@@ -85,7 +85,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "instances.correct": frozenset({"clinician"}),  # correct an instance's data, with a reason
     "sandbox.clock": frozenset({"author"}),  # move a sandbox deployment's clock forward (engine.sandbox)
     "evaluations.read": frozenset({"auditor", "clinician"}),
-    "pathways.migrate": frozenset({"author"}),
+    "pathways.migrate": frozenset({"author"}),  # dry runs; asking for, and approving (a second author), a move
+    "migrations.read": frozenset({"author", "auditor"}),  # migration requests: who asked, who approved, reports
     "access_log.read": frozenset({"auditor"}),  # who looked at a patient's records (engine.access_log)
     "webhooks.manage": frozenset({"admin"}),  # subscriptions, dead letters, replays
 }

@@ -91,3 +91,40 @@ def test_the_deployer_cannot_activate_by_any_of_their_tokens(app: Flask, client:
     assert_problem(client.post(url, headers=_held(app, "bob", "clinician")), 403, "forbidden")
     assert not client.get(f"/v1/pathways/{PATHWAY}/versions", headers=alice).json["items"][0]["active"]
     assert_problem(client.post(f"/v1/pathways/{PATHWAY}/versions/zzzz/activation", headers=alice), 404, "not-found")
+
+
+def test_a_migration_is_asked_for_by_one_author_and_approved_by_another(app: Flask, client: Any) -> None:
+    alice, bob = _held(app, "alice"), _held(app, "bob")
+    system = {"Authorization": f"Bearer {make_token(app, 'system')}"}
+    started = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-7"}, headers=system).json
+    pending = _deploy(client, alice)
+    client.post(f"/v1/pathways/{PATHWAY}/versions/{pending['version']}/activation", headers=bob)
+    moving = assert_problem(client.post(f"/v1/pathways/{PATHWAY}/migrate", json={"dry_run": False}, headers=alice),
+                            403, "four-eyes")
+    assert "migration request" in moving["detail"]
+    assert client.post(f"/v1/pathways/{PATHWAY}/migrate", json={"dry_run": True}, headers=alice).status_code == 200
+
+    asked = client.post(f"/v1/pathways/{PATHWAY}/migration-requests", headers=alice)
+    assert asked.status_code == 201, asked.json
+    request = asked.json
+    assert request["status"] == "requested" and request["target_version"] == pending["version"]
+    assert [i["instance_id"] for i in request["report"]["instances"]] == [started["id"]]
+    assert "MRN-7" not in asked.get_data(as_text=True)
+    url = f"/v1/pathways/{PATHWAY}/migration-requests/{request['id']}/approval"
+    assert_problem(client.post(url, headers=alice), 403, "four-eyes")
+    assert_problem(client.post(url, headers=_held(app, "alice")), 403, "four-eyes")
+    assert client.get(f"/v1/instances/{started['id']}", headers=system).json["pathway_version"] == \
+        started["pathway_version"]
+
+    approved = client.post(url, headers=bob)
+    assert approved.status_code == 200, approved.json
+    assert approved.json["status"] == "executed" and approved.json["approved_by"].endswith("staff:bob")
+    assert approved.json["result"]["instances"][0]["migrated"] is True
+    assert client.get(f"/v1/instances/{started['id']}", headers=system).json["pathway_version"] == pending["version"]
+    assert_problem(client.post(url, headers=_held(app, "carol")), 409, "version-state-conflict")
+    listed = client.get(f"/v1/pathways/{PATHWAY}/migration-requests", headers=_held(app, None, "auditor")).json
+    assert [(r["id"], r["requested_by"], r["approved_by"]) for r in listed["items"]] == [
+        (request["id"], request["requested_by"], approved.json["approved_by"])]
+    assert_problem(client.get(f"/v1/pathways/{PATHWAY}/migration-requests", headers=system), 403, "forbidden")
+    other = f"/v1/pathways/test_triage/migration-requests/{request['id']}/approval"
+    assert_problem(client.post(other, headers=bob), 404, "not-found")
