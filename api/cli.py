@@ -531,45 +531,21 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
     click.echo(f"timer worker {name} stopped" + (f": {total} instance(s) advanced" if total is not None else ""))
 
 
-@main.command()
-@click.argument("pathway")
-@click.option("--dry-run", is_flag=True, help="Show what would change per instance; write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--part", default="1/1", show_default=True,
-              help="K/N: move only the K-th of N disjoint shares of the instances (run N commands at once).")
-@click.pass_context
-def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool, part: str) -> None:
-    """Move running and suspended instances of PATHWAY to its newest deployed version.
-
-    Instances whose completed work would change are refused, each with the reason; exits 1 then.
-    Progress goes to standard error. Each instance is committed on its own: if the command is
-    stopped, running it again moves the instances that were not moved yet. A large caseload moves
-    faster as N commands, --part 1/N ... --part N/N, run at once (one per core).
-    """
+def _part(text: str) -> tuple[int, int]:
+    """--part K/N. Raises: click.BadParameter."""
     try:
-        share, shares = (int(n) for n in part.split("/"))
+        share, shares = (int(n) for n in text.split("/"))
     except ValueError:
         raise click.BadParameter("must be K/N, e.g. 1/4", param_hint="--part") from None
     if not 1 <= share <= shares:
         raise click.BadParameter("must be K/N with 1 <= K <= N", param_hint="--part")
+    return share, shares
+
+
+def _print_migration(report: Any, dry_run: bool, as_json: bool) -> None:
+    """A migration's report, per instance (the command line's user may read patients' references)."""
     import json
 
-    from engine.errors import NotFoundError
-    from engine.instances.migration import MigrationProgress, migrate_pathway
-
-    carepath = _carepath(ctx)
-    started = time.monotonic()
-
-    def progress(step: MigrationProgress) -> None:
-        rate = step.done / max(time.monotonic() - started, 1e-9)
-        click.echo(f"migrating {pathway}: {step.done}/{step.total} ({100 * step.done // max(step.total, 1)}%), "
-                   f"{step.refused} refused, {rate:.0f}/s", err=True)
-
-    try:
-        report = migrate_pathway(carepath.instances, pathway, actor="cli:migrate", dry_run=dry_run,
-                                 progress=progress, part=(share, shares))
-    except NotFoundError as exc:
-        raise click.ClickException(exc.message) from exc
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -588,6 +564,70 @@ def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool, part
                 click.echo(f"    ~ timer {timer['element']}: {timer['from']} -> {timer['to']}")
         click.echo(f"{len(report.instances) - len(report.refused)} instance(s) {verb}, "
                    f"{len(report.refused)} refused (target {report.to_version[:12]})")
+
+
+@main.command()
+@click.argument("pathway", required=False)
+@click.option("--dry-run", is_flag=True, help="Show what would change per instance; write nothing.")
+@click.option("--request", "ask", is_flag=True,
+              help="Four eyes: run a dry run and keep it as a request a second author approves; prints its id.")
+@click.option("--approve", "request_id", default=None, metavar="REQUEST_ID",
+              help="Four eyes: approve another author's request (--as) and move the instances.")
+@_AS
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--part", default="1/1", show_default=True,
+              help="K/N: move only the K-th of N disjoint shares of the instances (run N commands at once).")
+@click.pass_context
+def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, request_id: str | None,
+            staff_id: str | None, as_json: bool, part: str) -> None:
+    """Move running and suspended instances of PATHWAY to its active version.
+
+    Four eyes (on unless CAREPATH_FOUR_EYES=off): one author asks, `carepath migrate PATHWAY --request
+    --as alice` (the dry run is kept); a second approves and moves them, `carepath migrate --approve
+    REQUEST_ID --as bob`. Without an approved request only --dry-run runs.
+
+    Instances whose completed work would change are refused, each with the reason; exits 1 then.
+    Progress goes to standard error. Each instance is committed on its own: if the command is
+    stopped, running it again (--approve the same request) moves the instances that were not moved
+    yet. A large caseload moves faster as N commands, --part 1/N ... --part N/N, run at once (one
+    per core); the request is marked executed by a run without --part.
+    """
+    if (pathway is None) == (request_id is None) or (request_id is not None and (ask or dry_run)) or \
+            (ask and dry_run):
+        raise click.UsageError("give PATHWAY (with --dry-run or --request), or --approve REQUEST_ID alone")
+    share, shares = _part(part)
+
+    from engine.errors import CarePathError
+    from engine.instances.migration import MigrationProgress, migrate_pathway
+    from engine.instances.migration_requests import approve_migration, request_migration
+
+    actor = _cli_actor(staff_id, "cli:migrate")
+    carepath = _carepath(ctx)
+    started = time.monotonic()
+
+    def progress(step: MigrationProgress) -> None:
+        rate = step.done / max(time.monotonic() - started, 1e-9)
+        click.echo(f"migrating {pathway}: {step.done}/{step.total} ({100 * step.done // max(step.total, 1)}%), "
+                   f"{step.refused} refused, {rate:.0f}/s", err=True)
+
+    try:
+        if ask:
+            assert pathway is not None
+            asked, report = request_migration(carepath.instances, pathway, actor)
+            dry_run = True
+        elif request_id is not None:
+            _approved, report = approve_migration(carepath.instances, request_id, actor, progress=progress,
+                                                  part=(share, shares))
+        else:
+            assert pathway is not None
+            report = migrate_pathway(carepath.instances, pathway, actor=actor, dry_run=dry_run,
+                                     progress=progress, part=(share, shares))
+    except CarePathError as exc:
+        raise click.ClickException(exc.message) from exc
+    _print_migration(report, dry_run, as_json)
+    if ask:
+        click.echo(f"migration request {asked.id}: a second author approves it with "
+                   f"carepath migrate --approve {asked.id} --as STAFF_ID")
     if report.refused:
         sys.exit(1)
 

@@ -124,7 +124,8 @@ _REQUEST_ID = re.compile(r"^[0-9a-f-]{36}$")
 def ask_for_migration(pathway_id: str) -> tuple[dict[str, Any], int]:
     """Four eyes: ask for the pathway's instances to move to its active version; the dry run is kept."""
     json_body("Activation", required=False)
-    return request_migration(carepath().instances, _pathway_id(pathway_id), current_principal().actor).as_dict(), 201
+    asked, _ = request_migration(carepath().instances, _pathway_id(pathway_id), current_principal().actor)
+    return asked.as_dict(), 201
 
 
 @bp.get("/<pathway_id>/migration-requests")

@@ -61,3 +61,33 @@ def test_a_token_can_name_its_holder(environment: Path) -> None:
     assert held.exit_code == 0, held.output
     system = runner.invoke(main, ["token", "create", "--role", "system", "--staff-id", "alice"])
     assert system.exit_code == 2 and "X-On-Behalf-Of" in system.output
+
+
+def test_carepath_migrate_moves_instances_only_under_an_approved_request(environment: Path, tmp_path: Path) -> None:
+    from engine import CarePath, Settings
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["pathways", "deploy"]).exit_code == 0
+    app = CarePath(Settings.from_env())
+    try:
+        started = app.instances.start("test_assessment", "MRN-CLI-1", "system:test")
+        text = (environment / "assessment.bpmn").read_text()
+        [new] = app.catalog.deploy_upload(
+            {"assessment.bpmn": text.replace('name="Holistic needs assessment"', 'name="HNA"').encode()},
+            "cli:staff:alice")
+        app.catalog.activate("test_assessment", new.version, "cli:staff:bob")
+    finally:
+        app.close()
+
+    alone = runner.invoke(main, ["migrate", "test_assessment", "--as", "alice"])
+    assert alone.exit_code == 1 and "migration request" in alone.stderr
+    asked = runner.invoke(main, ["migrate", "test_assessment", "--request", "--as", "alice"])
+    assert asked.exit_code == 0, asked.output
+    assert f"{started.id} (MRN-CLI-1): would move" in asked.stdout
+    request_id = asked.stdout.split("migration request ")[1].split(":")[0]
+    own = runner.invoke(main, ["migrate", "--approve", request_id, "--as", "alice"])
+    assert own.exit_code == 1 and "second author" in own.stderr
+    approved = runner.invoke(main, ["migrate", "--approve", request_id, "--as", "bob"])
+    assert approved.exit_code == 0, approved.output
+    assert f"{started.id} (MRN-CLI-1): moved" in approved.stdout
+    assert runner.invoke(main, ["migrate", "--approve", request_id, "test_assessment"]).exit_code == 2

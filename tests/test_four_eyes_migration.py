@@ -52,7 +52,8 @@ def test_a_migration_moves_nothing_until_a_second_author_approves_it(app: CarePa
         migrate_pathway(app.instances, PATHWAY, ALICE)
     assert migrate_pathway(app.instances, PATHWAY, ALICE, dry_run=True).instances[0].instance_id == instance_id
 
-    asked = request_migration(app.instances, PATHWAY, ALICE)
+    asked, dry_run = request_migration(app.instances, PATHWAY, ALICE)
+    assert dry_run.dry_run and dry_run.instances[0].patient_ref == "MRN-1"  # the requester's own report
     assert asked.status == "requested" and asked.requested_by == ALICE and asked.approved_by is None
     [planned] = asked.report["instances"]
     assert planned["instance_id"] == instance_id and "patient_ref" not in planned  # kept without the patient
@@ -78,7 +79,7 @@ def test_a_migration_moves_nothing_until_a_second_author_approves_it(app: CarePa
 
 def test_a_request_is_for_the_version_its_dry_run_reported(app: CarePath, clock: ManualClock) -> None:
     instance_id = _new_active_version(app, clock)
-    asked = request_migration(app.instances, PATHWAY, ALICE)
+    asked, _ = request_migration(app.instances, PATHWAY, ALICE)
     clock.advance(timedelta(minutes=1))
     [third] = app.catalog.deploy_upload(_renamed("HNA"), ALICE)
     app.catalog.activate(PATHWAY, third.version, BOB)

@@ -58,8 +58,10 @@ def without_patients(report: MigrationReport) -> dict[str, Any]:
     return body
 
 
-def request_migration(service: PathwayService, pathway_id: str, actor: str) -> MigrationRequestInfo:
-    """Run a dry run of moving the pathway's instances to its active version and keep it as a request.
+def request_migration(service: PathwayService, pathway_id: str,
+                      actor: str) -> tuple[MigrationRequestInfo, MigrationReport]:
+    """Run a dry run of moving the pathway's instances to its active version and keep it as a request;
+    returns the request and the dry run's report.
 
     Raises: NotFoundError (no active version of the pathway).
     """
@@ -70,7 +72,7 @@ def request_migration(service: PathwayService, pathway_id: str, actor: str) -> M
     with unit_of_work(service.sessions) as session:
         session.add(row)
         session.flush()
-        return _info(row)
+        return _info(row), report
 
 
 def approve_migration(service: PathwayService, request_id: str, actor: str, *, pathway_id: str | None = None,
