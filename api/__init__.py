@@ -95,6 +95,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         deployed = engine.catalog.sync_library(actor="system") if app.config["SYNC_PATHWAYS"] else None
         library = read_library(settings, deployed)
         require_library(settings, library)
+        if app.config["SYNC_PATHWAYS"] and library.rule_sets:
+            engine.rule_sets.sync(actor="system")  # four eyes: a changed rule file is a pending version
         production = settings.environment == "production" and library.rule_sets
         require_service_directory(settings, set(engine.rules.catalogue().service_types) if production else None)
         identity = None if settings.oidc is None else Provider(settings.oidc, engine.clock)
@@ -120,6 +122,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         parsing,
         pathways,
         replica,
+        rule_sets,
         sandbox,
         tasks,
         web,
@@ -135,7 +138,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app.extensions, identity)
     health.init_app(app)
     for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log,
-                   webhooks, sandbox):
+                   webhooks, sandbox, rule_sets):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)

@@ -505,6 +505,8 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
     except EmptyLibraryError as exc:
         raise click.ClickException(str(exc)) from exc
     carepath = _carepath(ctx)
+    if library.rule_sets:
+        carepath.rule_sets.sync(actor="system")  # four eyes: a rule set's first version is active (bootstrap)
     idempotency = IdempotencyStore(carepath.sessions, carepath.clock)
     name = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     stopping: list[int] = []
@@ -841,10 +843,71 @@ def _checkpointer(carepath: Any) -> Any:
     return write
 
 
+@click.command("deploy")
+@_AS
+@click.pass_context
+def rules_deploy(ctx: click.Context, staff_id: str | None) -> None:
+    """Record the rules folder's current text of every rule set. Four eyes (on unless
+    CAREPATH_FOUR_EYES=off): a changed text is a pending version that evaluations in pathways do not
+    use until a second author activates it (carepath rules activate); a rule set's first is active."""
+    from engine.errors import CarePathError
+
+    actor = _cli_actor(staff_id)
+    try:
+        versions = _carepath(ctx).rule_sets.sync(actor=actor)
+    except CarePathError as exc:
+        click.echo(f"nothing recorded: {exc.message}", err=True)
+        sys.exit(1)
+    for info in versions:
+        state = "active" if info.active else "pending" if info.activated_at is None else "superseded"
+        click.echo(f"{info.name} {info.version[:12]} ({state})")
+
+
+@click.command("activate")
+@click.argument("name")
+@click.argument("version")
+@_AS
+@click.pass_context
+def rules_activate(ctx: click.Context, name: str, version: str, staff_id: str | None) -> None:
+    """Activate VERSION (a prefix of at least 4 characters) of rule set NAME: evaluations use it.
+
+    Four eyes: --as names the author activating it, who must not be the one who deployed it (exit 1).
+    """
+    from engine.errors import CarePathError
+
+    actor = _cli_actor(staff_id)
+    try:
+        info = _carepath(ctx).rule_sets.activate(name, version, actor)
+    except CarePathError as exc:
+        click.echo(f"not activated: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"{info.name} {info.version[:12]} active (deployed by {info.deployed_by}, activated by "
+               f"{info.activated_by} at {info.activated_at})")
+
+
+@click.command("versions")
+@click.argument("name")
+@click.pass_context
+def rules_versions(ctx: click.Context, name: str) -> None:
+    """List rule set NAME's recorded versions, newest first: active or pending, who deployed and activated each."""
+    from engine.errors import NotFoundError
+
+    try:
+        versions = _carepath(ctx).rule_sets.versions(name)
+    except NotFoundError as exc:
+        raise click.ClickException(exc.message) from exc
+    for info in versions:
+        state = "active" if info.active else "pending" if info.activated_at is None else "superseded"
+        activated = "" if info.activated_at is None else f", activated {info.activated_at} by {info.activated_by}"
+        click.echo(f"{info.version[:12]} {state}: deployed {info.deployed_at} by {info.deployed_by}{activated}")
+
+
 def _register_optional_groups() -> None:
     from .cli_access import purge_reads_command, reads
     from .cli_rules import rules
 
+    for command in (rules_deploy, rules_activate, rules_versions):  # they need the engine's database
+        rules.add_command(command)
     main.add_command(rules)
     audit.add_command(reads)
     audit.add_command(purge_reads_command)

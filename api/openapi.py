@@ -291,6 +291,25 @@ PATHS: dict[str, Any] = {
                     (403, 404, 409), [_path("pathway_id"), _path("request_id", UUID_PATTERN)],
                     body="Activation", body_required=False, tag="pathways"),
     },
+    "/v1/rule-sets": {
+        "post": _op("deployRuleSets", "Record the rules folder's current text of every rule set: a changed one "
+                    "is a pending version until a second author activates it", "rule_sets.deploy",
+                    {201: _response("Every rule set's current version", "RuleSetVersionList")}, (422,),
+                    body="Activation", body_required=False, tag="rules"),
+    },
+    "/v1/rule-sets/{ruleset}/versions": {
+        "get": _op("listRuleSetVersions", "Versions of a rule set, newest first: who deployed, who activated",
+                   "pathways.read", {200: _response("Versions", "RuleSetVersionList")}, (404,), [_path("ruleset")],
+                   tag="rules"),
+    },
+    "/v1/rule-sets/{ruleset}/versions/{version}/activation": {
+        "post": _op("activateRuleSetVersion",
+                    "Activate a pending rule-set version: evaluations in pathways use it. Four eyes: a second "
+                    "author, never the one who deployed it (403 four-eyes)", "rule_sets.activate",
+                    {200: _response("The version, active", "RuleSetVersion")}, (403, 404, 409),
+                    [_path("ruleset"), _path("version", "^[0-9a-f]{4,64}$")], body="Activation", body_required=False,
+                    tag="rules"),
+    },
     "/v1/pathways/{pathway_id}/migrate": {
         "post": _op("migratePathway", "A dry run of moving running and suspended instances to the pathway's active "
                     "version; with four eyes off, the move itself (on: 403 four-eyes, ask for a migration request)",

@@ -426,6 +426,15 @@ SCHEMAS: dict[str, Any] = {
         "approved_at": {"type": ["string", "null"], "format": "date-time"},
         "result": {"oneOf": [schema_ref("MigrationReport"), {"type": "null"}],
                    "description": "What the approved run did"}}),
+    "RuleSetVersion": _obj(["name", "version", "deployed_at", "deployed_by", "active", "activated_at",
+                            "activated_by"], {
+        "name": {"type": "string"}, "version": {"type": "string"},
+        "deployed_at": {"type": "string", "format": "date-time"}, "deployed_by": {"type": "string"},
+        "active": {"type": "boolean", "description": "The version evaluations in pathways use"},
+        "activated_at": {"type": ["string", "null"], "format": "date-time",
+                         "description": "null: pending, waiting for a second author"},
+        "activated_by": {"type": ["string", "null"]}}),
+    "RuleSetVersionList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("RuleSetVersion")}}),
     "MigrationRequestList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("MigrationRequest")}}),
     "Ready": _obj(["status", "schema_revision"], {"status": {"const": "ready"}, "schema_revision": {"type": "string"}}),
     # Request bodies.

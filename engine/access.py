@@ -72,6 +72,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "pathways.validate": frozenset({"author"}),
     "pathways.deploy": frozenset({"author"}),
     "pathways.activate": frozenset({"author"}),  # a second author: never who deployed it (engine.four_eyes)
+    "rule_sets.deploy": frozenset({"author"}),  # record the rules folder's texts: a changed one is pending
+    "rule_sets.activate": frozenset({"author"}),  # a second author, as for pathways
     "instances.start": frozenset({"system"}),
     "instances.read": frozenset({"system", "clinician", "auditor"}),
     "instances.manage": frozenset({"system", "clinician"}),  # suspend, resume, cancel, retry

@@ -14,7 +14,7 @@ from engine.instances.service import PathwayService
 from engine.pathways.sources import PathwayLibrary
 from engine.pathways.validation import rule_set_names
 from engine.pathways.versions import PathwayCatalog
-from engine.rules import RuleSetRegistry
+from engine.rules import RuleSetActivations, RuleSetRegistry
 from engine.sandbox import SandboxClock, require_synthetic_patients
 from engine.settings import Settings
 from engine.spiff import patches
@@ -63,7 +63,10 @@ class CarePath:
                                       four_eyes=settings.four_eyes)
         # A changed rule file is picked up within a second, without a restart.
         self.rules = rules or RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
-        self.instances = PathwayService(settings, self.sessions, self.clock, care_plan_operators(self.rules))
+        # Four eyes: evaluations use each rule set's active version, recorded and activated here.
+        self.rule_sets = RuleSetActivations(self.rules, self.sessions, self.clock, four_eyes=settings.four_eyes)
+        self.instances = PathwayService(settings, self.sessions, self.clock,
+                                        care_plan_operators(self.rules, active_only=settings.four_eyes))
         self.care_plans = CarePlanService(self.sessions, self.clock)
         # The worker delivers the webhook outbox with it (engine.webhooks, docs/webhooks.md).
         self.webhooks = WebhookDeliverer(self.sessions, self.clock, RetryPolicy(

@@ -91,3 +91,23 @@ def test_carepath_migrate_moves_instances_only_under_an_approved_request(environ
     assert approved.exit_code == 0, approved.output
     assert f"{started.id} (MRN-CLI-1): moved" in approved.stdout
     assert runner.invoke(main, ["migrate", "--approve", request_id, "test_assessment"]).exit_code == 2
+
+
+def test_carepath_rules_deploy_records_a_pending_version_a_second_author_activates(
+        environment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(TESTS.parent / "rules", rules, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    monkeypatch.setenv("CAREPATH_RULES_DIR", str(rules))
+    runner = CliRunner()
+    first = runner.invoke(main, ["rules", "deploy"])
+    assert first.exit_code == 0 and "supportive_care" in first.stdout and "(active)" in first.stdout, first.output
+    (rules / "supportive_care.yaml").write_text((rules / "supportive_care.yaml").read_text() + "\n# reviewed\n")
+    second = runner.invoke(main, ["rules", "deploy", "--as", "alice"])
+    assert second.exit_code == 0 and "(pending)" in second.stdout, second.output
+    version = second.stdout.split()[1]
+    own = runner.invoke(main, ["rules", "activate", "supportive_care", version, "--as", "alice"])
+    assert own.exit_code == 1 and "second author" in own.stderr
+    done = runner.invoke(main, ["rules", "activate", "supportive_care", version, "--as", "bob"])
+    assert done.exit_code == 0 and "activated by cli:staff:bob" in done.stdout, done.output
+    listed = runner.invoke(main, ["rules", "versions", "supportive_care"]).stdout.splitlines()
+    assert listed[0].startswith(f"{version} active") and " superseded: " in listed[1]

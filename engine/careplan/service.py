@@ -79,14 +79,17 @@ def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str 
     return items
 
 
-def care_plan_operators(registry: Any) -> dict[str, ServiceOperator]:
+def care_plan_operators(registry: Any, *, active_only: bool = False) -> dict[str, ServiceOperator]:
     """The service operators pathways use: ``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``,
-    and the patient status and warning sign operators of :mod:`engine.careplan.patient_status`."""
-    return {"carepath.rules": functools.partial(_propose, registry), "carepath.careplan": _decide,
+    and the patient status and warning sign operators of :mod:`engine.careplan.patient_status`.
+    ``active_only`` (four eyes): ``carepath.rules`` evaluates each rule set's active version
+    (:mod:`engine.rules.activation`), not the folder's current text."""
+    return {"carepath.rules": functools.partial(_propose, registry, active_only), "carepath.careplan": _decide,
             "carepath.referrals": _referrals_sent, **patient_status_operators(registry)}
 
 
-def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+def _propose(registry: Any, active_only: bool, context: StepContext, task: Any,
+             params: dict[str, Any]) -> dict[str, Any]:
     """carepath.rules: evaluate the task's assessment and add the proposals to the care plan."""
 
     ruleset = params.get("ruleset")
@@ -100,7 +103,8 @@ def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, A
         raise TaskDataError(exc.message, exc.problems) from exc
     try:
         evaluation = evaluate_and_record(context.session, registry, ruleset, assessment, clock=context.clock,
-                                         instance_id=context.instance.id, task_id=str(task.id))
+                                         instance_id=context.instance.id, task_id=str(task.id),
+                                         active_only=active_only)
     except (NotFoundError, RuleFileError) as exc:  # the diagram or the rule files are at fault
         raise WorkflowError(f"rule set {ruleset!r} cannot be used: {exc.message}",
                             [Problem(str(p), element=task.task_spec.bpmn_id) for p in exc.problems]
@@ -119,7 +123,7 @@ def _propose(registry: Any, context: StepContext, task: Any, params: dict[str, A
             note_referral(context.session, context.instance.id, item.id, status, created=True)
         created.append({"id": item.id, "kind": kind, "code": code, "service": service, "urgency": urgency,
                         "status": status, "rules": list(rules)})
-    version = registry.current(ruleset).version
+    version = evaluation.ruleset_version
     emergencies = sum(1 for item in created if item["urgency"] == EMERGENCY)
     context.record("rules_evaluated", task.task_spec.bpmn_id, {
         "evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version,

@@ -14,6 +14,7 @@ May import: durable-rules, PyYAML, ``engine.db`` (evaluations and rule versions 
 shared modules. Never ``instances`` or ``pathways``: a pathway calls rules through a care plan operator.
 """
 
+from engine.rules.activation import RuleSetActivations, RuleSetVersionInfo, active_ruleset
 from engine.rules.assessment import Assessment, Firing, Outcomes, PatientContext, ResolvedItem, ResolvedReferral
 from engine.rules.catalogue import Catalogue, load_catalogue
 from engine.rules.compiler import CompiledRuleset, build_facts, compile_rule_file
@@ -57,7 +58,9 @@ __all__ = [
     "Rule",
     "RuleEvaluationRecord",
     "RuleFile",
+    "RuleSetActivations",
     "RuleSetRegistry",
+    "RuleSetVersionInfo",
     "RuleTestReport",
     "RuleVersionRecord",
     "RulesHost",
@@ -65,6 +68,7 @@ __all__ = [
     "StoredEvaluation",
     "WhyExplanation",
     "WhyNotExplanation",
+    "active_ruleset",
     "build_facts",
     "compile_rule_file",
     "evaluate",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -128,3 +129,37 @@ def test_a_migration_is_asked_for_by_one_author_and_approved_by_another(app: Fla
     assert_problem(client.get(f"/v1/pathways/{PATHWAY}/migration-requests", headers=system), 403, "forbidden")
     other = f"/v1/pathways/test_triage/migration-requests/{request['id']}/approval"
     assert_problem(client.post(other, headers=bob), 404, "not-found")
+
+
+def test_a_rule_set_version_is_recorded_pending_and_activated_by_a_second_author(
+        deployed_database_url: str, clock: ManualClock, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(TESTS.parent / "rules", rules, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
+                      "RULES_DIR": rules, "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
+    app.test_client_class = ContractClient
+    app.extensions["carepath"].rules.recheck_seconds = 0  # see a changed file at once (a server: within a second)
+    client = app.test_client()
+    try:
+        alice, bob = _held(app, "alice"), _held(app, "bob")
+        [bootstrap] = client.get("/v1/rule-sets/supportive_care/versions", headers=alice).json["items"]
+        assert bootstrap["active"] and bootstrap["activated_by"] == "system"  # recorded when the server started
+        rule_file = rules / "supportive_care.yaml"
+        rule_file.write_text(rule_file.read_text() + "\n# reviewed\n")
+        deployed = client.post("/v1/rule-sets", headers=alice)
+        assert deployed.status_code == 201, deployed.json
+        [pending] = deployed.json["items"]
+        assert not pending["active"] and pending["activated_at"] is None and pending["deployed_by"].endswith("alice")
+        url = f"/v1/rule-sets/supportive_care/versions/{pending['version'][:12]}/activation"
+        assert_problem(client.post(url, headers=alice), 403, "four-eyes")
+        assert_problem(client.post(url, headers=_held(app, "alice")), 403, "four-eyes")
+        assert_problem(client.post(url, headers=_held(app, "bob", "clinician")), 403, "forbidden")
+        activated = client.post(url, headers=bob)
+        assert activated.status_code == 200 and activated.json["active"], activated.json
+        listed = client.get("/v1/rule-sets/supportive_care/versions", headers=_held(app, None, "auditor")).json
+        assert [(v["version"], v["active"]) for v in listed["items"]] == [
+            (pending["version"], True), (bootstrap["version"], False)]
+        assert_problem(client.post(url, headers=_held(app, "carol")), 409, "version-state-conflict")
+        assert_problem(client.get("/v1/rule-sets/nope/versions", headers=alice), 404, "not-found")
+    finally:
+        app.extensions["carepath"].close()
