@@ -12,6 +12,7 @@ import pytest
 from api_contract import ContractClient, make_token
 from flask import Flask
 from helpers import PATHWAY, assert_problem
+from oidc_provider import AUDIENCE, FakeProvider, serve
 
 from api import create_app
 from engine import ManualClock
@@ -163,3 +164,27 @@ def test_a_rule_set_version_is_recorded_pending_and_activated_by_a_second_author
         assert_problem(client.get("/v1/rule-sets/nope/versions", headers=alice), 404, "not-found")
     finally:
         app.extensions["carepath"].close()
+
+
+def test_a_person_signed_in_is_the_same_person_as_their_token(deployed_database_url: str,
+                                                             clock: ManualClock) -> None:
+    """OpenID Connect: alice deploys with her token and cannot activate with her provider's access token
+    (nor with a second one); bob, signed in, can."""
+    with serve(FakeProvider(), clock.now()) as fake:
+        app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
+                          "CLOCK": clock, "AUTH_CACHE_SECONDS": 0, "OIDC_ISSUER": fake.issuer,
+                          "OIDC_AUDIENCE": AUDIENCE, "OIDC_STAFF_ID_CLAIM": "preferred_username"})
+        app.test_client_class = ContractClient
+        client = app.test_client()
+        try:
+            pending = _deploy(client, _held(app, "alice"))
+            url = f"/v1/pathways/{PATHWAY}/versions/{pending['version']}/activation"
+            for lifetime in (300, 600):  # two different access tokens of hers
+                token = fake.token(clock.now(), preferred_username="alice", roles=["author"], lifetime=lifetime)
+                body = assert_problem(client.post(url, headers={"Authorization": f"Bearer {token}"}), 403, "four-eyes")
+                assert "staff:alice" in body["detail"]
+            bob = fake.token(clock.now(), preferred_username="bob", roles=["author"])
+            activated = client.post(url, headers={"Authorization": f"Bearer {bob}"})
+            assert activated.status_code == 200 and activated.json["activated_by"] == "author:staff:bob"
+        finally:
+            app.extensions["carepath"].close()
