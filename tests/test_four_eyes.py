@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import engine.pathways.versions
 from engine import CarePath, FourEyesError, ManualClock, Settings, VersionStateError
 from engine.four_eyes import person_of, require_second_person
 
@@ -125,3 +126,22 @@ def test_four_eyes_is_on_by_default_and_cannot_be_off_in_production() -> None:
 
 def test_require_second_person_names_the_approver() -> None:
     assert require_second_person("system", BOB, "x") == "staff:bob"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)  # SQLite's single writer serialises them
+def test_of_two_authors_activating_at_once_one_does_and_the_other_is_told(
+        engine_on: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock.advance(timedelta(minutes=1))
+    [v2] = engine_on.catalog.deploy_upload(_changed_upload(engine_on.settings.pathways_dir), ALICE)
+    check = engine.pathways.versions.require_second_person
+
+    def carol_activates_meanwhile(requested_by: str, approver: str, what: str) -> str:
+        monkeypatch.setattr(engine.pathways.versions, "require_second_person", check)
+        engine_on.catalog.activate("test_assessment", v2.version, "author:staff:carol")  # commits first
+        return check(requested_by, approver, what)
+
+    monkeypatch.setattr(engine.pathways.versions, "require_second_person", carol_activates_meanwhile)
+    with pytest.raises(VersionStateError, match="just now"):
+        engine_on.catalog.activate("test_assessment", v2.version, BOB)
+    assert engine_on.catalog.current("test_assessment").activated_by == "author:staff:carol"

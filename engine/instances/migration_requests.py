@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from engine.db.models import MigrationRequest
 from engine.db.session import read_only, unit_of_work
@@ -95,8 +95,11 @@ def approve_migration(service: PathwayService, request_id: str, actor: str, *, p
                                     f"by {row.approved_by}")
         if service.settings.four_eyes:
             require_second_person(row.requested_by, actor, f"approving migration request {request_id}")
-        if row.status == REQUESTED:
-            row.status, row.approved_by, row.approved_at = APPROVED, actor, service.clock.now()
+        if row.status == REQUESTED:  # guarded: of two approvals at once, one records itself (both run: see above)
+            session.execute(update(MigrationRequest).where(
+                MigrationRequest.id == row.id, MigrationRequest.status == REQUESTED).values(
+                status=APPROVED, approved_by=actor, approved_at=service.clock.now())
+                .execution_options(synchronize_session=False))
         pathway, target = row.pathway_id, row.target_version
     report = migrate_pathway(service, pathway, actor, dry_run=False, progress=progress, part=part,
                              approved_target=target)

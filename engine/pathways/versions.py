@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import Clock
@@ -236,8 +236,13 @@ class PathwayCatalog:
                                         f"{row.activated_at.isoformat()} by {row.activated_by}")
             if self.four_eyes:
                 require_second_person(row.deployed_by, actor, f"activating version {row.version[:12]} of {pathway_id}")
-            row.activated_at, row.activated_by = self.clock.now(), actor
-            session.flush()
+            # Guarded: of two authors activating at once, one does; the other is told who did.
+            moved = session.execute(update(PathwayVersion).where(
+                PathwayVersion.id == row.id, PathwayVersion.activated_at.is_(None)).values(
+                activated_at=self.clock.now(), activated_by=actor).execution_options(synchronize_session=False))
+            if moved.rowcount != 1:
+                raise VersionStateError(f"version {row.version[:12]} of pathway {pathway_id!r} was activated just now")
+            session.refresh(row)
             info = self._info(session, row)
         self.on_deploy()  # starts move to it at once in this process (others within seconds)
         return info

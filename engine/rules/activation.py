@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import Clock
@@ -131,8 +131,13 @@ class RuleSetActivations:
             if self.four_eyes:
                 require_second_person(row.deployed_by, actor, f"activating version {row.version[:12]} of rule set "
                                                               f"{name}")
-            row.activated_at, row.activated_by = self.clock.now(), actor
-            session.flush()
+            # Guarded: of two authors activating at once, one does; the other is told.
+            moved = session.execute(update(RuleSetActivation).where(
+                RuleSetActivation.id == row.id, RuleSetActivation.activated_at.is_(None)).values(
+                activated_at=self.clock.now(), activated_by=actor).execution_options(synchronize_session=False))
+            if moved.rowcount != 1:
+                raise VersionStateError(f"version {row.version[:12]} of rule set {name!r} was activated just now")
+            session.refresh(row)
             return self._info(session, row)
 
     def versions(self, name: str) -> list[RuleSetVersionInfo]:
