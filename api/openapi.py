@@ -277,7 +277,7 @@ PATHS: dict[str, Any] = {
         "post": _op("requestMigration",
                     "Ask for the running instances to move to the active version: a dry run, kept as a request "
                     "a second author approves", "pathways.migrate",
-                    {201: _response("The request, with its dry run's report", "MigrationRequest")}, (403, 404),
+                    {201: _response("The request, with its dry run's report", "MigrationRequestRecord")}, (403, 404),
                     [_path("pathway_id")], body="Activation", body_required=False, tag="pathways"),
         "get": _op("listMigrationRequests", "Migration requests, newest first: who asked, who approved, the reports",
                    "migrations.read", {200: _response("Requests", "MigrationRequestList")}, (404,),
@@ -287,7 +287,7 @@ PATHS: dict[str, Any] = {
         "post": _op("approveMigration",
                     "Approve a migration request and run it. Four eyes: never the author who asked (403 four-eyes); "
                     "409 when executed already or the active version changed since", "pathways.migrate",
-                    {200: _response("The request, executed, with the run's report", "MigrationRequest")},
+                    {200: _response("The request, executed, with the run's report", "MigrationRequestRecord")},
                     (403, 404, 409), [_path("pathway_id"), _path("request_id", UUID_PATTERN)],
                     body="Activation", body_required=False, tag="pathways"),
     },

@@ -414,8 +414,8 @@ SCHEMAS: dict[str, Any] = {
     "MigrationReport": _obj(["pathway_id", "to_version", "dry_run", "instances"], {
         "pathway_id": {"type": "string"}, "to_version": {"type": "string"}, "dry_run": {"type": "boolean"},
         "instances": {"type": "array", "items": _obj(list(_MIGRATION_PROPS), _MIGRATION_PROPS)}}),
-    "MigrationRequest": _obj(["id", "pathway_id", "target_version", "status", "requested_by", "requested_at",
-                              "report", "approved_by", "approved_at", "result"], {
+    "MigrationRequestRecord": _obj(["id", "pathway_id", "target_version", "status", "requested_by",
+                                    "requested_at", "report", "approved_by", "approved_at", "result"], {
         "id": {"type": "string", "pattern": UUID_PATTERN}, "pathway_id": {"type": "string"},
         "target_version": {"type": "string", "description": "The version the dry run moved to; approval runs only "
                                                              "while it is still the active version"},
@@ -435,7 +435,8 @@ SCHEMAS: dict[str, Any] = {
                          "description": "null: pending, waiting for a second author"},
         "activated_by": {"type": ["string", "null"]}}),
     "RuleSetVersionList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("RuleSetVersion")}}),
-    "MigrationRequestList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("MigrationRequest")}}),
+    "MigrationRequestList": _obj(["items"], {
+        "items": {"type": "array", "items": schema_ref("MigrationRequestRecord")}}),
     "Ready": _obj(["status", "schema_revision"], {"status": {"const": "ready"}, "schema_revision": {"type": "string"}}),
     # Request bodies.
     "StartRequest": _obj(["pathway_id", "patient_ref"], {

@@ -10,6 +10,6 @@ rows and their events (``store``), what callers see of an instance (``view``), t
 
 May import: ``engine.spiff``, ``engine.pathways``, ``engine.audit``, ``engine.db``, ``engine.rules``
 (for stored evaluations), ``engine.webhooks`` (the store writes a step's outbox rows),
-``engine.decisions`` (business rule tasks), ``engine.four_eyes`` (who may approve a migration), the shared modules (clock, errors, settings). Never Flask,
-never ``api``.
+``engine.decisions`` (business rule tasks), ``engine.four_eyes`` (who may approve a migration), the
+shared modules (clock, errors, settings). Never Flask, never ``api``.
 """

@@ -14,7 +14,8 @@ Four eyes: evaluations in pathways use a rule set's active version, recorded in 
 activated by a second author (``activation``); ``rules test`` reads the folder's text.
 
 May import: durable-rules, PyYAML, ``engine.db`` (evaluations and rule versions are stored),
-``engine.four_eyes`` (who may activate a version) and the shared modules. Never ``instances`` or ``pathways``: a pathway calls rules through a care plan operator.
+``engine.four_eyes`` (who may activate a version) and the shared modules. Never ``instances`` or
+``pathways``: a pathway calls rules through a care plan operator.
 """
 
 from engine.rules.activation import RuleSetActivations, RuleSetVersionInfo, active_ruleset
