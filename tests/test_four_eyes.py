@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import engine.pathways.versions
-from engine import CarePath, FourEyesError, ManualClock, Settings, VersionStateError
+from engine import CarePath, FourEyesError, ManualClock, NotFoundError, Settings, VersionStateError
 from engine.four_eyes import person_of, require_second_person
 
 TESTS = Path(__file__).resolve().parent
@@ -71,6 +71,8 @@ def test_the_bootstrap_is_active_and_a_deployed_version_waits_for_a_second_autho
     assert not listed[v1.version].active
     with pytest.raises(VersionStateError):
         engine_on.catalog.activate("test_assessment", v2.version, "author:staff:carol")
+    with pytest.raises(NotFoundError):  # a prefix too short to say which version is approved
+        engine_on.catalog.activate("test_assessment", v2.version[:3], "author:staff:carol")
 
 
 @pytest.mark.parametrize("approver", [

@@ -229,6 +229,8 @@ class PathwayCatalog:
             VersionStateError: the version was already activated.
             FourEyesError: ``actor`` deployed it (as the same person), or names no person.
         """
+        if len(version) < 4:  # a shorter prefix names too much to approve
+            raise NotFoundError(f"no single version {version!r} of pathway {pathway_id!r}: give at least 4 characters")
         with unit_of_work(self.sessions) as session:
             row = self._version(session, pathway_id, version)
             if row.activated_at is not None:
