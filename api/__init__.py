@@ -50,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "READ_DATABASE_URL": None,  # a PostgreSQL streaming replica for GET requests (api/replica.py)
     "ALLOW_CONCURRENT_INSTANCES": False,  # a patient may run a pathway more than once at a time
     "SANDBOX": False,  # the deployment's own clock, moved by POST /v1/sandbox/clock (engine/sandbox.py)
+    # None: on. A second author activates each new pathway or rule-set version and approves each
+    # migration; "off" (refused in production) lets a single developer work (engine/four_eyes.py).
+    "FOUR_EYES": None,
     "CLOCK": None,  # tests pass a ManualClock
     # Where an instance started without an organisation or care team is placed (engine.care_teams); None:
     # in development organisation "local", team "general"; in production a start must name them.
@@ -88,14 +91,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
              "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER", "READ_DATABASE_URL", "ALLOW_CONCURRENT_INSTANCES",
              "SANDBOX", "DEFAULT_ORGANISATION", "DEFAULT_CARE_TEAM")
     names += tuple(name for name in app.config if name.startswith("OIDC_"))
-    settings = Settings.from_env({f"CAREPATH_{name}": _setting_text(app.config[name])
-                                  for name in names if app.config.get(name)})
+    given = {f"CAREPATH_{name}": _setting_text(app.config[name]) for name in names if app.config.get(name)}
+    if app.config["FOUR_EYES"] is not None:  # false (off) is a value here, not an absence
+        given["CAREPATH_FOUR_EYES"] = _setting_text(app.config["FOUR_EYES"])
+    settings = Settings.from_env(given)
     app.config["DATABASE_URL"] = settings.database_url
     engine = CarePath(settings, app.config["CLOCK"], upgrade=True)
     try:
         deployed = engine.catalog.sync_library(actor="system") if app.config["SYNC_PATHWAYS"] else None
         library = read_library(settings, deployed)
         require_library(settings, library)
+        if app.config["SYNC_PATHWAYS"] and library.rule_sets:
+            engine.rule_sets.sync(actor="system")  # four eyes: a changed rule file is a pending version
         production = settings.environment == "production" and library.rule_sets
         require_service_directory(settings, set(engine.rules.catalogue().service_types) if production else None)
         identity = None if settings.oidc is None else Provider(
@@ -124,6 +131,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         pathways,
         patient_identities,
         replica,
+        rule_sets,
         sandbox,
         tasks,
         web,
@@ -139,7 +147,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app.extensions, identity)
     health.init_app(app)
     for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log,
-                   webhooks, sandbox, me, patient_identities):
+                   webhooks, sandbox, me, patient_identities, rule_sets):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)

@@ -8,6 +8,7 @@ are the defaults. Every command that opens the database names it on stderr first
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -311,30 +312,49 @@ def pathways() -> None:
     """Pathway versions."""
 
 
+_AS = click.option("--as", "staff_id", default=None, metavar="STAFF_ID",
+                   help="The member of staff doing this (recorded as cli:staff:STAFF_ID; four eyes compares people).")
+
+
+def _cli_actor(staff_id: str | None, default: str = "cli") -> str:
+    """The actor the command line records: ``cli:staff:<id>`` for --as, else ``default`` (no person)."""
+    from engine.access import STAFF_ID_PATTERN
+
+    if staff_id is None:
+        return default
+    if not re.match(STAFF_ID_PATTERN, staff_id):
+        raise click.BadParameter("1-64 letters, digits or . _ : @ - (a staff identifier, never a name)",
+                                 param_hint="--as")
+    return f"cli:staff:{staff_id}"
+
+
 @pathways.command("deploy")
 @click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+@_AS
 @click.pass_context
-def pathways_deploy(ctx: click.Context, path: Path | None) -> None:
+def pathways_deploy(ctx: click.Context, path: Path | None, staff_id: str | None) -> None:
     """Deploy a pathway bundle at PATH (a folder or a .zip: the diagram, the shared sub-pathways it
     calls, forms and decision tables), or without PATH every pathway in the pathways folder.
 
     Nothing is deployed when any diagram is refused; each problem is printed as file:line: element: message.
     A bundle's calls and forms may also resolve in the pathways folder; what came from there, and what
-    is missing, is listed by name.
+    is missing, is listed by name. With four eyes on (the default), a new version is pending until a
+    second author activates it (carepath pathways activate); a pathway's first folder version is active.
     """
     from engine.errors import DiagramError, InvalidInputError
     from engine.pathways.bundle import read_bundle_folder, read_bundle_zip
     from engine.pathways.validation import format_problems
 
+    actor = _cli_actor(staff_id)
     carepath = _carepath(ctx)
     try:
         if path is None:
-            deployment = carepath.catalog.sync_library(actor="cli")
+            deployment = carepath.catalog.sync_library(actor=actor)
         else:
             if not path.is_dir() and path.suffix.lower() != ".zip":
                 raise click.UsageError(f"{path}: PATH must be a folder or a .zip archive")
             bundle = read_bundle_folder(path) if path.is_dir() else read_bundle_zip(path.read_bytes())
-            deployment = carepath.catalog.deploy_bundle(bundle, actor="cli")
+            deployment = carepath.catalog.deploy_bundle(bundle, actor=actor)
     except InvalidInputError as exc:
         click.echo(format_problems(exc.problems) or exc.message, err=True)
         if path is not None and isinstance(exc, DiagramError):
@@ -352,7 +372,50 @@ def pathways_deploy(ctx: click.Context, path: Path | None) -> None:
             if names:
                 click.echo(f"{label}: {', '.join(names)}")
     for info in deployment:
-        click.echo(f"{info.pathway_id} {info.version[:12]}{' (latest)' if info.latest else ''}")
+        state = "active" if info.active else "pending: a second author activates it" if info.activated_at is None \
+            else "superseded"
+        click.echo(f"{info.pathway_id} {info.version[:12]}{' (latest)' if info.latest else ''} ({state})")
+
+
+@pathways.command("activate")
+@click.argument("pathway")
+@click.argument("version")
+@_AS
+@click.pass_context
+def pathways_activate(ctx: click.Context, pathway: str, version: str, staff_id: str | None) -> None:
+    """Activate VERSION (a prefix of at least 4 characters) of PATHWAY: new instances start on it.
+
+    Four eyes: --as names the author activating it, who must not be the one who deployed it (exit 1).
+    """
+    from engine.errors import CarePathError
+
+    actor = _cli_actor(staff_id)
+    carepath = _carepath(ctx)
+    try:
+        info = carepath.catalog.activate(pathway, version, actor)
+    except CarePathError as exc:
+        click.echo(f"not activated: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"{info.pathway_id} {info.version[:12]} active (deployed by {info.deployed_by}, activated by "
+               f"{info.activated_by} at {info.activated_at})")
+
+
+@pathways.command("versions")
+@click.argument("pathway")
+@click.pass_context
+def pathways_versions(ctx: click.Context, pathway: str) -> None:
+    """List PATHWAY's versions, newest first: active or pending, who deployed and who activated each."""
+    from engine.errors import NotFoundError
+
+    carepath = _carepath(ctx)
+    try:
+        versions = carepath.catalog.versions(pathway)
+    except NotFoundError as exc:
+        raise click.ClickException(exc.message) from exc
+    for info in versions:
+        state = "active" if info.active else "pending" if info.activated_at is None else "superseded"
+        activated = "" if info.activated_at is None else f", activated {info.activated_at} by {info.activated_by}"
+        click.echo(f"{info.version[:12]} {state}: deployed {info.deployed_at} by {info.deployed_by}{activated}")
 
 
 @pathways.command("test")
@@ -442,6 +505,8 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
     except EmptyLibraryError as exc:
         raise click.ClickException(str(exc)) from exc
     carepath = _carepath(ctx)
+    if library.rule_sets:
+        carepath.rule_sets.sync(actor="system")  # four eyes: a rule set's first version is active (bootstrap)
     idempotency = IdempotencyStore(carepath.sessions, carepath.clock)
     name = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     from .jobs import BackgroundJobs
@@ -491,45 +556,22 @@ def _take_over_verification(carepath: Any, jobs: Any) -> None:
                                                                        carepath.settings.checkpoint_dir))
 
 
-@main.command()
-@click.argument("pathway")
-@click.option("--dry-run", is_flag=True, help="Show what would change per instance; write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--part", default="1/1", show_default=True,
-              help="K/N: move only the K-th of N disjoint shares of the instances (run N commands at once).")
-@click.pass_context
-def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool, part: str) -> None:
-    """Move running and suspended instances of PATHWAY to its newest deployed version.
 
-    Instances whose completed work would change are refused, each with the reason; exits 1 then.
-    Progress goes to standard error. Each instance is committed on its own: if the command is
-    stopped, running it again moves the instances that were not moved yet. A large caseload moves
-    faster as N commands, --part 1/N ... --part N/N, run at once (one per core).
-    """
+def _part(text: str) -> tuple[int, int]:
+    """--part K/N. Raises: click.BadParameter."""
     try:
-        share, shares = (int(n) for n in part.split("/"))
+        share, shares = (int(n) for n in text.split("/"))
     except ValueError:
         raise click.BadParameter("must be K/N, e.g. 1/4", param_hint="--part") from None
     if not 1 <= share <= shares:
         raise click.BadParameter("must be K/N with 1 <= K <= N", param_hint="--part")
+    return share, shares
+
+
+def _print_migration(report: Any, dry_run: bool, as_json: bool) -> None:
+    """A migration's report, per instance (the command line's user may read patients' references)."""
     import json
 
-    from engine.errors import NotFoundError
-    from engine.instances.migration import MigrationProgress, migrate_pathway
-
-    carepath = _carepath(ctx)
-    started = time.monotonic()
-
-    def progress(step: MigrationProgress) -> None:
-        rate = step.done / max(time.monotonic() - started, 1e-9)
-        click.echo(f"migrating {pathway}: {step.done}/{step.total} ({100 * step.done // max(step.total, 1)}%), "
-                   f"{step.refused} refused, {rate:.0f}/s", err=True)
-
-    try:
-        report = migrate_pathway(carepath.instances, pathway, actor="cli:migrate", dry_run=dry_run,
-                                 progress=progress, part=(share, shares))
-    except NotFoundError as exc:
-        raise click.ClickException(exc.message) from exc
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -548,6 +590,70 @@ def migrate(ctx: click.Context, pathway: str, dry_run: bool, as_json: bool, part
                 click.echo(f"    ~ timer {timer['element']}: {timer['from']} -> {timer['to']}")
         click.echo(f"{len(report.instances) - len(report.refused)} instance(s) {verb}, "
                    f"{len(report.refused)} refused (target {report.to_version[:12]})")
+
+
+@main.command()
+@click.argument("pathway", required=False)
+@click.option("--dry-run", is_flag=True, help="Show what would change per instance; write nothing.")
+@click.option("--request", "ask", is_flag=True,
+              help="Four eyes: run a dry run and keep it as a request a second author approves; prints its id.")
+@click.option("--approve", "request_id", default=None, metavar="REQUEST_ID",
+              help="Four eyes: approve another author's request (--as) and move the instances.")
+@_AS
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--part", default="1/1", show_default=True,
+              help="K/N: move only the K-th of N disjoint shares of the instances (run N commands at once).")
+@click.pass_context
+def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, request_id: str | None,
+            staff_id: str | None, as_json: bool, part: str) -> None:
+    """Move running and suspended instances of PATHWAY to its active version.
+
+    Four eyes (on unless CAREPATH_FOUR_EYES=off): one author asks, `carepath migrate PATHWAY --request
+    --as alice` (the dry run is kept); a second approves and moves them, `carepath migrate --approve
+    REQUEST_ID --as bob`. Without an approved request only --dry-run runs.
+
+    Instances whose completed work would change are refused, each with the reason; exits 1 then.
+    Progress goes to standard error. Each instance is committed on its own: if the command is
+    stopped, running it again (--approve the same request) moves the instances that were not moved
+    yet. A large caseload moves faster as N commands, --part 1/N ... --part N/N, run at once (one
+    per core); the request is marked executed by a run without --part.
+    """
+    if (pathway is None) == (request_id is None) or (request_id is not None and (ask or dry_run)) or \
+            (ask and dry_run):
+        raise click.UsageError("give PATHWAY (with --dry-run or --request), or --approve REQUEST_ID alone")
+    share, shares = _part(part)
+
+    from engine.errors import CarePathError
+    from engine.instances.migration import MigrationProgress, migrate_pathway
+    from engine.instances.migration_requests import approve_migration, request_migration
+
+    actor = _cli_actor(staff_id, "cli:migrate")
+    carepath = _carepath(ctx)
+    started = time.monotonic()
+
+    def progress(step: MigrationProgress) -> None:
+        rate = step.done / max(time.monotonic() - started, 1e-9)
+        click.echo(f"migrating {pathway}: {step.done}/{step.total} ({100 * step.done // max(step.total, 1)}%), "
+                   f"{step.refused} refused, {rate:.0f}/s", err=True)
+
+    try:
+        if ask:
+            assert pathway is not None
+            asked, report = request_migration(carepath.instances, pathway, actor)
+            dry_run = True
+        elif request_id is not None:
+            _approved, report = approve_migration(carepath.instances, request_id, actor, progress=progress,
+                                                  part=(share, shares))
+        else:
+            assert pathway is not None
+            report = migrate_pathway(carepath.instances, pathway, actor=actor, dry_run=dry_run,
+                                     progress=progress, part=(share, shares))
+    except CarePathError as exc:
+        raise click.ClickException(exc.message) from exc
+    _print_migration(report, dry_run, as_json)
+    if ask:
+        click.echo(f"migration request {asked.id}: a second author approves it with "
+                   f"carepath migrate --approve {asked.id} --as STAFF_ID")
     if report.refused:
         sys.exit(1)
 
@@ -593,11 +699,14 @@ def token() -> None:
               help="The organisation whose patients it reaches (without it: every organisation, for development).")
 @click.option("--team", "teams", multiple=True, metavar="ID",
               help="A care team of the organisation whose patients it reaches (repeat; none: every team).")
+@click.option("--staff-id", default=None, metavar="STAFF_ID",
+              help="The member of staff who holds it (a person's own token; four eyes compares holders).")
 @click.pass_context
 def token_create(ctx: click.Context, role: str, label: str, expires_in: str | None, patient_ref: str | None,
-                 organisation: str | None, teams: tuple[str, ...]) -> None:
+                 organisation: str | None, teams: tuple[str, ...], staff_id: str | None) -> None:
     """Create a token and print its secret once: it cannot be shown again. A patient's token (for tests,
-    demonstrations, a patient app) names its patient with --patient-ref.
+    demonstrations, a patient app) names its patient with --patient-ref; a person's own token names its
+    holder with --staff-id (four eyes knows two tokens of one holder are one person).
 
     Its scope (docs/access.md): with --organisation it reaches that organisation's patients (an auditor's
     all of them, anyone else's those of the --team teams, or all teams when none is given); without it,
@@ -616,10 +725,11 @@ def token_create(ctx: click.Context, role: str, label: str, expires_in: str | No
     try:
         with unit_of_work(carepath.sessions) as session:
             token_id, secret = create_token(session, role, label, carepath.clock, lifetime, patient_ref,
-                                            organisation=organisation, teams=list(teams))
+                                            organisation=organisation, teams=list(teams), staff_id=staff_id)
     except InvalidInputError as exc:
         field = exc.problems[0].field if exc.problems else None
-        hint = {"/teams": "--team", "/patient_ref": "--patient-ref"}.get(field or "", "--organisation")
+        hint = {"/teams": "--team", "/patient_ref": "--patient-ref", "/staff_id": "--staff-id"}.get(
+            field or "", "--organisation")
         raise click.BadParameter(exc.problems[0].message if exc.problems else exc.message, param_hint=hint) from exc
     until = "" if lifetime is None else f", expires {(carepath.clock.now() + lifetime).isoformat(timespec='minutes')}"
     click.echo(f"token {token_id} ({role}{until}); the secret is shown only now:", err=True)
@@ -779,12 +889,73 @@ def _checkpointer(carepath: Any) -> Any:
     return write
 
 
+@click.command("deploy")
+@_AS
+@click.pass_context
+def rules_deploy(ctx: click.Context, staff_id: str | None) -> None:
+    """Record the rules folder's current text of every rule set. Four eyes (on unless
+    CAREPATH_FOUR_EYES=off): a changed text is a pending version that evaluations in pathways do not
+    use until a second author activates it (carepath rules activate); a rule set's first is active."""
+    from engine.errors import CarePathError
+
+    actor = _cli_actor(staff_id)
+    try:
+        versions = _carepath(ctx).rule_sets.sync(actor=actor)
+    except CarePathError as exc:
+        click.echo(f"nothing recorded: {exc.message}", err=True)
+        sys.exit(1)
+    for info in versions:
+        state = "active" if info.active else "pending" if info.activated_at is None else "superseded"
+        click.echo(f"{info.name} {info.version[:12]} ({state})")
+
+
+@click.command("activate")
+@click.argument("name")
+@click.argument("version")
+@_AS
+@click.pass_context
+def rules_activate(ctx: click.Context, name: str, version: str, staff_id: str | None) -> None:
+    """Activate VERSION (a prefix of at least 4 characters) of rule set NAME: evaluations use it.
+
+    Four eyes: --as names the author activating it, who must not be the one who deployed it (exit 1).
+    """
+    from engine.errors import CarePathError
+
+    actor = _cli_actor(staff_id)
+    try:
+        info = _carepath(ctx).rule_sets.activate(name, version, actor)
+    except CarePathError as exc:
+        click.echo(f"not activated: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"{info.name} {info.version[:12]} active (deployed by {info.deployed_by}, activated by "
+               f"{info.activated_by} at {info.activated_at})")
+
+
+@click.command("versions")
+@click.argument("name")
+@click.pass_context
+def rules_versions(ctx: click.Context, name: str) -> None:
+    """List rule set NAME's recorded versions, newest first: active or pending, who deployed and activated each."""
+    from engine.errors import NotFoundError
+
+    try:
+        versions = _carepath(ctx).rule_sets.versions(name)
+    except NotFoundError as exc:
+        raise click.ClickException(exc.message) from exc
+    for info in versions:
+        state = "active" if info.active else "pending" if info.activated_at is None else "superseded"
+        activated = "" if info.activated_at is None else f", activated {info.activated_at} by {info.activated_by}"
+        click.echo(f"{info.version[:12]} {state}: deployed {info.deployed_at} by {info.deployed_by}{activated}")
+
+
 def _register_optional_groups() -> None:
     from .cli_access import purge_reads_command, reads
     from .cli_deaths import death_record
     from .cli_patients import patients
     from .cli_rules import rules
 
+    for command in (rules_deploy, rules_activate, rules_versions):  # they need the engine's database
+        rules.add_command(command)
     main.add_command(rules)
     main.add_command(death_record)
     main.add_command(patients)

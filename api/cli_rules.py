@@ -86,7 +86,7 @@ _rules_dir_option = click.option(
 
 @click.group("rules")
 def rules() -> None:
-    """Needs-to-interventions rules: test, explain, simulate."""
+    """Needs-to-interventions rules: test, explain, simulate; deploy, activate (four eyes), versions."""
 
 
 @rules.command("test")

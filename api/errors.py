@@ -11,6 +11,7 @@ engine / HTTP error                   status  type (under carepath.dev/problems/
 ApiError (bad parameter, header...)   4xx     request-invalid, malformed-json, ...
 unknown route / method                404     not-found / method-not-allowed (405)
 InvalidTokenError                     401     unauthenticated
+FourEyesError                         403     four-eyes (a second author must approve)
 PermissionDeniedError                 403     forbidden
 TaskDataError                         422     task-data-invalid
 StartDataError                        422     start-data-invalid
@@ -26,6 +27,7 @@ TaskNotReadyError                     409     task-not-ready
 InstanceExistsError                   409     instance-exists (Location: the running instance)
 PatientDeceasedError                  409     patient-deceased
 IdempotencyKeyInUseError              409     idempotency-key-in-use
+VersionStateError                     409     version-state-conflict
 ConflictError                         409     instance-state-conflict
 MessageNotDeliverableError            409     message-not-deliverable (the target's state)
 ExpressionError                       500     internal-error (escaped a step: logged, no detail)
@@ -67,6 +69,7 @@ from engine.errors import (
     ConflictError,
     DiagramError,
     ExpressionError,
+    FourEyesError,
     IdempotencyKeyInUseError,
     IdempotencyKeyReusedError,
     InstanceExistsError,
@@ -84,6 +87,7 @@ from engine.errors import (
     TaskDataError,
     TaskNotReadyError,
     UnsafeExpressionError,
+    VersionStateError,
     WorkflowError,
 )
 
@@ -98,6 +102,7 @@ PROBLEM_JSON = "application/problem+json"
 # of engine.errors has its own row, so none is answered by its parent's row by accident.
 ENGINE_ERRORS: tuple[tuple[type[CarePathError], int, str], ...] = (
     (InvalidTokenError, 401, "unauthenticated"),
+    (FourEyesError, 403, "four-eyes"),
     (PermissionDeniedError, 403, "forbidden"),
     (TaskDataError, 422, "task-data-invalid"),
     (StartDataError, 422, "start-data-invalid"),
@@ -112,6 +117,7 @@ ENGINE_ERRORS: tuple[tuple[type[CarePathError], int, str], ...] = (
     (InstanceExistsError, 409, "instance-exists"),
     (PatientDeceasedError, 409, "patient-deceased"),
     (IdempotencyKeyInUseError, 409, "idempotency-key-in-use"),
+    (VersionStateError, 409, "version-state-conflict"),
     (ConflictError, 409, "instance-state-conflict"),
     (MessageNotDeliverableError, 409, "message-not-deliverable"),
     (ExpressionError, 500, "internal-error"),

@@ -148,7 +148,7 @@ PATHS: dict[str, Any] = {
     "/v1/openapi.json": {"get": _op("openapi", "This document (no authentication)", None,
                                     {200: _response("OpenAPI 3.1 document", {"type": "object"})}, tag="health")},
     "/v1/pathways": {
-        "get": _op("listPathways", "Latest version of every deployed pathway", "pathways.read",
+        "get": _op("listPathways", "The current version of every deployed pathway (the active one)", "pathways.read",
                    {200: _response("Pathways", "PathwayVersionList")}, tag="pathways"),
         "post": _with_zip_body(_op(
             "deployPathway", "Deploy a pathway bundle: diagram files, or a zip archive", "pathways.deploy",
@@ -163,13 +163,21 @@ PATHS: dict[str, Any] = {
             body="Upload", body_media="multipart/form-data", tag="pathways")),
     },
     "/v1/pathways/{pathway_id}": {
-        "get": _op("getPathway", "The latest version of a pathway, with its start data schema", "pathways.read",
+        "get": _op("getPathway", "The active version of a pathway, with its start data schema", "pathways.read",
                    {200: _response("The pathway", "Pathway")}, (404,), [_path("pathway_id")], tag="pathways"),
     },
     "/v1/pathways/{pathway_id}/versions": {
         "get": _op("listPathwayVersions", "Versions of a pathway, newest first", "pathways.read",
                    {200: _response("Versions", "PathwayVersionList")}, (404,), [_path("pathway_id")],
                    tag="pathways"),
+    },
+    "/v1/pathways/{pathway_id}/versions/{version}/activation": {
+        "post": _op("activatePathwayVersion",
+                    "Activate a pending version: new instances start on it. Four eyes: a second author, never "
+                    "the person who deployed it (403 four-eyes)", "pathways.activate",
+                    {200: _response("The version, active, with who deployed and who activated it", "PathwayVersion")},
+                    (403, 404, 409), [_path("pathway_id"), _path("version", "^[0-9a-f]{4,64}$")],
+                    body="Activation", body_required=False, tag="pathways"),
     },
     "/v1/pathways/{pathway_id}/versions/{version}/diagram": {
         "get": _op("getPathwayDiagram", "Diagram XML of a version ('latest' or a version prefix)", "pathways.read",
@@ -179,7 +187,7 @@ PATHS: dict[str, Any] = {
                            "A file of the version other than the main diagram")], tag="pathways"),
     },
     "/v1/instances": {
-        "post": _op("startInstance", "Start the latest version of a pathway for a patient", "instances.start",
+        "post": _op("startInstance", "Start the active version of a pathway for a patient", "instances.start",
                     {201: _response("Started", "Instance", headers=("ETag", "Location"))}, (404, 409, 422),
                     [_IDEMPOTENCY_KEY], body="StartRequest", tag="instances"),
         "get": _op("listInstances", "Instances, oldest first, with cursor pagination", "instances.read",
@@ -279,8 +287,46 @@ PATHS: dict[str, Any] = {
                     "sandbox.clock", {200: _response("The clock after the move", "SandboxClock")}, (404,),
                     body="SandboxAdvance", tag="sandbox"),
     },
+    "/v1/pathways/{pathway_id}/migration-requests": {
+        "post": _op("requestMigration",
+                    "Ask for the running instances to move to the active version: a dry run, kept as a request "
+                    "a second author approves", "pathways.migrate",
+                    {201: _response("The request, with its dry run's report", "MigrationRequestRecord")}, (403, 404),
+                    [_path("pathway_id")], body="Activation", body_required=False, tag="pathways"),
+        "get": _op("listMigrationRequests", "Migration requests, newest first: who asked, who approved, the reports",
+                   "migrations.read", {200: _response("Requests", "MigrationRequestList")}, (404,),
+                   [_path("pathway_id")], tag="pathways"),
+    },
+    "/v1/pathways/{pathway_id}/migration-requests/{request_id}/approval": {
+        "post": _op("approveMigration",
+                    "Approve a migration request and run it. Four eyes: never the author who asked (403 four-eyes); "
+                    "409 when executed already or the active version changed since", "pathways.migrate",
+                    {200: _response("The request, executed, with the run's report", "MigrationRequestRecord")},
+                    (403, 404, 409), [_path("pathway_id"), _path("request_id", UUID_PATTERN)],
+                    body="Activation", body_required=False, tag="pathways"),
+    },
+    "/v1/rule-sets": {
+        "post": _op("deployRuleSets", "Record the rules folder's current text of every rule set: a changed one "
+                    "is a pending version until a second author activates it", "rule_sets.deploy",
+                    {201: _response("Every rule set's current version", "RuleSetVersionList")}, (422,),
+                    body="Activation", body_required=False, tag="rules"),
+    },
+    "/v1/rule-sets/{ruleset}/versions": {
+        "get": _op("listRuleSetVersions", "Versions of a rule set, newest first: who deployed, who activated",
+                   "pathways.read", {200: _response("Versions", "RuleSetVersionList")}, (404,), [_path("ruleset")],
+                   tag="rules"),
+    },
+    "/v1/rule-sets/{ruleset}/versions/{version}/activation": {
+        "post": _op("activateRuleSetVersion",
+                    "Activate a pending rule-set version: evaluations in pathways use it. Four eyes: a second "
+                    "author, never the one who deployed it (403 four-eyes)", "rule_sets.activate",
+                    {200: _response("The version, active", "RuleSetVersion")}, (403, 404, 409),
+                    [_path("ruleset"), _path("version", "^[0-9a-f]{4,64}$")], body="Activation", body_required=False,
+                    tag="rules"),
+    },
     "/v1/pathways/{pathway_id}/migrate": {
-        "post": _op("migratePathway", "Move running and suspended instances to the pathway's newest version",
+        "post": _op("migratePathway", "A dry run of moving running and suspended instances to the pathway's active "
+                    "version; with four eyes off, the move itself (on: 403 four-eyes, ask for a migration request)",
                     "pathways.migrate", {200: _response(
                         "Per instance: migrated, refused (with the reason) or, in a dry run, what would change",
                         "MigrationReport")}, (404,), [_path("pathway_id")], body="MigrateRequest", tag="pathways"),

@@ -30,6 +30,8 @@ PROBLEM_TYPES: dict[str, str] = {
     "idempotency-key-in-use": "A request with this Idempotency-Key is still running",
     "unauthenticated": "A valid bearer token is required",
     "forbidden": "The token's role may not do this",
+    "four-eyes": "A second author must do this: the person who deployed or asked for it may not approve it",
+    "version-state-conflict": "The version or migration request is not in a state for this (already active...)",
     "not-found": "Not found",
     "method-not-allowed": "Method not allowed",
     "stale-version": "The instance version in If-Match is not the current one",
@@ -70,6 +72,21 @@ _DECISION_PROPS: dict[str, Any] = {
 
 def _obj(required: list[str], properties: dict[str, Any], extra: bool = False) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": properties, "additionalProperties": extra}
+
+
+# A pathway version, and who deployed and activated it (four eyes: engine/four_eyes.py).
+_VERSION_REQUIRED = ["pathway_id", "version", "title", "main_file", "deployed_at", "deployed_by", "latest", "active",
+                     "activated_at", "activated_by"]
+_VERSION_PROPS: dict[str, Any] = {
+    "pathway_id": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"},
+    "main_file": {"type": "string"}, "deployed_at": {"type": "string", "format": "date-time"},
+    "deployed_by": {"type": "string"},
+    "latest": {"type": "boolean", "description": "The newest deployed version (it may still be pending)"},
+    "active": {"type": "boolean", "description": "The version new instances start on (the one activated last)"},
+    "activated_at": {"type": ["string", "null"], "format": "date-time",
+                     "description": "null: pending, waiting for a second author to activate it"},
+    "activated_by": {"type": ["string", "null"], "description": "Who activated it: never who deployed it"},
+}
 
 
 _TASK_PROPS: dict[str, Any] = {
@@ -342,16 +359,9 @@ SCHEMAS: dict[str, Any] = {
         "bundle": {**schema_ref("BundleSurvey"), "description": "A refused bundle deploy: what it held and lacked"},
     }),
     "LocatedProblem": _LOCATED_PROBLEM,
-    "PathwayVersion": _obj(["pathway_id", "version", "title", "main_file", "deployed_at", "deployed_by", "latest"], {
-        "pathway_id": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"},
-        "main_file": {"type": "string"}, "deployed_at": _DATE_TIME, "deployed_by": {"type": "string"},
-        "latest": {"type": "boolean"},
-    }),
-    "Pathway": _obj(["pathway_id", "version", "title", "main_file", "deployed_at", "deployed_by", "latest",
-                     "start_schema"], {
-        "pathway_id": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"},
-        "main_file": {"type": "string"}, "deployed_at": _DATE_TIME, "deployed_by": {"type": "string"},
-        "latest": {"type": "boolean"},
+    "PathwayVersion": _obj(_VERSION_REQUIRED, _VERSION_PROPS),
+    "Pathway": _obj([*_VERSION_REQUIRED, "start_schema"], {
+        **_VERSION_PROPS,
         "start_schema": {"type": ["object", "null"],
                          "description": "The JSON Schema the start data must pass (null: the pathway declares "
                                         "none, and any object is accepted); also in this document as "
@@ -507,6 +517,29 @@ SCHEMAS: dict[str, Any] = {
     "MigrationReport": _obj(["pathway_id", "to_version", "dry_run", "instances"], {
         "pathway_id": {"type": "string"}, "to_version": {"type": "string"}, "dry_run": {"type": "boolean"},
         "instances": {"type": "array", "items": _obj(list(_MIGRATION_PROPS), _MIGRATION_PROPS)}}),
+    "MigrationRequestRecord": _obj(["id", "pathway_id", "target_version", "status", "requested_by",
+                                    "requested_at", "report", "approved_by", "approved_at", "result"], {
+        "id": {"type": "string", "pattern": UUID_PATTERN}, "pathway_id": {"type": "string"},
+        "target_version": {"type": "string", "description": "The version the dry run moved to; approval runs only "
+                                                             "while it is still the active version"},
+        "status": {"enum": ["requested", "approved", "executed"]},
+        "requested_by": {"type": "string"}, "requested_at": {"type": "string", "format": "date-time"},
+        "report": {**schema_ref("MigrationReport"), "description": "The requester's dry run"},
+        "approved_by": {"type": ["string", "null"], "description": "A second author: never who asked"},
+        "approved_at": {"type": ["string", "null"], "format": "date-time"},
+        "result": {"oneOf": [schema_ref("MigrationReport"), {"type": "null"}],
+                   "description": "What the approved run did"}}),
+    "RuleSetVersion": _obj(["name", "version", "deployed_at", "deployed_by", "active", "activated_at",
+                            "activated_by"], {
+        "name": {"type": "string"}, "version": {"type": "string"},
+        "deployed_at": {"type": "string", "format": "date-time"}, "deployed_by": {"type": "string"},
+        "active": {"type": "boolean", "description": "The version evaluations in pathways use"},
+        "activated_at": {"type": ["string", "null"], "format": "date-time",
+                         "description": "null: pending, waiting for a second author"},
+        "activated_by": {"type": ["string", "null"]}}),
+    "RuleSetVersionList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("RuleSetVersion")}}),
+    "MigrationRequestList": _obj(["items"], {
+        "items": {"type": "array", "items": schema_ref("MigrationRequestRecord")}}),
     "Ready": _obj(["status", "schema_revision"], {"status": {"const": "ready"}, "schema_revision": {"type": "string"}}),
     # Request bodies.
     "StartRequest": _obj(["pathway_id", "patient_ref"], {
@@ -561,6 +594,7 @@ SCHEMAS: dict[str, Any] = {
         + ". Any other move is 409 instance-state-conflict.",
         "x-transitions": {status: list(next_statuses(status)) for status in ITEM_STATUSES},
         "x-transitions-other-items": {status: list(next_statuses(status, "intervention")) for status in ITEM_STATUSES}},
+    "Activation": _obj([], {}),
     "MigrateRequest": _obj(["dry_run"], {
         "dry_run": {"type": "boolean", "description": "true: report what would change, write nothing"}}),
     "MessageRequest": {

@@ -10,6 +10,12 @@ from flask import Blueprint, Response
 
 from engine.errors import DiagramError, NotFoundError
 from engine.instances.migration import migrate_pathway
+from engine.instances.migration_requests import (
+    approve_migration,
+    list_migration_requests,
+    request_migration,
+    without_patients,
+)
 from engine.pathways.validation import errors_in
 from engine.pathways.validation import validate_upload as check_upload
 
@@ -41,7 +47,7 @@ def list_pathways() -> dict[str, Any]:
 @requires("pathways.read")
 def get_pathway(pathway_id: str) -> dict[str, Any]:
     catalog = carepath().catalog
-    info = catalog.versions(_pathway_id(pathway_id))[0]
+    info = catalog.current(_pathway_id(pathway_id))
     return {**info.as_dict(), "start_schema": catalog.start_schema(pathway_id, info.version)}
 
 
@@ -49,6 +55,16 @@ def get_pathway(pathway_id: str) -> dict[str, Any]:
 @requires("pathways.read")
 def list_versions(pathway_id: str) -> dict[str, Any]:
     return {"items": [info.as_dict() for info in carepath().catalog.versions(_pathway_id(pathway_id))]}
+
+
+@bp.post("/<pathway_id>/versions/<version>/activation")
+@requires("pathways.activate")
+def activate_version(pathway_id: str, version: str) -> dict[str, Any]:
+    """Four eyes: a second author makes a pending version the one new instances start on."""
+    if not _VERSION.match(version) or version == "latest":
+        raise NotFoundError("no such version")
+    json_body("Activation", required=False)
+    return carepath().catalog.activate(_pathway_id(pathway_id), version, current_principal().actor).as_dict()
 
 
 @bp.get("/<pathway_id>/versions/<version>/diagram")
@@ -97,7 +113,35 @@ def migrate(pathway_id: str) -> dict[str, Any]:
     dry_run = json_body("MigrateRequest")["dry_run"]
     report = migrate_pathway(carepath().instances, _pathway_id(pathway_id), current_principal().actor,
                              dry_run=dry_run)
-    # Authors may not read instances: the report names them by id, not by patient.
-    body = report.as_dict()
-    body["instances"] = [{k: v for k, v in item.items() if k != "patient_ref"} for item in body["instances"]]
-    return body
+    return without_patients(report)  # authors may not read instances: named by id, not by patient
+
+
+_REQUEST_ID = re.compile(r"^[0-9a-f-]{36}$")
+
+
+@bp.post("/<pathway_id>/migration-requests")
+@requires("pathways.migrate")
+def ask_for_migration(pathway_id: str) -> tuple[dict[str, Any], int]:
+    """Four eyes: ask for the pathway's instances to move to its active version; the dry run is kept."""
+    json_body("Activation", required=False)
+    asked, _ = request_migration(carepath().instances, _pathway_id(pathway_id), current_principal().actor)
+    return asked.as_dict(), 201
+
+
+@bp.get("/<pathway_id>/migration-requests")
+@requires("migrations.read")
+def migration_requests(pathway_id: str) -> dict[str, Any]:
+    return {"items": [info.as_dict() for info in list_migration_requests(carepath().instances,
+                                                                           _pathway_id(pathway_id))]}
+
+
+@bp.post("/<pathway_id>/migration-requests/<request_id>/approval")
+@requires("pathways.migrate")
+def approve(pathway_id: str, request_id: str) -> dict[str, Any]:
+    """Four eyes: a second author approves a migration request, which runs it."""
+    if not _REQUEST_ID.match(request_id):
+        raise NotFoundError("no such migration request")
+    json_body("Activation", required=False)
+    info, _ = approve_migration(carepath().instances, request_id, current_principal().actor,
+                                pathway_id=_pathway_id(pathway_id))
+    return info.as_dict()

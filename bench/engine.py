@@ -80,8 +80,9 @@ TARGET_STATE_BYTES = 10 * 1024
 
 
 def settings(folder: Path) -> Settings:
+    # Four eyes off: one operator measures the engine (rule sets are evaluated from the folder).
     return Settings(database_url=f"sqlite:///{folder / DATABASE}", pathways_dir=ROOT / "pathways",
-                    rules_dir=ROOT / "rules")
+                    rules_dir=ROOT / "rules", four_eyes=False)
 
 
 def timed(action: Callable[[], Any]) -> tuple[dict[str, float], Any]:

@@ -81,6 +81,7 @@ GENESIS = "0" * 64
 
 
 # --- loading ---------------------------------------------------------------------------------------
+# Every engine here runs with four eyes off: one operator loads, deploys and migrates a caseload.
 
 
 def schema_url(base: str, schema: str) -> str:
@@ -368,7 +369,7 @@ def timers(url: str, engine: Engine, statements_for: Callable[[Engine], Statemen
         due = connection.execute(text("SELECT count(*) FROM pathway_instances WHERE status = 'running' "
                                       "AND next_due_at <= :at"), {"at": busiest + timedelta(seconds=1)}).scalar()
     now = busiest + timedelta(seconds=1)
-    app = CarePath(Settings(database_url=url), ManualClock(now))
+    app = CarePath(Settings(database_url=url, four_eyes=False), ManualClock(now))
     statements = statements_for(app.db)
     try:
         fired, began, plan, events_before = 0, time.perf_counter(), None, _timer_events(engine)
@@ -399,7 +400,7 @@ def _timer_events(engine: Engine) -> int:
 
 
 def audit(url: str, engine: Engine, statements_for: Callable[[Engine], Statements]) -> dict[str, Any]:
-    app = CarePath(Settings(database_url=url))
+    app = CarePath(Settings(database_url=url, four_eyes=False))
     statements = statements_for(app.db)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     marks: list[tuple[int, int]] = []
@@ -431,7 +432,7 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
                                  diagram.read_text(encoding="utf-8"), count=1)
         assert count == 1, diagram
         diagram.write_text(changed, encoding="utf-8")
-        deployer = CarePath(Settings(database_url=url, pathways_dir=folder))
+        deployer = CarePath(Settings(database_url=url, pathways_dir=folder, four_eyes=False))
         try:
             deployer.catalog.sync_library(actor="bench")
         finally:
@@ -502,7 +503,7 @@ def main() -> None:
     if not args.reuse:
         fresh_schema(args.database_url, args.schema)
         began = time.perf_counter()
-        load_demo(Settings(database_url=url), now=today)
+        load_demo(Settings(database_url=url, four_eyes=False), now=today)
         templated = time.perf_counter() - began
         engine = create_engine(url)
         seconds = bulk_copy(engine, args.instances, today)
@@ -520,7 +521,7 @@ def main() -> None:
                                             "AND c.relkind = 'r'"), {"s": args.schema}).scalar()}
     sections = set(args.sections.split(","))
     if "lists" in sections:
-        app = CarePath(Settings(database_url=url))
+        app = CarePath(Settings(database_url=url, four_eyes=False))
         try:
             result["lists"] = list_queries(app, app.db, Statements(app.db), args.samples, today)
         finally:

@@ -132,7 +132,9 @@ def worker(limit_mb: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="census-"))
     library, rules = work / "library", ROOT / "rules"
     library.mkdir()
-    app = CarePath(Settings(database_url=f"sqlite:///{work}/db.sqlite3", pathways_dir=library, rules_dir=rules),
+    # Four eyes off: the census deploys each diagram and runs its first step at once (one person, no server).
+    app = CarePath(Settings(database_url=f"sqlite:///{work}/db.sqlite3", pathways_dir=library, rules_dir=rules,
+                            four_eyes=False),
                    ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC)), upgrade=True)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:

@@ -7,6 +7,7 @@ from engine.errors import (
     ConflictError,
     DiagramError,
     ExpressionError,
+    FourEyesError,
     IdempotencyKeyInUseError,
     IdempotencyKeyReusedError,
     InstanceExistsError,
@@ -24,6 +25,7 @@ from engine.errors import (
     TaskDataError,
     TaskNotReadyError,
     UnsafeExpressionError,
+    VersionStateError,
     WorkflowError,
 )
 from engine.settings import Settings
@@ -35,6 +37,7 @@ __all__ = [
     "ConflictError",
     "DiagramError",
     "ExpressionError",
+    "FourEyesError",
     "IdempotencyKeyInUseError",
     "IdempotencyKeyReusedError",
     "InstanceExistsError",
@@ -55,5 +58,6 @@ __all__ = [
     "TaskDataError",
     "TaskNotReadyError",
     "UnsafeExpressionError",
+    "VersionStateError",
     "WorkflowError",
 ]

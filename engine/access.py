@@ -14,7 +14,8 @@ Roles (issue 6):
   read care plans and summaries (patient apps show them)
 * ``clinician`` -- complete tasks, read instances and care plans, move care plan items on, read an
   instance's event trail and its rule evaluations, correct an instance's data (with a reason)
-* ``author``    -- validate and deploy pathway (and rule) versions, migrate instances to a new version
+* ``author``    -- validate and deploy pathway (and rule) versions, activate a version another author
+  deployed, ask for and approve (a second author) migrations of instances to a new version
 * ``auditor``   -- read-only: instances, documents, rule evaluations, event trails and their verification,
   and who looked at which patient's records (the access log)
 * ``admin``     -- manage webhook subscriptions (whose secrets it sees once), their dead letters and
@@ -92,6 +93,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "pathways.read": STAFF_ROLES,
     "pathways.validate": frozenset({"author"}),
     "pathways.deploy": frozenset({"author"}),
+    "pathways.activate": frozenset({"author"}),  # a second author: never who deployed it (engine.four_eyes)
+    "rule_sets.deploy": frozenset({"author"}),  # record the rules folder's texts: a changed one is pending
+    "rule_sets.activate": frozenset({"author"}),  # a second author, as for pathways
     "instances.start": frozenset({"system"}),
     "instances.read": frozenset({"system", "clinician", "auditor"}),
     "instances.manage": frozenset({"system", "clinician"}),  # suspend, resume, cancel, retry
@@ -109,7 +113,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "instances.transfer": frozenset({"clinician", "system"}),
     "sandbox.clock": frozenset({"author"}),  # move a sandbox deployment's clock forward (engine.sandbox)
     "evaluations.read": frozenset({"auditor", "clinician"}),
-    "pathways.migrate": frozenset({"author"}),
+    "pathways.migrate": frozenset({"author"}),  # dry runs; asking for, and approving (a second author), a move
+    "migrations.read": frozenset({"author", "auditor"}),  # migration requests: who asked, who approved, reports
     "access_log.read": frozenset({"auditor"}),  # who looked at a patient's records (engine.access_log)
     "webhooks.manage": frozenset({"admin"}),  # subscriptions, dead letters, replays
     "patients.link": frozenset({"admin", "system"}),  # link an OpenID Connect identity to a patient reference
@@ -224,16 +229,23 @@ def parse_lifetime(text: str) -> timedelta:
 
 def create_token(session: Session, role: str, label: str, clock: Clock,
                  expires_in: timedelta | None = None, patient_ref: str | None = None, *,
-                 organisation: str | None = None, teams: list[str] | None = None) -> tuple[str, str]:
+                 organisation: str | None = None, teams: list[str] | None = None,
+                 staff_id: str | None = None) -> tuple[str, str]:
     """Create a token for ``role``, valid for ``expires_in`` (None: until revoked), reaching the patients of
-    ``organisation`` (None: every organisation) and of ``teams`` in it (None or empty: every team); return
-    ``(token_id, secret)``. The secret is not stored. A patient's token names its patient (``patient_ref``);
-    no other role's token does.
+    ``organisation`` (None: every organisation) and of ``teams`` in it (None or empty: every team), held by
+    the member of staff ``staff_id`` (None: nobody named); return ``(token_id, secret)``. The secret is not
+    stored. A patient's token names its patient (``patient_ref``); no other role's token does.
+
+    A token with a holder acts for them (its actor is ``author:tok_... for staff:<id>``): four eyes
+    (:mod:`engine.four_eyes`) then knows a second token of the same holder is the same person, and
+    only a token with a holder (or a person signed in) may activate a version or approve a migration.
 
     Raises:
         InvalidInputError: for an unknown role, a label longer than 200 characters, a lifetime that is
             not positive, a patient token without a valid patient reference, or another role's with one,
-            an organisation or team that is not an identifier, or teams without an organisation.
+            an organisation or team that is not an identifier, teams without an organisation, or a holder
+            that is not a staff identifier or given for a system token (a system names the staff it acts
+            for per request, X-On-Behalf-Of) or a patient's.
     """
     if organisation is not None:
         check_name(organisation, "/organisation")
@@ -253,6 +265,10 @@ def create_token(session: Session, role: str, label: str, clock: Clock,
     if patient_ref is not None and not _PATIENT_REF.match(patient_ref):
         raise InvalidInputError("patient_ref must be an external identifier", [Problem(
             "letters, digits and . _ : / - (at most 64), never a name", field="/patient_ref")])
+    if staff_id is not None and (role in ACTING_FOR_ROLES or role == PATIENT_ROLE or not _STAFF_ID.match(staff_id)):
+        raise InvalidInputError("a token's holder is a staff identifier, for a person's own token", [Problem(
+            "1-64 letters, digits or . _ : @ - (never a name); system tokens send X-On-Behalf-Of instead",
+            field="/staff_id")])
     if len(label) > 200:
         raise InvalidInputError("label too long", [Problem("at most 200 characters", field="/label")])
     if expires_in is not None and expires_in <= timedelta(0):
@@ -263,7 +279,7 @@ def create_token(session: Session, role: str, label: str, clock: Clock,
     session.add(ApiToken(id=token_id, secret_sha256=_digest(secret), role=role, label=label, created_at=now,
                          revoked_at=None, expires_at=None if expires_in is None else now + expires_in,
                          patient_ref=patient_ref, organisation=organisation,
-                         teams=None if team_names is None else json.dumps(sorted(team_names))))
+                         teams=None if team_names is None else json.dumps(sorted(team_names)), staff_id=staff_id))
     session.flush()
     return token_id, secret
 
@@ -288,10 +304,12 @@ def authenticate(session: Session, secret: str, clock: Clock) -> Principal:
 
 
 def principal_of_token(token: ApiToken) -> Principal:
-    """The principal a (live) token stands for, with its organisation and teams (a patient's: its patient)."""
+    """The principal a (live) token stands for, with its organisation and teams (a patient's: its patient).
+    A held token acts for its holder, as a system token acts for the staff it names (the trail shows both)."""
     teams = frozenset(json.loads(token.teams)) if token.teams else None
     return Principal(role=token.role, token_id=token.id, label=token.label, patient_ref=token.patient_ref,
-                     organisation=token.organisation, teams=teams if token.organisation is not None else None)
+                     organisation=token.organisation, teams=teams if token.organisation is not None else None,
+                     on_behalf_of=token.staff_id)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from engine.instances.service import PathwayService
 from engine.pathways.sources import PathwayLibrary
 from engine.pathways.validation import rule_set_names
 from engine.pathways.versions import PathwayCatalog
-from engine.rules import RuleSetRegistry
+from engine.rules import RuleSetActivations, RuleSetRegistry
 from engine.sandbox import SandboxClock, require_synthetic_patients
 from engine.settings import Settings
 from engine.spiff import patches
@@ -60,11 +60,15 @@ class CarePath:
         self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock,
                                       known_rule_sets=lambda: rule_set_names(settings.rules_dir),
                                       known_operators=lambda: self.instances.operators,
-                                      on_deploy=lambda: self.instances.steps.versions.clear())
+                                      on_deploy=lambda: self.instances.steps.versions.clear(),
+                                      four_eyes=settings.four_eyes)
         # A changed rule file is picked up within a second, without a restart.
         self.rules = rules or RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
+        # Four eyes: evaluations use each rule set's active version, recorded and activated here.
+        self.rule_sets = RuleSetActivations(self.rules, self.sessions, self.clock, four_eyes=settings.four_eyes)
         self.instances = PathwayService(settings, self.sessions, self.clock,
-                                        care_plan_operators(self.rules, settings.referral_timeframes))
+                                        care_plan_operators(self.rules, settings.referral_timeframes,
+                                                            active_only=settings.four_eyes))
         self.care_plans = CarePlanService(self.sessions, self.clock, settings.referral_timeframes)
         # The worker's scan for referrals not accepted in time (engine.careplan.referrals).
         self.referral_escalations = ReferralEscalations(self.sessions, self.clock, self.instances)

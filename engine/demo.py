@@ -282,6 +282,7 @@ def load_demo(settings: Settings, *, now: datetime | None = None, force: bool = 
                                 f"with {SYNTHETIC_PREFIX} (real patients?); demo data is for demonstration "
                                 "databases only (force it with --force)")
         app.catalog.sync_library(actor=SYSTEM)
+        app.rule_sets.sync(actor=SYSTEM)  # four eyes: the folder's first rule-set versions are active
         existing = _existing(app)
         for patient in DEMO_PATIENTS:
             if patient.ref in existing:

@@ -16,10 +16,12 @@ The tree (``api/errors.py`` maps every class to an HTTP status; a test holds bot
     │   ├── TaskNotReadyError          the task is already completed, cancelled, or not yet reached
     │   ├── InstanceExistsError        the patient already has a running instance of the pathway
     │   ├── PatientDeceasedError       a start for a patient whose death is recorded
-    │   └── IdempotencyKeyInUseError   the first request with an Idempotency-Key has not finished
+    │   ├── IdempotencyKeyInUseError   the first request with an Idempotency-Key has not finished
+    │   └── VersionStateError          a version is already active, a migration request already executed
     ├── MessageNotDeliverableError     no waiting instance matches a message
     ├── PermissionDeniedError          the caller's role does not allow the action
-    │   └── InvalidTokenError          the bearer token is missing, unknown or revoked
+    │   ├── InvalidTokenError          the bearer token is missing, unknown or revoked
+    │   └── FourEyesError              the approver of a version or migration is not a second person
     ├── ExpressionError                a safe expression failed while running (name, type, step limit)
     ├── WorkflowError                  the workflow library failed while running a step (becomes an incident)
     └── RuleEvaluationError            the rules engine failed while evaluating an assessment
@@ -45,8 +47,10 @@ __all__ = [
     "ConflictError",
     "ERROR",
     "WARNING",
+    "VersionStateError",
     "DiagramError",
     "ExpressionError",
+    "FourEyesError",
     "IdempotencyKeyInUseError",
     "IdempotencyKeyReusedError",
     "InvalidInputError",
@@ -209,6 +213,11 @@ class IdempotencyKeyInUseError(ConflictError):
     """Raised when the first request with an ``Idempotency-Key`` has not finished yet (or died unfinished)."""
 
 
+class VersionStateError(ConflictError):
+    """Raised when a pathway or rule-set version is already active, or a migration request was
+    already executed (engine.four_eyes)."""
+
+
 class MessageNotDeliverableError(CarePathError):
     """Raised when a message matches no instance waiting for it."""
 
@@ -219,6 +228,11 @@ class PermissionDeniedError(CarePathError):
 
 class InvalidTokenError(PermissionDeniedError):
     """Raised when a bearer token is missing, unknown or revoked (the caller is not authenticated)."""
+
+
+class FourEyesError(PermissionDeniedError):
+    """Raised when a version would be activated, or a migration approved, by the person who deployed
+    or asked for it, or by a token naming no person (engine.four_eyes)."""
 
 
 class ExpressionError(CarePathError):

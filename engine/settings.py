@@ -20,6 +20,7 @@ __all__ = ["ENVIRONMENTS", "OIDC_ALGORITHMS", "PATIENT_IDENTIFIERS", "TIMEFRAME_
            "default_data_dir", "default_database_url"]
 
 _TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 MIN_TRAIL_KEY_LENGTH = 32
 ENVIRONMENTS = ("development", "production")
 # How the FHIR API names patients (CAREPATH_FHIR_PATIENT_IDENTIFIER): the identifier system this
@@ -345,6 +346,16 @@ class ReferralTimeframes:
         return cls(**found)  # type: ignore[arg-type]
 
 
+def _four_eyes_setting(env: Mapping[str, str]) -> dict[str, object]:
+    """``four_eyes`` from ``CAREPATH_FOUR_EYES`` (nothing when unset: on). Raises: ValueError (not on or off)."""
+    value = env.get("CAREPATH_FOUR_EYES", "").strip().lower()
+    if not value:
+        return {}
+    if value not in _TRUE + _FALSE:
+        raise ValueError("CAREPATH_FOUR_EYES must be on or off")
+    return {"four_eyes": value in _TRUE}
+
+
 def _trail_settings(env: Mapping[str, str]) -> dict[str, object]:
     """``CAREPATH_TRAIL_KEY_FILE``, ``CAREPATH_CHECKPOINT_DIR`` and ``CAREPATH_CHECKPOINT_SECONDS``.
 
@@ -430,6 +441,12 @@ class Settings:
     database, which the API's ``GET`` requests read once it has caught up with what their caller wrote
     (:mod:`engine.db.replica`); the worker, the command line and every write use the primary.
 
+    ``four_eyes`` (``CAREPATH_FOUR_EYES``, on by default): a new pathway or rule-set version is deployed
+    inactive and a second author activates it; moving running instances to another version is asked
+    by one author and approved by another (:mod:`engine.four_eyes`). ``CAREPATH_FOUR_EYES=off`` lets a
+    single developer work: every deploy is active at once and ``carepath migrate`` moves instances
+    without an approval. Refused (ValueError) with ``CAREPATH_ENV=production``.
+
     ``oidc``: people sign in through an OpenID Connect provider (:class:`OidcSettings`, the
     ``CAREPATH_OIDC_*`` variables); None: API tokens only.
 
@@ -474,10 +491,14 @@ class Settings:
     referral_timeframes: ReferralTimeframes = field(default_factory=ReferralTimeframes)
     default_organisation: str | None = None
     default_care_team: str | None = None
+    four_eyes: bool = True
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
             raise ValueError(f"unknown environment {self.environment!r}: expected {' or '.join(ENVIRONMENTS)}")
+        if not self.four_eyes and self.environment == "production":
+            raise ValueError("CAREPATH_FOUR_EYES=off is for a single developer: production needs a second author "
+                             "to activate each version (docs/operations.md)")
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise ValueError(f"unsupported database URL scheme: {self.database_url.split(':', 1)[0]}")
         if self.expression_max_steps <= 0 or self.expression_max_seconds <= 0:
@@ -535,6 +556,7 @@ class Settings:
         ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``,
         ``CAREPATH_ALLOW_CONCURRENT_INSTANCES``, ``CAREPATH_SANDBOX``,
         ``CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` (1, true, yes or on),
+        ``CAREPATH_FOUR_EYES`` (on by default; off: 0, false, no or off),
         ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL``,
         ``CAREPATH_DEFAULT_ORGANISATION``, ``CAREPATH_DEFAULT_CARE_TEAM``, the ``CAREPATH_OIDC_*``
         variables (:meth:`OidcSettings.from_env`) and the referral timeframes'
@@ -562,6 +584,7 @@ class Settings:
         for name in ("allow_concurrent_instances", "sandbox", "webhook_allow_private_networks"):
             if env.get(f"CAREPATH_{name.upper()}", "").strip().lower() in _TRUE:
                 kwargs[name] = True
+        kwargs.update(_four_eyes_setting(env))
         kwargs.update(_trail_settings(env))
         kwargs.update(_webhook_settings(env))
         if env.get("CAREPATH_FHIR_PATIENT_IDENTIFIER"):

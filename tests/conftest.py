@@ -287,7 +287,9 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def test_settings(deployed_database_url: str) -> Settings:
-    return Settings(database_url=deployed_database_url, pathways_dir=TESTS / "pathways")
+    # Four eyes off: tests of other features deploy a version and start it at once. Four eyes itself
+    # is tested on (tests/test_four_eyes.py, tests/api/test_api_four_eyes.py).
+    return Settings(database_url=deployed_database_url, pathways_dir=TESTS / "pathways", four_eyes=False)
 
 
 @pytest.fixture

@@ -116,8 +116,9 @@ def patients(tmp_path_factory: pytest.TempPathFactory, database_templates: Datab
     folder = tmp_path_factory.mktemp("documents")
     clock = ManualClock(START)
     shutil.copyfile(database_templates.sqlite_file(PATHWAYS), folder / "documents.sqlite3")
+    # Four eyes off: the patients' assessments evaluate the rules folder's texts (as tests/conftest.py).
     settings = Settings(database_url=f"sqlite:///{folder / 'documents.sqlite3'}", pathways_dir=PATHWAYS,
-                        rules_dir=REPO / "rules", service_directory=_directory(folder))
+                        rules_dir=REPO / "rules", service_directory=_directory(folder), four_eyes=False)
     app = CarePath(settings, clock)
     try:
         # First, and the clock set back: its waits fire every due timer in the database.

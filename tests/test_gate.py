@@ -41,7 +41,7 @@ IMPLIED = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def _engine(folder: Path, database: Path) -> CarePath:
-    settings = Settings(database_url=f"sqlite:///{database}", pathways_dir=folder, rules_dir=RULES)
+    settings = Settings(database_url=f"sqlite:///{database}", pathways_dir=folder, rules_dir=RULES, four_eyes=False)
     return CarePath(settings, ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC)), upgrade=True)
 
 
@@ -131,7 +131,7 @@ def test_cli_deploy_prints_what_validate_prints(tmp_path: Path) -> None:
     shutil.copy(BROKEN / "condition_imports_os.bpmn", library)
     shutil.copy(BROKEN / "empty_timer.bpmn", library)
     env = {"CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "CAREPATH_PATHWAYS_DIR": str(library),
-           "CAREPATH_RULES_DIR": str(RULES)}
+           "CAREPATH_RULES_DIR": str(RULES), "CAREPATH_FOUR_EYES": "off"}
     runner = CliRunner()
     validated = runner.invoke(main, ["validate", str(library)], env=env)
     deployed = runner.invoke(main, ["pathways", "deploy"], env=env)
@@ -198,7 +198,7 @@ def test_serve_refuses_a_folder_that_does_not_pass_the_gate(tmp_path: Path, monk
     library.mkdir()
     shutil.copy(BROKEN / "condition_imports_os.bpmn", library)
     env = {"CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "CAREPATH_PATHWAYS_DIR": str(library),
-           "CAREPATH_RULES_DIR": str(RULES)}
+           "CAREPATH_RULES_DIR": str(RULES), "CAREPATH_FOUR_EYES": "off"}
     result = CliRunner().invoke(main, ["serve"], env=env)
     assert result.exit_code == 1, result.output
     assert f"{library / 'condition_imports_os.bpmn'}:24: Flow_high: expression outside the safe language" \

@@ -69,7 +69,7 @@ resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 work = Path(tempfile.mkdtemp())
 library = work / "library"
 library.mkdir()
-app = CarePath(Settings(database_url=f"sqlite:///{work}/db.sqlite3", pathways_dir=library),
+app = CarePath(Settings(database_url=f"sqlite:///{work}/db.sqlite3", pathways_dir=library, four_eyes=False),
                ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC)), upgrade=True)
 forms = {"note.json": (folder / "note.json").read_bytes()}
 

@@ -84,7 +84,9 @@ def pathways_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def app(database_url: str, pathways_dir: Path, clock: ManualClock) -> Iterator[CarePath]:
-    carepath = CarePath(Settings(database_url=database_url, pathways_dir=pathways_dir), clock, upgrade=True)
+    # Four eyes off: these tests move instances at once (tests/test_four_eyes_migration.py has it on).
+    carepath = CarePath(Settings(database_url=database_url, pathways_dir=pathways_dir, four_eyes=False), clock,
+                        upgrade=True)
     carepath.catalog.sync_library()
     try:
         yield carepath
@@ -209,6 +211,7 @@ def test_migrate_command(app: CarePath, clock: ManualClock, pathways_dir: Path, 
     _deploy(app, clock, pathways_dir, _diagram(extra=True))
     monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
     monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(pathways_dir))
+    monkeypatch.setenv("CAREPATH_FOUR_EYES", "off")
     runner = CliRunner()
     dry = runner.invoke(main, ["migrate", PATHWAY, "--dry-run"])
     assert dry.exit_code == 0, dry.output
@@ -274,6 +277,7 @@ def test_parts_split_the_instances_between_commands(app: CarePath, clock: Manual
     assert set().union(*shares) == ids and sum(len(s) for s in shares) == len(ids)  # disjoint, all covered
     monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
     monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(pathways_dir))
+    monkeypatch.setenv("CAREPATH_FOUR_EYES", "off")
     runner = CliRunner()
     assert runner.invoke(main, ["migrate", PATHWAY, "--part", "4/3"]).exit_code == 2
     for k in (1, 2, 3):

@@ -161,7 +161,7 @@ def test_a_correction_must_pass_the_schema_and_name_only_its_fields(contract: Ca
 
 def test_without_a_schema_an_empty_start_fails_later_and_a_correction_repairs_it(tmp_path: Path) -> None:
     bare = {"contract.bpmn": FILES["contract.bpmn"], "review.json": FILES["review.json"]}
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", pathways_dir=tmp_path)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", pathways_dir=tmp_path, four_eyes=False)
     app = CarePath(settings, ManualClock(datetime(2026, 1, 15, tzinfo=UTC)), upgrade=True)
     try:
         app.catalog.deploy_upload(bare, "author:t")

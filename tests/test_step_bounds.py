@@ -92,7 +92,8 @@ def _deployed_before_the_gate(carepath: CarePath, pathway_id: str, diagram: str,
         session.add(PathwayVersion(
             pathway_id=pathway_id, version=source.version, title=pathway_id, main_file=source.main_file,
             files=files_to_json(source.files), spec=spec, deployed_at=carepath.clock.now(),
-            deployed_by="author:before-the-gate"))
+            deployed_by="author:before-the-gate", activated_at=carepath.clock.now(),
+            activated_by="system:before-four-eyes"))  # as migration 0014 marks the versions before it
 
 
 def _incident(view: InstanceView) -> dict[str, Any]:

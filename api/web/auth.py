@@ -201,6 +201,7 @@ def principal() -> Principal | None:
         with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as db:
             token = db.get(ApiToken, token_id)
             if token is not None and token_is_live(token, current_app.extensions["carepath"].clock.now()):
+                # A held token acts for its holder, as over the API (engine.access.authenticate).
                 found = principal_of_token(token)
         if found is None:
             sign_out()

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from engine.errors import DiagramError, Problem
+from engine.errors import DiagramError, FourEyesError, Problem, VersionStateError
 from engine.instances.migration import migrate_pathway
 from engine.pathways.validation import validate_paths
 
@@ -54,7 +54,24 @@ def library() -> str:
 @page("pathways.read")
 def versions(pathway_id: str) -> str:
     _checked(pathway_id)
-    return render_template("web/versions.html", pathway_id=pathway_id, versions=carepath().catalog.versions(pathway_id))
+    return render_template("web/versions.html", pathway_id=pathway_id, versions=carepath().catalog.versions(pathway_id),
+                           refusal=None)
+
+
+@bp.post("/<pathway_id>/versions/<version>/activation")
+@page("pathways.activate")
+def activate(pathway_id: str, version: str) -> WerkzeugResponse | tuple[str, int]:
+    """Four eyes: a second author activates a pending version (new instances start on it). Refused,
+    with the reason on the versions page, for the author who deployed it."""
+    _checked(pathway_id, version)
+    found = _version(pathway_id, version)
+    try:
+        carepath().catalog.activate(pathway_id, found.version, actor())
+    except (FourEyesError, VersionStateError) as exc:
+        status = 403 if isinstance(exc, FourEyesError) else 409
+        return render_template("web/versions.html", pathway_id=pathway_id, refusal=exc.message,
+                               versions=carepath().catalog.versions(pathway_id)), status
+    return redirect(url_for(".versions", pathway_id=pathway_id), code=303)
 
 
 @bp.get("/<pathway_id>/versions/<version>")

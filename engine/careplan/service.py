@@ -70,12 +70,15 @@ def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str 
     return items
 
 
-def care_plan_operators(registry: Any, timeframes: ReferralTimeframes | None = None) -> dict[str, ServiceOperator]:
+def care_plan_operators(registry: Any, timeframes: ReferralTimeframes | None = None, *,
+                        active_only: bool = False) -> dict[str, ServiceOperator]:
     """The service operators pathways use: ``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``,
     and the patient status and warning sign operators of :mod:`engine.careplan.patient_status`.
-    ``timeframes``: by when referrals must be accepted (default: :class:`ReferralTimeframes`' defaults)."""
+    ``timeframes``: by when referrals must be accepted (default: :class:`ReferralTimeframes`' defaults).
+    ``active_only`` (four eyes): ``carepath.rules`` evaluates each rule set's active version
+    (:mod:`engine.rules.activation`), not the folder's current text."""
     timeframes = timeframes or ReferralTimeframes()
-    return {"carepath.rules": functools.partial(_propose, registry, timeframes),
+    return {"carepath.rules": functools.partial(_propose, registry, active_only, timeframes),
             "carepath.careplan": functools.partial(_decide, timeframes),
             "carepath.referrals": functools.partial(_referrals_sent, timeframes), **patient_status_operators(registry),
             **reassessment_operators()}
@@ -85,7 +88,7 @@ def _step_recorder(context: StepContext, element: str) -> Any:
     return lambda payload: context.record("care_plan_updated", element, payload)
 
 
-def _propose(registry: Any, timeframes: ReferralTimeframes, context: StepContext, task: Any,
+def _propose(registry: Any, active_only: bool, timeframes: ReferralTimeframes, context: StepContext, task: Any,
              params: dict[str, Any]) -> dict[str, Any]:
     """carepath.rules: evaluate the task's assessment and add the proposals to the care plan."""
 
@@ -103,7 +106,8 @@ def _propose(registry: Any, timeframes: ReferralTimeframes, context: StepContext
         raise TaskDataError(exc.message, exc.problems) from exc
     try:
         evaluation = evaluate_and_record(context.session, registry, ruleset, assessment, clock=context.clock,
-                                         instance_id=context.instance.id, task_id=str(task.id))
+                                         instance_id=context.instance.id, task_id=str(task.id),
+                                         active_only=active_only)
     except (NotFoundError, RuleFileError) as exc:  # the diagram or the rule files are at fault
         raise WorkflowError(f"rule set {ruleset!r} cannot be used: {exc.message}",
                             [Problem(str(p), element=task.task_spec.bpmn_id) for p in exc.problems]
@@ -139,7 +143,7 @@ def _propose(registry: Any, timeframes: ReferralTimeframes, context: StepContext
             if status == "referred":  # a referral made: service measures count from this event
                 _record_item(context, element, item, change="created")
         created.append({**_entry(item), "rules": list(rules)})
-    version = registry.current(ruleset).version
+    version = evaluation.ruleset_version
     emergencies = sum(1 for item in created if item["urgency"] == EMERGENCY)
     context.record("rules_evaluated", task.task_spec.bpmn_id, {
         "evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version,

@@ -65,6 +65,10 @@ class PathwayVersion(Base):
     # The JSON Schema of the start data (engine.pathways.start_schema; also one of ``files``, so part of
     # the version's hash). NULL: the pathway declares none and any start data object is accepted.
     start_schema: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Four eyes (engine.four_eyes): a version is deployed inactive and a second author activates it;
+    # new instances start on the most recently activated version. NULL: not activated (pending).
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    activated_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class PathwayInstance(Base):
@@ -215,6 +219,9 @@ class ApiToken(Base):
     teams: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Role patient only: the one patient whose own records the token reads (engine.patients).
     patient_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The member of staff who holds the token (a person's own author, clinician or auditor token): four
+    # eyes compares people, so a second token of the same holder is the same person (engine.four_eyes).
+    staff_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class PatientIdentity(Base):
@@ -366,6 +373,41 @@ class RuleVersionRecord(Base):
     path: Mapped[str] = mapped_column(String(500))
     source: Mapped[str] = mapped_column(Text)  # ruleset: YAML text; catalogue: JSON {file: text}
     first_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RuleSetActivation(Base):
+    """A rule-set version found in the rules folder (pending) and, once a second author activated
+    it, who did and when (engine.rules.activation). Evaluations use the most recently activated one."""
+
+    __tablename__ = "rule_set_activations"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)  # the YAML text, as the folder held it
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deployed_by: Mapped[str] = mapped_column(String(200))
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    activated_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class MigrationRequest(Base):
+    """Moving a pathway's running instances to a version, asked by one author with the dry run's
+    report, approved and executed by a second (engine.instances.migration)."""
+
+    __tablename__ = "migration_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    pathway_id: Mapped[str] = mapped_column(String(200), index=True)
+    target_version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))  # requested | executed
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    report: Mapped[str] = mapped_column(Text)  # the dry run's report, JSON (ids and element names only)
+    approved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)  # the executed migration's report, JSON
 
 
 class RuleEvaluationRecord(Base):

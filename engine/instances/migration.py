@@ -1,4 +1,4 @@
-"""Moving running instances of a pathway to its newest deployed version.
+"""Moving running instances of a pathway to its active version.
 
 Built on SpiffWorkflow's ``SpecDiff`` / ``WorkflowDiff`` / ``migrate_workflow`` (``SpiffWorkflow.bpmn.util.diff``),
 with three things added that a clinical service needs:
@@ -16,6 +16,10 @@ with three things added that a clinical service needs:
 * Each instance is its own unit of work, checked by its revision like any change, and gets a
   ``migrated`` event (from and to version, and what changed ahead of the patient). A dry run
   computes the same plan and writes nothing.
+
+Four eyes (:mod:`engine.four_eyes`): with it on, instances move only under a migration request a
+second author approved (:mod:`engine.instances.migration_requests`), which pins the version the
+requester's dry run reported; a dry run needs no approval.
 
 Moving a national caseload (100,000 instances of a pathway) takes minutes: the caller is told the
 progress as it goes, and a run that is killed loses at most the instance in hand. Running it again
@@ -40,7 +44,7 @@ from sqlalchemy import select
 
 from engine.db.models import PathwayInstance, PathwayVersion
 from engine.db.session import read_only
-from engine.errors import ConflictError, StaleVersionError
+from engine.errors import ConflictError, FourEyesError, StaleVersionError, VersionStateError
 from engine.instances.service import PathwayService
 from engine.instances.step import Step, StepRunner
 from engine.instances.view import Status
@@ -133,26 +137,38 @@ class _Refused(Exception):
 
 def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry_run: bool = False,
                     progress: Callable[[MigrationProgress], None] | None = None,
-                    progress_every: int = 500, part: tuple[int, int] = (1, 1)) -> MigrationReport:
-    """Move the running and suspended instances of a pathway to its newest deployed version.
+                    progress_every: int = 500, part: tuple[int, int] = (1, 1),
+                    approved_target: str | None = None) -> MigrationReport:
+    """Move the running and suspended instances of a pathway to its active version.
 
     Instances already on it are left out (so a run that was stopped is resumed by running it again).
     Each other instance is migrated in its own unit of work, committed before the next, or refused
     with the reason; a dry run reports the same without writing anything. ``progress`` is called
     after every ``progress_every`` instances and once at the end. ``part`` ``(k, n)``: only the
     k-th of n disjoint shares of the instances (by id), so n processes can move a caseload together.
+    ``approved_target``: the version an approved migration request moves to
+    (:func:`engine.instances.migration_requests.approve_migration` passes it); with four eyes on,
+    instances move only with it.
 
     Raises:
         NotFoundError: no such pathway deployed.
         ValueError: ``part`` is not ``(k, n)`` with 1 <= k <= n.
+        FourEyesError: four eyes is on, this is not a dry run and no approved target is given.
+        VersionStateError: the pathway's active version is no longer ``approved_target``.
     """
     share, shares = part
     if not 1 <= share <= shares:
         raise ValueError(f"part {share}/{shares}: must be k/n with 1 <= k <= n")
+    if service.settings.four_eyes and not dry_run and approved_target is None:
+        raise FourEyesError("moving running instances needs a migration request approved by a second author: "
+                            "ask for one (its dry run is kept), and another author approves and runs it")
     runner = service.steps
     with read_only(runner.sessions) as session:
         target = runner.latest_version(session, pathway_id)
         to_version, target_id = target.version, target.id
+        if approved_target is not None and to_version != approved_target:
+            raise VersionStateError(f"the active version of {pathway_id} is {to_version[:12]}, not the "
+                                    f"{approved_target[:12]} the request was approved for: ask again")
         candidates = list(session.scalars(
             select(PathwayInstance.id).where(PathwayInstance.pathway_id == pathway_id,
                                              PathwayInstance.status.in_(_MIGRATABLE),

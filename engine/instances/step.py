@@ -469,27 +469,31 @@ class StepRunner:
         self.cache.put(instance, workflow)
 
     def latest_version(self, session: Session, pathway_id: str) -> PathwayVersion:
-        """Raises: NotFoundError (no version of the pathway is deployed)."""
+        """The pathway's active version (the one activated last: engine.pathways.versions).
+
+        Raises: NotFoundError (no version of the pathway is deployed and active).
+        """
         version = session.scalars(
-            select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id)
-            .order_by(PathwayVersion.deployed_at.desc(), PathwayVersion.id.desc()).limit(1)
+            select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id,
+                                         PathwayVersion.activated_at.is_not(None))
+            .order_by(PathwayVersion.activated_at.desc(), PathwayVersion.id.desc()).limit(1)
         ).first()
         if version is None:
-            raise NotFoundError(f"no pathway {pathway_id!r} is deployed")
+            raise NotFoundError(f"no version of pathway {pathway_id!r} is deployed and active")
         return version
 
     def version_to_start(self, session: Session, pathway_id: str) -> LatestVersion:
-        """The version a new instance starts on: the latest deployed, from :attr:`versions` while it is
-        fresh (a version another process deployed is seen within ``versions.seconds``).
+        """The version a new instance starts on: the active one (activated last), from :attr:`versions`
+        while it is fresh (a version another process activated is seen within ``versions.seconds``).
 
-        Raises: NotFoundError (no version of the pathway is deployed).
+        Raises: NotFoundError (no version of the pathway is deployed and active).
         """
         cached = self.versions.get(pathway_id)
         if cached is not None:
             return cached
         found = load_latest_version(session, pathway_id)
         if found is None:
-            raise NotFoundError(f"no pathway {pathway_id!r} is deployed")
+            raise NotFoundError(f"no version of pathway {pathway_id!r} is deployed and active")
         version = LatestVersion(found[0], pathway_id, found[1], found[2])
         self.versions.put(version)
         return version

@@ -138,8 +138,8 @@ class _Statements:
                   f"JOIN pathway_versions v ON v.id = i.pathway_version_id WHERE i.id = {p('instance_id')}"),
             load_spec=f"SELECT spec FROM pathway_versions WHERE id = {p('version_id')}",
             latest_version=("SELECT id, version, start_schema FROM pathway_versions "
-                            f"WHERE pathway_id = {p('pathway_id')} "
-                            "ORDER BY deployed_at DESC, id DESC LIMIT 1"),
+                            f"WHERE pathway_id = {p('pathway_id')} AND activated_at IS NOT NULL "
+                            "ORDER BY activated_at DESC, id DESC LIMIT 1"),
             save=(f"UPDATE pathway_instances SET {', '.join(f'{name} = {p(name)}' for name in _WRITABLE)}, "
                   f"revision = {p('new_revision')} WHERE id = {p('id')} AND revision = {p('revision')}"),
             delete_elements=f"DELETE FROM ready_task_elements WHERE instance_id = {p('instance_id')}",
@@ -214,8 +214,8 @@ def load_spec(session: Session, version_id: int) -> str:
 
 
 def load_latest_version(session: Session, pathway_id: str) -> tuple[int, str, str | None] | None:
-    """The id, version key and start data schema (JSON text, or None) of the pathway's latest deployed
-    version (None: none is deployed); the version's spec and files are not read."""
+    """The id, version key and start data schema (JSON text, or None) of the pathway's active version,
+    the one activated last (None: none is deployed and active); the version's spec and files are not read."""
     driver, sql = _for(session)
     cursor = driver.cursor()
     try:

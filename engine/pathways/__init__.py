@@ -8,5 +8,6 @@ its files), deploying versions and listing them (``versions``), and ``carepath v
 
 May import: SpiffWorkflow's parser, lxml, jsonschema, ``engine.expressions`` (to lint), ``engine.decisions`` (to
 read and translate decision tables), ``engine.spiff``
-(to store compiled specs), ``engine.db`` and the shared modules. Never ``instances``.
+(to store compiled specs), ``engine.db``, ``engine.four_eyes`` (a second author activates a version) and
+the shared modules. Never ``instances``.
 """

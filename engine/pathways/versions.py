@@ -4,6 +4,13 @@ Every deploy passes the one gate, :mod:`engine.pathways.validation`: the pathway
 as ``carepath validate`` checks it, an upload as ``POST /v1/pathways/validate`` checks it. Any error
 refuses the whole deploy (nothing is stored) with every problem located ``file:line: element:
 message``; warnings are returned with the versions.
+
+Four eyes (:mod:`engine.four_eyes`): a deployed version is *pending*; new instances start on the
+pathway's *active* version, the one activated last, until a second author activates the new one
+(:meth:`PathwayCatalog.activate`). Two deploys are active at once: a pathway's first version loaded
+from the pathways folder (the system's bootstrap: a fresh server has something to run), and every
+deploy when four eyes is off (``CAREPATH_FOUR_EYES=off``, a single developer). Pending versions can
+be validated, tested (``carepath pathways test``) and looked at; only starts wait for activation.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.clock import Clock
 from engine.db.models import PathwayInstance, PathwayVersion
 from engine.db.session import read_only, unit_of_work
-from engine.errors import DiagramError, InvalidInputError, NotFoundError, Problem
+from engine.errors import DiagramError, InvalidInputError, NotFoundError, Problem, VersionStateError
+from engine.four_eyes import require_second_person
 from engine.pathways.bundle import Bundle, ChainedFiles, MemoryFiles
 from engine.pathways.diagrams import parse_diagram
 from engine.pathways.sources import (
@@ -54,7 +62,10 @@ class VersionInfo:
     main_file: str
     deployed_at: str
     deployed_by: str
-    latest: bool
+    latest: bool  # the newest deployed (maybe still pending)
+    active: bool = False  # the version new instances start on
+    activated_at: str | None = None  # None: pending (never activated)
+    activated_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -91,8 +102,9 @@ class PathwayCatalog:
     def __init__(self, library: PathwayLibrary, session_factory: sessionmaker[Session], clock: Clock, *,
                  known_rule_sets: Callable[[], Collection[str] | None] = _no_rule_sets,
                  known_operators: Callable[[], Collection[str]] = _builtin_operators,
-                 on_deploy: Callable[[], None] = lambda: None) -> None:
+                 on_deploy: Callable[[], None] = lambda: None, four_eyes: bool = True) -> None:
         self.library = library
+        self.four_eyes = four_eyes  # False: every deploy is active at once (a single developer)
         self.on_deploy = on_deploy  # told after each deploy committed (the start-version cache is cleared)
         self.sessions = session_factory
         self.clock = clock
@@ -103,7 +115,8 @@ class PathwayCatalog:
         """Deploy the current version of every pathway in the folder (already-known versions are kept).
 
         The folder is checked as ``carepath validate`` checks it first; a folder without diagrams
-        deploys nothing.
+        deploys nothing. A pathway with no active version yet gets its folder version active (the
+        bootstrap of a fresh server); a newer folder version of an active pathway is pending.
 
         Raises:
             DiagramError: listing every problem (warnings too) when any diagram in the folder has an
@@ -114,7 +127,8 @@ class PathwayCatalog:
         problems = validate_paths([self.library.root], pathways_root=self.library.root,
                                   known_rule_sets=self.known_rule_sets(), known_operators=self.known_operators())
         _refuse_errors(problems, f"the pathways folder {self.library.root}")
-        versions = self._deploy([self.library.source(pid) for pid in self.library.pathway_ids()], actor)
+        versions = self._deploy([self.library.source(pid) for pid in self.library.pathway_ids()], actor,
+                                bootstrap=True)
         return Deployment(versions, problems)
 
     def survey(self, files: Mapping[str, bytes], ignored: Collection[str] = ()) -> BundleSurvey:
@@ -179,8 +193,11 @@ class PathwayCatalog:
             sources.append(PathwaySource(source.pathway_id, source.main_file, {**source.files, **extra}))
         return Deployment(self._deploy(sources, actor), problems, self.survey(files))
 
-    def _deploy(self, sources: list[PathwaySource], actor: str) -> list[VersionInfo]:
-        """Store each source's version unless known; all or nothing (one refused source deploys none)."""
+    def _deploy(self, sources: list[PathwaySource], actor: str, *, bootstrap: bool = False) -> list[VersionInfo]:
+        """Store each source's version unless known; all or nothing (one refused source deploys none).
+
+        A new version is active at once when four eyes is off, or on ``bootstrap`` when its pathway has
+        no active version; otherwise it is pending."""
         with unit_of_work(self.sessions) as session:
             rows = []
             for source in sources:
@@ -194,6 +211,8 @@ class PathwayCatalog:
                         spec=serializer.serialize_specs(compiled.spec, compiled.subprocess_specs),
                         deployed_at=self.clock.now(), deployed_by=actor, start_schema=source.start_schema,
                     )
+                    if not self.four_eyes or (bootstrap and self._active(session, source.pathway_id) is None):
+                        existing.activated_at, existing.activated_by = existing.deployed_at, actor
                     session.add(existing)
                     session.flush()
                 rows.append(existing)
@@ -201,11 +220,49 @@ class PathwayCatalog:
         self.on_deploy()
         return infos
 
+    def activate(self, pathway_id: str, version: str, actor: str) -> VersionInfo:
+        """Make a pending version the one new instances start on; ``actor`` must be a second person
+        (:func:`engine.four_eyes.require_second_person`) unless four eyes is off.
+
+        Raises:
+            NotFoundError: no single version of the pathway starts with ``version``.
+            VersionStateError: the version was already activated.
+            FourEyesError: ``actor`` deployed it (as the same person), or names no person.
+        """
+        if len(version) < 4:  # a shorter prefix names too much to approve
+            raise NotFoundError(f"no single version {version!r} of pathway {pathway_id!r}: give at least 4 characters")
+        with unit_of_work(self.sessions) as session:
+            row = self._version(session, pathway_id, version)
+            if row.activated_at is not None:
+                raise VersionStateError(f"version {row.version[:12]} of pathway {pathway_id!r} was activated at "
+                                        f"{row.activated_at.isoformat()} by {row.activated_by}")
+            if self.four_eyes:
+                require_second_person(row.deployed_by, actor, f"activating version {row.version[:12]} of {pathway_id}")
+            # Guarded: of two authors activating at once, one does; the other is told who did.
+            moved = session.execute(update(PathwayVersion).where(
+                PathwayVersion.id == row.id, PathwayVersion.activated_at.is_(None)).values(
+                activated_at=self.clock.now(), activated_by=actor).execution_options(synchronize_session=False))
+            if moved.rowcount != 1:
+                raise VersionStateError(f"version {row.version[:12]} of pathway {pathway_id!r} was activated just now")
+            session.refresh(row)
+            info = self._info(session, row)
+        self.on_deploy()  # starts move to it at once in this process (others within seconds)
+        return info
+
     def pathways(self) -> list[VersionInfo]:
-        """The latest version of every deployed pathway."""
+        """The current version of every deployed pathway: its active one, or its newest when none
+        is active yet."""
         with read_only(self.sessions) as session:
             ids = session.scalars(select(PathwayVersion.pathway_id).distinct().order_by(PathwayVersion.pathway_id))
-            return [self._info(session, self._latest(session, pid)) for pid in list(ids)]
+            return [self._info(session, self._current(session, pid)) for pid in list(ids)]
+
+    def current(self, pathway_id: str) -> VersionInfo:
+        """The version new instances start on, or the newest when none is active yet.
+
+        Raises: NotFoundError.
+        """
+        with read_only(self.sessions) as session:
+            return self._info(session, self._current(session, pathway_id))
 
     def versions(self, pathway_id: str) -> list[VersionInfo]:
         """Raises: NotFoundError."""
@@ -217,12 +274,12 @@ class PathwayCatalog:
             return [self._info(session, row) for row in rows]
 
     def diagram(self, pathway_id: str, version: str | None = None, file_name: str | None = None) -> bytes:
-        """The diagram XML of a version (the main file unless another is named).
+        """The diagram XML of a version (the current one unless named; the main file unless another is named).
 
         Raises: NotFoundError.
         """
         with read_only(self.sessions) as session:
-            row = self._latest(session, pathway_id) if version is None else self._version(session, pathway_id, version)
+            row = self._current(session, pathway_id) if version is None else self._version(session, pathway_id, version)
             files = files_from_json(row.files)
             name = file_name or row.main_file
             if name not in files:
@@ -230,16 +287,16 @@ class PathwayCatalog:
             return files[name]
 
     def start_schema(self, pathway_id: str, version: str | None = None) -> dict[str, Any] | None:
-        """The start data schema of a version (the latest unless one is named); None when it has none.
+        """The start data schema of a version (the current one unless one is named); None when it has none.
 
         Raises: NotFoundError.
         """
         with read_only(self.sessions) as session:
-            row = self._latest(session, pathway_id) if version is None else self._version(session, pathway_id, version)
+            row = self._current(session, pathway_id) if version is None else self._version(session, pathway_id, version)
             return json.loads(row.start_schema) if row.start_schema is not None else None
 
     def start_schemas(self) -> dict[str, dict[str, Any]]:
-        """The start data schema of the latest version of every deployed pathway that declares one."""
+        """The start data schema of the current version of every deployed pathway that declares one."""
         return {info.pathway_id: schema for info in self.pathways()
                 if (schema := self.start_schema(info.pathway_id)) is not None}
 
@@ -255,6 +312,16 @@ class PathwayCatalog:
             raise NotFoundError(f"no pathway {pathway_id!r}")
         return row
 
+    def _active(self, session: Session, pathway_id: str) -> PathwayVersion | None:
+        """The version new instances start on: the one activated last (None: none is active)."""
+        return session.scalars(select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id,
+                                                            PathwayVersion.activated_at.is_not(None))
+                               .order_by(PathwayVersion.activated_at.desc(), PathwayVersion.id.desc()).limit(1)).first()
+
+    def _current(self, session: Session, pathway_id: str) -> PathwayVersion:
+        """The active version, or the newest when none is active. Raises: NotFoundError."""
+        return self._active(session, pathway_id) or self._latest(session, pathway_id)
+
     def _version(self, session: Session, pathway_id: str, version: str) -> PathwayVersion:
         rows = session.scalars(select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id,
                                                             PathwayVersion.version.startswith(version))).all()
@@ -264,8 +331,10 @@ class PathwayCatalog:
 
     def _info(self, session: Session, row: PathwayVersion) -> VersionInfo:
         latest = self._latest(session, row.pathway_id)
+        active = self._active(session, row.pathway_id)
         return VersionInfo(row.pathway_id, row.version, row.title, row.main_file, row.deployed_at.isoformat(),
-                           row.deployed_by, latest.id == row.id)
+                           row.deployed_by, latest.id == row.id, active is not None and active.id == row.id,
+                           None if row.activated_at is None else row.activated_at.isoformat(), row.activated_by)
 
 
 def _refuse_errors(problems: list[Problem], what: str) -> None:

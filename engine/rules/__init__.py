@@ -10,10 +10,15 @@ The public surface. Typical use (what a pathway task does)::
 
 See ``docs/rules.md`` for the rule format.
 
-May import: durable-rules, PyYAML, ``engine.db`` (evaluations and rule versions are stored) and the
-shared modules. Never ``instances`` or ``pathways``: a pathway calls rules through a care plan operator.
+Four eyes: evaluations in pathways use a rule set's active version, recorded in the database and
+activated by a second author (``activation``); ``rules test`` reads the folder's text.
+
+May import: durable-rules, PyYAML, ``engine.db`` (evaluations and rule versions are stored),
+``engine.four_eyes`` (who may activate a version) and the shared modules. Never ``instances`` or
+``pathways``: a pathway calls rules through a care plan operator.
 """
 
+from engine.rules.activation import RuleSetActivations, RuleSetVersionInfo, active_ruleset
 from engine.rules.assessment import Assessment, Firing, Outcomes, PatientContext, ResolvedItem, ResolvedReferral
 from engine.rules.catalogue import Catalogue, load_catalogue
 from engine.rules.compiler import CompiledRuleset, build_facts, compile_rule_file
@@ -60,7 +65,9 @@ __all__ = [
     "Rule",
     "RuleEvaluationRecord",
     "RuleFile",
+    "RuleSetActivations",
     "RuleSetRegistry",
+    "RuleSetVersionInfo",
     "RuleTestReport",
     "RuleVersionRecord",
     "RulesHost",
@@ -68,6 +75,7 @@ __all__ = [
     "StoredEvaluation",
     "WhyExplanation",
     "WhyNotExplanation",
+    "active_ruleset",
     "build_facts",
     "compile_rule_file",
     "concern_trends",

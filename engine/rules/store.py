@@ -30,6 +30,7 @@ from sqlalchemy.types import UserDefinedType
 from engine.clock import Clock
 from engine.db.models import RuleEvaluationRecord, RuleVersionRecord
 from engine.errors import NotFoundError
+from engine.rules.activation import active_ruleset
 from engine.rules.assessment import Assessment, Firing
 from engine.rules.evaluator import Evaluation, evaluate
 from engine.rules.registry import LoadedRuleset, RuleSetRegistry
@@ -207,8 +208,10 @@ def evaluate_and_record(
     clock: Clock,
     instance_id: str | None = None,
     task_id: str | None = None,
+    active_only: bool = False,
 ) -> Evaluation:
-    """Evaluate with the current version of ``ruleset`` and add the record to ``session``.
+    """Evaluate with the current version of ``ruleset`` and add the record to ``session``; with
+    ``active_only`` (four eyes), with its active version instead (:mod:`engine.rules.activation`).
 
     The use case the pathway integration calls; the caller commits.
 
@@ -217,7 +220,7 @@ def evaluate_and_record(
         InvalidInputError: the assessment names unknown concerns.
         RuleEvaluationError: the rules engine failed.
     """
-    loaded = registry.current(ruleset)
+    loaded = active_ruleset(session, registry, ruleset) if active_only else registry.current(ruleset)
     evaluation = evaluate(loaded.compiled, loaded.catalogue, assessment)
     record_evaluation(session, evaluation, loaded, created_at=clock.now(), instance_id=instance_id, task_id=task_id)
     return evaluation

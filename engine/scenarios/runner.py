@@ -137,7 +137,8 @@ def run_scenarios(scenarios: Iterable[Scenario], pathways_dir: Path, rules_dir: 
         for index, scenario in enumerate(scenarios):
             database = Path(folder) / f"scenario{index}.sqlite3"
             shutil.copyfile(template, database)
-            settings = Settings(database_url=f"sqlite:///{database}", pathways_dir=pathways_dir, rules_dir=rules_dir)
+            settings = Settings(database_url=f"sqlite:///{database}", pathways_dir=pathways_dir, rules_dir=rules_dir,
+                                four_eyes=False)
             app = CarePath(settings, ManualClock(scenario.start), rules=rules)
             try:
                 report.results.append(_run(app, scenario, report.taken.observe))
@@ -148,7 +149,9 @@ def run_scenarios(scenarios: Iterable[Scenario], pathways_dir: Path, rules_dir: 
 
 
 def _deploy(path: Path, pathways_dir: Path, rules_dir: Path, rules: RuleSetRegistry) -> None:
-    settings = Settings(database_url=f"sqlite:///{path}", pathways_dir=pathways_dir, rules_dir=rules_dir)
+    # Four eyes off: an author tests the folder's texts -- pathways and rule sets -- before any activation.
+    settings = Settings(database_url=f"sqlite:///{path}", pathways_dir=pathways_dir, rules_dir=rules_dir,
+                        four_eyes=False)
     app = CarePath(settings, ManualClock(DEFAULT_START), upgrade=True, rules=rules)
     try:
         app.catalog.sync_library()

@@ -48,7 +48,8 @@ BODIES = {("/v1/instances", "POST"), ("/v1/messages", "POST"), (f"{FHIR_BASE}/Qu
 AUDIT = {("/v1/audit/verify", "GET"), ("/v1/access-log", "GET"), ("/v1/audit/verifications", "POST"),
          ("/v1/audit/verifications/<uuid:job_id>", "GET")}
 UNSCOPED_PERMISSIONS = {"pathways.read", "pathways.validate", "pathways.deploy", "pathways.migrate", "sandbox.clock",
-                        "webhooks.manage",
+                        "webhooks.manage", "pathways.activate", "rule_sets.deploy", "rule_sets.activate",
+                        "migrations.read",  # authoring: versions and migration requests (no patient references)
                         "patients.link"}  # linking an identity to a patient reference: no care record is read
 # A patient's own records without an instance in the URL: scoped to the principal's patient reference
 # (engine.patients.require_own), never to care teams (a patient has none). Those naming an instance are

@@ -43,6 +43,7 @@ def ids(client: Any, auth: Any) -> dict[str, str]:
     return {"pathway_id": PATHWAY, "version": "latest", "instance_id": instance["id"],
             "subscription_id": "whsub_0000000000000000", "job_id": "00000000-0000-4000-8000-000000000000",
             "escalation_id": "00000000-0000-4000-8000-000000000000",
+            "request_id": "00000000-0000-4000-8000-000000000000", "ruleset": "supportive_care",
             "task_id": instance["ready_tasks"][0]["id"], **care_plan_ids(client, auth)}
 
 

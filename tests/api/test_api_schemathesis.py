@@ -43,7 +43,9 @@ def test_api_conforms_to_its_document(app: Flask, client: Any, auth: Any, tokens
     real = {"instance_id": instance["id"], "task_id": instance["ready_tasks"][0]["id"], "pathway_id": PATHWAY,
             "version": "latest", "subscription_id": subscription["id"], **care_plan_ids(client, auth),
             "job_id": client.post("/v1/audit/verifications", headers=auth("auditor")).json["id"],
-            "escalation_id": escalation_id(app.extensions["carepath"], client, auth)}
+            "escalation_id": escalation_id(app.extensions["carepath"], client, auth),
+            "request_id": client.post(f"/v1/pathways/{PATHWAY}/migration-requests", headers=auth("author")).json["id"],
+            "ruleset": "supportive_care"}
     schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", app,
                                             headers={"Authorization": f"Bearer {tokens['author']}"})
     failures: dict[str, str] = {}

@@ -44,7 +44,9 @@ def journey_clock() -> ManualClock:
 
 
 def _settings(folder: Path) -> Settings:
-    return Settings(database_url=f"sqlite:///{folder / DATABASE}", pathways_dir=PATHWAYS, rules_dir=REPO / "rules")
+    # Four eyes off: journeys evaluate the rules folder's texts as they are (tests/test_four_eyes_rules.py has it on).
+    return Settings(database_url=f"sqlite:///{folder / DATABASE}", pathways_dir=PATHWAYS, rules_dir=REPO / "rules",
+                    four_eyes=False)
 
 
 def bundled_app(template: Path, folder: Path, clock: ManualClock) -> CarePath:

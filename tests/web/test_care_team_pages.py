@@ -20,7 +20,8 @@ from engine.db.session import unit_of_work
 PLACES = {"own team": ("rx1", "breast"), "other team": ("rx1", "lung"), "other organisation": ("rx2", "breast")}
 # Pages naming no patient's record: the lists (filtered by the user's teams) and pages about pathways, not patients.
 LISTS = {"/work-list", "/patients", "/audit/trail"}
-NOT_PATIENTS = {"pathways.read", "pathways.deploy", "pathways.validate", "pathways.migrate"}
+NOT_PATIENTS = {"pathways.read", "pathways.deploy", "pathways.validate", "pathways.migrate", "pathways.activate",
+                "rule_sets.deploy", "rule_sets.activate", "migrations.read"}
 # A patient's own pages (/my): scoped to their patient reference (engine.patients), not to care teams.
 OWN = {"patient.read", "patient.submit", "patient.report"}
 GLASS_FORM = "/patients/break-glass"  # the break-glass itself (a POST naming the instance in its form)

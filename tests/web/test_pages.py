@@ -479,6 +479,7 @@ def test_the_migration_dry_run_is_a_report_that_changes_nothing(app: Flask, sign
     new = engine(app).catalog.deploy_upload(
         {"assessment.bpmn": assessment.replace(extra, extra + b'<camunda:formField id="sleep" type="long" />')},
         actor="author:test")[0]
+    engine(app).catalog.activate("test_assessment", new.version, "author:staff:second")  # four eyes
     client = signed_in("author")
     assert 'href="/pathways/test_assessment/migration"' in text(client.get("/pathways/test_assessment"))
     html = text(client.get("/pathways/test_assessment/migration"))

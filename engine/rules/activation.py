@@ -1,0 +1,158 @@
+"""Four eyes for rule sets: which version of each rule set evaluations use.
+
+Rule sets are written as files in the rules folder (``CAREPATH_RULES_DIR``), and the registry
+(:mod:`engine.rules.registry`) picks up a changed file within a second. For a production service
+that is one person's edit going live unseen, so with four eyes on (``CAREPATH_FOUR_EYES``, the
+default) evaluations in pathways use a rule set's *active* version, kept in the database:
+
+* :meth:`RuleSetActivations.sync` records the folder's current text of every rule set (a server
+  does it at start, ``carepath rules deploy`` on demand). A rule set's first version is active (the
+  bootstrap of a fresh server); a changed text is a *pending* version.
+* :meth:`RuleSetActivations.activate`: a second person (:mod:`engine.four_eyes`), never the one who
+  deployed it, makes a pending version active; evaluations use it from then on, in every process.
+* :func:`active_ruleset` is what an evaluation in a step uses: the active version, compiled from the
+  stored text when this process has not loaded it (the folder may already hold a newer one).
+
+``carepath rules test`` and the scenario runner keep reading the folder's text: authors test a
+version before it is activated. The concern catalogue (``rules/catalogues``) is read from the folder
+as before: it names concerns and services, and a rule set that names one the catalogue lacks is
+refused when loaded. With four eyes off, evaluations use the folder's current text, as they always did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.clock import Clock
+from engine.db.models import RuleSetActivation
+from engine.db.session import read_only, unit_of_work
+from engine.errors import NotFoundError, VersionStateError
+from engine.four_eyes import require_second_person
+from engine.rules.registry import LoadedRuleset, RuleSetRegistry
+
+__all__ = ["RuleSetActivations", "RuleSetVersionInfo", "active_ruleset"]
+
+
+@dataclass(frozen=True)
+class RuleSetVersionInfo:
+    """A rule-set version as the database knows it: who deployed it, and who activated it when."""
+
+    name: str
+    version: str
+    deployed_at: str
+    deployed_by: str
+    active: bool
+    activated_at: str | None
+    activated_by: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _active_row(session: Session, name: str) -> RuleSetActivation | None:
+    return session.scalars(select(RuleSetActivation).where(RuleSetActivation.name == name,
+                                                           RuleSetActivation.activated_at.is_not(None))
+                           .order_by(RuleSetActivation.activated_at.desc(), RuleSetActivation.id.desc())
+                           .limit(1)).first()
+
+
+def active_ruleset(session: Session, registry: RuleSetRegistry, name: str) -> LoadedRuleset:
+    """The version of rule set ``name`` evaluations use (four eyes on), read in the caller's transaction.
+
+    Raises:
+        NotFoundError: the rule set has no active version.
+        RuleFileError: the stored text no longer loads against the folder's catalogue.
+    """
+    row = _active_row(session, name)
+    if row is None:
+        raise NotFoundError(f"rule set '{name}' has no active version: a second author activates a deployed "
+                            "one (carepath rules activate)")
+    if row.version in registry.versions(name):
+        return registry.by_version(name, row.version)
+    return registry.load_text(row.source, f"{name}.yaml")
+
+
+class RuleSetActivations:
+    """Rule-set versions in the database: recorded from the folder, activated by a second person."""
+
+    def __init__(self, registry: RuleSetRegistry, sessions: sessionmaker[Session], clock: Clock, *,
+                 four_eyes: bool = True) -> None:
+        self.registry = registry
+        self.sessions = sessions
+        self.clock = clock
+        self.four_eyes = four_eyes
+
+    def sync(self, actor: str = "system") -> list[RuleSetVersionInfo]:
+        """Record the folder's current version of every rule set (known versions are kept): active when
+        the rule set has none active yet, or when four eyes is off; pending otherwise.
+
+        Raises:
+            RuleFileError: a rule file or the catalogue is invalid (nothing is recorded).
+        """
+        loaded = [self.registry.current(name) for name in self.registry.names()]
+        with unit_of_work(self.sessions) as session:
+            rows = []
+            for ruleset in loaded:
+                row = session.scalars(select(RuleSetActivation).where(
+                    RuleSetActivation.name == ruleset.name, RuleSetActivation.version == ruleset.version)).first()
+                if row is None:
+                    now = self.clock.now()
+                    row = RuleSetActivation(name=ruleset.name, version=ruleset.version,
+                                            source=ruleset.compiled.rule_file.source, deployed_at=now,
+                                            deployed_by=actor)
+                    if not self.four_eyes or _active_row(session, ruleset.name) is None:
+                        row.activated_at, row.activated_by = now, actor
+                    session.add(row)
+                    session.flush()
+                rows.append(row)
+            return [self._info(session, row) for row in rows]
+
+    def activate(self, name: str, version: str, actor: str) -> RuleSetVersionInfo:
+        """Make a pending version of rule set ``name`` the one evaluations use.
+
+        Raises:
+            NotFoundError: no single recorded version of ``name`` starts with ``version``.
+            VersionStateError: it was activated already.
+            FourEyesError: ``actor`` deployed it (the same person), or names no person (four eyes on).
+        """
+        with unit_of_work(self.sessions) as session:
+            rows = session.scalars(select(RuleSetActivation).where(
+                RuleSetActivation.name == name, RuleSetActivation.version.startswith(version[:64]))).all()
+            if len(version) < 4 or len(rows) != 1:
+                raise NotFoundError(f"no single version {version[:64]!r} of rule set {name!r}")
+            row = rows[0]
+            if row.activated_at is not None:
+                raise VersionStateError(f"version {row.version[:12]} of rule set {name!r} was activated at "
+                                        f"{row.activated_at.isoformat()} by {row.activated_by}")
+            if self.four_eyes:
+                require_second_person(row.deployed_by, actor, f"activating version {row.version[:12]} of rule set "
+                                                              f"{name}")
+            # Guarded: of two authors activating at once, one does; the other is told.
+            moved = session.execute(update(RuleSetActivation).where(
+                RuleSetActivation.id == row.id, RuleSetActivation.activated_at.is_(None)).values(
+                activated_at=self.clock.now(), activated_by=actor).execution_options(synchronize_session=False))
+            if moved.rowcount != 1:
+                raise VersionStateError(f"version {row.version[:12]} of rule set {name!r} was activated just now")
+            session.refresh(row)
+            return self._info(session, row)
+
+    def versions(self, name: str) -> list[RuleSetVersionInfo]:
+        """The recorded versions of rule set ``name``, newest first. Raises: NotFoundError."""
+        with read_only(self.sessions) as session:
+            rows = session.scalars(select(RuleSetActivation).where(RuleSetActivation.name == name)
+                                   .order_by(RuleSetActivation.deployed_at.desc(),
+                                             RuleSetActivation.id.desc())).all()
+            if not rows:
+                raise NotFoundError(f"no recorded version of rule set {name!r}")
+            return [self._info(session, row) for row in rows]
+
+    def _info(self, session: Session, row: RuleSetActivation) -> RuleSetVersionInfo:
+        active = _active_row(session, row.name)
+        return RuleSetVersionInfo(row.name, row.version, row.deployed_at.isoformat(), row.deployed_by,
+                                  active is not None and active.id == row.id,
+                                  None if row.activated_at is None else row.activated_at.isoformat(),
+                                  row.activated_by)

@@ -1,0 +1,113 @@
+"""Four eyes from the command line: ``carepath pathways deploy --as`` / ``activate --as`` / ``versions``,
+and ``carepath token create --staff-id``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from api.cli import main
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "pathways"
+    shutil.copytree(TESTS / "pathways", folder)
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(folder))
+    monkeypatch.delenv("CAREPATH_FOUR_EYES", raising=False)
+    return folder
+
+
+def test_a_second_author_activates_what_the_first_deployed(environment: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(main, ["pathways", "deploy"])  # the bootstrap: the folder's versions are active
+    assert first.exit_code == 0, first.output
+    assert "test_assessment" in first.stdout and "(active)" in first.stdout
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    text = (environment / "assessment.bpmn").read_text()
+    (bundle / "assessment.bpmn").write_text(text.replace('name="Holistic needs assessment"', 'name="HNA"'))
+    deployed = runner.invoke(main, ["pathways", "deploy", str(bundle), "--as", "alice"])
+    assert deployed.exit_code == 0, deployed.output
+    [line] = [line for line in deployed.stdout.splitlines() if line.startswith("test_assessment ")]
+    assert "pending" in line
+    version = line.split()[1]
+
+    own = runner.invoke(main, ["pathways", "activate", "test_assessment", version, "--as", "alice"])
+    assert own.exit_code == 1 and "second author" in own.stderr
+    nobody = runner.invoke(main, ["pathways", "activate", "test_assessment", version])
+    assert nobody.exit_code == 1 and "names nobody" in nobody.stderr
+    listed = runner.invoke(main, ["pathways", "versions", "test_assessment"]).stdout.splitlines()
+    assert listed[0].startswith(f"{version} pending: deployed") and "cli:staff:alice" in listed[0]
+
+    second = runner.invoke(main, ["pathways", "activate", "test_assessment", version, "--as", "bob"])
+    assert second.exit_code == 0, second.output
+    assert "activated by cli:staff:bob" in second.stdout
+    listed = runner.invoke(main, ["pathways", "versions", "test_assessment"]).stdout.splitlines()
+    assert listed[0].startswith(f"{version} active") and listed[1].split()[1] == "superseded:"
+    refused = runner.invoke(main, ["pathways", "activate", "test_assessment", version, "--as", "carol!"])
+    assert refused.exit_code == 2 and "--as" in refused.output
+
+
+def test_a_token_can_name_its_holder(environment: Path) -> None:
+    runner = CliRunner()
+    held = runner.invoke(main, ["token", "create", "--role", "author", "--staff-id", "alice"])
+    assert held.exit_code == 0, held.output
+    system = runner.invoke(main, ["token", "create", "--role", "system", "--staff-id", "alice"])
+    assert system.exit_code == 2 and "X-On-Behalf-Of" in system.output
+
+
+def test_carepath_migrate_moves_instances_only_under_an_approved_request(environment: Path, tmp_path: Path) -> None:
+    from engine import CarePath, Settings
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["pathways", "deploy"]).exit_code == 0
+    app = CarePath(Settings.from_env())
+    try:
+        started = app.instances.start("test_assessment", "MRN-CLI-1", "system:test")
+        text = (environment / "assessment.bpmn").read_text()
+        [new] = app.catalog.deploy_upload(
+            {"assessment.bpmn": text.replace('name="Holistic needs assessment"', 'name="HNA"').encode()},
+            "cli:staff:alice")
+        app.catalog.activate("test_assessment", new.version, "cli:staff:bob")
+    finally:
+        app.close()
+
+    alone = runner.invoke(main, ["migrate", "test_assessment", "--as", "alice"])
+    assert alone.exit_code == 1 and "migration request" in alone.stderr
+    asked = runner.invoke(main, ["migrate", "test_assessment", "--request", "--as", "alice"])
+    assert asked.exit_code == 0, asked.output
+    assert f"{started.id} (MRN-CLI-1): would move" in asked.stdout
+    request_id = asked.stdout.split("migration request ")[1].split(":")[0]
+    own = runner.invoke(main, ["migrate", "--approve", request_id, "--as", "alice"])
+    assert own.exit_code == 1 and "second author" in own.stderr
+    approved = runner.invoke(main, ["migrate", "--approve", request_id, "--as", "bob"])
+    assert approved.exit_code == 0, approved.output
+    assert f"{started.id} (MRN-CLI-1): moved" in approved.stdout
+    assert runner.invoke(main, ["migrate", "--approve", request_id, "test_assessment"]).exit_code == 2
+
+
+def test_carepath_rules_deploy_records_a_pending_version_a_second_author_activates(
+        environment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(TESTS.parent / "rules", rules, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    monkeypatch.setenv("CAREPATH_RULES_DIR", str(rules))
+    runner = CliRunner()
+    first = runner.invoke(main, ["rules", "deploy"])
+    assert first.exit_code == 0 and "supportive_care" in first.stdout and "(active)" in first.stdout, first.output
+    (rules / "supportive_care.yaml").write_text((rules / "supportive_care.yaml").read_text() + "\n# reviewed\n")
+    second = runner.invoke(main, ["rules", "deploy", "--as", "alice"])
+    assert second.exit_code == 0 and "(pending)" in second.stdout, second.output
+    version = second.stdout.split()[1]
+    own = runner.invoke(main, ["rules", "activate", "supportive_care", version, "--as", "alice"])
+    assert own.exit_code == 1 and "second author" in own.stderr
+    done = runner.invoke(main, ["rules", "activate", "supportive_care", version, "--as", "bob"])
+    assert done.exit_code == 0 and "activated by cli:staff:bob" in done.stdout, done.output
+    listed = runner.invoke(main, ["rules", "versions", "supportive_care"]).stdout.splitlines()
+    assert listed[0].startswith(f"{version} active") and " superseded: " in listed[1]

@@ -1,0 +1,90 @@
+"""Four eyes for rule sets (issue 18, point 4): a changed rule file is a pending version that evaluations
+in pathways do not use until a second author activates it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine import CarePath, FourEyesError, ManualClock, NotFoundError, Settings, VersionStateError
+from engine.rules import RuleSetRegistry, list_evaluations
+
+TESTS = Path(__file__).resolve().parent
+ALICE, BOB = "author:staff:alice", "author:staff:bob"
+THRESHOLD = "concern: {code: fatigue, score: {at_least: 5}}"
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str, clock: ManualClock) -> Iterator[CarePath]:
+    rules = tmp_path / "rules"
+    shutil.copytree(TESTS.parent / "rules", rules, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    assert THRESHOLD in (rules / "supportive_care.yaml").read_text()
+    settings = Settings(database_url=database_url, pathways_dir=TESTS / "pathways", rules_dir=rules)  # four eyes on
+    # Re-read the rule file on every use (a server trusts a file's stat for a second).
+    carepath = CarePath(settings, clock, upgrade=True, rules=RuleSetRegistry(rules, recheck_seconds=0))
+    carepath.catalog.sync_library()
+    try:
+        yield carepath
+    finally:
+        carepath.close()
+
+
+def _proposed_codes(app: CarePath, patient: str) -> tuple[set[str], str]:
+    """The care plan codes an HNA scoring fatigue 3 proposes, and the rule-set version that proposed them."""
+    view = app.instances.start("test_careplan", patient, "system:ehr", {"age": 54})
+    view = app.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"fatigue": 3}},
+                                       "clinician:cns-1")
+    assert view.status == "running", view.incident
+    with app.sessions() as session:
+        [evaluation] = list_evaluations(session, instance_id=view.id)
+        version = evaluation.ruleset_version
+    return {item["code"] for item in app.care_plans.get(view.id).items}, version
+
+
+def test_a_changed_rule_file_is_pending_until_a_second_author_activates_it(app: CarePath) -> None:
+    [first] = app.rule_sets.sync()  # the bootstrap: the folder's first version is active
+    assert first.name == "supportive_care" and first.active and first.activated_by == "system"
+    codes, version = _proposed_codes(app, "SYN-1")
+    assert "fatigue-management" not in codes and version == first.version
+
+    rule_file = app.settings.rules_dir / "supportive_care.yaml"
+    rule_file.write_text(rule_file.read_text().replace(THRESHOLD, THRESHOLD.replace("at_least: 5", "at_least: 2")))
+    [pending] = app.rule_sets.sync(ALICE)
+    assert pending.version != first.version and not pending.active and pending.deployed_by == ALICE
+    assert app.rules.current("supportive_care").version == pending.version  # what `rules test` reads
+    codes, version = _proposed_codes(app, "SYN-2")
+    assert "fatigue-management" not in codes and version == first.version  # evaluations keep the active one
+
+    for same_person in (ALICE, "author:tok_9 for staff:alice", "author:tok_9"):
+        with pytest.raises(FourEyesError):
+            app.rule_sets.activate("supportive_care", pending.version, same_person)
+    activated = app.rule_sets.activate("supportive_care", pending.version[:12], BOB)
+    assert activated.active and activated.activated_by == BOB
+    codes, version = _proposed_codes(app, "SYN-3")
+    assert "fatigue-management" in codes and version == pending.version
+    listed = app.rule_sets.versions("supportive_care")
+    assert [(v.version, v.active) for v in listed] == [(pending.version, True), (first.version, False)]
+    with pytest.raises(VersionStateError):
+        app.rule_sets.activate("supportive_care", pending.version, "author:staff:carol")
+    with pytest.raises(NotFoundError):
+        app.rule_sets.activate("supportive_care", "zzzz", BOB)
+
+
+def test_the_active_version_is_used_even_when_the_folder_moved_on(app: CarePath) -> None:
+    [first] = app.rule_sets.sync()
+    rule_file = app.settings.rules_dir / "supportive_care.yaml"
+    original = rule_file.read_text()
+    rule_file.write_text(original.replace(THRESHOLD, THRESHOLD.replace("at_least: 5", "at_least: 2")))
+    # Not even recorded yet: the folder's text is not what pathways evaluate.
+    codes, version = _proposed_codes(app, "SYN-4")
+    assert "fatigue-management" not in codes and version == first.version
+
+
+def test_a_rule_set_without_an_active_version_is_an_incident_not_a_silent_evaluation(app: CarePath) -> None:
+    view = app.instances.start("test_careplan", "SYN-5", "system:ehr", {"age": 54})  # rule sets never synced
+    view = app.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"fatigue": 3}},
+                                       "clinician:cns-1")
+    assert view.status == "error" and "no active version" in view.incident["message"]
