@@ -282,11 +282,14 @@ def _psycopg_url(url: str) -> str:
 _WEBHOOK_SETTINGS = {"CAREPATH_WEBHOOK_MAX_ATTEMPTS": ("webhook_max_attempts", int),
                      "CAREPATH_WEBHOOK_TIMEOUT_SECONDS": ("webhook_timeout_seconds", float),
                      "CAREPATH_WEBHOOK_FIRST_RETRY_SECONDS": ("webhook_first_retry_seconds", float),
-                     "CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS": ("webhook_longest_retry_seconds", float)}
+                     "CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS": ("webhook_longest_retry_seconds", float),
+                     # not a webhook's, but read the same way
+                     "CAREPATH_REPORT_MIN_COUNT": ("report_min_count", int)}
 
 
 def _webhook_settings(env: Mapping[str, str]) -> dict[str, object]:
-    """``CAREPATH_WEBHOOK_MAX_ATTEMPTS`` and the ``..._SECONDS`` of the timeout and retries.
+    """``CAREPATH_WEBHOOK_MAX_ATTEMPTS`` and the ``..._SECONDS`` of the timeout and retries, and
+    ``CAREPATH_REPORT_MIN_COUNT``.
 
     Raises:
         ValueError: a value that is not a number (of the right kind).
@@ -338,6 +341,9 @@ class Settings:
     database, which the API's ``GET`` requests read once it has caught up with what their caller wrote
     (:mod:`engine.db.replica`); the worker, the command line and every write use the primary.
 
+    ``report_min_count`` (``CAREPATH_REPORT_MIN_COUNT``, default 5): in every report (``engine.reports``)
+    a count from 1 to this minus one is suppressed, so no patient can be singled out.
+
     ``oidc``: people sign in through an OpenID Connect provider (:class:`OidcSettings`, the
     ``CAREPATH_OIDC_*`` variables); None: API tokens only.
 
@@ -370,6 +376,8 @@ class Settings:
     webhook_longest_retry_seconds: float = 6 * 3600.0
     allow_concurrent_instances: bool = False
     sandbox: bool = False
+    # Reports (engine.reports, docs/measures.md): counts from 1 to this minus one are suppressed.
+    report_min_count: int = 5
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -391,6 +399,8 @@ class Settings:
                              "CAREPATH_DATABASE_URL; SQLite has no replicas")
         if self.fhir_patient_identifier not in PATIENT_IDENTIFIERS:
             raise ValueError(f"CAREPATH_FHIR_PATIENT_IDENTIFIER must be one of {', '.join(PATIENT_IDENTIFIERS)}")
+        if self.report_min_count < 2:
+            raise ValueError("CAREPATH_REPORT_MIN_COUNT must be at least 2: a count of one singles a patient out")
 
     @property
     def is_sqlite(self) -> bool:
@@ -420,8 +430,9 @@ class Settings:
         ``CAREPATH_ALLOW_EMPTY_LIBRARY`` (1, true, yes or on), ``CAREPATH_ENV``,
         ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``,
         ``CAREPATH_ALLOW_CONCURRENT_INSTANCES``, ``CAREPATH_SANDBOX`` (1, true, yes or on),
-        ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL`` and the ``CAREPATH_OIDC_*``
-        variables (:meth:`OidcSettings.from_env`). Without a database URL: :func:`default_database_url`.
+        ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL``, ``CAREPATH_REPORT_MIN_COUNT``,
+        and the ``CAREPATH_OIDC_*`` variables (:meth:`OidcSettings.from_env`). Without a database URL:
+        :func:`default_database_url`.
 
         Raises:
             ValueError: as the constructor does.

@@ -162,6 +162,7 @@ ALLOWED = {
     "access_log": {"db"},
     "identity": {"access"},
     "verifications": {"audit", "db"},
+    "reports": {"db"},
     "idempotency": {"db"},
     "sandbox": {"db", "instances"},
     "db": set(),

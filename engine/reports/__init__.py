@@ -1,0 +1,31 @@
+"""Service insight: the personalised care measures a cancer service reports, the COSD-shaped export of
+its personalised care fields, and the charts of both (docs/measures.md).
+
+Owns: reading the facts the measures need from the event trail and the care plans (``facts``: never
+free text, never task data), the measures and their suppression of small counts (``measures``), the
+export (``cosd``) and server-rendered SVG charts (``charts``). Read-only: it writes nothing.
+
+May import: ``engine.db`` (the tables it reads) and the shared modules (settings, clock, errors,
+calendar). Never ``engine.instances`` or ``engine.careplan``: what it knows of them is the rows they
+wrote.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.reports.facts import Cohort, load_cohort
+from engine.reports.measures import MEASURES, MeasureQuery, compute_measures, referral_deadline, suppress
+
+__all__ = ["MEASURES", "Cohort", "MeasureQuery", "compute_measures", "load_cohort", "measures_report",
+           "referral_deadline", "suppress"]
+
+
+def measures_report(session: Session, query: MeasureQuery, as_of: datetime, min_count: int) -> dict[str, Any]:
+    """The measures of ``query``'s period and pathway as of ``as_of``, small counts suppressed below
+    ``min_count`` (Settings.report_min_count)."""
+    cohort = load_cohort(session, query.pathway_id, query.until)
+    return suppress(compute_measures(cohort, query, as_of), min_count)

@@ -1,0 +1,147 @@
+"""The measures of docs/measures.md on a synthetic cohort whose answers are worked out by hand
+(tests/report_cohort.py draws its timeline), and the suppression of small counts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from report_cohort import AS_OF, SINCE, UNTIL, P, write_cohort
+
+from engine import CarePath, Settings
+from engine.db.session import read_only, unit_of_work
+from engine.errors import InvalidInputError
+from engine.reports import MeasureQuery, compute_measures, load_cohort, measures_report, referral_deadline, suppress
+
+
+def _report(carepath: CarePath, pathway: str | None = P) -> dict[str, Any]:
+    with unit_of_work(carepath.sessions) as session:
+        write_cohort(session)
+    query = MeasureQuery(SINCE, UNTIL, pathway)
+    with read_only(carepath.sessions) as session:
+        return compute_measures(load_cohort(session, pathway, UNTIL), query, AS_OF)
+
+
+def _measure(report: dict[str, Any], measure_id: str) -> tuple[int, int, int]:
+    [row] = [m for m in report["measures"] if m["id"] == measure_id]
+    return row["numerator"], row["denominator"], row["pending"]
+
+
+def test_each_measure_on_the_synthetic_cohort(carepath: CarePath) -> None:
+    report = _report(carepath)
+    # Offered within 31 days: A (10 days) and C (5) of A, B (40: missed), C, E (none, window closed).
+    assert _measure(report, "hna_offered_31d") == (2, 4, 0)
+    # Completed within 31 days: A (20 days); B took 45, C declined, E had none.
+    assert _measure(report, "hna_completed_31d") == (1, 4, 0)
+    # First HNA completed in the period: A, B, F; A and F agreed a plan, B has not yet (no window).
+    assert _measure(report, "care_plan_agreed") == (2, 2, 1)
+    # Treatment ended in the period: A (summary 30 days later), B (50: missed), F (none after 42 days).
+    assert _measure(report, "eot_summary_6w") == (1, 3, 0)
+    # Reviewed within 12 months: A (first review), C (second); B and E's 12 months are not over.
+    assert _measure(report, "cancer_care_review_12m") == (2, 2, 2)
+    assert report["measures"][0]["rate"] == 0.5
+
+
+def test_the_pathway_filter_and_every_pathway(carepath: CarePath) -> None:
+    everything = _report(carepath, pathway=None)
+    assert _measure(everything, "hna_offered_31d") == (3, 5, 0)  # G (lung) was offered one on day 1
+
+
+def test_referrals_by_service_and_urgency(carepath: CarePath) -> None:
+    rows = {(r["service"], r["urgency"]): r for r in _report(carepath)["referrals"]}
+    assert sorted(rows) == [("acute_oncology", "emergency"), ("dietitian", "routine"), ("physio", "soon"),
+                            ("psychology", "urgent")]
+    psychology = rows[("psychology", "urgent")]
+    # r1: accepted after 3 days, first contact after 3 days 23 hours; r2: 1 day, 5 days; r3 never.
+    assert psychology == {"service": "psychology", "urgency": "urgent", "referred": 3, "accepted": 2,
+                          "median_days_to_acceptance": 2.0, "first_contact": 2,
+                          "median_days_to_first_contact": round((3 + 23 / 24 + 5) / 2, 2), "overdue": 2,
+                          "overdue_share": round(2 / 3, 4)}
+    # An emergency created referred (no referred event) is timed from its creation: seen the same day.
+    assert rows[("acute_oncology", "emergency")]["overdue"] == 0
+    assert rows[("acute_oncology", "emergency")]["median_days_to_first_contact"] == 0.5
+    assert rows[("dietitian", "routine")]["overdue"] == 0
+    assert rows[("physio", "soon")]["overdue"] == 0  # answered (declined by the service) in time
+
+
+def test_declined_items_by_reason_within_the_period(carepath: CarePath) -> None:
+    # C's declined intervention last changed in May, after the period.
+    assert _report(carepath)["declined"] == [{"kind": "intervention", "reason": "declined", "count": 1},
+                                             {"kind": "referral", "reason": "service_declined", "count": 1}]
+
+
+def test_warning_signs_by_colour_and_time_to_triage(carepath: CarePath) -> None:
+    # F's report (December) is before the period.
+    assert _report(carepath)["warning_signs"] == [
+        {"colour": "red", "reports": 1, "triaged": 1, "median_hours_to_triage": 0.5},
+        {"colour": "amber", "reports": 1, "triaged": 1, "median_hours_to_triage": 2.0},
+        {"colour": "green", "reports": 1, "triaged": 1, "median_hours_to_triage": 4.0},
+        {"colour": "not triaged", "reports": 1, "triaged": 0, "median_hours_to_triage": None}]
+
+
+def test_the_service_suppresses_the_small_counts_of_the_cohort(carepath: CarePath) -> None:
+    with unit_of_work(carepath.sessions) as session:
+        write_cohort(session)
+    with read_only(carepath.sessions) as session:
+        report = measures_report(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, 5)
+    assert report["suppression_threshold"] == 5
+    offered = report["measures"][0]
+    assert (offered["numerator"], offered["denominator"], offered["rate"]) == (None, None, None)
+    assert offered["pending"] == 0  # zero singles no one out
+    assert all(row["count"] is None for row in report["declined"])
+
+
+@pytest.mark.parametrize("urgency,referred,due", [
+    ("emergency", datetime(2026, 2, 4, 23, 0, tzinfo=UTC), datetime(2026, 2, 5, tzinfo=UTC)),
+    ("urgent", datetime(2026, 1, 30, 10, tzinfo=UTC), datetime(2026, 2, 3, 10, tzinfo=UTC)),  # Fri -> Tue
+    ("urgent", datetime(2026, 1, 31, 10, tzinfo=UTC), datetime(2026, 2, 3, 10, tzinfo=UTC)),  # Sat -> Tue
+    ("soon", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 15, tzinfo=UTC)),
+    ("routine", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 15, tzinfo=UTC)),
+    ("unknown", datetime(2026, 2, 1, tzinfo=UTC), None)])
+def test_referral_timeframes_by_urgency(urgency: str, referred: datetime, due: datetime | None) -> None:
+    assert referral_deadline(referred, urgency) == due
+
+
+def test_suppression_blanks_small_counts_and_what_gives_them_away() -> None:
+    def row(**values: Any) -> dict[str, Any]:
+        return {"measures": [{"id": "m", **values}], "referrals": [], "declined": [], "warning_signs": []}
+
+    shown = suppress(row(numerator=20, denominator=40, pending=0, rate=0.5), 5)["measures"][0]
+    assert shown == {"id": "m", "numerator": 20, "denominator": 40, "pending": 0, "rate": 0.5, "suppressed": []}
+    small = suppress(row(numerator=3, denominator=40, pending=0, rate=0.075), 5)["measures"][0]
+    assert (small["numerator"], small["denominator"], small["rate"]) == (None, 40, None)
+    # 38 of 40: the two who did not meet it could be singled out from the total.
+    complement = suppress(row(numerator=38, denominator=40, pending=7, rate=0.95), 5)["measures"][0]
+    assert (complement["numerator"], complement["rate"], complement["suppressed"]) == (None, None,
+                                                                                          ["numerator", "rate"])
+    at_threshold = suppress(row(numerator=5, denominator=10, pending=4, rate=0.5), 5)["measures"][0]
+    assert (at_threshold["numerator"], at_threshold["pending"]) == (5, None)
+    referral = {"service": "s", "urgency": "u", "referred": 12, "accepted": 10, "median_days_to_acceptance": 2.0,
+                "first_contact": 6, "median_days_to_first_contact": 3.0, "overdue": 2, "overdue_share": 0.1667}
+    out = suppress({"measures": [], "referrals": [referral], "declined": [], "warning_signs": []}, 5)["referrals"][0]
+    assert out["suppressed"] == ["accepted", "median_days_to_acceptance", "overdue", "overdue_share"]
+    assert (out["first_contact"], out["median_days_to_first_contact"], out["referred"]) == (6, 3.0, 12)
+
+
+@pytest.mark.parametrize("since,until,pathway,team,field", [
+    (SINCE, SINCE, None, None, "/to"),
+    (UNTIL, SINCE, None, None, "/to"),
+    (SINCE, SINCE + timedelta(days=5 * 366 + 1), None, None, "/to"),
+    (SINCE, UNTIL, "no such/pathway", None, "/pathway"),
+    (SINCE, UNTIL, None, "team-a", "/team"),
+    (datetime(2026, 1, 1), UNTIL, None, None, "/from")])
+def test_a_bad_query_is_refused_with_its_field(since: datetime, until: datetime, pathway: str | None,
+                                               team: str | None, field: str) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        MeasureQuery(since, until, pathway, team)
+    assert [p.field for p in refused.value.problems] == [field]
+
+
+def test_the_suppression_threshold_is_a_setting_and_never_below_two() -> None:
+    assert Settings().report_min_count == 5
+    assert Settings.from_env({"CAREPATH_REPORT_MIN_COUNT": "10"}).report_min_count == 10
+    with pytest.raises(ValueError, match="CAREPATH_REPORT_MIN_COUNT"):
+        Settings.from_env({"CAREPATH_REPORT_MIN_COUNT": "1"})
+    with pytest.raises(ValueError, match="CAREPATH_REPORT_MIN_COUNT"):
+        Settings.from_env({"CAREPATH_REPORT_MIN_COUNT": "few"})
