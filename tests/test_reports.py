@@ -12,7 +12,16 @@ from report_cohort import AS_OF, SINCE, UNTIL, P, write_cohort
 from engine import CarePath, Settings
 from engine.db.session import read_only, unit_of_work
 from engine.errors import InvalidInputError
-from engine.reports import MeasureQuery, compute_measures, load_cohort, measures_report, referral_deadline, suppress
+from engine.reports import (
+    COSD_COLUMNS,
+    MeasureQuery,
+    compute_measures,
+    cosd_rows,
+    load_cohort,
+    measures_report,
+    referral_deadline,
+    suppress,
+)
 
 
 def _report(carepath: CarePath, pathway: str | None = P) -> dict[str, Any]:
@@ -125,12 +134,12 @@ def test_suppression_blanks_small_counts_and_what_gives_them_away() -> None:
 
 
 @pytest.mark.parametrize("since,until,pathway,team,field", [
-    (SINCE, SINCE, None, None, "/to"),
-    (UNTIL, SINCE, None, None, "/to"),
-    (SINCE, SINCE + timedelta(days=5 * 366 + 1), None, None, "/to"),
-    (SINCE, UNTIL, "no such/pathway", None, "/pathway"),
-    (SINCE, UNTIL, None, "team-a", "/team"),
-    (datetime(2026, 1, 1), UNTIL, None, None, "/from")])
+    (SINCE, SINCE, None, None, "to"),
+    (UNTIL, SINCE, None, None, "to"),
+    (SINCE, SINCE + timedelta(days=5 * 366 + 1), None, None, "to"),
+    (SINCE, UNTIL, "no such/pathway", None, "pathway"),
+    (SINCE, UNTIL, None, "team-a", "team"),
+    (datetime(2026, 1, 1), UNTIL, None, None, "from")])
 def test_a_bad_query_is_refused_with_its_field(since: datetime, until: datetime, pathway: str | None,
                                                team: str | None, field: str) -> None:
     with pytest.raises(InvalidInputError) as refused:
@@ -145,3 +154,39 @@ def test_the_suppression_threshold_is_a_setting_and_never_below_two() -> None:
         Settings.from_env({"CAREPATH_REPORT_MIN_COUNT": "1"})
     with pytest.raises(ValueError, match="CAREPATH_REPORT_MIN_COUNT"):
         Settings.from_env({"CAREPATH_REPORT_MIN_COUNT": "few"})
+
+
+def test_the_cosd_export_has_a_row_per_patient_and_item_with_dates(carepath: CarePath) -> None:
+    with unit_of_work(carepath.sessions) as session:
+        ids = write_cohort(session)
+    with read_only(carepath.sessions) as session:
+        rows = cosd_rows(session, MeasureQuery(SINCE, UNTIL, P))
+    assert all(tuple(row) == COSD_COLUMNS for row in rows)
+    per_instance = {letter: [r for r in rows if r["instance_id"] == ids[letter]] for letter in ids}
+    # A, B and C have 3, 2 and 2 items; E one; F none (one row, its item columns empty); G is lung.
+    assert {letter: len(found) for letter, found in per_instance.items()} == {"A": 3, "B": 2, "C": 2, "E": 1, "F": 1,
+                                                                              "G": 0}
+    [psychology] = [r for r in per_instance["A"] if r["item_code"] == "psychology_referral"]
+    assert psychology["patient_ref"].startswith("MRN-REPORT-A-")
+    assert {k: v for k, v in psychology.items() if k not in ("patient_ref", "instance_id")} == {
+        "pathway_id": P, "diagnosis_date": "2026-01-05", "hna_offered_date": "2026-01-15",
+        "hna_completed_date": "2026-01-25", "care_plan_agreed_date": "2026-01-30", "treatment_end_date": "2026-03-06",
+        "eot_summary_date": "2026-04-05", "cancer_care_review_date": "2026-03-26", "item_kind": "referral",
+        "item_code": "psychology_referral", "service": "psychology", "urgency": "urgent",
+        "item_status": "first_contact", "proposed_date": "2026-01-25", "agreed_date": "2026-01-30",
+        "referred_date": "2026-01-30", "accepted_date": "2026-02-02", "first_contact_date": "2026-02-03",
+        "completed_date": "", "ended_date": ""}
+    [f] = per_instance["F"]
+    assert (f["diagnosis_date"], f["hna_completed_date"], f["eot_summary_date"], f["item_code"]) == (
+        "2025-12-20", "2026-01-10", "", "")
+    [declined] = [r for r in per_instance["B"] if r["item_code"] == "physio_referral"]
+    assert (declined["item_status"], declined["ended_date"]) == ("service_declined", "2026-02-12")
+
+
+def test_the_cosd_export_is_bounded(carepath: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
+    with unit_of_work(carepath.sessions) as session:
+        write_cohort(session)
+    monkeypatch.setattr("engine.reports.cosd.MAX_EXPORT_ROWS", 8)
+    with read_only(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
+        cosd_rows(session, MeasureQuery(SINCE, UNTIL, P))
+    assert [p.field for p in refused.value.problems] == ["to"]

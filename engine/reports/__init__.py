@@ -17,11 +17,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from engine.reports.cosd import COSD_COLUMNS, MAX_EXPORT_ROWS, cosd_rows
 from engine.reports.facts import Cohort, load_cohort
 from engine.reports.measures import MEASURES, MeasureQuery, compute_measures, referral_deadline, suppress
 
-__all__ = ["MEASURES", "Cohort", "MeasureQuery", "compute_measures", "load_cohort", "measures_report",
-           "referral_deadline", "suppress"]
+__all__ = ["COSD_COLUMNS", "MAX_EXPORT_ROWS", "MEASURES", "Cohort", "MeasureQuery", "compute_measures", "cosd_rows",
+           "load_cohort", "measures_report", "referral_deadline", "suppress"]
 
 
 def measures_report(session: Session, query: MeasureQuery, as_of: datetime, min_count: int) -> dict[str, Any]:

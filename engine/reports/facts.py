@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import CarePlanItem, InstanceEvent, PathwayInstance
 
-__all__ = ["CLOSING_STATUSES", "MILESTONES", "RATINGS", "WARNING_SIGN_MESSAGE", "ClosedItem", "Cohort", "InstanceFacts",
-           "ReferralFacts", "load_cohort"]
+__all__ = ["CLOSING_STATUSES", "MILESTONES", "RATINGS", "WARNING_SIGN_MESSAGE", "Cohort", "InstanceFacts",
+           "ItemFacts", "load_cohort"]
 
 # milestone -> the elements (bundled pathways' BPMN ids) whose completed task marks it.
 MILESTONES: dict[str, tuple[str, ...]] = {
@@ -61,30 +61,30 @@ class InstanceFacts:
 
 
 @dataclass
-class ReferralFacts:
-    """One referral (a care plan item of kind referral) and when it reached each status."""
+class ItemFacts:
+    """One care plan item and the first time it reached each status (``moved``)."""
 
     item_id: str
     instance_id: str
-    service: str
-    urgency: str
+    kind: str
+    code: str
+    service: str | None
+    urgency: str | None
     status: str
-    moved: dict[str, datetime] = field(default_factory=dict)  # status -> first time it was reached
+    created_at: datetime
+    updated_at: datetime
+    moved: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def referred_at(self) -> datetime | None:
         return self.moved.get("referred")
 
-
-@dataclass
-class ClosedItem:
-    """A care plan item that ended without being done."""
-
-    instance_id: str
-    kind: str
-    code: str
-    reason: str
-    at: datetime
+    @property
+    def closed_at(self) -> datetime | None:
+        """When an item that ended without being done ended (None: it did not)."""
+        if self.status not in CLOSING_STATUSES:
+            return None
+        return self.moved.get(self.status, self.updated_at)
 
 
 @dataclass
@@ -92,8 +92,11 @@ class Cohort:
     """Everything the measures read, for the instances of one pathway (or all) started before a time."""
 
     instances: list[InstanceFacts]
-    referrals: list[ReferralFacts]
-    closed: list[ClosedItem]
+    items: list[ItemFacts]
+
+    @property
+    def referrals(self) -> list[ItemFacts]:
+        return [item for item in self.items if item.kind == "referral"]
 
 
 def load_cohort(session: Session, pathway_id: str | None, until: datetime) -> Cohort:
@@ -130,8 +133,7 @@ def load_cohort(session: Session, pathway_id: str | None, until: datetime) -> Co
                 one.warning_reports.append(at)
         else:
             _note_move(moves, instance_id, _codes(payload), at)
-    referrals, closed = _care_plan(session, scope, moves)
-    return Cohort(list(facts.values()), referrals, closed)
+    return Cohort(list(facts.values()), _care_plan(session, scope, moves))
 
 
 def _codes(payload: str) -> dict[str, Any]:
@@ -154,23 +156,22 @@ def _note_move(moves: dict[str, dict[str, Any]], instance_id: str, payload: dict
             entry[code] = payload[code]
 
 
-def _care_plan(session: Session, scope: Iterable[Any],
-               moves: dict[str, dict[str, Any]]) -> tuple[list[ReferralFacts], list[ClosedItem]]:
-    items = session.execute(
+def _care_plan(session: Session, scope: Iterable[Any], moves: dict[str, dict[str, Any]]) -> list[ItemFacts]:
+    rows = session.execute(
         select(CarePlanItem.id, CarePlanItem.instance_id, CarePlanItem.kind, CarePlanItem.code, CarePlanItem.service,
                CarePlanItem.urgency, CarePlanItem.status, CarePlanItem.created_at, CarePlanItem.updated_at)
         .join(PathwayInstance, PathwayInstance.id == CarePlanItem.instance_id).where(*scope)
         .order_by(CarePlanItem.created_at, CarePlanItem.id))
-    referrals: list[ReferralFacts] = []
-    closed: list[ClosedItem] = []
-    for item_id, instance_id, kind, code, service, urgency, status, created_at, updated_at in items:
+    items = []
+    for item_id, instance_id, kind, code, service, urgency, status, created_at, updated_at in rows:
         entry = moves.get(item_id, {"moved": {}})
         moved = dict(entry["moved"])
+        moved.setdefault("proposed", created_at)
+        if kind == "referral" and "referred" not in moved and urgency == "emergency":
+            moved["referred"] = created_at  # an emergency is created referred (engine.careplan)
         if kind == "referral":
-            if "referred" not in moved and urgency == "emergency":
-                moved["referred"] = created_at  # an emergency is created referred (engine.careplan)
-            referrals.append(ReferralFacts(item_id, instance_id, entry.get("service") or service or "unknown",
-                                           entry.get("urgency") or urgency or "unknown", status, moved))
-        if status in CLOSING_STATUSES:
-            closed.append(ClosedItem(instance_id, kind, code, status, moved.get(status, updated_at)))
-    return referrals, closed
+            service = entry.get("service") or service or "unknown"
+            urgency = entry.get("urgency") or urgency or "unknown"
+        items.append(ItemFacts(item_id, instance_id, kind, code, service, urgency, status, created_at, updated_at,
+                               moved))
+    return items

@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.calendar import add_months
 from engine.errors import InvalidInputError, Problem
-from engine.reports.facts import CLOSING_STATUSES, Cohort, InstanceFacts, ReferralFacts
+from engine.reports.facts import CLOSING_STATUSES, Cohort, InstanceFacts, ItemFacts
 
 __all__ = ["MAX_PERIOD_DAYS", "MEASURES", "URGENCY_TIMEFRAMES", "MeasureQuery", "compute_measures",
            "referral_deadline", "suppress"]
@@ -53,15 +53,15 @@ class MeasureQuery:
     def __post_init__(self) -> None:
         problems = []
         if self.since.tzinfo is None or self.until.tzinfo is None:
-            problems.append(Problem("must carry a time zone", field="/from"))
+            problems.append(Problem("must carry a time zone", field="from"))
         elif self.until <= self.since:
-            problems.append(Problem("must be after from", field="/to"))
+            problems.append(Problem("must be after from", field="to"))
         elif self.until - self.since > timedelta(days=MAX_PERIOD_DAYS):
-            problems.append(Problem(f"a report covers at most {MAX_PERIOD_DAYS} days", field="/to"))
+            problems.append(Problem(f"a report covers at most {MAX_PERIOD_DAYS} days", field="to"))
         if self.pathway_id is not None and not PATHWAY_PATTERN.match(self.pathway_id):
-            problems.append(Problem("is not a pathway id", field="/pathway"))
+            problems.append(Problem("is not a pathway id", field="pathway"))
         if self.team is not None:
-            problems.append(Problem("reports by care team are not available yet", field="/team"))
+            problems.append(Problem("reports by care team are not available yet", field="team"))
         if problems:
             raise InvalidInputError("the report's period or filters are not valid", problems)
 
@@ -101,12 +101,14 @@ MEASURES: tuple[Windowed, ...] = (
 def compute_measures(cohort: Cohort, query: MeasureQuery, as_of: datetime) -> dict[str, Any]:
     """The report (unsuppressed: pass it to :func:`suppress` before it leaves the engine)."""
     instances = [f for f in cohort.instances if query.pathway_id in (None, f.pathway_id)]
+    wanted = {f.instance_id for f in instances}
+    items = [item for item in cohort.items if item.instance_id in wanted]
     return {
         "from": query.since.isoformat(), "to": query.until.isoformat(), "pathway": query.pathway_id,
         "team": query.team, "as_of": as_of.isoformat(),
         "measures": [_windowed(measure, instances, query, as_of) for measure in MEASURES],
-        "referrals": _referrals(cohort.referrals, query, as_of),
-        "declined": _declined(cohort, query),
+        "referrals": _referrals([item for item in items if item.kind == "referral"], query, as_of),
+        "declined": _declined(items, query),
         "warning_signs": _warning_signs(instances, query),
     }
 
@@ -150,20 +152,20 @@ def referral_deadline(referred_at: datetime, urgency: str) -> datetime | None:
     return due
 
 
-def _overdue(referral: ReferralFacts, as_of: datetime) -> bool:
+def _overdue(referral: ItemFacts, as_of: datetime) -> bool:
     assert referral.referred_at is not None
-    deadline = referral_deadline(referral.referred_at, referral.urgency)
+    deadline = referral_deadline(referral.referred_at, referral.urgency or "")
     if deadline is None:
         return False
     answered = min((at for status, at in referral.moved.items() if status in _ANSWERED), default=None)
     return (answered or as_of) > deadline
 
 
-def _referrals(referrals: Iterable[ReferralFacts], query: MeasureQuery, as_of: datetime) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str], list[ReferralFacts]] = {}
+def _referrals(referrals: Iterable[ItemFacts], query: MeasureQuery, as_of: datetime) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[ItemFacts]] = {}
     for referral in referrals:
         if query.holds(referral.referred_at):
-            groups.setdefault((referral.service, referral.urgency), []).append(referral)
+            groups.setdefault((referral.service or "unknown", referral.urgency or "unknown"), []).append(referral)
     rows = []
     for (service, urgency), group in sorted(groups.items()):
         accepted = [_days(r.referred_at, r.moved["accepted"]) for r in group if "accepted" in r.moved]
@@ -176,12 +178,11 @@ def _referrals(referrals: Iterable[ReferralFacts], query: MeasureQuery, as_of: d
     return rows
 
 
-def _declined(cohort: Cohort, query: MeasureQuery) -> list[dict[str, Any]]:
-    wanted = {f.instance_id for f in cohort.instances if query.pathway_id in (None, f.pathway_id)}
+def _declined(items: Iterable[ItemFacts], query: MeasureQuery) -> list[dict[str, Any]]:
     counts: dict[tuple[str, str], int] = {}
-    for item in cohort.closed:
-        if item.instance_id in wanted and query.holds(item.at):
-            counts[(item.kind, item.reason)] = counts.get((item.kind, item.reason), 0) + 1
+    for item in items:
+        if query.holds(item.closed_at):
+            counts[(item.kind, item.status)] = counts.get((item.kind, item.status), 0) + 1
     return [{"kind": kind, "reason": reason, "count": count} for (kind, reason), count in sorted(counts.items())]
 
 
