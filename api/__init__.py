@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "READ_DATABASE_URL": None,  # a PostgreSQL streaming replica for GET requests (api/replica.py)
     "ALLOW_CONCURRENT_INSTANCES": False,  # a patient may run a pathway more than once at a time
     "SANDBOX": False,  # the deployment's own clock, moved by POST /v1/sandbox/clock (engine/sandbox.py)
+    "REPORT_MIN_COUNT": None,  # None: 5; reports suppress counts below it (docs/measures.md)
     "CLOCK": None,  # tests pass a ManualClock
     # People sign in through an OpenID Connect provider when OIDC_ISSUER is set (CAREPATH_OIDC_*, every
     # name in engine.settings.OidcSettings; docs/identity.md).
@@ -80,7 +81,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY", "ENV", "SERVICE_DIRECTORY",
              "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER", "READ_DATABASE_URL", "ALLOW_CONCURRENT_INSTANCES",
-             "SANDBOX")
+             "SANDBOX", "REPORT_MIN_COUNT")
     names += tuple(name for name in app.config if name.startswith("OIDC_"))
     settings = Settings.from_env({f"CAREPATH_{name}": _setting_text(app.config[name])
                                   for name in names if app.config.get(name)})
@@ -115,6 +116,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         parsing,
         pathways,
         replica,
+        reports,
         sandbox,
         tasks,
         web,
@@ -130,7 +132,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app.extensions, identity)
     health.init_app(app)
     for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log,
-                   webhooks, sandbox):
+                   webhooks, sandbox, reports):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)

@@ -1,4 +1,4 @@
-"""The ``carepath`` command line: serve, database, validation, audit, tokens, rules.
+"""The ``carepath`` command line: serve, database, validation, audit, tokens, rules, reports.
 
 Settings come from the environment (``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``,
 ``CAREPATH_RULES_DIR``, ``CAREPATH_ALLOW_EMPTY_LIBRARY``); SQLite in ``$XDG_DATA_HOME/carepath/``
@@ -560,7 +560,8 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--role", required=True, type=click.Choice(["system", "clinician", "author", "auditor", "admin"]))
+@click.option("--role", required=True,
+              type=click.Choice(["system", "clinician", "author", "auditor", "admin", "manager"]))
 @click.option("--label", default="", help="Who or what holds it (shown in listings, not a secret).")
 @click.option("--expires-in", default=None, metavar="DURATION",
               help="Lifetime as an ISO 8601 duration (P90D, P12W, PT8H); without it, valid until revoked.")
@@ -735,9 +736,11 @@ def _checkpointer(carepath: Any) -> Any:
 
 def _register_optional_groups() -> None:
     from .cli_access import purge_reads_command, reads
+    from .cli_reports import report
     from .cli_rules import rules
 
     main.add_command(rules)
+    main.add_command(report)
     audit.add_command(reads)
     audit.add_command(purge_reads_command)
 

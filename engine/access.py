@@ -19,6 +19,8 @@ Roles (issue 6):
   and who looked at which patient's records (the access log)
 * ``admin``     -- manage webhook subscriptions (whose secrets it sees once), their dead letters and
   replays; nothing clinical (issue 17)
+* ``manager``   -- a service's measures and demand, aggregated with small counts suppressed, and the
+  COSD-shaped export its data team submits (issue 21, docs/measures.md); no instance, task or trail
 
 :data:`PERMISSIONS` is the one table the HTTP API (``/v1`` and ``/fhir/R4``) enforces and the role x
 endpoint tests read. What describes the API (``/v1/``, ``/v1/openapi.json``, ``/fhir/R4/metadata``)
@@ -62,7 +64,7 @@ __all__ = [
     "token_is_live",
 ]
 
-ROLES = ("system", "clinician", "author", "auditor", "admin")
+ROLES = ("system", "clinician", "author", "auditor", "admin", "manager")
 ALL_ROLES = frozenset(ROLES)
 
 # action -> roles allowed. Every API operation names exactly one action.
@@ -86,6 +88,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "pathways.migrate": frozenset({"author"}),
     "access_log.read": frozenset({"auditor"}),  # who looked at a patient's records (engine.access_log)
     "webhooks.manage": frozenset({"admin"}),  # subscriptions, dead letters, replays
+    "reports.read": frozenset({"auditor", "manager"}),  # aggregated measures, small counts suppressed
+    "reports.export": frozenset({"auditor", "manager"}),  # the COSD-shaped export: one row per patient
 }
 
 

@@ -17,7 +17,9 @@ from engine.reports import (
     MeasureQuery,
     compute_measures,
     cosd_rows,
+    csv_text,
     load_cohort,
+    measure_table,
     measures_report,
     referral_deadline,
     suppress,
@@ -190,3 +192,24 @@ def test_the_cosd_export_is_bounded(carepath: CarePath, monkeypatch: pytest.Monk
     with read_only(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
         cosd_rows(session, MeasureQuery(SINCE, UNTIL, P))
     assert [p.field for p in refused.value.problems] == ["to"]
+
+
+def test_csv_cells_that_look_like_formulas_are_written_as_text() -> None:
+    text = csv_text(("code", "count"), [{"code": "=HYPERLINK(\"http://x\")", "count": 3}, {"code": "+1", "count": 0},
+                                         {"code": "psychology", "count": None}])
+    assert text.splitlines() == ["code,count", "\"'=HYPERLINK(\"\"http://x\"\")\",3", "'+1,0", "psychology,"]
+
+
+def test_the_measure_table_has_a_row_per_figure_and_says_what_was_suppressed() -> None:
+    report = {"measures": [{"id": "m", "title": "M", "numerator": None, "denominator": 40, "pending": 0,
+                            "rate": None, "suppressed": ["numerator", "rate"]}],
+              "referrals": [], "declined": [], "warning_signs": [{"colour": "red", "reports": 6, "triaged": 0,
+                                                                  "median_hours_to_triage": None, "suppressed": []}]}
+    assert measure_table(report) == [
+        {"section": "measures", "group": "m", "figure": "numerator", "value": "suppressed"},
+        {"section": "measures", "group": "m", "figure": "denominator", "value": "40"},
+        {"section": "measures", "group": "m", "figure": "pending", "value": "0"},
+        {"section": "measures", "group": "m", "figure": "rate", "value": "suppressed"},
+        {"section": "warning_signs", "group": "red", "figure": "reports", "value": "6"},
+        {"section": "warning_signs", "group": "red", "figure": "triaged", "value": "0"},
+        {"section": "warning_signs", "group": "red", "figure": "median_hours_to_triage", "value": ""}]

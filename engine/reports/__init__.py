@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session
 from engine.reports.cosd import COSD_COLUMNS, MAX_EXPORT_ROWS, cosd_rows
 from engine.reports.facts import Cohort, load_cohort
 from engine.reports.measures import MEASURES, MeasureQuery, compute_measures, referral_deadline, suppress
+from engine.reports.tables import MEASURE_TABLE_COLUMNS, csv_text, measure_table
 
-__all__ = ["COSD_COLUMNS", "MAX_EXPORT_ROWS", "MEASURES", "Cohort", "MeasureQuery", "compute_measures", "cosd_rows",
-           "load_cohort", "measures_report", "referral_deadline", "suppress"]
+__all__ = ["COSD_COLUMNS", "MAX_EXPORT_ROWS", "MEASURES", "MEASURE_TABLE_COLUMNS", "Cohort", "MeasureQuery",
+           "compute_measures", "cosd_rows", "csv_text", "load_cohort", "measure_table", "measures_report",
+           "referral_deadline", "suppress"]
 
 
 def measures_report(session: Session, query: MeasureQuery, as_of: datetime, min_count: int) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from engine.reports.facts import CLOSING_STATUSES, Cohort, InstanceFacts, ItemFa
 __all__ = ["MAX_PERIOD_DAYS", "MEASURES", "URGENCY_TIMEFRAMES", "MeasureQuery", "compute_measures",
            "referral_deadline", "suppress"]
 
+DEFAULT_PERIOD_DAYS = 365
 MAX_PERIOD_DAYS = 5 * 366  # a report covers at most five years: its work is bounded by the period
 PATHWAY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 # Urgency -> how soon first contact is due after the referral: (days, working days only).
@@ -64,6 +65,17 @@ class MeasureQuery:
             problems.append(Problem("reports by care team are not available yet", field="team"))
         if problems:
             raise InvalidInputError("the report's period or filters are not valid", problems)
+
+    @classmethod
+    def of(cls, since: datetime | None, until: datetime | None, pathway_id: str | None = None,
+           team: str | None = None, *, now: datetime) -> MeasureQuery:
+        """A query with the defaults filled in: until now, from a year (365 days) before ``until``.
+
+        Raises:
+            InvalidInputError: as the constructor does.
+        """
+        until = now if until is None else until
+        return cls(until - timedelta(days=DEFAULT_PERIOD_DAYS) if since is None else since, until, pathway_id, team)
 
     def holds(self, at: datetime | None) -> bool:
         return at is not None and self.since <= at < self.until

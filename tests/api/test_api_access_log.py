@@ -94,6 +94,7 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "web.patients.diagram": f"/patients/{i}/diagram.bpmn",
         "web.auditors.evaluations": f"/patients/{i}/evaluations",
         "web.auditors.evaluation": f"/evaluations/{e}",
+        "reports.cosd": "/v1/reports/cosd?to=2030-01-01T00:00:00Z&from=2025-01-01T00:00:00Z",
     }
 
 
@@ -107,7 +108,7 @@ def test_every_route_that_shows_patient_data_records_who_looked(app: Flask, clie
     web = {role: _web(app, tokens[role]) for role in ("clinician", "auditor")}
     for endpoint, url in urls.items():
         permission = routes[endpoint]
-        role = "auditor" if permission in ("events.read", "evaluations.read") else "clinician"
+        role = "auditor" if permission in ("events.read", "evaluations.read", "reports.export") else "clinician"
         if endpoint.startswith("fhir.") and permission == "documents.read":
             role = "system"
         _forget(app)
