@@ -12,6 +12,7 @@ wrote.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,10 +22,11 @@ from engine.reports.cosd import COSD_COLUMNS, MAX_EXPORT_ROWS, cosd_rows
 from engine.reports.facts import Cohort, load_cohort
 from engine.reports.measures import MEASURES, MeasureQuery, compute_measures, referral_deadline, suppress
 from engine.reports.tables import MEASURE_TABLE_COLUMNS, csv_text, measure_table
+from engine.reports.trends import Trend, backlog, monthly_measures, weekly_referrals
 
-__all__ = ["COSD_COLUMNS", "MAX_EXPORT_ROWS", "MEASURES", "MEASURE_TABLE_COLUMNS", "Cohort", "MeasureQuery",
-           "compute_measures", "cosd_rows", "csv_text", "load_cohort", "measure_table", "measures_report",
-           "referral_deadline", "suppress"]
+__all__ = ["COSD_COLUMNS", "MAX_EXPORT_ROWS", "MEASURES", "MEASURE_TABLE_COLUMNS", "Cohort", "Insight",
+           "MeasureQuery", "Trend", "compute_measures", "cosd_rows", "csv_text", "load_cohort", "measure_table",
+           "measures_report", "referral_deadline", "service_insight", "suppress"]
 
 
 def measures_report(session: Session, query: MeasureQuery, as_of: datetime, min_count: int) -> dict[str, Any]:
@@ -32,3 +34,22 @@ def measures_report(session: Session, query: MeasureQuery, as_of: datetime, min_
     ``min_count`` (Settings.report_min_count)."""
     cohort = load_cohort(session, query.pathway_id, query.until)
     return suppress(compute_measures(cohort, query, as_of), min_count)
+
+
+@dataclass(frozen=True)
+class Insight:
+    """What the manager page shows: the measures, and the same facts over time (all suppressed)."""
+
+    report: dict[str, Any]
+    monthly: Trend
+    weekly_referrals: Trend
+    backlog: Trend
+
+
+def service_insight(session: Session, query: MeasureQuery, as_of: datetime, min_count: int) -> Insight:
+    """The measures of ``query`` with their monthly rates, weekly referrals by urgency and the weekly
+    backlog of open referrals, read in one pass over the facts."""
+    cohort = load_cohort(session, query.pathway_id, query.until)
+    return Insight(suppress(compute_measures(cohort, query, as_of), min_count),
+                   monthly_measures(cohort, query, as_of, min_count), weekly_referrals(cohort, query, min_count),
+                   backlog(cohort, query, as_of, min_count))
