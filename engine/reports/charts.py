@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape
 
-__all__ = ["MAX_CATEGORIES", "SERIES_COLOURS", "URGENCY_COLOURS", "line_chart", "stacked_bars"]
+__all__ = ["MAX_CATEGORIES", "SERIES_COLOURS", "URGENCY_COLOURS", "demand_chart", "line_chart", "stacked_bars"]
 
 MAX_CATEGORIES = 400  # weeks in five years, plus a margin: past it a chart is refused
 # NHS identity colours, one per urgency (the legend names each one).
@@ -21,8 +21,8 @@ URGENCY_COLOURS = {"emergency": "#d5281b", "urgent": "#ed8b00", "soon": "#005eb8
                    "unknown": "#768692"}
 SERIES_COLOURS = ("#005eb8", "#d5281b", "#007f3b", "#330072", "#ed8b00", "#768692")
 _DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 2", "10 4")  # a second cue besides colour, per line
-_WIDTH, _HEIGHT = 760, 340
-_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 180, 36, 64
+_WIDTH, _HEIGHT = 780, 400
+_LEFT, _RIGHT, _TOP, _BOTTOM = 100, 170, 36, 110
 _CHART_ID = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 _FONT = 'font-family="Frutiger W01, Arial, sans-serif" font-size="12"'
 
@@ -56,7 +56,7 @@ def _frame(chart_id: str, title: str, description: str, labels: Sequence[str], t
         y = _TOP + plot_h - plot_h * step / 4
         parts.append(f'<line x1="{_LEFT}" x2="{_LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d8dde0"/>')
         parts.append(f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_number(value)}</text>')
-    every = max(1, math.ceil(len(labels) / 12))
+    every = 1 if len(labels) <= 24 else math.ceil(len(labels) / 12)  # every label fits up to 24
     for index, label in enumerate(labels):
         if index % every == 0:
             x = _LEFT + (index + 0.5) * plot_w / max(len(labels), 1)
@@ -153,3 +153,19 @@ def line_chart(chart_id: str, title: str, description: str, labels: Sequence[str
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}"><title>{escape(name)}, '
                          f'{escape(label)}: {_number(value)}</title></circle>')
     return "".join([*parts, *_legend(names, colours, dashes), "</svg>"])
+
+
+def demand_chart(chart_id: str, title: str, description: str,
+                 referrals: Mapping[str, Mapping[str, int]]) -> str:
+    """Referrals per service (``referrals``: service -> urgency -> count), a bar per service stacked by
+    urgency in the manager page's colours, busiest service first.
+
+    Raises:
+        ValueError: as :func:`stacked_bars` does.
+    """
+    services = sorted(referrals, key=lambda service: (-sum(referrals[service].values()), service))
+    urgencies = [u for u in URGENCY_COLOURS if any(referrals[s].get(u) for s in services)]
+    urgencies += sorted({u for s in services for u in referrals[s]} - set(urgencies))
+    return stacked_bars(chart_id, title, description, services,
+                        {u: [referrals[s].get(u, 0) for s in services] for u in urgencies}, URGENCY_COLOURS,
+                        unit="referrals")
