@@ -419,7 +419,8 @@ def _is_scenario_dir(path: Path) -> bool:
 @click.pass_context
 def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_id: str | None,
            heartbeat_file: Path | None) -> None:
-    """Fire due timers and deliver webhooks in a loop. Run several on PostgreSQL to share the work; stop
+    """Fire due timers and deliver webhooks in a loop (and, every ten minutes, refresh the reports'
+    summary). Run several on PostgreSQL to share the work; stop
     with SIGTERM/Ctrl-C.
 
     Refuses to start (exit 1) when the pathways or rules folder is missing or empty, unless
@@ -458,7 +459,7 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
         total = run_worker(carepath.instances, worker_id=name, batch=batch, interval=interval, once=once,
                            should_stop=lambda: bool(stopping),
                            report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
-                           housekeeping=idempotency.purge_expired, heartbeat=heartbeat.beat,
+                           housekeeping=_housekeeping(carepath, idempotency), heartbeat=heartbeat.beat,
                            checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds,
                            deliver=lambda: len(carepath.webhooks.run_once()))
     except KeyboardInterrupt:
@@ -712,6 +713,22 @@ def webhooks_replay(ctx: click.Context, delivery_ids: tuple[int, ...], subscript
     except InvalidInputError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"{len(replayed)} delivery(ies) due again; the worker sends them")
+
+
+# Instances whose reports summary one round of housekeeping refreshes at most: after a bulk import the
+# summary catches up over several rounds, and timers are never held up for long.
+REPORT_REFRESH_PER_ROUND = 20_000
+
+
+def _housekeeping(carepath: Any, idempotency: Any) -> Any:
+    """Purge expired idempotency records; bring the reports' summary up to date (engine.reports)."""
+    from engine.reports import refresh_summary
+
+    def run() -> None:
+        idempotency.purge_expired()
+        refresh_summary(carepath.sessions, carepath.clock.now(), limit=REPORT_REFRESH_PER_ROUND)
+
+    return run
 
 
 def _checkpointer(carepath: Any) -> Any:

@@ -21,6 +21,7 @@ from engine.reports import (
     csv_text,
     measure_table,
     measures_report,
+    refresh_summary,
 )
 
 __all__ = ["report"]
@@ -86,10 +87,23 @@ def measures(ctx: click.Context, since: str | None, until: str | None, pathway: 
     carepath = carepath_of(ctx)
     now = carepath.clock.now()
     query = _query(since, until, pathway, now)
+    refreshed = refresh_summary(carepath.sessions, now)  # what the worker has not caught up with yet
+    click.echo(f"summary: {refreshed} instance(s) refreshed", err=True)
     with read_only(carepath.sessions) as session:
         found = measures_report(session, query, now, carepath.settings.report_min_count)
     _write(csv_text(MEASURE_TABLE_COLUMNS, measure_table(found)) if fmt == "csv"
            else json.dumps(found, indent=2) + "\n", output)
+
+
+@report.command("refresh")
+@click.pass_context
+def refresh(ctx: click.Context) -> None:
+    """Bring the reports' summary up to date with every instance now (the worker does it every ten
+    minutes; a first run over a large database takes a while)."""
+    from .cli import carepath_of
+
+    carepath = carepath_of(ctx)
+    click.echo(f"summary: {refresh_summary(carepath.sessions, carepath.clock.now())} instance(s) refreshed")
 
 
 @report.command("cosd")

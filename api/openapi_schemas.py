@@ -278,7 +278,7 @@ def _report_row(counts: tuple[str, ...], figures: tuple[str, ...], codes: tuple[
 _REPORT_SCHEMAS: dict[str, Any] = {
     "MeasuresReport": {**_obj(
         ["from", "to", "pathway", "team", "as_of", "suppression_threshold", "measures", "referrals", "declined",
-         "warning_signs"], {
+         "warning_signs", "stale_instances"], {
             "from": _DATE_TIME, "to": _DATE_TIME, "pathway": _NULLABLE_STRING, "team": _NULLABLE_STRING,
             "as_of": _DATE_TIME, "suppression_threshold": {"type": "integer", "minimum": 2},
             "measures": _report_row(("numerator", "denominator", "pending"), ("rate",), ("id", "title")),
@@ -286,7 +286,9 @@ _REPORT_SCHEMAS: dict[str, Any] = {
                                      ("median_days_to_acceptance", "median_days_to_first_contact", "overdue_share"),
                                      ("service", "urgency")),
             "declined": _report_row(("count",), (), ("kind", "reason")),
-            "warning_signs": _report_row(("reports", "triaged"), ("median_hours_to_triage",), ("colour",))}),
+            "warning_signs": _report_row(("reports", "triaged"), ("median_hours_to_triage",), ("colour",)),
+            "stale_instances": {"type": "integer", "minimum": 0, "description": (
+                "Instances changed since the worker last refreshed the summary the report reads")}}),
         "description": "Aggregated personalised care measures (docs/measures.md)"},
     "CosdExport": _obj(["columns", "rows"], {
         "columns": {"type": "array", "items": {"enum": list(COSD_COLUMNS)}},

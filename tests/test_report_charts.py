@@ -10,7 +10,7 @@ from report_cohort import AS_OF, SINCE, UNTIL, P, Patient, days, write_cohort
 
 from engine import CarePath
 from engine.db.session import read_only, unit_of_work
-from engine.reports import MeasureQuery, service_insight
+from engine.reports import MeasureQuery, refresh_summary, service_insight
 from engine.reports.charts import MAX_CATEGORIES, line_chart, stacked_bars
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -22,6 +22,7 @@ WEEKS = ["2025-12-29", "2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26", "
 def insight(carepath: CarePath) -> object:
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session)
+    refresh_summary(carepath.sessions, AS_OF)
     with read_only(carepath.sessions) as session:
         return service_insight(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, 2)
 
@@ -45,6 +46,7 @@ def test_the_measures_per_month(carepath: CarePath) -> None:
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session)
         write_cohort(session, more)
+    refresh_summary(carepath.sessions, AS_OF)
     with read_only(carepath.sessions) as session:
         monthly = service_insight(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, 2).monthly
     assert monthly.labels == ["2026-01", "2026-02", "2026-03"]

@@ -7,11 +7,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from report_cohort import AS_OF, SINCE, UNTIL, P, write_cohort
+from report_cohort import AS_OF, SINCE, UNTIL, P, at, write_cohort
+from sqlalchemy import select
 
 from engine import CarePath, Settings
+from engine.audit import append_event
+from engine.db.models import ReportMeasureRow
 from engine.db.session import read_only, unit_of_work
 from engine.errors import InvalidInputError
+from engine.instances.store import load_instance, save_instance
 from engine.reports import (
     COSD_COLUMNS,
     MeasureQuery,
@@ -22,8 +26,11 @@ from engine.reports import (
     measure_table,
     measures_report,
     referral_deadline,
+    refresh_summary,
+    stale_instances,
     suppress,
 )
+from engine.reports.summary import read_measures
 
 
 def _report(carepath: CarePath, pathway: str | None = P) -> dict[str, Any]:
@@ -94,6 +101,7 @@ def test_warning_signs_by_colour_and_time_to_triage(carepath: CarePath) -> None:
 def test_the_service_suppresses_the_small_counts_of_the_cohort(carepath: CarePath) -> None:
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session)
+    refresh_summary(carepath.sessions, AS_OF)
     with read_only(carepath.sessions) as session:
         report = measures_report(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, 5)
     assert report["suppression_threshold"] == 5
@@ -101,6 +109,45 @@ def test_the_service_suppresses_the_small_counts_of_the_cohort(carepath: CarePat
     assert (offered["numerator"], offered["denominator"], offered["rate"]) == (None, None, None)
     assert offered["pending"] == 0  # zero singles no one out
     assert all(row["count"] is None for row in report["declined"])
+
+
+@pytest.mark.parametrize("pathway", [P, None])
+def test_the_summary_gives_the_answers_of_the_definitions(carepath: CarePath, pathway: str | None) -> None:
+    """What the reports read (the summary, aggregated in SQL) equals the measures computed from the
+    facts themselves, section by section, on the synthetic cohort."""
+    expected = _report(carepath, pathway)
+    assert refresh_summary(carepath.sessions, AS_OF, batch=2) == 6  # every instance, two at a time
+    with read_only(carepath.sessions) as session:
+        found = read_measures(session, MeasureQuery(SINCE, UNTIL, pathway), AS_OF)
+    assert found.pop("stale_instances") == 0
+    assert found == expected
+
+
+def test_the_summary_catches_up_with_the_instances_whose_trail_grew(carepath: CarePath) -> None:
+    with unit_of_work(carepath.sessions) as session:
+        ids = write_cohort(session)
+    with read_only(carepath.sessions) as session:
+        assert stale_instances(session) == 6
+    refresh_summary(carepath.sessions, AS_OF)
+    assert refresh_summary(carepath.sessions, AS_OF) == 0  # nothing changed since
+    with unit_of_work(carepath.sessions) as session:  # E is offered an HNA (late): its trail grows
+        record = load_instance(session, ids["E"])
+        append_event(session, record, "task_completed", at=at(4, 30), actor="system:test",
+                     pathway_version=record.pathway_version, element="offer_hna", payload={})
+        save_instance(session, record)
+    with read_only(carepath.sessions) as session:
+        assert stale_instances(session) == 1
+        assert _offered(session) == (2, 4)
+    assert refresh_summary(carepath.sessions, AS_OF) == 1
+    with read_only(carepath.sessions) as session:
+        assert _offered(session) == (2, 4)  # E was offered one, but after 41 days: still missed
+        rows = session.scalars(select(ReportMeasureRow).where(ReportMeasureRow.instance_id == ids["E"])).all()
+    assert {r.measure: r.done_at for r in rows}["hna_offered_31d"] == at(4, 30)
+
+
+def _offered(session: Any) -> tuple[int, int]:
+    row = read_measures(session, MeasureQuery(SINCE, UNTIL, P), AS_OF)["measures"][0]
+    return row["numerator"], row["denominator"]
 
 
 @pytest.mark.parametrize("urgency,referred,due", [

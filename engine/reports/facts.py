@@ -12,7 +12,7 @@ Milestones are named by the element whose task completed (the bundled pathways' 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -99,13 +99,17 @@ class Cohort:
         return [item for item in self.items if item.kind == "referral"]
 
 
-def load_cohort(session: Session, pathway_id: str | None, until: datetime) -> Cohort:
-    """The facts of the instances started before ``until`` (of ``pathway_id``, or every pathway).
+def load_cohort(session: Session, pathway_id: str | None, until: datetime | None,
+                instance_ids: Collection[str] | None = None) -> Cohort:
+    """The facts of the instances started before ``until`` (of ``pathway_id``, or every pathway; of
+    ``instance_ids`` only, when given).
 
     Outcomes are read whenever they happened (up to now): a period selects who is counted, not
     when their outcome may fall.
     """
-    scope = [PathwayInstance.created_at < until]
+    scope: list[Any] = [] if until is None else [PathwayInstance.created_at < until]
+    if instance_ids is not None:
+        scope.append(PathwayInstance.id.in_(list(instance_ids)))
     if pathway_id is not None:
         scope.append(PathwayInstance.pathway_id == pathway_id)
     rows = session.execute(

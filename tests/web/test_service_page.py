@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from report_cohort import AS_OF, P, Patient, days, write_cohort
 
 from engine.db.session import unit_of_work
+from engine.reports import refresh_summary
 
 PERIOD = f"/service?from=2026-01-01&to=2026-04-01&pathway={P}"
 
@@ -26,6 +27,7 @@ def cohort(app: Flask) -> dict[str, str]:
     with unit_of_work(engine.sessions) as session:
         ids = write_cohort(session)
         write_cohort(session, more)
+    refresh_summary(engine.sessions, AS_OF)
     return ids
 
 
