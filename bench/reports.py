@@ -8,9 +8,11 @@ every copied event and care plan item is moved in time with its instance (the re
 period), each copy's items get new ids (the events that name them follow), and every trail is
 re-chained so that it verifies.
 
-Measuring: each report as its callers run it (``engine.reports``: the measures of a year and of two
-years, one pathway, the manager page's insight, the COSD export of a month and of a year), and the
-API's ``GET /v1/reports/measures`` through Flask's test client; ``--samples`` runs each, p50 and max.
+Measuring: the summary's refresh (every instance, as after a bulk import; then again with nothing to
+do, as the worker's housekeeping mostly finds), then each report as its callers run it
+(``engine.reports``: the measures of a year and of two years, one pathway, the manager page's
+insight, the COSD export of a month and of a year), and the API's ``GET /v1/reports/measures``
+through Flask's test client; ``--samples`` runs each, p50 and max.
 
 Run from the repository root (a schema of its own, dropped and created again)::
 
@@ -51,7 +53,13 @@ from engine.audit import event_hash  # noqa: E402
 from engine.db.models import CarePlanItem  # noqa: E402
 from engine.db.session import read_only, unit_of_work  # noqa: E402
 from engine.demo import load_demo  # noqa: E402
-from engine.reports import MeasureQuery, cosd_rows, measures_report, service_insight  # noqa: E402
+from engine.reports import (  # noqa: E402
+    MeasureQuery,
+    cosd_rows,
+    measures_report,
+    refresh_summary,
+    service_insight,
+)
 
 ITEM_COLUMNS = ("id", "instance_id", "evaluation_id", "task_id", "kind", "code", "service", "urgency", "rules",
                 "status", "created_at", "updated_at", "updated_by")
@@ -136,6 +144,21 @@ def _size(result: Any) -> Any:
     return None
 
 
+def refresh(url: str, today: datetime) -> dict[str, Any]:
+    """The summary brought up to date from nothing (every instance), then with nothing to do."""
+    app = CarePath(Settings(database_url=url), ManualClock(today))
+    try:
+        began = time.perf_counter()
+        count = refresh_summary(app.sessions, today)
+        everything = time.perf_counter() - began
+        began = time.perf_counter()
+        again = refresh_summary(app.sessions, today)
+        return {"instances": count, "all_seconds": round(everything, 1), "again_instances": again,
+                "again_seconds": round(time.perf_counter() - began, 3)}
+    finally:
+        app.close()
+
+
 def reports(url: str, today: datetime, samples: int) -> dict[str, Any]:
     app = CarePath(Settings(database_url=url), ManualClock(today))
     year, two = MeasureQuery(today - timedelta(days=365), today), MeasureQuery(today - timedelta(days=730), today)
@@ -210,6 +233,7 @@ def main() -> None:
         result["database"] = {name: connection.execute(text(f"SELECT count(*) FROM {name}")).scalar()
                               for name in ("pathway_instances", "instance_events", "care_plan_items")}
     engine.dispose()
+    result["summary_refresh"] = refresh(url, today)
     result["reports"] = reports(url, today, args.samples)
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2, default=str))

@@ -208,6 +208,7 @@ def test_the_suppression_threshold_is_a_setting_and_never_below_two() -> None:
 def test_the_cosd_export_has_a_row_per_patient_and_item_with_dates(carepath: CarePath) -> None:
     with unit_of_work(carepath.sessions) as session:
         ids = write_cohort(session)
+    refresh_summary(carepath.sessions, AS_OF)
     with read_only(carepath.sessions) as session:
         rows = cosd_rows(session, MeasureQuery(SINCE, UNTIL, P))
     assert all(tuple(row) == COSD_COLUMNS for row in rows)
@@ -235,6 +236,7 @@ def test_the_cosd_export_has_a_row_per_patient_and_item_with_dates(carepath: Car
 def test_the_cosd_export_is_bounded(carepath: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session)
+    refresh_summary(carepath.sessions, AS_OF)
     monkeypatch.setattr("engine.reports.cosd.MAX_EXPORT_ROWS", 8)
     with read_only(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
         cosd_rows(session, MeasureQuery(SINCE, UNTIL, P))

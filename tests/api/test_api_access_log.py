@@ -24,6 +24,7 @@ from engine.access_log import PATIENT_DATA_READS
 from engine.db.models import AccessRecord
 from engine.db.session import unit_of_work
 from engine.fhir.service import COMPOSITION_PREFIX
+from engine.reports import refresh_summary
 
 NHS_NUMBER = "9434765919"  # synthetic: the kind of NHS number used in test data
 
@@ -106,6 +107,8 @@ def test_every_route_that_shows_patient_data_records_who_looked(app: Flask, clie
     urls = _urls(world)
     assert set(urls) == patient_routes, "a route that shows patient data has no case here"
     web = {role: _web(app, tokens[role]) for role in ("clinician", "auditor")}
+    engine = app.extensions["carepath"]
+    refresh_summary(engine.sessions, engine.clock.now())  # what the COSD export reads (the worker's job)
     for endpoint, url in urls.items():
         permission = routes[endpoint]
         role = "auditor" if permission in ("events.read", "evaluations.read", "reports.export") else "clinician"
