@@ -717,7 +717,7 @@ def webhooks_replay(ctx: click.Context, delivery_ids: tuple[int, ...], subscript
 
 # Instances whose reports summary one round of housekeeping refreshes at most: after a bulk import the
 # summary catches up over several rounds, and timers are never held up for long.
-REPORT_REFRESH_PER_ROUND = 20_000
+REPORT_REFRESH_PER_ROUND = 5_000
 
 
 def _housekeeping(carepath: Any, idempotency: Any) -> Any:
