@@ -5,8 +5,9 @@ Loading, as ``bench/scale.py`` does: ``engine.demo.load_demo`` drives the synthe
 through real steps, then their instance rows, event trails and care plan items are copied
 ``--instances`` times with PostgreSQL's COPY, creation times spread over two years. Unlike scale.py
 every copied event and care plan item is moved in time with its instance (the reports select by
-period), each copy's items get new ids (the events that name them follow), and every trail is
-re-chained so that it verifies.
+period), each copy's items get new ids (the events that name them follow), its referrals are moved on
+as a service would (referred, accepted, first contact or declined: ``care_plan_updated`` events
+appended to its trail), and every trail is re-chained so that it verifies.
 
 Measuring: the summary's refresh (every instance, as after a bulk import; then again with nothing to
 do, as the worker's housekeeping mostly finds), then each report as its callers run it
@@ -49,7 +50,7 @@ from bench.machine import describe  # noqa: E402
 from bench.scale import EVENT_COLUMNS, INSTANCE_COLUMNS, fresh_schema, schema_url, templates  # noqa: E402
 from engine import CarePath, ManualClock, Settings  # noqa: E402
 from engine.access import create_token  # noqa: E402
-from engine.audit import event_hash  # noqa: E402
+from engine.audit import canonical_json, event_hash  # noqa: E402
 from engine.db.models import CarePlanItem  # noqa: E402
 from engine.db.session import read_only, unit_of_work  # noqa: E402
 from engine.demo import load_demo  # noqa: E402
@@ -90,8 +91,8 @@ def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, se
                 shift = created - template["created_at"]
                 renamed = {item["id"]: str(uuid.UUID(int=rng.getrandbits(128), version=4))
                            for item in items[template["id"]]}
-                prev = GENESIS
-                for stored in trails[template["id"]]:
+                prev, last = GENESIS, trails[template["id"]][-1]
+                for stored in [*trails[template["id"]], *_referral_moves(items[template["id"]], last, rng)]:
                     payload = stored["payload"]
                     for old, new in renamed.items():
                         payload = payload.replace(old, new)
@@ -104,7 +105,8 @@ def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, se
                              "created_at": item["created_at"] + shift, "updated_at": item["updated_at"] + shift}
                     item_rows.append(tuple(moved[c] for c in ITEM_COLUMNS))
                 copy = {**template, "id": new_id, "patient_ref": f"SYN-REPORT-{number:07d}", "event_head": prev,
-                        "created_at": created, "updated_at": created, "ready_tasks": None}
+                        "event_seq": event_rows[-1][1], "created_at": created, "updated_at": created,
+                        "ready_tasks": None}
                 instance_rows.append(tuple(copy[c] for c in INSTANCE_COLUMNS))
             with driver.cursor() as cursor:
                 with cursor.copy(f"COPY pathway_instances ({', '.join(INSTANCE_COLUMNS)}) FROM STDIN") as pipe:
@@ -125,6 +127,26 @@ def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, se
     finally:
         raw.close()
     return time.perf_counter() - started
+
+
+def _referral_moves(items: list[dict[str, Any]], last: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
+    """Events moving the template's referrals on, as a service would (the demo's are never referred):
+    referred a day after proposal, most accepted within days, many seen within weeks, some declined."""
+    moves, seq = [], last["seq"]
+    for item in items:
+        if item["kind"] != "referral":
+            continue
+        at, steps = item["created_at"], [("referred", 1.0)]
+        if rng.random() < 0.8:
+            steps.append(("accepted", rng.uniform(0.2, 6)))
+            steps.append(("first_contact", rng.uniform(1, 50)) if rng.random() < 0.8 else ("service_declined", 2.0))
+        for status, days in steps:
+            at, seq = at + timedelta(days=days), seq + 1
+            moves.append({**last, "seq": seq, "type": "care_plan_updated", "at": at, "element": None, "task_id": None,
+                          "state_digest": None, "payload": canonical_json({
+                              "item": item["id"], "status": status, "service": item["service"],
+                              "urgency": item["urgency"]})})
+    return moves
 
 
 def timed(call: Callable[[], Any], samples: int) -> dict[str, Any]:
