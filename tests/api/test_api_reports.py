@@ -170,3 +170,11 @@ def test_the_command_line_writes_the_cosd_export(app: Flask, cohort_ids: dict[st
     rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
     assert len(rows) == 9 and "9 row(s)" in printed.stderr
     assert {row["instance_id"] for row in rows} == {cohort_ids[p] for p in "ABCEF"}
+
+
+def test_the_command_line_refreshes_the_summary(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    with unit_of_work(app.extensions["carepath"].sessions) as session:
+        write_cohort(session)
+    first = _cli(app, monkeypatch, "refresh")
+    assert first.exit_code == 0 and "summary: 6 instance(s) refreshed" in first.stdout, first.output
+    assert "summary: 0 instance(s) refreshed" in _cli(app, monkeypatch, "refresh").stdout
