@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     # None: on. A second author activates each new pathway or rule-set version and approves each
     # migration; "off" (refused in production) lets a single developer work (engine/four_eyes.py).
     "FOUR_EYES": None,
+    "REPORT_MIN_COUNT": None,  # None: 5; reports suppress counts below it (docs/measures.md)
     "CLOCK": None,  # tests pass a ManualClock
     # Where an instance started without an organisation or care team is placed (engine.care_teams); None:
     # in development organisation "local", team "general"; in production a start must name them.
@@ -89,7 +90,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY", "ENV", "SERVICE_DIRECTORY",
              "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER", "READ_DATABASE_URL", "ALLOW_CONCURRENT_INSTANCES",
-             "SANDBOX", "DEFAULT_ORGANISATION", "DEFAULT_CARE_TEAM")
+             "SANDBOX", "DEFAULT_ORGANISATION", "DEFAULT_CARE_TEAM", "REPORT_MIN_COUNT")
     names += tuple(name for name in app.config if name.startswith("OIDC_"))
     given = {f"CAREPATH_{name}": _setting_text(app.config[name]) for name in names if app.config.get(name)}
     if app.config["FOUR_EYES"] is not None:  # false (off) is a value here, not an absence
@@ -131,6 +132,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         pathways,
         patient_identities,
         replica,
+        reports,
         rule_sets,
         sandbox,
         tasks,
@@ -147,7 +149,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app.extensions, identity)
     health.init_app(app)
     for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log,
-                   webhooks, sandbox, me, patient_identities, rule_sets):
+                   webhooks, sandbox, me, patient_identities, rule_sets, reports):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)

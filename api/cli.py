@@ -1,4 +1,4 @@
-"""The ``carepath`` command line: serve, database, validation, audit, tokens, rules.
+"""The ``carepath`` command line: serve, database, validation, audit, tokens, rules, reports.
 
 Settings come from the environment (``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``,
 ``CAREPATH_RULES_DIR``, ``CAREPATH_ALLOW_EMPTY_LIBRARY``); SQLite in ``$XDG_DATA_HOME/carepath/``
@@ -482,7 +482,8 @@ def _is_scenario_dir(path: Path) -> bool:
 @click.pass_context
 def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_id: str | None,
            heartbeat_file: Path | None) -> None:
-    """Fire due timers and deliver webhooks in a loop. Run several on PostgreSQL to share the work; stop
+    """Fire due timers and deliver webhooks in a loop (and, every ten minutes, refresh the reports'
+    summary). Run several on PostgreSQL to share the work; stop
     with SIGTERM/Ctrl-C.
 
     Refuses to start (exit 1) when the pathways or rules folder is missing or empty, unless
@@ -531,7 +532,7 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
         total = run_worker(carepath.instances, worker_id=name, batch=batch, interval=interval, once=once,
                            should_stop=lambda: bool(stopping),
                            report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
-                           housekeeping=housekeeping, heartbeat=heartbeat.beat,
+                           housekeeping=_housekeeping(carepath, idempotency), heartbeat=heartbeat.beat,
                            checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds,
                            deliver=lambda: len(carepath.webhooks.run_once()),
                            escalate=carepath.referral_escalations.open_due)
@@ -690,7 +691,7 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--role", required=True,
-              type=click.Choice(["system", "clinician", "author", "auditor", "admin", "patient"]))
+              type=click.Choice(["system", "clinician", "author", "auditor", "admin", "manager", "patient"]))
 @click.option("--label", default="", help="Who or what holds it (shown in listings, not a secret).")
 @click.option("--expires-in", default=None, metavar="DURATION",
               help="Lifetime as an ISO 8601 duration (P90D, P12W, PT8H); without it, valid until revoked.")
@@ -869,6 +870,22 @@ def webhooks_replay(ctx: click.Context, delivery_ids: tuple[int, ...], subscript
     click.echo(f"{len(replayed)} delivery(ies) due again; the worker sends them")
 
 
+# Instances whose reports summary one round of housekeeping refreshes at most: after a bulk import the
+# summary catches up over several rounds, and timers are never held up for long.
+REPORT_REFRESH_PER_ROUND = 5_000
+
+
+def _housekeeping(carepath: Any, idempotency: Any) -> Any:
+    """Purge expired idempotency records; bring the reports' summary up to date (engine.reports)."""
+    from engine.reports import refresh_summary
+
+    def run() -> None:
+        idempotency.purge_expired()
+        refresh_summary(carepath.sessions, carepath.clock.now(), limit=REPORT_REFRESH_PER_ROUND)
+
+    return run
+
+
 def _checkpointer(carepath: Any) -> Any:
     """The worker's scheduled checkpoint: a folder that cannot be written is reported, and the
     timers go on (the next checkpoint is tried at its time)."""
@@ -952,6 +969,7 @@ def _register_optional_groups() -> None:
     from .cli_access import purge_reads_command, reads
     from .cli_deaths import death_record
     from .cli_patients import patients
+    from .cli_reports import report
     from .cli_rules import rules
 
     for command in (rules_deploy, rules_activate, rules_versions):  # they need the engine's database
@@ -959,6 +977,7 @@ def _register_optional_groups() -> None:
     main.add_command(rules)
     main.add_command(death_record)
     main.add_command(patients)
+    main.add_command(report)
     audit.add_command(reads)
     audit.add_command(purge_reads_command)
 

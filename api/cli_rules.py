@@ -17,6 +17,7 @@ import click
 
 from engine.db.session import make_engine, make_session_factory, read_only, upgrade_schema
 from engine.errors import CarePathError, Problem, RuleFileError
+from engine.reports.charts import demand_chart
 from engine.rules.catalogue import load_catalogue
 from engine.rules.explain import explain_evaluation
 from engine.rules.loader import load_rule_file
@@ -132,8 +133,11 @@ def explain_command(evaluation_id: str, why: str | None, why_not: str | None, ru
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--ruleset", default=None, help="Rule set name (default: every rule set).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--svg", "svg_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Also write the demand chart (referrals per service by urgency) to this SVG file.")
 @_rules_dir_option
-def simulate_command(cohort: int, seed: int, ruleset: str | None, as_json: bool, rules_dir: Path | None) -> None:
+def simulate_command(cohort: int, seed: int, ruleset: str | None, as_json: bool, svg_file: Path | None,
+                     rules_dir: Path | None) -> None:
     """Expected referrals per service on a synthetic cohort drawn from the concern catalogue."""
     registry = RuleSetRegistry(_rules_dir(rules_dir))
     try:
@@ -145,6 +149,24 @@ def simulate_command(cohort: int, seed: int, ruleset: str | None, as_json: bool,
         click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     else:
         click.echo("\n\n".join(r.text() for r in reports))
+    if svg_file is not None:
+        _write_demand_chart(svg_file, reports, cohort, seed)
+
+
+def _write_demand_chart(path: Path, reports: list[Any], cohort: int, seed: int) -> None:
+    """The simulation's referrals per service by urgency (every rule set's together), as the manager
+    page draws demand (engine.reports.charts)."""
+    referrals: dict[str, dict[str, int]] = {}
+    for report in reports:
+        for service, counts in report.referrals.items():
+            for urgency, count in counts.items():
+                referrals.setdefault(service, {})[urgency] = referrals.get(service, {}).get(urgency, 0) + count
+    names = ", ".join(report.ruleset for report in reports)
+    path.write_text(demand_chart(
+        "demand", f"Expected referrals per service: synthetic cohort of {cohort} (seed {seed}), rule set {names}",
+        "A bar per support service, stacked by urgency: emergency (red), urgent (orange), soon (blue), routine "
+        "(green). A synthetic draw, not epidemiological data.", referrals), encoding="utf-8")
+    click.echo(f"demand chart written to {path}", err=True)
 
 
 def validate_rule_paths(paths: Iterable[Path | str], default_catalogue: Path | None = None) -> list[Problem]:

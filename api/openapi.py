@@ -91,6 +91,12 @@ def _with_zip_body(operation: dict[str, Any]) -> dict[str, Any]:
     return operation
 
 
+def _with_csv(operation: dict[str, Any]) -> dict[str, Any]:
+    """A report that also answers as CSV (``format=csv``): a header row, then one row per line."""
+    operation["responses"]["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
+    return operation
+
+
 def _path(name: str, pattern: str = NAME_PATTERN) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": pattern}}
 
@@ -111,6 +117,12 @@ _PAGING = [_query("cursor", {"type": "string", "maxLength": 500}, "next_cursor o
 _FILTERS = [_query("patient_ref", {"type": "string", "pattern": PATIENT_REF}),
             _query("pathway_id", {"type": "string", "pattern": NAME_PATTERN})]
 _INSTANCE = {200: _response("The instance; ETag is its version", "Instance", headers=("ETag",))}
+_REPORT_QUERY = [_query("from", {"type": "string", "format": "date-time"}, "period start (default: a year before to)"),
+                 _query("to", {"type": "string", "format": "date-time"}, "period end, excluded (default: now)"),
+                 _query("pathway", {"type": "string", "pattern": NAME_PATTERN}, "one pathway (default: every one)"),
+                 _query("team", {"type": "string", "maxLength": 200},
+                        "a care team: not available yet (refused until instances record their team)"),
+                 _query("format", {"enum": ["json", "csv"]}, "csv: text/csv instead of JSON")]
 
 
 _ACCEPT_LANGUAGE = {"name": "Accept-Language", "in": "header", "required": False,
@@ -256,6 +268,19 @@ PATHS: dict[str, Any] = {
                     _query("cursor", {"type": "string", "maxLength": 500}, "next_cursor of the previous page"),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})],
                    tag="audit"),
+    },
+    "/v1/reports/measures": {
+        "get": _with_csv(_op(
+                   "getMeasures", "Personalised care measures of a period: aggregated, small counts suppressed",
+                   "reports.read", {200: _response("The measures (docs/measures.md); CSV with format=csv",
+                                                   "MeasuresReport")}, (400,), _REPORT_QUERY, tag="reports")),
+    },
+    "/v1/reports/cosd": {
+        "get": _with_csv(_op(
+                   "getCosdExport", "The personalised care fields in COSD's shape: one row per patient and care "
+                   "plan item, with dates (patient data: every patient exported is in the access log)",
+                   "reports.export", {200: _response("The rows; CSV with format=csv", "CosdExport")}, (400,),
+                   _REPORT_QUERY[:3] + _REPORT_QUERY[4:], tag="reports")),
     },
     "/v1/instances/{instance_id}/data": {
         "patch": _op("correctInstanceData", "Correct an instance's data, with a reason (then retry its incident)",

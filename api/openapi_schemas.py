@@ -11,6 +11,7 @@ from engine.careplan.service import STATUSES as ITEM_STATUSES
 from engine.careplan.service import next_statuses
 from engine.instances.queries import STATUSES
 from engine.instances.view import PATIENT_REF_PATTERN
+from engine.reports import COSD_COLUMNS
 from engine.webhooks import MAX_REPLAY_IDS, WEBHOOK_EVENT_TYPES
 
 PROBLEM_BASE = "https://carepath.dev/problems/"
@@ -349,7 +350,41 @@ _PATIENT_SCHEMAS: dict[str, Any] = {
 }
 
 
+_COUNT: dict[str, Any] = {"type": ["integer", "null"], "minimum": 0, "description": "null: suppressed (small)"}
+_FIGURE: dict[str, Any] = {"type": ["number", "null"], "description": "null: none, or suppressed"}
+_SUPPRESSED: dict[str, Any] = {"type": "array", "items": {"type": "string"},
+                               "description": "The values of this row blanked so that no patient can be singled out"}
+
+
+def _report_row(counts: tuple[str, ...], figures: tuple[str, ...], codes: tuple[str, ...]) -> dict[str, Any]:
+    properties = {**{name: {"type": "string"} for name in codes}, **{name: _COUNT for name in counts},
+                  **{name: _FIGURE for name in figures}, "suppressed": _SUPPRESSED}
+    return {"type": "array", "items": _obj(list(properties), properties)}
+
+
+_REPORT_SCHEMAS: dict[str, Any] = {
+    "MeasuresReport": {**_obj(
+        ["from", "to", "pathway", "team", "as_of", "suppression_threshold", "measures", "referrals", "declined",
+         "warning_signs", "stale_instances"], {
+            "from": _DATE_TIME, "to": _DATE_TIME, "pathway": _NULLABLE_STRING, "team": _NULLABLE_STRING,
+            "as_of": _DATE_TIME, "suppression_threshold": {"type": "integer", "minimum": 2},
+            "measures": _report_row(("numerator", "denominator", "pending"), ("rate",), ("id", "title")),
+            "referrals": _report_row(("referred", "accepted", "first_contact", "overdue"),
+                                     ("median_days_to_acceptance", "median_days_to_first_contact", "overdue_share"),
+                                     ("service", "urgency")),
+            "declined": _report_row(("count",), (), ("kind", "reason")),
+            "warning_signs": _report_row(("reports", "triaged"), ("median_hours_to_triage",), ("colour",)),
+            "stale_instances": {"type": "integer", "minimum": 0, "description": (
+                "Instances changed since the worker last refreshed the summary the report reads")}}),
+        "description": "Aggregated personalised care measures (docs/measures.md)"},
+    "CosdExport": _obj(["columns", "rows"], {
+        "columns": {"type": "array", "items": {"enum": list(COSD_COLUMNS)}},
+        "rows": {"type": "array", "items": _obj(list(COSD_COLUMNS),
+                                                {name: {"type": "string"} for name in COSD_COLUMNS})}}),
+}
+
 SCHEMAS: dict[str, Any] = {
+    **_REPORT_SCHEMAS,
     **_WEBHOOK_SCHEMAS,
     "Problem": _obj(["type", "title", "status", "request_id"], {
         "type": {"type": "string", "enum": [PROBLEM_BASE + slug for slug in PROBLEM_TYPES]},

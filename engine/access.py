@@ -20,6 +20,8 @@ Roles (issue 6):
   and who looked at which patient's records (the access log)
 * ``admin``     -- manage webhook subscriptions (whose secrets it sees once), their dead letters and
   replays, and link patients' identities; nothing clinical (issue 17)
+* ``manager``   -- a service's measures and demand, aggregated with small counts suppressed, and the
+  COSD-shaped export its data team submits (issue 21, docs/measures.md); no instance, task or trail
 * ``patient``   -- a patient (issue 18.2): reads their own plan and documents, submits their own needs
   assessment, feedback and warning-sign reports, and nothing else. A patient's principal carries their
   ``patient_ref``; every patient action is scoped to it (:mod:`engine.patients`). A patient's API token
@@ -83,7 +85,7 @@ __all__ = [
     "token_is_live",
 ]
 
-ROLES = ("system", "clinician", "author", "auditor", "admin", "patient")
+ROLES = ("system", "clinician", "author", "auditor", "admin", "manager", "patient")
 PATIENT_ROLE = "patient"
 # Everyone but patients: a patient sees their own records through the patient.* actions only.
 STAFF_ROLES = frozenset(ROLES) - {PATIENT_ROLE}
@@ -123,6 +125,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "patient.read": frozenset({PATIENT_ROLE}),  # their plan, what happens next, their documents (en/sv)
     "patient.submit": frozenset({PATIENT_ROLE}),  # their needs checklist and feedback forms, nothing else
     "patient.report": frozenset({PATIENT_ROLE}),  # report a warning sign
+    "reports.read": frozenset({"auditor", "manager"}),  # aggregated measures, small counts suppressed
+    "reports.export": frozenset({"auditor", "manager"}),  # the COSD-shaped export: one row per patient
 }
 
 

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 # The permissions whose routes show a patient's records (engine.access.PERMISSIONS).
 PATIENT_DATA_READS = frozenset({"instances.read", "tasks.read", "events.read", "documents.read",
-                                "evaluations.read", "patient.read"})
+                                "evaluations.read", "patient.read", "reports.export"})
 MAX_LIMIT = 200
 _seen: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("carepath_seen_instances", default=None)
 

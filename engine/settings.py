@@ -385,11 +385,14 @@ def _psycopg_url(url: str) -> str:
 _WEBHOOK_SETTINGS = {"CAREPATH_WEBHOOK_MAX_ATTEMPTS": ("webhook_max_attempts", int),
                      "CAREPATH_WEBHOOK_TIMEOUT_SECONDS": ("webhook_timeout_seconds", float),
                      "CAREPATH_WEBHOOK_FIRST_RETRY_SECONDS": ("webhook_first_retry_seconds", float),
-                     "CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS": ("webhook_longest_retry_seconds", float)}
+                     "CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS": ("webhook_longest_retry_seconds", float),
+                     # not a webhook's, but read the same way
+                     "CAREPATH_REPORT_MIN_COUNT": ("report_min_count", int)}
 
 
 def _webhook_settings(env: Mapping[str, str]) -> dict[str, object]:
-    """``CAREPATH_WEBHOOK_MAX_ATTEMPTS`` and the ``..._SECONDS`` of the timeout and retries.
+    """``CAREPATH_WEBHOOK_MAX_ATTEMPTS`` and the ``..._SECONDS`` of the timeout and retries, and
+    ``CAREPATH_REPORT_MIN_COUNT``.
 
     Raises:
         ValueError: a value that is not a number (of the right kind).
@@ -446,6 +449,8 @@ class Settings:
     by one author and approved by another (:mod:`engine.four_eyes`). ``CAREPATH_FOUR_EYES=off`` lets a
     single developer work: every deploy is active at once and ``carepath migrate`` moves instances
     without an approval. Refused (ValueError) with ``CAREPATH_ENV=production``.
+    ``report_min_count`` (``CAREPATH_REPORT_MIN_COUNT``, default 5): in every report (``engine.reports``)
+    a count from 1 to this minus one is suppressed, so no patient can be singled out.
 
     ``oidc``: people sign in through an OpenID Connect provider (:class:`OidcSettings`, the
     ``CAREPATH_OIDC_*`` variables); None: API tokens only.
@@ -492,6 +497,8 @@ class Settings:
     default_organisation: str | None = None
     default_care_team: str | None = None
     four_eyes: bool = True
+    # Reports (engine.reports, docs/measures.md): counts from 1 to this minus one are suppressed.
+    report_min_count: int = 5
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -514,8 +521,15 @@ class Settings:
                 self.read_database_url.startswith("postgresql") and self.database_url.startswith("postgresql")):
             raise ValueError("CAREPATH_READ_DATABASE_URL names a PostgreSQL streaming replica of a PostgreSQL "
                              "CAREPATH_DATABASE_URL; SQLite has no replicas")
+        self._check_patients_and_reports()
+
+    def _check_patients_and_reports(self) -> None:
+        """Raises: ValueError (an unknown patient identifier, a report threshold below 2, a default
+        organisation or team that is not an identifier)."""
         if self.fhir_patient_identifier not in PATIENT_IDENTIFIERS:
             raise ValueError(f"CAREPATH_FHIR_PATIENT_IDENTIFIER must be one of {', '.join(PATIENT_IDENTIFIERS)}")
+        if self.report_min_count < 2:
+            raise ValueError("CAREPATH_REPORT_MIN_COUNT must be at least 2: a count of one singles a patient out")
         for name in ("default_organisation", "default_care_team"):
             value = getattr(self, name)
             if value is not None and not _IDENTIFIER.match(value):
@@ -557,7 +571,7 @@ class Settings:
         ``CAREPATH_ALLOW_CONCURRENT_INSTANCES``, ``CAREPATH_SANDBOX``,
         ``CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` (1, true, yes or on),
         ``CAREPATH_FOUR_EYES`` (on by default; off: 0, false, no or off),
-        ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL``,
+        ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL``, ``CAREPATH_REPORT_MIN_COUNT``,
         ``CAREPATH_DEFAULT_ORGANISATION``, ``CAREPATH_DEFAULT_CARE_TEAM``, the ``CAREPATH_OIDC_*``
         variables (:meth:`OidcSettings.from_env`) and the referral timeframes'
         (:meth:`ReferralTimeframes.from_env`). Without a database URL: :func:`default_database_url`.

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, func, select
 
 from engine import CarePath, ManualClock, Settings
-from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.models import InstanceEvent, PathwayInstance, ReportInstance
 from engine.idempotency import IdempotencyRecord, IdempotencyStore, StoredResponse
 from engine.instances.timers import fire_due_timers
 
@@ -163,6 +163,8 @@ def test_worker_command_runs_once(carepath: CarePath, clock: ManualClock, test_s
     assert datetime.now(UTC) > clock.now()  # the premise of the test
     with carepath.sessions() as session:  # the worker's housekeeping purged the expired record
         assert session.scalar(select(func.count()).select_from(IdempotencyRecord)) == 0
+        # ... and summarised the instances for the reports (engine.reports.summary)
+        assert session.scalar(select(func.count()).select_from(ReportInstance)) == 5
 
 
 def test_expired_idempotency_records_are_purged_and_recent_ones_kept(carepath: CarePath, clock: ManualClock) -> None:

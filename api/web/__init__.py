@@ -12,6 +12,7 @@ the ``web`` blueprint, which owns the templates, the static files, CSRF checking
 * ``authors``   -- the pathway library, versions, diagrams with their validation problems
 * ``auditors``  -- rule evaluations (why / why not) and event trail verification
 * ``my_plan``   -- a patient's own pages: their plan, contacts, what happens next, documents, their forms
+* ``managers``  -- service insight: the personalised care measures and demand, charts with their tables
 
 Each view parses the request, makes one call into the engine and renders. What a role may see is
 decided by :mod:`api.web.auth` from :data:`engine.access.PERMISSIONS`, the API's own table.
@@ -36,7 +37,7 @@ from engine.errors import (
     PermissionDeniedError,
 )
 
-from . import auditors, authors, clinicians, my_plan, patients
+from . import auditors, authors, clinicians, managers, my_plan, patients
 from . import session as session_pages
 from .assets import vendor_url
 from .auth import TlsAwareSessions, can, check_csrf, csrf_token, principal
@@ -46,7 +47,7 @@ __all__ = ["bp", "init_app"]
 
 # /static is the app's own (Flask adds it whether or not api/static exists): the pages' files are under /assets.
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
-for child in (session_pages, clinicians, patients, authors, auditors, my_plan):
+for child in (session_pages, clinicians, patients, authors, auditors, my_plan, managers):
     bp.register_blueprint(child.bp)
 
 bp.before_request(check_csrf)
@@ -62,7 +63,8 @@ def nav() -> list[tuple[str, str, str]]:
              ("web.clinicians.work_list", "nav.work_list", "tasks.read"),
              ("web.patients.find", "nav.patients", "instances.read"),
              ("web.authors.library", "nav.pathways", "pathways.read"),
-             ("web.auditors.trail", "nav.audit", "audit.verify")]
+             ("web.auditors.trail", "nav.audit", "audit.verify"),
+             ("web.managers.service", "service.nav", "reports.read")]
     return [link for link in links if can(link[2])]
 
 

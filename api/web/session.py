@@ -19,7 +19,8 @@ bp = Blueprint("session", __name__)
 # The first page each role lands on, by what it may do (the permission table decides).
 _HOMES = (("patient.read", "web.my_plan.plan"), ("tasks.read", "web.clinicians.work_list"),
           ("pathways.validate", "web.authors.library"),
-          ("audit.verify", "web.auditors.trail"), ("instances.read", "web.patients.find"))
+          ("audit.verify", "web.auditors.trail"), ("instances.read", "web.patients.find"),
+          ("reports.read", "web.managers.service"))
 
 
 def _safe_next(value: str | None) -> str:

@@ -20,8 +20,9 @@ from engine.db.base import Base
 
 __all__ = ["ACTIVE_STATUSES", "AccessRecord", "ApiToken", "AuditVerification", "CarePlanItem", "CarePlanNote",
            "DecisionEvaluationRecord", "IdempotencyRecord", "InstanceEvent", "PathwayInstance", "PathwayVersion",
-           "PatientIdentity", "ReadyTaskElement", "RuleEvaluationRecord", "RuleVersionRecord", "SandboxClockState",
-           "UTCDateTime", "WebhookDelivery", "WebhookSubscription"]
+           "PatientIdentity", "ReadyTaskElement", "ReportInstance", "ReportItem", "ReportMeasureRow",
+           "ReportWarningSign", "RuleEvaluationRecord", "RuleVersionRecord", "SandboxClockState", "UTCDateTime",
+           "WebhookDelivery", "WebhookSubscription"]
 
 # Statuses of an instance that has not ended (engine.instances.view.Status): one per patient and pathway.
 ACTIVE_STATUSES = ("running", "suspended", "error")
@@ -560,3 +561,81 @@ class PatientDeath(Base):
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     withdrawn_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     withdrawn_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+# --- Service insight's summary (engine.reports.summary, docs/measures.md) ---------------------------------
+# Derived from the event trail and the care plans by the worker's refresh, never written by a step: each
+# can be dropped and refreshed again. Ids, codes and times only, as in the trail.
+
+
+class ReportInstance(Base):
+    """Which trail position of an instance the summary rows below were derived from."""
+
+    __tablename__ = "report_instances"
+
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    pathway_id: Mapped[str] = mapped_column(String(200))
+    event_seq: Mapped[int] = mapped_column(Integer)
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReportMeasureRow(Base):
+    """One instance counted by one windowed measure: when it entered it, its deadline, when it met it."""
+
+    __tablename__ = "report_measure_rows"
+    __table_args__ = (Index("ix_report_measure_rows_measure_start_at", "measure", "start_at"),)
+
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    measure: Mapped[str] = mapped_column(String(40), primary_key=True)
+    pathway_id: Mapped[str] = mapped_column(String(200))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    start_month: Mapped[str] = mapped_column(String(7))  # YYYY-MM (UTC)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ReportItem(Base):
+    """One care plan item's dated status moves, its referral's due time and waits."""
+
+    __tablename__ = "report_items"
+    __table_args__ = (Index("ix_report_items_referred_at", "referred_at"),
+                      Index("ix_report_items_closed_at", "closed_at"))
+
+    item_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"), index=True)
+    pathway_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str] = mapped_column(String(100))
+    service: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    urgency: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    agreed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    referred_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    referred_week: Mapped[str | None] = mapped_column(String(10), nullable=True)  # the week's Monday
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    first_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    answered_week: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    days_to_acceptance: Mapped[float | None] = mapped_column(Float, nullable=True)
+    days_to_first_contact: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ReportWarningSign(Base):
+    """The n-th warning sign report of an instance, its triage and the colour the triage gave it."""
+
+    __tablename__ = "report_warning_signs"
+
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pathway_id: Mapped[str] = mapped_column(String(200))
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    triaged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    colour: Mapped[str] = mapped_column(String(20))
+    hours_to_triage: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -25,6 +25,7 @@ from engine.access_log import PATIENT_DATA_READS
 from engine.db.models import AccessRecord
 from engine.db.session import unit_of_work
 from engine.fhir.service import COMPOSITION_PREFIX
+from engine.reports import refresh_summary
 
 NHS_NUMBER = "9434765919"  # synthetic: the kind of NHS number used in test data
 
@@ -103,6 +104,7 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "web.my_plan.plan": "/my",
         "web.my_plan.plan_of": f"/my/plans/{i}",
         "web.my_plan.document": f"/my/plans/{i}/documents/care-plan",
+        "reports.cosd": "/v1/reports/cosd?to=2030-01-01T00:00:00Z&from=2025-01-01T00:00:00Z",
     }
 
 
@@ -117,9 +119,11 @@ def test_every_route_that_shows_patient_data_records_who_looked(app: Flask, clie
     patient_token = make_token(app, "patient", patient_ref=NHS_NUMBER)
     patient = {"Authorization": f"Bearer {patient_token}"}
     web["patient"] = _web(app, patient_token)
+    engine = app.extensions["carepath"]
+    refresh_summary(engine.sessions, engine.clock.now())  # what the COSD export reads (the worker's job)
     for endpoint, url in urls.items():
         permission = routes[endpoint]
-        role = "auditor" if permission in ("events.read", "evaluations.read") else "clinician"
+        role = "auditor" if permission in ("events.read", "evaluations.read", "reports.export") else "clinician"
         if endpoint.startswith("fhir.") and permission == "documents.read":
             role = "system"
         if permission == "patient.read":

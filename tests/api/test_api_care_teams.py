@@ -46,7 +46,9 @@ LISTS = {("/v1/instances", "GET"): "patient_ref", ("/v1/tasks", "GET"): "patient
                                                              "QuestionnaireResponse", "Composition")}}
 BODIES = {("/v1/instances", "POST"), ("/v1/messages", "POST"), (f"{FHIR_BASE}/QuestionnaireResponse", "POST")}
 AUDIT = {("/v1/audit/verify", "GET"), ("/v1/access-log", "GET"), ("/v1/audit/verifications", "POST"),
-         ("/v1/audit/verifications/<uuid:job_id>", "GET")}
+         ("/v1/audit/verifications/<uuid:job_id>", "GET"),
+         # aggregated reports and the COSD export: within the caller's organisation (engine.reports.MeasureQuery)
+         ("/v1/reports/measures", "GET"), ("/v1/reports/cosd", "GET")}
 UNSCOPED_PERMISSIONS = {"pathways.read", "pathways.validate", "pathways.deploy", "pathways.migrate", "sandbox.clock",
                         "webhooks.manage", "pathways.activate", "rule_sets.deploy", "rule_sets.activate",
                         "migrations.read",  # authoring: versions and migration requests (no patient references)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +44,25 @@ def test_simulate_command(rules_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     (report,) = json.loads(result.output)
     assert report["cohort"] == 50 and report["seed"] == 3
+
+
+def test_simulate_writes_the_demand_chart_as_svg(rules_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "demand.svg"
+    result = CliRunner().invoke(rules, ["simulate", "--cohort", "50", "--seed", "3", "--json", "--svg", str(target),
+                                        "--rules-dir", str(rules_dir)])
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)
+    svg = ET.fromstring(target.read_text(encoding="utf-8"))
+    ns = "{http://www.w3.org/2000/svg}"
+    assert svg.get("role") == "img" and "synthetic cohort of 50 (seed 3)" in svg.find(f"{ns}title").text
+    # A bar per service, its words the simulation's counts by urgency, busiest first.
+    bars = [g.find(f"{ns}title").text for g in svg.iter(f"{ns}g") if g.find(f"{ns}title") is not None]
+    services = sorted(report["referrals_per_service"].items(), key=lambda kv: (-kv[1]["total"], kv[0]))
+    assert [bar.split(":")[0] for bar in bars] == [service for service, _ in services]
+    service, counts = services[0]
+    for urgency in ("emergency", "urgent", "soon", "routine"):
+        if urgency in counts:
+            assert f"{urgency} {counts[urgency]}" in bars[0]
 
 
 def test_explain_command(tmp_path: Path, rules_copy: Path, write_mini: Callable[..., Path]) -> None:

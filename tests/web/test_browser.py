@@ -162,7 +162,8 @@ def test_each_role_signs_in_and_sees_its_own_start_page(browser: Browser) -> Non
     expected = {"clinician": ("/work-list", "Work list"), "author": ("/pathways", "Pathway library"),
                 "auditor": ("/audit/trail", "Event trail verification"), "system": ("/work-list", "Work list"),
                 "admin": ("/", "CarePath"),  # webhooks are managed through the API and the command line
-                "patient": ("/my", "My care plan")}  # never the staff work list
+                "patient": ("/my", "My care plan"),  # never the staff work list
+                "manager": ("/service", "Service insight")}
     for role in ROLES:
         browser.sign_in(role)
         path, heading = expected[role]
@@ -353,6 +354,27 @@ def test_a_role_without_permission_sees_neither_the_page_nor_the_action(browser:
     browser.sign_in("author")
     browser.open("/audit/trail")
     assert "You cannot see this page" in browser.text()
+
+
+def test_a_manager_reads_each_chart_and_its_table_by_keyboard(browser: Browser) -> None:
+    """The service page over the demo patients: three charts drawn, each named for assistive technology,
+    each beside its table; the period form works from the keyboard; axe finds nothing serious."""
+    browser.sign_in("manager")
+    assert browser.driver.current_url.endswith("/service")
+    charts = browser.finds("svg.cp-chart")
+    assert len(charts) == 3
+    for chart in charts:
+        assert chart.get_attribute("role") == "img" and chart.size["width"] > 300
+        assert chart.find_element(By.CSS_SELECTOR, "title").get_attribute("textContent")
+    for name in ("measures", "referrals", "backlog"):
+        assert browser.find(f"[data-test={name}-table]").is_displayed()
+    browser.axe("service insight")
+    browser.screenshot("service", show="[data-test=referrals-chart]")
+    field = browser.find("#period-pathway")
+    field.send_keys("not a pathway!")
+    field.send_keys(Keys.ENTER)
+    browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=problems]"))
+    browser.axe("service insight with a problem")
 
 
 def test_auditors_read_an_evaluation_in_swedish(browser: Browser) -> None:

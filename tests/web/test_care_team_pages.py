@@ -24,6 +24,8 @@ NOT_PATIENTS = {"pathways.read", "pathways.deploy", "pathways.validate", "pathwa
                 "rule_sets.deploy", "rule_sets.activate", "migrations.read"}
 # A patient's own pages (/my): scoped to their patient reference (engine.patients), not to care teams.
 OWN = {"patient.read", "patient.submit", "patient.report"}
+# Aggregated measures, within the user's organisation (engine.reports.MeasureQuery): no patient named.
+REPORTS = {"/service"}
 GLASS_FORM = "/patients/break-glass"  # the break-glass itself (a POST naming the instance in its form)
 
 
@@ -56,6 +58,8 @@ def _world(app: Flask) -> dict[str, Any]:
 def _decision(rule: str, view: Any) -> str:
     if rule in LISTS:
         return "list"
+    if rule in REPORTS:
+        return "aggregated"
     if rule == GLASS_FORM:
         return "break-glass"
     named = getattr(view, "named", None)

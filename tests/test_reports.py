@@ -1,0 +1,287 @@
+"""The measures of docs/measures.md on a synthetic cohort whose answers are worked out by hand
+(tests/report_cohort.py draws its timeline), and the suppression of small counts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from report_cohort import AS_OF, SINCE, UNTIL, P, at, cohort, write_cohort
+from sqlalchemy import select
+
+from engine import CarePath, Settings
+from engine.audit import append_event
+from engine.db.models import ReportMeasureRow
+from engine.db.session import read_only, unit_of_work
+from engine.errors import InvalidInputError
+from engine.instances.store import load_instance, save_instance
+from engine.reports import (
+    COSD_COLUMNS,
+    MeasureQuery,
+    compute_measures,
+    cosd_rows,
+    csv_text,
+    load_cohort,
+    measure_table,
+    measures_report,
+    referral_deadline,
+    refresh_summary,
+    stale_instances,
+    suppress,
+)
+from engine.reports.summary import read_measures
+
+
+def _report(carepath: CarePath, pathway: str | None = P) -> dict[str, Any]:
+    with unit_of_work(carepath.sessions) as session:
+        write_cohort(session)
+    query = MeasureQuery(SINCE, UNTIL, pathway)
+    with read_only(carepath.sessions) as session:
+        return compute_measures(load_cohort(session, pathway, UNTIL), query, AS_OF)
+
+
+def _measure(report: dict[str, Any], measure_id: str) -> tuple[int, int, int]:
+    [row] = [m for m in report["measures"] if m["id"] == measure_id]
+    return row["numerator"], row["denominator"], row["pending"]
+
+
+def test_each_measure_on_the_synthetic_cohort(carepath: CarePath) -> None:
+    report = _report(carepath)
+    # Offered within 31 days: A (10 days) and C (5) of A, B (40: missed), C, E (none, window closed).
+    assert _measure(report, "hna_offered_31d") == (2, 4, 0)
+    # Completed within 31 days: A (20 days); B took 45, C declined, E had none.
+    assert _measure(report, "hna_completed_31d") == (1, 4, 0)
+    # First HNA completed in the period: A, B, F; A and F agreed a plan, B has not yet (no window).
+    assert _measure(report, "care_plan_agreed") == (2, 2, 1)
+    # Treatment ended in the period: A (summary 30 days later), B (50: missed), F (none after 42 days).
+    assert _measure(report, "eot_summary_6w") == (1, 3, 0)
+    # Reviewed within 12 months: A (first review), C (second); B and E's 12 months are not over.
+    assert _measure(report, "cancer_care_review_12m") == (2, 2, 2)
+    assert report["measures"][0]["rate"] == 0.5
+
+
+def test_the_pathway_filter_and_every_pathway(carepath: CarePath) -> None:
+    everything = _report(carepath, pathway=None)
+    assert _measure(everything, "hna_offered_31d") == (3, 5, 0)  # G (lung) was offered one on day 1
+
+
+def test_referrals_by_service_and_urgency(carepath: CarePath) -> None:
+    rows = {(r["service"], r["urgency"]): r for r in _report(carepath)["referrals"]}
+    assert sorted(rows) == [("acute_oncology", "emergency"), ("dietitian", "routine"), ("physio", "soon"),
+                            ("psychology", "urgent")]
+    psychology = rows[("psychology", "urgent")]
+    # r1: accepted after 3 days, first contact after 3 days 23 hours; r2: 1 day, 5 days; r3 never.
+    assert psychology == {"service": "psychology", "urgency": "urgent", "referred": 3, "accepted": 2,
+                          "median_days_to_acceptance": 2.0, "first_contact": 2,
+                          "median_days_to_first_contact": round((3 + 23 / 24 + 5) / 2, 2), "overdue": 2,
+                          "overdue_share": round(2 / 3, 4)}
+    # An emergency created referred (no referred event) is timed from its creation: seen the same day.
+    assert rows[("acute_oncology", "emergency")]["overdue"] == 0
+    assert rows[("acute_oncology", "emergency")]["median_days_to_first_contact"] == 0.5
+    assert rows[("dietitian", "routine")]["overdue"] == 0
+    assert rows[("physio", "soon")]["overdue"] == 0  # answered (declined by the service) in time
+
+
+def test_declined_items_by_reason_within_the_period(carepath: CarePath) -> None:
+    # C's declined intervention last changed in May, after the period.
+    assert _report(carepath)["declined"] == [{"kind": "intervention", "reason": "declined", "count": 1},
+                                             {"kind": "referral", "reason": "service_declined", "count": 1}]
+
+
+def test_warning_signs_by_colour_and_time_to_triage(carepath: CarePath) -> None:
+    # F's report (December) is before the period.
+    assert _report(carepath)["warning_signs"] == [
+        {"colour": "red", "reports": 1, "triaged": 1, "median_hours_to_triage": 0.5},
+        {"colour": "amber", "reports": 1, "triaged": 1, "median_hours_to_triage": 2.0},
+        {"colour": "green", "reports": 1, "triaged": 1, "median_hours_to_triage": 4.0},
+        {"colour": "not triaged", "reports": 1, "triaged": 0, "median_hours_to_triage": None}]
+
+
+def test_the_service_suppresses_the_small_counts_of_the_cohort(carepath: CarePath) -> None:
+    with unit_of_work(carepath.sessions) as session:
+        write_cohort(session)
+    refresh_summary(carepath.sessions, AS_OF)
+    with read_only(carepath.sessions) as session:
+        report = measures_report(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, 5)
+    assert report["suppression_threshold"] == 5
+    offered = report["measures"][0]
+    assert (offered["numerator"], offered["denominator"], offered["rate"]) == (None, None, None)
+    assert offered["pending"] == 0  # zero singles no one out
+    assert all(row["count"] is None for row in report["declined"])
+
+
+def test_a_team_or_an_organisation_counts_only_its_own_patients(carepath: CarePath) -> None:
+    """The team filter and the caller's organisation (engine.care_teams) select whose patients are counted:
+    the teams' reports add up to the organisation's, and another organisation sees none of them."""
+    patients = cohort()
+    for letter in "EFG":
+        patients[letter].care_team = "lung"
+    with unit_of_work(carepath.sessions) as session:
+        write_cohort(session, patients)
+    refresh_summary(carepath.sessions, AS_OF)
+
+    def counts(team: str | None, organisation: str | None) -> list[tuple[int, int]]:
+        with read_only(carepath.sessions) as session:
+            found = read_measures(session, MeasureQuery(SINCE, UNTIL, None, team, organisation), AS_OF)
+        return [(row["numerator"] or 0, row["denominator"] or 0) for row in found["measures"]]
+
+    everyone, breast, lung = counts(None, None), counts("breast", "rx1"), counts("lung", "rx1")
+    assert any(d for _, d in breast) and any(d for _, d in lung)
+    assert [(bn + ln, bd + ld) for (bn, bd), (ln, ld) in zip(breast, lung, strict=True)] == everyone
+    assert counts(None, "rx1") == everyone
+    assert all(d == 0 for _, d in counts(None, "rx2"))  # another organisation's manager counts nobody here
+    assert all(d == 0 for _, d in counts("lung", "rx2"))
+
+
+@pytest.mark.parametrize("pathway", [P, None])
+def test_the_summary_gives_the_answers_of_the_definitions(carepath: CarePath, pathway: str | None) -> None:
+    """What the reports read (the summary, aggregated in SQL) equals the measures computed from the
+    facts themselves, section by section, on the synthetic cohort."""
+    expected = _report(carepath, pathway)
+    assert refresh_summary(carepath.sessions, AS_OF, batch=2) == 6  # every instance, two at a time
+    with read_only(carepath.sessions) as session:
+        found = read_measures(session, MeasureQuery(SINCE, UNTIL, pathway), AS_OF)
+    assert found.pop("stale_instances") == 0
+    assert found == expected
+
+
+def test_the_summary_catches_up_with_the_instances_whose_trail_grew(carepath: CarePath) -> None:
+    with unit_of_work(carepath.sessions) as session:
+        ids = write_cohort(session)
+    with read_only(carepath.sessions) as session:
+        assert stale_instances(session) == 6
+    refresh_summary(carepath.sessions, AS_OF)
+    assert refresh_summary(carepath.sessions, AS_OF) == 0  # nothing changed since
+    with unit_of_work(carepath.sessions) as session:  # E is offered an HNA (late): its trail grows
+        record = load_instance(session, ids["E"])
+        append_event(session, record, "task_completed", at=at(4, 30), actor="system:test",
+                     pathway_version=record.pathway_version, element="offer_hna", payload={})
+        save_instance(session, record)
+    with read_only(carepath.sessions) as session:
+        assert stale_instances(session) == 1
+        assert _offered(session) == (2, 4)
+    assert refresh_summary(carepath.sessions, AS_OF) == 1
+    with read_only(carepath.sessions) as session:
+        assert _offered(session) == (2, 4)  # E was offered one, but after 41 days: still missed
+        rows = session.scalars(select(ReportMeasureRow).where(ReportMeasureRow.instance_id == ids["E"])).all()
+    assert {r.measure: r.done_at for r in rows}["hna_offered_31d"] == at(4, 30)
+
+
+def _offered(session: Any) -> tuple[int, int]:
+    row = read_measures(session, MeasureQuery(SINCE, UNTIL, P), AS_OF)["measures"][0]
+    return row["numerator"], row["denominator"]
+
+
+@pytest.mark.parametrize("urgency,referred,due", [
+    ("emergency", datetime(2026, 2, 4, 23, 0, tzinfo=UTC), datetime(2026, 2, 5, tzinfo=UTC)),
+    ("urgent", datetime(2026, 1, 30, 10, tzinfo=UTC), datetime(2026, 2, 3, 10, tzinfo=UTC)),  # Fri -> Tue
+    ("urgent", datetime(2026, 1, 31, 10, tzinfo=UTC), datetime(2026, 2, 3, 10, tzinfo=UTC)),  # Sat -> Tue
+    ("soon", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 15, tzinfo=UTC)),
+    ("routine", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 15, tzinfo=UTC)),
+    ("unknown", datetime(2026, 2, 1, tzinfo=UTC), None)])
+def test_referral_timeframes_by_urgency(urgency: str, referred: datetime, due: datetime | None) -> None:
+    assert referral_deadline(referred, urgency) == due
+
+
+def test_suppression_blanks_small_counts_and_what_gives_them_away() -> None:
+    def row(**values: Any) -> dict[str, Any]:
+        return {"measures": [{"id": "m", **values}], "referrals": [], "declined": [], "warning_signs": []}
+
+    shown = suppress(row(numerator=20, denominator=40, pending=0, rate=0.5), 5)["measures"][0]
+    assert shown == {"id": "m", "numerator": 20, "denominator": 40, "pending": 0, "rate": 0.5, "suppressed": []}
+    small = suppress(row(numerator=3, denominator=40, pending=0, rate=0.075), 5)["measures"][0]
+    assert (small["numerator"], small["denominator"], small["rate"]) == (None, 40, None)
+    # 38 of 40: the two who did not meet it could be singled out from the total.
+    complement = suppress(row(numerator=38, denominator=40, pending=7, rate=0.95), 5)["measures"][0]
+    assert (complement["numerator"], complement["rate"], complement["suppressed"]) == (None, None,
+                                                                                          ["numerator", "rate"])
+    at_threshold = suppress(row(numerator=5, denominator=10, pending=4, rate=0.5), 5)["measures"][0]
+    assert (at_threshold["numerator"], at_threshold["pending"]) == (5, None)
+    referral = {"service": "s", "urgency": "u", "referred": 12, "accepted": 10, "median_days_to_acceptance": 2.0,
+                "first_contact": 6, "median_days_to_first_contact": 3.0, "overdue": 2, "overdue_share": 0.1667}
+    out = suppress({"measures": [], "referrals": [referral], "declined": [], "warning_signs": []}, 5)["referrals"][0]
+    assert out["suppressed"] == ["accepted", "median_days_to_acceptance", "overdue", "overdue_share"]
+    assert (out["first_contact"], out["median_days_to_first_contact"], out["referred"]) == (6, 3.0, 12)
+
+
+@pytest.mark.parametrize("since,until,pathway,team,field", [
+    (SINCE, SINCE, None, None, "to"),
+    (UNTIL, SINCE, None, None, "to"),
+    (SINCE, SINCE + timedelta(days=5 * 366 + 1), None, None, "to"),
+    (SINCE, UNTIL, "no such/pathway", None, "pathway"),
+    (SINCE, UNTIL, None, "a team of/mine", "team"),
+    (datetime(2026, 1, 1), UNTIL, None, None, "from")])
+def test_a_bad_query_is_refused_with_its_field(since: datetime, until: datetime, pathway: str | None,
+                                               team: str | None, field: str) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        MeasureQuery(since, until, pathway, team)
+    assert [p.field for p in refused.value.problems] == [field]
+
+
+def test_the_suppression_threshold_is_a_setting_and_never_below_two() -> None:
+    assert Settings().report_min_count == 5
+    assert Settings.from_env({"CAREPATH_REPORT_MIN_COUNT": "10"}).report_min_count == 10
+    with pytest.raises(ValueError, match="CAREPATH_REPORT_MIN_COUNT"):
+        Settings.from_env({"CAREPATH_REPORT_MIN_COUNT": "1"})
+    with pytest.raises(ValueError, match="CAREPATH_REPORT_MIN_COUNT"):
+        Settings.from_env({"CAREPATH_REPORT_MIN_COUNT": "few"})
+
+
+def test_the_cosd_export_has_a_row_per_patient_and_item_with_dates(carepath: CarePath) -> None:
+    with unit_of_work(carepath.sessions) as session:
+        ids = write_cohort(session)
+    refresh_summary(carepath.sessions, AS_OF)
+    with read_only(carepath.sessions) as session:
+        rows = cosd_rows(session, MeasureQuery(SINCE, UNTIL, P))
+    assert all(tuple(row) == COSD_COLUMNS for row in rows)
+    per_instance = {letter: [r for r in rows if r["instance_id"] == ids[letter]] for letter in ids}
+    # A, B and C have 3, 2 and 2 items; E one; F none (one row, its item columns empty); G is lung.
+    assert {letter: len(found) for letter, found in per_instance.items()} == {"A": 3, "B": 2, "C": 2, "E": 1, "F": 1,
+                                                                              "G": 0}
+    [psychology] = [r for r in per_instance["A"] if r["item_code"] == "psychology_referral"]
+    assert psychology["patient_ref"].startswith("MRN-REPORT-A-")
+    assert {k: v for k, v in psychology.items() if k not in ("patient_ref", "instance_id")} == {
+        "pathway_id": P, "diagnosis_date": "2026-01-05", "hna_offered_date": "2026-01-15",
+        "hna_completed_date": "2026-01-25", "care_plan_agreed_date": "2026-01-30", "treatment_end_date": "2026-03-06",
+        "eot_summary_date": "2026-04-05", "cancer_care_review_date": "2026-03-26", "item_kind": "referral",
+        "item_code": "psychology_referral", "service": "psychology", "urgency": "urgent",
+        "item_status": "first_contact", "proposed_date": "2026-01-25", "agreed_date": "2026-01-30",
+        "referred_date": "2026-01-30", "accepted_date": "2026-02-02", "first_contact_date": "2026-02-03",
+        "completed_date": "", "ended_date": ""}
+    [f] = per_instance["F"]
+    assert (f["diagnosis_date"], f["hna_completed_date"], f["eot_summary_date"], f["item_code"]) == (
+        "2025-12-20", "2026-01-10", "", "")
+    [declined] = [r for r in per_instance["B"] if r["item_code"] == "physio_referral"]
+    assert (declined["item_status"], declined["ended_date"]) == ("service_declined", "2026-02-12")
+
+
+def test_the_cosd_export_is_bounded(carepath: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
+    with unit_of_work(carepath.sessions) as session:
+        write_cohort(session)
+    refresh_summary(carepath.sessions, AS_OF)
+    monkeypatch.setattr("engine.reports.cosd.MAX_EXPORT_ROWS", 8)
+    with read_only(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
+        cosd_rows(session, MeasureQuery(SINCE, UNTIL, P))
+    assert [p.field for p in refused.value.problems] == ["to"]
+
+
+def test_csv_cells_that_look_like_formulas_are_written_as_text() -> None:
+    text = csv_text(("code", "count"), [{"code": "=HYPERLINK(\"http://x\")", "count": 3}, {"code": "+1", "count": 0},
+                                         {"code": "psychology", "count": None}])
+    assert text.splitlines() == ["code,count", "\"'=HYPERLINK(\"\"http://x\"\")\",3", "'+1,0", "psychology,"]
+
+
+def test_the_measure_table_has_a_row_per_figure_and_says_what_was_suppressed() -> None:
+    report = {"measures": [{"id": "m", "title": "M", "numerator": None, "denominator": 40, "pending": 0,
+                            "rate": None, "suppressed": ["numerator", "rate"]}],
+              "referrals": [], "declined": [], "warning_signs": [{"colour": "red", "reports": 6, "triaged": 0,
+                                                                  "median_hours_to_triage": None, "suppressed": []}]}
+    assert measure_table(report) == [
+        {"section": "measures", "group": "m", "figure": "numerator", "value": "suppressed"},
+        {"section": "measures", "group": "m", "figure": "denominator", "value": "40"},
+        {"section": "measures", "group": "m", "figure": "pending", "value": "0"},
+        {"section": "measures", "group": "m", "figure": "rate", "value": "suppressed"},
+        {"section": "warning_signs", "group": "red", "figure": "reports", "value": "6"},
+        {"section": "warning_signs", "group": "red", "figure": "triaged", "value": "0"},
+        {"section": "warning_signs", "group": "red", "figure": "median_hours_to_triage", "value": ""}]
