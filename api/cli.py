@@ -514,8 +514,10 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
 
     jobs = BackgroundJobs()
 
+    reports = _housekeeping(carepath, idempotency)
+
     def housekeeping() -> None:
-        idempotency.purge_expired()
+        reports()  # purges idempotency records too
         _take_over_verification(carepath, jobs)
 
     stopping: list[int] = []
@@ -532,7 +534,7 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
         total = run_worker(carepath.instances, worker_id=name, batch=batch, interval=interval, once=once,
                            should_stop=lambda: bool(stopping),
                            report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
-                           housekeeping=_housekeeping(carepath, idempotency), heartbeat=heartbeat.beat,
+                           housekeeping=housekeeping, heartbeat=heartbeat.beat,
                            checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds,
                            deliver=lambda: len(carepath.webhooks.run_once()),
                            escalate=carepath.referral_escalations.open_due)
