@@ -14,12 +14,13 @@ from engine.access_log import ReadFilter, list_reads, purge_reads
 from engine.db.session import read_only
 from engine.errors import InvalidInputError
 
-__all__ = ["purge_reads_command", "reads"]
+__all__ = ["option_time", "purge_reads_command", "reads"]
 
 _PERIOD = re.compile(r"^P(?=\d)(?:(\d{1,3})Y)?(?:(\d{1,4})M)?(?:(\d{1,5})D)?$")
 
 
-def _when(value: str | None, name: str) -> datetime | None:
+def option_time(value: str | None, name: str) -> datetime | None:
+    """A command-line date or date-time (UTC unless a zone is given). Raises: click.BadParameter."""
     if value is None:
         return None
     try:
@@ -50,7 +51,8 @@ def reads(ctx: click.Context, patient_ref: str | None, instance_id: str | None, 
 
     carepath = carepath_of(ctx)
     where = ReadFilter(patient_ref=patient_ref, instance_id=instance_id, actor=actor,
-                       since=_when(since, "--since"), until=_when(until, "--until"), organisation=organisation,
+                       since=option_time(since, "--since"), until=option_time(until, "--until"),
+                       organisation=organisation,
                        break_glass=True if break_glass else None)
     cursor: str | None = None
     printed = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -24,23 +24,14 @@ from engine.reports import (
     refresh_summary,
 )
 
+from .cli_access import option_time
+
 __all__ = ["report"]
-
-
-def _when(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        found = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise click.BadParameter("an ISO date or date-time, e.g. 2026-01-01 or 2026-01-01T00:00+00:00",
-                                 param_hint=name) from exc
-    return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
 def _query(since: str | None, until: str | None, pathway: str | None, now: datetime) -> MeasureQuery:
     try:
-        return MeasureQuery.of(_when(since, "--from"), _when(until, "--to"), pathway, now=now)
+        return MeasureQuery.of(option_time(since, "--from"), option_time(until, "--to"), pathway, now=now)
     except InvalidInputError as exc:
         problem = exc.problems[0]
         raise click.BadParameter(problem.message, param_hint=f"--{problem.field}") from exc
