@@ -288,7 +288,7 @@ def break_glass_grant() -> BreakGlass | None:
     if request.method != "GET" or instance_id is None:
         return None
     grant = dict(session.get("break_glass") or {}).get(str(instance_id))
-    return BreakGlass(str(grant["reason"])) if _live(grant) else None
+    return BreakGlass(str(grant["reason"])) if grant is not None and _live(grant) else None
 
 
 def csrf_token() -> str:

@@ -125,7 +125,7 @@ def _row(session: Any, request_id: str) -> MigrationRequest:
     row = session.get(MigrationRequest, request_id) if len(request_id) <= 36 else None
     if row is None:
         raise NotFoundError(f"no migration request {request_id!r}")
-    return row  # type: ignore[no-any-return]
+    return row
 
 
 def _iso(value: Any) -> str | None:

@@ -242,7 +242,7 @@ class PathwayCatalog:
             moved = session.execute(update(PathwayVersion).where(
                 PathwayVersion.id == row.id, PathwayVersion.activated_at.is_(None)).values(
                 activated_at=self.clock.now(), activated_by=actor).execution_options(synchronize_session=False))
-            if moved.rowcount != 1:
+            if getattr(moved, "rowcount", 0) != 1:
                 raise VersionStateError(f"version {row.version[:12]} of pathway {pathway_id!r} was activated just now")
             session.refresh(row)
             info = self._info(session, row)

@@ -135,7 +135,7 @@ class RuleSetActivations:
             moved = session.execute(update(RuleSetActivation).where(
                 RuleSetActivation.id == row.id, RuleSetActivation.activated_at.is_(None)).values(
                 activated_at=self.clock.now(), activated_by=actor).execution_options(synchronize_session=False))
-            if moved.rowcount != 1:
+            if getattr(moved, "rowcount", 0) != 1:
                 raise VersionStateError(f"version {row.version[:12]} of rule set {name!r} was activated just now")
             session.refresh(row)
             return self._info(session, row)
