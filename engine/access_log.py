@@ -39,7 +39,7 @@ from engine.db.session import unit_of_work
 from engine.errors import InvalidInputError, Problem
 
 __all__ = ["PATIENT_DATA_READS", "Access", "ReadFilter", "list_reads", "not_shown", "purge_reads", "record_reads",
-           "watching"]
+           "saw", "watching"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,14 @@ def watching() -> Iterator[set[str]]:
         yield seen
     finally:
         _seen.reset(token)
+
+
+def saw(instance_ids: Collection[str]) -> None:
+    """Name instances whose records were read from plain columns, where no ORM load event sees them
+    (the COSD export reads a patient's rows in one statement: engine.reports.cosd)."""
+    seen = _seen.get()
+    if seen is not None:
+        seen.update(instance_ids)
 
 
 def not_shown(instance_ids: Collection[str]) -> None:

@@ -166,7 +166,7 @@ ALLOWED = {
     "identity": {"access", "care_teams"},
     "patients": {"access", "db", "instances"},
     "verifications": {"audit", "db"},
-    "reports": {"care_teams", "db"},
+    "reports": {"access_log", "care_teams", "db"},
     "idempotency": {"db"},
     "sandbox": {"db", "instances"},
     "db": set(),

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from report_cohort import AS_OF, SINCE, UNTIL, P, at, cohort, write_cohort
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from engine import CarePath, Settings
 from engine.audit import append_event
@@ -264,6 +264,31 @@ def test_the_cosd_export_is_bounded(carepath: CarePath, monkeypatch: pytest.Monk
     with read_only(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
         cosd_rows(session, MeasureQuery(SINCE, UNTIL, P))
     assert [p.field for p in refused.value.problems] == ["to"]
+
+
+@pytest.mark.parametrize("copies", [2, 10])
+def test_the_cosd_export_is_one_statement_whatever_the_cohort(carepath: CarePath, copies: int) -> None:
+    """10 or 50 exported patients (A, B, C, E and F, copied): one SELECT each time, and no ORM object
+    loaded (the export reads plain columns; the access log is told who was exported: tests/api)."""
+    patients = {f"{letter}{n}": patient for n in range(copies) for letter, patient in cohort().items()}
+    with unit_of_work(carepath.sessions) as session:
+        write_cohort(session, patients)
+    refresh_summary(carepath.sessions, AS_OF)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    with read_only(carepath.sessions) as session:
+        session.execute(select(1))  # the transaction's own opening statements are not the export's
+        event.listen(carepath.db, "before_cursor_execute", count)
+        try:
+            rows = cosd_rows(session, MeasureQuery(SINCE, UNTIL, P))
+        finally:
+            event.remove(carepath.db, "before_cursor_execute", count)
+        assert len(session.identity_map) == 0
+    assert len({row["instance_id"] for row in rows}) == 5 * copies and len(rows) == 9 * copies
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT")
 
 
 def test_csv_cells_that_look_like_formulas_are_written_as_text() -> None:

@@ -7,9 +7,10 @@ free text, never task data), the measures' definitions and their suppression of 
 aggregate (``summary``), the export (``cosd``), tables and CSV (``tables``) and server-rendered SVG
 charts (``charts``). It writes only its own summary tables, never the trail or the care plans.
 
-May import: ``engine.db`` (the tables it reads) and the shared modules (settings, clock, errors,
-calendar). Never ``engine.instances`` or ``engine.careplan``: what it knows of them is the rows they
-wrote.
+May import: ``engine.db`` (the tables it reads), ``engine.care_teams`` (a team's identifier),
+``engine.access_log`` (the COSD export names the patients it exports) and the shared modules
+(settings, clock, errors, calendar). Never ``engine.instances`` or ``engine.careplan``: what it
+knows of them is the rows they wrote.
 """
 
 from __future__ import annotations
