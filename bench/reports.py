@@ -47,7 +47,14 @@ from sqlalchemy import create_engine, select, text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from bench.machine import describe  # noqa: E402
-from bench.scale import EVENT_COLUMNS, INSTANCE_COLUMNS, fresh_schema, schema_url, templates  # noqa: E402
+from bench.scale import (  # noqa: E402
+    EVENT_COLUMNS,
+    INSTANCE_COLUMNS,
+    fresh_schema,
+    placement_of,
+    schema_url,
+    templates,
+)
 from engine import CarePath, ManualClock, Settings  # noqa: E402
 from engine.access import create_token  # noqa: E402
 from engine.audit import canonical_json, event_hash  # noqa: E402
@@ -106,7 +113,7 @@ def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, se
                     item_rows.append(tuple(moved[c] for c in ITEM_COLUMNS))
                 copy = {**template, "id": new_id, "patient_ref": f"SYN-REPORT-{number:07d}", "event_head": prev,
                         "event_seq": event_rows[-1][1], "created_at": created, "updated_at": created,
-                        "ready_tasks": None}
+                        "ready_tasks": None, **placement_of(number)}
                 instance_rows.append(tuple(copy[c] for c in INSTANCE_COLUMNS))
             with driver.cursor() as cursor:
                 with cursor.copy(f"COPY pathway_instances ({', '.join(INSTANCE_COLUMNS)}) FROM STDIN") as pipe:
@@ -162,10 +169,12 @@ def timed(call: Callable[[], Any], samples: int) -> dict[str, Any]:
 def _size(result: Any) -> Any:
     if isinstance(result, list):
         return {"rows": len(result)}
-    if isinstance(result, dict) and "refused" in result:
+    if isinstance(result, dict) and ("refused" in result or "bytes" in result):
         return result
     if isinstance(result, dict) and "measures" in result:
         return {"referral_groups": len(result["referrals"])}
+    if hasattr(result, "weekly_referrals"):
+        return {"weeks": len(result.weekly_referrals.labels)}
     return None
 
 
@@ -189,11 +198,18 @@ def refresh(url: str, today: datetime) -> dict[str, Any]:
 
 
 def reports(url: str, today: datetime, samples: int) -> dict[str, Any]:
+    """Every report, as its callers run it: the measures, the charts' data (the service page's
+    insight: measures, months, weeks, backlog) and the COSD export, each over every pathway, one
+    pathway (``pathway=``) and one care team (``team=``: one team name in every organisation, a
+    tenth of the caseload, as a caller reaching every organisation asks)."""
     app = CarePath(Settings(database_url=url), ManualClock(today))
     year, two = MeasureQuery(today - timedelta(days=365), today), MeasureQuery(today - timedelta(days=730), today)
     month = MeasureQuery(today - timedelta(days=30), today)
     quarter = MeasureQuery(today - timedelta(days=91), today)
     breast = MeasureQuery(today - timedelta(days=365), today, "breast_cancer")
+    team = MeasureQuery(today - timedelta(days=365), today, team=placement_of(0)["care_team"])
+    team_month = MeasureQuery(today - timedelta(days=30), today, team=placement_of(0)["care_team"])
+    breast_month = MeasureQuery(today - timedelta(days=30), today, "breast_cancer")
 
     def run(call: Callable[[Any], Any]) -> Callable[[], Any]:
         def inner() -> Any:
@@ -206,13 +222,19 @@ def reports(url: str, today: datetime, samples: int) -> dict[str, Any]:
             "measures_one_year": timed(run(lambda s: measures_report(s, year, today, 5)), samples),
             "measures_two_years": timed(run(lambda s: measures_report(s, two, today, 5)), samples),
             "measures_one_pathway": timed(run(lambda s: measures_report(s, breast, today, 5)), samples),
+            "measures_one_team": timed(run(lambda s: measures_report(s, team, today, 5)), samples),
             "service_page_one_year": timed(run(lambda s: service_insight(s, year, today, 5)), samples),
+            "service_page_two_years": timed(run(lambda s: service_insight(s, two, today, 5)), samples),
+            "service_page_one_pathway": timed(run(lambda s: service_insight(s, breast, today, 5)), samples),
+            "service_page_one_team": timed(run(lambda s: service_insight(s, team, today, 5)), samples),
             "cosd_one_month": timed(run(lambda s: cosd_rows(s, month)), samples),
             "cosd_one_quarter": timed(run(lambda s: _refused_or(lambda: cosd_rows(s, quarter))), samples),
+            "cosd_one_month_one_pathway": timed(run(lambda s: cosd_rows(s, breast_month)), samples),
+            "cosd_one_month_one_team": timed(run(lambda s: cosd_rows(s, team_month)), samples),
         }
     finally:
         app.close()
-    found["api_measures_one_year"] = api(url, today, samples)
+    found.update(api(url, today, samples))
     return found
 
 
@@ -225,6 +247,8 @@ def _refused_or(call: Callable[[], Any]) -> Any:
 
 
 def api(url: str, today: datetime, samples: int) -> dict[str, Any]:
+    """The reports through Flask's test client, as a manager's token asks for them: the measures, and
+    the COSD export of a month as CSV (the access log's record of every exported patient included)."""
     from api import create_app
 
     app = create_app({"DATABASE_URL": url, "CLOCK": ManualClock(today), "SYNC_PATHWAYS": False})
@@ -233,14 +257,20 @@ def api(url: str, today: datetime, samples: int) -> dict[str, Any]:
         with unit_of_work(engine.sessions) as session:
             _, secret = create_token(session, "manager", "bench", engine.clock)
         client = app.test_client()
-        since = (today - timedelta(days=365)).isoformat().replace("+00:00", "Z")
 
-        def call() -> Any:
-            response = client.get(f"/v1/reports/measures?from={since}",
-                                  headers={"Authorization": f"Bearer {secret}"})
-            assert response.status_code == 200, response.status_code
-            return response.json
-        return timed(call, samples)
+        def since(days: int) -> str:
+            return (today - timedelta(days=days)).isoformat().replace("+00:00", "Z")
+
+        def get(path: str) -> Callable[[], Any]:
+            def call() -> Any:
+                response = client.get(path, headers={"Authorization": f"Bearer {secret}"})
+                assert response.status_code == 200, response.status_code
+                return response.json if response.is_json else {"bytes": len(response.data)}
+            return call
+        return {"api_measures_one_year": timed(get(f"/v1/reports/measures?from={since(365)}"), samples),
+                "api_measures_one_team": timed(get(f"/v1/reports/measures?from={since(365)}&team="
+                                                   f"{placement_of(0)['care_team']}"), samples),
+                "api_cosd_one_month_csv": timed(get(f"/v1/reports/cosd?from={since(30)}&format=csv"), samples)}
     finally:
         engine.close()
 
