@@ -85,3 +85,18 @@ def test_a_line_chart_leaves_a_gap_for_a_suppressed_value() -> None:
 def test_a_chart_refuses_what_it_cannot_draw(chart_id: str, labels: list[str], values: list[int]) -> None:
     with pytest.raises(ValueError):
         stacked_bars(chart_id, "T", "D", labels, {"s": values})
+
+
+def test_many_lines_each_look_different_and_the_legend_fits() -> None:
+    """A patient may score many concerns: 20 lines, no two drawn alike (colour and dash), each in a group
+    that names it, and the chart tall enough for every legend entry."""
+    names = [f"concern {n}" for n in range(20)]
+    svg = line_chart("concerns", "Concerns", "Scores", ["a", "b"], {name: [1, 2] for name in names}, top=10)
+    root = ET.fromstring(svg)
+    groups = [g for g in root.iter(f"{SVG}g") if g.get("class") == "cp-chart-series"]
+    assert [g.get("data-series") for g in groups] == names
+    looks = {(line.get("stroke"), line.get("stroke-dasharray")) for g in groups for line in g.iter(f"{SVG}polyline")}
+    assert len(looks) == 20
+    height = float(root.get("viewBox", "").split()[3])
+    last_entry = max(float(t.get("y", 0)) for t in root.find(f"{SVG}g[@class='cp-chart-legend']").iter(f"{SVG}text"))
+    assert last_entry < height

@@ -21,6 +21,8 @@ URGENCY_COLOURS = {"emergency": "#d5281b", "urgent": "#ed8b00", "soon": "#005eb8
                    "unknown": "#768692"}
 SERIES_COLOURS = ("#005eb8", "#d5281b", "#007f3b", "#330072", "#ed8b00", "#768692")
 _DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 2", "10 4")  # a second cue besides colour, per line
+_LEGEND_ROW = 20
+_QUOTE = {'"': "&quot;"}  # escaping an attribute's value
 _WIDTH, _HEIGHT = 780, 400
 _LEFT, _RIGHT, _TOP, _BOTTOM = 100, 170, 36, 110
 _CHART_ID = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
@@ -39,14 +41,17 @@ def _number(value: float) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.2f}".rstrip("0")
 
 
-def _frame(chart_id: str, title: str, description: str, labels: Sequence[str], top: float, unit: str) -> list[str]:
-    """The SVG's opening, its title and description, the axes, gridlines and category labels."""
+def _frame(chart_id: str, title: str, description: str, labels: Sequence[str], top: float, unit: str,
+           legend_rows: int = 0) -> list[str]:
+    """The SVG's opening, its title and description, the axes, gridlines and category labels; taller
+    than the plot when the legend's ``legend_rows`` need it (a patient may have many concerns)."""
     if not _CHART_ID.match(chart_id):
         raise ValueError("a chart id is lower-case letters, digits and hyphens")
     if len(labels) > MAX_CATEGORIES:
         raise ValueError(f"a chart draws at most {MAX_CATEGORIES} categories")
     plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="cp-chart" role="img" viewBox="0 0 {_WIDTH} {_HEIGHT}" '
+    height = max(_HEIGHT, _TOP + legend_rows * _LEGEND_ROW + _LEGEND_ROW)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="cp-chart" role="img" viewBox="0 0 {_WIDTH} {height}" '
              f'width="100%" aria-labelledby="{chart_id}-title {chart_id}-desc" {_FONT}>',
              f'<title id="{chart_id}-title">{escape(title)}</title>',
              f'<desc id="{chart_id}-desc">{escape(description)}</desc>',
@@ -71,7 +76,7 @@ def _frame(chart_id: str, title: str, description: str, labels: Sequence[str], t
 def _legend(names: Sequence[str], colours: Sequence[str], dashes: Sequence[str] | None = None) -> list[str]:
     parts = ['<g class="cp-chart-legend">']
     for index, (name, colour) in enumerate(zip(names, colours, strict=True)):
-        y = _TOP + 8 + index * 20
+        y = _TOP + 8 + index * _LEGEND_ROW
         x = _WIDTH - _RIGHT + 16
         if dashes is None:
             parts.append(f'<rect x="{x}" y="{y - 9}" width="12" height="12" fill="{colour}"/>')
@@ -119,8 +124,9 @@ def stacked_bars(chart_id: str, title: str, description: str, labels: Sequence[s
 
 def line_chart(chart_id: str, title: str, description: str, labels: Sequence[str],
                series: Mapping[str, Sequence[float | None]], top: float | None = None, unit: str = "") -> str:
-    """A line per series (name -> one value per label; None: a gap). ``top``: the axis' top (default:
-    a round number above the largest value).
+    """A line per series (name -> one value per label; None: a gap), each in a group that names it
+    (``data-series``). ``top``: the axis' top (default: a round number above the largest value).
+    Colour and dash pattern together tell up to 36 lines apart; the legend names every one.
 
     Raises:
         ValueError: a series whose length is not the labels', or more than :data:`MAX_CATEGORIES` labels.
@@ -129,13 +135,15 @@ def line_chart(chart_id: str, title: str, description: str, labels: Sequence[str
         raise ValueError("every series needs one value per label")
     highest = max((v for values in series.values() for v in values if v is not None), default=0)
     top = top if top is not None else _nice_max(highest)
-    parts = _frame(chart_id, title, description, labels, top, unit)
     plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
     slot = plot_w / max(len(labels), 1)
     names = list(series)
     colours = [SERIES_COLOURS[i % len(SERIES_COLOURS)] for i in range(len(names))]
-    dashes = [_DASHES[i % len(_DASHES)] for i in range(len(names))]
+    # The seventh line takes the first colour with the second dash, and so on: no two of 36 look alike.
+    dashes = [_DASHES[(i + i // len(SERIES_COLOURS)) % len(_DASHES)] for i in range(len(names))]
+    parts = _frame(chart_id, title, description, labels, top, unit, legend_rows=len(names))
     for name, colour, dash in zip(names, colours, dashes, strict=True):
+        parts.append(f'<g class="cp-chart-series" data-series="{escape(name, _QUOTE)}">')
         points = [(_LEFT + (i + 0.5) * slot, _TOP + plot_h - plot_h * v / top, labels[i], v)
                   for i, v in enumerate(series[name]) if v is not None]
         runs: list[list[tuple[float, float]]] = [[]]
@@ -152,6 +160,7 @@ def line_chart(chart_id: str, title: str, description: str, labels: Sequence[str
         for x, y, label, value in points:
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}"><title>{escape(name)}, '
                          f'{escape(label)}: {_number(value)}</title></circle>')
+        parts.append("</g>")
     return "".join([*parts, *_legend(names, colours, dashes), "</svg>"])
 
 
