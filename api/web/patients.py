@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
+from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from engine.access import BREAK_GLASS_ROLES
@@ -18,11 +19,12 @@ from engine.errors import ConflictError, InvalidInputError, PermissionDeniedErro
 from engine.instances.progress import instance_progress
 from engine.instances.queries import STATUSES, InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
+from engine.reports.charts import line_chart
 
 from .. import carepath, queries
 from .auth import actor, can, grant_break_glass, page, principal, scope
 from .forms import revision_of
-from .i18n import LANGUAGES, current_language
+from .i18n import LANGUAGES, current_language, translate
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 
@@ -30,6 +32,7 @@ _PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
 _CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_SCORE_TOP = 10  # a concern's score runs from 0 to 10 (engine.rules.assessment): the chart's axis, always
 _DOCUMENTS = {"care-plan": care_plan_document, "end-of-treatment-summary": end_of_treatment_summary}
 
 
@@ -52,11 +55,25 @@ def find() -> str:
 @page("instances.read")
 def patient(instance_id: Any) -> str:
     view = carepath().instances.get(str(instance_id))
+    concerns = queries().concern_trends(view.id) if can("evaluations.read") else None
     return render_template("web/patient.html", view=view, progress=instance_progress(carepath().instances, view.id),
                            events=queries().events(view.id) if can("events.read") else None,
                            care_plan=_care_plan(view.id), reasons=SUGGESTED_REASONS,
-                           concerns=queries().concern_trends(view.id) if can("evaluations.read") else None,
+                           concerns=concerns, concerns_chart=_concerns_chart(concerns) if concerns else None,
                            glass=g.get("break_glass"))
+
+
+def _concerns_chart(concerns: dict[str, Any]) -> Markup | None:
+    """A line per concern over the assessments' dates, on the checklist's 0-10 scale (as
+    GET /v1/instances/{id}/concerns gives them), drawn by engine.reports.charts, which escapes every
+    text; None before the first assessment."""
+    if not concerns["assessments"]:
+        return None
+    labels = [assessment["at"][:10] for assessment in concerns["assessments"]]
+    series = {row["code"].replace("_", " "): [point["score"] for point in row["points"]]
+              for row in concerns["concerns"]}
+    return Markup(line_chart("concerns", translate("concerns.chart"), translate("concerns.chart_desc"), labels,
+                             series, top=_SCORE_TOP, unit=translate("concerns.unit")))
 
 
 def _care_plan(instance_id: str) -> Any:

@@ -378,11 +378,23 @@ def test_a_manager_reads_each_chart_and_its_table_by_keyboard(browser: Browser) 
 
 
 def test_auditors_read_an_evaluation_in_swedish(browser: Browser) -> None:
+    """An auditor reads a patient's concerns over time (the chart and its table) and an evaluation, in Swedish."""
     browser.sign_in("auditor")
     browser.find("header button[lang=sv]").click()
     browser.wait(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "sv")
     browser.open("/patients?patient=SYN-DEMO-0002")
     browser.finds("[data-test=patients] a")[0].click()
+    # The concerns over the assessments: a chart named in Swedish, a line per row of the table beside it.
+    chart = browser.find("[data-test=concerns-chart] svg.cp-chart")
+    assert chart.is_displayed() and chart.get_attribute("role") == "img" and chart.size["width"] > 300
+    assert chart.find_element(By.CSS_SELECTOR, "title").get_attribute("textContent") == \
+        "En linje per bekymmer över behovsbedömningarna"
+    rows = browser.finds("[data-test=concern-trends] tbody tr")
+    lines = chart.find_elements(By.CSS_SELECTOR, "g.cp-chart-series")
+    assert len(lines) == len(rows) > 0
+    assessments = len(browser.finds("[data-test=concern-trends] thead th")) - 1
+    assert all(len(line.find_elements(By.CSS_SELECTOR, "circle")) == assessments for line in lines)
+    browser.axe("patient page with the concerns chart (sv)")
     browser.find("a[href*='/evaluations']").click()
     browser.find("[data-test=evaluations] a").click()
     assert "Regelutvärdering" in browser.text()
