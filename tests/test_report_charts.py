@@ -10,7 +10,7 @@ from report_cohort import AS_OF, SINCE, UNTIL, P, Patient, days, write_cohort
 
 from engine import CarePath
 from engine.db.session import read_only, unit_of_work
-from engine.reports import MeasureQuery, refresh_summary, service_insight
+from engine.reports import MeasureQuery, measures_report, refresh_summary, service_insight
 from engine.reports.charts import MAX_CATEGORIES, line_chart, stacked_bars
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -100,3 +100,18 @@ def test_many_lines_each_look_different_and_the_legend_fits() -> None:
     height = float(root.get("viewBox", "").split()[3])
     last_entry = max(float(t.get("y", 0)) for t in root.find(f"{SVG}g[@class='cp-chart-legend']").iter(f"{SVG}text"))
     assert last_entry < height
+
+
+def test_the_service_page_reads_the_measures_of_the_report(carepath: CarePath) -> None:
+    """The page adds up its months' counts instead of reading the measures again: the same report."""
+    more = {f"M{n}": Patient(P, days(n * 9), tasks=[("offer_hna", days(n * 9 + (3 if n % 2 else 40)))])
+            for n in range(8)}
+    with unit_of_work(carepath.sessions) as session:
+        write_cohort(session)
+        write_cohort(session, more)
+    refresh_summary(carepath.sessions, AS_OF)
+    with read_only(carepath.sessions) as session:
+        for pathway in (P, None):
+            query = MeasureQuery(SINCE, UNTIL, pathway)
+            assert service_insight(session, query, AS_OF, 2).report == measures_report(session, query, AS_OF, 2)
+            assert service_insight(session, query, AS_OF, 5).report == measures_report(session, query, AS_OF, 5)

@@ -54,4 +54,6 @@ class Insight:
 def service_insight(session: Session, query: MeasureQuery, as_of: datetime, min_count: int) -> Insight:
     """The measures of ``query`` with their monthly rates, weekly referrals by urgency and the weekly
     backlog of open referrals, read from the summary."""
-    return Insight(measures_report(session, query, as_of, min_count), *read_trends(session, query, as_of, min_count))
+    monthly, weekly, backlog, counts = read_trends(session, query, as_of, min_count)
+    report = suppress(read_measures(session, query, as_of, monthly=counts), min_count)
+    return Insight(report, monthly, weekly, backlog)

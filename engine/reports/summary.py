@@ -186,16 +186,27 @@ def _windowed(session: Session, query: MeasureQuery, as_of: datetime, by_month: 
         .group_by(*groups))}
 
 
+def _totals(monthly: dict[tuple[str, ...], Any]) -> dict[tuple[str, ...], tuple[int, int, int]]:
+    """Per measure, the sums of its months' (met, missed, total): the months partition the period."""
+    totals: dict[tuple[str, ...], tuple[int, int, int]] = {}
+    for (measure, _month), found in monthly.items():
+        met, missed, total = totals.get((measure,), (0, 0, 0))
+        totals[(measure,)] = (met + int(found[0] or 0), missed + int(found[1] or 0), total + int(found[2] or 0))
+    return totals
+
+
 def _measure_row(measure: Any, found: Any) -> dict[str, Any]:
     met, missed, total = (int(v or 0) for v in (found or (0, 0, 0)))
     return {"id": measure.id, "title": measure.title, "numerator": met, "denominator": met + missed,
             "pending": total - met - missed, "rate": round(met / (met + missed), 4) if met + missed else None}
 
 
-def read_measures(session: Session, query: MeasureQuery, as_of: datetime) -> dict[str, Any]:
+def read_measures(session: Session, query: MeasureQuery, as_of: datetime,
+                  monthly: dict[tuple[str, ...], Any] | None = None) -> dict[str, Any]:
     """The report of :func:`engine.reports.measures.compute_measures`, aggregated from the summary
-    (unsuppressed: pass it to :func:`~engine.reports.measures.suppress`)."""
-    windowed = _windowed(session, query, as_of, by_month=False)
+    (unsuppressed: pass it to :func:`~engine.reports.measures.suppress`). ``monthly``: the windowed
+    measures' counts per month that :func:`read_trends` read, added up here instead of read again."""
+    windowed = _windowed(session, query, as_of, by_month=False) if monthly is None else _totals(monthly)
     return {
         "from": query.since.isoformat(), "to": query.until.isoformat(), "pathway": query.pathway_id,
         "team": query.team, "as_of": as_of.isoformat(),
@@ -252,9 +263,11 @@ def _warning_signs(session: Session, query: MeasureQuery) -> list[dict[str, Any]
             for colour in sorted(found, key=lambda c: _COLOURS.index(c) if c in _COLOURS else len(_COLOURS))]
 
 
-def read_trends(session: Session, query: MeasureQuery, as_of: datetime, min_count: int) -> tuple[Trend, Trend, Trend]:
+def read_trends(session: Session, query: MeasureQuery, as_of: datetime,
+                min_count: int) -> tuple[Trend, Trend, Trend, dict[tuple[str, ...], Any]]:
     """The measures per month, referrals per week by urgency and the open-referral backlog per week,
-    as :mod:`engine.reports.trends` defines them, aggregated from the summary and suppressed."""
+    as :mod:`engine.reports.trends` defines them, aggregated from the summary and suppressed; and the
+    windowed measures' unsuppressed counts per month, which :func:`read_measures` adds up."""
     month_spans = months(query)
     labels = [since.strftime("%Y-%m") for since, _ in month_spans]
     windowed = _windowed(session, query, as_of, by_month=True)
@@ -267,31 +280,41 @@ def read_trends(session: Session, query: MeasureQuery, as_of: datetime, min_coun
     week_labels = [monday.date().isoformat() for monday in mondays]
     i = ReportItem
     counts: dict[str, list[int]] = {}
-    for week, urgency, count in session.execute(
-            select(i.referred_week, i.urgency, func.count())
-            .where(i.kind == "referral", *_in(i.referred_at, query, i.pathway_id))
-            .group_by(i.referred_week, i.urgency)):
-        counts.setdefault(urgency or "unknown", [0] * len(mondays))[week_labels.index(str(week))] += count
+    opened: dict[str, int] = {}  # referrals made each week before the period's end, for the backlog
+    within = i.referred_at >= query.since
+    for week, urgency, in_period, count in session.execute(  # one scan for both
+            select(i.referred_week, i.urgency, within, func.count())
+            .where(*_referrals_before(query)).group_by(i.referred_week, i.urgency, within)):
+        opened[str(week)] = opened.get(str(week), 0) + count
+        if in_period:
+            counts.setdefault(urgency or "unknown", [0] * len(mondays))[week_labels.index(str(week))] += count
     order = sorted(counts, key=lambda u: (URGENCY_ORDER.index(u) if u in URGENCY_ORDER else len(URGENCY_ORDER), u))
 
     def small(value: int) -> int | None:
         return None if 0 < value < min_count else value
 
     weekly = Trend(week_labels, {u: [small(v) for v in counts[u]] for u in order})
-    return Trend(labels, series), weekly, _backlog(session, query, as_of, mondays, small)
+    return Trend(labels, series), weekly, _backlog(session, query, as_of, mondays, opened, small), windowed
 
 
-def _backlog(session: Session, query: MeasureQuery, as_of: datetime, mondays: list[datetime], small: Any) -> Trend:
-    """Open at a week's end = referred before it - answered before it (an answer never precedes its
-    referral in the summary), from two counts per week over all time before the period's end."""
+def _referrals_before(query: MeasureQuery) -> list[Any]:
+    """The referrals of the query's pathway and place referred before the period's end (any time)."""
     i = ReportItem
-    scope = [i.kind == "referral", i.referred_at.is_not(None), *query.placed(i.instance_id)]
+    scope = [i.kind == "referral", i.referred_at.is_not(None), i.referred_at < query.until,
+             *query.placed(i.instance_id)]
     if query.pathway_id is not None:
         scope.append(i.pathway_id == query.pathway_id)
-    opened: dict[str, int] = {str(week): n for week, n in session.execute(
-        select(i.referred_week, func.count()).where(*scope, i.referred_at < query.until).group_by(i.referred_week))}
+    return scope
+
+
+def _backlog(session: Session, query: MeasureQuery, as_of: datetime, mondays: list[datetime],
+             opened: dict[str, int], small: Any) -> Trend:
+    """Open at a week's end = referred before it (``opened``: per week) - answered before it (an answer
+    never precedes its referral in the summary), counted per week over all time before the period's end."""
+    i = ReportItem
     answered: dict[str, int] = {str(week): n for week, n in session.execute(
-        select(i.answered_week, func.count()).where(*scope, i.answered_at < query.until).group_by(i.answered_week))}
+        select(i.answered_week, func.count()).where(*_referrals_before(query), i.answered_at < query.until)
+        .group_by(i.answered_week))}
     labels, values = [], []
     for monday in mondays:
         end = min(monday + timedelta(days=7), query.until)
