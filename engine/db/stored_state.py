@@ -61,13 +61,15 @@ def encode_state(text: str) -> bytes:
     return bytes((ZLIB,)) + zlib.compress(raw, LEVEL)
 
 
-def decode_state(stored: bytes | memoryview) -> str:
-    """The JSON text of a stored state, inflating at most :data:`MAX_STATE_BYTES`.
+def decode_state(stored: bytes | memoryview | str) -> str:
+    """The JSON text of a stored state, inflating at most :data:`MAX_STATE_BYTES`. (SQLite hands back
+    a value written as text, by hand or before the column was converted, as ``str``: it is read as its
+    UTF-8 bytes, like any other.)
 
     Raises:
         UnreadableStateError: see the class.
     """
-    data = bytes(stored)
+    data = stored.encode() if isinstance(stored, str) else bytes(stored)
     if not data:
         raise UnreadableStateError("the stored workflow state is empty")
     marker = data[0]
@@ -115,5 +117,5 @@ class StoredState(TypeDecorator[str]):
             return value  # None, or bytes already encoded (a bulk copy of stored rows)
         return encode_state(value)
 
-    def process_result_value(self, value: bytes | None, dialect: Any) -> str | None:
+    def process_result_value(self, value: bytes | str | None, dialect: Any) -> str | None:
         return None if value is None else decode_state(value)
