@@ -14,6 +14,7 @@ work. No migrations here; the lead generates them from ``Base.metadata``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -242,10 +243,15 @@ def record_evaluation(
 
 def _firings_json(firings: Sequence[Firing]) -> str:
     """``json.dumps([f.as_dict() for f in firings])``, the same text, made without the dicts."""
-    return "[" + ", ".join(
-        f'{{"rule": {_json_string(f.rule_id)}, "matched": [{", ".join(map(_json_string, f.matched))}]}}'
-        for f in firings
-    ) + "]"
+    return "[" + ", ".join(map(_firing_json, firings)) + "]"
+
+
+@functools.lru_cache(maxsize=8192)
+def _firing_json(firing: Firing) -> str:
+    """One firing's JSON. Fact ids are the concerns' codes, so the same firing (a rule and the facts
+    it matched) comes back in evaluation after evaluation: each is encoded once."""
+    return (f'{{"rule": {_json_string(firing.rule_id)}, '
+            f'"matched": [{", ".join(map(_json_string, firing.matched))}]}}')
 
 
 def evaluate_and_record(
