@@ -465,8 +465,8 @@ class StepRunner:
             cached.script_engine = self._script_engine(context)
             return cached
         if instance.unreadable_state is not None:
-            message = (f"{instance.unreadable_state}; the instance is held in an incident until its row is restored "
-                       "from a backup")
+            message = (f"{instance.unreadable_state}; the instance cannot run or be shown until its row is restored "
+                       "from a backup (a step holds it in an incident)")
             raise ConflictError(message, [Problem(message, code=STATE_UNREADABLE)])
         specs = workflows.specs_for(instance.pathway_version, lambda: load_spec(session, instance.pathway_version_id))
         return workflows.restore(specs, instance.state, self._script_engine(context))
