@@ -120,7 +120,8 @@ class _EvaluationInsert:
     def execute(self, session: Session, params: dict[str, Any]) -> None:
         for name, process in self.processors:
             params[name] = process(params[name])
-        cursor = session.connection().connection.driver_connection.cursor()
+        driver: Any = session.connection().connection.driver_connection  # in the session's transaction
+        cursor = driver.cursor()
         try:
             cursor.execute(self.sql, params)
         finally:

@@ -85,7 +85,7 @@ def from_version_2(dct: dict[str, Any]) -> None:
 # What a task of a version-3 state may leave out, and the value it then has (id, parent and delta
 # are given by its place: expand_tasks).
 _DEFAULTS: dict[str, Any] = {"data": {}, "internal_data": {}, "triggered": False, "typename": "Task"}
-_EMPTY_DELTA = {"updates": {}, "deletions": []}
+_EMPTY_DELTA: dict[str, Any] = {"updates": {}, "deletions": []}
 
 
 def _task_tables(dct: dict[str, Any]) -> Iterator[dict[str, dict[str, Any]]]:
