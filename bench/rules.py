@@ -16,7 +16,8 @@ rules, one evaluation after another on one thread:
   it flattered CarePath.)
 
 Times are CPU seconds of this process (``time.process_time``), best of the rounds, because
-the machines we run on are shared; wall-clock figures are printed too.
+the machines we run on are shared; wall-clock figures and ratios are printed too, with the
+machine and its load average (``host``).
 
 Run from the repository root: ``.venv/bin/python bench/rules.py`` (``--evaluations N``,
 ``--rounds R``, ``--seed S``).
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import durable_rules_engine  # noqa: E402
+import machine  # noqa: E402  (bench/machine.py, beside this script)
 from durable import engine as durable  # noqa: E402
 from sqlalchemy import create_engine  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
@@ -201,6 +203,7 @@ def main() -> None:
         }
 
     best = {k: min(c for c, _ in v) for k, v in (("direct", direct), ("only", only), ("full", full))}
+    best_wall = {k: min(w for _, w in v) for k, v in (("direct", direct), ("only", only), ("full", full))}
     print(
         json.dumps(
             {
@@ -216,9 +219,12 @@ def main() -> None:
                 "carepath_with_recording": figures(full),
                 "ratio_with_recording": round(best["full"] / best["direct"], 3),
                 "ratio_evaluate_only": round(best["only"] / best["direct"], 3),
+                "wall_ratio_with_recording": round(best_wall["full"] / best_wall["direct"], 3),
+                "wall_ratio_evaluate_only": round(best_wall["only"] / best_wall["direct"], 3),
                 "target_ratio": 1.25,
                 "python": platform.python_version(),
                 "machine": platform.machine(),
+                "host": machine.describe(),
                 "command": f".venv/bin/python bench/rules.py --evaluations {n} --rounds {args.rounds} "
                 f"--seed {args.seed}",
             },

@@ -62,6 +62,7 @@ from engine.audit import count_instances, event_hash, verify_trail  # noqa: E402
 from engine.care_teams import CareScope  # noqa: E402
 from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion  # noqa: E402
 from engine.db.session import read_only, unit_of_work  # noqa: E402
+from engine.db.stored_state import encode_state  # noqa: E402
 from engine.demo import load_demo  # noqa: E402
 from engine.instances.queries import InstanceFilter, InstanceQueries  # noqa: E402
 from engine.instances.store import ready_elements  # noqa: E402
@@ -102,6 +103,8 @@ def templates(engine: Engine) -> tuple[list[dict[str, Any]], dict[str, list[dict
     events = InstanceEvent.__table__
     with engine.connect() as connection:
         rows = [dict(r) for r in connection.execute(select(instances).order_by(instances.c.created_at)).mappings()]
+        for row in rows:  # COPY writes the column's bytes: the state compressed as the engine stores it
+            row["state"] = encode_state(row["state"])
         trails: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
         for e in connection.execute(select(events).order_by(events.c.instance_id, events.c.id)).mappings():
             trails[e["instance_id"]].append(dict(e))

@@ -14,7 +14,9 @@ the trail survive its administrators:
   rewritten without the key fails its MACs.
 * **State digests.** An event that ends a step which stored a new workflow state records
   ``state_digest``, the SHA-256 of that state's text (part of the event's hash): an edit of the
-  stored state no longer matches the newest digest.
+  stored state no longer matches the newest digest. The column holds the text compressed
+  (``engine.db.stored_state``); the digest is of the text, so it does not depend on how it is stored,
+  and a stored value that cannot be inflated is reported as a problem like any other edit.
 * **Checkpoints.** :func:`make_checkpoint` lists every instance's head (sequence and hash) with a
   digest of the set, signed with the key; the worker writes one on a schedule to append-only
   storage outside the database (:func:`write_checkpoint`, ``CAREPATH_CHECKPOINT_DIR``). Against the
@@ -41,11 +43,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import LargeBinary, Table, func, select, type_coerce, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.db.session import TRAIL_KEY, read_only
+from engine.db.stored_state import UnreadableStateError, decode_state
 
 __all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "ChainHead", "Checkpoint", "ProgressCallback", "TrailKey",
            "TrailProblem", "append_event", "authenticate_existing", "count_instances", "data_digest", "event_hash",
@@ -398,8 +401,9 @@ def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
     """
     key = trail_key_of(session)
     wanted = sorted(set(instance_ids)) if instance_ids is not None else None
+    # The stored bytes, decoded here: one that cannot be read is a problem to report, not a failure.
     instances = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head,
-                       PathwayInstance.state).order_by(PathwayInstance.id)
+                       type_coerce(PathwayInstance.state, LargeBinary)).order_by(PathwayInstance.id)
     events = select(_EVENTS).order_by(_EVENTS.c.instance_id, _EVENTS.c.id)
     if wanted is not None:
         instances = instances.where(PathwayInstance.id.in_(wanted))
@@ -490,8 +494,13 @@ def _verify_mac(instance_id: str, event: Any, key: TrailKey) -> list[TrailProble
     return []
 
 
-def _verify_state(instance_id: str, events: list[Any], state: str) -> list[TrailProblem]:
+def _verify_state(instance_id: str, events: list[Any], stored: bytes) -> list[TrailProblem]:
     recorded = next((e for e in reversed(events) if e.state_digest is not None), None)
+    try:
+        state = decode_state(stored)
+    except UnreadableStateError as exc:
+        seq = recorded.seq if recorded is not None else None
+        return [TrailProblem(instance_id, seq, f"{exc} (edited or damaged after it was written)")]
     if recorded is None or recorded.state_digest == state_digest(state):
         return []
     return [TrailProblem(instance_id, recorded.seq, "the stored workflow state is not the one this event recorded "

@@ -113,6 +113,7 @@ def _stdlib_dumps_state(workflow: object) -> str:
         dct = SERIALIZER.to_dict(workflow)
     finally:
         registry._encoder_mode = False
+    state_migrations.compact_tasks(dct)
     dct[SERIALIZER.VERSION_KEY] = serializer.STATE_FORMAT
     dct[state_migrations.FORMAT_KEY] = state_migrations.CAREPATH_FORMAT
     return _stdlib_dumps(dct)

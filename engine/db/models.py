@@ -17,6 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from engine.db.base import Base
+from engine.db.stored_state import StoredState
 
 __all__ = ["ACTIVE_STATUSES", "AccessRecord", "ApiToken", "AuditVerification", "CarePlanItem", "CarePlanNote",
            "DecisionEvaluationRecord", "IdempotencyRecord", "InstanceEvent", "PathwayInstance", "PathwayVersion",
@@ -106,7 +107,8 @@ class PathwayInstance(Base):
     pathway_version_id: Mapped[int] = mapped_column(ForeignKey("pathway_versions.id"), index=True)
     patient_ref: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(20), index=True)
-    state: Mapped[str] = mapped_column(Text)
+    # Compressed bytes in the database (engine.db.stored_state), text here; read only when asked for.
+    state: Mapped[str] = mapped_column(StoredState, deferred=True)
     revision: Mapped[int] = mapped_column(Integer, nullable=False)
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     incident: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {element, message, at}

@@ -76,8 +76,8 @@ from engine.spiff import patches, serializer, workflows
 from engine.spiff.compaction import compact
 from engine.spiff.timers import TimerWatch
 
-__all__ = ["MAX_CALL_DEPTH", "MAX_STEP_TASKS", "REQUEST_ERRORS", "ServiceOperator", "Step", "StepContext",
-           "StepRunner", "StepScriptEngine"]
+__all__ = ["MAX_CALL_DEPTH", "MAX_STEP_TASKS", "REQUEST_ERRORS", "STATE_UNREADABLE", "ServiceOperator", "Step",
+           "StepContext", "StepRunner", "StepScriptEngine"]
 
 # Errors about the request, raised to the caller (nothing is written); anything else raised while
 # the workflow runs becomes an incident on the instance.
@@ -88,6 +88,9 @@ REQUEST_ERRORS = (InvalidInputError, ConflictError, NotFoundError, PermissionDen
 MAX_STEP_TASKS = 500
 MAX_CALL_DEPTH = 25  # call activities and subprocesses inside each other
 SYSTEM_ACTOR = "engine"
+# The code of the problem a step or read raises for an instance whose stored state cannot be read
+# (engine.db.stored_state): 409, and the step path holds the instance in an incident.
+STATE_UNREADABLE = "state-unreadable"
 
 
 @dataclass
@@ -361,7 +364,33 @@ class StepRunner:
                 return self._run_once(instance_id, actor, act, expected_version, allowed, refusal, cached)
             except CarePathError:
                 pass  # possibly a copy that fell behind: run again from the database
-        return self._run_once(instance_id, actor, act, expected_version, allowed, refusal, None)
+        try:
+            return self._run_once(instance_id, actor, act, expected_version, allowed, refusal, None)
+        except ConflictError as exc:
+            if any(problem.code == STATE_UNREADABLE for problem in exc.problems):
+                self.hold_unreadable(instance_id)
+            raise
+
+    def hold_unreadable(self, instance_id: str) -> None:
+        """Put an instance whose stored state cannot be read in ``error``, with an incident and an
+        ``error`` event, in a unit of work of its own; the stored bytes are kept as they are (for
+        whoever restores the row from a backup). Nothing is written if it is already held or ended.
+        """
+        with ConflictMapper(), unit_of_work(self.sessions) as session:
+            instance = load_instance(session, instance_id)
+            if instance.unreadable_state is None or instance.status not in (Status.RUNNING, Status.SUSPENDED):
+                return
+            now = self.clock.now()
+            message = f"{instance.unreadable_state}: restore the instance's row from a backup, then retry"
+            instance.status = Status.ERROR
+            instance.incident = json.dumps({"element": None, "message": message, "kind": "UnreadableStateError",
+                                            "at": now.isoformat()})
+            instance.updated_at = now
+            append_event(session, instance, "error", at=now, actor=SYSTEM_ACTOR,
+                         pathway_version=instance.pathway_version,
+                         payload={"message": message, "kind": "UnreadableStateError"})
+            save_instance(session, instance)
+        self.cache.take_latest(instance_id)
 
     def _run_once(self, instance_id: str, actor: str, act: Act, expected_version: int | None,
                   allowed: Collection[str], refusal: str | None,
@@ -435,6 +464,10 @@ class StepRunner:
         if cached is not None:
             cached.script_engine = self._script_engine(context)
             return cached
+        if instance.unreadable_state is not None:
+            message = (f"{instance.unreadable_state}; the instance cannot run or be shown until its row is restored "
+                       "from a backup (a step holds it in an incident)")
+            raise ConflictError(message, [Problem(message, code=STATE_UNREADABLE)])
         specs = workflows.specs_for(instance.pathway_version, lambda: load_spec(session, instance.pathway_version_id))
         return workflows.restore(specs, instance.state, self._script_engine(context))
 

@@ -14,6 +14,12 @@ optimistic lock is stated in SQL: ``UPDATE ... WHERE id = ? AND revision = <the 
 On PostgreSQL that UPDATE and the INSERT of the step's events are one statement (a data-modifying
 ``WITH``), so a step's write is one round trip; a step's events are one multi-row INSERT elsewhere.
 
+The workflow state is stored compressed (``engine.db.stored_state``): it is inflated when the row
+is loaded and compressed only when a step changed it; a save that keeps the state writes every
+other column and leaves the stored bytes as they are. A stored state that cannot be read does not
+stop the row from loading: the record says so (``unreadable_state``), so that its incident can be
+written; restoring it is refused (``engine.instances.step``).
+
 The ready-task elements an instance is at (``ready_task_elements``, what the work list's element
 filter reads) are written here too, whenever a step changes the instance's ready tasks.
 """
@@ -34,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from engine.audit import seal_events, take_pending_events
 from engine.db.models import ACTIVE_STATUSES, InstanceEvent, PathwayInstance
+from engine.db.stored_state import UnreadableStateError, decode_state, encode_state
 from engine.errors import NotFoundError, StaleVersionError
 from engine.webhooks import StepFacts, enqueue, take_referrals
 
@@ -45,8 +52,9 @@ _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
 _COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision", "next_due_at",
             "incident", "event_seq", "event_head", "created_at", "updated_at", "ready_tasks", "one_per_patient",
             "organisation", "care_team")
-# What a step may change; id, pathway, patient, organisation and creation time never change.
-_WRITABLE = ("pathway_version_id", "status", "state", "next_due_at", "incident", "event_seq", "event_head",
+# What a step may change; id, pathway, patient, organisation and creation time never change. The
+# state is written only by a step that changed it (:func:`save_instance`).
+_WRITABLE = ("pathway_version_id", "status", "next_due_at", "incident", "event_seq", "event_head",
              "updated_at", "ready_tasks", "care_team")
 _MAX_EVENTS_PER_STATEMENT = 16
 _EVENT_COLUMNS = ("instance_id", "seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
@@ -81,6 +89,9 @@ class InstanceRecord:
     # with for ``task.ready`` webhooks.
     stored_ready_tasks: str | None = None
     one_per_patient: bool = True  # counted by the one-active-instance index (set at start only)
+    # Why the stored state could not be read (engine.db.stored_state), if it could not: ``state`` is
+    # then empty and the step path refuses to restore it; the stored bytes are kept as they are.
+    unreadable_state: str | None = None
     # Who looks after the patient (engine.care_teams): the organisation never changes, the team moves with a reason.
     organisation: str = ""
     care_team: str = ""
@@ -96,7 +107,8 @@ class _Statements:
     load: str
     load_spec: str
     latest_version: str
-    save: str
+    save: str  # every writable column but the state
+    save_state: str  # the same with the state
     delete_elements: str
     insert_element: str
     to_db: Converter  # UTCDateTime's bind processing
@@ -109,10 +121,10 @@ class _Statements:
         """One INSERT of ``count`` events (parameters ``e0_seq``, ``e1_seq``, ...)."""
         return _insert_events_sql(self, count)
 
-    def save_with_events(self, count: int) -> str:
+    def save_with_events(self, count: int, with_state: bool) -> str:
         """The guarded UPDATE and the INSERT of ``count`` events in one statement: the events are
         inserted once per updated row, so a stale revision inserts none (rowcount 0)."""
-        return _save_with_events_sql(self, count)
+        return _save_with_events_sql(self, count, with_state)
 
     @classmethod
     def for_dialect(cls, dialect: Dialect) -> _Statements:
@@ -140,13 +152,18 @@ class _Statements:
             latest_version=("SELECT id, version, start_schema FROM pathway_versions "
                             f"WHERE pathway_id = {p('pathway_id')} AND activated_at IS NOT NULL "
                             "ORDER BY activated_at DESC, id DESC LIMIT 1"),
-            save=(f"UPDATE pathway_instances SET {', '.join(f'{name} = {p(name)}' for name in _WRITABLE)}, "
-                  f"revision = {p('new_revision')} WHERE id = {p('id')} AND revision = {p('revision')}"),
+            save=_update_sql(_WRITABLE, p),
+            save_state=_update_sql((*_WRITABLE, "state"), p),
             delete_elements=f"DELETE FROM ready_task_elements WHERE instance_id = {p('instance_id')}",
             insert_element=(f"INSERT INTO ready_task_elements (instance_id, element, created_at) "
                             f"VALUES ({p('instance_id')}, {p('element')}, {p('created_at')})"),
             to_db=to_db, from_db=from_db, placeholder=p, writes_in_one_statement=dialect.name == "postgresql",
         )
+
+
+def _update_sql(columns: tuple[str, ...], p: Callable[[str], str]) -> str:
+    return (f"UPDATE pathway_instances SET {', '.join(f'{name} = {p(name)}' for name in columns)}, "
+            f"revision = {p('new_revision')} WHERE id = {p('id')} AND revision = {p('revision')}")
 
 
 @functools.lru_cache(maxsize=64)
@@ -156,12 +173,13 @@ def _insert_events_sql(sql: _Statements, count: int) -> str:
     return f"INSERT INTO instance_events ({', '.join(_EVENT_COLUMNS)}) VALUES {rows}"
 
 
-@functools.lru_cache(maxsize=64)
-def _save_with_events_sql(sql: _Statements, count: int) -> str:
+@functools.lru_cache(maxsize=128)
+def _save_with_events_sql(sql: _Statements, count: int, with_state: bool) -> str:
     p = sql.placeholder
     rows = " UNION ALL ".join("SELECT " + ", ".join(p(f"e{n}_{name}") for name in _EVENT_COLUMNS) + " FROM moved"
                               for n in range(count))
-    return f"WITH moved AS ({sql.save} RETURNING 1) INSERT INTO instance_events ({', '.join(_EVENT_COLUMNS)}) {rows}"
+    update = sql.save_state if with_state else sql.save
+    return f"WITH moved AS ({update} RETURNING 1) INSERT INTO instance_events ({', '.join(_EVENT_COLUMNS)}) {rows}"
 
 
 _statements: dict[str, _Statements] = {}
@@ -196,6 +214,10 @@ def load_instance(session: Session, instance_id: str) -> InstanceRecord:
         raise NotFoundError(f"no instance {instance_id!r}")
     values = dict(zip(_COLUMNS, row[:-1], strict=True))
     values["one_per_patient"] = bool(values["one_per_patient"])  # SQLite keeps 1 / 0
+    try:
+        values["state"] = decode_state(values["state"])
+    except UnreadableStateError as exc:
+        values["state"], values["unreadable_state"] = "", str(exc)
     for name in ("next_due_at", "created_at", "updated_at"):
         values[name] = sql.from_db(values[name])
     return InstanceRecord(**values, pathway_version=row[-1], stored_ready_tasks=values["ready_tasks"])
@@ -231,9 +253,11 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
 
     ``state_changed``: the step stored a new workflow state, whose digest its newest event records
     (:func:`engine.audit.seal_events`; a state written without an event of its step is an error of
-    the caller's: ``carepath audit verify`` would report it as edited).
+    the caller's: ``carepath audit verify`` would report it as edited). Only then is the state
+    compressed and written; otherwise the stored bytes are left as they are.
 
     Raises:
+        UnreadableStateError: the new state is over the size a stored state may have.
         StaleVersionError: another transaction changed the instance since it was read; nothing
             of this one is kept once the caller rolls back.
     """
@@ -243,12 +267,17 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
     params = {name: getattr(record, name) for name in _WRITABLE}
     params.update(id=record.id, revision=record.revision, new_revision=record.revision + 1,
                   next_due_at=sql.to_db(record.next_due_at), updated_at=sql.to_db(record.updated_at))
+    if state_changed:
+        params["state"] = encode_state(record.state)
+        record.unreadable_state = None
     together = sql.writes_in_one_statement and 0 < len(events) <= _MAX_EVENTS_PER_STATEMENT
     if together:
         params.update(_event_params(events))
+    statement = (sql.save_with_events(len(events), state_changed) if together
+                 else sql.save_state if state_changed else sql.save)
     cursor = driver.cursor()
     try:
-        cursor.execute(sql.save_with_events(len(events)) if together else sql.save, params)
+        cursor.execute(statement, params)
         if cursor.rowcount != (len(events) if together else 1):
             raise StaleVersionError("the instance was changed by another request: reload it and try again")
     finally:
@@ -267,7 +296,7 @@ def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
     driver, sql = _for(session)
     events = _pending_events(session, sql, records)
     rows = [{name: getattr(record, name) for name in _COLUMNS} for record in records]
-    session.connection().execute(insert(_INSTANCES), rows)
+    session.connection().execute(insert(_INSTANCES), rows)  # the state column's type compresses
     session.flush()
     _write_events(driver, sql, events)
     _write_elements(driver, sql, records, replace=False)

@@ -14,6 +14,7 @@ work. No migrations here; the lead generates them from ``Base.metadata``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from datetime import datetime
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, bindparam, event, select
+from sqlalchemy import JSON, Table, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -50,9 +51,10 @@ __all__ = [
 class _EncodedJSON(UserDefinedType[str]):
     """Binds JSON text this module already encoded to a JSON column, without encoding it again.
 
-    Only for the evaluation INSERT (the columns themselves stay ``JSON``). An evaluation row is
-    written on every rules evaluation, and most of its JSON is already at hand as text: the facts
-    were encoded to send them to the engine, and outcomes are shared between evaluations.
+    Only for the evaluation INSERT (its bind processor: :class:`_EvaluationInsert`); the columns
+    themselves stay ``JSON``. An evaluation row is written on every rules evaluation, and most of
+    its JSON is already at hand as text: the facts were encoded to send them to the engine, and
+    outcomes are shared between evaluations.
     """
 
     cache_ok = True
@@ -83,9 +85,58 @@ _KNOWN = "carepath_rule_versions"
 _EVALUATIONS = cast(Table, RuleEvaluationRecord.__table__)
 _VERSIONS = cast(Table, RuleVersionRecord.__table__)
 _JSON_COLUMNS = ("facts", "fired", "outcomes")  # bound from "<column>_json", JSON text
-_INSERT_EVALUATION = _EVALUATIONS.insert().values(
-    {column: bindparam(f"{column}_json", type_=_EncodedJSON()) for column in _JSON_COLUMNS}
-)
+_EVALUATION_COLUMNS = ("id", "ruleset_name", "ruleset_version", "catalogue_version", "created_at", "instance_id",
+                       "task_id", *_JSON_COLUMNS)
+
+
+@dataclass(frozen=True)
+class _EvaluationInsert:
+    """The evaluation INSERT as one dialect's driver takes it, with the bind processing of its columns.
+
+    Written once per dialect in the driver's parameter style and run on the driver's cursor in the
+    session's transaction: SQLAlchemy's execution of the same compiled statement (cache look-up,
+    parameter processing, result set-up) cost more than SQLite's own insert of the row, on every
+    evaluation (``bench/rules.py``). The row is the same: each value passes through its column's
+    bind processor (the UTC datetime's, and the encoded JSON's above).
+    """
+
+    sql: str
+    processors: tuple[tuple[str, Callable[[Any], Any]], ...]
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> _EvaluationInsert:
+        names = [f"{c}_json" if c in _JSON_COLUMNS else c for c in _EVALUATION_COLUMNS]
+        pyformat = dialect.paramstyle in ("pyformat", "format")
+        placeholders = ", ".join(f"%({name})s" if pyformat else f":{name}" for name in names)
+        sql = f"INSERT INTO rule_evaluations ({', '.join(_EVALUATION_COLUMNS)}) VALUES ({placeholders})"
+        processors = []
+        for column, name in zip(_EVALUATION_COLUMNS, names, strict=True):
+            column_type = _EncodedJSON() if column in _JSON_COLUMNS else _EVALUATIONS.c[column].type
+            process = column_type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors.append((name, process))
+        return cls(sql, tuple(processors))
+
+    def execute(self, session: Session, params: dict[str, Any]) -> None:
+        for name, process in self.processors:
+            params[name] = process(params[name])
+        driver: Any = session.connection().connection.driver_connection  # in the session's transaction
+        cursor = driver.cursor()
+        try:
+            cursor.execute(self.sql, params)
+        finally:
+            cursor.close()
+
+
+_inserts: dict[str, _EvaluationInsert] = {}
+
+
+def _evaluation_insert(session: Session) -> _EvaluationInsert:
+    dialect = session.get_bind().dialect
+    found = _inserts.get(dialect.name)
+    if found is None:  # two threads may both build it: the same value, the last one kept
+        found = _inserts[dialect.name] = _EvaluationInsert.for_dialect(dialect)
+    return found
 @dataclass(frozen=True)
 class StoredEvaluation:
     """An evaluation read back, with the rule and catalogue texts it used."""
@@ -172,9 +223,9 @@ def record_evaluation(
     if loaded.version != evaluation.ruleset_version:
         raise ValueError("the evaluation was not made with this rule-set version")
     record_rule_version(session, loaded, created_at)
-    # Core, not the ORM: evaluation rows are never changed after they are written.
-    session.connection().execute(
-        _INSERT_EVALUATION,
+    # Not the ORM, not even Core's execution: evaluation rows are never changed after they are written.
+    _evaluation_insert(session).execute(
+        session,
         {
             "id": evaluation.id,
             "ruleset_name": evaluation.ruleset_name,
@@ -193,10 +244,15 @@ def record_evaluation(
 
 def _firings_json(firings: Sequence[Firing]) -> str:
     """``json.dumps([f.as_dict() for f in firings])``, the same text, made without the dicts."""
-    return "[" + ", ".join(
-        f'{{"rule": {_json_string(f.rule_id)}, "matched": [{", ".join(map(_json_string, f.matched))}]}}'
-        for f in firings
-    ) + "]"
+    return "[" + ", ".join(map(_firing_json, firings)) + "]"
+
+
+@functools.lru_cache(maxsize=8192)
+def _firing_json(firing: Firing) -> str:
+    """One firing's JSON. Fact ids are the concerns' codes, so the same firing (a rule and the facts
+    it matched) comes back in evaluation after evaluation: each is encoded once."""
+    return (f'{{"rule": {_json_string(firing.rule_id)}, '
+            f'"matched": [{", ".join(map(_json_string, firing.matched))}]}}')
 
 
 def evaluate_and_record(

@@ -132,6 +132,7 @@ class CarePathSerializer(BpmnWorkflowSerializer):
             raise WorkflowError(message, [Problem(message, code="state-format")])
         super().migrate(dct)
         state_migrations.migrate(dct)
+        state_migrations.expand_tasks(dct)  # what a version-3 state leaves out, for SpiffWorkflow's converters
 
 
 _CONFIG = dict(SPIFF_CONFIG)
@@ -164,6 +165,7 @@ def dump_state(workflow: BpmnWorkflow) -> str:
         dct = SERIALIZER.to_dict(workflow)
     finally:
         registry._encoder_mode = False
+    state_migrations.compact_tasks(dct)
     dct[SERIALIZER.VERSION_KEY] = STATE_FORMAT
     dct[state_migrations.FORMAT_KEY] = state_migrations.CAREPATH_FORMAT
     return state_json.dumps(dct, ENCODE_OTHER)

@@ -1,0 +1,199 @@
+"""The stored workflow state (engine.db.stored_state, issue 19): compressed behind a format marker,
+inflated within a bound, verified by the digest of its text, and a blob that cannot be read is an
+incident and a 409, never a 500 or a dead worker. Migration 0019 converts existing rows both ways."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import timedelta
+
+import pytest
+from alembic import command
+from sqlalchemy import select, text
+
+from engine import CarePath, ManualClock
+from engine.audit import verify_trail
+from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.session import alembic_config, read_only, upgrade_schema
+from engine.db.stored_state import MAX_STATE_BYTES, UnreadableStateError, decode_state, encode_state
+from engine.errors import ConflictError
+from engine.instances.step import STATE_UNREADABLE
+from engine.instances.timers import fire_due_timers
+
+NURSE = "clinician:nurse-1"
+STATE = '{"tasks":{"a":{"children":[]}},"note":"Ångström ✓"}'
+
+
+# --- the format -------------------------------------------------------------------------------------
+
+
+def test_a_state_is_stored_compressed_behind_its_marker_and_reads_back_exactly() -> None:
+    text_ = STATE + " " * 5000
+    stored = encode_state(text_)
+    assert stored[:1] == b"\x01" and len(stored) < len(text_) // 10
+    assert decode_state(stored) == text_
+    assert decode_state(memoryview(stored)) == text_
+    assert decode_state(STATE.encode()) == STATE  # uncompressed text: "{" is its own marker
+    assert decode_state(STATE) == STATE  # SQLite hands back a value written as text as str
+
+
+@pytest.mark.parametrize(("stored", "reason"), [
+    (b"", "empty"),
+    (b"\x07" + zlib.compress(b"{}"), "unknown format marker 0x07"),
+    (b"\x01" + b"not zlib at all", "corrupt"),
+    (b"\x01" + zlib.compress(STATE.encode())[:-6], "truncated"),
+    (b"\x01" + zlib.compress(STATE.encode()) + b"\x00", "bytes after its end"),
+    (b"\x01" + zlib.compress(b"{\xff\xfe}"), "not UTF-8"),
+], ids=["empty", "marker", "not-zlib", "truncated", "trailing", "not-utf8"])
+def test_a_blob_that_cannot_be_read_says_why_without_its_content(stored: bytes, reason: str) -> None:
+    with pytest.raises(UnreadableStateError) as refused:
+        decode_state(stored)
+    assert reason in str(refused.value) and "Ångström" not in str(refused.value)
+
+
+def test_a_flipped_byte_in_the_compressed_stream_is_caught_by_its_check() -> None:
+    stored = bytearray(encode_state(STATE * 50))
+    stored[len(stored) // 2] ^= 0x55
+    with pytest.raises(UnreadableStateError, match="corrupt"):
+        decode_state(bytes(stored))
+
+
+def test_inflating_stops_at_the_bound_whatever_the_blob_claims() -> None:
+    bomb = b"\x01" + zlib.compress(b"{" + b" " * MAX_STATE_BYTES, 9)  # 16 KB that inflates past 16 MiB
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(UnreadableStateError, match="inflates to more than"):
+        decode_state(bomb)
+    assert decode_state(b"\x01" + zlib.compress(b"{" + b" " * (MAX_STATE_BYTES - 2) + b"}")).endswith(" }")
+    with pytest.raises(UnreadableStateError, match="over the"):  # never stored: it could not be read back
+        encode_state("{" + " " * MAX_STATE_BYTES + "}")
+
+
+# --- in the database ------------------------------------------------------------------------------------
+
+
+def _instance(carepath: CarePath, patient: str = "MRN-SS-1") -> str:
+    view = carepath.instances.start("test_assessment", patient, "system:ehr")
+    view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 2, "fatigue": 3}, NURSE)
+    return view.id
+
+
+def _stored(carepath: CarePath, instance_id: str) -> bytes:
+    with carepath.db.connect() as connection:
+        return bytes(connection.execute(text("SELECT state FROM pathway_instances WHERE id = :id"),
+                                        {"id": instance_id}).scalar_one())
+
+
+def _store(carepath: CarePath, instance_id: str, stored: bytes) -> None:
+    """An administrator (or a fault) at the database: the bytes written as they are."""
+    table = PathwayInstance.__table__
+    with carepath.db.begin() as connection:
+        connection.execute(table.update().where(table.c.id == instance_id).values(state=stored))
+
+
+def _problems(carepath: CarePath) -> list[str]:
+    with read_only(carepath.sessions) as session:
+        return [str(p) for p in verify_trail(session)]
+
+
+def _newest_digest_seq(carepath: CarePath, instance_id: str) -> int:
+    with carepath.sessions() as session:
+        return max(session.scalars(select(InstanceEvent.seq).where(InstanceEvent.instance_id == instance_id,
+                                                                   InstanceEvent.state_digest.is_not(None))))
+
+
+def test_the_column_holds_compressed_bytes_and_the_digest_is_of_the_text(carepath: CarePath) -> None:
+    instance_id = _instance(carepath)
+    stored = _stored(carepath, instance_id)
+    assert stored[:1] == b"\x01"
+    with carepath.sessions() as session:
+        assert session.get(PathwayInstance, instance_id).state == decode_state(stored)  # type: ignore[union-attr]
+    assert _problems(carepath) == []
+
+
+def test_a_recompressed_edit_of_the_state_is_found_by_verification(carepath: CarePath) -> None:
+    instance_id = _instance(carepath)
+    edited = decode_state(_stored(carepath, instance_id)).replace('"anxiety":2', '"anxiety":9')
+    assert '"anxiety":9' in edited
+    _store(carepath, instance_id, encode_state(edited))  # well-formed bytes, other text
+    seq = _newest_digest_seq(carepath, instance_id)
+    assert _problems(carepath) == [f"instance {instance_id} event {seq}: the stored workflow state is not the one "
+                                   "this event recorded (edited after it was written)"]
+
+
+def test_a_damaged_blob_is_a_verification_problem_not_a_failure(carepath: CarePath) -> None:
+    instance_id = _instance(carepath)
+    damaged = bytearray(_stored(carepath, instance_id))
+    damaged[len(damaged) // 2] ^= 0x55
+    _store(carepath, instance_id, bytes(damaged))
+    seq = _newest_digest_seq(carepath, instance_id)
+    [problem] = _problems(carepath)
+    assert problem.startswith(f"instance {instance_id} event {seq}: the stored workflow state is corrupt")
+
+
+def test_a_step_on_an_unreadable_state_is_refused_and_holds_the_instance_in_an_incident(carepath: CarePath) -> None:
+    instance_id = _instance(carepath)
+    bomb = b"\x01" + zlib.compress(b"{" + b" " * MAX_STATE_BYTES, 9)
+    _store(carepath, instance_id, bomb)
+    carepath.instances.steps.cache.clear()
+    with pytest.raises(ConflictError) as refused:
+        carepath.instances.suspend(instance_id, NURSE, reason="admitted")
+    assert refused.value.problems[0].code == STATE_UNREADABLE
+    assert "inflates to more than" in refused.value.message
+    with pytest.raises(ConflictError):
+        carepath.instances.instance_data(instance_id)
+    with carepath.sessions() as session:
+        row = session.get(PathwayInstance, instance_id)
+        assert row is not None and row.status == "error"
+        assert '"kind": "UnreadableStateError"' in (row.incident or "")
+        newest = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
+                                 .order_by(InstanceEvent.seq.desc())).first()
+        assert newest is not None and newest.type == "error" and newest.state_digest is None
+    assert _stored(carepath, instance_id) == bomb  # kept as it was, for whoever restores the row
+    with pytest.raises(ConflictError):  # a second attempt: refused again, nothing more recorded
+        carepath.instances.retry(instance_id, NURSE)
+    with carepath.sessions() as session:
+        assert session.scalar(select(PathwayInstance.event_seq).where(PathwayInstance.id == instance_id)) == \
+            newest.seq
+
+
+def test_the_timer_worker_records_an_unreadable_state_as_an_incident_and_goes_on(carepath: CarePath,
+                                                                                clock: ManualClock) -> None:
+    broken, healthy = (carepath.instances.start("test_timer_p1d", f"MRN-SS-{n}", "system:ehr").id for n in (2, 3))
+    _store(carepath, broken, b"\x01" + b"\x00" * 64)
+    carepath.instances.steps.cache.clear()
+    clock.advance(timedelta(days=2))
+    assert fire_due_timers(carepath.instances) == 2  # both advanced, one into its incident: the worker goes on
+    with carepath.sessions() as session:
+        rows = {r.id: r for r in session.scalars(select(PathwayInstance).where(
+            PathwayInstance.id.in_([broken, healthy])))}
+        assert rows[broken].status == "error" and rows[broken].incident is not None
+        assert rows[healthy].status != "error" and rows[healthy].event_seq > 1
+
+
+# --- migration 0019 ------------------------------------------------------------------------------------
+
+
+def test_migration_0019_converts_existing_states_both_ways_and_trails_still_verify(
+        carepath: CarePath, clock: ManualClock) -> None:
+    ids = [_instance(carepath, f"MRN-SS-M{n}") for n in range(3)]
+    texts = {i: decode_state(_stored(carepath, i)) for i in ids}
+    url = carepath.settings.database_url
+    carepath.close()
+    command.downgrade(alembic_config(url), "0017")
+    again = CarePath(carepath.settings, clock, upgrade=False)
+    try:
+        with again.db.connect() as connection:
+            rows = dict(connection.execute(text("SELECT id, state FROM pathway_instances")).all())
+        assert {i: rows[i] for i in ids} == texts  # text again, exactly as it was
+    finally:
+        again.close()
+    upgrade_schema(url)
+    upgraded = CarePath(carepath.settings, clock)
+    try:
+        assert {i: _stored(upgraded, i)[:1] for i in ids} == {i: b"\x01" for i in ids}
+        assert {i: decode_state(_stored(upgraded, i)) for i in ids} == texts
+        assert _problems(upgraded) == []
+        view = upgraded.instances.get(ids[0])  # and the engine runs on them
+        assert view.status == "running"
+    finally:
+        upgraded.close()
