@@ -18,6 +18,7 @@ from engine.db.session import alembic_config, read_only, upgrade_schema
 from engine.db.stored_state import MAX_STATE_BYTES, UnreadableStateError, decode_state, encode_state
 from engine.errors import ConflictError
 from engine.instances.step import STATE_UNREADABLE
+from engine.instances.store import STATE_TOO_LARGE
 from engine.instances.timers import fire_due_timers
 
 NURSE = "clinician:nurse-1"
@@ -197,3 +198,43 @@ def test_migration_0019_converts_existing_states_both_ways_and_trails_still_veri
         assert view.status == "running"
     finally:
         upgraded.close()
+
+
+# --- a state over the bound, when a step would write it -------------------------------------------------
+
+
+def test_a_step_whose_state_would_be_over_the_bound_is_refused_and_nothing_is_written(
+        carepath: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
+    view = carepath.instances.start("test_assessment", "MRN-SS-9", "system:ehr")
+    before = _stored(carepath, view.id)
+    monkeypatch.setattr("engine.db.stored_state.MAX_STATE_BYTES", len(decode_state(before)) + 10)
+    carepath.instances.steps.cache.clear()
+    with pytest.raises(ConflictError) as refused:  # the API maps it to 409 (tests/test_error_mapping.py)
+        carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 2, "fatigue": 3}, NURSE)
+    assert refused.value.problems[0].code == STATE_TOO_LARGE
+    assert "anxiety" not in str(refused.value)
+    assert _stored(carepath, view.id) == before
+    with carepath.sessions() as session:
+        row = session.get(PathwayInstance, view.id)
+        assert row is not None and row.status == "running" and row.event_seq == 1
+    with pytest.raises(ConflictError) as refused_start:  # a start over the bound: no row at all
+        monkeypatch.setattr("engine.db.stored_state.MAX_STATE_BYTES", 10)
+        carepath.instances.start("test_assessment", "MRN-SS-10", "system:ehr")
+    assert refused_start.value.problems[0].code == STATE_TOO_LARGE
+    with carepath.sessions() as session:
+        assert session.scalar(select(PathwayInstance.id).where(PathwayInstance.patient_ref == "MRN-SS-10")) is None
+
+
+def test_a_timer_step_over_the_bound_becomes_an_incident_and_the_worker_goes_on(
+        carepath: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance_id = carepath.instances.start("test_timer_p1d", "MRN-SS-11", "system:ehr").id
+
+    def over_the_bound(state: str) -> bytes:
+        raise UnreadableStateError(f"the workflow state is {len(state)} bytes, over the bound")
+
+    monkeypatch.setattr("engine.instances.store.encode_state", over_the_bound)  # the bound, whatever the size
+    clock.advance(timedelta(days=2))
+    fire_due_timers(carepath.instances)
+    with carepath.sessions() as session:
+        row = session.get(PathwayInstance, instance_id)
+        assert row is not None and row.status == "error" and '"kind": "ConflictError"' in (row.incident or "")

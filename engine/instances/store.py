@@ -41,14 +41,19 @@ from sqlalchemy.orm import Session
 from engine.audit import seal_events, take_pending_events
 from engine.db.models import ACTIVE_STATUSES, InstanceEvent, PathwayInstance
 from engine.db.stored_state import UnreadableStateError, decode_state, encode_state
-from engine.errors import NotFoundError, StaleVersionError
+from engine.errors import ConflictError, NotFoundError, Problem, StaleVersionError
 from engine.webhooks import StepFacts, enqueue, take_referrals
 
-__all__ = ["ConflictMapper", "InstanceRecord", "active_instance_of", "insert_instances", "is_second_active_instance",
-           "load_instance", "load_latest_version", "load_spec", "ready_elements", "save_instance"]
+__all__ = ["STATE_TOO_LARGE", "ConflictMapper", "InstanceRecord", "active_instance_of", "insert_instances",
+           "is_second_active_instance", "load_instance", "load_latest_version", "load_spec", "ready_elements",
+           "save_instance"]
 
 _INSTANCES: Table = PathwayInstance.__table__  # type: ignore[assignment]
 _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
+# The code of the problem a step raises when its new workflow state is over the size a stored state
+# may have (engine.db.stored_state.MAX_STATE_BYTES): 409, and nothing of the step is written.
+STATE_TOO_LARGE = "state-too-large"
+
 _COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision", "next_due_at",
             "incident", "event_seq", "event_head", "created_at", "updated_at", "ready_tasks", "one_per_patient",
             "organisation", "care_team")
@@ -257,7 +262,7 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
     compressed and written; otherwise the stored bytes are left as they are.
 
     Raises:
-        UnreadableStateError: the new state is over the size a stored state may have.
+        ConflictError: the new state is over the size a stored state may have (``state-too-large``).
         StaleVersionError: another transaction changed the instance since it was read; nothing
             of this one is kept once the caller rolls back.
     """
@@ -268,7 +273,7 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
     params.update(id=record.id, revision=record.revision, new_revision=record.revision + 1,
                   next_due_at=sql.to_db(record.next_due_at), updated_at=sql.to_db(record.updated_at))
     if state_changed:
-        params["state"] = encode_state(record.state)
+        params["state"] = _encoded(record.state)
         record.unreadable_state = None
     together = sql.writes_in_one_statement and 0 < len(events) <= _MAX_EVENTS_PER_STATEMENT
     if together:
@@ -290,13 +295,25 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
     _enqueue_webhooks(session, [record], events)
 
 
+def _encoded(state: str) -> bytes:
+    """The state as stored; one over the size a stored state may have refuses the step (rolled back,
+    the stored state kept): a 409 to a caller, an incident to the timer worker, never a 500."""
+    try:
+        return encode_state(state)
+    except UnreadableStateError as exc:
+        raise ConflictError("the step would make the instance's workflow state larger than a stored state "
+                            "may be; nothing was saved", [Problem(str(exc), code=STATE_TOO_LARGE)]) from None
+
+
 def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
     """Insert new instances (one multi-row INSERT), then their first events (the newest of each
     recording the digest of its first stored state)."""
     driver, sql = _for(session)
     events = _pending_events(session, sql, records)
     rows = [{name: getattr(record, name) for name in _COLUMNS} for record in records]
-    session.connection().execute(insert(_INSTANCES), rows)  # the state column's type compresses
+    for row in rows:
+        row["state"] = _encoded(row["state"])
+    session.connection().execute(insert(_INSTANCES), rows)
     session.flush()
     _write_events(driver, sql, events)
     _write_elements(driver, sql, records, replace=False)
