@@ -26,10 +26,10 @@ from helpers import CARE_PLAN_PATHWAY, PATHWAY, complete
 from sqlalchemy import select, update
 
 from api.cli import main
-from api.openapi import FHIR_BASE
-from api.scope import BREAK_GLASS_HEADER, KINDS
+from api.openapi import DOCUMENT, FHIR_BASE
+from api.scope import BREAK_GLASS_HEADER, BREAK_GLASS_NOTE_HEADER, KINDS
 from engine.access import BREAK_GLASS_ROLES, PERMISSIONS, STAFF_ROLES, create_token
-from engine.care_teams import COMPOSITION_PREFIX
+from engine.care_teams import BREAK_GLASS_REASONS, COMPOSITION_PREFIX
 from engine.db.models import CarePlanItem, DecisionEvaluationRecord, InstanceEvent, ReferralEscalation
 from engine.db.session import unit_of_work
 
@@ -248,6 +248,31 @@ def test_every_route_has_a_scope_decision(app: Flask) -> None:
             undecided.append((rule, method, decided))
     assert undecided == []
     assert set(KINDS) >= {_kind(r, n) for r, _, _, n in _routes(app)} - {None}
+
+
+def test_the_break_glass_headers_are_declared_on_every_read_that_honours_them(app: Flask) -> None:
+    """The OpenAPI document declares CarePath-Break-Glass (and its note) on exactly the operations that honour
+    it: the reads a clinician may make of a record the URL names, and the lists that name one patient (the
+    matrix below shows each of them opening another team's record with it). Not on changes (400) nor on
+    operations no clinician may call (403)."""
+    honoured = set()
+    for rule, method, permission, named in _routes(app):
+        if rule.startswith(FHIR_BASE) or method != "GET" or not PERMISSIONS[permission] & BREAK_GLASS_ROLES:
+            continue
+        if _kind(rule, named) is not None or (rule, method) in LISTS:
+            honoured.add(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule))
+    declared: dict[str, set[str]] = {}
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "header" and parameter["name"].startswith("CarePath-Break-Glass"):
+                    declared.setdefault(parameter["name"], set()).add(f"{method.upper()} {path}")
+                    if parameter["name"] == BREAK_GLASS_HEADER:
+                        assert parameter["schema"]["enum"] == list(BREAK_GLASS_REASONS)
+    assert honoured >= {"/v1/instances", "/v1/tasks", "/v1/instances/{instance_id}/care-plan",
+                        "/v1/evaluations/{evaluation_id}"}
+    assert declared == {BREAK_GLASS_HEADER: {f"GET {path}" for path in honoured},
+                        BREAK_GLASS_NOTE_HEADER: {f"GET {path}" for path in honoured}}
 
 
 def test_records_answer_by_scope(world: World) -> None:
