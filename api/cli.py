@@ -216,9 +216,12 @@ _checkpoint_dir_option = click.option(
 
 @audit.command("verify")
 @click.option("--instance", "instance_ids", multiple=True, help="Only these instances.")
+@click.option("--organisation", default=None,
+              help="Only this organisation's instances (what its auditors see; deletions need every trail).")
 @_checkpoint_dir_option
 @click.pass_context
-def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_dir: Path | None) -> None:
+def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation: str | None,
+                 checkpoint_dir: Path | None) -> None:
     """Verify the event trail; exit 1 on any problem.
 
     Every chain (an edited, reordered, truncated or deleted event), every event's authentication
@@ -243,7 +246,7 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_d
             lines.append(str(exc))
     with read_only(carepath.sessions) as session:
         key = trail_key_of(session)
-        total = count_instances(session, instance_ids or None)
+        total = count_instances(session, instance_ids or None, organisation=organisation)
         started = time.monotonic()
 
         def progress(checked: int) -> None:
@@ -252,7 +255,7 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_d
                        err=True)
 
         lines += [str(problem) for problem in verify_trail(session, instance_ids or None, checkpoint,
-                                                           progress=progress)]
+                                                           progress=progress, organisation=organisation)]
     if key is None:
         note = "the trail is not authenticated (no CAREPATH_TRAIL_KEY_FILE): a consistent rewrite cannot be detected"
         if settings.environment == "production":

@@ -373,22 +373,28 @@ def _checkpoint_problems(checkpoint: Checkpoint, key: TrailKey | None) -> list[T
 ProgressCallback = Callable[[int], None]
 
 
-def count_instances(session: Session, instance_ids: Iterable[str] | None = None) -> int:
+def count_instances(session: Session, instance_ids: Iterable[str] | None = None, *,
+                    organisation: str | None = None) -> int:
     """How many instances :func:`verify_trail` will check (for a progress bar)."""
     query = select(func.count()).select_from(PathwayInstance)
     if instance_ids is not None:
         query = query.where(PathwayInstance.id.in_(sorted(set(instance_ids))))
+    if organisation is not None:
+        query = query.where(PathwayInstance.organisation == organisation)
     return int(session.scalar(query) or 0)
 
 
 def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
                  checkpoint: Checkpoint | None = None, *, progress: ProgressCallback | None = None,
-                 batch: int = 2000) -> list[TrailProblem]:
-    """Check every instance's chain (or those named); return what is wrong (empty when intact).
+                 batch: int = 2000, organisation: str | None = None) -> list[TrailProblem]:
+    """Check every instance's chain (or those named, or those of ``organisation``); return what is
+    wrong (empty when intact).
 
     With a trail key in the session, every event's MAC is checked; the stored state of every
     instance is checked against the newest digest its events recorded; with a ``checkpoint``, every
-    instance it lists must still be there with its checkpointed head in its chain.
+    instance it lists must still be there with its checkpointed head in its chain. With
+    ``organisation`` only its instances are read: an instance deleted with its row no longer says
+    whose it was, so deletions and orphaned events are found by a verification of every trail.
 
     One ordered scan, in constant memory whatever the number of instances: the instances by id and
     their events by ``(instance_id, id)`` are read side by side, ``batch`` rows at a time (a
@@ -398,12 +404,7 @@ def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
     """
     key = trail_key_of(session)
     wanted = sorted(set(instance_ids)) if instance_ids is not None else None
-    instances = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head,
-                       PathwayInstance.state).order_by(PathwayInstance.id)
-    events = select(_EVENTS).order_by(_EVENTS.c.instance_id, _EVENTS.c.id)
-    if wanted is not None:
-        instances = instances.where(PathwayInstance.id.in_(wanted))
-        events = events.where(_EVENTS.c.instance_id.in_(wanted))
+    instances, events = _scan(wanted, organisation)
     problems: list[TrailProblem] = []
     if checkpoint is not None:
         problems.extend(_checkpoint_problems(checkpoint, key))
@@ -430,13 +431,28 @@ def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
         pending = _orphans(pending, event_rows, problems)
     if progress is not None:
         progress(checked)
-    if checkpoint is not None:
+    if checkpoint is not None and organisation is None:
         for instance_id in sorted(unseen):
             if wanted is None or instance_id in wanted:
                 seq = checkpoint.heads[instance_id][0]
                 message = f"deleted: in the checkpoint of {checkpoint.at} at event {seq}, not in the database"
                 problems.append(TrailProblem(instance_id, None, message))
     return problems
+
+
+def _scan(wanted: list[str] | None, organisation: str | None) -> tuple[Any, Any]:
+    """The two ordered queries :func:`verify_trail` reads side by side: instances, and their events."""
+    instances = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head,
+                       PathwayInstance.state).order_by(PathwayInstance.id)
+    events = select(_EVENTS).order_by(_EVENTS.c.instance_id, _EVENTS.c.id)
+    if wanted is not None:
+        instances = instances.where(PathwayInstance.id.in_(wanted))
+        events = events.where(_EVENTS.c.instance_id.in_(wanted))
+    if organisation is not None:
+        instances = instances.where(PathwayInstance.organisation == organisation)
+        events = events.where(_EVENTS.c.instance_id.in_(
+            select(PathwayInstance.id).where(PathwayInstance.organisation == organisation)))
+    return instances, events
 
 
 def _orphans(first: Any, rows: Iterator[Any], problems: list[TrailProblem]) -> Any:

@@ -199,6 +199,9 @@ class AuditVerification(Base):
     problem_count: Mapped[int] = mapped_column(Integer, default=0)
     problems: Mapped[str] = mapped_column(Text, default="[]")
     failure: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the error's type, never its text
+    # The organisation whose trails the job verifies (an auditor of one organisation starts, and reads, only
+    # those); None: every trail of the deployment.
+    organisation: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class ApiToken(Base):
