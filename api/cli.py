@@ -228,11 +228,15 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation
     code when CAREPATH_TRAIL_KEY_FILE is set (a chain rewritten without the key), every stored
     workflow state against the digest its newest event recorded, and every instance against the
     newest checkpoint in the checkpoint folder (a deleted instance, a trail cut back or rewritten).
+    Without --instance or --organisation, the deployment trail too: its chain and codes, and that
+    every pathway and rule-set version's deploy and activation, and every migration request and
+    approval, is the one it recorded (an activation edited, added or deleted in the database).
     In production an unauthenticated trail is itself a problem. One streaming scan in constant
     memory; progress goes to standard error.
     """
     from engine.audit import count_instances, latest_checkpoint, trail_key_of, verify_trail
     from engine.db.session import read_only
+    from engine.four_eyes import verify_deployment_trail
 
     carepath = _carepath(ctx)
     settings: Settings = carepath.settings
@@ -256,6 +260,8 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation
 
         lines += [str(problem) for problem in verify_trail(session, instance_ids or None, checkpoint,
                                                            progress=progress, organisation=organisation)]
+        if not instance_ids and organisation is None:  # every trail: who deployed and activated what, too
+            lines += [str(problem) for problem in verify_deployment_trail(session)]
     if key is None:
         note = "the trail is not authenticated (no CAREPATH_TRAIL_KEY_FILE): a consistent rewrite cannot be detected"
         if settings.environment == "production":

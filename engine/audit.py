@@ -47,11 +47,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.db.session import TRAIL_KEY, read_only
 
-__all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "ChainHead", "Checkpoint", "ProgressCallback", "TrailKey",
-           "TrailProblem", "append_event", "authenticate_existing", "count_instances", "data_digest", "event_hash",
-           "export_checkpoint", "has_pending_events", "latest_checkpoint", "make_checkpoint", "on_behalf_of",
-           "seal_events", "split_actor", "state_digest", "take_pending_events", "trail_key_of", "verify_trail",
-           "write_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "GENESIS", "ChainHead", "Checkpoint", "ProgressCallback", "TrailKey",
+           "TrailProblem", "append_event", "authenticate_existing", "canonical_json", "count_instances",
+           "data_digest", "event_hash", "export_checkpoint", "has_pending_events", "latest_checkpoint", "link_hash",
+           "make_checkpoint", "on_behalf_of", "seal_events", "split_actor", "state_digest", "take_pending_events",
+           "trail_key_of", "verify_trail", "write_checkpoint"]
 
 GENESIS = "0" * 64
 _PENDING = "carepath.pending_events"
@@ -102,6 +102,13 @@ def state_digest(state: str) -> str:
     return "sha256:" + hashlib.sha256(state.encode()).hexdigest()
 
 
+def link_hash(fields: list[Any]) -> str:
+    """The hash of one link of a chain: SHA-256 of its fields' canonical JSON (the previous link's hash
+    among them). Every chain of the trail is made of these: each instance's events, and the deployment
+    trail (:mod:`engine.four_eyes`)."""
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+
+
 def event_hash(event: Any) -> str:
     """The hash of one event (anything with the event's fields as attributes): its fields and the
     previous event's hash, and its state digest when it has one."""
@@ -109,7 +116,7 @@ def event_hash(event: Any) -> str:
               event.element, event.task_id, event.payload, event.prev_hash]
     if getattr(event, "state_digest", None) is not None:  # events written before digests hash as they did
         fields.append(event.state_digest)
-    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+    return link_hash(fields)
 
 
 @dataclass(frozen=True, repr=False)
@@ -133,6 +140,16 @@ class TrailKey:
 
     def event_mac(self, event_hash: str) -> str:
         return self.mac(_EVENT_MAC_DOMAIN, event_hash)
+
+    def mac_problem(self, domain: str, message: str, mac: str | None) -> str | None:
+        """What is wrong with ``mac`` as this key's code of ``message`` (None: nothing)."""
+        if mac is None:
+            return "not authenticated: written without the trail key"
+        if mac.split(":", 1)[0] != self.key_id:
+            return f"authenticated with another key ({mac.split(':', 1)[0]})"
+        if not hmac.compare_digest(mac, self.mac(domain, message)):
+            return "authentication code does not match: rewritten without the key"
+        return None
 
 
 @functools.lru_cache(maxsize=8)

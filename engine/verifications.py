@@ -17,7 +17,9 @@ A job verifies every trail, or one organisation's (``organisation``: what an aud
 organisation may start); :func:`get_verification` shows a job to a caller of that organisation, or
 to one of every organisation, and to no other, so its counts and problems never cross organisations.
 
-Imports ``audit`` and ``db`` only. Problems name instance ids and event numbers, never patient data;
+A job of every trail also checks the deployment trail (:func:`engine.four_eyes.verify_deployment_trail`).
+
+Imports ``audit``, ``db`` and ``four_eyes`` only. Problems name instance ids and event numbers, never patient data;
 a failure of the job itself is recorded by the error's type, never its text.
 """
 
@@ -38,6 +40,7 @@ from engine.audit import TrailProblem, count_instances, latest_checkpoint, verif
 from engine.db.models import AuditVerification
 from engine.db.session import read_only, unit_of_work
 from engine.errors import NotFoundError
+from engine.four_eyes import verify_deployment_trail
 
 __all__ = ["ABANDONED_AFTER", "MAX_KEPT_PROBLEMS", "Verification", "claim_abandoned", "get_verification",
            "request_verification", "run_verification"]
@@ -140,6 +143,8 @@ def run_verification(sessions: sessionmaker[Session], job_id: str, now: Callable
             _set(sessions, job_id, instances_total=count_instances(session, organisation=organisation))
             problems += verify_trail(session, checkpoint=checkpoint, progress=progress, batch=batch,
                                      organisation=organisation)
+            if organisation is None:  # who deployed and activated what: the deployment's, not an organisation's
+                problems += verify_deployment_trail(session)
         kept = [{"instance_id": p.instance_id, "seq": p.seq, "message": p.message}
                 for p in problems[:MAX_KEPT_PROBLEMS]]
         _set(sessions, job_id, status="problems" if problems else "verified", finished_at=now(),

@@ -31,7 +31,7 @@ from engine.clock import Clock
 from engine.db.models import RuleSetActivation
 from engine.db.session import read_only, unit_of_work
 from engine.errors import NotFoundError, VersionStateError
-from engine.four_eyes import require_second_person
+from engine.four_eyes import content_digest, record_deployment, require_second_person
 from engine.rules.registry import LoadedRuleset, RuleSetRegistry
 
 __all__ = ["RuleSetActivations", "RuleSetVersionInfo", "active_ruleset"]
@@ -108,6 +108,11 @@ class RuleSetActivations:
                         row.activated_at, row.activated_by = now, actor
                     session.add(row)
                     session.flush()
+                    record_deployment(session, "deployed", at=now, actor=actor, kind="rule_set", subject=row.name,
+                                      version=row.version, content=content_digest(row.source))
+                    if row.activated_at is not None:
+                        record_deployment(session, "activated", at=now, actor=actor, kind="rule_set",
+                                          subject=row.name, version=row.version)
                 rows.append(row)
             return [self._info(session, row) for row in rows]
 
@@ -132,11 +137,14 @@ class RuleSetActivations:
                 require_second_person(row.deployed_by, actor, f"activating version {row.version[:12]} of rule set "
                                                               f"{name}")
             # Guarded: of two authors activating at once, one does; the other is told.
+            now = self.clock.now()
             moved = session.execute(update(RuleSetActivation).where(
                 RuleSetActivation.id == row.id, RuleSetActivation.activated_at.is_(None)).values(
-                activated_at=self.clock.now(), activated_by=actor).execution_options(synchronize_session=False))
+                activated_at=now, activated_by=actor).execution_options(synchronize_session=False))
             if getattr(moved, "rowcount", 0) != 1:
                 raise VersionStateError(f"version {row.version[:12]} of rule set {name!r} was activated just now")
+            record_deployment(session, "activated", at=now, actor=actor, kind="rule_set", subject=name,
+                              version=row.version)
             session.refresh(row)
             return self._info(session, row)
 
