@@ -303,17 +303,20 @@ def audit_checkpoint(ctx: click.Context, checkpoint_dir: Path | None) -> None:
 @click.pass_context
 def audit_sign_existing(ctx: click.Context) -> None:
     """Authenticate the events written before CAREPATH_TRAIL_KEY_FILE was set, in every chain that
-    verifies (a broken chain is left as it is, for an auditor to see). Run once after adding the key."""
+    verifies (a broken chain is left as it is, for an auditor to see), the deployment trail's too. Run
+    once after adding the key."""
     from engine.audit import authenticate_existing
     from engine.db.session import unit_of_work
+    from engine.four_eyes import authenticate_existing_deployments
 
     carepath = _carepath(ctx)
     try:
         with unit_of_work(carepath.sessions) as session:
             count = authenticate_existing(session)
+            deployments = authenticate_existing_deployments(session)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{count} event(s) authenticated")
+    click.echo(f"{count} event(s) authenticated; {deployments} deployment trail event(s)")
 
 
 @main.group()

@@ -53,8 +53,8 @@ from engine.db.models import (
 )
 from engine.errors import FourEyesError
 
-__all__ = ["DEPLOYMENT_EVENT_TYPES", "content_digest", "person_of", "record_deployment", "require_second_person",
-           "verify_deployment_trail"]
+__all__ = ["DEPLOYMENT_EVENT_TYPES", "authenticate_existing_deployments", "content_digest", "person_of",
+           "record_deployment", "require_second_person", "verify_deployment_trail"]
 
 _STAFF = "staff:"
 # What each event type says about its row: it was made (deployed, asked for), or approved (activated).
@@ -204,6 +204,27 @@ def verify_deployment_trail(session: Session) -> list[TrailProblem]:
                                                f"{head_seq} (events deleted, or the head rewound)"))
     problems.extend(_compare(facts, _rows(session)))
     return problems
+
+
+def authenticate_existing_deployments(session: Session) -> int:
+    """Add authentication codes to deployment events written before a trail key was configured, when the
+    chain verifies otherwise (a broken one is left as it is, for an auditor to see); returns how many
+    (``carepath audit sign-existing``).
+
+    Raises:
+        ValueError: the session has no trail key.
+    """
+    key = trail_key_of(session)
+    if key is None:
+        raise ValueError("no trail key configured (CAREPATH_TRAIL_KEY_FILE)")
+    unsigned = [event for event in session.scalars(select(DeploymentEvent).order_by(DeploymentEvent.id))
+                if event.mac is None]
+    if not unsigned or [p for p in verify_deployment_trail(session) if "not authenticated" not in p.message]:
+        return 0
+    for event in unsigned:
+        event.mac = key.mac(_MAC_DOMAIN, event.hash)
+    session.flush()
+    return len(unsigned)
 
 
 def _apply(facts: dict[tuple[str, str, str], _Fact], event: DeploymentEvent) -> None:

@@ -18,7 +18,7 @@ from engine import CarePath, ManualClock, Settings
 from engine.audit import TrailKey, link_hash
 from engine.db.models import DeploymentEvent, DeploymentTrailHead, PathwayVersion
 from engine.db.session import read_only, unit_of_work
-from engine.four_eyes import verify_deployment_trail
+from engine.four_eyes import authenticate_existing_deployments, verify_deployment_trail
 from engine.instances.migration_requests import approve_migration, request_migration
 
 TESTS = Path(__file__).resolve().parent
@@ -171,3 +171,31 @@ def test_carepath_audit_verify_reports_the_deployment_trail(app: CarePath, monke
     bad = runner.invoke(main, ["audit", "verify"])
     assert bad.exit_code == 1
     assert f"pathway {PATHWAY} version" in bad.output and "in the deployment trail" in bad.output
+
+
+def test_deployments_from_before_the_key_are_signed_once_the_trail_verifies(database_url: str, tmp_path: Path,
+                                                                          clock: ManualClock) -> None:
+    """A deployment that adds a trail key later: its deployment trail is unauthenticated until `carepath audit
+    sign-existing`, which signs it only while its chain and rows agree."""
+    folder = tmp_path / "pathways"
+    shutil.copytree(TESTS / "pathways", folder)
+    unkeyed = CarePath(Settings(database_url=database_url, pathways_dir=folder), clock, upgrade=True)
+    try:
+        unkeyed.catalog.sync_library()
+        assert _problems(unkeyed) == []  # without a key: chained, not authenticated
+    finally:
+        unkeyed.close()
+    key = tmp_path / "trail.key"
+    key.write_text(KEY)
+    keyed = CarePath(Settings(database_url=database_url, pathways_dir=folder, trail_key_file=key), clock)
+    try:
+        assert _problems(keyed) and all("not authenticated" in p for p in _problems(keyed))
+        _sql(keyed.db, "UPDATE pathway_versions SET activated_by = 'author:staff:mallory'")
+        with unit_of_work(keyed.sessions) as session:
+            assert authenticate_existing_deployments(session) == 0  # the rows disagree: left for an auditor
+        _sql(keyed.db, "UPDATE pathway_versions SET activated_by = 'system'")
+        with unit_of_work(keyed.sessions) as session:
+            assert authenticate_existing_deployments(session) > 0
+        assert _problems(keyed) == []
+    finally:
+        keyed.close()
