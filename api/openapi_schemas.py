@@ -574,7 +574,11 @@ SCHEMAS: dict[str, Any] = {
         "active": {"type": "boolean", "description": "The version evaluations in pathways use"},
         "activated_at": {"type": ["string", "null"], "format": "date-time",
                          "description": "null: pending, waiting for a second author"},
-        "activated_by": {"type": ["string", "null"]}}),
+        "activated_by": {"type": ["string", "null"]},
+        "rules_version": {"type": "string", "description": "The rule text's own version (evaluations record it)"},
+        "catalogue_version": {"type": ["string", "null"], "description": "The concern and intervention catalogue "
+                              "it is evaluated with, part of version (null: recorded before catalogues were; "
+                              "the folder's is used)"}}),
     "RuleSetVersionList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("RuleSetVersion")}}),
     "MigrationRequestList": _obj(["items"], {
         "items": {"type": "array", "items": schema_ref("MigrationRequestRecord")}}),

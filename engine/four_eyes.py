@@ -23,7 +23,8 @@ could activate a version, or change who did, by editing one. So every deploy, ac
 migration request and approval is also written, in the same transaction, to the deployment trail
 (:func:`record_deployment`): one hash chain (:func:`engine.audit.link_hash`) whose events are
 authenticated with the event trail's key (:class:`engine.audit.TrailKey`), each carrying the
-digest of the content it deployed (a pathway's files and compiled spec, a rule set's text, a
+digest of the content it deployed (a pathway's files and compiled spec, a rule set's text and
+catalogue, a
 migration's dry-run report). :func:`verify_deployment_trail` (``carepath audit verify``) checks
 the chain, and that the rows say exactly what the trail says: an edited, added, deleted or
 reordered event, or a row edited, added or deleted without its event, is a problem. The first event
@@ -167,7 +168,8 @@ def _rows(session: Session) -> dict[tuple[str, str, str], _Fact]:
             pathway.activated_by, _iso(pathway.activated_at))
     for ruleset in session.scalars(select(RuleSetActivation)):
         found["rule_set", ruleset.name, ruleset.version] = _Fact(
-            ruleset.deployed_by, _iso(ruleset.deployed_at) or "", content_digest(ruleset.source),
+            ruleset.deployed_by, _iso(ruleset.deployed_at) or "",
+            content_digest(ruleset.source, ruleset.catalogue_source),
             ruleset.activated_by, _iso(ruleset.activated_at))
     for request in session.scalars(select(MigrationRequest)):
         found["migration", request.id, request.target_version] = _Fact(

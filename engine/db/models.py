@@ -394,6 +394,11 @@ class RuleSetActivation(Base):
     deployed_by: Mapped[str] = mapped_column(String(200))
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     activated_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The concern and intervention catalogue the version was checked against and is evaluated with: part of
+    # ``version`` (a hash of the rule text's and the catalogue's versions), so a changed catalogue is a new,
+    # pending version. NULL: recorded before catalogues were (the folder's catalogue is used, as it was).
+    catalogue_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    catalogue_source: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {file: text}
 
 
 class DeploymentEvent(Base):

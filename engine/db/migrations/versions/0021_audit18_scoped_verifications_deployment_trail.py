@@ -1,7 +1,8 @@
 """scoped verification jobs and the deployment trail (issue 18)
 
 A verification job verifies one organisation's trails, or every trail; every deploy, activation,
-migration request and approval is recorded in a hash-chained, authenticated deployment trail.
+migration request and approval is recorded in a hash-chained, authenticated deployment trail; a
+rule-set version records the concern and intervention catalogue it is evaluated with.
 
 Revision ID: 0021
 Revises: 0017
@@ -50,9 +51,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id'),
     )
     op.execute("INSERT INTO deployment_trail_head (id, seq, hash) VALUES (1, 0, '" + "0" * 64 + "')")
+    # Versions recorded before keep NULL: they are evaluated with the folder's catalogue, as they were; the
+    # next deploy records the folder's rule text with its catalogue as a new, pending version.
+    with op.batch_alter_table('rule_set_activations') as batch:
+        batch.add_column(sa.Column('catalogue_version', sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column('catalogue_source', sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('rule_set_activations') as batch:
+        batch.drop_column('catalogue_source')
+        batch.drop_column('catalogue_version')
     op.drop_table('deployment_trail_head')
     op.drop_table('deployment_events')
     with op.batch_alter_table('audit_verifications') as batch:
