@@ -261,7 +261,8 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation
         lines += [str(problem) for problem in verify_trail(session, instance_ids or None, checkpoint,
                                                            progress=progress, organisation=organisation)]
         if not instance_ids and organisation is None:  # every trail: who deployed and activated what, too
-            lines += [str(problem) for problem in verify_deployment_trail(session)]
+            checkpointed = checkpoint.deployment_head if checkpoint is not None else None
+            lines += [str(problem) for problem in verify_deployment_trail(session, checkpointed)]
     if key is None:
         note = "the trail is not authenticated (no CAREPATH_TRAIL_KEY_FILE): a consistent rewrite cannot be detected"
         if settings.environment == "production":

@@ -29,6 +29,7 @@ removed, between two checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -44,7 +45,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.models import DeploymentTrailHead, InstanceEvent, PathwayInstance
 from engine.db.session import TRAIL_KEY, read_only
 
 __all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "GENESIS", "ChainHead", "Checkpoint", "ProgressCallback", "TrailKey",
@@ -272,14 +273,22 @@ class Checkpoint:
     key_id: str | None = None
     mac: str | None = None
     source: str = ""  # the file it was read from, for messages
+    # The deployment trail's head (engine.four_eyes), signed with the rest; None in checkpoints made
+    # before it was kept (they sign what they signed) and while the deployment trail is empty.
+    deployment_head: tuple[int, str] | None = None
+
+    def _parts(self) -> dict[str, Any]:
+        parts: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "at": self.at, "instance_count": len(self.heads),
+                                 "digest": self.digest}
+        if self.deployment_head is not None:
+            parts["deployment_head"] = list(self.deployment_head)
+        return parts
 
     def signed_part(self) -> str:
-        return canonical_json({"format": CHECKPOINT_FORMAT, "at": self.at, "instance_count": len(self.heads),
-                               "digest": self.digest})
+        return canonical_json(self._parts())
 
     def as_json(self) -> str:
-        return canonical_json({"format": CHECKPOINT_FORMAT, "at": self.at, "instance_count": len(self.heads),
-                               "digest": self.digest, "key_id": self.key_id, "mac": self.mac,
+        return canonical_json({**self._parts(), "key_id": self.key_id, "mac": self.mac,
                                "heads": [[i, seq, head] for i, (seq, head) in sorted(self.heads.items())]})
 
 
@@ -293,12 +302,14 @@ def make_checkpoint(session: Session, at: datetime) -> Checkpoint:
     trail key (unsigned without one: it still finds deletions made by someone without the folder)."""
     heads = {i: (int(seq), str(head)) for i, seq, head in session.execute(
         select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head))}
-    unsigned = Checkpoint(at.isoformat(), heads, _heads_digest(heads))
+    deployments = session.get(DeploymentTrailHead, 1)
+    deployment_head = (deployments.seq, deployments.hash) if deployments is not None and deployments.seq else None
+    unsigned = Checkpoint(at.isoformat(), heads, _heads_digest(heads), deployment_head=deployment_head)
     key = trail_key_of(session)
     if key is None:
         return unsigned
-    return Checkpoint(unsigned.at, heads, unsigned.digest, key.key_id, key.mac(_CHECKPOINT_MAC_DOMAIN,
-                                                                                 unsigned.signed_part()))
+    return dataclasses.replace(unsigned, key_id=key.key_id, mac=key.mac(_CHECKPOINT_MAC_DOMAIN,
+                                                                        unsigned.signed_part()))
 
 
 def write_checkpoint(folder: Path, checkpoint: Checkpoint, at: datetime) -> Path:
@@ -363,8 +374,12 @@ def latest_checkpoint(folder: Path) -> Checkpoint | None:
         if data.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("unknown format")
         heads = {str(i): (int(seq), str(head)) for i, seq, head in data["heads"]}
+        deployment_head = None
+        if data.get("deployment_head") is not None:
+            seq, head = data["deployment_head"]
+            deployment_head = (int(seq), str(head))
         return Checkpoint(str(data["at"]), heads, str(data["digest"]), data.get("key_id"), data.get("mac"),
-                          str(files[-1]))
+                          str(files[-1]), deployment_head)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"the newest checkpoint {files[-1]} cannot be read as one ({type(exc).__name__})") from exc
 

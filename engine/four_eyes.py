@@ -178,14 +178,18 @@ def _rows(session: Session) -> dict[tuple[str, str, str], _Fact]:
     return found
 
 
-def verify_deployment_trail(session: Session) -> list[TrailProblem]:
+def verify_deployment_trail(session: Session, checkpointed: tuple[int, str] | None = None) -> list[TrailProblem]:
     """Check the deployment trail's chain, its authentication codes (with a trail key in the session) and
-    its head, then that the rows say what it says. Returns the problems (empty when intact)."""
+    its head, then that the rows say what it says; with ``checkpointed`` (a checkpoint's deployment head,
+    :class:`engine.audit.Checkpoint`), that the chain still holds that event -- the trail cut back, with
+    its rows and head made to agree, is found there. Returns the problems (empty when intact)."""
     key = trail_key_of(session)
     problems: list[TrailProblem] = []
     facts: dict[tuple[str, str, str], _Fact] = {}
+    hashes: dict[int, str] = {}
     prev_hash, expected = GENESIS, 1
     for event in session.scalars(select(DeploymentEvent).order_by(DeploymentEvent.id)):
+        hashes[event.seq] = event.hash
         where = f"deployment trail event {event.seq}"
         if event.seq != expected:
             problems.append(TrailProblem("", event.seq, f"{where}: out of order or missing events: expected "
@@ -204,6 +208,10 @@ def verify_deployment_trail(session: Session) -> list[TrailProblem]:
     if (head_seq, head_hash) != (expected - 1, prev_hash):
         problems.append(TrailProblem("", None, f"deployment trail: ends at event {expected - 1}, its head says "
                                                f"{head_seq} (events deleted, or the head rewound)"))
+    if checkpointed is not None and hashes.get(checkpointed[0]) != checkpointed[1]:
+        found = "rewritten" if checkpointed[0] in hashes else f"cut back: the trail now ends at event {expected - 1}"
+        problems.append(TrailProblem("", checkpointed[0], f"deployment trail: the checkpoint saw event "
+                                                          f"{checkpointed[0]}; {found}"))
     problems.extend(_compare(facts, _rows(session)))
     return problems
 

@@ -144,7 +144,7 @@ def run_verification(sessions: sessionmaker[Session], job_id: str, now: Callable
             problems += verify_trail(session, checkpoint=checkpoint, progress=progress, batch=batch,
                                      organisation=organisation)
             if organisation is None:  # who deployed and activated what: the deployment's, not an organisation's
-                problems += verify_deployment_trail(session)
+                problems += verify_deployment_trail(session, checkpoint.deployment_head if checkpoint else None)
         kept = [{"instance_id": p.instance_id, "seq": p.seq, "message": p.message}
                 for p in problems[:MAX_KEPT_PROBLEMS]]
         _set(sessions, job_id, status="problems" if problems else "verified", finished_at=now(),

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select, text, update
 
 from api.cli import main
 from engine import CarePath, ManualClock, Settings
-from engine.audit import TrailKey, link_hash
+from engine.audit import TrailKey, export_checkpoint, latest_checkpoint, link_hash, verify_trail
 from engine.db.models import DeploymentEvent, DeploymentTrailHead, PathwayVersion
 from engine.db.session import read_only, unit_of_work
 from engine.four_eyes import authenticate_existing_deployments, verify_deployment_trail
@@ -199,3 +199,33 @@ def test_deployments_from_before_the_key_are_signed_once_the_trail_verifies(data
         assert _problems(keyed) == []
     finally:
         keyed.close()
+
+
+def test_a_trail_cut_back_with_its_rows_is_found_against_the_checkpoint(app: CarePath, clock: ManualClock,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone who deletes the newest events (a version deployed and activated), its row and rewinds the head
+    leaves a trail that agrees with itself and the rows; the checkpoint, signed outside the database, saw more."""
+    folder = tmp_path / "checkpoints"
+    written = export_checkpoint(app.sessions, folder, clock.now())
+    checkpoint = latest_checkpoint(folder)
+    assert checkpoint is not None and checkpoint.deployment_head is not None
+    assert '"deployment_head"' in written.read_text()
+    with read_only(app.sessions) as session:
+        assert verify_deployment_trail(session, checkpoint.deployment_head) == []
+        assert verify_trail(session, checkpoint=checkpoint) == []  # signed with the head: the signature holds
+    _sql(app.db, "DELETE FROM deployment_events WHERE type IN ('migration_requested', 'migration_approved')",
+         "DELETE FROM migration_requests",
+         "UPDATE deployment_trail_head SET seq = (SELECT MAX(seq) FROM deployment_events), "
+         "hash = (SELECT hash FROM deployment_events WHERE seq = (SELECT MAX(seq) FROM deployment_events))")
+    assert _problems(app) == []  # consistent without the checkpoint
+    with read_only(app.sessions) as session:
+        [problem] = verify_deployment_trail(session, checkpoint.deployment_head)
+    assert f"the checkpoint saw event {checkpoint.deployment_head[0]}; cut back" in str(problem)
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", app.settings.database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(app.settings.pathways_dir))
+    monkeypatch.setenv("CAREPATH_RULES_DIR", str(app.settings.rules_dir))
+    monkeypatch.setenv("CAREPATH_TRAIL_KEY_FILE", str(app.settings.trail_key_file))
+    monkeypatch.setenv("CAREPATH_CHECKPOINT_DIR", str(folder))
+    bad = CliRunner().invoke(main, ["audit", "verify"])
+    assert bad.exit_code == 1 and "cut back" in bad.output
