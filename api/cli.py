@@ -216,20 +216,27 @@ _checkpoint_dir_option = click.option(
 
 @audit.command("verify")
 @click.option("--instance", "instance_ids", multiple=True, help="Only these instances.")
+@click.option("--organisation", default=None,
+              help="Only this organisation's instances (what its auditors see; deletions need every trail).")
 @_checkpoint_dir_option
 @click.pass_context
-def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_dir: Path | None) -> None:
+def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation: str | None,
+                 checkpoint_dir: Path | None) -> None:
     """Verify the event trail; exit 1 on any problem.
 
     Every chain (an edited, reordered, truncated or deleted event), every event's authentication
     code when CAREPATH_TRAIL_KEY_FILE is set (a chain rewritten without the key), every stored
     workflow state against the digest its newest event recorded, and every instance against the
     newest checkpoint in the checkpoint folder (a deleted instance, a trail cut back or rewritten).
+    Without --instance or --organisation, the deployment trail too: its chain and codes, and that
+    every pathway and rule-set version's deploy and activation, and every migration request and
+    approval, is the one it recorded (an activation edited, added or deleted in the database).
     In production an unauthenticated trail is itself a problem. One streaming scan in constant
     memory; progress goes to standard error.
     """
     from engine.audit import count_instances, latest_checkpoint, trail_key_of, verify_trail
     from engine.db.session import read_only
+    from engine.four_eyes import verify_deployment_trail
 
     carepath = _carepath(ctx)
     settings: Settings = carepath.settings
@@ -243,7 +250,7 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_d
             lines.append(str(exc))
     with read_only(carepath.sessions) as session:
         key = trail_key_of(session)
-        total = count_instances(session, instance_ids or None)
+        total = count_instances(session, instance_ids or None, organisation=organisation)
         started = time.monotonic()
 
         def progress(checked: int) -> None:
@@ -252,7 +259,10 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_d
                        err=True)
 
         lines += [str(problem) for problem in verify_trail(session, instance_ids or None, checkpoint,
-                                                           progress=progress)]
+                                                           progress=progress, organisation=organisation)]
+        if not instance_ids and organisation is None:  # every trail: who deployed and activated what, too
+            checkpointed = checkpoint.deployment_head if checkpoint is not None else None
+            lines += [str(problem) for problem in verify_deployment_trail(session, checkpointed)]
     if key is None:
         note = "the trail is not authenticated (no CAREPATH_TRAIL_KEY_FILE): a consistent rewrite cannot be detected"
         if settings.environment == "production":
@@ -294,17 +304,20 @@ def audit_checkpoint(ctx: click.Context, checkpoint_dir: Path | None) -> None:
 @click.pass_context
 def audit_sign_existing(ctx: click.Context) -> None:
     """Authenticate the events written before CAREPATH_TRAIL_KEY_FILE was set, in every chain that
-    verifies (a broken chain is left as it is, for an auditor to see). Run once after adding the key."""
+    verifies (a broken chain is left as it is, for an auditor to see), the deployment trail's too. Run
+    once after adding the key."""
     from engine.audit import authenticate_existing
     from engine.db.session import unit_of_work
+    from engine.four_eyes import authenticate_existing_deployments
 
     carepath = _carepath(ctx)
     try:
         with unit_of_work(carepath.sessions) as session:
             count = authenticate_existing(session)
+            deployments = authenticate_existing_deployments(session)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{count} event(s) authenticated")
+    click.echo(f"{count} event(s) authenticated; {deployments} deployment trail event(s)")
 
 
 @main.group()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.access import PERMISSIONS
+from engine.access import BREAK_GLASS_ROLES, PERMISSIONS
+from engine.care_teams import BREAK_GLASS_REASONS, MAX_BREAK_GLASS_NOTE
 from engine.instances.queries import MAX_LIMIT, STATUSES
 
 from . import __version__
@@ -24,8 +25,8 @@ from .openapi_schemas import (  # noqa: F401  (re-exported: part of this module'
     schema_ref,
 )
 
-__all__ = ["DOCUMENT", "FHIR_BASE", "INDEX", "PROBLEM_TYPES", "document_with_start_schemas", "operation_for",
-           "schema_ref"]
+__all__ = ["BREAK_GLASS_PARAMETERS", "DOCUMENT", "FHIR_BASE", "INDEX", "PROBLEM_TYPES", "document_with_start_schemas",
+           "operation_for", "schema_ref"]
 
 # The FHIR R4 API (api/fhir.py) is not in this document: FHIR clients read its CapabilityStatement at
 # FHIR_BASE/metadata, and its resources are FHIR's (docs/fhir.md). Tests check /v1 against this
@@ -465,6 +466,40 @@ PATHS: dict[str, Any] = {
                     (400,), body="WebhookReplayRequest", tag="webhooks"),
     },
 }
+
+# Break-glass (docs/access.md, api.scope): a clinician's read of a patient of another team of their
+# organisation. The request headers are honoured by every read that names a patient's record (the URL's
+# record is checked against the caller's care teams) and by the lists that name one patient; elsewhere they
+# are refused (400 on a change, 403 for another role), so they are declared on those reads only.
+BREAK_GLASS_PARAMETERS = [
+    {"name": "CarePath-Break-Glass", "in": "header", "required": False,
+     "description": "A clinician's reason for reading a patient of another care team of their organisation "
+                    "(never another organisation): recorded in the access log. Reads only; clinicians only (403); "
+                    "a list must name the patient (patient_ref)",
+     "schema": {"enum": list(BREAK_GLASS_REASONS)}},
+    {"name": "CarePath-Break-Glass-Note", "in": "header", "required": False,
+     "description": "With CarePath-Break-Glass: the clinician's words, kept in the access log only (never a log "
+                    "line, an error or the event trail)",
+     "schema": {"type": "string", "maxLength": MAX_BREAK_GLASS_NOTE, "pattern": "^[^\\x00-\\x1f\\x7f]*$"}},
+]
+# The record a URL names (api.scope.KINDS' variables), and the lists scoped by api.scope.list_scope.
+_RECORD_VARIABLES = ("{instance_id}", "{evaluation_id}", "{escalation_id}")
+_BREAK_GLASS_LISTS = ("/v1/instances", "/v1/tasks")
+
+
+def _declare_break_glass(paths: dict[str, Any]) -> None:
+    """Add the break-glass headers to every read that honours them: a GET a clinician may make that names
+    a patient's record in its URL, or a list that names one patient."""
+    for template, item in paths.items():
+        operation = item.get("get")
+        permission = operation.get("x-permission") if operation else None
+        if permission is None or not PERMISSIONS[permission] & BREAK_GLASS_ROLES:
+            continue
+        if template in _BREAK_GLASS_LISTS or any(variable in template for variable in _RECORD_VARIABLES):
+            operation["parameters"] = [*operation.get("parameters", []), *BREAK_GLASS_PARAMETERS]
+
+
+_declare_break_glass(PATHS)
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",

@@ -468,7 +468,8 @@ SCHEMAS: dict[str, Any] = {
         "next_cursor": _NULLABLE_STRING}),
     "VerificationJob": _obj(
         ["id", "status", "requested_by", "requested_at", "started_at", "progress_at", "finished_at",
-         "instances_total", "instances_checked", "verified", "problem_count", "problems", "failure"], {
+         "instances_total", "instances_checked", "verified", "problem_count", "problems", "failure",
+         "organisation"], {
             "id": {"type": "string"},
             "status": {"enum": ["queued", "running", "verified", "problems", "failed"]},
             "requested_by": {"type": "string"}, "requested_at": {"type": "string", "format": "date-time"},
@@ -480,7 +481,9 @@ SCHEMAS: dict[str, Any] = {
                          "items": _obj(["instance_id", "seq", "message"], {
                              "instance_id": {"type": "string"}, "seq": {"type": ["integer", "null"]},
                              "message": {"type": "string"}})},
-            "failure": {"type": ["string", "null"], "description": "The error's type, when the job failed"}}),
+            "failure": {"type": ["string", "null"], "description": "The error's type, when the job failed"},
+            "organisation": {"type": ["string", "null"], "description": "The organisation whose trails it verifies "
+                             "(an auditor of one organisation starts and reads only those); null: every trail"}}),
     "Health": _obj(["status", "version"], {"status": {"const": "ok"}, "version": {"type": "string"}}),
     "Index": _obj(["name", "version", "links"], {
         "name": {"type": "string"}, "version": {"type": "string"},
@@ -571,7 +574,11 @@ SCHEMAS: dict[str, Any] = {
         "active": {"type": "boolean", "description": "The version evaluations in pathways use"},
         "activated_at": {"type": ["string", "null"], "format": "date-time",
                          "description": "null: pending, waiting for a second author"},
-        "activated_by": {"type": ["string", "null"]}}),
+        "activated_by": {"type": ["string", "null"]},
+        "rules_version": {"type": "string", "description": "The rule text's own version (evaluations record it)"},
+        "catalogue_version": {"type": ["string", "null"], "description": "The concern and intervention catalogue "
+                              "it is evaluated with, part of version (null: recorded before catalogues were; "
+                              "the folder's is used)"}}),
     "RuleSetVersionList": _obj(["items"], {"items": {"type": "array", "items": schema_ref("RuleSetVersion")}}),
     "MigrationRequestList": _obj(["items"], {
         "items": {"type": "array", "items": schema_ref("MigrationRequestRecord")}}),

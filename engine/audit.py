@@ -31,6 +31,7 @@ removed, between two checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -46,15 +47,15 @@ from typing import Any, Protocol, cast
 from sqlalchemy import LargeBinary, Table, func, select, type_coerce, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.models import DeploymentTrailHead, InstanceEvent, PathwayInstance
 from engine.db.session import TRAIL_KEY, read_only
 from engine.db.stored_state import UnreadableStateError, decode_state
 
-__all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "ChainHead", "Checkpoint", "ProgressCallback", "TrailKey",
-           "TrailProblem", "append_event", "authenticate_existing", "count_instances", "data_digest", "event_hash",
-           "export_checkpoint", "has_pending_events", "latest_checkpoint", "make_checkpoint", "on_behalf_of",
-           "seal_events", "split_actor", "state_digest", "take_pending_events", "trail_key_of", "verify_trail",
-           "write_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "GENESIS", "ChainHead", "Checkpoint", "ProgressCallback", "TrailKey",
+           "TrailProblem", "append_event", "authenticate_existing", "canonical_json", "count_instances",
+           "data_digest", "event_hash", "export_checkpoint", "has_pending_events", "latest_checkpoint", "link_hash",
+           "make_checkpoint", "on_behalf_of", "seal_events", "split_actor", "state_digest", "take_pending_events",
+           "trail_key_of", "verify_trail", "write_checkpoint"]
 
 GENESIS = "0" * 64
 _PENDING = "carepath.pending_events"
@@ -105,6 +106,13 @@ def state_digest(state: str) -> str:
     return "sha256:" + hashlib.sha256(state.encode()).hexdigest()
 
 
+def link_hash(fields: list[Any]) -> str:
+    """The hash of one link of a chain: SHA-256 of its fields' canonical JSON (the previous link's hash
+    among them). Every chain of the trail is made of these: each instance's events, and the deployment
+    trail (:mod:`engine.four_eyes`)."""
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+
+
 def event_hash(event: Any) -> str:
     """The hash of one event (anything with the event's fields as attributes): its fields and the
     previous event's hash, and its state digest when it has one."""
@@ -112,7 +120,7 @@ def event_hash(event: Any) -> str:
               event.element, event.task_id, event.payload, event.prev_hash]
     if getattr(event, "state_digest", None) is not None:  # events written before digests hash as they did
         fields.append(event.state_digest)
-    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+    return link_hash(fields)
 
 
 @dataclass(frozen=True, repr=False)
@@ -136,6 +144,16 @@ class TrailKey:
 
     def event_mac(self, event_hash: str) -> str:
         return self.mac(_EVENT_MAC_DOMAIN, event_hash)
+
+    def mac_problem(self, domain: str, message: str, mac: str | None) -> str | None:
+        """What is wrong with ``mac`` as this key's code of ``message`` (None: nothing)."""
+        if mac is None:
+            return "not authenticated: written without the trail key"
+        if mac.split(":", 1)[0] != self.key_id:
+            return f"authenticated with another key ({mac.split(':', 1)[0]})"
+        if not hmac.compare_digest(mac, self.mac(domain, message)):
+            return "authentication code does not match: rewritten without the key"
+        return None
 
 
 @functools.lru_cache(maxsize=8)
@@ -258,14 +276,22 @@ class Checkpoint:
     key_id: str | None = None
     mac: str | None = None
     source: str = ""  # the file it was read from, for messages
+    # The deployment trail's head (engine.four_eyes), signed with the rest; None in checkpoints made
+    # before it was kept (they sign what they signed) and while the deployment trail is empty.
+    deployment_head: tuple[int, str] | None = None
+
+    def _parts(self) -> dict[str, Any]:
+        parts: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "at": self.at, "instance_count": len(self.heads),
+                                 "digest": self.digest}
+        if self.deployment_head is not None:
+            parts["deployment_head"] = list(self.deployment_head)
+        return parts
 
     def signed_part(self) -> str:
-        return canonical_json({"format": CHECKPOINT_FORMAT, "at": self.at, "instance_count": len(self.heads),
-                               "digest": self.digest})
+        return canonical_json(self._parts())
 
     def as_json(self) -> str:
-        return canonical_json({"format": CHECKPOINT_FORMAT, "at": self.at, "instance_count": len(self.heads),
-                               "digest": self.digest, "key_id": self.key_id, "mac": self.mac,
+        return canonical_json({**self._parts(), "key_id": self.key_id, "mac": self.mac,
                                "heads": [[i, seq, head] for i, (seq, head) in sorted(self.heads.items())]})
 
 
@@ -279,12 +305,14 @@ def make_checkpoint(session: Session, at: datetime) -> Checkpoint:
     trail key (unsigned without one: it still finds deletions made by someone without the folder)."""
     heads = {i: (int(seq), str(head)) for i, seq, head in session.execute(
         select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head))}
-    unsigned = Checkpoint(at.isoformat(), heads, _heads_digest(heads))
+    deployments = session.get(DeploymentTrailHead, 1)
+    deployment_head = (deployments.seq, deployments.hash) if deployments is not None and deployments.seq else None
+    unsigned = Checkpoint(at.isoformat(), heads, _heads_digest(heads), deployment_head=deployment_head)
     key = trail_key_of(session)
     if key is None:
         return unsigned
-    return Checkpoint(unsigned.at, heads, unsigned.digest, key.key_id, key.mac(_CHECKPOINT_MAC_DOMAIN,
-                                                                                 unsigned.signed_part()))
+    return dataclasses.replace(unsigned, key_id=key.key_id, mac=key.mac(_CHECKPOINT_MAC_DOMAIN,
+                                                                        unsigned.signed_part()))
 
 
 def write_checkpoint(folder: Path, checkpoint: Checkpoint, at: datetime) -> Path:
@@ -349,8 +377,12 @@ def latest_checkpoint(folder: Path) -> Checkpoint | None:
         if data.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("unknown format")
         heads = {str(i): (int(seq), str(head)) for i, seq, head in data["heads"]}
+        deployment_head = None
+        if data.get("deployment_head") is not None:
+            seq, head = data["deployment_head"]
+            deployment_head = (int(seq), str(head))
         return Checkpoint(str(data["at"]), heads, str(data["digest"]), data.get("key_id"), data.get("mac"),
-                          str(files[-1]))
+                          str(files[-1]), deployment_head)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"the newest checkpoint {files[-1]} cannot be read as one ({type(exc).__name__})") from exc
 
@@ -376,22 +408,28 @@ def _checkpoint_problems(checkpoint: Checkpoint, key: TrailKey | None) -> list[T
 ProgressCallback = Callable[[int], None]
 
 
-def count_instances(session: Session, instance_ids: Iterable[str] | None = None) -> int:
+def count_instances(session: Session, instance_ids: Iterable[str] | None = None, *,
+                    organisation: str | None = None) -> int:
     """How many instances :func:`verify_trail` will check (for a progress bar)."""
     query = select(func.count()).select_from(PathwayInstance)
     if instance_ids is not None:
         query = query.where(PathwayInstance.id.in_(sorted(set(instance_ids))))
+    if organisation is not None:
+        query = query.where(PathwayInstance.organisation == organisation)
     return int(session.scalar(query) or 0)
 
 
 def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
                  checkpoint: Checkpoint | None = None, *, progress: ProgressCallback | None = None,
-                 batch: int = 2000) -> list[TrailProblem]:
-    """Check every instance's chain (or those named); return what is wrong (empty when intact).
+                 batch: int = 2000, organisation: str | None = None) -> list[TrailProblem]:
+    """Check every instance's chain (or those named, or those of ``organisation``); return what is
+    wrong (empty when intact).
 
     With a trail key in the session, every event's MAC is checked; the stored state of every
     instance is checked against the newest digest its events recorded; with a ``checkpoint``, every
-    instance it lists must still be there with its checkpointed head in its chain.
+    instance it lists must still be there with its checkpointed head in its chain. With
+    ``organisation`` only its instances are read: an instance deleted with its row no longer says
+    whose it was, so deletions and orphaned events are found by a verification of every trail.
 
     One ordered scan, in constant memory whatever the number of instances: the instances by id and
     their events by ``(instance_id, id)`` are read side by side, ``batch`` rows at a time (a
@@ -401,13 +439,8 @@ def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
     """
     key = trail_key_of(session)
     wanted = sorted(set(instance_ids)) if instance_ids is not None else None
-    # The stored bytes, decoded here: one that cannot be read is a problem to report, not a failure.
-    instances = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head,
-                       type_coerce(PathwayInstance.state, LargeBinary)).order_by(PathwayInstance.id)
-    events = select(_EVENTS).order_by(_EVENTS.c.instance_id, _EVENTS.c.id)
-    if wanted is not None:
-        instances = instances.where(PathwayInstance.id.in_(wanted))
-        events = events.where(_EVENTS.c.instance_id.in_(wanted))
+    # The stored bytes are decoded in the scan: one that cannot be read is a problem to report, not a failure.
+    instances, events = _scan(wanted, organisation)
     problems: list[TrailProblem] = []
     if checkpoint is not None:
         problems.extend(_checkpoint_problems(checkpoint, key))
@@ -434,13 +467,28 @@ def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
         pending = _orphans(pending, event_rows, problems)
     if progress is not None:
         progress(checked)
-    if checkpoint is not None:
+    if checkpoint is not None and organisation is None:
         for instance_id in sorted(unseen):
             if wanted is None or instance_id in wanted:
                 seq = checkpoint.heads[instance_id][0]
                 message = f"deleted: in the checkpoint of {checkpoint.at} at event {seq}, not in the database"
                 problems.append(TrailProblem(instance_id, None, message))
     return problems
+
+
+def _scan(wanted: list[str] | None, organisation: str | None) -> tuple[Any, Any]:
+    """The two ordered queries :func:`verify_trail` reads side by side: instances, and their events."""
+    instances = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head,
+                       type_coerce(PathwayInstance.state, LargeBinary)).order_by(PathwayInstance.id)
+    events = select(_EVENTS).order_by(_EVENTS.c.instance_id, _EVENTS.c.id)
+    if wanted is not None:
+        instances = instances.where(PathwayInstance.id.in_(wanted))
+        events = events.where(_EVENTS.c.instance_id.in_(wanted))
+    if organisation is not None:
+        instances = instances.where(PathwayInstance.organisation == organisation)
+        events = events.where(_EVENTS.c.instance_id.in_(
+            select(PathwayInstance.id).where(PathwayInstance.organisation == organisation)))
+    return instances, events
 
 
 def _orphans(first: Any, rows: Iterator[Any], problems: list[TrailProblem]) -> Any:

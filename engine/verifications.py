@@ -13,7 +13,13 @@ A process that dies with a job running (or before its thread started) leaves the
 job over (:func:`claim_abandoned`, one claimant even with several workers) and runs it again from
 the start: verifying only reads, so running a job twice changes nothing but the time it takes.
 
-Imports ``audit`` and ``db`` only. Problems name instance ids and event numbers, never patient data;
+A job verifies every trail, or one organisation's (``organisation``: what an auditor of one
+organisation may start); :func:`get_verification` shows a job to a caller of that organisation, or
+to one of every organisation, and to no other, so its counts and problems never cross organisations.
+
+A job of every trail also checks the deployment trail (:func:`engine.four_eyes.verify_deployment_trail`).
+
+Imports ``audit``, ``db`` and ``four_eyes`` only. Problems name instance ids and event numbers, never patient data;
 a failure of the job itself is recorded by the error's type, never its text.
 """
 
@@ -34,6 +40,7 @@ from engine.audit import TrailProblem, count_instances, latest_checkpoint, verif
 from engine.db.models import AuditVerification
 from engine.db.session import read_only, unit_of_work
 from engine.errors import NotFoundError
+from engine.four_eyes import verify_deployment_trail
 
 __all__ = ["ABANDONED_AFTER", "MAX_KEPT_PROBLEMS", "Verification", "claim_abandoned", "get_verification",
            "request_verification", "run_verification"]
@@ -61,12 +68,13 @@ class Verification:
     problem_count: int
     problems: list[dict[str, Any]]
     failure: str | None
+    organisation: str | None = None  # None: every trail of the deployment
 
     @classmethod
     def of(cls, row: AuditVerification) -> Verification:
         return cls(row.id, row.status, row.requested_by, row.requested_at, row.started_at, row.progress_at,
                    row.finished_at, row.instances_total, row.instances_checked, row.problem_count,
-                   json.loads(row.problems), row.failure)
+                   json.loads(row.problems), row.failure, row.organisation)
 
     def as_dict(self) -> dict[str, Any]:
         def when(value: datetime | None) -> str | None:
@@ -77,36 +85,47 @@ class Verification:
                 "progress_at": when(self.progress_at), "finished_at": when(self.finished_at),
                 "instances_total": self.instances_total, "instances_checked": self.instances_checked,
                 "verified": self.status == "verified" if self.status in ("verified", "problems") else None,
-                "problem_count": self.problem_count, "problems": self.problems, "failure": self.failure}
+                "problem_count": self.problem_count, "problems": self.problems, "failure": self.failure,
+                "organisation": self.organisation}
 
 
-def request_verification(sessions: sessionmaker[Session], actor: str, now: datetime) -> Verification:
-    """Record a new verification job of every trail, queued; run it with :func:`run_verification`."""
+def request_verification(sessions: sessionmaker[Session], actor: str, now: datetime,
+                         organisation: str | None = None) -> Verification:
+    """Record a new verification job of every trail (or of ``organisation``'s), queued; run it with
+    :func:`run_verification`."""
     row = AuditVerification(id=str(uuid.uuid4()), status="queued", requested_by=actor, requested_at=now,
-                            instances_checked=0, problem_count=0, problems="[]")
+                            instances_checked=0, problem_count=0, problems="[]", organisation=organisation)
     with unit_of_work(sessions) as session:
         session.add(row)
     return Verification.of(row)
 
 
-def get_verification(sessions: sessionmaker[Session], job_id: str) -> Verification:
-    """Raises: NotFoundError."""
+def get_verification(sessions: sessionmaker[Session], job_id: str, *,
+                     organisation: str | None = None) -> Verification:
+    """The job, as a caller of ``organisation`` may see it (None: a caller of every organisation, who
+    sees every job). A job of another organisation, or of every trail, is not found for a caller of
+    one organisation: the same answer as a job that does not exist.
+
+    Raises: NotFoundError.
+    """
     with read_only(sessions) as session:
         row = session.get(AuditVerification, job_id)
-        if row is None:
+        if row is None or (organisation is not None and row.organisation != organisation):
             raise NotFoundError(f"no verification {job_id!r}")
         return Verification.of(row)
 
 
 def run_verification(sessions: sessionmaker[Session], job_id: str, now: Callable[[], datetime],
                      checkpoint_dir: Path | None = None, batch: int = 2000) -> Verification:
-    """Run a queued job: one streaming scan of every trail (:func:`engine.audit.verify_trail`),
+    """Run a queued job: one streaming scan of every trail, or of the job's organisation's
+    (:func:`engine.audit.verify_trail`),
     against the newest checkpoint in ``checkpoint_dir`` when given, writing its progress after
     every ``batch`` instances. Whatever happens, the job ends ``verified``, ``problems`` or
     ``failed`` (with the error's type), unless the process itself dies.
 
     Raises: NotFoundError (no such job).
     """
+    organisation = get_verification(sessions, job_id).organisation
     _set(sessions, job_id, status="running", started_at=now(), progress_at=now())
     try:
         problems: list[TrailProblem] = []
@@ -121,8 +140,11 @@ def run_verification(sessions: sessionmaker[Session], job_id: str, now: Callable
             _set(sessions, job_id, instances_checked=checked, progress_at=now())
 
         with read_only(sessions) as session:
-            _set(sessions, job_id, instances_total=count_instances(session))
-            problems += verify_trail(session, checkpoint=checkpoint, progress=progress, batch=batch)
+            _set(sessions, job_id, instances_total=count_instances(session, organisation=organisation))
+            problems += verify_trail(session, checkpoint=checkpoint, progress=progress, batch=batch,
+                                     organisation=organisation)
+            if organisation is None:  # who deployed and activated what: the deployment's, not an organisation's
+                problems += verify_deployment_trail(session, checkpoint.deployment_head if checkpoint else None)
         kept = [{"instance_id": p.instance_id, "seq": p.seq, "message": p.message}
                 for p in problems[:MAX_KEPT_PROBLEMS]]
         _set(sessions, job_id, status="problems" if problems else "verified", finished_at=now(),

@@ -89,3 +89,8 @@ def test_audit_verify_command_exits_non_zero_on_tampering(carepath: CarePath, mo
     bad = runner.invoke(main, ["audit", "verify"])
     assert bad.exit_code == 1
     assert "event 3: content was changed" in bad.output
+    # One organisation's trails (what its auditors' verification covers): another organisation's is not read.
+    ours = runner.invoke(main, ["audit", "verify", "--organisation", "local"])
+    assert ours.exit_code == 1 and "event 3: content was changed" in ours.output
+    elsewhere = runner.invoke(main, ["audit", "verify", "--organisation", "rx9"])
+    assert elsewhere.exit_code == 0 and "event trail verified" in elsewhere.output, elsewhere.output

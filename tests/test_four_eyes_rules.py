@@ -15,6 +15,7 @@ from engine.rules import RuleSetRegistry, list_evaluations
 TESTS = Path(__file__).resolve().parent
 ALICE, BOB = "author:staff:alice", "author:staff:bob"
 THRESHOLD = "concern: {code: fatigue, score: {at_least: 5}}"
+REFERRAL = "psychological-support-referral"
 
 
 @pytest.fixture
@@ -48,15 +49,15 @@ def test_a_changed_rule_file_is_pending_until_a_second_author_activates_it(app: 
     [first] = app.rule_sets.sync()  # the bootstrap: the folder's first version is active
     assert first.name == "supportive_care" and first.active and first.activated_by == "system"
     codes, version = _proposed_codes(app, "SYN-1")
-    assert "fatigue-management" not in codes and version == first.version
+    assert "fatigue-management" not in codes and version == first.rules_version
 
     rule_file = app.settings.rules_dir / "supportive_care.yaml"
     rule_file.write_text(rule_file.read_text().replace(THRESHOLD, THRESHOLD.replace("at_least: 5", "at_least: 2")))
     [pending] = app.rule_sets.sync(ALICE)
     assert pending.version != first.version and not pending.active and pending.deployed_by == ALICE
-    assert app.rules.current("supportive_care").version == pending.version  # what `rules test` reads
+    assert app.rules.current("supportive_care").version == pending.rules_version  # what `rules test` reads
     codes, version = _proposed_codes(app, "SYN-2")
-    assert "fatigue-management" not in codes and version == first.version  # evaluations keep the active one
+    assert "fatigue-management" not in codes and version == first.rules_version  # evaluations keep the active one
 
     for same_person in (ALICE, "author:tok_9 for staff:alice", "author:tok_9"):
         with pytest.raises(FourEyesError):
@@ -64,7 +65,7 @@ def test_a_changed_rule_file_is_pending_until_a_second_author_activates_it(app: 
     activated = app.rule_sets.activate("supportive_care", pending.version[:12], BOB)
     assert activated.active and activated.activated_by == BOB
     codes, version = _proposed_codes(app, "SYN-3")
-    assert "fatigue-management" in codes and version == pending.version
+    assert "fatigue-management" in codes and version == pending.rules_version
     listed = app.rule_sets.versions("supportive_care")
     assert [(v.version, v.active) for v in listed] == [(pending.version, True), (first.version, False)]
     with pytest.raises(VersionStateError):
@@ -80,7 +81,7 @@ def test_the_active_version_is_used_even_when_the_folder_moved_on(app: CarePath)
     rule_file.write_text(original.replace(THRESHOLD, THRESHOLD.replace("at_least: 5", "at_least: 2")))
     # Not even recorded yet: the folder's text is not what pathways evaluate.
     codes, version = _proposed_codes(app, "SYN-4")
-    assert "fatigue-management" not in codes and version == first.version
+    assert "fatigue-management" not in codes and version == first.rules_version
 
 
 def test_a_rule_set_without_an_active_version_is_an_incident_not_a_silent_evaluation(app: CarePath) -> None:
@@ -88,3 +89,44 @@ def test_a_rule_set_without_an_active_version_is_an_incident_not_a_silent_evalua
     view = app.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"fatigue": 3}},
                                        "clinician:cns-1")
     assert view.status == "error" and "no active version" in view.incident["message"]
+
+
+def _evaluated(app: CarePath, patient: str) -> tuple[str, dict[str, str]]:
+    """The catalogue version an evaluation used, and the service each proposed referral was sent to."""
+    view = app.instances.start("test_careplan", patient, "system:ehr", {"age": 54})
+    view = app.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}},
+                                       "clinician:cns-1")
+    assert view.status == "running", view.incident
+    with app.sessions() as session:
+        [evaluation] = list_evaluations(session, instance_id=view.id)
+        services = {item["intervention"]: item["service"] for item in evaluation.outcomes["referrals"]}
+        return evaluation.catalogue_version, services
+
+
+def test_a_changed_catalogue_is_pending_until_a_second_author_activates_it(app: CarePath) -> None:
+    """The concern and intervention catalogue is part of a rule-set version: a changed one (here the service
+    an intervention goes to) takes effect only once a second author activates the version that holds it."""
+    [first] = app.rule_sets.sync()
+    assert first.catalogue_version == app.rules.catalogue().version
+    catalogue, services = _evaluated(app, "SYN-10")
+    assert catalogue == first.catalogue_version and services[REFERRAL] == "psychological_support"
+
+    interventions = app.settings.rules_dir / "catalogues" / "interventions.yaml"
+    text = interventions.read_text()
+    moved = f"  {REFERRAL}:\n    kind: referral\n    service: acute_oncology\n"
+    interventions.write_text(text.replace(f"  {REFERRAL}:\n    kind: referral\n    service: psychological_support\n",
+                                          moved))
+    assert moved in interventions.read_text()
+    [pending] = app.rule_sets.sync(ALICE)  # the same rule text, a new catalogue: a new, pending version
+    assert (pending.rules_version, pending.active) == (first.rules_version, False)
+    assert pending.version != first.version and pending.catalogue_version != first.catalogue_version
+    assert _evaluated(app, "SYN-11") == (first.catalogue_version, services)  # the folder's catalogue is not used
+
+    with pytest.raises(FourEyesError):
+        app.rule_sets.activate("supportive_care", pending.version, ALICE)
+    app.rule_sets.activate("supportive_care", pending.version[:12], BOB)
+    catalogue, services = _evaluated(app, "SYN-12")
+    assert catalogue == pending.catalogue_version and services[REFERRAL] == "acute_oncology"
+    # The activated catalogue is the stored one: the folder moving on again changes nothing.
+    interventions.write_text(text.replace("service: psychological_support", "service: dietetics"))
+    assert _evaluated(app, "SYN-13") == (pending.catalogue_version, services)

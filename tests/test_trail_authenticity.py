@@ -33,6 +33,7 @@ from engine.audit import (
 )
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.db.session import read_only, unit_of_work
+from engine.four_eyes import authenticate_existing_deployments
 from engine.instances.timers import fire_due_timers
 
 NURSE = "clinician:cns-7"
@@ -53,6 +54,8 @@ def keyed(carepath: CarePath, clock: ManualClock, key_file: Path, tmp_path: Path
     database the ``carepath`` fixture prepared)."""
     settings = dataclasses.replace(carepath.settings, trail_key_file=key_file, checkpoint_dir=tmp_path / "checkpoints")
     app = CarePath(settings, clock)
+    with unit_of_work(app.sessions) as session:  # the deployment's trail, written before the key (sign-existing)
+        authenticate_existing_deployments(session)
     try:
         yield app
     finally:

@@ -45,3 +45,35 @@ def test_an_unreadable_checkpoint_is_a_problem_and_a_crash_is_recorded_by_its_ty
     assert (failed.status, failed.failure, failed.as_dict()["verified"]) == ("failed", "RuntimeError", None)
     with pytest.raises(NotFoundError):
         get_verification(carepath.sessions, "00000000-0000-4000-8000-000000000000")
+
+
+def test_a_job_of_one_organisation_counts_checks_and_shows_only_its_trails(carepath: CarePath,
+                                                                          clock: ManualClock) -> None:
+    """Two organisations, one trail tampered with in each: a job of rx1 counts rx1's instances and finds rx1's
+    problem only; only a caller of rx1 or of every organisation reads it; a job of every trail finds both."""
+    from sqlalchemy import update
+
+    from engine.db.models import InstanceEvent
+    from engine.db.session import unit_of_work
+
+    ours = [carepath.instances.start("test_assessment", f"MRN-R1-{n}", "system:ehr", organisation="rx1",
+                                     care_team="breast").id for n in range(2)]
+    theirs = [carepath.instances.start("test_assessment", f"MRN-R2-{n}", "system:ehr", organisation="rx2",
+                                       care_team="breast").id for n in range(3)]
+    with unit_of_work(carepath.sessions) as session:
+        session.execute(update(InstanceEvent).where(InstanceEvent.instance_id.in_([ours[0], theirs[0]]))
+                        .values(actor="someone:else"))
+    job = request_verification(carepath.sessions, "auditor:tok_1", clock.now(), organisation="rx1")
+    done = run_verification(carepath.sessions, job.id, clock.now, batch=1)
+    assert (done.organisation, done.status, done.instances_total, done.instances_checked) == ("rx1", "problems", 2, 2)
+    assert {p["instance_id"] for p in done.problems} == {ours[0]} and done.problem_count == 1
+    assert get_verification(carepath.sessions, job.id, organisation="rx1") == done
+    assert get_verification(carepath.sessions, job.id) == done  # a caller of every organisation
+    with pytest.raises(NotFoundError, match="no verification"):
+        get_verification(carepath.sessions, job.id, organisation="rx2")
+    every = run_verification(carepath.sessions, request_verification(carepath.sessions, "auditor:tok_2",
+                                                                     clock.now()).id, clock.now)
+    assert (every.organisation, every.instances_total) == (None, 5)
+    assert {p["instance_id"] for p in every.problems} == {ours[0], theirs[0]}
+    with pytest.raises(NotFoundError, match="no verification"):  # every trail: not an organisation's job
+        get_verification(carepath.sessions, every.id, organisation="rx1")

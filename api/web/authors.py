@@ -1,6 +1,6 @@
 """Authors' pages: the pathway library with its versions, a version's diagram with its validation
 problems as markers on the elements they name, checking a diagram file before deploying it, and the
-migration dry run as a report."""
+migration: its dry run as a report, asked for by one author and approved (and run) by a second."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from engine.errors import DiagramError, FourEyesError, Problem, VersionStateError
+from engine.errors import DiagramError, FourEyesError, NotFoundError, Problem, VersionStateError
 from engine.instances.migration import migrate_pathway
+from engine.instances.migration_requests import approve_migration, list_migration_requests, request_migration
 from engine.pathways.validation import validate_paths
 
 from .. import carepath
@@ -23,6 +24,7 @@ bp = Blueprint("authors", __name__, url_prefix="/pathways")
 
 _PATHWAY_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
 _VERSION = re.compile(r"^[0-9a-f]{4,64}$")
+_REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.bpmn$")
 MAX_DIAGRAM_BYTES = 1024 * 1024
 
@@ -164,10 +166,45 @@ def check() -> str | tuple[str, int]:
 @bp.get("/<pathway_id>/migration")
 @page("pathways.migrate")
 def migration(pathway_id: str) -> str:
-    """What moving the running instances to the newest version would do, per instance; writes nothing.
+    """What moving the running instances to the active version would do, per instance (writes nothing),
+    and the pathway's migration requests: asked for by one author, approved -- and run -- by a second.
 
     Instances are named by id only: authors may not read instances (as in the API's report).
     """
     _checked(pathway_id)
+    return _migration_page(pathway_id)
+
+
+@bp.post("/<pathway_id>/migration-requests")
+@page("pathways.migrate")
+def ask_for_migration(pathway_id: str) -> WerkzeugResponse:
+    """Four eyes: ask for the migration the dry run shows; a second author approves it on this page."""
+    _checked(pathway_id)
+    asked, _report = request_migration(carepath().instances, pathway_id, actor())
+    return redirect(url_for(".migration", pathway_id=pathway_id, _anchor=f"request-{asked.id}"), code=303)
+
+
+@bp.post("/<pathway_id>/migration-requests/<request_id>/approval")
+@page("pathways.migrate")
+def approve(pathway_id: str, request_id: str) -> WerkzeugResponse | tuple[str, int]:
+    """Four eyes: a second author approves a request, which moves the instances. Refused, with the reason
+    on the page, for the author who asked (403), or when it was run already or the active version moved
+    on since (409)."""
+    _checked(pathway_id)
+    if not _REQUEST_ID.match(request_id):
+        abort(404)
+    try:
+        approve_migration(carepath().instances, request_id, actor(), pathway_id=pathway_id)
+    except NotFoundError:
+        abort(404)
+    except (FourEyesError, VersionStateError) as exc:
+        status = 403 if isinstance(exc, FourEyesError) else 409
+        return _migration_page(pathway_id, refusal=exc.message), status
+    return redirect(url_for(".migration", pathway_id=pathway_id, _anchor=f"request-{request_id}"), code=303)
+
+
+def _migration_page(pathway_id: str, refusal: str | None = None) -> str:
     report = migrate_pathway(carepath().instances, pathway_id, actor(), dry_run=True)
-    return render_template("web/migration.html", report=report, pathway_id=pathway_id)
+    requests = list_migration_requests(carepath().instances, pathway_id)
+    return render_template("web/migration.html", report=report, pathway_id=pathway_id, requests=requests,
+                           refusal=refusal)

@@ -201,6 +201,9 @@ class AuditVerification(Base):
     problem_count: Mapped[int] = mapped_column(Integer, default=0)
     problems: Mapped[str] = mapped_column(Text, default="[]")
     failure: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the error's type, never its text
+    # The organisation whose trails the job verifies (an auditor of one organisation starts, and reads, only
+    # those); None: every trail of the deployment.
+    organisation: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class ApiToken(Base):
@@ -393,6 +396,44 @@ class RuleSetActivation(Base):
     deployed_by: Mapped[str] = mapped_column(String(200))
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     activated_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The concern and intervention catalogue the version was checked against and is evaluated with: part of
+    # ``version`` (a hash of the rule text's and the catalogue's versions), so a changed catalogue is a new,
+    # pending version. NULL: recorded before catalogues were (the folder's catalogue is used, as it was).
+    catalogue_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    catalogue_source: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {file: text}
+
+
+class DeploymentEvent(Base):
+    """The deployment trail (engine.four_eyes): every deploy, activation, migration request and approval, in
+    one hash chain authenticated with the event trail's key (engine.audit), so an activation row edited,
+    added or deleted by someone with database access no longer matches the trail. Ids, versions, actors
+    and digests only."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    type: Mapped[str] = mapped_column(String(40))  # baseline | deployed | activated | migration_requested | ...
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))  # pathway | rule_set | migration ("" for the baseline)
+    subject: Mapped[str] = mapped_column(String(200))  # a pathway id, a rule set's name, a migration request's id
+    version: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)  # canonical JSON: the content's digest; the baseline's rows
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str | None] = mapped_column(String(73), nullable=True)
+
+
+class DeploymentTrailHead(Base):
+    """The deployment trail's newest event (one row): appends lock it, so the chain is written one event at
+    a time, and an event deleted from the end no longer matches it."""
+
+    __tablename__ = "deployment_trail_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class MigrationRequest(Base):

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from engine.db.models import MigrationRequest
 from engine.db.session import read_only, unit_of_work
 from engine.errors import NotFoundError, VersionStateError
-from engine.four_eyes import require_second_person
+from engine.four_eyes import content_digest, record_deployment, require_second_person
 from engine.instances.migration import MigrationProgress, MigrationReport, migrate_pathway
 from engine.instances.service import PathwayService
 
@@ -72,6 +72,8 @@ def request_migration(service: PathwayService, pathway_id: str,
     with unit_of_work(service.sessions) as session:
         session.add(row)
         session.flush()
+        record_deployment(session, "migration_requested", at=row.requested_at, actor=actor, kind="migration",
+                          subject=row.id, version=row.target_version, content=content_digest(pathway_id, row.report))
         return _info(row), report
 
 
@@ -96,10 +98,14 @@ def approve_migration(service: PathwayService, request_id: str, actor: str, *, p
         if service.settings.four_eyes:
             require_second_person(row.requested_by, actor, f"approving migration request {request_id}")
         if row.status == REQUESTED:  # guarded: of two approvals at once, one records itself (both run: see above)
-            session.execute(update(MigrationRequest).where(
+            now = service.clock.now()
+            approved = session.execute(update(MigrationRequest).where(
                 MigrationRequest.id == row.id, MigrationRequest.status == REQUESTED).values(
-                status=APPROVED, approved_by=actor, approved_at=service.clock.now())
+                status=APPROVED, approved_by=actor, approved_at=now)
                 .execution_options(synchronize_session=False))
+            if getattr(approved, "rowcount", 0) == 1:
+                record_deployment(session, "migration_approved", at=now, actor=actor, kind="migration",
+                                  subject=row.id, version=row.target_version)
         pathway, target = row.pathway_id, row.target_version
     report = migrate_pathway(service, pathway, actor, dry_run=False, progress=progress, part=part,
                              approved_target=target)

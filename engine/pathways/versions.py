@@ -28,7 +28,7 @@ from engine.clock import Clock
 from engine.db.models import PathwayInstance, PathwayVersion
 from engine.db.session import read_only, unit_of_work
 from engine.errors import DiagramError, InvalidInputError, NotFoundError, Problem, VersionStateError
-from engine.four_eyes import require_second_person
+from engine.four_eyes import content_digest, record_deployment, require_second_person
 from engine.pathways.bundle import Bundle, ChainedFiles, MemoryFiles
 from engine.pathways.diagrams import parse_diagram
 from engine.pathways.sources import (
@@ -215,6 +215,7 @@ class PathwayCatalog:
                         existing.activated_at, existing.activated_by = existing.deployed_at, actor
                     session.add(existing)
                     session.flush()
+                    self._record(session, existing)
                 rows.append(existing)
             infos = [self._info(session, row) for row in rows]
         self.on_deploy()
@@ -239,15 +240,28 @@ class PathwayCatalog:
             if self.four_eyes:
                 require_second_person(row.deployed_by, actor, f"activating version {row.version[:12]} of {pathway_id}")
             # Guarded: of two authors activating at once, one does; the other is told who did.
+            now = self.clock.now()
             moved = session.execute(update(PathwayVersion).where(
                 PathwayVersion.id == row.id, PathwayVersion.activated_at.is_(None)).values(
-                activated_at=self.clock.now(), activated_by=actor).execution_options(synchronize_session=False))
+                activated_at=now, activated_by=actor).execution_options(synchronize_session=False))
             if getattr(moved, "rowcount", 0) != 1:
                 raise VersionStateError(f"version {row.version[:12]} of pathway {pathway_id!r} was activated just now")
+            record_deployment(session, "activated", at=now, actor=actor, kind="pathway", subject=pathway_id,
+                              version=row.version)
             session.refresh(row)
             info = self._info(session, row)
         self.on_deploy()  # starts move to it at once in this process (others within seconds)
         return info
+
+    @staticmethod
+    def _record(session: Session, row: PathwayVersion) -> None:
+        """A new version in the deployment trail (engine.four_eyes), with its activation when active at once."""
+        record_deployment(session, "deployed", at=row.deployed_at, actor=row.deployed_by, kind="pathway",
+                          subject=row.pathway_id, version=row.version,
+                          content=content_digest(row.files, row.spec, row.start_schema))
+        if row.activated_at is not None and row.activated_by is not None:
+            record_deployment(session, "activated", at=row.activated_at, actor=row.activated_by, kind="pathway",
+                              subject=row.pathway_id, version=row.version)
 
     def pathways(self) -> list[VersionInfo]:
         """The current version of every deployed pathway: its active one, or its newest when none

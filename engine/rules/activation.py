@@ -14,13 +14,22 @@ default) evaluations in pathways use a rule set's *active* version, kept in the 
   stored text when this process has not loaded it (the folder may already hold a newer one).
 
 ``carepath rules test`` and the scenario runner keep reading the folder's text: authors test a
-version before it is activated. The concern catalogue (``rules/catalogues``) is read from the folder
-as before: it names concerns and services, and a rule set that names one the catalogue lacks is
-refused when loaded. With four eyes off, evaluations use the folder's current text, as they always did.
+version before it is activated. With four eyes off, evaluations use the folder's current text, as
+they always did.
+
+The concern and intervention catalogue (``rules/catalogues``: which concerns exist, what each
+intervention is and which service it goes to) changes what an evaluation proposes as much as a rule
+does. So a version is a rule text *with* its catalogue: its ``version`` is a hash of both
+(:func:`release_version`), both texts are stored with it, and evaluations use them. A changed
+catalogue is a new, pending version of every rule set, activated by a second author like a changed
+rule. Versions recorded before catalogues were (no ``catalogue_version``) keep using the folder's
+catalogue until a newer version is activated.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +40,11 @@ from engine.clock import Clock
 from engine.db.models import RuleSetActivation
 from engine.db.session import read_only, unit_of_work
 from engine.errors import NotFoundError, VersionStateError
-from engine.four_eyes import require_second_person
+from engine.four_eyes import content_digest, record_deployment, require_second_person
+from engine.rules.loader import file_version
 from engine.rules.registry import LoadedRuleset, RuleSetRegistry
 
-__all__ = ["RuleSetActivations", "RuleSetVersionInfo", "active_ruleset"]
+__all__ = ["RuleSetActivations", "RuleSetVersionInfo", "active_ruleset", "release_version"]
 
 
 @dataclass(frozen=True)
@@ -48,9 +58,16 @@ class RuleSetVersionInfo:
     active: bool
     activated_at: str | None
     activated_by: str | None
+    rules_version: str = ""  # the rule text's own version (what evaluations record as ruleset_version)
+    catalogue_version: str | None = None  # None: recorded before catalogues were (the folder's is used)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def release_version(rules_version: str, catalogue_version: str) -> str:
+    """A rule-set version as four eyes activates it: the rule text's version with its catalogue's."""
+    return hashlib.sha256(f"carepath-rule-set/1\n{rules_version}\n{catalogue_version}".encode()).hexdigest()
 
 
 def _active_row(session: Session, name: str) -> RuleSetActivation | None:
@@ -71,7 +88,9 @@ def active_ruleset(session: Session, registry: RuleSetRegistry, name: str) -> Lo
     if row is None:
         raise NotFoundError(f"rule set '{name}' has no active version: a second author activates a deployed "
                             "one (carepath rules activate)")
-    if row.version in registry.versions(name):
+    if row.catalogue_version is not None and row.catalogue_source is not None:
+        return registry.pinned(name, row.version, row.source, row.catalogue_version, json.loads(row.catalogue_source))
+    if row.version in registry.versions(name):  # recorded before catalogues were: the folder's catalogue
         return registry.by_version(name, row.version)
     return registry.load_text(row.source, f"{name}.yaml")
 
@@ -87,8 +106,9 @@ class RuleSetActivations:
         self.four_eyes = four_eyes
 
     def sync(self, actor: str = "system") -> list[RuleSetVersionInfo]:
-        """Record the folder's current version of every rule set (known versions are kept): active when
-        the rule set has none active yet, or when four eyes is off; pending otherwise.
+        """Record the folder's current version of every rule set, with the folder's catalogue (known
+        versions are kept): active when the rule set has none active yet, or when four eyes is off;
+        pending otherwise.
 
         Raises:
             RuleFileError: a rule file or the catalogue is invalid (nothing is recorded).
@@ -97,17 +117,26 @@ class RuleSetActivations:
         with unit_of_work(self.sessions) as session:
             rows = []
             for ruleset in loaded:
+                release = release_version(ruleset.version, ruleset.catalogue.version)
                 row = session.scalars(select(RuleSetActivation).where(
-                    RuleSetActivation.name == ruleset.name, RuleSetActivation.version == ruleset.version)).first()
+                    RuleSetActivation.name == ruleset.name, RuleSetActivation.version == release)).first()
                 if row is None:
                     now = self.clock.now()
-                    row = RuleSetActivation(name=ruleset.name, version=ruleset.version,
+                    row = RuleSetActivation(name=ruleset.name, version=release,
                                             source=ruleset.compiled.rule_file.source, deployed_at=now,
-                                            deployed_by=actor)
+                                            deployed_by=actor, catalogue_version=ruleset.catalogue.version,
+                                            catalogue_source=json.dumps(ruleset.catalogue.sources, sort_keys=True,
+                                                                        ensure_ascii=False))
                     if not self.four_eyes or _active_row(session, ruleset.name) is None:
                         row.activated_at, row.activated_by = now, actor
                     session.add(row)
                     session.flush()
+                    record_deployment(session, "deployed", at=now, actor=actor, kind="rule_set", subject=row.name,
+                                      version=row.version,
+                                      content=content_digest(row.source, row.catalogue_source))
+                    if row.activated_at is not None:
+                        record_deployment(session, "activated", at=now, actor=actor, kind="rule_set",
+                                          subject=row.name, version=row.version)
                 rows.append(row)
             return [self._info(session, row) for row in rows]
 
@@ -132,11 +161,14 @@ class RuleSetActivations:
                 require_second_person(row.deployed_by, actor, f"activating version {row.version[:12]} of rule set "
                                                               f"{name}")
             # Guarded: of two authors activating at once, one does; the other is told.
+            now = self.clock.now()
             moved = session.execute(update(RuleSetActivation).where(
                 RuleSetActivation.id == row.id, RuleSetActivation.activated_at.is_(None)).values(
-                activated_at=self.clock.now(), activated_by=actor).execution_options(synchronize_session=False))
+                activated_at=now, activated_by=actor).execution_options(synchronize_session=False))
             if getattr(moved, "rowcount", 0) != 1:
                 raise VersionStateError(f"version {row.version[:12]} of rule set {name!r} was activated just now")
+            record_deployment(session, "activated", at=now, actor=actor, kind="rule_set", subject=name,
+                              version=row.version)
             session.refresh(row)
             return self._info(session, row)
 
@@ -152,7 +184,8 @@ class RuleSetActivations:
 
     def _info(self, session: Session, row: RuleSetActivation) -> RuleSetVersionInfo:
         active = _active_row(session, row.name)
+        rules_version = file_version(row.source.encode("utf-8"))
         return RuleSetVersionInfo(row.name, row.version, row.deployed_at.isoformat(), row.deployed_by,
                                   active is not None and active.id == row.id,
                                   None if row.activated_at is None else row.activated_at.isoformat(),
-                                  row.activated_by)
+                                  row.activated_by, rules_version, row.catalogue_version)

@@ -64,6 +64,7 @@ class RuleSetRegistry:
         self._versions: dict[tuple[str, str, str], LoadedRuleset] = {}  # (name, version, catalogue)
         self._catalogue: Catalogue | None = None
         self._catalogue_signature: tuple[_Signature, ...] | None = None
+        self._pinned: dict[tuple[str, str], LoadedRuleset] = {}  # (name, release) -> as activated (four eyes)
 
     # --- lookups ---
 
@@ -134,6 +135,25 @@ class RuleSetRegistry:
         catalogue = parse_catalogue(catalogue_texts, self.catalogue_dir) if catalogue_texts else self.catalogue()
         with self._lock:
             return self._compile(text, file, catalogue)
+
+    def pinned(self, name: str, release: str, text: str, catalogue_version: str,
+               catalogue_texts: dict[str, str]) -> LoadedRuleset:
+        """A rule-set version with the catalogue it was activated with (four eyes: the stored texts, not the
+        folder's), loaded once per process.
+
+        Raises:
+            RuleFileError: the texts are invalid, or the catalogue's texts are not its version's.
+        """
+        with self._lock:
+            loaded = self._pinned.get((name, release))
+            if loaded is None:
+                catalogue = parse_catalogue(catalogue_texts, self.catalogue_dir)
+                if catalogue.version != catalogue_version:
+                    raise RuleFileError(f"the stored catalogue of rule set '{name}' is not version "
+                                        f"{catalogue_version[:12]}",
+                                        [Problem("the stored text changed", file="catalogues")])
+                loaded = self._pinned[name, release] = self._compile(text, f"{name}.yaml", catalogue)
+            return loaded
 
     def catalogue(self) -> Catalogue:
         """The current catalogue, re-read when one of its files changed.

@@ -23,15 +23,15 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 from helpers import CARE_PLAN_PATHWAY, PATHWAY, complete
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from api.cli import main
-from api.openapi import FHIR_BASE
-from api.scope import BREAK_GLASS_HEADER, KINDS
+from api.openapi import DOCUMENT, FHIR_BASE
+from api.scope import BREAK_GLASS_HEADER, BREAK_GLASS_NOTE_HEADER, KINDS
 from engine.access import BREAK_GLASS_ROLES, PERMISSIONS, STAFF_ROLES, create_token
-from engine.care_teams import COMPOSITION_PREFIX
-from engine.db.models import CarePlanItem, DecisionEvaluationRecord, InstanceEvent, ReferralEscalation
-from engine.db.session import unit_of_work
+from engine.care_teams import BREAK_GLASS_REASONS, COMPOSITION_PREFIX
+from engine.db.models import CarePlanItem, DecisionEvaluationRecord, InstanceEvent, PathwayInstance, ReferralEscalation
+from engine.db.session import read_only, unit_of_work
 
 HOME, OTHER_TEAM, OTHER_ORG = ("rx1", "breast"), ("rx1", "lung"), ("rx2", "breast")
 GLASS = {BREAK_GLASS_HEADER: "emergency-care"}
@@ -248,6 +248,31 @@ def test_every_route_has_a_scope_decision(app: Flask) -> None:
             undecided.append((rule, method, decided))
     assert undecided == []
     assert set(KINDS) >= {_kind(r, n) for r, _, _, n in _routes(app)} - {None}
+
+
+def test_the_break_glass_headers_are_declared_on_every_read_that_honours_them(app: Flask) -> None:
+    """The OpenAPI document declares CarePath-Break-Glass (and its note) on exactly the operations that honour
+    it: the reads a clinician may make of a record the URL names, and the lists that name one patient (the
+    matrix below shows each of them opening another team's record with it). Not on changes (400) nor on
+    operations no clinician may call (403)."""
+    honoured = set()
+    for rule, method, permission, named in _routes(app):
+        if rule.startswith(FHIR_BASE) or method != "GET" or not PERMISSIONS[permission] & BREAK_GLASS_ROLES:
+            continue
+        if _kind(rule, named) is not None or (rule, method) in LISTS:
+            honoured.add(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule))
+    declared: dict[str, set[str]] = {}
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "header" and parameter["name"].startswith("CarePath-Break-Glass"):
+                    declared.setdefault(parameter["name"], set()).add(f"{method.upper()} {path}")
+                    if parameter["name"] == BREAK_GLASS_HEADER:
+                        assert parameter["schema"]["enum"] == list(BREAK_GLASS_REASONS)
+    assert honoured >= {"/v1/instances", "/v1/tasks", "/v1/instances/{instance_id}/care-plan",
+                        "/v1/evaluations/{evaluation_id}"}
+    assert declared == {BREAK_GLASS_HEADER: {f"GET {path}" for path in honoured},
+                        BREAK_GLASS_NOTE_HEADER: {f"GET {path}" for path in honoured}}
 
 
 def test_records_answer_by_scope(world: World) -> None:
@@ -482,10 +507,28 @@ def test_auditors_see_their_organisations_access_log_and_trails_only(world: Worl
     assert ours_verified.json == {"verified": True, "problems": []}
     theirs = world.client.get(f"/v1/audit/verify?instance_id={other}", headers={"Authorization": f"Bearer {everyone}"})
     assert theirs.json["verified"] is False
-    # A verification of every trail: the rx1 auditor is shown the problems of rx1's instances only.
+    # A verification job: the rx1 auditor's covers rx1's instances only, its counts included.
     job = world.client.post("/v1/audit/verifications", headers=world.headers("auditor"))
+    assert job.status_code == 202 and job.json["organisation"] == "rx1"
+    every_job = world.client.post("/v1/audit/verifications", headers={"Authorization": f"Bearer {everyone}"})
+    assert every_job.json["organisation"] is None
     world.app.extensions["carepath.jobs"].wait()
     shown = world.client.get(job.headers["Location"], headers=world.headers("auditor")).json
     assert shown["problems"] == [] and shown["verified"] is True
-    full = world.client.get(job.headers["Location"], headers={"Authorization": f"Bearer {everyone}"}).json
+    with read_only(engine.sessions) as session:
+        counts = dict(session.execute(select(PathwayInstance.organisation, func.count())
+                                      .group_by(PathwayInstance.organisation)).all())
+    assert counts["rx2"] > 0 and shown["instances_total"] == shown["instances_checked"] == counts["rx1"]
+    # The job of every trail: read by the auditor of every organisation (who reads rx1's job too), never
+    # by the auditor of rx1 -- the same 404 as a job that does not exist.
+    full = world.client.get(every_job.headers["Location"], headers={"Authorization": f"Bearer {everyone}"}).json
     assert full["verified"] is False and {p["instance_id"] for p in full["problems"]} == {other}
+    assert full["instances_total"] == sum(counts.values())
+    assert world.client.get(job.headers["Location"], headers={"Authorization": f"Bearer {everyone}"}).json == shown
+    hidden = world.client.get(every_job.headers["Location"], headers=world.headers("auditor"))
+    missing = world.client.get(f"/v1/audit/verifications/{uuid.uuid4()}", headers=world.headers("auditor"))
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json["detail"].replace(every_job.json["id"], "x") == \
+        missing.json["detail"].replace(missing.request.path.rsplit("/", 1)[1], "x")
+    rx2_auditor = {"Authorization": f"Bearer {scoped_token(world.app, 'auditor', 'rx2')}"}
+    assert world.client.get(job.headers["Location"], headers=rx2_auditor).status_code == 404

@@ -336,6 +336,57 @@ def test_an_author_edits_a_diagram_in_the_browser_and_saves_a_new_version(browse
     assert after.deployed_by.startswith("author:")
 
 
+def test_an_author_asks_for_a_migration_and_a_second_author_approves_it(browser: Browser, server: Server) -> None:
+    """Four eyes on the migration page: Alice asks (the dry run is kept), may not approve her own request, and
+    Bob's approval moves the prostate pathway's demo patient to the version he activated."""
+    engine = server.engine
+    held = {}
+    with unit_of_work(engine.sessions) as session:
+        for staff in ("alice", "bob"):
+            token_id, held[staff] = create_token(session, "author", f"{staff} (browser test)", engine.clock,
+                                                 staff_id=staff)
+    prostate = (REPO / "pathways" / "prostate.bpmn").read_bytes()
+    renamed = prostate.replace(b'name="Prostate cancer: personalised care from diagnosis"',
+                               b'name="Prostate cancer: personalised care from diagnosis (v2)"', 1)
+    assert renamed != prostate
+    [new] = engine.catalog.deploy_upload({"prostate.bpmn": renamed}, actor="author:tok_x for staff:alice")
+    engine.catalog.activate("prostate_cancer", new.version, "author:tok_y for staff:bob")
+    with unit_of_work(engine.sessions) as session:
+        [instance_id] = session.scalars(select(PathwayInstance.id).where(
+            PathwayInstance.pathway_id == "prostate_cancer", PathwayInstance.patient_ref == "SYN-DEMO-0004"))
+
+    def sign_in_as(staff: str) -> None:
+        browser.driver.delete_all_cookies()
+        browser.open("/sign-in")
+        browser.find("#token").send_keys(held[staff])
+        browser.find("#token").send_keys(Keys.ENTER)
+        browser.wait(lambda d: "/sign-in" not in d.current_url)
+
+    sign_in_as("alice")
+    browser.open("/pathways/prostate_cancer")
+    browser.find("a[href='/pathways/prostate_cancer/migration']").click()
+    browser.wait(lambda d: d.find_element(By.CSS_SELECTOR, "[data-test=migration-summary]"))
+    assert "1 would move, 0 refused" in browser.find("[data-test=migration-summary]").text
+    browser.find("[data-test=ask-migration]").click()
+    row = browser.wait(lambda d: d.find_element(By.CSS_SELECTOR, "[data-test=migration-request]"))
+    assert row.get_attribute("data-status") == "requested" and "Waiting for a second author" in row.text
+    assert "SYN-DEMO-0004" not in browser.text()  # authors read instances by id only
+    browser.axe("migration page")
+    browser.find("[data-test=approve-migration]").click()  # her own request
+    refusal = browser.wait(lambda d: d.find_element(By.CSS_SELECTOR, "[data-test=migration-refused]"))
+    assert "second author" in refusal.text
+    assert engine.instances.get(instance_id).pathway_version != new.version
+
+    sign_in_as("bob")
+    browser.open("/pathways/prostate_cancer/migration")
+    browser.find("[data-test=approve-migration]").click()
+    browser.wait(lambda d: d.find_element(By.CSS_SELECTOR, "[data-test=migration-request][data-status=executed]"))
+    assert "1 moved, 0 refused" in browser.find("[data-test=migration-result]").text
+    assert not browser.finds("[data-test=approve-migration]")
+    assert engine.instances.get(instance_id).pathway_version == new.version
+    browser.screenshot("migration", "#requests-heading")
+
+
 def test_a_role_without_permission_sees_neither_the_page_nor_the_action(browser: Browser, server: Server) -> None:
     browser.sign_in("clinician")
     browser.open("/work-list")
