@@ -1,0 +1,110 @@
+"""End of Treatment Summaries per phase of care, and the task when one is overdue (issue 15, point 3).
+
+A phase is a course of treatment that ends (first-line treatment; the treatment of a recurrence); each
+gets its own summary, and one not written within 6 weeks of its end opens a task for the named contact
+(engine.careplan.summaries). Synthetic patients on the bundled breast pathway, a manual clock.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from engine import CarePath, ManualClock
+from engine.db.models import InstanceEvent, TreatmentSummary
+
+from .journey import Journey
+from .journeys import SITES, _mdt, _start, _support, _treatment
+
+SITE = SITES["breast"]
+SUMMARY = {"summary_treatments": ["surgery"], "effects_to_watch_for": ["fatigue"], "warning_signs_given": True,
+           "gp_actions": ["review fatigue"], "follow_up_model": "patient_initiated"}
+
+
+def _course_ended(app: CarePath, clock: ManualClock, patient: str) -> Journey:
+    """Diagnosis to the end of first-line treatment (today): the summary is awaited."""
+    j = _start(app, clock, SITE, patient)
+    _support(j, "later")
+    j.hna_declined()
+    _mdt(j, SITE, prehab=False, special=False)
+    _treatment(j, SITE, special=False)
+    j.hna_declined()  # at the end of treatment
+    assert "write_summary" in j.ready
+    return j
+
+
+def _events(app: CarePath, instance_id: str, *types: str) -> list[InstanceEvent]:
+    with app.sessions() as session:
+        return list(session.scalars(select(InstanceEvent).where(
+            InstanceEvent.instance_id == instance_id, InstanceEvent.type.in_(types)).order_by(InstanceEvent.seq)))
+
+
+def _rows(app: CarePath, instance_id: str) -> list[TreatmentSummary]:
+    with app.sessions() as session:
+        return list(session.scalars(select(TreatmentSummary).where(
+            TreatmentSummary.instance_id == instance_id).order_by(TreatmentSummary.number)))
+
+
+def test_an_overdue_summary_opens_a_task_at_six_weeks_and_not_before(bundled: CarePath,
+                                                                     journey_clock: ManualClock) -> None:
+    j = _course_ended(bundled, journey_clock, "SYN-EOT-0001")
+    ended = journey_clock.now().date()
+    assert bundled.treatment_summaries.open_due() == 0  # noted as awaited, not overdue
+    [row] = _rows(bundled, j.view.id)
+    assert (row.status, row.phase, row.number, row.ended_on) == ("due", "first_line", 1, ended)
+    assert row.due_by == ended + timedelta(weeks=6)
+
+    # The last minute of the 6th week: a summary written now is still on time.
+    journey_clock.set(datetime.combine(row.due_by, datetime.max.time(), journey_clock.now().tzinfo))
+    assert bundled.treatment_summaries.open_due() == 0
+    assert bundled.treatment_summaries.list_overdue() == []
+    journey_clock.advance(timedelta(seconds=1))
+    assert bundled.treatment_summaries.open_due() == 1
+    assert bundled.treatment_summaries.open_due() == 0  # once
+    [task] = bundled.treatment_summaries.list_overdue()
+    assert task["kind"] == "summary_overdue" and task["instance_id"] == j.view.id
+    assert (task["assignee"], task["phase"], task["number"]) == ("STAFF-SYN-1", "first_line", 1)
+    assert task["patient_ref"] == "SYN-EOT-0001" and task["due_by"] == row.due_by.isoformat()
+    [opened] = _events(bundled, j.view.id, "summary_overdue")
+    assert opened.actor == "engine"  # the system's timer, not a person
+    assert json.loads(opened.payload) == {"summary": row.id, "number": 1, "phase": "first_line",
+                                          "ended_on": ended.isoformat(), "due_by": row.due_by.isoformat()}
+
+    # Writing the summary closes the task in the same step.
+    j.view = bundled.instances.get(j.view.id)
+    j.do("write_summary", SUMMARY)
+    assert bundled.treatment_summaries.list_overdue() == []
+    [row] = _rows(bundled, j.view.id)
+    assert row.status == "written" and row.closed_at == journey_clock.now() and row.written_by == "clinician:cns-syn"
+    [closed] = _events(bundled, j.view.id, "summary_overdue_closed")
+    assert json.loads(closed.payload)["outcome"] == "written"
+    assert bundled.treatment_summaries.open_due() == 0
+
+
+def test_a_summary_written_in_time_opens_no_task(bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _course_ended(bundled, journey_clock, "SYN-EOT-0002")
+    bundled.treatment_summaries.open_due()
+    journey_clock.advance(timedelta(weeks=6))
+    j.do("write_summary", SUMMARY)
+    journey_clock.advance(timedelta(weeks=10))
+    assert bundled.treatment_summaries.open_due() == 0
+    [row] = _rows(bundled, j.view.id)
+    assert row.status == "written" and row.overdue_at is None
+    assert _events(bundled, j.view.id, "summary_overdue", "summary_overdue_closed") == []
+
+
+def test_an_instance_that_ends_without_its_summary_closes_the_task(bundled: CarePath,
+                                                                   journey_clock: ManualClock) -> None:
+    j = _course_ended(bundled, journey_clock, "SYN-EOT-0003")
+    bundled.treatment_summaries.open_due()
+    journey_clock.advance(timedelta(weeks=7))
+    assert bundled.treatment_summaries.open_due() == 1
+    bundled.instances.cancel(j.view.id, "clinician:cns-syn", "moved to another trust")
+    bundled.treatment_summaries.open_due()
+    assert bundled.treatment_summaries.list_overdue() == []
+    [row] = _rows(bundled, j.view.id)
+    assert row.status == "closed" and row.closed_at is not None and row.written_at is None
+    [closed] = _events(bundled, j.view.id, "summary_overdue_closed")
+    assert closed.actor == "engine" and json.loads(closed.payload)["outcome"] == "closed"
