@@ -108,3 +108,35 @@ def test_an_instance_that_ends_without_its_summary_closes_the_task(bundled: Care
     assert row.status == "closed" and row.closed_at is not None and row.written_at is None
     [closed] = _events(bundled, j.view.id, "summary_overdue_closed")
     assert closed.actor == "engine" and json.loads(closed.payload)["outcome"] == "closed"
+
+
+def _recurrence_treated(j: Journey, weeks_later: int) -> None:
+    """A recurrence, assessed, then its own course of treatment ends ``weeks_later`` weeks on."""
+    j.message("recurrence_confirmed")
+    j.hna_declined()  # on recurrence
+    assert "rec_treatment" not in j.ready  # the course is under way: nothing to record yet
+    j.wait(7 * weeks_later)
+    j.message("recurrence_treatment_completed")
+    j.do("rec_treatment", {"treatments_received": ["chemotherapy", "radiotherapy"], "completed_on": j.today()})
+
+
+def test_two_phases_give_two_summaries_with_their_own_dates(bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _course_ended(bundled, journey_clock, "SYN-EOT-0004")
+    first_ended = j.today()
+    j.do("write_summary", SUMMARY)
+    j.do("discuss", {"discussed_on": j.today(), "copy_given": True}).do("send_to_gp", {"sent_on": j.today()})
+    j.do("explain_pifu", {"arranged_on": j.today()})
+    _recurrence_treated(j, weeks_later=20)
+    second_ended = j.today()
+    assert "write_summary" in j.ready
+    j.do("write_summary", {**SUMMARY, "summary_treatments": ["chemotherapy for the recurrence"],
+                           "gp_actions": ["check blood counts"]})
+    first, second = _rows(bundled, j.view.id)
+    assert (first.number, first.phase, first.ended_on.isoformat()) == (1, "first_line", first_ended)
+    assert (second.number, second.phase, second.ended_on.isoformat()) == (2, "recurrence", second_ended)
+    assert first.status == second.status == "written" and first.written_at < second.written_at
+    kept = json.loads(first.content), json.loads(second.content)
+    assert [k["completed_on"] for k in kept] == [first_ended, second_ended]
+    assert kept[0]["treatments_received"] == SITE.treatments
+    assert kept[1]["treatments_received"] == ["chemotherapy", "radiotherapy"]
+    assert [k["gp_actions"] for k in kept] == [["review fatigue"], ["check blood counts"]]
