@@ -8,12 +8,15 @@ gets its own summary, and one not written within 6 weeks of its end opens a task
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+import re
+from datetime import date, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
-from engine import CarePath, ManualClock
+from engine import CarePath, ConflictError, ManualClock, NotFoundError
 from engine.db.models import InstanceEvent, TreatmentSummary
+from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary, render_html
 
 from .journey import Journey
 from .journeys import SITES, _mdt, _start, _support, _treatment
@@ -140,3 +143,43 @@ def test_two_phases_give_two_summaries_with_their_own_dates(bundled: CarePath, j
     assert kept[0]["treatments_received"] == SITE.treatments
     assert kept[1]["treatments_received"] == ["chemotherapy", "radiotherapy"]
     assert [k["gp_actions"] for k in kept] == [["review fatigue"], ["check blood counts"]]
+
+    # Each phase's summary is its own document, with its own treatments and dates.
+    docs = [end_of_treatment_summary(bundled, j.view.id, "en", phase) for phase in (1, 2)]
+    assert [d["phase"]["number"] for d in docs] == [1, 2]
+    assert [d["phase"]["label"] for d in docs] == ["First treatment", "Treatment of a recurrence"]
+    assert [d["completed_on"] for d in docs] == [first_ended, second_ended]
+    assert [d["summary"]["course_completed_on"] for d in docs] == [first_ended, second_ended]
+    assert docs[0]["summary"]["due_by"] == (date.fromisoformat(first_ended) + timedelta(weeks=6)).isoformat()
+    assert [t["label"] for t in docs[0]["treatments_received"]] == ["Breast-conserving surgery", "Radiotherapy",
+                                                                    "Surgery"]
+    assert [t["completed_on"] for t in docs[1]["treatments_received"] if t["code"]] == [second_ended] * 2
+    assert {t["code"] for t in docs[1]["treatments_received"]} == {"chemotherapy", "radiotherapy", None}
+    assert docs[0]["treatments_received"][0]["decided_on"] and docs[1]["treatments_received"][0]["decided_on"] is None
+    assert [d["gp_actions"] for d in docs] == [["review fatigue"], ["check blood counts"]]
+    assert [d["summary"]["written_on"] for d in docs] == [first_ended, second_ended]
+    assert end_of_treatment_summary(bundled, j.view.id, "en")["phase"]["number"] == 2  # the latest
+    listed = end_of_treatment_summaries(bundled, j.view.id, "sv")["phases"]
+    assert [(p["number"], p["code"], p["ended_on"], p["status"]) for p in listed] == [
+        (1, "first_line", first_ended, "written"), (2, "recurrence", second_ended, "written")]
+    assert listed[1]["label"] == "Behandling av återfall"
+
+    # Swedish: each printed summary names its phase and its own course's end, and lists the other.
+    for number, ended, other in ((1, first_ended, second_ended), (2, second_ended, first_ended)):
+        page = render_html(end_of_treatment_summary(bundled, j.view.id, "sv-SE", number))
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+        assert 'lang="sv"' in page and "Sammanfattning efter avslutad behandling" in text
+        assert f"Behandlingen avslutades {ended}" in text
+        assert f"Andra sammanfattningar {3 - number}." in text and f"({other})" in text
+    assert "Behandling av återfall" in render_html(end_of_treatment_summary(bundled, j.view.id, "sv", 2))
+
+
+def test_a_phase_without_its_summary_is_refused_clearly(bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _course_ended(bundled, journey_clock, "SYN-EOT-0005")
+    bundled.treatment_summaries.open_due()
+    with pytest.raises(ConflictError, match="phase 1"):
+        end_of_treatment_summary(bundled, j.view.id, "en", 1)
+    with pytest.raises(NotFoundError, match="no phase 2"):
+        end_of_treatment_summary(bundled, j.view.id, "en", 2)
+    [listed] = end_of_treatment_summaries(bundled, j.view.id, "en")["phases"]
+    assert (listed["status"], listed["status_label"], listed["written_on"]) == ("due", "Not written yet", None)
