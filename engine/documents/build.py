@@ -159,6 +159,7 @@ class _Sources:
                 .order_by(InstanceEvent.seq)).all()
             self.phases: list[TreatmentSummary] = carepath.treatment_summaries.phases(session, instance_id)
         self.completions = [(element, at, actor) for element, at, actor in completed]
+        self.made = {i["id"]: datetime.fromisoformat(i["created_at"]) for i in self.plan.items}  # care plan items
         self.completed = {element: (at, actor) for element, at, actor in completed}  # the latest of each
         self.phase: TreatmentSummary | None = None
         self.directory = service_directory(carepath.settings)
@@ -202,7 +203,7 @@ class _Sources:
             "urgency_label": labels.of("urgency", item["urgency"]) if item["urgency"] else None,
             "status": item["status"], "status_label": labels.of("status", item["status"]),
             "section": _section(item, entry, reasons, self.catalogue),
-            "created_at": item["created_at"], "updated_at": item["updated_at"],
+            "updated_at": item["updated_at"],
             "accept_by": item.get("accept_by"),
             "history": item.get("history", []),
             "reasons": reasons,
@@ -412,7 +413,7 @@ def end_of_treatment_summary(carepath: CarePath, instance_id: str, language: str
         raise ConflictError("no end of treatment summary yet: the treating team has not written it")
     sact_ended, signs_until = _recent_sact(data, src.now.date())
     after, until = src.phase_bounds()
-    referred = [i for i in src.items(_REFERRALS_MADE) if i["kind"] == "referral" and _within(i, after, until)]
+    referred = [i for i in src.items(_REFERRALS_MADE) if i["kind"] == "referral" and _within(src, i, after, until)]
     organisations = [o for o in (src.contacts.organisation(str(c)) for c in data.get("connected_to") or []) if o]
     return {
         **src.header(END_OF_TREATMENT, "end_of_treatment"),
@@ -433,7 +434,7 @@ def end_of_treatment_summary(carepath: CarePath, instance_id: str, language: str
                       if isinstance(data.get("prognosis_discussed"), str) else None},
         "benefits_form": _benefits_form(src),
         "ongoing_support": {"care_plan": [i for i in src.items(_AGREED) if i not in referred
-                                          and _within(i, None, until)],
+                                          and _within(src, i, None, until)],
                             "other": list(data.get("ongoing_support") or [])},
         "gp_actions": list(data.get("gp_actions") or []),
         "gp_practice": src.contacts.gp_practice(),
@@ -462,9 +463,9 @@ def _about_summary(src: _Sources) -> dict[str, Any]:
     }
 
 
-def _within(item: dict[str, Any], after: datetime | None, until: datetime | None) -> bool:
+def _within(src: _Sources, item: dict[str, Any], after: datetime | None, until: datetime | None) -> bool:
     """Whether a care plan item was made in a phase: after the previous summary, by this one."""
-    made = datetime.fromisoformat(item["created_at"]) if item.get("created_at") else None
+    made = src.made.get(item["id"])
     if made is None:
         return True
     return (after is None or made > after) and (until is None or made <= until)
@@ -482,14 +483,15 @@ def _phase_list(src: _Sources) -> list[dict[str, Any]]:
     """Every phase of the instance, first first; a summary written before phases were kept is phase 1."""
     if src.phases:
         return [_phase_entry(src, row) for row in src.phases]
-    written = src.completed.get("write_summary")
-    if "summary_treatments" not in src.data or written is None:
+    if "summary_treatments" not in src.data:
         return []
-    ended = _date(src.data.get("completed_on")) or written[0].date()
+    written = src.completed.get("write_summary")
+    ended = _date(src.data.get("completed_on"))
     return [{"number": 1, "code": "first_line", "label": src.labels.of("phase_of_care", "first_line"),
-             "ended_on": ended.isoformat(), "due_by": (ended + timedelta(weeks=_SUMMARY_DUE_WEEKS)).isoformat(),
+             "ended_on": ended.isoformat() if ended else None,
+             "due_by": (ended + timedelta(weeks=_SUMMARY_DUE_WEEKS)).isoformat() if ended else None,
              "status": "written", "status_label": src.labels.of("summary_status", "written"),
-             "written_on": written[0].date().isoformat(), "overdue": False}]
+             "written_on": written[0].date().isoformat() if written else None, "overdue": False}]
 
 
 def end_of_treatment_summaries(carepath: CarePath, instance_id: str, language: str | None = "en") -> dict[str, Any]:

@@ -73,6 +73,8 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "events.list_events": f"/v1/instances/{i}/events",
         "documents.care_plan": f"/v1/instances/{i}/care-plan",
         "documents.end_of_treatment": f"/v1/instances/{i}/end-of-treatment-summary",
+        "documents.end_of_treatment_phases": f"/v1/instances/{i}/end-of-treatment-summaries",
+        "documents.end_of_treatment_phase": f"/v1/instances/{i}/end-of-treatment-summaries/1",
         "evaluations.list_evaluations": f"/v1/instances/{i}/evaluations",
         "evaluations.get_evaluation": f"/v1/evaluations/{e}",
         "evaluations.explain": f"/v1/evaluations/{e}/explanation?why={ids['why']}",
