@@ -430,12 +430,26 @@ SCHEMAS: dict[str, Any] = {
     "TaskInInstance": _obj([*_TASK_PROPS, "instance_id", "instance_version", "pathway_id", "patient_ref"], {
         **_TASK_PROPS, "instance_id": {"type": "string"}, "instance_version": {"type": "integer"},
         "pathway_id": {"type": "string"}, "patient_ref": {"type": "string"}}),
-    "TaskPage": _obj(["items", "next_cursor", "escalations"], {
+    "TaskPage": _obj(["items", "next_cursor", "escalations", "summaries_overdue"], {
+        "summaries_overdue": {"type": "array", "items": schema_ref("SummaryOverdue"), "description": (
+            "End of treatment summaries not written within 6 weeks of their phase's end: an 'End of treatment "
+            "summary overdue' task each for the patient's named contact (assignee: their staff identifier, null "
+            "for the team), oldest first, closed when the summary is written; on the first page, at most 200")},
         "items": {"type": "array", "items": schema_ref("TaskInInstance")}, "next_cursor": _NULLABLE_STRING,
         "escalations": {"type": "array", "items": schema_ref("OpenReferralEscalation"), "description": (
             "Referrals not accepted in their urgency's timeframe, a task each for the patient's named contact "
             "(assignee: their staff identifier, null for the team), oldest first; on the first page (no cursor, "
             "no element filter), at most 200")}}),
+    "SummaryOverdue": _obj(["id", "kind", "instance_id", "number", "phase", "ended_on", "due_by", "status",
+                            "written_at", "written_by", "overdue_at", "assignee", "closed_at", "pathway_id",
+                            "patient_ref"], {
+        "id": {"type": "string"}, "kind": {"const": "summary_overdue"}, "instance_id": {"type": "string"},
+        "number": {"type": "integer", "description": "The phase of care's number in the instance"},
+        "phase": {"type": "string", "enum": ["first_line", "recurrence", "end_of_protocol"]},
+        "ended_on": {"type": "string", "format": "date"}, "due_by": {"type": "string", "format": "date"},
+        "status": {"type": "string"}, "written_at": _NULLABLE_STRING, "written_by": _NULLABLE_STRING,
+        "overdue_at": _DATE_TIME, "assignee": _NULLABLE_STRING, "closed_at": _NULLABLE_STRING,
+        "pathway_id": {"type": "string"}, "patient_ref": {"type": "string"}}),
     "ReferralEscalation": _obj(list(_ESCALATION_PROPS), _ESCALATION_PROPS),
     "OpenReferralEscalation": _obj([*_ESCALATION_PROPS, "kind", "code", "service", "urgency", "pathway_id",
                                     "patient_ref"], {

@@ -266,3 +266,19 @@ def test_each_phase_of_care_has_its_own_summary(app: Flask, client: Any, auth: A
         assert client.get(f"{url}/{bad}", headers=auth("clinician")).status_code == 404
     assert_problem(client.get(f"/v1/instances/{MISSING}/end-of-treatment-summaries", headers=auth("clinician")),
                    404, "not-found")
+
+
+def test_overdue_summaries_are_listed_with_the_tasks_for_the_named_contact(app: Flask, client: Any, auth: Any) -> None:
+    instance = start(client, auth).json["id"]
+    assert client.get("/v1/tasks", headers=auth("clinician")).json["summaries_overdue"] == []
+    with unit_of_work(app.extensions["carepath"].sessions) as session:
+        session.add(TreatmentSummary(id="00000000-0000-4000-8000-0000000000b1", instance_id=instance, number=1,
+                                     phase="first_line", ended_on=date(2026, 1, 1), due_by=date(2026, 2, 12),
+                                     status="due", opened_at=datetime(2026, 1, 1, tzinfo=UTC),
+                                     overdue_at=datetime(2026, 2, 13, tzinfo=UTC), assignee="STAFF-1"))
+    [task] = client.get("/v1/tasks", headers=auth("clinician")).json["summaries_overdue"]
+    assert (task["kind"], task["instance_id"], task["assignee"], task["due_by"]) == (
+        "summary_overdue", instance, "STAFF-1", "2026-02-12")
+    assert client.get("/v1/tasks?patient_ref=MRN-9999", headers=auth("clinician")).json["summaries_overdue"] == []
+    listed = client.get(f"/v1/instances/{instance}/end-of-treatment-summaries", headers=auth("clinician")).json
+    assert [(p["status"], p["overdue"]) for p in listed["phases"]] == [("due", True)]

@@ -1,0 +1,46 @@
+"""An end of treatment summary not written within 6 weeks of its phase's end is on the work list for the
+named contact, in the page's language, until it is written (issue 15, point 3; the scan that opens and
+closes these tasks: tests/pathways_bundled/test_end_of_treatment_phases.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from engine.db.models import TreatmentSummary
+from engine.db.session import unit_of_work
+
+Client = Callable[[str], FlaskClient]
+
+
+def _overdue(app: Flask, patient_ref: str) -> str:
+    carepath = app.extensions["carepath"]
+    view = carepath.instances.start("test_careplan", patient_ref, "system:test", {"age": 54})
+    with unit_of_work(carepath.sessions) as session:
+        session.add(TreatmentSummary(id="00000000-0000-4000-8000-0000000000a1", instance_id=view.id, number=2,
+                                     phase="recurrence", ended_on=date(2026, 1, 1), due_by=date(2026, 2, 12),
+                                     status="due", opened_at=datetime(2026, 1, 1, tzinfo=UTC),
+                                     overdue_at=datetime(2026, 2, 13, tzinfo=UTC), assignee="STAFF-SYN-1"))
+    return str(view.id)
+
+
+def _text(response: Any) -> str:
+    body: str = response.get_data(as_text=True)
+    return body
+
+
+def test_an_overdue_summary_is_on_the_work_list_for_the_named_contact(app: Flask, signed_in: Client) -> None:
+    client = signed_in("clinician")
+    assert 'data-test="summaries-overdue"' not in _text(client.get("/work-list"))
+    instance_id = _overdue(app, "MRN-5006")
+    html = _text(client.get("/work-list"))
+    assert 'data-test="summaries-overdue"' in html and "End of treatment summaries overdue" in html
+    assert "2. Treatment of a recurrence (course ended 2026-01-01)" in html
+    assert "STAFF-SYN-1" in html and "2026-02-12" in html and f"/patients/{instance_id}" in html
+    sv = _text(client.get("/work-list", headers={"Accept-Language": "sv"}))
+    assert "Försenade sammanfattningar efter avslutad behandling" in sv and "Behandling av återfall" in sv
+    assert 'data-test="summaries-overdue"' not in _text(client.get("/work-list?patient=MRN-9999"))
