@@ -151,6 +151,12 @@ class TreatmentSummaries:
         return list(session.scalars(select(TreatmentSummary).where(TreatmentSummary.instance_id == instance_id)
                                     .order_by(TreatmentSummary.number)))
 
+    def list_phases(self, instance_id: str) -> list[dict[str, Any]]:
+        """The instance's phases and their summaries' state (ids, codes and dates), first first."""
+        with read_only(self.sessions) as session:
+            return [{**row.as_dict(), "overdue": row.overdue_at is not None and row.closed_at is None}
+                    for row in self.phases(session, instance_id)]
+
     def list_overdue(self, patient_ref: str | None = None, pathway_id: str | None = None,
                      reach: ColumnElement[bool] | None = None) -> list[dict[str, Any]]:
         """Open overdue tasks (oldest first, at most :data:`OVERDUE_LIMIT`), optionally of one patient or

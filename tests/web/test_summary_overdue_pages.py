@@ -4,6 +4,7 @@ closes these tasks: tests/pathways_bundled/test_end_of_treatment_phases.py)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -44,3 +45,27 @@ def test_an_overdue_summary_is_on_the_work_list_for_the_named_contact(app: Flask
     sv = _text(client.get("/work-list", headers={"Accept-Language": "sv"}))
     assert "Försenade sammanfattningar efter avslutad behandling" in sv and "Behandling av återfall" in sv
     assert 'data-test="summaries-overdue"' not in _text(client.get("/work-list?patient=MRN-9999"))
+
+
+def test_each_phase_summary_has_its_own_page_from_the_patient_page(app: Flask, signed_in: Client) -> None:
+    carepath = app.extensions["carepath"]
+    view = carepath.instances.start("test_careplan", "MRN-5007", "system:test", {"age": 54, "diagnosis": "breast"})
+    with unit_of_work(carepath.sessions) as session:
+        for number, phase, ended in ((1, "first_line", date(2026, 3, 2)), (2, "recurrence", date(2027, 5, 10))):
+            written = datetime(ended.year, ended.month, ended.day + 5, tzinfo=UTC)
+            content = {"summary_treatments": [f"course {number}"], "completed_on": ended.isoformat(),
+                       "gp_actions": [f"action {number}"], "follow_up_model": "patient_initiated"}
+            session.add(TreatmentSummary(id=f"00000000-0000-4000-8000-0000000000c{number}", instance_id=view.id,
+                                         number=number, phase=phase, ended_on=ended, due_by=ended, status="written",
+                                         opened_at=written, written_at=written, written_by="clinician:test",
+                                         content=json.dumps(content)))
+    client = signed_in("clinician")
+    html = _text(client.get(f"/patients/{view.id}"))
+    assert 'data-phase="1"' in html and 'data-phase="2"' in html
+    assert "2. Treatment of a recurrence (course ended 2027-05-10)" in html
+    url = f"/patients/{view.id}/documents/end-of-treatment-summary"
+    first = _text(client.get(f"{url}?phase=1&lang=sv"))
+    assert "Första behandlingen" in first and "action 1" in first and "action 2" not in first
+    assert "action 2" in _text(client.get(url))  # the latest written
+    for bad in ("3", "0", "x", "1000"):
+        assert client.get(f"{url}?phase={bad}").status_code == 404
