@@ -194,14 +194,16 @@ class TreatmentSummaries:
                 .order_by(ReadyTaskElement.created_at).limit(limit)))
             gone = list(session.scalars(select(TreatmentSummary.id).where(
                 TreatmentSummary.status == "due", TreatmentSummary.instance_id.not_in(waiting)).limit(limit)))
-            today = now.astimezone(self.zone).date()
-            late = list(session.scalars(select(TreatmentSummary.id).where(
-                TreatmentSummary.status == "due", TreatmentSummary.due_by < today,
-                TreatmentSummary.overdue_at.is_(None)).order_by(TreatmentSummary.due_by).limit(limit)))
         for instance_id in new:
             self._guarded(self._note_awaited, instance_id, now)
         for summary_id in gone:
             self._guarded(self._close, summary_id, now)
+        # Read after noting: a summary already past its 6 weeks when first seen gets its task in this turn.
+        today = now.astimezone(self.zone).date()
+        with read_only(self.sessions) as session:
+            late = list(session.scalars(select(TreatmentSummary.id).where(
+                TreatmentSummary.status == "due", TreatmentSummary.due_by < today,
+                TreatmentSummary.overdue_at.is_(None)).order_by(TreatmentSummary.due_by).limit(limit)))
         return sum(self._guarded(self._open_overdue, summary_id, now, today) for summary_id in late)
 
     @staticmethod

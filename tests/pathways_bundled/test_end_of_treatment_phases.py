@@ -12,8 +12,10 @@ import re
 from datetime import date, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
+from api.cli import main
 from engine import CarePath, ConflictError, ManualClock, NotFoundError
 from engine.db.models import InstanceEvent, TreatmentSummary
 from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary, render_html
@@ -183,3 +185,18 @@ def test_a_phase_without_its_summary_is_refused_clearly(bundled: CarePath, journ
         end_of_treatment_summary(bundled, j.view.id, "en", 2)
     [listed] = end_of_treatment_summaries(bundled, j.view.id, "en")["phases"]
     assert (listed["status"], listed["status_label"], listed["written_on"]) == ("due", "Not written yet", None)
+
+
+def test_the_worker_command_opens_the_task_for_a_summary_already_overdue(
+        bundled: CarePath, journey_clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance that waited for its summary before the worker first looked (one started on an earlier
+    version, or a worker that was down): its task opens in the worker's first turn."""
+    j = _course_ended(bundled, journey_clock, "SYN-EOT-0006")  # in 2026-01, the test clock
+    assert datetime.now(journey_clock.now().tzinfo) > journey_clock.now() + timedelta(weeks=7)  # the premise
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", str(bundled.settings.database_url))
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(bundled.settings.pathways_dir))
+    monkeypatch.setenv("CAREPATH_RULES_DIR", str(bundled.settings.rules_dir))
+    result = CliRunner().invoke(main, ["worker", "--once", "--worker-id", "cli"])
+    assert result.exit_code == 0, result.output
+    [task] = bundled.treatment_summaries.list_overdue()
+    assert (task["instance_id"], task["assignee"]) == (j.view.id, "STAFF-SYN-1")
