@@ -243,8 +243,10 @@ class _Sources:
             self.phase = written[-1]
         else:
             found = [p for p in self.phases if p.number == number]
-            if not found and number == 1 and not self.phases and "summary_treatments" in self.data:
-                return  # the one summary written before phases were kept
+            if not found and number == 1 and not self.phases:
+                if "summary_treatments" in self.data:
+                    return  # the one summary written before phases were kept
+                raise ConflictError("no end of treatment summary yet: the treating team has not written it")
             if not found:
                 raise NotFoundError(f"no phase {number} of care with an end of treatment summary")
             if found[0].status != "written":
