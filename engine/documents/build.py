@@ -544,7 +544,10 @@ def _recent_sact(data: dict[str, Any], today: date) -> tuple[date | None, date |
     apply (6 weeks, 12 months after immunotherapy); (None, None) when they no longer apply."""
     received = {str(t) for t in data.get("treatments_received") or []}
     sact = bool(received & _SACT) or data.get("systemic_therapy_planned") is True
-    ended = _date(data.get("last_sact_date")) or (_date(data.get("completed_on")) if sact else None)
+    # The later of the two: a last dose recorded at diagnosis must not hide the SACT of a later course
+    # (the treatment of a recurrence) that has just ended.
+    ended = max([d for d in (_date(data.get("last_sact_date")), _date(data.get("completed_on")) if sact else None)
+                 if d is not None], default=None)
     if ended is None:
         return None, None
     immunotherapy = "immunotherapy" in received or any(data.get(k) is True for k in ("on_immunotherapy",

@@ -20,7 +20,7 @@ from engine import CarePath, ConflictError, ManualClock, NotFoundError
 from engine.db.models import InstanceEvent, TreatmentSummary
 from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary, render_html
 
-from .journey import Journey
+from .journey import Journey, contact
 from .journeys import SITES, _mdt, _start, _support, _treatment
 
 SITE = SITES["breast"]
@@ -200,3 +200,26 @@ def test_the_worker_command_opens_the_task_for_a_summary_already_overdue(
     assert result.exit_code == 0, result.output
     [task] = bundled.treatment_summaries.list_overdue()
     assert (task["instance_id"], task["assignee"]) == (j.view.id, "STAFF-SYN-1")
+
+
+def test_a_recurrence_treated_with_chemotherapy_gets_the_signs_for_people_on_treatment(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    """The last dose recorded at diagnosis (start data) must not hide the chemotherapy of the recurrence:
+    its summary gives the signs for people on treatment (UKONS: up to 6 weeks after SACT), the first
+    phase's (surgery and radiotherapy, months ago) does not."""
+    j = Journey(bundled, journey_clock, SITE.pathway, "SYN-EOT-0007", {
+        "diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative",
+        "last_sact_date": "2025-12-01"})
+    j.do("assign_contact", contact())
+    _support(j, "later")
+    j.hna_declined()
+    _mdt(j, SITE, prehab=False, special=False)
+    _treatment(j, SITE, special=False)
+    j.hna_declined()
+    j.do("write_summary", SUMMARY)
+    _recurrence_treated(j, weeks_later=30)
+    j.do("write_summary", SUMMARY)
+    first, second = (end_of_treatment_summary(bundled, j.view.id, "en", n)["warning_signs"] for n in (1, 2))
+    assert not first["during_treatment_apply"] and first["sact_ended_on"] is None
+    assert second["during_treatment_apply"] and second["sact_ended_on"] == j.today()
+    assert any(s["when"] == "during_treatment" for s in second["signs"])
