@@ -445,6 +445,11 @@ PATHS: dict[str, Any] = {
     "/v1/me/instances/{instance_id}/end-of-treatment-summary": _document(
         "getMyEndOfTreatmentSummary", "The patient's own End of Treatment Summary (409 until it is written)",
         "EndOfTreatmentSummary", (404, 409), "patient.read", "patients"),
+    "/v1/me/instances/{instance_id}/end-of-treatment-summaries/{number}": _document(
+        "getMyEndOfTreatmentSummaryOfPhase", "The patient's own End of Treatment Summary of one phase of care "
+        "(404: no such phase; 409 until it is written)", "EndOfTreatmentSummary", (404, 409), "patient.read",
+        "patients", extra=[{"name": "number", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 999}}]),
     "/v1/me/instances/{instance_id}/forms/{task_id}": {
         "post": _op("submitMyForm", "Submit one of the patient's own forms (needs checklist, feedback, survey)",
                     "patient.submit", {200: _response("The instance's remaining forms", "PatientInstance",

@@ -22,9 +22,9 @@ from sqlalchemy.exc import OperationalError
 import api.access_log
 from api.cli import main
 from engine.access_log import PATIENT_DATA_READS
+from engine.care_teams import COMPOSITION_PREFIX
 from engine.db.models import AccessRecord
 from engine.db.session import unit_of_work
-from engine.fhir.service import COMPOSITION_PREFIX
 from engine.reports import refresh_summary
 
 NHS_NUMBER = "9434765919"  # synthetic: the kind of NHS number used in test data
@@ -103,6 +103,7 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "me.records": "/v1/me",
         "me.care_plan": f"/v1/me/instances/{i}/care-plan",
         "me.end_of_treatment": f"/v1/me/instances/{i}/end-of-treatment-summary",
+        "me.end_of_treatment_phase": f"/v1/me/instances/{i}/end-of-treatment-summaries/1",
         "web.my_plan.plan": "/my",
         "web.my_plan.plan_of": f"/my/plans/{i}",
         "web.my_plan.document": f"/my/plans/{i}/documents/care-plan",

@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from web_helpers import make_token
 
 from engine.db.models import TreatmentSummary
 from engine.db.session import unit_of_work
@@ -47,9 +48,9 @@ def test_an_overdue_summary_is_on_the_work_list_for_the_named_contact(app: Flask
     assert 'data-test="summaries-overdue"' not in _text(client.get("/work-list?patient=MRN-9999"))
 
 
-def test_each_phase_summary_has_its_own_page_from_the_patient_page(app: Flask, signed_in: Client) -> None:
+def _two_phases(app: Flask, patient_ref: str) -> str:
     carepath = app.extensions["carepath"]
-    view = carepath.instances.start("test_careplan", "MRN-5007", "system:test", {"age": 54, "diagnosis": "breast"})
+    view = carepath.instances.start("test_careplan", patient_ref, "system:test", {"age": 54, "diagnosis": "breast"})
     with unit_of_work(carepath.sessions) as session:
         for number, phase, ended in ((1, "first_line", date(2026, 3, 2)), (2, "recurrence", date(2027, 5, 10))):
             written = datetime(ended.year, ended.month, ended.day + 5, tzinfo=UTC)
@@ -59,13 +60,33 @@ def test_each_phase_summary_has_its_own_page_from_the_patient_page(app: Flask, s
                                          number=number, phase=phase, ended_on=ended, due_by=ended, status="written",
                                          opened_at=written, written_at=written, written_by="clinician:test",
                                          content=json.dumps(content)))
+    return str(view.id)
+
+
+def test_each_phase_summary_has_its_own_page_from_the_patient_page(app: Flask, signed_in: Client) -> None:
+    instance_id = _two_phases(app, "MRN-5007")
     client = signed_in("clinician")
-    html = _text(client.get(f"/patients/{view.id}"))
+    html = _text(client.get(f"/patients/{instance_id}"))
     assert 'data-phase="1"' in html and 'data-phase="2"' in html
     assert "2. Treatment of a recurrence (course ended 2027-05-10)" in html
-    url = f"/patients/{view.id}/documents/end-of-treatment-summary"
+    url = f"/patients/{instance_id}/documents/end-of-treatment-summary"
     first = _text(client.get(f"{url}?phase=1&lang=sv"))
     assert "Första behandlingen" in first and "action 1" in first and "action 2" not in first
     assert "action 2" in _text(client.get(url))  # the latest written
     for bad in ("3", "0", "x", "1000"):
         assert client.get(f"{url}?phase={bad}").status_code == 404
+
+
+def test_the_patient_reads_each_of_their_summaries(app: Flask, signed_in: Client) -> None:
+    instance_id = _two_phases(app, "MRN-1001")  # the signed-in patient's own
+    client = signed_in("patient")
+    html = _text(client.get(f"/my/plans/{instance_id}", headers={"Accept-Language": "sv"}))
+    assert 'data-phase="1"' in html and 'data-phase="2"' in html and "Behandling av återfall" in html
+    url = f"/my/plans/{instance_id}/documents/end-of-treatment-summary"
+    assert "action 1" in _text(client.get(f"{url}?phase=1")) and "action 2" not in _text(client.get(f"{url}?phase=1"))
+    assert client.get(f"{url}?phase=2&format=pdf").mimetype == "application/pdf"
+    assert client.get(f"{url}?phase=9").status_code == 404 and client.get(f"{url}?phase=x").status_code == 404
+    token = make_token(app, "patient")
+    own = app.test_client().get(f"/v1/me/instances/{instance_id}/end-of-treatment-summaries/2",
+                                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    assert own.status_code == 200 and own.json["gp_actions"] == ["action 2"] and own.json["phase"]["number"] == 2
