@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from api.cli import main
 from engine import CarePath, ConflictError, ManualClock, NotFoundError
-from engine.db.models import InstanceEvent, TreatmentSummary
+from engine.db.models import InstanceEvent, TreatmentSummary, WebhookDelivery
 from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary, render_html
 
 from .journey import Journey, contact
@@ -54,6 +54,7 @@ def _rows(app: CarePath, instance_id: str) -> list[TreatmentSummary]:
 
 def test_an_overdue_summary_opens_a_task_at_six_weeks_and_not_before(bundled: CarePath,
                                                                      journey_clock: ManualClock) -> None:
+    bundled.webhook_admin.add("https://receiver.example/hooks", ["summary.overdue"])
     j = _course_ended(bundled, journey_clock, "SYN-EOT-0001")
     ended = journey_clock.now().date()
     assert bundled.treatment_summaries.open_due() == 0  # noted as awaited, not overdue
@@ -76,6 +77,11 @@ def test_an_overdue_summary_opens_a_task_at_six_weeks_and_not_before(bundled: Ca
     assert opened.actor == "engine"  # the system's timer, not a person
     assert json.loads(opened.payload) == {"summary": row.id, "number": 1, "phase": "first_line",
                                           "ended_on": ended.isoformat(), "due_by": row.due_by.isoformat()}
+    with bundled.sessions() as session:  # subscribers hear of it (ids, codes and dates only)
+        [webhook] = session.scalars(select(WebhookDelivery)).all()
+    assert webhook.event_type == "summary.overdue"
+    assert {k: json.loads(webhook.body)["data"][k] for k in ("summary_id", "phase", "phase_number", "due_by")} == {
+        "summary_id": row.id, "phase": "first_line", "phase_number": 1, "due_by": row.due_by.isoformat()}
 
     # Writing the summary closes the task in the same step.
     j.view = bundled.instances.get(j.view.id)
