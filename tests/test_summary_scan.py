@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import delete, select
 
 from engine import CarePath, ManualClock
 from engine.audit import verify_trail
+from engine.careplan.summaries import summary_operators
 from engine.db.models import InstanceEvent, ReadyTaskElement, TreatmentSummary
 from engine.db.session import unit_of_work
+from engine.errors import WorkflowError
 
 DATA = {"age": 54, "completed_on": "2026-01-10", "named_contact": {"staff_ref": "STAFF-9", "role": "key_worker"}}
 
@@ -66,3 +70,15 @@ def test_the_scan_opens_the_task_after_the_last_day_and_closes_it(carepath: Care
     assert json.loads(trail[1][2])["outcome"] == "closed"
     with carepath.sessions() as session:  # the system's events keep the trail's chain whole
         assert verify_trail(session, [instance_id]) == []
+
+
+def test_a_diagram_naming_no_phase_of_care_is_an_incident_not_a_refused_form() -> None:
+    """``eot_phase`` comes from the calling diagram, never from the clinician's form: a wrong one is the
+    author's to fix (an incident on the element), and its value is not quoted."""
+    keep = summary_operators()["carepath.end_of_treatment_summary"]
+    task = SimpleNamespace(task_spec=SimpleNamespace(bpmn_id="keep_summary"), data={"eot_phase": "second_go"})
+    with pytest.raises(WorkflowError) as caught:
+        keep(SimpleNamespace(), task, {})
+    [problem] = caught.value.problems
+    assert problem.element == "keep_summary" and problem.field == "/eot_phase"
+    assert "second_go" not in str(caught.value) and "second_go" not in str(problem)

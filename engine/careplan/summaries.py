@@ -42,7 +42,7 @@ from engine.audit import append_event
 from engine.clock import Clock
 from engine.db.models import InstanceEvent, PathwayInstance, ReadyTaskElement, TreatmentSummary
 from engine.db.session import read_only, unit_of_work
-from engine.errors import Problem, StaleVersionError, TaskDataError
+from engine.errors import Problem, StaleVersionError, WorkflowError
 from engine.instances.service import PathwayService
 from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, load_instance, save_instance
@@ -76,10 +76,15 @@ def _ended_on(data: dict[str, Any], fallback: date) -> date:
 
 
 def _phase(data: dict[str, Any], element: str) -> str:
-    """The phase the pathway named (``eot_phase``); absent: first-line. Raises TaskDataError."""
+    """The phase the pathway named (``eot_phase``, set by the calling diagram); absent: first-line.
+
+    Raises:
+        WorkflowError: the diagram named no phase of care (an incident on the element: the clinician
+            writing the summary cannot put it right, an author can).
+    """
     value = data.get(_PHASE_KEY, "first_line")
     if value not in PHASES:
-        raise TaskDataError("eot_phase names no phase of care", [Problem(
+        raise WorkflowError("eot_phase names no phase of care", [Problem(
             f"expected one of {', '.join(PHASES)}", field=f"/{_PHASE_KEY}", element=element)])
     return str(value)
 
