@@ -550,7 +550,8 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
                            housekeeping=housekeeping, heartbeat=heartbeat.beat,
                            checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds,
                            deliver=lambda: len(carepath.webhooks.run_once()),
-                           escalate=carepath.referral_escalations.open_due)
+                           escalate=lambda: carepath.referral_escalations.open_due()
+                           + carepath.treatment_summaries.open_due())
     except KeyboardInterrupt:
         total = None
     finally:

@@ -1,6 +1,8 @@
 """Documents of an instance: the Personalised Care Plan (and moving its items on) and the End of
-Treatment Summary, as JSON, as a printable page (``Accept: text/html``) or as a PDF for sending to the
-GP practice (``Accept: application/pdf``; the same page, rendered by WeasyPrint).
+Treatment Summary (the latest written, or that of one phase of care: each course of treatment that
+ended has its own, listed at ``end-of-treatment-summaries``), as JSON, as a printable page
+(``Accept: text/html``) or as a PDF for sending to the GP practice (``Accept: application/pdf``; the
+same page, rendered by WeasyPrint).
 
 The language comes from ``Accept-Language`` (Swedish or English; anything else gets English) and is
 sent back as ``Content-Language``. The documents hold patient data: they are never logged.
@@ -8,6 +10,7 @@ sent back as ``Content-Language``. The documents hold patient data: they are nev
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +20,7 @@ from engine import CarePath
 from engine.documents.build import (
     LANGUAGES,
     care_plan_document,
+    end_of_treatment_summaries,
     end_of_treatment_summary,
 )
 from engine.documents.render import PdfUnavailableError, render_html, render_pdf
@@ -79,3 +83,21 @@ def update_item(instance_id: Any, item_id: Any) -> dict[str, Any]:
 @requires("documents.read")
 def end_of_treatment(instance_id: Any) -> Response:
     return negotiated(end_of_treatment_summary, str(instance_id), "end-of-treatment-summary")
+
+
+@bp.get("/<uuid:instance_id>/end-of-treatment-summaries")
+@requires("documents.read")
+def end_of_treatment_phases(instance_id: Any) -> Response:
+    """The phases of care and the state of each one's summary (JSON), in the language asked for."""
+    listed = end_of_treatment_summaries(carepath(), str(instance_id), request.accept_languages.best_match(LANGUAGES))
+    response = Response(json.dumps(listed), mimetype="application/json")
+    response.headers["Content-Language"] = listed["language"]
+    response.headers["Vary"] = "Accept-Language"
+    return response
+
+
+@bp.get("/<uuid:instance_id>/end-of-treatment-summaries/<int(min=1, max=999):number>")
+@requires("documents.read")
+def end_of_treatment_phase(instance_id: Any, number: int) -> Response:
+    build = functools.partial(end_of_treatment_summary, phase=number)
+    return negotiated(build, str(instance_id), f"end-of-treatment-summary-{number}")

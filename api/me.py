@@ -9,6 +9,7 @@ document a patient reads has no ``next_steps.ready_tasks`` (their names are the 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import Blueprint, Response
@@ -75,6 +76,15 @@ def care_plan(instance_id: Any) -> Response:
 def end_of_treatment(instance_id: Any) -> Response:
     view = patient_view(str(instance_id))
     return negotiated(end_of_treatment_summary, view.id, "end-of-treatment-summary")
+
+
+@bp.get("/instances/<uuid:instance_id>/end-of-treatment-summaries/<int(min=1, max=999):number>")
+@requires("patient.read")
+def end_of_treatment_phase(instance_id: Any, number: int) -> Response:
+    """The summary of one phase of care of the patient's own (each course of treatment that ended)."""
+    view = patient_view(str(instance_id))
+    return negotiated(functools.partial(end_of_treatment_summary, phase=number), view.id,
+                      f"end-of-treatment-summary-{number}")
 
 
 @bp.post("/instances/<uuid:instance_id>/forms/<uuid:task_id>")

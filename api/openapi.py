@@ -134,7 +134,8 @@ _EVALUATION_ID = _path("evaluation_id", UUID_PATTERN)
 
 
 def _document(op_id: str, summary: str, schema: str, errors: tuple[int, ...],
-              permission: str = "documents.read", tag: str = "documents") -> dict[str, Any]:
+              permission: str = "documents.read", tag: str = "documents",
+              extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A document as JSON, as a printable HTML page (``Accept: text/html``) or as a PDF for the GP
     practice (``Accept: application/pdf``)."""
     ok = _response("The document in the language asked for (Content-Language); HTML with Accept: text/html, "
@@ -142,7 +143,8 @@ def _document(op_id: str, summary: str, schema: str, errors: tuple[int, ...],
     ok["content"]["text/html"] = {"schema": {"type": "string", "description": "A self-contained HTML page"}}
     ok["content"]["application/pdf"] = {"schema": {"type": "string", "contentMediaType": "application/pdf",
                                                    "description": "The same page as an A4 PDF"}}
-    return {"get": _op(op_id, summary, permission, {200: ok}, errors, [_INSTANCE_ID, _ACCEPT_LANGUAGE], tag=tag)}
+    return {"get": _op(op_id, summary, permission, {200: ok}, errors, [_INSTANCE_ID, *(extra or []), _ACCEPT_LANGUAGE],
+                       tag=tag)}
 
 
 def _lifecycle(op_id: str, verb: str) -> dict[str, Any]:
@@ -367,6 +369,18 @@ PATHS: dict[str, Any] = {
     "/v1/instances/{instance_id}/end-of-treatment-summary": _document(
         "getEndOfTreatmentSummary", "The End of Treatment Summary of an instance (409 until it is written)",
         "EndOfTreatmentSummary", (404, 409)),
+    "/v1/instances/{instance_id}/end-of-treatment-summaries": {
+        "get": _op("listEndOfTreatmentSummaries", "The phases of care of an instance (each course of treatment that "
+                   "ended) and the state of each one's End of Treatment Summary", "documents.read",
+                   {200: _response("The phases, first first", "EndOfTreatmentSummaryPhases",
+                                   headers=("Content-Language", "Vary"))},
+                   (404,), [_INSTANCE_ID, _ACCEPT_LANGUAGE], tag="documents"),
+    },
+    "/v1/instances/{instance_id}/end-of-treatment-summaries/{number}": _document(
+        "getEndOfTreatmentSummaryOfPhase", "The End of Treatment Summary of one phase of care (404: no such phase; "
+        "409 until it is written)", "EndOfTreatmentSummary", (404, 409),
+        extra=[{"name": "number", "in": "path", "required": True,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 999}}]),
     "/v1/instances/{instance_id}/evaluations": {
         "get": _op("listEvaluations", "The rule evaluations made for an instance, oldest first",
                    "evaluations.read", {200: _response("Evaluations", "EvaluationList")}, (404,), [_INSTANCE_ID],
@@ -432,6 +446,11 @@ PATHS: dict[str, Any] = {
     "/v1/me/instances/{instance_id}/end-of-treatment-summary": _document(
         "getMyEndOfTreatmentSummary", "The patient's own End of Treatment Summary (409 until it is written)",
         "EndOfTreatmentSummary", (404, 409), "patient.read", "patients"),
+    "/v1/me/instances/{instance_id}/end-of-treatment-summaries/{number}": _document(
+        "getMyEndOfTreatmentSummaryOfPhase", "The patient's own End of Treatment Summary of one phase of care "
+        "(404: no such phase; 409 until it is written)", "EndOfTreatmentSummary", (404, 409), "patient.read",
+        "patients", extra=[{"name": "number", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 999}}]),
     "/v1/me/instances/{instance_id}/forms/{task_id}": {
         "post": _op("submitMyForm", "Submit one of the patient's own forms (needs checklist, feedback, survey)",
                     "patient.submit", {200: _response("The instance's remaining forms", "PatientInstance",

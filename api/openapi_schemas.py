@@ -196,8 +196,22 @@ _CARE_PLAN_PROPS: dict[str, Any] = {
         "now": _OBJECTS, "ready_tasks": _OBJECTS, "next_due_at": {"type": ["string", "null"], "format": "date-time"},
         "upcoming": _OBJECTS}),
 }
+_PHASE: dict[str, Any] = _obj(
+    ["number", "code", "label", "ended_on", "due_by", "status", "status_label", "written_on", "overdue"], {
+        "number": {"type": "integer", "minimum": 1, "description": "The phase's number in the instance: 1, 2, ..."},
+        "code": {"type": "string", "enum": ["first_line", "recurrence", "end_of_protocol"]},
+        "label": {"type": "string"},
+        "ended_on": {"type": ["string", "null"], "format": "date",
+                     "description": "null: a summary written before phases were kept, with no course end recorded"},
+        "due_by": {"type": ["string", "null"], "format": "date", "description": "6 weeks after the course ended"},
+        "status": {"type": "string", "enum": ["due", "written", "closed"]}, "status_label": {"type": "string"},
+        "written_on": _NULLABLE_STRING,
+        "overdue": {"type": "boolean", "description": "An 'End of treatment summary overdue' task is open"}})
 _SUMMARY_DOCUMENT_PROPS: dict[str, Any] = {
     "safety": _SAFETY,
+    "phase": {"oneOf": [_PHASE, {"type": "null"}],
+              "description": "The phase of care this summary is about (null: written before phases were kept)"},
+    "phases": {"type": "array", "items": _PHASE, "description": "Every phase of care of the instance"},
     "summary": _obj(["written_on", "written_by", "recorded_by", "recorded_for", "course_completed_on", "due_by",
                      "on_time"], {
         "written_on": _NULLABLE_STRING, "written_by": _NULLABLE_OBJECT, "recorded_by": _NULLABLE_STRING,
@@ -416,12 +430,26 @@ SCHEMAS: dict[str, Any] = {
     "TaskInInstance": _obj([*_TASK_PROPS, "instance_id", "instance_version", "pathway_id", "patient_ref"], {
         **_TASK_PROPS, "instance_id": {"type": "string"}, "instance_version": {"type": "integer"},
         "pathway_id": {"type": "string"}, "patient_ref": {"type": "string"}}),
-    "TaskPage": _obj(["items", "next_cursor", "escalations"], {
+    "TaskPage": _obj(["items", "next_cursor", "escalations", "summaries_overdue"], {
+        "summaries_overdue": {"type": "array", "items": schema_ref("SummaryOverdue"), "description": (
+            "End of treatment summaries not written within 6 weeks of their phase's end: an 'End of treatment "
+            "summary overdue' task each for the patient's named contact (assignee: their staff identifier, null "
+            "for the team), oldest first, closed when the summary is written; on the first page, at most 200")},
         "items": {"type": "array", "items": schema_ref("TaskInInstance")}, "next_cursor": _NULLABLE_STRING,
         "escalations": {"type": "array", "items": schema_ref("OpenReferralEscalation"), "description": (
             "Referrals not accepted in their urgency's timeframe, a task each for the patient's named contact "
             "(assignee: their staff identifier, null for the team), oldest first; on the first page (no cursor, "
             "no element filter), at most 200")}}),
+    "SummaryOverdue": _obj(["id", "kind", "instance_id", "number", "phase", "ended_on", "due_by", "status",
+                            "written_at", "written_by", "overdue_at", "assignee", "closed_at", "pathway_id",
+                            "patient_ref"], {
+        "id": {"type": "string"}, "kind": {"const": "summary_overdue"}, "instance_id": {"type": "string"},
+        "number": {"type": "integer", "description": "The phase of care's number in the instance"},
+        "phase": {"type": "string", "enum": ["first_line", "recurrence", "end_of_protocol"]},
+        "ended_on": {"type": "string", "format": "date"}, "due_by": {"type": "string", "format": "date"},
+        "status": {"type": "string"}, "written_at": _NULLABLE_STRING, "written_by": _NULLABLE_STRING,
+        "overdue_at": _DATE_TIME, "assignee": _NULLABLE_STRING, "closed_at": _NULLABLE_STRING,
+        "pathway_id": {"type": "string"}, "patient_ref": {"type": "string"}}),
     "ReferralEscalation": _obj(list(_ESCALATION_PROPS), _ESCALATION_PROPS),
     "OpenReferralEscalation": _obj([*_ESCALATION_PROPS, "kind", "code", "service", "urgency", "pathway_id",
                                     "patient_ref"], {
@@ -495,6 +523,9 @@ SCHEMAS: dict[str, Any] = {
     "CarePlanItem": _obj(list(_ITEM_PROPS), _ITEM_PROPS),
     "CarePlanDocument": _obj([*_DOCUMENT_HEADER, *_CARE_PLAN_PROPS], {
         **_DOCUMENT_HEADER, "document_type": {"const": "personalised_care_plan"}, **_CARE_PLAN_PROPS}),
+    "EndOfTreatmentSummaryPhases": _obj(["instance_id", "patient_ref", "language", "phases"], {
+        "instance_id": {"type": "string"}, "patient_ref": {"type": "string"}, "language": {"type": "string"},
+        "phases": {"type": "array", "items": _PHASE}}),
     "EndOfTreatmentSummary": _obj([*_DOCUMENT_HEADER, *_SUMMARY_DOCUMENT_PROPS], {
         **_DOCUMENT_HEADER, "document_type": {"const": "end_of_treatment_summary"}, **_SUMMARY_DOCUMENT_PROPS}),
     "CarePlanItemRecord": _obj(list(_ITEM_RECORD_PROPS), _ITEM_RECORD_PROPS),

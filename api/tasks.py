@@ -1,5 +1,5 @@
-"""Tasks: ready tasks across instances and open referral escalations, one task with its form, completing
-a task or an escalation."""
+"""Tasks: ready tasks across instances, open referral escalations and overdue end of treatment
+summaries, one task with its form, completing a task or an escalation."""
 
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ def list_ready() -> tuple[dict[str, Any], int, dict[str, str]]:
     # Referrals not accepted in time, for their named contacts: on the first page, not counted in pages.
     escalations = [] if cursor or element else carepath().referral_escalations.list_open(
         where.patient_ref, where.pathway_id, where.scope.condition())
-    return {**page, "items": with_notices(page["items"]), "escalations": escalations}, 200, VARY
+    # End of treatment summaries not written within 6 weeks of their phase's end, likewise.
+    overdue = [] if cursor or element else carepath().treatment_summaries.list_overdue(
+        where.patient_ref, where.pathway_id, where.scope.condition())
+    return {**page, "items": with_notices(page["items"]), "escalations": escalations,
+            "summaries_overdue": overdue}, 200, VARY
 
 
 @bp.post("/referral-escalations/<uuid:escalation_id>/complete")

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.careplan.referrals import ReferralEscalations
 from engine.careplan.service import CarePlanService, care_plan_operators
+from engine.careplan.summaries import TreatmentSummaries
 from engine.clock import Clock, SystemClock
 from engine.db.session import make_engine, make_session_factory, read_only, upgrade_schema
 from engine.instances.service import PathwayService
@@ -72,6 +73,9 @@ class CarePath:
         self.care_plans = CarePlanService(self.sessions, self.clock, settings.referral_timeframes)
         # The worker's scan for referrals not accepted in time (engine.careplan.referrals).
         self.referral_escalations = ReferralEscalations(self.sessions, self.clock, self.instances)
+        # End of treatment summaries per phase, and the worker's scan for overdue ones (engine.careplan.summaries).
+        self.treatment_summaries = TreatmentSummaries(self.sessions, self.clock, self.instances,
+                                                      settings.referral_timeframes.time_zone)
         # The worker delivers the webhook outbox with it (engine.webhooks, docs/webhooks.md).
         self.webhooks = WebhookDeliverer(self.sessions, self.clock, RetryPolicy(
             max_attempts=settings.webhook_max_attempts, timeout_seconds=settings.webhook_timeout_seconds,

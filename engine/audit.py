@@ -68,6 +68,7 @@ EVENT_TYPES = frozenset(
         "decision_evaluated",
         "reassessment_started",
         "referral_overdue", "referral_escalation_completed",
+        "summary_overdue", "summary_overdue_closed",
         "care_team_changed",
     }
 )

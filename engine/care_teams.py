@@ -167,7 +167,7 @@ NOT_FOUND: dict[str, str] = {
     "care_plan": "no such care plan",  # FHIR CarePlan/<instance id>
     "care_plan_item": "no such referral",  # FHIR ServiceRequest/<care plan item id>
     "questionnaire_response": "no such questionnaire response",  # FHIR: a rule evaluation
-    "composition": "no such composition",  # FHIR Composition/eot-<instance id>
+    "composition": "no such composition",  # FHIR Composition/eot-<instance id>[-<phase of care>]
     "referral_escalation": "no referral escalation {key!r}",  # engine.careplan.referrals
 }
 _OWNER_COLUMN: dict[str, Any] = {
@@ -200,8 +200,8 @@ def placement(session: Session, kind: str, key: str) -> Placement | None:
         if found[1] is None:
             return Placement("", "", "")
         return Placement(found[1], found[2], found[3])
-    if kind == "composition":
-        key = key.removeprefix(COMPOSITION_PREFIX)
+    if kind == "composition":  # eot-<instance id>, or eot-<instance id>-<phase> (engine.fhir.documents)
+        key = key.removeprefix(COMPOSITION_PREFIX)[:36]
     row = session.execute(select(*columns).where(PathwayInstance.id == key)).first()
     return None if row is None else Placement(row[0], row[1], row[2])
 

@@ -97,10 +97,13 @@ def _work_list(refused: bool = False) -> str:
     tasks.sort(key=lambda t: t["order"])
     escalations = [] if "cursor" in filters else carepath().referral_escalations.list_open(
         filters.get("patient"), filters.get("pathway"), where.scope.condition())
+    summaries = [] if "cursor" in filters else carepath().treatment_summaries.list_overdue(
+        filters.get("patient"), filters.get("pathway"), where.scope.condition())
     template = "web/_work_list_table.html" if request.headers.get("HX-Request") else "web/work_list.html"
     return render_template(template, tasks=tasks, lanes=lanes, filters=filters, problems=problems,
                            next_cursor=found.next_cursor, pathways=carepath().catalog.pathways(),
-                           escalations=escalations, outcomes=ESCALATION_OUTCOMES, refused=refused)
+                           escalations=escalations, outcomes=ESCALATION_OUTCOMES, refused=refused,
+                           summaries_overdue=summaries)
 
 
 def _ready_task(instance_id: str, task_id: str) -> tuple[Any, dict[str, Any] | None]:

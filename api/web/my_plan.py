@@ -11,6 +11,7 @@ forms (:data:`engine.patients.PATIENT_FORMS`). Mobile first: one column, large t
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -40,6 +41,7 @@ from .i18n import LANGUAGES, current_language, translate
 
 bp = Blueprint("my_plan", __name__, url_prefix="/my")
 
+_PHASE = re.compile(r"^[1-9][0-9]{0,2}$")
 _DOCUMENTS = {"care-plan": care_plan_document, "end-of-treatment-summary": end_of_treatment_summary}
 MAX_INSTANCES = 20  # a patient has a handful of pathways
 # Pathways that have ended stay readable (their documents), after the running ones.
@@ -69,6 +71,12 @@ def _summary_written(instance_id: str) -> bool:
     return True
 
 
+def _phases_written(instance_id: str) -> list[dict[str, Any]]:
+    """The phases of care whose summary is written, when there is more than one (each gets its link)."""
+    written = [p for p in carepath().treatment_summaries.list_phases(instance_id) if p["status"] == "written"]
+    return written if len(written) > 1 else []
+
+
 @bp.get("")
 @page("patient.read")
 def plan() -> str:
@@ -90,12 +98,13 @@ def _plan_page(instance_id: str | None, ids: list[str]) -> str:
     directory = service_directory(carepath().settings)
     line = safety_notice(directory, language, "during_treatment")
     if instance_id is None:
-        return render_template("web/my_plan.html", document=None, forms=[], others=[], line=line, summary=False)
+        return render_template("web/my_plan.html", document=None, forms=[], others=[], line=line, summary=False,
+                               phases=[])
     view = _own(instance_id)
     document = care_plan_document(carepath(), view.id, language)
     others = [{"id": i, "pathway": carepath().instances.get(i).pathway_id} for i in ids if i != view.id]
     return render_template("web/my_plan.html", document=document, view=view, forms=own_forms(view), others=others,
-                           line=line, summary=_summary_written(view.id))
+                           line=line, summary=_summary_written(view.id), phases=_phases_written(view.id))
 
 
 @bp.get("/plans/<uuid:instance_id>/documents/<any('care-plan', 'end-of-treatment-summary'):document>")
@@ -104,7 +113,12 @@ def document(instance_id: Any, document: str) -> Response:
     """The patient's document as a printable page, or a PDF (``?format=pdf``), in ``?lang=`` or the page's."""
     view = _own(str(instance_id))
     language = request.args.get("lang") if request.args.get("lang") in LANGUAGES else current_language()
-    built = _DOCUMENTS[document](carepath(), view.id, language)
+    if document == "end-of-treatment-summary" and "phase" in request.args:  # one phase of care's summary
+        if not _PHASE.match(request.args["phase"]):
+            abort(404)
+        built = end_of_treatment_summary(carepath(), view.id, language, int(request.args["phase"]))
+    else:
+        built = _DOCUMENTS[document](carepath(), view.id, language)
     if request.args.get("format") == "pdf":
         try:
             response = Response(render_pdf(built), mimetype="application/pdf")

@@ -33,6 +33,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
 _CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SCORE_TOP = 10  # a concern's score runs from 0 to 10 (engine.rules.assessment): the chart's axis, always
+_PHASE = re.compile(r"^[1-9][0-9]{0,2}$")
 _DOCUMENTS = {"care-plan": care_plan_document, "end-of-treatment-summary": end_of_treatment_summary}
 
 
@@ -59,6 +60,8 @@ def patient(instance_id: Any) -> str:
     return render_template("web/patient.html", view=view, progress=instance_progress(carepath().instances, view.id),
                            events=queries().events(view.id) if can("events.read") else None,
                            care_plan=_care_plan(view.id), reasons=SUGGESTED_REASONS,
+                           summaries=[p for p in carepath().treatment_summaries.list_phases(view.id)
+                                      if p["status"] == "written"] if can("documents.read") else [],
                            concerns=concerns, concerns_chart=_concerns_chart(concerns) if concerns else None,
                            glass=g.get("break_glass"))
 
@@ -136,9 +139,16 @@ def retry(instance_id: Any) -> tuple[str, int]:
 @bp.get("/<uuid:instance_id>/documents/<any('care-plan', 'end-of-treatment-summary'):document>")
 @page("documents.read")
 def document(instance_id: Any, document: str) -> Response:
-    """A document as its printable page, in the language asked for (``?lang=sv``) or the page's."""
+    """A document as its printable page, in the language asked for (``?lang=sv``) or the page's; the
+    summary of one phase of care with ``?phase=2`` (the latest written without it)."""
     language = request.args.get("lang") if request.args.get("lang") in LANGUAGES else current_language()
-    built = _DOCUMENTS[document](carepath(), str(instance_id), language)
+    if document == "end-of-treatment-summary" and "phase" in request.args:
+        phase = request.args["phase"]
+        if not _PHASE.match(phase):
+            abort(404)  # no such phase, as a number out of range would be
+        built = end_of_treatment_summary(carepath(), str(instance_id), language, int(phase))
+    else:
+        built = _DOCUMENTS[document](carepath(), str(instance_id), language)
     response = Response(render_html(built), mimetype="text/html")
     response.headers["Content-Language"] = built["language"]
     return response

@@ -36,6 +36,7 @@ from engine.careplan.moves import OPEN_REFERRAL, STATUSES, history, move_item, n
 from engine.careplan.patient_status import patient_status_operators
 from engine.careplan.reassessment import reassessment_operators
 from engine.careplan.referrals import accept_by, find_open_referral, raise_urgency
+from engine.careplan.summaries import summary_operators
 from engine.clock import Clock
 from engine.db.models import CarePlanItem, CarePlanNote, PathwayInstance
 from engine.db.session import read_only, unit_of_work
@@ -73,7 +74,8 @@ def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str 
 def care_plan_operators(registry: Any, timeframes: ReferralTimeframes | None = None, *,
                         active_only: bool = False) -> dict[str, ServiceOperator]:
     """The service operators pathways use: ``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``,
-    and the patient status and warning sign operators of :mod:`engine.careplan.patient_status`.
+    the patient status and warning sign operators of :mod:`engine.careplan.patient_status`, and
+    ``carepath.end_of_treatment_summary`` (:mod:`engine.careplan.summaries`).
     ``timeframes``: by when referrals must be accepted (default: :class:`ReferralTimeframes`' defaults).
     ``active_only`` (four eyes): ``carepath.rules`` evaluates each rule set's active version
     (:mod:`engine.rules.activation`), not the folder's current text."""
@@ -81,7 +83,7 @@ def care_plan_operators(registry: Any, timeframes: ReferralTimeframes | None = N
     return {"carepath.rules": functools.partial(_propose, registry, active_only, timeframes),
             "carepath.careplan": functools.partial(_decide, timeframes),
             "carepath.referrals": functools.partial(_referrals_sent, timeframes), **patient_status_operators(registry),
-            **reassessment_operators()}
+            **reassessment_operators(), **summary_operators()}
 
 
 def _step_recorder(context: StepContext, element: str) -> Any:

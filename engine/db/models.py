@@ -9,10 +9,23 @@ The modules that own each aggregate's behaviour (``engine.careplan``, ``engine.r
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -22,8 +35,8 @@ from engine.db.stored_state import StoredState
 __all__ = ["ACTIVE_STATUSES", "AccessRecord", "ApiToken", "AuditVerification", "CarePlanItem", "CarePlanNote",
            "DecisionEvaluationRecord", "IdempotencyRecord", "InstanceEvent", "PathwayInstance", "PathwayVersion",
            "PatientIdentity", "ReadyTaskElement", "ReportInstance", "ReportItem", "ReportMeasureRow",
-           "ReportWarningSign", "RuleEvaluationRecord", "RuleVersionRecord", "SandboxClockState", "UTCDateTime",
-           "WebhookDelivery", "WebhookSubscription"]
+           "ReportWarningSign", "RuleEvaluationRecord", "RuleVersionRecord", "SandboxClockState", "TreatmentSummary",
+           "UTCDateTime", "WebhookDelivery", "WebhookSubscription"]
 
 # Statuses of an instance that has not ended (engine.instances.view.Status): one per patient and pathway.
 ACTIVE_STATUSES = ("running", "suspended", "error")
@@ -356,6 +369,48 @@ class ReferralEscalation(Base):
                 "opened_at": self.opened_at.isoformat(),
                 "completed_at": self.completed_at.isoformat() if self.completed_at else None,
                 "completed_by": self.completed_by, "outcome": self.outcome}
+
+
+class TreatmentSummary(Base):
+    """The End of Treatment Summary of one phase of care (a course of treatment that ended: first-line
+    treatment, the treatment of a recurrence), and its deadline (engine.careplan.summaries).
+
+    ``due``: the phase ended and its summary is not written yet; ``written``: signed off by its author
+    (``content``: the instance's data as the summary was written -- patient data, never logged; NULL
+    for a summary written before phases were kept, whose document is built from the current data);
+    ``closed``: the instance ended, or moved on, without it. The overdue task is ``overdue_at`` set
+    and ``closed_at`` not: opened by the worker's scan 6 weeks after ``ended_on``, for ``assignee``
+    (the named contact's staff identifier, else None: the team's work list), closed when the summary
+    is written.
+    """
+
+    __tablename__ = "treatment_summaries"
+    __table_args__ = (UniqueConstraint("instance_id", "number", name="uq_treatment_summaries_instance_id_number"),
+                      Index("ix_treatment_summaries_status_due_by", "status", "due_by"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)  # the phase's number in the instance: 1, 2, ...
+    phase: Mapped[str] = mapped_column(String(40))  # first_line | recurrence | end_of_protocol
+    ended_on: Mapped[date] = mapped_column(Date)
+    due_by: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20))  # due | written | closed
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    written_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    written_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    content: Mapped[str | None] = mapped_column(Text, nullable=True)
+    overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    assignee: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The phase and its deadline, without the content (ids, codes and dates only)."""
+        def stamp(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+        return {"id": self.id, "instance_id": self.instance_id, "number": self.number, "phase": self.phase,
+                "ended_on": self.ended_on.isoformat(), "due_by": self.due_by.isoformat(), "status": self.status,
+                "written_at": stamp(self.written_at), "written_by": self.written_by,
+                "overdue_at": stamp(self.overdue_at), "assignee": self.assignee, "closed_at": stamp(self.closed_at)}
 
 
 class CarePlanNote(Base):

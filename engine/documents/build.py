@@ -21,6 +21,7 @@ Patient data: documents are for the patient and their care team, never for logs.
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from sqlalchemy import select
 
 from engine.audit import split_actor
 from engine.calendar import add_months
-from engine.db.models import InstanceEvent
+from engine.db.models import InstanceEvent, TreatmentSummary
 from engine.db.session import read_only
 from engine.documents.contacts import Contacts
 from engine.documents.directory import service_directory
@@ -58,6 +59,7 @@ __all__ = [
     "LANGUAGES",
     "SCHEMA_VERSION",
     "care_plan_document",
+    "end_of_treatment_summaries",
     "end_of_treatment_summary",
     "render_html",
     "render_pdf",
@@ -97,6 +99,13 @@ _SACT_WEEKS, _IMMUNOTHERAPY_MONTHS = 6, 12
 _CONTINUING = ("endocrine_therapy", "hormone_therapy", "androgen_deprivation_therapy")
 # NHS England: the end of treatment summary is written within 6 weeks of the end of the course.
 _SUMMARY_DUE_WEEKS = 6
+# What a phase's summary keeps of the data it was written from (engine.careplan.summaries): its course,
+# what its summary says, and what the MDT planned for it. The rest (contacts, the care plan) is current.
+_PHASE_KEYS = ("treatments_received", "completed_on", "summary_treatments", "effects_to_watch_for",
+               "warning_signs_given", "ongoing_support", "gp_actions", "follow_up_model", "last_sact_date",
+               "ongoing_treatments", "surveillance_plan", "summary_author", "prognosis_discussed",
+               "benefits_form_status", "cancer_stage", "treatment_intent", "on_immunotherapy",
+               "immunotherapy_planned", "systemic_therapy_planned", "stoma_formed", "eot_phase")
 
 
 def resolve_language(requested: str | None) -> str:
@@ -134,6 +143,7 @@ class _Sources:
     """Everything a document is built from, read once."""
 
     def __init__(self, carepath: CarePath, instance_id: str, language: str | None) -> None:
+        """Raises: NotFoundError (no such instance), RuleFileError (the directory is invalid)."""
         self.catalogue = carepath.rules.catalogue()
         self.language = resolve_language(language)
         self.strings = strings(self.language)
@@ -147,7 +157,11 @@ class _Sources:
             completed = session.execute(select(InstanceEvent.element, InstanceEvent.at, InstanceEvent.actor).where(
                 InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed")
                 .order_by(InstanceEvent.seq)).all()
+            self.phases: list[TreatmentSummary] = carepath.treatment_summaries.phases(session, instance_id)
+        self.completions = [(element, at, actor) for element, at, actor in completed]
+        self.made = {i["id"]: datetime.fromisoformat(i["created_at"]) for i in self.plan.items}  # care plan items
         self.completed = {element: (at, actor) for element, at, actor in completed}  # the latest of each
+        self.phase: TreatmentSummary | None = None
         self.directory = service_directory(carepath.settings)
         self.contacts = Contacts(self.directory, self.language, self.strings, self.labels.of, self.data)
         rule_files = _rule_files(carepath, {(r.ruleset_name, r.ruleset_version) for r in records})
@@ -218,6 +232,42 @@ class _Sources:
 
     def england(self) -> bool:
         return self.contacts.system.key == "england"
+
+    def select_phase(self, number: int | None) -> None:
+        """Build the summary of phase ``number`` (None: the latest written) from the data it was written
+        from. Raises: NotFoundError (no such phase), ConflictError (its summary is not written yet)."""
+        written = [p for p in self.phases if p.status == "written"]
+        if number is None:
+            if not written:
+                return  # none kept (written before phases were): the current data, as before
+            self.phase = written[-1]
+        else:
+            found = [p for p in self.phases if p.number == number]
+            if not found and number == 1 and not self.phases:
+                if "summary_treatments" in self.data:
+                    return  # the one summary written before phases were kept
+                raise ConflictError("no end of treatment summary yet: the treating team has not written it")
+            if not found:
+                raise NotFoundError(f"no phase {number} of care with an end of treatment summary")
+            if found[0].status != "written":
+                raise ConflictError(f"no end of treatment summary of phase {number} yet: the treating team "
+                                    "has not written it")
+            self.phase = found[0]
+        if self.phase.content is None:
+            return  # written on a diagram version that did not keep it: the current data
+        kept = json.loads(self.phase.content)
+        for key in _PHASE_KEYS:
+            if key in kept:
+                self.data[key] = kept[key]
+            else:
+                self.data.pop(key, None)
+
+    def phase_bounds(self) -> tuple[datetime | None, datetime | None]:
+        """When the previous phase's summary and this one's were written (None: no bound)."""
+        if self.phase is None:
+            return None, None
+        earlier = [p.written_at for p in self.phases if p.number < self.phase.number and p.written_at]
+        return (max(earlier) if earlier else None), self.phase.written_at
 
 
 def _rule_files(carepath: CarePath, versions: set[tuple[str, str]]) -> dict[tuple[str, str], RuleFile]:
@@ -347,25 +397,31 @@ def _next_steps(src: _Sources) -> dict[str, Any]:
 # --- the end of treatment summary -----------------------------------------------------------------------
 
 
-def end_of_treatment_summary(carepath: CarePath, instance_id: str, language: str | None = "en") -> dict[str, Any]:
-    """The End of Treatment Summary of an instance whose summary has been written, with the content of
-    NHS England's template (docs/documents.md).
+def end_of_treatment_summary(carepath: CarePath, instance_id: str, language: str | None = "en",
+                             phase: int | None = None) -> dict[str, Any]:
+    """The End of Treatment Summary of phase ``phase`` of an instance (1, 2, ...: each course of
+    treatment that ended; None: the latest written), with the content of NHS England's template and
+    the phase's own treatments and dates (docs/documents.md).
 
     Raises:
-        NotFoundError: no such instance.
-        ConflictError: the end of treatment summary has not been written yet.
+        NotFoundError: no such instance, or no such phase.
+        ConflictError: the end of treatment summary (of that phase) has not been written yet.
         RuleFileError: the warning-signs catalogue or the service directory is invalid.
     """
     src = _Sources(carepath, instance_id, language)
+    src.select_phase(phase)
     data, labels = src.data, src.labels
     if "summary_treatments" not in data:
         raise ConflictError("no end of treatment summary yet: the treating team has not written it")
     sact_ended, signs_until = _recent_sact(data, src.now.date())
-    referred = [i for i in src.items(_REFERRALS_MADE) if i["kind"] == "referral"]
+    after, until = src.phase_bounds()
+    referred = [i for i in src.items(_REFERRALS_MADE) if i["kind"] == "referral" and _within(src, i, after, until)]
     organisations = [o for o in (src.contacts.organisation(str(c)) for c in data.get("connected_to") or []) if o]
     return {
         **src.header(END_OF_TREATMENT, "end_of_treatment"),
         "safety": src.safety(during_treatment=signs_until is not None),
+        "phase": _phase_entry(src, src.phase) if src.phase else None,
+        "phases": _phase_list(src),
         "summary": _about_summary(src),
         "diagnosis": src.diagnosis(),
         "treatments_received": _treatments(src),
@@ -379,7 +435,8 @@ def end_of_treatment_summary(carepath: CarePath, instance_id: str, language: str
         "prognosis": {"discussed": data.get("prognosis_discussed")
                       if isinstance(data.get("prognosis_discussed"), str) else None},
         "benefits_form": _benefits_form(src),
-        "ongoing_support": {"care_plan": [i for i in src.items(_AGREED) if i not in referred],
+        "ongoing_support": {"care_plan": [i for i in src.items(_AGREED) if i not in referred
+                                          and _within(src, i, None, until)],
                             "other": list(data.get("ongoing_support") or [])},
         "gp_actions": list(data.get("gp_actions") or []),
         "gp_practice": src.contacts.gp_practice(),
@@ -391,6 +448,8 @@ def end_of_treatment_summary(carepath: CarePath, instance_id: str, language: str
 def _about_summary(src: _Sources) -> dict[str, Any]:
     """Who wrote it and when, and whether within 6 weeks of the course's end (NHS England)."""
     written = src.completed.get("write_summary")
+    if src.phase is not None and src.phase.written_at and src.phase.written_by:
+        written = (src.phase.written_at, src.phase.written_by)
     author = src.data.get("summary_author")
     completed_on = _date(src.data.get("completed_on"))
     due_by = completed_on + timedelta(weeks=_SUMMARY_DUE_WEEKS) if completed_on else None
@@ -406,12 +465,59 @@ def _about_summary(src: _Sources) -> dict[str, Any]:
     }
 
 
+def _within(src: _Sources, item: dict[str, Any], after: datetime | None, until: datetime | None) -> bool:
+    """Whether a care plan item was made in a phase: after the previous summary, by this one."""
+    made = src.made.get(item["id"])
+    if made is None:
+        return True
+    return (after is None or made > after) and (until is None or made <= until)
+
+
+def _phase_entry(src: _Sources, row: TreatmentSummary) -> dict[str, Any]:
+    return {"number": row.number, "code": row.phase, "label": src.labels.of("phase_of_care", row.phase),
+            "ended_on": row.ended_on.isoformat(), "due_by": row.due_by.isoformat(), "status": row.status,
+            "status_label": src.labels.of("summary_status", row.status),
+            "written_on": row.written_at.date().isoformat() if row.written_at else None,
+            "overdue": row.overdue_at is not None and row.closed_at is None}
+
+
+def _phase_list(src: _Sources) -> list[dict[str, Any]]:
+    """Every phase of the instance, first first; a summary written before phases were kept is phase 1."""
+    if src.phases:
+        return [_phase_entry(src, row) for row in src.phases]
+    if "summary_treatments" not in src.data:
+        return []
+    written = src.completed.get("write_summary")
+    ended = _date(src.data.get("completed_on"))
+    return [{"number": 1, "code": "first_line", "label": src.labels.of("phase_of_care", "first_line"),
+             "ended_on": ended.isoformat() if ended else None,
+             "due_by": (ended + timedelta(weeks=_SUMMARY_DUE_WEEKS)).isoformat() if ended else None,
+             "status": "written", "status_label": src.labels.of("summary_status", "written"),
+             "written_on": written[0].date().isoformat() if written else None, "overdue": False}]
+
+
+def end_of_treatment_summaries(carepath: CarePath, instance_id: str, language: str | None = "en") -> dict[str, Any]:
+    """The phases of care of an instance and their summaries' state (each summary:
+    :func:`end_of_treatment_summary` with its ``number``): ``{instance_id, patient_ref, language, phases}``.
+
+    Raises:
+        NotFoundError: no such instance.
+        RuleFileError: the service directory is invalid.
+    """
+    src = _Sources(carepath, instance_id, language)
+    return {"instance_id": src.view.id, "patient_ref": src.view.patient_ref, "language": src.language,
+            "phases": _phase_list(src)}
+
+
 def _treatments(src: _Sources) -> list[dict[str, Any]]:
     """The treatment form's codes, then the summary's own entries that add something, each labelled,
     with the date the plan was agreed (the MDT) and the date the course ended."""
     data, labels = src.data, src.labels
-    decided = src.completed.get("mdt")
-    decided_on = decided[0].date().isoformat() if decided else None
+    after, until = src.phase_bounds()
+    # The MDT that planned this phase's course: the latest before its summary, after the previous one's.
+    decided = [at for element, at, _ in src.completions
+               if element == "mdt" and (after is None or at > after) and (until is None or at <= until)]
+    decided_on = decided[-1].date().isoformat() if decided else None
     found: list[dict[str, Any]] = []
     for entry in [*(data.get("treatments_received") or []), *(data.get("summary_treatments") or [])]:
         code = entry if str(entry) in labels.labels.get("treatment", {}) else None
@@ -438,7 +544,10 @@ def _recent_sact(data: dict[str, Any], today: date) -> tuple[date | None, date |
     apply (6 weeks, 12 months after immunotherapy); (None, None) when they no longer apply."""
     received = {str(t) for t in data.get("treatments_received") or []}
     sact = bool(received & _SACT) or data.get("systemic_therapy_planned") is True
-    ended = _date(data.get("last_sact_date")) or (_date(data.get("completed_on")) if sact else None)
+    # The later of the two: a last dose recorded at diagnosis must not hide the SACT of a later course
+    # (the treatment of a recurrence) that has just ended.
+    ended = max([d for d in (_date(data.get("last_sact_date")), _date(data.get("completed_on")) if sact else None)
+                 if d is not None], default=None)
     if ended is None:
         return None, None
     immunotherapy = "immunotherapy" in received or any(data.get(k) is True for k in ("on_immunotherapy",

@@ -18,16 +18,40 @@ from typing import Any
 from engine.care_teams import COMPOSITION_PREFIX as CARE_TEAMS_COMPOSITION_PREFIX
 from engine.fhir.careplans import instant
 
-__all__ = ["COMPOSITION_PREFIX", "composition", "document_bundle", "referral_ids"]
+__all__ = ["COMPOSITION_PREFIX", "composition", "composition_id", "document_bundle", "parse_composition_id",
+           "referral_ids"]
 
-# Composition id: eot-<instance id> (one summary per instance); care teams find its owner by it.
+# Composition id: eot-<instance id> for the summary of the first phase of care (the one summary an instance
+# had before phases were kept), eot-<instance id>-<n> for phase n from 2 (the treatment of a recurrence):
+# each summary keeps its id. Care teams find its owner by the instance id in it.
 COMPOSITION_PREFIX = CARE_TEAMS_COMPOSITION_PREFIX
+_UUID_LENGTH = 36
+
+
+def composition_id(instance_id: str, phase: int | None) -> str:
+    """The Composition id of the summary of ``phase`` (None or 1: the first)."""
+    return f"{COMPOSITION_PREFIX}{instance_id}" + (f"-{phase}" if phase and phase > 1 else "")
+
+
+def parse_composition_id(value: str) -> tuple[str, int] | None:
+    """(instance id, phase number) a Composition id names, or None when it names none."""
+    rest = value.removeprefix(COMPOSITION_PREFIX)
+    if rest == value or len(rest) < _UUID_LENGTH:
+        return None
+    instance_id, suffix = rest[:_UUID_LENGTH], rest[_UUID_LENGTH:]
+    if not suffix:
+        return instance_id, 1
+    number = suffix[1:]
+    if suffix[0] != "-" or not number.isascii() or not number.isdigit() or len(number) > 3 or number[0] == "0":
+        return None
+    return (instance_id, int(number)) if int(number) > 1 else None
 _DOCUMENT_TYPES = "https://carepath.dev/fhir/CodeSystem/document-type"
 _SECTIONS = "https://carepath.dev/fhir/CodeSystem/end-of-treatment-section"
 # The header fields of every document (engine/documents/build.py _Sources.header): not sections.
 _HEADER = {"document_type", "schema_version", "generated_at", "language", "title", "instance_id", "pathway_id",
            "pathway_name", "pathway_version", "patient_ref", "instance_status",
-           "directory"}  # which service directory the numbers come from: about the document, not content
+           "directory",  # which service directory the numbers come from: about the document, not content
+           "phases"}  # the patient's other summaries: each is a Composition of its own
 # Known sections, in reading order, with their titles; other keys follow in the document's order.
 _TITLES: dict[str, dict[str, str]] = {
     "diagnosis": {"en": "Diagnosis", "sv": "Diagnos"},
@@ -39,6 +63,7 @@ _TITLES: dict[str, dict[str, str]] = {
     "ongoing_support": {"en": "Ongoing support", "sv": "Fortsatt stöd"},
     "gp_actions": {"en": "For the GP", "sv": "Till vårdcentralen"},
     "follow_up": {"en": "Follow-up", "sv": "Uppföljning"},
+    "phase": {"en": "Phase of care", "sv": "Vårdskede"},
 }
 _WORDS = {"en": {"none": "None recorded", "yes": "Yes", "no": "No"},
           "sv": {"none": "Inget registrerat", "yes": "Ja", "no": "Nej"}}
@@ -118,7 +143,8 @@ def composition(summary: dict[str, Any], patient: dict[str, Any], software: str)
     language = str(summary.get("language") or "en")
     keys = [k for k in _TITLES if k in summary] + [k for k in summary if k not in _TITLES and k not in _HEADER]
     return {
-        "resourceType": "Composition", "id": f"{COMPOSITION_PREFIX}{summary['instance_id']}",
+        "resourceType": "Composition",
+        "id": composition_id(summary["instance_id"], (summary.get("phase") or {}).get("number")),
         "language": language, "status": "final",
         "type": {"coding": [{"system": _DOCUMENT_TYPES, "code": "end-of-treatment-summary",
                              "display": "End of Treatment Summary"}], "text": str(summary.get("title") or "")},

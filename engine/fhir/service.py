@@ -15,11 +15,11 @@ from engine.care_teams import EVERYWHERE, CareScope
 from engine.careplan.service import CarePlanService
 from engine.db.models import CarePlanItem, PathwayInstance
 from engine.db.session import read_only
-from engine.documents.build import end_of_treatment_summary
+from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary
 from engine.documents.directory import service_directory
 from engine.errors import ConflictError, InvalidInputError, NotFoundError, Problem
 from engine.fhir.careplans import HNA_CHECKLIST, care_plan, service_request, task
-from engine.fhir.documents import COMPOSITION_PREFIX, composition, document_bundle, referral_ids
+from engine.fhir.documents import composition, document_bundle, parse_composition_id, referral_ids
 from engine.fhir.identifiers import SYSTEMS, patient_ref_from_identifier, patient_reference
 from engine.fhir.questionnaires import (
     QUESTIONNAIRE_URL,
@@ -236,21 +236,24 @@ class FhirService:
         """The patient's End of Treatment Summaries that have been written."""
         found = []
         for instance in self._instances(patient_ref, scope):
-            try:
-                summary_json = end_of_treatment_summary(self.carepath, instance["id"], language)
-            except ConflictError:  # not written yet
-                continue
-            found.append(composition(summary_json, self._patient(patient_ref), self.software))
+            phases = end_of_treatment_summaries(self.carepath, instance["id"], language)["phases"]
+            for phase in phases:  # one per phase of care whose summary is written
+                if phase["status"] != "written":
+                    continue
+                summary_json = end_of_treatment_summary(self.carepath, instance["id"], language, phase["number"])
+                found.append(composition(summary_json, self._patient(patient_ref), self.software))
         return found
 
     def _summary(self, composition_id: str, language: str | None) -> dict[str, Any]:
-        instance_id = composition_id.removeprefix(COMPOSITION_PREFIX)
-        if instance_id == composition_id:
+        named = parse_composition_id(composition_id)
+        if named is None:
             raise NotFoundError("no such composition")
         try:
-            return end_of_treatment_summary(self.carepath, instance_id, language)
+            return end_of_treatment_summary(self.carepath, named[0], language, named[1])
         except ConflictError as exc:
             raise NotFoundError("no such composition: the end of treatment summary is not written yet") from exc
+        except NotFoundError as exc:
+            raise NotFoundError("no such composition") from exc
 
     def composition(self, composition_id: str, language: str | None = None) -> dict[str, Any]:
         """Raises: NotFoundError (no such instance, or its summary is not written yet)."""

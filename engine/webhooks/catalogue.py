@@ -16,6 +16,8 @@ more through the API (``GET /v1/instances/{id}/events``) with its own token.
 ``referral.changed``        a referral's status moved (agreed, referred, accepted, ... completed)
 ``referral.overdue``        a referral was not accepted in its urgency's timeframe: an escalation
                             task was opened for the named contact (``referral_overdue``)
+``summary.overdue``         an end of treatment summary was not written within 6 weeks of its phase
+                            of care's end: a task was opened for the named contact (``summary_overdue``)
 ``assessment.completed``    a needs assessment was evaluated against its rules (``rules_evaluated``)
 ``incident.opened``         the instance stopped in an incident (``error``)
 ``instance.completed``      the instance finished (``completed``)
@@ -32,7 +34,8 @@ from typing import Any
 __all__ = ["WEBHOOK_EVENT_TYPES", "Notice", "ReferralChange", "StepFacts", "derive_notices"]
 
 WEBHOOK_EVENT_TYPES = ("task.ready", "task.overdue", "emergency.opened", "referral.created", "referral.changed",
-                       "referral.overdue", "assessment.completed", "incident.opened", "instance.completed")
+                       "referral.overdue", "summary.overdue", "assessment.completed", "incident.opened",
+                       "instance.completed")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,15 @@ class Notice:
                           sort_keys=True, separators=(",", ":"))
 
 
+# Trail events of the worker's scans -> (webhook event, {webhook field: trail payload key}).
+_OVERDUE: dict[str, tuple[str, dict[str, str]]] = {
+    "referral_overdue": ("referral.overdue", {"care_plan_item_id": "item", "escalation_id": "escalation",
+                                              "urgency": "urgency"}),
+    "summary_overdue": ("summary.overdue", {"summary_id": "summary", "phase": "phase", "phase_number": "number",
+                                            "due_by": "due_by"}),
+}
+
+
 def derive_notices(facts: StepFacts) -> list[Notice]:
     """The webhook events of one step, in trail order; ready tasks and referrals last."""
     base = {"instance_id": facts.instance_id, "pathway_id": facts.pathway_id,
@@ -95,9 +107,9 @@ def derive_notices(facts: StepFacts) -> list[Notice]:
             add("assessment.completed", seq, element=element, evaluation_id=evaluation)
             if payload.get("emergency_referred"):
                 add("emergency.opened", seq, element=element, evaluation_id=evaluation)
-        elif kind == "referral_overdue":
-            add("referral.overdue", seq, care_plan_item_id=payload.get("item"), escalation_id=payload.get("escalation"),
-                urgency=payload.get("urgency"))
+        elif kind in _OVERDUE:  # a task the worker opened for the named contact
+            event_type, fields = _OVERDUE[kind]
+            add(event_type, seq, **{name: payload.get(key) for name, key in fields.items()})
         elif kind == "timer_fired" and payload.get("overdue_task"):
             add("task.overdue", seq, task_id=payload["overdue_task"], element=payload.get("overdue_element"),
                 timer_element=element)

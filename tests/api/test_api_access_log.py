@@ -22,9 +22,9 @@ from sqlalchemy.exc import OperationalError
 import api.access_log
 from api.cli import main
 from engine.access_log import PATIENT_DATA_READS
+from engine.care_teams import COMPOSITION_PREFIX
 from engine.db.models import AccessRecord
 from engine.db.session import unit_of_work
-from engine.fhir.service import COMPOSITION_PREFIX
 from engine.reports import refresh_summary
 
 NHS_NUMBER = "9434765919"  # synthetic: the kind of NHS number used in test data
@@ -73,6 +73,8 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "events.list_events": f"/v1/instances/{i}/events",
         "documents.care_plan": f"/v1/instances/{i}/care-plan",
         "documents.end_of_treatment": f"/v1/instances/{i}/end-of-treatment-summary",
+        "documents.end_of_treatment_phases": f"/v1/instances/{i}/end-of-treatment-summaries",
+        "documents.end_of_treatment_phase": f"/v1/instances/{i}/end-of-treatment-summaries/1",
         "evaluations.list_evaluations": f"/v1/instances/{i}/evaluations",
         "evaluations.get_evaluation": f"/v1/evaluations/{e}",
         "evaluations.explain": f"/v1/evaluations/{e}/explanation?why={ids['why']}",
@@ -101,6 +103,7 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "me.records": "/v1/me",
         "me.care_plan": f"/v1/me/instances/{i}/care-plan",
         "me.end_of_treatment": f"/v1/me/instances/{i}/end-of-treatment-summary",
+        "me.end_of_treatment_phase": f"/v1/me/instances/{i}/end-of-treatment-summaries/1",
         "web.my_plan.plan": "/my",
         "web.my_plan.plan_of": f"/my/plans/{i}",
         "web.my_plan.document": f"/my/plans/{i}/documents/care-plan",

@@ -174,7 +174,7 @@ def _url(rule: str, kind: str, place: Place, missing: bool = False) -> tuple[str
     """The route's URL for ``place``'s record (or a record that does not exist), and the key it names."""
     plan = "<uuid:item_id>" in rule or "care-plan" in rule or "/evaluations" in rule or "summary" in rule
     keys = {"instance_id": place.plan_instance_id if plan else place.instance_id, "task_id": place.task_id,
-            "item_id": place.item_id, "escalation_id": place.escalation_id,
+            "item_id": place.item_id, "escalation_id": place.escalation_id, "number": "1",  # a phase of care
             "evaluation_id": place.decision_id if kind == "decision_evaluation" else place.evaluation_id}
     if kind in FHIR_KINDS.values():
         keys["resource_id"] = {"care_plan": place.plan_instance_id, "care_plan_item": place.item_id,

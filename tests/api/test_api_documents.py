@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from helpers import PATHWAY, assert_problem, assessed, start
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from engine.db.models import InstanceEvent
+from engine.db.models import InstanceEvent, TreatmentSummary
 from engine.db.session import unit_of_work
 
 MISSING = "00000000-0000-4000-8000-000000000000"
@@ -217,3 +218,67 @@ def test_summary_benefits_form_and_contacts(client: Any, auth: Any) -> None:
     swedish = client.get(url, headers=auth("clinician", **{"Accept-Language": "sv"})).json
     assert swedish["benefits_form"] is None  # SR1 is the NHS's; Sweden has no such form
     assert swedish["who_to_call"]["named_contact"]["name"] == "Kim Exempelsson"
+
+
+def _phase(app: Flask, instance_id: str, number: int, phase: str, ended_on: str, content: dict[str, Any]) -> None:
+    """A phase's summary as the shared sub-pathway keeps it (engine.careplan.summaries)."""
+    ended = date.fromisoformat(ended_on)
+    written = datetime.combine(ended + timedelta(days=10), datetime.min.time(), UTC)
+    with unit_of_work(app.extensions["carepath"].sessions) as session:
+        session.add(TreatmentSummary(id=f"00000000-0000-4000-8000-00000000000{number}", instance_id=instance_id,
+                                     number=number, phase=phase, ended_on=ended, due_by=ended + timedelta(weeks=6),
+                                     status="written", opened_at=written, written_at=written,
+                                     written_by="clinician:cns-1", content=json.dumps(content)))
+
+
+def test_each_phase_of_care_has_its_own_summary(app: Flask, client: Any, auth: Any) -> None:
+    legacy = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-4010",
+                                                "data": SUMMARY_DATA}, headers=auth("system")).json["id"]
+    # A summary written before phases were kept is phase 1.
+    listed = client.get(f"/v1/instances/{legacy}/end-of-treatment-summaries", headers=auth("clinician"))
+    assert listed.status_code == 200 and [p["number"] for p in listed.json["phases"]] == [1]
+    assert client.get(f"/v1/instances/{legacy}/end-of-treatment-summaries/1", headers=auth("clinician")).json[
+        "gp_actions"] == SUMMARY_DATA["gp_actions"]
+
+    instance = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-4011",
+                                                  "data": {"diagnosis": "breast"}}, headers=auth("system")).json["id"]
+    _phase(app, instance, 1, "first_line", "2026-03-02", {**SUMMARY_DATA, "completed_on": "2026-03-02",
+                                                          "gp_actions": ["first"]})
+    _phase(app, instance, 2, "recurrence", "2027-05-10", {**SUMMARY_DATA, "completed_on": "2027-05-10",
+                                                          "gp_actions": ["second"]})
+    url = f"/v1/instances/{instance}/end-of-treatment-summaries"
+    listed = client.get(url, headers=auth("auditor", **{"Accept-Language": "sv"}))
+    assert listed.headers["Content-Language"] == "sv"
+    assert [(p["number"], p["code"], p["ended_on"], p["label"]) for p in listed.json["phases"]] == [
+        (1, "first_line", "2026-03-02", "Första behandlingen"),
+        (2, "recurrence", "2027-05-10", "Behandling av återfall")]
+    first, second = (client.get(f"{url}/{n}", headers=auth("clinician")).json for n in (1, 2))
+    assert (first["completed_on"], first["gp_actions"], first["phase"]["number"]) == ("2026-03-02", ["first"], 1)
+    assert (second["completed_on"], second["gp_actions"], second["phase"]["number"]) == ("2027-05-10", ["second"], 2)
+    latest = client.get(f"/v1/instances/{instance}/end-of-treatment-summary", headers=auth("clinician")).json
+    assert latest["phase"]["number"] == 2
+    page = client.get(f"{url}/1", headers=auth("clinician", Accept="text/html", **{"Accept-Language": "sv"}))
+    assert page.status_code == 200 and "Första behandlingen" in page.get_data(as_text=True)
+    pdf = client.get(f"{url}/2", headers=auth("clinician", Accept="application/pdf"))
+    assert pdf.headers["Content-Disposition"].startswith('inline; filename="end-of-treatment-summary-2-')
+    assert_problem(client.get(f"{url}/3", headers=auth("clinician")), 404, "not-found")
+    for bad in ("0", "1000", "x", "-1"):
+        assert client.get(f"{url}/{bad}", headers=auth("clinician")).status_code == 404
+    assert_problem(client.get(f"/v1/instances/{MISSING}/end-of-treatment-summaries", headers=auth("clinician")),
+                   404, "not-found")
+
+
+def test_overdue_summaries_are_listed_with_the_tasks_for_the_named_contact(app: Flask, client: Any, auth: Any) -> None:
+    instance = start(client, auth).json["id"]
+    assert client.get("/v1/tasks", headers=auth("clinician")).json["summaries_overdue"] == []
+    with unit_of_work(app.extensions["carepath"].sessions) as session:
+        session.add(TreatmentSummary(id="00000000-0000-4000-8000-0000000000b1", instance_id=instance, number=1,
+                                     phase="first_line", ended_on=date(2026, 1, 1), due_by=date(2026, 2, 12),
+                                     status="due", opened_at=datetime(2026, 1, 1, tzinfo=UTC),
+                                     overdue_at=datetime(2026, 2, 13, tzinfo=UTC), assignee="STAFF-1"))
+    [task] = client.get("/v1/tasks", headers=auth("clinician")).json["summaries_overdue"]
+    assert (task["kind"], task["instance_id"], task["assignee"], task["due_by"]) == (
+        "summary_overdue", instance, "STAFF-1", "2026-02-12")
+    assert client.get("/v1/tasks?patient_ref=MRN-9999", headers=auth("clinician")).json["summaries_overdue"] == []
+    listed = client.get(f"/v1/instances/{instance}/end-of-treatment-summaries", headers=auth("clinician")).json
+    assert [(p["status"], p["overdue"]) for p in listed["phases"]] == [("due", True)]

@@ -38,6 +38,7 @@ def waiting(client: Any, auth: Any, patient_ref: str, instance: dict[str, Any] |
 
 
 def _call(client: Any, path: str, method: str, headers: dict[str, str], ids: dict[str, str]) -> Any:
+    ids = {"number": "1", **ids}  # a phase of care: the first
     url = re.sub(r"\{(\w+)\}", lambda m: ids.get(m.group(1), NO_ID), path)
     if method == "get":
         return client.get(url, headers=headers)

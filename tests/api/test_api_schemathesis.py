@@ -45,7 +45,7 @@ def test_api_conforms_to_its_document(app: Flask, client: Any, auth: Any, tokens
             "job_id": client.post("/v1/audit/verifications", headers=auth("auditor")).json["id"],
             "escalation_id": escalation_id(app.extensions["carepath"], client, auth),
             "request_id": client.post(f"/v1/pathways/{PATHWAY}/migration-requests", headers=auth("author")).json["id"],
-            "ruleset": "supportive_care"}
+            "ruleset": "supportive_care", "number": 1}  # a phase of care
     schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", app,
                                             headers={"Authorization": f"Bearer {tokens['author']}"})
     failures: dict[str, str] = {}

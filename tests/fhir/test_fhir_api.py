@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 from fhir_world import LOCAL, NHS, NHS_NUMBER, World
-from pathways_bundled.journeys import ABOUT_WORKING_PARENT, HIGH_CONCERNS
+from pathways_bundled.journeys import ABOUT_WORKING_PARENT, HIGH_CONCERNS, SITES
+from pathways_bundled.journeys import _mdt as mdt
+from pathways_bundled.journeys import _start as start
+from pathways_bundled.journeys import _support as support
+from pathways_bundled.journeys import _treatment as treatment
 
 from api.openapi import FHIR_BASE
 from engine.access import PERMISSIONS, ROLES, create_token
@@ -206,6 +210,33 @@ def test_a_care_plan_without_a_summary_has_no_composition(world: World) -> None:
     _outcome(world.client.get(f"{BASE}/Composition/eot-{journey.view.id}", headers=world.auth("system")), 404,
              "not-found")
     assert _search(world, "Composition", patient="SYN-FHIR-NOSUMMARY", role="system") == []
+
+
+def test_each_phase_of_care_has_its_own_composition(world: World) -> None:
+    journey = start(world.engine, world.engine.clock, SITES["breast"], "SYN-FHIR-TWOPHASES")  # type: ignore[arg-type]
+    support(journey, "later")
+    journey.hna_declined()  # at diagnosis
+    mdt(journey, SITES["breast"], prehab=False, special=False)
+    treatment(journey, SITES["breast"], special=False)
+    journey.hna_declined()
+    journey.do("write_summary", {"summary_treatments": ["surgery"], "warning_signs_given": True,
+                                 "gp_actions": ["first phase action"], "follow_up_model": "patient_initiated"})
+    journey.message("recurrence_confirmed").hna_declined()
+    journey.message("recurrence_treatment_completed")
+    journey.do("rec_treatment", {"treatments_received": ["chemotherapy"], "completed_on": journey.today()})
+    journey.do("write_summary", {"summary_treatments": ["chemotherapy"], "warning_signs_given": True,
+                                 "gp_actions": ["second phase action"], "follow_up_model": "scheduled"})
+    found = _search(world, "Composition", patient="SYN-FHIR-TWOPHASES", role="system")
+    instance = journey.view.id
+    assert [c["id"] for c in found] == [f"eot-{instance}", f"eot-{instance}-2"]
+    second = world.client.get(f"{BASE}/Composition/eot-{instance}-2", headers=world.auth("system")).json
+    narrative = " ".join(s["text"]["div"] for s in second["section"])
+    assert "second phase action" in narrative and "first phase action" not in narrative
+    assert "Phase of care" in [s["title"] for s in second["section"]] and "Treatment of a recurrence" in narrative
+    first = world.client.get(f"{BASE}/Composition/eot-{instance}", headers=world.auth("system")).json
+    assert "first phase action" in " ".join(s["text"]["div"] for s in first["section"])
+    for missing in (f"eot-{instance}-3", f"eot-{instance}-1", f"eot-{instance}-x", f"eot-{instance}-02"):
+        _outcome(world.client.get(f"{BASE}/Composition/{missing}", headers=world.auth("system")), 404, "not-found")
 
 
 # --- a patient app completes the needs assessment ---------------------------------------------------------------

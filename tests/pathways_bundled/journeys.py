@@ -285,6 +285,22 @@ def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outco
     return j
 
 
+def recurrence_journey(app: CarePath, clock: ManualClock, site: Site, patient: str) -> Journey:
+    """A recurrence is confirmed and treated: its own course, and its own end of treatment summary."""
+    j = _start(app, clock, site, patient, age=19 if site.pathway == "children_young_people_cancer" else None)
+    _support(j, "later")
+    j.hna_declined()  # at diagnosis
+    j.message("recurrence_confirmed")
+    j.hna_declined()  # on recurrence
+    j.wait(120)
+    j.message("recurrence_treatment_completed")
+    j.do("rec_treatment", {"treatments_received": site.treatments, "completed_on": j.today(),
+                           **site.treatment_extra})
+    _end_of_treatment(j, "scheduled")
+    assert "rec_treatment" not in j.ready and "write_summary" not in j.ready
+    return j
+
+
 JourneyFn = Callable[[CarePath, ManualClock], Journey]
 
 
@@ -311,6 +327,8 @@ def _all() -> dict[str, JourneyFn]:
                                                           outcome="continue")
     journeys["prostate-surveillance-to-radical"] = partial(prostate_surveillance, patient="SYN-0302",
                                                            outcome="radical_treatment")
+    for number, key in enumerate(full_options, start=1):  # a recurrence, treated and summarised
+        journeys[f"{key}-recurrence"] = partial(recurrence_journey, site=SITES[key], patient=f"SYN-{number + 400:04d}")
     return journeys
 
 

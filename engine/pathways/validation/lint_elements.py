@@ -48,7 +48,8 @@ REFERRALS_OPERATOR = "carepath.referrals"
 # Service-task operators the engine runs (engine.careplan.service.care_plan_operators; a test keeps the
 # two in step); any other would fail at run time.
 KNOWN_OPERATORS = frozenset({RULES_OPERATOR, CAREPLAN_OPERATOR, REFERRALS_OPERATOR,
-                             "carepath.patient_status", "carepath.warning_sign", "carepath.reassessment"})
+                             "carepath.patient_status", "carepath.warning_sign", "carepath.reassessment",
+                             "carepath.end_of_treatment_summary"})
 
 _SHORT_NAMES = {
     f"{{{BPMN_NS}}}": "bpmn:",

@@ -1,0 +1,279 @@
+"""End of Treatment Summaries over time: one per phase of care, each due 6 weeks after its phase ended.
+
+**Phases.** A phase is a course of treatment that ends: first-line treatment (for children and young
+people, the end of the treatment protocol), the treatment of a recurrence. A pathway calls the shared
+sub-pathway ``end_of_treatment_summary`` when a phase ends, naming it in ``eot_phase`` (absent:
+``first_line``). Each phase has a row in ``treatment_summaries`` (number 1, 2, ... in the instance):
+the operator ``carepath.end_of_treatment_summary``, which the sub-pathway runs as the summary is
+written, keeps the instance's data as it was then (``content``), so a later phase's summary never
+overwrites an earlier one's treatments and dates.
+
+**The deadline.** NHS England: the summary is written within 6 weeks of the end of treatment. When it
+is not, an "End of treatment summary overdue" task opens for the patient's named contact (their staff
+identifier when one is recorded, else the team's work list): the worker's scan
+(:meth:`TreatmentSummaries.open_due`), not a boundary timer in the diagram. A running instance keeps
+the diagram version it started on, so a timer added to the diagram now would never reach the patients
+already waiting for a summary; the scan reads what every version has -- a ready ``write_summary``
+task (the ready-task elements table) and the course's ``completed_on`` -- and so covers them too. It
+opens the task once the last day of the 6 weeks has passed in the deployment's time zone (a summary
+written on that day is on time, as the documents and the reports count it), appending a
+``summary_overdue`` event by the system (actor ``engine``). The task closes when the summary is
+written: at once, in the step that records it (new diagram versions), or at the scan's next turn
+(older ones), with a ``summary_overdue_closed`` event. A patient's instance that ends without the
+summary closes its phase, and its task, without one.
+
+Patient data: ``content`` is the instance's data; events carry ids, codes and dates only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.audit import append_event
+from engine.clock import Clock
+from engine.db.models import InstanceEvent, PathwayInstance, ReadyTaskElement, TreatmentSummary
+from engine.db.session import read_only, unit_of_work
+from engine.errors import Problem, StaleVersionError, WorkflowError
+from engine.instances.service import PathwayService
+from engine.instances.step import ServiceOperator, StepContext
+from engine.instances.store import ConflictMapper, load_instance, save_instance
+
+__all__ = ["DUE_WEEKS", "OVERDUE_LIMIT", "PHASES", "WRITE_ELEMENT", "TreatmentSummaries", "due_by",
+           "summary_operators"]
+
+DUE_WEEKS = 6  # NHS England: within 6 weeks of the end of treatment
+PHASES = ("first_line", "recurrence", "end_of_protocol")
+WRITE_ELEMENT = "write_summary"  # the sub-pathway's task that writes (signs off) the summary
+OVERDUE_LIMIT = 200  # open overdue tasks listed at most, oldest first
+_PHASE_KEY = "eot_phase"
+_SYSTEM_ACTOR = "engine"
+_STAFF_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+
+def due_by(ended_on: date) -> date:
+    """The last day a summary of a phase that ended on ``ended_on`` is on time."""
+    return ended_on + timedelta(weeks=DUE_WEEKS)
+
+
+def _ended_on(data: dict[str, Any], fallback: date) -> date:
+    """The course's end (the treatment form's ``completed_on``), else ``fallback``."""
+    value = data.get("completed_on")
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            pass
+    return fallback
+
+
+def _phase(data: dict[str, Any], element: str) -> str:
+    """The phase the pathway named (``eot_phase``, set by the calling diagram); absent: first-line.
+
+    Raises:
+        WorkflowError: the diagram named no phase of care (an incident on the element: the clinician
+            writing the summary cannot put it right, an author can).
+    """
+    value = data.get(_PHASE_KEY, "first_line")
+    if value not in PHASES:
+        raise WorkflowError("eot_phase names no phase of care", [Problem(
+            f"expected one of {', '.join(PHASES)}", field=f"/{_PHASE_KEY}", element=element)])
+    return str(value)
+
+
+def _named_contact(data: dict[str, Any]) -> str | None:
+    """The named contact's staff identifier, when the pathway recorded one (an identifier, never a name)."""
+    record = data.get("patient_status_record")
+    contact = (record.get("named_contact") if isinstance(record, dict) else None) or data.get("named_contact")
+    staff = contact.get("staff_ref") if isinstance(contact, dict) else None
+    return staff if isinstance(staff, str) and _STAFF_REF.match(staff) else None
+
+
+def _next_number(session: Session, instance_id: str) -> int:
+    highest = session.scalar(select(func.max(TreatmentSummary.number)).where(
+        TreatmentSummary.instance_id == instance_id))
+    return int(highest or 0) + 1
+
+
+def _due_row(session: Session, instance_id: str) -> TreatmentSummary | None:
+    return session.scalars(select(TreatmentSummary).where(
+        TreatmentSummary.instance_id == instance_id, TreatmentSummary.status == "due")
+        .order_by(TreatmentSummary.number.desc())).first()
+
+
+def summary_operators() -> dict[str, ServiceOperator]:
+    """``carepath.end_of_treatment_summary``: keep the summary of the phase being written (no parameters)."""
+    return {"carepath.end_of_treatment_summary": _record_written}
+
+
+def _record_written(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The summary of the phase that ended is written: keep the data it was written from, close the
+    phase's overdue task. Returns ids and codes only (the task's result variable)."""
+    element = str(task.task_spec.bpmn_id)
+    data = dict(task.data)
+    phase = _phase(data, element)
+    now = context.clock.now()
+    session, instance_id = context.session, context.instance.id
+    row = _due_row(session, instance_id)
+    if row is None:  # written before the worker's scan saw it waiting
+        ended = _ended_on(data, now.date())
+        row = TreatmentSummary(id=str(uuid.uuid4()), instance_id=instance_id,
+                               number=_next_number(session, instance_id), phase=phase, ended_on=ended,
+                               due_by=due_by(ended), status="due", opened_at=now)
+        session.add(row)
+    row.phase, row.status, row.written_at, row.written_by = phase, "written", now, context.actor
+    row.content = json.dumps({k: v for k, v in data.items() if k != "treatment_summary"}, default=str)
+    if row.overdue_at is not None and row.closed_at is None:
+        row.closed_at = now
+        context.record("summary_overdue_closed", element, {"summary": row.id, "number": row.number,
+                                                           "phase": row.phase, "outcome": "written"})
+    return {"summary": row.id, "number": row.number, "phase": row.phase}
+
+
+class TreatmentSummaries:
+    """The phases' summaries of each instance, and their deadlines (the worker's scan)."""
+
+    def __init__(self, session_factory: sessionmaker[Session], clock: Clock, instances: PathwayService,
+                 time_zone: str = "UTC") -> None:
+        self.sessions = session_factory
+        self.clock = clock
+        self.instances = instances
+        self.zone = ZoneInfo(time_zone)
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def phases(session: Session, instance_id: str) -> list[TreatmentSummary]:
+        """The instance's phases, first first, in the caller's (read-only) session."""
+        return list(session.scalars(select(TreatmentSummary).where(TreatmentSummary.instance_id == instance_id)
+                                    .order_by(TreatmentSummary.number)))
+
+    def list_phases(self, instance_id: str) -> list[dict[str, Any]]:
+        """The instance's phases and their summaries' state (ids, codes and dates), first first."""
+        with read_only(self.sessions) as session:
+            return [{**row.as_dict(), "overdue": row.overdue_at is not None and row.closed_at is None}
+                    for row in self.phases(session, instance_id)]
+
+    def list_overdue(self, patient_ref: str | None = None, pathway_id: str | None = None,
+                     reach: ColumnElement[bool] | None = None) -> list[dict[str, Any]]:
+        """Open overdue tasks (oldest first, at most :data:`OVERDUE_LIMIT`), optionally of one patient or
+        one pathway, of the instances ``reach`` selects (engine.care_teams.CareScope.condition)."""
+        with read_only(self.sessions) as session:
+            query = (select(TreatmentSummary, PathwayInstance)
+                     .join(PathwayInstance, PathwayInstance.id == TreatmentSummary.instance_id)
+                     .where(TreatmentSummary.overdue_at.is_not(None), TreatmentSummary.closed_at.is_(None))
+                     .order_by(TreatmentSummary.overdue_at, TreatmentSummary.id).limit(OVERDUE_LIMIT))
+            if patient_ref is not None:
+                query = query.where(PathwayInstance.patient_ref == patient_ref)
+            if pathway_id is not None:
+                query = query.where(PathwayInstance.pathway_id == pathway_id)
+            if reach is not None:
+                query = query.where(reach)
+            return [{**s.as_dict(), "kind": "summary_overdue", "pathway_id": p.pathway_id,
+                     "patient_ref": p.patient_ref} for s, p in session.execute(query)]
+
+    # --- the worker's scan ---------------------------------------------------------------------------
+
+    def open_due(self, limit: int = 100) -> int:
+        """One turn of the scan: note the phases whose summary is now awaited, close those no longer
+        awaited, and open the overdue task of each awaited one past its 6 weeks (up to ``limit`` of
+        each, every one in its own unit of work). An instance another worker or a step changed meanwhile
+        is left to the next turn. Returns how many tasks opened.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the database is unreachable.
+        """
+        now = self.clock.now()
+        waiting = select(ReadyTaskElement.instance_id).where(ReadyTaskElement.element == WRITE_ELEMENT)
+        with read_only(self.sessions) as session:
+            new = list(session.scalars(waiting.where(~exists().where(
+                TreatmentSummary.instance_id == ReadyTaskElement.instance_id, TreatmentSummary.status == "due"))
+                .order_by(ReadyTaskElement.created_at).limit(limit)))
+            gone = list(session.scalars(select(TreatmentSummary.id).where(
+                TreatmentSummary.status == "due", TreatmentSummary.instance_id.not_in(waiting)).limit(limit)))
+        for instance_id in new:
+            self._guarded(self._note_awaited, instance_id, now)
+        for summary_id in gone:
+            self._guarded(self._close, summary_id, now)
+        # Read after noting: a summary already past its 6 weeks when first seen gets its task in this turn.
+        today = now.astimezone(self.zone).date()
+        with read_only(self.sessions) as session:
+            late = list(session.scalars(select(TreatmentSummary.id).where(
+                TreatmentSummary.status == "due", TreatmentSummary.due_by < today,
+                TreatmentSummary.overdue_at.is_(None)).order_by(TreatmentSummary.due_by).limit(limit)))
+        return sum(self._guarded(self._open_overdue, summary_id, now, today) for summary_id in late)
+
+    @staticmethod
+    def _guarded(act: Any, *args: Any) -> int:
+        try:
+            return int(act(*args) or 0)
+        except (StaleVersionError, IntegrityError):
+            return 0  # another worker, or a step, got there first: the next turn sees it as it is
+
+    def _note_awaited(self, instance_id: str, now: datetime) -> None:
+        """A ``write_summary`` task is waiting: its phase ended on the course's ``completed_on``."""
+        with unit_of_work(self.sessions) as session:
+            if _due_row(session, instance_id) is not None:
+                return
+            _, data = self.instances.read(session, instance_id)
+            ended = _ended_on(data, now.astimezone(self.zone).date())
+            phase = data.get(_PHASE_KEY) if data.get(_PHASE_KEY) in PHASES else "first_line"
+            session.add(TreatmentSummary(id=str(uuid.uuid4()), instance_id=instance_id,
+                                         number=_next_number(session, instance_id), phase=str(phase),
+                                         ended_on=ended, due_by=due_by(ended), status="due", opened_at=now))
+
+    def _close(self, summary_id: str, now: datetime) -> None:
+        """No ``write_summary`` waits any more: written (an older diagram, without the operator), or the
+        instance ended or moved on without it."""
+        with ConflictMapper(), unit_of_work(self.sessions) as session:
+            row = session.scalars(select(TreatmentSummary).where(
+                TreatmentSummary.id == summary_id, TreatmentSummary.status == "due")
+                .with_for_update(skip_locked=True)).first()
+            if row is None or session.scalar(select(ReadyTaskElement.instance_id).where(
+                    ReadyTaskElement.instance_id == row.instance_id, ReadyTaskElement.element == WRITE_ELEMENT)):
+                return
+            written = session.execute(select(InstanceEvent.at, InstanceEvent.actor).where(
+                InstanceEvent.instance_id == row.instance_id, InstanceEvent.type == "task_completed",
+                InstanceEvent.element == WRITE_ELEMENT, InstanceEvent.at >= row.opened_at)
+                .order_by(InstanceEvent.seq.desc())).first()
+            if written is not None:
+                row.status, row.written_at, row.written_by = "written", written[0], written[1]
+            else:
+                row.status = "closed"
+            if row.overdue_at is None or row.closed_at is not None:
+                return
+            row.closed_at = now
+            instance = load_instance(session, row.instance_id)
+            append_event(session, instance, "summary_overdue_closed", at=now, actor=_SYSTEM_ACTOR,
+                         pathway_version=instance.pathway_version,
+                         payload={"summary": row.id, "number": row.number, "phase": row.phase,
+                                  "outcome": row.status})
+            instance.updated_at = now
+            save_instance(session, instance)
+
+    def _open_overdue(self, summary_id: str, now: datetime, today: date) -> int:
+        with ConflictMapper(), unit_of_work(self.sessions) as session:
+            row = session.scalars(select(TreatmentSummary).where(
+                TreatmentSummary.id == summary_id, TreatmentSummary.status == "due",
+                TreatmentSummary.due_by < today, TreatmentSummary.overdue_at.is_(None))
+                .with_for_update(skip_locked=True)).first()
+            if row is None:
+                return 0  # written, closed or opened by another worker meanwhile
+            instance = load_instance(session, row.instance_id)
+            _, data = self.instances.read(session, row.instance_id)
+            row.overdue_at, row.assignee = now, _named_contact(data)
+            append_event(session, instance, "summary_overdue", at=now, actor=_SYSTEM_ACTOR,
+                         pathway_version=instance.pathway_version,
+                         payload={"summary": row.id, "number": row.number, "phase": row.phase,
+                                  "ended_on": row.ended_on.isoformat(), "due_by": row.due_by.isoformat()})
+            instance.updated_at = now
+            save_instance(session, instance)
+            return 1
