@@ -260,7 +260,7 @@ def test_the_break_glass_headers_are_declared_on_every_read_that_honours_them(ap
         if rule.startswith(FHIR_BASE) or method != "GET" or not PERMISSIONS[permission] & BREAK_GLASS_ROLES:
             continue
         if _kind(rule, named) is not None or (rule, method) in LISTS:
-            honoured.add(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule))
+            honoured.add(re.sub(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", r"{\1}", rule))
     declared: dict[str, set[str]] = {}
     for path, item in DOCUMENT["paths"].items():
         for method, operation in item.items():

@@ -42,7 +42,7 @@ def ids(client: Any, auth: Any) -> dict[str, str]:
     instance = start(client, auth).json
     return {"pathway_id": PATHWAY, "version": "latest", "instance_id": instance["id"],
             "subscription_id": "whsub_0000000000000000", "job_id": "00000000-0000-4000-8000-000000000000",
-            "escalation_id": "00000000-0000-4000-8000-000000000000",
+            "escalation_id": "00000000-0000-4000-8000-000000000000", "number": "1",
             "request_id": "00000000-0000-4000-8000-000000000000", "ruleset": "supportive_care",
             "task_id": instance["ready_tasks"][0]["id"], **care_plan_ids(client, auth)}
 
@@ -56,7 +56,7 @@ def test_every_route_is_documented_with_its_permission(app: Flask) -> None:
         if rule.endpoint == "static" or rule.endpoint.startswith("web.") or rule.rule.startswith(FHIR_BASE + "/"):
             continue
         assert rule.rule.startswith("/v1/"), rule.rule
-        template = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        template = re.sub(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", r"{\1}", rule.rule)
         view = app.view_functions[rule.endpoint]
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             routes[(template, method.lower())] = getattr(view, "permission", None)
