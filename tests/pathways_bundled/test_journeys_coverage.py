@@ -8,11 +8,12 @@ from engine import ManualClock
 
 from .conftest import START, bundled_app
 from .journey import FlowCoverage, bundled_diagrams, missing_nodes
+from .correction_journeys import CORRECTION_JOURNEYS
 from .journeys import JOURNEYS as SITE_JOURNEYS
 from .reassessment_journeys import REASSESSMENT_JOURNEYS
 from .safety_journeys import SAFETY_JOURNEYS
 
-JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS, **REASSESSMENT_JOURNEYS}
+JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS, **REASSESSMENT_JOURNEYS, **CORRECTION_JOURNEYS}
 
 BUNDLED_PATHWAYS = {"breast_cancer", "prostate_cancer", "colorectal_cancer", "lung_cancer",
                     "children_young_people_cancer", "general_cancer"}
