@@ -181,7 +181,6 @@ def _waiting_for_review(s: _Story) -> None:
     s.do("offer_hna", {"hna_accepted": False}).do("record_declined", {"reason": "Not now"})
     s.at(14).mdt("palliative").do("palliative", {"referred_on": s.today(), "advance_care_planning_offered": True,
                                                  "preferred_place_of_care": "home"})
-    s.do("give_feedback", {"overall_experience": "good", "feedback_wants_contact": False}, actor=PATIENT)
 
 
 def _survey_due(s: _Story) -> None:
@@ -189,8 +188,9 @@ def _survey_due(s: _Story) -> None:
     s.agree_plan("Staying independent").at(21).mdt().at(40).review("first_review").at(100).treatment()
     s.at(110).summary().do("discuss", {"discussed_on": s.today(), "copy_given": True})
     s.do("send_to_gp", {"sent_on": s.today()}).do("explain_pifu", {"arranged_on": s.today()})
+    # Feedback is asked at the end of treatment, alongside follow-up.
+    s.at(112).do("give_feedback", {"overall_experience": "very_good", "feedback_wants_contact": False}, actor=PATIENT)
     s.at(200).do("follow_up", {"discharged_on": s.today(), "outcome": "discharged_with_open_access"})
-    s.do("give_feedback", {"overall_experience": "very_good", "feedback_wants_contact": False}, actor=PATIENT)
     s.at(310).review("second_review")
 
 

@@ -210,6 +210,7 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     _treatment(j, site, special=True)
     j.hna_declined()  # at the end of treatment
     _end_of_treatment(j, opts.follow_up)
+    assert {"give_feedback", "follow_up"} <= set(j.ready)  # feedback at the end of treatment, alongside follow-up
     j.do("follow_up", {"discharged_on": j.today(), "outcome": "discharged_with_open_access"})
     j.do("give_feedback", {"overall_experience": "good", "what_went_well": "Named contact always called back",
                            "feedback_wants_contact": opts.feedback_contact}, actor=PATIENT)
@@ -258,8 +259,7 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     _mdt(j, site, intent="palliative", prehab=False, special=False)
     j.do("palliative", {"referred_on": j.today(), "advance_care_planning_offered": True,
                         "preferred_place_of_care": "home"})
-    j.do("give_feedback", {"overall_experience": "very_good", "feedback_wants_contact": False}, actor=PATIENT)
-    assert j.ready == ["first_review"]
+    assert j.ready == ["first_review"]  # no feedback request: it comes at the end of a treatment
     # The patient dies two weeks later: the pathway ends, and no review or survey ever follows.
     j.wait(14).message("patient_died", {"date_of_death": j.today()})
     assert (j.status, j.ready) == ("completed", [])
@@ -278,7 +278,7 @@ def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outco
     j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": outcome})
     if outcome == "continue":
         j.do("surveillance_discharge", {"discharged_on": j.today(), "outcome": "transferred"})
-        assert "give_feedback" in j.ready
+        assert "give_feedback" not in j.ready
     else:
         j.do("treatment", {"treatments_received": ["radical_prostatectomy"], "completed_on": j.today()})
         assert "offer_hna" in j.ready
