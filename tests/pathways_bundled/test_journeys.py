@@ -6,8 +6,8 @@ import pytest
 
 from engine import CarePath, ManualClock
 
-from .journey import FlowCoverage
 from .correction_journeys import CORRECTION_JOURNEYS
+from .journey import FlowCoverage
 from .journeys import JOURNEYS as SITE_JOURNEYS
 from .reassessment_journeys import REASSESSMENT_JOURNEYS
 from .safety_journeys import SAFETY_JOURNEYS

@@ -7,8 +7,8 @@ from pathlib import Path
 from engine import ManualClock
 
 from .conftest import START, bundled_app
-from .journey import FlowCoverage, bundled_diagrams, missing_nodes
 from .correction_journeys import CORRECTION_JOURNEYS
+from .journey import FlowCoverage, bundled_diagrams, missing_nodes
 from .journeys import JOURNEYS as SITE_JOURNEYS
 from .reassessment_journeys import REASSESSMENT_JOURNEYS
 from .safety_journeys import SAFETY_JOURNEYS
