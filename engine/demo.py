@@ -183,6 +183,10 @@ def _waiting_for_review(s: _Story) -> None:
                                                  "preferred_place_of_care": "home"})
 
 
+def _test_done(s: _Story) -> dict[str, Any]:
+    return {"done_on": s.today(), "result": "as_expected"}
+
+
 def _survey_due(s: _Story) -> None:
     s.diagnosed_and_contact().support("later").at(7).checklist(LOW, {"work_status": "retired"})
     s.agree_plan("Staying independent").at(21).mdt().at(40).review("first_review").at(100).treatment()
@@ -190,8 +194,10 @@ def _survey_due(s: _Story) -> None:
     s.do("send_to_gp", {"sent_on": s.today()}).do("explain_pifu", {"arranged_on": s.today()})
     # Feedback is asked at the end of treatment, alongside follow-up.
     s.at(112).do("give_feedback", {"overall_experience": "very_good", "feedback_wants_contact": False}, actor=PATIENT)
-    s.at(200).do("follow_up", {"discharged_on": s.today(), "outcome": "discharged_with_open_access"})
+    # Surveillance (NICE NG151): the CEA test 6 months after the end of treatment, CEA and CT at 12 months.
+    s.at(300).do("record_result", _test_done(s))
     s.at(310).review("second_review")
+    s.at(480).do("record_result", _test_done(s)).do("record_result", _test_done(s))
 
 
 def _warning_sign(s: _Story) -> None:

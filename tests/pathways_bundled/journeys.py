@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -167,6 +168,45 @@ def _triage(journey: Journey, rating: str) -> None:
     journey.do("inform_team", {"informed_on": journey.today()})
 
 
+def record_tests_due(journey: Journey) -> Journey:
+    """Record every surveillance test now due, and follow up every missed one (shared/surveillance_schedule)."""
+    while True:
+        if "follow_up_missed" in journey.ready:
+            journey.do("follow_up_missed", {"contacted_on": journey.today(), "outcome": "rebooked"})
+        elif "record_result" in journey.ready:
+            journey.do("record_result", {"done_on": journey.today(), "result": "as_expected"})
+        else:
+            return journey
+
+
+def next_due(journey: Journey) -> Journey:
+    """Move the clock just past the instance's next timer and let it fire."""
+    assert journey.view.next_due_at, journey.ready
+    return journey.wait_for(datetime.fromisoformat(journey.view.next_due_at) - journey.clock.now()
+                            + timedelta(seconds=1))
+
+
+def discharge_if_due(journey: Journey, pathway: str) -> bool:
+    """Complete the pathway's own follow-up (discharge) task if it is ready (not the survey's follow-up)."""
+    if not any(t["element"] == "follow_up" and t["process"] == pathway for t in journey.view.ready_tasks):
+        return False
+    journey.do("follow_up", {"discharged_on": journey.today(), "outcome": "discharged_with_open_access"},
+               process=pathway)
+    return True
+
+
+def surveillance_to_discharge(journey: Journey, pathway: str) -> Journey:
+    """Every test of the site's surveillance schedule as it falls due, then the discharge."""
+    for _ in range(20):
+        record_tests_due(journey)
+        if journey.status == "completed":
+            return journey
+        if discharge_if_due(journey, pathway):
+            return journey
+        next_due(journey)
+    raise AssertionError(f"no discharge after 20 timers: {journey.ready}")
+
+
 def _review(journey: Journey, element: str) -> None:
     journey.do(element, {"reviewed_on": journey.today(), "reviewed_by": "gp", "topics": ["support_available"],
                          "new_needs": False})
@@ -210,24 +250,24 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     _treatment(j, site, special=True)
     j.hna_declined()  # at the end of treatment
     _end_of_treatment(j, opts.follow_up)
-    assert {"give_feedback", "follow_up"} <= set(j.ready)  # feedback at the end of treatment, alongside follow-up
-    j.do("follow_up", {"discharged_on": j.today(), "outcome": "discharged_with_open_access"})
+    assert "give_feedback" in j.ready  # feedback at the end of treatment, alongside follow-up
     j.do("give_feedback", {"overall_experience": "good", "what_went_well": "Named contact always called back",
                            "feedback_wants_contact": opts.feedback_contact}, actor=PATIENT)
     if opts.feedback_contact:
         j.do("respond", {"contacted_on": j.today(), "outcome": "Thanked"})
+    discharge_if_due(j, site.pathway)  # no surveillance schedule on this pathway: follow-up ends now
     j.message("recurrence_confirmed")
     j.hna(LOW_CONCERNS, agree=lambda item: False)  # on recurrence
-    j.wait_until("2026-11-12")
+    record_tests_due(j.wait_until("2026-11-12"))
     assert "second_review" in j.ready
     if opts.second_review_late:
-        j.wait_until("2027-01-13")
+        record_tests_due(j.wait_until("2027-01-13"))
         j.do("remind_second", {"reminded_on": j.today()})
     _review(j, "second_review")
-    j.wait_until("2027-07-12")
+    discharge_if_due(record_tests_due(j.wait_until("2027-07-12")), site.pathway)
     assert j.ready == ["survey"] and j.status == "running"
     if opts.survey_reminder:
-        j.wait(29)
+        record_tests_due(j.wait(29))
         j.do("send_reminder", {"reminded_on": j.today(), "channel": "nhs_app"})
     j.do("survey", {"mobility": 1, "self_care": 1, "usual_activities": 2, "pain_discomfort": 2,
                     "anxiety_depression": 3, "overall_health": 45 if opts.survey_follow_up else 80,
@@ -235,6 +275,7 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     if opts.survey_follow_up:
         j.do("follow_up", {"contacted_on": j.today(), "outcome": "Referred to the fatigue course"},
              process="quality_of_life_survey")
+    surveillance_to_discharge(j, site.pathway)
     assert j.status == "completed", j.ready
     return j
 
@@ -275,6 +316,8 @@ def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outco
     j.hna(LOW_CONCERNS)
     j.do("mdt", {"treatment_intent": "curative", "first_treatment": "active_surveillance", "prehabilitation": False,
                  "clinical_trial_discussed": False, **NOT_ON_SACT})
+    while "surveillance" not in j.ready:  # a year of PSA tests, then the review
+        record_tests_due(next_due(j))
     j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": outcome})
     if outcome == "continue":
         j.do("surveillance_discharge", {"discharged_on": j.today(), "outcome": "transferred"})

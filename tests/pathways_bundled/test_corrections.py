@@ -6,7 +6,20 @@ from __future__ import annotations
 from engine import CarePath, ManualClock
 
 from .correction_journeys import reviews_independent
-from .journeys import SITES, _end_of_treatment, _mdt, _review, _start, _support, _treatment
+from .journey import Journey
+from .journeys import (
+    SITES,
+    _end_of_treatment,
+    _mdt,
+    _review,
+    _start,
+    _support,
+    _treatment,
+    discharge_if_due,
+    next_due,
+    prostate_surveillance,
+    record_tests_due,
+)
 
 
 def test_the_12_month_review_is_invited_while_the_3_month_one_is_still_open(bundled: CarePath,
@@ -58,3 +71,69 @@ def test_feedback_is_asked_when_the_end_of_treatment_summary_is_done_not_at_disc
     _end_of_treatment(j, "patient_initiated")
     assert "give_feedback" in j.ready
 
+
+
+def _after_treatment(bundled: CarePath, clock: ManualClock, site_key: str, patient: str) -> Journey:
+    """Diagnosed, treated (curative, no site-specific branch), the end of treatment summary done."""
+    site = SITES[site_key]
+    j = _start(bundled, clock, site, patient)
+    _support(j, "no")
+    j.hna_declined()
+    _mdt(j, site, prehab=False, special=False)
+    _treatment(j, site, special=False)
+    j.hna_declined()
+    _end_of_treatment(j, "patient_initiated")
+    return j
+
+
+def test_a_mammogram_not_recorded_in_time_opens_a_task_to_rebook_it(bundled: CarePath,
+                                                                     journey_clock: ManualClock) -> None:
+    j = _after_treatment(bundled, journey_clock, "breast", "SYN-C-0007")
+    assert "follow_up" not in j.ready  # no discharge before 5 years of mammography
+    j.wait_until("2027-01-15")  # a year after the end of treatment
+    result = j.task("record_result")
+    assert (result["process"], result["lane"]) == ("surveillance_schedule", "Treating team")
+    assert result["form"]["properties"]["test_code"]["default"] == "mammography"
+    assert result["form"]["properties"]["test_due_on"]["default"] == "2027-01-15"
+    j.wait_until("2027-02-25")
+    assert "follow_up_missed" not in j.ready  # 6 weeks of grace
+    j.wait_until("2027-02-26")
+    assert "follow_up_missed" in j.ready and "record_result" not in j.ready
+    j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked"})
+    j.wait_until("2028-01-15")  # the schedule goes on
+    assert j.task("record_result")["form"]["properties"]["test_due_on"]["default"] == "2028-01-15"
+
+
+def test_colorectal_surveillance_is_cea_every_6_months_and_ct_at_12_and_24_months(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _after_treatment(bundled, journey_clock, "colorectal", "SYN-C-0008")
+    due: list[tuple[str, str]] = []
+    while not discharge_if_due(j, "colorectal_cancer"):
+        next_due(j)
+        for task in j.view.ready_tasks:
+            if task["element"] == "record_result":
+                form = task["form"]["properties"]
+                due.append((form["test_due_on"]["default"], form["test_code"]["default"]))
+        record_tests_due(j)
+    assert sorted(due) == [("2026-07-15", "cea"), ("2027-01-15", "cea"), ("2027-01-15", "ct_chest_abdomen_pelvis"),
+                           ("2027-07-15", "cea"), ("2028-01-15", "cea"), ("2028-01-15", "ct_chest_abdomen_pelvis"),
+                           ("2028-07-15", "cea"), ("2029-01-15", "cea")]
+
+
+def test_lung_follow_up_offers_regular_appointments_the_first_within_6_weeks(bundled: CarePath,
+                                                                           journey_clock: ManualClock) -> None:
+    j = _after_treatment(bundled, journey_clock, "lung", "SYN-C-0009")
+    assert "follow_up" not in j.ready
+    assert j.view.next_due_at and j.view.next_due_at.startswith("2026-02-15")  # within 6 weeks of the end
+    days = []
+    while not discharge_if_due(j, "lung_cancer"):
+        if "record_result" in next_due(j).ready:
+            days.append(j.today())
+        record_tests_due(j)
+    assert days == ["2026-02-15", "2026-05-15", "2026-08-15", "2026-11-15", "2027-02-15"]
+
+
+def test_active_surveillance_is_a_year_of_psa_tests_before_the_review(bundled: CarePath,
+                                                                     journey_clock: ManualClock) -> None:
+    j = prostate_surveillance(bundled, journey_clock, "SYN-C-0010", "continue")
+    assert j.today() == "2027-01-15"  # the review came after the fourth PSA, 12 months on
