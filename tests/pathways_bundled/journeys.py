@@ -46,6 +46,7 @@ class Site:
     special_treatment: dict[str, Any] = field(default_factory=dict)
     special_task: tuple[str, dict[str, Any]] | None = None
     after_treatment_task: tuple[str, dict[str, Any]] | None = None  # always there (children: transition)
+    adt: bool = False  # androgen deprivation therapy starts during the treatment (prostate)
 
 
 FOLLOW_UP = {"arranged_on": "2026-06-01"}
@@ -57,9 +58,7 @@ SITES = {
                    special_task=("endocrine_plan", FOLLOW_UP)),
     "prostate": Site("prostate_cancer", "prostate", 67, first_treatment="radical_radiotherapy",
                      treatments=["radical_radiotherapy"],
-                     special_treatment={"treatments_received": ["radical_radiotherapy",
-                                                                "androgen_deprivation_therapy"]},
-                     special_task=("adt_support", FOLLOW_UP)),
+                     adt=True),
     "colorectal": Site("colorectal_cancer", "colorectal", 63, treatments=["anterior_resection"],
                        treatment_extra={"stoma_formed": False},
                        special_treatment={"treatments_received": ["anterior_resection"], "stoma_formed": True},
@@ -242,6 +241,9 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     # The SACT prescribing system reports a first cycle: the treatment status listener runs from the start.
     j.message("treatment_status_changed", {"on_sact": True, "last_sact_date": j.today()})
     _prehabilitation(j, opts.prehab_every_need)
+    if site.adt:  # neoadjuvant ADT starts before radiotherapy: the exercise referral with it (NICE NG131)
+        assert "adt_support" not in j.ready
+        j.message("androgen_deprivation_started").do("adt_support", FOLLOW_UP)
     if opts.first_review_late:
         j.wait_until("2026-04-13")
         assert "remind_first" in j.ready

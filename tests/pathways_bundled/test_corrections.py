@@ -137,3 +137,21 @@ def test_active_surveillance_is_a_year_of_psa_tests_before_the_review(bundled: C
                                                                      journey_clock: ManualClock) -> None:
     j = prostate_surveillance(bundled, journey_clock, "SYN-C-0010", "continue")
     assert j.today() == "2027-01-15"  # the review came after the fourth PSA, 12 months on
+
+
+def test_the_start_of_androgen_deprivation_starts_the_exercise_referral(bundled: CarePath,
+                                                                       journey_clock: ManualClock) -> None:
+    site = SITES["prostate"]
+    j = _start(bundled, journey_clock, site, "SYN-C-0011")
+    _support(j, "no")
+    j.hna_declined()
+    _mdt(j, site, prehab=False, special=False)
+    j.do("treatment", {"treatments_received": ["radical_radiotherapy", "androgen_deprivation_therapy"],
+                       "completed_on": j.today()})
+    assert "adt_support" not in j.ready  # the end of a course is too late: it waits for ADT to start
+    j.message("androgen_deprivation_started")
+    task = j.task("adt_support")
+    assert task["lane"] == "Treating team"
+    j.do("adt_support", {"arranged_on": j.today()})
+    j.message("androgen_deprivation_started")  # intermittent ADT starts again: referred again
+    assert "adt_support" in j.ready
