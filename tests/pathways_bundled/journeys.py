@@ -47,6 +47,9 @@ class Site:
     special_task: tuple[str, dict[str, Any]] | None = None
     after_treatment_task: tuple[str, dict[str, Any]] | None = None  # always there (children: transition)
     adt: bool = False  # androgen deprivation therapy starts during the treatment (prostate)
+    # MDT answers that take the site's branch before treatment, and its task (colorectal: a stoma possible).
+    special_plan: dict[str, Any] = field(default_factory=dict)
+    before_treatment_task: tuple[str, dict[str, Any]] | None = None
 
 
 FOLLOW_UP = {"arranged_on": "2026-06-01"}
@@ -62,7 +65,9 @@ SITES = {
     "colorectal": Site("colorectal_cancer", "colorectal", 63, treatments=["anterior_resection"],
                        treatment_extra={"stoma_formed": False},
                        special_treatment={"treatments_received": ["anterior_resection"], "stoma_formed": True},
-                       special_task=("stoma_care", FOLLOW_UP)),
+                       special_task=("stoma_care", FOLLOW_UP),
+                       special_plan={"stoma_possible": True},
+                       before_treatment_task=("preop_stoma", {"seen_on": "2026-01-15", "site_marked": True})),
     "lung": Site("lung_cancer", "lung", 71, treatments=["lobectomy"], mdt={"smoking_status": "former"},
                  special_mdt={"smoking_status": "current"},
                  special_task=("stop_smoking", {"referred_on": "2026-02-01", "accepted": True})),
@@ -106,6 +111,7 @@ def _mdt(journey: Journey, site: Site, *, intent: str = "curative", prehab: bool
                "clinical_trial_discussed": True, **NOT_ON_SACT, **site.mdt}
     if special:
         answers.update(site.special_mdt)
+        answers.update(site.special_plan)
     journey.do("mdt", answers)
     if site.special_mdt and special:
         journey.do(*site.special_task)  # type: ignore[misc]
@@ -132,6 +138,9 @@ def _prehabilitation(journey: Journey, every_need: bool) -> None:
 
 def _treatment(journey: Journey, site: Site, special: bool) -> None:
     answers = {"treatments_received": site.treatments, "completed_on": journey.today(), **site.treatment_extra}
+    if special and site.before_treatment_task:
+        assert "treatment" not in journey.ready
+        journey.do(*site.before_treatment_task)
     if special:
         answers.update(site.special_treatment)
     journey.do("treatment", answers)

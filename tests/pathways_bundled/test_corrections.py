@@ -155,3 +155,21 @@ def test_the_start_of_androgen_deprivation_starts_the_exercise_referral(bundled:
     j.do("adt_support", {"arranged_on": j.today()})
     j.message("androgen_deprivation_started")  # intermittent ADT starts again: referred again
     assert "adt_support" in j.ready
+
+
+def test_stoma_care_starts_before_surgery_when_the_mdt_says_a_stoma_is_possible(bundled: CarePath,
+                                                                                journey_clock: ManualClock) -> None:
+    site = SITES["colorectal"]
+    j = _start(bundled, journey_clock, site, "SYN-C-0012")
+    _support(j, "no")
+    j.hna_declined()
+    j.do("mdt", {"treatment_intent": "curative", "first_treatment": "surgery", "prehabilitation": False,
+                 "stoma_possible": True, "smoking_status": "never", "systemic_therapy_planned": False,
+                 "immunotherapy_planned": False})
+    assert "preop_stoma" in j.ready and "treatment" not in j.ready
+    j.do("preop_stoma", {"seen_on": j.today(), "site_marked": True})
+    assert "treatment" in j.ready
+    other = _start(bundled, journey_clock, site, "SYN-C-0013")
+    _support(other, "no")
+    _mdt(other, site, prehab=False, special=False)  # no stoma possible: straight to treatment
+    assert "treatment" in other.ready and "preop_stoma" not in other.ready
