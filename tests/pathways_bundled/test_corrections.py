@@ -173,3 +173,20 @@ def test_stoma_care_starts_before_surgery_when_the_mdt_says_a_stoma_is_possible(
     _support(other, "no")
     _mdt(other, site, prehab=False, special=False)  # no stoma possible: straight to treatment
     assert "treatment" in other.ready and "preop_stoma" not in other.ready
+
+
+def test_a_young_persons_family_education_costs_and_shared_care_steps_run_in_parallel(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    site = SITES["children_young_people"]
+    j = _start(bundled, journey_clock, site, "SYN-C-0014")
+    _support(j, "no")
+    j.hna_declined()
+    j.do("mdt", {"treatment_intent": "curative", "first_treatment": "chemotherapy", "prehabilitation": False,
+                 "clinical_trial_discussed": True, "smoking_status": "never", "systemic_therapy_planned": True,
+                 "immunotherapy_planned": False, "fertility_preservation_discussed": True})
+    assert {"family_support", "education", "costs", "shared_care_talk", "treatment"} <= set(j.ready)
+    lanes = {t["element"]: t["lane"] for t in j.view.ready_tasks}
+    j.do("costs", {"travel_minutes": 95, "help_given": ["nhs_travel_costs_scheme"]})  # in any order
+    j.do("treatment", {"treatments_received": ["chemotherapy"], "completed_on": j.today()})
+    assert {"family_support", "education", "shared_care_talk"} <= set(j.ready)  # treatment did not wait
+    assert len(set(lanes.values())) > 1, lanes
