@@ -247,7 +247,7 @@ DEMO_PATIENTS = (
                 "palliative care: waiting for the 3-month cancer care review", _waiting_for_review, "palliative"),
     # 558 days is always past 18 months (at most 553 days): the survey's timer has fired.
     DemoPatient("SYN-DEMO-0007", "colorectal_cancer", "colorectal", 64, 18 * 31,
-                "18-month quality of life survey due", _survey_due),
+                "18-month quality of life survey: national invitation due", _survey_due),
     DemoPatient("SYN-DEMO-0008", "lung_cancer", "lung", 58, 110, "warning sign reported: triage", _warning_sign),
     DemoPatient("SYN-DEMO-0009", "children_young_people_cancer", "hodgkin_lymphoma", 19, 21,
                 "young person: travel costs help given", _travel_costs),

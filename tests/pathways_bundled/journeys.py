@@ -230,8 +230,7 @@ class Options:
     first_review_late: bool = False
     second_review_late: bool = True
     feedback_contact: bool = True
-    survey_reminder: bool = True
-    survey_follow_up: bool = True
+    survey_declined: bool = False
     prehab_every_need: bool = True
 
 
@@ -276,16 +275,12 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
         j.do("remind_second", {"reminded_on": j.today()})
     _review(j, "second_review")
     discharge_if_due(record_tests_due(j.wait_until("2027-07-12")), site.pathway)
-    assert j.ready == ["survey"] and j.status == "running"
-    if opts.survey_reminder:
-        record_tests_due(j.wait(29))
-        j.do("send_reminder", {"reminded_on": j.today(), "channel": "nhs_app"})
-    j.do("survey", {"mobility": 1, "self_care": 1, "usual_activities": 2, "pain_discomfort": 2,
-                    "anxiety_depression": 3, "overall_health": 45 if opts.survey_follow_up else 80,
-                    "survey_wants_contact": False}, actor=PATIENT)
-    if opts.survey_follow_up:
-        j.do("follow_up", {"contacted_on": j.today(), "outcome": "Referred to the fatigue course"},
-             process="quality_of_life_survey")
+    if site.age >= 16:  # the national survey's invitation, recorded; no local questionnaire
+        assert j.ready == ["survey_invitation"] and j.status == "running"
+        j.do("survey_invitation", {"invitation": "declined" if opts.survey_declined else "sent",
+                                   "recorded_on": j.today()})
+    else:
+        assert "survey_invitation" not in j.ready  # under 16: not invited
     surveillance_to_discharge(j, site.pathway)
     assert j.status == "completed", j.ready
     return j
@@ -347,8 +342,7 @@ def _all() -> dict[str, JourneyFn]:
     full_options = {
         "breast": Options(),
         "prostate": Options(support="later", triage="amber", follow_up="scheduled", first_review_late=True,
-                            second_review_late=False, feedback_contact=False, survey_reminder=False,
-                            survey_follow_up=False),
+                            second_review_late=False, feedback_contact=False, survey_declined=True),
         "colorectal": Options(support="no", triage="green", follow_up="primary_care"),
         "lung": Options(prehab_every_need=False, follow_up="scheduled"),
         "general": Options(support="later", triage="amber"),

@@ -190,3 +190,23 @@ def test_a_young_persons_family_education_costs_and_shared_care_steps_run_in_par
     j.do("treatment", {"treatments_received": ["chemotherapy"], "completed_on": j.today()})
     assert {"family_support", "education", "shared_care_talk"} <= set(j.ready)  # treatment did not wait
     assert len(set(lanes.values())) > 1, lanes
+
+
+def test_the_18_month_survey_is_the_national_invitation_recorded_and_never_a_local_questionnaire(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _start(bundled, journey_clock, SITES["general"], "SYN-C-0015")
+    j.wait_until("2027-07-12")
+    task = j.task("survey_invitation")
+    assert set(task["form"]["properties"]) == {"invitation", "recorded_on"}  # no questions of the survey's own
+    assert task["form"]["properties"]["invitation"]["enum"] == ["sent", "declined"]
+    j.do("survey_invitation", {"invitation": "declined", "recorded_on": j.today()})
+    assert not {"survey", "survey_invitation", "send_reminder"} & set(j.ready)
+
+
+def test_no_survey_invitation_for_a_child_under_16(bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0016", age=15)
+    j.wait_until("2027-07-12")
+    assert not {"survey", "survey_invitation"} & set(j.ready)
+    older = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0017", age=16)
+    older.wait_until("2027-07-12")
+    assert "survey_invitation" in older.ready
