@@ -197,6 +197,7 @@ def test_the_18_month_survey_is_the_national_invitation_recorded_and_never_a_loc
     j = _start(bundled, journey_clock, SITES["general"], "SYN-C-0015")
     j.wait_until("2027-07-12")
     task = j.task("survey_invitation")
+    assert task["lane"] == "Key worker (clinical nurse specialist)"  # the team records it, not the patient
     assert set(task["form"]["properties"]) == {"invitation", "recorded_on"}  # no questions of the survey's own
     assert task["form"]["properties"]["invitation"]["enum"] == ["sent", "declined"]
     j.do("survey_invitation", {"invitation": "declined", "recorded_on": j.today()})
