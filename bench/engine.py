@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the bundled-pathway journeys the test
 import machine  # noqa: E402  (bench/machine.py, beside this script)
 import SpiffWorkflow.bpmn.parser  # noqa: E402, F401
 from pathways_bundled import journey as journey_module  # noqa: E402
-from pathways_bundled.journey import PATIENT, Journey, contact  # noqa: E402
+from pathways_bundled.journey import Journey, contact  # noqa: E402
 from pathways_bundled.journeys import SITES, Options, full_journey  # noqa: E402
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment  # noqa: E402
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer  # noqa: E402
@@ -250,8 +250,7 @@ class Recorder:
             j.do("self_care", {"advice_given": "Fluids, loperamide, call again if worse"})
             j.do("inform_team", {"informed_on": j.today()})
             for element in [e for e in j.ready if e in REVIEW_ANSWERS]:
-                j.do(element, REVIEW_ANSWERS[element](j), actor=PATIENT if element == "survey" else
-                     journey_module.NURSE)
+                j.do(element, REVIEW_ANSWERS[element](j), actor=journey_module.NURSE)
             if month < months:
                 j.wait(30)
         assert j.status == "running", j.ready
@@ -273,9 +272,9 @@ def _review(j: Journey) -> dict[str, Any]:
 REVIEW_ANSWERS: dict[str, Callable[[Journey], dict[str, Any]]] = {
     "first_review": _review, "second_review": _review,
     "remind_first": lambda j: {"reminded_on": j.today()}, "remind_second": lambda j: {"reminded_on": j.today()},
-    "send_reminder": lambda j: {"reminded_on": j.today(), "channel": "nhs_app"},
-    "survey": lambda j: {"mobility": 1, "self_care": 1, "usual_activities": 2, "pain_discomfort": 2,
-                         "anxiety_depression": 1, "overall_health": 80, "survey_wants_contact": False},
+    "survey_invitation": lambda j: {"invitation": "sent", "recorded_on": j.today()},
+    "record_result": lambda j: {"done_on": j.today(), "result": "as_expected"},
+    "follow_up_missed": lambda j: {"contacted_on": j.today(), "outcome": "rebooked"},
 }
 
 

@@ -181,7 +181,10 @@ def _waiting_for_review(s: _Story) -> None:
     s.do("offer_hna", {"hna_accepted": False}).do("record_declined", {"reason": "Not now"})
     s.at(14).mdt("palliative").do("palliative", {"referred_on": s.today(), "advance_care_planning_offered": True,
                                                  "preferred_place_of_care": "home"})
-    s.do("give_feedback", {"overall_experience": "good", "feedback_wants_contact": False}, actor=PATIENT)
+
+
+def _test_done(s: _Story) -> dict[str, Any]:
+    return {"done_on": s.today(), "result": "as_expected"}
 
 
 def _survey_due(s: _Story) -> None:
@@ -189,9 +192,12 @@ def _survey_due(s: _Story) -> None:
     s.agree_plan("Staying independent").at(21).mdt().at(40).review("first_review").at(100).treatment()
     s.at(110).summary().do("discuss", {"discussed_on": s.today(), "copy_given": True})
     s.do("send_to_gp", {"sent_on": s.today()}).do("explain_pifu", {"arranged_on": s.today()})
-    s.at(200).do("follow_up", {"discharged_on": s.today(), "outcome": "discharged_with_open_access"})
-    s.do("give_feedback", {"overall_experience": "very_good", "feedback_wants_contact": False}, actor=PATIENT)
+    # Feedback is asked at the end of treatment, alongside follow-up.
+    s.at(112).do("give_feedback", {"overall_experience": "very_good", "feedback_wants_contact": False}, actor=PATIENT)
+    # Surveillance (NICE NG151): the CEA test 6 months after the end of treatment, CEA and CT at 12 months.
+    s.at(300).do("record_result", _test_done(s))
     s.at(310).review("second_review")
+    s.at(480).do("record_result", _test_done(s)).do("record_result", _test_done(s))
 
 
 def _warning_sign(s: _Story) -> None:
@@ -241,7 +247,7 @@ DEMO_PATIENTS = (
                 "palliative care: waiting for the 3-month cancer care review", _waiting_for_review, "palliative"),
     # 558 days is always past 18 months (at most 553 days): the survey's timer has fired.
     DemoPatient("SYN-DEMO-0007", "colorectal_cancer", "colorectal", 64, 18 * 31,
-                "18-month quality of life survey due", _survey_due),
+                "18-month quality of life survey: national invitation due", _survey_due),
     DemoPatient("SYN-DEMO-0008", "lung_cancer", "lung", 58, 110, "warning sign reported: triage", _warning_sign),
     DemoPatient("SYN-DEMO-0009", "children_young_people_cancer", "hodgkin_lymphoma", 19, 21,
                 "young person: travel costs help given", _travel_costs),

@@ -43,7 +43,9 @@ __all__ = ["PATIENT_FORMS", "WARNING_SIGN_MESSAGE", "IdentityLink", "complete_ow
            "unlink_identity"]
 
 # The ready tasks that are the patient's own forms (element -> kind), in the bundled shared sub-pathways:
-# holistic_needs_assessment (the concerns checklist, and the children's), patient_feedback, quality_of_life_survey.
+# holistic_needs_assessment (the concerns checklist, and the children's), patient_feedback; and "survey", a
+# pathway's own survey task (the bundled quality_of_life_survey records the national survey's invitation, a
+# staff task, since issue 14 point 4).
 PATIENT_FORMS = {"complete_checklist": "needs_assessment", "complete_checklist_cyp": "needs_assessment",
                  "give_feedback": "feedback", "survey": "survey"}
 # The message a patient's report of a warning sign is (pathways/shared/warning_sign_triage.bpmn listens).

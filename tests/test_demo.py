@@ -59,7 +59,7 @@ def test_spread_of_states(loaded: Loaded) -> None:
     assert "treatment" in ready["SYN-DEMO-0004"]                         # in treatment
     assert ready["SYN-DEMO-0005"] == ["discuss"]                         # summary written, to discuss
     assert ready["SYN-DEMO-0006"] == ["first_review"]                    # waiting for the 3-month review
-    assert ready["SYN-DEMO-0007"] == ["survey"]                          # 18-month survey due
+    assert ready["SYN-DEMO-0007"] == ["survey_invitation"]               # 18-month survey invitation due
     assert "triage" in ready["SYN-DEMO-0008"]                            # warning sign reported
     assert "shared_care_talk" in ready["SYN-DEMO-0009"]                  # young person, travel costs done
 

@@ -80,6 +80,10 @@ _DISCUSS_AT, _PRIORITY_AT = 5, 8
 # Review and survey elements of the shared sub-pathways, and the data holding their due dates.
 _UPCOMING = (("cancer_care_review_3_months", "first_review", "first_review_due"),
              ("cancer_care_review_12_months", "second_review", "second_review_due"))
+# The quality of life survey's task: the national survey's invitation (pathways/shared/quality_of_life_survey.bpmn),
+# or a pathway's own survey task; the national survey invites people aged 16 and over.
+_SURVEY_ELEMENTS = {"survey", "survey_invitation"}
+_SURVEY_MIN_AGE = 16
 # What only the NHS in England does (the GP cancer care review): never in a document of another system.
 _ENGLAND_ONLY = {"cancer_care_review_3_months", "cancer_care_review_12_months", "first_review", "second_review",
                  "remind_first", "remind_second"}
@@ -367,7 +371,9 @@ def _next_steps(src: _Sources) -> dict[str, Any]:
             if element not in src.completed and isinstance(src.data.get(key), str):
                 upcoming.append({"code": code, "due_on": src.data[key]})
         diagnosed = src.data.get("diagnosis_date")
-        if "survey" not in src.completed and isinstance(diagnosed, str):
+        age = src.data.get("age")
+        invited = not isinstance(age, int) or age >= _SURVEY_MIN_AGE
+        if invited and not any(e in src.completed for e in _SURVEY_ELEMENTS) and isinstance(diagnosed, str):
             try:
                 due = add_months(datetime.fromisoformat(diagnosed), 18).date().isoformat()
             except ValueError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -45,6 +46,10 @@ class Site:
     special_treatment: dict[str, Any] = field(default_factory=dict)
     special_task: tuple[str, dict[str, Any]] | None = None
     after_treatment_task: tuple[str, dict[str, Any]] | None = None  # always there (children: transition)
+    adt: bool = False  # androgen deprivation therapy starts during the treatment (prostate)
+    # MDT answers that take the site's branch before treatment, and its task (colorectal: a stoma possible).
+    special_plan: dict[str, Any] = field(default_factory=dict)
+    before_treatment_task: tuple[str, dict[str, Any]] | None = None
 
 
 FOLLOW_UP = {"arranged_on": "2026-06-01"}
@@ -56,13 +61,13 @@ SITES = {
                    special_task=("endocrine_plan", FOLLOW_UP)),
     "prostate": Site("prostate_cancer", "prostate", 67, first_treatment="radical_radiotherapy",
                      treatments=["radical_radiotherapy"],
-                     special_treatment={"treatments_received": ["radical_radiotherapy",
-                                                                "androgen_deprivation_therapy"]},
-                     special_task=("adt_support", FOLLOW_UP)),
+                     adt=True),
     "colorectal": Site("colorectal_cancer", "colorectal", 63, treatments=["anterior_resection"],
                        treatment_extra={"stoma_formed": False},
                        special_treatment={"treatments_received": ["anterior_resection"], "stoma_formed": True},
-                       special_task=("stoma_care", FOLLOW_UP)),
+                       special_task=("stoma_care", FOLLOW_UP),
+                       special_plan={"stoma_possible": True},
+                       before_treatment_task=("preop_stoma", {"seen_on": "2026-01-15", "site_marked": True})),
     "lung": Site("lung_cancer", "lung", 71, treatments=["lobectomy"], mdt={"smoking_status": "former"},
                  special_mdt={"smoking_status": "current"},
                  special_task=("stop_smoking", {"referred_on": "2026-02-01", "accepted": True})),
@@ -106,6 +111,7 @@ def _mdt(journey: Journey, site: Site, *, intent: str = "curative", prehab: bool
                "clinical_trial_discussed": True, **NOT_ON_SACT, **site.mdt}
     if special:
         answers.update(site.special_mdt)
+        answers.update(site.special_plan)
     journey.do("mdt", answers)
     if site.special_mdt and special:
         journey.do(*site.special_task)  # type: ignore[misc]
@@ -132,6 +138,9 @@ def _prehabilitation(journey: Journey, every_need: bool) -> None:
 
 def _treatment(journey: Journey, site: Site, special: bool) -> None:
     answers = {"treatments_received": site.treatments, "completed_on": journey.today(), **site.treatment_extra}
+    if special and site.before_treatment_task:
+        assert "treatment" not in journey.ready
+        journey.do(*site.before_treatment_task)
     if special:
         answers.update(site.special_treatment)
     journey.do("treatment", answers)
@@ -167,6 +176,45 @@ def _triage(journey: Journey, rating: str) -> None:
     journey.do("inform_team", {"informed_on": journey.today()})
 
 
+def record_tests_due(journey: Journey) -> Journey:
+    """Record every surveillance test now due, and follow up every missed one (shared/surveillance_schedule)."""
+    while True:
+        if "follow_up_missed" in journey.ready:
+            journey.do("follow_up_missed", {"contacted_on": journey.today(), "outcome": "rebooked"})
+        elif "record_result" in journey.ready:
+            journey.do("record_result", {"done_on": journey.today(), "result": "as_expected"})
+        else:
+            return journey
+
+
+def next_due(journey: Journey) -> Journey:
+    """Move the clock just past the instance's next timer and let it fire."""
+    assert journey.view.next_due_at, journey.ready
+    return journey.wait_for(datetime.fromisoformat(journey.view.next_due_at) - journey.clock.now()
+                            + timedelta(seconds=1))
+
+
+def discharge_if_due(journey: Journey, pathway: str) -> bool:
+    """Complete the pathway's own follow-up (discharge) task if it is ready (not the survey's follow-up)."""
+    if not any(t["element"] == "follow_up" and t["process"] == pathway for t in journey.view.ready_tasks):
+        return False
+    journey.do("follow_up", {"discharged_on": journey.today(), "outcome": "discharged_with_open_access"},
+               process=pathway)
+    return True
+
+
+def surveillance_to_discharge(journey: Journey, pathway: str) -> Journey:
+    """Every test of the site's surveillance schedule as it falls due, then the discharge."""
+    for _ in range(20):
+        record_tests_due(journey)
+        if journey.status == "completed":
+            return journey
+        if discharge_if_due(journey, pathway):
+            return journey
+        next_due(journey)
+    raise AssertionError(f"no discharge after 20 timers: {journey.ready}")
+
+
 def _review(journey: Journey, element: str) -> None:
     journey.do(element, {"reviewed_on": journey.today(), "reviewed_by": "gp", "topics": ["support_available"],
                          "new_needs": False})
@@ -182,8 +230,7 @@ class Options:
     first_review_late: bool = False
     second_review_late: bool = True
     feedback_contact: bool = True
-    survey_reminder: bool = True
-    survey_follow_up: bool = True
+    survey_declined: bool = False
     prehab_every_need: bool = True
 
 
@@ -202,6 +249,9 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     # The SACT prescribing system reports a first cycle: the treatment status listener runs from the start.
     j.message("treatment_status_changed", {"on_sact": True, "last_sact_date": j.today()})
     _prehabilitation(j, opts.prehab_every_need)
+    if site.adt:  # neoadjuvant ADT starts before radiotherapy: the exercise referral with it (NICE NG131)
+        assert "adt_support" not in j.ready
+        j.message("androgen_deprivation_started").do("adt_support", FOLLOW_UP)
     if opts.first_review_late:
         j.wait_until("2026-04-13")
         assert "remind_first" in j.ready
@@ -210,30 +260,28 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     _treatment(j, site, special=True)
     j.hna_declined()  # at the end of treatment
     _end_of_treatment(j, opts.follow_up)
-    j.do("follow_up", {"discharged_on": j.today(), "outcome": "discharged_with_open_access"})
+    assert "give_feedback" in j.ready  # feedback at the end of treatment, alongside follow-up
     j.do("give_feedback", {"overall_experience": "good", "what_went_well": "Named contact always called back",
                            "feedback_wants_contact": opts.feedback_contact}, actor=PATIENT)
     if opts.feedback_contact:
         j.do("respond", {"contacted_on": j.today(), "outcome": "Thanked"})
+    discharge_if_due(j, site.pathway)  # no surveillance schedule on this pathway: follow-up ends now
     j.message("recurrence_confirmed")
     j.hna(LOW_CONCERNS, agree=lambda item: False)  # on recurrence
-    j.wait_until("2026-11-12")
+    record_tests_due(j.wait_until("2026-11-12"))
     assert "second_review" in j.ready
     if opts.second_review_late:
-        j.wait_until("2027-01-13")
+        record_tests_due(j.wait_until("2027-01-13"))
         j.do("remind_second", {"reminded_on": j.today()})
     _review(j, "second_review")
-    j.wait_until("2027-07-12")
-    assert j.ready == ["survey"] and j.status == "running"
-    if opts.survey_reminder:
-        j.wait(29)
-        j.do("send_reminder", {"reminded_on": j.today(), "channel": "nhs_app"})
-    j.do("survey", {"mobility": 1, "self_care": 1, "usual_activities": 2, "pain_discomfort": 2,
-                    "anxiety_depression": 3, "overall_health": 45 if opts.survey_follow_up else 80,
-                    "survey_wants_contact": False}, actor=PATIENT)
-    if opts.survey_follow_up:
-        j.do("follow_up", {"contacted_on": j.today(), "outcome": "Referred to the fatigue course"},
-             process="quality_of_life_survey")
+    discharge_if_due(record_tests_due(j.wait_until("2027-07-12")), site.pathway)
+    if site.age >= 16:  # the national survey's invitation, recorded; no local questionnaire
+        assert j.ready == ["survey_invitation"] and j.status == "running"
+        j.do("survey_invitation", {"invitation": "declined" if opts.survey_declined else "sent",
+                                   "recorded_on": j.today()})
+    else:
+        assert "survey_invitation" not in j.ready  # under 16: not invited
+    surveillance_to_discharge(j, site.pathway)
     assert j.status == "completed", j.ready
     return j
 
@@ -258,8 +306,7 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     _mdt(j, site, intent="palliative", prehab=False, special=False)
     j.do("palliative", {"referred_on": j.today(), "advance_care_planning_offered": True,
                         "preferred_place_of_care": "home"})
-    j.do("give_feedback", {"overall_experience": "very_good", "feedback_wants_contact": False}, actor=PATIENT)
-    assert j.ready == ["first_review"]
+    assert j.ready == ["first_review"]  # no feedback request: it comes at the end of a treatment
     # The patient dies two weeks later: the pathway ends, and no review or survey ever follows.
     j.wait(14).message("patient_died", {"date_of_death": j.today()})
     assert (j.status, j.ready) == ("completed", [])
@@ -275,10 +322,12 @@ def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outco
     j.hna(LOW_CONCERNS)
     j.do("mdt", {"treatment_intent": "curative", "first_treatment": "active_surveillance", "prehabilitation": False,
                  "clinical_trial_discussed": False, **NOT_ON_SACT})
+    while "surveillance" not in j.ready:  # a year of PSA tests, then the review
+        record_tests_due(next_due(j))
     j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": outcome})
     if outcome == "continue":
         j.do("surveillance_discharge", {"discharged_on": j.today(), "outcome": "transferred"})
-        assert "give_feedback" in j.ready
+        assert "give_feedback" not in j.ready
     else:
         j.do("treatment", {"treatments_received": ["radical_prostatectomy"], "completed_on": j.today()})
         assert "offer_hna" in j.ready
@@ -309,8 +358,7 @@ def _all() -> dict[str, JourneyFn]:
     full_options = {
         "breast": Options(),
         "prostate": Options(support="later", triage="amber", follow_up="scheduled", first_review_late=True,
-                            second_review_late=False, feedback_contact=False, survey_reminder=False,
-                            survey_follow_up=False),
+                            second_review_late=False, feedback_contact=False, survey_declined=True),
         "colorectal": Options(support="no", triage="green", follow_up="primary_care"),
         "lung": Options(prehab_every_need=False, follow_up="scheduled"),
         "general": Options(support="later", triage="amber"),

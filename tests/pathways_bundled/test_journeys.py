@@ -6,12 +6,13 @@ import pytest
 
 from engine import CarePath, ManualClock
 
+from .correction_journeys import CORRECTION_JOURNEYS
 from .journey import FlowCoverage
 from .journeys import JOURNEYS as SITE_JOURNEYS
 from .reassessment_journeys import REASSESSMENT_JOURNEYS
 from .safety_journeys import SAFETY_JOURNEYS
 
-JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS, **REASSESSMENT_JOURNEYS}
+JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS, **REASSESSMENT_JOURNEYS, **CORRECTION_JOURNEYS}
 
 
 @pytest.mark.parametrize("name", sorted(JOURNEYS))

@@ -1,0 +1,213 @@
+"""The pathway corrections a nurse specialist asked for (issue 14 point 4), each shown on a bundled
+pathway where a journey's coverage alone would not show it."""
+
+from __future__ import annotations
+
+from engine import CarePath, ManualClock
+
+from .correction_journeys import reviews_independent
+from .journey import Journey
+from .journeys import (
+    SITES,
+    _end_of_treatment,
+    _mdt,
+    _review,
+    _start,
+    _support,
+    _treatment,
+    discharge_if_due,
+    next_due,
+    prostate_surveillance,
+    record_tests_due,
+)
+
+
+def test_the_12_month_review_is_invited_while_the_3_month_one_is_still_open(bundled: CarePath,
+                                                                             journey_clock: ManualClock) -> None:
+    j = _start(bundled, journey_clock, SITES["breast"], "SYN-C-0001")
+    j.wait_until("2026-11-12")
+    assert {"first_review", "remind_first", "second_review"} <= set(j.ready)
+
+
+def test_an_open_reminder_to_the_practice_closes_when_its_review_is_done(bundled: CarePath,
+                                                                         journey_clock: ManualClock) -> None:
+    j = _start(bundled, journey_clock, SITES["lung"], "SYN-C-0002")
+    j.wait_until("2026-04-13")
+    reminder = j.task("remind_first")["id"]
+    _review(j, "first_review")
+    assert reminder not in {t["id"] for t in j.view.ready_tasks}
+    assert "remind_first" not in j.ready
+
+
+def test_both_reviews_done_end_the_reviews_without_any_reminder_left(bundled: CarePath,
+                                                                     journey_clock: ManualClock) -> None:
+    j = reviews_independent(bundled, journey_clock, patient="SYN-C-0003")
+    assert j.status == "completed"
+
+
+def test_the_mdt_and_treatment_go_ahead_while_the_needs_assessment_at_diagnosis_is_open(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    site = SITES["colorectal"]
+    j = _start(bundled, journey_clock, site, "SYN-C-0004")
+    _support(j, "no")
+    assert {"offer_hna", "mdt"} <= set(j.ready)  # offered, never answered yet
+    _mdt(j, site, prehab=False, special=False)
+    assert {"offer_hna", "treatment"} <= set(j.ready)
+    _treatment(j, site, special=False)
+    assert [t["process"] for t in j.view.ready_tasks if t["element"] == "offer_hna"] == [
+        "holistic_needs_assessment", "holistic_needs_assessment"]  # at diagnosis, and at the end of treatment
+
+
+def test_feedback_is_asked_when_the_end_of_treatment_summary_is_done_not_at_discharge(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    site = SITES["breast"]
+    j = _start(bundled, journey_clock, site, "SYN-C-0005")
+    _support(j, "no")
+    j.hna_declined()
+    _mdt(j, site, prehab=False, special=False)
+    _treatment(j, site, special=False)
+    j.hna_declined()
+    assert "give_feedback" not in j.ready
+    _end_of_treatment(j, "patient_initiated")
+    assert "give_feedback" in j.ready
+
+
+
+def _after_treatment(bundled: CarePath, clock: ManualClock, site_key: str, patient: str) -> Journey:
+    """Diagnosed, treated (curative, no site-specific branch), the end of treatment summary done."""
+    site = SITES[site_key]
+    j = _start(bundled, clock, site, patient)
+    _support(j, "no")
+    j.hna_declined()
+    _mdt(j, site, prehab=False, special=False)
+    _treatment(j, site, special=False)
+    j.hna_declined()
+    _end_of_treatment(j, "patient_initiated")
+    return j
+
+
+def test_a_mammogram_not_recorded_in_time_opens_a_task_to_rebook_it(bundled: CarePath,
+                                                                     journey_clock: ManualClock) -> None:
+    j = _after_treatment(bundled, journey_clock, "breast", "SYN-C-0007")
+    assert "follow_up" not in j.ready  # no discharge before 5 years of mammography
+    j.wait_until("2027-01-15")  # a year after the end of treatment
+    result = j.task("record_result")
+    assert (result["process"], result["lane"]) == ("surveillance_schedule", "Treating team")
+    assert result["form"]["properties"]["test_code"]["default"] == "mammography"
+    assert result["form"]["properties"]["test_due_on"]["default"] == "2027-01-15"
+    j.wait_until("2027-02-25")
+    assert "follow_up_missed" not in j.ready  # 6 weeks of grace
+    j.wait_until("2027-02-26")
+    assert "follow_up_missed" in j.ready and "record_result" not in j.ready
+    j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked"})
+    j.wait_until("2028-01-15")  # the schedule goes on
+    assert j.task("record_result")["form"]["properties"]["test_due_on"]["default"] == "2028-01-15"
+
+
+def test_colorectal_surveillance_is_cea_every_6_months_and_ct_at_12_and_24_months(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _after_treatment(bundled, journey_clock, "colorectal", "SYN-C-0008")
+    due: list[tuple[str, str]] = []
+    while not discharge_if_due(j, "colorectal_cancer"):
+        next_due(j)
+        for task in j.view.ready_tasks:
+            if task["element"] == "record_result":
+                form = task["form"]["properties"]
+                due.append((form["test_due_on"]["default"], form["test_code"]["default"]))
+        record_tests_due(j)
+    assert sorted(due) == [("2026-07-15", "cea"), ("2027-01-15", "cea"), ("2027-01-15", "ct_chest_abdomen_pelvis"),
+                           ("2027-07-15", "cea"), ("2028-01-15", "cea"), ("2028-01-15", "ct_chest_abdomen_pelvis"),
+                           ("2028-07-15", "cea"), ("2029-01-15", "cea")]
+
+
+def test_lung_follow_up_offers_regular_appointments_the_first_within_6_weeks(bundled: CarePath,
+                                                                           journey_clock: ManualClock) -> None:
+    j = _after_treatment(bundled, journey_clock, "lung", "SYN-C-0009")
+    assert "follow_up" not in j.ready
+    assert j.view.next_due_at and j.view.next_due_at.startswith("2026-02-15")  # within 6 weeks of the end
+    days = []
+    while not discharge_if_due(j, "lung_cancer"):
+        if "record_result" in next_due(j).ready:
+            days.append(j.today())
+        record_tests_due(j)
+    assert days == ["2026-02-15", "2026-05-15", "2026-08-15", "2026-11-15", "2027-02-15"]
+
+
+def test_active_surveillance_is_a_year_of_psa_tests_before_the_review(bundled: CarePath,
+                                                                     journey_clock: ManualClock) -> None:
+    j = prostate_surveillance(bundled, journey_clock, "SYN-C-0010", "continue")
+    assert j.today() == "2027-01-15"  # the review came after the fourth PSA, 12 months on
+
+
+def test_the_start_of_androgen_deprivation_starts_the_exercise_referral(bundled: CarePath,
+                                                                       journey_clock: ManualClock) -> None:
+    site = SITES["prostate"]
+    j = _start(bundled, journey_clock, site, "SYN-C-0011")
+    _support(j, "no")
+    j.hna_declined()
+    _mdt(j, site, prehab=False, special=False)
+    j.do("treatment", {"treatments_received": ["radical_radiotherapy", "androgen_deprivation_therapy"],
+                       "completed_on": j.today()})
+    assert "adt_support" not in j.ready  # the end of a course is too late: it waits for ADT to start
+    j.message("androgen_deprivation_started")
+    task = j.task("adt_support")
+    assert task["lane"] == "Treating team"
+    j.do("adt_support", {"arranged_on": j.today()})
+    j.message("androgen_deprivation_started")  # intermittent ADT starts again: referred again
+    assert "adt_support" in j.ready
+
+
+def test_stoma_care_starts_before_surgery_when_the_mdt_says_a_stoma_is_possible(bundled: CarePath,
+                                                                                journey_clock: ManualClock) -> None:
+    site = SITES["colorectal"]
+    j = _start(bundled, journey_clock, site, "SYN-C-0012")
+    _support(j, "no")
+    j.hna_declined()
+    j.do("mdt", {"treatment_intent": "curative", "first_treatment": "surgery", "prehabilitation": False,
+                 "stoma_possible": True, "smoking_status": "never", "systemic_therapy_planned": False,
+                 "immunotherapy_planned": False})
+    assert "preop_stoma" in j.ready and "treatment" not in j.ready
+    j.do("preop_stoma", {"seen_on": j.today(), "site_marked": True})
+    assert "treatment" in j.ready
+    other = _start(bundled, journey_clock, site, "SYN-C-0013")
+    _support(other, "no")
+    _mdt(other, site, prehab=False, special=False)  # no stoma possible: straight to treatment
+    assert "treatment" in other.ready and "preop_stoma" not in other.ready
+
+
+def test_a_young_persons_family_education_costs_and_shared_care_steps_run_in_parallel(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    site = SITES["children_young_people"]
+    j = _start(bundled, journey_clock, site, "SYN-C-0014")
+    _support(j, "no")
+    j.hna_declined()
+    j.do("mdt", {"treatment_intent": "curative", "first_treatment": "chemotherapy", "prehabilitation": False,
+                 "clinical_trial_discussed": True, "smoking_status": "never", "systemic_therapy_planned": True,
+                 "immunotherapy_planned": False, "fertility_preservation_discussed": True})
+    assert {"family_support", "education", "costs", "shared_care_talk", "treatment"} <= set(j.ready)
+    lanes = {t["element"]: t["lane"] for t in j.view.ready_tasks}
+    j.do("costs", {"travel_minutes": 95, "help_given": ["nhs_travel_costs_scheme"]})  # in any order
+    j.do("treatment", {"treatments_received": ["chemotherapy"], "completed_on": j.today()})
+    assert {"family_support", "education", "shared_care_talk"} <= set(j.ready)  # treatment did not wait
+    assert len(set(lanes.values())) > 1, lanes
+
+
+def test_the_18_month_survey_is_the_national_invitation_recorded_and_never_a_local_questionnaire(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _start(bundled, journey_clock, SITES["general"], "SYN-C-0015")
+    j.wait_until("2027-07-12")
+    task = j.task("survey_invitation")
+    assert task["lane"] == "Key worker (clinical nurse specialist)"  # the team records it, not the patient
+    assert set(task["form"]["properties"]) == {"invitation", "recorded_on"}  # no questions of the survey's own
+    assert task["form"]["properties"]["invitation"]["enum"] == ["sent", "declined"]
+    j.do("survey_invitation", {"invitation": "declined", "recorded_on": j.today()})
+    assert not {"survey", "survey_invitation", "send_reminder"} & set(j.ready)
+
+
+def test_no_survey_invitation_for_a_child_under_16(bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0016", age=15)
+    j.wait_until("2027-07-12")
+    assert not {"survey", "survey_invitation"} & set(j.ready)
+    older = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0017", age=16)
+    older.wait_until("2027-07-12")
+    assert "survey_invitation" in older.ready
