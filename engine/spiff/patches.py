@@ -32,6 +32,14 @@ safe-decisions            ``BusinessRuleTaskMixin._run_hook``: a business rule t
                           data; SpiffWorkflow's own DMN engine, which ``eval``s every cell and
                           knows two hit policies, never runs. A script engine without
                           ``run_decision`` makes the task fail with a WorkflowError (an incident)
+compact-task-ids          the task module's ``uuid4``: a new task's id is a version-4 UUID made of a
+                          random 64-bit prefix (drawn again in each process and after a fork) and a
+                          counter, instead of 122 random bits. Ids stay unique (a repeat needs two
+                          processes to draw the same prefix), and the hundreds of ids a stored state
+                          holds compress to a third (issue 19: the breast pathway's largest stored
+                          state 13.1 KB -> 9.3 KB). Ids of tasks already stored are kept as they are.
+                          A task id names a task within an instance the caller may already reach; it
+                          was never a secret (every access is checked against the caller's scope)
 ========================  ========================================================================
 
 The timer bounds are also what ``carepath validate`` checks timer values against (one definition).
@@ -41,13 +49,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import logging
+import os
+import secrets
 import threading
 from calendar import monthrange
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
+from SpiffWorkflow import task as task_module
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as timer_module
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
@@ -65,7 +78,7 @@ __all__ = ["MAX_CYCLES", "MAX_TIMER_SPAN", "MIN_CYCLE_PERIOD", "PATCHES", "clock
            "install", "installed", "next_occurrence", "timer_value_problem"]
 
 PATCHES = ("clock", "utc-for-naive-dates", "months-from-start", "months-from-end", "calendar-cycles",
-           "quiet-loggers", "bounded-timers", "safe-decisions")
+           "quiet-loggers", "bounded-timers", "safe-decisions", "compact-task-ids")
 SPIFF_LOGGERS = ("spiff.task", "spiff.workflow", "spiff.data")
 
 
@@ -378,6 +391,36 @@ def run_decision_safely(self: BusinessRuleTaskMixin, my_task: Any) -> bool:
     return bool(super(BusinessRuleTaskMixin, self)._run_hook(my_task))
 
 
+# --- compact-task-ids ----------------------------------------------------------------------------
+
+
+class CompactTaskIds:
+    """Task ids as a random 64-bit prefix of this process and a counter (see the module's table)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._prefix = 0
+        self._counter = itertools.count()
+        self.reseed()
+
+    def reseed(self) -> None:
+        """A new prefix and counter: at start and in a forked child (whose parent goes on with its own)."""
+        with self._lock:
+            self._prefix = secrets.randbits(64)
+            self._counter = itertools.count()
+
+    def __call__(self) -> UUID:
+        with self._lock:
+            number = next(self._counter) & 0xFFFF_FFFF_FFFF_FFFF
+            if number == 0xFFFF_FFFF_FFFF_FFFF:
+                self._prefix, self._counter = secrets.randbits(64), itertools.count()
+            return UUID(int=(self._prefix << 64) | number, version=4)
+
+
+compact_task_id = CompactTaskIds()
+os.register_at_fork(after_in_child=compact_task_id.reseed)
+
+
 # --- installing ------------------------------------------------------------------------------------
 
 _lock = threading.Lock()
@@ -394,6 +437,7 @@ def install() -> None:
         TimeDateEventDefinition.has_fired = date_has_fired
         DurationTimerEventDefinition.has_fired = duration_has_fired
         BusinessRuleTaskMixin._run_hook = run_decision_safely
+        task_module.uuid4 = compact_task_id
         _quiet_loggers()
 
 
@@ -410,5 +454,6 @@ def installed() -> dict[str, bool]:
         "bounded-timers": TimeDateEventDefinition.__dict__.get("has_fired") is date_has_fired
         and DurationTimerEventDefinition.__dict__.get("has_fired") is duration_has_fired,
         "safe-decisions": BusinessRuleTaskMixin.__dict__.get("_run_hook") is run_decision_safely,
+        "compact-task-ids": task_module.uuid4 is compact_task_id,
         "quiet-loggers": all(any(isinstance(f, NoPatientData) for f in lg.filters) for lg in loggers),
     }
