@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from engine.settings import Settings
+from engine.settings import MAX_VERIFY_JOBS, Settings
 
 from . import __version__
 from .cli_rules import say_database
@@ -216,9 +216,12 @@ _checkpoint_dir_option = click.option(
 
 @audit.command("verify")
 @click.option("--instance", "instance_ids", multiple=True, help="Only these instances.")
+@click.option("--jobs", type=click.IntRange(1, MAX_VERIFY_JOBS), default=None,
+              help="Verify in this many processes, each a range of instance ids (default: CAREPATH_VERIFY_JOBS, 1).")
 @_checkpoint_dir_option
 @click.pass_context
-def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_dir: Path | None) -> None:
+def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], jobs: int | None,
+                 checkpoint_dir: Path | None) -> None:
     """Verify the event trail; exit 1 on any problem.
 
     Every chain (an edited, reordered, truncated or deleted event), every event's authentication
@@ -226,10 +229,11 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_d
     workflow state against the digest its newest event recorded, and every instance against the
     newest checkpoint in the checkpoint folder (a deleted instance, a trail cut back or rewritten).
     In production an unauthenticated trail is itself a problem. One streaming scan in constant
-    memory; progress goes to standard error.
+    memory (with --jobs, one per process over disjoint id ranges); progress goes to standard error.
     """
     from engine.audit import count_instances, latest_checkpoint, trail_key_of, verify_trail
     from engine.db.session import read_only
+    from engine.verifications import VerificationFailed, verify_every_trail
 
     carepath = _carepath(ctx)
     settings: Settings = carepath.settings
@@ -244,15 +248,23 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], checkpoint_d
     with read_only(carepath.sessions) as session:
         key = trail_key_of(session)
         total = count_instances(session, instance_ids or None)
-        started = time.monotonic()
+    started = time.monotonic()
 
-        def progress(checked: int) -> None:
-            rate = checked / max(time.monotonic() - started, 1e-9)
-            click.echo(f"verifying: {checked}/{total} instances ({100 * checked // max(total, 1)}%), {rate:.0f}/s",
-                       err=True)
+    def progress(checked: int) -> None:
+        rate = checked / max(time.monotonic() - started, 1e-9)
+        click.echo(f"verifying: {checked}/{total} instances ({100 * checked // max(total, 1)}%), {rate:.0f}/s",
+                   err=True)
 
-        lines += [str(problem) for problem in verify_trail(session, instance_ids or None, checkpoint,
-                                                           progress=progress)]
+    if instance_ids:
+        with read_only(carepath.sessions) as session:
+            found = verify_trail(session, instance_ids, checkpoint, progress=progress)
+    else:
+        try:
+            found = verify_every_trail(carepath.sessions, checkpoint=checkpoint, jobs=jobs or settings.verify_jobs,
+                                       progress=progress)
+        except VerificationFailed as exc:
+            raise click.ClickException(str(exc)) from exc
+    lines += [str(problem) for problem in found]
     if key is None:
         note = "the trail is not authenticated (no CAREPATH_TRAIL_KEY_FILE): a consistent rewrite cannot be detected"
         if settings.environment == "production":
@@ -556,7 +568,8 @@ def _take_over_verification(carepath: Any, jobs: Any) -> None:
     if job_id is not None:
         click.echo(f"taking over trail verification {job_id}, left unfinished", err=True)
         jobs.start(f"verification-{job_id}", lambda: run_verification(carepath.sessions, job_id, carepath.clock.now,
-                                                                       carepath.settings.checkpoint_dir))
+                                                                       carepath.settings.checkpoint_dir,
+                                                                       jobs=carepath.settings.verify_jobs))
 
 
 

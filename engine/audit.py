@@ -453,7 +453,7 @@ def _trail_scans(wanted: list[str] | None, low: str | None, high: str | None) ->
     """The two ordered scans of a verification: the instances by id, their events by (instance id, id)."""
     instances = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head,
                        PathwayInstance.state).order_by(PathwayInstance.id)
-    events = select(*(_EVENTS.c[name] for name in _TrailEvent._fields)).order_by(_EVENTS.c.instance_id,
+    events = select(*(_EVENTS.c[name] for name in _TRAIL_EVENT_FIELDS)).order_by(_EVENTS.c.instance_id,
                                                                                   _EVENTS.c.id)
     if wanted is not None:
         instances = instances.where(PathwayInstance.id.in_(wanted))
@@ -495,6 +495,9 @@ class _TrailEvent(NamedTuple):
     hash: str
     state_digest: str | None
     mac: str | None
+
+
+_TRAIL_EVENT_FIELDS = tuple(_TrailEvent.__annotations__)
 
 
 def _rows(result: Any, make: Callable[[Any], Any]) -> Iterator[Any]:

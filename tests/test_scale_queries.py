@@ -268,6 +268,30 @@ def test_audit_verify_command_shows_progress(carepath: CarePath, clock: ManualCl
     assert "event trail verified" in result.stdout
 
 
+def test_audit_verify_command_verifies_in_parts(carepath: CarePath, clock: ManualClock,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = _assessments(carepath, clock, 4, advanced={1})
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", carepath.settings.database_url)
+    result = CliRunner().invoke(main, ["audit", "verify", "--jobs", "3"])
+    assert result.exit_code == 0, result.output
+    assert "verifying: 4/4 instances (100%)" in result.stderr and "event trail verified" in result.stdout
+    with carepath.db.begin() as connection:
+        connection.execute(text("UPDATE instance_events SET actor = 'someone else' WHERE instance_id = :i"),
+                           {"i": ids[2]})
+    result = CliRunner().invoke(main, ["audit", "verify", "--jobs", "2"])
+    assert result.exit_code == 1 and f"instance {ids[2]} event 1: content was changed" in result.stdout
+    assert CliRunner().invoke(main, ["audit", "verify", "--jobs", "0"]).exit_code == 2
+
+
+def test_verify_jobs_comes_from_the_environment_and_is_bounded() -> None:
+    from engine.settings import Settings
+
+    assert Settings.from_env({"CAREPATH_VERIFY_JOBS": "4"}).verify_jobs == 4
+    for bad in ("0", "65", "many"):
+        with pytest.raises(ValueError, match="CAREPATH_VERIFY_JOBS"):
+            Settings.from_env({"CAREPATH_VERIFY_JOBS": bad})
+
+
 def test_migration_0009_lists_the_elements_of_every_stored_summary(database_url: str) -> None:
     from sqlalchemy import create_engine
 
