@@ -284,3 +284,24 @@ def test_parts_split_the_instances_between_commands(app: CarePath, clock: Manual
         done = runner.invoke(main, ["migrate", PATHWAY, "--part", f"{k}/3"])
         assert done.exit_code == 0, done.output
     assert all(len(_events(app, i, "migrated")) == 1 for i in ids)
+
+
+def test_the_target_version_is_read_once_per_migration_not_per_instance(app: CarePath, clock: ManualClock,
+                                                                         pathways_dir: Path) -> None:
+    from sqlalchemy import event
+
+    [_waiting_instance(app, f"MRN-{n}") for n in range(4)]
+    _deploy(app, clock, pathways_dir, _diagram(extra=True))
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(app.db, "before_cursor_execute", note)
+    try:
+        report = migrate_pathway(app.instances, PATHWAY, "cli:test")
+    finally:
+        event.remove(app.db, "before_cursor_execute", note)
+    assert len(report.instances) == 4 and all(i.migrated for i in report.instances)
+    # The active version is looked up once (and its spec, when this process has not restored it): was once per instance.
+    assert len([s for s in seen if "FROM pathway_versions" in s]) <= 2
