@@ -573,6 +573,28 @@ def _take_over_verification(carepath: Any, jobs: Any) -> None:
 
 
 
+def _migrate_in_parts(carepath: Any, jobs: int, pathway: str | None, request_id: str | None, actor: str,
+                      dry_run: bool, progress: Any) -> Any:
+    """``migrate --jobs``: every share in a process of its own (api.cli_parts); an approved request is
+    then marked executed by a pass over what is left (the instances refused, refused again).
+
+    Raises: click.ClickException (a share failed), CarePathError."""
+    from engine.instances.migration_requests import approve_migration
+
+    from .cli_parts import PartFailed, migrate_in_parts
+
+    try:
+        report = migrate_in_parts(carepath.settings, jobs, pathway=pathway, request_id=request_id, actor=actor,
+                                  dry_run=dry_run, progress=progress)
+    except PartFailed as exc:
+        raise click.ClickException(f"{exc}; what was moved stays moved: run the command again to go on") from exc
+    if request_id is not None:
+        _approved, rest = approve_migration(carepath.instances, request_id, actor)
+        moved_now = {item.instance_id for item in rest.instances}
+        report.instances = [i for i in report.instances if i.instance_id not in moved_now] + rest.instances
+    return report
+
+
 def _part(text: str) -> tuple[int, int]:
     """--part K/N. Raises: click.BadParameter."""
     try:
@@ -619,9 +641,11 @@ def _print_migration(report: Any, dry_run: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--part", default="1/1", show_default=True,
               help="K/N: move only the K-th of N disjoint shares of the instances (run N commands at once).")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Move the instances in this many processes at once (one per core), each one share.")
 @click.pass_context
 def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, request_id: str | None,
-            staff_id: str | None, as_json: bool, part: str) -> None:
+            staff_id: str | None, as_json: bool, part: str, jobs: int) -> None:
     """Move running and suspended instances of PATHWAY to its active version.
 
     Four eyes (on unless CAREPATH_FOUR_EYES=off): one author asks, `carepath migrate PATHWAY --request
@@ -631,13 +655,16 @@ def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, r
     Instances whose completed work would change are refused, each with the reason; exits 1 then.
     Progress goes to standard error. Each instance is committed on its own: if the command is
     stopped, running it again (--approve the same request) moves the instances that were not moved
-    yet. A large caseload moves faster as N commands, --part 1/N ... --part N/N, run at once (one
-    per core); the request is marked executed by a run without --part.
+    yet. A large caseload moves faster in N processes, one per core: --jobs N, or N commands
+    --part 1/N ... --part N/N run at once (on several hosts too); the request is marked executed by
+    a run without --part (with --jobs, once every share is done).
     """
     if (pathway is None) == (request_id is None) or (request_id is not None and (ask or dry_run)) or \
             (ask and dry_run):
         raise click.UsageError("give PATHWAY (with --dry-run or --request), or --approve REQUEST_ID alone")
     share, shares = _part(part)
+    if jobs > 1 and (ask or shares > 1):
+        raise click.UsageError("--jobs runs every share itself: not with --part or --request")
 
     from engine.errors import CarePathError
     from engine.instances.migration import MigrationProgress, migrate_pathway
@@ -657,6 +684,8 @@ def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, r
             assert pathway is not None
             asked, report = request_migration(carepath.instances, pathway, actor)
             dry_run = True
+        elif jobs > 1:
+            report = _migrate_in_parts(carepath, jobs, pathway, request_id, actor, dry_run, progress)
         elif request_id is not None:
             _approved, report = approve_migration(carepath.instances, request_id, actor, progress=progress,
                                                   part=(share, shares))
