@@ -45,3 +45,16 @@ def test_an_unreadable_checkpoint_is_a_problem_and_a_crash_is_recorded_by_its_ty
     assert (failed.status, failed.failure, failed.as_dict()["verified"]) == ("failed", "RuntimeError", None)
     with pytest.raises(NotFoundError):
         get_verification(carepath.sessions, "00000000-0000-4000-8000-000000000000")
+
+
+def test_a_job_in_several_processes_reports_their_progress_together(carepath: CarePath, clock: ManualClock) -> None:
+    _started(carepath, 5)
+    job = request_verification(carepath.sessions, "auditor:a", clock.now())
+    done = run_verification(carepath.sessions, job.id, clock.now, batch=1, jobs=3)
+    assert (done.status, done.instances_total, done.instances_checked, done.problem_count) == ("verified", 5, 5, 0)
+    with carepath.db.begin() as connection:
+        connection.exec_driver_sql("UPDATE pathway_instances SET state = state || ' '")
+    job = request_verification(carepath.sessions, "auditor:a", clock.now())
+    found = run_verification(carepath.sessions, job.id, clock.now, jobs=2)
+    assert (found.status, found.problem_count) == ("problems", 5)
+    assert all("stored workflow state is not the one" in p["message"] for p in found.problems)
