@@ -505,7 +505,9 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
                     "SELECT count(*) FROM instance_events WHERE type = 'migrated'")).scalar()
             return int(on_new or 0), int(left or 0), int(events or 0)
 
-        env = {**os.environ, "CAREPATH_DATABASE_URL": url, "CAREPATH_PATHWAYS_DIR": str(folder)}
+        # One operator moves the caseload (four eyes off, as for the deploy above).
+        env = {**os.environ, "CAREPATH_DATABASE_URL": url, "CAREPATH_PATHWAYS_DIR": str(folder),
+               "CAREPATH_FOUR_EYES": "off"}
         runs = []
         for seconds in (first_seconds, second_seconds):
             before = moved()[0]
@@ -529,6 +531,8 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
                          "seconds": round(elapsed, 1), "killed": killed, "moved": after - before, "left": left,
                          "per_second": round((after - before) / elapsed, 1),
                          "last_progress_line": next((line for line in reversed(stderr) if "migrating" in line), None),
+                         "exit_code": process.returncode,
+                         "last_error_line": stderr[-1] if stderr and not killed else None,
                          "migrated_events_total": events, "instances_on_new_version": after})
         return {"pathway": pathway, "runs": runs}
     finally:
