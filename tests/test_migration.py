@@ -328,3 +328,17 @@ def test_migrate_command_moves_every_instance_once_in_several_processes(app: Car
     assert "migrating test_followup: 7/7 (100%), 0 refused" in done.stderr
     again = runner.invoke(main, ["migrate", PATHWAY, "--jobs", "3", "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout)["instances"] == []  # nothing left: resumable
+
+
+def test_a_share_that_fails_fails_the_command_with_its_reason(app: CarePath, database_url: str, pathways_dir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import main
+
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(pathways_dir))
+    monkeypatch.setenv("CAREPATH_FOUR_EYES", "off")
+    failed = CliRunner().invoke(main, ["migrate", "no_such_pathway", "--jobs", "2"])
+    assert failed.exit_code == 1
+    assert "share 1/2: no version of pathway 'no_such_pathway' is deployed and active" in failed.output \
+        or "share 2/2: no version of pathway 'no_such_pathway' is deployed and active" in failed.output
+    assert "run the command again to go on" in failed.output
