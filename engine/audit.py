@@ -41,7 +41,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import Select, Table, func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.models import InstanceEvent, PathwayInstance
@@ -449,7 +449,7 @@ def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
     return problems
 
 
-def _trail_scans(wanted: list[str] | None, low: str | None, high: str | None) -> tuple[Select[Any], Select[Any]]:
+def _trail_scans(wanted: list[str] | None, low: str | None, high: str | None) -> tuple[Any, Any]:
     """The two ordered scans of a verification: the instances by id, their events by (instance id, id)."""
     instances = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head,
                        PathwayInstance.state).order_by(PathwayInstance.id)

@@ -306,7 +306,8 @@ class InstanceQueries:
         # The page order: the instance's (created_at, id), or with an element the same pair as the
         # element's rows keep it, so the element's index gives the order (a rare element is then
         # as cheap as a common one, and an element nobody is at costs one index probe).
-        at, key = PathwayInstance.created_at, PathwayInstance.id
+        at: Any = PathwayInstance.created_at
+        key: Any = PathwayInstance.id
         due_order = _due_order(where, element)
         if due_order:  # what falls due, in the order it falls due: one range of a next_due_at index
             at = PathwayInstance.next_due_at
