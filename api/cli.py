@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from engine.settings import Settings
+from engine.settings import MAX_VERIFY_JOBS, Settings
 
 from . import __version__
 from .cli_rules import say_database
@@ -218,9 +218,11 @@ _checkpoint_dir_option = click.option(
 @click.option("--instance", "instance_ids", multiple=True, help="Only these instances.")
 @click.option("--organisation", default=None,
               help="Only this organisation's instances (what its auditors see; deletions need every trail).")
+@click.option("--jobs", type=click.IntRange(1, MAX_VERIFY_JOBS), default=None,
+              help="Verify in this many processes, each a range of instance ids (default: CAREPATH_VERIFY_JOBS, 1).")
 @_checkpoint_dir_option
 @click.pass_context
-def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation: str | None,
+def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation: str | None, jobs: int | None,
                  checkpoint_dir: Path | None) -> None:
     """Verify the event trail; exit 1 on any problem.
 
@@ -232,11 +234,12 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation
     every pathway and rule-set version's deploy and activation, and every migration request and
     approval, is the one it recorded (an activation edited, added or deleted in the database).
     In production an unauthenticated trail is itself a problem. One streaming scan in constant
-    memory; progress goes to standard error.
+    memory (with --jobs, one per process over disjoint id ranges); progress goes to standard error.
     """
     from engine.audit import count_instances, latest_checkpoint, trail_key_of, verify_trail
     from engine.db.session import read_only
     from engine.four_eyes import verify_deployment_trail
+    from engine.verifications import VerificationFailed, verify_every_trail
 
     carepath = _carepath(ctx)
     settings: Settings = carepath.settings
@@ -251,16 +254,25 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation
     with read_only(carepath.sessions) as session:
         key = trail_key_of(session)
         total = count_instances(session, instance_ids or None, organisation=organisation)
-        started = time.monotonic()
+    started = time.monotonic()
 
-        def progress(checked: int) -> None:
-            rate = checked / max(time.monotonic() - started, 1e-9)
-            click.echo(f"verifying: {checked}/{total} instances ({100 * checked // max(total, 1)}%), {rate:.0f}/s",
-                       err=True)
+    def progress(checked: int) -> None:
+        rate = checked / max(time.monotonic() - started, 1e-9)
+        click.echo(f"verifying: {checked}/{total} instances ({100 * checked // max(total, 1)}%), {rate:.0f}/s",
+                   err=True)
 
-        lines += [str(problem) for problem in verify_trail(session, instance_ids or None, checkpoint,
-                                                           progress=progress, organisation=organisation)]
-        if not instance_ids and organisation is None:  # every trail: who deployed and activated what, too
+    if instance_ids:
+        with read_only(carepath.sessions) as session:
+            found = verify_trail(session, instance_ids, checkpoint, progress=progress, organisation=organisation)
+    else:
+        try:
+            found = verify_every_trail(carepath.sessions, checkpoint=checkpoint, jobs=jobs or settings.verify_jobs,
+                                       progress=progress, organisation=organisation)
+        except VerificationFailed as exc:
+            raise click.ClickException(str(exc)) from exc
+    lines += [str(problem) for problem in found]
+    if not instance_ids and organisation is None:  # every trail: who deployed and activated what, too
+        with read_only(carepath.sessions) as session:
             checkpointed = checkpoint.deployment_head if checkpoint is not None else None
             lines += [str(problem) for problem in verify_deployment_trail(session, checkpointed)]
     if key is None:
@@ -570,8 +582,31 @@ def _take_over_verification(carepath: Any, jobs: Any) -> None:
     if job_id is not None:
         click.echo(f"taking over trail verification {job_id}, left unfinished", err=True)
         jobs.start(f"verification-{job_id}", lambda: run_verification(carepath.sessions, job_id, carepath.clock.now,
-                                                                       carepath.settings.checkpoint_dir))
+                                                                       carepath.settings.checkpoint_dir,
+                                                                       jobs=carepath.settings.verify_jobs))
 
+
+
+def _migrate_in_parts(carepath: Any, jobs: int, pathway: str | None, request_id: str | None, actor: str,
+                      dry_run: bool, progress: Any) -> Any:
+    """``migrate --jobs``: every share in a process of its own (api.cli_parts); an approved request is
+    then marked executed by a pass over what is left (the instances refused, refused again).
+
+    Raises: click.ClickException (a share failed), CarePathError."""
+    from engine.instances.migration_requests import approve_migration
+
+    from .cli_parts import PartFailed, migrate_in_parts
+
+    try:
+        report = migrate_in_parts(carepath.settings, jobs, pathway=pathway, request_id=request_id, actor=actor,
+                                  dry_run=dry_run, progress=progress)
+    except PartFailed as exc:
+        raise click.ClickException(f"{exc}; what was moved stays moved: run the command again to go on") from exc
+    if request_id is not None:
+        _approved, rest = approve_migration(carepath.instances, request_id, actor)
+        moved_now = {item.instance_id for item in rest.instances}
+        report.instances = [i for i in report.instances if i.instance_id not in moved_now] + rest.instances
+    return report
 
 
 def _part(text: str) -> tuple[int, int]:
@@ -620,9 +655,11 @@ def _print_migration(report: Any, dry_run: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--part", default="1/1", show_default=True,
               help="K/N: move only the K-th of N disjoint shares of the instances (run N commands at once).")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Move the instances in this many processes at once (one per core), each one share.")
 @click.pass_context
 def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, request_id: str | None,
-            staff_id: str | None, as_json: bool, part: str) -> None:
+            staff_id: str | None, as_json: bool, part: str, jobs: int) -> None:
     """Move running and suspended instances of PATHWAY to its active version.
 
     Four eyes (on unless CAREPATH_FOUR_EYES=off): one author asks, `carepath migrate PATHWAY --request
@@ -632,13 +669,16 @@ def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, r
     Instances whose completed work would change are refused, each with the reason; exits 1 then.
     Progress goes to standard error. Each instance is committed on its own: if the command is
     stopped, running it again (--approve the same request) moves the instances that were not moved
-    yet. A large caseload moves faster as N commands, --part 1/N ... --part N/N, run at once (one
-    per core); the request is marked executed by a run without --part.
+    yet. A large caseload moves faster in N processes, one per core: --jobs N, or N commands
+    --part 1/N ... --part N/N run at once (on several hosts too); the request is marked executed by
+    a run without --part (with --jobs, once every share is done).
     """
     if (pathway is None) == (request_id is None) or (request_id is not None and (ask or dry_run)) or \
             (ask and dry_run):
         raise click.UsageError("give PATHWAY (with --dry-run or --request), or --approve REQUEST_ID alone")
     share, shares = _part(part)
+    if jobs > 1 and (ask or shares > 1):
+        raise click.UsageError("--jobs runs every share itself: not with --part or --request")
 
     from engine.errors import CarePathError
     from engine.instances.migration import MigrationProgress, migrate_pathway
@@ -658,6 +698,8 @@ def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, r
             assert pathway is not None
             asked, report = request_migration(carepath.instances, pathway, actor)
             dry_run = True
+        elif jobs > 1:
+            report = _migrate_in_parts(carepath, jobs, pathway, request_id, actor, dry_run, progress)
         elif request_id is not None:
             _approved, report = approve_migration(carepath.instances, request_id, actor, progress=progress,
                                                   part=(share, shares))

@@ -66,7 +66,8 @@ def start_verification() -> tuple[dict[str, Any], int, dict[str, str]]:
     job = request_verification(engine.sessions, principal.actor, engine.clock.now(), principal.scope.organisation)
     jobs: BackgroundJobs = current_app.extensions["carepath.jobs"]
     jobs.start(f"verification-{job.id}", lambda: run_verification(engine.sessions, job.id, engine.clock.now,
-                                                                   engine.settings.checkpoint_dir))
+                                                                   engine.settings.checkpoint_dir,
+                                                                   jobs=engine.settings.verify_jobs))
     return job.as_dict(), 202, {"Location": url_for(".get_verification_job", job_id=job.id)}
 
 

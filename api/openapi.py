@@ -209,7 +209,8 @@ PATHS: dict[str, Any] = {
                    {200: _response("A page of instances", "InstancePage")}, (400,),
                    [*_FILTERS, _query("status", {"enum": list(STATUSES)}),
                     _query("due_before", {"type": "string", "format": "date-time"},
-                           "Only instances with a timer due before this time"), *_PAGING], tag="instances"),
+                           "Only instances with a timer due before this time; the page is then soonest due first"),
+                    *_PAGING], tag="instances"),
     },
     "/v1/instances/{instance_id}": {
         "get": _op("getInstance", "An instance with its ready tasks", "instances.read", _INSTANCE, (404,),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -67,6 +68,7 @@ from engine.demo import load_demo  # noqa: E402
 from engine.instances.queries import InstanceFilter, InstanceQueries  # noqa: E402
 from engine.instances.store import ready_elements  # noqa: E402
 from engine.instances.timers import fire_due_timers  # noqa: E402
+from engine.verifications import verify_every_trail  # noqa: E402
 
 INSTANCE_COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision",
                     "next_due_at", "incident", "ready_tasks", "event_seq", "event_head", "created_at", "updated_at",
@@ -249,18 +251,30 @@ def measure(name: str, call: Callable[[int], Any], samples: int, statements: Sta
     # CPU time of this process (Python, driver): on a shared machine, the rest of wall time is the
     # database's work and waiting for a core.
     result = {"query": name, **percentiles(times), "client_cpu_p50_ms": round(statistics.median(cpu) * 1000, 2),
-              "plans": plans}
+              "plans": plans, "load_average": [round(x, 1) for x in os.getloadavg()]}
     if check is not None:
         result["result"] = check(first)
     print(f"{name}: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms; {plans}", file=sys.stderr, flush=True)
     return result
 
 
-def cursor_at(created_at: datetime, instance_id: str) -> str:
+def cursor_at(at: datetime, instance_id: str, due_order: bool = False) -> str:
     """A page cursor as the API issues them (a client would take it from ``next_cursor``; built here to
-    start pages anywhere in the caseload without walking to them)."""
-    raw = json.dumps([created_at.astimezone(UTC).isoformat(), instance_id]).encode()
+    start pages anywhere in the caseload without walking to them); ``due_order``: of a ``due_before``
+    list, whose pages are in (next_due_at, id) order."""
+    key = [at.astimezone(UTC).isoformat(), instance_id]
+    raw = json.dumps(["due", *key] if due_order else key).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def due_cursors(engine: Engine, before: datetime, count: int, seed: int) -> list[str]:
+    """Cursors of ``due_before`` pages spread through what is due before ``before``."""
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT next_due_at, id FROM pathway_instances TABLESAMPLE SYSTEM (5) REPEATABLE (:seed) "
+            "WHERE next_due_at < :before AND status = 'running' LIMIT :count"),
+            {"seed": seed, "before": before, "count": count}).all()
+    return [cursor_at(at, i, due_order=True) for at, i in rows] or [""]
 
 
 def keys_sample(engine: Engine, count: int, seed: int) -> list[tuple[datetime, str, str]]:
@@ -284,6 +298,8 @@ def list_queries(app: CarePath, engine: Engine, statements: Statements, samples:
         pathway = "breast_cancer" if session.scalar(select(func.count()).select_from(PathwayVersion).where(
             PathwayVersion.pathway_id == "breast_cancer")) else session.scalar(select(PathwayVersion.pathway_id))
     due = today + timedelta(days=30)
+    due_pages = due_cursors(engine, due, samples + 1, 7)
+    pick_due = lambda sample: due_pages[sample % len(due_pages)] or None  # noqa: E731
     home = placement_of(0)
     team = CareScope(home["organisation"], frozenset({home["care_team"]}))
     teams = CareScope(home["organisation"], frozenset({home["care_team"], placement_of(ORGANISATIONS)["care_team"]}))
@@ -297,8 +313,10 @@ def list_queries(app: CarePath, engine: Engine, statements: Statements, samples:
          lambda s: queries.find(InstanceFilter(pathway_id=pathway, status="running"), pick(s), 50)),
         ("instances: patient_ref=<one patient>", lambda s: queries.find(
             InstanceFilter(patient_ref=patients[s % len(patients)]), None, 50)),
-        ("instances: status=running&due_before=+30d, a page anywhere",
-         lambda s: queries.find(InstanceFilter(status="running", due_before=due), pick(s), 50)),
+        ("instances: status=running&due_before=+30d (due order), a page anywhere",
+         lambda s: queries.find(InstanceFilter(status="running", due_before=due), pick_due(s), 50)),
+        ("instances: due_before=+30d (due order), a page anywhere",
+         lambda s: queries.find(InstanceFilter(due_before=due), pick_due(s), 50)),
         ("tasks: first page (20)", lambda s: queries.ready_tasks(InstanceFilter(), None, None, 20)),
         ("tasks: a page anywhere (20)", lambda s: queries.ready_tasks(InstanceFilter(), None, pick(s), 20)),
         (f"tasks: pathway_id={pathway}, a page anywhere",
@@ -361,10 +379,11 @@ def api_queries(url: str, engine: Engine, samples: int) -> list[dict[str, Any]]:
 
 
 def timers(url: str, engine: Engine, statements_for: Callable[[Engine], Statements], count: int,
-           today: datetime) -> dict[str, Any]:
-    """Fire the due timers of ``count`` instances as the worker does (claims in batches of 100): the
-    clock is set just past the due time most instances share (every copy of one template: thousands),
-    so each instance fires the timers a worker would find due then (mostly one)."""
+           today: datetime, workers: int = 1) -> dict[str, Any]:
+    """Fire the due timers of ``count`` instances as the worker does (claims in batches of 100), in
+    ``workers`` processes at once (as ``workers`` ``carepath worker`` processes share the due
+    instances): the clock is set just past the due time most instances share (every copy of one
+    template: thousands), so each instance fires the timers a worker would find due then (mostly one)."""
     with engine.connect() as connection:
         busiest = connection.execute(text("SELECT next_due_at FROM pathway_instances WHERE status = 'running' "
                                           "AND next_due_at > :today GROUP BY next_due_at ORDER BY count(*) DESC "
@@ -374,26 +393,48 @@ def timers(url: str, engine: Engine, statements_for: Callable[[Engine], Statemen
     now = busiest + timedelta(seconds=1)
     app = CarePath(Settings(database_url=url, four_eyes=False), ManualClock(now))
     statements = statements_for(app.db)
+    try:  # the claim's plan, from one batch of one
+        with statements.capture() as seen:
+            fire_due_timers(app.instances, now=now, limit=1, worker_id="bench-plan")
+        claim = next(s for s in seen if "next_due_at <=" in s[0] and "ORDER BY" in s[0])
+        plan = plan_of(app.db, *claim)
+    finally:
+        app.close()
+    events_before = _timer_events(engine)
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    processes = [context.Process(target=_fire_share, args=(url, now, count // workers + (k < count % workers),
+                                                           f"bench-{k}", results)) for k in range(workers)]
+    load = [round(x, 1) for x in os.getloadavg()]
+    began = time.perf_counter()
+    for process in processes:
+        process.start()
+    shares = [results.get() for _ in processes]
+    elapsed = time.perf_counter() - began
+    for process in processes:
+        process.join()
+    fired = sum(advanced for advanced, _ in shares)
+    return {"due_at_once": due, "worker_processes": workers, "instances_advanced": fired,
+            "timers_fired": _timer_events(engine) - events_before, "seconds": round(elapsed, 1),
+            "instances_per_minute": round(fired / elapsed * 60),
+            "worker_cpu_ms_per_instance": round(sum(cpu for _, cpu in shares) / max(fired, 1) * 1000, 1),
+            "claim_plan": plan, "load_average_before": load,
+            "load_average_after": [round(x, 1) for x in os.getloadavg()]}
+
+
+def _fire_share(url: str, now: datetime, count: int, worker_id: str, results: Any) -> None:
+    """One worker process: fire due timers in batches of 100 until ``count`` instances advanced."""
+    app = CarePath(Settings(database_url=url, four_eyes=False), ManualClock(now))
+    fired, cpu = 0, time.process_time()
     try:
-        fired, began, plan, events_before = 0, time.perf_counter(), None, _timer_events(engine)
-        cpu = time.process_time()
         while fired < count:
-            with statements.capture() as seen:
-                advanced = fire_due_timers(app.instances, now=now, limit=min(100, count - fired), worker_id="bench")
-            if plan is None:
-                claim = next(s for s in seen if "next_due_at <=" in s[0] and "ORDER BY" in s[0])
-                plan = plan_of(app.db, *claim)
+            advanced = fire_due_timers(app.instances, now=now, limit=min(100, count - fired), worker_id=worker_id)
             if not advanced:
                 break
             fired += advanced
-        elapsed = time.perf_counter() - began
-        return {"due_at_once": due, "instances_advanced": fired,
-                "timers_fired": _timer_events(engine) - events_before, "seconds": round(elapsed, 1),
-                "instances_per_minute": round(fired / elapsed * 60),
-                "worker_cpu_ms_per_instance": round((time.process_time() - cpu) / max(fired, 1) * 1000, 1),
-                "claim_plan": plan}
     finally:
         app.close()
+        results.put((fired, time.process_time() - cpu))
 
 
 def _timer_events(engine: Engine) -> int:
@@ -402,31 +443,44 @@ def _timer_events(engine: Engine) -> int:
                    .scalar() or 0)
 
 
-def audit(url: str, engine: Engine, statements_for: Callable[[Engine], Statements]) -> dict[str, Any]:
+def audit(url: str, engine: Engine, statements_for: Callable[[Engine], Statements], jobs: int = 1) -> dict[str, Any]:
+    """``carepath audit verify`` as the background job runs it (:func:`engine.verifications.verify_every_trail`),
+    in ``jobs`` processes over id ranges; the plans are those of one range's scan."""
     app = CarePath(Settings(database_url=url, four_eyes=False))
     statements = statements_for(app.db)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     marks: list[tuple[int, int]] = []
+    load = [round(x, 1) for x in os.getloadavg()]
     try:
-        with read_only(app.sessions) as session, statements.capture() as seen:
+        with read_only(app.sessions) as session:
             total = count_instances(session)
-            began = time.perf_counter()
-            problems = verify_trail(session, progress=lambda n: marks.append(
-                (n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)), batch=2000)
-            elapsed = time.perf_counter() - began
+        with read_only(app.sessions) as session, statements.capture() as seen:
+            # The statements of a range's scan, for their plans (a narrow range: the plan is the same).
+            verify_trail(session, id_range=("fff", None), batch=2000)
         plans = [plan_of(app.db, s, p) for s, p in seen if "instance_events" in s or "state" in s]
+        began, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        problems = verify_every_trail(app.sessions, jobs=jobs, batch=2000, progress=lambda n: marks.append(
+            (n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+        elapsed = time.perf_counter() - began
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         app.close()
     middle = marks[len(marks) // 2][1] if marks else rss_before
-    return {"instances": total, "seconds": round(elapsed, 1), "per_second": round(total / elapsed),
-            "problems": len(problems), "statements": len(seen), "plans": plans,
+    return {"instances": total, "processes": jobs, "seconds": round(elapsed, 1), "per_second": round(total / elapsed),
+            "problems": len(problems), "statements_per_range": len(seen), "plans": plans,
+            "cpu_ms_per_instance": round(((after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime))
+                                         / max(total, 1) * 1000, 3) if jobs > 1 else None,
             "max_rss_mb": {"before": rss_before // 1024, "half_way": middle // 1024,
-                           "end": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}}
+                           "end": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                           "largest_verifying_process": after.ru_maxrss // 1024 if jobs > 1 else None},
+            "load_average_before": load, "load_average_after": [round(x, 1) for x in os.getloadavg()]}
 
 
-def migration(url: str, engine: Engine, pathway: str, first_seconds: float, second_seconds: float) -> dict[str, Any]:
+def migration(url: str, engine: Engine, pathway: str, first_seconds: float, second_seconds: float,
+              jobs: int = 1) -> dict[str, Any]:
     """Deploy a new version of ``pathway`` (a task renamed: the work is unchanged), then run
-    ``carepath migrate`` for ``first_seconds``, kill it (SIGKILL), and run it again for ``second_seconds``."""
+    ``carepath migrate --jobs JOBS`` for ``first_seconds``, kill it (SIGKILL, its process group: the
+    processes of its shares too), and run it again for ``second_seconds``."""
     folder = Path(tempfile.mkdtemp(prefix="carepath-scale-pathways-"))
     try:
         shutil.copytree(Settings().pathways_dir, folder, dirs_exist_ok=True)
@@ -454,27 +508,34 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
                     "SELECT count(*) FROM instance_events WHERE type = 'migrated'")).scalar()
             return int(on_new or 0), int(left or 0), int(events or 0)
 
-        env = {**os.environ, "CAREPATH_DATABASE_URL": url, "CAREPATH_PATHWAYS_DIR": str(folder)}
+        # One operator moves the caseload (four eyes off, as for the deploy above).
+        env = {**os.environ, "CAREPATH_DATABASE_URL": url, "CAREPATH_PATHWAYS_DIR": str(folder),
+               "CAREPATH_FOUR_EYES": "off"}
         runs = []
         for seconds in (first_seconds, second_seconds):
             before = moved()[0]
             began = time.perf_counter()
-            command = [str(Path(sys.executable).parent / "carepath"), "migrate", pathway]
-            process = subprocess.Popen(command, cwd=ROOT, env=env,
+            command = [str(Path(sys.executable).parent / "carepath"), "migrate", pathway, "--jobs", str(jobs)]
+            load = [round(x, 1) for x in os.getloadavg()]
+            process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             try:
                 process.wait(timeout=seconds)
                 killed = False
             except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
+                os.killpg(process.pid, signal.SIGKILL)  # the command and the processes of its shares
                 process.wait()
                 killed = True
             elapsed = time.perf_counter() - began
             stderr = (process.stderr.read() if process.stderr else "").strip().splitlines()
             after, left, events = moved()
-            runs.append({"seconds": round(elapsed, 1), "killed": killed, "moved": after - before, "left": left,
+            runs.append({"processes": jobs, "load_average_before": load,
+                         "load_average_after": [round(x, 1) for x in os.getloadavg()],
+                         "seconds": round(elapsed, 1), "killed": killed, "moved": after - before, "left": left,
                          "per_second": round((after - before) / elapsed, 1),
                          "last_progress_line": next((line for line in reversed(stderr) if "migrating" in line), None),
+                         "exit_code": process.returncode,
+                         "last_error_line": stderr[-1] if stderr and not killed else None,
                          "migrated_events_total": events, "instances_on_new_version": after})
         return {"pathway": pathway, "runs": runs}
     finally:
@@ -489,6 +550,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--timers", type=int, default=2000, help="instances whose due timers the worker fires")
+    parser.add_argument("--timer-workers", type=int, default=1, help="worker processes firing them at once")
+    parser.add_argument("--verify-jobs", type=int, default=1, help="processes verifying the trail at once")
+    parser.add_argument("--migrate-jobs", type=int, default=1, help="carepath migrate --jobs")
     parser.add_argument("--migrate-seconds", type=float, nargs=2, default=(60.0, 60.0),
                         help="run `carepath migrate` this long, kill it, then again this long (0 0: skip)")
     parser.add_argument("--reuse", action="store_true", help="measure the schema a previous run loaded")
@@ -532,11 +596,11 @@ def main() -> None:
     if "api" in sections:
         result["api"] = api_queries(url, engine, args.samples)
     if "timers" in sections:
-        result["timers"] = timers(url, engine, Statements, args.timers, today)
+        result["timers"] = timers(url, engine, Statements, args.timers, today, args.timer_workers)
     if "audit" in sections:
-        result["audit_verify"] = audit(url, engine, Statements)
+        result["audit_verify"] = audit(url, engine, Statements, args.verify_jobs)
     if "migrate" in sections and args.migrate_seconds[0] > 0:
-        result["migrate"] = migration(url, engine, "breast_cancer", *args.migrate_seconds)
+        result["migrate"] = migration(url, engine, "breast_cancer", *args.migrate_seconds, jobs=args.migrate_jobs)
     engine.dispose()
     result["machine"]["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     print(json.dumps(result, indent=2, default=str))

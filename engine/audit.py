@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy import LargeBinary, Table, func, select, type_coerce, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,9 +51,10 @@ from engine.db.models import DeploymentTrailHead, InstanceEvent, PathwayInstance
 from engine.db.session import TRAIL_KEY, read_only
 from engine.db.stored_state import UnreadableStateError, decode_state
 
-__all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "GENESIS", "ChainHead", "Checkpoint", "ProgressCallback", "TrailKey",
-           "TrailProblem", "append_event", "authenticate_existing", "canonical_json", "count_instances",
-           "data_digest", "event_hash", "export_checkpoint", "has_pending_events", "latest_checkpoint", "link_hash",
+__all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "GENESIS", "ChainHead", "Checkpoint", "IdRange", "ProgressCallback",
+           "TrailKey", "TrailProblem", "append_event", "authenticate_existing", "canonical_json", "checkpoint_problems",
+           "count_instances", "data_digest", "event_hash", "export_checkpoint", "has_pending_events",
+           "latest_checkpoint", "link_hash",
            "make_checkpoint", "on_behalf_of", "seal_events", "split_actor", "state_digest", "take_pending_events",
            "trail_key_of", "verify_trail", "write_checkpoint"]
 
@@ -94,8 +95,13 @@ def split_actor(actor: str) -> tuple[str, str | None]:
     return (token, staff_id) if found else (actor, None)
 
 
+# One encoder for every canonical text: json.dumps with these options builds a new encoder on every
+# call, a third of the cost of hashing an event when a verification hashes millions of them.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(value)
 
 
 def data_digest(data: Any) -> str:
@@ -388,7 +394,9 @@ def latest_checkpoint(folder: Path) -> Checkpoint | None:
         raise ValueError(f"the newest checkpoint {files[-1]} cannot be read as one ({type(exc).__name__})") from exc
 
 
-def _checkpoint_problems(checkpoint: Checkpoint, key: TrailKey | None) -> list[TrailProblem]:
+def checkpoint_problems(checkpoint: Checkpoint, key: TrailKey | None) -> list[TrailProblem]:
+    """What is wrong with the checkpoint itself: heads that do not match its digest, a signature
+    missing, made with another key or not matching (:func:`verify_trail` reports these)."""
     where = checkpoint.source or "the checkpoint"
     problems = []
     if _heads_digest(checkpoint.heads) != checkpoint.digest or len(checkpoint.heads) != len(set(checkpoint.heads)):
@@ -420,11 +428,15 @@ def count_instances(session: Session, instance_ids: Iterable[str] | None = None,
     return int(session.scalar(query) or 0)
 
 
+IdRange = tuple[str | None, str | None]
+
+
 def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
                  checkpoint: Checkpoint | None = None, *, progress: ProgressCallback | None = None,
-                 batch: int = 2000, organisation: str | None = None) -> list[TrailProblem]:
-    """Check every instance's chain (or those named, or those of ``organisation``); return what is
-    wrong (empty when intact).
+                 batch: int = 2000, organisation: str | None = None,
+                 id_range: IdRange | None = None) -> list[TrailProblem]:
+    """Check every instance's chain (or those named, or those of ``organisation``, or those in
+    ``id_range``); return what is wrong (empty when intact).
 
     With a trail key in the session, every event's MAC is checked; the stored state of every
     instance is checked against the newest digest its events recorded; with a ``checkpoint``, every
@@ -437,19 +449,28 @@ def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
     server-side cursor on PostgreSQL), and merged; only the problems found are kept (and, with a
     checkpoint, the ids it lists that were not seen yet). ``progress`` is called with the number of
     instances checked so far after every ``batch`` of them, and once at the end.
+
+    ``id_range`` ``(low, high)``: only the instances (and events) with ``low <= id < high`` (None: no
+    bound), so that disjoint ranges can be verified by processes of their own
+    (:mod:`engine.verifications`); the checkpoint's ids outside the range are not looked for, and the
+    checkpoint's own digest and signature are left to the caller (:func:`checkpoint_problems`).
     """
     key = trail_key_of(session)
     wanted = sorted(set(instance_ids)) if instance_ids is not None else None
+    low, high = id_range or (None, None)
     # The stored bytes are decoded in the scan: one that cannot be read is a problem to report, not a failure.
-    instances, events = _scan(wanted, organisation)
+    instances, events = _trail_scans(wanted, low, high, organisation)
     problems: list[TrailProblem] = []
-    if checkpoint is not None:
-        problems.extend(_checkpoint_problems(checkpoint, key))
-    unseen = set(checkpoint.heads) if checkpoint is not None else set()
-    event_rows = iter(session.execute(events.execution_options(yield_per=batch)))
+    if checkpoint is not None and id_range is None:  # a share's caller checks the checkpoint itself
+        problems.extend(checkpoint_problems(checkpoint, key))
+    unseen = {i for i in checkpoint.heads if _in_range(i, low, high)} if checkpoint is not None else set()
+    # Rows are taken a batch at a time (partitions): row by row, the result's machinery cost as much
+    # as hashing the event.
+    event_rows = _rows(session.execute(events.execution_options(yield_per=batch)), _TrailEvent._make)
     pending = next(event_rows, None)
     checked = 0
-    for instance_id, head_seq, head_hash, state in session.execute(instances.execution_options(yield_per=batch)):
+    for instance_id, head_seq, head_hash, state in _rows(session.execute(instances.execution_options(yield_per=batch)),
+                                                         tuple):
         # Instance ids are UUIDs in canonical form, which sort alike in Python and in the database.
         while pending is not None and pending.instance_id < instance_id:
             pending = _orphans(pending, event_rows, problems)
@@ -468,20 +489,18 @@ def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
         pending = _orphans(pending, event_rows, problems)
     if progress is not None:
         progress(checked)
-    if checkpoint is not None and organisation is None:
-        for instance_id in sorted(unseen):
-            if wanted is None or instance_id in wanted:
-                seq = checkpoint.heads[instance_id][0]
-                message = f"deleted: in the checkpoint of {checkpoint.at} at event {seq}, not in the database"
-                problems.append(TrailProblem(instance_id, None, message))
+    if checkpoint is not None and organisation is None:  # a deleted instance no longer says whose it was
+        problems.extend(_deleted(checkpoint, unseen, wanted))
     return problems
 
 
-def _scan(wanted: list[str] | None, organisation: str | None) -> tuple[Any, Any]:
-    """The two ordered queries :func:`verify_trail` reads side by side: instances, and their events."""
+def _trail_scans(wanted: list[str] | None, low: str | None, high: str | None,
+                 organisation: str | None) -> tuple[Any, Any]:
+    """The two ordered scans of a verification: the instances by id, their events by (instance id, id)."""
     instances = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head,
                        type_coerce(PathwayInstance.state, LargeBinary)).order_by(PathwayInstance.id)
-    events = select(_EVENTS).order_by(_EVENTS.c.instance_id, _EVENTS.c.id)
+    events = select(*(_EVENTS.c[name] for name in _TRAIL_EVENT_FIELDS)).order_by(_EVENTS.c.instance_id,
+                                                                                  _EVENTS.c.id)
     if wanted is not None:
         instances = instances.where(PathwayInstance.id.in_(wanted))
         events = events.where(_EVENTS.c.instance_id.in_(wanted))
@@ -489,7 +508,53 @@ def _scan(wanted: list[str] | None, organisation: str | None) -> tuple[Any, Any]
         instances = instances.where(PathwayInstance.organisation == organisation)
         events = events.where(_EVENTS.c.instance_id.in_(
             select(PathwayInstance.id).where(PathwayInstance.organisation == organisation)))
+    if low is not None:
+        instances, events = instances.where(PathwayInstance.id >= low), events.where(_EVENTS.c.instance_id >= low)
+    if high is not None:
+        instances, events = instances.where(PathwayInstance.id < high), events.where(_EVENTS.c.instance_id < high)
     return instances, events
+
+
+def _deleted(checkpoint: Checkpoint, unseen: set[str], wanted: list[str] | None) -> list[TrailProblem]:
+    problems = []
+    for instance_id in sorted(unseen):
+        if wanted is None or instance_id in wanted:
+            seq = checkpoint.heads[instance_id][0]
+            message = f"deleted: in the checkpoint of {checkpoint.at} at event {seq}, not in the database"
+            problems.append(TrailProblem(instance_id, None, message))
+    return problems
+
+
+def _in_range(instance_id: str, low: str | None, high: str | None) -> bool:
+    return (low is None or instance_id >= low) and (high is None or instance_id < high)
+
+
+class _TrailEvent(NamedTuple):
+    """An event as verification reads it: the fields its hash covers, its hash and MAC."""
+
+    instance_id: str
+    seq: int
+    type: str
+    at: datetime
+    actor: str
+    pathway_version: str
+    element: str | None
+    task_id: str | None
+    payload: str
+    prev_hash: str
+    hash: str
+    state_digest: str | None
+    mac: str | None
+
+
+_TRAIL_EVENT_FIELDS = tuple(_TrailEvent.__annotations__)
+
+
+def _rows(result: Any, make: Callable[[Any], Any]) -> Iterator[Any]:
+    """The result's rows as plain tuples, fetched a batch at a time: a SQLAlchemy row's attributes
+    cost more to read than the event costs to hash."""
+    for part in result.partitions():
+        yield from map(make, part)
 
 
 def _orphans(first: Any, rows: Iterator[Any], problems: list[TrailProblem]) -> Any:

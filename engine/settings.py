@@ -14,8 +14,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["ENVIRONMENTS", "OIDC_ALGORITHMS", "PATIENT_IDENTIFIERS", "TIMEFRAME_UNITS", "OidcSettings",
-           "ReferralTimeframes", "Settings",
+__all__ = ["ENVIRONMENTS", "MAX_VERIFY_JOBS", "OIDC_ALGORITHMS", "PATIENT_IDENTIFIERS", "TIMEFRAME_UNITS",
+           "OidcSettings", "ReferralTimeframes", "Settings",
            "bundled_pathways_dir", "bundled_rules_dir", "bundled_service_directory", "check_provider_url",
            "default_data_dir", "default_database_url"]
 
@@ -357,10 +357,11 @@ def _four_eyes_setting(env: Mapping[str, str]) -> dict[str, object]:
 
 
 def _trail_settings(env: Mapping[str, str]) -> dict[str, object]:
-    """``CAREPATH_TRAIL_KEY_FILE``, ``CAREPATH_CHECKPOINT_DIR`` and ``CAREPATH_CHECKPOINT_SECONDS``.
+    """``CAREPATH_TRAIL_KEY_FILE``, ``CAREPATH_CHECKPOINT_DIR``, ``CAREPATH_CHECKPOINT_SECONDS`` and
+    ``CAREPATH_VERIFY_JOBS``.
 
     Raises:
-        ValueError: CAREPATH_CHECKPOINT_SECONDS is not a number.
+        ValueError: CAREPATH_CHECKPOINT_SECONDS or CAREPATH_VERIFY_JOBS is not a number.
     """
     found: dict[str, object] = {}
     if env.get("CAREPATH_TRAIL_KEY_FILE"):
@@ -372,6 +373,11 @@ def _trail_settings(env: Mapping[str, str]) -> dict[str, object]:
             found["checkpoint_seconds"] = float(env["CAREPATH_CHECKPOINT_SECONDS"])
         except ValueError as exc:
             raise ValueError("CAREPATH_CHECKPOINT_SECONDS must be a number of seconds") from exc
+    if env.get("CAREPATH_VERIFY_JOBS"):
+        try:
+            found["verify_jobs"] = int(env["CAREPATH_VERIFY_JOBS"])
+        except ValueError as exc:
+            raise ValueError("CAREPATH_VERIFY_JOBS must be a whole number of processes") from exc
     return found
 
 
@@ -407,6 +413,9 @@ def _webhook_settings(env: Mapping[str, str]) -> dict[str, object]:
     return found
 
 
+MAX_VERIFY_JOBS = 64  # processes one verification may start
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where CarePath finds its database, pathways and rules.
@@ -426,7 +435,8 @@ class Settings:
     warns at start (docs/operations.md says why it does not refuse). ``checkpoint_dir``
     (``CAREPATH_CHECKPOINT_DIR``): append-only storage outside the database where the worker writes
     a signed checkpoint of every instance's trail head every ``checkpoint_seconds``
-    (``CAREPATH_CHECKPOINT_SECONDS``, default 3600).
+    (``CAREPATH_CHECKPOINT_SECONDS``, default 3600). ``verify_jobs`` (``CAREPATH_VERIFY_JOBS``, default 1):
+    how many processes a background verification of every trail runs in (:mod:`engine.verifications`).
 
     ``allow_concurrent_instances`` (``CAREPATH_ALLOW_CONCURRENT_INSTANCES``): a patient may have more
     than one running instance of the same pathway. By default a second start is refused (409 with the
@@ -478,6 +488,7 @@ class Settings:
     trail_key_file: Path | None = None
     checkpoint_dir: Path | None = None
     checkpoint_seconds: float = 3600.0
+    verify_jobs: int = 1
     fhir_patient_identifier: str = PATIENT_IDENTIFIERS[0]
     read_database_url: str | None = None
     oidc: OidcSettings | None = None
@@ -512,6 +523,8 @@ class Settings:
             raise ValueError("expression limits must be positive")
         if self.checkpoint_seconds <= 0:
             raise ValueError("CAREPATH_CHECKPOINT_SECONDS must be positive")
+        if not 1 <= self.verify_jobs <= MAX_VERIFY_JOBS:
+            raise ValueError(f"CAREPATH_VERIFY_JOBS must be between 1 and {MAX_VERIFY_JOBS}")
         if self.webhook_max_attempts < 1 or min(self.webhook_timeout_seconds, self.webhook_first_retry_seconds) <= 0 \
                 or self.webhook_longest_retry_seconds < self.webhook_first_retry_seconds:
             raise ValueError("CAREPATH_WEBHOOK_* settings must be positive, the longest retry at least the first")

@@ -7,6 +7,14 @@ request (:func:`run_verification`, on a thread of the process that accepted it).
 keeps its progress (instances checked of the total, updated after every batch) and its result, so
 any API process behind the load balancer can report it.
 
+In parts. One process verifies some thousands of instances a second (hashing every event is the
+work); a million take minutes. With ``jobs`` above one, :func:`verify_every_trail` splits the
+instances into disjoint ranges of their ids (random UUIDs: even shares) and verifies each range in a
+process of its own, started afresh (``spawn``: nothing of the caller's threads or connections is
+inherited), each one ordered scan of its range in constant memory, reporting its progress to the
+caller; the problems are put together share by share. Each range is read in a snapshot of its own,
+so an instance that changes meanwhile is checked as one of them saw it (verifying only reads).
+
 A process that dies with a job running (or before its thread started) leaves the job ``running`` (or
 ``queued``) with a ``progress_at`` that stops moving. Once it has not moved for
 :data:`ABANDONED_AFTER` (progress is written after every batch, seconds apart), a worker takes the
@@ -25,7 +33,10 @@ a failure of the job itself is recorded by the error's type, never its text.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import multiprocessing
+import queue
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,17 +44,27 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.audit import TrailProblem, count_instances, latest_checkpoint, verify_trail
+from engine.audit import (
+    Checkpoint,
+    IdRange,
+    ProgressCallback,
+    TrailProblem,
+    checkpoint_problems,
+    count_instances,
+    latest_checkpoint,
+    trail_key_of,
+    verify_trail,
+)
 from engine.db.models import AuditVerification
-from engine.db.session import read_only, unit_of_work
+from engine.db.session import TRAIL_KEY, make_engine, make_session_factory, read_only, unit_of_work
 from engine.errors import NotFoundError
 from engine.four_eyes import verify_deployment_trail
 
-__all__ = ["ABANDONED_AFTER", "MAX_KEPT_PROBLEMS", "Verification", "claim_abandoned", "get_verification",
-           "request_verification", "run_verification"]
+__all__ = ["ABANDONED_AFTER", "MAX_KEPT_PROBLEMS", "Verification", "VerificationFailed", "claim_abandoned",
+           "get_verification", "id_ranges", "request_verification", "run_verification", "verify_every_trail"]
 
 # A job keeps the first problems it finds (and counts them all): a trail broken everywhere must not
 # make a row of hundreds of megabytes.
@@ -116,12 +137,12 @@ def get_verification(sessions: sessionmaker[Session], job_id: str, *,
 
 
 def run_verification(sessions: sessionmaker[Session], job_id: str, now: Callable[[], datetime],
-                     checkpoint_dir: Path | None = None, batch: int = 2000) -> Verification:
+                     checkpoint_dir: Path | None = None, batch: int = 2000, jobs: int = 1) -> Verification:
     """Run a queued job: one streaming scan of every trail, or of the job's organisation's
-    (:func:`engine.audit.verify_trail`),
-    against the newest checkpoint in ``checkpoint_dir`` when given, writing its progress after
-    every ``batch`` instances. Whatever happens, the job ends ``verified``, ``problems`` or
-    ``failed`` (with the error's type), unless the process itself dies.
+    (:func:`engine.audit.verify_trail`), in ``jobs`` processes (:func:`verify_every_trail`), against
+    the newest checkpoint in ``checkpoint_dir`` when given, writing its progress after every
+    ``batch`` instances (of each process). Whatever happens, the job ends ``verified``, ``problems``
+    or ``failed`` (with the error's type), unless the process itself dies.
 
     Raises: NotFoundError (no such job).
     """
@@ -141,9 +162,10 @@ def run_verification(sessions: sessionmaker[Session], job_id: str, now: Callable
 
         with read_only(sessions) as session:
             _set(sessions, job_id, instances_total=count_instances(session, organisation=organisation))
-            problems += verify_trail(session, checkpoint=checkpoint, progress=progress, batch=batch,
-                                     organisation=organisation)
-            if organisation is None:  # who deployed and activated what: the deployment's, not an organisation's
+        problems += verify_every_trail(sessions, checkpoint=checkpoint, jobs=jobs, progress=progress, batch=batch,
+                                       organisation=organisation)
+        if organisation is None:  # who deployed and activated what: the deployment's, not an organisation's
+            with read_only(sessions) as session:
                 problems += verify_deployment_trail(session, checkpoint.deployment_head if checkpoint else None)
         kept = [{"instance_id": p.instance_id, "seq": p.seq, "message": p.message}
                 for p in problems[:MAX_KEPT_PROBLEMS]]
@@ -152,6 +174,113 @@ def run_verification(sessions: sessionmaker[Session], job_id: str, now: Callable
     except Exception as exc:
         _set(sessions, job_id, status="failed", finished_at=now(), failure=type(exc).__name__)
     return get_verification(sessions, job_id)
+
+
+class VerificationFailed(Exception):
+    """A process verifying one range of the trail failed or died (:func:`verify_every_trail`); its
+    message names the error's type or the exit code, never data."""
+
+
+def id_ranges(parts: int) -> list[IdRange]:
+    """``parts`` disjoint ranges ``(low, high)`` of instance ids that together hold every id: split
+    by the first eight hex digits, which are even for random UUIDs; the first and last are open."""
+    bounds = [f"{share * 16 ** 8 // parts:08x}" for share in range(1, parts)]
+    return list(zip([None, *bounds], [*bounds, None], strict=True))
+
+
+def verify_every_trail(sessions: sessionmaker[Session], *, checkpoint: Checkpoint | None = None, jobs: int = 1,
+                       progress: ProgressCallback | None = None, batch: int = 2000,
+                       organisation: str | None = None) -> list[TrailProblem]:
+    """Every instance's trail verified as :func:`engine.audit.verify_trail` does, in ``jobs``
+    processes over disjoint id ranges (:func:`id_ranges`); with one job (or an in-memory database,
+    which another process cannot open), in this one. ``progress`` gets the instances checked by all
+    processes together. ``organisation``: only its instances (as :func:`engine.audit.verify_trail`).
+    Returns the problems share by share, the checkpoint's own first.
+
+    Raises:
+        VerificationFailed: a process failed (the error's type) or died; the others are stopped.
+        ValueError: ``jobs`` is below one.
+    """
+    if jobs < 1:
+        raise ValueError("jobs must be at least 1")
+    bind: Engine = sessions.kw["bind"]
+    if jobs == 1 or bind.url.database in (None, "", ":memory:"):
+        with read_only(sessions) as session:
+            return verify_trail(session, checkpoint=checkpoint, progress=progress, batch=batch,
+                                organisation=organisation)
+    secret: bytes | None = sessions.kw.get("info", {}).get(TRAIL_KEY)
+    with read_only(sessions) as session:
+        problems = checkpoint_problems(checkpoint, trail_key_of(session)) if checkpoint is not None else []
+    context = multiprocessing.get_context("spawn")
+    messages = context.Queue()
+    ranges = id_ranges(jobs)
+    processes = [context.Process(target=_verify_share, daemon=True, name=f"carepath-verify-{share + 1}-of-{jobs}",
+                                 args=(bind.url.render_as_string(hide_password=False), secret, share, id_range,
+                                       _share_of(checkpoint, id_range), batch, organisation, messages))
+                 for share, id_range in enumerate(ranges)]
+    try:
+        for process in processes:
+            process.start()
+        found = _gather(processes, messages, progress)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+    return problems + [problem for share in range(jobs) for problem in found[share]]
+
+
+def _share_of(checkpoint: Checkpoint | None, id_range: IdRange) -> Checkpoint | None:
+    """The checkpoint's heads in ``id_range`` (a share verifies those only; its digest is checked by the caller)."""
+    if checkpoint is None:
+        return None
+    low, high = id_range
+    return dataclasses.replace(checkpoint, heads={i: head for i, head in checkpoint.heads.items()
+                                                  if (low is None or i >= low) and (high is None or i < high)})
+
+
+def _gather(processes: list[Any], messages: Any, progress: ProgressCallback | None) -> dict[int, list[TrailProblem]]:
+    """Each share's problems, as its process reports them; progress summed over the shares.
+
+    Raises: VerificationFailed.
+    """
+    checked = [0] * len(processes)
+    found: dict[int, list[TrailProblem]] = {}
+    while len(found) < len(processes):
+        try:
+            kind, share, value = messages.get(timeout=1.0)
+        except queue.Empty:
+            for number, process in enumerate(processes):
+                if number not in found and process.exitcode not in (None, 0):
+                    raise VerificationFailed(f"the process verifying share {number + 1} of {len(processes)} "
+                                             f"died (exit code {process.exitcode})") from None
+            continue
+        if kind == "failed":
+            raise VerificationFailed(f"the process verifying share {share + 1} of {len(processes)} failed: {value}")
+        if kind == "done":
+            found[share] = value
+        else:
+            checked[share] = value
+            if progress is not None:
+                progress(sum(checked))
+    return found
+
+
+def _verify_share(url: str, secret: bytes | None, share: int, id_range: IdRange, checkpoint: Checkpoint | None,
+                  batch: int, organisation: str | None, messages: Any) -> None:
+    """A spawned process's work: verify one range and report (progress, then the problems or the
+    error's type) on ``messages``."""
+    engine = make_engine(url)
+    try:
+        sessions = make_session_factory(engine, trail_key=secret)
+        with read_only(sessions) as session:
+            problems = verify_trail(session, checkpoint=checkpoint, batch=batch, id_range=id_range,
+                                    organisation=organisation, progress=lambda checked: messages.put(("progress", share, checked)))
+        messages.put(("done", share, problems))
+    except Exception as exc:  # noqa: BLE001 - reported to the caller by its type, which raises it
+        messages.put(("failed", share, type(exc).__name__))
+    finally:
+        engine.dispose()
 
 
 def claim_abandoned(sessions: sessionmaker[Session], now: datetime,

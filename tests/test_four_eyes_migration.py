@@ -86,3 +86,22 @@ def test_a_request_is_for_the_version_its_dry_run_reported(app: CarePath, clock:
     with pytest.raises(VersionStateError, match="ask again"):
         approve_migration(app.instances, asked.id, BOB)
     assert app.instances.get(instance_id).pathway_version not in (asked.target_version, third.version)
+
+
+def test_an_approved_request_runs_in_several_processes_and_is_then_executed(
+        app: CarePath, clock: ManualClock, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from api.cli import main
+
+    ids = [app.instances.start(PATHWAY, f"MRN-J{n}", "system:ehr").id for n in range(5)]
+    ids.append(_new_active_version(app, clock))
+    asked, _dry_run = request_migration(app.instances, PATHWAY, ALICE)
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(app.settings.pathways_dir))
+    done = CliRunner().invoke(main, ["migrate", "--approve", asked.id, "--as", "bob", "--jobs", "2"])
+    assert done.exit_code == 0, done.output
+    assert {app.instances.get(i).pathway_version for i in ids} == {asked.target_version}
+    [request] = list_migration_requests(app.instances, PATHWAY)
+    assert request.status == "executed" and request.approved_by == "cli:staff:bob"
+    assert done.stdout.count(": moved ") == len(ids) and "6 instance(s) moved, 0 refused" in done.stdout

@@ -284,3 +284,61 @@ def test_parts_split_the_instances_between_commands(app: CarePath, clock: Manual
         done = runner.invoke(main, ["migrate", PATHWAY, "--part", f"{k}/3"])
         assert done.exit_code == 0, done.output
     assert all(len(_events(app, i, "migrated")) == 1 for i in ids)
+
+
+def test_the_target_version_is_read_once_per_migration_not_per_instance(app: CarePath, clock: ManualClock,
+                                                                         pathways_dir: Path) -> None:
+    from sqlalchemy import event
+
+    [_waiting_instance(app, f"MRN-{n}") for n in range(4)]
+    _deploy(app, clock, pathways_dir, _diagram(extra=True))
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(app.db, "before_cursor_execute", note)
+    try:
+        report = migrate_pathway(app.instances, PATHWAY, "cli:test")
+    finally:
+        event.remove(app.db, "before_cursor_execute", note)
+    assert len(report.instances) == 4 and all(i.migrated for i in report.instances)
+    # The active version is looked up once (and its spec, when this process has not restored it): was once per instance.
+    assert len([s for s in seen if "FROM pathway_versions" in s]) <= 2
+
+
+def test_migrate_command_moves_every_instance_once_in_several_processes(app: CarePath, clock: ManualClock,
+                                                                        pathways_dir: Path, database_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import main
+
+    ids = {_waiting_instance(app, f"MRN-{n}") for n in range(7)}
+    _deploy(app, clock, pathways_dir, _diagram(extra=True))
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(pathways_dir))
+    monkeypatch.setenv("CAREPATH_FOUR_EYES", "off")
+    runner = CliRunner()
+    assert runner.invoke(main, ["migrate", PATHWAY, "--jobs", "2", "--part", "1/2"]).exit_code == 2
+    done = runner.invoke(main, ["migrate", PATHWAY, "--jobs", "3", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert sorted(i["instance_id"] for i in report["instances"]) == sorted(ids)
+    assert all(i["migrated"] for i in report["instances"])
+    assert all(len(_events(app, i, "migrated")) == 1 for i in ids)
+    assert "migrating test_followup: 7/7 (100%), 0 refused" in done.stderr
+    again = runner.invoke(main, ["migrate", PATHWAY, "--jobs", "3", "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["instances"] == []  # nothing left: resumable
+
+
+def test_a_share_that_fails_fails_the_command_with_its_reason(app: CarePath, database_url: str, pathways_dir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import main
+
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(pathways_dir))
+    monkeypatch.setenv("CAREPATH_FOUR_EYES", "off")
+    failed = CliRunner().invoke(main, ["migrate", "no_such_pathway", "--jobs", "2"])
+    assert failed.exit_code == 1
+    assert "share 1/2: no version of pathway 'no_such_pathway' is deployed and active" in failed.output \
+        or "share 2/2: no version of pathway 'no_such_pathway' is deployed and active" in failed.output
+    assert "run the command again to go on" in failed.output

@@ -19,8 +19,10 @@ from engine import CarePath, ManualClock
 from engine.audit import verify_trail
 from engine.care_teams import CareScope
 from engine.db.session import read_only
+from engine.errors import InvalidInputError
 from engine.instances.queries import InstanceFilter, InstanceQueries
 from engine.instances.timers import fire_due_timers
+from tests.conftest import START
 
 SYSTEM, NURSE = "system:ehr", "clinician:cns-1"
 
@@ -153,6 +155,71 @@ def test_an_element_filter_reads_the_elements_index_in_page_order(carepath: Care
     assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
 
 
+def _due_mix(carepath: CarePath, clock: ManualClock) -> dict[str, str]:
+    """Instances whose due order is not their creation order: a monthly cycle (first due on 31 January)
+    started before each of three one-day timers (due the next day)."""
+    ids = {}
+    for number in range(3):
+        clock.advance(timedelta(minutes=1))
+        ids[f"month-{number}"] = carepath.instances.start("test_monthly_cycle", f"MRN-DM-M{number}", SYSTEM).id
+        clock.advance(timedelta(minutes=1))
+        ids[f"tomorrow-{number}"] = carepath.instances.start("test_timer_p1d", f"MRN-DM-T{number}", SYSTEM).id
+    return ids
+
+
+def test_a_due_before_list_is_in_due_order_page_after_page(carepath: CarePath, clock: ManualClock) -> None:
+    ids = _due_mix(carepath, clock)
+    queries = InstanceQueries(carepath.sessions, carepath.instances)
+
+    def pages(where: InstanceFilter, size: int) -> list[list[str]]:
+        found, cursor = [], None
+        while True:
+            page = queries.find(where, cursor, size)
+            found.append([item["id"] for item in page.items])
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
+
+    # Only the one-day timers are due within two days, soonest first; the monthly ones are not.
+    soon = InstanceFilter(status="running", due_before=clock.now() + timedelta(days=2))
+    assert pages(soon, 2) == [[ids["tomorrow-0"], ids["tomorrow-1"]], [ids["tomorrow-2"]]]
+    # Within a month: the monthly ones after them, all due at one time and so in id order, across pages.
+    month = InstanceFilter(due_before=clock.now() + timedelta(days=30))
+    listed = [i for page in pages(month, 4) for i in page]
+    assert listed == [ids[f"tomorrow-{n}"] for n in range(3)] + sorted(ids[f"month-{n}"] for n in range(3))
+
+
+def test_a_cursor_of_one_order_is_refused_by_the_other(carepath: CarePath, clock: ManualClock) -> None:
+    _due_mix(carepath, clock)
+    queries = InstanceQueries(carepath.sessions, carepath.instances)
+    due = InstanceFilter(due_before=clock.now() + timedelta(days=800))
+    in_due_order = queries.find(due, None, 1).next_cursor
+    in_creation_order = queries.find(InstanceFilter(), None, 1).next_cursor
+    assert in_due_order and in_creation_order
+    for where, cursor in ((InstanceFilter(), in_due_order), (due, in_creation_order)):
+        with pytest.raises(InvalidInputError, match="not one this API returned"):
+            queries.find(where, cursor, 1)
+
+
+@pytest.mark.parametrize(("where", "index"), [
+    (InstanceFilter(due_before=START + timedelta(days=800)), "ix_pathway_instances_next_due_at_id"),
+    (InstanceFilter(status="running", due_before=START + timedelta(days=800)),
+     "ix_pathway_instances_status_next_due_at_id"),
+])
+def test_a_due_before_page_is_one_range_of_a_due_order_index(carepath: CarePath, clock: ManualClock,
+                                                            where: InstanceFilter, index: str) -> None:
+    _due_mix(carepath, clock)
+    queries = InstanceQueries(carepath.sessions, carepath.instances)
+    cursor = queries.find(where, None, 1).next_cursor
+    with statements(carepath.db) as seen:
+        assert len(queries.find(where, cursor, 1).items) == 1
+    [(statement, parameters)] = [(s, p) for s, p in seen if "FROM pathway_instances" in s]
+    assert "(pathway_instances.next_due_at, pathway_instances.id) >" in statement
+    plan = _plan(carepath.db, statement, parameters)
+    assert index in plan, plan
+    assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
 def test_due_timers_are_claimed_in_batches(carepath: CarePath, clock: ManualClock) -> None:
     for first in range(0, 30, 10):
         carepath.instances.start_many("test_timer_p1d", [f"MRN-T-{n}" for n in range(first, first + 10)], SYSTEM)
@@ -199,6 +266,30 @@ def test_audit_verify_command_shows_progress(carepath: CarePath, clock: ManualCl
     assert result.exit_code == 0, result.output
     assert "verifying: 2/2 instances (100%)" in result.stderr
     assert "event trail verified" in result.stdout
+
+
+def test_audit_verify_command_verifies_in_parts(carepath: CarePath, clock: ManualClock,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = _assessments(carepath, clock, 4, advanced={1})
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", carepath.settings.database_url)
+    result = CliRunner().invoke(main, ["audit", "verify", "--jobs", "3"])
+    assert result.exit_code == 0, result.output
+    assert "verifying: 4/4 instances (100%)" in result.stderr and "event trail verified" in result.stdout
+    with carepath.db.begin() as connection:
+        connection.execute(text("UPDATE instance_events SET actor = 'someone else' WHERE instance_id = :i"),
+                           {"i": ids[2]})
+    result = CliRunner().invoke(main, ["audit", "verify", "--jobs", "2"])
+    assert result.exit_code == 1 and f"instance {ids[2]} event 1: content was changed" in result.stdout
+    assert CliRunner().invoke(main, ["audit", "verify", "--jobs", "0"]).exit_code == 2
+
+
+def test_verify_jobs_comes_from_the_environment_and_is_bounded() -> None:
+    from engine.settings import Settings
+
+    assert Settings.from_env({"CAREPATH_VERIFY_JOBS": "4"}).verify_jobs == 4
+    for bad in ("0", "65", "many"):
+        with pytest.raises(ValueError, match="CAREPATH_VERIFY_JOBS"):
+            Settings.from_env({"CAREPATH_VERIFY_JOBS": bad})
 
 
 def test_migration_0009_lists_the_elements_of_every_stored_summary(database_url: str) -> None:

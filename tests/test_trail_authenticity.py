@@ -35,6 +35,7 @@ from engine.db.models import InstanceEvent, PathwayInstance
 from engine.db.session import read_only, unit_of_work
 from engine.four_eyes import authenticate_existing_deployments
 from engine.instances.timers import fire_due_timers
+from engine.verifications import VerificationFailed, id_ranges, verify_every_trail
 
 NURSE = "clinician:cns-7"
 KEY = "3f1a9c0e6b2d4f8a7c5e1b3d9f0a2c4e6b8d0f1a3c5e7b9d"
@@ -349,3 +350,50 @@ def test_audit_commands_checkpoint_and_verify(keyed: CarePath, key_file: Path, t
     unkeyed = runner.invoke(main, ["audit", "verify", "--checkpoint-dir", str(tmp_path / "none")])
     assert unkeyed.exit_code == 1
     assert "the trail is not authenticated (no CAREPATH_TRAIL_KEY_FILE)" in unkeyed.stdout
+
+
+def test_a_verification_in_parts_finds_every_tampering_a_single_scan_finds(keyed: CarePath) -> None:
+    """Each kind of tampering on an instance of its own, verified in three processes over id ranges:
+    the same problems as one scan; the checkpoint's own problems once."""
+    ids = {kind: _journey(keyed, f"MRN-P-{kind}") for kind in ("edited", "gap", "unsigned", "state", "deleted",
+                                                               "rewritten", "intact")}
+    _checkpoint(keyed)
+    _sql(keyed, "UPDATE instance_events SET payload = '{}' WHERE instance_id = :i AND seq = 2", i=ids["edited"])
+    _sql(keyed, "DELETE FROM instance_events WHERE instance_id = :i AND seq = 2", i=ids["gap"])
+    _sql(keyed, "UPDATE instance_events SET mac = NULL WHERE instance_id = :i AND seq = 1", i=ids["unsigned"])
+    _sql(keyed, "UPDATE pathway_instances SET state = state || ' ' WHERE id = :i", i=ids["state"])
+    _sql(keyed, "DELETE FROM instance_events WHERE instance_id = :i", "DELETE FROM pathway_instances WHERE id = :i",
+         i=ids["deleted"])
+    _rewrite_consistently(keyed, ids["rewritten"], 2, json.dumps({"reason": "changed afterwards"}))
+    folder = keyed.settings.checkpoint_dir
+    assert folder is not None
+    checkpoint = latest_checkpoint(folder)
+    assert checkpoint is not None
+    forged = dataclasses.replace(checkpoint, mac=checkpoint.mac[:-4] + "0000" if checkpoint.mac else None)
+    one = verify_every_trail(keyed.sessions, checkpoint=forged, jobs=1)
+    checked: list[int] = []
+    parts = verify_every_trail(keyed.sessions, checkpoint=forged, jobs=3, progress=checked.append, batch=1)
+    assert sorted(map(str, parts)) == sorted(map(str, one))  # (deleted ones come at the end of each share)
+    assert sorted({p.instance_id for p in parts}) == sorted({"", *(i for k, i in ids.items() if k != "intact")})
+    assert sum(1 for p in parts if not p.instance_id) == 1  # the forged checkpoint, reported once
+    assert checked[-1] == 6  # every instance still there, counted over the three processes
+
+
+def test_id_ranges_hold_every_id_exactly_once() -> None:
+    import uuid
+
+    ranges = id_ranges(5)
+    assert ranges[0][0] is None and ranges[-1][1] is None
+    for instance_id in [str(uuid.uuid4()) for _ in range(500)] + ["", "zzz", "00000000", "ffffffff-x"]:
+        holding = [r for r in ranges if (r[0] is None or instance_id >= r[0]) and (r[1] is None or instance_id < r[1])]
+        assert len(holding) == 1, instance_id
+    shares = [sum(1 for i in range(4000) if ranges[k][0] is None or f"{i * 16 ** 8 // 4000:08x}" >= ranges[k][0])
+              for k in range(5)]
+    assert shares == sorted(shares, reverse=True) and shares[1] - shares[2] == 800  # even shares
+
+
+def test_a_part_that_fails_fails_the_verification_by_the_errors_type(keyed: CarePath) -> None:
+    _journey(keyed)
+    _sql(keyed, "ALTER TABLE instance_events RENAME TO instance_events_moved")
+    with pytest.raises(VerificationFailed, match=r"share \d of 2 failed: (ProgrammingError|OperationalError)$"):
+        verify_every_trail(keyed.sessions, jobs=2)

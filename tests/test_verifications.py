@@ -77,3 +77,16 @@ def test_a_job_of_one_organisation_counts_checks_and_shows_only_its_trails(carep
     assert {p["instance_id"] for p in every.problems} == {ours[0], theirs[0]}
     with pytest.raises(NotFoundError, match="no verification"):  # every trail: not an organisation's job
         get_verification(carepath.sessions, every.id, organisation="rx1")
+
+
+def test_a_job_in_several_processes_reports_their_progress_together(carepath: CarePath, clock: ManualClock) -> None:
+    _started(carepath, 5)
+    job = request_verification(carepath.sessions, "auditor:a", clock.now())
+    done = run_verification(carepath.sessions, job.id, clock.now, batch=1, jobs=3)
+    assert (done.status, done.instances_total, done.instances_checked, done.problem_count) == ("verified", 5, 5, 0)
+    with carepath.db.begin() as connection:
+        connection.exec_driver_sql("UPDATE pathway_instances SET state = state || ' '")
+    job = request_verification(carepath.sessions, "auditor:a", clock.now())
+    found = run_verification(carepath.sessions, job.id, clock.now, jobs=2)
+    assert (found.status, found.problem_count) == ("problems", 5)
+    assert all("stored workflow state is not the one" in p["message"] for p in found.problems)

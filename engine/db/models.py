@@ -95,7 +95,8 @@ class PathwayInstance(Base):
 
     __tablename__ = "pathway_instances"
     __table_args__ = (
-        Index("ix_pathway_instances_status_next_due_at", "status", "next_due_at"),
+        Index("ix_pathway_instances_status_next_due_at_id", "status", "next_due_at", "id"),
+        Index("ix_pathway_instances_next_due_at_id", "next_due_at", "id"),
         Index("ix_pathway_instances_patient_ref_pathway_id", "patient_ref", "pathway_id"),
         # One instance that has not ended per patient and pathway, held by the database so that two
         # concurrent starts cannot both win; an instance started where the deployment allows more

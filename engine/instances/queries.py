@@ -13,6 +13,11 @@ stops after ``limit + 1`` matching rows and a page is always full (an element is
 state (tens of kilobytes per row). A caller's care teams are a filter like the others
 (:meth:`engine.care_teams.CareScope.condition`), answered by the indexes that begin with
 ``(organisation, care_team)``: a team the caller is not in is never read, so pages stay full.
+``due_before`` is a range on ``next_due_at``: no index can give both that range and the
+``(created_at, id)`` order, so such a page would walk the instances in creation order until enough
+of them are due. A list of what falls due is therefore ordered by when it falls due,
+``(next_due_at, id)`` (most overdue first), with a cursor of that pair, and the indexes on
+``(next_due_at, id)`` and ``(status, next_due_at, id)`` make it one range scan too.
 ``bench/scale.py`` measures these queries and prints their plans.
 """
 
@@ -95,16 +100,24 @@ class Page:
         return {"items": self.items, "next_cursor": self.next_cursor}
 
 
-def _encode_cursor(created_at: datetime, instance_id: str) -> str:
-    raw = json.dumps([created_at.astimezone(UTC).isoformat(), instance_id]).encode()
+# A page in due order carries this mark in its cursor: a cursor of one order is refused by the other.
+_DUE_ORDER = "due"
+
+
+def _encode_cursor(at: datetime, instance_id: str, *, due_order: bool = False) -> str:
+    key = [at.astimezone(UTC).isoformat(), instance_id]
+    raw = json.dumps([_DUE_ORDER, *key] if due_order else key).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def _decode_cursor(cursor: str, *, due_order: bool = False) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, instance_id = json.loads(raw)
-        when = datetime.fromisoformat(created)
+        key = json.loads(raw)
+        if not isinstance(key, list) or (len(key) == 3 and key[0] == _DUE_ORDER) != due_order:
+            raise ValueError("a cursor of another order")
+        at, instance_id = key[1:] if due_order else key
+        when = datetime.fromisoformat(at)
         if when.tzinfo is None or not isinstance(instance_id, str):
             raise ValueError("bad cursor")
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
@@ -153,7 +166,7 @@ class InstanceQueries:
         self.service = service
 
     def find(self, where: InstanceFilter, cursor: str | None = None, limit: int = 50) -> Page:
-        """Instances matching ``where``, oldest first.
+        """Instances matching ``where``, oldest first; with ``due_before``, soonest due first.
 
         Raises: InvalidInputError (bad cursor or limit).
         """
@@ -161,7 +174,7 @@ class InstanceQueries:
         with read_only(self.sessions) as session:
             query = self._select(where, cursor, limit).options(defer(PathwayInstance.ready_tasks))
             rows = list(session.scalars(query))
-            return self._page([summary(r) for r in rows[:limit]], rows, limit)
+            return self._page([summary(r) for r in rows[:limit]], rows, limit, due_order=_due_order(where))
 
     def ready_tasks(self, where: InstanceFilter, element: str | None = None, cursor: str | None = None,
                     limit: int = 20) -> Page:
@@ -191,7 +204,7 @@ class InstanceQueries:
                 items.extend({**task.as_dict(), "instance_id": row.id, "instance_version": row.revision,
                               "pathway_id": row.pathway_id, "patient_ref": row.patient_ref}
                              for task in tasks if element is None or task.element == element)
-        return self._page(items, rows, limit)
+        return self._page(items, rows, limit, due_order=_due_order(where, element))
 
     def events(self, instance_id: str) -> list[dict[str, Any]]:
         """The event trail of one instance, oldest first.
@@ -293,7 +306,11 @@ class InstanceQueries:
         # The page order: the instance's (created_at, id), or with an element the same pair as the
         # element's rows keep it, so the element's index gives the order (a rare element is then
         # as cheap as a common one, and an element nobody is at costs one index probe).
-        at, key = PathwayInstance.created_at, PathwayInstance.id
+        at: Any = PathwayInstance.created_at
+        key: Any = PathwayInstance.id
+        due_order = _due_order(where, element)
+        if due_order:  # what falls due, in the order it falls due: one range of a next_due_at index
+            at = PathwayInstance.next_due_at
         if element is not None:
             query = query.join(ReadyTaskElement, and_(ReadyTaskElement.instance_id == PathwayInstance.id,
                                                       ReadyTaskElement.element == element))
@@ -309,15 +326,24 @@ class InstanceQueries:
         if where.due_before is not None:
             query = query.where(PathwayInstance.next_due_at < where.due_before.astimezone(UTC))
         if cursor:
-            after, after_id = _decode_cursor(cursor)
+            after, after_id = _decode_cursor(cursor, due_order=due_order)
             # A row value, not "a > x OR (a = x AND b > y)": only this form is one index range.
             query = query.where(tuple_(at, key) > tuple_(_as_bound(after), after_id))
         # One row more than asked tells whether there is a next page.
         return query.order_by(at, key).limit(limit + 1)
 
     @staticmethod
-    def _page(items: list[dict[str, Any]], rows: list[PathwayInstance], limit: int) -> Page:
+    def _page(items: list[dict[str, Any]], rows: list[PathwayInstance], limit: int, *, due_order: bool) -> Page:
         not_shown([row.id for row in rows[limit:]])  # the row past the page only says there is another
         more = len(rows) > limit
         last = rows[limit - 1] if more else None
-        return Page(items, _encode_cursor(last.created_at, last.id) if last is not None else None)
+        if last is None:
+            return Page(items, None)
+        at = last.next_due_at if due_order else last.created_at
+        assert at is not None  # in due order every row listed has a due time (the filter is on it)
+        return Page(items, _encode_cursor(at, last.id, due_order=due_order))
+
+
+def _due_order(where: InstanceFilter, element: str | None = None) -> bool:
+    """Whether a list is in due order: it asks for what falls due, and no element gives the order."""
+    return where.due_before is not None and element is None
