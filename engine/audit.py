@@ -44,7 +44,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import LargeBinary, Table, func, select, type_coerce, update
+from sqlalchemy import LargeBinary, Table, func, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.models import DeploymentTrailHead, InstanceEvent, PathwayInstance
@@ -498,7 +499,9 @@ def _trail_scans(wanted: list[str] | None, low: str | None, high: str | None,
                  organisation: str | None) -> tuple[Any, Any]:
     """The two ordered scans of a verification: the instances by id, their events by (instance id, id)."""
     instances = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head,
-                       type_coerce(PathwayInstance.state, LargeBinary)).order_by(PathwayInstance.id)
+                       # CAST, not only typed: a value written as text (an edit by hand on SQLite) is
+                       # read as its bytes, so the edit is reported instead of failing the scan.
+                       sql_cast(PathwayInstance.state, LargeBinary)).order_by(PathwayInstance.id)
     events = select(*(_EVENTS.c[name] for name in _TRAIL_EVENT_FIELDS)).order_by(_EVENTS.c.instance_id,
                                                                                   _EVENTS.c.id)
     if wanted is not None:
