@@ -42,6 +42,7 @@ from engine.documents.render import (
     render_pdf,
     strings,
 )
+from engine.documents.wishes import palliative_wishes
 from engine.errors import ConflictError, NotFoundError, RuleFileError
 from engine.instances.view import Status
 from engine.rules.catalogue import Catalogue
@@ -290,6 +291,8 @@ def care_plan_document(carepath: CarePath, instance_id: str, language: str | Non
         "contacts": src.contacts.all(),
         "diagnosis": src.diagnosis(),
         "what_matters": src.plan.what_matters,
+        # The palliative route's advance care plan, carers and family support (None: none recorded).
+        "wishes": palliative_wishes(src.data, src.language),
         "needs": _needs(src, assessments[0]["concerns"] if assessments else []),
         "assessments": [{k: v for k, v in a.items() if k not in _PRIVATE} for a in assessments],
         "act_now": [i for i in [*agreed, *proposed] if i["urgency"] == "emergency" and i["status"] not in _DONE],
