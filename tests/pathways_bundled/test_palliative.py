@@ -4,17 +4,24 @@ over two years"): shared/palliative_care.bpmn for adults, shared/palliative_care
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from api import create_app
 from engine import CarePath, ManualClock
+from engine.access import create_token
+from engine.careplan.patient_status import PATIENT_STATUS_FIELDS
 from engine.db.models import InstanceEvent, PathwayInstance
+from engine.db.session import unit_of_work
 from engine.documents.build import care_plan_document, render_html
 from engine.errors import TaskDataError
 
-from .journey import Journey
+from .conftest import DATABASE
+from .journey import PATHWAYS, REPO, Journey
 from .journeys import SITES, _mdt, _start, _support
 from .palliative_journeys import (
     ADULT_ACP,
@@ -170,3 +177,39 @@ def test_the_childrens_team_must_include_childrens_palliative_care(
     with pytest.raises(TaskDataError):
         j.do("cpal_mdt", {"palliative_mdt": {"planned_on": j.today(), "members": ["key_worker", "gp"]}})
     assert "cpal_mdt" in j.ready
+
+
+@pytest.mark.parametrize("value", [
+    {f"k{i}": "x" for i in range(21)},                       # too many fields
+    {"what_matters_most": "x" * 1001},                        # text past the form's limit
+    {"took_part": ["patient"] * 13},                          # a list past its limit
+    {"nested": {"a": 1}},                                     # not the form's shape
+    ["home"],
+])
+def test_the_patient_status_bounds_what_the_route_keeps(value: object) -> None:
+    assert PATIENT_STATUS_FIELDS["advance_care_plan"](value) is not None
+    assert PATIENT_STATUS_FIELDS["advance_care_plan"](ADULT_ACP["advance_care_plan"]) is None
+
+
+def test_the_patient_page_shows_the_wishes(bundled_template: Path, tmp_path: Path,
+                                           journey_clock: ManualClock) -> None:
+    shutil.copyfile(bundled_template, tmp_path / DATABASE)
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / DATABASE}", "PATHWAYS_DIR": PATHWAYS,
+                      "RULES_DIR": REPO / "rules", "CLOCK": journey_clock, "SECRET_KEY": "test-secret-key"})
+    try:
+        engine = app.extensions["carepath"]
+        j = _on_the_route(engine, journey_clock, "SYN-0417")
+        client = app.test_client()
+        with unit_of_work(engine.sessions) as session:
+            _, secret = create_token(session, "clinician", "test clinician", engine.clock)
+        assert client.get(f"/sign-in?token={secret}").status_code == 303
+        before = client.get(f"/patients/{j.view.id}").get_data(as_text=True)
+        assert 'data-test="wishes"' not in before  # nothing recorded: no empty section
+        j.do("pal_acp", ADULT_ACP).do("pal_carers", CARERS)
+        html = client.get(f"/patients/{j.view.id}").get_data(as_text=True)
+        assert 'data-test="advance-care-plan"' in html and 'data-test="carers"' in html
+        place = html[html.index('data-test="preferred-place-of-death"'):]
+        assert place[:place.index("</dd>")].endswith("A hospice")
+        assert "Being at home with my grandchildren" in html
+    finally:
+        app.extensions["carepath"].close()
