@@ -70,7 +70,7 @@ def _section(value: Any, codes: Mapping[str, str], flags: tuple[str, ...], texts
     out: dict[str, Any] = {"recorded_on": value["recorded_on"] if _is_date(value.get("recorded_on")) else None}
     for name, group in codes.items():
         code = value.get(name)
-        out[name] = {"code": code, "label": label(group, code)} if _is_code(code) else None
+        out[name] = {"code": code, "label": label(group, code)} if isinstance(code, str) and _is_code(code) else None
     for name in flags:
         out[name] = value[name] if isinstance(value.get(name), bool) else None
     for name in texts:
