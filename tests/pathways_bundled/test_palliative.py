@@ -26,7 +26,9 @@ from .journeys import SITES, _mdt, _start, _support
 from .palliative_journeys import (
     ADULT_ACP,
     CARERS,
+    CHILD_ACP,
     CHILDREN_SPC,
+    FAMILY,
     SPC,
     child_palliative,
     referrals,
@@ -213,3 +215,28 @@ def test_the_patient_page_shows_the_wishes(bundled_template: Path, tmp_path: Pat
         assert "Being at home with my grandchildren" in html
     finally:
         app.extensions["carepath"].close()
+
+
+@pytest.mark.parametrize("site", sorted(SITES))
+def test_a_death_on_the_route_ends_its_loops_in_every_pathway(bundled: CarePath, journey_clock: ManualClock,
+                                                              site: str) -> None:
+    j = _start(bundled, journey_clock, SITES[site], "SYN-0420", intent="palliative")
+    _support(j, "no")
+    j.hna_declined()
+    _mdt(j, SITES[site], intent="palliative", prehab=False, special=False)
+    child = site == "children_young_people"
+    if child:
+        j.do("cpal_specialist", {"named_specialist": {"role": "paediatrician", "team": "Synthetic PTC"}})
+        j.do("cpal_mdt", {"palliative_mdt": {"planned_on": j.today(), "members": ["childrens_palliative_care"]}})
+        j.do("cpal_acp", CHILD_ACP).do("cpal_support", FAMILY)
+    else:
+        j.do("pal_acp", ADULT_ACP).do("pal_carers", CARERS)
+    j.hna({"fatigue": 6})
+    review(j, "cpal_review" if child else "pal_review")
+    # Waiting now: the next assessment (3 months), the plan's revisit (6 months), the reviews and survey.
+    assert not {"offer_hna", "pal_acp", "cpal_acp"} & set(j.ready)
+    j.message("patient_died", {"date_of_death": j.today()})
+    assert (j.status, j.ready) == ("completed", [])
+    count = len(_events(bundled, j.view.id))
+    j.wait_for(timedelta(days=2 * 366))
+    assert (j.status, j.ready) == ("completed", []) and len(_events(bundled, j.view.id)) == count
