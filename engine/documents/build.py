@@ -79,6 +79,9 @@ _DISCUSS_AT, _PRIORITY_AT = 5, 8
 # Review and survey elements of the shared sub-pathways, and the data holding their due dates.
 _UPCOMING = (("cancer_care_review_3_months", "first_review", "first_review_due"),
              ("cancer_care_review_12_months", "second_review", "second_review_due"))
+# The palliative route's dates (pathways/shared/palliative_care*.bpmn), while it runs: data -> upcoming code.
+_PALLIATIVE_DUE = (("palliative_assessment_due", "palliative_assessment"),
+                   ("palliative_plan_revisit_due", "palliative_plan_revisit"))
 # What only the NHS in England does (the GP cancer care review): never in a document of another system.
 _ENGLAND_ONLY = {"cancer_care_review_3_months", "cancer_care_review_12_months", "first_review", "second_review",
                  "remind_first", "remind_second"}
@@ -312,6 +315,13 @@ def _needs(src: _Sources, concerns: list[dict[str, Any]]) -> list[dict[str, Any]
     return [{**c, "own_words": own if c["code"] == OTHER_CONCERN else None} for c in concerns]
 
 
+def _palliative_due(src: _Sources) -> list[dict[str, Any]]:
+    """The palliative route's next needs assessment and plan revisit, while the route runs."""
+    today = src.now.date().isoformat()
+    return [{"code": code, "due_on": due} for key, code in _PALLIATIVE_DUE
+            if isinstance(due := src.data.get(key), str) and _date(due) is not None and due >= today]
+
+
 def _next_steps(src: _Sources) -> dict[str, Any]:
     running = src.view.status in (Status.RUNNING, Status.SUSPENDED, Status.ERROR)
     upcoming = []
@@ -327,6 +337,7 @@ def _next_steps(src: _Sources) -> dict[str, Any]:
                 due = None
             if due:
                 upcoming.append({"code": "quality_of_life_survey", "due_on": due})
+        upcoming.extend(_palliative_due(src))
         review_on = src.data.get("review_on")
         if isinstance(review_on, str) and review_on >= src.now.date().isoformat():
             upcoming.append({"code": "care_plan_review", "due_on": review_on})

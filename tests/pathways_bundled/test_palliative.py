@@ -94,6 +94,11 @@ def test_the_care_plan_shows_the_advance_care_plan_the_carers_and_the_referral(
     assert spc["name"] == "Referral to the specialist palliative care team"
     html = render_html(doc)
     assert "Where I would like to die" in html and "A hospice" in html and "Short breaks" in html
+    # Coming up: the route's next assessment (after the key worker's review) and the plan's revisit.
+    assert "palliative_assessment" not in [u["code"] for u in doc["next_steps"]["upcoming"]]
+    review(j, "pal_review")
+    upcoming = {u["code"]: u["due_on"] for u in care_plan_document(bundled, j.view.id, "en")["next_steps"]["upcoming"]}
+    assert (upcoming["palliative_assessment"], upcoming["palliative_plan_revisit"]) == ("2026-04-15", "2026-07-15")
     swedish = care_plan_document(bundled, j.view.id, "sv")
     assert swedish["wishes"]["advance_care_plan"]["preferred_place_of_care"]["label"] == "Hemma"
     assert "Där jag vill dö" in render_html(swedish)
