@@ -9,9 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 from sqlalchemy import select
 
 from api import create_app
+from api.openapi_schemas import SCHEMAS
 from engine import CarePath, ManualClock
 from engine.access import create_token
 from engine.careplan.patient_status import PATIENT_STATUS_FIELDS
@@ -99,6 +101,9 @@ def test_the_care_plan_shows_the_advance_care_plan_the_carers_and_the_referral(
     review(j, "pal_review")
     upcoming = {u["code"]: u["due_on"] for u in care_plan_document(bundled, j.view.id, "en")["next_steps"]["upcoming"]}
     assert (upcoming["palliative_assessment"], upcoming["palliative_plan_revisit"]) == ("2026-04-15", "2026-07-15")
+    # The JSON keeps the API's promise (the OpenAPI document's CarePlanDocument), wishes included.
+    schema = {"$ref": "#/components/schemas/CarePlanDocument", "components": {"schemas": SCHEMAS}}
+    assert [e.message for e in Draft202012Validator(schema).iter_errors(json.loads(json.dumps(doc)))] == []
     swedish = care_plan_document(bundled, j.view.id, "sv")
     assert swedish["wishes"]["advance_care_plan"]["preferred_place_of_care"]["label"] == "Hemma"
     assert "Där jag vill dö" in render_html(swedish)
