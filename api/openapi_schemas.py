@@ -187,9 +187,37 @@ _DIAGNOSIS = _obj(["code", "label", "diagnosis_date", "age", "stage", "treatment
     "code": {"type": ["string", "null"]}, "label": {"type": "string"}, "diagnosis_date": _NULLABLE_STRING,
     "age": {"type": ["integer", "null"]}, "stage": _NULLABLE_STRING,
     "treatment_intent": {"oneOf": [_CODE_LABEL, {"type": "null"}]}})
+_NULLABLE_CODE_LABEL: dict[str, Any] = {"oneOf": [_CODE_LABEL, {"type": "null"}]}
+_NULLABLE_BOOLEAN: dict[str, Any] = {"type": ["boolean", "null"]}
+_CODE_LABELS: dict[str, Any] = {"type": "array", "items": _CODE_LABEL}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+# The palliative route's answers (engine/documents/wishes.py); each part null until recorded.
+_WISHES = _nullable(_obj(["advance_care_plan", "carers", "family_support"], {
+    "advance_care_plan": _nullable(_obj(
+        ["recorded_on", "conversation", "preferred_place_of_care", "preferred_place_of_death",
+         "lasting_power_of_attorney", "respect_plan", "shared_with_gp", "what_matters_most", "took_part"], {
+            "recorded_on": _NULLABLE_STRING, "conversation": _NULLABLE_CODE_LABEL,
+            "preferred_place_of_care": _NULLABLE_CODE_LABEL, "preferred_place_of_death": _NULLABLE_CODE_LABEL,
+            "lasting_power_of_attorney": _NULLABLE_BOOLEAN, "respect_plan": _NULLABLE_BOOLEAN,
+            "shared_with_gp": _NULLABLE_BOOLEAN, "what_matters_most": _NULLABLE_STRING, "took_part": _CODE_LABELS})),
+    "carers": _nullable(_obj(
+        ["recorded_on", "relationship", "carers_assessment", "has_carer", "support_arranged", "needs"], {
+            "recorded_on": _NULLABLE_STRING, "relationship": _NULLABLE_CODE_LABEL,
+            "carers_assessment": _NULLABLE_CODE_LABEL, "has_carer": _NULLABLE_BOOLEAN,
+            "support_arranged": _NULLABLE_STRING, "needs": _CODE_LABELS})),
+    "family_support": _nullable(_obj(
+        ["recorded_on", "child", "parents_or_carers", "siblings", "bereavement_support_explained"], {
+            "recorded_on": _NULLABLE_STRING, "child": _NULLABLE_CODE_LABEL, "parents_or_carers": _NULLABLE_CODE_LABEL,
+            "siblings": _NULLABLE_CODE_LABEL, "bereavement_support_explained": _NULLABLE_BOOLEAN})),
+}))
 _CARE_PLAN_PROPS: dict[str, Any] = {
     "safety": _SAFETY, "contacts": _CONTACTS,
-    "diagnosis": _DIAGNOSIS, "what_matters": _NULLABLE_STRING,
+    "diagnosis": _DIAGNOSIS, "what_matters": _NULLABLE_STRING, "wishes": _WISHES,
     "needs": _OBJECTS, "assessments": _OBJECTS, "act_now": _ITEMS, "agreed": _ITEMS, "declined": _ITEMS,
     "awaiting_decision": _ITEMS, "rights": _OBJECTS,
     "next_steps": _obj(["now", "ready_tasks", "next_due_at", "upcoming"], {

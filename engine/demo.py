@@ -176,11 +176,20 @@ def _summary_written(s: _Story) -> None:
     s.at(21).mdt().at(45).review("first_review").at(120).treatment().at(130).summary()
 
 
-def _waiting_for_review(s: _Story) -> None:
+def _palliative_route(s: _Story) -> None:
     s.diagnosed_and_contact().support("no").at(4)
     s.do("offer_hna", {"hna_accepted": False}).do("record_declined", {"reason": "Not now"})
-    s.at(14).mdt("palliative").do("palliative", {"referred_on": s.today(), "advance_care_planning_offered": True,
-                                                 "preferred_place_of_care": "home"})
+    # The palliative route (shared/palliative_care.bpmn): its needs assessment proposes specialist palliative
+    # care, sent with the plan; the advance care plan and the carer's needs are recorded.
+    s.at(14).mdt("palliative").checklist({"pain": 6, "fatigue": 7, "worry_fear_anxiety": 5}, {"lives_alone": False})
+    s.agree_plan("Staying at home with my wife and our dog").at(20)
+    s.do("pal_acp", {"advance_care_plan": {
+        "conversation": "held", "recorded_on": s.today(), "preferred_place_of_care": "home",
+        "preferred_place_of_death": "hospice", "took_part": ["patient", "partner_or_family", "key_worker"],
+        "what_matters_most": "Being at home, and not being in pain", "shared_with_gp": True}})
+    s.do("pal_carers", {"carers": {"has_carer": True, "recorded_on": s.today(), "relationship": "partner",
+                                   "carers_assessment": "offered", "needs": ["information", "short_breaks"]}})
+    s.do("pal_review", {"reviewed_on": s.today(), "on_palliative_care_register": True, "palliative_route": "continue"})
 
 
 def _test_done(s: _Story) -> dict[str, Any]:
@@ -244,7 +253,8 @@ DEMO_PATIENTS = (
     DemoPatient("SYN-DEMO-0005", "breast_cancer", "breast", 46, 140, "end of treatment summary written",
                 _summary_written),
     DemoPatient("SYN-DEMO-0006", "general_cancer", "kidney", 78, 40,
-                "palliative care: waiting for the 3-month cancer care review", _waiting_for_review, "palliative"),
+                "palliative care: specialist palliative care referred, advance care plan recorded", _palliative_route,
+                "palliative"),
     # 558 days is always past 18 months (at most 553 days): the survey's timer has fired.
     DemoPatient("SYN-DEMO-0007", "colorectal_cancer", "colorectal", 64, 18 * 31,
                 "18-month quality of life survey: national invitation due", _survey_due),

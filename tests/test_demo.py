@@ -80,6 +80,10 @@ def test_care_plans_and_documents(loaded: Loaded) -> None:
     assert {i["status"] for i in agreed if i["kind"] == "referral"} == {"referred"}
     summary = end_of_treatment_summary(app, rows["SYN-DEMO-0005"].instance_id, "sv")
     assert summary["warning_signs"]["signs"] and summary["gp_actions"]
+    palliative = care_plan_document(app, rows["SYN-DEMO-0006"].instance_id, "en")  # on the palliative route
+    assert {(i["code"], i["status"]) for i in palliative["agreed"]} >= {("specialist-palliative-care-referral",
+                                                                          "referred")}
+    assert palliative["wishes"]["advance_care_plan"]["preferred_place_of_care"]["code"] == "home"
     plan = care_plan_document(app, rows["SYN-DEMO-0009"].instance_id, "en")
     assert plan["what_matters"] and plan["agreed"]
     costs = app.instances.instance_data(rows["SYN-DEMO-0009"].instance_id)

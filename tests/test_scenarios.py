@@ -75,7 +75,7 @@ def test_the_bundled_scenarios_take_every_sequence_flow_of_every_bundled_diagram
     untaken = [flow.text() for flows in bundled_report.untaken().values() for flow in flows]
     assert untaken == [], "flows no scenario takes:\n" + "\n".join(untaken)
     # The premise: every diagram, the shared sub-pathways included, was read.
-    assert len(bundled_report.flows.flows) == 17 and bundled_report.flows.count() > 400
+    assert len(bundled_report.flows.flows) == 19 and bundled_report.flows.count() > 400
 
 
 def test_scenario_files_are_shipped_with_the_pathways() -> None:

@@ -15,6 +15,7 @@ from engine.access_log import Access, record_reads
 from engine.care_teams import BreakGlass
 from engine.careplan.moves import SUGGESTED_REASONS
 from engine.documents.build import care_plan_document, end_of_treatment_summary, render_html
+from engine.documents.wishes import palliative_wishes
 from engine.errors import ConflictError, InvalidInputError, PermissionDeniedError, StaleVersionError
 from engine.instances.progress import instance_progress
 from engine.instances.queries import STATUSES, InstanceFilter
@@ -59,7 +60,7 @@ def patient(instance_id: Any) -> str:
     concerns = queries().concern_trends(view.id) if can("evaluations.read") else None
     return render_template("web/patient.html", view=view, progress=instance_progress(carepath().instances, view.id),
                            events=queries().events(view.id) if can("events.read") else None,
-                           care_plan=_care_plan(view.id), reasons=SUGGESTED_REASONS,
+                           care_plan=_care_plan(view.id), wishes=_wishes(view.id), reasons=SUGGESTED_REASONS,
                            summaries=[p for p in carepath().treatment_summaries.list_phases(view.id)
                                       if p["status"] == "written"] if can("documents.read") else [],
                            concerns=concerns, concerns_chart=_concerns_chart(concerns) if concerns else None,
@@ -81,6 +82,13 @@ def _concerns_chart(concerns: dict[str, Any]) -> Markup | None:
 
 def _care_plan(instance_id: str) -> Any:
     return carepath().care_plans.get(instance_id) if can("documents.read") else None
+
+
+def _wishes(instance_id: str) -> dict[str, Any] | None:
+    """The palliative route's advance care plan, carers and family support, for whoever may read the plan."""
+    if not can("documents.read"):
+        return None
+    return palliative_wishes(carepath().instances.instance_data(instance_id), current_language())
 
 
 @bp.post("/break-glass")

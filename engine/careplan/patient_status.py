@@ -21,6 +21,10 @@ rules and the triage depend on live in one record per instance, reached through 
     ``distress_at_last_hna``     worry, low mood or hopelessness scored 5 or more at the last HNA
     ``date_of_death``            from the ``patient_died`` message (optional in it), ``YYYY-MM-DD``, not
                                  after today
+    ``advance_care_plan``        the palliative route's advance care plan (its form's object), kept here
+                                 because the route's branch and its data end with the route
+    ``carers``                   the carers and their own needs (the palliative route's form's object)
+    ``palliative_family_support`` support for a child's family (the children's palliative route)
     ============================ ========================================================================
 
     The forms that set these are checked by their schemas; a message (``treatment_status_changed``,
@@ -80,6 +84,21 @@ def _contact(value: Any) -> str | None:
     return "expected the named contact form's object"
 
 
+_FORM_KEYS, _FORM_TEXT, _FORM_LIST = 20, 1000, 12
+
+
+def _form_answers(value: Any) -> str | None:
+    """A palliative route form's object, already checked by its schema: bounded here all the same."""
+    def fits(entry: Any) -> bool:
+        if isinstance(entry, list):
+            return len(entry) <= _FORM_LIST and all(isinstance(e, str) and len(e) <= _CODE_LIMIT for e in entry)
+        return isinstance(entry, bool | int) or (isinstance(entry, str) and len(entry) <= _FORM_TEXT)
+    if isinstance(value, dict) and len(value) <= _FORM_KEYS and all(
+            isinstance(k, str) and len(k) <= _CODE_LIMIT and fits(v) for k, v in value.items()):
+        return None
+    return "expected the form's object (codes, dates, yes/no, short text)"
+
+
 # field -> check (an error text, or None when the value is right)
 PATIENT_STATUS_FIELDS: dict[str, Callable[[Any], str | None]] = {
     "on_sact": _boolean,
@@ -90,6 +109,9 @@ PATIENT_STATUS_FIELDS: dict[str, Callable[[Any], str | None]] = {
     "named_contact": _contact,
     "distress_at_last_hna": _boolean,
     "date_of_death": _date,
+    "advance_care_plan": _form_answers,
+    "carers": _form_answers,
+    "palliative_family_support": _form_answers,
 }
 
 

@@ -43,6 +43,7 @@ from engine.documents.render import (
     render_pdf,
     strings,
 )
+from engine.documents.wishes import palliative_wishes
 from engine.errors import ConflictError, NotFoundError, RuleFileError
 from engine.instances.view import Status
 from engine.rules.catalogue import Catalogue
@@ -84,6 +85,9 @@ _UPCOMING = (("cancer_care_review_3_months", "first_review", "first_review_due")
 # or a pathway's own survey task; the national survey invites people aged 16 and over.
 _SURVEY_ELEMENTS = {"survey", "survey_invitation"}
 _SURVEY_MIN_AGE = 16
+# The palliative route's dates (pathways/shared/palliative_care*.bpmn), while it runs: data -> upcoming code.
+_PALLIATIVE_DUE = (("palliative_assessment_due", "palliative_assessment"),
+                   ("palliative_plan_revisit_due", "palliative_plan_revisit"))
 # What only the NHS in England does (the GP cancer care review): never in a document of another system.
 _ENGLAND_ONLY = {"cancer_care_review_3_months", "cancer_care_review_12_months", "first_review", "second_review",
                  "remind_first", "remind_second"}
@@ -344,6 +348,8 @@ def care_plan_document(carepath: CarePath, instance_id: str, language: str | Non
         "contacts": src.contacts.all(),
         "diagnosis": src.diagnosis(),
         "what_matters": src.plan.what_matters,
+        # The palliative route's advance care plan, carers and family support (None: none recorded).
+        "wishes": palliative_wishes(src.data, src.language),
         "needs": _needs(src, assessments[0]["concerns"] if assessments else []),
         "assessments": [{k: v for k, v in a.items() if k not in _PRIVATE} for a in assessments],
         "act_now": [i for i in [*agreed, *proposed] if i["urgency"] == "emergency" and i["status"] not in _DONE],
@@ -363,6 +369,13 @@ def _needs(src: _Sources, concerns: list[dict[str, Any]]) -> list[dict[str, Any]
     return [{**c, "own_words": own if c["code"] == OTHER_CONCERN else None} for c in concerns]
 
 
+def _palliative_due(src: _Sources) -> list[dict[str, Any]]:
+    """The palliative route's next needs assessment and plan revisit, while the route runs."""
+    today = src.now.date().isoformat()
+    return [{"code": code, "due_on": due} for key, code in _PALLIATIVE_DUE
+            if isinstance(due := src.data.get(key), str) and _date(due) is not None and due >= today]
+
+
 def _next_steps(src: _Sources) -> dict[str, Any]:
     running = src.view.status in (Status.RUNNING, Status.SUSPENDED, Status.ERROR)
     upcoming = []
@@ -380,6 +393,7 @@ def _next_steps(src: _Sources) -> dict[str, Any]:
                 due = None
             if due:
                 upcoming.append({"code": "quality_of_life_survey", "due_on": due})
+        upcoming.extend(_palliative_due(src))
         review_on = src.data.get("review_on")
         if isinstance(review_on, str) and review_on >= src.now.date().isoformat():
             upcoming.append({"code": "care_plan_review", "due_on": review_on})

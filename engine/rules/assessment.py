@@ -45,6 +45,7 @@ class PatientContext:
     last_sact_date: str | None = None
     smoking_status: str | None = None
     emotional_concern_persists: bool | None = None
+    on_palliative_route: bool | None = None
 
     def as_fact_fields(self) -> dict[str, Any]:
         return {k: v for k in CONTEXT_FIELDS if (v := getattr(self, k)) is not None}

@@ -102,6 +102,9 @@ CONTEXT_FIELDS: dict[str, ContextField] = {
         ContextField("smoking_status", "choice", "smokes now, used to smoke, or never smoked", SMOKING_STATUSES),
         ContextField("emotional_concern_persists", "boolean",
                      "worry, low mood or hopelessness was also scored 5 or more at the previous HNA"),
+        # Set by the needs assessments of the palliative route (pathways/shared/palliative_care*.bpmn) only.
+        ContextField("on_palliative_route", "boolean",
+                     "on the palliative and living-with-cancer route (the pathway's palliative care sub-pathway)"),
     )
 }
 

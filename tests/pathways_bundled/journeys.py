@@ -304,9 +304,11 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     _support(j, "no")
     j.hna_declined()
     _mdt(j, site, intent="palliative", prehab=False, special=False)
-    j.do("palliative", {"referred_on": j.today(), "advance_care_planning_offered": True,
-                        "preferred_place_of_care": "home"})
-    assert j.ready == ["first_review"]  # no feedback request: it comes at the end of a treatment
+    # The palliative route's own assessment declined; at its review, care passes to another service.
+    j.hna_declined()
+    j.do("cpal_review" if "cpal_review" in j.ready else "pal_review",
+         {"reviewed_on": j.today(), "palliative_route": "care_transferred"})
+    assert j.ready == ["first_review"]  # no feedback request here: it comes at the end of a treatment
     # The patient dies two weeks later: the pathway ends, and no review or survey ever follows.
     j.wait(14).message("patient_died", {"date_of_death": j.today()})
     assert (j.status, j.ready) == ("completed", [])

@@ -9,10 +9,11 @@ from engine import CarePath, ManualClock
 from .correction_journeys import CORRECTION_JOURNEYS
 from .journey import FlowCoverage
 from .journeys import JOURNEYS as SITE_JOURNEYS
+from .palliative_journeys import PALLIATIVE_JOURNEYS
 from .reassessment_journeys import REASSESSMENT_JOURNEYS
 from .safety_journeys import SAFETY_JOURNEYS
 
-JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS, **REASSESSMENT_JOURNEYS, **CORRECTION_JOURNEYS}
+JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS, **REASSESSMENT_JOURNEYS, **CORRECTION_JOURNEYS, **PALLIATIVE_JOURNEYS}
 
 
 @pytest.mark.parametrize("name", sorted(JOURNEYS))
