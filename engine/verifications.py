@@ -275,7 +275,8 @@ def _verify_share(url: str, secret: bytes | None, share: int, id_range: IdRange,
         sessions = make_session_factory(engine, trail_key=secret)
         with read_only(sessions) as session:
             problems = verify_trail(session, checkpoint=checkpoint, batch=batch, id_range=id_range,
-                                    organisation=organisation, progress=lambda checked: messages.put(("progress", share, checked)))
+                                    organisation=organisation,
+                                    progress=lambda checked: messages.put(("progress", share, checked)))
         messages.put(("done", share, problems))
     except Exception as exc:  # noqa: BLE001 - reported to the caller by its type, which raises it
         messages.put(("failed", share, type(exc).__name__))
