@@ -229,3 +229,20 @@ def test_a_recurrence_treated_with_chemotherapy_gets_the_signs_for_people_on_tre
     assert not first["during_treatment_apply"] and first["sact_ended_on"] is None
     assert second["during_treatment_apply"] and second["sact_ended_on"] == j.today()
     assert any(s["when"] == "during_treatment" for s in second["signs"])
+
+
+def test_the_children_and_young_peoples_summary_is_of_the_end_of_the_treatment_protocol(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    """The children and young people's pathway names its first phase for what it is (CCLG / NICE CSG7: the
+    end of the treatment protocol), so the summary is not labelled as a first-line course."""
+    site = SITES["children_young_people"]
+    j = _start(bundled, journey_clock, site, "SYN-EOT-CYP")
+    _support(j, "later")
+    j.hna_declined()
+    _mdt(j, site, prehab=False, special=False)
+    _treatment(j, site, special=False)
+    j.hna_declined()
+    assert "write_summary" in j.ready
+    j.do("write_summary", SUMMARY)
+    [phase] = bundled.treatment_summaries.list_phases(j.view.id)
+    assert phase["phase"] == "end_of_protocol"
