@@ -15,12 +15,14 @@ rules, one evaluation after another on one thread:
   with fact dicts, which re-encodes each fact and raises for unmatched ones: slower than native,
   it flattered CarePath.)
 
-Times are CPU seconds of this process (``time.process_time``), best of the rounds, because
-the machines we run on are shared; wall-clock figures and ratios are printed too, with the
-machine and its load average (``host``).
+Times are CPU seconds of this process (``time.process_time``), because the machines we run on
+are shared; wall-clock figures and ratios are printed too, with the machine and its load average
+(``host``). Each round runs the three sides in alternating blocks of ``--block`` evaluations (the
+order rotating), so a change of load meets all three alike; a ratio is the median over the rounds
+of that round's ratio (each round's is printed too), throughputs are the best round's.
 
 Run from the repository root: ``.venv/bin/python bench/rules.py`` (``--evaluations N``,
-``--rounds R``, ``--seed S``).
+``--rounds R``, ``--seed S``, ``--block B``).
 """
 
 from __future__ import annotations
@@ -102,8 +104,13 @@ def _since(start: Timing) -> Timing:
     return time.process_time() - start[0], time.perf_counter() - start[1]
 
 
-def run_direct(compiled: Any, name: str, encoded: list[list[tuple[str, str]]], n: int) -> Timing:
+class Direct:
     """durable-rules driven natively, doing the evaluator's work on the same encoded facts.
+
+    The compiled rule set is registered once on its own ``Host`` (without background threads) and
+    warmed up, as CarePath's registry registers its rule set once per version: registering a fresh
+    rule set for every round made the baseline's cost drift from round to round (2.6 to 3.8 s for
+    the same 2,000 evaluations, growing with each registration), which swung the ratio by +-20 %.
 
     The facts are those CarePath sends (the ones some rule can match, in canonical order) as the
     same JSON texts, encoded before timing as CarePath encodes them once per catalogue version.
@@ -111,59 +118,80 @@ def run_direct(compiled: Any, name: str, encoded: list[list[tuple[str, str]]], n
     triggers run through the ruleset (``do_actions``, as ``Host.assert_fact`` does), queued actions
     drained (``start_action``, as the host's dispatcher does), then the session deleted.
     """
-    host = _DirectHost()
-    host.register_rulesets({name: with_warmup(compiled.definition_with_actions())})
-    warm_up(host, name)  # without it, deleting the first session segfaults
-    ruleset = host.get_ruleset(name)
-    handle = ruleset._handle
 
-    def complete(error: Any, state: Any) -> None:
-        if error:
-            raise RuntimeError(error)
+    def __init__(self, compiled: Any, name: str, encoded: list[list[tuple[str, str]]]) -> None:
+        self.host = _DirectHost()
+        self.host.register_rulesets({name: with_warmup(compiled.definition_with_actions())})
+        warm_up(self.host, name)  # without it, deleting the first session segfaults
+        self.ruleset = self.host.get_ruleset(name)
+        self.encoded = encoded
 
+    def run(self, n: int, offset: int = 0) -> Timing:
+        ruleset, handle, encoded, matches = self.ruleset, self.ruleset._handle, self.encoded, self.host.matches
+
+        def complete(error: Any, state: Any) -> None:
+            if error:
+                raise RuntimeError(error)
+
+        start = _clock()
+        for i in range(offset, offset + n):
+            sid = str(uuid.uuid4())
+            end = f', "sid": "{sid}"}}'
+            for text, _fact_id in encoded[i % len(encoded)]:
+                result = durable_rules_engine.assert_fact(handle, text + end)
+                if result[0] != 1:  # 1: no rule looks at it
+                    ruleset.do_actions(0 if result[0] == 3 else result[1], complete)
+            while True:
+                queued = durable_rules_engine.start_action(handle)
+                if not queued:
+                    break
+                ruleset._flush_actions(json.loads(queued[0]), {"message": json.loads(queued[1])}, queued[2],
+                                       complete)
+            ruleset.delete_state(sid)
+            matches.clear()
+        return _since(start)
+
+
+def run_evaluate_only(registry: RuleSetRegistry, cohort: list[Assessment], n: int, offset: int = 0) -> Timing:
     start = _clock()
-    for i in range(n):
-        sid = str(uuid.uuid4())
-        end = f', "sid": "{sid}"}}'
-        for text, _fact_id in encoded[i % len(encoded)]:
-            result = durable_rules_engine.assert_fact(handle, text + end)
-            if result[0] != 1:  # 1: no rule looks at it
-                ruleset.do_actions(0 if result[0] == 3 else result[1], complete)
-        while True:
-            queued = durable_rules_engine.start_action(handle)
-            if not queued:
-                break
-            ruleset._flush_actions(json.loads(queued[0]), {"message": json.loads(queued[1])}, queued[2], complete)
-        ruleset.delete_state(sid)
-        host.matches.clear()
-    return _since(start)
-
-
-def run_evaluate_only(registry: RuleSetRegistry, cohort: list[Assessment], n: int) -> Timing:
-    start = _clock()
-    for i in range(n):
+    for i in range(offset, offset + n):
         registry.evaluate("supportive_care", cohort[i % len(cohort)])
     return _since(start)
 
 
-def run_carepath(registry: RuleSetRegistry, cohort: list[Assessment], n: int) -> Timing:
-    db = create_engine("sqlite://")
-    tables = [
-        Base.metadata.tables[RuleVersionRecord.__tablename__],
-        Base.metadata.tables[RuleEvaluationRecord.__tablename__],
-    ]
-    Base.metadata.create_all(db, tables=tables)
-    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
-    with Session(db) as session:
+class Recording:
+    """``evaluate_and_record`` into an in-memory SQLite database, committed every 100 evaluations."""
+
+    def __init__(self, registry: RuleSetRegistry) -> None:
+        self.registry = registry
+        self.db = create_engine("sqlite://")
+        tables = [
+            Base.metadata.tables[RuleVersionRecord.__tablename__],
+            Base.metadata.tables[RuleEvaluationRecord.__tablename__],
+        ]
+        Base.metadata.create_all(self.db, tables=tables)
+        self.clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+        self.session = Session(self.db)
+
+    def run(self, cohort: list[Assessment], n: int, offset: int = 0) -> Timing:
+        session, registry, clock = self.session, self.registry, self.clock
         start = _clock()
-        for i in range(n):
+        for i in range(offset, offset + n):
             evaluate_and_record(session, registry, "supportive_care", cohort[i % len(cohort)], clock=clock)
             if i % 100 == 99:
                 session.commit()
         session.commit()
-        elapsed = _since(start)
-    db.dispose()
-    return elapsed
+        return _since(start)
+
+    def close(self) -> None:
+        self.session.close()
+        self.db.dispose()
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def main() -> None:
@@ -171,6 +199,7 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--block", type=int, default=100, help="evaluations per alternating block")
     args = parser.parse_args()
 
     registry = RuleSetRegistry(ROOT / "rules", recheck_seconds=1.0)  # as the server runs it (engine/core.py)
@@ -183,27 +212,44 @@ def main() -> None:
         encoded.append([(text, fact["id"]) for fact, text in zip(facts.facts, facts.texts, strict=True)
                         if loaded.compiled.could_match(fact)])
     n = args.evaluations
+    block = max(1, min(args.block, n))
 
-    run_carepath(registry, cohort, 300)  # warm-up: registration, caches
-    direct: list[Timing] = []
-    only: list[Timing] = []
-    full: list[Timing] = []
-    for r in range(args.rounds):  # interleaved, so load changes hit all three alike
-        name = f"direct_{r}_{loaded.compiled.durable_name}"  # same definition, its own registration
-        direct.append(run_direct(loaded.compiled, name, encoded, n))
-        only.append(run_evaluate_only(registry, cohort, n))
-        full.append(run_carepath(registry, cohort, n))
+    direct_side = Direct(loaded.compiled, f"direct_{loaded.compiled.durable_name}", encoded)
+    recording = Recording(registry)
+    recording.run(cohort, 300)  # warm-up: registration, caches; the baseline gets the same
+    direct_side.run(300)
+    sides: dict[str, Any] = {
+        "direct": lambda k, at: direct_side.run(k, at),
+        "only": lambda k, at: run_evaluate_only(registry, cohort, k, at),
+        "full": lambda k, at: recording.run(cohort, k, at),
+    }
+    # Each round runs the three sides in short alternating blocks (the order rotating from block to
+    # block), so that a change in the machine's load between blocks meets all three alike.
+    rounds: list[dict[str, Timing]] = []
+    for _ in range(args.rounds):
+        totals = {side: (0.0, 0.0) for side in sides}
+        for number, at in enumerate(range(0, n, block)):
+            size = min(block, n - at)
+            order = list(sides)
+            order = order[number % 3:] + order[:number % 3]
+            for side in order:
+                cpu, wall = sides[side](size, at)
+                totals[side] = (totals[side][0] + cpu, totals[side][1] + wall)
+        rounds.append(totals)
+    recording.close()
 
-    def figures(runs: list[Timing]) -> dict[str, float]:
-        cpu, wall = min(c for c, _ in runs), min(w for _, w in runs)
+    def figures(side: str) -> dict[str, float]:
+        cpu = min(r[side][0] for r in rounds)
+        wall = min(r[side][1] for r in rounds)
         return {
             "evaluations_per_cpu_s": round(n / cpu, 1),
             "cpu_ms_per_evaluation": round(1000 * cpu / n, 3),
             "evaluations_per_wall_s": round(n / wall, 1),
         }
 
-    best = {k: min(c for c, _ in v) for k, v in (("direct", direct), ("only", only), ("full", full))}
-    best_wall = {k: min(w for _, w in v) for k, v in (("direct", direct), ("only", only), ("full", full))}
+    def ratios(side: str, index: int) -> list[float]:
+        return [round(r[side][index] / r["direct"][index], 3) for r in rounds]
+
     print(
         json.dumps(
             {
@@ -214,19 +260,22 @@ def main() -> None:
                 "compiled_durable_rules": len(loaded.compiled.definition),
                 "evaluations_per_round": n,
                 "rounds": args.rounds,
-                "durable_direct": figures(direct),
-                "carepath_evaluate_only": figures(only),
-                "carepath_with_recording": figures(full),
-                "ratio_with_recording": round(best["full"] / best["direct"], 3),
-                "ratio_evaluate_only": round(best["only"] / best["direct"], 3),
-                "wall_ratio_with_recording": round(best_wall["full"] / best_wall["direct"], 3),
-                "wall_ratio_evaluate_only": round(best_wall["only"] / best_wall["direct"], 3),
+                "block": block,
+                "durable_direct": figures("direct"),
+                "carepath_evaluate_only": figures("only"),
+                "carepath_with_recording": figures("full"),
+                "ratio_with_recording": round(_median(ratios("full", 0)), 3),
+                "ratio_evaluate_only": round(_median(ratios("only", 0)), 3),
+                "wall_ratio_with_recording": round(_median(ratios("full", 1)), 3),
+                "wall_ratio_evaluate_only": round(_median(ratios("only", 1)), 3),
+                "ratios_by_round": {"with_recording": ratios("full", 0), "evaluate_only": ratios("only", 0),
+                                    "wall_with_recording": ratios("full", 1)},
                 "target_ratio": 1.25,
                 "python": platform.python_version(),
                 "machine": platform.machine(),
                 "host": machine.describe(),
                 "command": f".venv/bin/python bench/rules.py --evaluations {n} --rounds {args.rounds} "
-                f"--seed {args.seed}",
+                f"--seed {args.seed} --block {block}",
             },
             indent=2,
         )
