@@ -17,7 +17,8 @@ from engine.reports import (
     COSD_COLUMNS,
     MEASURE_TABLE_COLUMNS,
     MeasureQuery,
-    cosd_rows,
+    cosd_table,
+    csv_of_texts,
     csv_text,
     measure_table,
     measures_report,
@@ -110,9 +111,13 @@ def cosd(ctx: click.Context, since: str | None, until: str | None, pathway: str 
     query = _query(since, until, pathway, carepath.clock.now())
     try:
         with read_only(carepath.sessions) as session:
-            rows = cosd_rows(session, query)
+            rows = cosd_table(session, query)
     except InvalidInputError as exc:
         raise click.BadParameter(exc.problems[0].message, param_hint="--to") from exc
-    _write(csv_text(COSD_COLUMNS, rows) if fmt == "csv" else json.dumps(rows, indent=1) + "\n", output)
+    if fmt == "csv":
+        _write(csv_of_texts(COSD_COLUMNS, rows), output)
+    else:
+        _write(json.dumps([dict(zip(COSD_COLUMNS, row, strict=True)) for row in rows], indent=1) + "\n", output)
     click.echo(f"{len(rows)} row(s)", err=True)
+
 

@@ -15,6 +15,7 @@ from engine.reports import (
     COSD_COLUMNS,
     MEASURE_TABLE_COLUMNS,
     MeasureQuery,
+    cosd_csv,
     cosd_rows,
     csv_text,
     measure_table,
@@ -68,7 +69,7 @@ def cosd() -> Any:
     as_csv = query_choice("format", ("json", "csv")) == "csv"
     query = _query(team=False)
     with query_errors(), read_only(carepath().sessions) as session:
+        if as_csv:
+            return _csv(cosd_csv(session, query), "cosd-personalised-care")
         rows = cosd_rows(session, query)
-    if as_csv:
-        return _csv(csv_text(COSD_COLUMNS, rows), "cosd-personalised-care")
     return {"columns": list(COSD_COLUMNS), "rows": rows}

@@ -15,11 +15,30 @@ the rows arrive in batches (``yield_per``), each becoming an export row as it co
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, String, Subquery, and_, any_, bindparam, case, collate, func, or_, select, text, union
+from sqlalchemy import (
+    CTE,
+    Date,
+    Select,
+    String,
+    Subquery,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    collate,
+    func,
+    or_,
+    select,
+    text,
+    union,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -27,8 +46,10 @@ from engine.access_log import saw
 from engine.db.models import PathwayInstance, ReportItem, ReportMeasureRow
 from engine.errors import InvalidInputError, Problem
 from engine.reports.measures import MeasureQuery
+from engine.reports.tables import csv_of_texts
 
-__all__ = ["COSD_COLUMNS", "MAX_EXPORT_ROWS", "active_instances", "cosd_rows", "cosd_statement"]
+__all__ = ["COSD_COLUMNS", "MAX_EXPORT_ROWS", "active_instances", "cosd_csv", "cosd_rows", "cosd_statement",
+           "cosd_table"]
 
 # Patient-level milestone column -> where the summary keeps its first date: (measure, start_at | done_at).
 _MILESTONE_COLUMNS = {"hna_offered_date": ("hna_offered_31d", "done_at"),
@@ -46,6 +67,9 @@ COSD_COLUMNS: tuple[str, ...] = ("patient_ref", "pathway_id", "instance_id", "di
                                  *_ITEM_CODES, *_ITEM_DATES, "ended_date")
 MAX_EXPORT_ROWS = 250_000  # a period's export is held in memory: narrow the period past this
 _BATCH = 2000  # rows fetched from the database at a time
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t")  # engine.reports.tables's, but "\r", which COPY quotes
+_WORK_MEM = "128MB"  # PostgreSQL's memory for each sort of the export (MAX_EXPORT_ROWS rows: about 100 MB)
+_HEADER = ",".join(COSD_COLUMNS) + "\r\n"
 
 
 def active_instances(query: MeasureQuery) -> Subquery:
@@ -59,69 +83,169 @@ def active_instances(query: MeasureQuery) -> Subquery:
                                     or_(*(_within(at, query) for at in _item_times())))).subquery("active")
 
 
-def cosd_statement(instance_ids: Sequence[str], dialect: str) -> Select[*tuple[Any, ...]]:
-    """The statement that reads the export's rows of ``instance_ids`` (``dialect``: the database's):
+def cosd_statement(instance_ids: Sequence[str] | CTE, dialect: str, *,
+                   for_copy: bool = False) -> Select[*tuple[Any, ...]]:
+    """The statement that reads the export's rows of ``instance_ids`` (``dialect``: the database's; the ids,
+    or a common table expression of them, column ``instance_id``):
     per instance and care plan item, the patient reference, the pathway, the milestones' first days
     (one column each, pivoted from the summary's measure rows) and the item's codes and days, every
     value already text, in the export's order -- by patient reference, instance, then the item's
-    proposal. The ids travel as one parameter, however many there are."""
+    proposal. The ids travel as one parameter, however many there are.
+
+    ``for_copy`` (PostgreSQL's ``COPY ... TO STDOUT``, which writes the CSV itself, :func:`cosd_csv`): an
+    absent value is NULL rather than empty text (COPY writes NULL as nothing and an empty text as ``""``),
+    a day is a ``date`` (COPY writes it as ``YYYY-MM-DD`` under ``DateStyle`` ISO, which is cheaper than
+    formatting it), and one row more than :data:`MAX_EXPORT_ROWS` at most is read."""
     r, i, pi = ReportMeasureRow, ReportItem, PathwayInstance
     pivoted = [func.max(case((r.measure == measure, getattr(r, field)))) for measure, field in
                (_DIAGNOSIS, *_MILESTONE_COLUMNS.values())]
+    day = _date if for_copy else _day
+    cell: Callable[[Any], Any] = (lambda column: column) if for_copy else _or_empty
     milestones = (select(r.instance_id, func.max(r.pathway_id).label("pathway_id"),
-                         *(_day(at, dialect).label(f"m{n}") for n, at in enumerate(pivoted)))
+                         *(day(at, dialect).label(f"m{n}") for n, at in enumerate(pivoted)))
                   .where(_among(r.instance_id, instance_ids, dialect)).group_by(r.instance_id)
                   .subquery("milestones"))
+    columns = [pi.patient_ref, cell(milestones.c.pathway_id), pi.id,
+               *(cell(milestones.c[f"m{n}"]) for n in range(len(pivoted))),
+               *(cell(code) for code in (i.kind, i.code, i.service, i.urgency, i.status)),
+               *(cell(day(at, dialect)) for at in _item_times())]
     # Python's order of strings (code points) is the bytes' order of UTF-8: the same order on both databases.
     binary = "C" if dialect == "postgresql" else "BINARY"
-    return (select(pi.patient_ref, func.coalesce(milestones.c.pathway_id, ""), pi.id,
-                   *(func.coalesce(milestones.c[f"m{n}"], "") for n in range(len(pivoted))),
-                   *(func.coalesce(code, "") for code in (i.kind, i.code, i.service, i.urgency, i.status)),
-                   *(func.coalesce(_day(at, dialect), "") for at in _item_times()))
-            .where(_among(pi.id, instance_ids, dialect))
-            .outerjoin(milestones, milestones.c.instance_id == pi.id)
-            .outerjoin(i, i.instance_id == pi.id)
-            .order_by(collate(pi.patient_ref, binary), collate(pi.id, binary), i.proposed_at,
-                      collate(i.item_id, binary)))
+    statement = (select(*columns)
+                 .where(_among(pi.id, instance_ids, dialect))
+                 .outerjoin(milestones, milestones.c.instance_id == pi.id)
+                 .outerjoin(i, i.instance_id == pi.id)
+                 .order_by(collate(pi.patient_ref, binary), collate(pi.id, binary), i.proposed_at,
+                           collate(i.item_id, binary)))
+    return statement.limit(MAX_EXPORT_ROWS + 1) if for_copy else statement
 
 
-def cosd_rows(session: Session, query: MeasureQuery) -> list[dict[str, str]]:
+def _or_empty(column: Any) -> Any:
+    return func.coalesce(column, "")
+
+
+def _date(at: Any, dialect: str) -> Any:
+    """The UTC calendar day of a time column, as a date (PostgreSQL)."""
+    return cast(func.timezone("UTC", at), Date)
+
+
+def cosd_table(session: Session, query: MeasureQuery) -> list[tuple[str, ...]]:
     """The export's rows for the patients with any personalised care activity in ``query``'s period
-    (:func:`active_instances`), ordered by patient; read from the summary (engine.reports.summary,
-    refreshed by the worker) in two statements whatever the cohort's size.
+    (:func:`active_instances`), ordered by patient, each a tuple of text in :data:`COSD_COLUMNS`' order;
+    read from the summary (engine.reports.summary, refreshed by the worker) in two statements whatever
+    the cohort's size. Every exported instance is named to the access log.
 
     Raises:
         InvalidInputError: more than :data:`MAX_EXPORT_ROWS` rows (field ``to``: narrow the period).
     """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        # Its cost estimate passes jit_above_cost, and compiling it took 7 of the 8 seconds it ran (100,000
-        # instances): the plan reads the summary once, which JIT does not speed up.
-        session.execute(text("SET LOCAL jit = off"))
+        _tune(session)
     ids = list(session.scalars(select(active_instances(query).c.instance_id)))
-    rows: list[dict[str, str]] = []
     if not ids:
-        return rows
+        return []
     result = session.execute(cosd_statement(ids, dialect), execution_options={"yield_per": _BATCH})
     try:  # a refused export stops reading: its server-side cursor is closed here, not left to the collector
-        for found in result:
-            if len(rows) == MAX_EXPORT_ROWS:
-                raise InvalidInputError("the export is too large", [Problem(
-                    f"more than {MAX_EXPORT_ROWS} rows: ask for a shorter period", field="to")])
-            rows.append(dict(zip(COSD_COLUMNS, found, strict=True)))
+        rows: list[tuple[str, ...]] = []
+        for batch in result.partitions():
+            rows.extend(map(tuple, batch))
+            if len(rows) > MAX_EXPORT_ROWS:
+                raise _too_large()
     finally:
         result.close()
     saw(ids)
     return rows
 
 
+def cosd_rows(session: Session, query: MeasureQuery) -> list[dict[str, str]]:
+    """:func:`cosd_table`'s rows as mappings of column name to text (the API's JSON).
+
+    Raises:
+        InvalidInputError: more than :data:`MAX_EXPORT_ROWS` rows (field ``to``: narrow the period).
+    """
+    return [dict(zip(COSD_COLUMNS, row, strict=True)) for row in cosd_table(session, query)]
+
+
+def cosd_csv(session: Session, query: MeasureQuery) -> str:
+    """The export as CSV text (RFC 4180: a header row, CRLF line ends; formula-like cells as text): what
+    ``csv_of_texts(COSD_COLUMNS, cosd_table(...))`` writes, byte for byte.
+
+    On PostgreSQL the database writes the rows itself (``COPY (...) TO STDOUT WITH (FORMAT csv)``): a
+    quarter's 130,000 rows are 2.9 million cells, and receiving each as a Python string took about a
+    second of the export's CPU. Lines are then given CRLF ends; should any cell have been quoted (a comma,
+    a quote or a line break in it), the rows are read back and written by Python's writer instead, so
+    that the file is the same whichever database wrote it.
+
+    Raises:
+        InvalidInputError: more than :data:`MAX_EXPORT_ROWS` rows (field ``to``: narrow the period).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect != "postgresql":
+        return csv_of_texts(COSD_COLUMNS, cosd_table(session, query))
+    _tune(session)
+    # One statement: the instances with activity in the period are a common table expression of it, and
+    # the access log learns which were exported from the rows (the instance is their third column).
+    active = select(active_instances(query).c.instance_id).cte("active")
+    compiled = cosd_statement(active, dialect, for_copy=True).compile(dialect=session.get_bind().dialect,
+                                                                     compile_kwargs={"render_postcompile": True})
+    driver = session.connection().connection.driver_connection
+    assert driver is not None  # a live connection of the session's transaction
+    chunks: list[bytes] = []
+    with driver.cursor() as cursor:
+        with cursor.copy(f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv)", compiled.params) as copy:
+            chunks.extend(bytes(block) for block in copy)
+        copied = cursor.rowcount
+    if copied > MAX_EXPORT_ROWS:
+        raise _too_large()
+    body = b"".join(chunks).decode()
+    if '"' not in body and not _formula_cell(body):
+        saw({line.split(",", 3)[2] for line in body.splitlines()})
+        return _HEADER + body.replace("\n", "\r\n")
+    # A quoted cell (COPY quotes one with a comma, a quote or a line break) or one that starts like a formula
+    # (the days never do; a patient reference might): the rows are read back and written by Python's writer.
+    rows = list(csv.reader(io.StringIO(body, newline="")))
+    saw({row[2] for row in rows})
+    return csv_of_texts(COSD_COLUMNS, rows)
+
+
+def _formula_cell(body: str) -> bool:
+    """Whether a cell of COPY's unquoted CSV starts like a formula (as engine.reports.tables escapes them;
+    COPY always quotes a cell with a carriage return). A character no cell holds is ruled out by one scan
+    at memory speed; only one that occurs ("-", in every date) is looked for after a separator. One
+    regular expression over a quarter's 28 MB took half a second."""
+    return body.startswith(_FORMULA_STARTS) or any(
+        start in body and ("," + start in body or "\n" + start in body) for start in _FORMULA_STARTS)
+
+
+def _tune(session: Session) -> None:
+    """PostgreSQL: the export's transaction without JIT, and with the memory to sort its rows."""
+    # The second statement's cost estimate passes jit_above_cost, and compiling it took 7 of the 8 seconds
+    # it ran (100,000 instances): the plan reads the summary once, which JIT does not speed up. The rows
+    # are sorted by patient: a quarter's 130,000 rows take about 50 MB, which at the default work_mem
+    # (4 MB) spilled to disk and took 0.7 of the statement's 1.9 s. This transaction's sorts and hashes may
+    # use up to _WORK_MEM each; the export is bounded by MAX_EXPORT_ROWS.
+    # On a small server a parallel plan only repeats the milestones' aggregate in every worker (2.5 s
+    # against 1.1 s on 2 cores). DateStyle ISO: COPY writes the export's dates as YYYY-MM-DD.
+    session.execute(text("SELECT set_config('jit', 'off', true), set_config('work_mem', :memory, true), "
+                         "set_config('max_parallel_workers_per_gather', '0', true), "
+                         "set_config('datestyle', 'ISO, YMD', true)"), {"memory": _WORK_MEM})
+
+
+def _too_large() -> InvalidInputError:
+    return InvalidInputError("the export is too large", [Problem(
+        f"more than {MAX_EXPORT_ROWS} rows: ask for a shorter period", field="to")])
+
+
 def _item_times() -> list[Any]:
     return [getattr(ReportItem, f"{status}_at") for status in (*_ITEM_DATES.values(), "closed")]
 
 
-def _among(column: Any, instance_ids: Sequence[str], dialect: str) -> Any:
+def _among(column: Any, instance_ids: Sequence[str] | CTE, dialect: str) -> Any:
     """``column`` is one of ``instance_ids``, given as one parameter (an IN list of 20,000 ids would be
-    20,000 parameters: PostgreSQL takes at most 65,535, and plans each)."""
+    20,000 parameters: PostgreSQL takes at most 65,535, and plans each), or read from a common table
+    expression of them."""
+    if isinstance(instance_ids, CTE):
+        return column.in_(select(instance_ids.c.instance_id))
     if dialect == "postgresql":
         return column == any_(bindparam("instance_ids", list(instance_ids), type_=ARRAY(String)))
     listed = func.json_each(bindparam("instance_ids", json.dumps(list(instance_ids)))).table_valued("value")

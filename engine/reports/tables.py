@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["MEASURE_TABLE_COLUMNS", "SUPPRESSED", "csv_text", "measure_table"]
+__all__ = ["MEASURE_TABLE_COLUMNS", "SUPPRESSED", "csv_of_texts", "csv_text", "measure_table"]
 
 MEASURE_TABLE_COLUMNS = ("section", "group", "figure", "value")
 SUPPRESSED = "suppressed"  # what a blanked value reads as in a table
@@ -20,6 +21,8 @@ _GROUPS = {"measures": ("id",), "referrals": ("service", "urgency"), "declined":
 _NOT_FIGURES = {"title", "suppressed"}
 # A cell a spreadsheet would read as a formula (OWASP "CSV injection"): shown as text instead.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A cell of a row joined with NUL (which no cell holds: text columns of PostgreSQL cannot) that starts so.
+_FORMULA_CELL = re.compile("(?:^|\x00)[=+\\-@\t\r]")
 
 
 def measure_table(report: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -37,6 +40,18 @@ def measure_table(report: Mapping[str, Any]) -> list[dict[str, str]]:
                 shown = SUPPRESSED if figure in blanked else ("" if value is None else str(value))
                 rows.append({"section": section, "group": group, "figure": figure, "value": shown})
     return rows
+
+
+def csv_of_texts(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """:func:`csv_text` for rows that are already sequences of text in ``columns``' order (a large
+    export: the rows are handed to the C writer as they are, and only a row with a formula-like cell,
+    found by one search of the joined row, is rewritten cell by cell)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    risky = _FORMULA_CELL.search
+    writer.writerows(row if risky("\x00".join(row)) is None else [_cell(cell) for cell in row] for row in rows)
+    return out.getvalue()
 
 
 def _cell(value: Any) -> str:
