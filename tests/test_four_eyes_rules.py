@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from engine import CarePath, FourEyesError, ManualClock, NotFoundError, Settings, VersionStateError
+from engine.documents.build import warning_sign_choices
+from engine.errors import RuleFileError
 from engine.rules import RuleSetRegistry, list_evaluations
+from engine.rules.activation import warning_signs_in_use
 
 TESTS = Path(__file__).resolve().parent
 ALICE, BOB = "author:staff:alice", "author:staff:bob"
@@ -130,3 +133,49 @@ def test_a_changed_catalogue_is_pending_until_a_second_author_activates_it(app: 
     # The activated catalogue is the stored one: the folder moving on again changes nothing.
     interventions.write_text(text.replace("service: psychological_support", "service: dietetics"))
     assert _evaluated(app, "SYN-13") == (pending.catalogue_version, services)
+
+
+def _signs(app: CarePath) -> tuple[str, str]:
+    """The warning signs in use: their catalogue's version, and how long an untriaged emergency may wait."""
+    with app.sessions() as session:
+        catalogue = warning_signs_in_use(session, app.rules, active_only=app.settings.four_eyes)
+    return catalogue.version, catalogue.escalation_bound("no-such-sign")
+
+
+def test_changed_warning_signs_are_pending_until_a_second_author_activates_them(app: CarePath) -> None:
+    """A warning sign's urgency and how long its report may wait for triage decide whether an emergency is
+    seen in time: the warning signs are part of the catalogue a rule-set version holds, so a changed file
+    is used by triage and by the patient's documents only once a second author activates it."""
+    [first] = app.rule_sets.sync()
+    before = _signs(app)
+    assert before[1] == "PT30M"
+    view = app.instances.start("test_careplan", "SYN-20", "system:ehr", {"age": 54})
+    names = [s["name"] for s in warning_sign_choices(app, view.id)]
+
+    signs = app.settings.rules_dir / "catalogues" / "warning_signs.yaml"
+    text = signs.read_text()
+    assert "  emergency: PT30M\n" in text and "name_en: A new lump or swelling anywhere" in text
+    signs.write_text(text.replace("  emergency: PT30M\n", "  emergency: PT4H\n")
+                     .replace("name_en: A new lump or swelling anywhere", "name_en: A lump"))
+    assert _signs(app) == before  # the folder moved on: not what triage uses
+    [pending] = app.rule_sets.sync(ALICE)
+    assert pending.rules_version == first.rules_version and pending.catalogue_version != first.catalogue_version
+    assert _signs(app) == before and [s["name"] for s in warning_sign_choices(app, view.id)] == names
+    with pytest.raises(FourEyesError):
+        app.rule_sets.activate("supportive_care", pending.version, ALICE)
+    app.rule_sets.activate("supportive_care", pending.version, BOB)
+    after = _signs(app)
+    assert after[0] != before[0] and after[1] == "PT4H"
+    assert any(s["name"].startswith("A lump, or a sore") for s in warning_sign_choices(app, view.id))
+    signs.write_text(text)  # the activated text is the stored one: the folder moving back changes nothing
+    assert _signs(app) == after
+
+
+def test_broken_warning_signs_are_never_recorded(app: CarePath) -> None:
+    [first] = app.rule_sets.sync()
+    signs = app.settings.rules_dir / "catalogues" / "warning_signs.yaml"
+    signs.write_text(signs.read_text().replace("  emergency: PT30M\n", "  emergency: half an hour\n"))
+    with pytest.raises(RuleFileError) as refused:
+        app.rule_sets.sync(ALICE)
+    assert any(p.file and p.file.endswith("warning_signs.yaml") and p.line for p in refused.value.problems)
+    assert [v.version for v in app.rule_sets.versions("supportive_care")] == [first.version]

@@ -51,9 +51,9 @@ from typing import Any
 
 from engine.errors import Problem, RuleFileError, TaskDataError, WorkflowError
 from engine.instances.step import ServiceOperator, StepContext
+from engine.rules.activation import warning_signs_in_use
 from engine.rules.assessment import is_iso_date
 from engine.rules.model import SMOKING_STATUSES
-from engine.rules.warning_signs import load_warning_signs
 
 __all__ = ["PATIENT_STATUS_FIELDS", "WARNING_SIGN_TEXT_LIMIT", "patient_status_operators"]
 
@@ -115,10 +115,12 @@ PATIENT_STATUS_FIELDS: dict[str, Callable[[Any], str | None]] = {
 }
 
 
-def patient_status_operators(registry: Any) -> dict[str, ServiceOperator]:
-    """``carepath.patient_status`` and ``carepath.warning_sign`` (the catalogue is read through ``registry``)."""
+def patient_status_operators(registry: Any, *, active_only: bool = False) -> dict[str, ServiceOperator]:
+    """``carepath.patient_status`` and ``carepath.warning_sign`` (the warning signs are the folder's, read
+    through ``registry``; with ``active_only`` (four eyes), those a second author activated:
+    :func:`engine.rules.activation.warning_signs_in_use`)."""
     return {"carepath.patient_status": _patient_status,
-            "carepath.warning_sign": functools.partial(_warning_sign, registry)}
+            "carepath.warning_sign": functools.partial(_warning_sign, registry, active_only)}
 
 
 def _patient_status(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +156,8 @@ def _patient_status(context: StepContext, task: Any, params: dict[str, Any]) -> 
     return copy.deepcopy(record)
 
 
-def _warning_sign(registry: Any, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
+def _warning_sign(registry: Any, active_only: bool, context: StepContext, task: Any,
+                  params: dict[str, Any]) -> dict[str, Any]:
     """carepath.warning_sign: the reported sign, looked up in the catalogue, for the triage nurse."""
     report = params.get("report")
     if report is None:
@@ -174,7 +177,7 @@ def _warning_sign(registry: Any, context: StepContext, task: Any, params: dict[s
     if problems:
         raise TaskDataError("the warning sign report is not valid", problems)
     try:
-        catalogue = load_warning_signs(registry.catalogue_dir / "warning_signs.yaml")
+        catalogue = warning_signs_in_use(context.session, registry, active_only=active_only)
     except RuleFileError as exc:  # the deployment's catalogue is broken: an incident, fixed and retried
         raise WorkflowError(f"the warning signs catalogue cannot be used: {exc.message}",
                             [Problem(exc.message, element=task.task_spec.bpmn_id)]) from exc

@@ -82,7 +82,8 @@ def care_plan_operators(registry: Any, timeframes: ReferralTimeframes | None = N
     timeframes = timeframes or ReferralTimeframes()
     return {"carepath.rules": functools.partial(_propose, registry, active_only, timeframes),
             "carepath.careplan": functools.partial(_decide, timeframes),
-            "carepath.referrals": functools.partial(_referrals_sent, timeframes), **patient_status_operators(registry),
+            "carepath.referrals": functools.partial(_referrals_sent, timeframes),
+            **patient_status_operators(registry, active_only=active_only),
             **reassessment_operators(), **summary_operators()}
 
 

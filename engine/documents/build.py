@@ -46,10 +46,11 @@ from engine.documents.render import (
 from engine.documents.wishes import palliative_wishes
 from engine.errors import ConflictError, NotFoundError, RuleFileError
 from engine.instances.view import Status
+from engine.rules.activation import warning_signs_in_use
 from engine.rules.catalogue import Catalogue
 from engine.rules.model import RuleFile
 from engine.rules.store import list_evaluations
-from engine.rules.warning_signs import DIAGNOSES, URGENCIES, load_warning_signs
+from engine.rules.warning_signs import DIAGNOSES, URGENCIES
 
 if TYPE_CHECKING:
     from engine.app import CarePath
@@ -160,6 +161,9 @@ class _Sources:
         # One snapshot: a step committed meanwhile shows in all of the document or in none of it.
         with read_only(carepath.sessions) as session:
             self.view, self.data = carepath.instances.read(session, instance_id)
+            # Under four eyes, the warning signs a second author activated (engine.rules.activation).
+            self.warning_signs = warning_signs_in_use(session, carepath.rules,
+                                                      active_only=carepath.settings.four_eyes)
             self.plan = carepath.care_plans.read(session, instance_id)
             records = list_evaluations(session, instance_id=instance_id)
             completed = session.execute(select(InstanceEvent.element, InstanceEvent.at, InstanceEvent.actor).where(
@@ -580,7 +584,7 @@ def _recent_sact(data: dict[str, Any], today: date) -> tuple[date | None, date |
 def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None,
                    until: date | None) -> dict[str, Any]:
     key = _warning_signs_key(src.view.pathway_id, src.data.get("diagnosis"))
-    catalogue = load_warning_signs(carepath.rules.catalogue_dir / "warning_signs.yaml")
+    catalogue = src.warning_signs
     signs = catalogue.for_diagnosis(key, when="after_treatment")
     if until is not None:  # still within the weeks after treatment: the signs for people on it too
         during = [s for s in catalogue.for_diagnosis(key, when="during_treatment") if s not in signs]
@@ -614,7 +618,7 @@ def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | N
     labels = _Labels(language, carepath.rules.catalogue())
     with read_only(carepath.sessions) as session:
         view, data = carepath.instances.read(session, instance_id)
-    catalogue = load_warning_signs(carepath.rules.catalogue_dir / "warning_signs.yaml")
+        catalogue = warning_signs_in_use(session, carepath.rules, active_only=carepath.settings.four_eyes)
     sv = language == "sv"
     return [{"code": s.code, "name": s.name_sv if sv else s.name_en, "urgency": s.urgency,
              "urgency_label": labels.of("sign_urgency", s.urgency), "action": s.action_sv if sv else s.action_en}

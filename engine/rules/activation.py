@@ -41,10 +41,12 @@ from engine.db.models import RuleSetActivation
 from engine.db.session import read_only, unit_of_work
 from engine.errors import NotFoundError, VersionStateError
 from engine.four_eyes import content_digest, record_deployment, require_second_person
+from engine.rules.catalogue import WARNING_SIGNS_FILE
 from engine.rules.loader import file_version
 from engine.rules.registry import LoadedRuleset, RuleSetRegistry
+from engine.rules.warning_signs import WarningSignCatalogue, load_warning_signs, warning_signs_of
 
-__all__ = ["RuleSetActivations", "RuleSetVersionInfo", "active_ruleset", "release_version"]
+__all__ = ["RuleSetActivations", "RuleSetVersionInfo", "active_ruleset", "release_version", "warning_signs_in_use"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,28 @@ def active_ruleset(session: Session, registry: RuleSetRegistry, name: str) -> Lo
     if row.version in registry.versions(name):  # recorded before catalogues were: the folder's catalogue
         return registry.by_version(name, row.version)
     return registry.load_text(row.source, f"{name}.yaml")
+
+
+def warning_signs_in_use(session: Session, registry: RuleSetRegistry, *, active_only: bool) -> WarningSignCatalogue:
+    """The warning signs a patient reports and their triage is timed by (read in the caller's transaction).
+
+    Without four eyes (``active_only`` false), the folder's. With it, those stored with the rule-set version
+    a second author activated most recently: a changed warning signs file is part of a new catalogue, so of
+    pending rule-set versions, and a sign's urgency or escalation bound changes only once a second author
+    activates one (docs/four-eyes.md). A deployment whose activated versions were all recorded before the
+    catalogue held warning signs uses the folder's, as it did.
+
+    Raises:
+        RuleFileError: the warning signs cannot be read or are invalid.
+    """
+    if active_only:
+        stored = session.scalars(select(RuleSetActivation.catalogue_source).where(
+            RuleSetActivation.activated_at.is_not(None), RuleSetActivation.catalogue_source.is_not(None))
+            .order_by(RuleSetActivation.activated_at.desc(), RuleSetActivation.id.desc()).limit(1)).first()
+        text = json.loads(stored).get(WARNING_SIGNS_FILE) if stored else None
+        if isinstance(text, str):
+            return warning_signs_of(text, f"catalogues/{WARNING_SIGNS_FILE} (activated)")
+    return load_warning_signs(registry.catalogue_dir / WARNING_SIGNS_FILE)
 
 
 class RuleSetActivations:

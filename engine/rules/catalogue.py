@@ -32,11 +32,19 @@ __all__ = [
     "Intervention",
     "ServiceEntry",
     "ServiceType",
+    "GOVERNED_FILES",
+    "WARNING_SIGNS_FILE",
     "load_catalogue",
     "read_guidance",
 ]
 
 CATALOGUE_FILES = ("concerns.yaml", "interventions.yaml", "services.yaml")
+# Files kept and versioned with the catalogue (so under four eyes a change is a pending version a second author
+# activates), parsed where they are used: the warning signs a patient reports and their triage's urgency and
+# escalation (engine.rules.warning_signs). A catalogue stored before they were has none (its version is then
+# that of the three files alone, as it was).
+GOVERNED_FILES = ("warning_signs.yaml",)
+WARNING_SIGNS_FILE = "warning_signs.yaml"
 INTERVENTION_KINDS = ("referral", "intervention", "information")
 _GUIDANCE_FIELDS = ("source", "title", "year", "section", "url")
 
@@ -103,13 +111,14 @@ class Catalogue:
 
 def catalogue_version(texts: dict[str, str]) -> str:
     digest = hashlib.sha256()
-    for name in CATALOGUE_FILES:
+    for name in (*CATALOGUE_FILES, *(n for n in GOVERNED_FILES if n in texts)):
         digest.update(name.encode() + b"\0" + hashlib.sha256(texts[name].encode()).digest())
     return digest.hexdigest()
 
 
 def load_catalogue(directory: Path | str) -> Catalogue:
-    """Load and check the three catalogue files in ``directory``.
+    """Load and check the three catalogue files in ``directory``, with the governed files beside them
+    (:data:`GOVERNED_FILES`, kept as text: their own modules parse them).
 
     Raises:
         RuleFileError: naming file, line and column of every problem found.
@@ -117,8 +126,10 @@ def load_catalogue(directory: Path | str) -> Catalogue:
     directory = Path(directory)
     texts: dict[str, str] = {}
     problems: list[Problem] = []
-    for name in CATALOGUE_FILES:
+    for name in (*CATALOGUE_FILES, *GOVERNED_FILES):
         path = directory / name
+        if name in GOVERNED_FILES and not path.exists():
+            continue  # a deployment without warning signs: documents and triage say so where they need them
         try:
             texts[name] = decode_yaml(path.read_bytes(), str(path))
         except OSError as exc:

@@ -18,10 +18,18 @@ from pathlib import Path
 
 from engine.errors import NotFoundError, Problem, RuleFileError
 from engine.rules.assessment import Assessment
-from engine.rules.catalogue import CATALOGUE_FILES, Catalogue, load_catalogue, parse_catalogue
+from engine.rules.catalogue import (
+    CATALOGUE_FILES,
+    GOVERNED_FILES,
+    WARNING_SIGNS_FILE,
+    Catalogue,
+    load_catalogue,
+    parse_catalogue,
+)
 from engine.rules.compiler import CompiledRuleset, compile_rule_file
 from engine.rules.evaluator import Evaluation, RulesHost, evaluate
 from engine.rules.loader import parse_rule_text
+from engine.rules.warning_signs import warning_signs_of
 
 __all__ = ["LoadedRuleset", "RuleSetRegistry"]
 
@@ -147,7 +155,7 @@ class RuleSetRegistry:
         with self._lock:
             loaded = self._pinned.get((name, release))
             if loaded is None:
-                catalogue = parse_catalogue(catalogue_texts, self.catalogue_dir)
+                catalogue = _checked(parse_catalogue(catalogue_texts, self.catalogue_dir))
                 if catalogue.version != catalogue_version:
                     raise RuleFileError(f"the stored catalogue of rule set '{name}' is not version "
                                         f"{catalogue_version[:12]}",
@@ -166,9 +174,9 @@ class RuleSetRegistry:
             if self._catalogue is not None and now - self._catalogue_checked_at < self.recheck_seconds:
                 return self._catalogue
             self._catalogue_checked_at = now
-            signature = tuple(self._signature(self.catalogue_dir / n) for n in CATALOGUE_FILES)
+            signature = tuple(self._signature(self.catalogue_dir / n) for n in (*CATALOGUE_FILES, *GOVERNED_FILES))
             if self._catalogue is None or signature != self._catalogue_signature:
-                catalogue = load_catalogue(self.catalogue_dir)
+                catalogue = _checked(load_catalogue(self.catalogue_dir))
                 if self._catalogue is None or catalogue.version != self._catalogue.version:
                     self._catalogue = catalogue
                     self._current.clear()  # every rule file must be re-checked against it
@@ -249,6 +257,19 @@ class RuleSetRegistry:
         if key not in self._versions:
             self._versions[key] = LoadedRuleset(compile_rule_file(rule_file), catalogue)
         return self._versions[key]
+
+
+def _checked(catalogue: Catalogue) -> Catalogue:
+    """``catalogue``, once its warning signs (when it has them) parse: a version that holds broken ones is
+    never used, so it can never be activated.
+
+    Raises:
+        RuleFileError: naming the warning signs file, line and column of every problem.
+    """
+    text = catalogue.sources.get(WARNING_SIGNS_FILE)
+    if text is not None:
+        warning_signs_of(text)
+    return catalogue
 
 
 def _signature(path: Path) -> _Signature:

@@ -39,6 +39,7 @@ __all__ = [
     "load_warning_signs",
     "is_duration",
     "parse_warning_signs",
+    "warning_signs_of",
 ]
 
 # The bundled diagnosis pathways; any other diagnosis uses ``general``.
@@ -133,6 +134,16 @@ def load_warning_signs(path: Path | str) -> WarningSignCatalogue:
 @functools.lru_cache(maxsize=8)
 def _parsed(text: str, file: str) -> WarningSignCatalogue:
     return parse_warning_signs(text, file)  # an invalid text raises every time: errors are not cached
+
+
+def warning_signs_of(text: str, file: str = "catalogues/warning_signs.yaml") -> WarningSignCatalogue:
+    """The catalogue of a warning signs text (as stored with a rule-set version), parsed once per distinct
+    text. The catalogue returned is shared: it must not be changed.
+
+    Raises:
+        RuleFileError: naming file, line and column of every problem.
+    """
+    return _parsed(text, file)
 
 
 def parse_warning_signs(text: str, file: str = "warning_signs.yaml") -> WarningSignCatalogue:
