@@ -1,5 +1,9 @@
 """Two gaps in the bundled pathways' clinical content, closed.
 
+Feedback on the palliative route (shared/palliative_care.bpmn, palliative_care_children.bpmn): asked once,
+after the first 3-monthly review, by the shared patient_feedback; never again on later rounds, nor when care
+is transferred (National Cancer Plan for England, DHSC 2026; Young Lives vs Cancer for the young and family).
+
 Surveillance (shared/surveillance_schedule.bpmn): a missed test marked rebooked is waited for, with its
 own timer and a second missed-test task, and a missed test that is not rebooked reaches a clinician
 (NICE NG101, NG151, NG131, NG122 follow-up).
@@ -9,12 +13,16 @@ from __future__ import annotations
 
 import pytest
 
+from sqlalchemy import select
+
 from engine import CarePath, ManualClock
+from engine.db.models import InstanceEvent
 from engine.errors import TaskDataError
 from engine.instances.progress import instance_progress
 
 from .journey import Journey
 from .journeys import SITES, _end_of_treatment, _mdt, _start, _support, _treatment
+from .palliative_journeys import QUARTER, review
 
 
 def _lung_follow_up(bundled: CarePath, clock: ManualClock, patient: str) -> Journey:
@@ -107,3 +115,97 @@ def test_a_rebooked_date_already_past_counts_the_grace_from_today(bundled: CareP
     assert "record_rebooked_result" in j.ready  # its date has passed: recorded now, not missed at once
     assert "review_rebooked_missed" not in j.ready
     assert _timers(j)["rebooked_missed"] == "2026-03-15"  # 14 days from today (1 March)
+
+
+# --- feedback on the palliative route ---------------------------------------------------------------------
+
+
+def _palliative(bundled: CarePath, clock: ManualClock, site_key: str, patient: str, age: int | None = None) -> Journey:
+    """Palliative intent confirmed by the MDT; the route's first assessment declined and its first review done."""
+    site = SITES[site_key]
+    j = _start(bundled, clock, site, patient, age=age, intent="palliative")
+    _support(j, "no")
+    j.hna_declined()
+    _mdt(j, site, intent="palliative", prehab=False, special=False)
+    assert "give_feedback" not in j.ready  # not in the first days after the news
+    j.hna_declined()
+    review(j, "cpal_review" if site_key == "children_young_people" else "pal_review")
+    return j
+
+
+def _next_quarter(j: Journey, element: str = "pal_review", route: str = "continue") -> Journey:
+    j.wait_for(QUARTER)
+    j.hna_declined()
+    return review(j, element, route)
+
+
+def _feedback_events(app: CarePath, instance_id: str) -> list[str]:
+    with app.sessions() as session:
+        return list(session.scalars(select(InstanceEvent.element).where(
+            InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed",
+            InstanceEvent.element == "give_feedback")))
+
+
+def test_the_palliative_route_asks_for_feedback_once_after_the_first_3_monthly_review(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _palliative(bundled, journey_clock, "colorectal", "SYN-FR-0101")
+    assert "give_feedback" not in j.ready  # the first review: too soon
+    j.wait_for(QUARTER)
+    j.hna_declined()
+    assert "give_feedback" not in j.ready  # asked after the review, not before it
+    review(j, "pal_review")
+    task = j.task("give_feedback")
+    assert (task["process"], task["lane"]) == ("patient_feedback", "Patient")
+    j.do("give_feedback", {"overall_experience": "good", "feedback_wants_contact": False})
+    for _ in range(4):  # a year more on the route
+        _next_quarter(j)
+        assert "give_feedback" not in j.ready
+    assert _feedback_events(bundled, j.view.id) == ["give_feedback"]
+
+
+def test_care_transferred_after_feedback_was_asked_does_not_ask_again(bundled: CarePath,
+                                                                       journey_clock: ManualClock) -> None:
+    j = _palliative(bundled, journey_clock, "lung", "SYN-FR-0102")
+    _next_quarter(j)
+    j.do("give_feedback", {"overall_experience": "very_good", "feedback_wants_contact": False})
+    _next_quarter(j, route="care_transferred")
+    assert not {"give_feedback", "pal_acp", "pal_review", "offer_hna"} & set(j.ready)
+    j.wait(400)  # past the reviews, the survey and every timer the route had
+    assert "give_feedback" not in j.ready
+    assert _feedback_events(bundled, j.view.id) == ["give_feedback"]
+
+
+def test_care_transferred_at_the_first_3_monthly_review_ends_the_route_before_the_question(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _palliative(bundled, journey_clock, "breast", "SYN-FR-0103")
+    _next_quarter(j, route="care_transferred")  # the signal is thrown only when care continues
+    assert "give_feedback" not in j.ready
+    j.wait(400)
+    assert "give_feedback" not in j.ready
+
+
+@pytest.mark.parametrize("age", [9, 17])
+def test_the_childrens_route_asks_the_young_person_and_the_family_once(bundled: CarePath,
+                                                                      journey_clock: ManualClock, age: int) -> None:
+    j = _palliative(bundled, journey_clock, "children_young_people", f"SYN-FR-02{age:02d}", age=age)
+    assert "give_feedback" not in j.ready
+    _next_quarter(j, "cpal_review")
+    task = j.task("give_feedback")
+    assert (task["process"], task["lane"]) == ("patient_feedback", "Child or young person, and parents or carers")
+    j.do("give_feedback", {"overall_experience": "good", "feedback_wants_contact": True})
+    j.do("respond", {"contacted_on": j.today(), "outcome": "Thanked"})
+    _next_quarter(j, "cpal_review")
+    assert "give_feedback" not in j.ready
+    _next_quarter(j, "cpal_review", route="care_transferred")
+    assert not {"give_feedback", "cpal_review", "offer_hna"} & set(j.ready)
+    assert _feedback_events(bundled, j.view.id) == ["give_feedback"]
+
+
+def test_patient_died_while_the_question_waits_ends_it_with_everything_else(bundled: CarePath,
+                                                                            journey_clock: ManualClock) -> None:
+    j = _palliative(bundled, journey_clock, "lung", "SYN-FR-0104")
+    j.wait(30)
+    j.message("patient_died", {"date_of_death": j.today()})
+    assert (j.status, j.ready) == ("completed", [])
+    j.wait(120)  # past the 3-monthly review that would have asked
+    assert (j.status, j.ready) == ("completed", [])
