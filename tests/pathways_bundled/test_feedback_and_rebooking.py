@@ -12,7 +12,6 @@ own timer and a second missed-test task, and a missed test that is not rebooked 
 from __future__ import annotations
 
 import pytest
-
 from sqlalchemy import select
 
 from engine import CarePath, ManualClock
