@@ -208,3 +208,33 @@ def test_patient_died_while_the_question_waits_ends_it_with_everything_else(bund
     assert (j.status, j.ready) == ("completed", [])
     j.wait(120)  # past the 3-monthly review that would have asked
     assert (j.status, j.ready) == ("completed", [])
+
+
+# --- hostile input: the counters these steps keep cannot be set through a form ------------------------------
+
+
+def test_a_review_cannot_set_the_count_that_decides_when_feedback_is_asked(bundled: CarePath,
+                                                                          journey_clock: ManualClock) -> None:
+    j = _palliative(bundled, journey_clock, "lung", "SYN-FR-0301")
+    j.wait_for(QUARTER)
+    j.hna_declined()
+    with pytest.raises(TaskDataError) as refused:
+        j.do("pal_review", {"reviewed_on": j.today(), "palliative_route": "continue", "palliative_reviews": 5})
+    assert [p.code for p in refused.value.problems] == ["additionalProperties"]
+    review(j, "pal_review")
+    assert "give_feedback" in j.ready  # the count was kept: asked at this review
+
+
+@pytest.mark.parametrize(("element", "answers"), [
+    ("record_result", {"done_on": "2026-02-15", "result": "as_expected", "test_round": 99}),
+    ("follow_up_missed", {"contacted_on": "2026-03-01", "outcome": "rebooked", "rebooked_on": "2026-03-10",
+                          "test_rebooked_missed_on": "2030-01-01"}),
+])
+def test_a_surveillance_form_cannot_move_the_schedule(bundled: CarePath, journey_clock: ManualClock,
+                                                      element: str, answers: dict[str, object]) -> None:
+    j = _lung_follow_up(bundled, journey_clock, f"SYN-FR-03{len(element):02d}")
+    j.wait_until("2026-02-15" if element == "record_result" else "2026-03-01")
+    with pytest.raises(TaskDataError) as refused:
+        j.do(element, answers)
+    assert [p.code for p in refused.value.problems] == ["additionalProperties"]
+    assert element in [t["element"] for t in j.app.instances.get(j.view.id).ready_tasks]  # still to do
