@@ -274,7 +274,8 @@ REVIEW_ANSWERS: dict[str, Callable[[Journey], dict[str, Any]]] = {
     "remind_first": lambda j: {"reminded_on": j.today()}, "remind_second": lambda j: {"reminded_on": j.today()},
     "survey_invitation": lambda j: {"invitation": "sent", "recorded_on": j.today()},
     "record_result": lambda j: {"done_on": j.today(), "result": "as_expected"},
-    "follow_up_missed": lambda j: {"contacted_on": j.today(), "outcome": "rebooked"},
+    "follow_up_missed": lambda j: {"contacted_on": j.today(), "outcome": "rebooked", "rebooked_on": j.today()},
+    "record_rebooked_result": lambda j: {"done_on": j.today(), "result": "as_expected"},
 }
 
 

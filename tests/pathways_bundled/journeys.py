@@ -179,8 +179,11 @@ def _triage(journey: Journey, rating: str) -> None:
 def record_tests_due(journey: Journey) -> Journey:
     """Record every surveillance test now due, and follow up every missed one (shared/surveillance_schedule)."""
     while True:
-        if "follow_up_missed" in journey.ready:
-            journey.do("follow_up_missed", {"contacted_on": journey.today(), "outcome": "rebooked"})
+        if "follow_up_missed" in journey.ready:  # rebooked for today: its result is recorded next
+            journey.do("follow_up_missed", {"contacted_on": journey.today(), "outcome": "rebooked",
+                                            "rebooked_on": journey.today()})
+        elif "record_rebooked_result" in journey.ready:
+            journey.do("record_rebooked_result", {"done_on": journey.today(), "result": "as_expected"})
         elif "record_result" in journey.ready:
             journey.do("record_result", {"done_on": journey.today(), "result": "as_expected"})
         else:

@@ -99,7 +99,9 @@ def test_a_mammogram_not_recorded_in_time_opens_a_task_to_rebook_it(bundled: Car
     assert "follow_up_missed" not in j.ready  # 6 weeks of grace
     j.wait_until("2027-02-26")
     assert "follow_up_missed" in j.ready and "record_result" not in j.ready
-    j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked"})
+    j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked", "rebooked_on": "2027-03-12"})
+    j.wait_until("2027-03-12")
+    j.do("record_rebooked_result", {"done_on": j.today(), "result": "as_expected"})
     j.wait_until("2028-01-15")  # the schedule goes on
     assert j.task("record_result")["form"]["properties"]["test_due_on"]["default"] == "2028-01-15"
 
