@@ -54,7 +54,7 @@ from engine.audit import append_event
 from engine.db.models import PathwayInstance
 from engine.db.session import read_only, unit_of_work
 from engine.errors import ConflictError, FourEyesError, StaleVersionError, VersionStateError
-from engine.instances.migration_fast import FastPath
+from engine.instances.migration_fast import FastPath, work_changes
 from engine.instances.service import PathwayService
 from engine.instances.step import Step, StepRunner
 from engine.instances.store import MAX_BATCH, ConflictMapper, InstanceRecord, load_instances, load_spec, save_instance
@@ -64,9 +64,6 @@ from engine.spiff.compaction import completed_elements
 
 __all__ = ["InstanceMigration", "MigrationProgress", "MigrationReport", "migrate_pathway"]
 
-# Attributes that place an element in the flow rather than say what it does.
-_PLACEMENT = frozenset({"inputs", "outputs", "lookahead", "bpmn_name", "documentation", "lane", "description",
-                        "default_task_spec"})
 _MIGRATABLE = (Status.RUNNING, Status.SUSPENDED)
 
 
@@ -146,7 +143,7 @@ class _Diffs:
     def work_changes(self, registry: Any, old: Any, new: Any) -> list[str]:
         found = self._work.get((id(old), id(new)))
         if found is None:
-            found = self._work[(id(old), id(new))] = (old, new, _work_changes(registry, old, new))
+            found = self._work[(id(old), id(new))] = (old, new, work_changes(registry, old, new))
         return found[2]
 
 
@@ -202,7 +199,7 @@ def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry
     results = []
     refused = fast = 0
     diffs = _Diffs()
-    fast_path = FastPath(target_specs)
+    fast_path = FastPath(target_specs, lambda old, new: diffs.spec_diff(serializer.SERIALIZER.registry, old, new))
     target_parts = (target_id, to_version, target_specs)
     for first in range(0, len(candidates), MAX_BATCH):
         batch = candidates[first:first + MAX_BATCH]
@@ -257,7 +254,7 @@ def _migrate_fast(runner: StepRunner, candidate: _Candidate, target: tuple[int, 
         return None
     target_id, to_version = target
     plan = InstanceMigration(record.id, record.patient_ref, record.status, record.pathway_version, to_version,
-                             tasks_added=found[0], tasks_removed=found[1], fast_path=True)
+                             tasks_added=found.tasks_added, tasks_removed=found.tasks_removed, fast_path=True)
     if dry_run:
         return plan
     now = runner.clock.now()
@@ -266,7 +263,10 @@ def _migrate_fast(runner: StepRunner, candidate: _Candidate, target: tuple[int, 
             append_event(session, record, "migrated", at=now, actor=actor, pathway_version=to_version,
                          payload={"from_version": plan.from_version, "to_version": to_version, **plan.summary()})
             record.pathway_version_id, record.pathway_version, record.updated_at = target_id, to_version, now
-            save_instance(session, record, seal_state=True)  # guarded by the revision the batch read
+            if found.state is not None:
+                record.state = found.state
+            # Guarded by the revision the batch read; the digest of the state (kept or new) in the event.
+            save_instance(session, record, state_changed=found.state is not None, seal_state=True)
     except StaleVersionError:
         return None  # changed since it was read: the full path reads it again
     runner.cache.take_latest(record.id)  # a workflow this process cached is of the old version
@@ -349,21 +349,6 @@ def _check_completed_work(workflow: Any, diff: SpecDiff, registry: Any, diffs: _
             problems.append(f"completed task {spec.bpmn_id!r} would change ({', '.join(changed)})")
     if problems:
         raise _Refused("; ".join(problems))
-
-
-def _work_changes(registry: Any, old: Any, new: Any) -> list[str]:
-    before, after = registry.convert(old), registry.convert(new)
-    changed = [key for key in sorted(set(before) | set(after))
-               if key not in _PLACEMENT and before.get(key) != after.get(key)]
-    if "cond_task_specs" in changed and _conditions(before) == _conditions(after):
-        changed.remove("cond_task_specs")  # only the targets moved
-    if "name" in changed and before.get("bpmn_id") == after.get("bpmn_id"):
-        changed.remove("name")
-    return changed
-
-
-def _conditions(spec: dict[str, Any]) -> list[str]:
-    return sorted(str(c.get("condition")) for c in spec.get("cond_task_specs") or [])
 
 
 def _check_positions(workflow: Any) -> None:
