@@ -36,6 +36,7 @@ A state in an older format, or one that names anything else, takes the full path
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,9 @@ class _Same:
     same_flow: frozenset[str]
     same_work: frozenset[str]
     timers: frozenset[str]
+    # Task specs whose update only sets constants (a pre-script of ``name = literal`` lines, or none,
+    # and no data inputs): what it sets, by spec name.
+    prescripts: Mapping[str, dict[str, Any]]
 
 
 class FastPath:
@@ -143,7 +147,7 @@ class FastPath:
             live, predicted, finished = _names(part)
             if not live <= same.identical or not predicted <= same.same_flow or not finished <= same.same_work:
                 return None
-            changed = _reset(part, same.timers)
+            changed = _reset(part, same.timers, same.prescripts)
             if changed is None:
                 return None
             reset = reset or changed
@@ -179,7 +183,7 @@ def _process(specs: workflows.RestoredSpecs, name: Any, is_top: bool = False) ->
     return specs.subprocess_specs[name] if isinstance(name, str) and name in specs.subprocess_specs else None
 
 
-def _reset(part: dict[str, Any], timers: frozenset[str]) -> bool | None:
+def _reset(part: dict[str, Any], timers: frozenset[str], prescripts: Mapping[str, dict[str, Any]]) -> bool | None:
     """Do to a tree of a stored state (in place) what the full path's reset of its ready and waiting
     tasks does to their data; whether that changed anything, or None when the fast path cannot.
 
@@ -187,8 +191,9 @@ def _reset(part: dict[str, Any], timers: frozenset[str]) -> bool | None:
     waiting timer's due date, which the full path puts back. A parallel join waiting for its other
     branches has data of its own, which the reset drops: it is dropped here (the task's delta from
     its parent, version 3's way of storing its data), as is a waiting event's note that it has not
-    fired (``event_fired`` false). A ready task with data or internal data of its own (something written on it
-    while it waited for a person), or a due date on anything but a timer, is left to the full path."""
+    fired (``event_fired`` false). A ready task keeps its data when the reset's update writes it back
+    (its pre-script sets constants, and its own data is those); any other ready task with data or
+    internal data of its own, or a due date on anything but a timer, is left to the full path."""
     changed = False
     for task in (part.get("tasks") or {}).values():
         state = task.get("state", 0)
@@ -196,8 +201,16 @@ def _reset(part: dict[str, Any], timers: frozenset[str]) -> bool | None:
             continue
         internal = task.get("internal_data") or {}
         own_data = task.get("delta") not in (None, {}, _EMPTY_DELTA) or task.get("data") not in (None, {})
-        if state & TaskState.READY and (own_data or internal):
-            return None
+        if state & TaskState.READY:
+            # The reset's update runs the task's pre-script again on its parent's data: data the
+            # pre-script wrote (a review's ``new_needs = None``) comes back as it was; anything else is lost.
+            delta = task.get("delta") or {}
+            written = prescripts.get(task.get("task_spec"))
+            if internal or task.get("data") not in (None, {}) or delta.get("deletions") or written is None \
+                    or any(key not in written or written[key] != value
+                           for key, value in (delta.get("updates") or {}).items()):
+                return None
+            continue
         if "event_value" in internal and task.get("task_spec") not in timers:
             return None  # a due date the full path drops: its next due time would change
         if own_data:
@@ -219,7 +232,7 @@ def _compare(before: Any, after: Any, diff: SpecDiff) -> _Same:
     was, now = registry.convert(before), registry.convert(after)
     was_specs, now_specs = was.pop("task_specs"), now.pop("task_specs")
     if was != now:
-        return _Same(frozenset(), frozenset(), frozenset(), frozenset())
+        return _Same(frozenset(), frozenset(), frozenset(), frozenset(), {})
     alignment = diff.alignment
     identical, same_flow, same_work = set(), set(), set()
     for name, spec in before.task_specs.items():
@@ -234,7 +247,31 @@ def _compare(before: Any, after: Any, diff: SpecDiff) -> _Same:
         if spec.bpmn_id is None or not work_changes(registry, spec, aligned):
             same_work.add(name)
     timers = frozenset(name for name, spec in before.task_specs.items() if _is_timer(spec))
-    return _Same(frozenset(identical), frozenset(same_flow), frozenset(same_work), timers)
+    prescripts = {name: found for name, spec in before.task_specs.items()
+                  if (found := _constants_set(spec)) is not None}
+    return _Same(frozenset(identical), frozenset(same_flow), frozenset(same_work), timers, prescripts)
+
+
+def _constants_set(spec: Any) -> dict[str, Any] | None:
+    """What a task spec's update sets in its task's data, if that is only constants: its pre-script's
+    ``name = literal`` lines (none: nothing); None when it reads data inputs or runs anything else."""
+    io = getattr(spec, "io_specification", None)
+    if getattr(spec, "data_input_associations", None) or (io is not None and io.data_inputs):
+        return None
+    script = getattr(spec, "prescript", None)
+    if not script:
+        return {}
+    try:
+        statements = ast.parse(script).body
+        found = {}
+        for statement in statements:
+            if not isinstance(statement, ast.Assign) or len(statement.targets) != 1 \
+                    or not isinstance(statement.targets[0], ast.Name):
+                return None
+            found[statement.targets[0].id] = ast.literal_eval(statement.value)
+    except (SyntaxError, ValueError):
+        return None
+    return found
 
 
 def _is_timer(spec: Any) -> bool:

@@ -225,7 +225,6 @@ def _migrate(app: CarePath) -> MigrationReport:
     return migrate_pathway(app.instances, PATHWAY, "clinician:cns-syn")
 
 
-FAST_FROM = 11  # breast-full: before this, a ready review holds data of its own (the full path's reset drops it)
 CASES = [(variant, journey, at) for variant in VARIANTS
          for journey, points in (("breast-full", (1, 2, 4, 7, 11, 16, 22, 29, 37, 46)),
                                  ("breast-short", (3, 6)), ("breast-palliative", (3, 8)),
@@ -267,11 +266,9 @@ def test_the_fast_path_moves_an_instance_as_the_full_path_does(
 
         finished = _row(fast.finish().app, fast.instance_id), _row(full.finish().app, full.instance_id)
         assert finished[0] == finished[1]
-        # Which path ran. Before the first action the patient is at the first task: the full path when
-        # it was renamed (a ready task whose spec changed), the fast one otherwise. Then, until
-        # FAST_FROM, a ready review holds data of its own (its new needs): the full path. Then the fast one.
+        # Which path ran: at the first task, renamed (a ready task whose spec changed), the full path.
         if journey == "breast-full":
-            assert moved_fast.fast_path == (at >= FAST_FROM or (at == 1 and variant == "far-ahead"))
+            assert moved_fast.fast_path == (variant != "renamed" or at != 1)
     finally:
         for paused in (fast, full):
             paused.go.set()
