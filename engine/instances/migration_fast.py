@@ -20,14 +20,20 @@ finds each named spec by its name in the version's process (or called process). 
 
 So an instance takes the fast path when, in each process its state names (the processes themselves
 equal apart from their task specs: data objects, IO specification, correlations), every named spec
-is aligned with the spec of the same name in the new version; every spec of a task not finished
-(ready, waiting, started, future or predicted: the tasks the reset predicts again, and the tree it
-predicts, which was predicted from these same specs) serialises identically (inputs, outputs,
-conditions, timers, forms, scripts, label, documentation: the whole spec); and every finished one
-(completed or cancelled in the tree, or in the note) has no change to its work, which is all the
-full path asks of it. A timer's definition is then the same, so its due date is kept as it is; the
-restored workflow is the one the full path makes, and what lies ahead (reached later, by following
-the new specs) is the same in both. The migration is then the row's version and the ``migrated``
+is aligned with the spec of the same name in the new version, and:
+
+* every spec of a task reached and not finished (ready, waiting, started: what the reset runs
+  again) serialises identically (inputs, outputs, conditions, timers, forms, scripts, label: the
+  whole spec), so a timer keeps its due date and the reset's update does what it did;
+* every spec of a task only predicted (future, likely, maybe) is identical but for what it says to
+  people (label, documentation, extensions): it runs with the new spec on either path, and the
+  tree the reset predicts again from these specs is the one predicted before;
+* every finished one (completed or cancelled in the tree, or in the note) has no change to its
+  work, which is all the full path asks of it.
+
+The restored workflow is then the one the full path makes (``_reset`` below does to the JSON what
+the reset does to the waiting tasks' data), and what lies ahead (reached later, by following the
+new specs) is the same in both. The migration is then the row's version and the ``migrated``
 event, whose ``tasks_added`` and ``tasks_removed`` are what is reachable from the patient's
 positions in each version (``migration._ahead``'s rule, computed here from the names).
 
@@ -52,16 +58,6 @@ from engine.spiff.compaction import COMPLETED_NOTE
 
 __all__ = ["FastPath", "FastPlan", "work_changes"]
 
-
-
-@dataclass(frozen=True)
-class FastPlan:
-    """What the fast path does to one instance: the ``migrated`` event's ``tasks_added`` and
-    ``tasks_removed``, and its new state when the reset changes it (None: the state is kept as it is)."""
-
-    tasks_added: list[str]
-    tasks_removed: list[str]
-    state: str | None
 _DEFINITE = int(TaskState.DEFINITE_MASK)
 _FINISHED = int(TaskState.FINISHED_MASK)
 _RESET = int(TaskState.READY | TaskState.WAITING)  # what SpiffWorkflow's migrate_workflow resets
@@ -78,6 +74,16 @@ _PREDICTED = int(TaskState.PREDICTED_MASK | TaskState.FUTURE)
 # Attributes that place an element in the flow rather than say what it does.
 _PLACEMENT = frozenset({"inputs", "outputs", "lookahead", "bpmn_name", "documentation", "lane", "description",
                         "default_task_spec"})
+
+
+@dataclass(frozen=True)
+class FastPlan:
+    """What the fast path does to one instance: the ``migrated`` event's ``tasks_added`` and
+    ``tasks_removed``, and its new state when the reset changes it (None: the state is kept as it is)."""
+
+    tasks_added: list[str]
+    tasks_removed: list[str]
+    state: str | None
 
 
 def work_changes(registry: Any, old: Any, new: Any) -> list[str]:
