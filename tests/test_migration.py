@@ -444,3 +444,20 @@ def test_an_instance_changed_after_its_batch_was_read_takes_the_full_path(app: C
     assert moved.migrated and not moved.fast_path  # the guarded write refused the revision read; read again
     assert (moved.status, app.instances.get(instance_id).status) == ("suspended", "suspended")
     assert len(_events(app, instance_id, "migrated")) == 1
+
+
+def test_the_command_counts_the_fast_path_over_its_processes(app: CarePath, clock: ManualClock,
+                                                             pathways_dir: Path, database_url: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import main
+
+    ids = {_waiting_instance(app, f"MRN-{n}") for n in range(5)}
+    _deploy(app, clock, pathways_dir, _relabelled("review"))
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(pathways_dir))
+    monkeypatch.setenv("CAREPATH_FOUR_EYES", "off")
+    done = CliRunner().invoke(main, ["migrate", PATHWAY, "--jobs", "2", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["fast_path"] == 5 and {i["instance_id"] for i in report["instances"] if i["fast_path"]} == ids
+    assert "migrating test_followup: 5/5 (100%), 0 refused, 5 by the fast path" in done.stderr
