@@ -691,7 +691,7 @@ def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, r
     def progress(step: MigrationProgress) -> None:
         rate = step.done / max(time.monotonic() - started, 1e-9)
         click.echo(f"migrating {pathway}: {step.done}/{step.total} ({100 * step.done // max(step.total, 1)}%), "
-                   f"{step.refused} refused, {rate:.0f}/s", err=True)
+                   f"{step.refused} refused, {step.fast} by the fast path, {rate:.0f}/s", err=True)
 
     try:
         if ask:

@@ -613,7 +613,11 @@ SCHEMAS: dict[str, Any] = {
     # Migration.
     "MigrationReport": _obj(["pathway_id", "to_version", "dry_run", "instances"], {
         "pathway_id": {"type": "string"}, "to_version": {"type": "string"}, "dry_run": {"type": "boolean"},
-        "instances": {"type": "array", "items": _obj(list(_MIGRATION_PROPS), _MIGRATION_PROPS)}}),
+        # Not required: reports kept with migration requests from before the fast path lack it.
+        "fast_path": {"type": "integer", "description": "How many instances took (or would take) the fast "
+                      "path: their stored state needed no restore (engine/instances/migration_fast.py)"},
+        "instances": {"type": "array", "items": _obj(list(_MIGRATION_PROPS), {
+            **_MIGRATION_PROPS, "fast_path": {"type": "boolean"}})}}),
     "MigrationRequestRecord": _obj(["id", "pathway_id", "target_version", "status", "requested_by",
                                     "requested_at", "report", "approved_by", "approved_at", "result"], {
         "id": {"type": "string", "pattern": UUID_PATTERN}, "pathway_id": {"type": "string"},

@@ -517,6 +517,7 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
             began = time.perf_counter()
             command = [str(Path(sys.executable).parent / "carepath"), "migrate", pathway, "--jobs", str(jobs)]
             load = [round(x, 1) for x in os.getloadavg()]
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
             process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             try:
@@ -528,18 +529,32 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
                 killed = True
             elapsed = time.perf_counter() - began
             stderr = (process.stderr.read() if process.stderr else "").strip().splitlines()
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # The command's CPU and that of the processes of its shares, which it waited for: a killed
+            # run's shares are not waited for, so only a run that ended counts (the server's CPU never does).
+            cpu = (used.ru_utime - children.ru_utime) + (used.ru_stime - children.ru_stime)
             after, left, events = moved()
+            progress_line = next((line for line in reversed(stderr) if "migrating" in line), None)
             runs.append({"processes": jobs, "load_average_before": load,
                          "load_average_after": [round(x, 1) for x in os.getloadavg()],
                          "seconds": round(elapsed, 1), "killed": killed, "moved": after - before, "left": left,
                          "per_second": round((after - before) / elapsed, 1),
-                         "last_progress_line": next((line for line in reversed(stderr) if "migrating" in line), None),
+                         "cpu_ms_per_instance": None if killed or after == before
+                         else round(cpu / (after - before) * 1000, 2),
+                         "last_progress_line": progress_line,
+                         "fast_path_at_last_progress": _fast_path(progress_line),
                          "exit_code": process.returncode,
                          "last_error_line": stderr[-1] if stderr and not killed else None,
                          "migrated_events_total": events, "instances_on_new_version": after})
         return {"pathway": pathway, "runs": runs}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fast_path(progress_line: str | None) -> int | None:
+    """How many instances took the migration's fast path, by the command's last progress line."""
+    found = re.search(r"(\d+) by the fast path", progress_line or "")
+    return int(found.group(1)) if found else None
 
 
 def main() -> None:

@@ -342,3 +342,122 @@ def test_a_share_that_fails_fails_the_command_with_its_reason(app: CarePath, dat
     assert "share 1/2: no version of pathway 'no_such_pathway' is deployed and active" in failed.output \
         or "share 2/2: no version of pathway 'no_such_pathway' is deployed and active" in failed.output
     assert "run the command again to go on" in failed.output
+
+
+# --- the fast path (engine.instances.migration_fast; tests/pathways_bundled/test_migration_fast.py
+# compares it with the full path on the bundled breast pathway) -----------------------------------
+
+
+def _relabelled(element: str) -> str:
+    """The diagram with one element's label changed: nothing an instance past it depends on."""
+    label = {"hna": "Holistic needs assessment", "review": "Follow-up review"}[element]
+    changed = _diagram().replace(f'name="{label}"', f'name="{label} (renamed)"')
+    assert changed != _diagram()
+    return changed
+
+
+def _stored_state(app: CarePath, instance_id: str) -> bytes:
+    from sqlalchemy import text
+
+    with app.db.connect() as connection:
+        return bytes(connection.execute(text("SELECT state FROM pathway_instances WHERE id = :i"),
+                                        {"i": instance_id}).scalar_one())
+
+
+def test_the_fast_path_keeps_the_state_and_seals_its_digest(app: CarePath, clock: ManualClock,
+                                                            pathways_dir: Path) -> None:
+    from engine.audit import state_digest, verify_trail
+    from engine.db.stored_state import decode_state
+
+    started = clock.now()
+    instance_id = _waiting_instance(app)  # hna completed, the timer waiting, review predicted
+    stored = _stored_state(app, instance_id)
+    old_version = _row(app, instance_id)[0]
+    new_version = _deploy(app, clock, pathways_dir, _relabelled("review"))
+
+    report = migrate_pathway(app.instances, PATHWAY, "cli:test")
+    [moved] = report.instances
+    assert moved.migrated and moved.fast_path and report.fast_path == 1
+    assert _stored_state(app, instance_id) == stored  # not rewritten
+    [event] = _events(app, instance_id, "migrated")
+    assert json.loads(event.payload) == {"from_version": old_version, "to_version": new_version,
+                                         "tasks_added": [], "tasks_removed": [], "timers_moved": []}
+    assert event.state_digest == state_digest(decode_state(stored))
+    with app.sessions() as session:
+        assert verify_trail(session, [instance_id]) == []
+    view = app.instances.get(instance_id)
+    assert (view.pathway_version, view.version) == (new_version, _row(app, instance_id)[2])
+    # The workflow this process cached before the move is not used: the review shows the new label.
+    clock.set(started + timedelta(days=30, minutes=1))
+    assert fire_due_timers(app.instances) == 1
+    [review] = app.instances.get(instance_id).ready_tasks
+    assert review["name"] == "Follow-up review (renamed)"
+    _complete(app, instance_id, "review", {"outcome": 1})
+    assert app.instances.get(instance_id).status == "completed"
+
+
+def test_an_instance_at_a_changed_task_takes_the_full_path(app: CarePath, clock: ManualClock,
+                                                           pathways_dir: Path) -> None:
+    at_hna = app.instances.start(PATHWAY, "MRN-1", "system:ehr").id  # hna ready: its spec changes
+    past_hna = _waiting_instance(app, "MRN-2")  # hna completed: its work is the same
+    _deploy(app, clock, pathways_dir, _relabelled("hna"))
+
+    dry = migrate_pathway(app.instances, PATHWAY, "cli:test", dry_run=True)
+    report = migrate_pathway(app.instances, PATHWAY, "cli:test")
+    paths = {i.instance_id: (i.migrated, i.fast_path) for i in report.instances}
+    assert paths == {at_hna: (True, False), past_hna: (True, True)}
+    assert report.fast_path == 1
+    [ready] = app.instances.get(at_hna).ready_tasks
+    assert ready["name"] == "Holistic needs assessment (renamed)"
+    # A dry run reports the same plan, path included, and wrote nothing.
+    assert [(i.instance_id, i.fast_path, i.tasks_added, i.tasks_removed, i.timers_moved) for i in dry.instances] \
+        == [(i.instance_id, i.fast_path, i.tasks_added, i.tasks_removed, i.timers_moved) for i in report.instances]
+    assert dry.fast_path == 1 and not any(i.migrated for i in dry.instances)
+
+
+def test_a_dry_run_of_the_fast_path_writes_nothing(app: CarePath, clock: ManualClock, pathways_dir: Path) -> None:
+    instance_id = _waiting_instance(app)
+    before = _row(app, instance_id)
+    _deploy(app, clock, pathways_dir, _relabelled("review"))
+    report = migrate_pathway(app.instances, PATHWAY, "cli:test", dry_run=True)
+    assert report.fast_path == 1 and not report.instances[0].migrated
+    assert _row(app, instance_id) == before
+    assert _events(app, instance_id, "migrated") == []
+
+
+def test_an_instance_changed_after_its_batch_was_read_takes_the_full_path(app: CarePath, clock: ManualClock,
+                                                                          pathways_dir: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.instances import migration
+
+    instance_id = _waiting_instance(app)
+    _deploy(app, clock, pathways_dir, _relabelled("review"))
+    original = migration.load_instances
+
+    def then_changed(session: Any, ids: list[str]) -> Any:
+        found = original(session, ids)
+        app.instances.suspend(instance_id, "clinician:cns-2", "patient asked for a pause")  # another request
+        return found
+
+    monkeypatch.setattr(migration, "load_instances", then_changed)
+    [moved] = migrate_pathway(app.instances, PATHWAY, "cli:test").instances
+    assert moved.migrated and not moved.fast_path  # the guarded write refused the revision read; read again
+    assert (moved.status, app.instances.get(instance_id).status) == ("suspended", "suspended")
+    assert len(_events(app, instance_id, "migrated")) == 1
+
+
+def test_the_command_counts_the_fast_path_over_its_processes(app: CarePath, clock: ManualClock,
+                                                             pathways_dir: Path, database_url: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import main
+
+    ids = {_waiting_instance(app, f"MRN-{n}") for n in range(5)}
+    _deploy(app, clock, pathways_dir, _relabelled("review"))
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(pathways_dir))
+    monkeypatch.setenv("CAREPATH_FOUR_EYES", "off")
+    done = CliRunner().invoke(main, ["migrate", PATHWAY, "--jobs", "2", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["fast_path"] == 5 and {i["instance_id"] for i in report["instances"] if i["fast_path"]} == ids
+    assert "migrating test_followup: 5/5 (100%), 0 refused, 5 by the fast path" in done.stderr

@@ -24,6 +24,14 @@ requester's dry run reported; a dry run needs no approval.
 Moving a national caseload (100,000 instances of a pathway) takes minutes: the caller is told the
 progress as it goes, and a run that is killed loses at most the instance in hand. Running it again
 resumes: the instances already moved are on the newest version, so they are no longer candidates.
+
+Two paths. The candidates are read in batches (one SELECT per :data:`engine.instances.store.MAX_BATCH`).
+An instance whose stored state names only specs the new version left unchanged
+(:mod:`engine.instances.migration_fast`) keeps its state bytes: its unit of work is the guarded
+write of its row's version and its ``migrated`` event (the digest of the unchanged state sealed
+in it, as the full path seals the rewritten one), one statement on PostgreSQL. Every other
+instance, and one changed since its batch was read, takes the full path through the step runner.
+The report counts the instances that took the fast path.
 """
 
 from __future__ import annotations
@@ -42,20 +50,20 @@ from SpiffWorkflow.bpmn.util.diff import SpecDiff, WorkflowDiff, migrate_workflo
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
+from engine.audit import append_event
 from engine.db.models import PathwayInstance
-from engine.db.session import read_only
+from engine.db.session import read_only, unit_of_work
 from engine.errors import ConflictError, FourEyesError, StaleVersionError, VersionStateError
+from engine.instances.migration_fast import FastPath, work_changes
 from engine.instances.service import PathwayService
 from engine.instances.step import Step, StepRunner
+from engine.instances.store import MAX_BATCH, ConflictMapper, InstanceRecord, load_instances, load_spec, save_instance
 from engine.instances.view import Status
 from engine.spiff import patches, serializer, workflows
 from engine.spiff.compaction import completed_elements
 
 __all__ = ["InstanceMigration", "MigrationProgress", "MigrationReport", "migrate_pathway"]
 
-# Attributes that place an element in the flow rather than say what it does.
-_PLACEMENT = frozenset({"inputs", "outputs", "lookahead", "bpmn_name", "documentation", "lane", "description",
-                        "default_task_spec"})
 _MIGRATABLE = (Status.RUNNING, Status.SUSPENDED)
 
 
@@ -73,6 +81,7 @@ class InstanceMigration:
     tasks_added: list[str] = field(default_factory=list)
     tasks_removed: list[str] = field(default_factory=list)
     timers_moved: list[dict[str, str | None]] = field(default_factory=list)
+    fast_path: bool = False  # its state named only unchanged specs: kept as it is (engine.instances.migration_fast)
 
     def summary(self) -> dict[str, Any]:
         return {"tasks_added": self.tasks_added, "tasks_removed": self.tasks_removed,
@@ -93,18 +102,25 @@ class MigrationReport:
     def refused(self) -> list[InstanceMigration]:
         return [i for i in self.instances if i.refused]
 
+    @property
+    def fast_path(self) -> int:
+        """How many instances took (or, in a dry run, would take) the fast path."""
+        return sum(i.fast_path for i in self.instances)
+
     def as_dict(self) -> dict[str, Any]:
         return {"pathway_id": self.pathway_id, "to_version": self.to_version, "dry_run": self.dry_run,
-                "instances": [i.as_dict() for i in self.instances]}
+                "fast_path": self.fast_path, "instances": [i.as_dict() for i in self.instances]}
 
 
 @dataclass(frozen=True)
 class MigrationProgress:
-    """How far a migration is: ``done`` of ``total`` candidates handled, of which ``refused`` were refused."""
+    """How far a migration is: ``done`` of ``total`` candidates handled, of which ``refused`` were
+    refused and ``fast`` took the fast path."""
 
     done: int
     total: int
     refused: int
+    fast: int = 0
 
 
 class _Diffs:
@@ -127,7 +143,7 @@ class _Diffs:
     def work_changes(self, registry: Any, old: Any, new: Any) -> list[str]:
         found = self._work.get((id(old), id(new)))
         if found is None:
-            found = self._work[(id(old), id(new))] = (old, new, _work_changes(registry, old, new))
+            found = self._work[(id(old), id(new))] = (old, new, work_changes(registry, old, new))
         return found[2]
 
 
@@ -181,18 +197,81 @@ def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry
     # Ids are random UUIDs: their first 32 bits split the instances evenly, and the same way in every process.
     candidates = [i for i in candidates if int(i.replace("-", "")[:8], 16) % shares == share - 1]
     results = []
-    refused = 0
+    refused = fast = 0
     diffs = _Diffs()
-    for done, instance_id in enumerate(candidates, start=1):
-        try:
-            result = _migrate_one(runner, instance_id, (target_id, to_version, target_specs), actor, dry_run, diffs)
-        except (StaleVersionError, ConflictError) as exc:
-            result = InstanceMigration(instance_id, "", "", "", to_version, refused=exc.message)
-        results.append(result)
-        refused += result.refused is not None
-        if progress is not None and (done % progress_every == 0 or done == len(candidates)):
-            progress(MigrationProgress(done, len(candidates), refused))
+    fast_path = FastPath(target_specs, lambda old, new: diffs.spec_diff(serializer.SERIALIZER.registry, old, new))
+    target_parts = (target_id, to_version, target_specs)
+    for first in range(0, len(candidates), MAX_BATCH):
+        batch = candidates[first:first + MAX_BATCH]
+        records = _read_batch(runner, batch, target_id)
+        for done, instance_id in enumerate(batch, start=first + 1):
+            result = None
+            record = records.get(instance_id)
+            if record is not None:
+                result = _migrate_fast(runner, record, (target_id, to_version), fast_path, actor, dry_run)
+            if result is None:
+                try:
+                    result = _migrate_one(runner, instance_id, target_parts, actor, dry_run, diffs)
+                except (StaleVersionError, ConflictError) as exc:
+                    result = InstanceMigration(instance_id, "", "", "", to_version, refused=exc.message)
+            results.append(result)
+            refused += result.refused is not None
+            fast += result.fast_path
+            if progress is not None and (done % progress_every == 0 or done == len(candidates)):
+                progress(MigrationProgress(done, len(candidates), refused, fast))
     return MigrationReport(pathway_id, to_version, dry_run, results)
+
+
+def _read_batch(runner: StepRunner, instance_ids: list[str], target_id: int) -> dict[str, _Candidate]:
+    """The candidates of a batch that may take the fast path, with the specs of the version each is on
+    (restored once per process, read here on a miss). Left out (to the full path): an instance no
+    longer running or suspended, already on the target, or whose stored state cannot be read."""
+    found: dict[str, _Candidate] = {}
+    with read_only(runner.sessions) as session:
+        for record in load_instances(session, instance_ids).values():
+            if record.status not in _MIGRATABLE or record.pathway_version_id == target_id \
+                    or record.unreadable_state is not None:
+                continue
+            version_id = record.pathway_version_id
+            specs = workflows.specs_for(record.pathway_version, lambda v=version_id: load_spec(session, v))
+            found[record.id] = _Candidate(record, specs)
+    return found
+
+
+@dataclass
+class _Candidate:
+    record: InstanceRecord
+    specs: workflows.RestoredSpecs
+
+
+def _migrate_fast(runner: StepRunner, candidate: _Candidate, target: tuple[int, str], fast_path: FastPath,
+                  actor: str, dry_run: bool) -> InstanceMigration | None:
+    """Move one instance by the fast path in its own unit of work; None when it must take the full
+    path (its state names a changed spec, or it changed since its batch was read)."""
+    record = candidate.record
+    found = fast_path.plan(candidate.specs, record.state)
+    if found is None:
+        return None
+    target_id, to_version = target
+    plan = InstanceMigration(record.id, record.patient_ref, record.status, record.pathway_version, to_version,
+                             tasks_added=found.tasks_added, tasks_removed=found.tasks_removed, fast_path=True)
+    if dry_run:
+        return plan
+    now = runner.clock.now()
+    try:
+        with ConflictMapper(), unit_of_work(runner.sessions) as session:
+            append_event(session, record, "migrated", at=now, actor=actor, pathway_version=to_version,
+                         payload={"from_version": plan.from_version, "to_version": to_version, **plan.summary()})
+            record.pathway_version_id, record.pathway_version, record.updated_at = target_id, to_version, now
+            if found.state is not None:
+                record.state = found.state
+            # Guarded by the revision the batch read; the digest of the state (kept or new) in the event.
+            save_instance(session, record, state_changed=found.state is not None, seal_state=True)
+    except StaleVersionError:
+        return None  # changed since it was read: the full path reads it again
+    runner.cache.take_latest(record.id)  # a workflow this process cached is of the old version
+    plan.migrated = True
+    return plan
 
 
 def _migrate_one(runner: StepRunner, instance_id: str, target: tuple[int, str, workflows.RestoredSpecs],
@@ -270,21 +349,6 @@ def _check_completed_work(workflow: Any, diff: SpecDiff, registry: Any, diffs: _
             problems.append(f"completed task {spec.bpmn_id!r} would change ({', '.join(changed)})")
     if problems:
         raise _Refused("; ".join(problems))
-
-
-def _work_changes(registry: Any, old: Any, new: Any) -> list[str]:
-    before, after = registry.convert(old), registry.convert(new)
-    changed = [key for key in sorted(set(before) | set(after))
-               if key not in _PLACEMENT and before.get(key) != after.get(key)]
-    if "cond_task_specs" in changed and _conditions(before) == _conditions(after):
-        changed.remove("cond_task_specs")  # only the targets moved
-    if "name" in changed and before.get("bpmn_id") == after.get("bpmn_id"):
-        changed.remove("name")
-    return changed
-
-
-def _conditions(spec: dict[str, Any]) -> list[str]:
-    return sorted(str(c.get("condition")) for c in spec.get("cond_task_specs") or [])
 
 
 def _check_positions(workflow: Any) -> None:

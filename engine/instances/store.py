@@ -44,9 +44,9 @@ from engine.db.stored_state import UnreadableStateError, decode_state, encode_st
 from engine.errors import ConflictError, NotFoundError, Problem, StaleVersionError
 from engine.webhooks import StepFacts, enqueue, take_referrals
 
-__all__ = ["STATE_TOO_LARGE", "ConflictMapper", "InstanceRecord", "active_instance_of", "insert_instances",
-           "is_second_active_instance", "load_instance", "load_latest_version", "load_spec", "ready_elements",
-           "save_instance"]
+__all__ = ["MAX_BATCH", "STATE_TOO_LARGE", "ConflictMapper", "InstanceRecord", "active_instance_of",
+           "insert_instances", "is_second_active_instance", "load_instance", "load_instances", "load_latest_version",
+           "load_spec", "ready_elements", "save_instance"]
 
 _INSTANCES: Table = PathwayInstance.__table__  # type: ignore[assignment]
 _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
@@ -217,6 +217,40 @@ def load_instance(session: Session, instance_id: str) -> InstanceRecord:
         cursor.close()
     if row is None:
         raise NotFoundError(f"no instance {instance_id!r}")
+    return _record(sql, row)
+
+
+# Ids per batch read: one statement's parameters stay well under SQLite's and PostgreSQL's limits.
+MAX_BATCH = 500
+
+
+def load_instances(session: Session, instance_ids: list[str]) -> dict[str, InstanceRecord]:
+    """The instances of ``instance_ids`` that exist, by id, with their version keys: one SELECT for a
+    batch (a bulk migration reads its candidates this way and then writes each in its own unit of
+    work, guarded by the revision read here, as :func:`save_instance` always is).
+
+    Raises:
+        ValueError: more than :data:`MAX_BATCH` ids.
+    """
+    if len(instance_ids) > MAX_BATCH:
+        raise ValueError(f"{len(instance_ids)} ids: at most {MAX_BATCH} are read at once")
+    if not instance_ids:
+        return {}
+    driver, sql = _for(session)
+    names = [f"i{n}" for n in range(len(instance_ids))]
+    statement = sql.load.replace(f"i.id = {sql.placeholder('instance_id')}",
+                                 f"i.id IN ({', '.join(sql.placeholder(name) for name in names)})")
+    cursor = driver.cursor()
+    try:
+        cursor.execute(statement, dict(zip(names, instance_ids, strict=True)))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    records = (_record(sql, row) for row in rows)
+    return {record.id: record for record in records}
+
+
+def _record(sql: _Statements, row: Any) -> InstanceRecord:
     values = dict(zip(_COLUMNS, row[:-1], strict=True))
     values["one_per_patient"] = bool(values["one_per_patient"])  # SQLite keeps 1 / 0
     try:
@@ -253,13 +287,16 @@ def load_latest_version(session: Session, pathway_id: str) -> tuple[int, str, st
     return None if row is None else (int(row[0]), str(row[1]), row[2])
 
 
-def save_instance(session: Session, record: InstanceRecord, *, state_changed: bool = False) -> None:
+def save_instance(session: Session, record: InstanceRecord, *, state_changed: bool = False,
+                  seal_state: bool = False) -> None:
     """Write a changed instance, the rows its step added, and its new events.
 
     ``state_changed``: the step stored a new workflow state, whose digest its newest event records
     (:func:`engine.audit.seal_events`; a state written without an event of its step is an error of
     the caller's: ``carepath audit verify`` would report it as edited). Only then is the state
-    compressed and written; otherwise the stored bytes are left as they are.
+    compressed and written; otherwise the stored bytes are left as they are. ``seal_state``: the
+    newest event records the digest of the state all the same, which is not rewritten (a migration
+    that keeps the state as it is records what a migration that rewrites it would).
 
     Raises:
         ConflictError: the new state is over the size a stored state may have (``state-too-large``).
@@ -268,7 +305,7 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
     """
     session.flush()  # rows the step's operators added first (care plan items, evaluations)
     driver, sql = _for(session)
-    events = _pending_events(session, sql, [record] if state_changed else [])
+    events = _pending_events(session, sql, [record] if state_changed or seal_state else [])
     params = {name: getattr(record, name) for name in _WRITABLE}
     params.update(id=record.id, revision=record.revision, new_revision=record.revision + 1,
                   next_due_at=sql.to_db(record.next_due_at), updated_at=sql.to_db(record.updated_at))
