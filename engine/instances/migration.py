@@ -36,6 +36,7 @@ The report counts the instances that took the fast path.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -232,8 +233,8 @@ def _read_batch(runner: StepRunner, instance_ids: list[str], target_id: int) -> 
             if record.status not in _MIGRATABLE or record.pathway_version_id == target_id \
                     or record.unreadable_state is not None:
                 continue
-            version_id = record.pathway_version_id
-            specs = workflows.specs_for(record.pathway_version, lambda v=version_id: load_spec(session, v))
+            specs = workflows.specs_for(record.pathway_version,
+                                        functools.partial(load_spec, session, record.pathway_version_id))
             found[record.id] = _Candidate(record, specs)
     return found
 

@@ -61,7 +61,7 @@ __all__ = ["FastPath", "FastPlan", "work_changes"]
 _DEFINITE = int(TaskState.DEFINITE_MASK)
 _FINISHED = int(TaskState.FINISHED_MASK)
 _RESET = int(TaskState.READY | TaskState.WAITING)  # what SpiffWorkflow's migrate_workflow resets
-_EMPTY_DELTA = {"updates": {}, "deletions": []}
+_EMPTY_DELTA: dict[str, Any] = {"updates": {}, "deletions": []}
 # The internal data a waiting task may have for the fast path: a timer's due date (put back by the
 # full path), a note that its event has not fired (dropped by the reset), and a multiple event's
 # empty list of the events it has seen (written again by the reset's update).
