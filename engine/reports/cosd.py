@@ -111,13 +111,23 @@ def cosd_statement(instance_ids: Sequence[str] | CTE, dialect: str, *,
                *(cell(day(at, dialect)) for at in _item_times())]
     # Python's order of strings (code points) is the bytes' order of UTF-8: the same order on both databases.
     binary = "C" if dialect == "postgresql" else "BINARY"
-    statement = (select(*columns)
-                 .where(_among(pi.id, instance_ids, dialect))
-                 .outerjoin(milestones, milestones.c.instance_id == pi.id)
-                 .outerjoin(i, i.instance_id == pi.id)
-                 .order_by(collate(pi.patient_ref, binary), collate(pi.id, binary), i.proposed_at,
-                           collate(i.item_id, binary)))
-    return statement.limit(MAX_EXPORT_ROWS + 1) if for_copy else statement
+    by_patient = (collate(pi.patient_ref, binary), collate(pi.id, binary))
+    if not for_copy:
+        return (select(*columns)
+                .where(_among(pi.id, instance_ids, dialect))
+                .outerjoin(milestones, milestones.c.instance_id == pi.id)
+                .outerjoin(i, i.instance_id == pi.id)
+                .order_by(*by_patient, i.proposed_at, collate(i.item_id, binary)))
+    # The same order, but the instances are numbered in it first (19,000 short rows) and the rows sorted by
+    # that number: the sort of a quarter's 130,000 wide rows by two texts took a third of the statement.
+    ranked = (select(pi.id, pi.patient_ref, func.row_number().over(order_by=by_patient).label("n"))
+              .where(_among(pi.id, instance_ids, dialect)).subquery("ranked"))
+    columns[0], columns[2] = ranked.c.patient_ref, ranked.c.id
+    return (select(*columns).select_from(ranked)
+            .outerjoin(milestones, milestones.c.instance_id == ranked.c.id)
+            .outerjoin(i, i.instance_id == ranked.c.id)
+            .order_by(ranked.c.n, i.proposed_at, collate(i.item_id, binary))
+            .limit(MAX_EXPORT_ROWS + 1))
 
 
 def _or_empty(column: Any) -> Any:
