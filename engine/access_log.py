@@ -39,8 +39,8 @@ from engine.db.models import (
 from engine.db.session import unit_of_work
 from engine.errors import InvalidInputError, Problem
 
-__all__ = ["PATIENT_DATA_READS", "Access", "ReadFilter", "list_reads", "not_shown", "purge_reads", "record_reads",
-           "saw", "watching"]
+__all__ = ["PATIENT_DATA_READS", "Access", "ReadFilter", "list_reads", "noting", "not_shown", "purge_reads",
+           "record_reads", "saw", "watching"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,13 @@ def watching() -> Iterator[set[str]]:
         yield seen
     finally:
         _seen.reset(token)
+
+
+def noting() -> bool:
+    """Whether the reads of this context are being noted (an access-logged request): a caller that must
+    work to name what it read (the COSD export reads its instances out of its own rows) can skip it when
+    not."""
+    return _seen.get() is not None
 
 
 def saw(instance_ids: Collection[str]) -> None:
