@@ -55,7 +55,7 @@ from engine.audit import append_event
 from engine.db.models import PathwayInstance
 from engine.db.session import read_only, unit_of_work
 from engine.errors import ConflictError, FourEyesError, StaleVersionError, VersionStateError
-from engine.instances.migration_fast import FastPath, work_changes
+from engine.instances.migration_fast import FastPath, elements_ahead, work_changes
 from engine.instances.service import PathwayService
 from engine.instances.step import Step, StepRunner
 from engine.instances.store import MAX_BATCH, ConflictMapper, InstanceRecord, load_instances, load_spec, save_instance
@@ -366,18 +366,9 @@ def _ahead(workflow: Any) -> set[str]:
     """Elements reachable from where the patient is now (in the flow, by the current specs)."""
     found: set[str] = set()
     for part in [workflow, *workflow.subprocesses.values()]:
-        if part.completed:
-            continue
-        pending = [t.task_spec for t in part.tasks.values() if t.has_state(TaskState.DEFINITE_MASK)]
-        seen: set[int] = set()
-        while pending:
-            spec = pending.pop()
-            if id(spec) in seen:
-                continue
-            seen.add(id(spec))
-            if spec.bpmn_id is not None:
-                found.add(spec.bpmn_id if part is workflow else f"{part.spec.name}:{spec.bpmn_id}")
-            pending.extend(spec.outputs)
+        if not part.completed:
+            found |= elements_ahead([t.task_spec for t in part.tasks.values() if t.has_state(TaskState.DEFINITE_MASK)],
+                                    None if part is workflow else part.spec.name)
     return found
 
 

@@ -56,7 +56,7 @@ from SpiffWorkflow.util.task import TaskState
 from engine.spiff import serializer, state_json, state_migrations, workflows
 from engine.spiff.compaction import COMPLETED_NOTE
 
-__all__ = ["FastPath", "FastPlan", "work_changes"]
+__all__ = ["FastPath", "FastPlan", "elements_ahead", "work_changes"]
 
 _DEFINITE = int(TaskState.DEFINITE_MASK)
 _FINISHED = int(TaskState.FINISHED_MASK)
@@ -307,18 +307,25 @@ def _names(part: Mapping[str, Any]) -> tuple[set[str], set[str], set[str]]:
 
 def _reachable(specs: workflows.RestoredSpecs, positions: Iterable[tuple[bool, str, frozenset[str]]]) -> set[str]:
     """Elements reachable in ``specs`` from the positions (in the top process or a called one, by
-    name), named as ``migration._ahead`` names them."""
+    name), named as the full path names them."""
     found: set[str] = set()
     for is_top, name, at in positions:
         process = specs.spec if is_top else _process(specs, name)
-        pending = [process.task_specs[spec] for spec in at]
-        seen: set[int] = set()
-        while pending:
-            spec = pending.pop()
-            if id(spec) in seen:
-                continue
-            seen.add(id(spec))
-            if spec.bpmn_id is not None:
-                found.add(spec.bpmn_id if is_top else f"{name}:{spec.bpmn_id}")
-            pending.extend(spec.outputs)
+        found |= elements_ahead([process.task_specs[spec] for spec in at], None if is_top else name)
+    return found
+
+
+def elements_ahead(starts: Iterable[Any], called: str | None) -> set[str]:
+    """The BPMN elements reachable in the flow from the task specs ``starts`` (themselves included), named
+    by their id, prefixed ``<process>:`` when they are in the called process ``called``."""
+    found: set[str] = set()
+    pending, seen = list(starts), set[int]()
+    while pending:
+        spec = pending.pop()
+        if id(spec) in seen:
+            continue
+        seen.add(id(spec))
+        if spec.bpmn_id is not None:
+            found.add(spec.bpmn_id if called is None else f"{called}:{spec.bpmn_id}")
+        pending.extend(spec.outputs)
     return found
