@@ -161,6 +161,20 @@ def _end_of_treatment(journey: Journey, follow_up: str) -> None:
     journey.do(task, {"arranged_on": journey.today()})
 
 
+def treated(app: CarePath, clock: ManualClock, site_key: str, patient: str, follow_up: str) -> Journey:
+    """Diagnosed and treated with curative intent (no site-specific branch, support and HNAs declined), the
+    end of treatment summary done with ``follow_up`` arranged."""
+    site = SITES[site_key]
+    j = _start(app, clock, site, patient)
+    _support(j, "no")
+    j.hna_declined()
+    _mdt(j, site, prehab=False, special=False)
+    _treatment(j, site, special=False)
+    j.hna_declined()
+    _end_of_treatment(j, follow_up)
+    return j
+
+
 def _triage(journey: Journey, rating: str) -> None:
     sign = "fever_on_treatment" if rating == "red" else "diarrhoea_or_vomiting_on_treatment"
     journey.message("warning_sign_reported", {"warning_sign": sign, "description": "Unwell since this morning"})

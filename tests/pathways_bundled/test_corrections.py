@@ -19,6 +19,7 @@ from .journeys import (
     next_due,
     prostate_surveillance,
     record_tests_due,
+    treated,
 )
 
 
@@ -75,15 +76,7 @@ def test_feedback_is_asked_when_the_end_of_treatment_summary_is_done_not_at_disc
 
 def _after_treatment(bundled: CarePath, clock: ManualClock, site_key: str, patient: str) -> Journey:
     """Diagnosed, treated (curative, no site-specific branch), the end of treatment summary done."""
-    site = SITES[site_key]
-    j = _start(bundled, clock, site, patient)
-    _support(j, "no")
-    j.hna_declined()
-    _mdt(j, site, prehab=False, special=False)
-    _treatment(j, site, special=False)
-    j.hna_declined()
-    _end_of_treatment(j, "patient_initiated")
-    return j
+    return treated(bundled, clock, site_key, patient, "patient_initiated")
 
 
 def test_a_mammogram_not_recorded_in_time_opens_a_task_to_rebook_it(bundled: CarePath,

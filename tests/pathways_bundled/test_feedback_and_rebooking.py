@@ -20,22 +20,14 @@ from engine.errors import TaskDataError
 from engine.instances.progress import instance_progress
 
 from .journey import Journey
-from .journeys import SITES, _end_of_treatment, _mdt, _start, _support, _treatment
+from .journeys import SITES, _mdt, _start, _support, treated
 from .palliative_journeys import QUARTER, review
 
 
 def _lung_follow_up(bundled: CarePath, clock: ManualClock, patient: str) -> Journey:
     """Lung cancer treated with curative intent; follow-up appointments from 2026-01-15 (the first due
     2026-02-15, missed after 14 days), the end of treatment summary done."""
-    site = SITES["lung"]
-    j = _start(bundled, clock, site, patient)
-    _support(j, "no")
-    j.hna_declined()
-    _mdt(j, site, prehab=False, special=False)
-    _treatment(j, site, special=False)
-    j.hna_declined()
-    _end_of_treatment(j, "scheduled")
-    return j
+    return treated(bundled, clock, "lung", patient, "scheduled")
 
 
 def _missed_first_appointment(bundled: CarePath, clock: ManualClock, patient: str) -> Journey:
