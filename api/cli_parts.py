@@ -6,14 +6,12 @@ database's round trip: a caseload of 100,000 moves about N times faster in N pro
 The shares are those of ``--part K/N`` (:func:`engine.instances.migration.migrate_pathway`), so
 each process is exactly what ``carepath migrate --part K/N`` would run, each instance still its
 own unit of work, and a killed run resumes as a single one does. The processes are started afresh
-(``spawn``: no connection or thread of this one is inherited); each reports its progress to this one,
-which prints the sum, and its report, which is put together here.
+(``spawn``, engine.processes: no connection or thread of this one is inherited); each reports its
+progress to this one, which prints the sum, and its report, which is put together here.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +19,7 @@ from engine import CarePath
 from engine.errors import CarePathError
 from engine.instances.migration import MigrationProgress, MigrationReport, migrate_pathway
 from engine.instances.migration_requests import approve_migration
+from engine.processes import ShareFailed, run_shares
 from engine.settings import Settings
 
 __all__ = ["PartFailed", "migrate_in_parts"]
@@ -40,55 +39,29 @@ def migrate_in_parts(settings: Settings, jobs: int, *, pathway: str | None, requ
         PartFailed: a process failed or died; the others are stopped (what they committed stays:
             running the command again resumes).
     """
-    context = multiprocessing.get_context("spawn")
-    messages = context.Queue()
-    processes = [context.Process(target=_run_part, daemon=True, name=f"carepath-migrate-{k}-of-{jobs}",
-                                 args=(settings, pathway, request_id, actor, dry_run, (k, jobs), messages))
-                 for k in range(1, jobs + 1)]
+    def summed(latest: dict[int, MigrationProgress]) -> None:
+        parts = latest.values()
+        progress(MigrationProgress(sum(p.done for p in parts), sum(p.total for p in parts),
+                                   sum(p.refused for p in parts), sum(p.fast for p in parts)))
+
     try:
-        for process in processes:
-            process.start()
-        reports = _gather(processes, messages, progress)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-            process.join()
-    first = reports[1]
+        reports = run_shares(_run_part, [(settings, pathway, request_id, actor, dry_run, (k, jobs))
+                                         for k in range(1, jobs + 1)], name="carepath-migrate", progress=summed)
+    except ShareFailed as failed:
+        if failed.reason is None:
+            raise PartFailed(f"the process moving share {failed.share + 1}/{jobs} died (exit code {failed.exitcode})"
+                             ) from None
+        raise PartFailed(f"share {failed.share + 1}/{jobs}: {failed.reason}") from None
+    first = reports[0]
     return MigrationReport(first.pathway_id, first.to_version, first.dry_run,
-                           [item for k in range(1, jobs + 1) for item in reports[k].instances])
-
-
-def _gather(processes: list[Any], messages: Any,
-            progress: Callable[[MigrationProgress], None]) -> dict[int, MigrationReport]:
-    """Raises: PartFailed."""
-    shares = len(processes)
-    seen: dict[int, MigrationProgress] = {}
-    reports: dict[int, MigrationReport] = {}
-    while len(reports) < shares:
-        try:
-            kind, share, value = messages.get(timeout=1.0)
-        except queue.Empty:
-            for k, process in enumerate(processes, start=1):
-                if k not in reports and process.exitcode not in (None, 0):
-                    raise PartFailed(f"the process moving share {k}/{shares} died (exit code {process.exitcode})"
-                                     ) from None
-            continue
-        if kind == "failed":
-            raise PartFailed(f"share {share}/{shares}: {value}")
-        if kind == "done":
-            reports[share] = value
-            continue
-        seen[share] = value
-        progress(MigrationProgress(sum(p.done for p in seen.values()), sum(p.total for p in seen.values()),
-                                   sum(p.refused for p in seen.values()), sum(p.fast for p in seen.values())))
-    return reports
+                           [item for k in range(jobs) for item in reports[k].instances])
 
 
 def _run_part(settings: Settings, pathway: str | None, request_id: str | None, actor: str, dry_run: bool,
               part: tuple[int, int], messages: Any) -> None:
-    """A spawned process's work: one share, its progress and then its report (or its failure) on ``messages``."""
-    share = part[0]
+    """A spawned process's work: one share, its progress and then its report (or its failure) on ``messages``
+    (engine.processes: the share's index counts from 0)."""
+    share = part[0] - 1
 
     def progress(step: MigrationProgress) -> None:
         messages.put(("progress", share, step))

@@ -10,7 +10,7 @@ any API process behind the load balancer can report it.
 In parts. One process verifies some thousands of instances a second (hashing every event is the
 work); a million take minutes. With ``jobs`` above one, :func:`verify_every_trail` splits the
 instances into disjoint ranges of their ids (random UUIDs: even shares) and verifies each range in a
-process of its own, started afresh (``spawn``: nothing of the caller's threads or connections is
+process of its own, started afresh (``spawn``, engine.processes: nothing of the caller's threads or connections is
 inherited), each one ordered scan of its range in constant memory, reporting its progress to the
 caller; the problems are put together share by share. Each range is read in a snapshot of its own,
 so an instance that changes meanwhile is checked as one of them saw it (verifying only reads).
@@ -27,16 +27,14 @@ to one of every organisation, and to no other, so its counts and problems never 
 
 A job of every trail also checks the deployment trail (:func:`engine.four_eyes.verify_deployment_trail`).
 
-Imports ``audit``, ``db`` and ``four_eyes`` only. Problems name instance ids and event numbers, never patient data;
-a failure of the job itself is recorded by the error's type, never its text.
+Imports ``audit``, ``db``, ``four_eyes`` and ``processes`` only. Problems name instance ids and event
+numbers, never patient data; a failure of the job itself is recorded by the error's type, never its text.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
-import queue
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +60,7 @@ from engine.db.models import AuditVerification
 from engine.db.session import TRAIL_KEY, make_engine, make_session_factory, read_only, unit_of_work
 from engine.errors import NotFoundError
 from engine.four_eyes import verify_deployment_trail
+from engine.processes import ShareFailed, run_shares
 
 __all__ = ["ABANDONED_AFTER", "MAX_KEPT_PROBLEMS", "Verification", "VerificationFailed", "claim_abandoned",
            "get_verification", "id_ranges", "request_verification", "run_verification", "verify_every_trail"]
@@ -211,22 +210,21 @@ def verify_every_trail(sessions: sessionmaker[Session], *, checkpoint: Checkpoin
     secret: bytes | None = sessions.kw.get("info", {}).get(TRAIL_KEY)
     with read_only(sessions) as session:
         problems = checkpoint_problems(checkpoint, trail_key_of(session)) if checkpoint is not None else []
-    context = multiprocessing.get_context("spawn")
-    messages = context.Queue()
-    ranges = id_ranges(jobs)
-    processes = [context.Process(target=_verify_share, daemon=True, name=f"carepath-verify-{share + 1}-of-{jobs}",
-                                 args=(bind.url.render_as_string(hide_password=False), secret, share, id_range,
-                                       _share_of(checkpoint, id_range), batch, organisation, messages))
-                 for share, id_range in enumerate(ranges)]
+
+    def summed(latest: dict[int, int]) -> None:
+        if progress is not None:
+            progress(sum(latest.values()))
+
+    url = bind.url.render_as_string(hide_password=False)
     try:
-        for process in processes:
-            process.start()
-        found = _gather(processes, messages, progress)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-            process.join()
+        found = run_shares(_verify_share, [(url, secret, share, id_range, _share_of(checkpoint, id_range), batch,
+                                            organisation) for share, id_range in enumerate(id_ranges(jobs))],
+                           name="carepath-verify", progress=summed)
+    except ShareFailed as failed:
+        what = f"the process verifying share {failed.share + 1} of {jobs}"
+        if failed.reason is None:
+            raise VerificationFailed(f"{what} died (exit code {failed.exitcode})") from None
+        raise VerificationFailed(f"{what} failed: {failed.reason}") from None
     return problems + [problem for share in range(jobs) for problem in found[share]]
 
 
@@ -237,33 +235,6 @@ def _share_of(checkpoint: Checkpoint | None, id_range: IdRange) -> Checkpoint | 
     low, high = id_range
     return dataclasses.replace(checkpoint, heads={i: head for i, head in checkpoint.heads.items()
                                                   if (low is None or i >= low) and (high is None or i < high)})
-
-
-def _gather(processes: list[Any], messages: Any, progress: ProgressCallback | None) -> dict[int, list[TrailProblem]]:
-    """Each share's problems, as its process reports them; progress summed over the shares.
-
-    Raises: VerificationFailed.
-    """
-    checked = [0] * len(processes)
-    found: dict[int, list[TrailProblem]] = {}
-    while len(found) < len(processes):
-        try:
-            kind, share, value = messages.get(timeout=1.0)
-        except queue.Empty:
-            for number, process in enumerate(processes):
-                if number not in found and process.exitcode not in (None, 0):
-                    raise VerificationFailed(f"the process verifying share {number + 1} of {len(processes)} "
-                                             f"died (exit code {process.exitcode})") from None
-            continue
-        if kind == "failed":
-            raise VerificationFailed(f"the process verifying share {share + 1} of {len(processes)} failed: {value}")
-        if kind == "done":
-            found[share] = value
-        else:
-            checked[share] = value
-            if progress is not None:
-                progress(sum(checked))
-    return found
 
 
 def _verify_share(url: str, secret: bytes | None, share: int, id_range: IdRange, checkpoint: Checkpoint | None,
