@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, delete, event, insert, select, tuple_
+from sqlalchemy import String, bindparam, delete, event, func, insert, literal, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -123,47 +123,40 @@ class Access:
 
 def record_reads(sessions: sessionmaker[Session], access: Access, instance_ids: Collection[str]) -> int:
     """Write one row per instance read (one row without an instance when none was: an attempt), each with
-    its patient reference and organisation. Returns the number of rows. Raises what the database raises."""
+    its patient reference and organisation. Returns the number of rows. Raises what the database raises.
+
+    On PostgreSQL the rows are one ``INSERT ... SELECT`` that joins the ids (one array parameter, however
+    many: an export names tens of thousands) to their instances: one statement, whatever the size. A list
+    page's 50 rows went through a lookup and a 50-row ``executemany``, half of the page's time; an
+    export's 10,000 rows took 1 s through the ORM's bulk insert."""
     ids = sorted(set(instance_ids))
+    common = {"at": access.at, "actor": access.actor[:200], "on_behalf_of": access.on_behalf_of,
+              "action": access.action[:64], "route": access.route[:200], "status": access.status,
+              "request_id": access.request_id[:128], "break_glass": access.break_glass_reason is not None,
+              "break_glass_reason": access.break_glass_reason,
+              "break_glass_note": access.break_glass_note[:500] if access.break_glass_note else None}
+    table = AccessRecord.metadata.tables[AccessRecord.__tablename__]
     with unit_of_work(sessions) as session:
-        postgresql = session.get_bind().dialect.name == "postgresql"
+        if not ids:
+            session.execute(insert(table), [{**common, "instance_id": None, "patient_ref": None, "organisation": None}])
+            return 1
+        if session.get_bind().dialect.name == "postgresql":
+            read = func.unnest(bindparam("ids", ids, type_=ARRAY(String))).table_valued(
+                "instance_id", with_ordinality="number").render_derived(name="read")
+            rows = (select(*(literal(value, table.c[name].type).label(name) for name, value in common.items()),
+                           read.c.instance_id, PathwayInstance.patient_ref, PathwayInstance.organisation)
+                    .select_from(read.outerjoin(PathwayInstance, PathwayInstance.id == read.c.instance_id))
+                    .order_by(read.c.number))
+            session.execute(insert(table).from_select([*common, "instance_id", "patient_ref", "organisation"], rows))
+            return len(ids)
         refs: dict[str, tuple[str, str]] = {}
-        # PostgreSQL takes the ids as one array parameter, however many (an export names tens of thousands).
-        size = max(len(ids), 1) if postgresql else 500
-        for first in range(0, len(ids), size):
-            chunk = ids[first:first + size]
-            among = (PathwayInstance.id == any_(bindparam("ids", chunk, type_=ARRAY(String))) if postgresql
-                     else PathwayInstance.id.in_(chunk))
+        for first in range(0, len(ids), 500):
             refs.update((row.id, (row.patient_ref, row.organisation)) for row in session.execute(
-                select(PathwayInstance.id, PathwayInstance.patient_ref, PathwayInstance.organisation).where(among)))
-        common = {"at": access.at, "actor": access.actor[:200], "on_behalf_of": access.on_behalf_of,
-                  "action": access.action[:64], "route": access.route[:200], "status": access.status,
-                  "request_id": access.request_id[:128], "break_glass": access.break_glass_reason is not None,
-                  "break_glass_reason": access.break_glass_reason,
-                  "break_glass_note": access.break_glass_note[:500] if access.break_glass_note else None}
-        rows = [{**common, "instance_id": i, "patient_ref": refs.get(i, (None, None))[0],
-                 "organisation": refs.get(i, (None, None))[1]} for i in ids] or \
-               [{**common, "instance_id": None, "patient_ref": None, "organisation": None}]
-        if postgresql and len(rows) > _COPY_ABOVE:
-            _copy_rows(session, rows)
-        else:
-            session.execute(insert(AccessRecord.metadata.tables[AccessRecord.__tablename__]), rows)
-    return len(rows)
-
-
-_COPY_ABOVE = 200  # rows: more are written by COPY on PostgreSQL (an export's 10,000 rows: 1 s by INSERT)
-_COPIED = ("at", "actor", "on_behalf_of", "action", "route", "status", "request_id", "break_glass",
-           "break_glass_reason", "break_glass_note", "instance_id", "patient_ref", "organisation")
-
-
-def _copy_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Write access rows with PostgreSQL's ``COPY ... FROM STDIN`` in the session's transaction."""
-    driver = session.connection().connection.driver_connection
-    assert driver is not None  # a live connection of the session's transaction
-    with driver.cursor() as cursor, cursor.copy(
-            f"COPY {AccessRecord.__tablename__} ({', '.join(_COPIED)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[name] for name in _COPIED])
+                select(PathwayInstance.id, PathwayInstance.patient_ref, PathwayInstance.organisation)
+                .where(PathwayInstance.id.in_(ids[first:first + 500]))))
+        session.execute(insert(table), [{**common, "instance_id": i, "patient_ref": refs.get(i, (None, None))[0],
+                                         "organisation": refs.get(i, (None, None))[1]} for i in ids])
+    return len(ids)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The access log of a large read (an export names tens of thousands of patients): on PostgreSQL its rows
-are written by COPY and its patients looked up in one statement; the rows are the ones a small read writes."""
+"""The access log of a large read (an export names tens of thousands of patients): on PostgreSQL one
+``INSERT ... SELECT`` joins the ids to their instances, on SQLite the patients are looked up 500 at a time;
+the rows are the ones small reads write, with each instance's patient and organisation."""
 
 from __future__ import annotations
 
@@ -31,13 +32,13 @@ def test_a_large_read_writes_the_rows_a_small_one_writes(carepath: CarePath) -> 
     with unit_of_work(carepath.sessions) as session:
         ids = sorted(write_cohort(session, patients).values())
     unknown = "00000000-0000-4000-8000-000000000000"  # read, then gone: no patient, no organisation
-    assert len(ids) > 200  # past the size written by COPY on PostgreSQL
+    assert len(ids) > 200  # many pages' worth
     access = Access(at=AT, actor="token:manager", action="reports.export", route="GET /v1/reports/cosd", status=200,
                     request_id="large", on_behalf_of="dr-who", break_glass_reason="emergency",
                     break_glass_note="a note")
     assert record_reads(carepath.sessions, access, [*ids, unknown, ids[0]]) == len(ids) + 1
     small = Access(**{**access.__dict__, "request_id": "small"})
-    for first in range(0, len(ids), 50):  # 50 at a time: each an INSERT
+    for first in range(0, len(ids), 50):  # 50 at a time, as a list page reads them
         record_reads(carepath.sessions, small, ids[first:first + 50])
     record_reads(carepath.sessions, small, [unknown])
     large_rows = _rows(carepath, "large")
