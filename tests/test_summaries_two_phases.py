@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from pathways_bundled.journey import PATHWAYS, REPO, Journey
-from pathways_bundled.journeys import SITES, _mdt, _start, _support, _treatment
+from pathways_bundled.journeys import ABOUT_WORKING_PARENT, HIGH_CONCERNS, SITES, _mdt, _start, _support, _treatment
 from sqlalchemy import select, update
 
 from engine import CarePath, ConflictError, ManualClock, Settings
@@ -76,10 +76,15 @@ def _first_line_ended(app: CarePath, clock: ManualClock, patient: str) -> Journe
     return j
 
 
-def _recurrence_treated(j: Journey, weeks_later: int) -> None:
-    """A recurrence, assessed, then its own course of treatment ends ``weeks_later`` weeks on."""
+def _recurrence_treated(j: Journey, weeks_later: int, concerns: dict[str, int] | None = None) -> None:
+    """A recurrence confirmed two weeks on, assessed (``concerns``: an HNA, else declined), then its own
+    course of treatment ends ``weeks_later`` weeks after that."""
+    j.wait(14)
     j.message("recurrence_confirmed")
-    j.hna_declined()  # on recurrence
+    if concerns:
+        j.hna(concerns, about_you=ABOUT_WORKING_PARENT)
+    else:
+        j.hna_declined()
     j.wait(7 * weeks_later)
     j.message("recurrence_treatment_completed")
     j.do("rec_treatment", {"treatments_received": ["chemotherapy", "radiotherapy"], "completed_on": j.today()})
@@ -215,7 +220,7 @@ def test_a_summary_written_before_the_scan_saw_it_takes_its_own_row(app: CarePat
     j = _first_line_ended(app, clock, "SYN-EOT2-0003")
     app.treatment_summaries.open_due()
     [first_task] = _waiting(j)
-    _recurrence_treated(j, weeks_later=4)  # the first-line summary is within its 6 weeks still
+    _recurrence_treated(j, weeks_later=3)  # the first-line summary is within its 6 weeks still
     [second_task] = [t for t in _waiting(j) if t != first_task]
     _write(j, second_task, RECURRENCE)
     first, second = _rows(app, j.view.id)
@@ -289,3 +294,23 @@ def test_migrating_an_instance_waiting_for_two_summaries_keeps_both_rows_matched
         assert app.treatment_summaries.list_overdue() == []
     finally:
         app.close()
+
+
+def test_what_was_made_in_the_recurrence_is_in_its_summary_whichever_is_written_first(
+        app: CarePath, clock: ManualClock) -> None:
+    """The referrals from the HNA on recurrence belong to the recurrence's summary, not to the first-line
+    one written after it (engine.documents.build: a phase's span)."""
+    j = _first_line_ended(app, clock, "SYN-EOT2-0006")
+    [first_task] = _waiting(j)
+    _recurrence_treated(j, weeks_later=10, concerns=HIGH_CONCERNS)
+    app.treatment_summaries.open_due()
+    [second_task] = [t for t in _waiting(j) if t != first_task]
+    _write(j, second_task, RECURRENCE)
+    clock.advance(timedelta(days=2))
+    _write(j, first_task, FIRST_LINE)
+    first, second = (end_of_treatment_summary(app, j.view.id, "en", n) for n in (1, 2))
+    referred = second["referrals_made"]["care_plan"]
+    assert referred and all(r["kind"] == "referral" for r in referred)
+    assert first["referrals_made"]["care_plan"] == []
+    assert first["treatments_received"][0]["decided_on"] == START.date().isoformat()  # the MDT: first-line
+    assert second["treatments_received"][0]["decided_on"] is None
