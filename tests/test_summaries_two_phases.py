@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from alembic import command
 from pathways_bundled.journey import PATHWAYS, REPO, Journey
 from pathways_bundled.journeys import ABOUT_WORKING_PARENT, HIGH_CONCERNS, SITES, _mdt, _start, _support, _treatment
 from sqlalchemy import select, update
 
 from engine import CarePath, ConflictError, ManualClock, Settings
 from engine.db.models import InstanceEvent, TreatmentSummary
+from engine.db.session import alembic_config, upgrade_schema
 from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary
 from engine.instances.migration import migrate_pathway
 from engine.instances.migration_fast import FastPath
@@ -314,3 +316,31 @@ def test_what_was_made_in_the_recurrence_is_in_its_summary_whichever_is_written_
     assert first["referrals_made"]["care_plan"] == []
     assert first["treatments_received"][0]["decided_on"] == START.date().isoformat()  # the MDT: first-line
     assert second["treatments_received"][0]["decided_on"] is None
+
+
+def test_revision_0026_names_the_task_of_a_row_whose_instance_waits_for_one(
+        database: str, clock: ManualClock) -> None:
+    """Upgrading: a due row whose instance waits for one summary gets that task's id; the rows of an
+    instance waiting for two stay without one, and the scan matches them by their phase."""
+    app = CarePath(_settings(database), clock)
+    try:
+        one = _first_line_ended(app, clock, "SYN-EOT2-0007")
+        two = _first_line_ended(app, clock, "SYN-EOT2-0008")
+        app.treatment_summaries.open_due()
+        _recurrence_treated(two, weeks_later=2)
+        app.treatment_summaries.open_due()
+        expected = {i: [(r.number, r.task_id, r.phase) for r in _rows(app, i)] for i in (one.view.id, two.view.id)}
+        assert [len(rows) for rows in expected.values()] == [1, 2]
+    finally:
+        app.close()
+    command.downgrade(alembic_config(database), "0020")
+    upgrade_schema(database)
+    app = CarePath(_settings(database), clock)
+    try:
+        assert [(r.number, r.task_id, r.phase) for r in _rows(app, one.view.id)] == expected[one.view.id]
+        assert [r.task_id for r in _rows(app, two.view.id)] == [None, None]
+        app.treatment_summaries.open_due()
+        assert [(r.number, r.task_id, r.phase) for r in _rows(app, two.view.id)] == expected[two.view.id]
+        assert [r.status for r in _rows(app, two.view.id)] == ["due", "due"]
+    finally:
+        app.close()
