@@ -13,14 +13,35 @@ is not, an "End of treatment summary overdue" task opens for the patient's named
 identifier when one is recorded, else the team's work list): the worker's scan
 (:meth:`TreatmentSummaries.open_due`), not a boundary timer in the diagram. A running instance keeps
 the diagram version it started on, so a timer added to the diagram now would never reach the patients
-already waiting for a summary; the scan reads what every version has -- a ready ``write_summary``
-task (the ready-task elements table) and the course's ``completed_on`` -- and so covers them too. It
+already waiting for a summary; the scan reads what every version has -- the ready ``write_summary``
+tasks (the ready-task elements table and summary) and the course's ``completed_on`` -- and so covers them too. It
 opens the task once the last day of the 6 weeks has passed in the deployment's time zone (a summary
 written on that day is on time, as the documents and the reports count it), appending a
 ``summary_overdue`` event by the system (actor ``engine``). The task closes when the summary is
 written: at once, in the step that records it (new diagram versions), or at the scan's next turn
 (older ones), with a ``summary_overdue_closed`` event. A patient's instance that ends without the
 summary closes its phase, and its task, without one.
+
+**Two at once.** An instance can wait for two summaries (the first-line one still unwritten when a
+recurrence's treatment ends, or two recurrences), so each awaited summary is keyed by the
+SpiffWorkflow task that writes it -- its ``write_summary`` task's id, in ``task_id`` -- with its own
+phase, end date (the ``completed_on`` in that task's own data: each branch carries its own course's,
+where the instance's accumulated data holds only the latest), deadline and overdue task. Writing one
+marks the row of the task just completed (the parent of ``keep_summary``), never another phase's.
+
+The id is stable: it is stored with the task in the instance state and restored as it was (the
+compact ids of engine.spiff.patches are ids like any other); compaction removes only finished tasks;
+and ``carepath migrate`` keeps it -- the full path's ``migrate_workflow`` resets a ready task in place
+(``Task.reset_branch`` drops its children and keeps the task), the fast path keeps the stored state or
+rewrites only its data (tests/test_summaries_two_phases.py migrates an instance waiting for two).
+
+**The scan stays cheap.** The ready-task elements table has one row per element, so it says that an
+instance waits for a summary, not for how many; the instance's stored ready-task summary lists each
+waiting task with its id. Each turn compares, in SQL, every waiting instance's due rows with that
+summary (as many rows as waiting ``write_summary`` tasks, each row naming a task still listed) and
+restores only the instances where they differ, to read the new tasks' own data. A row noted before
+revision 0026 (``task_id`` NULL; one per instance then) is given the waiting task of its phase, the one
+of its end date first.
 
 Patient data: ``content`` is the instance's data; events carry ids, codes and dates only.
 """
