@@ -23,7 +23,7 @@ from pathways_bundled.journeys import ABOUT_WORKING_PARENT, HIGH_CONCERNS, SITES
 from sqlalchemy import select, update
 
 from engine import CarePath, ConflictError, ManualClock, Settings
-from engine.db.models import InstanceEvent, TreatmentSummary
+from engine.db.models import InstanceEvent, PathwayInstance, TreatmentSummary
 from engine.db.session import alembic_config, upgrade_schema
 from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary
 from engine.instances.migration import migrate_pathway
@@ -344,3 +344,23 @@ def test_revision_0026_names_the_task_of_a_row_whose_instance_waits_for_one(
         assert [r.status for r in _rows(app, two.view.id)] == ["due", "due"]
     finally:
         app.close()
+
+
+def test_a_waiting_instance_whose_state_cannot_be_read_does_not_stop_the_scan(
+        database: str, clock: ManualClock) -> None:
+    app = CarePath(_settings(database), clock)
+    try:
+        damaged = _first_line_ended(app, clock, "SYN-EOT2-0009")
+        other = _first_line_ended(app, clock, "SYN-EOT2-0010")
+        table = PathwayInstance.__table__
+        with app.db.begin() as connection:
+            connection.execute(table.update().where(table.c.id == damaged.view.id).values(state=b"\x01broken"))
+    finally:
+        app.close()
+    worker = CarePath(_settings(database), clock)  # a worker process: nothing of the instances cached
+    try:
+        assert worker.treatment_summaries.open_due() == 0
+        assert _rows(worker, damaged.view.id) == []
+        assert [r.phase for r in _rows(worker, other.view.id)] == ["first_line"]
+    finally:
+        worker.close()

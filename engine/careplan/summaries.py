@@ -63,7 +63,7 @@ from engine.audit import append_event
 from engine.clock import Clock
 from engine.db.models import InstanceEvent, PathwayInstance, ReadyTaskElement, TreatmentSummary
 from engine.db.session import read_only, unit_of_work
-from engine.errors import Problem, StaleVersionError, WorkflowError
+from engine.errors import ConflictError, Problem, StaleVersionError, WorkflowError
 from engine.instances.service import PathwayService
 from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, InstanceRecord, load_instance, save_instance
@@ -333,8 +333,12 @@ class TreatmentSummaries:
     def _note_awaited(self, session: Session, instance: InstanceRecord, rows: list[TreatmentSummary],
                       missing: list[str], now: datetime) -> None:
         """Rows for the waiting tasks that have none (a row noted before rows were keyed by task is
-        given the task of its phase); each task's own data, read from the restored workflow."""
-        workflow = self.instances.steps.restore(session, instance)
+        given the task of its phase); each task's own data, read from the restored workflow. A state that
+        cannot be restored (held in an incident by the step runner) is left: noted once it is put right."""
+        try:
+            workflow = self.instances.steps.restore(session, instance)
+        except (ConflictError, WorkflowError):
+            return
         self.instances.steps.remember(instance, workflow)
         today = now.astimezone(self.zone).date()
         for task_id in missing:
