@@ -28,6 +28,7 @@ from engine.db.session import alembic_config, upgrade_schema
 from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary
 from engine.instances.migration import migrate_pathway
 from engine.instances.migration_fast import FastPath
+from tests.test_scale_queries import _plan, statements
 
 if TYPE_CHECKING:
     from conftest import DatabaseTemplates  # tests/conftest.py: imported by pytest, not by us
@@ -364,3 +365,40 @@ def test_a_waiting_instance_whose_state_cannot_be_read_does_not_stop_the_scan(
         assert [r.phase for r in _rows(worker, other.view.id)] == ["first_line"]
     finally:
         worker.close()
+
+
+def test_a_turn_restores_only_the_instances_whose_waiting_summaries_changed(
+        app: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan runs every worker turn on whole caseloads: it compares rows and waiting tasks in SQL, one
+    range of the ready-task elements index, and restores an instance only to note a new task."""
+    journeys = [_first_line_ended(app, clock, f"SYN-EOT2-01{n}") for n in range(3)]
+    restored: list[str] = []
+    restore = app.instances.steps.restore
+
+    def counted(session: Any, instance: Any, *rest: Any) -> Any:
+        restored.append(instance.id)
+        return restore(session, instance, *rest)
+
+    monkeypatch.setattr(app.instances.steps, "restore", counted)
+    app.treatment_summaries.open_due()
+    assert sorted(restored) == sorted(j.view.id for j in journeys)
+    restored.clear()
+    with statements(app.db) as seen:
+        assert app.treatment_summaries.open_due() == 0
+    assert restored == []  # nothing changed: nothing restored
+    [(scan, parameters)] = [(s, p) for s, p in seen if "ready_task_elements" in s and "replace(" in s.lower()]
+    if app.db.dialect.name == "postgresql":
+        with app.db.begin() as connection:  # the planner's statistics, as autovacuum keeps them
+            connection.exec_driver_sql("ANALYZE treatment_summaries")
+    plan = _plan(app.db, scan, parameters)
+    assert "ix_ready_task_elements_element_created_at_instance_id" in plan, plan
+    assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan  # the index gives the order
+    # Each instance's due rows through its own index range, not every due row for each instance.
+    assert "ix_treatment_summaries_instance_id_status" in plan and "status_due_by" not in plan, plan
+    assert "SCAN treatment_summaries" not in plan and "Seq Scan" not in plan, plan
+
+    _recurrence_treated(journeys[1], weeks_later=3)
+    restored.clear()  # (the steps restore too)
+    app.treatment_summaries.open_due()
+    assert restored == [journeys[1].view.id]
+    assert [len(_rows(app, j.view.id)) for j in journeys] == [1, 2, 1]

@@ -393,10 +393,12 @@ class TreatmentSummary(Base):
     __tablename__ = "treatment_summaries"
     __table_args__ = (UniqueConstraint("instance_id", "number", name="uq_treatment_summaries_instance_id_number"),
                       UniqueConstraint("instance_id", "task_id", name="uq_treatment_summaries_instance_id_task_id"),
+                      # The worker's scan counts each waiting instance's due rows (engine.careplan.summaries).
+                      Index("ix_treatment_summaries_instance_id_status", "instance_id", "status"),
                       Index("ix_treatment_summaries_status_due_by", "status", "due_by"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), index=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"))
     number: Mapped[int] = mapped_column(Integer)  # the phase's number in the instance: 1, 2, ...
     phase: Mapped[str] = mapped_column(String(40))  # first_line | recurrence | end_of_protocol
     ended_on: Mapped[date] = mapped_column(Date)

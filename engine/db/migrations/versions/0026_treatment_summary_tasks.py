@@ -14,6 +14,10 @@ recurrence's treatment ends), so a phase's row is keyed by its ``write_summary``
   instance waits for two tasks is matched by the worker's scan, by its phase and end date, to one
   of them (engine.careplan.summaries, ``_match_legacy``).
 
+The scan compares each waiting instance's due rows with its waiting tasks every worker turn, so the
+index on ``instance_id`` becomes one on ``(instance_id, status)``: a planner given the choice between
+the old index and ``(status, due_by)`` took the latter and read every due row per waiting instance.
+
 (Revision id 0021 was already taken by the audit's scoped verifications when this was written.)
 """
 import json
@@ -35,6 +39,8 @@ def upgrade() -> None:
     with op.batch_alter_table('treatment_summaries') as batch:
         batch.add_column(sa.Column('task_id', sa.String(length=36), nullable=True))
         batch.create_unique_constraint('uq_treatment_summaries_instance_id_task_id', ['instance_id', 'task_id'])
+    op.create_index('ix_treatment_summaries_instance_id_status', 'treatment_summaries', ['instance_id', 'status'])
+    op.drop_index('ix_treatment_summaries_instance_id', table_name='treatment_summaries')
     _backfill(op.get_bind())
 
 
@@ -57,6 +63,8 @@ def _backfill(bind: sa.engine.Connection) -> None:
 
 
 def downgrade() -> None:
+    op.create_index('ix_treatment_summaries_instance_id', 'treatment_summaries', ['instance_id'])
+    op.drop_index('ix_treatment_summaries_instance_id_status', table_name='treatment_summaries')
     with op.batch_alter_table('treatment_summaries') as batch:
         batch.drop_constraint('uq_treatment_summaries_instance_id_task_id', type_='unique')
         batch.drop_column('task_id')
