@@ -178,7 +178,7 @@ def _unmatched() -> Select[Any]:
     They match when every due row names a task the stored ready-task summary still lists and there are
     as many due rows as ``write_summary`` tasks in it (each counted by its mark in the summary's text,
     which JSON escaping keeps out of names). Read through the ready-task elements index, one instance
-    row and the summaries' instance index per waiting instance: nothing is restored.
+    row and an index range of its summaries (``instance_id, status``) per waiting instance: nothing is restored.
     """
     summary = func.coalesce(PathwayInstance.ready_tasks, "")
     marks = func.length(summary) - func.length(func.replace(summary, _TASK_MARK, ""))
