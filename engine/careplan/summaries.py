@@ -315,11 +315,14 @@ class TreatmentSummaries:
         phase and the end of its course (``completed_on``; a recurrence's course and the first-line one
         each carry their own, in their own branch). A due row whose task no longer waits is closed."""
         with ConflictMapper(), unit_of_work(self.sessions) as session:
-            instance = load_instance(session, instance_id)
-            awaited = _awaited(instance.ready_tasks)
+            # The rows first, then the instance: its ready tasks are then at least as new as the state
+            # another worker noted a row from. A row a step is writing is skipped (this turn's note of
+            # its task then meets the task's unique key and is rolled back).
             rows = list(session.scalars(select(TreatmentSummary).where(
                 TreatmentSummary.instance_id == instance_id, TreatmentSummary.status == "due")
-                .order_by(TreatmentSummary.number).with_for_update()))
+                .order_by(TreatmentSummary.number).with_for_update(skip_locked=True)))
+            instance = load_instance(session, instance_id)
+            awaited = _awaited(instance.ready_tasks)
             claimed = {row.task_id for row in rows}
             missing = [task_id for task_id in awaited if task_id not in claimed]
             if missing:
