@@ -470,8 +470,11 @@ SCHEMAS: dict[str, Any] = {
             "no element filter), at most 200")}}),
     "SummaryOverdue": _obj(["id", "kind", "instance_id", "number", "phase", "ended_on", "due_by", "status",
                             "written_at", "written_by", "overdue_at", "assignee", "closed_at", "pathway_id",
-                            "patient_ref"], {
+                            "patient_ref", "task_id"], {
         "id": {"type": "string"}, "kind": {"const": "summary_overdue"}, "instance_id": {"type": "string"},
+        "task_id": {"type": ["string", "null"], "description": (
+            "The waiting 'Write the end of treatment summary' task this summary is written by (an instance can "
+            "wait for two); null for one noted before the engine kept it")},
         "number": {"type": "integer", "description": "The phase of care's number in the instance"},
         "phase": {"type": "string", "enum": ["first_line", "recurrence", "end_of_protocol"]},
         "ended_on": {"type": "string", "format": "date"}, "due_by": {"type": "string", "format": "date"},

@@ -1,9 +1,11 @@
 """The worker's scan for end of treatment summaries, on SQLite and PostgreSQL (engine.careplan.summaries).
 
 The scan reads only what every diagram version has: the ready-task elements table (a ``write_summary``
-task waiting) and the course's ``completed_on`` in the instance's data. The test pathways have no
-summary sub-pathway, so the waiting task is put in that table here, as the store writes it; the bundled
-pathways drive the same scan end to end in tests/pathways_bundled/test_end_of_treatment_phases.py.
+task waiting), the instance's ready-task summary (which tasks) and the course's ``completed_on`` in the
+waiting task's data. The test pathways have no summary sub-pathway, so the instance's ready task is
+listed here as a ``write_summary`` one, in both places, as the store writes them; the bundled pathways
+drive the same scan end to end in tests/pathways_bundled/test_end_of_treatment_phases.py and
+tests/test_summaries_two_phases.py (two summaries awaited at once).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy import delete, select
 from engine import CarePath, ManualClock
 from engine.audit import verify_trail
 from engine.careplan.summaries import summary_operators
-from engine.db.models import InstanceEvent, ReadyTaskElement, TreatmentSummary
+from engine.db.models import InstanceEvent, PathwayInstance, ReadyTaskElement, TreatmentSummary
 from engine.db.session import unit_of_work
 from engine.errors import WorkflowError
 
@@ -28,9 +30,22 @@ DATA = {"age": 54, "completed_on": "2026-01-10", "named_contact": {"staff_ref": 
 def _waiting(carepath: CarePath, patient_ref: str) -> str:
     view = carepath.instances.start("test_careplan", patient_ref, "system:test", DATA)
     with unit_of_work(carepath.sessions) as session:
+        instance = session.get(PathwayInstance, view.id)
+        assert instance is not None and instance.ready_tasks
+        [task, *_] = json.loads(instance.ready_tasks)
+        instance.ready_tasks = json.dumps([{**task, "element": "write_summary"}], separators=(",", ":"))
         session.add(ReadyTaskElement(instance_id=view.id, element="write_summary",
                                      created_at=carepath.clock.now()))
     return view.id
+
+
+def _moved_on(carepath: CarePath, instance_id: str) -> None:
+    """The write_summary task is gone from the instance (as the store writes it when a step moves on)."""
+    with unit_of_work(carepath.sessions) as session:
+        instance = session.get(PathwayInstance, instance_id)
+        assert instance is not None
+        instance.ready_tasks = "[]"
+        session.execute(delete(ReadyTaskElement).where(ReadyTaskElement.instance_id == instance_id))
 
 
 def _row(carepath: CarePath, instance_id: str) -> TreatmentSummary:
@@ -55,8 +70,7 @@ def test_the_scan_opens_the_task_after_the_last_day_and_closes_it(carepath: Care
     assert carepath.treatment_summaries.list_overdue(pathway_id="breast_cancer") == []
 
     # The task is gone from the instance (it ended, or moved on, without a summary): closed by the scan.
-    with unit_of_work(carepath.sessions) as session:
-        session.execute(delete(ReadyTaskElement).where(ReadyTaskElement.instance_id == instance_id))
+    _moved_on(carepath, instance_id)
     carepath.treatment_summaries.open_due()
     assert carepath.treatment_summaries.list_overdue() == []
     row = _row(carepath, instance_id)

@@ -13,14 +13,35 @@ is not, an "End of treatment summary overdue" task opens for the patient's named
 identifier when one is recorded, else the team's work list): the worker's scan
 (:meth:`TreatmentSummaries.open_due`), not a boundary timer in the diagram. A running instance keeps
 the diagram version it started on, so a timer added to the diagram now would never reach the patients
-already waiting for a summary; the scan reads what every version has -- a ready ``write_summary``
-task (the ready-task elements table) and the course's ``completed_on`` -- and so covers them too. It
+already waiting for a summary; the scan reads what every version has -- the ready ``write_summary``
+tasks (the ready-task elements table and summary) and the course's ``completed_on`` -- and so covers them too. It
 opens the task once the last day of the 6 weeks has passed in the deployment's time zone (a summary
 written on that day is on time, as the documents and the reports count it), appending a
 ``summary_overdue`` event by the system (actor ``engine``). The task closes when the summary is
 written: at once, in the step that records it (new diagram versions), or at the scan's next turn
 (older ones), with a ``summary_overdue_closed`` event. A patient's instance that ends without the
 summary closes its phase, and its task, without one.
+
+**Two at once.** An instance can wait for two summaries (the first-line one still unwritten when a
+recurrence's treatment ends, or two recurrences), so each awaited summary is keyed by the
+SpiffWorkflow task that writes it -- its ``write_summary`` task's id, in ``task_id`` -- with its own
+phase, end date (the ``completed_on`` in that task's own data: each branch carries its own course's,
+where the instance's accumulated data holds only the latest), deadline and overdue task. Writing one
+marks the row of the task just completed (the parent of ``keep_summary``), never another phase's.
+
+The id is stable: it is stored with the task in the instance state and restored as it was (the
+compact ids of engine.spiff.patches are ids like any other); compaction removes only finished tasks;
+and ``carepath migrate`` keeps it -- the full path's ``migrate_workflow`` resets a ready task in place
+(``Task.reset_branch`` drops its children and keeps the task), the fast path keeps the stored state or
+rewrites only its data (tests/test_summaries_two_phases.py migrates an instance waiting for two).
+
+**The scan stays cheap.** The ready-task elements table has one row per element, so it says that an
+instance waits for a summary, not for how many; the instance's stored ready-task summary lists each
+waiting task with its id. Each turn compares, in SQL, every waiting instance's due rows with that
+summary (as many rows as waiting ``write_summary`` tasks, each row naming a task still listed) and
+restores only the instances where they differ, to read the new tasks' own data. A row noted before
+revision 0026 (``task_id`` NULL; one per instance then) is given the waiting task of its phase, the one
+of its end date first.
 
 Patient data: ``content`` is the instance's data; events carry ids, codes and dates only.
 """
@@ -34,7 +55,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,10 +63,10 @@ from engine.audit import append_event
 from engine.clock import Clock
 from engine.db.models import InstanceEvent, PathwayInstance, ReadyTaskElement, TreatmentSummary
 from engine.db.session import read_only, unit_of_work
-from engine.errors import Problem, StaleVersionError, WorkflowError
+from engine.errors import ConflictError, Problem, StaleVersionError, WorkflowError
 from engine.instances.service import PathwayService
 from engine.instances.step import ServiceOperator, StepContext
-from engine.instances.store import ConflictMapper, load_instance, save_instance
+from engine.instances.store import ConflictMapper, InstanceRecord, load_instance, save_instance
 
 __all__ = ["DUE_WEEKS", "OVERDUE_LIMIT", "PHASES", "WRITE_ELEMENT", "TreatmentSummaries", "due_by",
            "summary_operators"]
@@ -56,6 +77,10 @@ WRITE_ELEMENT = "write_summary"  # the sub-pathway's task that writes (signs off
 OVERDUE_LIMIT = 200  # open overdue tasks listed at most, oldest first
 _PHASE_KEY = "eot_phase"
 _SYSTEM_ACTOR = "engine"
+# How the stored ready-task summary (engine.spiff.workflows.ready_task_summary, compact JSON) names a
+# waiting write_summary task: counted in its text, so the scan finds instances to look at in SQL.
+_TASK_MARK = f'"element":"{WRITE_ELEMENT}"'
+_WALK_LIMIT = 20  # keep_summary follows write_summary directly: a few steps up the tree at most
 _STAFF_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
@@ -103,10 +128,70 @@ def _next_number(session: Session, instance_id: str) -> int:
     return int(highest or 0) + 1
 
 
-def _due_row(session: Session, instance_id: str) -> TreatmentSummary | None:
-    return session.scalars(select(TreatmentSummary).where(
-        TreatmentSummary.instance_id == instance_id, TreatmentSummary.status == "due")
-        .order_by(TreatmentSummary.number.desc())).first()
+def _awaited(ready_tasks: str | None) -> list[str]:
+    """The ids of the instance's waiting ``write_summary`` tasks, in its ready-task summary's order."""
+    listed = json.loads(ready_tasks) if ready_tasks else []
+    return [str(task["id"]) for task in listed if isinstance(task, dict) and task.get("element") == WRITE_ELEMENT]
+
+
+def _own_phase(data: dict[str, Any]) -> str:
+    """The phase a waiting task's own data names (the scan is lenient: the operator refuses a bad one)."""
+    value = data.get(_PHASE_KEY)
+    return str(value) if value in PHASES else "first_line"
+
+
+def _match_legacy(rows: list[TreatmentSummary], phase: str, ended: date) -> TreatmentSummary | None:
+    """The due row noted before rows were keyed by task (``task_id`` NULL) that a task of ``phase`` ended
+    on ``ended`` takes: one of its phase, the one of its end date first, else the first noted."""
+    same = [row for row in rows if row.task_id is None and row.phase == phase]
+    return next((row for row in same if row.ended_on == ended), same[0] if same else None)
+
+
+def _writing_task(task: Any) -> Any | None:
+    """The ``write_summary`` task whose completion led to ``task`` (its parent, in the bundled sub-pathway)."""
+    current = getattr(task, "parent", None)
+    for _ in range(_WALK_LIMIT):
+        if current is None:
+            return None
+        if getattr(current.task_spec, "bpmn_id", None) == WRITE_ELEMENT:
+            return current
+        current = current.parent
+    return None
+
+
+def _task_in(workflow: Any, task_id: str) -> Any | None:
+    """The task of ``workflow`` (or of one of its sub-pathways) with this id, if it has one."""
+    try:
+        key = uuid.UUID(task_id)
+    except ValueError:
+        return None
+    for part in (workflow, *workflow.subprocesses.values()):
+        task = part.tasks.get(key)
+        if task is not None:
+            return task
+    return None
+
+
+def _unmatched() -> Select[Any]:
+    """Instances waiting for a summary whose due rows are not exactly their waiting tasks' rows.
+
+    They match when every due row names a task the stored ready-task summary still lists and there are
+    as many due rows as ``write_summary`` tasks in it (each counted by its mark in the summary's text,
+    which JSON escaping keeps out of names). Read through the ready-task elements index, one instance
+    row and an index range of its summaries (``instance_id, status``) per waiting instance: nothing is restored.
+    """
+    summary = func.coalesce(PathwayInstance.ready_tasks, "")
+    marks = func.length(summary) - func.length(func.replace(summary, _TASK_MARK, ""))
+    due = (select(func.count()).select_from(TreatmentSummary)
+           .where(TreatmentSummary.instance_id == ReadyTaskElement.instance_id, TreatmentSummary.status == "due")
+           .scalar_subquery())
+    stray = exists().where(
+        TreatmentSummary.instance_id == ReadyTaskElement.instance_id, TreatmentSummary.status == "due",
+        or_(TreatmentSummary.task_id.is_(None),
+            ~summary.contains(literal('"id":"') + TreatmentSummary.task_id + literal('"'))))
+    return (select(ReadyTaskElement.instance_id)
+            .join(PathwayInstance, PathwayInstance.id == ReadyTaskElement.instance_id)
+            .where(ReadyTaskElement.element == WRITE_ELEMENT, or_(due * len(_TASK_MARK) != marks, stray)))
 
 
 def summary_operators() -> dict[str, ServiceOperator]:
@@ -115,20 +200,28 @@ def summary_operators() -> dict[str, ServiceOperator]:
 
 
 def _record_written(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """The summary of the phase that ended is written: keep the data it was written from, close the
-    phase's overdue task. Returns ids and codes only (the task's result variable)."""
+    """The summary of the phase that ended is written: keep the data it was written from in the row of
+    the ``write_summary`` task just completed (never another waiting phase's), close that phase's
+    overdue task. Returns ids and codes only (the task's result variable)."""
     element = str(task.task_spec.bpmn_id)
     data = dict(task.data)
     phase = _phase(data, element)
     now = context.clock.now()
     session, instance_id = context.session, context.instance.id
-    row = _due_row(session, instance_id)
+    writer = _writing_task(task)
+    task_id = str(writer.id) if writer is not None else None
+    ended = _ended_on(data, now.date())
+    due = list(session.scalars(select(TreatmentSummary).where(
+        TreatmentSummary.instance_id == instance_id, TreatmentSummary.status == "due")
+        .order_by(TreatmentSummary.number)))
+    row = next((r for r in due if task_id is not None and r.task_id == task_id), None) or _match_legacy(
+        due, phase, ended)
     if row is None:  # written before the worker's scan saw it waiting
-        ended = _ended_on(data, now.date())
         row = TreatmentSummary(id=str(uuid.uuid4()), instance_id=instance_id,
                                number=_next_number(session, instance_id), phase=phase, ended_on=ended,
-                               due_by=due_by(ended), status="due", opened_at=now)
+                               due_by=due_by(ended), status="due", opened_at=now, task_id=task_id)
         session.add(row)
+    row.task_id = row.task_id or task_id
     row.phase, row.status, row.written_at, row.written_by = phase, "written", now, context.actor
     row.content = json.dumps({k: v for k, v in data.items() if k != "treatment_summary"}, default=str)
     if row.overdue_at is not None and row.closed_at is None:
@@ -183,10 +276,11 @@ class TreatmentSummaries:
     # --- the worker's scan ---------------------------------------------------------------------------
 
     def open_due(self, limit: int = 100) -> int:
-        """One turn of the scan: note the phases whose summary is now awaited, close those no longer
-        awaited, and open the overdue task of each awaited one past its 6 weeks (up to ``limit`` of
-        each, every one in its own unit of work). An instance another worker or a step changed meanwhile
-        is left to the next turn. Returns how many tasks opened.
+        """One turn of the scan: match each instance's due summaries to the ``write_summary`` tasks it
+        waits for -- noting a phase whose summary is now awaited, closing one no longer awaited -- and
+        open the overdue task of each awaited one past its 6 weeks (up to ``limit`` instances and
+        ``limit`` tasks, every instance and task in its own unit of work). An instance another worker or
+        a step changed meanwhile is left to the next turn. Returns how many tasks opened.
 
         Raises:
             sqlalchemy.exc.SQLAlchemyError: the database is unreachable.
@@ -194,16 +288,14 @@ class TreatmentSummaries:
         now = self.clock.now()
         waiting = select(ReadyTaskElement.instance_id).where(ReadyTaskElement.element == WRITE_ELEMENT)
         with read_only(self.sessions) as session:
-            new = list(session.scalars(waiting.where(~exists().where(
-                TreatmentSummary.instance_id == ReadyTaskElement.instance_id, TreatmentSummary.status == "due"))
-                .order_by(ReadyTaskElement.created_at).limit(limit)))
-            gone = list(session.scalars(select(TreatmentSummary.id).where(
-                TreatmentSummary.status == "due", TreatmentSummary.instance_id.not_in(waiting)).limit(limit)))
-        for instance_id in new:
-            self._guarded(self._note_awaited, instance_id, now)
-        for summary_id in gone:
-            self._guarded(self._close, summary_id, now)
-        # Read after noting: a summary already past its 6 weeks when first seen gets its task in this turn.
+            changed = list(session.scalars(_unmatched().order_by(ReadyTaskElement.created_at,
+                                                                 ReadyTaskElement.instance_id).limit(limit)))
+            gone = list(session.scalars(select(TreatmentSummary.instance_id).where(
+                TreatmentSummary.status == "due", TreatmentSummary.instance_id.not_in(waiting))
+                .group_by(TreatmentSummary.instance_id).limit(limit)))
+        for instance_id in dict.fromkeys(changed + gone):
+            self._guarded(self._match, instance_id, now)
+        # Read after matching: a summary already past its 6 weeks when first seen gets its task in this turn.
         today = now.astimezone(self.zone).date()
         with read_only(self.sessions) as session:
             late = list(session.scalars(select(TreatmentSummary.id).where(
@@ -218,46 +310,77 @@ class TreatmentSummaries:
         except (StaleVersionError, IntegrityError):
             return 0  # another worker, or a step, got there first: the next turn sees it as it is
 
-    def _note_awaited(self, instance_id: str, now: datetime) -> None:
-        """A ``write_summary`` task is waiting: its phase ended on the course's ``completed_on``."""
-        with unit_of_work(self.sessions) as session:
-            if _due_row(session, instance_id) is not None:
-                return
-            _, data = self.instances.read(session, instance_id)
-            ended = _ended_on(data, now.astimezone(self.zone).date())
-            phase = data.get(_PHASE_KEY) if data.get(_PHASE_KEY) in PHASES else "first_line"
-            session.add(TreatmentSummary(id=str(uuid.uuid4()), instance_id=instance_id,
-                                         number=_next_number(session, instance_id), phase=str(phase),
-                                         ended_on=ended, due_by=due_by(ended), status="due", opened_at=now))
-
-    def _close(self, summary_id: str, now: datetime) -> None:
-        """No ``write_summary`` waits any more: written (an older diagram, without the operator), or the
-        instance ended or moved on without it."""
+    def _match(self, instance_id: str, now: datetime) -> None:
+        """One due row per waiting ``write_summary`` task, each with what the task's own data says: its
+        phase and the end of its course (``completed_on``; a recurrence's course and the first-line one
+        each carry their own, in their own branch). A due row whose task no longer waits is closed."""
         with ConflictMapper(), unit_of_work(self.sessions) as session:
-            row = session.scalars(select(TreatmentSummary).where(
-                TreatmentSummary.id == summary_id, TreatmentSummary.status == "due")
-                .with_for_update(skip_locked=True)).first()
-            if row is None or session.scalar(select(ReadyTaskElement.instance_id).where(
-                    ReadyTaskElement.instance_id == row.instance_id, ReadyTaskElement.element == WRITE_ELEMENT)):
-                return
-            written = session.execute(select(InstanceEvent.at, InstanceEvent.actor).where(
-                InstanceEvent.instance_id == row.instance_id, InstanceEvent.type == "task_completed",
-                InstanceEvent.element == WRITE_ELEMENT, InstanceEvent.at >= row.opened_at)
-                .order_by(InstanceEvent.seq.desc())).first()
-            if written is not None:
-                row.status, row.written_at, row.written_by = "written", written[0], written[1]
-            else:
-                row.status = "closed"
-            if row.overdue_at is None or row.closed_at is not None:
-                return
-            row.closed_at = now
-            instance = load_instance(session, row.instance_id)
-            append_event(session, instance, "summary_overdue_closed", at=now, actor=_SYSTEM_ACTOR,
-                         pathway_version=instance.pathway_version,
-                         payload={"summary": row.id, "number": row.number, "phase": row.phase,
-                                  "outcome": row.status})
-            instance.updated_at = now
-            save_instance(session, instance)
+            # The rows first, then the instance: its ready tasks are then at least as new as the state
+            # another worker noted a row from. A row a step is writing is skipped (this turn's note of
+            # its task then meets the task's unique key and is rolled back).
+            rows = list(session.scalars(select(TreatmentSummary).where(
+                TreatmentSummary.instance_id == instance_id, TreatmentSummary.status == "due")
+                .order_by(TreatmentSummary.number).with_for_update(skip_locked=True)))
+            instance = load_instance(session, instance_id)
+            awaited = _awaited(instance.ready_tasks)
+            claimed = {row.task_id for row in rows}
+            missing = [task_id for task_id in awaited if task_id not in claimed]
+            if missing:
+                self._note_awaited(session, instance, rows, missing, now)
+            closed = [self._close(session, instance, row, now) for row in rows
+                      if row.task_id not in awaited]
+            if any(closed):
+                instance.updated_at = now
+                save_instance(session, instance)
+
+    def _note_awaited(self, session: Session, instance: InstanceRecord, rows: list[TreatmentSummary],
+                      missing: list[str], now: datetime) -> None:
+        """Rows for the waiting tasks that have none (a row noted before rows were keyed by task is
+        given the task of its phase); each task's own data, read from the restored workflow. A state that
+        cannot be restored (held in an incident by the step runner) is left: noted once it is put right."""
+        try:
+            workflow = self.instances.steps.restore(session, instance)
+        except (ConflictError, WorkflowError):
+            return
+        self.instances.steps.remember(instance, workflow)
+        today = now.astimezone(self.zone).date()
+        for task_id in missing:
+            task = _task_in(workflow, task_id)
+            if task is None:
+                continue  # the summary names a task the state has not: the next step rewrites the summary
+            data = task.data
+            phase, ended = _own_phase(data), _ended_on(data, today)
+            legacy = _match_legacy(rows, phase, ended)
+            if legacy is not None:
+                legacy.task_id = task_id
+                continue
+            row = TreatmentSummary(id=str(uuid.uuid4()), instance_id=instance.id,
+                                   number=_next_number(session, instance.id), phase=phase, ended_on=ended,
+                                   due_by=due_by(ended), status="due", opened_at=now, task_id=task_id)
+            session.add(row)
+            session.flush()  # the next row's number counts this one
+
+    @staticmethod
+    def _close(session: Session, instance: InstanceRecord, row: TreatmentSummary, now: datetime) -> bool:
+        """The row's task waits no more: written (an older diagram, without the operator), or the
+        instance ended or moved on without it. Returns whether an overdue task closed (an event)."""
+        completed = (InstanceEvent.task_id == row.task_id if row.task_id is not None
+                     else InstanceEvent.at >= row.opened_at)
+        written = session.execute(select(InstanceEvent.at, InstanceEvent.actor).where(
+            InstanceEvent.instance_id == row.instance_id, InstanceEvent.type == "task_completed",
+            InstanceEvent.element == WRITE_ELEMENT, completed)
+            .order_by(InstanceEvent.seq.desc())).first()
+        if written is not None:
+            row.status, row.written_at, row.written_by = "written", written[0], written[1]
+        else:
+            row.status = "closed"
+        if row.overdue_at is None or row.closed_at is not None:
+            return False
+        row.closed_at = now
+        append_event(session, instance, "summary_overdue_closed", at=now, actor=_SYSTEM_ACTOR,
+                     pathway_version=instance.pathway_version,
+                     payload={"summary": row.id, "number": row.number, "phase": row.phase, "outcome": row.status})
+        return True
 
     def _open_overdue(self, summary_id: str, now: datetime, today: date) -> int:
         with ConflictMapper(), unit_of_work(self.sessions) as session:

@@ -383,14 +383,22 @@ class TreatmentSummary(Base):
     and ``closed_at`` not: opened by the worker's scan 6 weeks after ``ended_on``, for ``assignee``
     (the named contact's staff identifier, else None: the team's work list), closed when the summary
     is written.
+
+    ``task_id``: the SpiffWorkflow task (``write_summary``) that writes this phase's summary -- an
+    instance can wait for two at once (the first-line summary unwritten when a recurrence's ends), and
+    each has its own row. NULL only on a row noted before revision 0026 whose instance then waited for
+    more than one summary: the scan gives it the waiting task of its phase (engine.careplan.summaries).
     """
 
     __tablename__ = "treatment_summaries"
     __table_args__ = (UniqueConstraint("instance_id", "number", name="uq_treatment_summaries_instance_id_number"),
+                      UniqueConstraint("instance_id", "task_id", name="uq_treatment_summaries_instance_id_task_id"),
+                      # The worker's scan counts each waiting instance's due rows (engine.careplan.summaries).
+                      Index("ix_treatment_summaries_instance_id_status", "instance_id", "status"),
                       Index("ix_treatment_summaries_status_due_by", "status", "due_by"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"), index=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"))
     number: Mapped[int] = mapped_column(Integer)  # the phase's number in the instance: 1, 2, ...
     phase: Mapped[str] = mapped_column(String(40))  # first_line | recurrence | end_of_protocol
     ended_on: Mapped[date] = mapped_column(Date)
@@ -403,6 +411,7 @@ class TreatmentSummary(Base):
     overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     assignee: Mapped[str | None] = mapped_column(String(64), nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
     def as_dict(self) -> dict[str, Any]:
         """The phase and its deadline, without the content (ids, codes and dates only)."""
@@ -411,7 +420,8 @@ class TreatmentSummary(Base):
         return {"id": self.id, "instance_id": self.instance_id, "number": self.number, "phase": self.phase,
                 "ended_on": self.ended_on.isoformat(), "due_by": self.due_by.isoformat(), "status": self.status,
                 "written_at": stamp(self.written_at), "written_by": self.written_by,
-                "overdue_at": stamp(self.overdue_at), "assignee": self.assignee, "closed_at": stamp(self.closed_at)}
+                "overdue_at": stamp(self.overdue_at), "assignee": self.assignee, "closed_at": stamp(self.closed_at),
+                "task_id": self.task_id}
 
 
 class CarePlanNote(Base):

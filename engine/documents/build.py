@@ -22,7 +22,7 @@ Patient data: documents are for the patient and their care team, never for logs.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -275,11 +275,31 @@ class _Sources:
                 self.data.pop(key, None)
 
     def phase_bounds(self) -> tuple[datetime | None, datetime | None]:
-        """When the previous phase's summary and this one's were written (None: no bound)."""
+        """The span of this phase (None: no bound): from where the previous phase (by the end of its
+        course) gave way to it, to this one's summary or, sooner, to where it gave way to the next.
+
+        A phase gives way to the next when its summary is written, if that was before the next one's;
+        two summaries can be awaited at once and written in either order, so when an earlier phase's
+        summary is written after a later one's, the earlier phase ends with the day its course ended
+        (what was made after that belongs to the later phase).
+        """
         if self.phase is None:
             return None, None
-        earlier = [p.written_at for p in self.phases if p.number < self.phase.number and p.written_at]
-        return (max(earlier) if earlier else None), self.phase.written_at
+        ordered = sorted(self.phases, key=lambda p: (p.ended_on, p.number))
+        at = next(n for n, p in enumerate(ordered) if p.id == self.phase.id)
+        after = _gave_way(ordered[at - 1], self.phase) if at > 0 else None
+        until = self.phase.written_at
+        if at + 1 < len(ordered):
+            handed_over = _gave_way(self.phase, ordered[at + 1])
+            until = min(until, handed_over) if until else handed_over
+        return after, until
+
+
+def _gave_way(earlier: TreatmentSummary, later: TreatmentSummary) -> datetime:
+    """When phase ``earlier`` gave way to ``later`` (see :meth:`_Sources.phase_bounds`)."""
+    if earlier.written_at is not None and (later.written_at is None or earlier.written_at <= later.written_at):
+        return earlier.written_at
+    return datetime.combine(earlier.ended_on + timedelta(days=1), datetime.min.time(), UTC)
 
 
 def _rule_files(carepath: CarePath, versions: set[tuple[str, str]]) -> dict[tuple[str, str], RuleFile]:
