@@ -45,7 +45,8 @@ def check_start_data(schema: str, data: dict[str, Any], prefix: str = "/data") -
 
 def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -> list[Problem]:
     validator = _form_validator(schema if isinstance(schema, str) else json.dumps(schema, sort_keys=True))
-    problems = []
+    problems = [Problem("is not a field of this form", field=f"/{key}", code="undeclared")
+                for key in _undeclared(validator.schema, data)] if not prefix else []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
         path = "/" + "/".join(str(p) for p in error.absolute_path)
         if error.validator == "required":
@@ -58,6 +59,21 @@ def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -
                 if error.validator not in ("type", "enum", "format") else _type_message(error)
         problems.append(Problem(message, field=(prefix + path).rstrip("/") or "/", code=str(error.validator)))
     return problems
+
+
+_OWN_RULE = ("additionalProperties", "patternProperties", "unevaluatedProperties")
+
+
+def _undeclared(schema: Any, data: dict[str, Any]) -> list[str]:
+    """The fields of ``data`` that a form does not declare, when the form has no rule of its own for
+    them. What a task's data holds becomes the instance's data, which decides the pathway's flow: a
+    field no form declares (a typo, or a client setting ``palliative_route`` through the form of an
+    unrelated task) would change what happens to the patient without anyone having asked it. A
+    correction of the instance's data is the audited way to change such a value (``correct_data``)."""
+    if not isinstance(schema, dict) or any(rule in schema for rule in _OWN_RULE):
+        return []
+    declared = schema.get("properties") or {}
+    return sorted(key for key in data if key not in declared)
 
 
 def _type_message(error: Any) -> str:
