@@ -1,7 +1,9 @@
-"""A feedback invitation that closes unanswered.
+"""A feedback invitation that closes unanswered, and palliative patients asked once on the way out.
 
 shared/patient_feedback.bpmn: the patient's task has an interrupting 12-week timer (``feedback_unanswered``),
 so an invitation nobody answers no longer holds the pathway open after its other branches have ended.
+The palliative routes note when they ask (``palliative_feedback_asked``); when care is transferred before
+they did, the diagnosis pathway asks on the way out (``exit_feedback_gw`` -> ``exit_feedback``), never twice.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ def _on_the_route(app: CarePath, clock: ManualClock, site: str, patient: str) ->
     return j.hna_declined()
 
 
+def _review_task(site: str) -> str:
+    return "cpal_review" if site == "children_young_people" else "pal_review"
+
+
 def test_an_unanswered_invitation_closes_after_12_weeks_and_the_pathway_ends_with_its_other_branches(
         bundled: CarePath, journey_clock: ManualClock) -> None:
     j = treated(bundled, journey_clock, "general", "SYN-1801", "patient_initiated")
@@ -109,15 +115,79 @@ def test_an_answer_given_in_time_still_reaches_the_patient_experience_team(
     assert not {"give_feedback", "respond"} & set(j.ready)
 
 
-@pytest.mark.parametrize("which", ["end_of_treatment", "on_the_route"])
+@pytest.mark.parametrize("site", sorted(SITES))
+def test_care_transferred_at_the_first_review_is_asked_once_after_the_return(
+        bundled: CarePath, journey_clock: ManualClock, site: str) -> None:
+    j = _on_the_route(bundled, journey_clock, site, "SYN-1803")
+    assert _feedback_tasks(j) == []
+
+    review(j, _review_task(site), route="care_transferred")  # before any 3-monthly review
+
+    [task] = _feedback_tasks(j)
+    child = site == "children_young_people"
+    assert task["process"] == "patient_feedback"
+    assert task["lane"] == ("Child or young person" if child else "Patient")
+    assert not {"pal_acp", "cpal_acp", "offer_hna", "pal_review", "cpal_review"} & set(j.ready)  # the route ended
+    j.do("give_feedback", {**ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+    assert _feedback_tasks(j) == []
+    j.wait_for(timedelta(days=400))
+    assert _feedback_tasks(j) == [] and _answered(bundled, j.view.id) == 1
+
+
+def test_care_transferred_at_the_first_3_monthly_review_is_asked_after_the_return(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    """The route asks after its first 3-monthly review only when care continues: a transfer at that very
+    review is asked on the way out instead."""
+    j = _on_the_route(bundled, journey_clock, "colorectal", "SYN-1804")
+    review(j, "pal_review")
+    j.wait_for(QUARTER).hna_declined()
+    review(j, "pal_review", route="care_transferred")
+    assert len(_feedback_tasks(j)) == 1
+    j.do("give_feedback", {**ANSWER, "feedback_wants_contact": True}, actor=PATIENT)
+    assert "respond" in j.ready and _feedback_tasks(j) == []
+
+
+@pytest.mark.parametrize("site", ["lung", "children_young_people"])
+def test_care_transferred_after_the_first_3_monthly_review_is_not_asked_again(
+        bundled: CarePath, journey_clock: ManualClock, site: str) -> None:
+    j = _on_the_route(bundled, journey_clock, site, "SYN-1805")
+    review(j, _review_task(site))
+    j.wait_for(QUARTER).hna_declined()
+    review(j, _review_task(site))  # the first 3-monthly review: the route asks
+    assert len(_feedback_tasks(j)) == 1
+    if site == "lung":
+        j.do("give_feedback", {**ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+    j.wait_for(QUARTER).hna_declined()  # the children's invitation, never answered, closes on the way
+    assert _feedback_tasks(j) == []
+
+    review(j, _review_task(site), route="care_transferred")
+
+    assert _feedback_tasks(j) == [] and j.status == "running"
+    j.wait_for(timedelta(days=200))
+    assert _feedback_tasks(j) == []
+    assert (_answered(bundled, j.view.id), len(_closed(bundled, j.view.id))) == ((1, 0) if site == "lung" else (0, 1))
+
+
+def test_an_invitation_on_the_way_out_left_unanswered_closes_and_the_pathway_ends(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    j = _on_the_route(bundled, journey_clock, "general", "SYN-1806")
+    _gp_review(j, "first_review")
+    review(j, "pal_review", route="care_transferred")
+    assert len(_feedback_tasks(j)) == 1
+    _to_the_end(j)
+    assert j.status == "completed" and len(_closed(bundled, j.view.id)) == 1
+
+
+@pytest.mark.parametrize("which", ["end_of_treatment", "on_the_way_out", "on_the_route"])
 def test_patient_died_during_an_open_invitation_ends_it(bundled: CarePath, journey_clock: ManualClock,
                                                         which: str) -> None:
     if which == "end_of_treatment":
         j = treated(bundled, journey_clock, "breast", "SYN-1807", "scheduled")
     else:
         j = _on_the_route(bundled, journey_clock, "breast", "SYN-1807")
-        review(j, "pal_review")
-        review(j.wait_for(QUARTER).hna_declined(), "pal_review")
+        review(j, "pal_review", route="care_transferred" if which == "on_the_way_out" else "continue")
+        if which == "on_the_route":
+            review(j.wait_for(QUARTER).hna_declined(), "pal_review")
     assert len(_feedback_tasks(j)) == 1 and "feedback_unanswered" in _waiting_timers(j)
 
     j.message("patient_died", {"date_of_death": j.today()})
