@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from engine import CarePath, ManualClock
 from engine.db.models import InstanceEvent, PathwayInstance
+from engine.documents.build import care_plan_document
 from engine.instances.progress import instance_progress
 
 from .journey import PATIENT, Journey
@@ -145,6 +146,22 @@ def test_care_transferred_at_the_first_3_monthly_review_is_asked_after_the_retur
     assert len(_feedback_tasks(j)) == 1
     j.do("give_feedback", {**ANSWER, "feedback_wants_contact": True}, actor=PATIENT)
     assert "respond" in j.ready and _feedback_tasks(j) == []
+
+
+@pytest.mark.parametrize("site", ["general", "children_young_people"])
+def test_after_care_is_transferred_the_care_plan_shows_no_next_palliative_assessment(
+        bundled: CarePath, journey_clock: ManualClock, site: str) -> None:
+    """The route's data comes back to the pathway with it: the review that transfers care sets no next date."""
+    j = _on_the_route(bundled, journey_clock, site, "SYN-1808")
+    review(j, _review_task(site))
+
+    def upcoming() -> list[str]:
+        return [u["code"] for u in care_plan_document(bundled, j.view.id, "en")["next_steps"]["upcoming"]]
+
+    assert "palliative_assessment" in upcoming()
+    j.wait_for(QUARTER).hna_declined()
+    review(j, _review_task(site), route="care_transferred")
+    assert "palliative_assessment" not in upcoming() and j.status == "running"
 
 
 @pytest.mark.parametrize("site", sorted(SITES))
