@@ -325,7 +325,7 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     j.hna_declined()
     j.do("cpal_review" if "cpal_review" in j.ready else "pal_review",
          {"reviewed_on": j.today(), "palliative_route": "care_transferred"})
-    assert j.ready == ["first_review"]  # no feedback request here: it comes at the end of a treatment
+    assert j.ready == ["first_review", "give_feedback"]  # the route had not asked: asked on the way out
     # The patient dies two weeks later: the pathway ends, and no review or survey ever follows.
     j.wait(14).message("patient_died", {"date_of_death": j.today()})
     assert (j.status, j.ready) == ("completed", [])
