@@ -231,3 +231,19 @@ def test_a_surveillance_form_cannot_move_the_schedule(bundled: CarePath, journey
         j.do(element, answers)
     assert [p.code for p in refused.value.problems] == ["additionalProperties"]
     assert element in [t["element"] for t in j.app.instances.get(j.view.id).ready_tasks]  # still to do
+
+
+def test_a_form_without_a_rule_for_extra_fields_refuses_the_flags_that_steer_the_route(
+        bundled: CarePath, journey_clock: ManualClock) -> None:
+    """The needs assessment's offer declares one field; its data flows back into the route, so an extra
+    field would set the route's own flags (when feedback was asked, how many reviews were held)."""
+    j = _palliative(bundled, journey_clock, "lung", "SYN-FR-0302")
+    j.wait_for(QUARTER)
+    with pytest.raises(TaskDataError) as refused:
+        j.do("offer_hna", {"hna_accepted": False, "palliative_feedback_asked": True, "palliative_reviews": 5})
+    assert [(p.code, p.field) for p in refused.value.problems] == [
+        ("undeclared", "/palliative_feedback_asked"), ("undeclared", "/palliative_reviews")]
+    assert "patient" not in str(refused.value)  # fields are named, values never
+    j.hna_declined()  # the same task with its own field alone goes on
+    review(j, "pal_review")
+    assert "give_feedback" in j.ready  # the route's count was kept: asked at its first 3-monthly review
