@@ -461,3 +461,50 @@ def test_the_command_counts_the_fast_path_over_its_processes(app: CarePath, cloc
     report = json.loads(done.stdout)
     assert report["fast_path"] == 5 and {i["instance_id"] for i in report["instances"] if i["fast_path"]} == ids
     assert "migrating test_followup: 5/5 (100%), 0 refused, 5 by the fast path" in done.stderr
+
+
+@pytest.mark.parametrize("path", ["full", "fast"])
+def test_a_correction_at_the_ready_task_survives_the_migration(app: CarePath, clock: ManualClock, pathways_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """A clinician corrects a value while the patient is at a ready task; the instance is migrated; the
+    next step reads the corrected value, whichever path moved it, and the trail still verifies."""
+    from api.cli import main
+    from engine.instances.migration_fast import FastPath
+
+    instance_id = app.instances.start(PATHWAY, "MRN-1", "system:ehr", {"stage": "T1", "site": "left"}).id
+    app.instances.correct_data(instance_id, {"stage": "T2"}, "staging revised at the MDT", NURSE)  # hna is ready
+    _deploy(app, clock, pathways_dir, _relabelled("review"))  # hna unchanged: the fast path may keep it
+    if path == "full":
+        monkeypatch.setattr(FastPath, "plan", lambda *_args: None)
+
+    [moved] = migrate_pathway(app.instances, PATHWAY, "cli:test").instances
+    assert moved.migrated and moved.fast_path == (path == "fast")
+    _complete(app, instance_id, "hna", {"anxiety": 2})
+    clock.advance(timedelta(days=30, minutes=1))
+    assert fire_due_timers(app.instances) == 1
+    assert [t["element"] for t in app.instances.get(instance_id).ready_tasks] == ["review"]
+    data = app.instances.instance_data(instance_id)
+    assert (data["stage"], data["site"], data["anxiety"]) == ("T2", "left", 2)
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", app.settings.database_url)
+    verified = CliRunner().invoke(main, ["audit", "verify", "--instance", instance_id])
+    assert verified.exit_code == 0, verified.output
+
+
+def test_a_task_keeps_its_data_but_for_the_constants_a_new_pre_script_sets() -> None:
+    from engine.instances.migration import kept_data
+
+    parent = {"stage": "T1", "review_outcome": "x"}
+    # Entered under the old version (pre-script: review_outcome = None, prompt = 1), then corrected.
+    old = {"stage": "T2", "review_outcome": None, "prompt": 1}
+    was_set = {"review_outcome": None, "prompt": 1}
+    now_set = {"review_outcome": None, "prompt": 2, "form_version": 3}
+    reset = {**parent, **now_set}
+    # The correction stays; a constant still as the old pre-script set it takes the new value; a new one is set.
+    assert kept_data(reset, old, was_set, now_set, []) == {"stage": "T2", "review_outcome": None, "prompt": 2,
+                                                          "form_version": 3}
+    # A value changed since the task was entered (a correction of what the pre-script set) is kept.
+    assert kept_data(reset, {**old, "prompt": 7}, was_set, now_set, [])["prompt"] == 7
+    # An old pre-script that computed: what the task holds stands; the reset's values of the parent do not
+    # come back (a waiting join holds none), but data objects are read again.
+    assert kept_data({**reset, "plan": "new"}, {}, None, None, ["plan"]) == {"plan": "new"}
+    assert kept_data(reset, old, None, None, []) == old
