@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from engine import CarePath, ManualClock, Settings
+from engine.audit import verify_trail
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.instances.migration import MigrationProgress, migrate_pathway
 from engine.instances.timers import fire_due_timers
@@ -443,7 +446,81 @@ def test_an_instance_changed_after_its_batch_was_read_takes_the_full_path(app: C
     [moved] = migrate_pathway(app.instances, PATHWAY, "cli:test").instances
     assert moved.migrated and not moved.fast_path  # the guarded write refused the revision read; read again
     assert (moved.status, app.instances.get(instance_id).status) == ("suspended", "suspended")
-    assert len(_events(app, instance_id, "migrated")) == 1
+    # The fast path's event, chained to the head its batch read, was not written: one migration, after
+    # the suspension, and the trail verifies.
+    assert [e.type for e in sorted(_all_events(app, instance_id), key=lambda e: e.seq)][-2:] == ["suspended",
+                                                                                                "migrated"]
+    with app.sessions() as session:
+        assert verify_trail(session, [instance_id]) == []
+
+
+def _all_events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
+    with app.sessions() as session:
+        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)))
+
+
+def test_a_fast_path_move_on_postgresql_is_one_statement_in_autocommit(app: CarePath, clock: ManualClock,
+                                                                       pathways_dir: Path, database_kind: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL the guarded update and the event are one statement run in autocommit (one round
+    trip): another connection sees the move as soon as the statement ran, before the unit's end. On
+    SQLite it is a transaction: nothing is seen before its commit."""
+    from engine.instances import migration
+
+    instance_id = _waiting_instance(app)
+    old_version = _row(app, instance_id)[0]
+    new_version = _deploy(app, clock, pathways_dir, _relabelled("review"))
+    seen = []
+    original = migration.save_instance
+
+    query = ("SELECT v.version FROM pathway_instances i JOIN pathway_versions v ON v.id = i.pathway_version_id "
+             f"WHERE i.id = '{instance_id}'")
+
+    def and_look(session: Any, record: Any, **kwargs: Any) -> None:
+        original(session, record, **kwargs)
+        if database_kind == "postgresql":
+            with app.db.connect() as other:
+                seen.append(other.exec_driver_sql(query).scalar_one())
+        else:  # a reader of its own: SQLite's WAL shows it the last commit
+            with closing(sqlite3.connect(app.settings.database_url.removeprefix("sqlite:///"))) as other:
+                seen.append(other.execute(query).fetchone()[0])
+
+    monkeypatch.setattr(migration, "save_instance", and_look)
+    [moved] = migrate_pathway(app.instances, PATHWAY, "cli:test").instances
+    assert moved.migrated and moved.fast_path
+    assert seen == [new_version if database_kind == "postgresql" else old_version]
+    with app.sessions() as session:
+        assert verify_trail(session, [instance_id]) == []
+
+
+def test_a_one_statement_write_that_needs_more_is_refused_on_postgresql(app: CarePath, database_kind: str) -> None:
+    """Autocommit would make a second statement a unit of its own: such a write is refused, nothing
+    written. SQLite's write is a transaction, where more statements are atomic too."""
+    from engine.audit import append_event
+    from engine.db.session import read_only, unit_of_work
+    from engine.instances.store import load_instance, save_instance
+
+    instance_id = _waiting_instance(app)
+    before = _row(app, instance_id)
+
+    def write() -> None:
+        with read_only(app.sessions) as session:
+            record = load_instance(session, instance_id)
+        with unit_of_work(app.sessions) as session:  # the write is its first use of the database
+            append_event(session, record, "migrated", at=record.updated_at, actor="cli:test",
+                         pathway_version=before[0], payload={})
+            record.ready_tasks = json.dumps([{"id": "t1", "element": "review"}])  # their elements: another statement
+            save_instance(session, record, seal_state=True, one_statement=True)
+
+    if database_kind == "postgresql":
+        with pytest.raises(RuntimeError, match="more than one"):
+            write()
+        assert _row(app, instance_id) == before
+    else:
+        write()
+        assert _row(app, instance_id)[2] == before[2] + 1
+    with app.sessions() as session:
+        assert verify_trail(session, [instance_id]) == []
 
 
 def test_the_command_counts_the_fast_path_over_its_processes(app: CarePath, clock: ManualClock,

@@ -284,7 +284,7 @@ def _migrate_fast(runner: StepRunner, candidate: _Candidate, target: tuple[int, 
             if found.state is not None:
                 record.state = found.state
             # Guarded by the revision the batch read; the digest of the state (kept or new) in the event.
-            save_instance(session, record, state_changed=found.state is not None, seal_state=True)
+            save_instance(session, record, state_changed=found.state is not None, seal_state=True, one_statement=True)
     except StaleVersionError:
         return None  # changed since it was read: the full path reads it again
     runner.cache.take_latest(record.id)  # a workflow this process cached is of the old version
