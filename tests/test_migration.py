@@ -433,25 +433,28 @@ def test_an_instance_changed_after_its_batch_was_read_takes_the_full_path(app: C
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.instances import migration
 
-    instance_id = _waiting_instance(app)
+    ids = [_waiting_instance(app, f"MRN-{n}") for n in range(3)]
+    changed = ids[1]  # the others of its batch move before and after it
     _deploy(app, clock, pathways_dir, _relabelled("review"))
     original = migration.load_instances
 
-    def then_changed(session: Any, ids: list[str]) -> Any:
-        found = original(session, ids)
-        app.instances.suspend(instance_id, "clinician:cns-2", "patient asked for a pause")  # another request
+    def then_changed(session: Any, batch: list[str]) -> Any:
+        found = original(session, batch)
+        app.instances.suspend(changed, "clinician:cns-2", "patient asked for a pause")  # another request
         return found
 
     monkeypatch.setattr(migration, "load_instances", then_changed)
-    [moved] = migrate_pathway(app.instances, PATHWAY, "cli:test").instances
-    assert moved.migrated and not moved.fast_path  # the guarded write refused the revision read; read again
-    assert (moved.status, app.instances.get(instance_id).status) == ("suspended", "suspended")
+    report = migrate_pathway(app.instances, PATHWAY, "cli:test")
+    paths = {i.instance_id: (i.migrated, i.fast_path, i.status) for i in report.instances}
+    # The guarded write refused the revision read: read again, it took the full path; the others the fast one.
+    assert paths == {ids[0]: (True, True, "running"), changed: (True, False, "suspended"),
+                     ids[2]: (True, True, "running")}
+    assert app.instances.get(changed).status == "suspended"
     # The fast path's event, chained to the head its batch read, was not written: one migration, after
-    # the suspension, and the trail verifies.
-    assert [e.type for e in sorted(_all_events(app, instance_id), key=lambda e: e.seq)][-2:] == ["suspended",
-                                                                                                "migrated"]
+    # the suspension, and every trail verifies.
+    assert [e.type for e in sorted(_all_events(app, changed), key=lambda e: e.seq)][-2:] == ["suspended", "migrated"]
     with app.sessions() as session:
-        assert verify_trail(session, [instance_id]) == []
+        assert verify_trail(session, ids) == []
 
 
 def _all_events(app: CarePath, instance_id: str) -> list[InstanceEvent]:

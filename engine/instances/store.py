@@ -298,11 +298,12 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
     newest event records the digest of the state all the same, which is not rewritten (a migration
     that keeps the state as it is records what a migration that rewrites it would).
 
-    ``one_statement``: this write is the whole unit of work, its first use of the database (a
-    migration's fast path). Where the instance and its events are one statement (PostgreSQL), that
-    statement runs in autocommit: atomic by itself, so still its own unit of work, and one round
-    trip instead of three (``BEGIN``, the statement, ``COMMIT``); the revision guard makes a stale
-    one write nothing. Elsewhere (SQLite) it is a transaction as usual.
+    ``one_statement``: this write is the whole unit of work (a migration's fast path), the first use
+    of the session's database or after other such writes only. Where the instance and its events
+    are one statement (PostgreSQL), that statement runs in autocommit: atomic by itself, so still
+    its own unit of work, and one round trip instead of three (``BEGIN``, the statement,
+    ``COMMIT``); the revision guard makes a stale one write nothing. Elsewhere (SQLite) it is a
+    transaction as usual.
 
     Raises:
         RuntimeError: ``one_statement`` for a write that would take more than one statement (ready
@@ -348,9 +349,14 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
 
 
 def _autocommit_if_one_statement(session: Session) -> None:
-    """Begin the session's connection in autocommit where a save is one statement (PostgreSQL). On a
-    session that already has its connection, SQLAlchemy warns and keeps the transaction."""
-    if session.get_bind().dialect.name == "postgresql":
+    """Begin the session's connection in autocommit where a save is one statement (PostgreSQL). A
+    session that has its connection already keeps it as it is: in autocommit when an earlier
+    one-statement write began it (a session that writes many such units, each committed as it
+    runs), or in the transaction it began, which the write is then part of."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    transaction = session.get_transaction()
+    if transaction is None or not transaction.connections:
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
