@@ -317,11 +317,12 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
         _autocommit_if_one_statement(session)
     driver, sql = _for(session)
     events = _pending_events(session, sql, [record] if state_changed or seal_state else [])
-    if one_statement and sql.writes_in_one_statement and not (
-            0 < len(events) <= _MAX_EVENTS_PER_STATEMENT and record.ready_tasks == record.stored_ready_tasks
-            and not derive_notices(StepFacts(record.id, record.pathway_id, record.pathway_version, record.updated_at,
-                                             events, record.stored_ready_tasks, record.ready_tasks))):
-        raise RuntimeError("a write of one statement would take more than one: nothing was written")
+    checked = None  # the step's facts for the webhooks, when known to add none (so no statement of theirs)
+    if one_statement and sql.writes_in_one_statement:
+        checked = _step_facts(session, [record], events)
+        if not 0 < len(events) <= _MAX_EVENTS_PER_STATEMENT or record.ready_tasks != record.stored_ready_tasks \
+                or any(derive_notices(facts) for facts in checked):
+            raise RuntimeError("a write of one statement would take more than one: nothing was written")
     params = {name: getattr(record, name) for name in _WRITABLE}
     params.update(id=record.id, revision=record.revision, new_revision=record.revision + 1,
                   next_due_at=sql.to_db(record.next_due_at), updated_at=sql.to_db(record.updated_at))
@@ -345,7 +346,16 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
         _write_events(driver, sql, events)
     if record.ready_tasks != record.stored_ready_tasks:
         _write_elements(driver, sql, [record], replace=True)
-    _enqueue_webhooks(session, [record], events)
+    if checked is None:
+        _enqueue_webhooks(session, [record], events)
+
+
+def _step_facts(session: Session, records: list[InstanceRecord], events: list[dict[str, Any]]) -> list[StepFacts]:
+    return [StepFacts(record.id, record.pathway_id, record.pathway_version, record.updated_at,
+                      [event for event in events if event["instance_id"] == record.id],
+                      record.stored_ready_tasks, record.ready_tasks, take_referrals(session, record.id),
+                      record.event_seq)
+            for record in records]
 
 
 def _autocommit_if_one_statement(session: Session) -> None:
@@ -387,12 +397,7 @@ def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
 
 def _enqueue_webhooks(session: Session, records: list[InstanceRecord], events: list[dict[str, Any]]) -> None:
     """The webhook deliveries of the step (engine.webhooks), in its transaction: none if it rolls back."""
-    steps = [StepFacts(record.id, record.pathway_id, record.pathway_version, record.updated_at,
-                       [event for event in events if event["instance_id"] == record.id],
-                       record.stored_ready_tasks, record.ready_tasks, take_referrals(session, record.id),
-                       record.event_seq)
-             for record in records]
-    enqueue(session, steps)
+    enqueue(session, _step_facts(session, records, events))
     for record in records:  # what the database now holds (after the elements and the webhooks compared)
         record.stored_ready_tasks = record.ready_tasks
 
