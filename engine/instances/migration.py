@@ -45,8 +45,12 @@ Two paths. The candidates are read in batches (one SELECT per :data:`engine.inst
 An instance whose stored state names only specs the new version left unchanged
 (:mod:`engine.instances.migration_fast`) keeps its state bytes: its unit of work is the guarded
 write of its row's version and its ``migrated`` event (the digest of the unchanged state sealed
-in it, as the full path seals the rewritten one), one statement on PostgreSQL. Every other
-instance, and one changed since its batch was read, takes the full path through the step runner.
+in it, as the full path seals the rewritten one; the event chained to the head the batch read).
+On PostgreSQL that is one statement run in autocommit, one round trip: atomic by itself, and the
+revision guard makes it write nothing for an instance changed since its batch was read (the
+instances of a batch share one session for it, :func:`_fast_units`); on SQLite, a transaction.
+Every other instance, and one changed since its batch was read, takes the full path through the
+step runner.
 The report counts the instances that took the fast path.
 """
 
