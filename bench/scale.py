@@ -544,12 +544,17 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
               jobs: int = 1) -> dict[str, Any]:
     """Deploy a new version of ``pathway`` (a task renamed: the work is unchanged), then run
     ``carepath migrate --jobs JOBS`` for ``first_seconds``, kill it (SIGKILL, its process group: the
-    processes of its shares too), and run it again for ``second_seconds``."""
+    processes of its shares too), and run it again for ``second_seconds``. Each run on a schema
+    (``--reuse``) renames it anew, so every run moves the same caseload to a version of its own."""
     folder = Path(tempfile.mkdtemp(prefix="carepath-scale-pathways-"))
     try:
         shutil.copytree(Settings().pathways_dir, folder, dirs_exist_ok=True)
         diagram = folder / f"{pathway.removesuffix('_cancer')}.bpmn"
-        changed, count = re.subn(r'(<bpmn:userTask id="[^"]+" name=")([^"]+)"', r'\1\2 (renamed)"',
+        with engine.connect() as connection:
+            deployed = connection.execute(text("SELECT count(*) FROM pathway_versions WHERE pathway_id = :p"),
+                                          {"p": pathway}).scalar()
+        suffix = "renamed" if deployed == 1 else f"renamed {deployed}"  # the first run's name as before
+        changed, count = re.subn(r'(<bpmn:userTask id="[^"]+" name=")([^"]+)"', rf'\1\2 ({suffix})"',
                                  diagram.read_text(encoding="utf-8"), count=1)
         assert count == 1, diagram
         diagram.write_text(changed, encoding="utf-8")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from engine import CarePath, ManualClock, Settings
+from engine.audit import verify_trail
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.instances.migration import MigrationProgress, migrate_pathway
 from engine.instances.timers import fire_due_timers
@@ -430,20 +433,97 @@ def test_an_instance_changed_after_its_batch_was_read_takes_the_full_path(app: C
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.instances import migration
 
-    instance_id = _waiting_instance(app)
+    ids = [_waiting_instance(app, f"MRN-{n}") for n in range(3)]
+    changed = ids[1]  # the others of its batch move before and after it
     _deploy(app, clock, pathways_dir, _relabelled("review"))
     original = migration.load_instances
 
-    def then_changed(session: Any, ids: list[str]) -> Any:
-        found = original(session, ids)
-        app.instances.suspend(instance_id, "clinician:cns-2", "patient asked for a pause")  # another request
+    def then_changed(session: Any, batch: list[str]) -> Any:
+        found = original(session, batch)
+        app.instances.suspend(changed, "clinician:cns-2", "patient asked for a pause")  # another request
         return found
 
     monkeypatch.setattr(migration, "load_instances", then_changed)
+    report = migrate_pathway(app.instances, PATHWAY, "cli:test")
+    paths = {i.instance_id: (i.migrated, i.fast_path, i.status) for i in report.instances}
+    # The guarded write refused the revision read: read again, it took the full path; the others the fast one.
+    assert paths == {ids[0]: (True, True, "running"), changed: (True, False, "suspended"),
+                     ids[2]: (True, True, "running")}
+    assert app.instances.get(changed).status == "suspended"
+    # The fast path's event, chained to the head its batch read, was not written: one migration, after
+    # the suspension, and every trail verifies.
+    assert [e.type for e in sorted(_all_events(app, changed), key=lambda e: e.seq)][-2:] == ["suspended", "migrated"]
+    with app.sessions() as session:
+        assert verify_trail(session, ids) == []
+
+
+def _all_events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
+    with app.sessions() as session:
+        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)))
+
+
+def test_a_fast_path_move_on_postgresql_is_one_statement_in_autocommit(app: CarePath, clock: ManualClock,
+                                                                       pathways_dir: Path, database_kind: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL the guarded update and the event are one statement run in autocommit (one round
+    trip): another connection sees the move as soon as the statement ran, before the unit's end. On
+    SQLite it is a transaction: nothing is seen before its commit."""
+    from engine.instances import migration
+
+    instance_id = _waiting_instance(app)
+    old_version = _row(app, instance_id)[0]
+    new_version = _deploy(app, clock, pathways_dir, _relabelled("review"))
+    seen = []
+    original = migration.save_instance
+
+    query = ("SELECT v.version FROM pathway_instances i JOIN pathway_versions v ON v.id = i.pathway_version_id "
+             f"WHERE i.id = '{instance_id}'")
+
+    def and_look(session: Any, record: Any, **kwargs: Any) -> None:
+        original(session, record, **kwargs)
+        if database_kind == "postgresql":
+            with app.db.connect() as other:
+                seen.append(other.exec_driver_sql(query).scalar_one())
+        else:  # a reader of its own: SQLite's WAL shows it the last commit
+            with closing(sqlite3.connect(app.settings.database_url.removeprefix("sqlite:///"))) as other:
+                seen.append(other.execute(query).fetchone()[0])
+
+    monkeypatch.setattr(migration, "save_instance", and_look)
     [moved] = migrate_pathway(app.instances, PATHWAY, "cli:test").instances
-    assert moved.migrated and not moved.fast_path  # the guarded write refused the revision read; read again
-    assert (moved.status, app.instances.get(instance_id).status) == ("suspended", "suspended")
-    assert len(_events(app, instance_id, "migrated")) == 1
+    assert moved.migrated and moved.fast_path
+    assert seen == [new_version if database_kind == "postgresql" else old_version]
+    with app.sessions() as session:
+        assert verify_trail(session, [instance_id]) == []
+
+
+def test_a_one_statement_write_that_needs_more_is_refused_on_postgresql(app: CarePath, database_kind: str) -> None:
+    """Autocommit would make a second statement a unit of its own: such a write is refused, nothing
+    written. SQLite's write is a transaction, where more statements are atomic too."""
+    from engine.audit import append_event
+    from engine.db.session import read_only, unit_of_work
+    from engine.instances.store import load_instance, save_instance
+
+    instance_id = _waiting_instance(app)
+    before = _row(app, instance_id)
+
+    def write() -> None:
+        with read_only(app.sessions) as session:
+            record = load_instance(session, instance_id)
+        with unit_of_work(app.sessions) as session:  # the write is its first use of the database
+            append_event(session, record, "migrated", at=record.updated_at, actor="cli:test",
+                         pathway_version=before[0], payload={})
+            record.ready_tasks = json.dumps([{"id": "t1", "element": "review"}])  # their elements: another statement
+            save_instance(session, record, seal_state=True, one_statement=True)
+
+    if database_kind == "postgresql":
+        with pytest.raises(RuntimeError, match="more than one"):
+            write()
+        assert _row(app, instance_id) == before
+    else:
+        write()
+        assert _row(app, instance_id)[2] == before[2] + 1
+    with app.sessions() as session:
+        assert verify_trail(session, [instance_id]) == []
 
 
 def test_the_command_counts_the_fast_path_over_its_processes(app: CarePath, clock: ManualClock,
@@ -461,3 +541,50 @@ def test_the_command_counts_the_fast_path_over_its_processes(app: CarePath, cloc
     report = json.loads(done.stdout)
     assert report["fast_path"] == 5 and {i["instance_id"] for i in report["instances"] if i["fast_path"]} == ids
     assert "migrating test_followup: 5/5 (100%), 0 refused, 5 by the fast path" in done.stderr
+
+
+@pytest.mark.parametrize("path", ["full", "fast"])
+def test_a_correction_at_the_ready_task_survives_the_migration(app: CarePath, clock: ManualClock, pathways_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """A clinician corrects a value while the patient is at a ready task; the instance is migrated; the
+    next step reads the corrected value, whichever path moved it, and the trail still verifies."""
+    from api.cli import main
+    from engine.instances.migration_fast import FastPath
+
+    instance_id = app.instances.start(PATHWAY, "MRN-1", "system:ehr", {"stage": "T1", "site": "left"}).id
+    app.instances.correct_data(instance_id, {"stage": "T2"}, "staging revised at the MDT", NURSE)  # hna is ready
+    _deploy(app, clock, pathways_dir, _relabelled("review"))  # hna unchanged: the fast path may keep it
+    if path == "full":
+        monkeypatch.setattr(FastPath, "plan", lambda *_args: None)
+
+    [moved] = migrate_pathway(app.instances, PATHWAY, "cli:test").instances
+    assert moved.migrated and moved.fast_path == (path == "fast")
+    _complete(app, instance_id, "hna", {"anxiety": 2})
+    clock.advance(timedelta(days=30, minutes=1))
+    assert fire_due_timers(app.instances) == 1
+    assert [t["element"] for t in app.instances.get(instance_id).ready_tasks] == ["review"]
+    data = app.instances.instance_data(instance_id)
+    assert (data["stage"], data["site"], data["anxiety"]) == ("T2", "left", 2)
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", app.settings.database_url)
+    verified = CliRunner().invoke(main, ["audit", "verify", "--instance", instance_id])
+    assert verified.exit_code == 0, verified.output
+
+
+def test_a_task_keeps_its_data_but_for_the_constants_a_new_pre_script_sets() -> None:
+    from engine.instances.migration import kept_data
+
+    parent = {"stage": "T1", "review_outcome": "x"}
+    # Entered under the old version (pre-script: review_outcome = None, prompt = 1), then corrected.
+    old = {"stage": "T2", "review_outcome": None, "prompt": 1}
+    was_set = {"review_outcome": None, "prompt": 1}
+    now_set = {"review_outcome": None, "prompt": 2, "form_version": 3}
+    reset = {**parent, **now_set}
+    # The correction stays; a constant still as the old pre-script set it takes the new value; a new one is set.
+    assert kept_data(reset, old, was_set, now_set, []) == {"stage": "T2", "review_outcome": None, "prompt": 2,
+                                                          "form_version": 3}
+    # A value changed since the task was entered (a correction of what the pre-script set) is kept.
+    assert kept_data(reset, {**old, "prompt": 7}, was_set, now_set, [])["prompt"] == 7
+    # An old pre-script that computed: what the task holds stands; the reset's values of the parent do not
+    # come back (a waiting join holds none), but data objects are read again.
+    assert kept_data({**reset, "plan": "new"}, {}, None, None, ["plan"]) == {"plan": "new"}
+    assert kept_data(reset, old, None, None, []) == old

@@ -13,6 +13,22 @@ with three things added that a clinical service needs:
   timer from now (an 18-month survey moved by the months already waited). The saved due dates are
   put back; when the new version changed the timer's duration, the due date is recomputed from
   when the wait began.
+* The data at the patient's positions is kept. ``migrate_workflow`` resets the ready and waiting
+  tasks too: each gets its parent's data again and its spec's update runs (data inputs, then the
+  pre-script). What the task held beyond that is dropped: a clinician's correction
+  (:func:`engine.spiff.workflows.correct_data` writes into every unfinished task) would be lost
+  from the task the patient is at, and the next step would run on the uncorrected value. So each
+  task the reset replaced at the same element gets back the data it held (:func:`kept_data`).
+  Why that is right: a task's data is fixed when it is entered (its parent's data, then its
+  pre-script), and afterwards only acts on it change it (a correction); the parent is a finished
+  task, which the migration does not touch, so the reset's data is the entry data again minus
+  those acts, plus only what the new spec's update does differently. Of that, two things are kept
+  from the new version, as SpiffWorkflow would apply them when the task is entered: a constant
+  the new pre-script sets, where the task holds no value of that name or still the one the old
+  pre-script set (so a value changed since entry, a correction, wins over it; a pre-script that
+  computes its values ran at entry and is not run again over the task's data), and the data
+  objects the spec reads (read again, as their current values). A waiting parallel join holds no
+  data of its own (SpiffWorkflow's join inherits only when it fires), and keeps none.
 * Each instance is its own unit of work, checked by its revision like any change, and gets a
   ``migrated`` event (from and to version, and what changed ahead of the patient). A dry run
   computes the same plan and writes nothing.
@@ -29,15 +45,20 @@ Two paths. The candidates are read in batches (one SELECT per :data:`engine.inst
 An instance whose stored state names only specs the new version left unchanged
 (:mod:`engine.instances.migration_fast`) keeps its state bytes: its unit of work is the guarded
 write of its row's version and its ``migrated`` event (the digest of the unchanged state sealed
-in it, as the full path seals the rewritten one), one statement on PostgreSQL. Every other
-instance, and one changed since its batch was read, takes the full path through the step runner.
+in it, as the full path seals the rewritten one; the event chained to the head the batch read).
+On PostgreSQL that is one statement run in autocommit, one round trip: atomic by itself, and the
+revision guard makes it write nothing for an instance changed since its batch was read (the
+instances of a batch share one session for it, :func:`_fast_units`); on SQLite, a transaction.
+Every other instance, and one changed since its batch was read, takes the full path through the
+step runner.
 The report counts the instances that took the fast path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,12 +71,13 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 from SpiffWorkflow.bpmn.util.diff import SpecDiff, WorkflowDiff, migrate_workflow
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from engine.audit import append_event
+from engine.audit import append_event, take_pending_events
 from engine.db.models import PathwayInstance
 from engine.db.session import read_only, unit_of_work
 from engine.errors import ConflictError, FourEyesError, StaleVersionError, VersionStateError
-from engine.instances.migration_fast import FastPath, elements_ahead, work_changes
+from engine.instances.migration_fast import FastPath, elements_ahead, prescript_constants, work_changes
 from engine.instances.service import PathwayService
 from engine.instances.step import Step, StepRunner
 from engine.instances.store import MAX_BATCH, ConflictMapper, InstanceRecord, load_instances, load_spec, save_instance
@@ -66,6 +88,7 @@ from engine.spiff.compaction import completed_elements
 __all__ = ["InstanceMigration", "MigrationProgress", "MigrationReport", "migrate_pathway"]
 
 _MIGRATABLE = (Status.RUNNING, Status.SUSPENDED)
+_RESET = TaskState.READY | TaskState.WAITING  # what SpiffWorkflow's migrate_workflow resets
 
 
 @dataclass
@@ -205,22 +228,53 @@ def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry
     for first in range(0, len(candidates), MAX_BATCH):
         batch = candidates[first:first + MAX_BATCH]
         records = _read_batch(runner, batch, target_id)
-        for done, instance_id in enumerate(batch, start=first + 1):
-            result = None
-            record = records.get(instance_id)
-            if record is not None:
-                result = _migrate_fast(runner, record, (target_id, to_version), fast_path, actor, dry_run)
-            if result is None:
-                try:
-                    result = _migrate_one(runner, instance_id, target_parts, actor, dry_run, diffs)
-                except (StaleVersionError, ConflictError) as exc:
-                    result = InstanceMigration(instance_id, "", "", "", to_version, refused=exc.message)
-            results.append(result)
-            refused += result.refused is not None
-            fast += result.fast_path
-            if progress is not None and (done % progress_every == 0 or done == len(candidates)):
-                progress(MigrationProgress(done, len(candidates), refused, fast))
+        with _fast_units(runner.sessions) as unit:
+            moving = _migrate_batch(runner, batch, records, fast_path, (target_parts, actor, dry_run, diffs), unit)
+            for done, result in enumerate(moving, start=first + 1):
+                results.append(result)
+                refused += result.refused is not None
+                fast += result.fast_path
+                if progress is not None and (done % progress_every == 0 or done == len(candidates)):
+                    progress(MigrationProgress(done, len(candidates), refused, fast))
     return MigrationReport(pathway_id, to_version, dry_run, results)
+
+
+def _migrate_batch(runner: StepRunner, batch: list[str], records: dict[str, _Candidate], fast_path: FastPath,
+                   how: tuple[tuple[int, str, workflows.RestoredSpecs], str, bool, _Diffs],
+                   unit: Callable[[], contextlib.AbstractContextManager[Session]]) -> Iterator[InstanceMigration]:
+    """Each instance of a batch by the fast path when it can, else by the full path, as it is done."""
+    target, actor, dry_run, diffs = how
+    for instance_id in batch:
+        result = None
+        record = records.get(instance_id)
+        if record is not None:
+            result = _migrate_fast(runner, record, target[:2], fast_path, actor, dry_run, unit)
+        if result is None:
+            try:
+                result = _migrate_one(runner, instance_id, target, actor, dry_run, diffs)
+            except (StaleVersionError, ConflictError) as exc:
+                result = InstanceMigration(instance_id, "", "", "", target[1], refused=exc.message)
+        yield result
+
+
+@contextlib.contextmanager
+def _fast_units(sessions: sessionmaker[Session]) -> Iterator[Callable[[], contextlib.AbstractContextManager[Session]]]:
+    """The units of work of a batch's fast path. On PostgreSQL each is one statement run in
+    autocommit (:func:`engine.instances.store.save_instance`), committed as it runs: they share one
+    session for the batch, so the session's begin and end, and the connection's checkout from the
+    pool and return, are paid once a batch rather than once an instance. Elsewhere (SQLite) each is
+    a transaction of its own."""
+    with unit_of_work(sessions) as batch:
+        if batch.get_bind().dialect.name != "postgresql":
+            yield functools.partial(unit_of_work, sessions)
+            return
+
+        @contextlib.contextmanager
+        def unit() -> Iterator[Session]:
+            take_pending_events(batch)  # an instance that failed before its write leaves none to the next
+            yield batch
+
+        yield unit
 
 
 def _read_batch(runner: StepRunner, instance_ids: list[str], target_id: int) -> dict[str, _Candidate]:
@@ -246,7 +300,8 @@ class _Candidate:
 
 
 def _migrate_fast(runner: StepRunner, candidate: _Candidate, target: tuple[int, str], fast_path: FastPath,
-                  actor: str, dry_run: bool) -> InstanceMigration | None:
+                  actor: str, dry_run: bool,
+                  unit: Callable[[], contextlib.AbstractContextManager[Session]]) -> InstanceMigration | None:
     """Move one instance by the fast path in its own unit of work; None when it must take the full
     path (its state names a changed spec, or it changed since its batch was read)."""
     record = candidate.record
@@ -260,14 +315,14 @@ def _migrate_fast(runner: StepRunner, candidate: _Candidate, target: tuple[int, 
         return plan
     now = runner.clock.now()
     try:
-        with ConflictMapper(), unit_of_work(runner.sessions) as session:
+        with ConflictMapper(), unit() as session:
             append_event(session, record, "migrated", at=now, actor=actor, pathway_version=to_version,
                          payload={"from_version": plan.from_version, "to_version": to_version, **plan.summary()})
             record.pathway_version_id, record.pathway_version, record.updated_at = target_id, to_version, now
             if found.state is not None:
                 record.state = found.state
             # Guarded by the revision the batch read; the digest of the state (kept or new) in the event.
-            save_instance(session, record, state_changed=found.state is not None, seal_state=True)
+            save_instance(session, record, state_changed=found.state is not None, seal_state=True, one_statement=True)
     except StaleVersionError:
         return None  # changed since it was read: the full path reads it again
     runner.cache.take_latest(record.id)  # a workflow this process cached is of the old version
@@ -325,10 +380,12 @@ def _move(workflow: Any, new: workflows.RestoredSpecs, plan: InstanceMigration, 
         # The workflow diff only covers tasks still in the tree; the spec diff covers every element.
         _check_completed_work(part, spec_diff, registry, diffs)
     timers = _saved_timers(workflow)
+    held = _held_data(workflow)
     for part, diff, spec, _spec_diff in parts:
         migrate_workflow(diff, part, spec)
     workflow.subprocess_specs = new.subprocess_specs
     _check_positions(workflow)
+    _restore_data(workflow, held)
     plan.timers_moved = _restore_timers(workflow, timers, now)
     ahead_after = _ahead(workflow)
     plan.tasks_added = sorted(ahead_after - ahead_before)
@@ -370,6 +427,58 @@ def _ahead(workflow: Any) -> set[str]:
             found |= elements_ahead([t.task_spec for t in part.tasks.values() if t.has_state(TaskState.DEFINITE_MASK)],
                                     None if part is workflow else part.spec.name)
     return found
+
+
+# --- the data at the patient's positions ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _HeldData:
+    element: str | None
+    data: dict[str, Any]
+    was_set: dict[str, Any] | None  # what the old spec's pre-script sets, when only constants
+
+
+def _held_data(workflow: Any) -> dict[Any, _HeldData]:
+    """The data of every task the reset will replace (ready and waiting), by task id. The reset puts a
+    new dict on the task, so the old one is held as it is, not copied."""
+    held = {}
+    for part in [workflow, *workflow.subprocesses.values()]:
+        for task in part.tasks.values():
+            if task.state & _RESET:
+                held[task.id] = _HeldData(task.task_spec.bpmn_id, task.data, prescript_constants(task.task_spec))
+    return held
+
+
+def _restore_data(workflow: Any, held: dict[Any, _HeldData]) -> None:
+    """Give each ready or waiting task that the reset replaced, at the same element, its data back."""
+    for part in [workflow, *workflow.subprocesses.values()]:
+        for task in part.tasks.values():
+            old = held.get(task.id)
+            if old is not None and task.state & _RESET and task.task_spec.bpmn_id == old.element:
+                spec = task.task_spec
+                task.data = kept_data(task.data, old.data, old.was_set, prescript_constants(spec),
+                                      [a.bpmn_id for a in getattr(spec, "data_input_associations", None) or []])
+
+
+def kept_data(reset: dict[str, Any], old: dict[str, Any], was_set: dict[str, Any] | None,
+              now_set: dict[str, Any] | None, data_objects: list[str]) -> dict[str, Any]:
+    """The data of a ready or waiting task after a migration (the module docstring says why).
+
+    ``old`` is what the task held; ``reset`` what SpiffWorkflow's reset gave it (its parent's data,
+    then the new spec's update); ``was_set`` and ``now_set`` what the old and the new spec's
+    pre-script set, when only constants (None: it computes); ``data_objects`` the data objects the
+    new spec reads. The task keeps its data, but for a constant the new pre-script sets where the
+    task holds no value of that name or still the old pre-script's, and the data objects (read
+    again, as the reset does)."""
+    kept = dict(old)
+    for key in data_objects:
+        if key in reset:
+            kept[key] = reset[key]
+    for key, value in (now_set or {}).items():
+        if key not in old or (was_set is not None and key in was_set and old[key] == was_set[key]):
+            kept[key] = value
+    return kept
 
 
 # --- timers ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ finds each named spec by its name in the version's process (or called process). 
 * it points every task at the new spec aligned with its old one (``SpecDiff``, by element id);
 * it refuses an instance whose completed work changed or was removed (``work_changes``);
 * it resets the ready and waiting tasks, which drops what was predicted after them and predicts
-  it again from the new specs, and it puts the timers' due dates back.
+  it again from the new specs, and it puts back the timers' due dates and the data each task held.
 
 So an instance takes the fast path when, in each process its state names (the processes themselves
 equal apart from their task specs: data objects, IO specification, correlations), every named spec
@@ -32,7 +32,8 @@ is aligned with the spec of the same name in the new version, and:
   work, which is all the full path asks of it.
 
 The restored workflow is then the one the full path makes (``_reset`` below does to the JSON what
-the reset does to the waiting tasks' data), and what lies ahead (reached later, by following the
+the full path does to the ready and waiting tasks: keeps their data, drops a note it does not
+write again), and what lies ahead (reached later, by following the
 new specs) is the same in both. The migration is then the row's version and the ``migrated``
 event, whose ``tasks_added`` and ``tasks_removed`` are what is reachable from the patient's
 positions in each version (``migration._ahead``'s rule, computed here from the names).
@@ -56,12 +57,11 @@ from SpiffWorkflow.util.task import TaskState
 from engine.spiff import serializer, state_json, state_migrations, workflows
 from engine.spiff.compaction import COMPLETED_NOTE
 
-__all__ = ["FastPath", "FastPlan", "elements_ahead", "work_changes"]
+__all__ = ["FastPath", "FastPlan", "elements_ahead", "prescript_constants", "work_changes"]
 
 _DEFINITE = int(TaskState.DEFINITE_MASK)
 _FINISHED = int(TaskState.FINISHED_MASK)
 _RESET = int(TaskState.READY | TaskState.WAITING)  # what SpiffWorkflow's migrate_workflow resets
-_EMPTY_DELTA: dict[str, Any] = {"updates": {}, "deletions": []}
 # The internal data a waiting task may have for the fast path: a timer's due date (put back by the
 # full path), a note that its event has not fired (dropped by the reset), and a multiple event's
 # empty list of the events it has seen (written again by the reset's update).
@@ -190,39 +190,35 @@ def _process(specs: workflows.RestoredSpecs, name: Any, is_top: bool = False) ->
 
 
 def _reset(part: dict[str, Any], timers: frozenset[str], prescripts: Mapping[str, dict[str, Any]]) -> bool | None:
-    """Do to a tree of a stored state (in place) what the full path's reset of its ready and waiting
-    tasks does to their data; whether that changed anything, or None when the fast path cannot.
+    """Do to a tree of a stored state (in place) what the full path does to its ready and waiting
+    tasks; whether that changed anything, or None when the fast path cannot.
 
-    The reset sets each such task's data to its parent's and empties its internal data, but for a
-    waiting timer's due date, which the full path puts back. A parallel join waiting for its other
-    branches has data of its own, which the reset drops: it is dropped here (the task's delta from
-    its parent, version 3's way of storing its data), as is a waiting event's note that it has not
-    fired (``event_fired`` false). A ready task keeps its data when the reset's update writes it back
-    (its pre-script sets constants, and its own data is those); any other ready task with data or
-    internal data of its own, or a due date on anything but a timer, is left to the full path."""
+    The full path's reset sets each such task's data to its parent's and runs its spec's update,
+    then gives it back the data it held (``migration.kept_data``), but for a constant the new
+    spec's pre-script sets where the task holds the old pre-script's value or none: with the spec
+    identical in both versions, and a pre-script that sets only constants (or none), that is the
+    data it held, so its data is kept as it is. Any other pre-script (the reset runs it again, and
+    it might fail), data inputs, or data stored whole rather than as its delta from its parent, is
+    left to the full path.
+
+    Internal data: the reset empties it, but for a waiting timer's due date, which the full path
+    puts back, and a waiting event's note that it has not fired (``event_fired`` false), which it
+    drops here too. A ready task with internal data, or a due date on anything but a timer, is
+    left to the full path."""
     changed = False
     for task in (part.get("tasks") or {}).values():
         state = task.get("state", 0)
         if not state & _RESET:
             continue
         internal = task.get("internal_data") or {}
-        own_data = task.get("delta") not in (None, {}, _EMPTY_DELTA) or task.get("data") not in (None, {})
+        if task.get("data") not in (None, {}) or task.get("task_spec") not in prescripts:
+            return None  # its data stored whole, or a pre-script the reset runs that does more than set constants
         if state & TaskState.READY:
-            # The reset's update runs the task's pre-script again on its parent's data: data the
-            # pre-script wrote (a review's ``new_needs = None``) comes back as it was; anything else is lost.
-            delta = task.get("delta") or {}
-            written = prescripts.get(task.get("task_spec"))
-            if internal or task.get("data") not in (None, {}) or delta.get("deletions") or written is None \
-                    or any(key not in written or written[key] != value
-                           for key, value in (delta.get("updates") or {}).items()):
+            if internal:
                 return None
             continue
         if "event_value" in internal and task.get("task_spec") not in timers:
             return None  # a due date the full path drops: its next due time would change
-        if own_data:
-            task.pop("delta", None)  # version 3: none means no updates and no deletions from the parent
-            task.pop("data", None)
-            changed = True
         if set(internal) - _RESET_INTERNAL or internal.get("event_fired") or internal.get("seen_events", []) != []:
             return None  # an event that fired, or a note the reset's update would not write again
         if "event_fired" in internal:  # not fired: the reset drops the note, and its update does not write it
@@ -254,11 +250,11 @@ def _compare(before: Any, after: Any, diff: SpecDiff) -> _Same:
             same_work.add(name)
     timers = frozenset(name for name, spec in before.task_specs.items() if _is_timer(spec))
     prescripts = {name: found for name, spec in before.task_specs.items()
-                  if (found := _constants_set(spec)) is not None}
+                  if (found := prescript_constants(spec)) is not None}
     return _Same(frozenset(identical), frozenset(same_flow), frozenset(same_work), timers, prescripts)
 
 
-def _constants_set(spec: Any) -> dict[str, Any] | None:
+def prescript_constants(spec: Any) -> dict[str, Any] | None:
     """What a task spec's update sets in its task's data, if that is only constants: its pre-script's
     ``name = literal`` lines (none: nothing); None when it reads data inputs or runs anything else."""
     io = getattr(spec, "io_specification", None)

@@ -42,7 +42,7 @@ from engine.audit import seal_events, take_pending_events
 from engine.db.models import ACTIVE_STATUSES, InstanceEvent, PathwayInstance
 from engine.db.stored_state import UnreadableStateError, decode_state, encode_state
 from engine.errors import ConflictError, NotFoundError, Problem, StaleVersionError
-from engine.webhooks import StepFacts, enqueue, take_referrals
+from engine.webhooks import StepFacts, derive_notices, enqueue, take_referrals
 
 __all__ = ["MAX_BATCH", "STATE_TOO_LARGE", "ConflictMapper", "InstanceRecord", "active_instance_of",
            "insert_instances", "is_second_active_instance", "load_instance", "load_instances", "load_latest_version",
@@ -288,7 +288,7 @@ def load_latest_version(session: Session, pathway_id: str) -> tuple[int, str, st
 
 
 def save_instance(session: Session, record: InstanceRecord, *, state_changed: bool = False,
-                  seal_state: bool = False) -> None:
+                  seal_state: bool = False, one_statement: bool = False) -> None:
     """Write a changed instance, the rows its step added, and its new events.
 
     ``state_changed``: the step stored a new workflow state, whose digest its newest event records
@@ -298,14 +298,31 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
     newest event records the digest of the state all the same, which is not rewritten (a migration
     that keeps the state as it is records what a migration that rewrites it would).
 
+    ``one_statement``: this write is the whole unit of work (a migration's fast path), the first use
+    of the session's database or after other such writes only. Where the instance and its events
+    are one statement (PostgreSQL), that statement runs in autocommit: atomic by itself, so still
+    its own unit of work, and one round trip instead of three (``BEGIN``, the statement,
+    ``COMMIT``); the revision guard makes a stale one write nothing. Elsewhere (SQLite) it is a
+    transaction as usual.
+
     Raises:
+        RuntimeError: ``one_statement`` for a write that would take more than one statement (ready
+            tasks changed, webhook notices, too many events): nothing is written.
         ConflictError: the new state is over the size a stored state may have (``state-too-large``).
         StaleVersionError: another transaction changed the instance since it was read; nothing
             of this one is kept once the caller rolls back.
     """
     session.flush()  # rows the step's operators added first (care plan items, evaluations)
+    if one_statement:
+        _autocommit_if_one_statement(session)
     driver, sql = _for(session)
     events = _pending_events(session, sql, [record] if state_changed or seal_state else [])
+    checked = None  # the step's facts for the webhooks, when known to add none (so no statement of theirs)
+    if one_statement and sql.writes_in_one_statement:
+        checked = _step_facts(session, [record], events)
+        if not 0 < len(events) <= _MAX_EVENTS_PER_STATEMENT or record.ready_tasks != record.stored_ready_tasks \
+                or any(derive_notices(facts) for facts in checked):
+            raise RuntimeError("a write of one statement would take more than one: nothing was written")
     params = {name: getattr(record, name) for name in _WRITABLE}
     params.update(id=record.id, revision=record.revision, new_revision=record.revision + 1,
                   next_due_at=sql.to_db(record.next_due_at), updated_at=sql.to_db(record.updated_at))
@@ -329,7 +346,28 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
         _write_events(driver, sql, events)
     if record.ready_tasks != record.stored_ready_tasks:
         _write_elements(driver, sql, [record], replace=True)
-    _enqueue_webhooks(session, [record], events)
+    if checked is None:
+        _enqueue_webhooks(session, [record], events)
+
+
+def _step_facts(session: Session, records: list[InstanceRecord], events: list[dict[str, Any]]) -> list[StepFacts]:
+    return [StepFacts(record.id, record.pathway_id, record.pathway_version, record.updated_at,
+                      [event for event in events if event["instance_id"] == record.id],
+                      record.stored_ready_tasks, record.ready_tasks, take_referrals(session, record.id),
+                      record.event_seq)
+            for record in records]
+
+
+def _autocommit_if_one_statement(session: Session) -> None:
+    """Begin the session's connection in autocommit where a save is one statement (PostgreSQL). A
+    session that has its connection already keeps it as it is: in autocommit when an earlier
+    one-statement write began it (a session that writes many such units, each committed as it
+    runs), or in the transaction it began, which the write is then part of."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    transaction = session.get_transaction()
+    if transaction is None or not transaction.connections:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def _encoded(state: str) -> bytes:
@@ -359,12 +397,7 @@ def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
 
 def _enqueue_webhooks(session: Session, records: list[InstanceRecord], events: list[dict[str, Any]]) -> None:
     """The webhook deliveries of the step (engine.webhooks), in its transaction: none if it rolls back."""
-    steps = [StepFacts(record.id, record.pathway_id, record.pathway_version, record.updated_at,
-                       [event for event in events if event["instance_id"] == record.id],
-                       record.stored_ready_tasks, record.ready_tasks, take_referrals(session, record.id),
-                       record.event_seq)
-             for record in records]
-    enqueue(session, steps)
+    enqueue(session, _step_facts(session, records, events))
     for record in records:  # what the database now holds (after the elements and the webhooks compared)
         record.stored_ready_tasks = record.ready_tasks
 

@@ -28,10 +28,11 @@ from engine import CarePath, ManualClock
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.instances.migration import MigrationReport, migrate_pathway
 from engine.instances.migration_fast import FastPath
+from engine.instances.store import load_instance
 from engine.spiff import state_json, state_migrations
 
 from .conftest import DATABASE, START, _settings
-from .journey import PATHWAYS, Journey
+from .journey import NURSE, PATHWAYS, Journey
 from .journeys import JOURNEYS
 
 PATHWAY = "breast_cancer"
@@ -86,12 +87,14 @@ def templates(bundled_template: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 class _Paused:
-    """A journey run in a thread of its own that stops before its ``at``-th action until released."""
+    """A journey run in a thread of its own that stops before its ``at``-th action until released;
+    with ``corrections``, the start data corrected before the actions numbered (a clinician's act)."""
 
     _current: dict[int, _Paused] = {}
 
-    def __init__(self, run: Callable[[], Journey], at: int) -> None:
-        self.at, self.count = at, 0
+    def __init__(self, run: Callable[[], Journey], at: int,
+                 corrections: dict[int, dict[str, Any]] | None = None) -> None:
+        self.at, self.count, self.corrections = at, 0, corrections or {}
         self.reached, self.go, self.done = threading.Event(), threading.Event(), threading.Event()
         self.journey: Journey | None = None
         self.instance_id: str | None = None
@@ -111,6 +114,10 @@ class _Paused:
     def before_action(self, journey: Journey) -> None:
         self.count += 1
         self.instance_id = journey.view.id
+        if self.count in self.corrections:
+            journey.view = journey.app.instances.correct_data(journey.view.id, self.corrections[self.count],
+                                                              "corrected at the MDT", NURSE,
+                                                              expected_version=journey.view.version)
         if self.count == self.at:
             self.reached.set()
             assert self.go.wait(600)
@@ -144,6 +151,11 @@ class _Paused:
 def paused_journeys(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("do", "message", "wait_for"):
         monkeypatch.setattr(Journey, name, _Paused.hook(getattr(Journey, name)))
+
+
+# A clinician's corrections of the start data, made while tasks are ready: before the 2nd action of
+# the journey (the support offer and the first review ready) and before the 6th (within the HNA).
+CORRECTIONS = {2: {"diagnosis_date": "2026-01-05"}, 6: {"age": 53}}
 
 
 def _canonical(state: str) -> Any:
@@ -212,6 +224,15 @@ def _row(app: CarePath, instance_id: str) -> dict[str, Any]:
                            e.payload if e.type == "migrated" else None) for e in events]}
 
 
+def _data_at_positions(app: CarePath, instance_id: str) -> dict[str, dict[str, Any]]:
+    """The data of each task the patient is at (ready or waiting, in subprocesses too), by task id:
+    what the next steps read."""
+    with app.sessions() as session:
+        workflow = app.instances.steps.restore(session, load_instance(session, instance_id))
+        return {str(task.id): task.data for part in (workflow, *workflow.subprocesses.values())
+                for task in part.tasks.values() if task.state & (TaskState.READY | TaskState.WAITING)}
+
+
 def _open(template: Path, folder: Path) -> tuple[CarePath, ManualClock]:
     folder.mkdir()
     shutil.copyfile(template, folder / DATABASE)
@@ -228,7 +249,9 @@ def _migrate(app: CarePath) -> MigrationReport:
 CASES = [(variant, journey, at) for variant in VARIANTS
          for journey, points in (("breast-full", (1, 2, 4, 7, 11, 16, 22, 29, 37, 46)),
                                  ("breast-short", (3, 6)), ("breast-palliative", (3, 8)),
-                                 ("breast-recurrence", (5, 12)))
+                                 ("breast-recurrence", (5, 12)),
+                                 # paused just after a correction at ready tasks (2, 6), and later (9)
+                                 ("breast-short-corrected", (2, 6, 9)))
          for at in points]
 
 
@@ -239,14 +262,16 @@ def test_the_fast_path_moves_an_instance_as_the_full_path_does(
     fast_app, fast_clock = _open(templates[variant], tmp_path / "fast")
     full_app, full_clock = _open(templates[variant], tmp_path / "full")
     try:
-        fast = _Paused(lambda: JOURNEYS[journey](fast_app, fast_clock), at)
-        full = _Paused(lambda: JOURNEYS[journey](full_app, full_clock), at)
+        name, corrected = journey.removesuffix("-corrected"), journey.endswith("-corrected")
+        fast = _Paused(lambda: JOURNEYS[name](fast_app, fast_clock), at, CORRECTIONS if corrected else None)
+        full = _Paused(lambda: JOURNEYS[name](full_app, full_clock), at, CORRECTIONS if corrected else None)
         fast.start()
         full.start()
         assert not fast.done.is_set(), f"{journey} has fewer than {at} actions: a case that tests nothing"
         assert fast.instance_id is not None and full.instance_id is not None
         before = _row(fast_app, fast.instance_id)
         assert before == _row(full_app, full.instance_id)  # the same point on both copies
+        held = _data_at_positions(fast_app, fast.instance_id), _data_at_positions(full_app, full.instance_id)
 
         fast_report = _migrate(fast_app)
         with monkeypatch.context() as forced:
@@ -262,6 +287,15 @@ def test_the_fast_path_moves_an_instance_as_the_full_path_does(
         after = _row(fast_app, fast.instance_id)
         assert after == _row(full_app, full.instance_id)
         assert after["version"] != before["version"]
+        # The data at the patient's positions is what it was, whichever path moved the instance.
+        for was, app, paused in zip(held, (fast_app, full_app), (fast, full), strict=True):
+            now = _data_at_positions(app, paused.instance_id)
+            assert now == was, {key: (was.get(key), now.get(key)) for key in set(was) | set(now)
+                                if was.get(key) != now.get(key)}
+        if corrected:
+            assert any(all(task.get(k) == v for k, v in fields.items()) for task in held[0].values()
+                       for number, fields in CORRECTIONS.items() if number <= at)  # a correction was held
+            assert moved_fast.fast_path  # kept as it is: the full path gives each task its data back
 
         finished = _row(fast.finish().app, fast.instance_id), _row(full.finish().app, full.instance_id)
         assert finished[0] == finished[1]
