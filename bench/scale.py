@@ -587,8 +587,11 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
             command = [str(Path(sys.executable).parent / "carepath"), "migrate", pathway, "--jobs", str(jobs)]
             load = [round(x, 1) for x in os.getloadavg()]
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # Its progress goes to a file, not a pipe: a pipe nobody reads until the end fills after some
+            # 750 progress lines and blocks the command (and with it its shares) until it is killed.
+            log = tempfile.TemporaryFile(mode="w+")
             process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                       stdout=subprocess.DEVNULL, stderr=log, text=True)
             try:
                 process.wait(timeout=seconds)
                 killed = False
@@ -597,7 +600,9 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
                 process.wait()
                 killed = True
             elapsed = time.perf_counter() - began
-            stderr = (process.stderr.read() if process.stderr else "").strip().splitlines()
+            log.seek(0)
+            stderr = log.read().strip().splitlines()
+            log.close()
             used = resource.getrusage(resource.RUSAGE_CHILDREN)
             # The command's CPU and that of the processes of its shares, which it waited for: a killed
             # run's shares are not waited for, so only a run that ended counts (the server's CPU never does).
