@@ -589,20 +589,19 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
             # Its progress goes to a file, not a pipe: a pipe nobody reads until the end fills after some
             # 750 progress lines and blocks the command (and with it its shares) until it is killed.
-            log = tempfile.TemporaryFile(mode="w+")
-            process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
-                                       stdout=subprocess.DEVNULL, stderr=log, text=True)
-            try:
-                process.wait(timeout=seconds)
-                killed = False
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)  # the command and the processes of its shares
-                process.wait()
-                killed = True
-            elapsed = time.perf_counter() - began
-            log.seek(0)
-            stderr = log.read().strip().splitlines()
-            log.close()
+            with tempfile.TemporaryFile(mode="w+") as log:
+                process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+                                           stdout=subprocess.DEVNULL, stderr=log, text=True)
+                try:
+                    process.wait(timeout=seconds)
+                    killed = False
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)  # the command and the processes of its shares
+                    process.wait()
+                    killed = True
+                elapsed = time.perf_counter() - began
+                log.seek(0)
+                stderr = log.read().strip().splitlines()
             used = resource.getrusage(resource.RUSAGE_CHILDREN)
             # The command's CPU and that of the processes of its shares, which it waited for: a killed
             # run's shares are not waited for, so only a run that ended counts (the server's CPU never does).
