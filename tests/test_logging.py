@@ -9,21 +9,23 @@ import pytest
 from engine import CarePath
 
 NURSE = "clinician:cns-1"
-SECRET = "Worried about my daughter Alice"  # free text a patient might type into a form
+SECRET = "Worried about my daughter Alice"  # free text a patient might give: in the instance's data from its start
 SPIFF_LOGGERS = ("spiff.task", "spiff.workflow", "spiff.data")
 
 
 def _flow(carepath: CarePath) -> None:
     view = carepath.instances.start("test_assessment", "MRN-000123", "system:ehr", data={"note": SECRET})
     view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"],
-                                            {"anxiety": 9, "fatigue": 3, "what_matters": SECRET}, NURSE)
+                                            {"anxiety": 9, "fatigue": 3}, NURSE)
     carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"review_outcome": "referred"}, NURSE)
 
 
 def test_spiffworkflow_loggers_default_to_warning() -> None:
     # Below INFO, SpiffWorkflow attaches task data to every state-change record and walks the
     # whole task tree to build each workflow record, whether or not anything is printed.
-    import engine.spiff.workflows  # noqa: F401  (sets them)
+    from engine.spiff import patches
+
+    patches.install()  # what every CarePath does as it starts (it sets them)
 
     assert [logging.getLogger(name).level for name in SPIFF_LOGGERS] == [logging.WARNING] * 3
 
