@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from alembic import command
 from pathways_bundled.journey import PATHWAYS, REPO, Journey
-from pathways_bundled.journeys import ABOUT_WORKING_PARENT, HIGH_CONCERNS, SITES, _mdt, _start, _support, _treatment
+from pathways_bundled.journeys import (
+    ABOUT_WORKING_PARENT,
+    HIGH_CONCERNS,
+    SITES,
+    course_ended,
+)
 from sqlalchemy import select, update
 
 from engine import CarePath, ConflictError, ManualClock, Settings
@@ -69,14 +74,7 @@ def app(database: str, clock: ManualClock) -> Iterator[CarePath]:
 
 def _first_line_ended(app: CarePath, clock: ManualClock, patient: str) -> Journey:
     """Diagnosis to the end of first-line treatment (today): its summary is awaited."""
-    j = _start(app, clock, SITE, patient)
-    _support(j, "later")
-    j.hna_declined()
-    _mdt(j, SITE, prehab=False, special=False)
-    _treatment(j, SITE, special=False)
-    j.hna_declined()  # at the end of treatment
-    assert j.ready.count("write_summary") == 1
-    return j
+    return course_ended(app, clock, "breast", patient, support="later")
 
 
 def _recurrence_treated(j: Journey, weeks_later: int, concerns: dict[str, int] | None = None) -> None:

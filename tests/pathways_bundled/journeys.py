@@ -161,16 +161,24 @@ def _end_of_treatment(journey: Journey, follow_up: str) -> None:
     journey.do(task, {"arranged_on": journey.today()})
 
 
-def treated(app: CarePath, clock: ManualClock, site_key: str, patient: str, follow_up: str) -> Journey:
-    """Diagnosed and treated with curative intent (no site-specific branch, support and HNAs declined), the
-    end of treatment summary done with ``follow_up`` arranged."""
+def course_ended(app: CarePath, clock: ManualClock, site_key: str, patient: str, support: str = "no") -> Journey:
+    """Diagnosed and treated with curative intent (no site-specific branch, HNAs declined, ``support``
+    the answer about support), to the end of first-line treatment (today): its summary is awaited."""
     site = SITES[site_key]
     j = _start(app, clock, site, patient)
-    _support(j, "no")
+    _support(j, support)
     j.hna_declined()
     _mdt(j, site, prehab=False, special=False)
     _treatment(j, site, special=False)
-    j.hna_declined()
+    j.hna_declined()  # at the end of treatment
+    assert j.ready.count("write_summary") == 1
+    return j
+
+
+def treated(app: CarePath, clock: ManualClock, site_key: str, patient: str, follow_up: str) -> Journey:
+    """Diagnosed and treated with curative intent (no site-specific branch, support and HNAs declined), the
+    end of treatment summary done with ``follow_up`` arranged."""
+    j = course_ended(app, clock, site_key, patient)
     _end_of_treatment(j, follow_up)
     return j
 

@@ -21,7 +21,7 @@ from engine.db.models import InstanceEvent, TreatmentSummary, WebhookDelivery
 from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary, render_html
 
 from .journey import Journey, contact
-from .journeys import SITES, _mdt, _start, _support, _treatment
+from .journeys import SITES, _mdt, _start, _support, _treatment, course_ended
 
 SITE = SITES["breast"]
 SUMMARY = {"summary_treatments": ["surgery"], "effects_to_watch_for": ["fatigue"], "warning_signs_given": True,
@@ -30,14 +30,7 @@ SUMMARY = {"summary_treatments": ["surgery"], "effects_to_watch_for": ["fatigue"
 
 def _course_ended(app: CarePath, clock: ManualClock, patient: str) -> Journey:
     """Diagnosis to the end of first-line treatment (today): the summary is awaited."""
-    j = _start(app, clock, SITE, patient)
-    _support(j, "later")
-    j.hna_declined()
-    _mdt(j, SITE, prehab=False, special=False)
-    _treatment(j, SITE, special=False)
-    j.hna_declined()  # at the end of treatment
-    assert "write_summary" in j.ready
-    return j
+    return course_ended(app, clock, "breast", patient, support="later")
 
 
 def _events(app: CarePath, instance_id: str, *types: str) -> list[InstanceEvent]:
