@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import multiprocessing
 import os
 import platform
 import random
@@ -465,29 +464,23 @@ def timers(url: str, engine: Engine, statements_for: Callable[[Engine], Statemen
     finally:
         app.close()
     events_before = _timer_events(engine)
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    processes = [context.Process(target=_fire_share, args=(url, now, count // workers + (k < count % workers),
-                                                           f"bench-{k}", results)) for k in range(workers)]
+    shares = [(url, now, count // workers + (k < count % workers), f"bench-{k}", k) for k in range(workers)]
     load = [round(x, 1) for x in os.getloadavg()]
     began = time.perf_counter()
-    for process in processes:
-        process.start()
-    shares = [results.get() for _ in processes]
+    results = run_shares(_fire_share, shares, name="bench-timers")  # as `carepath migrate --jobs` starts them
     elapsed = time.perf_counter() - began
-    for process in processes:
-        process.join()
-    fired = sum(advanced for advanced, _ in shares)
+    fired = sum(advanced for advanced, _ in results.values())
     return {"due_at_once": due, "worker_processes": workers, "instances_advanced": fired,
             "timers_fired": _timer_events(engine) - events_before, "seconds": round(elapsed, 1),
             "instances_per_minute": round(fired / elapsed * 60),
-            "worker_cpu_ms_per_instance": round(sum(cpu for _, cpu in shares) / max(fired, 1) * 1000, 1),
+            "worker_cpu_ms_per_instance": round(sum(cpu for _, cpu in results.values()) / max(fired, 1) * 1000, 1),
             "claim_plan": plan, "load_average_before": load,
             "load_average_after": [round(x, 1) for x in os.getloadavg()]}
 
 
-def _fire_share(url: str, now: datetime, count: int, worker_id: str, results: Any) -> None:
-    """One worker process: fire due timers in batches of 100 until ``count`` instances advanced."""
+def _fire_share(url: str, now: datetime, count: int, worker_id: str, share: int, messages: Any) -> None:
+    """One worker process (a share of :func:`engine.processes.run_shares`): fire due timers in batches
+    of 100 until ``count`` instances advanced; says ``done`` with (advanced, CPU seconds)."""
     app = CarePath(Settings(database_url=url, four_eyes=False), ManualClock(now))
     fired, cpu = 0, time.process_time()
     try:
@@ -498,7 +491,7 @@ def _fire_share(url: str, now: datetime, count: int, worker_id: str, results: An
             fired += advanced
     finally:
         app.close()
-        results.put((fired, time.process_time() - cpu))
+    messages.put(("done", share, (fired, time.process_time() - cpu)))  # a failure ends the process: ShareFailed
 
 
 def _timer_events(engine: Engine) -> int:
