@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.util.deep_merge import DeepMerge
 from sqlalchemy import select, update
 
 from engine import CarePath, ManualClock, WorkflowError
@@ -230,3 +231,27 @@ def test_the_migrations_lead_from_version_1_to_the_current_format_one_step_at_a_
     assert version == CAREPATH_FORMAT
     assert seen == sorted(MIGRATIONS, key=int)  # every migration is on the way
     assert f"\n{CAREPATH_FORMAT}  " in (state_migrations.__doc__ or "")  # and in the version table
+
+
+# --- restoring a task's data ----------------------------------------------------------------------------
+
+
+def test_a_restored_task_holds_its_parents_data_in_a_copy_of_its_own() -> None:
+    """A task stored as its parent's data plus a delta gets a copy one level deep, as SpiffWorkflow's
+    DeepMerge.merge({}, parent.data) made it: no list or object shared with the parent, so a change
+    to one task's data never shows in another's."""
+    clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
+    specs = _specs("test_review_loop")
+    workflow = workflows.new_workflow(specs, _engine(clock))
+    workflow.task_tree.data.update({"concerns": ["fatigue", "money"], "contact": {"name": "CNS"}, "score": 4})
+    workflow.do_engine_steps()
+    restored = workflows.restore(specs, serializer.dump_state(workflow), _engine(clock))
+    inherited = [t for t in restored.tasks.values()
+                 if t.parent is not None and "concerns" in t.data and "concerns" in t.parent.data]
+    assert len(inherited) >= 2
+    for task in inherited:
+        assert task.data["concerns"] == DeepMerge.merge({}, task.parent.data)["concerns"] == ["fatigue", "money"]
+        assert task.data["concerns"] is not task.parent.data["concerns"]
+        assert task.data["contact"] is not task.parent.data["contact"]
+    inherited[-1].data["concerns"].append("work")
+    assert all("work" not in t.data["concerns"] for t in inherited[:-1])

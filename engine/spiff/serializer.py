@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import json
 from collections.abc import Mapping
+from copy import copy
 from typing import Any
 from uuid import UUID
 
@@ -47,16 +48,55 @@ def _task_id(text: str) -> UUID:
     return found
 
 
+# The texts of the ids written while one state is converted (None outside): UUID -> its text.
+_id_texts: contextvars.ContextVar[dict[UUID, str] | None] = contextvars.ContextVar("carepath_id_texts", default=None)
+
+
+def _id_text(task_id: UUID) -> str:
+    texts = _id_texts.get()
+    if texts is None:
+        return str(task_id)
+    found = texts.get(task_id)
+    if found is None:
+        found = texts[task_id] = str(task_id)
+    return found
+
+
 class _TaskConverter(TaskConverter):
-    """SpiffWorkflow 3.2's task converter, parsing each task id once per restore.
+    """SpiffWorkflow 3.2's task converter, parsing each task id once per restore (and writing the
+    text of each once per save).
 
     A task's id is written three times in a state: as its own id, in its parent's children and as
     its children's parent. SpiffWorkflow parsed each into a UUID object of its own (3 us each), and
     every lookup of a parent or a child then compared two equal UUIDs in Python. Parsed once, the
-    tasks dictionary finds the very object it holds. The body is SpiffWorkflow's own otherwise
+    tasks dictionary finds the very object it holds. An empty object is not walked, and a task's
+    data is copied from its parent's as DeepMerge did, without its per-key bookkeeping (together a
+    fifth of a restore). The body is SpiffWorkflow's own otherwise
     (``SpiffWorkflow/bpmn/serializer/default/workflow.py``, pinned below 3.3); tests check that a
     restored state saves back to the same text.
     """
+
+    def to_dict(self, task: Task) -> dict[str, Any]:
+        parent = task.parent
+        if parent is None:
+            data, delta = task.data, {}
+        else:
+            data = {}
+            delta = {"updates": DeepMerge.get_updated_keys(parent.data, task.data),
+                     "deletions": DeepMerge.get_deleted_keys(parent.data, task.data)}
+        internal = task.internal_data
+        return {
+            "id": _id_text(task.id),
+            "parent": _id_text(task._parent) if parent is not None else None,
+            "children": [_id_text(child) for child in task._children],
+            "last_state_change": task.last_state_change,
+            "state": task.state,
+            "task_spec": task.task_spec.name,
+            "triggered": task.triggered,
+            "internal_data": {} if _empty(internal) else self.registry.convert(internal),
+            "data": data,
+            "delta": delta,
+        }
 
     def from_dict(self, dct: dict[str, Any], workflow: Any) -> Task:
         task_spec = workflow.spec.task_specs.get(dct["task_spec"])
@@ -65,20 +105,35 @@ class _TaskConverter(TaskConverter):
         task._children = [_task_id(child) for child in dct["children"]]
         task.last_state_change = dct["last_state_change"]
         task.triggered = dct["triggered"]
-        task.internal_data = self.registry.restore(dct["internal_data"])
+        task.internal_data = self._restore(dct["internal_data"])
         if isinstance(task_spec, CatchingEvent) and task.has_state(TaskState.WAITING):
             task.workflow.top_workflow.event_manager.add_task(task)
         delta = dct.get("delta")
         if delta and task.parent is not None:
-            data = DeepMerge.merge({}, task.parent.data)
-            data.update(self.registry.restore(delta.get("updates", {})))
+            # What DeepMerge.merge({}, parent.data) does (every key is new): a copy one level deep.
+            data = {key: copy(value) if isinstance(value, _MUTABLE) else value
+                    for key, value in task.parent.data.items()}
+            updates = delta.get("updates", {})
+            if not _empty(updates):
+                data.update(self.registry.restore(updates))
             for key in delta.get("deletions", {}):
                 if key in data:
                     del data[key]
         else:
-            data = self.registry.restore(dct["data"])
+            data = self._restore(dct["data"])
         task.data = data
         return task
+
+    def _restore(self, value: Any) -> Any:
+        """``registry.restore``, without its walk for the empty object most tasks hold (a new one)."""
+        return {} if _empty(value) else self.registry.restore(value)
+
+
+_MUTABLE = (dict, list, set)
+
+
+def _empty(value: Any) -> bool:
+    return type(value) is dict and not value
 
 
 class _SpecCachingConverter(BpmnWorkflowConverter):
@@ -90,8 +145,12 @@ class _SpecCachingConverter(BpmnWorkflowConverter):
     """
 
     def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
-        dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
-        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        token = _id_texts.set({})
+        try:
+            dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
+            dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        finally:
+            _id_texts.reset(token)
         dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
         return dct
 
