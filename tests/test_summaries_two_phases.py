@@ -20,10 +20,10 @@ import pytest
 from alembic import command
 from pathways_bundled.journey import PATHWAYS, REPO, Journey
 from pathways_bundled.journeys import (
-    ABOUT_WORKING_PARENT,
     HIGH_CONCERNS,
     SITES,
     course_ended,
+    recurrence_treated,
 )
 from sqlalchemy import select, update
 
@@ -78,17 +78,8 @@ def _first_line_ended(app: CarePath, clock: ManualClock, patient: str) -> Journe
 
 
 def _recurrence_treated(j: Journey, weeks_later: int, concerns: dict[str, int] | None = None) -> None:
-    """A recurrence confirmed two weeks on, assessed (``concerns``: an HNA, else declined), then its own
-    course of treatment ends ``weeks_later`` weeks after that."""
-    j.wait(14)
-    j.message("recurrence_confirmed")
-    if concerns:
-        j.hna(concerns, about_you=ABOUT_WORKING_PARENT)
-    else:
-        j.hna_declined()
-    j.wait(7 * weeks_later)
-    j.message("recurrence_treatment_completed")
-    j.do("rec_treatment", {"treatments_received": ["chemotherapy", "radiotherapy"], "completed_on": j.today()})
+    """journeys.recurrence_treated, the first-line summary still unwritten: two are awaited."""
+    recurrence_treated(j, weeks_later, concerns)
     assert j.ready.count("write_summary") == 2
 
 
@@ -229,6 +220,29 @@ def test_a_summary_written_before_the_scan_saw_it_takes_its_own_row(app: CarePat
         first_task, "due", second_task, "written", "recurrence")
     assert app.treatment_summaries.open_due() == 0
     assert [r.status for r in _rows(app, j.view.id)] == ["due", "written"]
+
+
+def test_each_waiting_summary_task_is_told_apart_by_its_phase_and_deadline(app: CarePath, clock: ManualClock) -> None:
+    """What the patient page shows of each waiting write_summary task: from its row once the scan noted
+    it (the first-line one here), from the task's own data before (the recurrence's)."""
+    j = _first_line_ended(app, clock, "SYN-EOT2-0011")
+    first_ended = clock.now().date()
+    app.treatment_summaries.open_due()
+    [first_task] = _waiting(j)
+    _recurrence_treated(j, weeks_later=3)
+    second_ended = clock.now().date()
+    [second_task] = [t for t in _waiting(j) if t != first_task]
+    assert [r.task_id for r in _rows(app, j.view.id)] == [first_task]
+    six_weeks = timedelta(weeks=6)
+    assert app.treatment_summaries.awaited(j.view.id) == {
+        first_task: {"phase": "first_line", "ended_on": first_ended.isoformat(),
+                     "due_by": (first_ended + six_weeks).isoformat(), "overdue": False},
+        second_task: {"phase": "recurrence", "ended_on": second_ended.isoformat(),
+                      "due_by": (second_ended + six_weeks).isoformat(), "overdue": False}}
+    _write(j, second_task, RECURRENCE)
+    assert list(app.treatment_summaries.awaited(j.view.id)) == [first_task]
+    _write(j, first_task, FIRST_LINE)
+    assert app.treatment_summaries.awaited(j.view.id) == {}
 
 
 def test_a_row_noted_before_rows_named_their_task_is_matched_by_its_phase(app: CarePath, clock: ManualClock) -> None:

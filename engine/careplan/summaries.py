@@ -255,6 +255,40 @@ class TreatmentSummaries:
             return [{**row.as_dict(), "overdue": row.overdue_at is not None and row.closed_at is None}
                     for row in self.phases(session, instance_id)]
 
+    def awaited(self, instance_id: str) -> dict[str, dict[str, Any]]:
+        """Per waiting ``write_summary`` task (by its id), the summary it writes: its ``phase``, the
+        course's end (``ended_on``), the deadline (``due_by``, ISO dates) and whether its overdue task is
+        open, so two waiting tasks can be told apart. From the task's row when the worker's scan has noted
+        it, else from the task's own data as the scan will note it. Ids, codes and dates only.
+
+        Raises:
+            NotFoundError: no such instance.
+            ConflictError: the state cannot be read (only when a waiting task has no row yet).
+        """
+        with read_only(self.sessions) as session:
+            instance = load_instance(session, instance_id)
+            waiting = _awaited(instance.ready_tasks)
+            if not waiting:
+                return {}
+            rows = {row.task_id: row for row in self.phases(session, instance_id)
+                    if row.status == "due" and row.task_id in waiting}
+            found = {task_id: {"phase": row.phase, "ended_on": row.ended_on.isoformat(),
+                               "due_by": row.due_by.isoformat(),
+                               "overdue": row.overdue_at is not None and row.closed_at is None}
+                     for task_id, row in rows.items() if task_id is not None}
+            missing = [task_id for task_id in waiting if task_id not in found]
+            if missing:
+                workflow = self.instances.steps.restore(session, instance)
+                self.instances.steps.remember(instance, workflow)
+                today = self.clock.now().astimezone(self.zone).date()
+                for task_id in missing:
+                    task = _task_in(workflow, task_id)
+                    if task is not None:
+                        ended = _ended_on(task.data, today)
+                        found[task_id] = {"phase": _own_phase(task.data), "ended_on": ended.isoformat(),
+                                          "due_by": due_by(ended).isoformat(), "overdue": False}
+        return {task_id: found[task_id] for task_id in waiting if task_id in found}
+
     def list_overdue(self, patient_ref: str | None = None, pathway_id: str | None = None,
                      reach: ColumnElement[bool] | None = None) -> list[dict[str, Any]]:
         """Open overdue tasks (oldest first, at most :data:`OVERDUE_LIMIT`), optionally of one patient or
