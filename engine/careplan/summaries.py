@@ -287,12 +287,10 @@ class TreatmentSummaries:
             waiting = _awaited(instance.ready_tasks)
             if not waiting:
                 return {}
-            rows = {row.task_id: row for row in self.phases(session, instance_id)
-                    if row.status == "due" and row.task_id in waiting}
-            found = {task_id: {"phase": row.phase, "ended_on": row.ended_on.isoformat(),
-                               "due_by": row.due_by.isoformat(),
-                               "overdue": row.overdue_at is not None and row.closed_at is None}
-                     for task_id, row in rows.items() if task_id is not None}
+            found = {str(row.task_id): {"phase": row.phase, "ended_on": row.ended_on.isoformat(),
+                                        "due_by": row.due_by.isoformat(),
+                                        "overdue": row.overdue_at is not None and row.closed_at is None}
+                     for row in self.phases(session, instance_id) if row.status == "due" and row.task_id in waiting}
             missing = [task_id for task_id in waiting if task_id not in found]
             if missing:
                 workflow = self.instances.steps.restore(session, instance)
