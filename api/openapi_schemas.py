@@ -671,7 +671,9 @@ SCHEMAS: dict[str, Any] = {
         "description": "Move an instance to another care team of its organisation; its clinicians see it from now "
                        "on, the old team's no longer do. The care_team_changed event records actor, old and new "
                        "team and the reason code."},
-    "CompleteRequest": _obj(["data"], {"data": {"type": "object", "description": "Must pass the task's form"}}),
+    "CompleteRequest": _obj(["data"], {"data": {"type": "object", "description": (
+        "Must pass the task's form and hold only the fields it declares (any other is refused as undeclared); "
+        "a task without a form declares none: {}")}}),
     **_PATIENT_SCHEMAS,
     "LifecycleRequest": _obj([], {"reason": {"type": "string", "maxLength": 500}}),
     "SandboxAdvance": _obj(["advance"], {"advance": {

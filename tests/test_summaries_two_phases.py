@@ -20,15 +20,15 @@ import pytest
 from alembic import command
 from pathways_bundled.journey import PATHWAYS, REPO, Journey
 from pathways_bundled.journeys import (
-    ABOUT_WORKING_PARENT,
     HIGH_CONCERNS,
     SITES,
     course_ended,
+    recurrence_treated,
 )
 from sqlalchemy import select, update
 
 from engine import CarePath, ConflictError, ManualClock, Settings
-from engine.db.models import InstanceEvent, PathwayInstance, TreatmentSummary
+from engine.db.models import InstanceEvent, PathwayInstance, ReadyTaskElement, TreatmentSummary
 from engine.db.session import alembic_config, upgrade_schema
 from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary
 from engine.instances.migration import migrate_pathway
@@ -78,17 +78,8 @@ def _first_line_ended(app: CarePath, clock: ManualClock, patient: str) -> Journe
 
 
 def _recurrence_treated(j: Journey, weeks_later: int, concerns: dict[str, int] | None = None) -> None:
-    """A recurrence confirmed two weeks on, assessed (``concerns``: an HNA, else declined), then its own
-    course of treatment ends ``weeks_later`` weeks after that."""
-    j.wait(14)
-    j.message("recurrence_confirmed")
-    if concerns:
-        j.hna(concerns, about_you=ABOUT_WORKING_PARENT)
-    else:
-        j.hna_declined()
-    j.wait(7 * weeks_later)
-    j.message("recurrence_treatment_completed")
-    j.do("rec_treatment", {"treatments_received": ["chemotherapy", "radiotherapy"], "completed_on": j.today()})
+    """journeys.recurrence_treated, the first-line summary still unwritten: two are awaited."""
+    recurrence_treated(j, weeks_later, concerns)
     assert j.ready.count("write_summary") == 2
 
 
@@ -231,6 +222,29 @@ def test_a_summary_written_before_the_scan_saw_it_takes_its_own_row(app: CarePat
     assert [r.status for r in _rows(app, j.view.id)] == ["due", "written"]
 
 
+def test_each_waiting_summary_task_is_told_apart_by_its_phase_and_deadline(app: CarePath, clock: ManualClock) -> None:
+    """What the patient page shows of each waiting write_summary task: from its row once the scan noted
+    it (the first-line one here), from the task's own data before (the recurrence's)."""
+    j = _first_line_ended(app, clock, "SYN-EOT2-0011")
+    first_ended = clock.now().date()
+    app.treatment_summaries.open_due()
+    [first_task] = _waiting(j)
+    _recurrence_treated(j, weeks_later=3)
+    second_ended = clock.now().date()
+    [second_task] = [t for t in _waiting(j) if t != first_task]
+    assert [r.task_id for r in _rows(app, j.view.id)] == [first_task]
+    six_weeks = timedelta(weeks=6)
+    assert app.treatment_summaries.awaited(j.view.id) == {
+        first_task: {"phase": "first_line", "ended_on": first_ended.isoformat(),
+                     "due_by": (first_ended + six_weeks).isoformat(), "overdue": False},
+        second_task: {"phase": "recurrence", "ended_on": second_ended.isoformat(),
+                      "due_by": (second_ended + six_weeks).isoformat(), "overdue": False}}
+    _write(j, second_task, RECURRENCE)
+    assert list(app.treatment_summaries.awaited(j.view.id)) == [first_task]
+    _write(j, first_task, FIRST_LINE)
+    assert app.treatment_summaries.awaited(j.view.id) == {}
+
+
 def test_a_row_noted_before_rows_named_their_task_is_matched_by_its_phase(app: CarePath, clock: ManualClock) -> None:
     """A due row without a task (noted before revision 0026, when one row per instance was noted) is
     given the waiting task of its own phase; the other phase gets a row of its own."""
@@ -361,6 +375,85 @@ def test_a_waiting_instance_whose_state_cannot_be_read_does_not_stop_the_scan(
         assert worker.treatment_summaries.open_due() == 0
         assert _rows(worker, damaged.view.id) == []
         assert [r.phase for r in _rows(worker, other.view.id)] == ["first_line"]
+    finally:
+        worker.close()
+
+
+def _damage(app: CarePath, *journeys: Journey) -> None:
+    table = PathwayInstance.__table__
+    with app.db.begin() as connection:
+        connection.execute(table.update().where(table.c.id.in_([j.view.id for j in journeys]))
+                           .values(state=b"\x01broken"))
+
+
+def test_more_unreadable_instances_than_a_turn_takes_do_not_keep_the_scan_from_the_rest(
+        database: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three waiting instances whose state cannot be read come first in the scan's order, with a turn of
+    two: they take none of its places, and later turns pass them by until their row changes."""
+    app = CarePath(_settings(database), clock)
+    try:
+        damaged = [_first_line_ended(app, clock, f"SYN-EOT2-02{n}") for n in range(3)]
+        healthy = _first_line_ended(app, clock, "SYN-EOT2-0210")
+        _damage(app, *damaged)
+        with app.db.begin() as connection:  # started before the healthy one: first in the scan's order
+            for n, j in enumerate(damaged):
+                started = START - timedelta(minutes=3 - n)
+                for table in (PathwayInstance.__table__, ReadyTaskElement.__table__):
+                    key = table.c.id if table is PathwayInstance.__table__ else table.c.instance_id
+                    connection.execute(table.update().where(key == j.view.id).values(created_at=started))
+    finally:
+        app.close()
+    worker = CarePath(_settings(database), clock)  # a worker process: nothing of the instances cached
+    try:
+        restored: list[str] = []
+        restore = worker.instances.steps.restore
+
+        def counted(session: Any, instance: Any, *rest: Any) -> Any:
+            restored.append(instance.id)
+            return restore(session, instance, *rest)
+
+        monkeypatch.setattr(worker.instances.steps, "restore", counted)
+        assert worker.treatment_summaries.open_due(limit=2) == 0
+        assert [r.phase for r in _rows(worker, healthy.view.id)] == ["first_line"]
+        assert restored == [j.view.id for j in (*damaged, healthy)]
+        assert all(_rows(worker, j.view.id) == [] for j in damaged)
+
+        restored.clear()
+        with statements(worker.db) as seen:
+            worker.treatment_summaries.open_due(limit=2)
+        assert restored == []  # remembered: passed by without a restore
+        # Past a full page of them, the next page is read from where it ended: still one index range.
+        [(scan, parameters)] = [(s, p) for s, p in seen if "ready_task_elements" in s and "replace(" in s.lower()
+                                and "(ready_task_elements.created_at, ready_task_elements.instance_id) >" in s]
+        plan = _plan(worker.db, scan, parameters)
+        assert "ix_ready_task_elements_element_created_at_instance_id" in plan, plan
+        assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+        with worker.db.begin() as connection:  # a step (its retry) moves one row on: it is tried again
+            table = PathwayInstance.__table__
+            connection.execute(table.update().where(table.c.id == damaged[1].view.id)
+                               .values(revision=table.c.revision + 1))
+        worker.treatment_summaries.open_due(limit=2)
+        assert restored == [damaged[1].view.id]
+    finally:
+        worker.close()
+
+
+def test_an_overdue_summary_of_an_unreadable_instance_opens_on_the_team_list_and_the_scan_goes_on(
+        app: CarePath, database: str, clock: ManualClock) -> None:
+    """Its named contact is in the state that cannot be read: the task opens without one (the team's
+    work list) instead of stopping the turn, and the worker with it, at that instance."""
+    damaged = _first_line_ended(app, clock, "SYN-EOT2-0220")
+    healthy = _first_line_ended(app, clock, "SYN-EOT2-0221")
+    assert app.treatment_summaries.open_due() == 0  # both rows noted while the states read
+    _damage(app, damaged)
+    clock.advance(timedelta(weeks=7))
+    worker = CarePath(_settings(database), clock)  # a worker process: nothing of the instances cached
+    try:
+        assert worker.treatment_summaries.open_due() == 2
+        [lost], [kept] = _rows(worker, damaged.view.id), _rows(worker, healthy.view.id)
+        assert (lost.overdue_at, lost.assignee) == (clock.now(), None)
+        assert (kept.overdue_at, kept.assignee) == (clock.now(), "STAFF-SYN-1")
+        assert [e["summary"] for e in _events(worker, damaged.view.id, "summary_overdue")] == [lost.id]
     finally:
         worker.close()
 

@@ -162,9 +162,8 @@ def revision_of(sent: str) -> int:
 
 def other_problems(schema: dict[str, Any] | None, data: dict[str, Any], unreadable: list[Problem]) -> list[Problem]:
     """What the engine's check of the form finds in ``data`` besides the fields that could not be read,
-    so one round shows every problem (the task is not completed while any field is unreadable)."""
-    if schema is None:
-        return []
+    so one round shows every problem (the task is not completed while any field is unreadable). A task
+    without a form (``schema`` None) declares no fields, as the engine has it."""
     try:
         check_form_data(schema, data)
     except TaskDataError as exc:

@@ -14,6 +14,7 @@ from engine.access import BREAK_GLASS_ROLES
 from engine.access_log import Access, record_reads
 from engine.care_teams import BreakGlass
 from engine.careplan.moves import SUGGESTED_REASONS
+from engine.careplan.summaries import WRITE_ELEMENT
 from engine.documents.build import care_plan_document, end_of_treatment_summary, render_html
 from engine.documents.wishes import palliative_wishes
 from engine.errors import ConflictError, InvalidInputError, PermissionDeniedError, StaleVersionError
@@ -63,8 +64,17 @@ def patient(instance_id: Any) -> str:
                            care_plan=_care_plan(view.id), wishes=_wishes(view.id), reasons=SUGGESTED_REASONS,
                            summaries=[p for p in carepath().treatment_summaries.list_phases(view.id)
                                       if p["status"] == "written"] if can("documents.read") else [],
+                           awaited=_awaited_summaries(view),
                            concerns=concerns, concerns_chart=_concerns_chart(concerns) if concerns else None,
                            glass=g.get("break_glass"))
+
+
+def _awaited_summaries(view: Any) -> dict[str, dict[str, Any]]:
+    """Each waiting "write the end of treatment summary" task's phase and deadline: an instance can wait
+    for two (a recurrence's ended before the first-line one was written), alike but for these."""
+    if not any(task["element"] == WRITE_ELEMENT for task in view.ready_tasks):
+        return {}
+    return carepath().treatment_summaries.awaited(view.id)
 
 
 def _concerns_chart(concerns: dict[str, Any]) -> Markup | None:

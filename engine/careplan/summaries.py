@@ -39,7 +39,10 @@ rewrites only its data (tests/test_summaries_two_phases.py migrates an instance 
 instance waits for a summary, not for how many; the instance's stored ready-task summary lists each
 waiting task with its id. Each turn compares, in SQL, every waiting instance's due rows with that
 summary (as many rows as waiting ``write_summary`` tasks, each row naming a task still listed) and
-restores only the instances where they differ, to read the new tasks' own data. A row noted before
+restores only the instances where they differ, to read the new tasks' own data. An instance whose
+state cannot be restored stays different (no row can be noted for its tasks): the scan remembers it,
+with its row's revision, and passes it by while the row is as it was, so that any number of them
+never fills a turn and keeps the scan from the rest. A row noted before
 revision 0026 (``task_id`` NULL; one per instance then) is given the waiting task of its phase, the one
 of its end date first.
 
@@ -55,7 +58,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, literal, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -82,6 +85,9 @@ _SYSTEM_ACTOR = "engine"
 _TASK_MARK = f'"element":"{WRITE_ELEMENT}"'
 _WALK_LIMIT = 20  # keep_summary follows write_summary directly: a few steps up the tree at most
 _STAFF_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+# Waiting instances a scanning process remembers as unreadable, at most (the oldest noted is forgotten
+# first, and is tried again: one more restore, never a lost instance).
+UNREADABLE_KEPT = 10_000
 
 
 def due_by(ended_on: date) -> date:
@@ -172,8 +178,10 @@ def _task_in(workflow: Any, task_id: str) -> Any | None:
     return None
 
 
-def _unmatched() -> Select[Any]:
-    """Instances waiting for a summary whose due rows are not exactly their waiting tasks' rows.
+def _unmatched(after: tuple[datetime, str] | None = None) -> Select[str, datetime, int]:
+    """Instances waiting for a summary whose due rows are not exactly their waiting tasks' rows: each
+    one's id, its place in the index's order (``created_at``) and its row's revision, past ``after``
+    (a ``created_at, instance_id`` of that order) when given.
 
     They match when every due row names a task the stored ready-task summary still lists and there are
     as many due rows as ``write_summary`` tasks in it (each counted by its mark in the summary's text,
@@ -189,9 +197,14 @@ def _unmatched() -> Select[Any]:
         TreatmentSummary.instance_id == ReadyTaskElement.instance_id, TreatmentSummary.status == "due",
         or_(TreatmentSummary.task_id.is_(None),
             ~summary.contains(literal('"id":"') + TreatmentSummary.task_id + literal('"'))))
-    return (select(ReadyTaskElement.instance_id)
-            .join(PathwayInstance, PathwayInstance.id == ReadyTaskElement.instance_id)
-            .where(ReadyTaskElement.element == WRITE_ELEMENT, or_(due * len(_TASK_MARK) != marks, stray)))
+    query = (select(ReadyTaskElement.instance_id, ReadyTaskElement.created_at, PathwayInstance.revision)
+             .join(PathwayInstance, PathwayInstance.id == ReadyTaskElement.instance_id)
+             .where(ReadyTaskElement.element == WRITE_ELEMENT, or_(due * len(_TASK_MARK) != marks, stray)))
+    if after is not None:
+        # A row value, not "a > x OR (a = x AND b > y)": only this form is one index range.
+        bound = literal(after[0], ReadyTaskElement.created_at.type)
+        query = query.where(tuple_(ReadyTaskElement.created_at, ReadyTaskElement.instance_id) > tuple_(bound, after[1]))
+    return query.order_by(ReadyTaskElement.created_at, ReadyTaskElement.instance_id)
 
 
 def summary_operators() -> dict[str, ServiceOperator]:
@@ -240,6 +253,10 @@ class TreatmentSummaries:
         self.clock = clock
         self.instances = instances
         self.zone = ZoneInfo(time_zone)
+        # Waiting instances whose stored state could not be restored, with their row's revision then:
+        # the scan passes them by until the row changes (a retry, a restore from a backup), so however
+        # many there are they never take a turn's places (at most UNREADABLE_KEPT, oldest first out).
+        self._unreadable: dict[str, int] = {}
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -254,6 +271,38 @@ class TreatmentSummaries:
         with read_only(self.sessions) as session:
             return [{**row.as_dict(), "overdue": row.overdue_at is not None and row.closed_at is None}
                     for row in self.phases(session, instance_id)]
+
+    def awaited(self, instance_id: str) -> dict[str, dict[str, Any]]:
+        """Per waiting ``write_summary`` task (by its id), the summary it writes: its ``phase``, the
+        course's end (``ended_on``), the deadline (``due_by``, ISO dates) and whether its overdue task is
+        open, so two waiting tasks can be told apart. From the task's row when the worker's scan has noted
+        it, else from the task's own data as the scan will note it. Ids, codes and dates only.
+
+        Raises:
+            NotFoundError: no such instance.
+            ConflictError: the state cannot be read (only when a waiting task has no row yet).
+        """
+        with read_only(self.sessions) as session:
+            instance = load_instance(session, instance_id)
+            waiting = _awaited(instance.ready_tasks)
+            if not waiting:
+                return {}
+            found = {str(row.task_id): {"phase": row.phase, "ended_on": row.ended_on.isoformat(),
+                                        "due_by": row.due_by.isoformat(),
+                                        "overdue": row.overdue_at is not None and row.closed_at is None}
+                     for row in self.phases(session, instance_id) if row.status == "due" and row.task_id in waiting}
+            missing = [task_id for task_id in waiting if task_id not in found]
+            if missing:
+                workflow = self.instances.steps.restore(session, instance)
+                self.instances.steps.remember(instance, workflow)
+                today = self.clock.now().astimezone(self.zone).date()
+                for task_id in missing:
+                    task = _task_in(workflow, task_id)
+                    if task is not None:
+                        ended = _ended_on(task.data, today)
+                        found[task_id] = {"phase": _own_phase(task.data), "ended_on": ended.isoformat(),
+                                          "due_by": due_by(ended).isoformat(), "overdue": False}
+        return {task_id: found[task_id] for task_id in waiting if task_id in found}
 
     def list_overdue(self, patient_ref: str | None = None, pathway_id: str | None = None,
                      reach: ColumnElement[bool] | None = None) -> list[dict[str, Any]]:
@@ -280,21 +329,23 @@ class TreatmentSummaries:
         waits for -- noting a phase whose summary is now awaited, closing one no longer awaited -- and
         open the overdue task of each awaited one past its 6 weeks (up to ``limit`` instances and
         ``limit`` tasks, every instance and task in its own unit of work). An instance another worker or
-        a step changed meanwhile is left to the next turn. Returns how many tasks opened.
+        a step changed meanwhile is left to the next turn. An instance whose stored state cannot be
+        restored takes none of the ``limit`` places: it is remembered and passed by until its row
+        changes; its overdue task opens on the team's work list. Returns how many tasks opened.
 
         Raises:
             sqlalchemy.exc.SQLAlchemyError: the database is unreachable.
         """
         now = self.clock.now()
         waiting = select(ReadyTaskElement.instance_id).where(ReadyTaskElement.element == WRITE_ELEMENT)
+        matched = self._match_changed(now, limit)
         with read_only(self.sessions) as session:
-            changed = list(session.scalars(_unmatched().order_by(ReadyTaskElement.created_at,
-                                                                 ReadyTaskElement.instance_id).limit(limit)))
             gone = list(session.scalars(select(TreatmentSummary.instance_id).where(
                 TreatmentSummary.status == "due", TreatmentSummary.instance_id.not_in(waiting))
                 .group_by(TreatmentSummary.instance_id).limit(limit)))
-        for instance_id in dict.fromkeys(changed + gone):
-            self._guarded(self._match, instance_id, now)
+        for instance_id in gone:
+            if instance_id not in matched:
+                self._guarded(self._match, instance_id, now)
         # Read after matching: a summary already past its 6 weeks when first seen gets its task in this turn.
         today = now.astimezone(self.zone).date()
         with read_only(self.sessions) as session:
@@ -302,6 +353,36 @@ class TreatmentSummaries:
                 TreatmentSummary.status == "due", TreatmentSummary.due_by < today,
                 TreatmentSummary.overdue_at.is_(None)).order_by(TreatmentSummary.due_by).limit(limit)))
         return sum(self._guarded(self._open_overdue, summary_id, now, today) for summary_id in late)
+
+    def _match_changed(self, now: datetime, limit: int) -> set[str]:
+        """Match up to ``limit`` readable instances whose waiting summaries changed, in the index's order.
+        One whose state cannot be restored does not count, and is passed by in later turns while its row
+        is as it was (a page of the index is read again past them: they cost an index range, not a
+        restore), so unreadable instances never keep the scan from the rest. Returns the ids matched."""
+        matched: set[str] = set()
+        readable = 0
+        after: tuple[datetime, str] | None = None
+        while readable < limit:
+            with read_only(self.sessions) as session:
+                page = session.execute(_unmatched(after).limit(limit)).all()
+            for instance_id, _, revision in page:
+                if readable >= limit:
+                    break
+                if self._unreadable.get(instance_id) == revision:
+                    continue  # its state could not be restored, and its row has not changed since
+                self._guarded(self._match, instance_id, now)
+                matched.add(instance_id)
+                readable += instance_id not in self._unreadable
+            if len(page) < limit:
+                break
+            after = page[-1].created_at, page[-1].instance_id
+        return matched
+
+    def _remember_unreadable(self, instance: InstanceRecord) -> None:
+        self._unreadable.pop(instance.id, None)
+        self._unreadable[instance.id] = instance.revision
+        while len(self._unreadable) > UNREADABLE_KEPT:
+            del self._unreadable[next(iter(self._unreadable))]
 
     @staticmethod
     def _guarded(act: Any, *args: Any) -> int:
@@ -341,7 +422,9 @@ class TreatmentSummaries:
         try:
             workflow = self.instances.steps.restore(session, instance)
         except (ConflictError, WorkflowError):
+            self._remember_unreadable(instance)
             return
+        self._unreadable.pop(instance.id, None)
         self.instances.steps.remember(instance, workflow)
         today = now.astimezone(self.zone).date()
         for task_id in missing:
@@ -391,7 +474,12 @@ class TreatmentSummaries:
             if row is None:
                 return 0  # written, closed or opened by another worker meanwhile
             instance = load_instance(session, row.instance_id)
-            _, data = self.instances.read(session, row.instance_id)
+            try:
+                _, data = self.instances.read(session, row.instance_id)
+            except (ConflictError, WorkflowError):
+                # Its state cannot be restored (an incident holds it): the task opens all the same, on the
+                # team's work list, rather than stopping the scan (and the worker) at this instance.
+                data = {}
             row.overdue_at, row.assignee = now, _named_contact(data)
             append_event(session, instance, "summary_overdue", at=now, actor=_SYSTEM_ACTOR,
                          pathway_version=instance.pathway_version,

@@ -1,6 +1,8 @@
 """Checking task data against the task's form (JSON Schema, draft 2020-12).
 
-Every failing field is named; the submitted values are not echoed (they are patient data).
+Every failing field is named; the submitted values are not echoed (they are patient data). A task
+without a form (a manual task, a plain task, a version deployed before forms-less user tasks became
+confirmation steps) declares no fields: whatever it is sent is refused, field by field.
 """
 
 from __future__ import annotations
@@ -22,12 +24,17 @@ def _form_validator(schema_json: str) -> jsonschema.Draft202012Validator:
                                            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
-def check_form_data(schema: str | dict[str, Any], data: dict[str, Any]) -> None:
-    """Check ``data`` against a form, given as its JSON Schema or the schema's JSON text.
+# The form of a task that has none: it declares no fields, so each field sent is ``undeclared``.
+_NO_FIELDS = '{"properties": {}, "type": "object"}'
+
+
+def check_form_data(schema: str | dict[str, Any] | None, data: dict[str, Any]) -> None:
+    """Check ``data`` against a form, given as its JSON Schema or the schema's JSON text; None is a
+    task without a form, which declares no fields (only ``{}`` passes).
 
     Raises: TaskDataError naming every field that fails the form.
     """
-    problems = _problems(schema, data, "")
+    problems = _problems(_NO_FIELDS if schema is None else schema, data, "")
     if problems:
         raise TaskDataError("the data does not match the task's form", problems)
 
@@ -48,6 +55,9 @@ def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -
     problems = [Problem("is not a field of this form", field=f"/{key}", code="undeclared")
                 for key in _undeclared(validator.schema, data)] if not prefix else []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        if error.validator == "additionalProperties" and not error.absolute_path and not prefix \
+                and _declares_nothing(validator.schema):
+            continue  # each field is named above, as for a task without a form
         path = "/" + "/".join(str(p) for p in error.absolute_path)
         if error.validator == "required":
             missing = error.message.split("'")[1] if "'" in error.message else ""
@@ -70,10 +80,19 @@ def _undeclared(schema: Any, data: dict[str, Any]) -> list[str]:
     field no form declares (a typo, or a client setting ``palliative_route`` through the form of an
     unrelated task) would change what happens to the patient without anyone having asked it. A
     correction of the instance's data is the audited way to change such a value (``correct_data``)."""
-    if not isinstance(schema, dict) or any(rule in schema for rule in _OWN_RULE):
+    if not isinstance(schema, dict) or (any(rule in schema for rule in _OWN_RULE)
+                                        and not _declares_nothing(schema)):
         return []
     declared = schema.get("properties") or {}
     return sorted(key for key in data if key not in declared)
+
+
+def _declares_nothing(schema: Any) -> bool:
+    """A confirmation step's form (a user task drawn without one): no fields, and no others allowed
+    (``additionalProperties: false``). Its extra fields are named one by one as ``undeclared``, as for a
+    task without any form, rather than as one failure of the whole object."""
+    return (isinstance(schema, dict) and not schema.get("properties") and schema.get("additionalProperties") is False
+            and "patternProperties" not in schema and "unevaluatedProperties" not in schema)
 
 
 def _type_message(error: Any) -> str:

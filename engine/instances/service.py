@@ -214,7 +214,8 @@ class PathwayService:
 
     def complete_task(self, instance_id: str, task_id: str, data: dict[str, Any], actor: str,
                       expected_version: int | None = None) -> InstanceView:
-        """Complete a ready task with data that must pass the task's form.
+        """Complete a ready task with data that must pass the task's form (a task without a form
+        declares no fields, so it takes ``{}`` only).
 
         Raises:
             NotFoundError: no such instance or task.
@@ -222,16 +223,16 @@ class PathwayService:
                 concurrent request changed the instance first.
             TaskNotReadyError: the task is already completed or not ready.
             ConflictError: the instance is suspended, cancelled, completed or in error.
-            TaskDataError: the data fails the form's schema (every failing field is named).
+            TaskDataError: the data fails the form's schema, or names a field the form does not
+                declare (code ``undeclared``); every failing field is named.
         """
         if not isinstance(data, dict):
             raise TaskDataError("task data must be a JSON object", [Problem("must be an object", field="/")])
 
         def complete(step: Step) -> None:
             task = self._ready_task(step, task_id)
-            form = workflows.form_json(task)
-            if form is not None:
-                check_form_data(form, data)
+            # A task without a form declares no fields: data sent to it would steer the pathway unasked.
+            check_form_data(workflows.form_json(task), data)
             info = workflows.task_info(task)
             step.record("task_completed", element=info.element, task_id=info.id,
                         payload={"data_digest": data_digest(data), "task": info.name})

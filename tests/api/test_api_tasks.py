@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 from helpers import assert_problem, complete, start
 from sqlalchemy import func, select
+from test_formless_tasks import formless_diagram  # tests/ is on sys.path
 
 from engine.db.models import InstanceEvent
 from engine.db.session import unit_of_work
@@ -104,3 +105,18 @@ def test_complete_is_idempotent_per_key(app: Flask, client: Any, auth: Any) -> N
     other = complete(client, auth, instance, {"anxiety": 2, "fatigue": 2}, role="system", **{"Idempotency-Key": "c-1"})
     assert_problem(other, 412, "stale-version")
     assert _completions(app, instance["id"]) == 1
+
+
+def test_a_task_without_a_form_refuses_any_field_with_422_undeclared(app: Flask, client: Any, auth: Any) -> None:
+    """A manual task has no form: a client cannot set the pathway's routing flags through it."""
+    diagram = formless_diagram("formless_api", "manualTask")
+    app.extensions["carepath"].catalog.deploy_upload({"formless_api.bpmn": diagram}, "author:test")
+    instance = client.post("/v1/instances", json={"pathway_id": "formless_api", "patient_ref": "MRN-FORMLESS"},
+                           headers=auth("system")).json
+    assert instance["ready_tasks"][0]["form"] is None
+    response = complete(client, auth, instance, {"palliative_route": "SECRET-ROUTE"})
+    body = assert_problem(response, 422, "task-data-invalid")
+    assert [(e["field"], e["code"]) for e in body["errors"]] == [("/palliative_route", "undeclared")]
+    assert "SECRET-ROUTE" not in response.get_data(as_text=True) and _completions(app, instance["id"]) == 0
+    done = complete(client, auth, instance, {})
+    assert done.status_code == 200 and done.json["status"] == "completed"

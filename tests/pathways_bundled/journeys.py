@@ -175,6 +175,21 @@ def course_ended(app: CarePath, clock: ManualClock, site_key: str, patient: str,
     return j
 
 
+def recurrence_treated(j: Journey, weeks_later: int, concerns: dict[str, int] | None = None) -> Journey:
+    """A recurrence confirmed two weeks on, assessed (``concerns``: an HNA, else declined), then its own
+    course of treatment ends ``weeks_later`` weeks after that: its summary is awaited too."""
+    j.wait(14)
+    j.message("recurrence_confirmed")
+    if concerns:
+        j.hna(concerns, about_you=ABOUT_WORKING_PARENT)
+    else:
+        j.hna_declined()
+    j.wait(7 * weeks_later)
+    j.message("recurrence_treatment_completed")
+    j.do("rec_treatment", {"treatments_received": ["chemotherapy", "radiotherapy"], "completed_on": j.today()})
+    return j
+
+
 def treated(app: CarePath, clock: ManualClock, site_key: str, patient: str, follow_up: str) -> Journey:
     """Diagnosed and treated with curative intent (no site-specific branch, support and HNAs declined), the
     end of treatment summary done with ``follow_up`` arranged."""

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from test_formless_tasks import formless_diagram  # tests/ is on sys.path too
 from web_helpers import csrf_of, make_token  # tests/web is on sys.path (pytest's rootdir-relative imports)
 
 from api.web.auth import page
+from api.web.forms import other_problems
 from api.web.i18n import strings
 from engine.access import PERMISSIONS, ROLES
 from engine.audit import on_behalf_of
@@ -374,6 +376,32 @@ def test_an_incident_is_shown_and_retried(app: Flask, signed_in: Client) -> None
     assert response.status_code == 200
     assert engine(app).instances.get(view.id).version > after.version
     assert 'data-test="retry"' not in text(signed_in("auditor").get(f"/patients/{view.id}"))
+
+
+def test_a_task_without_a_form_is_confirmed_with_no_data_whatever_the_page_is_sent(app: Flask,
+                                                                                   signed_in: Client) -> None:
+    """The page sends the fields a form declares and no others: a field added to the request (a routing
+    flag) is not the task's data, as the engine refuses it through the API."""
+    catalog = engine(app).catalog
+    [pending] = catalog.deploy_upload({"formless_web.bpmn": formless_diagram("formless_web", "manualTask")},
+                                      "author:tok_a for staff:alice")
+    catalog.activate("formless_web", pending.version, "author:tok_b for staff:bob")
+    view = start(app, "formless_web")
+    client = signed_in("clinician")
+    url = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
+    html = text(client.get(url))
+    assert "This task has no form" in html and 'name="palliative_route"' not in html
+    response = client.post(url, data={"csrf_token": csrf_of(html), "version": str(view.version),
+                                      "palliative_route": "stop"})
+    assert response.status_code == 303
+    assert engine(app).instances.get(view.id).status == "completed"
+    assert "palliative_route" not in engine(app).instances.instance_data(view.id)
+
+
+def test_the_page_checks_data_for_a_task_without_a_form_as_the_engine_does() -> None:
+    problems = other_problems(None, {"palliative_route": "stop"}, [])
+    assert [(p.code, p.field) for p in problems] == [("undeclared", "/palliative_route")]
+    assert other_problems(None, {}, []) == []
 
 
 # --- authors and auditors -----------------------------------------------------------------------------------

@@ -1,0 +1,87 @@
+"""The patient page tells two waiting "Write the end of treatment summary" tasks apart: each shows the
+phase of care it is for, when that course ended and by when the summary is to be written (and, once the
+worker's scan opened it, that it is overdue). An instance waits for two when a recurrence's treatment
+ends before the first-line summary is written (engine.careplan.summaries). Server-rendered: no script
+is needed for this, so Flask's test client reads the page."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from api import create_app
+from engine import ManualClock
+from engine.access import create_token
+from engine.db.session import unit_of_work
+
+from .conftest import DATABASE
+from .journey import PATHWAYS, REPO
+from .journeys import course_ended, recurrence_treated
+
+
+@pytest.fixture
+def app(bundled_template: Path, tmp_path: Path, journey_clock: ManualClock) -> Iterator[Flask]:
+    shutil.copyfile(bundled_template, tmp_path / DATABASE)
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / DATABASE}", "PATHWAYS_DIR": PATHWAYS,
+                      "RULES_DIR": REPO / "rules", "CLOCK": journey_clock, "SECRET_KEY": "test-secret-key"})
+    try:
+        yield app
+    finally:
+        app.extensions["carepath"].close()
+
+
+def _clinician(app: Flask) -> FlaskClient:
+    engine = app.extensions["carepath"]
+    with unit_of_work(engine.sessions) as session:
+        _, secret = create_token(session, "clinician", "test clinician", engine.clock)
+    client = app.test_client()
+    assert client.get(f"/sign-in?token={secret}").status_code == 303
+    return client
+
+
+def _summary_lines(html: str, task_ids: list[str]) -> list[str]:
+    """The ready-task list's line of each task, in words (tags stripped, spaces collapsed)."""
+    lines = []
+    for task_id in task_ids:
+        [item] = re.findall(rf"<li>(?:(?!</li>).)*/tasks/{task_id}\".*?</li>", html, re.DOTALL)
+        lines.append(" ".join(re.sub(r"<[^>]+>", "", item).split()))
+    return lines
+
+
+def _due(ended: date) -> str:
+    return (ended + timedelta(weeks=6)).isoformat()
+
+
+def test_two_waiting_summary_tasks_show_their_phase_and_deadline(app: Flask, journey_clock: ManualClock) -> None:
+    engine = app.extensions["carepath"]
+    j = course_ended(engine, journey_clock, "breast", "SYN-EOTP-0001")
+    first_ended = journey_clock.now().date()
+    recurrence_treated(j, weeks_later=3)  # 5 weeks on: the first-line summary is within its 6 weeks still
+    second_ended = journey_clock.now().date()
+    first, second = [t["id"] for t in j.view.ready_tasks if t["element"] == "write_summary"]
+    client = _clinician(app)
+    url = f"/patients/{j.view.id}"
+    task = "Write the end of treatment summary (Treating team)"
+    expected = [f"{task}: First treatment (course ended {first_ended}), to be written by {_due(first_ended)}",
+                f"{task}: Treatment of a recurrence (course ended {second_ended}), "
+                f"to be written by {_due(second_ended)}"]
+
+    # Before the worker's scan has noted them (read from each task's own data), and after (their rows).
+    assert _summary_lines(client.get(url).get_data(as_text=True), [first, second]) == expected
+    assert engine.treatment_summaries.open_due() == 0
+    assert _summary_lines(client.get(url).get_data(as_text=True), [first, second]) == expected
+
+    # Past the first-line summary's 6 weeks, the scan opens its overdue task: that line says so, alone.
+    j.wait(8)
+    assert engine.treatment_summaries.open_due() == 1
+    html = client.get(url).get_data(as_text=True)
+    assert _summary_lines(html, [first, second]) == [expected[0] + " Overdue", expected[1]]
+    sv = client.get(url, headers={"Accept-Language": "sv"}).get_data(as_text=True)
+    assert "Behandling av återfall (behandlingen avslutades" in sv and f"ska skrivas senast {_due(second_ended)}" in sv
