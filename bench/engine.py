@@ -46,7 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -105,7 +105,9 @@ def baseline_engine(at: str, results: dict[str, list[Any]]) -> PythonScriptEngin
         return (date.fromisoformat(end) - date.fromisoformat(start)).days
 
     helpers = {"add_months": lambda day, months: add_months(date.fromisoformat(day), months).isoformat(),
+               "add_days": lambda day, days: (date.fromisoformat(day) + timedelta(days=days)).isoformat(),
                "days_between": days_between, "today": lambda: today}
+    # Every helper the bundled diagrams call must be here (tests/test_bench_engine.py holds it to them).
     pending = {name: list(values) for name, values in results.items()}
 
     class Baseline(PythonScriptEngine):
