@@ -64,10 +64,13 @@ from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion  # n
 from engine.db.session import read_only, unit_of_work  # noqa: E402
 from engine.db.stored_state import encode_state  # noqa: E402
 from engine.demo import load_demo  # noqa: E402
+from engine.instances import step as step_module  # noqa: E402
+from engine.instances import timers as timers_module  # noqa: E402
 from engine.instances.queries import InstanceFilter, InstanceQueries  # noqa: E402
 from engine.instances.store import ready_elements  # noqa: E402
 from engine.instances.timers import fire_due_timers  # noqa: E402
 from engine.processes import run_shares  # noqa: E402
+from engine.spiff import serializer, workflows  # noqa: E402
 from engine.verifications import verify_every_trail  # noqa: E402
 
 INSTANCE_COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision",
@@ -446,7 +449,12 @@ def timers(url: str, engine: Engine, statements_for: Callable[[Engine], Statemen
     """Fire the due timers of ``count`` instances as the worker does (claims in batches of 100), in
     ``workers`` processes at once (as ``workers`` ``carepath worker`` processes share the due
     instances): the clock is set just past the due time most instances share (every copy of one
-    template: thousands), so each instance fires the timers a worker would find due then (mostly one)."""
+    template: thousands), so each instance fires the timers a worker would find due then (mostly one).
+
+    Each process first fires 20 instances to warm up (not counted; ``timers_fired`` counts their events
+    too). ``instances_per_minute`` is over the whole run, process starts included;
+    ``..._once_started`` over the slowest process's warm firing; the CPU per instance is the
+    processes' own after warm-up, and by phase (:data:`_PHASES`; ``the rest`` is what none of them took)."""
     with engine.connect() as connection:
         busiest = connection.execute(text("SELECT next_due_at FROM pathway_instances WHERE status = 'running' "
                                           "AND next_due_at > :today GROUP BY next_due_at ORDER BY count(*) DESC "
@@ -469,20 +477,60 @@ def timers(url: str, engine: Engine, statements_for: Callable[[Engine], Statemen
     began = time.perf_counter()
     results = run_shares(_fire_share, shares, name="bench-timers")  # as `carepath migrate --jobs` starts them
     elapsed = time.perf_counter() - began
-    fired = sum(advanced for advanced, _ in results.values())
+    fired = sum(advanced for advanced, _, _, _ in results.values())
+    cpu = sum(seconds for _, seconds, _, _ in results.values())
+    firing = max(seconds for _, _, _, seconds in results.values())  # the processes' own time, warm
+    phases = {phase: round(sum(spent[phase] for _, _, spent, _ in results.values()) / max(fired, 1) * 1000, 2)
+              for phase, _, _ in _PHASES}
+    phases["the rest (claim, unit of work, commit, context, events)"] = round(
+        (cpu - sum(sum(spent.values()) for _, _, spent, _ in results.values())) / max(fired, 1) * 1000, 2)
     return {"due_at_once": due, "worker_processes": workers, "instances_advanced": fired,
             "timers_fired": _timer_events(engine) - events_before, "seconds": round(elapsed, 1),
             "instances_per_minute": round(fired / elapsed * 60),
-            "worker_cpu_ms_per_instance": round(sum(cpu for _, cpu in results.values()) / max(fired, 1) * 1000, 1),
+            "instances_per_minute_once_started": round(fired / firing * 60),
+            "worker_cpu_ms_per_instance": round(cpu / max(fired, 1) * 1000, 1),
+            "worker_cpu_ms_per_instance_by_phase": phases,
             "claim_plan": plan, "load_average_before": load,
             "load_average_after": [round(x, 1) for x in os.getloadavg()]}
 
 
+# The parts of firing one instance whose CPU the timers section reports: (phase, module, the name the
+# worker's code calls it by there).
+_PHASES = (("restore the state", workflows, "restore"),
+           ("fire the timers and the engine steps after them", timers_module, "run_due_timers"),
+           ("serialise the state", serializer, "dump_state"),
+           ("write the row and events (state compressed)", step_module, "save_instance"),
+           ("compact finished history", step_module, "compact"),
+           ("ready-task summary", workflows, "ready_task_summary"),
+           ("read the row", step_module, "load_instance"))
+
+
+def _time_phases() -> dict[str, float]:
+    """Wrap each of :data:`_PHASES` in this process to add up its CPU seconds (returned, filled as it runs)."""
+    spent = dict.fromkeys((phase for phase, _, _ in _PHASES), 0.0)
+
+    def timed(phase: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            began = time.process_time()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                spent[phase] += time.process_time() - began
+        return run
+
+    for phase, module, name in _PHASES:
+        setattr(module, name, timed(phase, getattr(module, name)))
+    return spent
+
+
 def _fire_share(url: str, now: datetime, count: int, worker_id: str, share: int, messages: Any) -> None:
     """One worker process (a share of :func:`engine.processes.run_shares`): fire due timers in batches
-    of 100 until ``count`` instances advanced; says ``done`` with (advanced, CPU seconds)."""
+    of 100 until ``count`` instances advanced; says ``done`` with (advanced, CPU seconds, CPU seconds
+    by phase). The first batch of 20 warms the process up (specs, statements) and is not counted."""
     app = CarePath(Settings(database_url=url, four_eyes=False), ManualClock(now))
-    fired, cpu = 0, time.process_time()
+    fire_due_timers(app.instances, now=now, limit=20, worker_id=worker_id)
+    spent = _time_phases()
+    fired, cpu, wall = 0, time.process_time(), time.perf_counter()
     try:
         while fired < count:
             advanced = fire_due_timers(app.instances, now=now, limit=min(100, count - fired), worker_id=worker_id)
@@ -491,7 +539,8 @@ def _fire_share(url: str, now: datetime, count: int, worker_id: str, share: int,
             fired += advanced
     finally:
         app.close()
-    messages.put(("done", share, (fired, time.process_time() - cpu)))  # a failure ends the process: ShareFailed
+    # A failure ends the process instead: ShareFailed.
+    messages.put(("done", share, (fired, time.process_time() - cpu, spent, time.perf_counter() - wall)))
 
 
 def _timer_events(engine: Engine) -> int:
