@@ -85,6 +85,7 @@ class View:
     def __init__(self, body: dict[str, Any]) -> None:
         self.id, self.version, self.status = body["id"], body["version"], body["status"]
         self.ready_tasks, self.incident = body["ready_tasks"], body.get("incident")
+        self.next_due_at = body.get("next_due_at")  # ISO text, as InstanceView holds it
 
 
 class HttpInstances:

@@ -25,7 +25,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the bundled pathways' sites, as the journeys start them
 
+from pathways_bundled.journeys import DIAGNOSED, SITES  # noqa: E402
 from sqlalchemy import update  # noqa: E402
 
 from engine import CarePath, ManualClock, Settings  # noqa: E402
@@ -51,6 +53,14 @@ def measure(app: CarePath, queries: InstanceQueries, pathway_id: str, page: int,
             "samples": samples, "tasks_listed": listed}
 
 
+def start_data(pathway: str) -> dict[str, Any]:
+    """What the bundled-pathway journeys start ``pathway`` with (its start form requires it)."""
+    site = next((site for site in SITES.values() if site.pathway == pathway), None)
+    if site is None:
+        raise SystemExit(f"no bundled journey starts {pathway!r}: one of {sorted(s.pathway for s in SITES.values())}")
+    return {"diagnosis": site.diagnosis, "diagnosis_date": DIAGNOSED, "age": site.age, "treatment_intent": "curative"}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pathway", default="breast_cancer")
@@ -65,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         app = CarePath(settings, ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC)), upgrade=True)
         try:
             app.catalog.sync_library()
-            app.instances.start_many(args.pathway, [f"BENCH-{n}" for n in range(args.instances)], "system:bench")
+            app.instances.start_many(args.pathway, [f"BENCH-{n}" for n in range(args.instances)], "system:bench",
+                                     start_data(args.pathway))
             queries = InstanceQueries(app.sessions, app.instances)
             found = {"summary": {kind: measure(app, queries, args.pathway, args.page, args.samples, kind == "cold")
                                  for kind in ("cold", "warm")}}
