@@ -28,6 +28,7 @@ from pathways_bundled.journeys import (
 from sqlalchemy import select, update
 
 from engine import CarePath, ConflictError, ManualClock, Settings
+from engine.careplan import summaries
 from engine.db.models import InstanceEvent, PathwayInstance, ReadyTaskElement, TreatmentSummary
 from engine.db.session import alembic_config, upgrade_schema
 from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary
@@ -243,6 +244,47 @@ def test_each_waiting_summary_task_is_told_apart_by_its_phase_and_deadline(app: 
     assert list(app.treatment_summaries.awaited(j.view.id)) == [first_task]
     _write(j, first_task, FIRST_LINE)
     assert app.treatment_summaries.awaited(j.view.id) == {}
+
+
+def test_the_work_lists_read_of_waiting_summary_tasks_is_one_query_of_noted_rows(
+        app: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """awaited_by_task answers for the tasks of many instances (the work list's page) from their due rows
+    alone, in one statement; a task the scan has not noted yet has no answer (nothing is restored)."""
+    j = _first_line_ended(app, clock, "SYN-EOT2-0012")
+    first_ended = clock.now().date()
+    [first_task] = _waiting(j)
+    _recurrence_treated(j, weeks_later=3)
+    [second_task] = [t for t in _waiting(j) if t != first_task]
+    other = _first_line_ended(app, clock, "SYN-EOT2-0013")
+    [third_task] = _waiting(other)
+    pairs = [(j.view.id, first_task), (j.view.id, second_task), (other.view.id, third_task)]
+    with statements(app.db) as seen:
+        assert app.treatment_summaries.awaited_by_task(pairs) == {}  # not noted yet
+    assert len(seen) == 1  # the rows' query: no instance row read, no state restored
+
+    app.treatment_summaries.open_due()
+    stray = (other.view.id, first_task)  # a task id paired with an instance it is not of
+    with statements(app.db) as seen:
+        found = app.treatment_summaries.awaited_by_task([*pairs, stray, pairs[0]])
+    assert len(seen) == 1
+    assert list(found) == pairs
+    assert found[pairs[0]] == {"phase": "first_line", "ended_on": first_ended.isoformat(),
+                               "due_by": (first_ended + timedelta(weeks=6)).isoformat(), "overdue": False}
+    assert {task_id: found[(j.view.id, task_id)] for task_id in (first_task, second_task)} == (
+        app.treatment_summaries.awaited(j.view.id))  # as the patient page says
+    assert found[pairs[2]]["phase"] == "first_line" and found[pairs[1]]["phase"] == "recurrence"
+
+    j.wait(7 * 7)  # the first-line summary past its 6 weeks: its overdue task opens
+    assert app.treatment_summaries.open_due() >= 1
+    assert app.treatment_summaries.awaited_by_task(pairs)[pairs[0]]["overdue"] is True
+    _write(j, second_task, RECURRENCE)  # written: no longer awaited
+    assert list(app.treatment_summaries.awaited_by_task(pairs)) == [pairs[0], pairs[2]]
+
+    with statements(app.db) as seen:
+        assert app.treatment_summaries.awaited_by_task([]) == {}
+    assert seen == []
+    monkeypatch.setattr(summaries, "AWAITED_BY_TASK_LIMIT", 1)  # bounded: the first pairs only
+    assert list(app.treatment_summaries.awaited_by_task([pairs[2], pairs[0]])) == [pairs[2]]
 
 
 def test_a_row_noted_before_rows_named_their_task_is_matched_by_its_phase(app: CarePath, clock: ManualClock) -> None:

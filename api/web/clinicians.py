@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from engine.careplan.summaries import WRITE_ELEMENT
 from engine.documents.directory import service_directory
 from engine.documents.notices import TEXT_KEY, fill_tasks
 from engine.errors import (
@@ -95,6 +96,14 @@ def _work_list(refused: bool = False) -> str:
         tasks.append({**task, "deadline": due, "overdue": deadline is not None and deadline <= now,
                       "order": (deadline is None, deadline or now)})
     tasks.sort(key=lambda t: t["order"])
+    # Each waiting "Write the end of treatment summary" task's phase and deadline (an instance can wait
+    # for two, alike but for these), from the rows of the whole page in one query, never by restoring
+    # workflows: a task whose row the worker's scan has not noted yet (it notes them on every turn)
+    # shows no phase until then.
+    awaited = carepath().treatment_summaries.awaited_by_task(
+        (t["instance_id"], t["id"]) for t in tasks if t.get("element") == WRITE_ELEMENT)
+    for task in tasks:
+        task["summary"] = awaited.get((task["instance_id"], task["id"]))
     escalations = [] if "cursor" in filters else carepath().referral_escalations.list_open(
         filters.get("patient"), filters.get("pathway"), where.scope.condition())
     summaries = [] if "cursor" in filters else carepath().treatment_summaries.list_overdue(

@@ -54,6 +54,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -71,8 +72,8 @@ from engine.instances.service import PathwayService
 from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, InstanceRecord, load_instance, save_instance
 
-__all__ = ["DUE_WEEKS", "OVERDUE_LIMIT", "PHASES", "WRITE_ELEMENT", "TreatmentSummaries", "due_by",
-           "summary_operators"]
+__all__ = ["AWAITED_BY_TASK_LIMIT", "DUE_WEEKS", "OVERDUE_LIMIT", "PHASES", "WRITE_ELEMENT", "TreatmentSummaries",
+           "due_by", "summary_operators"]
 
 DUE_WEEKS = 6  # NHS England: within 6 weeks of the end of treatment
 PHASES = ("first_line", "recurrence", "end_of_protocol")
@@ -88,6 +89,9 @@ _STAFF_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 # Waiting instances a scanning process remembers as unreadable, at most (the oldest noted is forgotten
 # first, and is tried again: one more restore, never a lost instance).
 UNREADABLE_KEPT = 10_000
+# Waiting write_summary tasks one awaited_by_task read answers for, at most: a work list page holds a
+# few per patient on 50 patients; past this the rest show no phase (one bounded IN list per page).
+AWAITED_BY_TASK_LIMIT = 1000
 
 
 def due_by(ended_on: date) -> date:
@@ -138,6 +142,17 @@ def _awaited(ready_tasks: str | None) -> list[str]:
     """The ids of the instance's waiting ``write_summary`` tasks, in its ready-task summary's order."""
     listed = json.loads(ready_tasks) if ready_tasks else []
     return [str(task["id"]) for task in listed if isinstance(task, dict) and task.get("element") == WRITE_ELEMENT]
+
+
+_AWAITING = (TreatmentSummary.instance_id, TreatmentSummary.task_id, TreatmentSummary.phase,
+             TreatmentSummary.ended_on, TreatmentSummary.due_by, TreatmentSummary.overdue_at,
+             TreatmentSummary.closed_at)
+
+
+def _awaiting(row: Any) -> dict[str, Any]:
+    """What a due row (or its :data:`_AWAITING` columns) says of the summary its task writes: codes and dates."""
+    return {"phase": row.phase, "ended_on": row.ended_on.isoformat(), "due_by": row.due_by.isoformat(),
+            "overdue": row.overdue_at is not None and row.closed_at is None}
 
 
 def _own_phase(data: dict[str, Any]) -> str:
@@ -287,9 +302,7 @@ class TreatmentSummaries:
             waiting = _awaited(instance.ready_tasks)
             if not waiting:
                 return {}
-            found = {str(row.task_id): {"phase": row.phase, "ended_on": row.ended_on.isoformat(),
-                                        "due_by": row.due_by.isoformat(),
-                                        "overdue": row.overdue_at is not None and row.closed_at is None}
+            found = {str(row.task_id): _awaiting(row)
                      for row in self.phases(session, instance_id) if row.status == "due" and row.task_id in waiting}
             missing = [task_id for task_id in waiting if task_id not in found]
             if missing:
@@ -303,6 +316,26 @@ class TreatmentSummaries:
                         found[task_id] = {"phase": _own_phase(task.data), "ended_on": ended.isoformat(),
                                           "due_by": due_by(ended).isoformat(), "overdue": False}
         return {task_id: found[task_id] for task_id in waiting if task_id in found}
+
+    def awaited_by_task(self, tasks: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Per waiting ``write_summary`` task, given as ``(instance_id, task_id)``, the summary its row
+        says it writes -- ``phase``, ``ended_on``, ``due_by`` (ISO dates), ``overdue`` -- as
+        :meth:`awaited` gives it, for many instances at once (the work list's page) in ONE query of the
+        due rows, keyed by the pair (a task id is unique within its instance, as the table's constraint
+        says). Nothing is restored: a task whose row the worker's scan has not noted yet (it notes them
+        on every turn) is absent, and so is any past the first :data:`AWAITED_BY_TASK_LIMIT` pairs.
+        Ids, codes and dates only."""
+        wanted = list(dict.fromkeys((str(i), str(t)) for i, t in tasks))[:AWAITED_BY_TASK_LIMIT]
+        if not wanted:
+            return {}
+        # Two plain IN lists, the instances' through the (instance_id, status) index; the pair is
+        # checked here. Columns, not ORM objects: this is read on every work list page.
+        with read_only(self.sessions) as session:
+            rows = session.execute(select(*_AWAITING).where(
+                TreatmentSummary.instance_id.in_(sorted({i for i, _ in wanted})), TreatmentSummary.status == "due",
+                TreatmentSummary.task_id.in_(sorted({t for _, t in wanted}))))
+            found = {(row.instance_id, str(row.task_id)): _awaiting(row) for row in rows}
+        return {pair: found[pair] for pair in wanted if pair in found}
 
     def list_overdue(self, patient_ref: str | None = None, pathway_id: str | None = None,
                      reach: ColumnElement[bool] | None = None) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from api import create_app
 from engine import ManualClock
 from engine.access import create_token
 from engine.db.session import unit_of_work
+from tests.test_scale_queries import statements
 
 from .conftest import DATABASE
 from .journey import PATHWAYS, REPO
@@ -85,3 +86,75 @@ def test_two_waiting_summary_tasks_show_their_phase_and_deadline(app: Flask, jou
     assert _summary_lines(html, [first, second]) == [expected[0] + " Overdue", expected[1]]
     sv = client.get(url, headers={"Accept-Language": "sv"}).get_data(as_text=True)
     assert "Behandling av återfall (behandlingen avslutades" in sv and f"ska skrivas senast {_due(second_ended)}" in sv
+
+
+def _work_list_lines(html: str, task_ids: list[str]) -> list[str]:
+    """The work list's task cell of each task, in words (tags stripped, spaces collapsed)."""
+    lines = []
+    for task_id in task_ids:
+        [row] = re.findall(rf"<tr role=\"row\" class=\"nhsuk-table__row\">(?:(?!</tr>).)*/tasks/{task_id}\".*?</tr>",
+                           html, re.DOTALL)
+        cell = row.split("</td>")[0]
+        lines.append(" ".join(re.sub(r"<[^>]+>", "", cell).split()).removeprefix("Task ").removeprefix("Uppgift "))
+    return lines
+
+
+def test_the_work_list_shows_each_waiting_summary_tasks_phase_and_deadline(
+        app: Flask, journey_clock: ManualClock) -> None:
+    engine = app.extensions["carepath"]
+    j = course_ended(engine, journey_clock, "breast", "SYN-EOTW-0001")
+    first_ended = journey_clock.now().date()
+    recurrence_treated(j, weeks_later=3)
+    second_ended = journey_clock.now().date()
+    first, second = [t["id"] for t in j.view.ready_tasks if t["element"] == "write_summary"]
+    others = [t for t in j.view.ready_tasks if t["element"] != "write_summary"]
+    assert others  # the patient waits for other tasks too
+    client = _clinician(app)
+    task = "Write the end of treatment summary"  # its lane has a column of its own
+
+    # Before the worker's scan has noted their rows: the tasks are listed, without a phase.
+    response = client.get("/work-list")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'data-test="summary-phase"' not in html
+    assert _work_list_lines(html, [first, second]) == [task, task]
+
+    engine.treatment_summaries.open_due()
+    expected = [f"{task}: First treatment (course ended {first_ended}), to be written by {_due(first_ended)}",
+                f"{task}: Treatment of a recurrence (course ended {second_ended}), "
+                f"to be written by {_due(second_ended)}"]
+    html = client.get("/work-list").get_data(as_text=True)
+    assert _work_list_lines(html, [first, second]) == expected
+    assert html.count('data-test="summary-phase"') == 2  # the patient's other tasks show none
+    assert all(": " not in line for line in _work_list_lines(html, [t["id"] for t in others]))
+
+    j.wait(8)  # past the first-line summary's 6 weeks: the scan opens its overdue task
+    assert engine.treatment_summaries.open_due() == 1
+    html = client.get("/work-list").get_data(as_text=True)
+    assert _work_list_lines(html, [first, second]) == [expected[0] + " Overdue", expected[1]]
+    sv = client.get("/work-list", headers={"Accept-Language": "sv"}).get_data(as_text=True)
+    assert "Behandling av återfall (behandlingen avslutades" in sv and f"ska skrivas senast {_due(second_ended)}" in sv
+
+
+def test_the_work_list_reads_the_summaries_of_its_page_in_one_query(app: Flask, journey_clock: ManualClock) -> None:
+    """However many write_summary tasks the page lists, their rows are read in one statement, and the
+    page issues as many statements with one patient's two tasks as with three patients' tasks."""
+    engine = app.extensions["carepath"]
+    j = course_ended(engine, journey_clock, "breast", "SYN-EOTW-0002")
+    recurrence_treated(j, weeks_later=3)
+    engine.treatment_summaries.open_due()
+    client = _clinician(app)
+
+    def page() -> tuple[int, int, str]:
+        with statements(engine.db) as seen:
+            html = client.get("/work-list").get_data(as_text=True)
+        return len(seen), sum("treatment_summaries" in sql and ".task_id IN" in sql for sql, _ in seen), html
+
+    page()  # the pathway's forms and the access log's first use, once
+    alone, reads, html = page()
+    assert reads == 1 and html.count('data-test="summary-phase"') == 2
+    for patient in ("SYN-EOTW-0003", "SYN-EOTW-0004"):
+        course_ended(engine, journey_clock, "breast", patient)
+    engine.treatment_summaries.open_due()
+    three, reads, html = page()
+    assert reads == 1 and html.count('data-test="summary-phase"') == 4
+    assert three == alone
