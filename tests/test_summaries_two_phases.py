@@ -447,14 +447,7 @@ def test_more_unreadable_instances_than_a_turn_takes_do_not_keep_the_scan_from_t
         app.close()
     worker = CarePath(_settings(database), clock)  # a worker process: nothing of the instances cached
     try:
-        restored: list[str] = []
-        restore = worker.instances.steps.restore
-
-        def counted(session: Any, instance: Any, *rest: Any) -> Any:
-            restored.append(instance.id)
-            return restore(session, instance, *rest)
-
-        monkeypatch.setattr(worker.instances.steps, "restore", counted)
+        restored = _count_restores(worker, monkeypatch)
         assert worker.treatment_summaries.open_due(limit=2) == 0
         assert [r.phase for r in _rows(worker, healthy.view.id)] == ["first_line"]
         assert restored == [j.view.id for j in (*damaged, healthy)]
@@ -505,14 +498,7 @@ def test_a_turn_restores_only_the_instances_whose_waiting_summaries_changed(
     """The scan runs every worker turn on whole caseloads: it compares rows and waiting tasks in SQL, one
     range of the ready-task elements index, and restores an instance only to note a new task."""
     journeys = [_first_line_ended(app, clock, f"SYN-EOT2-01{n}") for n in range(3)]
-    restored: list[str] = []
-    restore = app.instances.steps.restore
-
-    def counted(session: Any, instance: Any, *rest: Any) -> Any:
-        restored.append(instance.id)
-        return restore(session, instance, *rest)
-
-    monkeypatch.setattr(app.instances.steps, "restore", counted)
+    restored = _count_restores(app, monkeypatch)
     app.treatment_summaries.open_due()
     assert sorted(restored) == sorted(j.view.id for j in journeys)
     restored.clear()
@@ -535,3 +521,16 @@ def test_a_turn_restores_only_the_instances_whose_waiting_summaries_changed(
     app.treatment_summaries.open_due()
     assert restored == [journeys[1].view.id]
     assert [len(_rows(app, j.view.id)) for j in journeys] == [1, 2, 1]
+
+
+def _count_restores(app: CarePath, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the instances ``app`` restores from their rows from now on, in order (filled as it runs)."""
+    restored: list[str] = []
+    restore = app.instances.steps.restore
+
+    def counted(session: Any, instance: Any, *rest: Any) -> Any:
+        restored.append(instance.id)
+        return restore(session, instance, *rest)
+
+    monkeypatch.setattr(app.instances.steps, "restore", counted)
+    return restored

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from copy import copy
 from typing import Any
 from uuid import UUID
@@ -38,27 +38,28 @@ __all__ = ["SERIALIZER", "STATE_FORMAT", "CarePathSerializer", "dump_state", "se
 _parsed_ids: contextvars.ContextVar[dict[str, UUID] | None] = contextvars.ContextVar("carepath_ids", default=None)
 
 
-def _task_id(text: str) -> UUID:
-    parsed = _parsed_ids.get()
-    if parsed is None:
-        return UUID(text)
-    found = parsed.get(text)
-    if found is None:
-        found = parsed[text] = UUID(text)
-    return found
-
-
 # The texts of the ids written while one state is converted (None outside): UUID -> its text.
 _id_texts: contextvars.ContextVar[dict[UUID, str] | None] = contextvars.ContextVar("carepath_id_texts", default=None)
 
 
-def _id_text(task_id: UUID) -> str:
-    texts = _id_texts.get()
-    if texts is None:
-        return str(task_id)
-    found = texts.get(task_id)
+def _once(seen: contextvars.ContextVar[dict[Any, Any] | None], key: Any, make: Callable[[Any], Any]) -> Any:
+    """``make(key)``, made once per restore or save (while ``seen`` holds a dict) and then looked up."""
+    made = seen.get()
+    if made is None:
+        return make(key)
+    found = made.get(key)
     if found is None:
-        found = texts[task_id] = str(task_id)
+        found = made[key] = make(key)
+    return found
+
+
+def _task_id(text: str) -> UUID:
+    found: UUID = _once(_parsed_ids, text, UUID)
+    return found
+
+
+def _id_text(task_id: UUID) -> str:
+    found: str = _once(_id_texts, task_id, str)
     return found
 
 

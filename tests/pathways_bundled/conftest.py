@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from flask import Flask
 
+from api import create_app
 from engine import CarePath, ManualClock, Settings
 
 from .journey import PATHWAYS, REPO, FlowCoverage
@@ -65,3 +67,15 @@ def bundled(bundled_template: Path, tmp_path: Path, journey_clock: ManualClock,
         yield app
     finally:
         app.close()
+
+
+@pytest.fixture
+def bundled_http(bundled_template: Path, tmp_path: Path, journey_clock: ManualClock) -> Iterator[Flask]:
+    """The HTTP API and web pages on a fresh copy of the template database (the journeys' clock)."""
+    shutil.copyfile(bundled_template, tmp_path / DATABASE)
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / DATABASE}", "PATHWAYS_DIR": PATHWAYS,
+                      "RULES_DIR": REPO / "rules", "CLOCK": journey_clock, "SECRET_KEY": "test-secret-key"})
+    try:
+        yield app
+    finally:
+        app.extensions["carepath"].close()

@@ -3,21 +3,16 @@ located 422, and the concern trends are served by the API and shown on the patie
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from api import create_app
 from engine import ManualClock
 from engine.access import create_token
 from engine.db.session import unit_of_work
 
-from .conftest import DATABASE
-from .journey import PATHWAYS, REPO, Journey
+from .journey import Journey
 from .journeys import SITES
 from .reassessment_journeys import agree, assessed, checklist
 
@@ -25,14 +20,8 @@ PROBLEMS = "https://carepath.dev/problems/"
 
 
 @pytest.fixture
-def app(bundled_template: Path, tmp_path: Path, journey_clock: ManualClock) -> Iterator[Flask]:
-    shutil.copyfile(bundled_template, tmp_path / DATABASE)
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / DATABASE}", "PATHWAYS_DIR": PATHWAYS,
-                      "RULES_DIR": REPO / "rules", "CLOCK": journey_clock, "SECRET_KEY": "test-secret-key"})
-    try:
-        yield app
-    finally:
-        app.extensions["carepath"].close()
+def app(bundled_http: Flask) -> Flask:
+    return bundled_http
 
 
 def _auth(app: Flask, role: str) -> dict[str, str]:

@@ -7,35 +7,23 @@ is needed for this, so Flask's test client reads the page."""
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api import create_app
 from engine import ManualClock
 from engine.access import create_token
 from engine.db.session import unit_of_work
 from tests.test_scale_queries import statements
 
-from .conftest import DATABASE
-from .journey import PATHWAYS, REPO
 from .journeys import course_ended, recurrence_treated
 
 
 @pytest.fixture
-def app(bundled_template: Path, tmp_path: Path, journey_clock: ManualClock) -> Iterator[Flask]:
-    shutil.copyfile(bundled_template, tmp_path / DATABASE)
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / DATABASE}", "PATHWAYS_DIR": PATHWAYS,
-                      "RULES_DIR": REPO / "rules", "CLOCK": journey_clock, "SECRET_KEY": "test-secret-key"})
-    try:
-        yield app
-    finally:
-        app.extensions["carepath"].close()
+def app(bundled_http: Flask) -> Flask:
+    return bundled_http
 
 
 def _clinician(app: Flask) -> FlaskClient:
