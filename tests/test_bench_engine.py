@@ -4,15 +4,14 @@ with a NameError once a bundled diagram called add_days, which the baseline did 
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from engine.expressions.functions import ALLOWED_FUNCTIONS
+from tests.bench_modules import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 # Helpers plain Python has under the same name and meaning (the baseline's eval has builtins).
@@ -22,13 +21,7 @@ _BUILTINS = {"len", "min", "max", "sum", "any", "all", "abs", "round", "sorted",
 
 @pytest.fixture(scope="module")
 def bench_engine() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "bench"))  # its own imports (bench/machine.py)
-    spec = importlib.util.spec_from_file_location("bench_engine", ROOT / "bench" / "engine.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("engine", "bench_engine")
 
 
 def _called_helpers() -> set[str]:

@@ -4,14 +4,14 @@ reports what would be a bug in the gate -- a validate/deploy disagreement, a ref
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.bench_modules import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 DIAGRAMS = ROOT / "tests" / "diagrams"
@@ -19,12 +19,7 @@ DIAGRAMS = ROOT / "tests" / "diagrams"
 
 @pytest.fixture(scope="module")
 def census() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("thirdparty_census", ROOT / "bench" / "thirdparty.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("thirdparty", "thirdparty_census")
 
 
 def _problem(code: str, text: str, *, line: int | None = 3, element: str | None = "Task_1") -> dict[str, Any]:
