@@ -44,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -72,7 +73,7 @@ from engine import CarePath, ManualClock, Settings  # noqa: E402
 from engine.calendar import add_months  # noqa: E402
 from engine.db.stored_state import decode_state  # noqa: E402
 from engine.instances.store import load_instance, load_spec  # noqa: E402
-from engine.spiff import workflows  # noqa: E402
+from engine.spiff import patches, workflows  # noqa: E402
 
 START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 DATABASE = "bench.sqlite3"
@@ -118,6 +119,8 @@ def baseline_engine(at: str, results: dict[str, list[Any]]) -> PythonScriptEngin
 
 
 def spiff_complete(workflow: Any, task_id: str, data: dict[str, Any]) -> None:
+    # SpiffWorkflow's own engine-step round, not the one CarePath installs (engine.spiff.patches, no-idle-walks).
+    workflow._do_engine_steps = types.MethodType(patches.STOCK_ENGINE_ROUND, workflow)
     task = workflow.get_task_from_id(UUID(task_id))
     task.set_data(**data)
     task.run()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from engine import CarePath
@@ -17,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_patches_are_listed_in_one_place() -> None:
     assert patches.PATCHES == ("clock", "utc-for-naive-dates", "months-from-start", "months-from-end",
                                "calendar-cycles", "quiet-loggers", "bounded-timers", "safe-decisions",
-                               "compact-task-ids")
+                               "compact-task-ids", "no-idle-walks")
     assert set(patches.installed()) == set(patches.PATCHES)
     # The module's docstring table names each one, for whoever reads it first.
     assert all(name in (patches.__doc__ or "") for name in patches.PATCHES)
@@ -72,3 +75,35 @@ def test_a_started_instance_gets_compact_task_ids(carepath: CarePath) -> None:
     view = carepath.instances.start("test_assessment", "MRN-PATCH-1", "system:ehr")
     task_id = view.ready_tasks[0]["id"]
     assert task_id[:18] == str(patches.compact_task_id())[:18]  # this process's prefix
+
+
+def _without_annotations_and_docstrings(function: object, skipped: str | None = None) -> str:
+    """The function's syntax tree with its name, annotations and docstrings left out (and every ``if``
+    whose test calls ``skipped``), as text to compare."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))  # type: ignore[arg-type]
+
+    class Strip(ast.NodeTransformer):
+        def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+            node.returns = None
+            for argument in (*node.args.args, *node.args.kwonlyargs):
+                argument.annotation = None
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                body = body[1:]  # the docstring
+            node.body = [statement for statement in body if not (
+                skipped and isinstance(statement, ast.If) and skipped in ast.dump(statement.test))]
+            self.generic_visit(node)
+            return node
+
+    root = Strip().visit(tree)
+    root.body[0].name = "round"
+    return ast.dump(root)
+
+
+def test_the_engine_round_is_spiffworkflows_own_but_for_the_scan_before_each_walk() -> None:
+    # When SpiffWorkflow's method changes (an upgrade), this fails: the copy must be brought up to date.
+    stock = _without_annotations_and_docstrings(patches.STOCK_ENGINE_ROUND)
+    ours = _without_annotations_and_docstrings(patches.engine_round, skipped="_automatic_ready")
+    assert ours == stock
+    # And the scan is really there (the comparison above left it out).
+    assert "_automatic_ready" in inspect.getsource(patches.engine_round)
