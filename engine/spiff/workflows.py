@@ -237,16 +237,39 @@ def task_lane(task: Any) -> str | None:
 
 
 def ready_tasks(workflow: BpmnWorkflow) -> list[Any]:
-    """READY tasks a person must complete (user and manual tasks), in a stable order (the tree's).
+    """READY tasks a person must complete (user and manual tasks), in a stable order: the order
+    SpiffWorkflow's depth-first walk of the tree meets them (``get_tasks(state=READY, manual=True)``).
 
-    Usually there is one, found from the task dictionaries; only when there are several is the
-    tree walked for their order (SpiffWorkflow's iterator costs ten times a pass over the dictionaries).
+    Found from the task dictionaries, and sorted by :func:`_tree_position` when there are several:
+    the walk costs ten times a pass over the dictionaries, and a breast pathway often has several
+    tasks ready at once on its parallel branches.
     """
     found = [task for part in (workflow, *workflow.subprocesses.values()) for task in part.tasks.values()
              if task.state == TaskState.READY and task.task_spec.manual]
     if len(found) < 2:
         return found
-    return list(workflow.get_tasks(state=TaskState.READY, manual=True))
+    return sorted(found, key=_tree_position)
+
+
+def _tree_position(task: Any) -> tuple[int, ...]:
+    """Where SpiffWorkflow's depth-first walk meets ``task``, as a key to sort by: from the root down,
+    each ancestor's index among its parent's children. The walk goes into a subprocess's tree right
+    after the task that calls it, before that task's children: the subprocess's root is at -1 below
+    its caller."""
+    position: list[int] = []
+    while True:
+        parent = task.parent
+        if parent is not None:
+            position.append(parent._children.index(task.id))
+            task = parent
+            continue
+        caller_id = task.workflow.parent_task_id
+        caller = task.workflow.top_workflow.get_task_from_id(caller_id) if caller_id is not None else None
+        if caller is None:
+            position.reverse()
+            return tuple(position)
+        position.append(-1)
+        task = caller
 
 
 def error_tasks(workflow: BpmnWorkflow) -> list[Any]:
