@@ -47,7 +47,7 @@ no-idle-walks             ``BpmnWorkflow._do_engine_steps``: SpiffWorkflow 3.2's
                           The walk found nothing then, and changed nothing:
                           the same tasks run in the same order. Each round walks every active
                           subprocess at least once more after its work is done, so most walks
-                          find nothing; skipping them took a fifth of the timer worker's CPU per
+                          find nothing; skipping them took 14 % of the timer worker's CPU per
                           breast instance (issue 19). ``STOCK_ENGINE_ROUND`` is SpiffWorkflow's own,
                           for the benchmarks' SpiffWorkflow-alone baseline
 ========================  ========================================================================
