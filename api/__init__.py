@@ -88,9 +88,22 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env("CAREPATH")
     if test_config is not None:
         app.config.from_mapping(test_config)
-    names = ("DATABASE_URL", "PATHWAYS_DIR", "RULES_DIR", "ALLOW_EMPTY_LIBRARY", "ENV", "SERVICE_DIRECTORY",
-             "ALLOW_EXAMPLE_DIRECTORY", "FHIR_PATIENT_IDENTIFIER", "READ_DATABASE_URL", "ALLOW_CONCURRENT_INSTANCES",
-             "SANDBOX", "DEFAULT_ORGANISATION", "DEFAULT_CARE_TEAM", "REPORT_MIN_COUNT")
+    names = (
+        "DATABASE_URL",
+        "PATHWAYS_DIR",
+        "RULES_DIR",
+        "ALLOW_EMPTY_LIBRARY",
+        "ENV",
+        "SERVICE_DIRECTORY",
+        "ALLOW_EXAMPLE_DIRECTORY",
+        "FHIR_PATIENT_IDENTIFIER",
+        "READ_DATABASE_URL",
+        "ALLOW_CONCURRENT_INSTANCES",
+        "SANDBOX",
+        "DEFAULT_ORGANISATION",
+        "DEFAULT_CARE_TEAM",
+        "REPORT_MIN_COUNT",
+    )
     names += tuple(name for name in app.config if name.startswith("OIDC_"))
     given = {f"CAREPATH_{name}": _setting_text(app.config[name]) for name in names if app.config.get(name)}
     if app.config["FOUR_EYES"] is not None:  # false (off) is a value here, not an absence
@@ -106,8 +119,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             engine.rule_sets.sync(actor="system")  # four eyes: a changed rule file is a pending version
         production = settings.environment == "production" and library.rule_sets
         require_service_directory(settings, set(engine.rules.catalogue().service_types) if production else None)
-        identity = None if settings.oidc is None else Provider(
-            settings.oidc, engine.clock, patients=functools.partial(linked_patient, engine.sessions))
+        identity = (
+            None
+            if settings.oidc is None
+            else Provider(settings.oidc, engine.clock, patients=functools.partial(linked_patient, engine.sessions))
+        )
     except Exception:
         engine.close()
         raise
@@ -148,8 +164,23 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(_api_only(parsing.reject_unknown_query))
     auth.init_app(app.extensions, identity)
     health.init_app(app)
-    for module in (pathways, instances, tasks, messages, events, documents, evaluations, health, access_log,
-                   webhooks, sandbox, me, patient_identities, rule_sets, reports):
+    for module in (
+        pathways,
+        instances,
+        tasks,
+        messages,
+        events,
+        documents,
+        evaluations,
+        health,
+        access_log,
+        webhooks,
+        sandbox,
+        me,
+        patient_identities,
+        rule_sets,
+        reports,
+    ):
         app.register_blueprint(module.bp)
     fhir.init_app(app.extensions, engine)
     app.register_blueprint(fhir.bp)  # /fhir/R4 (docs/fhir.md)
@@ -189,8 +220,13 @@ def _log_start(app: Flask, settings: Settings, library: str) -> None:
     """Which version runs which library: names, versions and folders, no patient data."""
     if app.logger.level == logging.NOTSET:  # shown unless the operator configured the logger
         app.logger.setLevel(logging.INFO)
-    app.logger.info("CarePath %s: %s (pathways from %s, rules from %s)", __version__, library,
-                    settings.pathways_dir, settings.rules_dir)
+    app.logger.info(
+        "CarePath %s: %s (pathways from %s, rules from %s)",
+        __version__,
+        library,
+        settings.pathways_dir,
+        settings.rules_dir,
+    )
 
 
 def carepath() -> CarePath:

@@ -38,11 +38,15 @@ _READS = ("GET", "HEAD")
 def access_log() -> dict[str, Any]:
     glass = query_choice("break_glass", ("true", "false"))
     # An auditor of an organisation sees its records only (engine.care_teams); a token of every organisation, all.
-    where = ReadFilter(patient_ref=query_str("patient_ref", PATIENT_REF_PATTERN),
-                       instance_id=query_str("instance_id", _UUID), actor=query_str("actor", max_length=200),
-                       since=query_time("from"), until=query_time("to"),
-                       organisation=current_principal().scope.organisation,
-                       break_glass=None if glass is None else glass == "true")
+    where = ReadFilter(
+        patient_ref=query_str("patient_ref", PATIENT_REF_PATTERN),
+        instance_id=query_str("instance_id", _UUID),
+        actor=query_str("actor", max_length=200),
+        since=query_time("from"),
+        until=query_time("to"),
+        organisation=current_principal().scope.organisation,
+        break_glass=None if glass is None else glass == "true",
+    )
     cursor, limit = query_str("cursor"), query_int("limit", 100, 1, 200)
     with query_errors(), read_only(carepath().sessions) as session:
         items, next_cursor = list_reads(session, where, cursor, limit)
@@ -78,17 +82,23 @@ def init_app(app: Flask) -> None:
             seen.add(str(named))
         engine = carepath()
         glass = g.get("break_glass")
-        access = Access(at=engine.clock.now(), actor=principal.actor, action=permission,
-                        route=f"{request.method} {request.url_rule.rule if request.url_rule else request.path}",
-                        status=response.status_code, request_id=str(g.get("request_id", "")),
-                        on_behalf_of=principal.on_behalf_of,
-                        break_glass_reason=None if glass is None else glass.reason,
-                        break_glass_note=None if glass is None else glass.note)
+        access = Access(
+            at=engine.clock.now(),
+            actor=principal.actor,
+            action=permission,
+            route=f"{request.method} {request.url_rule.rule if request.url_rule else request.path}",
+            status=response.status_code,
+            request_id=str(g.get("request_id", "")),
+            on_behalf_of=principal.on_behalf_of,
+            break_glass_reason=None if glass is None else glass.reason,
+            break_glass_note=None if glass is None else glass.note,
+        )
         try:
             record_reads(engine.sessions, access, seen)
         except Exception as exc:  # the read has been answered; an auditor's gap is logged, not the patient
-            log.error("access record lost: %s writing %d row(s) for %s", type(exc).__name__, max(len(seen), 1),
-                      access.route)
+            log.error(
+                "access record lost: %s writing %d row(s) for %s", type(exc).__name__, max(len(seen), 1), access.route
+            )
         return response
 
     @app.teardown_request

@@ -36,8 +36,9 @@ __all__ = ["current_principal", "identity_provider", "requires"]
 
 View = TypeVar("View", bound=Callable[..., Any])
 _BEARER = re.compile(r"^Bearer ([A-Za-z0-9_-]{16,128})$", re.IGNORECASE)
-_BEARER_JWT = re.compile(r"^Bearer ([A-Za-z0-9_-]{1,8192}\.[A-Za-z0-9_-]{1,8192}\.[A-Za-z0-9_-]{0,8192})$",
-                         re.IGNORECASE)
+_BEARER_JWT = re.compile(
+    r"^Bearer ([A-Za-z0-9_-]{1,8192}\.[A-Za-z0-9_-]{1,8192}\.[A-Za-z0-9_-]{0,8192})$", re.IGNORECASE
+)
 
 
 class _PrincipalCache:
@@ -68,8 +69,10 @@ def _authenticated() -> Principal:
         return provider.principal(person.group(1))
     match = _BEARER.match(header)
     if match is None:
-        raise InvalidTokenError("send an API token (or, for a person, an access token of the configured identity "
-                                "provider): Authorization: Bearer <token>")
+        raise InvalidTokenError(
+            "send an API token (or, for a person, an access token of the configured identity "
+            "provider): Authorization: Bearer <token>"
+        )
     secret = match.group(1)
     cache: _PrincipalCache = current_app.extensions["carepath.principals"]
     seconds = float(current_app.config["AUTH_CACHE_SECONDS"])

@@ -139,11 +139,15 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     targets = list(paths) or [settings.pathways_dir, settings.rules_dir]
     diagrams = [p for p in targets if _holds(p, (".bpmn",))]
     # Scenarios (tests/*.yaml next to diagrams) are journey tests, not rule files.
-    scenarios = [p for p in targets if _is_scenario_file(p)] + \
-        [p / "tests" for p in diagrams if p.is_dir() and (p / "tests").is_dir()]
+    scenarios = [p for p in targets if _is_scenario_file(p)] + [
+        p / "tests" for p in diagrams if p.is_dir() and (p / "tests").is_dir()
+    ]
     rule_files = [p for p in targets if _is_rules(p)]
-    problems = [Problem("nothing to check here (no .bpmn or .yaml files)", file=str(p))
-                for p in targets if p not in diagrams and p not in rule_files and p not in scenarios]
+    problems = [
+        Problem("nothing to check here (no .bpmn or .yaml files)", file=str(p))
+        for p in targets
+        if p not in diagrams and p not in rule_files and p not in scenarios
+    ]
     lines = [str(p) for p in problems]
     if scenarios:
         scenario_problems = _scenario_problems(scenarios)
@@ -156,8 +160,9 @@ def validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
         problems += rule_problems
     if diagrams:
         # The same checks as every deploy (engine.pathways.versions), told the same rule sets.
-        diagram_problems = validate_paths(diagrams, pathways_root=settings.pathways_dir,
-                                          known_rule_sets=rule_set_names(settings.rules_dir))
+        diagram_problems = validate_paths(
+            diagrams, pathways_root=settings.pathways_dir, known_rule_sets=rule_set_names(settings.rules_dir)
+        )
         lines += format_problems(diagram_problems).splitlines()
         problems += diagram_problems
     errors = errors_in(problems)
@@ -175,16 +180,23 @@ def _and_warnings(problems: list[Any]) -> str:
 
 
 def _is_scenario_file(path: Path) -> bool:
-    return path.is_file() and path.suffix in (".yaml", ".yml") and path.parent.name == "tests" \
+    return (
+        path.is_file()
+        and path.suffix in (".yaml", ".yml")
+        and path.parent.name == "tests"
         and _holds(path.parent.parent, (".bpmn",))
+    )
 
 
 def _is_rules(path: Path) -> bool:
     """A rule file, or a rules folder (rule files, catalogues/ or tests/ -- and no diagrams)."""
     if not path.is_dir():
         return path.suffix in (".yaml", ".yml") and not _is_scenario_file(path)
-    return any(path.glob("*.yaml")) or (path / "catalogues").is_dir() or \
-        (_holds(path, (".yaml", ".yml")) and not _holds(path, (".bpmn",)))
+    return (
+        any(path.glob("*.yaml"))
+        or (path / "catalogues").is_dir()
+        or (_holds(path, (".yaml", ".yml")) and not _holds(path, (".bpmn",)))
+    )
 
 
 def _scenario_problems(paths: list[Path]) -> list[Any]:
@@ -210,20 +222,35 @@ def audit() -> None:
 
 
 _checkpoint_dir_option = click.option(
-    "--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="The checkpoint folder (default: CAREPATH_CHECKPOINT_DIR).")
+    "--checkpoint-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The checkpoint folder (default: CAREPATH_CHECKPOINT_DIR).",
+)
 
 
 @audit.command("verify")
 @click.option("--instance", "instance_ids", multiple=True, help="Only these instances.")
-@click.option("--organisation", default=None,
-              help="Only this organisation's instances (what its auditors see; deletions need every trail).")
-@click.option("--jobs", type=click.IntRange(1, MAX_VERIFY_JOBS), default=None,
-              help="Verify in this many processes, each a range of instance ids (default: CAREPATH_VERIFY_JOBS, 1).")
+@click.option(
+    "--organisation",
+    default=None,
+    help="Only this organisation's instances (what its auditors see; deletions need every trail).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, MAX_VERIFY_JOBS),
+    default=None,
+    help="Verify in this many processes, each a range of instance ids (default: CAREPATH_VERIFY_JOBS, 1).",
+)
 @_checkpoint_dir_option
 @click.pass_context
-def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation: str | None, jobs: int | None,
-                 checkpoint_dir: Path | None) -> None:
+def audit_verify(
+    ctx: click.Context,
+    instance_ids: tuple[str, ...],
+    organisation: str | None,
+    jobs: int | None,
+    checkpoint_dir: Path | None,
+) -> None:
     """Verify the event trail; exit 1 on any problem.
 
     Every chain (an edited, reordered, truncated or deleted event), every event's authentication
@@ -258,16 +285,22 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation
 
     def progress(checked: int) -> None:
         rate = checked / max(time.monotonic() - started, 1e-9)
-        click.echo(f"verifying: {checked}/{total} instances ({100 * checked // max(total, 1)}%), {rate:.0f}/s",
-                   err=True)
+        click.echo(
+            f"verifying: {checked}/{total} instances ({100 * checked // max(total, 1)}%), {rate:.0f}/s", err=True
+        )
 
     if instance_ids:
         with read_only(carepath.sessions) as session:
             found = verify_trail(session, instance_ids, checkpoint, progress=progress, organisation=organisation)
     else:
         try:
-            found = verify_every_trail(carepath.sessions, checkpoint=checkpoint, jobs=jobs or settings.verify_jobs,
-                                       progress=progress, organisation=organisation)
+            found = verify_every_trail(
+                carepath.sessions,
+                checkpoint=checkpoint,
+                jobs=jobs or settings.verify_jobs,
+                progress=progress,
+                organisation=organisation,
+            )
         except VerificationFailed as exc:
             raise click.ClickException(str(exc)) from exc
     lines += [str(problem) for problem in found]
@@ -282,8 +315,11 @@ def audit_verify(ctx: click.Context, instance_ids: tuple[str, ...], organisation
         else:
             click.echo(f"warning: {note}", err=True)
     if checkpoint is None:
-        click.echo("warning: no checkpoint to compare with (CAREPATH_CHECKPOINT_DIR, carepath audit checkpoint): "
-                   "a deleted instance cannot be detected", err=True)
+        click.echo(
+            "warning: no checkpoint to compare with (CAREPATH_CHECKPOINT_DIR, carepath audit checkpoint): "
+            "a deleted instance cannot be detected",
+            err=True,
+        )
     if lines:
         click.echo("\n".join(lines))
         click.echo(f"event trail does NOT verify: {len(lines)} problem(s)", err=True)
@@ -337,8 +373,13 @@ def pathways() -> None:
     """Pathway versions."""
 
 
-_AS = click.option("--as", "staff_id", default=None, metavar="STAFF_ID",
-                   help="The member of staff doing this (recorded as cli:staff:STAFF_ID; four eyes compares people).")
+_AS = click.option(
+    "--as",
+    "staff_id",
+    default=None,
+    metavar="STAFF_ID",
+    help="The member of staff doing this (recorded as cli:staff:STAFF_ID; four eyes compares people).",
+)
 
 
 def _cli_actor(staff_id: str | None, default: str = "cli") -> str:
@@ -348,8 +389,9 @@ def _cli_actor(staff_id: str | None, default: str = "cli") -> str:
     if staff_id is None:
         return default
     if not re.match(STAFF_ID_PATTERN, staff_id):
-        raise click.BadParameter("1-64 letters, digits or . _ : @ - (a staff identifier, never a name)",
-                                 param_hint="--as")
+        raise click.BadParameter(
+            "1-64 letters, digits or . _ : @ - (a staff identifier, never a name)", param_hint="--as"
+        )
     return f"cli:staff:{staff_id}"
 
 
@@ -391,14 +433,22 @@ def pathways_deploy(ctx: click.Context, path: Path | None, staff_id: str | None)
     if deployment.warnings:
         click.echo(format_problems(deployment.warnings), err=True)
     if deployment.bundle is not None:
-        for label, names in (("contained", deployment.bundle.contained),
-                             ("from the pathways folder", deployment.bundle.from_pathways_folder),
-                             ("missing", deployment.bundle.missing), ("ignored", deployment.bundle.ignored)):
+        for label, names in (
+            ("contained", deployment.bundle.contained),
+            ("from the pathways folder", deployment.bundle.from_pathways_folder),
+            ("missing", deployment.bundle.missing),
+            ("ignored", deployment.bundle.ignored),
+        ):
             if names:
                 click.echo(f"{label}: {', '.join(names)}")
     for info in deployment:
-        state = "active" if info.active else "pending: a second author activates it" if info.activated_at is None \
+        state = (
+            "active"
+            if info.active
+            else "pending: a second author activates it"
+            if info.activated_at is None
             else "superseded"
+        )
         click.echo(f"{info.pathway_id} {info.version[:12]}{' (latest)' if info.latest else ''} ({state})")
 
 
@@ -421,8 +471,10 @@ def pathways_activate(ctx: click.Context, pathway: str, version: str, staff_id: 
     except CarePathError as exc:
         click.echo(f"not activated: {exc.message}", err=True)
         sys.exit(1)
-    click.echo(f"{info.pathway_id} {info.version[:12]} active (deployed by {info.deployed_by}, activated by "
-               f"{info.activated_by} at {info.activated_at})")
+    click.echo(
+        f"{info.pathway_id} {info.version[:12]} active (deployed by {info.deployed_by}, activated by "
+        f"{info.activated_by} at {info.activated_at})"
+    )
 
 
 @pathways.command("versions")
@@ -482,8 +534,7 @@ def _scenario_paths(paths: list[Path], default: Path) -> tuple[Path, list[Path]]
         if not (default / "tests").is_dir():
             raise click.ClickException(f"no scenarios: {default / 'tests'} is not a folder")
         return default, [default / "tests"]
-    folders = {p if p.is_dir() and not _is_scenario_dir(p) else (p if p.is_dir() else p.parent).parent
-               for p in paths}
+    folders = {p if p.is_dir() and not _is_scenario_dir(p) else (p if p.is_dir() else p.parent).parent for p in paths}
     if len(folders) != 1:
         raise click.BadParameter("give scenarios of one pathways folder at a time", param_hint="PATHS")
     [folder] = folders
@@ -497,16 +548,31 @@ def _is_scenario_dir(path: Path) -> bool:
 
 @main.command()
 @click.option("--once", is_flag=True, help="Fire what is due now, then exit.")
-@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds to wait when nothing is due.")
-@click.option("--batch", default=100, show_default=True, type=click.IntRange(min=1),
-              help="Instances per pass (each is committed on its own).")
+@click.option(
+    "--interval",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds to wait when nothing is due.",
+)
+@click.option(
+    "--batch",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Instances per pass (each is committed on its own).",
+)
 @click.option("--worker-id", default=None, help="Name recorded on timer_fired events (default host:pid).")
-@click.option("--heartbeat-file", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Touched on every turn of the loop (a supervisor's liveness check; see docs/operations.md).")
+@click.option(
+    "--heartbeat-file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Touched on every turn of the loop (a supervisor's liveness check; see docs/operations.md).",
+)
 @click.pass_context
-def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_id: str | None,
-           heartbeat_file: Path | None) -> None:
+def worker(
+    ctx: click.Context, once: bool, interval: float, batch: int, worker_id: str | None, heartbeat_file: Path | None
+) -> None:
     """Fire due timers and deliver webhooks in a loop (and, every ten minutes, refresh the reports'
     summary). Run several on PostgreSQL to share the work; stop
     with SIGTERM/Ctrl-C.
@@ -556,14 +622,21 @@ def worker(ctx: click.Context, once: bool, interval: float, batch: int, worker_i
     if settings.trail_key_file is None:
         click.echo("warning: no CAREPATH_TRAIL_KEY_FILE: events are hash-chained but not authenticated", err=True)
     try:
-        total = run_worker(carepath.instances, worker_id=name, batch=batch, interval=interval, once=once,
-                           should_stop=lambda: bool(stopping),
-                           report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
-                           housekeeping=housekeeping, heartbeat=heartbeat.beat,
-                           checkpoint=_checkpointer(carepath), checkpoint_seconds=settings.checkpoint_seconds,
-                           deliver=lambda: len(carepath.webhooks.run_once()),
-                           escalate=lambda: carepath.referral_escalations.open_due()
-                           + carepath.treatment_summaries.open_due())
+        total = run_worker(
+            carepath.instances,
+            worker_id=name,
+            batch=batch,
+            interval=interval,
+            once=once,
+            should_stop=lambda: bool(stopping),
+            report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
+            housekeeping=housekeeping,
+            heartbeat=heartbeat.beat,
+            checkpoint=_checkpointer(carepath),
+            checkpoint_seconds=settings.checkpoint_seconds,
+            deliver=lambda: len(carepath.webhooks.run_once()),
+            escalate=lambda: carepath.referral_escalations.open_due() + carepath.treatment_summaries.open_due(),
+        )
     except KeyboardInterrupt:
         total = None
     finally:
@@ -581,14 +654,21 @@ def _take_over_verification(carepath: Any, jobs: Any) -> None:
     job_id = claim_abandoned(carepath.sessions, carepath.clock.now())
     if job_id is not None:
         click.echo(f"taking over trail verification {job_id}, left unfinished", err=True)
-        jobs.start(f"verification-{job_id}", lambda: run_verification(carepath.sessions, job_id, carepath.clock.now,
-                                                                       carepath.settings.checkpoint_dir,
-                                                                       jobs=carepath.settings.verify_jobs))
+        jobs.start(
+            f"verification-{job_id}",
+            lambda: run_verification(
+                carepath.sessions,
+                job_id,
+                carepath.clock.now,
+                carepath.settings.checkpoint_dir,
+                jobs=carepath.settings.verify_jobs,
+            ),
+        )
 
 
-
-def _migrate_in_parts(carepath: Any, jobs: int, pathway: str | None, request_id: str | None, actor: str,
-                      dry_run: bool, progress: Any) -> Any:
+def _migrate_in_parts(
+    carepath: Any, jobs: int, pathway: str | None, request_id: str | None, actor: str, dry_run: bool, progress: Any
+) -> Any:
     """``migrate --jobs``: every share in a process of its own (api.cli_parts); an approved request is
     then marked executed by a pass over what is left (the instances refused, refused again).
 
@@ -598,8 +678,15 @@ def _migrate_in_parts(carepath: Any, jobs: int, pathway: str | None, request_id:
     from .cli_parts import PartFailed, migrate_in_parts
 
     try:
-        report = migrate_in_parts(carepath.settings, jobs, pathway=pathway, request_id=request_id, actor=actor,
-                                  dry_run=dry_run, progress=progress)
+        report = migrate_in_parts(
+            carepath.settings,
+            jobs,
+            pathway=pathway,
+            request_id=request_id,
+            actor=actor,
+            dry_run=dry_run,
+            progress=progress,
+        )
     except PartFailed as exc:
         raise click.ClickException(f"{exc}; what was moved stays moved: run the command again to go on") from exc
     if request_id is not None:
@@ -632,34 +719,64 @@ def _print_migration(report: Any, dry_run: bool, as_json: bool) -> None:
             if item.refused:
                 click.echo(f"{item.instance_id} ({item.patient_ref}): REFUSED: {item.refused}")
                 continue
-            click.echo(f"{item.instance_id} ({item.patient_ref}): {verb} {item.from_version[:12]} -> "
-                       f"{item.to_version[:12]}")
+            click.echo(
+                f"{item.instance_id} ({item.patient_ref}): {verb} {item.from_version[:12]} -> {item.to_version[:12]}"
+            )
             for element in item.tasks_added:
                 click.echo(f"    + task ahead: {element}")
             for element in item.tasks_removed:
                 click.echo(f"    - task ahead: {element}")
             for timer in item.timers_moved:
                 click.echo(f"    ~ timer {timer['element']}: {timer['from']} -> {timer['to']}")
-        click.echo(f"{len(report.instances) - len(report.refused)} instance(s) {verb}, "
-                   f"{len(report.refused)} refused (target {report.to_version[:12]})")
+        click.echo(
+            f"{len(report.instances) - len(report.refused)} instance(s) {verb}, "
+            f"{len(report.refused)} refused (target {report.to_version[:12]})"
+        )
 
 
 @main.command()
 @click.argument("pathway", required=False)
 @click.option("--dry-run", is_flag=True, help="Show what would change per instance; write nothing.")
-@click.option("--request", "ask", is_flag=True,
-              help="Four eyes: run a dry run and keep it as a request a second author approves; prints its id.")
-@click.option("--approve", "request_id", default=None, metavar="REQUEST_ID",
-              help="Four eyes: approve another author's request (--as) and move the instances.")
+@click.option(
+    "--request",
+    "ask",
+    is_flag=True,
+    help="Four eyes: run a dry run and keep it as a request a second author approves; prints its id.",
+)
+@click.option(
+    "--approve",
+    "request_id",
+    default=None,
+    metavar="REQUEST_ID",
+    help="Four eyes: approve another author's request (--as) and move the instances.",
+)
 @_AS
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--part", default="1/1", show_default=True,
-              help="K/N: move only the K-th of N disjoint shares of the instances (run N commands at once).")
-@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Move the instances in this many processes at once (one per core), each one share.")
+@click.option(
+    "--part",
+    default="1/1",
+    show_default=True,
+    help="K/N: move only the K-th of N disjoint shares of the instances (run N commands at once).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Move the instances in this many processes at once (one per core), each one share.",
+)
 @click.pass_context
-def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, request_id: str | None,
-            staff_id: str | None, as_json: bool, part: str, jobs: int) -> None:
+def migrate(
+    ctx: click.Context,
+    pathway: str | None,
+    dry_run: bool,
+    ask: bool,
+    request_id: str | None,
+    staff_id: str | None,
+    as_json: bool,
+    part: str,
+    jobs: int,
+) -> None:
     """Move running and suspended instances of PATHWAY to its active version.
 
     Four eyes (on unless CAREPATH_FOUR_EYES=off): one author asks, `carepath migrate PATHWAY --request
@@ -673,8 +790,7 @@ def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, r
     --part 1/N ... --part N/N run at once (on several hosts too); the request is marked executed by
     a run without --part (with --jobs, once every share is done).
     """
-    if (pathway is None) == (request_id is None) or (request_id is not None and (ask or dry_run)) or \
-            (ask and dry_run):
+    if (pathway is None) == (request_id is None) or (request_id is not None and (ask or dry_run)) or (ask and dry_run):
         raise click.UsageError("give PATHWAY (with --dry-run or --request), or --approve REQUEST_ID alone")
     share, shares = _part(part)
     if jobs > 1 and (ask or shares > 1):
@@ -690,8 +806,11 @@ def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, r
 
     def progress(step: MigrationProgress) -> None:
         rate = step.done / max(time.monotonic() - started, 1e-9)
-        click.echo(f"migrating {pathway}: {step.done}/{step.total} ({100 * step.done // max(step.total, 1)}%), "
-                   f"{step.refused} refused, {step.fast} by the fast path, {rate:.0f}/s", err=True)
+        click.echo(
+            f"migrating {pathway}: {step.done}/{step.total} ({100 * step.done // max(step.total, 1)}%), "
+            f"{step.refused} refused, {step.fast} by the fast path, {rate:.0f}/s",
+            err=True,
+        )
 
     try:
         if ask:
@@ -701,18 +820,22 @@ def migrate(ctx: click.Context, pathway: str | None, dry_run: bool, ask: bool, r
         elif jobs > 1:
             report = _migrate_in_parts(carepath, jobs, pathway, request_id, actor, dry_run, progress)
         elif request_id is not None:
-            _approved, report = approve_migration(carepath.instances, request_id, actor, progress=progress,
-                                                  part=(share, shares))
+            _approved, report = approve_migration(
+                carepath.instances, request_id, actor, progress=progress, part=(share, shares)
+            )
         else:
             assert pathway is not None
-            report = migrate_pathway(carepath.instances, pathway, actor=actor, dry_run=dry_run,
-                                     progress=progress, part=(share, shares))
+            report = migrate_pathway(
+                carepath.instances, pathway, actor=actor, dry_run=dry_run, progress=progress, part=(share, shares)
+            )
     except CarePathError as exc:
         raise click.ClickException(exc.message) from exc
     _print_migration(report, dry_run, as_json)
     if ask:
-        click.echo(f"migration request {asked.id}: a second author approves it with "
-                   f"carepath migrate --approve {asked.id} --as STAFF_ID")
+        click.echo(
+            f"migration request {asked.id}: a second author approves it with "
+            f"carepath migrate --approve {asked.id} --as STAFF_ID"
+        )
     if report.refused:
         sys.exit(1)
 
@@ -748,21 +871,49 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--role", required=True,
-              type=click.Choice(["system", "clinician", "author", "auditor", "admin", "manager", "patient"]))
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["system", "clinician", "author", "auditor", "admin", "manager", "patient"]),
+)
 @click.option("--label", default="", help="Who or what holds it (shown in listings, not a secret).")
-@click.option("--expires-in", default=None, metavar="DURATION",
-              help="Lifetime as an ISO 8601 duration (P90D, P12W, PT8H); without it, valid until revoked.")
+@click.option(
+    "--expires-in",
+    default=None,
+    metavar="DURATION",
+    help="Lifetime as an ISO 8601 duration (P90D, P12W, PT8H); without it, valid until revoked.",
+)
 @click.option("--patient-ref", default=None, help="Role patient only: the patient whose own records it reads.")
-@click.option("--organisation", default=None, metavar="ID",
-              help="The organisation whose patients it reaches (without it: every organisation, for development).")
-@click.option("--team", "teams", multiple=True, metavar="ID",
-              help="A care team of the organisation whose patients it reaches (repeat; none: every team).")
-@click.option("--staff-id", default=None, metavar="STAFF_ID",
-              help="The member of staff who holds it (a person's own token; four eyes compares holders).")
+@click.option(
+    "--organisation",
+    default=None,
+    metavar="ID",
+    help="The organisation whose patients it reaches (without it: every organisation, for development).",
+)
+@click.option(
+    "--team",
+    "teams",
+    multiple=True,
+    metavar="ID",
+    help="A care team of the organisation whose patients it reaches (repeat; none: every team).",
+)
+@click.option(
+    "--staff-id",
+    default=None,
+    metavar="STAFF_ID",
+    help="The member of staff who holds it (a person's own token; four eyes compares holders).",
+)
 @click.pass_context
-def token_create(ctx: click.Context, role: str, label: str, expires_in: str | None, patient_ref: str | None,
-                 organisation: str | None, teams: tuple[str, ...], staff_id: str | None) -> None:
+def token_create(
+    ctx: click.Context,
+    role: str,
+    label: str,
+    expires_in: str | None,
+    patient_ref: str | None,
+    organisation: str | None,
+    teams: tuple[str, ...],
+    staff_id: str | None,
+) -> None:
     """Create a token and print its secret once: it cannot be shown again. A patient's token (for tests,
     demonstrations, a patient app) names its patient with --patient-ref; a person's own token names its
     holder with --staff-id (four eyes knows two tokens of one holder are one person).
@@ -783,12 +934,22 @@ def token_create(ctx: click.Context, role: str, label: str, expires_in: str | No
     carepath = _carepath(ctx)
     try:
         with unit_of_work(carepath.sessions) as session:
-            token_id, secret = create_token(session, role, label, carepath.clock, lifetime, patient_ref,
-                                            organisation=organisation, teams=list(teams), staff_id=staff_id)
+            token_id, secret = create_token(
+                session,
+                role,
+                label,
+                carepath.clock,
+                lifetime,
+                patient_ref,
+                organisation=organisation,
+                teams=list(teams),
+                staff_id=staff_id,
+            )
     except InvalidInputError as exc:
         field = exc.problems[0].field if exc.problems else None
         hint = {"/teams": "--team", "/patient_ref": "--patient-ref", "/staff_id": "--staff-id"}.get(
-            field or "", "--organisation")
+            field or "", "--organisation"
+        )
         raise click.BadParameter(exc.problems[0].message if exc.problems else exc.message, param_hint=hint) from exc
     until = "" if lifetime is None else f", expires {(carepath.clock.now() + lifetime).isoformat(timespec='minutes')}"
     click.echo(f"token {token_id} ({role}{until}); the secret is shown only now:", err=True)
@@ -813,10 +974,13 @@ def token_list(ctx: click.Context, show_all: bool) -> None:
         expires = t.expires_at.isoformat(timespec="seconds") if t.expires_at else "never"
         revoked = t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "-"
         scope = "*" if t.organisation is None else f"{t.organisation}:{','.join(t.teams) if t.teams else '*'}"
-        click.echo(f"{t.id:<22}{t.role:<11}{t.created_at.isoformat(timespec='seconds'):<27}{expires:<27}"
-                   f"{revoked:<27}{scope:<32}{t.label}")
-    click.echo(f"{len(tokens)} token(s)" + ("" if show_all else " (--all shows revoked and expired ones too)"),
-               err=True)
+        click.echo(
+            f"{t.id:<22}{t.role:<11}{t.created_at.isoformat(timespec='seconds'):<27}{expires:<27}"
+            f"{revoked:<27}{scope:<32}{t.label}"
+        )
+    click.echo(
+        f"{len(tokens)} token(s)" + ("" if show_all else " (--all shows revoked and expired ones too)"), err=True
+    )
 
 
 @token.command("revoke")
@@ -844,8 +1008,14 @@ def webhooks() -> None:
 
 @webhooks.command("add")
 @click.argument("url")
-@click.option("--event", "events", multiple=True, required=True, metavar="TYPE",
-              help="An event type to send (repeat; e.g. task.ready); --event all for every type.")
+@click.option(
+    "--event",
+    "events",
+    multiple=True,
+    required=True,
+    metavar="TYPE",
+    help="An event type to send (repeat; e.g. task.ready); --event all for every type.",
+)
 @click.option("--description", default="", help="Who receives it (shown in listings).")
 @click.pass_context
 def webhooks_add(ctx: click.Context, url: str, events: tuple[str, ...], description: str) -> None:
@@ -872,8 +1042,9 @@ def webhooks_list(ctx: click.Context, show_all: bool) -> None:
     found = carepath.webhook_admin.subscriptions(include_removed=show_all)
     for s in found:
         removed = s.removed_at.isoformat(timespec="seconds") if s.removed_at else "-"
-        click.echo(f"{s.id:<24}{s.created_at.isoformat(timespec='seconds'):<27}{removed:<27}"
-                   f"{','.join(s.event_types)}  {s.url}")
+        click.echo(
+            f"{s.id:<24}{s.created_at.isoformat(timespec='seconds'):<27}{removed:<27}{','.join(s.event_types)}  {s.url}"
+        )
     click.echo(f"{len(found)} subscription(s)", err=True)
 
 
@@ -906,13 +1077,18 @@ def webhooks_dead_letters(ctx: click.Context, subscription_id: str | None) -> No
 
 @webhooks.command("replay")
 @click.argument("delivery_ids", nargs=-1, type=click.IntRange(min=1, max=2**31 - 1))
-@click.option("--subscription", "subscription_id", default=None,
-              help="Instead of ids: this subscription's dead and delivered deliveries (with --since/--until).")
+@click.option(
+    "--subscription",
+    "subscription_id",
+    default=None,
+    help="Instead of ids: this subscription's dead and delivered deliveries (with --since/--until).",
+)
 @click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]), default=None, help="UTC.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]), default=None, help="UTC.")
 @click.pass_context
-def webhooks_replay(ctx: click.Context, delivery_ids: tuple[int, ...], subscription_id: str | None,
-                    since: Any, until: Any) -> None:
+def webhooks_replay(
+    ctx: click.Context, delivery_ids: tuple[int, ...], subscription_id: str | None, since: Any, until: Any
+) -> None:
     """Deliver again, with the same webhook-id: dead letters by id, or a subscription's range."""
     from datetime import UTC
 
@@ -921,8 +1097,11 @@ def webhooks_replay(ctx: click.Context, delivery_ids: tuple[int, ...], subscript
     carepath = _carepath(ctx)
     try:
         replayed = carepath.webhook_admin.replay(
-            delivery_ids=list(delivery_ids) or None, subscription_id=subscription_id,
-            since=since.replace(tzinfo=UTC) if since else None, until=until.replace(tzinfo=UTC) if until else None)
+            delivery_ids=list(delivery_ids) or None,
+            subscription_id=subscription_id,
+            since=since.replace(tzinfo=UTC) if since else None,
+            until=until.replace(tzinfo=UTC) if until else None,
+        )
     except InvalidInputError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"{len(replayed)} delivery(ies) due again; the worker sends them")
@@ -1002,8 +1181,10 @@ def rules_activate(ctx: click.Context, name: str, version: str, staff_id: str | 
     except CarePathError as exc:
         click.echo(f"not activated: {exc.message}", err=True)
         sys.exit(1)
-    click.echo(f"{info.name} {info.version[:12]} active (deployed by {info.deployed_by}, activated by "
-               f"{info.activated_by} at {info.activated_at})")
+    click.echo(
+        f"{info.name} {info.version[:12]} active (deployed by {info.deployed_by}, activated by "
+        f"{info.activated_by} at {info.activated_at})"
+    )
 
 
 @click.command("versions")

@@ -26,8 +26,9 @@ def option_time(value: str | None, name: str) -> datetime | None:
     try:
         found = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise click.BadParameter("an ISO date or date-time, e.g. 2026-11-01 or 2026-11-01T09:00+00:00",
-                                 param_hint=name) from exc
+        raise click.BadParameter(
+            "an ISO date or date-time, e.g. 2026-11-01 or 2026-11-01T09:00+00:00", param_hint=name
+        ) from exc
     return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
@@ -38,22 +39,40 @@ def option_time(value: str | None, name: str) -> datetime | None:
 @click.option("--since", help="From this date or date-time (UTC unless a zone is given).")
 @click.option("--until", help="Before this date or date-time.")
 @click.option("--organisation", help="Only the records of this organisation's patients.")
-@click.option("--break-glass", "break_glass", is_flag=True,
-              help="Only break-glass reads: clinicians reading outside their care teams, with their reasons.")
+@click.option(
+    "--break-glass",
+    "break_glass",
+    is_flag=True,
+    help="Only break-glass reads: clinicians reading outside their care teams, with their reasons.",
+)
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.pass_context
-def reads(ctx: click.Context, patient_ref: str | None, instance_id: str | None, actor: str | None,
-          since: str | None, until: str | None, organisation: str | None, break_glass: bool, limit: int) -> None:
+def reads(
+    ctx: click.Context,
+    patient_ref: str | None,
+    instance_id: str | None,
+    actor: str | None,
+    since: str | None,
+    until: str | None,
+    organisation: str | None,
+    break_glass: bool,
+    limit: int,
+) -> None:
     """Print the access records (one JSON object a line, newest first): who read which instance's
     records, when, through which route, on whose behalf and with what outcome; for a break-glass read,
     its reason code and the clinician's note."""
     from .cli import carepath_of
 
     carepath = carepath_of(ctx)
-    where = ReadFilter(patient_ref=patient_ref, instance_id=instance_id, actor=actor,
-                       since=option_time(since, "--since"), until=option_time(until, "--until"),
-                       organisation=organisation,
-                       break_glass=True if break_glass else None)
+    where = ReadFilter(
+        patient_ref=patient_ref,
+        instance_id=instance_id,
+        actor=actor,
+        since=option_time(since, "--since"),
+        until=option_time(until, "--until"),
+        organisation=organisation,
+        break_glass=True if break_glass else None,
+    )
     cursor: str | None = None
     printed = 0
     try:
@@ -71,8 +90,12 @@ def reads(ctx: click.Context, patient_ref: str | None, instance_id: str | None, 
 
 
 @click.command("purge-reads")
-@click.option("--older-than", "older_than", required=True,
-              help="An ISO 8601 period: erase the records older than this, e.g. P8Y (the retention period).")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    help="An ISO 8601 period: erase the records older than this, e.g. P8Y (the retention period).",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def purge_reads_command(ctx: click.Context, older_than: str, yes: bool) -> None:

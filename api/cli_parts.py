@@ -30,8 +30,16 @@ class PartFailed(Exception):
     or died."""
 
 
-def migrate_in_parts(settings: Settings, jobs: int, *, pathway: str | None, request_id: str | None, actor: str,
-                     dry_run: bool, progress: Callable[[MigrationProgress], None]) -> MigrationReport:
+def migrate_in_parts(
+    settings: Settings,
+    jobs: int,
+    *,
+    pathway: str | None,
+    request_id: str | None,
+    actor: str,
+    dry_run: bool,
+    progress: Callable[[MigrationProgress], None],
+) -> MigrationReport:
     """Run the migration of ``pathway`` (or the approved request ``request_id``) in ``jobs`` processes,
     the k-th moving share k of ``jobs``; returns the reports put together.
 
@@ -39,26 +47,46 @@ def migrate_in_parts(settings: Settings, jobs: int, *, pathway: str | None, requ
         PartFailed: a process failed or died; the others are stopped (what they committed stays:
             running the command again resumes).
     """
+
     def summed(latest: dict[int, MigrationProgress]) -> None:
         parts = latest.values()
-        progress(MigrationProgress(sum(p.done for p in parts), sum(p.total for p in parts),
-                                   sum(p.refused for p in parts), sum(p.fast for p in parts)))
+        progress(
+            MigrationProgress(
+                sum(p.done for p in parts),
+                sum(p.total for p in parts),
+                sum(p.refused for p in parts),
+                sum(p.fast for p in parts),
+            )
+        )
 
     try:
-        reports = run_shares(_run_part, [(settings, pathway, request_id, actor, dry_run, (k, jobs))
-                                         for k in range(1, jobs + 1)], name="carepath-migrate", progress=summed)
+        reports = run_shares(
+            _run_part,
+            [(settings, pathway, request_id, actor, dry_run, (k, jobs)) for k in range(1, jobs + 1)],
+            name="carepath-migrate",
+            progress=summed,
+        )
     except ShareFailed as failed:
         if failed.reason is None:
-            raise PartFailed(f"the process moving share {failed.share + 1}/{jobs} died (exit code {failed.exitcode})"
-                             ) from None
+            raise PartFailed(
+                f"the process moving share {failed.share + 1}/{jobs} died (exit code {failed.exitcode})"
+            ) from None
         raise PartFailed(f"share {failed.share + 1}/{jobs}: {failed.reason}") from None
     first = reports[0]
-    return MigrationReport(first.pathway_id, first.to_version, first.dry_run,
-                           [item for k in range(jobs) for item in reports[k].instances])
+    return MigrationReport(
+        first.pathway_id, first.to_version, first.dry_run, [item for k in range(jobs) for item in reports[k].instances]
+    )
 
 
-def _run_part(settings: Settings, pathway: str | None, request_id: str | None, actor: str, dry_run: bool,
-              part: tuple[int, int], messages: Any) -> None:
+def _run_part(
+    settings: Settings,
+    pathway: str | None,
+    request_id: str | None,
+    actor: str,
+    dry_run: bool,
+    part: tuple[int, int],
+    messages: Any,
+) -> None:
     """A spawned process's work: one share, its progress and then its report (or its failure) on ``messages``
     (engine.processes: the share's index counts from 0)."""
     share = part[0] - 1
@@ -70,12 +98,20 @@ def _run_part(settings: Settings, pathway: str | None, request_id: str | None, a
         carepath = CarePath(settings)
         try:
             if request_id is not None:
-                _request, report = approve_migration(carepath.instances, request_id, actor, progress=progress,
-                                                     part=part)
+                _request, report = approve_migration(
+                    carepath.instances, request_id, actor, progress=progress, part=part
+                )
             else:
                 assert pathway is not None
-                report = migrate_pathway(carepath.instances, pathway, actor=actor, dry_run=dry_run,
-                                         progress=progress, part=part, progress_every=100)
+                report = migrate_pathway(
+                    carepath.instances,
+                    pathway,
+                    actor=actor,
+                    dry_run=dry_run,
+                    progress=progress,
+                    part=part,
+                    progress_every=100,
+                )
         finally:
             carepath.close()
         messages.put(("done", share, report))

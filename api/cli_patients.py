@@ -75,6 +75,8 @@ def list_links(ctx: click.Context, patient_ref: str | None) -> None:
     with read_only(carepath.sessions) as session:
         found = list_identities(session, patient_ref, limit=10_000)
     for item in found:
-        click.echo(f"{item.id}\t{item.patient_ref}\t{item.issuer}\t{item.subject}\t"
-                   f"{item.linked_at.isoformat(timespec='seconds')}\t{item.linked_by}")
+        click.echo(
+            f"{item.id}\t{item.patient_ref}\t{item.issuer}\t{item.subject}\t"
+            f"{item.linked_at.isoformat(timespec='seconds')}\t{item.linked_by}"
+        )
     click.echo(f"{len(found)} identity link(s)", err=True)

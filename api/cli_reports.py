@@ -47,13 +47,19 @@ def _write(text: str, output: Path | None) -> None:
 
 
 _options = [
-    click.option("--from", "since", help="Period start, a date or date-time (UTC unless a zone is given); "
-                                         "default: a year before --to."),
+    click.option(
+        "--from",
+        "since",
+        help="Period start, a date or date-time (UTC unless a zone is given); default: a year before --to.",
+    ),
     click.option("--to", "until", help="Period end, excluded; default: now."),
     click.option("--pathway", help="One pathway's id; default: every pathway."),
     click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True),
-    click.option("--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
-                 help="Write to this file instead of standard output."),
+    click.option(
+        "--output",
+        type=click.Path(dir_okay=False, writable=True, path_type=Path),
+        help="Write to this file instead of standard output.",
+    ),
 ]
 
 
@@ -71,8 +77,9 @@ def report() -> None:
 @report.command("measures")
 @_period_options
 @click.pass_context
-def measures(ctx: click.Context, since: str | None, until: str | None, pathway: str | None, fmt: str,
-             output: Path | None) -> None:
+def measures(
+    ctx: click.Context, since: str | None, until: str | None, pathway: str | None, fmt: str, output: Path | None
+) -> None:
     """The measures of a period: aggregated, counts below CAREPATH_REPORT_MIN_COUNT suppressed."""
     from .cli import carepath_of
 
@@ -83,8 +90,10 @@ def measures(ctx: click.Context, since: str | None, until: str | None, pathway: 
     click.echo(f"summary: {refreshed} instance(s) refreshed", err=True)
     with read_only(carepath.sessions) as session:
         found = measures_report(session, query, now, carepath.settings.report_min_count)
-    _write(csv_text(MEASURE_TABLE_COLUMNS, measure_table(found)) if fmt == "csv"
-           else json.dumps(found, indent=2) + "\n", output)
+    _write(
+        csv_text(MEASURE_TABLE_COLUMNS, measure_table(found)) if fmt == "csv" else json.dumps(found, indent=2) + "\n",
+        output,
+    )
 
 
 @report.command("refresh")
@@ -101,8 +110,9 @@ def refresh(ctx: click.Context) -> None:
 @report.command("cosd")
 @_period_options
 @click.pass_context
-def cosd(ctx: click.Context, since: str | None, until: str | None, pathway: str | None, fmt: str,
-         output: Path | None) -> None:
+def cosd(
+    ctx: click.Context, since: str | None, until: str | None, pathway: str | None, fmt: str, output: Path | None
+) -> None:
     """The personalised care fields in COSD's shape, one row per patient and care plan item, with
     dates: patient data, for the data team's submission (keep the file as you keep patient records)."""
     from .cli import carepath_of
@@ -119,5 +129,3 @@ def cosd(ctx: click.Context, since: str | None, until: str | None, pathway: str 
     else:
         _write(json.dumps([dict(zip(COSD_COLUMNS, row, strict=True)) for row in rows], indent=1) + "\n", output)
     click.echo(f"{len(rows)} row(s)", err=True)
-
-

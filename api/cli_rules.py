@@ -133,11 +133,16 @@ def explain_command(evaluation_id: str, why: str | None, why_not: str | None, ru
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--ruleset", default=None, help="Rule set name (default: every rule set).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--svg", "svg_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
-              help="Also write the demand chart (referrals per service by urgency) to this SVG file.")
+@click.option(
+    "--svg",
+    "svg_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write the demand chart (referrals per service by urgency) to this SVG file.",
+)
 @_rules_dir_option
-def simulate_command(cohort: int, seed: int, ruleset: str | None, as_json: bool, svg_file: Path | None,
-                     rules_dir: Path | None) -> None:
+def simulate_command(
+    cohort: int, seed: int, ruleset: str | None, as_json: bool, svg_file: Path | None, rules_dir: Path | None
+) -> None:
     """Expected referrals per service on a synthetic cohort drawn from the concern catalogue."""
     registry = RuleSetRegistry(_rules_dir(rules_dir))
     try:
@@ -162,10 +167,16 @@ def _write_demand_chart(path: Path, reports: list[Any], cohort: int, seed: int) 
             for urgency, count in counts.items():
                 referrals.setdefault(service, {})[urgency] = referrals.get(service, {}).get(urgency, 0) + count
     names = ", ".join(report.ruleset for report in reports)
-    path.write_text(demand_chart(
-        "demand", f"Expected referrals per service: synthetic cohort of {cohort} (seed {seed}), rule set {names}",
-        "A bar per support service, stacked by urgency: emergency (red), urgent (orange), soon (blue), routine "
-        "(green). A synthetic draw, not epidemiological data.", referrals), encoding="utf-8")
+    path.write_text(
+        demand_chart(
+            "demand",
+            f"Expected referrals per service: synthetic cohort of {cohort} (seed {seed}), rule set {names}",
+            "A bar per support service, stacked by urgency: emergency (red), urgent (orange), soon (blue), routine "
+            "(green). A synthetic draw, not epidemiological data.",
+            referrals,
+        ),
+        encoding="utf-8",
+    )
     click.echo(f"demand chart written to {path}", err=True)
 
 

@@ -38,8 +38,9 @@ Builder = Callable[[CarePath, str, str | None], dict[str, Any]]
 _FORMATS = ["application/json", "text/html", "application/pdf"]  # the first wins a tie (*/*)
 
 
-def negotiated(build: Builder, instance_id: str, name: str,
-               shown: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Response:
+def negotiated(
+    build: Builder, instance_id: str, name: str, shown: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> Response:
     """The document in the language and format asked for (``shown``: what of it the caller sees). Raises
     what ``build`` and the renderers raise."""
     document = build(carepath(), instance_id, request.accept_languages.best_match(LANGUAGES))
@@ -52,8 +53,12 @@ def negotiated(build: Builder, instance_id: str, name: str,
         try:
             pdf = render_pdf(document)
         except PdfUnavailableError:  # a server set up without Pango: its operator's gap, not a crash
-            raise ApiError(503, "pdf-unavailable", "this server cannot make PDF documents; ask for text/html "
-                           "and print it, or ask the operator to install Pango (docs/operations.md)") from None
+            raise ApiError(
+                503,
+                "pdf-unavailable",
+                "this server cannot make PDF documents; ask for text/html "
+                "and print it, or ask the operator to install Pango (docs/operations.md)",
+            ) from None
         response = Response(pdf, mimetype="application/pdf")
         # A file name for saving and attaching: the document and its date, never the patient's reference.
         day = document["generated_at"][:10]
@@ -75,8 +80,9 @@ def care_plan(instance_id: Any) -> Response:
 @requires("care_plans.update")
 def update_item(instance_id: Any, item_id: Any) -> dict[str, Any]:
     body = json_body("CarePlanItemUpdate")
-    return carepath().care_plans.set_status(str(instance_id), str(item_id), body["status"], current_principal().actor,
-                                            body.get("reason"))
+    return carepath().care_plans.set_status(
+        str(instance_id), str(item_id), body["status"], current_principal().actor, body.get("reason")
+    )
 
 
 @bp.get("/<uuid:instance_id>/end-of-treatment-summary")

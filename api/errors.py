@@ -125,8 +125,13 @@ ENGINE_ERRORS: tuple[tuple[type[CarePathError], int, str], ...] = (
     (RuleEvaluationError, 500, "internal-error"),
     (CarePathError, 500, "internal-error"),
 )
-_HTTP_ERRORS = {400: "request-invalid", 404: "not-found", 405: "method-not-allowed", 413: "body-too-large",
-                415: "unsupported-media-type"}
+_HTTP_ERRORS = {
+    400: "request-invalid",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "body-too-large",
+    415: "unsupported-media-type",
+}
 
 
 @dataclass
@@ -146,10 +151,21 @@ class ApiError(Exception):
         super().__init__(self.detail)
 
 
-def problem_response(status: int, slug: str, detail: str | None = None, problems: list[Problem] | None = None,
-                     headers: dict[str, str] | None = None, members: dict[str, Any] | None = None) -> Response:
-    body: dict[str, Any] = {**(members or {}), "type": PROBLEM_BASE + slug, "title": PROBLEM_TYPES[slug],
-                            "status": status, "request_id": g.get("request_id", "")}
+def problem_response(
+    status: int,
+    slug: str,
+    detail: str | None = None,
+    problems: list[Problem] | None = None,
+    headers: dict[str, str] | None = None,
+    members: dict[str, Any] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        **(members or {}),
+        "type": PROBLEM_BASE + slug,
+        "title": PROBLEM_TYPES[slug],
+        "status": status,
+        "request_id": g.get("request_id", ""),
+    }
     if detail:
         body["detail"] = detail
     if problems:
@@ -160,8 +176,11 @@ def problem_response(status: int, slug: str, detail: str | None = None, problems
 
 
 def _located(problem: Problem) -> dict[str, Any]:
-    return {k: v for k, v in problem.as_dict().items() if k in ("message", "field", "element", "file", "line",
-                                                                  "column", "code", "severity")}
+    return {
+        k: v
+        for k, v in problem.as_dict().items()
+        if k in ("message", "field", "element", "file", "line", "column", "code", "severity")
+    }
 
 
 RETRY_AFTER_SECONDS = 5
@@ -203,15 +222,30 @@ def _database_unavailable(exc: BaseException) -> bool:
 
 def _unavailable(exc: Exception) -> Response:
     # The type alone: a driver's message may quote the statement's parameters (patient data).
-    current_app.logger.warning("database unavailable (%s) on %s %s (request %s)", type(exc).__name__, request.method,
-                               request.url_rule.rule if request.url_rule else "?", g.get("request_id"))
-    return problem_response(503, "database-unavailable", "the database cannot be reached; try again shortly",
-                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    current_app.logger.warning(
+        "database unavailable (%s) on %s %s (request %s)",
+        type(exc).__name__,
+        request.method,
+        request.url_rule.rule if request.url_rule else "?",
+        g.get("request_id"),
+    )
+    return problem_response(
+        503,
+        "database-unavailable",
+        "the database cannot be reached; try again shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def _internal_error(exc: Exception) -> Response:
-    current_app.logger.error("unhandled %s on %s %s (request %s)", type(exc).__name__, request.method,
-                             request.url_rule.rule if request.url_rule else "?", g.get("request_id"), exc_info=exc)
+    current_app.logger.error(
+        "unhandled %s on %s %s (request %s)",
+        type(exc).__name__,
+        request.method,
+        request.url_rule.rule if request.url_rule else "?",
+        g.get("request_id"),
+        exc_info=exc,
+    )
     return problem_response(500, "internal-error")
 
 
@@ -251,8 +285,10 @@ def _scrubbed_traceback(exc: BaseException) -> str:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         frames = "".join(traceback.format_tb(current.__traceback__))
-        parts.append(f"Traceback (most recent call last):\n{frames}{type(current).__module__}."
-                     f"{type(current).__qualname__}: [message redacted]")
+        parts.append(
+            f"Traceback (most recent call last):\n{frames}{type(current).__module__}."
+            f"{type(current).__qualname__}: [message redacted]"
+        )
         current = current.__cause__ or current.__context__
     return "\n\nwhich was raised while handling:\n".join(parts)
 

@@ -24,8 +24,11 @@ from .parsing import query_str
 
 bp = Blueprint("evaluations", __name__, url_prefix="/v1")
 
-_CODE = next(p["schema"]["pattern"] for p in DOCUMENT["paths"]["/v1/evaluations/{evaluation_id}/explanation"]["get"]
-             ["parameters"] if p["name"] == "why")
+_CODE = next(
+    p["schema"]["pattern"]
+    for p in DOCUMENT["paths"]["/v1/evaluations/{evaluation_id}/explanation"]["get"]["parameters"]
+    if p["name"] == "why"
+)
 
 
 @bp.get("/instances/<uuid:instance_id>/evaluations")
@@ -38,12 +41,21 @@ def list_evaluations(instance_id: Any) -> dict[str, Any]:
 @requires("evaluations.read", named="evaluation")
 def get_evaluation(evaluation_id: Any) -> dict[str, Any]:
     stored = queries().evaluation(str(evaluation_id))
-    return {"id": stored.id, "ruleset": stored.ruleset_name, "ruleset_version": stored.ruleset_version,
-            "catalogue_version": stored.catalogue_version, "created_at": stored.created_at.isoformat(),
-            "instance_id": stored.instance_id, "task_id": stored.task_id,
-            "firings": [f.as_dict() for f in stored.firings], "outcomes": stored.outcomes, "facts": stored.facts,
-            "rule_file": Path(stored.rule_path).name, "rule_text": stored.rule_source,
-            "catalogue_texts": stored.catalogue_sources}
+    return {
+        "id": stored.id,
+        "ruleset": stored.ruleset_name,
+        "ruleset_version": stored.ruleset_version,
+        "catalogue_version": stored.catalogue_version,
+        "created_at": stored.created_at.isoformat(),
+        "instance_id": stored.instance_id,
+        "task_id": stored.task_id,
+        "firings": [f.as_dict() for f in stored.firings],
+        "outcomes": stored.outcomes,
+        "facts": stored.facts,
+        "rule_file": Path(stored.rule_path).name,
+        "rule_text": stored.rule_source,
+        "catalogue_texts": stored.catalogue_sources,
+    }
 
 
 @bp.get("/evaluations/<uuid:evaluation_id>/explanation")
@@ -51,8 +63,12 @@ def get_evaluation(evaluation_id: Any) -> dict[str, Any]:
 def explain(evaluation_id: Any) -> dict[str, Any]:
     why, why_not = query_str("why", _CODE), query_str("why_not", _CODE)
     if (why is None) == (why_not is None):
-        raise ApiError(400, "request-invalid", "ask about one code: why=CODE or why_not=CODE",
-                       [Problem("give exactly one of why and why_not", field="why")])
+        raise ApiError(
+            400,
+            "request-invalid",
+            "ask about one code: why=CODE or why_not=CODE",
+            [Problem("give exactly one of why and why_not", field="why")],
+        )
     explanation = queries().explanation(carepath().rules, str(evaluation_id), why=why, why_not=why_not)
     return _explained(explanation)
 

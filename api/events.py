@@ -39,22 +39,35 @@ def list_events(instance_id: Any) -> dict[str, Any]:
 def verify() -> dict[str, Any]:
     ids = request.args.getlist("instance_id")
     if len(ids) > _MAX_IDS:
-        raise ApiError(400, "request-invalid", "too many instance ids",
-                       [Problem(f"at most {_MAX_IDS}; verify without ids to check every instance",
-                                field="instance_id")])
+        raise ApiError(
+            400,
+            "request-invalid",
+            "too many instance ids",
+            [Problem(f"at most {_MAX_IDS}; verify without ids to check every instance", field="instance_id")],
+        )
     if not ids:
-        raise ApiError(400, "request-invalid", "name the instances to verify",
-                       [Problem("verifying every trail is a job: POST /v1/audit/verifications", field="instance_id")])
+        raise ApiError(
+            400,
+            "request-invalid",
+            "name the instances to verify",
+            [Problem("verifying every trail is a job: POST /v1/audit/verifications", field="instance_id")],
+        )
     if not all(_UUID.match(i) for i in ids):
-        raise ApiError(400, "request-invalid", "instance_id must be an instance id",
-                       [Problem("must be a UUID", field="instance_id")])
+        raise ApiError(
+            400,
+            "request-invalid",
+            "instance_id must be an instance id",
+            [Problem("must be a UUID", field="instance_id")],
+        )
     principal = current_principal()
     if not principal.scope.everywhere:  # an auditor of one organisation: another's instance is as if missing
         with read_only(carepath().sessions) as session:
             ids = sorted(reachable(session, principal.scope, ids))
     problems = queries().verify(ids) if ids else []
-    return {"verified": not problems,
-            "problems": [{"instance_id": p.instance_id, "seq": p.seq, "message": p.message} for p in problems]}
+    return {
+        "verified": not problems,
+        "problems": [{"instance_id": p.instance_id, "seq": p.seq, "message": p.message} for p in problems],
+    }
 
 
 @bp.post("/audit/verifications")
@@ -65,9 +78,12 @@ def start_verification() -> tuple[dict[str, Any], int, dict[str, str]]:
     principal = current_principal()
     job = request_verification(engine.sessions, principal.actor, engine.clock.now(), principal.scope.organisation)
     jobs: BackgroundJobs = current_app.extensions["carepath.jobs"]
-    jobs.start(f"verification-{job.id}", lambda: run_verification(engine.sessions, job.id, engine.clock.now,
-                                                                   engine.settings.checkpoint_dir,
-                                                                   jobs=engine.settings.verify_jobs))
+    jobs.start(
+        f"verification-{job.id}",
+        lambda: run_verification(
+            engine.sessions, job.id, engine.clock.now, engine.settings.checkpoint_dir, jobs=engine.settings.verify_jobs
+        ),
+    )
     return job.as_dict(), 202, {"Location": url_for(".get_verification_job", job_id=job.id)}
 
 
@@ -75,5 +91,6 @@ def start_verification() -> tuple[dict[str, Any], int, dict[str, str]]:
 @requires("audit.verify")
 def get_verification_job(job_id: Any) -> dict[str, Any]:
     """The job; an auditor of one organisation reads only its organisation's jobs (another's: 404)."""
-    return get_verification(carepath().sessions, str(job_id),
-                            organisation=current_principal().scope.organisation).as_dict()
+    return get_verification(
+        carepath().sessions, str(job_id), organisation=current_principal().scope.organisation
+    ).as_dict()

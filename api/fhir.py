@@ -33,12 +33,24 @@ bp = Blueprint("fhir", __name__, url_prefix=FHIR_BASE)
 
 _ID = "<string(maxlength=64):resource_id>"  # FHIR ids are at most 64 characters
 # Problem type (api/errors.py) -> FHIR IssueType.
-_ISSUE = {"unauthenticated": "login", "forbidden": "forbidden", "not-found": "not-found",
-          "method-not-allowed": "not-supported", "unsupported-media-type": "not-supported",
-          "body-too-large": "too-costly", "task-data-invalid": "invalid", "input-invalid": "invalid",
-          "request-invalid": "invalid", "malformed-json": "structure", "instance-state-conflict": "business-rule",
-          "instance-changed": "conflict", "task-not-ready": "conflict", "database-unavailable": "transient",
-          "internal-error": "exception", "rule-file-invalid": "exception"}
+_ISSUE = {
+    "unauthenticated": "login",
+    "forbidden": "forbidden",
+    "not-found": "not-found",
+    "method-not-allowed": "not-supported",
+    "unsupported-media-type": "not-supported",
+    "body-too-large": "too-costly",
+    "task-data-invalid": "invalid",
+    "input-invalid": "invalid",
+    "request-invalid": "invalid",
+    "malformed-json": "structure",
+    "instance-state-conflict": "business-rule",
+    "instance-changed": "conflict",
+    "task-not-ready": "conflict",
+    "database-unavailable": "transient",
+    "internal-error": "exception",
+    "rule-file-invalid": "exception",
+}
 _FORMATS = ("json", "application/json", "application/fhir+json")
 _PERMISSION = {r.type: r.permission for r in RESOURCES}
 
@@ -71,8 +83,12 @@ def _negotiate() -> None:
     acceptable = not accept or accept.best_match([FHIR_JSON, "application/json"]) is not None
     if any(f not in _FORMATS for f in wanted) or not acceptable:
         status, slug = (400, "request-invalid") if acceptable else (406, "unsupported-media-type")
-        raise ApiError(status, slug, "this server speaks FHIR JSON only (application/fhir+json)",
-                       [Problem("must be json or application/fhir+json", field="_format")] if wanted else [])
+        raise ApiError(
+            status,
+            slug,
+            "this server speaks FHIR JSON only (application/fhir+json)",
+            [Problem("must be json or application/fhir+json", field="_format")] if wanted else [],
+        )
 
 
 @bp.after_request
@@ -82,10 +98,15 @@ def _as_operation_outcome(response: Response) -> Response:
         return response
     problem = json.loads(response.get_data())
     slug = str(problem.get("type", "")).removeprefix(PROBLEM_BASE)
-    problems = [Problem(e.get("message", ""), field=e.get("field") or e.get("element")) for e in
-                problem.get("errors", [])]
-    outcome = operation_outcome(_ISSUE.get(slug, "processing"), problem.get("detail") or problem.get("title", ""),
-                                problems, request_id=str(problem.get("request_id", "")))
+    problems = [
+        Problem(e.get("message", ""), field=e.get("field") or e.get("element")) for e in problem.get("errors", [])
+    ]
+    outcome = operation_outcome(
+        _ISSUE.get(slug, "processing"),
+        problem.get("detail") or problem.get("title", ""),
+        problems,
+        request_id=str(problem.get("request_id", "")),
+    )
     response.set_data(json.dumps(outcome))
     response.mimetype = FHIR_JSON
     return response
@@ -99,13 +120,23 @@ def _patient(resource_type: str) -> str:
     allowed = {"patient", "patient:identifier", "_format"}
     unknown = sorted(set(request.args) - allowed)
     if unknown:
-        raise ApiError(400, "request-invalid", f"search parameters not supported for {resource_type}",
-                       [Problem("is not a search parameter here (supported: patient, patient:identifier)",
-                                field=name[:50]) for name in unknown[:10]])
+        raise ApiError(
+            400,
+            "request-invalid",
+            f"search parameters not supported for {resource_type}",
+            [
+                Problem("is not a search parameter here (supported: patient, patient:identifier)", field=name[:50])
+                for name in unknown[:10]
+            ],
+        )
     given = [(name, value) for name in ("patient", "patient:identifier") for value in request.args.getlist(name)]
     if len(given) != 1:
-        raise ApiError(400, "request-invalid", f"a {resource_type} search names exactly one patient",
-                       [Problem("give one patient (or patient:identifier=<system>|<value>)", field="patient")])
+        raise ApiError(
+            400,
+            "request-invalid",
+            f"a {resource_type} search names exactly one patient",
+            [Problem("give one patient (or patient:identifier=<system>|<value>)", field="patient")],
+        )
     name, value = given[0]
     try:
         return patient_ref_from_search(name, value, _fhir().kind)
@@ -131,8 +162,12 @@ def _resource_body() -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "malformed-json", "the body is not valid UTF-8 JSON") from exc
     if not isinstance(body, dict):
-        raise ApiError(400, "request-invalid", "the body is not a FHIR resource",
-                       [Problem("must be a JSON object with a resourceType", field="/")])
+        raise ApiError(
+            400,
+            "request-invalid",
+            "the body is not a FHIR resource",
+            [Problem("must be a JSON object with a resourceType", field="/")],
+        )
     return body
 
 
@@ -151,8 +186,9 @@ def _language() -> str | None:
 def metadata() -> Response:
     """The CapabilityStatement (no authentication)."""
     fhir = _fhir()
-    return _answer(capability_statement(fhir.software, __version__, _base(), fhir.patient_system,
-                                        carepath().clock.now()))
+    return _answer(
+        capability_statement(fhir.software, __version__, _base(), fhir.patient_system, carepath().clock.now())
+    )
 
 
 # --- care plans, referrals, tasks ----------------------------------------------------------------
@@ -199,8 +235,12 @@ def search_tasks() -> Response:
 def search_questionnaires() -> Response:
     unknown = sorted(set(request.args) - {"url", "_format"})
     if unknown:
-        raise ApiError(400, "request-invalid", "search parameters not supported for Questionnaire",
-                       [Problem("is not a search parameter here (supported: url)", field=n[:50]) for n in unknown[:10]])
+        raise ApiError(
+            400,
+            "request-invalid",
+            "search parameters not supported for Questionnaire",
+            [Problem("is not a search parameter here (supported: url)", field=n[:50]) for n in unknown[:10]],
+        )
     checklist = _fhir().questionnaire()
     urls = request.args.getlist("url")
     return _bundle([checklist] if all(u.split("|")[0] == checklist["url"] for u in urls) else [])
@@ -233,13 +273,23 @@ def read_questionnaire_response(resource_id: str) -> Response:
 def create_questionnaire_response() -> Response:
     """A patient app's completed checklist completes the patient's waiting needs assessment."""
     if request.args and set(request.args) != {"_format"}:
-        raise ApiError(400, "request-invalid", "create takes no parameters",
-                       [Problem("is not a parameter here", field=n[:50]) for n in sorted(request.args)[:10]])
+        raise ApiError(
+            400,
+            "request-invalid",
+            "create takes no parameters",
+            [Problem("is not a parameter here", field=n[:50]) for n in sorted(request.args)[:10]],
+        )
     resource = _resource_body()
     stored = _fhir().complete_assessment(resource, current_principal().actor, current_principal().scope)
     if stored is None:
-        return _answer(operation_outcome("informational", "the needs assessment was completed; the pathway stored "
-                                         "no assessment for it (see the instance's status)", severity="information"))
+        return _answer(
+            operation_outcome(
+                "informational",
+                "the needs assessment was completed; the pathway stored "
+                "no assessment for it (see the instance's status)",
+                severity="information",
+            )
+        )
     return _answer(stored, 201, {"Location": f"{_base()}/QuestionnaireResponse/{stored['id']}"})
 
 

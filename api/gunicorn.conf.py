@@ -58,8 +58,9 @@ def when_ready(server: Any) -> None:
     carepath.db.dispose()  # the warm-up's connections are the master's: no worker may inherit them
     gc.collect()
     gc.freeze()
-    server.log.info("warmed up %d pathway(s); %d objects frozen out of the collector", len(pathways),
-                    gc.get_freeze_count())
+    server.log.info(
+        "warmed up %d pathway(s); %d objects frozen out of the collector", len(pathways), gc.get_freeze_count()
+    )
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -36,8 +36,12 @@ def idempotent(view: View) -> View:
         if key is None:
             return view(*args, **kwargs)
         if not _KEY.match(key):
-            raise ApiError(400, "request-invalid", "Idempotency-Key must be 1-255 visible ASCII characters",
-                           [Problem("1-255 visible ASCII characters", field="Idempotency-Key")])
+            raise ApiError(
+                400,
+                "request-invalid",
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+                [Problem("1-255 visible ASCII characters", field="Idempotency-Key")],
+            )
         carepath = current_app.extensions["carepath"]
         store = IdempotencyStore(carepath.sessions, carepath.clock)
         principal = current_principal().token_id

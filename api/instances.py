@@ -31,9 +31,13 @@ def instance_filter() -> InstanceFilter:
     Raises: InvalidInputError (a bad filter; break-glass without a patient).
     """
     patient_ref = query_str("patient_ref", _PATIENT_REF)
-    return InstanceFilter(patient_ref=patient_ref, pathway_id=query_str("pathway_id", _PATHWAY_ID),
-                          status=query_choice("status", STATUSES), due_before=query_time("due_before"),
-                          scope=list_scope(current_principal(), patient_ref))
+    return InstanceFilter(
+        patient_ref=patient_ref,
+        pathway_id=query_str("pathway_id", _PATHWAY_ID),
+        status=query_choice("status", STATUSES),
+        due_before=query_time("due_before"),
+        scope=list_scope(current_principal(), patient_ref),
+    )
 
 
 @bp.post("")
@@ -43,8 +47,14 @@ def start() -> Reply:
     body = json_body("StartRequest")
     principal = current_principal()
     organisation, care_team = start_placement(principal, body.get("organisation"), body.get("care_team"))
-    view = carepath().instances.start(body["pathway_id"], body["patient_ref"], principal.actor, body.get("data"),
-                                      organisation=organisation, care_team=care_team)
+    view = carepath().instances.start(
+        body["pathway_id"],
+        body["patient_ref"],
+        principal.actor,
+        body.get("data"),
+        organisation=organisation,
+        care_team=care_team,
+    )
     return instance_body(view), 201, {**etag(view.version), **VARY, "Location": url_for(".get", instance_id=view.id)}
 
 
@@ -91,8 +101,9 @@ def cancel(instance_id: Any) -> Reply:
 @requires("instances.correct")
 def correct_data(instance_id: Any) -> Reply:
     body = json_body("DataCorrection")
-    view = carepath().instances.correct_data(str(instance_id), body["data"], body["reason"],
-                                             current_principal().actor, if_match())
+    view = carepath().instances.correct_data(
+        str(instance_id), body["data"], body["reason"], current_principal().actor, if_match()
+    )
     return view.as_dict(), 200, etag(view.version)
 
 
@@ -100,8 +111,9 @@ def correct_data(instance_id: Any) -> Reply:
 @requires("instances.transfer")
 def change_care_team(instance_id: Any) -> Reply:
     body = json_body("CareTeamChange")
-    view = carepath().instances.change_care_team(str(instance_id), body["care_team"], body["reason"],
-                                                 current_principal().actor, if_match())
+    view = carepath().instances.change_care_team(
+        str(instance_id), body["care_team"], body["reason"], current_principal().actor, if_match()
+    )
     return instance_body(view), 200, {**etag(view.version), **VARY}
 
 

@@ -41,10 +41,17 @@ def patient_view(instance_id: str) -> InstanceView:
 
 def patient_instance(view: InstanceView) -> dict[str, Any]:
     """An instance as its patient sees it: no staff task, their own forms with their safety notices."""
-    forms = [{key: form[key] for key in ("id", "element", "kind", "name", "form")}
-             for form in with_notices(own_forms(view))]
-    return {"id": view.id, "pathway_id": view.pathway_id, "status": view.status, "version": view.version,
-            "next_due_at": view.next_due_at, "forms": forms}
+    forms = [
+        {key: form[key] for key in ("id", "element", "kind", "name", "form")} for form in with_notices(own_forms(view))
+    ]
+    return {
+        "id": view.id,
+        "pathway_id": view.pathway_id,
+        "status": view.status,
+        "version": view.version,
+        "next_due_at": view.next_due_at,
+        "forms": forms,
+    }
 
 
 def _for_patient(document: dict[str, Any]) -> dict[str, Any]:
@@ -83,8 +90,9 @@ def end_of_treatment(instance_id: Any) -> Response:
 def end_of_treatment_phase(instance_id: Any, number: int) -> Response:
     """The summary of one phase of care of the patient's own (each course of treatment that ended)."""
     view = patient_view(str(instance_id))
-    return negotiated(functools.partial(end_of_treatment_summary, phase=number), view.id,
-                      f"end-of-treatment-summary-{number}")
+    return negotiated(
+        functools.partial(end_of_treatment_summary, phase=number), view.id, f"end-of-treatment-summary-{number}"
+    )
 
 
 @bp.post("/instances/<uuid:instance_id>/forms/<uuid:task_id>")
@@ -92,8 +100,9 @@ def end_of_treatment_phase(instance_id: Any, number: int) -> Response:
 @idempotent
 def submit_form(instance_id: Any, task_id: Any) -> Reply:
     data = json_body("CompleteRequest")["data"]
-    view = complete_own_form(carepath().instances, current_principal(), str(instance_id), str(task_id), data,
-                             if_match())
+    view = complete_own_form(
+        carepath().instances, current_principal(), str(instance_id), str(task_id), data, if_match()
+    )
     return patient_instance(view), 200, {**etag(view.version), **VARY}
 
 
@@ -102,6 +111,7 @@ def submit_form(instance_id: Any, task_id: Any) -> Reply:
 @idempotent
 def warning_sign() -> tuple[dict[str, Any], int]:
     body = json_body("WarningSignReport")
-    views = report_warning_sign(carepath().instances, current_principal(), body["warning_sign"],
-                                body.get("description"))
+    views = report_warning_sign(
+        carepath().instances, current_principal(), body["warning_sign"], body.get("description")
+    )
     return {"instances": [view.id for view in views]}, 202

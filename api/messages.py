@@ -19,7 +19,12 @@ bp = Blueprint("messages", __name__, url_prefix="/v1/messages")
 def send() -> dict[str, Any]:
     body = json_body("MessageRequest")
     principal = current_principal()
-    views = carepath().instances.send_message(body["name"], principal.actor, patient_ref=body.get("patient_ref"),
-                                              instance_id=body.get("instance_id"), payload=body.get("payload"),
-                                              scope=principal.scope)
+    views = carepath().instances.send_message(
+        body["name"],
+        principal.actor,
+        patient_ref=body.get("patient_ref"),
+        instance_id=body.get("instance_id"),
+        payload=body.get("payload"),
+        scope=principal.scope,
+    )
     return {"delivered": [instance_body(view) for view in views]}

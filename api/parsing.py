@@ -30,8 +30,20 @@ from engine.pathways.bundle import TOO_LARGE, Bundle, read_bundle_zip
 from .errors import ApiError
 from .openapi import DOCUMENT
 
-__all__ = ["MAX_JSON_DEPTH", "etag", "if_match", "json_body", "query_choice", "query_errors", "query_int",
-           "query_str", "query_time", "reject_unknown_query", "unstorable_values", "uploaded_files"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "etag",
+    "if_match",
+    "json_body",
+    "query_choice",
+    "query_errors",
+    "query_int",
+    "query_str",
+    "query_time",
+    "reject_unknown_query",
+    "unstorable_values",
+    "uploaded_files",
+]
 
 DOCUMENT_URI = "https://carepath.dev/openapi.json"
 _IF_MATCH = re.compile(r'^"([0-9]{1,9})"$')
@@ -53,7 +65,8 @@ def _validator(schema_name: str) -> Draft202012Validator:
         # quicker than following a $ref into the whole document on every request.
         return Draft202012Validator(schema)
     registry: Registry[Any] = Registry().with_resource(
-        DOCUMENT_URI, Resource.from_contents(DOCUMENT, default_specification=DRAFT202012))
+        DOCUMENT_URI, Resource.from_contents(DOCUMENT, default_specification=DRAFT202012)
+    )
     return Draft202012Validator({"$ref": f"{DOCUMENT_URI}#/components/schemas/{schema_name}"}, registry=registry)
 
 
@@ -83,8 +96,10 @@ def json_body(schema_name: str, required: bool = True) -> dict[str, Any]:
     unstorable = unstorable_values(body)
     if unstorable:
         raise ApiError(400, "request-invalid", "the request body holds values CarePath cannot store", unstorable)
-    problems = [Problem(_message(error), field=_pointer(error), code=str(error.validator))
-                for error in _validator(schema_name).iter_errors(body)]
+    problems = [
+        Problem(_message(error), field=_pointer(error), code=str(error.validator))
+        for error in _validator(schema_name).iter_errors(body)
+    ]
     if problems:
         raise ApiError(400, "request-invalid", "the request body is not valid", sorted(problems, key=str))
     return dict(body)
@@ -104,23 +119,33 @@ def unstorable_values(body: Any, limit: int = 10) -> list[Problem]:
         value, pointer, depth = pending.pop()
         if isinstance(value, dict | list):
             if depth >= MAX_JSON_DEPTH:
-                problems.append(Problem(f"is nested deeper than {MAX_JSON_DEPTH} levels", field=pointer or "/",
-                                        code="maxDepth"))
+                problems.append(
+                    Problem(f"is nested deeper than {MAX_JSON_DEPTH} levels", field=pointer or "/", code="maxDepth")
+                )
                 continue
             entries = value.items() if isinstance(value, dict) else enumerate(value)
             for key, item in entries:
                 name = str(key)
                 if not _is_text(name):
-                    problems.append(Problem("a property name holds a lone surrogate (not text)",
-                                            field=f"{pointer}/{_printable(name)}", code="surrogate"))
+                    problems.append(
+                        Problem(
+                            "a property name holds a lone surrogate (not text)",
+                            field=f"{pointer}/{_printable(name)}",
+                            code="surrogate",
+                        )
+                    )
                     continue
                 pending.append((item, f"{pointer}/{name.replace('~', '~0').replace('/', '~1')}", depth + 1))
         elif isinstance(value, str) and not _is_text(value):
-            problems.append(Problem("holds a lone surrogate (\\ud800-\\udfff): not text", field=pointer or "/",
-                                    code="surrogate"))
+            problems.append(
+                Problem("holds a lone surrogate (\\ud800-\\udfff): not text", field=pointer or "/", code="surrogate")
+            )
         elif isinstance(value, float) and not math.isfinite(value):
-            problems.append(Problem("must be a finite number (this one is too large to represent)",
-                                    field=pointer or "/", code="finite"))
+            problems.append(
+                Problem(
+                    "must be a finite number (this one is too large to represent)", field=pointer or "/", code="finite"
+                )
+            )
     return sorted(problems, key=str)
 
 
@@ -180,13 +205,27 @@ def uploaded_bundle() -> Bundle:
         raise ApiError(400, "request-invalid", exc.message, exc.problems) from exc
     bad = [name for name in bundle.files if not _UPLOAD_NAME.match(name) or len(name) > MAX_FILE_NAME]
     if bad:
-        raise ApiError(400, "request-invalid", "bad file name in the archive", [Problem(
-            "must be a relative name such as pathway.bpmn or shared/sub.bpmn (.bpmn, .json or .dmn; letters, "
-            f"digits, '_', '.', '-'; at most 4 levels), at most {MAX_FILE_NAME} characters", file=name,
-            code="file-name") for name in bad[:10]])
+        raise ApiError(
+            400,
+            "request-invalid",
+            "bad file name in the archive",
+            [
+                Problem(
+                    "must be a relative name such as pathway.bpmn or shared/sub.bpmn (.bpmn, .json or .dmn; letters, "
+                    f"digits, '_', '.', '-'; at most 4 levels), at most {MAX_FILE_NAME} characters",
+                    file=name,
+                    code="file-name",
+                )
+                for name in bad[:10]
+            ],
+        )
     if not bundle.files:
-        raise ApiError(400, "request-invalid", "the archive holds no pathway file",
-                       [Problem("at least one .bpmn file is required", code="not-found")])
+        raise ApiError(
+            400,
+            "request-invalid",
+            "the archive holds no pathway file",
+            [Problem("at least one .bpmn file is required", code="not-found")],
+        )
     return bundle
 
 
@@ -196,22 +235,34 @@ def uploaded_files() -> dict[str, bytes]:
     Raises: ApiError 415 (not multipart), 400 (no files, bad names, too many).
     """
     if request.mimetype != "multipart/form-data":
-        raise ApiError(415, "unsupported-media-type",
-                       "upload diagrams as multipart/form-data in 'files' parts, or a zip archive as application/zip")
+        raise ApiError(
+            415,
+            "unsupported-media-type",
+            "upload diagrams as multipart/form-data in 'files' parts, or a zip archive as application/zip",
+        )
     parts: list[FileStorage] = request.files.getlist("files")
     if not parts:
         raise ApiError(400, "request-invalid", "no files uploaded", [Problem("at least one file", field="/files")])
     if len(parts) > MAX_UPLOAD_FILES:
-        raise ApiError(400, "request-invalid", "too many files",
-                       [Problem(f"at most {MAX_UPLOAD_FILES}", field="/files")])
+        raise ApiError(
+            400, "request-invalid", "too many files", [Problem(f"at most {MAX_UPLOAD_FILES}", field="/files")]
+        )
     files: dict[str, bytes] = {}
     for index, part in enumerate(parts):
         name = part.filename or ""
         if not _UPLOAD_NAME.match(name) or ".." in name or len(name) > MAX_FILE_NAME:
-            raise ApiError(400, "request-invalid", "bad file name", [Problem(
-                f"must be a relative name such as pathway.bpmn or shared/sub.bpmn (.bpmn, .json or .dmn), at most "
-                f"{MAX_FILE_NAME} characters",
-                field=f"/files/{index}")])
+            raise ApiError(
+                400,
+                "request-invalid",
+                "bad file name",
+                [
+                    Problem(
+                        "must be a relative name such as pathway.bpmn or shared/sub.bpmn (.bpmn, .json or .dmn), "
+                        f"at most {MAX_FILE_NAME} characters",
+                        field=f"/files/{index}",
+                    )
+                ],
+            )
         files[name] = part.read()
     return files
 
@@ -226,8 +277,12 @@ def if_match() -> int | None:
         return None
     match = _IF_MATCH.match(value.strip())
     if match is None:
-        raise ApiError(400, "request-invalid", 'If-Match must be one quoted instance version, like "3"',
-                       [Problem('must look like "3"', field="If-Match")])
+        raise ApiError(
+            400,
+            "request-invalid",
+            'If-Match must be one quoted instance version, like "3"',
+            [Problem('must look like "3"', field="If-Match")],
+        )
     return int(match.group(1))
 
 
@@ -240,9 +295,12 @@ def query_str(name: str, pattern: str | None = None, max_length: int = 500) -> s
     if value is None:
         return None
     if len(value) > max_length or (pattern is not None and not re.match(pattern, value)):
-        raise ApiError(400, "request-invalid", f"query parameter {name} is not valid",
-                       [Problem(f"must match {pattern}" if pattern else f"at most {max_length} characters",
-                                field=name)])
+        raise ApiError(
+            400,
+            "request-invalid",
+            f"query parameter {name} is not valid",
+            [Problem(f"must match {pattern}" if pattern else f"at most {max_length} characters", field=name)],
+        )
     return value
 
 
@@ -250,8 +308,12 @@ def query_choice(name: str, choices: tuple[str, ...]) -> str | None:
     """Raises: ApiError 400 ``request-invalid`` when the value is not one of ``choices``."""
     value = request.args.get(name)
     if value is not None and value not in choices:
-        raise ApiError(400, "request-invalid", f"query parameter {name} is not valid",
-                       [Problem(f"must be one of {', '.join(choices)}", field=name)])
+        raise ApiError(
+            400,
+            "request-invalid",
+            f"query parameter {name} is not valid",
+            [Problem(f"must be one of {', '.join(choices)}", field=name)],
+        )
     return value
 
 
@@ -267,8 +329,9 @@ def query_errors() -> Iterator[None]:
     except InvalidInputError as exc:
         if not exc.problems or not all(p.field in request.args for p in exc.problems):
             raise
-        raise ApiError(400, "request-invalid", f"query parameter {exc.problems[0].field} is not valid",
-                       list(exc.problems)) from exc
+        raise ApiError(
+            400, "request-invalid", f"query parameter {exc.problems[0].field} is not valid", list(exc.problems)
+        ) from exc
 
 
 def query_int(name: str, default: int, low: int, high: int) -> int:
@@ -276,8 +339,12 @@ def query_int(name: str, default: int, low: int, high: int) -> int:
     if value is None:
         return default
     if not re.fullmatch(r"-?[0-9]{1,9}", value) or not low <= int(value) <= high:
-        raise ApiError(400, "request-invalid", f"query parameter {name} is not valid",
-                       [Problem(f"must be an integer from {low} to {high}", field=name)])
+        raise ApiError(
+            400,
+            "request-invalid",
+            f"query parameter {name} is not valid",
+            [Problem(f"must be an integer from {low} to {high}", field=name)],
+        )
     return int(value)
 
 
@@ -290,8 +357,12 @@ def query_time(name: str) -> datetime | None:
     except ValueError:
         when = None
     if when is None or when.tzinfo is None or math.isnan(when.timestamp()):
-        raise ApiError(400, "request-invalid", f"query parameter {name} is not valid",
-                       [Problem("must be an RFC 3339 date-time with a zone, like 2026-01-15T09:00:00Z", field=name)])
+        raise ApiError(
+            400,
+            "request-invalid",
+            f"query parameter {name} is not valid",
+            [Problem("must be an RFC 3339 date-time with a zone, like 2026-01-15T09:00:00Z", field=name)],
+        )
     return when
 
 
@@ -313,5 +384,9 @@ def reject_unknown_query() -> None:
         return  # the FHIR API's routes check their own search parameters (api/fhir.py)
     unknown = sorted(set(request.args) - _query_names(template, request.method.lower()))
     if unknown:
-        raise ApiError(400, "request-invalid", "unknown query parameters",
-                       [Problem("is not a parameter of this operation", field=name[:50]) for name in unknown[:10]])
+        raise ApiError(
+            400,
+            "request-invalid",
+            "unknown query parameters",
+            [Problem("is not a parameter of this operation", field=name[:50]) for name in unknown[:10]],
+        )

@@ -84,10 +84,17 @@ def validate_upload() -> dict[str, Any]:
     and what the bundle holds and lacks, by name."""
     catalog = carepath().catalog
     bundle = uploaded_bundle()
-    problems = check_upload(bundle.files, pathways_root=catalog.library.root,
-                            known_rule_sets=catalog.known_rule_sets(), known_operators=catalog.known_operators())
-    return {"valid": not errors_in(problems), "problems": [p.as_dict() for p in problems],
-            "bundle": catalog.survey(bundle.files, bundle.ignored).as_dict()}
+    problems = check_upload(
+        bundle.files,
+        pathways_root=catalog.library.root,
+        known_rule_sets=catalog.known_rule_sets(),
+        known_operators=catalog.known_operators(),
+    )
+    return {
+        "valid": not errors_in(problems),
+        "problems": [p.as_dict() for p in problems],
+        "bundle": catalog.survey(bundle.files, bundle.ignored).as_dict(),
+    }
 
 
 @bp.post("")
@@ -97,8 +104,13 @@ def deploy_upload() -> tuple[dict[str, Any], int]:
     try:
         deployment = catalog.deploy_bundle(bundle, actor=current_principal().actor)
     except DiagramError as exc:  # refused: say what the bundle held and lacked, beside the located problems
-        raise ApiError(422, "diagram-invalid", exc.message, exc.problems,
-                       members={"bundle": catalog.survey(bundle.files, bundle.ignored).as_dict()}) from exc
+        raise ApiError(
+            422,
+            "diagram-invalid",
+            exc.message,
+            exc.problems,
+            members={"bundle": catalog.survey(bundle.files, bundle.ignored).as_dict()},
+        ) from exc
     body: dict[str, Any] = {"items": [info.as_dict() for info in deployment]}
     if deployment.bundle is not None:
         body["bundle"] = deployment.bundle.as_dict()
@@ -111,8 +123,7 @@ def deploy_upload() -> tuple[dict[str, Any], int]:
 @requires("pathways.migrate")
 def migrate(pathway_id: str) -> dict[str, Any]:
     dry_run = json_body("MigrateRequest")["dry_run"]
-    report = migrate_pathway(carepath().instances, _pathway_id(pathway_id), current_principal().actor,
-                             dry_run=dry_run)
+    report = migrate_pathway(carepath().instances, _pathway_id(pathway_id), current_principal().actor, dry_run=dry_run)
     return without_patients(report)  # authors may not read instances: named by id, not by patient
 
 
@@ -131,8 +142,9 @@ def ask_for_migration(pathway_id: str) -> tuple[dict[str, Any], int]:
 @bp.get("/<pathway_id>/migration-requests")
 @requires("migrations.read")
 def migration_requests(pathway_id: str) -> dict[str, Any]:
-    return {"items": [info.as_dict() for info in list_migration_requests(carepath().instances,
-                                                                           _pathway_id(pathway_id))]}
+    return {
+        "items": [info.as_dict() for info in list_migration_requests(carepath().instances, _pathway_id(pathway_id))]
+    }
 
 
 @bp.post("/<pathway_id>/migration-requests/<request_id>/approval")
@@ -142,6 +154,7 @@ def approve(pathway_id: str, request_id: str) -> dict[str, Any]:
     if not _REQUEST_ID.match(request_id):
         raise NotFoundError("no such migration request")
     json_body("Activation", required=False)
-    info, _ = approve_migration(carepath().instances, request_id, current_principal().actor,
-                                pathway_id=_pathway_id(pathway_id))
+    info, _ = approve_migration(
+        carepath().instances, request_id, current_principal().actor, pathway_id=_pathway_id(pathway_id)
+    )
     return info.as_dict()

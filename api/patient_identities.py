@@ -27,8 +27,9 @@ def link() -> tuple[dict[str, Any], int]:
     body = json_body("PatientIdentityRequest")
     engine = carepath()
     with unit_of_work(engine.sessions) as session:
-        found = link_identity(session, body["issuer"], body["subject"], body["patient_ref"],
-                              current_principal().actor, engine.clock)
+        found = link_identity(
+            session, body["issuer"], body["subject"], body["patient_ref"], current_principal().actor, engine.clock
+        )
     return found.as_dict(), 201
 
 

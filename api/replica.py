@@ -97,8 +97,14 @@ def init_app(app: Flask) -> None:
             if caller:
                 positions.put(caller, position)
             if request.cookies.get("carepath_session"):
-                response.set_cookie(COOKIE, position, max_age=int(REMEMBER_SECONDS), httponly=True,
-                                    samesite="Strict", secure=request.is_secure)
+                response.set_cookie(
+                    COOKIE,
+                    position,
+                    max_age=int(REMEMBER_SECONDS),
+                    httponly=True,
+                    samesite="Strict",
+                    secure=request.is_secure,
+                )
         return response
 
     @app.teardown_request

@@ -40,8 +40,14 @@ def _query(team: bool = True) -> MeasureQuery:
     pathway = query_str("pathway", NAME_PATTERN)
     chosen_team = query_str("team", max_length=200) if team else None
     with query_errors():
-        return MeasureQuery.of(since, until, pathway, chosen_team, now=carepath().clock.now(),
-                               organisation=current_principal().scope.organisation)
+        return MeasureQuery.of(
+            since,
+            until,
+            pathway,
+            chosen_team,
+            now=carepath().clock.now(),
+            organisation=current_principal().scope.organisation,
+        )
 
 
 def _csv(text: str, name: str) -> Response:

@@ -25,16 +25,29 @@ from engine.errors import InvalidInputError, NotFoundError, PermissionDeniedErro
 
 from . import carepath
 
-__all__ = ["BREAK_GLASS_HEADER", "BREAK_GLASS_NOTE_HEADER", "KINDS", "break_glass", "check_request", "list_scope",
-           "start_placement"]
+__all__ = [
+    "BREAK_GLASS_HEADER",
+    "BREAK_GLASS_NOTE_HEADER",
+    "KINDS",
+    "break_glass",
+    "check_request",
+    "list_scope",
+    "start_placement",
+]
 
 BREAK_GLASS_HEADER = "CarePath-Break-Glass"
 BREAK_GLASS_NOTE_HEADER = "CarePath-Break-Glass-Note"
 # The kind of record a view names -> the URL variable that names it.
-KINDS: dict[str, str] = {"instance": "instance_id", "evaluation": "evaluation_id",
-                         "decision_evaluation": "evaluation_id", "care_plan": "resource_id",
-                         "care_plan_item": "resource_id", "questionnaire_response": "resource_id",
-                         "composition": "resource_id", "referral_escalation": "escalation_id"}
+KINDS: dict[str, str] = {
+    "instance": "instance_id",
+    "evaluation": "evaluation_id",
+    "decision_evaluation": "evaluation_id",
+    "care_plan": "resource_id",
+    "care_plan_item": "resource_id",
+    "questionnaire_response": "resource_id",
+    "composition": "resource_id",
+    "referral_escalation": "escalation_id",
+}
 _READS = ("GET", "HEAD")
 
 
@@ -54,8 +67,10 @@ def break_glass(principal: Principal, grant: BreakGlass | None = None) -> BreakG
     if principal.role not in BREAK_GLASS_ROLES:
         raise PermissionDeniedError(f"a {principal.role} may not break the glass: only clinicians may")
     if request.method not in _READS:
-        raise InvalidInputError("break-glass opens a record for reading, never for changes", [Problem(
-            "send it with GET only", field=BREAK_GLASS_HEADER)])
+        raise InvalidInputError(
+            "break-glass opens a record for reading, never for changes",
+            [Problem("send it with GET only", field=BREAK_GLASS_HEADER)],
+        )
     g.break_glass = grant
     return grant
 
@@ -79,8 +94,11 @@ def check_request(principal: Principal, kind: str | None) -> None:
         found = placement(session, kind, key)
     if found is not None and scope.covers(found.organisation, found.care_team):
         return
-    if found is not None and g.get("break_glass") is not None and \
-            scope.organisation_wide().covers(found.organisation, found.care_team):
+    if (
+        found is not None
+        and g.get("break_glass") is not None
+        and scope.organisation_wide().covers(found.organisation, found.care_team)
+    ):
         return  # a clinician's declared read of another team's patient (the access log records it)
     # Missing or hidden: the same answer, from here, before the view checks anything else (a view that
     # validated its query first would otherwise answer 400 for a missing record and 404 for a hidden one).
@@ -95,8 +113,10 @@ def list_scope(principal: Principal, patient_ref: str | None) -> CareScope:
     if g.get("break_glass") is None:
         return principal.scope
     if patient_ref is None:
-        raise InvalidInputError("break-glass opens one patient's records", [Problem(
-            "name the patient (patient_ref) when breaking the glass", field="patient_ref")])
+        raise InvalidInputError(
+            "break-glass opens one patient's records",
+            [Problem("name the patient (patient_ref) when breaking the glass", field="patient_ref")],
+        )
     return principal.scope.organisation_wide()
 
 

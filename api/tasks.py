@@ -30,13 +30,22 @@ def list_ready() -> tuple[dict[str, Any], int, dict[str, str]]:
     with query_errors():  # a cursor this API did not issue, a status other than running
         page = queries().ready_tasks(where, element, cursor, limit).as_dict()
     # Referrals not accepted in time, for their named contacts: on the first page, not counted in pages.
-    escalations = [] if cursor or element else carepath().referral_escalations.list_open(
-        where.patient_ref, where.pathway_id, where.scope.condition())
+    escalations = (
+        []
+        if cursor or element
+        else carepath().referral_escalations.list_open(where.patient_ref, where.pathway_id, where.scope.condition())
+    )
     # End of treatment summaries not written within 6 weeks of their phase's end, likewise.
-    overdue = [] if cursor or element else carepath().treatment_summaries.list_overdue(
-        where.patient_ref, where.pathway_id, where.scope.condition())
-    return {**page, "items": with_notices(page["items"]), "escalations": escalations,
-            "summaries_overdue": overdue}, 200, VARY
+    overdue = (
+        []
+        if cursor or element
+        else carepath().treatment_summaries.list_overdue(where.patient_ref, where.pathway_id, where.scope.condition())
+    )
+    return (
+        {**page, "items": with_notices(page["items"]), "escalations": escalations, "summaries_overdue": overdue},
+        200,
+        VARY,
+    )
 
 
 @bp.post("/referral-escalations/<uuid:escalation_id>/complete")
@@ -53,8 +62,13 @@ def get(instance_id: Any, task_id: Any) -> Reply:
     view = carepath().instances.get(str(instance_id))
     for task in view.ready_tasks:
         if task["id"] == str(task_id):
-            item = {**task, "instance_id": view.id, "instance_version": view.version,
-                    "pathway_id": view.pathway_id, "patient_ref": view.patient_ref}
+            item = {
+                **task,
+                "instance_id": view.id,
+                "instance_version": view.version,
+                "pathway_id": view.pathway_id,
+                "patient_ref": view.patient_ref,
+            }
             return with_notices([item])[0], 200, {**etag(view.version), **VARY}
     raise NotFoundError("no ready task with this id in the instance")
 
@@ -64,6 +78,7 @@ def get(instance_id: Any, task_id: Any) -> Reply:
 @idempotent
 def complete(instance_id: Any, task_id: Any) -> Reply:
     data = json_body("CompleteRequest")["data"]
-    view = carepath().instances.complete_task(str(instance_id), str(task_id), data, current_principal().actor,
-                                              expected_version=if_match())
+    view = carepath().instances.complete_task(
+        str(instance_id), str(task_id), data, current_principal().actor, expected_version=if_match()
+    )
     return instance_body(view), 200, {**etag(view.version), **VARY}

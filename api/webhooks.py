@@ -57,8 +57,11 @@ def list_dead_letters() -> dict[str, Any]:
 def replay() -> dict[str, Any]:
     body = json_body("WebhookReplayRequest")
     replayed = carepath().webhook_admin.replay(
-        delivery_ids=body.get("delivery_ids"), subscription_id=body.get("subscription_id"),
-        since=_time(body, "since"), until=_time(body, "until"))
+        delivery_ids=body.get("delivery_ids"),
+        subscription_id=body.get("subscription_id"),
+        since=_time(body, "since"),
+        until=_time(body, "until"),
+    )
     return {"items": [d.as_dict() for d in replayed]}
 
 
@@ -71,7 +74,10 @@ def _time(body: dict[str, Any], name: str) -> datetime | None:
     except ValueError:
         when = None
     if when is None or when.tzinfo is None or math.isnan(when.timestamp()):
-        raise ApiError(400, "request-invalid", "the request body is not valid",
-                       [Problem("must be an RFC 3339 date-time with a zone, like 2026-01-15T09:00:00Z",
-                                field=f"/{name}")])
+        raise ApiError(
+            400,
+            "request-invalid",
+            "the request body is not valid",
+            [Problem("must be an RFC 3339 date-time with a zone, like 2026-01-15T09:00:00Z", field=f"/{name}")],
+        )
     return when

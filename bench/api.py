@@ -75,8 +75,13 @@ def percentile(values: list[float], q: float) -> float:
 def summary(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"n": 0}
-    return {"n": len(values), "p50_ms": percentile(values, 50), "p95_ms": percentile(values, 95),
-            "p99_ms": percentile(values, 99), "max_ms": round(max(values), 2)}
+    return {
+        "n": len(values),
+        "p50_ms": percentile(values, 50),
+        "p95_ms": percentile(values, 95),
+        "p99_ms": percentile(values, 99),
+        "max_ms": round(max(values), 2),
+    }
 
 
 class View:
@@ -96,11 +101,13 @@ class HttpInstances:
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.elements: dict[str, str] = {}  # task id -> element, from the views seen
 
-    def call(self, kind: str, method: str, path: str, role: str, body: Any = None,
-             headers: dict[str, str] | None = None) -> Any:
+    def call(
+        self, kind: str, method: str, path: str, role: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
         began = time.perf_counter()
-        response = self.client.open(path, method=method, json=body,
-                                    headers={"Authorization": f"Bearer {self.tokens[role]}", **(headers or {})})
+        response = self.client.open(
+            path, method=method, json=body, headers={"Authorization": f"Bearer {self.tokens[role]}", **(headers or {})}
+        )
         elapsed = (time.perf_counter() - began) * 1000
         if response.status_code >= 300:
             raise RuntimeError(f"{kind}: HTTP {response.status_code} {response.get_data(as_text=True)[:300]}")
@@ -112,20 +119,41 @@ class HttpInstances:
         return View(body)
 
     def start(self, pathway_id: str, patient_ref: str, actor: str, data: dict[str, Any] | None = None) -> View:
-        return self.view(self.call("start", "POST", "/v1/instances", "system",
-                                   {"pathway_id": pathway_id, "patient_ref": patient_ref, "data": data or {}}))
+        return self.view(
+            self.call(
+                "start",
+                "POST",
+                "/v1/instances",
+                "system",
+                {"pathway_id": pathway_id, "patient_ref": patient_ref, "data": data or {}},
+            )
+        )
 
-    def complete_task(self, instance_id: str, task_id: str, data: dict[str, Any], actor: str,
-                      expected_version: int | None = None) -> View:
+    def complete_task(
+        self, instance_id: str, task_id: str, data: dict[str, Any], actor: str, expected_version: int | None = None
+    ) -> View:
         headers = {"If-Match": f'"{expected_version}"'} if expected_version is not None else {}
-        return self.view(self.call(f"complete {self.elements.get(task_id, '?')}", "POST",
-                                   f"/v1/instances/{instance_id}/tasks/{task_id}/complete", "clinician",
-                                   {"data": data}, headers))
+        return self.view(
+            self.call(
+                f"complete {self.elements.get(task_id, '?')}",
+                "POST",
+                f"/v1/instances/{instance_id}/tasks/{task_id}/complete",
+                "clinician",
+                {"data": data},
+                headers,
+            )
+        )
 
-    def send_message(self, name: str, actor: str, *, patient_ref: str | None = None,
-                     payload: dict[str, Any] | None = None) -> list[View]:
-        body = self.call(f"message {name}", "POST", "/v1/messages", "system",
-                         {"name": name, "patient_ref": patient_ref, "payload": payload or {}})
+    def send_message(
+        self, name: str, actor: str, *, patient_ref: str | None = None, payload: dict[str, Any] | None = None
+    ) -> list[View]:
+        body = self.call(
+            f"message {name}",
+            "POST",
+            "/v1/messages",
+            "system",
+            {"name": name, "patient_ref": patient_ref, "payload": payload or {}},
+        )
         return [self.view(item) for item in body["delivered"]]
 
     def get(self, instance_id: str) -> View:
@@ -143,12 +171,14 @@ class HttpApp:
 class Bench:
     def __init__(self, url: str) -> None:
         self.clock = ManualClock(START)
-        self.app: Flask = create_app({"DATABASE_URL": url, "PATHWAYS_DIR": ROOT / "pathways",
-                                      "RULES_DIR": ROOT / "rules", "CLOCK": self.clock})
+        self.app: Flask = create_app(
+            {"DATABASE_URL": url, "PATHWAYS_DIR": ROOT / "pathways", "RULES_DIR": ROOT / "rules", "CLOCK": self.clock}
+        )
         self.engine: CarePath = self.app.extensions["carepath"]
         with unit_of_work(self.engine.sessions) as session:
-            self.tokens = {role: create_token(session, role, "bench", self.clock)[1]
-                           for role in ("system", "clinician")}
+            self.tokens = {
+                role: create_token(session, role, "bench", self.clock)[1] for role in ("system", "clinician")
+            }
         self.url = url
         engine = self.engine
 
@@ -166,18 +196,26 @@ class Bench:
         for number in range(count):
             self.clock.set(START)
             before = sum(sum(values) for values in http.timings.values())
-            journey = full_journey(HttpApp(http), self.clock, SITES["breast"], f"SYN-{label}-{number}",  # type: ignore[arg-type]
-                                   Options())
+            journey = full_journey(
+                HttpApp(http),
+                self.clock,
+                SITES["breast"],
+                f"SYN-{label}-{number}",  # type: ignore[arg-type]
+                Options(),
+            )
             assert journey.status == "completed"
             totals.append(sum(sum(values) for values in http.timings.values()) - before)
         return http, totals
 
     def report(self, http: HttpInstances, totals: list[float]) -> dict[str, Any]:
         steps = [t for kind, values in http.timings.items() if kind.startswith("complete") for t in values]
-        return {"journeys": len(totals), "per_journey_total": summary(totals),
-                "requests_per_journey": round(sum(len(v) for v in http.timings.values()) / max(1, len(totals)), 1),
-                "all_task_completions": summary(steps),
-                "per_request_type": {kind: summary(values) for kind, values in sorted(http.timings.items())}}
+        return {
+            "journeys": len(totals),
+            "per_journey_total": summary(totals),
+            "requests_per_journey": round(sum(len(v) for v in http.timings.values()) / max(1, len(totals)), 1),
+            "all_task_completions": summary(steps),
+            "per_request_type": {kind: summary(values) for kind, values in sorted(http.timings.items())},
+        }
 
     @contextmanager
     def workflow_cache_off(self) -> Iterator[None]:
@@ -239,8 +277,10 @@ class Bench:
                 barrier.wait()  # every client on this instance at the same moment
                 for _ in range(rounds):
                     for _attempt in range(10):
-                        body = http.client.get(f"/v1/instances/{instance_id}",
-                                               headers={"Authorization": f"Bearer {self.tokens['clinician']}"})
+                        body = http.client.get(
+                            f"/v1/instances/{instance_id}",
+                            headers={"Authorization": f"Bearer {self.tokens['clinician']}"},
+                        )
                         view = body.get_json()
                         ready = [t for t in view["ready_tasks"] if t["element"] in ANSWERS]
                         if not ready:
@@ -250,8 +290,11 @@ class Bench:
                         response = http.client.post(
                             f"/v1/instances/{instance_id}/tasks/{task['id']}/complete",
                             json={"data": ANSWERS[task["element"]]},
-                            headers={"Authorization": f"Bearer {self.tokens['clinician']}",
-                                     "If-Match": f'"{view["version"]}"'})
+                            headers={
+                                "Authorization": f"Bearer {self.tokens['clinician']}",
+                                "If-Match": f'"{view["version"]}"',
+                            },
+                        )
                         elapsed = (time.perf_counter() - began) * 1000
                         with lock:
                             statuses[str(response.status_code)] += 1
@@ -267,10 +310,15 @@ class Bench:
             thread.start()
         for thread in threads:
             thread.join()
-        return {"instances": instances, "clients_per_instance": clients, "completions_per_client": rounds,
-                "seconds": round(time.perf_counter() - began, 2), "statuses": dict(statuses),
-                "latency_by_status": {status: summary(values) for status, values in timings.items()},
-                "trail": check_trail(self.url, ids, confirmed)}
+        return {
+            "instances": instances,
+            "clients_per_instance": clients,
+            "completions_per_client": rounds,
+            "seconds": round(time.perf_counter() - began, 2),
+            "statuses": dict(statuses),
+            "latency_by_status": {status: summary(values) for status, values in timings.items()},
+            "trail": check_trail(self.url, ids, confirmed),
+        }
 
     def close(self) -> None:
         self.engine.close()
@@ -279,8 +327,12 @@ class Bench:
 # Answers for the tasks ready early in a breast pathway (the conflicts' clients complete these).
 ANSWERS: dict[str, dict[str, Any]] = {
     "offer_support": {"support_wanted": "no", "support_types": [], "consent_to_share_contact": False},
-    "first_review": {"reviewed_on": "2026-01-15", "reviewed_by": "gp", "topics": ["support_available"],
-                     "new_needs": False},
+    "first_review": {
+        "reviewed_on": "2026-01-15",
+        "reviewed_by": "gp",
+        "topics": ["support_available"],
+        "new_needs": False,
+    },
     "offer_hna": {"hna_accepted": False},
     "record_declined": {"reason": "Not now"},
 }
@@ -291,21 +343,25 @@ def check_trail(url: str, instances: list[str], confirmed: list[tuple[str, str]]
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(select(InstanceEvent.instance_id, InstanceEvent.task_id)
-                                      .where(InstanceEvent.type == "task_completed",
-                                             InstanceEvent.instance_id.in_(instances))).all()
+            rows = connection.execute(
+                select(InstanceEvent.instance_id, InstanceEvent.task_id).where(
+                    InstanceEvent.type == "task_completed", InstanceEvent.instance_id.in_(instances)
+                )
+            ).all()
         with Session(engine) as session:
             problems = verify_trail(session, instances)
     finally:
         engine.dispose()
     recorded = Counter((r.instance_id, r.task_id) for r in rows)
     confirmed_set = set(confirmed)
-    return {"confirmed_completions": len(confirmed),
-            "lost": sum(1 for pair in confirmed if recorded[pair] == 0),
-            "recorded_twice": sum(1 for count in recorded.values() if count > 1),
-            # the set-up's own completion of assign_contact is recorded, not confirmed by a client
-            "recorded_but_not_confirmed": sum(1 for pair in recorded if pair not in confirmed_set) - len(instances),
-            "trail_problems": len(problems)}
+    return {
+        "confirmed_completions": len(confirmed),
+        "lost": sum(1 for pair in confirmed if recorded[pair] == 0),
+        "recorded_twice": sum(1 for count in recorded.values() if count > 1),
+        # the set-up's own completion of assign_contact is recorded, not confirmed by a client
+        "recorded_but_not_confirmed": sum(1 for pair in recorded if pair not in confirmed_set) - len(instances),
+        "trail_problems": len(problems),
+    }
 
 
 def postgres_schema(base: str) -> tuple[str, str]:
@@ -322,8 +378,10 @@ def durability(base: str) -> dict[str, Any]:
     admin = create_engine(base)
     try:
         with admin.connect() as connection:
-            found = {name: connection.execute(text(f"SHOW {name}")).scalar()
-                     for name in ("fsync", "synchronous_commit", "full_page_writes", "server_version")}
+            found = {
+                name: connection.execute(text(f"SHOW {name}")).scalar()
+                for name in ("fsync", "synchronous_commit", "full_page_writes", "server_version")
+            }
     finally:
         admin.dispose()
     found["durable_commits"] = found["fsync"] == "on" and found["synchronous_commit"] != "off"

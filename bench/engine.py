@@ -84,8 +84,12 @@ TARGET_STATE_BYTES = 10 * 1024
 
 def settings(folder: Path) -> Settings:
     # Four eyes off: one operator measures the engine (rule sets are evaluated from the folder).
-    return Settings(database_url=f"sqlite:///{folder / DATABASE}", pathways_dir=ROOT / "pathways",
-                    rules_dir=ROOT / "rules", four_eyes=False)
+    return Settings(
+        database_url=f"sqlite:///{folder / DATABASE}",
+        pathways_dir=ROOT / "pathways",
+        rules_dir=ROOT / "rules",
+        four_eyes=False,
+    )
 
 
 def timed(action: Callable[[], Any]) -> tuple[dict[str, float], Any]:
@@ -105,9 +109,12 @@ def baseline_engine(at: str, results: dict[str, list[Any]]) -> PythonScriptEngin
     def days_between(start: str, end: str) -> int:
         return (date.fromisoformat(end) - date.fromisoformat(start)).days
 
-    helpers = {"add_months": lambda day, months: add_months(date.fromisoformat(day), months).isoformat(),
-               "add_days": lambda day, days: (date.fromisoformat(day) + timedelta(days=days)).isoformat(),
-               "days_between": days_between, "today": lambda: today}
+    helpers = {
+        "add_months": lambda day, months: add_months(date.fromisoformat(day), months).isoformat(),
+        "add_days": lambda day, days: (date.fromisoformat(day) + timedelta(days=days)).isoformat(),
+        "days_between": days_between,
+        "today": lambda: today,
+    }
     # Every helper the bundled diagrams call must be here (tests/test_bench_engine.py holds it to them).
     pending = {name: list(values) for name, values in results.items()}
 
@@ -176,14 +183,23 @@ class Recorder:
 
     def note_size(self, after: str) -> None:
         with self.app.sessions() as session:
-            stored = bytes(session.execute(text("SELECT state FROM pathway_instances WHERE id = :id"),
-                                           {"id": self.instance_id}).scalar_one())
+            stored = bytes(
+                session.execute(
+                    text("SELECT state FROM pathway_instances WHERE id = :id"), {"id": self.instance_id}
+                ).scalar_one()
+            )
         self.sizes.setdefault(self.current, []).append(
-            {"after": after, "day": self.clock.now().date().isoformat(), "state_bytes": len(stored),
-             "text_bytes": len(decode_state(stored).encode())})  # as stored (compressed), and the JSON text
+            {
+                "after": after,
+                "day": self.clock.now().date().isoformat(),
+                "state_bytes": len(stored),
+                "text_bytes": len(decode_state(stored).encode()),
+            }
+        )  # as stored (compressed), and the JSON text
 
-    def complete_task(self, instance_id: str, task_id: str, data: dict[str, Any], actor: str,
-                      expected_version: int | None = None) -> Any:
+    def complete_task(
+        self, instance_id: str, task_id: str, data: dict[str, Any], actor: str, expected_version: int | None = None
+    ) -> Any:
         """The journeys' complete_task: snapshot, then CarePath (warm), then SpiffWorkflow alone (warm)."""
         self.instance_id = instance_id
         number = len(self.steps)
@@ -201,10 +217,26 @@ class Recorder:
         at = self.clock.now().isoformat()
         spiff_workflow.script_engine = baseline_engine(at, self.results)
         spiff, _ = timed(lambda: (spiff_complete(spiff_workflow, task_id, data), STOCK.serialize_json(spiff_workflow)))
-        self.steps.append(Recorded(
-            number, self.current, element, instance_id, task_id, json.loads(json.dumps(data)), actor,
-            expected_version, at, snapshot, spiff_json, self.results,
-            warm={**{f"carepath_{k}": v for k, v in carepath.items()}, **{f"spiff_{k}": v for k, v in spiff.items()}}))
+        self.steps.append(
+            Recorded(
+                number,
+                self.current,
+                element,
+                instance_id,
+                task_id,
+                json.loads(json.dumps(data)),
+                actor,
+                expected_version,
+                at,
+                snapshot,
+                spiff_json,
+                self.results,
+                warm={
+                    **{f"carepath_{k}": v for k, v in carepath.items()},
+                    **{f"spiff_{k}": v for k, v in spiff.items()},
+                },
+            )
+        )
         self.note_size(element)
         return view
 
@@ -238,8 +270,13 @@ class Recorder:
     def history(self, months: int) -> None:
         """A breast pathway waiting at the MDT for ``months`` while warning signs and reviews come and go."""
         self.current = "history_first_round"
-        j = Journey(self.app, self.clock, "breast_cancer", "SYN-BENCH-HISTORY",
-                    {"diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative"})
+        j = Journey(
+            self.app,
+            self.clock,
+            "breast_cancer",
+            "SYN-BENCH-HISTORY",
+            {"diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative"},
+        )
         j.do("assign_contact", contact())
         j.do("offer_support", {"support_wanted": "no", "support_types": [], "consent_to_share_contact": False})
         j.do("offer_hna", {"hna_accepted": False}).do("record_declined", {"reason": "Not now"})
@@ -250,8 +287,15 @@ class Recorder:
                 self.current = "history_between"
             sign = "diarrhoea_or_vomiting_on_treatment"
             j.message("warning_sign_reported", {"warning_sign": sign, "description": "Unwell since this morning"})
-            j.do("triage", {"warning_sign": sign, "on_systemic_treatment": False, "triage_rating": "green",
-                            "advice_given": "As the triage tool advises"})
+            j.do(
+                "triage",
+                {
+                    "warning_sign": sign,
+                    "on_systemic_treatment": False,
+                    "triage_rating": "green",
+                    "advice_given": "As the triage tool advises",
+                },
+            )
             j.do("self_care", {"advice_given": "Fluids, loperamide, call again if worse"})
             j.do("inform_team", {"informed_on": j.today()})
             for element in [e for e in j.ready if e in REVIEW_ANSWERS]:
@@ -263,8 +307,13 @@ class Recorder:
     def waiting(self, days: int) -> None:
         """A breast pathway with nothing to do for ``days``, a day at a time."""
         self.current = "waiting_only"
-        j = Journey(self.app, self.clock, "breast_cancer", "SYN-BENCH-WAIT",
-                    {"diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative"})
+        j = Journey(
+            self.app,
+            self.clock,
+            "breast_cancer",
+            "SYN-BENCH-WAIT",
+            {"diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative"},
+        )
         j.do("assign_contact", contact())
         for _ in range(days):
             j.wait(1)
@@ -275,8 +324,10 @@ def _review(j: Journey) -> dict[str, Any]:
 
 
 REVIEW_ANSWERS: dict[str, Callable[[Journey], dict[str, Any]]] = {
-    "first_review": _review, "second_review": _review,
-    "remind_first": lambda j: {"reminded_on": j.today()}, "remind_second": lambda j: {"reminded_on": j.today()},
+    "first_review": _review,
+    "second_review": _review,
+    "remind_first": lambda j: {"reminded_on": j.today()},
+    "remind_second": lambda j: {"reminded_on": j.today()},
     "survey_invitation": lambda j: {"invitation": "sent", "recorded_on": j.today()},
     "record_result": lambda j: {"done_on": j.today(), "result": "as_expected"},
     "follow_up_missed": lambda j: {"contacted_on": j.today(), "outcome": "rebooked", "rebooked_on": j.today()},
@@ -326,8 +377,11 @@ def cold_carepath(step: Recorded, folder: Path) -> dict[str, float]:
     assert step.snapshot is not None
     shutil.copyfile(step.snapshot, folder / DATABASE)
     app = CarePath(settings(folder), ManualClock(datetime.fromisoformat(step.at)))
-    figures, _ = timed(lambda: app.instances.complete_task(step.instance_id, step.task_id, step.data, step.actor,
-                                                           expected_version=step.expected_version))
+    figures, _ = timed(
+        lambda: app.instances.complete_task(
+            step.instance_id, step.task_id, step.data, step.actor, expected_version=step.expected_version
+        )
+    )
     return figures
 
 
@@ -348,12 +402,19 @@ def measure_cold(steps: list[Recorded], samples: int, workdir: Path) -> None:
         runs: dict[str, list[dict[str, float]]] = {"carepath": [], "spiff": []}
         for sample in range(samples):  # interleaved, the order alternating, so drifting load hits both alike
             folder = workdir / f"cold-{step.number}-{sample}"
-            pair = [("carepath", functools.partial(cold_carepath, step, folder)),
-                    ("spiff", functools.partial(cold_spiff, step))]
-            for kind, work in (pair if sample % 2 == 0 else pair[::-1]):
+            pair = [
+                ("carepath", functools.partial(cold_carepath, step, folder)),
+                ("spiff", functools.partial(cold_spiff, step)),
+            ]
+            for kind, work in pair if sample % 2 == 0 else pair[::-1]:
                 runs[kind].append(in_fork(work))
-        step.warm.update({f"cold_{kind}_{unit}": statistics.median(run[unit] for run in found)
-                          for kind, found in runs.items() for unit in ("cpu_ms", "wall_ms")})
+        step.warm.update(
+            {
+                f"cold_{kind}_{unit}": statistics.median(run[unit] for run in found)
+                for kind, found in runs.items()
+                for unit in ("cpu_ms", "wall_ms")
+            }
+        )
 
 
 # --- the report -------------------------------------------------------------------------------------------
@@ -371,18 +432,27 @@ def summary(steps: list[Recorded], prefix: str) -> dict[str, Any]:
     for unit in ("cpu_ms", "wall_ms"):
         carepath = [s.warm[key("carepath", unit)] for s in steps]
         spiff = [s.warm[key("spiff", unit)] for s in steps]
-        found[unit] = {"carepath_total": round(sum(carepath), 1), "spiff_total": round(sum(spiff), 1),
-                       "carepath_p50": round(statistics.median(carepath), 2),
-                       "spiff_p50": round(statistics.median(spiff), 2),
-                       "ratio_of_totals": round(sum(carepath) / sum(spiff), 2),
-                       "median_step_ratio": round(statistics.median(c / s for c, s in zip(carepath, spiff,
-                                                                                          strict=True)), 2)}
+        found[unit] = {
+            "carepath_total": round(sum(carepath), 1),
+            "spiff_total": round(sum(spiff), 1),
+            "carepath_p50": round(statistics.median(carepath), 2),
+            "spiff_p50": round(statistics.median(spiff), 2),
+            "ratio_of_totals": round(sum(carepath) / sum(spiff), 2),
+            "median_step_ratio": round(statistics.median(c / s for c, s in zip(carepath, spiff, strict=True)), 2),
+        }
     return found
 
 
 def per_step(steps: list[Recorded]) -> list[dict[str, Any]]:
-    return [{"n": s.number, "element": s.element, "with_operators": bool(s.operator_results),
-             **{k: round(v, 2) for k, v in s.warm.items()}} for s in steps]
+    return [
+        {
+            "n": s.number,
+            "element": s.element,
+            "with_operators": bool(s.operator_results),
+            **{k: round(v, 2) for k, v in s.warm.items()},
+        }
+        for s in steps
+    ]
 
 
 def sizes_report(sizes: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -392,16 +462,22 @@ def sizes_report(sizes: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         largest = max(points, key=lambda p: p["state_bytes"])
         waits = [p["state_bytes"] for p in points if p["after"].startswith("wait")]
         # Where the size changed while the instance only waited: timers that fired, or growth.
-        changes = [{"day": p["day"], "after": p["after"], "from_bytes": previous["state_bytes"],
-                    "to_bytes": p["state_bytes"]} for previous, p in zip(points, points[1:], strict=False)
-                   if p["after"].startswith("wait") and p["state_bytes"] != previous["state_bytes"]]
-        found[journey] = {"points": len(points), "max_bytes": max(values), "min_bytes": min(values),
-                          "changes_while_waiting": changes if journey == "waiting_only" else len(changes),
-                          "max_text_bytes": max(p["text_bytes"] for p in points),
-                          "last_bytes": values[-1], "largest_after": largest["after"],
-                          "waits": {"first_bytes": waits[0], "last_bytes": waits[-1], "max_bytes": max(waits)}
-                          if waits else None,
-                          "over_target": sum(v > TARGET_STATE_BYTES for v in values)}
+        changes = [
+            {"day": p["day"], "after": p["after"], "from_bytes": previous["state_bytes"], "to_bytes": p["state_bytes"]}
+            for previous, p in zip(points, points[1:], strict=False)
+            if p["after"].startswith("wait") and p["state_bytes"] != previous["state_bytes"]
+        ]
+        found[journey] = {
+            "points": len(points),
+            "max_bytes": max(values),
+            "min_bytes": min(values),
+            "changes_while_waiting": changes if journey == "waiting_only" else len(changes),
+            "max_text_bytes": max(p["text_bytes"] for p in points),
+            "last_bytes": values[-1],
+            "largest_after": largest["after"],
+            "waits": {"first_bytes": waits[0], "last_bytes": waits[-1], "max_bytes": max(waits)} if waits else None,
+            "over_target": sum(v > TARGET_STATE_BYTES for v in values),
+        }
     return found
 
 
@@ -435,24 +511,36 @@ def main(argv: list[str] | None = None) -> None:
         "command": command,
         "machine": machine.describe(),
         "cold_samples_per_step": args.samples,
-        "full_breast_journey": {"cold": cold_full, "warm": summary(full, "warm"),
-                                "steps_with_operators": sum(bool(s.operator_results) for s in full),
-                                "cold_without_operator_steps": summary([s for s in full if not s.operator_results],
-                                                                       "cold")},
+        "full_breast_journey": {
+            "cold": cold_full,
+            "warm": summary(full, "warm"),
+            "steps_with_operators": sum(bool(s.operator_results) for s in full),
+            "cold_without_operator_steps": summary([s for s in full if not s.operator_results], "cold"),
+        },
         "history": {
             "months_of_warning_signs": args.months,
-            "first_round": {"cold": summary(first, "cold"), "warm": summary(first, "warm"),
-                            "elements": [s.element for s in first]},
-            "after_two_years": {"cold": summary(later, "cold"), "warm": summary(later, "warm"),
-                                "elements": [s.element for s in later]},
+            "first_round": {
+                "cold": summary(first, "cold"),
+                "warm": summary(first, "warm"),
+                "elements": [s.element for s in first],
+            },
+            "after_two_years": {
+                "cold": summary(later, "cold"),
+                "warm": summary(later, "warm"),
+                "elements": [s.element for s in later],
+            },
         },
         "stored_state": sizes_report(manifest["sizes"]),
         "targets": {
             "cold_step_cpu_ratio_vs_spiffworkflow_alone": {
                 "breast_ratio_of_totals": cold_full["cpu_ms"]["ratio_of_totals"],
-                "breast_median_step_ratio": cold_full["cpu_ms"]["median_step_ratio"], "max": TARGET_COLD_CPU_RATIO},
-            "stored_state_bytes": {"largest": max(p["state_bytes"] for points in manifest["sizes"].values()
-                                                  for p in points), "max": TARGET_STATE_BYTES},
+                "breast_median_step_ratio": cold_full["cpu_ms"]["median_step_ratio"],
+                "max": TARGET_COLD_CPU_RATIO,
+            },
+            "stored_state_bytes": {
+                "largest": max(p["state_bytes"] for points in manifest["sizes"].values() for p in points),
+                "max": TARGET_STATE_BYTES,
+            },
         },
     }
     if args.per_step:

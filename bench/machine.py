@@ -22,5 +22,10 @@ def _cpu_model() -> str:
 
 def describe() -> dict[str, Any]:
     """Cores, CPU model, Python, platform and the load average now (the machines are shared)."""
-    return {"cpus": os.cpu_count(), "cpu_model": _cpu_model(), "python": platform.python_version(),
-            "platform": platform.platform(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }

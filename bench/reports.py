@@ -70,8 +70,21 @@ from engine.reports import (  # noqa: E402
     service_insight,
 )
 
-ITEM_COLUMNS = ("id", "instance_id", "evaluation_id", "task_id", "kind", "code", "service", "urgency", "rules",
-                "status", "created_at", "updated_at", "updated_by")
+ITEM_COLUMNS = (
+    "id",
+    "instance_id",
+    "evaluation_id",
+    "task_id",
+    "kind",
+    "code",
+    "service",
+    "urgency",
+    "rules",
+    "status",
+    "created_at",
+    "updated_at",
+    "updated_by",
+)
 GENESIS = "0" * 64
 
 
@@ -96,24 +109,44 @@ def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, se
                 new_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
                 created = first + step * number
                 shift = created - template["created_at"]
-                renamed = {item["id"]: str(uuid.UUID(int=rng.getrandbits(128), version=4))
-                           for item in items[template["id"]]}
+                renamed = {
+                    item["id"]: str(uuid.UUID(int=rng.getrandbits(128), version=4)) for item in items[template["id"]]
+                }
                 prev, last = GENESIS, trails[template["id"]][-1]
                 for stored in [*trails[template["id"]], *_referral_moves(items[template["id"]], last, rng)]:
                     payload = stored["payload"]
                     for old, new in renamed.items():
                         payload = payload.replace(old, new)
-                    copied = {**stored, "instance_id": new_id, "at": stored["at"] + shift, "payload": payload,
-                              "prev_hash": prev, "mac": None}
+                    copied = {
+                        **stored,
+                        "instance_id": new_id,
+                        "at": stored["at"] + shift,
+                        "payload": payload,
+                        "prev_hash": prev,
+                        "mac": None,
+                    }
                     copied["hash"] = prev = event_hash(SimpleNamespace(**copied))
                     event_rows.append(tuple(copied[c] for c in EVENT_COLUMNS))
                 for item in items[template["id"]]:
-                    moved = {**item, "id": renamed[item["id"]], "instance_id": new_id,
-                             "created_at": item["created_at"] + shift, "updated_at": item["updated_at"] + shift}
+                    moved = {
+                        **item,
+                        "id": renamed[item["id"]],
+                        "instance_id": new_id,
+                        "created_at": item["created_at"] + shift,
+                        "updated_at": item["updated_at"] + shift,
+                    }
                     item_rows.append(tuple(moved[c] for c in ITEM_COLUMNS))
-                copy = {**template, "id": new_id, "patient_ref": f"SYN-REPORT-{number:07d}", "event_head": prev,
-                        "event_seq": event_rows[-1][1], "created_at": created, "updated_at": created,
-                        "ready_tasks": None, **placement_of(number)}
+                copy = {
+                    **template,
+                    "id": new_id,
+                    "patient_ref": f"SYN-REPORT-{number:07d}",
+                    "event_head": prev,
+                    "event_seq": event_rows[-1][1],
+                    "created_at": created,
+                    "updated_at": created,
+                    "ready_tasks": None,
+                    **placement_of(number),
+                }
                 instance_rows.append(tuple(copy[c] for c in INSTANCE_COLUMNS))
             with driver.cursor() as cursor:
                 with cursor.copy(f"COPY pathway_instances ({', '.join(INSTANCE_COLUMNS)}) FROM STDIN") as pipe:
@@ -149,10 +182,20 @@ def _referral_moves(items: list[dict[str, Any]], last: dict[str, Any], rng: rand
             steps.append(("first_contact", rng.uniform(1, 50)) if rng.random() < 0.8 else ("service_declined", 2.0))
         for status, days in steps:
             at, seq = at + timedelta(days=days), seq + 1
-            moves.append({**last, "seq": seq, "type": "care_plan_updated", "at": at, "element": None, "task_id": None,
-                          "state_digest": None, "payload": canonical_json({
-                              "item": item["id"], "status": status, "service": item["service"],
-                              "urgency": item["urgency"]})})
+            moves.append(
+                {
+                    **last,
+                    "seq": seq,
+                    "type": "care_plan_updated",
+                    "at": at,
+                    "element": None,
+                    "task_id": None,
+                    "state_digest": None,
+                    "payload": canonical_json(
+                        {"item": item["id"], "status": status, "service": item["service"], "urgency": item["urgency"]}
+                    ),
+                }
+            )
     return moves
 
 
@@ -165,9 +208,14 @@ def timed(call: Callable[[], Any], samples: int) -> dict[str, Any]:
         result = call()
         times.append(time.perf_counter() - began)
         cpu.append(time.process_time() - began_cpu)
-    return {"p50_seconds": round(statistics.median(times), 3), "max_seconds": round(max(times), 3),
-            "client_cpu_p50_seconds": round(statistics.median(cpu), 3), "samples": samples,
-            "under_2_seconds": max(times) < 2.0, "size": _size(result)}
+    return {
+        "p50_seconds": round(statistics.median(times), 3),
+        "max_seconds": round(max(times), 3),
+        "client_cpu_p50_seconds": round(statistics.median(cpu), 3),
+        "samples": samples,
+        "under_2_seconds": max(times) < 2.0,
+        "size": _size(result),
+    }
 
 
 def _size(result: Any) -> Any:
@@ -197,8 +245,12 @@ def refresh(url: str, today: datetime) -> dict[str, Any]:
         everything = time.perf_counter() - began
         began = time.perf_counter()
         again = refresh_summary(app.sessions, today)
-        return {"instances": count, "all_seconds": round(everything, 1), "again_instances": again,
-                "again_seconds": round(time.perf_counter() - began, 3)}
+        return {
+            "instances": count,
+            "all_seconds": round(everything, 1),
+            "again_instances": again,
+            "again_seconds": round(time.perf_counter() - began, 3),
+        }
     finally:
         app.close()
 
@@ -221,6 +273,7 @@ def reports(url: str, today: datetime, samples: int) -> dict[str, Any]:
         def inner() -> Any:
             with read_only(app.sessions) as session:
                 return call(session)
+
         return inner
 
     try:
@@ -273,33 +326,47 @@ def api(url: str, today: datetime, samples: int) -> dict[str, Any]:
                 response = client.get(path, headers={"Authorization": f"Bearer {secret}"})
                 assert response.status_code == 200, response.status_code
                 return response.json if response.is_json else {"bytes": len(response.data)}
+
             return call
-        return {"api_measures_one_year": timed(get(f"/v1/reports/measures?from={since(365)}"), samples),
-                "api_measures_one_team": timed(get(f"/v1/reports/measures?from={since(365)}&team="
-                                                   f"{placement_of(0)['care_team']}"), samples),
-                "api_cosd_one_month_csv": timed(get(f"/v1/reports/cosd?from={since(30)}&format=csv"), samples)}
+
+        return {
+            "api_measures_one_year": timed(get(f"/v1/reports/measures?from={since(365)}"), samples),
+            "api_measures_one_team": timed(
+                get(f"/v1/reports/measures?from={since(365)}&team={placement_of(0)['care_team']}"), samples
+            ),
+            "api_cosd_one_month_csv": timed(get(f"/v1/reports/cosd?from={since(30)}&format=csv"), samples),
+        }
     finally:
         engine.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=os.environ.get("CAREPATH_TEST_POSTGRES_URL"),
-                        help="PostgreSQL (postgresql+psycopg://...)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("CAREPATH_TEST_POSTGRES_URL"),
+        help="PostgreSQL (postgresql+psycopg://...)",
+    )
     parser.add_argument("--schema", default="carepath_reports")
     parser.add_argument("--instances", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--reuse", action="store_true", help="measure the schema a previous run loaded")
-    parser.add_argument("--keep-summary", action="store_true",
-                        help="with --reuse: measure the reports over the summary as it is, without refreshing it "
-                             "from nothing again (the run that loaded the schema measured that)")
+    parser.add_argument(
+        "--keep-summary",
+        action="store_true",
+        help="with --reuse: measure the reports over the summary as it is, without refreshing it "
+        "from nothing again (the run that loaded the schema measured that)",
+    )
     args = parser.parse_args()
     if not args.database_url or not args.database_url.startswith("postgresql"):
         parser.error("--database-url must be a PostgreSQL URL")
     url = schema_url(args.database_url, args.schema)
     today = datetime.now(UTC).replace(microsecond=0)
-    result: dict[str, Any] = {"benchmark": "reports", "command": shlex.join([sys.executable, *sys.argv]),
-                              "machine": describe()}
+    result: dict[str, Any] = {
+        "benchmark": "reports",
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "machine": describe(),
+    }
     if not args.reuse:
         fresh_schema(args.database_url, args.schema)
         began = time.perf_counter()
@@ -308,8 +375,10 @@ def main() -> None:
         result["load"]["copy_seconds"] = round(bulk_copy(create_engine(url), args.instances, today), 1)
     engine = create_engine(url)
     with engine.connect() as connection:
-        result["database"] = {name: connection.execute(text(f"SELECT count(*) FROM {name}")).scalar()
-                              for name in ("pathway_instances", "instance_events", "care_plan_items")}
+        result["database"] = {
+            name: connection.execute(text(f"SELECT count(*) FROM {name}")).scalar()
+            for name in ("pathway_instances", "instance_events", "care_plan_items")
+        }
     engine.dispose()
     if not (args.reuse and args.keep_summary):
         result["summary_refresh"] = refresh(url, today)

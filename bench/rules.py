@@ -145,8 +145,7 @@ class Direct:
                 queued = durable_rules_engine.start_action(handle)
                 if not queued:
                     break
-                ruleset._flush_actions(json.loads(queued[0]), {"message": json.loads(queued[1])}, queued[2],
-                                       complete)
+                ruleset._flush_actions(json.loads(queued[0]), {"message": json.loads(queued[1])}, queued[2], complete)
             ruleset.delete_state(sid)
             matches.clear()
         return _since(start)
@@ -209,8 +208,13 @@ def main() -> None:
     encoded = []
     for assessment in cohort:
         facts = canonical_facts(assessment, loaded.catalogue)
-        encoded.append([(text, fact["id"]) for fact, text in zip(facts.facts, facts.texts, strict=True)
-                        if loaded.compiled.could_match(fact)])
+        encoded.append(
+            [
+                (text, fact["id"])
+                for fact, text in zip(facts.facts, facts.texts, strict=True)
+                if loaded.compiled.could_match(fact)
+            ]
+        )
     n = args.evaluations
     block = max(1, min(args.block, n))
 
@@ -231,7 +235,7 @@ def main() -> None:
         for number, at in enumerate(range(0, n, block)):
             size = min(block, n - at)
             order = list(sides)
-            order = order[number % 3:] + order[:number % 3]
+            order = order[number % 3 :] + order[: number % 3]
             for side in order:
                 cpu, wall = sides[side](size, at)
                 totals[side] = (totals[side][0] + cpu, totals[side][1] + wall)
@@ -268,8 +272,11 @@ def main() -> None:
                 "ratio_evaluate_only": round(_median(ratios("only", 0)), 3),
                 "wall_ratio_with_recording": round(_median(ratios("full", 1)), 3),
                 "wall_ratio_evaluate_only": round(_median(ratios("only", 1)), 3),
-                "ratios_by_round": {"with_recording": ratios("full", 0), "evaluate_only": ratios("only", 0),
-                                    "wall_with_recording": ratios("full", 1)},
+                "ratios_by_round": {
+                    "with_recording": ratios("full", 0),
+                    "evaluate_only": ratios("only", 0),
+                    "wall_with_recording": ratios("full", 1),
+                },
                 "target_ratio": 1.25,
                 "python": platform.python_version(),
                 "machine": platform.machine(),

@@ -73,14 +73,42 @@ from engine.processes import run_shares  # noqa: E402
 from engine.spiff import serializer, workflows  # noqa: E402
 from engine.verifications import verify_every_trail  # noqa: E402
 
-INSTANCE_COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision",
-                    "next_due_at", "incident", "ready_tasks", "event_seq", "event_head", "created_at", "updated_at",
-                    "organisation", "care_team")
+INSTANCE_COLUMNS = (
+    "id",
+    "pathway_id",
+    "pathway_version_id",
+    "patient_ref",
+    "status",
+    "state",
+    "revision",
+    "next_due_at",
+    "incident",
+    "ready_tasks",
+    "event_seq",
+    "event_head",
+    "created_at",
+    "updated_at",
+    "organisation",
+    "care_team",
+)
 # Copies are spread over organisations and their care teams (engine.care_teams): a clinician's list reads
 # one team's share, an auditor's one organisation's.
 ORGANISATIONS, TEAMS = 20, 10
-EVENT_COLUMNS = ("instance_id", "seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
-                 "prev_hash", "hash", "state_digest", "mac")
+EVENT_COLUMNS = (
+    "instance_id",
+    "seq",
+    "type",
+    "at",
+    "actor",
+    "pathway_version",
+    "element",
+    "task_id",
+    "payload",
+    "prev_hash",
+    "hash",
+    "state_digest",
+    "mac",
+)
 RARE_TEMPLATE = "SYN-DEMO-0008"  # a warning sign in triage
 RARE_SHARE = 0.005
 GENESIS = "0" * 64
@@ -128,12 +156,13 @@ def template_of(rows: list[dict[str, Any]], number: int, seed: int) -> dict[str,
 
 def placement_of(number: int) -> dict[str, str]:
     """The organisation and care team of copy ``number``."""
-    return {"organisation": f"ORG{number % ORGANISATIONS:02d}",
-            "care_team": f"team-{(number // ORGANISATIONS) % TEAMS}"}
+    return {
+        "organisation": f"ORG{number % ORGANISATIONS:02d}",
+        "care_team": f"team-{(number // ORGANISATIONS) % TEAMS}",
+    }
 
 
-def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, seed: int = 19,
-              jobs: int = 1) -> float:
+def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, seed: int = 19, jobs: int = 1) -> float:
     """COPY ``count`` copies of the template instances and their re-chained trails, in ``jobs``
     processes each copying a range of the copies' numbers; returns seconds.
 
@@ -151,9 +180,12 @@ def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, se
         if jobs == 1:
             _copy_range(*shares[0], None)
         else:
-            run_shares(_copy_range, shares, name="scale-load",
-                       progress=lambda latest: print(f"loaded {sum(latest.values())}/{count}", file=sys.stderr,
-                                                     flush=True))
+            run_shares(
+                _copy_range,
+                shares,
+                name="scale-load",
+                progress=lambda latest: print(f"loaded {sum(latest.values())}/{count}", file=sys.stderr, flush=True),
+            )
     finally:
         _rebuild_after_load(engine, saved)
     return time.perf_counter() - started
@@ -167,14 +199,26 @@ def _drop_for_load(engine: Engine) -> tuple[list[str], list[tuple[str, str, str]
     stay); returns their definitions (:func:`_rebuild_after_load`)."""
     tables = ", ".join(f"'{t}'::regclass" for t in LOADED_TABLES)
     with engine.begin() as connection:
-        constraints = [(r[0], r[1], r[2]) for r in connection.execute(text(
-            f"SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            f"WHERE conrelid IN ({tables}) AND contype IN ('u', 'f') ORDER BY contype DESC, conname"))]
+        constraints = [
+            (r[0], r[1], r[2])
+            for r in connection.execute(
+                text(
+                    f"SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    f"WHERE conrelid IN ({tables}) AND contype IN ('u', 'f') ORDER BY contype DESC, conname"
+                )
+            )
+        ]
         for table, name, _ in constraints:
             connection.execute(text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
-        indexes = [(r[0], r[1]) for r in connection.execute(text(
-            "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
-            f"WHERE i.indrelid IN ({tables}) AND NOT i.indisprimary ORDER BY 1"))]
+        indexes = [
+            (r[0], r[1])
+            for r in connection.execute(
+                text(
+                    "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                    f"WHERE i.indrelid IN ({tables}) AND NOT i.indisprimary ORDER BY 1"
+                )
+            )
+        ]
         for name, _ in indexes:
             connection.execute(text(f"DROP INDEX {name}"))
     return [definition for _, definition in indexes], constraints
@@ -192,8 +236,19 @@ def _rebuild_after_load(engine: Engine, saved: tuple[list[str], list[tuple[str, 
         connection.execute(text("ANALYZE"))
 
 
-def _copy_range(url: str, rows: list[dict[str, Any]], trails: dict[str, list[dict[str, Any]]], first: int,
-                end: int, count: int, today: datetime, chunk: int, seed: int, share: int, messages: Any) -> None:
+def _copy_range(
+    url: str,
+    rows: list[dict[str, Any]],
+    trails: dict[str, list[dict[str, Any]]],
+    first: int,
+    end: int,
+    count: int,
+    today: datetime,
+    chunk: int,
+    seed: int,
+    share: int,
+    messages: Any,
+) -> None:
     """COPY copies ``first`` to ``end - 1`` of ``count`` (created over the two years before ``today``),
     a chunk per transaction; progress to ``messages`` when run as a share (engine.processes), else to
     standard error."""
@@ -216,8 +271,15 @@ def _copy_range(url: str, rows: list[dict[str, Any]], trails: dict[str, list[dic
                     copied["hash"] = event_hash(SimpleNamespace(**copied))
                     prev = last = copied["hash"]
                     event_rows.append(tuple(copied[c] for c in EVENT_COLUMNS))
-                copy = {**template, "id": new_id, "patient_ref": f"SYN-SCALE-{number:07d}", "event_head": last,
-                        "created_at": created, "updated_at": created, **placement_of(number)}
+                copy = {
+                    **template,
+                    "id": new_id,
+                    "patient_ref": f"SYN-SCALE-{number:07d}",
+                    "event_head": last,
+                    "created_at": created,
+                    "updated_at": created,
+                    **placement_of(number),
+                }
                 instance_rows.append(tuple(copy[c] for c in INSTANCE_COLUMNS))
                 element_rows += [(new_id, element, created) for element in ready_elements(copy["ready_tasks"])]
             with driver.cursor() as cursor:
@@ -295,13 +357,21 @@ def plan_of(engine: Engine, statement: str, parameters: Any) -> str:
 
 def percentiles(times: list[float]) -> dict[str, float]:
     ordered = sorted(times)
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 2),
-            "p95_ms": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000, 2),
-            "max_ms": round(ordered[-1] * 1000, 2)}
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p95_ms": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
 
 
-def measure(name: str, call: Callable[[int], Any], samples: int, statements: Statements, engine: Engine,
-            check: Callable[[Any], str] | None = None) -> dict[str, Any]:
+def measure(
+    name: str,
+    call: Callable[[int], Any],
+    samples: int,
+    statements: Statements,
+    engine: Engine,
+    check: Callable[[Any], str] | None = None,
+) -> dict[str, Any]:
     with statements.capture() as seen:
         first = call(0)
     times, cpu = [], []
@@ -316,8 +386,13 @@ def measure(name: str, call: Callable[[int], Any], samples: int, statements: Sta
             plans.append(plan_of(engine, statement, parameters))
     # CPU time of this process (Python, driver): on a shared machine, the rest of wall time is the
     # database's work and waiting for a core.
-    result = {"query": name, **percentiles(times), "client_cpu_p50_ms": round(statistics.median(cpu) * 1000, 2),
-              "plans": plans, "load_average": [round(x, 1) for x in os.getloadavg()]}
+    result = {
+        "query": name,
+        **percentiles(times),
+        "client_cpu_p50_ms": round(statistics.median(cpu) * 1000, 2),
+        "plans": plans,
+        "load_average": [round(x, 1) for x in os.getloadavg()],
+    }
     if check is not None:
         result["result"] = check(first)
     print(f"{name}: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms; {plans}", file=sys.stderr, flush=True)
@@ -336,24 +411,32 @@ def cursor_at(at: datetime, instance_id: str, due_order: bool = False) -> str:
 def due_cursors(engine: Engine, before: datetime, count: int, seed: int) -> list[str]:
     """Cursors of ``due_before`` pages spread through what is due before ``before``."""
     with engine.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT next_due_at, id FROM pathway_instances TABLESAMPLE SYSTEM (5) REPEATABLE (:seed) "
-            "WHERE next_due_at < :before AND status = 'running' LIMIT :count"),
-            {"seed": seed, "before": before, "count": count}).all()
+        rows = connection.execute(
+            text(
+                "SELECT next_due_at, id FROM pathway_instances TABLESAMPLE SYSTEM (5) REPEATABLE (:seed) "
+                "WHERE next_due_at < :before AND status = 'running' LIMIT :count"
+            ),
+            {"seed": seed, "before": before, "count": count},
+        ).all()
     return [cursor_at(at, i, due_order=True) for at, i in rows] or [""]
 
 
 def keys_sample(engine: Engine, count: int, seed: int) -> list[tuple[datetime, str, str]]:
     """(created_at, id, patient_ref) of instances spread through the caseload (TABLESAMPLE: no full scan)."""
     with engine.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT created_at, id, patient_ref FROM pathway_instances TABLESAMPLE SYSTEM (1) REPEATABLE (:seed) "
-            "LIMIT :count"), {"seed": seed, "count": count}).all()
+        rows = connection.execute(
+            text(
+                "SELECT created_at, id, patient_ref FROM pathway_instances TABLESAMPLE SYSTEM (1) REPEATABLE (:seed) "
+                "LIMIT :count"
+            ),
+            {"seed": seed, "count": count},
+        ).all()
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-def list_queries(app: CarePath, engine: Engine, statements: Statements, samples: int,
-                 today: datetime) -> list[dict[str, Any]]:
+def list_queries(
+    app: CarePath, engine: Engine, statements: Statements, samples: int, today: datetime
+) -> list[dict[str, Any]]:
     queries = InstanceQueries(app.sessions, app.instances)
     keys = keys_sample(engine, samples + 1, 7)
     cursors = [cursor_at(at, i) for at, i, _ in keys]
@@ -361,8 +444,13 @@ def list_queries(app: CarePath, engine: Engine, statements: Statements, samples:
     pick = lambda sample: cursors[sample % len(cursors)]  # noqa: E731
     count_items = lambda page: f"{len(page.items)} items, next page: {page.next_cursor is not None}"  # noqa: E731
     with read_only(app.sessions) as session:
-        pathway = "breast_cancer" if session.scalar(select(func.count()).select_from(PathwayVersion).where(
-            PathwayVersion.pathway_id == "breast_cancer")) else session.scalar(select(PathwayVersion.pathway_id))
+        pathway = (
+            "breast_cancer"
+            if session.scalar(
+                select(func.count()).select_from(PathwayVersion).where(PathwayVersion.pathway_id == "breast_cancer")
+            )
+            else session.scalar(select(PathwayVersion.pathway_id))
+        )
     due = today + timedelta(days=30)
     due_pages = due_cursors(engine, due, samples + 1, 7)
     pick_due = lambda sample: due_pages[sample % len(due_pages)] or None  # noqa: E731
@@ -373,38 +461,66 @@ def list_queries(app: CarePath, engine: Engine, statements: Statements, samples:
     cases: list[tuple[str, Callable[[int], Any]]] = [
         ("instances: first page (50)", lambda s: queries.find(InstanceFilter(), None, 50)),
         ("instances: a page anywhere (50)", lambda s: queries.find(InstanceFilter(), pick(s), 50)),
-        ("instances: status=running, a page anywhere", lambda s: queries.find(InstanceFilter(status="running"),
-                                                                               pick(s), 50)),
-        (f"instances: pathway_id={pathway}&status=running, a page anywhere",
-         lambda s: queries.find(InstanceFilter(pathway_id=pathway, status="running"), pick(s), 50)),
-        ("instances: patient_ref=<one patient>", lambda s: queries.find(
-            InstanceFilter(patient_ref=patients[s % len(patients)]), None, 50)),
-        ("instances: status=running&due_before=+30d (due order), a page anywhere",
-         lambda s: queries.find(InstanceFilter(status="running", due_before=due), pick_due(s), 50)),
-        ("instances: due_before=+30d (due order), a page anywhere",
-         lambda s: queries.find(InstanceFilter(due_before=due), pick_due(s), 50)),
+        (
+            "instances: status=running, a page anywhere",
+            lambda s: queries.find(InstanceFilter(status="running"), pick(s), 50),
+        ),
+        (
+            f"instances: pathway_id={pathway}&status=running, a page anywhere",
+            lambda s: queries.find(InstanceFilter(pathway_id=pathway, status="running"), pick(s), 50),
+        ),
+        (
+            "instances: patient_ref=<one patient>",
+            lambda s: queries.find(InstanceFilter(patient_ref=patients[s % len(patients)]), None, 50),
+        ),
+        (
+            "instances: status=running&due_before=+30d (due order), a page anywhere",
+            lambda s: queries.find(InstanceFilter(status="running", due_before=due), pick_due(s), 50),
+        ),
+        (
+            "instances: due_before=+30d (due order), a page anywhere",
+            lambda s: queries.find(InstanceFilter(due_before=due), pick_due(s), 50),
+        ),
         ("tasks: first page (20)", lambda s: queries.ready_tasks(InstanceFilter(), None, None, 20)),
         ("tasks: a page anywhere (20)", lambda s: queries.ready_tasks(InstanceFilter(), None, pick(s), 20)),
-        (f"tasks: pathway_id={pathway}, a page anywhere",
-         lambda s: queries.ready_tasks(InstanceFilter(pathway_id=pathway), None, pick(s), 20)),
-        ("tasks: element=first_review (5 of 8 templates), a page anywhere",
-         lambda s: queries.ready_tasks(InstanceFilter(), "first_review", pick(s), 20)),
-        ("tasks: element=triage (0.5 % of instances when loaded), a page anywhere",
-         lambda s: queries.ready_tasks(InstanceFilter(), "triage", pick(s), 20)),
-        ("tasks: element=no_such_element (nobody is there), a page anywhere",
-         lambda s: queries.ready_tasks(InstanceFilter(), "no_such_element", pick(s), 20)),
-        ("instances: one care team (a clinician's), a page anywhere",
-         lambda s: queries.find(InstanceFilter(scope=team), pick(s), 50)),
-        ("instances: two care teams (a clinician's), a page anywhere",
-         lambda s: queries.find(InstanceFilter(scope=teams), pick(s), 50)),
-        ("instances: one organisation (an auditor's), a page anywhere",
-         lambda s: queries.find(InstanceFilter(scope=organisation), pick(s), 50)),
-        ("tasks: one care team's work list, a page anywhere",
-         lambda s: queries.ready_tasks(InstanceFilter(scope=team), None, pick(s), 20)),
+        (
+            f"tasks: pathway_id={pathway}, a page anywhere",
+            lambda s: queries.ready_tasks(InstanceFilter(pathway_id=pathway), None, pick(s), 20),
+        ),
+        (
+            "tasks: element=first_review (5 of 8 templates), a page anywhere",
+            lambda s: queries.ready_tasks(InstanceFilter(), "first_review", pick(s), 20),
+        ),
+        (
+            "tasks: element=triage (0.5 % of instances when loaded), a page anywhere",
+            lambda s: queries.ready_tasks(InstanceFilter(), "triage", pick(s), 20),
+        ),
+        (
+            "tasks: element=no_such_element (nobody is there), a page anywhere",
+            lambda s: queries.ready_tasks(InstanceFilter(), "no_such_element", pick(s), 20),
+        ),
+        (
+            "instances: one care team (a clinician's), a page anywhere",
+            lambda s: queries.find(InstanceFilter(scope=team), pick(s), 50),
+        ),
+        (
+            "instances: two care teams (a clinician's), a page anywhere",
+            lambda s: queries.find(InstanceFilter(scope=teams), pick(s), 50),
+        ),
+        (
+            "instances: one organisation (an auditor's), a page anywhere",
+            lambda s: queries.find(InstanceFilter(scope=organisation), pick(s), 50),
+        ),
+        (
+            "tasks: one care team's work list, a page anywhere",
+            lambda s: queries.ready_tasks(InstanceFilter(scope=team), None, pick(s), 20),
+        ),
         ("trail: one instance's events", lambda s: queries.events(keys[s % len(keys)][1])),
     ]
-    return [measure(name, call, samples, statements, engine,
-                    None if name.startswith("trail") else count_items) for name, call in cases]
+    return [
+        measure(name, call, samples, statements, engine, None if name.startswith("trail") else count_items)
+        for name, call in cases
+    ]
 
 
 def api_queries(url: str, engine: Engine, samples: int) -> list[dict[str, Any]]:
@@ -426,26 +542,40 @@ def api_queries(url: str, engine: Engine, samples: int) -> list[dict[str, Any]]:
             response = client.get(target, headers={"Authorization": f"Bearer {secret}"})
             assert response.status_code == 200, (target, response.status_code)
             return response.json
+
         return call
 
     items = lambda body: f"{len(body['items'])} items"  # noqa: E731
     cases = [
-        ("GET /v1/instances?status=running&limit=50&cursor=...",
-         "/v1/instances?status=running&limit=50&cursor={cursor}", clinician),
+        (
+            "GET /v1/instances?status=running&limit=50&cursor=...",
+            "/v1/instances?status=running&limit=50&cursor={cursor}",
+            clinician,
+        ),
         ("GET /v1/tasks?limit=20&cursor=...", "/v1/tasks?limit=20&cursor={cursor}", clinician),
-        ("GET /v1/tasks?element=triage&limit=20&cursor=...", "/v1/tasks?element=triage&limit=20&cursor={cursor}",
-         clinician),
+        (
+            "GET /v1/tasks?element=triage&limit=20&cursor=...",
+            "/v1/tasks?element=triage&limit=20&cursor={cursor}",
+            clinician,
+        ),
         ("GET /v1/instances/{id}/events", "/v1/instances/{id}/events", auditor),
     ]
     try:
-        return [measure(name, get(path, secret), samples, statements, carepath.db, items)
-                for name, path, secret in cases]
+        return [
+            measure(name, get(path, secret), samples, statements, carepath.db, items) for name, path, secret in cases
+        ]
     finally:
         carepath.close()
 
 
-def timers(url: str, engine: Engine, statements_for: Callable[[Engine], Statements], count: int,
-           today: datetime, workers: int = 1) -> dict[str, Any]:
+def timers(
+    url: str,
+    engine: Engine,
+    statements_for: Callable[[Engine], Statements],
+    count: int,
+    today: datetime,
+    workers: int = 1,
+) -> dict[str, Any]:
     """Fire the due timers of ``count`` instances as the worker does (claims in batches of 100), in
     ``workers`` processes at once (as ``workers`` ``carepath worker`` processes share the due
     instances): the clock is set just past the due time most instances share (every copy of one
@@ -456,11 +586,18 @@ def timers(url: str, engine: Engine, statements_for: Callable[[Engine], Statemen
     ``..._once_started`` over the slowest process's warm firing; the CPU per instance is the
     processes' own after warm-up, and by phase (:data:`_PHASES`; ``the rest`` is what none of them took)."""
     with engine.connect() as connection:
-        busiest = connection.execute(text("SELECT next_due_at FROM pathway_instances WHERE status = 'running' "
-                                          "AND next_due_at > :today GROUP BY next_due_at ORDER BY count(*) DESC "
-                                          "LIMIT 1"), {"today": today}).scalar()
-        due = connection.execute(text("SELECT count(*) FROM pathway_instances WHERE status = 'running' "
-                                      "AND next_due_at <= :at"), {"at": busiest + timedelta(seconds=1)}).scalar()
+        busiest = connection.execute(
+            text(
+                "SELECT next_due_at FROM pathway_instances WHERE status = 'running' "
+                "AND next_due_at > :today GROUP BY next_due_at ORDER BY count(*) DESC "
+                "LIMIT 1"
+            ),
+            {"today": today},
+        ).scalar()
+        due = connection.execute(
+            text("SELECT count(*) FROM pathway_instances WHERE status = 'running' AND next_due_at <= :at"),
+            {"at": busiest + timedelta(seconds=1)},
+        ).scalar()
     now = busiest + timedelta(seconds=1)
     app = CarePath(Settings(database_url=url, four_eyes=False), ManualClock(now))
     statements = statements_for(app.db)
@@ -480,29 +617,40 @@ def timers(url: str, engine: Engine, statements_for: Callable[[Engine], Statemen
     fired = sum(advanced for advanced, _, _, _ in results.values())
     cpu = sum(seconds for _, seconds, _, _ in results.values())
     firing = max(seconds for _, _, _, seconds in results.values())  # the processes' own time, warm
-    phases = {phase: round(sum(spent[phase] for _, _, spent, _ in results.values()) / max(fired, 1) * 1000, 2)
-              for phase, _, _ in _PHASES}
+    phases = {
+        phase: round(sum(spent[phase] for _, _, spent, _ in results.values()) / max(fired, 1) * 1000, 2)
+        for phase, _, _ in _PHASES
+    }
     phases["the rest (claim, unit of work, commit, context, events)"] = round(
-        (cpu - sum(sum(spent.values()) for _, _, spent, _ in results.values())) / max(fired, 1) * 1000, 2)
-    return {"due_at_once": due, "worker_processes": workers, "instances_advanced": fired,
-            "timers_fired": _timer_events(engine) - events_before, "seconds": round(elapsed, 1),
-            "instances_per_minute": round(fired / elapsed * 60),
-            "instances_per_minute_once_started": round(fired / firing * 60),
-            "worker_cpu_ms_per_instance": round(cpu / max(fired, 1) * 1000, 1),
-            "worker_cpu_ms_per_instance_by_phase": phases,
-            "claim_plan": plan, "load_average_before": load,
-            "load_average_after": [round(x, 1) for x in os.getloadavg()]}
+        (cpu - sum(sum(spent.values()) for _, _, spent, _ in results.values())) / max(fired, 1) * 1000, 2
+    )
+    return {
+        "due_at_once": due,
+        "worker_processes": workers,
+        "instances_advanced": fired,
+        "timers_fired": _timer_events(engine) - events_before,
+        "seconds": round(elapsed, 1),
+        "instances_per_minute": round(fired / elapsed * 60),
+        "instances_per_minute_once_started": round(fired / firing * 60),
+        "worker_cpu_ms_per_instance": round(cpu / max(fired, 1) * 1000, 1),
+        "worker_cpu_ms_per_instance_by_phase": phases,
+        "claim_plan": plan,
+        "load_average_before": load,
+        "load_average_after": [round(x, 1) for x in os.getloadavg()],
+    }
 
 
 # The parts of firing one instance whose CPU the timers section reports: (phase, module, the name the
 # worker's code calls it by there).
-_PHASES = (("restore the state", workflows, "restore"),
-           ("fire the timers and the engine steps after them", timers_module, "run_due_timers"),
-           ("serialise the state", serializer, "dump_state"),
-           ("write the row and events (state compressed)", step_module, "save_instance"),
-           ("compact finished history", step_module, "compact"),
-           ("ready-task summary", workflows, "ready_task_summary"),
-           ("read the row", step_module, "load_instance"))
+_PHASES = (
+    ("restore the state", workflows, "restore"),
+    ("fire the timers and the engine steps after them", timers_module, "run_due_timers"),
+    ("serialise the state", serializer, "dump_state"),
+    ("write the row and events (state compressed)", step_module, "save_instance"),
+    ("compact finished history", step_module, "compact"),
+    ("ready-task summary", workflows, "ready_task_summary"),
+    ("read the row", step_module, "load_instance"),
+)
 
 
 def _time_phases() -> dict[str, float]:
@@ -516,6 +664,7 @@ def _time_phases() -> dict[str, float]:
                 return call(*args, **kwargs)
             finally:
                 spent[phase] += time.process_time() - began
+
         return run
 
     for phase, module, name in _PHASES:
@@ -545,8 +694,9 @@ def _fire_share(url: str, now: datetime, count: int, worker_id: str, share: int,
 
 def _timer_events(engine: Engine) -> int:
     with engine.connect() as connection:
-        return int(connection.execute(text("SELECT count(*) FROM instance_events WHERE type = 'timer_fired'"))
-                   .scalar() or 0)
+        return int(
+            connection.execute(text("SELECT count(*) FROM instance_events WHERE type = 'timer_fired'")).scalar() or 0
+        )
 
 
 def audit(url: str, engine: Engine, statements_for: Callable[[Engine], Statements], jobs: int = 1) -> dict[str, Any]:
@@ -565,25 +715,44 @@ def audit(url: str, engine: Engine, statements_for: Callable[[Engine], Statement
             verify_trail(session, id_range=("fff", None), batch=2000)
         plans = [plan_of(app.db, s, p) for s, p in seen if "instance_events" in s or "state" in s]
         began, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        problems = verify_every_trail(app.sessions, jobs=jobs, batch=2000, progress=lambda n: marks.append(
-            (n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+        problems = verify_every_trail(
+            app.sessions,
+            jobs=jobs,
+            batch=2000,
+            progress=lambda n: marks.append((n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)),
+        )
         elapsed = time.perf_counter() - began
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         app.close()
     middle = marks[len(marks) // 2][1] if marks else rss_before
-    return {"instances": total, "processes": jobs, "seconds": round(elapsed, 1), "per_second": round(total / elapsed),
-            "problems": len(problems), "statements_per_range": len(seen), "plans": plans,
-            "cpu_ms_per_instance": round(((after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime))
-                                         / max(total, 1) * 1000, 3) if jobs > 1 else None,
-            "max_rss_mb": {"before": rss_before // 1024, "half_way": middle // 1024,
-                           "end": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-                           "largest_verifying_process": after.ru_maxrss // 1024 if jobs > 1 else None},
-            "load_average_before": load, "load_average_after": [round(x, 1) for x in os.getloadavg()]}
+    return {
+        "instances": total,
+        "processes": jobs,
+        "seconds": round(elapsed, 1),
+        "per_second": round(total / elapsed),
+        "problems": len(problems),
+        "statements_per_range": len(seen),
+        "plans": plans,
+        "cpu_ms_per_instance": round(
+            ((after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)) / max(total, 1) * 1000, 3
+        )
+        if jobs > 1
+        else None,
+        "max_rss_mb": {
+            "before": rss_before // 1024,
+            "half_way": middle // 1024,
+            "end": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            "largest_verifying_process": after.ru_maxrss // 1024 if jobs > 1 else None,
+        },
+        "load_average_before": load,
+        "load_average_after": [round(x, 1) for x in os.getloadavg()],
+    }
 
 
-def migration(url: str, engine: Engine, pathway: str, first_seconds: float, second_seconds: float,
-              jobs: int = 1) -> dict[str, Any]:
+def migration(
+    url: str, engine: Engine, pathway: str, first_seconds: float, second_seconds: float, jobs: int = 1
+) -> dict[str, Any]:
     """Deploy a new version of ``pathway`` (a task renamed: the work is unchanged), then run
     ``carepath migrate --jobs JOBS`` for ``first_seconds``, kill it (SIGKILL, its process group: the
     processes of its shares too), and run it again for ``second_seconds``. Each run on a schema
@@ -593,11 +762,16 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
         shutil.copytree(Settings().pathways_dir, folder, dirs_exist_ok=True)
         diagram = folder / f"{pathway.removesuffix('_cancer')}.bpmn"
         with engine.connect() as connection:
-            deployed = connection.execute(text("SELECT count(*) FROM pathway_versions WHERE pathway_id = :p"),
-                                          {"p": pathway}).scalar()
+            deployed = connection.execute(
+                text("SELECT count(*) FROM pathway_versions WHERE pathway_id = :p"), {"p": pathway}
+            ).scalar()
         suffix = "renamed" if deployed == 1 else f"renamed {deployed}"  # the first run's name as before
-        changed, count = re.subn(r'(<bpmn:userTask id="[^"]+" name=")([^"]+)"', rf'\1\2 ({suffix})"',
-                                 diagram.read_text(encoding="utf-8"), count=1)
+        changed, count = re.subn(
+            r'(<bpmn:userTask id="[^"]+" name=")([^"]+)"',
+            rf'\1\2 ({suffix})"',
+            diagram.read_text(encoding="utf-8"),
+            count=1,
+        )
         assert count == 1, diagram
         diagram.write_text(changed, encoding="utf-8")
         deployer = CarePath(Settings(database_url=url, pathways_dir=folder, four_eyes=False))
@@ -608,20 +782,36 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
 
         def moved() -> tuple[int, int, int]:
             with engine.connect() as connection:
-                newest = connection.execute(text("SELECT id FROM pathway_versions WHERE pathway_id = :p "
-                                                 "ORDER BY deployed_at DESC, id DESC LIMIT 1"), {"p": pathway}).scalar()
-                on_new = connection.execute(text("SELECT count(*) FROM pathway_instances WHERE pathway_id = :p "
-                                                 "AND pathway_version_id = :v"), {"p": pathway, "v": newest}).scalar()
-                left = connection.execute(text("SELECT count(*) FROM pathway_instances WHERE pathway_id = :p AND "
-                                               "status IN ('running', 'suspended') AND pathway_version_id <> :v"),
-                                          {"p": pathway, "v": newest}).scalar()
-                events = connection.execute(text(
-                    "SELECT count(*) FROM instance_events WHERE type = 'migrated'")).scalar()
+                newest = connection.execute(
+                    text(
+                        "SELECT id FROM pathway_versions WHERE pathway_id = :p "
+                        "ORDER BY deployed_at DESC, id DESC LIMIT 1"
+                    ),
+                    {"p": pathway},
+                ).scalar()
+                on_new = connection.execute(
+                    text("SELECT count(*) FROM pathway_instances WHERE pathway_id = :p AND pathway_version_id = :v"),
+                    {"p": pathway, "v": newest},
+                ).scalar()
+                left = connection.execute(
+                    text(
+                        "SELECT count(*) FROM pathway_instances WHERE pathway_id = :p AND "
+                        "status IN ('running', 'suspended') AND pathway_version_id <> :v"
+                    ),
+                    {"p": pathway, "v": newest},
+                ).scalar()
+                events = connection.execute(
+                    text("SELECT count(*) FROM instance_events WHERE type = 'migrated'")
+                ).scalar()
             return int(on_new or 0), int(left or 0), int(events or 0)
 
         # One operator moves the caseload (four eyes off, as for the deploy above).
-        env = {**os.environ, "CAREPATH_DATABASE_URL": url, "CAREPATH_PATHWAYS_DIR": str(folder),
-               "CAREPATH_FOUR_EYES": "off"}
+        env = {
+            **os.environ,
+            "CAREPATH_DATABASE_URL": url,
+            "CAREPATH_PATHWAYS_DIR": str(folder),
+            "CAREPATH_FOUR_EYES": "off",
+        }
         runs = []
         for seconds in (first_seconds, second_seconds):
             before = moved()[0]
@@ -632,8 +822,9 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
             # Its progress goes to a file, not a pipe: a pipe nobody reads until the end fills after some
             # 750 progress lines and blocks the command (and with it its shares) until it is killed.
             with tempfile.TemporaryFile(mode="w+") as log:
-                process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
-                                           stdout=subprocess.DEVNULL, stderr=log, text=True)
+                process = subprocess.Popen(
+                    command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log, text=True
+                )
                 try:
                     process.wait(timeout=seconds)
                     killed = False
@@ -650,17 +841,27 @@ def migration(url: str, engine: Engine, pathway: str, first_seconds: float, seco
             cpu = (used.ru_utime - children.ru_utime) + (used.ru_stime - children.ru_stime)
             after, left, events = moved()
             progress_line = next((line for line in reversed(stderr) if "migrating" in line), None)
-            runs.append({"processes": jobs, "load_average_before": load,
-                         "load_average_after": [round(x, 1) for x in os.getloadavg()],
-                         "seconds": round(elapsed, 1), "killed": killed, "moved": after - before, "left": left,
-                         "per_second": round((after - before) / elapsed, 1),
-                         "cpu_ms_per_instance": None if killed or after == before
-                         else round(cpu / (after - before) * 1000, 2),
-                         "last_progress_line": progress_line,
-                         "fast_path_at_last_progress": _fast_path(progress_line),
-                         "exit_code": process.returncode,
-                         "last_error_line": stderr[-1] if stderr and not killed else None,
-                         "migrated_events_total": events, "instances_on_new_version": after})
+            runs.append(
+                {
+                    "processes": jobs,
+                    "load_average_before": load,
+                    "load_average_after": [round(x, 1) for x in os.getloadavg()],
+                    "seconds": round(elapsed, 1),
+                    "killed": killed,
+                    "moved": after - before,
+                    "left": left,
+                    "per_second": round((after - before) / elapsed, 1),
+                    "cpu_ms_per_instance": None
+                    if killed or after == before
+                    else round(cpu / (after - before) * 1000, 2),
+                    "last_progress_line": progress_line,
+                    "fast_path_at_last_progress": _fast_path(progress_line),
+                    "exit_code": process.returncode,
+                    "last_error_line": stderr[-1] if stderr and not killed else None,
+                    "migrated_events_total": events,
+                    "instances_on_new_version": after,
+                }
+            )
         return {"pathway": pathway, "runs": runs}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -674,8 +875,11 @@ def _fast_path(progress_line: str | None) -> int | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=os.environ.get("CAREPATH_TEST_POSTGRES_URL"),
-                        help="PostgreSQL (postgresql+psycopg://...)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("CAREPATH_TEST_POSTGRES_URL"),
+        help="PostgreSQL (postgresql+psycopg://...)",
+    )
     parser.add_argument("--schema", default="carepath_scale")
     parser.add_argument("--instances", type=int, default=100_000)
     parser.add_argument("--load-jobs", type=int, default=1, help="processes copying the instances at once")
@@ -684,20 +888,32 @@ def main() -> None:
     parser.add_argument("--timer-workers", type=int, default=1, help="worker processes firing them at once")
     parser.add_argument("--verify-jobs", type=int, default=1, help="processes verifying the trail at once")
     parser.add_argument("--migrate-jobs", type=int, default=1, help="carepath migrate --jobs")
-    parser.add_argument("--migrate-seconds", type=float, nargs=2, default=(60.0, 60.0),
-                        help="run `carepath migrate` this long, kill it, then again this long (0 0: skip)")
+    parser.add_argument(
+        "--migrate-seconds",
+        type=float,
+        nargs=2,
+        default=(60.0, 60.0),
+        help="run `carepath migrate` this long, kill it, then again this long (0 0: skip)",
+    )
     parser.add_argument("--reuse", action="store_true", help="measure the schema a previous run loaded")
-    parser.add_argument("--sections", default="lists,api,timers,audit,migrate",
-                        help="which measurements to run (comma-separated)")
+    parser.add_argument(
+        "--sections", default="lists,api,timers,audit,migrate", help="which measurements to run (comma-separated)"
+    )
     args = parser.parse_args()
     if not args.database_url or not args.database_url.startswith("postgresql"):
         parser.error("--database-url must be a PostgreSQL URL")
     url = schema_url(args.database_url, args.schema)
     today = datetime.now(UTC).replace(microsecond=0)
-    result: dict[str, Any] = {"benchmark": "scale", "command": shlex.join([sys.executable, *sys.argv]),
-                              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                          "platform": platform.platform(),
-                                          "load_average_at_start": [round(x, 1) for x in os.getloadavg()]}}
+    result: dict[str, Any] = {
+        "benchmark": "scale",
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
+        },
+    }
     if not args.reuse:
         fresh_schema(args.database_url, args.schema)
         began = time.perf_counter()
@@ -705,8 +921,11 @@ def main() -> None:
         templated = time.perf_counter() - began
         engine = create_engine(url)
         seconds = bulk_copy(engine, args.instances, today, jobs=args.load_jobs)
-        result["load"] = {"templates_seconds": round(templated, 1), "copy_seconds": round(seconds, 1),
-                          "load_jobs": args.load_jobs}
+        result["load"] = {
+            "templates_seconds": round(templated, 1),
+            "copy_seconds": round(seconds, 1),
+            "load_jobs": args.load_jobs,
+        }
     else:
         engine = create_engine(url)
     with engine.connect() as connection:
@@ -715,9 +934,15 @@ def main() -> None:
             "events": connection.execute(text("SELECT count(*) FROM instance_events")).scalar(),
             "server": connection.execute(text("SHOW server_version")).scalar(),
             "fsync": connection.execute(text("SHOW fsync")).scalar(),
-            "size": connection.execute(text("SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_class c "
-                                            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s "
-                                            "AND c.relkind = 'r'"), {"s": args.schema}).scalar()}
+            "size": connection.execute(
+                text(
+                    "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s "
+                    "AND c.relkind = 'r'"
+                ),
+                {"s": args.schema},
+            ).scalar(),
+        }
     sections = set(args.sections.split(","))
     if "lists" in sections:
         app = CarePath(Settings(database_url=url, four_eyes=False))

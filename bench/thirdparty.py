@@ -59,16 +59,32 @@ PATIENT = "MRN-CENSUS-1"
 # Refusals whose text names no element: the file is not yet a BPMN diagram (or cannot be read).
 NO_ELEMENT_CODES = {"xml-syntax", "not-bpmn", "encoding", "dtd", "not-found"}
 # A refusal's category: its code, and for codes that cover several causes, the cause in words.
-SERVICE_CAUSES = (("java class", "Java class"), ("delegate", "Java delegate"),
-                  ("external task", "Camunda external task"), ("connector", "Camunda connector"),
-                  ("camunda 8", "Camunda 8 job"), ("expression", "Java expression"))
+SERVICE_CAUSES = (
+    ("java class", "Java class"),
+    ("delegate", "Java delegate"),
+    ("external task", "Camunda external task"),
+    ("connector", "Camunda connector"),
+    ("camunda 8", "Camunda 8 job"),
+    ("expression", "Java expression"),
+)
 
 
 # --- the worker: one file at a time -----------------------------------------------------------------
 
+
 def _problems(found: list[Problem]) -> list[dict[str, Any]]:
-    return [{"code": p.code, "file": p.file, "line": p.line, "element": p.element, "severity": p.severity,
-             "message": p.message, "text": format_problems([p])} for p in found]
+    return [
+        {
+            "code": p.code,
+            "file": p.file,
+            "line": p.line,
+            "element": p.element,
+            "severity": p.severity,
+            "message": p.message,
+            "text": format_problems([p]),
+        }
+        for p in found
+    ]
 
 
 def _called_ids(tree: Any) -> set[str]:
@@ -121,8 +137,15 @@ def check_file(path: Path, app: CarePath, library: Path, rules: Path) -> dict[st
         except CarePathError as exc:
             record["starts"].append({"pathway": version.pathway_id, "refused": f"{type(exc).__name__}: {exc.message}"})
             continue
-        record["starts"].append({"pathway": version.pathway_id, "status": view.status, "incident": view.incident,
-                                 "ready": len(view.ready_tasks), "due": view.next_due_at})
+        record["starts"].append(
+            {
+                "pathway": version.pathway_id,
+                "status": view.status,
+                "incident": view.incident,
+                "ready": len(view.ready_tasks),
+                "due": view.next_due_at,
+            }
+        )
     return record
 
 
@@ -133,9 +156,11 @@ def worker(limit_mb: int) -> None:
     library, rules = work / "library", ROOT / "rules"
     library.mkdir()
     # Four eyes off: the census deploys each diagram and runs its first step at once (one person, no server).
-    app = CarePath(Settings(database_url=f"sqlite:///{work}/db.sqlite3", pathways_dir=library, rules_dir=rules,
-                            four_eyes=False),
-                   ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC)), upgrade=True)
+    app = CarePath(
+        Settings(database_url=f"sqlite:///{work}/db.sqlite3", pathways_dir=library, rules_dir=rules, four_eyes=False),
+        ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC)),
+        upgrade=True,
+    )
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         path = Path(line.rstrip("\n"))
@@ -148,14 +173,20 @@ def worker(limit_mb: int) -> None:
 
 # --- the parent: bounds, classification, figures ---------------------------------------------------
 
+
 class Worker:
     """A worker process; :meth:`check` gives it one file and waits at most ``seconds``."""
 
     def __init__(self, limit_mb: int) -> None:
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--worker", "--memory-mb", str(limit_mb)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-            env={**os.environ, "TZ": "UTC"})
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "TZ": "UTC"},
+        )
         if self._read(120.0) is None:
             raise RuntimeError("the census worker did not start")
 
@@ -236,10 +267,16 @@ def figures(records: dict[str, dict[str, Any]], root: Path) -> dict[str, Any]:
             categories[kind or "?"] += 1
         elif outcome in ("incident", "start-refused"):
             incidents[kind or "?"] += 1
-            stopped += [{"file": name, "pathway": s["pathway"], **(s.get("incident") or {"refused": s.get("refused")})}
-                        for s in record["starts"] if s.get("incident") or s.get("refused")]
-            misses += [{"file": name, "element": s["incident"].get("element"), "message": s["incident"].get("message")}
-                       for s in record["starts"] if (s.get("incident") or {}).get("kind") == "UnsafeExpressionError"]
+            stopped += [
+                {"file": name, "pathway": s["pathway"], **(s.get("incident") or {"refused": s.get("refused")})}
+                for s in record["starts"]
+                if s.get("incident") or s.get("refused")
+            ]
+            misses += [
+                {"file": name, "element": s["incident"].get("element"), "message": s["incident"].get("message")}
+                for s in record["starts"]
+                if (s.get("incident") or {}).get("kind") == "UnsafeExpressionError"
+            ]
         elif outcome == "crash":
             crashes.append({"file": name, "error": record.get("raised") or f"worker died ({record.get('died')})"})
         elif outcome == "hang":
@@ -253,18 +290,32 @@ def figures(records: dict[str, dict[str, Any]], root: Path) -> dict[str, Any]:
         per_source[source]["deploys"] += deployed
         if valid != deployed:
             side = record["deploy"] if valid else record["validate"]
-            disagreements.append({"file": name, "validates": valid, "deploys": deployed,
-                                  "refusal": side["errors"][0]["text"] if side["errors"] else None})
+            disagreements.append(
+                {
+                    "file": name,
+                    "validates": valid,
+                    "deploys": deployed,
+                    "refusal": side["errors"][0]["text"] if side["errors"] else None,
+                }
+            )
         for stage in ("validate", "deploy"):
             for problem in record[stage]["errors"]:
                 if not located(problem):
                     unlocated.append({"file": name, "stage": stage, "problem": problem["text"]})
     return {
-        "files": len(records), "validate": validates, "deploy": deploys, "outcomes": dict(outcomes.most_common()),
-        "refusal_categories": dict(categories.most_common()), "incident_categories": dict(incidents.most_common()),
+        "files": len(records),
+        "validate": validates,
+        "deploy": deploys,
+        "outcomes": dict(outcomes.most_common()),
+        "refusal_categories": dict(categories.most_common()),
+        "incident_categories": dict(incidents.most_common()),
         "per_source": {s: dict(c) for s, c in sorted(per_source.items())},
-        "incidents": stopped, "disagreements": disagreements, "unlocated_refusals": unlocated,
-        "gate_misses": misses, "crashes": crashes, "hangs": hangs,
+        "incidents": stopped,
+        "disagreements": disagreements,
+        "unlocated_refusals": unlocated,
+        "gate_misses": misses,
+        "crashes": crashes,
+        "hangs": hangs,
     }
 
 

@@ -37,8 +37,9 @@ from engine.instances.queries import InstanceFilter, InstanceQueries  # noqa: E4
 from engine.spiff import workflows  # noqa: E402
 
 
-def measure(app: CarePath, queries: InstanceQueries, pathway_id: str, page: int, samples: int,
-            cold: bool) -> dict[str, Any]:
+def measure(
+    app: CarePath, queries: InstanceQueries, pathway_id: str, page: int, samples: int, cold: bool
+) -> dict[str, Any]:
     times, listed = [], 0
     for _ in range(samples):
         if cold:
@@ -48,9 +49,12 @@ def measure(app: CarePath, queries: InstanceQueries, pathway_id: str, page: int,
         listed = len(queries.ready_tasks(InstanceFilter(pathway_id=pathway_id), limit=page).items)
         times.append(time.perf_counter() - started)
     ordered = sorted(times)
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 2),
-            "p95_ms": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000, 2),
-            "samples": samples, "tasks_listed": listed}
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p95_ms": round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000, 2),
+        "samples": samples,
+        "tasks_listed": listed,
+    }
 
 
 def start_data(pathway: str) -> dict[str, Any]:
@@ -70,29 +74,39 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     command = ("python bench/worklist.py " + shlex.join(sys.argv[1:] if argv is None else argv)).rstrip()
     with tempfile.TemporaryDirectory() as workdir:
-        settings = Settings(database_url=f"sqlite:///{Path(workdir) / 'bench.sqlite3'}",
-                            pathways_dir=ROOT / "pathways")
+        settings = Settings(database_url=f"sqlite:///{Path(workdir) / 'bench.sqlite3'}", pathways_dir=ROOT / "pathways")
         app = CarePath(settings, ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC)), upgrade=True)
         try:
             app.catalog.sync_library()
-            app.instances.start_many(args.pathway, [f"BENCH-{n}" for n in range(args.instances)], "system:bench",
-                                     start_data(args.pathway))
+            app.instances.start_many(
+                args.pathway, [f"BENCH-{n}" for n in range(args.instances)], "system:bench", start_data(args.pathway)
+            )
             queries = InstanceQueries(app.sessions, app.instances)
-            found = {"summary": {kind: measure(app, queries, args.pathway, args.page, args.samples, kind == "cold")
-                                 for kind in ("cold", "warm")}}
+            found = {
+                "summary": {
+                    kind: measure(app, queries, args.pathway, args.page, args.samples, kind == "cold")
+                    for kind in ("cold", "warm")
+                }
+            }
             with unit_of_work(app.sessions) as session:  # as rows saved before migration 0004
                 session.execute(update(PathwayInstance).values(ready_tasks=None))
-            found["restore"] = {kind: measure(app, queries, args.pathway, args.page, args.samples, kind == "cold")
-                                for kind in ("cold", "warm")}
+            found["restore"] = {
+                kind: measure(app, queries, args.pathway, args.page, args.samples, kind == "cold")
+                for kind in ("cold", "warm")
+            }
         finally:
             app.close()
     result = {
         "command": command,
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
-        "pathway": args.pathway, "instances": args.instances, "page": args.page,
+        "pathway": args.pathway,
+        "instances": args.instances,
+        "page": args.page,
         **found,
-        "ratio_summary_vs_restore": {kind: round(found["summary"][kind]["p50_ms"] / found["restore"][kind]["p50_ms"], 3)
-                                     for kind in ("cold", "warm")},
+        "ratio_summary_vs_restore": {
+            kind: round(found["summary"][kind]["p50_ms"] / found["restore"][kind]["p50_ms"], 3)
+            for kind in ("cold", "warm")
+        },
     }
     print(json.dumps(result, indent=2))
 

@@ -195,11 +195,14 @@ def acting_for(principal: Principal, staff_id: str) -> Principal:
         InvalidInputError: ``staff_id`` is not a staff identifier (1-64 letters, digits, ``. _ : @ -``).
     """
     if principal.role not in ACTING_FOR_ROLES:
-        raise PermissionDeniedError(f"a {principal.role} token acts for its holder: only system tokens may send "
-                                    "X-On-Behalf-Of")
+        raise PermissionDeniedError(
+            f"a {principal.role} token acts for its holder: only system tokens may send X-On-Behalf-Of"
+        )
     if not _STAFF_ID.match(staff_id):
-        raise InvalidInputError("X-On-Behalf-Of must be a staff identifier", [Problem(
-            "1-64 letters, digits or . _ : @ - (a staff identifier, never a name)", field="X-On-Behalf-Of")])
+        raise InvalidInputError(
+            "X-On-Behalf-Of must be a staff identifier",
+            [Problem("1-64 letters, digits or . _ : @ - (a staff identifier, never a name)", field="X-On-Behalf-Of")],
+        )
     return dataclasses.replace(principal, on_behalf_of=staff_id)
 
 
@@ -221,20 +224,35 @@ def parse_lifetime(text: str) -> timedelta:
     """
     match = _LIFETIME.match(text.strip().upper())
     if match is None:
-        raise InvalidInputError(f"{text[:40]!r} is not a lifetime", [Problem(
-            "an ISO 8601 duration in weeks, days, hours or minutes, e.g. P90D, P12W, PT8H", field="/expires_in")])
+        raise InvalidInputError(
+            f"{text[:40]!r} is not a lifetime",
+            [
+                Problem(
+                    "an ISO 8601 duration in weeks, days, hours or minutes, e.g. P90D, P12W, PT8H", field="/expires_in"
+                )
+            ],
+        )
     weeks, days, hours, minutes = (int(part or 0) for part in match.groups())
     lifetime = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes)
     if not timedelta(0) < lifetime <= MAX_LIFETIME:
-        raise InvalidInputError("lifetime out of range",
-                                [Problem("more than nothing and at most ten years", field="/expires_in")])
+        raise InvalidInputError(
+            "lifetime out of range", [Problem("more than nothing and at most ten years", field="/expires_in")]
+        )
     return lifetime
 
 
-def create_token(session: Session, role: str, label: str, clock: Clock,
-                 expires_in: timedelta | None = None, patient_ref: str | None = None, *,
-                 organisation: str | None = None, teams: list[str] | None = None,
-                 staff_id: str | None = None) -> tuple[str, str]:
+def create_token(
+    session: Session,
+    role: str,
+    label: str,
+    clock: Clock,
+    expires_in: timedelta | None = None,
+    patient_ref: str | None = None,
+    *,
+    organisation: str | None = None,
+    teams: list[str] | None = None,
+    staff_id: str | None = None,
+) -> tuple[str, str]:
     """Create a token for ``role``, valid for ``expires_in`` (None: until revoked), reaching the patients of
     ``organisation`` (None: every organisation) and of ``teams`` in it (None or empty: every team), held by
     the member of staff ``staff_id`` (None: nobody named); return ``(token_id, secret)``. The secret is not
@@ -255,24 +273,37 @@ def create_token(session: Session, role: str, label: str, clock: Clock,
         check_name(organisation, "/organisation")
     if teams:
         if organisation is None:
-            raise InvalidInputError("teams belong to an organisation",
-                                    [Problem("name the organisation the teams belong to", field="/organisation")])
+            raise InvalidInputError(
+                "teams belong to an organisation",
+                [Problem("name the organisation the teams belong to", field="/organisation")],
+            )
         team_names: frozenset[str] | None = check_teams(teams, "/teams")
     else:
         team_names = None
     if role not in ROLES:
-        raise InvalidInputError(f"unknown role {role!r}",
-                                [Problem(f"must be one of {', '.join(ROLES)}", field="/role")])
+        raise InvalidInputError(
+            f"unknown role {role!r}", [Problem(f"must be one of {', '.join(ROLES)}", field="/role")]
+        )
     if (role == PATIENT_ROLE) != (patient_ref is not None):
-        raise InvalidInputError("a patient token names its patient, and only a patient token does", [Problem(
-            "give --patient-ref for role patient, and only for it", field="/patient_ref")])
+        raise InvalidInputError(
+            "a patient token names its patient, and only a patient token does",
+            [Problem("give --patient-ref for role patient, and only for it", field="/patient_ref")],
+        )
     if patient_ref is not None and not _PATIENT_REF.match(patient_ref):
-        raise InvalidInputError("patient_ref must be an external identifier", [Problem(
-            "letters, digits and . _ : / - (at most 64), never a name", field="/patient_ref")])
+        raise InvalidInputError(
+            "patient_ref must be an external identifier",
+            [Problem("letters, digits and . _ : / - (at most 64), never a name", field="/patient_ref")],
+        )
     if staff_id is not None and (role in ACTING_FOR_ROLES or role == PATIENT_ROLE or not _STAFF_ID.match(staff_id)):
-        raise InvalidInputError("a token's holder is a staff identifier, for a person's own token", [Problem(
-            "1-64 letters, digits or . _ : @ - (never a name); system tokens send X-On-Behalf-Of instead",
-            field="/staff_id")])
+        raise InvalidInputError(
+            "a token's holder is a staff identifier, for a person's own token",
+            [
+                Problem(
+                    "1-64 letters, digits or . _ : @ - (never a name); system tokens send X-On-Behalf-Of instead",
+                    field="/staff_id",
+                )
+            ],
+        )
     if len(label) > 200:
         raise InvalidInputError("label too long", [Problem("at most 200 characters", field="/label")])
     if expires_in is not None and expires_in <= timedelta(0):
@@ -280,10 +311,21 @@ def create_token(session: Session, role: str, label: str, clock: Clock,
     token_id = "tok_" + uuid.uuid4().hex[:16]
     secret = secrets.token_urlsafe(32)
     now = clock.now()
-    session.add(ApiToken(id=token_id, secret_sha256=_digest(secret), role=role, label=label, created_at=now,
-                         revoked_at=None, expires_at=None if expires_in is None else now + expires_in,
-                         patient_ref=patient_ref, organisation=organisation,
-                         teams=None if team_names is None else json.dumps(sorted(team_names)), staff_id=staff_id))
+    session.add(
+        ApiToken(
+            id=token_id,
+            secret_sha256=_digest(secret),
+            role=role,
+            label=label,
+            created_at=now,
+            revoked_at=None,
+            expires_at=None if expires_in is None else now + expires_in,
+            patient_ref=patient_ref,
+            organisation=organisation,
+            teams=None if team_names is None else json.dumps(sorted(team_names)),
+            staff_id=staff_id,
+        )
+    )
     session.flush()
     return token_id, secret
 
@@ -311,9 +353,15 @@ def principal_of_token(token: ApiToken) -> Principal:
     """The principal a (live) token stands for, with its organisation and teams (a patient's: its patient).
     A held token acts for its holder, as a system token acts for the staff it names (the trail shows both)."""
     teams = frozenset(json.loads(token.teams)) if token.teams else None
-    return Principal(role=token.role, token_id=token.id, label=token.label, patient_ref=token.patient_ref,
-                     organisation=token.organisation, teams=teams if token.organisation is not None else None,
-                     on_behalf_of=token.staff_id)
+    return Principal(
+        role=token.role,
+        token_id=token.id,
+        label=token.label,
+        patient_ref=token.patient_ref,
+        organisation=token.organisation,
+        teams=teams if token.organisation is not None else None,
+        on_behalf_of=token.staff_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -338,8 +386,19 @@ def list_tokens(session: Session, *, include_revoked: bool = True, now: datetime
         query = query.where(ApiToken.revoked_at.is_(None))
         if now is not None:
             query = query.where(ApiToken.expires_at.is_(None) | (ApiToken.expires_at > now))
-    return [TokenInfo(t.id, t.role, t.label, t.created_at, t.revoked_at, t.expires_at, t.organisation,
-                      tuple(json.loads(t.teams)) if t.teams else None) for t in session.scalars(query)]
+    return [
+        TokenInfo(
+            t.id,
+            t.role,
+            t.label,
+            t.created_at,
+            t.revoked_at,
+            t.expires_at,
+            t.organisation,
+            tuple(json.loads(t.teams)) if t.teams else None,
+        )
+        for t in session.scalars(query)
+    ]
 
 
 def revoke_token(session: Session, token_id: str, clock: Clock) -> None:

@@ -39,14 +39,33 @@ from engine.db.models import (
 from engine.db.session import unit_of_work
 from engine.errors import InvalidInputError, Problem
 
-__all__ = ["PATIENT_DATA_READS", "Access", "ReadFilter", "list_reads", "noting", "not_shown", "purge_reads",
-           "record_reads", "saw", "watching"]
+__all__ = [
+    "PATIENT_DATA_READS",
+    "Access",
+    "ReadFilter",
+    "list_reads",
+    "noting",
+    "not_shown",
+    "purge_reads",
+    "record_reads",
+    "saw",
+    "watching",
+]
 
 log = logging.getLogger(__name__)
 
 # The permissions whose routes show a patient's records (engine.access.PERMISSIONS).
-PATIENT_DATA_READS = frozenset({"instances.read", "tasks.read", "events.read", "documents.read",
-                                "evaluations.read", "patient.read", "reports.export"})
+PATIENT_DATA_READS = frozenset(
+    {
+        "instances.read",
+        "tasks.read",
+        "events.read",
+        "documents.read",
+        "evaluations.read",
+        "patient.read",
+        "reports.export",
+    }
+)
 MAX_LIMIT = 200
 _seen: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("carepath_seen_instances", default=None)
 
@@ -130,32 +149,63 @@ def record_reads(sessions: sessionmaker[Session], access: Access, instance_ids: 
     page's 50 rows went through a lookup and a 50-row ``executemany``, half of the page's time; an
     export's 10,000 rows took 1 s through the ORM's bulk insert."""
     ids = sorted(set(instance_ids))
-    common = {"at": access.at, "actor": access.actor[:200], "on_behalf_of": access.on_behalf_of,
-              "action": access.action[:64], "route": access.route[:200], "status": access.status,
-              "request_id": access.request_id[:128], "break_glass": access.break_glass_reason is not None,
-              "break_glass_reason": access.break_glass_reason,
-              "break_glass_note": access.break_glass_note[:500] if access.break_glass_note else None}
+    common = {
+        "at": access.at,
+        "actor": access.actor[:200],
+        "on_behalf_of": access.on_behalf_of,
+        "action": access.action[:64],
+        "route": access.route[:200],
+        "status": access.status,
+        "request_id": access.request_id[:128],
+        "break_glass": access.break_glass_reason is not None,
+        "break_glass_reason": access.break_glass_reason,
+        "break_glass_note": access.break_glass_note[:500] if access.break_glass_note else None,
+    }
     table = AccessRecord.metadata.tables[AccessRecord.__tablename__]
     with unit_of_work(sessions) as session:
         if not ids:
             session.execute(insert(table), [{**common, "instance_id": None, "patient_ref": None, "organisation": None}])
             return 1
         if session.get_bind().dialect.name == "postgresql":
-            read = func.unnest(bindparam("ids", ids, type_=ARRAY(String))).table_valued(
-                "instance_id", with_ordinality="number").render_derived(name="read")
-            rows = (select(*(literal(value, table.c[name].type).label(name) for name, value in common.items()),
-                           read.c.instance_id, PathwayInstance.patient_ref, PathwayInstance.organisation)
-                    .select_from(read.outerjoin(PathwayInstance, PathwayInstance.id == read.c.instance_id))
-                    .order_by(read.c.number))
+            read = (
+                func.unnest(bindparam("ids", ids, type_=ARRAY(String)))
+                .table_valued("instance_id", with_ordinality="number")
+                .render_derived(name="read")
+            )
+            rows = (
+                select(
+                    *(literal(value, table.c[name].type).label(name) for name, value in common.items()),
+                    read.c.instance_id,
+                    PathwayInstance.patient_ref,
+                    PathwayInstance.organisation,
+                )
+                .select_from(read.outerjoin(PathwayInstance, PathwayInstance.id == read.c.instance_id))
+                .order_by(read.c.number)
+            )
             session.execute(insert(table).from_select([*common, "instance_id", "patient_ref", "organisation"], rows))
             return len(ids)
         refs: dict[str, tuple[str, str]] = {}
         for first in range(0, len(ids), 500):
-            refs.update((row.id, (row.patient_ref, row.organisation)) for row in session.execute(
-                select(PathwayInstance.id, PathwayInstance.patient_ref, PathwayInstance.organisation)
-                .where(PathwayInstance.id.in_(ids[first:first + 500]))))
-        session.execute(insert(table), [{**common, "instance_id": i, "patient_ref": refs.get(i, (None, None))[0],
-                                         "organisation": refs.get(i, (None, None))[1]} for i in ids])
+            refs.update(
+                (row.id, (row.patient_ref, row.organisation))
+                for row in session.execute(
+                    select(PathwayInstance.id, PathwayInstance.patient_ref, PathwayInstance.organisation).where(
+                        PathwayInstance.id.in_(ids[first : first + 500])
+                    )
+                )
+            )
+        session.execute(
+            insert(table),
+            [
+                {
+                    **common,
+                    "instance_id": i,
+                    "patient_ref": refs.get(i, (None, None))[0],
+                    "organisation": refs.get(i, (None, None))[1],
+                }
+                for i in ids
+            ],
+        )
     return len(ids)
 
 
@@ -170,8 +220,9 @@ class ReadFilter:
     break_glass: bool | None = None  # True: break-glass reads only; False: none of them
 
 
-def list_reads(session: Session, where: ReadFilter, cursor: str | None = None,
-               limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+def list_reads(
+    session: Session, where: ReadFilter, cursor: str | None = None, limit: int = 100
+) -> tuple[list[dict[str, Any]], str | None]:
     """Access records matching ``where``, newest first, and the cursor of the next page (None: no more).
 
     Raises:
@@ -180,9 +231,13 @@ def list_reads(session: Session, where: ReadFilter, cursor: str | None = None,
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInputError("limit out of range", [Problem(f"must be between 1 and {MAX_LIMIT}", field="limit")])
     query = select(AccessRecord)
-    for column, value in ((AccessRecord.patient_ref, where.patient_ref), (AccessRecord.instance_id, where.instance_id),
-                          (AccessRecord.actor, where.actor), (AccessRecord.organisation, where.organisation),
-                          (AccessRecord.break_glass, where.break_glass)):
+    for column, value in (
+        (AccessRecord.patient_ref, where.patient_ref),
+        (AccessRecord.instance_id, where.instance_id),
+        (AccessRecord.actor, where.actor),
+        (AccessRecord.organisation, where.organisation),
+        (AccessRecord.break_glass, where.break_glass),
+    ):
         if value is not None:
             query = query.where(column == value)
     for name, when in (("since", where.since), ("until", where.until)):
@@ -196,11 +251,24 @@ def list_reads(session: Session, where: ReadFilter, cursor: str | None = None,
         at, row_id = _decode(cursor)
         query = query.where(tuple_(AccessRecord.at, AccessRecord.id) < tuple_(at, row_id))
     rows = list(session.scalars(query.order_by(AccessRecord.at.desc(), AccessRecord.id.desc()).limit(limit + 1)))
-    items = [{"at": r.at.isoformat(), "actor": r.actor, "on_behalf_of": r.on_behalf_of, "action": r.action,
-              "route": r.route, "status": r.status, "instance_id": r.instance_id, "patient_ref": r.patient_ref,
-              "request_id": r.request_id, "organisation": r.organisation, "break_glass": bool(r.break_glass),
-              "break_glass_reason": r.break_glass_reason, "break_glass_note": r.break_glass_note}
-             for r in rows[:limit]]
+    items = [
+        {
+            "at": r.at.isoformat(),
+            "actor": r.actor,
+            "on_behalf_of": r.on_behalf_of,
+            "action": r.action,
+            "route": r.route,
+            "status": r.status,
+            "instance_id": r.instance_id,
+            "patient_ref": r.patient_ref,
+            "request_id": r.request_id,
+            "organisation": r.organisation,
+            "break_glass": bool(r.break_glass),
+            "break_glass_reason": r.break_glass_reason,
+            "break_glass_note": r.break_glass_note,
+        }
+        for r in rows[:limit]
+    ]
     last = rows[limit - 1] if len(rows) > limit else None
     return items, (_encode(last.at, last.id) if last is not None else None)
 
@@ -226,6 +294,7 @@ def _decode(cursor: str) -> tuple[datetime, int]:
         if when.tzinfo is None or not isinstance(row_id, int):
             raise ValueError("bad cursor")
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInputError("the cursor is not one this API returned",
-                                [Problem("is not a valid cursor", field="cursor")]) from exc
+        raise InvalidInputError(
+            "the cursor is not one this API returned", [Problem("is not a valid cursor", field="cursor")]
+        ) from exc
     return when.astimezone(UTC), row_id

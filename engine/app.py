@@ -33,8 +33,14 @@ class CarePath:
     files again for each took a second).
     """
 
-    def __init__(self, settings: Settings, clock: Clock | None = None, *, upgrade: bool = False,
-                 rules: RuleSetRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        *,
+        upgrade: bool = False,
+        rules: RuleSetRegistry | None = None,
+    ) -> None:
         """Raises: SandboxRefusedError (``settings.sandbox`` on a database holding real patients)."""
         patches.install()  # SpiffWorkflow as CarePath runs it (engine.spiff.patches)
         self.settings = settings
@@ -44,8 +50,9 @@ class CarePath:
         # A streaming replica the API's reads may use (engine.db.replica); None: everything reads the primary.
         self.replica_db: Engine | None = make_engine(settings.read_database_url) if settings.read_database_url else None
         # The trail key goes to every session (engine.audit authenticates events with it).
-        self.sessions: sessionmaker[Session] = make_session_factory(self.db, trail_key=settings.trail_key(),
-                                                                    replica=self.replica_db)
+        self.sessions: sessionmaker[Session] = make_session_factory(
+            self.db, trail_key=settings.trail_key(), replica=self.replica_db
+        )
         self.sandbox: SandboxClock | None = None
         if settings.sandbox:  # the deployment's own clock, over the given (or real) one (engine.sandbox)
             try:
@@ -58,32 +65,47 @@ class CarePath:
         self.clock: Clock = self.sandbox or clock or SystemClock()
         # Deploys check rule set names and service operators against what this server has, as
         # ``carepath validate`` does (the operators are read at each deploy: a deployment may add its own).
-        self.catalog = PathwayCatalog(PathwayLibrary(settings.pathways_dir), self.sessions, self.clock,
-                                      known_rule_sets=lambda: rule_set_names(settings.rules_dir),
-                                      known_operators=lambda: self.instances.operators,
-                                      on_deploy=lambda: self.instances.steps.versions.clear(),
-                                      four_eyes=settings.four_eyes)
+        self.catalog = PathwayCatalog(
+            PathwayLibrary(settings.pathways_dir),
+            self.sessions,
+            self.clock,
+            known_rule_sets=lambda: rule_set_names(settings.rules_dir),
+            known_operators=lambda: self.instances.operators,
+            on_deploy=lambda: self.instances.steps.versions.clear(),
+            four_eyes=settings.four_eyes,
+        )
         # A changed rule file is picked up within a second, without a restart.
         self.rules = rules or RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
         # Four eyes: evaluations use each rule set's active version, recorded and activated here.
         self.rule_sets = RuleSetActivations(self.rules, self.sessions, self.clock, four_eyes=settings.four_eyes)
-        self.instances = PathwayService(settings, self.sessions, self.clock,
-                                        care_plan_operators(self.rules, settings.referral_timeframes,
-                                                            active_only=settings.four_eyes))
+        self.instances = PathwayService(
+            settings,
+            self.sessions,
+            self.clock,
+            care_plan_operators(self.rules, settings.referral_timeframes, active_only=settings.four_eyes),
+        )
         self.care_plans = CarePlanService(self.sessions, self.clock, settings.referral_timeframes)
         # The worker's scan for referrals not accepted in time (engine.careplan.referrals).
         self.referral_escalations = ReferralEscalations(self.sessions, self.clock, self.instances)
         # End of treatment summaries per phase, and the worker's scan for overdue ones (engine.careplan.summaries).
-        self.treatment_summaries = TreatmentSummaries(self.sessions, self.clock, self.instances,
-                                                      settings.referral_timeframes.time_zone)
+        self.treatment_summaries = TreatmentSummaries(
+            self.sessions, self.clock, self.instances, settings.referral_timeframes.time_zone
+        )
         # The worker delivers the webhook outbox with it (engine.webhooks, docs/webhooks.md).
-        self.webhooks = WebhookDeliverer(self.sessions, self.clock, RetryPolicy(
-            max_attempts=settings.webhook_max_attempts, timeout_seconds=settings.webhook_timeout_seconds,
-            first_wait=timedelta(seconds=settings.webhook_first_retry_seconds),
-            longest_wait=timedelta(seconds=settings.webhook_longest_retry_seconds)),
-            allow_private_networks=settings.webhook_allow_private_networks)
-        self.webhook_admin = WebhookAdmin(self.sessions, self.clock,
-                                          allow_private_networks=settings.webhook_allow_private_networks)
+        self.webhooks = WebhookDeliverer(
+            self.sessions,
+            self.clock,
+            RetryPolicy(
+                max_attempts=settings.webhook_max_attempts,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                first_wait=timedelta(seconds=settings.webhook_first_retry_seconds),
+                longest_wait=timedelta(seconds=settings.webhook_longest_retry_seconds),
+            ),
+            allow_private_networks=settings.webhook_allow_private_networks,
+        )
+        self.webhook_admin = WebhookAdmin(
+            self.sessions, self.clock, allow_private_networks=settings.webhook_allow_private_networks
+        )
 
     def warm_up(self) -> list[str]:
         """Load the latest version of every deployed pathway, with its restored specs, and every rule

@@ -52,25 +52,63 @@ from engine.db.models import DeploymentTrailHead, InstanceEvent, PathwayInstance
 from engine.db.session import TRAIL_KEY, read_only
 from engine.db.stored_state import UnreadableStateError, decode_state
 
-__all__ = ["CHECKPOINT_FORMAT", "EVENT_TYPES", "GENESIS", "ChainHead", "Checkpoint", "IdRange", "ProgressCallback",
-           "TrailKey", "TrailProblem", "append_event", "authenticate_existing", "canonical_json", "checkpoint_problems",
-           "count_instances", "data_digest", "event_hash", "export_checkpoint", "has_pending_events",
-           "latest_checkpoint", "link_hash",
-           "make_checkpoint", "on_behalf_of", "seal_events", "split_actor", "state_digest", "take_pending_events",
-           "trail_key_of", "verify_trail", "write_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "EVENT_TYPES",
+    "GENESIS",
+    "ChainHead",
+    "Checkpoint",
+    "IdRange",
+    "ProgressCallback",
+    "TrailKey",
+    "TrailProblem",
+    "append_event",
+    "authenticate_existing",
+    "canonical_json",
+    "checkpoint_problems",
+    "count_instances",
+    "data_digest",
+    "event_hash",
+    "export_checkpoint",
+    "has_pending_events",
+    "latest_checkpoint",
+    "link_hash",
+    "make_checkpoint",
+    "on_behalf_of",
+    "seal_events",
+    "split_actor",
+    "state_digest",
+    "take_pending_events",
+    "trail_key_of",
+    "verify_trail",
+    "write_checkpoint",
+]
 
 GENESIS = "0" * 64
 _PENDING = "carepath.pending_events"
 _EVENTS = cast(Table, InstanceEvent.__table__)
 EVENT_TYPES = frozenset(
     {
-        "started", "task_completed", "timer_fired", "message_received", "suspended", "resumed",
-        "cancelled", "migrated", "error", "retried", "completed", "rules_evaluated", "care_plan_updated",
+        "started",
+        "task_completed",
+        "timer_fired",
+        "message_received",
+        "suspended",
+        "resumed",
+        "cancelled",
+        "migrated",
+        "error",
+        "retried",
+        "completed",
+        "rules_evaluated",
+        "care_plan_updated",
         "data_corrected",
         "decision_evaluated",
         "reassessment_started",
-        "referral_overdue", "referral_escalation_completed",
-        "summary_overdue", "summary_overdue_closed",
+        "referral_overdue",
+        "referral_escalation_completed",
+        "summary_overdue",
+        "summary_overdue_closed",
         "care_team_changed",
     }
 )
@@ -124,8 +162,18 @@ def link_hash(fields: list[Any]) -> str:
 def event_hash(event: Any) -> str:
     """The hash of one event (anything with the event's fields as attributes): its fields and the
     previous event's hash, and its state digest when it has one."""
-    fields = [event.instance_id, event.seq, event.type, event.at.isoformat(), event.actor, event.pathway_version,
-              event.element, event.task_id, event.payload, event.prev_hash]
+    fields = [
+        event.instance_id,
+        event.seq,
+        event.type,
+        event.at.isoformat(),
+        event.actor,
+        event.pathway_version,
+        event.element,
+        event.task_id,
+        event.payload,
+        event.prev_hash,
+    ]
     if getattr(event, "state_digest", None) is not None:  # events written before digests hash as they did
         fields.append(event.state_digest)
     return link_hash(fields)
@@ -289,8 +337,12 @@ class Checkpoint:
     deployment_head: tuple[int, str] | None = None
 
     def _parts(self) -> dict[str, Any]:
-        parts: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "at": self.at, "instance_count": len(self.heads),
-                                 "digest": self.digest}
+        parts: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "at": self.at,
+            "instance_count": len(self.heads),
+            "digest": self.digest,
+        }
         if self.deployment_head is not None:
             parts["deployment_head"] = list(self.deployment_head)
         return parts
@@ -299,8 +351,14 @@ class Checkpoint:
         return canonical_json(self._parts())
 
     def as_json(self) -> str:
-        return canonical_json({**self._parts(), "key_id": self.key_id, "mac": self.mac,
-                               "heads": [[i, seq, head] for i, (seq, head) in sorted(self.heads.items())]})
+        return canonical_json(
+            {
+                **self._parts(),
+                "key_id": self.key_id,
+                "mac": self.mac,
+                "heads": [[i, seq, head] for i, (seq, head) in sorted(self.heads.items())],
+            }
+        )
 
 
 def _heads_digest(heads: Mapping[str, tuple[int, str]]) -> str:
@@ -311,16 +369,19 @@ def _heads_digest(heads: Mapping[str, tuple[int, str]]) -> str:
 def make_checkpoint(session: Session, at: datetime) -> Checkpoint:
     """Every instance's head as committed now, with the digest of the set, signed with the session's
     trail key (unsigned without one: it still finds deletions made by someone without the folder)."""
-    heads = {i: (int(seq), str(head)) for i, seq, head in session.execute(
-        select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head))}
+    heads = {
+        i: (int(seq), str(head))
+        for i, seq, head in session.execute(
+            select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head)
+        )
+    }
     deployments = session.get(DeploymentTrailHead, 1)
     deployment_head = (deployments.seq, deployments.hash) if deployments is not None and deployments.seq else None
     unsigned = Checkpoint(at.isoformat(), heads, _heads_digest(heads), deployment_head=deployment_head)
     key = trail_key_of(session)
     if key is None:
         return unsigned
-    return dataclasses.replace(unsigned, key_id=key.key_id, mac=key.mac(_CHECKPOINT_MAC_DOMAIN,
-                                                                        unsigned.signed_part()))
+    return dataclasses.replace(unsigned, key_id=key.key_id, mac=key.mac(_CHECKPOINT_MAC_DOMAIN, unsigned.signed_part()))
 
 
 def write_checkpoint(folder: Path, checkpoint: Checkpoint, at: datetime) -> Path:
@@ -389,8 +450,15 @@ def latest_checkpoint(folder: Path) -> Checkpoint | None:
         if data.get("deployment_head") is not None:
             seq, head = data["deployment_head"]
             deployment_head = (int(seq), str(head))
-        return Checkpoint(str(data["at"]), heads, str(data["digest"]), data.get("key_id"), data.get("mac"),
-                          str(files[-1]), deployment_head)
+        return Checkpoint(
+            str(data["at"]),
+            heads,
+            str(data["digest"]),
+            data.get("key_id"),
+            data.get("mac"),
+            str(files[-1]),
+            deployment_head,
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"the newest checkpoint {files[-1]} cannot be read as one ({type(exc).__name__})") from exc
 
@@ -418,8 +486,9 @@ def checkpoint_problems(checkpoint: Checkpoint, key: TrailKey | None) -> list[Tr
 ProgressCallback = Callable[[int], None]
 
 
-def count_instances(session: Session, instance_ids: Iterable[str] | None = None, *,
-                    organisation: str | None = None) -> int:
+def count_instances(
+    session: Session, instance_ids: Iterable[str] | None = None, *, organisation: str | None = None
+) -> int:
     """How many instances :func:`verify_trail` will check (for a progress bar)."""
     query = select(func.count()).select_from(PathwayInstance)
     if instance_ids is not None:
@@ -432,10 +501,16 @@ def count_instances(session: Session, instance_ids: Iterable[str] | None = None,
 IdRange = tuple[str | None, str | None]
 
 
-def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
-                 checkpoint: Checkpoint | None = None, *, progress: ProgressCallback | None = None,
-                 batch: int = 2000, organisation: str | None = None,
-                 id_range: IdRange | None = None) -> list[TrailProblem]:
+def verify_trail(
+    session: Session,
+    instance_ids: Iterable[str] | None = None,
+    checkpoint: Checkpoint | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    batch: int = 2000,
+    organisation: str | None = None,
+    id_range: IdRange | None = None,
+) -> list[TrailProblem]:
     """Check every instance's chain (or those named, or those of ``organisation``, or those in
     ``id_range``); return what is wrong (empty when intact).
 
@@ -470,8 +545,9 @@ def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
     event_rows = _rows(session.execute(events.execution_options(yield_per=batch)), _TrailEvent._make)
     pending = next(event_rows, None)
     checked = 0
-    for instance_id, head_seq, head_hash, state in _rows(session.execute(instances.execution_options(yield_per=batch)),
-                                                         tuple):
+    for instance_id, head_seq, head_hash, state in _rows(
+        session.execute(instances.execution_options(yield_per=batch)), tuple
+    ):
         # Instance ids are UUIDs in canonical form, which sort alike in Python and in the database.
         while pending is not None and pending.instance_id < instance_id:
             pending = _orphans(pending, event_rows, problems)
@@ -495,22 +571,27 @@ def verify_trail(session: Session, instance_ids: Iterable[str] | None = None,
     return problems
 
 
-def _trail_scans(wanted: list[str] | None, low: str | None, high: str | None,
-                 organisation: str | None) -> tuple[Any, Any]:
+def _trail_scans(
+    wanted: list[str] | None, low: str | None, high: str | None, organisation: str | None
+) -> tuple[Any, Any]:
     """The two ordered scans of a verification: the instances by id, their events by (instance id, id)."""
-    instances = select(PathwayInstance.id, PathwayInstance.event_seq, PathwayInstance.event_head,
-                       # CAST, not only typed: a value written as text (an edit by hand on SQLite) is
-                       # read as its bytes, so the edit is reported instead of failing the scan.
-                       sql_cast(PathwayInstance.state, LargeBinary)).order_by(PathwayInstance.id)
-    events = select(*(_EVENTS.c[name] for name in _TRAIL_EVENT_FIELDS)).order_by(_EVENTS.c.instance_id,
-                                                                                  _EVENTS.c.id)
+    instances = select(
+        PathwayInstance.id,
+        PathwayInstance.event_seq,
+        PathwayInstance.event_head,
+        # CAST, not only typed: a value written as text (an edit by hand on SQLite) is
+        # read as its bytes, so the edit is reported instead of failing the scan.
+        sql_cast(PathwayInstance.state, LargeBinary),
+    ).order_by(PathwayInstance.id)
+    events = select(*(_EVENTS.c[name] for name in _TRAIL_EVENT_FIELDS)).order_by(_EVENTS.c.instance_id, _EVENTS.c.id)
     if wanted is not None:
         instances = instances.where(PathwayInstance.id.in_(wanted))
         events = events.where(_EVENTS.c.instance_id.in_(wanted))
     if organisation is not None:
         instances = instances.where(PathwayInstance.organisation == organisation)
-        events = events.where(_EVENTS.c.instance_id.in_(
-            select(PathwayInstance.id).where(PathwayInstance.organisation == organisation)))
+        events = events.where(
+            _EVENTS.c.instance_id.in_(select(PathwayInstance.id).where(PathwayInstance.organisation == organisation))
+        )
     if low is not None:
         instances, events = instances.where(PathwayInstance.id >= low), events.where(_EVENTS.c.instance_id >= low)
     if high is not None:
@@ -563,22 +644,32 @@ def _rows(result: Any, make: Callable[[Any], Any]) -> Iterator[Any]:
 def _orphans(first: Any, rows: Iterator[Any], problems: list[TrailProblem]) -> Any:
     """Skip the events of an instance that is not in the database (its row deleted, its trail left);
     returns the next event of another instance."""
-    problems.append(TrailProblem(first.instance_id, None, "events of an instance that is not in the database "
-                                                          "(the instance was deleted)"))
+    problems.append(
+        TrailProblem(
+            first.instance_id, None, "events of an instance that is not in the database (the instance was deleted)"
+        )
+    )
     following = next(rows, None)
     while following is not None and following.instance_id == first.instance_id:
         following = next(rows, None)
     return following
 
 
-def _verify_chain(instance_id: str, events: list[Any], head_seq: int, head_hash: str,
-                  key: TrailKey | None, expected: tuple[int, str] | None) -> list[TrailProblem]:
+def _verify_chain(
+    instance_id: str,
+    events: list[Any],
+    head_seq: int,
+    head_hash: str,
+    key: TrailKey | None,
+    expected: tuple[int, str] | None,
+) -> list[TrailProblem]:
     problems = []
     prev_hash, expected_seq = GENESIS, 1
     for event in events:
         if event.seq != expected_seq:
-            problems.append(TrailProblem(instance_id, event.seq,
-                                         f"out of order or missing events: expected event {expected_seq}"))
+            problems.append(
+                TrailProblem(instance_id, event.seq, f"out of order or missing events: expected event {expected_seq}")
+            )
         if event.prev_hash != prev_hash:
             problems.append(TrailProblem(instance_id, event.seq, "does not follow the previous event (chain broken)"))
         if event_hash(event) != event.hash:
@@ -587,14 +678,20 @@ def _verify_chain(instance_id: str, events: list[Any], head_seq: int, head_hash:
             problems.extend(_verify_mac(instance_id, event, key))
         prev_hash, expected_seq = event.hash, event.seq + 1
     if events and (events[-1].seq != head_seq or events[-1].hash != head_hash) or (not events and head_seq):
-        problems.append(TrailProblem(instance_id, None,
-                                     f"trail ends before the instance's newest event {head_seq} (events deleted)"))
+        problems.append(
+            TrailProblem(
+                instance_id, None, f"trail ends before the instance's newest event {head_seq} (events deleted)"
+            )
+        )
     if expected is not None:
         seq, head = expected
         found = next((e for e in events if e.seq == seq), None)
         if found is None or head_seq < seq:
-            problems.append(TrailProblem(instance_id, None, f"truncated: the checkpoint saw event {seq}, the trail "
-                                                            f"now ends at {head_seq}"))
+            problems.append(
+                TrailProblem(
+                    instance_id, None, f"truncated: the checkpoint saw event {seq}, the trail now ends at {head_seq}"
+                )
+            )
         elif found.hash != head:
             problems.append(TrailProblem(instance_id, seq, "rewritten: not the event the checkpoint saw"))
     return problems
@@ -602,8 +699,14 @@ def _verify_chain(instance_id: str, events: list[Any], head_seq: int, head_hash:
 
 def _verify_mac(instance_id: str, event: Any, key: TrailKey) -> list[TrailProblem]:
     if event.mac is None:
-        return [TrailProblem(instance_id, event.seq, "not authenticated: written without the trail key "
-                                                     "(carepath audit sign-existing, if it predates the key)")]
+        return [
+            TrailProblem(
+                instance_id,
+                event.seq,
+                "not authenticated: written without the trail key "
+                "(carepath audit sign-existing, if it predates the key)",
+            )
+        ]
     if event.mac.split(":", 1)[0] != key.key_id:
         return [TrailProblem(instance_id, event.seq, f"authenticated with another key ({event.mac.split(':', 1)[0]})")]
     if not hmac.compare_digest(event.mac, key.event_mac(event.hash)):
@@ -620,8 +723,13 @@ def _verify_state(instance_id: str, events: list[Any], stored: bytes) -> list[Tr
         return [TrailProblem(instance_id, seq, f"{exc} (edited or damaged after it was written)")]
     if recorded is None or recorded.state_digest == state_digest(state):
         return []
-    return [TrailProblem(instance_id, recorded.seq, "the stored workflow state is not the one this event recorded "
-                                                    "(edited after it was written)")]
+    return [
+        TrailProblem(
+            instance_id,
+            recorded.seq,
+            "the stored workflow state is not the one this event recorded (edited after it was written)",
+        )
+    ]
 
 
 def authenticate_existing(session: Session) -> int:
@@ -640,12 +748,19 @@ def authenticate_existing(session: Session) -> int:
     finally:
         session.info[TRAIL_KEY] = unkeyed
     count = 0
-    rows = session.execute(select(InstanceEvent.id, InstanceEvent.instance_id, InstanceEvent.hash)
-                           .where(InstanceEvent.mac.is_(None)).order_by(InstanceEvent.id)).all()
+    rows = session.execute(
+        select(InstanceEvent.id, InstanceEvent.instance_id, InstanceEvent.hash)
+        .where(InstanceEvent.mac.is_(None))
+        .order_by(InstanceEvent.id)
+    ).all()
     for event_id, instance_id, event_hash in rows:
         if instance_id in broken:
             continue
-        session.execute(update(InstanceEvent).where(InstanceEvent.id == event_id)
-                        .values(mac=key.event_mac(event_hash)).execution_options(synchronize_session=False))
+        session.execute(
+            update(InstanceEvent)
+            .where(InstanceEvent.id == event_id)
+            .values(mac=key.event_mac(event_hash))
+            .execution_options(synchronize_session=False)
+        )
         count += 1
     return count

@@ -43,9 +43,22 @@ from engine.db.models import (
 )
 from engine.errors import InvalidInputError, Problem
 
-__all__ = ["BREAK_GLASS_REASONS", "COMPOSITION_PREFIX", "EVERYWHERE", "MAX_TEAMS", "NAME_PATTERN", "NOT_FOUND",
-           "NOWHERE", "TEAM_CHANGE_REASONS", "BreakGlass", "CareScope", "Placement", "check_name", "check_teams",
-           "placement"]
+__all__ = [
+    "BREAK_GLASS_REASONS",
+    "COMPOSITION_PREFIX",
+    "EVERYWHERE",
+    "MAX_TEAMS",
+    "NAME_PATTERN",
+    "NOT_FOUND",
+    "NOWHERE",
+    "TEAM_CHANGE_REASONS",
+    "BreakGlass",
+    "CareScope",
+    "Placement",
+    "check_name",
+    "check_teams",
+    "placement",
+]
 
 # An organisation or team identifier (an ODS code, a directory key, a short slug): no spaces, no names of people.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -65,9 +78,15 @@ def check_name(value: Any, field: str) -> str:
     Raises: InvalidInputError (not 1-64 letters, digits or ``. _ -``, starting with a letter or digit).
     """
     if not isinstance(value, str) or not _NAME.match(value):
-        raise InvalidInputError(f"{field.strip('/')} is not an identifier", [Problem(
-            "1-64 letters, digits or . _ - starting with a letter or digit (an identifier, never a name)",
-            field=field)])
+        raise InvalidInputError(
+            f"{field.strip('/')} is not an identifier",
+            [
+                Problem(
+                    "1-64 letters, digits or . _ - starting with a letter or digit (an identifier, never a name)",
+                    field=field,
+                )
+            ],
+        )
     return value
 
 
@@ -142,12 +161,17 @@ class BreakGlass:
 
     def __post_init__(self) -> None:
         if self.reason not in BREAK_GLASS_REASONS:
-            raise InvalidInputError("unknown break-glass reason", [Problem(
-                f"must be one of {', '.join(BREAK_GLASS_REASONS)}", field="CarePath-Break-Glass")])
-        if self.note is not None and (len(self.note) > MAX_BREAK_GLASS_NOTE
-                                      or any(ord(c) < 32 or ord(c) == 127 for c in self.note)):
-            raise InvalidInputError("the break-glass note cannot be used", [Problem(
-                f"at most {MAX_BREAK_GLASS_NOTE} printable characters", field="CarePath-Break-Glass-Note")])
+            raise InvalidInputError(
+                "unknown break-glass reason",
+                [Problem(f"must be one of {', '.join(BREAK_GLASS_REASONS)}", field="CarePath-Break-Glass")],
+            )
+        if self.note is not None and (
+            len(self.note) > MAX_BREAK_GLASS_NOTE or any(ord(c) < 32 or ord(c) == 127 for c in self.note)
+        ):
+            raise InvalidInputError(
+                "the break-glass note cannot be used",
+                [Problem(f"at most {MAX_BREAK_GLASS_NOTE} printable characters", field="CarePath-Break-Glass-Note")],
+            )
 
 
 @dataclass(frozen=True)
@@ -193,8 +217,12 @@ def placement(session: Session, kind: str, key: str) -> Placement | None:
     columns = (PathwayInstance.id, PathwayInstance.organisation, PathwayInstance.care_team)
     if kind in _OWNER_COLUMN:
         owner, ident = _OWNER_COLUMN[kind]
-        found = session.execute(select(owner, *columns).select_from(owner.class_)
-                                .outerjoin(PathwayInstance, owner == PathwayInstance.id).where(ident == key)).first()
+        found = session.execute(
+            select(owner, *columns)
+            .select_from(owner.class_)
+            .outerjoin(PathwayInstance, owner == PathwayInstance.id)
+            .where(ident == key)
+        ).first()
         if found is None:
             return None
         if found[1] is None:
@@ -211,6 +239,6 @@ def reachable(session: Session, scope: CareScope, instance_ids: Collection[str])
     ids = sorted(set(instance_ids))
     found: set[str] = set()
     for first in range(0, len(ids), 500):
-        query = select(PathwayInstance.id).where(PathwayInstance.id.in_(ids[first:first + 500]))
+        query = select(PathwayInstance.id).where(PathwayInstance.id.in_(ids[first : first + 500]))
         found.update(session.scalars(query if scope.everywhere else query.where(scope.condition())))
     return found

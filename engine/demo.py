@@ -37,38 +37,71 @@ __all__ = ["DEMO_PATIENTS", "DemoPatient", "DemoRow", "load_demo"]
 NURSE, PATIENT, SYSTEM = "clinician:demo-cns", "patient:demo", "system:demo"
 # Named contacts and GP practices of the bundled example service directory (directory/service_directory.yaml):
 # their names, direct lines and hours are what the documents print.
-CONTACT = {"named_contact": {"role": "clinical_nurse_specialist", "staff_ref": "STAFF-DEMO-1",
-                             "team": "Demo cancer nursing team", "contact_line": "team_phone_line"}}
-YOUNG_PEOPLE_CONTACT = {"named_contact": {"role": "key_worker", "staff_ref": "STAFF-DEMO-2",
-                                          "team": "Demo children and young people's team",
-                                          "contact_line": "team_phone_line"}}
+CONTACT = {
+    "named_contact": {
+        "role": "clinical_nurse_specialist",
+        "staff_ref": "STAFF-DEMO-1",
+        "team": "Demo cancer nursing team",
+        "contact_line": "team_phone_line",
+    }
+}
+YOUNG_PEOPLE_CONTACT = {
+    "named_contact": {
+        "role": "key_worker",
+        "staff_ref": "STAFF-DEMO-2",
+        "team": "Demo children and young people's team",
+        "contact_line": "team_phone_line",
+    }
+}
 GP_PRACTICES = ("EXAMPLE-GP-1", "EXAMPLE-GP-2")
 HIGH = {"worry_fear_anxiety": 8, "fatigue": 6, "money_housing": 7}
 LOW = {"fatigue": 3, "sleep_problems": 4}
-WORKING = {"work_status": "employed", "wants_to_return_to_work": True, "caring_duties": True, "lives_alone": False,
-           "travel_minutes": 40, "travel_km": 30}
+WORKING = {
+    "work_status": "employed",
+    "wants_to_return_to_work": True,
+    "caring_duties": True,
+    "lives_alone": False,
+    "travel_minutes": 40,
+    "travel_km": 30,
+}
 _FIRST_TREATMENT = {"prostate_cancer": "radical_radiotherapy", "children_young_people_cancer": "chemotherapy"}
 # Every MDT form records smoking status and whether systemic anticancer therapy is planned (issue 13).
 _MDT_STATUS = {"smoking_status": "never", "systemic_therapy_planned": False, "immunotherapy_planned": False}
-_MDT_EXTRA: dict[str, dict[str, Any]] = {"lung_cancer": {"smoking_status": "former"},
-                                         "children_young_people_cancer": {"fertility_preservation_discussed": True}}
-_TREATMENTS = {"breast_cancer": ["breast_conserving_surgery", "radiotherapy"],
-               "prostate_cancer": ["radical_radiotherapy"], "colorectal_cancer": ["anterior_resection"],
-               "lung_cancer": ["lobectomy"], "general_cancer": ["surgery"],
-               "children_young_people_cancer": ["chemotherapy"]}
+_MDT_EXTRA: dict[str, dict[str, Any]] = {
+    "lung_cancer": {"smoking_status": "former"},
+    "children_young_people_cancer": {"fertility_preservation_discussed": True},
+}
+_TREATMENTS = {
+    "breast_cancer": ["breast_conserving_surgery", "radiotherapy"],
+    "prostate_cancer": ["radical_radiotherapy"],
+    "colorectal_cancer": ["anterior_resection"],
+    "lung_cancer": ["lobectomy"],
+    "general_cancer": ["surgery"],
+    "children_young_people_cancer": ["chemotherapy"],
+}
 
 
 class _Story:
     """One synthetic patient's care, told on a clock that starts at their diagnosis."""
 
-    def __init__(self, app: CarePath, clock: ManualClock, patient: DemoPatient, diagnosed: datetime,
-                 loaded_at: datetime) -> None:
+    def __init__(
+        self, app: CarePath, clock: ManualClock, patient: DemoPatient, diagnosed: datetime, loaded_at: datetime
+    ) -> None:
         self.app, self.clock, self.patient, self.diagnosed = app, clock, patient, diagnosed
         self.loaded_at = loaded_at  # "now" for the demo: stories end on or before it
         clock.set(diagnosed + timedelta(days=2))
-        self.view = app.instances.start(patient.pathway, patient.ref, SYSTEM, {
-            "diagnosis": patient.diagnosis, "diagnosis_date": diagnosed.date().isoformat(), "age": patient.age,
-            "treatment_intent": patient.intent, "gp_practice": GP_PRACTICES[int(patient.ref[-1]) % 2]})
+        self.view = app.instances.start(
+            patient.pathway,
+            patient.ref,
+            SYSTEM,
+            {
+                "diagnosis": patient.diagnosis,
+                "diagnosis_date": diagnosed.date().isoformat(),
+                "age": patient.age,
+                "treatment_intent": patient.intent,
+                "gp_practice": GP_PRACTICES[int(patient.ref[-1]) % 2],
+            },
+        )
 
     def do(self, element: str, data: dict[str, Any], actor: str = NURSE) -> _Story:
         task = next(t for t in self.view.ready_tasks if t["element"] == element)
@@ -92,18 +125,28 @@ class _Story:
         self.do("assign_contact", YOUNG_PEOPLE_CONTACT if young else CONTACT)
         if young:
             if self.patient.age < 16:
-                self.do("parents_take_part", {"participants": ["mother"],
-                                              "person_with_parental_responsibility_consents": True})
+                self.do(
+                    "parents_take_part",
+                    {"participants": ["mother"], "person_with_parental_responsibility_consents": True},
+                )
             else:
                 self.do("young_person_chooses", {"participants": ["mother", "partner"]}, actor=PATIENT)
         return self
 
     def support(self, wanted: str = "yes_now") -> _Story:
-        self.do("offer_support", {"support_wanted": wanted, "support_types": ["emotional", "financial"],
-                                  "consent_to_share_contact": wanted == "yes_now"})
+        self.do(
+            "offer_support",
+            {
+                "support_wanted": wanted,
+                "support_types": ["emotional", "financial"],
+                "consent_to_share_contact": wanted == "yes_now",
+            },
+        )
         if wanted == "yes_now":
-            self.do("connect", {"connected_to": ["EXAMPLE-SUPPORT-ORG"], "connected_on": self.today(),
-                                "connected_via": "nhs_app"})
+            self.do(
+                "connect",
+                {"connected_to": ["EXAMPLE-SUPPORT-ORG"], "connected_on": self.today(), "connected_via": "nhs_app"},
+            )
         elif wanted == "later":
             self.do("give_information", {"information_given_on": self.today(), "information_format": "leaflet"})
         return self
@@ -117,8 +160,10 @@ class _Story:
 
     def agree_plan(self, what_matters: str) -> _Story:
         items = [i for i in self.app.care_plans.get(self.view.id).items if i["status"] == "proposed"]
-        decisions = {i["id"]: "declined" if i["kind"] == "information" and i["code"].endswith("work") else "agreed"
-                     for i in items}
+        decisions = {
+            i["id"]: "declined" if i["kind"] == "information" and i["code"].endswith("work") else "agreed"
+            for i in items
+        }
         self.do("agree", {"decisions": decisions, "what_matters": what_matters})
         referrals = [i["id"] for i in items if i["kind"] == "referral"]
         if referrals:
@@ -127,27 +172,44 @@ class _Story:
 
     def mdt(self, intent: str = "curative") -> _Story:
         pathway = self.patient.pathway
-        return self.do("mdt", {"treatment_intent": intent, "first_treatment": _FIRST_TREATMENT.get(pathway, "surgery"),
-                               "prehabilitation": False, "clinical_trial_discussed": True,
-                               **_MDT_STATUS, **_MDT_EXTRA.get(pathway, {})})
+        return self.do(
+            "mdt",
+            {
+                "treatment_intent": intent,
+                "first_treatment": _FIRST_TREATMENT.get(pathway, "surgery"),
+                "prehabilitation": False,
+                "clinical_trial_discussed": True,
+                **_MDT_STATUS,
+                **_MDT_EXTRA.get(pathway, {}),
+            },
+        )
 
     def treatment(self) -> _Story:
         extra = {"stoma_formed": False} if self.patient.pathway == "colorectal_cancer" else {}
-        return self.do("treatment", {"treatments_received": _TREATMENTS[self.patient.pathway],
-                                     "completed_on": self.today(), **extra})
+        return self.do(
+            "treatment",
+            {"treatments_received": _TREATMENTS[self.patient.pathway], "completed_on": self.today(), **extra},
+        )
 
     def summary(self) -> _Story:
         self.do("offer_hna", {"hna_accepted": False}).do("record_declined", {"reason": "Not now"})
-        return self.do("write_summary", {
-            "summary_treatments": ["Course completed as planned"],
-            "effects_to_watch_for": ["tiredness for some months"],
-            "warning_signs_given": True, "ongoing_support": ["local support group", "physiotherapy"],
-            "gp_actions": ["review tiredness and mood at the cancer care review"],
-            "follow_up_model": "patient_initiated"})
+        return self.do(
+            "write_summary",
+            {
+                "summary_treatments": ["Course completed as planned"],
+                "effects_to_watch_for": ["tiredness for some months"],
+                "warning_signs_given": True,
+                "ongoing_support": ["local support group", "physiotherapy"],
+                "gp_actions": ["review tiredness and mood at the cancer care review"],
+                "follow_up_model": "patient_initiated",
+            },
+        )
 
     def review(self, element: str) -> _Story:
-        return self.do(element, {"reviewed_on": self.today(), "reviewed_by": "gp", "topics": ["support_available"],
-                                 "new_needs": False})
+        return self.do(
+            element,
+            {"reviewed_on": self.today(), "reviewed_by": "gp", "topics": ["support_available"], "new_needs": False},
+        )
 
 
 # --- the stories -----------------------------------------------------------------------------------------
@@ -163,7 +225,8 @@ def _plan_proposed(s: _Story) -> None:
 
 def _plan_agreed(s: _Story) -> None:
     s.diagnosed_and_contact().support("later").at(7).checklist(HIGH, WORKING).agree_plan(
-        "Keeping working part-time and walking the dog")
+        "Keeping working part-time and walking the dog"
+    )
 
 
 def _in_treatment(s: _Story) -> None:
@@ -183,12 +246,32 @@ def _palliative_route(s: _Story) -> None:
     # care, sent with the plan; the advance care plan and the carer's needs are recorded.
     s.at(14).mdt("palliative").checklist({"pain": 6, "fatigue": 7, "worry_fear_anxiety": 5}, {"lives_alone": False})
     s.agree_plan("Staying at home with my wife and our dog").at(20)
-    s.do("pal_acp", {"advance_care_plan": {
-        "conversation": "held", "recorded_on": s.today(), "preferred_place_of_care": "home",
-        "preferred_place_of_death": "hospice", "took_part": ["patient", "partner_or_family", "key_worker"],
-        "what_matters_most": "Being at home, and not being in pain", "shared_with_gp": True}})
-    s.do("pal_carers", {"carers": {"has_carer": True, "recorded_on": s.today(), "relationship": "partner",
-                                   "carers_assessment": "offered", "needs": ["information", "short_breaks"]}})
+    s.do(
+        "pal_acp",
+        {
+            "advance_care_plan": {
+                "conversation": "held",
+                "recorded_on": s.today(),
+                "preferred_place_of_care": "home",
+                "preferred_place_of_death": "hospice",
+                "took_part": ["patient", "partner_or_family", "key_worker"],
+                "what_matters_most": "Being at home, and not being in pain",
+                "shared_with_gp": True,
+            }
+        },
+    )
+    s.do(
+        "pal_carers",
+        {
+            "carers": {
+                "has_carer": True,
+                "recorded_on": s.today(),
+                "relationship": "partner",
+                "carers_assessment": "offered",
+                "needs": ["information", "short_breaks"],
+            }
+        },
+    )
     s.do("pal_review", {"reviewed_on": s.today(), "on_palliative_care_register": True, "palliative_route": "continue"})
 
 
@@ -214,17 +297,29 @@ def _warning_sign(s: _Story) -> None:
     s.agree_plan("Managing at home on my own").at(20).mdt().at(40).review("first_review").at(100)
     # Reported just now, so it waits for triage (untriaged reports are escalated after a few hours at most).
     s.clock.set(max(s.clock.now(), s.loaded_at))
-    s.app.instances.send_message("warning_sign_reported", "system:patient-app", patient_ref=s.patient.ref,
-                                 payload={"warning_sign": "lung_worsening_breathlessness",
-                                          "description": "More breathless on the stairs this week"})
+    s.app.instances.send_message(
+        "warning_sign_reported",
+        "system:patient-app",
+        patient_ref=s.patient.ref,
+        payload={
+            "warning_sign": "lung_worsening_breathlessness",
+            "description": "More breathless on the stairs this week",
+        },
+    )
     s.view = s.app.instances.get(s.view.id)
 
 
 def _travel_costs(s: _Story) -> None:
     s.diagnosed_and_contact().support().at(5).checklist(
         {"insurance_travel": 7, "money_housing": 6, "work_education": 6},
-        {"work_status": "student", "wants_to_return_to_work": True, "lives_alone": False, "travel_minutes": 95,
-         "travel_km": 110})
+        {
+            "work_status": "student",
+            "wants_to_return_to_work": True,
+            "lives_alone": False,
+            "travel_minutes": 95,
+            "travel_km": 110,
+        },
+    )
     s.agree_plan("Finishing my college course and seeing my friends").at(12).mdt()
     s.do("family_support", {"social_worker_assigned": True, "sibling_support": True})
     s.do("education", {"setting": "college", "hospital_school": False, "education_contact_made": True})
@@ -244,23 +339,53 @@ class DemoPatient:
 
 
 DEMO_PATIENTS = (
-    DemoPatient("SYN-DEMO-0001", "breast_cancer", "breast", 54, 3, "just diagnosed: support organisations offered",
-                _just_diagnosed),
+    DemoPatient(
+        "SYN-DEMO-0001",
+        "breast_cancer",
+        "breast",
+        54,
+        3,
+        "just diagnosed: support organisations offered",
+        _just_diagnosed,
+    ),
     DemoPatient("SYN-DEMO-0002", "lung_cancer", "lung", 67, 10, "HNA done: care plan proposed", _plan_proposed),
-    DemoPatient("SYN-DEMO-0003", "colorectal_cancer", "colorectal", 61, 16, "care plan agreed, referrals sent",
-                _plan_agreed),
+    DemoPatient(
+        "SYN-DEMO-0003", "colorectal_cancer", "colorectal", 61, 16, "care plan agreed, referrals sent", _plan_agreed
+    ),
     DemoPatient("SYN-DEMO-0004", "prostate_cancer", "prostate", 71, 30, "in treatment", _in_treatment),
-    DemoPatient("SYN-DEMO-0005", "breast_cancer", "breast", 46, 140, "end of treatment summary written",
-                _summary_written),
-    DemoPatient("SYN-DEMO-0006", "general_cancer", "kidney", 78, 40,
-                "palliative care: specialist palliative care referred, advance care plan recorded", _palliative_route,
-                "palliative"),
+    DemoPatient(
+        "SYN-DEMO-0005", "breast_cancer", "breast", 46, 140, "end of treatment summary written", _summary_written
+    ),
+    DemoPatient(
+        "SYN-DEMO-0006",
+        "general_cancer",
+        "kidney",
+        78,
+        40,
+        "palliative care: specialist palliative care referred, advance care plan recorded",
+        _palliative_route,
+        "palliative",
+    ),
     # 558 days is always past 18 months (at most 553 days): the survey's timer has fired.
-    DemoPatient("SYN-DEMO-0007", "colorectal_cancer", "colorectal", 64, 18 * 31,
-                "18-month quality of life survey: national invitation due", _survey_due),
+    DemoPatient(
+        "SYN-DEMO-0007",
+        "colorectal_cancer",
+        "colorectal",
+        64,
+        18 * 31,
+        "18-month quality of life survey: national invitation due",
+        _survey_due,
+    ),
     DemoPatient("SYN-DEMO-0008", "lung_cancer", "lung", 58, 110, "warning sign reported: triage", _warning_sign),
-    DemoPatient("SYN-DEMO-0009", "children_young_people_cancer", "hodgkin_lymphoma", 19, 21,
-                "young person: travel costs help given", _travel_costs),
+    DemoPatient(
+        "SYN-DEMO-0009",
+        "children_young_people_cancer",
+        "hodgkin_lymphoma",
+        19,
+        21,
+        "young person: travel costs help given",
+        _travel_costs,
+    ),
 )
 
 
@@ -294,9 +419,11 @@ def load_demo(settings: Settings, *, now: datetime | None = None, force: bool = 
     try:
         real = _real_patients(app)
         if real and not force:
-            raise ConflictError(f"the database holds {real} instance(s) of patients whose reference does not start "
-                                f"with {SYNTHETIC_PREFIX} (real patients?); demo data is for demonstration "
-                                "databases only (force it with --force)")
+            raise ConflictError(
+                f"the database holds {real} instance(s) of patients whose reference does not start "
+                f"with {SYNTHETIC_PREFIX} (real patients?); demo data is for demonstration "
+                "databases only (force it with --force)"
+            )
         app.catalog.sync_library(actor=SYSTEM)
         app.rule_sets.sync(actor=SYSTEM)  # four eyes: the folder's first rule-set versions are active
         existing = _existing(app)
@@ -317,8 +444,9 @@ def _real_patients(app: CarePath) -> int:
     """Instances whose patient reference is not synthetic (compared exactly, on every database)."""
     with app.sessions() as session:
         prefix = func.substr(PathwayInstance.patient_ref, 1, len(SYNTHETIC_PREFIX))
-        return int(session.scalar(select(func.count()).select_from(PathwayInstance)
-                                  .where(prefix != SYNTHETIC_PREFIX)) or 0)
+        return int(
+            session.scalar(select(func.count()).select_from(PathwayInstance).where(prefix != SYNTHETIC_PREFIX)) or 0
+        )
 
 
 def _existing(app: CarePath) -> set[str]:
@@ -330,13 +458,28 @@ def _existing(app: CarePath) -> set[str]:
 def _rows(app: CarePath, existing: set[str]) -> list[DemoRow]:
     rows = []
     with app.sessions() as session:
-        found = {i.patient_ref: i.id for i in session.scalars(select(PathwayInstance).where(
-            PathwayInstance.patient_ref.in_([p.ref for p in DEMO_PATIENTS])).order_by(PathwayInstance.created_at))}
+        found = {
+            i.patient_ref: i.id
+            for i in session.scalars(
+                select(PathwayInstance)
+                .where(PathwayInstance.patient_ref.in_([p.ref for p in DEMO_PATIENTS]))
+                .order_by(PathwayInstance.created_at)
+            )
+        }
     for patient in DEMO_PATIENTS:
         if patient.ref not in found:
             continue
         view = app.instances.get(found[patient.ref])
-        rows.append(DemoRow(patient.ref, view.pathway_id, patient.stage, view.id, view.status,
-                            sorted(t["element"] for t in view.ready_tasks), view.next_due_at,
-                            patient.ref not in existing))
+        rows.append(
+            DemoRow(
+                patient.ref,
+                view.pathway_id,
+                patient.stage,
+                view.id,
+                view.status,
+                sorted(t["element"] for t in view.ready_tasks),
+                view.next_due_at,
+                patient.ref not in existing,
+            )
+        )
     return rows

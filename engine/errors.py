@@ -192,9 +192,18 @@ class InstanceExistsError(ConflictError):
     is the running one (the HTTP API answers with its location)."""
 
     def __init__(self, message: str, problems: list[Problem] | None = None, *, instance_id: str = "") -> None:
-        super().__init__(message, problems if problems is not None else [Problem(
-            "the patient already has a running instance of this pathway", field="/patient_ref",
-            code="instance-exists")])
+        super().__init__(
+            message,
+            problems
+            if problems is not None
+            else [
+                Problem(
+                    "the patient already has a running instance of this pathway",
+                    field="/patient_ref",
+                    code="instance-exists",
+                )
+            ],
+        )
         self.instance_id = instance_id
 
 
@@ -202,11 +211,23 @@ class PatientDeceasedError(ConflictError):
     """Raised when a pathway would start for a patient whose death is recorded (the ``patient_died``
     message records it; engine.instances.deaths)."""
 
-    def __init__(self, message: str = "the patient's death is recorded: no pathway can be started",
-                 problems: list[Problem] | None = None) -> None:
-        super().__init__(message, problems if problems is not None else [Problem(
-            "this patient's death is recorded (withdraw a record made in error first)", field="/patient_ref",
-            code="patient-deceased")])
+    def __init__(
+        self,
+        message: str = "the patient's death is recorded: no pathway can be started",
+        problems: list[Problem] | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            problems
+            if problems is not None
+            else [
+                Problem(
+                    "this patient's death is recorded (withdraw a record made in error first)",
+                    field="/patient_ref",
+                    code="patient-deceased",
+                )
+            ],
+        )
 
 
 class IdempotencyKeyInUseError(ConflictError):

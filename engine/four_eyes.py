@@ -54,8 +54,15 @@ from engine.db.models import (
 )
 from engine.errors import FourEyesError
 
-__all__ = ["DEPLOYMENT_EVENT_TYPES", "authenticate_existing_deployments", "content_digest", "person_of",
-           "record_deployment", "require_second_person", "verify_deployment_trail"]
+__all__ = [
+    "DEPLOYMENT_EVENT_TYPES",
+    "authenticate_existing_deployments",
+    "content_digest",
+    "person_of",
+    "record_deployment",
+    "require_second_person",
+    "verify_deployment_trail",
+]
 
 _STAFF = "staff:"
 # What each event type says about its row: it was made (deployed, asked for), or approved (activated).
@@ -85,11 +92,14 @@ def require_second_person(requested_by: str, approver: str, what: str) -> str:
     """
     person = person_of(approver)
     if person is None:
-        raise FourEyesError(f"{what} needs a second author named as a person (signed in through the identity "
-                            "provider, or an author token held by a member of staff); this token names nobody")
+        raise FourEyesError(
+            f"{what} needs a second author named as a person (signed in through the identity "
+            "provider, or an author token held by a member of staff); this token names nobody"
+        )
     if person == person_of(requested_by):
-        raise FourEyesError(f"{what} needs a second author: {person} deployed or asked for it and may not "
-                            "approve it too")
+        raise FourEyesError(
+            f"{what} needs a second author: {person} deployed or asked for it and may not approve it too"
+        )
     return person
 
 
@@ -117,12 +127,32 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _event_hash(event: Any) -> str:
-    return link_hash([event.seq, event.type, _iso(event.at), event.actor, event.kind, event.subject, event.version,
-                      event.payload, event.prev_hash])
+    return link_hash(
+        [
+            event.seq,
+            event.type,
+            _iso(event.at),
+            event.actor,
+            event.kind,
+            event.subject,
+            event.version,
+            event.payload,
+            event.prev_hash,
+        ]
+    )
 
 
-def record_deployment(session: Session, event_type: str, *, at: datetime, actor: str, kind: str, subject: str,
-                      version: str, content: str | None = None) -> None:
+def record_deployment(
+    session: Session,
+    event_type: str,
+    *,
+    at: datetime,
+    actor: str,
+    kind: str,
+    subject: str,
+    version: str,
+    content: str | None = None,
+) -> None:
     """Append one event to the deployment trail, in the caller's transaction (with the row it records).
 
     ``kind`` is ``pathway`` (``subject`` its id), ``rule_set`` (its name) or ``migration`` (the request's id,
@@ -142,14 +172,41 @@ def record_deployment(session: Session, event_type: str, *, at: datetime, actor:
     if head.seq == 0:
         rows = [[*key, *fact] for key, fact in sorted(_rows(session).items(), key=lambda item: item[0])]
         _append(session, head, "baseline", at, "system", "", "", "", canonical_json({"rows": rows}))
-    _append(session, head, event_type, at, actor, kind, subject, version,
-            canonical_json({} if content is None else {"content": content}))
+    _append(
+        session,
+        head,
+        event_type,
+        at,
+        actor,
+        kind,
+        subject,
+        version,
+        canonical_json({} if content is None else {"content": content}),
+    )
 
 
-def _append(session: Session, head: DeploymentTrailHead, event_type: str, at: datetime, actor: str, kind: str,
-            subject: str, version: str, payload: str) -> None:
-    event = DeploymentEvent(seq=head.seq + 1, type=event_type, at=at, actor=actor, kind=kind, subject=subject,
-                            version=version, payload=payload, prev_hash=head.hash)
+def _append(
+    session: Session,
+    head: DeploymentTrailHead,
+    event_type: str,
+    at: datetime,
+    actor: str,
+    kind: str,
+    subject: str,
+    version: str,
+    payload: str,
+) -> None:
+    event = DeploymentEvent(
+        seq=head.seq + 1,
+        type=event_type,
+        at=at,
+        actor=actor,
+        kind=kind,
+        subject=subject,
+        version=version,
+        payload=payload,
+        prev_hash=head.hash,
+    )
     event.hash = _event_hash(event)
     key = trail_key_of(session)
     event.mac = key.mac(_MAC_DOMAIN, event.hash) if key is not None else None
@@ -163,18 +220,28 @@ def _rows(session: Session) -> dict[tuple[str, str, str], _Fact]:
     found: dict[tuple[str, str, str], _Fact] = {}
     for pathway in session.scalars(select(PathwayVersion)):
         found["pathway", pathway.pathway_id, pathway.version] = _Fact(
-            pathway.deployed_by, _iso(pathway.deployed_at) or "",
+            pathway.deployed_by,
+            _iso(pathway.deployed_at) or "",
             content_digest(pathway.files, pathway.spec, pathway.start_schema),
-            pathway.activated_by, _iso(pathway.activated_at))
+            pathway.activated_by,
+            _iso(pathway.activated_at),
+        )
     for ruleset in session.scalars(select(RuleSetActivation)):
         found["rule_set", ruleset.name, ruleset.version] = _Fact(
-            ruleset.deployed_by, _iso(ruleset.deployed_at) or "",
+            ruleset.deployed_by,
+            _iso(ruleset.deployed_at) or "",
             content_digest(ruleset.source, ruleset.catalogue_source),
-            ruleset.activated_by, _iso(ruleset.activated_at))
+            ruleset.activated_by,
+            _iso(ruleset.activated_at),
+        )
     for request in session.scalars(select(MigrationRequest)):
         found["migration", request.id, request.target_version] = _Fact(
-            request.requested_by, _iso(request.requested_at) or "", content_digest(request.pathway_id, request.report),
-            request.approved_by, _iso(request.approved_at))
+            request.requested_by,
+            _iso(request.requested_at) or "",
+            content_digest(request.pathway_id, request.report),
+            request.approved_by,
+            _iso(request.approved_at),
+        )
     return found
 
 
@@ -192,8 +259,9 @@ def verify_deployment_trail(session: Session, checkpointed: tuple[int, str] | No
         hashes[event.seq] = event.hash
         where = f"deployment trail event {event.seq}"
         if event.seq != expected:
-            problems.append(TrailProblem("", event.seq, f"{where}: out of order or missing events: expected "
-                                                        f"event {expected}"))
+            problems.append(
+                TrailProblem("", event.seq, f"{where}: out of order or missing events: expected event {expected}")
+            )
         if event.prev_hash != prev_hash:
             problems.append(TrailProblem("", event.seq, f"{where}: does not follow the previous event (chain broken)"))
         if _event_hash(event) != event.hash:
@@ -206,12 +274,19 @@ def verify_deployment_trail(session: Session, checkpointed: tuple[int, str] | No
     head = session.get(DeploymentTrailHead, 1)
     head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS)
     if (head_seq, head_hash) != (expected - 1, prev_hash):
-        problems.append(TrailProblem("", None, f"deployment trail: ends at event {expected - 1}, its head says "
-                                               f"{head_seq} (events deleted, or the head rewound)"))
+        problems.append(
+            TrailProblem(
+                "",
+                None,
+                f"deployment trail: ends at event {expected - 1}, its head says "
+                f"{head_seq} (events deleted, or the head rewound)",
+            )
+        )
     if checkpointed is not None and hashes.get(checkpointed[0]) != checkpointed[1]:
         found = "rewritten" if checkpointed[0] in hashes else f"cut back: the trail now ends at event {expected - 1}"
-        problems.append(TrailProblem("", checkpointed[0], f"deployment trail: the checkpoint saw event "
-                                                          f"{checkpointed[0]}; {found}"))
+        problems.append(
+            TrailProblem("", checkpointed[0], f"deployment trail: the checkpoint saw event {checkpointed[0]}; {found}")
+        )
     problems.extend(_compare(facts, _rows(session)))
     return problems
 
@@ -227,8 +302,9 @@ def authenticate_existing_deployments(session: Session) -> int:
     key = trail_key_of(session)
     if key is None:
         raise ValueError("no trail key configured (CAREPATH_TRAIL_KEY_FILE)")
-    unsigned = [event for event in session.scalars(select(DeploymentEvent).order_by(DeploymentEvent.id))
-                if event.mac is None]
+    unsigned = [
+        event for event in session.scalars(select(DeploymentEvent).order_by(DeploymentEvent.id)) if event.mac is None
+    ]
     if not unsigned or [p for p in verify_deployment_trail(session) if "not authenticated" not in p.message]:
         return 0
     for event in unsigned:
@@ -256,8 +332,9 @@ def _apply(facts: dict[tuple[str, str, str], _Fact], event: DeploymentEvent) -> 
         facts[key] = _Fact("", "", "", event.actor, _iso(event.at))
 
 
-def _compare(trail: dict[tuple[str, str, str], _Fact], rows: dict[tuple[str, str, str], _Fact]) -> Iterable[
-        TrailProblem]:
+def _compare(
+    trail: dict[tuple[str, str, str], _Fact], rows: dict[tuple[str, str, str], _Fact]
+) -> Iterable[TrailProblem]:
     labels = {"pathway": "pathway", "rule_set": "rule set", "migration": "migration request"}
     for key in sorted(trail.keys() | rows.keys()):
         kind, subject, version = key
@@ -268,12 +345,20 @@ def _compare(trail: dict[tuple[str, str, str], _Fact], rows: dict[tuple[str, str
         elif said is None:
             yield TrailProblem("", None, f"{what}: not in the deployment trail (written without it)")
         elif (found.made_by, found.made_at) != (said.made_by, said.made_at):
-            yield TrailProblem("", None, f"{what}: deployed or asked for by {found.made_by} at {found.made_at} in "
-                                         f"the database, by {said.made_by} at {said.made_at} in the deployment trail")
+            yield TrailProblem(
+                "",
+                None,
+                f"{what}: deployed or asked for by {found.made_by} at {found.made_at} in "
+                f"the database, by {said.made_by} at {said.made_at} in the deployment trail",
+            )
         elif found.content != said.content:
             yield TrailProblem("", None, f"{what}: its stored content is not what was deployed (edited)")
         elif (found.approved_by, found.approved_at) != (said.approved_by, said.approved_at):
-            yield TrailProblem("", None, f"{what}: activated or approved by {found.approved_by or 'nobody'} at "
-                                         f"{found.approved_at or '-'} in the database, by "
-                                         f"{said.approved_by or 'nobody'} at {said.approved_at or '-'} in the "
-                                         "deployment trail")
+            yield TrailProblem(
+                "",
+                None,
+                f"{what}: activated or approved by {found.approved_by or 'nobody'} at "
+                f"{found.approved_at or '-'} in the database, by "
+                f"{said.approved_by or 'nobody'} at {said.approved_at or '-'} in the "
+                "deployment trail",
+            )

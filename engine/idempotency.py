@@ -88,30 +88,48 @@ class IdempotencyStore:
         now = self.clock.now()
         try:
             with unit_of_work(self.sessions) as session:
-                record = session.scalars(select(IdempotencyRecord).where(
-                    IdempotencyRecord.principal == principal, IdempotencyRecord.key == key)).first()
+                record = session.scalars(
+                    select(IdempotencyRecord).where(
+                        IdempotencyRecord.principal == principal, IdempotencyRecord.key == key
+                    )
+                ).first()
                 if record is not None and record.created_at < now - RETENTION:
                     session.delete(record)
                     session.flush()
                     record = None
                 if record is None:
-                    session.add(IdempotencyRecord(principal=principal, key=key, fingerprint=fingerprint,
-                                                  status=_IN_PROGRESS, headers="{}", body="", created_at=now))
+                    session.add(
+                        IdempotencyRecord(
+                            principal=principal,
+                            key=key,
+                            fingerprint=fingerprint,
+                            status=_IN_PROGRESS,
+                            headers="{}",
+                            body="",
+                            created_at=now,
+                        )
+                    )
                     session.flush()
                     return None
                 if record.fingerprint != fingerprint:
                     raise IdempotencyKeyReusedError(
                         "this Idempotency-Key was already used for a different request",
-                        [Problem("already used with another method, path or body", field="Idempotency-Key")])
+                        [Problem("already used with another method, path or body", field="Idempotency-Key")],
+                    )
                 if record.status == _IN_PROGRESS:
                     if record.created_at >= now - LEASE:
                         raise _in_use()
                     # Its request died: take the reservation over, unless another retry just did.
                     taken = session.execute(
                         update(IdempotencyRecord)
-                        .where(IdempotencyRecord.id == record.id, IdempotencyRecord.status == _IN_PROGRESS,
-                               IdempotencyRecord.created_at == record.created_at)
-                        .values(created_at=now).execution_options(synchronize_session=False))
+                        .where(
+                            IdempotencyRecord.id == record.id,
+                            IdempotencyRecord.status == _IN_PROGRESS,
+                            IdempotencyRecord.created_at == record.created_at,
+                        )
+                        .values(created_at=now)
+                        .execution_options(synchronize_session=False)
+                    )
                     if int(getattr(taken, "rowcount", 0) or 0) != 1:
                         raise _in_use()
                     return None
@@ -121,8 +139,9 @@ class IdempotencyStore:
 
     def finish(self, principal: str, key: str, response: StoredResponse) -> None:
         with unit_of_work(self.sessions) as session:
-            record = session.scalars(select(IdempotencyRecord).where(
-                IdempotencyRecord.principal == principal, IdempotencyRecord.key == key)).one()
+            record = session.scalars(
+                select(IdempotencyRecord).where(IdempotencyRecord.principal == principal, IdempotencyRecord.key == key)
+            ).one()
             record.status = response.status
             record.headers = json.dumps(response.headers)
             record.body = response.body
@@ -142,11 +161,17 @@ class IdempotencyStore:
 
     def abandon(self, principal: str, key: str) -> None:
         with unit_of_work(self.sessions) as session:
-            session.execute(delete(IdempotencyRecord).where(
-                IdempotencyRecord.principal == principal, IdempotencyRecord.key == key,
-                IdempotencyRecord.status == _IN_PROGRESS))
+            session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.principal == principal,
+                    IdempotencyRecord.key == key,
+                    IdempotencyRecord.status == _IN_PROGRESS,
+                )
+            )
 
 
 def _in_use() -> IdempotencyKeyInUseError:
-    return IdempotencyKeyInUseError("a request with this Idempotency-Key is still being processed",
-                                    [Problem("retry later", field="Idempotency-Key")])
+    return IdempotencyKeyInUseError(
+        "a request with this Idempotency-Key is still being processed",
+        [Problem("retry later", field="Idempotency-Key")],
+    )

@@ -58,8 +58,16 @@ from engine.clock import Clock
 from engine.errors import InvalidTokenError
 from engine.settings import OidcSettings, check_provider_url
 
-__all__ = ["Fetch", "PatientLookup", "Post", "Provider", "ProviderUnavailableError", "get_json", "pkce_challenge",
-           "post_form"]
+__all__ = [
+    "Fetch",
+    "PatientLookup",
+    "Post",
+    "Provider",
+    "ProviderUnavailableError",
+    "get_json",
+    "pkce_challenge",
+    "post_form",
+]
 
 log = logging.getLogger("carepath.identity")
 
@@ -141,8 +149,14 @@ def post_form(url: str, form: Mapping[str, str]) -> dict[str, Any]:
         ProviderUnavailableError: as :func:`get_json`.
     """
     data = urlencode(dict(form)).encode("ascii")
-    return _read_json(urllib.request.Request(_checked_url(url), data=data, method="POST", headers={
-        "Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}))
+    return _read_json(
+        urllib.request.Request(
+            _checked_url(url),
+            data=data,
+            method="POST",
+            headers={"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"},
+        )
+    )
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -162,8 +176,9 @@ class _Refused(Exception):
 class _KeySet:
     """The provider's signing keys by key id, fetched again when old or when an unknown id is asked for."""
 
-    def __init__(self, settings: OidcSettings, url: Callable[[], str], fetch: Fetch,
-                 monotonic: Callable[[], float]) -> None:
+    def __init__(
+        self, settings: OidcSettings, url: Callable[[], str], fetch: Fetch, monotonic: Callable[[], float]
+    ) -> None:
         self._settings = settings
         self._url = url
         self._fetch = fetch
@@ -231,12 +246,21 @@ class Provider:
         ValueError: the role map names a role CarePath does not have.
     """
 
-    def __init__(self, settings: OidcSettings, clock: Clock, fetch: Fetch = get_json, post: Post = post_form,
-                 monotonic: Callable[[], float] = time.monotonic, patients: PatientLookup | None = None) -> None:
+    def __init__(
+        self,
+        settings: OidcSettings,
+        clock: Clock,
+        fetch: Fetch = get_json,
+        post: Post = post_form,
+        monotonic: Callable[[], float] = time.monotonic,
+        patients: PatientLookup | None = None,
+    ) -> None:
         unknown = sorted({role for _, role in settings.role_map} - set(ROLES))
         if unknown:
-            raise ValueError(f"CAREPATH_OIDC_ROLE_MAP names unknown role(s) {', '.join(unknown)}: "
-                             f"CarePath's roles are {', '.join(ROLES)}")
+            raise ValueError(
+                f"CAREPATH_OIDC_ROLE_MAP names unknown role(s) {', '.join(unknown)}: "
+                f"CarePath's roles are {', '.join(ROLES)}"
+            )
         self.settings = settings
         self._clock = clock
         self._fetch = fetch
@@ -302,8 +326,14 @@ class Provider:
             log.warning("OpenID Connect token refused: keys_unavailable (%s)", exc)
             raise InvalidTokenError(REFUSED) from None
         # A stable id per person, short enough for the columns that hold a caller's id (Idempotency-Keys).
-        return Principal(role=role, token_id=person_id(self.settings.issuer, staff_id), label=staff_id,
-                         staff_id=staff_id, organisation=organisation, teams=teams)
+        return Principal(
+            role=role,
+            token_id=person_id(self.settings.issuer, staff_id),
+            label=staff_id,
+            staff_id=staff_id,
+            organisation=organisation,
+            teams=teams,
+        )
 
     def _claims(self, token: str, audience: str) -> dict[str, Any]:
         if not 0 < len(token) <= MAX_TOKEN_CHARS or not token.isascii() or token.count(".") != 2:
@@ -325,10 +355,19 @@ class Provider:
             raise _Refused("algorithm")
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, key.key, algorithms=[algorithm], audience=audience, issuer=self.settings.issuer,
+                token,
+                key.key,
+                algorithms=[algorithm],
+                audience=audience,
+                issuer=self.settings.issuer,
                 # Time is judged below by the engine's clock, not the library's.
-                options={"require": ["exp", "iss", "aud"], "verify_exp": False, "verify_nbf": False,
-                         "verify_iat": False})
+                options={
+                    "require": ["exp", "iss", "aud"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
         except jwt.InvalidSignatureError:
             raise _Refused("signature") from None
         except jwt.InvalidAudienceError:
@@ -374,8 +413,12 @@ class Provider:
         if not isinstance(subject, str) or not 0 < len(subject) <= 255:
             raise _Refused("no_subject")
         # The trail names a patient by this id, never by their patient reference (patient:oidc_...).
-        return Principal(role=PATIENT_ROLE, token_id=person_id(self.settings.issuer, subject), label=PATIENT_ROLE,
-                         patient_ref=patient_ref)
+        return Principal(
+            role=PATIENT_ROLE,
+            token_id=person_id(self.settings.issuer, subject),
+            label=PATIENT_ROLE,
+            patient_ref=patient_ref,
+        )
 
     def _roles(self, claims: Mapping[str, Any]) -> set[str]:
         """The CarePath roles the role claim maps to (none when the claim is missing)."""
@@ -405,8 +448,11 @@ class Provider:
             raise _Refused("organisation")
         found = _claim(claims, self.settings.teams_claim)
         teams = [found] if isinstance(found, str) else [] if found is None else found
-        if not isinstance(teams, list) or len(teams) > MAX_TEAMS or not all(
-                isinstance(t, str) and _CARE_NAME.match(t) for t in teams):
+        if (
+            not isinstance(teams, list)
+            or len(teams) > MAX_TEAMS
+            or not all(isinstance(t, str) and _CARE_NAME.match(t) for t in teams)
+        ):
             raise _Refused("teams")
         return value, frozenset(teams)
 
@@ -428,10 +474,18 @@ class Provider:
         if self.settings.client_id is None:
             raise ProviderUnavailableError("no CAREPATH_OIDC_CLIENT_ID: the web app does not sign in here")
         endpoint = self._endpoint("authorization_endpoint")
-        query = urlencode({"response_type": "code", "client_id": self.settings.client_id,
-                           "redirect_uri": redirect_url, "scope": self.settings.scopes, "state": state,
-                           "nonce": nonce, "code_challenge": pkce_challenge(verifier),
-                           "code_challenge_method": "S256"})
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.settings.client_id,
+                "redirect_uri": redirect_url,
+                "scope": self.settings.scopes,
+                "state": state,
+                "nonce": nonce,
+                "code_challenge": pkce_challenge(verifier),
+                "code_challenge_method": "S256",
+            }
+        )
         return endpoint + ("&" if "?" in endpoint else "?") + query
 
     def sign_in(self, code: str, redirect_url: str, verifier: str, nonce: str) -> Principal:
@@ -444,8 +498,13 @@ class Provider:
         """
         if self.settings.client_id is None:
             raise ProviderUnavailableError("no CAREPATH_OIDC_CLIENT_ID: the web app does not sign in here")
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_url,
-                "client_id": self.settings.client_id, "code_verifier": verifier}
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_url,
+            "client_id": self.settings.client_id,
+            "code_verifier": verifier,
+        }
         secret = self.settings.client_secret()
         if secret is not None:
             form["client_secret"] = secret  # client_secret_post: Keycloak and Entra ID both accept it

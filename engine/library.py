@@ -43,6 +43,7 @@ class Library:
 
     def describe(self) -> str:
         """One line for the start-up log: each pathway and rule set with its short version."""
+
         def listed(kind: str, versions: dict[str, str]) -> str:
             names = ", ".join(f"{name} {version[:12]}" for name, version in sorted(versions.items()))
             return f"{len(versions)} {kind}{'' if len(versions) == 1 else 's'}" + (f" ({names})" if names else "")
@@ -80,14 +81,16 @@ def require_library(settings: Settings, library: Library) -> None:
         return
     problems = []
     if not library.pathways:
-        problems.append(_empty("pathways", settings.pathways_dir,
-                               "pathway (a top-level .bpmn file with an executable process)"))
+        problems.append(
+            _empty("pathways", settings.pathways_dir, "pathway (a top-level .bpmn file with an executable process)")
+        )
     if not library.rule_sets:
         problems.append(_empty("rules", settings.rules_dir, "rule set (a .yaml file with a ruleset: field)"))
     if problems:
         raise EmptyLibraryError(
             "refusing to start: " + "; ".join(problems) + ". Point CAREPATH_PATHWAYS_DIR and CAREPATH_RULES_DIR "
-            "at your library, or set CAREPATH_ALLOW_EMPTY_LIBRARY=1 to start a fresh deployment without one.")
+            "at your library, or set CAREPATH_ALLOW_EMPTY_LIBRARY=1 to start a fresh deployment without one."
+        )
 
 
 def _empty(kind: str, folder: Path, holding: str) -> str:

@@ -38,16 +38,31 @@ from engine.errors import ConflictError, InvalidInputError, NotFoundError, Probl
 from engine.instances.service import PathwayService
 from engine.instances.view import InstanceView, validate_patient_ref
 
-__all__ = ["PATIENT_FORMS", "WARNING_SIGN_MESSAGE", "IdentityLink", "complete_own_form", "link_identity",
-           "linked_patient", "still_linked", "list_identities", "own_forms", "report_warning_sign", "require_own",
-           "unlink_identity"]
+__all__ = [
+    "PATIENT_FORMS",
+    "WARNING_SIGN_MESSAGE",
+    "IdentityLink",
+    "complete_own_form",
+    "link_identity",
+    "linked_patient",
+    "still_linked",
+    "list_identities",
+    "own_forms",
+    "report_warning_sign",
+    "require_own",
+    "unlink_identity",
+]
 
 # The ready tasks that are the patient's own forms (element -> kind), in the bundled shared sub-pathways:
 # holistic_needs_assessment (the concerns checklist, and the children's), patient_feedback; and "survey", a
 # pathway's own survey task (the bundled quality_of_life_survey records the national survey's invitation, a
 # staff task, since issue 14 point 4).
-PATIENT_FORMS = {"complete_checklist": "needs_assessment", "complete_checklist_cyp": "needs_assessment",
-                 "give_feedback": "feedback", "survey": "survey"}
+PATIENT_FORMS = {
+    "complete_checklist": "needs_assessment",
+    "complete_checklist_cyp": "needs_assessment",
+    "give_feedback": "feedback",
+    "survey": "survey",
+}
 # The message a patient's report of a warning sign is (pathways/shared/warning_sign_triage.bpmn listens).
 WARNING_SIGN_MESSAGE = "warning_sign_reported"
 MAX_DESCRIPTION = 1000  # the patient's own words about a warning sign
@@ -86,8 +101,9 @@ def _check_identity(issuer: str, subject: str) -> None:
         raise InvalidInputError("not an OpenID Connect identity", problems)
 
 
-def link_identity(session: Session, issuer: str, subject: str, patient_ref: str, linked_by: str,
-                  clock: Clock) -> IdentityLink:
+def link_identity(
+    session: Session, issuer: str, subject: str, patient_ref: str, linked_by: str, clock: Clock
+) -> IdentityLink:
     """Link the identity (``issuer``, ``subject``) to ``patient_ref``; linking it again to the same patient
     changes nothing.
 
@@ -97,14 +113,16 @@ def link_identity(session: Session, issuer: str, subject: str, patient_ref: str,
     """
     _check_identity(issuer, subject)
     validate_patient_ref(patient_ref)
-    found = session.scalars(select(PatientIdentity).where(PatientIdentity.issuer == issuer,
-                                                          PatientIdentity.subject == subject)).first()
+    found = session.scalars(
+        select(PatientIdentity).where(PatientIdentity.issuer == issuer, PatientIdentity.subject == subject)
+    ).first()
     if found is not None:
         if found.patient_ref != patient_ref:
             raise ConflictError("this identity is linked to another patient: unlink it first")
         return _link(found)
-    row = PatientIdentity(issuer=issuer, subject=subject, patient_ref=patient_ref, linked_at=clock.now(),
-                          linked_by=linked_by[:200])
+    row = PatientIdentity(
+        issuer=issuer, subject=subject, patient_ref=patient_ref, linked_at=clock.now(), linked_by=linked_by[:200]
+    )
     session.add(row)
     try:
         session.flush()
@@ -119,8 +137,9 @@ def unlink_identity(session: Session, issuer: str, subject: str) -> IdentityLink
     Raises: InvalidInputError (malformed), NotFoundError (not linked).
     """
     _check_identity(issuer, subject)
-    found = session.scalars(select(PatientIdentity).where(PatientIdentity.issuer == issuer,
-                                                          PatientIdentity.subject == subject)).first()
+    found = session.scalars(
+        select(PatientIdentity).where(PatientIdentity.issuer == issuer, PatientIdentity.subject == subject)
+    ).first()
     if found is None:
         raise NotFoundError("this identity is not linked to a patient")
     link = _link(found)
@@ -139,16 +158,22 @@ def list_identities(session: Session, patient_ref: str | None = None, limit: int
 def linked_patient(sessions: sessionmaker[Session], issuer: str, subject: str) -> str | None:
     """The patient reference the identity is linked to, or None."""
     with read_only(sessions) as session:
-        return session.scalar(select(PatientIdentity.patient_ref).where(PatientIdentity.issuer == issuer,
-                                                                        PatientIdentity.subject == subject))
+        return session.scalar(
+            select(PatientIdentity.patient_ref).where(
+                PatientIdentity.issuer == issuer, PatientIdentity.subject == subject
+            )
+        )
 
 
 def still_linked(sessions: sessionmaker[Session], issuer: str, patient_ref: str, principal_id: str) -> bool:
     """Whether the identity a patient signed in with (``principal_id``: :func:`engine.access.person_id` of
     issuer and subject) is still linked to ``patient_ref``: a web session ends once it is unlinked."""
     with read_only(sessions) as session:
-        subjects = session.scalars(select(PatientIdentity.subject).where(
-            PatientIdentity.issuer == issuer, PatientIdentity.patient_ref == patient_ref).limit(100))
+        subjects = session.scalars(
+            select(PatientIdentity.subject)
+            .where(PatientIdentity.issuer == issuer, PatientIdentity.patient_ref == patient_ref)
+            .limit(100)
+        )
         return any(person_id(issuer, subject) == principal_id for subject in subjects)
 
 
@@ -169,12 +194,21 @@ def require_own(principal: Principal, view: InstanceView) -> InstanceView:
 
 def own_forms(view: InstanceView) -> list[dict[str, Any]]:
     """The instance's ready tasks that are the patient's own forms, each with its ``kind``."""
-    return [{**task, "kind": PATIENT_FORMS[task["element"]]} for task in view.ready_tasks
-            if task["element"] in PATIENT_FORMS]
+    return [
+        {**task, "kind": PATIENT_FORMS[task["element"]]}
+        for task in view.ready_tasks
+        if task["element"] in PATIENT_FORMS
+    ]
 
 
-def complete_own_form(service: PathwayService, principal: Principal, instance_id: str, task_id: str,
-                      data: dict[str, Any], expected_version: int | None) -> InstanceView:
+def complete_own_form(
+    service: PathwayService,
+    principal: Principal,
+    instance_id: str,
+    task_id: str,
+    data: dict[str, Any],
+    expected_version: int | None,
+) -> InstanceView:
     """Complete one of the patient's own forms (:data:`PATIENT_FORMS`) on their own instance.
 
     Raises:
@@ -188,8 +222,9 @@ def complete_own_form(service: PathwayService, principal: Principal, instance_id
     return service.complete_task(view.id, task_id, data, principal.actor, expected_version=expected_version)
 
 
-def report_warning_sign(service: PathwayService, principal: Principal, warning_sign: str,
-                        description: str | None) -> list[InstanceView]:
+def report_warning_sign(
+    service: PathwayService, principal: Principal, warning_sign: str, description: str | None
+) -> list[InstanceView]:
     """Report a warning sign (its catalogue code; ``other`` or an unknown code is triaged as the most
     urgent) with the patient's own words, to the patient's own pathways waiting for reports.
 
@@ -210,6 +245,6 @@ def report_warning_sign(service: PathwayService, principal: Principal, warning_s
     payload: dict[str, Any] = {"warning_sign": warning_sign}
     if description and description.strip():
         payload["description"] = description.strip()
-    return service.send_message(WARNING_SIGN_MESSAGE, principal.actor, patient_ref=principal.patient_ref,
-                                payload=payload)
-
+    return service.send_message(
+        WARNING_SIGN_MESSAGE, principal.actor, patient_ref=principal.patient_ref, payload=payload
+    )

@@ -34,8 +34,13 @@ class ShareFailed(Exception):
         self.share, self.count, self.reason, self.exitcode = share, count, reason, exitcode
 
 
-def run_shares(target: Callable[..., None], shares: Sequence[tuple[Any, ...]], *, name: str,
-               progress: Callable[[dict[int, Any]], None] | None = None) -> dict[int, Any]:
+def run_shares(
+    target: Callable[..., None],
+    shares: Sequence[tuple[Any, ...]],
+    *,
+    name: str,
+    progress: Callable[[dict[int, Any]], None] | None = None,
+) -> dict[int, Any]:
     """Run ``target(*shares[k], messages)`` in one spawned process per share and return each share's
     result (what it put as ``"done"``), by the share's index in ``shares``.
 
@@ -48,9 +53,10 @@ def run_shares(target: Callable[..., None], shares: Sequence[tuple[Any, ...]], *
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     count = len(shares)
-    processes = [context.Process(target=target, daemon=True, name=f"{name}-{k + 1}-of-{count}",
-                                 args=(*arguments, messages))
-                 for k, arguments in enumerate(shares)]
+    processes = [
+        context.Process(target=target, daemon=True, name=f"{name}-{k + 1}-of-{count}", args=(*arguments, messages))
+        for k, arguments in enumerate(shares)
+    ]
     try:
         for process in processes:
             process.start()
@@ -62,8 +68,7 @@ def run_shares(target: Callable[..., None], shares: Sequence[tuple[Any, ...]], *
             process.join()
 
 
-def _gather(processes: list[Any], messages: Any,
-            progress: Callable[[dict[int, Any]], None] | None) -> dict[int, Any]:
+def _gather(processes: list[Any], messages: Any, progress: Callable[[dict[int, Any]], None] | None) -> dict[int, Any]:
     """Raises: ShareFailed."""
     count = len(processes)
     latest: dict[int, Any] = {}

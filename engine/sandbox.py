@@ -32,16 +32,24 @@ from engine.db.session import read_only, unit_of_work
 from engine.errors import InvalidInputError, Problem
 from engine.instances.view import SYNTHETIC_PREFIX
 
-__all__ = ["MAX_ADVANCE_DAYS", "MAX_OFFSET_DAYS", "SandboxClock", "SandboxRefusedError", "parse_advance",
-           "require_synthetic_patients"]
+__all__ = [
+    "MAX_ADVANCE_DAYS",
+    "MAX_OFFSET_DAYS",
+    "SandboxClock",
+    "SandboxRefusedError",
+    "parse_advance",
+    "require_synthetic_patients",
+]
 
 # One advance moves at most five years (a pathway's longest follow-up); all of them together, at most
 # a hundred (beyond that dates stop meaning anything to a pathway).
 MAX_ADVANCE_DAYS = 5 * 366
 MAX_OFFSET_DAYS = 100 * 366
 # ISO 8601 durations, positive only: P3M, P1Y2M, P2W, P10D, PT12H, P1DT30M.
-_DURATION = re.compile(r"^P(?!$)(?:(\d{1,4})Y)?(?:(\d{1,5})M)?(?:(\d{1,5})W)?(?:(\d{1,6})D)?"
-                       r"(?:T(?=\d)(?:(\d{1,7})H)?(?:(\d{1,9})M)?(?:(\d{1,10})S)?)?$")
+_DURATION = re.compile(
+    r"^P(?!$)(?:(\d{1,4})Y)?(?:(\d{1,5})M)?(?:(\d{1,5})W)?(?:(\d{1,6})D)?"
+    r"(?:T(?=\d)(?:(\d{1,7})H)?(?:(\d{1,9})M)?(?:(\d{1,10})S)?)?$"
+)
 _ROW = 1
 # How long a process trusts the offset it read: another process's advance is seen within this time.
 REFRESH_SECONDS = 1.0
@@ -58,13 +66,15 @@ def require_synthetic_patients(sessions: sessionmaker[Session]) -> None:
     """Raises: SandboxRefusedError when any instance's patient reference is not synthetic."""
     with read_only(sessions) as session:
         prefix = func.substr(PathwayInstance.patient_ref, 1, len(SYNTHETIC_PREFIX))
-        real = int(session.scalar(select(func.count()).select_from(PathwayInstance)
-                                  .where(prefix != SYNTHETIC_PREFIX)) or 0)
+        real = int(
+            session.scalar(select(func.count()).select_from(PathwayInstance).where(prefix != SYNTHETIC_PREFIX)) or 0
+        )
     if real:
         raise SandboxRefusedError(
             f"CAREPATH_SANDBOX is set but the database holds {real} instance(s) of patients whose reference does not "
             f"start with {SYNTHETIC_PREFIX}: a sandbox's clock is moved by hand, so it runs on a database of "
-            "synthetic patients only (use another database)")
+            "synthetic patients only (use another database)"
+        )
 
 
 def parse_advance(text: object, now: datetime) -> timedelta:
@@ -76,21 +86,30 @@ def parse_advance(text: object, now: datetime) -> timedelta:
     """
     match = _DURATION.match(text) if isinstance(text, str) else None
     if match is None:
-        raise InvalidInputError("advance must be a positive ISO 8601 duration", [Problem(
-            "a positive ISO 8601 duration such as P3M, P2W, P10D or PT12H (never negative)", field="/advance")])
+        raise InvalidInputError(
+            "advance must be a positive ISO 8601 duration",
+            [
+                Problem(
+                    "a positive ISO 8601 duration such as P3M, P2W, P10D or PT12H (never negative)", field="/advance"
+                )
+            ],
+        )
     years, months, weeks, days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
     exact = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)  # digits bound it
     calendar_months = years * 12 + months
     if calendar_months > MAX_ADVANCE_DAYS // 28 or exact > timedelta(days=MAX_ADVANCE_DAYS):
-        raise InvalidInputError("advance is too far", [Problem(f"at most {MAX_ADVANCE_DAYS} days at a time",
-                                                               field="/advance")])
+        raise InvalidInputError(
+            "advance is too far", [Problem(f"at most {MAX_ADVANCE_DAYS} days at a time", field="/advance")]
+        )
     delta = add_months(now, calendar_months) - now + exact
     if delta <= timedelta(0):
-        raise InvalidInputError("advance must move the clock forward", [Problem("must be more than zero",
-                                                                                field="/advance")])
+        raise InvalidInputError(
+            "advance must move the clock forward", [Problem("must be more than zero", field="/advance")]
+        )
     if delta > timedelta(days=MAX_ADVANCE_DAYS):
-        raise InvalidInputError("advance is too far", [Problem(f"at most {MAX_ADVANCE_DAYS} days at a time",
-                                                               field="/advance")])
+        raise InvalidInputError(
+            "advance is too far", [Problem(f"at most {MAX_ADVANCE_DAYS} days at a time", field="/advance")]
+        )
     return delta
 
 
@@ -141,12 +160,22 @@ class SandboxClock:
             offset = timedelta(seconds=row.offset_seconds)
             delta = parse_advance(duration, self.real.now() + offset)
             if offset + delta > timedelta(days=MAX_OFFSET_DAYS):
-                raise InvalidInputError("the sandbox clock would be too far ahead", [Problem(
-                    f"the clock may be at most {MAX_OFFSET_DAYS} days ahead of the real time", field="/advance")])
+                raise InvalidInputError(
+                    "the sandbox clock would be too far ahead",
+                    [
+                        Problem(
+                            f"the clock may be at most {MAX_OFFSET_DAYS} days ahead of the real time", field="/advance"
+                        )
+                    ],
+                )
             # Relative, so two advances at once both count.
-            session.execute(update(SandboxClockState).where(SandboxClockState.id == _ROW).values(
-                offset_seconds=SandboxClockState.offset_seconds + delta.total_seconds(),
-                updated_at=self.real.now()))
+            session.execute(
+                update(SandboxClockState)
+                .where(SandboxClockState.id == _ROW)
+                .values(
+                    offset_seconds=SandboxClockState.offset_seconds + delta.total_seconds(), updated_at=self.real.now()
+                )
+            )
         self._refresh()
         return self.now()
 

@@ -14,10 +14,22 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["ENVIRONMENTS", "MAX_VERIFY_JOBS", "OIDC_ALGORITHMS", "PATIENT_IDENTIFIERS", "TIMEFRAME_UNITS",
-           "OidcSettings", "ReferralTimeframes", "Settings",
-           "bundled_pathways_dir", "bundled_rules_dir", "bundled_service_directory", "check_provider_url",
-           "default_data_dir", "default_database_url"]
+__all__ = [
+    "ENVIRONMENTS",
+    "MAX_VERIFY_JOBS",
+    "OIDC_ALGORITHMS",
+    "PATIENT_IDENTIFIERS",
+    "TIMEFRAME_UNITS",
+    "OidcSettings",
+    "ReferralTimeframes",
+    "Settings",
+    "bundled_pathways_dir",
+    "bundled_rules_dir",
+    "bundled_service_directory",
+    "check_provider_url",
+    "default_data_dir",
+    "default_database_url",
+]
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -75,8 +87,9 @@ def _package_folder(package: str) -> Path:
     try:
         folder = importlib.resources.files(package)
     except ModuleNotFoundError as exc:
-        raise RuntimeError(f"the bundled library ({package}) is not installed: install CarePath "
-                           "(in a checkout: pip install -e .)") from exc
+        raise RuntimeError(
+            f"the bundled library ({package}) is not installed: install CarePath (in a checkout: pip install -e .)"
+        ) from exc
     # Installed from a wheel or editable, the package is a folder on disk; the pathway library and
     # the rule registry read folders (a zipped install would need extracting first).
     if not isinstance(folder, Path):
@@ -182,9 +195,13 @@ class OidcSettings:
             raise ValueError(f"CAREPATH_OIDC_ALGORITHMS must be some of {', '.join(OIDC_ALGORITHMS)}")
         if self.organisation is not None and not _IDENTIFIER.match(self.organisation):
             raise ValueError("CAREPATH_OIDC_ORGANISATION must be an identifier: 1-64 letters, digits or . _ -")
-        for name, claim in (("ROLE_CLAIM", self.role_claim), ("STAFF_ID_CLAIM", self.staff_id_claim),
-                            ("ORGANISATION_CLAIM", self.organisation_claim), ("TEAMS_CLAIM", self.teams_claim),
-                            ("PATIENT_CLAIM", self.patient_claim)):
+        for name, claim in (
+            ("ROLE_CLAIM", self.role_claim),
+            ("STAFF_ID_CLAIM", self.staff_id_claim),
+            ("ORGANISATION_CLAIM", self.organisation_claim),
+            ("TEAMS_CLAIM", self.teams_claim),
+            ("PATIENT_CLAIM", self.patient_claim),
+        ):
             if claim is not None and not _CLAIM_PATH.match(claim):
                 raise ValueError(f"CAREPATH_OIDC_{name} must be a claim name (a dotted path for nested claims)")
         if any(not 0 < len(value) <= 200 or not role for value, role in self.role_map):
@@ -198,9 +215,11 @@ class OidcSettings:
             self.client_secret()  # configured but unreadable refuses every start
 
     def _check_ranges(self) -> None:
-        for name, number, low, high in (("LEEWAY_SECONDS", self.leeway_seconds, 0, 300),
-                                        ("JWKS_CACHE_SECONDS", self.jwks_cache_seconds, 60, 86400),
-                                        ("JWKS_MIN_REFETCH_SECONDS", self.jwks_min_refetch_seconds, 1, 3600)):
+        for name, number, low, high in (
+            ("LEEWAY_SECONDS", self.leeway_seconds, 0, 300),
+            ("JWKS_CACHE_SECONDS", self.jwks_cache_seconds, 60, 86400),
+            ("JWKS_MIN_REFETCH_SECONDS", self.jwks_min_refetch_seconds, 1, 3600),
+        ):
             if not low <= number <= high:
                 raise ValueError(f"CAREPATH_OIDC_{name} must be between {low} and {high}")
 
@@ -234,10 +253,22 @@ class OidcSettings:
         """
         if not env.get("CAREPATH_OIDC_ISSUER"):
             return None
-        found: dict[str, object] = {"issuer": env["CAREPATH_OIDC_ISSUER"].strip(),
-                                    "audience": env.get("CAREPATH_OIDC_AUDIENCE", "").strip()}
-        for name in ("JWKS_URL", "ROLE_CLAIM", "STAFF_ID_CLAIM", "PATIENT_CLAIM", "CLIENT_ID", "SCOPES",
-                     "REDIRECT_URL", "ORGANISATION_CLAIM", "TEAMS_CLAIM", "ORGANISATION"):
+        found: dict[str, object] = {
+            "issuer": env["CAREPATH_OIDC_ISSUER"].strip(),
+            "audience": env.get("CAREPATH_OIDC_AUDIENCE", "").strip(),
+        }
+        for name in (
+            "JWKS_URL",
+            "ROLE_CLAIM",
+            "STAFF_ID_CLAIM",
+            "PATIENT_CLAIM",
+            "CLIENT_ID",
+            "SCOPES",
+            "REDIRECT_URL",
+            "ORGANISATION_CLAIM",
+            "TEAMS_CLAIM",
+            "ORGANISATION",
+        ):
             if env.get(f"CAREPATH_OIDC_{name}", "").strip():
                 found[name.lower()] = env[f"CAREPATH_OIDC_{name}"].strip()
         for name in ("LEEWAY_SECONDS", "JWKS_CACHE_SECONDS", "JWKS_MIN_REFETCH_SECONDS"):
@@ -311,8 +342,10 @@ class ReferralTimeframes:
         for urgency in _URGENCIES:
             match = _TIMEFRAME.match(getattr(self, urgency))
             if match is None or int(match.group(1)) > 365:
-                raise ValueError(f"CAREPATH_REFERRAL_TIMEFRAMES: {urgency} must be a number (at most 365) and a "
-                                 f"unit, one of {', '.join(TIMEFRAME_UNITS)} (e.g. 2wd)")
+                raise ValueError(
+                    f"CAREPATH_REFERRAL_TIMEFRAMES: {urgency} must be a number (at most 365) and a "
+                    f"unit, one of {', '.join(TIMEFRAME_UNITS)} (e.g. 2wd)"
+                )
         try:
             ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -331,8 +364,9 @@ class ReferralTimeframes:
         for pair in filter(None, (p.strip() for p in env.get("CAREPATH_REFERRAL_TIMEFRAMES", "").split(","))):
             urgency, equals, value = pair.partition("=")
             if not equals or urgency.strip() not in _URGENCIES:
-                raise ValueError(f"CAREPATH_REFERRAL_TIMEFRAMES must be urgency=timeframe pairs; urgencies: "
-                                 f"{', '.join(_URGENCIES)}")
+                raise ValueError(
+                    f"CAREPATH_REFERRAL_TIMEFRAMES must be urgency=timeframe pairs; urgencies: {', '.join(_URGENCIES)}"
+                )
             found[urgency.strip()] = value.strip()
         if env.get("CAREPATH_TIME_ZONE", "").strip():
             found["time_zone"] = env["CAREPATH_TIME_ZONE"].strip()
@@ -388,12 +422,14 @@ def _psycopg_url(url: str) -> str:
     return url
 
 
-_WEBHOOK_SETTINGS = {"CAREPATH_WEBHOOK_MAX_ATTEMPTS": ("webhook_max_attempts", int),
-                     "CAREPATH_WEBHOOK_TIMEOUT_SECONDS": ("webhook_timeout_seconds", float),
-                     "CAREPATH_WEBHOOK_FIRST_RETRY_SECONDS": ("webhook_first_retry_seconds", float),
-                     "CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS": ("webhook_longest_retry_seconds", float),
-                     # not a webhook's, but read the same way
-                     "CAREPATH_REPORT_MIN_COUNT": ("report_min_count", int)}
+_WEBHOOK_SETTINGS = {
+    "CAREPATH_WEBHOOK_MAX_ATTEMPTS": ("webhook_max_attempts", int),
+    "CAREPATH_WEBHOOK_TIMEOUT_SECONDS": ("webhook_timeout_seconds", float),
+    "CAREPATH_WEBHOOK_FIRST_RETRY_SECONDS": ("webhook_first_retry_seconds", float),
+    "CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS": ("webhook_longest_retry_seconds", float),
+    # not a webhook's, but read the same way
+    "CAREPATH_REPORT_MIN_COUNT": ("report_min_count", int),
+}
 
 
 def _webhook_settings(env: Mapping[str, str]) -> dict[str, object]:
@@ -515,8 +551,10 @@ class Settings:
         if self.environment not in ENVIRONMENTS:
             raise ValueError(f"unknown environment {self.environment!r}: expected {' or '.join(ENVIRONMENTS)}")
         if not self.four_eyes and self.environment == "production":
-            raise ValueError("CAREPATH_FOUR_EYES=off is for a single developer: production needs a second author "
-                             "to activate each version (docs/operations.md)")
+            raise ValueError(
+                "CAREPATH_FOUR_EYES=off is for a single developer: production needs a second author "
+                "to activate each version (docs/operations.md)"
+            )
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise ValueError(f"unsupported database URL scheme: {self.database_url.split(':', 1)[0]}")
         if self.expression_max_steps <= 0 or self.expression_max_seconds <= 0:
@@ -525,15 +563,21 @@ class Settings:
             raise ValueError("CAREPATH_CHECKPOINT_SECONDS must be positive")
         if not 1 <= self.verify_jobs <= MAX_VERIFY_JOBS:
             raise ValueError(f"CAREPATH_VERIFY_JOBS must be between 1 and {MAX_VERIFY_JOBS}")
-        if self.webhook_max_attempts < 1 or min(self.webhook_timeout_seconds, self.webhook_first_retry_seconds) <= 0 \
-                or self.webhook_longest_retry_seconds < self.webhook_first_retry_seconds:
+        if (
+            self.webhook_max_attempts < 1
+            or min(self.webhook_timeout_seconds, self.webhook_first_retry_seconds) <= 0
+            or self.webhook_longest_retry_seconds < self.webhook_first_retry_seconds
+        ):
             raise ValueError("CAREPATH_WEBHOOK_* settings must be positive, the longest retry at least the first")
         if self.trail_key_file is not None:
             self.trail_key()  # a key that is configured but unusable refuses every start
         if self.read_database_url is not None and not (
-                self.read_database_url.startswith("postgresql") and self.database_url.startswith("postgresql")):
-            raise ValueError("CAREPATH_READ_DATABASE_URL names a PostgreSQL streaming replica of a PostgreSQL "
-                             "CAREPATH_DATABASE_URL; SQLite has no replicas")
+            self.read_database_url.startswith("postgresql") and self.database_url.startswith("postgresql")
+        ):
+            raise ValueError(
+                "CAREPATH_READ_DATABASE_URL names a PostgreSQL streaming replica of a PostgreSQL "
+                "CAREPATH_DATABASE_URL; SQLite has no replicas"
+            )
         self._check_patients_and_reports()
 
     def _check_patients_and_reports(self) -> None:
@@ -572,8 +616,10 @@ class Settings:
         except OSError as exc:
             raise ValueError(f"CAREPATH_TRAIL_KEY_FILE {self.trail_key_file} cannot be read: {exc.strerror}") from exc
         if len(secret) < MIN_TRAIL_KEY_LENGTH:
-            raise ValueError(f"CAREPATH_TRAIL_KEY_FILE {self.trail_key_file} holds {len(secret)} characters; a trail "
-                             f"key needs at least {MIN_TRAIL_KEY_LENGTH} (openssl rand -hex 32)")
+            raise ValueError(
+                f"CAREPATH_TRAIL_KEY_FILE {self.trail_key_file} holds {len(secret)} characters; a trail "
+                f"key needs at least {MIN_TRAIL_KEY_LENGTH} (openssl rand -hex 32)"
+            )
         return secret
 
     @classmethod
@@ -627,5 +673,8 @@ class Settings:
 def _care_team_settings(env: Mapping[str, str]) -> dict[str, object]:
     """``CAREPATH_DEFAULT_ORGANISATION`` and ``CAREPATH_DEFAULT_CARE_TEAM``, when set."""
     names = ("default_organisation", "default_care_team")
-    return {name: env[f"CAREPATH_{name.upper()}"].strip() for name in names
-            if env.get(f"CAREPATH_{name.upper()}", "").strip()}
+    return {
+        name: env[f"CAREPATH_{name.upper()}"].strip()
+        for name in names
+        if env.get(f"CAREPATH_{name.upper()}", "").strip()
+    }

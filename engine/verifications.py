@@ -62,8 +62,18 @@ from engine.errors import NotFoundError
 from engine.four_eyes import verify_deployment_trail
 from engine.processes import ShareFailed, run_shares
 
-__all__ = ["ABANDONED_AFTER", "MAX_KEPT_PROBLEMS", "Verification", "VerificationFailed", "claim_abandoned",
-           "get_verification", "id_ranges", "request_verification", "run_verification", "verify_every_trail"]
+__all__ = [
+    "ABANDONED_AFTER",
+    "MAX_KEPT_PROBLEMS",
+    "Verification",
+    "VerificationFailed",
+    "claim_abandoned",
+    "get_verification",
+    "id_ranges",
+    "request_verification",
+    "run_verification",
+    "verify_every_trail",
+]
 
 # A job keeps the first problems it finds (and counts them all): a trail broken everywhere must not
 # make a row of hundreds of megabytes.
@@ -92,36 +102,65 @@ class Verification:
 
     @classmethod
     def of(cls, row: AuditVerification) -> Verification:
-        return cls(row.id, row.status, row.requested_by, row.requested_at, row.started_at, row.progress_at,
-                   row.finished_at, row.instances_total, row.instances_checked, row.problem_count,
-                   json.loads(row.problems), row.failure, row.organisation)
+        return cls(
+            row.id,
+            row.status,
+            row.requested_by,
+            row.requested_at,
+            row.started_at,
+            row.progress_at,
+            row.finished_at,
+            row.instances_total,
+            row.instances_checked,
+            row.problem_count,
+            json.loads(row.problems),
+            row.failure,
+            row.organisation,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         def when(value: datetime | None) -> str | None:
             return value.isoformat() if value is not None else None
 
-        return {"id": self.id, "status": self.status, "requested_by": self.requested_by,
-                "requested_at": self.requested_at.isoformat(), "started_at": when(self.started_at),
-                "progress_at": when(self.progress_at), "finished_at": when(self.finished_at),
-                "instances_total": self.instances_total, "instances_checked": self.instances_checked,
-                "verified": self.status == "verified" if self.status in ("verified", "problems") else None,
-                "problem_count": self.problem_count, "problems": self.problems, "failure": self.failure,
-                "organisation": self.organisation}
+        return {
+            "id": self.id,
+            "status": self.status,
+            "requested_by": self.requested_by,
+            "requested_at": self.requested_at.isoformat(),
+            "started_at": when(self.started_at),
+            "progress_at": when(self.progress_at),
+            "finished_at": when(self.finished_at),
+            "instances_total": self.instances_total,
+            "instances_checked": self.instances_checked,
+            "verified": self.status == "verified" if self.status in ("verified", "problems") else None,
+            "problem_count": self.problem_count,
+            "problems": self.problems,
+            "failure": self.failure,
+            "organisation": self.organisation,
+        }
 
 
-def request_verification(sessions: sessionmaker[Session], actor: str, now: datetime,
-                         organisation: str | None = None) -> Verification:
+def request_verification(
+    sessions: sessionmaker[Session], actor: str, now: datetime, organisation: str | None = None
+) -> Verification:
     """Record a new verification job of every trail (or of ``organisation``'s), queued; run it with
     :func:`run_verification`."""
-    row = AuditVerification(id=str(uuid.uuid4()), status="queued", requested_by=actor, requested_at=now,
-                            instances_checked=0, problem_count=0, problems="[]", organisation=organisation)
+    row = AuditVerification(
+        id=str(uuid.uuid4()),
+        status="queued",
+        requested_by=actor,
+        requested_at=now,
+        instances_checked=0,
+        problem_count=0,
+        problems="[]",
+        organisation=organisation,
+    )
     with unit_of_work(sessions) as session:
         session.add(row)
     return Verification.of(row)
 
 
-def get_verification(sessions: sessionmaker[Session], job_id: str, *,
-                     organisation: str | None = None) -> Verification:
+def get_verification(sessions: sessionmaker[Session], job_id: str, *, organisation: str | None = None) -> Verification:
     """The job, as a caller of ``organisation`` may see it (None: a caller of every organisation, who
     sees every job). A job of another organisation, or of every trail, is not found for a caller of
     one organisation: the same answer as a job that does not exist.
@@ -135,8 +174,14 @@ def get_verification(sessions: sessionmaker[Session], job_id: str, *,
         return Verification.of(row)
 
 
-def run_verification(sessions: sessionmaker[Session], job_id: str, now: Callable[[], datetime],
-                     checkpoint_dir: Path | None = None, batch: int = 2000, jobs: int = 1) -> Verification:
+def run_verification(
+    sessions: sessionmaker[Session],
+    job_id: str,
+    now: Callable[[], datetime],
+    checkpoint_dir: Path | None = None,
+    batch: int = 2000,
+    jobs: int = 1,
+) -> Verification:
     """Run a queued job: one streaming scan of every trail, or of the job's organisation's
     (:func:`engine.audit.verify_trail`), in ``jobs`` processes (:func:`verify_every_trail`), against
     the newest checkpoint in ``checkpoint_dir`` when given, writing its progress after every
@@ -161,15 +206,23 @@ def run_verification(sessions: sessionmaker[Session], job_id: str, now: Callable
 
         with read_only(sessions) as session:
             _set(sessions, job_id, instances_total=count_instances(session, organisation=organisation))
-        problems += verify_every_trail(sessions, checkpoint=checkpoint, jobs=jobs, progress=progress, batch=batch,
-                                       organisation=organisation)
+        problems += verify_every_trail(
+            sessions, checkpoint=checkpoint, jobs=jobs, progress=progress, batch=batch, organisation=organisation
+        )
         if organisation is None:  # who deployed and activated what: the deployment's, not an organisation's
             with read_only(sessions) as session:
                 problems += verify_deployment_trail(session, checkpoint.deployment_head if checkpoint else None)
-        kept = [{"instance_id": p.instance_id, "seq": p.seq, "message": p.message}
-                for p in problems[:MAX_KEPT_PROBLEMS]]
-        _set(sessions, job_id, status="problems" if problems else "verified", finished_at=now(),
-             problem_count=len(problems), problems=json.dumps(kept))
+        kept = [
+            {"instance_id": p.instance_id, "seq": p.seq, "message": p.message} for p in problems[:MAX_KEPT_PROBLEMS]
+        ]
+        _set(
+            sessions,
+            job_id,
+            status="problems" if problems else "verified",
+            finished_at=now(),
+            problem_count=len(problems),
+            problems=json.dumps(kept),
+        )
     except Exception as exc:
         _set(sessions, job_id, status="failed", finished_at=now(), failure=type(exc).__name__)
     return get_verification(sessions, job_id)
@@ -183,13 +236,19 @@ class VerificationFailed(Exception):
 def id_ranges(parts: int) -> list[IdRange]:
     """``parts`` disjoint ranges ``(low, high)`` of instance ids that together hold every id: split
     by the first eight hex digits, which are even for random UUIDs; the first and last are open."""
-    bounds = [f"{share * 16 ** 8 // parts:08x}" for share in range(1, parts)]
+    bounds = [f"{share * 16**8 // parts:08x}" for share in range(1, parts)]
     return list(zip([None, *bounds], [*bounds, None], strict=True))
 
 
-def verify_every_trail(sessions: sessionmaker[Session], *, checkpoint: Checkpoint | None = None, jobs: int = 1,
-                       progress: ProgressCallback | None = None, batch: int = 2000,
-                       organisation: str | None = None) -> list[TrailProblem]:
+def verify_every_trail(
+    sessions: sessionmaker[Session],
+    *,
+    checkpoint: Checkpoint | None = None,
+    jobs: int = 1,
+    progress: ProgressCallback | None = None,
+    batch: int = 2000,
+    organisation: str | None = None,
+) -> list[TrailProblem]:
     """Every instance's trail verified as :func:`engine.audit.verify_trail` does, in ``jobs``
     processes over disjoint id ranges (:func:`id_ranges`); with one job (or an in-memory database,
     which another process cannot open), in this one. ``progress`` gets the instances checked by all
@@ -205,8 +264,9 @@ def verify_every_trail(sessions: sessionmaker[Session], *, checkpoint: Checkpoin
     bind: Engine = sessions.kw["bind"]
     if jobs == 1 or bind.url.database in (None, "", ":memory:"):
         with read_only(sessions) as session:
-            return verify_trail(session, checkpoint=checkpoint, progress=progress, batch=batch,
-                                organisation=organisation)
+            return verify_trail(
+                session, checkpoint=checkpoint, progress=progress, batch=batch, organisation=organisation
+            )
     secret: bytes | None = sessions.kw.get("info", {}).get(TRAIL_KEY)
     with read_only(sessions) as session:
         problems = checkpoint_problems(checkpoint, trail_key_of(session)) if checkpoint is not None else []
@@ -217,9 +277,15 @@ def verify_every_trail(sessions: sessionmaker[Session], *, checkpoint: Checkpoin
 
     url = bind.url.render_as_string(hide_password=False)
     try:
-        found = run_shares(_verify_share, [(url, secret, share, id_range, _share_of(checkpoint, id_range), batch,
-                                            organisation) for share, id_range in enumerate(id_ranges(jobs))],
-                           name="carepath-verify", progress=summed)
+        found = run_shares(
+            _verify_share,
+            [
+                (url, secret, share, id_range, _share_of(checkpoint, id_range), batch, organisation)
+                for share, id_range in enumerate(id_ranges(jobs))
+            ],
+            name="carepath-verify",
+            progress=summed,
+        )
     except ShareFailed as failed:
         what = f"the process verifying share {failed.share + 1} of {jobs}"
         if failed.reason is None:
@@ -233,21 +299,38 @@ def _share_of(checkpoint: Checkpoint | None, id_range: IdRange) -> Checkpoint | 
     if checkpoint is None:
         return None
     low, high = id_range
-    return dataclasses.replace(checkpoint, heads={i: head for i, head in checkpoint.heads.items()
-                                                  if (low is None or i >= low) and (high is None or i < high)})
+    return dataclasses.replace(
+        checkpoint,
+        heads={
+            i: head for i, head in checkpoint.heads.items() if (low is None or i >= low) and (high is None or i < high)
+        },
+    )
 
 
-def _verify_share(url: str, secret: bytes | None, share: int, id_range: IdRange, checkpoint: Checkpoint | None,
-                  batch: int, organisation: str | None, messages: Any) -> None:
+def _verify_share(
+    url: str,
+    secret: bytes | None,
+    share: int,
+    id_range: IdRange,
+    checkpoint: Checkpoint | None,
+    batch: int,
+    organisation: str | None,
+    messages: Any,
+) -> None:
     """A spawned process's work: verify one range and report (progress, then the problems or the
     error's type) on ``messages``."""
     engine = make_engine(url)
     try:
         sessions = make_session_factory(engine, trail_key=secret)
         with read_only(sessions) as session:
-            problems = verify_trail(session, checkpoint=checkpoint, batch=batch, id_range=id_range,
-                                    organisation=organisation,
-                                    progress=lambda checked: messages.put(("progress", share, checked)))
+            problems = verify_trail(
+                session,
+                checkpoint=checkpoint,
+                batch=batch,
+                id_range=id_range,
+                organisation=organisation,
+                progress=lambda checked: messages.put(("progress", share, checked)),
+            )
         messages.put(("done", share, problems))
     except Exception as exc:  # noqa: BLE001 - reported to the caller by its type, which raises it
         messages.put(("failed", share, type(exc).__name__))
@@ -255,17 +338,22 @@ def _verify_share(url: str, secret: bytes | None, share: int, id_range: IdRange,
         engine.dispose()
 
 
-def claim_abandoned(sessions: sessionmaker[Session], now: datetime,
-                    after: timedelta = ABANDONED_AFTER) -> str | None:
+def claim_abandoned(sessions: sessionmaker[Session], now: datetime, after: timedelta = ABANDONED_AFTER) -> str | None:
     """Take over the oldest job left ``queued`` or ``running`` with no progress for ``after``: it is
     marked running again, as of ``now``, so no other worker takes it meanwhile (on PostgreSQL
     ``FOR UPDATE SKIP LOCKED``; on SQLite the single writer serialises claims). Returns its id, to be
     run with :func:`run_verification`, or None."""
     job = AuditVerification
     with unit_of_work(sessions) as session:
-        row = session.scalars(select(job).where(
-            job.status.in_(("queued", "running")), func.coalesce(job.progress_at, job.requested_at) < now - after)
-            .order_by(job.requested_at).limit(1).with_for_update(skip_locked=True)).first()
+        row = session.scalars(
+            select(job)
+            .where(
+                job.status.in_(("queued", "running")), func.coalesce(job.progress_at, job.requested_at) < now - after
+            )
+            .order_by(job.requested_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
         if row is None:
             return None
         row.status, row.progress_at, row.instances_checked = "running", now, 0
@@ -275,7 +363,11 @@ def claim_abandoned(sessions: sessionmaker[Session], now: datetime,
 def _set(sessions: sessionmaker[Session], job_id: str, **values: Any) -> None:
     """Raises: NotFoundError."""
     with unit_of_work(sessions) as session:
-        changed = session.execute(update(AuditVerification).where(AuditVerification.id == job_id).values(**values)
-                                  .execution_options(synchronize_session=False))
+        changed = session.execute(
+            update(AuditVerification)
+            .where(AuditVerification.id == job_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
         if changed.rowcount != 1:  # type: ignore[attr-defined]
             raise NotFoundError(f"no verification {job_id!r}")

@@ -146,35 +146,61 @@ def _clone_script(connection: Connection, template: str) -> str:
     a unique constraint's name from the error)."""
     connection.exec_driver_sql(f"SET search_path TO {template}")  # definitions then name tables unqualified
     try:
-        tables = connection.execute(text(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = :s AND c.relkind = 'r' ORDER BY c.relname"), {"s": template}).scalars().all()
-        sequences = connection.execute(text(
-            "SELECT s.sequencename, s.data_type, s.increment_by, s.min_value, s.max_value, s.start_value,"
-            " s.cache_size, s.cycle, s.last_value, t.relname, a.attname"
-            " FROM pg_sequences s JOIN pg_namespace n ON n.nspname = s.schemaname"
-            " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename"
-            " LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a'"
-            " LEFT JOIN pg_class t ON t.oid = d.refobjid"
-            " LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
-            " WHERE s.schemaname = :s ORDER BY s.sequencename"), {"s": template}).all()
-        constraints = connection.execute(text(
-            "SELECT t.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
-            " JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = k.connamespace"
-            " WHERE n.nspname = :s AND k.contype IN ('p', 'u', 'f')"
-            " ORDER BY k.contype = 'f', t.relname, k.conname"), {"s": template}).all()
-        indexes = connection.execute(text(
-            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s"
-            " AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)"
-            " ORDER BY c.relname"), {"s": template}).scalars().all()
+        tables = (
+            connection.execute(
+                text(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = :s AND c.relkind = 'r' ORDER BY c.relname"
+                ),
+                {"s": template},
+            )
+            .scalars()
+            .all()
+        )
+        sequences = connection.execute(
+            text(
+                "SELECT s.sequencename, s.data_type, s.increment_by, s.min_value, s.max_value, s.start_value,"
+                " s.cache_size, s.cycle, s.last_value, t.relname, a.attname"
+                " FROM pg_sequences s JOIN pg_namespace n ON n.nspname = s.schemaname"
+                " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename"
+                " LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a'"
+                " LEFT JOIN pg_class t ON t.oid = d.refobjid"
+                " LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
+                " WHERE s.schemaname = :s ORDER BY s.sequencename"
+            ),
+            {"s": template},
+        ).all()
+        constraints = connection.execute(
+            text(
+                "SELECT t.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
+                " JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = k.connamespace"
+                " WHERE n.nspname = :s AND k.contype IN ('p', 'u', 'f')"
+                " ORDER BY k.contype = 'f', t.relname, k.conname"
+            ),
+            {"s": template},
+        ).all()
+        indexes = (
+            connection.execute(
+                text(
+                    "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s"
+                    " AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)"
+                    " ORDER BY c.relname"
+                ),
+                {"s": template},
+            )
+            .scalars()
+            .all()
+        )
     finally:
         connection.exec_driver_sql("RESET search_path")
     like = "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS"
     lines = [f"CREATE TABLE {table} (LIKE {template}.{table} {like})" for table in tables]
     for name, data_type, step, low, high, start, cache, cycle, last, table, column in sequences:
-        lines.append(f"CREATE SEQUENCE {name} AS {data_type} INCREMENT {step} MINVALUE {low} MAXVALUE {high}"
-                     f" START {start} CACHE {cache} {'CYCLE' if cycle else 'NO CYCLE'}")
+        lines.append(
+            f"CREATE SEQUENCE {name} AS {data_type} INCREMENT {step} MINVALUE {low} MAXVALUE {high}"
+            f" START {start} CACHE {cache} {'CYCLE' if cycle else 'NO CYCLE'}"
+        )
         if last is not None:
             lines.append(f"SELECT setval('{name}', {last})")
         if table is not None:  # a serial column: LIKE copied a default that draws from the template's sequence
@@ -190,28 +216,35 @@ def _catalog(connection: Connection, schema: str) -> list[Any]:
     """What a schema holds, named as seen from inside it: to check a clone against its template."""
     connection.exec_driver_sql(f"SET search_path TO {schema}")
     try:
-        return [connection.execute(text(query), {"s": schema}).all() for query in (
-            "SELECT c.relkind, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = :s ORDER BY 2",
-            "SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
-            " a.attidentity, a.attgenerated, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a"
-            " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
-            " WHERE n.nspname = :s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 2",
-            "SELECT t.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
-            " JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = k.connamespace"
-            " WHERE n.nspname = :s ORDER BY 1, 2",
-            "SELECT c.relname, replace(pg_get_indexdef(i.indexrelid), :s || '.', '') FROM pg_index i"
-            " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = :s ORDER BY 1",
-            "SELECT sequencename, data_type, last_value FROM pg_sequences WHERE schemaname = :s ORDER BY 1",
-            "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s",
-            "SELECT (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = n.oid),"
-            " (SELECT count(*) FROM pg_type y WHERE y.typnamespace = n.oid AND y.typrelid = 0)"
-            " FROM pg_namespace n WHERE n.nspname = :s",
-        )] + [connection.execute(text(f"SELECT count(*) FROM {table}")).scalar() for table in connection.execute(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = :s ORDER BY 1"), {"s": schema}).scalars()]
+        return [
+            connection.execute(text(query), {"s": schema}).all()
+            for query in (
+                "SELECT c.relkind, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = :s ORDER BY 2",
+                "SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
+                " a.attidentity, a.attgenerated, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a"
+                " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+                " WHERE n.nspname = :s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 2",
+                "SELECT t.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
+                " JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = k.connamespace"
+                " WHERE n.nspname = :s ORDER BY 1, 2",
+                "SELECT c.relname, replace(pg_get_indexdef(i.indexrelid), :s || '.', '') FROM pg_index i"
+                " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = :s ORDER BY 1",
+                "SELECT sequencename, data_type, last_value FROM pg_sequences WHERE schemaname = :s ORDER BY 1",
+                "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s",
+                "SELECT (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = n.oid),"
+                " (SELECT count(*) FROM pg_type y WHERE y.typnamespace = n.oid AND y.typrelid = 0)"
+                " FROM pg_namespace n WHERE n.nspname = :s",
+            )
+        ] + [
+            connection.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+            for table in connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = :s ORDER BY 1"), {"s": schema}
+            ).scalars()
+        ]
     finally:
         connection.exec_driver_sql("RESET search_path")
 

@@ -51,8 +51,13 @@ class FakeProvider:
         self.kid = "key-1"  # the key tokens are signed with
         self.jwks_fetches = 0
         # In the development defaults' organisation and team (engine.settings.Settings.care_team_default).
-        self.user: dict[str, Any] = {"sub": "7c1e", "preferred_username": "j.smith", "roles": ["clinician"],
-                                     "carepath_organisation": "local", "carepath_teams": ["general"]}
+        self.user: dict[str, Any] = {
+            "sub": "7c1e",
+            "preferred_username": "j.smith",
+            "roles": ["clinician"],
+            "carepath_organisation": "local",
+            "carepath_teams": ["general"],
+        }
         self.codes: dict[str, dict[str, Any]] = {}  # code -> what the authorization request asked for
         self.token_requests: list[dict[str, str]] = []
         self.now = datetime.min  # when ID tokens are issued: serve() sets it
@@ -66,21 +71,34 @@ class FakeProvider:
     def jwks(self) -> dict[str, Any]:
         return {"keys": [public_jwk(key, kid) for kid, key in self.keys.items()]}
 
-    def token(self, now: datetime, *, audience: str = AUDIENCE, lifetime: int = 300, key: Any = None,
-              kid: str | None = None, algorithm: str = "RS256", **claims: Any) -> str:
+    def token(
+        self,
+        now: datetime,
+        *,
+        audience: str = AUDIENCE,
+        lifetime: int = 300,
+        key: Any = None,
+        kid: str | None = None,
+        algorithm: str = "RS256",
+        **claims: Any,
+    ) -> str:
         """A token for :attr:`user`, issued at ``now``; ``claims`` override (None removes a claim)."""
         at = int(now.timestamp())
-        body = {"iss": self.issuer, "aud": audience, "iat": at, "nbf": at, "exp": at + lifetime, **self.user,
-                **claims}
+        body = {"iss": self.issuer, "aud": audience, "iat": at, "nbf": at, "exp": at + lifetime, **self.user, **claims}
         body = {k: v for k, v in body.items() if v is not None}
         kid = kid or self.kid
         signing_key = key if key is not None else self.keys[kid]
         return jwt.encode(body, signing_key, algorithm=algorithm, headers={"kid": kid})
 
     def metadata(self) -> dict[str, Any]:
-        return {"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks",
-                "authorization_endpoint": f"{self.issuer}/authorize", "token_endpoint": f"{self.issuer}/token",
-                "response_types_supported": ["code"], "code_challenge_methods_supported": ["S256"]}
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": f"{self.issuer}/jwks",
+            "authorization_endpoint": f"{self.issuer}/authorize",
+            "token_endpoint": f"{self.issuer}/token",
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+        }
 
 
 def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
@@ -121,10 +139,14 @@ def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
             provider.token_requests.append(form)
             asked = provider.codes.pop(form.get("code", ""), None)
             challenge = base64.urlsafe_b64encode(hashlib.sha256(form.get("code_verifier", "").encode()).digest())
-            if (asked is None or form.get("grant_type") != "authorization_code"
-                    or form.get("redirect_uri") != asked["redirect_uri"] or form.get("client_id") != CLIENT_ID
-                    or challenge.rstrip(b"=").decode() != asked["code_challenge"]
-                    or asked["code_challenge_method"] != "S256"):
+            if (
+                asked is None
+                or form.get("grant_type") != "authorization_code"
+                or form.get("redirect_uri") != asked["redirect_uri"]
+                or form.get("client_id") != CLIENT_ID
+                or challenge.rstrip(b"=").decode() != asked["code_challenge"]
+                or asked["code_challenge_method"] != "S256"
+            ):
                 self._json(400, {"error": "invalid_grant"})
                 return
             claims = {"audience": CLIENT_ID, "nonce": asked["nonce"], **provider.id_token_claims}
@@ -145,8 +167,11 @@ def _none_token(fake: FakeProvider, now: datetime) -> str:
 
 def _hs256_with_public_key(fake: FakeProvider, now: datetime) -> str:
     """The classic forgery: HMAC keyed with the provider's public key, which anyone can fetch."""
-    public = fake.keys[fake.kid].public_key().public_bytes(serialization.Encoding.PEM,
-                                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = (
+        fake.keys[fake.kid]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": fake.kid}).encode())
     body = {"iss": fake.issuer, "aud": AUDIENCE, "exp": int(now.timestamp()) + 300, **fake.user}
     payload = _b64(json.dumps(body).encode())
@@ -162,9 +187,24 @@ def _tampered(fake: FakeProvider, now: datetime) -> str:
 
 
 # Tokens that must be refused, by the reason engine.identity logs (the part before a "-").
-REFUSALS = ("issuer", "audience", "expired", "not_yet_valid", "unknown_key", "algorithm", "algorithm-hs256",
-            "signature", "signature-other-key", "no_role", "no_role-unmapped", "several_roles", "no_staff_id",
-            "missing_claim", "malformed", "malformed-exp")
+REFUSALS = (
+    "issuer",
+    "audience",
+    "expired",
+    "not_yet_valid",
+    "unknown_key",
+    "algorithm",
+    "algorithm-hs256",
+    "signature",
+    "signature-other-key",
+    "no_role",
+    "no_role-unmapped",
+    "several_roles",
+    "no_staff_id",
+    "missing_claim",
+    "malformed",
+    "malformed-exp",
+)
 
 
 def forged_tokens(fake: FakeProvider, now: datetime) -> dict[str, str]:

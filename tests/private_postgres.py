@@ -39,8 +39,21 @@ class PrivateServer:
 
     def pg_ctl(self, *args: str) -> None:
         options = f"-h 127.0.0.1 -p {self.port} -k {self.data} {_FAST}"
-        as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "server.log"), "-w",
-                     "-t", "60", *args, "-o", options])
+        as_postgres(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.data / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                *args,
+                "-o",
+                options,
+            ]
+        )
 
     def stop(self) -> None:
         as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-m", "immediate", "stop"])
@@ -98,8 +111,9 @@ def private_server() -> Iterator[PrivateServer]:
         server = PrivateServer(data, free_port())
         server.pg_ctl("start")
         try:
-            admin = create_engine(server.url.replace("/carepath", "/postgres"), isolation_level="AUTOCOMMIT",
-                                  poolclass=NullPool)
+            admin = create_engine(
+                server.url.replace("/carepath", "/postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
+            )
             with admin.connect() as connection:
                 connection.execute(text("CREATE DATABASE carepath"))
             admin.dispose()
@@ -113,8 +127,24 @@ def streaming_replica(primary: PrivateServer) -> Iterator[PrivateServer]:
     """A hot standby of ``primary``, streaming its WAL (pg_basebackup -R: initdb's default pg_hba lets
     local replication connections in, and PostgreSQL 15's defaults have wal_level=replica)."""
     with _folder("carepath-test-replica-") as data:
-        as_postgres([str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
-                     "-D", str(data), "-R", "-X", "stream", "-c", "fast"])
+        as_postgres(
+            [
+                str(PG_BIN / "pg_basebackup"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(primary.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(data),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ]
+        )
         replica = PrivateServer(data, free_port())
         replica.pg_ctl("start")
         try:

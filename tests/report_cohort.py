@@ -64,43 +64,134 @@ class Patient:
     tasks: list[tuple[str, datetime]] = field(default_factory=list)
     reports: list[datetime] = field(default_factory=list)
     # (kind, code, service, urgency, final status, created at, [(status, at), ...])
-    items: list[tuple[str, str, str | None, str | None, str, datetime, list[tuple[str, datetime]]]] = \
-        field(default_factory=list)
+    items: list[tuple[str, str, str | None, str | None, str, datetime, list[tuple[str, datetime]]]] = field(
+        default_factory=list
+    )
     organisation: str = "rx1"  # who looks after the patient (engine.care_teams)
     care_team: str = "breast"
 
 
 def cohort() -> dict[str, Patient]:
-    a = Patient(P, D, tasks=[("offer_hna", days(10)), ("complete_checklist", days(20)), ("agree", days(25)),
-                             ("treatment", days(60)), ("first_review", days(80)), ("write_summary", days(90)),
-                             ("triage", at(2, 1, 12)), ("call_back", at(2, 1, 13)), ("triage", at(2, 3, 10, 30)),
-                             ("urgent_assessment", at(2, 3, 11))],
-                reports=[at(2, 1, 10), at(2, 3, 10)],
-                items=[("referral", "psychology_referral", "psychology", "urgent", "first_contact", days(20),
-                        [("agreed", days(25)), ("referred", at(1, 30, 10)), ("accepted", at(2, 2, 10)),
-                         ("first_contact", at(2, 3, 9))]),
-                       ("referral", "dietitian_referral", "dietitian", "routine", "first_contact", days(20),
-                        [("referred", at(2, 10)), ("first_contact", at(3, 1))]),
-                       ("intervention", "exercise", None, None, "declined", days(20), [("declined", at(2, 1))])])
-    b = Patient(P, days(1), tasks=[("offer_hna", days(41)), ("complete_checklist", days(46)), ("treatment", days(71)),
-                                   ("write_summary", days(121)), ("escalated_triage", at(2, 10, 12)),
-                                   ("self_care", at(2, 10, 13))],
-                reports=[at(2, 10, 8)],
-                items=[("referral", "psychology_referral", "psychology", "urgent", "first_contact", days(46),
-                        [("referred", at(2, 4, 10)), ("accepted", at(2, 5, 10)), ("first_contact", at(2, 9, 10))]),
-                       ("referral", "physio_referral", "physio", "soon", "service_declined", days(46),
-                        [("referred", at(2, 10)), ("service_declined", at(2, 12))])])
-    c = Patient(P, days(2), tasks=[("offer_hna", days(7)), ("record_declined", days(8)), ("second_review", days(202))],
-                reports=[at(3, 30)],
-                items=[("referral", "psychology_referral", "psychology", "urgent", "referred", days(8),
-                        [("referred", at(3, 2, 10))]),
-                       ("intervention", "yoga", None, None, "declined", at(5, 1), [])])
-    e = Patient(P, at(3, 20),
-                items=[("referral", "acute_oncology", "acute_oncology", "emergency", "first_contact", at(3, 21, 8),
-                        [("first_contact", at(3, 21, 20))])])
-    f = Patient(P, at(12, 20, year=2025), tasks=[("offer_hna", at(1, 2)), ("complete_checklist", at(1, 10)),
-                                                 ("agree", at(1, 15)), ("treatment", at(2, 1))],
-                reports=[at(12, 25, year=2025)])
+    a = Patient(
+        P,
+        D,
+        tasks=[
+            ("offer_hna", days(10)),
+            ("complete_checklist", days(20)),
+            ("agree", days(25)),
+            ("treatment", days(60)),
+            ("first_review", days(80)),
+            ("write_summary", days(90)),
+            ("triage", at(2, 1, 12)),
+            ("call_back", at(2, 1, 13)),
+            ("triage", at(2, 3, 10, 30)),
+            ("urgent_assessment", at(2, 3, 11)),
+        ],
+        reports=[at(2, 1, 10), at(2, 3, 10)],
+        items=[
+            (
+                "referral",
+                "psychology_referral",
+                "psychology",
+                "urgent",
+                "first_contact",
+                days(20),
+                [
+                    ("agreed", days(25)),
+                    ("referred", at(1, 30, 10)),
+                    ("accepted", at(2, 2, 10)),
+                    ("first_contact", at(2, 3, 9)),
+                ],
+            ),
+            (
+                "referral",
+                "dietitian_referral",
+                "dietitian",
+                "routine",
+                "first_contact",
+                days(20),
+                [("referred", at(2, 10)), ("first_contact", at(3, 1))],
+            ),
+            ("intervention", "exercise", None, None, "declined", days(20), [("declined", at(2, 1))]),
+        ],
+    )
+    b = Patient(
+        P,
+        days(1),
+        tasks=[
+            ("offer_hna", days(41)),
+            ("complete_checklist", days(46)),
+            ("treatment", days(71)),
+            ("write_summary", days(121)),
+            ("escalated_triage", at(2, 10, 12)),
+            ("self_care", at(2, 10, 13)),
+        ],
+        reports=[at(2, 10, 8)],
+        items=[
+            (
+                "referral",
+                "psychology_referral",
+                "psychology",
+                "urgent",
+                "first_contact",
+                days(46),
+                [("referred", at(2, 4, 10)), ("accepted", at(2, 5, 10)), ("first_contact", at(2, 9, 10))],
+            ),
+            (
+                "referral",
+                "physio_referral",
+                "physio",
+                "soon",
+                "service_declined",
+                days(46),
+                [("referred", at(2, 10)), ("service_declined", at(2, 12))],
+            ),
+        ],
+    )
+    c = Patient(
+        P,
+        days(2),
+        tasks=[("offer_hna", days(7)), ("record_declined", days(8)), ("second_review", days(202))],
+        reports=[at(3, 30)],
+        items=[
+            (
+                "referral",
+                "psychology_referral",
+                "psychology",
+                "urgent",
+                "referred",
+                days(8),
+                [("referred", at(3, 2, 10))],
+            ),
+            ("intervention", "yoga", None, None, "declined", at(5, 1), []),
+        ],
+    )
+    e = Patient(
+        P,
+        at(3, 20),
+        items=[
+            (
+                "referral",
+                "acute_oncology",
+                "acute_oncology",
+                "emergency",
+                "first_contact",
+                at(3, 21, 8),
+                [("first_contact", at(3, 21, 20))],
+            )
+        ],
+    )
+    f = Patient(
+        P,
+        at(12, 20, year=2025),
+        tasks=[
+            ("offer_hna", at(1, 2)),
+            ("complete_checklist", at(1, 10)),
+            ("agree", at(1, 15)),
+            ("treatment", at(2, 1)),
+        ],
+        reports=[at(12, 25, year=2025)],
+    )
     g = Patient(Q, D, tasks=[("offer_hna", days(1))])
     return {"A": a, "B": b, "C": c, "E": e, "F": f, "G": g}
 
@@ -112,29 +203,70 @@ def write_cohort(session: Session, patients: dict[str, Patient] | None = None) -
     ids: dict[str, str] = {}
     for letter, patient in patients.items():
         record = InstanceRecord(
-            id=str(uuid.uuid4()), pathway_id=patient.pathway, pathway_version_id=version.id,
-            pathway_version=version.version, patient_ref=f"MRN-REPORT-{letter}-{uuid.uuid4().hex[:6]}",
-            status="running", state="{}", revision=1, next_due_at=None, incident=None, event_seq=0,
-            event_head=GENESIS, created_at=patient.started, updated_at=patient.started,
-            organisation=patient.organisation, care_team=patient.care_team)
+            id=str(uuid.uuid4()),
+            pathway_id=patient.pathway,
+            pathway_version_id=version.id,
+            pathway_version=version.version,
+            patient_ref=f"MRN-REPORT-{letter}-{uuid.uuid4().hex[:6]}",
+            status="running",
+            state="{}",
+            revision=1,
+            next_due_at=None,
+            incident=None,
+            event_seq=0,
+            event_head=GENESIS,
+            created_at=patient.started,
+            updated_at=patient.started,
+            organisation=patient.organisation,
+            care_team=patient.care_team,
+        )
         ids[letter] = record.id
         events: list[tuple[datetime, str, str | None, dict[str, Any]]] = [(patient.started, "started", None, {})]
         events += [(when, "task_completed", element, {"task": element}) for element, when in patient.tasks]
-        events += [(when, "message_received", None, {"message": "warning_sign_reported", "data_digest": "sha256:0"})
-                   for when in patient.reports]
+        events += [
+            (when, "message_received", None, {"message": "warning_sign_reported", "data_digest": "sha256:0"})
+            for when in patient.reports
+        ]
         items = []
         for kind, code, service, urgency, status, created, moves in patient.items:
             item_id = str(uuid.uuid4())
-            items.append(CarePlanItem(id=item_id, instance_id=record.id, evaluation_id=str(uuid.uuid4()),
-                                      task_id=str(uuid.uuid4()), kind=kind, code=code, service=service,
-                                      urgency=urgency, rules="[]", status=status, created_at=created,
-                                      updated_at=max([created, *(when for _, when in moves)]), updated_by="test"))
-            events += [(when, "care_plan_updated", None,
-                        {"item": item_id, "code": code, "status": moved, "service": service, "urgency": urgency})
-                       for moved, when in moves]
+            items.append(
+                CarePlanItem(
+                    id=item_id,
+                    instance_id=record.id,
+                    evaluation_id=str(uuid.uuid4()),
+                    task_id=str(uuid.uuid4()),
+                    kind=kind,
+                    code=code,
+                    service=service,
+                    urgency=urgency,
+                    rules="[]",
+                    status=status,
+                    created_at=created,
+                    updated_at=max([created, *(when for _, when in moves)]),
+                    updated_by="test",
+                )
+            )
+            events += [
+                (
+                    when,
+                    "care_plan_updated",
+                    None,
+                    {"item": item_id, "code": code, "status": moved, "service": service, "urgency": urgency},
+                )
+                for moved, when in moves
+            ]
         for when, kind, element, payload in sorted(events, key=lambda e: e[0]):
-            append_event(session, record, kind, at=when, actor="system:test", pathway_version=version.version,
-                         element=element, payload=payload)
+            append_event(
+                session,
+                record,
+                kind,
+                at=when,
+                actor="system:test",
+                pathway_version=version.version,
+                element=element,
+                payload=payload,
+            )
         insert_instances(session, [record])
         session.add_all(items)
         session.flush()

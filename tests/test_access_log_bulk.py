@@ -19,12 +19,27 @@ AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 def _rows(carepath: CarePath, request_id: str) -> list[tuple[object, ...]]:
     with read_only(carepath.sessions) as session:
-        return [tuple(r) for r in session.execute(
-            select(AccessRecord.at, AccessRecord.actor, AccessRecord.on_behalf_of, AccessRecord.action,
-                   AccessRecord.route, AccessRecord.status, AccessRecord.instance_id, AccessRecord.patient_ref,
-                   AccessRecord.organisation, AccessRecord.break_glass, AccessRecord.break_glass_reason,
-                   AccessRecord.break_glass_note)
-            .where(AccessRecord.request_id == request_id).order_by(AccessRecord.instance_id))]
+        return [
+            tuple(r)
+            for r in session.execute(
+                select(
+                    AccessRecord.at,
+                    AccessRecord.actor,
+                    AccessRecord.on_behalf_of,
+                    AccessRecord.action,
+                    AccessRecord.route,
+                    AccessRecord.status,
+                    AccessRecord.instance_id,
+                    AccessRecord.patient_ref,
+                    AccessRecord.organisation,
+                    AccessRecord.break_glass,
+                    AccessRecord.break_glass_reason,
+                    AccessRecord.break_glass_note,
+                )
+                .where(AccessRecord.request_id == request_id)
+                .order_by(AccessRecord.instance_id)
+            )
+        ]
 
 
 def test_a_large_read_writes_the_rows_a_small_one_writes(carepath: CarePath) -> None:
@@ -33,19 +48,32 @@ def test_a_large_read_writes_the_rows_a_small_one_writes(carepath: CarePath) -> 
         ids = sorted(write_cohort(session, patients).values())
     unknown = "00000000-0000-4000-8000-000000000000"  # read, then gone: no patient, no organisation
     assert len(ids) > 200  # many pages' worth
-    access = Access(at=AT, actor="token:manager", action="reports.export", route="GET /v1/reports/cosd", status=200,
-                    request_id="large", on_behalf_of="dr-who", break_glass_reason="emergency",
-                    break_glass_note="a note")
+    access = Access(
+        at=AT,
+        actor="token:manager",
+        action="reports.export",
+        route="GET /v1/reports/cosd",
+        status=200,
+        request_id="large",
+        on_behalf_of="dr-who",
+        break_glass_reason="emergency",
+        break_glass_note="a note",
+    )
     assert record_reads(carepath.sessions, access, [*ids, unknown, ids[0]]) == len(ids) + 1
     small = Access(**{**access.__dict__, "request_id": "small"})
     for first in range(0, len(ids), 50):  # 50 at a time, as a list page reads them
-        record_reads(carepath.sessions, small, ids[first:first + 50])
+        record_reads(carepath.sessions, small, ids[first : first + 50])
     record_reads(carepath.sessions, small, [unknown])
     large_rows = _rows(carepath, "large")
     assert large_rows == _rows(carepath, "small")
     with read_only(carepath.sessions) as session:
-        refs = dict(session.execute(select(PathwayInstance.id, PathwayInstance.patient_ref)
-                                    .where(PathwayInstance.id.in_(ids))).all())
+        refs = dict(
+            session.execute(
+                select(PathwayInstance.id, PathwayInstance.patient_ref).where(PathwayInstance.id.in_(ids))
+            ).all()
+        )
     assert {row[6]: row[7] for row in large_rows} == {**refs, unknown: None}
     assert {(row[0], row[2], row[8] is not None, row[9], row[10], row[11]) for row in large_rows} == {
-        (AT, "dr-who", True, True, "emergency", "a note"), (AT, "dr-who", False, True, "emergency", "a note")}
+        (AT, "dr-who", True, True, "emergency", "a note"),
+        (AT, "dr-who", False, True, "emergency", "a note"),
+    }

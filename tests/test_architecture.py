@@ -49,8 +49,13 @@ def _defined_private_names() -> dict[str, set[Path]]:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and _private(node.name):
                 defined.setdefault(node.name, set()).add(path)
         for node in tree.body:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
-                if isinstance(node, ast.AnnAssign) else []
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AnnAssign)
+                else []
+            )
             for target in targets:
                 if isinstance(target, ast.Name) and _private(target.id):
                     defined.setdefault(target.id, set()).add(path)
@@ -81,8 +86,11 @@ def _reach(path: Path, node: ast.AST, own_package: str, defined: dict[str, set[P
     if isinstance(node, ast.ImportFrom):
         source = _absolute(path, node)
         if source.split(".")[0] in PACKAGES:
-            yield from (f"{where}:{node.lineno}: imports {alias.name} from {source}"
-                        for alias in node.names if _private(alias.name))
+            yield from (
+                f"{where}:{node.lineno}: imports {alias.name} from {source}"
+                for alias in node.names
+                if _private(alias.name)
+            )
             yield from _private_module(where, node.lineno, source, own_package)
     elif isinstance(node, ast.Import):
         for alias in node.names:
@@ -134,9 +142,13 @@ def _imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
 
 
 def test_engine_never_imports_flask_or_the_api() -> None:
-    found = [f"{path.relative_to(ROOT)}:{line}: {name}" for path, tree in TREES.items()
-             if path.is_relative_to(ROOT / "engine") for line, name in _imports(tree)
-             if name.split(".")[0] in ("flask", "werkzeug", "api")]
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {name}"
+        for path, tree in TREES.items()
+        if path.is_relative_to(ROOT / "engine")
+        for line, name in _imports(tree)
+        if name.split(".")[0] in ("flask", "werkzeug", "api")
+    ]
     assert found == []
 
 
@@ -148,8 +160,18 @@ ALLOWED = {
     "fhir": {"app", "care_teams", "careplan", "db", "documents", "instances", "rules"},
     "demo": {"app", "db", "instances"},
     "careplan": {"audit", "db", "instances", "rules", "webhooks"},
-    "instances": {"access_log", "audit", "care_teams", "db", "decisions", "expressions", "four_eyes", "rules",
-                  "spiff", "webhooks"},
+    "instances": {
+        "access_log",
+        "audit",
+        "care_teams",
+        "db",
+        "decisions",
+        "expressions",
+        "four_eyes",
+        "rules",
+        "spiff",
+        "webhooks",
+    },
     "pathways": {"db", "decisions", "expressions", "four_eyes", "spiff"},
     "decisions": {"db", "expressions"},
     "library": {"pathways", "rules"},
@@ -171,7 +193,10 @@ ALLOWED = {
     "idempotency": {"db"},
     "sandbox": {"db", "instances"},
     "db": set(),
-    "settings": set(), "clock": set(), "errors": set(), "calendar": set(),
+    "settings": set(),
+    "clock": set(),
+    "errors": set(),
+    "calendar": set(),
 }
 
 
@@ -200,8 +225,10 @@ def test_engine_packages_import_only_what_the_architecture_allows() -> None:
 
 
 def test_the_allowed_imports_have_no_cycle() -> None:
-    allowed = {package: targets | (SHARED - {package}) if package not in SHARED else targets
-               for package, targets in ALLOWED.items()}
+    allowed = {
+        package: targets | (SHARED - {package}) if package not in SHARED else targets
+        for package, targets in ALLOWED.items()
+    }
     done: set[str] = set()
 
     def visit(package: str, path: tuple[str, ...]) -> None:
@@ -231,8 +258,10 @@ def test_no_engine_import_hides_inside_a_function() -> None:
     assert found == []
 
 
-@pytest.mark.parametrize("name", sorted(m.name for m in pkgutil.walk_packages(engine.__path__, "engine.")
-                                        if m.ispkg and "migrations" not in m.name))
+@pytest.mark.parametrize(
+    "name",
+    sorted(m.name for m in pkgutil.walk_packages(engine.__path__, "engine.") if m.ispkg and "migrations" not in m.name),
+)
 def test_every_engine_package_says_what_it_owns_and_may_import(name: str) -> None:
     package = importlib.import_module(name)
     doc = package.__doc__ or ""

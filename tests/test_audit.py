@@ -28,8 +28,11 @@ def _journey(carepath: CarePath) -> str:
 
 def _events(carepath: CarePath, instance_id: str) -> list[InstanceEvent]:
     with carepath.sessions() as session:
-        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
-                                    .order_by(InstanceEvent.seq)))
+        return list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq)
+            )
+        )
 
 
 def _verify(carepath: CarePath) -> list[str]:
@@ -40,8 +43,14 @@ def _verify(carepath: CarePath) -> list[str]:
 def test_every_change_is_recorded_with_actor_version_and_data_digest(carepath: CarePath) -> None:
     instance_id = _journey(carepath)
     events = _events(carepath, instance_id)
-    assert [e.type for e in events] == ["started", "task_completed", "suspended", "resumed", "task_completed",
-                                        "message_received"]
+    assert [e.type for e in events] == [
+        "started",
+        "task_completed",
+        "suspended",
+        "resumed",
+        "task_completed",
+        "message_received",
+    ]
     completed = events[1]
     assert completed.actor == NURSE and completed.element == "hna"
     assert completed.pathway_version == carepath.instances.get(instance_id).pathway_version
@@ -55,13 +64,19 @@ def test_every_change_is_recorded_with_actor_version_and_data_digest(carepath: C
     assert _verify(carepath) == []
 
 
-@pytest.mark.parametrize("tamper, expected", [
-    ("UPDATE instance_events SET payload = '{\"data_digest\":\"sha256:00\"}' WHERE seq = 2", "content was changed"),
-    ("UPDATE instance_events SET actor = 'clinician:someone-else' WHERE seq = 3", "content was changed"),
-    ("UPDATE instance_events SET seq = CASE seq WHEN 3 THEN 4 WHEN 4 THEN 3 END WHERE seq IN (3, 4)", "out of order"),
-    ("DELETE FROM instance_events WHERE seq = 3", "missing events"),
-    ("DELETE FROM instance_events WHERE seq = (SELECT MAX(seq) FROM instance_events)", "events deleted"),
-])
+@pytest.mark.parametrize(
+    "tamper, expected",
+    [
+        ('UPDATE instance_events SET payload = \'{"data_digest":"sha256:00"}\' WHERE seq = 2', "content was changed"),
+        ("UPDATE instance_events SET actor = 'clinician:someone-else' WHERE seq = 3", "content was changed"),
+        (
+            "UPDATE instance_events SET seq = CASE seq WHEN 3 THEN 4 WHEN 4 THEN 3 END WHERE seq IN (3, 4)",
+            "out of order",
+        ),
+        ("DELETE FROM instance_events WHERE seq = 3", "missing events"),
+        ("DELETE FROM instance_events WHERE seq = (SELECT MAX(seq) FROM instance_events)", "events deleted"),
+    ],
+)
 def test_tampering_with_the_database_is_reported(carepath: CarePath, tamper: str, expected: str) -> None:
     instance_id = _journey(carepath)
     with carepath.db.begin() as connection:

@@ -15,8 +15,24 @@ from tests.bench_modules import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 # Helpers plain Python has under the same name and meaning (the baseline's eval has builtins).
-_BUILTINS = {"len", "min", "max", "sum", "any", "all", "abs", "round", "sorted", "int", "float", "str", "bool",
-             "list", "dict", "set"}
+_BUILTINS = {
+    "len",
+    "min",
+    "max",
+    "sum",
+    "any",
+    "all",
+    "abs",
+    "round",
+    "sorted",
+    "int",
+    "float",
+    "str",
+    "bool",
+    "list",
+    "dict",
+    "set",
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +52,16 @@ def test_the_baseline_defines_every_helper_the_bundled_diagrams_call(bench_engin
     assert called <= set(baseline), f"the baseline lacks {sorted(called - set(baseline))}"
 
 
-@pytest.mark.parametrize(("name", "args"), [("add_days", ("2026-03-31", 10)), ("add_months", ("2026-01-31", 1)),
-                                            ("days_between", ("2026-01-01", "2026-03-01"))])
-def test_the_baselines_helpers_compute_what_carepaths_do(bench_engine: ModuleType, name: str,
-                                                        args: tuple[object, ...]) -> None:
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("add_days", ("2026-03-31", 10)),
+        ("add_months", ("2026-01-31", 1)),
+        ("days_between", ("2026-01-01", "2026-03-01")),
+    ],
+)
+def test_the_baselines_helpers_compute_what_carepaths_do(
+    bench_engine: ModuleType, name: str, args: tuple[object, ...]
+) -> None:
     baseline = bench_engine.baseline_engine("2026-03-31T09:00:00+00:00", {}).environment.globals
     assert baseline[name](*args) == ALLOWED_FUNCTIONS[name].function(*args)

@@ -19,19 +19,41 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(*args: str) -> dict[str, object]:
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          check=False)
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     result: dict[str, object] = json.loads(done.stdout)
     return result
 
 
-@pytest.mark.parametrize(("args", "keys"), [
-    (("bench/worklist.py", "--instances", "3", "--samples", "1"), {"summary", "restore", "ratio_summary_vs_restore"}),
-    (("bench/rules.py", "--evaluations", "20", "--rounds", "1", "--block", "10"),
-     {"durable_direct", "carepath_with_recording", "ratio_with_recording", "command"}),
-    (("bench/api.py", "--journeys", "1", "--gc-rounds", "1", "--starts", "2", "--race-instances", "1",
-      "--clients", "2"), {"sqlite", "command"}),
-], ids=["worklist", "rules", "api"])
+@pytest.mark.parametrize(
+    ("args", "keys"),
+    [
+        (
+            ("bench/worklist.py", "--instances", "3", "--samples", "1"),
+            {"summary", "restore", "ratio_summary_vs_restore"},
+        ),
+        (
+            ("bench/rules.py", "--evaluations", "20", "--rounds", "1", "--block", "10"),
+            {"durable_direct", "carepath_with_recording", "ratio_with_recording", "command"},
+        ),
+        (
+            (
+                "bench/api.py",
+                "--journeys",
+                "1",
+                "--gc-rounds",
+                "1",
+                "--starts",
+                "2",
+                "--race-instances",
+                "1",
+                "--clients",
+                "2",
+            ),
+            {"sqlite", "command"},
+        ),
+    ],
+    ids=["worklist", "rules", "api"],
+)
 def test_a_benchmark_runs_through_at_its_smallest(args: tuple[str, ...], keys: set[str]) -> None:
     assert keys <= set(_run(*args))

@@ -22,9 +22,11 @@ from engine.pathways.bundle import (
 )
 
 TESTS = Path(__file__).resolve().parent
-CAREPLAN = {"careplan.bpmn": (TESTS / "pathways" / "careplan.bpmn").read_bytes(),
-            "forms/hna_small.json": (TESTS / "pathways" / "forms" / "hna_small.json").read_bytes(),
-            "forms/decisions.json": (TESTS / "pathways" / "forms" / "decisions.json").read_bytes()}
+CAREPLAN = {
+    "careplan.bpmn": (TESTS / "pathways" / "careplan.bpmn").read_bytes(),
+    "forms/hna_small.json": (TESTS / "pathways" / "forms" / "hna_small.json").read_bytes(),
+    "forms/decisions.json": (TESTS / "pathways" / "forms" / "decisions.json").read_bytes(),
+}
 
 
 def make_zip(files: dict[str, bytes], *, prefix: str = "") -> bytes:
@@ -64,8 +66,9 @@ def test_too_many_entries_are_refused() -> None:
     assert problem.code == TOO_LARGE
 
 
-@pytest.mark.parametrize("name", ["../escape.bpmn", "/etc/passwd.json", "forms/../../x.json", "C:/x.bpmn",
-                                  "forms\\x.json"])
+@pytest.mark.parametrize(
+    "name", ["../escape.bpmn", "/etc/passwd.json", "forms/../../x.json", "C:/x.bpmn", "forms\\x.json"]
+)
 def test_unsafe_entry_names_are_refused_by_name(name: str) -> None:
     problem = refusal(make_zip({"careplan.bpmn": CAREPLAN["careplan.bpmn"], name: b"{}"})).problems[0]
     assert problem.code == "bundle-entry" and problem.file == name
@@ -91,7 +94,7 @@ def test_what_is_not_a_zip_archive_is_refused(data: bytes) -> None:
 def test_a_corrupt_entry_is_refused_not_raised() -> None:
     data = bytearray(make_zip({"careplan.bpmn": CAREPLAN["careplan.bpmn"]}))
     start = data.index(b"careplan.bpmn") + len("careplan.bpmn")
-    data[start + 10:start + 40] = b"\xff" * 30  # inside the compressed stream
+    data[start + 10 : start + 40] = b"\xff" * 30  # inside the compressed stream
     assert refusal(bytes(data)).problems[0].code == "bundle-entry"
 
 
@@ -111,8 +114,11 @@ def test_a_folder_bundle_keeps_to_the_folder(tmp_path: Path) -> None:
 
 
 def _env(database_url: str, library: Path) -> dict[str, str]:
-    return {"CAREPATH_DATABASE_URL": database_url, "CAREPATH_PATHWAYS_DIR": str(library),
-            "CAREPATH_RULES_DIR": str(TESTS.parent / "rules")}
+    return {
+        "CAREPATH_DATABASE_URL": database_url,
+        "CAREPATH_PATHWAYS_DIR": str(library),
+        "CAREPATH_RULES_DIR": str(TESTS.parent / "rules"),
+    }
 
 
 def test_cli_deploys_a_zip_and_a_folder_and_says_what_they_held(tmp_path: Path, database_url: str) -> None:
@@ -135,8 +141,9 @@ def test_cli_deploys_a_zip_and_a_folder_and_says_what_they_held(tmp_path: Path, 
 def test_cli_names_what_a_bundle_is_missing(tmp_path: Path, database_url: str) -> None:
     archive = tmp_path / "careplan.zip"
     archive.write_bytes(make_zip({"careplan.bpmn": CAREPLAN["careplan.bpmn"]}))
-    deployed = CliRunner().invoke(main, ["pathways", "deploy", str(archive)],
-                                  env=_env(database_url, tmp_path / "empty"))
+    deployed = CliRunner().invoke(
+        main, ["pathways", "deploy", str(archive)], env=_env(database_url, tmp_path / "empty")
+    )
     assert deployed.exit_code == 1
     assert "missing: forms/decisions.json, forms/hna_small.json" in deployed.output
     assert "nothing deployed" in deployed.output
@@ -145,8 +152,9 @@ def test_cli_names_what_a_bundle_is_missing(tmp_path: Path, database_url: str) -
 def test_cli_refuses_a_hostile_zip_by_name(tmp_path: Path, database_url: str) -> None:
     archive = tmp_path / "evil.zip"
     archive.write_bytes(make_zip({"careplan.bpmn": b"x", "../../etc/x.json": b"{}"}))
-    deployed = CliRunner().invoke(main, ["pathways", "deploy", str(archive)],
-                                  env=_env(database_url, tmp_path / "empty"))
+    deployed = CliRunner().invoke(
+        main, ["pathways", "deploy", str(archive)], env=_env(database_url, tmp_path / "empty")
+    )
     assert deployed.exit_code == 1 and "../../etc/x.json" in deployed.output and "Traceback" not in deployed.output
 
 

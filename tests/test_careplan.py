@@ -12,8 +12,12 @@ from engine.rules import get_evaluation
 NURSE = "clinician:cns-4"
 
 
-def _proposed(carepath: CarePath, concerns: dict[str, int], age: int = 54,  # type: ignore[no-untyped-def]
-              patient: str = "SYN-0101"):
+def _proposed(
+    carepath: CarePath,
+    concerns: dict[str, int],
+    age: int = 54,  # type: ignore[no-untyped-def]
+    patient: str = "SYN-0101",
+):
     view = carepath.instances.start("test_careplan", patient, "system:ehr", {"age": age})
     view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": concerns}, NURSE)
     assert view.status == "running", view.incident
@@ -31,8 +35,11 @@ def test_assessment_proposes_items_linked_to_the_stored_evaluation(carepath: Car
     # Traceability: item -> evaluation -> rule set version, facts and the rules that fired.
     with carepath.sessions() as session:
         stored = get_evaluation(session, urgent["evaluation_id"])
-        events = list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == view.id)
-                                      .order_by(InstanceEvent.seq)))
+        events = list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == view.id).order_by(InstanceEvent.seq)
+            )
+        )
     assert stored.instance_id == view.id
     assert stored.ruleset_name == "supportive_care"
     assert "psych-support-urgent" in [f.rule_id for f in stored.firings]
@@ -49,9 +56,12 @@ def test_patient_agrees_and_declines_and_what_matters_is_kept(carepath: CarePath
     referral = next(i for i in items if i["kind"] == "referral")
     others = [i for i in items if i["id"] != referral["id"]]
     decisions = {referral["id"]: "agreed", **{i["id"]: "declined" for i in others}}
-    done = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"],
-                                            {"decisions": decisions, "what_matters": "Getting back to my allotment"},
-                                            "patient:SYN-0101")
+    done = carepath.instances.complete_task(
+        view.id,
+        view.ready_tasks[0]["id"],
+        {"decisions": decisions, "what_matters": "Getting back to my allotment"},
+        "patient:SYN-0101",
+    )
     assert done.status == "completed"
     plan = carepath.care_plans.get(view.id)
     assert plan.what_matters == "Getting back to my allotment"
@@ -76,8 +86,12 @@ def test_deciding_on_an_item_of_another_patient_is_refused_and_changes_nothing(c
     second = _proposed(carepath, {"worry_fear_anxiety": 9}, patient="SYN-0102")  # another patient's instance
     own = carepath.care_plans.get(second.id).items[0]["id"]
     with pytest.raises(TaskDataError) as raised:
-        carepath.instances.complete_task(second.id, second.ready_tasks[0]["id"],
-                                         {"decisions": {own: "agreed", foreign: "agreed"}, "what_matters": ""}, NURSE)
+        carepath.instances.complete_task(
+            second.id,
+            second.ready_tasks[0]["id"],
+            {"decisions": {own: "agreed", foreign: "agreed"}, "what_matters": ""},
+            NURSE,
+        )
     assert [p.field for p in raised.value.problems] == [f"/decisions/{foreign}"]
     assert carepath.care_plans.get(first.id).items[0]["status"] == "proposed"
     assert carepath.care_plans.get(second.id).items[0]["status"] == "proposed"

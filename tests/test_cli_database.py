@@ -32,8 +32,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def test_the_default_database_does_not_depend_on_the_folder(home: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_database_does_not_depend_on_the_folder(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     expected = f"sqlite:///{home / '.local' / 'share' / 'carepath' / 'carepath.sqlite3'}"
     for folder in (tmp_path, home, tmp_path / "elsewhere"):
         folder.mkdir(exist_ok=True)
@@ -50,8 +51,9 @@ def test_the_default_database_does_not_depend_on_the_folder(home: Path, tmp_path
     assert Settings.from_env({"CAREPATH_DATABASE_URL": "sqlite:///x.db"}).database_url == "sqlite:///x.db"
 
 
-def test_commands_from_two_folders_meet_one_database(home: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_commands_from_two_folders_meet_one_database(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)
     created = runner.invoke(main, ["token", "create", "--role", "auditor", "--label", "first"])
@@ -121,8 +123,23 @@ def test_a_token_can_be_given_a_lifetime(database_url: str, monkeypatch: pytest.
 def test_a_token_can_be_given_an_organisation_and_teams(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
     runner = CliRunner()
-    created = runner.invoke(main, ["token", "create", "--role", "clinician", "--label", "ward", "--organisation",
-                                   "rx1", "--team", "breast", "--team", "lung"])
+    created = runner.invoke(
+        main,
+        [
+            "token",
+            "create",
+            "--role",
+            "clinician",
+            "--label",
+            "ward",
+            "--organisation",
+            "rx1",
+            "--team",
+            "breast",
+            "--team",
+            "lung",
+        ],
+    )
     assert created.exit_code == 0, created.output
     everywhere = runner.invoke(main, ["token", "create", "--role", "system", "--label", "dev"])
     assert everywhere.exit_code == 0, everywhere.output
@@ -137,15 +154,19 @@ def test_a_token_can_be_given_an_organisation_and_teams(database_url: str, monke
     listed = runner.invoke(main, ["token", "list"]).stdout.splitlines()
     assert next(line for line in listed if line.endswith("ward")).split()[5] == "rx1:breast,lung"
     assert next(line for line in listed if line.endswith("dev")).split()[5] == "*"
-    for refused, hint in ((["--team", "breast"], "--organisation"), (["--organisation", "a b"], "--organisation"),
-                          (["--organisation", "rx1", "--team", "Dr Smith's"], "--team")):
+    for refused, hint in (
+        (["--team", "breast"], "--organisation"),
+        (["--organisation", "a b"], "--organisation"),
+        (["--organisation", "rx1", "--team", "Dr Smith's"], "--team"),
+    ):
         result = runner.invoke(main, ["token", "create", "--role", "clinician", *refused])
         assert result.exit_code == 2 and hint in result.output, result.output
 
 
 @pytest.mark.parametrize("lifetime", ["P1Y", "P3M", "90D", "P0D", "PT", "P", "P99999W", "-P1D", "P1.5D"])
-def test_a_lifetime_must_be_weeks_days_hours_or_minutes(database_url: str, monkeypatch: pytest.MonkeyPatch,
-                                                        lifetime: str) -> None:
+def test_a_lifetime_must_be_weeks_days_hours_or_minutes(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, lifetime: str
+) -> None:
     monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
     result = CliRunner().invoke(main, ["token", "create", "--role", "system", "--expires-in", lifetime])
     assert result.exit_code == 2 and "--expires-in" in result.output, result.output
@@ -173,11 +194,20 @@ def test_expired_tokens_are_listed_only_with_all(database_url: str, clock: Manua
     assert live == [lasting] and sorted(every) == sorted([expiring, lasting])
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["token", "list"], ["audit", "verify"],
-                                     ["pathways", "deploy"], ["migrate", "no_such_pathway"],
-                                     ["rules", "explain", "no-such-evaluation", "--why", "x"]])
-def test_every_command_that_opens_the_database_names_it(database_url: str, monkeypatch: pytest.MonkeyPatch,
-                                                        command: list[str]) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["db", "upgrade"],
+        ["token", "list"],
+        ["audit", "verify"],
+        ["pathways", "deploy"],
+        ["migrate", "no_such_pathway"],
+        ["rules", "explain", "no-such-evaluation", "--why", "x"],
+    ],
+)
+def test_every_command_that_opens_the_database_names_it(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
     monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
     monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(Path(__file__).parent / "pathways"))
     result = CliRunner().invoke(main, command)
@@ -185,16 +215,21 @@ def test_every_command_that_opens_the_database_names_it(database_url: str, monke
 
 
 def test_the_database_line_never_shows_a_password() -> None:
-    assert redacted_url("postgresql+psycopg://carepath:s3cret@db-host:5432/carepath") == \
-        "postgresql+psycopg://***@db-host:5432/carepath"
-    assert redacted_url("sqlite:////var/lib/carepath/carepath.sqlite3") == "sqlite:////var/lib/carepath/carepath.sqlite3"
+    assert (
+        redacted_url("postgresql+psycopg://carepath:s3cret@db-host:5432/carepath")
+        == "postgresql+psycopg://***@db-host:5432/carepath"
+    )
+    assert (
+        redacted_url("sqlite:////var/lib/carepath/carepath.sqlite3") == "sqlite:////var/lib/carepath/carepath.sqlite3"
+    )
 
 
 def test_rules_explain_runs_on_the_configured_database(carepath: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through the real ``carepath`` group and its settings, as a user runs it."""
     view = carepath.instances.start("test_careplan", "MRN-CLI-1", "system:test", {"age": 54})
-    carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}},
-                                     "clinician:test")
+    carepath.instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}}, "clinician:test"
+    )
     with carepath.sessions() as session:
         item = session.scalars(select(CarePlanItem).where(CarePlanItem.instance_id == view.id)).first()
         assert item is not None

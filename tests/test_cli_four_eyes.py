@@ -74,7 +74,8 @@ def test_carepath_migrate_moves_instances_only_under_an_approved_request(environ
         text = (environment / "assessment.bpmn").read_text()
         [new] = app.catalog.deploy_upload(
             {"assessment.bpmn": text.replace('name="Holistic needs assessment"', 'name="HNA"').encode()},
-            "cli:staff:alice")
+            "cli:staff:alice",
+        )
         app.catalog.activate("test_assessment", new.version, "cli:staff:bob")
     finally:
         app.close()
@@ -94,7 +95,8 @@ def test_carepath_migrate_moves_instances_only_under_an_approved_request(environ
 
 
 def test_carepath_rules_deploy_records_a_pending_version_a_second_author_activates(
-        environment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    environment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(TESTS.parent / "rules", rules, ignore=shutil.ignore_patterns("__pycache__", "tests"))
     monkeypatch.setenv("CAREPATH_RULES_DIR", str(rules))

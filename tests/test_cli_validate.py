@@ -21,8 +21,11 @@ def test_broken_diagrams_print_file_line_element_and_exit_non_zero() -> None:
     broken = TESTS / "diagrams" / "broken" / "gateway_flow_without_condition.bpmn"
     result = CliRunner().invoke(main, ["validate", str(broken)])
     assert result.exit_code == 1
-    [line] = [x for x in result.output.splitlines() if x.endswith(".bpmn") is False and ".bpmn:" in x
-              and "start data schema" not in x]  # the note that the diagram has none
+    [line] = [
+        x
+        for x in result.output.splitlines()
+        if x.endswith(".bpmn") is False and ".bpmn:" in x and "start data schema" not in x
+    ]  # the note that the diagram has none
     path, line_no, element, message = line.split(":", 3)
     assert path.endswith("gateway_flow_without_condition.bpmn") and int(line_no) > 0
     assert element.strip() and "default" in message

@@ -40,16 +40,18 @@ def test_500_review_rounds_run_correctly_and_the_state_stays_flat(carepath: Care
         assert view.status == "running"
         [task] = view.ready_tasks
         assert task["element"] == "review"
-        view = carepath.instances.complete_task(view.id, task["id"], {"round": round_number,
-                                                                      "follow_up_ends": round_number == 500}, NURSE)
+        view = carepath.instances.complete_task(
+            view.id, task["id"], {"round": round_number, "follow_up_ends": round_number == 500}, NURSE
+        )
         if round_number in (10, 250, 499):
             sizes[round_number] = _state_size(carepath, view.id)
     assert view.status == "completed" and view.ready_tasks == []
     assert sizes[499] <= 1.2 * sizes[10], sizes
     assert sizes[250] <= 1.2 * sizes[10], sizes
     with carepath.sessions() as session:
-        completed_events = session.scalar(select(func.count()).where(
-            InstanceEvent.instance_id == view.id, InstanceEvent.type == "task_completed"))
+        completed_events = session.scalar(
+            select(func.count()).where(InstanceEvent.instance_id == view.id, InstanceEvent.type == "task_completed")
+        )
     assert completed_events == 500  # the history is in the event trail
 
 
@@ -64,8 +66,13 @@ def _specs(pathway_id: str) -> workflows.RestoredSpecs:
 Chooser = Callable[[list[Any], int, ManualClock, Any], "dict[str, Any] | None"]
 
 
-def _drive(specs: workflows.RestoredSpecs, choose: Chooser, *, compacting: bool, max_steps: int = 400,
-           ) -> tuple[list[tuple[tuple[str, ...], str | None]], dict[str, Any], bool, Any]:
+def _drive(
+    specs: workflows.RestoredSpecs,
+    choose: Chooser,
+    *,
+    compacting: bool,
+    max_steps: int = 400,
+) -> tuple[list[tuple[tuple[str, ...], str | None]], dict[str, Any], bool, Any]:
     """Run a workflow, recording the ready tasks and next due time before each step.
 
     With ``compacting`` it is compacted, saved and restored after every step, as the service does.
@@ -131,9 +138,13 @@ def test_parallel_branches_call_activity_and_boundary_timer_behave_as_uncompacte
 def _assessment_chooser(branch: str) -> Chooser:
     def choose(ready: list[Any], step: int, clock: ManualClock, workflow: Any) -> dict[str, Any] | None:
         name = ready[0].task_spec.name
-        return {"hna": {"anxiety": 9, "fatigue": 2}, "urgent_review": {"review_outcome": "managed"},
-                "offer_support": {"support_accepted": True}, "survey": {"qol_score": 60},
-                "triage": {"triage_outcome": "seen"}}[name]
+        return {
+            "hna": {"anxiety": 9, "fatigue": 2},
+            "urgent_review": {"review_outcome": "managed"},
+            "offer_support": {"support_accepted": True},
+            "survey": {"qol_score": 60},
+            "triage": {"triage_outcome": "seen"},
+        }[name]
 
     return choose
 
@@ -253,8 +264,9 @@ def _listener_rounds(compacting: bool, rounds: int) -> tuple[list[Any], list[int
                 compact(workflow)
                 workflow = workflows.restore(specs, serializer.dump_state(workflow), engine)
             sizes.append(len(workflow.tasks))
-            seen.append(([t.task_spec.name for t in workflows.ready_tasks(workflow)],
-                         workflows.accumulated_data(workflow)))
+            seen.append(
+                ([t.task_spec.name for t in workflows.ready_tasks(workflow)], workflows.accumulated_data(workflow))
+            )
         [treatment] = workflows.ready_tasks(workflow)
         treatment.set_data(treated=True)
         treatment.run()

@@ -38,8 +38,9 @@ def test_twenty_threads_completing_the_same_task_give_exactly_one_success(carepa
     assert outcomes.count("ok") == 1, outcomes
     assert set(outcomes) - {"ok"} <= {"StaleVersionError", "TaskNotReadyError"}
     with carepath.sessions() as session:
-        completions = session.scalar(select(func.count()).where(InstanceEvent.instance_id == view.id,
-                                                                InstanceEvent.type == "task_completed"))
+        completions = session.scalar(
+            select(func.count()).where(InstanceEvent.instance_id == view.id, InstanceEvent.type == "task_completed")
+        )
     assert completions == 1
     final = carepath.instances.get(view.id)
     assert final.version == view.version + 1
@@ -54,8 +55,14 @@ HNA = {"anxiety": 9, "fatigue": 3}
 
 def _task_completions(carepath: CarePath, instance_id: str) -> int:
     with carepath.sessions() as session:
-        return int(session.scalar(select(func.count()).where(
-            InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed")) or 0)
+        return int(
+            session.scalar(
+                select(func.count()).where(
+                    InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed"
+                )
+            )
+            or 0
+        )
 
 
 @pytest.fixture
@@ -72,14 +79,14 @@ def test_a_task_made_ready_by_another_process_can_be_completed(carepath: CarePat
     view = carepath.instances.start("test_assessment", "MRN-1", "system:ehr")  # this process keeps a copy
     moved = other_process.instances.complete_task(view.id, view.ready_tasks[0]["id"], HNA, NURSE)
     # This process's copy has never seen the review task; the database has.
-    after = carepath.instances.complete_task(view.id, moved.ready_tasks[0]["id"], {"review_outcome": "referred"},
-                                             NURSE)
+    after = carepath.instances.complete_task(view.id, moved.ready_tasks[0]["id"], {"review_outcome": "referred"}, NURSE)
     assert [t["element"] for t in after.ready_tasks] == ["offer_support"]
     assert after.version == moved.version + 1 and _task_completions(carepath, view.id) == 2
 
 
-def test_a_task_completed_by_another_process_is_not_completed_twice(carepath: CarePath,
-                                                                    other_process: CarePath) -> None:
+def test_a_task_completed_by_another_process_is_not_completed_twice(
+    carepath: CarePath, other_process: CarePath
+) -> None:
     view = carepath.instances.start("test_assessment", "MRN-2", "system:ehr")
     task_id = view.ready_tasks[0]["id"]
     other_process.instances.complete_task(view.id, task_id, HNA, NURSE)
@@ -92,6 +99,7 @@ def test_if_match_on_a_copy_that_fell_behind_is_stale(carepath: CarePath, other_
     view = carepath.instances.start("test_assessment", "MRN-3", "system:ehr")
     moved = other_process.instances.complete_task(view.id, view.ready_tasks[0]["id"], HNA, NURSE)
     with pytest.raises(StaleVersionError):
-        carepath.instances.complete_task(view.id, moved.ready_tasks[0]["id"], {"review_outcome": "referred"},
-                                         NURSE, expected_version=view.version)
+        carepath.instances.complete_task(
+            view.id, moved.ready_tasks[0]["id"], {"review_outcome": "referred"}, NURSE, expected_version=view.version
+        )
     assert carepath.instances.get(view.id).version == moved.version and _task_completions(carepath, view.id) == 1

@@ -60,13 +60,20 @@ def _caused_by_outage() -> RuleEvaluationError:
         return wrapped
 
 
-@pytest.mark.parametrize("error", [
-    OperationalError("SELECT * FROM pathway_instances WHERE patient_ref = %(p)s", {"p": "MRN-123"},
-                     Exception("server closed the connection unexpectedly")),
-    psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly"),
-    sqlite3.OperationalError("database is locked"),
-    _caused_by_outage(),
-], ids=["sqlalchemy", "psycopg", "sqlite-locked", "wrapped"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError(
+            "SELECT * FROM pathway_instances WHERE patient_ref = %(p)s",
+            {"p": "MRN-123"},
+            Exception("server closed the connection unexpectedly"),
+        ),
+        psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly"),
+        sqlite3.OperationalError("database is locked"),
+        _caused_by_outage(),
+    ],
+    ids=["sqlalchemy", "psycopg", "sqlite-locked", "wrapped"],
+)
 def test_an_outage_is_503_with_retry_after_and_no_detail(error: Exception, caplog: pytest.LogCaptureFixture) -> None:
     response = _raising_app(error).test_client().get("/raise")
     assert response.status_code == 503
@@ -102,11 +109,20 @@ def _looping_worker(database_url: str, now_iso: str, stop_file: str) -> None:
     """A worker process that runs until told to stop (spawned: nothing is shared with the test)."""
     from engine.instances.worker import run_worker
 
-    app = CarePath(Settings(database_url=database_url, pathways_dir=TESTS / "pathways"),
-                   ManualClock(datetime.fromisoformat(now_iso)))
+    app = CarePath(
+        Settings(database_url=database_url, pathways_dir=TESTS / "pathways"),
+        ManualClock(datetime.fromisoformat(now_iso)),
+    )
     try:
-        run_worker(app.instances, worker_id="survivor", batch=10, interval=0.1, first_wait=0.1, max_wait=0.5,
-                   should_stop=lambda: os.path.exists(stop_file))
+        run_worker(
+            app.instances,
+            worker_id="survivor",
+            batch=10,
+            interval=0.1,
+            first_wait=0.1,
+            max_wait=0.5,
+            should_stop=lambda: os.path.exists(stop_file),
+        )
     finally:
         app.close()
 
@@ -155,8 +171,11 @@ class ApiLoad:
         sent = 0
         while not self._stop.is_set() and sent < 2000:  # bounded, whatever happens
             sent += 1
-            response = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": f"API-{number}-{sent}"},
-                                   headers={"Authorization": f"Bearer {self.token}"})
+            response = client.post(
+                "/v1/instances",
+                json={"pathway_id": PATHWAY, "patient_ref": f"API-{number}-{sent}"},
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
             body = response.get_json(silent=True) or {}
             self.answers.append((response.status_code, response.headers.get("Retry-After"), body))
             if response.status_code == 201:
@@ -168,28 +187,37 @@ class ApiLoad:
 
 
 @pytest.mark.slow
-def test_postgresql_restarted_under_load_loses_nothing_and_fires_nothing_twice(private_postgres: PrivateServer,
-                                                                                 tmp_path: Path) -> None:
+def test_postgresql_restarted_under_load_loses_nothing_and_fires_nothing_twice(
+    private_postgres: PrivateServer, tmp_path: Path
+) -> None:
     url = private_postgres.url
     setup = CarePath(Settings(database_url=url, pathways_dir=TESTS / "pathways"), ManualClock(START), upgrade=True)
     try:
         setup.catalog.sync_library()
         patients = [f"MRN-{n:04d}" for n in range(400)]
         for first in range(0, len(patients), 200):
-            setup.instances.start_many(PATHWAY, patients[first:first + 200], "system:ehr")
+            setup.instances.start_many(PATHWAY, patients[first : first + 200], "system:ehr")
         with setup.sessions() as session:
             due = set(session.scalars(select(PathwayInstance.id)))
     finally:
         setup.close()
 
-    app = create_app({"TESTING": True, "DATABASE_URL": url, "PATHWAYS_DIR": TESTS / "pathways",
-                      "CLOCK": ManualClock(START + timedelta(days=2)), "AUTH_CACHE_SECONDS": 0})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": url,
+            "PATHWAYS_DIR": TESTS / "pathways",
+            "CLOCK": ManualClock(START + timedelta(days=2)),
+            "AUTH_CACHE_SECONDS": 0,
+        }
+    )
     engine = app.extensions["carepath"]
     with unit_of_work(engine.sessions) as session:
         _, token = create_token(session, "system", "outage test", engine.clock)
     stop_file = tmp_path / "stop-worker"
     worker = multiprocessing.get_context("spawn").Process(
-        target=_looping_worker, args=(url, (START + timedelta(days=2)).isoformat(), str(stop_file)))
+        target=_looping_worker, args=(url, (START + timedelta(days=2)).isoformat(), str(stop_file))
+    )
     fired_query = select(func.count()).where(InstanceEvent.type == "timer_fired")
     try:
         with ApiLoad(app, token) as load:
@@ -203,8 +231,11 @@ def test_postgresql_restarted_under_load_loses_nothing_and_fires_nothing_twice(p
             assert worker.is_alive(), "the worker exited when the database went away"
             private_postgres.pg_ctl("start")
             answered = len(load.answers)
-            _wait_for(lambda: Counter(s for s, _, _ in load.answers[answered:])[201] >= 5, 60,
-                      "the API to start instances again after the restart")
+            _wait_for(
+                lambda: Counter(s for s, _, _ in load.answers[answered:])[201] >= 5,
+                60,
+                "the API to start instances again after the restart",
+            )
             _wait_for(lambda: _count(url, fired_query) == len(due), 120, "the worker to fire every due timer")
         assert worker.is_alive(), "the worker exited after the restart"
     finally:
@@ -225,8 +256,9 @@ def test_postgresql_restarted_under_load_loses_nothing_and_fires_nothing_twice(p
     check = create_engine(url, poolclass=NullPool)
     try:
         with check.connect() as connection:
-            fired = Counter(connection.scalars(select(InstanceEvent.instance_id)
-                                               .where(InstanceEvent.type == "timer_fired")))
+            fired = Counter(
+                connection.scalars(select(InstanceEvent.instance_id).where(InstanceEvent.type == "timer_fired"))
+            )
             statuses_by_id = dict(connection.execute(select(PathwayInstance.id, PathwayInstance.status)).all())
         with unit_of_work(make_session_factory(check)) as session:
             problems = verify_trail(session)

@@ -30,29 +30,47 @@ DMN13 = "https://www.omg.org/spec/DMN/20191111/MODEL/"
 CLOCK = ManualClock(datetime(2026, 1, 15, 9, tzinfo=UTC))
 
 
-def dmn(rules: list[tuple[list[str], list[str]]], *, hit_policy: str = "UNIQUE", aggregation: str | None = None,
-        inputs: tuple[str, ...] = ("score",), outputs: tuple[str, ...] = ("result",), output_values: str = "",
-        namespace: str = DMN13) -> bytes:
+def dmn(
+    rules: list[tuple[list[str], list[str]]],
+    *,
+    hit_policy: str = "UNIQUE",
+    aggregation: str | None = None,
+    inputs: tuple[str, ...] = ("score",),
+    outputs: tuple[str, ...] = ("result",),
+    output_values: str = "",
+    namespace: str = DMN13,
+) -> bytes:
     """A DMN file laid out as Camunda Modeler writes it."""
-    columns = "".join(f'\n      <input id="Input_{i}" label="{text}">\n        <inputExpression id="IE_{i}" '
-                      f'typeRef="string">\n          <text>{escape(text)}</text>\n        </inputExpression>'
-                      "\n      </input>" for i, text in enumerate(inputs))
+    columns = "".join(
+        f'\n      <input id="Input_{i}" label="{text}">\n        <inputExpression id="IE_{i}" '
+        f'typeRef="string">\n          <text>{escape(text)}</text>\n        </inputExpression>'
+        "\n      </input>"
+        for i, text in enumerate(inputs)
+    )
     values = f'<outputValues id="OV"><text>{output_values}</text></outputValues>' if output_values else ""
-    columns += "".join(f'\n      <output id="Output_{i}" name="{name}" typeRef="string">{values}</output>'
-                       for i, name in enumerate(outputs))
+    columns += "".join(
+        f'\n      <output id="Output_{i}" name="{name}" typeRef="string">{values}</output>'
+        for i, name in enumerate(outputs)
+    )
     body = ""
     for n, (entries, results) in enumerate(rules, start=1):
         body += f'\n      <rule id="Rule_{n}">'
-        body += "".join(f'\n        <inputEntry id="IN_{n}_{i}"><text>{escape(e)}</text></inputEntry>'
-                        for i, e in enumerate(entries))
-        body += "".join(f'\n        <outputEntry id="OUT_{n}_{i}"><text>{escape(r)}</text></outputEntry>'
-                        for i, r in enumerate(results))
+        body += "".join(
+            f'\n        <inputEntry id="IN_{n}_{i}"><text>{escape(e)}</text></inputEntry>'
+            for i, e in enumerate(entries)
+        )
+        body += "".join(
+            f'\n        <outputEntry id="OUT_{n}_{i}"><text>{escape(r)}</text></outputEntry>'
+            for i, r in enumerate(results)
+        )
         body += "\n      </rule>"
     aggregate = f' aggregation="{aggregation}"' if aggregation else ""
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<definitions xmlns="{namespace}" id="Defs" name="DRD" '
-            f'namespace="http://camunda.org/schema/1.0/dmn">\n  <decision id="choose" name="Choose">\n'
-            f'    <decisionTable id="Table" hitPolicy="{hit_policy}"{aggregate}>{columns}{body}\n'
-            "    </decisionTable>\n  </decision>\n</definitions>\n").encode()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<definitions xmlns="{namespace}" id="Defs" name="DRD" '
+        f'namespace="http://camunda.org/schema/1.0/dmn">\n  <decision id="choose" name="Choose">\n'
+        f'    <decisionTable id="Table" hitPolicy="{hit_policy}"{aggregate}>{columns}{body}\n'
+        "    </decisionTable>\n  </decision>\n</definitions>\n"
+    ).encode()
 
 
 def run(content: bytes, data: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
@@ -62,17 +80,43 @@ def run(content: bytes, data: dict[str, Any]) -> tuple[list[str], dict[str, Any]
     return outcome.matched, outcome.outputs
 
 
-@pytest.mark.parametrize(("entry", "value", "holds"), [
-    ("-", "anything", True), ("", None, True),
-    ('"a"', "a", True), ('"a"', "b", False),
-    ('"a","b"', "b", True), ('"a","b"', "c", False),
-    ("< 5", 4, True), ("< 5", 5, False), ("<= 5", 5, True), ("> 5", 6, True), (">= 8", 8, True), (">= 8", 7, False),
-    ("[1..5]", 1, True), ("[1..5]", 5, True), ("]1..5]", 1, False), ("[1..5[", 5, False), ("(1..5)", 3, True),
-    ("[1..5)", 5, False), ("[1.5..2.5]", 2, True),
-    ('not("a")', "b", True), ('not("a","b")', "a", False), ("not([1..5])", 7, True), ("not(< 3)", 2, False),
-    ("true", True, True), ("false", True, False), ("null", None, True), ("null", 0, False),
-    ("limit", 3, True), ("-2", -2, True), ("< 5, > 10", 11, True), ("< 5", None, False), ("[1..5]", None, False),
-])
+@pytest.mark.parametrize(
+    ("entry", "value", "holds"),
+    [
+        ("-", "anything", True),
+        ("", None, True),
+        ('"a"', "a", True),
+        ('"a"', "b", False),
+        ('"a","b"', "b", True),
+        ('"a","b"', "c", False),
+        ("< 5", 4, True),
+        ("< 5", 5, False),
+        ("<= 5", 5, True),
+        ("> 5", 6, True),
+        (">= 8", 8, True),
+        (">= 8", 7, False),
+        ("[1..5]", 1, True),
+        ("[1..5]", 5, True),
+        ("]1..5]", 1, False),
+        ("[1..5[", 5, False),
+        ("(1..5)", 3, True),
+        ("[1..5)", 5, False),
+        ("[1.5..2.5]", 2, True),
+        ('not("a")', "b", True),
+        ('not("a","b")', "a", False),
+        ("not([1..5])", 7, True),
+        ("not(< 3)", 2, False),
+        ("true", True, True),
+        ("false", True, False),
+        ("null", None, True),
+        ("null", 0, False),
+        ("limit", 3, True),
+        ("-2", -2, True),
+        ("< 5, > 10", 11, True),
+        ("< 5", None, False),
+        ("[1..5]", None, False),
+    ],
+)
 def test_feel_unary_tests_translate_to_the_safe_language(entry: str, value: Any, holds: bool) -> None:
     test = translate_unary_tests(entry)
     if test is None:
@@ -82,8 +126,21 @@ def test_feel_unary_tests_translate_to_the_safe_language(entry: str, value: Any,
     assert result is holds
 
 
-@pytest.mark.parametrize("entry", ['date("2024-01-01")', "x + 1", '__import__("os")', "a.__class__", "[1..]",
-                                   "not()", "count(x) > 1", '"a",', "? > 3", "matches(x, \"a\")"])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        'date("2024-01-01")',
+        "x + 1",
+        '__import__("os")',
+        "a.__class__",
+        "[1..]",
+        "not()",
+        "count(x) > 1",
+        '"a",',
+        "? > 3",
+        'matches(x, "a")',
+    ],
+)
 def test_other_feel_is_refused(entry: str) -> None:
     with pytest.raises(ValueError, match="not a value|outside the safe|empty test|needs a test"):
         translate_unary_tests(entry)
@@ -109,8 +166,11 @@ def test_first_takes_the_first_match_in_table_order() -> None:
 
 
 def test_priority_takes_the_output_first_in_the_output_values() -> None:
-    table = dmn([(["-"], ['"routine"']), ([">= 4"], ['"soon"']), ([">= 8"], ['"urgent"'])], hit_policy="PRIORITY",
-                output_values='"urgent","soon","routine"')
+    table = dmn(
+        [(["-"], ['"routine"']), ([">= 4"], ['"soon"']), ([">= 8"], ['"urgent"'])],
+        hit_policy="PRIORITY",
+        output_values='"urgent","soon","routine"',
+    )
     assert run(table, {"score": 9}) == (["Rule_1", "Rule_2", "Rule_3"], {"result": "urgent"})
     assert run(table, {"score": 5})[1] == {"result": "soon"}
 
@@ -130,12 +190,21 @@ def test_collect_and_rule_order_list_every_match_in_order() -> None:
     assert run(output_order, {"score": 9})[1] == {"result": ["acute", "psychology", "leaflet"]}
 
 
-@pytest.mark.parametrize(("aggregation", "score", "expected"), [
-    ("SUM", 9, 6), ("MIN", 9, 1), ("MAX", 9, 3), ("COUNT", 9, 3), ("COUNT", 0, 0), ("SUM", 0, None),
-])
+@pytest.mark.parametrize(
+    ("aggregation", "score", "expected"),
+    [
+        ("SUM", 9, 6),
+        ("MIN", 9, 1),
+        ("MAX", 9, 3),
+        ("COUNT", 9, 3),
+        ("COUNT", 0, 0),
+        ("SUM", 0, None),
+    ],
+)
 def test_collect_aggregations(aggregation: str, score: int, expected: Any) -> None:
-    table = dmn([([">= 1"], ["1"]), ([">= 4"], ["2"]), ([">= 8"], ["3"])], hit_policy="COLLECT",
-                aggregation=aggregation)
+    table = dmn(
+        [([">= 1"], ["1"]), ([">= 4"], ["2"]), ([">= 8"], ["3"])], hit_policy="COLLECT", aggregation=aggregation
+    )
     assert run(table, {"score": score})[1] == {"result": expected}
 
 
@@ -146,8 +215,7 @@ def test_sum_of_text_is_an_error() -> None:
 
 
 def test_input_expressions_and_outputs_are_feel_translated() -> None:
-    table = dmn([(["true"], ["score.value * 2"]), (["-"], ["null"])], hit_policy="FIRST",
-                inputs=("score.flag = true",))
+    table = dmn([(["true"], ["score.value * 2"]), (["-"], ["null"])], hit_policy="FIRST", inputs=("score.flag = true",))
     assert run(table, {"score": {"flag": True, "value": 4}}) == (["Rule_1"], {"result": 8})
     assert run(table, {"score": {"flag": False, "value": 4}}) == (["Rule_2"], {"result": None})
 
@@ -183,22 +251,27 @@ def test_a_cell_failing_at_run_time_is_an_expression_error() -> None:
         run(dmn([(["< 5"], ['"x"'])]), {"other": 1})  # no 'score' in the data
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (dmn([(["-"], ['"x"'])], hit_policy="SOMETIMES"), "hit policy SOMETIMES is not one of"),
-    (dmn([(["-"], ["1", "2"])], hit_policy="COLLECT", aggregation="SUM", outputs=("a", "b")),
-     "needs a table with one output column"),
-    (dmn([(["-"], ['"x"'])], aggregation="SUM"), "aggregation SUM is run only with COLLECT"),
-    (dmn([(["-"], ['"x"'])], hit_policy="PRIORITY"), "needs the output values listed in priority order"),
-    (dmn([(["-"], ['"x"'])], outputs=("has space",)), "needs a name that can be a variable"),
-    (dmn([(["-", "-"], ['"x"'])]), "rule 1 has 2 input and 1 output entries"),
-    (dmn([(['date("2020-01-01")'], ['"x"'])]), "input entry: 'date(\"2020-01-01\")' is not a value"),
-    (dmn([(["-"], ['open("/etc/passwd")'])]), "output entry: 'open(\"/etc/passwd\")' is outside the safe"),
-    (dmn([(["-"], ['"x"'])], inputs=("__import__('os')",)), "input expression:"),
-    (dmn([(["-"], ['"x"'])], namespace="http://example.org/not-dmn"), "not a DMN 1.1, 1.2 or 1.3 file"),
-    (dmn([(["-"], ['"x"']), (["-"], ['"y"'])]).replace(b'id="Rule_2"', b'id="Rule_1"'), "an id of its own"),
-    (dmn([(["-"], ['"x"'])]).replace(b' id="Rule_1"', b""), "an id of its own"),
-    (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x "y">]><definitions/>', "document type declaration"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (dmn([(["-"], ['"x"'])], hit_policy="SOMETIMES"), "hit policy SOMETIMES is not one of"),
+        (
+            dmn([(["-"], ["1", "2"])], hit_policy="COLLECT", aggregation="SUM", outputs=("a", "b")),
+            "needs a table with one output column",
+        ),
+        (dmn([(["-"], ['"x"'])], aggregation="SUM"), "aggregation SUM is run only with COLLECT"),
+        (dmn([(["-"], ['"x"'])], hit_policy="PRIORITY"), "needs the output values listed in priority order"),
+        (dmn([(["-"], ['"x"'])], outputs=("has space",)), "needs a name that can be a variable"),
+        (dmn([(["-", "-"], ['"x"'])]), "rule 1 has 2 input and 1 output entries"),
+        (dmn([(['date("2020-01-01")'], ['"x"'])]), "input entry: 'date(\"2020-01-01\")' is not a value"),
+        (dmn([(["-"], ['open("/etc/passwd")'])]), "output entry: 'open(\"/etc/passwd\")' is outside the safe"),
+        (dmn([(["-"], ['"x"'])], inputs=("__import__('os')",)), "input expression:"),
+        (dmn([(["-"], ['"x"'])], namespace="http://example.org/not-dmn"), "not a DMN 1.1, 1.2 or 1.3 file"),
+        (dmn([(["-"], ['"x"']), (["-"], ['"y"'])]).replace(b'id="Rule_2"', b'id="Rule_1"'), "an id of its own"),
+        (dmn([(["-"], ['"x"'])]).replace(b' id="Rule_1"', b""), "an id of its own"),
+        (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x "y">]><definitions/>', "document type declaration"),
+    ],
+)
 def test_what_carepath_does_not_run_is_refused_with_file_line_and_decision(content: bytes, message: str) -> None:
     tables, problems = read_decisions(content, "pathways/t.dmn")
     assert tables == {} and problems
@@ -210,12 +283,15 @@ def test_what_carepath_does_not_run_is_refused_with_file_line_and_decision(conte
 
 
 def test_two_decisions_in_one_file_are_refused_at_the_second() -> None:
-    content = dmn([(["-"], ['"x"'])]).replace(b"</definitions>", b'  <decision id="second"><decisionTable '
-                                              b'id="T2"><output id="O2" name="y"/></decisionTable></decision>\n'
-                                              b"</definitions>")
+    content = dmn([(["-"], ['"x"'])]).replace(
+        b"</definitions>",
+        b'  <decision id="second"><decisionTable '
+        b'id="T2"><output id="O2" name="y"/></decisionTable></decision>\n'
+        b"</definitions>",
+    )
     tables, problems = read_decisions(content, "t.dmn")
     assert list(tables) == ["choose"]
-    line = content[:content.index(b'<decision id="second"')].count(b"\n") + 1
+    line = content[: content.index(b'<decision id="second"')].count(b"\n") + 1
     assert [(p.element, p.line) for p in problems] == [("second", line)]
 
 
@@ -237,8 +313,9 @@ def test_validate_locates_unsafe_cells_in_the_dmn_file(tmp_path: Path) -> None:
 
 
 def test_validate_locates_dmn_schema_errors_in_the_dmn_file(tmp_path: Path) -> None:
-    folder = _bad_bundle(tmp_path, ("<description>Low distress: self-management information</description>",
-                                    "<bogus>x</bogus>"))
+    folder = _bad_bundle(
+        tmp_path, ("<description>Low distress: self-management information</description>", "<bogus>x</bogus>")
+    )
     [error] = [p for p in validate_paths([folder / "triage.bpmn"]) if p.is_error]
     assert error.file.endswith("bundle/distress_triage.dmn") and error.line == 17
     assert error.element == "distress_triage" and "bogus" in error.message
@@ -247,19 +324,23 @@ def test_validate_locates_dmn_schema_errors_in_the_dmn_file(tmp_path: Path) -> N
 def test_camunda_result_mapping_is_a_warning(tmp_path: Path) -> None:
     folder = _bad_bundle(tmp_path, ("", ""))
     diagram = folder / "triage.bpmn"
-    diagram.write_text(diagram.read_text().replace('camunda:decisionRef=', 'camunda:resultVariable="r" '
-                                                                            'camunda:decisionRef='))
+    diagram.write_text(
+        diagram.read_text().replace("camunda:decisionRef=", 'camunda:resultVariable="r" camunda:decisionRef=')
+    )
     [warning] = [p for p in validate_paths([diagram]) if p.code == "decision-result"]
     assert not warning.is_error and warning.element == "triage" and "camunda:resultVariable" in warning.message
 
 
-@pytest.mark.parametrize("namespace", ["http://www.omg.org/spec/DMN/20151101/dmn.xsd",
-                                       "http://www.omg.org/spec/DMN/20180521/MODEL/", DMN13])
+@pytest.mark.parametrize(
+    "namespace", ["http://www.omg.org/spec/DMN/20151101/dmn.xsd", "http://www.omg.org/spec/DMN/20180521/MODEL/", DMN13]
+)
 def test_dmn_1_1_1_2_and_1_3_files_validate(tmp_path: Path, namespace: str) -> None:
-    (tmp_path / "triage.bpmn").write_text((FOLDER / "triage.bpmn").read_text().replace(
-        'decisionRef="distress_triage"', 'decisionRef="choose"'))
-    (tmp_path / "choose.dmn").write_bytes(dmn([(["< 4"], ['"a"']), (["-"], ['"b"'])], hit_policy="FIRST",
-                                              inputs=("distress_score",), namespace=namespace))
+    (tmp_path / "triage.bpmn").write_text(
+        (FOLDER / "triage.bpmn").read_text().replace('decisionRef="distress_triage"', 'decisionRef="choose"')
+    )
+    (tmp_path / "choose.dmn").write_bytes(
+        dmn([(["< 4"], ['"a"']), (["-"], ['"b"'])], hit_policy="FIRST", inputs=("distress_score",), namespace=namespace)
+    )
     assert [p for p in validate_paths([tmp_path]) if p.is_error] == []
 
 
@@ -291,30 +372,39 @@ def _deploy(carepath: CarePath, folder: Path | None = None) -> str:
 
 def test_a_business_rule_task_runs_the_table_and_records_the_evaluation(carepath: CarePath) -> None:
     version = _deploy(carepath)
-    view = carepath.instances.start("test_triage", "MRN-DMN-1", "system:ehr",
-                                    {"distress_score": 6, "main_concern": "physical"})
+    view = carepath.instances.start(
+        "test_triage", "MRN-DMN-1", "system:ehr", {"distress_score": 6, "main_concern": "physical"}
+    )
     assert view.status == "running" and [t["element"] for t in view.ready_tasks] == ["review"]
     with read_only(carepath.sessions) as session:
         [row] = session.scalars(select(DecisionEvaluationRecord)).all()
-        events = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == view.id)
-                                 .order_by(InstanceEvent.seq)).all()
+        events = session.scalars(
+            select(InstanceEvent).where(InstanceEvent.instance_id == view.id).order_by(InstanceEvent.seq)
+        ).all()
     assert row.decision_id == "distress_triage" and row.instance_id == view.id and row.element == "triage"
     assert row.matched == ["Rule_moderate_physical"] and row.outputs == {"urgency": "urgent"}
-    assert row.inputs == [{"id": "Input_score", "label": "Distress score", "value": 6},
-                          {"id": "Input_concern", "label": "Main concern", "value": "physical"}]
+    assert row.inputs == [
+        {"id": "Input_score", "label": "Distress score", "value": 6},
+        {"id": "Input_concern", "label": "Main concern", "value": "physical"},
+    ]
     assert row.pathway_version == version and row.file == "distress_triage.dmn"
     assert row.table_version == hashlib.sha256((FOLDER / "distress_triage.dmn").read_bytes()).hexdigest()
     [event] = [e for e in events if e.type == "decision_evaluated"]
     payload = json.loads(event.payload) if isinstance(event.payload, str) else event.payload
-    assert payload == {"evaluation_id": row.id, "decision": "distress_triage", "table_version": row.table_version,
-                       "matched": ["Rule_moderate_physical"]}
+    assert payload == {
+        "evaluation_id": row.id,
+        "decision": "distress_triage",
+        "table_version": row.table_version,
+        "matched": ["Rule_moderate_physical"],
+    }
     assert "physical" not in json.dumps(payload).replace("Rule_moderate_physical", "")
 
 
 def test_the_outputs_reach_the_task_data(carepath: CarePath) -> None:
     _deploy(carepath)
-    view = carepath.instances.start("test_triage", "MRN-DMN-2", "system:ehr",
-                                    {"distress_score": 2, "main_concern": "practical"})
+    view = carepath.instances.start(
+        "test_triage", "MRN-DMN-2", "system:ehr", {"distress_score": 2, "main_concern": "practical"}
+    )
     task = view.ready_tasks[0]
     done = carepath.instances.complete_task(view.id, task["id"], {}, "clinician")
     assert done.status == "completed"
@@ -326,8 +416,9 @@ def test_the_outputs_reach_the_task_data(carepath: CarePath) -> None:
 def test_a_unique_violation_is_an_incident_without_values(carepath: CarePath, tmp_path: Path) -> None:
     folder = _bad_bundle(tmp_path, ("&gt;= 8", "&gt;= 5"))  # a score of 6, physical, now matches two rules
     _deploy(carepath, folder)
-    view = carepath.instances.start("test_triage", "MRN-DMN-3", "system:ehr",
-                                    {"distress_score": 6, "main_concern": "physical"})
+    view = carepath.instances.start(
+        "test_triage", "MRN-DMN-3", "system:ehr", {"distress_score": 6, "main_concern": "physical"}
+    )
     assert view.status == "error"
     incident = view.incident if isinstance(view.incident, dict) else json.loads(view.incident or "{}")
     assert incident["element"] == "triage"

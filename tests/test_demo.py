@@ -53,15 +53,15 @@ def test_patients_are_synthetic_and_varied(loaded: Loaded) -> None:
 
 def test_spread_of_states(loaded: Loaded) -> None:
     ready = {ref: row.ready for ref, row in loaded.rows.items()}
-    assert "offer_support" in ready["SYN-DEMO-0001"]                     # just diagnosed
-    assert "agree" in ready["SYN-DEMO-0002"]                             # care plan proposed
-    assert "mdt" in ready["SYN-DEMO-0003"]                               # plan agreed, referrals sent
-    assert "treatment" in ready["SYN-DEMO-0004"]                         # in treatment
-    assert ready["SYN-DEMO-0005"] == ["discuss"]                         # summary written, to discuss
-    assert ready["SYN-DEMO-0006"] == ["first_review"]                    # waiting for the 3-month review
-    assert ready["SYN-DEMO-0007"] == ["survey_invitation"]               # 18-month survey invitation due
-    assert "triage" in ready["SYN-DEMO-0008"]                            # warning sign reported
-    assert "shared_care_talk" in ready["SYN-DEMO-0009"]                  # young person, travel costs done
+    assert "offer_support" in ready["SYN-DEMO-0001"]  # just diagnosed
+    assert "agree" in ready["SYN-DEMO-0002"]  # care plan proposed
+    assert "mdt" in ready["SYN-DEMO-0003"]  # plan agreed, referrals sent
+    assert "treatment" in ready["SYN-DEMO-0004"]  # in treatment
+    assert ready["SYN-DEMO-0005"] == ["discuss"]  # summary written, to discuss
+    assert ready["SYN-DEMO-0006"] == ["first_review"]  # waiting for the 3-month review
+    assert ready["SYN-DEMO-0007"] == ["survey_invitation"]  # 18-month survey invitation due
+    assert "triage" in ready["SYN-DEMO-0008"]  # warning sign reported
+    assert "shared_care_talk" in ready["SYN-DEMO-0009"]  # young person, travel costs done
 
 
 def test_due_dates_are_relative_to_today(loaded: Loaded) -> None:
@@ -81,8 +81,9 @@ def test_care_plans_and_documents(loaded: Loaded) -> None:
     summary = end_of_treatment_summary(app, rows["SYN-DEMO-0005"].instance_id, "sv")
     assert summary["warning_signs"]["signs"] and summary["gp_actions"]
     palliative = care_plan_document(app, rows["SYN-DEMO-0006"].instance_id, "en")  # on the palliative route
-    assert {(i["code"], i["status"]) for i in palliative["agreed"]} >= {("specialist-palliative-care-referral",
-                                                                          "referred")}
+    assert {(i["code"], i["status"]) for i in palliative["agreed"]} >= {
+        ("specialist-palliative-care-referral", "referred")
+    }
     assert palliative["wishes"]["advance_care_plan"]["preferred_place_of_care"]["code"] == "home"
     plan = care_plan_document(app, rows["SYN-DEMO-0009"].instance_id, "en")
     assert plan["what_matters"] and plan["agreed"]
@@ -109,8 +110,9 @@ def test_command_prints_the_table(loaded: Loaded, tmp_path: Path) -> None:
 
 def _with_a_real_patient(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'clinic.sqlite3'}"
-    app = CarePath(Settings(database_url=url, pathways_dir=Path(__file__).parent / "pathways"), ManualClock(NOW),
-                   upgrade=True)
+    app = CarePath(
+        Settings(database_url=url, pathways_dir=Path(__file__).parent / "pathways"), ManualClock(NOW), upgrade=True
+    )
     try:
         app.catalog.sync_library()
         app.instances.start("test_assessment", "MRN-1001", "system:ehr")

@@ -72,15 +72,23 @@ def _sql(db: Engine, *statements: str) -> None:
 def test_every_deploy_activation_request_and_approval_is_in_the_trail(app: CarePath) -> None:
     assert _problems(app) == []
     with app.db.connect() as connection:
-        events = connection.execute(text("SELECT seq, type, actor, kind, mac FROM deployment_events "
-                                         "ORDER BY seq")).all()
+        events = connection.execute(
+            text("SELECT seq, type, actor, kind, mac FROM deployment_events ORDER BY seq")
+        ).all()
     kinds = [(e.type, e.kind, e.actor) for e in events]
     # The baseline first (nothing was deployed before the trail), then the folder's bootstrap, active at once.
-    assert kinds[:3] == [("baseline", "", "system"), ("deployed", "pathway", "system"),
-                         ("activated", "pathway", "system")]
+    assert kinds[:3] == [
+        ("baseline", "", "system"),
+        ("deployed", "pathway", "system"),
+        ("activated", "pathway", "system"),
+    ]
     assert ("deployed", "rule_set", "system") in kinds and ("activated", "rule_set", "system") in kinds
-    assert kinds[-4:] == [("deployed", "pathway", ALICE), ("activated", "pathway", BOB),
-                          ("migration_requested", "migration", ALICE), ("migration_approved", "migration", BOB)]
+    assert kinds[-4:] == [
+        ("deployed", "pathway", ALICE),
+        ("activated", "pathway", BOB),
+        ("migration_requested", "migration", ALICE),
+        ("migration_approved", "migration", BOB),
+    ]
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     key = TrailKey(app.settings.trail_key() or b"")
     assert all(e.mac and e.mac.split(":")[0] == key.key_id for e in events)  # authenticated with the trail key
@@ -96,29 +104,49 @@ def _pending_version(app: CarePath, clock: ManualClock) -> str:
 
 TAMPERING: dict[str, tuple[list[str], str]] = {
     # Who activated, edited in the row: Alice (who deployed it) named as the approver.
-    "activation edited": ([f"UPDATE pathway_versions SET activated_by = '{ALICE}' WHERE deployed_by = '{ALICE}'"],
-                          "activated or approved by author:staff:alice"),
+    "activation edited": (
+        [f"UPDATE pathway_versions SET activated_by = '{ALICE}' WHERE deployed_by = '{ALICE}'"],
+        "activated or approved by author:staff:alice",
+    ),
     "approval edited": ([f"UPDATE migration_requests SET approved_by = '{ALICE}'"], "migration request"),
-    "stored diagram edited": ([f"UPDATE pathway_versions SET spec = replace(spec, 'Needs assessment', 'Skipped') "
-                               f"WHERE deployed_by = '{ALICE}'"], "its stored content is not what was deployed"),
-    "rule set text edited": (["UPDATE rule_set_activations SET source = source || '# edited'"],
-                             "its stored content is not what was deployed"),
-    "activation event edited": ([f"UPDATE deployment_events SET actor = 'author:staff:carol' "
-                                 f"WHERE type = 'activated' AND actor = '{BOB}'"],
-                                "content was changed after it was written"),
-    "activation event deleted": ([f"DELETE FROM deployment_events WHERE type = 'activated' AND actor = '{BOB}'"],
-                                 "does not follow the previous event"),
-    "newest event deleted, its head rewound": ([
-        "DELETE FROM deployment_events WHERE type = 'migration_approved'",
-        "UPDATE deployment_trail_head SET seq = seq - 1, hash = (SELECT hash FROM deployment_events WHERE seq = "
-        "(SELECT MAX(seq) FROM deployment_events))"], "activated or approved by author:staff:bob at"),
-    "newest event deleted": (["DELETE FROM deployment_events WHERE type = 'migration_approved'"],
-                             "its head says"),
-    "events reordered": ([
-        "UPDATE deployment_events SET seq = -1 WHERE type = 'migration_requested'",
-        "UPDATE deployment_events SET seq = seq - 1 WHERE type = 'migration_approved'",
-        "UPDATE deployment_events SET seq = (SELECT seq FROM deployment_events WHERE type = 'migration_approved') + 1"
-        " WHERE type = 'migration_requested'"], "out of order or missing events"),
+    "stored diagram edited": (
+        [
+            f"UPDATE pathway_versions SET spec = replace(spec, 'Needs assessment', 'Skipped') "
+            f"WHERE deployed_by = '{ALICE}'"
+        ],
+        "its stored content is not what was deployed",
+    ),
+    "rule set text edited": (
+        ["UPDATE rule_set_activations SET source = source || '# edited'"],
+        "its stored content is not what was deployed",
+    ),
+    "activation event edited": (
+        [f"UPDATE deployment_events SET actor = 'author:staff:carol' WHERE type = 'activated' AND actor = '{BOB}'"],
+        "content was changed after it was written",
+    ),
+    "activation event deleted": (
+        [f"DELETE FROM deployment_events WHERE type = 'activated' AND actor = '{BOB}'"],
+        "does not follow the previous event",
+    ),
+    "newest event deleted, its head rewound": (
+        [
+            "DELETE FROM deployment_events WHERE type = 'migration_approved'",
+            "UPDATE deployment_trail_head SET seq = seq - 1, hash = (SELECT hash FROM deployment_events WHERE seq = "
+            "(SELECT MAX(seq) FROM deployment_events))",
+        ],
+        "activated or approved by author:staff:bob at",
+    ),
+    "newest event deleted": (["DELETE FROM deployment_events WHERE type = 'migration_approved'"], "its head says"),
+    "events reordered": (
+        [
+            "UPDATE deployment_events SET seq = -1 WHERE type = 'migration_requested'",
+            "UPDATE deployment_events SET seq = seq - 1 WHERE type = 'migration_approved'",
+            "UPDATE deployment_events SET seq = (SELECT seq FROM deployment_events WHERE type = "
+            "'migration_approved') + 1"
+            " WHERE type = 'migration_requested'",
+        ],
+        "out of order or missing events",
+    ),
 }
 
 
@@ -130,12 +158,15 @@ def test_tampering_with_activations_is_detected(app: CarePath, name: str) -> Non
     assert any(expected in problem for problem in problems), problems
 
 
-def test_a_version_activated_in_the_database_without_a_second_author_is_detected(app: CarePath,
-                                                                               clock: ManualClock) -> None:
+def test_a_version_activated_in_the_database_without_a_second_author_is_detected(
+    app: CarePath, clock: ManualClock
+) -> None:
     version = _pending_version(app, clock)
     assert _problems(app) == []
-    _sql(app.db, f"UPDATE pathway_versions SET activated_by = '{BOB}', activated_at = deployed_at "
-                 f"WHERE version = '{version}'")
+    _sql(
+        app.db,
+        f"UPDATE pathway_versions SET activated_by = '{BOB}', activated_at = deployed_at WHERE version = '{version}'",
+    )
     [problem] = _problems(app)
     assert f"pathway {PATHWAY} version {version[:12]}: activated or approved by {BOB}" in problem
     assert "by nobody at - in the deployment trail" in problem
@@ -150,11 +181,23 @@ def test_a_consistent_rewrite_without_the_key_is_detected(app: CarePath) -> None
             if event.type == "activated" and event.actor == BOB:
                 event.actor = "author:staff:carol"
             event.prev_hash = prev
-            event.hash = prev = link_hash([event.seq, event.type, event.at.isoformat(), event.actor, event.kind,
-                                           event.subject, event.version, event.payload, event.prev_hash])
+            event.hash = prev = link_hash(
+                [
+                    event.seq,
+                    event.type,
+                    event.at.isoformat(),
+                    event.actor,
+                    event.kind,
+                    event.subject,
+                    event.version,
+                    event.payload,
+                    event.prev_hash,
+                ]
+            )
         session.execute(update(DeploymentTrailHead).values(hash=prev))
-        session.execute(update(PathwayVersion).where(PathwayVersion.activated_by == BOB)
-                        .values(activated_by="author:staff:carol"))
+        session.execute(
+            update(PathwayVersion).where(PathwayVersion.activated_by == BOB).values(activated_by="author:staff:carol")
+        )
     problems = _problems(app)
     assert problems and all("authentication code does not match" in p for p in problems), problems
 
@@ -173,8 +216,9 @@ def test_carepath_audit_verify_reports_the_deployment_trail(app: CarePath, monke
     assert f"pathway {PATHWAY} version" in bad.output and "in the deployment trail" in bad.output
 
 
-def test_deployments_from_before_the_key_are_signed_once_the_trail_verifies(database_url: str, tmp_path: Path,
-                                                                          clock: ManualClock) -> None:
+def test_deployments_from_before_the_key_are_signed_once_the_trail_verifies(
+    database_url: str, tmp_path: Path, clock: ManualClock
+) -> None:
     """A deployment that adds a trail key later: its deployment trail is unauthenticated until `carepath audit
     sign-existing`, which signs it only while its chain and rows agree."""
     folder = tmp_path / "pathways"
@@ -201,9 +245,9 @@ def test_deployments_from_before_the_key_are_signed_once_the_trail_verifies(data
         keyed.close()
 
 
-def test_a_trail_cut_back_with_its_rows_is_found_against_the_checkpoint(app: CarePath, clock: ManualClock,
-                                                                       tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trail_cut_back_with_its_rows_is_found_against_the_checkpoint(
+    app: CarePath, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Someone who deletes the newest events (a version deployed and activated), its row and rewinds the head
     leaves a trail that agrees with itself and the rows; the checkpoint, signed outside the database, saw more."""
     folder = tmp_path / "checkpoints"
@@ -214,10 +258,13 @@ def test_a_trail_cut_back_with_its_rows_is_found_against_the_checkpoint(app: Car
     with read_only(app.sessions) as session:
         assert verify_deployment_trail(session, checkpoint.deployment_head) == []
         assert verify_trail(session, checkpoint=checkpoint) == []  # signed with the head: the signature holds
-    _sql(app.db, "DELETE FROM deployment_events WHERE type IN ('migration_requested', 'migration_approved')",
-         "DELETE FROM migration_requests",
-         "UPDATE deployment_trail_head SET seq = (SELECT MAX(seq) FROM deployment_events), "
-         "hash = (SELECT hash FROM deployment_events WHERE seq = (SELECT MAX(seq) FROM deployment_events))")
+    _sql(
+        app.db,
+        "DELETE FROM deployment_events WHERE type IN ('migration_requested', 'migration_approved')",
+        "DELETE FROM migration_requests",
+        "UPDATE deployment_trail_head SET seq = (SELECT MAX(seq) FROM deployment_events), "
+        "hash = (SELECT hash FROM deployment_events WHERE seq = (SELECT MAX(seq) FROM deployment_events))",
+    )
     assert _problems(app) == []  # consistent without the checkpoint
     with read_only(app.sessions) as session:
         [problem] = verify_deployment_trail(session, checkpoint.deployment_head)

@@ -56,13 +56,24 @@ if TYPE_CHECKING:
 
 START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 WHAT_MATTERS = 'Walking the dog <script>alert("x")</script> & "seeing" my grandchildren'
-HEADER = {"document_type", "schema_version", "generated_at", "instance_id", "pathway_id", "pathway_version",
-          "language", "directory"}
+HEADER = {
+    "document_type",
+    "schema_version",
+    "generated_at",
+    "instance_id",
+    "pathway_id",
+    "pathway_version",
+    "language",
+    "directory",
+}
 # What the end of treatment summary form does not ask yet; given as start data (docs/documents.md).
-SUMMARY_EXTRA = {"cancer_stage": "T2 N1 M0 (stage IIB)", "last_sact_date": "2026-01-20",
-                 "prognosis_discussed": "Told the aim is cure; the chance of recurrence was discussed.",
-                 "summary_author": {"name": "Dr Syn Thetic", "role": "Consultant clinical oncologist"},
-                 "surveillance_plan": [{"what": "Mammogram", "due_on": "2027-01-20"}]}
+SUMMARY_EXTRA = {
+    "cancer_stage": "T2 N1 M0 (stage IIB)",
+    "last_sact_date": "2026-01-20",
+    "prognosis_discussed": "Told the aim is cure; the chance of recurrence was discussed.",
+    "summary_author": {"name": "Dr Syn Thetic", "role": "Consultant clinical oncologist"},
+    "surveillance_plan": [{"what": "Mammogram", "due_on": "2027-01-20"}],
+}
 UK_ONLY = ("NHS", "GP ", "Macmillan", "999", "SR1", "cancer care review")
 # Identifiers (instance, evaluation, version hashes) are random hex: "999" may turn up inside one.
 _IDENTIFIERS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\b[0-9a-f]{12,64}\b")
@@ -93,17 +104,27 @@ def _directory(folder: Path) -> Path:
 
 def _start(app: CarePath, clock: ManualClock, site_key: str, patient: str, **extra: Any) -> Journey:
     site = SITES[site_key]
-    journey = Journey(app, clock, site.pathway, patient, {
-        "diagnosis": site.diagnosis, "diagnosis_date": "2026-01-12", "age": site.age, "treatment_intent": "curative",
-        "gp_practice": "EXAMPLE-GP-1", **extra})
+    journey = Journey(
+        app,
+        clock,
+        site.pathway,
+        patient,
+        {
+            "diagnosis": site.diagnosis,
+            "diagnosis_date": "2026-01-12",
+            "age": site.age,
+            "treatment_intent": "curative",
+            "gp_practice": "EXAMPLE-GP-1",
+            **extra,
+        },
+    )
     return journey.do("assign_contact", contact())
 
 
 def _hna(journey: Journey, what_matters: str) -> None:
     """The HNA at diagnosis with high concerns: agree everything but information, which is declined."""
     journey.do("offer_hna", {"hna_accepted": True})
-    journey.do("complete_checklist", {"concerns": HIGH_CONCERNS, "about_you": ABOUT_WORKING_PARENT},
-               actor=PATIENT)
+    journey.do("complete_checklist", {"concerns": HIGH_CONCERNS, "about_you": ABOUT_WORKING_PARENT}, actor=PATIENT)
     journey.do("priority_review", {"discussed_on": journey.today(), "urgent_action": "same_day_referral"})
     decisions = {i.id: "declined" if i.code == "info-emotional-support" else "agreed" for i in journey.proposals()}
     journey.do("agree", {"decisions": decisions, "what_matters": what_matters, "review_on": "2026-07-01"})
@@ -117,8 +138,13 @@ def patients(tmp_path_factory: pytest.TempPathFactory, database_templates: Datab
     clock = ManualClock(START)
     shutil.copyfile(database_templates.sqlite_file(PATHWAYS), folder / "documents.sqlite3")
     # Four eyes off: the patients' assessments evaluate the rules folder's texts (as tests/conftest.py).
-    settings = Settings(database_url=f"sqlite:///{folder / 'documents.sqlite3'}", pathways_dir=PATHWAYS,
-                        rules_dir=REPO / "rules", service_directory=_directory(folder), four_eyes=False)
+    settings = Settings(
+        database_url=f"sqlite:///{folder / 'documents.sqlite3'}",
+        pathways_dir=PATHWAYS,
+        rules_dir=REPO / "rules",
+        service_directory=_directory(folder),
+        four_eyes=False,
+    )
     app = CarePath(settings, clock)
     try:
         # First, and the clock set back: its waits fire every due timer in the database.
@@ -139,11 +165,18 @@ def patients(tmp_path_factory: pytest.TempPathFactory, database_templates: Datab
         mdt(ended, SITES["breast"], prehab=False, special=False)
         treatment(ended, SITES["breast"], special=True)  # with endocrine therapy, which continues
         ended.hna_declined()
-        ended.do("write_summary", {"summary_treatments": ["surgery"], "effects_to_watch_for": ["fatigue"],
-                                   "warning_signs_given": True, "ongoing_support": ["local support group"],
-                                   "gp_actions": ["review fatigue at the cancer care review"],
-                                   "follow_up_model": "patient_initiated"},
-                  actor=on_behalf_of("system:tok_ehr", "N-4711"))  # an EHR recording it for a consultant
+        ended.do(
+            "write_summary",
+            {
+                "summary_treatments": ["surgery"],
+                "effects_to_watch_for": ["fatigue"],
+                "warning_signs_given": True,
+                "ongoing_support": ["local support group"],
+                "gp_actions": ["review fatigue at the cancer care review"],
+                "follow_up_model": "patient_initiated",
+            },
+            actor=on_behalf_of("system:tok_ehr", "N-4711"),
+        )  # an EHR recording it for a consultant
         yield Patients(app, planned, ended, completed)
     finally:
         app.close()
@@ -178,8 +211,7 @@ def test_care_plan_json(patients: Patients) -> None:
     assert doc["what_matters"] == WHAT_MATTERS
     assert doc["diagnosis"]["label"] == "Breast cancer"
     scores = {n["code"]: (n["score"], n["level"]) for n in doc["needs"]}
-    assert scores == {"worry_fear_anxiety": (9, "priority"), "money_housing": (7, "discuss"),
-                      "fatigue": (6, "discuss")}
+    assert scores == {"worry_fear_anxiety": (9, "priority"), "money_housing": (7, "discuss"), "fatigue": (6, "discuss")}
     assert doc["agreed"] and doc["declined"] and doc["awaiting_decision"] == []
     referrals = [i for i in doc["agreed"] if i["kind"] == "referral"]
     assert len(referrals) > 1 and all(i["provider"]["phone"] for i in referrals)
@@ -192,8 +224,12 @@ def test_care_plan_json(patients: Patients) -> None:
 def test_contacts_come_from_the_directory(patients: Patients) -> None:
     contacts = care_plan_document(patients.app, patients.planned.view.id, "en")["contacts"]
     named = contacts["named_contact"]
-    assert (named["name"], named["role_label"], named["phone"], named["hours_label"]) == \
-        ("Sam Example", "Clinical nurse specialist", "01632 960111", "Monday to Friday, 08:30 to 16:30")
+    assert (named["name"], named["role_label"], named["phone"], named["hours_label"]) == (
+        "Sam Example",
+        "Clinical nurse specialist",
+        "01632 960111",
+        "Monday to Friday, 08:30 to 16:30",
+    )
     assert named["team"] == "Cancer nursing team, Example Hospital" and named["example"] is True
     assert "staff_ref" not in named and "STAFF-SYN-1" not in json.dumps(contacts)
     assert contacts["twenty_four_hour_line"]["phone"] == "01632 960100"
@@ -202,8 +238,10 @@ def test_contacts_come_from_the_directory(patients: Patients) -> None:
     assert [c["role"] for c in contacts["team"]] == ["team", "doctor", "social_worker", "rehabilitation_coordinator"]
     assert contacts["emergency_number"] == "999" and contacts["urgent_advice"]["phone"] == "111"
     sv = care_plan_document(patients.app, patients.planned.view.id, "sv")["contacts"]
-    assert (sv["named_contact"]["name"], sv["named_contact"]["role_label"]) == ("Kim Exempelsson",
-                                                                                "Kontaktsjuksköterska")
+    assert (sv["named_contact"]["name"], sv["named_contact"]["role_label"]) == (
+        "Kim Exempelsson",
+        "Kontaktsjuksköterska",
+    )
     assert [c["role_label"] for c in sv["team"]] == ["Mitt team", "Läkare", "Kurator", "Rehabiliteringskoordinator"]
     assert sv["gp_practice"]["name"] == "Vårdcentralen Exempelgatan" and sv["emergency_number"] == "112"
     assert sv["twenty_four_hour_line"]["hours_label"] == "Dygnet runt, alla dagar"
@@ -211,10 +249,18 @@ def test_contacts_come_from_the_directory(patients: Patients) -> None:
 
 
 def test_the_safety_message_gives_the_24_hour_number(patients: Patients) -> None:
-    for language, words in (("en", "If you have a temperature, feel shivery or feel unwell during treatment, "
-                                   "call the 24-hour line now: 01632 960100"),
-                            ("sv", "Om du får feber, frossa eller känner dig sjuk under behandlingen: ring "
-                                   "rådgivningen dygnet runt direkt, 08-465 004 00")):
+    for language, words in (
+        (
+            "en",
+            "If you have a temperature, feel shivery or feel unwell during treatment, "
+            "call the 24-hour line now: 01632 960100",
+        ),
+        (
+            "sv",
+            "Om du får feber, frossa eller känner dig sjuk under behandlingen: ring "
+            "rådgivningen dygnet runt direkt, 08-465 004 00",
+        ),
+    ):
         doc = care_plan_document(patients.app, patients.planned.view.id, language)
         assert doc["safety"]["text"].startswith(words), doc["safety"]["text"]
         assert doc["safety"]["text"] in html.unescape(render_html(doc))
@@ -259,8 +305,12 @@ def test_care_plan_next_steps_in_the_patients_words(patients: Patients) -> None:
     assert now["treatment"] == "You are having your treatment."
     assert now["first_review"].startswith("A cancer care review with your GP practice")
     upcoming = {u["code"]: u["due_on"] for u in steps["upcoming"]}
-    assert upcoming == {"cancer_care_review_3_months": "2026-04-12", "cancer_care_review_12_months": "2027-01-12",
-                        "quality_of_life_survey": "2027-07-12", "care_plan_review": "2026-07-01"}
+    assert upcoming == {
+        "cancer_care_review_3_months": "2026-04-12",
+        "cancer_care_review_12_months": "2027-01-12",
+        "quality_of_life_survey": "2027-07-12",
+        "care_plan_review": "2026-07-01",
+    }
     assert [u["due_on"] for u in steps["upcoming"]] == sorted(upcoming.values())
     assert steps["next_due_at"].startswith("2026-04-12")
     # Sweden has no GP cancer care review: neither coming up nor happening now.
@@ -281,11 +331,25 @@ def test_care_plan_in_swedish_reads_as_min_vardplan(patients: Patients) -> None:
     assert referral["status_label"] == "Remiss skickad" and referral["kind_label"] == "Remiss"
     assert referral["name"].startswith("Remiss")
     page = render_html(doc)
-    for heading in ("Mina kontakter", "Min rehabiliteringsplan", "Egenvård", "Praktiska frågor och rättigheter",
-                    "Mina rättigheter", "Det här händer nu"):
+    for heading in (
+        "Mina kontakter",
+        "Min rehabiliteringsplan",
+        "Egenvård",
+        "Praktiska frågor och rättigheter",
+        "Mina rättigheter",
+        "Det här händer nu",
+    ):
         assert re.search(rf"<h[23][^>]*>{heading}</h[23]>", page), heading
-    for word in ("Kontaktsjuksköterska", "Läkare", "Kurator", "Rehabiliteringskoordinator", "Vårdcentralen",
-                 "Patientlag (2014:821)", "112", "1177"):
+    for word in (
+        "Kontaktsjuksköterska",
+        "Läkare",
+        "Kurator",
+        "Rehabiliteringskoordinator",
+        "Vårdcentralen",
+        "Patientlag (2014:821)",
+        "112",
+        "1177",
+    ):
         assert word in page, word
     for uk in UK_ONLY:
         assert uk not in _readable(page), uk
@@ -293,8 +357,15 @@ def test_care_plan_in_swedish_reads_as_min_vardplan(patients: Patients) -> None:
 
 
 def test_other_languages_fall_back_to_english(patients: Patients) -> None:
-    assert [resolve_language(x) for x in ("sv", "SV", "sv_SE", "en-GB", "de", "", None)] == \
-        ["sv", "sv", "sv", "en", "en", "en", "en"]
+    assert [resolve_language(x) for x in ("sv", "SV", "sv_SE", "en-GB", "de", "", None)] == [
+        "sv",
+        "sv",
+        "sv",
+        "en",
+        "en",
+        "en",
+        "en",
+    ]
     assert care_plan_document(patients.app, patients.planned.view.id, "de")["language"] == "en"
 
 
@@ -302,13 +373,38 @@ def test_care_plan_html(patients: Patients) -> None:
     english = render_html(care_plan_document(patients.app, patients.planned.view.id, "en"))
     swedish = render_html(care_plan_document(patients.app, patients.planned.view.id, "sv"))
     for page, lang, headings in (
-        (english, "en", ["My personalised care and support plan", "If you feel unwell", "My contacts",
-                         "What matters to me", "My concerns and scores", "My support and rehabilitation plan",
-                         "Looking after myself", "Practical matters and my rights", "Support I have declined",
-                         "Next steps", "For my care team and auditors"]),
-        (swedish, "sv", ["Min vårdplan", "Om du känner dig sjuk", "Mina kontakter", "Det här är viktigt för mig",
-                         "Mina besvär och skattningar", "Min rehabiliteringsplan", "Stöd som jag har tackat nej till",
-                         "Nästa steg", "För vårdteamet och granskare"]),
+        (
+            english,
+            "en",
+            [
+                "My personalised care and support plan",
+                "If you feel unwell",
+                "My contacts",
+                "What matters to me",
+                "My concerns and scores",
+                "My support and rehabilitation plan",
+                "Looking after myself",
+                "Practical matters and my rights",
+                "Support I have declined",
+                "Next steps",
+                "For my care team and auditors",
+            ],
+        ),
+        (
+            swedish,
+            "sv",
+            [
+                "Min vårdplan",
+                "Om du känner dig sjuk",
+                "Mina kontakter",
+                "Det här är viktigt för mig",
+                "Mina besvär och skattningar",
+                "Min rehabiliteringsplan",
+                "Stöd som jag har tackat nej till",
+                "Nästa steg",
+                "För vårdteamet och granskare",
+            ],
+        ),
     ):
         assert page.startswith("<!DOCTYPE html>") and f'<html lang="{lang}">' in page
         for heading in headings:
@@ -323,11 +419,17 @@ def test_care_plan_html(patients: Patients) -> None:
 
 def test_no_document_shows_a_staff_identifier_or_a_placeholder(patients: Patients) -> None:
     app = patients.app
-    documents = [build(app, journey.view.id, language) for language in ("en", "sv")
-                 for build, journey in ((care_plan_document, patients.planned), (care_plan_document, patients.ended),
-                                        (end_of_treatment_summary, patients.ended),
-                                        (care_plan_document, patients.completed),
-                                        (end_of_treatment_summary, patients.completed))]
+    documents = [
+        build(app, journey.view.id, language)
+        for language in ("en", "sv")
+        for build, journey in (
+            (care_plan_document, patients.planned),
+            (care_plan_document, patients.ended),
+            (end_of_treatment_summary, patients.ended),
+            (care_plan_document, patients.completed),
+            (end_of_treatment_summary, patients.completed),
+        )
+    ]
     for doc in documents:
         text = json.dumps(doc, ensure_ascii=False) + render_html(doc)
         assert "STAFF-" not in text and "staff_ref" not in text
@@ -344,17 +446,41 @@ def test_every_rendering_says_when_it_is_example_data(patients: Patients, tmp_pa
     assert "EXEMPELDATA" in swedish and "(exempel)" in swedish
     # A real directory: no banner, no marks.
     data = yaml.safe_load(patients.app.settings.service_directory.read_text(encoding="utf-8"))
-    real = {"example": False, "england": {
-        "emergency_number": "999",
-        "twenty_four_hour_line": {"name_en": "Acute oncology line", "name_sv": "Akut onkologi",
-                                  "phone": "0191 555 0100", "hours": "always"},
-        "staff": {"STAFF-SYN-1": {**copy.deepcopy(data["england"]["staff"]["STAFF-DEMO-1"]), "example": False,
-                                  "team": "T", "direct_line": "0191 555 0111"}},
-        "teams": {"T": {"name_en": "Oncology", "name_sv": "Onkologi", "phone": "0191 555 0110",
-                        "hours": {"days": "weekdays", "from": "08:00", "to": "16:00"}}}}}
+    real = {
+        "example": False,
+        "england": {
+            "emergency_number": "999",
+            "twenty_four_hour_line": {
+                "name_en": "Acute oncology line",
+                "name_sv": "Akut onkologi",
+                "phone": "0191 555 0100",
+                "hours": "always",
+            },
+            "staff": {
+                "STAFF-SYN-1": {
+                    **copy.deepcopy(data["england"]["staff"]["STAFF-DEMO-1"]),
+                    "example": False,
+                    "team": "T",
+                    "direct_line": "0191 555 0111",
+                }
+            },
+            "teams": {
+                "T": {
+                    "name_en": "Oncology",
+                    "name_sv": "Onkologi",
+                    "phone": "0191 555 0110",
+                    "hours": {"days": "weekdays", "from": "08:00", "to": "16:00"},
+                }
+            },
+        },
+    }
     (tmp_path / "real.yaml").write_text(yaml.safe_dump(real), encoding="utf-8")
-    settings = Settings(database_url=patients.app.settings.database_url, pathways_dir=PATHWAYS,
-                        rules_dir=REPO / "rules", service_directory=tmp_path / "real.yaml")
+    settings = Settings(
+        database_url=patients.app.settings.database_url,
+        pathways_dir=PATHWAYS,
+        rules_dir=REPO / "rules",
+        service_directory=tmp_path / "real.yaml",
+    )
     other = CarePath(settings, patients.app.clock)
     try:
         doc = care_plan_document(other, patients.planned.view.id, "sv")
@@ -367,8 +493,9 @@ def test_every_rendering_says_when_it_is_example_data(patients: Patients, tmp_pa
 
 
 def test_a_named_contact_missing_from_the_directory_is_shown_without_a_number(patients: Patients) -> None:
-    settings = Settings(database_url=patients.app.settings.database_url, pathways_dir=PATHWAYS,
-                        rules_dir=REPO / "rules")  # the bundled directory: STAFF-SYN-1 is not in it
+    settings = Settings(
+        database_url=patients.app.settings.database_url, pathways_dir=PATHWAYS, rules_dir=REPO / "rules"
+    )  # the bundled directory: STAFF-SYN-1 is not in it
     other = CarePath(settings, patients.app.clock)
     try:
         doc = care_plan_document(other, patients.planned.view.id, "en")
@@ -410,8 +537,9 @@ def test_end_of_treatment_summary_carries_the_nhs_england_template(patients: Pat
     assert (summary["recorded_by"], summary["recorded_for"]) == ("system:tok_ehr", "N-4711")
     assert doc["prognosis"]["discussed"].startswith("Told the aim is cure")
     assert {"what": "Mammogram", "due_on": "2027-01-20"} in doc["surveillance"]
-    assert "Cancer care review with your GP practice (within 3 months of diagnosis)" in \
-        [s["what"] for s in doc["surveillance"]]
+    assert "Cancer care review with your GP practice (within 3 months of diagnosis)" in [
+        s["what"] for s in doc["surveillance"]
+    ]
     assert doc["gp_actions"] == ["review fatigue at the cancer care review"]
     assert doc["gp_practice"]["phone"] == "01632 960200"
     assert doc["follow_up"]["model"] == "patient_initiated"
@@ -451,15 +579,32 @@ def test_warning_signs_include_those_for_treatment_within_six_weeks_of_it(patien
 def test_end_of_treatment_summary_html_in_both_languages(patients: Patients) -> None:
     english = render_html(end_of_treatment_summary(patients.app, patients.ended.view.id, "en"))
     swedish = render_html(end_of_treatment_summary(patients.app, patients.ended.view.id, "sv"))
-    for heading in ("End of treatment summary", "About this summary", "Diagnosis and treatment",
-                    "Treatment that continues", "Possible late effects to watch for", "Warning signs and who to call",
-                    "Planned follow-up and tests", "Referrals made", "What I have been told about my prognosis",
-                    "Ongoing support", "Actions for the GP"):
+    for heading in (
+        "End of treatment summary",
+        "About this summary",
+        "Diagnosis and treatment",
+        "Treatment that continues",
+        "Possible late effects to watch for",
+        "Warning signs and who to call",
+        "Planned follow-up and tests",
+        "Referrals made",
+        "What I have been told about my prognosis",
+        "Ongoing support",
+        "Actions for the GP",
+    ):
         assert f">{heading}</h" in english, heading
-    for heading in ("Sammanfattning efter avslutad behandling", "Om sammanfattningen", "Diagnos och behandling",
-                    "Behandling som fortsätter", "Varningstecken och vem du ska kontakta",
-                    "Planerad uppföljning och kontroller", "Remisser som har skickats",
-                    "Det här har jag fått veta om prognosen", "Fortsatt stöd", "Åtgärder för vårdcentralen"):
+    for heading in (
+        "Sammanfattning efter avslutad behandling",
+        "Om sammanfattningen",
+        "Diagnos och behandling",
+        "Behandling som fortsätter",
+        "Varningstecken och vem du ska kontakta",
+        "Planerad uppföljning och kontroller",
+        "Remisser som har skickats",
+        "Det här har jag fått veta om prognosen",
+        "Fortsatt stöd",
+        "Åtgärder för vårdcentralen",
+    ):
         assert f">{heading}</h" in swedish, heading
     assert "Bröstbevarande operation" in swedish and "Kontaktsjuksköterska" in swedish
     assert "T2 N1 M0 (stage IIB)" in english and "Dr Syn Thetic" in english and "2026-02-26" in english
@@ -530,8 +675,18 @@ def test_both_languages_have_the_same_strings() -> None:
 
 def test_documents_contract_is_written_down() -> None:
     text = (Path(__file__).resolve().parents[1] / "docs" / "documents.md").read_text(encoding="utf-8")
-    for name in ("care_plan_document", "end_of_treatment_summary", "render_html", "render_pdf", "schema_version",
-                 "ConflictError", "CAREPATH_SERVICE_DIRECTORY", "CAREPATH_ENV", "reasons", "application/pdf"):
+    for name in (
+        "care_plan_document",
+        "end_of_treatment_summary",
+        "render_html",
+        "render_pdf",
+        "schema_version",
+        "ConflictError",
+        "CAREPATH_SERVICE_DIRECTORY",
+        "CAREPATH_ENV",
+        "reasons",
+        "application/pdf",
+    ):
         assert name in text, name
 
 
@@ -591,8 +746,11 @@ def _check_printed(pages: list[str], doc: dict[str, Any], page: str) -> None:
     assert all(re.sub(r"\s", "", code) in squeezed for code in parser.codes)
     [last] = [text for text in pages if META[language] in text]
     running = {doc["title"], doc["patient_ref"], day}
-    lines = [line for line in last.splitlines() if line.strip() and not any(r in line for r in running)
-             and not line.startswith(PAGE_OF[language].split(" ")[0])]
+    lines = [
+        line
+        for line in last.splitlines()
+        if line.strip() and not any(r in line for r in running) and not line.startswith(PAGE_OF[language].split(" ")[0])
+    ]
     assert not lines[0].startswith(META[language]), lines[:5]  # something of the document before them
 
 
@@ -600,16 +758,25 @@ def _check_printed(pages: list[str], doc: dict[str, Any], page: str) -> None:
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_documents_print_in_chromium_with_page_numbers_in_both_languages(patients: Patients, tmp_path: Path) -> None:
     app = patients.app
-    docs = {"care-plan-en": care_plan_document(app, patients.planned.view.id, "en"),
-            "care-plan-sv": care_plan_document(app, patients.planned.view.id, "sv"),
-            "summary-en": end_of_treatment_summary(app, patients.ended.view.id, "en"),
-            "summary-sv": end_of_treatment_summary(app, patients.ended.view.id, "sv")}
+    docs = {
+        "care-plan-en": care_plan_document(app, patients.planned.view.id, "en"),
+        "care-plan-sv": care_plan_document(app, patients.planned.view.id, "sv"),
+        "summary-en": end_of_treatment_summary(app, patients.ended.view.id, "en"),
+        "summary-sv": end_of_treatment_summary(app, patients.ended.view.id, "sv"),
+    }
     runs = {}
     for name, doc in docs.items():  # side by side: a browser start is most of the time
         (tmp_path / f"{name}.html").write_text(render_html(doc), encoding="utf-8")
-        command = [str(CHROMIUM), "--headless", "--disable-gpu", "--no-first-run", "--no-pdf-header-footer",
-                   f"--user-data-dir={tmp_path / name}-profile", f"--print-to-pdf={tmp_path / name}.pdf",
-                   (tmp_path / f"{name}.html").as_uri()]
+        command = [
+            str(CHROMIUM),
+            "--headless",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-pdf-header-footer",
+            f"--user-data-dir={tmp_path / name}-profile",
+            f"--print-to-pdf={tmp_path / name}.pdf",
+            (tmp_path / f"{name}.html").as_uri(),
+        ]
         if os.geteuid() == 0:  # Chromium's sandbox refuses root (a CI container)
             command.insert(1, "--no-sandbox")
         runs[name] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -621,8 +788,9 @@ def test_documents_print_in_chromium_with_page_numbers_in_both_languages(patient
         _check_printed(pages, doc, render_html(doc))
         text = "\n".join(pages)
         assert doc["safety"]["phone"] in text and "EXAMPLE DATA" in text or "EXEMPELDATA" in text
-    english, swedish = ("\n".join(_pdf_pages((tmp_path / f"care-plan-{lang}.pdf").read_bytes()))
-                        for lang in ("en", "sv"))
+    english, swedish = (
+        "\n".join(_pdf_pages((tmp_path / f"care-plan-{lang}.pdf").read_bytes())) for lang in ("en", "sv")
+    )
     assert "Sam Example" in english and "01632 960111" in english and "You scored worry, fear or anxiety" in english
     assert "Kim Exempelsson" in swedish and "08-465 004 11" in swedish and "Min rehabiliteringsplan" in swedish
     assert "Du skattade oro, rädsla eller ångest" in swedish and "Kurator" in swedish
@@ -630,8 +798,10 @@ def test_documents_print_in_chromium_with_page_numbers_in_both_languages(patient
 
 @pytest.mark.slow
 def test_the_pdf_for_the_gp_has_the_content_of_the_page(patients: Patients) -> None:
-    for doc in (end_of_treatment_summary(patients.app, patients.ended.view.id, "en"),
-                care_plan_document(patients.app, patients.planned.view.id, "sv")):
+    for doc in (
+        end_of_treatment_summary(patients.app, patients.ended.view.id, "en"),
+        care_plan_document(patients.app, patients.planned.view.id, "sv"),
+    ):
         pdf = render_pdf(doc)
         assert pdf.startswith(b"%PDF-")
         pages = _pdf_pages(pdf)

@@ -38,7 +38,7 @@ ENGINE_ERROR_CLASSES = _engine_error_classes()
 def _drawn_tree() -> dict[str, str | None]:
     """Class name -> the parent drawn for it in engine/errors.py's docstring (None for the root)."""
     doc = engine.errors.__doc__ or ""
-    drawing = doc[doc.index("::\n\n") + 4:].split("\n\n")[0]
+    drawing = doc[doc.index("::\n\n") + 4 :].split("\n\n")[0]
     parents: dict[str, str | None] = {}
     path: list[str] = []
     for line in drawing.splitlines():
@@ -57,7 +57,7 @@ def _docstring_rows() -> list[tuple[str, str, str]]:
     lines = (api.errors.__doc__ or "").splitlines()
     rules = [i for i, line in enumerate(lines) if re.fullmatch(r"=+(  +=+)+", line)]
     rows = []
-    for line in lines[rules[1] + 1:rules[2]]:
+    for line in lines[rules[1] + 1 : rules[2]]:
         name, status, slug = re.split(r"\s{2,}", line.strip(), maxsplit=2)
         rows.append((name, status, slug.split()[0]))
     return rows
@@ -77,8 +77,9 @@ def test_every_engine_error_lives_in_engine_errors_and_says_when_it_is_raised(cl
 
 
 def test_the_drawn_tree_is_the_class_tree() -> None:
-    actual = {cls.__name__: (None if cls is CarePathError else cls.__bases__[0].__name__)
-              for cls in ENGINE_ERROR_CLASSES}
+    actual = {
+        cls.__name__: (None if cls is CarePathError else cls.__bases__[0].__name__) for cls in ENGINE_ERROR_CLASSES
+    }
     assert _drawn_tree() == actual
 
 
@@ -93,7 +94,7 @@ def test_every_engine_error_has_its_own_http_mapping() -> None:
 
 def test_the_mapping_is_most_specific_first() -> None:
     for i, (earlier, _, _) in enumerate(ENGINE_ERRORS):
-        for later, _, _ in ENGINE_ERRORS[i + 1:]:
+        for later, _, _ in ENGINE_ERRORS[i + 1 :]:
             assert not issubclass(later, earlier), f"{later.__name__} is hidden by {earlier.__name__} above it"
 
 

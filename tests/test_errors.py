@@ -77,8 +77,12 @@ def test_every_library_exception_is_mapped(cls: type[BaseException]) -> None:
 
 def test_there_are_library_exceptions_to_map() -> None:
     classes = set(_spiff_exception_classes())
-    assert {c.__name__ for c in classes} >= {"WorkflowException", "WorkflowTaskException", "ValidationException",
-                                              "TaskNotFoundException"}
+    assert {c.__name__ for c in classes} >= {
+        "WorkflowException",
+        "WorkflowTaskException",
+        "ValidationException",
+        "TaskNotFoundException",
+    }
     assert {MissingSpecError, TaskNotSupportedError, TaskSpecNotSupportedError, DeadMethodCalled} <= classes
     assert any(not issubclass(c, SpiffWorkflowException) for c in classes)
 

@@ -83,9 +83,7 @@ ESCAPES = [
 
 
 @pytest.mark.parametrize("expression", ESCAPES)
-def test_escapes_are_refused_in_expressions(
-    env: SafeEnvironment, data: dict[str, Any], expression: str
-) -> None:
+def test_escapes_are_refused_in_expressions(env: SafeEnvironment, data: dict[str, Any], expression: str) -> None:
     before = copy.deepcopy(data)
     with pytest.raises(UnsafeExpressionError) as info:
         env.evaluate(expression, data)
@@ -257,9 +255,7 @@ def test_deep_nesting_is_an_expression_error(env: SafeEnvironment) -> None:
         ("(scores['anxiety'] if age else 0) or None", 9),
     ],
 )
-def test_clinical_expressions(
-    env: SafeEnvironment, data: dict[str, Any], expression: str, expected: object
-) -> None:
+def test_clinical_expressions(env: SafeEnvironment, data: dict[str, Any], expression: str, expected: object) -> None:
     assert check_expression(expression) == []
     assert env.evaluate(expression, data) == expected
 
@@ -271,9 +267,7 @@ def test_evaluate_does_not_change_task_data(env: SafeEnvironment, data: dict[str
 
 
 def test_external_context_is_readable_and_task_data_wins(env: SafeEnvironment) -> None:
-    assert env.evaluate(
-        "pathway_name + ':' + site", {"site": "ward"}, {"pathway_name": "x", "site": "y"}
-    ) == ("x:ward")
+    assert env.evaluate("pathway_name + ':' + site", {"site": "ward"}, {"pathway_name": "x", "site": "y"}) == ("x:ward")
 
 
 @pytest.mark.parametrize(
@@ -555,9 +549,7 @@ def _run_triage(
 
 @pytest.mark.parametrize(("anxiety", "route"), [(9, "urgent"), (3, "routine")])
 def test_a_gateway_condition_routes_the_workflow(clock: ManualClock, anxiety: int, route: str) -> None:
-    workflow = _run_triage(
-        "scores['anxiety'] >= 8 and age < 25", {"scores": {"anxiety": anxiety}, "age": 22}, clock
-    )
+    workflow = _run_triage("scores['anxiety'] >= 8 and age < 25", {"scores": {"anxiety": anxiety}, "age": 22}, clock)
     assert workflow.is_completed()
     assert workflow.data["route"] == route
     assert ("review_on" in workflow.data) is (route == "urgent")
@@ -619,8 +611,11 @@ def test_make_script_engine_uses_the_safe_environment(clock: ManualClock) -> Non
     [
         ("eval", "[[[]] * 60000] * 60000 == [[[]] * 60000] * 60000"),  # stalled every request for 54 s
         ("exec", "a = [[]] * 60000\nb = [a] * 60000"),
-        ("exec", "a = [[]] * 1000\nb = [a, a, a, a, a, a, a, a, a, a]\nc = [b, b, b, b, b, b, b, b, b, b]\n"
-                 "d = [c, c, c, c, c, c, c, c, c, c]"),
+        (
+            "exec",
+            "a = [[]] * 1000\nb = [a, a, a, a, a, a, a, a, a, a]\nc = [b, b, b, b, b, b, b, b, b, b]\n"
+            "d = [c, c, c, c, c, c, c, c, c, c]",
+        ),
         ("exec", "a = [0] * 100000\nrows = {}\nfor k in 'abcdefghijk':\n    rows[k] = a"),
         ("exec", "a = [0] * 100000\nrows = []\nfor k in 'abcdefghijk':\n    rows += [a]"),
         ("exec", "a = [0] * 100000\nrows = {k: a for k in 'abcdefghijk'}"),

@@ -70,8 +70,9 @@ class OpenWatch:
     def _hook(cls, event: str, args: tuple[Any, ...]) -> None:
         if event == "open" and cls.watched and isinstance(args[0], str | bytes | Path):
             path = str(Path(args[0] if not isinstance(args[0], bytes) else args[0].decode(errors="replace")))
-            if any(path == w or path.endswith("/" + Path(w).name) and Path(path).resolve() == Path(w)
-                   for w in cls.watched):
+            if any(
+                path == w or path.endswith("/" + Path(w).name) and Path(path).resolve() == Path(w) for w in cls.watched
+            ):
                 cls.opened.append(path)
 
 
@@ -120,9 +121,18 @@ def _located(problem: dict[str, Any] | str) -> None:
 
 
 def test_each_hostile_name_is_refused_over_http_and_nothing_is_read(
-        tmp_path: Path, canary: Path, database_url: str, clock: ManualClock) -> None:
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "PATHWAYS_DIR": _library(tmp_path, canary),
-                      "ALLOW_EMPTY_LIBRARY": True, "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
+    tmp_path: Path, canary: Path, database_url: str, clock: ManualClock
+) -> None:
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "PATHWAYS_DIR": _library(tmp_path, canary),
+            "ALLOW_EMPTY_LIBRARY": True,
+            "CLOCK": clock,
+            "AUTH_CACHE_SECONDS": 0,
+        }
+    )
     try:
         engine = app.extensions["carepath"]
         with unit_of_work(engine.sessions) as session:
@@ -133,8 +143,9 @@ def test_each_hostile_name_is_refused_over_http_and_nothing_is_read(
         for case, name in _names(canary).items():
             for url in ("/v1/pathways/validate", "/v1/pathways"):
                 upload = {"files": [(BytesIO(DIAGRAM.format(name=name).encode()), "exfiltrate.bpmn")]}
-                response = client.post(url, data=upload, content_type="multipart/form-data",
-                                       headers={"Authorization": f"Bearer {author}"})
+                response = client.post(
+                    url, data=upload, content_type="multipart/form-data", headers={"Authorization": f"Bearer {author}"}
+                )
                 assert b"CANARY" not in response.data, case
                 problems = response.json["problems" if url.endswith("validate") else "errors"]
                 assert problems, case
@@ -144,15 +155,21 @@ def test_each_hostile_name_is_refused_over_http_and_nothing_is_read(
                 if url == "/v1/pathways":
                     assert response.status_code == 422, (case, response.json)
                     messages.add(form_problem["message"].replace(name, "NAME"))
-            diagram = client.get(f"/v1/pathways/exfiltrate/versions/latest/diagram?file={name.lstrip('/')}",
-                                 headers={"Authorization": f"Bearer {clinician}"})
+            diagram = client.get(
+                f"/v1/pathways/exfiltrate/versions/latest/diagram?file={name.lstrip('/')}",
+                headers={"Authorization": f"Bearer {clinician}"},
+            )
             assert diagram.status_code == 404 and b"CANARY" not in diagram.data
         with read_only(engine.sessions) as session:
             assert session.scalar(select(func.count()).select_from(PathwayVersion)) == 0
         # Outside the bundle, "exists" and "missing" read alike: the message reveals nothing.
         missing = {"files": [(BytesIO(DIAGRAM.format(name="nothing-here.json").encode()), "exfiltrate.bpmn")]}
-        response = client.post("/v1/pathways", data=missing, content_type="multipart/form-data",
-                               headers={"Authorization": f"Bearer {author}"})
+        response = client.post(
+            "/v1/pathways",
+            data=missing,
+            content_type="multipart/form-data",
+            headers={"Authorization": f"Bearer {author}"},
+        )
         [problem] = [p for p in response.json["errors"] if p.get("code") == "form-file"]
         assert problem["message"].replace("nothing-here.json", "NAME") in messages
     finally:
@@ -160,34 +177,59 @@ def test_each_hostile_name_is_refused_over_http_and_nothing_is_read(
 
 
 def test_a_form_uploaded_with_the_diagram_is_deployed_and_served(
-        tmp_path: Path, canary: Path, database_url: str, clock: ManualClock) -> None:
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "PATHWAYS_DIR": _library(tmp_path, canary),
-                      "ALLOW_EMPTY_LIBRARY": True, "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
+    tmp_path: Path, canary: Path, database_url: str, clock: ManualClock
+) -> None:
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "PATHWAYS_DIR": _library(tmp_path, canary),
+            "ALLOW_EMPTY_LIBRARY": True,
+            "CLOCK": clock,
+            "AUTH_CACHE_SECONDS": 0,
+        }
+    )
     try:
         with unit_of_work(app.extensions["carepath"].sessions) as session:
             _, author = create_token(session, "author", "author", clock)
         client = app.test_client()
         form = b'{"type": "object", "properties": {"ok": {"type": "boolean"}}}'
-        upload = {"files": [(BytesIO(DIAGRAM.format(name="forms/ask.json").encode()), "exfiltrate.bpmn"),
-                            (BytesIO(form), "forms/ask.json")]}
-        response = client.post("/v1/pathways", data=upload, content_type="multipart/form-data",
-                               headers={"Authorization": f"Bearer {author}"})
+        upload = {
+            "files": [
+                (BytesIO(DIAGRAM.format(name="forms/ask.json").encode()), "exfiltrate.bpmn"),
+                (BytesIO(form), "forms/ask.json"),
+            ]
+        }
+        response = client.post(
+            "/v1/pathways",
+            data=upload,
+            content_type="multipart/form-data",
+            headers={"Authorization": f"Bearer {author}"},
+        )
         assert response.status_code == 201, response.json
-        served = client.get("/v1/pathways/exfiltrate/versions/latest/diagram?file=forms/ask.json",
-                            headers={"Authorization": f"Bearer {author}"})
+        served = client.get(
+            "/v1/pathways/exfiltrate/versions/latest/diagram?file=forms/ask.json",
+            headers={"Authorization": f"Bearer {author}"},
+        )
         assert served.status_code == 200 and served.data == form
     finally:
         app.extensions["carepath"].close()
 
 
-@pytest.mark.parametrize("case", ["bare name in the working directory", "relative path with ..", "absolute path",
-                                  "symlink out of the folder"])
+@pytest.mark.parametrize(
+    "case",
+    ["bare name in the working directory", "relative path with ..", "absolute path", "symlink out of the folder"],
+)
 def test_cli_validate_and_deploy_refuse_each_hostile_name(
-        case: str, tmp_path: Path, canary: Path, database_url: str) -> None:
+    case: str, tmp_path: Path, canary: Path, database_url: str
+) -> None:
     library = _library(tmp_path, canary)
     (library / "exfiltrate.bpmn").write_text(DIAGRAM.format(name=_names(canary)[case]))
-    env = {"CAREPATH_DATABASE_URL": database_url, "CAREPATH_PATHWAYS_DIR": str(library),
-           "CAREPATH_RULES_DIR": str(Path(__file__).resolve().parent.parent / "rules")}
+    env = {
+        "CAREPATH_DATABASE_URL": database_url,
+        "CAREPATH_PATHWAYS_DIR": str(library),
+        "CAREPATH_RULES_DIR": str(Path(__file__).resolve().parent.parent / "rules"),
+    }
     runner = CliRunner()
     validated = runner.invoke(main, ["validate", str(library)], env=env)
     assert validated.exit_code == 1 and "CANARY" not in validated.output
@@ -197,8 +239,9 @@ def test_cli_validate_and_deploy_refuse_each_hostile_name(
     assert deployed.exit_code != 0 and "CANARY" not in deployed.output
     [line] = [x for x in deployed.output.splitlines() if "form schema file" in x]
     _located(line)
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "PATHWAYS_DIR": tmp_path / "empty",
-                      "ALLOW_EMPTY_LIBRARY": True})
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": database_url, "PATHWAYS_DIR": tmp_path / "empty", "ALLOW_EMPTY_LIBRARY": True}
+    )
     try:
         with read_only(app.extensions["carepath"].sessions) as session:
             assert session.scalar(select(func.count()).select_from(PathwayVersion)) == 0

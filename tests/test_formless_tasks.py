@@ -46,8 +46,10 @@ def test_a_task_without_a_form_refuses_every_field_and_takes_an_empty_object(car
     [ready] = view.ready_tasks
     with pytest.raises(TaskDataError) as refused:
         carepath.instances.complete_task(view.id, ready["id"], STEERING, "clinician:x")
-    assert [(p.code, p.field) for p in refused.value.problems] == [("undeclared", "/note"),
-                                                                    ("undeclared", "/palliative_route")]
+    assert [(p.code, p.field) for p in refused.value.problems] == [
+        ("undeclared", "/note"),
+        ("undeclared", "/palliative_route"),
+    ]
     assert "SECRET" not in str(refused.value) + repr(refused.value.problems)  # fields named, values never
     after = carepath.instances.get(view.id)
     assert (after.version, [t["id"] for t in after.ready_tasks]) == (view.version, [ready["id"]])  # nothing done
@@ -56,8 +58,10 @@ def test_a_task_without_a_form_refuses_every_field_and_takes_an_empty_object(car
     assert "palliative_route" not in carepath.instances.instance_data(view.id)
 
 
-@pytest.mark.parametrize("form", [None, {"type": "object", "properties": {}, "additionalProperties": False},
-                                  '{"type": "object", "properties": {}}'])
+@pytest.mark.parametrize(
+    "form",
+    [None, {"type": "object", "properties": {}, "additionalProperties": False}, '{"type": "object", "properties": {}}'],
+)
 def test_a_form_that_declares_no_fields_names_each_one_sent(form: Any) -> None:
     with pytest.raises(TaskDataError) as refused:
         check_form_data(form, {"b": 1, "a": 2})

@@ -37,22 +37,26 @@ def engine_on(tmp_path: Path, database_url: str, clock: ManualClock) -> CarePath
     app.close()
 
 
-@pytest.mark.parametrize(("actor", "person"), [
-    ("author:staff:alice", "staff:alice"),
-    ("system:tok_0123 for staff:alice", "staff:alice"),
-    ("author:tok_0123 for staff:alice", "staff:alice"),
-    ("cli:staff:alice", "staff:alice"),
-    ("author:tok_0123", None),
-    ("cli", None),
-    ("system", None),
-    ("author:staff:", None),
-])
+@pytest.mark.parametrize(
+    ("actor", "person"),
+    [
+        ("author:staff:alice", "staff:alice"),
+        ("system:tok_0123 for staff:alice", "staff:alice"),
+        ("author:tok_0123 for staff:alice", "staff:alice"),
+        ("cli:staff:alice", "staff:alice"),
+        ("author:tok_0123", None),
+        ("cli", None),
+        ("system", None),
+        ("author:staff:", None),
+    ],
+)
 def test_the_person_an_actor_names(actor: str, person: str | None) -> None:
     assert person_of(actor) == person
 
 
-def test_the_bootstrap_is_active_and_a_deployed_version_waits_for_a_second_author(engine_on: CarePath,
-                                                                                  clock: ManualClock) -> None:
+def test_the_bootstrap_is_active_and_a_deployed_version_waits_for_a_second_author(
+    engine_on: CarePath, clock: ManualClock
+) -> None:
     [v1] = [v for v in engine_on.catalog.versions("test_assessment")]
     assert v1.active and v1.activated_by == "system"
     clock.advance(timedelta(minutes=1))
@@ -75,15 +79,17 @@ def test_the_bootstrap_is_active_and_a_deployed_version_waits_for_a_second_autho
         engine_on.catalog.activate("test_assessment", v2.version[:3], "author:staff:carol")
 
 
-@pytest.mark.parametrize("approver", [
-    ALICE,  # the same token or signed-in person
-    "author:tok_1234 for staff:alice",  # another token of the same person
-    "system:tok_5678 for staff:alice",  # a system acting on behalf of the same person
-    "cli:staff:alice",  # the command line, as her
-    "author:tok_1234",  # a token naming no person could be anyone's second token
-])
-def test_the_deployer_cannot_activate_their_own_version(engine_on: CarePath, clock: ManualClock,
-                                                        approver: str) -> None:
+@pytest.mark.parametrize(
+    "approver",
+    [
+        ALICE,  # the same token or signed-in person
+        "author:tok_1234 for staff:alice",  # another token of the same person
+        "system:tok_5678 for staff:alice",  # a system acting on behalf of the same person
+        "cli:staff:alice",  # the command line, as her
+        "author:tok_1234",  # a token naming no person could be anyone's second token
+    ],
+)
+def test_the_deployer_cannot_activate_their_own_version(engine_on: CarePath, clock: ManualClock, approver: str) -> None:
     clock.advance(timedelta(minutes=1))
     [v2] = engine_on.catalog.deploy_upload(_changed_upload(engine_on.settings.pathways_dir), ALICE)
     with pytest.raises(FourEyesError) as refused:
@@ -102,8 +108,7 @@ def test_a_folder_change_after_the_bootstrap_is_pending(engine_on: CarePath, clo
     assert engine_on.catalog.activate("test_assessment", v2.version, ALICE).active
 
 
-def test_with_four_eyes_off_a_deploy_is_active_at_once(tmp_path: Path, database_url: str,
-                                                       clock: ManualClock) -> None:
+def test_with_four_eyes_off_a_deploy_is_active_at_once(tmp_path: Path, database_url: str, clock: ManualClock) -> None:
     folder = _folder(tmp_path)
     app = CarePath(Settings(database_url=database_url, pathways_dir=folder, four_eyes=False), clock, upgrade=True)
     try:
@@ -133,7 +138,8 @@ def test_require_second_person_names_the_approver() -> None:
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)  # SQLite's single writer serialises them
 def test_of_two_authors_activating_at_once_one_does_and_the_other_is_told(
-        engine_on: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine_on: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock.advance(timedelta(minutes=1))
     [v2] = engine_on.catalog.deploy_upload(_changed_upload(engine_on.settings.pathways_dir), ALICE)
     check = engine.pathways.versions.require_second_person

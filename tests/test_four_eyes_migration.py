@@ -89,7 +89,8 @@ def test_a_request_is_for_the_version_its_dry_run_reported(app: CarePath, clock:
 
 
 def test_an_approved_request_runs_in_several_processes_and_is_then_executed(
-        app: CarePath, clock: ManualClock, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: CarePath, clock: ManualClock, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from click.testing import CliRunner
 
     from api.cli import main

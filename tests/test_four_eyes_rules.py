@@ -39,8 +39,9 @@ def app(tmp_path: Path, database_url: str, clock: ManualClock) -> Iterator[CareP
 def _proposed_codes(app: CarePath, patient: str) -> tuple[set[str], str]:
     """The care plan codes an HNA scoring fatigue 3 proposes, and the rule-set version that proposed them."""
     view = app.instances.start("test_careplan", patient, "system:ehr", {"age": 54})
-    view = app.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"fatigue": 3}},
-                                       "clinician:cns-1")
+    view = app.instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"concerns": {"fatigue": 3}}, "clinician:cns-1"
+    )
     assert view.status == "running", view.incident
     with app.sessions() as session:
         [evaluation] = list_evaluations(session, instance_id=view.id)
@@ -89,16 +90,18 @@ def test_the_active_version_is_used_even_when_the_folder_moved_on(app: CarePath)
 
 def test_a_rule_set_without_an_active_version_is_an_incident_not_a_silent_evaluation(app: CarePath) -> None:
     view = app.instances.start("test_careplan", "SYN-5", "system:ehr", {"age": 54})  # rule sets never synced
-    view = app.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"fatigue": 3}},
-                                       "clinician:cns-1")
+    view = app.instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"concerns": {"fatigue": 3}}, "clinician:cns-1"
+    )
     assert view.status == "error" and "no active version" in view.incident["message"]
 
 
 def _evaluated(app: CarePath, patient: str) -> tuple[str, dict[str, str]]:
     """The catalogue version an evaluation used, and the service each proposed referral was sent to."""
     view = app.instances.start("test_careplan", patient, "system:ehr", {"age": 54})
-    view = app.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}},
-                                       "clinician:cns-1")
+    view = app.instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}}, "clinician:cns-1"
+    )
     assert view.status == "running", view.incident
     with app.sessions() as session:
         [evaluation] = list_evaluations(session, instance_id=view.id)
@@ -117,8 +120,9 @@ def test_a_changed_catalogue_is_pending_until_a_second_author_activates_it(app: 
     interventions = app.settings.rules_dir / "catalogues" / "interventions.yaml"
     text = interventions.read_text()
     moved = f"  {REFERRAL}:\n    kind: referral\n    service: acute_oncology\n"
-    interventions.write_text(text.replace(f"  {REFERRAL}:\n    kind: referral\n    service: psychological_support\n",
-                                          moved))
+    interventions.write_text(
+        text.replace(f"  {REFERRAL}:\n    kind: referral\n    service: psychological_support\n", moved)
+    )
     assert moved in interventions.read_text()
     [pending] = app.rule_sets.sync(ALICE)  # the same rule text, a new catalogue: a new, pending version
     assert (pending.rules_version, pending.active) == (first.rules_version, False)
@@ -155,8 +159,11 @@ def test_changed_warning_signs_are_pending_until_a_second_author_activates_them(
     signs = app.settings.rules_dir / "catalogues" / "warning_signs.yaml"
     text = signs.read_text()
     assert "  emergency: PT30M\n" in text and "name_en: A new lump or swelling anywhere" in text
-    signs.write_text(text.replace("  emergency: PT30M\n", "  emergency: PT4H\n")
-                     .replace("name_en: A new lump or swelling anywhere", "name_en: A lump"))
+    signs.write_text(
+        text.replace("  emergency: PT30M\n", "  emergency: PT4H\n").replace(
+            "name_en: A new lump or swelling anywhere", "name_en: A lump"
+        )
+    )
     assert _signs(app) == before  # the folder moved on: not what triage uses
     [pending] = app.rule_sets.sync(ALICE)
     assert pending.rules_version == first.rules_version and pending.catalogue_version != first.catalogue_version

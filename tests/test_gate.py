@@ -99,14 +99,18 @@ def test_validating_a_file_checks_the_diagrams_it_calls_as_deploying_its_bundle_
     (not_called.bpmn) stays out of it."""
     validated = validate_paths([CALLS / "pathway.bpmn"])
     assert [(Path(p.file or "").name, p.line, p.element, p.code) for p in errors_in(validated)] == [
-        ("score.bpmn", 8, "Activity_score", "unsafe-expression")]
-    bundle = {"pathway.bpmn": (CALLS / "pathway.bpmn").read_bytes(),
-              "shared/triage.bpmn": (CALLS / "triage.bpmn").read_bytes(),
-              "shared/score.bpmn": (CALLS / "score.bpmn").read_bytes()}
+        ("score.bpmn", 8, "Activity_score", "unsafe-expression")
+    ]
+    bundle = {
+        "pathway.bpmn": (CALLS / "pathway.bpmn").read_bytes(),
+        "shared/triage.bpmn": (CALLS / "triage.bpmn").read_bytes(),
+        "shared/score.bpmn": (CALLS / "score.bpmn").read_bytes(),
+    }
     with pytest.raises(DiagramError) as refused:
         uploads.catalog.deploy_upload(bundle, "author")
     assert [(p.file, p.line, p.element, p.code) for p in errors_in(refused.value.problems)] == [
-        ("shared/score.bpmn", 8, "Activity_score", "unsafe-expression")]
+        ("shared/score.bpmn", 8, "Activity_score", "unsafe-expression")
+    ]
 
 
 def test_the_folder_is_refused_as_validate_refuses_it_and_nothing_is_deployed(tmp_path: Path) -> None:
@@ -130,8 +134,12 @@ def test_cli_deploy_prints_what_validate_prints(tmp_path: Path) -> None:
     library.mkdir()
     shutil.copy(BROKEN / "condition_imports_os.bpmn", library)
     shutil.copy(BROKEN / "empty_timer.bpmn", library)
-    env = {"CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "CAREPATH_PATHWAYS_DIR": str(library),
-           "CAREPATH_RULES_DIR": str(RULES), "CAREPATH_FOUR_EYES": "off"}
+    env = {
+        "CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CAREPATH_PATHWAYS_DIR": str(library),
+        "CAREPATH_RULES_DIR": str(RULES),
+        "CAREPATH_FOUR_EYES": "off",
+    }
     runner = CliRunner()
     validated = runner.invoke(main, ["validate", str(library)], env=env)
     deployed = runner.invoke(main, ["pathways", "deploy"], env=env)
@@ -146,7 +154,11 @@ def test_a_process_without_is_executable_runs_and_the_author_is_told(uploads: Ca
     files = {"implied.bpmn": IMPLIED.format(pid="implied_pathway").encode()}
     [warning] = validate_upload(files)
     assert (warning.code, warning.severity, warning.element, warning.line) == (
-        "executable-implied", "warning", "implied_pathway", 3)
+        "executable-implied",
+        "warning",
+        "implied_pathway",
+        3,
+    )
     deployed = uploads.catalog.deploy_upload(files, "author")
     assert [v.pathway_id for v in deployed] == ["implied_pathway"]
     assert _where(deployed.warnings) == _where([warning])
@@ -158,11 +170,17 @@ def test_a_file_with_no_executable_process_is_refused_with_the_reason(uploads: C
     with pytest.raises(DiagramError) as refused:
         uploads.catalog.deploy_upload({"drawn.bpmn": content.encode()}, "author")
     [problem] = refused.value.problems
-    assert (problem.code, problem.file, problem.line, problem.element) == ("no-executable-process", "drawn.bpmn", 3,
-                                                                           "drawn_only")
-    assert "isExecutable=\"false\"" in problem.message
-    empty = b'<?xml version="1.0"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" ' \
-            b'id="d" targetNamespace="x"><bpmn:message id="m" name="m" /></bpmn:definitions>'
+    assert (problem.code, problem.file, problem.line, problem.element) == (
+        "no-executable-process",
+        "drawn.bpmn",
+        3,
+        "drawn_only",
+    )
+    assert 'isExecutable="false"' in problem.message
+    empty = (
+        b'<?xml version="1.0"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
+        b'id="d" targetNamespace="x"><bpmn:message id="m" name="m" /></bpmn:definitions>'
+    )
     [problem] = validate_upload({"empty.bpmn": empty})
     assert problem.code == "no-executable-process" and "defines no bpmn:process" in problem.message
 
@@ -197,10 +215,15 @@ def test_serve_refuses_a_folder_that_does_not_pass_the_gate(tmp_path: Path, monk
     library = tmp_path / "library"
     library.mkdir()
     shutil.copy(BROKEN / "condition_imports_os.bpmn", library)
-    env = {"CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "CAREPATH_PATHWAYS_DIR": str(library),
-           "CAREPATH_RULES_DIR": str(RULES), "CAREPATH_FOUR_EYES": "off"}
+    env = {
+        "CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CAREPATH_PATHWAYS_DIR": str(library),
+        "CAREPATH_RULES_DIR": str(RULES),
+        "CAREPATH_FOUR_EYES": "off",
+    }
     result = CliRunner().invoke(main, ["serve"], env=env)
     assert result.exit_code == 1, result.output
-    assert f"{library / 'condition_imports_os.bpmn'}:24: Flow_high: expression outside the safe language" \
-        in result.output
+    assert (
+        f"{library / 'condition_imports_os.bpmn'}:24: Flow_high: expression outside the safe language" in result.output
+    )
     assert "refusing to start, nothing deployed" in result.output

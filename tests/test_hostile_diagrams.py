@@ -122,7 +122,10 @@ def outcomes() -> dict[str, Any]:
     files = sorted(p.name for p in HOSTILE.glob("*.bpmn"))
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(HOSTILE), str(ADDRESS_SPACE_MB), str(SECONDS_PER_FILE)],
-        capture_output=True, text=True, cwd=ROOT, timeout=SECONDS_PER_FILE * len(files) + 120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=SECONDS_PER_FILE * len(files) + 120,
         env={"PATH": "/usr/bin:/bin", "TZ": "UTC"},
     )
     assert child.returncode == 0, child.stderr[-3000:]

@@ -75,16 +75,18 @@ def test_tokens_that_are_refused(fake: FakeProvider, caplog: pytest.LogCaptureFi
     assert refusal(provider_for(fake), token, caplog) == case.split("-")[0]
 
 
-def test_a_key_of_the_wrong_type_for_the_algorithm_is_refused(fake: FakeProvider,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_a_key_of_the_wrong_type_for_the_algorithm_is_refused(
+    fake: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
     """ES256 named in the header, an RSA key named by the key id."""
     ec_key = ec.generate_private_key(ec.SECP256R1())
     token = fake.token(NOW, key=ec_key, algorithm="ES256")  # kid is the RSA key's
     assert refusal(provider_for(fake), token, caplog) == "algorithm"
 
 
-def test_expiry_and_not_before_allow_the_configured_leeway(fake: FakeProvider,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_expiry_and_not_before_allow_the_configured_leeway(
+    fake: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
     just_expired = fake.token(NOW - timedelta(seconds=330), lifetime=300)  # expired 30 s ago
     early = fake.token(NOW, nbf=int((NOW + timedelta(seconds=30)).timestamp()))
     provider = provider_for(fake)  # leeway 60 s
@@ -106,8 +108,9 @@ def test_the_engine_clock_decides_expiry(fake: FakeProvider, caplog: pytest.LogC
 def test_a_nested_role_claim_and_a_role_map(fake: FakeProvider, caplog: pytest.LogCaptureFixture) -> None:
     """Keycloak puts realm roles in realm_access.roles; the map turns its names into CarePath's."""
     fake.user = {"sub": "u-1", "realm_access": {"roles": ["offline_access", "carepath-author"]}}
-    provider = provider_for(fake, role_claim="realm_access.roles",
-                            role_map=(("carepath-author", "author"), ("carepath-auditor", "auditor")))
+    provider = provider_for(
+        fake, role_claim="realm_access.roles", role_map=(("carepath-author", "author"), ("carepath-auditor", "auditor"))
+    )
     assert provider.principal(fake.token(NOW)).role == "author"
     # With a map, a role's bare name means nothing: only the mapped values count.
     assert refusal(provider, fake.token(NOW, realm_access={"roles": ["author"]}), caplog) == "no_role"
@@ -135,8 +138,9 @@ def test_a_rotated_key_is_fetched_when_a_token_names_it(fake: FakeProvider) -> N
     assert fake.jwks_fetches == 2
 
 
-def test_unknown_key_ids_fetch_the_keys_at_most_once_per_interval(fake: FakeProvider,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_key_ids_fetch_the_keys_at_most_once_per_interval(
+    fake: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
     monotonic = Monotonic()
     provider = provider_for(fake, monotonic, jwks_min_refetch_seconds=60)
     provider.principal(fake.token(NOW))
@@ -152,8 +156,9 @@ def test_unknown_key_ids_fetch_the_keys_at_most_once_per_interval(fake: FakeProv
     assert fake.jwks_fetches == 3
 
 
-def test_keys_are_fetched_again_when_the_cache_lifetime_ends(fake: FakeProvider,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_keys_are_fetched_again_when_the_cache_lifetime_ends(
+    fake: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
     monotonic = Monotonic()
     provider = provider_for(fake, monotonic, jwks_cache_seconds=600)
     old = fake.token(NOW)
@@ -174,8 +179,9 @@ def test_an_unreachable_provider_refuses_tokens(caplog: pytest.LogCaptureFixture
     assert refusal(provider, token, caplog).startswith("keys_unavailable")
 
 
-def test_a_discovery_document_for_another_issuer_is_not_trusted(fake: FakeProvider,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_a_discovery_document_for_another_issuer_is_not_trusted(
+    fake: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
     fake_issuer = fake.issuer
     fake.issuer = "https://evil.example"  # what the discovery document (and the token) will say
     token = fake.token(NOW, iss=fake_issuer)
@@ -183,8 +189,9 @@ def test_a_discovery_document_for_another_issuer_is_not_trusted(fake: FakeProvid
     assert refusal(provider, token, caplog).startswith("keys_unavailable")
 
 
-def test_keys_over_plain_http_to_another_machine_are_not_fetched(fake: FakeProvider,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_keys_over_plain_http_to_another_machine_are_not_fetched(
+    fake: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
     original = fake.metadata
     fake.metadata = lambda: {**original(), "jwks_uri": "http://keys.example.org/jwks"}  # type: ignore[method-assign]
     assert refusal(provider_for(fake), fake.token(NOW), caplog).startswith("keys_unavailable")
@@ -200,8 +207,9 @@ def test_a_redirect_is_not_followed(fake: FakeProvider, caplog: pytest.LogCaptur
 
 def test_a_configured_jwks_url_needs_no_discovery(fake: FakeProvider) -> None:
     issuer = "https://login.example.org/tenant/v2.0"  # not served: only the JWKS address is
-    provider = Provider(OidcSettings(issuer=issuer, audience=AUDIENCE, jwks_url=f"{fake.issuer}/jwks"),
-                        ManualClock(NOW))
+    provider = Provider(
+        OidcSettings(issuer=issuer, audience=AUDIENCE, jwks_url=f"{fake.issuer}/jwks"), ManualClock(NOW)
+    )
     assert provider.principal(fake.token(NOW, iss=issuer)).role == "clinician"
 
 
@@ -215,24 +223,69 @@ def test_a_deeply_nested_header_is_refused(fake: FakeProvider, caplog: pytest.Lo
     assert refusal(provider_for(fake), f"{header}.e30.c2ln", caplog) == "malformed"
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"CAREPATH_OIDC_ISSUER": "http://idp.example.org/realms/x", "CAREPATH_OIDC_AUDIENCE": "a"}, "https"),
-    ({"CAREPATH_OIDC_ISSUER": "https://idp.example.org/realms/x"}, "AUDIENCE"),
-    ({"CAREPATH_OIDC_ISSUER": "https://idp.example.org", "CAREPATH_OIDC_AUDIENCE": "a",
-      "CAREPATH_OIDC_ALGORITHMS": "RS256,HS256"}, "ALGORITHMS"),
-    ({"CAREPATH_OIDC_ISSUER": "https://idp.example.org", "CAREPATH_OIDC_AUDIENCE": "a",
-      "CAREPATH_OIDC_ALGORITHMS": "none"}, "ALGORITHMS"),
-    ({"CAREPATH_OIDC_ISSUER": "https://idp.example.org", "CAREPATH_OIDC_AUDIENCE": "a",
-      "CAREPATH_OIDC_LEEWAY_SECONDS": "3600"}, "LEEWAY"),
-    ({"CAREPATH_OIDC_ISSUER": "https://idp.example.org", "CAREPATH_OIDC_AUDIENCE": "a",
-      "CAREPATH_OIDC_ROLE_MAP": "clinician"}, "ROLE_MAP"),
-    ({"CAREPATH_OIDC_ISSUER": "https://idp.example.org", "CAREPATH_OIDC_AUDIENCE": "a",
-      "CAREPATH_OIDC_ROLE_CLAIM": "roles[0]"}, "ROLE_CLAIM"),
-    ({"CAREPATH_OIDC_ISSUER": "https://idp.example.org", "CAREPATH_OIDC_AUDIENCE": "a",
-      "CAREPATH_OIDC_SCOPES": "profile"}, "openid"),
-    ({"CAREPATH_OIDC_ISSUER": "https://idp.example.org", "CAREPATH_OIDC_AUDIENCE": "a",
-      "CAREPATH_OIDC_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "cannot be read"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CAREPATH_OIDC_ISSUER": "http://idp.example.org/realms/x", "CAREPATH_OIDC_AUDIENCE": "a"}, "https"),
+        ({"CAREPATH_OIDC_ISSUER": "https://idp.example.org/realms/x"}, "AUDIENCE"),
+        (
+            {
+                "CAREPATH_OIDC_ISSUER": "https://idp.example.org",
+                "CAREPATH_OIDC_AUDIENCE": "a",
+                "CAREPATH_OIDC_ALGORITHMS": "RS256,HS256",
+            },
+            "ALGORITHMS",
+        ),
+        (
+            {
+                "CAREPATH_OIDC_ISSUER": "https://idp.example.org",
+                "CAREPATH_OIDC_AUDIENCE": "a",
+                "CAREPATH_OIDC_ALGORITHMS": "none",
+            },
+            "ALGORITHMS",
+        ),
+        (
+            {
+                "CAREPATH_OIDC_ISSUER": "https://idp.example.org",
+                "CAREPATH_OIDC_AUDIENCE": "a",
+                "CAREPATH_OIDC_LEEWAY_SECONDS": "3600",
+            },
+            "LEEWAY",
+        ),
+        (
+            {
+                "CAREPATH_OIDC_ISSUER": "https://idp.example.org",
+                "CAREPATH_OIDC_AUDIENCE": "a",
+                "CAREPATH_OIDC_ROLE_MAP": "clinician",
+            },
+            "ROLE_MAP",
+        ),
+        (
+            {
+                "CAREPATH_OIDC_ISSUER": "https://idp.example.org",
+                "CAREPATH_OIDC_AUDIENCE": "a",
+                "CAREPATH_OIDC_ROLE_CLAIM": "roles[0]",
+            },
+            "ROLE_CLAIM",
+        ),
+        (
+            {
+                "CAREPATH_OIDC_ISSUER": "https://idp.example.org",
+                "CAREPATH_OIDC_AUDIENCE": "a",
+                "CAREPATH_OIDC_SCOPES": "profile",
+            },
+            "openid",
+        ),
+        (
+            {
+                "CAREPATH_OIDC_ISSUER": "https://idp.example.org",
+                "CAREPATH_OIDC_AUDIENCE": "a",
+                "CAREPATH_OIDC_CLIENT_SECRET_FILE": "/nonexistent/secret",
+            },
+            "cannot be read",
+        ),
+    ],
+)
 def test_settings_refuse_what_would_weaken_the_checks(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings.from_env(env)
@@ -240,15 +293,26 @@ def test_settings_refuse_what_would_weaken_the_checks(env: dict[str, str], messa
 
 def test_settings_from_the_environment(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("s3cret\n")
-    settings = Settings.from_env({
-        "CAREPATH_OIDC_ISSUER": "https://login.microsoftonline.com/tenant-id/v2.0",
-        "CAREPATH_OIDC_AUDIENCE": "api://carepath", "CAREPATH_OIDC_ROLE_MAP": '{"CarePath.Clinician": "clinician"}',
-        "CAREPATH_OIDC_STAFF_ID_CLAIM": "preferred_username", "CAREPATH_OIDC_ALGORITHMS": "RS256",
-        "CAREPATH_OIDC_CLIENT_ID": "web", "CAREPATH_OIDC_CLIENT_SECRET_FILE": str(tmp_path / "secret")}).oidc
+    settings = Settings.from_env(
+        {
+            "CAREPATH_OIDC_ISSUER": "https://login.microsoftonline.com/tenant-id/v2.0",
+            "CAREPATH_OIDC_AUDIENCE": "api://carepath",
+            "CAREPATH_OIDC_ROLE_MAP": '{"CarePath.Clinician": "clinician"}',
+            "CAREPATH_OIDC_STAFF_ID_CLAIM": "preferred_username",
+            "CAREPATH_OIDC_ALGORITHMS": "RS256",
+            "CAREPATH_OIDC_CLIENT_ID": "web",
+            "CAREPATH_OIDC_CLIENT_SECRET_FILE": str(tmp_path / "secret"),
+        }
+    ).oidc
     assert settings is not None and settings.web_sign_in
     assert settings.role_map == (("CarePath.Clinician", "clinician"),) and settings.algorithms == ("RS256",)
     assert settings.client_secret() == "s3cret" and "s3cret" not in repr(settings)
     assert Settings.from_env({}).oidc is None
-    pairs = Settings.from_env({"CAREPATH_OIDC_ISSUER": "http://localhost:8080/realms/x", "CAREPATH_OIDC_AUDIENCE": "a",
-                               "CAREPATH_OIDC_ROLE_MAP": "carepath-author=author, cn=x=auditor"}).oidc
+    pairs = Settings.from_env(
+        {
+            "CAREPATH_OIDC_ISSUER": "http://localhost:8080/realms/x",
+            "CAREPATH_OIDC_AUDIENCE": "a",
+            "CAREPATH_OIDC_ROLE_MAP": "carepath-author=author, cn=x=auditor",
+        }
+    ).oidc
     assert pairs is not None and pairs.role_map == (("carepath-author", "author"), ("cn=x", "auditor"))

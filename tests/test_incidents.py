@@ -29,8 +29,11 @@ class FlakyNotifier:
 
 def _event_types(carepath: CarePath, instance_id: str) -> list[str]:
     with carepath.sessions() as session:
-        return list(session.scalars(select(InstanceEvent.type).where(InstanceEvent.instance_id == instance_id)
-                                    .order_by(InstanceEvent.seq)))
+        return list(
+            session.scalars(
+                select(InstanceEvent.type).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq)
+            )
+        )
 
 
 def test_failing_service_task_is_an_incident_and_retry_resumes(carepath: CarePath) -> None:

@@ -23,8 +23,11 @@ START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[CarePath]:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'progress.sqlite3'}", pathways_dir=TESTS / "pathways",
-                        rules_dir=TESTS.parent / "rules")
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'progress.sqlite3'}",
+        pathways_dir=TESTS / "pathways",
+        rules_dir=TESTS.parent / "rules",
+    )
     app = CarePath(settings, ManualClock(START), upgrade=True)
     app.catalog.sync_library()
     try:
@@ -58,8 +61,9 @@ def test_a_running_sub_pathway_is_active_and_its_tasks_are_named_by_their_diagra
 
 def test_completed_tasks_are_done_even_once_compacted_from_the_state(engine: CarePath) -> None:
     view = engine.instances.start("test_assessment", "MRN-1", "system:test")
-    after = engine.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 9, "fatigue": 2},
-                                           "clinician:test")
+    after = engine.instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"anxiety": 9, "fatigue": 2}, "clinician:test"
+    )
     engine.instances.steps.cache.clear()  # read the stored state, whose finished history is compacted
     with read_only(engine.sessions) as session:
         stored = engine.instances.steps.restore(session, load_instance(session, view.id))
@@ -72,4 +76,3 @@ def test_completed_tasks_are_done_even_once_compacted_from_the_state(engine: Car
 def test_an_unknown_instance_is_not_found(engine: CarePath) -> None:
     with pytest.raises(NotFoundError):
         instance_progress(engine.instances, "00000000-0000-4000-8000-000000000000")
-

@@ -42,7 +42,11 @@ def test_start_gives_the_first_task_with_its_form_as_json_schema(carepath: CareP
     assert task["name"] == "Holistic needs assessment"
     assert task["form"]["required"] == ["anxiety", "fatigue"]
     assert task["form"]["properties"]["anxiety"] == {
-        "type": "integer", "minimum": 0, "maximum": 10, "title": "Worry, fear or anxiety (0-10)"}
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 10,
+        "title": "Worry, fear or anxiety (0-10)",
+    }
     assert task["form"]["properties"]["assessed_on"]["format"] == "date"
 
 
@@ -77,8 +81,9 @@ def test_data_failing_the_form_names_every_field_and_changes_nothing(carepath: C
 
 def test_completing_advances_through_gateway_script_and_call_activity(carepath: CarePath) -> None:
     view = _start(carepath)
-    view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 9, "fatigue": 3}, NURSE,
-                                            expected_version=view.version)
+    view = carepath.instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"anxiety": 9, "fatigue": 3}, NURSE, expected_version=view.version
+    )
     assert [t["element"] for t in view.ready_tasks] == ["urgent_review"]
     view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"review_outcome": "referred"}, NURSE)
     # The shared sub-pathway's task is offered through the call activity.
@@ -108,13 +113,15 @@ def test_completing_a_task_twice_is_a_conflict(carepath: CarePath) -> None:
 def test_a_stale_version_is_a_conflict_and_changes_nothing(carepath: CarePath) -> None:
     view = _start(carepath)
     first = view.version
-    view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 9, "fatigue": 1}, NURSE,
-                                            expected_version=first)
+    view = carepath.instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"anxiety": 9, "fatigue": 1}, NURSE, expected_version=first
+    )
     assert view.version == first + 1
     before = _snapshot(carepath, view.id)
     with pytest.raises(StaleVersionError):
-        carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"review_outcome": "managed"}, NURSE,
-                                         expected_version=first)
+        carepath.instances.complete_task(
+            view.id, view.ready_tasks[0]["id"], {"review_outcome": "managed"}, NURSE, expected_version=first
+        )
     assert _snapshot(carepath, view.id) == before
 
 
@@ -171,6 +178,7 @@ def test_state_is_saved_without_the_spec(carepath: CarePath) -> None:
 def test_restoring_between_steps_changes_nothing(carepath: CarePath) -> None:
     """Every step loads the instance from the database; a save/restore round trip is exact."""
     from engine.spiff import serializer, workflows
+
     view = _start(carepath)
     view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 9, "fatigue": 3}, NURSE)
     assert carepath.instances.get(view.id) == view

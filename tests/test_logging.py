@@ -15,8 +15,7 @@ SPIFF_LOGGERS = ("spiff.task", "spiff.workflow", "spiff.data")
 
 def _flow(carepath: CarePath) -> None:
     view = carepath.instances.start("test_assessment", "MRN-000123", "system:ehr", data={"note": SECRET})
-    view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"],
-                                            {"anxiety": 9, "fatigue": 3}, NURSE)
+    view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 9, "fatigue": 3}, NURSE)
     carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"review_outcome": "referred"}, NURSE)
 
 
@@ -31,7 +30,8 @@ def test_spiffworkflow_loggers_default_to_warning() -> None:
 
 
 def test_task_data_is_stripped_from_spiffworkflow_records_at_any_level(
-        carepath: CarePath, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    carepath: CarePath, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in SPIFF_LOGGERS:  # an operator turning SpiffWorkflow's debug logging on
         monkeypatch.setattr(logging.getLogger(name), "level", logging.DEBUG)
     with caplog.at_level(logging.DEBUG):

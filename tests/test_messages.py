@@ -20,8 +20,9 @@ def _waiting_instance(carepath: CarePath, patient: str) -> str:
 def test_message_reaches_only_the_right_patient(carepath: CarePath) -> None:
     alice = _waiting_instance(carepath, "MRN-A")
     bob = _waiting_instance(carepath, "MRN-B")
-    [delivered] = carepath.instances.send_message("warning_sign_reported", "system:app", patient_ref="MRN-A",
-                                                  payload={"sign": "fever"})
+    [delivered] = carepath.instances.send_message(
+        "warning_sign_reported", "system:app", patient_ref="MRN-A", payload={"sign": "fever"}
+    )
     assert delivered.id == alice
     assert delivered.version == carepath.instances.get(alice).version  # usable as If-Match at once
     assert [t["element"] for t in delivered.ready_tasks] == ["triage"]

@@ -53,14 +53,24 @@ def _diagram(*, hna_fields: tuple[str, ...] = ("anxiety",), wait: str = "P30D", 
           </bpmn:timerEventDefinition>
         </bpmn:intermediateCatchEvent>""",
         '<bpmn:sequenceFlow id="f3" sourceRef="wait" targetRef="review" />',
-        _USER_TASK.format(id="review", name="Follow-up review", fields=_FIELD.format(id="outcome"), incoming="f3",
-                          outgoing=after_review),
+        _USER_TASK.format(
+            id="review",
+            name="Follow-up review",
+            fields=_FIELD.format(id="outcome"),
+            incoming="f3",
+            outgoing=after_review,
+        ),
     ]
     if extra:
         body += [
             '<bpmn:sequenceFlow id="f_extra" sourceRef="review" targetRef="extra" />',
-            _USER_TASK.format(id="extra", name="Exercise referral", fields=_FIELD.format(id="referred"),
-                              incoming="f_extra", outgoing="f_end"),
+            _USER_TASK.format(
+                id="extra",
+                name="Exercise referral",
+                fields=_FIELD.format(id="referred"),
+                incoming="f_extra",
+                outgoing="f_end",
+            ),
         ]
     source = "extra" if extra else "review"
     body += [
@@ -73,7 +83,8 @@ def _diagram(*, hna_fields: tuple[str, ...] = ("anxiety",), wait: str = "P30D", 
         'xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="defs_followup" '
         'targetNamespace="http://bpmn.io/schema/bpmn">\n'
         f'  <bpmn:process id="{PATHWAY}" name="Test follow-up" isExecutable="true">\n'
-        + "\n".join(body) + "\n  </bpmn:process>\n</bpmn:definitions>\n"
+        + "\n".join(body)
+        + "\n  </bpmn:process>\n</bpmn:definitions>\n"
     )
 
 
@@ -88,8 +99,9 @@ def pathways_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def app(database_url: str, pathways_dir: Path, clock: ManualClock) -> Iterator[CarePath]:
     # Four eyes off: these tests move instances at once (tests/test_four_eyes_migration.py has it on).
-    carepath = CarePath(Settings(database_url=database_url, pathways_dir=pathways_dir, four_eyes=False), clock,
-                        upgrade=True)
+    carepath = CarePath(
+        Settings(database_url=database_url, pathways_dir=pathways_dir, four_eyes=False), clock, upgrade=True
+    )
     carepath.catalog.sync_library()
     try:
         yield carepath
@@ -118,8 +130,11 @@ def _waiting_instance(app: CarePath, patient: str = "MRN-1") -> str:
 
 def _events(app: CarePath, instance_id: str, event_type: str) -> list[InstanceEvent]:
     with app.sessions() as session:
-        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id,
-                                                                InstanceEvent.type == event_type)))
+        return list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id, InstanceEvent.type == event_type)
+            )
+        )
 
 
 def _row(app: CarePath, instance_id: str) -> tuple[str, str, int]:
@@ -146,8 +161,13 @@ def test_a_waiting_instance_moves_and_keeps_its_timer(app: CarePath, clock: Manu
     assert view.pathway_version == new_version
     assert view.next_due_at == (started + timedelta(days=30)).isoformat()  # not restarted by the migration
     [event] = _events(app, instance_id, "migrated")
-    assert json.loads(event.payload) == {"from_version": old_version, "to_version": new_version,
-                                         "tasks_added": ["extra"], "tasks_removed": [], "timers_moved": []}
+    assert json.loads(event.payload) == {
+        "from_version": old_version,
+        "to_version": new_version,
+        "tasks_added": ["extra"],
+        "tasks_removed": [],
+        "timers_moved": [],
+    }
     # The instance runs on in the new version: the timer fires when it always would have.
     clock.set(started + timedelta(days=30, minutes=1))
     assert fire_due_timers(app.instances) == 1
@@ -158,8 +178,7 @@ def test_a_waiting_instance_moves_and_keeps_its_timer(app: CarePath, clock: Manu
     assert migrate_pathway(app.instances, PATHWAY, "cli:test").instances == []
 
 
-def test_a_dry_run_lists_the_changes_and_writes_nothing(app: CarePath, clock: ManualClock,
-                                                        pathways_dir: Path) -> None:
+def test_a_dry_run_lists_the_changes_and_writes_nothing(app: CarePath, clock: ManualClock, pathways_dir: Path) -> None:
     instance_id = _waiting_instance(app)
     before = _row(app, instance_id)
     _deploy(app, clock, pathways_dir, _diagram(extra=True, wait="P60D"))
@@ -169,14 +188,18 @@ def test_a_dry_run_lists_the_changes_and_writes_nothing(app: CarePath, clock: Ma
     assert not plan.migrated and plan.refused is None
     assert plan.tasks_added == ["extra"]
     start = app.clock.now() - timedelta(minutes=1)
-    assert plan.timers_moved == [{"element": "wait", "from": (start + timedelta(days=30)).isoformat(),
-                                  "to": (start + timedelta(days=60)).isoformat()}]
+    assert plan.timers_moved == [
+        {
+            "element": "wait",
+            "from": (start + timedelta(days=30)).isoformat(),
+            "to": (start + timedelta(days=60)).isoformat(),
+        }
+    ]
     assert _row(app, instance_id) == before
     assert _events(app, instance_id, "migrated") == []
 
 
-def test_a_changed_timer_counts_from_when_the_wait_began(app: CarePath, clock: ManualClock,
-                                                         pathways_dir: Path) -> None:
+def test_a_changed_timer_counts_from_when_the_wait_began(app: CarePath, clock: ManualClock, pathways_dir: Path) -> None:
     started = clock.now()
     instance_id = _waiting_instance(app)
     clock.advance(timedelta(days=20))
@@ -186,8 +209,7 @@ def test_a_changed_timer_counts_from_when_the_wait_began(app: CarePath, clock: M
     assert app.instances.get(instance_id).next_due_at == (started + timedelta(days=60)).isoformat()
 
 
-def test_changing_completed_work_is_refused_per_instance(app: CarePath, clock: ManualClock,
-                                                         pathways_dir: Path) -> None:
+def test_changing_completed_work_is_refused_per_instance(app: CarePath, clock: ManualClock, pathways_dir: Path) -> None:
     past_hna = _waiting_instance(app, "MRN-1")
     at_hna = app.instances.start(PATHWAY, "MRN-2", "system:ehr").id
     before = _row(app, past_hna)
@@ -206,8 +228,9 @@ def test_changing_completed_work_is_refused_per_instance(app: CarePath, clock: M
     assert task["form"]["required"] == ["anxiety", "fatigue"]
 
 
-def test_migrate_command(app: CarePath, clock: ManualClock, pathways_dir: Path, database_url: str,
-                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrate_command(
+    app: CarePath, clock: ManualClock, pathways_dir: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from api.cli import main
 
     instance_id = _waiting_instance(app)
@@ -250,8 +273,9 @@ def test_a_stopped_migration_resumes_where_it_stopped(app: CarePath, clock: Manu
     assert [len(_events(app, i, "migrated")) for i in ids] == [1, 1, 1, 1]
 
 
-def test_many_instances_share_one_diff_of_the_two_versions(app: CarePath, clock: ManualClock,
-                                                          pathways_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_many_instances_share_one_diff_of_the_two_versions(
+    app: CarePath, clock: ManualClock, pathways_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from SpiffWorkflow.bpmn.util import diff
 
     [_waiting_instance(app, f"MRN-{n}") for n in range(3)]
@@ -269,14 +293,20 @@ def test_many_instances_share_one_diff_of_the_two_versions(app: CarePath, clock:
     assert len(built) == 1  # was two per instance
 
 
-def test_parts_split_the_instances_between_commands(app: CarePath, clock: ManualClock, pathways_dir: Path,
-                                                    database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parts_split_the_instances_between_commands(
+    app: CarePath, clock: ManualClock, pathways_dir: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from api.cli import main
 
     ids = {_waiting_instance(app, f"MRN-{n}") for n in range(6)}
     _deploy(app, clock, pathways_dir, _diagram(extra=True))
-    shares = [{i.instance_id for i in migrate_pathway(app.instances, PATHWAY, "cli:test", dry_run=True,
-                                                      part=(k, 3)).instances} for k in (1, 2, 3)]
+    shares = [
+        {
+            i.instance_id
+            for i in migrate_pathway(app.instances, PATHWAY, "cli:test", dry_run=True, part=(k, 3)).instances
+        }
+        for k in (1, 2, 3)
+    ]
     assert set().union(*shares) == ids and sum(len(s) for s in shares) == len(ids)  # disjoint, all covered
     monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
     monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(pathways_dir))
@@ -289,8 +319,9 @@ def test_parts_split_the_instances_between_commands(app: CarePath, clock: Manual
     assert all(len(_events(app, i, "migrated")) == 1 for i in ids)
 
 
-def test_the_target_version_is_read_once_per_migration_not_per_instance(app: CarePath, clock: ManualClock,
-                                                                         pathways_dir: Path) -> None:
+def test_the_target_version_is_read_once_per_migration_not_per_instance(
+    app: CarePath, clock: ManualClock, pathways_dir: Path
+) -> None:
     from sqlalchemy import event
 
     [_waiting_instance(app, f"MRN-{n}") for n in range(4)]
@@ -310,9 +341,9 @@ def test_the_target_version_is_read_once_per_migration_not_per_instance(app: Car
     assert len([s for s in seen if "FROM pathway_versions" in s]) <= 2
 
 
-def test_migrate_command_moves_every_instance_once_in_several_processes(app: CarePath, clock: ManualClock,
-                                                                        pathways_dir: Path, database_url: str,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrate_command_moves_every_instance_once_in_several_processes(
+    app: CarePath, clock: ManualClock, pathways_dir: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from api.cli import main
 
     ids = {_waiting_instance(app, f"MRN-{n}") for n in range(7)}
@@ -333,8 +364,9 @@ def test_migrate_command_moves_every_instance_once_in_several_processes(app: Car
     assert again.exit_code == 0 and json.loads(again.stdout)["instances"] == []  # nothing left: resumable
 
 
-def test_a_share_that_fails_fails_the_command_with_its_reason(app: CarePath, database_url: str, pathways_dir: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_share_that_fails_fails_the_command_with_its_reason(
+    app: CarePath, database_url: str, pathways_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from api.cli import main
 
     monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
@@ -342,8 +374,10 @@ def test_a_share_that_fails_fails_the_command_with_its_reason(app: CarePath, dat
     monkeypatch.setenv("CAREPATH_FOUR_EYES", "off")
     failed = CliRunner().invoke(main, ["migrate", "no_such_pathway", "--jobs", "2"])
     assert failed.exit_code == 1
-    assert "share 1/2: no version of pathway 'no_such_pathway' is deployed and active" in failed.output \
+    assert (
+        "share 1/2: no version of pathway 'no_such_pathway' is deployed and active" in failed.output
         or "share 2/2: no version of pathway 'no_such_pathway' is deployed and active" in failed.output
+    )
     assert "run the command again to go on" in failed.output
 
 
@@ -363,12 +397,16 @@ def _stored_state(app: CarePath, instance_id: str) -> bytes:
     from sqlalchemy import text
 
     with app.db.connect() as connection:
-        return bytes(connection.execute(text("SELECT state FROM pathway_instances WHERE id = :i"),
-                                        {"i": instance_id}).scalar_one())
+        return bytes(
+            connection.execute(
+                text("SELECT state FROM pathway_instances WHERE id = :i"), {"i": instance_id}
+            ).scalar_one()
+        )
 
 
-def test_the_fast_path_keeps_the_state_and_seals_its_digest(app: CarePath, clock: ManualClock,
-                                                            pathways_dir: Path) -> None:
+def test_the_fast_path_keeps_the_state_and_seals_its_digest(
+    app: CarePath, clock: ManualClock, pathways_dir: Path
+) -> None:
     from engine.audit import state_digest, verify_trail
     from engine.db.stored_state import decode_state
 
@@ -383,8 +421,13 @@ def test_the_fast_path_keeps_the_state_and_seals_its_digest(app: CarePath, clock
     assert moved.migrated and moved.fast_path and report.fast_path == 1
     assert _stored_state(app, instance_id) == stored  # not rewritten
     [event] = _events(app, instance_id, "migrated")
-    assert json.loads(event.payload) == {"from_version": old_version, "to_version": new_version,
-                                         "tasks_added": [], "tasks_removed": [], "timers_moved": []}
+    assert json.loads(event.payload) == {
+        "from_version": old_version,
+        "to_version": new_version,
+        "tasks_added": [],
+        "tasks_removed": [],
+        "timers_moved": [],
+    }
     assert event.state_digest == state_digest(decode_state(stored))
     with app.sessions() as session:
         assert verify_trail(session, [instance_id]) == []
@@ -399,8 +442,9 @@ def test_the_fast_path_keeps_the_state_and_seals_its_digest(app: CarePath, clock
     assert app.instances.get(instance_id).status == "completed"
 
 
-def test_an_instance_at_a_changed_task_takes_the_full_path(app: CarePath, clock: ManualClock,
-                                                           pathways_dir: Path) -> None:
+def test_an_instance_at_a_changed_task_takes_the_full_path(
+    app: CarePath, clock: ManualClock, pathways_dir: Path
+) -> None:
     at_hna = app.instances.start(PATHWAY, "MRN-1", "system:ehr").id  # hna ready: its spec changes
     past_hna = _waiting_instance(app, "MRN-2")  # hna completed: its work is the same
     _deploy(app, clock, pathways_dir, _relabelled("hna"))
@@ -413,8 +457,9 @@ def test_an_instance_at_a_changed_task_takes_the_full_path(app: CarePath, clock:
     [ready] = app.instances.get(at_hna).ready_tasks
     assert ready["name"] == "Holistic needs assessment (renamed)"
     # A dry run reports the same plan, path included, and wrote nothing.
-    assert [(i.instance_id, i.fast_path, i.tasks_added, i.tasks_removed, i.timers_moved) for i in dry.instances] \
-        == [(i.instance_id, i.fast_path, i.tasks_added, i.tasks_removed, i.timers_moved) for i in report.instances]
+    assert [(i.instance_id, i.fast_path, i.tasks_added, i.tasks_removed, i.timers_moved) for i in dry.instances] == [
+        (i.instance_id, i.fast_path, i.tasks_added, i.tasks_removed, i.timers_moved) for i in report.instances
+    ]
     assert dry.fast_path == 1 and not any(i.migrated for i in dry.instances)
 
 
@@ -428,9 +473,9 @@ def test_a_dry_run_of_the_fast_path_writes_nothing(app: CarePath, clock: ManualC
     assert _events(app, instance_id, "migrated") == []
 
 
-def test_an_instance_changed_after_its_batch_was_read_takes_the_full_path(app: CarePath, clock: ManualClock,
-                                                                          pathways_dir: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_instance_changed_after_its_batch_was_read_takes_the_full_path(
+    app: CarePath, clock: ManualClock, pathways_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from engine.instances import migration
 
     ids = [_waiting_instance(app, f"MRN-{n}") for n in range(3)]
@@ -447,8 +492,11 @@ def test_an_instance_changed_after_its_batch_was_read_takes_the_full_path(app: C
     report = migrate_pathway(app.instances, PATHWAY, "cli:test")
     paths = {i.instance_id: (i.migrated, i.fast_path, i.status) for i in report.instances}
     # The guarded write refused the revision read: read again, it took the full path; the others the fast one.
-    assert paths == {ids[0]: (True, True, "running"), changed: (True, False, "suspended"),
-                     ids[2]: (True, True, "running")}
+    assert paths == {
+        ids[0]: (True, True, "running"),
+        changed: (True, False, "suspended"),
+        ids[2]: (True, True, "running"),
+    }
     assert app.instances.get(changed).status == "suspended"
     # The fast path's event, chained to the head its batch read, was not written: one migration, after
     # the suspension, and every trail verifies.
@@ -462,9 +510,9 @@ def _all_events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
         return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)))
 
 
-def test_a_fast_path_move_on_postgresql_is_one_statement_in_autocommit(app: CarePath, clock: ManualClock,
-                                                                       pathways_dir: Path, database_kind: str,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_fast_path_move_on_postgresql_is_one_statement_in_autocommit(
+    app: CarePath, clock: ManualClock, pathways_dir: Path, database_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """On PostgreSQL the guarded update and the event are one statement run in autocommit (one round
     trip): another connection sees the move as soon as the statement ran, before the unit's end. On
     SQLite it is a transaction: nothing is seen before its commit."""
@@ -476,8 +524,10 @@ def test_a_fast_path_move_on_postgresql_is_one_statement_in_autocommit(app: Care
     seen = []
     original = migration.save_instance
 
-    query = ("SELECT v.version FROM pathway_instances i JOIN pathway_versions v ON v.id = i.pathway_version_id "
-             f"WHERE i.id = '{instance_id}'")
+    query = (
+        "SELECT v.version FROM pathway_instances i JOIN pathway_versions v ON v.id = i.pathway_version_id "
+        f"WHERE i.id = '{instance_id}'"
+    )
 
     def and_look(session: Any, record: Any, **kwargs: Any) -> None:
         original(session, record, **kwargs)
@@ -510,8 +560,15 @@ def test_a_one_statement_write_that_needs_more_is_refused_on_postgresql(app: Car
         with read_only(app.sessions) as session:
             record = load_instance(session, instance_id)
         with unit_of_work(app.sessions) as session:  # the write is its first use of the database
-            append_event(session, record, "migrated", at=record.updated_at, actor="cli:test",
-                         pathway_version=before[0], payload={})
+            append_event(
+                session,
+                record,
+                "migrated",
+                at=record.updated_at,
+                actor="cli:test",
+                pathway_version=before[0],
+                payload={},
+            )
             record.ready_tasks = json.dumps([{"id": "t1", "element": "review"}])  # their elements: another statement
             save_instance(session, record, seal_state=True, one_statement=True)
 
@@ -526,9 +583,9 @@ def test_a_one_statement_write_that_needs_more_is_refused_on_postgresql(app: Car
         assert verify_trail(session, [instance_id]) == []
 
 
-def test_the_command_counts_the_fast_path_over_its_processes(app: CarePath, clock: ManualClock,
-                                                             pathways_dir: Path, database_url: str,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_command_counts_the_fast_path_over_its_processes(
+    app: CarePath, clock: ManualClock, pathways_dir: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from api.cli import main
 
     ids = {_waiting_instance(app, f"MRN-{n}") for n in range(5)}
@@ -544,8 +601,9 @@ def test_the_command_counts_the_fast_path_over_its_processes(app: CarePath, cloc
 
 
 @pytest.mark.parametrize("path", ["full", "fast"])
-def test_a_correction_at_the_ready_task_survives_the_migration(app: CarePath, clock: ManualClock, pathways_dir: Path,
-                                                               monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+def test_a_correction_at_the_ready_task_survives_the_migration(
+    app: CarePath, clock: ManualClock, pathways_dir: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
     """A clinician corrects a value while the patient is at a ready task; the instance is migrated; the
     next step reads the corrected value, whichever path moved it, and the trail still verifies."""
     from api.cli import main
@@ -580,8 +638,12 @@ def test_a_task_keeps_its_data_but_for_the_constants_a_new_pre_script_sets() -> 
     now_set = {"review_outcome": None, "prompt": 2, "form_version": 3}
     reset = {**parent, **now_set}
     # The correction stays; a constant still as the old pre-script set it takes the new value; a new one is set.
-    assert kept_data(reset, old, was_set, now_set, []) == {"stage": "T2", "review_outcome": None, "prompt": 2,
-                                                          "form_version": 3}
+    assert kept_data(reset, old, was_set, now_set, []) == {
+        "stage": "T2",
+        "review_outcome": None,
+        "prompt": 2,
+        "form_version": 3,
+    }
     # A value changed since the task was entered (a correction of what the pre-script set) is kept.
     assert kept_data(reset, {**old, "prompt": 7}, was_set, now_set, [])["prompt"] == 7
     # An old pre-script that computed: what the task holds stands; the reset's values of the parent do not

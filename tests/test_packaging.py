@@ -30,21 +30,29 @@ from engine.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = REPO / "tests"
-BUNDLED = ["breast_cancer", "children_young_people_cancer", "colorectal_cancer", "general_cancer", "lung_cancer",
-           "prostate_cancer"]
+BUNDLED = [
+    "breast_cancer",
+    "children_young_people_cancer",
+    "colorectal_cancer",
+    "general_cancer",
+    "lung_cancer",
+    "prostate_cancer",
+]
 
 
 def _files(root: Path, suffixes: tuple[str, ...]) -> set[str]:
-    return {p.relative_to(REPO).as_posix() for p in root.rglob("*")
-            if p.suffix in suffixes and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(REPO).as_posix() for p in root.rglob("*") if p.suffix in suffixes and "__pycache__" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
 def distribution(tmp_path_factory: pytest.TempPathFactory) -> tuple[set[str], set[str]]:
     """The file names in the wheel and in the sdist (without its top folder), built once."""
     out = tmp_path_factory.mktemp("dist")
-    built = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
-                           capture_output=True, text=True, timeout=600)
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)], capture_output=True, text=True, timeout=600
+    )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     # A folder missing from pyproject's explicit `packages` list (setuptools warns, and means to drop it).
     output = (built.stdout + built.stderr).splitlines()
@@ -62,9 +70,15 @@ def distribution(tmp_path_factory: pytest.TempPathFactory) -> tuple[set[str], se
 def test_the_wheel_and_sdist_carry_the_library_templates_and_locales(distribution: tuple[set[str], set[str]]) -> None:
     wheel, sdist = distribution
     library = _files(REPO / "pathways", (".bpmn", ".dmn", ".json", ".yaml")) | _files(REPO / "rules", (".yaml",))
-    assert {"pathways/breast.bpmn", "pathways/shared/holistic_needs_assessment.bpmn", "pathways/tests/breast.yaml",
-            "pathways/shared/forms/hna_checklist.json", "rules/supportive_care.yaml",
-            "rules/catalogues/concerns.yaml", "rules/tests/supportive_care.yaml"} <= library  # the premise
+    assert {
+        "pathways/breast.bpmn",
+        "pathways/shared/holistic_needs_assessment.bpmn",
+        "pathways/tests/breast.yaml",
+        "pathways/shared/forms/hna_checklist.json",
+        "rules/supportive_care.yaml",
+        "rules/catalogues/concerns.yaml",
+        "rules/tests/supportive_care.yaml",
+    } <= library  # the premise
     assert {f"carepath_content/{name}" for name in library} <= wheel
     assert library <= sdist
     documents = _files(REPO / "engine" / "documents", (".html", ".yaml"))
@@ -74,8 +88,13 @@ def test_the_wheel_and_sdist_carry_the_library_templates_and_locales(distributio
     web = _files(REPO / "api" / "web", (".html", ".yaml", ".css", ".js", ".svg"))
     vendor = REPO / "api" / "web" / "static" / "vendor"
     web |= {p.relative_to(REPO).as_posix() for p in [*vendor.rglob("LICENSE"), vendor / "SHA256SUMS"]}
-    assert {"api/web/templates/web/work_list.html", "api/web/locales/sv.yaml", "api/web/static/carepath.js",
-            "api/web/static/vendor/bpmn-js/18.31.1/LICENSE", "api/web/static/vendor/SHA256SUMS"} <= web  # the premise
+    assert {
+        "api/web/templates/web/work_list.html",
+        "api/web/locales/sv.yaml",
+        "api/web/static/carepath.js",
+        "api/web/static/vendor/bpmn-js/18.31.1/LICENSE",
+        "api/web/static/vendor/SHA256SUMS",
+    } <= web  # the premise
     assert web <= wheel
     # The service directory (example data as bundled): the numbers the documents print (issue 15).
     assert {"carepath_content/directory/service_directory.yaml", "carepath_content/directory/__init__.py"} <= wheel
@@ -83,8 +102,9 @@ def test_the_wheel_and_sdist_carry_the_library_templates_and_locales(distributio
     # Every module (a package missing from pyproject's explicit list would be left out) and the migrations.
     code = _files(REPO / "engine", (".py",)) | _files(REPO / "api", (".py",))
     assert code | {"engine/db/migrations/script.py.mako"} <= wheel
-    assert not [name for name in wheel if name.startswith(("tests/", "pathways/", "rules/", "directory/"))
-                or ".pyc" in name]
+    assert not [
+        name for name in wheel if name.startswith(("tests/", "pathways/", "rules/", "directory/")) or ".pyc" in name
+    ]
 
 
 def test_settings_default_to_the_installed_library() -> None:
@@ -94,8 +114,9 @@ def test_settings_default_to_the_installed_library() -> None:
     assert (settings.pathways_dir / "breast.bpmn").is_file()
     assert (settings.pathways_dir / "shared" / "forms" / "hna_checklist.json").is_file()
     assert (settings.rules_dir / "catalogues" / "concerns.yaml").is_file()
-    assert settings.service_directory == importlib.resources.files("carepath_content.directory") / \
-        "service_directory.yaml"
+    assert (
+        settings.service_directory == importlib.resources.files("carepath_content.directory") / "service_directory.yaml"
+    )
     assert settings.service_directory.is_file()
     library = read_library(settings)
     assert sorted(library.pathways) == BUNDLED and list(library.rule_sets) == ["supportive_care"]
@@ -109,16 +130,22 @@ def test_allow_empty_library_is_read_from_the_environment() -> None:
 
 
 def _config(tmp_path: Path, **overrides: object) -> dict[str, object]:
-    return {"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'carepath.sqlite3'}",
-            "PATHWAYS_DIR": TESTS / "pathways", **overrides}
+    return {
+        "TESTING": True,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'carepath.sqlite3'}",
+        "PATHWAYS_DIR": TESTS / "pathways",
+        **overrides,
+    }
 
 
 def test_a_server_refuses_an_empty_or_missing_library_and_says_why(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(EmptyLibraryError) as refused:
         create_app(_config(tmp_path, PATHWAYS_DIR=tmp_path / "empty"))
-    assert str(refused.value).startswith(f"refusing to start: the pathways folder {tmp_path / 'empty'} holds no "
-                                         "pathway (a top-level .bpmn file with an executable process)")
+    assert str(refused.value).startswith(
+        f"refusing to start: the pathways folder {tmp_path / 'empty'} holds no "
+        "pathway (a top-level .bpmn file with an executable process)"
+    )
     assert "CAREPATH_ALLOW_EMPTY_LIBRARY=1" in str(refused.value)
     with pytest.raises(EmptyLibraryError, match=f"the rules folder {tmp_path / 'missing'} does not exist"):
         create_app(_config(tmp_path, RULES_DIR=tmp_path / "missing"))
@@ -149,10 +176,13 @@ def test_a_server_logs_the_pathways_and_rule_sets_it_loaded(tmp_path: Path, capl
 
 
 def test_carepath_serve_refuses_an_empty_library_and_starts_when_allowed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(flask.Flask, "run", lambda app, **kwargs: None)  # not listening: the start is the test
-    env = {"CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'carepath.sqlite3'}",
-           "CAREPATH_PATHWAYS_DIR": str(tmp_path / "empty")}
+    env = {
+        "CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'carepath.sqlite3'}",
+        "CAREPATH_PATHWAYS_DIR": str(tmp_path / "empty"),
+    }
     refused = CliRunner().invoke(main, ["serve"], env=env)
     assert refused.exit_code == 1
     assert f"Error: refusing to start: the pathways folder {tmp_path / 'empty'} does not exist" in refused.output
@@ -163,8 +193,11 @@ def test_carepath_serve_refuses_an_empty_library_and_starts_when_allowed(
 
 def test_carepath_worker_refuses_an_empty_library_and_starts_when_allowed(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
-    env = {"CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'carepath.sqlite3'}",
-           "CAREPATH_PATHWAYS_DIR": str(TESTS / "pathways"), "CAREPATH_RULES_DIR": str(tmp_path / "rules")}
+    env = {
+        "CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'carepath.sqlite3'}",
+        "CAREPATH_PATHWAYS_DIR": str(TESTS / "pathways"),
+        "CAREPATH_RULES_DIR": str(tmp_path / "rules"),
+    }
     refused = CliRunner().invoke(main, ["worker", "--once"], env=env)
     assert refused.exit_code == 1
     assert f"refusing to start: the rules folder {tmp_path / 'rules'} holds no rule set" in refused.output

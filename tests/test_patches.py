@@ -18,9 +18,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_patches_are_listed_in_one_place() -> None:
-    assert patches.PATCHES == ("clock", "utc-for-naive-dates", "months-from-start", "months-from-end",
-                               "calendar-cycles", "quiet-loggers", "bounded-timers", "safe-decisions",
-                               "compact-task-ids", "no-idle-walks")
+    assert patches.PATCHES == (
+        "clock",
+        "utc-for-naive-dates",
+        "months-from-start",
+        "months-from-end",
+        "calendar-cycles",
+        "quiet-loggers",
+        "bounded-timers",
+        "safe-decisions",
+        "compact-task-ids",
+        "no-idle-walks",
+    )
     assert set(patches.installed()) == set(patches.PATCHES)
     # The module's docstring table names each one, for whoever reads it first.
     assert all(name in (patches.__doc__ or "") for name in patches.PATCHES)
@@ -33,16 +42,17 @@ from pathlib import Path
 from engine import CarePath, Settings
 from engine.spiff import patches
 before = patches.installed()
-settings = Settings(database_url="sqlite:///{tmp_path / 'p.sqlite3'}",
-                    pathways_dir=Path({str(ROOT / 'tests' / 'pathways')!r}))
+settings = Settings(database_url="sqlite:///{tmp_path / "p.sqlite3"}",
+                    pathways_dir=Path({str(ROOT / "tests" / "pathways")!r}))
 app = CarePath(settings)
 print(json.dumps([before, patches.installed()]))
 app.close()
 """
     # A host zone other than UTC, so that the naive-date patch shows (on a UTC host it changes nothing).
     env = {**os.environ, "TZ": "Europe/Stockholm"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
     assert result.returncode == 0, result.stderr
     before, after = json.loads(result.stdout.strip().splitlines()[-1])
     assert not any(before.values()), before
@@ -90,8 +100,11 @@ def _without_annotations_and_docstrings(function: object, skipped: str | None = 
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
                 body = body[1:]  # the docstring
-            node.body = [statement for statement in body if not (
-                skipped and isinstance(statement, ast.If) and skipped in ast.dump(statement.test))]
+            node.body = [
+                statement
+                for statement in body
+                if not (skipped and isinstance(statement, ast.If) and skipped in ast.dump(statement.test))
+            ]
             self.generic_visit(node)
             return node
 

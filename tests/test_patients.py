@@ -87,11 +87,18 @@ def test_identities_are_linked_once_listed_and_unlinked(carepath: CarePath) -> N
     assert not still_linked(carepath.sessions, ISSUER, "MRN-1001", person_id(ISSUER, "subject-1"))
 
 
-@pytest.mark.parametrize("issuer,subject,patient_ref,field", [
-    ("not a url", "s", "MRN-1", "/issuer"), (ISSUER, "has space", "MRN-1", "/subject"),
-    (ISSUER, "x" * 256, "MRN-1", "/subject"), (ISSUER, "s", "Jane Smith", "/patient_ref")])
-def test_a_malformed_identity_is_refused_by_field(carepath: CarePath, issuer: str, subject: str, patient_ref: str,
-                                                  field: str) -> None:
+@pytest.mark.parametrize(
+    "issuer,subject,patient_ref,field",
+    [
+        ("not a url", "s", "MRN-1", "/issuer"),
+        (ISSUER, "has space", "MRN-1", "/subject"),
+        (ISSUER, "x" * 256, "MRN-1", "/subject"),
+        (ISSUER, "s", "Jane Smith", "/patient_ref"),
+    ],
+)
+def test_a_malformed_identity_is_refused_by_field(
+    carepath: CarePath, issuer: str, subject: str, patient_ref: str, field: str
+) -> None:
     with unit_of_work(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
         link_identity(session, issuer, subject, patient_ref, "admin:tok_a", carepath.clock)
     assert [p.field for p in refused.value.problems] == [field]
@@ -115,8 +122,14 @@ def test_a_patient_completes_no_staff_task(carepath: CarePath) -> None:
     view = carepath.instances.start("test_assessment", "MRN-1001", "system:test")
     assert [t["element"] for t in view.ready_tasks] == ["hna"] and own_forms(view) == []
     with pytest.raises(NotFoundError):
-        complete_own_form(carepath.instances, patient("MRN-1001"), view.id, view.ready_tasks[0]["id"],
-                          {"anxiety": 1, "fatigue": 1}, None)
+        complete_own_form(
+            carepath.instances,
+            patient("MRN-1001"),
+            view.id,
+            view.ready_tasks[0]["id"],
+            {"anxiety": 1, "fatigue": 1},
+            None,
+        )
     assert carepath.instances.get(view.id).version == view.version
 
 
@@ -171,15 +184,24 @@ def test_the_patient_claim_names_the_patient(fake: FakeProvider) -> None:
     assert (found.role, found.patient_ref) == ("patient", "SYN-0042")
 
 
-@pytest.mark.parametrize("case,links,claims,expected", [
-    ("staff role and a link", {"p-77": "MRN-1001"}, {"roles": ["clinician"]}, "several_roles"),
-    ("link and claim disagree", {"p-77": "MRN-1001"}, {"patient_ref": "MRN-2002"}, "patient_mismatch"),
-    ("a name in the claim", {}, {"patient_ref": "Jane Smith"}, "malformed_patient_ref"),
-    ("role patient, no link", {}, {"roles": ["patient"]}, "no_patient_ref"),
-    ("no role, no link", {}, {}, "no_role"),
-])
-def test_patient_tokens_that_are_refused(fake: FakeProvider, caplog: pytest.LogCaptureFixture, case: str,
-                                         links: dict[str, str], claims: dict[str, Any], expected: str) -> None:
+@pytest.mark.parametrize(
+    "case,links,claims,expected",
+    [
+        ("staff role and a link", {"p-77": "MRN-1001"}, {"roles": ["clinician"]}, "several_roles"),
+        ("link and claim disagree", {"p-77": "MRN-1001"}, {"patient_ref": "MRN-2002"}, "patient_mismatch"),
+        ("a name in the claim", {}, {"patient_ref": "Jane Smith"}, "malformed_patient_ref"),
+        ("role patient, no link", {}, {"roles": ["patient"]}, "no_patient_ref"),
+        ("no role, no link", {}, {}, "no_role"),
+    ],
+)
+def test_patient_tokens_that_are_refused(
+    fake: FakeProvider,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    links: dict[str, str],
+    claims: dict[str, Any],
+    expected: str,
+) -> None:
     provider = provider_for(fake, {f"{fake.issuer}|{k}": v for k, v in links.items()}, patient_claim="patient_ref")
     assert reason(provider, fake.token(NOW, **claims), caplog) == expected
     assert "MRN" not in caplog.text and "Jane" not in caplog.text
@@ -201,8 +223,9 @@ def test_the_command_line_links_lists_and_unlinks(database_url: str, monkeypatch
     assert linked.exit_code == 0, linked.output
     conflict = runner.invoke(main, ["patients", "link", *args, "--patient-ref", "MRN-2002"])
     assert conflict.exit_code == 1 and "another patient" in conflict.output
-    named = runner.invoke(main, ["patients", "link", "--issuer", ISSUER, "--subject", "p-78", "--patient-ref",
-                                 "Jane Smith"])
+    named = runner.invoke(
+        main, ["patients", "link", "--issuer", ISSUER, "--subject", "p-78", "--patient-ref", "Jane Smith"]
+    )
     assert named.exit_code == 1 and "/patient_ref" in named.output and "Jane" not in named.output
     listed = runner.invoke(main, ["patients", "list", "--patient-ref", "MRN-1001"])
     assert listed.exit_code == 0 and f"MRN-1001\t{ISSUER}\tp-77" in listed.stdout and "admin:cli" in listed.stdout
@@ -210,8 +233,9 @@ def test_the_command_line_links_lists_and_unlinks(database_url: str, monkeypatch
     assert runner.invoke(main, ["patients", "unlink", *args]).exit_code == 1
 
 
-def test_the_command_line_makes_a_patient_token_for_one_patient(database_url: str,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_command_line_makes_a_patient_token_for_one_patient(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CAREPATH_DATABASE_URL", database_url)
     runner = CliRunner()
     missing = runner.invoke(main, ["token", "create", "--role", "patient"])
@@ -230,7 +254,8 @@ def test_the_command_line_makes_a_patient_token_for_one_patient(database_url: st
 
 
 def test_the_warning_signs_offered_are_the_catalogues_for_the_diagnosis_in_the_readers_language(
-        carepath: CarePath) -> None:
+    carepath: CarePath,
+) -> None:
     view = carepath.instances.start("test_assessment", "MRN-1001", "system:test")
     english = warning_sign_choices(carepath, view.id, "en")
     swedish = warning_sign_choices(carepath, view.id, "sv")

@@ -9,8 +9,10 @@ from sqlalchemy import create_engine, text
 from engine.db.session import make_engine
 from tests.conftest import POSTGRES_URL
 
-pytestmark = [pytest.mark.postgres,
-              pytest.mark.skipif(not POSTGRES_URL, reason="PostgreSQL not available: set CAREPATH_TEST_POSTGRES_URL")]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not POSTGRES_URL, reason="PostgreSQL not available: set CAREPATH_TEST_POSTGRES_URL"),
+]
 
 
 def _backend_pid(engine) -> int:  # type: ignore[no-untyped-def]

@@ -53,8 +53,9 @@ class _Server:
 
 @pytest.fixture
 def app(deployed_database_url: str, clock: ManualClock) -> Iterator[Flask]:
-    app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
-                      "CLOCK": clock})
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways", "CLOCK": clock}
+    )
     try:
         yield app
     finally:
@@ -71,7 +72,8 @@ def test_workers_default_to_the_cores_this_process_may_use(monkeypatch: pytest.M
 
 
 def test_the_master_warms_up_then_freezes_the_collector_before_workers_fork(
-        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str] = []
     monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
     monkeypatch.setattr(gc, "collect", lambda *args: calls.append("collect") or 0)
@@ -95,8 +97,9 @@ def test_the_master_warms_up_then_freezes_the_collector_before_workers_fork(
     assert carepath.db.pool.checkedout() == 0
 
 
-def test_a_start_reads_no_version_row_while_the_latest_is_cached(carepath: CarePath,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_start_reads_no_version_row_while_the_latest_is_cached(
+    carepath: CarePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reads: list[str] = []
     original = step_module.load_latest_version
 
@@ -120,9 +123,9 @@ def test_a_deploy_through_this_process_is_started_at_once(carepath: CarePath) ->
     assert after.pathway_version == deployed.version
 
 
-def test_a_deploy_through_another_process_is_started_once_the_cache_expires(carepath: CarePath,
-                                                                           test_settings: Any,
-                                                                           clock: ManualClock) -> None:
+def test_a_deploy_through_another_process_is_started_once_the_cache_expires(
+    carepath: CarePath, test_settings: Any, clock: ManualClock
+) -> None:
     monotonic = _FakeClock()
     carepath.instances.steps.versions = LatestVersionCache(5.0, now=monotonic)
     before = carepath.instances.start("test_assessment", "MRN-CACHE-5", "system:test")
@@ -132,11 +135,12 @@ def test_a_deploy_through_another_process_is_started_once_the_cache_expires(care
     finally:
         other.close()
     monotonic.seconds = 4.9
-    assert carepath.instances.start("test_assessment", "MRN-CACHE-6", "system:test").pathway_version \
-        == before.pathway_version  # the previous version is still valid to start on
+    assert (
+        carepath.instances.start("test_assessment", "MRN-CACHE-6", "system:test").pathway_version
+        == before.pathway_version
+    )  # the previous version is still valid to start on
     monotonic.seconds = 5.0
-    assert carepath.instances.start("test_assessment", "MRN-CACHE-7", "system:test").pathway_version \
-        == deployed.version
+    assert carepath.instances.start("test_assessment", "MRN-CACHE-7", "system:test").pathway_version == deployed.version
 
 
 def test_the_version_cache_keeps_nothing_when_switched_off() -> None:

@@ -31,8 +31,9 @@ def _die_or_wait(share: int, messages: Any) -> None:
 
 def test_each_share_runs_in_a_process_of_its_own_and_its_result_comes_back_by_its_index() -> None:
     seen: list[dict[int, int]] = []
-    results = run_shares(_count, [(0, 5), (1, 10), (2, 1)], name="test-count",
-                         progress=lambda latest: seen.append(dict(latest)))
+    results = run_shares(
+        _count, [(0, 5), (1, 10), (2, 1)], name="test-count", progress=lambda latest: seen.append(dict(latest))
+    )
     assert {k: r["sum"] for k, r in results.items()} == {0: 15, 1: 55, 2: 1}
     assert len({r["pid"] for r in results.values()} | {os.getpid()}) == 4
     assert seen[-1] == {0: 5, 1: 10, 2: 1}  # the latest progress of every share

@@ -72,8 +72,9 @@ def test_a_read_only_unit_reads_one_snapshot(carepath: CarePath) -> None:
         with read_only(carepath.sessions) as session:
             assert session.scalar(query) == "running"
             with other.begin() as connection:
-                connection.execute(text("UPDATE pathway_instances SET status = 'suspended' WHERE id = :id"),
-                                   {"id": view.id})
+                connection.execute(
+                    text("UPDATE pathway_instances SET status = 'suspended' WHERE id = :id"), {"id": view.id}
+                )
             assert session.scalar(query) == "running"
         with read_only(carepath.sessions) as session:
             assert session.scalar(query) == "suspended"

@@ -51,9 +51,16 @@ class World:
 
     def __init__(self, primary: PrivateServer, replica: PrivateServer) -> None:
         self.replica = replica
-        self.app: Flask = create_app({"TESTING": True, "DATABASE_URL": primary.url, "READ_DATABASE_URL": replica.url,
-                                      "PATHWAYS_DIR": TESTS / "pathways", "CLOCK": ManualClock(START),
-                                      "AUTH_CACHE_SECONDS": 0})
+        self.app: Flask = create_app(
+            {
+                "TESTING": True,
+                "DATABASE_URL": primary.url,
+                "READ_DATABASE_URL": replica.url,
+                "PATHWAYS_DIR": TESTS / "pathways",
+                "CLOCK": ManualClock(START),
+                "AUTH_CACHE_SECONDS": 0,
+            }
+        )
         self.engine = self.app.extensions["carepath"]
         self.replica_statements = 0
 
@@ -69,8 +76,7 @@ class World:
         return {"Authorization": f"Bearer {secret}"}
 
     def start(self, auth: dict[str, str], patient: str) -> Any:
-        response = self.client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": patient},
-                                    headers=auth)
+        response = self.client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": patient}, headers=auth)
         assert response.status_code == 201, response.json
         return response
 

@@ -25,11 +25,16 @@ SERVICE = "clinician:psychology-admin"
 def _agreed(carepath: CarePath, patient: str = "SYN-0201") -> tuple[str, dict[str, Any], dict[str, Any]]:
     """An instance whose plan is agreed: (instance id, the urgent psychology referral, an intervention)."""
     view = carepath.instances.start("test_careplan", patient, "system:ehr", {"age": 54})
-    view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"],
-                                            {"concerns": {"worry_fear_anxiety": 9, "fatigue": 7}}, NURSE)
+    view = carepath.instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9, "fatigue": 7}}, NURSE
+    )
     items = carepath.care_plans.get(view.id).items
-    carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {
-        "decisions": {i["id"]: "agreed" for i in items}, "what_matters": ""}, "patient:" + patient)
+    carepath.instances.complete_task(
+        view.id,
+        view.ready_tasks[0]["id"],
+        {"decisions": {i["id"]: "agreed" for i in items}, "what_matters": ""},
+        "patient:" + patient,
+    )
     referral = next(i for i in items if i["kind"] == "referral")
     other = next(i for i in items if i["kind"] != "referral")
     assert referral["urgency"] == "urgent"
@@ -38,15 +43,24 @@ def _agreed(carepath: CarePath, patient: str = "SYN-0201") -> tuple[str, dict[st
 
 def _events(carepath: CarePath, instance_id: str, kind: str) -> list[InstanceEvent]:
     with carepath.sessions() as session:
-        return list(session.scalars(select(InstanceEvent).where(
-            InstanceEvent.instance_id == instance_id, InstanceEvent.type == kind).order_by(InstanceEvent.seq)))
+        return list(
+            session.scalars(
+                select(InstanceEvent)
+                .where(InstanceEvent.instance_id == instance_id, InstanceEvent.type == kind)
+                .order_by(InstanceEvent.seq)
+            )
+        )
 
 
-def test_a_referral_moves_through_the_service_and_each_move_is_recorded(carepath: CarePath,
-                                                                        clock: ManualClock) -> None:
+def test_a_referral_moves_through_the_service_and_each_move_is_recorded(carepath: CarePath, clock: ManualClock) -> None:
     instance_id, referral, _ = _agreed(carepath)
-    moves = [("referred", NURSE), ("accepted", SERVICE), ("did_not_attend", SERVICE), ("first_contact", SERVICE),
-             ("completed", SERVICE)]
+    moves = [
+        ("referred", NURSE),
+        ("accepted", SERVICE),
+        ("did_not_attend", SERVICE),
+        ("first_contact", SERVICE),
+        ("completed", SERVICE),
+    ]
     for status, actor in moves:
         clock.advance(timedelta(hours=1))
         moved = carepath.care_plans.set_status(instance_id, referral["id"], status, actor)
@@ -55,11 +69,19 @@ def test_a_referral_moves_through_the_service_and_each_move_is_recorded(carepath
     status_moves = [h for h in history if h["change"] == "status"][1:]  # after the patient's agreement
     assert [(h["to_status"], h["actor"]) for h in status_moves] == moves
     assert [h["at"] for h in status_moves] == sorted({h["at"] for h in status_moves})  # each its own time
-    events = [json.loads(e.payload) for e in _events(carepath, instance_id, "care_plan_updated")
-              if json.loads(e.payload).get("item") == referral["id"]]
+    events = [
+        json.loads(e.payload)
+        for e in _events(carepath, instance_id, "care_plan_updated")
+        if json.loads(e.payload).get("item") == referral["id"]
+    ]
     assert [e["status"] for e in events] == ["agreed", *[s for s, _ in moves]]
-    assert events[-1] == {"item": referral["id"], "code": "psychological-support-referral", "status": "completed",
-                          "service": referral["service"], "urgency": "urgent"}
+    assert events[-1] == {
+        "item": referral["id"],
+        "code": "psychological-support-referral",
+        "status": "completed",
+        "service": referral["service"],
+        "urgency": "urgent",
+    }
 
 
 @pytest.mark.parametrize("ending", ["service_declined", "withdrawn"])
@@ -77,8 +99,14 @@ def test_a_referral_can_end_without_being_seen_and_then_stays_ended(carepath: Ca
 
 def test_moves_the_service_cannot_make_are_refused_and_change_nothing(carepath: CarePath) -> None:
     instance_id, referral, other = _agreed(carepath)
-    refused = [("accepted", referral), ("first_contact", referral), ("completed", referral),
-               ("did_not_attend", referral), ("referred", other), ("accepted", other)]
+    refused = [
+        ("accepted", referral),
+        ("first_contact", referral),
+        ("completed", referral),
+        ("did_not_attend", referral),
+        ("referred", other),
+        ("accepted", other),
+    ]
     for status, item in refused:
         with pytest.raises(ConflictError):
             carepath.care_plans.set_status(instance_id, item["id"], status, SERVICE)
@@ -102,8 +130,7 @@ def test_a_declined_item_is_reconsidered_with_a_reason(carepath: CarePath) -> No
         carepath.care_plans.set_status(instance_id, referral["id"], "agreed", NURSE)
     again = carepath.care_plans.set_status(instance_id, referral["id"], "agreed", NURSE, "patient_changed_mind")
     assert again["status"] == "agreed" and "referred" in again["next_statuses"]
-    assert (again["history"][-1]["from_status"], again["history"][-1]["reason"]) == ("declined",
-                                                                                       "patient_changed_mind")
+    assert (again["history"][-1]["from_status"], again["history"][-1]["reason"]) == ("declined", "patient_changed_mind")
     event = json.loads(_events(carepath, instance_id, "care_plan_updated")[-1].payload)
     assert (event["status"], event["reason"]) == ("agreed", "patient_changed_mind")
     assert carepath.care_plans.set_status(instance_id, referral["id"], "referred", NURSE)["accept_by"] is not None
@@ -129,13 +156,22 @@ def test_timeframes_count_working_days_and_end_with_the_local_day() -> None:
 
 
 def test_timeframes_are_a_validated_deployment_setting() -> None:
-    found = ReferralTimeframes.from_env({"CAREPATH_REFERRAL_TIMEFRAMES": "urgent=3wd, routine=18w",
-                                         "CAREPATH_HOLIDAYS": "2026-12-25", "CAREPATH_TIME_ZONE": "Europe/London"})
+    found = ReferralTimeframes.from_env(
+        {
+            "CAREPATH_REFERRAL_TIMEFRAMES": "urgent=3wd, routine=18w",
+            "CAREPATH_HOLIDAYS": "2026-12-25",
+            "CAREPATH_TIME_ZONE": "Europe/London",
+        }
+    )
     assert (found.of("urgent"), found.of("routine"), found.of("soon")) == ((3, "wd"), (18, "w"), (2, "w"))
     assert found.holidays == {date(2026, 12, 25)}
-    for env in ({"CAREPATH_REFERRAL_TIMEFRAMES": "urgent=2 days"}, {"CAREPATH_REFERRAL_TIMEFRAMES": "asap=1d"},
-                {"CAREPATH_REFERRAL_TIMEFRAMES": "routine=999w"}, {"CAREPATH_TIME_ZONE": "Mars/Olympus"},
-                {"CAREPATH_HOLIDAYS": "25/12/2026"}):
+    for env in (
+        {"CAREPATH_REFERRAL_TIMEFRAMES": "urgent=2 days"},
+        {"CAREPATH_REFERRAL_TIMEFRAMES": "asap=1d"},
+        {"CAREPATH_REFERRAL_TIMEFRAMES": "routine=999w"},
+        {"CAREPATH_TIME_ZONE": "Mars/Olympus"},
+        {"CAREPATH_HOLIDAYS": "25/12/2026"},
+    ):
         with pytest.raises(ValueError):
             ReferralTimeframes.from_env(env)
 
@@ -147,8 +183,9 @@ def test_a_referral_not_accepted_in_time_is_escalated_by_the_worker(carepath: Ca
     assert sent["accept_by"] == "2026-01-20T00:00:00+00:00"  # urgent: 2 working days
 
     def work() -> int:
-        return run_worker(carepath.instances, worker_id="w1", once=True,
-                          escalate=carepath.referral_escalations.open_due)
+        return run_worker(
+            carepath.instances, worker_id="w1", once=True, escalate=carepath.referral_escalations.open_due
+        )
 
     clock.set(datetime(2026, 1, 19, 23, 59, tzinfo=UTC))
     work()
@@ -158,7 +195,11 @@ def test_a_referral_not_accepted_in_time_is_escalated_by_the_worker(carepath: Ca
     work()  # a second pass opens nothing more
     [task] = carepath.referral_escalations.list_open()
     assert (task["kind"], task["care_plan_item_id"], task["instance_id"], task["urgency"]) == (
-        "referral_escalation", referral["id"], instance_id, "urgent")
+        "referral_escalation",
+        referral["id"],
+        instance_id,
+        "urgent",
+    )
     assert task["status"] == "open" and task["opened_at"] == "2026-01-20T00:00:00+00:00"
     [event] = _events(carepath, instance_id, "referral_overdue")
     assert event.actor == "engine"
@@ -177,8 +218,10 @@ def test_a_referral_not_accepted_in_time_is_escalated_by_the_worker(carepath: Ca
     assert carepath.referral_escalations.list_open() == []
     with pytest.raises(ConflictError):
         carepath.referral_escalations.complete(task["id"], "chased_service", NURSE)
-    assert json.loads(_events(carepath, instance_id, "referral_escalation_completed")[0].payload)["outcome"] == \
-        "chased_service"
+    assert (
+        json.loads(_events(carepath, instance_id, "referral_escalation_completed")[0].payload)["outcome"]
+        == "chased_service"
+    )
 
 
 def test_an_accepted_referral_is_never_escalated(carepath: CarePath, clock: ManualClock) -> None:
@@ -191,8 +234,9 @@ def test_an_accepted_referral_is_never_escalated(carepath: CarePath, clock: Manu
         assert session.scalars(select(ReferralEscalation)).all() == []
 
 
-def test_a_higher_urgency_proposed_again_raises_the_open_referral_and_its_deadline(carepath: CarePath,
-                                                                                   clock: ManualClock) -> None:
+def test_a_higher_urgency_proposed_again_raises_the_open_referral_and_its_deadline(
+    carepath: CarePath, clock: ManualClock
+) -> None:
     instance_id, referral, _ = _agreed(carepath)
     carepath.care_plans.set_status(instance_id, referral["id"], "referred", NURSE)  # urgent: by 20 January
     clock.set(datetime(2026, 1, 16, 10, 0, tzinfo=UTC))
@@ -202,11 +246,17 @@ def test_a_higher_urgency_proposed_again_raises_the_open_referral_and_its_deadli
         assert item is not None
         assert raise_urgency(session, item, "routine", "evaluation-2", ["rule-a"], clock.now(), timeframes) is None
         assert (item.urgency, item.accept_by) == ("urgent", datetime(2026, 1, 20, tzinfo=UTC))
-        assert raise_urgency(session, item, "emergency", "evaluation-3", ["rule-b"], clock.now(), timeframes) \
-            == "urgent"
+        assert (
+            raise_urgency(session, item, "emergency", "evaluation-3", ["rule-b"], clock.now(), timeframes) == "urgent"
+        )
         assert (item.urgency, item.accept_by) == ("emergency", datetime(2026, 1, 17, tzinfo=UTC))  # today
     history = next(i for i in carepath.care_plans.get(instance_id).items if i["id"] == referral["id"])["history"]
-    again = [(h["evaluation_id"], h["rules"], h["from_urgency"], h["to_urgency"]) for h in history
-             if h["change"] == "proposed_again"]
-    assert again == [("evaluation-2", ["rule-a"], "urgent", "urgent"),
-                     ("evaluation-3", ["rule-b"], "urgent", "emergency")]
+    again = [
+        (h["evaluation_id"], h["rules"], h["from_urgency"], h["to_urgency"])
+        for h in history
+        if h["change"] == "proposed_again"
+    ]
+    assert again == [
+        ("evaluation-2", ["rule-a"], "urgent", "urgent"),
+        ("evaluation-3", ["rule-b"], "urgent", "emergency"),
+    ]

@@ -14,8 +14,22 @@ from engine.reports import MeasureQuery, measures_report, refresh_summary, servi
 from engine.reports.charts import MAX_CATEGORIES, line_chart, stacked_bars
 
 SVG = "{http://www.w3.org/2000/svg}"
-WEEKS = ["2025-12-29", "2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26", "2026-02-02", "2026-02-09",
-         "2026-02-16", "2026-02-23", "2026-03-02", "2026-03-09", "2026-03-16", "2026-03-23", "2026-03-30"]
+WEEKS = [
+    "2025-12-29",
+    "2026-01-05",
+    "2026-01-12",
+    "2026-01-19",
+    "2026-01-26",
+    "2026-02-02",
+    "2026-02-09",
+    "2026-02-16",
+    "2026-02-23",
+    "2026-03-02",
+    "2026-03-09",
+    "2026-03-16",
+    "2026-03-23",
+    "2026-03-30",
+]
 
 
 @pytest.fixture
@@ -31,9 +45,12 @@ def test_weekly_referrals_by_urgency_and_the_backlog(insight: object) -> None:
     weekly = insight.weekly_referrals  # type: ignore[attr-defined]
     assert weekly.labels == WEEKS
     one = None  # a single referral is a small count: suppressed
-    assert weekly.series == {"emergency": [0] * 11 + [one, 0, 0],
-                             "urgent": [0, 0, 0, 0, one, one, 0, 0, 0, one, 0, 0, 0, 0],
-                             "soon": [0] * 6 + [one] + [0] * 7, "routine": [0] * 6 + [one] + [0] * 7}
+    assert weekly.series == {
+        "emergency": [0] * 11 + [one, 0, 0],
+        "urgent": [0, 0, 0, 0, one, one, 0, 0, 0, one, 0, 0, 0, 0],
+        "soon": [0] * 6 + [one] + [0] * 7,
+        "routine": [0] * 6 + [one] + [0] * 7,
+    }
     backlog = insight.backlog  # type: ignore[attr-defined]
     assert backlog.labels == WEEKS
     # Open at each week's end: r1 (30 Jan - 3 Feb), r2 (4 - 9 Feb), r4 (10 Feb - 1 Mar), r3 (2 Mar on).
@@ -58,8 +75,14 @@ def test_the_measures_per_month(carepath: CarePath) -> None:
 
 
 def test_a_bar_chart_names_itself_and_says_each_value_in_words() -> None:
-    svg = stacked_bars("weekly", "Referrals <per> week", "By urgency", ["2026-01-05", "<script>"],
-                       {"urgent": [3, None], "routine": [1, 2]}, unit="referrals")
+    svg = stacked_bars(
+        "weekly",
+        "Referrals <per> week",
+        "By urgency",
+        ["2026-01-05", "<script>"],
+        {"urgent": [3, None], "routine": [1, 2]},
+        unit="referrals",
+    )
     root = ET.fromstring(svg)
     assert root.get("role") == "img" and root.get("aria-labelledby") == "weekly-title weekly-desc"
     assert root.find(f"{SVG}title").text == "Referrals <per> week"
@@ -78,10 +101,14 @@ def test_a_line_chart_leaves_a_gap_for_a_suppressed_value() -> None:
     assert [c.find(f"{SVG}title").text for c in root.iter(f"{SVG}circle")] == ["m, a: 0.5", "m, b: 0.7", "m, d: 0.9"]
 
 
-@pytest.mark.parametrize("chart_id,labels,values", [
-    ("ok", ["a", "b"], [1]),
-    ("ok", ["x"] * (MAX_CATEGORIES + 1), [1] * (MAX_CATEGORIES + 1)),
-    ('"><script>', ["a"], [1])])
+@pytest.mark.parametrize(
+    "chart_id,labels,values",
+    [
+        ("ok", ["a", "b"], [1]),
+        ("ok", ["x"] * (MAX_CATEGORIES + 1), [1] * (MAX_CATEGORIES + 1)),
+        ('"><script>', ["a"], [1]),
+    ],
+)
 def test_a_chart_refuses_what_it_cannot_draw(chart_id: str, labels: list[str], values: list[int]) -> None:
     with pytest.raises(ValueError):
         stacked_bars(chart_id, "T", "D", labels, {"s": values})
@@ -104,8 +131,9 @@ def test_many_lines_each_look_different_and_the_legend_fits() -> None:
 
 def test_the_service_page_reads_the_measures_of_the_report(carepath: CarePath) -> None:
     """The page adds up its months' counts instead of reading the measures again: the same report."""
-    more = {f"M{n}": Patient(P, days(n * 9), tasks=[("offer_hna", days(n * 9 + (3 if n % 2 else 40)))])
-            for n in range(8)}
+    more = {
+        f"M{n}": Patient(P, days(n * 9), tasks=[("offer_hna", days(n * 9 + (3 if n % 2 else 40)))]) for n in range(8)
+    }
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session)
         write_cohort(session, more)

@@ -73,14 +73,25 @@ def test_the_pathway_filter_and_every_pathway(carepath: CarePath) -> None:
 
 def test_referrals_by_service_and_urgency(carepath: CarePath) -> None:
     rows = {(r["service"], r["urgency"]): r for r in _report(carepath)["referrals"]}
-    assert sorted(rows) == [("acute_oncology", "emergency"), ("dietitian", "routine"), ("physio", "soon"),
-                            ("psychology", "urgent")]
+    assert sorted(rows) == [
+        ("acute_oncology", "emergency"),
+        ("dietitian", "routine"),
+        ("physio", "soon"),
+        ("psychology", "urgent"),
+    ]
     psychology = rows[("psychology", "urgent")]
     # r1: accepted after 3 days, first contact after 3 days 23 hours; r2: 1 day, 5 days; r3 never.
-    assert psychology == {"service": "psychology", "urgency": "urgent", "referred": 3, "accepted": 2,
-                          "median_days_to_acceptance": 2.0, "first_contact": 2,
-                          "median_days_to_first_contact": round((3 + 23 / 24 + 5) / 2, 2), "overdue": 2,
-                          "overdue_share": round(2 / 3, 4)}
+    assert psychology == {
+        "service": "psychology",
+        "urgency": "urgent",
+        "referred": 3,
+        "accepted": 2,
+        "median_days_to_acceptance": 2.0,
+        "first_contact": 2,
+        "median_days_to_first_contact": round((3 + 23 / 24 + 5) / 2, 2),
+        "overdue": 2,
+        "overdue_share": round(2 / 3, 4),
+    }
     # An emergency created referred (no referred event) is timed from its creation: seen the same day.
     assert rows[("acute_oncology", "emergency")]["overdue"] == 0
     assert rows[("acute_oncology", "emergency")]["median_days_to_first_contact"] == 0.5
@@ -90,8 +101,10 @@ def test_referrals_by_service_and_urgency(carepath: CarePath) -> None:
 
 def test_declined_items_by_reason_within_the_period(carepath: CarePath) -> None:
     # C's declined intervention last changed in May, after the period.
-    assert _report(carepath)["declined"] == [{"kind": "intervention", "reason": "declined", "count": 1},
-                                             {"kind": "referral", "reason": "service_declined", "count": 1}]
+    assert _report(carepath)["declined"] == [
+        {"kind": "intervention", "reason": "declined", "count": 1},
+        {"kind": "referral", "reason": "service_declined", "count": 1},
+    ]
 
 
 def test_warning_signs_by_colour_and_time_to_triage(carepath: CarePath) -> None:
@@ -100,7 +113,8 @@ def test_warning_signs_by_colour_and_time_to_triage(carepath: CarePath) -> None:
         {"colour": "red", "reports": 1, "triaged": 1, "median_hours_to_triage": 0.5},
         {"colour": "amber", "reports": 1, "triaged": 1, "median_hours_to_triage": 2.0},
         {"colour": "green", "reports": 1, "triaged": 1, "median_hours_to_triage": 4.0},
-        {"colour": "not triaged", "reports": 1, "triaged": 0, "median_hours_to_triage": None}]
+        {"colour": "not triaged", "reports": 1, "triaged": 0, "median_hours_to_triage": None},
+    ]
 
 
 def test_the_service_suppresses_the_small_counts_of_the_cohort(carepath: CarePath) -> None:
@@ -160,8 +174,16 @@ def test_the_summary_catches_up_with_the_instances_whose_trail_grew(carepath: Ca
     assert refresh_summary(carepath.sessions, AS_OF) == 0  # nothing changed since
     with unit_of_work(carepath.sessions) as session:  # E is offered an HNA (late): its trail grows
         record = load_instance(session, ids["E"])
-        append_event(session, record, "task_completed", at=at(4, 30), actor="system:test",
-                     pathway_version=record.pathway_version, element="offer_hna", payload={})
+        append_event(
+            session,
+            record,
+            "task_completed",
+            at=at(4, 30),
+            actor="system:test",
+            pathway_version=record.pathway_version,
+            element="offer_hna",
+            payload={},
+        )
         save_instance(session, record)
     with read_only(carepath.sessions) as session:
         assert stale_instances(session) == 1
@@ -178,13 +200,17 @@ def _offered(session: Any) -> tuple[int, int]:
     return row["numerator"], row["denominator"]
 
 
-@pytest.mark.parametrize("urgency,referred,due", [
-    ("emergency", datetime(2026, 2, 4, 23, 0, tzinfo=UTC), datetime(2026, 2, 5, tzinfo=UTC)),
-    ("urgent", datetime(2026, 1, 30, 10, tzinfo=UTC), datetime(2026, 2, 3, 10, tzinfo=UTC)),  # Fri -> Tue
-    ("urgent", datetime(2026, 1, 31, 10, tzinfo=UTC), datetime(2026, 2, 3, 10, tzinfo=UTC)),  # Sat -> Tue
-    ("soon", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 15, tzinfo=UTC)),
-    ("routine", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 15, tzinfo=UTC)),
-    ("unknown", datetime(2026, 2, 1, tzinfo=UTC), None)])
+@pytest.mark.parametrize(
+    "urgency,referred,due",
+    [
+        ("emergency", datetime(2026, 2, 4, 23, 0, tzinfo=UTC), datetime(2026, 2, 5, tzinfo=UTC)),
+        ("urgent", datetime(2026, 1, 30, 10, tzinfo=UTC), datetime(2026, 2, 3, 10, tzinfo=UTC)),  # Fri -> Tue
+        ("urgent", datetime(2026, 1, 31, 10, tzinfo=UTC), datetime(2026, 2, 3, 10, tzinfo=UTC)),  # Sat -> Tue
+        ("soon", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 15, tzinfo=UTC)),
+        ("routine", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 15, tzinfo=UTC)),
+        ("unknown", datetime(2026, 2, 1, tzinfo=UTC), None),
+    ],
+)
 def test_referral_timeframes_by_urgency(urgency: str, referred: datetime, due: datetime | None) -> None:
     assert referral_deadline(referred, urgency) == due
 
@@ -199,26 +225,43 @@ def test_suppression_blanks_small_counts_and_what_gives_them_away() -> None:
     assert (small["numerator"], small["denominator"], small["rate"]) == (None, 40, None)
     # 38 of 40: the two who did not meet it could be singled out from the total.
     complement = suppress(row(numerator=38, denominator=40, pending=7, rate=0.95), 5)["measures"][0]
-    assert (complement["numerator"], complement["rate"], complement["suppressed"]) == (None, None,
-                                                                                          ["numerator", "rate"])
+    assert (complement["numerator"], complement["rate"], complement["suppressed"]) == (
+        None,
+        None,
+        ["numerator", "rate"],
+    )
     at_threshold = suppress(row(numerator=5, denominator=10, pending=4, rate=0.5), 5)["measures"][0]
     assert (at_threshold["numerator"], at_threshold["pending"]) == (5, None)
-    referral = {"service": "s", "urgency": "u", "referred": 12, "accepted": 10, "median_days_to_acceptance": 2.0,
-                "first_contact": 6, "median_days_to_first_contact": 3.0, "overdue": 2, "overdue_share": 0.1667}
+    referral = {
+        "service": "s",
+        "urgency": "u",
+        "referred": 12,
+        "accepted": 10,
+        "median_days_to_acceptance": 2.0,
+        "first_contact": 6,
+        "median_days_to_first_contact": 3.0,
+        "overdue": 2,
+        "overdue_share": 0.1667,
+    }
     out = suppress({"measures": [], "referrals": [referral], "declined": [], "warning_signs": []}, 5)["referrals"][0]
     assert out["suppressed"] == ["accepted", "median_days_to_acceptance", "overdue", "overdue_share"]
     assert (out["first_contact"], out["median_days_to_first_contact"], out["referred"]) == (6, 3.0, 12)
 
 
-@pytest.mark.parametrize("since,until,pathway,team,field", [
-    (SINCE, SINCE, None, None, "to"),
-    (UNTIL, SINCE, None, None, "to"),
-    (SINCE, SINCE + timedelta(days=5 * 366 + 1), None, None, "to"),
-    (SINCE, UNTIL, "no such/pathway", None, "pathway"),
-    (SINCE, UNTIL, None, "a team of/mine", "team"),
-    (datetime(2026, 1, 1), UNTIL, None, None, "from")])
-def test_a_bad_query_is_refused_with_its_field(since: datetime, until: datetime, pathway: str | None,
-                                               team: str | None, field: str) -> None:
+@pytest.mark.parametrize(
+    "since,until,pathway,team,field",
+    [
+        (SINCE, SINCE, None, None, "to"),
+        (UNTIL, SINCE, None, None, "to"),
+        (SINCE, SINCE + timedelta(days=5 * 366 + 1), None, None, "to"),
+        (SINCE, UNTIL, "no such/pathway", None, "pathway"),
+        (SINCE, UNTIL, None, "a team of/mine", "team"),
+        (datetime(2026, 1, 1), UNTIL, None, None, "from"),
+    ],
+)
+def test_a_bad_query_is_refused_with_its_field(
+    since: datetime, until: datetime, pathway: str | None, team: str | None, field: str
+) -> None:
     with pytest.raises(InvalidInputError) as refused:
         MeasureQuery(since, until, pathway, team)
     assert [p.field for p in refused.value.problems] == [field]
@@ -242,21 +285,45 @@ def test_the_cosd_export_has_a_row_per_patient_and_item_with_dates(carepath: Car
     assert all(tuple(row) == COSD_COLUMNS for row in rows)
     per_instance = {letter: [r for r in rows if r["instance_id"] == ids[letter]] for letter in ids}
     # A, B and C have 3, 2 and 2 items; E one; F none (one row, its item columns empty); G is lung.
-    assert {letter: len(found) for letter, found in per_instance.items()} == {"A": 3, "B": 2, "C": 2, "E": 1, "F": 1,
-                                                                              "G": 0}
+    assert {letter: len(found) for letter, found in per_instance.items()} == {
+        "A": 3,
+        "B": 2,
+        "C": 2,
+        "E": 1,
+        "F": 1,
+        "G": 0,
+    }
     [psychology] = [r for r in per_instance["A"] if r["item_code"] == "psychology_referral"]
     assert psychology["patient_ref"].startswith("MRN-REPORT-A-")
     assert {k: v for k, v in psychology.items() if k not in ("patient_ref", "instance_id")} == {
-        "pathway_id": P, "diagnosis_date": "2026-01-05", "hna_offered_date": "2026-01-15",
-        "hna_completed_date": "2026-01-25", "care_plan_agreed_date": "2026-01-30", "treatment_end_date": "2026-03-06",
-        "eot_summary_date": "2026-04-05", "cancer_care_review_date": "2026-03-26", "item_kind": "referral",
-        "item_code": "psychology_referral", "service": "psychology", "urgency": "urgent",
-        "item_status": "first_contact", "proposed_date": "2026-01-25", "agreed_date": "2026-01-30",
-        "referred_date": "2026-01-30", "accepted_date": "2026-02-02", "first_contact_date": "2026-02-03",
-        "completed_date": "", "ended_date": ""}
+        "pathway_id": P,
+        "diagnosis_date": "2026-01-05",
+        "hna_offered_date": "2026-01-15",
+        "hna_completed_date": "2026-01-25",
+        "care_plan_agreed_date": "2026-01-30",
+        "treatment_end_date": "2026-03-06",
+        "eot_summary_date": "2026-04-05",
+        "cancer_care_review_date": "2026-03-26",
+        "item_kind": "referral",
+        "item_code": "psychology_referral",
+        "service": "psychology",
+        "urgency": "urgent",
+        "item_status": "first_contact",
+        "proposed_date": "2026-01-25",
+        "agreed_date": "2026-01-30",
+        "referred_date": "2026-01-30",
+        "accepted_date": "2026-02-02",
+        "first_contact_date": "2026-02-03",
+        "completed_date": "",
+        "ended_date": "",
+    }
     [f] = per_instance["F"]
     assert (f["diagnosis_date"], f["hna_completed_date"], f["eot_summary_date"], f["item_code"]) == (
-        "2025-12-20", "2026-01-10", "", "")
+        "2025-12-20",
+        "2026-01-10",
+        "",
+        "",
+    )
     [declined] = [r for r in per_instance["B"] if r["item_code"] == "physio_referral"]
     assert (declined["item_status"], declined["ended_date"]) == ("service_declined", "2026-02-12")
 
@@ -275,6 +342,7 @@ def test_the_cosd_export_issues_as_many_statements_for_50_patients_as_for_10(car
     """10, then 50 exported patients (A, B, C, E and F, copied): the same few statements each time (which
     instances, then their rows; on PostgreSQL, JIT off and the sort's memory set first), and no ORM object
     loaded (the export reads plain columns; the access log is told who was exported: tests/api)."""
+
     def export() -> tuple[list[dict[str, str]], list[str]]:
         statements: list[str] = []
 
@@ -308,8 +376,9 @@ def test_the_cosd_export_issues_as_many_statements_for_50_patients_as_for_10(car
     assert few == many and len(few) == (3 if carepath.db.dialect.name == "postgresql" else 2), few
 
 
-def test_the_cosd_csv_is_the_same_whichever_database_writes_it(carepath: CarePath,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cosd_csv_is_the_same_whichever_database_writes_it(
+    carepath: CarePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """On PostgreSQL the database writes the CSV (COPY): byte for byte what Python's writer makes of the rows,
     with plain cells, then with cells that need quoting or look like formulas, and bounded the same way."""
     with unit_of_work(carepath.sessions) as session:
@@ -332,8 +401,12 @@ def test_the_cosd_csv_is_the_same_whichever_database_writes_it(carepath: CarePat
     quoted, expected = both()
     assert quoted == expected
     rows = list(csv.reader(io.StringIO(quoted, newline="")))
-    assert {row[0] for row in rows[1:]} >= {"'=cmd|' /C calc'!A0", "'+44 20 7946 0000", 'Smith, "J"\r\nsecond line',
-                                            "'-"}
+    assert {row[0] for row in rows[1:]} >= {
+        "'=cmd|' /C calc'!A0",
+        "'+44 20 7946 0000",
+        'Smith, "J"\r\nsecond line',
+        "'-",
+    }
     monkeypatch.setattr("engine.reports.cosd.MAX_EXPORT_ROWS", 8)
     with read_only(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
         cosd_csv(session, query)
@@ -341,27 +414,53 @@ def test_the_cosd_csv_is_the_same_whichever_database_writes_it(carepath: CarePat
 
 
 def test_csv_cells_that_look_like_formulas_are_written_as_text() -> None:
-    text = csv_text(("code", "count"), [{"code": "=HYPERLINK(\"http://x\")", "count": 3}, {"code": "+1", "count": 0},
-                                         {"code": "psychology", "count": None}])
-    assert text.splitlines() == ["code,count", "\"'=HYPERLINK(\"\"http://x\"\")\",3", "'+1,0", "psychology,"]
+    text = csv_text(
+        ("code", "count"),
+        [
+            {"code": '=HYPERLINK("http://x")', "count": 3},
+            {"code": "+1", "count": 0},
+            {"code": "psychology", "count": None},
+        ],
+    )
+    assert text.splitlines() == ["code,count", '"\'=HYPERLINK(""http://x"")",3', "'+1,0", "psychology,"]
 
 
 def test_csv_of_text_rows_writes_what_csv_text_writes() -> None:
     """The export's fast writer (rows handed to the C writer as they are) escapes a formula-like cell in any
     column, and quotes as csv_text does."""
     columns = ("patient_ref", "code", "date")
-    rows = [("MRN-1", "psychology", "2026-01-05"), ("=1+1", "x", ""), ("MRN-2", "-2", "@SUM(A1)"),
-            ("MRN-3", "a\x00=b", "\tc"), ("MRN \"4\"", "line\r\nbreak", "+44 20"), ("", "", "")]
+    rows = [
+        ("MRN-1", "psychology", "2026-01-05"),
+        ("=1+1", "x", ""),
+        ("MRN-2", "-2", "@SUM(A1)"),
+        ("MRN-3", "a\x00=b", "\tc"),
+        ('MRN "4"', "line\r\nbreak", "+44 20"),
+        ("", "", ""),
+    ]
     expected = csv_text(columns, [dict(zip(columns, row, strict=True)) for row in rows])
     assert csv_of_texts(columns, rows) == expected
     assert expected.splitlines()[2:4] == ["'=1+1,x,", "MRN-2,'-2,'@SUM(A1)"]
 
 
 def test_the_measure_table_has_a_row_per_figure_and_says_what_was_suppressed() -> None:
-    report = {"measures": [{"id": "m", "title": "M", "numerator": None, "denominator": 40, "pending": 0,
-                            "rate": None, "suppressed": ["numerator", "rate"]}],
-              "referrals": [], "declined": [], "warning_signs": [{"colour": "red", "reports": 6, "triaged": 0,
-                                                                  "median_hours_to_triage": None, "suppressed": []}]}
+    report = {
+        "measures": [
+            {
+                "id": "m",
+                "title": "M",
+                "numerator": None,
+                "denominator": 40,
+                "pending": 0,
+                "rate": None,
+                "suppressed": ["numerator", "rate"],
+            }
+        ],
+        "referrals": [],
+        "declined": [],
+        "warning_signs": [
+            {"colour": "red", "reports": 6, "triaged": 0, "median_hours_to_triage": None, "suppressed": []}
+        ],
+    }
     assert measure_table(report) == [
         {"section": "measures", "group": "m", "figure": "numerator", "value": "suppressed"},
         {"section": "measures", "group": "m", "figure": "denominator", "value": "40"},
@@ -369,4 +468,5 @@ def test_the_measure_table_has_a_row_per_figure_and_says_what_was_suppressed() -
         {"section": "measures", "group": "m", "figure": "rate", "value": "suppressed"},
         {"section": "warning_signs", "group": "red", "figure": "reports", "value": "6"},
         {"section": "warning_signs", "group": "red", "figure": "triaged", "value": "0"},
-        {"section": "warning_signs", "group": "red", "figure": "median_hours_to_triage", "value": ""}]
+        {"section": "warning_signs", "group": "red", "figure": "median_hours_to_triage", "value": ""},
+    ]

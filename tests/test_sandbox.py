@@ -25,19 +25,40 @@ def _sandbox(url: str, clock: ManualClock | None = None) -> CarePath:
     return CarePath(settings, clock or ManualClock(REAL), upgrade=True)
 
 
-@pytest.mark.parametrize(("text", "now", "expected"), [
-    ("P3M", datetime(2026, 8, 31, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)),  # the calendar's months
-    ("P1Y", datetime(2028, 2, 29, tzinfo=UTC), datetime(2029, 2, 28, tzinfo=UTC)),
-    ("P2W", REAL, REAL + timedelta(days=14)),
-    ("P1DT12H", REAL, REAL + timedelta(days=1, hours=12)),
-    ("PT90M", REAL, REAL + timedelta(minutes=90)),
-])
+@pytest.mark.parametrize(
+    ("text", "now", "expected"),
+    [
+        ("P3M", datetime(2026, 8, 31, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)),  # the calendar's months
+        ("P1Y", datetime(2028, 2, 29, tzinfo=UTC), datetime(2029, 2, 28, tzinfo=UTC)),
+        ("P2W", REAL, REAL + timedelta(days=14)),
+        ("P1DT12H", REAL, REAL + timedelta(days=1, hours=12)),
+        ("PT90M", REAL, REAL + timedelta(minutes=90)),
+    ],
+)
 def test_an_advance_is_an_iso_8601_duration(text: str, now: datetime, expected: datetime) -> None:
     assert now + parse_advance(text, now) == expected
 
 
-@pytest.mark.parametrize("text", ["-P1D", "P-1D", "P0D", "PT0S", "P", "PT", "3 months", "P1.5D", "P6Y", "P2000D",
-                                  "P99999W", "PT9999999H", "P1M" * 20, 90, None])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-P1D",
+        "P-1D",
+        "P0D",
+        "PT0S",
+        "P",
+        "PT",
+        "3 months",
+        "P1.5D",
+        "P6Y",
+        "P2000D",
+        "P99999W",
+        "PT9999999H",
+        "P1M" * 20,
+        90,
+        None,
+    ],
+)
 def test_negative_empty_and_absurd_advances_are_refused(text: object) -> None:
     with pytest.raises(InvalidInputError) as refused:
         parse_advance(text, REAL)
@@ -74,8 +95,9 @@ def test_timers_fall_due_and_fire_by_the_sandbox_clock(database_url: str) -> Non
         assert fire_due_timers(app.instances, worker_id="w1") == 1
         assert app.instances.get(view.id).status == "completed"
         with app.sessions() as session:
-            fired = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == view.id,
-                                                                InstanceEvent.type == "timer_fired")).one()
+            fired = session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == view.id, InstanceEvent.type == "timer_fired")
+            ).one()
         assert fired.at == datetime(2026, 1, 17, 9, 0, tzinfo=UTC)  # recorded at the sandbox's time
     finally:
         app.close()
@@ -94,8 +116,9 @@ def test_the_clock_is_bounded_in_total(database_url: str) -> None:
 
 
 def test_refused_on_a_database_of_real_patients(database_url: str) -> None:
-    real_app = CarePath(Settings(database_url=database_url, pathways_dir=TESTS / "pathways"), ManualClock(REAL),
-                        upgrade=True)
+    real_app = CarePath(
+        Settings(database_url=database_url, pathways_dir=TESTS / "pathways"), ManualClock(REAL), upgrade=True
+    )
     try:
         real_app.catalog.sync_library()
         real_app.instances.start("test_timer_p1d", "SYN-0002", "system:t")
@@ -130,8 +153,12 @@ def test_serve_refuses_sandbox_mode_on_real_patients(tmp_path: Path, monkeypatch
         real_app.instances.start("test_timer_p1d", "MRN-0001", "system:t")
     finally:
         real_app.close()
-    env = {"CAREPATH_DATABASE_URL": url, "CAREPATH_PATHWAYS_DIR": str(TESTS / "pathways"),
-           "CAREPATH_RULES_DIR": str(TESTS.parent / "rules"), "CAREPATH_SANDBOX": "1"}
+    env = {
+        "CAREPATH_DATABASE_URL": url,
+        "CAREPATH_PATHWAYS_DIR": str(TESTS / "pathways"),
+        "CAREPATH_RULES_DIR": str(TESTS.parent / "rules"),
+        "CAREPATH_SANDBOX": "1",
+    }
     result = CliRunner().invoke(main, ["serve"], env=env)
     assert result.exit_code == 1, result.output
     assert "CAREPATH_SANDBOX is set but the database holds 1 instance(s)" in result.output

@@ -73,8 +73,9 @@ def test_the_elements_an_instance_is_at_follow_its_steps(carepath: CarePath, clo
 
     def elements() -> dict[str, list[str]]:
         with carepath.db.connect() as connection:
-            rows = connection.execute(text("SELECT instance_id, element FROM ready_task_elements "
-                                           "ORDER BY instance_id, element")).all()
+            rows = connection.execute(
+                text("SELECT instance_id, element FROM ready_task_elements ORDER BY instance_id, element")
+            ).all()
         found: dict[str, list[str]] = {}
         for instance_id, element in rows:
             found.setdefault(instance_id, []).append(element)
@@ -117,20 +118,24 @@ def _plan(engine: Engine, statement: str, parameters: Any) -> str:
     return "\n".join(str(row[-1]) for row in rows)
 
 
-@pytest.mark.parametrize(("where", "index"), [
-    (InstanceFilter(), "ix_pathway_instances_created_at_id"),
-    (InstanceFilter(status="running"), "ix_pathway_instances_status_created_at_id"),
-    # (The planner may prefer the status index while every instance is of one pathway.)
-    (InstanceFilter(pathway_id="test_assessment", status="running"), "status_created_at_id"),
-    (InstanceFilter(patient_ref="MRN-SC-1"), "ix_pathway_instances_patient_ref_created_at_id"),
-    # A care team's lists (engine.care_teams): a clinician of one team, an auditor of the organisation. (With
-    # every instance of one team, the planner may prefer another index in page order: bench/scale.py.)
-    (InstanceFilter(scope=CareScope("local", frozenset({"general"}))), "_created_at_id"),
-    (InstanceFilter(status="running", scope=CareScope("local", frozenset({"general"}))), "_created_at_id"),
-    (InstanceFilter(scope=CareScope("local")), "ix_pathway_instances_organisation_created_at_id"),
-])
-def test_every_list_page_is_one_range_of_an_index_in_page_order(carepath: CarePath, clock: ManualClock,
-                                                                 where: InstanceFilter, index: str) -> None:
+@pytest.mark.parametrize(
+    ("where", "index"),
+    [
+        (InstanceFilter(), "ix_pathway_instances_created_at_id"),
+        (InstanceFilter(status="running"), "ix_pathway_instances_status_created_at_id"),
+        # (The planner may prefer the status index while every instance is of one pathway.)
+        (InstanceFilter(pathway_id="test_assessment", status="running"), "status_created_at_id"),
+        (InstanceFilter(patient_ref="MRN-SC-1"), "ix_pathway_instances_patient_ref_created_at_id"),
+        # A care team's lists (engine.care_teams): a clinician of one team, an auditor of the organisation. (With
+        # every instance of one team, the planner may prefer another index in page order: bench/scale.py.)
+        (InstanceFilter(scope=CareScope("local", frozenset({"general"}))), "_created_at_id"),
+        (InstanceFilter(status="running", scope=CareScope("local", frozenset({"general"}))), "_created_at_id"),
+        (InstanceFilter(scope=CareScope("local")), "ix_pathway_instances_organisation_created_at_id"),
+    ],
+)
+def test_every_list_page_is_one_range_of_an_index_in_page_order(
+    carepath: CarePath, clock: ManualClock, where: InstanceFilter, index: str
+) -> None:
     _assessments(carepath, clock, 3, advanced=set())
     queries = InstanceQueries(carepath.sessions, carepath.instances)
     cursor = queries.find(InstanceFilter(), None, 1).next_cursor
@@ -201,13 +206,19 @@ def test_a_cursor_of_one_order_is_refused_by_the_other(carepath: CarePath, clock
             queries.find(where, cursor, 1)
 
 
-@pytest.mark.parametrize(("where", "index"), [
-    (InstanceFilter(due_before=START + timedelta(days=800)), "ix_pathway_instances_next_due_at_id"),
-    (InstanceFilter(status="running", due_before=START + timedelta(days=800)),
-     "ix_pathway_instances_status_next_due_at_id"),
-])
-def test_a_due_before_page_is_one_range_of_a_due_order_index(carepath: CarePath, clock: ManualClock,
-                                                            where: InstanceFilter, index: str) -> None:
+@pytest.mark.parametrize(
+    ("where", "index"),
+    [
+        (InstanceFilter(due_before=START + timedelta(days=800)), "ix_pathway_instances_next_due_at_id"),
+        (
+            InstanceFilter(status="running", due_before=START + timedelta(days=800)),
+            "ix_pathway_instances_status_next_due_at_id",
+        ),
+    ],
+)
+def test_a_due_before_page_is_one_range_of_a_due_order_index(
+    carepath: CarePath, clock: ManualClock, where: InstanceFilter, index: str
+) -> None:
     _due_mix(carepath, clock)
     queries = InstanceQueries(carepath.sessions, carepath.instances)
     cursor = queries.find(where, None, 1).next_cursor
@@ -232,8 +243,9 @@ def test_due_timers_are_claimed_in_batches(carepath: CarePath, clock: ManualCloc
     assert len(locks) == 30  # each instance is still checked (and, on PostgreSQL, locked) in its own unit of work
 
 
-def test_verification_reads_every_trail_in_one_scan_and_reports_progress(carepath: CarePath,
-                                                                          clock: ManualClock) -> None:
+def test_verification_reads_every_trail_in_one_scan_and_reports_progress(
+    carepath: CarePath, clock: ManualClock
+) -> None:
     _assessments(carepath, clock, 5, advanced={0, 2})
     checked: list[int] = []
     with statements(carepath.db) as seen, read_only(carepath.sessions) as session:
@@ -255,11 +267,13 @@ def test_events_left_by_a_deleted_instance_are_reported(carepath: CarePath, cloc
     with read_only(carepath.sessions) as session:
         problems = verify_trail(session)
     assert [(p.instance_id, p.message) for p in problems] == [
-        (gone, "events of an instance that is not in the database (the instance was deleted)")]
+        (gone, "events of an instance that is not in the database (the instance was deleted)")
+    ]
 
 
-def test_audit_verify_command_shows_progress(carepath: CarePath, clock: ManualClock,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audit_verify_command_shows_progress(
+    carepath: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _assessments(carepath, clock, 2, advanced=set())
     monkeypatch.setenv("CAREPATH_DATABASE_URL", carepath.settings.database_url)
     result = CliRunner().invoke(main, ["audit", "verify"])
@@ -268,16 +282,18 @@ def test_audit_verify_command_shows_progress(carepath: CarePath, clock: ManualCl
     assert "event trail verified" in result.stdout
 
 
-def test_audit_verify_command_verifies_in_parts(carepath: CarePath, clock: ManualClock,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audit_verify_command_verifies_in_parts(
+    carepath: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids = _assessments(carepath, clock, 4, advanced={1})
     monkeypatch.setenv("CAREPATH_DATABASE_URL", carepath.settings.database_url)
     result = CliRunner().invoke(main, ["audit", "verify", "--jobs", "3"])
     assert result.exit_code == 0, result.output
     assert "verifying: 4/4 instances (100%)" in result.stderr and "event trail verified" in result.stdout
     with carepath.db.begin() as connection:
-        connection.execute(text("UPDATE instance_events SET actor = 'someone else' WHERE instance_id = :i"),
-                           {"i": ids[2]})
+        connection.execute(
+            text("UPDATE instance_events SET actor = 'someone else' WHERE instance_id = :i"), {"i": ids[2]}
+        )
     result = CliRunner().invoke(main, ["audit", "verify", "--jobs", "2"])
     assert result.exit_code == 1 and f"instance {ids[2]} event 1: content was changed" in result.stdout
     assert CliRunner().invoke(main, ["audit", "verify", "--jobs", "0"]).exit_code == 2
@@ -301,22 +317,38 @@ def test_migration_0009_lists_the_elements_of_every_stored_summary(database_url:
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO pathway_versions (id, pathway_id, version, title, main_file, files, spec, deployed_at, "
-                "deployed_by) VALUES (1, 'p', 'v1', 't', 'p.bpmn', '{}', '{}', :at, 'x')"), {"at": "2026-01-01"})
-            summary = ('[{"id":"1","element":"hna","spec":"hna"},{"id":"2","element":"review","spec":"review"},'
-                       '{"id":"3","element":"hna","spec":"hna"}]')
+            connection.execute(
+                text(
+                    "INSERT INTO pathway_versions (id, pathway_id, version, title, main_file, files, spec, "
+                    "deployed_at, "
+                    "deployed_by) VALUES (1, 'p', 'v1', 't', 'p.bpmn', '{}', '{}', :at, 'x')"
+                ),
+                {"at": "2026-01-01"},
+            )
+            summary = (
+                '[{"id":"1","element":"hna","spec":"hna"},{"id":"2","element":"review","spec":"review"},'
+                '{"id":"3","element":"hna","spec":"hna"}]'
+            )
             for number, ready in ((1, summary), (2, None), (3, "[]")):
-                connection.execute(text(
-                    "INSERT INTO pathway_instances (id, pathway_id, pathway_version_id, patient_ref, status, state, "
-                    "revision, ready_tasks, event_seq, event_head, created_at, updated_at) VALUES (:id, 'p', 1, "
-                    "'MRN-1', 'running', '{}', 1, :ready, 0, :head, :at, :at)"),
-                    {"id": f"00000000-0000-4000-8000-00000000000{number}", "ready": ready, "head": "0" * 64,
-                     "at": "2026-01-01"})
+                connection.execute(
+                    text(
+                        "INSERT INTO pathway_instances (id, pathway_id, pathway_version_id, patient_ref, status, "
+                        "state, "
+                        "revision, ready_tasks, event_seq, event_head, created_at, updated_at) VALUES (:id, 'p', 1, "
+                        "'MRN-1', 'running', '{}', 1, :ready, 0, :head, :at, :at)"
+                    ),
+                    {
+                        "id": f"00000000-0000-4000-8000-00000000000{number}",
+                        "ready": ready,
+                        "head": "0" * 64,
+                        "at": "2026-01-01",
+                    },
+                )
         upgrade_schema(database_url)
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT instance_id, element FROM ready_task_elements "
-                                           "ORDER BY element")).all()
+            rows = connection.execute(
+                text("SELECT instance_id, element FROM ready_task_elements ORDER BY element")
+            ).all()
         assert [(i[-1], e) for i, e in rows] == [("1", "hna"), ("1", "review")]
         # Three running instances of one pathway for one patient (before 0007 allowed it): the upgrade
         # keeps them all running, holding the oldest to one-per-patient (the later ones as concurrent).

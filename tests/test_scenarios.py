@@ -66,12 +66,18 @@ def test_the_bundled_scenarios_pass(bundled_report: ScenarioReport) -> None:
     assert [r.failure.text(r.scenario.name) for r in bundled_report.failures if r.failure] == []
     assert len(bundled_report.results) >= 20
     assert {r.scenario.pathway for r in bundled_report.results} == {
-        "breast_cancer", "prostate_cancer", "colorectal_cancer", "lung_cancer", "children_young_people_cancer",
-        "general_cancer"}
+        "breast_cancer",
+        "prostate_cancer",
+        "colorectal_cancer",
+        "lung_cancer",
+        "children_young_people_cancer",
+        "general_cancer",
+    }
 
 
 def test_the_bundled_scenarios_take_every_sequence_flow_of_every_bundled_diagram(
-        bundled_report: ScenarioReport) -> None:
+    bundled_report: ScenarioReport,
+) -> None:
     untaken = [flow.text() for flows in bundled_report.untaken().values() for flow in flows]
     assert untaken == [], "flows no scenario takes:\n" + "\n".join(untaken)
     # The premise: every diagram, the shared sub-pathways included, was read.
@@ -101,7 +107,10 @@ def test_a_passing_scenario_moves_the_clock_fires_timers_and_reports_coverage(sm
 
 def test_taking_the_other_branch_completes_the_coverage(small_folder: Path) -> None:
     shutil.copy(SMALL / "tests" / "routine.yaml", small_folder / "tests")
-    _write(small_folder, "urgent.yaml", """\
+    _write(
+        small_folder,
+        "urgent.yaml",
+        """\
         - complete: intake
           data: {urgent: true}
         - expect:
@@ -112,14 +121,18 @@ def test_taking_the_other_branch_completes_the_coverage(small_folder: Path) -> N
         - complete: review
           data: {reviewed_on: $today}
         - expect: {status: completed}
-        """)
+        """,
+    )
     code, out, _ = _test("--require-coverage", str(small_folder))
     assert code == 0, out
     assert "Coverage: 7 of 7 sequence flows taken (100.0%)" in out and "no scenario took" not in out
 
 
 def test_a_wrong_expectation_fails_with_a_diff_and_the_step_file_and_line(small_folder: Path) -> None:
-    _write(small_folder, "wrong.yaml", """\
+    _write(
+        small_folder,
+        "wrong.yaml",
+        """\
         - complete: intake
           data: {urgent: false}
         - expect:
@@ -128,7 +141,8 @@ def test_a_wrong_expectation_fails_with_a_diff_and_the_step_file_and_line(small_
         - after: P3M
         - expect:
             ready: [urgent_review]
-        """)
+        """,
+    )
     code, out, _ = _test(str(small_folder))
     assert code == 1
     # Line 8 of the file is the first 'expect' (5 header lines, then the steps).
@@ -139,7 +153,10 @@ def test_a_wrong_expectation_fails_with_a_diff_and_the_step_file_and_line(small_
 
 
 def test_a_scenario_stops_at_its_first_failing_step(small_folder: Path) -> None:
-    _write(small_folder, "stops.yaml", """\
+    _write(
+        small_folder,
+        "stops.yaml",
+        """\
         - complete: intake
           data: {urgent: false}
         - after: P1M
@@ -147,7 +164,8 @@ def test_a_scenario_stops_at_its_first_failing_step(small_folder: Path) -> None:
             ready: [review]
         - complete: review
           data: {reviewed_on: $today}
-        """)
+        """,
+    )
     code, out, _ = _test(str(small_folder))
     assert code == 1
     assert "FAIL pathways/tests/stops.yaml:9:9: a scenario: expect" in out
@@ -156,10 +174,14 @@ def test_a_scenario_stops_at_its_first_failing_step(small_folder: Path) -> None:
 
 
 def test_completing_a_task_that_is_not_ready_fails_with_what_is_ready(small_folder: Path) -> None:
-    _write(small_folder, "not_ready.yaml", """\
+    _write(
+        small_folder,
+        "not_ready.yaml",
+        """\
         - complete: review
           data: {reviewed_on: $today}
-        """)
+        """,
+    )
     code, out, _ = _test(str(small_folder))
     assert code == 1
     assert "FAIL pathways/tests/not_ready.yaml:6:9: a scenario: complete review" in out
@@ -167,10 +189,14 @@ def test_completing_a_task_that_is_not_ready_fails_with_what_is_ready(small_fold
 
 
 def test_data_a_form_refuses_fails_the_step_with_the_field(small_folder: Path) -> None:
-    _write(small_folder, "refused.yaml", """\
+    _write(
+        small_folder,
+        "refused.yaml",
+        """\
         - complete: intake
           data: {urgent: perhaps}
-        """)
+        """,
+    )
     code, out, _ = _test(str(small_folder))
     assert code == 1
     assert "FAIL pathways/tests/refused.yaml:6:9: a scenario: complete intake" in out
@@ -178,9 +204,13 @@ def test_data_a_form_refuses_fails_the_step_with_the_field(small_folder: Path) -
 
 
 def test_waiting_until_a_past_date_fails_the_step(small_folder: Path) -> None:
-    _write(small_folder, "past.yaml", """\
+    _write(
+        small_folder,
+        "past.yaml",
+        """\
         - until: 2025-12-01
-        """)
+        """,
+    )
     code, out, _ = _test(str(small_folder))
     assert code == 1
     assert "FAIL pathways/tests/past.yaml:6:9: a scenario: until 2025-12-01" in out
@@ -188,9 +218,13 @@ def test_waiting_until_a_past_date_fails_the_step(small_folder: Path) -> None:
 
 
 def test_status_and_completed_expectations(small_folder: Path) -> None:
-    _write(small_folder, "status.yaml", """\
+    _write(
+        small_folder,
+        "status.yaml",
+        """\
         - expect: {completed: true}
-        """)
+        """,
+    )
     code, out, _ = _test(str(small_folder))
     assert code == 1
     assert "- expected status: completed" in out and "+ actual status:   running" in out
@@ -200,21 +234,35 @@ def test_status_and_completed_expectations(small_folder: Path) -> None:
 
 MALFORMED = {
     "not_yaml.yaml": ("pathway: x\nscenarios: [\n", 3, "not valid YAML"),
-    "unknown_field.yaml": (HEADER + "      - complete: intake\n        dta: {urgent: true}\n", 7,
-                           "unknown field 'dta' in a 'complete' step; did you mean 'data'?"),
-    "real_patient.yaml": (HEADER.replace("SYN-T-0002", "MRN-943476") + "      - after: P1D\n", 4,
-                          "patient must be a synthetic reference starting with SYN-"),
+    "unknown_field.yaml": (
+        HEADER + "      - complete: intake\n        dta: {urgent: true}\n",
+        7,
+        "unknown field 'dta' in a 'complete' step; did you mean 'data'?",
+    ),
+    "real_patient.yaml": (
+        HEADER.replace("SYN-T-0002", "MRN-943476") + "      - after: P1D\n",
+        4,
+        "patient must be a synthetic reference starting with SYN-",
+    ),
     "bad_duration.yaml": (HEADER + "      - after: 3 months\n", 6, "is not an ISO 8601 duration"),
     "too_long.yaml": (HEADER + "      - after: P100Y\n", 6, "longer than 20 years"),
     "two_actions.yaml": (HEADER + "      - {complete: intake, after: P1D}\n", 6, "a step has exactly one of"),
-    "aliases.yaml": (HEADER + "      - complete: intake\n        data: &d {urgent: true}\n", 7,
-                     "anchors and aliases"),
-    "no_steps.yaml": ("pathway: test_follow_up\nscenarios:\n  - name: x\n    patient: SYN-1\n", 3,
-                      "a scenario needs 'steps'"),
-    "naive_start.yaml": (HEADER.replace("    steps:", "    start: 2026-01-15T09:00:00\n    steps:")
-                         + "      - after: P1D\n", 5, "start needs a time zone"),
-    "not_a_number.yaml": (HEADER + "      - complete: intake\n        data: {score: .nan}\n", 7,
-                          "data holds .nan or .inf"),
+    "aliases.yaml": (HEADER + "      - complete: intake\n        data: &d {urgent: true}\n", 7, "anchors and aliases"),
+    "no_steps.yaml": (
+        "pathway: test_follow_up\nscenarios:\n  - name: x\n    patient: SYN-1\n",
+        3,
+        "a scenario needs 'steps'",
+    ),
+    "naive_start.yaml": (
+        HEADER.replace("    steps:", "    start: 2026-01-15T09:00:00\n    steps:") + "      - after: P1D\n",
+        5,
+        "start needs a time zone",
+    ),
+    "not_a_number.yaml": (
+        HEADER + "      - complete: intake\n        data: {score: .nan}\n",
+        7,
+        "data holds .nan or .inf",
+    ),
     "bad_expect.yaml": (HEADER + "      - expect: {ready: intake, status: done}\n", 6, "expected ready as a list"),
 }
 
@@ -226,20 +274,28 @@ def test_a_malformed_scenario_file_is_refused_with_its_file_line_and_reason(smal
     path.write_text(text, encoding="utf-8")
     with pytest.raises(InvalidInputError) as caught:
         load_scenarios([path])
-    assert any(p.file == str(path) and p.line == line and message in p.message for p in caught.value.problems), \
-        [str(p) for p in caught.value.problems]
+    assert any(p.file == str(path) and p.line == line and message in p.message for p in caught.value.problems), [
+        str(p) for p in caught.value.problems
+    ]
 
 
 def test_every_problem_of_a_file_is_reported_at_once(small_folder: Path) -> None:
-    path = _write(small_folder, "many.yaml", """\
+    path = _write(
+        small_folder,
+        "many.yaml",
+        """\
         - after: soon
         - expect: {status: done}
         - sned: hello
-        """)
+        """,
+    )
     with pytest.raises(InvalidInputError) as caught:
         load_scenarios([path])
     assert [(p.line, p.message.split(";")[0][:30]) for p in caught.value.problems] == [
-        (6, "'soon' is not an ISO 8601 dura"), (7, "unknown status 'done'"), (8, "a step has exactly one of comp")]
+        (6, "'soon' is not an ISO 8601 dura"),
+        (7, "unknown status 'done'"),
+        (8, "a step has exactly one of comp"),
+    ]
 
 
 def test_bytes_that_are_not_utf8_are_located(small_folder: Path) -> None:
@@ -271,11 +327,16 @@ def test_validate_checks_a_pathways_folders_scenarios_as_scenarios(small_folder:
 
 def test_an_incident_fails_the_step_with_its_element_and_message(small_folder: Path) -> None:
     shutil.copy(REPO / "tests" / "pathways" / "bad_condition.bpmn", small_folder)
-    _write(small_folder, "incident.yaml", """\
+    _write(
+        small_folder,
+        "incident.yaml",
+        """\
         - complete: collect
           data: {pain: 7}
         - expect: {status: running}
-        """, header=HEADER.replace("test_follow_up", "test_bad_condition"))
+        """,
+        header=HEADER.replace("test_follow_up", "test_bad_condition"),
+    )
     code, out, _ = _test(str(small_folder))
     assert code == 1
     assert "FAIL pathways/tests/incident.yaml:6:9: a scenario: complete collect" in out
@@ -283,7 +344,8 @@ def test_an_incident_fails_the_step_with_its_element_and_message(small_folder: P
 
 
 def test_a_fault_inside_carepath_fails_its_scenario_by_type_and_the_others_still_run(
-        small_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    small_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(*args: object, **kwargs: object) -> int:
         raise RuntimeError("SYN-T-0002 value that must not be printed")
 
@@ -317,8 +379,9 @@ def test_a_file_over_the_size_bound_is_refused_unread(small_folder: Path) -> Non
 
 
 def test_a_pathway_the_folder_does_not_define_is_located_and_nothing_runs(small_folder: Path) -> None:
-    path = _write(small_folder, "unknown.yaml", "- after: P1D\n", header=HEADER.replace("test_follow_up",
-                                                                                          "test_folow_up"))
+    path = _write(
+        small_folder, "unknown.yaml", "- after: P1D\n", header=HEADER.replace("test_follow_up", "test_folow_up")
+    )
     code, out, err = _test(str(path))
     assert code == 1 and out == ""
     assert "pathways/tests/unknown.yaml:3:5: a scenario: no pathway 'test_folow_up' in " in err
@@ -335,7 +398,8 @@ def test_a_scenario_clock_cannot_run_more_than_a_century_past_its_start(small_fo
 
 def test_a_ready_task_in_another_lane_fails_with_the_lanes_shown(tmp_path: Path) -> None:
     path = tmp_path / "lane.yaml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         pathway: colorectal_cancer
         scenarios:
           - name: a warning sign before the named contact
@@ -346,18 +410,22 @@ def test_a_ready_task_in_another_lane_fails_with_the_lanes_shown(tmp_path: Path)
                 payload: {warning_sign: fever_on_treatment}
               - expect:
                   ready: [{task: triage, lane: Named contact}]
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     report = run_scenarios(load_scenarios([path]), REPO / "pathways", REPO / "rules")
     [result] = report.results
     assert result.failure is not None and result.failure.loc.line == 9
     assert result.failure.lines == (
         "- expected ready: triage (lane 'Named contact')",
         "+ actual ready:   assign_contact (lane 'Key worker (clinical nurse specialist)'), "
-        "triage (lane 'Acute oncology (24-hour line)')")
+        "triage (lane 'Acute oncology (24-hour line)')",
+    )
 
 
 def test_the_command_runs_the_configured_pathways_folders_scenarios_by_default(
-        small_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    small_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(small_folder))
     code, out, err = _test()
     assert code == 1 and "no scenarios" in err  # an empty tests/ folder
@@ -369,8 +437,9 @@ def test_the_command_runs_the_configured_pathways_folders_scenarios_by_default(
     assert code == 0 and "1 scenario(s): 1 passed, 0 failed" in out, out + err
 
 
-def test_the_command_never_opens_the_configured_database(small_folder: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_command_never_opens_the_configured_database(
+    small_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     configured = tmp_path / "real" / "carepath.sqlite3"
     monkeypatch.setenv("CAREPATH_DATABASE_URL", f"sqlite:///{configured}")
     shutil.copy(SMALL / "tests" / "routine.yaml", small_folder / "tests")

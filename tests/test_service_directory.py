@@ -57,9 +57,16 @@ def test_the_bundled_directory_is_example_data_entry_by_entry() -> None:
     services = yaml.safe_load((REPO / "rules" / "catalogues" / "services.yaml").read_text(encoding="utf-8"))
     service_types = set(services["service_types"]) - {"key_worker"}
     for system in directory.systems.values():
-        entries = [system.twenty_four_hour_line, *system.hospitals.values(), *system.teams.values(),
-                   *(c for t in system.teams.values() for c in t.contacts), *system.staff.values(),
-                   *system.gp_practices.values(), *system.services.values(), *system.organisations.values()]
+        entries = [
+            system.twenty_four_hour_line,
+            *system.hospitals.values(),
+            *system.teams.values(),
+            *(c for t in system.teams.values() for c in t.contacts),
+            *system.staff.values(),
+            *system.gp_practices.values(),
+            *system.services.values(),
+            *system.organisations.values(),
+        ]
         assert entries and all(e.example for e in entries)
         # Every number reaches nobody: the ranges Ofcom and PTS reserve for drama and fiction.
         for entry in entries:
@@ -71,8 +78,11 @@ def test_the_bundled_directory_is_example_data_entry_by_entry() -> None:
     sweden = directory.systems["sweden"]
     kinds = {h.kind for h in sweden.hospitals.values()}
     assert {"local_hospital", "childrens_cancer_centre"} <= kinds  # hemsjukhus, barncancercentrum
-    assert {c.role for t in sweden.teams.values() for c in t.contacts} >= {"doctor", "social_worker",
-                                                                          "rehabilitation_coordinator"}
+    assert {c.role for t in sweden.teams.values() for c in t.contacts} >= {
+        "doctor",
+        "social_worker",
+        "rehabilitation_coordinator",
+    }
     assert "Barncancerfonden" in {o.name_sv for o in sweden.organisations.values()}
     assert (directory.for_language("sv"), directory.for_language("en")) == (sweden, directory.systems["england"])
 
@@ -86,22 +96,30 @@ def test_a_real_directory_loads_and_serves_every_language() -> None:
 
 
 def test_every_problem_is_reported_with_its_line() -> None:
-    text = (REAL.replace('phone: "0191 555 0120"', 'phone: "TBC"')
-            .replace('direct_line: "0191 555 0111"', 'direct_line: "0000 000000"')
-            .replace('phone: "0191 555 0110"', 'phone: "01632 960110"')
-            .replace("team: ONC", "team: ONCO")
-            .replace("hours: always}", 'hours: {days: weekdays, from: "08:00", to: "16:00"}}')
-            .replace("name: North Hospital", "nmae: North Hospital")
-            + "  gp_practices:\n    GP1: {example: true, name: Surgery, phone: \"0191 555 0200\"}\n")
+    text = (
+        REAL.replace('phone: "0191 555 0120"', 'phone: "TBC"')
+        .replace('direct_line: "0191 555 0111"', 'direct_line: "0000 000000"')
+        .replace('phone: "0191 555 0110"', 'phone: "01632 960110"')
+        .replace("team: ONC", "team: ONCO")
+        .replace("hours: always}", 'hours: {days: weekdays, from: "08:00", to: "16:00"}}')
+        .replace("name: North Hospital", "nmae: North Hospital")
+        + '  gp_practices:\n    GP1: {example: true, name: Surgery, phone: "0191 555 0200"}\n'
+    )
     with pytest.raises(RuleFileError) as raised:
         parse_service_directory(text, "broken.yaml")
     found = {(p.line, p.message) for p in raised.value.problems}
     assert all(p.file == "broken.yaml" and p.line and p.column for p in raised.value.problems)
     messages = "\n".join(m for _, m in sorted(found))
-    for expected in ("'TBC' is not a phone number", "'0000 000000' is a placeholder",
-                     "'01632 960110' is in a range reserved for drama and fiction",
-                     "unknown team 'ONCO'", "did you mean 'ONC'", "the 24-hour line must have hours: always",
-                     "unknown field 'nmae'", "marked example: true in a directory that is not example data"):
+    for expected in (
+        "'TBC' is not a phone number",
+        "'0000 000000' is a placeholder",
+        "'01632 960110' is in a range reserved for drama and fiction",
+        "unknown team 'ONCO'",
+        "did you mean 'ONC'",
+        "the 24-hour line must have hours: always",
+        "unknown field 'nmae'",
+        "marked example: true in a directory that is not example data",
+    ):
         assert expected in messages, (expected, messages)
     lines = {m.split("'")[1]: line for line, m in found if m.startswith("'")}
     assert lines["TBC"] == 15 and lines["0000 000000"] == 12
@@ -119,9 +137,21 @@ def test_example_data_marks_every_entry_and_the_file_needs_a_system() -> None:
         parse_service_directory("example: [", "bad.yaml")
 
 
-@pytest.mark.parametrize(("phone", "ok"), [("01632 960100", True), ("+46 8 465 004 00", True), ("999", False),
-                                           ("1177", True), ("TBC", False), ("xxxx xxx", False), ("12", False),
-                                           ("0000", False), ("(0191) 555-0100", True), ("0191 555 0100 ext 2", False)])
+@pytest.mark.parametrize(
+    ("phone", "ok"),
+    [
+        ("01632 960100", True),
+        ("+46 8 465 004 00", True),
+        ("999", False),
+        ("1177", True),
+        ("TBC", False),
+        ("xxxx xxx", False),
+        ("12", False),
+        ("0000", False),
+        ("(0191) 555-0100", True),
+        ("0191 555 0100 ext 2", False),
+    ],
+)
 def test_what_counts_as_a_phone_number(phone: str, ok: bool) -> None:
     assert (phone_problem(phone) is None) is ok
     assert phone_problem("999", national=True) is None
@@ -143,18 +173,30 @@ def test_production_refuses_example_data_unless_told(tmp_path: Path) -> None:
 
 
 def test_settings_read_the_environment() -> None:
-    settings = Settings.from_env({"CAREPATH_ENV": "Production", "CAREPATH_SERVICE_DIRECTORY": "/srv/dir.yaml",
-                                  "CAREPATH_ALLOW_EXAMPLE_DIRECTORY": "1"})
-    assert (settings.environment, settings.service_directory, settings.allow_example_directory) == \
-        ("production", Path("/srv/dir.yaml"), True)
+    settings = Settings.from_env(
+        {
+            "CAREPATH_ENV": "Production",
+            "CAREPATH_SERVICE_DIRECTORY": "/srv/dir.yaml",
+            "CAREPATH_ALLOW_EXAMPLE_DIRECTORY": "1",
+        }
+    )
+    assert (settings.environment, settings.service_directory, settings.allow_example_directory) == (
+        "production",
+        Path("/srv/dir.yaml"),
+        True,
+    )
     assert Settings.from_env({}).environment == "development"
     with pytest.raises(ValueError, match="unknown environment 'staging'"):
         Settings(environment="staging")
 
 
 def test_a_production_server_refuses_to_start_on_example_data(tmp_path: Path) -> None:
-    config = {"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'carepath.sqlite3'}",
-              "PATHWAYS_DIR": TESTS / "pathways", "ENV": "production"}
+    config = {
+        "TESTING": True,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'carepath.sqlite3'}",
+        "PATHWAYS_DIR": TESTS / "pathways",
+        "ENV": "production",
+    }
     with pytest.raises(ExampleDirectoryError, match="refusing to start"):
         create_app(config)
     app = create_app({**config, "ALLOW_EXAMPLE_DIRECTORY": True})
@@ -168,8 +210,11 @@ def test_a_production_server_refuses_to_start_on_example_data(tmp_path: Path) ->
 
 def test_carepath_serve_says_why_it_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(flask.Flask, "run", lambda app, **kwargs: None)  # not listening: the start is the test
-    env = {"CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'carepath.sqlite3'}",
-           "CAREPATH_PATHWAYS_DIR": str(TESTS / "pathways"), "CAREPATH_ENV": "production"}
+    env = {
+        "CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'carepath.sqlite3'}",
+        "CAREPATH_PATHWAYS_DIR": str(TESTS / "pathways"),
+        "CAREPATH_ENV": "production",
+    }
     refused = CliRunner().invoke(main, ["serve"], env=env)
     assert refused.exit_code == 1 and "Traceback" not in refused.output
     assert "Error: refusing to start: the service directory" in refused.output

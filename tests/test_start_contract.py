@@ -21,8 +21,9 @@ from engine.pathways.validation import validate_paths, validate_upload
 from engine.settings import bundled_pathways_dir
 
 CONTRACT = Path(__file__).parent / "diagrams" / "contract"
-FILES = {name: (CONTRACT / name).read_bytes() for name in ("contract.bpmn", "contract.start.schema.json",
-                                                            "review.json")}
+FILES = {
+    name: (CONTRACT / name).read_bytes() for name in ("contract.bpmn", "contract.start.schema.json", "review.json")
+}
 GOOD = {"diagnosis_date": "2026-01-12", "age": 52}
 CLINICIAN = "clinician:tok_test"
 
@@ -35,8 +36,10 @@ def contract(carepath: CarePath) -> CarePath:
 
 def _counts(app: CarePath) -> tuple[int, int]:
     with app.sessions() as session:
-        return (int(session.scalar(select(func.count()).select_from(PathwayInstance)) or 0),
-                int(session.scalar(select(func.count()).select_from(InstanceEvent)) or 0))
+        return (
+            int(session.scalar(select(func.count()).select_from(PathwayInstance)) or 0),
+            int(session.scalar(select(func.count()).select_from(InstanceEvent)) or 0),
+        )
 
 
 # --- the schema is part of the version --------------------------------------------------------
@@ -94,8 +97,10 @@ def test_a_start_failing_the_schema_names_every_field_and_creates_nothing(contra
     before = _counts(contract)
     with pytest.raises(StartDataError) as refused:
         contract.instances.start("test_contract", "MRN-1", "system:t", {"age": "fifty", "diagnosis_date": 20260112})
-    assert [(p.field, p.code) for p in refused.value.problems] == [("/data/age", "type"),
-                                                                  ("/data/diagnosis_date", "type")]
+    assert [(p.field, p.code) for p in refused.value.problems] == [
+        ("/data/age", "type"),
+        ("/data/diagnosis_date", "type"),
+    ]
     assert "fifty" not in str(refused.value)  # values are patient data: never quoted
     with pytest.raises(StartDataError) as missing:
         contract.instances.start("test_contract", "MRN-1", "system:t")
@@ -112,10 +117,18 @@ def test_bundled_pathways_refuse_empty_start_data(tmp_path: Path) -> None:
         with pytest.raises(StartDataError) as refused:
             app.instances.start("breast_cancer", "SYN-0001", "system:t", {})
         assert {p.field for p in refused.value.problems} == {
-            "/data/diagnosis", "/data/diagnosis_date", "/data/age", "/data/treatment_intent"}
+            "/data/diagnosis",
+            "/data/diagnosis_date",
+            "/data/age",
+            "/data/treatment_intent",
+        }
         with pytest.raises(StartDataError) as bad_date:
-            app.instances.start("breast_cancer", "SYN-0001", "system:t", {
-                "diagnosis": "breast", "diagnosis_date": "12/01/2026", "age": 52, "treatment_intent": "curative"})
+            app.instances.start(
+                "breast_cancer",
+                "SYN-0001",
+                "system:t",
+                {"diagnosis": "breast", "diagnosis_date": "12/01/2026", "age": 52, "treatment_intent": "curative"},
+            )
         assert {p.field for p in bad_date.value.problems} == {"/data/diagnosis_date"}  # format and pattern
     finally:
         app.close()
@@ -128,15 +141,17 @@ def test_data_corrected_after_an_incident_lets_the_retry_run_on(contract: CarePa
     # Passes the schema (any text of 20 characters) but the first step cannot count from it.
     view = contract.instances.start("test_contract", "MRN-2", "system:t", {"diagnosis_date": "soon", "age": 52})
     assert view.status == "error" and view.incident["element"] == "due"
-    view = contract.instances.correct_data(view.id, {"diagnosis_date": "2026-01-12"}, "typo in the referral",
-                                           CLINICIAN, view.version)
+    view = contract.instances.correct_data(
+        view.id, {"diagnosis_date": "2026-01-12"}, "typo in the referral", CLINICIAN, view.version
+    )
     assert view.status == "error"  # nothing runs until the retry
     view = contract.instances.retry(view.id, CLINICIAN, view.version)
     assert view.status == "running" and [t["element"] for t in view.ready_tasks] == ["review"]
     assert contract.instances.instance_data(view.id)["review_due"] == "2026-04-12"
     with contract.sessions() as session:
-        events = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == view.id)
-                                 .order_by(InstanceEvent.seq)).all()
+        events = session.scalars(
+            select(InstanceEvent).where(InstanceEvent.instance_id == view.id).order_by(InstanceEvent.seq)
+        ).all()
     corrected = next(e for e in events if e.type == "data_corrected")
     payload = json.loads(corrected.payload)
     assert corrected.actor == CLINICIAN
@@ -197,8 +212,9 @@ def test_an_instance_in_error_or_suspended_still_counts(contract: CarePath) -> N
         contract.instances.start("test_contract", "MRN-7", "system:t", GOOD)
 
 
-def test_the_database_refuses_a_second_start_that_missed_the_check(contract: CarePath,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_database_refuses_a_second_start_that_missed_the_check(
+    contract: CarePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What a concurrent start sees: the check found nothing (the other had not committed), and the
     unique index refuses the insert; the caller still learns which instance is running."""
     first = contract.instances.start("test_contract", "MRN-8", "system:t", GOOD)
@@ -238,13 +254,20 @@ def test_two_concurrent_starts_cannot_both_win(contract: CarePath) -> None:
     assert len(won) == 1 and len(lost) == 1, results
     assert isinstance(lost[0], InstanceExistsError) and lost[0].instance_id == won[0].id
     with contract.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(PathwayInstance).where(
-            PathwayInstance.patient_ref == "MRN-9")) == 1
+        assert (
+            session.scalar(
+                select(func.count()).select_from(PathwayInstance).where(PathwayInstance.patient_ref == "MRN-9")
+            )
+            == 1
+        )
 
 
 def test_a_deployment_may_allow_more_explicitly(test_settings: Settings, clock: ManualClock) -> None:
-    settings = Settings(database_url=test_settings.database_url, pathways_dir=test_settings.pathways_dir,
-                        allow_concurrent_instances=True)
+    settings = Settings(
+        database_url=test_settings.database_url,
+        pathways_dir=test_settings.pathways_dir,
+        allow_concurrent_instances=True,
+    )
     assert Settings.from_env({"CAREPATH_ALLOW_CONCURRENT_INSTANCES": "1"}).allow_concurrent_instances
     app = CarePath(settings, clock)
     try:

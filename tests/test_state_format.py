@@ -68,7 +68,8 @@ def test_every_saved_state_carries_the_current_format_beside_spiffworkflows() ->
 
 
 def test_a_current_state_restores_without_migrating_and_saves_back_to_the_same_text(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     patches.install()
     clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
     specs = _specs("test_monthly_cycle")
@@ -93,8 +94,14 @@ def test_a_version_1_cycle_is_anchored_on_its_fixed_period_and_saved_as_the_curr
     assert FORMAT_KEY not in json.loads(VERSION_1_CYCLE)
     workflow = workflows.restore(specs, VERSION_1_CYCLE, _engine(clock))
     assert _cycle_value(workflow) == {
-        "cycles": 2, "next": "2026-02-28T09:00:00+00:00", "duration": 28 * 86400.0,
-        "first": "2026-02-28T09:00:00+00:00", "period_months": 0, "period_seconds": 28 * 86400.0, "occurrence": 0}
+        "cycles": 2,
+        "next": "2026-02-28T09:00:00+00:00",
+        "duration": 28 * 86400.0,
+        "first": "2026-02-28T09:00:00+00:00",
+        "period_months": 0,
+        "period_seconds": 28 * 86400.0,
+        "occurrence": 0,
+    }
     text = serializer.dump_state(workflow)
     assert json.loads(text)[FORMAT_KEY] == CAREPATH_FORMAT
     # Only the version key and the cycle's anchors changed (what version 3 leaves out put back).
@@ -103,8 +110,9 @@ def test_a_version_1_cycle_is_anchored_on_its_fixed_period_and_saved_as_the_curr
     del stored[FORMAT_KEY]
     for value in (stored, old):
         [cycle] = [t for t in value["tasks"].values() if t["task_spec"] == "month_end"]
-        cycle["internal_data"]["event_value"] = {k: v for k, v in cycle["internal_data"]["event_value"].items()
-                                                 if k in ("cycles", "next", "duration")}
+        cycle["internal_data"]["event_value"] = {
+            k: v for k, v in cycle["internal_data"]["event_value"].items() if k in ("cycles", "next", "duration")
+        }
     assert stored == old
     assert serializer.dump_state(workflows.restore(specs, text, _engine(clock))) == text
 
@@ -125,43 +133,73 @@ def test_a_version_1_cycle_runs_on_as_it_did_before() -> None:
 
 
 def test_a_version_1_instance_runs_on_through_the_worker_with_each_occurrences_due_date(
-        carepath: CarePath, clock: ManualClock) -> None:
+    carepath: CarePath, clock: ManualClock
+) -> None:
     view = carepath.instances.start("test_monthly_cycle", "MRN-CY-V1", "system:ehr")
     with carepath.sessions() as session:
-        session.execute(update(PathwayInstance).where(PathwayInstance.id == view.id).values(
-            state=VERSION_1_CYCLE, ready_tasks="[]", next_due_at=datetime(2026, 2, 28, 9, 0, tzinfo=UTC),
-            revision=PathwayInstance.revision + 1))
+        session.execute(
+            update(PathwayInstance)
+            .where(PathwayInstance.id == view.id)
+            .values(
+                state=VERSION_1_CYCLE,
+                ready_tasks="[]",
+                next_due_at=datetime(2026, 2, 28, 9, 0, tzinfo=UTC),
+                revision=PathwayInstance.revision + 1,
+            )
+        )
         session.commit()
     clock.set(datetime(2026, 4, 1, 9, 0, tzinfo=UTC))  # 28 February and 28 March both passed
     assert fire_due_timers(carepath.instances, worker_id="w1") == 1
     view = carepath.instances.get(view.id)
     assert [t["element"] for t in view.ready_tasks] == ["symptom_check", "symptom_check"]
     with carepath.sessions() as session:
-        fired = session.scalars(select(InstanceEvent.payload).where(
-            InstanceEvent.instance_id == view.id, InstanceEvent.type == "timer_fired")).all()
+        fired = session.scalars(
+            select(InstanceEvent.payload).where(
+                InstanceEvent.instance_id == view.id, InstanceEvent.type == "timer_fired"
+            )
+        ).all()
         state = session.scalars(select(PathwayInstance.state).where(PathwayInstance.id == view.id)).one()
     assert [json.loads(payload)["due_at"] for payload in fired] == [
-        "2026-02-28T09:00:00+00:00", "2026-03-28T09:00:00+00:00"]
+        "2026-02-28T09:00:00+00:00",
+        "2026-03-28T09:00:00+00:00",
+    ]
     assert json.loads(state)[FORMAT_KEY] == CAREPATH_FORMAT
 
 
 def test_the_migration_anchors_cycles_in_subprocesses_and_leaves_calendar_cycles_and_other_timers() -> None:
     fixed = {"cycles": -1, "next": "2026-05-01T00:00:00+00:00", "duration": 3600.0}
-    calendar = {"cycles": 1, "next": "2026-05-31T09:00:00+00:00", "duration": 2592000.0,
-                "first": "2026-01-31T09:00:00+00:00", "period_months": 1, "period_seconds": 0.0, "occurrence": 4}
+    calendar = {
+        "cycles": 1,
+        "next": "2026-05-31T09:00:00+00:00",
+        "duration": 2592000.0,
+        "first": "2026-01-31T09:00:00+00:00",
+        "period_months": 1,
+        "period_seconds": 0.0,
+        "occurrence": 4,
+    }
 
     def task(internal_data: dict[str, Any]) -> dict[str, Any]:
         return {"internal_data": internal_data}
 
-    state = {"serializer_version": "1.5",
-             "tasks": {"a": task({"event_value": dict(calendar)}), "b": task({"event_value": "2026-06-01T00:00:00"}),
-                       "c": task({})},
-             "subprocesses": {"s": {"tasks": {"d": task({"event_value": dict(fixed)})}}}}
+    state = {
+        "serializer_version": "1.5",
+        "tasks": {
+            "a": task({"event_value": dict(calendar)}),
+            "b": task({"event_value": "2026-06-01T00:00:00"}),
+            "c": task({}),
+        },
+        "subprocesses": {"s": {"tasks": {"d": task({"event_value": dict(fixed)})}}},
+    }
     state_migrations.migrate(state)
     assert state["tasks"]["a"]["internal_data"]["event_value"] == calendar
     assert state["tasks"]["b"]["internal_data"]["event_value"] == "2026-06-01T00:00:00"
     assert state["subprocesses"]["s"]["tasks"]["d"]["internal_data"]["event_value"] == {
-        **fixed, "first": fixed["next"], "period_months": 0, "period_seconds": 3600.0, "occurrence": 0}
+        **fixed,
+        "first": fixed["next"],
+        "period_months": 0,
+        "period_seconds": 3600.0,
+        "occurrence": 0,
+    }
     assert FORMAT_KEY not in state  # taken: dump_state writes the current one
 
 
@@ -175,9 +213,15 @@ def test_a_new_cycle_in_fractional_months_carries_anchors_that_keep_its_fixed_pe
     assert _fire(workflow, clock, datetime(2026, 2, 1, 9, 0, tzinfo=UTC)) == ["symptom_check"]
     value = _cycle_value(workflow)
     period = 42 * 86400.0  # to 28 February (clamped), and half of February's 28 days: computed once
-    assert value == {"cycles": 2, "next": "2026-03-14T09:00:00+00:00", "duration": period,
-                     "first": "2026-01-31T09:00:00+00:00", "period_months": 0, "period_seconds": period,
-                     "occurrence": 1}
+    assert value == {
+        "cycles": 2,
+        "next": "2026-03-14T09:00:00+00:00",
+        "duration": period,
+        "first": "2026-01-31T09:00:00+00:00",
+        "period_months": 0,
+        "period_seconds": period,
+        "occurrence": 1,
+    }
     assert _fire(workflow, clock, datetime(2026, 3, 15, 9, 0, tzinfo=UTC)) == ["symptom_check"] * 2
     assert _cycle_value(workflow)["next"] == "2026-04-25T09:00:00+00:00"  # 42 days again
 
@@ -246,8 +290,11 @@ def test_a_restored_task_holds_its_parents_data_in_a_copy_of_its_own() -> None:
     workflow.task_tree.data.update({"concerns": ["fatigue", "money"], "contact": {"name": "CNS"}, "score": 4})
     workflow.do_engine_steps()
     restored = workflows.restore(specs, serializer.dump_state(workflow), _engine(clock))
-    inherited = [t for t in restored.tasks.values()
-                 if t.parent is not None and "concerns" in t.data and "concerns" in t.parent.data]
+    inherited = [
+        t
+        for t in restored.tasks.values()
+        if t.parent is not None and "concerns" in t.data and "concerns" in t.parent.data
+    ]
     assert len(inherited) >= 2
     for task in inherited:
         assert task.data["concerns"] == DeepMerge.merge({}, task.parent.data)["concerns"] == ["fatigue", "money"]

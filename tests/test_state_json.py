@@ -26,8 +26,13 @@ def _stdlib_dumps(value: object) -> str:
 def test_values_spiffworkflow_converts_are_stored_as_the_stdlib_stored_them() -> None:
     # A datetime in task data (a timer's due date, a date an operator set) must come back a datetime:
     # SpiffWorkflow's encoder stores it tagged with its type, and orjson must not write it natively.
-    data = {"due": datetime(2027, 8, 31, 9, 0, tzinfo=UTC), "every": timedelta(days=30),
-            "seen": {"a"}, "scores": [1, 2.5, None, True], "nested": {"text": "Ångest"}}
+    data = {
+        "due": datetime(2027, 8, 31, 9, 0, tzinfo=UTC),
+        "every": timedelta(days=30),
+        "seen": {"a"},
+        "scores": [1, 2.5, None, True],
+        "nested": {"text": "Ångest"},
+    }
     written = state_json.dumps(data, serializer.ENCODE_OTHER)
     assert json.loads(written) == json.loads(_stdlib_dumps(data))
     restored = SERIALIZER.registry.restore(state_json.loads(written))
@@ -97,8 +102,9 @@ def test_a_workflow_inside_a_called_sub_pathway_restores_with_its_links() -> Non
     for part in (restored, *restored.subprocesses.values()):
         for task in part.tasks.values():
             assert all(child.parent is task for child in task.children)
-    assert [t.task_spec.name for t in workflows.ready_tasks(restored)] == \
-        [t.task_spec.name for t in workflows.ready_tasks(workflow)]
+    assert [t.task_spec.name for t in workflows.ready_tasks(restored)] == [
+        t.task_spec.name for t in workflows.ready_tasks(workflow)
+    ]
 
 
 def _specs(pathway_id: str) -> workflows.RestoredSpecs:

@@ -82,18 +82,28 @@ def _bounded(step: Any) -> Any:
     return outcome["value"]
 
 
-def _deployed_before_the_gate(carepath: CarePath, pathway_id: str, diagram: str,
-                              forms: dict[str, bytes] | None = None) -> None:
+def _deployed_before_the_gate(
+    carepath: CarePath, pathway_id: str, diagram: str, forms: dict[str, bytes] | None = None
+) -> None:
     """Store a version the way a deploy did before the gate: compiled, not validated."""
     source = PathwaySource(pathway_id, f"{pathway_id}.bpmn", {f"{pathway_id}.bpmn": diagram.encode(), **(forms or {})})
     compiled = compile_source(source)
     spec = serializer.serialize_specs(compiled.spec, compiled.subprocess_specs)
     with unit_of_work(carepath.sessions) as session:
-        session.add(PathwayVersion(
-            pathway_id=pathway_id, version=source.version, title=pathway_id, main_file=source.main_file,
-            files=files_to_json(source.files), spec=spec, deployed_at=carepath.clock.now(),
-            deployed_by="author:before-the-gate", activated_at=carepath.clock.now(),
-            activated_by="system:before-four-eyes"))  # as migration 0014 marks the versions before it
+        session.add(
+            PathwayVersion(
+                pathway_id=pathway_id,
+                version=source.version,
+                title=pathway_id,
+                main_file=source.main_file,
+                files=files_to_json(source.files),
+                spec=spec,
+                deployed_at=carepath.clock.now(),
+                deployed_by="author:before-the-gate",
+                activated_at=carepath.clock.now(),
+                activated_by="system:before-four-eyes",
+            )
+        )  # as migration 0014 marks the versions before it
 
 
 def _incident(view: InstanceView) -> dict[str, Any]:
@@ -106,14 +116,16 @@ def test_an_automatic_loop_is_an_incident_and_a_retry_is_bounded_too(carepath: C
     view = _bounded(lambda: carepath.instances.start("hostile_loop", "MRN-BOUND-1", "system:test"))
     incident = _incident(view)
     assert incident["element"] in {"Gateway_again", "Activity_count"}
-    assert incident["message"] == f"the step ran {MAX_STEP_TASKS} tasks without waiting for a person, a message " \
-                                  "or a timer"
+    assert (
+        incident["message"] == f"the step ran {MAX_STEP_TASKS} tasks without waiting for a person, a message or a timer"
+    )
     assert incident["kind"] == "WorkflowError"
     again = _bounded(lambda: carepath.instances.retry(view.id, "clinician:duty-manager"))
     assert _incident(again)["message"] == incident["message"]
     with carepath.sessions() as session:
-        errors = session.scalars(select(InstanceEvent.type).where(InstanceEvent.instance_id == view.id,
-                                                                  InstanceEvent.type == "error")).all()
+        errors = session.scalars(
+            select(InstanceEvent.type).where(InstanceEvent.instance_id == view.id, InstanceEvent.type == "error")
+        ).all()
     assert len(errors) == 2
 
 
@@ -133,19 +145,28 @@ def test_a_process_calling_itself_from_before_the_gate_is_an_incident(carepath: 
     assert f"subprocesses nested more than {MAX_CALL_DEPTH} deep" in _incident(view)["message"]
 
 
-@pytest.mark.parametrize(("element", "words"), [
-    ('<bpmn:scriptTask id="work"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
-     "<bpmn:script>import os</bpmn:script></bpmn:scriptTask>",
-     "the script is outside the safe language: import is not allowed (line 1, col 1)"),
-    ('<bpmn:intermediateCatchEvent id="work"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
-     '<bpmn:timerEventDefinition><bpmn:timeDuration>"P100000Y"</bpmn:timeDuration></bpmn:timerEventDefinition>'
-     "</bpmn:intermediateCatchEvent>",
-     "timer duration refused: it lasts more than a hundred years"),
-    ('<bpmn:intermediateCatchEvent id="work"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
-     '<bpmn:timerEventDefinition><bpmn:timeDate>"9999-12-31T23:59:59Z"</bpmn:timeDate></bpmn:timerEventDefinition>'
-     "</bpmn:intermediateCatchEvent>",
-     "timer date refused: its date is outside the years 1900 to 2199"),
-])
+@pytest.mark.parametrize(
+    ("element", "words"),
+    [
+        (
+            '<bpmn:scriptTask id="work"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
+            "<bpmn:script>import os</bpmn:script></bpmn:scriptTask>",
+            "the script is outside the safe language: import is not allowed (line 1, col 1)",
+        ),
+        (
+            '<bpmn:intermediateCatchEvent id="work"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
+            '<bpmn:timerEventDefinition><bpmn:timeDuration>"P100000Y"</bpmn:timeDuration></bpmn:timerEventDefinition>'
+            "</bpmn:intermediateCatchEvent>",
+            "timer duration refused: it lasts more than a hundred years",
+        ),
+        (
+            '<bpmn:intermediateCatchEvent id="work"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>'
+            '<bpmn:timerEventDefinition><bpmn:timeDate>"9999-12-31T23:59:59Z"</bpmn:timeDate></bpmn:timerEventDefinition>'
+            "</bpmn:intermediateCatchEvent>",
+            "timer date refused: its date is outside the years 1900 to 2199",
+        ),
+    ],
+)
 def test_what_the_gate_refuses_today_is_an_incident_saying_why(carepath: CarePath, element: str, words: str) -> None:
     pid = f"before_gate_{abs(hash(element)) % 10_000}"
     _deployed_before_the_gate(carepath, pid, DIAGRAM.format(pid=pid, element=element))

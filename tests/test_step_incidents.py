@@ -46,8 +46,11 @@ def _deploy(carepath: CarePath, pid: str, element: str) -> None:
 
 def _error_events(carepath: CarePath, instance_id: str) -> list[InstanceEvent]:
     with carepath.sessions() as session:
-        return list(session.scalars(select(InstanceEvent).where(
-            InstanceEvent.instance_id == instance_id, InstanceEvent.type == "error")))
+        return list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id, InstanceEvent.type == "error")
+            )
+        )
 
 
 def test_a_plain_exception_inside_spiffworkflow_is_an_incident_on_its_element(carepath: CarePath) -> None:

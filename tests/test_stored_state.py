@@ -38,14 +38,18 @@ def test_a_state_is_stored_compressed_behind_its_marker_and_reads_back_exactly()
     assert decode_state(STATE) == STATE  # SQLite hands back a value written as text as str
 
 
-@pytest.mark.parametrize(("stored", "reason"), [
-    (b"", "empty"),
-    (b"\x07" + zlib.compress(b"{}"), "unknown format marker 0x07"),
-    (b"\x01" + b"not zlib at all", "corrupt"),
-    (b"\x01" + zlib.compress(STATE.encode())[:-6], "truncated"),
-    (b"\x01" + zlib.compress(STATE.encode()) + b"\x00", "bytes after its end"),
-    (b"\x01" + zlib.compress(b"{\xff\xfe}"), "not UTF-8"),
-], ids=["empty", "marker", "not-zlib", "truncated", "trailing", "not-utf8"])
+@pytest.mark.parametrize(
+    ("stored", "reason"),
+    [
+        (b"", "empty"),
+        (b"\x07" + zlib.compress(b"{}"), "unknown format marker 0x07"),
+        (b"\x01" + b"not zlib at all", "corrupt"),
+        (b"\x01" + zlib.compress(STATE.encode())[:-6], "truncated"),
+        (b"\x01" + zlib.compress(STATE.encode()) + b"\x00", "bytes after its end"),
+        (b"\x01" + zlib.compress(b"{\xff\xfe}"), "not UTF-8"),
+    ],
+    ids=["empty", "marker", "not-zlib", "truncated", "trailing", "not-utf8"],
+)
 def test_a_blob_that_cannot_be_read_says_why_without_its_content(stored: bytes, reason: str) -> None:
     with pytest.raises(UnreadableStateError) as refused:
         decode_state(stored)
@@ -80,8 +84,11 @@ def _instance(carepath: CarePath, patient: str = "MRN-SS-1") -> str:
 
 def _stored(carepath: CarePath, instance_id: str) -> bytes:
     with carepath.db.connect() as connection:
-        return bytes(connection.execute(text("SELECT state FROM pathway_instances WHERE id = :id"),
-                                        {"id": instance_id}).scalar_one())
+        return bytes(
+            connection.execute(
+                text("SELECT state FROM pathway_instances WHERE id = :id"), {"id": instance_id}
+            ).scalar_one()
+        )
 
 
 def _store(carepath: CarePath, instance_id: str, stored: bytes) -> None:
@@ -98,8 +105,13 @@ def _problems(carepath: CarePath) -> list[str]:
 
 def _newest_digest_seq(carepath: CarePath, instance_id: str) -> int:
     with carepath.sessions() as session:
-        return max(session.scalars(select(InstanceEvent.seq).where(InstanceEvent.instance_id == instance_id,
-                                                                   InstanceEvent.state_digest.is_not(None))))
+        return max(
+            session.scalars(
+                select(InstanceEvent.seq).where(
+                    InstanceEvent.instance_id == instance_id, InstanceEvent.state_digest.is_not(None)
+                )
+            )
+        )
 
 
 def test_the_column_holds_compressed_bytes_and_the_digest_is_of_the_text(carepath: CarePath) -> None:
@@ -117,8 +129,10 @@ def test_a_recompressed_edit_of_the_state_is_found_by_verification(carepath: Car
     assert '"anxiety":9' in edited
     _store(carepath, instance_id, encode_state(edited))  # well-formed bytes, other text
     seq = _newest_digest_seq(carepath, instance_id)
-    assert _problems(carepath) == [f"instance {instance_id} event {seq}: the stored workflow state is not the one "
-                                   "this event recorded (edited after it was written)"]
+    assert _problems(carepath) == [
+        f"instance {instance_id} event {seq}: the stored workflow state is not the one "
+        "this event recorded (edited after it was written)"
+    ]
 
 
 def test_a_damaged_blob_is_a_verification_problem_not_a_failure(carepath: CarePath) -> None:
@@ -146,27 +160,29 @@ def test_a_step_on_an_unreadable_state_is_refused_and_holds_the_instance_in_an_i
         row = session.get(PathwayInstance, instance_id)
         assert row is not None and row.status == "error"
         assert '"kind": "UnreadableStateError"' in (row.incident or "")
-        newest = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
-                                 .order_by(InstanceEvent.seq.desc())).first()
+        newest = session.scalars(
+            select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq.desc())
+        ).first()
         assert newest is not None and newest.type == "error" and newest.state_digest is None
     assert _stored(carepath, instance_id) == bomb  # kept as it was, for whoever restores the row
     with pytest.raises(ConflictError):  # a second attempt: refused again, nothing more recorded
         carepath.instances.retry(instance_id, NURSE)
     with carepath.sessions() as session:
-        assert session.scalar(select(PathwayInstance.event_seq).where(PathwayInstance.id == instance_id)) == \
-            newest.seq
+        assert session.scalar(select(PathwayInstance.event_seq).where(PathwayInstance.id == instance_id)) == newest.seq
 
 
-def test_the_timer_worker_records_an_unreadable_state_as_an_incident_and_goes_on(carepath: CarePath,
-                                                                                clock: ManualClock) -> None:
+def test_the_timer_worker_records_an_unreadable_state_as_an_incident_and_goes_on(
+    carepath: CarePath, clock: ManualClock
+) -> None:
     broken, healthy = (carepath.instances.start("test_timer_p1d", f"MRN-SS-{n}", "system:ehr").id for n in (2, 3))
     _store(carepath, broken, b"\x01" + b"\x00" * 64)
     carepath.instances.steps.cache.clear()
     clock.advance(timedelta(days=2))
     assert fire_due_timers(carepath.instances) == 2  # both advanced, one into its incident: the worker goes on
     with carepath.sessions() as session:
-        rows = {r.id: r for r in session.scalars(select(PathwayInstance).where(
-            PathwayInstance.id.in_([broken, healthy])))}
+        rows = {
+            r.id: r for r in session.scalars(select(PathwayInstance).where(PathwayInstance.id.in_([broken, healthy])))
+        }
         assert rows[broken].status == "error" and rows[broken].incident is not None
         assert rows[healthy].status != "error" and rows[healthy].event_seq > 1
 
@@ -175,7 +191,8 @@ def test_the_timer_worker_records_an_unreadable_state_as_an_incident_and_goes_on
 
 
 def test_migration_0019_converts_existing_states_both_ways_and_trails_still_verify(
-        carepath: CarePath, clock: ManualClock) -> None:
+    carepath: CarePath, clock: ManualClock
+) -> None:
     ids = [_instance(carepath, f"MRN-SS-M{n}") for n in range(3)]
     texts = {i: decode_state(_stored(carepath, i)) for i in ids}
     url = carepath.settings.database_url
@@ -204,7 +221,8 @@ def test_migration_0019_converts_existing_states_both_ways_and_trails_still_veri
 
 
 def test_a_step_whose_state_would_be_over_the_bound_is_refused_and_nothing_is_written(
-        carepath: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
+    carepath: CarePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
     view = carepath.instances.start("test_assessment", "MRN-SS-9", "system:ehr")
     before = _stored(carepath, view.id)
     monkeypatch.setattr("engine.db.stored_state.MAX_STATE_BYTES", len(decode_state(before)) + 10)
@@ -226,7 +244,8 @@ def test_a_step_whose_state_would_be_over_the_bound_is_refused_and_nothing_is_wr
 
 
 def test_a_timer_step_over_the_bound_becomes_an_incident_and_the_worker_goes_on(
-        carepath: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    carepath: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     instance_id = carepath.instances.start("test_timer_p1d", "MRN-SS-11", "system:ehr").id
 
     def over_the_bound(state: str) -> bytes:

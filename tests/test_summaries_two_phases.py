@@ -41,10 +41,18 @@ if TYPE_CHECKING:
 
 SITE = SITES["breast"]
 START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
-FIRST_LINE = {"summary_treatments": ["surgery"], "effects_to_watch_for": ["fatigue"], "warning_signs_given": True,
-              "gp_actions": ["review fatigue"], "follow_up_model": "patient_initiated"}
-RECURRENCE = {**FIRST_LINE, "summary_treatments": ["chemotherapy for the recurrence"],
-              "gp_actions": ["check blood counts"]}
+FIRST_LINE = {
+    "summary_treatments": ["surgery"],
+    "effects_to_watch_for": ["fatigue"],
+    "warning_signs_given": True,
+    "gp_actions": ["review fatigue"],
+    "follow_up_model": "patient_initiated",
+}
+RECURRENCE = {
+    **FIRST_LINE,
+    "summary_treatments": ["chemotherapy for the recurrence"],
+    "gp_actions": ["check blood counts"],
+}
 AUTHOR = "clinician:author-syn"
 
 
@@ -88,8 +96,9 @@ def _write(j: Journey, task_id: str, answers: dict[str, Any]) -> None:
     """Complete one waiting write_summary task (by its id: two of them wait), on the instance as it is
     now (the scan's overdue events move its revision on)."""
     j.view = j.app.instances.get(j.view.id)
-    j.view = j.app.instances.complete_task(j.view.id, task_id, answers, "clinician:cns-syn",
-                                           expected_version=j.view.version)
+    j.view = j.app.instances.complete_task(
+        j.view.id, task_id, answers, "clinician:cns-syn", expected_version=j.view.version
+    )
     assert j.view.status == "running", j.view.incident
 
 
@@ -99,14 +108,25 @@ def _waiting(j: Journey) -> list[str]:
 
 def _rows(app: CarePath, instance_id: str) -> list[TreatmentSummary]:
     with app.sessions() as session:
-        return list(session.scalars(select(TreatmentSummary).where(
-            TreatmentSummary.instance_id == instance_id).order_by(TreatmentSummary.number)))
+        return list(
+            session.scalars(
+                select(TreatmentSummary)
+                .where(TreatmentSummary.instance_id == instance_id)
+                .order_by(TreatmentSummary.number)
+            )
+        )
 
 
 def _events(app: CarePath, instance_id: str, event_type: str) -> list[dict[str, Any]]:
     with app.sessions() as session:
-        return [json.loads(p) for p in session.scalars(select(InstanceEvent.payload).where(
-            InstanceEvent.instance_id == instance_id, InstanceEvent.type == event_type).order_by(InstanceEvent.seq))]
+        return [
+            json.loads(p)
+            for p in session.scalars(
+                select(InstanceEvent.payload)
+                .where(InstanceEvent.instance_id == instance_id, InstanceEvent.type == event_type)
+                .order_by(InstanceEvent.seq)
+            )
+        ]
 
 
 def _last_minute(clock: ManualClock, day: date) -> None:
@@ -115,7 +135,8 @@ def _last_minute(clock: ManualClock, day: date) -> None:
 
 @pytest.mark.parametrize("scan_before", [True, False], ids=["seen-at-once", "both-seen-late"])
 def test_two_awaited_summaries_have_their_own_rows_deadlines_and_tasks(
-        app: CarePath, clock: ManualClock, scan_before: bool) -> None:
+    app: CarePath, clock: ManualClock, scan_before: bool
+) -> None:
     j = _first_line_ended(app, clock, "SYN-EOT2-0001")
     first_ended = clock.now().date()
     [first_task] = _waiting(j)
@@ -130,9 +151,21 @@ def test_two_awaited_summaries_have_their_own_rows_deadlines_and_tasks(
     assert app.treatment_summaries.open_due() == 1  # the first is past its 6 weeks already: its task opens
     first, second = _rows(app, j.view.id)
     assert (first.number, first.task_id, first.phase, first.ended_on, first.due_by, first.status) == (
-        1, first_task, "first_line", first_ended, first_ended + timedelta(weeks=6), "due")
+        1,
+        first_task,
+        "first_line",
+        first_ended,
+        first_ended + timedelta(weeks=6),
+        "due",
+    )
     assert (second.number, second.task_id, second.phase, second.ended_on, second.due_by, second.status) == (
-        2, second_task, "recurrence", second_ended, second_ended + timedelta(weeks=6), "due")
+        2,
+        second_task,
+        "recurrence",
+        second_ended,
+        second_ended + timedelta(weeks=6),
+        "due",
+    )
     assert app.treatment_summaries.open_due() == 0  # matched: nothing more to note
     assert len(_rows(app, j.view.id)) == 2
 
@@ -147,9 +180,12 @@ def test_two_awaited_summaries_have_their_own_rows_deadlines_and_tasks(
     tasks = app.treatment_summaries.list_overdue()
     assert [(t["id"], t["number"], t["phase"], t["due_by"], t["assignee"]) for t in tasks] == [
         (first.id, 1, "first_line", first.due_by.isoformat(), "STAFF-SYN-1"),
-        (second.id, 2, "recurrence", second.due_by.isoformat(), "STAFF-SYN-1")]
+        (second.id, 2, "recurrence", second.due_by.isoformat(), "STAFF-SYN-1"),
+    ]
     assert [(e["summary"], e["ended_on"]) for e in _events(app, j.view.id, "summary_overdue")] == [
-        (first.id, first_ended.isoformat()), (second.id, second_ended.isoformat())]
+        (first.id, first_ended.isoformat()),
+        (second.id, second_ended.isoformat()),
+    ]
 
     # The recurrence's summary written first: its own row and task, the first-line one still overdue.
     _write(j, second_task, RECURRENCE)
@@ -159,8 +195,7 @@ def test_two_awaited_summaries_have_their_own_rows_deadlines_and_tasks(
     [still] = app.treatment_summaries.list_overdue()
     assert still["id"] == first.id
     assert app.treatment_summaries.open_due() == 0  # the scan leaves the first one as it is
-    assert [(r.status, r.overdue_at is not None, r.closed_at) for r in _rows(app, j.view.id)][0] == (
-        "due", True, None)
+    assert [(r.status, r.overdue_at is not None, r.closed_at) for r in _rows(app, j.view.id)][0] == ("due", True, None)
     assert [e["summary"] for e in _events(app, j.view.id, "summary_overdue_closed")] == [second.id]
 
     # Then the first-line one: its overdue task closes.
@@ -177,20 +212,24 @@ def test_two_awaited_summaries_have_their_own_rows_deadlines_and_tasks(
     docs = [end_of_treatment_summary(app, j.view.id, "en", n) for n in (1, 2)]
     assert [d["phase"]["code"] for d in docs] == ["first_line", "recurrence"]
     assert [d["completed_on"] for d in docs] == [first_ended.isoformat(), second_ended.isoformat()]
-    assert [d["summary"]["course_completed_on"] for d in docs] == [first_ended.isoformat(),
-                                                                   second_ended.isoformat()]
+    assert [d["summary"]["course_completed_on"] for d in docs] == [first_ended.isoformat(), second_ended.isoformat()]
     assert [d["summary"]["due_by"] for d in docs] == [first.due_by.isoformat(), second.due_by.isoformat()]
     assert [d["summary"]["on_time"] for d in docs] == [False, False]
     assert [d["gp_actions"] for d in docs] == [["review fatigue"], ["check blood counts"]]
-    assert {t["code"] for t in docs[0]["treatments_received"]} == {"breast_conserving_surgery", "radiotherapy",
-                                                                   "surgery"}
+    assert {t["code"] for t in docs[0]["treatments_received"]} == {
+        "breast_conserving_surgery",
+        "radiotherapy",
+        "surgery",
+    }
     assert {t["code"] for t in docs[1]["treatments_received"]} == {"chemotherapy", "radiotherapy", None}
     # The MDT planned the first-line course, not the recurrence's, though the first summary was written last.
     assert docs[0]["treatments_received"][0]["decided_on"] == first_ended.isoformat()
     assert docs[1]["treatments_received"][0]["decided_on"] is None
     listed = end_of_treatment_summaries(app, j.view.id, "en")["phases"]
     assert [(p["number"], p["code"], p["ended_on"], p["status"]) for p in listed] == [
-        (1, "first_line", first_ended.isoformat(), "written"), (2, "recurrence", second_ended.isoformat(), "written")]
+        (1, "first_line", first_ended.isoformat(), "written"),
+        (2, "recurrence", second_ended.isoformat(), "written"),
+    ]
 
 
 def test_a_summary_not_written_yet_is_refused_while_the_other_phase_shows(app: CarePath, clock: ManualClock) -> None:
@@ -218,7 +257,12 @@ def test_a_summary_written_before_the_scan_saw_it_takes_its_own_row(app: CarePat
     _write(j, second_task, RECURRENCE)
     first, second = _rows(app, j.view.id)
     assert (first.task_id, first.status, second.task_id, second.status, second.phase) == (
-        first_task, "due", second_task, "written", "recurrence")
+        first_task,
+        "due",
+        second_task,
+        "written",
+        "recurrence",
+    )
     assert app.treatment_summaries.open_due() == 0
     assert [r.status for r in _rows(app, j.view.id)] == ["due", "written"]
 
@@ -236,10 +280,19 @@ def test_each_waiting_summary_task_is_told_apart_by_its_phase_and_deadline(app: 
     assert [r.task_id for r in _rows(app, j.view.id)] == [first_task]
     six_weeks = timedelta(weeks=6)
     assert app.treatment_summaries.awaited(j.view.id) == {
-        first_task: {"phase": "first_line", "ended_on": first_ended.isoformat(),
-                     "due_by": (first_ended + six_weeks).isoformat(), "overdue": False},
-        second_task: {"phase": "recurrence", "ended_on": second_ended.isoformat(),
-                      "due_by": (second_ended + six_weeks).isoformat(), "overdue": False}}
+        first_task: {
+            "phase": "first_line",
+            "ended_on": first_ended.isoformat(),
+            "due_by": (first_ended + six_weeks).isoformat(),
+            "overdue": False,
+        },
+        second_task: {
+            "phase": "recurrence",
+            "ended_on": second_ended.isoformat(),
+            "due_by": (second_ended + six_weeks).isoformat(),
+            "overdue": False,
+        },
+    }
     _write(j, second_task, RECURRENCE)
     assert list(app.treatment_summaries.awaited(j.view.id)) == [first_task]
     _write(j, first_task, FIRST_LINE)
@@ -247,7 +300,8 @@ def test_each_waiting_summary_task_is_told_apart_by_its_phase_and_deadline(app: 
 
 
 def test_the_work_lists_read_of_waiting_summary_tasks_is_one_query_of_noted_rows(
-        app: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """awaited_by_task answers for the tasks of many instances (the work list's page) from their due rows
     alone, in one statement; a task the scan has not noted yet has no answer (nothing is restored)."""
     j = _first_line_ended(app, clock, "SYN-EOT2-0012")
@@ -268,10 +322,15 @@ def test_the_work_lists_read_of_waiting_summary_tasks_is_one_query_of_noted_rows
         found = app.treatment_summaries.awaited_by_task([*pairs, stray, pairs[0]])
     assert len(seen) == 1
     assert list(found) == pairs
-    assert found[pairs[0]] == {"phase": "first_line", "ended_on": first_ended.isoformat(),
-                               "due_by": (first_ended + timedelta(weeks=6)).isoformat(), "overdue": False}
+    assert found[pairs[0]] == {
+        "phase": "first_line",
+        "ended_on": first_ended.isoformat(),
+        "due_by": (first_ended + timedelta(weeks=6)).isoformat(),
+        "overdue": False,
+    }
     assert {task_id: found[(j.view.id, task_id)] for task_id in (first_task, second_task)} == (
-        app.treatment_summaries.awaited(j.view.id))  # as the patient page says
+        app.treatment_summaries.awaited(j.view.id)
+    )  # as the patient page says
     assert found[pairs[2]]["phase"] == "first_line" and found[pairs[1]]["phase"] == "recurrence"
 
     j.wait(7 * 7)  # the first-line summary past its 6 weeks: its overdue task opens
@@ -294,20 +353,24 @@ def test_a_row_noted_before_rows_named_their_task_is_matched_by_its_phase(app: C
     app.treatment_summaries.open_due()
     [first_task] = _waiting(j)
     with app.sessions() as session, session.begin():
-        session.execute(update(TreatmentSummary).where(TreatmentSummary.instance_id == j.view.id)
-                        .values(task_id=None))
+        session.execute(update(TreatmentSummary).where(TreatmentSummary.instance_id == j.view.id).values(task_id=None))
     _recurrence_treated(j, weeks_later=12)
     [second_task] = [t for t in _waiting(j) if t != first_task]
     app.treatment_summaries.open_due()
     first, second = _rows(app, j.view.id)
     assert (first.task_id, first.phase, second.task_id, second.phase) == (
-        first_task, "first_line", second_task, "recurrence")
+        first_task,
+        "first_line",
+        second_task,
+        "recurrence",
+    )
     assert first.status == second.status == "due"
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "full-path"])
 def test_migrating_an_instance_waiting_for_two_summaries_keeps_both_rows_matched(
-        database: str, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_path: bool) -> None:
+    database: str, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_path: bool
+) -> None:
     """The rows name SpiffWorkflow task ids: the migration resets ready tasks (the full path) or rewrites
     their data (the fast path), and keeps each task, and its id; both rows stay matched."""
     before = CarePath(_settings(database), clock)
@@ -326,8 +389,11 @@ def test_migrating_an_instance_waiting_for_two_summaries_keeps_both_rows_matched
     shutil.copytree(PATHWAYS, pathways)
     diagram = pathways / "breast.bpmn"
     text = diagram.read_text(encoding="utf-8")
-    changed = text.replace('name="Discharge to the breast screening programme"',
-                           'name="Discharge to the NHS breast screening programme"', 1)
+    changed = text.replace(
+        'name="Discharge to the breast screening programme"',
+        'name="Discharge to the NHS breast screening programme"',
+        1,
+    )
     assert changed != text
     diagram.write_text(changed, encoding="utf-8")
     app = CarePath(dataclasses.replace(_settings(database), pathways_dir=pathways), clock)
@@ -354,7 +420,8 @@ def test_migrating_an_instance_waiting_for_two_summaries_keeps_both_rows_matched
 
 
 def test_what_was_made_in_the_recurrence_is_in_its_summary_whichever_is_written_first(
-        app: CarePath, clock: ManualClock) -> None:
+    app: CarePath, clock: ManualClock
+) -> None:
     """The referrals from the HNA on recurrence belong to the recurrence's summary, not to the first-line
     one written after it (engine.documents.build: a phase's span)."""
     j = _first_line_ended(app, clock, "SYN-EOT2-0006")
@@ -373,8 +440,7 @@ def test_what_was_made_in_the_recurrence_is_in_its_summary_whichever_is_written_
     assert second["treatments_received"][0]["decided_on"] is None
 
 
-def test_revision_0026_names_the_task_of_a_row_whose_instance_waits_for_one(
-        database: str, clock: ManualClock) -> None:
+def test_revision_0026_names_the_task_of_a_row_whose_instance_waits_for_one(database: str, clock: ManualClock) -> None:
     """Upgrading: a due row whose instance waits for one summary gets that task's id; the rows of an
     instance waiting for two stay without one, and the scan matches them by their phase."""
     app = CarePath(_settings(database), clock)
@@ -402,7 +468,8 @@ def test_revision_0026_names_the_task_of_a_row_whose_instance_waits_for_one(
 
 
 def test_a_waiting_instance_whose_state_cannot_be_read_does_not_stop_the_scan(
-        database: str, clock: ManualClock) -> None:
+    database: str, clock: ManualClock
+) -> None:
     app = CarePath(_settings(database), clock)
     try:
         damaged = _first_line_ended(app, clock, "SYN-EOT2-0009")
@@ -424,12 +491,14 @@ def test_a_waiting_instance_whose_state_cannot_be_read_does_not_stop_the_scan(
 def _damage(app: CarePath, *journeys: Journey) -> None:
     table = PathwayInstance.__table__
     with app.db.begin() as connection:
-        connection.execute(table.update().where(table.c.id.in_([j.view.id for j in journeys]))
-                           .values(state=b"\x01broken"))
+        connection.execute(
+            table.update().where(table.c.id.in_([j.view.id for j in journeys])).values(state=b"\x01broken")
+        )
 
 
 def test_more_unreadable_instances_than_a_turn_takes_do_not_keep_the_scan_from_the_rest(
-        database: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    database: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Three waiting instances whose state cannot be read come first in the scan's order, with a turn of
     two: they take none of its places, and later turns pass them by until their row changes."""
     app = CarePath(_settings(database), clock)
@@ -458,15 +527,21 @@ def test_more_unreadable_instances_than_a_turn_takes_do_not_keep_the_scan_from_t
             worker.treatment_summaries.open_due(limit=2)
         assert restored == []  # remembered: passed by without a restore
         # Past a full page of them, the next page is read from where it ended: still one index range.
-        [(scan, parameters)] = [(s, p) for s, p in seen if "ready_task_elements" in s and "replace(" in s.lower()
-                                and "(ready_task_elements.created_at, ready_task_elements.instance_id) >" in s]
+        [(scan, parameters)] = [
+            (s, p)
+            for s, p in seen
+            if "ready_task_elements" in s
+            and "replace(" in s.lower()
+            and "(ready_task_elements.created_at, ready_task_elements.instance_id) >" in s
+        ]
         plan = _plan(worker.db, scan, parameters)
         assert "ix_ready_task_elements_element_created_at_instance_id" in plan, plan
         assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
         with worker.db.begin() as connection:  # a step (its retry) moves one row on: it is tried again
             table = PathwayInstance.__table__
-            connection.execute(table.update().where(table.c.id == damaged[1].view.id)
-                               .values(revision=table.c.revision + 1))
+            connection.execute(
+                table.update().where(table.c.id == damaged[1].view.id).values(revision=table.c.revision + 1)
+            )
         worker.treatment_summaries.open_due(limit=2)
         assert restored == [damaged[1].view.id]
     finally:
@@ -474,7 +549,8 @@ def test_more_unreadable_instances_than_a_turn_takes_do_not_keep_the_scan_from_t
 
 
 def test_an_overdue_summary_of_an_unreadable_instance_opens_on_the_team_list_and_the_scan_goes_on(
-        app: CarePath, database: str, clock: ManualClock) -> None:
+    app: CarePath, database: str, clock: ManualClock
+) -> None:
     """Its named contact is in the state that cannot be read: the task opens without one (the team's
     work list) instead of stopping the turn, and the worker with it, at that instance."""
     damaged = _first_line_ended(app, clock, "SYN-EOT2-0220")
@@ -494,7 +570,8 @@ def test_an_overdue_summary_of_an_unreadable_instance_opens_on_the_team_list_and
 
 
 def test_a_turn_restores_only_the_instances_whose_waiting_summaries_changed(
-        app: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The scan runs every worker turn on whole caseloads: it compares rows and waiting tasks in SQL, one
     range of the ready-task elements index, and restores an instance only to note a new task."""
     journeys = [_first_line_ended(app, clock, f"SYN-EOT2-01{n}") for n in range(3)]

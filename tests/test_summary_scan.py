@@ -34,8 +34,7 @@ def _waiting(carepath: CarePath, patient_ref: str) -> str:
         assert instance is not None and instance.ready_tasks
         [task, *_] = json.loads(instance.ready_tasks)
         instance.ready_tasks = json.dumps([{**task, "element": "write_summary"}], separators=(",", ":"))
-        session.add(ReadyTaskElement(instance_id=view.id, element="write_summary",
-                                     created_at=carepath.clock.now()))
+        session.add(ReadyTaskElement(instance_id=view.id, element="write_summary", created_at=carepath.clock.now()))
     return view.id
 
 
@@ -58,15 +57,23 @@ def test_the_scan_opens_the_task_after_the_last_day_and_closes_it(carepath: Care
     assert carepath.treatment_summaries.open_due() == 0
     row = _row(carepath, instance_id)
     assert (row.status, row.number, row.phase, row.ended_on, row.due_by) == (
-        "due", 1, "first_line", date(2026, 1, 10), date(2026, 2, 21))
+        "due",
+        1,
+        "first_line",
+        date(2026, 1, 10),
+        date(2026, 2, 21),
+    )
     clock.set(datetime(2026, 2, 21, 23, 59, 59, tzinfo=UTC))
     assert carepath.treatment_summaries.open_due() == 0
     clock.set(datetime(2026, 2, 22, 0, 0, tzinfo=UTC))
     assert carepath.treatment_summaries.open_due() == 1
     assert carepath.treatment_summaries.open_due() == 0
     [task] = carepath.treatment_summaries.list_overdue(patient_ref="MRN-7001")
-    assert (task["assignee"], task["due_by"], task["overdue_at"]) == ("STAFF-9", "2026-02-21",
-                                                                      "2026-02-22T00:00:00+00:00")
+    assert (task["assignee"], task["due_by"], task["overdue_at"]) == (
+        "STAFF-9",
+        "2026-02-21",
+        "2026-02-22T00:00:00+00:00",
+    )
     assert carepath.treatment_summaries.list_overdue(pathway_id="breast_cancer") == []
 
     # The task is gone from the instance (it ended, or moved on, without a summary): closed by the scan.
@@ -76,9 +83,11 @@ def test_the_scan_opens_the_task_after_the_last_day_and_closes_it(carepath: Care
     row = _row(carepath, instance_id)
     assert (row.status, row.closed_at) == ("closed", datetime(2026, 2, 22, 0, 0, tzinfo=UTC))
     with carepath.sessions() as session:
-        trail = session.execute(select(InstanceEvent.type, InstanceEvent.actor, InstanceEvent.payload).where(
-            InstanceEvent.instance_id == instance_id, InstanceEvent.type.like("summary_%"))
-            .order_by(InstanceEvent.seq)).all()
+        trail = session.execute(
+            select(InstanceEvent.type, InstanceEvent.actor, InstanceEvent.payload)
+            .where(InstanceEvent.instance_id == instance_id, InstanceEvent.type.like("summary_%"))
+            .order_by(InstanceEvent.seq)
+        ).all()
     assert [(t, a) for t, a, _ in trail] == [("summary_overdue", "engine"), ("summary_overdue_closed", "engine")]
     assert all("MRN-7001" not in p and "STAFF-9" not in p for _, _, p in trail)  # ids and dates only
     assert json.loads(trail[1][2])["outcome"] == "closed"

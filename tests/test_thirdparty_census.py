@@ -23,36 +23,72 @@ def census() -> ModuleType:
 
 
 def _problem(code: str, text: str, *, line: int | None = 3, element: str | None = "Task_1") -> dict[str, Any]:
-    return {"code": code, "file": "a.bpmn", "line": line, "element": element, "severity": "error",
-            "message": text, "text": f"a.bpmn:{line}: {element}: {text}"}
+    return {
+        "code": code,
+        "file": "a.bpmn",
+        "line": line,
+        "element": element,
+        "severity": "error",
+        "message": text,
+        "text": f"a.bpmn:{line}: {element}: {text}",
+    }
 
 
 def test_figures_count_outcomes_and_report_what_is_a_bug_in_the_gate(census: ModuleType) -> None:
     java = _problem("service-no-operator", "service task runs a Java class (camunda:class), and ...")
     records = {
-        "repo_a/runs.bpmn": {"validate": {"errors": [], "warnings": 0}, "deploy": {"errors": [], "pathways": ["p"]},
-                             "starts": [{"pathway": "p", "status": "running", "incident": None}]},
+        "repo_a/runs.bpmn": {
+            "validate": {"errors": [], "warnings": 0},
+            "deploy": {"errors": [], "pathways": ["p"]},
+            "starts": [{"pathway": "p", "status": "running", "incident": None}],
+        },
         "repo_a/java.bpmn": {"validate": {"errors": [java], "warnings": 0}, "deploy": {"errors": [java]}},
-        "repo_b/disagrees.bpmn": {"validate": {"errors": [], "warnings": 0},
-                                  "deploy": {"errors": [_problem("unsafe-expression", "import is not allowed")]}},
-        "repo_b/unlocated.bpmn": {"validate": {"errors": [_problem("compile", "bad", line=None)], "warnings": 0},
-                                  "deploy": {"errors": [_problem("compile", "bad", line=None)]}},
+        "repo_b/disagrees.bpmn": {
+            "validate": {"errors": [], "warnings": 0},
+            "deploy": {"errors": [_problem("unsafe-expression", "import is not allowed")]},
+        },
+        "repo_b/unlocated.bpmn": {
+            "validate": {"errors": [_problem("compile", "bad", line=None)], "warnings": 0},
+            "deploy": {"errors": [_problem("compile", "bad", line=None)]},
+        },
         "repo_b/crash.bpmn": {"raised": "TypeError: Object of type DataObject is not JSON serializable"},
         "repo_b/hang.bpmn": {"hang": 20.0},
-        "repo_b/incident.bpmn": {"validate": {"errors": [], "warnings": 0}, "deploy": {"errors": [], "pathways": ["q"]},
-                                 "starts": [{"pathway": "q", "status": "error",
-                                             "incident": {"element": "g", "message": "m", "kind": "ExpressionError"}}]},
+        "repo_b/incident.bpmn": {
+            "validate": {"errors": [], "warnings": 0},
+            "deploy": {"errors": [], "pathways": ["q"]},
+            "starts": [
+                {
+                    "pathway": "q",
+                    "status": "error",
+                    "incident": {"element": "g", "message": "m", "kind": "ExpressionError"},
+                }
+            ],
+        },
         # The gate reads the text the engine refused when it ran: the gate missed it.
-        "repo_b/missed.bpmn": {"validate": {"errors": [], "warnings": 0}, "deploy": {"errors": [], "pathways": ["r"]},
-                               "starts": [{"pathway": "r", "status": "error",
-                                           "incident": {"element": "e", "message": "calling 'f' is not allowed",
-                                                        "kind": "UnsafeExpressionError"}}]},
+        "repo_b/missed.bpmn": {
+            "validate": {"errors": [], "warnings": 0},
+            "deploy": {"errors": [], "pathways": ["r"]},
+            "starts": [
+                {
+                    "pathway": "r",
+                    "status": "error",
+                    "incident": {
+                        "element": "e",
+                        "message": "calling 'f' is not allowed",
+                        "kind": "UnsafeExpressionError",
+                    },
+                }
+            ],
+        },
     }
     figures = census.figures(records, Path("/corpus"))
     assert figures["files"] == 8
     assert figures["outcomes"] == {"refused": 3, "incident": 2, "runs": 1, "crash": 1, "hang": 1}
-    assert figures["refusal_categories"] == {"service-no-operator (Java class)": 1, "unsafe-expression": 1,
-                                             "compile": 1}
+    assert figures["refusal_categories"] == {
+        "service-no-operator (Java class)": 1,
+        "unsafe-expression": 1,
+        "compile": 1,
+    }
     assert figures["incident_categories"] == {"ExpressionError": 1, "UnsafeExpressionError": 1}
     assert [(m["file"], m["element"]) for m in figures["gate_misses"]] == [("repo_b/missed.bpmn", "e")]
     assert figures["per_source"]["repo_a"] == {"files": 2, "runs": 1, "refused": 1, "validates": 1, "deploys": 1}

@@ -36,36 +36,45 @@ def _reach_survey_wait(carepath: CarePath) -> str:
 
 def _events(carepath: CarePath, instance_id: str, event_type: str) -> list[InstanceEvent]:
     with carepath.sessions() as session:
-        return list(session.scalars(select(InstanceEvent).where(
-            InstanceEvent.instance_id == instance_id, InstanceEvent.type == event_type)))
+        return list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id, InstanceEvent.type == event_type)
+            )
+        )
 
 
 # --- month arithmetic --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("start", "months", "expected"), [
-    ("2024-08-31", 18, "2026-02-28"),
-    ("2024-01-31", 1, "2024-02-29"),   # leap year
-    ("2025-01-31", 1, "2025-02-28"),
-    ("2024-02-29", 12, "2025-02-28"),
-    ("2024-03-31", 1, "2024-04-30"),
-    ("2024-01-15", 1, "2024-02-15"),
-    ("2024-12-31", 2, "2025-02-28"),
-    ("2024-03-31", -1, "2024-02-29"),
-])
+@pytest.mark.parametrize(
+    ("start", "months", "expected"),
+    [
+        ("2024-08-31", 18, "2026-02-28"),
+        ("2024-01-31", 1, "2024-02-29"),  # leap year
+        ("2025-01-31", 1, "2025-02-28"),
+        ("2024-02-29", 12, "2025-02-28"),
+        ("2024-03-31", 1, "2024-04-30"),
+        ("2024-01-15", 1, "2024-02-15"),
+        ("2024-12-31", 2, "2025-02-28"),
+        ("2024-03-31", -1, "2024-02-29"),
+    ],
+)
 def test_months_clamp_to_the_end_of_the_month(start: str, months: int, expected: str) -> None:
     when = datetime.fromisoformat(start).replace(hour=9, tzinfo=UTC)
     assert add_months(when, months) == datetime.fromisoformat(expected).replace(hour=9, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("expression", "start", "expected"), [
-    ("P18M", "2024-08-31T09:00:00+00:00", "2026-02-28T09:00:00+00:00"),
-    ("P1M", "2024-01-31T09:00:00+00:00", "2024-02-29T09:00:00+00:00"),
-    ("P1Y", "2024-02-29T09:00:00+00:00", "2025-02-28T09:00:00+00:00"),
-    ("P1Y1M2DT3H", "2024-01-31T09:00:00+00:00", "2025-03-02T12:00:00+00:00"),
-    ("P2W", "2024-01-31T09:00:00+00:00", "2024-02-14T09:00:00+00:00"),
-    ("PT36H", "2024-01-31T09:00:00+00:00", "2024-02-01T21:00:00+00:00"),
-])
+@pytest.mark.parametrize(
+    ("expression", "start", "expected"),
+    [
+        ("P18M", "2024-08-31T09:00:00+00:00", "2026-02-28T09:00:00+00:00"),
+        ("P1M", "2024-01-31T09:00:00+00:00", "2024-02-29T09:00:00+00:00"),
+        ("P1Y", "2024-02-29T09:00:00+00:00", "2025-02-28T09:00:00+00:00"),
+        ("P1Y1M2DT3H", "2024-01-31T09:00:00+00:00", "2025-03-02T12:00:00+00:00"),
+        ("P2W", "2024-01-31T09:00:00+00:00", "2024-02-14T09:00:00+00:00"),
+        ("PT36H", "2024-01-31T09:00:00+00:00", "2024-02-01T21:00:00+00:00"),
+    ],
+)
 def test_spiffworkflow_durations_use_the_clamped_arithmetic(expression: str, start: str, expected: str) -> None:
     from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
@@ -119,8 +128,9 @@ def test_moving_the_clock_18_months_fires_the_survey_timer(carepath: CarePath, c
     assert carepath.instances.get(instance_id).status == "completed"
 
 
-def test_a_timer_that_fires_during_a_clinicians_step_is_in_the_event_trail(carepath: CarePath,
-                                                                           clock: ManualClock) -> None:
+def test_a_timer_that_fires_during_a_clinicians_step_is_in_the_event_trail(
+    carepath: CarePath, clock: ManualClock
+) -> None:
     # A one-week phone follow-up waits beside a weight check; the clinician records the weight
     # after the week is up, before the worker ran: SpiffWorkflow fires the timer in that step.
     early = carepath.instances.start("test_parallel_timer", "MRN-PT-1", SYSTEM)
@@ -162,7 +172,8 @@ def test_a_monthly_cycle_falls_due_on_the_calendar_not_every_28_days(carepath: C
 
 
 def test_occurrences_missed_while_no_worker_ran_each_get_an_event_with_their_due_date(
-        carepath: CarePath, clock: ManualClock) -> None:
+    carepath: CarePath, clock: ManualClock
+) -> None:
     view = carepath.instances.start("test_monthly_cycle", "MRN-CY-2", SYSTEM)
     clock.set(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))  # 31 January and 28 February both passed
     assert fire_due_timers(carepath.instances, worker_id="w1") == 1
@@ -170,7 +181,9 @@ def test_occurrences_missed_while_no_worker_ran_each_get_an_event_with_their_due
     assert [t["element"] for t in view.ready_tasks] == ["symptom_check", "symptom_check"]
     fired = _events(carepath, view.id, "timer_fired")
     assert [json.loads(event.payload)["due_at"] for event in fired] == [
-        "2026-01-31T09:00:00+00:00", "2026-02-28T09:00:00+00:00"]
+        "2026-01-31T09:00:00+00:00",
+        "2026-02-28T09:00:00+00:00",
+    ]
     assert view.next_due_at == "2026-03-31T09:00:00+00:00"
 
 
@@ -226,8 +239,15 @@ print(json.dumps({"next_due_at": app.instances.get(view.id).next_due_at, "local_
 def _due_dates_in_zone(zone: str, tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "TZ": zone}
     database = f"sqlite:///{tmp_path / (zone.replace('/', '_') + '.sqlite3')}"
-    result = subprocess.run([sys.executable, "-c", _DUE_DATES_SCRIPT, database, str(ROOT / "tests" / "pathways")],
-                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _DUE_DATES_SCRIPT, database, str(ROOT / "tests" / "pathways")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 

@@ -73,8 +73,11 @@ def _journey(carepath: CarePath, patient: str = "MRN-42") -> str:
 
 def _events(carepath: CarePath, instance_id: str) -> list[InstanceEvent]:
     with carepath.sessions() as session:
-        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
-                                    .order_by(InstanceEvent.seq)))
+        return list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq)
+            )
+        )
 
 
 def _verify(carepath: CarePath, checkpoint: Checkpoint | None = None) -> list[str]:
@@ -100,8 +103,18 @@ def _sql(carepath: CarePath, *statements: str, **params: Any) -> None:
 
 def _hash(row: Any, prev_hash: str) -> str:
     """The event hash as the documented format computes it, redone by someone without the key."""
-    fields = [row.instance_id, row.seq, row.type, row.at.isoformat(), row.actor, row.pathway_version, row.element,
-              row.task_id, row.payload, prev_hash]
+    fields = [
+        row.instance_id,
+        row.seq,
+        row.type,
+        row.at.isoformat(),
+        row.actor,
+        row.pathway_version,
+        row.element,
+        row.task_id,
+        row.payload,
+        prev_hash,
+    ]
     if row.state_digest is not None:
         fields.append(row.state_digest)
     body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -114,16 +127,18 @@ def _rewrite_consistently(carepath: CarePath, instance_id: str, seq: int, payloa
     events = _events(carepath, instance_id)
     prev_hash = events[seq - 2].hash if seq > 1 else "0" * 64
     with carepath.db.begin() as connection:
-        for event in events[seq - 1:]:
+        for event in events[seq - 1 :]:
             if event.seq == seq:
                 event.payload = payload
             new_hash = _hash(event, prev_hash)
-            connection.execute(text("UPDATE instance_events SET payload = :p, prev_hash = :prev, hash = :h "
-                                    "WHERE id = :id"), {"p": event.payload, "prev": prev_hash, "h": new_hash,
-                                                        "id": event.id})
+            connection.execute(
+                text("UPDATE instance_events SET payload = :p, prev_hash = :prev, hash = :h WHERE id = :id"),
+                {"p": event.payload, "prev": prev_hash, "h": new_hash, "id": event.id},
+            )
             prev_hash = new_hash
-        connection.execute(text("UPDATE pathway_instances SET event_head = :h WHERE id = :id"),
-                           {"h": prev_hash, "id": instance_id})
+        connection.execute(
+            text("UPDATE pathway_instances SET event_head = :h WHERE id = :id"), {"h": prev_hash, "id": instance_id}
+        )
 
 
 def test_events_carry_a_mac_and_state_changing_events_a_state_digest(keyed: CarePath, clock: ManualClock) -> None:
@@ -145,17 +160,30 @@ def test_events_carry_a_mac_and_state_changing_events_a_state_digest(keyed: Care
     assert _verify(keyed, _checkpoint(keyed)) == []
 
 
-@pytest.mark.parametrize(("tamper", "expected"), [
-    pytest.param(["UPDATE instance_events SET payload = '{\"data_digest\":\"sha256:00\"}' WHERE seq = 2"],
-                 "event 2: content was changed", id="edited"),
-    pytest.param(["UPDATE instance_events SET seq = 1000 WHERE seq = 3",
-                  "UPDATE instance_events SET seq = 3 WHERE seq = 4",
-                  "UPDATE instance_events SET seq = 4 WHERE seq = 1000"], "out of order", id="reordered"),
-    pytest.param(["DELETE FROM instance_events WHERE seq = 2"], "missing events", id="deleted-event"),
-    pytest.param(["DELETE FROM instance_events WHERE seq = 4"], "events deleted", id="newest-deleted"),
-    pytest.param(["UPDATE instance_events SET mac = NULL WHERE seq = 1"], "event 1: not authenticated",
-                 id="mac-removed"),
-])
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        pytest.param(
+            ['UPDATE instance_events SET payload = \'{"data_digest":"sha256:00"}\' WHERE seq = 2'],
+            "event 2: content was changed",
+            id="edited",
+        ),
+        pytest.param(
+            [
+                "UPDATE instance_events SET seq = 1000 WHERE seq = 3",
+                "UPDATE instance_events SET seq = 3 WHERE seq = 4",
+                "UPDATE instance_events SET seq = 4 WHERE seq = 1000",
+            ],
+            "out of order",
+            id="reordered",
+        ),
+        pytest.param(["DELETE FROM instance_events WHERE seq = 2"], "missing events", id="deleted-event"),
+        pytest.param(["DELETE FROM instance_events WHERE seq = 4"], "events deleted", id="newest-deleted"),
+        pytest.param(
+            ["UPDATE instance_events SET mac = NULL WHERE seq = 1"], "event 1: not authenticated", id="mac-removed"
+        ),
+    ],
+)
 def test_tampering_with_events_is_reported(keyed: CarePath, tamper: list[str], expected: str) -> None:
     instance_id = _journey(keyed)
     _sql(keyed, *tamper)
@@ -164,8 +192,9 @@ def test_tampering_with_events_is_reported(keyed: CarePath, tamper: list[str], e
     assert all(instance_id in p for p in problems)
 
 
-def test_a_consistent_rewrite_without_the_key_fails_the_macs(keyed: CarePath, test_settings: Settings,
-                                                             clock: ManualClock) -> None:
+def test_a_consistent_rewrite_without_the_key_fails_the_macs(
+    keyed: CarePath, test_settings: Settings, clock: ManualClock
+) -> None:
     instance_id = _journey(keyed)
     _rewrite_consistently(keyed, instance_id, 2, json.dumps({"data_digest": "sha256:forged", "task": "HNA"}))
     # Without the key the rewrite is invisible: every hash and the head agree.
@@ -175,8 +204,10 @@ def test_a_consistent_rewrite_without_the_key_fails_the_macs(keyed: CarePath, te
     finally:
         unkeyed.close()
     problems = _verify(keyed)
-    assert problems == [f"instance {instance_id} event {seq}: authentication code does not match: rewritten "
-                        "without the key" for seq in (2, 3, 4)]
+    assert problems == [
+        f"instance {instance_id} event {seq}: authentication code does not match: rewritten without the key"
+        for seq in (2, 3, 4)
+    ]
 
 
 def test_a_checkpoint_finds_a_deleted_instance_and_a_trail_cut_back(keyed: CarePath) -> None:
@@ -186,11 +217,16 @@ def test_a_checkpoint_finds_a_deleted_instance_and_a_trail_cut_back(keyed: CareP
     # Delete one instance with everything that points to it; cut another back by two events and set
     # its head to match: the database agrees with itself, and every remaining MAC is genuine.
     previous = _events(keyed, cut)[1]
-    _sql(keyed, "DELETE FROM instance_events WHERE instance_id = :gone",
-         "DELETE FROM pathway_instances WHERE id = :gone",
-         "DELETE FROM instance_events WHERE instance_id = :cut AND seq > 2",
-         "UPDATE pathway_instances SET event_seq = 2, event_head = :head WHERE id = :cut",
-         gone=deleted, cut=cut, head=previous.hash)
+    _sql(
+        keyed,
+        "DELETE FROM instance_events WHERE instance_id = :gone",
+        "DELETE FROM pathway_instances WHERE id = :gone",
+        "DELETE FROM instance_events WHERE instance_id = :cut AND seq > 2",
+        "UPDATE pathway_instances SET event_seq = 2, event_head = :head WHERE id = :cut",
+        gone=deleted,
+        cut=cut,
+        head=previous.hash,
+    )
     assert _verify(keyed) == []  # the rows alone cannot tell
     problems = _verify(keyed, latest_checkpoint(keyed.settings.checkpoint_dir or Path()))
     assert problems == [
@@ -199,15 +235,17 @@ def test_a_checkpoint_finds_a_deleted_instance_and_a_trail_cut_back(keyed: CareP
     ]
 
 
-def test_a_rewrite_below_the_checkpoint_is_found_even_without_the_key(keyed: CarePath, test_settings: Settings,
-                                                                       clock: ManualClock) -> None:
+def test_a_rewrite_below_the_checkpoint_is_found_even_without_the_key(
+    keyed: CarePath, test_settings: Settings, clock: ManualClock
+) -> None:
     instance_id = _journey(keyed)
     checkpoint = _checkpoint(keyed)
     _rewrite_consistently(keyed, instance_id, 3, json.dumps({"reason": "changed afterwards"}))
     unkeyed = CarePath(test_settings, clock)
     try:
         assert _verify(unkeyed, checkpoint) == [
-            f"instance {instance_id} event 4: rewritten: not the event the checkpoint saw"]
+            f"instance {instance_id} event 4: rewritten: not the event the checkpoint saw"
+        ]
     finally:
         unkeyed.close()
 
@@ -219,16 +257,22 @@ def test_an_edited_workflow_state_no_longer_matches_its_digest(keyed: CarePath) 
         assert instance is not None
         state = instance.state
     assert '"anxiety":2' in state.replace(" ", "")
-    _sql(keyed, "UPDATE pathway_instances SET state = :s WHERE id = :id",
-         s=state.replace('"anxiety":2', '"anxiety":9'), id=instance_id)
+    _sql(
+        keyed,
+        "UPDATE pathway_instances SET state = :s WHERE id = :id",
+        s=state.replace('"anxiety":2', '"anxiety":9'),
+        id=instance_id,
+    )
     newest_digest = [e.seq for e in _events(keyed, instance_id) if e.state_digest][-1]
-    assert _verify(keyed) == [f"instance {instance_id} event {newest_digest}: the stored workflow state is not the "
-                              "one this event recorded (edited after it was written)"]
+    assert _verify(keyed) == [
+        f"instance {instance_id} event {newest_digest}: the stored workflow state is not the "
+        "one this event recorded (edited after it was written)"
+    ]
 
 
-def test_checkpoints_are_never_overwritten_and_a_forged_one_is_reported(keyed: CarePath, tmp_path: Path,
-                                                                        test_settings: Settings,
-                                                                        clock: ManualClock) -> None:
+def test_checkpoints_are_never_overwritten_and_a_forged_one_is_reported(
+    keyed: CarePath, tmp_path: Path, test_settings: Settings, clock: ManualClock
+) -> None:
     _journey(keyed)
     folder = tmp_path / "checkpoints"
     at = clock.now()
@@ -260,12 +304,15 @@ def test_checkpoints_are_never_overwritten_and_a_forged_one_is_reported(keyed: C
     write_checkpoint(folder, edited, clock.now())
     newest = latest_checkpoint(folder)
     assert newest is not None
-    assert _verify(keyed, newest) == [f"{newest.source}: its heads do not match its digest (the file was edited)",
-                                      f"{newest.source}: its signature does not match (forged or edited)"]
+    assert _verify(keyed, newest) == [
+        f"{newest.source}: its heads do not match its digest (the file was edited)",
+        f"{newest.source}: its signature does not match (forged or edited)",
+    ]
 
 
-def test_events_from_before_the_key_are_signed_once_their_chains_verify(keyed: CarePath, test_settings: Settings,
-                                                                         clock: ManualClock) -> None:
+def test_events_from_before_the_key_are_signed_once_their_chains_verify(
+    keyed: CarePath, test_settings: Settings, clock: ManualClock
+) -> None:
     unkeyed = CarePath(test_settings, clock)
     try:
         old, broken = _journey(unkeyed, "MRN-1"), _journey(unkeyed, "MRN-2")
@@ -310,9 +357,14 @@ def test_settings_refuse_a_key_file_that_is_missing_or_too_short(tmp_path: Path,
     with pytest.raises(ValueError, match="cannot be read"):
         dataclasses.replace(test_settings, trail_key_file=tmp_path / "missing.key")
     good = _write(tmp_path / "good.key", KEY)
-    settings = Settings.from_env({"CAREPATH_DATABASE_URL": test_settings.database_url,
-                                  "CAREPATH_TRAIL_KEY_FILE": str(good), "CAREPATH_CHECKPOINT_DIR": str(tmp_path),
-                                  "CAREPATH_CHECKPOINT_SECONDS": "900"})
+    settings = Settings.from_env(
+        {
+            "CAREPATH_DATABASE_URL": test_settings.database_url,
+            "CAREPATH_TRAIL_KEY_FILE": str(good),
+            "CAREPATH_CHECKPOINT_DIR": str(tmp_path),
+            "CAREPATH_CHECKPOINT_SECONDS": "900",
+        }
+    )
     assert (settings.trail_key(), settings.checkpoint_dir, settings.checkpoint_seconds) == (KEY.encode(), tmp_path, 900)
     assert KEY not in repr(settings)  # the secret is read when used, never kept where a traceback shows it
     with pytest.raises(ValueError, match="CAREPATH_CHECKPOINT_SECONDS"):
@@ -324,8 +376,9 @@ def _write(path: Path, content: str) -> Path:
     return path
 
 
-def test_audit_commands_checkpoint_and_verify(keyed: CarePath, key_file: Path, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audit_commands_checkpoint_and_verify(
+    keyed: CarePath, key_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     instance_id = _journey(keyed)
     monkeypatch.setenv("CAREPATH_DATABASE_URL", keyed.settings.database_url)
     monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(keyed.settings.pathways_dir))
@@ -339,8 +392,12 @@ def test_audit_commands_checkpoint_and_verify(keyed: CarePath, key_file: Path, t
     ok = runner.invoke(main, ["audit", "verify"])
     assert ok.exit_code == 0, ok.output
     assert "(authenticated with key " in ok.stdout and f"checkpoint {written.name} (1 instances)" in ok.stdout
-    _sql(keyed, "DELETE FROM instance_events WHERE instance_id = :i", "DELETE FROM pathway_instances WHERE id = :i",
-         i=instance_id)
+    _sql(
+        keyed,
+        "DELETE FROM instance_events WHERE instance_id = :i",
+        "DELETE FROM pathway_instances WHERE id = :i",
+        i=instance_id,
+    )
     bad = runner.invoke(main, ["audit", "verify"])
     assert bad.exit_code == 1
     assert f"instance {instance_id}: deleted: in the checkpoint of" in bad.stdout
@@ -355,15 +412,21 @@ def test_audit_commands_checkpoint_and_verify(keyed: CarePath, key_file: Path, t
 def test_a_verification_in_parts_finds_every_tampering_a_single_scan_finds(keyed: CarePath) -> None:
     """Each kind of tampering on an instance of its own, verified in three processes over id ranges:
     the same problems as one scan; the checkpoint's own problems once."""
-    ids = {kind: _journey(keyed, f"MRN-P-{kind}") for kind in ("edited", "gap", "unsigned", "state", "deleted",
-                                                               "rewritten", "intact")}
+    ids = {
+        kind: _journey(keyed, f"MRN-P-{kind}")
+        for kind in ("edited", "gap", "unsigned", "state", "deleted", "rewritten", "intact")
+    }
     _checkpoint(keyed)
     _sql(keyed, "UPDATE instance_events SET payload = '{}' WHERE instance_id = :i AND seq = 2", i=ids["edited"])
     _sql(keyed, "DELETE FROM instance_events WHERE instance_id = :i AND seq = 2", i=ids["gap"])
     _sql(keyed, "UPDATE instance_events SET mac = NULL WHERE instance_id = :i AND seq = 1", i=ids["unsigned"])
     _sql(keyed, "UPDATE pathway_instances SET state = state || ' ' WHERE id = :i", i=ids["state"])
-    _sql(keyed, "DELETE FROM instance_events WHERE instance_id = :i", "DELETE FROM pathway_instances WHERE id = :i",
-         i=ids["deleted"])
+    _sql(
+        keyed,
+        "DELETE FROM instance_events WHERE instance_id = :i",
+        "DELETE FROM pathway_instances WHERE id = :i",
+        i=ids["deleted"],
+    )
     _rewrite_consistently(keyed, ids["rewritten"], 2, json.dumps({"reason": "changed afterwards"}))
     folder = keyed.settings.checkpoint_dir
     assert folder is not None
@@ -387,8 +450,10 @@ def test_id_ranges_hold_every_id_exactly_once() -> None:
     for instance_id in [str(uuid.uuid4()) for _ in range(500)] + ["", "zzz", "00000000", "ffffffff-x"]:
         holding = [r for r in ranges if (r[0] is None or instance_id >= r[0]) and (r[1] is None or instance_id < r[1])]
         assert len(holding) == 1, instance_id
-    shares = [sum(1 for i in range(4000) if ranges[k][0] is None or f"{i * 16 ** 8 // 4000:08x}" >= ranges[k][0])
-              for k in range(5)]
+    shares = [
+        sum(1 for i in range(4000) if ranges[k][0] is None or f"{i * 16**8 // 4000:08x}" >= ranges[k][0])
+        for k in range(5)
+    ]
     assert shares == sorted(shares, reverse=True) and shares[1] - shares[2] == 800  # even shares
 
 

@@ -112,9 +112,7 @@ def test_rule_set_names_are_only_checked_when_known() -> None:
 def test_call_activity_resolves_through_the_library(tmp_path: Path) -> None:
     library = tmp_path / "pathways"
     (library / "shared").mkdir(parents=True)
-    followup = (
-        (OK / "bpmnio.bpmn").read_text().replace("lung_end_of_treatment", "shared_survivorship_followup")
-    )
+    followup = (OK / "bpmnio.bpmn").read_text().replace("lung_end_of_treatment", "shared_survivorship_followup")
     (library / "shared" / "followup.bpmn").write_text(followup)
     assert validate_paths([BROKEN / "unresolved_call_activity.bpmn"], pathways_root=library) == []
 
@@ -229,9 +227,7 @@ def test_camunda_unquoted_p18m_timer_evaluates() -> None:
     task.run()
     workflow.do_engine_steps()
     workflow.refresh_timers()
-    (timer,) = [
-        t for t in workflow.get_tasks(state=TaskState.WAITING) if t.task_spec.bpmn_id == "Event_18months"
-    ]
+    (timer,) = [t for t in workflow.get_tasks(state=TaskState.WAITING) if t.task_spec.bpmn_id == "Event_18months"]
     due = datetime.fromisoformat(timer.internal_data["event_value"])
     # SpiffWorkflow computes the due time from the wall clock when the timer is reached.
     assert timedelta(days=540) <= due - datetime.now(UTC) <= timedelta(days=551)
@@ -266,18 +262,25 @@ PLAIN = """  <bpmn:process id="{pid}" isExecutable="{executable}">
 
 def _diagram(tmp_path: Path, name: str, *processes: str) -> Path:
     path = tmp_path / name
-    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<bpmn:definitions xmlns:bpmn="http://www.omg.org/'
-                    'spec/BPMN/20100524/MODEL" id="d" targetNamespace="x">\n' + "".join(processes)
-                    + "</bpmn:definitions>\n")
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<bpmn:definitions xmlns:bpmn="http://www.omg.org/'
+        'spec/BPMN/20100524/MODEL" id="d" targetNamespace="x">\n' + "".join(processes) + "</bpmn:definitions>\n"
+    )
     return path
 
 
 def test_a_call_cycle_through_other_processes_is_refused_at_each_call(tmp_path: Path) -> None:
-    path = _diagram(tmp_path, "cycle.bpmn", PROCESS.format(pid="review", called="followup", executable="true"),
-                    PROCESS.format(pid="followup", called="review", executable="true"))
+    path = _diagram(
+        tmp_path,
+        "cycle.bpmn",
+        PROCESS.format(pid="review", called="followup", executable="true"),
+        PROCESS.format(pid="followup", called="review", executable="true"),
+    )
     problems = validate_paths([path])
     assert [(p.code, p.element, p.line) for p in problems] == [
-        ("call-cycle", "call_review", 6), ("call-cycle", "call_followup", 14)]
+        ("call-cycle", "call_review", 6),
+        ("call-cycle", "call_followup", 14),
+    ]
     assert "(review -> followup -> review)" in problems[0].message
 
 
@@ -292,8 +295,12 @@ def test_a_call_cycle_through_the_library_is_refused(tmp_path: Path) -> None:
 
 
 def test_calling_a_process_that_is_not_executable_is_refused(tmp_path: Path) -> None:
-    path = _diagram(tmp_path, "calls.bpmn", PROCESS.format(pid="main", called="drawn", executable="true"),
-                    PLAIN.format(pid="drawn", executable="false"))
+    path = _diagram(
+        tmp_path,
+        "calls.bpmn",
+        PROCESS.format(pid="main", called="drawn", executable="true"),
+        PLAIN.format(pid="drawn", executable="false"),
+    )
     [problem] = validate_paths([path])
     assert (problem.code, problem.element, problem.line) == ("unresolved-call", "call_main", 6)
     assert "not executable" in problem.message
@@ -316,12 +323,16 @@ BAD_LOOP = """  <bpmn:process id="p_loop" isExecutable="true">
 """
 
 
-@pytest.mark.parametrize(("process", "expected"), [
-    (NO_START, ("compile", "p_no_start", 3, "No start event found")),
-    (BAD_LOOP, ("compile", "each", 6, "exactly one of cardinality or loop input")),
-])
-def test_compile_problems_name_the_line_and_element(tmp_path: Path, process: str,
-                                                    expected: tuple[str, str, int, str]) -> None:
+@pytest.mark.parametrize(
+    ("process", "expected"),
+    [
+        (NO_START, ("compile", "p_no_start", 3, "No start event found")),
+        (BAD_LOOP, ("compile", "each", 6, "exactly one of cardinality or loop input")),
+    ],
+)
+def test_compile_problems_name_the_line_and_element(
+    tmp_path: Path, process: str, expected: tuple[str, str, int, str]
+) -> None:
     # SpiffWorkflow's parser gives neither a line nor, for some problems, an element.
     [problem] = validate_paths([_diagram(tmp_path, "compile.bpmn", process)])
     code, element_id, line, words = expected
@@ -329,20 +340,23 @@ def test_compile_problems_name_the_line_and_element(tmp_path: Path, process: str
     assert words in problem.message
 
 
-@pytest.mark.parametrize(("kind", "value", "reason"), [
-    ("cycle", "R/PT0S", "repeats without end"),
-    ("cycle", "R/P1M", "repeats without end"),
-    ("cycle", "R5/PT0S", "period is shorter than one minute"),
-    ("cycle", "R5/PT59S", "period is shorter than one minute"),
-    ("cycle", "R1001/P1D", "repeats more than 1000 times"),
-    ("cycle", "R200/P1Y", "repetitions last more than a hundred years"),
-    ("cycle", "R3/9999-12-01T00:00:00Z/P1M", "outside the years 1900 to 2199"),
-    ("duration", "P100000Y", "lasts more than a hundred years"),
-    ("duration", "P1300M", "lasts more than a hundred years"),
-    ("duration", "P99999999999999D", "beyond the calendar"),
-    ("date", "9999-12-31T23:59:59Z", "outside the years 1900 to 2199"),
-    ("date", "1066-10-14", "outside the years 1900 to 2199"),
-])
+@pytest.mark.parametrize(
+    ("kind", "value", "reason"),
+    [
+        ("cycle", "R/PT0S", "repeats without end"),
+        ("cycle", "R/P1M", "repeats without end"),
+        ("cycle", "R5/PT0S", "period is shorter than one minute"),
+        ("cycle", "R5/PT59S", "period is shorter than one minute"),
+        ("cycle", "R1001/P1D", "repeats more than 1000 times"),
+        ("cycle", "R200/P1Y", "repetitions last more than a hundred years"),
+        ("cycle", "R3/9999-12-01T00:00:00Z/P1M", "outside the years 1900 to 2199"),
+        ("duration", "P100000Y", "lasts more than a hundred years"),
+        ("duration", "P1300M", "lasts more than a hundred years"),
+        ("duration", "P99999999999999D", "beyond the calendar"),
+        ("date", "9999-12-31T23:59:59Z", "outside the years 1900 to 2199"),
+        ("date", "1066-10-14", "outside the years 1900 to 2199"),
+    ],
+)
 def test_timer_values_out_of_bounds(tmp_path: Path, kind: str, value: str, reason: str) -> None:
     from engine.spiff.patches import timer_value_problem
 
@@ -351,16 +365,28 @@ def test_timer_values_out_of_bounds(tmp_path: Path, kind: str, value: str, reaso
     tag = {"cycle": "timeCycle", "duration": "timeDuration", "date": "timeDate"}[kind]
     text = (OK / "camunda5.bpmn").read_text()
     path = tmp_path / "timer.bpmn"
-    path.write_text(text.replace('<bpmn:timeDuration xsi:type="bpmn:tFormalExpression">P18M</bpmn:timeDuration>',
-                                 f"<bpmn:{tag}>{value}</bpmn:{tag}>"))
+    path.write_text(
+        text.replace(
+            '<bpmn:timeDuration xsi:type="bpmn:tFormalExpression">P18M</bpmn:timeDuration>',
+            f"<bpmn:{tag}>{value}</bpmn:{tag}>",
+        )
+    )
     [found] = validate_paths([path])
     assert found.code == "timer-bounds" and reason in found.message and found.element
 
 
-@pytest.mark.parametrize(("kind", "value"), [
-    ("cycle", "R3/2026-01-31T09:00:00+00:00/P1M"), ("cycle", "R12/PT1M"), ("cycle", "R1000/P1M"),
-    ("duration", "P18M"), ("duration", "PT0S"), ("duration", "P100Y"), ("date", "2026-06-01T09:00:00Z"),
-])
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("cycle", "R3/2026-01-31T09:00:00+00:00/P1M"),
+        ("cycle", "R12/PT1M"),
+        ("cycle", "R1000/P1M"),
+        ("duration", "P18M"),
+        ("duration", "PT0S"),
+        ("duration", "P100Y"),
+        ("date", "2026-06-01T09:00:00Z"),
+    ],
+)
 def test_timer_values_within_bounds(kind: str, value: str) -> None:
     from engine.spiff.patches import timer_value_problem
 
@@ -387,23 +413,43 @@ _FLOWS = "<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>"
 _IN_PROCESS = 9  # the line of {element} above; {definitions} is line 5
 
 
-@pytest.mark.parametrize(("element", "definitions", "where"), [
-    (f'<bpmn:task id="work">{_FLOWS}<bpmn:standardLoopCharacteristics><bpmn:loopCondition>open("x")'
-     "</bpmn:loopCondition></bpmn:standardLoopCharacteristics></bpmn:task>", "", (_IN_PROCESS, "work")),
-    (f'<bpmn:task id="work">{_FLOWS}<bpmn:multiInstanceLoopCharacteristics><bpmn:loopCardinality>3'
-     '</bpmn:loopCardinality><bpmn:completionCondition>open("x")</bpmn:completionCondition>'
-     "</bpmn:multiInstanceLoopCharacteristics></bpmn:task>", "", (_IN_PROCESS, "work")),
-    (f'<bpmn:intermediateThrowEvent id="work">{_FLOWS}<bpmn:messageEventDefinition id="m" '
-     'messageRef="Message_referral"><bpmn:extensionElements><spiffworkflow:messagePayload>open("x")'
-     "</spiffworkflow:messagePayload></bpmn:extensionElements></bpmn:messageEventDefinition>"
-     "</bpmn:intermediateThrowEvent>", "", (_IN_PROCESS, "work")),
-    (f'<bpmn:receiveTask id="work" messageRef="Message_referral">{_FLOWS}</bpmn:receiveTask>',
-     '<bpmn:correlationProperty id="nhs"><bpmn:correlationPropertyRetrievalExpression messageRef="Message_referral">'
-     '<bpmn:formalExpression>open("x")</bpmn:formalExpression></bpmn:correlationPropertyRetrievalExpression>'
-     "</bpmn:correlationProperty>", (5, "nhs")),
-])
-def test_every_text_spiffworkflow_evaluates_is_checked_at_the_gate(element: str, definitions: str,
-                                                                     where: tuple[int, str]) -> None:
+@pytest.mark.parametrize(
+    ("element", "definitions", "where"),
+    [
+        (
+            f'<bpmn:task id="work">{_FLOWS}<bpmn:standardLoopCharacteristics><bpmn:loopCondition>open("x")'
+            "</bpmn:loopCondition></bpmn:standardLoopCharacteristics></bpmn:task>",
+            "",
+            (_IN_PROCESS, "work"),
+        ),
+        (
+            f'<bpmn:task id="work">{_FLOWS}<bpmn:multiInstanceLoopCharacteristics><bpmn:loopCardinality>3'
+            '</bpmn:loopCardinality><bpmn:completionCondition>open("x")</bpmn:completionCondition>'
+            "</bpmn:multiInstanceLoopCharacteristics></bpmn:task>",
+            "",
+            (_IN_PROCESS, "work"),
+        ),
+        (
+            f'<bpmn:intermediateThrowEvent id="work">{_FLOWS}<bpmn:messageEventDefinition id="m" '
+            'messageRef="Message_referral"><bpmn:extensionElements><spiffworkflow:messagePayload>open("x")'
+            "</spiffworkflow:messagePayload></bpmn:extensionElements></bpmn:messageEventDefinition>"
+            "</bpmn:intermediateThrowEvent>",
+            "",
+            (_IN_PROCESS, "work"),
+        ),
+        (
+            f'<bpmn:receiveTask id="work" messageRef="Message_referral">{_FLOWS}</bpmn:receiveTask>',
+            '<bpmn:correlationProperty id="nhs"><bpmn:correlationPropertyRetrievalExpression '
+            'messageRef="Message_referral">'
+            '<bpmn:formalExpression>open("x")</bpmn:formalExpression></bpmn:correlationPropertyRetrievalExpression>'
+            "</bpmn:correlationProperty>",
+            (5, "nhs"),
+        ),
+    ],
+)
+def test_every_text_spiffworkflow_evaluates_is_checked_at_the_gate(
+    element: str, definitions: str, where: tuple[int, str]
+) -> None:
     # Loops, message payloads and correlations, conditional events (conditional_event_unsafe.bpmn)
     # passed the gate and failed only when run (third-party census, bench/thirdparty.py).
     text = _LOOPS_AND_PAYLOADS.format(element=element, definitions=definitions)

@@ -24,8 +24,11 @@ from engine.verifications import (
 def _left_running(carepath: CarePath, progress_at: datetime) -> str:
     job = request_verification(carepath.sessions, "auditor:tok_1", progress_at)
     with unit_of_work(carepath.sessions) as session:
-        session.execute(update(AuditVerification).where(AuditVerification.id == job.id).values(
-            status="running", started_at=progress_at, progress_at=progress_at, instances_checked=40))
+        session.execute(
+            update(AuditVerification)
+            .where(AuditVerification.id == job.id)
+            .values(status="running", started_at=progress_at, progress_at=progress_at, instances_checked=40)
+        )
     return job.id
 
 
@@ -45,8 +48,9 @@ def test_a_job_whose_progress_stopped_is_taken_over_once_and_finishes(carepath: 
     assert claim_abandoned(carepath.sessions, clock.now()) is None  # a finished job is never run again
 
 
-def test_a_job_queued_by_a_process_that_died_before_starting_it_is_taken_over(carepath: CarePath,
-                                                                             clock: ManualClock) -> None:
+def test_a_job_queued_by_a_process_that_died_before_starting_it_is_taken_over(
+    carepath: CarePath, clock: ManualClock
+) -> None:
     job = request_verification(carepath.sessions, "auditor:tok_1", clock.now())
     clock.advance(ABANDONED_AFTER + timedelta(minutes=1))
     assert claim_abandoned(carepath.sessions, clock.now()) == job.id
@@ -55,10 +59,18 @@ def test_a_job_queued_by_a_process_that_died_before_starting_it_is_taken_over(ca
 def test_the_worker_command_runs_an_abandoned_verification(carepath: CarePath, test_settings: Settings) -> None:
     carepath.instances.start("test_careplan", "MRN-V-2", "system:ehr", {"age": 54})
     job_id = _left_running(carepath, datetime.now(UTC) - ABANDONED_AFTER * 2)  # the command runs on the real clock
-    env = {"CAREPATH_DATABASE_URL": test_settings.database_url,
-           "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir), "PATH": "/usr/bin:/bin"}
-    ran = subprocess.run([sys.executable, "-c", "from api.cli import main; main()", "worker", "--once"], env=env,
-                         capture_output=True, text=True, timeout=300)
+    env = {
+        "CAREPATH_DATABASE_URL": test_settings.database_url,
+        "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir),
+        "PATH": "/usr/bin:/bin",
+    }
+    ran = subprocess.run(
+        [sys.executable, "-c", "from api.cli import main; main()", "worker", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ran.returncode == 0, ran.stderr
     assert f"taking over trail verification {job_id}" in ran.stderr
     done = get_verification(carepath.sessions, job_id)

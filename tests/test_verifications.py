@@ -28,7 +28,8 @@ def test_a_job_reports_its_progress_and_its_result(carepath: CarePath, clock: Ma
 
 
 def test_an_unreadable_checkpoint_is_a_problem_and_a_crash_is_recorded_by_its_type(
-        carepath: CarePath, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    carepath: CarePath, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _started(carepath, 1)
     (tmp_path / "checkpoint-20260101T000000000000Z-abc.json").write_text("not a checkpoint")
     job = request_verification(carepath.sessions, "auditor:a", clock.now())
@@ -47,8 +48,9 @@ def test_an_unreadable_checkpoint_is_a_problem_and_a_crash_is_recorded_by_its_ty
         get_verification(carepath.sessions, "00000000-0000-4000-8000-000000000000")
 
 
-def test_a_job_of_one_organisation_counts_checks_and_shows_only_its_trails(carepath: CarePath,
-                                                                          clock: ManualClock) -> None:
+def test_a_job_of_one_organisation_counts_checks_and_shows_only_its_trails(
+    carepath: CarePath, clock: ManualClock
+) -> None:
     """Two organisations, one trail tampered with in each: a job of rx1 counts rx1's instances and finds rx1's
     problem only; only a caller of rx1 or of every organisation reads it; a job of every trail finds both."""
     from sqlalchemy import update
@@ -56,13 +58,24 @@ def test_a_job_of_one_organisation_counts_checks_and_shows_only_its_trails(carep
     from engine.db.models import InstanceEvent
     from engine.db.session import unit_of_work
 
-    ours = [carepath.instances.start("test_assessment", f"MRN-R1-{n}", "system:ehr", organisation="rx1",
-                                     care_team="breast").id for n in range(2)]
-    theirs = [carepath.instances.start("test_assessment", f"MRN-R2-{n}", "system:ehr", organisation="rx2",
-                                       care_team="breast").id for n in range(3)]
+    ours = [
+        carepath.instances.start(
+            "test_assessment", f"MRN-R1-{n}", "system:ehr", organisation="rx1", care_team="breast"
+        ).id
+        for n in range(2)
+    ]
+    theirs = [
+        carepath.instances.start(
+            "test_assessment", f"MRN-R2-{n}", "system:ehr", organisation="rx2", care_team="breast"
+        ).id
+        for n in range(3)
+    ]
     with unit_of_work(carepath.sessions) as session:
-        session.execute(update(InstanceEvent).where(InstanceEvent.instance_id.in_([ours[0], theirs[0]]))
-                        .values(actor="someone:else"))
+        session.execute(
+            update(InstanceEvent)
+            .where(InstanceEvent.instance_id.in_([ours[0], theirs[0]]))
+            .values(actor="someone:else")
+        )
     job = request_verification(carepath.sessions, "auditor:tok_1", clock.now(), organisation="rx1")
     done = run_verification(carepath.sessions, job.id, clock.now, batch=1)
     assert (done.organisation, done.status, done.instances_total, done.instances_checked) == ("rx1", "problems", 2, 2)
@@ -71,8 +84,9 @@ def test_a_job_of_one_organisation_counts_checks_and_shows_only_its_trails(carep
     assert get_verification(carepath.sessions, job.id) == done  # a caller of every organisation
     with pytest.raises(NotFoundError, match="no verification"):
         get_verification(carepath.sessions, job.id, organisation="rx2")
-    every = run_verification(carepath.sessions, request_verification(carepath.sessions, "auditor:tok_2",
-                                                                     clock.now()).id, clock.now)
+    every = run_verification(
+        carepath.sessions, request_verification(carepath.sessions, "auditor:tok_2", clock.now()).id, clock.now
+    )
     assert (every.organisation, every.instances_total) == (None, 5)
     assert {p["instance_id"] for p in every.problems} == {ours[0], theirs[0]}
     with pytest.raises(NotFoundError, match="no verification"):  # every trail: not an organisation's job

@@ -42,13 +42,15 @@ def test_each_version_is_stored_once(carepath: CarePath) -> None:
     carepath.catalog.sync_library()
     carepath.catalog.sync_library()
     with carepath.sessions() as session:
-        count = session.scalar(select(func.count()).select_from(PathwayVersion)
-                               .where(PathwayVersion.pathway_id == "test_assessment"))
+        count = session.scalar(
+            select(func.count()).select_from(PathwayVersion).where(PathwayVersion.pathway_id == "test_assessment")
+        )
     assert count == 1
 
 
 def test_running_instance_keeps_its_version_and_new_ones_take_the_latest(
-        tmp_path: Path, database_url: str, clock: ManualClock) -> None:
+    tmp_path: Path, database_url: str, clock: ManualClock
+) -> None:
     from datetime import timedelta
 
     folder = _copy_pathways(tmp_path)

@@ -111,7 +111,9 @@ def test_mistakes_are_reported_with_file_and_line(change: tuple[str, str], line:
 
 
 def test_every_diagnosis_needs_an_entry_and_codes_are_unique() -> None:
-    text = VALID.replace("  general: []\n", "").replace("  breast: []", """  breast:
+    text = VALID.replace("  general: []\n", "").replace(
+        "  breast: []",
+        """  breast:
     - code: fever
       name_en: Again
       name_sv: Igen
@@ -120,7 +122,8 @@ def test_every_diagnosis_needs_an_entry_and_codes_are_unique() -> None:
       contact: line
       action_en: Call.
       action_sv: Ring.
-      sources: [ukons]""")
+      sources: [ukons]""",
+    )
     with pytest.raises(RuleFileError) as raised:
         parse_warning_signs(text)
     messages = [p.message for p in raised.value.problems]
@@ -155,19 +158,27 @@ def test_untriaged_reports_escalate_after_the_bound_for_their_urgency() -> None:
     ],
 )
 def test_escalation_bounds_are_checked(bounds: str, message: str) -> None:
-    text = VALID.replace("escalate_untriaged_after: {emergency: PT30M, urgent: PT1H, soon: P1D}",
-                         f"escalate_untriaged_after: {bounds}")
+    text = VALID.replace(
+        "escalate_untriaged_after: {emergency: PT30M, urgent: PT1H, soon: P1D}", f"escalate_untriaged_after: {bounds}"
+    )
     with pytest.raises(RuleFileError) as raised:
         parse_warning_signs(text, "w.yaml")
-    assert any(message in p.message and p.line == 22 for p in raised.value.problems), \
-        [str(p) for p in raised.value.problems]
+    assert any(message in p.message and p.line == 22 for p in raised.value.problems), [
+        str(p) for p in raised.value.problems
+    ]
 
 
 def test_the_signs_issue_13_asked_for_are_there_and_the_general_pathway_has_its_own() -> None:
     catalogue = load_warning_signs(BUNDLED)
-    wanted = {"immunotherapy_side_effects": "all", "blood_clot_signs": "all", "cellulitis": "all",
-              "brain_secondaries": "all", "tamoxifen_bleeding": "breast", "stoma_problems": "colorectal",
-              "radiation_pneumonitis": "lung"}
+    wanted = {
+        "immunotherapy_side_effects": "all",
+        "blood_clot_signs": "all",
+        "cellulitis": "all",
+        "brain_secondaries": "all",
+        "tamoxifen_bleeding": "breast",
+        "stoma_problems": "colorectal",
+        "radiation_pneumonitis": "lung",
+    }
     for code, diagnosis in wanted.items():
         sign = catalogue.sign(code)
         assert sign is not None and sign.diagnosis == diagnosis, code

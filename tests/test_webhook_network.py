@@ -27,16 +27,35 @@ def receiver() -> Iterator[Receiver]:
         found.stop()
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "10.0.0.7", "172.16.4.1", "192.168.1.20", "169.254.169.254",
-                                  "100.64.0.1", "0.0.0.0", "224.0.0.1", "::1", "[::1]", "fd00::5", "fe80::1",
-                                  "::ffff:127.0.0.1", "[::ffff:169.254.169.254]", "localhost", "LOCALHOST.",
-                                  "api.localhost"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "10.0.0.7",
+        "172.16.4.1",
+        "192.168.1.20",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "::1",
+        "[::1]",
+        "fd00::5",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+        "[::ffff:169.254.169.254]",
+        "localhost",
+        "LOCALHOST.",
+        "api.localhost",
+    ],
+)
 def test_addresses_inside_any_network_are_refused_by_their_literal(host: str) -> None:
     assert literal_host_problem(host) is not None
 
 
-@pytest.mark.parametrize("host", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "ehr.example.org",
-                                  "localhost.example.org"])
+@pytest.mark.parametrize(
+    "host", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "ehr.example.org", "localhost.example.org"]
+)
 def test_public_addresses_and_host_names_pass_the_literal_check(host: str) -> None:
     assert literal_host_problem(host) is None
 
@@ -50,8 +69,9 @@ def test_a_subscription_to_a_private_address_is_refused_unless_the_deployment_al
         add_subscription(session, "http://169.254.169.254/latest/meta-data/", ["task.ready"], carepath.clock)
     assert [p.field for p in refused.value.problems] == ["/url"]
     with unit_of_work(carepath.sessions) as session:
-        info, _ = add_subscription(session, "http://10.20.0.4/hooks", ["task.ready"], carepath.clock,
-                                   allow_private_networks=True)
+        info, _ = add_subscription(
+            session, "http://10.20.0.4/hooks", ["task.ready"], carepath.clock, allow_private_networks=True
+        )
     assert info.url == "http://10.20.0.4/hooks"
 
 

@@ -58,15 +58,17 @@ def receiver() -> Iterator[Receiver]:
 def subscribe(carepath: CarePath, receiver: Receiver, types: tuple[str, ...] = WEBHOOK_EVENT_TYPES) -> str:
     with unit_of_work(carepath.sessions) as session:
         # The test receiver listens on loopback, as a receiver on a deployment's own network would.
-        info, secret = add_subscription(session, receiver.url, list(types), carepath.clock, "test receiver",
-                                        allow_private_networks=True)
+        info, secret = add_subscription(
+            session, receiver.url, list(types), carepath.clock, "test receiver", allow_private_networks=True
+        )
     receiver.secret = secret
     return info.id
 
 
 def deliverer(carepath: CarePath, **policy: Any) -> WebhookDeliverer:
-    return WebhookDeliverer(carepath.sessions, carepath.clock, RetryPolicy(**policy), rng=random.Random(7),
-                            allow_private_networks=True)
+    return WebhookDeliverer(
+        carepath.sessions, carepath.clock, RetryPolicy(**policy), rng=random.Random(7), allow_private_networks=True
+    )
 
 
 def outbox(carepath: CarePath) -> list[WebhookDelivery]:
@@ -84,8 +86,9 @@ def drain(sender: WebhookDeliverer, turns: int = 20) -> None:
 def assess(carepath: CarePath) -> str:
     """A care plan pathway through its needs assessment: task ready, assessment, referral, next task."""
     view = carepath.instances.start("test_careplan", PATIENT, "system:ehr", {"age": 54})
-    carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"],
-                                     {"concerns": {"worry_fear_anxiety": 9, "money_housing": 6}}, NURSE)
+    carepath.instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9, "money_housing": 6}}, NURSE
+    )
     return view.id
 
 
@@ -109,8 +112,19 @@ def test_every_event_arrives_signed_in_order_with_ids_and_types_only(carepath: C
         assert data["pathway_id"] == "test_careplan" and isinstance(data["trail_seq"], int)
     text = json.dumps([r.body for r in receiver.accepted])
     assert PATIENT not in text and "worry" not in text
-    ids_and_types = {"instance_id", "pathway_id", "pathway_version", "event_type", "trail_seq", "task_id", "element",
-                     "task_kind", "evaluation_id", "care_plan_item_id", "status"}
+    ids_and_types = {
+        "instance_id",
+        "pathway_id",
+        "pathway_version",
+        "event_type",
+        "trail_seq",
+        "task_id",
+        "element",
+        "task_kind",
+        "evaluation_id",
+        "care_plan_item_id",
+        "status",
+    }
     assert set().union(*(r.body["data"] for r in receiver.accepted)) <= ids_and_types
     ready = [r.body["data"] for r in receiver.accepted if r.body["type"] == "task.ready"]
     assert [d["element"] for d in ready] == ["hna", "agree"] and all(d["task_id"] for d in ready)
@@ -122,8 +136,9 @@ def test_only_the_event_types_subscribed_to_are_written(carepath: CarePath, rece
     assert [row.event_type for row in outbox(carepath)] == ["assessment.completed"]
 
 
-def test_a_step_that_rolls_back_leaves_no_outbox_row(carepath: CarePath, receiver: Receiver,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_step_that_rolls_back_leaves_no_outbox_row(
+    carepath: CarePath, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     subscribe(carepath, receiver)
     view = carepath.instances.start("test_careplan", PATIENT, "system:ehr", {"age": 54})
     before = len(outbox(carepath))
@@ -138,14 +153,16 @@ def test_a_step_that_rolls_back_leaves_no_outbox_row(carepath: CarePath, receive
 
     monkeypatch.setattr(carepath.instances.steps, "save", save_then_fail)
     with pytest.raises(RuntimeError):
-        carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"],
-                                         {"concerns": {"worry_fear_anxiety": 9}}, NURSE)
+        carepath.instances.complete_task(
+            view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}}, NURSE
+        )
     assert written and written[0] > before  # the rows were there inside the transaction...
     assert len(outbox(carepath)) == before  # ...and went with its rollback
 
 
 def test_a_failing_receiver_is_retried_with_backoff_and_nothing_is_lost_or_reordered(
-        carepath: CarePath, receiver: Receiver) -> None:
+    carepath: CarePath, receiver: Receiver
+) -> None:
     subscribe(carepath, receiver)
     assess(carepath)
     expected = [row.message_id for row in outbox(carepath)]
@@ -198,8 +215,7 @@ def test_dead_lettered_after_the_bound_then_replayed_with_the_same_id(carepath: 
     assert [r.message_id for r in receiver.accepted] == [dead[0].message_id] * 2
 
 
-def test_a_dead_letter_no_longer_holds_the_instances_later_events_back(carepath: CarePath,
-                                                                      receiver: Receiver) -> None:
+def test_a_dead_letter_no_longer_holds_the_instances_later_events_back(carepath: CarePath, receiver: Receiver) -> None:
     subscribe(carepath, receiver)
     assess(carepath)
     rows = outbox(carepath)
@@ -230,14 +246,35 @@ def test_an_overdue_task_and_the_instance_completing_are_told(carepath: CarePath
 
 
 def test_emergency_and_incident_events_come_from_the_trail() -> None:
-    facts = StepFacts("i-1", "p", "v1", datetime(2026, 1, 1, tzinfo=UTC), [
-        {"seq": 4, "type": "rules_evaluated", "element": "propose",
-         "payload": json.dumps({"evaluation_id": "e-1", "proposed": 1, "emergency_referred": 1})},
-        {"seq": 5, "type": "error", "element": "x", "payload": json.dumps({"message": "m", "kind": "ExpressionError"})},
-    ], None, None, trail_seq=5)
+    facts = StepFacts(
+        "i-1",
+        "p",
+        "v1",
+        datetime(2026, 1, 1, tzinfo=UTC),
+        [
+            {
+                "seq": 4,
+                "type": "rules_evaluated",
+                "element": "propose",
+                "payload": json.dumps({"evaluation_id": "e-1", "proposed": 1, "emergency_referred": 1}),
+            },
+            {
+                "seq": 5,
+                "type": "error",
+                "element": "x",
+                "payload": json.dumps({"message": "m", "kind": "ExpressionError"}),
+            },
+        ],
+        None,
+        None,
+        trail_seq=5,
+    )
     notices = derive_notices(facts)
     assert [(n.type, n.data["trail_seq"]) for n in notices] == [
-        ("assessment.completed", 4), ("emergency.opened", 4), ("incident.opened", 5)]
+        ("assessment.completed", 4),
+        ("emergency.opened", 4),
+        ("incident.opened", 5),
+    ]
     assert notices[1].data["evaluation_id"] == "e-1" and notices[2].data["error_type"] == "ExpressionError"
     assert "message" not in notices[2].data  # an incident's text stays in the trail
 
@@ -270,15 +307,24 @@ def _held_then_released(receiver: Receiver) -> None:
 
 
 def test_a_worker_killed_mid_delivery_loses_nothing_and_the_next_sends_the_same_id(
-        carepath: CarePath, receiver: Receiver, test_settings: Settings) -> None:
+    carepath: CarePath, receiver: Receiver, test_settings: Settings
+) -> None:
     subscribe(carepath, receiver)
     assess(carepath)
     expected = [row.message_id for row in outbox(carepath)]
     receiver.hold = True
-    env = {**os.environ, "CAREPATH_DATABASE_URL": test_settings.database_url,
-           "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir), "CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1"}
-    worker = subprocess.Popen([sys.executable, "-c", "from api.cli import main; main()", "worker", "--interval", "0.2"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "CAREPATH_DATABASE_URL": test_settings.database_url,
+        "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir),
+        "CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from api.cli import main; main()", "worker", "--interval", "0.2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _held_then_released(receiver)
     finally:
@@ -297,8 +343,10 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_the_next_sends_the_same_
 
 
 @pytest.mark.slow
-def test_postgresql_restarted_mid_delivery_loses_nothing(restartable_postgres: PrivateServer,  # noqa: F811
-                                                         receiver: Receiver) -> None:
+def test_postgresql_restarted_mid_delivery_loses_nothing(
+    restartable_postgres: PrivateServer,  # noqa: F811
+    receiver: Receiver,
+) -> None:
     private_postgres = restartable_postgres
     url = private_postgres.url
     app = CarePath(Settings(database_url=url, pathways_dir=TESTS / "pathways"), ManualClock(START), upgrade=True)
@@ -348,15 +396,19 @@ def test_postgresql_restarted_mid_delivery_loses_nothing(restartable_postgres: P
 # --- the command line and the worker's loop -----------------------------------------------------------
 
 
-def test_the_command_line_adds_lists_dead_letters_replays_and_removes(carepath: CarePath, test_settings: Settings,
-                                                                      receiver: Receiver) -> None:
+def test_the_command_line_adds_lists_dead_letters_replays_and_removes(
+    carepath: CarePath, test_settings: Settings, receiver: Receiver
+) -> None:
     from click.testing import CliRunner
 
     from api.cli import main
 
     runner = CliRunner()
-    env = {"CAREPATH_DATABASE_URL": test_settings.database_url,
-           "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir), "CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1"}
+    env = {
+        "CAREPATH_DATABASE_URL": test_settings.database_url,
+        "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir),
+        "CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1",
+    }
     refused = runner.invoke(main, ["webhooks", "add", "ftp://x/", "--event", "task.ready"], env=env)
     assert refused.exit_code == 1 and "/url" in refused.output
     added = runner.invoke(main, ["webhooks", "add", receiver.url, "--event", "task.ready"], env=env)
@@ -425,8 +477,7 @@ def test_on_postgresql_a_worker_skips_what_another_is_claiming(carepath: CarePat
     assert [r.message_id for r in receiver.accepted] == [second.message_id]
 
 
-def test_any_failure_of_one_delivery_is_that_deliverys_and_names_no_url(carepath: CarePath,
-                                                                       receiver: Receiver) -> None:
+def test_any_failure_of_one_delivery_is_that_deliverys_and_names_no_url(carepath: CarePath, receiver: Receiver) -> None:
     class Broken:
         def post(self, url: str, body: bytes, headers: Any, timeout: float) -> int:
             raise RuntimeError(f"cannot reach {url}")
@@ -447,9 +498,16 @@ def test_a_referral_moved_by_a_clinician_is_told_with_its_new_status(carepath: C
     item = created[0]["care_plan_item_id"]
     carepath.care_plans.set_status(instance_id, item, "declined", NURSE)
     changed = json.loads(outbox(carepath)[-1].body)["data"]
-    assert (changed["event_type"], changed["care_plan_item_id"], changed["status"]) == ("referral.changed", item,
-                                                                                        "declined")
+    assert (changed["event_type"], changed["care_plan_item_id"], changed["status"]) == (
+        "referral.changed",
+        item,
+        "declined",
+    )
     with read_only(carepath.sessions) as session:
-        newest = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
-                                 .order_by(InstanceEvent.seq.desc()).limit(1)).one()
+        newest = session.scalars(
+            select(InstanceEvent)
+            .where(InstanceEvent.instance_id == instance_id)
+            .order_by(InstanceEvent.seq.desc())
+            .limit(1)
+        ).one()
     assert newest.type == "care_plan_updated" and changed["trail_seq"] == newest.seq

@@ -32,8 +32,16 @@ def _as_views_show_them(carepath: CarePath, ids: list[str]) -> list[dict[str, An
     found = []
     for instance_id in ids:
         view = carepath.instances.get(instance_id)
-        found.extend({**task, "instance_id": view.id, "instance_version": view.version,
-                      "pathway_id": view.pathway_id, "patient_ref": view.patient_ref} for task in view.ready_tasks)
+        found.extend(
+            {
+                **task,
+                "instance_id": view.id,
+                "instance_version": view.version,
+                "pathway_id": view.pathway_id,
+                "patient_ref": view.patient_ref,
+            }
+            for task in view.ready_tasks
+        )
     return _ordered(found)
 
 
@@ -47,7 +55,8 @@ def _started(carepath: CarePath) -> list[str]:
 
 
 def test_the_work_list_shows_what_each_instance_shows_without_restoring_any(
-        carepath: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
+    carepath: CarePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids = _started(carepath)
     expected = _as_views_show_them(carepath, ids)
     assert {task["element"] for task in expected} == {"hna", "offer_support"}
@@ -61,8 +70,9 @@ def test_the_work_list_shows_what_each_instance_shows_without_restoring_any(
 
     monkeypatch.setattr(workflows, "restore", no_restore)
     assert _listed(queries, pathway_id="test_assessment") == expected
-    assert [t["element"] for t in queries.ready_tasks(InstanceFilter(), element="offer_support").items] == \
-        ["offer_support"]
+    assert [t["element"] for t in queries.ready_tasks(InstanceFilter(), element="offer_support").items] == [
+        "offer_support"
+    ]
 
 
 def test_instances_saved_before_summaries_existed_are_restored_instead(carepath: CarePath) -> None:

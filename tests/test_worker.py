@@ -27,8 +27,10 @@ def _worker_process(database_url: str, now_iso: str, worker_id: str, batch: int)
     """One worker process with its own engine (spawned: nothing is shared with the test)."""
     from engine.instances.worker import run_worker
 
-    app = CarePath(Settings(database_url=database_url, pathways_dir=TESTS / "pathways"),
-                   ManualClock(datetime.fromisoformat(now_iso)))
+    app = CarePath(
+        Settings(database_url=database_url, pathways_dir=TESTS / "pathways"),
+        ManualClock(datetime.fromisoformat(now_iso)),
+    )
     try:
         run_worker(app.instances, worker_id=worker_id, batch=batch, once=True)
     finally:
@@ -39,13 +41,14 @@ def _start_instances(carepath: CarePath, count: int, chunk: int = 250) -> None:
     """Start through the engine (each instance is a real start), many per unit of work."""
     patients = [f"MRN-{number:05d}" for number in range(count)]
     for first in range(0, count, chunk):
-        carepath.instances.start_many(PATHWAY, patients[first:first + chunk], "system:ehr")
+        carepath.instances.start_many(PATHWAY, patients[first : first + chunk], "system:ehr")
 
 
 def _fired_per_instance(carepath: CarePath) -> Counter[str]:
     with carepath.sessions() as session:
-        rows = session.execute(select(InstanceEvent.instance_id, InstanceEvent.element)
-                               .where(InstanceEvent.type == "timer_fired"))
+        rows = session.execute(
+            select(InstanceEvent.instance_id, InstanceEvent.element).where(InstanceEvent.type == "timer_fired")
+        )
         counts: Counter[str] = Counter()
         for instance_id, element in rows:
             assert element == "one_day"
@@ -61,7 +64,8 @@ def _statuses(carepath: CarePath) -> Counter[str]:
 
 def _spawn(database_url: str, now: datetime, worker_id: str, batch: int = 25) -> multiprocessing.process.BaseProcess:
     process = multiprocessing.get_context("spawn").Process(
-        target=_worker_process, args=(database_url, now.isoformat(), worker_id, batch))
+        target=_worker_process, args=(database_url, now.isoformat(), worker_id, batch)
+    )
     process.start()
     return process
 
@@ -69,8 +73,9 @@ def _spawn(database_url: str, now: datetime, worker_id: str, batch: int = 25) ->
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
-def test_three_worker_processes_fire_2000_timers_exactly_once(carepath: CarePath, clock: ManualClock,
-                                                              test_settings: Settings) -> None:
+def test_three_worker_processes_fire_2000_timers_exactly_once(
+    carepath: CarePath, clock: ManualClock, test_settings: Settings
+) -> None:
     _start_instances(carepath, 2000)
     with carepath.sessions() as session:
         due = session.scalars(select(PathwayInstance.next_due_at).distinct()).all()
@@ -85,13 +90,16 @@ def test_three_worker_processes_fire_2000_timers_exactly_once(carepath: CarePath
     assert set(fired.values()) == {1}  # none fired twice
     assert _statuses(carepath) == Counter({"completed": 2000})
     with carepath.sessions() as session:
-        workers_used = {payload for payload in session.scalars(
-            select(InstanceEvent.payload).where(InstanceEvent.type == "timer_fired"))}
+        workers_used = {
+            payload
+            for payload in session.scalars(select(InstanceEvent.payload).where(InstanceEvent.type == "timer_fired"))
+        }
     assert {f'"worker":"w{n}"' in " ".join(workers_used) for n in range(3)} == {True}  # the work was shared
 
 
-def test_a_worker_killed_mid_batch_loses_nothing(carepath: CarePath, clock: ManualClock,
-                                                 test_settings: Settings) -> None:
+def test_a_worker_killed_mid_batch_loses_nothing(
+    carepath: CarePath, clock: ManualClock, test_settings: Settings
+) -> None:
     _start_instances(carepath, 300)
     worker = _spawn(test_settings.database_url, clock.now() + timedelta(days=2), "doomed", batch=1000)
     # Watched through a plain engine: the engine's own SQLite transactions take the write lock up
@@ -122,11 +130,11 @@ def test_a_worker_killed_mid_batch_loses_nothing(carepath: CarePath, clock: Manu
     assert _statuses(carepath) == Counter({"completed": 300})
 
 
-def test_two_workers_on_the_same_database_never_fire_a_timer_twice(carepath: CarePath, clock: ManualClock,
-                                                                   test_settings: Settings) -> None:
+def test_two_workers_on_the_same_database_never_fire_a_timer_twice(
+    carepath: CarePath, clock: ManualClock, test_settings: Settings
+) -> None:
     _start_instances(carepath, 150)
-    workers = [_spawn(test_settings.database_url, clock.now() + timedelta(days=2), f"w{n}", batch=10)
-               for n in range(2)]
+    workers = [_spawn(test_settings.database_url, clock.now() + timedelta(days=2), f"w{n}", batch=10) for n in range(2)]
     for worker in workers:
         worker.join(timeout=120)
         assert worker.exitcode == 0
@@ -144,8 +152,9 @@ def test_nothing_due_is_fired_early(carepath: CarePath, clock: ManualClock) -> N
     assert fire_due_timers(carepath.instances) == 0
 
 
-def test_worker_command_runs_once(carepath: CarePath, clock: ManualClock, test_settings: Settings,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_command_runs_once(
+    carepath: CarePath, clock: ManualClock, test_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from api.cli import main
 
     _start_instances(carepath, 5)

@@ -55,8 +55,11 @@ def _statuses(carepath: CarePath) -> Counter[str]:
 
 def _events(carepath: CarePath, instance_id: str) -> list[InstanceEvent]:
     with carepath.sessions() as session:
-        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
-                                    .order_by(InstanceEvent.seq)))
+        return list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq)
+            )
+        )
 
 
 def _state(carepath: CarePath, instance_id: str) -> str:
@@ -66,8 +69,9 @@ def _state(carepath: CarePath, instance_id: str) -> str:
         return instance.state
 
 
-def test_a_state_too_large_to_store_is_an_incident_and_the_worker_goes_on(carepath: CarePath,
-                                                                          clock: ManualClock) -> None:
+def test_a_state_too_large_to_store_is_an_incident_and_the_worker_goes_on(
+    carepath: CarePath, clock: ManualClock
+) -> None:
     carepath.catalog.deploy_upload({"huge_number.bpmn": HUGE_NUMBER}, "author:test")
     bad = carepath.instances.start("test_huge_number", "MRN-BAD", "system:ehr")
     healthy = [carepath.instances.start("test_timer_p1d", f"MRN-{n}", "system:ehr").id for n in range(5)]
@@ -99,8 +103,9 @@ def test_a_state_too_large_to_store_is_an_incident_and_the_worker_goes_on(carepa
         assert verify_trail(session) == []
 
 
-def test_any_exception_in_one_instance_step_is_an_incident_without_its_text(carepath: CarePath, clock: ManualClock,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_any_exception_in_one_instance_step_is_an_incident_without_its_text(
+    carepath: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = carepath.instances.start("test_timer_p1d", "MRN-1", "system:ehr")
     clock.advance(timedelta(minutes=1))
     second = carepath.instances.start("test_timer_p1d", "MRN-2", "system:ehr")
@@ -131,8 +136,9 @@ def test_any_exception_in_one_instance_step_is_an_incident_without_its_text(care
     assert carepath.instances.retry(first.id, "clinician:duty").status in ("running", "completed")
 
 
-def test_an_instance_whose_incident_cannot_be_written_is_backed_off(carepath: CarePath, clock: ManualClock,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_instance_whose_incident_cannot_be_written_is_backed_off(
+    carepath: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stuck = carepath.instances.start("test_timer_p1d", "MRN-1", "system:ehr")
     clock.advance(timedelta(days=2))
     attempts: list[str] = []
@@ -172,8 +178,9 @@ def _outage() -> OperationalError:
     return OperationalError("SELECT 1", {}, Exception("connection refused"))
 
 
-def test_the_worker_loop_waits_out_a_database_outage(carepath: CarePath, clock: ManualClock,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_worker_loop_waits_out_a_database_outage(
+    carepath: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     carepath.instances.start("test_timer_p1d", "MRN-1", "system:ehr")
     clock.advance(timedelta(days=2))
     real = worker.fire_due_timers
@@ -196,8 +203,17 @@ def test_the_worker_loop_waits_out_a_database_outage(carepath: CarePath, clock: 
     def report(advanced: int) -> None:
         stop_after[0] += advanced
 
-    total = run_worker(carepath.instances, worker_id="w", interval=0.5, should_stop=should_stop, report=report,
-                       sleep=waits.append, heartbeat=lambda: beats.append(1), first_wait=1.0, max_wait=3.0)
+    total = run_worker(
+        carepath.instances,
+        worker_id="w",
+        interval=0.5,
+        should_stop=should_stop,
+        report=report,
+        sleep=waits.append,
+        heartbeat=lambda: beats.append(1),
+        first_wait=1.0,
+        max_wait=3.0,
+    )
     assert total == 1
     assert waits == [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # 1 s, 2 s, then 3 s (the cap), in one-second turns
     assert len(beats) >= len(waits)  # the supervisor hears from it while it waits
@@ -205,7 +221,8 @@ def test_the_worker_loop_waits_out_a_database_outage(carepath: CarePath, clock: 
 
 
 def test_once_gives_up_on_a_lasting_outage_and_other_database_errors_are_raised(
-        carepath: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
+    carepath: CarePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[int] = []
 
     def down(*args: Any, **kwargs: Any) -> int:

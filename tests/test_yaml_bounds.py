@@ -38,10 +38,12 @@ def _problems(text: str) -> list[str]:
 def test_anchors_and_aliases_are_refused_where_they_are() -> None:
     assert _problems(_billion_laughs()) == [
         "rules/x.yaml:1:5: not valid YAML: anchors and aliases (&name, *name) are not allowed: write the value out "
-        "in full"]
+        "in full"
+    ]
     assert _problems("a: 1\nb:\n  - c: *x\n") == [  # an alias without its anchor is located too
         "rules/x.yaml:3:8: not valid YAML: anchors and aliases (&name, *name) are not allowed: write the value "
-        "out in full"]
+        "out in full"
+    ]
     assert len(_problems("base: &b {x: 1}\nmerged:\n  <<: *b\n")) == 1  # merge keys are aliases
 
 
@@ -51,8 +53,9 @@ def test_too_many_values_and_too_deep_nesting_are_refused(monkeypatch: pytest.Mo
     assert _problems(many) == ["rules/x.yaml:99:5: not valid YAML: the file has more than 100 values: split it"]
     monkeypatch.undo()
     deep = "a: " + "[" * (MAX_DEPTH + 10) + "]" * (MAX_DEPTH + 10) + "\n"
-    assert _problems(deep) == [f"rules/x.yaml:1:{MAX_DEPTH + 3}: not valid YAML: lists and mappings are nested "
-                               f"more than {MAX_DEPTH} deep"]
+    assert _problems(deep) == [
+        f"rules/x.yaml:1:{MAX_DEPTH + 3}: not valid YAML: lists and mappings are nested more than {MAX_DEPTH} deep"
+    ]
     very_deep = "[" * 100_000 + "]" * 100_000  # far past Python's recursion limit: still a located problem
     assert _problems(very_deep)[0].startswith(f"rules/x.yaml:1:{MAX_DEPTH + 1}: ")
 
@@ -60,7 +63,8 @@ def test_too_many_values_and_too_deep_nesting_are_refused(monkeypatch: pytest.Mo
 def test_tags_other_than_yaml_types_are_refused() -> None:
     assert _problems("a: !!python/object/apply:os.system ['true']\n") == [
         "rules/x.yaml:1:4: not valid YAML: the tag 'tag:yaml.org,2002:python/object/apply:os.system' is not "
-        "allowed: only YAML's own types are read"]
+        "allowed: only YAML's own types are read"
+    ]
     assert len(_problems("a: !custom 1\n")) == 1
     assert _problems("a: !!str 1\nb: ! plain\n") == []
 

@@ -52,26 +52,42 @@ for child in (session_pages, clinicians, patients, authors, auditors, my_plan, m
 
 bp.before_request(check_csrf)
 
-_STATUS = ((InvalidTokenError, 401), (PermissionDeniedError, 403), (NotFoundError, 404), (InvalidInputError, 400),
-           (ConflictError, 409))
+_STATUS = (
+    (InvalidTokenError, 401),
+    (PermissionDeniedError, 403),
+    (NotFoundError, 404),
+    (InvalidInputError, 400),
+    (ConflictError, 409),
+)
 
 
 @bp.app_template_global("nav")
 def nav() -> list[tuple[str, str, str]]:
     """The header's links the signed-in role may follow: (endpoint, words key, permission)."""
-    links = [("web.my_plan.plan", "nav.my_plan", "patient.read"),
-             ("web.clinicians.work_list", "nav.work_list", "tasks.read"),
-             ("web.patients.find", "nav.patients", "instances.read"),
-             ("web.authors.library", "nav.pathways", "pathways.read"),
-             ("web.auditors.trail", "nav.audit", "audit.verify"),
-             ("web.managers.service", "service.nav", "reports.read")]
+    links = [
+        ("web.my_plan.plan", "nav.my_plan", "patient.read"),
+        ("web.clinicians.work_list", "nav.work_list", "tasks.read"),
+        ("web.patients.find", "nav.patients", "instances.read"),
+        ("web.authors.library", "nav.pathways", "pathways.read"),
+        ("web.auditors.trail", "nav.audit", "audit.verify"),
+        ("web.managers.service", "service.nav", "reports.read"),
+    ]
     return [link for link in links if can(link[2])]
 
 
 @bp.context_processor
 def page_globals() -> dict[str, Any]:
-    return {"t": translate, "t_or": translate_or, "can": can, "user": principal(), "csrf_token": csrf_token,
-            "vendor": vendor_url, "language": current_language(), "languages": LANGUAGES, "format_time": format_time}
+    return {
+        "t": translate,
+        "t_or": translate_or,
+        "can": can,
+        "user": principal(),
+        "csrf_token": csrf_token,
+        "vendor": vendor_url,
+        "language": current_language(),
+        "languages": LANGUAGES,
+        "format_time": format_time,
+    }
 
 
 @bp.errorhandler(Exception)
@@ -83,16 +99,27 @@ def error_page(exc: Exception) -> tuple[str, int]:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
     if status >= 500:
         # Logged like the API's internal errors (the log filter keeps patient data out).
-        current_app.logger.error("unhandled %s on %s %s", type(exc).__name__, request.method,
-                                 request.url_rule.rule if request.url_rule else "?", exc_info=exc)
+        current_app.logger.error(
+            "unhandled %s on %s %s",
+            type(exc).__name__,
+            request.method,
+            request.url_rule.rule if request.url_rule else "?",
+            exc_info=exc,
+        )
     elif isinstance(exc, CarePathError):
         logging.getLogger(__name__).debug("refused: %s", type(exc).__name__)
     key = {401: "signed_out", 403: "forbidden", 404: "not_found", 409: "conflict"}.get(
-        status, "bad_request" if status < 500 else "internal")
+        status, "bad_request" if status < 500 else "internal"
+    )
     if isinstance(exc, HTTPException) and exc.description == "csrf":
         key = "csrf"
-    return render_template("web/error.html", key=key, status=status, glass_for=_break_glass_offer(status),
-                           glass_reasons=BREAK_GLASS_REASONS), status
+    return render_template(
+        "web/error.html",
+        key=key,
+        status=status,
+        glass_for=_break_glass_offer(status),
+        glass_reasons=BREAK_GLASS_REASONS,
+    ), status
 
 
 def _break_glass_offer(status: int) -> str | None:
@@ -100,8 +127,14 @@ def _break_glass_offer(status: int) -> str | None:
     (offered whether or not the instance exists, so the offer says nothing about it)."""
     user = principal()
     instance_id = (request.view_args or {}).get("instance_id")
-    if status != 404 or request.endpoint != "web.patients.patient" or instance_id is None or user is None \
-            or user.role not in BREAK_GLASS_ROLES or user.scope.everywhere:
+    if (
+        status != 404
+        or request.endpoint != "web.patients.patient"
+        or instance_id is None
+        or user is None
+        or user.role not in BREAK_GLASS_ROLES
+        or user.scope.everywhere
+    ):
         return None
     return str(instance_id)
 

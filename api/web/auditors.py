@@ -24,8 +24,9 @@ _CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
 @bp.get("/patients/<uuid:instance_id>/evaluations")
 @page("evaluations.read")
 def evaluations(instance_id: Any) -> str:
-    return render_template("web/evaluations.html", instance_id=str(instance_id),
-                           evaluations=queries().evaluations(str(instance_id)))
+    return render_template(
+        "web/evaluations.html", instance_id=str(instance_id), evaluations=queries().evaluations(str(instance_id))
+    )
 
 
 @bp.get("/evaluations/<uuid:evaluation_id>")
@@ -45,9 +46,15 @@ def evaluation(evaluation_id: Any) -> str | tuple[str, int]:
             failed = True
         else:
             explanation = found.text().replace(str(Path(stored.rule_path).parent) + "/", "")
-    return render_template("web/evaluation.html", stored=stored, rule_file=Path(stored.rule_path).name,
-                           asked=asked, explanation=explanation, failed=failed,
-                           codes=_codes(stored.outcomes))
+    return render_template(
+        "web/evaluation.html",
+        stored=stored,
+        rule_file=Path(stored.rule_path).name,
+        asked=asked,
+        explanation=explanation,
+        failed=failed,
+        codes=_codes(stored.outcomes),
+    )
 
 
 def _codes(outcomes: dict[str, Any]) -> list[str]:

@@ -47,8 +47,20 @@ from engine.patients import still_linked
 from ..auth import identity_provider
 from ..scope import break_glass, check_request
 
-__all__ = ["TlsAwareSessions", "actor", "can", "check_csrf", "csrf_token", "finish_provider_sign_in", "page",
-           "principal", "provider_sign_in_url", "sign_in", "sign_out", "web_provider"]
+__all__ = [
+    "TlsAwareSessions",
+    "actor",
+    "can",
+    "check_csrf",
+    "csrf_token",
+    "finish_provider_sign_in",
+    "page",
+    "principal",
+    "provider_sign_in_url",
+    "sign_in",
+    "sign_out",
+    "web_provider",
+]
 
 # How long a browser may take at the provider between leaving and coming back.
 SIGN_IN_FLOW_SECONDS = 600
@@ -113,8 +125,13 @@ def provider_sign_in_url(next_path: str) -> str:
     if provider is None:
         abort(404)
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48)
-    session["sign_in_flow"] = {"state": state, "nonce": nonce, "verifier": verifier, "next": next_path[:500],
-                               "started": _now().isoformat()}
+    session["sign_in_flow"] = {
+        "state": state,
+        "nonce": nonce,
+        "verifier": verifier,
+        "next": next_path[:500],
+        "started": _now().isoformat(),
+    }
     return provider.authorization_url(_redirect_url(provider), state, nonce, verifier)
 
 
@@ -130,8 +147,11 @@ def finish_provider_sign_in(code: str, state: str) -> tuple[Principal, str]:
     if provider is None:
         abort(404)
     flow = session.pop("sign_in_flow", None)  # used once, whatever happens next
-    if (not isinstance(flow, dict) or not isinstance(flow.get("state"), str)
-            or not hmac.compare_digest(flow["state"].encode(), state.encode())):
+    if (
+        not isinstance(flow, dict)
+        or not isinstance(flow.get("state"), str)
+        or not hmac.compare_digest(flow["state"].encode(), state.encode())
+    ):
         raise InvalidTokenError("this sign-in was not started in this browser, or has already finished")
     if _now() - datetime.fromisoformat(flow["started"]) > timedelta(seconds=SIGN_IN_FLOW_SECONDS):
         raise InvalidTokenError("this sign-in took too long: start again")
@@ -139,10 +159,18 @@ def finish_provider_sign_in(code: str, state: str) -> tuple[Principal, str]:
     lifetime = current_app.permanent_session_lifetime
     # A patient known by a link (not by the provider's patient claim): each request checks it still holds.
     linked = found.patient_ref is not None and _still_linked(provider, found.patient_ref, found.token_id)
-    _new_session(person={"role": found.role, "staff_id": found.staff_id, "token_id": found.token_id,
-                         "patient_ref": found.patient_ref, "linked": linked,
-                         "until": (_now() + lifetime).isoformat(), "organisation": found.organisation or "",
-                         "teams": sorted(found.teams or ())})
+    _new_session(
+        person={
+            "role": found.role,
+            "staff_id": found.staff_id,
+            "token_id": found.token_id,
+            "patient_ref": found.patient_ref,
+            "linked": linked,
+            "until": (_now() + lifetime).isoformat(),
+            "organisation": found.organisation or "",
+            "teams": sorted(found.teams or ()),
+        }
+    )
     g.principal = found
     return found, str(flow.get("next") or "")
 
@@ -150,8 +178,9 @@ def finish_provider_sign_in(code: str, state: str) -> tuple[Principal, str]:
 def _still_linked(provider: Provider, patient_ref: str, principal_id: str) -> bool:
     # The primary: an identity unlinked a moment ago ends its sessions at once, whatever a replica replayed.
     with primary_reads():
-        return still_linked(current_app.extensions["carepath"].sessions, provider.settings.issuer, patient_ref,
-                            principal_id)
+        return still_linked(
+            current_app.extensions["carepath"].sessions, provider.settings.issuer, patient_ref, principal_id
+        )
 
 
 def _person(value: object) -> Principal | None:
@@ -165,15 +194,25 @@ def _person(value: object) -> Principal | None:
             if not isinstance(value.get("patient_ref"), str):
                 return None
             provider = web_provider()
-            if value.get("linked") and (provider is None or not _still_linked(
-                    provider, value["patient_ref"], str(value["token_id"]))):
+            if value.get("linked") and (
+                provider is None or not _still_linked(provider, value["patient_ref"], str(value["token_id"]))
+            ):
                 return None  # unlinked since they signed in: the session ends now, as a revoked token's does
-            return Principal(role=PATIENT_ROLE, token_id=str(value["token_id"]), label=PATIENT_ROLE,
-                             patient_ref=str(value["patient_ref"]))
+            return Principal(
+                role=PATIENT_ROLE,
+                token_id=str(value["token_id"]),
+                label=PATIENT_ROLE,
+                patient_ref=str(value["patient_ref"]),
+            )
         # A person is always scoped (engine.identity): a session without an organisation reaches nothing.
-        return Principal(role=value["role"], token_id=str(value["token_id"]), label=str(value["staff_id"]),
-                         staff_id=str(value["staff_id"]), organisation=str(value.get("organisation") or ""),
-                         teams=frozenset(str(t) for t in value.get("teams") or ()))
+        return Principal(
+            role=value["role"],
+            token_id=str(value["token_id"]),
+            label=str(value["staff_id"]),
+            staff_id=str(value["staff_id"]),
+            organisation=str(value.get("organisation") or ""),
+            teams=frozenset(str(t) for t in value.get("teams") or ()),
+        )
     except (KeyError, TypeError, ValueError):
         return None
 

@@ -56,8 +56,9 @@ def library() -> str:
 @page("pathways.read")
 def versions(pathway_id: str) -> str:
     _checked(pathway_id)
-    return render_template("web/versions.html", pathway_id=pathway_id, versions=carepath().catalog.versions(pathway_id),
-                           refusal=None)
+    return render_template(
+        "web/versions.html", pathway_id=pathway_id, versions=carepath().catalog.versions(pathway_id), refusal=None
+    )
 
 
 @bp.post("/<pathway_id>/versions/<version>/activation")
@@ -71,8 +72,12 @@ def activate(pathway_id: str, version: str) -> WerkzeugResponse | tuple[str, int
         carepath().catalog.activate(pathway_id, found.version, actor())
     except (FourEyesError, VersionStateError) as exc:
         status = 403 if isinstance(exc, FourEyesError) else 409
-        return render_template("web/versions.html", pathway_id=pathway_id, refusal=exc.message,
-                               versions=carepath().catalog.versions(pathway_id)), status
+        return render_template(
+            "web/versions.html",
+            pathway_id=pathway_id,
+            refusal=exc.message,
+            versions=carepath().catalog.versions(pathway_id),
+        ), status
     return redirect(url_for(".versions", pathway_id=pathway_id), code=303)
 
 
@@ -84,8 +89,9 @@ def version(pathway_id: str, version: str) -> str:
     found = _version(pathway_id, version)
     xml = carepath().catalog.diagram(pathway_id, found.version)
     problems = validate_diagram(Path(found.main_file).name, xml) if can("pathways.validate") else None
-    return render_template("web/diagram.html", info=found, xml=xml.decode("utf-8", "replace"), problems=problems,
-                           name=found.main_file)
+    return render_template(
+        "web/diagram.html", info=found, xml=xml.decode("utf-8", "replace"), problems=problems, name=found.main_file
+    )
 
 
 @bp.get("/<pathway_id>/diff")
@@ -97,9 +103,14 @@ def diff(pathway_id: str) -> str:
     if not (_VERSION.match(older) and _VERSION.match(newer)):
         abort(404)
     catalog = carepath().catalog
-    return render_template("web/diff.html", pathway_id=pathway_id, older=older, newer=newer,
-                           older_xml=catalog.diagram(pathway_id, older).decode("utf-8", "replace"),
-                           newer_xml=catalog.diagram(pathway_id, newer).decode("utf-8", "replace"))
+    return render_template(
+        "web/diff.html",
+        pathway_id=pathway_id,
+        older=older,
+        newer=newer,
+        older_xml=catalog.diagram(pathway_id, older).decode("utf-8", "replace"),
+        newer_xml=catalog.diagram(pathway_id, newer).decode("utf-8", "replace"),
+    )
 
 
 @bp.get("/<pathway_id>/versions/<version>/edit")
@@ -155,12 +166,24 @@ def check() -> str | tuple[str, int]:
     upload = request.files.get("diagram")
     name = Path(upload.filename or "").name if upload is not None else ""
     xml = upload.read(MAX_DIAGRAM_BYTES + 1) if upload is not None else b""
-    error = "check.choose" if not xml else "check.name" if not _FILE_NAME.match(name) else \
-        "check.too_large" if len(xml) > MAX_DIAGRAM_BYTES else None
+    error = (
+        "check.choose"
+        if not xml
+        else "check.name"
+        if not _FILE_NAME.match(name)
+        else "check.too_large"
+        if len(xml) > MAX_DIAGRAM_BYTES
+        else None
+    )
     if error is not None:
         return render_template("web/check.html", problems=None, xml=None, name=None, error=error), 400
-    return render_template("web/check.html", problems=validate_diagram(name, xml), error=None, name=name,
-                           xml=xml.decode("utf-8", "replace"))
+    return render_template(
+        "web/check.html",
+        problems=validate_diagram(name, xml),
+        error=None,
+        name=name,
+        xml=xml.decode("utf-8", "replace"),
+    )
 
 
 @bp.get("/<pathway_id>/migration")
@@ -206,5 +229,6 @@ def approve(pathway_id: str, request_id: str) -> WerkzeugResponse | tuple[str, i
 def _migration_page(pathway_id: str, refusal: str | None = None) -> str:
     report = migrate_pathway(carepath().instances, pathway_id, actor(), dry_run=True)
     requests = list_migration_requests(carepath().instances, pathway_id)
-    return render_template("web/migration.html", report=report, pathway_id=pathway_id, requests=requests,
-                           refusal=refusal)
+    return render_template(
+        "web/migration.html", report=report, pathway_id=pathway_id, requests=requests, refusal=refusal
+    )

@@ -36,6 +36,8 @@ _PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
 _CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
 PAGE = 50  # patients per page of the work list
+
+
 def _filters() -> tuple[dict[str, str], list[Problem]]:
     """The work list's filters from the query string; a malformed one is named, not used."""
     found: dict[str, str] = {}
@@ -73,15 +75,17 @@ def complete_escalation(escalation_id: Any) -> Response | tuple[str, int]:
         done = carepath().referral_escalations.complete(str(escalation_id), request.form.get("outcome", ""), actor())
     except (ConflictError, InvalidInputError, NotFoundError) as exc:
         return _work_list(refused=True), 404 if isinstance(exc, NotFoundError) else (
-            409 if isinstance(exc, ConflictError) else 422)
+            409 if isinstance(exc, ConflictError) else 422
+        )
     flash(translate("worklist.escalation_completed", patient=carepath().instances.get(done["instance_id"]).patient_ref))
     return redirect(url_for("web.clinicians.work_list"), code=303)
 
 
 def _work_list(refused: bool = False) -> str:
     filters, problems = _filters()
-    where = InstanceFilter(patient_ref=filters.get("patient"), pathway_id=filters.get("pathway"), status="running",
-                           scope=scope())
+    where = InstanceFilter(
+        patient_ref=filters.get("patient"), pathway_id=filters.get("pathway"), status="running", scope=scope()
+    )
     found = queries().ready_tasks(where, None, filters.get("cursor"), PAGE)
     # The same page of instances (same filter, order and cursor) with their next deadlines.
     deadlines = {i["id"]: i["next_due_at"] for i in queries().find(where, filters.get("cursor"), PAGE).items}
@@ -93,26 +97,52 @@ def _work_list(refused: bool = False) -> str:
             continue
         due = deadlines.get(task["instance_id"])
         deadline = datetime.fromisoformat(due) if due else None
-        tasks.append({**task, "deadline": due, "overdue": deadline is not None and deadline <= now,
-                      "order": (deadline is None, deadline or now)})
+        tasks.append(
+            {
+                **task,
+                "deadline": due,
+                "overdue": deadline is not None and deadline <= now,
+                "order": (deadline is None, deadline or now),
+            }
+        )
     tasks.sort(key=lambda t: t["order"])
     # Each waiting "Write the end of treatment summary" task's phase and deadline (an instance can wait
     # for two, alike but for these), from the rows of the whole page in one query, never by restoring
     # workflows: a task whose row the worker's scan has not noted yet (it notes them on every turn)
     # shows no phase until then.
     awaited = carepath().treatment_summaries.awaited_by_task(
-        (t["instance_id"], t["id"]) for t in tasks if t.get("element") == WRITE_ELEMENT)
+        (t["instance_id"], t["id"]) for t in tasks if t.get("element") == WRITE_ELEMENT
+    )
     for task in tasks:
         task["summary"] = awaited.get((task["instance_id"], task["id"]))
-    escalations = [] if "cursor" in filters else carepath().referral_escalations.list_open(
-        filters.get("patient"), filters.get("pathway"), where.scope.condition())
-    summaries = [] if "cursor" in filters else carepath().treatment_summaries.list_overdue(
-        filters.get("patient"), filters.get("pathway"), where.scope.condition())
+    escalations = (
+        []
+        if "cursor" in filters
+        else carepath().referral_escalations.list_open(
+            filters.get("patient"), filters.get("pathway"), where.scope.condition()
+        )
+    )
+    summaries = (
+        []
+        if "cursor" in filters
+        else carepath().treatment_summaries.list_overdue(
+            filters.get("patient"), filters.get("pathway"), where.scope.condition()
+        )
+    )
     template = "web/_work_list_table.html" if request.headers.get("HX-Request") else "web/work_list.html"
-    return render_template(template, tasks=tasks, lanes=lanes, filters=filters, problems=problems,
-                           next_cursor=found.next_cursor, pathways=carepath().catalog.pathways(),
-                           escalations=escalations, outcomes=ESCALATION_OUTCOMES, refused=refused,
-                           summaries_overdue=summaries)
+    return render_template(
+        template,
+        tasks=tasks,
+        lanes=lanes,
+        filters=filters,
+        problems=problems,
+        next_cursor=found.next_cursor,
+        pathways=carepath().catalog.pathways(),
+        escalations=escalations,
+        outcomes=ESCALATION_OUTCOMES,
+        refused=refused,
+        summaries_overdue=summaries,
+    )
 
 
 def _ready_task(instance_id: str, task_id: str) -> tuple[Any, dict[str, Any] | None]:
@@ -142,9 +172,19 @@ def task(instance_id: Any, task_id: Any) -> str:
     if found is None:
         abort(404)
     notice, description = _notice(found)
-    return render_template("web/task.html", view=view, task=found, fields=_fields(view.id, found["form"]),
-                           values={}, errors={}, summary=[], stale=False, version=view.version, notice=notice,
-                           description=description)
+    return render_template(
+        "web/task.html",
+        view=view,
+        task=found,
+        fields=_fields(view.id, found["form"]),
+        values={},
+        errors={},
+        summary=[],
+        stale=False,
+        version=view.version,
+        notice=notice,
+        description=description,
+    )
 
 
 @bp.post("/patients/<uuid:instance_id>/tasks/<uuid:task_id>")
@@ -161,8 +201,9 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
         problems += other_problems(found["form"], data, problems)
     else:
         try:
-            carepath().instances.complete_task(view.id, found["id"], data, actor(),
-                                               expected_version=revision_of(version))
+            carepath().instances.complete_task(
+                view.id, found["id"], data, actor(), expected_version=revision_of(version)
+            )
         except TaskDataError as exc:
             problems = exc.problems or [Problem(exc.message, field="/")]
         except (StaleVersionError, TaskNotReadyError):
@@ -172,9 +213,19 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
             return redirect(url_for("web.patients.patient", instance_id=view.id), code=303)
     errors, summary = problem_messages(fields, problems, translate)
     notice, description = _notice(found)
-    return render_template("web/task.html", view=view, task=found, fields=fields, values=request.form,
-                           errors=errors, summary=summary, stale=stale, version=version, notice=notice,
-                           description=description), status
+    return render_template(
+        "web/task.html",
+        view=view,
+        task=found,
+        fields=fields,
+        values=request.form,
+        errors=errors,
+        summary=summary,
+        stale=stale,
+        version=version,
+        notice=notice,
+        description=description,
+    ), status
 
 
 def _fields(instance_id: str, form: dict[str, Any] | None) -> list[FormField]:
@@ -189,4 +240,3 @@ def _fields(instance_id: str, form: dict[str, Any] | None) -> list[FormField]:
 def _item_label(item: dict[str, Any]) -> str:
     words = str(item["code"]).replace("_", " ").replace("-", " ").capitalize()
     return f"{words} ({item['service'].replace('_', ' ')})" if item.get("service") else words
-

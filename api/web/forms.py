@@ -27,8 +27,7 @@ from werkzeug.datastructures import MultiDict
 from engine.errors import Problem, TaskDataError
 from engine.instances.forms import check_form_data
 
-__all__ = ["FormField", "expand_maps", "fields_of", "other_problems", "parse_fields", "problem_messages",
-           "revision_of"]
+__all__ = ["FormField", "expand_maps", "fields_of", "other_problems", "parse_fields", "problem_messages", "revision_of"]
 
 _LIMITS = ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems")
 _INTEGER = re.compile(r"^-?[0-9]{1,15}$")
@@ -101,9 +100,14 @@ def fields_of(schema: dict[str, Any] | None, prefix: str = "", depth: int = 0) -
             continue
         name = f"{prefix}.{key}" if prefix else str(key)
         kind = _kind(sub, depth)
-        item = FormField(name=name, pointer="/" + name.replace(".", "/"), label=_label(str(key), sub), kind=kind,
-                         required=key in required, hint=sub.get("description") if isinstance(
-                             sub.get("description"), str) else None)
+        item = FormField(
+            name=name,
+            pointer="/" + name.replace(".", "/"),
+            label=_label(str(key), sub),
+            kind=kind,
+            required=key in required,
+            hint=sub.get("description") if isinstance(sub.get("description"), str) else None,
+        )
         item.limits = {k: sub[k] for k in _LIMITS if isinstance(sub.get(k), int | float)}
         if kind in ("radios", "select"):
             item.options = [_option(v) for v in sub["enum"]]
@@ -123,9 +127,16 @@ def expand_maps(fields: list[FormField], keys: list[tuple[str, str]]) -> list[Fo
     item stays proposed), as the form's schema has it."""
     for item in fields:
         if item.kind == "map":
-            item.children = [FormField(name=f"{item.name}.{key}", pointer=f"{item.pointer}/{key}", label=label,
-                                       kind="radios", options=list(item.options))
-                             for key, label in keys]
+            item.children = [
+                FormField(
+                    name=f"{item.name}.{key}",
+                    pointer=f"{item.pointer}/{key}",
+                    label=label,
+                    kind="radios",
+                    options=list(item.options),
+                )
+                for key, label in keys
+            ]
         elif item.children:
             expand_maps(item.children, keys)
     return fields
@@ -228,20 +239,39 @@ def _lines(raw: str) -> list[str]:
     return [line.strip() for line in raw.splitlines() if line.strip()]
 
 
-_READERS: dict[str, Callable[[str], Any]] = {"integer": _integer, "number": _number, "boolean": _boolean,
-                                             "date": _date, "json": _json, "lines": _lines}
+_READERS: dict[str, Callable[[str], Any]] = {
+    "integer": _integer,
+    "number": _number,
+    "boolean": _boolean,
+    "date": _date,
+    "json": _json,
+    "lines": _lines,
+}
 
-_MESSAGES = {"required": "required", "type": "type", "enum": "enum", "format": "format", "minimum": "range",
-             "maximum": "range", "exclusiveMinimum": "range", "exclusiveMaximum": "range", "maxLength": "length",
-             "minLength": "length", "minItems": "items", "maxItems": "items", "uniqueItems": "items"}
+_MESSAGES = {
+    "required": "required",
+    "type": "type",
+    "enum": "enum",
+    "format": "format",
+    "minimum": "range",
+    "maximum": "range",
+    "exclusiveMinimum": "range",
+    "exclusiveMaximum": "range",
+    "maxLength": "length",
+    "minLength": "length",
+    "minItems": "items",
+    "maxItems": "items",
+    "uniqueItems": "items",
+}
 
 
 def _flat(fields: list[FormField]) -> list[FormField]:
     return [f for item in fields for f in ([item, *_flat(item.children)] if item.children else [item])]
 
 
-def problem_messages(fields: list[FormField], problems: list[Problem],
-                     translate: Callable[..., str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+def problem_messages(
+    fields: list[FormField], problems: list[Problem], translate: Callable[..., str]
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """Each problem in the page's language: per field (by HTML name) and for the error summary
     (the id to link to, the words). A problem the engine names below a field (an item of a list,
     a key of an object) is shown on that field; one naming no field links to the form."""

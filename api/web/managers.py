@@ -37,8 +37,9 @@ def _day(name: str) -> datetime | None:
             raise ValueError(name)
         return datetime.combine(date.fromisoformat(value), time(), UTC)
     except ValueError:
-        raise InvalidInputError("the period is not valid", [Problem(translate("service.bad_date"),
-                                                                    field=name)]) from None
+        raise InvalidInputError(
+            "the period is not valid", [Problem(translate("service.bad_date"), field=name)]
+        ) from None
 
 
 @bp.get("/service")
@@ -57,21 +58,51 @@ def service() -> str | tuple[str, int]:
         return render_template("web/service.html", form=form, problems=exc.problems, insight=None), 400
     with read_only(engine.sessions) as session:
         insight = service_insight(session, query, now, engine.settings.report_min_count)
-    return render_template("web/service.html", form=form, problems=[], insight=insight, query=query,
-                           charts=_charts(insight), urgency_colours=URGENCY_COLOURS)
+    return render_template(
+        "web/service.html",
+        form=form,
+        problems=[],
+        insight=insight,
+        query=query,
+        charts=_charts(insight),
+        urgency_colours=URGENCY_COLOURS,
+    )
 
 
 def _charts(insight: Any) -> dict[str, Markup]:
     """Each chart's SVG: drawn by engine.reports.charts, which escapes every text it is given."""
     monthly, weekly, backlog = insight.monthly, insight.weekly_referrals, insight.backlog
     return {
-        "measures": Markup(line_chart(
-            "measures", translate("service.measures_chart"), translate("service.measures_chart_desc"),
-            monthly.labels, monthly.series, top=1, unit=translate("service.rate_unit"))),
-        "referrals": Markup(stacked_bars(
-            "referrals", translate("service.referrals_chart"), translate("service.referrals_chart_desc"),
-            weekly.labels, weekly.series, URGENCY_COLOURS, unit=translate("service.referrals_unit"))),
-        "backlog": Markup(line_chart(
-            "backlog", translate("service.backlog_chart"), translate("service.backlog_chart_desc"),
-            backlog.labels, backlog.series, unit=translate("service.referrals_unit"))),
+        "measures": Markup(
+            line_chart(
+                "measures",
+                translate("service.measures_chart"),
+                translate("service.measures_chart_desc"),
+                monthly.labels,
+                monthly.series,
+                top=1,
+                unit=translate("service.rate_unit"),
+            )
+        ),
+        "referrals": Markup(
+            stacked_bars(
+                "referrals",
+                translate("service.referrals_chart"),
+                translate("service.referrals_chart_desc"),
+                weekly.labels,
+                weekly.series,
+                URGENCY_COLOURS,
+                unit=translate("service.referrals_unit"),
+            )
+        ),
+        "backlog": Markup(
+            line_chart(
+                "backlog",
+                translate("service.backlog_chart"),
+                translate("service.backlog_chart_desc"),
+                backlog.labels,
+                backlog.series,
+                unit=translate("service.referrals_unit"),
+            )
+        ),
     }

@@ -98,13 +98,22 @@ def _plan_page(instance_id: str | None, ids: list[str]) -> str:
     directory = service_directory(carepath().settings)
     line = safety_notice(directory, language, "during_treatment")
     if instance_id is None:
-        return render_template("web/my_plan.html", document=None, forms=[], others=[], line=line, summary=False,
-                               phases=[])
+        return render_template(
+            "web/my_plan.html", document=None, forms=[], others=[], line=line, summary=False, phases=[]
+        )
     view = _own(instance_id)
     document = care_plan_document(carepath(), view.id, language)
     others = [{"id": i, "pathway": carepath().instances.get(i).pathway_id} for i in ids if i != view.id]
-    return render_template("web/my_plan.html", document=document, view=view, forms=own_forms(view), others=others,
-                           line=line, summary=_summary_written(view.id), phases=_phases_written(view.id))
+    return render_template(
+        "web/my_plan.html",
+        document=document,
+        view=view,
+        forms=own_forms(view),
+        others=others,
+        line=line,
+        summary=_summary_written(view.id),
+        phases=_phases_written(view.id),
+    )
 
 
 @bp.get("/plans/<uuid:instance_id>/documents/<any('care-plan', 'end-of-treatment-summary'):document>")
@@ -142,13 +151,28 @@ def _own_form(view: InstanceView, task_id: str) -> dict[str, Any]:
     return fill_tasks(found, service_directory(carepath().settings), current_language())[0]
 
 
-def _form_page(view: InstanceView, task: dict[str, Any], values: Any, problems: list[Problem], status: int = 200,
-               stale: bool = False) -> tuple[str, int]:
+def _form_page(
+    view: InstanceView,
+    task: dict[str, Any],
+    values: Any,
+    problems: list[Problem],
+    status: int = 200,
+    stale: bool = False,
+) -> tuple[str, int]:
     fields = fields_of(task.get("form"))
     errors, summary = problem_messages(fields, problems, translate)
     form = task.get("form") or {}
-    return render_template("web/my_form.html", view=view, task=task, fields=fields, values=values, errors=errors,
-                           summary=summary, stale=stale, notice=form.get(TEXT_KEY)), status
+    return render_template(
+        "web/my_form.html",
+        view=view,
+        task=task,
+        fields=fields,
+        values=values,
+        errors=errors,
+        summary=summary,
+        stale=stale,
+        notice=form.get(TEXT_KEY),
+    ), status
 
 
 @bp.get("/plans/<uuid:instance_id>/forms/<uuid:task_id>")
@@ -170,8 +194,9 @@ def submit(instance_id: Any, task_id: Any) -> Redirect | tuple[str, int]:
     user = principal()
     assert user is not None
     try:
-        complete_own_form(carepath().instances, user, view.id, task["id"], data,
-                          revision_of(request.form.get("version", "")))
+        complete_own_form(
+            carepath().instances, user, view.id, task["id"], data, revision_of(request.form.get("version", ""))
+        )
     except TaskDataError as exc:
         return _form_page(view, task, request.form, exc.problems or [Problem(exc.message, field="/")], 422)
     except (StaleVersionError, TaskNotReadyError):
@@ -183,13 +208,20 @@ def submit(instance_id: Any, task_id: Any) -> Redirect | tuple[str, int]:
 # --- reporting a warning sign: the 24-hour line first -------------------------------------------------
 
 
-def _warning_page(view: InstanceView, values: Any, errors: dict[str, str], status: int = 200,
-                  undelivered: bool = False) -> tuple[str, int]:
+def _warning_page(
+    view: InstanceView, values: Any, errors: dict[str, str], status: int = 200, undelivered: bool = False
+) -> tuple[str, int]:
     language = current_language()
     line = safety_notice(service_directory(carepath().settings), language, "during_treatment")
-    return render_template("web/my_warning_sign.html", view=view, line=line, values=values, errors=errors,
-                           signs=warning_sign_choices(carepath(), view.id, language),
-                           undelivered=undelivered), status
+    return render_template(
+        "web/my_warning_sign.html",
+        view=view,
+        line=line,
+        values=values,
+        errors=errors,
+        signs=warning_sign_choices(carepath(), view.id, language),
+        undelivered=undelivered,
+    ), status
 
 
 @bp.get("/plans/<uuid:instance_id>/warning-sign")

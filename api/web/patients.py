@@ -48,8 +48,9 @@ def _arg(name: str, pattern: re.Pattern[str]) -> str | None:
 @page("instances.read")
 def find() -> str:
     status = request.args.get("status") if request.args.get("status") in STATUSES else None
-    where = InstanceFilter(patient_ref=_arg("patient", _PATIENT_REF), pathway_id=_arg("pathway", _NAME), status=status,
-                           scope=scope())
+    where = InstanceFilter(
+        patient_ref=_arg("patient", _PATIENT_REF), pathway_id=_arg("pathway", _NAME), status=status, scope=scope()
+    )
     found = queries().find(where, _arg("cursor", _CURSOR), 50)
     return render_template("web/patients.html", found=found, where=where, statuses=STATUSES)
 
@@ -59,14 +60,22 @@ def find() -> str:
 def patient(instance_id: Any) -> str:
     view = carepath().instances.get(str(instance_id))
     concerns = queries().concern_trends(view.id) if can("evaluations.read") else None
-    return render_template("web/patient.html", view=view, progress=instance_progress(carepath().instances, view.id),
-                           events=queries().events(view.id) if can("events.read") else None,
-                           care_plan=_care_plan(view.id), wishes=_wishes(view.id), reasons=SUGGESTED_REASONS,
-                           summaries=[p for p in carepath().treatment_summaries.list_phases(view.id)
-                                      if p["status"] == "written"] if can("documents.read") else [],
-                           awaited=_awaited_summaries(view),
-                           concerns=concerns, concerns_chart=_concerns_chart(concerns) if concerns else None,
-                           glass=g.get("break_glass"))
+    return render_template(
+        "web/patient.html",
+        view=view,
+        progress=instance_progress(carepath().instances, view.id),
+        events=queries().events(view.id) if can("events.read") else None,
+        care_plan=_care_plan(view.id),
+        wishes=_wishes(view.id),
+        reasons=SUGGESTED_REASONS,
+        summaries=[p for p in carepath().treatment_summaries.list_phases(view.id) if p["status"] == "written"]
+        if can("documents.read")
+        else [],
+        awaited=_awaited_summaries(view),
+        concerns=concerns,
+        concerns_chart=_concerns_chart(concerns) if concerns else None,
+        glass=g.get("break_glass"),
+    )
 
 
 def _awaited_summaries(view: Any) -> dict[str, dict[str, Any]]:
@@ -84,10 +93,20 @@ def _concerns_chart(concerns: dict[str, Any]) -> Markup | None:
     if not concerns["assessments"]:
         return None
     labels = [assessment["at"][:10] for assessment in concerns["assessments"]]
-    series = {row["code"].replace("_", " "): [point["score"] for point in row["points"]]
-              for row in concerns["concerns"]}
-    return Markup(line_chart("concerns", translate("concerns.chart"), translate("concerns.chart_desc"), labels,
-                             series, top=_SCORE_TOP, unit=translate("concerns.unit")))
+    series = {
+        row["code"].replace("_", " "): [point["score"] for point in row["points"]] for row in concerns["concerns"]
+    }
+    return Markup(
+        line_chart(
+            "concerns",
+            translate("concerns.chart"),
+            translate("concerns.chart_desc"),
+            labels,
+            series,
+            top=_SCORE_TOP,
+            unit=translate("concerns.unit"),
+        )
+    )
 
 
 def _care_plan(instance_id: str) -> Any:
@@ -116,10 +135,20 @@ def break_glass() -> WerkzeugResponse:
         abort(400)
     glass = BreakGlass(request.form.get("reason", ""), request.form.get("note", "").strip() or None)
     engine = carepath()
-    record_reads(engine.sessions, Access(at=engine.clock.now(), actor=user.actor, action="instances.read",
-                                         route="POST /patients/break-glass", status=303,
-                                         request_id=str(g.get("request_id", "")), break_glass_reason=glass.reason,
-                                         break_glass_note=glass.note), [instance_id])
+    record_reads(
+        engine.sessions,
+        Access(
+            at=engine.clock.now(),
+            actor=user.actor,
+            action="instances.read",
+            route="POST /patients/break-glass",
+            status=303,
+            request_id=str(g.get("request_id", "")),
+            break_glass_reason=glass.reason,
+            break_glass_note=glass.note,
+        ),
+        [instance_id],
+    )
     grant_break_glass(instance_id, glass)
     return redirect(url_for("web.patients.patient", instance_id=instance_id), 303)
 
@@ -131,14 +160,20 @@ def move_item(instance_id: Any, item_id: Any) -> tuple[str, int]:
     (htmx swaps it in place)."""
     status, problem = 200, None
     try:
-        carepath().care_plans.set_status(str(instance_id), str(item_id), request.form.get("status", ""), actor(),
-                                         request.form.get("reason") or None)
+        carepath().care_plans.set_status(
+            str(instance_id), str(item_id), request.form.get("status", ""), actor(), request.form.get("reason") or None
+        )
     except ConflictError as exc:
         status, problem = 409, "care_plan.needs_reason" if "needs a reason" in exc.message else "care_plan.refused"
     except InvalidInputError:
         status, problem = 422, "care_plan.invalid"
-    return render_template("web/_care_plan.html", instance_id=str(instance_id), care_plan=_care_plan(
-        str(instance_id)), reasons=SUGGESTED_REASONS, problem=problem), status
+    return render_template(
+        "web/_care_plan.html",
+        instance_id=str(instance_id),
+        care_plan=_care_plan(str(instance_id)),
+        reasons=SUGGESTED_REASONS,
+        problem=problem,
+    ), status
 
 
 @bp.post("/<uuid:instance_id>/retry")
@@ -178,4 +213,3 @@ def diagram(instance_id: Any) -> WerkzeugResponse:
     view = carepath().instances.get(str(instance_id))
     xml = carepath().catalog.diagram(view.pathway_id, view.pathway_version)
     return Response(xml, mimetype="application/xml")
-

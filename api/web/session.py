@@ -17,10 +17,14 @@ from .i18n import LANGUAGES
 bp = Blueprint("session", __name__)
 
 # The first page each role lands on, by what it may do (the permission table decides).
-_HOMES = (("patient.read", "web.my_plan.plan"), ("tasks.read", "web.clinicians.work_list"),
-          ("pathways.validate", "web.authors.library"),
-          ("audit.verify", "web.auditors.trail"), ("instances.read", "web.patients.find"),
-          ("reports.read", "web.managers.service"))
+_HOMES = (
+    ("patient.read", "web.my_plan.plan"),
+    ("tasks.read", "web.clinicians.work_list"),
+    ("pathways.validate", "web.authors.library"),
+    ("audit.verify", "web.auditors.trail"),
+    ("instances.read", "web.patients.find"),
+    ("reports.read", "web.managers.service"),
+)
 
 
 def _safe_next(value: str | None) -> str:
@@ -43,8 +47,9 @@ def home() -> Response | str:
 def _sign_in_page(failed: str | None, next_path: str, status: int = 200) -> tuple[str, int]:
     """The sign-in page; ``failed``: ``token`` (the API token was refused), ``provider`` (the provider's
     sign-in was refused) or ``unavailable`` (the provider could not be reached)."""
-    return render_template("web/sign_in.html", failed=failed, next=next_path,
-                           provider=web_provider() is not None), status
+    return render_template(
+        "web/sign_in.html", failed=failed, next=next_path, provider=web_provider() is not None
+    ), status
 
 
 @bp.get("/sign-in")

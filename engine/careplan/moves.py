@@ -34,11 +34,31 @@ from engine.db.models import CarePlanItem, CarePlanItemMove
 from engine.errors import ConflictError, InvalidInputError, Problem
 from engine.webhooks import note_referral
 
-__all__ = ["OPEN_REFERRAL", "REASON_PATTERN", "STATUSES", "SUGGESTED_REASONS", "EventRecorder", "check_reason",
-           "history", "move_item", "next_statuses", "record_history"]
+__all__ = [
+    "OPEN_REFERRAL",
+    "REASON_PATTERN",
+    "STATUSES",
+    "SUGGESTED_REASONS",
+    "EventRecorder",
+    "check_reason",
+    "history",
+    "move_item",
+    "next_statuses",
+    "record_history",
+]
 
-STATUSES = ("proposed", "agreed", "declined", "referred", "accepted", "first_contact", "completed",
-            "service_declined", "did_not_attend", "withdrawn")
+STATUSES = (
+    "proposed",
+    "agreed",
+    "declined",
+    "referred",
+    "accepted",
+    "first_contact",
+    "completed",
+    "service_declined",
+    "did_not_attend",
+    "withdrawn",
+)
 # A referral the service holds: a later proposal for its service raises it instead of adding another.
 OPEN_REFERRAL = ("referred", "accepted", "first_contact")
 REASON_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -57,8 +77,16 @@ _OTHER_NEXT = {
     "declined": ("agreed",),
 }
 # The reason codes the web app offers (any code is accepted; docs/api.md lists them).
-SUGGESTED_REASONS = ("patient_changed_mind", "needs_changed", "not_eligible", "service_capacity",
-                     "referred_elsewhere", "patient_request", "no_longer_needed", "could_not_contact")
+SUGGESTED_REASONS = (
+    "patient_changed_mind",
+    "needs_changed",
+    "not_eligible",
+    "service_capacity",
+    "referred_elsewhere",
+    "patient_request",
+    "no_longer_needed",
+    "could_not_contact",
+)
 # Moves that must say why: taking back the patient's decline.
 _REASON_NEEDED = {("declined", "agreed")}
 
@@ -81,13 +109,26 @@ def check_reason(reason: Any) -> str | None:
     if reason is None or reason == "":
         return None
     if not isinstance(reason, str) or not REASON_PATTERN.match(reason):
-        raise InvalidInputError("a reason is a code, not free text", [Problem(
-            "expected lower case letters, digits and _ (at most 64), e.g. patient_changed_mind", field="/reason")])
+        raise InvalidInputError(
+            "a reason is a code, not free text",
+            [
+                Problem(
+                    "expected lower case letters, digits and _ (at most 64), e.g. patient_changed_mind", field="/reason"
+                )
+            ],
+        )
     return reason
 
 
-def move_item(session: Session, item: CarePlanItem, status: str, actor: str, at: datetime,
-              record: EventRecorder, reason: str | None = None) -> None:
+def move_item(
+    session: Session,
+    item: CarePlanItem,
+    status: str,
+    actor: str,
+    at: datetime,
+    record: EventRecorder,
+    reason: str | None = None,
+) -> None:
     """Move ``item`` to ``status``: the item, its history row, its event and (for a referral) the
     ``referral.changed`` webhook note. The caller sets ``accept_by`` when a referral becomes referred.
 
@@ -96,8 +137,9 @@ def move_item(session: Session, item: CarePlanItem, status: str, actor: str, at:
         ConflictError: the move is not allowed from the item's status, or needs a reason not given.
     """
     if status not in STATUSES:
-        raise InvalidInputError("unknown care plan status", [Problem(f"must be one of {', '.join(STATUSES)}",
-                                                                     field="/status")])
+        raise InvalidInputError(
+            "unknown care plan status", [Problem(f"must be one of {', '.join(STATUSES)}", field="/status")]
+        )
     reason = check_reason(reason)
     if status not in next_statuses(item.status, item.kind):
         raise ConflictError(f"a {item.status} item cannot become {status}")
@@ -106,20 +148,50 @@ def move_item(session: Session, item: CarePlanItem, status: str, actor: str, at:
     previous = item.status
     item.status, item.updated_at, item.updated_by = status, at, actor
     record_history(session, item, "status", at, actor, from_status=previous, reason=reason)
-    record({"item": item.id, "code": item.code, "status": status, "service": item.service,
-            "urgency": item.urgency, **({"reason": reason} if reason else {})})
+    record(
+        {
+            "item": item.id,
+            "code": item.code,
+            "status": status,
+            "service": item.service,
+            "urgency": item.urgency,
+            **({"reason": reason} if reason else {}),
+        }
+    )
     if item.kind == "referral":  # told to webhook subscribers when the step is written (engine.webhooks)
         note_referral(session, item.instance_id, item.id, status, created=False)
 
 
-def record_history(session: Session, item: CarePlanItem, change: str, at: datetime, actor: str, *,
-                   from_status: str | None = None, from_urgency: str | None = None, reason: str | None = None,
-                   evaluation_id: str | None = None, rules: list[str] | None = None) -> None:
+def record_history(
+    session: Session,
+    item: CarePlanItem,
+    change: str,
+    at: datetime,
+    actor: str,
+    *,
+    from_status: str | None = None,
+    from_urgency: str | None = None,
+    reason: str | None = None,
+    evaluation_id: str | None = None,
+    rules: list[str] | None = None,
+) -> None:
     """Add one row to the item's history (its status and urgency as they are now)."""
-    session.add(CarePlanItemMove(item_id=item.id, instance_id=item.instance_id, change=change,
-                                 from_status=from_status, to_status=item.status, from_urgency=from_urgency,
-                                 to_urgency=item.urgency, reason=reason, evaluation_id=evaluation_id,
-                                 rules=json.dumps(rules) if rules is not None else None, at=at, actor=actor))
+    session.add(
+        CarePlanItemMove(
+            item_id=item.id,
+            instance_id=item.instance_id,
+            change=change,
+            from_status=from_status,
+            to_status=item.status,
+            from_urgency=from_urgency,
+            to_urgency=item.urgency,
+            reason=reason,
+            evaluation_id=evaluation_id,
+            rules=json.dumps(rules) if rules is not None else None,
+            at=at,
+            actor=actor,
+        )
+    )
 
 
 def history(session: Session, item_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -127,7 +199,8 @@ def history(session: Session, item_ids: list[str]) -> dict[str, list[dict[str, A
     found: dict[str, list[dict[str, Any]]] = {item_id: [] for item_id in item_ids}
     if not item_ids:
         return found
-    for move in session.scalars(select(CarePlanItemMove).where(CarePlanItemMove.item_id.in_(item_ids))
-                                .order_by(CarePlanItemMove.id)):
+    for move in session.scalars(
+        select(CarePlanItemMove).where(CarePlanItemMove.item_id.in_(item_ids)).order_by(CarePlanItemMove.id)
+    ):
         found[move.item_id].append(move.as_dict())
     return found

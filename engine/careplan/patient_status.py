@@ -78,8 +78,11 @@ def _smoking(value: Any) -> str | None:
 
 
 def _contact(value: Any) -> str | None:
-    if isinstance(value, dict) and len(value) <= 10 and all(
-            isinstance(k, str) and isinstance(v, str | bool | int) and len(str(v)) <= 200 for k, v in value.items()):
+    if (
+        isinstance(value, dict)
+        and len(value) <= 10
+        and all(isinstance(k, str) and isinstance(v, str | bool | int) and len(str(v)) <= 200 for k, v in value.items())
+    ):
         return None
     return "expected the named contact form's object"
 
@@ -89,12 +92,17 @@ _FORM_KEYS, _FORM_TEXT, _FORM_LIST = 20, 1000, 12
 
 def _form_answers(value: Any) -> str | None:
     """A palliative route form's object, already checked by its schema: bounded here all the same."""
+
     def fits(entry: Any) -> bool:
         if isinstance(entry, list):
             return len(entry) <= _FORM_LIST and all(isinstance(e, str) and len(e) <= _CODE_LIMIT for e in entry)
         return isinstance(entry, bool | int) or (isinstance(entry, str) and len(entry) <= _FORM_TEXT)
-    if isinstance(value, dict) and len(value) <= _FORM_KEYS and all(
-            isinstance(k, str) and len(k) <= _CODE_LIMIT and fits(v) for k, v in value.items()):
+
+    if (
+        isinstance(value, dict)
+        and len(value) <= _FORM_KEYS
+        and all(isinstance(k, str) and len(k) <= _CODE_LIMIT and fits(v) for k, v in value.items())
+    ):
         return None
     return "expected the form's object (codes, dates, yes/no, short text)"
 
@@ -119,8 +127,10 @@ def patient_status_operators(registry: Any, *, active_only: bool = False) -> dic
     """``carepath.patient_status`` and ``carepath.warning_sign`` (the warning signs are the folder's, read
     through ``registry``; with ``active_only`` (four eyes), those a second author activated:
     :func:`engine.rules.activation.warning_signs_in_use`)."""
-    return {"carepath.patient_status": _patient_status,
-            "carepath.warning_sign": functools.partial(_warning_sign, registry, active_only)}
+    return {
+        "carepath.patient_status": _patient_status,
+        "carepath.warning_sign": functools.partial(_warning_sign, registry, active_only),
+    }
 
 
 def _patient_status(context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -129,15 +139,18 @@ def _patient_status(context: StepContext, task: Any, params: dict[str, Any]) -> 
     if update is None:
         update = {}
     if not isinstance(update, dict):
-        raise TaskDataError("the patient status update must be an object",
-                            [Problem("expected an object", field="/", element=task.task_spec.bpmn_id)])
+        raise TaskDataError(
+            "the patient status update must be an object",
+            [Problem("expected an object", field="/", element=task.task_spec.bpmn_id)],
+        )
     allowed = params.get("fields")
     if allowed is None:
         allowed = list(PATIENT_STATUS_FIELDS)
     if not isinstance(allowed, list) or not set(allowed) <= set(PATIENT_STATUS_FIELDS):
-        raise WorkflowError("carepath.patient_status: 'fields' must list patient status fields",
-                            [Problem(f"expected a list of {', '.join(PATIENT_STATUS_FIELDS)}",
-                                     element=task.task_spec.bpmn_id)])
+        raise WorkflowError(
+            "carepath.patient_status: 'fields' must list patient status fields",
+            [Problem(f"expected a list of {', '.join(PATIENT_STATUS_FIELDS)}", element=task.task_spec.bpmn_id)],
+        )
     problems = []
     for name, value in sorted(update.items()):
         check = PATIENT_STATUS_FIELDS.get(name) if name in allowed else None
@@ -156,31 +169,41 @@ def _patient_status(context: StepContext, task: Any, params: dict[str, Any]) -> 
     return copy.deepcopy(record)
 
 
-def _warning_sign(registry: Any, active_only: bool, context: StepContext, task: Any,
-                  params: dict[str, Any]) -> dict[str, Any]:
+def _warning_sign(
+    registry: Any, active_only: bool, context: StepContext, task: Any, params: dict[str, Any]
+) -> dict[str, Any]:
     """carepath.warning_sign: the reported sign, looked up in the catalogue, for the triage nurse."""
     report = params.get("report")
     if report is None:
         report = {}
     problems = []
     if not isinstance(report, dict):
-        raise TaskDataError("a warning sign report must be an object",
-                            [Problem("expected an object", field="/", element=task.task_spec.bpmn_id)])
+        raise TaskDataError(
+            "a warning sign report must be an object",
+            [Problem("expected an object", field="/", element=task.task_spec.bpmn_id)],
+        )
     code = report.get("warning_sign")
     text = report.get("description")
     if code is not None and (not isinstance(code, str) or not 0 < len(code) <= _CODE_LIMIT):
-        problems.append(Problem(f"expected the sign's code as text of at most {_CODE_LIMIT} characters",
-                                field="/warning_sign"))
+        problems.append(
+            Problem(f"expected the sign's code as text of at most {_CODE_LIMIT} characters", field="/warning_sign")
+        )
     if text is not None and (not isinstance(text, str) or len(text) > WARNING_SIGN_TEXT_LIMIT):
-        problems.append(Problem(f"expected the patient's words as text of at most {WARNING_SIGN_TEXT_LIMIT} "
-                                "characters", field="/description"))
+        problems.append(
+            Problem(
+                f"expected the patient's words as text of at most {WARNING_SIGN_TEXT_LIMIT} characters",
+                field="/description",
+            )
+        )
     if problems:
         raise TaskDataError("the warning sign report is not valid", problems)
     try:
         catalogue = warning_signs_in_use(context.session, registry, active_only=active_only)
     except RuleFileError as exc:  # the deployment's catalogue is broken: an incident, fixed and retried
-        raise WorkflowError(f"the warning signs catalogue cannot be used: {exc.message}",
-                            [Problem(exc.message, element=task.task_spec.bpmn_id)]) from exc
+        raise WorkflowError(
+            f"the warning signs catalogue cannot be used: {exc.message}",
+            [Problem(exc.message, element=task.task_spec.bpmn_id)],
+        ) from exc
     sign = catalogue.sign(code) if code else None
     record = task.workflow.top_workflow.data.get(_RECORD_KEY) or {}
     return {

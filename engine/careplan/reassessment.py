@@ -61,8 +61,10 @@ def _reassessment(context: StepContext, task: Any, params: dict[str, Any]) -> di
     if action == "note":
         reason = params.get("reason")
         if reason not in _NOTED:
-            raise WorkflowError("carepath.reassessment: 'reason' must name a trigger",
-                                [Problem(f"expected one of {', '.join(_NOTED)}", element=element)])
+            raise WorkflowError(
+                "carepath.reassessment: 'reason' must name a trigger",
+                [Problem(f"expected one of {', '.join(_NOTED)}", element=element)],
+            )
         _note(triggers, reason, task.data.get(_NOTED[reason]), today)
     elif action == "assessed":
         triggers.clear()
@@ -79,12 +81,18 @@ def _reassessment(context: StepContext, task: Any, params: dict[str, Any]) -> di
         context.record("reassessment_started", element, {"reasons": ["request"], "asked_by": asked_by})
         result["asked_by"] = asked_by
     elif action != "next":
-        raise WorkflowError("carepath.reassessment: unknown 'action'",
-                            [Problem("expected note, assessed, next, begin or request", element=element)])
+        raise WorkflowError(
+            "carepath.reassessment: unknown 'action'",
+            [Problem("expected note, assessed, next, begin or request", element=element)],
+        )
     data[_KEY] = triggers
     due_on = min(triggers.values(), default=None)
-    return {**result, "due_on": due_on, "due_now": due_on is not None and due_on <= today.isoformat(),
-            "reasons": sorted(r for r, on in triggers.items() if on == due_on)}
+    return {
+        **result,
+        "due_on": due_on,
+        "due_now": due_on is not None and due_on <= today.isoformat(),
+        "reasons": sorted(r for r, on in triggers.items() if on == due_on),
+    }
 
 
 def _note(triggers: dict[str, str], reason: str, value: Any, today: date) -> None:
@@ -97,16 +105,20 @@ def _note(triggers: dict[str, str], reason: str, value: Any, today: date) -> Non
     elif value is None:
         triggers.pop(reason, None)
     else:
-        raise TaskDataError("the date is not valid", [Problem("expected a date YYYY-MM-DD",
-                                                              field=f"/{_NOTED[reason]}")])
+        raise TaskDataError(
+            "the date is not valid", [Problem("expected a date YYYY-MM-DD", field=f"/{_NOTED[reason]}")]
+        )
 
 
 def _request(payload: Any) -> str:
     """Who asked for the re-assessment, from the message's payload. Raises: TaskDataError (422)."""
     if not isinstance(payload, dict):
         raise TaskDataError("the re-assessment request is not valid", [Problem("expected an object", field="/")])
-    problems = [Problem("not a field of this message; expected asked_by", field=f"/{name}")
-                for name in sorted(payload) if name != "asked_by"]
+    problems = [
+        Problem("not a field of this message; expected asked_by", field=f"/{name}")
+        for name in sorted(payload)
+        if name != "asked_by"
+    ]
     asked_by = payload.get("asked_by")
     if asked_by not in ASKED_BY:
         problems.append(Problem(f"expected one of {', '.join(ASKED_BY)}", field="/asked_by"))

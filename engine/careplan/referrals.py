@@ -45,8 +45,7 @@ from engine.instances.store import ConflictMapper, load_instance, save_instance
 from engine.rules.model import URGENCIES
 from engine.settings import ReferralTimeframes
 
-__all__ = ["ESCALATION_LIMIT", "ReferralEscalations", "accept_by", "find_open_referral", "is_higher",
-           "raise_urgency"]
+__all__ = ["ESCALATION_LIMIT", "ReferralEscalations", "accept_by", "find_open_referral", "is_higher", "raise_urgency"]
 
 ESCALATION_LIMIT = 200  # open escalations listed at most, oldest first
 _SYSTEM_ACTOR = "engine"
@@ -68,8 +67,10 @@ def accept_by(referred_at: datetime, urgency: str | None, timeframes: ReferralTi
 
 def is_higher(urgency: str | None, than: str | None) -> bool:
     """Whether ``urgency`` is more urgent than ``than`` (an unknown or missing one counts as routine)."""
+
     def rank(value: str | None) -> int:
         return URGENCIES.index(value) if value in URGENCIES else 0
+
     return rank(urgency) > rank(than)
 
 
@@ -77,13 +78,27 @@ def find_open_referral(session: Session, instance_id: str, service: str | None) 
     """The instance's open referral to ``service`` (the oldest, should there ever be two), or None."""
     if service is None:
         return None
-    return session.scalars(select(CarePlanItem).where(
-        CarePlanItem.instance_id == instance_id, CarePlanItem.kind == "referral", CarePlanItem.service == service,
-        CarePlanItem.status.in_(OPEN_REFERRAL)).order_by(CarePlanItem.created_at, CarePlanItem.id)).first()
+    return session.scalars(
+        select(CarePlanItem)
+        .where(
+            CarePlanItem.instance_id == instance_id,
+            CarePlanItem.kind == "referral",
+            CarePlanItem.service == service,
+            CarePlanItem.status.in_(OPEN_REFERRAL),
+        )
+        .order_by(CarePlanItem.created_at, CarePlanItem.id)
+    ).first()
 
 
-def raise_urgency(session: Session, item: CarePlanItem, urgency: str | None, evaluation_id: str, rules: list[str],
-                  at: datetime, timeframes: ReferralTimeframes) -> str | None:
+def raise_urgency(
+    session: Session,
+    item: CarePlanItem,
+    urgency: str | None,
+    evaluation_id: str,
+    rules: list[str],
+    at: datetime,
+    timeframes: ReferralTimeframes,
+) -> str | None:
     """A later evaluation proposed the open referral ``item`` again: take ``urgency`` if it is higher,
     record why in the item's history. Returns the urgency it had when raised, else None."""
     previous = item.urgency
@@ -93,15 +108,27 @@ def raise_urgency(session: Session, item: CarePlanItem, urgency: str | None, eva
         if item.status == "referred":  # the service is told now: the earlier of the two deadlines
             sooner = accept_by(at, urgency, timeframes)
             item.accept_by = min(item.accept_by, sooner) if item.accept_by else sooner
-    record_history(session, item, "proposed_again", at, _SYSTEM_ACTOR, from_status=item.status,
-                   from_urgency=previous, evaluation_id=evaluation_id, rules=rules)
+    record_history(
+        session,
+        item,
+        "proposed_again",
+        at,
+        _SYSTEM_ACTOR,
+        from_status=item.status,
+        from_urgency=previous,
+        evaluation_id=evaluation_id,
+        rules=rules,
+    )
     return previous if raised else None
 
 
 def _patient_died(session: Session, instance_id: str) -> bool:
     """Whether the instance received ``patient_died`` (the message's name is in its trail event)."""
-    payloads = session.scalars(select(InstanceEvent.payload).where(InstanceEvent.instance_id == instance_id,
-                                                                   InstanceEvent.type == "message_received"))
+    payloads = session.scalars(
+        select(InstanceEvent.payload).where(
+            InstanceEvent.instance_id == instance_id, InstanceEvent.type == "message_received"
+        )
+    )
     return any(json.loads(payload).get("message") == "patient_died" for payload in payloads)
 
 
@@ -117,8 +144,15 @@ class Escalation:
     patient_ref: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.record, "kind": "referral_escalation", "code": self.code, "service": self.service,
-                "urgency": self.urgency, "pathway_id": self.pathway_id, "patient_ref": self.patient_ref}
+        return {
+            **self.record,
+            "kind": "referral_escalation",
+            "code": self.code,
+            "service": self.service,
+            "urgency": self.urgency,
+            "pathway_id": self.pathway_id,
+            "patient_ref": self.patient_ref,
+        }
 
 
 class ReferralEscalations:
@@ -139,9 +173,18 @@ class ReferralEscalations:
         """
         now = self.clock.now()
         with read_only(self.sessions) as session:
-            due = list(session.scalars(select(CarePlanItem.id).where(
-                CarePlanItem.status == "referred", CarePlanItem.accept_by <= now,
-                CarePlanItem.escalated_at.is_(None)).order_by(CarePlanItem.accept_by).limit(limit)))
+            due = list(
+                session.scalars(
+                    select(CarePlanItem.id)
+                    .where(
+                        CarePlanItem.status == "referred",
+                        CarePlanItem.accept_by <= now,
+                        CarePlanItem.escalated_at.is_(None),
+                    )
+                    .order_by(CarePlanItem.accept_by)
+                    .limit(limit)
+                )
+            )
         opened = 0
         for item_id in due:
             try:
@@ -152,32 +195,64 @@ class ReferralEscalations:
 
     def _open(self, item_id: str, now: datetime) -> int:
         with ConflictMapper(), unit_of_work(self.sessions) as session:
-            item = session.scalars(select(CarePlanItem).where(
-                CarePlanItem.id == item_id, CarePlanItem.status == "referred", CarePlanItem.accept_by <= now,
-                CarePlanItem.escalated_at.is_(None)).with_for_update(skip_locked=True)).first()
+            item = session.scalars(
+                select(CarePlanItem)
+                .where(
+                    CarePlanItem.id == item_id,
+                    CarePlanItem.status == "referred",
+                    CarePlanItem.accept_by <= now,
+                    CarePlanItem.escalated_at.is_(None),
+                )
+                .with_for_update(skip_locked=True)
+            ).first()
             if item is None:
                 return 0  # accepted, escalated or held by another worker meanwhile
             instance = load_instance(session, item.instance_id)
             if _patient_died(session, item.instance_id):
                 # Nobody is chased about a patient who has died: the referral is withdrawn, by the engine.
                 def record(payload: dict[str, Any]) -> None:
-                    append_event(session, instance, "care_plan_updated", at=now, actor=_SYSTEM_ACTOR,
-                                 pathway_version=instance.pathway_version, payload=payload)
+                    append_event(
+                        session,
+                        instance,
+                        "care_plan_updated",
+                        at=now,
+                        actor=_SYSTEM_ACTOR,
+                        pathway_version=instance.pathway_version,
+                        payload=payload,
+                    )
 
                 move_item(session, item, "withdrawn", _SYSTEM_ACTOR, now, record, "patient_died")
                 instance.updated_at = now
                 save_instance(session, instance)
                 return 0
-            escalation = ReferralEscalation(id=str(uuid.uuid4()), instance_id=item.instance_id, item_id=item.id,
-                                            status="open", assignee=self._named_contact(session, item.instance_id),
-                                            accept_by=item.accept_by, opened_at=now)
+            escalation = ReferralEscalation(
+                id=str(uuid.uuid4()),
+                instance_id=item.instance_id,
+                item_id=item.id,
+                status="open",
+                assignee=self._named_contact(session, item.instance_id),
+                accept_by=item.accept_by,
+                opened_at=now,
+            )
             session.add(escalation)
             item.escalated_at = now
-            append_event(session, instance, "referral_overdue", at=now, actor=_SYSTEM_ACTOR,
-                         pathway_version=instance.pathway_version,
-                         payload={"item": item.id, "code": item.code, "service": item.service,
-                                  "urgency": item.urgency, "status": item.status, "escalation": escalation.id,
-                                  "accept_by": item.accept_by.isoformat() if item.accept_by else None})
+            append_event(
+                session,
+                instance,
+                "referral_overdue",
+                at=now,
+                actor=_SYSTEM_ACTOR,
+                pathway_version=instance.pathway_version,
+                payload={
+                    "item": item.id,
+                    "code": item.code,
+                    "service": item.service,
+                    "urgency": item.urgency,
+                    "status": item.status,
+                    "escalation": escalation.id,
+                    "accept_by": item.accept_by.isoformat() if item.accept_by else None,
+                },
+            )
             instance.updated_at = now
             save_instance(session, instance)
             return 1
@@ -190,25 +265,31 @@ class ReferralEscalations:
         staff = contact.get("staff_ref") if isinstance(contact, dict) else None
         return staff if isinstance(staff, str) and 0 < len(staff) <= 64 else None
 
-    def list_open(self, patient_ref: str | None = None, pathway_id: str | None = None,
-                  reach: ColumnElement[bool] | None = None) -> list[dict[str, Any]]:
+    def list_open(
+        self, patient_ref: str | None = None, pathway_id: str | None = None, reach: ColumnElement[bool] | None = None
+    ) -> list[dict[str, Any]]:
         """Open escalations (oldest first, at most :data:`ESCALATION_LIMIT`), optionally of one patient
         or one pathway, of the instances ``reach`` selects (the caller's care teams: a condition on
         ``pathway_instances``, engine.care_teams.CareScope.condition)."""
         with read_only(self.sessions) as session:
-            query = (select(ReferralEscalation, CarePlanItem, PathwayInstance)
-                     .join(CarePlanItem, CarePlanItem.id == ReferralEscalation.item_id)
-                     .join(PathwayInstance, PathwayInstance.id == ReferralEscalation.instance_id)
-                     .where(ReferralEscalation.status == "open")
-                     .order_by(ReferralEscalation.opened_at, ReferralEscalation.id).limit(ESCALATION_LIMIT))
+            query = (
+                select(ReferralEscalation, CarePlanItem, PathwayInstance)
+                .join(CarePlanItem, CarePlanItem.id == ReferralEscalation.item_id)
+                .join(PathwayInstance, PathwayInstance.id == ReferralEscalation.instance_id)
+                .where(ReferralEscalation.status == "open")
+                .order_by(ReferralEscalation.opened_at, ReferralEscalation.id)
+                .limit(ESCALATION_LIMIT)
+            )
             if patient_ref is not None:
                 query = query.where(PathwayInstance.patient_ref == patient_ref)
             if pathway_id is not None:
                 query = query.where(PathwayInstance.pathway_id == pathway_id)
             if reach is not None:
                 query = query.where(reach)
-            return [Escalation(e.as_dict(), i.code, i.service, i.urgency, p.pathway_id, p.patient_ref).as_dict()
-                    for e, i, p in session.execute(query)]
+            return [
+                Escalation(e.as_dict(), i.code, i.service, i.urgency, p.pathway_id, p.patient_ref).as_dict()
+                for e, i, p in session.execute(query)
+            ]
 
     def complete(self, escalation_id: str, outcome: Any, actor: str) -> dict[str, Any]:
         """Complete an open escalation with an outcome code (e.g. ``chased_service``, ``re_referred``).
@@ -220,8 +301,10 @@ class ReferralEscalations:
         """
         code = check_reason(outcome)
         if code is None:
-            raise InvalidInputError("completing an escalation needs an outcome code",
-                                    [Problem("expected a code, e.g. chased_service", field="/outcome")])
+            raise InvalidInputError(
+                "completing an escalation needs an outcome code",
+                [Problem("expected a code, e.g. chased_service", field="/outcome")],
+            )
         with ConflictMapper(), unit_of_work(self.sessions) as session:
             escalation = session.get(ReferralEscalation, escalation_id)
             if escalation is None:
@@ -233,10 +316,20 @@ class ReferralEscalations:
             item = session.get(CarePlanItem, escalation.item_id)
             escalation.status, escalation.completed_at = "completed", now
             escalation.completed_by, escalation.outcome = actor, code
-            append_event(session, instance, "referral_escalation_completed", at=now, actor=actor,
-                         pathway_version=instance.pathway_version,
-                         payload={"item": escalation.item_id, "code": item.code if item else None,
-                                  "escalation": escalation.id, "outcome": code})
+            append_event(
+                session,
+                instance,
+                "referral_escalation_completed",
+                at=now,
+                actor=actor,
+                pathway_version=instance.pathway_version,
+                payload={
+                    "item": escalation.item_id,
+                    "code": item.code if item else None,
+                    "escalation": escalation.id,
+                    "outcome": code,
+                },
+            )
             instance.updated_at = now
             save_instance(session, instance)
             return escalation.as_dict()

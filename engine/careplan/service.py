@@ -71,8 +71,9 @@ def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str 
     return items
 
 
-def care_plan_operators(registry: Any, timeframes: ReferralTimeframes | None = None, *,
-                        active_only: bool = False) -> dict[str, ServiceOperator]:
+def care_plan_operators(
+    registry: Any, timeframes: ReferralTimeframes | None = None, *, active_only: bool = False
+) -> dict[str, ServiceOperator]:
     """The service operators pathways use: ``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``,
     the patient status and warning sign operators of :mod:`engine.careplan.patient_status`, and
     ``carepath.end_of_treatment_summary`` (:mod:`engine.careplan.summaries`).
@@ -80,41 +81,62 @@ def care_plan_operators(registry: Any, timeframes: ReferralTimeframes | None = N
     ``active_only`` (four eyes): ``carepath.rules`` evaluates each rule set's active version
     (:mod:`engine.rules.activation`), not the folder's current text."""
     timeframes = timeframes or ReferralTimeframes()
-    return {"carepath.rules": functools.partial(_propose, registry, active_only, timeframes),
-            "carepath.careplan": functools.partial(_decide, timeframes),
-            "carepath.referrals": functools.partial(_referrals_sent, timeframes),
-            **patient_status_operators(registry, active_only=active_only),
-            **reassessment_operators(), **summary_operators()}
+    return {
+        "carepath.rules": functools.partial(_propose, registry, active_only, timeframes),
+        "carepath.careplan": functools.partial(_decide, timeframes),
+        "carepath.referrals": functools.partial(_referrals_sent, timeframes),
+        **patient_status_operators(registry, active_only=active_only),
+        **reassessment_operators(),
+        **summary_operators(),
+    }
 
 
 def _step_recorder(context: StepContext, element: str) -> Any:
     return lambda payload: context.record("care_plan_updated", element, payload)
 
 
-def _propose(registry: Any, active_only: bool, timeframes: ReferralTimeframes, context: StepContext, task: Any,
-             params: dict[str, Any]) -> dict[str, Any]:
+def _propose(
+    registry: Any,
+    active_only: bool,
+    timeframes: ReferralTimeframes,
+    context: StepContext,
+    task: Any,
+    params: dict[str, Any],
+) -> dict[str, Any]:
     """carepath.rules: evaluate the task's assessment and add the proposals to the care plan."""
 
     ruleset = params.get("ruleset")
     if not isinstance(ruleset, str):
-        raise InvalidInputError("carepath.rules needs a 'ruleset' parameter naming a rule set",
-                                [Problem("missing rule set name", element=task.task_spec.bpmn_id)])
+        raise InvalidInputError(
+            "carepath.rules needs a 'ruleset' parameter naming a rule set",
+            [Problem("missing rule set name", element=task.task_spec.bpmn_id)],
+        )
     # The change since the last assessment: the facts carry it (rules may test it), and a
     # deterioration is returned to the pathway, which assesses the needs again soon.
     previous = latest_scores(context.session, context.instance.id)
     try:
-        assessment = Assessment.from_dict({"concerns": params.get("concerns") or {},
-                                           "context": params.get("context") or {}, "previous": previous})
+        assessment = Assessment.from_dict(
+            {"concerns": params.get("concerns") or {}, "context": params.get("context") or {}, "previous": previous}
+        )
     except InvalidInputError as exc:  # the submitted assessment is wrong: refuse it, change nothing
         raise TaskDataError(exc.message, exc.problems) from exc
     try:
-        evaluation = evaluate_and_record(context.session, registry, ruleset, assessment, clock=context.clock,
-                                         instance_id=context.instance.id, task_id=str(task.id),
-                                         active_only=active_only)
+        evaluation = evaluate_and_record(
+            context.session,
+            registry,
+            ruleset,
+            assessment,
+            clock=context.clock,
+            instance_id=context.instance.id,
+            task_id=str(task.id),
+            active_only=active_only,
+        )
     except (NotFoundError, RuleFileError) as exc:  # the diagram or the rule files are at fault
-        raise WorkflowError(f"rule set {ruleset!r} cannot be used: {exc.message}",
-                            [Problem(str(p), element=task.task_spec.bpmn_id) for p in exc.problems]
-                            or [Problem(exc.message, element=task.task_spec.bpmn_id)]) from exc
+        raise WorkflowError(
+            f"rule set {ruleset!r} cannot be used: {exc.message}",
+            [Problem(str(p), element=task.task_spec.bpmn_id) for p in exc.problems]
+            or [Problem(exc.message, element=task.task_spec.bpmn_id)],
+        ) from exc
     now = context.clock.now()
     created: list[dict[str, Any]] = []
     raised: list[dict[str, Any]] = []
@@ -124,8 +146,14 @@ def _propose(registry: Any, active_only: bool, timeframes: ReferralTimeframes, c
         if existing is not None:  # one open referral per service: raise it, never list it twice
             was = raise_urgency(context.session, existing, urgency, evaluation.id, list(rules), now, timeframes)
             if was is not None:
-                _record_item(context, element, existing, change="urgency_raised", previous_urgency=was,
-                             evaluation_id=evaluation.id)
+                _record_item(
+                    context,
+                    element,
+                    existing,
+                    change="urgency_raised",
+                    previous_urgency=was,
+                    evaluation_id=evaluation.id,
+                )
                 note_referral(context.session, context.instance.id, existing.id, existing.status, created=False)
             entry = {**_entry(existing), "rules": list(rules), "existing": True, "raised_from": was}
             # An emergency raised now opens the acute oncology task as a new emergency would.
@@ -133,14 +161,24 @@ def _propose(registry: Any, active_only: bool, timeframes: ReferralTimeframes, c
             continue
         # An emergency is referred at once, by the engine: it never waits for the plan's agreement.
         status = "referred" if urgency == EMERGENCY else "proposed"
-        item = CarePlanItem(id=str(uuid.uuid4()), instance_id=context.instance.id, evaluation_id=evaluation.id,
-                            task_id=str(task.id), kind=kind, code=code, service=service, urgency=urgency,
-                            rules=json.dumps(list(rules)), status=status, created_at=now, updated_at=now,
-                            updated_by="engine", accept_by=accept_by(now, urgency, timeframes)
-                            if status == "referred" else None)
+        item = CarePlanItem(
+            id=str(uuid.uuid4()),
+            instance_id=context.instance.id,
+            evaluation_id=evaluation.id,
+            task_id=str(task.id),
+            kind=kind,
+            code=code,
+            service=service,
+            urgency=urgency,
+            rules=json.dumps(list(rules)),
+            status=status,
+            created_at=now,
+            updated_at=now,
+            updated_by="engine",
+            accept_by=accept_by(now, urgency, timeframes) if status == "referred" else None,
+        )
         context.session.add(item)
-        record_history(context.session, item, "created", now, "engine", evaluation_id=evaluation.id,
-                       rules=list(rules))
+        record_history(context.session, item, "created", now, "engine", evaluation_id=evaluation.id, rules=list(rules))
         if kind == "referral":
             note_referral(context.session, context.instance.id, item.id, status, created=True)
             if status == "referred":  # a referral made: service measures count from this event
@@ -148,32 +186,63 @@ def _propose(registry: Any, active_only: bool, timeframes: ReferralTimeframes, c
         created.append({**_entry(item), "rules": list(rules)})
     version = evaluation.ruleset_version
     emergencies = sum(1 for item in created if item["urgency"] == EMERGENCY)
-    context.record("rules_evaluated", task.task_spec.bpmn_id, {
-        "evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version,
-        "proposed": len(created) - emergencies, **({"emergency_referred": emergencies} if emergencies else {}),
-        **({"proposed_again": len(raised)} if raised else {})})
-    return {"evaluation_id": evaluation.id, "ruleset": ruleset, "ruleset_version": version, "items": created,
-            "open_referrals": raised,
-            "deteriorated": [] if previous is None else deteriorated(previous, assessment.concerns)}
+    context.record(
+        "rules_evaluated",
+        task.task_spec.bpmn_id,
+        {
+            "evaluation_id": evaluation.id,
+            "ruleset": ruleset,
+            "ruleset_version": version,
+            "proposed": len(created) - emergencies,
+            **({"emergency_referred": emergencies} if emergencies else {}),
+            **({"proposed_again": len(raised)} if raised else {}),
+        },
+    )
+    return {
+        "evaluation_id": evaluation.id,
+        "ruleset": ruleset,
+        "ruleset_version": version,
+        "items": created,
+        "open_referrals": raised,
+        "deteriorated": [] if previous is None else deteriorated(previous, assessment.concerns),
+    }
 
 
 def _entry(item: CarePlanItem) -> dict[str, Any]:
-    return {"id": item.id, "kind": item.kind, "code": item.code, "service": item.service, "urgency": item.urgency,
-            "status": item.status}
+    return {
+        "id": item.id,
+        "kind": item.kind,
+        "code": item.code,
+        "service": item.service,
+        "urgency": item.urgency,
+        "status": item.status,
+    }
 
 
 def _record_item(context: StepContext, element: str, item: CarePlanItem, **extra: Any) -> None:
     """A ``care_plan_updated`` event for one item that was not moved by :func:`move_item`."""
-    context.record("care_plan_updated", element, {"item": item.id, "code": item.code, "status": item.status,
-                                                  "service": item.service, "urgency": item.urgency, **extra})
+    context.record(
+        "care_plan_updated",
+        element,
+        {
+            "item": item.id,
+            "code": item.code,
+            "status": item.status,
+            "service": item.service,
+            "urgency": item.urgency,
+            **extra,
+        },
+    )
 
 
 def _decide(timeframes: ReferralTimeframes, context: StepContext, task: Any, params: dict[str, Any]) -> dict[str, Any]:
     """carepath.careplan: record the patient's decisions and what matters to them."""
     decisions = params.get("decisions") or {}
     if not isinstance(decisions, dict):
-        raise InvalidInputError("decisions must map care plan item ids to agreed/declined",
-                                [Problem("expected an object", field="/decisions")])
+        raise InvalidInputError(
+            "decisions must map care plan item ids to agreed/declined",
+            [Problem("expected an object", field="/decisions")],
+        )
     agreed: list[str] = []
     declined: list[str] = []
     problems: list[Problem] = []
@@ -181,8 +250,15 @@ def _decide(timeframes: ReferralTimeframes, context: StepContext, task: Any, par
         try:
             item = _item(context.session, context.instance.id, item_id)
             if not (decision == "agreed" and _already_acted_on(item)):
-                _move(context.session, item, decision, context.actor, context.clock.now(),
-                      _step_recorder(context, task.task_spec.bpmn_id), timeframes)
+                _move(
+                    context.session,
+                    item,
+                    decision,
+                    context.actor,
+                    context.clock.now(),
+                    _step_recorder(context, task.task_spec.bpmn_id),
+                    timeframes,
+                )
         except (NotFoundError, ConflictError, InvalidInputError) as exc:
             problems.append(Problem(exc.message, field=f"/decisions/{item_id}"))
             continue
@@ -200,8 +276,9 @@ def _decide(timeframes: ReferralTimeframes, context: StepContext, task: Any, par
     return {"agreed": agreed, "declined": declined}
 
 
-def _referrals_sent(timeframes: ReferralTimeframes, context: StepContext, task: Any,
-                    params: dict[str, Any]) -> dict[str, Any]:
+def _referrals_sent(
+    timeframes: ReferralTimeframes, context: StepContext, task: Any, params: dict[str, Any]
+) -> dict[str, Any]:
     """carepath.referrals: the agreed referrals were sent, so they become *referred*.
 
     ``items`` names the care plan items agreed in this round (``care_plan['agreed']``); of those,
@@ -210,15 +287,24 @@ def _referrals_sent(timeframes: ReferralTimeframes, context: StepContext, task: 
     """
     item_ids = params.get("items") or []
     if not isinstance(item_ids, list) or not all(isinstance(i, str) for i in item_ids):
-        raise InvalidInputError("carepath.referrals needs 'items', the ids of the agreed care plan items",
-                                [Problem("expected a list of item ids", element=task.task_spec.bpmn_id)])
+        raise InvalidInputError(
+            "carepath.referrals needs 'items', the ids of the agreed care plan items",
+            [Problem("expected a list of item ids", element=task.task_spec.bpmn_id)],
+        )
     now = context.clock.now()
     referred = []
     for item_id in sorted(set(item_ids)):
         item = _item(context.session, context.instance.id, item_id)
         if item.kind == "referral" and item.status == "agreed":
-            _move(context.session, item, "referred", context.actor, now,
-                  _step_recorder(context, task.task_spec.bpmn_id), timeframes)
+            _move(
+                context.session,
+                item,
+                "referred",
+                context.actor,
+                now,
+                _step_recorder(context, task.task_spec.bpmn_id),
+                timeframes,
+            )
             referred.append(item_id)
     context.record("care_plan_updated", task.task_spec.bpmn_id, {"referred": len(referred)})
     return {"referred": referred}
@@ -226,8 +312,11 @@ def _referrals_sent(timeframes: ReferralTimeframes, context: StepContext, task: 
 
 def _already_acted_on(item: CarePlanItem) -> bool:
     """An emergency referral made before the plan was agreed: agreeing to it now changes nothing."""
-    return item.urgency == EMERGENCY and item.kind == "referral" and item.status in (
-        *OPEN_REFERRAL, "did_not_attend", "completed")
+    return (
+        item.urgency == EMERGENCY
+        and item.kind == "referral"
+        and item.status in (*OPEN_REFERRAL, "did_not_attend", "completed")
+    )
 
 
 def _item(session: Session, instance_id: str, item_id: str) -> CarePlanItem:
@@ -237,8 +326,16 @@ def _item(session: Session, instance_id: str, item_id: str) -> CarePlanItem:
     return item
 
 
-def _move(session: Session, item: CarePlanItem, status: str, actor: str, at: datetime, record: Any,
-          timeframes: ReferralTimeframes, reason: str | None = None) -> None:
+def _move(
+    session: Session,
+    item: CarePlanItem,
+    status: str,
+    actor: str,
+    at: datetime,
+    record: Any,
+    timeframes: ReferralTimeframes,
+    reason: str | None = None,
+) -> None:
     move_item(session, item, status, actor, at, record, reason)
     if status == "referred":  # sent now: the service's timeframe starts today
         item.accept_by, item.escalated_at = accept_by(at, item.urgency, timeframes), None
@@ -260,8 +357,9 @@ class CarePlan:
 class CarePlanService:
     """Reading a patient's care plan and moving its items on (referred, accepted, ... completed)."""
 
-    def __init__(self, session_factory: sessionmaker[Session], clock: Clock,
-                 timeframes: ReferralTimeframes | None = None) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], clock: Clock, timeframes: ReferralTimeframes | None = None
+    ) -> None:
         self.sessions = session_factory
         self.clock = clock
         self.timeframes = timeframes or ReferralTimeframes()
@@ -278,17 +376,28 @@ class CarePlanService:
         instance = session.get(PathwayInstance, instance_id)
         if instance is None:
             raise NotFoundError(f"no instance {instance_id!r}")
-        items = session.scalars(select(CarePlanItem).where(CarePlanItem.instance_id == instance_id)
-                                .order_by(CarePlanItem.created_at, CarePlanItem.kind, CarePlanItem.code)).all()
+        items = session.scalars(
+            select(CarePlanItem)
+            .where(CarePlanItem.instance_id == instance_id)
+            .order_by(CarePlanItem.created_at, CarePlanItem.kind, CarePlanItem.code)
+        ).all()
         moves = history(session, [i.id for i in items])
         note = session.get(CarePlanNote, instance_id)
-        return CarePlan(instance.id, instance.patient_ref, instance.pathway_id, instance.pathway_version.version,
-                        note.what_matters if note else None,
-                        [{**i.as_dict(), "next_statuses": list(next_statuses(i.status, i.kind)),
-                          "history": moves[i.id]} for i in items])
+        return CarePlan(
+            instance.id,
+            instance.patient_ref,
+            instance.pathway_id,
+            instance.pathway_version.version,
+            note.what_matters if note else None,
+            [
+                {**i.as_dict(), "next_statuses": list(next_statuses(i.status, i.kind)), "history": moves[i.id]}
+                for i in items
+            ],
+        )
 
-    def set_status(self, instance_id: str, item_id: str, status: str, actor: str,
-                   reason: str | None = None) -> dict[str, Any]:
+    def set_status(
+        self, instance_id: str, item_id: str, status: str, actor: str, reason: str | None = None
+    ) -> dict[str, Any]:
         """Move one item on (e.g. accepted when the service accepts the referral); ``reason``: a code,
         needed to reconsider a declined item (declined -> agreed).
 
@@ -302,11 +411,21 @@ class CarePlanService:
 
             def record(payload: dict[str, Any]) -> None:
                 # The item, the instance's new revision and its event: one guarded write (the store).
-                append_event(session, instance, "care_plan_updated", at=now, actor=actor,
-                             pathway_version=instance.pathway_version, payload=payload)
+                append_event(
+                    session,
+                    instance,
+                    "care_plan_updated",
+                    at=now,
+                    actor=actor,
+                    pathway_version=instance.pathway_version,
+                    payload=payload,
+                )
 
             _move(session, item, status, actor, now, record, self.timeframes, reason)
             instance.updated_at = now
             save_instance(session, instance)
-            return {**item.as_dict(), "next_statuses": list(next_statuses(item.status, item.kind)),
-                    "history": history(session, [item.id])[item.id]}
+            return {
+                **item.as_dict(),
+                "next_statuses": list(next_statuses(item.status, item.kind)),
+                "history": history(session, [item.id])[item.id],
+            }

@@ -72,8 +72,16 @@ from engine.instances.service import PathwayService
 from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, InstanceRecord, load_instance, save_instance
 
-__all__ = ["AWAITED_BY_TASK_LIMIT", "DUE_WEEKS", "OVERDUE_LIMIT", "PHASES", "WRITE_ELEMENT", "TreatmentSummaries",
-           "due_by", "summary_operators"]
+__all__ = [
+    "AWAITED_BY_TASK_LIMIT",
+    "DUE_WEEKS",
+    "OVERDUE_LIMIT",
+    "PHASES",
+    "WRITE_ELEMENT",
+    "TreatmentSummaries",
+    "due_by",
+    "summary_operators",
+]
 
 DUE_WEEKS = 6  # NHS England: within 6 weeks of the end of treatment
 PHASES = ("first_line", "recurrence", "end_of_protocol")
@@ -119,8 +127,10 @@ def _phase(data: dict[str, Any], element: str) -> str:
     """
     value = data.get(_PHASE_KEY, "first_line")
     if value not in PHASES:
-        raise WorkflowError("eot_phase names no phase of care", [Problem(
-            f"expected one of {', '.join(PHASES)}", field=f"/{_PHASE_KEY}", element=element)])
+        raise WorkflowError(
+            "eot_phase names no phase of care",
+            [Problem(f"expected one of {', '.join(PHASES)}", field=f"/{_PHASE_KEY}", element=element)],
+        )
     return str(value)
 
 
@@ -133,8 +143,9 @@ def _named_contact(data: dict[str, Any]) -> str | None:
 
 
 def _next_number(session: Session, instance_id: str) -> int:
-    highest = session.scalar(select(func.max(TreatmentSummary.number)).where(
-        TreatmentSummary.instance_id == instance_id))
+    highest = session.scalar(
+        select(func.max(TreatmentSummary.number)).where(TreatmentSummary.instance_id == instance_id)
+    )
     return int(highest or 0) + 1
 
 
@@ -144,15 +155,25 @@ def _awaited(ready_tasks: str | None) -> list[str]:
     return [str(task["id"]) for task in listed if isinstance(task, dict) and task.get("element") == WRITE_ELEMENT]
 
 
-_AWAITING = (TreatmentSummary.instance_id, TreatmentSummary.task_id, TreatmentSummary.phase,
-             TreatmentSummary.ended_on, TreatmentSummary.due_by, TreatmentSummary.overdue_at,
-             TreatmentSummary.closed_at)
+_AWAITING = (
+    TreatmentSummary.instance_id,
+    TreatmentSummary.task_id,
+    TreatmentSummary.phase,
+    TreatmentSummary.ended_on,
+    TreatmentSummary.due_by,
+    TreatmentSummary.overdue_at,
+    TreatmentSummary.closed_at,
+)
 
 
 def _awaiting(row: Any) -> dict[str, Any]:
     """What a due row (or its :data:`_AWAITING` columns) says of the summary its task writes: codes and dates."""
-    return {"phase": row.phase, "ended_on": row.ended_on.isoformat(), "due_by": row.due_by.isoformat(),
-            "overdue": row.overdue_at is not None and row.closed_at is None}
+    return {
+        "phase": row.phase,
+        "ended_on": row.ended_on.isoformat(),
+        "due_by": row.due_by.isoformat(),
+        "overdue": row.overdue_at is not None and row.closed_at is None,
+    }
 
 
 def _own_phase(data: dict[str, Any]) -> str:
@@ -205,16 +226,25 @@ def _unmatched(after: tuple[datetime, str] | None = None) -> Select[str, datetim
     """
     summary = func.coalesce(PathwayInstance.ready_tasks, "")
     marks = func.length(summary) - func.length(func.replace(summary, _TASK_MARK, ""))
-    due = (select(func.count()).select_from(TreatmentSummary)
-           .where(TreatmentSummary.instance_id == ReadyTaskElement.instance_id, TreatmentSummary.status == "due")
-           .scalar_subquery())
+    due = (
+        select(func.count())
+        .select_from(TreatmentSummary)
+        .where(TreatmentSummary.instance_id == ReadyTaskElement.instance_id, TreatmentSummary.status == "due")
+        .scalar_subquery()
+    )
     stray = exists().where(
-        TreatmentSummary.instance_id == ReadyTaskElement.instance_id, TreatmentSummary.status == "due",
-        or_(TreatmentSummary.task_id.is_(None),
-            ~summary.contains(literal('"id":"') + TreatmentSummary.task_id + literal('"'))))
-    query = (select(ReadyTaskElement.instance_id, ReadyTaskElement.created_at, PathwayInstance.revision)
-             .join(PathwayInstance, PathwayInstance.id == ReadyTaskElement.instance_id)
-             .where(ReadyTaskElement.element == WRITE_ELEMENT, or_(due * len(_TASK_MARK) != marks, stray)))
+        TreatmentSummary.instance_id == ReadyTaskElement.instance_id,
+        TreatmentSummary.status == "due",
+        or_(
+            TreatmentSummary.task_id.is_(None),
+            ~summary.contains(literal('"id":"') + TreatmentSummary.task_id + literal('"')),
+        ),
+    )
+    query = (
+        select(ReadyTaskElement.instance_id, ReadyTaskElement.created_at, PathwayInstance.revision)
+        .join(PathwayInstance, PathwayInstance.id == ReadyTaskElement.instance_id)
+        .where(ReadyTaskElement.element == WRITE_ELEMENT, or_(due * len(_TASK_MARK) != marks, stray))
+    )
     if after is not None:
         # A row value, not "a > x OR (a = x AND b > y)": only this form is one index range.
         bound = literal(after[0], ReadyTaskElement.created_at.type)
@@ -239,31 +269,48 @@ def _record_written(context: StepContext, task: Any, params: dict[str, Any]) -> 
     writer = _writing_task(task)
     task_id = str(writer.id) if writer is not None else None
     ended = _ended_on(data, now.date())
-    due = list(session.scalars(select(TreatmentSummary).where(
-        TreatmentSummary.instance_id == instance_id, TreatmentSummary.status == "due")
-        .order_by(TreatmentSummary.number)))
+    due = list(
+        session.scalars(
+            select(TreatmentSummary)
+            .where(TreatmentSummary.instance_id == instance_id, TreatmentSummary.status == "due")
+            .order_by(TreatmentSummary.number)
+        )
+    )
     row = next((r for r in due if task_id is not None and r.task_id == task_id), None) or _match_legacy(
-        due, phase, ended)
+        due, phase, ended
+    )
     if row is None:  # written before the worker's scan saw it waiting
-        row = TreatmentSummary(id=str(uuid.uuid4()), instance_id=instance_id,
-                               number=_next_number(session, instance_id), phase=phase, ended_on=ended,
-                               due_by=due_by(ended), status="due", opened_at=now, task_id=task_id)
+        row = TreatmentSummary(
+            id=str(uuid.uuid4()),
+            instance_id=instance_id,
+            number=_next_number(session, instance_id),
+            phase=phase,
+            ended_on=ended,
+            due_by=due_by(ended),
+            status="due",
+            opened_at=now,
+            task_id=task_id,
+        )
         session.add(row)
     row.task_id = row.task_id or task_id
     row.phase, row.status, row.written_at, row.written_by = phase, "written", now, context.actor
     row.content = json.dumps({k: v for k, v in data.items() if k != "treatment_summary"}, default=str)
     if row.overdue_at is not None and row.closed_at is None:
         row.closed_at = now
-        context.record("summary_overdue_closed", element, {"summary": row.id, "number": row.number,
-                                                           "phase": row.phase, "outcome": "written"})
+        context.record(
+            "summary_overdue_closed",
+            element,
+            {"summary": row.id, "number": row.number, "phase": row.phase, "outcome": "written"},
+        )
     return {"summary": row.id, "number": row.number, "phase": row.phase}
 
 
 class TreatmentSummaries:
     """The phases' summaries of each instance, and their deadlines (the worker's scan)."""
 
-    def __init__(self, session_factory: sessionmaker[Session], clock: Clock, instances: PathwayService,
-                 time_zone: str = "UTC") -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], clock: Clock, instances: PathwayService, time_zone: str = "UTC"
+    ) -> None:
         self.sessions = session_factory
         self.clock = clock
         self.instances = instances
@@ -278,14 +325,21 @@ class TreatmentSummaries:
     @staticmethod
     def phases(session: Session, instance_id: str) -> list[TreatmentSummary]:
         """The instance's phases, first first, in the caller's (read-only) session."""
-        return list(session.scalars(select(TreatmentSummary).where(TreatmentSummary.instance_id == instance_id)
-                                    .order_by(TreatmentSummary.number)))
+        return list(
+            session.scalars(
+                select(TreatmentSummary)
+                .where(TreatmentSummary.instance_id == instance_id)
+                .order_by(TreatmentSummary.number)
+            )
+        )
 
     def list_phases(self, instance_id: str) -> list[dict[str, Any]]:
         """The instance's phases and their summaries' state (ids, codes and dates), first first."""
         with read_only(self.sessions) as session:
-            return [{**row.as_dict(), "overdue": row.overdue_at is not None and row.closed_at is None}
-                    for row in self.phases(session, instance_id)]
+            return [
+                {**row.as_dict(), "overdue": row.overdue_at is not None and row.closed_at is None}
+                for row in self.phases(session, instance_id)
+            ]
 
     def awaited(self, instance_id: str) -> dict[str, dict[str, Any]]:
         """Per waiting ``write_summary`` task (by its id), the summary it writes: its ``phase``, the
@@ -302,8 +356,11 @@ class TreatmentSummaries:
             waiting = _awaited(instance.ready_tasks)
             if not waiting:
                 return {}
-            found = {str(row.task_id): _awaiting(row)
-                     for row in self.phases(session, instance_id) if row.status == "due" and row.task_id in waiting}
+            found = {
+                str(row.task_id): _awaiting(row)
+                for row in self.phases(session, instance_id)
+                if row.status == "due" and row.task_id in waiting
+            }
             missing = [task_id for task_id in waiting if task_id not in found]
             if missing:
                 workflow = self.instances.steps.restore(session, instance)
@@ -313,8 +370,12 @@ class TreatmentSummaries:
                     task = _task_in(workflow, task_id)
                     if task is not None:
                         ended = _ended_on(task.data, today)
-                        found[task_id] = {"phase": _own_phase(task.data), "ended_on": ended.isoformat(),
-                                          "due_by": due_by(ended).isoformat(), "overdue": False}
+                        found[task_id] = {
+                            "phase": _own_phase(task.data),
+                            "ended_on": ended.isoformat(),
+                            "due_by": due_by(ended).isoformat(),
+                            "overdue": False,
+                        }
         return {task_id: found[task_id] for task_id in waiting if task_id in found}
 
     def awaited_by_task(self, tasks: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -331,29 +392,39 @@ class TreatmentSummaries:
         # Two plain IN lists, the instances' through the (instance_id, status) index; the pair is
         # checked here. Columns, not ORM objects: this is read on every work list page.
         with read_only(self.sessions) as session:
-            rows = session.execute(select(*_AWAITING).where(
-                TreatmentSummary.instance_id.in_(sorted({i for i, _ in wanted})), TreatmentSummary.status == "due",
-                TreatmentSummary.task_id.in_(sorted({t for _, t in wanted}))))
+            rows = session.execute(
+                select(*_AWAITING).where(
+                    TreatmentSummary.instance_id.in_(sorted({i for i, _ in wanted})),
+                    TreatmentSummary.status == "due",
+                    TreatmentSummary.task_id.in_(sorted({t for _, t in wanted})),
+                )
+            )
             found = {(row.instance_id, str(row.task_id)): _awaiting(row) for row in rows}
         return {pair: found[pair] for pair in wanted if pair in found}
 
-    def list_overdue(self, patient_ref: str | None = None, pathway_id: str | None = None,
-                     reach: ColumnElement[bool] | None = None) -> list[dict[str, Any]]:
+    def list_overdue(
+        self, patient_ref: str | None = None, pathway_id: str | None = None, reach: ColumnElement[bool] | None = None
+    ) -> list[dict[str, Any]]:
         """Open overdue tasks (oldest first, at most :data:`OVERDUE_LIMIT`), optionally of one patient or
         one pathway, of the instances ``reach`` selects (engine.care_teams.CareScope.condition)."""
         with read_only(self.sessions) as session:
-            query = (select(TreatmentSummary, PathwayInstance)
-                     .join(PathwayInstance, PathwayInstance.id == TreatmentSummary.instance_id)
-                     .where(TreatmentSummary.overdue_at.is_not(None), TreatmentSummary.closed_at.is_(None))
-                     .order_by(TreatmentSummary.overdue_at, TreatmentSummary.id).limit(OVERDUE_LIMIT))
+            query = (
+                select(TreatmentSummary, PathwayInstance)
+                .join(PathwayInstance, PathwayInstance.id == TreatmentSummary.instance_id)
+                .where(TreatmentSummary.overdue_at.is_not(None), TreatmentSummary.closed_at.is_(None))
+                .order_by(TreatmentSummary.overdue_at, TreatmentSummary.id)
+                .limit(OVERDUE_LIMIT)
+            )
             if patient_ref is not None:
                 query = query.where(PathwayInstance.patient_ref == patient_ref)
             if pathway_id is not None:
                 query = query.where(PathwayInstance.pathway_id == pathway_id)
             if reach is not None:
                 query = query.where(reach)
-            return [{**s.as_dict(), "kind": "summary_overdue", "pathway_id": p.pathway_id,
-                     "patient_ref": p.patient_ref} for s, p in session.execute(query)]
+            return [
+                {**s.as_dict(), "kind": "summary_overdue", "pathway_id": p.pathway_id, "patient_ref": p.patient_ref}
+                for s, p in session.execute(query)
+            ]
 
     # --- the worker's scan ---------------------------------------------------------------------------
 
@@ -373,18 +444,32 @@ class TreatmentSummaries:
         waiting = select(ReadyTaskElement.instance_id).where(ReadyTaskElement.element == WRITE_ELEMENT)
         matched = self._match_changed(now, limit)
         with read_only(self.sessions) as session:
-            gone = list(session.scalars(select(TreatmentSummary.instance_id).where(
-                TreatmentSummary.status == "due", TreatmentSummary.instance_id.not_in(waiting))
-                .group_by(TreatmentSummary.instance_id).limit(limit)))
+            gone = list(
+                session.scalars(
+                    select(TreatmentSummary.instance_id)
+                    .where(TreatmentSummary.status == "due", TreatmentSummary.instance_id.not_in(waiting))
+                    .group_by(TreatmentSummary.instance_id)
+                    .limit(limit)
+                )
+            )
         for instance_id in gone:
             if instance_id not in matched:
                 self._guarded(self._match, instance_id, now)
         # Read after matching: a summary already past its 6 weeks when first seen gets its task in this turn.
         today = now.astimezone(self.zone).date()
         with read_only(self.sessions) as session:
-            late = list(session.scalars(select(TreatmentSummary.id).where(
-                TreatmentSummary.status == "due", TreatmentSummary.due_by < today,
-                TreatmentSummary.overdue_at.is_(None)).order_by(TreatmentSummary.due_by).limit(limit)))
+            late = list(
+                session.scalars(
+                    select(TreatmentSummary.id)
+                    .where(
+                        TreatmentSummary.status == "due",
+                        TreatmentSummary.due_by < today,
+                        TreatmentSummary.overdue_at.is_(None),
+                    )
+                    .order_by(TreatmentSummary.due_by)
+                    .limit(limit)
+                )
+            )
         return sum(self._guarded(self._open_overdue, summary_id, now, today) for summary_id in late)
 
     def _match_changed(self, now: datetime, limit: int) -> set[str]:
@@ -432,23 +517,33 @@ class TreatmentSummaries:
             # The rows first, then the instance: its ready tasks are then at least as new as the state
             # another worker noted a row from. A row a step is writing is skipped (this turn's note of
             # its task then meets the task's unique key and is rolled back).
-            rows = list(session.scalars(select(TreatmentSummary).where(
-                TreatmentSummary.instance_id == instance_id, TreatmentSummary.status == "due")
-                .order_by(TreatmentSummary.number).with_for_update(skip_locked=True)))
+            rows = list(
+                session.scalars(
+                    select(TreatmentSummary)
+                    .where(TreatmentSummary.instance_id == instance_id, TreatmentSummary.status == "due")
+                    .order_by(TreatmentSummary.number)
+                    .with_for_update(skip_locked=True)
+                )
+            )
             instance = load_instance(session, instance_id)
             awaited = _awaited(instance.ready_tasks)
             claimed = {row.task_id for row in rows}
             missing = [task_id for task_id in awaited if task_id not in claimed]
             if missing:
                 self._note_awaited(session, instance, rows, missing, now)
-            closed = [self._close(session, instance, row, now) for row in rows
-                      if row.task_id not in awaited]
+            closed = [self._close(session, instance, row, now) for row in rows if row.task_id not in awaited]
             if any(closed):
                 instance.updated_at = now
                 save_instance(session, instance)
 
-    def _note_awaited(self, session: Session, instance: InstanceRecord, rows: list[TreatmentSummary],
-                      missing: list[str], now: datetime) -> None:
+    def _note_awaited(
+        self,
+        session: Session,
+        instance: InstanceRecord,
+        rows: list[TreatmentSummary],
+        missing: list[str],
+        now: datetime,
+    ) -> None:
         """Rows for the waiting tasks that have none (a row noted before rows were keyed by task is
         given the task of its phase); each task's own data, read from the restored workflow. A state that
         cannot be restored (held in an incident by the step runner) is left: noted once it is put right."""
@@ -470,9 +565,17 @@ class TreatmentSummaries:
             if legacy is not None:
                 legacy.task_id = task_id
                 continue
-            row = TreatmentSummary(id=str(uuid.uuid4()), instance_id=instance.id,
-                                   number=_next_number(session, instance.id), phase=phase, ended_on=ended,
-                                   due_by=due_by(ended), status="due", opened_at=now, task_id=task_id)
+            row = TreatmentSummary(
+                id=str(uuid.uuid4()),
+                instance_id=instance.id,
+                number=_next_number(session, instance.id),
+                phase=phase,
+                ended_on=ended,
+                due_by=due_by(ended),
+                status="due",
+                opened_at=now,
+                task_id=task_id,
+            )
             session.add(row)
             session.flush()  # the next row's number counts this one
 
@@ -480,12 +583,19 @@ class TreatmentSummaries:
     def _close(session: Session, instance: InstanceRecord, row: TreatmentSummary, now: datetime) -> bool:
         """The row's task waits no more: written (an older diagram, without the operator), or the
         instance ended or moved on without it. Returns whether an overdue task closed (an event)."""
-        completed = (InstanceEvent.task_id == row.task_id if row.task_id is not None
-                     else InstanceEvent.at >= row.opened_at)
-        written = session.execute(select(InstanceEvent.at, InstanceEvent.actor).where(
-            InstanceEvent.instance_id == row.instance_id, InstanceEvent.type == "task_completed",
-            InstanceEvent.element == WRITE_ELEMENT, completed)
-            .order_by(InstanceEvent.seq.desc())).first()
+        completed = (
+            InstanceEvent.task_id == row.task_id if row.task_id is not None else InstanceEvent.at >= row.opened_at
+        )
+        written = session.execute(
+            select(InstanceEvent.at, InstanceEvent.actor)
+            .where(
+                InstanceEvent.instance_id == row.instance_id,
+                InstanceEvent.type == "task_completed",
+                InstanceEvent.element == WRITE_ELEMENT,
+                completed,
+            )
+            .order_by(InstanceEvent.seq.desc())
+        ).first()
         if written is not None:
             row.status, row.written_at, row.written_by = "written", written[0], written[1]
         else:
@@ -493,17 +603,29 @@ class TreatmentSummaries:
         if row.overdue_at is None or row.closed_at is not None:
             return False
         row.closed_at = now
-        append_event(session, instance, "summary_overdue_closed", at=now, actor=_SYSTEM_ACTOR,
-                     pathway_version=instance.pathway_version,
-                     payload={"summary": row.id, "number": row.number, "phase": row.phase, "outcome": row.status})
+        append_event(
+            session,
+            instance,
+            "summary_overdue_closed",
+            at=now,
+            actor=_SYSTEM_ACTOR,
+            pathway_version=instance.pathway_version,
+            payload={"summary": row.id, "number": row.number, "phase": row.phase, "outcome": row.status},
+        )
         return True
 
     def _open_overdue(self, summary_id: str, now: datetime, today: date) -> int:
         with ConflictMapper(), unit_of_work(self.sessions) as session:
-            row = session.scalars(select(TreatmentSummary).where(
-                TreatmentSummary.id == summary_id, TreatmentSummary.status == "due",
-                TreatmentSummary.due_by < today, TreatmentSummary.overdue_at.is_(None))
-                .with_for_update(skip_locked=True)).first()
+            row = session.scalars(
+                select(TreatmentSummary)
+                .where(
+                    TreatmentSummary.id == summary_id,
+                    TreatmentSummary.status == "due",
+                    TreatmentSummary.due_by < today,
+                    TreatmentSummary.overdue_at.is_(None),
+                )
+                .with_for_update(skip_locked=True)
+            ).first()
             if row is None:
                 return 0  # written, closed or opened by another worker meanwhile
             instance = load_instance(session, row.instance_id)
@@ -514,10 +636,21 @@ class TreatmentSummaries:
                 # team's work list, rather than stopping the scan (and the worker) at this instance.
                 data = {}
             row.overdue_at, row.assignee = now, _named_contact(data)
-            append_event(session, instance, "summary_overdue", at=now, actor=_SYSTEM_ACTOR,
-                         pathway_version=instance.pathway_version,
-                         payload={"summary": row.id, "number": row.number, "phase": row.phase,
-                                  "ended_on": row.ended_on.isoformat(), "due_by": row.due_by.isoformat()})
+            append_event(
+                session,
+                instance,
+                "summary_overdue",
+                at=now,
+                actor=_SYSTEM_ACTOR,
+                pathway_version=instance.pathway_version,
+                payload={
+                    "summary": row.id,
+                    "number": row.number,
+                    "phase": row.phase,
+                    "ended_on": row.ended_on.isoformat(),
+                    "due_by": row.due_by.isoformat(),
+                },
+            )
             instance.updated_at = now
             save_instance(session, instance)
             return 1

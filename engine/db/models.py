@@ -32,11 +32,32 @@ from sqlalchemy.types import TypeDecorator
 from engine.db.base import Base
 from engine.db.stored_state import StoredState
 
-__all__ = ["ACTIVE_STATUSES", "AccessRecord", "ApiToken", "AuditVerification", "CarePlanItem", "CarePlanNote",
-           "DecisionEvaluationRecord", "IdempotencyRecord", "InstanceEvent", "PathwayInstance", "PathwayVersion",
-           "PatientIdentity", "ReadyTaskElement", "ReportInstance", "ReportItem", "ReportMeasureRow",
-           "ReportWarningSign", "RuleEvaluationRecord", "RuleVersionRecord", "SandboxClockState", "TreatmentSummary",
-           "UTCDateTime", "WebhookDelivery", "WebhookSubscription"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "AccessRecord",
+    "ApiToken",
+    "AuditVerification",
+    "CarePlanItem",
+    "CarePlanNote",
+    "DecisionEvaluationRecord",
+    "IdempotencyRecord",
+    "InstanceEvent",
+    "PathwayInstance",
+    "PathwayVersion",
+    "PatientIdentity",
+    "ReadyTaskElement",
+    "ReportInstance",
+    "ReportItem",
+    "ReportMeasureRow",
+    "ReportWarningSign",
+    "RuleEvaluationRecord",
+    "RuleVersionRecord",
+    "SandboxClockState",
+    "TreatmentSummary",
+    "UTCDateTime",
+    "WebhookDelivery",
+    "WebhookSubscription",
+]
 
 # Statuses of an instance that has not ended (engine.instances.view.Status): one per patient and pathway.
 ACTIVE_STATUSES = ("running", "suspended", "error")
@@ -101,8 +122,14 @@ class PathwayInstance(Base):
         # One instance that has not ended per patient and pathway, held by the database so that two
         # concurrent starts cannot both win; an instance started where the deployment allows more
         # (Settings.allow_concurrent_instances) is not ``one_per_patient`` and is not counted.
-        Index("uq_pathway_instances_one_active", "patient_ref", "pathway_id", unique=True,
-              sqlite_where=text(_ACTIVE_SQL), postgresql_where=text(_ACTIVE_SQL)),
+        Index(
+            "uq_pathway_instances_one_active",
+            "patient_ref",
+            "pathway_id",
+            unique=True,
+            sqlite_where=text(_ACTIVE_SQL),
+            postgresql_where=text(_ACTIVE_SQL),
+        ),
         # Lists filter, then page by (created_at, id) (engine.instances.queries): one index per filter
         # combination, ending in the page order.
         Index("ix_pathway_instances_created_at_id", "created_at", "id"),
@@ -112,8 +139,14 @@ class PathwayInstance(Base):
         # The same lists seen by a care team or an organisation (engine.care_teams.CareScope.condition).
         Index("ix_pathway_instances_organisation_created_at_id", "organisation", "created_at", "id"),
         Index("ix_pathway_instances_org_team_created_at_id", "organisation", "care_team", "created_at", "id"),
-        Index("ix_pathway_instances_org_team_status_created_at_id", "organisation", "care_team", "status",
-              "created_at", "id"),
+        Index(
+            "ix_pathway_instances_org_team_status_created_at_id",
+            "organisation",
+            "care_team",
+            "status",
+            "created_at",
+            "id",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -152,12 +185,12 @@ class ReadyTaskElement(Base):
     derived from ``PathwayInstance.ready_tasks``."""
 
     __tablename__ = "ready_task_elements"
-    __table_args__ = (Index("ix_ready_task_elements_element_created_at_instance_id", "element", "created_at",
-                            "instance_id"),)
+    __table_args__ = (
+        Index("ix_ready_task_elements_element_created_at_instance_id", "element", "created_at", "instance_id"),
+    )
 
     # Derived from the instance row: it goes with it (an instance is only ever deleted by hand).
-    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"),
-                                             primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"), primary_key=True)
     element: Mapped[str] = mapped_column(String(200), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the instance's, for the page order
 
@@ -170,8 +203,10 @@ class InstanceEvent(Base):
 
     __tablename__ = "instance_events"
     # Verification reads every trail in one scan in this order (engine.audit.verify_trail).
-    __table_args__ = (UniqueConstraint("instance_id", "seq"),
-                      Index("ix_instance_events_instance_id_id", "instance_id", "id"))
+    __table_args__ = (
+        UniqueConstraint("instance_id", "seq"),
+        Index("ix_instance_events_instance_id_id", "instance_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"))
@@ -302,10 +337,18 @@ class CarePlanItem(Base):
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "kind": self.kind, "code": self.code, "service": self.service, "urgency": self.urgency,
-            "rules": json.loads(self.rules), "status": self.status, "evaluation_id": self.evaluation_id,
-            "task_id": self.task_id, "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(), "updated_by": self.updated_by,
+            "id": self.id,
+            "kind": self.kind,
+            "code": self.code,
+            "service": self.service,
+            "urgency": self.urgency,
+            "rules": json.loads(self.rules),
+            "status": self.status,
+            "evaluation_id": self.evaluation_id,
+            "task_id": self.task_id,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "updated_by": self.updated_by,
             "accept_by": self.accept_by.isoformat() if self.accept_by else None,
             "escalated_at": self.escalated_at.isoformat() if self.escalated_at else None,
         }
@@ -336,10 +379,18 @@ class CarePlanItemMove(Base):
     actor: Mapped[str] = mapped_column(String(200))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"change": self.change, "from_status": self.from_status, "to_status": self.to_status,
-                "from_urgency": self.from_urgency, "to_urgency": self.to_urgency, "reason": self.reason,
-                "evaluation_id": self.evaluation_id, "rules": json.loads(self.rules) if self.rules else None,
-                "at": self.at.isoformat(), "actor": self.actor}
+        return {
+            "change": self.change,
+            "from_status": self.from_status,
+            "to_status": self.to_status,
+            "from_urgency": self.from_urgency,
+            "to_urgency": self.to_urgency,
+            "reason": self.reason,
+            "evaluation_id": self.evaluation_id,
+            "rules": json.loads(self.rules) if self.rules else None,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+        }
 
 
 class ReferralEscalation(Base):
@@ -365,11 +416,18 @@ class ReferralEscalation(Base):
     outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "instance_id": self.instance_id, "care_plan_item_id": self.item_id,
-                "status": self.status, "assignee": self.assignee, "accept_by": self.accept_by.isoformat(),
-                "opened_at": self.opened_at.isoformat(),
-                "completed_at": self.completed_at.isoformat() if self.completed_at else None,
-                "completed_by": self.completed_by, "outcome": self.outcome}
+        return {
+            "id": self.id,
+            "instance_id": self.instance_id,
+            "care_plan_item_id": self.item_id,
+            "status": self.status,
+            "assignee": self.assignee,
+            "accept_by": self.accept_by.isoformat(),
+            "opened_at": self.opened_at.isoformat(),
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "completed_by": self.completed_by,
+            "outcome": self.outcome,
+        }
 
 
 class TreatmentSummary(Base):
@@ -391,11 +449,13 @@ class TreatmentSummary(Base):
     """
 
     __tablename__ = "treatment_summaries"
-    __table_args__ = (UniqueConstraint("instance_id", "number", name="uq_treatment_summaries_instance_id_number"),
-                      UniqueConstraint("instance_id", "task_id", name="uq_treatment_summaries_instance_id_task_id"),
-                      # The worker's scan counts each waiting instance's due rows (engine.careplan.summaries).
-                      Index("ix_treatment_summaries_instance_id_status", "instance_id", "status"),
-                      Index("ix_treatment_summaries_status_due_by", "status", "due_by"))
+    __table_args__ = (
+        UniqueConstraint("instance_id", "number", name="uq_treatment_summaries_instance_id_number"),
+        UniqueConstraint("instance_id", "task_id", name="uq_treatment_summaries_instance_id_task_id"),
+        # The worker's scan counts each waiting instance's due rows (engine.careplan.summaries).
+        Index("ix_treatment_summaries_instance_id_status", "instance_id", "status"),
+        Index("ix_treatment_summaries_status_due_by", "status", "due_by"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id"))
@@ -415,13 +475,25 @@ class TreatmentSummary(Base):
 
     def as_dict(self) -> dict[str, Any]:
         """The phase and its deadline, without the content (ids, codes and dates only)."""
+
         def stamp(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
-        return {"id": self.id, "instance_id": self.instance_id, "number": self.number, "phase": self.phase,
-                "ended_on": self.ended_on.isoformat(), "due_by": self.due_by.isoformat(), "status": self.status,
-                "written_at": stamp(self.written_at), "written_by": self.written_by,
-                "overdue_at": stamp(self.overdue_at), "assignee": self.assignee, "closed_at": stamp(self.closed_at),
-                "task_id": self.task_id}
+
+        return {
+            "id": self.id,
+            "instance_id": self.instance_id,
+            "number": self.number,
+            "phase": self.phase,
+            "ended_on": self.ended_on.isoformat(),
+            "due_by": self.due_by.isoformat(),
+            "status": self.status,
+            "written_at": stamp(self.written_at),
+            "written_by": self.written_by,
+            "overdue_at": stamp(self.overdue_at),
+            "assignee": self.assignee,
+            "closed_at": stamp(self.closed_at),
+            "task_id": self.task_id,
+        }
 
 
 class CarePlanNote(Base):
@@ -682,8 +754,7 @@ class ReportInstance(Base):
 
     __tablename__ = "report_instances"
 
-    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"),
-                                             primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"), primary_key=True)
     pathway_id: Mapped[str] = mapped_column(String(200))
     event_seq: Mapped[int] = mapped_column(Integer)
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -695,8 +766,7 @@ class ReportMeasureRow(Base):
     __tablename__ = "report_measure_rows"
     __table_args__ = (Index("ix_report_measure_rows_measure_start_at", "measure", "start_at"),)
 
-    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"),
-                                             primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"), primary_key=True)
     measure: Mapped[str] = mapped_column(String(40), primary_key=True)
     pathway_id: Mapped[str] = mapped_column(String(200))
     start_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -709,8 +779,10 @@ class ReportItem(Base):
     """One care plan item's dated status moves, its referral's due time and waits."""
 
     __tablename__ = "report_items"
-    __table_args__ = (Index("ix_report_items_referred_at", "referred_at"),
-                      Index("ix_report_items_closed_at", "closed_at"))
+    __table_args__ = (
+        Index("ix_report_items_referred_at", "referred_at"),
+        Index("ix_report_items_closed_at", "closed_at"),
+    )
 
     item_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"), index=True)
@@ -740,8 +812,7 @@ class ReportWarningSign(Base):
 
     __tablename__ = "report_warning_signs"
 
-    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"),
-                                             primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("pathway_instances.id", ondelete="CASCADE"), primary_key=True)
     n: Mapped[int] = mapped_column(Integer, primary_key=True)
     pathway_id: Mapped[str] = mapped_column(String(200))
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -26,8 +26,16 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["LSN_PATTERN", "REPLICA", "forget_write_position", "last_write_position", "primary_reads",
-           "replica_reads", "replica_session", "written_at"]
+__all__ = [
+    "LSN_PATTERN",
+    "REPLICA",
+    "forget_write_position",
+    "last_write_position",
+    "primary_reads",
+    "replica_reads",
+    "replica_session",
+    "written_at",
+]
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +114,10 @@ def replica_session(factory: sessionmaker[Session]) -> Session | None:
     try:
         connection = session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         # The snapshot is taken by this first statement, so what it says holds for the whole unit.
-        caught_up = connection.execute(text(
-            "SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= CAST(:wanted AS pg_lsn)"),
-            {"wanted": wanted}).scalar_one()
+        caught_up = connection.execute(
+            text("SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= CAST(:wanted AS pg_lsn)"),
+            {"wanted": wanted},
+        ).scalar_one()
     except (SQLAlchemyError, OSError) as exc:  # unreachable: read the primary (SQLAlchemy replaces the connection)
         session.close()
         now = time.monotonic()

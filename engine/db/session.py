@@ -15,8 +15,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.replica import REPLICA, replica_session, written_at
 
-__all__ = ["TRAIL_KEY", "database_unavailable", "make_engine", "make_session_factory", "read_only", "unit_of_work",
-           "upgrade_schema"]
+__all__ = [
+    "TRAIL_KEY",
+    "database_unavailable",
+    "make_engine",
+    "make_session_factory",
+    "read_only",
+    "unit_of_work",
+    "upgrade_schema",
+]
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _DRIVERS = ("psycopg", "psycopg2", "sqlite3")
@@ -114,12 +121,14 @@ def database_unavailable(exc: BaseException) -> bool:
         return True
     # The step's own statements run on the driver's cursor (engine.instances.store): its errors
     # arrive unwrapped, as the driver's DB-API classes.
-    return any(cls.__name__ in _DRIVER_OUTAGES and cls.__module__.split(".")[0] in _DRIVERS
-               for cls in type(exc).__mro__)
+    return any(
+        cls.__name__ in _DRIVER_OUTAGES and cls.__module__.split(".")[0] in _DRIVERS for cls in type(exc).__mro__
+    )
 
 
-def make_session_factory(engine: Engine, trail_key: bytes | None = None,
-                         replica: Engine | None = None) -> sessionmaker[Session]:
+def make_session_factory(
+    engine: Engine, trail_key: bytes | None = None, replica: Engine | None = None
+) -> sessionmaker[Session]:
     """Sessions on ``engine``. ``trail_key``: the secret that authenticates the event trail
     (``engine.audit``), handed to every session in ``session.info[TRAIL_KEY]``; it is kept out of
     the database by design. ``replica``: a streaming replica of ``engine``'s PostgreSQL database, which

@@ -56,8 +56,9 @@ def encode_state(text: str) -> bytes:
     """
     raw = text.encode()
     if len(raw) > MAX_STATE_BYTES:
-        raise UnreadableStateError(f"the workflow state is {len(raw)} bytes, over the {MAX_STATE_BYTES} "
-                                   "a stored state may hold")
+        raise UnreadableStateError(
+            f"the workflow state is {len(raw)} bytes, over the {MAX_STATE_BYTES} a stored state may hold"
+        )
     return bytes((ZLIB,)) + zlib.compress(raw, LEVEL)
 
 
@@ -92,8 +93,9 @@ def _inflate(data: bytes) -> bytes:
     try:
         raw = inflater.decompress(data, MAX_STATE_BYTES + 1)
     except zlib.error:
-        raise UnreadableStateError("the stored workflow state is corrupt (its compressed data does not inflate)") \
-            from None
+        raise UnreadableStateError(
+            "the stored workflow state is corrupt (its compressed data does not inflate)"
+        ) from None
     if len(raw) > MAX_STATE_BYTES or inflater.unconsumed_tail:
         raise UnreadableStateError(f"the stored workflow state inflates to more than {MAX_STATE_BYTES} bytes")
     if not inflater.eof or inflater.unused_data:

@@ -65,13 +65,16 @@ def _first_miss(rule: Rule, values: list[Any], data: dict[str, Any], environment
 
 
 def _rule_outputs(table: DecisionTable, rule: Rule, data: dict[str, Any], environment: Environment) -> dict[str, Any]:
-    outputs = {column.name: None if expression is None else environment.evaluate(expression, data)
-               for column, expression in zip(table.outputs, rule.outputs, strict=True)}
+    outputs = {
+        column.name: None if expression is None else environment.evaluate(expression, data)
+        for column, expression in zip(table.outputs, rule.outputs, strict=True)
+    }
     try:  # task data and the evaluation record are JSON: a set or a tuple would not come back as it went in
         return dict(json.loads(json.dumps(outputs, allow_nan=False)))
     except (TypeError, ValueError):
-        raise _refuse(table, f"rule {rule.id} gives an output task data cannot hold (a set, or not a finite "
-                             "number)") from None
+        raise _refuse(
+            table, f"rule {rule.id} gives an output task data cannot hold (a set, or not a finite number)"
+        ) from None
 
 
 def _priority(table: DecisionTable, outputs: dict[str, Any]) -> tuple[int, ...]:
@@ -81,8 +84,9 @@ def _priority(table: DecisionTable, outputs: dict[str, Any]) -> tuple[int, ...]:
     return tuple(rank(column.priorities, outputs[column.name]) for column in table.outputs)
 
 
-def evaluate_decision(table: DecisionTable, data: dict[str, Any], environment: Environment, *,
-                      max_seconds: float = MAX_DECISION_SECONDS) -> DecisionOutcome:
+def evaluate_decision(
+    table: DecisionTable, data: dict[str, Any], environment: Environment, *, max_seconds: float = MAX_DECISION_SECONDS
+) -> DecisionOutcome:
     """Evaluate ``table`` against task ``data`` (unchanged). Each cell is bounded by the
     environment; the whole table by ``max_seconds`` (checked after each rule), so a table of many
     rules cannot hold a request.
@@ -119,11 +123,15 @@ def _combine(table: DecisionTable, matched: list[Rule], results: list[dict[str, 
         if not results:
             return {column.name: None for column in table.outputs}
         if policy == "UNIQUE" and len(results) > 1:
-            raise _refuse(table, f"hit policy UNIQUE, but {len(results)} rules match: "
-                                 f"{', '.join(rule.id for rule in matched)}")
+            raise _refuse(
+                table, f"hit policy UNIQUE, but {len(results)} rules match: {', '.join(rule.id for rule in matched)}"
+            )
         if policy == "ANY" and any(result != results[0] for result in results):
-            raise _refuse(table, "hit policy ANY, but the matching rules give different outputs: "
-                                 f"{', '.join(rule.id for rule in matched)}")
+            raise _refuse(
+                table,
+                "hit policy ANY, but the matching rules give different outputs: "
+                f"{', '.join(rule.id for rule in matched)}",
+            )
         if policy == "PRIORITY":
             return min(results, key=lambda result: _priority(table, result))
         return results[0]

@@ -49,13 +49,20 @@ def explain_decision(stored: StoredDecisionEvaluation, dmn_content: bytes) -> De
     if table is None or table.digest != stored.table_version:
         raise NotFoundError(f"the decision table of evaluation {stored.id} is not in its pathway version")
     values = {item["label"]: item["value"] for item in stored.inputs}
-    verdicts, lines = [], [f"Decision {table.decision_id} ({table.name}), hit policy {stored.hit_policy}, "
-                           f"table {table.file} version {table.digest[:12]}."]
+    verdicts, lines = (
+        [],
+        [
+            f"Decision {table.decision_id} ({table.name}), hit policy {stored.hit_policy}, "
+            f"table {table.file} version {table.digest[:12]}."
+        ],
+    )
     lines += [f"Input {label} = {json.dumps(value)}" for label, value in values.items()]
     matched = set(stored.matched)
     for rule in table.rules:
-        outputs = [f"{column.name} = {text if text is not None else 'null'}"
-                   for column, text in zip(table.outputs, rule.outputs, strict=True)]
+        outputs = [
+            f"{column.name} = {text if text is not None else 'null'}"
+            for column, text in zip(table.outputs, rule.outputs, strict=True)
+        ]
         failed = stored.misses.get(rule.id)
         if rule.id in matched:
             verdict, why = "matched", "matched: " + ", ".join(outputs)
@@ -65,9 +72,18 @@ def explain_decision(stored: StoredDecisionEvaluation, dmn_content: bytes) -> De
             why = f"not matched: {label} is {json.dumps(values.get(label))}, the entry says {rule.texts[failed]}"
         else:
             verdict, why = "not evaluated", "not evaluated (hit policy FIRST stops at the first match)"
-        verdicts.append(RuleVerdict(rule.id, rule.row, verdict, list(rule.texts),
-                                    None if failed is None else table.inputs[failed].label, outputs))
+        verdicts.append(
+            RuleVerdict(
+                rule.id,
+                rule.row,
+                verdict,
+                list(rule.texts),
+                None if failed is None else table.inputs[failed].label,
+                outputs,
+            )
+        )
         lines.append(f"Rule {rule.row} ({rule.id}): {why}")
     lines.append("Outputs: " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in stored.outputs.items()))
-    return DecisionExplanation(table.decision_id, stored.hit_policy, table.digest, table.file, verdicts,
-                               "\n".join(lines))
+    return DecisionExplanation(
+        table.decision_id, stored.hit_policy, table.digest, table.file, verdicts, "\n".join(lines)
+    )

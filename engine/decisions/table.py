@@ -32,15 +32,30 @@ from lxml import etree
 from engine.errors import Problem
 from engine.expressions import check_expression
 
-__all__ = ["CELL", "DECISION_PROPERTY", "DMN_NAMESPACES", "HIT_POLICIES", "DecisionTable", "InputColumn",
-           "OutputColumn", "Rule", "decision_ids", "read_decisions", "table_from_json", "translate_expression",
-           "translate_unary_tests"]
+__all__ = [
+    "CELL",
+    "DECISION_PROPERTY",
+    "DMN_NAMESPACES",
+    "HIT_POLICIES",
+    "DecisionTable",
+    "InputColumn",
+    "OutputColumn",
+    "Rule",
+    "decision_ids",
+    "read_decisions",
+    "table_from_json",
+    "translate_expression",
+    "translate_unary_tests",
+]
 
 # The task-spec property a business rule task's translated table is kept under (written when the
 # diagram is prepared for the engine, so the table is part of the stored pathway version).
 DECISION_PROPERTY = "carepath.decisionTable"
-DMN_NAMESPACES = ("http://www.omg.org/spec/DMN/20151101/dmn.xsd", "http://www.omg.org/spec/DMN/20180521/MODEL/",
-                  "https://www.omg.org/spec/DMN/20191111/MODEL/")
+DMN_NAMESPACES = (
+    "http://www.omg.org/spec/DMN/20151101/dmn.xsd",
+    "http://www.omg.org/spec/DMN/20180521/MODEL/",
+    "https://www.omg.org/spec/DMN/20191111/MODEL/",
+)
 HIT_POLICIES = ("UNIQUE", "FIRST", "PRIORITY", "ANY", "COLLECT", "RULE ORDER", "OUTPUT ORDER")
 AGGREGATIONS = ("SUM", "MIN", "MAX", "COUNT")
 CELL = "dmn_input_value"  # the name an input entry's translated test reads the input's value from
@@ -55,8 +70,10 @@ _RANGE = re.compile(r"^([\[\]\(])\s*(.+?)\s*\.\.\s*(.+?)\s*([\[\]\)])$", re.DOTA
 _COMPARISON = re.compile(r"^(<=|>=|<|>)\s*(.+)$", re.DOTALL)
 _NOT = re.compile(r"^not\s*\((.*)\)$", re.DOTALL)
 # FEEL tokens outside text literals: literals kept; words and '=' translated.
-_FEEL_TOKENS = re.compile(r'(?P<text>"(?:[^"\\]|\\.)*")|(?P<path>\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)'
-                          r"|(?P<word>\b(?:true|false|null)\b)|(?P<eq>(?<![<>=!])=(?!=))")
+_FEEL_TOKENS = re.compile(
+    r'(?P<text>"(?:[^"\\]|\\.)*")|(?P<path>\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)'
+    r"|(?P<word>\b(?:true|false|null)\b)|(?P<eq>(?<![<>=!])=(?!=))"
+)
 _FEEL_WORDS = {"true": "True", "false": "False", "null": "None"}
 
 
@@ -107,12 +124,26 @@ def table_from_json(text: str) -> DecisionTable:
     """A table as :meth:`DecisionTable.to_json` wrote it (no checks: it was checked at deploy)."""
     data = json.loads(text)
     return DecisionTable(
-        decision_id=data["decision_id"], name=data["name"], file=data["file"], digest=data["digest"],
-        hit_policy=data["hit_policy"], aggregation=data["aggregation"],
+        decision_id=data["decision_id"],
+        name=data["name"],
+        file=data["file"],
+        digest=data["digest"],
+        hit_policy=data["hit_policy"],
+        aggregation=data["aggregation"],
         inputs=tuple(InputColumn(**item) for item in data["inputs"]),
         outputs=tuple(OutputColumn(item["id"], item["name"], tuple(item["priorities"])) for item in data["outputs"]),
-        rules=tuple(Rule(item["id"], item["row"], item["line"], tuple(item["texts"]), tuple(item["tests"]),
-                         tuple(item["outputs"])) for item in data["rules"]))
+        rules=tuple(
+            Rule(
+                item["id"],
+                item["row"],
+                item["line"],
+                tuple(item["texts"]),
+                tuple(item["tests"]),
+                tuple(item["outputs"]),
+            )
+            for item in data["rules"]
+        ),
+    )
 
 
 class _Refused(Exception):
@@ -155,6 +186,7 @@ def translate_expression(text: str) -> str:
 
     Raises: _Refused (module-private) with the reason; callers outside use :func:`read_decisions`.
     """
+
     def convert(token: re.Match[str]) -> str:
         if token.group("text"):
             return token.group("text")
@@ -171,8 +203,10 @@ def translate_expression(text: str) -> str:
 def _endpoint(text: str) -> str:
     if _NUMBER.match(text) or _STRING.match(text) or text in ("true", "false") or _PATH.match(text):
         return translate_expression(text)
-    raise _Refused(f"{text!r} is not a value CarePath reads in an input entry: write a number, \"text\", "
-                   "true, false or a variable name")
+    raise _Refused(
+        f'{text!r} is not a value CarePath reads in an input entry: write a number, "text", '
+        "true, false or a variable name"
+    )
 
 
 def _one_test(text: str) -> str:
@@ -224,7 +258,7 @@ def _literal(text: str) -> Any:
         return json.loads(text)
     if _NUMBER.match(text):
         return float(text) if "." in text else int(text)
-    raise _Refused(f"{text!r} is not a literal (\"text\" or a number) in an output values list")
+    raise _Refused(f'{text!r} is not a literal ("text" or a number) in an output values list')
 
 
 def decision_ids(content: bytes) -> list[str]:
@@ -249,8 +283,9 @@ class _Reader:
         self.ns = ""
 
     def problem(self, message: str, node: Any, decision: str | None, code: str = "decision-table") -> None:
-        self.problems.append(Problem(message, file=self.file, line=getattr(node, "sourceline", None),
-                                     element=decision, code=code))
+        self.problems.append(
+            Problem(message, file=self.file, line=getattr(node, "sourceline", None), element=decision, code=code)
+        )
 
     def q(self, tag: str) -> str:
         return f"{{{self.ns}}}{tag}"
@@ -262,9 +297,15 @@ class _Reader:
     def root(self) -> Any | None:
         doctype = self.content.find(b"<!DOCTYPE", 0, 4096)
         if doctype >= 0:
-            self.problems.append(Problem("the file has a document type declaration (<!DOCTYPE ...>), which may "
-                                         "declare entities: remove it (no modeller writes one)", file=self.file,
-                                         line=self.content.count(b"\n", 0, doctype) + 1, code="dtd"))
+            self.problems.append(
+                Problem(
+                    "the file has a document type declaration (<!DOCTYPE ...>), which may "
+                    "declare entities: remove it (no modeller writes one)",
+                    file=self.file,
+                    line=self.content.count(b"\n", 0, doctype) + 1,
+                    code="dtd",
+                )
+            )
             return None
         try:
             self.content.decode("utf-8")
@@ -273,8 +314,9 @@ class _Reader:
             self.problem("the file is not UTF-8 text: save it as UTF-8", None, None, "encoding")
             return None
         except etree.XMLSyntaxError as exc:
-            self.problems.append(Problem(f"not well-formed XML: {exc.msg}", file=self.file, line=exc.lineno or None,
-                                         code="xml-syntax"))
+            self.problems.append(
+                Problem(f"not well-formed XML: {exc.msg}", file=self.file, line=exc.lineno or None, code="xml-syntax")
+            )
             return None
         self.ns = etree.QName(root).namespace or ""
         if etree.QName(root).localname != "definitions" or self.ns not in DMN_NAMESPACES:
@@ -292,8 +334,11 @@ class _Reader:
         for index, decision in enumerate(decisions):
             decision_id = str(decision.get("id") or "")
             if index > 0:  # SpiffWorkflow's DMN parser reads only one decision per file
-                self.problem("a .dmn file holds one decision in CarePath: move this one to a file of its own",
-                             decision, decision_id)
+                self.problem(
+                    "a .dmn file holds one decision in CarePath: move this one to a file of its own",
+                    decision,
+                    decision_id,
+                )
                 continue
             table = self.table(decision, decision_id)
             if table is not None:
@@ -301,12 +346,14 @@ class _Reader:
 
     def table(self, decision: Any, decision_id: str) -> DecisionTable | None:
         if decision.find(self.q("informationRequirement")) is not None:
-            self.problem("a decision that requires other decisions is not run: join them into one table",
-                         decision, decision_id)
+            self.problem(
+                "a decision that requires other decisions is not run: join them into one table", decision, decision_id
+            )
         element = decision.find(self.q("decisionTable"))
         if element is None:
-            self.problem("only decision tables are run (not literal expressions or other decision logic)",
-                         decision, decision_id)
+            self.problem(
+                "only decision tables are run (not literal expressions or other decision logic)", decision, decision_id
+            )
             return None
         before = len(self.problems)
         hit_policy = (element.get("hitPolicy") or "UNIQUE").upper()
@@ -314,8 +361,11 @@ class _Reader:
         if hit_policy not in HIT_POLICIES:
             self.problem(f"hit policy {hit_policy} is not one of {', '.join(HIT_POLICIES)}", element, decision_id)
         if aggregation is not None and (hit_policy != "COLLECT" or aggregation not in AGGREGATIONS):
-            self.problem(f"aggregation {aggregation} is run only with COLLECT, as one of {', '.join(AGGREGATIONS)}",
-                         element, decision_id)
+            self.problem(
+                f"aggregation {aggregation} is run only with COLLECT, as one of {', '.join(AGGREGATIONS)}",
+                element,
+                decision_id,
+            )
         inputs = tuple(self.input(node, decision_id) for node in element.iterfind(self.q("input")))
         outputs = tuple(self.output(node, decision_id) for node in element.iterfind(self.q("output")))
         self.check_shape(element, decision_id, hit_policy, aggregation, inputs, outputs)
@@ -327,16 +377,34 @@ class _Reader:
             rules.append(self.rule(node, row, len(inputs), len(outputs), decision_id))
         ids = [str(node.get("id") or "") for node in element.iter(self.q("input"), self.q("output"), self.q("rule"))]
         if "" in ids or len(set(ids)) != len(ids):
-            self.problem("every input, output and rule needs an id of its own (the records name rules by id)",
-                         element, decision_id)
+            self.problem(
+                "every input, output and rule needs an id of its own (the records name rules by id)",
+                element,
+                decision_id,
+            )
         if len(self.problems) > before:
             return None
-        return DecisionTable(decision_id, str(decision.get("name") or decision_id), self.file,
-                             hashlib.sha256(self.content).hexdigest(), hit_policy, aggregation, inputs, outputs,
-                             tuple(rules))
+        return DecisionTable(
+            decision_id,
+            str(decision.get("name") or decision_id),
+            self.file,
+            hashlib.sha256(self.content).hexdigest(),
+            hit_policy,
+            aggregation,
+            inputs,
+            outputs,
+            tuple(rules),
+        )
 
-    def check_shape(self, element: Any, decision_id: str, hit_policy: str, aggregation: str | None,
-                    inputs: tuple[InputColumn, ...], outputs: tuple[OutputColumn, ...]) -> None:
+    def check_shape(
+        self,
+        element: Any,
+        decision_id: str,
+        hit_policy: str,
+        aggregation: str | None,
+        inputs: tuple[InputColumn, ...],
+        outputs: tuple[OutputColumn, ...],
+    ) -> None:
         """The columns fit the hit policy: outputs exist, one for an aggregation, priorities listed."""
         if not outputs:
             self.problem("the table has no output column", element, decision_id)
@@ -345,8 +413,11 @@ class _Reader:
         if aggregation and len(outputs) > 1:
             self.problem(f"aggregation {aggregation} needs a table with one output column", element, decision_id)
         if hit_policy in ("PRIORITY", "OUTPUT ORDER") and not any(o.priorities for o in outputs):
-            self.problem(f"hit policy {hit_policy} needs the output values listed in priority order on an output "
-                         "column", element, decision_id)
+            self.problem(
+                f"hit policy {hit_policy} needs the output values listed in priority order on an output column",
+                element,
+                decision_id,
+            )
 
     def input(self, node: Any, decision_id: str) -> InputColumn:
         expression = node.find(self.q("inputExpression"))
@@ -364,8 +435,11 @@ class _Reader:
     def output(self, node: Any, decision_id: str) -> OutputColumn:
         name = str(node.get("name") or "")
         if not _OUTPUT_NAME.match(name):
-            self.problem("the output column needs a name that can be a variable (letters, digits, '_'), "
-                         "the task data it sets", node, decision_id)
+            self.problem(
+                "the output column needs a name that can be a variable (letters, digits, '_'), the task data it sets",
+                node,
+                decision_id,
+            )
         priorities: tuple[Any, ...] = ()
         values = node.find(self.q("outputValues"))
         if values is not None and self.text_of(values).strip():
@@ -379,8 +453,12 @@ class _Reader:
         entries = list(node.iterfind(self.q("inputEntry")))
         results = list(node.iterfind(self.q("outputEntry")))
         if len(entries) != inputs or len(results) != outputs:
-            self.problem(f"rule {row} has {len(entries)} input and {len(results)} output entries; the table has "
-                         f"{inputs} and {outputs}", node, decision_id)
+            self.problem(
+                f"rule {row} has {len(entries)} input and {len(results)} output entries; the table has "
+                f"{inputs} and {outputs}",
+                node,
+                decision_id,
+            )
         texts, tests, values = [], [], []
         for entry in entries:
             text = self.text_of(entry)
@@ -388,16 +466,18 @@ class _Reader:
             try:
                 tests.append(translate_unary_tests(text))
             except ValueError as exc:
-                self.problem(f"rule {row} ({node.get('id')}): input entry: {exc}", entry, decision_id,
-                             "unsafe-expression")
+                self.problem(
+                    f"rule {row} ({node.get('id')}): input entry: {exc}", entry, decision_id, "unsafe-expression"
+                )
                 tests.append(None)
         for entry in results:
             text = self.text_of(entry).strip()
             try:
                 values.append(translate_expression(text) if text else None)
             except _Refused as exc:
-                self.problem(f"rule {row} ({node.get('id')}): output entry: {exc}", entry, decision_id,
-                             "unsafe-expression")
+                self.problem(
+                    f"rule {row} ({node.get('id')}): output entry: {exc}", entry, decision_id, "unsafe-expression"
+                )
                 values.append(None)
         return Rule(str(node.get("id")), row, node.sourceline, tuple(texts), tuple(tests), tuple(values))
 

@@ -71,8 +71,16 @@ __all__ = [
 
 SCHEMA_VERSION = "2.0"
 # Everything the patient agreed to, wherever its service has taken it (engine.careplan.moves).
-_AGREED = ("agreed", "referred", "accepted", "first_contact", "did_not_attend", "completed", "service_declined",
-           "withdrawn")
+_AGREED = (
+    "agreed",
+    "referred",
+    "accepted",
+    "first_contact",
+    "did_not_attend",
+    "completed",
+    "service_declined",
+    "withdrawn",
+)
 _REFERRALS_MADE = ("referred", "accepted", "first_contact", "did_not_attend", "completed")
 _DONE = ("completed", "service_declined", "withdrawn")
 # "Something else" on the checklist, and where the patient describes it (pathways/shared/forms/hna_checklist*.json).
@@ -80,18 +88,28 @@ OTHER_CONCERN, OTHER_CONCERN_TEXT = "other_concern", "other_concern_text"
 # The concerns checklist's scale (rules/catalogues/concerns.yaml): discussed from 5, a priority from 8.
 _DISCUSS_AT, _PRIORITY_AT = 5, 8
 # Review and survey elements of the shared sub-pathways, and the data holding their due dates.
-_UPCOMING = (("cancer_care_review_3_months", "first_review", "first_review_due"),
-             ("cancer_care_review_12_months", "second_review", "second_review_due"))
+_UPCOMING = (
+    ("cancer_care_review_3_months", "first_review", "first_review_due"),
+    ("cancer_care_review_12_months", "second_review", "second_review_due"),
+)
 # The quality of life survey's task: the national survey's invitation (pathways/shared/quality_of_life_survey.bpmn),
 # or a pathway's own survey task; the national survey invites people aged 16 and over.
 _SURVEY_ELEMENTS = {"survey", "survey_invitation"}
 _SURVEY_MIN_AGE = 16
 # The palliative route's dates (pathways/shared/palliative_care*.bpmn), while it runs: data -> upcoming code.
-_PALLIATIVE_DUE = (("palliative_assessment_due", "palliative_assessment"),
-                   ("palliative_plan_revisit_due", "palliative_plan_revisit"))
+_PALLIATIVE_DUE = (
+    ("palliative_assessment_due", "palliative_assessment"),
+    ("palliative_plan_revisit_due", "palliative_plan_revisit"),
+)
 # What only the NHS in England does (the GP cancer care review): never in a document of another system.
-_ENGLAND_ONLY = {"cancer_care_review_3_months", "cancer_care_review_12_months", "first_review", "second_review",
-                 "remind_first", "remind_second"}
+_ENGLAND_ONLY = {
+    "cancer_care_review_3_months",
+    "cancer_care_review_12_months",
+    "first_review",
+    "second_review",
+    "remind_first",
+    "remind_second",
+}
 # Min vårdplan's "praktiska frågor": the HNA checklist's practical domain and the services for it.
 _PRACTICAL_DOMAIN = "practical"
 # A rule context field -> the locale's label group for its values.
@@ -100,8 +118,15 @@ _PRACTICAL_SERVICES = {"financial_advice", "work_support", "social_work", "young
 # Systemic anticancer therapy among the treatment forms' codes. UKONS: the signs for people on
 # treatment apply on SACT and for 6 weeks after it; immune-related effects can start up to a year after
 # immunotherapy (ESMO 2022), so 12 months for it (issue 13's on_sact / on_immunotherapy).
-_SACT = {"chemotherapy", "immunotherapy", "targeted_therapy", "her2_targeted_therapy", "chemoradiotherapy",
-         "systemic_therapy", "stem_cell_transplant"}
+_SACT = {
+    "chemotherapy",
+    "immunotherapy",
+    "targeted_therapy",
+    "her2_targeted_therapy",
+    "chemoradiotherapy",
+    "systemic_therapy",
+    "stem_cell_transplant",
+}
 _SACT_WEEKS, _IMMUNOTHERAPY_MONTHS = 6, 12
 # Treatments that continue after the course the summary is about (NICE NG101 endocrine therapy,
 # NICE NG131 androgen deprivation).
@@ -110,11 +135,29 @@ _CONTINUING = ("endocrine_therapy", "hormone_therapy", "androgen_deprivation_the
 _SUMMARY_DUE_WEEKS = 6
 # What a phase's summary keeps of the data it was written from (engine.careplan.summaries): its course,
 # what its summary says, and what the MDT planned for it. The rest (contacts, the care plan) is current.
-_PHASE_KEYS = ("treatments_received", "completed_on", "summary_treatments", "effects_to_watch_for",
-               "warning_signs_given", "ongoing_support", "gp_actions", "follow_up_model", "last_sact_date",
-               "ongoing_treatments", "surveillance_plan", "summary_author", "prognosis_discussed",
-               "benefits_form_status", "cancer_stage", "treatment_intent", "on_immunotherapy",
-               "immunotherapy_planned", "systemic_therapy_planned", "stoma_formed", "eot_phase")
+_PHASE_KEYS = (
+    "treatments_received",
+    "completed_on",
+    "summary_treatments",
+    "effects_to_watch_for",
+    "warning_signs_given",
+    "ongoing_support",
+    "gp_actions",
+    "follow_up_model",
+    "last_sact_date",
+    "ongoing_treatments",
+    "surveillance_plan",
+    "summary_author",
+    "prognosis_discussed",
+    "benefits_form_status",
+    "cancer_stage",
+    "treatment_intent",
+    "on_immunotherapy",
+    "immunotherapy_planned",
+    "systemic_therapy_planned",
+    "stoma_formed",
+    "eot_phase",
+)
 
 
 def resolve_language(requested: str | None) -> str:
@@ -162,13 +205,14 @@ class _Sources:
         with read_only(carepath.sessions) as session:
             self.view, self.data = carepath.instances.read(session, instance_id)
             # Under four eyes, the warning signs a second author activated (engine.rules.activation).
-            self.warning_signs = warning_signs_in_use(session, carepath.rules,
-                                                      active_only=carepath.settings.four_eyes)
+            self.warning_signs = warning_signs_in_use(session, carepath.rules, active_only=carepath.settings.four_eyes)
             self.plan = carepath.care_plans.read(session, instance_id)
             records = list_evaluations(session, instance_id=instance_id)
-            completed = session.execute(select(InstanceEvent.element, InstanceEvent.at, InstanceEvent.actor).where(
-                InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed")
-                .order_by(InstanceEvent.seq)).all()
+            completed = session.execute(
+                select(InstanceEvent.element, InstanceEvent.at, InstanceEvent.actor)
+                .where(InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed")
+                .order_by(InstanceEvent.seq)
+            ).all()
             self.phases: list[TreatmentSummary] = carepath.treatment_summaries.phases(session, instance_id)
         self.completions = [(element, at, actor) for element, at, actor in completed]
         self.made = {i["id"]: datetime.fromisoformat(i["created_at"]) for i in self.plan.items}  # care plan items
@@ -181,14 +225,22 @@ class _Sources:
 
     def header(self, document_type: str, title_key: str) -> dict[str, Any]:
         return {
-            "document_type": document_type, "schema_version": SCHEMA_VERSION, "generated_at": self.now.isoformat(),
-            "language": self.language, "title": self.strings[title_key]["title"],
-            "instance_id": self.view.id, "pathway_id": self.view.pathway_id,
+            "document_type": document_type,
+            "schema_version": SCHEMA_VERSION,
+            "generated_at": self.now.isoformat(),
+            "language": self.language,
+            "title": self.strings[title_key]["title"],
+            "instance_id": self.view.id,
+            "pathway_id": self.view.pathway_id,
             "pathway_name": self.labels.of("pathway", self.view.pathway_id),
-            "pathway_version": self.view.pathway_version, "patient_ref": self.view.patient_ref,
+            "pathway_version": self.view.pathway_version,
+            "patient_ref": self.view.patient_ref,
             "instance_status": {"code": self.view.status, "label": self.labels.of("instance_status", self.view.status)},
-            "directory": {"example": self.directory.example, "health_system": self.contacts.system.key,
-                          "version": self.directory.version},
+            "directory": {
+                "example": self.directory.example,
+                "health_system": self.contacts.system.key,
+                "version": self.directory.version,
+            },
         }
 
     def items(self, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -200,28 +252,41 @@ class _Sources:
         titles = evaluation.get("rule_titles", {})
         service = item["service"]
         entry = catalogue.interventions.get(item["code"])
-        reasons = plain_reasons(item["rules"], evaluation.get("fired", []), evaluation.get("facts", []),
-                                evaluation.get("rule_file"), self.strings["reasons"], labels.concern,
-                                lambda name, value: labels.of(_FIELD_LABELS.get(name, name), value))
+        reasons = plain_reasons(
+            item["rules"],
+            evaluation.get("fired", []),
+            evaluation.get("facts", []),
+            evaluation.get("rule_file"),
+            self.strings["reasons"],
+            labels.concern,
+            lambda name, value: labels.of(_FIELD_LABELS.get(name, name), value),
+        )
         return {
-            "id": item["id"], "kind": item["kind"], "kind_label": labels.of("kind", item["kind"]),
-            "code": item["code"], "name": labels.named(entry, item["code"]),
+            "id": item["id"],
+            "kind": item["kind"],
+            "kind_label": labels.of("kind", item["kind"]),
+            "code": item["code"],
+            "name": labels.named(entry, item["code"]),
             "description": entry.description if entry is not None and self.language == "en" else None,
             "service": {"code": service, "name": labels.named(catalogue.service_types.get(service), service)}
-            if service else None,
+            if service
+            else None,
             # Who gives it: the referral's service, else the service the catalogue says provides it.
             "provider": self.contacts.provider(service or (entry.service if entry is not None else None)),
             "urgency": item["urgency"],
             "urgency_label": labels.of("urgency", item["urgency"]) if item["urgency"] else None,
-            "status": item["status"], "status_label": labels.of("status", item["status"]),
+            "status": item["status"],
+            "status_label": labels.of("status", item["status"]),
             "section": _section(item, entry, reasons, self.catalogue),
             "updated_at": item["updated_at"],
             "accept_by": item.get("accept_by"),
             "history": item.get("history", []),
             "reasons": reasons,
             "why": {
-                "evaluation_id": item["evaluation_id"], "assessed_at": evaluation.get("assessed_at"),
-                "ruleset": evaluation.get("ruleset"), "ruleset_version": evaluation.get("ruleset_version"),
+                "evaluation_id": item["evaluation_id"],
+                "assessed_at": evaluation.get("assessed_at"),
+                "ruleset": evaluation.get("ruleset"),
+                "ruleset_version": evaluation.get("ruleset_version"),
                 "catalogue_version": evaluation.get("catalogue_version"),
                 "rules": [{"id": rule, "title": titles.get(rule)} for rule in item["rules"]],
             },
@@ -230,16 +295,22 @@ class _Sources:
     def diagnosis(self) -> dict[str, Any]:
         code, intent = self.data.get("diagnosis"), self.data.get("treatment_intent")
         stage = self.data.get("cancer_stage")
-        return {"code": code, "label": self.labels.of("diagnosis", code),
-                "diagnosis_date": self.data.get("diagnosis_date"), "age": self.data.get("age"),
-                "stage": stage if isinstance(stage, str) and stage.strip() else None,
-                "treatment_intent": {"code": intent, "label": self.labels.of("treatment_intent", intent)}
-                if intent else None}
+        return {
+            "code": code,
+            "label": self.labels.of("diagnosis", code),
+            "diagnosis_date": self.data.get("diagnosis_date"),
+            "age": self.data.get("age"),
+            "stage": stage if isinstance(stage, str) and stage.strip() else None,
+            "treatment_intent": {"code": intent, "label": self.labels.of("treatment_intent", intent)}
+            if intent
+            else None,
+        }
 
     def safety(self, during_treatment: bool) -> dict[str, Any]:
         """The message every document starts with: feeling unwell, call the 24-hour line now (issue 13)."""
-        notice = safety_notice(self.directory, self.language,
-                               "during_treatment" if during_treatment else "after_treatment")
+        notice = safety_notice(
+            self.directory, self.language, "during_treatment" if during_treatment else "after_treatment"
+        )
         return {k: notice[k] for k in ("kind", "title", "phone", "line", "example", "text", "emergency")}
 
     def england(self) -> bool:
@@ -262,8 +333,9 @@ class _Sources:
             if not found:
                 raise NotFoundError(f"no phase {number} of care with an end of treatment summary")
             if found[0].status != "written":
-                raise ConflictError(f"no end of treatment summary of phase {number} yet: the treating team "
-                                    "has not written it")
+                raise ConflictError(
+                    f"no end of treatment summary of phase {number} yet: the treating team has not written it"
+                )
             self.phase = found[0]
         if self.phase.content is None:
             return  # written on a diagram version that did not keep it: the current data
@@ -321,21 +393,34 @@ def _evaluation(record: Any, rule_files: dict[tuple[str, str], RuleFile], labels
         score = int(fact["score"])
         level = "priority" if score >= _PRIORITY_AT else "discuss" if score >= _DISCUSS_AT else "noted"
         concern, domain = labels.catalogue.concerns.get(fact["code"]), labels.catalogue.domains.get(fact["domain"])
-        concerns.append({"code": fact["code"], "name": labels.named(concern, fact["code"]), "domain": fact["domain"],
-                         "domain_name": labels.named(domain, fact["domain"]), "score": score, "level": level,
-                         "level_label": labels.of("level", level)})
+        concerns.append(
+            {
+                "code": fact["code"],
+                "name": labels.named(concern, fact["code"]),
+                "domain": fact["domain"],
+                "domain_name": labels.named(domain, fact["domain"]),
+                "score": score,
+                "level": level,
+                "level_label": labels.of("level", level),
+            }
+        )
     concerns.sort(key=lambda c: (-c["score"], c["domain"], c["code"]))
     phase = context.get("treatment_phase")
     rule_file = rule_files.get((record.ruleset_name, record.ruleset_version))
     return {
-        "evaluation_id": record.id, "assessed_at": record.created_at.isoformat(),
+        "evaluation_id": record.id,
+        "assessed_at": record.created_at.isoformat(),
         "phase": {"code": phase, "label": labels.of("phase", phase)} if phase else None,
-        "ruleset": record.ruleset_name, "ruleset_version": record.ruleset_version,
-        "catalogue_version": record.catalogue_version, "concerns": concerns,
+        "ruleset": record.ruleset_name,
+        "ruleset_version": record.ruleset_version,
+        "catalogue_version": record.catalogue_version,
+        "concerns": concerns,
         "rules_fired": [f["rule"] for f in record.fired],
         # Not in the document, for building it: titles, the rule file, the facts and firings.
         "rule_titles": {rule.id: rule.title for rule in rule_file.rules} if rule_file else {},
-        "rule_file": rule_file, "facts": list(record.facts), "fired": list(record.fired),
+        "rule_file": rule_file,
+        "facts": list(record.facts),
+        "fired": list(record.fired),
     }
 
 
@@ -346,8 +431,11 @@ def _section(item: dict[str, Any], entry: Any, reasons: list[dict[str, Any]], ca
     """Where an agreed item goes in the plan, as Min vårdplan cancer groups them: ``practical``
     (praktiska frågor: the practical services, or proposed for practical concerns alone),
     ``self_care`` (egenvård: information to act on yourself) or ``rehabilitation`` (the rest)."""
-    domains = {catalogue.concerns[r["code"]].domain for r in reasons
-               if r["kind"] == "concern" and r["code"] in catalogue.concerns}
+    domains = {
+        catalogue.concerns[r["code"]].domain
+        for r in reasons
+        if r["kind"] == "concern" and r["code"] in catalogue.concerns
+    }
     if item["service"] in _PRACTICAL_SERVICES or (domains and domains == {_PRACTICAL_DOMAIN}):
         return "practical"
     return "self_care" if item["kind"] == "information" else "rehabilitation"
@@ -396,8 +484,11 @@ def _needs(src: _Sources, concerns: list[dict[str, Any]]) -> list[dict[str, Any]
 def _palliative_due(src: _Sources) -> list[dict[str, Any]]:
     """The palliative route's next needs assessment and plan revisit, while the route runs."""
     today = src.now.date().isoformat()
-    return [{"code": code, "due_on": due} for key, code in _PALLIATIVE_DUE
-            if isinstance(due := src.data.get(key), str) and _date(due) is not None and due >= today]
+    return [
+        {"code": code, "due_on": due}
+        for key, code in _PALLIATIVE_DUE
+        if isinstance(due := src.data.get(key), str) and _date(due) is not None and due >= today
+    ]
 
 
 def _next_steps(src: _Sources) -> dict[str, Any]:
@@ -441,8 +532,9 @@ def _next_steps(src: _Sources) -> dict[str, Any]:
 # --- the end of treatment summary -----------------------------------------------------------------------
 
 
-def end_of_treatment_summary(carepath: CarePath, instance_id: str, language: str | None = "en",
-                             phase: int | None = None) -> dict[str, Any]:
+def end_of_treatment_summary(
+    carepath: CarePath, instance_id: str, language: str | None = "en", phase: int | None = None
+) -> dict[str, Any]:
     """The End of Treatment Summary of phase ``phase`` of an instance (1, 2, ...: each course of
     treatment that ended; None: the latest written), with the content of NHS England's template and
     the phase's own treatments and dates (docs/documents.md).
@@ -476,16 +568,19 @@ def end_of_treatment_summary(carepath: CarePath, instance_id: str, language: str
         "who_to_call": src.contacts.all(),
         "surveillance": _surveillance(src),
         "referrals_made": {"care_plan": referred, "organisations": organisations},
-        "prognosis": {"discussed": data.get("prognosis_discussed")
-                      if isinstance(data.get("prognosis_discussed"), str) else None},
+        "prognosis": {
+            "discussed": data.get("prognosis_discussed") if isinstance(data.get("prognosis_discussed"), str) else None
+        },
         "benefits_form": _benefits_form(src),
-        "ongoing_support": {"care_plan": [i for i in src.items(_AGREED) if i not in referred
-                                          and _within(src, i, None, until)],
-                            "other": list(data.get("ongoing_support") or [])},
+        "ongoing_support": {
+            "care_plan": [i for i in src.items(_AGREED) if i not in referred and _within(src, i, None, until)],
+            "other": list(data.get("ongoing_support") or []),
+        },
         "gp_actions": list(data.get("gp_actions") or []),
         "gp_practice": src.contacts.gp_practice(),
         "follow_up": {"model": data["follow_up_model"], "label": labels.of("follow_up_model", data["follow_up_model"])}
-        if data.get("follow_up_model") else None,
+        if data.get("follow_up_model")
+        else None,
     }
 
 
@@ -518,11 +613,17 @@ def _within(src: _Sources, item: dict[str, Any], after: datetime | None, until: 
 
 
 def _phase_entry(src: _Sources, row: TreatmentSummary) -> dict[str, Any]:
-    return {"number": row.number, "code": row.phase, "label": src.labels.of("phase_of_care", row.phase),
-            "ended_on": row.ended_on.isoformat(), "due_by": row.due_by.isoformat(), "status": row.status,
-            "status_label": src.labels.of("summary_status", row.status),
-            "written_on": row.written_at.date().isoformat() if row.written_at else None,
-            "overdue": row.overdue_at is not None and row.closed_at is None}
+    return {
+        "number": row.number,
+        "code": row.phase,
+        "label": src.labels.of("phase_of_care", row.phase),
+        "ended_on": row.ended_on.isoformat(),
+        "due_by": row.due_by.isoformat(),
+        "status": row.status,
+        "status_label": src.labels.of("summary_status", row.status),
+        "written_on": row.written_at.date().isoformat() if row.written_at else None,
+        "overdue": row.overdue_at is not None and row.closed_at is None,
+    }
 
 
 def _phase_list(src: _Sources) -> list[dict[str, Any]]:
@@ -533,11 +634,19 @@ def _phase_list(src: _Sources) -> list[dict[str, Any]]:
         return []
     written = src.completed.get("write_summary")
     ended = _date(src.data.get("completed_on"))
-    return [{"number": 1, "code": "first_line", "label": src.labels.of("phase_of_care", "first_line"),
-             "ended_on": ended.isoformat() if ended else None,
-             "due_by": (ended + timedelta(weeks=_SUMMARY_DUE_WEEKS)).isoformat() if ended else None,
-             "status": "written", "status_label": src.labels.of("summary_status", "written"),
-             "written_on": written[0].date().isoformat() if written else None, "overdue": False}]
+    return [
+        {
+            "number": 1,
+            "code": "first_line",
+            "label": src.labels.of("phase_of_care", "first_line"),
+            "ended_on": ended.isoformat() if ended else None,
+            "due_by": (ended + timedelta(weeks=_SUMMARY_DUE_WEEKS)).isoformat() if ended else None,
+            "status": "written",
+            "status_label": src.labels.of("summary_status", "written"),
+            "written_on": written[0].date().isoformat() if written else None,
+            "overdue": False,
+        }
+    ]
 
 
 def end_of_treatment_summaries(carepath: CarePath, instance_id: str, language: str | None = "en") -> dict[str, Any]:
@@ -549,8 +658,12 @@ def end_of_treatment_summaries(carepath: CarePath, instance_id: str, language: s
         RuleFileError: the service directory is invalid.
     """
     src = _Sources(carepath, instance_id, language)
-    return {"instance_id": src.view.id, "patient_ref": src.view.patient_ref, "language": src.language,
-            "phases": _phase_list(src)}
+    return {
+        "instance_id": src.view.id,
+        "patient_ref": src.view.patient_ref,
+        "language": src.language,
+        "phases": _phase_list(src),
+    }
 
 
 def _treatments(src: _Sources) -> list[dict[str, Any]]:
@@ -559,16 +672,25 @@ def _treatments(src: _Sources) -> list[dict[str, Any]]:
     data, labels = src.data, src.labels
     after, until = src.phase_bounds()
     # The MDT that planned this phase's course: the latest before its summary, after the previous one's.
-    decided = [at for element, at, _ in src.completions
-               if element == "mdt" and (after is None or at > after) and (until is None or at <= until)]
+    decided = [
+        at
+        for element, at, _ in src.completions
+        if element == "mdt" and (after is None or at > after) and (until is None or at <= until)
+    ]
     decided_on = decided[-1].date().isoformat() if decided else None
     found: list[dict[str, Any]] = []
     for entry in [*(data.get("treatments_received") or []), *(data.get("summary_treatments") or [])]:
         code = entry if str(entry) in labels.labels.get("treatment", {}) else None
         label = labels.of("treatment", entry) if code else str(entry)
         if all(label != f["label"] for f in found):
-            found.append({"code": code, "label": label, "decided_on": decided_on,
-                          "completed_on": data.get("completed_on") if code else None})
+            found.append(
+                {
+                    "code": code,
+                    "label": label,
+                    "decided_on": decided_on,
+                    "completed_on": data.get("completed_on") if code else None,
+                }
+            )
     return found
 
 
@@ -576,11 +698,19 @@ def _continuing(data: dict[str, Any], labels: _Labels) -> list[dict[str, Any]]:
     """Endocrine therapy and androgen deprivation go on after the course: recorded ones, else those received."""
     recorded = data.get("ongoing_treatments")
     if isinstance(recorded, list) and recorded:
-        return [{"code": e.get("code"), "label": labels.of("treatment", e.get("code")) if e.get("code")
-                 else str(e.get("name", "")), "until": e.get("until")} for e in recorded if isinstance(e, dict)]
+        return [
+            {
+                "code": e.get("code"),
+                "label": labels.of("treatment", e.get("code")) if e.get("code") else str(e.get("name", "")),
+                "until": e.get("until"),
+            }
+            for e in recorded
+            if isinstance(e, dict)
+        ]
     received = [str(t) for t in data.get("treatments_received") or []]
-    return [{"code": code, "label": labels.of("treatment", code), "until": None}
-            for code in _CONTINUING if code in received]
+    return [
+        {"code": code, "label": labels.of("treatment", code), "until": None} for code in _CONTINUING if code in received
+    ]
 
 
 def _recent_sact(data: dict[str, Any], today: date) -> tuple[date | None, date | None]:
@@ -590,19 +720,28 @@ def _recent_sact(data: dict[str, Any], today: date) -> tuple[date | None, date |
     sact = bool(received & _SACT) or data.get("systemic_therapy_planned") is True
     # The later of the two: a last dose recorded at diagnosis must not hide the SACT of a later course
     # (the treatment of a recurrence) that has just ended.
-    ended = max([d for d in (_date(data.get("last_sact_date")), _date(data.get("completed_on")) if sact else None)
-                 if d is not None], default=None)
+    ended = max(
+        [
+            d
+            for d in (_date(data.get("last_sact_date")), _date(data.get("completed_on")) if sact else None)
+            if d is not None
+        ],
+        default=None,
+    )
     if ended is None:
         return None, None
-    immunotherapy = "immunotherapy" in received or any(data.get(k) is True for k in ("on_immunotherapy",
-                                                                                     "immunotherapy_planned"))
-    until = add_months(datetime.combine(ended, datetime.min.time()), _IMMUNOTHERAPY_MONTHS).date() \
-        if immunotherapy else ended + timedelta(weeks=_SACT_WEEKS)
+    immunotherapy = "immunotherapy" in received or any(
+        data.get(k) is True for k in ("on_immunotherapy", "immunotherapy_planned")
+    )
+    until = (
+        add_months(datetime.combine(ended, datetime.min.time()), _IMMUNOTHERAPY_MONTHS).date()
+        if immunotherapy
+        else ended + timedelta(weeks=_SACT_WEEKS)
+    )
     return (ended, until) if today <= until else (None, None)
 
 
-def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None,
-                   until: date | None) -> dict[str, Any]:
+def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None, until: date | None) -> dict[str, Any]:
     key = _warning_signs_key(src.view.pathway_id, src.data.get("diagnosis"))
     catalogue = src.warning_signs
     signs = catalogue.for_diagnosis(key, when="after_treatment")
@@ -610,21 +749,39 @@ def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None,
         during = [s for s in catalogue.for_diagnosis(key, when="during_treatment") if s not in signs]
         signs = sorted([*signs, *during], key=lambda s: URGENCIES.index(s.urgency))
     sv = src.language == "sv"
-    note = src.strings["text"]["during_treatment_signs"].format(
-        date=sact_ended.isoformat(), until=until.isoformat(), weeks=_SACT_WEEKS) if sact_ended and until else None
+    note = (
+        src.strings["text"]["during_treatment_signs"].format(
+            date=sact_ended.isoformat(), until=until.isoformat(), weeks=_SACT_WEEKS
+        )
+        if sact_ended and until
+        else None
+    )
     return {
-        "explained": bool(src.data.get("warning_signs_given")), "diagnosis": key,
+        "explained": bool(src.data.get("warning_signs_given")),
+        "diagnosis": key,
         "catalogue_version": catalogue.version,
-        "during_treatment_apply": until is not None, "sact_ended_on": sact_ended.isoformat() if sact_ended else None,
-        "during_treatment_until": until.isoformat() if until else None, "note": note,
-        "signs": [{"code": s.code, "name": s.name_sv if sv else s.name_en, "when": s.when,
-                   "when_label": src.labels.of("sign_when", s.when), "urgency": s.urgency,
-                   "urgency_label": src.labels.of("sign_urgency", s.urgency),
-                   "action": s.action_sv if sv else s.action_en,
-                   "contact": {"code": s.contact.code, "name": s.contact.name_sv if sv else s.contact.name_en,
-                               **src.contacts.for_warning_sign(s.contact.code, s.urgency == "emergency")},
-                   "sources": [{"source": g.source, "title": g.title, "year": g.year, "url": g.url}
-                               for g in s.sources]} for s in signs],
+        "during_treatment_apply": until is not None,
+        "sact_ended_on": sact_ended.isoformat() if sact_ended else None,
+        "during_treatment_until": until.isoformat() if until else None,
+        "note": note,
+        "signs": [
+            {
+                "code": s.code,
+                "name": s.name_sv if sv else s.name_en,
+                "when": s.when,
+                "when_label": src.labels.of("sign_when", s.when),
+                "urgency": s.urgency,
+                "urgency_label": src.labels.of("sign_urgency", s.urgency),
+                "action": s.action_sv if sv else s.action_en,
+                "contact": {
+                    "code": s.contact.code,
+                    "name": s.contact.name_sv if sv else s.contact.name_en,
+                    **src.contacts.for_warning_sign(s.contact.code, s.urgency == "emergency"),
+                },
+                "sources": [{"source": g.source, "title": g.title, "year": g.year, "url": g.url} for g in s.sources],
+            }
+            for s in signs
+        ],
     }
 
 
@@ -640,9 +797,16 @@ def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | N
         view, data = carepath.instances.read(session, instance_id)
         catalogue = warning_signs_in_use(session, carepath.rules, active_only=carepath.settings.four_eyes)
     sv = language == "sv"
-    return [{"code": s.code, "name": s.name_sv if sv else s.name_en, "urgency": s.urgency,
-             "urgency_label": labels.of("sign_urgency", s.urgency), "action": s.action_sv if sv else s.action_en}
-            for s in catalogue.for_diagnosis(_warning_signs_key(view.pathway_id, data.get("diagnosis")))]
+    return [
+        {
+            "code": s.code,
+            "name": s.name_sv if sv else s.name_en,
+            "urgency": s.urgency,
+            "urgency_label": labels.of("sign_urgency", s.urgency),
+            "action": s.action_sv if sv else s.action_en,
+        }
+        for s in catalogue.for_diagnosis(_warning_signs_key(view.pathway_id, data.get("diagnosis")))
+    ]
 
 
 def _warning_signs_key(pathway_id: str, diagnosis: Any) -> str:
@@ -657,8 +821,11 @@ def _warning_signs_key(pathway_id: str, diagnosis: Any) -> str:
 def _surveillance(src: _Sources) -> list[dict[str, Any]]:
     """Planned tests and reviews with dates: the summary's surveillance plan, then what the pathway
     has scheduled (cancer care reviews in England, the quality of life survey, the care plan review)."""
-    planned = [{"what": str(p.get("what")), "due_on": p.get("due_on")} for p in src.data.get("surveillance_plan") or []
-               if isinstance(p, dict) and p.get("what")]
+    planned = [
+        {"what": str(p.get("what")), "due_on": p.get("due_on")}
+        for p in src.data.get("surveillance_plan") or []
+        if isinstance(p, dict) and p.get("what")
+    ]
     scheduled = [{"what": u["label"], "due_on": u["due_on"]} for u in _next_steps(src)["upcoming"]]
     return sorted([*planned, *scheduled], key=lambda p: str(p["due_on"] or "9999"))
 

@@ -27,7 +27,7 @@ Label = Callable[[str, Any], str]
 
 
 def hours_label(hours: Hours | None, strings: dict[str, Any]) -> str | None:
-    """"Monday to Friday, 08:30 to 16:30" / "Måndag–fredag kl. 08.30–16.30"; None without hours."""
+    """ "Monday to Friday, 08:30 to 16:30" / "Måndag–fredag kl. 08.30–16.30"; None without hours."""
     if hours is None:
         return None
     if hours.always:
@@ -40,8 +40,9 @@ def hours_label(hours: Hours | None, strings: dict[str, Any]) -> str | None:
 class Contacts:
     """The contacts of one instance's document, in one language."""
 
-    def __init__(self, directory: ServiceDirectory, language: str, strings: dict[str, Any], label: Label,
-                 data: dict[str, Any]) -> None:
+    def __init__(
+        self, directory: ServiceDirectory, language: str, strings: dict[str, Any], label: Label, data: dict[str, Any]
+    ) -> None:
         self.directory, self.language, self.strings, self.label = directory, language, strings, label
         self.system: HealthSystem = directory.for_language(language)
         self.data = data
@@ -53,13 +54,21 @@ class Contacts:
     # --- one contact as the documents show it ---
 
     def entry(self, entry: DirectoryEntry, role: str, role_label: str, name: str | None = None) -> dict[str, Any]:
-        return {"role": role, "role_label": role_label, "name": name or entry.name(self.language),
-                "phone": entry.phone, "url": entry.url, "hours": entry.hours.as_dict() if entry.hours else None,
-                "hours_label": hours_label(entry.hours, self.strings), "example": entry.example}
+        return {
+            "role": role,
+            "role_label": role_label,
+            "name": name or entry.name(self.language),
+            "phone": entry.phone,
+            "url": entry.url,
+            "hours": entry.hours.as_dict() if entry.hours else None,
+            "hours_label": hours_label(entry.hours, self.strings),
+            "example": entry.example,
+        }
 
     def twenty_four_hour_line(self) -> dict[str, Any]:
-        return self.entry(self.system.twenty_four_hour_line, "twenty_four_hour_line",
-                          self.label("contact", "twenty_four_hour_line"))
+        return self.entry(
+            self.system.twenty_four_hour_line, "twenty_four_hour_line", self.label("contact", "twenty_four_hour_line")
+        )
 
     def named_contact(self) -> dict[str, Any] | None:
         """The named contact: from the directory when the staff reference is in it, else the role and
@@ -70,8 +79,16 @@ class Contacts:
         role_label = self.label("role", role)
         found = {"role": role, "role_label": role_label, "in_directory": self.staff is not None}
         if self.staff is None:
-            return {**found, "name": None, "team": self.recorded.get("team"), "phone": None, "url": None,
-                    "hours": None, "hours_label": None, "example": False}
+            return {
+                **found,
+                "name": None,
+                "team": self.recorded.get("team"),
+                "phone": None,
+                "url": None,
+                "hours": None,
+                "hours_label": None,
+                "example": False,
+            }
         team = self.team.name(self.language) if self.team else self.recorded.get("team")
         return {**self.entry(self.staff, role, role_label), **found, "team": team}
 
@@ -102,15 +119,23 @@ class Contacts:
     def emergency(self) -> dict[str, Any]:
         """The national numbers: emergency (999 / 112) and urgent advice (NHS 111 / 1177)."""
         urgent = self.system.urgent_advice
-        return {"emergency_number": self.system.emergency_number,
-                "urgent_advice": self.entry(urgent, "urgent_advice", self.label("contact", "urgent_advice"))
-                if urgent else None}
+        return {
+            "emergency_number": self.system.emergency_number,
+            "urgent_advice": self.entry(urgent, "urgent_advice", self.label("contact", "urgent_advice"))
+            if urgent
+            else None,
+        }
 
     def all(self) -> dict[str, Any]:
         """Every contact of the document (the "My contacts" section)."""
-        return {"named_contact": self.named_contact(), "team": self.team_contacts(),
-                "twenty_four_hour_line": self.twenty_four_hour_line(), "gp_practice": self.gp_practice(),
-                "hospitals": self.hospitals(), **self.emergency()}
+        return {
+            "named_contact": self.named_contact(),
+            "team": self.team_contacts(),
+            "twenty_four_hour_line": self.twenty_four_hour_line(),
+            "gp_practice": self.gp_practice(),
+            "hospitals": self.hospitals(),
+            **self.emergency(),
+        }
 
     # --- who provides what ---
 
@@ -134,8 +159,11 @@ class Contacts:
         always gets a number answered at all hours, and a contact the directory cannot answer for (one
         added to the catalogue later) gets the 24-hour line: the safe default."""
         if contact_code == "emergency-services":
-            return {"phone": self.system.emergency_number, "hours_label": self.strings["hours"]["always"],
-                    "example": False}
+            return {
+                "phone": self.system.emergency_number,
+                "hours_label": self.strings["hours"]["always"],
+                "example": False,
+            }
         candidates: list[dict[str, Any] | None] = []
         if contact_code == "key-worker":
             team = self.team_contacts()

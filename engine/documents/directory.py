@@ -49,11 +49,23 @@ __all__ = [
 HEALTH_SYSTEMS = ("england", "sweden")
 _SYSTEM_OF_LANGUAGE = {"en": "england", "sv": "sweden"}
 # The named contact form's roles (pathways/shared/forms/named_contact.json).
-STAFF_ROLES = ("clinical_nurse_specialist", "key_worker", "cancer_support_worker", "care_coordinator",
-               "neighbourhood_care_lead")
+STAFF_ROLES = (
+    "clinical_nurse_specialist",
+    "key_worker",
+    "cancer_support_worker",
+    "care_coordinator",
+    "neighbourhood_care_lead",
+)
 # A team's other contacts: Min vårdplan lists kontaktsjuksköterska, läkare and kurator.
-TEAM_ROLES = ("doctor", "social_worker", "rehabilitation_coordinator", "psychologist", "dietitian",
-              "physiotherapist", "ward")
+TEAM_ROLES = (
+    "doctor",
+    "social_worker",
+    "rehabilitation_coordinator",
+    "psychologist",
+    "dietitian",
+    "physiotherapist",
+    "ward",
+)
 HOSPITAL_KINDS = ("cancer_centre", "local_hospital", "childrens_cancer_centre")
 _DAYS = ("weekdays", "every_day")
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -61,10 +73,31 @@ _PHONE = re.compile(r"^\+?\(?[0-9][0-9 ()-]*[0-9]$")
 # Ranges reserved for drama and fiction, as national digits (+44 / +46 read as a leading 0).
 # Ofcom: 01632 960xxx, 020 7946 0xxx, 01xx 496 0xxx (and 0191 498 0xxx), 07700 900xxx, 08081 570xxx,
 # 0909 879 0xxx, 03069 990xxx. PTS: 08-465 004 xx, 031-390 06 xx, 040-628 04 xx, 0980-319 2xx, 070-174 06 xx.
-_FICTIONAL = ("01632960", "02079460", "01134960", "01144960", "01154960", "01164960", "01174960",
-              "01184960", "01214960", "01314960", "01414960", "01514960", "01614960", "01914980",
-              "07700900", "08081570", "09098790", "03069990",
-              "08465004", "03139006", "04062804", "09803192", "07017406")
+_FICTIONAL = (
+    "01632960",
+    "02079460",
+    "01134960",
+    "01144960",
+    "01154960",
+    "01164960",
+    "01174960",
+    "01184960",
+    "01214960",
+    "01314960",
+    "01414960",
+    "01514960",
+    "01614960",
+    "01914980",
+    "07700900",
+    "08081570",
+    "09098790",
+    "03069990",
+    "08465004",
+    "03139006",
+    "04062804",
+    "09803192",
+    "07017406",
+)
 
 
 class ExampleDirectoryError(ValueError):
@@ -154,8 +187,9 @@ def service_directory(settings: Settings) -> ServiceDirectory:
     try:
         stat = path.stat()
     except OSError as exc:
-        raise RuleFileError("the service directory cannot be loaded",
-                            [Problem(f"cannot read the file: {exc.strerror}", file=str(path))]) from exc
+        raise RuleFileError(
+            "the service directory cannot be loaded", [Problem(f"cannot read the file: {exc.strerror}", file=str(path))]
+        ) from exc
     return _load_cached(str(path), stat.st_mtime_ns, stat.st_size)
 
 
@@ -175,8 +209,9 @@ def load_service_directory(path: Path | str) -> ServiceDirectory:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise RuleFileError("the service directory cannot be loaded",
-                            [Problem(f"cannot read the file: {reason}", file=str(path))]) from exc
+        raise RuleFileError(
+            "the service directory cannot be loaded", [Problem(f"cannot read the file: {reason}", file=str(path))]
+        ) from exc
     return parse_service_directory(text, str(path))
 
 
@@ -209,13 +244,18 @@ def require_service_directory(settings: Settings, service_types: set[str] | None
         raise ExampleDirectoryError(
             f"refusing to start: the service directory {directory.path} is example data (its numbers reach "
             "nobody) and CAREPATH_ENV is production; set CAREPATH_SERVICE_DIRECTORY to the deployment's own "
-            "directory, or CAREPATH_ALLOW_EXAMPLE_DIRECTORY=1 for a demonstration server")
-    missing = sorted(f"{system.key}: {code}" for system in directory.systems.values()
-                     for code in (service_types or set()) - set(system.services) - {"key_worker"})
+            "directory, or CAREPATH_ALLOW_EXAMPLE_DIRECTORY=1 for a demonstration server"
+        )
+    missing = sorted(
+        f"{system.key}: {code}"
+        for system in directory.systems.values()
+        for code in (service_types or set()) - set(system.services) - {"key_worker"}
+    )
     if missing:
         raise ExampleDirectoryError(
             f"refusing to start: the service directory {directory.path} gives no provider and number for "
-            f"service type(s) a referral can name: {', '.join(missing)}")
+            f"service type(s) a referral can name: {', '.join(missing)}"
+        )
     return directory
 
 
@@ -234,7 +274,7 @@ def _fictional(phone: str) -> bool:
     digits = re.sub(r"\D", "", phone)
     for country in ("44", "46"):
         if phone.strip().startswith("+" + country):
-            digits = "0" + digits[len(country):]
+            digits = "0" + digits[len(country) :]
     return digits.startswith(_FICTIONAL)
 
 
@@ -261,34 +301,67 @@ class _Reader:
         self.example = bool(example)
         systems = {key: self._system(key, top[key][1]) for key in HEALTH_SYSTEMS if key in top}
         if not systems:
-            self.r.problem(root, f"the service directory needs a section for at least one health system: "
-                                 f"{' or '.join(HEALTH_SYSTEMS)}")
+            self.r.problem(
+                root,
+                f"the service directory needs a section for at least one health system: {' or '.join(HEALTH_SYSTEMS)}",
+            )
         if example is None or any(s is None for s in systems.values()):
             return None
         return ServiceDirectory(bool(example), {k: s for k, s in systems.items() if s is not None}, version, file)
 
     def _system(self, key: str, node: Node) -> HealthSystem | None:
         sections = ("hospitals", "teams", "staff", "gp_practices", "services", "organisations")
-        entries = self.r.mapping(node, f"the {key} section", ("emergency_number", "twenty_four_hour_line"),
-                                 ("urgent_advice", *sections))
+        entries = self.r.mapping(
+            node, f"the {key} section", ("emergency_number", "twenty_four_hour_line"), ("urgent_advice", *sections)
+        )
         if entries is None:
             return None
-        emergency = self._phone(entries["emergency_number"][1], "emergency_number", national=True) \
-            if "emergency_number" in entries else None
-        line = self._entry(entries["twenty_four_hour_line"][1], "twenty_four_hour_line", "the 24-hour line",
-                           ("name_en", "name_sv", "phone", "hours")) if "twenty_four_hour_line" in entries else None
+        emergency = (
+            self._phone(entries["emergency_number"][1], "emergency_number", national=True)
+            if "emergency_number" in entries
+            else None
+        )
+        line = (
+            self._entry(
+                entries["twenty_four_hour_line"][1],
+                "twenty_four_hour_line",
+                "the 24-hour line",
+                ("name_en", "name_sv", "phone", "hours"),
+            )
+            if "twenty_four_hour_line" in entries
+            else None
+        )
         if line is not None and line.hours is not None and not line.hours.always:
             self.r.problem(entries["twenty_four_hour_line"][1], "the 24-hour line must have hours: always")
-        urgent = self._entry(entries["urgent_advice"][1], "urgent_advice", "urgent_advice",
-                             ("name_en", "name_sv", "phone"), ("hours",), national=True) \
-            if "urgent_advice" in entries else None
+        urgent = (
+            self._entry(
+                entries["urgent_advice"][1],
+                "urgent_advice",
+                "urgent_advice",
+                ("name_en", "name_sv", "phone"),
+                ("hours",),
+                national=True,
+            )
+            if "urgent_advice" in entries
+            else None
+        )
         self.refs, self.declared = [], {}
         read = {name: self._section(name, entries[name][1]) if name in entries else {} for name in sections}
         self._check_references(key)
         if emergency is None or line is None:
             return None
-        return HealthSystem(key, emergency, line, urgent, read["hospitals"], read["teams"], read["staff"],
-                            read["gp_practices"], read["services"], read["organisations"])
+        return HealthSystem(
+            key,
+            emergency,
+            line,
+            urgent,
+            read["hospitals"],
+            read["teams"],
+            read["staff"],
+            read["gp_practices"],
+            read["services"],
+            read["organisations"],
+        )
 
     def _section(self, name: str, node: Node) -> dict[str, DirectoryEntry]:
         fields: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -311,15 +384,23 @@ class _Reader:
                 found[code] = entry
         return found
 
-    def _entry(self, node: Node, code: str, what: str, required: tuple[str, ...], optional: tuple[str, ...] = (),
-               national: bool = False) -> DirectoryEntry | None:
+    def _entry(
+        self,
+        node: Node,
+        code: str,
+        what: str,
+        required: tuple[str, ...],
+        optional: tuple[str, ...] = (),
+        national: bool = False,
+    ) -> DirectoryEntry | None:
         entries = self.r.mapping(node, what, required, ("example", *optional))
         if entries is None:
             return None
         if not national:  # national lines (NHS 111, 1177) are real in example data too
             self._check_example(node, entries, what, code)
-        texts: dict[str, str | None] = {k: self.r.text(entries[k][1], k) for k in ("name", "name_en", "name_sv", "url")
-                                        if k in entries}
+        texts: dict[str, str | None] = {
+            k: self.r.text(entries[k][1], k) for k in ("name", "name_en", "name_sv", "url") if k in entries
+        }
         phone_key = "direct_line" if "direct_line" in entries else "phone"
         phone = self._phone(entries[phone_key][1], phone_key, national) if phone_key in entries else None
         hours = self._hours(entries["hours"][1]) if "hours" in entries else None
@@ -327,29 +408,54 @@ class _Reader:
         picked = {k: self.r.choice(entries[k][1], k, c) for k, c in choices.items() if k in entries}
         refs: dict[str, str | None] = {k: self.r.text(entries[k][1], k) for k in ("team", "hospital") if k in entries}
         self.refs.extend((code, k, v, entries[k][1]) for k, v in refs.items() if v is not None)
-        contacts = tuple(c for c in (self._entry(item, f"{code}[{i}]", f"a contact of {what}",
-                                                 ("role", "name", "phone"), ("hours",))
-                                     for i, item in enumerate(self.r.sequence(entries["contacts"][1], "contacts")
-                                                              or [])) if c is not None) \
-            if "contacts" in entries else ()
+        contacts = (
+            tuple(
+                c
+                for c in (
+                    self._entry(item, f"{code}[{i}]", f"a contact of {what}", ("role", "name", "phone"), ("hours",))
+                    for i, item in enumerate(self.r.sequence(entries["contacts"][1], "contacts") or [])
+                )
+                if c is not None
+            )
+            if "contacts" in entries
+            else ()
+        )
         read: dict[str, str | None] = {**texts, **picked, **refs}
-        if any(k in entries and v is None for k, v in read.items()) or \
-                (phone_key in entries and phone is None) or ("hours" in entries and hours is None) \
-                or set(required) - set(entries):
+        if (
+            any(k in entries and v is None for k, v in read.items())
+            or (phone_key in entries and phone is None)
+            or ("hours" in entries and hours is None)
+            or set(required) - set(entries)
+        ):
             return None
         name_en = texts.get("name_en") or texts.get("name") or code
-        return DirectoryEntry(code, name_en, texts.get("name_sv") or texts.get("name") or name_en, phone, hours,
-                              self.example and not national, texts.get("url"), picked.get("role"), refs.get("team"),
-                              refs.get("hospital"), picked.get("kind"), contacts)
+        return DirectoryEntry(
+            code,
+            name_en,
+            texts.get("name_sv") or texts.get("name") or name_en,
+            phone,
+            hours,
+            self.example and not national,
+            texts.get("url"),
+            picked.get("role"),
+            refs.get("team"),
+            refs.get("hospital"),
+            picked.get("kind"),
+            contacts,
+        )
 
     def _check_example(self, node: Node, entries: dict[str, tuple[Node, Node]], what: str, code: str) -> None:
         marked = self.r.boolean(entries["example"][1], "example") if "example" in entries else False
         if self.example and marked is not True:
-            self.r.problem(node, f"{what} needs example: true: the directory is example data, and each entry "
-                                 "says so", element=code)
+            self.r.problem(
+                node, f"{what} needs example: true: the directory is example data, and each entry says so", element=code
+            )
         elif not self.example and marked:
-            self.r.problem(entries["example"][1], f"{what} is marked example: true in a directory that is not "
-                                                  "example data (example: false at the top)", element=code)
+            self.r.problem(
+                entries["example"][1],
+                f"{what} is marked example: true in a directory that is not example data (example: false at the top)",
+                element=code,
+            )
 
     def _phone(self, node: Node, what: str, national: bool = False) -> str | None:
         phone = self.r.text(node, what)
@@ -357,8 +463,10 @@ class _Reader:
             return None
         problem = phone_problem(phone, national)
         if problem is None and not self.example and not national and _fictional(phone):
-            problem = (f"'{phone}' is in a range reserved for drama and fiction (Ofcom, PTS): example data "
-                       "in a directory that is not marked example")
+            problem = (
+                f"'{phone}' is in a range reserved for drama and fiction (Ofcom, PTS): example data "
+                "in a directory that is not marked example"
+            )
         if problem is not None:
             self.r.problem(node, problem)
             return None
@@ -390,5 +498,9 @@ class _Reader:
         for code, ref, value, node in self.refs:
             known = self.declared.get(targets[ref], [])
             if value not in known:
-                self.r.problem(node, f"unknown {ref} '{value}': the {key} section's {targets[ref]} are "
-                                     f"{', '.join(known) or 'none'}{did_you_mean(value, known)}", element=code)
+                self.r.problem(
+                    node,
+                    f"unknown {ref} '{value}': the {key} section's {targets[ref]} are "
+                    f"{', '.join(known) or 'none'}{did_you_mean(value, known)}",
+                    element=code,
+                )

@@ -49,9 +49,17 @@ def safety_notice(directory: ServiceDirectory, language: str, kind: str = "twent
     line = system.twenty_four_hour_line
     hours = hours_label(line.hours, words)
     text = words["safety"][kind].format(phone=line.phone, line=line.name(language), hours=hours)
-    return {"kind": kind, "language": language, "title": words["safety"]["title"], "text": text,
-            "phone": line.phone, "line": line.name(language), "hours_label": hours, "example": line.example,
-            "emergency": words["text"]["emergency_call"].format(number=system.emergency_number)}
+    return {
+        "kind": kind,
+        "language": language,
+        "title": words["safety"]["title"],
+        "text": text,
+        "phone": line.phone,
+        "line": line.name(language),
+        "hours_label": hours,
+        "example": line.example,
+        "emergency": words["text"]["emergency_call"].format(number=system.emergency_number),
+    }
 
 
 def fill_form(form: dict[str, Any] | None, directory: ServiceDirectory, language: str) -> dict[str, Any] | None:
@@ -69,5 +77,9 @@ def fill_form(form: dict[str, Any] | None, directory: ServiceDirectory, language
 
 def fill_tasks(tasks: list[dict[str, Any]], directory: ServiceDirectory, language: str) -> list[dict[str, Any]]:
     """Tasks (as the API and pages show them, each with a ``form``) with their forms' notices filled."""
-    return [{**task, "form": fill_form(task.get("form"), directory, language)} if isinstance(task.get("form"), dict)
-            and NOTICE_KEY in task["form"] else task for task in tasks]
+    return [
+        {**task, "form": fill_form(task.get("form"), directory, language)}
+        if isinstance(task.get("form"), dict) and NOTICE_KEY in task["form"]
+        else task
+        for task in tasks
+    ]

@@ -25,9 +25,15 @@ Fact = dict[str, Any]
 Label = Callable[[str, Any], str]
 
 
-def plain_reasons(rule_ids: Sequence[str], firings: Sequence[dict[str, Any]], facts: Sequence[Fact],
-                  rule_file: RuleFile | None, phrases: dict[str, Any], concern_name: Callable[[str], str],
-                  label: Label) -> list[dict[str, Any]]:
+def plain_reasons(
+    rule_ids: Sequence[str],
+    firings: Sequence[dict[str, Any]],
+    facts: Sequence[Fact],
+    rule_file: RuleFile | None,
+    phrases: dict[str, Any],
+    concern_name: Callable[[str], str],
+    label: Label,
+) -> list[dict[str, Any]]:
     """The reasons for an item proposed by ``rule_ids``, from the evaluation's ``firings`` (stored
     ``{"rule", "matched"}``) and ``facts``: each concern once (its highest score first), then each
     context fact once. ``rule_file`` is the rule-set version evaluated (None when this process cannot
@@ -45,8 +51,10 @@ def plain_reasons(rule_ids: Sequence[str], firings: Sequence[dict[str, Any]], fa
                 concerns[fact["code"]] = fact
         for leaf in _context_tests(rule_file, firing["rule"], matched, context):
             fields.setdefault(leaf, context.get(leaf))
-    reasons = [_concern_reason(f, phrases, concern_name) for f in sorted(
-        concerns.values(), key=lambda f: (-int(f.get("score") or 0), f["code"]))]
+    reasons = [
+        _concern_reason(f, phrases, concern_name)
+        for f in sorted(concerns.values(), key=lambda f: (-int(f.get("score") or 0), f["code"]))
+    ]
     reasons += [_context_reason(name, value, phrases, label) for name, value in fields.items()]
     return reasons
 
@@ -93,7 +101,7 @@ def _context_reason(name: str, value: Any, phrases: dict[str, Any], label: Label
 
 
 def _lower_first(name: str) -> str:
-    """"Worry, fear or anxiety" -> "worry, fear or anxiety"; an acronym ("HPV") stays."""
+    """ "Worry, fear or anxiety" -> "worry, fear or anxiety"; an acronym ("HPV") stays."""
     if len(name) > 1 and name[1].isupper():
         return name
     return name[:1].lower() + name[1:]

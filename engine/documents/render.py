@@ -18,8 +18,7 @@ import jinja2
 import yaml
 from markupsafe import Markup
 
-__all__ = ["CARE_PLAN", "END_OF_TREATMENT", "LANGUAGES", "PdfUnavailableError", "render_html", "render_pdf",
-           "strings"]
+__all__ = ["CARE_PLAN", "END_OF_TREATMENT", "LANGUAGES", "PdfUnavailableError", "render_html", "render_pdf", "strings"]
 
 CARE_PLAN = "personalised_care_plan"
 END_OF_TREATMENT = "end_of_treatment_summary"
@@ -45,8 +44,13 @@ def strings(language: str) -> dict[str, Any]:
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader(_PACKAGE, "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader(_PACKAGE, "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["day"] = _day
     env.filters["short"] = lambda value: str(value or "")[:12]
     env.filters["css_string"] = _css_string

@@ -26,8 +26,11 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TEXT_LIMIT = 1000  # the forms' maxLength
 _LIST_LIMIT = 12
 # field -> the locale's label group for its code(s)
-_PLAN_CODES = {"conversation": "acp_conversation", "preferred_place_of_care": "place",
-               "preferred_place_of_death": "place"}
+_PLAN_CODES = {
+    "conversation": "acp_conversation",
+    "preferred_place_of_care": "place",
+    "preferred_place_of_death": "place",
+}
 _PLAN_FLAGS = ("lasting_power_of_attorney", "respect_plan", "shared_with_gp")
 _CARER_CODES = {"relationship": "carer_relationship", "carers_assessment": "carers_assessment"}
 _SUPPORT_CODES = {"child": "support_offer", "parents_or_carers": "support_offer", "siblings": "support_offer"}
@@ -52,19 +55,33 @@ def palliative_wishes(data: Mapping[str, Any], language: str) -> dict[str, Any] 
         value = data.get(key)
         return value if isinstance(value, Mapping) else kept.get(key)
 
-    plan = _section(answers("advance_care_plan"), _PLAN_CODES, _PLAN_FLAGS, ("what_matters_most",), label,
-                    lists={"took_part": "took_part"})
-    carers = _section(answers("carers"), _CARER_CODES, ("has_carer",), ("support_arranged",), label,
-                      lists={"needs": "carer_need"})
-    support = _section(answers("palliative_family_support"), _SUPPORT_CODES, ("bereavement_support_explained",),
-                       (), label)
+    plan = _section(
+        answers("advance_care_plan"),
+        _PLAN_CODES,
+        _PLAN_FLAGS,
+        ("what_matters_most",),
+        label,
+        lists={"took_part": "took_part"},
+    )
+    carers = _section(
+        answers("carers"), _CARER_CODES, ("has_carer",), ("support_arranged",), label, lists={"needs": "carer_need"}
+    )
+    support = _section(
+        answers("palliative_family_support"), _SUPPORT_CODES, ("bereavement_support_explained",), (), label
+    )
     if plan is None and carers is None and support is None:
         return None
     return {"advance_care_plan": plan, "carers": carers, "family_support": support}
 
 
-def _section(value: Any, codes: Mapping[str, str], flags: tuple[str, ...], texts: tuple[str, ...], label: Label,
-             lists: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+def _section(
+    value: Any,
+    codes: Mapping[str, str],
+    flags: tuple[str, ...],
+    texts: tuple[str, ...],
+    label: Label,
+    lists: Mapping[str, str] | None = None,
+) -> dict[str, Any] | None:
     if not isinstance(value, Mapping):
         return None
     out: dict[str, Any] = {"recorded_on": value["recorded_on"] if _is_date(value.get("recorded_on")) else None}

@@ -93,9 +93,7 @@ class SafeEnvironment(BasePythonScriptEngineEnvironment):
         """
         tree = checked(expression, "eval")
         assert isinstance(tree, ast.Expression)
-        interpreter = Interpreter(
-            [external_context or {}, context], {}, self.clock, self.limits, script=False
-        )
+        interpreter = Interpreter([external_context or {}, context], {}, self.clock, self.limits, script=False)
         return _guarded(lambda: interpreter.eval(tree.body))
 
     def execute(self, script: str, context: dict[str, Any],

@@ -85,9 +85,7 @@ class _Checker:
         self.script = script
         self.problems: list[Problem] = []
         self.method_calls = {
-            id(n.func)
-            for n in ast.walk(tree)
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
         }
         self.in_loop = {
             id(inner)
@@ -126,9 +124,7 @@ class _Checker:
 
     def check_Attribute(self, node: ast.Attribute) -> None:
         # Point at the attribute's name, not at the start of the value before the dot.
-        at = ast.Name(
-            id=node.attr, lineno=node.lineno, col_offset=(node.end_col_offset or 0) - len(node.attr)
-        )
+        at = ast.Name(id=node.attr, lineno=node.lineno, col_offset=(node.end_col_offset or 0) - len(node.attr))
         names = fn.READING_METHOD_NAMES | (fn.CHANGING_METHOD_NAMES if self.script else frozenset())
         if node.attr.startswith("_"):
             self.add(at, f"attribute access '{node.attr}' is not allowed")
@@ -167,9 +163,7 @@ class _Checker:
 
     def check_Compare(self, node: ast.Compare) -> None:
         for op, right in zip(node.ops, node.comparators, strict=True):
-            if isinstance(op, ast.Is | ast.IsNot) and not (
-                isinstance(right, ast.Constant) and right.value is None
-            ):
+            if isinstance(op, ast.Is | ast.IsNot) and not (isinstance(right, ast.Constant) and right.value is None):
                 self.add(node, "'is' / 'is not' may only compare with None; use == or !=")
 
     def check_Dict(self, node: ast.Dict) -> None:
@@ -230,9 +224,7 @@ class _Checker:
 def _parse(source: str, mode: str) -> tuple[ast.AST | None, tuple[Problem, ...]]:
     """Parse and check once per distinct text: the same conditions are evaluated again and again."""
     if len(source) > MAX_SOURCE_CHARS:
-        return None, (
-            Problem(message=f"longer than {MAX_SOURCE_CHARS} characters", code="unsafe-expression"),
-        )
+        return None, (Problem(message=f"longer than {MAX_SOURCE_CHARS} characters", code="unsafe-expression"),)
     try:
         tree = ast.parse(source.strip() if mode == "eval" else source, mode=mode)
     except SyntaxError as exc:
@@ -264,4 +256,3 @@ def checked(source: str, mode: str) -> ast.AST:
         reasons = "; ".join(dict.fromkeys(p.message for p in problems)) or "it cannot be parsed"
         raise UnsafeExpressionError(f"the {kind} is outside the safe language: {reasons}", list(problems))
     return tree
-

@@ -72,8 +72,9 @@ def built_size(value: Any, budget: int = MAX_BUILT) -> int:
         children = list(item.values()) if isinstance(item, dict) else item
         distinct = dict(zip(map(id, children), children, strict=True))  # C speed, however many references
         stack.append((item, distinct))
-        stack.extend((child, None) for key, child in distinct.items()
-                     if isinstance(child, _CONTAINERS) and key not in sizes)
+        stack.extend(
+            (child, None) for key, child in distinct.items() if isinstance(child, _CONTAINERS) and key not in sizes
+        )
     return sizes[id(value)]
 
 

@@ -75,17 +75,13 @@ class Interpreter:
         """Count a newly built value against the evaluation's budget (fn.built_size); returns it."""
         self.built += fn.built_size(value, fn.MAX_BUILT - self.built)
         if self.built > fn.MAX_BUILT:
-            raise fail(
-                node, f"the expression built more than {fn.MAX_BUILT} items or characters", "size-limit"
-            )
+            raise fail(node, f"the expression built more than {fn.MAX_BUILT} items or characters", "size-limit")
         return value
 
     def tick(self, node: ast.AST) -> None:
         self.steps += 1
         if self.steps > self.max_steps:
-            raise fail(
-                node, f"the expression exceeded its step limit ({self.max_steps} steps)", "step-limit"
-            )
+            raise fail(node, f"the expression exceeded its step limit ({self.max_steps} steps)", "step-limit")
         if self.steps % DEADLINE_EVERY == 0 and time.monotonic() > self.deadline:
             raise fail(node, "the expression exceeded its step limit (time limit reached)", "step-limit")
 
@@ -378,14 +374,10 @@ def as_json(value: Any, variable: str, inside: frozenset[int] = frozenset()) -> 
         return [as_json(item, variable, inside) for item in value]
     if isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):
-            raise ExpressionError(
-                f"'{variable}' is a dict with keys that are not text; task data needs text keys"
-            )
+            raise ExpressionError(f"'{variable}' is a dict with keys that are not text; task data needs text keys")
         return {key: as_json(item, variable, inside) for key, item in value.items()}
     hint = " (use sorted(...) to store a set)" if isinstance(value, set | frozenset) else ""
-    raise ExpressionError(
-        f"'{variable}' would hold a {type(value).__name__}, which task data cannot store{hint}"
-    )
+    raise ExpressionError(f"'{variable}' would hold a {type(value).__name__}, which task data cannot store{hint}")
 
 
 def unchanged(before: Any, after: Any) -> bool:
@@ -393,4 +385,3 @@ def unchanged(before: Any, after: Any) -> bool:
         return type(before) is type(after) and bool(before == after)
     except RecursionError:
         return False
-

@@ -53,26 +53,40 @@ INSTANCE_SYSTEM = "https://carepath.dev/fhir/sid/instance"
 # The holistic needs assessment's checklist task: (process, element) of pathways/shared/holistic_needs_assessment.bpmn.
 HNA_CHECKLIST = ("holistic_needs_assessment", "complete_checklist")
 
-_PLAN_STATUS = {"running": "active", "error": "active", "suspended": "on-hold", "cancelled": "revoked",
-                "completed": "completed"}
-_REQUEST = {"proposed": ("draft", "proposal"), "agreed": ("active", "plan"), "referred": ("active", "order"),
-            "accepted": ("active", "order"), "first_contact": ("active", "order"),
-            "did_not_attend": ("active", "order"), "completed": ("completed", "order"),
-            "service_declined": ("revoked", "order"), "withdrawn": ("revoked", "order"),
-            "declined": ("revoked", "proposal")}
+_PLAN_STATUS = {
+    "running": "active",
+    "error": "active",
+    "suspended": "on-hold",
+    "cancelled": "revoked",
+    "completed": "completed",
+}
+_REQUEST = {
+    "proposed": ("draft", "proposal"),
+    "agreed": ("active", "plan"),
+    "referred": ("active", "order"),
+    "accepted": ("active", "order"),
+    "first_contact": ("active", "order"),
+    "did_not_attend": ("active", "order"),
+    "completed": ("completed", "order"),
+    "service_declined": ("revoked", "order"),
+    "withdrawn": ("revoked", "order"),
+    "declined": ("revoked", "proposal"),
+}
 # The referral's exact stage (a CarePath status code): R4's ServiceRequest.status has fewer.
 REFERRAL_STAGE = "https://carepath.dev/fhir/StructureDefinition/referral-stage"
 _PRIORITY = {"routine": "routine", "soon": "urgent", "urgent": "asap", "emergency": "stat"}
-_ACTIVITY = {"proposed": ("not-started", "Proposed from the needs assessment; the patient has not decided yet"),
-             "agreed": ("not-started", "Agreed with the patient"),
-             "referred": ("in-progress", "Referred"),
-             "accepted": ("in-progress", "Accepted by the service"),
-             "first_contact": ("in-progress", "Seen by the service"),
-             "did_not_attend": ("on-hold", "Did not attend"),
-             "completed": ("completed", None),
-             "service_declined": ("cancelled", "Declined by the service"),
-             "withdrawn": ("stopped", "Withdrawn"),
-             "declined": ("cancelled", "Declined by the patient")}
+_ACTIVITY = {
+    "proposed": ("not-started", "Proposed from the needs assessment; the patient has not decided yet"),
+    "agreed": ("not-started", "Agreed with the patient"),
+    "referred": ("in-progress", "Referred"),
+    "accepted": ("in-progress", "Accepted by the service"),
+    "first_contact": ("in-progress", "Seen by the service"),
+    "did_not_attend": ("on-hold", "Did not attend"),
+    "completed": ("completed", None),
+    "service_declined": ("cancelled", "Declined by the service"),
+    "withdrawn": ("stopped", "Withdrawn"),
+    "declined": ("cancelled", "Declined by the patient"),
+}
 
 
 def _intervention(code: str, catalogue: Catalogue) -> dict[str, Any]:
@@ -101,19 +115,29 @@ def instant(value: datetime | str) -> str:
     return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).isoformat()
 
 
-def service_request(item: dict[str, Any], instance_id: str, patient: dict[str, Any],
-                    catalogue: Catalogue) -> dict[str, Any]:
+def service_request(
+    item: dict[str, Any], instance_id: str, patient: dict[str, Any], catalogue: Catalogue
+) -> dict[str, Any]:
     """A referral (a care plan item of kind ``referral``, as ``CarePlan.items`` holds it) as a ServiceRequest."""
     status, intent = _REQUEST[item["status"]]
     resource: dict[str, Any] = {
-        "resourceType": "ServiceRequest", "id": item["id"], "meta": {"lastUpdated": instant(item["updated_at"])},
-        "status": status, "intent": intent, "code": _intervention(item["code"], catalogue),
-        "subject": patient, "basedOn": [_reference("CarePlan", instance_id)],
+        "resourceType": "ServiceRequest",
+        "id": item["id"],
+        "meta": {"lastUpdated": instant(item["updated_at"])},
+        "status": status,
+        "intent": intent,
+        "code": _intervention(item["code"], catalogue),
+        "subject": patient,
+        "basedOn": [_reference("CarePlan", instance_id)],
         "authoredOn": instant(item["created_at"]),
         "reasonReference": [_reference("QuestionnaireResponse", item["evaluation_id"])],
         "note": [{"text": _provenance(item)}],
-        "extension": [{"url": REFERRAL_STAGE, "valueCoding": {
-            "system": f"{CAREPATH_CODES}/referral-stage", "code": item["status"]}}],
+        "extension": [
+            {
+                "url": REFERRAL_STAGE,
+                "valueCoding": {"system": f"{CAREPATH_CODES}/referral-stage", "code": item["status"]},
+            }
+        ],
     }
     if item.get("urgency") in _PRIORITY:
         resource["priority"] = _PRIORITY[item["urgency"]]
@@ -134,10 +158,12 @@ def _activity(item: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]:
     if item["kind"] == "referral":
         return {"reference": _reference("ServiceRequest", item["id"])}
     status, reason = _ACTIVITY[item["status"]]
-    detail: dict[str, Any] = {"code": _intervention(item["code"], catalogue), "status": status,
-                              "reasonReference": [_reference("QuestionnaireResponse", item["evaluation_id"])],
-                              "description": "Information for the patient" if item["kind"] == "information"
-                              else "Intervention"}
+    detail: dict[str, Any] = {
+        "code": _intervention(item["code"], catalogue),
+        "status": status,
+        "reasonReference": [_reference("QuestionnaireResponse", item["evaluation_id"])],
+        "description": "Information for the patient" if item["kind"] == "information" else "Intervention",
+    }
     if item["kind"] == "information":
         detail["kind"] = "CommunicationRequest"
     if reason:
@@ -145,8 +171,9 @@ def _activity(item: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]:
     return {"detail": detail}
 
 
-def care_plan(plan: Any, summary: dict[str, Any], patient: dict[str, Any], assessments: list[str],
-              catalogue: Catalogue) -> dict[str, Any]:
+def care_plan(
+    plan: Any, summary: dict[str, Any], patient: dict[str, Any], assessments: list[str], catalogue: Catalogue
+) -> dict[str, Any]:
     """An instance's personalised care and support plan as a CarePlan.
 
     ``plan`` is :class:`engine.careplan.service.CarePlan`, ``summary`` the instance as listings show it
@@ -155,15 +182,18 @@ def care_plan(plan: Any, summary: dict[str, Any], patient: dict[str, Any], asses
     ServiceRequest, an intervention or information inline.
     """
     resource: dict[str, Any] = {
-        "resourceType": "CarePlan", "id": plan.instance_id,
+        "resourceType": "CarePlan",
+        "id": plan.instance_id,
         "meta": {"versionId": str(summary["version"]), "lastUpdated": instant(summary["updated_at"])},
         "identifier": [{"system": INSTANCE_SYSTEM, "value": plan.instance_id}],
         "instantiatesUri": [f"urn:carepath:pathway:{plan.pathway_id}:{plan.pathway_version}"],
-        "status": _PLAN_STATUS.get(summary["status"], "unknown"), "intent": "plan",
+        "status": _PLAN_STATUS.get(summary["status"], "unknown"),
+        "intent": "plan",
         "category": [{"text": "Personalised care and support plan"}],
         "title": "Personalised care and support plan",
         "description": f"The care plan of pathway {plan.pathway_id} (version {plan.pathway_version[:12]})",
-        "subject": patient, "period": {"start": instant(summary["created_at"])},
+        "subject": patient,
+        "period": {"start": instant(summary["created_at"])},
         "created": instant(summary["created_at"]),
     }
     if assessments:
@@ -179,10 +209,19 @@ def task(ready: dict[str, Any], patient: dict[str, Any], questionnaire: str | No
     """A ready task (``InstanceQueries.ready_tasks``' item) as a Task; ``questionnaire`` is the checklist's
     canonical URL (with its version), given as the task's input when the task is the needs assessment."""
     resource: dict[str, Any] = {
-        "resourceType": "Task", "id": ready["id"], "status": "ready", "intent": "order",
-        "code": {"coding": [{"system": f"{CAREPATH_CODES}/pathway-task", "code": ready["element"],
-                             "display": ready["name"]}], "text": ready["name"]},
-        "description": ready["name"], "basedOn": [_reference("CarePlan", ready["instance_id"])], "for": patient,
+        "resourceType": "Task",
+        "id": ready["id"],
+        "status": "ready",
+        "intent": "order",
+        "code": {
+            "coding": [
+                {"system": f"{CAREPATH_CODES}/pathway-task", "code": ready["element"], "display": ready["name"]}
+            ],
+            "text": ready["name"],
+        },
+        "description": ready["name"],
+        "basedOn": [_reference("CarePlan", ready["instance_id"])],
+        "for": patient,
     }
     if ready.get("lane"):
         resource["performerType"] = [{"text": ready["lane"]}]

@@ -18,8 +18,14 @@ from typing import Any
 from engine.care_teams import COMPOSITION_PREFIX as CARE_TEAMS_COMPOSITION_PREFIX
 from engine.fhir.careplans import instant
 
-__all__ = ["COMPOSITION_PREFIX", "composition", "composition_id", "document_bundle", "parse_composition_id",
-           "referral_ids"]
+__all__ = [
+    "COMPOSITION_PREFIX",
+    "composition",
+    "composition_id",
+    "document_bundle",
+    "parse_composition_id",
+    "referral_ids",
+]
 
 # Composition id: eot-<instance id> for the summary of the first phase of care (the one summary an instance
 # had before phases were kept), eot-<instance id>-<n> for phase n from 2 (the treatment of a recurrence):
@@ -45,13 +51,26 @@ def parse_composition_id(value: str) -> tuple[str, int] | None:
     if suffix[0] != "-" or not number.isascii() or not number.isdigit() or len(number) > 3 or number[0] == "0":
         return None
     return (instance_id, int(number)) if int(number) > 1 else None
+
+
 _DOCUMENT_TYPES = "https://carepath.dev/fhir/CodeSystem/document-type"
 _SECTIONS = "https://carepath.dev/fhir/CodeSystem/end-of-treatment-section"
 # The header fields of every document (engine/documents/build.py _Sources.header): not sections.
-_HEADER = {"document_type", "schema_version", "generated_at", "language", "title", "instance_id", "pathway_id",
-           "pathway_name", "pathway_version", "patient_ref", "instance_status",
-           "directory",  # which service directory the numbers come from: about the document, not content
-           "phases"}  # the patient's other summaries: each is a Composition of its own
+_HEADER = {
+    "document_type",
+    "schema_version",
+    "generated_at",
+    "language",
+    "title",
+    "instance_id",
+    "pathway_id",
+    "pathway_name",
+    "pathway_version",
+    "patient_ref",
+    "instance_status",
+    "directory",  # which service directory the numbers come from: about the document, not content
+    "phases",
+}  # the patient's other summaries: each is a Composition of its own
 # Known sections, in reading order, with their titles; other keys follow in the document's order.
 _TITLES: dict[str, dict[str, str]] = {
     "diagnosis": {"en": "Diagnosis", "sv": "Diagnos"},
@@ -65,8 +84,10 @@ _TITLES: dict[str, dict[str, str]] = {
     "follow_up": {"en": "Follow-up", "sv": "Uppföljning"},
     "phase": {"en": "Phase of care", "sv": "Vårdskede"},
 }
-_WORDS = {"en": {"none": "None recorded", "yes": "Yes", "no": "No"},
-          "sv": {"none": "Inget registrerat", "yes": "Ja", "no": "Nej"}}
+_WORDS = {
+    "en": {"none": "None recorded", "yes": "Yes", "no": "No"},
+    "sv": {"none": "Inget registrerat", "yes": "Ja", "no": "Nej"},
+}
 # Keys whose value is shown through a sibling (``x_label`` for ``x``) or that only trace (ids).
 _QUIET = {"id", "code", "why", "evaluation_id"}
 
@@ -114,9 +135,12 @@ def _render_object(value: dict[str, Any], language: str) -> str:
 
 def _section(key: str, value: Any, language: str) -> dict[str, Any]:
     section: dict[str, Any] = {
-        "title": _title(key, language), "code": {"coding": [{"system": _SECTIONS, "code": key}]},
-        "text": {"status": "generated",
-                 "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{_render(value, language)}</div>'},
+        "title": _title(key, language),
+        "code": {"coding": [{"system": _SECTIONS, "code": key}]},
+        "text": {
+            "status": "generated",
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{_render(value, language)}</div>',
+        },
     }
     referrals = referral_ids(value)
     if referrals:
@@ -145,18 +169,25 @@ def composition(summary: dict[str, Any], patient: dict[str, Any], software: str)
     return {
         "resourceType": "Composition",
         "id": composition_id(summary["instance_id"], (summary.get("phase") or {}).get("number")),
-        "language": language, "status": "final",
-        "type": {"coding": [{"system": _DOCUMENT_TYPES, "code": "end-of-treatment-summary",
-                             "display": "End of Treatment Summary"}], "text": str(summary.get("title") or "")},
-        "subject": patient, "date": instant(summary["generated_at"]),
+        "language": language,
+        "status": "final",
+        "type": {
+            "coding": [
+                {"system": _DOCUMENT_TYPES, "code": "end-of-treatment-summary", "display": "End of Treatment Summary"}
+            ],
+            "text": str(summary.get("title") or ""),
+        },
+        "subject": patient,
+        "date": instant(summary["generated_at"]),
         "author": [{"type": "Device", "display": f"{software}, from the summary the treating team wrote"}],
         "title": str(summary.get("title") or "End of Treatment Summary"),
         "section": [_section(key, summary[key], language) for key in keys],
     }
 
 
-def document_bundle(summary: dict[str, Any], resources: list[dict[str, Any]], patient: dict[str, Any],
-                    software: str, base_url: str) -> dict[str, Any]:
+def document_bundle(
+    summary: dict[str, Any], resources: list[dict[str, Any]], patient: dict[str, Any], software: str, base_url: str
+) -> dict[str, Any]:
     """The summary as a FHIR document: a Bundle of type ``document`` whose first entry is the Composition,
     followed by ``resources`` (the ServiceRequests its sections reference). ``base_url`` is the FHIR
     base the entries' full URLs are under. The identifier is the same for the same summary generated at
@@ -164,5 +195,10 @@ def document_bundle(summary: dict[str, Any], resources: list[dict[str, Any]], pa
     doc = composition(summary, patient, software)
     entries = [{"fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}", "resource": r} for r in [doc, *resources]]
     identity = uuid.uuid5(uuid.NAMESPACE_URL, f"{base_url}/Composition/{doc['id']}#{doc['date']}")
-    return {"resourceType": "Bundle", "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{identity}"},
-            "type": "document", "timestamp": doc["date"], "entry": entries}
+    return {
+        "resourceType": "Bundle",
+        "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{identity}"},
+        "type": "document",
+        "timestamp": doc["date"],
+        "entry": entries,
+    }

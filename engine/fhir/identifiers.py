@@ -16,8 +16,14 @@ from typing import Any
 from engine.errors import InvalidInputError, Problem
 from engine.instances.view import validate_patient_ref
 
-__all__ = ["CAREPATH_PATIENT_SYSTEM", "SYSTEMS", "is_valid", "patient_reference", "patient_ref_from_identifier",
-           "patient_ref_from_search"]
+__all__ = [
+    "CAREPATH_PATIENT_SYSTEM",
+    "SYSTEMS",
+    "is_valid",
+    "patient_reference",
+    "patient_ref_from_identifier",
+    "patient_ref_from_search",
+]
 
 # Settings.fhir_patient_identifier -> the identifier system's URI.
 SYSTEMS = {
@@ -78,15 +84,18 @@ def patient_ref_from_identifier(system: str | None, value: str | None, kind: str
         raise InvalidInputError("the patient identifier has no value", [Problem("needs a value", field=field)])
     if system == SYSTEMS[kind]:
         if not is_valid(kind, value):
-            raise InvalidInputError(f"the patient identifier is not a valid {kind}",
-                                    [Problem(f"is not a valid {kind} (check digit or format)", field=field)])
+            raise InvalidInputError(
+                f"the patient identifier is not a valid {kind}",
+                [Problem(f"is not a valid {kind} (check digit or format)", field=field)],
+            )
         return value
     if system == CAREPATH_PATIENT_SYSTEM:
         validate_patient_ref(value)
         return value
-    raise InvalidInputError("unknown patient identifier system",
-                            [Problem(f"this server names patients by {SYSTEMS[kind]} or {CAREPATH_PATIENT_SYSTEM}",
-                                     field=field)])
+    raise InvalidInputError(
+        "unknown patient identifier system",
+        [Problem(f"this server names patients by {SYSTEMS[kind]} or {CAREPATH_PATIENT_SYSTEM}", field=field)],
+    )
 
 
 def patient_ref_from_search(name: str, value: str, kind: str) -> str:
@@ -99,13 +108,16 @@ def patient_ref_from_search(name: str, value: str, kind: str) -> str:
     if name.endswith(":identifier"):
         system, bar, identifier = value.partition("|")
         if not bar:
-            raise InvalidInputError("search by identifier as system|value",
-                                    [Problem("must be <system>|<value>", field=name)])
+            raise InvalidInputError(
+                "search by identifier as system|value", [Problem("must be <system>|<value>", field=name)]
+            )
         return patient_ref_from_identifier(system, identifier, kind, name)
     reference = value.removeprefix("Patient/")
     try:
         validate_patient_ref(reference)
     except InvalidInputError as exc:
-        raise InvalidInputError("the patient is not a patient reference", [
-            Problem("must be a patient's id (its reference) or Patient/<id>", field=name)]) from exc
+        raise InvalidInputError(
+            "the patient is not a patient reference",
+            [Problem("must be a patient's id (its reference) or Patient/<id>", field=name)],
+        ) from exc
     return reference

@@ -29,8 +29,15 @@ from engine.fhir.careplans import CAREPATH_CODES, instant
 from engine.rules import Catalogue
 from engine.rules.model import WORK_STATUSES
 
-__all__ = ["ABOUT_YOU", "QUESTIONNAIRE_ID", "QUESTIONNAIRE_URL", "answers_to_task_data", "canonical", "questionnaire",
-           "questionnaire_response"]
+__all__ = [
+    "ABOUT_YOU",
+    "QUESTIONNAIRE_ID",
+    "QUESTIONNAIRE_URL",
+    "answers_to_task_data",
+    "canonical",
+    "questionnaire",
+    "questionnaire_response",
+]
 
 QUESTIONNAIRE_ID = "hna-concerns-checklist"
 QUESTIONNAIRE_URL = f"https://carepath.dev/fhir/Questionnaire/{QUESTIONNAIRE_ID}"
@@ -78,16 +85,29 @@ def _work_status(code: str) -> dict[str, str]:
 
 def _bounds(minimum: float | None, maximum: float | None, kind: str) -> list[dict[str, Any]]:
     key = "valueInteger" if kind == "integer" else "valueDecimal"
-    return [{"url": url, key: int(v) if kind == "integer" else v}
-            for url, v in ((_MIN, minimum), (_MAX, maximum)) if v is not None]
+    return [
+        {"url": url, key: int(v) if kind == "integer" else v}
+        for url, v in ((_MIN, minimum), (_MAX, maximum))
+        if v is not None
+    ]
 
 
 def _notice_item(directory: ServiceDirectory) -> dict[str, Any]:
     """The 24-hour line's notice as a display item, in English with a Swedish translation."""
     english, swedish = (safety_notice(directory, language)["text"] for language in ("en", "sv"))
-    return {"linkId": _SAFETY_NOTICE, "type": "display", "text": english,
-            "_text": {"extension": [{"url": _TRANSLATION, "extension": [
-                {"url": "lang", "valueCode": "sv"}, {"url": "content", "valueString": swedish}]}]}}
+    return {
+        "linkId": _SAFETY_NOTICE,
+        "type": "display",
+        "text": english,
+        "_text": {
+            "extension": [
+                {
+                    "url": _TRANSLATION,
+                    "extension": [{"url": "lang", "valueCode": "sv"}, {"url": "content", "valueString": swedish}],
+                }
+            ]
+        },
+    }
 
 
 def questionnaire(catalogue: Catalogue, directory: ServiceDirectory) -> dict[str, Any]:
@@ -95,9 +115,11 @@ def questionnaire(catalogue: Catalogue, directory: ServiceDirectory) -> dict[str
     ``directory``; version = the catalogue's version."""
     domains = []
     for domain in catalogue.domains.values():
-        concerns = [{"linkId": c.code, "text": c.name_en, "type": "integer",
-                     "extension": _bounds(0, 10, "integer")}
-                    for c in catalogue.concerns.values() if c.domain == domain.code]
+        concerns = [
+            {"linkId": c.code, "text": c.name_en, "type": "integer", "extension": _bounds(0, 10, "integer")}
+            for c in catalogue.concerns.values()
+            if c.domain == domain.code
+        ]
         if concerns:
             domains.append({"linkId": domain.code, "text": domain.name_en, "type": "group", "item": concerns})
     about = []
@@ -110,28 +132,38 @@ def questionnaire(catalogue: Catalogue, directory: ServiceDirectory) -> dict[str
             item["extension"] = bounds
         about.append(item)
     return {
-        "resourceType": "Questionnaire", "id": QUESTIONNAIRE_ID, "url": QUESTIONNAIRE_URL,
-        "version": catalogue.version, "name": "HolisticNeedsAssessmentConcernsChecklist",
-        "title": "Holistic needs assessment: concerns checklist", "status": "active", "subjectType": ["Patient"],
-        "publisher": "CarePath", "language": "en",
+        "resourceType": "Questionnaire",
+        "id": QUESTIONNAIRE_ID,
+        "url": QUESTIONNAIRE_URL,
+        "version": catalogue.version,
+        "name": "HolisticNeedsAssessmentConcernsChecklist",
+        "title": "Holistic needs assessment: concerns checklist",
+        "status": "active",
+        "subjectType": ["Patient"],
+        "publisher": "CarePath",
+        "language": "en",
         "description": "The patient scores each concern that applies from 0 (no concern) to 10 (worst); concerns "
-                       "not scored count as no concern. Concerns scored 5 or more are discussed, 8 or more are a "
-                       "priority. Domains and concerns follow the Macmillan Cancer Support / NCRI Holistic Needs "
-                       "Assessment Concerns Checklist (wording paraphrased; the codes are CarePath's own).",
+        "not scored count as no concern. Concerns scored 5 or more are discussed, 8 or more are a "
+        "priority. Domains and concerns follow the Macmillan Cancer Support / NCRI Holistic Needs "
+        "Assessment Concerns Checklist (wording paraphrased; the codes are CarePath's own).",
         "item": [
             _notice_item(directory),
             {"linkId": _CONCERNS, "text": "Concerns", "type": "group", "item": domains},
-            {"linkId": _OWN_WORDS, "text": "Something else that concerns me (in my own words)", "type": "text",
-             "maxLength": _TEXTS[_OWN_WORDS]},
+            {
+                "linkId": _OWN_WORDS,
+                "text": "Something else that concerns me (in my own words)",
+                "type": "text",
+                "maxLength": _TEXTS[_OWN_WORDS],
+            },
             {"linkId": _ABOUT_YOU, "text": "About you", "type": "group", "item": about},
-            {"linkId": _WHAT_MATTERS, "text": "What matters to me", "type": "text",
-             "maxLength": _TEXTS[_WHAT_MATTERS]},
+            {"linkId": _WHAT_MATTERS, "text": "What matters to me", "type": "text", "maxLength": _TEXTS[_WHAT_MATTERS]},
         ],
     }
 
 
-def questionnaire_response(evaluation: Any, instance_id: str, patient: dict[str, Any],
-                           catalogue: Catalogue) -> dict[str, Any]:
+def questionnaire_response(
+    evaluation: Any, instance_id: str, patient: dict[str, Any], catalogue: Catalogue
+) -> dict[str, Any]:
     """One assessment (a stored rule evaluation, :class:`engine.rules.RuleEvaluationRecord`) as a
     QuestionnaireResponse: the scores and situation answers the rules read."""
     concerns: dict[str, list[dict[str, Any]]] = {}
@@ -140,21 +172,35 @@ def questionnaire_response(evaluation: Any, instance_id: str, patient: dict[str,
         if fact.get("t") == "concern":
             entry = catalogue.concerns.get(fact["code"])
             concerns.setdefault(fact["domain"], []).append(
-                {"linkId": fact["code"], "text": entry.name_en if entry else fact["code"],
-                 "answer": [{"valueInteger": int(fact["score"])}]})
+                {
+                    "linkId": fact["code"],
+                    "text": entry.name_en if entry else fact["code"],
+                    "answer": [{"valueInteger": int(fact["score"])}],
+                }
+            )
         elif fact.get("t") == "context":
             about = [_answered(q, fact[q.link_id]) for q in ABOUT_YOU if fact.get(q.link_id) is not None]
     items: list[dict[str, Any]] = []
     if concerns:
-        groups = [{"linkId": domain, "text": catalogue.domains[domain].name_en if domain in catalogue.domains
-                   else domain, "item": answers} for domain, answers in concerns.items()]
+        groups = [
+            {
+                "linkId": domain,
+                "text": catalogue.domains[domain].name_en if domain in catalogue.domains else domain,
+                "item": answers,
+            }
+            for domain, answers in concerns.items()
+        ]
         items.append({"linkId": _CONCERNS, "text": "Concerns", "item": groups})
     if about:
         items.append({"linkId": _ABOUT_YOU, "text": "About you", "item": about})
     resource: dict[str, Any] = {
-        "resourceType": "QuestionnaireResponse", "id": evaluation.id,
-        "questionnaire": canonical(evaluation.catalogue_version), "status": "completed", "subject": patient,
-        "authored": instant(evaluation.created_at), "basedOn": [{"reference": f"CarePlan/{instance_id}"}],
+        "resourceType": "QuestionnaireResponse",
+        "id": evaluation.id,
+        "questionnaire": canonical(evaluation.catalogue_version),
+        "status": "completed",
+        "subject": patient,
+        "authored": instant(evaluation.created_at),
+        "basedOn": [{"reference": f"CarePlan/{instance_id}"}],
     }
     if items:
         resource["item"] = items

@@ -77,8 +77,7 @@ class FhirService:
     def _plan(self, session: Session, instance: dict[str, Any]) -> dict[str, Any]:
         plan = CarePlanService.read(session, instance["id"])
         assessments = [e.id for e in list_evaluations(session, instance_id=instance["id"])]
-        return care_plan(plan, instance, self._patient(plan.patient_ref), assessments,
-                         self.carepath.rules.catalogue())
+        return care_plan(plan, instance, self._patient(plan.patient_ref), assessments, self.carepath.rules.catalogue())
 
     def care_plans(self, patient_ref: str, scope: CareScope = EVERYWHERE) -> list[dict[str, Any]]:
         """The patient's care plans, one per pathway instance."""
@@ -97,8 +96,12 @@ class FhirService:
         patient = self._patient(patient_ref)
         instances = self._instances(patient_ref, scope)
         with read_only(self.carepath.sessions) as session:
-            return [service_request(item, instance["id"], patient, catalogue) for instance in instances
-                    for item in CarePlanService.read(session, instance["id"]).items if item["kind"] == "referral"]
+            return [
+                service_request(item, instance["id"], patient, catalogue)
+                for instance in instances
+                for item in CarePlanService.read(session, instance["id"]).items
+                if item["kind"] == "referral"
+            ]
 
     def service_request(self, item_id: str) -> dict[str, Any]:
         """Raises: NotFoundError (also for an item that is not a referral)."""
@@ -107,8 +110,9 @@ class FhirService:
             if item is None or item.kind != "referral":
                 raise NotFoundError("no such referral")
             instance = self._instance(session, item.instance_id)
-            return service_request(item.as_dict(), instance["id"], self._patient(instance["patient_ref"]),
-                                   self.carepath.rules.catalogue())
+            return service_request(
+                item.as_dict(), instance["id"], self._patient(instance["patient_ref"]), self.carepath.rules.catalogue()
+            )
 
     # --- needs assessments -----------------------------------------------------------------------
 
@@ -124,8 +128,11 @@ class FhirService:
         patient = self._patient(patient_ref)
         instances = self._instances(patient_ref, scope)
         with read_only(self.carepath.sessions) as session:
-            return [questionnaire_response(e, instance["id"], patient, catalogue) for instance in instances
-                    for e in list_evaluations(session, instance_id=instance["id"])]
+            return [
+                questionnaire_response(e, instance["id"], patient, catalogue)
+                for instance in instances
+                for e in list_evaluations(session, instance_id=instance["id"])
+            ]
 
     def questionnaire_response(self, evaluation_id: str) -> dict[str, Any]:
         """Raises: NotFoundError."""
@@ -134,11 +141,13 @@ class FhirService:
             if evaluation.instance_id is None:  # evaluated outside a pathway (a rule test, the CLI)
                 raise NotFoundError("no such questionnaire response")
             instance = self._instance(session, evaluation.instance_id)
-        return questionnaire_response(evaluation, instance["id"], self._patient(instance["patient_ref"]),
-                                      self.carepath.rules.catalogue())
+        return questionnaire_response(
+            evaluation, instance["id"], self._patient(instance["patient_ref"]), self.carepath.rules.catalogue()
+        )
 
-    def complete_assessment(self, response: dict[str, Any], actor: str,
-                            scope: CareScope = EVERYWHERE) -> dict[str, Any] | None:
+    def complete_assessment(
+        self, response: dict[str, Any], actor: str, scope: CareScope = EVERYWHERE
+    ) -> dict[str, Any] | None:
         """Complete the patient's waiting needs assessment (the ready checklist task, within the caller's
         ``scope``: another team's is not waiting for them) with a patient app's QuestionnaireResponse;
         the stored assessment as a QuestionnaireResponse, or None when the pathway stored none (it is
@@ -154,28 +163,36 @@ class FhirService:
         """
         patient_ref, instance_id = self._submitted(response)
         data = answers_to_task_data(response, self.carepath.rules.catalogue())
-        page = self.queries.ready_tasks(InstanceFilter(patient_ref=patient_ref, scope=scope), HNA_CHECKLIST[1], None,
-                                        MAX_LIMIT)
-        waiting = [t for t in page.items if t["process"] == HNA_CHECKLIST[0]
-                   and (instance_id is None or t["instance_id"] == instance_id)]
+        page = self.queries.ready_tasks(
+            InstanceFilter(patient_ref=patient_ref, scope=scope), HNA_CHECKLIST[1], None, MAX_LIMIT
+        )
+        waiting = [
+            t
+            for t in page.items
+            if t["process"] == HNA_CHECKLIST[0] and (instance_id is None or t["instance_id"] == instance_id)
+        ]
         if not waiting:
-            raise ConflictError("no needs assessment is waiting for this patient"
-                                + (" in that care plan" if instance_id else ""))
+            raise ConflictError(
+                "no needs assessment is waiting for this patient" + (" in that care plan" if instance_id else "")
+            )
         if len(waiting) > 1:
             plans = ", ".join(f"CarePlan/{t['instance_id']}" for t in waiting)
-            raise ConflictError(f"several needs assessments are waiting for this patient ({plans}): "
-                                "name one with basedOn")
+            raise ConflictError(
+                f"several needs assessments are waiting for this patient ({plans}): name one with basedOn"
+            )
         ready = waiting[0]
         with read_only(self.carepath.sessions) as session:
             before = {e.id for e in list_evaluations(session, instance_id=ready["instance_id"])}
-        self.carepath.instances.complete_task(ready["instance_id"], ready["id"], data, actor,
-                                              expected_version=ready["instance_version"])
+        self.carepath.instances.complete_task(
+            ready["instance_id"], ready["id"], data, actor, expected_version=ready["instance_version"]
+        )
         with read_only(self.carepath.sessions) as session:
             new = [e for e in list_evaluations(session, instance_id=ready["instance_id"]) if e.id not in before]
         if not new:
             return None
-        return questionnaire_response(new[-1], ready["instance_id"], self._patient(patient_ref),
-                                      self.carepath.rules.catalogue())
+        return questionnaire_response(
+            new[-1], ready["instance_id"], self._patient(patient_ref), self.carepath.rules.catalogue()
+        )
 
     def _submitted(self, response: dict[str, Any]) -> tuple[str, str | None]:
         """The patient and (if named) the care plan of a submitted response. Raises: InvalidInputError."""
@@ -183,34 +200,47 @@ class FhirService:
         if response.get("resourceType") != "QuestionnaireResponse":
             problems.append(Problem("must be QuestionnaireResponse", field="QuestionnaireResponse.resourceType"))
         if response.get("status") != "completed":
-            problems.append(Problem("only a completed response completes the assessment",
-                                    field="QuestionnaireResponse.status"))
+            problems.append(
+                Problem("only a completed response completes the assessment", field="QuestionnaireResponse.status")
+            )
         answered = response.get("questionnaire")
         if not isinstance(answered, str) or answered.split("|", 1)[0] != QUESTIONNAIRE_URL:
-            problems.append(Problem(f"must be the checklist, {canonical(self.carepath.rules.catalogue().version)}",
-                                    field="QuestionnaireResponse.questionnaire"))
+            problems.append(
+                Problem(
+                    f"must be the checklist, {canonical(self.carepath.rules.catalogue().version)}",
+                    field="QuestionnaireResponse.questionnaire",
+                )
+            )
         if problems:
             raise InvalidInputError("not a completed response to the needs assessment checklist", problems)
         subject = response.get("subject")
         identifier = subject.get("identifier") if isinstance(subject, dict) else None
         if not isinstance(identifier, dict):
-            raise InvalidInputError("the response does not name its patient", [Problem(
-                f"needs identifier {{system, value}} ({self.patient_system})",
-                field="QuestionnaireResponse.subject.identifier")])
-        patient_ref = patient_ref_from_identifier(identifier.get("system"), identifier.get("value"), self.kind,
-                                                  "QuestionnaireResponse.subject.identifier")
+            raise InvalidInputError(
+                "the response does not name its patient",
+                [
+                    Problem(
+                        f"needs identifier {{system, value}} ({self.patient_system})",
+                        field="QuestionnaireResponse.subject.identifier",
+                    )
+                ],
+            )
+        patient_ref = patient_ref_from_identifier(
+            identifier.get("system"), identifier.get("value"), self.kind, "QuestionnaireResponse.subject.identifier"
+        )
         return patient_ref, self._care_plan_named(response.get("basedOn"))
 
     @staticmethod
     def _care_plan_named(based_on: Any) -> str | None:
         if based_on is None:
             return None
-        references = [b.get("reference") for b in based_on if isinstance(b, dict)] if isinstance(based_on, list) \
-            else []
+        references = [b.get("reference") for b in based_on if isinstance(b, dict)] if isinstance(based_on, list) else []
         plans = [r.removeprefix("CarePlan/") for r in references if isinstance(r, str) and r.startswith("CarePlan/")]
         if len(plans) != 1 or len(references) != 1:
-            raise InvalidInputError("basedOn names the care plan", [Problem(
-                "must be one reference, CarePlan/<id>", field="QuestionnaireResponse.basedOn")])
+            raise InvalidInputError(
+                "basedOn names the care plan",
+                [Problem("must be one reference, CarePlan/<id>", field="QuestionnaireResponse.basedOn")],
+            )
         return plans[0]
 
     # --- ready tasks ---------------------------------------------------------------------------------
@@ -222,8 +252,9 @@ class FhirService:
         found: list[dict[str, Any]] = []
         cursor = None
         while True:
-            page = self.queries.ready_tasks(InstanceFilter(patient_ref=patient_ref, scope=scope), None, cursor,
-                                            MAX_LIMIT)
+            page = self.queries.ready_tasks(
+                InstanceFilter(patient_ref=patient_ref, scope=scope), None, cursor, MAX_LIMIT
+            )
             found.extend(task(ready, patient, checklist) for ready in page.items)
             cursor = page.next_cursor
             if cursor is None:
@@ -231,8 +262,9 @@ class FhirService:
 
     # --- the End of Treatment Summary ----------------------------------------------------------------
 
-    def compositions(self, patient_ref: str, language: str | None = None,
-                     scope: CareScope = EVERYWHERE) -> list[dict[str, Any]]:
+    def compositions(
+        self, patient_ref: str, language: str | None = None, scope: CareScope = EVERYWHERE
+    ) -> list[dict[str, Any]]:
         """The patient's End of Treatment Summaries that have been written."""
         found = []
         for instance in self._instances(patient_ref, scope):
@@ -270,6 +302,9 @@ class FhirService:
         named = set(referral_ids(summary_json))
         plan = self.carepath.care_plans.get(summary_json["instance_id"])
         catalogue = self.carepath.rules.catalogue()
-        referrals = [service_request(item, plan.instance_id, patient, catalogue) for item in plan.items
-                     if item["kind"] == "referral" and item["id"] in named]
+        referrals = [
+            service_request(item, plan.instance_id, patient, catalogue)
+            for item in plan.items
+            if item["kind"] == "referral" and item["id"] in named
+        ]
         return document_bundle(summary_json, referrals, patient, self.software, base_url)

@@ -41,8 +41,16 @@ from engine.instances.step import Step, StepRunner
 from engine.instances.view import InstanceView, Status, validate_patient_ref
 from engine.rules.assessment import is_iso_date
 
-__all__ = ["DEATH_MESSAGE", "PatientDeathInfo", "PatientDeceasedError", "check_death_payload", "death_of",
-           "refuse_deceased", "record_death", "withdraw_death"]
+__all__ = [
+    "DEATH_MESSAGE",
+    "PatientDeathInfo",
+    "PatientDeceasedError",
+    "check_death_payload",
+    "death_of",
+    "refuse_deceased",
+    "record_death",
+    "withdraw_death",
+]
 
 DEATH_MESSAGE = "patient_died"
 _MAX_REASON = 500
@@ -64,8 +72,11 @@ def check_death_payload(payload: Any, today: date) -> None:
         return
     if not isinstance(payload, dict):
         raise TaskDataError("the patient status update must be an object", [Problem("expected an object", field="/")])
-    problems = [Problem("not a field this can set; expected date_of_death", field=f"/{key}")
-                for key in sorted(payload) if key != "date_of_death"]
+    problems = [
+        Problem("not a field this can set; expected date_of_death", field=f"/{key}")
+        for key in sorted(payload)
+        if key != "date_of_death"
+    ]
     value = payload.get("date_of_death")
     if value is not None:
         if not (isinstance(value, str) and is_iso_date(value)):
@@ -79,17 +90,23 @@ def check_death_payload(payload: Any, today: date) -> None:
 def refuse_deceased(session: Session, patient_refs: Iterable[str]) -> None:
     """Raises: PatientDeceasedError when any of ``patient_refs`` has a death recorded (and not withdrawn)."""
     refs = list(patient_refs)
-    found = session.scalar(select(PatientDeath.patient_ref).where(
-        PatientDeath.patient_ref.in_(refs), PatientDeath.withdrawn_at.is_(None)).limit(1))
+    found = session.scalar(
+        select(PatientDeath.patient_ref)
+        .where(PatientDeath.patient_ref.in_(refs), PatientDeath.withdrawn_at.is_(None))
+        .limit(1)
+    )
     if found is not None:
         raise PatientDeceasedError()
 
 
 def _info(row: PatientDeath) -> PatientDeathInfo:
-    return PatientDeathInfo(patient_ref=row.patient_ref, recorded_at=row.recorded_at.isoformat(),
-                            recorded_by=row.recorded_by,
-                            withdrawn_at=row.withdrawn_at.isoformat() if row.withdrawn_at else None,
-                            withdrawn_by=row.withdrawn_by)
+    return PatientDeathInfo(
+        patient_ref=row.patient_ref,
+        recorded_at=row.recorded_at.isoformat(),
+        recorded_by=row.recorded_by,
+        withdrawn_at=row.withdrawn_at.isoformat() if row.withdrawn_at else None,
+        withdrawn_by=row.withdrawn_by,
+    )
 
 
 def death_of(runner: StepRunner, patient_ref: str) -> PatientDeathInfo | None:
@@ -100,8 +117,9 @@ def death_of(runner: StepRunner, patient_ref: str) -> PatientDeathInfo | None:
         return _info(row) if row is not None else None
 
 
-def record_death(runner: StepRunner, actor: str, patient_ref: str,
-                 deliver: Callable[[], list[InstanceView]]) -> list[InstanceView]:
+def record_death(
+    runner: StepRunner, actor: str, patient_ref: str, deliver: Callable[[], list[InstanceView]]
+) -> list[InstanceView]:
     """Record the patient's death, deliver the message (``deliver``: to the instances listening for
     it), then end every other instance of the patient that has not ended. Returns the instances the
     message reached and those it ended. Sending it again changes nothing already done.
@@ -117,9 +135,13 @@ def record_death(runner: StepRunner, actor: str, patient_ref: str,
             row.withdrawn_at = row.withdrawn_by = row.withdrawn_reason = None
     reached = deliver()
     with read_only(runner.sessions) as session:
-        remaining = list(session.scalars(select(PathwayInstance.id).where(
-            PathwayInstance.patient_ref == patient_ref, PathwayInstance.status.in_(ACTIVE_STATUSES))
-            .order_by(PathwayInstance.created_at)))
+        remaining = list(
+            session.scalars(
+                select(PathwayInstance.id)
+                .where(PathwayInstance.patient_ref == patient_ref, PathwayInstance.status.in_(ACTIVE_STATUSES))
+                .order_by(PathwayInstance.created_at)
+            )
+        )
 
     def end(step: Step) -> bool:
         if step.instance.status not in ACTIVE_STATUSES:
@@ -131,8 +153,9 @@ def record_death(runner: StepRunner, actor: str, patient_ref: str,
         return True
 
     allowed = (Status.RUNNING, Status.SUSPENDED, Status.ERROR)
-    ended = [view for instance_id in remaining
-             if (view := runner.run(instance_id, actor, end, allowed=allowed)) is not None]
+    ended = [
+        view for instance_id in remaining if (view := runner.run(instance_id, actor, end, allowed=allowed)) is not None
+    ]
     return reached + ended
 
 

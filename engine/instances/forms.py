@@ -20,8 +20,9 @@ __all__ = ["check_form_data", "check_start_data"]
 
 @functools.lru_cache(maxsize=512)
 def _form_validator(schema_json: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(json.loads(schema_json),
-                                           format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    return jsonschema.Draft202012Validator(
+        json.loads(schema_json), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
 
 
 # The form of a task that has none: it declares no fields, so each field sent is ``undeclared``.
@@ -52,11 +53,21 @@ def check_start_data(schema: str, data: dict[str, Any], prefix: str = "/data") -
 
 def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -> list[Problem]:
     validator = _form_validator(schema if isinstance(schema, str) else json.dumps(schema, sort_keys=True))
-    problems = [Problem("is not a field of this form", field=f"/{key}", code="undeclared")
-                for key in _undeclared(validator.schema, data)] if not prefix else []
+    problems = (
+        [
+            Problem("is not a field of this form", field=f"/{key}", code="undeclared")
+            for key in _undeclared(validator.schema, data)
+        ]
+        if not prefix
+        else []
+    )
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        if error.validator == "additionalProperties" and not error.absolute_path and not prefix \
-                and _declares_nothing(validator.schema):
+        if (
+            error.validator == "additionalProperties"
+            and not error.absolute_path
+            and not prefix
+            and _declares_nothing(validator.schema)
+        ):
             continue  # each field is named above, as for a task without a form
         path = "/" + "/".join(str(p) for p in error.absolute_path)
         if error.validator == "required":
@@ -65,8 +76,11 @@ def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -
             message = "is required"
         else:
             # jsonschema's messages quote the submitted value; keep patient data out of errors.
-            message = f"fails '{error.validator}' (expected {error.validator_value!r})" \
-                if error.validator not in ("type", "enum", "format") else _type_message(error)
+            message = (
+                f"fails '{error.validator}' (expected {error.validator_value!r})"
+                if error.validator not in ("type", "enum", "format")
+                else _type_message(error)
+            )
         problems.append(Problem(message, field=(prefix + path).rstrip("/") or "/", code=str(error.validator)))
     return problems
 
@@ -80,8 +94,7 @@ def _undeclared(schema: Any, data: dict[str, Any]) -> list[str]:
     field no form declares (a typo, or a client setting ``palliative_route`` through the form of an
     unrelated task) would change what happens to the patient without anyone having asked it. A
     correction of the instance's data is the audited way to change such a value (``correct_data``)."""
-    if not isinstance(schema, dict) or (any(rule in schema for rule in _OWN_RULE)
-                                        and not _declares_nothing(schema)):
+    if not isinstance(schema, dict) or (any(rule in schema for rule in _OWN_RULE) and not _declares_nothing(schema)):
         return []
     declared = schema.get("properties") or {}
     return sorted(key for key in data if key not in declared)
@@ -91,8 +104,13 @@ def _declares_nothing(schema: Any) -> bool:
     """A confirmation step's form (a user task drawn without one): no fields, and no others allowed
     (``additionalProperties: false``). Its extra fields are named one by one as ``undeclared``, as for a
     task without any form, rather than as one failure of the whole object."""
-    return (isinstance(schema, dict) and not schema.get("properties") and schema.get("additionalProperties") is False
-            and "patternProperties" not in schema and "unevaluatedProperties" not in schema)
+    return (
+        isinstance(schema, dict)
+        and not schema.get("properties")
+        and schema.get("additionalProperties") is False
+        and "patternProperties" not in schema
+        and "unevaluatedProperties" not in schema
+    )
 
 
 def _type_message(error: Any) -> str:

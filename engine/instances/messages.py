@@ -25,9 +25,16 @@ from engine.spiff import workflows
 __all__ = ["send_message"]
 
 
-def send_message(runner: StepRunner, name: str, actor: str, *, patient_ref: str | None = None,
-                 instance_id: str | None = None, payload: dict[str, Any] | None = None,
-                 scope: CareScope = EVERYWHERE) -> list[InstanceView]:
+def send_message(
+    runner: StepRunner,
+    name: str,
+    actor: str,
+    *,
+    patient_ref: str | None = None,
+    instance_id: str | None = None,
+    payload: dict[str, Any] | None = None,
+    scope: CareScope = EVERYWHERE,
+) -> list[InstanceView]:
     """Deliver a message to the instances of one patient (or one instance) waiting for it, among those the
     sender's ``scope`` reaches (an instance of another team is as if it were not there).
 
@@ -46,16 +53,19 @@ def send_message(runner: StepRunner, name: str, actor: str, *, patient_ref: str 
         MessageNotDeliverableError: no running instance of that patient is waiting for it.
     """
     if (patient_ref is None) == (instance_id is None):
-        raise InvalidInputError("give exactly one of patient_ref and instance_id",
-                                [Problem("exactly one is required", field="/patient_ref")])
+        raise InvalidInputError(
+            "give exactly one of patient_ref and instance_id",
+            [Problem("exactly one is required", field="/patient_ref")],
+        )
     if patient_ref is not None:
         validate_patient_ref(patient_ref)
     if name == DEATH_MESSAGE:
         check_death_payload(payload, runner.clock.now().date())
         if patient_ref is None:
             with read_only(runner.sessions) as session:
-                patient_ref = session.scalar(select(PathwayInstance.patient_ref).where(
-                    PathwayInstance.id == instance_id, scope.condition()))
+                patient_ref = session.scalar(
+                    select(PathwayInstance.patient_ref).where(PathwayInstance.id == instance_id, scope.condition())
+                )
             if patient_ref is None:
                 raise NotFoundError("no such instance")
         ref = patient_ref
@@ -63,17 +73,29 @@ def send_message(runner: StepRunner, name: str, actor: str, *, patient_ref: str 
         return [view for view in reached if scope.covers(view.organisation, view.care_team)]
     delivered = _deliver(runner, name, actor, patient_ref, instance_id, payload, scope)
     if not delivered:
-        raise MessageNotDeliverableError(f"no running instance is waiting for message {name!r}",
-                                         [Problem("no instance waiting for this message", field="/name")])
+        raise MessageNotDeliverableError(
+            f"no running instance is waiting for message {name!r}",
+            [Problem("no instance waiting for this message", field="/name")],
+        )
     return delivered
 
 
-def _deliver(runner: StepRunner, name: str, actor: str, patient_ref: str | None, instance_id: str | None,
-             payload: dict[str, Any] | None, scope: CareScope = EVERYWHERE) -> list[InstanceView]:
+def _deliver(
+    runner: StepRunner,
+    name: str,
+    actor: str,
+    patient_ref: str | None,
+    instance_id: str | None,
+    payload: dict[str, Any] | None,
+    scope: CareScope = EVERYWHERE,
+) -> list[InstanceView]:
     with read_only(runner.sessions) as session:
         query = select(PathwayInstance.id).where(PathwayInstance.status == Status.RUNNING)
-        query = (query.where(PathwayInstance.patient_ref == patient_ref) if patient_ref is not None
-                 else query.where(PathwayInstance.id == instance_id))
+        query = (
+            query.where(PathwayInstance.patient_ref == patient_ref)
+            if patient_ref is not None
+            else query.where(PathwayInstance.id == instance_id)
+        )
         if not scope.everywhere:
             query = query.where(scope.condition())
         candidates = list(session.scalars(query.order_by(PathwayInstance.created_at)))
@@ -92,5 +114,8 @@ def _deliver(runner: StepRunner, name: str, actor: str, patient_ref: str | None,
         step.advance(run)
         return True
 
-    return [view for candidate in candidates
-            if (view := runner.run(candidate, actor, deliver, allowed=(Status.RUNNING,))) is not None]
+    return [
+        view
+        for candidate in candidates
+        if (view := runner.run(candidate, actor, deliver, allowed=(Status.RUNNING,))) is not None
+    ]

@@ -108,8 +108,7 @@ class InstanceMigration:
     fast_path: bool = False  # its state named only unchanged specs: kept as it is (engine.instances.migration_fast)
 
     def summary(self) -> dict[str, Any]:
-        return {"tasks_added": self.tasks_added, "tasks_removed": self.tasks_removed,
-                "timers_moved": self.timers_moved}
+        return {"tasks_added": self.tasks_added, "tasks_removed": self.tasks_removed, "timers_moved": self.timers_moved}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,8 +131,13 @@ class MigrationReport:
         return sum(i.fast_path for i in self.instances)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"pathway_id": self.pathway_id, "to_version": self.to_version, "dry_run": self.dry_run,
-                "fast_path": self.fast_path, "instances": [i.as_dict() for i in self.instances]}
+        return {
+            "pathway_id": self.pathway_id,
+            "to_version": self.to_version,
+            "dry_run": self.dry_run,
+            "fast_path": self.fast_path,
+            "instances": [i.as_dict() for i in self.instances],
+        }
 
 
 @dataclass(frozen=True)
@@ -175,10 +179,17 @@ class _Refused(Exception):
     pass
 
 
-def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry_run: bool = False,
-                    progress: Callable[[MigrationProgress], None] | None = None,
-                    progress_every: int = 500, part: tuple[int, int] = (1, 1),
-                    approved_target: str | None = None) -> MigrationReport:
+def migrate_pathway(
+    service: PathwayService,
+    pathway_id: str,
+    actor: str,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[MigrationProgress], None] | None = None,
+    progress_every: int = 500,
+    part: tuple[int, int] = (1, 1),
+    approved_target: str | None = None,
+) -> MigrationReport:
     """Move the running and suspended instances of a pathway to its active version.
 
     Instances already on it are left out (so a run that was stopped is resumed by running it again).
@@ -200,24 +211,34 @@ def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry
     if not 1 <= share <= shares:
         raise ValueError(f"part {share}/{shares}: must be k/n with 1 <= k <= n")
     if service.settings.four_eyes and not dry_run and approved_target is None:
-        raise FourEyesError("moving running instances needs a migration request approved by a second author: "
-                            "ask for one (its dry run is kept), and another author approves and runs it")
+        raise FourEyesError(
+            "moving running instances needs a migration request approved by a second author: "
+            "ask for one (its dry run is kept), and another author approves and runs it"
+        )
     runner = service.steps
     with read_only(runner.sessions) as session:
         target = runner.latest_version(session, pathway_id)
         to_version, target_id = target.version, target.id
         if approved_target is not None and to_version != approved_target:
-            raise VersionStateError(f"the active version of {pathway_id} is {to_version[:12]}, not the "
-                                    f"{approved_target[:12]} the request was approved for: ask again")
+            raise VersionStateError(
+                f"the active version of {pathway_id} is {to_version[:12]}, not the "
+                f"{approved_target[:12]} the request was approved for: ask again"
+            )
         # The target's specs are restored once (from the process-wide cache when this process has them),
         # not looked up per instance: reading the version row for each instance cost a round trip and an
         # ORM load, a tenth of an instance's migration.
         target_specs = workflows.specs_for(to_version, lambda: target.spec)
-        candidates = list(session.scalars(
-            select(PathwayInstance.id).where(PathwayInstance.pathway_id == pathway_id,
-                                             PathwayInstance.status.in_(_MIGRATABLE),
-                                             PathwayInstance.pathway_version_id != target_id)
-            .order_by(PathwayInstance.created_at, PathwayInstance.id)))
+        candidates = list(
+            session.scalars(
+                select(PathwayInstance.id)
+                .where(
+                    PathwayInstance.pathway_id == pathway_id,
+                    PathwayInstance.status.in_(_MIGRATABLE),
+                    PathwayInstance.pathway_version_id != target_id,
+                )
+                .order_by(PathwayInstance.created_at, PathwayInstance.id)
+            )
+        )
     # Ids are random UUIDs: their first 32 bits split the instances evenly, and the same way in every process.
     candidates = [i for i in candidates if int(i.replace("-", "")[:8], 16) % shares == share - 1]
     results = []
@@ -226,7 +247,7 @@ def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry
     fast_path = FastPath(target_specs, lambda old, new: diffs.spec_diff(serializer.SERIALIZER.registry, old, new))
     target_parts = (target_id, to_version, target_specs)
     for first in range(0, len(candidates), MAX_BATCH):
-        batch = candidates[first:first + MAX_BATCH]
+        batch = candidates[first : first + MAX_BATCH]
         records = _read_batch(runner, batch, target_id)
         with _fast_units(runner.sessions) as unit:
             moving = _migrate_batch(runner, batch, records, fast_path, (target_parts, actor, dry_run, diffs), unit)
@@ -239,9 +260,14 @@ def migrate_pathway(service: PathwayService, pathway_id: str, actor: str, *, dry
     return MigrationReport(pathway_id, to_version, dry_run, results)
 
 
-def _migrate_batch(runner: StepRunner, batch: list[str], records: dict[str, _Candidate], fast_path: FastPath,
-                   how: tuple[tuple[int, str, workflows.RestoredSpecs], str, bool, _Diffs],
-                   unit: Callable[[], contextlib.AbstractContextManager[Session]]) -> Iterator[InstanceMigration]:
+def _migrate_batch(
+    runner: StepRunner,
+    batch: list[str],
+    records: dict[str, _Candidate],
+    fast_path: FastPath,
+    how: tuple[tuple[int, str, workflows.RestoredSpecs], str, bool, _Diffs],
+    unit: Callable[[], contextlib.AbstractContextManager[Session]],
+) -> Iterator[InstanceMigration]:
     """Each instance of a batch by the fast path when it can, else by the full path, as it is done."""
     target, actor, dry_run, diffs = how
     for instance_id in batch:
@@ -284,11 +310,15 @@ def _read_batch(runner: StepRunner, instance_ids: list[str], target_id: int) -> 
     found: dict[str, _Candidate] = {}
     with read_only(runner.sessions) as session:
         for record in load_instances(session, instance_ids).values():
-            if record.status not in _MIGRATABLE or record.pathway_version_id == target_id \
-                    or record.unreadable_state is not None:
+            if (
+                record.status not in _MIGRATABLE
+                or record.pathway_version_id == target_id
+                or record.unreadable_state is not None
+            ):
                 continue
-            specs = workflows.specs_for(record.pathway_version,
-                                        functools.partial(load_spec, session, record.pathway_version_id))
+            specs = workflows.specs_for(
+                record.pathway_version, functools.partial(load_spec, session, record.pathway_version_id)
+            )
             found[record.id] = _Candidate(record, specs)
     return found
 
@@ -299,9 +329,15 @@ class _Candidate:
     specs: workflows.RestoredSpecs
 
 
-def _migrate_fast(runner: StepRunner, candidate: _Candidate, target: tuple[int, str], fast_path: FastPath,
-                  actor: str, dry_run: bool,
-                  unit: Callable[[], contextlib.AbstractContextManager[Session]]) -> InstanceMigration | None:
+def _migrate_fast(
+    runner: StepRunner,
+    candidate: _Candidate,
+    target: tuple[int, str],
+    fast_path: FastPath,
+    actor: str,
+    dry_run: bool,
+    unit: Callable[[], contextlib.AbstractContextManager[Session]],
+) -> InstanceMigration | None:
     """Move one instance by the fast path in its own unit of work; None when it must take the full
     path (its state names a changed spec, or it changed since its batch was read)."""
     record = candidate.record
@@ -309,15 +345,30 @@ def _migrate_fast(runner: StepRunner, candidate: _Candidate, target: tuple[int, 
     if found is None:
         return None
     target_id, to_version = target
-    plan = InstanceMigration(record.id, record.patient_ref, record.status, record.pathway_version, to_version,
-                             tasks_added=found.tasks_added, tasks_removed=found.tasks_removed, fast_path=True)
+    plan = InstanceMigration(
+        record.id,
+        record.patient_ref,
+        record.status,
+        record.pathway_version,
+        to_version,
+        tasks_added=found.tasks_added,
+        tasks_removed=found.tasks_removed,
+        fast_path=True,
+    )
     if dry_run:
         return plan
     now = runner.clock.now()
     try:
         with ConflictMapper(), unit() as session:
-            append_event(session, record, "migrated", at=now, actor=actor, pathway_version=to_version,
-                         payload={"from_version": plan.from_version, "to_version": to_version, **plan.summary()})
+            append_event(
+                session,
+                record,
+                "migrated",
+                at=now,
+                actor=actor,
+                pathway_version=to_version,
+                payload={"from_version": plan.from_version, "to_version": to_version, **plan.summary()},
+            )
             record.pathway_version_id, record.pathway_version, record.updated_at = target_id, to_version, now
             if found.state is not None:
                 record.state = found.state
@@ -330,8 +381,14 @@ def _migrate_fast(runner: StepRunner, candidate: _Candidate, target: tuple[int, 
     return plan
 
 
-def _migrate_one(runner: StepRunner, instance_id: str, target: tuple[int, str, workflows.RestoredSpecs],
-                 actor: str, dry_run: bool, diffs: _Diffs) -> InstanceMigration:
+def _migrate_one(
+    runner: StepRunner,
+    instance_id: str,
+    target: tuple[int, str, workflows.RestoredSpecs],
+    actor: str,
+    dry_run: bool,
+    diffs: _Diffs,
+) -> InstanceMigration:
     """Move one instance to ``target`` (the version's id, key and restored specs).
 
     Raises: StaleVersionError, ConflictError (the instance is not running or suspended).
@@ -341,8 +398,9 @@ def _migrate_one(runner: StepRunner, instance_id: str, target: tuple[int, str, w
 
     def move(step: Step) -> bool:
         instance = step.instance
-        plan = InstanceMigration(instance.id, instance.patient_ref, instance.status,
-                                 instance.pathway_version, target_version)
+        plan = InstanceMigration(
+            instance.id, instance.patient_ref, instance.status, instance.pathway_version, target_version
+        )
         plans.append(plan)
         try:
             with patches.clock_in_effect(runner.clock):
@@ -354,8 +412,11 @@ def _migrate_one(runner: StepRunner, instance_id: str, target: tuple[int, str, w
             return False
         instance.pathway_version_id, instance.pathway_version = target_id, target_version
         step.workflow_changed = True
-        step.record("migrated", pathway_version=target_version,
-                    payload={"from_version": plan.from_version, "to_version": plan.to_version, **plan.summary()})
+        step.record(
+            "migrated",
+            pathway_version=target_version,
+            payload={"from_version": plan.from_version, "to_version": plan.to_version, **plan.summary()},
+        )
         plan.migrated = True
         return True
 
@@ -363,8 +424,7 @@ def _migrate_one(runner: StepRunner, instance_id: str, target: tuple[int, str, w
     return plans[-1]
 
 
-def _move(workflow: Any, new: workflows.RestoredSpecs, plan: InstanceMigration, now: datetime,
-          diffs: _Diffs) -> None:
+def _move(workflow: Any, new: workflows.RestoredSpecs, plan: InstanceMigration, now: datetime, diffs: _Diffs) -> None:
     registry = serializer.SERIALIZER.registry
     # SpiffWorkflow's diff_workflow, with each spec diff computed once per migration.
     top_spec_diff = diffs.spec_diff(registry, workflow.spec, new.spec)
@@ -413,10 +473,14 @@ def _check_positions(workflow: Any) -> None:
     """Every task the patient is at (or waiting in) must exist in the new version."""
     for part in [workflow, *workflow.subprocesses.values()]:
         for task in part.tasks.values():
-            if task.has_state(TaskState.DEFINITE_MASK) and part.spec.task_specs.get(task.task_spec.name) \
-                    is not task.task_spec:
-                raise _Refused(f"the instance is at {task.task_spec.bpmn_id or task.task_spec.name!r}, "
-                               "which the new version removed")
+            if (
+                task.has_state(TaskState.DEFINITE_MASK)
+                and part.spec.task_specs.get(task.task_spec.name) is not task.task_spec
+            ):
+                raise _Refused(
+                    f"the instance is at {task.task_spec.bpmn_id or task.task_spec.name!r}, "
+                    "which the new version removed"
+                )
 
 
 def _ahead(workflow: Any) -> set[str]:
@@ -424,8 +488,10 @@ def _ahead(workflow: Any) -> set[str]:
     found: set[str] = set()
     for part in [workflow, *workflow.subprocesses.values()]:
         if not part.completed:
-            found |= elements_ahead([t.task_spec for t in part.tasks.values() if t.has_state(TaskState.DEFINITE_MASK)],
-                                    None if part is workflow else part.spec.name)
+            found |= elements_ahead(
+                [t.task_spec for t in part.tasks.values() if t.has_state(TaskState.DEFINITE_MASK)],
+                None if part is workflow else part.spec.name,
+            )
     return found
 
 
@@ -457,12 +523,22 @@ def _restore_data(workflow: Any, held: dict[Any, _HeldData]) -> None:
             old = held.get(task.id)
             if old is not None and task.state & _RESET and task.task_spec.bpmn_id == old.element:
                 spec = task.task_spec
-                task.data = kept_data(task.data, old.data, old.was_set, prescript_constants(spec),
-                                      [a.bpmn_id for a in getattr(spec, "data_input_associations", None) or []])
+                task.data = kept_data(
+                    task.data,
+                    old.data,
+                    old.was_set,
+                    prescript_constants(spec),
+                    [a.bpmn_id for a in getattr(spec, "data_input_associations", None) or []],
+                )
 
 
-def kept_data(reset: dict[str, Any], old: dict[str, Any], was_set: dict[str, Any] | None,
-              now_set: dict[str, Any] | None, data_objects: list[str]) -> dict[str, Any]:
+def kept_data(
+    reset: dict[str, Any],
+    old: dict[str, Any],
+    was_set: dict[str, Any] | None,
+    now_set: dict[str, Any] | None,
+    data_objects: list[str],
+) -> dict[str, Any]:
     """The data of a ready or waiting task after a migration (the module docstring says why).
 
     ``old`` is what the task held; ``reset`` what SpiffWorkflow's reset gave it (its parent's data,
@@ -508,8 +584,12 @@ def _saved_timers(workflow: Any) -> dict[Any, _SavedTimer]:
         definition = _timer_definition(task)
         value = task.internal_data.get("event_value")
         if definition is not None and value is not None:
-            saved[task.id] = _SavedTimer(task.task_spec.bpmn_id or task.task_spec.name, value,
-                                         serializer.SERIALIZER.registry.convert(definition), definition.expression)
+            saved[task.id] = _SavedTimer(
+                task.task_spec.bpmn_id or task.task_spec.name,
+                value,
+                serializer.SERIALIZER.registry.convert(definition),
+                definition.expression,
+            )
     return saved
 
 
@@ -534,8 +614,12 @@ def _restore_timers(workflow: Any, saved: dict[Any, _SavedTimer], now: datetime)
 
 def _rescheduled(timer: _SavedTimer, definition: Any, task: Any) -> str | None:
     """A changed duration counts from when the wait began (old due date minus the old duration)."""
-    if not isinstance(definition, DurationTimerEventDefinition) or isinstance(definition, CycleTimerEventDefinition) \
-            or not isinstance(timer.event_value, str) or timer.expression is None:
+    if (
+        not isinstance(definition, DurationTimerEventDefinition)
+        or isinstance(definition, CycleTimerEventDefinition)
+        or not isinstance(timer.event_value, str)
+        or timer.expression is None
+    ):
         return None
     engine = task.workflow.script_engine
     try:

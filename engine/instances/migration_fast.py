@@ -72,8 +72,9 @@ _RESET_INTERNAL = frozenset({"event_value", "event_fired", "seen_events"})
 _SAYS = frozenset({"bpmn_name", "documentation", "description", "extensions", "lane"})
 _PREDICTED = int(TaskState.PREDICTED_MASK | TaskState.FUTURE)
 # Attributes that place an element in the flow rather than say what it does.
-_PLACEMENT = frozenset({"inputs", "outputs", "lookahead", "bpmn_name", "documentation", "lane", "description",
-                        "default_task_spec"})
+_PLACEMENT = frozenset(
+    {"inputs", "outputs", "lookahead", "bpmn_name", "documentation", "lane", "description", "default_task_spec"}
+)
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,9 @@ def work_changes(registry: Any, old: Any, new: Any) -> list[str]:
     """The attributes of a task spec that say what it does (not where it is in the flow) that differ
     between ``old`` and ``new``: a migration refuses an instance that completed it if there are any."""
     before, after = registry.convert(old), registry.convert(new)
-    changed = [key for key in sorted(set(before) | set(after))
-               if key not in _PLACEMENT and before.get(key) != after.get(key)]
+    changed = [
+        key for key in sorted(set(before) | set(after)) if key not in _PLACEMENT and before.get(key) != after.get(key)
+    ]
     if "cond_task_specs" in changed and _conditions(before) == _conditions(after):
         changed.remove("cond_task_specs")  # only the targets moved
     if "name" in changed and before.get("bpmn_id") == after.get("bpmn_id"):
@@ -139,8 +141,11 @@ class FastPath:
             dct = state_json.loads(state)
         except ValueError:
             return None  # the full path reports what is wrong with it
-        if not isinstance(dct, dict) or dct.get(serializer.SERIALIZER.VERSION_KEY) != serializer.STATE_FORMAT \
-                or dct.get(state_migrations.FORMAT_KEY) != state_migrations.CAREPATH_FORMAT:
+        if (
+            not isinstance(dct, dict)
+            or dct.get(serializer.SERIALIZER.VERSION_KEY) != serializer.STATE_FORMAT
+            or dct.get(state_migrations.FORMAT_KEY) != state_migrations.CAREPATH_FORMAT
+        ):
             return None  # the full path writes it in the current format
         parts = [(True, old.spec.name, dct)]
         parts += [(False, sub.get("spec"), sub) for sub in (dct.get("subprocesses") or {}).values()]
@@ -158,16 +163,22 @@ class FastPath:
                 return None
             reset = reset or changed
             if not part.get("completed"):
-                positions.add((is_top, name, frozenset(task["task_spec"] for task in part["tasks"].values()
-                                                       if task["state"] & _DEFINITE)))
+                positions.add(
+                    (
+                        is_top,
+                        name,
+                        frozenset(task["task_spec"] for task in part["tasks"].values() if task["state"] & _DEFINITE),
+                    )
+                )
         key = (id(old), frozenset(positions))
         found = self._ahead.get(key)
         if found is None:
             before = _reachable(old, positions)
             after = _reachable(self._new, positions)
             found = self._ahead[key] = (sorted(after - before), sorted(before - after))
-        return FastPlan(list(found[0]), list(found[1]),
-                        state_json.dumps(dct, serializer.ENCODE_OTHER) if reset else None)
+        return FastPlan(
+            list(found[0]), list(found[1]), state_json.dumps(dct, serializer.ENCODE_OTHER) if reset else None
+        )
 
     def _same_specs(self, old: workflows.RestoredSpecs, name: Any, is_top: bool) -> _Same | None:
         """Which task specs of process ``name`` are the same in both versions (None: the process is
@@ -249,8 +260,9 @@ def _compare(before: Any, after: Any, diff: SpecDiff) -> _Same:
         if spec.bpmn_id is None or not work_changes(registry, spec, aligned):
             same_work.add(name)
     timers = frozenset(name for name, spec in before.task_specs.items() if _is_timer(spec))
-    prescripts = {name: found for name, spec in before.task_specs.items()
-                  if (found := prescript_constants(spec)) is not None}
+    prescripts = {
+        name: found for name, spec in before.task_specs.items() if (found := prescript_constants(spec)) is not None
+    }
     return _Same(frozenset(identical), frozenset(same_flow), frozenset(same_work), timers, prescripts)
 
 
@@ -267,8 +279,11 @@ def prescript_constants(spec: Any) -> dict[str, Any] | None:
         statements = ast.parse(script).body
         found = {}
         for statement in statements:
-            if not isinstance(statement, ast.Assign) or len(statement.targets) != 1 \
-                    or not isinstance(statement.targets[0], ast.Name):
+            if (
+                not isinstance(statement, ast.Assign)
+                or len(statement.targets) != 1
+                or not isinstance(statement.targets[0], ast.Name)
+            ):
                 return None
             found[statement.targets[0].id] = ast.literal_eval(statement.value)
     except (SyntaxError, ValueError):
@@ -280,8 +295,9 @@ def _is_timer(spec: Any) -> bool:
     """A catching event with a timer: the full path keeps its saved due date (``migration._saved_timers``)."""
     definition = getattr(spec, "event_definition", None)
     if isinstance(definition, MultipleEventDefinition):
-        return isinstance(spec, CatchingEvent) and any(isinstance(d, TimerEventDefinition)
-                                                       for d in definition.event_definitions)
+        return isinstance(spec, CatchingEvent) and any(
+            isinstance(d, TimerEventDefinition) for d in definition.event_definitions
+        )
     return isinstance(spec, CatchingEvent) and isinstance(definition, TimerEventDefinition)
 
 

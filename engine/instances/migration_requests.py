@@ -58,28 +58,49 @@ def without_patients(report: MigrationReport) -> dict[str, Any]:
     return body
 
 
-def request_migration(service: PathwayService, pathway_id: str,
-                      actor: str) -> tuple[MigrationRequestInfo, MigrationReport]:
+def request_migration(
+    service: PathwayService, pathway_id: str, actor: str
+) -> tuple[MigrationRequestInfo, MigrationReport]:
     """Run a dry run of moving the pathway's instances to its active version and keep it as a request;
     returns the request and the dry run's report.
 
     Raises: NotFoundError (no active version of the pathway).
     """
     report = migrate_pathway(service, pathway_id, actor, dry_run=True)
-    row = MigrationRequest(id=str(uuid.uuid4()), pathway_id=pathway_id, target_version=report.to_version,
-                           status=REQUESTED, requested_by=actor, requested_at=service.clock.now(),
-                           report=json.dumps(without_patients(report)))
+    row = MigrationRequest(
+        id=str(uuid.uuid4()),
+        pathway_id=pathway_id,
+        target_version=report.to_version,
+        status=REQUESTED,
+        requested_by=actor,
+        requested_at=service.clock.now(),
+        report=json.dumps(without_patients(report)),
+    )
     with unit_of_work(service.sessions) as session:
         session.add(row)
         session.flush()
-        record_deployment(session, "migration_requested", at=row.requested_at, actor=actor, kind="migration",
-                          subject=row.id, version=row.target_version, content=content_digest(pathway_id, row.report))
+        record_deployment(
+            session,
+            "migration_requested",
+            at=row.requested_at,
+            actor=actor,
+            kind="migration",
+            subject=row.id,
+            version=row.target_version,
+            content=content_digest(pathway_id, row.report),
+        )
         return _info(row), report
 
 
-def approve_migration(service: PathwayService, request_id: str, actor: str, *, pathway_id: str | None = None,
-                      progress: Callable[[MigrationProgress], None] | None = None,
-                      part: tuple[int, int] = (1, 1)) -> tuple[MigrationRequestInfo, MigrationReport]:
+def approve_migration(
+    service: PathwayService,
+    request_id: str,
+    actor: str,
+    *,
+    pathway_id: str | None = None,
+    progress: Callable[[MigrationProgress], None] | None = None,
+    part: tuple[int, int] = (1, 1),
+) -> tuple[MigrationRequestInfo, MigrationReport]:
     """Approve a request as a second author and run it (``part`` and ``progress`` as
     :func:`~engine.instances.migration.migrate_pathway`); returns the request and the run's report.
 
@@ -93,22 +114,33 @@ def approve_migration(service: PathwayService, request_id: str, actor: str, *, p
         if pathway_id is not None and row.pathway_id != pathway_id:
             raise NotFoundError(f"no migration request {request_id!r} of pathway {pathway_id!r}")
         if row.status == EXECUTED:
-            raise VersionStateError(f"migration request {request_id} was executed at {_iso(row.approved_at)} "
-                                    f"by {row.approved_by}")
+            raise VersionStateError(
+                f"migration request {request_id} was executed at {_iso(row.approved_at)} by {row.approved_by}"
+            )
         if service.settings.four_eyes:
             require_second_person(row.requested_by, actor, f"approving migration request {request_id}")
         if row.status == REQUESTED:  # guarded: of two approvals at once, one records itself (both run: see above)
             now = service.clock.now()
-            approved = session.execute(update(MigrationRequest).where(
-                MigrationRequest.id == row.id, MigrationRequest.status == REQUESTED).values(
-                status=APPROVED, approved_by=actor, approved_at=now)
-                .execution_options(synchronize_session=False))
+            approved = session.execute(
+                update(MigrationRequest)
+                .where(MigrationRequest.id == row.id, MigrationRequest.status == REQUESTED)
+                .values(status=APPROVED, approved_by=actor, approved_at=now)
+                .execution_options(synchronize_session=False)
+            )
             if getattr(approved, "rowcount", 0) == 1:
-                record_deployment(session, "migration_approved", at=now, actor=actor, kind="migration",
-                                  subject=row.id, version=row.target_version)
+                record_deployment(
+                    session,
+                    "migration_approved",
+                    at=now,
+                    actor=actor,
+                    kind="migration",
+                    subject=row.id,
+                    version=row.target_version,
+                )
         pathway, target = row.pathway_id, row.target_version
-    report = migrate_pathway(service, pathway, actor, dry_run=False, progress=progress, part=part,
-                             approved_target=target)
+    report = migrate_pathway(
+        service, pathway, actor, dry_run=False, progress=progress, part=part, approved_target=target
+    )
     with unit_of_work(service.sessions) as session:
         row = _row(session, request_id)
         row.result = json.dumps(without_patients(report))
@@ -139,6 +171,15 @@ def _iso(value: Any) -> str | None:
 
 
 def _info(row: MigrationRequest) -> MigrationRequestInfo:
-    return MigrationRequestInfo(row.id, row.pathway_id, row.target_version, row.status, row.requested_by,
-                                _iso(row.requested_at) or "", json.loads(row.report), row.approved_by,
-                                _iso(row.approved_at), None if row.result is None else json.loads(row.result))
+    return MigrationRequestInfo(
+        row.id,
+        row.pathway_id,
+        row.target_version,
+        row.status,
+        row.requested_by,
+        _iso(row.requested_at) or "",
+        json.loads(row.report),
+        row.approved_by,
+        _iso(row.approved_at),
+        None if row.result is None else json.loads(row.result),
+    )

@@ -21,8 +21,15 @@ from engine.spiff.progress import ElementProgress, element_progress
 __all__ = ["InstanceProgress", "instance_progress"]
 
 # Events that name an element the instance has passed.
-_PASSED = ("task_completed", "timer_fired", "message_received", "rules_evaluated", "care_plan_updated",
-           "decision_evaluated", "reassessment_started")
+_PASSED = (
+    "task_completed",
+    "timer_fired",
+    "message_received",
+    "rules_evaluated",
+    "care_plan_updated",
+    "decision_evaluated",
+    "reassessment_started",
+)
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,22 @@ def instance_progress(service: PathwayService, instance_id: str) -> InstanceProg
         instance = load_instance(session, instance_id)
         workflow = service.steps.restore(session, instance)
         elements = element_progress(workflow)
-        passed: set[str] = {name for name in session.scalars(select(InstanceEvent.element).where(
-            InstanceEvent.instance_id == instance_id, InstanceEvent.type.in_(_PASSED),
-            InstanceEvent.element.is_not(None)).distinct()) if name}
+        passed: set[str] = {
+            name
+            for name in session.scalars(
+                select(InstanceEvent.element)
+                .where(
+                    InstanceEvent.instance_id == instance_id,
+                    InstanceEvent.type.in_(_PASSED),
+                    InstanceEvent.element.is_not(None),
+                )
+                .distinct()
+            )
+            if name
+        }
     service.steps.remember(instance, workflow)
     known = {e.element for e in elements}
-    elements += [ElementProgress(element=name, process="", name=name, kind="", state="done")
-                 for name in sorted(passed - known)]
+    elements += [
+        ElementProgress(element=name, process="", name=name, kind="", state="done") for name in sorted(passed - known)
+    ]
     return InstanceProgress(instance.id, instance.pathway_id, instance.pathway_version, instance.status, elements)

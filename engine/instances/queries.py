@@ -84,11 +84,13 @@ class InstanceFilter:
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUSES:
-            raise InvalidInputError("unknown status", [Problem(f"must be one of {', '.join(STATUSES)}",
-                                                               field="status")])
+            raise InvalidInputError(
+                "unknown status", [Problem(f"must be one of {', '.join(STATUSES)}", field="status")]
+            )
         if self.due_before is not None and self.due_before.tzinfo is None:
-            raise InvalidInputError("due_before needs a time zone",
-                                    [Problem("must be a date-time with a zone offset", field="due_before")])
+            raise InvalidInputError(
+                "due_before needs a time zone", [Problem("must be a date-time with a zone offset", field="due_before")]
+            )
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,9 @@ def _decode_cursor(cursor: str, *, due_order: bool = False) -> tuple[datetime, s
         if when.tzinfo is None or not isinstance(instance_id, str):
             raise ValueError("bad cursor")
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInputError("the cursor is not one this API returned",
-                                [Problem("is not a valid cursor", field="cursor")]) from exc
+        raise InvalidInputError(
+            "the cursor is not one this API returned", [Problem("is not a valid cursor", field="cursor")]
+        ) from exc
     return when.astimezone(UTC), instance_id
 
 
@@ -133,8 +136,7 @@ def _as_bound(when: datetime) -> Any:
 
 def _check_limit(limit: int) -> None:
     if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInputError("limit out of range",
-                                [Problem(f"must be between 1 and {MAX_LIMIT}", field="limit")])
+        raise InvalidInputError("limit out of range", [Problem(f"must be between 1 and {MAX_LIMIT}", field="limit")])
 
 
 def summary(instance: PathwayInstance) -> dict[str, Any]:
@@ -144,27 +146,51 @@ def summary(instance: PathwayInstance) -> dict[str, Any]:
 
 # What a list shows of an instance, read as columns: building ORM objects (and their versions'
 # objects) cost more of a page's CPU than its query (issue 19).
-_LISTED = (PathwayInstance.id, PathwayInstance.pathway_id, PathwayVersion.version, PathwayInstance.patient_ref,
-           PathwayInstance.status, PathwayInstance.revision, PathwayInstance.next_due_at, PathwayInstance.incident,
-           PathwayInstance.created_at, PathwayInstance.updated_at, PathwayInstance.organisation,
-           PathwayInstance.care_team)
+_LISTED = (
+    PathwayInstance.id,
+    PathwayInstance.pathway_id,
+    PathwayVersion.version,
+    PathwayInstance.patient_ref,
+    PathwayInstance.status,
+    PathwayInstance.revision,
+    PathwayInstance.next_due_at,
+    PathwayInstance.incident,
+    PathwayInstance.created_at,
+    PathwayInstance.updated_at,
+    PathwayInstance.organisation,
+    PathwayInstance.care_team,
+)
 
 
 def _summary(instance: Any, version: str) -> dict[str, Any]:
     return {
-        "id": instance.id, "pathway_id": instance.pathway_id, "pathway_version": version,
-        "patient_ref": instance.patient_ref, "status": instance.status, "version": instance.revision,
+        "id": instance.id,
+        "pathway_id": instance.pathway_id,
+        "pathway_version": version,
+        "patient_ref": instance.patient_ref,
+        "status": instance.status,
+        "version": instance.revision,
         "next_due_at": instance.next_due_at.isoformat() if instance.next_due_at else None,
         "incident": json.loads(instance.incident) if instance.incident else None,
-        "created_at": instance.created_at.isoformat(), "updated_at": instance.updated_at.isoformat(),
-        "organisation": instance.organisation, "care_team": instance.care_team,
+        "created_at": instance.created_at.isoformat(),
+        "updated_at": instance.updated_at.isoformat(),
+        "organisation": instance.organisation,
+        "care_team": instance.care_team,
     }
 
 
 # What the work list reads of an instance (with _select's join to its version), as columns.
-_WORKED = (PathwayInstance.id, PathwayInstance.pathway_id, PathwayInstance.patient_ref, PathwayInstance.revision,
-           PathwayInstance.ready_tasks, PathwayInstance.created_at, PathwayInstance.next_due_at,
-           PathwayInstance.pathway_version_id, PathwayVersion.version)
+_WORKED = (
+    PathwayInstance.id,
+    PathwayInstance.pathway_id,
+    PathwayInstance.patient_ref,
+    PathwayInstance.revision,
+    PathwayInstance.ready_tasks,
+    PathwayInstance.created_at,
+    PathwayInstance.next_due_at,
+    PathwayInstance.pathway_version_id,
+    PathwayVersion.version,
+)
 
 
 def _stored_ready_tasks(session: Session, row: Any) -> list[workflows.TaskInfo] | None:
@@ -176,9 +202,18 @@ def _stored_ready_tasks(session: Session, row: Any) -> list[workflows.TaskInfo] 
 
 
 # What the trail page shows of an event, read as columns (not ORM objects: see _LISTED).
-_TRAIL = (InstanceEvent.seq, InstanceEvent.type, InstanceEvent.at, InstanceEvent.actor, InstanceEvent.pathway_version,
-          InstanceEvent.element, InstanceEvent.task_id, InstanceEvent.payload, InstanceEvent.prev_hash,
-          InstanceEvent.hash)
+_TRAIL = (
+    InstanceEvent.seq,
+    InstanceEvent.type,
+    InstanceEvent.at,
+    InstanceEvent.actor,
+    InstanceEvent.pathway_version,
+    InstanceEvent.element,
+    InstanceEvent.task_id,
+    InstanceEvent.payload,
+    InstanceEvent.prev_hash,
+    InstanceEvent.hash,
+)
 
 
 class InstanceQueries:
@@ -196,11 +231,11 @@ class InstanceQueries:
         _check_limit(limit)
         with read_only(self.sessions) as session:
             rows = list(session.execute(self._select(where, cursor, limit, columns=_LISTED)))
-            return self._page([_summary(r, r.version) for r in rows[:limit]], rows, limit,
-                              due_order=_due_order(where))
+            return self._page([_summary(r, r.version) for r in rows[:limit]], rows, limit, due_order=_due_order(where))
 
-    def ready_tasks(self, where: InstanceFilter, element: str | None = None, cursor: str | None = None,
-                    limit: int = 20) -> Page:
+    def ready_tasks(
+        self, where: InstanceFilter, element: str | None = None, cursor: str | None = None, limit: int = 20
+    ) -> Page:
         """Ready tasks of the running instances matching ``where`` (``limit`` instances per page).
 
         Read from the summary each instance row keeps of its ready tasks (one query, forms from
@@ -214,8 +249,9 @@ class InstanceQueries:
         """
         _check_limit(limit)
         if where.status not in (None, Status.RUNNING):
-            raise InvalidInputError("only running instances have ready tasks",
-                                    [Problem("must be running or absent", field="status")])
+            raise InvalidInputError(
+                "only running instances have ready tasks", [Problem("must be running or absent", field="status")]
+            )
         where = InstanceFilter(where.patient_ref, where.pathway_id, Status.RUNNING, where.due_before, where.scope)
         items: list[dict[str, Any]] = []
         with read_only(self.sessions) as session:
@@ -224,9 +260,17 @@ class InstanceQueries:
                 tasks = _stored_ready_tasks(session, row)
                 if tasks is None:
                     tasks = [workflows.TaskInfo(**task) for task in self.service.get(row.id).ready_tasks]
-                items.extend({**task.as_dict(), "instance_id": row.id, "instance_version": row.revision,
-                              "pathway_id": row.pathway_id, "patient_ref": row.patient_ref}
-                             for task in tasks if element is None or task.element == element)
+                items.extend(
+                    {
+                        **task.as_dict(),
+                        "instance_id": row.id,
+                        "instance_version": row.revision,
+                        "pathway_id": row.pathway_id,
+                        "patient_ref": row.patient_ref,
+                    }
+                    for task in tasks
+                    if element is None or task.element == element
+                )
         return self._page(items, rows, limit, due_order=_due_order(where, element))
 
     def events(self, instance_id: str) -> list[dict[str, Any]]:
@@ -237,13 +281,23 @@ class InstanceQueries:
         with read_only(self.sessions) as session:
             if session.get(PathwayInstance, instance_id) is None:
                 raise NotFoundError(f"no instance {instance_id!r}")
-            events = session.execute(select(*_TRAIL).where(InstanceEvent.instance_id == instance_id)
-                                     .order_by(InstanceEvent.seq))
+            events = session.execute(
+                select(*_TRAIL).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq)
+            )
             return [
-                {"seq": e.seq, "type": e.type, "at": e.at.isoformat(), "actor": split_actor(e.actor)[0],
-                 "on_behalf_of": split_actor(e.actor)[1],
-                 "pathway_version": e.pathway_version, "element": e.element, "task_id": e.task_id,
-                 "payload": json.loads(e.payload), "prev_hash": e.prev_hash, "hash": e.hash}
+                {
+                    "seq": e.seq,
+                    "type": e.type,
+                    "at": e.at.isoformat(),
+                    "actor": split_actor(e.actor)[0],
+                    "on_behalf_of": split_actor(e.actor)[1],
+                    "pathway_version": e.pathway_version,
+                    "element": e.element,
+                    "task_id": e.task_id,
+                    "payload": json.loads(e.payload),
+                    "prev_hash": e.prev_hash,
+                    "hash": e.hash,
+                }
                 for e in events
             ]
 
@@ -261,10 +315,17 @@ class InstanceQueries:
             if session.get(PathwayInstance, instance_id) is None:
                 raise NotFoundError(f"no instance {instance_id!r}")
             return [
-                {"id": r.id, "ruleset": r.ruleset_name, "ruleset_version": r.ruleset_version,
-                 "catalogue_version": r.catalogue_version, "created_at": r.created_at.isoformat(),
-                 "instance_id": r.instance_id, "task_id": r.task_id, "firings": list(r.fired),
-                 "outcomes": dict(r.outcomes)}
+                {
+                    "id": r.id,
+                    "ruleset": r.ruleset_name,
+                    "ruleset_version": r.ruleset_version,
+                    "catalogue_version": r.catalogue_version,
+                    "created_at": r.created_at.isoformat(),
+                    "instance_id": r.instance_id,
+                    "task_id": r.task_id,
+                    "firings": list(r.fired),
+                    "outcomes": dict(r.outcomes),
+                }
                 for r in list_evaluations(session, instance_id=instance_id)
             ]
 
@@ -296,9 +357,11 @@ class InstanceQueries:
         """
         with read_only(self.sessions) as session:
             stored = get_decision_evaluation(session, evaluation_id)
-            version = session.scalars(select(PathwayVersion).where(
-                PathwayVersion.pathway_id == stored.pathway_id,
-                PathwayVersion.version == stored.pathway_version)).first()
+            version = session.scalars(
+                select(PathwayVersion).where(
+                    PathwayVersion.pathway_id == stored.pathway_id, PathwayVersion.version == stored.pathway_version
+                )
+            ).first()
             files: dict[str, str] = json.loads(version.files) if version is not None else {}
             if stored.file not in files:
                 raise NotFoundError(f"the decision table of evaluation {evaluation_id} is not stored")
@@ -312,8 +375,9 @@ class InstanceQueries:
         with read_only(self.sessions) as session:
             return get_evaluation(session, evaluation_id)
 
-    def explanation(self, registry: RuleSetRegistry, evaluation_id: str, *, why: str | None = None,
-                    why_not: str | None = None) -> WhyExplanation | WhyNotExplanation:
+    def explanation(
+        self, registry: RuleSetRegistry, evaluation_id: str, *, why: str | None = None, why_not: str | None = None
+    ) -> WhyExplanation | WhyNotExplanation:
         """Why (or why not) a stored evaluation proposed a code, from the rule texts it used.
 
         Raises: NotFoundError, ValueError (not exactly one of why / why_not), RuleFileError.
@@ -322,15 +386,23 @@ class InstanceQueries:
             return explain_evaluation(session, registry, evaluation_id, why=why, why_not=why_not)
 
     @staticmethod
-    def _select(where: InstanceFilter, cursor: str | None, limit: int, element: str | None = None,
-                columns: tuple[Any, ...] | None = None) -> Select[Any]:
+    def _select(
+        where: InstanceFilter,
+        cursor: str | None,
+        limit: int,
+        element: str | None = None,
+        columns: tuple[Any, ...] | None = None,
+    ) -> Select[Any]:
         # The workflow state is never read by a list: not even fetched. With ``columns`` (which may
         # name the version's), those columns alone, as rows.
         if columns is None:
             query: Select[Any] = select(PathwayInstance).options(defer(PathwayInstance.state))
         else:
-            query = select(*columns).select_from(PathwayInstance).join(
-                PathwayVersion, PathwayVersion.id == PathwayInstance.pathway_version_id)
+            query = (
+                select(*columns)
+                .select_from(PathwayInstance)
+                .join(PathwayVersion, PathwayVersion.id == PathwayInstance.pathway_version_id)
+            )
         # The page order: the instance's (created_at, id), or with an element the same pair as the
         # element's rows keep it, so the element's index gives the order (a rare element is then
         # as cheap as a common one, and an element nobody is at costs one index probe).
@@ -340,8 +412,10 @@ class InstanceQueries:
         if due_order:  # what falls due, in the order it falls due: one range of a next_due_at index
             at = PathwayInstance.next_due_at
         if element is not None:
-            query = query.join(ReadyTaskElement, and_(ReadyTaskElement.instance_id == PathwayInstance.id,
-                                                      ReadyTaskElement.element == element))
+            query = query.join(
+                ReadyTaskElement,
+                and_(ReadyTaskElement.instance_id == PathwayInstance.id, ReadyTaskElement.element == element),
+            )
             at, key = ReadyTaskElement.created_at, ReadyTaskElement.instance_id
         if not where.scope.everywhere:
             query = query.where(where.scope.condition())

@@ -109,8 +109,16 @@ class PathwayService:
 
     # --- starting ----------------------------------------------------------------------------
 
-    def start(self, pathway_id: str, patient_ref: str, actor: str, data: dict[str, Any] | None = None, *,
-              organisation: str | None = None, care_team: str | None = None) -> InstanceView:
+    def start(
+        self,
+        pathway_id: str,
+        patient_ref: str,
+        actor: str,
+        data: dict[str, Any] | None = None,
+        *,
+        organisation: str | None = None,
+        care_team: str | None = None,
+    ) -> InstanceView:
         """Start the latest version of a pathway for a patient looked after by ``care_team`` of
         ``organisation`` (each, when None, the deployment's default: :meth:`Settings.care_team_default`).
 
@@ -122,8 +130,9 @@ class PathwayService:
             PatientDeceasedError: the patient's death is recorded.
             NotFoundError: no such pathway deployed.
         """
-        return self.start_many(pathway_id, [patient_ref], actor, data, organisation=organisation,
-                               care_team=care_team)[0]
+        return self.start_many(pathway_id, [patient_ref], actor, data, organisation=organisation, care_team=care_team)[
+            0
+        ]
 
     def placement(self, organisation: str | None, care_team: str | None) -> tuple[str, str]:
         """The organisation and care team a new instance gets: those given, else the deployment's defaults.
@@ -132,18 +141,34 @@ class PathwayService:
         """
         default_organisation, default_team = self.settings.care_team_default()
         placed = []
-        for value, default, field in ((organisation, default_organisation, "/organisation"),
-                                      (care_team, default_team, "/care_team")):
+        for value, default, field in (
+            (organisation, default_organisation, "/organisation"),
+            (care_team, default_team, "/care_team"),
+        ):
             if value is None and default is None:
-                raise InvalidInputError(f"{field[1:]} is required", [Problem(
-                    "name it: this deployment has no default (CAREPATH_DEFAULT_ORGANISATION, "
-                    "CAREPATH_DEFAULT_CARE_TEAM)", field=field)])
+                raise InvalidInputError(
+                    f"{field[1:]} is required",
+                    [
+                        Problem(
+                            "name it: this deployment has no default (CAREPATH_DEFAULT_ORGANISATION, "
+                            "CAREPATH_DEFAULT_CARE_TEAM)",
+                            field=field,
+                        )
+                    ],
+                )
             placed.append(check_name(default if value is None else value, field))
         return placed[0], placed[1]
 
-    def start_many(self, pathway_id: str, patient_refs: list[str], actor: str,
-                   data: dict[str, Any] | None = None, *, organisation: str | None = None,
-                   care_team: str | None = None) -> list[InstanceView]:
+    def start_many(
+        self,
+        pathway_id: str,
+        patient_refs: list[str],
+        actor: str,
+        data: dict[str, Any] | None = None,
+        *,
+        organisation: str | None = None,
+        care_team: str | None = None,
+    ) -> list[InstanceView]:
         """Start the latest version of a pathway for several patients in one unit of work (all or none).
 
         For bulk loads (a clinic list, a migration from another system, load tests). The start data
@@ -162,8 +187,14 @@ class PathwayService:
         for patient_ref in patient_refs:
             validate_patient_ref(patient_ref)
             if self.settings.sandbox and not patient_ref.startswith(SYNTHETIC_PREFIX):
-                raise InvalidInputError("a sandbox runs synthetic patients only", [Problem(
-                    f"must start with {SYNTHETIC_PREFIX} in sandbox mode (engine.sandbox)", field="/patient_ref")])
+                raise InvalidInputError(
+                    "a sandbox runs synthetic patients only",
+                    [
+                        Problem(
+                            f"must start with {SYNTHETIC_PREFIX} in sandbox mode (engine.sandbox)", field="/patient_ref"
+                        )
+                    ],
+                )
         if len(set(patient_refs)) != len(patient_refs):
             raise InvalidInputError("a patient is named twice", [Problem("each patient once", field="/patient_refs")])
         if data is not None and not isinstance(data, dict):
@@ -176,15 +207,23 @@ class PathwayService:
                 raise
             # A concurrent start for one of these patients committed first: name its instance.
             with read_only(self.sessions) as session:
-                existing = next(filter(None, (active_instance_of(session, pathway_id, ref) for ref in patient_refs)),
-                                None)
+                existing = next(
+                    filter(None, (active_instance_of(session, pathway_id, ref) for ref in patient_refs)), None
+                )
             if existing is None:
                 raise
-            raise InstanceExistsError("the patient already has a running instance of this pathway",
-                                      instance_id=existing) from exc
+            raise InstanceExistsError(
+                "the patient already has a running instance of this pathway", instance_id=existing
+            ) from exc
 
-    def _start(self, pathway_id: str, patient_refs: list[str], actor: str,
-               data: dict[str, Any] | None, placement: tuple[str, str]) -> list[InstanceView]:
+    def _start(
+        self,
+        pathway_id: str,
+        patient_refs: list[str],
+        actor: str,
+        data: dict[str, Any] | None,
+        placement: tuple[str, str],
+    ) -> list[InstanceView]:
         with unit_of_work(self.sessions) as session:
             version = self.steps.version_to_start(session, pathway_id)
             refuse_deceased(session, patient_refs)
@@ -194,8 +233,9 @@ class PathwayService:
                 for patient_ref in patient_refs:
                     existing = active_instance_of(session, pathway_id, patient_ref)
                     if existing is not None:
-                        raise InstanceExistsError("the patient already has a running instance of this pathway",
-                                                  instance_id=existing)
+                        raise InstanceExistsError(
+                            "the patient already has a running instance of this pathway", instance_id=existing
+                        )
             started = []
             for patient_ref in patient_refs:
                 step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(data), placement)
@@ -212,8 +252,9 @@ class PathwayService:
 
     # --- tasks -----------------------------------------------------------------------------------
 
-    def complete_task(self, instance_id: str, task_id: str, data: dict[str, Any], actor: str,
-                      expected_version: int | None = None) -> InstanceView:
+    def complete_task(
+        self, instance_id: str, task_id: str, data: dict[str, Any], actor: str, expected_version: int | None = None
+    ) -> InstanceView:
         """Complete a ready task with data that must pass the task's form (a task without a form
         declares no fields, so it takes ``{}`` only).
 
@@ -234,8 +275,12 @@ class PathwayService:
             # A task without a form declares no fields: data sent to it would steer the pathway unasked.
             check_form_data(workflows.form_json(task), data)
             info = workflows.task_info(task)
-            step.record("task_completed", element=info.element, task_id=info.id,
-                        payload={"data_digest": data_digest(data), "task": info.name})
+            step.record(
+                "task_completed",
+                element=info.element,
+                task_id=info.id,
+                payload={"data_digest": data_digest(data), "task": info.name},
+            )
             task.set_data(**data)
 
             def run() -> None:
@@ -253,33 +298,57 @@ class PathwayService:
             return workflows.task_by_id(step.workflow, task_id)
         except NotFoundError:
             # Finished history is compacted out of the live state; the event trail remembers it.
-            done = step.session.scalar(select(InstanceEvent.id).where(
-                InstanceEvent.instance_id == step.instance.id, InstanceEvent.task_id == task_id,
-                InstanceEvent.type == "task_completed").limit(1))
+            done = step.session.scalar(
+                select(InstanceEvent.id)
+                .where(
+                    InstanceEvent.instance_id == step.instance.id,
+                    InstanceEvent.task_id == task_id,
+                    InstanceEvent.type == "task_completed",
+                )
+                .limit(1)
+            )
             if done is not None:
                 raise TaskNotReadyError(f"task {task_id} is completed, not ready") from None
             raise
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    def suspend(self, instance_id: str, actor: str, reason: str = "",
-                expected_version: int | None = None) -> InstanceView:
+    def suspend(
+        self, instance_id: str, actor: str, reason: str = "", expected_version: int | None = None
+    ) -> InstanceView:
         """Raises: NotFoundError, StaleVersionError, ConflictError (not running)."""
-        return self._set_status(instance_id, actor, expected_version, "suspended",
-                                {Status.RUNNING, Status.ERROR}, Status.SUSPENDED, reason)
+        return self._set_status(
+            instance_id, actor, expected_version, "suspended", {Status.RUNNING, Status.ERROR}, Status.SUSPENDED, reason
+        )
 
     def resume(self, instance_id: str, actor: str, expected_version: int | None = None) -> InstanceView:
         """Raises: NotFoundError, StaleVersionError, ConflictError (not suspended)."""
         return self._set_status(instance_id, actor, expected_version, "resumed", {Status.SUSPENDED}, Status.RUNNING, "")
 
-    def cancel(self, instance_id: str, actor: str, reason: str = "",
-               expected_version: int | None = None) -> InstanceView:
+    def cancel(
+        self, instance_id: str, actor: str, reason: str = "", expected_version: int | None = None
+    ) -> InstanceView:
         """Raises: NotFoundError, StaleVersionError, ConflictError (already ended)."""
-        return self._set_status(instance_id, actor, expected_version, "cancelled",
-                                {Status.RUNNING, Status.SUSPENDED, Status.ERROR}, Status.CANCELLED, reason)
+        return self._set_status(
+            instance_id,
+            actor,
+            expected_version,
+            "cancelled",
+            {Status.RUNNING, Status.SUSPENDED, Status.ERROR},
+            Status.CANCELLED,
+            reason,
+        )
 
-    def _set_status(self, instance_id: str, actor: str, expected_version: int | None, event: str,
-                    allowed: set[Status], new_status: Status, reason: str) -> InstanceView:
+    def _set_status(
+        self,
+        instance_id: str,
+        actor: str,
+        expected_version: int | None,
+        event: str,
+        allowed: set[Status],
+        new_status: Status,
+        reason: str,
+    ) -> InstanceView:
         def move(step: Step) -> None:
             if new_status == Status.CANCELLED:
                 step.workflow.cancel()
@@ -314,8 +383,9 @@ class PathwayService:
 
     # --- correcting data ---------------------------------------------------------------------------
 
-    def correct_data(self, instance_id: str, data: dict[str, Any], reason: str, actor: str,
-                     expected_version: int | None = None) -> InstanceView:
+    def correct_data(
+        self, instance_id: str, data: dict[str, Any], reason: str, actor: str, expected_version: int | None = None
+    ) -> InstanceView:
         """Correct an instance's data (a clinician's act, with a reason): the fields given replace
         the instance's values where its next steps read them (a failed task is then retried with
         them). Nothing runs here; the event records the fields' names, a digest of the change and the
@@ -333,29 +403,46 @@ class PathwayService:
         _check_correction(data, reason)
 
         def correct(step: Step) -> None:
-            schema = step.session.scalar(select(PathwayVersion.start_schema).where(
-                PathwayVersion.id == step.instance.pathway_version_id))
+            schema = step.session.scalar(
+                select(PathwayVersion.start_schema).where(PathwayVersion.id == step.instance.pathway_version_id)
+            )
             if schema is not None:
                 declared = json.loads(schema).get("properties", {})
                 unknown = sorted(set(data) - set(declared))
                 if unknown:
-                    raise StartDataError("only the fields of the start data schema can be corrected",
-                                         [Problem("not a field of the start data schema", field=f"/data/{name}",
-                                                  code="additionalProperties") for name in unknown])
+                    raise StartDataError(
+                        "only the fields of the start data schema can be corrected",
+                        [
+                            Problem(
+                                "not a field of the start data schema",
+                                field=f"/data/{name}",
+                                code="additionalProperties",
+                            )
+                            for name in unknown
+                        ],
+                    )
                 current = workflows.accumulated_data(step.workflow)
                 check_start_data(schema, {**{k: current[k] for k in declared if k in current}, **data})
             workflows.correct_data(step.workflow, data)
             step.workflow_changed = True
-            step.record("data_corrected", payload={"data_digest": data_digest(data), "fields": sorted(data),
-                                                   "reason": reason})
+            step.record(
+                "data_corrected", payload={"data_digest": data_digest(data), "fields": sorted(data), "reason": reason}
+            )
 
-        return self._run(instance_id, actor, correct, expected_version,
-                         {Status.RUNNING, Status.SUSPENDED, Status.ERROR}, refusal="cannot have its data corrected")
+        return self._run(
+            instance_id,
+            actor,
+            correct,
+            expected_version,
+            {Status.RUNNING, Status.SUSPENDED, Status.ERROR},
+            refusal="cannot have its data corrected",
+        )
 
     # --- care teams ------------------------------------------------------------------------------
 
-    def change_care_team(self, instance_id: str, care_team: str, reason: str, actor: str,
-                         expected_version: int | None = None) -> InstanceView:
+    def change_care_team(
+        self, instance_id: str, care_team: str, reason: str, actor: str, expected_version: int | None = None
+    ) -> InstanceView:
         """Move an instance to another care team of its organisation (never to another organisation: that
         is a new referral there). The ``care_team_changed`` event records the old and new team and the
         reason code (:data:`engine.care_teams.TEAM_CHANGE_REASONS`); no free text, no patient data.
@@ -368,8 +455,9 @@ class PathwayService:
         """
         check_name(care_team, "/care_team")
         if reason not in TEAM_CHANGE_REASONS:
-            raise InvalidInputError("unknown reason", [Problem(f"must be one of {', '.join(TEAM_CHANGE_REASONS)}",
-                                                               field="/reason")])
+            raise InvalidInputError(
+                "unknown reason", [Problem(f"must be one of {', '.join(TEAM_CHANGE_REASONS)}", field="/reason")]
+            )
 
         def move(step: Step) -> None:
             old = step.instance.care_team
@@ -382,8 +470,16 @@ class PathwayService:
 
     # --- messages -------------------------------------------------------------------------------
 
-    def send_message(self, name: str, actor: str, *, patient_ref: str | None = None, instance_id: str | None = None,
-                     payload: dict[str, Any] | None = None, scope: CareScope = EVERYWHERE) -> list[InstanceView]:
+    def send_message(
+        self,
+        name: str,
+        actor: str,
+        *,
+        patient_ref: str | None = None,
+        instance_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+        scope: CareScope = EVERYWHERE,
+    ) -> list[InstanceView]:
         """Deliver a message to the instances of one patient (or one instance) waiting for it, within the
         sender's ``scope`` (engine.care_teams).
 
@@ -391,8 +487,9 @@ class PathwayService:
             InvalidInputError: neither (or both) of patient_ref and instance_id given.
             MessageNotDeliverableError: no running instance of that patient is waiting for it.
         """
-        return messages.send_message(self.steps, name, actor, patient_ref=patient_ref, instance_id=instance_id,
-                                     payload=payload, scope=scope)
+        return messages.send_message(
+            self.steps, name, actor, patient_ref=patient_ref, instance_id=instance_id, payload=payload, scope=scope
+        )
 
     def death_record(self, patient_ref: str) -> PatientDeathInfo | None:
         """The patient's death record (withdrawn or not), or None. Raises: InvalidInputError (bad reference)."""
@@ -404,10 +501,23 @@ class PathwayService:
 
     # --- internals ----------------------------------------------------------------------------------
 
-    def _run(self, instance_id: str, actor: str, act: Any, expected_version: int | None,
-             allowed: set[Status] | None = None, refusal: str | None = None) -> InstanceView:
-        view = self.steps.run(instance_id, actor, act, expected_version=expected_version,
-                              allowed=allowed or {Status.RUNNING}, refusal=refusal)
+    def _run(
+        self,
+        instance_id: str,
+        actor: str,
+        act: Any,
+        expected_version: int | None,
+        allowed: set[Status] | None = None,
+        refusal: str | None = None,
+    ) -> InstanceView:
+        view = self.steps.run(
+            instance_id,
+            actor,
+            act,
+            expected_version=expected_version,
+            allowed=allowed or {Status.RUNNING},
+            refusal=refusal,
+        )
         assert view is not None  # these acts always change the instance
         return view
 
@@ -420,8 +530,15 @@ def _check_correction(data: Any, reason: Any) -> None:
     elif len(data) > MAX_CORRECTED_FIELDS:
         problems.append(Problem(f"at most {MAX_CORRECTED_FIELDS} fields", field="/data"))
     else:
-        problems += [Problem("must be a plain name (a letter, then letters, digits or _; at most 64)",
-                             field="/data", code="field-name") for name in data if not _FIELD_NAME.match(str(name))]
+        problems += [
+            Problem(
+                "must be a plain name (a letter, then letters, digits or _; at most 64)",
+                field="/data",
+                code="field-name",
+            )
+            for name in data
+            if not _FIELD_NAME.match(str(name))
+        ]
     if not isinstance(reason, str) or not reason.strip():
         problems.append(Problem("say why the data is corrected", field="/reason"))
     elif len(reason) > MAX_REASON:

@@ -76,8 +76,17 @@ from engine.spiff import patches, serializer, workflows
 from engine.spiff.compaction import compact
 from engine.spiff.timers import TimerWatch
 
-__all__ = ["MAX_CALL_DEPTH", "MAX_STEP_TASKS", "REQUEST_ERRORS", "STATE_UNREADABLE", "ServiceOperator", "Step",
-           "StepContext", "StepRunner", "StepScriptEngine"]
+__all__ = [
+    "MAX_CALL_DEPTH",
+    "MAX_STEP_TASKS",
+    "REQUEST_ERRORS",
+    "STATE_UNREADABLE",
+    "ServiceOperator",
+    "Step",
+    "StepContext",
+    "StepRunner",
+    "StepScriptEngine",
+]
 
 # Errors about the request, raised to the caller (nothing is written); anything else raised while
 # the workflow runs becomes an incident on the instance.
@@ -141,20 +150,35 @@ class StepScriptEngine(PythonScriptEngine):
         outcome = evaluate_decision(_decision_table(text), dict(task.data), self.environment)
         instance = self.context.instance
         evaluation_id = record_decision_evaluation(
-            self.context.session, outcome, created_at=self.context.clock.now(), pathway_id=instance.pathway_id,
-            pathway_version=self.context.pathway_version, instance_id=instance.id, task_id=str(task.id),
-            element=element)
-        self.context.record("decision_evaluated", element, {
-            "evaluation_id": evaluation_id, "decision": outcome.table.decision_id,
-            "table_version": outcome.table.digest, "matched": outcome.matched})
+            self.context.session,
+            outcome,
+            created_at=self.context.clock.now(),
+            pathway_id=instance.pathway_id,
+            pathway_version=self.context.pathway_version,
+            instance_id=instance.id,
+            task_id=str(task.id),
+            element=element,
+        )
+        self.context.record(
+            "decision_evaluated",
+            element,
+            {
+                "evaluation_id": evaluation_id,
+                "decision": outcome.table.decision_id,
+                "table_version": outcome.table.digest,
+                "matched": outcome.matched,
+            },
+        )
         return outcome.outputs
 
     def call_service(self, task: Any, **kwargs: Any) -> str:
         name = kwargs.get("operation_name")
         operator = self.operators.get(str(name))
         if operator is None:
-            raise WorkflowError(f"unknown service operator {name!r}",
-                                [Problem(f"unknown service operator {name!r}", element=task.task_spec.bpmn_id)])
+            raise WorkflowError(
+                f"unknown service operator {name!r}",
+                [Problem(f"unknown service operator {name!r}", element=task.task_spec.bpmn_id)],
+            )
         params = {key: value["value"] for key, value in (kwargs.get("operation_params") or {}).items()}
         try:
             return json.dumps(operator(self.context, task, params))
@@ -192,13 +216,28 @@ class Step:
     def actor(self) -> str:
         return self.context.actor
 
-    def record(self, event_type: str, *, element: str | None = None, task_id: str | None = None,
-               payload: dict[str, Any] | None = None, actor: str | None = None,
-               pathway_version: str | None = None) -> None:
+    def record(
+        self,
+        event_type: str,
+        *,
+        element: str | None = None,
+        task_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+        actor: str | None = None,
+        pathway_version: str | None = None,
+    ) -> None:
         """Append an event to the instance's trail now (written by the save, in this transaction)."""
-        append_event(self.session, self.instance, event_type, at=self.runner.clock.now(),
-                     actor=actor or self.actor, pathway_version=pathway_version or self.context.pathway_version,
-                     element=element, task_id=task_id, payload=payload)
+        append_event(
+            self.session,
+            self.instance,
+            event_type,
+            at=self.runner.clock.now(),
+            actor=actor or self.actor,
+            pathway_version=pathway_version or self.context.pathway_version,
+            element=element,
+            task_id=task_id,
+            payload=payload,
+        )
 
     def advance(self, action: Callable[[], None], *, watch_timers: bool = True) -> None:
         """Run the workflow (``action`` drives it), then note its status, incident and events.
@@ -218,8 +257,12 @@ class Step:
         self.context.events.clear()
         if incident is not None:
             instance.status, instance.incident = Status.ERROR, json.dumps(incident)
-            self.record("error", element=incident["element"], actor=SYSTEM_ACTOR,
-                        payload={"message": incident["message"], "kind": incident["kind"]})
+            self.record(
+                "error",
+                element=incident["element"],
+                actor=SYSTEM_ACTOR,
+                payload={"message": incident["message"], "kind": incident["kind"]},
+            )
         elif self.workflow.is_completed() and instance.status == Status.RUNNING:
             instance.status = Status.COMPLETED
             # Named by the end reached (the care completed, or a death): the reason is in the trail.
@@ -257,6 +300,7 @@ def _task_bound(workflow: Any, limit: int) -> Iterator[None]:
                 raise WorkflowError(message, [Problem(message, element=task.task_spec.bpmn_id or task.task_spec.name)])
             if will_complete_task is not None:
                 will_complete_task(task)
+
         return engine_round(before, did_complete_task)
 
     workflow._do_engine_steps = bounded  # this step only: the class's method is back afterwards
@@ -327,8 +371,14 @@ class StepRunner:
     loser gets :class:`~engine.errors.StaleVersionError` and nothing of its work is kept.
     """
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], clock: Clock,
-                 operators: Mapping[str, ServiceOperator], cache: WorkflowCache | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        operators: Mapping[str, ServiceOperator],
+        cache: WorkflowCache | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.clock = clock
@@ -342,8 +392,16 @@ class StepRunner:
 
     # --- the whole step as one unit of work ---------------------------------------------------
 
-    def run(self, instance_id: str, actor: str, act: Act, *, expected_version: int | None = None,
-            allowed: Collection[str] = (Status.RUNNING,), refusal: str | None = None) -> InstanceView | None:
+    def run(
+        self,
+        instance_id: str,
+        actor: str,
+        act: Act,
+        *,
+        expected_version: int | None = None,
+        allowed: Collection[str] = (Status.RUNNING,),
+        refusal: str | None = None,
+    ) -> InstanceView | None:
         """Load the instance, restore it, ``act`` on it and save it, in one unit of work.
 
         The instance as this process last committed it is used without reading the row; its save
@@ -383,24 +441,39 @@ class StepRunner:
             now = self.clock.now()
             message = f"{instance.unreadable_state}: restore the instance's row from a backup, then retry"
             instance.status = Status.ERROR
-            instance.incident = json.dumps({"element": None, "message": message, "kind": "UnreadableStateError",
-                                            "at": now.isoformat()})
+            instance.incident = json.dumps(
+                {"element": None, "message": message, "kind": "UnreadableStateError", "at": now.isoformat()}
+            )
             instance.updated_at = now
-            append_event(session, instance, "error", at=now, actor=SYSTEM_ACTOR,
-                         pathway_version=instance.pathway_version,
-                         payload={"message": message, "kind": "UnreadableStateError"})
+            append_event(
+                session,
+                instance,
+                "error",
+                at=now,
+                actor=SYSTEM_ACTOR,
+                pathway_version=instance.pathway_version,
+                payload={"message": message, "kind": "UnreadableStateError"},
+            )
             save_instance(session, instance)
         self.cache.take_latest(instance_id)
 
-    def _run_once(self, instance_id: str, actor: str, act: Act, expected_version: int | None,
-                  allowed: Collection[str], refusal: str | None,
-                  cached: tuple[InstanceRecord, Any] | None) -> InstanceView | None:
+    def _run_once(
+        self,
+        instance_id: str,
+        actor: str,
+        act: Act,
+        expected_version: int | None,
+        allowed: Collection[str],
+        refusal: str | None,
+        cached: tuple[InstanceRecord, Any] | None,
+    ) -> InstanceView | None:
         with ConflictMapper(), unit_of_work(self.sessions) as session:
             if cached is not None:
                 step = self.resume(session, cached[0], cached[1], actor)
             else:
-                step = self.open(session, instance_id, actor, expected_version=expected_version, allowed=allowed,
-                                 refusal=refusal)
+                step = self.open(
+                    session, instance_id, actor, expected_version=expected_version, allowed=allowed, refusal=refusal
+                )
             if act(step) is False:
                 take_pending_events(session)  # nothing of a discarded step is written
                 session.rollback()
@@ -412,8 +485,16 @@ class StepRunner:
 
     # --- the parts, for triggers that run their own unit of work -----------------------------------
 
-    def open(self, session: Session, instance_id: str, actor: str, *, expected_version: int | None = None,
-             allowed: Collection[str] | None = None, refusal: str | None = None) -> Step:
+    def open(
+        self,
+        session: Session,
+        instance_id: str,
+        actor: str,
+        *,
+        expected_version: int | None = None,
+        allowed: Collection[str] | None = None,
+        refusal: str | None = None,
+    ) -> Step:
         """Load and restore an instance in the caller's transaction.
 
         Raises:
@@ -424,7 +505,8 @@ class StepRunner:
         instance = load_instance(session, instance_id)
         if expected_version is not None and instance.revision != expected_version:
             raise StaleVersionError(
-                f"instance is at version {instance.revision}, not {expected_version}: reload it and try again")
+                f"instance is at version {instance.revision}, not {expected_version}: reload it and try again"
+            )
         if allowed is not None and instance.status not in allowed:
             detail = f" (incident at {json.loads(instance.incident)['element']})" if instance.incident else ""
             raise ConflictError(f"instance is {instance.status}{detail}; {refusal or 'it cannot be changed now'}")
@@ -437,17 +519,36 @@ class StepRunner:
         workflow.script_engine = self._script_engine(context)  # the script engine is per step
         return Step(self, context, workflow)
 
-    def begin(self, session: Session, version: PathwayVersion | LatestVersion, patient_ref: str, actor: str,
-              data: dict[str, Any] | None, placement: tuple[str, str]) -> Step:
+    def begin(
+        self,
+        session: Session,
+        version: PathwayVersion | LatestVersion,
+        patient_ref: str,
+        actor: str,
+        data: dict[str, Any] | None,
+        placement: tuple[str, str],
+    ) -> Step:
         """A new instance of ``version`` with its start data and ``started`` event, not yet run or stored,
         in ``placement`` (its organisation and care team)."""
         now = self.clock.now()
         instance = InstanceRecord(
-            id=str(uuid.uuid4()), pathway_id=version.pathway_id, pathway_version_id=version.id,
-            pathway_version=version.version, patient_ref=patient_ref, status=Status.RUNNING, state="", revision=1,
-            next_due_at=None, incident=None, event_seq=0, event_head="0" * 64, created_at=now, updated_at=now,
+            id=str(uuid.uuid4()),
+            pathway_id=version.pathway_id,
+            pathway_version_id=version.id,
+            pathway_version=version.version,
+            patient_ref=patient_ref,
+            status=Status.RUNNING,
+            state="",
+            revision=1,
+            next_due_at=None,
+            incident=None,
+            event_seq=0,
+            event_head="0" * 64,
+            created_at=now,
+            updated_at=now,
             one_per_patient=not self.settings.allow_concurrent_instances,
-            organisation=placement[0], care_team=placement[1],
+            organisation=placement[0],
+            care_team=placement[1],
         )
         context = self._context(session, instance, actor)
         specs = workflows.specs_for(version.version, lambda: load_spec(session, version.id))
@@ -465,8 +566,10 @@ class StepRunner:
             cached.script_engine = self._script_engine(context)
             return cached
         if instance.unreadable_state is not None:
-            message = (f"{instance.unreadable_state}; the instance cannot run or be shown until its row is restored "
-                       "from a backup (a step holds it in an incident)")
+            message = (
+                f"{instance.unreadable_state}; the instance cannot run or be shown until its row is restored "
+                "from a backup (a step holds it in an incident)"
+            )
             raise ConflictError(message, [Problem(message, code=STATE_UNREADABLE)])
         specs = workflows.specs_for(instance.pathway_version, lambda: load_spec(session, instance.pathway_version_id))
         return workflows.restore(specs, instance.state, self._script_engine(context))
@@ -507,9 +610,10 @@ class StepRunner:
         Raises: NotFoundError (no version of the pathway is deployed and active).
         """
         version = session.scalars(
-            select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id,
-                                         PathwayVersion.activated_at.is_not(None))
-            .order_by(PathwayVersion.activated_at.desc(), PathwayVersion.id.desc()).limit(1)
+            select(PathwayVersion)
+            .where(PathwayVersion.pathway_id == pathway_id, PathwayVersion.activated_at.is_not(None))
+            .order_by(PathwayVersion.activated_at.desc(), PathwayVersion.id.desc())
+            .limit(1)
         ).first()
         if version is None:
             raise NotFoundError(f"no version of pathway {pathway_id!r} is deployed and active")
@@ -546,6 +650,7 @@ class StepRunner:
         return StepContext(session, instance, self.clock, actor, instance.pathway_version)
 
     def _script_engine(self, context: StepContext) -> StepScriptEngine:
-        environment = SafeEnvironment(self.clock, max_steps=self.settings.expression_max_steps,
-                                      max_seconds=self.settings.expression_max_seconds)
+        environment = SafeEnvironment(
+            self.clock, max_steps=self.settings.expression_max_steps, max_seconds=self.settings.expression_max_seconds
+        )
         return StepScriptEngine(environment, self.operators, context)

@@ -44,9 +44,21 @@ from engine.db.stored_state import UnreadableStateError, decode_state, encode_st
 from engine.errors import ConflictError, NotFoundError, Problem, StaleVersionError
 from engine.webhooks import StepFacts, derive_notices, enqueue, take_referrals
 
-__all__ = ["MAX_BATCH", "STATE_TOO_LARGE", "ConflictMapper", "InstanceRecord", "active_instance_of",
-           "insert_instances", "is_second_active_instance", "load_instance", "load_instances", "load_latest_version",
-           "load_spec", "ready_elements", "save_instance"]
+__all__ = [
+    "MAX_BATCH",
+    "STATE_TOO_LARGE",
+    "ConflictMapper",
+    "InstanceRecord",
+    "active_instance_of",
+    "insert_instances",
+    "is_second_active_instance",
+    "load_instance",
+    "load_instances",
+    "load_latest_version",
+    "load_spec",
+    "ready_elements",
+    "save_instance",
+]
 
 _INSTANCES: Table = PathwayInstance.__table__  # type: ignore[assignment]
 _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
@@ -54,16 +66,54 @@ _EVENTS: Table = InstanceEvent.__table__  # type: ignore[assignment]
 # may have (engine.db.stored_state.MAX_STATE_BYTES): 409, and nothing of the step is written.
 STATE_TOO_LARGE = "state-too-large"
 
-_COLUMNS = ("id", "pathway_id", "pathway_version_id", "patient_ref", "status", "state", "revision", "next_due_at",
-            "incident", "event_seq", "event_head", "created_at", "updated_at", "ready_tasks", "one_per_patient",
-            "organisation", "care_team")
+_COLUMNS = (
+    "id",
+    "pathway_id",
+    "pathway_version_id",
+    "patient_ref",
+    "status",
+    "state",
+    "revision",
+    "next_due_at",
+    "incident",
+    "event_seq",
+    "event_head",
+    "created_at",
+    "updated_at",
+    "ready_tasks",
+    "one_per_patient",
+    "organisation",
+    "care_team",
+)
 # What a step may change; id, pathway, patient, organisation and creation time never change. The
 # state is written only by a step that changed it (:func:`save_instance`).
-_WRITABLE = ("pathway_version_id", "status", "next_due_at", "incident", "event_seq", "event_head",
-             "updated_at", "ready_tasks", "care_team")
+_WRITABLE = (
+    "pathway_version_id",
+    "status",
+    "next_due_at",
+    "incident",
+    "event_seq",
+    "event_head",
+    "updated_at",
+    "ready_tasks",
+    "care_team",
+)
 _MAX_EVENTS_PER_STATEMENT = 16
-_EVENT_COLUMNS = ("instance_id", "seq", "type", "at", "actor", "pathway_version", "element", "task_id", "payload",
-                  "prev_hash", "hash", "state_digest", "mac")
+_EVENT_COLUMNS = (
+    "instance_id",
+    "seq",
+    "type",
+    "at",
+    "actor",
+    "pathway_version",
+    "element",
+    "task_id",
+    "payload",
+    "prev_hash",
+    "hash",
+    "state_digest",
+    "mac",
+)
 
 
 @dataclass(eq=False)
@@ -151,24 +201,35 @@ class _Statements:
         from_db = chain(column_type.result_processor(dialect, None))
         columns = ", ".join(f"i.{name}" for name in _COLUMNS)
         return cls(
-            load=(f"SELECT {columns}, v.version FROM pathway_instances i "
-                  f"JOIN pathway_versions v ON v.id = i.pathway_version_id WHERE i.id = {p('instance_id')}"),
+            load=(
+                f"SELECT {columns}, v.version FROM pathway_instances i "
+                f"JOIN pathway_versions v ON v.id = i.pathway_version_id WHERE i.id = {p('instance_id')}"
+            ),
             load_spec=f"SELECT spec FROM pathway_versions WHERE id = {p('version_id')}",
-            latest_version=("SELECT id, version, start_schema FROM pathway_versions "
-                            f"WHERE pathway_id = {p('pathway_id')} AND activated_at IS NOT NULL "
-                            "ORDER BY activated_at DESC, id DESC LIMIT 1"),
+            latest_version=(
+                "SELECT id, version, start_schema FROM pathway_versions "
+                f"WHERE pathway_id = {p('pathway_id')} AND activated_at IS NOT NULL "
+                "ORDER BY activated_at DESC, id DESC LIMIT 1"
+            ),
             save=_update_sql(_WRITABLE, p),
             save_state=_update_sql((*_WRITABLE, "state"), p),
             delete_elements=f"DELETE FROM ready_task_elements WHERE instance_id = {p('instance_id')}",
-            insert_element=(f"INSERT INTO ready_task_elements (instance_id, element, created_at) "
-                            f"VALUES ({p('instance_id')}, {p('element')}, {p('created_at')})"),
-            to_db=to_db, from_db=from_db, placeholder=p, writes_in_one_statement=dialect.name == "postgresql",
+            insert_element=(
+                f"INSERT INTO ready_task_elements (instance_id, element, created_at) "
+                f"VALUES ({p('instance_id')}, {p('element')}, {p('created_at')})"
+            ),
+            to_db=to_db,
+            from_db=from_db,
+            placeholder=p,
+            writes_in_one_statement=dialect.name == "postgresql",
         )
 
 
 def _update_sql(columns: tuple[str, ...], p: Callable[[str], str]) -> str:
-    return (f"UPDATE pathway_instances SET {', '.join(f'{name} = {p(name)}' for name in columns)}, "
-            f"revision = {p('new_revision')} WHERE id = {p('id')} AND revision = {p('revision')}")
+    return (
+        f"UPDATE pathway_instances SET {', '.join(f'{name} = {p(name)}' for name in columns)}, "
+        f"revision = {p('new_revision')} WHERE id = {p('id')} AND revision = {p('revision')}"
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -181,8 +242,9 @@ def _insert_events_sql(sql: _Statements, count: int) -> str:
 @functools.lru_cache(maxsize=128)
 def _save_with_events_sql(sql: _Statements, count: int, with_state: bool) -> str:
     p = sql.placeholder
-    rows = " UNION ALL ".join("SELECT " + ", ".join(p(f"e{n}_{name}") for name in _EVENT_COLUMNS) + " FROM moved"
-                              for n in range(count))
+    rows = " UNION ALL ".join(
+        "SELECT " + ", ".join(p(f"e{n}_{name}") for name in _EVENT_COLUMNS) + " FROM moved" for n in range(count)
+    )
     update = sql.save_state if with_state else sql.save
     return f"WITH moved AS ({update} RETURNING 1) INSERT INTO instance_events ({', '.join(_EVENT_COLUMNS)}) {rows}"
 
@@ -238,8 +300,9 @@ def load_instances(session: Session, instance_ids: list[str]) -> dict[str, Insta
         return {}
     driver, sql = _for(session)
     names = [f"i{n}" for n in range(len(instance_ids))]
-    statement = sql.load.replace(f"i.id = {sql.placeholder('instance_id')}",
-                                 f"i.id IN ({', '.join(sql.placeholder(name) for name in names)})")
+    statement = sql.load.replace(
+        f"i.id = {sql.placeholder('instance_id')}", f"i.id IN ({', '.join(sql.placeholder(name) for name in names)})"
+    )
     cursor = driver.cursor()
     try:
         cursor.execute(statement, dict(zip(names, instance_ids, strict=True)))
@@ -287,8 +350,14 @@ def load_latest_version(session: Session, pathway_id: str) -> tuple[int, str, st
     return None if row is None else (int(row[0]), str(row[1]), row[2])
 
 
-def save_instance(session: Session, record: InstanceRecord, *, state_changed: bool = False,
-                  seal_state: bool = False, one_statement: bool = False) -> None:
+def save_instance(
+    session: Session,
+    record: InstanceRecord,
+    *,
+    state_changed: bool = False,
+    seal_state: bool = False,
+    one_statement: bool = False,
+) -> None:
     """Write a changed instance, the rows its step added, and its new events.
 
     ``state_changed``: the step stored a new workflow state, whose digest its newest event records
@@ -320,20 +389,29 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
     checked = None  # the step's facts for the webhooks, when known to add none (so no statement of theirs)
     if one_statement and sql.writes_in_one_statement:
         checked = _step_facts(session, [record], events)
-        if not 0 < len(events) <= _MAX_EVENTS_PER_STATEMENT or record.ready_tasks != record.stored_ready_tasks \
-                or any(derive_notices(facts) for facts in checked):
+        if (
+            not 0 < len(events) <= _MAX_EVENTS_PER_STATEMENT
+            or record.ready_tasks != record.stored_ready_tasks
+            or any(derive_notices(facts) for facts in checked)
+        ):
             raise RuntimeError("a write of one statement would take more than one: nothing was written")
     params = {name: getattr(record, name) for name in _WRITABLE}
-    params.update(id=record.id, revision=record.revision, new_revision=record.revision + 1,
-                  next_due_at=sql.to_db(record.next_due_at), updated_at=sql.to_db(record.updated_at))
+    params.update(
+        id=record.id,
+        revision=record.revision,
+        new_revision=record.revision + 1,
+        next_due_at=sql.to_db(record.next_due_at),
+        updated_at=sql.to_db(record.updated_at),
+    )
     if state_changed:
         params["state"] = _encoded(record.state)
         record.unreadable_state = None
     together = sql.writes_in_one_statement and 0 < len(events) <= _MAX_EVENTS_PER_STATEMENT
     if together:
         params.update(_event_params(events))
-    statement = (sql.save_with_events(len(events), state_changed) if together
-                 else sql.save_state if state_changed else sql.save)
+    statement = (
+        sql.save_with_events(len(events), state_changed) if together else sql.save_state if state_changed else sql.save
+    )
     cursor = driver.cursor()
     try:
         cursor.execute(statement, params)
@@ -351,11 +429,20 @@ def save_instance(session: Session, record: InstanceRecord, *, state_changed: bo
 
 
 def _step_facts(session: Session, records: list[InstanceRecord], events: list[dict[str, Any]]) -> list[StepFacts]:
-    return [StepFacts(record.id, record.pathway_id, record.pathway_version, record.updated_at,
-                      [event for event in events if event["instance_id"] == record.id],
-                      record.stored_ready_tasks, record.ready_tasks, take_referrals(session, record.id),
-                      record.event_seq)
-            for record in records]
+    return [
+        StepFacts(
+            record.id,
+            record.pathway_id,
+            record.pathway_version,
+            record.updated_at,
+            [event for event in events if event["instance_id"] == record.id],
+            record.stored_ready_tasks,
+            record.ready_tasks,
+            take_referrals(session, record.id),
+            record.event_seq,
+        )
+        for record in records
+    ]
 
 
 def _autocommit_if_one_statement(session: Session) -> None:
@@ -376,8 +463,10 @@ def _encoded(state: str) -> bytes:
     try:
         return encode_state(state)
     except UnreadableStateError as exc:
-        raise ConflictError("the step would make the instance's workflow state larger than a stored state "
-                            "may be; nothing was saved", [Problem(str(exc), code=STATE_TOO_LARGE)]) from None
+        raise ConflictError(
+            "the step would make the instance's workflow state larger than a stored state may be; nothing was saved",
+            [Problem(str(exc), code=STATE_TOO_LARGE)],
+        ) from None
 
 
 def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
@@ -405,16 +494,24 @@ def _enqueue_webhooks(session: Session, records: list[InstanceRecord], events: l
 def active_instance_of(session: Session, pathway_id: str, patient_ref: str) -> str | None:
     """The id of the patient's instance of the pathway that has not ended and is held to one per
     patient (the one the unique index ``uq_pathway_instances_one_active`` counts), if any."""
-    return session.scalar(select(PathwayInstance.id).where(
-        PathwayInstance.pathway_id == pathway_id, PathwayInstance.patient_ref == patient_ref,
-        PathwayInstance.status.in_(ACTIVE_STATUSES), PathwayInstance.one_per_patient.is_(True)).limit(1))
+    return session.scalar(
+        select(PathwayInstance.id)
+        .where(
+            PathwayInstance.pathway_id == pathway_id,
+            PathwayInstance.patient_ref == patient_ref,
+            PathwayInstance.status.in_(ACTIVE_STATUSES),
+            PathwayInstance.one_per_patient.is_(True),
+        )
+        .limit(1)
+    )
 
 
 def is_second_active_instance(exc: IntegrityError) -> bool:
     """The insert broke the one-active-instance index: a concurrent start for the same patient won."""
     text = str(exc.orig)
     return "uq_pathway_instances_one_active" in text or (
-        "UNIQUE constraint failed: pathway_instances.patient_ref, pathway_instances.pathway_id" in text)
+        "UNIQUE constraint failed: pathway_instances.patient_ref, pathway_instances.pathway_id" in text
+    )
 
 
 def _pending_events(session: Session, sql: _Statements, stored: list[InstanceRecord]) -> list[dict[str, Any]]:
@@ -438,7 +535,7 @@ def _write_events(driver: Any, sql: _Statements, events: list[dict[str, Any]]) -
     cursor = driver.cursor()
     try:
         for first in range(0, len(events), _MAX_EVENTS_PER_STATEMENT):
-            chunk = events[first:first + _MAX_EVENTS_PER_STATEMENT]
+            chunk = events[first : first + _MAX_EVENTS_PER_STATEMENT]
             cursor.execute(sql.insert_events(len(chunk)), _event_params(chunk))
     finally:
         cursor.close()
@@ -458,8 +555,10 @@ def _write_elements(driver: Any, sql: _Statements, records: list[InstanceRecord]
             if replace:
                 cursor.execute(sql.delete_elements, {"instance_id": record.id})
             created = sql.to_db(record.created_at)
-            rows += [{"instance_id": record.id, "element": element, "created_at": created}
-                     for element in ready_elements(record.ready_tasks)]
+            rows += [
+                {"instance_id": record.id, "element": element, "created_at": created}
+                for element in ready_elements(record.ready_tasks)
+            ]
         if rows:
             cursor.executemany(sql.insert_element, rows)
     finally:

@@ -69,8 +69,13 @@ class Backoff:
         return {instance_id for instance_id, (until, _) in self._until.items() if until > now}
 
 
-def fire_due_timers(service: PathwayService, now: datetime | None = None, limit: int = 100,
-                    worker_id: str = "worker", backoff: Backoff | None = None) -> int:
+def fire_due_timers(
+    service: PathwayService,
+    now: datetime | None = None,
+    limit: int = 100,
+    worker_id: str = "worker",
+    backoff: Backoff | None = None,
+) -> int:
     """Fire the due timers of up to ``limit`` running instances whose ``next_due_at <= now``.
 
     ``now`` (default: the service's clock) chooses which instances are due; the timers themselves
@@ -121,16 +126,20 @@ def _due_batch(service: PathwayService, now: datetime, size: int, passed: set[st
     """The ids of up to ``size`` due running instances, most overdue first, not in ``passed``
     (one read of the (status, next_due_at) index; nothing is locked until each is fired)."""
     with read_only(service.steps.sessions) as session:
-        query = (select(PathwayInstance.id).where(PathwayInstance.status == Status.RUNNING,
-                                                  PathwayInstance.next_due_at <= now)
-                 .order_by(PathwayInstance.next_due_at).limit(size))
+        query = (
+            select(PathwayInstance.id)
+            .where(PathwayInstance.status == Status.RUNNING, PathwayInstance.next_due_at <= now)
+            .order_by(PathwayInstance.next_due_at)
+            .limit(size)
+        )
         if passed:
             query = query.where(PathwayInstance.id.not_in(passed))
         return list(session.scalars(query))
 
 
-def _fire_claimed(service: PathwayService, instance_id: str, now: datetime, worker_id: str,
-                  backoff: Backoff) -> _Outcome:
+def _fire_claimed(
+    service: PathwayService, instance_id: str, now: datetime, worker_id: str, backoff: Backoff
+) -> _Outcome:
     """Fire one instance of a claimed batch; a failure of its step becomes its incident."""
     try:
         fired = _fire_one(service, instance_id, now, worker_id)
@@ -166,12 +175,17 @@ def _record_incident(service: PathwayService, instance_id: str, exc: Exception, 
                 return True  # someone else moved it meanwhile: nothing to record
             now = runner.clock.now()
             instance.status = Status.ERROR
-            instance.incident = json.dumps({"element": None, "message": message, "kind": kind,
-                                            "at": now.isoformat()})
+            instance.incident = json.dumps({"element": None, "message": message, "kind": kind, "at": now.isoformat()})
             instance.updated_at = now
-            append_event(session, instance, "error", at=now, actor=_SYSTEM_ACTOR,
-                         pathway_version=instance.pathway_version,
-                         payload={"message": message, "kind": kind, "worker": worker_id})
+            append_event(
+                session,
+                instance,
+                "error",
+                at=now,
+                actor=_SYSTEM_ACTOR,
+                pathway_version=instance.pathway_version,
+                payload={"message": message, "kind": kind, "worker": worker_id},
+            )
             save_instance(session, instance)
     except StaleVersionError:
         return True  # changed by someone else meanwhile: the next pass sees it as it is now
@@ -190,10 +204,14 @@ def _fire_one(service: PathwayService, instance_id: str, now: datetime, worker_i
         # PostgreSQL: lock the row, or skip it if another worker holds it. SQLite ignores the lock;
         # there the revision check makes the loser of a race write nothing.
         claimed = session.scalars(
-            select(PathwayInstance.id).where(PathwayInstance.id == instance_id,
-                                             PathwayInstance.status == Status.RUNNING,
-                                             PathwayInstance.next_due_at <= now)
-            .with_for_update(skip_locked=True)).first()
+            select(PathwayInstance.id)
+            .where(
+                PathwayInstance.id == instance_id,
+                PathwayInstance.status == Status.RUNNING,
+                PathwayInstance.next_due_at <= now,
+            )
+            .with_for_update(skip_locked=True)
+        ).first()
         if claimed is None:
             return _Outcome.SKIPPED
         step = runner.open(session, instance_id, f"timer-worker:{worker_id}")

@@ -42,8 +42,11 @@ def validate_patient_ref(patient_ref: str) -> None:
     if not isinstance(patient_ref, str) or not _PATIENT_REF.match(patient_ref):
         raise InvalidInputError(
             "patient_ref must be an external identifier (letters, digits and . _ : / -, at most 64)",
-            [Problem("must be an identifier such as an MRN or a system's patient id, not a name",
-                     field="/patient_ref")],
+            [
+                Problem(
+                    "must be an identifier such as an MRN or a system's patient id, not a name", field="/patient_ref"
+                )
+            ],
         )
 
 
@@ -71,13 +74,23 @@ class InstanceView:
 
 def instance_view(instance: InstanceRecord, workflow: Any) -> InstanceView:
     """The view of an instance row and its restored workflow (ready tasks only while running)."""
-    tasks = [workflows.task_info(t).as_dict() for t in workflows.ready_tasks(workflow)] \
-        if instance.status == Status.RUNNING else []
+    tasks = (
+        [workflows.task_info(t).as_dict() for t in workflows.ready_tasks(workflow)]
+        if instance.status == Status.RUNNING
+        else []
+    )
     return InstanceView(
-        id=instance.id, pathway_id=instance.pathway_id, pathway_version=instance.pathway_version,
-        patient_ref=instance.patient_ref, status=instance.status, version=instance.revision,
+        id=instance.id,
+        pathway_id=instance.pathway_id,
+        pathway_version=instance.pathway_version,
+        patient_ref=instance.patient_ref,
+        status=instance.status,
+        version=instance.revision,
         next_due_at=instance.next_due_at.isoformat() if instance.next_due_at else None,
         incident=json.loads(instance.incident) if instance.incident else None,
-        created_at=instance.created_at.isoformat(), updated_at=instance.updated_at.isoformat(),
-        ready_tasks=tasks, organisation=instance.organisation, care_team=instance.care_team,
+        created_at=instance.created_at.isoformat(),
+        updated_at=instance.updated_at.isoformat(),
+        ready_tasks=tasks,
+        organisation=instance.organisation,
+        care_team=instance.care_team,
     )

@@ -27,14 +27,27 @@ __all__ = ["run_worker"]
 _log = logging.getLogger("carepath.worker")
 
 
-def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, interval: float = 5.0,
-               once: bool = False, should_stop: Callable[[], bool] = lambda: False,
-               report: Callable[[int], None] | None = None,
-               housekeeping: Callable[[], object] | None = None, housekeeping_seconds: float = 600.0,
-               heartbeat: Callable[[], None] | None = None, first_wait: float = 1.0, max_wait: float = 60.0,
-               checkpoint: Callable[[], object] | None = None, checkpoint_seconds: float = 3600.0,
-               deliver: Callable[[], int] | None = None, escalate: Callable[[], int] | None = None,
-               once_attempts: int = 5, sleep: Callable[[float], None] = time.sleep) -> int:
+def run_worker(
+    service: PathwayService,
+    *,
+    worker_id: str,
+    batch: int = 100,
+    interval: float = 5.0,
+    once: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    report: Callable[[int], None] | None = None,
+    housekeeping: Callable[[], object] | None = None,
+    housekeeping_seconds: float = 600.0,
+    heartbeat: Callable[[], None] | None = None,
+    first_wait: float = 1.0,
+    max_wait: float = 60.0,
+    checkpoint: Callable[[], object] | None = None,
+    checkpoint_seconds: float = 3600.0,
+    deliver: Callable[[], int] | None = None,
+    escalate: Callable[[], int] | None = None,
+    once_attempts: int = 5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Fire due timers until stopped; with ``once``, until nothing is due. Returns instances advanced.
 
     ``housekeeping`` (e.g. purging expired idempotency records) runs when the worker starts and
@@ -79,8 +92,9 @@ def run_worker(service: PathwayService, *, worker_id: str, batch: int = 100, int
                 raise
             wait = min(max_wait, first_wait * 2 ** min(failures - 1, 16))
             # The error's type only: a driver's message may quote statement parameters.
-            _log.warning("worker %s: database unavailable (%s); trying again in %.1f s", worker_id,
-                         type(exc).__name__, wait)
+            _log.warning(
+                "worker %s: database unavailable (%s); trying again in %.1f s", worker_id, type(exc).__name__, wait
+            )
             _wait(wait, should_stop, heartbeat, sleep)
             continue
         if failures:
@@ -101,8 +115,12 @@ def _nothing() -> int:
     return 0
 
 
-def _wait(seconds: float, should_stop: Callable[[], bool], heartbeat: Callable[[], None] | None,
-          sleep: Callable[[float], None]) -> None:
+def _wait(
+    seconds: float,
+    should_stop: Callable[[], bool],
+    heartbeat: Callable[[], None] | None,
+    sleep: Callable[[float], None],
+) -> None:
     """Sleep in steps of at most a second, so a stop request or a heartbeat is never long delayed."""
     left = seconds
     while left > 0 and not should_stop():

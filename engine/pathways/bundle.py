@@ -31,9 +31,22 @@ from typing import Protocol
 
 from engine.errors import InvalidInputError, Problem
 
-__all__ = ["BUNDLE_SUFFIXES", "MAX_BUNDLE_BYTES", "MAX_BUNDLE_FILES", "MAX_BUNDLE_FILE_BYTES", "MAX_COMPRESSION_RATIO",
-           "TOO_LARGE", "Bundle", "BundleFiles", "ChainedFiles", "FolderFiles", "MemoryFiles", "bundle_name",
-           "read_bundle_folder", "read_bundle_zip"]
+__all__ = [
+    "BUNDLE_SUFFIXES",
+    "MAX_BUNDLE_BYTES",
+    "MAX_BUNDLE_FILES",
+    "MAX_BUNDLE_FILE_BYTES",
+    "MAX_COMPRESSION_RATIO",
+    "TOO_LARGE",
+    "Bundle",
+    "BundleFiles",
+    "ChainedFiles",
+    "FolderFiles",
+    "MemoryFiles",
+    "bundle_name",
+    "read_bundle_folder",
+    "read_bundle_zip",
+]
 
 # Form schemas and diagrams are small; a larger file is refused rather than read whole into memory.
 MAX_BUNDLE_FILE_BYTES = 1024 * 1024
@@ -186,11 +199,14 @@ def read_bundle_zip(data: bytes) -> Bundle:
     ignored: list[str] = []
     total = 0
     for info in entries:
-        name = info.filename[len(prefix):]
+        name = info.filename[len(prefix) :]
         if name in files:
             raise _refuse("the archive holds this name twice", info.filename, "bundle-entry")
-        if not name.endswith(BUNDLE_SUFFIXES) or any(part.startswith(".") for part in name.split("/")) \
-                or name.startswith("__MACOSX/"):
+        if (
+            not name.endswith(BUNDLE_SUFFIXES)
+            or any(part.startswith(".") for part in name.split("/"))
+            or name.startswith("__MACOSX/")
+        ):
             ignored.append(name)
             continue
         if info.file_size > MAX_BUNDLE_FILE_BYTES:
@@ -217,8 +233,11 @@ def _safe_entries(infos: list[zipfile.ZipInfo]) -> list[zipfile.ZipInfo]:
         if _entry_is_symlink(info):
             raise _refuse("the entry is a symlink: put the file itself in the bundle", name, "bundle-entry")
         if bundle_name("", name.rstrip("/")) != name.rstrip("/"):
-            raise _refuse("the entry's name is not a plain relative name (no absolute path, '..', backslash or "
-                          "drive)", name, "bundle-entry")
+            raise _refuse(
+                "the entry's name is not a plain relative name (no absolute path, '..', backslash or drive)",
+                name,
+                "bundle-entry",
+            )
     return [info for info in infos if not info.is_dir()]
 
 
@@ -232,8 +251,9 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
             content = handle.read(MAX_BUNDLE_FILE_BYTES + 1)
     except (zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError, OSError, ValueError):
         # encrypted, an unsupported compression method, corrupt data or a CRC mismatch
-        raise _refuse("the entry cannot be read (encrypted, corrupt or an unsupported compression)",
-                      info.filename, "bundle-entry") from None
+        raise _refuse(
+            "the entry cannot be read (encrypted, corrupt or an unsupported compression)", info.filename, "bundle-entry"
+        ) from None
     if len(content) > MAX_BUNDLE_FILE_BYTES:
         raise _refuse(f"the file is larger than {MAX_BUNDLE_FILE_BYTES} bytes", info.filename, TOO_LARGE)
     return content

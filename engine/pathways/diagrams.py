@@ -86,22 +86,61 @@ _TIMER_LITERAL = re.compile(
 )
 _JUEL = re.compile(r"^(\s*)[$#]\{(.*)\}\s*$", re.DOTALL)
 # JUEL tokens outside text literals -> Python; '!' but not '!='.
-_JUEL_TOKENS = re.compile(r"""(?P<text>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op>&&|\|\||!(?!=))|"""
-                          r"\b(?P<word>eq|ne|lt|gt|le|ge|null|true|false)\b")
-_JUEL_WORDS = {"&&": " and ", "||": " or ", "!": " not ", "eq": "==", "ne": "!=", "lt": "<", "gt": ">",
-               "le": "<=", "ge": ">=", "null": "None", "true": "True", "false": "False"}
+_JUEL_TOKENS = re.compile(
+    r"""(?P<text>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op>&&|\|\||!(?!=))|"""
+    r"\b(?P<word>eq|ne|lt|gt|le|ge|null|true|false)\b"
+)
+_JUEL_WORDS = {
+    "&&": " and ",
+    "||": " or ",
+    "!": " not ",
+    "eq": "==",
+    "ne": "!=",
+    "lt": "<",
+    "gt": ">",
+    "le": "<=",
+    "ge": ">=",
+    "null": "None",
+    "true": "True",
+    "false": "False",
+}
 # A user task CarePath shows no form for: confirming it is all a clinician does (no data accepted).
 CONFIRMATION_FORM: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
-_LAYOUT_NAMESPACES = ("http://www.omg.org/spec/BPMN/20100524/DI", "http://www.omg.org/spec/DD/20100524/DC",
-                      "http://www.omg.org/spec/DD/20100524/DI")
+_LAYOUT_NAMESPACES = (
+    "http://www.omg.org/spec/BPMN/20100524/DI",
+    "http://www.omg.org/spec/DD/20100524/DC",
+    "http://www.omg.org/spec/DD/20100524/DI",
+)
 # Every plain attribute the diagram-interchange schema has (BPMNDiagram, BPMNPlane, BPMNShape, BPMNEdge,
 # BPMNLabel, BPMNLabelStyle, Bounds, Font, waypoint); any other plain one is a modeller's own.
-_LAYOUT_ATTRIBUTES = frozenset({
-    "id", "name", "documentation", "resolution", "bpmnElement", "isHorizontal", "isExpanded", "isMarkerVisible",
-    "isMessageVisible", "participantBandKind", "choreographyActivityShape", "sourceElement", "targetElement",
-    "messageVisibleKind", "labelStyle", "x", "y", "width", "height", "size", "isBold", "isItalic",
-    "isUnderline", "isStrikeThrough",
-})
+_LAYOUT_ATTRIBUTES = frozenset(
+    {
+        "id",
+        "name",
+        "documentation",
+        "resolution",
+        "bpmnElement",
+        "isHorizontal",
+        "isExpanded",
+        "isMarkerVisible",
+        "isMessageVisible",
+        "participantBandKind",
+        "choreographyActivityShape",
+        "sourceElement",
+        "targetElement",
+        "messageVisibleKind",
+        "labelStyle",
+        "x",
+        "y",
+        "width",
+        "height",
+        "size",
+        "isBold",
+        "isItalic",
+        "isUnderline",
+        "isStrikeThrough",
+    }
+)
 
 _DECLARED_ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
@@ -127,8 +166,9 @@ class Diagram:
         return hashlib.sha256(self.content).hexdigest()
 
 
-def read_diagram(folder: FolderFiles, name: str, display: str | None = None,
-                 files: BundleFiles | None = None) -> Diagram:
+def read_diagram(
+    folder: FolderFiles, name: str, display: str | None = None, files: BundleFiles | None = None
+) -> Diagram:
     """Read the diagram ``name`` of a folder, keeping line numbers.
 
     The files it names are read from ``files`` (by default the folder itself).
@@ -139,16 +179,24 @@ def read_diagram(folder: FolderFiles, name: str, display: str | None = None,
     """
     path = folder.path_of(name)
     if path is None:
-        raise DiagramError(f"{display or name} is not a file inside {folder.root}", [Problem(
-            "not a file inside the folder (a symlink may not lead out of it)", file=display or name,
-            code="not-found")])
+        raise DiagramError(
+            f"{display or name} is not a file inside {folder.root}",
+            [
+                Problem(
+                    "not a file inside the folder (a symlink may not lead out of it)",
+                    file=display or name,
+                    code="not-found",
+                )
+            ],
+        )
     diagram = parse_diagram(path.read_bytes(), display or name, files or folder, location=name)
     diagram.path = path
     return diagram
 
 
-def parse_diagram(content: bytes, display: str, files: BundleFiles | None = None,
-                  location: str | None = None) -> Diagram:
+def parse_diagram(
+    content: bytes, display: str, files: BundleFiles | None = None, location: str | None = None
+) -> Diagram:
     """Parse diagram content. The files it names are read from ``files`` only (by default: none),
     by names relative to ``location`` (by default ``display``).
 
@@ -169,11 +217,18 @@ def parse_diagram(content: bytes, display: str, files: BundleFiles | None = None
     if root.tag != f"{{{BPMN_NS}}}definitions":
         raise DiagramError(
             f"{display} is not a BPMN 2.0 diagram",
-            [Problem(f"root element is {root.tag!r}, expected bpmn:definitions", file=display,
-                     line=root.sourceline, code="not-bpmn")],
+            [
+                Problem(
+                    f"root element is {root.tag!r}, expected bpmn:definitions",
+                    file=display,
+                    line=root.sourceline,
+                    code="not-bpmn",
+                )
+            ],
         )
-    diagram = Diagram(name=display, content=content, tree=tree, files=files or MemoryFiles({}),
-                      location=location or display)
+    diagram = Diagram(
+        name=display, content=content, tree=tree, files=files or MemoryFiles({}), location=location or display
+    )
     for process in root.iterfind("bpmn:process", NSMAP):
         pid = process.get("id")
         diagram.process_ids.append(pid)
@@ -203,6 +258,7 @@ def _check_text(content: bytes, display: str) -> None:
     Raises:
         DiagramError: naming the line.
     """
+
     def refuse(code: str, message: str, offset: int) -> DiagramError:
         line = content.count(b"\n", 0, offset) + 1
         return DiagramError(f"{display} cannot be read", [Problem(message, file=display, line=line, code=code)])
@@ -216,13 +272,20 @@ def _check_text(content: bytes, display: str) -> None:
     try:
         content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise refuse("encoding", f"the diagram is not UTF-8 text (byte {exc.start + 1} is not UTF-8): "
-                                 "save it as UTF-8", exc.start) from None
+        raise refuse(
+            "encoding",
+            f"the diagram is not UTF-8 text (byte {exc.start + 1} is not UTF-8): save it as UTF-8",
+            exc.start,
+        ) from None
     root = _FIRST_ELEMENT.search(content)
     doctype = content.find(b"<!DOCTYPE", 0, root.start() if root else len(content))
     if doctype >= 0:
-        raise refuse("dtd", "the diagram has a document type declaration (<!DOCTYPE ...>), which may declare "
-                            "entities: remove it (no modeller writes one)", doctype)
+        raise refuse(
+            "dtd",
+            "the diagram has a document type declaration (<!DOCTYPE ...>), which may declare "
+            "entities: remove it (no modeller writes one)",
+            doctype,
+        )
 
 
 def timer_literal(text: str) -> bool:
@@ -327,8 +390,10 @@ def decision_ref(task: Any) -> str | None:
 
 
 def _decision_problem(task: Any, diagram: Diagram, message: str, code: str) -> DiagramError:
-    return DiagramError("unusable decision table", [Problem(message, file=diagram.name, line=task.sourceline,
-                                                            element=task.get("id"), code=code)])
+    return DiagramError(
+        "unusable decision table",
+        [Problem(message, file=diagram.name, line=task.sourceline, element=task.get("id"), code=code)],
+    )
 
 
 def decision_file(task: Any, diagram: Diagram) -> tuple[str, bytes]:
@@ -340,8 +405,12 @@ def decision_file(task: Any, diagram: Diagram) -> tuple[str, bytes]:
     """
     ref = decision_ref(task)
     if ref is None:
-        raise _decision_problem(task, diagram, "the business rule task names no decision (set the decision id, "
-                                "camunda:decisionRef)", "decision-missing")
+        raise _decision_problem(
+            task,
+            diagram,
+            "the business rule task names no decision (set the decision id, camunda:decisionRef)",
+            "decision-missing",
+        )
     found = []
     for name in diagram.files.names("*.dmn"):
         content = diagram.files.read(name)
@@ -351,11 +420,20 @@ def decision_file(task: Any, diagram: Diagram) -> tuple[str, bytes]:
     if len(found) > 1 and len(beside) == 1:
         found = beside
     if not found:
-        raise _decision_problem(task, diagram, f"decision {ref!r} is in no .dmn file of the pathway: put its .dmn "
-                                "file beside the diagram (or in the upload)", "decision-missing")
+        raise _decision_problem(
+            task,
+            diagram,
+            f"decision {ref!r} is in no .dmn file of the pathway: put its .dmn "
+            "file beside the diagram (or in the upload)",
+            "decision-missing",
+        )
     if len(found) > 1:
-        raise _decision_problem(task, diagram, f"decision {ref!r} is defined in several .dmn files: "
-                                f"{', '.join(name for name, _ in found)}", "decision-ambiguous")
+        raise _decision_problem(
+            task,
+            diagram,
+            f"decision {ref!r} is defined in several .dmn files: {', '.join(name for name, _ in found)}",
+            "decision-ambiguous",
+        )
     return found[0]
 
 
@@ -377,9 +455,19 @@ def decision_table(task: Any, diagram: Diagram) -> tuple[str, DecisionTable]:
     tables, problems = read_decisions(content, decision_display(diagram, name))
     ref = str(decision_ref(task))
     if problems or ref not in tables:
-        raise DiagramError(f"decision table {ref} cannot be used", problems or [Problem(
-            f"decision {ref!r} cannot be read", file=diagram.name, line=task.sourceline, element=task.get("id"),
-            code="decision-table")])
+        raise DiagramError(
+            f"decision table {ref} cannot be used",
+            problems
+            or [
+                Problem(
+                    f"decision {ref!r} cannot be read",
+                    file=diagram.name,
+                    line=task.sourceline,
+                    element=task.get("id"),
+                    code="decision-table",
+                )
+            ],
+        )
     return name, dataclasses.replace(tables[ref], file=name)
 
 
@@ -434,16 +522,21 @@ def read_form_file(task: Any, diagram: Diagram, file_name: str) -> bytes:
     """
     name = bundle_name(diagram.location, file_name)
     if name is None:
-        problem = f"form schema file {file_name!r} must be a relative name inside the pathway (no absolute " \
-                  "paths, no '..')"
+        problem = (
+            f"form schema file {file_name!r} must be a relative name inside the pathway (no absolute paths, no '..')"
+        )
     else:
         content = diagram.files.read(name)
         if content is not None:
             return content
-        problem = f"form schema file {file_name!r} is not part of the pathway: upload it with the diagram, " \
-                  "or keep it beside the diagram in the pathways folder"
-    raise DiagramError("unusable form", [Problem(problem, file=diagram.name, line=task.sourceline,
-                                                 element=task.get("id"), code="form-file")])
+        problem = (
+            f"form schema file {file_name!r} is not part of the pathway: upload it with the diagram, "
+            "or keep it beside the diagram in the pathways folder"
+        )
+    raise DiagramError(
+        "unusable form",
+        [Problem(problem, file=diagram.name, line=task.sourceline, element=task.get("id"), code="form-file")],
+    )
 
 
 def _schema_from_file(task: Any, diagram: Diagram, file_name: str) -> dict[str, Any]:
@@ -461,8 +554,8 @@ def _schema_from_file(task: Any, diagram: Diagram, file_name: str) -> dict[str, 
         problem = f"form schema {file_name} nests too deeply"
     if problem:
         raise DiagramError(
-            "unusable form", [Problem(problem, file=diagram.name, line=task.sourceline,
-                                      element=task.get("id"), code="form-file")]
+            "unusable form",
+            [Problem(problem, file=diagram.name, line=task.sourceline, element=task.get("id"), code="form-file")],
         )
     return dict(schema)
 
@@ -471,9 +564,18 @@ def _number(config: str, task: Any, constraint: Any, diagram: Diagram) -> int | 
     try:
         return float(config) if "." in config else int(config)
     except ValueError:
-        raise DiagramError("unusable form", [Problem(
-            f"constraint {constraint.get('name')!r} needs a number, not {config!r}", file=diagram.name,
-            line=constraint.sourceline, element=task.get("id"), code="form-field")]) from None
+        raise DiagramError(
+            "unusable form",
+            [
+                Problem(
+                    f"constraint {constraint.get('name')!r} needs a number, not {config!r}",
+                    file=diagram.name,
+                    line=constraint.sourceline,
+                    element=task.get("id"),
+                    code="form-field",
+                )
+            ],
+        ) from None
 
 
 def _schema_from_camunda(task: Any, diagram: Diagram, form_data: Any) -> dict[str, Any]:
@@ -482,9 +584,18 @@ def _schema_from_camunda(task: Any, diagram: Diagram, form_data: Any) -> dict[st
     for form_field in form_data.iterfind("camunda:formField", NSMAP):
         field_id = form_field.get("id")
         if not field_id:
-            raise DiagramError("unusable form", [Problem("form field without an id", file=diagram.name,
-                                                         line=form_field.sourceline,
-                                                         element=task.get("id"), code="form-field")])
+            raise DiagramError(
+                "unusable form",
+                [
+                    Problem(
+                        "form field without an id",
+                        file=diagram.name,
+                        line=form_field.sourceline,
+                        element=task.get("id"),
+                        code="form-field",
+                    )
+                ],
+            )
         kind = form_field.get("type", "string")
         prop = dict(_CAMUNDA_TYPES.get(kind, {"type": "string"}))
         if form_field.get("label"):

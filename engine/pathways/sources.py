@@ -40,8 +40,16 @@ from engine.pathways.start_schema import start_schema_name
 # SpiffWorkflow's XSD validator is one process-wide lxml schema whose error log is shared state.
 XSD_LOCK = threading.Lock()
 
-__all__ = ["XSD_LOCK", "BundleSurvey", "CompiledPathway", "PathwayLibrary", "PathwaySource", "compile_source",
-           "survey_bundle", "version_of"]
+__all__ = [
+    "XSD_LOCK",
+    "BundleSurvey",
+    "CompiledPathway",
+    "PathwayLibrary",
+    "PathwaySource",
+    "compile_source",
+    "survey_bundle",
+    "version_of",
+]
 
 
 @dataclass(frozen=True)
@@ -166,9 +174,15 @@ def source_from_diagrams(pathway_id: str, diagrams: list[Diagram]) -> PathwaySou
             target = by_process.get(called)
             if target is None:
                 element = diagram.tree.getroot().find(f".//bpmn:callActivity[@id='{call_id}']", NSMAP)
-                problems.append(Problem(f"call activity calls {called!r}, which no diagram defines",
-                                        file=diagram.name, line=element.sourceline if element is not None else None,
-                                        element=call_id, code="unresolved-call"))
+                problems.append(
+                    Problem(
+                        f"call activity calls {called!r}, which no diagram defines",
+                        file=diagram.name,
+                        line=element.sourceline if element is not None else None,
+                        element=call_id,
+                        code="unresolved-call",
+                    )
+                )
             else:
                 pending.append(target)
     if problems:
@@ -196,8 +210,9 @@ class BundleSurvey:
         return dict(self.__dict__)
 
 
-def survey_bundle(bundle: list[Diagram], files: Collection[str], library: list[Diagram],
-                  ignored: Collection[str] = ()) -> BundleSurvey:
+def survey_bundle(
+    bundle: list[Diagram], files: Collection[str], library: list[Diagram], ignored: Collection[str] = ()
+) -> BundleSurvey:
     """Which names the ``bundle``'s diagrams use come from the bundle (``files``), from the
     ``library`` diagrams (or the library folder, through each diagram's own bundle), or nowhere."""
     from_library: set[str] = set()
@@ -278,8 +293,10 @@ def parse_dmn(content: bytes, name: str) -> Any:
     try:
         return etree.fromstring(content, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
     except etree.XMLSyntaxError as exc:
-        raise DiagramError(f"{name} is not well-formed XML", [Problem(
-            f"not well-formed XML: {exc.msg}", file=name, line=exc.lineno or None, code="xml-syntax")]) from exc
+        raise DiagramError(
+            f"{name} is not well-formed XML",
+            [Problem(f"not well-formed XML: {exc.msg}", file=name, line=exc.lineno or None, code="xml-syntax")],
+        ) from exc
 
 
 def files_to_json(files: dict[str, bytes]) -> str:

@@ -27,13 +27,14 @@ START_SCHEMA_SUFFIX = ".start.schema.json"
 
 def start_schema_name(main_file: str) -> str:
     """The start schema's name beside a pathway file: ``breast.bpmn`` -> ``breast.start.schema.json``."""
-    stem = main_file[:-len(".bpmn")] if main_file.endswith(".bpmn") else main_file
+    stem = main_file[: -len(".bpmn")] if main_file.endswith(".bpmn") else main_file
     return stem + START_SCHEMA_SUFFIX
 
 
 def parse_start_schema(content: bytes, file: str) -> tuple[dict[str, Any] | None, list[Problem]]:
     """The schema in ``content``, or None with the problems that make it unusable: not UTF-8 JSON,
     not a valid JSON Schema (draft 2020-12), or not a schema of an object."""
+
     def problem(message: str) -> tuple[None, list[Problem]]:
         return None, [Problem(message, file=file, code="start-schema", severity=ERROR)]
 
@@ -49,8 +50,9 @@ def parse_start_schema(content: bytes, file: str) -> tuple[dict[str, Any] | None
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
         where = "/" + "/".join(str(p) for p in exc.absolute_path)
-        return problem(f"the start data schema is not a valid JSON Schema (draft 2020-12) at {where}: "
-                       f"'{exc.validator}' fails")
+        return problem(
+            f"the start data schema is not a valid JSON Schema (draft 2020-12) at {where}: '{exc.validator}' fails"
+        )
     if schema.get("type") != "object":
         return problem('the start data schema must describe an object ("type": "object")')
     return schema, []
@@ -62,8 +64,14 @@ def start_schema_problems(diagram: Diagram) -> list[Problem]:
     name = bundle_name(diagram.location, start_schema_name(diagram.location.rsplit("/", 1)[-1]))
     content = diagram.files.read(name) if name is not None else None
     if content is None:
-        return [Problem(f"no start data schema ({start_schema_name(diagram.name.rsplit('/', 1)[-1])} beside the "
-                        "diagram): any start data is accepted, and a start missing what the diagram reads "
-                        "fails later as an incident", file=diagram.name, code="start-schema-missing",
-                        severity=WARNING)]
+        return [
+            Problem(
+                f"no start data schema ({start_schema_name(diagram.name.rsplit('/', 1)[-1])} beside the "
+                "diagram): any start data is accepted, and a start missing what the diagram reads "
+                "fails later as an incident",
+                file=diagram.name,
+                code="start-schema-missing",
+                severity=WARNING,
+            )
+        ]
     return parse_start_schema(content, start_schema_name(diagram.name))[1]

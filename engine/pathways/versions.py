@@ -76,8 +76,9 @@ class Deployment(list[VersionInfo]):
     was), the warnings the gate gave (``warnings``: problems that did not stop it) and, for a
     bundle, what it contained and what came from the pathways folder (``bundle``)."""
 
-    def __init__(self, versions: Iterable[VersionInfo] = (), warnings: Iterable[Problem] = (),
-                 bundle: BundleSurvey | None = None) -> None:
+    def __init__(
+        self, versions: Iterable[VersionInfo] = (), warnings: Iterable[Problem] = (), bundle: BundleSurvey | None = None
+    ) -> None:
         super().__init__(versions)
         self.warnings = list(warnings)
         self.bundle = bundle
@@ -99,10 +100,17 @@ class PathwayCatalog:
     not checked and only the built-in operators are known.
     """
 
-    def __init__(self, library: PathwayLibrary, session_factory: sessionmaker[Session], clock: Clock, *,
-                 known_rule_sets: Callable[[], Collection[str] | None] = _no_rule_sets,
-                 known_operators: Callable[[], Collection[str]] = _builtin_operators,
-                 on_deploy: Callable[[], None] = lambda: None, four_eyes: bool = True) -> None:
+    def __init__(
+        self,
+        library: PathwayLibrary,
+        session_factory: sessionmaker[Session],
+        clock: Clock,
+        *,
+        known_rule_sets: Callable[[], Collection[str] | None] = _no_rule_sets,
+        known_operators: Callable[[], Collection[str]] = _builtin_operators,
+        on_deploy: Callable[[], None] = lambda: None,
+        four_eyes: bool = True,
+    ) -> None:
         self.library = library
         self.four_eyes = four_eyes  # False: every deploy is active at once (a single developer)
         self.on_deploy = on_deploy  # told after each deploy committed (the start-version cache is cleared)
@@ -124,11 +132,14 @@ class PathwayCatalog:
         """
         if next(self.library.files.names("*.bpmn"), None) is None:
             return Deployment()
-        problems = validate_paths([self.library.root], pathways_root=self.library.root,
-                                  known_rule_sets=self.known_rule_sets(), known_operators=self.known_operators())
+        problems = validate_paths(
+            [self.library.root],
+            pathways_root=self.library.root,
+            known_rule_sets=self.known_rule_sets(),
+            known_operators=self.known_operators(),
+        )
         _refuse_errors(problems, f"the pathways folder {self.library.root}")
-        versions = self._deploy([self.library.source(pid) for pid in self.library.pathway_ids()], actor,
-                                bootstrap=True)
+        versions = self._deploy([self.library.source(pid) for pid in self.library.pathway_ids()], actor, bootstrap=True)
         return Deployment(versions, problems)
 
     def survey(self, files: Mapping[str, bytes], ignored: Collection[str] = ()) -> BundleSurvey:
@@ -168,14 +179,20 @@ class PathwayCatalog:
                 naming the upload when it holds no pathway file (only shared sub-pathways).
         """
         if not files:
-            raise InvalidInputError("no files uploaded",
-                                    [Problem("at least one .bpmn file is required", field="/files")])
+            raise InvalidInputError(
+                "no files uploaded", [Problem("at least one .bpmn file is required", field="/files")]
+            )
         bad = upload_name_problems(files)
         if bad:
-            raise InvalidInputError("the upload's file names cannot be used",
-                                    [dataclasses.replace(p, field=f"/{p.file}") for p in bad])
-        problems = validate_upload(files, pathways_root=self.library.root, known_rule_sets=self.known_rule_sets(),
-                                   known_operators=self.known_operators())
+            raise InvalidInputError(
+                "the upload's file names cannot be used", [dataclasses.replace(p, field=f"/{p.file}") for p in bad]
+            )
+        problems = validate_upload(
+            files,
+            pathways_root=self.library.root,
+            known_rule_sets=self.known_rule_sets(),
+            known_operators=self.known_operators(),
+        )
         _refuse_errors(problems, "the upload")
         # Files the diagrams name resolve inside the upload, then the pathways folder: nowhere else.
         bundle = ChainedFiles(MemoryFiles(files), self.library.files)
@@ -183,9 +200,17 @@ class PathwayCatalog:
         shared = [d for d in library_diagrams(self.library.files) if d.name not in files]
         ids = [pid for d in uploaded if "/" not in d.name for pid in d.executable_process_ids]
         if not ids:
-            raise DiagramError("no pathway in the upload", [Problem(
-                "no pathway file in the upload: a pathway is a .bpmn file at the top level (not in a folder) "
-                "with an executable process", file=next(iter(files)), code="no-executable-process")])
+            raise DiagramError(
+                "no pathway in the upload",
+                [
+                    Problem(
+                        "no pathway file in the upload: a pathway is a .bpmn file at the top level (not in a folder) "
+                        "with an executable process",
+                        file=next(iter(files)),
+                        code="no-executable-process",
+                    )
+                ],
+            )
         extra = {n: c for n, c in files.items() if n.endswith((".json", ".dmn"))}
         sources = []
         for pathway_id in ids:
@@ -201,15 +226,23 @@ class PathwayCatalog:
         with unit_of_work(self.sessions) as session:
             rows = []
             for source in sources:
-                existing = session.scalars(select(PathwayVersion).where(
-                    PathwayVersion.pathway_id == source.pathway_id, PathwayVersion.version == source.version)).first()
+                existing = session.scalars(
+                    select(PathwayVersion).where(
+                        PathwayVersion.pathway_id == source.pathway_id, PathwayVersion.version == source.version
+                    )
+                ).first()
                 if existing is None:
                     compiled = compile_source(source)
                     existing = PathwayVersion(
-                        pathway_id=source.pathway_id, version=source.version, title=source.title,
-                        main_file=source.main_file, files=files_to_json(source.files),
+                        pathway_id=source.pathway_id,
+                        version=source.version,
+                        title=source.title,
+                        main_file=source.main_file,
+                        files=files_to_json(source.files),
                         spec=serializer.serialize_specs(compiled.spec, compiled.subprocess_specs),
-                        deployed_at=self.clock.now(), deployed_by=actor, start_schema=source.start_schema,
+                        deployed_at=self.clock.now(),
+                        deployed_by=actor,
+                        start_schema=source.start_schema,
                     )
                     if not self.four_eyes or (bootstrap and self._active(session, source.pathway_id) is None):
                         existing.activated_at, existing.activated_by = existing.deployed_at, actor
@@ -235,19 +268,25 @@ class PathwayCatalog:
         with unit_of_work(self.sessions) as session:
             row = self._version(session, pathway_id, version)
             if row.activated_at is not None:
-                raise VersionStateError(f"version {row.version[:12]} of pathway {pathway_id!r} was activated at "
-                                        f"{row.activated_at.isoformat()} by {row.activated_by}")
+                raise VersionStateError(
+                    f"version {row.version[:12]} of pathway {pathway_id!r} was activated at "
+                    f"{row.activated_at.isoformat()} by {row.activated_by}"
+                )
             if self.four_eyes:
                 require_second_person(row.deployed_by, actor, f"activating version {row.version[:12]} of {pathway_id}")
             # Guarded: of two authors activating at once, one does; the other is told who did.
             now = self.clock.now()
-            moved = session.execute(update(PathwayVersion).where(
-                PathwayVersion.id == row.id, PathwayVersion.activated_at.is_(None)).values(
-                activated_at=now, activated_by=actor).execution_options(synchronize_session=False))
+            moved = session.execute(
+                update(PathwayVersion)
+                .where(PathwayVersion.id == row.id, PathwayVersion.activated_at.is_(None))
+                .values(activated_at=now, activated_by=actor)
+                .execution_options(synchronize_session=False)
+            )
             if getattr(moved, "rowcount", 0) != 1:
                 raise VersionStateError(f"version {row.version[:12]} of pathway {pathway_id!r} was activated just now")
-            record_deployment(session, "activated", at=now, actor=actor, kind="pathway", subject=pathway_id,
-                              version=row.version)
+            record_deployment(
+                session, "activated", at=now, actor=actor, kind="pathway", subject=pathway_id, version=row.version
+            )
             session.refresh(row)
             info = self._info(session, row)
         self.on_deploy()  # starts move to it at once in this process (others within seconds)
@@ -256,12 +295,26 @@ class PathwayCatalog:
     @staticmethod
     def _record(session: Session, row: PathwayVersion) -> None:
         """A new version in the deployment trail (engine.four_eyes), with its activation when active at once."""
-        record_deployment(session, "deployed", at=row.deployed_at, actor=row.deployed_by, kind="pathway",
-                          subject=row.pathway_id, version=row.version,
-                          content=content_digest(row.files, row.spec, row.start_schema))
+        record_deployment(
+            session,
+            "deployed",
+            at=row.deployed_at,
+            actor=row.deployed_by,
+            kind="pathway",
+            subject=row.pathway_id,
+            version=row.version,
+            content=content_digest(row.files, row.spec, row.start_schema),
+        )
         if row.activated_at is not None and row.activated_by is not None:
-            record_deployment(session, "activated", at=row.activated_at, actor=row.activated_by, kind="pathway",
-                              subject=row.pathway_id, version=row.version)
+            record_deployment(
+                session,
+                "activated",
+                at=row.activated_at,
+                actor=row.activated_by,
+                kind="pathway",
+                subject=row.pathway_id,
+                version=row.version,
+            )
 
     def pathways(self) -> list[VersionInfo]:
         """The current version of every deployed pathway: its active one, or its newest when none
@@ -281,8 +334,11 @@ class PathwayCatalog:
     def versions(self, pathway_id: str) -> list[VersionInfo]:
         """Raises: NotFoundError."""
         with read_only(self.sessions) as session:
-            rows = session.scalars(select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id)
-                                   .order_by(PathwayVersion.deployed_at.desc(), PathwayVersion.id.desc())).all()
+            rows = session.scalars(
+                select(PathwayVersion)
+                .where(PathwayVersion.pathway_id == pathway_id)
+                .order_by(PathwayVersion.deployed_at.desc(), PathwayVersion.id.desc())
+            ).all()
             if not rows:
                 raise NotFoundError(f"no pathway {pathway_id!r}")
             return [self._info(session, row) for row in rows]
@@ -311,34 +367,51 @@ class PathwayCatalog:
 
     def start_schemas(self) -> dict[str, dict[str, Any]]:
         """The start data schema of the current version of every deployed pathway that declares one."""
-        return {info.pathway_id: schema for info in self.pathways()
-                if (schema := self.start_schema(info.pathway_id)) is not None}
+        return {
+            info.pathway_id: schema
+            for info in self.pathways()
+            if (schema := self.start_schema(info.pathway_id)) is not None
+        }
 
     def instance_count(self, pathway_id: str) -> int:
         with read_only(self.sessions) as session:
-            return int(session.scalar(select(func.count()).select_from(PathwayInstance)
-                                      .where(PathwayInstance.pathway_id == pathway_id)) or 0)
+            return int(
+                session.scalar(
+                    select(func.count()).select_from(PathwayInstance).where(PathwayInstance.pathway_id == pathway_id)
+                )
+                or 0
+            )
 
     def _latest(self, session: Session, pathway_id: str) -> PathwayVersion:
-        row = session.scalars(select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id)
-                              .order_by(PathwayVersion.deployed_at.desc(), PathwayVersion.id.desc()).limit(1)).first()
+        row = session.scalars(
+            select(PathwayVersion)
+            .where(PathwayVersion.pathway_id == pathway_id)
+            .order_by(PathwayVersion.deployed_at.desc(), PathwayVersion.id.desc())
+            .limit(1)
+        ).first()
         if row is None:
             raise NotFoundError(f"no pathway {pathway_id!r}")
         return row
 
     def _active(self, session: Session, pathway_id: str) -> PathwayVersion | None:
         """The version new instances start on: the one activated last (None: none is active)."""
-        return session.scalars(select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id,
-                                                            PathwayVersion.activated_at.is_not(None))
-                               .order_by(PathwayVersion.activated_at.desc(), PathwayVersion.id.desc()).limit(1)).first()
+        return session.scalars(
+            select(PathwayVersion)
+            .where(PathwayVersion.pathway_id == pathway_id, PathwayVersion.activated_at.is_not(None))
+            .order_by(PathwayVersion.activated_at.desc(), PathwayVersion.id.desc())
+            .limit(1)
+        ).first()
 
     def _current(self, session: Session, pathway_id: str) -> PathwayVersion:
         """The active version, or the newest when none is active. Raises: NotFoundError."""
         return self._active(session, pathway_id) or self._latest(session, pathway_id)
 
     def _version(self, session: Session, pathway_id: str, version: str) -> PathwayVersion:
-        rows = session.scalars(select(PathwayVersion).where(PathwayVersion.pathway_id == pathway_id,
-                                                            PathwayVersion.version.startswith(version))).all()
+        rows = session.scalars(
+            select(PathwayVersion).where(
+                PathwayVersion.pathway_id == pathway_id, PathwayVersion.version.startswith(version)
+            )
+        ).all()
         if len(rows) != 1:
             raise NotFoundError(f"no single version {version!r} of pathway {pathway_id!r}")
         return rows[0]
@@ -346,9 +419,18 @@ class PathwayCatalog:
     def _info(self, session: Session, row: PathwayVersion) -> VersionInfo:
         latest = self._latest(session, row.pathway_id)
         active = self._active(session, row.pathway_id)
-        return VersionInfo(row.pathway_id, row.version, row.title, row.main_file, row.deployed_at.isoformat(),
-                           row.deployed_by, latest.id == row.id, active is not None and active.id == row.id,
-                           None if row.activated_at is None else row.activated_at.isoformat(), row.activated_by)
+        return VersionInfo(
+            row.pathway_id,
+            row.version,
+            row.title,
+            row.main_file,
+            row.deployed_at.isoformat(),
+            row.deployed_by,
+            latest.id == row.id,
+            active is not None and active.id == row.id,
+            None if row.activated_at is None else row.activated_at.isoformat(),
+            row.activated_by,
+        )
 
 
 def _refuse_errors(problems: list[Problem], what: str) -> None:

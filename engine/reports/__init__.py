@@ -28,10 +28,30 @@ from engine.reports.summary import read_measures, read_trends, refresh_summary, 
 from engine.reports.tables import MEASURE_TABLE_COLUMNS, csv_of_texts, csv_text, measure_table
 from engine.reports.trends import Trend
 
-__all__ = ["COSD_COLUMNS", "MAX_EXPORT_ROWS", "MEASURES", "MEASURE_TABLE_COLUMNS", "Cohort", "Insight",
-           "MeasureQuery", "Trend", "compute_measures", "cosd_csv", "cosd_rows", "cosd_table", "csv_of_texts",
-           "csv_text", "load_cohort", "measure_table", "measures_report", "referral_deadline", "refresh_summary",
-           "service_insight", "stale_instances", "suppress"]
+__all__ = [
+    "COSD_COLUMNS",
+    "MAX_EXPORT_ROWS",
+    "MEASURES",
+    "MEASURE_TABLE_COLUMNS",
+    "Cohort",
+    "Insight",
+    "MeasureQuery",
+    "Trend",
+    "compute_measures",
+    "cosd_csv",
+    "cosd_rows",
+    "cosd_table",
+    "csv_of_texts",
+    "csv_text",
+    "load_cohort",
+    "measure_table",
+    "measures_report",
+    "referral_deadline",
+    "refresh_summary",
+    "service_insight",
+    "stale_instances",
+    "suppress",
+]
 
 
 def measures_report(session: Session, query: MeasureQuery, as_of: datetime, min_count: int) -> dict[str, Any]:

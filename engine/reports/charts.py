@@ -17,8 +17,13 @@ __all__ = ["MAX_CATEGORIES", "SERIES_COLOURS", "URGENCY_COLOURS", "demand_chart"
 
 MAX_CATEGORIES = 400  # weeks in five years, plus a margin: past it a chart is refused
 # NHS identity colours, one per urgency (the legend names each one).
-URGENCY_COLOURS = {"emergency": "#d5281b", "urgent": "#ed8b00", "soon": "#005eb8", "routine": "#007f3b",
-                   "unknown": "#768692"}
+URGENCY_COLOURS = {
+    "emergency": "#d5281b",
+    "urgent": "#ed8b00",
+    "soon": "#005eb8",
+    "routine": "#007f3b",
+    "unknown": "#768692",
+}
 SERIES_COLOURS = ("#005eb8", "#d5281b", "#007f3b", "#330072", "#ed8b00", "#768692")
 _DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 2", "10 4")  # a second cue besides colour, per line
 _LEGEND_ROW = 20
@@ -41,8 +46,9 @@ def _number(value: float) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.2f}".rstrip("0")
 
 
-def _frame(chart_id: str, title: str, description: str, labels: Sequence[str], top: float, unit: str,
-           legend_rows: int = 0) -> list[str]:
+def _frame(
+    chart_id: str, title: str, description: str, labels: Sequence[str], top: float, unit: str, legend_rows: int = 0
+) -> list[str]:
     """The SVG's opening, its title and description, the axes, gridlines and category labels; taller
     than the plot when the legend's ``legend_rows`` need it (a patient may have many concerns)."""
     if not _CHART_ID.match(chart_id):
@@ -51,11 +57,13 @@ def _frame(chart_id: str, title: str, description: str, labels: Sequence[str], t
         raise ValueError(f"a chart draws at most {MAX_CATEGORIES} categories")
     plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
     height = max(_HEIGHT, _TOP + legend_rows * _LEGEND_ROW + _LEGEND_ROW)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="cp-chart" role="img" viewBox="0 0 {_WIDTH} {height}" '
-             f'width="100%" aria-labelledby="{chart_id}-title {chart_id}-desc" {_FONT}>',
-             f'<title id="{chart_id}-title">{escape(title)}</title>',
-             f'<desc id="{chart_id}-desc">{escape(description)}</desc>',
-             f'<text x="{_LEFT}" y="20" font-weight="bold">{escape(unit)}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="cp-chart" role="img" viewBox="0 0 {_WIDTH} {height}" '
+        f'width="100%" aria-labelledby="{chart_id}-title {chart_id}-desc" {_FONT}>',
+        f'<title id="{chart_id}-title">{escape(title)}</title>',
+        f'<desc id="{chart_id}-desc">{escape(description)}</desc>',
+        f'<text x="{_LEFT}" y="20" font-weight="bold">{escape(unit)}</text>',
+    ]
     for step in range(5):
         value = top * step / 4
         y = _TOP + plot_h - plot_h * step / 4
@@ -65,11 +73,14 @@ def _frame(chart_id: str, title: str, description: str, labels: Sequence[str], t
     for index, label in enumerate(labels):
         if index % every == 0:
             x = _LEFT + (index + 0.5) * plot_w / max(len(labels), 1)
-            parts.append(f'<text x="{x:.1f}" y="{_TOP + plot_h + 16}" text-anchor="end" '
-                         f'transform="rotate(-35 {x:.1f} {_TOP + plot_h + 16})">{escape(label)}</text>')
+            parts.append(
+                f'<text x="{x:.1f}" y="{_TOP + plot_h + 16}" text-anchor="end" '
+                f'transform="rotate(-35 {x:.1f} {_TOP + plot_h + 16})">{escape(label)}</text>'
+            )
     parts.append(f'<line x1="{_LEFT}" x2="{_LEFT}" y1="{_TOP}" y2="{_TOP + plot_h}" stroke="#4c6272"/>')
-    parts.append(f'<line x1="{_LEFT}" x2="{_LEFT + plot_w}" y1="{_TOP + plot_h}" y2="{_TOP + plot_h}" '
-                 f'stroke="#4c6272"/>')
+    parts.append(
+        f'<line x1="{_LEFT}" x2="{_LEFT + plot_w}" y1="{_TOP + plot_h}" y2="{_TOP + plot_h}" stroke="#4c6272"/>'
+    )
     return parts
 
 
@@ -82,16 +93,23 @@ def _legend(names: Sequence[str], colours: Sequence[str], dashes: Sequence[str] 
             parts.append(f'<rect x="{x}" y="{y - 9}" width="12" height="12" fill="{colour}"/>')
         else:
             dash = f' stroke-dasharray="{dashes[index]}"' if dashes[index] else ""
-            parts.append(f'<line x1="{x - 2}" x2="{x + 14}" y1="{y - 3}" y2="{y - 3}" stroke="{colour}" '
-                         f'stroke-width="3"{dash}/>')
+            parts.append(
+                f'<line x1="{x - 2}" x2="{x + 14}" y1="{y - 3}" y2="{y - 3}" stroke="{colour}" stroke-width="3"{dash}/>'
+            )
         parts.append(f'<text x="{x + 20}" y="{y + 1}">{escape(name)}</text>')
     parts.append("</g>")
     return parts
 
 
-def stacked_bars(chart_id: str, title: str, description: str, labels: Sequence[str],
-                 series: Mapping[str, Sequence[int | None]], colours: Mapping[str, str] | None = None,
-                 unit: str = "") -> str:
+def stacked_bars(
+    chart_id: str,
+    title: str,
+    description: str,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[int | None]],
+    colours: Mapping[str, str] | None = None,
+    unit: str = "",
+) -> str:
     """Bars per category (``labels``), each stacked from ``series`` (name -> one count per label;
     None: suppressed, not drawn, and said so in the bar's words).
 
@@ -110,20 +128,29 @@ def stacked_bars(chart_id: str, title: str, description: str, labels: Sequence[s
     for index, label in enumerate(labels):
         base: float = _TOP + plot_h
         words = [f"{name} {'suppressed' if series[name][index] is None else series[name][index]}" for name in names]
-        parts.append(f'<g><title>{escape(label)}: {escape(", ".join(words))}</title>')
+        parts.append(f"<g><title>{escape(label)}: {escape(', '.join(words))}</title>")
         for name, fill in zip(names, fills, strict=True):
             value = series[name][index] or 0
             height = plot_h * value / top
             if height > 0:
-                parts.append(f'<rect x="{_LEFT + index * slot + slot * 0.15:.1f}" y="{base - height:.1f}" '
-                             f'width="{slot * 0.7:.1f}" height="{height:.1f}" fill="{fill}"/>')
+                parts.append(
+                    f'<rect x="{_LEFT + index * slot + slot * 0.15:.1f}" y="{base - height:.1f}" '
+                    f'width="{slot * 0.7:.1f}" height="{height:.1f}" fill="{fill}"/>'
+                )
                 base -= height
         parts.append("</g>")
     return "".join([*parts, *_legend(names, fills), "</svg>"])
 
 
-def line_chart(chart_id: str, title: str, description: str, labels: Sequence[str],
-               series: Mapping[str, Sequence[float | None]], top: float | None = None, unit: str = "") -> str:
+def line_chart(
+    chart_id: str,
+    title: str,
+    description: str,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    top: float | None = None,
+    unit: str = "",
+) -> str:
     """A line per series (name -> one value per label; None: a gap), each in a group that names it
     (``data-series``). ``top``: the axis' top (default: a round number above the largest value).
     Colour and dash pattern together tell up to 36 lines apart; the legend names every one.
@@ -144,8 +171,11 @@ def line_chart(chart_id: str, title: str, description: str, labels: Sequence[str
     parts = _frame(chart_id, title, description, labels, top, unit, legend_rows=len(names))
     for name, colour, dash in zip(names, colours, dashes, strict=True):
         parts.append(f'<g class="cp-chart-series" data-series="{escape(name, _QUOTE)}">')
-        points = [(_LEFT + (i + 0.5) * slot, _TOP + plot_h - plot_h * v / top, labels[i], v)
-                  for i, v in enumerate(series[name]) if v is not None]
+        points = [
+            (_LEFT + (i + 0.5) * slot, _TOP + plot_h - plot_h * v / top, labels[i], v)
+            for i, v in enumerate(series[name])
+            if v is not None
+        ]
         runs: list[list[tuple[float, float]]] = [[]]
         for i, value in enumerate(series[name]):
             if value is None:
@@ -158,14 +188,15 @@ def line_chart(chart_id: str, title: str, description: str, labels: Sequence[str
                 path = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
                 parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2.5"{dashed}/>')
         for x, y, label, value in points:
-            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}"><title>{escape(name)}, '
-                         f'{escape(label)}: {_number(value)}</title></circle>')
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}"><title>{escape(name)}, '
+                f"{escape(label)}: {_number(value)}</title></circle>"
+            )
         parts.append("</g>")
     return "".join([*parts, *_legend(names, colours, dashes), "</svg>"])
 
 
-def demand_chart(chart_id: str, title: str, description: str,
-                 referrals: Mapping[str, Mapping[str, int]]) -> str:
+def demand_chart(chart_id: str, title: str, description: str, referrals: Mapping[str, Mapping[str, int]]) -> str:
     """Referrals per service (``referrals``: service -> urgency -> count), a bar per service stacked by
     urgency in the manager page's colours, busiest service first.
 
@@ -175,6 +206,12 @@ def demand_chart(chart_id: str, title: str, description: str,
     services = sorted(referrals, key=lambda service: (-sum(referrals[service].values()), service))
     urgencies = [u for u in URGENCY_COLOURS if any(referrals[s].get(u) for s in services)]
     urgencies += sorted({u for s in services for u in referrals[s]} - set(urgencies))
-    return stacked_bars(chart_id, title, description, services,
-                        {u: [referrals[s].get(u, 0) for s in services] for u in urgencies}, URGENCY_COLOURS,
-                        unit="referrals")
+    return stacked_bars(
+        chart_id,
+        title,
+        description,
+        services,
+        {u: [referrals[s].get(u, 0) for s in services] for u in urgencies},
+        URGENCY_COLOURS,
+        unit="referrals",
+    )

@@ -48,23 +48,46 @@ from engine.errors import InvalidInputError, Problem
 from engine.reports.measures import MeasureQuery
 from engine.reports.tables import csv_of_texts
 
-__all__ = ["COSD_COLUMNS", "MAX_EXPORT_ROWS", "active_instances", "cosd_csv", "cosd_rows", "cosd_statement",
-           "cosd_table"]
+__all__ = [
+    "COSD_COLUMNS",
+    "MAX_EXPORT_ROWS",
+    "active_instances",
+    "cosd_csv",
+    "cosd_rows",
+    "cosd_statement",
+    "cosd_table",
+]
 
 # Patient-level milestone column -> where the summary keeps its first date: (measure, start_at | done_at).
-_MILESTONE_COLUMNS = {"hna_offered_date": ("hna_offered_31d", "done_at"),
-                      "hna_completed_date": ("hna_completed_31d", "done_at"),
-                      "care_plan_agreed_date": ("care_plan_agreed", "done_at"),
-                      "treatment_end_date": ("eot_summary_6w", "start_at"),
-                      "eot_summary_date": ("eot_summary_6w", "done_at"),
-                      "cancer_care_review_date": ("cancer_care_review_12m", "done_at")}
+_MILESTONE_COLUMNS = {
+    "hna_offered_date": ("hna_offered_31d", "done_at"),
+    "hna_completed_date": ("hna_completed_31d", "done_at"),
+    "care_plan_agreed_date": ("care_plan_agreed", "done_at"),
+    "treatment_end_date": ("eot_summary_6w", "start_at"),
+    "eot_summary_date": ("eot_summary_6w", "done_at"),
+    "cancer_care_review_date": ("cancer_care_review_12m", "done_at"),
+}
 _DIAGNOSIS = ("hna_offered_31d", "start_at")  # the started event, as the first measure's start keeps it
 # Item column -> the status whose first date it holds.
-_ITEM_DATES = {"proposed_date": "proposed", "agreed_date": "agreed", "referred_date": "referred",
-               "accepted_date": "accepted", "first_contact_date": "first_contact", "completed_date": "completed"}
+_ITEM_DATES = {
+    "proposed_date": "proposed",
+    "agreed_date": "agreed",
+    "referred_date": "referred",
+    "accepted_date": "accepted",
+    "first_contact_date": "first_contact",
+    "completed_date": "completed",
+}
 _ITEM_CODES = ("item_kind", "item_code", "service", "urgency", "item_status")
-COSD_COLUMNS: tuple[str, ...] = ("patient_ref", "pathway_id", "instance_id", "diagnosis_date", *_MILESTONE_COLUMNS,
-                                 *_ITEM_CODES, *_ITEM_DATES, "ended_date")
+COSD_COLUMNS: tuple[str, ...] = (
+    "patient_ref",
+    "pathway_id",
+    "instance_id",
+    "diagnosis_date",
+    *_MILESTONE_COLUMNS,
+    *_ITEM_CODES,
+    *_ITEM_DATES,
+    "ended_date",
+)
 MAX_EXPORT_ROWS = 250_000  # a period's export is held in memory: narrow the period past this
 _BATCH = 2000  # rows fetched from the database at a time
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t")  # engine.reports.tables's, but "\r", which COPY quotes
@@ -77,14 +100,18 @@ def active_instances(query: MeasureQuery) -> Subquery:
     milestone reached, a care plan item proposed or moved (read from the summary)."""
     r, i = ReportMeasureRow, ReportItem
     return union(
-        select(r.instance_id).where(*_pathway(r.pathway_id, r.instance_id, query),
-                                    or_(_within(r.start_at, query), _within(r.done_at, query))),
-        select(i.instance_id).where(*_pathway(i.pathway_id, i.instance_id, query),
-                                    or_(*(_within(at, query) for at in _item_times())))).subquery("active")
+        select(r.instance_id).where(
+            *_pathway(r.pathway_id, r.instance_id, query), or_(_within(r.start_at, query), _within(r.done_at, query))
+        ),
+        select(i.instance_id).where(
+            *_pathway(i.pathway_id, i.instance_id, query), or_(*(_within(at, query) for at in _item_times()))
+        ),
+    ).subquery("active")
 
 
-def cosd_statement(instance_ids: Sequence[str] | CTE, dialect: str, *,
-                   for_copy: bool = False) -> Select[*tuple[Any, ...]]:
+def cosd_statement(
+    instance_ids: Sequence[str] | CTE, dialect: str, *, for_copy: bool = False
+) -> Select[*tuple[Any, ...]]:
     """The statement that reads the export's rows of ``instance_ids`` (``dialect``: the database's; the ids,
     or a common table expression of them, column ``instance_id``):
     per instance and care plan item, the patient reference, the pathway, the milestones' first days
@@ -97,37 +124,57 @@ def cosd_statement(instance_ids: Sequence[str] | CTE, dialect: str, *,
     a day is a ``date`` (COPY writes it as ``YYYY-MM-DD`` under ``DateStyle`` ISO, which is cheaper than
     formatting it), and one row more than :data:`MAX_EXPORT_ROWS` at most is read."""
     r, i, pi = ReportMeasureRow, ReportItem, PathwayInstance
-    pivoted = [func.max(case((r.measure == measure, getattr(r, field)))) for measure, field in
-               (_DIAGNOSIS, *_MILESTONE_COLUMNS.values())]
+    pivoted = [
+        func.max(case((r.measure == measure, getattr(r, field))))
+        for measure, field in (_DIAGNOSIS, *_MILESTONE_COLUMNS.values())
+    ]
     day = _date if for_copy else _day
     cell: Callable[[Any], Any] = (lambda column: column) if for_copy else _or_empty
-    milestones = (select(r.instance_id, func.max(r.pathway_id).label("pathway_id"),
-                         *(day(at, dialect).label(f"m{n}") for n, at in enumerate(pivoted)))
-                  .where(_among(r.instance_id, instance_ids, dialect)).group_by(r.instance_id)
-                  .subquery("milestones"))
-    columns = [pi.patient_ref, cell(milestones.c.pathway_id), pi.id,
-               *(cell(milestones.c[f"m{n}"]) for n in range(len(pivoted))),
-               *(cell(code) for code in (i.kind, i.code, i.service, i.urgency, i.status)),
-               *(cell(day(at, dialect)) for at in _item_times())]
+    milestones = (
+        select(
+            r.instance_id,
+            func.max(r.pathway_id).label("pathway_id"),
+            *(day(at, dialect).label(f"m{n}") for n, at in enumerate(pivoted)),
+        )
+        .where(_among(r.instance_id, instance_ids, dialect))
+        .group_by(r.instance_id)
+        .subquery("milestones")
+    )
+    columns = [
+        pi.patient_ref,
+        cell(milestones.c.pathway_id),
+        pi.id,
+        *(cell(milestones.c[f"m{n}"]) for n in range(len(pivoted))),
+        *(cell(code) for code in (i.kind, i.code, i.service, i.urgency, i.status)),
+        *(cell(day(at, dialect)) for at in _item_times()),
+    ]
     # Python's order of strings (code points) is the bytes' order of UTF-8: the same order on both databases.
     binary = "C" if dialect == "postgresql" else "BINARY"
     by_patient = (collate(pi.patient_ref, binary), collate(pi.id, binary))
     if not for_copy:
-        return (select(*columns)
-                .where(_among(pi.id, instance_ids, dialect))
-                .outerjoin(milestones, milestones.c.instance_id == pi.id)
-                .outerjoin(i, i.instance_id == pi.id)
-                .order_by(*by_patient, i.proposed_at, collate(i.item_id, binary)))
+        return (
+            select(*columns)
+            .where(_among(pi.id, instance_ids, dialect))
+            .outerjoin(milestones, milestones.c.instance_id == pi.id)
+            .outerjoin(i, i.instance_id == pi.id)
+            .order_by(*by_patient, i.proposed_at, collate(i.item_id, binary))
+        )
     # The same order, but the instances are numbered in it first (19,000 short rows) and the rows sorted by
     # that number: the sort of a quarter's 130,000 wide rows by two texts took a third of the statement.
-    ranked = (select(pi.id, pi.patient_ref, func.row_number().over(order_by=by_patient).label("n"))
-              .where(_among(pi.id, instance_ids, dialect)).subquery("ranked"))
+    ranked = (
+        select(pi.id, pi.patient_ref, func.row_number().over(order_by=by_patient).label("n"))
+        .where(_among(pi.id, instance_ids, dialect))
+        .subquery("ranked")
+    )
     columns[0], columns[2] = ranked.c.patient_ref, ranked.c.id
-    return (select(*columns).select_from(ranked)
-            .outerjoin(milestones, milestones.c.instance_id == ranked.c.id)
-            .outerjoin(i, i.instance_id == ranked.c.id)
-            .order_by(ranked.c.n, i.proposed_at, collate(i.item_id, binary))
-            .limit(MAX_EXPORT_ROWS + 1))
+    return (
+        select(*columns)
+        .select_from(ranked)
+        .outerjoin(milestones, milestones.c.instance_id == ranked.c.id)
+        .outerjoin(i, i.instance_id == ranked.c.id)
+        .order_by(ranked.c.n, i.proposed_at, collate(i.item_id, binary))
+        .limit(MAX_EXPORT_ROWS + 1)
+    )
 
 
 def _or_empty(column: Any) -> Any:
@@ -196,8 +243,9 @@ def cosd_csv(session: Session, query: MeasureQuery) -> str:
     # One statement: the instances with activity in the period are a common table expression of it, and
     # the access log learns which were exported from the rows (the instance is their third column).
     active = select(active_instances(query).c.instance_id).cte("active")
-    compiled = cosd_statement(active, dialect, for_copy=True).compile(dialect=session.get_bind().dialect,
-                                                                     compile_kwargs={"render_postcompile": True})
+    compiled = cosd_statement(active, dialect, for_copy=True).compile(
+        dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
+    )
     driver = session.connection().connection.driver_connection
     assert driver is not None  # a live connection of the session's transaction
     chunks: list[bytes] = []
@@ -225,7 +273,8 @@ def _formula_cell(body: str) -> bool:
     at memory speed; only one that occurs ("-", in every date) is looked for after a separator. One
     regular expression over a quarter's 28 MB took half a second."""
     return body.startswith(_FORMULA_STARTS) or any(
-        start in body and ("," + start in body or "\n" + start in body) for start in _FORMULA_STARTS)
+        start in body and ("," + start in body or "\n" + start in body) for start in _FORMULA_STARTS
+    )
 
 
 def _tune(session: Session) -> None:
@@ -237,14 +286,20 @@ def _tune(session: Session) -> None:
     # use up to _WORK_MEM each; the export is bounded by MAX_EXPORT_ROWS.
     # On a small server a parallel plan only repeats the milestones' aggregate in every worker (2.5 s
     # against 1.1 s on 2 cores). DateStyle ISO: COPY writes the export's dates as YYYY-MM-DD.
-    session.execute(text("SELECT set_config('jit', 'off', true), set_config('work_mem', :memory, true), "
-                         "set_config('max_parallel_workers_per_gather', '0', true), "
-                         "set_config('datestyle', 'ISO, YMD', true)"), {"memory": _WORK_MEM})
+    session.execute(
+        text(
+            "SELECT set_config('jit', 'off', true), set_config('work_mem', :memory, true), "
+            "set_config('max_parallel_workers_per_gather', '0', true), "
+            "set_config('datestyle', 'ISO, YMD', true)"
+        ),
+        {"memory": _WORK_MEM},
+    )
 
 
 def _too_large() -> InvalidInputError:
-    return InvalidInputError("the export is too large", [Problem(
-        f"more than {MAX_EXPORT_ROWS} rows: ask for a shorter period", field="to")])
+    return InvalidInputError(
+        "the export is too large", [Problem(f"more than {MAX_EXPORT_ROWS} rows: ask for a shorter period", field="to")]
+    )
 
 
 def _item_times() -> list[Any]:

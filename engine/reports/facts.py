@@ -22,8 +22,16 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import CarePlanItem, InstanceEvent, PathwayInstance
 
-__all__ = ["CLOSING_STATUSES", "MILESTONES", "RATINGS", "WARNING_SIGN_MESSAGE", "Cohort", "InstanceFacts",
-           "ItemFacts", "load_cohort"]
+__all__ = [
+    "CLOSING_STATUSES",
+    "MILESTONES",
+    "RATINGS",
+    "WARNING_SIGN_MESSAGE",
+    "Cohort",
+    "InstanceFacts",
+    "ItemFacts",
+    "load_cohort",
+]
 
 # milestone -> the elements (bundled pathways' BPMN ids) whose completed task marks it.
 MILESTONES: dict[str, tuple[str, ...]] = {
@@ -99,8 +107,9 @@ class Cohort:
         return [item for item in self.items if item.kind == "referral"]
 
 
-def load_cohort(session: Session, pathway_id: str | None, until: datetime | None,
-                instance_ids: Collection[str] | None = None) -> Cohort:
+def load_cohort(
+    session: Session, pathway_id: str | None, until: datetime | None, instance_ids: Collection[str] | None = None
+) -> Cohort:
     """The facts of the instances started before ``until`` (of ``pathway_id``, or every pathway; of
     ``instance_ids`` only, when given).
 
@@ -113,12 +122,24 @@ def load_cohort(session: Session, pathway_id: str | None, until: datetime | None
     if pathway_id is not None:
         scope.append(PathwayInstance.pathway_id == pathway_id)
     rows = session.execute(
-        select(InstanceEvent.instance_id, InstanceEvent.type, InstanceEvent.element, InstanceEvent.at,
-               InstanceEvent.payload, PathwayInstance.pathway_id)
+        select(
+            InstanceEvent.instance_id,
+            InstanceEvent.type,
+            InstanceEvent.element,
+            InstanceEvent.at,
+            InstanceEvent.payload,
+            PathwayInstance.pathway_id,
+        )
         .join(PathwayInstance, PathwayInstance.id == InstanceEvent.instance_id)
-        .where(*scope, or_(InstanceEvent.type.in_(("started", "message_received", "care_plan_updated")),
-                           and_(InstanceEvent.type == "task_completed", InstanceEvent.element.in_(_ELEMENTS))))
-        .order_by(InstanceEvent.instance_id, InstanceEvent.seq))
+        .where(
+            *scope,
+            or_(
+                InstanceEvent.type.in_(("started", "message_received", "care_plan_updated")),
+                and_(InstanceEvent.type == "task_completed", InstanceEvent.element.in_(_ELEMENTS)),
+            ),
+        )
+        .order_by(InstanceEvent.instance_id, InstanceEvent.seq)
+    )
     facts: dict[str, InstanceFacts] = {}
     moves: dict[str, dict[str, Any]] = {}  # item id -> the newest codes its events carried
     for instance_id, kind, element, at, payload, pathway in rows:
@@ -162,10 +183,21 @@ def _note_move(moves: dict[str, dict[str, Any]], instance_id: str, payload: dict
 
 def _care_plan(session: Session, scope: Iterable[Any], moves: dict[str, dict[str, Any]]) -> list[ItemFacts]:
     rows = session.execute(
-        select(CarePlanItem.id, CarePlanItem.instance_id, CarePlanItem.kind, CarePlanItem.code, CarePlanItem.service,
-               CarePlanItem.urgency, CarePlanItem.status, CarePlanItem.created_at, CarePlanItem.updated_at)
-        .join(PathwayInstance, PathwayInstance.id == CarePlanItem.instance_id).where(*scope)
-        .order_by(CarePlanItem.created_at, CarePlanItem.id))
+        select(
+            CarePlanItem.id,
+            CarePlanItem.instance_id,
+            CarePlanItem.kind,
+            CarePlanItem.code,
+            CarePlanItem.service,
+            CarePlanItem.urgency,
+            CarePlanItem.status,
+            CarePlanItem.created_at,
+            CarePlanItem.updated_at,
+        )
+        .join(PathwayInstance, PathwayInstance.id == CarePlanItem.instance_id)
+        .where(*scope)
+        .order_by(CarePlanItem.created_at, CarePlanItem.id)
+    )
     items = []
     for item_id, instance_id, kind, code, service, urgency, status, created_at, updated_at in rows:
         entry = moves.get(item_id, {"moved": {}})
@@ -176,6 +208,7 @@ def _care_plan(session: Session, scope: Iterable[Any], moves: dict[str, dict[str
         if kind == "referral":
             service = entry.get("service") or service or "unknown"
             urgency = entry.get("urgency") or urgency or "unknown"
-        items.append(ItemFacts(item_id, instance_id, kind, code, service, urgency, status, created_at, updated_at,
-                               moved))
+        items.append(
+            ItemFacts(item_id, instance_id, kind, code, service, urgency, status, created_at, updated_at, moved)
+        )
     return items

@@ -27,15 +27,26 @@ from engine.db.models import PathwayInstance
 from engine.errors import InvalidInputError, Problem
 from engine.reports.facts import CLOSING_STATUSES, Cohort, InstanceFacts, ItemFacts
 
-__all__ = ["MAX_PERIOD_DAYS", "MEASURES", "URGENCY_TIMEFRAMES", "MeasureQuery", "compute_measures",
-           "referral_deadline", "suppress"]
+__all__ = [
+    "MAX_PERIOD_DAYS",
+    "MEASURES",
+    "URGENCY_TIMEFRAMES",
+    "MeasureQuery",
+    "compute_measures",
+    "referral_deadline",
+    "suppress",
+]
 
 DEFAULT_PERIOD_DAYS = 365
 MAX_PERIOD_DAYS = 5 * 366  # a report covers at most five years: its work is bounded by the period
 PATHWAY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 # Urgency -> how soon first contact is due after the referral: (days, working days only).
-URGENCY_TIMEFRAMES: dict[str, tuple[int, bool]] = {"emergency": (0, False), "urgent": (2, True),
-                                                   "soon": (14, False), "routine": (42, False)}
+URGENCY_TIMEFRAMES: dict[str, tuple[int, bool]] = {
+    "emergency": (0, False),
+    "urgent": (2, True),
+    "soon": (14, False),
+    "routine": (42, False),
+}
 # Statuses after which a referral is no longer waiting for its first contact.
 _TEAM = re.compile(NAME_PATTERN)
 _ANSWERED = ("first_contact", "completed", *CLOSING_STATUSES)
@@ -74,16 +85,29 @@ class MeasureQuery:
             raise InvalidInputError("the report's period or filters are not valid", problems)
 
     @classmethod
-    def of(cls, since: datetime | None, until: datetime | None, pathway_id: str | None = None,
-           team: str | None = None, *, now: datetime, organisation: str | None = None) -> MeasureQuery:
+    def of(
+        cls,
+        since: datetime | None,
+        until: datetime | None,
+        pathway_id: str | None = None,
+        team: str | None = None,
+        *,
+        now: datetime,
+        organisation: str | None = None,
+    ) -> MeasureQuery:
         """A query with the defaults filled in: until now, from a year (365 days) before ``until``.
 
         Raises:
             InvalidInputError: as the constructor does.
         """
         until = now if until is None else until
-        return cls(until - timedelta(days=DEFAULT_PERIOD_DAYS) if since is None else since, until, pathway_id, team,
-                   organisation)
+        return cls(
+            until - timedelta(days=DEFAULT_PERIOD_DAYS) if since is None else since,
+            until,
+            pathway_id,
+            team,
+            organisation,
+        )
 
     def placed(self, instance_id: Any) -> list[Any]:
         """The SQL conditions keeping rows whose instance (``instance_id``, a column) is of the query's
@@ -115,16 +139,41 @@ def _plus_days(days: int) -> Callable[[datetime], datetime]:
 
 
 MEASURES: tuple[Windowed, ...] = (
-    Windowed("hna_offered_31d", "HNA offered within 31 days of diagnosis", lambda f: f.diagnosed_at, "hna_offered",
-             _plus_days(31)),
-    Windowed("hna_completed_31d", "HNA completed within 31 days of diagnosis", lambda f: f.diagnosed_at,
-             "hna_completed", _plus_days(31)),
-    Windowed("care_plan_agreed", "Care and support plan agreed after an HNA", lambda f: f.first("hna_completed"),
-             "plan_agreed", None),
-    Windowed("eot_summary_6w", "End of Treatment Summary within 6 weeks of treatment end",
-             lambda f: f.first("treatment_ended"), "eot_summary", _plus_days(42)),
-    Windowed("cancer_care_review_12m", "Cancer care review within 12 months of diagnosis", lambda f: f.diagnosed_at,
-             "care_review", lambda at: add_months(at, 12)),
+    Windowed(
+        "hna_offered_31d",
+        "HNA offered within 31 days of diagnosis",
+        lambda f: f.diagnosed_at,
+        "hna_offered",
+        _plus_days(31),
+    ),
+    Windowed(
+        "hna_completed_31d",
+        "HNA completed within 31 days of diagnosis",
+        lambda f: f.diagnosed_at,
+        "hna_completed",
+        _plus_days(31),
+    ),
+    Windowed(
+        "care_plan_agreed",
+        "Care and support plan agreed after an HNA",
+        lambda f: f.first("hna_completed"),
+        "plan_agreed",
+        None,
+    ),
+    Windowed(
+        "eot_summary_6w",
+        "End of Treatment Summary within 6 weeks of treatment end",
+        lambda f: f.first("treatment_ended"),
+        "eot_summary",
+        _plus_days(42),
+    ),
+    Windowed(
+        "cancer_care_review_12m",
+        "Cancer care review within 12 months of diagnosis",
+        lambda f: f.diagnosed_at,
+        "care_review",
+        lambda at: add_months(at, 12),
+    ),
 )
 
 
@@ -134,8 +183,11 @@ def compute_measures(cohort: Cohort, query: MeasureQuery, as_of: datetime) -> di
     wanted = {f.instance_id for f in instances}
     items = [item for item in cohort.items if item.instance_id in wanted]
     return {
-        "from": query.since.isoformat(), "to": query.until.isoformat(), "pathway": query.pathway_id,
-        "team": query.team, "as_of": as_of.isoformat(),
+        "from": query.since.isoformat(),
+        "to": query.until.isoformat(),
+        "pathway": query.pathway_id,
+        "team": query.team,
+        "as_of": as_of.isoformat(),
         "measures": [_windowed(measure, instances, query, as_of) for measure in MEASURES],
         "referrals": _referrals([item for item in items if item.kind == "referral"], query, as_of),
         "declined": _declined(items, query),
@@ -143,8 +195,9 @@ def compute_measures(cohort: Cohort, query: MeasureQuery, as_of: datetime) -> di
     }
 
 
-def _windowed(measure: Windowed, instances: Iterable[InstanceFacts], query: MeasureQuery,
-              as_of: datetime) -> dict[str, Any]:
+def _windowed(
+    measure: Windowed, instances: Iterable[InstanceFacts], query: MeasureQuery, as_of: datetime
+) -> dict[str, Any]:
     met = missed = pending = 0
     for facts in instances:
         start = measure.start(facts)
@@ -159,8 +212,14 @@ def _windowed(measure: Windowed, instances: Iterable[InstanceFacts], query: Meas
             pending += 1
         else:
             missed += 1
-    return {"id": measure.id, "title": measure.title, "numerator": met, "denominator": met + missed,
-            "pending": pending, "rate": _rate(met, met + missed)}
+    return {
+        "id": measure.id,
+        "title": measure.title,
+        "numerator": met,
+        "denominator": met + missed,
+        "pending": pending,
+        "rate": _rate(met, met + missed),
+    }
 
 
 def referral_deadline(referred_at: datetime, urgency: str) -> datetime | None:
@@ -201,10 +260,19 @@ def _referrals(referrals: Iterable[ItemFacts], query: MeasureQuery, as_of: datet
         accepted = [_days(r.referred_at, r.moved["accepted"]) for r in group if "accepted" in r.moved]
         contacted = [_days(r.referred_at, r.moved["first_contact"]) for r in group if "first_contact" in r.moved]
         overdue = sum(1 for r in group if _overdue(r, as_of))
-        rows.append({"service": service, "urgency": urgency, "referred": len(group), "accepted": len(accepted),
-                     "median_days_to_acceptance": _median(accepted), "first_contact": len(contacted),
-                     "median_days_to_first_contact": _median(contacted), "overdue": overdue,
-                     "overdue_share": _rate(overdue, len(group))})
+        rows.append(
+            {
+                "service": service,
+                "urgency": urgency,
+                "referred": len(group),
+                "accepted": len(accepted),
+                "median_days_to_acceptance": _median(accepted),
+                "first_contact": len(contacted),
+                "median_days_to_first_contact": _median(contacted),
+                "overdue": overdue,
+                "overdue_share": _rate(overdue, len(group)),
+            }
+        )
     return rows
 
 
@@ -235,8 +303,14 @@ def _warning_signs(instances: Iterable[InstanceFacts], query: MeasureQuery) -> l
     rows = []
     for colour in sorted(hours, key=lambda c: ("red", "amber", "green", "not triaged").index(c)):
         times = [h for h in hours[colour] if h == h]  # NaN: not triaged yet
-        rows.append({"colour": colour, "reports": len(hours[colour]), "triaged": len(times),
-                     "median_hours_to_triage": _median(times)})
+        rows.append(
+            {
+                "colour": colour,
+                "reports": len(hours[colour]),
+                "triaged": len(times),
+                "median_hours_to_triage": _median(times),
+            }
+        )
     return rows
 
 
@@ -255,15 +329,34 @@ def _rate(numerator: int, denominator: int) -> float | None:
 
 # --- suppression ---------------------------------------------------------------------------------------
 
-_COUNTS = {"numerator", "denominator", "pending", "referred", "accepted", "first_contact", "overdue", "count",
-           "reports", "triaged"}
+_COUNTS = {
+    "numerator",
+    "denominator",
+    "pending",
+    "referred",
+    "accepted",
+    "first_contact",
+    "overdue",
+    "count",
+    "reports",
+    "triaged",
+}
 # A derived value -> the counts it is worked out from: blanked when any of them is.
-_DERIVED = {"rate": ("numerator", "denominator"), "median_days_to_acceptance": ("accepted",),
-            "median_days_to_first_contact": ("first_contact",), "overdue_share": ("overdue", "referred"),
-            "median_hours_to_triage": ("triaged",)}
+_DERIVED = {
+    "rate": ("numerator", "denominator"),
+    "median_days_to_acceptance": ("accepted",),
+    "median_days_to_first_contact": ("first_contact",),
+    "overdue_share": ("overdue", "referred"),
+    "median_hours_to_triage": ("triaged",),
+}
 # A count -> the total it is part of: blanked when the difference would be a small count.
-_PARTS = {"numerator": "denominator", "accepted": "referred", "first_contact": "referred", "overdue": "referred",
-          "triaged": "reports"}
+_PARTS = {
+    "numerator": "denominator",
+    "accepted": "referred",
+    "first_contact": "referred",
+    "overdue": "referred",
+    "triaged": "reports",
+}
 
 
 def _small(value: Any, threshold: int) -> bool:
@@ -273,8 +366,11 @@ def _small(value: Any, threshold: int) -> bool:
 def _suppress_row(row: dict[str, Any], threshold: int) -> dict[str, Any]:
     hidden = {name for name in _COUNTS if _small(row.get(name), threshold)}
     for part, total in _PARTS.items():
-        if isinstance(row.get(part), int) and isinstance(row.get(total), int) \
-                and _small(row[total] - row[part], threshold):
+        if (
+            isinstance(row.get(part), int)
+            and isinstance(row.get(total), int)
+            and _small(row[total] - row[part], threshold)
+        ):
             hidden.add(part)
     hidden |= {name for name, over in _DERIVED.items() if name in row and hidden & set(over)}
     out = {name: (None if name in hidden else value) for name, value in row.items()}

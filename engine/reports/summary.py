@@ -29,32 +29,40 @@ __all__ = ["read_measures", "read_trends", "refresh_summary", "stale_instances"]
 
 _ANSWERED = ("first_contact", "completed", *CLOSING_STATUSES)
 _COLOURS = ("red", "amber", "green", "not triaged")
-_TABLES = [cast(Table, model.__table__) for model in (ReportMeasureRow, ReportItem, ReportWarningSign,
-                                                       ReportInstance)]
+_TABLES = [cast(Table, model.__table__) for model in (ReportMeasureRow, ReportItem, ReportWarningSign, ReportInstance)]
 
 
 # --- refreshing ---------------------------------------------------------------------------------------------
 
 
 def _stale(session: Session, limit: int) -> list[tuple[str, str, int]]:
-    return [(row[0], row[1], row[2]) for row in session.execute(
-        select(PathwayInstance.id, PathwayInstance.pathway_id, PathwayInstance.event_seq)
-        .outerjoin(ReportInstance, ReportInstance.instance_id == PathwayInstance.id)
-        .where(or_(ReportInstance.instance_id.is_(None), ReportInstance.event_seq != PathwayInstance.event_seq))
-        .limit(limit))]
+    return [
+        (row[0], row[1], row[2])
+        for row in session.execute(
+            select(PathwayInstance.id, PathwayInstance.pathway_id, PathwayInstance.event_seq)
+            .outerjoin(ReportInstance, ReportInstance.instance_id == PathwayInstance.id)
+            .where(or_(ReportInstance.instance_id.is_(None), ReportInstance.event_seq != PathwayInstance.event_seq))
+            .limit(limit)
+        )
+    ]
 
 
 def stale_instances(session: Session) -> int:
     """How many instances changed since the summary last caught up with them."""
-    return int(session.scalar(
-        select(func.count()).select_from(PathwayInstance)
-        .outerjoin(ReportInstance, ReportInstance.instance_id == PathwayInstance.id)
-        .where(or_(ReportInstance.instance_id.is_(None), ReportInstance.event_seq != PathwayInstance.event_seq)))
-        or 0)
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(PathwayInstance)
+            .outerjoin(ReportInstance, ReportInstance.instance_id == PathwayInstance.id)
+            .where(or_(ReportInstance.instance_id.is_(None), ReportInstance.event_seq != PathwayInstance.event_seq))
+        )
+        or 0
+    )
 
 
-def refresh_summary(sessions: sessionmaker[Session], now: datetime, *, batch: int = 1000,
-                    limit: int | None = None) -> int:
+def refresh_summary(
+    sessions: sessionmaker[Session], now: datetime, *, batch: int = 1000, limit: int | None = None
+) -> int:
     """Re-derive the summary of every instance whose trail grew since (at most ``limit``), ``batch``
     instances per unit of work. Returns how many were refreshed."""
     done = 0
@@ -82,8 +90,9 @@ def _rewrite(session: Session, stale: list[tuple[str, str, int]], now: datetime)
     for table in _TABLES:
         session.execute(delete(table).where(table.c.instance_id.in_(ids)))
     rows = _rows(cohort)
-    rows["report_instances"] = [{"instance_id": i, "pathway_id": p, "event_seq": seq, "refreshed_at": now}
-                                for i, p, seq in stale]
+    rows["report_instances"] = [
+        {"instance_id": i, "pathway_id": p, "event_seq": seq, "refreshed_at": now} for i, p, seq in stale
+    ]
     copy = session.get_bind().dialect.name == "postgresql"
     for table in _TABLES:
         if not rows[table.name]:
@@ -114,35 +123,62 @@ def _rows(cohort: Cohort) -> dict[str, list[dict[str, Any]]]:
             start = measure.start(facts)
             if start is None:
                 continue
-            rows["report_measure_rows"].append({
-                "instance_id": facts.instance_id, "measure": measure.id, "pathway_id": facts.pathway_id,
-                "start_at": start, "start_month": start.strftime("%Y-%m"),
-                "deadline_at": measure.window(start) if measure.window else None,
-                "done_at": facts.first(measure.outcome, after=start)})
+            rows["report_measure_rows"].append(
+                {
+                    "instance_id": facts.instance_id,
+                    "measure": measure.id,
+                    "pathway_id": facts.pathway_id,
+                    "start_at": start,
+                    "start_month": start.strftime("%Y-%m"),
+                    "deadline_at": measure.window(start) if measure.window else None,
+                    "done_at": facts.first(measure.outcome, after=start),
+                }
+            )
         triaged = facts.milestones.get("triaged", [])
         for index, reported in enumerate(facts.warning_reports):
             triage = triaged[index] if index < len(triaged) else None
-            rows["report_warning_signs"].append({
-                "instance_id": facts.instance_id, "n": index + 1, "pathway_id": facts.pathway_id,
-                "reported_at": reported, "triaged_at": triage,
-                "colour": facts.ratings[index][1] if index < len(facts.ratings) else "not triaged",
-                "hours_to_triage": None if triage is None else (triage - reported).total_seconds() / 3600})
+            rows["report_warning_signs"].append(
+                {
+                    "instance_id": facts.instance_id,
+                    "n": index + 1,
+                    "pathway_id": facts.pathway_id,
+                    "reported_at": reported,
+                    "triaged_at": triage,
+                    "colour": facts.ratings[index][1] if index < len(facts.ratings) else "not triaged",
+                    "hours_to_triage": None if triage is None else (triage - reported).total_seconds() / 3600,
+                }
+            )
     for item in cohort.items:
         moved = item.moved
         referred = moved.get("referred") if item.kind == "referral" else None
         answered = min((at for status, at in moved.items() if status in _ANSWERED), default=None)
         if answered is not None and referred is not None:
             answered = max(answered, referred)  # an answer recorded before the referral: answered on referral
-        rows["report_items"].append({
-            "item_id": item.item_id, "instance_id": item.instance_id, "pathway_id": pathway_of[item.instance_id],
-            "kind": item.kind, "code": item.code, "service": item.service, "urgency": item.urgency,
-            "status": item.status, "proposed_at": moved["proposed"], "agreed_at": moved.get("agreed"),
-            "referred_at": referred, "referred_week": _week(referred), "accepted_at": moved.get("accepted"),
-            "first_contact_at": moved.get("first_contact"), "completed_at": moved.get("completed"),
-            "answered_at": answered, "answered_week": _week(answered),
-            "due_at": None if referred is None else referral_deadline(referred, item.urgency or ""),
-            "closed_at": item.closed_at, "days_to_acceptance": _days(referred, moved.get("accepted")),
-            "days_to_first_contact": _days(referred, moved.get("first_contact"))})
+        rows["report_items"].append(
+            {
+                "item_id": item.item_id,
+                "instance_id": item.instance_id,
+                "pathway_id": pathway_of[item.instance_id],
+                "kind": item.kind,
+                "code": item.code,
+                "service": item.service,
+                "urgency": item.urgency,
+                "status": item.status,
+                "proposed_at": moved["proposed"],
+                "agreed_at": moved.get("agreed"),
+                "referred_at": referred,
+                "referred_week": _week(referred),
+                "accepted_at": moved.get("accepted"),
+                "first_contact_at": moved.get("first_contact"),
+                "completed_at": moved.get("completed"),
+                "answered_at": answered,
+                "answered_week": _week(answered),
+                "due_at": None if referred is None else referral_deadline(referred, item.urgency or ""),
+                "closed_at": item.closed_at,
+                "days_to_acceptance": _days(referred, moved.get("accepted")),
+                "days_to_first_contact": _days(referred, moved.get("first_contact")),
+            }
+        )
     return rows
 
 
@@ -160,15 +196,18 @@ def _count(condition: ColumnElement[bool]) -> Any:
     return func.sum(case((condition, 1), else_=0))
 
 
-def _medians(session: Session, value: InstrumentedAttribute[Any], groups: Sequence[Any],
-             where: Iterable[ColumnElement[bool]]) -> dict[tuple[Any, ...], float | None]:
+def _medians(
+    session: Session, value: InstrumentedAttribute[Any], groups: Sequence[Any], where: Iterable[ColumnElement[bool]]
+) -> dict[tuple[Any, ...], float | None]:
     """The median of ``value`` per group (rounded to 2 places): in the database on PostgreSQL, in
     Python from the values on SQLite (which has no median; a SQLite deployment is a small one)."""
     where = [*where, value.is_not(None)]
     if session.get_bind().dialect.name == "postgresql":
         median = func.percentile_cont(0.5).within_group(value)
-        return {tuple(row[:-1]): round(float(row[-1]), 2)
-                for row in session.execute(select(*groups, median).where(*where).group_by(*groups))}
+        return {
+            tuple(row[:-1]): round(float(row[-1]), 2)
+            for row in session.execute(select(*groups, median).where(*where).group_by(*groups))
+        }
     values: dict[tuple[Any, ...], list[float]] = {}
     for row in session.execute(select(*groups, value).where(*where)):
         values.setdefault(tuple(row[:-1]), []).append(row[-1])
@@ -178,12 +217,18 @@ def _medians(session: Session, value: InstrumentedAttribute[Any], groups: Sequen
 def _windowed(session: Session, query: MeasureQuery, as_of: datetime, by_month: bool) -> dict[tuple[str, ...], Any]:
     r = ReportMeasureRow
     met = and_(r.done_at.is_not(None), or_(r.deadline_at.is_(None), r.done_at <= r.deadline_at))
-    missed = and_(r.deadline_at.is_not(None), r.deadline_at < as_of, or_(r.done_at.is_(None),
-                                                                        r.done_at > r.deadline_at))
+    missed = and_(
+        r.deadline_at.is_not(None), r.deadline_at < as_of, or_(r.done_at.is_(None), r.done_at > r.deadline_at)
+    )
     groups = [r.measure, r.start_month] if by_month else [r.measure]
-    return {tuple(row[:len(groups)]): row[len(groups):] for row in session.execute(
-        select(*groups, _count(met), _count(missed), func.count()).where(*_in(r.start_at, query, r.pathway_id))
-        .group_by(*groups))}
+    return {
+        tuple(row[: len(groups)]): row[len(groups) :]
+        for row in session.execute(
+            select(*groups, _count(met), _count(missed), func.count())
+            .where(*_in(r.start_at, query, r.pathway_id))
+            .group_by(*groups)
+        )
+    }
 
 
 def _totals(monthly: dict[tuple[str, ...], Any]) -> dict[tuple[str, ...], tuple[int, int, int]]:
@@ -197,37 +242,60 @@ def _totals(monthly: dict[tuple[str, ...], Any]) -> dict[tuple[str, ...], tuple[
 
 def _measure_row(measure: Any, found: Any) -> dict[str, Any]:
     met, missed, total = (int(v or 0) for v in (found or (0, 0, 0)))
-    return {"id": measure.id, "title": measure.title, "numerator": met, "denominator": met + missed,
-            "pending": total - met - missed, "rate": round(met / (met + missed), 4) if met + missed else None}
+    return {
+        "id": measure.id,
+        "title": measure.title,
+        "numerator": met,
+        "denominator": met + missed,
+        "pending": total - met - missed,
+        "rate": round(met / (met + missed), 4) if met + missed else None,
+    }
 
 
-def read_measures(session: Session, query: MeasureQuery, as_of: datetime,
-                  monthly: dict[tuple[str, ...], Any] | None = None) -> dict[str, Any]:
+def read_measures(
+    session: Session, query: MeasureQuery, as_of: datetime, monthly: dict[tuple[str, ...], Any] | None = None
+) -> dict[str, Any]:
     """The report of :func:`engine.reports.measures.compute_measures`, aggregated from the summary
     (unsuppressed: pass it to :func:`~engine.reports.measures.suppress`). ``monthly``: the windowed
     measures' counts per month that :func:`read_trends` read, added up here instead of read again."""
     windowed = _windowed(session, query, as_of, by_month=False) if monthly is None else _totals(monthly)
     return {
-        "from": query.since.isoformat(), "to": query.until.isoformat(), "pathway": query.pathway_id,
-        "team": query.team, "as_of": as_of.isoformat(),
+        "from": query.since.isoformat(),
+        "to": query.until.isoformat(),
+        "pathway": query.pathway_id,
+        "team": query.team,
+        "as_of": as_of.isoformat(),
         "measures": [_measure_row(m, windowed.get((m.id,))) for m in MEASURES],
-        "referrals": _referrals(session, query, as_of), "declined": _declined(session, query),
-        "warning_signs": _warning_signs(session, query), "stale_instances": stale_instances(session),
+        "referrals": _referrals(session, query, as_of),
+        "declined": _declined(session, query),
+        "warning_signs": _warning_signs(session, query),
+        "stale_instances": stale_instances(session),
     }
 
 
 def _referrals(session: Session, query: MeasureQuery, as_of: datetime) -> list[dict[str, Any]]:
     i = ReportItem
     where = [i.kind == "referral", *_in(i.referred_at, query, i.pathway_id)]
-    overdue = and_(i.due_at.is_not(None), or_(and_(i.answered_at.is_not(None), i.answered_at > i.due_at),
-                                              and_(i.answered_at.is_(None), i.due_at < as_of)))
+    overdue = and_(
+        i.due_at.is_not(None),
+        or_(
+            and_(i.answered_at.is_not(None), i.answered_at > i.due_at), and_(i.answered_at.is_(None), i.due_at < as_of)
+        ),
+    )
     groups = [i.service, i.urgency]
-    columns: list[Any] = [*groups, func.count(), func.count(i.accepted_at), func.count(i.first_contact_at),
-                          _count(overdue)]
+    columns: list[Any] = [
+        *groups,
+        func.count(),
+        func.count(i.accepted_at),
+        func.count(i.first_contact_at),
+        _count(overdue),
+    ]
     in_database = session.get_bind().dialect.name == "postgresql"
     if in_database:  # the medians in the same scan as the counts
-        columns += [func.percentile_cont(0.5).within_group(i.days_to_acceptance),
-                    func.percentile_cont(0.5).within_group(i.days_to_first_contact)]
+        columns += [
+            func.percentile_cont(0.5).within_group(i.days_to_acceptance),
+            func.percentile_cont(0.5).within_group(i.days_to_first_contact),
+        ]
     else:
         acceptance = _medians(session, i.days_to_acceptance, groups, where)
         contact = _medians(session, i.days_to_first_contact, groups, where)
@@ -238,33 +306,59 @@ def _referrals(session: Session, query: MeasureQuery, as_of: datetime) -> list[d
             to_acceptance, to_contact = (None if v is None else round(float(v), 2) for v in row[6:8])
         else:
             to_acceptance, to_contact = acceptance.get((service, urgency)), contact.get((service, urgency))
-        rows.append({"service": service, "urgency": urgency, "referred": referred, "accepted": accepted,
-                     "median_days_to_acceptance": to_acceptance, "first_contact": contacted,
-                     "median_days_to_first_contact": to_contact, "overdue": int(late),
-                     "overdue_share": round(int(late) / referred, 4) if referred else None})
+        rows.append(
+            {
+                "service": service,
+                "urgency": urgency,
+                "referred": referred,
+                "accepted": accepted,
+                "median_days_to_acceptance": to_acceptance,
+                "first_contact": contacted,
+                "median_days_to_first_contact": to_contact,
+                "overdue": int(late),
+                "overdue_share": round(int(late) / referred, 4) if referred else None,
+            }
+        )
     return rows
 
 
 def _declined(session: Session, query: MeasureQuery) -> list[dict[str, Any]]:
     i = ReportItem
-    return [{"kind": kind, "reason": reason, "count": count} for kind, reason, count in session.execute(
-        select(i.kind, i.status, func.count()).where(*_in(i.closed_at, query, i.pathway_id))
-        .group_by(i.kind, i.status).order_by(i.kind, i.status))]
+    return [
+        {"kind": kind, "reason": reason, "count": count}
+        for kind, reason, count in session.execute(
+            select(i.kind, i.status, func.count())
+            .where(*_in(i.closed_at, query, i.pathway_id))
+            .group_by(i.kind, i.status)
+            .order_by(i.kind, i.status)
+        )
+    ]
 
 
 def _warning_signs(session: Session, query: MeasureQuery) -> list[dict[str, Any]]:
     w = ReportWarningSign
     where = _in(w.reported_at, query, w.pathway_id)
     hours = _medians(session, w.hours_to_triage, [w.colour], where)
-    found = {colour: (reports, triaged) for colour, reports, triaged in session.execute(
-        select(w.colour, func.count(), func.count(w.hours_to_triage)).where(*where).group_by(w.colour))}
-    return [{"colour": colour, "reports": found[colour][0], "triaged": found[colour][1],
-             "median_hours_to_triage": hours.get((colour,))}
-            for colour in sorted(found, key=lambda c: _COLOURS.index(c) if c in _COLOURS else len(_COLOURS))]
+    found = {
+        colour: (reports, triaged)
+        for colour, reports, triaged in session.execute(
+            select(w.colour, func.count(), func.count(w.hours_to_triage)).where(*where).group_by(w.colour)
+        )
+    }
+    return [
+        {
+            "colour": colour,
+            "reports": found[colour][0],
+            "triaged": found[colour][1],
+            "median_hours_to_triage": hours.get((colour,)),
+        }
+        for colour in sorted(found, key=lambda c: _COLOURS.index(c) if c in _COLOURS else len(_COLOURS))
+    ]
 
 
-def read_trends(session: Session, query: MeasureQuery, as_of: datetime,
-                min_count: int) -> tuple[Trend, Trend, Trend, dict[tuple[str, ...], Any]]:
+def read_trends(
+    session: Session, query: MeasureQuery, as_of: datetime, min_count: int
+) -> tuple[Trend, Trend, Trend, dict[tuple[str, ...], Any]]:
     """The measures per month, referrals per week by urgency and the open-referral backlog per week,
     as :mod:`engine.reports.trends` defines them, aggregated from the summary and suppressed; and the
     windowed measures' unsuppressed counts per month, which :func:`read_measures` adds up."""
@@ -283,8 +377,10 @@ def read_trends(session: Session, query: MeasureQuery, as_of: datetime,
     opened: dict[str, int] = {}  # referrals made each week before the period's end, for the backlog
     within = i.referred_at >= query.since
     for week, urgency, in_period, count in session.execute(  # one scan for both
-            select(i.referred_week, i.urgency, within, func.count())
-            .where(*_referrals_before(query)).group_by(i.referred_week, i.urgency, within)):
+        select(i.referred_week, i.urgency, within, func.count())
+        .where(*_referrals_before(query))
+        .group_by(i.referred_week, i.urgency, within)
+    ):
         opened[str(week)] = opened.get(str(week), 0) + count
         if in_period:
             counts.setdefault(urgency or "unknown", [0] * len(mondays))[week_labels.index(str(week))] += count
@@ -300,29 +396,40 @@ def read_trends(session: Session, query: MeasureQuery, as_of: datetime,
 def _referrals_before(query: MeasureQuery) -> list[Any]:
     """The referrals of the query's pathway and place referred before the period's end (any time)."""
     i = ReportItem
-    scope = [i.kind == "referral", i.referred_at.is_not(None), i.referred_at < query.until,
-             *query.placed(i.instance_id)]
+    scope = [
+        i.kind == "referral",
+        i.referred_at.is_not(None),
+        i.referred_at < query.until,
+        *query.placed(i.instance_id),
+    ]
     if query.pathway_id is not None:
         scope.append(i.pathway_id == query.pathway_id)
     return scope
 
 
-def _backlog(session: Session, query: MeasureQuery, as_of: datetime, mondays: list[datetime],
-             opened: dict[str, int], small: Any) -> Trend:
+def _backlog(
+    session: Session, query: MeasureQuery, as_of: datetime, mondays: list[datetime], opened: dict[str, int], small: Any
+) -> Trend:
     """Open at a week's end = referred before it (``opened``: per week) - answered before it (an answer
     never precedes its referral in the summary), counted per week over all time before the period's end."""
     i = ReportItem
-    answered: dict[str, int] = {str(week): n for week, n in session.execute(
-        select(i.answered_week, func.count()).where(*_referrals_before(query), i.answered_at < query.until)
-        .group_by(i.answered_week))}
+    answered: dict[str, int] = {
+        str(week): n
+        for week, n in session.execute(
+            select(i.answered_week, func.count())
+            .where(*_referrals_before(query), i.answered_at < query.until)
+            .group_by(i.answered_week)
+        )
+    }
     labels, values = [], []
     for monday in mondays:
         end = min(monday + timedelta(days=7), query.until)
         if end > as_of:
             break
         label = end.date().isoformat() if end < query.until else "9999-12-31"  # the last: all of them
-        open_now = sum(n for week, n in opened.items() if week < label) - \
-            sum(n for week, n in answered.items() if week < label)
+        open_now = sum(n for week, n in opened.items() if week < label) - sum(
+            n for week, n in answered.items() if week < label
+        )
         labels.append(monday.date().isoformat())
         values.append(small(open_now))
     return Trend(labels, {"open referrals": values})

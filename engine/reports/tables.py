@@ -16,8 +16,12 @@ __all__ = ["MEASURE_TABLE_COLUMNS", "SUPPRESSED", "csv_of_texts", "csv_text", "m
 MEASURE_TABLE_COLUMNS = ("section", "group", "figure", "value")
 SUPPRESSED = "suppressed"  # what a blanked value reads as in a table
 # section -> the row's fields that name its group (the rest are its figures)
-_GROUPS = {"measures": ("id",), "referrals": ("service", "urgency"), "declined": ("kind", "reason"),
-           "warning_signs": ("colour",)}
+_GROUPS = {
+    "measures": ("id",),
+    "referrals": ("service", "urgency"),
+    "declined": ("kind", "reason"),
+    "warning_signs": ("colour",),
+}
 _NOT_FIGURES = {"title", "suppressed"}
 # A cell a spreadsheet would read as a formula (OWASP "CSV injection"): shown as text instead.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

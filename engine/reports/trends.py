@@ -29,8 +29,10 @@ class Trend:
 
     def rows(self) -> list[dict[str, Any]]:
         """The same numbers as a table: one row per label."""
-        return [{"label": label, **{name: values[i] for name, values in self.series.items()}}
-                for i, label in enumerate(self.labels)]
+        return [
+            {"label": label, **{name: values[i] for name, values in self.series.items()}}
+            for i, label in enumerate(self.labels)
+        ]
 
 
 def months(query: MeasureQuery) -> list[tuple[datetime, datetime]]:

@@ -73,10 +73,12 @@ def release_version(rules_version: str, catalogue_version: str) -> str:
 
 
 def _active_row(session: Session, name: str) -> RuleSetActivation | None:
-    return session.scalars(select(RuleSetActivation).where(RuleSetActivation.name == name,
-                                                           RuleSetActivation.activated_at.is_not(None))
-                           .order_by(RuleSetActivation.activated_at.desc(), RuleSetActivation.id.desc())
-                           .limit(1)).first()
+    return session.scalars(
+        select(RuleSetActivation)
+        .where(RuleSetActivation.name == name, RuleSetActivation.activated_at.is_not(None))
+        .order_by(RuleSetActivation.activated_at.desc(), RuleSetActivation.id.desc())
+        .limit(1)
+    ).first()
 
 
 def active_ruleset(session: Session, registry: RuleSetRegistry, name: str) -> LoadedRuleset:
@@ -88,8 +90,10 @@ def active_ruleset(session: Session, registry: RuleSetRegistry, name: str) -> Lo
     """
     row = _active_row(session, name)
     if row is None:
-        raise NotFoundError(f"rule set '{name}' has no active version: a second author activates a deployed "
-                            "one (carepath rules activate)")
+        raise NotFoundError(
+            f"rule set '{name}' has no active version: a second author activates a deployed "
+            "one (carepath rules activate)"
+        )
     if row.catalogue_version is not None and row.catalogue_source is not None:
         return registry.pinned(name, row.version, row.source, row.catalogue_version, json.loads(row.catalogue_source))
     if row.version in registry.versions(name):  # recorded before catalogues were: the folder's catalogue
@@ -110,9 +114,12 @@ def warning_signs_in_use(session: Session, registry: RuleSetRegistry, *, active_
         RuleFileError: the warning signs cannot be read or are invalid.
     """
     if active_only:
-        stored = session.scalars(select(RuleSetActivation.catalogue_source).where(
-            RuleSetActivation.activated_at.is_not(None), RuleSetActivation.catalogue_source.is_not(None))
-            .order_by(RuleSetActivation.activated_at.desc(), RuleSetActivation.id.desc()).limit(1)).first()
+        stored = session.scalars(
+            select(RuleSetActivation.catalogue_source)
+            .where(RuleSetActivation.activated_at.is_not(None), RuleSetActivation.catalogue_source.is_not(None))
+            .order_by(RuleSetActivation.activated_at.desc(), RuleSetActivation.id.desc())
+            .limit(1)
+        ).first()
         text = json.loads(stored).get(WARNING_SIGNS_FILE) if stored else None
         if isinstance(text, str):
             return warning_signs_of(text, f"catalogues/{WARNING_SIGNS_FILE} (activated)")
@@ -122,8 +129,9 @@ def warning_signs_in_use(session: Session, registry: RuleSetRegistry, *, active_
 class RuleSetActivations:
     """Rule-set versions in the database: recorded from the folder, activated by a second person."""
 
-    def __init__(self, registry: RuleSetRegistry, sessions: sessionmaker[Session], clock: Clock, *,
-                 four_eyes: bool = True) -> None:
+    def __init__(
+        self, registry: RuleSetRegistry, sessions: sessionmaker[Session], clock: Clock, *, four_eyes: bool = True
+    ) -> None:
         self.registry = registry
         self.sessions = sessions
         self.clock = clock
@@ -142,25 +150,46 @@ class RuleSetActivations:
             rows = []
             for ruleset in loaded:
                 release = release_version(ruleset.version, ruleset.catalogue.version)
-                row = session.scalars(select(RuleSetActivation).where(
-                    RuleSetActivation.name == ruleset.name, RuleSetActivation.version == release)).first()
+                row = session.scalars(
+                    select(RuleSetActivation).where(
+                        RuleSetActivation.name == ruleset.name, RuleSetActivation.version == release
+                    )
+                ).first()
                 if row is None:
                     now = self.clock.now()
-                    row = RuleSetActivation(name=ruleset.name, version=release,
-                                            source=ruleset.compiled.rule_file.source, deployed_at=now,
-                                            deployed_by=actor, catalogue_version=ruleset.catalogue.version,
-                                            catalogue_source=json.dumps(ruleset.catalogue.sources, sort_keys=True,
-                                                                        ensure_ascii=False))
+                    row = RuleSetActivation(
+                        name=ruleset.name,
+                        version=release,
+                        source=ruleset.compiled.rule_file.source,
+                        deployed_at=now,
+                        deployed_by=actor,
+                        catalogue_version=ruleset.catalogue.version,
+                        catalogue_source=json.dumps(ruleset.catalogue.sources, sort_keys=True, ensure_ascii=False),
+                    )
                     if not self.four_eyes or _active_row(session, ruleset.name) is None:
                         row.activated_at, row.activated_by = now, actor
                     session.add(row)
                     session.flush()
-                    record_deployment(session, "deployed", at=now, actor=actor, kind="rule_set", subject=row.name,
-                                      version=row.version,
-                                      content=content_digest(row.source, row.catalogue_source))
+                    record_deployment(
+                        session,
+                        "deployed",
+                        at=now,
+                        actor=actor,
+                        kind="rule_set",
+                        subject=row.name,
+                        version=row.version,
+                        content=content_digest(row.source, row.catalogue_source),
+                    )
                     if row.activated_at is not None:
-                        record_deployment(session, "activated", at=now, actor=actor, kind="rule_set",
-                                          subject=row.name, version=row.version)
+                        record_deployment(
+                            session,
+                            "activated",
+                            at=now,
+                            actor=actor,
+                            kind="rule_set",
+                            subject=row.name,
+                            version=row.version,
+                        )
                 rows.append(row)
             return [self._info(session, row) for row in rows]
 
@@ -173,35 +202,47 @@ class RuleSetActivations:
             FourEyesError: ``actor`` deployed it (the same person), or names no person (four eyes on).
         """
         with unit_of_work(self.sessions) as session:
-            rows = session.scalars(select(RuleSetActivation).where(
-                RuleSetActivation.name == name, RuleSetActivation.version.startswith(version[:64]))).all()
+            rows = session.scalars(
+                select(RuleSetActivation).where(
+                    RuleSetActivation.name == name, RuleSetActivation.version.startswith(version[:64])
+                )
+            ).all()
             if len(version) < 4 or len(rows) != 1:
                 raise NotFoundError(f"no single version {version[:64]!r} of rule set {name!r}")
             row = rows[0]
             if row.activated_at is not None:
-                raise VersionStateError(f"version {row.version[:12]} of rule set {name!r} was activated at "
-                                        f"{row.activated_at.isoformat()} by {row.activated_by}")
+                raise VersionStateError(
+                    f"version {row.version[:12]} of rule set {name!r} was activated at "
+                    f"{row.activated_at.isoformat()} by {row.activated_by}"
+                )
             if self.four_eyes:
-                require_second_person(row.deployed_by, actor, f"activating version {row.version[:12]} of rule set "
-                                                              f"{name}")
+                require_second_person(
+                    row.deployed_by, actor, f"activating version {row.version[:12]} of rule set {name}"
+                )
             # Guarded: of two authors activating at once, one does; the other is told.
             now = self.clock.now()
-            moved = session.execute(update(RuleSetActivation).where(
-                RuleSetActivation.id == row.id, RuleSetActivation.activated_at.is_(None)).values(
-                activated_at=now, activated_by=actor).execution_options(synchronize_session=False))
+            moved = session.execute(
+                update(RuleSetActivation)
+                .where(RuleSetActivation.id == row.id, RuleSetActivation.activated_at.is_(None))
+                .values(activated_at=now, activated_by=actor)
+                .execution_options(synchronize_session=False)
+            )
             if getattr(moved, "rowcount", 0) != 1:
                 raise VersionStateError(f"version {row.version[:12]} of rule set {name!r} was activated just now")
-            record_deployment(session, "activated", at=now, actor=actor, kind="rule_set", subject=name,
-                              version=row.version)
+            record_deployment(
+                session, "activated", at=now, actor=actor, kind="rule_set", subject=name, version=row.version
+            )
             session.refresh(row)
             return self._info(session, row)
 
     def versions(self, name: str) -> list[RuleSetVersionInfo]:
         """The recorded versions of rule set ``name``, newest first. Raises: NotFoundError."""
         with read_only(self.sessions) as session:
-            rows = session.scalars(select(RuleSetActivation).where(RuleSetActivation.name == name)
-                                   .order_by(RuleSetActivation.deployed_at.desc(),
-                                             RuleSetActivation.id.desc())).all()
+            rows = session.scalars(
+                select(RuleSetActivation)
+                .where(RuleSetActivation.name == name)
+                .order_by(RuleSetActivation.deployed_at.desc(), RuleSetActivation.id.desc())
+            ).all()
             if not rows:
                 raise NotFoundError(f"no recorded version of rule set {name!r}")
             return [self._info(session, row) for row in rows]
@@ -209,7 +250,14 @@ class RuleSetActivations:
     def _info(self, session: Session, row: RuleSetActivation) -> RuleSetVersionInfo:
         active = _active_row(session, row.name)
         rules_version = file_version(row.source.encode("utf-8"))
-        return RuleSetVersionInfo(row.name, row.version, row.deployed_at.isoformat(), row.deployed_by,
-                                  active is not None and active.id == row.id,
-                                  None if row.activated_at is None else row.activated_at.isoformat(),
-                                  row.activated_by, rules_version, row.catalogue_version)
+        return RuleSetVersionInfo(
+            row.name,
+            row.version,
+            row.deployed_at.isoformat(),
+            row.deployed_by,
+            active is not None and active.id == row.id,
+            None if row.activated_at is None else row.activated_at.isoformat(),
+            row.activated_by,
+            rules_version,
+            row.catalogue_version,
+        )

@@ -124,8 +124,9 @@ def compile_rule_file(rule_file: RuleFile) -> CompiledRuleset:
                     else:
                         any_concern = True
     durable_name = f"{rule_file.name}_{rule_file.version[:16]}"
-    return CompiledRuleset(rule_file, durable_name, definition, rule_of, frozenset(codes), frozenset(domains),
-                           any_concern)
+    return CompiledRuleset(
+        rule_file, durable_name, definition, rule_of, frozenset(codes), frozenset(domains), any_concern
+    )
 
 
 def alternatives(condition: Condition, limit: int | None = None) -> list[Alternative]:
@@ -308,8 +309,7 @@ def _concern_facts(catalogue: Catalogue) -> _ConcernFacts:
     if table is None:
         ordered = sorted(catalogue.concerns.values(), key=lambda c: (c.domain, c.code))
         fields = {
-            c.code: {"id": concern_fact_id(c.code), "t": "concern", "code": c.code, "domain": c.domain}
-            for c in ordered
+            c.code: {"id": concern_fact_id(c.code), "t": "concern", "code": c.code, "domain": c.domain} for c in ordered
         }
         texts = {code: _engine_json({**f, "score": 0}).removesuffix("0}") for code, f in fields.items()}
         table = _CONCERN_FACTS[catalogue.version] = _ConcernFacts(

@@ -150,7 +150,8 @@ def leaf_holds(leaf: ConcernCondition | ContextCondition, fact: Fact) -> bool:
         if (leaf.code and fact.get("code") != leaf.code) or (leaf.domain and fact.get("domain") != leaf.domain):
             return False
         return all(_compare(fact.get("score"), op, v) for op, v in leaf.score) and all(
-            _compare(fact.get("change"), op, v) for op, v in leaf.change)
+            _compare(fact.get("change"), op, v) for op, v in leaf.change
+        )
     if fact.get("t") != "context" or leaf.field not in fact:
         return False
     value = fact[leaf.field]
@@ -356,7 +357,8 @@ def _show(value: Any) -> str:
 def _show_fact(fact: Fact) -> str:
     if fact.get("t") == "concern":
         return f"{fact['code']} ({fact['domain']}) scored {fact['score']}" + (
-            "" if fact.get("change") is None else f", changed by {fact['change']:+d}")
+            "" if fact.get("change") is None else f", changed by {fact['change']:+d}"
+        )
     fields = ", ".join(f"{k}={_show(v)}" for k, v in fact.items() if k not in ("id", "t"))
     return f"context: {fields}"
 

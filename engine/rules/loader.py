@@ -291,8 +291,11 @@ def _read_context(reader: YamlReader, node: Node) -> Condition | None:
         elif spec.kind == "date":
             # A date is recorded with the assessment; rules test what is worked out from it
             # (on_sact from last_sact_date), so "6 weeks ago" is decided where today is known.
-            reader.problem(value_node, f"{name} is a date recorded with the assessment; rules cannot test it "
-                                       "(test the field worked out from it, such as on_sact)")
+            reader.problem(
+                value_node,
+                f"{name} is a date recorded with the assessment; rules cannot test it "
+                "(test the field worked out from it, such as on_sact)",
+            )
             ok = False
         elif spec.kind == "boolean":
             flag = reader.boolean(value_node, name)

@@ -92,19 +92,31 @@ CONTEXT_FIELDS: dict[str, ContextField] = {
             "travel_minutes", "number", "one-way travel time to the treatment centre", minimum=0, maximum=2880
         ),
         ContextField("travel_km", "number", "one-way distance to the treatment centre", minimum=0, maximum=5000),
-        ContextField("on_sact", "boolean",
-                     "on systemic anticancer therapy (chemotherapy, targeted therapy or immunotherapy) now, "
-                     "or its last dose was within the last 6 weeks"),
-        ContextField("on_immunotherapy", "boolean",
-                     "on immunotherapy (a checkpoint inhibitor) now, or its last dose was within the last 12 months"),
+        ContextField(
+            "on_sact",
+            "boolean",
+            "on systemic anticancer therapy (chemotherapy, targeted therapy or immunotherapy) now, "
+            "or its last dose was within the last 6 weeks",
+        ),
+        ContextField(
+            "on_immunotherapy",
+            "boolean",
+            "on immunotherapy (a checkpoint inhibitor) now, or its last dose was within the last 12 months",
+        ),
         # Recorded with the evaluation (what on_sact was worked out from); rules test on_sact, not the date.
         ContextField("last_sact_date", "date", "date of the last dose of systemic anticancer therapy (YYYY-MM-DD)"),
         ContextField("smoking_status", "choice", "smokes now, used to smoke, or never smoked", SMOKING_STATUSES),
-        ContextField("emotional_concern_persists", "boolean",
-                     "worry, low mood or hopelessness was also scored 5 or more at the previous HNA"),
+        ContextField(
+            "emotional_concern_persists",
+            "boolean",
+            "worry, low mood or hopelessness was also scored 5 or more at the previous HNA",
+        ),
         # Set by the needs assessments of the palliative route (pathways/shared/palliative_care*.bpmn) only.
-        ContextField("on_palliative_route", "boolean",
-                     "on the palliative and living-with-cancer route (the pathway's palliative care sub-pathway)"),
+        ContextField(
+            "on_palliative_route",
+            "boolean",
+            "on the palliative and living-with-cancer route (the pathway's palliative care sub-pathway)",
+        ),
     )
 }
 
@@ -161,8 +173,10 @@ class ConcernCondition:
         if self.score:
             parts.append("scored " + " and ".join(f"{op.replace('_', ' ')} {_num(v)}" for op, v in self.score))
         if self.change:
-            parts.append("changed since the last assessment by " + " and ".join(
-                f"{op.replace('_', ' ')} {_num(v)}" for op, v in self.change))
+            parts.append(
+                "changed since the last assessment by "
+                + " and ".join(f"{op.replace('_', ' ')} {_num(v)}" for op, v in self.change)
+            )
         return f"{what} {' and '.join(parts)}"
 
 

@@ -55,8 +55,9 @@ class LoadedRuleset:
 class RuleSetRegistry:
     """Rule sets by name (current file) and by version (every version seen by this process)."""
 
-    def __init__(self, rules_dir: Path | str, catalogue_dir: Path | str | None = None,
-                 recheck_seconds: float = 0.0) -> None:
+    def __init__(
+        self, rules_dir: Path | str, catalogue_dir: Path | str | None = None, recheck_seconds: float = 0.0
+    ) -> None:
         """``recheck_seconds``: how long a file's stat is trusted before it is looked at again
         (0: on every use). A server uses about a second: a changed file is then picked up within a
         second, without five ``stat`` calls on every evaluation."""
@@ -144,8 +145,9 @@ class RuleSetRegistry:
         with self._lock:
             return self._compile(text, file, catalogue)
 
-    def pinned(self, name: str, release: str, text: str, catalogue_version: str,
-               catalogue_texts: dict[str, str]) -> LoadedRuleset:
+    def pinned(
+        self, name: str, release: str, text: str, catalogue_version: str, catalogue_texts: dict[str, str]
+    ) -> LoadedRuleset:
         """A rule-set version with the catalogue it was activated with (four eyes: the stored texts, not the
         folder's), loaded once per process.
 
@@ -157,9 +159,10 @@ class RuleSetRegistry:
             if loaded is None:
                 catalogue = _checked(parse_catalogue(catalogue_texts, self.catalogue_dir))
                 if catalogue.version != catalogue_version:
-                    raise RuleFileError(f"the stored catalogue of rule set '{name}' is not version "
-                                        f"{catalogue_version[:12]}",
-                                        [Problem("the stored text changed", file="catalogues")])
+                    raise RuleFileError(
+                        f"the stored catalogue of rule set '{name}' is not version {catalogue_version[:12]}",
+                        [Problem("the stored text changed", file="catalogues")],
+                    )
                 loaded = self._pinned[name, release] = self._compile(text, f"{name}.yaml", catalogue)
             return loaded
 

@@ -41,8 +41,15 @@ class CohortModel:
     unrecorded_share: float = 0.2  # treatment or smoking status not recorded
 
     def __post_init__(self) -> None:
-        for name in ("concern_probability", "young_share", "caring_share", "lives_alone_share", "sact_share",
-                     "immunotherapy_share", "unrecorded_share"):
+        for name in (
+            "concern_probability",
+            "young_share",
+            "caring_share",
+            "lives_alone_share",
+            "sact_share",
+            "immunotherapy_share",
+            "unrecorded_share",
+        ):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
         if not 1 <= self.score_mode <= 10 or self.mean_travel_minutes <= 0:
@@ -89,7 +96,8 @@ def synthetic_assessments(
                 emotional_concern_persists=_recorded(rng, unrecorded, rng.random() < 0.3),
             ),
             previous={code: earlier.randint(0, 10) for code in codes if earlier.random() < model.concern_probability}
-            if earlier.random() < 0.5 else None,
+            if earlier.random() < 0.5
+            else None,
         )
 
 

@@ -85,8 +85,16 @@ _KNOWN = "carepath_rule_versions"
 _EVALUATIONS = cast(Table, RuleEvaluationRecord.__table__)
 _VERSIONS = cast(Table, RuleVersionRecord.__table__)
 _JSON_COLUMNS = ("facts", "fired", "outcomes")  # bound from "<column>_json", JSON text
-_EVALUATION_COLUMNS = ("id", "ruleset_name", "ruleset_version", "catalogue_version", "created_at", "instance_id",
-                       "task_id", *_JSON_COLUMNS)
+_EVALUATION_COLUMNS = (
+    "id",
+    "ruleset_name",
+    "ruleset_version",
+    "catalogue_version",
+    "created_at",
+    "instance_id",
+    "task_id",
+    *_JSON_COLUMNS,
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,8 @@ def _evaluation_insert(session: Session) -> _EvaluationInsert:
     if found is None:  # two threads may both build it: the same value, the last one kept
         found = _inserts[dialect.name] = _EvaluationInsert.for_dialect(dialect)
     return found
+
+
 @dataclass(frozen=True)
 class StoredEvaluation:
     """An evaluation read back, with the rule and catalogue texts it used."""
@@ -251,8 +261,7 @@ def _firings_json(firings: Sequence[Firing]) -> str:
 def _firing_json(firing: Firing) -> str:
     """One firing's JSON. Fact ids are the concerns' codes, so the same firing (a rule and the facts
     it matched) comes back in evaluation after evaluation: each is encoded once."""
-    return (f'{{"rule": {_json_string(firing.rule_id)}, '
-            f'"matched": [{", ".join(map(_json_string, firing.matched))}]}}')
+    return f'{{"rule": {_json_string(firing.rule_id)}, "matched": [{", ".join(map(_json_string, firing.matched))}]}}'
 
 
 def evaluate_and_record(

@@ -20,8 +20,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import RuleEvaluationRecord
 
-__all__ = ["MAX_ASSESSMENTS", "AssessedConcerns", "ConcernTrends", "concern_trends", "deteriorated",
-           "latest_scores"]
+__all__ = ["MAX_ASSESSMENTS", "AssessedConcerns", "ConcernTrends", "concern_trends", "deteriorated", "latest_scores"]
 
 MAX_ASSESSMENTS = 200  # the most recent assessments a trend reads (years of three-monthly HNAs)
 RISE = 3  # a rise by this much or more is a deterioration
@@ -52,23 +51,35 @@ class ConcernTrends:
             points, last = [], None
             for a in self.assessments:
                 score = a.scores.get(code, 0)
-                points.append({"evaluation_id": a.evaluation_id, "at": a.at.isoformat(), "score": score,
-                               "change": None if last is None else score - last})
+                points.append(
+                    {
+                        "evaluation_id": a.evaluation_id,
+                        "at": a.at.isoformat(),
+                        "score": score,
+                        "change": None if last is None else score - last,
+                    }
+                )
                 last = score
             series.append({"code": code, "points": points})
         return {
             "assessments": [{"evaluation_id": a.evaluation_id, "at": a.at.isoformat()} for a in self.assessments],
             "concerns": series,
-            "deteriorated": (deteriorated(self.assessments[-2].scores, self.assessments[-1].scores)
-                             if len(self.assessments) > 1 else []),
+            "deteriorated": (
+                deteriorated(self.assessments[-2].scores, self.assessments[-1].scores)
+                if len(self.assessments) > 1
+                else []
+            ),
         }
 
 
 def _scores(facts: Any) -> dict[str, int]:
     if not isinstance(facts, list):
         return {}
-    return {f["code"]: f["score"] for f in facts
-            if isinstance(f, dict) and f.get("t") == "concern" and isinstance(f.get("score"), int)}
+    return {
+        f["code"]: f["score"]
+        for f in facts
+        if isinstance(f, dict) and f.get("t") == "concern" and isinstance(f.get("score"), int)
+    }
 
 
 def concern_trends(session: Session, instance_id: str) -> ConcernTrends:

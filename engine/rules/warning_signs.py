@@ -126,8 +126,9 @@ def load_warning_signs(path: Path | str) -> WarningSignCatalogue:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RuleFileError("the warning signs cannot be loaded",
-                            [Problem(f"cannot read the file: {exc.strerror}", file=str(path))]) from exc
+        raise RuleFileError(
+            "the warning signs cannot be loaded", [Problem(f"cannot read the file: {exc.strerror}", file=str(path))]
+        ) from exc
     return _parsed(text, str(path))
 
 
@@ -169,8 +170,9 @@ def _read(reader: YamlReader, text: str, version: str) -> WarningSignCatalogue |
     contacts = _read_contacts(reader, top["contacts"][1])
     bounds = _read_bounds(reader, top["escalate_untriaged_after"][1])
     signs = _read_signs(reader, top["signs"][1], sources, contacts)
-    return WarningSignCatalogue(signs=signs, contacts=contacts, sources=sources, version=version,
-                                escalate_untriaged_after=bounds)
+    return WarningSignCatalogue(
+        signs=signs, contacts=contacts, sources=sources, version=version, escalate_untriaged_after=bounds
+    )
 
 
 def _read_bounds(reader: YamlReader, node: Node) -> dict[str, str]:
@@ -217,15 +219,19 @@ def _read_contacts(reader: YamlReader, node: Node) -> dict[str, Contact]:
     return contacts
 
 
-def _read_signs(reader: YamlReader, node: Node, sources: dict[str, Guidance],
-                contacts: dict[str, Contact]) -> dict[str, tuple[WarningSign, ...]]:
+def _read_signs(
+    reader: YamlReader, node: Node, sources: dict[str, Guidance], contacts: dict[str, Contact]
+) -> dict[str, tuple[WarningSign, ...]]:
     signs: dict[str, tuple[WarningSign, ...]] = {}
     seen: dict[str, int] = {}  # sign code -> line, across diagnoses (a code names one sign)
     entries = reader.free_mapping(node, "signs") or []
     for diagnosis, key_node, value in entries:
         if diagnosis != COMMON and diagnosis not in DIAGNOSES:
-            reader.problem(key_node, f"unknown diagnosis '{diagnosis}'; expected all or one of "
-                                     f"{', '.join(DIAGNOSES)}{did_you_mean(diagnosis, (COMMON, *DIAGNOSES))}")
+            reader.problem(
+                key_node,
+                f"unknown diagnosis '{diagnosis}'; expected all or one of "
+                f"{', '.join(DIAGNOSES)}{did_you_mean(diagnosis, (COMMON, *DIAGNOSES))}",
+            )
             continue
         items = reader.sequence(value, f"the signs for {diagnosis}") or []
         read = [_read_sign(reader, item, diagnosis, sources, contacts, seen) for item in items]
@@ -236,8 +242,14 @@ def _read_signs(reader: YamlReader, node: Node, sources: dict[str, Guidance],
     return signs
 
 
-def _read_sign(reader: YamlReader, node: Node, diagnosis: str, sources: dict[str, Guidance],
-               contacts: dict[str, Contact], seen: dict[str, int]) -> WarningSign | None:
+def _read_sign(
+    reader: YamlReader,
+    node: Node,
+    diagnosis: str,
+    sources: dict[str, Guidance],
+    contacts: dict[str, Contact],
+    seen: dict[str, int],
+) -> WarningSign | None:
     entries = reader.mapping(node, f"a warning sign for {diagnosis}", _SIGN_FIELDS)
     if entries is None or not set(_SIGN_FIELDS) <= set(entries):
         return None
@@ -254,14 +266,31 @@ def _read_sign(reader: YamlReader, node: Node, diagnosis: str, sources: dict[str
     contact_code = reader.text(contact_node, "contact")
     contact = contacts.get(contact_code or "")
     if contact_code and contact is None:
-        reader.problem(contact_node, f"unknown contact '{contact_code}'{did_you_mean(contact_code, contacts)}",
-                       element=code)
+        reader.problem(
+            contact_node, f"unknown contact '{contact_code}'{did_you_mean(contact_code, contacts)}", element=code
+        )
     cited = _cited(reader, entries["sources"][1], sources, code)
-    if code is None or contact is None or when is None or urgency is None or not cited \
-            or any(v is None for v in texts.values()):
+    if (
+        code is None
+        or contact is None
+        or when is None
+        or urgency is None
+        or not cited
+        or any(v is None for v in texts.values())
+    ):
         return None
-    return WarningSign(code, diagnosis, str(texts["name_en"]), str(texts["name_sv"]), when, urgency, contact,
-                       str(texts["action_en"]), str(texts["action_sv"]), cited)
+    return WarningSign(
+        code,
+        diagnosis,
+        str(texts["name_en"]),
+        str(texts["name_sv"]),
+        when,
+        urgency,
+        contact,
+        str(texts["action_en"]),
+        str(texts["action_sv"]),
+        cited,
+    )
 
 
 def _cited(reader: YamlReader, node: Node, sources: dict[str, Guidance], code: str | None) -> tuple[Guidance, ...]:

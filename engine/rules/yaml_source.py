@@ -32,8 +32,9 @@ __all__ = ["MAX_DEPTH", "MAX_NODES", "BoundedLoader", "YamlReader", "decode_yaml
 # The bundled rule set has about 5,600 nodes nested 16 deep; these leave room for ten times that.
 MAX_NODES = 50_000
 MAX_DEPTH = 64
-_YAML_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq",
-                                                                 "timestamp"))
+_YAML_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
+)
 
 _TYPE_NAMES = {
     "tag:yaml.org,2002:str": "text",
@@ -66,12 +67,14 @@ class BoundedLoader(yaml.SafeLoader):
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event = self.peek_event()
         if isinstance(event, AliasEvent) or (isinstance(event, NodeEvent) and event.anchor is not None):
-            raise _Refused("anchors and aliases (&name, *name) are not allowed: write the value out in full",
-                           event.start_mark)
+            raise _Refused(
+                "anchors and aliases (&name, *name) are not allowed: write the value out in full", event.start_mark
+            )
         tag = getattr(event, "tag", None)
         if tag not in (None, "!") and tag not in _YAML_TAGS:
-            raise _Refused(f"the tag {str(tag)[:50]!r} is not allowed: only YAML's own types are read",
-                           event.start_mark)
+            raise _Refused(
+                f"the tag {str(tag)[:50]!r} is not allowed: only YAML's own types are read", event.start_mark
+            )
         self.node_count += 1
         if self.node_count > MAX_NODES:
             raise _Refused(f"the file has more than {MAX_NODES} values: split it", event.start_mark)
@@ -95,12 +98,22 @@ def decode_yaml(data: bytes, file: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = data[:exc.start]
+        before = data[: exc.start]
         line = before.count(b"\n") + 1
-        column = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
-        raise RuleFileError(f"{file}: the file is not UTF-8", [Problem(
-            f"not UTF-8: byte 0x{data[exc.start]:02x} cannot start or continue a character here (save the file as "
-            "UTF-8)", file=file, line=line, column=column)]) from exc
+        column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
+        raise RuleFileError(
+            f"{file}: the file is not UTF-8",
+            [
+                Problem(
+                    f"not UTF-8: byte 0x{data[exc.start]:02x} cannot start or continue a character here (save the "
+                    "file as "
+                    "UTF-8)",
+                    file=file,
+                    line=line,
+                    column=column,
+                )
+            ],
+        ) from exc
 
 
 def read_yaml_file(path: Path | str) -> str:
@@ -113,8 +126,9 @@ def read_yaml_file(path: Path | str) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise RuleFileError(f"{path}: cannot read the file",
-                            [Problem(f"cannot read the file: {exc.strerror}", file=str(path))]) from exc
+        raise RuleFileError(
+            f"{path}: cannot read the file", [Problem(f"cannot read the file: {exc.strerror}", file=str(path))]
+        ) from exc
     return decode_yaml(data, str(path))
 
 

@@ -15,5 +15,15 @@ from engine.scenarios.model import Scenario
 from engine.scenarios.reader import load_scenarios, scenario_files
 from engine.scenarios.runner import ScenarioReport, ScenarioResult, StepFailure, run_scenarios
 
-__all__ = ["DiagramFlows", "Flow", "Scenario", "ScenarioReport", "ScenarioResult", "StepFailure", "diagram_flows",
-           "load_scenarios", "run_scenarios", "scenario_files"]
+__all__ = [
+    "DiagramFlows",
+    "Flow",
+    "Scenario",
+    "ScenarioReport",
+    "ScenarioResult",
+    "StepFailure",
+    "diagram_flows",
+    "load_scenarios",
+    "run_scenarios",
+    "scenario_files",
+]

@@ -84,8 +84,16 @@ def diagram_flows(library: PathwayLibrary, pathway_ids: Iterable[str]) -> Diagra
                     continue
                 tag = etree.QName(node).localname
                 if tag == "sequenceFlow":
-                    flows.append(Flow(process_id, node.get("id"), node.get("sourceRef"), node.get("targetRef"),
-                                      name, node.sourceline))
+                    flows.append(
+                        Flow(
+                            process_id,
+                            node.get("id"),
+                            node.get("sourceRef"),
+                            node.get("targetRef"),
+                            name,
+                            node.sourceline,
+                        )
+                    )
                 elif node.get("id"):
                     found.kinds[(process_id, node.get("id"))] = tag
     return found

@@ -14,8 +14,7 @@ from dateutil.relativedelta import relativedelta
 
 from engine.rules.model import Loc
 
-__all__ = ["CarePlanExpectation", "Complete", "Expect", "ReadyExpectation", "Scenario", "ScenarioStep", "Send",
-           "Wait"]
+__all__ = ["CarePlanExpectation", "Complete", "Expect", "ReadyExpectation", "Scenario", "ScenarioStep", "Send", "Wait"]
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,15 @@ class CarePlanExpectation:
     def matches(self, item: dict[str, Any]) -> bool:
         return item["code"] == self.code and all(
             expected is None or item[key] == expected
-            for key, expected in (("kind", self.kind), ("urgency", self.urgency), ("status", self.status)))
+            for key, expected in (("kind", self.kind), ("urgency", self.urgency), ("status", self.status))
+        )
 
     def text(self) -> str:
-        details = [f"{key} {value}" for key, value in (("kind", self.kind), ("urgency", self.urgency),
-                                                      ("status", self.status)) if value is not None]
+        details = [
+            f"{key} {value}"
+            for key, value in (("kind", self.kind), ("urgency", self.urgency), ("status", self.status))
+            if value is not None
+        ]
         return self.code + (f" ({', '.join(details)})" if details else "")
 
 
@@ -89,8 +92,8 @@ class Expect:
     """What must hold at this point; only what is given is checked."""
 
     loc: Loc
-    ready: tuple[ReadyExpectation, ...] = ()          # at least these tasks are ready
-    ready_only: tuple[str, ...] | None = None         # exactly these tasks (element ids) are ready
+    ready: tuple[ReadyExpectation, ...] = ()  # at least these tasks are ready
+    ready_only: tuple[str, ...] | None = None  # exactly these tasks (element ids) are ready
     not_ready: tuple[str, ...] = ()
     timers: dict[str, tuple[str, Loc]] = field(default_factory=dict)  # element -> due date or date-time
     care_plan: tuple[CarePlanExpectation, ...] = ()

@@ -34,8 +34,16 @@ from engine.scenarios.model import (
     Wait,
 )
 
-__all__ = ["DEFAULT_START", "MAX_FILE_BYTES", "MAX_SCENARIOS", "MAX_STEPS", "MAX_WAIT_YEARS", "SYNTHETIC_PREFIX",
-           "load_scenarios", "scenario_files"]
+__all__ = [
+    "DEFAULT_START",
+    "MAX_FILE_BYTES",
+    "MAX_SCENARIOS",
+    "MAX_STEPS",
+    "MAX_WAIT_YEARS",
+    "SYNTHETIC_PREFIX",
+    "load_scenarios",
+    "scenario_files",
+]
 
 DEFAULT_START = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)  # when a scenario names no start
 SYNTHETIC_PREFIX = "SYN-"  # scenario patients are invented, and say so (as the demo patients do)
@@ -46,8 +54,10 @@ MAX_FILES = 500
 MAX_FILE_BYTES = 2_000_000  # the largest bundled file is about 15 KB
 DEFAULT_ACTOR = "clinician:scenario"
 
-_DURATION = re.compile(r"^P(?!$)(?:(\d{1,5})Y)?(?:(\d{1,5})M)?(?:(\d{1,5})W)?(?:(\d{1,5})D)?"
-                       r"(?:T(?=\d)(?:(\d{1,6})H)?(?:(\d{1,6})M)?(?:(\d{1,7})S)?)?$")
+_DURATION = re.compile(
+    r"^P(?!$)(?:(\d{1,5})Y)?(?:(\d{1,5})M)?(?:(\d{1,5})W)?(?:(\d{1,5})D)?"
+    r"(?:T(?=\d)(?:(\d{1,6})H)?(?:(\d{1,6})M)?(?:(\d{1,7})S)?)?$"
+)
 _PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
 _DECISIONS = ("agreed", "declined")
 _KINDS = ("referral", "intervention", "information")
@@ -73,16 +83,19 @@ def load_scenarios(paths: Iterable[Path | str], display_root: Path | None = None
     """
     files = scenario_files(paths)
     if len(files) > MAX_FILES:
-        raise InvalidInputError(f"more than {MAX_FILES} scenario files", [Problem(
-            f"more than {MAX_FILES} scenario files: run the folders one at a time")])
+        raise InvalidInputError(
+            f"more than {MAX_FILES} scenario files",
+            [Problem(f"more than {MAX_FILES} scenario files: run the folders one at a time")],
+        )
     scenarios: list[Scenario] = []
     problems: list[Problem] = []
     for path in files:
         display = _display(path, display_root)
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
-                problems.append(Problem(f"the file is larger than {MAX_FILE_BYTES // 1_000_000} MB: split it",
-                                        file=display))
+                problems.append(
+                    Problem(f"the file is larger than {MAX_FILE_BYTES // 1_000_000} MB: split it", file=display)
+                )
                 continue
             text = read_yaml_file(path)
         except OSError as exc:
@@ -124,8 +137,9 @@ def _read_file(reader: YamlReader, text: str) -> list[Scenario]:
     names: dict[str, Loc] = {}
     for scenario in found:
         if scenario is not None and scenario.name in names:
-            reader.problem(scenario.loc, f"scenario '{scenario.name}' is given twice "
-                                         f"(first at line {names[scenario.name].line})")
+            reader.problem(
+                scenario.loc, f"scenario '{scenario.name}' is given twice (first at line {names[scenario.name].line})"
+            )
         elif scenario is not None:
             names[scenario.name] = scenario.loc
     return [s for s in found if s is not None] if pathway else []
@@ -153,8 +167,7 @@ def _read_scenario(reader: YamlReader, node: Node, pathway: str) -> Scenario | N
         reader.element = None
     if len(reader.problems) > before or patient is None or start is None or data is None:
         return None
-    return Scenario(name, reader.loc(node), pathway, patient, start, data,
-                    tuple(s for s in steps if s is not None))
+    return Scenario(name, reader.loc(node), pathway, patient, start, data, tuple(s for s in steps if s is not None))
 
 
 def _patient(reader: YamlReader, node: Node) -> str | None:
@@ -162,8 +175,11 @@ def _patient(reader: YamlReader, node: Node) -> str | None:
     if ref is None:
         return None
     if not _PATIENT_REF.match(ref) or not ref.startswith(SYNTHETIC_PREFIX):
-        reader.problem(node, f"patient must be a synthetic reference starting with {SYNTHETIC_PREFIX} "
-                             f"(letters, digits and . _ : / -, at most 64), never a real patient's")
+        reader.problem(
+            node,
+            f"patient must be a synthetic reference starting with {SYNTHETIC_PREFIX} "
+            f"(letters, digits and . _ : / -, at most 64), never a real patient's",
+        )
         return None
     return ref
 
@@ -175,8 +191,10 @@ def _read_step(reader: YamlReader, node: Node) -> ScenarioStep | None:
     keys = [reader.key(k) for k, _ in node.value]
     actions = [k for k in keys if k in _ACTIONS]
     if len(actions) != 1:
-        reader.problem(node, f"a step has exactly one of {', '.join(_ACTIONS)}"
-                             + (f" (found {', '.join(actions)})" if actions else ""))
+        reader.problem(
+            node,
+            f"a step has exactly one of {', '.join(_ACTIONS)}" + (f" (found {', '.join(actions)})" if actions else ""),
+        )
         return None
     action = actions[0]
     if action == "complete":
@@ -187,8 +205,11 @@ def _read_step(reader: YamlReader, node: Node) -> ScenarioStep | None:
             return None
         message = reader.text(e["send"][1], "the message's name")
         payload = _data(reader, e["payload"][1], "payload") if "payload" in e else None
-        return Send(reader.loc(node), message, payload) if message and ("payload" not in e or payload is not None) \
+        return (
+            Send(reader.loc(node), message, payload)
+            if message and ("payload" not in e or payload is not None)
             else None
+        )
     if action in ("after", "until"):
         e = reader.mapping(node, f"an '{action}' step", (action,))
         if e is None:
@@ -229,18 +250,27 @@ def _expect(reader: YamlReader, node: Node) -> Expect | None:
     if outer is None:
         return None
     body = outer["expect"][1]
-    e = reader.mapping(body, "'expect'", optional=("ready", "ready_only", "not_ready", "timers", "care_plan",
-                                                   "not_in_care_plan", "status", "completed"))
+    e = reader.mapping(
+        body,
+        "'expect'",
+        optional=("ready", "ready_only", "not_ready", "timers", "care_plan", "not_in_care_plan", "status", "completed"),
+    )
     if e is None:
         return None
     if not e:
-        reader.problem(body, "'expect' checks nothing: give ready, ready_only, not_ready, timers, care_plan, "
-                             "not_in_care_plan, status or completed")
+        reader.problem(
+            body,
+            "'expect' checks nothing: give ready, ready_only, not_ready, timers, care_plan, "
+            "not_in_care_plan, status or completed",
+        )
         return None
     before = len(reader.problems)
     ready = tuple(r for r in (_ready(reader, n) for n in _list(reader, e, "ready")) if r is not None)
-    ready_only = tuple(t for t in (reader.text(n, "a task's element id") for n in _list(reader, e, "ready_only"))
-                       if t) if "ready_only" in e else None
+    ready_only = (
+        tuple(t for t in (reader.text(n, "a task's element id") for n in _list(reader, e, "ready_only")) if t)
+        if "ready_only" in e
+        else None
+    )
     not_ready = tuple(t for t in (reader.text(n, "a task's element id") for n in _list(reader, e, "not_ready")) if t)
     timers: dict[str, tuple[str, Loc]] = {}
     if "timers" in e:
@@ -249,16 +279,18 @@ def _expect(reader: YamlReader, node: Node) -> Expect | None:
             if when is not None:
                 timers[element] = (when, reader.loc(value))
     care_plan = tuple(c for c in (_care_plan_item(reader, n) for n in _list(reader, e, "care_plan")) if c)
-    not_in_care_plan = tuple(t for t in (reader.text(n, "an item code")
-                                         for n in _list(reader, e, "not_in_care_plan")) if t)
+    not_in_care_plan = tuple(
+        t for t in (reader.text(n, "an item code") for n in _list(reader, e, "not_in_care_plan")) if t
+    )
     status = reader.choice(e["status"][1], "status", _STATUSES) if "status" in e else None
     if "completed" in e:
         completed = reader.boolean(e["completed"][1], "completed")
         if completed is not None:
             implied = "completed" if completed else "running"
             if status is not None and status != implied:
-                reader.problem(e["completed"][1], f"'completed: {str(completed).lower()}' contradicts "
-                                                  f"'status: {status}'")
+                reader.problem(
+                    e["completed"][1], f"'completed: {str(completed).lower()}' contradicts 'status: {status}'"
+                )
             status = status or implied
     if len(reader.problems) > before:
         return None
@@ -304,8 +336,9 @@ def _duration(reader: YamlReader, node: Node) -> relativedelta | None:
         reader.problem(node, f"'{text[:40]}' is not an ISO 8601 duration such as P3M, P28D or PT1H")
         return None
     years, months, weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    delta = relativedelta(years=years, months=months, weeks=weeks, days=days, hours=hours, minutes=minutes,
-                          seconds=seconds)
+    delta = relativedelta(
+        years=years, months=months, weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds
+    )
     if (DEFAULT_START + delta) - DEFAULT_START > timedelta(days=366 * MAX_WAIT_YEARS):
         reader.problem(node, f"'{text}' is longer than {MAX_WAIT_YEARS} years")
         return None
@@ -327,8 +360,9 @@ def _moment(reader: YamlReader, node: Node, what: str) -> datetime | None:
         return value.astimezone(UTC)
     if isinstance(value, date):
         return datetime.combine(value, time(9, 0), tzinfo=UTC)
-    reader.problem(node, f"expected {what} as a date (2026-04-13) or a date-time with its zone, "
-                         f"got {reader.kind(node)}")
+    reader.problem(
+        node, f"expected {what} as a date (2026-04-13) or a date-time with its zone, got {reader.kind(node)}"
+    )
     return None
 
 

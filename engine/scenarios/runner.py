@@ -100,8 +100,10 @@ class ScenarioReport:
         total = self.flows.count()
         missing = sum(len(flows) for flows in untaken.values())
         if total:
-            lines.append(f"Coverage: {total - missing} of {total} sequence flows taken "
-                         f"({100 * (total - missing) / total:.1f}%) in {len(self.flows.flows)} process(es)")
+            lines.append(
+                f"Coverage: {total - missing} of {total} sequence flows taken "
+                f"({100 * (total - missing) / total:.1f}%) in {len(self.flows.flows)} process(es)"
+            )
         passed = len(self.results) - len(self.failures)
         lines.append(f"{len(self.results)} scenario(s): {passed} passed, {len(self.failures)} failed")
         return "\n".join(lines)
@@ -124,9 +126,17 @@ def run_scenarios(scenarios: Iterable[Scenario], pathways_dir: Path, rules_dir: 
     report = ScenarioReport()
     library = PathwayLibrary(pathways_dir)
     known = library.pathway_ids()
-    unknown = [Problem(f"no pathway '{s.pathway}' in {pathways_dir}{did_you_mean(s.pathway, known)}",
-                       file=s.loc.file, line=s.loc.line, column=s.loc.column, element=s.name)
-               for s in scenarios if s.pathway not in known]
+    unknown = [
+        Problem(
+            f"no pathway '{s.pathway}' in {pathways_dir}{did_you_mean(s.pathway, known)}",
+            file=s.loc.file,
+            line=s.loc.line,
+            column=s.loc.column,
+            element=s.name,
+        )
+        for s in scenarios
+        if s.pathway not in known
+    ]
     if unknown:
         raise InvalidInputError("the scenarios name pathways the folder does not define", unknown)
     report.flows = diagram_flows(library, sorted({s.pathway for s in scenarios}))
@@ -137,8 +147,9 @@ def run_scenarios(scenarios: Iterable[Scenario], pathways_dir: Path, rules_dir: 
         for index, scenario in enumerate(scenarios):
             database = Path(folder) / f"scenario{index}.sqlite3"
             shutil.copyfile(template, database)
-            settings = Settings(database_url=f"sqlite:///{database}", pathways_dir=pathways_dir, rules_dir=rules_dir,
-                                four_eyes=False)
+            settings = Settings(
+                database_url=f"sqlite:///{database}", pathways_dir=pathways_dir, rules_dir=rules_dir, four_eyes=False
+            )
             app = CarePath(settings, ManualClock(scenario.start), rules=rules)
             try:
                 report.results.append(_run(app, scenario, report.taken.observe))
@@ -150,8 +161,9 @@ def run_scenarios(scenarios: Iterable[Scenario], pathways_dir: Path, rules_dir: 
 
 def _deploy(path: Path, pathways_dir: Path, rules_dir: Path, rules: RuleSetRegistry) -> None:
     # Four eyes off: an author tests the folder's texts -- pathways and rule sets -- before any activation.
-    settings = Settings(database_url=f"sqlite:///{path}", pathways_dir=pathways_dir, rules_dir=rules_dir,
-                        four_eyes=False)
+    settings = Settings(
+        database_url=f"sqlite:///{path}", pathways_dir=pathways_dir, rules_dir=rules_dir, four_eyes=False
+    )
     app = CarePath(settings, ManualClock(DEFAULT_START), upgrade=True, rules=rules)
     try:
         app.catalog.sync_library()
@@ -180,8 +192,14 @@ def _run(app: CarePath, scenario: Scenario, observe: Callable[[Any], None]) -> S
         except CarePathError as exc:
             return ScenarioResult(scenario, StepFailure(step.loc, _describe(step), _error_lines(exc)))
         except Exception as exc:  # a fault of CarePath's, not the author's: the other scenarios still run
-            return ScenarioResult(scenario, StepFailure(step.loc, _describe(step), (
-                f"error: {type(exc).__name__} inside CarePath while running this step (please report it)",)))
+            return ScenarioResult(
+                scenario,
+                StepFailure(
+                    step.loc,
+                    _describe(step),
+                    (f"error: {type(exc).__name__} inside CarePath while running this step (please report it)",),
+                ),
+            )
         if view.status not in _RUNNING:
             return ScenarioResult(scenario, StepFailure(step.loc, _describe(step), _incident_lines(view)))
     return ScenarioResult(scenario, None)
@@ -197,13 +215,18 @@ def _describe(step: ScenarioStep) -> str:
     return "expect"
 
 
-def _step(app: CarePath, clock: ManualClock, scenario: Scenario, view: InstanceView,
-          step: ScenarioStep) -> InstanceView:
+def _step(
+    app: CarePath, clock: ManualClock, scenario: Scenario, view: InstanceView, step: ScenarioStep
+) -> InstanceView:
     if isinstance(step, Complete):
         return _complete(app, clock, view, step)
     if isinstance(step, Send):
-        app.instances.send_message(step.message, MESSAGE_ACTOR, patient_ref=scenario.patient,
-                                   payload=_fill(step.payload, clock) if step.payload else None)
+        app.instances.send_message(
+            step.message,
+            MESSAGE_ACTOR,
+            patient_ref=scenario.patient,
+            payload=_fill(step.payload, clock) if step.payload else None,
+        )
         return app.instances.get(view.id)
     if isinstance(step, Wait):
         try:
@@ -221,11 +244,16 @@ def _step(app: CarePath, clock: ManualClock, scenario: Scenario, view: InstanceV
 
 
 def _complete(app: CarePath, clock: ManualClock, view: InstanceView, step: Complete) -> InstanceView:
-    matches = [t for t in view.ready_tasks
-               if t["element"] == step.task and (step.process is None or t["process"] == step.process)]
+    matches = [
+        t
+        for t in view.ready_tasks
+        if t["element"] == step.task and (step.process is None or t["process"] == step.process)
+    ]
     if not matches:
-        raise _Failed(f"- expected ready: {step.task}" + (f" in {step.process}" if step.process else ""),
-                      f"+ actual ready:   {_ready_text(view)}")
+        raise _Failed(
+            f"- expected ready: {step.task}" + (f" in {step.process}" if step.process else ""),
+            f"+ actual ready:   {_ready_text(view)}",
+        )
     data = _fill(step.data, clock)
     if step.decisions is not None:
         data["decisions"] = _decisions(app, view.id, step.decisions)
@@ -276,12 +304,16 @@ def _check_ready(view: InstanceView, expect: Expect) -> list[str]:
     lines: list[str] = []
     ready = view.ready_tasks
     for wanted in expect.ready:
-        if not any(t["element"] == wanted.task and wanted.process in (None, t["process"])
-                   and wanted.lane in (None, t["lane"]) for t in ready):
+        if not any(
+            t["element"] == wanted.task and wanted.process in (None, t["process"]) and wanted.lane in (None, t["lane"])
+            for t in ready
+        ):
             lines += [f"- expected ready: {wanted.text()}", f"+ actual ready:   {_ready_text(view, lanes=True)}"]
     if expect.ready_only is not None and sorted(expect.ready_only) != sorted(t["element"] for t in ready):
-        lines += [f"- expected only ready: {', '.join(sorted(expect.ready_only)) or 'none'}",
-                  f"+ actual ready:        {_ready_text(view)}"]
+        lines += [
+            f"- expected only ready: {', '.join(sorted(expect.ready_only)) or 'none'}",
+            f"+ actual ready:        {_ready_text(view)}",
+        ]
     for task in expect.not_ready:
         if any(t["element"] == task for t in ready):
             lines += [f"- expected not ready: {task}", f"+ actual ready:       {_ready_text(view)}"]
@@ -290,13 +322,18 @@ def _check_ready(view: InstanceView, expect: Expect) -> list[str]:
 
 def _check_timers(app: CarePath, view: InstanceView, expect: Expect) -> list[str]:
     lines: list[str] = []
-    waiting = {e.element: e.due_at for e in instance_progress(app.instances, view.id).elements
-               if e.state == "waiting" and e.due_at}
+    waiting = {
+        e.element: e.due_at
+        for e in instance_progress(app.instances, view.id).elements
+        if e.state == "waiting" and e.due_at
+    }
     for element, (due, _loc) in expect.timers.items():
         actual = waiting.get(element)
         if actual is None:
-            lines += [f"- expected timer {element} due {due}",
-                      f"+ actual timer {element} not waiting (waiting timers: {_timers_text(waiting)})"]
+            lines += [
+                f"- expected timer {element} due {due}",
+                f"+ actual timer {element} not waiting (waiting timers: {_timers_text(waiting)})",
+            ]
         elif not _same_due(due, actual):
             lines += [f"- expected timer {element} due {due}", f"+ actual timer {element} due {actual}"]
     return lines
@@ -333,19 +370,21 @@ def _timers_text(waiting: dict[str, str]) -> str:
 
 
 def _care_plan_text(items: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{i['code']} ({i['kind']}, {i['urgency'] or 'no urgency'}, {i['status']})"
-                     for i in items) or "empty"
+    return (
+        ", ".join(f"{i['code']} ({i['kind']}, {i['urgency'] or 'no urgency'}, {i['status']})" for i in items) or "empty"
+    )
 
 
 def _error_lines(exc: CarePathError) -> tuple[str, ...]:
-    return (f"refused: {exc.message}",
-            *(f"  {problem}" for problem in exc.problems))
+    return (f"refused: {exc.message}", *(f"  {problem}" for problem in exc.problems))
 
 
 def _incident_lines(view: InstanceView) -> tuple[str, ...]:
     incident = view.incident or {}
-    return (f"+ the instance is {view.status}"
-            + (f": incident at {incident.get('element')}: {incident.get('message')}" if incident else ""),)
+    return (
+        f"+ the instance is {view.status}"
+        + (f": incident at {incident.get('element')}: {incident.get('message')}" if incident else ""),
+    )
 
 
 def _fill(data: dict[str, Any], clock: ManualClock) -> dict[str, Any]:

@@ -76,8 +76,9 @@ def compact(workflow: Any) -> int:
     signals only wake its own listeners (the re-assessment listener), which re-read what they need.
     """
     if workflow.bpmn_events:
-        workflow.bpmn_events = [e for e in workflow.bpmn_events
-                                if not isinstance(e.event_definition, SignalEventDefinition)]
+        workflow.bpmn_events = [
+            e for e in workflow.bpmn_events if not isinstance(e.event_definition, SignalEventDefinition)
+        ]
     if workflow.completed:
         return _compact_finished(workflow)
     removed = _compact_tree(workflow)
@@ -183,8 +184,10 @@ def _fold_end_join_arrivals(workflow: Any, by_key: dict[int, Any]) -> set[int]:
     end_join = workflow.spec.task_specs.get(f"{workflow.spec.name}.EndJoin")
     if end_join is None:
         return set()
-    arrivals = sorted((t for t in by_key.values() if t.task_spec is end_join and t._state == TaskState.CANCELLED),
-                      key=lambda t: t.last_state_change)
+    arrivals = sorted(
+        (t for t in by_key.values() if t.task_spec is end_join and t._state == TaskState.CANCELLED),
+        key=lambda t: t.last_state_change,
+    )
     if len(arrivals) < 2:
         return set()
     parents = [_parent_of(by_key, t) for t in arrivals]
@@ -238,8 +241,13 @@ def _add_join_context(by_key: dict[int, Any], join: Any, needs: _Needs, folded: 
             previous_pass = parent
         parent = _parent_of(by_key, parent)
     for key, task in by_key.items():
-        if task.task_spec is join.task_spec and key not in ancestors and task is not join and key not in folded \
-                and (previous_pass is None or _descends_from(by_key, task, previous_pass)):
+        if (
+            task.task_spec is join.task_spec
+            and key not in ancestors
+            and task is not join
+            and key not in folded
+            and (previous_pass is None or _descends_from(by_key, task, previous_pass))
+        ):
             needs.anchored.add(key)
 
 

@@ -86,11 +86,32 @@ from engine.calendar import add_months
 from engine.clock import Clock
 from engine.errors import Problem, WorkflowError
 
-__all__ = ["MAX_CYCLES", "MAX_TIMER_SPAN", "MIN_CYCLE_PERIOD", "PATCHES", "STOCK_ENGINE_ROUND", "clock_in_effect",
-           "cycle_occurrence", "install", "installed", "next_occurrence", "timer_value_problem"]
+__all__ = [
+    "MAX_CYCLES",
+    "MAX_TIMER_SPAN",
+    "MIN_CYCLE_PERIOD",
+    "PATCHES",
+    "STOCK_ENGINE_ROUND",
+    "clock_in_effect",
+    "cycle_occurrence",
+    "install",
+    "installed",
+    "next_occurrence",
+    "timer_value_problem",
+]
 
-PATCHES = ("clock", "utc-for-naive-dates", "months-from-start", "months-from-end", "calendar-cycles",
-           "quiet-loggers", "bounded-timers", "safe-decisions", "compact-task-ids", "no-idle-walks")
+PATCHES = (
+    "clock",
+    "utc-for-naive-dates",
+    "months-from-start",
+    "months-from-end",
+    "calendar-cycles",
+    "quiet-loggers",
+    "bounded-timers",
+    "safe-decisions",
+    "compact-task-ids",
+    "no-idle-walks",
+)
 SPIFF_LOGGERS = ("spiff.task", "spiff.workflow", "spiff.data")
 
 
@@ -175,8 +196,12 @@ def cycle_complete(self: CycleTimerEventDefinition, my_task: Any) -> bool:
         expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
         _refuse_out_of_bounds(my_task, "cycle", expression)
         cycles, start, duration = TimerEventDefinition.parse_iso_recurring_interval(expression)
-        event_value = {"cycles": cycles, "next": start.isoformat(), "duration": duration.total_seconds(),
-                       **_calendar_anchor(expression, start, duration)}
+        event_value = {
+            "cycles": cycles,
+            "next": start.isoformat(),
+            "duration": duration.total_seconds(),
+            **_calendar_anchor(expression, start, duration),
+        }
     elif event_value["cycles"] != 0 and _period_too_short(event_value):
         # Stored before the bounds (or edited): it would fire on every refresh, forever.
         _refuse(my_task, "cycle", f"its period is shorter than {_MIN_CYCLE_TEXT}")
@@ -231,7 +256,8 @@ def cycle_occurrence(event_value: dict[str, Any], number: int) -> datetime:
     """When occurrence ``number`` (0: the first) of a calendar cycle falls due."""
     first = datetime.fromisoformat(event_value["first"])
     return add_months(first, event_value["period_months"] * number) + number * timedelta(
-        seconds=event_value["period_seconds"])
+        seconds=event_value["period_seconds"]
+    )
 
 
 # --- timer bounds ----------------------------------------------------------------------------------
@@ -263,8 +289,11 @@ def timer_value_problem(kind: str, value: str) -> str | None:
     except OverflowError:
         return "it lies beyond the calendar (a date or span too large)"
     except Exception:  # noqa: BLE001 - SpiffWorkflow's parsers raise bare Exception, ValueError, KeyError...
-        wanted = {"date": "an ISO-8601 date", "duration": "an ISO-8601 duration",
-                  "cycle": "an ISO-8601 repeating interval"}.get(kind, "an ISO-8601 value")
+        wanted = {
+            "date": "an ISO-8601 date",
+            "duration": "an ISO-8601 duration",
+            "cycle": "an ISO-8601 repeating interval",
+        }.get(kind, "an ISO-8601 value")
         return f"it is not {wanted}"
 
 
@@ -298,8 +327,11 @@ def _cycle_problem(value: str) -> str | None:
         return f"it repeats more than {MAX_CYCLES} times"
     parts = components[1:]
     for part in parts:
-        problem = _span_problem(_duration_span(part)) if part.startswith("P") else _date_problem(
-            TimerEventDefinition.get_datetime(part))
+        problem = (
+            _span_problem(_duration_span(part))
+            if part.startswith("P")
+            else _date_problem(TimerEventDefinition.get_datetime(part))
+        )
         if problem:
             return problem
     _, _, period = TimerEventDefinition.parse_iso_recurring_interval(value)
@@ -512,8 +544,7 @@ def installed() -> dict[str, bool]:
     return {
         "clock": timer_module.datetime is ClockedDatetime,
         "utc-for-naive-dates": timer_module.LOCALTZ is UTC,
-        "months-from-start": TimerEventDefinition.__dict__["get_timedelta_from_start"].__func__
-        is timedelta_from_start,
+        "months-from-start": TimerEventDefinition.__dict__["get_timedelta_from_start"].__func__ is timedelta_from_start,
         "months-from-end": TimerEventDefinition.__dict__["get_timedelta_from_end"].__func__ is timedelta_from_end,
         "calendar-cycles": CycleTimerEventDefinition.__dict__.get("cycle_complete") is cycle_complete,
         "bounded-timers": TimeDateEventDefinition.__dict__.get("has_fired") is date_has_fired

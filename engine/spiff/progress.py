@@ -53,11 +53,13 @@ def element_progress(workflow: BpmnWorkflow) -> list[ElementProgress]:
                 continue
             key = (item.process, item.element)
             known = found.get(key)
-            if known is None or _RANK[item.state] < _RANK[known.state] or \
-                    (item.state == known.state and _earlier(item.due_at, known.due_at)):
+            if (
+                known is None
+                or _RANK[item.state] < _RANK[known.state]
+                or (item.state == known.state and _earlier(item.due_at, known.due_at))
+            ):
                 found[key] = item
-    return sorted(found.values(), key=lambda p: (p.process != workflow.spec.name, p.process, _RANK[p.state],
-                                                 p.element))
+    return sorted(found.values(), key=lambda p: (p.process != workflow.spec.name, p.process, _RANK[p.state], p.element))
 
 
 def _progress(task: Any, running: set[Any]) -> ElementProgress | None:
@@ -68,8 +70,14 @@ def _progress(task: Any, running: set[Any]) -> ElementProgress | None:
     if state is None:
         return None
     due = _due(task.internal_data.get("event_value")) if state == "waiting" else None
-    return ElementProgress(element=spec.bpmn_id, process=task.workflow.spec.name,
-                           name=spec.bpmn_name or spec.bpmn_id, kind=type(spec).__name__, state=state, due_at=due)
+    return ElementProgress(
+        element=spec.bpmn_id,
+        process=task.workflow.spec.name,
+        name=spec.bpmn_name or spec.bpmn_id,
+        kind=type(spec).__name__,
+        state=state,
+        due_at=due,
+    )
 
 
 def _state_of(task: Any, running: set[Any]) -> str | None:

@@ -83,8 +83,10 @@ class _TaskConverter(TaskConverter):
             data, delta = task.data, {}
         else:
             data = {}
-            delta = {"updates": DeepMerge.get_updated_keys(parent.data, task.data),
-                     "deletions": DeepMerge.get_deleted_keys(parent.data, task.data)}
+            delta = {
+                "updates": DeepMerge.get_updated_keys(parent.data, task.data),
+                "deletions": DeepMerge.get_deleted_keys(parent.data, task.data),
+            }
         internal = task.internal_data
         return {
             "id": _id_text(task.id),
@@ -112,8 +114,9 @@ class _TaskConverter(TaskConverter):
         delta = dct.get("delta")
         if delta and task.parent is not None:
             # What DeepMerge.merge({}, parent.data) does (every key is new): a copy one level deep.
-            data = {key: copy(value) if isinstance(value, _MUTABLE) else value
-                    for key, value in task.parent.data.items()}
+            data = {
+                key: copy(value) if isinstance(value, _MUTABLE) else value for key, value in task.parent.data.items()
+            }
             updates = delta.get("updates", {})
             if not _empty(updates):
                 data.update(self.registry.restore(updates))
@@ -164,8 +167,9 @@ class _SpecCachingConverter(BpmnWorkflowConverter):
         workflow = self.target_class(spec, subprocess_specs, deserializing=True)
         token = _parsed_ids.set({})
         try:
-            workflow.tasks = {_task_id(key): self.registry.restore(task, workflow=workflow)
-                              for key, task in dct["tasks"].items()}
+            workflow.tasks = {
+                _task_id(key): self.registry.restore(task, workflow=workflow) for key, task in dct["tasks"].items()
+            }
             workflow.task_tree = workflow.tasks.get(_task_id(dct["root"]))
             self.set_default_attributes(workflow, dct)
             self.subprocesses_from_dict(dct["subprocesses"], workflow)
@@ -187,8 +191,10 @@ class CarePathSerializer(BpmnWorkflowSerializer):
         version = dct.get(self.VERSION_KEY)
         # SpiffWorkflow's own migrate passes over a version it does not know, and the state is misread.
         if version != self.VERSION and version not in SPIFF_MIGRATIONS:
-            message = (f"the stored instance state is in SpiffWorkflow's format {version!r}, which this CarePath "
-                       f"cannot read (it reads formats up to {self.VERSION!r})")
+            message = (
+                f"the stored instance state is in SpiffWorkflow's format {version!r}, which this CarePath "
+                f"cannot read (it reads formats up to {self.VERSION!r})"
+            )
             raise WorkflowError(message, [Problem(message, code="state-format")])
         super().migrate(dct)
         state_migrations.migrate(dct)

@@ -167,6 +167,8 @@ def migrate(dct: dict[str, Any]) -> None:
 def _unknown_format(version: Any) -> WorkflowError:
     newer = isinstance(version, str) and version.isascii() and version.isdigit() and int(version) > int(CAREPATH_FORMAT)
     reason = "a newer CarePath wrote it" if newer else "no CarePath version writes it"
-    message = (f"the stored instance state is in CarePath format {version!r}, which this CarePath cannot read "
-               f"({reason}; this one reads formats up to {CAREPATH_FORMAT!r})")
+    message = (
+        f"the stored instance state is in CarePath format {version!r}, which this CarePath cannot read "
+        f"({reason}; this one reads formats up to {CAREPATH_FORMAT!r})"
+    )
     return WorkflowError(message, [Problem(message, code="state-format")])

@@ -105,9 +105,12 @@ def _fired_timer(task: Any) -> FiredTimer | None:
     definition = getattr(task.task_spec, "event_definition", None)
     if isinstance(definition, TimerEventDefinition) and not isinstance(definition, CycleTimerEventDefinition):
         attached = _attached_task(task)
-        return FiredTimer(task.task_spec.bpmn_id or task.task_spec.name, _due(task.internal_data.get("event_value")),
-                          str(attached.id) if attached is not None else None,
-                          (attached.task_spec.bpmn_id or attached.task_spec.name) if attached is not None else None)
+        return FiredTimer(
+            task.task_spec.bpmn_id or task.task_spec.name,
+            _due(task.internal_data.get("event_value")),
+            str(attached.id) if attached is not None else None,
+            (attached.task_spec.bpmn_id or attached.task_spec.name) if attached is not None else None,
+        )
     if isinstance(definition, MultipleEventDefinition):
         for event in task.internal_data.get("seen_events", []):
             if isinstance(event.event_definition, TimerEventDefinition):
@@ -158,5 +161,3 @@ def _cycles_fired(snapshot: dict[Any, tuple[Any, str, int]]) -> list[FiredTimer]
         last = value["occurrence"]
         fired.extend(FiredTimer(element, cycle_occurrence(value, n).isoformat()) for n in range(last - steps, last))
     return fired
-
-

@@ -177,8 +177,9 @@ def _spec_form_json(task_spec: Any) -> str | None:
 def ready_task_summary(workflow: BpmnWorkflow) -> str:
     """The ready tasks as stored on the instance row for work lists: what :func:`task_info` shows,
     without the form (read from the version's spec when listed) and with the task spec's name."""
-    return json.dumps([{**_task_fields(task), "spec": task.task_spec.name} for task in ready_tasks(workflow)],
-                      separators=(",", ":"))
+    return json.dumps(
+        [{**_task_fields(task), "spec": task.task_spec.name} for task in ready_tasks(workflow)], separators=(",", ":")
+    )
 
 
 def tasks_from_summary(specs: RestoredSpecs, summary: str) -> list[TaskInfo] | None:
@@ -244,8 +245,12 @@ def ready_tasks(workflow: BpmnWorkflow) -> list[Any]:
     the walk costs ten times a pass over the dictionaries, and a breast pathway often has several
     tasks ready at once on its parallel branches.
     """
-    found = [task for part in (workflow, *workflow.subprocesses.values()) for task in part.tasks.values()
-             if task.state == TaskState.READY and task.task_spec.manual]
+    found = [
+        task
+        for part in (workflow, *workflow.subprocesses.values())
+        for task in part.tasks.values()
+        if task.state == TaskState.READY and task.task_spec.manual
+    ]
     if len(found) < 2:
         return found
     return sorted(found, key=_tree_position)
@@ -322,8 +327,12 @@ def accumulated_data(workflow: BpmnWorkflow) -> dict[str, Any]:
     listener branch beats the unchanged copy the care branch carries). When branches changed the
     same key, the most recently changed branch wins.
     """
-    holders = [task for wf in (workflow, *workflow.subprocesses.values()) for task in wf.tasks.values()
-               if task.data and not any(child.data for child in task.children)]
+    holders = [
+        task
+        for wf in (workflow, *workflow.subprocesses.values())
+        for task in wf.tasks.values()
+        if task.data and not any(child.data for child in task.children)
+    ]
     top = [task for task in holders if task.workflow is workflow]
     baseline = _common_ancestor(top).data if len(top) > 1 else {}
     merged = copy.deepcopy(workflow.data)
@@ -413,8 +422,7 @@ def waiting_messages(workflow: BpmnWorkflow) -> dict[str, Any]:
         if task.state not in (TaskState.WAITING, TaskState.STARTED, TaskState.READY):
             continue
         definition = getattr(task.task_spec, "event_definition", None)
-        definitions = definition.event_definitions if isinstance(definition, MultipleEventDefinition) \
-            else [definition]
+        definitions = definition.event_definitions if isinstance(definition, MultipleEventDefinition) else [definition]
         found.update((d.name, d) for d in definitions if isinstance(d, MessageEventDefinition))
     return found
 

@@ -29,8 +29,9 @@ class WebhookAdmin:
     def add(self, url: str, event_types: list[str], description: str = "") -> tuple[SubscriptionInfo, str]:
         """A new subscription and its secret, shown only now. Raises: InvalidInputError (every field named)."""
         with unit_of_work(self.sessions) as session:
-            return add_subscription(session, url, event_types, self.clock, description,
-                                    allow_private_networks=self.allow_private_networks)
+            return add_subscription(
+                session, url, event_types, self.clock, description, allow_private_networks=self.allow_private_networks
+            )
 
     def subscriptions(self, include_removed: bool = False) -> list[SubscriptionInfo]:
         with read_only(self.sessions) as session:
@@ -45,9 +46,21 @@ class WebhookAdmin:
         with read_only(self.sessions) as session:
             return dead_letters(session, subscription_id, limit)
 
-    def replay(self, *, delivery_ids: list[int] | None = None, subscription_id: str | None = None,
-               since: datetime | None = None, until: datetime | None = None) -> list[DeliveryInfo]:
+    def replay(
+        self,
+        *,
+        delivery_ids: list[int] | None = None,
+        subscription_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[DeliveryInfo]:
         """Raises: InvalidInputError (see :func:`engine.webhooks.delivery.replay`)."""
         with unit_of_work(self.sessions) as session:
-            return replay(session, self.clock, delivery_ids=delivery_ids, subscription_id=subscription_id,
-                          since=since, until=until)
+            return replay(
+                session,
+                self.clock,
+                delivery_ids=delivery_ids,
+                subscription_id=subscription_id,
+                since=since,
+                until=until,
+            )

@@ -33,9 +33,18 @@ from typing import Any
 
 __all__ = ["WEBHOOK_EVENT_TYPES", "Notice", "ReferralChange", "StepFacts", "derive_notices"]
 
-WEBHOOK_EVENT_TYPES = ("task.ready", "task.overdue", "emergency.opened", "referral.created", "referral.changed",
-                       "referral.overdue", "summary.overdue", "assessment.completed", "incident.opened",
-                       "instance.completed")
+WEBHOOK_EVENT_TYPES = (
+    "task.ready",
+    "task.overdue",
+    "emergency.opened",
+    "referral.created",
+    "referral.changed",
+    "referral.overdue",
+    "summary.overdue",
+    "assessment.completed",
+    "incident.opened",
+    "instance.completed",
+)
 
 
 @dataclass(frozen=True)
@@ -71,28 +80,37 @@ class Notice:
 
     def body(self) -> str:
         """The JSON a receiver gets (the Standard Webhooks payload shape: type, timestamp, data)."""
-        return json.dumps({"type": self.type, "timestamp": self.at.isoformat(), "data": self.data},
-                          sort_keys=True, separators=(",", ":"))
+        return json.dumps(
+            {"type": self.type, "timestamp": self.at.isoformat(), "data": self.data},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
 
 
 # Trail events of the worker's scans -> (webhook event, {webhook field: trail payload key}).
 _OVERDUE: dict[str, tuple[str, dict[str, str]]] = {
-    "referral_overdue": ("referral.overdue", {"care_plan_item_id": "item", "escalation_id": "escalation",
-                                              "urgency": "urgency"}),
-    "summary_overdue": ("summary.overdue", {"summary_id": "summary", "phase": "phase", "phase_number": "number",
-                                            "due_by": "due_by"}),
+    "referral_overdue": (
+        "referral.overdue",
+        {"care_plan_item_id": "item", "escalation_id": "escalation", "urgency": "urgency"},
+    ),
+    "summary_overdue": (
+        "summary.overdue",
+        {"summary_id": "summary", "phase": "phase", "phase_number": "number", "due_by": "due_by"},
+    ),
 }
 
 
 def derive_notices(facts: StepFacts) -> list[Notice]:
     """The webhook events of one step, in trail order; ready tasks and referrals last."""
-    base = {"instance_id": facts.instance_id, "pathway_id": facts.pathway_id,
-            "pathway_version": facts.pathway_version}
+    base = {"instance_id": facts.instance_id, "pathway_id": facts.pathway_id, "pathway_version": facts.pathway_version}
     notices: list[Notice] = []
 
     def add(event_type: str, seq: int, **data: Any) -> None:
-        notices.append(Notice(event_type, facts.instance_id, facts.at,
-                              {**base, "event_type": event_type, "trail_seq": seq, **data}))
+        notices.append(
+            Notice(
+                event_type, facts.instance_id, facts.at, {**base, "event_type": event_type, "trail_seq": seq, **data}
+            )
+        )
 
     for event in facts.events:
         seq, element = int(event["seq"]), event.get("element")
@@ -111,16 +129,30 @@ def derive_notices(facts: StepFacts) -> list[Notice]:
             event_type, fields = _OVERDUE[kind]
             add(event_type, seq, **{name: payload.get(key) for name, key in fields.items()})
         elif kind == "timer_fired" and payload.get("overdue_task"):
-            add("task.overdue", seq, task_id=payload["overdue_task"], element=payload.get("overdue_element"),
-                timer_element=element)
+            add(
+                "task.overdue",
+                seq,
+                task_id=payload["overdue_task"],
+                element=payload.get("overdue_element"),
+                timer_element=element,
+            )
     for change in facts.referrals:
-        add("referral.created" if change.created else "referral.changed", facts.trail_seq,
-            care_plan_item_id=change.item_id, status=change.status)
+        add(
+            "referral.created" if change.created else "referral.changed",
+            facts.trail_seq,
+            care_plan_item_id=change.item_id,
+            status=change.status,
+        )
     before = {task["id"] for task in _tasks(facts.ready_before)}
     for task in _tasks(facts.ready_after):
         if task["id"] not in before:
-            add("task.ready", facts.trail_seq, task_id=task["id"], element=task.get("element"),
-                task_kind=task.get("kind"))
+            add(
+                "task.ready",
+                facts.trail_seq,
+                task_id=task["id"],
+                element=task.get("element"),
+                task_kind=task.get("kind"),
+            )
     return notices
 
 

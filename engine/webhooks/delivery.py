@@ -47,8 +47,16 @@ from engine.errors import InvalidInputError, Problem
 from engine.webhooks.network import GuardedTransport
 from engine.webhooks.outbox import PENDING
 
-__all__ = ["MAX_REPLAY_IDS", "Attempt", "DeliveryInfo", "RetryPolicy", "Transport",
-           "WebhookDeliverer", "dead_letters", "replay"]
+__all__ = [
+    "MAX_REPLAY_IDS",
+    "Attempt",
+    "DeliveryInfo",
+    "RetryPolicy",
+    "Transport",
+    "WebhookDeliverer",
+    "dead_letters",
+    "replay",
+]
 
 _log = logging.getLogger("carepath.webhooks")
 DELIVERED, DEAD = "delivered", "dead"
@@ -127,9 +135,17 @@ class WebhookDeliverer:
     ``clock`` schedules (due times, leases, backoff); ``signing_clock`` stamps what is sent.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock, policy: RetryPolicy | None = None,
-                 transport: Transport | None = None, *, signing_clock: Clock | None = None,
-                 rng: random.Random | None = None, allow_private_networks: bool = False) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        policy: RetryPolicy | None = None,
+        transport: Transport | None = None,
+        *,
+        signing_clock: Clock | None = None,
+        rng: random.Random | None = None,
+        allow_private_networks: bool = False,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.policy = policy or RetryPolicy()
@@ -150,22 +166,35 @@ class WebhookDeliverer:
         delivery, earlier = WebhookDelivery, aliased(WebhookDelivery)
         with unit_of_work(self.sessions) as session:
             now = self.clock.now()
-            waiting_behind = exists().where(earlier.subscription_id == delivery.subscription_id,
-                                            earlier.instance_id == delivery.instance_id,
-                                            earlier.status == PENDING, earlier.id < delivery.id)
-            query = (select(delivery, WebhookSubscription.url, WebhookSubscription.secret)
-                     .join(WebhookSubscription, WebhookSubscription.id == delivery.subscription_id)
-                     .where(delivery.status == PENDING, delivery.next_attempt_at <= now,
-                            or_(delivery.lease_until.is_(None), delivery.lease_until <= now),
-                            WebhookSubscription.removed_at.is_(None), ~waiting_behind)
-                     .order_by(delivery.id).limit(self.policy.batch)
-                     .with_for_update(skip_locked=True, of=delivery))
+            waiting_behind = exists().where(
+                earlier.subscription_id == delivery.subscription_id,
+                earlier.instance_id == delivery.instance_id,
+                earlier.status == PENDING,
+                earlier.id < delivery.id,
+            )
+            query = (
+                select(delivery, WebhookSubscription.url, WebhookSubscription.secret)
+                .join(WebhookSubscription, WebhookSubscription.id == delivery.subscription_id)
+                .where(
+                    delivery.status == PENDING,
+                    delivery.next_attempt_at <= now,
+                    or_(delivery.lease_until.is_(None), delivery.lease_until <= now),
+                    WebhookSubscription.removed_at.is_(None),
+                    ~waiting_behind,
+                )
+                .order_by(delivery.id)
+                .limit(self.policy.batch)
+                .with_for_update(skip_locked=True, of=delivery)
+            )
             claimed = []
             for row, url, secret in session.execute(query).all():
                 row.attempts += 1
                 row.lease_until = now + self.policy.lease
-                claimed.append(_Claimed(row.id, row.message_id, row.subscription_id, row.event_type, row.attempts,
-                                        row.body, url, secret))
+                claimed.append(
+                    _Claimed(
+                        row.id, row.message_id, row.subscription_id, row.event_type, row.attempts, row.body, url, secret
+                    )
+                )
         return claimed
 
     def _attempt(self, claimed: _Claimed) -> Attempt:
@@ -200,14 +229,27 @@ class WebhookDeliverer:
                 outcome, next_at = "retry", now + self.policy.wait(claimed.attempts, self.rng)
                 values.update(next_attempt_at=next_at)
             # Only while the claim is still ours: the same attempt count, still pending.
-            result = session.execute(update(WebhookDelivery)
-                                     .where(WebhookDelivery.id == claimed.id, WebhookDelivery.status == PENDING,
-                                            WebhookDelivery.attempts == claimed.attempts)
-                                     .values(**values).execution_options(synchronize_session=False))
+            result = session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == claimed.id,
+                    WebhookDelivery.status == PENDING,
+                    WebhookDelivery.attempts == claimed.attempts,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
             if not getattr(result, "rowcount", 0):
                 outcome, next_at = "superseded", None
-        _log.info("webhook %s (%s, subscription %s, attempt %d): %s%s", claimed.message_id, claimed.event_type,
-                  claimed.subscription_id, claimed.attempts, outcome, f" ({error})" if error else "")
+        _log.info(
+            "webhook %s (%s, subscription %s, attempt %d): %s%s",
+            claimed.message_id,
+            claimed.event_type,
+            claimed.subscription_id,
+            claimed.attempts,
+            outcome,
+            f" ({error})" if error else "",
+        )
         return Attempt(claimed.id, claimed.message_id, outcome, status, error, next_at)
 
 
@@ -235,8 +277,19 @@ class DeliveryInfo:
 
 
 def _info(row: WebhookDelivery) -> DeliveryInfo:
-    return DeliveryInfo(row.id, row.message_id, row.subscription_id, row.instance_id, row.event_type, row.status,
-                        row.attempts, row.last_error, row.created_at, row.next_attempt_at, row.delivered_at)
+    return DeliveryInfo(
+        row.id,
+        row.message_id,
+        row.subscription_id,
+        row.instance_id,
+        row.event_type,
+        row.status,
+        row.attempts,
+        row.last_error,
+        row.created_at,
+        row.next_attempt_at,
+        row.delivered_at,
+    )
 
 
 def dead_letters(session: Session, subscription_id: str | None = None, limit: int = 100) -> list[DeliveryInfo]:
@@ -247,9 +300,15 @@ def dead_letters(session: Session, subscription_id: str | None = None, limit: in
     return [_info(row) for row in session.scalars(query)]
 
 
-def replay(session: Session, clock: Clock, *, delivery_ids: list[int] | None = None,
-           subscription_id: str | None = None, since: datetime | None = None,
-           until: datetime | None = None) -> list[DeliveryInfo]:
+def replay(
+    session: Session,
+    clock: Clock,
+    *,
+    delivery_ids: list[int] | None = None,
+    subscription_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[DeliveryInfo]:
     """Deliver again, each with the ``webhook-id`` it had (a receiver that kept it may ignore it):
     the dead letters named by ``delivery_ids``, or every dead or delivered one of ``subscription_id``
     created in ``[since, until)``. They are due at once, with a fresh count of attempts, and hold an
@@ -260,22 +319,31 @@ def replay(session: Session, clock: Clock, *, delivery_ids: list[int] | None = N
         InvalidInputError: neither ids nor a subscription given, or both; a range that ends before it starts.
     """
     if (delivery_ids is None) == (subscription_id is None):
-        raise InvalidInputError("name the deliveries to replay: their ids, or a subscription and a time range",
-                                [Problem("give delivery_ids or subscription_id (with since/until)", field="/")])
-    if delivery_ids is not None and (len(delivery_ids) > MAX_REPLAY_IDS
-                                     or not all(1 <= i <= _MAX_ID for i in delivery_ids)):
-        raise InvalidInputError("delivery ids are out of range", [Problem(
-            f"at most {MAX_REPLAY_IDS} ids, each from 1 to {_MAX_ID}", field="/delivery_ids")])
+        raise InvalidInputError(
+            "name the deliveries to replay: their ids, or a subscription and a time range",
+            [Problem("give delivery_ids or subscription_id (with since/until)", field="/")],
+        )
+    if delivery_ids is not None and (
+        len(delivery_ids) > MAX_REPLAY_IDS or not all(1 <= i <= _MAX_ID for i in delivery_ids)
+    ):
+        raise InvalidInputError(
+            "delivery ids are out of range",
+            [Problem(f"at most {MAX_REPLAY_IDS} ids, each from 1 to {_MAX_ID}", field="/delivery_ids")],
+        )
     if since is not None and until is not None and until <= since:
         raise InvalidInputError("the range ends before it starts", [Problem("must be after since", field="/until")])
-    query = (select(WebhookDelivery)
-             .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
-             .where(WebhookSubscription.removed_at.is_(None)).order_by(WebhookDelivery.id))
+    query = (
+        select(WebhookDelivery)
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .where(WebhookSubscription.removed_at.is_(None))
+        .order_by(WebhookDelivery.id)
+    )
     if delivery_ids is not None:
         query = query.where(WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.status == DEAD)
     else:
-        query = query.where(WebhookDelivery.subscription_id == subscription_id,
-                            WebhookDelivery.status.in_((DEAD, DELIVERED)))
+        query = query.where(
+            WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.status.in_((DEAD, DELIVERED))
+        )
         if since is not None:
             query = query.where(WebhookDelivery.created_at >= since)
         if until is not None:

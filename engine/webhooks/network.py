@@ -66,8 +66,10 @@ def literal_host_problem(host: str) -> str | None:
     except ValueError:
         return None  # a host name: judged by what it resolves to at each delivery
     if not is_public:
-        return ("must not be a private, loopback or link-local address "
-                "(set CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS=1 for receivers on the deployment's own network)")
+        return (
+            "must not be a private, loopback or link-local address "
+            "(set CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS=1 for receivers on the deployment's own network)"
+        )
     return None
 
 
@@ -111,8 +113,9 @@ class GuardedTransport:
     ``resolver`` (host, port) -> addresses is the system's unless a test gives one.
     """
 
-    def __init__(self, *, allow_private: bool = False, resolver: Resolver | None = None,
-                 proxies: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, *, allow_private: bool = False, resolver: Resolver | None = None, proxies: Mapping[str, str] | None = None
+    ) -> None:
         self.allow_private = allow_private
         self.resolver = resolver or _resolve
         self.proxies = dict(urllib.request.getproxies() if proxies is None else proxies)
@@ -137,8 +140,9 @@ class GuardedTransport:
         connection = kind(host, port, address, timeout)
         try:
             path = parts.path or "/"
-            connection.request("POST", path + (f"?{parts.query}" if parts.query else ""), body=body,
-                               headers=dict(headers))
+            connection.request(
+                "POST", path + (f"?{parts.query}" if parts.query else ""), body=body, headers=dict(headers)
+            )
             answer = connection.getresponse()
             answer.read(_MAX_ANSWER_BYTES)
             return int(answer.status)

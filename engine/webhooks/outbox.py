@@ -26,9 +26,11 @@ PENDING = "pending"
 _REFERRALS = "carepath.webhook_referrals"  # session.info: referral changes noted during the step
 _DELIVERIES = cast(Table, WebhookDelivery.__table__)
 _SUBSCRIPTIONS = cast(Table, WebhookSubscription.__table__)
-_ACTIVE_SUBSCRIPTIONS = (f"SELECT {_SUBSCRIPTIONS.c.id.name}, {_SUBSCRIPTIONS.c.event_types.name} "
-                         f"FROM {_SUBSCRIPTIONS.name} WHERE {_SUBSCRIPTIONS.c.removed_at.name} IS NULL "
-                         f"ORDER BY {_SUBSCRIPTIONS.c.id.name}")
+_ACTIVE_SUBSCRIPTIONS = (
+    f"SELECT {_SUBSCRIPTIONS.c.id.name}, {_SUBSCRIPTIONS.c.event_types.name} "
+    f"FROM {_SUBSCRIPTIONS.name} WHERE {_SUBSCRIPTIONS.c.removed_at.name} IS NULL "
+    f"ORDER BY {_SUBSCRIPTIONS.c.id.name}"
+)
 
 
 def new_message_id() -> str:
@@ -83,6 +85,17 @@ def _active_subscriptions(session: Session) -> list[tuple[str, frozenset[str]]]:
 
 
 def _row(subscription_id: str, notice: Notice, now: datetime) -> dict[str, Any]:
-    return {"message_id": new_message_id(), "subscription_id": subscription_id, "instance_id": notice.instance_id,
-            "event_type": notice.type, "body": notice.body(), "created_at": now, "status": PENDING, "attempts": 0,
-            "next_attempt_at": now, "lease_until": None, "last_error": None, "delivered_at": None}
+    return {
+        "message_id": new_message_id(),
+        "subscription_id": subscription_id,
+        "instance_id": notice.instance_id,
+        "event_type": notice.type,
+        "body": notice.body(),
+        "created_at": now,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "lease_until": None,
+        "last_error": None,
+        "delivered_at": None,
+    }

@@ -43,14 +43,20 @@ class SubscriptionInfo:
     removed_at: datetime | None
 
     def as_dict(self) -> dict[str, object]:
-        return {"id": self.id, "url": self.url, "event_types": list(self.event_types),
-                "description": self.description, "created_at": self.created_at.isoformat(),
-                "removed_at": self.removed_at.isoformat() if self.removed_at else None}
+        return {
+            "id": self.id,
+            "url": self.url,
+            "event_types": list(self.event_types),
+            "description": self.description,
+            "created_at": self.created_at.isoformat(),
+            "removed_at": self.removed_at.isoformat() if self.removed_at else None,
+        }
 
 
 def _info(row: WebhookSubscription) -> SubscriptionInfo:
-    return SubscriptionInfo(row.id, row.url, tuple(json.loads(row.event_types)), row.description, row.created_at,
-                            row.removed_at)
+    return SubscriptionInfo(
+        row.id, row.url, tuple(json.loads(row.event_types)), row.description, row.created_at, row.removed_at
+    )
 
 
 def _check(url: object, event_types: object, description: object, allow_private: bool) -> list[Problem]:
@@ -75,15 +81,23 @@ def _check(url: object, event_types: object, description: object, allow_private:
     else:
         for n, name in enumerate(event_types):
             if name not in WEBHOOK_EVENT_TYPES:
-                problems.append(Problem(f"unknown event type; one of {', '.join(WEBHOOK_EVENT_TYPES)}",
-                                        field=f"/event_types/{n}"))
+                problems.append(
+                    Problem(f"unknown event type; one of {', '.join(WEBHOOK_EVENT_TYPES)}", field=f"/event_types/{n}")
+                )
     if not isinstance(description, str) or len(description) > _MAX_DESCRIPTION:
         problems.append(Problem(f"at most {_MAX_DESCRIPTION} characters", field="/description"))
     return problems
 
 
-def add_subscription(session: Session, url: str, event_types: list[str], clock: Clock,
-                     description: str = "", *, allow_private_networks: bool = False) -> tuple[SubscriptionInfo, str]:
+def add_subscription(
+    session: Session,
+    url: str,
+    event_types: list[str],
+    clock: Clock,
+    description: str = "",
+    *,
+    allow_private_networks: bool = False,
+) -> tuple[SubscriptionInfo, str]:
     """Subscribe ``url`` to ``event_types``; returns the subscription and its secret (shown only now).
 
     Raises:
@@ -95,9 +109,15 @@ def add_subscription(session: Session, url: str, event_types: list[str], clock: 
     if problems:
         raise InvalidInputError("the subscription is invalid", problems)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    row = WebhookSubscription(id="whsub_" + uuid.uuid4().hex[:16], url=url,
-                              event_types=json.dumps(sorted(set(event_types))), secret=secret,
-                              description=description, created_at=clock.now(), removed_at=None)
+    row = WebhookSubscription(
+        id="whsub_" + uuid.uuid4().hex[:16],
+        url=url,
+        event_types=json.dumps(sorted(set(event_types))),
+        secret=secret,
+        description=description,
+        created_at=clock.now(),
+        removed_at=None,
+    )
     session.add(row)
     session.flush()
     return _info(row), secret
@@ -122,9 +142,10 @@ def remove_subscription(session: Session, subscription_id: str, clock: Clock) ->
     if row is None or row.removed_at is not None:
         raise NotFoundError(f"no webhook subscription {subscription_id!r}")
     row.removed_at = clock.now()
-    result = session.execute(update(WebhookDelivery)
-                             .where(WebhookDelivery.subscription_id == subscription_id,
-                                    WebhookDelivery.status == "pending")
-                             .values(status="cancelled", lease_until=None)
-                             .execution_options(synchronize_session=False))
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.status == "pending")
+        .values(status="cancelled", lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
     return int(getattr(result, "rowcount", 0) or 0)

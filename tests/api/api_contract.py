@@ -36,7 +36,8 @@ class Contract:
 
     def __post_init__(self) -> None:
         self.registry: Registry[Any] = Registry().with_resource(
-            URI, Resource.from_contents(self.document, default_specification=DRAFT202012))
+            URI, Resource.from_contents(self.document, default_specification=DRAFT202012)
+        )
         templates = sorted(self.document["paths"], key=lambda t: t.count("{"))
         self.routes = [(t, re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", t) + "$")) for t in templates]
 
@@ -87,8 +88,9 @@ class Contract:
             value = json.loads(body)
         except ValueError:
             return ["body is not JSON"]
-        validator = Draft202012Validator({"$ref": URI + pointer}, registry=self.registry,
-                                         format_checker=Draft202012Validator.FORMAT_CHECKER)
+        validator = Draft202012Validator(
+            {"$ref": URI + pointer}, registry=self.registry, format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
         return [f"{pointer}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(value)]
 
 
@@ -101,11 +103,15 @@ class ContractClient(FlaskClient):
     def open(self, *args: Any, **kwargs: Any) -> Any:
         response = super().open(*args, **kwargs)
         request = response.request
-        problems = CONTRACT.violations(request.method, request.path, response.status_code, response.headers,
-                                       response.get_data())
+        problems = CONTRACT.violations(
+            request.method, request.path, response.status_code, response.headers, response.get_data()
+        )
         if problems:
-            pytest.fail(f"{request.method} {request.path} -> {response.status_code} breaks the OpenAPI document:\n"
-                        + "\n".join(problems) + f"\nbody: {response.get_data(as_text=True)[:2000]}")
+            pytest.fail(
+                f"{request.method} {request.path} -> {response.status_code} breaks the OpenAPI document:\n"
+                + "\n".join(problems)
+                + f"\nbody: {response.get_data(as_text=True)[:2000]}"
+            )
         return response
 
 
@@ -117,6 +123,7 @@ def make_token(app: Flask, role: str, label: str = "", patient_ref: str = TEST_P
     """A secret for ``role``; a patient's token is for ``patient_ref``."""
     engine = app.extensions["carepath"]
     with unit_of_work(engine.sessions) as session:
-        _, secret = create_token(session, role, label or f"test {role}", engine.clock,
-                                 patient_ref=patient_ref if role == "patient" else None)
+        _, secret = create_token(
+            session, role, label or f"test {role}", engine.clock, patient_ref=patient_ref if role == "patient" else None
+        )
     return secret

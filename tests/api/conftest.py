@@ -18,13 +18,21 @@ from engine.access import ROLES
 
 TESTS = Path(__file__).resolve().parent.parent
 
+
 @pytest.fixture
 def app(deployed_database_url: str, clock: ManualClock) -> Iterator[Flask]:
     """The app as the server starts it (it migrates and syncs the pathways: nothing to do on the copy)."""
-    app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
-                      "CLOCK": clock, "AUTH_CACHE_SECONDS": 0,
-                      # Deploys are active at once for tests of other features; test_api_four_eyes.py turns it on.
-                      "FOUR_EYES": "off"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": deployed_database_url,
+            "PATHWAYS_DIR": TESTS / "pathways",
+            "CLOCK": clock,
+            "AUTH_CACHE_SECONDS": 0,
+            # Deploys are active at once for tests of other features; test_api_four_eyes.py turns it on.
+            "FOUR_EYES": "off",
+        }
+    )
     app.test_client_class = ContractClient
     try:
         yield app

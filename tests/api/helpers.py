@@ -11,17 +11,22 @@ CARE_PLAN_PATHWAY = "test_careplan"
 
 
 def start(client: Any, auth: Any, patient_ref: str = "MRN-1001", **headers: str) -> Any:
-    response = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": patient_ref},
-                           headers=auth("system", **headers))
+    response = client.post(
+        "/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": patient_ref}, headers=auth("system", **headers)
+    )
     assert response.status_code == 201, response.json
     return response
 
 
-def complete(client: Any, auth: Any, instance: dict[str, Any], data: dict[str, Any], role: str = "clinician",
-             **headers: str) -> Any:
+def complete(
+    client: Any, auth: Any, instance: dict[str, Any], data: dict[str, Any], role: str = "clinician", **headers: str
+) -> Any:
     task = instance["ready_tasks"][0]
-    return client.post(f"/v1/instances/{instance['id']}/tasks/{task['id']}/complete", json={"data": data},
-                       headers=auth(role, **{"If-Match": f'"{instance["version"]}"', **headers}))
+    return client.post(
+        f"/v1/instances/{instance['id']}/tasks/{task['id']}/complete",
+        json={"data": data},
+        headers=auth(role, **{"If-Match": f'"{instance["version"]}"', **headers}),
+    )
 
 
 def assert_problem(response: Any, status: int, slug: str) -> dict[str, Any]:
@@ -37,8 +42,11 @@ def assert_problem(response: Any, status: int, slug: str) -> dict[str, Any]:
 
 def assessed(client: Any, auth: Any, concerns: dict[str, int], patient_ref: str = "MRN-3003") -> dict[str, Any]:
     """A test_careplan instance whose needs assessment was evaluated: care plan items proposed."""
-    started = client.post("/v1/instances", json={"pathway_id": CARE_PLAN_PATHWAY, "patient_ref": patient_ref,
-                                                 "data": {"age": 54}}, headers=auth("system"))
+    started = client.post(
+        "/v1/instances",
+        json={"pathway_id": CARE_PLAN_PATHWAY, "patient_ref": patient_ref, "data": {"age": 54}},
+        headers=auth("system"),
+    )
     assert started.status_code == 201, started.json
     response = complete(client, auth, started.json, {"concerns": concerns})
     assert response.status_code == 200 and response.json["status"] == "running", response.json

@@ -53,12 +53,25 @@ def world(client: Any, auth: Any) -> dict[str, str]:
     plan = client.get(f"/v1/instances/{instance['id']}/care-plan", headers=auth("clinician")).json
     item = plan["awaiting_decision"][0]
     referral = next(i for i in plan["awaiting_decision"] if i["kind"] == "referral")
-    triaged = client.post("/v1/instances", json={"pathway_id": "test_triage", "patient_ref": NHS_NUMBER, "data": {
-        "distress_score": 9, "main_concern": "emotional"}}, headers=auth("system")).json  # a decision table
+    triaged = client.post(
+        "/v1/instances",
+        json={
+            "pathway_id": "test_triage",
+            "patient_ref": NHS_NUMBER,
+            "data": {"distress_score": 9, "main_concern": "emotional"},
+        },
+        headers=auth("system"),
+    ).json  # a decision table
     decision = client.get(f"/v1/instances/{triaged['id']}/decision-evaluations", headers=auth("auditor")).json
-    return {"instance_id": instance["id"], "task_id": instance["ready_tasks"][0]["id"],
-            "evaluation_id": item["why"]["evaluation_id"], "referral_id": referral["id"],
-            "why": item["code"], "triaged_id": triaged["id"], "decision_id": decision["items"][0]["id"]}
+    return {
+        "instance_id": instance["id"],
+        "task_id": instance["ready_tasks"][0]["id"],
+        "evaluation_id": item["why"]["evaluation_id"],
+        "referral_id": referral["id"],
+        "why": item["code"],
+        "triaged_id": triaged["id"],
+        "decision_id": decision["items"][0]["id"],
+    }
 
 
 def _urls(ids: dict[str, str]) -> dict[str, str]:
@@ -111,10 +124,14 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
     }
 
 
-def test_every_route_that_shows_patient_data_records_who_looked(app: Flask, client: Any, auth: Any,
-                                                                tokens: dict[str, str], world: dict[str, str]) -> None:
-    routes = {rule.endpoint: getattr(app.view_functions[rule.endpoint], "permission", None)
-              for rule in app.url_map.iter_rules() if "GET" in rule.methods}
+def test_every_route_that_shows_patient_data_records_who_looked(
+    app: Flask, client: Any, auth: Any, tokens: dict[str, str], world: dict[str, str]
+) -> None:
+    routes = {
+        rule.endpoint: getattr(app.view_functions[rule.endpoint], "permission", None)
+        for rule in app.url_map.iter_rules()
+        if "GET" in rule.methods
+    }
     patient_routes = {endpoint for endpoint, permission in routes.items() if permission in PATIENT_DATA_READS}
     urls = _urls(world)
     assert set(urls) == patient_routes, "a route that shows patient data has no case here"
@@ -168,11 +185,20 @@ def test_a_list_records_one_row_per_instance_shown_and_nothing_clinical(app: Fla
     read = client.get(f"/v1/instances/{instance['id']}/care-plan", headers=auth("clinician"))
     (record,) = _records(app)
     columns = {c.name: getattr(record, c.name) for c in AccessRecord.__table__.columns if c.name not in ("id", "at")}
-    assert columns == {"actor": columns["actor"], "on_behalf_of": None, "action": "documents.read",
-                       "route": "GET /v1/instances/<uuid:instance_id>/care-plan", "status": 200,
-                       "instance_id": instance["id"], "patient_ref": "MRN-8100",
-                       "request_id": read.headers["X-Request-ID"], "organisation": "local", "break_glass": False,
-                       "break_glass_reason": None, "break_glass_note": None}
+    assert columns == {
+        "actor": columns["actor"],
+        "on_behalf_of": None,
+        "action": "documents.read",
+        "route": "GET /v1/instances/<uuid:instance_id>/care-plan",
+        "status": 200,
+        "instance_id": instance["id"],
+        "patient_ref": "MRN-8100",
+        "request_id": read.headers["X-Request-ID"],
+        "organisation": "local",
+        "break_glass": False,
+        "break_glass_reason": None,
+        "break_glass_note": None,
+    }
     assert re.fullmatch(r"clinician:tok_[0-9a-f]{16}", columns["actor"])  # identifiers only: no score, no text
 
 
@@ -182,11 +208,15 @@ def test_refused_and_missing_reads_are_recorded_as_attempts(app: Flask, client: 
     assert_problem(client.get(f"/v1/instances/{instance['id']}/events", headers=auth("system")), 403, "forbidden")
     missing = "00000000-0000-4000-8000-000000000000"
     assert_problem(client.get(f"/v1/instances/{missing}", headers=auth("clinician")), 404, "not-found")
-    assert client.get(f"/v1/instances/{instance['id']}", headers={"Authorization": "Bearer " + "x" * 40}
-                      ).status_code == 401  # names no one: not a look
+    assert (
+        client.get(f"/v1/instances/{instance['id']}", headers={"Authorization": "Bearer " + "x" * 40}).status_code
+        == 401
+    )  # names no one: not a look
     records = _records(app)
     assert [(r.instance_id, r.patient_ref, r.status, r.action) for r in records] == [
-        (instance["id"], "MRN-8200", 403, "events.read"), (missing, None, 404, "instances.read")]
+        (instance["id"], "MRN-8200", 403, "events.read"),
+        (missing, None, 404, "instances.read"),
+    ]
 
 
 def test_on_behalf_of_is_recorded_beside_the_token(app: Flask, client: Any, auth: Any) -> None:
@@ -207,8 +237,7 @@ def test_auditors_ask_who_looked_at_a_patient(app: Flask, client: Any, auth: Any
     assert first.status_code == 200
     page = first.json
     assert len(page["items"]) == 2 and page["next_cursor"]
-    rest = client.get(f"/v1/access-log?patient_ref=MRN-8400&cursor={page['next_cursor']}",
-                      headers=auth("auditor")).json
+    rest = client.get(f"/v1/access-log?patient_ref=MRN-8400&cursor={page['next_cursor']}", headers=auth("auditor")).json
     seen = page["items"] + rest["items"]
     assert len(seen) == 3 and {item["instance_id"] for item in seen} == {instance["id"]}
     assert [item["at"] for item in seen] == sorted((item["at"] for item in seen), reverse=True)
@@ -218,9 +247,9 @@ def test_auditors_ask_who_looked_at_a_patient(app: Flask, client: Any, auth: Any
     assert_problem(client.get("/v1/access-log?cursor=nope", headers=auth("auditor")), 400, "request-invalid")
 
 
-def test_a_lost_record_does_not_fail_the_read_and_names_no_patient(app: Flask, client: Any, auth: Any,
-                                                                   monkeypatch: pytest.MonkeyPatch,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_a_lost_record_does_not_fail_the_read_and_names_no_patient(
+    app: Flask, client: Any, auth: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     instance = start(client, auth, "MRN-8500").json
 
     def fail(*_args: Any) -> int:
@@ -241,8 +270,9 @@ def test_care_plan_ids_helper_reads_are_recorded(app: Flask, client: Any, auth: 
     assert len(_records(app)) == 1 and _records(app)[0].patient_ref == "MRN-3003"
 
 
-def test_the_command_line_prints_who_looked_and_purges_past_retention(app: Flask, client: Any, auth: Any,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_command_line_prints_who_looked_and_purges_past_retention(
+    app: Flask, client: Any, auth: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     instance = start(client, auth, "MRN-8600").json
     client.get(f"/v1/instances/{instance['id']}", headers=auth("clinician"))
     client.get(f"/v1/instances/{instance['id']}/care-plan", headers=auth("clinician"))
@@ -251,8 +281,10 @@ def test_the_command_line_prints_who_looked_and_purges_past_retention(app: Flask
     printed = CliRunner().invoke(main, ["audit", "reads", "--patient", "MRN-8600"])
     assert printed.exit_code == 0, printed.output
     lines = [json.loads(line) for line in printed.stdout.splitlines()]
-    assert [line["route"] for line in lines] == ["GET /v1/instances/<uuid:instance_id>/care-plan",
-                                                 "GET /v1/instances/<uuid:instance_id>"]
+    assert [line["route"] for line in lines] == [
+        "GET /v1/instances/<uuid:instance_id>/care-plan",
+        "GET /v1/instances/<uuid:instance_id>",
+    ]
     assert "2 access record(s)" in printed.stderr
     assert CliRunner().invoke(main, ["audit", "purge-reads", "--older-than", "eight years"]).exit_code == 2
     kept = CliRunner().invoke(main, ["audit", "purge-reads", "--older-than", "P8Y", "--yes"])

@@ -28,15 +28,20 @@ def _fields(body: dict[str, Any]) -> list[str]:
     return [error["field"] for error in body["errors"]]
 
 
-@pytest.mark.parametrize(("data_json", "field"), [
-    ('{"note": "fine \\ud800 then"}', "/data/note"),  # a lone high surrogate
-    ('{"notes": ["ok", "\\udfff"]}', "/data/notes/1"),  # a lone low surrogate
-    ('{"bad\\udc00key": 1}', "/data/bad\\udc00key"),  # in a property name (shown escaped)
-    ('{"dose": 1e400}', "/data/dose"),  # parses to infinity
-    ('{"dose": -1e999}', "/data/dose"),
-], ids=["high-surrogate", "low-surrogate", "surrogate-key", "overflow", "negative-overflow"])
-def test_values_that_cannot_be_stored_are_refused_where_they_are(client: Any, auth: Any, data_json: str,
-                                                                   field: str) -> None:
+@pytest.mark.parametrize(
+    ("data_json", "field"),
+    [
+        ('{"note": "fine \\ud800 then"}', "/data/note"),  # a lone high surrogate
+        ('{"notes": ["ok", "\\udfff"]}', "/data/notes/1"),  # a lone low surrogate
+        ('{"bad\\udc00key": 1}', "/data/bad\\udc00key"),  # in a property name (shown escaped)
+        ('{"dose": 1e400}', "/data/dose"),  # parses to infinity
+        ('{"dose": -1e999}', "/data/dose"),
+    ],
+    ids=["high-surrogate", "low-surrogate", "surrogate-key", "overflow", "negative-overflow"],
+)
+def test_values_that_cannot_be_stored_are_refused_where_they_are(
+    client: Any, auth: Any, data_json: str, field: str
+) -> None:
     body = assert_problem(_post_raw(client, auth, "/v1/instances", _start_with(data_json)), 400, "request-invalid")
     assert _fields(body) == [field]
     assert client.get("/v1/instances", headers=auth("system")).json["items"] == []  # nothing started
@@ -66,12 +71,19 @@ def test_nesting_deeper_than_the_bound_is_refused(client: Any, auth: Any) -> Non
 def test_task_data_and_message_payloads_are_checked_the_same_way(client: Any, auth: Any) -> None:
     instance = start(client, auth).json
     task = instance["ready_tasks"][0]
-    response = client.post(f"/v1/instances/{instance['id']}/tasks/{task['id']}/complete",
-                           data=b'{"data": {"anxiety": 1e400, "fatigue": 2}}', content_type="application/json",
-                           headers=auth("clinician", **{"If-Match": f'"{instance["version"]}"'}))
+    response = client.post(
+        f"/v1/instances/{instance['id']}/tasks/{task['id']}/complete",
+        data=b'{"data": {"anxiety": 1e400, "fatigue": 2}}',
+        content_type="application/json",
+        headers=auth("clinician", **{"If-Match": f'"{instance["version"]}"'}),
+    )
     assert _fields(assert_problem(response, 400, "request-invalid")) == ["/data/anxiety"]
-    response = _post_raw(client, auth, "/v1/messages",
-                         '{"name": "warning_sign_reported", "patient_ref": "MRN-1001", "payload": {"x": "\\ud800"}}')
+    response = _post_raw(
+        client,
+        auth,
+        "/v1/messages",
+        '{"name": "warning_sign_reported", "patient_ref": "MRN-1001", "payload": {"x": "\\ud800"}}',
+    )
     assert _fields(assert_problem(response, 400, "request-invalid")) == ["/payload/x"]
     # The instance is untouched and the clinician can still complete the task.
     assert complete(client, auth, instance, {"anxiety": 3, "fatigue": 2}).status_code == 200
@@ -81,13 +93,18 @@ def _column_length(column: Any) -> int:
     return int(column.type.length)
 
 
-@pytest.mark.parametrize(("path", "body", "column"), [
-    ("/v1/instances", {"pathway_id": "p" * 201, "patient_ref": "MRN-1"}, PathwayVersion.pathway_id),
-    ("/v1/instances", {"pathway_id": PATHWAY, "patient_ref": "M" * 65}, PathwayInstance.patient_ref),
-    ("/v1/messages", {"name": "n" * 201, "patient_ref": "MRN-1"}, PathwayVersion.pathway_id),
-], ids=["pathway_id", "patient_ref", "message-name"])
-def test_strings_longer_than_their_column_are_refused(client: Any, auth: Any, path: str, body: dict[str, Any],
-                                                      column: Any) -> None:
+@pytest.mark.parametrize(
+    ("path", "body", "column"),
+    [
+        ("/v1/instances", {"pathway_id": "p" * 201, "patient_ref": "MRN-1"}, PathwayVersion.pathway_id),
+        ("/v1/instances", {"pathway_id": PATHWAY, "patient_ref": "M" * 65}, PathwayInstance.patient_ref),
+        ("/v1/messages", {"name": "n" * 201, "patient_ref": "MRN-1"}, PathwayVersion.pathway_id),
+    ],
+    ids=["pathway_id", "patient_ref", "message-name"],
+)
+def test_strings_longer_than_their_column_are_refused(
+    client: Any, auth: Any, path: str, body: dict[str, Any], column: Any
+) -> None:
     longest = max(len(v) for v in body.values() if isinstance(v, str))
     assert longest == _column_length(column) + 1  # one past what the column holds
     assert_problem(client.post(path, json=body, headers=auth("system")), 400, "request-invalid")
@@ -95,8 +112,11 @@ def test_strings_longer_than_their_column_are_refused(client: Any, auth: Any, pa
 
 def test_an_idempotency_key_longer_than_its_column_is_refused(client: Any, auth: Any) -> None:
     key = "k" * (_column_length(IdempotencyRecord.key) + 1)
-    response = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-1"},
-                           headers=auth("system", **{"Idempotency-Key": key}))
+    response = client.post(
+        "/v1/instances",
+        json={"pathway_id": PATHWAY, "patient_ref": "MRN-1"},
+        headers=auth("system", **{"Idempotency-Key": key}),
+    )
     assert_problem(response, 400, "request-invalid")
 
 
@@ -105,8 +125,9 @@ def test_an_uploaded_file_name_longer_than_its_column_is_refused(client: Any, au
     folders = "/".join(["d" * 96] * 3) + "/"  # each part may have 100 characters, four parts
     name = folders + "p" * (MAX_FILE_NAME + 1 - len(folders) - len(".bpmn")) + ".bpmn"
     assert len(name) == MAX_FILE_NAME + 1
-    response = client.post("/v1/pathways", data={"files": [(_bpmn(), name)]}, content_type="multipart/form-data",
-                           headers=auth("author"))
+    response = client.post(
+        "/v1/pathways", data={"files": [(_bpmn(), name)]}, content_type="multipart/form-data", headers=auth("author")
+    )
     body = assert_problem(response, 400, "request-invalid")
     assert _fields(body) == ["/files/0"]
 
@@ -120,9 +141,11 @@ def _bpmn() -> Any:
 def test_every_request_string_is_bounded_within_the_columns() -> None:
     """Each string a request body may carry has a maximum length (maxLength, or a pattern, enum or
     format that bounds it); the ones stored in a column fit it."""
-    columns = {("StartRequest", "pathway_id"): PathwayVersion.pathway_id,
-               ("StartRequest", "patient_ref"): PathwayInstance.patient_ref,
-               ("MessageRequest", "patient_ref"): PathwayInstance.patient_ref}
+    columns = {
+        ("StartRequest", "pathway_id"): PathwayVersion.pathway_id,
+        ("StartRequest", "patient_ref"): PathwayInstance.patient_ref,
+        ("MessageRequest", "patient_ref"): PathwayInstance.patient_ref,
+    }
     schemas = DOCUMENT["components"]["schemas"]
     for name, schema in schemas.items():
         if not name.endswith("Request"):

@@ -15,12 +15,17 @@ from helpers import assert_problem
 from engine.pathways.bundle import MAX_BUNDLE_FILE_BYTES
 
 TESTS = Path(__file__).resolve().parent.parent
-CAREPLAN = {"careplan.bpmn": (TESTS / "pathways" / "careplan.bpmn").read_bytes(),
-            "forms/hna_small.json": (TESTS / "pathways" / "forms" / "hna_small.json").read_bytes(),
-            "forms/decisions.json": (TESTS / "pathways" / "forms" / "decisions.json").read_bytes()}
-CALLS_NOTHING_KNOWN = (TESTS / "pathways" / "assessment.bpmn").read_bytes().replace(
-    b'calledElement="test_support_connection"', b'calledElement="no_such_sub_pathway"').replace(
-    b'id="test_assessment"', b'id="test_assessment_copy"')
+CAREPLAN = {
+    "careplan.bpmn": (TESTS / "pathways" / "careplan.bpmn").read_bytes(),
+    "forms/hna_small.json": (TESTS / "pathways" / "forms" / "hna_small.json").read_bytes(),
+    "forms/decisions.json": (TESTS / "pathways" / "forms" / "decisions.json").read_bytes(),
+}
+CALLS_NOTHING_KNOWN = (
+    (TESTS / "pathways" / "assessment.bpmn")
+    .read_bytes()
+    .replace(b'calledElement="test_support_connection"', b'calledElement="no_such_sub_pathway"')
+    .replace(b'id="test_assessment"', b'id="test_assessment_copy"')
+)
 
 
 def make_zip(files: dict[str, bytes]) -> bytes:
@@ -41,20 +46,27 @@ def test_a_zip_bundle_deploys_and_lists_what_it_held(client: Any, auth: Any) -> 
     assert [item["pathway_id"] for item in response.json["items"]] == ["test_careplan"]
     assert response.json["bundle"] == {
         "contained": ["careplan.bpmn", "forms/decisions.json", "forms/hna_small.json"],
-        "from_pathways_folder": [], "missing": [], "ignored": ["README.md"]}
+        "from_pathways_folder": [],
+        "missing": [],
+        "ignored": ["README.md"],
+    }
 
 
 def test_a_multipart_bundle_names_what_came_from_the_pathways_folder(client: Any, auth: Any) -> None:
     parts = [(BytesIO((TESTS / "pathways" / "assessment.bpmn").read_bytes()), "assessment.bpmn")]
-    response = client.post("/v1/pathways", data={"files": parts}, content_type="multipart/form-data",
-                           headers=auth("author"))
+    response = client.post(
+        "/v1/pathways", data={"files": parts}, content_type="multipart/form-data", headers=auth("author")
+    )
     assert response.status_code == 201, response.json
     assert response.json["bundle"]["from_pathways_folder"] == ["shared/support.bpmn"]
 
 
 def test_validate_names_what_a_bundle_is_missing(client: Any, auth: Any) -> None:
-    files = {"copy.bpmn": CALLS_NOTHING_KNOWN, "careplan.bpmn": CAREPLAN["careplan.bpmn"],
-             "forms/hna_small.json": CAREPLAN["forms/hna_small.json"]}
+    files = {
+        "copy.bpmn": CALLS_NOTHING_KNOWN,
+        "careplan.bpmn": CAREPLAN["careplan.bpmn"],
+        "forms/hna_small.json": CAREPLAN["forms/hna_small.json"],
+    }
     report = post_zip(client, auth, "/v1/pathways/validate", make_zip(files)).json
     assert report["valid"] is False
     assert report["bundle"]["missing"] == ["process no_such_sub_pathway"]
@@ -72,15 +84,21 @@ def test_a_zip_bomb_gets_413(client: Any, auth: Any) -> None:
 
 def test_hostile_archives_get_400_naming_the_entry(client: Any, auth: Any) -> None:
     for name in ("../x.json", "/abs.json"):
-        body = assert_problem(post_zip(client, auth, "/v1/pathways", make_zip({**CAREPLAN, name: b"{}"})),
-                              400, "request-invalid")
+        body = assert_problem(
+            post_zip(client, auth, "/v1/pathways", make_zip({**CAREPLAN, name: b"{}"})), 400, "request-invalid"
+        )
         assert body["errors"][0]["file"] == name
     assert_problem(post_zip(client, auth, "/v1/pathways", b"not a zip"), 400, "request-invalid")
     deep = make_zip({**CAREPLAN, "a/b/c/d/e/deep.json": b"{}"})
-    assert assert_problem(post_zip(client, auth, "/v1/pathways", deep), 400,
-                          "request-invalid")["errors"][0]["file"] == "a/b/c/d/e/deep.json"
+    assert (
+        assert_problem(post_zip(client, auth, "/v1/pathways", deep), 400, "request-invalid")["errors"][0]["file"]
+        == "a/b/c/d/e/deep.json"
+    )
 
 
 def test_other_media_types_are_refused(client: Any, auth: Any) -> None:
-    assert_problem(client.post("/v1/pathways", data=b"x", content_type="application/octet-stream",
-                               headers=auth("author")), 415, "unsupported-media-type")
+    assert_problem(
+        client.post("/v1/pathways", data=b"x", content_type="application/octet-stream", headers=auth("author")),
+        415,
+        "unsupported-media-type",
+    )

@@ -35,32 +35,61 @@ from engine.db.session import read_only, unit_of_work
 
 HOME, OTHER_TEAM, OTHER_ORG = ("rx1", "breast"), ("rx1", "lung"), ("rx2", "breast")
 GLASS = {BREAK_GLASS_HEADER: "emergency-care"}
-SCOPES = [("other team", OTHER_TEAM, {}), ("other organisation", OTHER_ORG, {}),
-          ("break-glass", OTHER_TEAM, GLASS), ("break-glass, other organisation", OTHER_ORG, GLASS),
-          ("own team", HOME, {})]  # last: a write in scope changes the record
+SCOPES = [
+    ("other team", OTHER_TEAM, {}),
+    ("other organisation", OTHER_ORG, {}),
+    ("break-glass", OTHER_TEAM, GLASS),
+    ("break-glass, other organisation", OTHER_ORG, GLASS),
+    ("own team", HOME, {}),
+]  # last: a write in scope changes the record
 # Routes that name no patient's record in their URL. Each is a decision: a list filtered by the caller's
 # teams (LISTS), a body naming a patient (BODIES), or not a patient's record at all (UNSCOPED: pathways,
 # webhooks, the sandbox clock; audit routes are scoped by organisation, tested below).
-LISTS = {("/v1/instances", "GET"): "patient_ref", ("/v1/tasks", "GET"): "patient_ref",
-         **{(f"{FHIR_BASE}/{r}", "GET"): "patient" for r in ("CarePlan", "ServiceRequest", "Task",
-                                                             "QuestionnaireResponse", "Composition")}}
+LISTS = {
+    ("/v1/instances", "GET"): "patient_ref",
+    ("/v1/tasks", "GET"): "patient_ref",
+    **{
+        (f"{FHIR_BASE}/{r}", "GET"): "patient"
+        for r in ("CarePlan", "ServiceRequest", "Task", "QuestionnaireResponse", "Composition")
+    },
+}
 BODIES = {("/v1/instances", "POST"), ("/v1/messages", "POST"), (f"{FHIR_BASE}/QuestionnaireResponse", "POST")}
-AUDIT = {("/v1/audit/verify", "GET"), ("/v1/access-log", "GET"), ("/v1/audit/verifications", "POST"),
-         ("/v1/audit/verifications/<uuid:job_id>", "GET"),
-         # aggregated reports and the COSD export: within the caller's organisation (engine.reports.MeasureQuery)
-         ("/v1/reports/measures", "GET"), ("/v1/reports/cosd", "GET")}
-UNSCOPED_PERMISSIONS = {"pathways.read", "pathways.validate", "pathways.deploy", "pathways.migrate", "sandbox.clock",
-                        "webhooks.manage", "pathways.activate", "rule_sets.deploy", "rule_sets.activate",
-                        "migrations.read",  # authoring: versions and migration requests (no patient references)
-                        "patients.link"}  # linking an identity to a patient reference: no care record is read
+AUDIT = {
+    ("/v1/audit/verify", "GET"),
+    ("/v1/access-log", "GET"),
+    ("/v1/audit/verifications", "POST"),
+    ("/v1/audit/verifications/<uuid:job_id>", "GET"),
+    # aggregated reports and the COSD export: within the caller's organisation (engine.reports.MeasureQuery)
+    ("/v1/reports/measures", "GET"),
+    ("/v1/reports/cosd", "GET"),
+}
+UNSCOPED_PERMISSIONS = {
+    "pathways.read",
+    "pathways.validate",
+    "pathways.deploy",
+    "pathways.migrate",
+    "sandbox.clock",
+    "webhooks.manage",
+    "pathways.activate",
+    "rule_sets.deploy",
+    "rule_sets.activate",
+    "migrations.read",  # authoring: versions and migration requests (no patient references)
+    "patients.link",
+}  # linking an identity to a patient reference: no care record is read
 # A patient's own records without an instance in the URL: scoped to the principal's patient reference
 # (engine.patients.require_own), never to care teams (a patient has none). Those naming an instance are
 # checked as any instance route is, and then as the patient's own.
 OWN = {("/v1/me", "GET"), ("/v1/me/warning-signs", "POST")}
-UNSCOPED = {(f"{FHIR_BASE}/Questionnaire", "GET"), (f"{FHIR_BASE}/Questionnaire/<string(maxlength=64):resource_id>",
-                                                      "GET")}  # the checklist itself: no patient
-FHIR_KINDS = {"CarePlan": "care_plan", "ServiceRequest": "care_plan_item", "QuestionnaireResponse": "evaluation",
-              "Composition": "composition"}
+UNSCOPED = {
+    (f"{FHIR_BASE}/Questionnaire", "GET"),
+    (f"{FHIR_BASE}/Questionnaire/<string(maxlength=64):resource_id>", "GET"),
+}  # the checklist itself: no patient
+FHIR_KINDS = {
+    "CarePlan": "care_plan",
+    "ServiceRequest": "care_plan_item",
+    "QuestionnaireResponse": "evaluation",
+    "Composition": "composition",
+}
 
 
 @dataclass
@@ -96,22 +125,28 @@ class World:
 def scoped_token(app: Flask, role: str, organisation: str | None = None, teams: list[str] | None = None) -> str:
     engine = app.extensions["carepath"]
     with unit_of_work(engine.sessions) as session:
-        _, secret = create_token(session, role, f"{role} {organisation}", engine.clock, organisation=organisation,
-                                 teams=teams)
+        _, secret = create_token(
+            session, role, f"{role} {organisation}", engine.clock, organisation=organisation, teams=teams
+        )
     return secret
 
 
-def _place(app: Flask, client: Any, everyone: dict[str, str], clinician: dict[str, str], organisation: str,
-           team: str) -> Place:
+def _place(
+    app: Flask, client: Any, everyone: dict[str, str], clinician: dict[str, str], organisation: str, team: str
+) -> Place:
     engine = app.extensions["carepath"]
     place = Place(organisation, team, patient=f"{organisation}-{team}-A", plan_patient=f"{organisation}-{team}-C")
     where = {"organisation": organisation, "care_team": team}
-    started = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": place.patient, **where},
-                          headers=everyone)
+    started = client.post(
+        "/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": place.patient, **where}, headers=everyone
+    )
     assert started.status_code == 201 and started.json["care_team"] == team, started.json
     place.instance_id, place.task_id = started.json["id"], started.json["ready_tasks"][0]["id"]
-    plan = client.post("/v1/instances", json={"pathway_id": CARE_PLAN_PATHWAY, "patient_ref": place.plan_patient,
-                                              "data": {"age": 54}, **where}, headers=everyone)
+    plan = client.post(
+        "/v1/instances",
+        json={"pathway_id": CARE_PLAN_PATHWAY, "patient_ref": place.plan_patient, "data": {"age": 54}, **where},
+        headers=everyone,
+    )
     assert plan.status_code == 201, plan.json
     done = complete(client, lambda role, **h: {**clinician, **h}, plan.json, {"concerns": {"worry_fear_anxiety": 9}})
     assert done.status_code == 200, done.json
@@ -120,18 +155,43 @@ def _place(app: Flask, client: Any, everyone: dict[str, str], clinician: dict[st
     item = care_plan["awaiting_decision"][0]
     place.evaluation_id = item["why"]["evaluation_id"]
     with unit_of_work(engine.sessions) as session:  # a referral (a FHIR ServiceRequest) and a decision evaluation
-        place.item_id = session.scalars(select(CarePlanItem.id).where(
-            CarePlanItem.instance_id == place.plan_instance_id, CarePlanItem.kind == "referral")).first()
+        place.item_id = session.scalars(
+            select(CarePlanItem.id).where(
+                CarePlanItem.instance_id == place.plan_instance_id, CarePlanItem.kind == "referral"
+            )
+        ).first()
         place.decision_id = str(uuid.uuid4())
-        session.add(DecisionEvaluationRecord(
-            id=place.decision_id, decision_id="distress", table_version="0" * 64, file="gone.dmn", hit_policy="UNIQUE",
-            pathway_id=PATHWAY, pathway_version=started.json["pathway_version"], created_at=engine.clock.now(),
-            instance_id=place.instance_id, task_id=place.task_id, element="triage", inputs=[], matched=[], outputs={},
-            misses={}))
+        session.add(
+            DecisionEvaluationRecord(
+                id=place.decision_id,
+                decision_id="distress",
+                table_version="0" * 64,
+                file="gone.dmn",
+                hit_policy="UNIQUE",
+                pathway_id=PATHWAY,
+                pathway_version=started.json["pathway_version"],
+                created_at=engine.clock.now(),
+                instance_id=place.instance_id,
+                task_id=place.task_id,
+                element="triage",
+                inputs=[],
+                matched=[],
+                outputs={},
+                misses={},
+            )
+        )
         place.escalation_id = str(uuid.uuid4())  # a referral not accepted in time (engine.careplan.referrals)
-        session.add(ReferralEscalation(id=place.escalation_id, instance_id=place.plan_instance_id,
-                                       item_id=place.item_id, status="open", assignee=None,
-                                       accept_by=engine.clock.now(), opened_at=engine.clock.now()))
+        session.add(
+            ReferralEscalation(
+                id=place.escalation_id,
+                instance_id=place.plan_instance_id,
+                item_id=place.item_id,
+                status="open",
+                assignee=None,
+                accept_by=engine.clock.now(),
+                opened_at=engine.clock.now(),
+            )
+        )
     assert place.item_id is not None
     place.ids = {place.instance_id, place.plan_instance_id, place.item_id, place.evaluation_id}
     return place
@@ -141,8 +201,10 @@ def _place(app: Flask, client: Any, everyone: dict[str, str], clinician: dict[st
 def world(app: Flask, client: Any) -> World:
     everyone = scoped_token(app, "system")
     clinician = {"Authorization": f"Bearer {scoped_token(app, 'clinician')}"}
-    places = {where: _place(app, client, {"Authorization": f"Bearer {everyone}"}, clinician, *where)
-              for where in (HOME, OTHER_TEAM, OTHER_ORG)}
+    places = {
+        where: _place(app, client, {"Authorization": f"Bearer {everyone}"}, clinician, *where)
+        for where in (HOME, OTHER_TEAM, OTHER_ORG)
+    }
     # Staff roles: a patient has no care team; their own records are walked by test_api_patients.
     tokens = {role: scoped_token(app, role, "rx1", ["breast"]) for role in STAFF_ROLES}
     return World(app, client, places, tokens, everyone)
@@ -173,13 +235,21 @@ def _kind(rule: str, named: str | None) -> str | None:
 def _url(rule: str, kind: str, place: Place, missing: bool = False) -> tuple[str, str]:
     """The route's URL for ``place``'s record (or a record that does not exist), and the key it names."""
     plan = "<uuid:item_id>" in rule or "care-plan" in rule or "/evaluations" in rule or "summary" in rule
-    keys = {"instance_id": place.plan_instance_id if plan else place.instance_id, "task_id": place.task_id,
-            "item_id": place.item_id, "escalation_id": place.escalation_id, "number": "1",  # a phase of care
-            "evaluation_id": place.decision_id if kind == "decision_evaluation" else place.evaluation_id}
+    keys = {
+        "instance_id": place.plan_instance_id if plan else place.instance_id,
+        "task_id": place.task_id,
+        "item_id": place.item_id,
+        "escalation_id": place.escalation_id,
+        "number": "1",  # a phase of care
+        "evaluation_id": place.decision_id if kind == "decision_evaluation" else place.evaluation_id,
+    }
     if kind in FHIR_KINDS.values():
-        keys["resource_id"] = {"care_plan": place.plan_instance_id, "care_plan_item": place.item_id,
-                               "evaluation": place.evaluation_id,
-                               "composition": COMPOSITION_PREFIX + place.plan_instance_id}[kind]
+        keys["resource_id"] = {
+            "care_plan": place.plan_instance_id,
+            "care_plan_item": place.item_id,
+            "evaluation": place.evaluation_id,
+            "composition": COMPOSITION_PREFIX + place.plan_instance_id,
+        }[kind]
     if kind == "questionnaire_response":
         keys["resource_id"] = place.evaluation_id
     name = KINDS[kind]
@@ -242,8 +312,14 @@ def test_every_route_has_a_scope_decision(app: Flask) -> None:
     undecided = []
     for rule, method, permission, named in _routes(app):
         key = (rule, method)
-        decided = [_kind(rule, named) is not None, key in LISTS, key in BODIES, key in AUDIT,
-                   key in UNSCOPED or permission in UNSCOPED_PERMISSIONS, key in OWN]
+        decided = [
+            _kind(rule, named) is not None,
+            key in LISTS,
+            key in BODIES,
+            key in AUDIT,
+            key in UNSCOPED or permission in UNSCOPED_PERMISSIONS,
+            key in OWN,
+        ]
         if decided.count(True) != 1:
             undecided.append((rule, method, decided))
     assert undecided == []
@@ -269,10 +345,16 @@ def test_the_break_glass_headers_are_declared_on_every_read_that_honours_them(ap
                     declared.setdefault(parameter["name"], set()).add(f"{method.upper()} {path}")
                     if parameter["name"] == BREAK_GLASS_HEADER:
                         assert parameter["schema"]["enum"] == list(BREAK_GLASS_REASONS)
-    assert honoured >= {"/v1/instances", "/v1/tasks", "/v1/instances/{instance_id}/care-plan",
-                        "/v1/evaluations/{evaluation_id}"}
-    assert declared == {BREAK_GLASS_HEADER: {f"GET {path}" for path in honoured},
-                        BREAK_GLASS_NOTE_HEADER: {f"GET {path}" for path in honoured}}
+    assert honoured >= {
+        "/v1/instances",
+        "/v1/tasks",
+        "/v1/instances/{instance_id}/care-plan",
+        "/v1/evaluations/{evaluation_id}",
+    }
+    assert declared == {
+        BREAK_GLASS_HEADER: {f"GET {path}" for path in honoured},
+        BREAK_GLASS_NOTE_HEADER: {f"GET {path}" for path in honoured},
+    }
 
 
 def test_records_answer_by_scope(world: World) -> None:
@@ -301,9 +383,18 @@ def test_records_answer_by_scope(world: World) -> None:
                     hidden = _normal(response, key) == _normal(missing, missing_key)
                     ok = hidden if expected == "hidden" else (status not in (401, 403) and status < 500 and not hidden)
                 if not ok:
-                    failures.append((scope, role, method, rule, expected, status, _normal(response, key)[:200],
-                                     "" if expected in ("forbidden", "bad-request")
-                                     else _normal(missing, missing_key)[:200]))
+                    failures.append(
+                        (
+                            scope,
+                            role,
+                            method,
+                            rule,
+                            expected,
+                            status,
+                            _normal(response, key)[:200],
+                            "" if expected in ("forbidden", "bad-request") else _normal(missing, missing_key)[:200],
+                        )
+                    )
     assert failures == [], "\n".join(map(str, failures))
 
 
@@ -346,9 +437,16 @@ def test_pages_are_full_and_counted_within_the_scope(world: World) -> None:
     everyone = {"Authorization": f"Bearer {world.everyone}"}
     for n in range(5):
         for organisation, team in (HOME, OTHER_TEAM):
-            started = world.client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": f"P-{team}-{n}",
-                                                               "organisation": organisation, "care_team": team},
-                                        headers=everyone)
+            started = world.client.post(
+                "/v1/instances",
+                json={
+                    "pathway_id": PATHWAY,
+                    "patient_ref": f"P-{team}-{n}",
+                    "organisation": organisation,
+                    "care_team": team,
+                },
+                headers=everyone,
+            )
             assert started.status_code == 201
     seen: list[str] = []
     cursor = ""
@@ -367,19 +465,30 @@ def test_body_routes_reach_only_the_callers_patients(world: World) -> None:
     """A start names its team (a system token of another team may not); a message reaches only instances in scope."""
     system = world.headers("system")
     for where, status in ((HOME, 201), (OTHER_TEAM, 403), (OTHER_ORG, 403)):
-        response = world.client.post("/v1/instances", headers=system, json={
-            "pathway_id": PATHWAY, "patient_ref": f"NEW-{where[0]}-{where[1]}", "organisation": where[0],
-            "care_team": where[1]})
+        response = world.client.post(
+            "/v1/instances",
+            headers=system,
+            json={
+                "pathway_id": PATHWAY,
+                "patient_ref": f"NEW-{where[0]}-{where[1]}",
+                "organisation": where[0],
+                "care_team": where[1],
+            },
+        )
         assert response.status_code == status, response.json
     # Without a team, a token with one team starts in it.
     placed = world.client.post("/v1/instances", headers=system, json={"pathway_id": PATHWAY, "patient_ref": "NEW-2"})
     assert (placed.json["organisation"], placed.json["care_team"]) == HOME
     # A message to another team's patient finds nothing to deliver, as for a patient who does not exist.
     for where in (OTHER_TEAM, OTHER_ORG):
-        hidden = world.client.post("/v1/messages", headers=system, json={
-            "name": "warning_sign_reported", "instance_id": world.places[where].instance_id})
-        missing = world.client.post("/v1/messages", headers=system, json={
-            "name": "warning_sign_reported", "instance_id": str(uuid.uuid4())})
+        hidden = world.client.post(
+            "/v1/messages",
+            headers=system,
+            json={"name": "warning_sign_reported", "instance_id": world.places[where].instance_id},
+        )
+        missing = world.client.post(
+            "/v1/messages", headers=system, json={"name": "warning_sign_reported", "instance_id": str(uuid.uuid4())}
+        )
         assert (hidden.status_code, hidden.json["detail"]) == (missing.status_code, missing.json["detail"])
 
 
@@ -407,13 +516,18 @@ def test_a_clinician_of_the_team_moves_the_patient_with_a_reason(world: World) -
     # the other team's clinician cannot take a patient (the instance is not found for them).
     taken = world.client.put(f"{url}/care-team", json={"care_team": "lung", "reason": "referral"}, headers=lung)
     assert taken.status_code == 404
-    for body, named in (({"care_team": "lung", "reason": "because I said so"}, "/reason"),
-                        ({"care_team": "Dr Smith's team", "reason": "referral"}, "/care_team"),
-                        ({"care_team": "lung"}, "reason")):
+    for body, named in (
+        ({"care_team": "lung", "reason": "because I said so"}, "/reason"),
+        ({"care_team": "Dr Smith's team", "reason": "referral"}, "/care_team"),
+        ({"care_team": "lung"}, "reason"),
+    ):
         refused = world.client.put(f"{url}/care-team", json=body, headers=world.headers("clinician"))
         assert refused.status_code in (400, 422) and named in json.dumps(refused.json), refused.json
-    moved = world.client.put(f"{url}/care-team", json={"care_team": "lung", "reason": "mdt-decision"},
-                             headers=world.headers("clinician", **{"If-Match": '"1"'}))
+    moved = world.client.put(
+        f"{url}/care-team",
+        json={"care_team": "lung", "reason": "mdt-decision"},
+        headers=world.headers("clinician", **{"If-Match": '"1"'}),
+    )
     assert moved.status_code == 200, moved.json
     assert (moved.json["organisation"], moved.json["care_team"], moved.json["version"]) == ("rx1", "lung", 2)
     # The old team no longer sees the patient; the new one does.
@@ -429,38 +543,43 @@ def test_a_clinician_of_the_team_moves_the_patient_with_a_reason(world: World) -
     # Moving to the team it is in is a conflict; a stale version is refused.
     again = world.client.put(f"{url}/care-team", json={"care_team": "lung", "reason": "referral"}, headers=lung)
     assert again.status_code == 409
-    stale = world.client.put(f"{url}/care-team", json={"care_team": "breast", "reason": "correction"},
-                             headers={**lung, "If-Match": '"1"'})
+    stale = world.client.put(
+        f"{url}/care-team", json={"care_team": "breast", "reason": "correction"}, headers={**lung, "If-Match": '"1"'}
+    )
     assert stale.status_code == 412
 
 
 # --- break-glass ---------------------------------------------------------------------------------------------
 
 
-def test_a_break_glass_read_is_allowed_recorded_and_reported(world: World, caplog: pytest.LogCaptureFixture,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_break_glass_read_is_allowed_recorded_and_reported(
+    world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     place = world.places[OTHER_TEAM]
     url = f"/v1/instances/{place.plan_instance_id}/care-plan"
     note = "Patient collapsed in clinic 4; their team is off site"
     assert world.client.get(url, headers=world.headers("clinician")).status_code == 404
     with caplog.at_level(logging.DEBUG):
-        read = world.client.get(url, headers=world.headers("clinician", **GLASS, **{
-            "CarePath-Break-Glass-Note": note}))
+        read = world.client.get(url, headers=world.headers("clinician", **GLASS, **{"CarePath-Break-Glass-Note": note}))
         assert read.status_code == 200
-        listed = world.client.get(f"/v1/instances?patient_ref={place.plan_patient}",
-                                  headers=world.headers("clinician", **GLASS))
+        listed = world.client.get(
+            f"/v1/instances?patient_ref={place.plan_patient}", headers=world.headers("clinician", **GLASS)
+        )
         assert [i["id"] for i in listed.json["items"]] == [place.plan_instance_id]
     assert note not in caplog.text  # the note is kept in the access log table only
     # An unknown reason, a write, another role: refused, whatever the record.
-    assert world.client.get(url, headers=world.headers("clinician", **{BREAK_GLASS_HEADER: "curiosity"})).status_code \
+    assert (
+        world.client.get(url, headers=world.headers("clinician", **{BREAK_GLASS_HEADER: "curiosity"})).status_code
         == 400
+    )
     assert world.client.get(url, headers=world.headers("system", **GLASS)).status_code == 403
     assert world.client.get(url, headers=world.headers("auditor", **GLASS)).status_code == 403
     # Auditors see break-glass reads, with the reason and note; ordinary reads are not among them.
     report = world.client.get("/v1/access-log?break_glass=true", headers=world.headers("auditor")).json["items"]
     assert {(r["route"], r["status"], r["break_glass_reason"], r["break_glass_note"]) for r in report} == {
         ("GET /v1/instances/<uuid:instance_id>/care-plan", 200, "emergency-care", note),
-        ("GET /v1/instances", 200, "emergency-care", None)}
+        ("GET /v1/instances", 200, "emergency-care", None),
+    }
     assert all(r["break_glass"] and r["instance_id"] == place.plan_instance_id for r in report)
     assert all(r["actor"].startswith("clinician:") for r in report)
     ordinary = world.client.get("/v1/access-log?break_glass=false", headers=world.headers("auditor")).json["items"]
@@ -479,8 +598,7 @@ def test_break_glass_never_crosses_organisations(world: World) -> None:
     place = world.places[OTHER_ORG]
     hidden = world.client.get(f"/v1/instances/{place.instance_id}", headers=world.headers("clinician", **GLASS))
     assert hidden.status_code == 404
-    listed = world.client.get(f"/v1/instances?patient_ref={place.patient}",
-                              headers=world.headers("clinician", **GLASS))
+    listed = world.client.get(f"/v1/instances?patient_ref={place.patient}", headers=world.headers("clinician", **GLASS))
     assert listed.json["items"] == []
 
 
@@ -516,8 +634,11 @@ def test_auditors_see_their_organisations_access_log_and_trails_only(world: Worl
     shown = world.client.get(job.headers["Location"], headers=world.headers("auditor")).json
     assert shown["problems"] == [] and shown["verified"] is True
     with read_only(engine.sessions) as session:
-        counts = dict(session.execute(select(PathwayInstance.organisation, func.count())
-                                      .group_by(PathwayInstance.organisation)).all())
+        counts = dict(
+            session.execute(
+                select(PathwayInstance.organisation, func.count()).group_by(PathwayInstance.organisation)
+            ).all()
+        )
     assert counts["rx2"] > 0 and shown["instances_total"] == shown["instances_checked"] == counts["rx1"]
     # The job of every trail: read by the auditor of every organisation (who reads rx1's job too), never
     # by the auditor of rx1 -- the same 404 as a job that does not exist.
@@ -528,7 +649,8 @@ def test_auditors_see_their_organisations_access_log_and_trails_only(world: Worl
     hidden = world.client.get(every_job.headers["Location"], headers=world.headers("auditor"))
     missing = world.client.get(f"/v1/audit/verifications/{uuid.uuid4()}", headers=world.headers("auditor"))
     assert hidden.status_code == missing.status_code == 404
-    assert hidden.json["detail"].replace(every_job.json["id"], "x") == \
-        missing.json["detail"].replace(missing.request.path.rsplit("/", 1)[1], "x")
+    assert hidden.json["detail"].replace(every_job.json["id"], "x") == missing.json["detail"].replace(
+        missing.request.path.rsplit("/", 1)[1], "x"
+    )
     rx2_auditor = {"Authorization": f"Bearer {scoped_token(world.app, 'auditor', 'rx2')}"}
     assert world.client.get(job.headers["Location"], headers=rx2_auditor).status_code == 404

@@ -24,32 +24,48 @@ def _in_error(app: Flask, patient_ref: str) -> str:
 def test_a_death_ends_an_instance_in_error_and_refuses_later_starts(app: Flask, client: Any, auth: Any) -> None:
     stopped = _in_error(app, "MRN-7001")
     running = start(client, auth, "MRN-7001").json["id"]  # the test pathway does not listen for the message
-    answer = client.post("/v1/messages", headers=auth("system"),
-                         json={"name": "patient_died", "patient_ref": "MRN-7001"})
+    answer = client.post(
+        "/v1/messages", headers=auth("system"), json={"name": "patient_died", "patient_ref": "MRN-7001"}
+    )
     assert answer.status_code == 200, answer.json
     assert sorted((i["id"], i["status"]) for i in answer.json["delivered"]) == sorted(
-        [(stopped, "cancelled"), (running, "cancelled")])
-    body = assert_problem(client.post("/v1/instances", headers=auth("system"),
-                                      json={"pathway_id": "test_careplan", "patient_ref": "MRN-7001"}),
-                          409, "patient-deceased")
+        [(stopped, "cancelled"), (running, "cancelled")]
+    )
+    body = assert_problem(
+        client.post(
+            "/v1/instances", headers=auth("system"), json={"pathway_id": "test_careplan", "patient_ref": "MRN-7001"}
+        ),
+        409,
+        "patient-deceased",
+    )
     assert "MRN-7001" not in json.dumps(body)
-    again = client.post("/v1/messages", headers=auth("system"),
-                        json={"name": "patient_died", "patient_ref": "MRN-7001"})
+    again = client.post(
+        "/v1/messages", headers=auth("system"), json={"name": "patient_died", "patient_ref": "MRN-7001"}
+    )
     assert again.status_code == 200 and again.json["delivered"] == []  # nothing left to end: not an error
 
 
 def test_a_bad_death_notice_is_refused_whole(client: Any, auth: Any) -> None:
-    body = assert_problem(client.post("/v1/messages", headers=auth("system"), json={
-        "name": "patient_died", "patient_ref": "MRN-7002", "payload": {"date_of_death": "yesterday"}}),
-        422, "task-data-invalid")
+    body = assert_problem(
+        client.post(
+            "/v1/messages",
+            headers=auth("system"),
+            json={"name": "patient_died", "patient_ref": "MRN-7002", "payload": {"date_of_death": "yesterday"}},
+        ),
+        422,
+        "task-data-invalid",
+    )
     assert [e["field"] for e in body["errors"]] == ["/date_of_death"]
     start(client, auth, "MRN-7002")  # nothing was recorded
 
 
-def test_the_command_line_shows_and_withdraws_a_death_recorded_in_error(app: Flask, client: Any, auth: Any,
-                                                                         test_settings: Any) -> None:
-    env = {"CAREPATH_DATABASE_URL": test_settings.database_url,
-           "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir)}
+def test_the_command_line_shows_and_withdraws_a_death_recorded_in_error(
+    app: Flask, client: Any, auth: Any, test_settings: Any
+) -> None:
+    env = {
+        "CAREPATH_DATABASE_URL": test_settings.database_url,
+        "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir),
+    }
     runner = CliRunner()
     assert runner.invoke(main, ["death-record", "show", "MRN-7003"], env=env).exit_code == 1
     client.post("/v1/messages", headers=auth("system"), json={"name": "patient_died", "patient_ref": "MRN-7003"})
@@ -64,23 +80,36 @@ def test_the_command_line_shows_and_withdraws_a_death_recorded_in_error(app: Fla
 
 
 def test_a_death_ends_the_patients_instances_in_every_team_and_shows_the_sender_only_its_own(
-        app: Flask, client: Any, auth: Any) -> None:
+    app: Flask, client: Any, auth: Any
+) -> None:
     from engine.access import create_token
     from engine.db.session import unit_of_work
 
     engine = app.extensions["carepath"]
     placed = {}
     for team in ("breast", "lung"):
-        started = client.post("/v1/instances", headers=auth("system"), json={
-            "pathway_id": "test_careplan" if team == "breast" else "test_timer_p1d", "patient_ref": "MRN-7004",
-            "organisation": "rx1", "care_team": team, **({"data": {"age": 54}} if team == "breast" else {})})
+        started = client.post(
+            "/v1/instances",
+            headers=auth("system"),
+            json={
+                "pathway_id": "test_careplan" if team == "breast" else "test_timer_p1d",
+                "patient_ref": "MRN-7004",
+                "organisation": "rx1",
+                "care_team": team,
+                **({"data": {"age": 54}} if team == "breast" else {}),
+            },
+        )
         assert started.status_code == 201, started.json
         placed[team] = started.json["id"]
     with unit_of_work(engine.sessions) as session:
-        _, breast_app = create_token(session, "system", "breast team's app", engine.clock, organisation="rx1",
-                                     teams=["breast"])
-    answer = client.post("/v1/messages", headers={"Authorization": f"Bearer {breast_app}"},
-                         json={"name": "patient_died", "patient_ref": "MRN-7004"})
+        _, breast_app = create_token(
+            session, "system", "breast team's app", engine.clock, organisation="rx1", teams=["breast"]
+        )
+    answer = client.post(
+        "/v1/messages",
+        headers={"Authorization": f"Bearer {breast_app}"},
+        json={"name": "patient_died", "patient_ref": "MRN-7004"},
+    )
     assert answer.status_code == 200, answer.json
     assert [i["id"] for i in answer.json["delivered"]] == [placed["breast"]]  # the lung team's is not shown...
     assert engine.instances.get(placed["lung"]).status == "cancelled"  # ...but it ended: no team invites them again

@@ -51,8 +51,16 @@ def test_the_care_plan_item_moves_are_in_the_document() -> None:
     assert update["x-transitions"]["completed"] == []
     assert "proposed -> agreed | declined" in update["description"]
     assert set(update["properties"]["status"]["enum"]) == {
-        "agreed", "declined", "referred", "accepted", "first_contact", "completed", "service_declined",
-        "did_not_attend", "withdrawn"}
+        "agreed",
+        "declined",
+        "referred",
+        "accepted",
+        "first_contact",
+        "completed",
+        "service_declined",
+        "did_not_attend",
+        "withdrawn",
+    }
     assert update["x-transitions-other-items"]["agreed"] == ["declined", "completed"]
 
 
@@ -60,22 +68,26 @@ def test_a_move_the_machine_does_not_allow_is_a_conflict(client: Any, auth: Any)
     ids = care_plan_ids(client, auth)
     instance = client.get(f"/v1/evaluations/{ids['evaluation_id']}", headers=auth("auditor")).json["instance_id"]
     url = f"/v1/instances/{instance}/care-plan/items/{ids['item_id']}"
-    assert_problem(client.patch(url, json={"status": "referred"}, headers=auth("clinician")), 409,
-                   "instance-state-conflict")  # proposed -> referred is not a move
+    assert_problem(
+        client.patch(url, json={"status": "referred"}, headers=auth("clinician")), 409, "instance-state-conflict"
+    )  # proposed -> referred is not a move
     assert client.patch(url, json={"status": "agreed"}, headers=auth("clinician")).status_code == 200
 
 
-@pytest.mark.parametrize("url,field", [
-    ("/v1/instances?status=sleeping", "status"),
-    ("/v1/instances?cursor=zzz", "cursor"),
-    ("/v1/instances?limit=1000", "limit"),
-    ("/v1/tasks?cursor=zzz", "cursor"),
-    ("/v1/tasks?status=completed", "status"),
-    ("/v1/tasks?element=1bad", "element"),
-    ("/v1/tasks?pathway=x", "pathway"),
-    ("/v1/audit/verify?instance_id=nope", "instance_id"),
-    ("/v1/pathways/test_assessment/versions/latest/diagram?file=../x%20y", "file"),
-])
+@pytest.mark.parametrize(
+    "url,field",
+    [
+        ("/v1/instances?status=sleeping", "status"),
+        ("/v1/instances?cursor=zzz", "cursor"),
+        ("/v1/instances?limit=1000", "limit"),
+        ("/v1/tasks?cursor=zzz", "cursor"),
+        ("/v1/tasks?status=completed", "status"),
+        ("/v1/tasks?element=1bad", "element"),
+        ("/v1/tasks?pathway=x", "pathway"),
+        ("/v1/audit/verify?instance_id=nope", "instance_id"),
+        ("/v1/pathways/test_assessment/versions/latest/diagram?file=../x%20y", "file"),
+    ],
+)
 def test_every_bad_query_parameter_is_the_same_problem(client: Any, auth: Any, url: str, field: str) -> None:
     role = "auditor" if "audit" in url or "pathways" in url else "system"
     body = assert_problem(client.get(url, headers=auth(role)), 400, "request-invalid")
@@ -91,5 +103,10 @@ def test_fhir_responses_are_checked_against_fhir_not_the_openapi_document(client
     assert Contract(DOCUMENT).violations("GET", f"{FHIR_BASE}/metadata", 200, headers, b"{}")
     headers["Content-Type"] = "application/fhir+json"
     with pytest.raises(ValueError):  # not a FHIR resource at all
-        Contract(DOCUMENT).violations("GET", f"{FHIR_BASE}/metadata", 200, headers,
-                                      b'{"resourceType": "CapabilityStatement", "status": "sometimes"}')
+        Contract(DOCUMENT).violations(
+            "GET",
+            f"{FHIR_BASE}/metadata",
+            200,
+            headers,
+            b'{"resourceType": "CapabilityStatement", "status": "sometimes"}',
+        )

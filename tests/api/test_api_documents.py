@@ -19,8 +19,12 @@ from engine.db.models import InstanceEvent, TreatmentSummary
 from engine.db.session import unit_of_work
 
 MISSING = "00000000-0000-4000-8000-000000000000"
-SUMMARY_DATA = {"diagnosis": "breast", "summary_treatments": ["Course completed as planned"],
-                "gp_actions": ["Review tiredness <b>and</b> mood"], "follow_up_model": "patient_initiated"}
+SUMMARY_DATA = {
+    "diagnosis": "breast",
+    "summary_treatments": ["Course completed as planned"],
+    "gp_actions": ["Review tiredness <b>and</b> mood"],
+    "follow_up_model": "patient_initiated",
+}
 
 
 def _plan(client: Any, auth: Any, instance_id: str, role: str = "clinician", **headers: str) -> Any:
@@ -28,8 +32,9 @@ def _plan(client: Any, auth: Any, instance_id: str, role: str = "clinician", **h
 
 
 def _item(client: Any, auth: Any, instance_id: str, item_id: str, status: Any, role: str = "clinician") -> Any:
-    return client.patch(f"/v1/instances/{instance_id}/care-plan/items/{item_id}", json={"status": status},
-                        headers=auth(role))
+    return client.patch(
+        f"/v1/instances/{instance_id}/care-plan/items/{item_id}", json={"status": status}, headers=auth(role)
+    )
 
 
 def test_care_plan_is_json_in_english_by_default(client: Any, auth: Any) -> None:
@@ -39,8 +44,11 @@ def test_care_plan_is_json_in_english_by_default(client: Any, auth: Any) -> None
     assert response.headers["Content-Language"] == "en"
     assert response.headers["Vary"] == "Accept, Accept-Language"
     doc = response.json
-    assert (doc["document_type"], doc["language"], doc["instance_id"]) == ("personalised_care_plan", "en",
-                                                                          instance["id"])
+    assert (doc["document_type"], doc["language"], doc["instance_id"]) == (
+        "personalised_care_plan",
+        "en",
+        instance["id"],
+    )
     assert doc["patient_ref"] == "MRN-3003" and doc["agreed"] == [] and doc["declined"] == []
     referral = next(i for i in doc["awaiting_decision"] if i["kind"] == "referral")
     assert referral["code"] == "psychological-support-referral" and referral["status"] == "proposed"
@@ -52,8 +60,14 @@ def test_care_plan_is_json_in_english_by_default(client: Any, auth: Any) -> None
 
 def test_care_plan_language_comes_from_accept_language(client: Any, auth: Any) -> None:
     instance = assessed(client, auth, {"worry_fear_anxiety": 9})
-    for asked, given in (("sv-SE", "sv"), ("sv", "sv"), ("de, sv;q=0.5", "sv"), ("en-GB", "en"), ("de", "en"),
-                         ("*", "en")):
+    for asked, given in (
+        ("sv-SE", "sv"),
+        ("sv", "sv"),
+        ("de, sv;q=0.5", "sv"),
+        ("en-GB", "en"),
+        ("de", "en"),
+        ("*", "en"),
+    ):
         response = _plan(client, auth, instance["id"], **{"Accept-Language": asked})
         assert response.headers["Content-Language"] == given, asked
         assert response.json["language"] == given
@@ -91,19 +105,25 @@ def test_clinician_moves_an_item_on_and_it_is_in_the_trail(app: Flask, client: A
         assert response.status_code == 200, response.json
         body = response.json
         assert (body["id"], body["status"]) == (referral["id"], status)
-        assert body["updated_by"].startswith("clinician:tok_") and body["evaluation_id"] == \
-            referral["why"]["evaluation_id"]
+        assert (
+            body["updated_by"].startswith("clinician:tok_")
+            and body["evaluation_id"] == referral["why"]["evaluation_id"]
+        )
     completed = _plan(client, auth, instance["id"]).json["agreed"]
     assert [(i["id"], i["status"]) for i in completed] == [(referral["id"], "completed")]
     # Each move with who and when, in the care plan the API serves.
     history = completed[0]["history"]
     assert [(h["change"], h["from_status"], h["to_status"]) for h in history] == [
-        ("created", None, "proposed"), *zip(["status"] * 5, ("proposed", *path[:-1]), path, strict=True)]
+        ("created", None, "proposed"),
+        *zip(["status"] * 5, ("proposed", *path[:-1]), path, strict=True),
+    ]
     assert all(h["actor"].startswith("clinician:tok_") for h in history[1:]) and history[0]["actor"] == "engine"
     with unit_of_work(app.extensions["carepath"].sessions) as session:
-        events = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance["id"],
-                                                             InstanceEvent.type == "care_plan_updated")
-                                 .order_by(InstanceEvent.seq)).all()
+        events = session.scalars(
+            select(InstanceEvent)
+            .where(InstanceEvent.instance_id == instance["id"], InstanceEvent.type == "care_plan_updated")
+            .order_by(InstanceEvent.seq)
+        ).all()
     assert [e.actor.split(":")[0] for e in events] == ["clinician"] * 5
     assert [json.loads(e.payload)["status"] for e in events] == list(path)
     # What service measures read: ids, codes, the status, service and urgency; nothing of the patient.
@@ -140,16 +160,23 @@ def test_items_are_found_only_in_their_own_instance(client: Any, auth: Any) -> N
 
 def test_summary_is_a_conflict_until_it_is_written(client: Any, auth: Any) -> None:
     instance = start(client, auth).json
-    body = assert_problem(client.get(f"/v1/instances/{instance['id']}/end-of-treatment-summary",
-                                     headers=auth("clinician")), 409, "instance-state-conflict")
+    body = assert_problem(
+        client.get(f"/v1/instances/{instance['id']}/end-of-treatment-summary", headers=auth("clinician")),
+        409,
+        "instance-state-conflict",
+    )
     assert body["detail"].startswith("no end of treatment summary yet")
-    assert_problem(client.get(f"/v1/instances/{MISSING}/end-of-treatment-summary", headers=auth("clinician")),
-                   404, "not-found")
+    assert_problem(
+        client.get(f"/v1/instances/{MISSING}/end-of-treatment-summary", headers=auth("clinician")), 404, "not-found"
+    )
 
 
 def test_summary_as_json_and_html(client: Any, auth: Any) -> None:
-    response = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-4004",
-                                                  "data": SUMMARY_DATA}, headers=auth("system"))
+    response = client.post(
+        "/v1/instances",
+        json={"pathway_id": PATHWAY, "patient_ref": "MRN-4004", "data": SUMMARY_DATA},
+        headers=auth("system"),
+    )
     url = f"/v1/instances/{response.json['id']}/end-of-treatment-summary"
     doc = client.get(url, headers=auth("system"))
     assert doc.status_code == 200 and doc.headers["Content-Language"] == "en"
@@ -192,8 +219,9 @@ class _NoPango:
             raise OSError("cannot load library 'libpango-1.0-0'")
 
 
-def test_pdf_on_a_server_without_pango_is_503_and_the_page_still_works(client: Any, auth: Any,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pdf_on_a_server_without_pango_is_503_and_the_page_still_works(
+    client: Any, auth: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     instance = assessed(client, auth, {"worry_fear_anxiety": 9})
     monkeypatch.delitem(sys.modules, "weasyprint", raising=False)
     monkeypatch.setattr(sys, "meta_path", [_NoPango(), *sys.meta_path])
@@ -204,11 +232,16 @@ def test_pdf_on_a_server_without_pango_is_503_and_the_page_still_works(client: A
 
 
 def test_summary_benefits_form_and_contacts(client: Any, auth: Any) -> None:
-    data = {**SUMMARY_DATA, "treatment_intent": "palliative", "benefits_form_status": "completed",
-            "gp_practice": "EXAMPLE-GP-2", "named_contact": {"role": "clinical_nurse_specialist",
-                                                            "staff_ref": "STAFF-DEMO-1", "team": "A team"}}
-    response = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-4005", "data": data},
-                           headers=auth("system"))
+    data = {
+        **SUMMARY_DATA,
+        "treatment_intent": "palliative",
+        "benefits_form_status": "completed",
+        "gp_practice": "EXAMPLE-GP-2",
+        "named_contact": {"role": "clinical_nurse_specialist", "staff_ref": "STAFF-DEMO-1", "team": "A team"},
+    }
+    response = client.post(
+        "/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-4005", "data": data}, headers=auth("system")
+    )
     url = f"/v1/instances/{response.json['id']}/end-of-treatment-summary"
     doc = client.get(url, headers=auth("clinician")).json
     assert doc["benefits_form"] == {"form": "SR1", "status": "completed", "label": "Completed"}
@@ -225,33 +258,65 @@ def _phase(app: Flask, instance_id: str, number: int, phase: str, ended_on: str,
     ended = date.fromisoformat(ended_on)
     written = datetime.combine(ended + timedelta(days=10), datetime.min.time(), UTC)
     with unit_of_work(app.extensions["carepath"].sessions) as session:
-        session.add(TreatmentSummary(id=f"00000000-0000-4000-8000-00000000000{number}", instance_id=instance_id,
-                                     number=number, phase=phase, ended_on=ended, due_by=ended + timedelta(weeks=6),
-                                     status="written", opened_at=written, written_at=written,
-                                     written_by="clinician:cns-1", content=json.dumps(content)))
+        session.add(
+            TreatmentSummary(
+                id=f"00000000-0000-4000-8000-00000000000{number}",
+                instance_id=instance_id,
+                number=number,
+                phase=phase,
+                ended_on=ended,
+                due_by=ended + timedelta(weeks=6),
+                status="written",
+                opened_at=written,
+                written_at=written,
+                written_by="clinician:cns-1",
+                content=json.dumps(content),
+            )
+        )
 
 
 def test_each_phase_of_care_has_its_own_summary(app: Flask, client: Any, auth: Any) -> None:
-    legacy = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-4010",
-                                                "data": SUMMARY_DATA}, headers=auth("system")).json["id"]
+    legacy = client.post(
+        "/v1/instances",
+        json={"pathway_id": PATHWAY, "patient_ref": "MRN-4010", "data": SUMMARY_DATA},
+        headers=auth("system"),
+    ).json["id"]
     # A summary written before phases were kept is phase 1.
     listed = client.get(f"/v1/instances/{legacy}/end-of-treatment-summaries", headers=auth("clinician"))
     assert listed.status_code == 200 and [p["number"] for p in listed.json["phases"]] == [1]
-    assert client.get(f"/v1/instances/{legacy}/end-of-treatment-summaries/1", headers=auth("clinician")).json[
-        "gp_actions"] == SUMMARY_DATA["gp_actions"]
+    assert (
+        client.get(f"/v1/instances/{legacy}/end-of-treatment-summaries/1", headers=auth("clinician")).json["gp_actions"]
+        == SUMMARY_DATA["gp_actions"]
+    )
 
-    instance = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-4011",
-                                                  "data": {"diagnosis": "breast"}}, headers=auth("system")).json["id"]
-    _phase(app, instance, 1, "first_line", "2026-03-02", {**SUMMARY_DATA, "completed_on": "2026-03-02",
-                                                          "gp_actions": ["first"]})
-    _phase(app, instance, 2, "recurrence", "2027-05-10", {**SUMMARY_DATA, "completed_on": "2027-05-10",
-                                                          "gp_actions": ["second"]})
+    instance = client.post(
+        "/v1/instances",
+        json={"pathway_id": PATHWAY, "patient_ref": "MRN-4011", "data": {"diagnosis": "breast"}},
+        headers=auth("system"),
+    ).json["id"]
+    _phase(
+        app,
+        instance,
+        1,
+        "first_line",
+        "2026-03-02",
+        {**SUMMARY_DATA, "completed_on": "2026-03-02", "gp_actions": ["first"]},
+    )
+    _phase(
+        app,
+        instance,
+        2,
+        "recurrence",
+        "2027-05-10",
+        {**SUMMARY_DATA, "completed_on": "2027-05-10", "gp_actions": ["second"]},
+    )
     url = f"/v1/instances/{instance}/end-of-treatment-summaries"
     listed = client.get(url, headers=auth("auditor", **{"Accept-Language": "sv"}))
     assert listed.headers["Content-Language"] == "sv"
     assert [(p["number"], p["code"], p["ended_on"], p["label"]) for p in listed.json["phases"]] == [
         (1, "first_line", "2026-03-02", "Första behandlingen"),
-        (2, "recurrence", "2027-05-10", "Behandling av återfall")]
+        (2, "recurrence", "2027-05-10", "Behandling av återfall"),
+    ]
     first, second = (client.get(f"{url}/{n}", headers=auth("clinician")).json for n in (1, 2))
     assert (first["completed_on"], first["gp_actions"], first["phase"]["number"]) == ("2026-03-02", ["first"], 1)
     assert (second["completed_on"], second["gp_actions"], second["phase"]["number"]) == ("2027-05-10", ["second"], 2)
@@ -264,21 +329,36 @@ def test_each_phase_of_care_has_its_own_summary(app: Flask, client: Any, auth: A
     assert_problem(client.get(f"{url}/3", headers=auth("clinician")), 404, "not-found")
     for bad in ("0", "1000", "x", "-1"):
         assert client.get(f"{url}/{bad}", headers=auth("clinician")).status_code == 404
-    assert_problem(client.get(f"/v1/instances/{MISSING}/end-of-treatment-summaries", headers=auth("clinician")),
-                   404, "not-found")
+    assert_problem(
+        client.get(f"/v1/instances/{MISSING}/end-of-treatment-summaries", headers=auth("clinician")), 404, "not-found"
+    )
 
 
 def test_overdue_summaries_are_listed_with_the_tasks_for_the_named_contact(app: Flask, client: Any, auth: Any) -> None:
     instance = start(client, auth).json["id"]
     assert client.get("/v1/tasks", headers=auth("clinician")).json["summaries_overdue"] == []
     with unit_of_work(app.extensions["carepath"].sessions) as session:
-        session.add(TreatmentSummary(id="00000000-0000-4000-8000-0000000000b1", instance_id=instance, number=1,
-                                     phase="first_line", ended_on=date(2026, 1, 1), due_by=date(2026, 2, 12),
-                                     status="due", opened_at=datetime(2026, 1, 1, tzinfo=UTC),
-                                     overdue_at=datetime(2026, 2, 13, tzinfo=UTC), assignee="STAFF-1"))
+        session.add(
+            TreatmentSummary(
+                id="00000000-0000-4000-8000-0000000000b1",
+                instance_id=instance,
+                number=1,
+                phase="first_line",
+                ended_on=date(2026, 1, 1),
+                due_by=date(2026, 2, 12),
+                status="due",
+                opened_at=datetime(2026, 1, 1, tzinfo=UTC),
+                overdue_at=datetime(2026, 2, 13, tzinfo=UTC),
+                assignee="STAFF-1",
+            )
+        )
     [task] = client.get("/v1/tasks", headers=auth("clinician")).json["summaries_overdue"]
     assert (task["kind"], task["instance_id"], task["assignee"], task["due_by"]) == (
-        "summary_overdue", instance, "STAFF-1", "2026-02-12")
+        "summary_overdue",
+        instance,
+        "STAFF-1",
+        "2026-02-12",
+    )
     assert client.get("/v1/tasks?patient_ref=MRN-9999", headers=auth("clinician")).json["summaries_overdue"] == []
     listed = client.get(f"/v1/instances/{instance}/end-of-treatment-summaries", headers=auth("clinician")).json
     assert [(p["status"], p["overdue"]) for p in listed["phases"]] == [("due", True)]

@@ -21,8 +21,9 @@ def test_malformed_json_is_400(client: Any, auth: Any) -> None:
 
 
 def test_wrong_content_type_is_415(client: Any, auth: Any) -> None:
-    response = client.post("/v1/instances", data="pathway_id=x", content_type="application/x-www-form-urlencoded",
-                           headers=auth("system"))
+    response = client.post(
+        "/v1/instances", data="pathway_id=x", content_type="application/x-www-form-urlencoded", headers=auth("system")
+    )
     assert_problem(response, 415, "unsupported-media-type")
     response = client.post("/v1/pathways", json={"files": []}, headers=auth("author"))
     assert_problem(response, 415, "unsupported-media-type")
@@ -42,8 +43,10 @@ def test_unknown_route_and_method(client: Any, auth: Any) -> None:
 
 
 def test_request_id_is_echoed_when_well_formed_else_generated(client: Any, auth: Any) -> None:
-    assert client.get("/v1/health", headers={"X-Request-ID": "abc-123-def-456"}).headers["X-Request-ID"] == \
-        "abc-123-def-456"
+    assert (
+        client.get("/v1/health", headers={"X-Request-ID": "abc-123-def-456"}).headers["X-Request-ID"]
+        == "abc-123-def-456"
+    )
     generated = client.get("/v1/health", headers={"X-Request-ID": "bad id\twith spaces"}).headers["X-Request-ID"]
     assert len(generated) == 32 and " " not in generated
     response = client.get("/v1/pathways", headers={"X-Request-ID": "trace-0001-aaaa"})
@@ -53,11 +56,13 @@ def test_request_id_is_echoed_when_well_formed_else_generated(client: Any, auth:
 def test_errors_never_echo_patient_data(client: Any, auth: Any) -> None:
     responses = [
         client.post("/v1/instances", json={"pathway_id": "missing", "patient_ref": SECRET_REF}, headers=auth("system")),
-        client.post("/v1/messages", json={"name": "warning_sign_reported", "patient_ref": SECRET_REF},
-                    headers=auth("system")),
+        client.post(
+            "/v1/messages", json={"name": "warning_sign_reported", "patient_ref": SECRET_REF}, headers=auth("system")
+        ),
         client.get(f"/v1/instances?patient_ref={SECRET_REF}&cursor=bad", headers=auth("system")),
-        client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": SECRET_REF + " Smith"},
-                    headers=auth("system")),
+        client.post(
+            "/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": SECRET_REF + " Smith"}, headers=auth("system")
+        ),
     ]
     for response in responses:
         assert response.status_code >= 400
@@ -65,7 +70,8 @@ def test_errors_never_echo_patient_data(client: Any, auth: Any) -> None:
 
 
 def test_unexpected_errors_are_500_without_detail_and_logged_without_values(
-        app: Flask, client: Any, auth: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Flask, client: Any, auth: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def explode() -> None:
         raise RuntimeError(f"database said: parameters ({SECRET_REF!r}, 9)")
 
@@ -80,29 +86,38 @@ def test_unexpected_errors_are_500_without_detail_and_logged_without_values(
 
 
 def test_log_filter_redacts_query_strings_and_exception_messages() -> None:
-    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '%s - - "%s" %s -',
-                               ("127.0.0.1", f"GET /v1/instances?patient_ref={SECRET_REF}&limit=5 HTTP/1.1", "200"),
-                               None)
+    record = logging.LogRecord(
+        "werkzeug",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - - "%s" %s -',
+        ("127.0.0.1", f"GET /v1/instances?patient_ref={SECRET_REF}&limit=5 HTTP/1.1", "200"),
+        None,
+    )
     assert PatientDataFilter().filter(record)
     assert SECRET_REF not in record.getMessage() and "/v1/instances?[query redacted]" in record.getMessage()
     try:
         raise ValueError(SECRET_REF)
     except ValueError as exc:
-        failed = logging.LogRecord("api", logging.ERROR, __file__, 1, "failed", None, (type(exc), exc,
-                                                                                       exc.__traceback__))
+        failed = logging.LogRecord(
+            "api", logging.ERROR, __file__, 1, "failed", None, (type(exc), exc, exc.__traceback__)
+        )
     PatientDataFilter().filter(failed)
     text = logging.Formatter().format(failed)
     assert "ValueError" in text and SECRET_REF not in text
 
 
-def test_no_patient_data_in_app_logs_for_a_whole_flow(client: Any, auth: Any,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_no_patient_data_in_app_logs_for_a_whole_flow(client: Any, auth: Any, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         instance = start(client, auth, SECRET_REF).json
         client.get(f"/v1/instances?patient_ref={SECRET_REF}", headers=auth("system"))
         client.post("/v1/messages", json={"name": "nothing", "patient_ref": SECRET_REF}, headers=auth("system"))
-        client.post(f"/v1/instances/{instance['id']}/tasks/{instance['ready_tasks'][0]['id']}/complete",
-                    json={"data": {"anxiety": SECRET_REF}}, headers=auth("system"))
+        client.post(
+            f"/v1/instances/{instance['id']}/tasks/{instance['ready_tasks'][0]['id']}/complete",
+            json={"data": {"anxiety": SECRET_REF}},
+            headers=auth("system"),
+        )
     assert SECRET_REF not in caplog.text
 
 

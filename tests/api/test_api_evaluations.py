@@ -42,8 +42,12 @@ def test_one_evaluation_with_the_rule_text_it_used(client: Any, auth: Any) -> No
     assert facts["concern:fatigue"]["score"] == 2 and facts["context"]["age"] == 54
     assert body["rule_file"] == "supportive_care.yaml"
     assert "id: psych-support-urgent" in body["rule_text"]
-    assert set(body["catalogue_texts"]) == {"concerns.yaml", "interventions.yaml", "services.yaml",
-                                            "warning_signs.yaml"}  # the catalogue in use, warning signs too
+    assert set(body["catalogue_texts"]) == {
+        "concerns.yaml",
+        "interventions.yaml",
+        "services.yaml",
+        "warning_signs.yaml",
+    }  # the catalogue in use, warning signs too
     # No server folders (the files' own texts may hold any URL: a warning sign's guidance cites web pages).
     assert "/rules/" not in json.dumps({k: v for k, v in body.items() if k not in ("rule_text", "catalogue_texts")})
     assert_problem(client.get(f"/v1/evaluations/{MISSING}", headers=auth("clinician")), 404, "not-found")
@@ -52,15 +56,23 @@ def test_one_evaluation_with_the_rule_text_it_used(client: Any, auth: Any) -> No
 
 def test_why_a_referral_was_proposed(client: Any, auth: Any) -> None:
     _, evaluation_id = _evaluation_id(client, auth, {"worry_fear_anxiety": 9, "fatigue": 2})
-    response = client.get(f"/v1/evaluations/{evaluation_id}/explanation?why=psychological-support-referral",
-                          headers=auth("auditor"))
+    response = client.get(
+        f"/v1/evaluations/{evaluation_id}/explanation?why=psychological-support-referral", headers=auth("auditor")
+    )
     assert response.status_code == 200
     body = response.json
     assert (body["kind"], body["made"], body["code"]) == ("why", True, "psychological-support-referral")
     [reason] = body["reasons"]
     assert reason["rule_id"] == "psych-support-urgent" and reason["guidance"][0]["source"] == "NICE CSG4"
-    assert reason["matched"] == [{"id": "concern:worry_fear_anxiety", "t": "concern", "code": "worry_fear_anxiety",
-                                  "domain": "emotional", "score": 9}]
+    assert reason["matched"] == [
+        {
+            "id": "concern:worry_fear_anxiety",
+            "t": "concern",
+            "code": "worry_fear_anxiety",
+            "domain": "emotional",
+            "score": 9,
+        }
+    ]
     assert reason["loc"]["file"] == "supportive_care.yaml" and reason["loc"]["line"] > 0
     assert "'psychological-support-referral' was proposed by 1 rule(s)" in body["text"]
     assert "[supportive_care.yaml:" in body["text"] and "/rules/" not in response.get_data(as_text=True)
@@ -87,6 +99,7 @@ def test_explanation_needs_exactly_one_valid_code(client: Any, auth: Any) -> Non
     for query in ("", "?why=a&why_not=b", "?why=has%20space", "?why_not=" + "x" * 101, "?because=a"):
         body = assert_problem(client.get(url + query, headers=auth("auditor")), 400, "request-invalid")
         assert body["errors"], query
-    assert_problem(client.get(f"/v1/evaluations/{MISSING}/explanation?why=x", headers=auth("auditor")),
-                   404, "not-found")
+    assert_problem(
+        client.get(f"/v1/evaluations/{MISSING}/explanation?why=x", headers=auth("auditor")), 404, "not-found"
+    )
     assert_problem(client.get(f"{url}?why=x", headers=auth("author")), 403, "forbidden")

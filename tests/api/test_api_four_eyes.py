@@ -20,15 +20,25 @@ from engine.access import create_token
 from engine.db.session import unit_of_work
 
 TESTS = Path(__file__).resolve().parent.parent
-CHANGED = (TESTS / "pathways" / "assessment.bpmn").read_bytes().replace(
-    b'name="Test assessment pathway"', b'name="Test assessment pathway v2"')
+CHANGED = (
+    (TESTS / "pathways" / "assessment.bpmn")
+    .read_bytes()
+    .replace(b'name="Test assessment pathway"', b'name="Test assessment pathway v2"')
+)
 
 
 @pytest.fixture
 def app(deployed_database_url: str, clock: ManualClock) -> Iterator[Flask]:
     """The app as a production server runs it: four eyes on (the default)."""
-    app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
-                      "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": deployed_database_url,
+            "PATHWAYS_DIR": TESTS / "pathways",
+            "CLOCK": clock,
+            "AUTH_CACHE_SECONDS": 0,
+        }
+    )
     app.test_client_class = ContractClient
     try:
         yield app
@@ -45,8 +55,12 @@ def _held(app: Flask, staff_id: str | None, role: str = "author") -> dict[str, s
 
 
 def _deploy(client: Any, headers: dict[str, str]) -> dict[str, Any]:
-    response = client.post("/v1/pathways", data={"files": [(BytesIO(CHANGED), "assessment.bpmn")]},
-                           content_type="multipart/form-data", headers=headers)
+    response = client.post(
+        "/v1/pathways",
+        data={"files": [(BytesIO(CHANGED), "assessment.bpmn")]},
+        content_type="multipart/form-data",
+        headers=headers,
+    )
     assert response.status_code == 201, response.json
     [info] = response.json["items"]
     return dict(info)
@@ -101,8 +115,9 @@ def test_a_migration_is_asked_for_by_one_author_and_approved_by_another(app: Fla
     started = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-7"}, headers=system).json
     pending = _deploy(client, alice)
     client.post(f"/v1/pathways/{PATHWAY}/versions/{pending['version']}/activation", headers=bob)
-    moving = assert_problem(client.post(f"/v1/pathways/{PATHWAY}/migrate", json={"dry_run": False}, headers=alice),
-                            403, "four-eyes")
+    moving = assert_problem(
+        client.post(f"/v1/pathways/{PATHWAY}/migrate", json={"dry_run": False}, headers=alice), 403, "four-eyes"
+    )
     assert "migration request" in moving["detail"]
     assert client.post(f"/v1/pathways/{PATHWAY}/migrate", json={"dry_run": True}, headers=alice).status_code == 200
 
@@ -115,8 +130,10 @@ def test_a_migration_is_asked_for_by_one_author_and_approved_by_another(app: Fla
     url = f"/v1/pathways/{PATHWAY}/migration-requests/{request['id']}/approval"
     assert_problem(client.post(url, headers=alice), 403, "four-eyes")
     assert_problem(client.post(url, headers=_held(app, "alice")), 403, "four-eyes")
-    assert client.get(f"/v1/instances/{started['id']}", headers=system).json["pathway_version"] == \
-        started["pathway_version"]
+    assert (
+        client.get(f"/v1/instances/{started['id']}", headers=system).json["pathway_version"]
+        == started["pathway_version"]
+    )
 
     approved = client.post(url, headers=bob)
     assert approved.status_code == 200, approved.json
@@ -126,18 +143,28 @@ def test_a_migration_is_asked_for_by_one_author_and_approved_by_another(app: Fla
     assert_problem(client.post(url, headers=_held(app, "carol")), 409, "version-state-conflict")
     listed = client.get(f"/v1/pathways/{PATHWAY}/migration-requests", headers=_held(app, None, "auditor")).json
     assert [(r["id"], r["requested_by"], r["approved_by"]) for r in listed["items"]] == [
-        (request["id"], request["requested_by"], approved.json["approved_by"])]
+        (request["id"], request["requested_by"], approved.json["approved_by"])
+    ]
     assert_problem(client.get(f"/v1/pathways/{PATHWAY}/migration-requests", headers=system), 403, "forbidden")
     other = f"/v1/pathways/test_triage/migration-requests/{request['id']}/approval"
     assert_problem(client.post(other, headers=bob), 404, "not-found")
 
 
 def test_a_rule_set_version_is_recorded_pending_and_activated_by_a_second_author(
-        deployed_database_url: str, clock: ManualClock, tmp_path: Path) -> None:
+    deployed_database_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(TESTS.parent / "rules", rules, ignore=shutil.ignore_patterns("__pycache__", "tests"))
-    app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
-                      "RULES_DIR": rules, "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": deployed_database_url,
+            "PATHWAYS_DIR": TESTS / "pathways",
+            "RULES_DIR": rules,
+            "CLOCK": clock,
+            "AUTH_CACHE_SECONDS": 0,
+        }
+    )
     app.test_client_class = ContractClient
     app.extensions["carepath"].rules.recheck_seconds = 0  # see a changed file at once (a server: within a second)
     client = app.test_client()
@@ -159,21 +186,31 @@ def test_a_rule_set_version_is_recorded_pending_and_activated_by_a_second_author
         assert activated.status_code == 200 and activated.json["active"], activated.json
         listed = client.get("/v1/rule-sets/supportive_care/versions", headers=_held(app, None, "auditor")).json
         assert [(v["version"], v["active"]) for v in listed["items"]] == [
-            (pending["version"], True), (bootstrap["version"], False)]
+            (pending["version"], True),
+            (bootstrap["version"], False),
+        ]
         assert_problem(client.post(url, headers=_held(app, "carol")), 409, "version-state-conflict")
         assert_problem(client.get("/v1/rule-sets/nope/versions", headers=alice), 404, "not-found")
     finally:
         app.extensions["carepath"].close()
 
 
-def test_a_person_signed_in_is_the_same_person_as_their_token(deployed_database_url: str,
-                                                             clock: ManualClock) -> None:
+def test_a_person_signed_in_is_the_same_person_as_their_token(deployed_database_url: str, clock: ManualClock) -> None:
     """OpenID Connect: alice deploys with her token and cannot activate with her provider's access token
     (nor with a second one); bob, signed in, can."""
     with serve(FakeProvider(), clock.now()) as fake:
-        app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
-                          "CLOCK": clock, "AUTH_CACHE_SECONDS": 0, "OIDC_ISSUER": fake.issuer,
-                          "OIDC_AUDIENCE": AUDIENCE, "OIDC_STAFF_ID_CLAIM": "preferred_username"})
+        app = create_app(
+            {
+                "TESTING": True,
+                "DATABASE_URL": deployed_database_url,
+                "PATHWAYS_DIR": TESTS / "pathways",
+                "CLOCK": clock,
+                "AUTH_CACHE_SECONDS": 0,
+                "OIDC_ISSUER": fake.issuer,
+                "OIDC_AUDIENCE": AUDIENCE,
+                "OIDC_STAFF_ID_CLAIM": "preferred_username",
+            }
+        )
         app.test_client_class = ContractClient
         client = app.test_client()
         try:

@@ -48,8 +48,11 @@ def test_a_refused_deploy_lists_what_validate_lists(client: Any, auth: Any) -> N
         assert report["valid"] is False
         body = assert_problem(_upload(client, auth, "/v1/pathways", files), 422, "diagram-invalid")
         assert body["errors"] == report["problems"]
-        assert all(error["file"] == name and error["line"] for error in body["errors"]
-                   if error["code"] != "start-schema-missing")
+        assert all(
+            error["file"] == name and error["line"]
+            for error in body["errors"]
+            if error["code"] != "start-schema-missing"
+        )
         errors = [e for e in body["errors"] if e["code"] != "start-schema-missing"]  # that one is a warning
         assert "severity" not in errors[0]  # an error, as every problem was before severities
 

@@ -41,8 +41,11 @@ def test_start_refuses_bad_input_naming_the_fields(client: Any, auth: Any) -> No
     body = assert_problem(response, 400, "request-invalid")
     assert {e["field"] for e in body["errors"]} == {"/pathway_id", "/patient_ref", "/data"}
     assert "John" not in response.get_data(as_text=True)
-    assert_problem(client.post("/v1/instances", json={"pathway_id": "nope", "patient_ref": "MRN-1"},
-                               headers=auth("system")), 404, "not-found")
+    assert_problem(
+        client.post("/v1/instances", json={"pathway_id": "nope", "patient_ref": "MRN-1"}, headers=auth("system")),
+        404,
+        "not-found",
+    )
 
 
 def test_start_is_idempotent_per_key(app: Flask, client: Any, auth: Any) -> None:
@@ -52,20 +55,32 @@ def test_start_is_idempotent_per_key(app: Flask, client: Any, auth: Any) -> None
     assert again.headers["Location"] == first.headers["Location"]
     assert again.headers["Idempotent-Replayed"] == "true"
     assert _count(app, PathwayInstance) == 1
-    other = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-2"},
-                        headers=auth("system", **{"Idempotency-Key": "start-abc-1"}))
+    other = client.post(
+        "/v1/instances",
+        json={"pathway_id": PATHWAY, "patient_ref": "MRN-2"},
+        headers=auth("system", **{"Idempotency-Key": "start-abc-1"}),
+    )
     body = assert_problem(other, 422, "idempotency-key-reused")
     assert body["errors"] == [{"field": "Idempotency-Key", "message": "already used with another method, path or body"}]
     assert _count(app, PathwayInstance) == 1
     assert _count(app, IdempotencyRecord) == 1
     # A failure is not remembered: the same key may be used again once the request is corrected.
-    bad = client.post("/v1/instances", json={"pathway_id": "nope", "patient_ref": "MRN-3"},
-                      headers=auth("system", **{"Idempotency-Key": "k2"}))
+    bad = client.post(
+        "/v1/instances",
+        json={"pathway_id": "nope", "patient_ref": "MRN-3"},
+        headers=auth("system", **{"Idempotency-Key": "k2"}),
+    )
     assert_problem(bad, 404, "not-found")
     assert _count(app, IdempotencyRecord) == 1
-    assert_problem(client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-3"},
-                               headers=auth("system", **{"Idempotency-Key": "bad key with spaces"})),
-                   400, "request-invalid")
+    assert_problem(
+        client.post(
+            "/v1/instances",
+            json={"pathway_id": PATHWAY, "patient_ref": "MRN-3"},
+            headers=auth("system", **{"Idempotency-Key": "bad key with spaces"}),
+        ),
+        400,
+        "request-invalid",
+    )
 
 
 def test_list_filters_and_paginates_with_an_opaque_cursor(client: Any, auth: Any, clock: Any) -> None:
@@ -84,16 +99,26 @@ def test_list_filters_and_paginates_with_an_opaque_cursor(client: Any, auth: Any
     assert seen == ids
     mine = client.get("/v1/instances?patient_ref=MRN-1", headers=auth("auditor")).json["items"]
     assert [i["id"] for i in mine] == [ids[1]]
-    assert client.get(f"/v1/instances?pathway_id={PATHWAY}&status=running",
-                      headers=auth("system")).json["items"][0]["id"] == ids[0]
+    assert (
+        client.get(f"/v1/instances?pathway_id={PATHWAY}&status=running", headers=auth("system")).json["items"][0]["id"]
+        == ids[0]
+    )
     assert client.get("/v1/instances?status=cancelled", headers=auth("system")).json["items"] == []
     assert client.get("/v1/instances?due_before=2030-01-01T00:00:00Z", headers=auth("system")).json["items"] == []
 
 
-@pytest.mark.parametrize("query,field", [("limit=0", "limit"), ("limit=x", "limit"), ("cursor=zzz", "cursor"),
-                                         ("status=sleeping", "status"), ("due_before=tomorrow", "due_before"),
-                                         ("due_before=2026-01-01T00:00:00", "due_before"),
-                                         ("patient_ref=John%20Smith", "patient_ref")])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("cursor=zzz", "cursor"),
+        ("status=sleeping", "status"),
+        ("due_before=tomorrow", "due_before"),
+        ("due_before=2026-01-01T00:00:00", "due_before"),
+        ("patient_ref=John%20Smith", "patient_ref"),
+    ],
+)
 def test_list_refuses_bad_parameters(client: Any, auth: Any, query: str, field: str) -> None:
     # The same problem type whichever layer finds the parameter bad (issue 17, point 6).
     body = assert_problem(client.get(f"/v1/instances?{query}", headers=auth("system")), 400, "request-invalid")
@@ -108,8 +133,9 @@ def test_due_before_finds_instances_waiting_on_a_timer(client: Any, auth: Any) -
     assert instance["next_due_at"] is not None and instance["ready_tasks"] == []
     due = client.get("/v1/instances?due_before=2030-01-01T00:00:00Z", headers=auth("system")).json["items"]
     assert [i["id"] for i in due] == [instance["id"]]
-    assert client.get("/v1/instances?due_before=2026-02-01T00:00:00%2B00:00",
-                      headers=auth("system")).json["items"] == []
+    assert (
+        client.get("/v1/instances?due_before=2026-02-01T00:00:00%2B00:00", headers=auth("system")).json["items"] == []
+    )
 
 
 def test_suspend_resume_cancel_with_if_match(app: Flask, client: Any, auth: Any) -> None:
@@ -117,8 +143,9 @@ def test_suspend_resume_cancel_with_if_match(app: Flask, client: Any, auth: Any)
     url = f"/v1/instances/{instance['id']}"
     stale = client.post(url + "/suspend", json={}, headers=auth("clinician", **{"If-Match": '"7"'}))
     assert_problem(stale, 412, "stale-version")
-    suspended = client.post(url + "/suspend", json={"reason": "admitted"},
-                            headers=auth("clinician", **{"If-Match": '"1"'}))
+    suspended = client.post(
+        url + "/suspend", json={"reason": "admitted"}, headers=auth("clinician", **{"If-Match": '"1"'})
+    )
     assert suspended.status_code == 200 and suspended.json["status"] == "suspended"
     assert suspended.headers["ETag"] == f'"{suspended.json["version"]}"' and suspended.json["version"] == 2
     assert_problem(client.post(url + "/suspend", headers=auth("system")), 409, "instance-state-conflict")
@@ -133,6 +160,7 @@ def test_suspend_resume_cancel_with_if_match(app: Flask, client: Any, auth: Any)
 
 
 def test_unknown_instances_are_404(client: Any, auth: Any) -> None:
-    assert_problem(client.get("/v1/instances/00000000-0000-4000-8000-000000000000", headers=auth("system")),
-                   404, "not-found")
+    assert_problem(
+        client.get("/v1/instances/00000000-0000-4000-8000-000000000000", headers=auth("system")), 404, "not-found"
+    )
     assert_problem(client.get("/v1/instances/not-a-uuid", headers=auth("system")), 404, "not-found")

@@ -17,8 +17,12 @@ V2 = ASSESSMENT.replace(EXTRA_FIELD, EXTRA_FIELD + b'\n<camunda:formField id="sl
 
 
 def _deploy(client: Any, auth: Any, diagram: bytes) -> str:
-    response = client.post("/v1/pathways", data={"files": [(BytesIO(diagram), "assessment.bpmn")]},
-                           content_type="multipart/form-data", headers=auth("author"))
+    response = client.post(
+        "/v1/pathways",
+        data={"files": [(BytesIO(diagram), "assessment.bpmn")]},
+        content_type="multipart/form-data",
+        headers=auth("author"),
+    )
     assert response.status_code == 201, response.json
     version: str = response.json["items"][0]["version"]
     return version
@@ -89,8 +93,9 @@ class _Notifier:
 def test_retry_an_instance_in_error(app: Flask, client: Any, auth: Any) -> None:
     notifier = _Notifier()
     app.extensions["carepath"].instances.operators["test.notify"] = notifier
-    started = client.post("/v1/instances", json={"pathway_id": "test_service_step", "patient_ref": "MRN-5"},
-                          headers=auth("system")).json
+    started = client.post(
+        "/v1/instances", json={"pathway_id": "test_service_step", "patient_ref": "MRN-5"}, headers=auth("system")
+    ).json
     failed = complete(client, auth, started, {"distress": 8}).json
     assert failed["status"] == "error" and failed["incident"]["element"] == "notify"
     url = f"/v1/instances/{started['id']}/retry"
@@ -98,8 +103,9 @@ def test_retry_an_instance_in_error(app: Flask, client: Any, auth: Any) -> None:
     still = client.post(url, headers=auth("system"))  # the service is still down: a new incident
     assert still.status_code == 200 and still.json["status"] == "error"
     assert still.headers["ETag"] == f'"{still.json["version"]}"'
-    assert_problem(client.post(url, headers=auth("clinician", **{"If-Match": f'"{failed["version"]}"'})),
-                   412, "stale-version")
+    assert_problem(
+        client.post(url, headers=auth("clinician", **{"If-Match": f'"{failed["version"]}"'})), 412, "stale-version"
+    )
     notifier.up = True
     retried = client.post(url, headers=auth("clinician", **{"If-Match": still.headers["ETag"]}))
     assert retried.status_code == 200, retried.json

@@ -31,12 +31,15 @@ def test_the_hash_chain_covers_the_staff_member(app: Flask, client: Any, auth: A
     verify = f"/v1/audit/verify?instance_id={instance['id']}"
     assert client.get(verify, headers=auth("auditor")).json["verified"] is True
     with unit_of_work(app.extensions["carepath"].sessions) as session:
-        actor = session.scalar(select(InstanceEvent.actor).where(InstanceEvent.instance_id == instance["id"],
-                                                                 InstanceEvent.seq == 1))
+        actor = session.scalar(
+            select(InstanceEvent.actor).where(InstanceEvent.instance_id == instance["id"], InstanceEvent.seq == 1)
+        )
         assert actor.endswith(" for staff:N-4711")
-        session.execute(update(InstanceEvent).where(InstanceEvent.instance_id == instance["id"],
-                                                    InstanceEvent.seq == 1)
-                        .values(actor=actor.replace("N-4711", "N-0001")))
+        session.execute(
+            update(InstanceEvent)
+            .where(InstanceEvent.instance_id == instance["id"], InstanceEvent.seq == 1)
+            .values(actor=actor.replace("N-4711", "N-0001"))
+        )
     report = client.get(verify, headers=auth("auditor")).json
     assert report["verified"] is False and report["problems"][0]["seq"] == 1
 
@@ -44,21 +47,25 @@ def test_the_hash_chain_covers_the_staff_member(app: Flask, client: Any, auth: A
 def test_only_system_tokens_may_act_for_someone(client: Any, auth: Any) -> None:
     instance = start(client, auth, "MRN-4").json
     task = instance["ready_tasks"][0]["id"]
-    refused = client.post(f"/v1/instances/{instance['id']}/tasks/{task}/complete",
-                          json={"data": {"anxiety": 2, "fatigue": 3}},
-                          headers=auth("clinician", **{"X-On-Behalf-Of": "N-4711"}))
+    refused = client.post(
+        f"/v1/instances/{instance['id']}/tasks/{task}/complete",
+        json={"data": {"anxiety": 2, "fatigue": 3}},
+        headers=auth("clinician", **{"X-On-Behalf-Of": "N-4711"}),
+    )
     body = assert_problem(refused, 403, "forbidden")
     assert "only system tokens" in body["detail"]
-    assert_problem(client.get("/v1/pathways", headers=auth("author", **{"X-On-Behalf-Of": "N-4711"})), 403,
-                   "forbidden")
+    assert_problem(client.get("/v1/pathways", headers=auth("author", **{"X-On-Behalf-Of": "N-4711"})), 403, "forbidden")
     events = client.get(f"/v1/instances/{instance['id']}/events", headers=auth("auditor")).json["items"]
     assert [e["type"] for e in events] == ["started"]  # nothing was done
 
 
 def test_a_staff_id_must_be_an_identifier(client: Any, auth: Any) -> None:
     for bad in ("John Smith", "", "x" * 65, "-leading", "N-1\u00e9"):
-        response = client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-5"},
-                               headers=auth("system", **{"X-On-Behalf-Of": bad}))
+        response = client.post(
+            "/v1/instances",
+            json={"pathway_id": PATHWAY, "patient_ref": "MRN-5"},
+            headers=auth("system", **{"X-On-Behalf-Of": bad}),
+        )
         body = assert_problem(response, 400, "input-invalid")
         assert body["errors"][0]["field"] == "X-On-Behalf-Of"
     assert client.get("/v1/instances?patient_ref=MRN-5", headers=auth("auditor")).json["items"] == []

@@ -32,14 +32,19 @@ def test_list_versions_and_diagram(client: Any, auth: Any) -> None:
         diagram = client.get(f"/v1/pathways/{PATHWAY}/versions/{version}/diagram", headers=auth("system"))
         assert diagram.status_code == 200 and diagram.mimetype == "application/xml"
         assert diagram.data == ASSESSMENT
-    shared = client.get(f"/v1/pathways/{PATHWAY}/versions/latest/diagram?file=shared/support.bpmn",
-                        headers=auth("system"))
+    shared = client.get(
+        f"/v1/pathways/{PATHWAY}/versions/latest/diagram?file=shared/support.bpmn", headers=auth("system")
+    )
     assert shared.status_code == 200 and b"offer_support" in shared.data
-    assert_problem(client.get(f"/v1/pathways/{PATHWAY}/versions/latest/diagram?file=x.bpmn",
-                              headers=auth("system")), 404, "not-found")
+    assert_problem(
+        client.get(f"/v1/pathways/{PATHWAY}/versions/latest/diagram?file=x.bpmn", headers=auth("system")),
+        404,
+        "not-found",
+    )
     assert_problem(client.get("/v1/pathways/nope/versions", headers=auth("system")), 404, "not-found")
-    assert_problem(client.get(f"/v1/pathways/{PATHWAY}/versions/zzzz/diagram", headers=auth("system")),
-                   404, "not-found")
+    assert_problem(
+        client.get(f"/v1/pathways/{PATHWAY}/versions/zzzz/diagram", headers=auth("system")), 404, "not-found"
+    )
 
 
 def test_validate_reports_problems_by_uploaded_file_name(client: Any, auth: Any) -> None:
@@ -57,11 +62,15 @@ def test_validate_reports_problems_by_uploaded_file_name(client: Any, auth: Any)
 
 def test_upload_refuses_bad_names(client: Any, auth: Any) -> None:
     for name in ("../evil.bpmn", "/abs.bpmn", "x.exe"):
-        body = assert_problem(_upload(client, auth, "/v1/pathways/validate", {name: ASSESSMENT}), 400,
-                              "request-invalid")
+        body = assert_problem(
+            _upload(client, auth, "/v1/pathways/validate", {name: ASSESSMENT}), 400, "request-invalid"
+        )
         assert body["errors"][0]["field"] == "/files/0"
-    assert_problem(client.post("/v1/pathways", data={}, content_type="multipart/form-data", headers=auth("author")),
-                   400, "request-invalid")
+    assert_problem(
+        client.post("/v1/pathways", data={}, content_type="multipart/form-data", headers=auth("author")),
+        400,
+        "request-invalid",
+    )
 
 
 def test_deploy_a_new_version(app: Flask, client: Any, auth: Any) -> None:

@@ -52,14 +52,16 @@ def test_the_patient_role_has_only_the_patient_actions() -> None:
 
 
 @pytest.mark.parametrize("path,method", OPERATIONS)
-def test_a_patient_walks_every_endpoint(client: Any, auth: Any, patient: dict[str, str], path: str,
-                                        method: str) -> None:
+def test_a_patient_walks_every_endpoint(
+    client: Any, auth: Any, patient: dict[str, str], path: str, method: str
+) -> None:
     """Staff endpoints are forbidden whatever the id; the patient's own are not found for another patient's
     instance, exactly as for an instance nobody has."""
     other = start(client, auth, "MRN-2002").json
     permission = DOCUMENT["paths"][path][method].get("x-permission")
-    response = _call(client, path, method, patient, {"instance_id": other["id"],
-                                                     "task_id": other["ready_tasks"][0]["id"]})
+    response = _call(
+        client, path, method, patient, {"instance_id": other["id"], "task_id": other["ready_tasks"][0]["id"]}
+    )
     if permission is None:
         assert response.status_code < 400
     elif permission not in PATIENT_ACTIONS:
@@ -73,8 +75,9 @@ def test_a_patient_walks_every_endpoint(client: Any, auth: Any, patient: dict[st
         assert response.status_code not in (401, 403) and response.status_code < 500
 
 
-def test_a_patient_reads_their_own_records_and_plan_in_both_languages(client: Any, auth: Any,
-                                                                      patient: dict[str, str]) -> None:
+def test_a_patient_reads_their_own_records_and_plan_in_both_languages(
+    client: Any, auth: Any, patient: dict[str, str]
+) -> None:
     own = start(client, auth, "MRN-1001").json
     start(client, auth, "MRN-2002")
     records = client.get("/v1/me", headers=patient).json
@@ -92,12 +95,14 @@ def test_a_patient_reads_their_own_records_and_plan_in_both_languages(client: An
     assert page.mimetype == "text/html" and "no-store" in page.headers["Cache-Control"]
 
 
-def test_a_patient_submits_their_own_survey_and_no_staff_task(app: Flask, client: Any, auth: Any,
-                                                             patient: dict[str, str], clock: ManualClock) -> None:
+def test_a_patient_submits_their_own_survey_and_no_staff_task(
+    app: Flask, client: Any, auth: Any, patient: dict[str, str], clock: ManualClock
+) -> None:
     own = start(client, auth, "MRN-1001").json
     staff_task = own["ready_tasks"][0]["id"]
-    refused = client.post(f"/v1/me/instances/{own['id']}/forms/{staff_task}",
-                          json={"data": {"anxiety": 1, "fatigue": 1}}, headers=patient)
+    refused = client.post(
+        f"/v1/me/instances/{own['id']}/forms/{staff_task}", json={"data": {"anxiety": 1, "fatigue": 1}}, headers=patient
+    )
     assert_problem(refused, 404, "not-found")
     own = waiting(client, auth, "MRN-1001", own)
     clock.advance(timedelta(days=560))
@@ -109,27 +114,29 @@ def test_a_patient_submits_their_own_survey_and_no_staff_task(app: Flask, client
     invalid = client.post(url, json={"data": {"qol_score": 101}}, headers=patient)
     body = assert_problem(invalid, 422, "task-data-invalid")
     assert "101" not in str(body)
-    done = client.post(url, json={"data": {"qol_score": 70}},
-                       headers={**patient, "If-Match": f'"{instance["version"]}"'})
+    done = client.post(
+        url, json={"data": {"qol_score": 70}}, headers={**patient, "If-Match": f'"{instance["version"]}"'}
+    )
     assert done.status_code == 200 and done.json["forms"] == [], done.json
     events = client.get(f"/v1/instances/{own['id']}/events", headers=auth("auditor")).json["items"]
     [completed] = [e for e in events if e["type"] == "task_completed" and e["element"] == "survey"]
     assert completed["actor"].startswith("patient:tok_") and "MRN" not in completed["actor"]
 
 
-def test_a_warning_sign_goes_to_the_patients_own_pathways_only(client: Any, auth: Any,
-                                                               patient: dict[str, str]) -> None:
+def test_a_warning_sign_goes_to_the_patients_own_pathways_only(client: Any, auth: Any, patient: dict[str, str]) -> None:
     own = waiting(client, auth, "MRN-1001")
     other = waiting(client, auth, "MRN-2002")
-    response = client.post("/v1/me/warning-signs", json={"warning_sign": "fever", "description": "38.5 tonight"},
-                           headers=patient)
+    response = client.post(
+        "/v1/me/warning-signs", json={"warning_sign": "fever", "description": "38.5 tonight"}, headers=patient
+    )
     assert response.status_code == 202 and response.json == {"instances": [own["id"]]}
     staff = client.get(f"/v1/instances/{own['id']}", headers=auth("clinician")).json
     assert [t["element"] for t in staff["ready_tasks"]] == ["triage"]
     assert client.get(f"/v1/instances/{other['id']}", headers=auth("clinician")).json["ready_tasks"] == []
     # Refused input is named by field; nothing the patient wrote is quoted back.
-    bad = client.post("/v1/me/warning-signs", json={"warning_sign": "Fever <b>", "description": "y" * 1001},
-                      headers=patient)
+    bad = client.post(
+        "/v1/me/warning-signs", json={"warning_sign": "Fever <b>", "description": "y" * 1001}, headers=patient
+    )
     body = assert_problem(bad, 400, "request-invalid")
     assert {e["field"] for e in body["errors"]} == {"/warning_sign", "/description"} and "Fever" not in str(body)
 

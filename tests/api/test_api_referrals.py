@@ -20,8 +20,11 @@ def _referral(client: Any, auth: Any, patient_ref: str = "MRN-4004") -> tuple[st
 
 
 def _move(client: Any, auth: Any, instance_id: str, item_id: str, status: str, **extra: str) -> Any:
-    return client.patch(f"/v1/instances/{instance_id}/care-plan/items/{item_id}", json={"status": status, **extra},
-                        headers=auth("clinician"))
+    return client.patch(
+        f"/v1/instances/{instance_id}/care-plan/items/{item_id}",
+        json={"status": status, **extra},
+        headers=auth("clinician"),
+    )
 
 
 def test_moves_refused_by_the_referral_machine_are_problems(client: Any, auth: Any) -> None:
@@ -29,8 +32,9 @@ def test_moves_refused_by_the_referral_machine_are_problems(client: Any, auth: A
     body = assert_problem(_move(client, auth, instance_id, item_id, "accepted"), 409, "instance-state-conflict")
     assert body["detail"] == "a proposed item cannot become accepted"
     assert_problem(_move(client, auth, instance_id, item_id, "lost"), 400, "request-invalid")
-    assert_problem(_move(client, auth, instance_id, item_id, "declined", reason="She said no, too tired"), 400,
-                   "request-invalid")  # a reason is a code: free text would reach the event trail
+    assert_problem(
+        _move(client, auth, instance_id, item_id, "declined", reason="She said no, too tired"), 400, "request-invalid"
+    )  # a reason is a code: free text would reach the event trail
     assert _move(client, auth, instance_id, item_id, "declined").json["status"] == "declined"
     assert_problem(_move(client, auth, instance_id, item_id, "agreed"), 409, "instance-state-conflict")
     again = _move(client, auth, instance_id, item_id, "agreed", reason="patient_changed_mind")
@@ -41,8 +45,9 @@ def test_moves_refused_by_the_referral_machine_are_problems(client: Any, auth: A
     assert moved.json["next_statuses"] == []
 
 
-def test_an_overdue_referral_is_in_the_work_list_and_completed_there(app: Any, client: Any, auth: Any,
-                                                                     clock: ManualClock) -> None:
+def test_an_overdue_referral_is_in_the_work_list_and_completed_there(
+    app: Any, client: Any, auth: Any, clock: ManualClock
+) -> None:
     instance_id, item_id = _referral(client, auth)
     _move(client, auth, instance_id, item_id, "agreed")
     assert _move(client, auth, instance_id, item_id, "referred").json["accept_by"] is not None
@@ -53,13 +58,22 @@ def test_an_overdue_referral_is_in_the_work_list_and_completed_there(app: Any, c
     assert [(e["care_plan_item_id"], e["status"], e["urgency"]) for e in listed] == [(item_id, "open", "urgent")]
     assert client.get("/v1/tasks?patient_ref=MRN-9999", headers=auth("clinician")).json["escalations"] == []
     url = f"/v1/referral-escalations/{listed[0]['id']}/complete"
-    assert_problem(client.post(url, json={"outcome": "Left a voicemail"}, headers=auth("clinician")), 400,
-                   "request-invalid")
+    assert_problem(
+        client.post(url, json={"outcome": "Left a voicemail"}, headers=auth("clinician")), 400, "request-invalid"
+    )
     assert_problem(client.post(url, json={"outcome": "chased_service"}, headers=auth("auditor")), 403, "forbidden")
     done = client.post(url, json={"outcome": "chased_service"}, headers=auth("clinician"))
     assert done.status_code == 200 and (done.json["status"], done.json["outcome"]) == ("completed", "chased_service")
-    assert_problem(client.post(url, json={"outcome": "chased_service"}, headers=auth("clinician")), 409,
-                   "instance-state-conflict")
-    assert_problem(client.post(f"/v1/referral-escalations/{MISSING}/complete", json={"outcome": "chased_service"},
-                               headers=auth("clinician")), 404, "not-found")
+    assert_problem(
+        client.post(url, json={"outcome": "chased_service"}, headers=auth("clinician")), 409, "instance-state-conflict"
+    )
+    assert_problem(
+        client.post(
+            f"/v1/referral-escalations/{MISSING}/complete",
+            json={"outcome": "chased_service"},
+            headers=auth("clinician"),
+        ),
+        404,
+        "not-found",
+    )
     assert client.get("/v1/tasks", headers=auth("clinician")).json["escalations"] == []

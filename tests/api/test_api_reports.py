@@ -43,8 +43,9 @@ def _many(count: int) -> dict[str, Patient]:
 
 
 @pytest.mark.parametrize("role", ["auditor", "manager"])
-def test_auditors_and_managers_read_the_measures_small_counts_suppressed(client: Any, auth: Any, role: str,
-                                                                         cohort_ids: dict[str, str]) -> None:
+def test_auditors_and_managers_read_the_measures_small_counts_suppressed(
+    client: Any, auth: Any, role: str, cohort_ids: dict[str, str]
+) -> None:
     response = client.get(f"/v1/reports/measures?{PERIOD}&pathway={P}", headers=auth(role))
     assert response.status_code == 200
     report = response.json
@@ -72,22 +73,36 @@ def test_counts_at_the_threshold_are_shown(app: Flask, client: Any, auth: Any, c
 
 
 def test_the_threshold_is_configurable(deployed_database_url: str, clock: ManualClock) -> None:
-    app = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "CLOCK": clock,
-                      "AUTH_CACHE_SECONDS": 0, "REPORT_MIN_COUNT": 2,
-                      "PATHWAYS_DIR": Path(__file__).resolve().parents[1] / "pathways"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": deployed_database_url,
+            "CLOCK": clock,
+            "AUTH_CACHE_SECONDS": 0,
+            "REPORT_MIN_COUNT": 2,
+            "PATHWAYS_DIR": Path(__file__).resolve().parents[1] / "pathways",
+        }
+    )
     try:
         clock.set(AS_OF)
         with unit_of_work(app.extensions["carepath"].sessions) as session:
             write_cohort(session)
         refresh_summary(app.extensions["carepath"].sessions, AS_OF)
         secret = make_token(app, "manager")
-        report = app.test_client().get(f"/v1/reports/measures?{PERIOD}&pathway={P}",
-                                       headers={"Authorization": f"Bearer {secret}"}).json
+        report = (
+            app.test_client()
+            .get(f"/v1/reports/measures?{PERIOD}&pathway={P}", headers={"Authorization": f"Bearer {secret}"})
+            .json
+        )
     finally:
         app.extensions["carepath"].close()
     offered = report["measures"][0]
     assert (offered["numerator"], offered["denominator"], offered["rate"], report["suppression_threshold"]) == (
-        2, 4, 0.5, 2)
+        2,
+        4,
+        0.5,
+        2,
+    )
 
 
 @pytest.mark.parametrize("role", ["system", "clinician", "author", "admin"])
@@ -105,7 +120,8 @@ def test_the_measures_as_csv(client: Any, auth: Any, cohort_ids: dict[str, str])
 
 
 def test_the_cosd_export_names_each_patient_and_the_access_log_records_them(
-        client: Any, auth: Any, cohort_ids: dict[str, str]) -> None:
+    client: Any, auth: Any, cohort_ids: dict[str, str]
+) -> None:
     body = client.get(f"/v1/reports/cosd?{PERIOD}&pathway={P}", headers=auth("manager")).json
     assert body["columns"] == list(COSD_COLUMNS)
     assert {row["instance_id"] for row in body["rows"]} == {cohort_ids[p] for p in "ABCEF"}
@@ -117,19 +133,21 @@ def test_the_cosd_export_names_each_patient_and_the_access_log_records_them(
     assert response.get_data(as_text=True).splitlines()[0] == ",".join(COSD_COLUMNS)
 
 
-@pytest.mark.parametrize("query,field", [
-    ("from=2026-04-01T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
-    ("from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
-    ("from=yesterday", "from"),
-    ("to=2026-01-01T00:00:00", "to"),
-    ("pathway=../x", "pathway"),
-    ("team=../x", "team"),
-    ("format=xlsx", "format"),
-    ("patient_ref=MRN-1", "patient_ref"),
-])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("from=2026-04-01T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+        ("from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+        ("from=yesterday", "from"),
+        ("to=2026-01-01T00:00:00", "to"),
+        ("pathway=../x", "pathway"),
+        ("team=../x", "team"),
+        ("format=xlsx", "format"),
+        ("patient_ref=MRN-1", "patient_ref"),
+    ],
+)
 def test_a_bad_query_is_a_located_400(client: Any, auth: Any, query: str, field: str) -> None:
-    body = assert_problem(client.get(f"/v1/reports/measures?{query}", headers=auth("manager")), 400,
-                          "request-invalid")
+    body = assert_problem(client.get(f"/v1/reports/measures?{query}", headers=auth("manager")), 400, "request-invalid")
     assert [e["field"] for e in body["errors"]] == [field]
 
 
@@ -145,15 +163,17 @@ def _cli(app: Flask, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
     return CliRunner().invoke(main, ["report", *args])
 
 
-def test_the_command_line_prints_the_measures_as_csv_and_json(app: Flask, cohort_ids: dict[str, str],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_command_line_prints_the_measures_as_csv_and_json(
+    app: Flask, cohort_ids: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     printed = _cli(app, monkeypatch, "measures", "--from", "2026-01-01", "--to", "2026-04-01", "--pathway", P)
     assert printed.exit_code == 0, printed.output
     rows = list(csv.DictReader(io.StringIO(printed.stdout)))
     assert {"section": "measures", "group": "hna_offered_31d", "figure": "numerator", "value": "suppressed"} in rows
     monkeypatch.setenv("CAREPATH_REPORT_MIN_COUNT", "2")
-    as_json = _cli(app, monkeypatch, "measures", "--from", "2026-01-01", "--to", "2026-04-01", "--pathway", P,
-                   "--format", "json")
+    as_json = _cli(
+        app, monkeypatch, "measures", "--from", "2026-01-01", "--to", "2026-04-01", "--pathway", P, "--format", "json"
+    )
     assert as_json.exit_code == 0, as_json.output
     report = json.loads(as_json.stdout)
     assert (report["measures"][0]["numerator"], report["measures"][0]["denominator"]) == (2, 4)
@@ -161,11 +181,13 @@ def test_the_command_line_prints_the_measures_as_csv_and_json(app: Flask, cohort
     assert refused.exit_code == 2 and "--to" in refused.output
 
 
-def test_the_command_line_writes_the_cosd_export(app: Flask, cohort_ids: dict[str, str], tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_command_line_writes_the_cosd_export(
+    app: Flask, cohort_ids: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "cosd.csv"
-    printed = _cli(app, monkeypatch, "cosd", "--from", "2026-01-01", "--to", "2026-04-01", "--pathway", P,
-                   "--output", str(target))
+    printed = _cli(
+        app, monkeypatch, "cosd", "--from", "2026-01-01", "--to", "2026-04-01", "--pathway", P, "--output", str(target)
+    )
     assert printed.exit_code == 0, printed.output
     rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
     assert len(rows) == 9 and "9 row(s)" in printed.stderr

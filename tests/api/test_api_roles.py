@@ -17,11 +17,13 @@ from engine.access import PERMISSIONS, ROLES, ApiToken, create_token, revoke_tok
 from engine.db.session import unit_of_work
 
 OPERATIONS = [(path, method) for path, item in DOCUMENT["paths"].items() for method in item]
-BODIES = {"/v1/instances": {"pathway_id": PATHWAY, "patient_ref": "MRN-2002"},
-          "/v1/messages": {"name": "warning_sign_reported", "patient_ref": "MRN-1001"},
-          "/v1/instances/{instance_id}/care-plan/items/{item_id}": {"status": "agreed"},
-          "/v1/pathways/{pathway_id}/migrate": {"dry_run": True},
-          "/v1/referral-escalations/{escalation_id}/complete": {"outcome": "chased_service"}}
+BODIES = {
+    "/v1/instances": {"pathway_id": PATHWAY, "patient_ref": "MRN-2002"},
+    "/v1/messages": {"name": "warning_sign_reported", "patient_ref": "MRN-1001"},
+    "/v1/instances/{instance_id}/care-plan/items/{item_id}": {"status": "agreed"},
+    "/v1/pathways/{pathway_id}/migrate": {"dry_run": True},
+    "/v1/referral-escalations/{escalation_id}/complete": {"outcome": "chased_service"},
+}
 UPLOAD = "/v1/pathways"
 
 
@@ -31,8 +33,9 @@ def _request(client: Any, path: str, method: str, headers: dict[str, str], ids: 
         return client.get(url, headers=headers)
     if path in (UPLOAD, UPLOAD + "/validate"):
         with open("tests/pathways/assessment.bpmn", "rb") as diagram:
-            return client.post(url, data={"files": [(diagram, "assessment.bpmn")]}, headers=headers,
-                               content_type="multipart/form-data")
+            return client.post(
+                url, data={"files": [(diagram, "assessment.bpmn")]}, headers=headers, content_type="multipart/form-data"
+            )
     body = BODIES.get(path, {"data": {"anxiety": 1, "fatigue": 1}} if path.endswith("/complete") else {})
     return client.open(url, method=method.upper(), json=body, headers=headers)
 
@@ -40,11 +43,19 @@ def _request(client: Any, path: str, method: str, headers: dict[str, str], ids: 
 @pytest.fixture
 def ids(client: Any, auth: Any) -> dict[str, str]:
     instance = start(client, auth).json
-    return {"pathway_id": PATHWAY, "version": "latest", "instance_id": instance["id"],
-            "subscription_id": "whsub_0000000000000000", "job_id": "00000000-0000-4000-8000-000000000000",
-            "escalation_id": "00000000-0000-4000-8000-000000000000", "number": "1",
-            "request_id": "00000000-0000-4000-8000-000000000000", "ruleset": "supportive_care",
-            "task_id": instance["ready_tasks"][0]["id"], **care_plan_ids(client, auth)}
+    return {
+        "pathway_id": PATHWAY,
+        "version": "latest",
+        "instance_id": instance["id"],
+        "subscription_id": "whsub_0000000000000000",
+        "job_id": "00000000-0000-4000-8000-000000000000",
+        "escalation_id": "00000000-0000-4000-8000-000000000000",
+        "number": "1",
+        "request_id": "00000000-0000-4000-8000-000000000000",
+        "ruleset": "supportive_care",
+        "task_id": instance["ready_tasks"][0]["id"],
+        **care_plan_ids(client, auth),
+    }
 
 
 def test_every_route_is_documented_with_its_permission(app: Flask) -> None:
@@ -69,8 +80,11 @@ def test_every_route_is_documented_with_its_permission(app: Flask) -> None:
 def test_role_matrix(client: Any, tokens: dict[str, str], ids: dict[str, str], path: str, method: str) -> None:
     permission = DOCUMENT["paths"][path][method].get("x-permission")
     public = permission is None
-    for name, headers in [("no token", {}), ("bad token", {"Authorization": "Bearer " + "x" * 43}),
-                          ("not bearer", {"Authorization": "Basic dXNlcjpwYXNz"})]:
+    for name, headers in [
+        ("no token", {}),
+        ("bad token", {"Authorization": "Bearer " + "x" * 43}),
+        ("not bearer", {"Authorization": "Basic dXNlcjpwYXNz"}),
+    ]:
         response = _request(client, path, method, headers, ids)
         if public:
             assert response.status_code < 400, (name, response.json)

@@ -44,8 +44,16 @@ def directory(tmp_path: Path) -> Path:
 def client(app: Flask, deployed_database_url: str, clock: ManualClock, directory: Path) -> Iterator[Any]:
     """A second app on the same database (so the tokens of ``auth`` work), reading this test's directory,
     with the contract-checking client of the usual one."""
-    ours = create_app({"TESTING": True, "DATABASE_URL": deployed_database_url, "PATHWAYS_DIR": TESTS / "pathways",
-                       "CLOCK": clock, "AUTH_CACHE_SECONDS": 0, "SERVICE_DIRECTORY": str(directory)})
+    ours = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": deployed_database_url,
+            "PATHWAYS_DIR": TESTS / "pathways",
+            "CLOCK": clock,
+            "AUTH_CACHE_SECONDS": 0,
+            "SERVICE_DIRECTORY": str(directory),
+        }
+    )
     ours.test_client_class = app.test_client_class
     try:
         yield ours.test_client()
@@ -54,8 +62,11 @@ def client(app: Flask, deployed_database_url: str, clock: ManualClock, directory
 
 
 def _start(client: Any, auth: Any, **headers: str) -> Any:
-    response = client.post("/v1/instances", json={"pathway_id": CARE_PLAN_PATHWAY, "patient_ref": "MRN-5005",
-                                                  "data": {"age": 54}}, headers=auth("system", **headers))
+    response = client.post(
+        "/v1/instances",
+        json={"pathway_id": CARE_PLAN_PATHWAY, "patient_ref": "MRN-5005", "data": {"age": 54}},
+        headers=auth("system", **headers),
+    )
     assert response.status_code == 201, response.json
     return response
 
@@ -71,11 +82,11 @@ def test_every_reply_with_the_checklist_carries_the_directorys_number(client: An
     task_id = instance["ready_tasks"][0]["id"]
     replies = {
         "start": _checklist(instance["ready_tasks"]),
-        "instance": _checklist(client.get(f"/v1/instances/{instance['id']}", headers=auth("clinician")).json[
-            "ready_tasks"]),
+        "instance": _checklist(
+            client.get(f"/v1/instances/{instance['id']}", headers=auth("clinician")).json["ready_tasks"]
+        ),
         "task list": _checklist(client.get("/v1/tasks", headers=auth("clinician")).json["items"]),
-        "task": client.get(f"/v1/instances/{instance['id']}/tasks/{task_id}", headers=auth("clinician")).json[
-            "form"],
+        "task": client.get(f"/v1/instances/{instance['id']}/tasks/{task_id}", headers=auth("clinician")).json["form"],
     }
     for reply, form in replies.items():
         notice = form[TEXT]
@@ -96,8 +107,12 @@ def test_the_notice_is_swedish_with_swedens_line_for_a_swedish_reader(client: An
     assert ENGLAND not in notice["text"]
     items = client.get("/v1/tasks", headers=auth("clinician", **{"Accept-Language": "de, sv;q=0.5"})).json["items"]
     assert _checklist(items)[TEXT]["phone"] == SWEDEN
-    assert _checklist(client.get("/v1/tasks", headers=auth("clinician", **{"Accept-Language": "de"})).json[
-        "items"])[TEXT]["language"] == "en"
+    assert (
+        _checklist(client.get("/v1/tasks", headers=auth("clinician", **{"Accept-Language": "de"})).json["items"])[TEXT][
+            "language"
+        ]
+        == "en"
+    )
 
 
 def test_a_new_number_in_the_directory_is_shown_at_once(client: Any, auth: Any, directory: Path) -> None:
@@ -110,7 +125,8 @@ def test_a_new_number_in_the_directory_is_shown_at_once(client: Any, auth: Any, 
 
 
 def test_forms_without_a_notice_are_untouched(client: Any, auth: Any) -> None:
-    instance = client.post("/v1/instances", json={"pathway_id": "test_assessment", "patient_ref": "MRN-5006"},
-                           headers=auth("system")).json
+    instance = client.post(
+        "/v1/instances", json={"pathway_id": "test_assessment", "patient_ref": "MRN-5006"}, headers=auth("system")
+    ).json
     form = instance["ready_tasks"][0]["form"]
     assert TEXT not in form and NOTICE not in form

@@ -38,26 +38,41 @@ EXAMPLES = 20
 
 def test_api_conforms_to_its_document(app: Flask, client: Any, auth: Any, tokens: dict[str, str]) -> None:
     instance = start(client, auth).json
-    subscription = client.post("/v1/webhooks/subscriptions", headers=auth("admin"),
-                               json={"url": "https://ehr.example.org/hooks", "event_types": ["task.ready"]}).json
-    real = {"instance_id": instance["id"], "task_id": instance["ready_tasks"][0]["id"], "pathway_id": PATHWAY,
-            "version": "latest", "subscription_id": subscription["id"], **care_plan_ids(client, auth),
-            "job_id": client.post("/v1/audit/verifications", headers=auth("auditor")).json["id"],
-            "escalation_id": escalation_id(app.extensions["carepath"], client, auth),
-            "request_id": client.post(f"/v1/pathways/{PATHWAY}/migration-requests", headers=auth("author")).json["id"],
-            "ruleset": "supportive_care", "number": 1}  # a phase of care
-    schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", app,
-                                            headers={"Authorization": f"Bearer {tokens['author']}"})
+    subscription = client.post(
+        "/v1/webhooks/subscriptions",
+        headers=auth("admin"),
+        json={"url": "https://ehr.example.org/hooks", "event_types": ["task.ready"]},
+    ).json
+    real = {
+        "instance_id": instance["id"],
+        "task_id": instance["ready_tasks"][0]["id"],
+        "pathway_id": PATHWAY,
+        "version": "latest",
+        "subscription_id": subscription["id"],
+        **care_plan_ids(client, auth),
+        "job_id": client.post("/v1/audit/verifications", headers=auth("auditor")).json["id"],
+        "escalation_id": escalation_id(app.extensions["carepath"], client, auth),
+        "request_id": client.post(f"/v1/pathways/{PATHWAY}/migration-requests", headers=auth("author")).json["id"],
+        "ruleset": "supportive_care",
+        "number": 1,
+    }  # a phase of care
+    schema = schemathesis.openapi.from_wsgi(
+        "/v1/openapi.json", app, headers={"Authorization": f"Bearer {tokens['author']}"}
+    )
     failures: dict[str, str] = {}
     operations = [result.ok() for result in schema.get_all_operations()]
     documented = {f"{m.upper()} {p}" for p, item in DOCUMENT["paths"].items() for m in item}
     assert documented - {op.label for op in operations} <= {"GET /v1/openapi.json"}  # schemathesis skips it
     for operation in operations:
         permission = DOCUMENT["paths"][operation.path][operation.method.lower()].get("x-permission")
-        headers = {} if permission is None else \
-            {"Authorization": f"Bearer {tokens[sorted(PERMISSIONS[permission])[0]]}"}
-        names = [p["name"] for p in DOCUMENT["paths"][operation.path][operation.method.lower()].get("parameters", [])
-                 if p["in"] == "path"]
+        headers = (
+            {} if permission is None else {"Authorization": f"Bearer {tokens[sorted(PERMISSIONS[permission])[0]]}"}
+        )
+        names = [
+            p["name"]
+            for p in DOCUMENT["paths"][operation.path][operation.method.lower()].get("parameters", [])
+            if p["in"] == "path"
+        ]
         strategies = [operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)]
         if names:
             strategies.append(operation.as_strategy(path_parameters={n: real[n] for n in names}))
@@ -73,8 +88,9 @@ def _explore(strategy: Any, headers: dict[str, str]) -> str | None:
     found: list[str] = []
 
     @given(case=strategy)
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     def run(case: Any) -> None:
         try:
             case.call_and_validate(headers=headers, checks=CHECKS)

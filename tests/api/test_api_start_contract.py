@@ -13,21 +13,26 @@ from helpers import assert_problem
 
 TESTS = Path(__file__).parent.parent
 CONTRACT = TESTS / "diagrams" / "contract"
-FILES = {name: (CONTRACT / name).read_bytes() for name in ("contract.bpmn", "contract.start.schema.json",
-                                                            "review.json")}
+FILES = {
+    name: (CONTRACT / name).read_bytes() for name in ("contract.bpmn", "contract.start.schema.json", "review.json")
+}
 GOOD = {"diagnosis_date": "2026-01-12", "age": 52}
 
 
 def _deploy(client: Any, auth: Any) -> None:
     parts = [(BytesIO(content), name) for name, content in FILES.items()]
-    response = client.post("/v1/pathways", data={"files": parts}, content_type="multipart/form-data",
-                           headers=auth("author"))
+    response = client.post(
+        "/v1/pathways", data={"files": parts}, content_type="multipart/form-data", headers=auth("author")
+    )
     assert response.status_code == 201, response.json
 
 
 def _start(client: Any, auth: Any, patient: str, data: Any, **headers: str) -> Any:
-    return client.post("/v1/instances", json={"pathway_id": "test_contract", "patient_ref": patient, "data": data},
-                       headers=auth("system", **headers))
+    return client.post(
+        "/v1/instances",
+        json={"pathway_id": "test_contract", "patient_ref": patient, "data": data},
+        headers=auth("system", **headers),
+    )
 
 
 def test_the_schema_is_shown_by_the_pathway_and_the_openapi_document(client: Any, auth: Any) -> None:
@@ -74,11 +79,15 @@ def test_a_clinician_corrects_the_data_and_the_retry_runs_on(client: Any, auth: 
     correction = {"data": {"diagnosis_date": "2026-01-12"}, "reason": "typo in the referral"}
     for role in ("system", "author", "auditor"):
         assert_problem(client.patch(url, json=correction, headers=auth(role)), 403, "forbidden")
-    body = assert_problem(client.patch(url, json={"data": {"age": "x"}, "reason": "fix"}, headers=auth("clinician")),
-                          422, "start-data-invalid")
+    body = assert_problem(
+        client.patch(url, json={"data": {"age": "x"}, "reason": "fix"}, headers=auth("clinician")),
+        422,
+        "start-data-invalid",
+    )
     assert [e["field"] for e in body["errors"]] == ["/data/age"]
-    assert_problem(client.patch(url, json={"data": {}, "reason": "fix"}, headers=auth("clinician")), 400,
-                   "request-invalid")
+    assert_problem(
+        client.patch(url, json={"data": {}, "reason": "fix"}, headers=auth("clinician")), 400, "request-invalid"
+    )
     corrected = client.patch(url, json=correction, headers=auth("clinician", **{"If-Match": '"1"'}))
     assert corrected.status_code == 200 and corrected.json["status"] == "error"
     retried = client.post(f"/v1/instances/{started['id']}/retry", headers=auth("clinician"))

@@ -16,8 +16,14 @@ from engine.db.session import unit_of_work
 
 def _completions(app: Flask, instance_id: str) -> int:
     with unit_of_work(app.extensions["carepath"].sessions) as session:
-        return int(session.scalar(select(func.count()).select_from(InstanceEvent).where(
-            InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed")) or 0)
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(InstanceEvent)
+                .where(InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed")
+            )
+            or 0
+        )
 
 
 def test_list_ready_tasks_with_filters(client: Any, auth: Any, clock: Any) -> None:
@@ -43,11 +49,16 @@ def test_get_task_with_its_form(client: Any, auth: Any) -> None:
     task = instance["ready_tasks"][0]
     response = client.get(f"/v1/instances/{instance['id']}/tasks/{task['id']}", headers=auth("clinician"))
     assert response.status_code == 200 and response.headers["ETag"] == '"1"'
-    assert response.json["form"]["properties"]["anxiety"] == {"type": "integer", "minimum": 0, "maximum": 10,
-                                                              "title": "Worry, fear or anxiety (0-10)"}
+    assert response.json["form"]["properties"]["anxiety"] == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 10,
+        "title": "Worry, fear or anxiety (0-10)",
+    }
     other = "00000000-0000-4000-8000-000000000000"
-    assert_problem(client.get(f"/v1/instances/{instance['id']}/tasks/{other}", headers=auth("clinician")),
-                   404, "not-found")
+    assert_problem(
+        client.get(f"/v1/instances/{instance['id']}/tasks/{other}", headers=auth("clinician")), 404, "not-found"
+    )
 
 
 def test_complete_advances_the_instance_and_records_the_actor(app: Flask, client: Any, auth: Any) -> None:
@@ -68,8 +79,15 @@ def test_invalid_task_data_names_every_field_without_echoing_values(app: Flask, 
     assert {e["field"] for e in body["errors"]} == {"/anxiety", "/fatigue", "/assessed_on"}
     assert "SECRET-VALUE" not in response.get_data(as_text=True) and "11" not in str(body["errors"])
     assert _completions(app, instance["id"]) == 0
-    body = assert_problem(client.post(f"/v1/instances/{instance['id']}/tasks/{instance['ready_tasks'][0]['id']}"
-                                      "/complete", json={"data": 5}, headers=auth("clinician")), 400, "request-invalid")
+    body = assert_problem(
+        client.post(
+            f"/v1/instances/{instance['id']}/tasks/{instance['ready_tasks'][0]['id']}/complete",
+            json={"data": 5},
+            headers=auth("clinician"),
+        ),
+        400,
+        "request-invalid",
+    )
     assert body["errors"][0]["field"] == "/data"
 
 
@@ -88,8 +106,9 @@ def test_completing_a_completed_task_without_if_match_is_409(client: Any, auth: 
     task = instance["ready_tasks"][0]
     url = f"/v1/instances/{instance['id']}/tasks/{task['id']}/complete"
     assert client.post(url, json={"data": {"anxiety": 1, "fatigue": 1}}, headers=auth("system")).status_code == 200
-    assert_problem(client.post(url, json={"data": {"anxiety": 1, "fatigue": 1}}, headers=auth("system")),
-                   409, "task-not-ready")
+    assert_problem(
+        client.post(url, json={"data": {"anxiety": 1, "fatigue": 1}}, headers=auth("system")), 409, "task-not-ready"
+    )
 
 
 def test_complete_is_idempotent_per_key(app: Flask, client: Any, auth: Any) -> None:
@@ -111,8 +130,9 @@ def test_a_task_without_a_form_refuses_any_field_with_422_undeclared(app: Flask,
     """A manual task has no form: a client cannot set the pathway's routing flags through it."""
     diagram = formless_diagram("formless_api", "manualTask")
     app.extensions["carepath"].catalog.deploy_upload({"formless_api.bpmn": diagram}, "author:test")
-    instance = client.post("/v1/instances", json={"pathway_id": "formless_api", "patient_ref": "MRN-FORMLESS"},
-                           headers=auth("system")).json
+    instance = client.post(
+        "/v1/instances", json={"pathway_id": "formless_api", "patient_ref": "MRN-FORMLESS"}, headers=auth("system")
+    ).json
     assert instance["ready_tasks"][0]["form"] is None
     response = complete(client, auth, instance, {"palliative_route": "SECRET-ROUTE"})
     body = assert_problem(response, 422, "task-data-invalid")

@@ -25,14 +25,26 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """The app as a server starts it on a new database (it deploys the bundled pathways itself)."""
     database = tmp_path_factory.mktemp("fhir") / "fhir.sqlite3"
     clock = ManualClock(START)
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{database}", "PATHWAYS_DIR": PATHWAYS,
-                      "RULES_DIR": REPO / "rules", "CLOCK": clock, "AUTH_CACHE_SECONDS": 0})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{database}",
+            "PATHWAYS_DIR": PATHWAYS,
+            "RULES_DIR": REPO / "rules",
+            "CLOCK": clock,
+            "AUTH_CACHE_SECONDS": 0,
+        }
+    )
     app.test_client_class = FhirClient
     engine: CarePath = app.extensions["carepath"]
     try:
         with unit_of_work(engine.sessions) as session:
-            tokens = {role: create_token(session, role, f"test {role}", clock,
-                                         patient_ref=NHS_NUMBER if role == "patient" else None)[1] for role in ROLES}
+            tokens = {
+                role: create_token(
+                    session, role, f"test {role}", clock, patient_ref=NHS_NUMBER if role == "patient" else None
+                )[1]
+                for role in ROLES
+            }
         site = SITES["breast"]
         ended = start(engine, clock, site, NHS_NUMBER)
         support(ended, "yes_now")

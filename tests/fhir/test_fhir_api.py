@@ -58,8 +58,15 @@ def test_metadata_is_public_and_names_every_route(world: World) -> None:
         if parts[0] == "metadata":
             continue
         for method in rule.methods - {"HEAD", "OPTIONS"}:
-            kind = "create" if method == "POST" else "search-type" if len(parts) == 1 else \
-                "operation" if len(parts) == 3 else "read"
+            kind = (
+                "create"
+                if method == "POST"
+                else "search-type"
+                if len(parts) == 1
+                else "operation"
+                if len(parts) == 3
+                else "read"
+            )
             routes.add((parts[0], kind))
             view = world.app.view_functions[rule.endpoint]
             permission = getattr(view, "permission", None)
@@ -118,8 +125,11 @@ def test_service_requests_follow_the_referral_status(world: World) -> None:
     assert first["reasonReference"][0]["reference"].startswith("QuestionnaireResponse/")
     assert first["performerType"]["coding"][0]["system"] == "https://carepath.dev/fhir/CodeSystem/service-type"
     path = ["referred", "accepted", "first_contact", "completed"]
-    for status in path[path.index(first["extension"][0]["valueCoding"]["code"]) + 1 if
-                       first["extension"][0]["valueCoding"]["code"] in path else 0:]:
+    for status in path[
+        path.index(first["extension"][0]["valueCoding"]["code"]) + 1
+        if first["extension"][0]["valueCoding"]["code"] in path
+        else 0 :
+    ]:
         world.engine.care_plans.set_status(world.ended.view.id, first["id"], status, "clinician:test")
         if status == "accepted":
             seen = world.client.get(f"{BASE}/ServiceRequest/{first['id']}", headers=world.auth("system")).json
@@ -127,8 +137,10 @@ def test_service_requests_follow_the_referral_status(world: World) -> None:
     done = world.client.get(f"{BASE}/ServiceRequest/{first['id']}", headers=world.auth("system")).json
     assert (done["status"], done["intent"]) == ("completed", "order")
     assert done["extension"][0]["valueCoding"]["code"] == "completed"
-    assert world.client.get(f"{BASE}/ServiceRequest/{world.ended.view.id}",
-                            headers=world.auth("system")).status_code == 404
+    assert (
+        world.client.get(f"{BASE}/ServiceRequest/{world.ended.view.id}", headers=world.auth("system")).status_code
+        == 404
+    )
 
 
 # --- needs assessments ---------------------------------------------------------------------------------
@@ -146,8 +158,12 @@ def test_the_questionnaire_is_the_catalogue_checklist(world: World) -> None:
     assert (groups["other_concern_text"]["type"], groups["other_concern_text"]["maxLength"]) == ("text", 500)
     found = world.client.get(f"{BASE}/Questionnaire?url={QUESTIONNAIRE_URL}", headers=world.auth("clinician")).json
     assert found["entry"][0]["resource"] == checklist
-    assert world.client.get(f"{BASE}/Questionnaire?url=https://example.org/other",
-                            headers=world.auth("clinician")).json["total"] == 0
+    assert (
+        world.client.get(f"{BASE}/Questionnaire?url=https://example.org/other", headers=world.auth("clinician")).json[
+            "total"
+        ]
+        == 0
+    )
 
 
 def test_each_needs_assessment_is_a_questionnaire_response(world: World) -> None:
@@ -192,23 +208,26 @@ def test_the_end_of_treatment_summary_is_a_composition_and_a_document(world: Wor
     assert referenced == requests  # the referrals the summary names, by reference
     assert referenced and all(r.startswith("ServiceRequest/") for r in referenced)
 
-    document = world.client.get(f"{BASE}/Composition/{composition['id']}/$document",
-                                headers=world.auth("clinician")).json
+    document = world.client.get(
+        f"{BASE}/Composition/{composition['id']}/$document", headers=world.auth("clinician")
+    ).json
     assert document["type"] == "document" and document["identifier"]["value"].startswith("urn:uuid:")
     first, *rest = document["entry"]
     assert first["resource"]["resourceType"] == "Composition"
     assert {f"ServiceRequest/{e['resource']['id']}" for e in rest} == referenced
     assert all(e["fullUrl"].startswith("http://localhost/fhir/R4/") for e in document["entry"])
 
-    swedish = world.client.get(f"{BASE}/Composition/{composition['id']}",
-                               headers={**world.auth("system"), "Accept-Language": "sv-SE"}).json
+    swedish = world.client.get(
+        f"{BASE}/Composition/{composition['id']}", headers={**world.auth("system"), "Accept-Language": "sv-SE"}
+    ).json
     assert swedish["language"] == "sv" and swedish["section"][0]["title"] == "Diagnos"
 
 
 def test_a_care_plan_without_a_summary_has_no_composition(world: World) -> None:
     journey = world.waiting("SYN-FHIR-NOSUMMARY")
-    _outcome(world.client.get(f"{BASE}/Composition/eot-{journey.view.id}", headers=world.auth("system")), 404,
-             "not-found")
+    _outcome(
+        world.client.get(f"{BASE}/Composition/eot-{journey.view.id}", headers=world.auth("system")), 404, "not-found"
+    )
     assert _search(world, "Composition", patient="SYN-FHIR-NOSUMMARY", role="system") == []
 
 
@@ -219,13 +238,27 @@ def test_each_phase_of_care_has_its_own_composition(world: World) -> None:
     mdt(journey, SITES["breast"], prehab=False, special=False)
     treatment(journey, SITES["breast"], special=False)
     journey.hna_declined()
-    journey.do("write_summary", {"summary_treatments": ["surgery"], "warning_signs_given": True,
-                                 "gp_actions": ["first phase action"], "follow_up_model": "patient_initiated"})
+    journey.do(
+        "write_summary",
+        {
+            "summary_treatments": ["surgery"],
+            "warning_signs_given": True,
+            "gp_actions": ["first phase action"],
+            "follow_up_model": "patient_initiated",
+        },
+    )
     journey.message("recurrence_confirmed").hna_declined()
     journey.message("recurrence_treatment_completed")
     journey.do("rec_treatment", {"treatments_received": ["chemotherapy"], "completed_on": journey.today()})
-    journey.do("write_summary", {"summary_treatments": ["chemotherapy"], "warning_signs_given": True,
-                                 "gp_actions": ["second phase action"], "follow_up_model": "scheduled"})
+    journey.do(
+        "write_summary",
+        {
+            "summary_treatments": ["chemotherapy"],
+            "warning_signs_given": True,
+            "gp_actions": ["second phase action"],
+            "follow_up_model": "scheduled",
+        },
+    )
     found = _search(world, "Composition", patient="SYN-FHIR-TWOPHASES", role="system")
     instance = journey.view.id
     assert [c["id"] for c in found] == [f"eot-{instance}", f"eot-{instance}-2"]
@@ -244,30 +277,52 @@ def test_each_phase_of_care_has_its_own_composition(world: World) -> None:
 
 def _answers(world: World, patient: str, **extra: Any) -> dict[str, Any]:
     checklist = world.client.get(f"{BASE}/Questionnaire/hna-concerns-checklist", headers=world.auth("system")).json
-    return {"resourceType": "QuestionnaireResponse", "status": "completed",
-            "questionnaire": f"{checklist['url']}|{checklist['version']}",
-            "subject": {"identifier": {"system": LOCAL, "value": patient}},
-            "item": [{"linkId": "concerns", "item": [
-                         {"linkId": "emotional", "item": [{"linkId": "worry_fear_anxiety",
-                                                           "answer": [{"valueInteger": 9}]}]},
-                         {"linkId": "physical", "item": [{"linkId": "fatigue", "answer": [{"valueInteger": 3}]}]}]},
-                     {"linkId": "about_you", "item": [
-                         {"linkId": "lives_alone", "answer": [{"valueBoolean": True}]},
-                         {"linkId": "work_status", "answer": [{"valueCoding": {"code": "retired"}}]}]},
-                     {"linkId": "other_concern_text", "answer": [{"valueString": "SYN my dog is poorly"}]},
-                     {"linkId": "what_matters", "answer": [{"valueString": "My garden"}]}],
-            **extra}
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "status": "completed",
+        "questionnaire": f"{checklist['url']}|{checklist['version']}",
+        "subject": {"identifier": {"system": LOCAL, "value": patient}},
+        "item": [
+            {
+                "linkId": "concerns",
+                "item": [
+                    {
+                        "linkId": "emotional",
+                        "item": [{"linkId": "worry_fear_anxiety", "answer": [{"valueInteger": 9}]}],
+                    },
+                    {"linkId": "physical", "item": [{"linkId": "fatigue", "answer": [{"valueInteger": 3}]}]},
+                ],
+            },
+            {
+                "linkId": "about_you",
+                "item": [
+                    {"linkId": "lives_alone", "answer": [{"valueBoolean": True}]},
+                    {"linkId": "work_status", "answer": [{"valueCoding": {"code": "retired"}}]},
+                ],
+            },
+            {"linkId": "other_concern_text", "answer": [{"valueString": "SYN my dog is poorly"}]},
+            {"linkId": "what_matters", "answer": [{"valueString": "My garden"}]},
+        ],
+        **extra,
+    }
 
 
 def _post(world: World, resource: dict[str, Any], role: str = "system") -> Any:
-    return world.client.post(f"{BASE}/QuestionnaireResponse", data=json.dumps(resource),
-                             content_type="application/fhir+json", headers=world.auth(role))
+    return world.client.post(
+        f"{BASE}/QuestionnaireResponse",
+        data=json.dumps(resource),
+        content_type="application/fhir+json",
+        headers=world.auth(role),
+    )
 
 
 def test_a_patient_app_completes_the_waiting_needs_assessment(world: World) -> None:
     journey = world.waiting("SYN-FHIR-APP-1")
-    [waiting] = [t for t in _search(world, "Task", patient="SYN-FHIR-APP-1", role="system")
-                 if t["code"]["coding"][0]["code"] == "complete_checklist"]
+    [waiting] = [
+        t
+        for t in _search(world, "Task", patient="SYN-FHIR-APP-1", role="system")
+        if t["code"]["coding"][0]["code"] == "complete_checklist"
+    ]
     assert waiting["input"][0]["valueCanonical"].startswith(QUESTIONNAIRE_URL + "|")
 
     created = _post(world, _answers(world, "SYN-FHIR-APP-1"))
@@ -303,31 +358,40 @@ def test_a_response_that_does_not_fit_is_refused_and_changes_nothing(world: Worl
     bad_answer["item"].append({"linkId": "Jane Doe's secret", "answer": [{"valueString": "x"}]})
     body = _outcome(_post(world, bad_answer), 400, "invalid")
     texts = [i["details"]["text"] for i in body["issue"]]
-    assert "QuestionnaireResponse.item[0].item[0].item[0].answer[0]: item worry_fear_anxiety takes valueInteger " \
-           "(0-10)" in texts
+    assert (
+        "QuestionnaireResponse.item[0].item[0].item[0].answer[0]: item worry_fear_anxiety takes valueInteger "
+        "(0-10)" in texts
+    )
     assert "Jane" not in json.dumps(body)
     out_of_range = _answers(world, "SYN-FHIR-APP-2")
     out_of_range["item"][0]["item"][1]["item"][0]["answer"] = [{"valueInteger": 11}]
     _outcome(_post(world, out_of_range), 422, "invalid")  # the task's form refuses it
-    for change, field in ((
-            {"status": "in-progress"}, "status"),
-            ({"questionnaire": "https://example.org/Questionnaire/phq9"}, "questionnaire"),
-            ({"subject": {"identifier": {"system": NHS, "value": "9434765918"}}}, "subject")):
+    for change, field in (
+        ({"status": "in-progress"}, "status"),
+        ({"questionnaire": "https://example.org/Questionnaire/phq9"}, "questionnaire"),
+        ({"subject": {"identifier": {"system": NHS, "value": "9434765918"}}}, "subject"),
+    ):
         body = _outcome(_post(world, _answers(world, "SYN-FHIR-APP-2", **change)), 400, "invalid")
         assert f"QuestionnaireResponse.{field}" in body["issue"][0]["details"]["text"]
         assert "9434765918" not in json.dumps(body)
     _outcome(_post(world, _answers(world, "SYN-FHIR-APP-2"), role="auditor"), 403, "forbidden")
-    wrong_type = world.client.post(f"{BASE}/QuestionnaireResponse", data="<xml/>", content_type="application/xml",
-                                   headers=world.auth("system"))
+    wrong_type = world.client.post(
+        f"{BASE}/QuestionnaireResponse", data="<xml/>", content_type="application/xml", headers=world.auth("system")
+    )
     _outcome(wrong_type, 415, "not-supported")
     assert "complete_checklist" in [t["element"] for t in world.engine.instances.get(journey.view.id).ready_tasks]
 
 
 def test_with_several_waiting_the_response_names_its_care_plan(world: World) -> None:
     first = world.waiting("SYN-FHIR-APP-3")
-    second = world.engine.instances.start("general_cancer", "SYN-FHIR-APP-3", "system:test", {
-        "diagnosis": "kidney", "diagnosis_date": "2026-01-12", "age": 60, "treatment_intent": "curative"})
+    second = world.engine.instances.start(
+        "general_cancer",
+        "SYN-FHIR-APP-3",
+        "system:test",
+        {"diagnosis": "kidney", "diagnosis_date": "2026-01-12", "age": 60, "treatment_intent": "curative"},
+    )
     from pathways_bundled.journey import Journey, contact
+
     other = Journey.__new__(Journey)
     other.app, other.clock, other.patient, other.view = world.engine, world.engine.clock, "SYN-FHIR-APP-3", second
     other.do("assign_contact", contact())
@@ -344,16 +408,19 @@ def test_with_several_waiting_the_response_names_its_care_plan(world: World) -> 
 # --- errors --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url,status,code", [
-    (f"{BASE}/Patient/123", 404, "not-found"),
-    (f"{BASE}/CarePlan/00000000-0000-0000-0000-000000000000", 404, "not-found"),
-    (f"{BASE}/Questionnaire/other", 404, "not-found"),
-    (f"{BASE}/CarePlan", 400, "invalid"),
-    (f"{BASE}/CarePlan?patient=John%20Smith", 400, "invalid"),
-    (f"{BASE}/CarePlan?patient={NHS_NUMBER}&status=active", 400, "invalid"),
-    (f"{BASE}/CarePlan?patient:identifier=urn:oid:1.2.3|{NHS_NUMBER}", 400, "invalid"),
-    (f"{BASE}/CarePlan?patient={NHS_NUMBER}&_format=xml", 400, "invalid"),
-])
+@pytest.mark.parametrize(
+    "url,status,code",
+    [
+        (f"{BASE}/Patient/123", 404, "not-found"),
+        (f"{BASE}/CarePlan/00000000-0000-0000-0000-000000000000", 404, "not-found"),
+        (f"{BASE}/Questionnaire/other", 404, "not-found"),
+        (f"{BASE}/CarePlan", 400, "invalid"),
+        (f"{BASE}/CarePlan?patient=John%20Smith", 400, "invalid"),
+        (f"{BASE}/CarePlan?patient={NHS_NUMBER}&status=active", 400, "invalid"),
+        (f"{BASE}/CarePlan?patient:identifier=urn:oid:1.2.3|{NHS_NUMBER}", 400, "invalid"),
+        (f"{BASE}/CarePlan?patient={NHS_NUMBER}&_format=xml", 400, "invalid"),
+    ],
+)
 def test_errors_are_operation_outcomes(world: World, url: str, status: int, code: str) -> None:
     body = _outcome(world.client.get(url, headers=world.auth("system")), status, code)
     assert "John" not in json.dumps(body)
@@ -375,18 +442,29 @@ def test_another_care_teams_patient_is_neither_found_nor_completed(world: World)
     clinician's search within the organisation."""
     journey = world.waiting("SYN-FHIR-APP-7")  # placed in the development default, local / general
     with unit_of_work(world.engine.sessions) as session:
-        other = create_token(session, "system", "another team's app", world.engine.clock, organisation="local",
-                             teams=["lung"])[1]
-        clinician = create_token(session, "clinician", "lung", world.engine.clock, organisation="local",
-                                 teams=["lung"])[1]
+        other = create_token(
+            session, "system", "another team's app", world.engine.clock, organisation="local", teams=["lung"]
+        )[1]
+        clinician = create_token(
+            session, "clinician", "lung", world.engine.clock, organisation="local", teams=["lung"]
+        )[1]
     headers = {"Authorization": f"Bearer {other}"}
     for resource in ("CarePlan", "Task"):
         found = world.client.get(f"{BASE}/{resource}?patient=SYN-FHIR-APP-7", headers=headers).json
         assert found.get("entry", []) == [] and found["total"] == 0, resource
-    hidden = world.client.post(f"{BASE}/QuestionnaireResponse", data=json.dumps(_answers(world, "SYN-FHIR-APP-7")),
-                               content_type="application/fhir+json", headers=headers)
-    unknown = world.client.post(f"{BASE}/QuestionnaireResponse", data=json.dumps(_answers(world, "SYN-NOBODY")),
-                                content_type="application/fhir+json", headers=headers)
+    hidden = world.client.post(
+        f"{BASE}/QuestionnaireResponse",
+        data=json.dumps(_answers(world, "SYN-FHIR-APP-7")),
+        content_type="application/fhir+json",
+        headers=headers,
+    )
+    unknown = world.client.post(
+        f"{BASE}/QuestionnaireResponse",
+        data=json.dumps(_answers(world, "SYN-NOBODY")),
+        content_type="application/fhir+json",
+        headers=headers,
+    )
+
     def words(response: Any) -> tuple[int, str]:  # without the request id the diagnostics end with
         return response.status_code, response.json["issue"][0]["diagnostics"].split(" (request ")[0]
 

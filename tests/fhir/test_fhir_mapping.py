@@ -25,11 +25,21 @@ DIRECTORY = load_service_directory(bundled_service_directory())
 PATIENT = patient_reference("9434765919", "nhs-number")
 
 
-@pytest.mark.parametrize("kind,valid,invalid", [
-    ("nhs-number", ["9434765919", "4010232137"],
-     ["9434765918", "943476591", "94347659190", "MRN-1001", "０４０１０２３２１３"]),
-    ("personnummer", ["191212121212", "200001012327"], ["191212121213", "19121212-1212", "191213121212", "1212121212"]),
-])
+@pytest.mark.parametrize(
+    "kind,valid,invalid",
+    [
+        (
+            "nhs-number",
+            ["9434765919", "4010232137"],
+            ["9434765918", "943476591", "94347659190", "MRN-1001", "０４０１０２３２１３"],
+        ),
+        (
+            "personnummer",
+            ["191212121212", "200001012327"],
+            ["191212121213", "19121212-1212", "191213121212", "1212121212"],
+        ),
+    ],
+)
 def test_identifiers_of_the_deployments_system(kind: str, valid: list[str], invalid: list[str]) -> None:
     for value in valid:
         assert patient_reference(value, kind)["identifier"] == {"system": SYSTEMS[kind], "value": value}
@@ -43,8 +53,10 @@ def test_identifiers_of_the_deployments_system(kind: str, valid: list[str], inva
 
 def test_the_identifier_system_is_a_deployment_setting() -> None:
     assert Settings().fhir_patient_identifier == "nhs-number"
-    assert Settings.from_env({"CAREPATH_FHIR_PATIENT_IDENTIFIER": "Personnummer"}).fhir_patient_identifier == \
-        "personnummer"
+    assert (
+        Settings.from_env({"CAREPATH_FHIR_PATIENT_IDENTIFIER": "Personnummer"}).fhir_patient_identifier
+        == "personnummer"
+    )
     with pytest.raises(ValueError, match="CAREPATH_FHIR_PATIENT_IDENTIFIER"):
         Settings(fhir_patient_identifier="ssn")
     with pytest.raises(InvalidInputError):  # an NHS number system on a Swedish deployment
@@ -54,8 +66,10 @@ def test_the_identifier_system_is_a_deployment_setting() -> None:
 def test_search_names_the_patient_three_ways() -> None:
     assert patient_ref_from_search("patient", "SYN-0001", "nhs-number") == "SYN-0001"
     assert patient_ref_from_search("patient", "Patient/9434765919", "nhs-number") == "9434765919"
-    assert patient_ref_from_search("patient:identifier", f"{SYSTEMS['nhs-number']}|9434765919", "nhs-number") == \
-        "9434765919"
+    assert (
+        patient_ref_from_search("patient:identifier", f"{SYSTEMS['nhs-number']}|9434765919", "nhs-number")
+        == "9434765919"
+    )
     for name, value in (("patient", "Jane Smith"), ("patient:identifier", "9434765919")):
         with pytest.raises(InvalidInputError) as refused:
             patient_ref_from_search(name, value, "nhs-number")
@@ -63,17 +77,33 @@ def test_search_names_the_patient_three_ways() -> None:
 
 
 def _item(status: str, **extra: Any) -> dict[str, Any]:
-    return {"id": "0b1e8f0c-3c43-4b0c-9d58-3f0a4f9b7e21", "kind": "referral", "code": "psychological-support-referral",
-            "service": "psychological_support", "urgency": "urgent", "rules": ["psych-support-urgent"],
-            "status": status, "evaluation_id": "6c1b3a55-2f8e-4d3e-a5a4-0d7a8f1c2b33", "task_id": "t",
-            "created_at": "2026-01-15T09:00:00", "updated_at": "2026-01-16T10:00:00+00:00", "updated_by": "x",
-            **extra}
+    return {
+        "id": "0b1e8f0c-3c43-4b0c-9d58-3f0a4f9b7e21",
+        "kind": "referral",
+        "code": "psychological-support-referral",
+        "service": "psychological_support",
+        "urgency": "urgent",
+        "rules": ["psych-support-urgent"],
+        "status": status,
+        "evaluation_id": "6c1b3a55-2f8e-4d3e-a5a4-0d7a8f1c2b33",
+        "task_id": "t",
+        "created_at": "2026-01-15T09:00:00",
+        "updated_at": "2026-01-16T10:00:00+00:00",
+        "updated_by": "x",
+        **extra,
+    }
 
 
-@pytest.mark.parametrize("status,expected", [
-    ("proposed", ("draft", "proposal")), ("agreed", ("active", "plan")), ("referred", ("active", "order")),
-    ("completed", ("completed", "order")), ("declined", ("revoked", "proposal")),
-])
+@pytest.mark.parametrize(
+    "status,expected",
+    [
+        ("proposed", ("draft", "proposal")),
+        ("agreed", ("active", "plan")),
+        ("referred", ("active", "order")),
+        ("completed", ("completed", "order")),
+        ("declined", ("revoked", "proposal")),
+    ],
+)
 def test_every_referral_status_maps_onto_fhir(status: str, expected: tuple[str, str]) -> None:
     request = service_request(_item(status), "9d1c0f3e-8a8b-4b8e-b1f4-0a2c3d4e5f60", PATIENT, CATALOGUE)
     assert (request["status"], request["intent"]) == expected
@@ -81,8 +111,10 @@ def test_every_referral_status_maps_onto_fhir(status: str, expected: tuple[str, 
     assert fhir_r4.problems(request) == []
 
 
-@pytest.mark.parametrize("urgency,priority", [("routine", "routine"), ("soon", "urgent"), ("urgent", "asap"),
-                                              ("emergency", "stat"), (None, None)])
+@pytest.mark.parametrize(
+    "urgency,priority",
+    [("routine", "routine"), ("soon", "urgent"), ("urgent", "asap"), ("emergency", "stat"), (None, None)],
+)
 def test_urgency_maps_onto_priority(urgency: str | None, priority: str | None) -> None:
     request = service_request(_item("agreed", urgency=urgency), "x", PATIENT, CATALOGUE)
     assert request.get("priority") == priority
@@ -102,37 +134,71 @@ def test_the_checklist_questions_are_the_forms() -> None:
 
 
 def test_answers_map_back_to_the_forms_data() -> None:
-    response = {"item": [
-        {"linkId": "concerns", "item": [{"linkId": "physical", "item": [
-            {"linkId": "pain", "answer": [{"valueInteger": 4}]}]}]},
-        {"linkId": "about_you", "item": [{"linkId": "travel_km", "answer": [{"valueDecimal": 12.5}]},
-                                         {"linkId": "caring_duties", "answer": [{"valueBoolean": False}]}]}]}
-    assert answers_to_task_data(response, CATALOGUE) == {"concerns": {"pain": 4},
-                                                         "about_you": {"travel_km": 12.5, "caring_duties": False}}
-    twice = {"item": [{"linkId": "pain", "answer": [{"valueInteger": 4}]},
-                      {"linkId": "pain", "answer": [{"valueInteger": 5}]},
-                      {"linkId": "fatigue", "answer": [{"valueInteger": 1}, {"valueInteger": 2}]},
-                      {"linkId": "lives_alone", "answer": [{"valueInteger": 1}]}]}
+    response = {
+        "item": [
+            {
+                "linkId": "concerns",
+                "item": [{"linkId": "physical", "item": [{"linkId": "pain", "answer": [{"valueInteger": 4}]}]}],
+            },
+            {
+                "linkId": "about_you",
+                "item": [
+                    {"linkId": "travel_km", "answer": [{"valueDecimal": 12.5}]},
+                    {"linkId": "caring_duties", "answer": [{"valueBoolean": False}]},
+                ],
+            },
+        ]
+    }
+    assert answers_to_task_data(response, CATALOGUE) == {
+        "concerns": {"pain": 4},
+        "about_you": {"travel_km": 12.5, "caring_duties": False},
+    }
+    twice = {
+        "item": [
+            {"linkId": "pain", "answer": [{"valueInteger": 4}]},
+            {"linkId": "pain", "answer": [{"valueInteger": 5}]},
+            {"linkId": "fatigue", "answer": [{"valueInteger": 1}, {"valueInteger": 2}]},
+            {"linkId": "lives_alone", "answer": [{"valueInteger": 1}]},
+        ]
+    }
     with pytest.raises(InvalidInputError) as refused:
         answers_to_task_data(twice, CATALOGUE)
     assert [p.message for p in refused.value.problems] == [
-        "item pain is answered more than once", "item fatigue needs exactly one answer", "item lives_alone takes "
-        "valueBoolean"]
+        "item pain is answered more than once",
+        "item fatigue needs exactly one answer",
+        "item lives_alone takes valueBoolean",
+    ]
 
 
 def test_a_summary_that_grew_a_field_still_maps(tmp_path: Path) -> None:
-    summary = {"document_type": "end_of_treatment_summary", "instance_id": "9d1c0f3e-8a8b-4b8e-b1f4-0a2c3d4e5f60",
-               "generated_at": "2026-03-01T09:00:00+00:00", "language": "en", "title": "End of Treatment Summary",
-               "patient_ref": "9434765919", "treatments_received": [{"code": "surgery", "label": "Surgery"}],
-               "completed_on": "2026-02-20", "effects_to_watch_for": [],
-               "psychosocial_<b>review</b>": {"label": "Booked", "when": "2026-04-01", "with": {"name": "Team <A>"},
-                                              "confirmed": True},
-               "referrals_made": {"care_plan": [_item("referred")]}}
+    summary = {
+        "document_type": "end_of_treatment_summary",
+        "instance_id": "9d1c0f3e-8a8b-4b8e-b1f4-0a2c3d4e5f60",
+        "generated_at": "2026-03-01T09:00:00+00:00",
+        "language": "en",
+        "title": "End of Treatment Summary",
+        "patient_ref": "9434765919",
+        "treatments_received": [{"code": "surgery", "label": "Surgery"}],
+        "completed_on": "2026-02-20",
+        "effects_to_watch_for": [],
+        "psychosocial_<b>review</b>": {
+            "label": "Booked",
+            "when": "2026-04-01",
+            "with": {"name": "Team <A>"},
+            "confirmed": True,
+        },
+        "referrals_made": {"care_plan": [_item("referred")]},
+    }
     doc = composition(summary, PATIENT, "CarePath test")
     assert fhir_r4.problems(doc) == []
     titles = [s["title"] for s in doc["section"]]
-    assert titles == ["Treatment received", "Treatment completed on", "Effects to watch for",
-                      "Psychosocial <b>review</b>", "Referrals made"]
+    assert titles == [
+        "Treatment received",
+        "Treatment completed on",
+        "Effects to watch for",
+        "Psychosocial <b>review</b>",
+        "Referrals made",
+    ]
     added = doc["section"][3]["text"]["div"]
     assert "Booked" in added and "Team &lt;A&gt;" in added and "Yes" in added and "<b>" not in added
     assert doc["section"][2]["text"]["div"].endswith(">None recorded</div>")

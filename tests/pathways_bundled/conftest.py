@@ -47,8 +47,9 @@ def journey_clock() -> ManualClock:
 
 def _settings(folder: Path) -> Settings:
     # Four eyes off: journeys evaluate the rules folder's texts as they are (tests/test_four_eyes_rules.py has it on).
-    return Settings(database_url=f"sqlite:///{folder / DATABASE}", pathways_dir=PATHWAYS, rules_dir=REPO / "rules",
-                    four_eyes=False)
+    return Settings(
+        database_url=f"sqlite:///{folder / DATABASE}", pathways_dir=PATHWAYS, rules_dir=REPO / "rules", four_eyes=False
+    )
 
 
 def bundled_app(template: Path, folder: Path, clock: ManualClock) -> CarePath:
@@ -59,8 +60,9 @@ def bundled_app(template: Path, folder: Path, clock: ManualClock) -> CarePath:
 
 
 @pytest.fixture
-def bundled(bundled_template: Path, tmp_path: Path, journey_clock: ManualClock,
-            flow_coverage: FlowCoverage) -> Iterator[CarePath]:
+def bundled(
+    bundled_template: Path, tmp_path: Path, journey_clock: ManualClock, flow_coverage: FlowCoverage
+) -> Iterator[CarePath]:
     app = bundled_app(bundled_template, tmp_path, journey_clock)
     flow_coverage.watch(app)
     try:
@@ -73,8 +75,16 @@ def bundled(bundled_template: Path, tmp_path: Path, journey_clock: ManualClock,
 def bundled_http(bundled_template: Path, tmp_path: Path, journey_clock: ManualClock) -> Iterator[Flask]:
     """The HTTP API and web pages on a fresh copy of the template database (the journeys' clock)."""
     shutil.copyfile(bundled_template, tmp_path / DATABASE)
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / DATABASE}", "PATHWAYS_DIR": PATHWAYS,
-                      "RULES_DIR": REPO / "rules", "CLOCK": journey_clock, "SECRET_KEY": "test-secret-key"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / DATABASE}",
+            "PATHWAYS_DIR": PATHWAYS,
+            "RULES_DIR": REPO / "rules",
+            "CLOCK": journey_clock,
+            "SECRET_KEY": "test-secret-key",
+        }
+    )
     try:
         yield app
     finally:

@@ -29,9 +29,24 @@ REPO = Path(__file__).resolve().parents[2]
 PATHWAYS = REPO / "pathways"
 NURSE, PATIENT, SYSTEM = "clinician:cns-syn", "patient:SYN", "system:ehr"
 FLOW_NODE_TAGS = {
-    "startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent", "userTask",
-    "manualTask", "scriptTask", "serviceTask", "callActivity", "exclusiveGateway", "inclusiveGateway",
-    "parallelGateway", "eventBasedGateway", "task", "sendTask", "receiveTask", "businessRuleTask",
+    "startEvent",
+    "endEvent",
+    "intermediateCatchEvent",
+    "intermediateThrowEvent",
+    "boundaryEvent",
+    "userTask",
+    "manualTask",
+    "scriptTask",
+    "serviceTask",
+    "callActivity",
+    "exclusiveGateway",
+    "inclusiveGateway",
+    "parallelGateway",
+    "eventBasedGateway",
+    "task",
+    "sendTask",
+    "receiveTask",
+    "businessRuleTask",
 }
 
 
@@ -73,29 +88,34 @@ class Journey:
         return self.view.status
 
     def task(self, element: str, process: str | None = None) -> dict[str, Any]:
-        matches = [t for t in self.view.ready_tasks
-                   if t["element"] == element and (process is None or t["process"] == process)]
+        matches = [
+            t for t in self.view.ready_tasks if t["element"] == element and (process is None or t["process"] == process)
+        ]
         assert matches, f"{element} is not ready; ready: {self.ready}"
         return matches[0]
 
     def proposals(self) -> list[CarePlanItem]:
         with self.app.sessions() as session:
-            rows = session.scalars(select(CarePlanItem).where(CarePlanItem.instance_id == self.view.id,
-                                                              CarePlanItem.status == "proposed"))
+            rows = session.scalars(
+                select(CarePlanItem).where(CarePlanItem.instance_id == self.view.id, CarePlanItem.status == "proposed")
+            )
             return list(rows)
 
     # --- acting ---
-    def do(self, element: str, data: dict[str, Any] | None = None, actor: str = NURSE,
-           process: str | None = None) -> Journey:
+    def do(
+        self, element: str, data: dict[str, Any] | None = None, actor: str = NURSE, process: str | None = None
+    ) -> Journey:
         task = self.task(element, process)
-        self.view = self.app.instances.complete_task(self.view.id, task["id"], data or {}, actor,
-                                                     expected_version=self.view.version)
+        self.view = self.app.instances.complete_task(
+            self.view.id, task["id"], data or {}, actor, expected_version=self.view.version
+        )
         assert self.view.status in ("running", "completed"), self.view.incident
         return self
 
     def message(self, name: str, payload: dict[str, Any] | None = None) -> Journey:
-        [delivered] = self.app.instances.send_message(name, "system:patient-app", patient_ref=self.patient,
-                                                      payload=payload)
+        [delivered] = self.app.instances.send_message(
+            name, "system:patient-app", patient_ref=self.patient, payload=payload
+        )
         # Reload: the view send_message returns can carry the revision from before its own change.
         self.view = self.app.instances.get(delivered.id)
         return self
@@ -118,8 +138,13 @@ class Journey:
         return self
 
     # --- shared sub-pathways, as a clinic would complete them ---
-    def hna(self, concerns: dict[str, int], *, about_you: dict[str, Any] | None = None,
-            agree: Callable[[CarePlanItem], bool] = lambda item: item.kind != "information") -> Journey:
+    def hna(
+        self,
+        concerns: dict[str, int],
+        *,
+        about_you: dict[str, Any] | None = None,
+        agree: Callable[[CarePlanItem], bool] = lambda item: item.kind != "information",
+    ) -> Journey:
         """Offer, complete, discuss priority concerns if any, agree the plan (decisions per proposal)."""
         self.do("offer_hna", {"hna_accepted": True})
         if "complete_checklist_cyp" in self.ready:
@@ -127,11 +152,21 @@ class Journey:
             # about travel only: the same worry, the school instead of the money.
             concerns = {("school" if code == "money_housing" else code): score for code, score in concerns.items()}
             travel = {k: v for k, v in (about_you or {}).items() if k in ("travel_minutes", "travel_km")}
-            self.do("complete_checklist_cyp", {"concerns": concerns, "about_you": travel,
-                                               "what_matters": "Keeping up with school and my friends"}, actor=PATIENT)
+            self.do(
+                "complete_checklist_cyp",
+                {"concerns": concerns, "about_you": travel, "what_matters": "Keeping up with school and my friends"},
+                actor=PATIENT,
+            )
         else:
-            self.do("complete_checklist", {"concerns": concerns, "about_you": about_you or {},
-                                           "what_matters": "Keeping up with my family and work"}, actor=PATIENT)
+            self.do(
+                "complete_checklist",
+                {
+                    "concerns": concerns,
+                    "about_you": about_you or {},
+                    "what_matters": "Keeping up with my family and work",
+                },
+                actor=PATIENT,
+            )
         if max([0, *concerns.values()]) >= 8:
             self.do("priority_review", {"discussed_on": self.today(), "urgent_action": "same_day_referral"})
         items = self.proposals()
@@ -150,5 +185,11 @@ class Journey:
 
 
 def contact(team: str = "Synthetic cancer nursing team") -> dict[str, Any]:
-    return {"named_contact": {"role": "clinical_nurse_specialist", "staff_ref": "STAFF-SYN-1", "team": team,
-                              "contact_line": "team_phone_line"}}
+    return {
+        "named_contact": {
+            "role": "clinical_nurse_specialist",
+            "staff_ref": "STAFF-SYN-1",
+            "team": team,
+            "contact_line": "team_phone_line",
+        }
+    }

@@ -26,8 +26,14 @@ HIGH_CONCERNS = {"worry_fear_anxiety": 9, "fatigue": 6, "money_housing": 7}
 LOW_CONCERNS = {"fatigue": 3}
 # What the MDT form asks of every patient besides the plan (NICE NG209: ask everyone about smoking).
 NOT_ON_SACT = {"smoking_status": "never", "systemic_therapy_planned": False, "immunotherapy_planned": False}
-ABOUT_WORKING_PARENT = {"work_status": "employed", "wants_to_return_to_work": True, "caring_duties": True,
-                        "lives_alone": False, "travel_minutes": 50, "travel_km": 40}
+ABOUT_WORKING_PARENT = {
+    "work_status": "employed",
+    "wants_to_return_to_work": True,
+    "caring_duties": True,
+    "lives_alone": False,
+    "travel_minutes": 50,
+    "travel_km": 40,
+}
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class Site:
     pathway: str
     diagnosis: str
     age: int = 58
-    mdt: dict[str, Any] = field(default_factory=dict)            # extra MDT answers
+    mdt: dict[str, Any] = field(default_factory=dict)  # extra MDT answers
     first_treatment: str = "surgery"
     treatments: list[str] = field(default_factory=lambda: ["surgery"])
     treatment_extra: dict[str, Any] = field(default_factory=dict)
@@ -54,42 +60,79 @@ class Site:
 
 FOLLOW_UP = {"arranged_on": "2026-06-01"}
 SITES = {
-    "breast": Site("breast_cancer", "breast", 52, treatments=["breast_conserving_surgery", "radiotherapy"],
-                   first_treatment="surgery",
-                   special_treatment={"treatments_received": ["breast_conserving_surgery", "radiotherapy",
-                                                              "endocrine_therapy"]},
-                   special_task=("endocrine_plan", FOLLOW_UP)),
-    "prostate": Site("prostate_cancer", "prostate", 67, first_treatment="radical_radiotherapy",
-                     treatments=["radical_radiotherapy"],
-                     adt=True),
-    "colorectal": Site("colorectal_cancer", "colorectal", 63, treatments=["anterior_resection"],
-                       treatment_extra={"stoma_formed": False},
-                       special_treatment={"treatments_received": ["anterior_resection"], "stoma_formed": True},
-                       special_task=("stoma_care", FOLLOW_UP),
-                       special_plan={"stoma_possible": True},
-                       before_treatment_task=("preop_stoma", {"seen_on": "2026-01-15", "site_marked": True})),
-    "lung": Site("lung_cancer", "lung", 71, treatments=["lobectomy"], mdt={"smoking_status": "former"},
-                 special_mdt={"smoking_status": "current"},
-                 special_task=("stop_smoking", {"referred_on": "2026-02-01", "accepted": True})),
+    "breast": Site(
+        "breast_cancer",
+        "breast",
+        52,
+        treatments=["breast_conserving_surgery", "radiotherapy"],
+        first_treatment="surgery",
+        special_treatment={"treatments_received": ["breast_conserving_surgery", "radiotherapy", "endocrine_therapy"]},
+        special_task=("endocrine_plan", FOLLOW_UP),
+    ),
+    "prostate": Site(
+        "prostate_cancer",
+        "prostate",
+        67,
+        first_treatment="radical_radiotherapy",
+        treatments=["radical_radiotherapy"],
+        adt=True,
+    ),
+    "colorectal": Site(
+        "colorectal_cancer",
+        "colorectal",
+        63,
+        treatments=["anterior_resection"],
+        treatment_extra={"stoma_formed": False},
+        special_treatment={"treatments_received": ["anterior_resection"], "stoma_formed": True},
+        special_task=("stoma_care", FOLLOW_UP),
+        special_plan={"stoma_possible": True},
+        before_treatment_task=("preop_stoma", {"seen_on": "2026-01-15", "site_marked": True}),
+    ),
+    "lung": Site(
+        "lung_cancer",
+        "lung",
+        71,
+        treatments=["lobectomy"],
+        mdt={"smoking_status": "former"},
+        special_mdt={"smoking_status": "current"},
+        special_task=("stop_smoking", {"referred_on": "2026-02-01", "accepted": True}),
+    ),
     "general": Site("general_cancer", "kidney", 60, first_treatment="surgery", treatments=["surgery"]),
     "children_young_people": Site(
-        "children_young_people_cancer", "hodgkin_lymphoma", 14, first_treatment="chemotherapy",
-        treatments=["chemotherapy"], mdt={"fertility_preservation_discussed": True},
-        after_treatment_task=("transition", FOLLOW_UP)),
+        "children_young_people_cancer",
+        "hodgkin_lymphoma",
+        14,
+        first_treatment="chemotherapy",
+        treatments=["chemotherapy"],
+        mdt={"fertility_preservation_discussed": True},
+        after_treatment_task=("transition", FOLLOW_UP),
+    ),
 }
 
 
-def _start(app: CarePath, clock: ManualClock, site: Site, patient: str, *, age: int | None = None,
-           intent: str = "curative") -> Journey:
-    journey = Journey(app, clock, site.pathway, patient, {
-        "diagnosis": site.diagnosis, "diagnosis_date": DIAGNOSED, "age": site.age if age is None else age,
-        "treatment_intent": intent})
+def _start(
+    app: CarePath, clock: ManualClock, site: Site, patient: str, *, age: int | None = None, intent: str = "curative"
+) -> Journey:
+    journey = Journey(
+        app,
+        clock,
+        site.pathway,
+        patient,
+        {
+            "diagnosis": site.diagnosis,
+            "diagnosis_date": DIAGNOSED,
+            "age": site.age if age is None else age,
+            "treatment_intent": intent,
+        },
+    )
     assert journey.ready == ["assign_contact"]
     journey.do("assign_contact", contact())
     if site.pathway == "children_young_people_cancer":
         if (site.age if age is None else age) < 16:
-            journey.do("parents_take_part", {"participants": ["mother", "father"],
-                                             "person_with_parental_responsibility_consents": True})
+            journey.do(
+                "parents_take_part",
+                {"participants": ["mother", "father"], "person_with_parental_responsibility_consents": True},
+            )
         else:
             journey.do("young_person_chooses", {"participants": ["partner"]}, actor=PATIENT)
     assert "offer_support" in journey.ready and "first_review" in journey.ready
@@ -97,18 +140,32 @@ def _start(app: CarePath, clock: ManualClock, site: Site, patient: str, *, age: 
 
 
 def _support(journey: Journey, wanted: str) -> None:
-    journey.do("offer_support", {"support_wanted": wanted, "support_types": ["emotional", "financial"],
-                                 "consent_to_share_contact": wanted == "yes_now"})
+    journey.do(
+        "offer_support",
+        {
+            "support_wanted": wanted,
+            "support_types": ["emotional", "financial"],
+            "consent_to_share_contact": wanted == "yes_now",
+        },
+    )
     if wanted == "yes_now":
-        journey.do("connect", {"connected_to": ["EXAMPLE-SUPPORT-ORG"], "connected_on": journey.today(),
-                               "connected_via": "nhs_app"})
+        journey.do(
+            "connect",
+            {"connected_to": ["EXAMPLE-SUPPORT-ORG"], "connected_on": journey.today(), "connected_via": "nhs_app"},
+        )
     elif wanted == "later":
         journey.do("give_information", {"information_given_on": journey.today(), "information_format": "leaflet"})
 
 
 def _mdt(journey: Journey, site: Site, *, intent: str = "curative", prehab: bool, special: bool) -> None:
-    answers = {"treatment_intent": intent, "first_treatment": site.first_treatment, "prehabilitation": prehab,
-               "clinical_trial_discussed": True, **NOT_ON_SACT, **site.mdt}
+    answers = {
+        "treatment_intent": intent,
+        "first_treatment": site.first_treatment,
+        "prehabilitation": prehab,
+        "clinical_trial_discussed": True,
+        **NOT_ON_SACT,
+        **site.mdt,
+    }
     if special:
         answers.update(site.special_mdt)
         answers.update(site.special_plan)
@@ -121,16 +178,25 @@ def _mdt(journey: Journey, site: Site, *, intent: str = "curative", prehab: bool
         journey.do("costs", {"travel_minutes": 95, "help_given": ["nhs_travel_costs_scheme", "charity_grant"]})
         journey.do("shared_care_talk", {"shared_care_wanted": special, "local_hospital": "SYN-LOCAL-1"})
         if special:
-            journey.do("setup_shared_care", {"agreed_on": journey.today(),
-                                             "local_care": ["blood_tests", "fever_assessment"]})
+            journey.do(
+                "setup_shared_care", {"agreed_on": journey.today(), "local_care": ["blood_tests", "fever_assessment"]}
+            )
 
 
 def _prehabilitation(journey: Journey, every_need: bool) -> None:
-    journey.do("screen", {"weeks_until_treatment": 4, "physically_inactive": every_need,
-                          "nutrition_risk": "medium" if every_need else "low", "smokes": every_need,
-                          "alcohol_above_guidelines": False, "distress": 6 if every_need else 2})
+    journey.do(
+        "screen",
+        {
+            "weeks_until_treatment": 4,
+            "physically_inactive": every_need,
+            "nutrition_risk": "medium" if every_need else "low",
+            "smokes": every_need,
+            "alcohol_above_guidelines": False,
+            "distress": 6 if every_need else 2,
+        },
+    )
     given = {"referred_on": journey.today(), "accepted": True}
-    for task in (["exercise", "nutrition", "stop_smoking", "wellbeing"] if every_need else ["general_advice"]):
+    for task in ["exercise", "nutrition", "stop_smoking", "wellbeing"] if every_need else ["general_advice"]:
         journey.do(task, given)
     assert "review" in journey.ready
     journey.do("review", {"ready_for_treatment": True})
@@ -151,10 +217,17 @@ def _treatment(journey: Journey, site: Site, special: bool) -> None:
 
 
 def _end_of_treatment(journey: Journey, follow_up: str) -> None:
-    journey.do("write_summary", {"summary_treatments": ["surgery"], "effects_to_watch_for": ["fatigue"],
-                                 "warning_signs_given": True, "ongoing_support": ["local support group"],
-                                 "gp_actions": ["review fatigue at the cancer care review"],
-                                 "follow_up_model": follow_up})
+    journey.do(
+        "write_summary",
+        {
+            "summary_treatments": ["surgery"],
+            "effects_to_watch_for": ["fatigue"],
+            "warning_signs_given": True,
+            "ongoing_support": ["local support group"],
+            "gp_actions": ["review fatigue at the cancer care review"],
+            "follow_up_model": follow_up,
+        },
+    )
     journey.do("discuss", {"discussed_on": journey.today(), "copy_given": True})
     journey.do("send_to_gp", {"sent_on": journey.today()})
     task = {"scheduled": "book_follow_up", "patient_initiated": "explain_pifu", "primary_care": "hand_over"}[follow_up]
@@ -201,9 +274,15 @@ def treated(app: CarePath, clock: ManualClock, site_key: str, patient: str, foll
 def _triage(journey: Journey, rating: str) -> None:
     sign = "fever_on_treatment" if rating == "red" else "diarrhoea_or_vomiting_on_treatment"
     journey.message("warning_sign_reported", {"warning_sign": sign, "description": "Unwell since this morning"})
-    journey.do("triage", {"warning_sign": sign,
-                          "on_systemic_treatment": rating == "red", "triage_rating": rating,
-                          "advice_given": "As the triage tool advises"})
+    journey.do(
+        "triage",
+        {
+            "warning_sign": sign,
+            "on_systemic_treatment": rating == "red",
+            "triage_rating": rating,
+            "advice_given": "As the triage tool advises",
+        },
+    )
     if rating == "red":
         journey.do("urgent_assessment", {"assessed_at": "acute_oncology_unit", "outcome": "admitted"})
     elif rating == "amber":
@@ -217,8 +296,10 @@ def record_tests_due(journey: Journey) -> Journey:
     """Record every surveillance test now due, and follow up every missed one (shared/surveillance_schedule)."""
     while True:
         if "follow_up_missed" in journey.ready:  # rebooked for today: its result is recorded next
-            journey.do("follow_up_missed", {"contacted_on": journey.today(), "outcome": "rebooked",
-                                            "rebooked_on": journey.today()})
+            journey.do(
+                "follow_up_missed",
+                {"contacted_on": journey.today(), "outcome": "rebooked", "rebooked_on": journey.today()},
+            )
         elif "record_rebooked_result" in journey.ready:
             journey.do("record_rebooked_result", {"done_on": journey.today(), "result": "as_expected"})
         elif "record_result" in journey.ready:
@@ -230,16 +311,18 @@ def record_tests_due(journey: Journey) -> Journey:
 def next_due(journey: Journey) -> Journey:
     """Move the clock just past the instance's next timer and let it fire."""
     assert journey.view.next_due_at, journey.ready
-    return journey.wait_for(datetime.fromisoformat(journey.view.next_due_at) - journey.clock.now()
-                            + timedelta(seconds=1))
+    return journey.wait_for(
+        datetime.fromisoformat(journey.view.next_due_at) - journey.clock.now() + timedelta(seconds=1)
+    )
 
 
 def discharge_if_due(journey: Journey, pathway: str) -> bool:
     """Complete the pathway's own follow-up (discharge) task if it is ready (not the survey's follow-up)."""
     if not any(t["element"] == "follow_up" and t["process"] == pathway for t in journey.view.ready_tasks):
         return False
-    journey.do("follow_up", {"discharged_on": journey.today(), "outcome": "discharged_with_open_access"},
-               process=pathway)
+    journey.do(
+        "follow_up", {"discharged_on": journey.today(), "outcome": "discharged_with_open_access"}, process=pathway
+    )
     return True
 
 
@@ -256,8 +339,10 @@ def surveillance_to_discharge(journey: Journey, pathway: str) -> Journey:
 
 
 def _review(journey: Journey, element: str) -> None:
-    journey.do(element, {"reviewed_on": journey.today(), "reviewed_by": "gp", "topics": ["support_available"],
-                         "new_needs": False})
+    journey.do(
+        element,
+        {"reviewed_on": journey.today(), "reviewed_by": "gp", "topics": ["support_available"], "new_needs": False},
+    )
 
 
 @dataclass(frozen=True)
@@ -282,8 +367,9 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     assert j.ready[0] == "first_review" or "first_review" in j.ready
     if not opts.first_review_late:
         _review(j, "first_review")
-    j.message("named_contact_changed").do("nc_record", {**contact("Synthetic community team"),
-                                                        "reason": "moved nearer home"})
+    j.message("named_contact_changed").do(
+        "nc_record", {**contact("Synthetic community team"), "reason": "moved nearer home"}
+    )
     _triage(j, opts.triage)
     _mdt(j, site, prehab=True, special=True)
     # The SACT prescribing system reports a first cycle: the treatment status listener runs from the start.
@@ -301,8 +387,15 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     j.hna_declined()  # at the end of treatment
     _end_of_treatment(j, opts.follow_up)
     assert "give_feedback" in j.ready  # feedback at the end of treatment, alongside follow-up
-    j.do("give_feedback", {"overall_experience": "good", "what_went_well": "Named contact always called back",
-                           "feedback_wants_contact": opts.feedback_contact}, actor=PATIENT)
+    j.do(
+        "give_feedback",
+        {
+            "overall_experience": "good",
+            "what_went_well": "Named contact always called back",
+            "feedback_wants_contact": opts.feedback_contact,
+        },
+        actor=PATIENT,
+    )
     if opts.feedback_contact:
         j.do("respond", {"contacted_on": j.today(), "outcome": "Thanked"})
     discharge_if_due(j, site.pathway)  # no surveillance schedule on this pathway: follow-up ends now
@@ -317,8 +410,10 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     discharge_if_due(record_tests_due(j.wait_until("2027-07-12")), site.pathway)
     if site.age >= 16:  # the national survey's invitation, recorded; no local questionnaire
         assert j.ready == ["survey_invitation"] and j.status == "running"
-        j.do("survey_invitation", {"invitation": "declined" if opts.survey_declined else "sent",
-                                   "recorded_on": j.today()})
+        j.do(
+            "survey_invitation",
+            {"invitation": "declined" if opts.survey_declined else "sent", "recorded_on": j.today()},
+        )
     else:
         assert "survey_invitation" not in j.ready  # under 16: not invited
     surveillance_to_discharge(j, site.pathway)
@@ -326,8 +421,16 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     return j
 
 
-def short_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, *, support: str, age: int | None = None,
-                  triage: str = "green") -> Journey:
+def short_journey(
+    app: CarePath,
+    clock: ManualClock,
+    site: Site,
+    patient: str,
+    *,
+    support: str,
+    age: int | None = None,
+    triage: str = "green",
+) -> Journey:
     """Curative without prehabilitation or the site's own branch, up to the end-of-treatment HNA."""
     j = _start(app, clock, site, patient, age=age)
     _support(j, support)
@@ -346,8 +449,10 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     _mdt(j, site, intent="palliative", prehab=False, special=False)
     # The palliative route's own assessment declined; at its review, care passes to another service.
     j.hna_declined()
-    j.do("cpal_review" if "cpal_review" in j.ready else "pal_review",
-         {"reviewed_on": j.today(), "palliative_route": "care_transferred"})
+    j.do(
+        "cpal_review" if "cpal_review" in j.ready else "pal_review",
+        {"reviewed_on": j.today(), "palliative_route": "care_transferred"},
+    )
     assert j.ready == ["first_review", "give_feedback"]  # the route had not asked: asked on the way out
     # The patient dies two weeks later: the pathway ends, and no review or survey ever follows.
     j.wait(14).message("patient_died", {"date_of_death": j.today()})
@@ -362,8 +467,16 @@ def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outco
     j = _start(app, clock, site, patient)
     _support(j, "later")
     j.hna(LOW_CONCERNS)
-    j.do("mdt", {"treatment_intent": "curative", "first_treatment": "active_surveillance", "prehabilitation": False,
-                 "clinical_trial_discussed": False, **NOT_ON_SACT})
+    j.do(
+        "mdt",
+        {
+            "treatment_intent": "curative",
+            "first_treatment": "active_surveillance",
+            "prehabilitation": False,
+            "clinical_trial_discussed": False,
+            **NOT_ON_SACT,
+        },
+    )
     while "surveillance" not in j.ready:  # a year of PSA tests, then the review
         record_tests_due(next_due(j))
     j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": outcome})
@@ -385,8 +498,7 @@ def recurrence_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     j.hna_declined()  # on recurrence
     j.wait(120)
     j.message("recurrence_treatment_completed")
-    j.do("rec_treatment", {"treatments_received": site.treatments, "completed_on": j.today(),
-                           **site.treatment_extra})
+    j.do("rec_treatment", {"treatments_received": site.treatments, "completed_on": j.today(), **site.treatment_extra})
     _end_of_treatment(j, "scheduled")
     assert "rec_treatment" not in j.ready and "write_summary" not in j.ready
     return j
@@ -399,8 +511,15 @@ def _all() -> dict[str, JourneyFn]:
     journeys: dict[str, JourneyFn] = {}
     full_options = {
         "breast": Options(),
-        "prostate": Options(support="later", triage="amber", follow_up="scheduled", first_review_late=True,
-                            second_review_late=False, feedback_contact=False, survey_declined=True),
+        "prostate": Options(
+            support="later",
+            triage="amber",
+            follow_up="scheduled",
+            first_review_late=True,
+            second_review_late=False,
+            feedback_contact=False,
+            survey_declined=True,
+        ),
         "colorectal": Options(support="no", triage="green", follow_up="primary_care"),
         "lung": Options(prehab_every_need=False, follow_up="scheduled"),
         "general": Options(support="later", triage="amber"),
@@ -409,14 +528,18 @@ def _all() -> dict[str, JourneyFn]:
     for number, (key, opts) in enumerate(full_options.items(), start=1):
         site = SITES[key]
         journeys[f"{key}-full"] = partial(full_journey, site=site, patient=f"SYN-{number:04d}", opts=opts)
-        journeys[f"{key}-short"] = partial(short_journey, site=site, patient=f"SYN-{number + 100:04d}",
-                                           support="later" if number % 2 else "yes_now",
-                                           age=19 if key == "children_young_people" else None)
+        journeys[f"{key}-short"] = partial(
+            short_journey,
+            site=site,
+            patient=f"SYN-{number + 100:04d}",
+            support="later" if number % 2 else "yes_now",
+            age=19 if key == "children_young_people" else None,
+        )
         journeys[f"{key}-palliative"] = partial(palliative_journey, site=site, patient=f"SYN-{number + 200:04d}")
-    journeys["prostate-surveillance-continues"] = partial(prostate_surveillance, patient="SYN-0301",
-                                                          outcome="continue")
-    journeys["prostate-surveillance-to-radical"] = partial(prostate_surveillance, patient="SYN-0302",
-                                                           outcome="radical_treatment")
+    journeys["prostate-surveillance-continues"] = partial(prostate_surveillance, patient="SYN-0301", outcome="continue")
+    journeys["prostate-surveillance-to-radical"] = partial(
+        prostate_surveillance, patient="SYN-0302", outcome="radical_treatment"
+    )
     for number, key in enumerate(full_options, start=1):  # a recurrence, treated and summarised
         journeys[f"{key}-recurrence"] = partial(recurrence_journey, site=SITES[key], patient=f"SYN-{number + 400:04d}")
     return journeys

@@ -27,27 +27,56 @@ from .journeys import SITES, _mdt, _start, _support
 SPC, CHILDREN_SPC = "specialist-palliative-care-referral", "childrens-palliative-care-referral"
 # At least 3 calendar months (92 days and a minute), so the route's next assessment is always due by then.
 QUARTER = timedelta(days=92, minutes=1)
-ADULT_ACP = {"advance_care_plan": {
-    "conversation": "held", "recorded_on": "2026-02-20", "preferred_place_of_care": "home",
-    "preferred_place_of_death": "hospice", "what_matters_most": "Being at home with my grandchildren",
-    "took_part": ["patient", "partner_or_family", "key_worker"], "lasting_power_of_attorney": True,
-    "respect_plan": True, "shared_with_gp": True}}
-CARERS = {"carers": {"has_carer": True, "recorded_on": "2026-02-20", "relationship": "partner",
-                     "carers_assessment": "accepted", "needs": ["short_breaks", "emotional_support"],
-                     "support_arranged": "Carers' centre sitting service on Tuesdays"}}
-CHILD_ACP = {"advance_care_plan": {
-    "conversation": "held", "recorded_on": "2026-02-20", "preferred_place_of_care": "home",
-    "preferred_place_of_death": "childrens_hospice", "took_part": ["child_or_young_person", "parents_or_carers",
-                                                                  "named_medical_specialist"]}}
-FAMILY = {"palliative_family_support": {"recorded_on": "2026-02-20", "child": "accepted",
-                                        "parents_or_carers": "accepted", "siblings": "offered",
-                                        "bereavement_support_explained": True}}
+ADULT_ACP = {
+    "advance_care_plan": {
+        "conversation": "held",
+        "recorded_on": "2026-02-20",
+        "preferred_place_of_care": "home",
+        "preferred_place_of_death": "hospice",
+        "what_matters_most": "Being at home with my grandchildren",
+        "took_part": ["patient", "partner_or_family", "key_worker"],
+        "lasting_power_of_attorney": True,
+        "respect_plan": True,
+        "shared_with_gp": True,
+    }
+}
+CARERS = {
+    "carers": {
+        "has_carer": True,
+        "recorded_on": "2026-02-20",
+        "relationship": "partner",
+        "carers_assessment": "accepted",
+        "needs": ["short_breaks", "emotional_support"],
+        "support_arranged": "Carers' centre sitting service on Tuesdays",
+    }
+}
+CHILD_ACP = {
+    "advance_care_plan": {
+        "conversation": "held",
+        "recorded_on": "2026-02-20",
+        "preferred_place_of_care": "home",
+        "preferred_place_of_death": "childrens_hospice",
+        "took_part": ["child_or_young_person", "parents_or_carers", "named_medical_specialist"],
+    }
+}
+FAMILY = {
+    "palliative_family_support": {
+        "recorded_on": "2026-02-20",
+        "child": "accepted",
+        "parents_or_carers": "accepted",
+        "siblings": "offered",
+        "bereavement_support_explained": True,
+    }
+}
 
 
 def referrals(j: Journey, code: str) -> list[CarePlanItem]:
     with j.app.sessions() as session:
-        return list(session.scalars(select(CarePlanItem).where(CarePlanItem.instance_id == j.view.id,
-                                                               CarePlanItem.code == code)))
+        return list(
+            session.scalars(
+                select(CarePlanItem).where(CarePlanItem.instance_id == j.view.id, CarePlanItem.code == code)
+            )
+        )
 
 
 def move(j: Journey, item_id: str, status: str) -> None:
@@ -101,10 +130,25 @@ def child_palliative(app: CarePath, clock: ManualClock, patient: str = "SYN-0402
     j.hna_declined()
     _mdt(j, site, intent="palliative", prehab=False, special=False)
     assert {"offer_hna", "cpal_specialist"} <= set(j.ready), j.ready
-    j.do("cpal_specialist", {"named_specialist": {"role": "paediatric_oncologist", "staff_ref": "STAFF-SYN-7",
-                                                  "team": "Synthetic principal treatment centre"}})
-    j.do("cpal_mdt", {"palliative_mdt": {"planned_on": j.today(), "members": [
-        "named_medical_specialist", "childrens_palliative_care", "key_worker", "childrens_hospice"]}})
+    j.do(
+        "cpal_specialist",
+        {
+            "named_specialist": {
+                "role": "paediatric_oncologist",
+                "staff_ref": "STAFF-SYN-7",
+                "team": "Synthetic principal treatment centre",
+            }
+        },
+    )
+    j.do(
+        "cpal_mdt",
+        {
+            "palliative_mdt": {
+                "planned_on": j.today(),
+                "members": ["named_medical_specialist", "childrens_palliative_care", "key_worker", "childrens_hospice"],
+            }
+        },
+    )
     j.do("cpal_acp", CHILD_ACP).do("cpal_support", FAMILY)
     j.hna({"pain": 5, "fatigue": 6})
     [referral] = referrals(j, CHILDREN_SPC)
@@ -126,4 +170,3 @@ PALLIATIVE_JOURNEYS: dict[str, JourneyFn] = {
     "palliative-two-years": partial(two_years_palliative, patient="SYN-0401"),
     "palliative-child": partial(child_palliative, patient="SYN-0402"),
 }
-

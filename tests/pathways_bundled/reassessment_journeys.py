@@ -26,8 +26,10 @@ def checklist(j: Journey, concerns: dict[str, int]) -> Journey:
 def agree(j: Journey, review_on: str | None = None) -> Journey:
     """Agree the plan (every proposal declined, so no referral to send), with ``review_on`` if given."""
     decisions = {item.id: "declined" for item in j.proposals()}
-    j.do("agree", {"decisions": decisions, "what_matters": "Gardening",
-                   **({"review_on": review_on} if review_on else {})})
+    j.do(
+        "agree",
+        {"decisions": decisions, "what_matters": "Gardening", **({"review_on": review_on} if review_on else {})},
+    )
     return j.do("share_plan", {"shared_with_patient": ["nhs_app"], "shared_with_gp": True})
 
 

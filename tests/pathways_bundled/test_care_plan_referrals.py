@@ -29,8 +29,13 @@ def test_sending_the_agreed_referrals_marks_them_referred(bundled: CarePath, jou
     referrals = [i for i in proposals if i.kind == "referral"]
     assert len(referrals) >= 2, "the premise: the high concerns propose several referrals"
     declined = referrals[0].id  # the patient declines one referral and agrees to the rest
-    j.do("agree", {"decisions": {i.id: "declined" if i.id == declined else "agreed" for i in proposals},
-                   "what_matters": "Being at home with my children"})
+    j.do(
+        "agree",
+        {
+            "decisions": {i.id: "declined" if i.id == declined else "agreed" for i in proposals},
+            "what_matters": "Being at home with my children",
+        },
+    )
     assert {i.status for i in _items(bundled, j.view.id) if i.id != declined} == {"agreed"}
 
     j.do("send_referrals", {"referrals_sent_on": j.today()}, actor=SENDER)
@@ -41,12 +46,19 @@ def test_sending_the_agreed_referrals_marks_them_referred(bundled: CarePath, jou
     assert {(i.status, i.updated_by) for i in sent} == {("referred", SENDER)}
     assert {i.status for i in after.values() if i.kind != "referral"} == {"agreed"}  # not referrals
     with bundled.sessions() as session:
-        events = session.scalars(select(InstanceEvent).where(
-            InstanceEvent.instance_id == j.view.id, InstanceEvent.type == "care_plan_updated",
-            InstanceEvent.element == "mark_referred").order_by(InstanceEvent.seq)).all()
+        events = session.scalars(
+            select(InstanceEvent)
+            .where(
+                InstanceEvent.instance_id == j.view.id,
+                InstanceEvent.type == "care_plan_updated",
+                InstanceEvent.element == "mark_referred",
+            )
+            .order_by(InstanceEvent.seq)
+        ).all()
     # One event per referral sent (what service measures count from), then the step's summary.
     assert {e.actor for e in events} == {SENDER}
     assert sorted((p["item"], p["status"]) for p in (json.loads(e.payload) for e in events[:-1])) == sorted(
-        (i.id, "referred") for i in sent)
+        (i.id, "referred") for i in sent
+    )
     assert json.loads(events[-1].payload) == {"referred": len(sent)}
     assert "share_plan" in j.ready

@@ -23,15 +23,17 @@ from .journeys import (
 )
 
 
-def test_the_12_month_review_is_invited_while_the_3_month_one_is_still_open(bundled: CarePath,
-                                                                             journey_clock: ManualClock) -> None:
+def test_the_12_month_review_is_invited_while_the_3_month_one_is_still_open(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _start(bundled, journey_clock, SITES["breast"], "SYN-C-0001")
     j.wait_until("2026-11-12")
     assert {"first_review", "remind_first", "second_review"} <= set(j.ready)
 
 
-def test_an_open_reminder_to_the_practice_closes_when_its_review_is_done(bundled: CarePath,
-                                                                         journey_clock: ManualClock) -> None:
+def test_an_open_reminder_to_the_practice_closes_when_its_review_is_done(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _start(bundled, journey_clock, SITES["lung"], "SYN-C-0002")
     j.wait_until("2026-04-13")
     reminder = j.task("remind_first")["id"]
@@ -40,14 +42,16 @@ def test_an_open_reminder_to_the_practice_closes_when_its_review_is_done(bundled
     assert "remind_first" not in j.ready
 
 
-def test_both_reviews_done_end_the_reviews_without_any_reminder_left(bundled: CarePath,
-                                                                     journey_clock: ManualClock) -> None:
+def test_both_reviews_done_end_the_reviews_without_any_reminder_left(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = reviews_independent(bundled, journey_clock, patient="SYN-C-0003")
     assert j.status == "completed"
 
 
 def test_the_mdt_and_treatment_go_ahead_while_the_needs_assessment_at_diagnosis_is_open(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     site = SITES["colorectal"]
     j = _start(bundled, journey_clock, site, "SYN-C-0004")
     _support(j, "no")
@@ -56,11 +60,14 @@ def test_the_mdt_and_treatment_go_ahead_while_the_needs_assessment_at_diagnosis_
     assert {"offer_hna", "treatment"} <= set(j.ready)
     _treatment(j, site, special=False)
     assert [t["process"] for t in j.view.ready_tasks if t["element"] == "offer_hna"] == [
-        "holistic_needs_assessment", "holistic_needs_assessment"]  # at diagnosis, and at the end of treatment
+        "holistic_needs_assessment",
+        "holistic_needs_assessment",
+    ]  # at diagnosis, and at the end of treatment
 
 
 def test_feedback_is_asked_when_the_end_of_treatment_summary_is_done_not_at_discharge(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     site = SITES["breast"]
     j = _start(bundled, journey_clock, site, "SYN-C-0005")
     _support(j, "no")
@@ -73,14 +80,14 @@ def test_feedback_is_asked_when_the_end_of_treatment_summary_is_done_not_at_disc
     assert "give_feedback" in j.ready
 
 
-
 def _after_treatment(bundled: CarePath, clock: ManualClock, site_key: str, patient: str) -> Journey:
     """Diagnosed, treated (curative, no site-specific branch), the end of treatment summary done."""
     return treated(bundled, clock, site_key, patient, "patient_initiated")
 
 
-def test_a_mammogram_not_recorded_in_time_opens_a_task_to_rebook_it(bundled: CarePath,
-                                                                     journey_clock: ManualClock) -> None:
+def test_a_mammogram_not_recorded_in_time_opens_a_task_to_rebook_it(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _after_treatment(bundled, journey_clock, "breast", "SYN-C-0007")
     assert "follow_up" not in j.ready  # no discharge before 5 years of mammography
     j.wait_until("2027-01-15")  # a year after the end of treatment
@@ -100,7 +107,8 @@ def test_a_mammogram_not_recorded_in_time_opens_a_task_to_rebook_it(bundled: Car
 
 
 def test_colorectal_surveillance_is_cea_every_6_months_and_ct_at_12_and_24_months(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _after_treatment(bundled, journey_clock, "colorectal", "SYN-C-0008")
     due: list[tuple[str, str]] = []
     while not discharge_if_due(j, "colorectal_cancer"):
@@ -110,13 +118,21 @@ def test_colorectal_surveillance_is_cea_every_6_months_and_ct_at_12_and_24_month
                 form = task["form"]["properties"]
                 due.append((form["test_due_on"]["default"], form["test_code"]["default"]))
         record_tests_due(j)
-    assert sorted(due) == [("2026-07-15", "cea"), ("2027-01-15", "cea"), ("2027-01-15", "ct_chest_abdomen_pelvis"),
-                           ("2027-07-15", "cea"), ("2028-01-15", "cea"), ("2028-01-15", "ct_chest_abdomen_pelvis"),
-                           ("2028-07-15", "cea"), ("2029-01-15", "cea")]
+    assert sorted(due) == [
+        ("2026-07-15", "cea"),
+        ("2027-01-15", "cea"),
+        ("2027-01-15", "ct_chest_abdomen_pelvis"),
+        ("2027-07-15", "cea"),
+        ("2028-01-15", "cea"),
+        ("2028-01-15", "ct_chest_abdomen_pelvis"),
+        ("2028-07-15", "cea"),
+        ("2029-01-15", "cea"),
+    ]
 
 
-def test_lung_follow_up_offers_regular_appointments_the_first_within_6_weeks(bundled: CarePath,
-                                                                           journey_clock: ManualClock) -> None:
+def test_lung_follow_up_offers_regular_appointments_the_first_within_6_weeks(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _after_treatment(bundled, journey_clock, "lung", "SYN-C-0009")
     assert "follow_up" not in j.ready
     assert j.view.next_due_at and j.view.next_due_at.startswith("2026-02-15")  # within 6 weeks of the end
@@ -128,21 +144,25 @@ def test_lung_follow_up_offers_regular_appointments_the_first_within_6_weeks(bun
     assert days == ["2026-02-15", "2026-05-15", "2026-08-15", "2026-11-15", "2027-02-15"]
 
 
-def test_active_surveillance_is_a_year_of_psa_tests_before_the_review(bundled: CarePath,
-                                                                     journey_clock: ManualClock) -> None:
+def test_active_surveillance_is_a_year_of_psa_tests_before_the_review(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = prostate_surveillance(bundled, journey_clock, "SYN-C-0010", "continue")
     assert j.today() == "2027-01-15"  # the review came after the fourth PSA, 12 months on
 
 
-def test_the_start_of_androgen_deprivation_starts_the_exercise_referral(bundled: CarePath,
-                                                                       journey_clock: ManualClock) -> None:
+def test_the_start_of_androgen_deprivation_starts_the_exercise_referral(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     site = SITES["prostate"]
     j = _start(bundled, journey_clock, site, "SYN-C-0011")
     _support(j, "no")
     j.hna_declined()
     _mdt(j, site, prehab=False, special=False)
-    j.do("treatment", {"treatments_received": ["radical_radiotherapy", "androgen_deprivation_therapy"],
-                       "completed_on": j.today()})
+    j.do(
+        "treatment",
+        {"treatments_received": ["radical_radiotherapy", "androgen_deprivation_therapy"], "completed_on": j.today()},
+    )
     assert "adt_support" not in j.ready  # the end of a course is too late: it waits for ADT to start
     j.message("androgen_deprivation_started")
     task = j.task("adt_support")
@@ -152,15 +172,25 @@ def test_the_start_of_androgen_deprivation_starts_the_exercise_referral(bundled:
     assert "adt_support" in j.ready
 
 
-def test_stoma_care_starts_before_surgery_when_the_mdt_says_a_stoma_is_possible(bundled: CarePath,
-                                                                                journey_clock: ManualClock) -> None:
+def test_stoma_care_starts_before_surgery_when_the_mdt_says_a_stoma_is_possible(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     site = SITES["colorectal"]
     j = _start(bundled, journey_clock, site, "SYN-C-0012")
     _support(j, "no")
     j.hna_declined()
-    j.do("mdt", {"treatment_intent": "curative", "first_treatment": "surgery", "prehabilitation": False,
-                 "stoma_possible": True, "smoking_status": "never", "systemic_therapy_planned": False,
-                 "immunotherapy_planned": False})
+    j.do(
+        "mdt",
+        {
+            "treatment_intent": "curative",
+            "first_treatment": "surgery",
+            "prehabilitation": False,
+            "stoma_possible": True,
+            "smoking_status": "never",
+            "systemic_therapy_planned": False,
+            "immunotherapy_planned": False,
+        },
+    )
     assert "preop_stoma" in j.ready and "treatment" not in j.ready
     j.do("preop_stoma", {"seen_on": j.today(), "site_marked": True})
     assert "treatment" in j.ready
@@ -171,14 +201,25 @@ def test_stoma_care_starts_before_surgery_when_the_mdt_says_a_stoma_is_possible(
 
 
 def test_a_young_persons_family_education_costs_and_shared_care_steps_run_in_parallel(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     site = SITES["children_young_people"]
     j = _start(bundled, journey_clock, site, "SYN-C-0014")
     _support(j, "no")
     j.hna_declined()
-    j.do("mdt", {"treatment_intent": "curative", "first_treatment": "chemotherapy", "prehabilitation": False,
-                 "clinical_trial_discussed": True, "smoking_status": "never", "systemic_therapy_planned": True,
-                 "immunotherapy_planned": False, "fertility_preservation_discussed": True})
+    j.do(
+        "mdt",
+        {
+            "treatment_intent": "curative",
+            "first_treatment": "chemotherapy",
+            "prehabilitation": False,
+            "clinical_trial_discussed": True,
+            "smoking_status": "never",
+            "systemic_therapy_planned": True,
+            "immunotherapy_planned": False,
+            "fertility_preservation_discussed": True,
+        },
+    )
     assert {"family_support", "education", "costs", "shared_care_talk", "treatment"} <= set(j.ready)
     lanes = {t["element"]: t["lane"] for t in j.view.ready_tasks}
     j.do("costs", {"travel_minutes": 95, "help_given": ["nhs_travel_costs_scheme"]})  # in any order
@@ -188,7 +229,8 @@ def test_a_young_persons_family_education_costs_and_shared_care_steps_run_in_par
 
 
 def test_the_18_month_survey_is_the_national_invitation_recorded_and_never_a_local_questionnaire(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _start(bundled, journey_clock, SITES["general"], "SYN-C-0015")
     j.wait_until("2027-07-12")
     task = j.task("survey_invitation")

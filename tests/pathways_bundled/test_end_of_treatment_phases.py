@@ -24,8 +24,13 @@ from .journey import Journey, contact
 from .journeys import SITES, _mdt, _start, _support, _treatment, course_ended
 
 SITE = SITES["breast"]
-SUMMARY = {"summary_treatments": ["surgery"], "effects_to_watch_for": ["fatigue"], "warning_signs_given": True,
-           "gp_actions": ["review fatigue"], "follow_up_model": "patient_initiated"}
+SUMMARY = {
+    "summary_treatments": ["surgery"],
+    "effects_to_watch_for": ["fatigue"],
+    "warning_signs_given": True,
+    "gp_actions": ["review fatigue"],
+    "follow_up_model": "patient_initiated",
+}
 
 
 def _course_ended(app: CarePath, clock: ManualClock, patient: str) -> Journey:
@@ -35,18 +40,29 @@ def _course_ended(app: CarePath, clock: ManualClock, patient: str) -> Journey:
 
 def _events(app: CarePath, instance_id: str, *types: str) -> list[InstanceEvent]:
     with app.sessions() as session:
-        return list(session.scalars(select(InstanceEvent).where(
-            InstanceEvent.instance_id == instance_id, InstanceEvent.type.in_(types)).order_by(InstanceEvent.seq)))
+        return list(
+            session.scalars(
+                select(InstanceEvent)
+                .where(InstanceEvent.instance_id == instance_id, InstanceEvent.type.in_(types))
+                .order_by(InstanceEvent.seq)
+            )
+        )
 
 
 def _rows(app: CarePath, instance_id: str) -> list[TreatmentSummary]:
     with app.sessions() as session:
-        return list(session.scalars(select(TreatmentSummary).where(
-            TreatmentSummary.instance_id == instance_id).order_by(TreatmentSummary.number)))
+        return list(
+            session.scalars(
+                select(TreatmentSummary)
+                .where(TreatmentSummary.instance_id == instance_id)
+                .order_by(TreatmentSummary.number)
+            )
+        )
 
 
-def test_an_overdue_summary_opens_a_task_at_six_weeks_and_not_before(bundled: CarePath,
-                                                                     journey_clock: ManualClock) -> None:
+def test_an_overdue_summary_opens_a_task_at_six_weeks_and_not_before(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     bundled.webhook_admin.add("https://receiver.example/hooks", ["summary.overdue"])
     j = _course_ended(bundled, journey_clock, "SYN-EOT-0001")
     ended = journey_clock.now().date()
@@ -68,13 +84,22 @@ def test_an_overdue_summary_opens_a_task_at_six_weeks_and_not_before(bundled: Ca
     assert task["patient_ref"] == "SYN-EOT-0001" and task["due_by"] == row.due_by.isoformat()
     [opened] = _events(bundled, j.view.id, "summary_overdue")
     assert opened.actor == "engine"  # the system's timer, not a person
-    assert json.loads(opened.payload) == {"summary": row.id, "number": 1, "phase": "first_line",
-                                          "ended_on": ended.isoformat(), "due_by": row.due_by.isoformat()}
+    assert json.loads(opened.payload) == {
+        "summary": row.id,
+        "number": 1,
+        "phase": "first_line",
+        "ended_on": ended.isoformat(),
+        "due_by": row.due_by.isoformat(),
+    }
     with bundled.sessions() as session:  # subscribers hear of it (ids, codes and dates only)
         [webhook] = session.scalars(select(WebhookDelivery)).all()
     assert webhook.event_type == "summary.overdue"
     assert {k: json.loads(webhook.body)["data"][k] for k in ("summary_id", "phase", "phase_number", "due_by")} == {
-        "summary_id": row.id, "phase": "first_line", "phase_number": 1, "due_by": row.due_by.isoformat()}
+        "summary_id": row.id,
+        "phase": "first_line",
+        "phase_number": 1,
+        "due_by": row.due_by.isoformat(),
+    }
 
     # Writing the summary closes the task in the same step.
     j.view = bundled.instances.get(j.view.id)
@@ -99,8 +124,9 @@ def test_a_summary_written_in_time_opens_no_task(bundled: CarePath, journey_cloc
     assert _events(bundled, j.view.id, "summary_overdue", "summary_overdue_closed") == []
 
 
-def test_an_instance_that_ends_without_its_summary_closes_the_task(bundled: CarePath,
-                                                                   journey_clock: ManualClock) -> None:
+def test_an_instance_that_ends_without_its_summary_closes_the_task(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _course_ended(bundled, journey_clock, "SYN-EOT-0003")
     bundled.treatment_summaries.open_due()
     journey_clock.advance(timedelta(weeks=7))
@@ -133,8 +159,10 @@ def test_two_phases_give_two_summaries_with_their_own_dates(bundled: CarePath, j
     _recurrence_treated(j, weeks_later=20)
     second_ended = j.today()
     assert "write_summary" in j.ready
-    j.do("write_summary", {**SUMMARY, "summary_treatments": ["chemotherapy for the recurrence"],
-                           "gp_actions": ["check blood counts"]})
+    j.do(
+        "write_summary",
+        {**SUMMARY, "summary_treatments": ["chemotherapy for the recurrence"], "gp_actions": ["check blood counts"]},
+    )
     first, second = _rows(bundled, j.view.id)
     assert (first.number, first.phase, first.ended_on.isoformat()) == (1, "first_line", first_ended)
     assert (second.number, second.phase, second.ended_on.isoformat()) == (2, "recurrence", second_ended)
@@ -152,8 +180,11 @@ def test_two_phases_give_two_summaries_with_their_own_dates(bundled: CarePath, j
     assert [d["completed_on"] for d in docs] == [first_ended, second_ended]
     assert [d["summary"]["course_completed_on"] for d in docs] == [first_ended, second_ended]
     assert docs[0]["summary"]["due_by"] == (date.fromisoformat(first_ended) + timedelta(weeks=6)).isoformat()
-    assert [t["label"] for t in docs[0]["treatments_received"]] == ["Breast-conserving surgery", "Radiotherapy",
-                                                                    "Surgery"]
+    assert [t["label"] for t in docs[0]["treatments_received"]] == [
+        "Breast-conserving surgery",
+        "Radiotherapy",
+        "Surgery",
+    ]
     assert [t["completed_on"] for t in docs[1]["treatments_received"] if t["code"]] == [second_ended] * 2
     assert {t["code"] for t in docs[1]["treatments_received"]} == {"chemotherapy", "radiotherapy", None}
     assert docs[0]["treatments_received"][0]["decided_on"] and docs[1]["treatments_received"][0]["decided_on"] is None
@@ -162,7 +193,9 @@ def test_two_phases_give_two_summaries_with_their_own_dates(bundled: CarePath, j
     assert end_of_treatment_summary(bundled, j.view.id, "en")["phase"]["number"] == 2  # the latest
     listed = end_of_treatment_summaries(bundled, j.view.id, "sv")["phases"]
     assert [(p["number"], p["code"], p["ended_on"], p["status"]) for p in listed] == [
-        (1, "first_line", first_ended, "written"), (2, "recurrence", second_ended, "written")]
+        (1, "first_line", first_ended, "written"),
+        (2, "recurrence", second_ended, "written"),
+    ]
     assert listed[1]["label"] == "Behandling av återfall"
 
     # Swedish: each printed summary names its phase and its own course's end, and lists the other.
@@ -187,7 +220,8 @@ def test_a_phase_without_its_summary_is_refused_clearly(bundled: CarePath, journ
 
 
 def test_the_worker_command_opens_the_task_for_a_summary_already_overdue(
-        bundled: CarePath, journey_clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundled: CarePath, journey_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An instance that waited for its summary before the worker first looked (one started on an earlier
     version, or a worker that was down): its task opens in the worker's first turn."""
     j = _course_ended(bundled, journey_clock, "SYN-EOT-0006")  # in 2026-01, the test clock
@@ -202,13 +236,24 @@ def test_the_worker_command_opens_the_task_for_a_summary_already_overdue(
 
 
 def test_a_recurrence_treated_with_chemotherapy_gets_the_signs_for_people_on_treatment(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     """The last dose recorded at diagnosis (start data) must not hide the chemotherapy of the recurrence:
     its summary gives the signs for people on treatment (UKONS: up to 6 weeks after SACT), the first
     phase's (surgery and radiotherapy, months ago) does not."""
-    j = Journey(bundled, journey_clock, SITE.pathway, "SYN-EOT-0007", {
-        "diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative",
-        "last_sact_date": "2025-12-01"})
+    j = Journey(
+        bundled,
+        journey_clock,
+        SITE.pathway,
+        "SYN-EOT-0007",
+        {
+            "diagnosis": "breast",
+            "diagnosis_date": "2026-01-12",
+            "age": 52,
+            "treatment_intent": "curative",
+            "last_sact_date": "2025-12-01",
+        },
+    )
     j.do("assign_contact", contact())
     _support(j, "later")
     j.hna_declined()
@@ -225,7 +270,8 @@ def test_a_recurrence_treated_with_chemotherapy_gets_the_signs_for_people_on_tre
 
 
 def test_the_children_and_young_peoples_summary_is_of_the_end_of_the_treatment_protocol(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     """The children and young people's pathway names its first phase for what it is (CCLG / NICE CSG7: the
     end of the treatment protocol), so the summary is not labelled as a first-line course."""
     site = SITES["children_young_people"]

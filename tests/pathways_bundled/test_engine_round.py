@@ -33,17 +33,22 @@ def _journey(app: CarePath, clock: ManualClock) -> tuple[list[Any], str, str | N
     in the order of their items' ids, which are drawn afresh in each run."""
     view = full_journey(app, clock, SITES["breast"], "SYN-ROUND-1", Options()).view
     with app.sessions() as session:
-        rows = session.execute(select(InstanceEvent.type, InstanceEvent.element, InstanceEvent.at,
-                                      InstanceEvent.payload)
-                               .where(InstanceEvent.instance_id == view.id).order_by(InstanceEvent.seq))
-        trail = [(key, sorted(_DRAWN.sub("<drawn>", str(payload)) for *_, payload in run))
-                 for key, run in itertools.groupby(rows, key=lambda row: tuple(row[:3]))]
+        rows = session.execute(
+            select(InstanceEvent.type, InstanceEvent.element, InstanceEvent.at, InstanceEvent.payload)
+            .where(InstanceEvent.instance_id == view.id)
+            .order_by(InstanceEvent.seq)
+        )
+        trail = [
+            (key, sorted(_DRAWN.sub("<drawn>", str(payload)) for *_, payload in run))
+            for key, run in itertools.groupby(rows, key=lambda row: tuple(row[:3]))
+        ]
     view = app.instances.get(view.id)
     return trail, view.status, view.next_due_at
 
 
 def test_the_scan_never_misses_what_the_walk_would_run_and_a_journey_ends_as_with_spiffworkflows_round(
-        bundled_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundled_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert BpmnWorkflow._do_engine_steps is patches.engine_round  # the facade installed it
     scan = patches._automatic_ready
     answers: list[bool] = []
@@ -63,7 +68,9 @@ def test_the_scan_never_misses_what_the_walk_would_run_and_a_journey_ends_as_wit
         ours.close()
     # The journey asked often, and most walks had nothing to run: what the patch saves.
     assert answers.count(True) > 100 and answers.count(False) > answers.count(True), (
-        answers.count(True), answers.count(False))
+        answers.count(True),
+        answers.count(False),
+    )
 
     monkeypatch.setattr(BpmnWorkflow, "_do_engine_steps", patches.STOCK_ENGINE_ROUND)
     stock = bundled_app(bundled_template, tmp_path / "stock", clock := ManualClock(START))

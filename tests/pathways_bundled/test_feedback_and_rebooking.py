@@ -39,12 +39,16 @@ def _missed_first_appointment(bundled: CarePath, clock: ManualClock, patient: st
 
 def _timers(j: Journey) -> dict[str, str]:
     """The waiting timers, element -> the day each is due."""
-    return {e.element: e.due_at[:10] for e in instance_progress(j.app.instances, j.view.id).elements
-            if e.state == "waiting" and e.due_at}
+    return {
+        e.element: e.due_at[:10]
+        for e in instance_progress(j.app.instances, j.view.id).elements
+        if e.state == "waiting" and e.due_at
+    }
 
 
-def test_a_rebooked_test_is_waited_for_before_the_schedule_moves_on(bundled: CarePath,
-                                                                    journey_clock: ManualClock) -> None:
+def test_a_rebooked_test_is_waited_for_before_the_schedule_moves_on(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _missed_first_appointment(bundled, journey_clock, "SYN-FR-0001")
     j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked", "rebooked_on": "2026-03-10"})
     assert _timers(j)["wait_rebooked"] == "2026-03-10"  # the rebooked appointment, not the next one
@@ -54,7 +58,10 @@ def test_a_rebooked_test_is_waited_for_before_the_schedule_moves_on(bundled: Car
     j.wait_until("2026-03-10")
     form = j.task("record_rebooked_result", "surveillance_schedule")["form"]["properties"]
     assert (form["test_code"]["default"], form["test_due_on"]["default"], form["test_rebooked_on"]["default"]) == (
-        "lung_cancer_review", "2026-02-15", "2026-03-10")
+        "lung_cancer_review",
+        "2026-02-15",
+        "2026-03-10",
+    )
     j.do("record_rebooked_result", {"done_on": j.today(), "result": "as_expected"})
     assert "review_rebooked_missed" not in j.ready
     assert _timers(j)["wait_due"] == "2026-05-15"  # recorded: now the schedule goes on
@@ -63,7 +70,8 @@ def test_a_rebooked_test_is_waited_for_before_the_schedule_moves_on(bundled: Car
 
 
 def test_a_rebooked_test_missed_too_reaches_a_clinician_and_is_not_rebooked_again(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _missed_first_appointment(bundled, journey_clock, "SYN-FR-0002")
     j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked", "rebooked_on": "2026-03-10"})
     j.wait_until("2026-03-23")
@@ -79,15 +87,17 @@ def test_a_rebooked_test_missed_too_reaches_a_clinician_and_is_not_rebooked_agai
 
 
 @pytest.mark.parametrize("outcome", ["done_elsewhere", "declined_by_patient", "could_not_contact"])
-def test_a_missed_test_that_is_not_rebooked_reaches_a_clinician(bundled: CarePath, journey_clock: ManualClock,
-                                                                outcome: str) -> None:
+def test_a_missed_test_that_is_not_rebooked_reaches_a_clinician(
+    bundled: CarePath, journey_clock: ManualClock, outcome: str
+) -> None:
     j = _missed_first_appointment(bundled, journey_clock, f"SYN-FR-01{len(outcome):02d}")
     j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": outcome})
     review = j.task("review_missed", "surveillance_schedule")["form"]["properties"]
     assert (review["test_due_on"]["default"], review["outcome"]["default"]) == ("2026-02-15", outcome)
     assert "wait_due" not in _timers(j)  # nothing moves on before the review
-    j.do("review_missed", {"reviewed_on": j.today(),
-                           "clinician_decision": "patient_informed_of_risk_schedule_continues"})
+    j.do(
+        "review_missed", {"reviewed_on": j.today(), "clinician_decision": "patient_informed_of_risk_schedule_continues"}
+    )
     assert _timers(j)["wait_due"] == "2026-05-15"
 
 
@@ -99,8 +109,9 @@ def test_rebooked_without_a_date_is_refused_naming_the_field(bundled: CarePath, 
     assert "follow_up_missed" in j.ready
 
 
-def test_a_rebooked_date_already_past_counts_the_grace_from_today(bundled: CarePath,
-                                                                  journey_clock: ManualClock) -> None:
+def test_a_rebooked_date_already_past_counts_the_grace_from_today(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _missed_first_appointment(bundled, journey_clock, "SYN-FR-0004")
     j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked", "rebooked_on": "2026-02-20"})
     assert "record_rebooked_result" in j.ready  # its date has passed: recorded now, not missed at once
@@ -132,13 +143,20 @@ def _next_quarter(j: Journey, element: str = "pal_review", route: str = "continu
 
 def _feedback_events(app: CarePath, instance_id: str) -> list[str]:
     with app.sessions() as session:
-        return list(session.scalars(select(InstanceEvent.element).where(
-            InstanceEvent.instance_id == instance_id, InstanceEvent.type == "task_completed",
-            InstanceEvent.element == "give_feedback")))
+        return list(
+            session.scalars(
+                select(InstanceEvent.element).where(
+                    InstanceEvent.instance_id == instance_id,
+                    InstanceEvent.type == "task_completed",
+                    InstanceEvent.element == "give_feedback",
+                )
+            )
+        )
 
 
 def test_the_palliative_route_asks_for_feedback_once_after_the_first_3_monthly_review(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _palliative(bundled, journey_clock, "colorectal", "SYN-FR-0101")
     assert "give_feedback" not in j.ready  # the first review: too soon
     j.wait_for(QUARTER)
@@ -154,8 +172,9 @@ def test_the_palliative_route_asks_for_feedback_once_after_the_first_3_monthly_r
     assert _feedback_events(bundled, j.view.id) == ["give_feedback"]
 
 
-def test_care_transferred_after_feedback_was_asked_does_not_ask_again(bundled: CarePath,
-                                                                       journey_clock: ManualClock) -> None:
+def test_care_transferred_after_feedback_was_asked_does_not_ask_again(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _palliative(bundled, journey_clock, "lung", "SYN-FR-0102")
     _next_quarter(j)
     j.do("give_feedback", {"overall_experience": "very_good", "feedback_wants_contact": False})
@@ -167,7 +186,8 @@ def test_care_transferred_after_feedback_was_asked_does_not_ask_again(bundled: C
 
 
 def test_care_transferred_at_the_first_3_monthly_review_is_asked_on_the_way_out(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _palliative(bundled, journey_clock, "breast", "SYN-FR-0103")
     _next_quarter(j, route="care_transferred")  # the signal is thrown only when care continues
     assert j.task("give_feedback")["process"] == "patient_feedback"  # so the pathway asks, once
@@ -177,8 +197,9 @@ def test_care_transferred_at_the_first_3_monthly_review_is_asked_on_the_way_out(
 
 
 @pytest.mark.parametrize("age", [9, 17])
-def test_the_childrens_route_asks_the_young_person_and_the_family_once(bundled: CarePath,
-                                                                      journey_clock: ManualClock, age: int) -> None:
+def test_the_childrens_route_asks_the_young_person_and_the_family_once(
+    bundled: CarePath, journey_clock: ManualClock, age: int
+) -> None:
     j = _palliative(bundled, journey_clock, "children_young_people", f"SYN-FR-02{age:02d}", age=age)
     assert "give_feedback" not in j.ready
     _next_quarter(j, "cpal_review")
@@ -193,8 +214,9 @@ def test_the_childrens_route_asks_the_young_person_and_the_family_once(bundled: 
     assert _feedback_events(bundled, j.view.id) == ["give_feedback"]
 
 
-def test_patient_died_while_the_question_waits_ends_it_with_everything_else(bundled: CarePath,
-                                                                            journey_clock: ManualClock) -> None:
+def test_patient_died_while_the_question_waits_ends_it_with_everything_else(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _palliative(bundled, journey_clock, "lung", "SYN-FR-0104")
     j.wait(30)
     j.message("patient_died", {"date_of_death": j.today()})
@@ -206,8 +228,9 @@ def test_patient_died_while_the_question_waits_ends_it_with_everything_else(bund
 # --- hostile input: the counters these steps keep cannot be set through a form ------------------------------
 
 
-def test_a_review_cannot_set_the_count_that_decides_when_feedback_is_asked(bundled: CarePath,
-                                                                          journey_clock: ManualClock) -> None:
+def test_a_review_cannot_set_the_count_that_decides_when_feedback_is_asked(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _palliative(bundled, journey_clock, "lung", "SYN-FR-0301")
     j.wait_for(QUARTER)
     j.hna_declined()
@@ -218,13 +241,24 @@ def test_a_review_cannot_set_the_count_that_decides_when_feedback_is_asked(bundl
     assert "give_feedback" in j.ready  # the count was kept: asked at this review
 
 
-@pytest.mark.parametrize(("element", "answers"), [
-    ("record_result", {"done_on": "2026-02-15", "result": "as_expected", "test_round": 99}),
-    ("follow_up_missed", {"contacted_on": "2026-03-01", "outcome": "rebooked", "rebooked_on": "2026-03-10",
-                          "test_rebooked_missed_on": "2030-01-01"}),
-])
-def test_a_surveillance_form_cannot_move_the_schedule(bundled: CarePath, journey_clock: ManualClock,
-                                                      element: str, answers: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    ("element", "answers"),
+    [
+        ("record_result", {"done_on": "2026-02-15", "result": "as_expected", "test_round": 99}),
+        (
+            "follow_up_missed",
+            {
+                "contacted_on": "2026-03-01",
+                "outcome": "rebooked",
+                "rebooked_on": "2026-03-10",
+                "test_rebooked_missed_on": "2030-01-01",
+            },
+        ),
+    ],
+)
+def test_a_surveillance_form_cannot_move_the_schedule(
+    bundled: CarePath, journey_clock: ManualClock, element: str, answers: dict[str, object]
+) -> None:
     j = _lung_follow_up(bundled, journey_clock, f"SYN-FR-03{len(element):02d}")
     j.wait_until("2026-02-15" if element == "record_result" else "2026-03-01")
     with pytest.raises(TaskDataError) as refused:
@@ -234,7 +268,8 @@ def test_a_surveillance_form_cannot_move_the_schedule(bundled: CarePath, journey
 
 
 def test_a_form_without_a_rule_for_extra_fields_refuses_the_flags_that_steer_the_route(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     """The needs assessment's offer declares one field; its data flows back into the route, so an extra
     field would set the route's own flags (when feedback was asked, how many reviews were held)."""
     j = _palliative(bundled, journey_clock, "lung", "SYN-FR-0302")
@@ -242,7 +277,9 @@ def test_a_form_without_a_rule_for_extra_fields_refuses_the_flags_that_steer_the
     with pytest.raises(TaskDataError) as refused:
         j.do("offer_hna", {"hna_accepted": False, "palliative_feedback_asked": True, "palliative_reviews": 5})
     assert [(p.code, p.field) for p in refused.value.problems] == [
-        ("undeclared", "/palliative_feedback_asked"), ("undeclared", "/palliative_reviews")]
+        ("undeclared", "/palliative_feedback_asked"),
+        ("undeclared", "/palliative_reviews"),
+    ]
     assert "patient" not in str(refused.value)  # fields are named, values never
     j.hna_declined()  # the same task with its own field alone goes on
     review(j, "pal_review")

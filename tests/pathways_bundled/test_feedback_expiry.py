@@ -30,8 +30,11 @@ GP_REVIEW = {"reviewed_by": "gp", "topics": ["support_available"], "new_needs": 
 
 def _events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
     with app.sessions() as session:
-        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
-                                    .order_by(InstanceEvent.seq)))
+        return list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq)
+            )
+        )
 
 
 def _feedback_tasks(j: Journey) -> list[dict[str, object]]:
@@ -44,13 +47,19 @@ def _answered(app: CarePath, instance_id: str) -> int:
 
 def _closed(app: CarePath, instance_id: str) -> list[dict[str, str]]:
     """The payloads of the expiry timer's firings (the invitation closed unanswered)."""
-    return [json.loads(e.payload) for e in _events(app, instance_id)
-            if (e.type, e.element) == ("timer_fired", "feedback_unanswered")]
+    return [
+        json.loads(e.payload)
+        for e in _events(app, instance_id)
+        if (e.type, e.element) == ("timer_fired", "feedback_unanswered")
+    ]
 
 
 def _waiting_timers(j: Journey) -> dict[str, str]:
-    return {e.element: str(e.due_at) for e in instance_progress(j.app.instances, j.view.id).elements
-            if e.state == "waiting" and e.due_at}
+    return {
+        e.element: str(e.due_at)
+        for e in instance_progress(j.app.instances, j.view.id).elements
+        if e.state == "waiting" and e.due_at
+    }
 
 
 def _gp_review(j: Journey, element: str) -> None:
@@ -79,7 +88,8 @@ def _review_task(site: str) -> str:
 
 
 def test_an_unanswered_invitation_closes_after_12_weeks_and_the_pathway_ends_with_its_other_branches(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = treated(bundled, journey_clock, "general", "SYN-1801", "patient_initiated")
     assert discharge_if_due(j, "general_cancer")  # follow-up over: only the invitation is left in care
     _gp_review(j, "first_review")
@@ -101,7 +111,8 @@ def test_an_unanswered_invitation_closes_after_12_weeks_and_the_pathway_ends_wit
 
 
 def test_an_answer_given_in_time_still_reaches_the_patient_experience_team(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = treated(bundled, journey_clock, "general", "SYN-1802", "patient_initiated")
     assert _waiting_timers(j)["feedback_unanswered"].startswith("2026-04-09")
     j.wait_for(EXPIRY - timedelta(days=1))
@@ -118,7 +129,8 @@ def test_an_answer_given_in_time_still_reaches_the_patient_experience_team(
 
 @pytest.mark.parametrize("site", sorted(SITES))
 def test_care_transferred_at_the_first_review_is_asked_once_after_the_return(
-        bundled: CarePath, journey_clock: ManualClock, site: str) -> None:
+    bundled: CarePath, journey_clock: ManualClock, site: str
+) -> None:
     j = _on_the_route(bundled, journey_clock, site, "SYN-1803")
     assert _feedback_tasks(j) == []
 
@@ -136,7 +148,8 @@ def test_care_transferred_at_the_first_review_is_asked_once_after_the_return(
 
 
 def test_care_transferred_at_the_first_3_monthly_review_is_asked_after_the_return(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     """The route asks after its first 3-monthly review only when care continues: a transfer at that very
     review is asked on the way out instead."""
     j = _on_the_route(bundled, journey_clock, "colorectal", "SYN-1804")
@@ -150,7 +163,8 @@ def test_care_transferred_at_the_first_3_monthly_review_is_asked_after_the_retur
 
 @pytest.mark.parametrize("site", ["general", "children_young_people"])
 def test_after_care_is_transferred_the_care_plan_shows_no_next_palliative_assessment(
-        bundled: CarePath, journey_clock: ManualClock, site: str) -> None:
+    bundled: CarePath, journey_clock: ManualClock, site: str
+) -> None:
     """The route's data comes back to the pathway with it: the review that transfers care sets no next date."""
     j = _on_the_route(bundled, journey_clock, site, "SYN-1808")
     review(j, _review_task(site))
@@ -166,7 +180,8 @@ def test_after_care_is_transferred_the_care_plan_shows_no_next_palliative_assess
 
 @pytest.mark.parametrize("site", sorted(SITES))
 def test_care_transferred_after_the_first_3_monthly_review_is_not_asked_again(
-        bundled: CarePath, journey_clock: ManualClock, site: str) -> None:
+    bundled: CarePath, journey_clock: ManualClock, site: str
+) -> None:
     j = _on_the_route(bundled, journey_clock, site, "SYN-1805")
     review(j, _review_task(site))
     j.wait_for(QUARTER).hna_declined()
@@ -187,7 +202,8 @@ def test_care_transferred_after_the_first_3_monthly_review_is_not_asked_again(
 
 
 def test_an_invitation_on_the_way_out_left_unanswered_closes_and_the_pathway_ends(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _on_the_route(bundled, journey_clock, "general", "SYN-1806")
     _gp_review(j, "first_review")
     review(j, "pal_review", route="care_transferred")
@@ -197,8 +213,9 @@ def test_an_invitation_on_the_way_out_left_unanswered_closes_and_the_pathway_end
 
 
 @pytest.mark.parametrize("which", ["end_of_treatment", "on_the_way_out", "on_the_route"])
-def test_patient_died_during_an_open_invitation_ends_it(bundled: CarePath, journey_clock: ManualClock,
-                                                        which: str) -> None:
+def test_patient_died_during_an_open_invitation_ends_it(
+    bundled: CarePath, journey_clock: ManualClock, which: str
+) -> None:
     if which == "end_of_treatment":
         j = treated(bundled, journey_clock, "breast", "SYN-1807", "scheduled")
     else:

@@ -16,12 +16,29 @@ from .safety_journeys import SAFETY_JOURNEYS
 
 JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS, **REASSESSMENT_JOURNEYS, **CORRECTION_JOURNEYS, **PALLIATIVE_JOURNEYS}
 
-BUNDLED_PATHWAYS = {"breast_cancer", "prostate_cancer", "colorectal_cancer", "lung_cancer",
-                    "children_young_people_cancer", "general_cancer"}
-SHARED = {"support_connection", "holistic_needs_assessment", "care_and_support_plan", "prehabilitation",
-          "end_of_treatment_summary", "cancer_care_reviews", "quality_of_life_survey", "patient_feedback",
-          "warning_sign_triage", "needs_reassessment", "surveillance_schedule",
-          "palliative_care", "palliative_care_children"}
+BUNDLED_PATHWAYS = {
+    "breast_cancer",
+    "prostate_cancer",
+    "colorectal_cancer",
+    "lung_cancer",
+    "children_young_people_cancer",
+    "general_cancer",
+}
+SHARED = {
+    "support_connection",
+    "holistic_needs_assessment",
+    "care_and_support_plan",
+    "prehabilitation",
+    "end_of_treatment_summary",
+    "cancer_care_reviews",
+    "quality_of_life_survey",
+    "patient_feedback",
+    "warning_sign_triage",
+    "needs_reassessment",
+    "surveillance_schedule",
+    "palliative_care",
+    "palliative_care_children",
+}
 
 
 def test_every_diagnosis_pathway_and_shared_sub_pathway_is_bundled() -> None:

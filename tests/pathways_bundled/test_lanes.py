@@ -13,9 +13,9 @@ GP_LANE = "Primary care (GP practice)"
 
 
 @pytest.mark.parametrize("site", sorted(SITES))
-def test_every_ready_task_has_a_lane_and_shared_ones_take_their_callers(bundled: CarePath,
-                                                                        journey_clock: ManualClock,
-                                                                        site: str) -> None:
+def test_every_ready_task_has_a_lane_and_shared_ones_take_their_callers(
+    bundled: CarePath, journey_clock: ManualClock, site: str
+) -> None:
     j = _start(bundled, journey_clock, SITES[site], "SYN-0951")
     _support(j, "no")
     j.hna(HIGH_CONCERNS)

@@ -78,8 +78,10 @@ def templates(bundled_template: Path, tmp_path_factory: pytest.TempPathFactory) 
             app.close()
         with closing(sqlite3.connect(folder / DATABASE)) as connection:
             # Four eyes is off, so it was activated at once: pending again, instances start on the bundled one.
-            connection.execute("UPDATE pathway_versions SET activated_at = NULL, activated_by = NULL "
-                               "WHERE version = ?", (changed.version,))
+            connection.execute(
+                "UPDATE pathway_versions SET activated_at = NULL, activated_by = NULL WHERE version = ?",
+                (changed.version,),
+            )
             connection.commit()
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         found[name] = folder / DATABASE
@@ -92,8 +94,9 @@ class _Paused:
 
     _current: dict[int, _Paused] = {}
 
-    def __init__(self, run: Callable[[], Journey], at: int,
-                 corrections: dict[int, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, run: Callable[[], Journey], at: int, corrections: dict[int, dict[str, Any]] | None = None
+    ) -> None:
         self.at, self.count, self.corrections = at, 0, corrections or {}
         self.reached, self.go, self.done = threading.Event(), threading.Event(), threading.Event()
         self.journey: Journey | None = None
@@ -115,9 +118,13 @@ class _Paused:
         self.count += 1
         self.instance_id = journey.view.id
         if self.count in self.corrections:
-            journey.view = journey.app.instances.correct_data(journey.view.id, self.corrections[self.count],
-                                                              "corrected at the MDT", NURSE,
-                                                              expected_version=journey.view.version)
+            journey.view = journey.app.instances.correct_data(
+                journey.view.id,
+                self.corrections[self.count],
+                "corrected at the MDT",
+                NURSE,
+                expected_version=journey.view.version,
+            )
         if self.count == self.at:
             self.reached.set()
             assert self.go.wait(600)
@@ -144,6 +151,7 @@ class _Paused:
             if current is not None:
                 current.before_action(journey)
             return method(journey, *args, **kwargs)
+
         return paused
 
 
@@ -191,6 +199,7 @@ def _canonical(state: str) -> Any:
             del tasks[key]
         for task in tasks.values():
             task["children"] = [child for child in task["children"] if child in tasks]
+
     def name(text: str) -> str:
         return names.get(text, "<row id>" if _UUID.fullmatch(text) else text)
 
@@ -216,12 +225,24 @@ def _row(app: CarePath, instance_id: str) -> dict[str, Any]:
         ready = json.loads(row.ready_tasks) if row.ready_tasks else None
         for task in ready or []:
             task["id"] = names[task["id"]]
-        events = list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
-                                      .order_by(InstanceEvent.seq)))
-        return {"version": row.pathway_version.version, "status": row.status, "revision": row.revision,
-                "next_due_at": row.next_due_at, "incident": row.incident, "ready": ready, "state": state,
-                "trail": [(e.type, e.element, e.pathway_version, e.actor, e.at,
-                           e.payload if e.type == "migrated" else None) for e in events]}
+        events = list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq)
+            )
+        )
+        return {
+            "version": row.pathway_version.version,
+            "status": row.status,
+            "revision": row.revision,
+            "next_due_at": row.next_due_at,
+            "incident": row.incident,
+            "ready": ready,
+            "state": state,
+            "trail": [
+                (e.type, e.element, e.pathway_version, e.actor, e.at, e.payload if e.type == "migrated" else None)
+                for e in events
+            ],
+        }
 
 
 def _data_at_positions(app: CarePath, instance_id: str) -> dict[str, dict[str, Any]]:
@@ -229,8 +250,12 @@ def _data_at_positions(app: CarePath, instance_id: str) -> dict[str, dict[str, A
     what the next steps read."""
     with app.sessions() as session:
         workflow = app.instances.steps.restore(session, load_instance(session, instance_id))
-        return {str(task.id): task.data for part in (workflow, *workflow.subprocesses.values())
-                for task in part.tasks.values() if task.state & (TaskState.READY | TaskState.WAITING)}
+        return {
+            str(task.id): task.data
+            for part in (workflow, *workflow.subprocesses.values())
+            for task in part.tasks.values()
+            if task.state & (TaskState.READY | TaskState.WAITING)
+        }
 
 
 def _open(template: Path, folder: Path) -> tuple[CarePath, ManualClock]:
@@ -246,19 +271,31 @@ def _migrate(app: CarePath) -> MigrationReport:
     return migrate_pathway(app.instances, PATHWAY, "clinician:cns-syn")
 
 
-CASES = [(variant, journey, at) for variant in VARIANTS
-         for journey, points in (("breast-full", (1, 2, 4, 7, 11, 16, 22, 29, 37, 46)),
-                                 ("breast-short", (3, 6)), ("breast-palliative", (3, 8)),
-                                 ("breast-recurrence", (5, 12)),
-                                 # paused just after a correction at ready tasks (2, 6), and later (9)
-                                 ("breast-short-corrected", (2, 6, 9)))
-         for at in points]
+CASES = [
+    (variant, journey, at)
+    for variant in VARIANTS
+    for journey, points in (
+        ("breast-full", (1, 2, 4, 7, 11, 16, 22, 29, 37, 46)),
+        ("breast-short", (3, 6)),
+        ("breast-palliative", (3, 8)),
+        ("breast-recurrence", (5, 12)),
+        # paused just after a correction at ready tasks (2, 6), and later (9)
+        ("breast-short-corrected", (2, 6, 9)),
+    )
+    for at in points
+]
 
 
 @pytest.mark.parametrize(("variant", "journey", "at"), CASES)
 def test_the_fast_path_moves_an_instance_as_the_full_path_does(
-        variant: str, journey: str, at: int, templates: dict[str, Path], tmp_path: Path,
-        paused_journeys: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    variant: str,
+    journey: str,
+    at: int,
+    templates: dict[str, Path],
+    tmp_path: Path,
+    paused_journeys: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     fast_app, fast_clock = _open(templates[variant], tmp_path / "fast")
     full_app, full_clock = _open(templates[variant], tmp_path / "full")
     try:
@@ -282,19 +319,27 @@ def test_the_fast_path_moves_an_instance_as_the_full_path_does(
         [moved_full] = [i for i in full_report.instances if i.instance_id == full.instance_id]
         assert full_report.fast_path == 0
         assert moved_fast.migrated and moved_full.migrated
-        assert (moved_fast.tasks_added, moved_fast.tasks_removed, moved_fast.timers_moved) == \
-            (moved_full.tasks_added, moved_full.tasks_removed, moved_full.timers_moved)
+        assert (moved_fast.tasks_added, moved_fast.tasks_removed, moved_fast.timers_moved) == (
+            moved_full.tasks_added,
+            moved_full.tasks_removed,
+            moved_full.timers_moved,
+        )
         after = _row(fast_app, fast.instance_id)
         assert after == _row(full_app, full.instance_id)
         assert after["version"] != before["version"]
         # The data at the patient's positions is what it was, whichever path moved the instance.
         for was, app, paused in zip(held, (fast_app, full_app), (fast, full), strict=True):
             now = _data_at_positions(app, paused.instance_id)
-            assert now == was, {key: (was.get(key), now.get(key)) for key in set(was) | set(now)
-                                if was.get(key) != now.get(key)}
+            assert now == was, {
+                key: (was.get(key), now.get(key)) for key in set(was) | set(now) if was.get(key) != now.get(key)
+            }
         if corrected:
-            assert any(all(task.get(k) == v for k, v in fields.items()) for task in held[0].values()
-                       for number, fields in CORRECTIONS.items() if number <= at)  # a correction was held
+            assert any(
+                all(task.get(k) == v for k, v in fields.items())
+                for task in held[0].values()
+                for number, fields in CORRECTIONS.items()
+                if number <= at
+            )  # a correction was held
             assert moved_fast.fast_path  # kept as it is: the full path gives each task its data back
 
         finished = _row(fast.finish().app, fast.instance_id), _row(full.finish().app, full.instance_id)
@@ -307,4 +352,3 @@ def test_the_fast_path_moves_an_instance_as_the_full_path_does(
             paused.go.set()
         fast_app.close()
         full_app.close()
-

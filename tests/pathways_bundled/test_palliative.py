@@ -41,8 +41,11 @@ from .palliative_journeys import (
 
 def _events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
     with app.sessions() as session:
-        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
-                                    .order_by(InstanceEvent.seq)))
+        return list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq)
+            )
+        )
 
 
 def _on_the_route(app: CarePath, clock: ManualClock, patient: str) -> Journey:
@@ -79,7 +82,8 @@ def test_two_years_on_the_route_then_death_ends_every_timer(bundled: CarePath, j
 
 
 def test_the_care_plan_shows_the_advance_care_plan_the_carers_and_the_referral(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _on_the_route(bundled, journey_clock, "SYN-0411")
     assert care_plan_document(bundled, j.view.id, "en")["wishes"] is None  # nothing recorded yet
     j.hna({"fatigue": 6})
@@ -88,7 +92,9 @@ def test_the_care_plan_shows_the_advance_care_plan_the_carers_and_the_referral(
     doc = care_plan_document(bundled, j.view.id, "en")
     acp, carers = doc["wishes"]["advance_care_plan"], doc["wishes"]["carers"]
     assert (acp["preferred_place_of_care"], acp["preferred_place_of_death"]) == (
-        {"code": "home", "label": "Home"}, {"code": "hospice", "label": "A hospice"})
+        {"code": "home", "label": "Home"},
+        {"code": "hospice", "label": "A hospice"},
+    )
     assert acp["what_matters_most"] == "Being at home with my grandchildren" and acp["respect_plan"] is True
     assert carers["has_carer"] is True and [n["code"] for n in carers["needs"]] == ["short_breaks", "emotional_support"]
     [spc] = [i for i in doc["agreed"] if i["code"] == SPC]
@@ -110,7 +116,8 @@ def test_the_care_plan_shows_the_advance_care_plan_the_carers_and_the_referral(
 
 
 def test_the_referral_moves_on_and_is_escalated_when_not_accepted_in_time(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _on_the_route(bundled, journey_clock, "SYN-0412")
     j.hna({"fatigue": 6})
     [spc] = referrals(j, SPC)
@@ -125,7 +132,8 @@ def test_the_referral_moves_on_and_is_escalated_when_not_accepted_in_time(
 
 
 def test_the_route_assesses_again_without_proposing_the_open_referral_twice(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _on_the_route(bundled, journey_clock, "SYN-0413")
     j.hna({"fatigue": 6})
     review(j, "pal_review")
@@ -137,7 +145,8 @@ def test_the_route_assesses_again_without_proposing_the_open_referral_twice(
 
 
 def test_care_transferred_returns_to_the_pathway_and_ends_the_route(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _on_the_route(bundled, journey_clock, "SYN-0414")
     assert {"offer_hna", "pal_acp"} <= set(j.ready)
     j.hna_declined()
@@ -148,14 +157,24 @@ def test_care_transferred_returns_to_the_pathway_and_ends_the_route(
     assert not {"pal_acp", "offer_hna", "pal_review"} & set(j.ready)  # no timer of the route is left
 
 
-@pytest.mark.parametrize("answers", [
-    {"advance_care_plan": {"conversation": "held", "recorded_on": "2026-02-01", "preferred_place_of_death": "moon"}},
-    {"advance_care_plan": {"conversation": "held", "recorded_on": "2026-02-01", "note": "x"}},
-    {"advance_care_plan": {"conversation": "held", "recorded_on": "2026-02-01", "what_matters_most": "x" * 1001}},
-    {"advance_care_plan": {"recorded_on": "2026-02-01"}},
-])
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {
+            "advance_care_plan": {
+                "conversation": "held",
+                "recorded_on": "2026-02-01",
+                "preferred_place_of_death": "moon",
+            }
+        },
+        {"advance_care_plan": {"conversation": "held", "recorded_on": "2026-02-01", "note": "x"}},
+        {"advance_care_plan": {"conversation": "held", "recorded_on": "2026-02-01", "what_matters_most": "x" * 1001}},
+        {"advance_care_plan": {"recorded_on": "2026-02-01"}},
+    ],
+)
 def test_a_wrong_advance_care_plan_is_refused_and_nothing_is_recorded(
-        bundled: CarePath, journey_clock: ManualClock, answers: dict[str, object]) -> None:
+    bundled: CarePath, journey_clock: ManualClock, answers: dict[str, object]
+) -> None:
     j = _on_the_route(bundled, journey_clock, "SYN-0415")
     with pytest.raises(TaskDataError) as refused:
         j.do("pal_acp", answers)
@@ -166,21 +185,26 @@ def test_a_wrong_advance_care_plan_is_refused_and_nothing_is_recorded(
 
 
 def test_a_child_follows_ng61_with_the_childrens_palliative_care_team(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = child_palliative(bundled, journey_clock)  # care is transferred at the third review
     assert len(referrals(j, CHILDREN_SPC)) == 1 and referrals(j, SPC) == []
     doc = care_plan_document(bundled, j.view.id, "en")
     acp = doc["wishes"]["advance_care_plan"]
     assert acp["preferred_place_of_death"] == {"code": "childrens_hospice", "label": "A children's hospice"}
-    assert [p["code"] for p in acp["took_part"]] == ["child_or_young_person", "parents_or_carers",
-                                                     "named_medical_specialist"]
+    assert [p["code"] for p in acp["took_part"]] == [
+        "child_or_young_person",
+        "parents_or_carers",
+        "named_medical_specialist",
+    ]
     support = doc["wishes"]["family_support"]
     assert (support["siblings"]["code"], support["bereavement_support_explained"]) == ("offered", True)
     assert doc["wishes"]["carers"] is None
 
 
 def test_the_childrens_team_must_include_childrens_palliative_care(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     site = SITES["children_young_people"]
     j = _start(bundled, journey_clock, site, "SYN-0416", intent="palliative")
     _support(j, "no")
@@ -192,23 +216,33 @@ def test_the_childrens_team_must_include_childrens_palliative_care(
     assert "cpal_mdt" in j.ready
 
 
-@pytest.mark.parametrize("value", [
-    {f"k{i}": "x" for i in range(21)},                       # too many fields
-    {"what_matters_most": "x" * 1001},                        # text past the form's limit
-    {"took_part": ["patient"] * 13},                          # a list past its limit
-    {"nested": {"a": 1}},                                     # not the form's shape
-    ["home"],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {f"k{i}": "x" for i in range(21)},  # too many fields
+        {"what_matters_most": "x" * 1001},  # text past the form's limit
+        {"took_part": ["patient"] * 13},  # a list past its limit
+        {"nested": {"a": 1}},  # not the form's shape
+        ["home"],
+    ],
+)
 def test_the_patient_status_bounds_what_the_route_keeps(value: object) -> None:
     assert PATIENT_STATUS_FIELDS["advance_care_plan"](value) is not None
     assert PATIENT_STATUS_FIELDS["advance_care_plan"](ADULT_ACP["advance_care_plan"]) is None
 
 
-def test_the_patient_page_shows_the_wishes(bundled_template: Path, tmp_path: Path,
-                                           journey_clock: ManualClock) -> None:
+def test_the_patient_page_shows_the_wishes(bundled_template: Path, tmp_path: Path, journey_clock: ManualClock) -> None:
     shutil.copyfile(bundled_template, tmp_path / DATABASE)
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / DATABASE}", "PATHWAYS_DIR": PATHWAYS,
-                      "RULES_DIR": REPO / "rules", "CLOCK": journey_clock, "SECRET_KEY": "test-secret-key"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / DATABASE}",
+            "PATHWAYS_DIR": PATHWAYS,
+            "RULES_DIR": REPO / "rules",
+            "CLOCK": journey_clock,
+            "SECRET_KEY": "test-secret-key",
+        }
+    )
     try:
         engine = app.extensions["carepath"]
         j = _on_the_route(engine, journey_clock, "SYN-0417")
@@ -221,16 +255,17 @@ def test_the_patient_page_shows_the_wishes(bundled_template: Path, tmp_path: Pat
         j.do("pal_acp", ADULT_ACP).do("pal_carers", CARERS)
         html = client.get(f"/patients/{j.view.id}").get_data(as_text=True)
         assert 'data-test="advance-care-plan"' in html and 'data-test="carers"' in html
-        place = html[html.index('data-test="preferred-place-of-death"'):]
-        assert place[:place.index("</dd>")].endswith("A hospice")
+        place = html[html.index('data-test="preferred-place-of-death"') :]
+        assert place[: place.index("</dd>")].endswith("A hospice")
         assert "Being at home with my grandchildren" in html
     finally:
         app.extensions["carepath"].close()
 
 
 @pytest.mark.parametrize("site", sorted(SITES))
-def test_a_death_on_the_route_ends_its_loops_in_every_pathway(bundled: CarePath, journey_clock: ManualClock,
-                                                              site: str) -> None:
+def test_a_death_on_the_route_ends_its_loops_in_every_pathway(
+    bundled: CarePath, journey_clock: ManualClock, site: str
+) -> None:
     j = _start(bundled, journey_clock, SITES[site], "SYN-0420", intent="palliative")
     _support(j, "no")
     j.hna_declined()

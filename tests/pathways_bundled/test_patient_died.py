@@ -27,8 +27,11 @@ from .journeys import HIGH_CONCERNS, SITES, Options, _mdt, _start, _support, ful
 
 def _events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
     with app.sessions() as session:
-        return list(session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == instance_id)
-                                    .order_by(InstanceEvent.seq)))
+        return list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq)
+            )
+        )
 
 
 def _mid_treatment(app: CarePath, clock: ManualClock, site: str, patient: str) -> Journey:
@@ -43,8 +46,9 @@ def _mid_treatment(app: CarePath, clock: ManualClock, site: str, patient: str) -
 
 
 @pytest.mark.parametrize("site", sorted(SITES))
-def test_a_death_ends_the_pathway_and_no_timer_fires_afterwards(bundled: CarePath, journey_clock: ManualClock,
-                                                                 site: str) -> None:
+def test_a_death_ends_the_pathway_and_no_timer_fires_afterwards(
+    bundled: CarePath, journey_clock: ManualClock, site: str
+) -> None:
     j = _mid_treatment(bundled, journey_clock, site, "SYN-0901")
     with bundled.sessions() as session:
         assert session.get(PathwayInstance, j.view.id).next_due_at is not None  # timers were waiting
@@ -74,8 +78,7 @@ def test_a_death_without_a_date_is_accepted(bundled: CarePath, journey_clock: Ma
     assert "date_of_death" not in bundled.instances.instance_data(j.view.id)["patient_status_record"]
 
 
-def test_a_wrong_death_notice_is_refused_and_the_pathway_goes_on(bundled: CarePath,
-                                                                 journey_clock: ManualClock) -> None:
+def test_a_wrong_death_notice_is_refused_and_the_pathway_goes_on(bundled: CarePath, journey_clock: ManualClock) -> None:
     j = _mid_treatment(bundled, journey_clock, "breast", "SYN-0903")
     before = bundled.instances.get(j.view.id).version
     with pytest.raises(TaskDataError) as refused:
@@ -86,8 +89,9 @@ def test_a_wrong_death_notice_is_refused_and_the_pathway_goes_on(bundled: CarePa
     assert j.status == "running" and "treatment" in j.ready
     with pytest.raises(TaskDataError) as refused:
         j.message("patient_died", {"date_of_death": "2026-01-16"})  # the clock says 2026-01-15
-    assert [(p.field, p.message) for p in refused.value.problems] == \
-        [("/date_of_death", "a date of death cannot be in the future")]
+    assert [(p.field, p.message) for p in refused.value.problems] == [
+        ("/date_of_death", "a date of death cannot be in the future")
+    ]
     assert bundled.instances.get(j.view.id).version == before
 
 
@@ -109,7 +113,8 @@ def test_a_pathway_that_ran_its_course_ends_at_its_own_end(bundled: CarePath, jo
 
 
 def test_a_suspended_pathway_of_the_patient_ends_with_the_death_and_never_wakes(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     listening = _mid_treatment(bundled, journey_clock, "breast", "SYN-0911")
     paused = _start(bundled, journey_clock, SITES["general"], "SYN-0911")  # a second pathway of the same patient
     bundled.instances.suspend(paused.view.id, "clinician:cns-1", "patient abroad")
@@ -119,10 +124,14 @@ def test_a_suspended_pathway_of_the_patient_ends_with_the_death_and_never_wakes(
     reached = bundled.instances.send_message("patient_died", "system:spine", patient_ref="SYN-0911")
 
     assert sorted((v.id, v.status) for v in reached) == sorted(
-        [(listening.view.id, "completed"), (paused.view.id, "cancelled")])
+        [(listening.view.id, "completed"), (paused.view.id, "cancelled")]
+    )
     ended = _events(bundled, paused.view.id)[-1]
-    assert (ended.type, ended.actor, json.loads(ended.payload)) == ("cancelled", "system:spine",
-                                                                    {"reason": "patient_died"})
+    assert (ended.type, ended.actor, json.loads(ended.payload)) == (
+        "cancelled",
+        "system:spine",
+        {"reason": "patient_died"},
+    )
     with bundled.sessions() as session:
         assert session.get(PathwayInstance, paused.view.id).next_due_at is None
     with pytest.raises(ConflictError):  # a cancelled instance cannot be resumed into sending invitations
@@ -134,7 +143,8 @@ def test_a_suspended_pathway_of_the_patient_ends_with_the_death_and_never_wakes(
 
 
 def test_no_pathway_starts_for_a_patient_whose_death_is_recorded_until_a_mistake_is_withdrawn(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     # The register of deaths can report a patient CarePath has no pathway for yet: it is recorded all the same.
     assert bundled.instances.send_message("patient_died", "system:spine", patient_ref="SYN-0912") == []
     record = bundled.instances.death_record("SYN-0912")
@@ -156,11 +166,16 @@ def test_no_pathway_starts_for_a_patient_whose_death_is_recorded_until_a_mistake
     assert started.status == "running"
 
 
-def test_a_wrong_death_notice_for_a_patient_without_a_listener_records_nothing(bundled: CarePath,
-                                                                               journey_clock: ManualClock) -> None:
+def test_a_wrong_death_notice_for_a_patient_without_a_listener_records_nothing(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     with pytest.raises(TaskDataError) as refused:
-        bundled.instances.send_message("patient_died", "system:spine", patient_ref="SYN-0914",
-                                       payload={"date_of_death": "2026-13-01", "cause": "SYN words"})
+        bundled.instances.send_message(
+            "patient_died",
+            "system:spine",
+            patient_ref="SYN-0914",
+            payload={"date_of_death": "2026-13-01", "cause": "SYN words"},
+        )
     assert sorted(p.field for p in refused.value.problems) == ["/cause", "/date_of_death"]
     assert "SYN words" not in str(refused.value)
     assert bundled.instances.death_record("SYN-0914") is None

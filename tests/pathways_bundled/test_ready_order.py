@@ -15,13 +15,19 @@ from engine.spiff import workflows
 
 from .journeys import JOURNEYS
 
-CHECKED = ["breast-full", "children_young_people-full", "breast-recurrence", "lung-palliative",
-           "prostate-surveillance-to-radical"]
+CHECKED = [
+    "breast-full",
+    "children_young_people-full",
+    "breast-recurrence",
+    "lung-palliative",
+    "prostate-surveillance-to-radical",
+]
 
 
 @pytest.mark.parametrize("name", CHECKED)
-def test_ready_tasks_come_in_the_walks_order(name: str, bundled: CarePath, journey_clock: ManualClock,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ready_tasks_come_in_the_walks_order(
+    name: str, bundled: CarePath, journey_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     listed = workflows.ready_tasks
     several: list[int] = []
 

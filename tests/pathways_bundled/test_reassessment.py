@@ -22,9 +22,11 @@ from .reassessment_journeys import checklist as _checklist
 
 def _started(app: CarePath, j: Journey) -> list[dict]:
     with app.sessions() as session:
-        rows = session.scalars(select(InstanceEvent).where(InstanceEvent.instance_id == j.view.id,
-                                                           InstanceEvent.type == "reassessment_started")
-                               .order_by(InstanceEvent.seq))
+        rows = session.scalars(
+            select(InstanceEvent)
+            .where(InstanceEvent.instance_id == j.view.id, InstanceEvent.type == "reassessment_started")
+            .order_by(InstanceEvent.seq)
+        )
         return [json.loads(e.payload) for e in rows]
 
 
@@ -33,9 +35,9 @@ def _assessed(app: CarePath, clock: ManualClock, site: str, patient: str, review
 
 
 @pytest.mark.parametrize("site", sorted(SITES))
-def test_a_request_starts_an_assessment_and_a_death_still_ends_everything(bundled: CarePath,
-                                                                           journey_clock: ManualClock,
-                                                                           site: str) -> None:
+def test_a_request_starts_an_assessment_and_a_death_still_ends_everything(
+    bundled: CarePath, journey_clock: ManualClock, site: str
+) -> None:
     j = _assessed(bundled, journey_clock, site, "SYN-1401")
     assert "offer_hna" not in j.ready
     j.message("reassessment_requested", {"asked_by": "carer"})
@@ -48,12 +50,16 @@ def test_a_request_starts_an_assessment_and_a_death_still_ends_everything(bundle
     assert (j.status, j.ready) == ("completed", [])
 
 
-def test_a_wrong_request_is_refused_naming_the_field_and_nothing_is_recorded(bundled: CarePath,
-                                                                             journey_clock: ManualClock) -> None:
+def test_a_wrong_request_is_refused_naming_the_field_and_nothing_is_recorded(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _assessed(bundled, journey_clock, "breast", "SYN-1402")
     before = bundled.instances.get(j.view.id).version
-    for payload, fields in (({"asked_by": "neighbour"}, ["/asked_by"]), ({}, ["/asked_by"]),
-                            ({"asked_by": "gp", "why": "SYN words"}, ["/why"])):
+    for payload, fields in (
+        ({"asked_by": "neighbour"}, ["/asked_by"]),
+        ({}, ["/asked_by"]),
+        ({"asked_by": "gp", "why": "SYN words"}, ["/why"]),
+    ):
         with pytest.raises(TaskDataError) as refused:
             j.message("reassessment_requested", payload)
         assert [p.field for p in refused.value.problems] == fields
@@ -71,8 +77,7 @@ def test_the_care_plan_review_date_starts_an_assessment(bundled: CarePath, journ
     assert _started(bundled, j) == [{"reasons": ["review_date"]}]
 
 
-def test_a_new_earlier_review_date_replaces_the_one_waited_for(bundled: CarePath,
-                                                               journey_clock: ManualClock) -> None:
+def test_a_new_earlier_review_date_replaces_the_one_waited_for(bundled: CarePath, journey_clock: ManualClock) -> None:
     j = _assessed(bundled, journey_clock, "colorectal", "SYN-1404", review_on="2026-06-01")
     j.message("recurrence_confirmed")  # an assessment on recurrence agrees a plan with an earlier date
     _checklist(j, LOW)
@@ -104,8 +109,7 @@ def test_no_deterioration_no_early_assessment(bundled: CarePath, journey_clock: 
     assert "offer_hna" not in j.ready
 
 
-def test_the_reoffer_date_of_a_declined_assessment_starts_one(bundled: CarePath,
-                                                              journey_clock: ManualClock) -> None:
+def test_the_reoffer_date_of_a_declined_assessment_starts_one(bundled: CarePath, journey_clock: ManualClock) -> None:
     j = _assessed(bundled, journey_clock, "breast", "SYN-1407")
     j.message("reassessment_requested", {"asked_by": "patient"})
     j.do("offer_hna", {"hna_accepted": False})
@@ -134,7 +138,8 @@ def _state_size(app: CarePath, j: Journey) -> int:
 
 
 def test_the_listener_adds_nothing_to_the_state_while_waiting_or_round_after_round(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _assessed(bundled, journey_clock, "general", "SYN-1409", review_on="2026-03-10")
     waiting = _state_size(bundled, j)
     j.wait(30)  # nothing falls due: the listener, the reviews and the survey wait

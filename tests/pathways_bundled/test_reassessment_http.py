@@ -43,15 +43,25 @@ def _deteriorated(app: Flask, clock: ManualClock) -> Journey:
 def test_a_wrong_request_is_refused_with_a_located_422(app: Flask, journey_clock: ManualClock) -> None:
     j = assessed(app.extensions["carepath"], journey_clock, SITES["breast"], "SYN-1420")
     client, system = app.test_client(), _auth(app, "system")
-    response = client.post("/v1/messages", headers=system, json={
-        "name": "reassessment_requested", "patient_ref": "SYN-1420", "payload": {"asked_by": "neighbour", "x": 1}})
+    response = client.post(
+        "/v1/messages",
+        headers=system,
+        json={
+            "name": "reassessment_requested",
+            "patient_ref": "SYN-1420",
+            "payload": {"asked_by": "neighbour", "x": 1},
+        },
+    )
     assert response.status_code == 422 and response.mimetype == "application/problem+json"
     body: dict[str, Any] = response.json
     assert body["type"].startswith(PROBLEMS)
     assert sorted(p["field"] for p in body["errors"]) == ["/asked_by", "/x"]
     assert "neighbour" not in response.get_data(as_text=True)
-    accepted = client.post("/v1/messages", headers=system, json={
-        "name": "reassessment_requested", "patient_ref": "SYN-1420", "payload": {"asked_by": "gp"}})
+    accepted = client.post(
+        "/v1/messages",
+        headers=system,
+        json={"name": "reassessment_requested", "patient_ref": "SYN-1420", "payload": {"asked_by": "gp"}},
+    )
     assert accepted.status_code == 200, accepted.json
     assert "offer_hna" in [t["element"] for t in accepted.json["delivered"][0]["ready_tasks"]]
     assert j.view.id == accepted.json["delivered"][0]["id"]
@@ -67,8 +77,7 @@ def test_concern_trends_over_http(app: Flask, journey_clock: ManualClock) -> Non
     series = {s["code"]: [(p["score"], p["change"]) for p in s["points"]] for s in body["concerns"]}
     assert series == {"worry_fear_anxiety": [(2, None), (6, 4)], "fatigue": [(0, None), (3, 3)]}
     assert body["deteriorated"] == ["fatigue", "worry_fear_anxiety"]
-    missing = client.get("/v1/instances/00000000-0000-4000-8000-000000000000/concerns",
-                         headers=_auth(app, "clinician"))
+    missing = client.get("/v1/instances/00000000-0000-4000-8000-000000000000/concerns", headers=_auth(app, "clinician"))
     assert missing.status_code == 404
     assert client.get(f"/v1/instances/{j.view.id}/concerns", headers=_auth(app, "system")).status_code == 403
 
@@ -82,6 +91,6 @@ def test_the_patient_page_shows_the_trends_in_a_table(app: Flask, journey_clock:
     assert client.get(f"/sign-in?token={secret}").status_code == 303
     html = client.get(f"/patients/{j.view.id}").get_data(as_text=True)
     assert 'data-test="concern-trends"' in html and "Concerns over time" in html
-    row = html[html.index('data-concern="worry_fear_anxiety"'):]
-    row = row[:row.index("</tr>")]
-    assert "Worse since the last assessment" in row and "<td class=\"nhsuk-table__cell\">6 (+4)</td>" in row
+    row = html[html.index('data-concern="worry_fear_anxiety"') :]
+    row = row[: row.index("</tr>")]
+    assert "Worse since the last assessment" in row and '<td class="nhsuk-table__cell">6 (+4)</td>' in row

@@ -19,12 +19,16 @@ PSYCHOLOGY = "psychological-support-referral"
 
 def _referrals(app: CarePath, instance_id: str, code: str) -> list[CarePlanItem]:
     with app.sessions() as session:
-        return list(session.scalars(select(CarePlanItem).where(CarePlanItem.instance_id == instance_id,
-                                                               CarePlanItem.code == code)))
+        return list(
+            session.scalars(
+                select(CarePlanItem).where(CarePlanItem.instance_id == instance_id, CarePlanItem.code == code)
+            )
+        )
 
 
 def test_a_second_assessment_proposing_an_open_referral_records_it_instead_of_adding_one(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _start(bundled, journey_clock, SITES["breast"], "SYN-REF-0101")
     _support(j, "later")
     j.hna(HIGH_CONCERNS, about_you=ABOUT_WORKING_PARENT)  # severe worry: an urgent referral, sent
@@ -41,14 +45,20 @@ def test_a_second_assessment_proposing_an_open_referral_records_it_instead_of_ad
     assert len(again) == 1 and (again[0]["from_urgency"], again[0]["to_urgency"]) == ("urgent", "urgent")
     assert again[0]["evaluation_id"] != first.evaluation_id and again[0]["rules"] == ["psych-support-urgent"]
     with bundled.sessions() as session:
-        evaluated = [json.loads(e.payload) for e in session.scalars(select(InstanceEvent).where(
-            InstanceEvent.instance_id == j.view.id, InstanceEvent.type == "rules_evaluated")
-            .order_by(InstanceEvent.seq))]
+        evaluated = [
+            json.loads(e.payload)
+            for e in session.scalars(
+                select(InstanceEvent)
+                .where(InstanceEvent.instance_id == j.view.id, InstanceEvent.type == "rules_evaluated")
+                .order_by(InstanceEvent.seq)
+            )
+        ]
     assert evaluated[-1]["evaluation_id"] == again[0]["evaluation_id"] and evaluated[-1]["proposed_again"] >= 1
 
 
 def test_a_referral_the_service_has_not_accepted_is_escalated_to_the_named_contact(
-        bundled: CarePath, journey_clock: ManualClock) -> None:
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _start(bundled, journey_clock, SITES["breast"], "SYN-REF-0102")  # named contact STAFF-SYN-1
     _support(j, "later")
     j.hna(HIGH_CONCERNS, about_you=ABOUT_WORKING_PARENT)  # the urgent psychology referral is sent today
@@ -60,16 +70,23 @@ def test_a_referral_the_service_has_not_accepted_is_escalated_to_the_named_conta
     run_worker(bundled.instances, worker_id="w", once=True, escalate=bundled.referral_escalations.open_due)
     [task] = bundled.referral_escalations.list_open(patient_ref="SYN-REF-0102")
     assert (task["care_plan_item_id"], task["assignee"], task["pathway_id"]) == (
-        referral.id, "STAFF-SYN-1", "breast_cancer")
+        referral.id,
+        "STAFF-SYN-1",
+        "breast_cancer",
+    )
     with bundled.sessions() as session:
-        overdue = session.scalars(select(InstanceEvent).where(
-            InstanceEvent.instance_id == j.view.id, InstanceEvent.type == "referral_overdue")).one()
+        overdue = session.scalars(
+            select(InstanceEvent).where(
+                InstanceEvent.instance_id == j.view.id, InstanceEvent.type == "referral_overdue"
+            )
+        ).one()
     assert (overdue.actor, json.loads(overdue.payload)["item"]) == ("engine", referral.id)
     assert "STAFF-SYN-1" not in overdue.payload and "SYN-REF-0102" not in overdue.payload
 
 
-def test_a_referral_of_a_patient_who_has_died_is_withdrawn_not_escalated(bundled: CarePath,
-                                                                         journey_clock: ManualClock) -> None:
+def test_a_referral_of_a_patient_who_has_died_is_withdrawn_not_escalated(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _start(bundled, journey_clock, SITES["breast"], "SYN-REF-0103")
     _support(j, "later")
     j.hna(HIGH_CONCERNS, about_you=ABOUT_WORKING_PARENT)

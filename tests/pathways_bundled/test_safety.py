@@ -14,35 +14,60 @@ from .journeys import DIAGNOSED, SITES
 
 def _started(app: CarePath, clock: ManualClock, patient: str) -> Journey:
     site = SITES["general"]
-    return Journey(app, clock, site.pathway, patient, {"diagnosis": site.diagnosis, "diagnosis_date": DIAGNOSED,
-                                                       "age": site.age, "treatment_intent": "palliative"})
+    return Journey(
+        app,
+        clock,
+        site.pathway,
+        patient,
+        {"diagnosis": site.diagnosis, "diagnosis_date": DIAGNOSED, "age": site.age, "treatment_intent": "palliative"},
+    )
 
 
-def test_a_wrong_treatment_status_is_refused_and_nothing_is_recorded(bundled: CarePath,
-                                                                     journey_clock: ManualClock) -> None:
+def test_a_wrong_treatment_status_is_refused_and_nothing_is_recorded(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _started(bundled, journey_clock, "SYN-0501")
     before = bundled.instances.get(j.view.id).version
     with pytest.raises(TaskDataError) as refused:
-        j.message("treatment_status_changed", {"on_sact": "yes", "last_sact_date": "2026-02-30",
-                                               "smoking_status": "sometimes", "chemo": True,
-                                               "named_contact": {"staff_ref": "STAFF-SYN-9"}})
+        j.message(
+            "treatment_status_changed",
+            {
+                "on_sact": "yes",
+                "last_sact_date": "2026-02-30",
+                "smoking_status": "sometimes",
+                "chemo": True,
+                "named_contact": {"staff_ref": "STAFF-SYN-9"},
+            },
+        )
     # A treatment message may set treatment and smoking, never the named contact.
-    assert sorted(p.field for p in refused.value.problems) == \
-        ["/chemo", "/last_sact_date", "/named_contact", "/on_sact", "/smoking_status"]
+    assert sorted(p.field for p in refused.value.problems) == [
+        "/chemo",
+        "/last_sact_date",
+        "/named_contact",
+        "/on_sact",
+        "/smoking_status",
+    ]
     assert "yes" not in str(refused.value) and "sometimes" not in str(refused.value)  # no patient values
     assert bundled.instances.get(j.view.id).version == before
     j.message("treatment_status_changed", {"on_sact": True, "last_sact_date": "2026-01-14"})
-    assert bundled.instances.instance_data(j.view.id)["patient_status_record"] == \
-        {"on_sact": True, "last_sact_date": "2026-01-14"}
+    assert bundled.instances.instance_data(j.view.id)["patient_status_record"] == {
+        "on_sact": True,
+        "last_sact_date": "2026-01-14",
+    }
 
 
-def test_a_report_without_a_known_sign_is_triaged_as_the_most_urgent(bundled: CarePath,
-                                                                     journey_clock: ManualClock) -> None:
+def test_a_report_without_a_known_sign_is_triaged_as_the_most_urgent(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     j = _started(bundled, journey_clock, "SYN-0502")
     j.message("warning_sign_reported", {"warning_sign": "feeling_awful"})
     shown = j.task("triage")["form"]["properties"]["report"]["default"]
-    assert (shown["code"], shown["known"], shown["urgency"], shown["escalate_after"]) == \
-        ("feeling_awful", False, None, "PT30M")
+    assert (shown["code"], shown["known"], shown["urgency"], shown["escalate_after"]) == (
+        "feeling_awful",
+        False,
+        None,
+        "PT30M",
+    )
     j.do("triage", {"triage_rating": "green", "advice_given": "Fluids and rest"})
     j.do("self_care", {"advice_given": "Call again if worse"})
     assert "inform_on_call" in j.ready  # the first report is still being followed up...

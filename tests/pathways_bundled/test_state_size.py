@@ -35,8 +35,9 @@ LIVE_LIMIT = 112 * 1024
 
 
 @pytest.mark.parametrize("site", ["breast", "children_young_people"])
-def test_state_stays_under_20_kb_through_a_full_journey(site: str, bundled: CarePath,
-                                                        journey_clock: ManualClock) -> None:
+def test_state_stays_under_20_kb_through_a_full_journey(
+    site: str, bundled: CarePath, journey_clock: ManualClock
+) -> None:
     sizes: list[int] = []
     runner = bundled.instances.steps
     original = runner.settle
@@ -63,8 +64,11 @@ STORED_LIMIT = 10 * 1024
 
 def _stored_bytes(app: CarePath, instance_id: str) -> int:
     with app.sessions() as session:  # the bytes the column holds, not the text they inflate to
-        return int(session.execute(text("SELECT length(state) FROM pathway_instances WHERE id = :id"),
-                                   {"id": instance_id}).scalar_one())
+        return int(
+            session.execute(
+                text("SELECT length(state) FROM pathway_instances WHERE id = :id"), {"id": instance_id}
+            ).scalar_one()
+        )
 
 
 @pytest.fixture
@@ -81,8 +85,9 @@ def stored_sizes(bundled: CarePath, monkeypatch: pytest.MonkeyPatch) -> list[int
     return sizes
 
 
-def test_a_breast_journey_stores_at_most_10_kb_at_every_step(bundled: CarePath, journey_clock: ManualClock,
-                                                             stored_sizes: list[int]) -> None:
+def test_a_breast_journey_stores_at_most_10_kb_at_every_step(
+    bundled: CarePath, journey_clock: ManualClock, stored_sizes: list[int]
+) -> None:
     journey = full_journey(bundled, journey_clock, SITES["breast"], "SYN-SIZE-STORED", Options())
     assert journey.status == "completed"
     assert len(stored_sizes) > 40  # every step that changed the state after the first was measured
@@ -90,13 +95,19 @@ def test_a_breast_journey_stores_at_most_10_kb_at_every_step(bundled: CarePath, 
     assert _stored_bytes(bundled, journey.view.id) == stored_sizes[-1]
 
 
-def test_two_years_of_warning_signs_and_reviews_do_not_grow_the_stored_state(bundled: CarePath,
-                                                                            journey_clock: ManualClock) -> None:
+def test_two_years_of_warning_signs_and_reviews_do_not_grow_the_stored_state(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
     """A breast pathway waiting at the MDT for two years, a warning sign reported and triaged every month
     and the reviews answered as they fall due: the stored state stays under 10 KB and no larger after two
     years than after the first month."""
-    j = Journey(bundled, journey_clock, "breast_cancer", "SYN-SIZE-WAIT",
-                {"diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative"})
+    j = Journey(
+        bundled,
+        journey_clock,
+        "breast_cancer",
+        "SYN-SIZE-WAIT",
+        {"diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative"},
+    )
     j.do("assign_contact", contact())
     j.do("offer_support", {"support_wanted": "no", "support_types": [], "consent_to_share_contact": False})
     j.do("offer_hna", {"hna_accepted": False}).do("record_declined", {"reason": "Not now"})
@@ -104,8 +115,15 @@ def test_two_years_of_warning_signs_and_reviews_do_not_grow_the_stored_state(bun
     for _ in range(24):
         sign = "diarrhoea_or_vomiting_on_treatment"
         j.message("warning_sign_reported", {"warning_sign": sign, "description": "Unwell since this morning"})
-        j.do("triage", {"warning_sign": sign, "on_systemic_treatment": False, "triage_rating": "green",
-                        "advice_given": "As the triage tool advises"})
+        j.do(
+            "triage",
+            {
+                "warning_sign": sign,
+                "on_systemic_treatment": False,
+                "triage_rating": "green",
+                "advice_given": "As the triage tool advises",
+            },
+        )
         j.do("self_care", {"advice_given": "Fluids, loperamide, call again if worse"})
         j.do("inform_team", {"informed_on": j.today()})
         for element in [e for e in j.ready if e in _REVIEWS]:
@@ -122,9 +140,18 @@ def _review(j: Journey) -> dict[str, Any]:
 
 
 _REVIEWS: dict[str, Callable[[Journey], dict[str, Any]]] = {
-    "first_review": _review, "second_review": _review,
-    "remind_first": lambda j: {"reminded_on": j.today()}, "remind_second": lambda j: {"reminded_on": j.today()},
+    "first_review": _review,
+    "second_review": _review,
+    "remind_first": lambda j: {"reminded_on": j.today()},
+    "remind_second": lambda j: {"reminded_on": j.today()},
     "send_reminder": lambda j: {"reminded_on": j.today(), "channel": "nhs_app"},
-    "survey": lambda j: {"mobility": 1, "self_care": 1, "usual_activities": 2, "pain_discomfort": 2,
-                         "anxiety_depression": 1, "overall_health": 80, "survey_wants_contact": False},
+    "survey": lambda j: {
+        "mobility": 1,
+        "self_care": 1,
+        "usual_activities": 2,
+        "pain_discomfort": 2,
+        "anxiety_depression": 1,
+        "overall_health": 80,
+        "survey_wants_contact": False,
+    },
 }

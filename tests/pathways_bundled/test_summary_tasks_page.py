@@ -58,9 +58,10 @@ def test_two_waiting_summary_tasks_show_their_phase_and_deadline(app: Flask, jou
     client = _clinician(app)
     url = f"/patients/{j.view.id}"
     task = "Write the end of treatment summary (Treating team)"
-    expected = [f"{task}: First treatment (course ended {first_ended}), to be written by {_due(first_ended)}",
-                f"{task}: Treatment of a recurrence (course ended {second_ended}), "
-                f"to be written by {_due(second_ended)}"]
+    expected = [
+        f"{task}: First treatment (course ended {first_ended}), to be written by {_due(first_ended)}",
+        f"{task}: Treatment of a recurrence (course ended {second_ended}), to be written by {_due(second_ended)}",
+    ]
 
     # Before the worker's scan has noted them (read from each task's own data), and after (their rows).
     assert _summary_lines(client.get(url).get_data(as_text=True), [first, second]) == expected
@@ -80,15 +81,17 @@ def _work_list_lines(html: str, task_ids: list[str]) -> list[str]:
     """The work list's task cell of each task, in words (tags stripped, spaces collapsed)."""
     lines = []
     for task_id in task_ids:
-        [row] = re.findall(rf"<tr role=\"row\" class=\"nhsuk-table__row\">(?:(?!</tr>).)*/tasks/{task_id}\".*?</tr>",
-                           html, re.DOTALL)
+        [row] = re.findall(
+            rf"<tr role=\"row\" class=\"nhsuk-table__row\">(?:(?!</tr>).)*/tasks/{task_id}\".*?</tr>", html, re.DOTALL
+        )
         cell = row.split("</td>")[0]
         lines.append(" ".join(re.sub(r"<[^>]+>", "", cell).split()).removeprefix("Task ").removeprefix("Uppgift "))
     return lines
 
 
 def test_the_work_list_shows_each_waiting_summary_tasks_phase_and_deadline(
-        app: Flask, journey_clock: ManualClock) -> None:
+    app: Flask, journey_clock: ManualClock
+) -> None:
     engine = app.extensions["carepath"]
     j = course_ended(engine, journey_clock, "breast", "SYN-EOTW-0001")
     first_ended = journey_clock.now().date()
@@ -107,9 +110,10 @@ def test_the_work_list_shows_each_waiting_summary_tasks_phase_and_deadline(
     assert _work_list_lines(html, [first, second]) == [task, task]
 
     engine.treatment_summaries.open_due()
-    expected = [f"{task}: First treatment (course ended {first_ended}), to be written by {_due(first_ended)}",
-                f"{task}: Treatment of a recurrence (course ended {second_ended}), "
-                f"to be written by {_due(second_ended)}"]
+    expected = [
+        f"{task}: First treatment (course ended {first_ended}), to be written by {_due(first_ended)}",
+        f"{task}: Treatment of a recurrence (course ended {second_ended}), to be written by {_due(second_ended)}",
+    ]
     html = client.get("/work-list").get_data(as_text=True)
     assert _work_list_lines(html, [first, second]) == expected
     assert html.count('data-test="summary-phase"') == 2  # the patient's other tasks show none

@@ -20,7 +20,8 @@ def test_an_emergency_on_a_bundled_pathway_is_told_at_once(bundled: CarePath, jo
     with bundled.sessions() as session:
         rows = session.scalars(select(WebhookDelivery).where(WebhookDelivery.event_type == "emergency.opened")).all()
     assert [(row.subscription_id, row.instance_id, row.status) for row in rows] == [
-        (subscription.id, j.view.id, "pending")]
+        (subscription.id, j.view.id, "pending")
+    ]
     body = json.loads(rows[0].body)
     assert body["type"] == "emergency.opened" and body["data"]["instance_id"] == j.view.id
     assert "SYN-0601" not in rows[0].body and "fever" not in rows[0].body  # ids and types, never values

@@ -73,8 +73,11 @@ def test_change_conditions_in_the_engine(rules_copy: Path) -> None:
 
 
 def test_change_is_bounded_and_needs_a_concern_to_test(rules_copy: Path) -> None:
-    bad = CHANGES.replace("change: {at_least: 3}}}\n    then: {inform: [info-fatigue]}",
-                          "change: {at_least: 12}}}\n    then: {inform: [info-fatigue]}", 1)
+    bad = CHANGES.replace(
+        "change: {at_least: 3}}}\n    then: {inform: [info-fatigue]}",
+        "change: {at_least: 12}}}\n    then: {inform: [info-fatigue]}",
+        1,
+    )
     bad = bad.replace("{concern: {code: pain, score: {at_least: 1}}}", "{concern: {score: {at_least: 1}}}")
     bad = bad.replace("- concern: {code: pain, score: {at_least: 1}}", "- concern: {score: {at_least: 1}}")
     (rules_copy / "changes.yaml").write_text(bad)
@@ -85,14 +88,16 @@ def test_change_is_bounded_and_needs_a_concern_to_test(rules_copy: Path) -> None
     assert any("needs 'code' or 'domain'" in m for m in messages), messages
 
 
-def test_the_bundled_deterioration_rule_adds_a_review_and_hides_nothing(bundled: LoadedRuleset,
-                                                                        catalogue: Catalogue) -> None:
+def test_the_bundled_deterioration_rule_adds_a_review_and_hides_nothing(
+    bundled: LoadedRuleset, catalogue: Catalogue
+) -> None:
     before = evaluate(bundled.compiled, catalogue, Assessment({"fever": 6}, previous=None))
     after = evaluate(bundled.compiled, catalogue, Assessment({"fever": 6}, previous={"fever": 1}))
     assert "concern-deteriorated" in after.fired_rule_ids()
     assert set(before.fired_rule_ids()) | {"concern-deteriorated"} == set(after.fired_rule_ids())
     assert {i.code for i in after.outcomes.interventions} == {i.code for i in before.outcomes.interventions} | {
-        "deterioration-review"}
+        "deterioration-review"
+    }
     assert after.outcomes.referrals == before.outcomes.referrals
     assert after.outcomes.priority == "high"
 
@@ -100,13 +105,16 @@ def test_the_bundled_deterioration_rule_adds_a_review_and_hides_nothing(bundled:
 def test_deterioration_is_a_rise_of_three_or_reaching_eight() -> None:
     from engine.rules import deteriorated
 
-    assert deteriorated({"pain": 2, "fatigue": 7, "worry_fear_anxiety": 8}, {
-        "pain": 5,  # rose by 3
-        "fatigue": 8,  # reached 8 (rose by 1)
-        "worry_fear_anxiety": 9,  # was 8 already, rose by 1
-        "nausea": 2,  # from no concern, rose by 2
-        "sleep_problems": 3,  # from no concern, rose by 3
-    }) == ["fatigue", "pain", "sleep_problems"]
+    assert deteriorated(
+        {"pain": 2, "fatigue": 7, "worry_fear_anxiety": 8},
+        {
+            "pain": 5,  # rose by 3
+            "fatigue": 8,  # reached 8 (rose by 1)
+            "worry_fear_anxiety": 9,  # was 8 already, rose by 1
+            "nausea": 2,  # from no concern, rose by 2
+            "sleep_problems": 3,  # from no concern, rose by 3
+        },
+    ) == ["fatigue", "pain", "sleep_problems"]
     assert deteriorated({"pain": 9}, {"pain": 1}) == []
 
 
@@ -119,11 +127,19 @@ def test_trends_list_every_assessment_of_the_instance_oldest_first(registry: Rul
     clock = ManualClock(datetime(2026, 1, 12, 9, tzinfo=UTC))
     assert latest_scores(db_session, "inst-1") is None
     for scores in ({"pain": 2, "fatigue": 6}, {"pain": 6}, {"pain": 6, "fatigue": 8}):
-        evaluate_and_record(db_session, registry, "supportive_care", Assessment(scores), clock=clock,
-                            instance_id="inst-1", task_id="t")
+        evaluate_and_record(
+            db_session, registry, "supportive_care", Assessment(scores), clock=clock, instance_id="inst-1", task_id="t"
+        )
         clock.advance(timedelta(days=30))
-    evaluate_and_record(db_session, registry, "supportive_care", Assessment({"pain": 10}), clock=clock,
-                        instance_id="another-patient", task_id="t")
+    evaluate_and_record(
+        db_session,
+        registry,
+        "supportive_care",
+        Assessment({"pain": 10}),
+        clock=clock,
+        instance_id="another-patient",
+        task_id="t",
+    )
     trends = concern_trends(db_session, "inst-1").as_dict()
     assert [a["at"][:10] for a in trends["assessments"]] == ["2026-01-12", "2026-02-11", "2026-03-13"]
     series = {s["code"]: [(p["score"], p["change"]) for p in s["points"]] for s in trends["concerns"]}

@@ -12,13 +12,33 @@ import pytest
 from engine.rules import Assessment, LoadedRuleset, evaluate
 
 FORMS = Path(__file__).resolve().parents[2] / "pathways" / "shared" / "forms"
-ADDED = ("swallowing", "stoma_bowel_control", "fear_of_recurrence", "fertility", "carer_own_needs", "safeguarding",
-         "children_needs", "interpreter_communication", "other_concern")
+ADDED = (
+    "swallowing",
+    "stoma_bowel_control",
+    "fear_of_recurrence",
+    "fertility",
+    "carer_own_needs",
+    "safeguarding",
+    "children_needs",
+    "interpreter_communication",
+    "other_concern",
+)
 CHILDREN_ONLY = ("school", "friends", "family_life")
 # What a 9-year-old is not asked: work, money, housing, insurance, caring for others, sex.
-NOT_FOR_CHILDREN = {"work_education", "money_housing", "insurance_travel", "caring_responsibilities",
-                    "sex_intimacy", "housework_shopping", "meals_drinks", "smoking", "alcohol_drugs",
-                    "carer_own_needs", "children_needs", "fertility"}
+NOT_FOR_CHILDREN = {
+    "work_education",
+    "money_housing",
+    "insurance_travel",
+    "caring_responsibilities",
+    "sex_intimacy",
+    "housework_shopping",
+    "meals_drinks",
+    "smoking",
+    "alcohol_drugs",
+    "carer_own_needs",
+    "children_needs",
+    "fertility",
+}
 
 
 def _form(name: str) -> dict[str, Any]:
@@ -42,8 +62,7 @@ def test_the_adult_checklist_asks_every_added_need_and_something_else_in_words(b
         assert _concerns(form)[code]["title"] == bundled.catalogue.concerns[code].name_en
 
 
-def test_the_childrens_checklist_asks_about_school_friends_and_family_not_work_or_money(
-        bundled: LoadedRuleset) -> None:
+def test_the_childrens_checklist_asks_about_school_friends_and_family_not_work_or_money(bundled: LoadedRuleset) -> None:
     form = _form("hna_checklist_cyp.json")
     codes = set(_concerns(form))
     assert codes <= set(bundled.catalogue.concerns)
@@ -57,12 +76,17 @@ def test_the_childrens_checklist_asks_about_school_friends_and_family_not_work_o
 @pytest.mark.parametrize("code", ADDED + CHILDREN_ONLY)
 def test_each_added_concern_reaches_a_rule(code: str, bundled: LoadedRuleset) -> None:
     """Scored 9 in follow-up with nothing else: a rule of its own fires and proposes something."""
-    evaluation = evaluate(bundled.compiled, bundled.catalogue,
-                          Assessment.from_dict({"concerns": {code: 9}, "context": {"treatment_phase": "follow_up"}}))
+    evaluation = evaluate(
+        bundled.compiled,
+        bundled.catalogue,
+        Assessment.from_dict({"concerns": {code: 9}, "context": {"treatment_phase": "follow_up"}}),
+    )
     fired = evaluation.fired_rule_ids()
     assert fired, code
-    assert any(code in json.dumps([r.when for r in bundled.compiled.rule_file.rules if r.id == rule_id], default=str)
-               for rule_id in fired), (code, fired)
+    assert any(
+        code in json.dumps([r.when for r in bundled.compiled.rule_file.rules if r.id == rule_id], default=str)
+        for rule_id in fired
+    ), (code, fired)
 
 
 def test_safeguarding_is_never_merely_information(bundled: LoadedRuleset) -> None:

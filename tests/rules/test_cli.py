@@ -48,8 +48,10 @@ def test_simulate_command(rules_dir: Path) -> None:
 
 def test_simulate_writes_the_demand_chart_as_svg(rules_dir: Path, tmp_path: Path) -> None:
     target = tmp_path / "demand.svg"
-    result = CliRunner().invoke(rules, ["simulate", "--cohort", "50", "--seed", "3", "--json", "--svg", str(target),
-                                        "--rules-dir", str(rules_dir)])
+    result = CliRunner().invoke(
+        rules,
+        ["simulate", "--cohort", "50", "--seed", "3", "--json", "--svg", str(target), "--rules-dir", str(rules_dir)],
+    )
     assert result.exit_code == 0, result.output
     (report,) = json.loads(result.stdout)
     svg = ET.fromstring(target.read_text(encoding="utf-8"))

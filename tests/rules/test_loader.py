@@ -54,8 +54,13 @@ def test_bundled_rules_load_with_guidance(bundled: LoadedRuleset) -> None:
     assert len(rules) >= 15
     assert all(r.guidance and r.description for r in rules)
     ids = {r.id for r in rules}
-    for needed in ("psych-support-urgent", "emotional-support-moderate", "fever-on-sact", "young-person-travel",
-                   "return-to-work"):
+    for needed in (
+        "psych-support-urgent",
+        "emotional-support-moderate",
+        "fever-on-sact",
+        "young-person-travel",
+        "return-to-work",
+    ):
         assert needed in ids
 
 
@@ -87,17 +92,39 @@ def test_referral_service_defaults_from_the_catalogue(bundled: LoadedRuleset) ->
 
 
 def test_catalogue_contents(catalogue: Catalogue) -> None:
-    assert set(catalogue.domains) == {"physical", "emotional", "practical", "family", "spiritual", "lifestyle",
-                                      "other"}
+    assert set(catalogue.domains) == {"physical", "emotional", "practical", "family", "spiritual", "lifestyle", "other"}
     assert catalogue.concerns["worry_fear_anxiety"].domain == "emotional"
     # Issue 14: the needs added to the checklist, and the children's items.
-    assert {code: catalogue.concerns[code].domain for code in (
-        "swallowing", "stoma_bowel_control", "fertility", "fear_of_recurrence", "carer_own_needs", "safeguarding",
-        "children_needs", "interpreter_communication", "other_concern", "school", "friends", "family_life")} == {
-        "swallowing": "physical", "stoma_bowel_control": "physical", "fertility": "physical",
-        "fear_of_recurrence": "emotional", "carer_own_needs": "family", "safeguarding": "family",
-        "children_needs": "family", "interpreter_communication": "practical", "other_concern": "other",
-        "school": "practical", "friends": "family", "family_life": "family"}
+    assert {
+        code: catalogue.concerns[code].domain
+        for code in (
+            "swallowing",
+            "stoma_bowel_control",
+            "fertility",
+            "fear_of_recurrence",
+            "carer_own_needs",
+            "safeguarding",
+            "children_needs",
+            "interpreter_communication",
+            "other_concern",
+            "school",
+            "friends",
+            "family_life",
+        )
+    } == {
+        "swallowing": "physical",
+        "stoma_bowel_control": "physical",
+        "fertility": "physical",
+        "fear_of_recurrence": "emotional",
+        "carer_own_needs": "family",
+        "safeguarding": "family",
+        "children_needs": "family",
+        "interpreter_communication": "practical",
+        "other_concern": "other",
+        "school": "practical",
+        "friends": "family",
+        "family_life": "family",
+    }
     assert all(i.name_sv and i.guidance for i in catalogue.interventions.values())
     assert catalogue.directory and all(e.example for e in catalogue.directory)
     assert catalogue.services_for("young_people_support", "UK")

@@ -31,13 +31,18 @@ def test_acute_oncology_rules_never_read_the_pathway_phase(bundled: LoadedRulese
 
 def test_each_referral_to_acute_oncology_has_one_urgency(bundled: LoadedRuleset) -> None:
     """Assessment now is always an emergency, the same-day review always urgent: never a contradiction."""
-    urgencies = {(x.intervention, x.urgency) for r in bundled.compiled.rule_file.rules for x in r.then.refer
-                 if x.intervention in ACUTE_ONCOLOGY}
+    urgencies = {
+        (x.intervention, x.urgency)
+        for r in bundled.compiled.rule_file.rules
+        for x in r.then.refer
+        if x.intervention in ACUTE_ONCOLOGY
+    }
     assert urgencies == {("acute-oncology-assessment", "emergency"), ("acute-oncology-review", "urgent")}
 
 
 def test_every_safety_rule_has_cases_and_every_emergency_is_tested_in_two_phases(
-        registry: RuleSetRegistry, rules_dir: Path, bundled: LoadedRuleset) -> None:
+    registry: RuleSetRegistry, rules_dir: Path, bundled: LoadedRuleset
+) -> None:
     report = run_rule_tests([rules_dir / "tests"], registry, cohort=50)
     assert report.failures == [], report.text()
     phases: dict[str, set[str]] = {}
@@ -45,8 +50,9 @@ def test_every_safety_rule_has_cases_and_every_emergency_is_tested_in_two_phases
         phase = result.case.given.context.treatment_phase or "not recorded"
         for rule_id in result.fired:
             phases.setdefault(rule_id, set()).add(phase)
-    emergencies = [r.id for r in bundled.compiled.rule_file.rules
-                   if any(x.urgency == "emergency" for x in r.then.refer)]
+    emergencies = [
+        r.id for r in bundled.compiled.rule_file.rules if any(x.urgency == "emergency" for x in r.then.refer)
+    ]
     assert len(emergencies) >= 6
     assert {r: sorted(phases.get(r, ())) for r in emergencies if len(phases.get(r, ())) < 2} == {}
     assert [r.id for r in _safety_rules(bundled) if r.id not in phases] == []
@@ -54,18 +60,28 @@ def test_every_safety_rule_has_cases_and_every_emergency_is_tested_in_two_phases
 
 def test_the_same_fever_on_chemotherapy_is_an_emergency_in_every_phase(bundled: LoadedRuleset) -> None:
     for phase in ("diagnosis", "prehabilitation", "treatment", "end_of_treatment", "follow_up", "palliative", None):
-        e = evaluate(bundled.compiled, bundled.catalogue,
-                     Assessment({"fever": 5}, PatientContext(treatment_phase=phase, on_sact=True)))
-        assert [(r.intervention, r.urgency) for r in e.outcomes.referrals] == \
-            [("acute-oncology-assessment", "emergency")], phase
+        e = evaluate(
+            bundled.compiled,
+            bundled.catalogue,
+            Assessment({"fever": 5}, PatientContext(treatment_phase=phase, on_sact=True)),
+        )
+        assert [(r.intervention, r.urgency) for r in e.outcomes.referrals] == [
+            ("acute-oncology-assessment", "emergency")
+        ], phase
 
 
 def test_a_current_smoker_is_referred_whatever_the_worry_score(bundled: LoadedRuleset) -> None:
     for score in (None, 0, 9):
         concerns = {} if score is None else {"smoking": score}
-        e = evaluate(bundled.compiled, bundled.catalogue,
-                     Assessment(concerns, PatientContext(treatment_phase="follow_up", smoking_status="current")))
+        e = evaluate(
+            bundled.compiled,
+            bundled.catalogue,
+            Assessment(concerns, PatientContext(treatment_phase="follow_up", smoking_status="current")),
+        )
         assert [(r.intervention, r.urgency) for r in e.outcomes.referrals] == [("stop-smoking-referral", "routine")]
-    never = evaluate(bundled.compiled, bundled.catalogue,
-                     Assessment({"smoking": 9}, PatientContext(treatment_phase="follow_up", smoking_status="never")))
+    never = evaluate(
+        bundled.compiled,
+        bundled.catalogue,
+        Assessment({"smoking": 9}, PatientContext(treatment_phase="follow_up", smoking_status="never")),
+    )
     assert never.outcomes.referrals == ()

@@ -152,8 +152,11 @@ def test_why_not_gives_nearest_rule_and_actual_value(bundled: LoadedRuleset) -> 
     assert failed.condition == "worry_fear_anxiety scored at least 5 and at most 7"
     assert failed.actual == "worry_fear_anxiety scored 4"
     assert failed.loc.line > 0
-    assert [m.rule_id for m in why_not.others] == ["emotional-support-other", "fear-of-recurrence",
-                                                  "fear-of-recurrence-severe"]
+    assert [m.rule_id for m in why_not.others] == [
+        "emotional-support-other",
+        "fear-of-recurrence",
+        "fear-of-recurrence-severe",
+    ]
 
 
 def test_why_not_for_context_and_none(bundled: LoadedRuleset) -> None:

@@ -34,8 +34,9 @@ def web_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tests run on PostgreSQL too).
     """
     path = tmp_path_factory.mktemp("web_template") / "template.sqlite3"
-    engine = CarePath(Settings(database_url=f"sqlite:///{path}", pathways_dir=TESTS / "pathways"),
-                      ManualClock(START), upgrade=True)
+    engine = CarePath(
+        Settings(database_url=f"sqlite:///{path}", pathways_dir=TESTS / "pathways"), ManualClock(START), upgrade=True
+    )
     try:
         engine.catalog.sync_library()
     finally:
@@ -48,9 +49,16 @@ def web_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def app(web_template: Path, tmp_path: Path) -> Iterator[Flask]:
     shutil.copyfile(web_template, tmp_path / "web.sqlite3")
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
-                      "PATHWAYS_DIR": TESTS / "pathways", "RULES_DIR": TESTS.parent / "rules",
-                      "CLOCK": ManualClock(START), "SECRET_KEY": "test-secret-key"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
+            "PATHWAYS_DIR": TESTS / "pathways",
+            "RULES_DIR": TESTS.parent / "rules",
+            "CLOCK": ManualClock(START),
+            "SECRET_KEY": "test-secret-key",
+        }
+    )
     try:
         yield app
     finally:

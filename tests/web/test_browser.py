@@ -50,9 +50,13 @@ AXE = REPO / "tests" / "web" / "vendor" / "axe-core" / "4.14.1" / "axe.min.js"
 DOCS = REPO / "docs" / "screenshots"
 PATIENT, OTHER_PATIENT = "SYN-DEMO-0002", "SYN-DEMO-0003"  # engine.demo: care plan proposed; another patient
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them with apt-get)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+        reason="needs Debian's chromium and chromium-driver (.ci/run installs them with apt-get)",
+    ),
+]
 
 
 @dataclass
@@ -68,14 +72,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     patients (``carepath demo`` deploys the one and loads the other)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('web') / 'web.sqlite3'}"
     load_demo(Settings(database_url=url, pathways_dir=REPO / "pathways", rules_dir=REPO / "rules"))
-    app = create_app({"DATABASE_URL": url, "PATHWAYS_DIR": REPO / "pathways", "RULES_DIR": REPO / "rules",
-                      "SECRET_KEY": "browser-tests"})
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "PATHWAYS_DIR": REPO / "pathways",
+            "RULES_DIR": REPO / "rules",
+            "SECRET_KEY": "browser-tests",
+        }
+    )
     engine = app.extensions["carepath"]
     tokens = {}
     with unit_of_work(engine.sessions) as session:
         for role in ROLES:  # the patient is a demo patient whose care plan has been proposed
-            tokens[role] = create_token(session, role, f"{role} (browser test)", engine.clock,
-                                        patient_ref=PATIENT if role == "patient" else None)[1]
+            tokens[role] = create_token(
+                session,
+                role,
+                f"{role} (browser test)",
+                engine.clock,
+                patient_ref=PATIENT if role == "patient" else None,
+            )[1]
     http = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
@@ -108,7 +123,8 @@ class Browser:
     def wait(self, condition: Callable[[Any], Any], seconds: float = 15) -> Any:
         # htmx swaps parts of the page: an element read while it is replaced is read again.
         return WebDriverWait(self.driver, seconds, ignored_exceptions=(StaleElementReferenceException,)).until(
-            condition)
+            condition
+        )
 
     def sign_in(self, role: str) -> None:
         self.driver.delete_all_cookies()
@@ -128,7 +144,8 @@ class Browser:
             "const done = arguments[arguments.length - 1];"
             "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map("
             "v => [v.id, v.impact, v.nodes.length, v.nodes.slice(0, 2).map(n => n.target.join(' '))])))"
-            ".catch(e => done([['axe-error', 'critical', 0, [String(e)]]]));")
+            ".catch(e => done([['axe-error', 'critical', 0, [String(e)]]]));"
+        )
         bad = [v for v in result if v[1] in ("serious", "critical")]
         assert bad == [], f"{what}: {bad}"
 
@@ -145,8 +162,14 @@ class Browser:
 def browser(server: Server) -> Iterator[Browser]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800",
-                     "--lang=en-GB", "--disable-gpu"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,800",
+        "--lang=en-GB",
+        "--disable-gpu",
+    ):
         options.add_argument(argument)
     # The system chromedriver, named explicitly: Selenium Manager must not try to download one.
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -159,11 +182,15 @@ def browser(server: Server) -> Iterator[Browser]:
 
 
 def test_each_role_signs_in_and_sees_its_own_start_page(browser: Browser) -> None:
-    expected = {"clinician": ("/work-list", "Work list"), "author": ("/pathways", "Pathway library"),
-                "auditor": ("/audit/trail", "Event trail verification"), "system": ("/work-list", "Work list"),
-                "admin": ("/", "CarePath"),  # webhooks are managed through the API and the command line
-                "patient": ("/my", "My care plan"),  # never the staff work list
-                "manager": ("/service", "Service insight")}
+    expected = {
+        "clinician": ("/work-list", "Work list"),
+        "author": ("/pathways", "Pathway library"),
+        "auditor": ("/audit/trail", "Event trail verification"),
+        "system": ("/work-list", "Work list"),
+        "admin": ("/", "CarePath"),  # webhooks are managed through the API and the command line
+        "patient": ("/my", "My care plan"),  # never the staff work list
+        "manager": ("/service", "Service insight"),
+    }
     for role in ROLES:
         browser.sign_in(role)
         path, heading = expected[role]
@@ -180,10 +207,18 @@ def test_each_role_signs_in_and_sees_its_own_start_page(browser: Browser) -> Non
 def test_a_person_signs_in_at_the_identity_provider(browser: Browser, tmp_path: Path) -> None:
     """The whole round trip in a real browser: CarePath -> the (local, fake) provider -> the callback."""
     with serve(FakeProvider(), datetime.now(UTC)) as fake:
-        app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'oidc.sqlite3'}", "PATHWAYS_DIR": REPO / "pathways",
-                          "RULES_DIR": REPO / "rules", "SECRET_KEY": "browser-tests", "OIDC_ISSUER": fake.issuer,
-                          "OIDC_AUDIENCE": AUDIENCE, "OIDC_CLIENT_ID": CLIENT_ID,
-                          "OIDC_STAFF_ID_CLAIM": "preferred_username"})
+        app = create_app(
+            {
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'oidc.sqlite3'}",
+                "PATHWAYS_DIR": REPO / "pathways",
+                "RULES_DIR": REPO / "rules",
+                "SECRET_KEY": "browser-tests",
+                "OIDC_ISSUER": fake.issuer,
+                "OIDC_AUDIENCE": AUDIENCE,
+                "OIDC_CLIENT_ID": CLIENT_ID,
+                "OIDC_STAFF_ID_CLAIM": "preferred_username",
+            }
+        )
         http = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=http.serve_forever, daemon=True)
         thread.start()
@@ -216,8 +251,12 @@ def test_a_clinician_completes_a_task_from_the_work_list_and_the_diagram_moves_o
     patient = browser.find("#filter-patient")
     patient.send_keys("SYN-DEMO-0004")
     patient.send_keys(Keys.ENTER)
-    browser.wait(lambda d: "SYN-DEMO-0001" not in (results := d.find_element(By.ID, "work-list-results").text)
-                 and "SYN-DEMO-0004" in results)
+    browser.wait(
+        lambda d: (
+            "SYN-DEMO-0001" not in (results := d.find_element(By.ID, "work-list-results").text)
+            and "SYN-DEMO-0004" in results
+        )
+    )
     link = next(a for a in browser.finds("#work-list-results a") if "treatment" in a.text.lower())
     link.click()
     browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=complete]"))
@@ -314,16 +353,24 @@ def test_an_author_edits_a_diagram_in_the_browser_and_saves_a_new_version(browse
     browser.axe("diagram editor")
     browser.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", browser.find("#diagram"))
     # A task of the diagram that the palette does not cover, double-clicked: bpmn-js edits its label in place.
-    reachable = ("const hit = arguments[0]; const r = hit.getBoundingClientRect();"
-                 "const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
-                 "return r.y > 0 && r.bottom < window.innerHeight && hit.parentNode.contains(top);")
-    hit = next(h for h in browser.finds("g.djs-shape[data-element-id] > .djs-hit")
-               if "Task" in (h.find_element(By.XPATH, "..").get_attribute("data-element-id") or "") or
-               h.find_element(By.XPATH, "..").get_attribute("data-element-id") in ("mdt", "assign_contact", "treatment")
-               if browser.driver.execute_script(reachable, h))
+    reachable = (
+        "const hit = arguments[0]; const r = hit.getBoundingClientRect();"
+        "const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
+        "return r.y > 0 && r.bottom < window.innerHeight && hit.parentNode.contains(top);"
+    )
+    hit = next(
+        h
+        for h in browser.finds("g.djs-shape[data-element-id] > .djs-hit")
+        if "Task" in (h.find_element(By.XPATH, "..").get_attribute("data-element-id") or "")
+        or h.find_element(By.XPATH, "..").get_attribute("data-element-id") in ("mdt", "assign_contact", "treatment")
+        if browser.driver.execute_script(reachable, h)
+    )
     ActionChains(browser.driver).double_click(hit).perform()
-    label = browser.wait(lambda d: next(iter(e for e in d.find_elements(By.CSS_SELECTOR, ".djs-direct-editing-content")
-                                            if e.is_displayed()), None))
+    label = browser.wait(
+        lambda d: next(
+            iter(e for e in d.find_elements(By.CSS_SELECTOR, ".djs-direct-editing-content") if e.is_displayed()), None
+        )
+    )
     label.send_keys(Keys.CONTROL, "a")
     label.send_keys("Renamed in the browser")
     browser.find("h1").click()  # leaving the label ends the edit
@@ -343,17 +390,24 @@ def test_an_author_asks_for_a_migration_and_a_second_author_approves_it(browser:
     held = {}
     with unit_of_work(engine.sessions) as session:
         for staff in ("alice", "bob"):
-            token_id, held[staff] = create_token(session, "author", f"{staff} (browser test)", engine.clock,
-                                                 staff_id=staff)
+            token_id, held[staff] = create_token(
+                session, "author", f"{staff} (browser test)", engine.clock, staff_id=staff
+            )
     prostate = (REPO / "pathways" / "prostate.bpmn").read_bytes()
-    renamed = prostate.replace(b'name="Prostate cancer: personalised care from diagnosis"',
-                               b'name="Prostate cancer: personalised care from diagnosis (v2)"', 1)
+    renamed = prostate.replace(
+        b'name="Prostate cancer: personalised care from diagnosis"',
+        b'name="Prostate cancer: personalised care from diagnosis (v2)"',
+        1,
+    )
     assert renamed != prostate
     [new] = engine.catalog.deploy_upload({"prostate.bpmn": renamed}, actor="author:tok_x for staff:alice")
     engine.catalog.activate("prostate_cancer", new.version, "author:tok_y for staff:bob")
     with unit_of_work(engine.sessions) as session:
-        [instance_id] = session.scalars(select(PathwayInstance.id).where(
-            PathwayInstance.pathway_id == "prostate_cancer", PathwayInstance.patient_ref == "SYN-DEMO-0004"))
+        [instance_id] = session.scalars(
+            select(PathwayInstance.id).where(
+                PathwayInstance.pathway_id == "prostate_cancer", PathwayInstance.patient_ref == "SYN-DEMO-0004"
+            )
+        )
 
     def sign_in_as(staff: str) -> None:
         browser.driver.delete_all_cookies()
@@ -438,8 +492,10 @@ def test_auditors_read_an_evaluation_in_swedish(browser: Browser) -> None:
     # The concerns over the assessments: a chart named in Swedish, a line per row of the table beside it.
     chart = browser.find("[data-test=concerns-chart] svg.cp-chart")
     assert chart.is_displayed() and chart.get_attribute("role") == "img" and chart.size["width"] > 300
-    assert chart.find_element(By.CSS_SELECTOR, "title").get_attribute("textContent") == \
-        "En linje per bekymmer över behovsbedömningarna"
+    assert (
+        chart.find_element(By.CSS_SELECTOR, "title").get_attribute("textContent")
+        == "En linje per bekymmer över behovsbedömningarna"
+    )
     rows = browser.finds("[data-test=concern-trends] tbody tr")
     lines = chart.find_elements(By.CSS_SELECTOR, "g.cp-chart-series")
     assert len(lines) == len(rows) > 0
@@ -465,7 +521,8 @@ def _instance_of(server: Server, patient_ref: str) -> str:
 
 def _no_sideways_scroll(browser: Browser, what: str) -> None:
     overflow = browser.driver.execute_script(
-        "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
     assert overflow <= 0, (what, overflow)
 
 
@@ -487,8 +544,10 @@ def test_a_patient_reads_their_plan_and_reports_a_warning_sign_on_a_phone(browse
         browser.screenshot("my-plan-phone")
         browser.find("[data-test=report-warning-sign]").click()
         browser.wait(lambda d: d.current_url.endswith("/warning-sign"))
-        assert browser.find("[data-test=twenty-four-hour-line]").location["y"] < browser.find(
-            "#warning-form").location["y"]
+        assert (
+            browser.find("[data-test=twenty-four-hour-line]").location["y"]
+            < browser.find("#warning-form").location["y"]
+        )
         _no_sideways_scroll(browser, "warning sign")
         browser.axe("the warning-sign form on a phone")
         browser.screenshot("my-warning-sign-phone")
@@ -500,8 +559,11 @@ def test_a_patient_reads_their_plan_and_reports_a_warning_sign_on_a_phone(browse
         assert "triage" in [t["element"] for t in server.engine.instances.get(own).ready_tasks]
         other = _instance_of(server, OTHER_PATIENT)
         forbidden = "You cannot see this page"
-        for path, words in ((f"/my/plans/{other}", "Page not found"), (f"/patients/{other}", forbidden),
-                            ("/work-list", forbidden)):
+        for path, words in (
+            (f"/my/plans/{other}", "Page not found"),
+            (f"/patients/{other}", forbidden),
+            ("/work-list", forbidden),
+        ):
             browser.open(path)
             assert browser.find("h1").text == words, path
             assert OTHER_PATIENT not in browser.text()
@@ -526,7 +588,8 @@ def test_pages_fit_a_tablet(browser: Browser) -> None:
                 browser.finds("[data-test=patients] a")[0].click()
                 browser.diagram()
             overflow = browser.driver.execute_script(
-                "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
             assert overflow <= 0, (path, overflow)
         browser.axe("patient page at tablet width")
     finally:

@@ -20,8 +20,16 @@ from engine.db.session import unit_of_work
 PLACES = {"own team": ("rx1", "breast"), "other team": ("rx1", "lung"), "other organisation": ("rx2", "breast")}
 # Pages naming no patient's record: the lists (filtered by the user's teams) and pages about pathways, not patients.
 LISTS = {"/work-list", "/patients", "/audit/trail"}
-NOT_PATIENTS = {"pathways.read", "pathways.deploy", "pathways.validate", "pathways.migrate", "pathways.activate",
-                "rule_sets.deploy", "rule_sets.activate", "migrations.read"}
+NOT_PATIENTS = {
+    "pathways.read",
+    "pathways.deploy",
+    "pathways.validate",
+    "pathways.migrate",
+    "pathways.activate",
+    "rule_sets.deploy",
+    "rule_sets.activate",
+    "migrations.read",
+}
 # A patient's own pages (/my): scoped to their patient reference (engine.patients), not to care teams.
 OWN = {"patient.read", "patient.submit", "patient.report"}
 # Aggregated measures, within the user's organisation (engine.reports.MeasureQuery): no patient named.
@@ -50,8 +58,9 @@ def _csrf(client: FlaskClient) -> str:
 def _world(app: Flask) -> dict[str, Any]:
     views = {}
     for name, (organisation, team) in PLACES.items():
-        views[name] = _engine(app).instances.start("test_assessment", f"{organisation}-{team}", "system:test",
-                                                   organisation=organisation, care_team=team)
+        views[name] = _engine(app).instances.start(
+            "test_assessment", f"{organisation}-{team}", "system:test", organisation=organisation, care_team=team
+        )
     return views
 
 
@@ -74,9 +83,13 @@ def _decision(rule: str, view: Any) -> str:
 
 
 def test_every_page_has_a_scope_decision(app: Flask) -> None:
-    undecided = [rule.rule for rule in app.url_map.iter_rules()
-                 if rule.endpoint.startswith("web.") and hasattr(app.view_functions[rule.endpoint], "permission")
-                 and _decision(rule.rule, app.view_functions[rule.endpoint]) == "undecided"]
+    undecided = [
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("web.")
+        and hasattr(app.view_functions[rule.endpoint], "permission")
+        and _decision(rule.rule, app.view_functions[rule.endpoint]) == "undecided"
+    ]
     assert undecided == []
 
 
@@ -92,9 +105,14 @@ def test_patient_pages_answer_by_scope(app: Flask) -> None:
                 continue
             permission = view_function.permission
             for place, view in views.items():
-                keys = {"instance_id": view.id, "task_id": view.ready_tasks[0]["id"], "item_id": str(uuid.uuid4()),
-                        "evaluation_id": str(uuid.uuid4()), "escalation_id": str(uuid.uuid4()),
-                        "document": "care-plan"}
+                keys = {
+                    "instance_id": view.id,
+                    "task_id": view.ready_tasks[0]["id"],
+                    "item_id": str(uuid.uuid4()),
+                    "evaluation_id": str(uuid.uuid4()),
+                    "escalation_id": str(uuid.uuid4()),
+                    "document": "care-plan",
+                }
                 url = re.sub(r"<(?:[^:>]+:)?(\w+)>", lambda m, keys=keys: keys[m.group(1)], rule.rule)
                 for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
                     data = {"csrf_token": csrf, "version": "99"}
@@ -138,9 +156,15 @@ def test_a_clinician_breaks_the_glass_with_a_reason_form(app: Flask) -> None:
         html = refused.get_data(as_text=True)
         assert refused.status_code == 404 and 'action="/patients/break-glass"' in html
         assert 'name="reason"' in html and "emergency-care" in html
-        broken = client.post("/patients/break-glass", data={
-            "csrf_token": csrf_of(html), "instance_id": views[place].id, "reason": "cross-cover",
-            "note": "covering the lung team's clinic"})
+        broken = client.post(
+            "/patients/break-glass",
+            data={
+                "csrf_token": csrf_of(html),
+                "instance_id": views[place].id,
+                "reason": "cross-cover",
+                "note": "covering the lung team's clinic",
+            },
+        )
         assert broken.status_code == 303 and broken.location == f"/patients/{views[place].id}"
     # Another team of the organisation opens; another organisation does not.
     opened = client.get(f"/patients/{views['other team'].id}")
@@ -155,12 +179,21 @@ def test_a_clinician_breaks_the_glass_with_a_reason_form(app: Flask) -> None:
     with _engine(app).sessions() as session:
         rows = session.scalars(select(AccessRecord).where(AccessRecord.break_glass.is_(True))).all()
     declared = {(r.instance_id, r.route, r.break_glass_reason, r.break_glass_note) for r in rows}
-    assert (views["other team"].id, "POST /patients/break-glass", "cross-cover",
-            "covering the lung team's clinic") in declared
+    assert (
+        views["other team"].id,
+        "POST /patients/break-glass",
+        "cross-cover",
+        "covering the lung team's clinic",
+    ) in declared
     assert (views["other team"].id, "GET /patients/<uuid:instance_id>", "cross-cover", None) in declared
     # An unknown reason is refused; other roles are never offered the form, nor may post it.
-    assert client.post("/patients/break-glass", data={"csrf_token": csrf, "instance_id": views["other team"].id,
-                                                      "reason": "curious"}).status_code == 400
+    assert (
+        client.post(
+            "/patients/break-glass",
+            data={"csrf_token": csrf, "instance_id": views["other team"].id, "reason": "curious"},
+        ).status_code
+        == 400
+    )
     auditor = _sign_in(app, "auditor", "rx1", None)
     hidden = auditor.get(f"/patients/{views['other organisation'].id}")
     assert hidden.status_code == 404 and "break-glass" not in hidden.get_data(as_text=True)

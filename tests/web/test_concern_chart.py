@@ -26,17 +26,29 @@ def _assessed_twice(app: Flask) -> str:
     pain 1): the second evaluation stored as the rules store one, with the first one's rule versions."""
     carepath = app.extensions["carepath"]
     view = carepath.instances.start("test_careplan", "MRN-6006", "system:test", {"age": 54})
-    carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"],
-                                     {"concerns": {"worry_fear_anxiety": 4, "fatigue": 2}}, "clinician:test")
+    carepath.instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 4, "fatigue": 2}}, "clinician:test"
+    )
     with unit_of_work(carepath.sessions) as session:
         first = session.scalars(select(RuleEvaluationRecord).where(RuleEvaluationRecord.instance_id == view.id)).one()
-        session.add(RuleEvaluationRecord(
-            id="00000000-0000-4000-8000-000000000021", ruleset_name=first.ruleset_name,
-            ruleset_version=first.ruleset_version, catalogue_version=first.catalogue_version,
-            created_at=first.created_at + timedelta(days=30), instance_id=view.id, task_id=None,
-            facts=[*(fact for fact in first.facts if fact.get("t") != "concern"),
-                   _concern(first.facts, "worry_fear_anxiety", 3), _concern(first.facts, "pain", 1, "physical")],
-            fired=[], outcomes={}))
+        session.add(
+            RuleEvaluationRecord(
+                id="00000000-0000-4000-8000-000000000021",
+                ruleset_name=first.ruleset_name,
+                ruleset_version=first.ruleset_version,
+                catalogue_version=first.catalogue_version,
+                created_at=first.created_at + timedelta(days=30),
+                instance_id=view.id,
+                task_id=None,
+                facts=[
+                    *(fact for fact in first.facts if fact.get("t") != "concern"),
+                    _concern(first.facts, "worry_fear_anxiety", 3),
+                    _concern(first.facts, "pain", 1, "physical"),
+                ],
+                fired=[],
+                outcomes={},
+            )
+        )
     return str(view.id)
 
 
@@ -48,7 +60,7 @@ def _concern(facts: list[dict[str, Any]], code: str, score: int, domain: str | N
 
 def _chart(html: str) -> ET.Element:
     start = html.index('data-test="concerns-chart"')
-    svg = html[html.index("<svg", start):html.index("</svg>", start) + len("</svg>")]
+    svg = html[html.index("<svg", start) : html.index("</svg>", start) + len("</svg>")]
     return ET.fromstring(svg)
 
 
@@ -63,12 +75,17 @@ def test_the_patient_page_draws_a_line_per_concern_over_the_assessments(app: Fla
     assert sorted(series) == ["fatigue", "pain", "worry fear anxiety"]  # one per concern scored at any assessment
     dates = ("2026-01-15", "2026-02-14")
     said = {name: [c.find(f"{SVG}title").text for c in g.iter(f"{SVG}circle")] for name, g in series.items()}
-    assert said == {"fatigue": [f"fatigue, {dates[0]}: 2", f"fatigue, {dates[1]}: 0"],  # not scored again: 0
-                    "pain": [f"pain, {dates[0]}: 0", f"pain, {dates[1]}: 1"],
-                    "worry fear anxiety": [f"worry fear anxiety, {dates[0]}: 4", f"worry fear anxiety, {dates[1]}: 3"]}
+    assert said == {
+        "fatigue": [f"fatigue, {dates[0]}: 2", f"fatigue, {dates[1]}: 0"],  # not scored again: 0
+        "pain": [f"pain, {dates[0]}: 0", f"pain, {dates[1]}: 1"],
+        "worry fear anxiety": [f"worry fear anxiety, {dates[0]}: 4", f"worry fear anxiety, {dates[1]}: 3"],
+    }
     # Every point stands at its score on the checklist's 0-10 axis, though no score reaches 5.
-    axis = {t.text: float(t.get("y") or 0) - 4 for t in chart.iter(f"{SVG}text") if t.get("text-anchor") == "end"
-            and (t.text or "").replace(".", "").isdigit()}
+    axis = {
+        t.text: float(t.get("y") or 0) - 4
+        for t in chart.iter(f"{SVG}text")
+        if t.get("text-anchor") == "end" and (t.text or "").replace(".", "").isdigit()
+    }
     assert set(axis) == {"0", "2.5", "5", "7.5", "10"}
     for name, group in series.items():
         for circle, words in zip(group.iter(f"{SVG}circle"), said[name], strict=True):
@@ -78,8 +95,8 @@ def test_the_patient_page_draws_a_line_per_concern_over_the_assessments(app: Fla
     assert all(len(g.findall(f"{SVG}polyline")) == 1 for g in series.values())  # each a joined line
     # The numbers are in the table after the chart, row by row.
     assert html.index('data-test="concerns-chart"') < html.index('data-test="concern-trends"')
-    row = html[html.index('data-concern="pain"'):]
-    assert '<td class="nhsuk-table__cell">1 (+1)</td>' in row[:row.index("</tr>")]
+    row = html[html.index('data-concern="pain"') :]
+    assert '<td class="nhsuk-table__cell">1 (+1)</td>' in row[: row.index("</tr>")]
 
 
 def test_the_chart_escapes_codes_and_is_for_staff_only(app: Flask, signed_in: Client) -> None:

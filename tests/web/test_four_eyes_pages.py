@@ -14,8 +14,11 @@ from engine.db.session import unit_of_work
 from engine.instances.migration_requests import list_migration_requests
 
 TESTS = Path(__file__).resolve().parent.parent
-CHANGED = (TESTS / "pathways" / "assessment.bpmn").read_bytes().replace(
-    b'name="Test assessment pathway"', b'name="Test assessment pathway v2"')
+CHANGED = (
+    (TESTS / "pathways" / "assessment.bpmn")
+    .read_bytes()
+    .replace(b'name="Test assessment pathway"', b'name="Test assessment pathway v2"')
+)
 
 
 def _signed_in(app: Flask, staff_id: str) -> tuple[FlaskClient, str]:
@@ -39,8 +42,9 @@ def test_a_second_author_activates_a_pending_version_from_the_versions_page(app:
     own_page = alice.get("/pathways/test_assessment").get_data(as_text=True)
     refused = alice.post(url, data={"csrf_token": csrf_of(own_page)})
     assert refused.status_code == 403
-    assert "second author" in refused.get_data(as_text=True) and 'data-test="activation-refused"' in \
-        refused.get_data(as_text=True)
+    assert "second author" in refused.get_data(as_text=True) and 'data-test="activation-refused"' in refused.get_data(
+        as_text=True
+    )
     assert bob.post(url, data={}).status_code == 400  # the form's CSRF token is needed
 
     page = bob.get("/pathways/test_assessment").get_data(as_text=True)
@@ -89,6 +93,8 @@ def test_an_author_asks_for_a_migration_and_a_second_author_approves_it_on_the_p
     assert 'data-test="approve-migration"' not in page
     again = bob.post(approve, data={"csrf_token": csrf_of(page)})
     assert again.status_code == 409 and 'data-test="migration-refused"' in again.get_data(as_text=True)
-    missing = bob.post("/pathways/test_assessment/migration-requests/00000000-0000-4000-8000-000000000000/approval",
-                       data={"csrf_token": csrf_of(page)})
+    missing = bob.post(
+        "/pathways/test_assessment/migration-requests/00000000-0000-4000-8000-000000000000/approval",
+        data={"csrf_token": csrf_of(page)},
+    )
     assert missing.status_code == 404

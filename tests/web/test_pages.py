@@ -47,8 +47,9 @@ def test_pages_need_a_session_and_a_token_signs_in(app: Flask, tokens: dict[str,
     assert response.status_code == 302 and response.location.startswith("/sign-in?next=/work-list")
     page_html = text(client.get("/sign-in"))
     assert 'name="token"' in page_html and '<label class="nhsuk-label" for="token">' in page_html
-    response = client.post("/sign-in", data={"token": tokens["clinician"], "csrf_token": csrf_of(page_html),
-                                             "next": "/work-list"})
+    response = client.post(
+        "/sign-in", data={"token": tokens["clinician"], "csrf_token": csrf_of(page_html), "next": "/work-list"}
+    )
     assert response.status_code == 303 and response.location == "/work-list"
     cookie = response.headers["Set-Cookie"]
     assert "carepath_session=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
@@ -63,8 +64,9 @@ def test_a_wrong_token_is_refused_and_the_next_page_stays_on_this_site(app: Flas
     response = client.post("/sign-in", data={"token": "x" * 43, "csrf_token": csrf})
     assert response.status_code == 401 and "unknown, has expired or has been revoked" in text(response)
     assert 'class="nhsuk-error-summary"' in text(response)
-    response = client.post("/sign-in", data={"token": tokens["auditor"], "csrf_token": csrf,
-                                             "next": "//evil.example/steal"})
+    response = client.post(
+        "/sign-in", data={"token": tokens["auditor"], "csrf_token": csrf, "next": "//evil.example/steal"}
+    )
     assert response.status_code == 303 and response.location == "/"
 
 
@@ -112,9 +114,12 @@ def test_every_form_post_needs_the_csrf_token(app: Flask, signed_in: Client) -> 
     view = start(app)
     client = signed_in("clinician")
     task = view.ready_tasks[0]["id"]
-    for url, data in [("/sign-out", {}), ("/language", {"language": "sv"}),
-                      (f"/patients/{view.id}/tasks/{task}", {"version": "1", "anxiety": "2", "fatigue": "2"}),
-                      (f"/patients/{view.id}/retry", {"version": "1"})]:
+    for url, data in [
+        ("/sign-out", {}),
+        ("/language", {"language": "sv"}),
+        (f"/patients/{view.id}/tasks/{task}", {"version": "1", "anxiety": "2", "fatigue": "2"}),
+        (f"/patients/{view.id}/retry", {"version": "1"}),
+    ]:
         for csrf in (None, "forged"):
             sent = dict(data, **({"csrf_token": csrf} if csrf else {}))
             response = client.post(url, data=sent)
@@ -129,8 +134,11 @@ def test_every_form_post_needs_the_csrf_token(app: Flask, signed_in: Client) -> 
 
 
 def _web_routes(app: Flask) -> list[tuple[str, Any]]:
-    return [(rule.rule, app.view_functions[rule.endpoint]) for rule in app.url_map.iter_rules()
-            if rule.endpoint.startswith("web.") and rule.endpoint != "web.static"]
+    return [
+        (rule.rule, app.view_functions[rule.endpoint])
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("web.") and rule.endpoint != "web.static"
+    ]
 
 
 def test_every_page_names_a_permission_of_the_api_table(app: Flask) -> None:
@@ -147,11 +155,17 @@ def test_every_page_names_a_permission_of_the_api_table(app: Flask) -> None:
 def test_each_role_sees_exactly_the_pages_its_permissions_allow(app: Flask, signed_in: Client, role: str) -> None:
     view = start(app)
     client = signed_in(role)
-    pages = {"/work-list": "tasks.read", "/patients": "instances.read", f"/patients/{view.id}": "instances.read",
-             f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}": "tasks.read", "/pathways": "pathways.read",
-             "/pathways/check": "pathways.validate", "/audit/trail": "audit.verify",
-             f"/patients/{view.id}/evaluations": "evaluations.read",
-             f"/patients/{view.id}/documents/care-plan": "documents.read"}
+    pages = {
+        "/work-list": "tasks.read",
+        "/patients": "instances.read",
+        f"/patients/{view.id}": "instances.read",
+        f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}": "tasks.read",
+        "/pathways": "pathways.read",
+        "/pathways/check": "pathways.validate",
+        "/audit/trail": "audit.verify",
+        f"/patients/{view.id}/evaluations": "evaluations.read",
+        f"/patients/{view.id}/documents/care-plan": "documents.read",
+    }
     for url, action in pages.items():
         response = client.get(url)
         allowed = role in PERMISSIONS[action]
@@ -159,8 +173,11 @@ def test_each_role_sees_exactly_the_pages_its_permissions_allow(app: Flask, sign
         if not allowed:
             assert "You cannot see this page" in text(response)
     menu = text(client.get("/pathways"))
-    for link, action in [("/work-list", "tasks.read"), ("/patients", "instances.read"),
-                         ("/audit/trail", "audit.verify")]:
+    for link, action in [
+        ("/work-list", "tasks.read"),
+        ("/patients", "instances.read"),
+        ("/audit/trail", "audit.verify"),
+    ]:
         assert (f'href="{link}"' in menu) == (role in PERMISSIONS[action]), (role, link)
 
 
@@ -171,8 +188,9 @@ def test_a_role_without_the_action_sees_no_button_and_cannot_post(app: Flask, si
         client = signed_in(role)
         assert 'data-test="complete"' not in text(client.get(task))
         csrf = csrf_of(text(client.get("/pathways")))
-        response = client.post(task, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "1",
-                                           "fatigue": "1"})
+        response = client.post(
+            task, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "1", "fatigue": "1"}
+        )
         assert response.status_code == 403
     assert engine(app).instances.get(view.id).version == view.version
 
@@ -186,7 +204,7 @@ def test_the_work_list_shows_ready_tasks_and_filters_them(app: Flask, signed_in:
     client = signed_in("clinician")
     html = text(client.get("/work-list"))
     assert html.count("Holistic needs assessment") == 2 and "MRN-1001" in html and "MRN-2002" in html
-    assert f'/patients/{first.id}/tasks/{first.ready_tasks[0]["id"]}' in html
+    assert f"/patients/{first.id}/tasks/{first.ready_tasks[0]['id']}" in html
     only = text(client.get("/work-list?patient=MRN-2002&pathway=test_assessment"))
     assert "MRN-2002" in only and "MRN-1001" not in only
     assert "No tasks are ready" in text(client.get("/work-list?pathway=test_careplan"))
@@ -196,8 +214,9 @@ def test_the_work_list_shows_ready_tasks_and_filters_them(app: Flask, signed_in:
     assert text(partial).startswith('<div id="work-list-results">') and "<html" not in text(partial)
 
 
-def test_the_work_list_puts_the_soonest_deadline_first_and_flags_overdue_ones(app: Flask, clock_of: Any,
-                                                                              signed_in: Client) -> None:
+def test_the_work_list_puts_the_soonest_deadline_first_and_flags_overdue_ones(
+    app: Flask, clock_of: Any, signed_in: Client
+) -> None:
     start(app, patient="MRN-0001")  # no timer waiting: last
     start(app, "test_parallel_timer", patient="MRN-0002")  # a timer a week from now
     client = signed_in("clinician")
@@ -225,15 +244,23 @@ def test_the_checklist_page_shows_the_24_hour_line_in_the_pages_language(app: Fl
     client = signed_in("clinician")
     url = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
     english = text(client.get(url))
-    notice = english[english.index('data-test="safety-notice"'):]
+    notice = english[english.index('data-test="safety-notice"') :]
     assert "call the 24-hour line now on 01632 960100" in notice and "24 hours a day, every day" in notice
     assert 'data-test="example-number"' in notice  # the bundled directory is example data and says so
     assert english.count("call the 24-hour line now") == 1  # not again in the description under it
     assert "<p>Score each concern from 0 (no concern) to 10 (worst).</p>" in english
     swedish = text(client.get(url, headers={"Accept-Language": "sv"}))
     assert "ring rådgivningen dygnet runt direkt på 08-465 004 00" in swedish and 'lang="sv"' in swedish
-    refused = text(client.post(url, data={"csrf_token": csrf_of(english), "version": str(view.version),
-                                          "concerns.worry_fear_anxiety": "eleven"}))
+    refused = text(
+        client.post(
+            url,
+            data={
+                "csrf_token": csrf_of(english),
+                "version": str(view.version),
+                "concerns.worry_fear_anxiety": "eleven",
+            },
+        )
+    )
     assert "call the 24-hour line now on 01632 960100" in refused
 
 
@@ -242,8 +269,9 @@ def test_completing_a_task_with_errors_names_each_field_and_changes_nothing(app:
     client = signed_in("clinician")
     url = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
     csrf = csrf_of(text(client.get(url)))
-    response = client.post(url, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "abc",
-                                      "fatigue": "3"})
+    response = client.post(
+        url, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "abc", "fatigue": "3"}
+    )
     assert response.status_code == 422
     html = text(response)
     assert 'class="nhsuk-error-summary"' in html and '<a href="#f-anxiety">' in html
@@ -261,8 +289,16 @@ def test_completing_a_task_moves_the_pathway_on(app: Flask, signed_in: Client) -
     client = signed_in("clinician")
     url = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
     csrf = csrf_of(text(client.get(url)))
-    response = client.post(url, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "9",
-                                      "fatigue": "2", "assessed_on": "2026-01-15"})
+    response = client.post(
+        url,
+        data={
+            "csrf_token": csrf,
+            "version": str(view.version),
+            "anxiety": "9",
+            "fatigue": "2",
+            "assessed_on": "2026-01-15",
+        },
+    )
     assert response.status_code == 303 and response.location == f"/patients/{view.id}"
     after = engine(app).instances.get(view.id)
     assert after.version > view.version and after.ready_tasks[0]["element"] == "urgent_review"
@@ -309,16 +345,16 @@ def test_timers_show_their_due_date(app: Flask, signed_in: Client) -> None:
 
 def test_care_plan_items_move_on_with_the_moves_each_allows(app: Flask, signed_in: Client) -> None:
     view = start(app, CARE_PLAN, data={"age": 54})
-    engine(app).instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}},
-                                        "clinician:test")
+    engine(app).instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}}, "clinician:test"
+    )
     client = signed_in("clinician")
     html = text(client.get(f"/patients/{view.id}"))
     item = engine(app).care_plans.get(view.id).items[0]
     assert item["status"] == "proposed"
     assert 'value="agreed"' in html and 'value="declined"' in html and 'value="completed"' not in html
     url = f"/patients/{view.id}/care-plan/{item['id']}"
-    response = client.post(url, data={"csrf_token": csrf_of(html), "status": "agreed"},
-                           headers={"HX-Request": "true"})
+    response = client.post(url, data={"csrf_token": csrf_of(html), "status": "agreed"}, headers={"HX-Request": "true"})
     assert response.status_code == 200 and text(response).startswith('<div id="care-plan">')
     assert engine(app).care_plans.get(view.id).items[0]["status"] == "agreed"
     response = client.post(url, data={"csrf_token": csrf_of(html), "status": "proposed"})
@@ -329,8 +365,9 @@ def test_care_plan_items_move_on_with_the_moves_each_allows(app: Flask, signed_i
 
 def test_the_care_plan_agreement_asks_for_a_decision_on_each_proposal(app: Flask, signed_in: Client) -> None:
     view = start(app, CARE_PLAN, data={"age": 54})
-    view = engine(app).instances.complete_task(view.id, view.ready_tasks[0]["id"],
-                                               {"concerns": {"worry_fear_anxiety": 9}}, "clinician:test")
+    view = engine(app).instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}}, "clinician:test"
+    )
     items = engine(app).care_plans.get(view.id).items
     assert items and view.ready_tasks[0]["element"] == "agree"
     client = signed_in("clinician")
@@ -338,13 +375,17 @@ def test_the_care_plan_agreement_asks_for_a_decision_on_each_proposal(app: Flask
     html = text(client.get(url))
     for item in items:  # one choice per proposal, labelled with what is proposed
         assert f'name="decisions.{item["id"]}" type="radio" value="agreed"' in html
-    data = {"csrf_token": csrf_of(html), "version": str(view.version),
-            **{f"decisions.{item['id']}": "agreed" for item in items[1:]}}
+    data = {
+        "csrf_token": csrf_of(html),
+        "version": str(view.version),
+        **{f"decisions.{item['id']}": "agreed" for item in items[1:]},
+    }
     response = client.post(url, data={**data, f"decisions.{items[0]['id']}": "maybe"})
     assert response.status_code == 422  # not one of the options; and what matters is missing
     assert f'href="#f-decisions-{items[0]["id"]}"' in text(response) and 'href="#f-what_matters"' in text(response)
-    response = client.post(url, data={**data, f"decisions.{items[0]['id']}": "declined",
-                                      "what_matters": "Walking the dog"})
+    response = client.post(
+        url, data={**data, f"decisions.{items[0]['id']}": "declined", "what_matters": "Walking the dog"}
+    )
     assert response.status_code == 303, text(response)[:3000]
     statuses = {i["id"]: i["status"] for i in engine(app).care_plans.get(view.id).items}
     assert statuses[items[0]["id"]] == "declined" and all(statuses[i["id"]] != "proposed" for i in items)
@@ -368,31 +409,36 @@ def test_an_incident_is_shown_and_retried(app: Flask, signed_in: Client) -> None
     client = signed_in("clinician")
     html = text(client.get(f"/patients/{view.id}"))
     assert 'data-test="incident"' in html and "A step failed at element" in html and 'data-test="retry"' in html
-    response = client.post(f"/patients/{view.id}/retry", data={"csrf_token": csrf_of(html), "version": "1"},
-                           headers={"HX-Request": "true"})
+    response = client.post(
+        f"/patients/{view.id}/retry", data={"csrf_token": csrf_of(html), "version": "1"}, headers={"HX-Request": "true"}
+    )
     assert response.status_code == 409 and "changed since you opened" in text(response)
-    response = client.post(f"/patients/{view.id}/retry", data={"csrf_token": csrf_of(html),
-                                                                "version": str(after.version)})
+    response = client.post(
+        f"/patients/{view.id}/retry", data={"csrf_token": csrf_of(html), "version": str(after.version)}
+    )
     assert response.status_code == 200
     assert engine(app).instances.get(view.id).version > after.version
     assert 'data-test="retry"' not in text(signed_in("auditor").get(f"/patients/{view.id}"))
 
 
-def test_a_task_without_a_form_is_confirmed_with_no_data_whatever_the_page_is_sent(app: Flask,
-                                                                                   signed_in: Client) -> None:
+def test_a_task_without_a_form_is_confirmed_with_no_data_whatever_the_page_is_sent(
+    app: Flask, signed_in: Client
+) -> None:
     """The page sends the fields a form declares and no others: a field added to the request (a routing
     flag) is not the task's data, as the engine refuses it through the API."""
     catalog = engine(app).catalog
-    [pending] = catalog.deploy_upload({"formless_web.bpmn": formless_diagram("formless_web", "manualTask")},
-                                      "author:tok_a for staff:alice")
+    [pending] = catalog.deploy_upload(
+        {"formless_web.bpmn": formless_diagram("formless_web", "manualTask")}, "author:tok_a for staff:alice"
+    )
     catalog.activate("formless_web", pending.version, "author:tok_b for staff:bob")
     view = start(app, "formless_web")
     client = signed_in("clinician")
     url = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
     html = text(client.get(url))
     assert "This task has no form" in html and 'name="palliative_route"' not in html
-    response = client.post(url, data={"csrf_token": csrf_of(html), "version": str(view.version),
-                                      "palliative_route": "stop"})
+    response = client.post(
+        url, data={"csrf_token": csrf_of(html), "version": str(view.version), "palliative_route": "stop"}
+    )
     assert response.status_code == 303
     assert engine(app).instances.get(view.id).status == "completed"
     assert "palliative_route" not in engine(app).instances.instance_data(view.id)
@@ -424,9 +470,11 @@ def test_checking_a_diagram_marks_its_problems_on_their_elements(app: Flask, sig
     client = signed_in("author")
     csrf = csrf_of(text(client.get("/pathways/check")))
     with open(TESTS_DIR / "diagrams" / "broken" / "gateway_without_default.bpmn", "rb") as diagram:
-        response = client.post("/pathways/check", data={"csrf_token": csrf,
-                                                         "diagram": (diagram, "gateway_without_default.bpmn")},
-                               content_type="multipart/form-data")
+        response = client.post(
+            "/pathways/check",
+            data={"csrf_token": csrf, "diagram": (diagram, "gateway_without_default.bpmn")},
+            content_type="multipart/form-data",
+        )
     html = text(response)
     assert response.status_code == 200 and 'data-test="problems"' in html
     element = re.search(r'data-select-element="([^"]+)"', html)
@@ -437,8 +485,9 @@ def test_checking_a_diagram_marks_its_problems_on_their_elements(app: Flask, sig
 
 def test_auditors_explore_evaluations_and_verify_trails(app: Flask, signed_in: Client) -> None:
     view = start(app, CARE_PLAN, data={"age": 54})
-    engine(app).instances.complete_task(view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}},
-                                        "clinician:test")
+    engine(app).instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}}, "clinician:test"
+    )
     client = signed_in("auditor")
     listing = text(client.get(f"/patients/{view.id}/evaluations"))
     evaluation = re.search(r'href="(/evaluations/[0-9a-f-]+)"', listing)
@@ -461,8 +510,9 @@ def test_a_broken_trail_is_named_per_instance(app: Flask, signed_in: Client) -> 
     from sqlalchemy import text as sql
 
     with engine(app).db.begin() as connection:
-        connection.execute(sql("UPDATE instance_events SET actor = 'someone:else' WHERE instance_id = :id"),
-                           {"id": view.id})
+        connection.execute(
+            sql("UPDATE instance_events SET actor = 'someone:else' WHERE instance_id = :id"), {"id": view.id}
+        )
     html = text(signed_in("auditor").get("/audit/trail"))
     assert "1 trail(s) on this page do NOT verify" in html and "Broken" in html and "Intact" in html
 
@@ -506,7 +556,8 @@ def test_the_migration_dry_run_is_a_report_that_changes_nothing(app: Flask, sign
     extra = b'<camunda:formField id="assessed_on" label="Date of assessment" type="date" />'
     new = engine(app).catalog.deploy_upload(
         {"assessment.bpmn": assessment.replace(extra, extra + b'<camunda:formField id="sleep" type="long" />')},
-        actor="author:test")[0]
+        actor="author:test",
+    )[0]
     engine(app).catalog.activate("test_assessment", new.version, "author:staff:second")  # four eyes
     client = signed_in("author")
     assert 'href="/pathways/test_assessment/migration"' in text(client.get("/pathways/test_assessment"))
@@ -520,12 +571,17 @@ def test_the_migration_dry_run_is_a_report_that_changes_nothing(app: Flask, sign
 def test_two_versions_are_compared_on_their_diagrams(app: Flask, signed_in: Client) -> None:
     old = engine(app).catalog.versions(PATHWAY)[0].version
     assessment = (TESTS_DIR / "pathways" / "assessment.bpmn").read_bytes()
-    new = engine(app).catalog.deploy_upload(
-        {"assessment.bpmn": assessment.replace(b'name="Holistic needs assessment"', b'name="Needs assessment"')},
-        actor="author:test")[0].version
+    new = (
+        engine(app)
+        .catalog.deploy_upload(
+            {"assessment.bpmn": assessment.replace(b'name="Holistic needs assessment"', b'name="Needs assessment"')},
+            actor="author:test",
+        )[0]
+        .version
+    )
     client = signed_in("auditor")  # reading versions is every role's
     versions = text(client.get(f"/pathways/{PATHWAY}"))
-    link = f'/pathways/{PATHWAY}/diff?from={old[:12]}&amp;to={new[:12]}'
+    link = f"/pathways/{PATHWAY}/diff?from={old[:12]}&amp;to={new[:12]}"
     assert link in versions
     html = text(client.get(link.replace("&amp;", "&")))
     assert 'id="newer-xml"' in html and 'id="older-xml"' in html and 'data-diff-side="older"' in html
@@ -545,8 +601,10 @@ def test_an_edited_diagram_is_saved_through_the_deploy_gate(app: Flask, signed_i
     response = client.post(edit, data={"csrf_token": csrf_of(html), "diagram": "<not-bpmn"})
     assert response.status_code == 422 and "The diagram was not saved" in text(response)
     assert engine(app).catalog.versions(PATHWAY)[0].version == old  # nothing deployed
-    response = client.post(edit, data={"csrf_token": csrf_of(html),
-                                       "diagram": xml.replace('name="Holistic needs assessment"', 'name="HNA"')})
+    response = client.post(
+        edit,
+        data={"csrf_token": csrf_of(html), "diagram": xml.replace('name="Holistic needs assessment"', 'name="HNA"')},
+    )
     assert response.status_code == 303
     newest = engine(app).catalog.versions(PATHWAY)[0]
     assert newest.version != old and newest.latest and response.location.endswith(newest.version[:12])

@@ -35,10 +35,12 @@ def start(app: Flask, patient: str) -> Any:
 def waiting(app: Flask, patient: str) -> Any:
     """An instance past its needs assessment: waiting for the survey's timer or a warning sign."""
     view = start(app, patient)
-    view = engine(app).instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 2, "fatigue": 3},
-                                               "clinician:test")
-    return engine(app).instances.complete_task(view.id, view.ready_tasks[0]["id"], {"support_accepted": False},
-                                               "clinician:test")
+    view = engine(app).instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"anxiety": 2, "fatigue": 3}, "clinician:test"
+    )
+    return engine(app).instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"support_accepted": False}, "clinician:test"
+    )
 
 
 def text(response: Any) -> str:
@@ -75,17 +77,27 @@ def test_nothing_of_another_patient_is_reachable(app: Flask, signed_in: Any) -> 
     other = waiting(app, "MRN-2002")
     client = signed_in("patient")
     csrf = csrf_of(text(client.get("/my")))
-    for url in (f"/my/plans/{other.id}", f"/my/plans/{other.id}/documents/care-plan",
-                f"/my/plans/{other.id}/documents/end-of-treatment-summary?format=pdf",
-                f"/my/plans/{other.id}/warning-sign"):
+    for url in (
+        f"/my/plans/{other.id}",
+        f"/my/plans/{other.id}/documents/care-plan",
+        f"/my/plans/{other.id}/documents/end-of-treatment-summary?format=pdf",
+        f"/my/plans/{other.id}/warning-sign",
+    ):
         response = client.get(url)
         assert response.status_code == 404 and "MRN-2002" not in text(response), url
     posted = client.post(f"/my/plans/{other.id}/warning-sign", data={"csrf_token": csrf, "warning_sign": "other"})
     assert posted.status_code == 404
     assert engine(app).instances.get(other.id).ready_tasks == []  # nothing reached their pathway
     # Staff pages are forbidden whoever's they are, the patient's own included.
-    for url in ("/work-list", "/patients", f"/patients/{own.id}", f"/patients/{own.id}/documents/care-plan",
-                f"/patients/{own.id}/evaluations", "/pathways", "/audit/trail"):
+    for url in (
+        "/work-list",
+        "/patients",
+        f"/patients/{own.id}",
+        f"/patients/{own.id}/documents/care-plan",
+        f"/patients/{own.id}/evaluations",
+        "/pathways",
+        "/audit/trail",
+    ):
         assert client.get(url).status_code == 403, url
 
 
@@ -99,8 +111,10 @@ def test_reporting_a_warning_sign_shows_the_line_first_and_reaches_the_care_team
     unchosen = client.post(f"/my/plans/{view.id}/warning-sign", data={"csrf_token": csrf, "description": "x"})
     assert unchosen.status_code == 422 and "Choose what you have noticed" in text(unchosen)
     assert client.post(f"/my/plans/{view.id}/warning-sign", data={"warning_sign": "other"}).status_code == 400  # csrf
-    sent = client.post(f"/my/plans/{view.id}/warning-sign", data={
-        "csrf_token": csrf, "warning_sign": "other", "description": "Hot and shivery since this morning"})
+    sent = client.post(
+        f"/my/plans/{view.id}/warning-sign",
+        data={"csrf_token": csrf, "warning_sign": "other", "description": "Hot and shivery since this morning"},
+    )
     assert sent.status_code == 303 and sent.location == f"/my/plans/{view.id}"
     assert "Your care team has been told" in text(client.get(sent.location))
     assert [t["element"] for t in engine(app).instances.get(view.id).ready_tasks] == ["triage"]
@@ -130,21 +144,44 @@ def test_a_staff_task_has_no_patient_form_page(app: Flask, signed_in: Any) -> No
     client = signed_in("patient")
     url = f"/my/plans/{view.id}/forms/{view.ready_tasks[0]['id']}"
     assert client.get(url).status_code == 404
-    response = client.post(url, data={"csrf_token": csrf_of(text(client.get("/my"))), "anxiety": "1", "fatigue": "1",
-                                      "version": str(view.version)})
+    response = client.post(
+        url,
+        data={
+            "csrf_token": csrf_of(text(client.get("/my"))),
+            "anxiety": "1",
+            "fatigue": "1",
+            "version": str(view.version),
+        },
+    )
     assert response.status_code == 404 and engine(app).instances.get(view.id).version == view.version
 
 
 def test_a_patient_fills_in_the_bundled_needs_checklist_with_the_24_hour_line_first(tmp_path: Path) -> None:
     """The real checklist of the bundled pathways (its form declares the 24-hour line's notice)."""
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'bundled.sqlite3'}",
-                      "PATHWAYS_DIR": REPO / "pathways", "RULES_DIR": REPO / "rules", "CLOCK": ManualClock(START),
-                      "SECRET_KEY": "test-secret-key"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'bundled.sqlite3'}",
+            "PATHWAYS_DIR": REPO / "pathways",
+            "RULES_DIR": REPO / "rules",
+            "CLOCK": ManualClock(START),
+            "SECRET_KEY": "test-secret-key",
+        }
+    )
     try:
         carepath = engine(app)
-        view = carepath.instances.start("breast_cancer", "SYN-0042", "system:test", {
-            "diagnosis": "breast", "diagnosis_date": "2026-01-13", "age": 50, "treatment_intent": "curative",
-            "gp_practice": "EXAMPLE-GP-1"})
+        view = carepath.instances.start(
+            "breast_cancer",
+            "SYN-0042",
+            "system:test",
+            {
+                "diagnosis": "breast",
+                "diagnosis_date": "2026-01-13",
+                "age": 50,
+                "treatment_intent": "curative",
+                "gp_practice": "EXAMPLE-GP-1",
+            },
+        )
 
         def do(element: str, data: dict[str, Any]) -> Any:
             task = next(t for t in carepath.instances.get(view.id).ready_tasks if t["element"] == element)
@@ -164,15 +201,27 @@ def test_a_patient_fills_in_the_bundled_needs_checklist_with_the_24_hour_line_fi
         assert "<h1>Your needs checklist</h1>" in page
         assert page.index('data-test="safety-notice"') < page.index('id="task-form"') and "01632 960100" in page
         version = str(carepath.instances.get(view.id).version)
-        sent = client.post(url, data={"csrf_token": csrf_of(page), "version": version, "concerns.fatigue": "6",
-                                      "about_you.work_status": "retired", "what_matters": "My garden"})
+        sent = client.post(
+            url,
+            data={
+                "csrf_token": csrf_of(page),
+                "version": version,
+                "concerns.fatigue": "6",
+                "about_you.work_status": "retired",
+                "what_matters": "My garden",
+            },
+        )
         assert sent.status_code == 303, text(sent)[:600]
         elements = [t["element"] for t in carepath.instances.get(view.id).ready_tasks]
         assert "complete_checklist" not in elements
         with carepath.sessions() as session:
-            [actor] = session.scalars(select(InstanceEvent.actor).where(
-                InstanceEvent.instance_id == view.id, InstanceEvent.element == "complete_checklist",
-                InstanceEvent.type == "task_completed"))
+            [actor] = session.scalars(
+                select(InstanceEvent.actor).where(
+                    InstanceEvent.instance_id == view.id,
+                    InstanceEvent.element == "complete_checklist",
+                    InstanceEvent.type == "task_completed",
+                )
+            )
         assert actor.startswith("patient:tok_") and "SYN-0042" not in actor  # the trail names the token only
     finally:
         app.extensions["carepath"].close()

@@ -38,15 +38,29 @@ def fake() -> Iterator[FakeProvider]:
 
 def web_app(template: Path, folder: Path, **config: Any) -> Flask:
     shutil.copyfile(template, folder / "web.sqlite3")
-    return create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{folder / 'web.sqlite3'}",
-                       "PATHWAYS_DIR": TESTS / "pathways", "RULES_DIR": TESTS.parent / "rules",
-                       "CLOCK": ManualClock(START), "SECRET_KEY": "test-secret-key", **config})
+    return create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{folder / 'web.sqlite3'}",
+            "PATHWAYS_DIR": TESTS / "pathways",
+            "RULES_DIR": TESTS.parent / "rules",
+            "CLOCK": ManualClock(START),
+            "SECRET_KEY": "test-secret-key",
+            **config,
+        }
+    )
 
 
 @pytest.fixture
 def oidc_app(web_template: Path, tmp_path: Path, fake: FakeProvider) -> Iterator[Flask]:
-    app = web_app(web_template, tmp_path, OIDC_ISSUER=fake.issuer, OIDC_AUDIENCE=AUDIENCE, OIDC_CLIENT_ID=CLIENT_ID,
-                  OIDC_STAFF_ID_CLAIM="preferred_username")
+    app = web_app(
+        web_template,
+        tmp_path,
+        OIDC_ISSUER=fake.issuer,
+        OIDC_AUDIENCE=AUDIENCE,
+        OIDC_CLIENT_ID=CLIENT_ID,
+        OIDC_STAFF_ID_CLAIM="preferred_username",
+    )
     try:
         yield app
     finally:
@@ -112,12 +126,14 @@ def test_the_trail_names_the_person_who_completed_a_task(oidc_app: Flask) -> Non
     back_from_provider(client)
     task = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
     csrf = csrf_of(text(client.get(task)))
-    response = client.post(task, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "2",
-                                       "fatigue": "3"})
+    response = client.post(
+        task, data={"csrf_token": csrf, "version": str(view.version), "anxiety": "2", "fatigue": "3"}
+    )
     assert response.status_code == 303, text(response)[:500]
     with engine.sessions() as session:
-        actors = session.scalars(select(InstanceEvent.actor).where(InstanceEvent.instance_id == view.id)
-                                 .order_by(InstanceEvent.seq)).all()
+        actors = session.scalars(
+            select(InstanceEvent.actor).where(InstanceEvent.instance_id == view.id).order_by(InstanceEvent.seq)
+        ).all()
     assert actors == ["system:test", "clinician:staff:j.smith"]
 
 
@@ -140,14 +156,18 @@ def test_a_callback_in_another_browser_is_refused(oidc_app: Flask) -> None:
     assert oidc_app.test_client().get(f"{back.path}?{back.query}").status_code == 401
 
 
-@pytest.mark.parametrize(("claims", "why"), [
-    ({"nonce": "a-replayed-id-token"}, "nonce"),
-    ({"roles": None}, "no role"),
-    ({"audience": AUDIENCE}, "an access token's audience, not the web client's"),
-    ({"iss": "https://evil.example"}, "another issuer"),
-])
-def test_an_id_token_that_fails_a_check_signs_nobody_in(oidc_app: Flask, fake: FakeProvider,
-                                                        claims: dict[str, Any], why: str) -> None:
+@pytest.mark.parametrize(
+    ("claims", "why"),
+    [
+        ({"nonce": "a-replayed-id-token"}, "nonce"),
+        ({"roles": None}, "no role"),
+        ({"audience": AUDIENCE}, "an access token's audience, not the web client's"),
+        ({"iss": "https://evil.example"}, "another issuer"),
+    ],
+)
+def test_an_id_token_that_fails_a_check_signs_nobody_in(
+    oidc_app: Flask, fake: FakeProvider, claims: dict[str, Any], why: str
+) -> None:
     fake.id_token_claims = claims
     client = oidc_app.test_client()
     response, _ = back_from_provider(client)
@@ -201,8 +221,9 @@ def test_without_a_provider_sign_in_is_by_api_token(web_template: Path, tmp_path
         app.extensions["carepath"].close()
 
 
-def test_an_api_only_provider_leaves_web_sign_in_to_tokens(web_template: Path, tmp_path: Path,
-                                                           fake: FakeProvider) -> None:
+def test_an_api_only_provider_leaves_web_sign_in_to_tokens(
+    web_template: Path, tmp_path: Path, fake: FakeProvider
+) -> None:
     """A provider without a web client id serves the API's bearer tokens only."""
     app = web_app(web_template, tmp_path, OIDC_ISSUER=fake.issuer, OIDC_AUDIENCE=AUDIENCE)
     try:

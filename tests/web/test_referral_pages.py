@@ -19,8 +19,9 @@ Client = Callable[[str], FlaskClient]
 def _agreed_referral(app: Flask) -> tuple[str, str]:
     carepath = app.extensions["carepath"]
     view = carepath.instances.start("test_careplan", "MRN-5005", "system:test", {"age": 54})
-    view = carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"],
-                                            {"concerns": {"worry_fear_anxiety": 9}}, "clinician:test")
+    view = carepath.instances.complete_task(
+        view.id, view.ready_tasks[0]["id"], {"concerns": {"worry_fear_anxiety": 9}}, "clinician:test"
+    )
     referral = next(i for i in carepath.care_plans.get(view.id).items if i["kind"] == "referral")
     carepath.care_plans.set_status(view.id, referral["id"], "agreed", "clinician:test")
     return view.id, referral["id"]
@@ -37,8 +38,9 @@ def test_the_service_moves_a_referral_on_and_each_move_is_listed(app: Flask, sig
     html = _text(client.get(f"/patients/{instance_id}"))
     url = f"/patients/{instance_id}/care-plan/{item_id}"
     for status in ("referred", "accepted"):
-        response = client.post(url, data={"csrf_token": csrf_of(html), "status": status},
-                               headers={"HX-Request": "true"})
+        response = client.post(
+            url, data={"csrf_token": csrf_of(html), "status": status}, headers={"HX-Request": "true"}
+        )
         assert response.status_code == 200
     section = _text(response)
     assert 'value="first_contact"' in section and 'value="did_not_attend"' in section
@@ -64,7 +66,8 @@ def test_agreeing_again_to_a_declined_item_needs_a_reason(app: Flask, signed_in:
 
 
 def test_a_referral_not_accepted_in_time_is_on_the_work_list_until_completed(
-        app: Flask, signed_in: Client, clock_of: Callable[[Flask], ManualClock]) -> None:
+    app: Flask, signed_in: Client, clock_of: Callable[[Flask], ManualClock]
+) -> None:
     instance_id, item_id = _agreed_referral(app)
     carepath = app.extensions["carepath"]
     carepath.care_plans.set_status(instance_id, item_id, "referred", "clinician:test")

@@ -38,7 +38,8 @@ def _html(client: FlaskClient, url: str, status: int = 200) -> str:
 
 
 def test_the_manager_lands_on_the_service_page_and_sees_each_chart_with_its_table(
-        signed_in: Callable[[str], FlaskClient], cohort: dict[str, str]) -> None:
+    signed_in: Callable[[str], FlaskClient], cohort: dict[str, str]
+) -> None:
     client = signed_in("manager")
     assert client.get("/").headers["Location"].endswith("/service")
     html = _html(client, PERIOD)
@@ -56,7 +57,8 @@ def test_the_manager_lands_on_the_service_page_and_sees_each_chart_with_its_tabl
 
 
 def test_the_numbers_beside_the_measures_chart_are_its_monthly_shares(
-        signed_in: Callable[[str], FlaskClient], cohort: dict[str, str]) -> None:
+    signed_in: Callable[[str], FlaskClient], cohort: dict[str, str]
+) -> None:
     html = _html(signed_in("manager"), PERIOD)
     table = re.search(r'data-test="measures-table">(.*?)</table>', html, re.S)
     assert table
@@ -64,8 +66,9 @@ def test_the_numbers_beside_the_measures_chart_are_its_monthly_shares(
     assert months == ["2026-01", "2026-02", "2026-03"]
 
 
-@pytest.mark.parametrize("query,field", [("from=31/01/2026", "from"), ("from=2026-04-01&to=2026-01-01", "to"),
-                                         ("pathway=../etc", "pathway")])
+@pytest.mark.parametrize(
+    "query,field", [("from=31/01/2026", "from"), ("from=2026-04-01&to=2026-01-01", "to"), ("pathway=../etc", "pathway")]
+)
 def test_a_bad_period_gets_an_error_summary(signed_in: Callable[[str], FlaskClient], query: str, field: str) -> None:
     html = _html(signed_in("manager"), f"/service?{query}", 400)
     assert 'data-test="problems"' in html and f'href="#period-{field}"' in html and f'id="period-{field}"' in html

@@ -23,10 +23,20 @@ def _overdue(app: Flask, patient_ref: str) -> str:
     carepath = app.extensions["carepath"]
     view = carepath.instances.start("test_careplan", patient_ref, "system:test", {"age": 54})
     with unit_of_work(carepath.sessions) as session:
-        session.add(TreatmentSummary(id="00000000-0000-4000-8000-0000000000a1", instance_id=view.id, number=2,
-                                     phase="recurrence", ended_on=date(2026, 1, 1), due_by=date(2026, 2, 12),
-                                     status="due", opened_at=datetime(2026, 1, 1, tzinfo=UTC),
-                                     overdue_at=datetime(2026, 2, 13, tzinfo=UTC), assignee="STAFF-SYN-1"))
+        session.add(
+            TreatmentSummary(
+                id="00000000-0000-4000-8000-0000000000a1",
+                instance_id=view.id,
+                number=2,
+                phase="recurrence",
+                ended_on=date(2026, 1, 1),
+                due_by=date(2026, 2, 12),
+                status="due",
+                opened_at=datetime(2026, 1, 1, tzinfo=UTC),
+                overdue_at=datetime(2026, 2, 13, tzinfo=UTC),
+                assignee="STAFF-SYN-1",
+            )
+        )
     return str(view.id)
 
 
@@ -54,12 +64,27 @@ def _two_phases(app: Flask, patient_ref: str) -> str:
     with unit_of_work(carepath.sessions) as session:
         for number, phase, ended in ((1, "first_line", date(2026, 3, 2)), (2, "recurrence", date(2027, 5, 10))):
             written = datetime(ended.year, ended.month, ended.day + 5, tzinfo=UTC)
-            content = {"summary_treatments": [f"course {number}"], "completed_on": ended.isoformat(),
-                       "gp_actions": [f"action {number}"], "follow_up_model": "patient_initiated"}
-            session.add(TreatmentSummary(id=f"00000000-0000-4000-8000-0000000000c{number}", instance_id=view.id,
-                                         number=number, phase=phase, ended_on=ended, due_by=ended, status="written",
-                                         opened_at=written, written_at=written, written_by="clinician:test",
-                                         content=json.dumps(content)))
+            content = {
+                "summary_treatments": [f"course {number}"],
+                "completed_on": ended.isoformat(),
+                "gp_actions": [f"action {number}"],
+                "follow_up_model": "patient_initiated",
+            }
+            session.add(
+                TreatmentSummary(
+                    id=f"00000000-0000-4000-8000-0000000000c{number}",
+                    instance_id=view.id,
+                    number=number,
+                    phase=phase,
+                    ended_on=ended,
+                    due_by=ended,
+                    status="written",
+                    opened_at=written,
+                    written_at=written,
+                    written_by="clinician:test",
+                    content=json.dumps(content),
+                )
+            )
     return str(view.id)
 
 
@@ -87,6 +112,8 @@ def test_the_patient_reads_each_of_their_summaries(app: Flask, signed_in: Client
     assert client.get(f"{url}?phase=2&format=pdf").mimetype == "application/pdf"
     assert client.get(f"{url}?phase=9").status_code == 404 and client.get(f"{url}?phase=x").status_code == 404
     token = make_token(app, "patient")
-    own = app.test_client().get(f"/v1/me/instances/{instance_id}/end-of-treatment-summaries/2",
-                                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    own = app.test_client().get(
+        f"/v1/me/instances/{instance_id}/end-of-treatment-summaries/2",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+    )
     assert own.status_code == 200 and own.json["gp_actions"] == ["action 2"] and own.json["phase"]["number"] == 2

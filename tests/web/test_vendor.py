@@ -36,18 +36,21 @@ def test_each_library_ships_its_licence_and_the_pages_load_the_vendored_versions
         assert [p.name for p in (vendor / library).iterdir()] == [version], library
         assert (vendor / library / version / "LICENSE").read_text(encoding="utf-8").strip()
     script = (WEB / "static" / "carepath.js").read_text(encoding="utf-8")
-    assert f'./vendor/nhsuk-frontend/{VENDORED["nhsuk-frontend"]}/' in script
+    assert f"./vendor/nhsuk-frontend/{VENDORED['nhsuk-frontend']}/" in script
     refresh = (vendor / "refresh.sh").read_text(encoding="utf-8")
     for name, library in (("HTMX", "htmx.org"), ("BPMN_JS", "bpmn-js"), ("NHSUK", "nhsuk-frontend")):
         assert f"{name}={VENDORED[library]}" in refresh
 
 
 def test_nothing_is_loaded_from_another_site() -> None:
-    served = list((WEB / "templates").rglob("*.html")) + list((WEB / "static").glob("*.*")) + \
-        list((WEB / "static" / "vendor").rglob("*.css"))
+    served = (
+        list((WEB / "templates").rglob("*.html"))
+        + list((WEB / "static").glob("*.*"))
+        + list((WEB / "static" / "vendor").rglob("*.css"))
+    )
     for path in served:
         text = path.read_text(encoding="utf-8")
         loads = re.findall(r"""(?:src|href)\s*=\s*["'](https?:)?//|url\(\s*["']?(?:https?:)?//|@import""", text)
         assert loads == [], path
-    css = (WEB / "static" / "vendor" / "nhsuk-frontend" / VENDORED["nhsuk-frontend"] / "nhsuk-frontend.min.css")
+    css = WEB / "static" / "vendor" / "nhsuk-frontend" / VENDORED["nhsuk-frontend"] / "nhsuk-frontend.min.css"
     assert "assets.nhs.uk" not in css.read_text(encoding="utf-8")

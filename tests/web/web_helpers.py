@@ -21,8 +21,9 @@ def make_token(app: Flask, role: str, patient_ref: str = TEST_PATIENT) -> str:
     """A secret for ``role``; a patient's token is for ``patient_ref``."""
     engine = app.extensions["carepath"]
     with unit_of_work(engine.sessions) as session:
-        _, secret = create_token(session, role, f"test {role}", engine.clock,
-                                 patient_ref=patient_ref if role == "patient" else None)
+        _, secret = create_token(
+            session, role, f"test {role}", engine.clock, patient_ref=patient_ref if role == "patient" else None
+        )
     return secret
 
 

@@ -128,8 +128,15 @@ from engine.pathways.validation.lint_elements import (
 from engine.pathways.validation.lint_text import LintContext, lint_expressions, lint_timers
 from engine.spiff import serializer
 
-__all__ = ["KNOWN_OPERATORS", "errors_in", "format_problems", "rule_set_names", "upload_name_problems",
-           "validate_paths", "validate_upload"]
+__all__ = [
+    "KNOWN_OPERATORS",
+    "errors_in",
+    "format_problems",
+    "rule_set_names",
+    "upload_name_problems",
+    "validate_paths",
+    "validate_upload",
+]
 
 # Rule files are read at every deploy: the C parser when PyYAML has it (a tenth of the time).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -175,8 +182,9 @@ def validate_paths(
     library_files = FolderFiles(pathways_root) if pathways_root is not None and pathways_root.is_dir() else None
     inputs = _read_inputs(paths, problems, order, library_files)
     exclude = {d.diagram.path.resolve() for d in inputs if d.diagram.path}
-    library = [d for d in library_diagrams(library_files, display=_shown)
-               if d.path is None or d.path.resolve() not in exclude]
+    library = [
+        d for d in library_diagrams(library_files, display=_shown) if d.path is None or d.path.resolve() not in exclude
+    ]
     exclude |= {d.path.resolve() for d in library if d.path}  # a library file is the library's, not a neighbour
     # A file given alone may call the diagrams beside it and below (its folder tree), as its pathway would.
     neighbours: list[Diagram] = []
@@ -210,8 +218,9 @@ def validate_upload(
     if problems:
         return _in_order(problems, order)
     library_files = FolderFiles(pathways_root) if pathways_root is not None and pathways_root.is_dir() else None
-    bundle: BundleFiles = MemoryFiles(files) if library_files is None else ChainedFiles(MemoryFiles(files),
-                                                                                          library_files)
+    bundle: BundleFiles = (
+        MemoryFiles(files) if library_files is None else ChainedFiles(MemoryFiles(files), library_files)
+    )
     inputs = []
     for name, content in files.items():
         if name.endswith(".bpmn"):
@@ -230,10 +239,21 @@ def upload_name_problems(files: Mapping[str, bytes]) -> list[Problem]:
         return [Problem("an upload needs at least one .bpmn diagram", file=next(iter(files), None), code="not-found")]
     problems = []
     for name in files:
-        if (not name.endswith((".bpmn", ".json", ".dmn")) or ".." in name.split("/") or name.startswith("/")
-                or "\\" in name or len(name) > MAX_FILE_NAME):
-            problems.append(Problem(f"must be a relative .bpmn, .json or .dmn name of at most {MAX_FILE_NAME} "
-                                    "characters (no '..', no absolute path)", file=name, code="file-name"))
+        if (
+            not name.endswith((".bpmn", ".json", ".dmn"))
+            or ".." in name.split("/")
+            or name.startswith("/")
+            or "\\" in name
+            or len(name) > MAX_FILE_NAME
+        ):
+            problems.append(
+                Problem(
+                    f"must be a relative .bpmn, .json or .dmn name of at most {MAX_FILE_NAME} "
+                    "characters (no '..', no absolute path)",
+                    file=name,
+                    code="file-name",
+                )
+            )
     return problems
 
 
@@ -300,8 +320,9 @@ def _in_order(problems: list[Problem], order: dict[str, int]) -> list[Problem]:
     return sorted(problems, key=lambda p: (order.get(p.file or "", len(order)), p.line or 0))
 
 
-def _read_inputs(paths: Sequence[Path], problems: list[Problem], order: dict[str, int],
-                 library_files: FolderFiles | None) -> list[_Input]:
+def _read_inputs(
+    paths: Sequence[Path], problems: list[Problem], order: dict[str, int], library_files: FolderFiles | None
+) -> list[_Input]:
     """The diagrams at ``paths``. A folder is a bundle: the files its diagrams name resolve inside it
     (then in the library), as at deploy; a single file's bundle is its own folder."""
     inputs: list[_Input] = []
@@ -343,8 +364,9 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
-           neighbours: Sequence[Diagram] = ()) -> list[Problem]:
+def _check(
+    inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge, neighbours: Sequence[Diagram] = ()
+) -> list[Problem]:
     """Lint every input, then build the pathways of the top-level inputs without errors.
 
     ``library`` and ``neighbours`` (the diagrams beside a file given alone) may be called; the
@@ -379,8 +401,11 @@ def _check(inputs: list[_Input], library: list[Diagram], knowledge: _Knowledge,
             *lint_call_cycles(ctx, calls),
             *lint_references(ctx, references),
             *lint_service_tasks(ctx, knowledge.rule_sets, knowledge.operators),
-            *(start_schema_problems(item.diagram)
-              if item.top_level and _started_alone(item.diagram, called_ids) else []),
+            *(
+                start_schema_problems(item.diagram)
+                if item.top_level and _started_alone(item.diagram, called_ids)
+                else []
+            ),
             *_lint_decisions(item.diagram),
         ]
         if errors_in(found):
@@ -405,9 +430,14 @@ def _lint_decisions(diagram: Diagram) -> list[Problem]:
     for task in business_rule_tasks(diagram):
         mapped = [name for name in ("resultVariable", "mapDecisionResult") if task.get(f"{{{CAMUNDA_NS}}}{name}")]
         if mapped:
-            warning = Problem(f"camunda:{mapped[0]} is not used: the outputs are set in the task data by their "
-                              "column names", file=diagram.name, line=task.sourceline, element=task.get("id"),
-                              code="decision-result", severity=WARNING)
+            warning = Problem(
+                f"camunda:{mapped[0]} is not used: the outputs are set in the task data by their column names",
+                file=diagram.name,
+                line=task.sourceline,
+                element=task.get("id"),
+                code="decision-result",
+                severity=WARNING,
+            )
             problems[str(warning)] = warning
         try:
             decision_table(task, diagram)
@@ -416,8 +446,9 @@ def _lint_decisions(diagram: Diagram) -> list[Problem]:
     return list(problems.values())
 
 
-def _called_neighbours(inputs: Sequence[Diagram], neighbours: Sequence[Diagram],
-                       calls: Mapping[str, Collection[str]]) -> list[Diagram]:
+def _called_neighbours(
+    inputs: Sequence[Diagram], neighbours: Sequence[Diagram], calls: Mapping[str, Collection[str]]
+) -> list[Diagram]:
     """The neighbours defining a process the inputs call, directly or through one another (a process
     an input defines is the input's, not a neighbour's), in the neighbours' order."""
     own = {pid for diagram in inputs for pid in diagram.process_ids}
@@ -435,9 +466,7 @@ def _called_neighbours(inputs: Sequence[Diagram], neighbours: Sequence[Diagram],
     return [diagram for diagram in neighbours if id(diagram) in chosen]
 
 
-def _compile_problems(
-    main: Diagram, inputs: list[Diagram], library: list[Diagram], failed: set[str]
-) -> list[Problem]:
+def _compile_problems(main: Diagram, inputs: list[Diagram], library: list[Diagram], failed: set[str]) -> list[Problem]:
     """Build every executable process of ``main`` the way deployment does, and report what fails.
 
     source_from_diagrams treats names without a '/' as top-level pathway files, and compile_source
@@ -469,8 +498,9 @@ def _compile_problems(
     return problems
 
 
-def _storage_problems(compiled: CompiledPathway, shown: dict[str, Diagram], main: Diagram,
-                      pathway_id: str) -> list[Problem]:
+def _storage_problems(
+    compiled: CompiledPathway, shown: dict[str, Diagram], main: Diagram, pathway_id: str
+) -> list[Problem]:
     """Deploying stores the built specs as JSON (engine.spiff.serializer); a part SpiffWorkflow
     cannot store (found by the third-party census: an ad-hoc subprocess's data objects) failed there
     with an unmapped TypeError after this gate had passed it. Store each part here, and report the
@@ -503,17 +533,21 @@ def _parser_location(exc: BaseException) -> tuple[str | None, Any]:
     return found
 
 
-def _located(problem: Problem, shown: dict[str, Diagram], main: Diagram, pathway_id: str,
-             where: tuple[str | None, Any]) -> Problem:
+def _located(
+    problem: Problem, shown: dict[str, Diagram], main: Diagram, pathway_id: str, where: tuple[str | None, Any]
+) -> Problem:
     """A compile problem with the author's file name, and a line and element when SpiffWorkflow gave
     none: the element it names, else the element its parser was reading, else the pathway's process."""
     file, node = where
     if (problem.file or "").endswith(".dmn"):  # the DMN schema, checked by SpiffWorkflow's parser
         content = main.files.read(str(problem.file))
         decisions = decision_ids(content) if content is not None else []
-        return dataclasses.replace(problem, file=decision_display(main, str(problem.file)),
-                                   element=problem.element or (decisions[0] if decisions else None),
-                                   code=problem.code or "compile")
+        return dataclasses.replace(
+            problem,
+            file=decision_display(main, str(problem.file)),
+            element=problem.element or (decisions[0] if decisions else None),
+            code=problem.code or "compile",
+        )
     origin = shown.get(problem.file or "") or (shown.get(file or "") if node is not None else None) or main
     line, element = problem.line, problem.element
     if line is None and element:
@@ -528,8 +562,7 @@ def _located(problem: Problem, shown: dict[str, Diagram], main: Diagram, pathway
         root = origin.tree.getroot()
         process = next((p for p in root.iterfind("bpmn:process", NSMAP) if p.get("id") == pathway_id), root)
         line, element = process.sourceline, element or process.get("id")
-    return dataclasses.replace(problem, file=origin.name, line=line, element=element,
-                               code=problem.code or "compile")
+    return dataclasses.replace(problem, file=origin.name, line=line, element=element, code=problem.code or "compile")
 
 
 def _owner_id(node: Any) -> str | None:

@@ -47,9 +47,17 @@ CAREPLAN_OPERATOR = "carepath.careplan"
 REFERRALS_OPERATOR = "carepath.referrals"
 # Service-task operators the engine runs (engine.careplan.service.care_plan_operators; a test keeps the
 # two in step); any other would fail at run time.
-KNOWN_OPERATORS = frozenset({RULES_OPERATOR, CAREPLAN_OPERATOR, REFERRALS_OPERATOR,
-                             "carepath.patient_status", "carepath.warning_sign", "carepath.reassessment",
-                             "carepath.end_of_treatment_summary"})
+KNOWN_OPERATORS = frozenset(
+    {
+        RULES_OPERATOR,
+        CAREPLAN_OPERATOR,
+        REFERRALS_OPERATOR,
+        "carepath.patient_status",
+        "carepath.warning_sign",
+        "carepath.reassessment",
+        "carepath.end_of_treatment_summary",
+    }
+)
 
 _SHORT_NAMES = {
     f"{{{BPMN_NS}}}": "bpmn:",
@@ -169,8 +177,9 @@ def _has_condition(flow: Any) -> bool:
     return condition is not None and bool((condition.text or "").strip())
 
 
-def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None,
-                       known_operators: Collection[str] = KNOWN_OPERATORS) -> list[Problem]:
+def lint_service_tasks(
+    ctx: LintContext, known_rule_sets: Collection[str] | None, known_operators: Collection[str] = KNOWN_OPERATORS
+) -> list[Problem]:
     """Service tasks must name an operator (one this server does not run is a warning: a deployment
     may register its own, and a task calling a missing one stops with an incident naming it); rules
     tasks must name a known rule set."""
@@ -194,8 +203,7 @@ def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None
                 )
             )
         parameters = {
-            p.get("id"): p
-            for p in operator.iterfind("spiffworkflow:parameters/spiffworkflow:parameter", NSMAP)
+            p.get("id"): p for p in operator.iterfind("spiffworkflow:parameters/spiffworkflow:parameter", NSMAP)
         }
         for param in parameters.values():
             if param.get("value") is not None and param.get("type") is None:
@@ -213,8 +221,11 @@ def lint_service_tasks(ctx: LintContext, known_rule_sets: Collection[str] | None
     return problems
 
 
-_JAVA = {"class": "a Java class", "delegateExpression": "a Java delegate expression",
-         "expression": "a Java (JUEL) expression"}
+_JAVA = {
+    "class": "a Java class",
+    "delegateExpression": "a Java delegate expression",
+    "expression": "a Java (JUEL) expression",
+}
 
 
 # Camunda Modeler before 3.0 (and Activiti) wrote Camunda 7's extensions in this namespace.
@@ -230,8 +241,9 @@ def _no_operator(task: Any) -> str:
             if task.get(f"{{{namespace}}}{attribute}"):
                 return f"service task runs {what} (camunda:{attribute}), and CarePath runs no Java: {use}"
         if task.get(f"{{{namespace}}}type") == "external":
-            return f"service task is a Camunda external task (camunda:type=\"external\"), which CarePath does " \
-                   f"not run: {use}"
+            return (
+                f'service task is a Camunda external task (camunda:type="external"), which CarePath does not run: {use}'
+            )
         if task.find(f"bpmn:extensionElements/{{{namespace}}}connector", NSMAP) is not None:
             return f"service task uses a Camunda connector, which CarePath does not run: {use}"
     if task.find(f"bpmn:extensionElements/{{{_ZEEBE_NS}}}taskDefinition", NSMAP) is not None:
@@ -278,11 +290,9 @@ def _rule_set_problems(
 
 _NOT_SUPPORTED = "not supported by SpiffWorkflow"
 _UNSUPPORTED = {
-    _bpmn("complexGateway"): f"complex gateways are {_NOT_SUPPORTED}: use an exclusive, inclusive or "
-    "parallel gateway",
+    _bpmn("complexGateway"): f"complex gateways are {_NOT_SUPPORTED}: use an exclusive, inclusive or parallel gateway",
     _bpmn("linkEventDefinition"): f"link events are {_NOT_SUPPORTED}: draw the sequence flow instead",
-    _bpmn("compensateEventDefinition"): f"compensation is {_NOT_SUPPORTED}: model the undo steps as "
-    "ordinary tasks",
+    _bpmn("compensateEventDefinition"): f"compensation is {_NOT_SUPPORTED}: model the undo steps as ordinary tasks",
 }
 
 
@@ -292,24 +302,47 @@ def _camunda_skipped(ctx: LintContext) -> list[Problem]:
     for namespace in _CAMUNDA_NAMESPACES:
         for node in ctx.root.iter(f"{{{namespace}}}executionListener", f"{{{namespace}}}taskListener"):
             kind = "task" if node.tag.endswith("taskListener") else "execution"
-            problems.append(ctx.problem("listener", f"a Camunda {kind} listener runs Java or script code when "
-                                        f"'{node.get('event') or '?'}' happens, which CarePath would skip "
-                                        "silently: draw that work as a task of the pathway", node))
+            problems.append(
+                ctx.problem(
+                    "listener",
+                    f"a Camunda {kind} listener runs Java or script code when "
+                    f"'{node.get('event') or '?'}' happens, which CarePath would skip "
+                    "silently: draw that work as a task of the pathway",
+                    node,
+                )
+            )
         for node in ctx.root.iter(f"{{{namespace}}}inputOutput"):
-            problems.append(ctx.problem("io-mapping", "Camunda input/output mappings (camunda:inputOutput) are not "
-                                        "run by CarePath, so the values they map would be missing: set them in a "
-                                        "script task or collect them with the task's form", node))
+            problems.append(
+                ctx.problem(
+                    "io-mapping",
+                    "Camunda input/output mappings (camunda:inputOutput) are not "
+                    "run by CarePath, so the values they map would be missing: set them in a "
+                    "script task or collect them with the task's form",
+                    node,
+                )
+            )
     # Camunda 8 (Zeebe) writes the same two constructs its own way: job workers for listeners, FEEL mappings.
     for node in ctx.root.iter(f"{{{_ZEEBE_NS}}}executionListener", f"{{{_ZEEBE_NS}}}taskListener"):
         kind = "task" if node.tag.endswith("taskListener") else "execution"
-        problems.append(ctx.problem("listener", f"a Camunda 8 {kind} listener runs a job "
-                                    f"'{node.get('type') or '?'}' when '{node.get('eventType') or '?'}' happens, "
-                                    "which CarePath would skip silently: draw that work as a task of the pathway",
-                                    node))
+        problems.append(
+            ctx.problem(
+                "listener",
+                f"a Camunda 8 {kind} listener runs a job "
+                f"'{node.get('type') or '?'}' when '{node.get('eventType') or '?'}' happens, "
+                "which CarePath would skip silently: draw that work as a task of the pathway",
+                node,
+            )
+        )
     for node in ctx.root.iter(f"{{{_ZEEBE_NS}}}ioMapping"):
-        problems.append(ctx.problem("io-mapping", "Camunda 8 input/output mappings (zeebe:ioMapping) are not run by "
-                                    "CarePath, so the values they map would be missing: set them in a script task "
-                                    "or collect them with the task's form", node))
+        problems.append(
+            ctx.problem(
+                "io-mapping",
+                "Camunda 8 input/output mappings (zeebe:ioMapping) are not run by "
+                "CarePath, so the values they map would be missing: set them in a script task "
+                "or collect them with the task's form",
+                node,
+            )
+        )
     return problems
 
 
@@ -317,26 +350,46 @@ def lint_unsupported(ctx: LintContext) -> list[Problem]:
     """Constructs SpiffWorkflow 3.2 cannot run (LIBRARY_NOTES), reported before its parser does, and
     what CarePath does not run: scripts in other languages, empty script tasks, data stores, Camunda
     listeners and input/output mappings."""
-    problems = [
-        ctx.problem("unsupported", _UNSUPPORTED[node.tag], node) for node in ctx.root.iter(*_UNSUPPORTED)
-    ]
+    problems = [ctx.problem("unsupported", _UNSUPPORTED[node.tag], node) for node in ctx.root.iter(*_UNSUPPORTED)]
     for task in ctx.root.iter(_bpmn("scriptTask")):
         language = (task.get("scriptFormat") or "").strip().lower()
         script = task.find("bpmn:script", NSMAP)
         if language not in PYTHON_FORMATS:
-            problems.append(ctx.problem("script-format", f"script task is written in {task.get('scriptFormat')!r}; "
-                                        "CarePath runs scripts in its safe Python expression language only "
-                                        "(docs/expressions.md)", task))
+            problems.append(
+                ctx.problem(
+                    "script-format",
+                    f"script task is written in {task.get('scriptFormat')!r}; "
+                    "CarePath runs scripts in its safe Python expression language only "
+                    "(docs/expressions.md)",
+                    task,
+                )
+            )
         elif task.find(f"bpmn:extensionElements/{{{_ZEEBE_NS}}}script", NSMAP) is not None:
-            problems.append(ctx.problem("script-format", "script task is a Camunda 8 FEEL expression (zeebe:script); "
-                                        "CarePath runs scripts in its safe Python expression language only "
-                                        "(docs/expressions.md)", task))
+            problems.append(
+                ctx.problem(
+                    "script-format",
+                    "script task is a Camunda 8 FEEL expression (zeebe:script); "
+                    "CarePath runs scripts in its safe Python expression language only "
+                    "(docs/expressions.md)",
+                    task,
+                )
+            )
         elif script is None or not (script.text or "").strip():
-            problems.append(ctx.problem("script-empty", "script task has no script: write one, or use a plain task "
-                                        "if nothing is to be worked out", task))
+            problems.append(
+                ctx.problem(
+                    "script-empty",
+                    "script task has no script: write one, or use a plain task if nothing is to be worked out",
+                    task,
+                )
+            )
     for node in ctx.root.iter(_bpmn("dataStoreReference"), _bpmn("dataStore")):
-        problems.append(ctx.problem("data-store", "data stores are not run by CarePath: keep the data in the "
-                                    "pathway's task data (data objects)", node))
+        problems.append(
+            ctx.problem(
+                "data-store",
+                "data stores are not run by CarePath: keep the data in the pathway's task data (data objects)",
+                node,
+            )
+        )
     problems += _camunda_skipped(ctx)
     for node in ctx.root.iter():
         if node.get("isForCompensation") == "true":
@@ -345,8 +398,9 @@ def lint_unsupported(ctx: LintContext) -> list[Problem]:
     return problems
 
 
-def lint_call_activities(ctx: LintContext, known_processes: Collection[str],
-                         executable: Collection[str] | None = None) -> list[Problem]:
+def lint_call_activities(
+    ctx: LintContext, known_processes: Collection[str], executable: Collection[str] | None = None
+) -> list[Problem]:
     """Every call activity must call a process defined by some diagram (inputs or library), and one
     SpiffWorkflow runs (not ``isExecutable="false"``)."""
     problems: list[Problem] = []
@@ -364,8 +418,7 @@ def lint_call_activities(ctx: LintContext, known_processes: Collection[str],
             problems.append(
                 ctx.problem(
                     "unresolved-call",
-                    f"call activity calls {called!r}, which no diagram defines"
-                    + _suggest(called, known_processes),
+                    f"call activity calls {called!r}, which no diagram defines" + _suggest(called, known_processes),
                     call,
                 )
             )
@@ -373,7 +426,7 @@ def lint_call_activities(ctx: LintContext, known_processes: Collection[str],
             problems.append(
                 ctx.problem(
                     "unresolved-call",
-                    f"call activity calls {called!r}, which is not executable (isExecutable=\"false\"): "
+                    f'call activity calls {called!r}, which is not executable (isExecutable="false"): '
                     "SpiffWorkflow will not run it; mark it executable",
                     call,
                 )
@@ -390,8 +443,11 @@ def call_graph(diagrams: Collection[Diagram]) -> dict[str, set[str]]:
     for diagram in diagrams:
         for process in diagram.tree.getroot().iterfind("bpmn:process", NSMAP):
             called = graph.setdefault(str(process.get("id")), set())
-            called.update(str(c.get("calledElement")).strip() for c in process.iter(_bpmn("callActivity"))
-                          if (c.get("calledElement") or "").strip())
+            called.update(
+                str(c.get("calledElement")).strip()
+                for c in process.iter(_bpmn("callActivity"))
+                if (c.get("calledElement") or "").strip()
+            )
     return graph
 
 
@@ -423,9 +479,14 @@ def lint_call_cycles(ctx: LintContext, graph: dict[str, set[str]]) -> list[Probl
             chain = _path_back(graph, called, caller) if called else None
             if chain is not None:
                 loop = " -> ".join([caller, *chain])
-                problems.append(ctx.problem(
-                    "call-cycle", f"call activity makes process {caller!r} call itself ({loop}): a pathway may "
-                    "not call itself, directly or through other processes", call))
+                problems.append(
+                    ctx.problem(
+                        "call-cycle",
+                        f"call activity makes process {caller!r} call itself ({loop}): a pathway may "
+                        "not call itself, directly or through other processes",
+                        call,
+                    )
+                )
     return problems
 
 
@@ -445,17 +506,34 @@ def lint_identifiers(ctx: LintContext) -> list[Problem]:
             continue
         value = node.get("id")
         if value is not None and len(value) > MAX_ID:
-            problems.append(Problem(f"id is {len(value)} characters long; at most {MAX_ID} are kept",
-                                    file=ctx.display, line=node.sourceline, element=value[:40] + "...",
-                                    code="too-long"))
+            problems.append(
+                Problem(
+                    f"id is {len(value)} characters long; at most {MAX_ID} are kept",
+                    file=ctx.display,
+                    line=node.sourceline,
+                    element=value[:40] + "...",
+                    code="too-long",
+                )
+            )
     for process in ctx.root.iterfind("bpmn:process", NSMAP):
         name, pid = process.get("name") or "", str(process.get("id") or "")
         if len(name) > MAX_PROCESS_NAME:
-            problems.append(ctx.problem("too-long", f"process name is {len(name)} characters long; at most "
-                                        f"{MAX_PROCESS_NAME} are kept", process))
+            problems.append(
+                ctx.problem(
+                    "too-long",
+                    f"process name is {len(name)} characters long; at most {MAX_PROCESS_NAME} are kept",
+                    process,
+                )
+            )
         if process_is_executable(process) and len(pid) <= MAX_ID and not _PATHWAY_ID.match(pid):
-            problems.append(ctx.problem("pathway-id", f"process id {pid!r} cannot name a pathway: use letters, "
-                                        "digits, '_', '.' and '-', starting with a letter or '_'", process))
+            problems.append(
+                ctx.problem(
+                    "pathway-id",
+                    f"process id {pid!r} cannot name a pathway: use letters, "
+                    "digits, '_', '.' and '-', starting with a letter or '_'",
+                    process,
+                )
+            )
     return problems
 
 
@@ -466,16 +544,26 @@ def lint_executable(ctx: LintContext, top_level: bool) -> list[Problem]:
         return []
     processes = list(ctx.root.iterfind("bpmn:process", NSMAP))
     if any(process_is_executable(p) for p in processes):
-        return [ctx.problem("executable-implied", f"process {p.get('id')!r} does not say whether it is executable: "
-                            "CarePath runs it as a pathway, as SpiffWorkflow does (set isExecutable=\"true\" to "
-                            "say so)", p, severity=WARNING)
-                for p in processes if p.get("isExecutable") is None]
+        return [
+            ctx.problem(
+                "executable-implied",
+                f"process {p.get('id')!r} does not say whether it is executable: "
+                'CarePath runs it as a pathway, as SpiffWorkflow does (set isExecutable="true" to '
+                "say so)",
+                p,
+                severity=WARNING,
+            )
+            for p in processes
+            if p.get("isExecutable") is None
+        ]
     if not processes:
         message = "the file defines no bpmn:process, so it holds no pathway to run"
         return [ctx.problem("no-executable-process", message, ctx.root)]
     ids = ", ".join(repr(p.get("id")) for p in processes)
-    message = (f"no executable process: {ids} {'is' if len(processes) == 1 else 'are'} marked "
-               "isExecutable=\"false\", which SpiffWorkflow will not run (tick 'Executable' in the modeller)")
+    message = (
+        f"no executable process: {ids} {'is' if len(processes) == 1 else 'are'} marked "
+        "isExecutable=\"false\", which SpiffWorkflow will not run (tick 'Executable' in the modeller)"
+    )
     return [ctx.problem("no-executable-process", message, processes[0])]
 
 

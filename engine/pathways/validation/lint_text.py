@@ -34,8 +34,12 @@ _TIMER_TAGS = ("timeDate", "timeDuration", "timeCycle")
 # Other text SpiffWorkflow evaluates as an expression while a pathway runs: a conditional event's
 # condition, a loop's cardinality and conditions, message correlations and event payloads.
 _EXPRESSION_TAGS = (
-    f"{{{BPMN_NS}}}condition", f"{{{BPMN_NS}}}loopCardinality", f"{{{BPMN_NS}}}completionCondition",
-    f"{{{BPMN_NS}}}loopCondition", f"{{{BPMN_NS}}}messagePath", f"{{{SPIFF_NS}}}messagePayload",
+    f"{{{BPMN_NS}}}condition",
+    f"{{{BPMN_NS}}}loopCardinality",
+    f"{{{BPMN_NS}}}completionCondition",
+    f"{{{BPMN_NS}}}loopCondition",
+    f"{{{BPMN_NS}}}messagePath",
+    f"{{{SPIFF_NS}}}messagePayload",
     f"{{{SPIFF_NS}}}payloadExpression",
 )
 _TIMER_KIND = {"timeDate": "date", "timeDuration": "duration", "timeCycle": "cycle"}
@@ -49,7 +53,13 @@ class LintContext:
     root: Any  # lxml root element of the author's XML
 
     def problem(
-        self, code: str, message: str, node: Any, *, line: int | None = None, element: str | None = None,
+        self,
+        code: str,
+        message: str,
+        node: Any,
+        *,
+        line: int | None = None,
+        element: str | None = None,
         severity: str = ERROR,
     ) -> Problem:
         return Problem(
@@ -78,9 +88,7 @@ def _strip(text: str) -> tuple[str, int]:
     return stripped.rstrip(), text[: len(text) - len(stripped)].count("\n")
 
 
-def _expression_problems(
-    ctx: LintContext, node: Any, text: str, *, script: bool
-) -> Iterator[Problem]:
+def _expression_problems(ctx: LintContext, node: Any, text: str, *, script: bool) -> Iterator[Problem]:
     """Check ``text`` against the safe language; one problem per offending line of the text."""
 
     body, skipped = _strip(text)
@@ -128,19 +136,25 @@ def lint_expressions(ctx: LintContext) -> list[Problem]:
     for node in ctx.root.iter(f"{{{BPMN_NS}}}conditionExpression"):
         other = _other_language(node)
         if other:
-            problems.append(ctx.problem("script-format", f"{other}; CarePath runs conditions in its safe Python "
-                                        "expression language only (docs/expressions.md)", node))
+            problems.append(
+                ctx.problem(
+                    "script-format",
+                    f"{other}; CarePath runs conditions in its safe Python "
+                    "expression language only (docs/expressions.md)",
+                    node,
+                )
+            )
         else:
             problems += _expression_problems(ctx, node, _condition_text(node.text or ""), script=False)
     for node in ctx.root.iter(*_EXPRESSION_TAGS):
         problems += _expression_problems(ctx, node, node.text or "", script=False)
-    for path in (".//spiffworkflow:processVariableCorrelation/spiffworkflow:expression",
-                 ".//bpmn:correlationPropertyRetrievalExpression/bpmn:formalExpression"):  # read as messagePath
+    for path in (
+        ".//spiffworkflow:processVariableCorrelation/spiffworkflow:expression",
+        ".//bpmn:correlationPropertyRetrievalExpression/bpmn:formalExpression",
+    ):  # read as messagePath
         for node in ctx.root.iterfind(path, NSMAP):
             problems += _expression_problems(ctx, node, node.text or "", script=False)
-    for node in ctx.root.iter(
-        f"{{{BPMN_NS}}}script", f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"
-    ):
+    for node in ctx.root.iter(f"{{{BPMN_NS}}}script", f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"):
         language = (node.getparent().get("scriptFormat") or "").strip().lower()
         if node.tag == f"{{{BPMN_NS}}}script" and language not in PYTHON_FORMATS:
             continue  # another language: reported once as such (lint_elements), not line by line as Python
@@ -200,9 +214,15 @@ def lint_timers(ctx: LintContext) -> list[Problem]:
         if not text:
             problems.append(ctx.problem("timer-empty", f"timer {kind} is empty", node))
         elif _CRON.match(text):
-            problems.append(ctx.problem("timer-cron", f"timer {kind} {text!r} is a cron expression (Quartz, as "
-                                        "Camunda runs it), which CarePath does not run: use an ISO-8601 repeating "
-                                        "interval such as R52/2026-01-05T09:00:00Z/P1W", node))
+            problems.append(
+                ctx.problem(
+                    "timer-cron",
+                    f"timer {kind} {text!r} is a cron expression (Quartz, as "
+                    "Camunda runs it), which CarePath does not run: use an ISO-8601 repeating "
+                    "interval such as R52/2026-01-05T09:00:00Z/P1W",
+                    node,
+                )
+            )
         elif _MEANT_AS_ISO.match(text):
             error = _iso_error(kind, text)
             if error:
@@ -210,9 +230,15 @@ def lint_timers(ctx: LintContext) -> list[Problem]:
         elif juel_to_python(text) is not None:
             # JUEL is converted in conditions only (diagrams.prepare_for_engine): read as Python it is a
             # bare syntax error, which would not tell a Camunda author what to change.
-            problems.append(ctx.problem("expression-syntax", f"timer {kind} {text!r} is a Camunda (JUEL) expression, "
-                                        "which CarePath reads in conditions only: write the expression without "
-                                        "'${ }' in the safe language (docs/expressions.md)", node))
+            problems.append(
+                ctx.problem(
+                    "expression-syntax",
+                    f"timer {kind} {text!r} is a Camunda (JUEL) expression, "
+                    "which CarePath reads in conditions only: write the expression without "
+                    "'${ }' in the safe language (docs/expressions.md)",
+                    node,
+                )
+            )
         else:
             found = list(_expression_problems(ctx, node, node.text or "", script=False))
             problems += found
