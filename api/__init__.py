@@ -201,7 +201,9 @@ def _api_only(check: Callable[[], None]) -> Callable[[], None]:
     """A request check for the HTTP API's routes; the web pages (blueprint ``web``) read their own queries."""
 
     def api_check() -> None:
-        if not (request.blueprint or "").startswith("web"):
+        blueprint = request.blueprint or ""
+        # "web" and the blueprints nested in it ("web.patients"); not "webhooks", an API blueprint
+        if blueprint != "web" and not blueprint.startswith("web."):
             check()
 
     return api_check

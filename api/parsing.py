@@ -41,6 +41,7 @@ __all__ = [
     "query_str",
     "query_time",
     "reject_unknown_query",
+    "route_template",
     "unstorable_values",
     "uploaded_files",
 ]
@@ -372,6 +373,12 @@ def _query_names(template: str, method: str) -> frozenset[str]:
     return frozenset(p["name"] for p in operation.get("parameters", []) if p["in"] == "query")
 
 
+def route_template(rule: str) -> str:
+    """A Flask route's rule as the OpenAPI document writes its path: ``<uuid:instance_id>`` and
+    ``<int(min=1, max=999):number>`` (a converter with arguments) become ``{instance_id}`` and ``{number}``."""
+    return re.sub(r"<(?:[^:<>]+:)?(\w+)>", r"{\1}", rule)
+
+
 def reject_unknown_query() -> None:
     """Refuse query parameters an operation does not document (a misspelt filter must not list everything).
 
@@ -379,7 +386,7 @@ def reject_unknown_query() -> None:
     """
     if not request.args or request.url_rule is None:
         return
-    template = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", request.url_rule.rule)
+    template = route_template(request.url_rule.rule)
     if template not in DOCUMENT["paths"]:
         return  # the FHIR API's routes check their own search parameters (api/fhir.py)
     unknown = sorted(set(request.args) - _query_names(template, request.method.lower()))

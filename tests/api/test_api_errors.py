@@ -126,3 +126,27 @@ def test_unknown_query_parameters_are_refused(client: Any, auth: Any) -> None:
     body = assert_problem(client.get("/v1/instances?patient=MRN-2", headers=auth("system")), 400, "request-invalid")
     assert body["errors"] == [{"field": "patient", "message": "is not a parameter of this operation"}]
     assert client.get("/v1/instances?patient_ref=MRN-2", headers=auth("system")).json["items"] == []
+
+
+def test_every_documented_read_refuses_unknown_query_parameters(app: Flask, client: Any, auth: Any) -> None:
+    """Every GET the OpenAPI document lists refuses a parameter it does not document, whatever its blueprint
+    is called (the web pages' exemption once matched the webhooks API's blueprint by its prefix "web")."""
+    from api.openapi import DOCUMENT
+
+    uuid = "00000000-0000-4000-8000-000000000000"  # routes with a uuid converter do not match other text
+    sample = {name: uuid for name in ("instance_id", "task_id", "job_id", "item_id", "evaluation_id", "escalation_id")}
+    sample.update(version="latest", number="1")
+    checked = []
+    for template, item in DOCUMENT["paths"].items():
+        if "get" not in item:
+            continue
+        path = template
+        for name in (p["name"] for p in item["get"].get("parameters", []) if p["in"] == "path"):
+            path = path.replace("{" + name + "}", sample.get(name, "x1"))
+        response = client.get(f"{path}?not_a_parameter=1", headers=auth("admin"))
+        assert response.status_code == 400, (template, response.status_code)
+        assert response.json["errors"] == [
+            {"field": "not_a_parameter", "message": "is not a parameter of this operation"}
+        ]
+        checked.append(template)
+    assert "/v1/webhooks/dead-letters" in checked and len(checked) > 30

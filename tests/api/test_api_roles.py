@@ -12,6 +12,7 @@ from helpers import PATHWAY, assert_problem, care_plan_ids, start
 from sqlalchemy import select
 
 from api.openapi import DOCUMENT, FHIR_BASE
+from api.parsing import route_template
 from engine import ManualClock
 from engine.access import PERMISSIONS, ROLES, ApiToken, create_token, revoke_token
 from engine.db.session import unit_of_work
@@ -67,7 +68,7 @@ def test_every_route_is_documented_with_its_permission(app: Flask) -> None:
         if rule.endpoint == "static" or rule.endpoint.startswith("web.") or rule.rule.startswith(FHIR_BASE + "/"):
             continue
         assert rule.rule.startswith("/v1/"), rule.rule
-        template = re.sub(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", r"{\1}", rule.rule)
+        template = route_template(rule.rule)
         view = app.view_functions[rule.endpoint]
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             routes[(template, method.lower())] = getattr(view, "permission", None)
