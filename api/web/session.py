@@ -4,6 +4,7 @@ token), signing out, the language switch, and the home page per role."""
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
@@ -27,9 +28,14 @@ _HOMES = (
 )
 
 
+# A path on this site: "/" then printable ASCII, no space, control character or backslash, and not "//" (another
+# host). Browsers drop tabs and line breaks from a URL, so "/<tab>/evil.example" would be "//evil.example".
+_LOCAL_PATH = re.compile(r"/(?!/)[!-\[\]-~]{0,499}")
+
+
 def _safe_next(value: str | None) -> str:
-    """Only a path on this site: never another host (an open redirect)."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    """Only a path on this site: never another host (an open redirect), never a header it cannot be sent in."""
+    if value and _LOCAL_PATH.fullmatch(value):
         return value
     return url_for("web.session.home")
 

@@ -70,6 +70,35 @@ def test_a_wrong_token_is_refused_and_the_next_page_stays_on_this_site(app: Flas
     assert response.status_code == 303 and response.location == "/"
 
 
+# Browsers drop tabs and line breaks from a URL ("/<tab>/evil.example" is "//evil.example"); a line break cannot be
+# sent in a header at all (it was a 500).
+HOSTILE_NEXT = [
+    "//evil.example",
+    "/\t/evil.example",
+    "/\r\n/evil.example",
+    "/\n/evil.example",
+    "/\\evil.example",
+    "https://evil.example",
+    "/ /evil.example",
+    "/" + "a" * 600,
+]
+
+
+@pytest.mark.parametrize("next_path", HOSTILE_NEXT)
+def test_sign_in_and_the_language_switch_never_send_the_browser_off_this_site(
+    app: Flask, tokens: dict[str, str], next_path: str
+) -> None:
+    client = app.test_client()
+    csrf = csrf_of(text(client.get("/sign-in")))
+    response = client.post("/sign-in", data={"token": tokens["auditor"], "csrf_token": csrf, "next": next_path})
+    assert response.status_code == 303 and response.location == "/"
+    csrf = csrf_of(text(client.get("/", follow_redirects=True)))  # the session's, since signing in
+    response = client.post("/language", data={"csrf_token": csrf, "language": "sv", "next": next_path})
+    assert response.status_code == 303 and response.location == "/"
+    response = client.post("/language", data={"csrf_token": csrf, "language": "en", "next": "/audit?page=2"})
+    assert response.status_code == 303 and response.location == "/audit?page=2"  # a path here is kept
+
+
 def test_the_session_cookie_is_secure_over_tls(app: Flask, tokens: dict[str, str]) -> None:
     response = app.test_client().get(f"/sign-in?token={tokens['clinician']}", base_url="https://localhost")
     assert "Secure" in response.headers["Set-Cookie"]
