@@ -1,0 +1,77 @@
+"""Every web form posted with hostile values: never a server error, never the value echoed unescaped, never a
+redirect to another host. (The fields a task's form declares are tested with the forms themselves.)"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from flask.testing import FlaskClient
+from test_hostile_queries import MARK, VALUES
+from test_pages import PATHWAY, Client, start
+from web_helpers import csrf_of
+
+from engine.access import PERMISSIONS
+
+# Every field a web form reads (grep "request.form" in api/web), and a task form's fields (test_assessment).
+FIELDS = [
+    "description",
+    "diagram",
+    "instance_id",
+    "language",
+    "next",
+    "note",
+    "outcome",
+    "reason",
+    "status",
+    "token",
+    "version",
+    "warning_sign",
+    "anxiety",
+    "fatigue",
+]
+
+
+def _forms(app: Flask, ids: dict[str, str]) -> list[tuple[str, str | None]]:
+    forms = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("web.") and "POST" in rule.methods:
+            path = re.sub(r"<(?:[^:<>]+:)?(\w+)>", lambda m: ids[m.group(1)], rule.rule)
+            forms.append((path, getattr(app.view_functions[rule.endpoint], "permission", None)))
+    return forms
+
+
+def _session(signed_in: Client, role: str) -> tuple[FlaskClient, str]:
+    """A client signed in as ``role`` and its session's CSRF token (every page's language form carries it)."""
+    client = signed_in(role)
+    return client, csrf_of(client.get("/pathways").get_data(as_text=True))
+
+
+def test_every_form_answers_hostile_values_without_a_server_error(app: Flask, signed_in: Client) -> None:
+    view = start(app)
+    catalog = app.extensions["carepath"].catalog
+    unknown = "00000000-0000-4000-8000-000000000000"
+    ids = {
+        "instance_id": view.id,
+        "task_id": view.ready_tasks[0]["id"],
+        "pathway_id": PATHWAY,
+        "version": catalog.versions(PATHWAY)[0].version[:12],
+        "escalation_id": unknown,
+        "item_id": unknown,
+        "request_id": unknown,
+    }
+    forms = _forms(app, ids)
+    assert len(forms) > 12
+    posts = [(FIELDS, value) for value in VALUES] + [([field], value) for field in FIELDS for value in VALUES[:3]]
+    for path, permission in forms:
+        role = "admin" if permission is None else sorted(PERMISSIONS[permission])[0]
+        client, csrf = _session(signed_in, role)
+        for fields, value in posts:
+            if permission is None:  # signing in or out changes the session: a fresh one each time
+                client, csrf = _session(signed_in, role)
+            response = client.post(path, data={"csrf_token": csrf, **dict.fromkeys(fields, value)})
+            assert response.status_code < 500, (path, fields, value[:20], response.status_code)
+            if response.mimetype == "text/html":
+                assert MARK not in response.get_data(as_text=True), (path, fields)
+            location = response.headers.get("Location", "")
+            assert not location.startswith("//") and "evil.example" not in location, (path, fields, location)
