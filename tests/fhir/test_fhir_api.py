@@ -480,3 +480,43 @@ def _search_with(world: World, resource: str, patient: str, headers: dict[str, s
     response = world.client.get(f"{BASE}/{resource}?patient={patient}", headers=headers)
     assert response.status_code == 200, response.json
     return [entry["resource"] for entry in response.json.get("entry", [])]
+
+
+HOSTILE = [
+    "\r\n",
+    "%ff%fe",
+    "<script>x</script>",
+    "\x00",
+    "x" * 5000,
+    "9" * 400,
+    "urn:oid:1.2.3|",
+    "|",
+    "-1",
+    "../../etc",
+]
+
+
+def test_hostile_search_and_read_values_get_an_operation_outcome_never_a_server_error(world: World) -> None:
+    """Every FHIR route, its search parameters and its id given hostile values: a 4xx OperationOutcome, or an
+    empty search set, never a server error."""
+    from urllib.parse import quote
+
+    resources = ["CarePlan", "ServiceRequest", "Task", "Questionnaire", "QuestionnaireResponse", "Composition"]
+    names = ["patient", "patient:identifier", "url", "_format", "status", "_count", "identifier"]
+    asked = 0
+    for value in HOSTILE:
+        encoded = value if value.startswith("%") else quote(value, safe="")
+        urls = [f"{BASE}/{r}?{n}={encoded}" for r in resources for n in names]
+        urls += [f"{BASE}/{r}/{encoded}" for r in resources if "/" not in value and value != "\r\n"]
+        urls += [f"{BASE}/Composition/{encoded}/$document"] if "/" not in value else []
+        for url in urls:
+            response = world.client.get(url, headers=world.auth("system"))
+            body = response.json
+            if response.status_code == 200:  # a search whose value matches nothing (Questionnaire?url=)
+                assert body["resourceType"] == "Bundle" and body["total"] == 0, url[:80]
+            else:
+                assert 400 <= response.status_code < 500, (url[:80], response.status_code)
+                assert body["resourceType"] == "OperationOutcome", url[:80]
+            assert response.mimetype == "application/fhir+json"  # JSON, never a page that could run markup
+            asked += 1
+    assert asked > 400
