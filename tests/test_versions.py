@@ -76,3 +76,37 @@ def test_running_instance_keeps_its_version_and_new_ones_take_the_latest(
         assert b"Holistic needs assessment" in app.catalog.diagram("test_assessment", v1.version[:12])
     finally:
         app.close()
+
+
+def test_a_version_is_found_by_a_prefix_only_when_one_version_has_it(
+    tmp_path: Path, database_url: str, clock: ManualClock
+) -> None:
+    """The pages name versions by their first 12 characters: a prefix that several versions share, or LIKE's
+    wildcards, find none (never the first of several)."""
+    import pytest
+
+    from engine.errors import NotFoundError
+
+    folder = _copy_pathways(tmp_path)
+    app = CarePath(Settings(database_url=database_url, pathways_dir=folder, four_eyes=False), clock, upgrade=True)
+    try:
+        seen: dict[str, str] = {}
+        label = "Holistic needs assessment"
+        for n in range(17):  # 16 possible first characters: two versions share one by the 17th at the latest
+            [info] = [i for i in app.catalog.sync_library() if i.pathway_id == "test_assessment"]
+            if info.version[0] in seen:
+                break
+            seen[info.version[0]] = info.version
+            _rename_task(folder, "assessment.bpmn", f'name="{label}"', f'name="Assessment {n}"')
+            label = f"Assessment {n}"
+        assert len(app.catalog.versions("test_assessment")) == len(seen) + 1
+        shared, first = info.version[0], seen[info.version[0]]
+        assert app.catalog.version("test_assessment", info.version[:12]).version == info.version
+        assert app.catalog.version("test_assessment", first[:12]).version == first
+        for ambiguous in (shared, "%", "_", "%" + info.version[1:]):
+            with pytest.raises(NotFoundError):
+                app.catalog.version("test_assessment", ambiguous)
+            with pytest.raises(NotFoundError):
+                app.catalog.diagram("test_assessment", ambiguous)
+    finally:
+        app.close()

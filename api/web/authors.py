@@ -143,11 +143,11 @@ def save(pathway_id: str, version: str) -> WerkzeugResponse | tuple[str, int]:
 
 
 def _version(pathway_id: str, version: str) -> Any:
-    """Raises: NotFound (404) when the pathway has no such version."""
-    found = next((v for v in carepath().catalog.versions(pathway_id) if v.version.startswith(version)), None)
-    if found is None:
+    """Raises: NotFound (404) when no version, or more than one, of the pathway starts with ``version``."""
+    try:
+        return carepath().catalog.version(pathway_id, version)
+    except NotFoundError:
         abort(404)
-    return found
 
 
 @bp.get("/<pathway_id>/versions/<version>/diagram.bpmn")

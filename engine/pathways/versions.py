@@ -331,6 +331,14 @@ class PathwayCatalog:
         with read_only(self.sessions) as session:
             return self._info(session, self._current(session, pathway_id))
 
+    def version(self, pathway_id: str, version: str) -> VersionInfo:
+        """The one version of the pathway whose id starts with ``version`` (a prefix, as the pages show it).
+
+        Raises: NotFoundError (none, or more than one, starts with it).
+        """
+        with read_only(self.sessions) as session:
+            return self._info(session, self._version(session, pathway_id, version))
+
     def versions(self, pathway_id: str) -> list[VersionInfo]:
         """Raises: NotFoundError."""
         with read_only(self.sessions) as session:
@@ -409,7 +417,9 @@ class PathwayCatalog:
     def _version(self, session: Session, pathway_id: str, version: str) -> PathwayVersion:
         rows = session.scalars(
             select(PathwayVersion).where(
-                PathwayVersion.pathway_id == pathway_id, PathwayVersion.version.startswith(version)
+                # autoescape: "%" and "_" in the prefix are themselves, not LIKE's wildcards
+                PathwayVersion.pathway_id == pathway_id,
+                PathwayVersion.version.startswith(version, autoescape=True),
             )
         ).all()
         if len(rows) != 1:
