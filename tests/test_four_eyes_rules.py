@@ -66,6 +66,8 @@ def test_a_changed_rule_file_is_pending_until_a_second_author_activates_it(app: 
     for same_person in (ALICE, "author:tok_9 for staff:alice", "author:tok_9"):
         with pytest.raises(FourEyesError):
             app.rule_sets.activate("supportive_care", pending.version, same_person)
+    with pytest.raises(NotFoundError):  # "_" is itself, not LIKE's "any character"
+        app.rule_sets.activate("supportive_care", "____" + pending.version[4:12], BOB)
     activated = app.rule_sets.activate("supportive_care", pending.version[:12], BOB)
     assert activated.active and activated.activated_by == BOB
     codes, version = _proposed_codes(app, "SYN-3")

@@ -204,7 +204,7 @@ class RuleSetActivations:
         with unit_of_work(self.sessions) as session:
             rows = session.scalars(
                 select(RuleSetActivation).where(
-                    RuleSetActivation.name == name, RuleSetActivation.version.startswith(version[:64])
+                    RuleSetActivation.name == name, RuleSetActivation.version.startswith(version[:64], autoescape=True)
                 )
             ).all()
             if len(version) < 4 or len(rows) != 1:
