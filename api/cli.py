@@ -409,7 +409,7 @@ def pathways_deploy(ctx: click.Context, path: Path | None, staff_id: str | None)
     second author activates it (carepath pathways activate); a pathway's first folder version is active.
     """
     from engine.errors import DiagramError, InvalidInputError
-    from engine.pathways.bundle import read_bundle_folder, read_bundle_zip
+    from engine.pathways.bundle import read_bundle_folder, read_bundle_zip_file
     from engine.pathways.validation import format_problems
 
     actor = _cli_actor(staff_id)
@@ -420,7 +420,7 @@ def pathways_deploy(ctx: click.Context, path: Path | None, staff_id: str | None)
         else:
             if not path.is_dir() and path.suffix.lower() != ".zip":
                 raise click.UsageError(f"{path}: PATH must be a folder or a .zip archive")
-            bundle = read_bundle_folder(path) if path.is_dir() else read_bundle_zip(path.read_bytes())
+            bundle = read_bundle_folder(path) if path.is_dir() else read_bundle_zip_file(path)
             deployment = carepath.catalog.deploy_bundle(bundle, actor=actor)
     except InvalidInputError as exc:
         click.echo(format_problems(exc.problems) or exc.message, err=True)

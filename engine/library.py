@@ -15,9 +15,11 @@ from pathlib import Path
 
 import yaml
 
+from engine.errors import RuleFileError
 from engine.pathways.sources import PathwayLibrary, source_from_diagrams
 from engine.pathways.versions import VersionInfo
 from engine.rules.loader import file_version
+from engine.rules.yaml_source import read_author_bytes
 from engine.settings import Settings
 
 __all__ = ["EmptyLibraryError", "Library", "read_library", "require_library"]
@@ -100,7 +102,10 @@ def _empty(kind: str, folder: Path, holding: str) -> str:
 def _rule_sets(folder: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for path in sorted(folder.glob("*.yaml")):
-        data = path.read_bytes()
+        try:
+            data = read_author_bytes(path)
+        except RuleFileError:
+            continue  # unreadable, not a regular file or too large: the registry reports it when used
         try:
             parsed = yaml.load(data, Loader=_YAML_LOADER)
         except yaml.YAMLError:

@@ -126,3 +126,38 @@ def test_the_bundled_rules_are_within_the_bounds() -> None:
     for path in sorted(bundled_rules_dir().glob("*.yaml")):
         load_rule_file(path, catalogue)
     load_cases([bundled_rules_dir() / "tests"])
+
+
+def _not_files(folder: Path) -> dict[Path, str]:
+    """A named pipe, a link to a device that never ends, and a regular file one byte over the bound, each with
+    the problem it is."""
+    import os
+
+    pipe, device, huge = folder / "pipe.yaml", folder / "zero.yaml", folder / "huge.yaml"
+    os.mkfifo(pipe)  # opening it to read would wait for a writer
+    device.symlink_to("/dev/zero")  # reading it would never end
+    huge.write_bytes(b"#" * (yaml_source.MAX_FILE_BYTES + 1))
+    not_regular = "not a regular file (a rule, catalogue or test file must be one)"
+    return {pipe: not_regular, device: not_regular, huge: "the file is over 4 MiB, more than any rule file needs"}
+
+
+def test_a_pipe_a_device_or_a_huge_file_is_refused_unread(tmp_path: Path) -> None:
+    rules = _rules_copy(tmp_path)
+    catalogue = load_catalogue(rules / "catalogues")
+    refused = _not_files(rules)
+    for path, problem in refused.items():
+        with pytest.raises(RuleFileError) as raised:
+            load_rule_file(path, catalogue)
+        assert [(p.file, p.message) for p in raised.value.problems] == [(str(path), problem)]
+    result = CliRunner().invoke(main, ["validate", str(rules)])  # a folder: every rule file in it
+    assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
+    for path, problem in refused.items():
+        assert f"{path}: {problem}" in result.output
+    from engine.rules import RuleSetRegistry
+
+    registry = RuleSetRegistry(rules)  # the server's: the rule sets beside them still load
+    assert registry.current("supportive_care").name == "supportive_care"
+    for path, problem in _not_files(rules / "tests").items():  # rule-test files
+        with pytest.raises(RuleFileError) as raised:
+            load_cases([path])
+        assert [(p.file, p.message) for p in raised.value.problems] == [(str(path), problem)]

@@ -26,7 +26,7 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from engine.errors import Problem, RuleFileError
-from engine.rules.yaml_source import YamlReader, did_you_mean
+from engine.rules.yaml_source import YamlReader, did_you_mean, read_yaml_file
 from engine.settings import Settings
 
 __all__ = [
@@ -206,12 +206,9 @@ def load_service_directory(path: Path | str) -> ServiceDirectory:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise RuleFileError(
-            "the service directory cannot be loaded", [Problem(f"cannot read the file: {reason}", file=str(path))]
-        ) from exc
+        text = read_yaml_file(path)
+    except RuleFileError as exc:  # unreadable, not a regular file, too large, not UTF-8 (line and column)
+        raise RuleFileError("the service directory cannot be loaded", exc.problems) from exc
     return parse_service_directory(text, str(path))
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "bundle_name",
     "read_bundle_folder",
     "read_bundle_zip",
+    "read_bundle_zip_file",
 ]
 
 # Form schemas and diagrams are small; a larger file is refused rather than read whole into memory.
@@ -177,6 +178,26 @@ def _common_folder(names: list[str]) -> str:
     if len(firsts) == 1 and all("/" in name for name in names):
         return next(iter(firsts)) + "/"
     return ""
+
+
+def read_bundle_zip_file(path: Path) -> Bundle:
+    """:func:`read_bundle_zip` of an archive on disk, read only when it is a regular file of at most
+    :data:`MAX_BUNDLE_BYTES` (a named pipe or a device would be read forever, a huge file whole).
+
+    Raises:
+        InvalidInputError: as :func:`read_bundle_zip`; also an archive that is not a regular file or cannot
+            be read (code ``bundle-entry``), or is too large (code :data:`TOO_LARGE`).
+    """
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # before opening: opening a named pipe waits for a writer
+            raise _refuse("not a regular file", str(path), "bundle-entry")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BUNDLE_BYTES + 1)
+    except OSError as exc:
+        raise _refuse(f"cannot read the archive: {exc.strerror}", str(path), "bundle-entry") from exc
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise _refuse(f"the archive is over {MAX_BUNDLE_BYTES // (1024 * 1024)} MiB", str(path), TOO_LARGE)
+    return read_bundle_zip(data)
 
 
 def read_bundle_zip(data: bytes) -> Bundle:

@@ -44,7 +44,14 @@ from lxml import etree
 
 from engine.decisions import DECISION_PROPERTY, DecisionTable, decision_ids, read_decisions
 from engine.errors import DiagramError, Problem
-from engine.pathways.bundle import BundleFiles, FolderFiles, MemoryFiles, bundle_name
+from engine.pathways.bundle import (
+    MAX_BUNDLE_FILE_BYTES,
+    TOO_LARGE,
+    BundleFiles,
+    FolderFiles,
+    MemoryFiles,
+    bundle_name,
+)
 from engine.spiff.workflows import FORM_PROPERTY
 
 __all__ = [
@@ -189,7 +196,12 @@ def read_diagram(
                 )
             ],
         )
-    diagram = parse_diagram(path.read_bytes(), display or name, files or folder, location=name)
+    with path.open("rb") as handle:  # a regular file (path_of): bounded, as a bundle's files are
+        data = handle.read(MAX_BUNDLE_FILE_BYTES + 1)
+    if len(data) > MAX_BUNDLE_FILE_BYTES:
+        message = f"the diagram is over {MAX_BUNDLE_FILE_BYTES // (1024 * 1024)} MiB, more than any pathway needs"
+        raise DiagramError(f"{display or name}: {message}", [Problem(message, file=display or name, code=TOO_LARGE)])
+    diagram = parse_diagram(data, display or name, files or folder, location=name)
     diagram.path = path
     return diagram
 

@@ -21,7 +21,7 @@ from yaml.nodes import Node
 
 from engine.errors import Problem, RuleFileError
 from engine.rules.model import Guidance
-from engine.rules.yaml_source import YamlReader, decode_yaml
+from engine.rules.yaml_source import YamlReader, read_yaml_file
 
 __all__ = [
     "CATALOGUE_FILES",
@@ -131,10 +131,8 @@ def load_catalogue(directory: Path | str) -> Catalogue:
         if name in GOVERNED_FILES and not path.exists():
             continue  # a deployment without warning signs: documents and triage say so where they need them
         try:
-            texts[name] = decode_yaml(path.read_bytes(), str(path))
-        except OSError as exc:
-            problems.append(Problem(f"cannot read the catalogue: {exc.strerror}", file=str(path)))
-        except RuleFileError as exc:  # not UTF-8: the line and column of the first bad byte
+            texts[name] = read_yaml_file(path)
+        except RuleFileError as exc:  # unreadable, not a regular file, too large, not UTF-8 (line and column)
             problems.extend(exc.problems)
     if problems:
         raise RuleFileError("the catalogue cannot be loaded", problems)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from engine.errors import Problem, RuleFileError
+from engine.errors import RuleFileError
 from engine.rules.catalogue import Catalogue, read_guidance
 from engine.rules.compiler import alternatives
 from engine.rules.model import (
@@ -35,7 +35,7 @@ from engine.rules.model import (
     RuleFile,
     RuleOutcomeSpec,
 )
-from engine.rules.yaml_source import YamlReader, decode_yaml, did_you_mean
+from engine.rules.yaml_source import YamlReader, did_you_mean, read_yaml_file
 
 __all__ = ["MAX_ALTERNATIVES", "file_version", "load_rule_file", "parse_rule_text"]
 
@@ -58,11 +58,7 @@ def load_rule_file(path: Path | str, catalogue: Catalogue) -> RuleFile:
         RuleFileError: naming file, line and column of every problem found.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RuleFileError("cannot read the rule file", [Problem(str(exc.strerror), file=str(path))]) from exc
-    return parse_rule_text(decode_yaml(data, str(path)), str(path), catalogue)
+    return parse_rule_text(read_yaml_file(path), str(path), catalogue)
 
 
 def parse_rule_text(text: str, file: str, catalogue: Catalogue) -> RuleFile:

@@ -30,6 +30,7 @@ from engine.rules.compiler import CompiledRuleset, compile_rule_file
 from engine.rules.evaluator import Evaluation, RulesHost, evaluate
 from engine.rules.loader import parse_rule_text
 from engine.rules.warning_signs import warning_signs_of
+from engine.rules.yaml_source import decode_yaml, read_author_bytes
 
 __all__ = ["LoadedRuleset", "RuleSetRegistry"]
 
@@ -237,10 +238,10 @@ class RuleSetRegistry:
         cached = self._current.get(path)
         if cached is not None and self._signatures.get(path) == signature:
             return cached
-        data = path.read_bytes()
+        data = read_author_bytes(path)  # a regular file, bounded (RuleFileError otherwise)
         version = hashlib.sha256(data).hexdigest()
         if cached is None or cached.version != version:
-            cached = self._compile(data.decode("utf-8"), str(path), catalogue)
+            cached = self._compile(decode_yaml(data, str(path)), str(path), catalogue)
             self._current[path] = cached
         self._signatures[path] = signature
         return cached

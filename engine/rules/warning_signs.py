@@ -25,9 +25,9 @@ from pathlib import Path
 
 from yaml.nodes import Node
 
-from engine.errors import Problem, RuleFileError
+from engine.errors import RuleFileError
 from engine.rules.model import Guidance
-from engine.rules.yaml_source import YamlReader, did_you_mean
+from engine.rules.yaml_source import YamlReader, did_you_mean, read_yaml_file
 
 __all__ = [
     "DIAGNOSES",
@@ -124,11 +124,9 @@ def load_warning_signs(path: Path | str) -> WarningSignCatalogue:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RuleFileError(
-            "the warning signs cannot be loaded", [Problem(f"cannot read the file: {exc.strerror}", file=str(path))]
-        ) from exc
+        text = read_yaml_file(path)
+    except RuleFileError as exc:  # unreadable, not a regular file, too large, not UTF-8 (line and column)
+        raise RuleFileError("the warning signs cannot be loaded", exc.problems) from exc
     return _parsed(text, str(path))
 
 

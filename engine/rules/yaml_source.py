@@ -9,12 +9,15 @@ Rule, catalogue and test files come from authors, not from CarePath, so reading 
 of aliases to aliases expands to billions of nodes, and every walk over the tree after it would
 run for hours -- and so are more than :data:`MAX_NODES` nodes, nesting deeper than
 :data:`MAX_DEPTH`, tags other than YAML's own, and bytes that are not UTF-8. Each is a problem
-with the file, line and column where it is.
+with the file, line and column where it is. A file is read only when it is a regular file of at most
+:data:`MAX_FILE_BYTES` (:func:`read_author_bytes`).
 """
 
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,10 +30,21 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from engine.errors import Problem, RuleFileError
 from engine.rules.model import Loc
 
-__all__ = ["MAX_DEPTH", "MAX_NODES", "BoundedLoader", "YamlReader", "decode_yaml", "read_yaml_file"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
+    "BoundedLoader",
+    "YamlReader",
+    "decode_yaml",
+    "read_author_bytes",
+    "read_yaml_file",
+]
 
 # The bundled rule set has about 5,600 nodes nested 16 deep; these leave room for ten times that.
 MAX_NODES = 50_000
+# The largest bundled file (the rule set) is 118 KB: 4 MiB leaves room for thirty times that.
+MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 _YAML_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
@@ -116,20 +130,42 @@ def decode_yaml(data: bytes, file: str) -> str:
         ) from exc
 
 
-def read_yaml_file(path: Path | str) -> str:
-    """Read a YAML file as UTF-8 text.
+def read_author_bytes(path: Path | str) -> bytes:
+    """The bytes of an author's YAML file (rules, catalogue, tests): a regular file of at most
+    :data:`MAX_FILE_BYTES`. Anything else is refused unread: a named pipe or a device (``/dev/zero``)
+    would feed the reader forever, and a huge file would be read whole before any bound on nodes applies.
 
     Raises:
-        RuleFileError: the file cannot be read, or is not UTF-8 (with the line and column).
+        RuleFileError: the file cannot be read, is not a regular file, or is too large; naming the file.
     """
     path = Path(path)
+
+    def refused(message: str) -> RuleFileError:
+        return RuleFileError(f"{path}: {message}", [Problem(message, file=str(path))])
+
     try:
-        data = path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):  # before opening: opening a named pipe waits for a writer
+            raise refused("not a regular file (a rule, catalogue or test file must be one)")
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # replaced since the check above
+                raise refused("not a regular file (a rule, catalogue or test file must be one)")
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise RuleFileError(
-            f"{path}: cannot read the file", [Problem(f"cannot read the file: {exc.strerror}", file=str(path))]
-        ) from exc
-    return decode_yaml(data, str(path))
+        raise refused(f"cannot read the file: {exc.strerror}") from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise refused(f"the file is over {MAX_FILE_BYTES // (1024 * 1024)} MiB, more than any rule file needs")
+    return data
+
+
+def read_yaml_file(path: Path | str) -> str:
+    """Read a YAML file as UTF-8 text (see :func:`read_author_bytes`).
+
+    Raises:
+        RuleFileError: the file cannot be read, is not a regular file or is too large, or is not UTF-8
+            (with the line and column).
+    """
+    return decode_yaml(read_author_bytes(path), str(path))
 
 
 class YamlReader:
