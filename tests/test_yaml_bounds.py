@@ -138,7 +138,7 @@ def _not_files(folder: Path) -> dict[Path, str]:
     device.symlink_to("/dev/zero")  # reading it would never end
     huge.write_bytes(b"#" * (yaml_source.MAX_FILE_BYTES + 1))
     not_regular = "not a regular file (a rule, catalogue or test file must be one)"
-    return {pipe: not_regular, device: not_regular, huge: "the file is over 4 MiB, more than any rule file needs"}
+    return {pipe: not_regular, device: not_regular, huge: "the file is over 4 MiB"}
 
 
 def test_a_pipe_a_device_or_a_huge_file_is_refused_unread(tmp_path: Path) -> None:

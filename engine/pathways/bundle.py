@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.errors import InvalidInputError, Problem
+from engine.files import FileRefusedError, read_regular_file
 
 __all__ = [
     "BUNDLE_SUFFIXES",
@@ -189,14 +190,10 @@ def read_bundle_zip_file(path: Path) -> Bundle:
             be read (code ``bundle-entry``), or is too large (code :data:`TOO_LARGE`).
     """
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # before opening: opening a named pipe waits for a writer
-            raise _refuse("not a regular file", str(path), "bundle-entry")
-        with path.open("rb") as handle:
-            data = handle.read(MAX_BUNDLE_BYTES + 1)
-    except OSError as exc:
-        raise _refuse(f"cannot read the archive: {exc.strerror}", str(path), "bundle-entry") from exc
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise _refuse(f"the archive is over {MAX_BUNDLE_BYTES // (1024 * 1024)} MiB", str(path), TOO_LARGE)
+        data = read_regular_file(path, MAX_BUNDLE_BYTES)
+    except FileRefusedError as exc:
+        code = TOO_LARGE if "over" in str(exc) else "bundle-entry"
+        raise _refuse(str(exc).replace("the file", "the archive"), str(path), code) from exc
     return read_bundle_zip(data)
 
 

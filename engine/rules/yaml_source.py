@@ -16,8 +16,6 @@ with the file, line and column where it is. A file is read only when it is a reg
 from __future__ import annotations
 
 import difflib
-import os
-import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from yaml.events import AliasEvent, CollectionStartEvent, NodeEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.errors import Problem, RuleFileError
+from engine.files import MAX_YAML_BYTES, FileRefusedError, read_regular_file
 from engine.rules.model import Loc
 
 __all__ = [
@@ -43,8 +42,7 @@ __all__ = [
 
 # The bundled rule set has about 5,600 nodes nested 16 deep; these leave room for ten times that.
 MAX_NODES = 50_000
-# The largest bundled file (the rule set) is 118 KB: 4 MiB leaves room for thirty times that.
-MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_FILE_BYTES = MAX_YAML_BYTES  # engine.files: a file over it is refused unread
 MAX_DEPTH = 64
 _YAML_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
@@ -132,30 +130,16 @@ def decode_yaml(data: bytes, file: str) -> str:
 
 def read_author_bytes(path: Path | str) -> bytes:
     """The bytes of an author's YAML file (rules, catalogue, tests): a regular file of at most
-    :data:`MAX_FILE_BYTES`. Anything else is refused unread: a named pipe or a device (``/dev/zero``)
-    would feed the reader forever, and a huge file would be read whole before any bound on nodes applies.
+    :data:`MAX_FILE_BYTES` (:func:`engine.files.read_regular_file`), else refused unread.
 
     Raises:
         RuleFileError: the file cannot be read, is not a regular file, or is too large; naming the file.
     """
-    path = Path(path)
-
-    def refused(message: str) -> RuleFileError:
-        return RuleFileError(f"{path}: {message}", [Problem(message, file=str(path))])
-
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # before opening: opening a named pipe waits for a writer
-            raise refused("not a regular file (a rule, catalogue or test file must be one)")
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(descriptor, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # replaced since the check above
-                raise refused("not a regular file (a rule, catalogue or test file must be one)")
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise refused(f"cannot read the file: {exc.strerror}") from exc
-    if len(data) > MAX_FILE_BYTES:
-        raise refused(f"the file is over {MAX_FILE_BYTES // (1024 * 1024)} MiB, more than any rule file needs")
-    return data
+        return read_regular_file(path, MAX_FILE_BYTES)
+    except FileRefusedError as exc:
+        reason = f"{exc} (a rule, catalogue or test file must be one)" if "regular" in str(exc) else str(exc)
+        raise RuleFileError(f"{path}: {reason}", [Problem(reason, file=str(path))]) from exc
 
 
 def read_yaml_file(path: Path | str) -> str:

@@ -96,7 +96,8 @@ from typing import Any
 import yaml
 
 from engine.decisions import decision_ids
-from engine.errors import WARNING, CarePathError, DiagramError, Problem, RuleFileError
+from engine.errors import WARNING, CarePathError, DiagramError, Problem
+from engine.files import MAX_YAML_BYTES, FileRefusedError, read_regular_file
 from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles, MemoryFiles
 from engine.pathways.diagrams import (
     CAMUNDA_NS,
@@ -126,7 +127,6 @@ from engine.pathways.validation.lint_elements import (
     lint_unsupported,
 )
 from engine.pathways.validation.lint_text import LintContext, lint_expressions, lint_timers
-from engine.rules.yaml_source import read_author_bytes
 from engine.spiff import serializer
 
 __all__ = [
@@ -294,8 +294,8 @@ def _declared_rule_set(path: Path) -> str | None:
         known = _DECLARED.get(path)
         if known is not None and known[0] == signature:
             return known[1]
-        data = yaml.load(read_author_bytes(path).decode("utf-8"), Loader=_YAML_LOADER)
-    except (OSError, RuleFileError, UnicodeDecodeError, yaml.YAMLError):
+        data = yaml.load(read_regular_file(path, MAX_YAML_BYTES).decode("utf-8"), Loader=_YAML_LOADER)
+    except (OSError, FileRefusedError, UnicodeDecodeError, yaml.YAMLError):
         return None
     name = data["ruleset"] if isinstance(data, dict) and isinstance(data.get("ruleset"), str) else None
     _DECLARED[path] = (signature, name)

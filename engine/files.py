@@ -1,0 +1,50 @@
+"""Reading a file an author or operator hands over, with a bound: a regular file of at most ``limit`` bytes.
+
+A path in a pathways or rules folder, or given on the command line, may name a named pipe (opening it waits
+for a writer), a device such as ``/dev/zero`` (reading it never ends) or a file of gigabytes (read whole
+before any bound on its content applies). :func:`read_regular_file` refuses each before reading; the callers
+turn the refusal into their own located problem (``engine.rules.yaml_source``, ``engine.pathways``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["MAX_YAML_BYTES", "FileRefusedError", "read_regular_file"]
+
+# An author's YAML file (rules, catalogues, rule tests, scenarios, warning signs, the service directory). The
+# largest bundled one, the rule set, is 118 KB: 4 MiB leaves room for thirty times that.
+MAX_YAML_BYTES = 4 * 1024 * 1024
+
+
+class FileRefusedError(Exception):
+    """The file was not read: it cannot be opened, is not a regular file, or is over the limit. The message
+    says which, in words an author can act on; it never holds the file's content."""
+
+
+def read_regular_file(path: Path | str, limit: int) -> bytes:
+    """The bytes of ``path`` when it is (or links to) a regular file of at most ``limit`` bytes.
+
+    Raises:
+        FileRefusedError: see the class.
+    """
+    not_regular = "not a regular file"
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a named pipe waits for a writer
+            raise FileRefusedError(not_regular)
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # replaced since the check above
+                raise FileRefusedError(not_regular)
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise FileRefusedError(f"cannot read the file: {exc.strerror}") from exc
+    if len(data) > limit:
+        raise FileRefusedError(f"the file is over {_size(limit)}")
+    return data
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit} bytes"
