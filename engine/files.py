@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["MAX_YAML_BYTES", "FileRefusedError", "read_regular_file"]
+__all__ = ["MAX_YAML_BYTES", "NOT_REGULAR", "TOO_LARGE", "UNREADABLE", "FileRefusedError", "read_regular_file"]
 
 # An author's YAML file (rules, catalogues, rule tests, scenarios, warning signs, the service directory). The
 # largest bundled one, the rule set, is 118 KB: 4 MiB leaves room for thirty times that.
@@ -21,7 +21,15 @@ MAX_YAML_BYTES = 4 * 1024 * 1024
 
 class FileRefusedError(Exception):
     """The file was not read: it cannot be opened, is not a regular file, or is over the limit. The message
-    says which, in words an author can act on; it never holds the file's content."""
+    says which, in words an author can act on; it never holds the file's content. ``reason`` is one of
+    :data:`UNREADABLE`, :data:`NOT_REGULAR`, :data:`TOO_LARGE`."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+UNREADABLE, NOT_REGULAR, TOO_LARGE = "unreadable", "not-regular", "too-large"
 
 
 def read_regular_file(path: Path | str, limit: int) -> bytes:
@@ -30,19 +38,18 @@ def read_regular_file(path: Path | str, limit: int) -> bytes:
     Raises:
         FileRefusedError: see the class.
     """
-    not_regular = "not a regular file"
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a named pipe waits for a writer
-            raise FileRefusedError(not_regular)
+            raise FileRefusedError("not a regular file", NOT_REGULAR)
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(descriptor, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # replaced since the check above
-                raise FileRefusedError(not_regular)
+                raise FileRefusedError("not a regular file", NOT_REGULAR)
             data = handle.read(limit + 1)
     except OSError as exc:
-        raise FileRefusedError(f"cannot read the file: {exc.strerror}") from exc
+        raise FileRefusedError(f"cannot read the file: {exc.strerror}", UNREADABLE) from exc
     if len(data) > limit:
-        raise FileRefusedError(f"the file is over {_size(limit)}")
+        raise FileRefusedError(f"the file is over {_size(limit)}", TOO_LARGE)
     return data
 
 

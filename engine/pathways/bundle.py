@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.errors import InvalidInputError, Problem
+from engine.files import TOO_LARGE as OVER_LIMIT
 from engine.files import FileRefusedError, read_regular_file
 
 __all__ = [
@@ -112,11 +113,9 @@ class FolderFiles:
         if path is None:
             return None
         try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_BUNDLE_FILE_BYTES + 1)
-        except OSError:
+            return read_regular_file(path, MAX_BUNDLE_FILE_BYTES)
+        except FileRefusedError:
             return None
-        return data if len(data) <= MAX_BUNDLE_FILE_BYTES else None
 
     def names(self, pattern: str) -> Iterator[str]:
         """Names of the files matching ``pattern`` (a glob, searched recursively) that stay inside."""
@@ -192,7 +191,7 @@ def read_bundle_zip_file(path: Path) -> Bundle:
     try:
         data = read_regular_file(path, MAX_BUNDLE_BYTES)
     except FileRefusedError as exc:
-        code = TOO_LARGE if "over" in str(exc) else "bundle-entry"
+        code = TOO_LARGE if exc.reason == OVER_LIMIT else "bundle-entry"
         raise _refuse(str(exc).replace("the file", "the archive"), str(path), code) from exc
     return read_bundle_zip(data)
 

@@ -44,6 +44,8 @@ from lxml import etree
 
 from engine.decisions import DECISION_PROPERTY, DecisionTable, decision_ids, read_decisions
 from engine.errors import DiagramError, Problem
+from engine.files import TOO_LARGE as OVER_LIMIT
+from engine.files import FileRefusedError, read_regular_file
 from engine.pathways.bundle import (
     MAX_BUNDLE_FILE_BYTES,
     TOO_LARGE,
@@ -181,8 +183,8 @@ def read_diagram(
     The files it names are read from ``files`` (by default the folder itself).
 
     Raises:
-        DiagramError: if the file is not inside the folder, not well-formed XML or holds no BPMN process.
-        OSError: if the file cannot be read.
+        DiagramError: if the file is not inside the folder, cannot be read, is over :data:`MAX_BUNDLE_FILE_BYTES`
+            (code ``bundle-too-large``), is not well-formed XML or holds no BPMN process.
     """
     path = folder.path_of(name)
     if path is None:
@@ -196,11 +198,13 @@ def read_diagram(
                 )
             ],
         )
-    with path.open("rb") as handle:  # a regular file (path_of): bounded, as a bundle's files are
-        data = handle.read(MAX_BUNDLE_FILE_BYTES + 1)
-    if len(data) > MAX_BUNDLE_FILE_BYTES:
-        message = f"the diagram is over {MAX_BUNDLE_FILE_BYTES // (1024 * 1024)} MiB, more than any pathway needs"
-        raise DiagramError(f"{display or name}: {message}", [Problem(message, file=display or name, code=TOO_LARGE)])
+    try:  # bounded, as a bundle's files are
+        data = read_regular_file(path, MAX_BUNDLE_FILE_BYTES)
+    except FileRefusedError as exc:
+        large = exc.reason == OVER_LIMIT
+        message = f"{exc}, more than any pathway needs".replace("the file", "the diagram") if large else str(exc)
+        problem = Problem(message, file=display or name, code=TOO_LARGE if large else "not-found")
+        raise DiagramError(f"{display or name}: {message}", [problem]) from exc
     diagram = parse_diagram(data, display or name, files or folder, location=name)
     diagram.path = path
     return diagram

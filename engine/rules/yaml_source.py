@@ -26,7 +26,7 @@ from yaml.events import AliasEvent, CollectionStartEvent, NodeEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.errors import Problem, RuleFileError
-from engine.files import MAX_YAML_BYTES, FileRefusedError, read_regular_file
+from engine.files import MAX_YAML_BYTES, NOT_REGULAR, FileRefusedError, read_regular_file
 from engine.rules.model import Loc
 
 __all__ = [
@@ -138,7 +138,7 @@ def read_author_bytes(path: Path | str) -> bytes:
     try:
         return read_regular_file(path, MAX_FILE_BYTES)
     except FileRefusedError as exc:
-        reason = f"{exc} (a rule, catalogue or test file must be one)" if "regular" in str(exc) else str(exc)
+        reason = f"{exc} (a rule, catalogue or test file must be one)" if exc.reason == NOT_REGULAR else str(exc)
         raise RuleFileError(f"{path}: {reason}", [Problem(reason, file=str(path))]) from exc
 
 
