@@ -3,11 +3,9 @@ redirect to another host. (The fields a task's form declares are tested with the
 
 from __future__ import annotations
 
-import re
-
 from flask import Flask
 from flask.testing import FlaskClient
-from test_hostile_queries import MARK, VALUES
+from test_hostile_queries import MARK, VALUES, web_routes
 from test_pages import PATHWAY, Client, start
 from web_helpers import csrf_of
 
@@ -32,15 +30,6 @@ FIELDS = [
 ]
 
 
-def _forms(app: Flask, ids: dict[str, str]) -> list[tuple[str, str | None]]:
-    forms = []
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith("web.") and "POST" in rule.methods:
-            path = re.sub(r"<(?:[^:<>]+:)?(\w+)>", lambda m: ids[m.group(1)], rule.rule)
-            forms.append((path, getattr(app.view_functions[rule.endpoint], "permission", None)))
-    return forms
-
-
 def _session(signed_in: Client, role: str) -> tuple[FlaskClient, str]:
     """A client signed in as ``role`` and its session's CSRF token (every page's language form carries it)."""
     client = signed_in(role)
@@ -60,7 +49,7 @@ def test_every_form_answers_hostile_values_without_a_server_error(app: Flask, si
         "item_id": unknown,
         "request_id": unknown,
     }
-    forms = _forms(app, ids)
+    forms = web_routes(app, "POST", ids)
     assert len(forms) > 12
     posts = [(FIELDS, value) for value in VALUES] + [([field], value) for field in FIELDS for value in VALUES[:3]]
     for path, permission in forms:

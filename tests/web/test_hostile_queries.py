@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from test_pages import PATHWAY, Client, start
 
+from api.parsing import route_template
 from engine.access import PERMISSIONS
 
 # Every name a page reads (grep "request.args" in api/web), and a few a page might be expected to read.
@@ -61,19 +62,18 @@ VALUES = [  # the first three are asked of each parameter alone too
 ]
 
 
-def _pages(app: Flask, ids: dict[str, str]) -> list[tuple[str, str | None]]:
-    pages = []
+def web_routes(app: Flask, method: str, ids: dict[str, str]) -> list[tuple[str, str | None]]:
+    """Every web page answering ``method``, as (path, permission): path parameters from ``ids``, and one path
+    per choice of an ``any(...)`` converter ("care-plan", "end-of-treatment-summary")."""
+    routes = []
     for rule in app.url_map.iter_rules():
-        if not rule.endpoint.startswith("web.") or rule.endpoint == "web.static" or "GET" not in rule.methods:
+        if not rule.endpoint.startswith("web.") or rule.endpoint == "web.static" or method not in rule.methods:
             continue
-        if rule.rule == "/sign-in":
-            continue  # ?token= signs in: each value is an unknown token (401), tested in test_pages
-        choices = re.search(r"<any\(([^)]*)\):\w+>", rule.rule)  # one page per choice ("care-plan", ...)
+        choices = re.search(r"<any\(([^)]*)\):(\w+)>", rule.rule)
         for choice in [c.strip(" '") for c in choices.group(1).split(",")] if choices else [""]:
-            path = re.sub(r"<any\([^)]*\):\w+>", choice, rule.rule)
-            path = re.sub(r"<(?:[^:<>]+:)?(\w+)>", lambda m: ids[m.group(1)], path)
-            pages.append((path, getattr(app.view_functions[rule.endpoint], "permission", None)))
-    return pages
+            path = route_template(rule.rule).format(**ids, **({choices.group(2): choice} if choices else {}))
+            routes.append((path, getattr(app.view_functions[rule.endpoint], "permission", None)))
+    return routes
 
 
 def _ask(client: FlaskClient, path: str, names: list[str], value: str) -> Any:
@@ -91,7 +91,8 @@ def test_every_page_answers_hostile_query_values_without_a_server_error(app: Fla
         "version": catalog.versions(PATHWAY)[0].version[:12],
         "evaluation_id": "00000000-0000-4000-8000-000000000000",
     }
-    pages = _pages(app, ids)
+    # /sign-in?token= signs in: each value is an unknown token (401), tested in test_pages
+    pages = [(path, permission) for path, permission in web_routes(app, "GET", ids) if path != "/sign-in"]
     assert len(pages) > 20
     # every value in every parameter at once, then the worst values one parameter at a time (a page that
     # refuses one bad parameter first would hide how it reads the next)
