@@ -14,6 +14,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engine.files import FileRefusedError, read_regular_file
+
 __all__ = [
     "ENVIRONMENTS",
     "MAX_VERIFY_JOBS",
@@ -38,6 +40,26 @@ ENVIRONMENTS = ("development", "production")
 # How the FHIR API names patients (CAREPATH_FHIR_PATIENT_IDENTIFIER): the identifier system this
 # deployment's patient references belong to (docs/fhir.md).
 PATIENT_IDENTIFIERS = ("nhs-number", "personnummer")
+
+
+# A secret named by a ``*_FILE`` setting (the OIDC client secret, the trail key): a few dozen bytes. The
+# bound, with the regular-file check, keeps a setting that names a pipe or a device from hanging startup.
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
+def read_secret_file(setting: str, path: Path) -> bytes:
+    """The bytes of the secret file ``path`` named by ``setting``.
+
+    Raises:
+        ValueError: it cannot be read, is not a regular file, or is over :data:`MAX_SECRET_FILE_BYTES`; the
+            message names the setting and the file, never the content.
+    """
+    try:
+        return read_regular_file(path, MAX_SECRET_FILE_BYTES)
+    except FileRefusedError as exc:
+        cause = exc.__cause__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)
+        raise ValueError(f"{setting} {path} cannot be read: {reason}") from None
 
 
 def default_data_dir() -> Path:
@@ -237,9 +259,9 @@ class OidcSettings:
         if self.client_secret_file is None:
             return None
         try:
-            secret = self.client_secret_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"CAREPATH_OIDC_CLIENT_SECRET_FILE {self.client_secret_file} cannot be read") from exc
+            secret = read_secret_file("CAREPATH_OIDC_CLIENT_SECRET_FILE", self.client_secret_file).decode().strip()
+        except UnicodeDecodeError:
+            raise ValueError(f"CAREPATH_OIDC_CLIENT_SECRET_FILE {self.client_secret_file} is not UTF-8 text") from None
         if not secret:
             raise ValueError(f"CAREPATH_OIDC_CLIENT_SECRET_FILE {self.client_secret_file} is empty")
         return secret
@@ -611,10 +633,7 @@ class Settings:
         """
         if self.trail_key_file is None:
             return None
-        try:
-            secret = self.trail_key_file.read_bytes().strip()
-        except OSError as exc:
-            raise ValueError(f"CAREPATH_TRAIL_KEY_FILE {self.trail_key_file} cannot be read: {exc.strerror}") from exc
+        secret = read_secret_file("CAREPATH_TRAIL_KEY_FILE", self.trail_key_file).strip()
         if len(secret) < MIN_TRAIL_KEY_LENGTH:
             raise ValueError(
                 f"CAREPATH_TRAIL_KEY_FILE {self.trail_key_file} holds {len(secret)} characters; a trail "
