@@ -1,5 +1,10 @@
 """Journeys through the pathway corrections a nurse specialist asked for (issue 14 point 4), mirroring
-the YAML scenarios in pathways/tests/: each checks on the way what the correction promises."""
+the YAML scenarios in pathways/tests/: each checks on the way what the correction promises.
+
+``missed_appointments_reach_a_clinician``: lung cancer follow-up (shared/surveillance_schedule.bpmn, NICE NG122):
+an appointment missed and not rebooked goes to a clinician at once; a later one rebooked and missed again goes to
+a clinician too, never rebooked in a loop; the schedule waits for each review, then goes on to the discharge.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from functools import partial
 from engine import CarePath, ManualClock
 
 from .journey import Journey
-from .journeys import SITES, _review, _start
+from .journeys import SITES, _review, _start, events, surveillance_to_discharge, treated, waiting_timers
 
 JourneyFn = Callable[[CarePath, ManualClock], Journey]
 
@@ -31,6 +36,55 @@ def reviews_independent(app: CarePath, clock: ManualClock, *, patient: str) -> J
     return j.message("patient_died")
 
 
+def lung_follow_up(app: CarePath, clock: ManualClock, patient: str) -> Journey:
+    """Lung cancer treated with curative intent; follow-up appointments from 2026-01-15 (months 1, 4, 7, 10
+    and 13: the first due 2026-02-15, each missed 14 days after its date), the end of treatment summary done."""
+    return treated(app, clock, "lung", patient, "scheduled")
+
+
+def missed_first_appointment(app: CarePath, clock: ManualClock, patient: str) -> Journey:
+    j = lung_follow_up(app, clock, patient)
+    j.wait_until("2026-03-01")
+    assert "follow_up_missed" in j.ready and "record_result" not in j.ready
+    return j
+
+
+def missed_appointments_reach_a_clinician(app: CarePath, clock: ManualClock, *, patient: str) -> Journey:
+    j = missed_first_appointment(app, clock, patient)
+    j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "declined_by_patient"})
+    # Not rebooked: a clinician reviews it at once, and the schedule waits for that review.
+    review = j.task("review_missed", "surveillance_schedule")["form"]["properties"]
+    assert (review["test_due_on"]["default"], review["outcome"]["default"]) == ("2026-02-15", "declined_by_patient")
+    assert "wait_due" not in waiting_timers(j) and "review_rebooked_missed" not in j.ready
+    j.do(
+        "review_missed", {"reviewed_on": j.today(), "clinician_decision": "patient_informed_of_risk_schedule_continues"}
+    )
+    assert waiting_timers(j)["wait_due"] == "2026-05-15"  # then the second appointment
+
+    j.wait_until("2026-05-15")
+    assert j.task("record_result")["form"]["properties"]["test_due_on"]["default"] == "2026-05-15"
+    j.wait_until("2026-05-29")  # not recorded within 14 days: missed; rebooked this time
+    assert "follow_up_missed" in j.ready and "record_result" not in j.ready
+    j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked", "rebooked_on": "2026-06-05"})
+    assert "review_missed" not in j.ready and waiting_timers(j)["wait_rebooked"] == "2026-06-05"
+    j.wait_until("2026-06-18")
+    assert "record_rebooked_result" in j.ready  # 14 days of grace from the rebooked date
+    j.wait_until("2026-06-19")  # missed again: to a clinician, not rebooked a second time
+    assert "review_rebooked_missed" in j.ready
+    assert not {"record_rebooked_result", "follow_up_missed", "record_result"} & set(j.ready)
+    assert j.task("review_rebooked_missed")["form"]["properties"]["outcome"]["default"] == "rebooked"
+    j.do("review_rebooked_missed", {"reviewed_on": j.today(), "clinician_decision": "referred_to_mdt"})
+    assert waiting_timers(j)["wait_due"] == "2026-08-15"  # the third appointment: the schedule goes on
+
+    surveillance_to_discharge(j, "lung_cancer")  # the remaining appointments as they fall due, then discharge
+    assert not {"record_result", "follow_up_missed", "review_missed", "review_rebooked_missed"} & set(j.ready)
+    completed = [e.element for e in events(app, j.view.id) if e.type == "task_completed"]
+    # Each missed appointment seen by a clinician once; the three after them recorded on their days.
+    assert [completed.count(task) for task in ("review_missed", "review_rebooked_missed", "record_result")] == [1, 1, 3]
+    return j
+
+
 CORRECTION_JOURNEYS: dict[str, JourneyFn] = {
     "reviews-independent": partial(reviews_independent, patient="SYN-1501"),
+    "surveillance-missed-reaches-a-clinician": partial(missed_appointments_reach_a_clinician, patient="SYN-1502"),
 }

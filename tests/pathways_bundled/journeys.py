@@ -9,13 +9,18 @@ is due on 2027-07-12 (18 months).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from sqlalchemy import select
+
 from engine import CarePath, ManualClock
+from engine.db.models import InstanceEvent
+from engine.instances.progress import instance_progress
 
 from .journey import PATIENT, Journey, contact
 
@@ -343,6 +348,60 @@ def _review(journey: Journey, element: str) -> None:
         element,
         {"reviewed_on": journey.today(), "reviewed_by": "gp", "topics": ["support_available"], "new_needs": False},
     )
+
+
+def to_the_end(journey: Journey, *, survey: bool = True) -> Journey:
+    """The branches that outlast care: the 12-month cancer care review (invited on 2026-11-12) and the
+    quality of life survey's invitation (2027-07-12; ``survey`` False: under 16, never invited)."""
+    journey.wait_until("2026-11-12")
+    _review(journey, "second_review")
+    journey.wait_until("2027-07-12")
+    if survey:
+        return journey.do("survey_invitation", {"invitation": "sent", "recorded_on": journey.today()})
+    assert "survey_invitation" not in journey.ready
+    return journey
+
+
+# --- what a clinician reads: the trail, the feedback invitations, the timers waited for ---
+
+FEEDBACK_ANSWER = {"overall_experience": "good", "what_went_well": "Named contact always called back"}
+
+
+def events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
+    with app.sessions() as session:
+        return list(
+            session.scalars(
+                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq)
+            )
+        )
+
+
+def feedback_tasks(journey: Journey) -> list[dict[str, Any]]:
+    """The feedback invitations waiting for the patient (shared/patient_feedback.bpmn)."""
+    return [t for t in journey.view.ready_tasks if t["element"] == "give_feedback"]
+
+
+def feedback_answered(app: CarePath, instance_id: str) -> int:
+    """How many times the patient answered a feedback invitation."""
+    return sum(1 for e in events(app, instance_id) if (e.type, e.element) == ("task_completed", "give_feedback"))
+
+
+def feedback_closed(app: CarePath, instance_id: str) -> list[dict[str, str]]:
+    """The payloads of the expiry timer's firings (an invitation closed unanswered after 12 weeks)."""
+    return [
+        json.loads(e.payload)
+        for e in events(app, instance_id)
+        if (e.type, e.element) == ("timer_fired", "feedback_unanswered")
+    ]
+
+
+def waiting_timers(journey: Journey) -> dict[str, str]:
+    """The waiting timers, element -> the day each is due (YYYY-MM-DD)."""
+    return {
+        e.element: e.due_at[:10]
+        for e in instance_progress(journey.app.instances, journey.view.id).elements
+        if e.state == "waiting" and e.due_at
+    }
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,11 @@ deterioration that brings the pathway's re-assessment 2 weeks later; then the pa
 medical specialist, the multidisciplinary team with children's palliative care, advance care planning with
 the child and parents, support for the family, the children's palliative care referral; at the second
 review care passes to another service and the route returns to the pathway.
+``asked_on_the_way_out``: on each diagnosis pathway, care is transferred before the route asked for feedback
+(at its first review, or at its first 3-monthly review itself), so the pathway asks once as the route returns
+(``exit_feedback_gw`` -> ``exit_feedback``) and the patient answers; the pathway then ends with its reviews.
+``asked_on_the_route``: on each diagnosis pathway, the route asks after its first 3-monthly review and care
+is transferred a quarter later: the pathway goes on without asking again (``exit_feedback_gw`` -> merge).
 """
 
 from __future__ import annotations
@@ -20,9 +25,21 @@ from sqlalchemy import select
 
 from engine import CarePath, ManualClock
 from engine.db.models import CarePlanItem
+from engine.documents.build import care_plan_document
 
-from .journey import NURSE, Journey
-from .journeys import SITES, _mdt, _start, _support
+from .journey import NURSE, PATIENT, Journey
+from .journeys import (
+    FEEDBACK_ANSWER,
+    SITES,
+    _mdt,
+    _review,
+    _start,
+    _support,
+    feedback_answered,
+    feedback_closed,
+    feedback_tasks,
+    to_the_end,
+)
 
 SPC, CHILDREN_SPC = "specialist-palliative-care-referral", "childrens-palliative-care-referral"
 # At least 3 calendar months (92 days and a minute), so the route's next assessment is always due by then.
@@ -86,6 +103,104 @@ def move(j: Journey, item_id: str, status: str) -> None:
 
 def review(j: Journey, element: str, route: str = "continue") -> Journey:
     return j.do(element, {"reviewed_on": j.today(), "on_palliative_care_register": True, "palliative_route": route})
+
+
+def review_task(site_key: str) -> str:
+    """The route's review: the children's route (shared/palliative_care_children.bpmn) has its own."""
+    return "cpal_review" if site_key == "children_young_people" else "pal_review"
+
+
+# What the route has ready while it runs (adults' and children's): none of it once care is transferred.
+ROUTE_TASKS = {"pal_acp", "pal_carers", "pal_review", "cpal_acp", "cpal_support", "cpal_review", "offer_hna"}
+
+
+def on_the_route(app: CarePath, clock: ManualClock, site_key: str, patient: str) -> Journey:
+    """Palliative intent confirmed by the MDT, the route's first assessment declined: its first review is next."""
+    j = _start(app, clock, SITES[site_key], patient, intent="palliative")
+    _support(j, "no")
+    j.hna_declined()
+    _mdt(j, SITES[site_key], intent="palliative", prehab=False, special=False)
+    return j.hna_declined()
+
+
+def upcoming(j: Journey) -> list[str]:
+    """What the care plan tells the patient comes next (its codes)."""
+    return [u["code"] for u in care_plan_document(j.app, j.view.id, "en")["next_steps"]["upcoming"]]
+
+
+def _first_quarter(j: Journey, site_key: str) -> Journey:
+    """From the route's first review (2026-01-15): the GP's 3-month cancer care review on 2026-04-10, then
+    the route's first 3-monthly assessment (due 2026-04-15), declined, up to its review."""
+    j.wait_until("2026-04-10")
+    _review(j, "first_review")
+    assert not {review_task(site_key), "offer_hna", "remind_first"} & set(j.ready)  # nothing else due yet
+    j.wait_until("2026-04-16")
+    assert "offer_hna" in j.ready, j.ready  # the route's 3-monthly assessment is due
+    return j.hna_declined()
+
+
+def asked_on_the_way_out(
+    app: CarePath, clock: ManualClock, *, site_key: str, patient: str, at_first_review: bool, wants_contact: bool
+) -> Journey:
+    """Care transferred before the route asked for feedback: at its first review (``at_first_review``), or
+    at its first 3-monthly review, where the route asks only when care continues. The pathway asks once as
+    the route returns, the patient answers (asking to be contacted if ``wants_contact``); never asked again."""
+    child = site_key == "children_young_people"
+    j = on_the_route(app, clock, site_key, patient)
+    assert feedback_tasks(j) == []  # not in the first days after the news
+    if not at_first_review:
+        review(j, review_task(site_key))  # care continues here: the route's first review
+        assert feedback_tasks(j) == [] and "palliative_assessment" in upcoming(j)
+        _first_quarter(j, site_key)
+        assert feedback_tasks(j) == []  # the route asks after its review, not before it
+
+    review(j, review_task(site_key), route="care_transferred")
+
+    [task] = feedback_tasks(j)  # the route had not asked: the pathway asks, once, on the way out
+    assert (task["process"], task["lane"]) == ("patient_feedback", "Child or young person" if child else "Patient")
+    assert not ROUTE_TASKS & set(j.ready), j.ready  # the route ended with its planning branch
+    assert "palliative_assessment" not in upcoming(j) and j.status == "running"
+    j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": wants_contact}, actor=PATIENT)
+    if wants_contact:  # the patient experience team calls back
+        assert [t["process"] for t in j.view.ready_tasks if t["element"] == "respond"] == ["patient_feedback"]
+        j.do("respond", {"contacted_on": j.today(), "outcome": "Thanked"})
+    assert feedback_tasks(j) == [] and "respond" not in j.ready
+    if at_first_review:
+        j.wait_until("2026-04-10")
+        _review(j, "first_review")
+    to_the_end(j, survey=not child)  # the reviews and the survey outlast care; no second invitation
+    assert (j.status, j.ready) == ("completed", [])
+    assert (feedback_answered(app, j.view.id), feedback_closed(app, j.view.id)) == (1, [])
+    return j
+
+
+def asked_on_the_route(app: CarePath, clock: ManualClock, *, site_key: str, patient: str, answered: bool) -> Journey:
+    """The route asks for feedback after its first 3-monthly review (answered, or left to close after 12
+    weeks); a quarter later care is transferred: the pathway does not ask again on the way out."""
+    child = site_key == "children_young_people"
+    j = on_the_route(app, clock, site_key, patient)
+    review(j, review_task(site_key))  # the route's first review: too soon to ask
+    assert feedback_tasks(j) == []
+    _first_quarter(j, site_key)
+    review(j, review_task(site_key))  # the first 3-monthly review: the route asks, once
+
+    [task] = feedback_tasks(j)
+    lane = "Child or young person, and parents or carers" if child else "Patient"
+    assert (task["process"], task["lane"]) == ("patient_feedback", lane)
+    if answered:
+        j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+    j.wait_for(QUARTER).hna_declined()  # an unanswered invitation closes on the way (12 weeks)
+    assert feedback_tasks(j) == [] and len(feedback_closed(app, j.view.id)) == (0 if answered else 1)
+
+    review(j, review_task(site_key), route="care_transferred")
+
+    assert feedback_tasks(j) == [], "asked twice"  # the route has asked: the pathway goes on without asking
+    assert not ROUTE_TASKS & set(j.ready) and j.status == "running"
+    assert "palliative_assessment" not in upcoming(j)
+    to_the_end(j, survey=not child)
+    assert (j.status, j.ready) == ("completed", [])
+    assert feedback_answered(app, j.view.id) == (1 if answered else 0)
+    return j
 
 
 def two_years_palliative(app: CarePath, clock: ManualClock, patient: str = "SYN-0401") -> Journey:
@@ -166,7 +281,39 @@ def child_palliative(app: CarePath, clock: ManualClock, patient: str = "SYN-0402
 
 
 JourneyFn = Callable[[CarePath, ManualClock], Journey]
+# Per site: (care transferred at the route's first review, else at its first 3-monthly one; the patient
+# asks to be called back).
+WAY_OUT = {
+    "breast": (True, True),
+    "prostate": (False, False),
+    "colorectal": (True, False),
+    "lung": (False, True),
+    "general": (True, True),
+    "children_young_people": (False, False),
+}
+
+
+def _feedback_journeys() -> dict[str, JourneyFn]:
+    """Per diagnosis pathway (each diagram has its own exit_feedback_gw): asked on the way out, answered
+    (SYN-0701...), and asked on the route before care is transferred (SYN-0711...; the children's
+    invitation left unanswered, to close on the route: asked all the same, so never again)."""
+    journeys: dict[str, JourneyFn] = {}
+    for number, (key, (at_first_review, wants_contact)) in enumerate(WAY_OUT.items(), start=1):
+        journeys[f"{key}-palliative-asked-on-the-way-out"] = partial(
+            asked_on_the_way_out,
+            site_key=key,
+            patient=f"SYN-{700 + number:04d}",
+            at_first_review=at_first_review,
+            wants_contact=wants_contact,
+        )
+        journeys[f"{key}-palliative-asked-on-the-route"] = partial(
+            asked_on_the_route, site_key=key, patient=f"SYN-{710 + number:04d}", answered=key != "children_young_people"
+        )
+    return journeys
+
+
 PALLIATIVE_JOURNEYS: dict[str, JourneyFn] = {
     "palliative-two-years": partial(two_years_palliative, patient="SYN-0401"),
     "palliative-child": partial(child_palliative, patient="SYN-0402"),
+    **_feedback_journeys(),
 }

@@ -17,42 +17,20 @@ from sqlalchemy import select
 from engine import CarePath, ManualClock
 from engine.db.models import InstanceEvent
 from engine.errors import TaskDataError
-from engine.instances.progress import instance_progress
 
+from .correction_journeys import lung_follow_up, missed_first_appointment
 from .journey import Journey
-from .journeys import SITES, _mdt, _start, _support, treated
+from .journeys import SITES, _mdt, _start, _support, waiting_timers
 from .palliative_journeys import QUARTER, review
-
-
-def _lung_follow_up(bundled: CarePath, clock: ManualClock, patient: str) -> Journey:
-    """Lung cancer treated with curative intent; follow-up appointments from 2026-01-15 (the first due
-    2026-02-15, missed after 14 days), the end of treatment summary done."""
-    return treated(bundled, clock, "lung", patient, "scheduled")
-
-
-def _missed_first_appointment(bundled: CarePath, clock: ManualClock, patient: str) -> Journey:
-    j = _lung_follow_up(bundled, clock, patient)
-    j.wait_until("2026-03-01")
-    assert "follow_up_missed" in j.ready and "record_result" not in j.ready
-    return j
-
-
-def _timers(j: Journey) -> dict[str, str]:
-    """The waiting timers, element -> the day each is due."""
-    return {
-        e.element: e.due_at[:10]
-        for e in instance_progress(j.app.instances, j.view.id).elements
-        if e.state == "waiting" and e.due_at
-    }
 
 
 def test_a_rebooked_test_is_waited_for_before_the_schedule_moves_on(
     bundled: CarePath, journey_clock: ManualClock
 ) -> None:
-    j = _missed_first_appointment(bundled, journey_clock, "SYN-FR-0001")
+    j = missed_first_appointment(bundled, journey_clock, "SYN-FR-0001")
     j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked", "rebooked_on": "2026-03-10"})
-    assert _timers(j)["wait_rebooked"] == "2026-03-10"  # the rebooked appointment, not the next one
-    assert "wait_due" not in _timers(j)
+    assert waiting_timers(j)["wait_rebooked"] == "2026-03-10"  # the rebooked appointment, not the next one
+    assert "wait_due" not in waiting_timers(j)
     j.wait_until("2026-03-09")
     assert not {"record_result", "record_rebooked_result"} & set(j.ready)
     j.wait_until("2026-03-10")
@@ -64,7 +42,7 @@ def test_a_rebooked_test_is_waited_for_before_the_schedule_moves_on(
     )
     j.do("record_rebooked_result", {"done_on": j.today(), "result": "as_expected"})
     assert "review_rebooked_missed" not in j.ready
-    assert _timers(j)["wait_due"] == "2026-05-15"  # recorded: now the schedule goes on
+    assert waiting_timers(j)["wait_due"] == "2026-05-15"  # recorded: now the schedule goes on
     j.wait_until("2026-05-15")
     assert j.task("record_result")["form"]["properties"]["test_due_on"]["default"] == "2026-05-15"
 
@@ -72,7 +50,7 @@ def test_a_rebooked_test_is_waited_for_before_the_schedule_moves_on(
 def test_a_rebooked_test_missed_too_reaches_a_clinician_and_is_not_rebooked_again(
     bundled: CarePath, journey_clock: ManualClock
 ) -> None:
-    j = _missed_first_appointment(bundled, journey_clock, "SYN-FR-0002")
+    j = missed_first_appointment(bundled, journey_clock, "SYN-FR-0002")
     j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked", "rebooked_on": "2026-03-10"})
     j.wait_until("2026-03-23")
     assert "record_rebooked_result" in j.ready  # 14 days of grace from the rebooked date
@@ -90,19 +68,19 @@ def test_a_rebooked_test_missed_too_reaches_a_clinician_and_is_not_rebooked_agai
 def test_a_missed_test_that_is_not_rebooked_reaches_a_clinician(
     bundled: CarePath, journey_clock: ManualClock, outcome: str
 ) -> None:
-    j = _missed_first_appointment(bundled, journey_clock, f"SYN-FR-01{len(outcome):02d}")
+    j = missed_first_appointment(bundled, journey_clock, f"SYN-FR-01{len(outcome):02d}")
     j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": outcome})
     review = j.task("review_missed", "surveillance_schedule")["form"]["properties"]
     assert (review["test_due_on"]["default"], review["outcome"]["default"]) == ("2026-02-15", outcome)
-    assert "wait_due" not in _timers(j)  # nothing moves on before the review
+    assert "wait_due" not in waiting_timers(j)  # nothing moves on before the review
     j.do(
         "review_missed", {"reviewed_on": j.today(), "clinician_decision": "patient_informed_of_risk_schedule_continues"}
     )
-    assert _timers(j)["wait_due"] == "2026-05-15"
+    assert waiting_timers(j)["wait_due"] == "2026-05-15"
 
 
 def test_rebooked_without_a_date_is_refused_naming_the_field(bundled: CarePath, journey_clock: ManualClock) -> None:
-    j = _missed_first_appointment(bundled, journey_clock, "SYN-FR-0003")
+    j = missed_first_appointment(bundled, journey_clock, "SYN-FR-0003")
     with pytest.raises(TaskDataError) as refused:
         j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked"})
     assert [p.field for p in refused.value.problems] == ["/rebooked_on"]
@@ -112,11 +90,11 @@ def test_rebooked_without_a_date_is_refused_naming_the_field(bundled: CarePath, 
 def test_a_rebooked_date_already_past_counts_the_grace_from_today(
     bundled: CarePath, journey_clock: ManualClock
 ) -> None:
-    j = _missed_first_appointment(bundled, journey_clock, "SYN-FR-0004")
+    j = missed_first_appointment(bundled, journey_clock, "SYN-FR-0004")
     j.do("follow_up_missed", {"contacted_on": j.today(), "outcome": "rebooked", "rebooked_on": "2026-02-20"})
     assert "record_rebooked_result" in j.ready  # its date has passed: recorded now, not missed at once
     assert "review_rebooked_missed" not in j.ready
-    assert _timers(j)["rebooked_missed"] == "2026-03-15"  # 14 days from today (1 March)
+    assert waiting_timers(j)["rebooked_missed"] == "2026-03-15"  # 14 days from today (1 March)
 
 
 # --- feedback on the palliative route ---------------------------------------------------------------------
@@ -259,7 +237,7 @@ def test_a_review_cannot_set_the_count_that_decides_when_feedback_is_asked(
 def test_a_surveillance_form_cannot_move_the_schedule(
     bundled: CarePath, journey_clock: ManualClock, element: str, answers: dict[str, object]
 ) -> None:
-    j = _lung_follow_up(bundled, journey_clock, f"SYN-FR-03{len(element):02d}")
+    j = lung_follow_up(bundled, journey_clock, f"SYN-FR-03{len(element):02d}")
     j.wait_until("2026-02-15" if element == "record_result" else "2026-03-01")
     with pytest.raises(TaskDataError) as refused:
         j.do(element, answers)

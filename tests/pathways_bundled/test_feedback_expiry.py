@@ -8,83 +8,30 @@ they did, the diagnosis pathway asks on the way out (``exit_feedback_gw`` -> ``e
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
 
 from engine import CarePath, ManualClock
-from engine.db.models import InstanceEvent, PathwayInstance
-from engine.documents.build import care_plan_document
-from engine.instances.progress import instance_progress
+from engine.db.models import PathwayInstance
 
-from .journey import PATIENT, Journey
-from .journeys import SITES, _mdt, _start, _support, discharge_if_due, treated
-from .palliative_journeys import QUARTER, review
+from .journey import PATIENT
+from .journeys import (
+    FEEDBACK_ANSWER,
+    SITES,
+    _review,
+    discharge_if_due,
+    events,
+    feedback_answered,
+    feedback_closed,
+    feedback_tasks,
+    to_the_end,
+    treated,
+    waiting_timers,
+)
+from .palliative_journeys import QUARTER, on_the_route, review, review_task, upcoming
 
 EXPIRY = timedelta(days=84)  # the boundary timer's "P84D"
-ANSWER = {"overall_experience": "good", "what_went_well": "Named contact always called back"}
-GP_REVIEW = {"reviewed_by": "gp", "topics": ["support_available"], "new_needs": False}
-
-
-def _events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
-    with app.sessions() as session:
-        return list(
-            session.scalars(
-                select(InstanceEvent).where(InstanceEvent.instance_id == instance_id).order_by(InstanceEvent.seq)
-            )
-        )
-
-
-def _feedback_tasks(j: Journey) -> list[dict[str, object]]:
-    return [t for t in j.view.ready_tasks if t["element"] == "give_feedback"]
-
-
-def _answered(app: CarePath, instance_id: str) -> int:
-    return sum(1 for e in _events(app, instance_id) if (e.type, e.element) == ("task_completed", "give_feedback"))
-
-
-def _closed(app: CarePath, instance_id: str) -> list[dict[str, str]]:
-    """The payloads of the expiry timer's firings (the invitation closed unanswered)."""
-    return [
-        json.loads(e.payload)
-        for e in _events(app, instance_id)
-        if (e.type, e.element) == ("timer_fired", "feedback_unanswered")
-    ]
-
-
-def _waiting_timers(j: Journey) -> dict[str, str]:
-    return {
-        e.element: str(e.due_at)
-        for e in instance_progress(j.app.instances, j.view.id).elements
-        if e.state == "waiting" and e.due_at
-    }
-
-
-def _gp_review(j: Journey, element: str) -> None:
-    j.do(element, {"reviewed_on": j.today(), **GP_REVIEW})
-
-
-def _to_the_end(j: Journey) -> Journey:
-    """The branches that outlast care: the 12-month cancer care review and the 18-month survey invitation."""
-    j.wait_until("2026-11-12")
-    _gp_review(j, "second_review")
-    j.wait_until("2027-07-12")
-    return j.do("survey_invitation", {"invitation": "sent", "recorded_on": j.today()})
-
-
-def _on_the_route(app: CarePath, clock: ManualClock, site: str, patient: str) -> Journey:
-    """Palliative intent confirmed by the MDT, the route's first assessment declined: its first review is next."""
-    j = _start(app, clock, SITES[site], patient, intent="palliative")
-    _support(j, "no")
-    j.hna_declined()
-    _mdt(j, SITES[site], intent="palliative", prehab=False, special=False)
-    return j.hna_declined()
-
-
-def _review_task(site: str) -> str:
-    return "cpal_review" if site == "children_young_people" else "pal_review"
 
 
 def test_an_unanswered_invitation_closes_after_12_weeks_and_the_pathway_ends_with_its_other_branches(
@@ -92,37 +39,37 @@ def test_an_unanswered_invitation_closes_after_12_weeks_and_the_pathway_ends_wit
 ) -> None:
     j = treated(bundled, journey_clock, "general", "SYN-1801", "patient_initiated")
     assert discharge_if_due(j, "general_cancer")  # follow-up over: only the invitation is left in care
-    _gp_review(j, "first_review")
-    [task] = _feedback_tasks(j)
+    _review(j, "first_review")
+    [task] = feedback_tasks(j)
     assert task["process"] == "patient_feedback"
     j.wait_for(EXPIRY - timedelta(hours=1))
-    assert _feedback_tasks(j) and _closed(bundled, j.view.id) == []  # still open the day before
+    assert feedback_tasks(j) and feedback_closed(bundled, j.view.id) == []  # still open the day before
 
     j.wait_for(timedelta(hours=2))
 
-    assert _feedback_tasks(j) == [] and "respond" not in j.ready
-    [closed] = _closed(bundled, j.view.id)
+    assert feedback_tasks(j) == [] and "respond" not in j.ready
+    [closed] = feedback_closed(bundled, j.view.id)
     assert (closed["overdue_task"], closed["overdue_element"]) == (task["id"], "give_feedback")
     assert closed["due_at"].startswith("2026-04-09")  # 12 weeks after the invitation of 2026-01-15
     assert j.status == "running"  # the second review and the survey are still to come
-    _to_the_end(j)
+    to_the_end(j)
     assert j.status == "completed"
-    assert _answered(bundled, j.view.id) == 0
+    assert feedback_answered(bundled, j.view.id) == 0
 
 
 def test_an_answer_given_in_time_still_reaches_the_patient_experience_team(
     bundled: CarePath, journey_clock: ManualClock
 ) -> None:
     j = treated(bundled, journey_clock, "general", "SYN-1802", "patient_initiated")
-    assert _waiting_timers(j)["feedback_unanswered"].startswith("2026-04-09")
+    assert waiting_timers(j)["feedback_unanswered"] == "2026-04-09"
     j.wait_for(EXPIRY - timedelta(days=1))
-    j.do("give_feedback", {**ANSWER, "feedback_wants_contact": True}, actor=PATIENT)
+    j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": True}, actor=PATIENT)
     assert [t["process"] for t in j.view.ready_tasks if t["element"] == "respond"] == ["patient_feedback"]
 
     j.wait_for(timedelta(days=30))  # past the invitation's 12 weeks: the team's task is not closed
 
-    assert "respond" in j.ready and _closed(bundled, j.view.id) == []
-    assert "feedback_unanswered" not in _waiting_timers(j)  # the answer cancelled the invitation's timer
+    assert "respond" in j.ready and feedback_closed(bundled, j.view.id) == []
+    assert "feedback_unanswered" not in waiting_timers(j)  # the answer cancelled the invitation's timer
     j.do("respond", {"contacted_on": j.today(), "outcome": "Thanked"})
     assert not {"give_feedback", "respond"} & set(j.ready)
 
@@ -131,20 +78,20 @@ def test_an_answer_given_in_time_still_reaches_the_patient_experience_team(
 def test_care_transferred_at_the_first_review_is_asked_once_after_the_return(
     bundled: CarePath, journey_clock: ManualClock, site: str
 ) -> None:
-    j = _on_the_route(bundled, journey_clock, site, "SYN-1803")
-    assert _feedback_tasks(j) == []
+    j = on_the_route(bundled, journey_clock, site, "SYN-1803")
+    assert feedback_tasks(j) == []
 
-    review(j, _review_task(site), route="care_transferred")  # before any 3-monthly review
+    review(j, review_task(site), route="care_transferred")  # before any 3-monthly review
 
-    [task] = _feedback_tasks(j)
+    [task] = feedback_tasks(j)
     child = site == "children_young_people"
     assert task["process"] == "patient_feedback"
     assert task["lane"] == ("Child or young person" if child else "Patient")
     assert not {"pal_acp", "cpal_acp", "offer_hna", "pal_review", "cpal_review"} & set(j.ready)  # the route ended
-    j.do("give_feedback", {**ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
-    assert _feedback_tasks(j) == []
+    j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+    assert feedback_tasks(j) == []
     j.wait_for(timedelta(days=400))
-    assert _feedback_tasks(j) == [] and _answered(bundled, j.view.id) == 1
+    assert feedback_tasks(j) == [] and feedback_answered(bundled, j.view.id) == 1
 
 
 def test_care_transferred_at_the_first_3_monthly_review_is_asked_after_the_return(
@@ -152,13 +99,13 @@ def test_care_transferred_at_the_first_3_monthly_review_is_asked_after_the_retur
 ) -> None:
     """The route asks after its first 3-monthly review only when care continues: a transfer at that very
     review is asked on the way out instead."""
-    j = _on_the_route(bundled, journey_clock, "colorectal", "SYN-1804")
+    j = on_the_route(bundled, journey_clock, "colorectal", "SYN-1804")
     review(j, "pal_review")
     j.wait_for(QUARTER).hna_declined()
     review(j, "pal_review", route="care_transferred")
-    assert len(_feedback_tasks(j)) == 1
-    j.do("give_feedback", {**ANSWER, "feedback_wants_contact": True}, actor=PATIENT)
-    assert "respond" in j.ready and _feedback_tasks(j) == []
+    assert len(feedback_tasks(j)) == 1
+    j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": True}, actor=PATIENT)
+    assert "respond" in j.ready and feedback_tasks(j) == []
 
 
 @pytest.mark.parametrize("site", ["general", "children_young_people"])
@@ -166,50 +113,47 @@ def test_after_care_is_transferred_the_care_plan_shows_no_next_palliative_assess
     bundled: CarePath, journey_clock: ManualClock, site: str
 ) -> None:
     """The route's data comes back to the pathway with it: the review that transfers care sets no next date."""
-    j = _on_the_route(bundled, journey_clock, site, "SYN-1808")
-    review(j, _review_task(site))
-
-    def upcoming() -> list[str]:
-        return [u["code"] for u in care_plan_document(bundled, j.view.id, "en")["next_steps"]["upcoming"]]
-
-    assert "palliative_assessment" in upcoming()
+    j = on_the_route(bundled, journey_clock, site, "SYN-1808")
+    review(j, review_task(site))
+    assert "palliative_assessment" in upcoming(j)
     j.wait_for(QUARTER).hna_declined()
-    review(j, _review_task(site), route="care_transferred")
-    assert "palliative_assessment" not in upcoming() and j.status == "running"
+    review(j, review_task(site), route="care_transferred")
+    assert "palliative_assessment" not in upcoming(j) and j.status == "running"
 
 
 @pytest.mark.parametrize("site", sorted(SITES))
 def test_care_transferred_after_the_first_3_monthly_review_is_not_asked_again(
     bundled: CarePath, journey_clock: ManualClock, site: str
 ) -> None:
-    j = _on_the_route(bundled, journey_clock, site, "SYN-1805")
-    review(j, _review_task(site))
+    j = on_the_route(bundled, journey_clock, site, "SYN-1805")
+    review(j, review_task(site))
     j.wait_for(QUARTER).hna_declined()
-    review(j, _review_task(site))  # the first 3-monthly review: the route asks
-    assert len(_feedback_tasks(j)) == 1
+    review(j, review_task(site))  # the first 3-monthly review: the route asks
+    assert len(feedback_tasks(j)) == 1
     answered = site != "children_young_people"
     if answered:
-        j.do("give_feedback", {**ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+        j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
     j.wait_for(QUARTER).hna_declined()  # the children's invitation, never answered, closes on the way
-    assert _feedback_tasks(j) == []
+    assert feedback_tasks(j) == []
 
-    review(j, _review_task(site), route="care_transferred")
+    review(j, review_task(site), route="care_transferred")
 
-    assert _feedback_tasks(j) == [] and j.status == "running"
+    assert feedback_tasks(j) == [] and j.status == "running"
     j.wait_for(timedelta(days=200))
-    assert _feedback_tasks(j) == []
-    assert (_answered(bundled, j.view.id), len(_closed(bundled, j.view.id))) == ((1, 0) if answered else (0, 1))
+    assert feedback_tasks(j) == []
+    answers, closed = feedback_answered(bundled, j.view.id), len(feedback_closed(bundled, j.view.id))
+    assert (answers, closed) == ((1, 0) if answered else (0, 1))
 
 
 def test_an_invitation_on_the_way_out_left_unanswered_closes_and_the_pathway_ends(
     bundled: CarePath, journey_clock: ManualClock
 ) -> None:
-    j = _on_the_route(bundled, journey_clock, "general", "SYN-1806")
-    _gp_review(j, "first_review")
+    j = on_the_route(bundled, journey_clock, "general", "SYN-1806")
+    _review(j, "first_review")
     review(j, "pal_review", route="care_transferred")
-    assert len(_feedback_tasks(j)) == 1
-    _to_the_end(j)
-    assert j.status == "completed" and len(_closed(bundled, j.view.id)) == 1
+    assert len(feedback_tasks(j)) == 1
+    to_the_end(j)
+    assert j.status == "completed" and len(feedback_closed(bundled, j.view.id)) == 1
 
 
 @pytest.mark.parametrize("which", ["end_of_treatment", "on_the_way_out", "on_the_route"])
@@ -219,11 +163,11 @@ def test_patient_died_during_an_open_invitation_ends_it(
     if which == "end_of_treatment":
         j = treated(bundled, journey_clock, "breast", "SYN-1807", "scheduled")
     else:
-        j = _on_the_route(bundled, journey_clock, "breast", "SYN-1807")
+        j = on_the_route(bundled, journey_clock, "breast", "SYN-1807")
         review(j, "pal_review", route="care_transferred" if which == "on_the_way_out" else "continue")
         if which == "on_the_route":
             review(j.wait_for(QUARTER).hna_declined(), "pal_review")
-    assert len(_feedback_tasks(j)) == 1 and "feedback_unanswered" in _waiting_timers(j)
+    assert len(feedback_tasks(j)) == 1 and "feedback_unanswered" in waiting_timers(j)
 
     j.message("patient_died", {"date_of_death": j.today()})
 
@@ -231,6 +175,6 @@ def test_patient_died_during_an_open_invitation_ends_it(
     with bundled.sessions() as session:
         row = session.get(PathwayInstance, j.view.id)
         assert row is not None and row.next_due_at is None  # the 12-week timer went too
-    count = len(_events(bundled, j.view.id))
+    count = len(events(bundled, j.view.id))
     j.wait_for(EXPIRY + timedelta(days=1))
-    assert len(_events(bundled, j.view.id)) == count and _closed(bundled, j.view.id) == []
+    assert len(events(bundled, j.view.id)) == count and feedback_closed(bundled, j.view.id) == []
