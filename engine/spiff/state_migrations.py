@@ -25,9 +25,11 @@ Version  What it holds (each version: what the one before held, with these chang
          key in ``tasks``), ``parent`` (the task listing it among its ``children`` in the same
          ``tasks``, or none), ``delta`` (none for a task without a parent, otherwise no updates and
          no deletions), and ``data`` ``{}``, ``internal_data`` ``{}``, ``triggered`` false and
-         ``typename`` ``"Task"``. :func:`expand_tasks` puts them back before SpiffWorkflow restores
-         the tasks. A version-2 state is a valid version-3 state that leaves nothing out. (Two
-         fifths of the text of a breast pathway's state, and an eighth of it compressed.)
+         ``typename`` ``"Task"``. CarePath's converters (``engine.spiff.serializer``) restore the
+         tasks from this form directly; :func:`expand_tasks` puts what was left out back, for
+         SpiffWorkflow's own converters. A version-2 state is a valid version-3 state that leaves
+         nothing out. (Two fifths of the text of a breast pathway's state, and an eighth of it
+         compressed.)
 =======  ==============================================================================================
 
 :func:`migrate` runs on every restore: for a current state it is one dictionary look-up. An older
@@ -117,7 +119,9 @@ def compact_tasks(dct: dict[str, Any]) -> None:
 
 
 def expand_tasks(dct: dict[str, Any]) -> None:
-    """Put back, in place, what :func:`compact_tasks` left out of each task (SpiffWorkflow reads every key)."""
+    """Put back, in place, what :func:`compact_tasks` left out of each task: SpiffWorkflow's own task converter
+    reads every key (CarePath's reads the compact form; ``tests/pathways_bundled/test_state_restore.py``
+    holds the two to the same workflow)."""
     for tasks in _task_tables(dct):
         parents: dict[str, str] | None = None
         for key, task in tasks.items():
