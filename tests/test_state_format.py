@@ -302,3 +302,17 @@ def test_a_restored_task_holds_its_parents_data_in_a_copy_of_its_own() -> None:
         assert task.data["contact"] is not task.parent.data["contact"]
     inherited[-1].data["concerns"].append("work")
     assert all("work" not in t.data["concerns"] for t in inherited[:-1])
+
+
+def test_a_state_holding_a_task_of_an_unknown_type_is_refused() -> None:
+    """A task's typename is left out when it is SpiffWorkflow's Task; any other is not one CarePath wrote."""
+    clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
+    specs = _specs("test_review_loop")
+    workflow = workflows.new_workflow(specs, _engine(clock))
+    workflow.do_engine_steps()
+    stored = json.loads(serializer.dump_state(workflow))
+    assert all("typename" not in task for task in stored["tasks"].values())
+    next(iter(stored["tasks"].values()))["typename"] = "CustomTask"
+    with pytest.raises(WorkflowError) as raised:
+        workflows.restore(specs, json.dumps(stored), _engine(clock))
+    assert [p.code for p in raised.value.problems] == ["state-format"]

@@ -201,8 +201,11 @@ def _restore_tasks(registry: Any, tasks: dict[str, dict[str, Any]], workflow: An
     """The ``tasks`` of a stored workflow (its own or a subprocess's), restored in their order, full or compact.
 
     Restoring a task registers it on ``workflow`` (SpiffWorkflow's Task does), so a parent, stored
-    before its children, is found by them. A task stored with a typename other than SpiffWorkflow's Task
-    (none is, today) is expanded and handed to the registry.
+    before its children, is found by them.
+
+    Raises:
+        WorkflowError: a task is stored with a typename other than SpiffWorkflow's Task (no CarePath
+            writes one; SpiffWorkflow's registry would have failed on it with a TypeError).
     """
     converter: _TaskConverter = registry.carepath_task_converter
     ids = _parsed_ids.get()
@@ -213,11 +216,10 @@ def _restore_tasks(registry: Any, tasks: dict[str, dict[str, Any]], workflow: An
     for key, task in tasks.items():
         if parents is None and "parent" not in task:
             parents = {child: parent for parent, stored in tasks.items() for child in stored["children"]}
-        if task.get("typename", "Task") == "Task":
-            restored[_parse(ids, key)] = converter.restore_task(key, task, workflow, parents or {})
-        else:
-            state_migrations.expand_tasks({"tasks": {key: task}} if "parent" in task else {"tasks": tasks})
-            restored[_parse(ids, key)] = registry.restore(task, workflow=workflow)
+        if task.get("typename", "Task") != "Task":
+            message = "the stored instance state holds a task of a type this CarePath does not know"
+            raise WorkflowError(message, [Problem(message, code="state-format")])
+        restored[_parse(ids, key)] = converter.restore_task(key, task, workflow, parents or {})
     return restored
 
 
