@@ -7,7 +7,10 @@ Their instance rows, event trails and ready-task elements are then copied ``--in
 PostgreSQL's COPY:
 new ids, patient references ``SYN-SCALE-nnnnnnn``, creation times spread over two years, and every
 copied trail re-chained (each event's hash covers its instance id) so that every copy verifies. The
-warning-sign template is rare (0.5 % of the copies), as warning signs are.
+warning-sign template is rare (0.5 % of the copies), as warning signs are. Every event carries its MAC under
+a trail key of the benchmark's own (:data:`BENCH_TRAIL_SECRET`), as production runs with one: verification
+checks an HMAC per event and the worker writes them (``database.trail_authenticated`` in the JSON; a schema
+loaded before this, without MACs, is measured without the key).
 
 Measuring. Every list, work-list, trail, audit and worker query runs through the code that issues
 it: ``engine.instances.queries`` (instances, ready tasks, an event trail), the API's list endpoints
@@ -58,7 +61,7 @@ from sqlalchemy.engine import Engine  # noqa: E402
 
 from engine import CarePath, ManualClock, Settings  # noqa: E402
 from engine.access import create_token  # noqa: E402
-from engine.audit import count_instances, event_hash, verify_trail  # noqa: E402
+from engine.audit import TrailKey, count_instances, event_hash, verify_trail  # noqa: E402
 from engine.care_teams import CareScope  # noqa: E402
 from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion  # noqa: E402
 from engine.db.session import read_only, unit_of_work  # noqa: E402
@@ -236,6 +239,31 @@ def _rebuild_after_load(engine: Engine, saved: tuple[list[str], list[tuple[str, 
         connection.execute(text("ANALYZE"))
 
 
+# The trail key of the benchmark's schema: every event carries its MAC, as in production (docs/operations.md
+# asks for a key), so the verification checks one HMAC per event and the worker writes one. Fixed, so that a
+# schema loaded by one run verifies in the next (--reuse), and no secret: it protects synthetic data only.
+BENCH_TRAIL_SECRET = b"carepath bench/scale.py trail key: synthetic data only, not a secret"
+# Set by main() when the schema's events carry MACs; spawned processes inherit it from the environment.
+_KEY_FILE_VARIABLE = "CAREPATH_SCALE_TRAIL_KEY_FILE"
+
+
+def bench_key_file() -> Path:
+    """A file holding :data:`BENCH_TRAIL_SECRET`, as ``CAREPATH_TRAIL_KEY_FILE`` names one."""
+    path = Path(tempfile.gettempdir()) / f"carepath-scale-trail-{os.getuid()}.key"
+    if not path.exists() or path.read_bytes() != BENCH_TRAIL_SECRET:
+        path.write_bytes(BENCH_TRAIL_SECRET)
+        path.chmod(0o600)
+    return path
+
+
+def bench_settings(url: str, **kwargs: Any) -> Settings:
+    """The settings every part of the benchmark runs with: the schema's trail key when it has one."""
+    key_file = os.environ.get(_KEY_FILE_VARIABLE)
+    if key_file:
+        kwargs["trail_key_file"] = Path(key_file)
+    return Settings(database_url=url, four_eyes=False, **kwargs)
+
+
 def _copy_range(
     url: str,
     rows: list[dict[str, Any]],
@@ -254,6 +282,7 @@ def _copy_range(
     standard error."""
     engine = create_engine(url)
     raw = engine.raw_connection()
+    key = TrailKey(BENCH_TRAIL_SECRET)
     oldest = today - timedelta(days=730)
     step = timedelta(days=730) / max(count, 1)
     try:
@@ -267,8 +296,9 @@ def _copy_range(
                 new_id = str(uuid.UUID(int=random.Random(number).getrandbits(128), version=4))
                 prev, last = GENESIS, GENESIS
                 for stored in trails[template["id"]]:
-                    copied = {**stored, "instance_id": new_id, "prev_hash": prev, "mac": None}
+                    copied = {**stored, "instance_id": new_id, "prev_hash": prev}
                     copied["hash"] = event_hash(SimpleNamespace(**copied))
+                    copied["mac"] = key.event_mac(copied["hash"])
                     prev = last = copied["hash"]
                     event_rows.append(tuple(copied[c] for c in EVENT_COLUMNS))
                 copy = {
@@ -599,7 +629,7 @@ def timers(
             {"at": busiest + timedelta(seconds=1)},
         ).scalar()
     now = busiest + timedelta(seconds=1)
-    app = CarePath(Settings(database_url=url, four_eyes=False), ManualClock(now))
+    app = CarePath(bench_settings(url), ManualClock(now))
     statements = statements_for(app.db)
     try:  # the claim's plan, from one batch of one
         with statements.capture() as seen:
@@ -676,7 +706,7 @@ def _fire_share(url: str, now: datetime, count: int, worker_id: str, share: int,
     """One worker process (a share of :func:`engine.processes.run_shares`): fire due timers in batches
     of 100 until ``count`` instances advanced; says ``done`` with (advanced, CPU seconds, CPU seconds
     by phase). The first batch of 20 warms the process up (specs, statements) and is not counted."""
-    app = CarePath(Settings(database_url=url, four_eyes=False), ManualClock(now))
+    app = CarePath(bench_settings(url), ManualClock(now))
     fire_due_timers(app.instances, now=now, limit=20, worker_id=worker_id)
     spent = _time_phases()
     fired, cpu, wall = 0, time.process_time(), time.perf_counter()
@@ -702,7 +732,7 @@ def _timer_events(engine: Engine) -> int:
 def audit(url: str, engine: Engine, statements_for: Callable[[Engine], Statements], jobs: int = 1) -> dict[str, Any]:
     """``carepath audit verify`` as the background job runs it (:func:`engine.verifications.verify_every_trail`),
     in ``jobs`` processes over id ranges; the plans are those of one range's scan."""
-    app = CarePath(Settings(database_url=url, four_eyes=False))
+    app = CarePath(bench_settings(url))
     statements = statements_for(app.db)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     marks: list[tuple[int, int]] = []
@@ -774,7 +804,7 @@ def migration(
         )
         assert count == 1, diagram
         diagram.write_text(changed, encoding="utf-8")
-        deployer = CarePath(Settings(database_url=url, pathways_dir=folder, four_eyes=False))
+        deployer = CarePath(bench_settings(url, pathways_dir=folder))
         try:
             deployer.catalog.sync_library(actor="bench")
         finally:
@@ -812,6 +842,8 @@ def migration(
             "CAREPATH_PATHWAYS_DIR": str(folder),
             "CAREPATH_FOUR_EYES": "off",
         }
+        if os.environ.get(_KEY_FILE_VARIABLE):  # the moves' events carry MACs too
+            env["CAREPATH_TRAIL_KEY_FILE"] = os.environ[_KEY_FILE_VARIABLE]
         runs = []
         for seconds in (first_seconds, second_seconds):
             before = moved()[0]
@@ -915,9 +947,10 @@ def main() -> None:
         },
     }
     if not args.reuse:
+        os.environ[_KEY_FILE_VARIABLE] = str(bench_key_file())  # a new schema's events carry MACs
         fresh_schema(args.database_url, args.schema)
         began = time.perf_counter()
-        load_demo(Settings(database_url=url, four_eyes=False), now=today)
+        load_demo(bench_settings(url), now=today)
         templated = time.perf_counter() - began
         engine = create_engine(url)
         seconds = bulk_copy(engine, args.instances, today, jobs=args.load_jobs)
@@ -928,8 +961,12 @@ def main() -> None:
         }
     else:
         engine = create_engine(url)
+        with engine.connect() as connection:  # a schema loaded before events carried MACs has none
+            if connection.execute(text("SELECT mac IS NOT NULL FROM instance_events LIMIT 1")).scalar():
+                os.environ[_KEY_FILE_VARIABLE] = str(bench_key_file())
     with engine.connect() as connection:
         result["database"] = {
+            "trail_authenticated": bool(os.environ.get(_KEY_FILE_VARIABLE)),
             "instances": connection.execute(text("SELECT count(*) FROM pathway_instances")).scalar(),
             "events": connection.execute(text("SELECT count(*) FROM instance_events")).scalar(),
             "server": connection.execute(text("SHOW server_version")).scalar(),
@@ -945,7 +982,7 @@ def main() -> None:
         }
     sections = set(args.sections.split(","))
     if "lists" in sections:
-        app = CarePath(Settings(database_url=url, four_eyes=False))
+        app = CarePath(bench_settings(url))
         try:
             result["lists"] = list_queries(app, app.db, Statements(app.db), args.samples, today)
         finally:
