@@ -243,8 +243,9 @@ class _SpecCachingConverter(BpmnWorkflowConverter):
     """
 
     def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
-        # The texts of the ids the restore parsed, so that only a new task's id is written afresh.
-        parsed: dict[str, UUID] = getattr(workflow, _PARSED_IDS, None) or {}
+        # The texts of the ids the restore parsed, so that only a new task's id is written afresh; used
+        # by the save that follows the restore and then let go (a cached workflow does not keep them).
+        parsed: dict[str, UUID] = workflow.__dict__.pop(_PARSED_IDS, None) or {}
         token = _id_texts.set({task_id: text for text, task_id in parsed.items()})
         try:
             dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
