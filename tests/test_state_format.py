@@ -229,13 +229,18 @@ def test_a_new_cycle_in_fractional_months_carries_anchors_that_keep_its_fixed_pe
 # --- formats this code does not know ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["4", "10", "2b", 2, None])
-def test_a_state_of_a_format_this_code_does_not_know_is_refused(version: object) -> None:
+def _review_loop_state() -> tuple[workflows.RestoredSpecs, ManualClock, dict[str, Any]]:
+    """A started review loop's specs, clock and stored state (as loaded from its JSON), to be edited."""
     clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
     specs = _specs("test_review_loop")
     workflow = workflows.new_workflow(specs, _engine(clock))
     workflow.do_engine_steps()
-    stored = json.loads(serializer.dump_state(workflow))
+    return specs, clock, json.loads(serializer.dump_state(workflow))
+
+
+@pytest.mark.parametrize("version", ["4", "10", "2b", 2, None])
+def test_a_state_of_a_format_this_code_does_not_know_is_refused(version: object) -> None:
+    specs, clock, stored = _review_loop_state()
     stored[FORMAT_KEY] = version
     with pytest.raises(WorkflowError, match="CarePath format") as raised:
         workflows.restore(specs, json.dumps(stored), _engine(clock))
@@ -245,11 +250,7 @@ def test_a_state_of_a_format_this_code_does_not_know_is_refused(version: object)
 
 
 def test_a_state_of_a_newer_spiffworkflow_format_is_refused() -> None:
-    clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
-    specs = _specs("test_review_loop")
-    workflow = workflows.new_workflow(specs, _engine(clock))
-    workflow.do_engine_steps()
-    stored = json.loads(serializer.dump_state(workflow))
+    specs, clock, stored = _review_loop_state()
     stored["serializer_version"] = "1.6"
     with pytest.raises(WorkflowError, match="SpiffWorkflow's format '1.6'"):
         workflows.restore(specs, json.dumps(stored), _engine(clock))
@@ -306,11 +307,7 @@ def test_a_restored_task_holds_its_parents_data_in_a_copy_of_its_own() -> None:
 
 def test_a_state_holding_a_task_of_an_unknown_type_is_refused() -> None:
     """A task's typename is left out when it is SpiffWorkflow's Task; any other is not one CarePath wrote."""
-    clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
-    specs = _specs("test_review_loop")
-    workflow = workflows.new_workflow(specs, _engine(clock))
-    workflow.do_engine_steps()
-    stored = json.loads(serializer.dump_state(workflow))
+    specs, clock, stored = _review_loop_state()
     assert all("typename" not in task for task in stored["tasks"].values())
     next(iter(stored["tasks"].values()))["typename"] = "CustomTask"
     with pytest.raises(WorkflowError) as raised:
