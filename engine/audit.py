@@ -194,9 +194,18 @@ class TrailKey:
     def key_id(self) -> str:
         return hashlib.sha256(b"carepath-trail-key-id\n" + self.secret).hexdigest()[:8]
 
+    @functools.cached_property
+    def _keyed(self) -> hmac.HMAC:
+        """An HMAC with the key set and no message, copied for each code: setting the key (padding
+        it, hashing it first when it is longer than SHA-256's 64-byte block) cost up to as much again
+        as the code itself, and a verification makes one code per event. It is only ever copied,
+        never updated, so threads may share it."""
+        return hmac.new(self.secret, digestmod=hashlib.sha256)
+
     def mac(self, domain: str, message: str) -> str:
-        code = hmac.new(self.secret, (domain + message).encode(), hashlib.sha256).hexdigest()
-        return f"{self.key_id}:{code}"
+        keyed = self._keyed.copy()
+        keyed.update((domain + message).encode())
+        return f"{self.key_id}:{keyed.hexdigest()}"
 
     def event_mac(self, event_hash: str) -> str:
         return self.mac(_EVENT_MAC_DOMAIN, event_hash)
@@ -205,11 +214,12 @@ class TrailKey:
         """What is wrong with ``mac`` as this key's code of ``message`` (None: nothing)."""
         if mac is None:
             return "not authenticated: written without the trail key"
+        # compare_digest refuses a str with non-ASCII characters: such a MAC was edited, not failed on.
+        if mac.isascii() and hmac.compare_digest(mac, self.mac(domain, message)):
+            return None
         if mac.split(":", 1)[0] != self.key_id:
             return f"authenticated with another key ({mac.split(':', 1)[0]})"
-        if not hmac.compare_digest(mac, self.mac(domain, message)):
-            return "authentication code does not match: rewritten without the key"
-        return None
+        return "authentication code does not match: rewritten without the key"
 
 
 @functools.lru_cache(maxsize=8)
@@ -454,8 +464,8 @@ def latest_checkpoint(folder: Path) -> Checkpoint | None:
             str(data["at"]),
             heads,
             str(data["digest"]),
-            data.get("key_id"),
-            data.get("mac"),
+            None if data.get("key_id") is None else str(data["key_id"]),
+            None if data.get("mac") is None else str(data["mac"]),
             str(files[-1]),
             deployment_head,
         )
@@ -475,7 +485,7 @@ def checkpoint_problems(checkpoint: Checkpoint, key: TrailKey | None) -> list[Tr
             problems.append(TrailProblem("", None, f"{where}: not signed, though a trail key is configured"))
         elif checkpoint.key_id != key.key_id:
             problems.append(TrailProblem("", None, f"{where}: signed with another key ({checkpoint.key_id})"))
-        elif not hmac.compare_digest(checkpoint.mac, key.mac(_CHECKPOINT_MAC_DOMAIN, checkpoint.signed_part())):
+        elif key.mac_problem(_CHECKPOINT_MAC_DOMAIN, checkpoint.signed_part(), checkpoint.mac) is not None:
             problems.append(TrailProblem("", None, f"{where}: its signature does not match (forged or edited)"))
     return problems
 
@@ -674,8 +684,8 @@ def _verify_chain(
             problems.append(TrailProblem(instance_id, event.seq, "does not follow the previous event (chain broken)"))
         if event_hash(event) != event.hash:
             problems.append(TrailProblem(instance_id, event.seq, "content was changed after it was written"))
-        if key is not None:
-            problems.extend(_verify_mac(instance_id, event, key))
+        if key is not None and (wrong := _verify_mac(instance_id, event, key)) is not None:
+            problems.append(wrong)
         prev_hash, expected_seq = event.hash, event.seq + 1
     if events and (events[-1].seq != head_seq or events[-1].hash != head_hash) or (not events and head_seq):
         problems.append(
@@ -697,21 +707,13 @@ def _verify_chain(
     return problems
 
 
-def _verify_mac(instance_id: str, event: Any, key: TrailKey) -> list[TrailProblem]:
+def _verify_mac(instance_id: str, event: Any, key: TrailKey) -> TrailProblem | None:
+    wrong = key.mac_problem(_EVENT_MAC_DOMAIN, event.hash, event.mac)
+    if wrong is None:
+        return None
     if event.mac is None:
-        return [
-            TrailProblem(
-                instance_id,
-                event.seq,
-                "not authenticated: written without the trail key "
-                "(carepath audit sign-existing, if it predates the key)",
-            )
-        ]
-    if event.mac.split(":", 1)[0] != key.key_id:
-        return [TrailProblem(instance_id, event.seq, f"authenticated with another key ({event.mac.split(':', 1)[0]})")]
-    if not hmac.compare_digest(event.mac, key.event_mac(event.hash)):
-        return [TrailProblem(instance_id, event.seq, "authentication code does not match: rewritten without the key")]
-    return []
+        wrong += " (carepath audit sign-existing, if it predates the key)"
+    return TrailProblem(instance_id, event.seq, wrong)
 
 
 def _verify_state(instance_id: str, events: list[Any], stored: bytes) -> list[TrailProblem]:

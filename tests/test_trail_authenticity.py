@@ -182,6 +182,22 @@ def test_events_carry_a_mac_and_state_changing_events_a_state_digest(keyed: Care
         pytest.param(
             ["UPDATE instance_events SET mac = NULL WHERE seq = 1"], "event 1: not authenticated", id="mac-removed"
         ),
+        pytest.param(
+            ["UPDATE instance_events SET mac = 'deadbeef:' || substr(mac, 10) WHERE seq = 2"],
+            "event 2: authenticated with another key (deadbeef)",
+            id="mac-of-another-key",
+        ),
+        pytest.param(
+            ["UPDATE instance_events SET mac = substr(mac, 1, 9) || '0' || substr(mac, 11) WHERE seq = 3"],
+            "event 3: authentication code does not match",
+            id="mac-edited",
+        ),
+        # hmac.compare_digest refuses a str with non-ASCII characters: such a MAC once stopped the scan.
+        pytest.param(
+            ["UPDATE instance_events SET mac = substr(mac, 1, 9) || '\u00e9' || substr(mac, 11) WHERE seq = 3"],
+            "event 3: authentication code does not match",
+            id="mac-not-ascii",
+        ),
     ],
 )
 def test_tampering_with_events_is_reported(keyed: CarePath, tamper: list[str], expected: str) -> None:
@@ -308,6 +324,13 @@ def test_checkpoints_are_never_overwritten_and_a_forged_one_is_reported(
         f"{newest.source}: its heads do not match its digest (the file was edited)",
         f"{newest.source}: its signature does not match (forged or edited)",
     ]
+    # A signature edited to a character compare_digest refuses is reported like any other edit.
+    clock.advance(timedelta(minutes=1))
+    assert first.mac is not None
+    write_checkpoint(folder, dataclasses.replace(first, mac=first.mac[:-1] + "\u00e9"), clock.now())
+    newest = latest_checkpoint(folder)
+    assert newest is not None
+    assert _verify(keyed, newest) == [f"{newest.source}: its signature does not match (forged or edited)"]
 
 
 def test_events_from_before_the_key_are_signed_once_their_chains_verify(
