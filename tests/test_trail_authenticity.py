@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -23,11 +24,14 @@ from api.cli import main
 from engine import CarePath, ManualClock, Settings
 from engine.audit import (
     Checkpoint,
+    _TrailEvent,
+    _verify_chain,
     authenticate_existing,
     export_checkpoint,
     latest_checkpoint,
     make_checkpoint,
     state_digest,
+    trail_key_of,
     verify_trail,
     write_checkpoint,
 )
@@ -206,6 +210,26 @@ def test_tampering_with_events_is_reported(keyed: CarePath, tamper: list[str], e
     problems = _verify(keyed)
     assert any(expected in p for p in problems), problems
     assert all(instance_id in p for p in problems)
+
+
+def test_event_times_are_hashed_as_utc_in_whatever_zone_the_driver_reads_them(keyed: CarePath) -> None:
+    """The scan reads event times as the driver gives them (PostgreSQL in the transaction's zone, which
+    the verification sets to UTC; SQLite naive): a time read in any zone is checked as written."""
+    instance_id = _journey(keyed)
+    with read_only(keyed.sessions) as session:
+        key = trail_key_of(session)
+        head_seq, head_hash = session.execute(
+            select(PathwayInstance.event_seq, PathwayInstance.event_head).where(PathwayInstance.id == instance_id)
+        ).one()
+    rows = [_TrailEvent(*(getattr(e, name) for name in _TrailEvent._fields)) for e in _events(keyed, instance_id)]
+    assert all(r.at.utcoffset() == timedelta(0) for r in rows)
+    kathmandu = [r._replace(at=r.at.astimezone(ZoneInfo("Asia/Kathmandu"))) for r in rows]  # UTC+05:45
+    naive = [r._replace(at=r.at.replace(tzinfo=None)) for r in rows]
+    for read in (rows, kathmandu, naive):
+        assert _verify_chain(instance_id, read, head_seq, head_hash, key, None) == []
+    moved = [kathmandu[0]._replace(at=kathmandu[0].at + timedelta(microseconds=1)), *kathmandu[1:]]
+    problems = _verify_chain(instance_id, moved, head_seq, head_hash, key, None)
+    assert [p.message for p in problems] == ["content was changed after it was written"]
 
 
 def test_a_consistent_rewrite_without_the_key_fails_the_macs(
