@@ -36,7 +36,7 @@ __all__ = ["__version__", "carepath", "create_app", "queries"]
 __version__ = importlib.metadata.version("carepath")
 
 DEFAULTS: dict[str, Any] = {
-    "DATABASE_URL": None,  # None: SQLite in ./instance/ (engine.settings.default_database_url)
+    "DATABASE_URL": None,  # None: SQLite in the data folder (engine.settings.default_database_url)
     "PATHWAYS_DIR": None,  # None: the bundled pathways
     "RULES_DIR": None,
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,  # larger bodies get a 413 problem
@@ -88,26 +88,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env("CAREPATH")
     if test_config is not None:
         app.config.from_mapping(test_config)
-    names = (
-        "DATABASE_URL",
-        "PATHWAYS_DIR",
-        "RULES_DIR",
-        "ALLOW_EMPTY_LIBRARY",
-        "ENV",
-        "SERVICE_DIRECTORY",
-        "ALLOW_EXAMPLE_DIRECTORY",
-        "FHIR_PATIENT_IDENTIFIER",
-        "READ_DATABASE_URL",
-        "ALLOW_CONCURRENT_INSTANCES",
-        "SANDBOX",
-        "DEFAULT_ORGANISATION",
-        "DEFAULT_CARE_TEAM",
-        "REPORT_MIN_COUNT",
-    )
-    names += tuple(name for name in app.config if name.startswith("OIDC_"))
-    given = {f"CAREPATH_{name}": _setting_text(app.config[name]) for name in names if app.config.get(name)}
-    if app.config["FOUR_EYES"] is not None:  # false (off) is a value here, not an absence
-        given["CAREPATH_FOUR_EYES"] = _setting_text(app.config["FOUR_EYES"])
+    # The engine's settings (engine.settings.Settings.from_env) from every CAREPATH_* variable, as Flask
+    # read them, with the test configuration laid over: all of them, not a list kept by hand (one such
+    # list once left the trail key, the webhook, referral timeframe, time zone and verification
+    # settings out of the server while the command line and the worker read them).
+    given = {
+        f"CAREPATH_{name}": _setting_text(value)
+        for name, value in app.config.items()
+        if name not in Flask.default_config and value is not None
+    }
     settings = Settings.from_env(given)
     app.config["DATABASE_URL"] = settings.database_url
     engine = CarePath(settings, app.config["CLOCK"], upgrade=True)
