@@ -95,6 +95,8 @@ def _op(
         codes |= {401, 403}
     if body is not None:
         codes |= {400, 413, 415}
+    if parameters and _IDEMPOTENCY_KEY in parameters:  # the key reused for another request
+        codes.add(422)
     for code in sorted(codes):
         responses[str(code)] = _response(_ERROR_DESCRIPTIONS[code], "Problem", "application/problem+json")
     operation: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses}
@@ -163,7 +165,7 @@ _REPORT_QUERY = [
     _query(
         "team",
         {"type": "string", "maxLength": 200},
-        "a care team: not available yet (refused until instances record their team)",
+        "one care team of the caller's organisation (default: every team)",
     ),
     _query("format", {"enum": ["json", "csv"]}, "csv: text/csv instead of JSON"),
 ]

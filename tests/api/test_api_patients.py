@@ -141,6 +141,23 @@ def test_a_warning_sign_goes_to_the_patients_own_pathways_only(client: Any, auth
     assert {e["field"] for e in body["errors"]} == {"/warning_sign", "/description"} and "Fever" not in str(body)
 
 
+def test_a_warning_sign_sent_again_with_its_key_is_reported_once(
+    client: Any, auth: Any, patient: dict[str, str]
+) -> None:
+    """A patient app retrying after a lost answer: the same key and report start one triage; the key
+    reused for another report is refused (a 422 the OpenAPI document declares: the client checks)."""
+    own = waiting(client, auth, "MRN-1001")
+    keyed = {**patient, "Idempotency-Key": "app-report-1"}
+    report = {"warning_sign": "fever", "description": "38.5 tonight"}
+    first = client.post("/v1/me/warning-signs", json=report, headers=keyed)
+    again = client.post("/v1/me/warning-signs", json=report, headers=keyed)
+    assert first.status_code == again.status_code == 202 and again.json == first.json == {"instances": [own["id"]]}
+    staff = client.get(f"/v1/instances/{own['id']}", headers=auth("clinician")).json
+    assert [t["element"] for t in staff["ready_tasks"]] == ["triage"]
+    other = client.post("/v1/me/warning-signs", json={**report, "warning_sign": "bleeding"}, headers=keyed)
+    assert_problem(other, 422, "idempotency-key-reused")
+
+
 def test_identities_are_linked_by_admin_and_system_only(client: Any, auth: Any) -> None:
     link = {"issuer": "https://login.example.org", "subject": "p-77", "patient_ref": "MRN-1001"}
     for role in ("clinician", "auditor", "author", "patient"):
