@@ -331,7 +331,9 @@ def translate_workflow_errors() -> Iterator[None]:
             if not problems:
                 problems = [Problem(message=cause.message, element=element)]
             raise type(cause)(cause.message, problems) from exc
-        message = f"{type(cause).__name__}: {cause}" if cause is not exc else str(exc)
+        # SpiffWorkflow's own texts are about the diagram; the text of an error raised inside it (a
+        # ValueError parsing a date from task data) may quote a patient's values: its type alone.
+        message = f"{type(cause).__name__} inside the workflow library" if cause is not exc else str(exc)
         raise WorkflowError(message, [Problem(message=message, element=element)]) from exc
     except (MissingSpecError, TaskNotSupportedError, TaskSpecNotSupportedError, DeadMethodCalled) as exc:
         # The serializer's errors are plain ValueErrors: stored state that does not fit its spec.

@@ -309,8 +309,8 @@ def test_today_follows_the_injected_clock(clock: ManualClock, env: SafeEnvironme
     ("expression", "message"),
     [
         ("add_days(20240831, 1)", "add_days expects a date like '2024-08-31', got int"),
-        ("add_months('31/08/2024', 1)", "got '31/08/2024'"),
-        ("age_on('2020-01-01', '2019-01-01')", "before the birth date"),
+        ("add_months('31/08/2024', 1)", "add_months expects a date like '2024-08-31', got text that is not one "),
+        ("age_on('2020-01-01', '2019-01-01')", "^age_on: the date is before the birth date"),
         ("add_years('9999-01-01', 1)", "outside the years"),
     ],
 )
@@ -348,7 +348,8 @@ def test_a_score_the_form_never_asked_for(env: SafeEnvironment, data: dict[str, 
         ("age + 'x'", "unsupported operand"),
         ("diagnoses[10]", "out of range"),
         ("age[0]", "cannot be indexed"),
-        ("int('many')", "invalid literal"),
+        ("int('many')", "int: the text is not a whole number"),
+        ("float('many')", "float: the text is not a number"),
     ],
 )
 def test_run_time_failures_are_expression_errors(

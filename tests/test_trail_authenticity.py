@@ -396,6 +396,45 @@ def test_error_events_name_the_type_and_element_never_values(keyed: CarePath) ->
     assert _verify(keyed) == []
 
 
+_SCRIPT_DIAGRAM = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="x">
+  <bpmn:process id="{pid}" name="Script on start data" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />
+    <bpmn:scriptTask id="work"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:script>{script}</bpmn:script></bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end" />
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+@pytest.mark.parametrize(
+    ("script", "data", "secret", "message"),
+    [
+        ("n = int(distress)", {"distress": "8 - my husband left"}, "husband", "int: the text is not a whole number"),
+        ("f = float(weight)", {"weight": "about 61kg"}, "61kg", "float: the text is not a number"),
+        ("x = lookup[nhs_number]", {"nhs_number": "9434765919", "lookup": {}}, "9434765919", "the key (a str) is"),
+        ("a = age_on(dob, '1950-01-01')", {"dob": "1961-04-23"}, "1961", "age_on: the date is before the birth"),
+        ("d = add_days(dob, 1)", {"dob": "23/04/1961"}, "1961", "add_days expects a date like '2024-08-31', got"),
+        ("w = whole[int(code)]", {"code": "12", "whole": []}, "12", "the position is out of range"),
+    ],
+)
+def test_an_expression_failing_on_a_patients_values_never_quotes_them(
+    keyed: CarePath, script: str, data: dict[str, Any], secret: str, message: str
+) -> None:
+    """Python's texts quote the values they fail on (``invalid literal for int(): '8 - my husband
+    left'``): the incident and the trail's error event name what failed, where, never the value."""
+    pid = "script_" + hashlib.sha256(script.encode()).hexdigest()[:8]
+    keyed.catalog.deploy_upload({f"{pid}.bpmn": _SCRIPT_DIAGRAM.format(pid=pid, script=script).encode()}, "author")
+    view = keyed.instances.start(pid, "MRN-5557", "system:ehr", data)
+    assert view.status == "error" and view.incident is not None
+    assert view.incident["message"].startswith(message) and view.incident["element"] == "work"
+    [error] = [e for e in _events(keyed, view.id) if e.type == "error"]
+    for written in (json.dumps(view.incident), error.payload):
+        assert secret not in written and "MRN-5557" not in written
+
+
 def test_settings_refuse_a_key_file_that_is_missing_or_too_short(tmp_path: Path, test_settings: Settings) -> None:
     short = tmp_path / "short.key"
     short.write_text("too-short")

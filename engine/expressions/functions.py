@@ -3,8 +3,11 @@
 Private to :mod:`engine.expressions`, which documents the language. Everything here works on
 JSON-shaped values only (task data must stay JSON): dates are ``'YYYY-MM-DD'`` strings.
 
-Failures are raised as ``ValueError`` / ``TypeError`` with a message meant for a clinical author;
-the interpreter adds the line and column and turns them into :class:`engine.errors.ExpressionError`.
+Failures are raised as :class:`Refusal` / :class:`TypeRefusal` with a message meant for a clinical
+author and worded without the values given (they may be a patient's: the message ends up in an
+incident and the event trail); the interpreter adds the line and column and turns them into
+:class:`engine.errors.ExpressionError`. Python's own ``ValueError`` texts quote their input
+(``int('8 - cannot sleep')``), so the interpreter shows those by their type alone.
 """
 
 from __future__ import annotations
@@ -22,6 +25,15 @@ from typing import Any
 
 from engine.calendar import add_months as add_calendar_months
 from engine.clock import Clock
+
+
+class Refusal(ValueError):
+    """A helper's or the interpreter's own refusal of a value, worded without it."""
+
+
+class TypeRefusal(TypeError):
+    """A helper's or the interpreter's own refusal of a value's type, worded without the value."""
+
 
 # Limits on the size of what one operation may build, so that `'a' * 10**9`, `9**9**9` or doubling a
 # list in a loop fails at once instead of exhausting the server's memory.
@@ -127,7 +139,7 @@ def check_text_size(value: Any) -> None:
             continue
         budget -= len(item) if isinstance(item, str) else 8
         if budget < 0:
-            raise ValueError(f"the text would be longer than {MAX_TEXT} characters")
+            raise Refusal(f"the text would be longer than {MAX_TEXT} characters")
         if isinstance(item, list | tuple | set | frozenset | dict) and id(item) not in inside:
             inside.add(id(item))
             stack.append((item, True))
@@ -138,7 +150,7 @@ def check_int_digits(value: Any, helper: str) -> None:
     """Refuse to turn a whole number of more than MAX_INT_DIGITS digits into text (Python refuses
     past 4,300 with advice about ``sys``; an author gets this instead)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
-        raise ValueError(f"{helper}: the number has more than {MAX_INT_DIGITS} digits")
+        raise Refusal(f"{helper}: the number has more than {MAX_INT_DIGITS} digits")
 
 
 def check_format_spec(spec: str) -> None:
@@ -146,17 +158,17 @@ def check_format_spec(spec: str) -> None:
     (``f'{x:>999999999}'`` builds a gigabyte of spaces)."""
     numbers = [int(digits) for digits in re.findall(r"\d+", spec)]
     if any(number > MAX_FORMAT_WIDTH for number in numbers):
-        raise ValueError(f"the f-string format specification asks for more than {MAX_FORMAT_WIDTH} characters")
+        raise Refusal(f"the f-string format specification asks for more than {MAX_FORMAT_WIDTH} characters")
 
 
 def _check_items(count: int) -> None:
     if count > MAX_ITEMS:
-        raise ValueError(f"the result would have more than {MAX_ITEMS} items or characters")
+        raise Refusal(f"the result would have more than {MAX_ITEMS} items or characters")
 
 
 def _check_int(value: Any) -> None:
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
-        raise ValueError(f"the number is too large (more than {MAX_INT_DIGITS} digits)")
+        raise Refusal(f"the number is too large (more than {MAX_INT_DIGITS} digits)")
 
 
 _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
@@ -183,15 +195,15 @@ def arithmetic(symbol: str, left: Any, right: Any) -> Any:
         _check_items(len(left) + len(right))
     elif symbol == "%" and isinstance(left, str):
         # printf-style formatting can request huge widths ('%*d'); f-strings are the supported way.
-        raise TypeError("'%' formatting of text is not allowed; use an f-string")
+        raise TypeRefusal("'%' formatting of text is not allowed; use an f-string")
     elif symbol == "**" and isinstance(right, int | float):
         if right > MAX_EXPONENT:
-            raise ValueError(f"the exponent {right} is larger than {MAX_EXPONENT}")
+            raise Refusal(f"the exponent is larger than {MAX_EXPONENT}")
         if isinstance(left, int) and isinstance(right, int) and left.bit_length() * right > MAX_INT_BITS:
-            raise ValueError("the number is too large")
+            raise Refusal("the number is too large")
     result = _ARITHMETIC[symbol](left, right)
     if isinstance(result, complex):  # (-8) ** 0.5
-        raise ValueError("the result is not a real number")
+        raise Refusal("the result is not a real number")
     _check_int(result)  # two 10,000-bit operands multiply to 20,000 bits
     return result
 
@@ -201,13 +213,13 @@ def arithmetic(symbol: str, left: Any, right: Any) -> Any:
 
 def _parse_date(value: Any, helper: str) -> _date:
     if not isinstance(value, str):
-        raise TypeError(f"{helper} expects a date like '2024-08-31', got {type(value).__name__}")
+        raise TypeRefusal(f"{helper} expects a date like '2024-08-31', got {type(value).__name__}")
     try:
         if len(value) <= 10:
             return _date.fromisoformat(value)
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{helper} expects a date like '2024-08-31', got {value!r}") from None
+        raise Refusal(f"{helper} expects a date like '2024-08-31', got text that is not one") from None
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     return moment.date()
@@ -215,13 +227,16 @@ def _parse_date(value: Any, helper: str) -> _date:
 
 def _whole(value: Any, helper: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{helper} expects a whole number, got {value!r}")
+        raise TypeRefusal(f"{helper} expects a whole number, got {type(value).__name__}")
     return value
 
 
 def _shift_months(start: _date, months: int) -> _date:
     # Clamped to the month's end: 31 Aug + 18 months is 28 Feb, not 3 March (engine.calendar).
-    return add_calendar_months(start, months)
+    try:
+        return add_calendar_months(start, months)
+    except ValueError:
+        raise Refusal("the date would be outside the years 1 to 9999") from None
 
 
 def today(clock: Clock) -> str:
@@ -240,7 +255,7 @@ def add_days(day: Any, days: Any) -> str:
     try:
         return (_parse_date(day, "add_days") + timedelta(days=_whole(days, "add_days"))).isoformat()
     except OverflowError:
-        raise ValueError("the date would be outside the years 1 to 9999") from None
+        raise Refusal("the date would be outside the years 1 to 9999") from None
 
 
 def add_months(day: Any, months: Any) -> str:
@@ -271,7 +286,7 @@ def months_between(start: Any, end: Any) -> int:
 def age_on(birth_date: Any, on_date: Any) -> int:
     born, on = _parse_date(birth_date, "age_on"), _parse_date(on_date, "age_on")
     if on < born:
-        raise ValueError(f"age_on: {on_date!r} is before the birth date {birth_date!r}")
+        raise Refusal("age_on: the date is before the birth date")
     return _months_from(born, on) // 12
 
 
@@ -281,7 +296,7 @@ def age_on(birth_date: Any, on_date: Any) -> int:
 def safe_round(number: Any, ndigits: Any = None) -> Any:
     # round(5, -10**9) computes 10**(10**9) before answering.
     if ndigits is not None and (not isinstance(ndigits, int) or abs(ndigits) > MAX_ROUND_DIGITS):
-        raise ValueError(f"round: the number of digits must be a whole number up to {MAX_ROUND_DIGITS}")
+        raise Refusal(f"round: the number of digits must be a whole number up to {MAX_ROUND_DIGITS}")
     return round(number, ndigits)
 
 
@@ -289,10 +304,10 @@ def safe_sum(values: Any) -> Any:
     # Only numbers: sum() with a list start value copies quadratically.
     items = list(values)
     if not all(isinstance(v, int | float) for v in items):
-        raise TypeError("sum adds numbers only")
+        raise TypeRefusal("sum adds numbers only")
     total = sum(items)
     if isinstance(total, float) and math.isinf(total):
-        raise ValueError("the sum is too large")
+        raise Refusal("the sum is too large")
     return total
 
 
@@ -304,10 +319,20 @@ def safe_str(value: Any = "") -> str:
 def safe_int(value: Any = 0, *args: Any, **kwargs: Any) -> int:
     # int('9' * 5000) failed with Python's advice to call sys.set_int_max_str_digits.
     if isinstance(value, str) and sum(character.isdigit() for character in value) > MAX_INT_DIGITS:
-        raise ValueError(f"int: the text has more than {MAX_INT_DIGITS} digits")
-    result = int(value, *args, **kwargs)
+        raise Refusal(f"int: the text has more than {MAX_INT_DIGITS} digits")
+    try:
+        result = int(value, *args, **kwargs)
+    except ValueError:  # Python's text quotes the value
+        raise Refusal("int: the text is not a whole number") from None
     _check_int(result)
     return result
+
+
+def safe_float(value: Any = 0.0) -> float:
+    try:
+        return float(value)
+    except ValueError:  # Python's text quotes the value
+        raise Refusal("float: the text is not a number") from None
 
 
 ALLOWED_FUNCTIONS: Mapping[str, HelperFunction] = MappingProxyType(
@@ -322,7 +347,7 @@ ALLOWED_FUNCTIONS: Mapping[str, HelperFunction] = MappingProxyType(
         "round": HelperFunction(safe_round, "round(x) or round(x, digits)"),
         "sorted": HelperFunction(sorted, "a sorted copy of a list; sorted(xs, reverse=True)"),
         "int": HelperFunction(safe_int, "convert to a whole number"),
-        "float": HelperFunction(float, "convert to a decimal number"),
+        "float": HelperFunction(safe_float, "convert to a decimal number"),
         "str": HelperFunction(safe_str, "convert to text"),
         "bool": HelperFunction(bool, "convert to True/False"),
         "list": HelperFunction(list, "convert to a list"),

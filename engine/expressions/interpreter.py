@@ -38,19 +38,26 @@ class _Continue(Exception):
 
 
 def describe(exc: Exception) -> str:
+    """What went wrong, for the author, worded without the values involved: the message is kept in
+    an incident and the event trail, and the values may be a patient's (a key that is an NHS number,
+    the text ``int()`` could not read)."""
+    if isinstance(exc, fn.Refusal | fn.TypeRefusal):  # CarePath's own wording, already value-free
+        return str(exc)
     if isinstance(exc, ZeroDivisionError):
         return "division by zero"
     if isinstance(exc, KeyError):
-        return f"the key {exc.args[0]!r} is not there" if exc.args else "a key is not there"
+        return f"the key (a {type(exc.args[0]).__name__}) is not there" if exc.args else "a key is not there"
     if isinstance(exc, IndexError):
         return "the position is out of range"
     if isinstance(exc, RecursionError):
         return "the expression is nested too deeply"
     if isinstance(exc, MemoryError):
         return "the expression ran out of memory"
-    if isinstance(exc, TypeError | ValueError | OverflowError):
+    if isinstance(exc, TypeError | OverflowError):  # Python's texts name types and limits, not values
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ValueError):  # Python's texts quote the value: "invalid literal for int(): '...'"
+        return "a value is not of the form the operation expects (ValueError)"
+    return f"{type(exc).__name__} while evaluating the expression"
 
 
 class Interpreter:
@@ -130,7 +137,7 @@ class Interpreter:
         if isinstance(node.op, ast.Not):
             return not value
         if not isinstance(value, int | float):
-            raise TypeError(f"bad operand type for unary minus or plus: '{type(value).__name__}'")
+            raise fn.TypeRefusal(f"bad operand type for unary minus or plus: '{type(value).__name__}'")
         return -value if isinstance(node.op, ast.USub) else +value
 
     def boolop(self, node: ast.BoolOp) -> Any:
@@ -156,15 +163,21 @@ class Interpreter:
     def subscript(self, node: ast.Subscript) -> Any:
         container = self.eval(node.value)
         if type(container) not in SUBSCRIPTABLE_TYPES:
-            raise TypeError(f"a {type(container).__name__} cannot be indexed")
-        return container[self.index(node.slice)]
+            raise fn.TypeRefusal(f"a {type(container).__name__} cannot be indexed")
+        key = self.index(node.slice)
+        try:
+            return container[key]
+        except KeyError:
+            if isinstance(node.slice, ast.Constant):  # the diagram's own text, not a value: named
+                raise fn.Refusal(f"the key {node.slice.value!r} is not there") from None
+            raise
 
     def index(self, node: ast.expr) -> Any:
         if not isinstance(node, ast.Slice):
             return self.eval(node)
         parts = [None if p is None else self.eval(p) for p in (node.lower, node.upper, node.step)]
         if not all(p is None or isinstance(p, int) for p in parts):
-            raise TypeError("slice positions must be whole numbers")
+            raise fn.TypeRefusal("slice positions must be whole numbers")
         return slice(*parts)
 
     def sequence(self, node: ast.List | ast.Tuple | ast.Set) -> Any:
@@ -178,7 +191,7 @@ class Interpreter:
     def fstring(self, node: ast.JoinedStr) -> str:
         text = "".join(str(self.eval(part)) for part in node.values)
         if len(text) > fn.MAX_TEXT:
-            raise ValueError(f"the text would be longer than {fn.MAX_TEXT} characters")
+            raise fn.Refusal(f"the text would be longer than {fn.MAX_TEXT} characters")
         return self.account(node, text)
 
     def formatted(self, node: ast.FormattedValue) -> str:
@@ -219,7 +232,7 @@ class Interpreter:
     def iterate(self, node: ast.expr) -> list[Any]:
         iterable = self.eval(node)
         if type(iterable) not in ITERABLE_TYPES:
-            raise TypeError(f"cannot loop over a {type(iterable).__name__}")
+            raise fn.TypeRefusal(f"cannot loop over a {type(iterable).__name__}")
         return list(iterable)  # a snapshot: changing the data inside the loop does not extend it
 
     def call(self, node: ast.Call) -> Any:
@@ -254,12 +267,12 @@ class Interpreter:
         elif isinstance(target, ast.Subscript):
             container = self.eval(target.value)
             if type(container) not in (list, dict):
-                raise TypeError(f"items of a {type(container).__name__} cannot be assigned")
+                raise fn.TypeRefusal(f"items of a {type(container).__name__} cannot be assigned")
             container[self.eval(target.slice)] = self.account(target, value)  # the container now holds it
         else:
             assert isinstance(target, ast.Tuple | ast.List)  # guaranteed by the checker
             if type(value) not in ITERABLE_TYPES or len(value) != len(target.elts):
-                raise ValueError(f"expected {len(target.elts)} values to unpack")
+                raise fn.Refusal(f"expected {len(target.elts)} values to unpack")
             for element, item in zip(target.elts, list(value), strict=True):
                 self.bind(element, item, scope)
 
@@ -277,7 +290,7 @@ class Interpreter:
         assert isinstance(node.target, ast.Subscript)  # guaranteed by the checker
         container = self.eval(node.target.value)
         if type(container) not in (list, dict):
-            raise TypeError(f"items of a {type(container).__name__} cannot be assigned")
+            raise fn.TypeRefusal(f"items of a {type(container).__name__} cannot be assigned")
         key = self.eval(node.target.slice)
         container[key] = self.account(node, fn.arithmetic(symbol, container[key], self.eval(node.value)))
 
@@ -317,7 +330,7 @@ class Interpreter:
                 assert isinstance(target, ast.Subscript)  # guaranteed by the checker
                 container = self.eval(target.value)
                 if type(container) not in (list, dict):
-                    raise TypeError(f"items of a {type(container).__name__} cannot be deleted")
+                    raise fn.TypeRefusal(f"items of a {type(container).__name__} cannot be deleted")
                 del container[self.eval(target.slice)]
 
     def break_(self, node: ast.Break) -> None:
