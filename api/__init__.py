@@ -218,6 +218,11 @@ def _log_start(app: Flask, settings: Settings, library: str) -> None:
         settings.pathways_dir,
         settings.rules_dir,
     )
+    if settings.environment == "production" and settings.trail_key_file is None:
+        app.logger.warning(
+            "no CAREPATH_TRAIL_KEY_FILE: the event trail is not authenticated, and its digests of patients' "
+            "data can be found by trying values (docs/operations.md)"
+        )
 
 
 def carepath() -> CarePath:

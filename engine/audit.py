@@ -114,6 +114,7 @@ EVENT_TYPES = frozenset(
 )
 CHECKPOINT_FORMAT = "carepath-trail-checkpoint/1"
 _EVENT_MAC_DOMAIN = "carepath-event/1\n"
+_DATA_MAC_DOMAIN = "carepath-data-digest/1\n"  # a data digest is never a valid event or checkpoint MAC
 _CHECKPOINT_MAC_DOMAIN = "carepath-checkpoint/1\n"
 
 
@@ -143,8 +144,19 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
-def data_digest(data: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()
+def data_digest(data: Any, key: TrailKey | None = None) -> str:
+    """The digest an event records of data (task data, a message's body) in place of the data.
+
+    With the trail key it is an HMAC under the key, ``hmac-sha256:<key id>:<hex>``: a patient's values
+    are small (a score from 0 to 10, a date of birth), so a plain hash of them is found by trying each
+    value, and anyone reading the trail (an auditor, an export) would read the values. Only the key's
+    holder can check data against it. Without a key (development) it is ``sha256:<hex>``, and the
+    operations guide says what that does not hide.
+    """
+    text = canonical_json(data).encode()
+    if key is None:
+        return "sha256:" + hashlib.sha256(text).hexdigest()
+    return "hmac-sha256:" + key.mac(_DATA_MAC_DOMAIN, text)
 
 
 def state_digest(state: str) -> str:
@@ -202,9 +214,9 @@ class TrailKey:
         never updated, so threads may share it."""
         return hmac.new(self.secret, digestmod=hashlib.sha256)
 
-    def mac(self, domain: str, message: str) -> str:
+    def mac(self, domain: str, message: str | bytes) -> str:
         keyed = self._keyed.copy()
-        keyed.update((domain + message).encode())
+        keyed.update(domain.encode() + message if isinstance(message, bytes) else (domain + message).encode())
         return f"{self.key_id}:{keyed.hexdigest()}"
 
     def event_mac(self, event_hash: str) -> str:

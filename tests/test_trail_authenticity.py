@@ -27,6 +27,7 @@ from engine.audit import (
     _TrailEvent,
     _verify_chain,
     authenticate_existing,
+    data_digest,
     export_checkpoint,
     latest_checkpoint,
     make_checkpoint,
@@ -162,6 +163,29 @@ def test_events_carry_a_mac_and_state_changing_events_a_state_digest(keyed: Care
         assert [e.state_digest for e in events if e.state_digest][-1] == state_digest(instance.state)
     assert [e.type for e in _events(keyed, timer.id)] == ["started", "timer_fired", "completed"]
     assert _verify(keyed, _checkpoint(keyed)) == []
+
+
+def test_data_digests_are_keyed_so_a_patients_scores_cannot_be_found_by_trying_each(keyed: CarePath) -> None:
+    """A plain SHA-256 of {"anxiety": 2, "fatigue": 3} is found in 121 tries by anyone reading the trail;
+    with the trail key the digest is an HMAC only the key's holder can check data against."""
+    instance_id = _journey(keyed)
+    with keyed.sessions() as session:
+        key = trail_key_of(session)
+    assert key is not None
+    [completed] = [e for e in _events(keyed, instance_id) if e.type == "task_completed"]
+    recorded = json.loads(completed.payload)["data_digest"]
+    assert recorded == data_digest({"anxiety": 2, "fatigue": 3}, key)
+    assert recorded.startswith(f"hmac-sha256:{key.key_id}:")
+    plain = {data_digest({"anxiety": a, "fatigue": f}).removeprefix("sha256:") for a in range(11) for f in range(11)}
+    assert not any(guess in recorded for guess in plain)
+    assert _verify(keyed) == []
+
+
+def test_without_a_trail_key_data_digests_are_plain_sha256(carepath: CarePath) -> None:
+    instance_id = _journey(carepath)
+    [completed] = [e for e in _events(carepath, instance_id) if e.type == "task_completed"]
+    assert json.loads(completed.payload)["data_digest"] == data_digest({"anxiety": 2, "fatigue": 3})
+    assert data_digest({"anxiety": 2, "fatigue": 3}).startswith("sha256:")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ from typing import Any
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from sqlalchemy import select
 
-from engine.audit import data_digest
 from engine.care_teams import EVERYWHERE, CareScope
 from engine.db.models import PathwayInstance
 from engine.db.session import read_only
@@ -105,7 +104,7 @@ def _deliver(
         definition = workflows.waiting_messages(step.workflow).get(name)
         if definition is None:
             return False  # not waiting for this message: nothing to save
-        step.record("message_received", payload={"message": name, "data_digest": data_digest(body)})
+        step.record("message_received", payload={"message": name, "data_digest": step.digest(body)})
 
         def run() -> None:
             step.workflow.catch(BpmnEvent(definition, body))

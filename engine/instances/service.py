@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.audit import data_digest
 from engine.care_teams import EVERYWHERE, TEAM_CHANGE_REASONS, CareScope, check_name
 from engine.clock import Clock, SystemClock
 from engine.db.models import InstanceEvent, PathwayVersion
@@ -239,7 +238,7 @@ class PathwayService:
             started = []
             for patient_ref in patient_refs:
                 step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(data), placement)
-                step.record("started", payload={"data_digest": data_digest(data or {})})
+                step.record("started", payload={"data_digest": step.digest(data or {})})
                 step.advance(step.workflow.do_engine_steps)
                 started.append(step)
             for step in started:
@@ -279,7 +278,7 @@ class PathwayService:
                 "task_completed",
                 element=info.element,
                 task_id=info.id,
-                payload={"data_digest": data_digest(data), "task": info.name},
+                payload={"data_digest": step.digest(data), "task": info.name},
             )
             task.set_data(**data)
 
@@ -426,7 +425,7 @@ class PathwayService:
             workflows.correct_data(step.workflow, data)
             step.workflow_changed = True
             step.record(
-                "data_corrected", payload={"data_digest": data_digest(data), "fields": sorted(data), "reason": reason}
+                "data_corrected", payload={"data_digest": step.digest(data), "fields": sorted(data), "reason": reason}
             )
 
         return self._run(

@@ -37,7 +37,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.audit import append_event, take_pending_events
+from engine.audit import append_event, data_digest, take_pending_events, trail_key_of
 from engine.clock import Clock
 from engine.db.models import PathwayVersion
 from engine.db.session import unit_of_work
@@ -215,6 +215,11 @@ class Step:
     @property
     def actor(self) -> str:
         return self.context.actor
+
+    def digest(self, data: Any) -> str:
+        """What an event records of ``data``: keyed with the trail key when the deployment has one
+        (:func:`engine.audit.data_digest`)."""
+        return data_digest(data, trail_key_of(self.session))
 
     def record(
         self,

@@ -110,3 +110,31 @@ def test_a_setting_given_in_the_configuration_wins_over_the_environment(
         assert settings.four_eyes is False
     finally:
         app.extensions["carepath"].close()
+
+
+def test_production_without_a_trail_key_is_warned_about(
+    deployed_database_url: str, clock: ManualClock, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    def start(**config: object) -> list[str]:
+        caplog.clear()
+        app = create_app(
+            {
+                "TESTING": True,
+                "CLOCK": clock,
+                "DATABASE_URL": deployed_database_url,
+                "PATHWAYS_DIR": TESTS / "pathways",
+                "ENV": "production",
+                "ALLOW_EXAMPLE_DIRECTORY": True,  # the bundled directory: example numbers
+                "DEFAULT_ORGANISATION": "rx1",
+                "DEFAULT_CARE_TEAM": "breast",
+                **config,
+            }
+        )
+        app.extensions["carepath"].close()
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert any(m.startswith("no CAREPATH_TRAIL_KEY_FILE") for m in start())
+    key = tmp_path / "trail.key"
+    key.write_text(KEY)
+    key.chmod(0o400)
+    assert not any("TRAIL_KEY" in m for m in start(TRAIL_KEY_FILE=str(key)))
