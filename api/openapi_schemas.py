@@ -38,7 +38,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "stale-version": "The instance version in If-Match is not the current one",
     "instance-changed": "The instance was changed by another request",
     "task-not-ready": "The task is not ready",
-    "instance-exists": "The patient already has a running instance of this pathway (see Location)",
+    "instance-exists": "The patient already has a running instance of this pathway (Location, if in scope)",
     "patient-deceased": "The patient's death is recorded: no pathway can be started for them",
     "instance-state-conflict": "The instance is not in a state for this",
     "message-not-deliverable": "No instance is waiting for this message",

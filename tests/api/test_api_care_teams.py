@@ -492,6 +492,34 @@ def test_body_routes_reach_only_the_callers_patients(world: World) -> None:
         assert (hidden.status_code, hidden.json["detail"]) == (missing.status_code, missing.json["detail"])
 
 
+def test_a_start_colliding_with_a_hidden_instance_does_not_locate_it(world: World) -> None:
+    """One running instance per patient and pathway holds everywhere (the 409), but the running instance is
+    named (Location) only to a caller who reaches it: another team's or organisation's stays unfound."""
+    system = world.headers("system")
+    for where, located in ((HOME, True), (OTHER_TEAM, False), (OTHER_ORG, False)):
+        place = world.places[where]
+        response = world.client.post(
+            "/v1/instances", headers=system, json={"pathway_id": PATHWAY, "patient_ref": place.patient}
+        )
+        assert response.json["type"].endswith("/instance-exists"), (where, response.json)
+        assert response.status_code == 409
+        assert response.headers.get("Location") == (f"/v1/instances/{place.instance_id}" if located else None)
+        assert place.instance_id not in response.get_data(as_text=True)
+    # An unscoped token reaches every instance, so it is told where the running one is.
+    everyone = world.client.post(
+        "/v1/instances",
+        headers={"Authorization": f"Bearer {world.everyone}"},
+        json={
+            "pathway_id": PATHWAY,
+            "patient_ref": world.places[OTHER_ORG].patient,
+            "organisation": "rx1",
+            "care_team": "breast",
+        },
+    )
+    assert everyone.status_code == 409
+    assert everyone.headers["Location"] == f"/v1/instances/{world.places[OTHER_ORG].instance_id}"
+
+
 def test_tokens_without_teams_follow_the_documented_rule(world: World) -> None:
     """The rule for principals without team scoping: a token made without an organisation reaches every
     organisation (development, tests, tokens from before); one made with an organisation and no team
