@@ -801,7 +801,10 @@ _REPORT_SCHEMAS: dict[str, Any] = {
                 "stale_instances": {
                     "type": "integer",
                     "minimum": 0,
-                    "description": ("Instances changed since the worker last refreshed the summary the report reads"),
+                    "description": (
+                        "Instances of the report's organisation and team changed since the worker last "
+                        "refreshed the summary the report reads"
+                    ),
                 },
             },
         ),
