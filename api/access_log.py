@@ -3,8 +3,10 @@
 
 Each ``GET`` is watched while it runs; when its response is ready and its route needs a patient-data
 permission (:data:`engine.access_log.PATIENT_DATA_READS`, read from the ``permission`` that
-:func:`api.auth.requires` and the web app's ``requires`` put on each view), the instances it loaded, and
-the instance its URL names, are recorded with the caller, the route's template and the status. A
+:func:`api.auth.requires` and the web app's ``page`` put on each view) -- or shows patients' records under
+another permission and says so (:func:`shows_patients`: the auditors' trail page lists patients under
+``audit.verify``, whose API routes show none) -- the instances it loaded, and the instance its URL names,
+are recorded with the caller, the route's template and the status. A
 request without a valid token never reaches a view and names no one: it is not a look. If the record
 cannot be written the read still answers, and the log says a record was lost (its type, no data).
 """
@@ -12,7 +14,8 @@ cannot be written the read still answers, and the log says a record was lost (it
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
@@ -24,13 +27,22 @@ from . import carepath
 from .auth import current_principal, requires
 from .parsing import query_choice, query_errors, query_int, query_str, query_time
 
-__all__ = ["bp", "init_app"]
+__all__ = ["bp", "init_app", "shows_patients"]
 
 log = logging.getLogger(__name__)
 bp = Blueprint("access_log", __name__, url_prefix="/v1")
 
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _READS = ("GET", "HEAD")
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def shows_patients(view: View) -> View:
+    """Mark a view that shows patients' records although its permission is not one of
+    :data:`engine.access_log.PATIENT_DATA_READS` (a page whose permission other, patient-free routes share):
+    its reads are recorded like any patient-data read, with its own permission as the action."""
+    view.shows_patients = True  # type: ignore[attr-defined]
+    return view
 
 
 @bp.get("/access-log")
@@ -54,8 +66,13 @@ def access_log() -> dict[str, Any]:
 
 
 def _permission() -> str | None:
+    """The permission of the request's view when its reads are recorded (a patient-data permission, or a
+    view marked with :func:`shows_patients`), else None."""
     view = current_app.view_functions.get(request.endpoint or "")
-    return getattr(view, "permission", None)
+    permission = getattr(view, "permission", None)
+    if permission in PATIENT_DATA_READS or (permission is not None and getattr(view, "shows_patients", False)):
+        return str(permission)
+    return None
 
 
 def init_app(app: Flask) -> None:
@@ -75,7 +92,7 @@ def init_app(app: Flask) -> None:
         seen: set[str] = set(g.pop("access_seen", set()))
         watch.__exit__(None, None, None)
         permission, principal = _permission(), g.get("principal")
-        if permission not in PATIENT_DATA_READS or principal is None:
+        if permission is None or principal is None:
             return response
         named = (request.view_args or {}).get("instance_id")
         if named is not None:

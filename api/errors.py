@@ -24,7 +24,7 @@ NotFoundError                         404     not-found
 StaleVersionError                     409     instance-changed (no If-Match: a concurrent request won)
 StaleVersionError with If-Match       412     stale-version
 TaskNotReadyError                     409     task-not-ready
-InstanceExistsError                   409     instance-exists (Location: the running instance)
+InstanceExistsError                   409     instance-exists (Location: the running instance, if in scope)
 PatientDeceasedError                  409     patient-deceased
 IdempotencyKeyInUseError              409     idempotency-key-in-use
 VersionStateError                     409     version-state-conflict
@@ -198,7 +198,7 @@ def _to_problem(exc: Exception) -> Response:
         if isinstance(exc, StaleVersionError) and "If-Match" in request.headers:
             status, slug = 412, "stale-version"  # the caller's precondition failed, not a race it lost
         headers = {"WWW-Authenticate": 'Bearer realm="carepath"'} if status == 401 else None
-        if isinstance(exc, InstanceExistsError) and exc.instance_id:  # where the patient's running instance is
+        if isinstance(exc, InstanceExistsError) and exc.instance_id:  # the running instance (api.instances: in scope)
             headers = {"Location": url_for("instances.get", instance_id=exc.instance_id)}
         return problem_response(status, slug, exc.message, exc.problems, headers)
     if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 500:

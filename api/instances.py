@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, url_for
 
+from engine.errors import InstanceExistsError
 from engine.instances.queries import MAX_LIMIT, STATUSES, InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
 
@@ -15,7 +16,7 @@ from .idempotency import idempotent
 from .openapi import SCHEMAS
 from .parsing import etag, if_match, json_body, query_choice, query_errors, query_int, query_str, query_time
 from .safety import VARY, instance_body
-from .scope import list_scope, start_placement
+from .scope import list_scope, start_placement, visible_instance
 
 bp = Blueprint("instances", __name__, url_prefix="/v1/instances")
 
@@ -47,14 +48,20 @@ def start() -> Reply:
     body = json_body("StartRequest")
     principal = current_principal()
     organisation, care_team = start_placement(principal, body.get("organisation"), body.get("care_team"))
-    view = carepath().instances.start(
-        body["pathway_id"],
-        body["patient_ref"],
-        principal.actor,
-        body.get("data"),
-        organisation=organisation,
-        care_team=care_team,
-    )
+    try:
+        view = carepath().instances.start(
+            body["pathway_id"],
+            body["patient_ref"],
+            principal.actor,
+            body.get("data"),
+            organisation=organisation,
+            care_team=care_team,
+        )
+    except InstanceExistsError as exc:
+        # The 409 names the running instance (Location) only to a caller who may see it: another team's or
+        # organisation's instance is not found for this caller, and must not be located through a start.
+        exc.instance_id = visible_instance(principal, exc.instance_id)
+        raise
     return instance_body(view), 201, {**etag(view.version), **VARY, "Location": url_for(".get", instance_id=view.id)}
 
 

@@ -936,7 +936,7 @@ PATHS: dict[str, Any] = {
             "Link an OpenID Connect identity to a patient reference",
             "patients.link",
             {201: _response("Linked (or already linked to this patient)", "PatientIdentity")},
-            (409,),
+            (404, 409),
             body="PatientIdentityRequest",
             tag="patients",
         ),

@@ -38,7 +38,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "stale-version": "The instance version in If-Match is not the current one",
     "instance-changed": "The instance was changed by another request",
     "task-not-ready": "The task is not ready",
-    "instance-exists": "The patient already has a running instance of this pathway (see Location)",
+    "instance-exists": "The patient already has a running instance of this pathway (Location, if in scope)",
     "patient-deceased": "The patient's death is recorded: no pathway can be started for them",
     "instance-state-conflict": "The instance is not in a state for this",
     "message-not-deliverable": "No instance is waiting for this message",
@@ -801,7 +801,10 @@ _REPORT_SCHEMAS: dict[str, Any] = {
                 "stale_instances": {
                     "type": "integer",
                     "minimum": 0,
-                    "description": ("Instances changed since the worker last refreshed the summary the report reads"),
+                    "description": (
+                        "Instances of the report's organisation and team changed since the worker last "
+                        "refreshed the summary the report reads"
+                    ),
                 },
             },
         ),

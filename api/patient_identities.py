@@ -1,6 +1,9 @@
 """/v1/patient-identities: link a person's OpenID Connect identity to the patient reference whose own
 records they may read (admin and system tokens: the organisation's identity process, or a patient app's
-back end after it has checked who the person is). ``carepath patients link`` does the same."""
+back end after it has checked who the person is). ``carepath patients link`` does the same.
+
+A token with an organisation links, lists and unlinks only patients with an instance in its organisation
+(engine.patients): any other patient is not found, as an unknown one is."""
 
 from __future__ import annotations
 
@@ -25,10 +28,16 @@ bp = Blueprint("patient_identities", __name__, url_prefix="/v1/patient-identitie
 @requires("patients.link")
 def link() -> tuple[dict[str, Any], int]:
     body = json_body("PatientIdentityRequest")
-    engine = carepath()
+    engine, principal = carepath(), current_principal()
     with unit_of_work(engine.sessions) as session:
         found = link_identity(
-            session, body["issuer"], body["subject"], body["patient_ref"], current_principal().actor, engine.clock
+            session,
+            body["issuer"],
+            body["subject"],
+            body["patient_ref"],
+            principal.actor,
+            engine.clock,
+            scope=principal.scope,
         )
     return found.as_dict(), 201
 
@@ -38,7 +47,8 @@ def link() -> tuple[dict[str, Any], int]:
 def find() -> dict[str, Any]:
     patient_ref = query_str("patient_ref", PATIENT_REF_PATTERN)
     with read_only(carepath().sessions) as session:
-        return {"items": [link.as_dict() for link in list_identities(session, patient_ref)]}
+        links = list_identities(session, patient_ref, scope=current_principal().scope)
+        return {"items": [link.as_dict() for link in links]}
 
 
 @bp.post("/unlink")
@@ -46,4 +56,4 @@ def find() -> dict[str, Any]:
 def unlink() -> dict[str, Any]:
     body = json_body("PatientIdentityRef")
     with unit_of_work(carepath().sessions) as session:
-        return unlink_identity(session, body["issuer"], body["subject"]).as_dict()
+        return unlink_identity(session, body["issuer"], body["subject"], current_principal().scope).as_dict()

@@ -33,6 +33,7 @@ __all__ = [
     "check_request",
     "list_scope",
     "start_placement",
+    "visible_instance",
 ]
 
 BREAK_GLASS_HEADER = "CarePath-Break-Glass"
@@ -137,3 +138,15 @@ def start_placement(principal: Principal, organisation: str | None, care_team: s
     if not scope.covers(*placed):
         raise PermissionDeniedError("this token may not start instances for that organisation or care team")
     return placed
+
+
+def visible_instance(principal: Principal, instance_id: str) -> str:
+    """``instance_id`` when the principal's scope covers that instance, else ``""`` (nothing to name): what a
+    refusal may say about an instance it did not find in the caller's scope (the running instance a start
+    collided with)."""
+    scope = principal.scope
+    if not instance_id or scope.everywhere:
+        return instance_id
+    with read_only(carepath().sessions) as session:
+        found = placement(session, "instance", instance_id)
+    return instance_id if found is not None and scope.covers(found.organisation, found.care_team) else ""

@@ -15,8 +15,14 @@ Owns:
 Another patient's instance is *not found* (the same error, with the same words, as an instance that does
 not exist), never *forbidden*: a patient learns nothing of whether it exists.
 
-May import: ``access`` (the principal), ``db``, ``instances`` (an instance's view, the step service), and
-the shared ``clock``, ``errors``.
+Linking is scoped to the linker's organisation (:class:`engine.care_teams.CareScope`): a token with an
+organisation links, lists and unlinks only patients that have an instance (any status, any team) in it --
+a link opens the patient's records to the person, so it is a reach into them. Any other patient is *not
+found*, the same answer as for a patient unknown to the organisation. A token without an organisation, and
+``carepath patients link``, reach every patient.
+
+May import: ``access`` (the principal), ``care_teams``, ``db``, ``instances`` (an instance's view, the step
+service), and the shared ``clock``, ``errors``.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.access import PATIENT_ROLE, Principal, person_id
+from engine.care_teams import EVERYWHERE, CareScope
 from engine.clock import Clock
-from engine.db.models import PatientIdentity
+from engine.db.models import PathwayInstance, PatientIdentity
 from engine.db.session import read_only
 from engine.errors import ConflictError, InvalidInputError, NotFoundError, Problem
 from engine.instances.service import PathwayService
@@ -101,18 +108,42 @@ def _check_identity(issuer: str, subject: str) -> None:
         raise InvalidInputError("not an OpenID Connect identity", problems)
 
 
+_NO_PATIENT = "no such patient"
+
+
+def _patients_of(scope: CareScope) -> Any:
+    """The patient references with an instance (any status, any team) in ``scope``'s organisation."""
+    return select(PathwayInstance.patient_ref).where(scope.organisation_wide().condition())
+
+
+def _reaches(session: Session, scope: CareScope, patient_ref: str) -> bool:
+    if scope.everywhere:
+        return True
+    query = _patients_of(scope).where(PathwayInstance.patient_ref == patient_ref).limit(1)
+    return session.scalar(query) is not None
+
+
 def link_identity(
-    session: Session, issuer: str, subject: str, patient_ref: str, linked_by: str, clock: Clock
+    session: Session,
+    issuer: str,
+    subject: str,
+    patient_ref: str,
+    linked_by: str,
+    clock: Clock,
+    scope: CareScope = EVERYWHERE,
 ) -> IdentityLink:
     """Link the identity (``issuer``, ``subject``) to ``patient_ref``; linking it again to the same patient
-    changes nothing.
+    changes nothing. A linker with an organisation (``scope``) links only a patient with an instance in it.
 
     Raises:
         InvalidInputError: a malformed issuer, subject or patient reference (each named).
+        NotFoundError: the patient has no instance in ``scope``'s organisation (unknown or another's: the same).
         ConflictError: the identity is linked to another patient (unlink it first).
     """
     _check_identity(issuer, subject)
     validate_patient_ref(patient_ref)
+    if not _reaches(session, scope, patient_ref):
+        raise NotFoundError(_NO_PATIENT)
     found = session.scalars(
         select(PatientIdentity).where(PatientIdentity.issuer == issuer, PatientIdentity.subject == subject)
     ).first()
@@ -131,27 +162,33 @@ def link_identity(
     return _link(row)
 
 
-def unlink_identity(session: Session, issuer: str, subject: str) -> IdentityLink:
+def unlink_identity(session: Session, issuer: str, subject: str, scope: CareScope = EVERYWHERE) -> IdentityLink:
     """Remove the link of (``issuer``, ``subject``); the person can no longer read that patient's records.
+    A caller with an organisation (``scope``) unlinks only patients with an instance in it.
 
-    Raises: InvalidInputError (malformed), NotFoundError (not linked).
+    Raises: InvalidInputError (malformed), NotFoundError (not linked, or to a patient outside ``scope``).
     """
     _check_identity(issuer, subject)
     found = session.scalars(
         select(PatientIdentity).where(PatientIdentity.issuer == issuer, PatientIdentity.subject == subject)
     ).first()
-    if found is None:
+    if found is None or not _reaches(session, scope, found.patient_ref):
         raise NotFoundError("this identity is not linked to a patient")
     link = _link(found)
     session.delete(found)
     return link
 
 
-def list_identities(session: Session, patient_ref: str | None = None, limit: int = 200) -> list[IdentityLink]:
-    """The linked identities (of one patient, when given), oldest first, at most ``limit``."""
+def list_identities(
+    session: Session, patient_ref: str | None = None, limit: int = 200, scope: CareScope = EVERYWHERE
+) -> list[IdentityLink]:
+    """The linked identities (of one patient, when given), oldest first, at most ``limit``; for a caller
+    with an organisation (``scope``), those of patients with an instance in it only."""
     query = select(PatientIdentity).order_by(PatientIdentity.id).limit(limit)
     if patient_ref is not None:
         query = query.where(PatientIdentity.patient_ref == patient_ref)
+    if not scope.everywhere:
+        query = query.where(PatientIdentity.patient_ref.in_(_patients_of(scope)))
     return [_link(row) for row in session.scalars(query)]
 
 

@@ -186,7 +186,7 @@ ALLOWED = {
     "access_log": {"db"},
     "care_teams": {"db"},
     "identity": {"access", "care_teams"},
-    "patients": {"access", "db", "instances"},
+    "patients": {"access", "care_teams", "db", "instances"},
     "verifications": {"audit", "db", "four_eyes", "processes"},
     "processes": set(),
     "reports": {"access_log", "care_teams", "db"},

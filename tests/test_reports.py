@@ -153,6 +153,27 @@ def test_a_team_or_an_organisation_counts_only_its_own_patients(carepath: CarePa
     assert all(d == 0 for _, d in counts("lung", "rx2"))
 
 
+def test_instances_not_caught_up_with_are_counted_for_the_reports_organisation_and_team(carepath: CarePath) -> None:
+    """``stale_instances`` is activity too: a report counts its own organisation's (and team's) only."""
+    patients = cohort()
+    for letter in "EF":
+        patients[letter].care_team = "lung"
+    patients["G"].organisation = "rx2"
+    with unit_of_work(carepath.sessions) as session:
+        write_cohort(session, patients)
+
+    def stale(team: str | None, organisation: str | None) -> int:
+        with read_only(carepath.sessions) as session:
+            found = read_measures(session, MeasureQuery(SINCE, UNTIL, None, team, organisation), AS_OF)
+        return int(found["stale_instances"])
+
+    assert stale(None, None) == 6  # a token of every organisation
+    assert (stale(None, "rx1"), stale("breast", "rx1"), stale("lung", "rx1")) == (5, 3, 2)
+    assert (stale(None, "rx2"), stale("lung", "rx2"), stale(None, "rx3")) == (1, 0, 0)
+    refresh_summary(carepath.sessions, AS_OF)
+    assert stale(None, "rx1") == stale(None, "rx2") == 0
+
+
 @pytest.mark.parametrize("pathway", [P, None])
 def test_the_summary_gives_the_answers_of_the_definitions(carepath: CarePath, pathway: str | None) -> None:
     """What the reports read (the summary, aggregated in SQL) equals the measures computed from the

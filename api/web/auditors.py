@@ -13,6 +13,7 @@ from engine.errors import RuleFileError
 from engine.instances.queries import InstanceFilter
 
 from .. import carepath, queries
+from ..access_log import shows_patients
 from .auth import page, scope
 
 bp = Blueprint("auditors", __name__)
@@ -69,6 +70,7 @@ def _codes(outcomes: dict[str, Any]) -> list[str]:
 
 
 @bp.get("/audit/trail")
+@shows_patients  # it lists patients: a look, recorded (the API's audit.verify routes show no patient)
 @page("audit.verify")
 def trail() -> str:
     """Each instance's event trail verified (50 a page), with its result: intact, or what is wrong."""

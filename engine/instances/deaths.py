@@ -20,6 +20,11 @@ ended by the mistake stay ended (their trails say why); the care team starts wha
 The message's payload is checked before anything is recorded: only ``date_of_death``, a date not
 after today.
 
+A death is a fact about the patient, not an organisation's record: it ends the patient's instances in
+every care team and organisation. So a sender with an organisation must have an instance of the patient
+in it (checked by engine.instances.messages before anything here runs); one that does not is answered as
+for a patient with no instance, and nothing is recorded.
+
 A start that read "no death recorded" just before the record was committed can still commit just
 after the sweep: the window is one transaction wide. Sending the message again closes it (it is
 idempotent: the record is kept, already-ended instances are left alone).

@@ -41,9 +41,13 @@ def send_message(
     for one patient can never reach another patient's instance. Each delivery is its own step.
 
     ``patient_died`` (:data:`DEATH_MESSAGE`) also records the death and ends every other instance of
-    the patient, whichever team holds it: a death is a fact about the patient, and no team may go on
-    inviting them (engine.instances.deaths). It is never "not deliverable"; the instances it reached or
-    ended are returned, those in the sender's ``scope`` only.
+    the patient, whichever team or organisation holds it: a death is a fact about the patient, not an
+    organisation's record, and no one may go on inviting them (engine.instances.deaths). A sender with an
+    organisation must be related to the patient: have an instance of theirs (any status, any team) in its
+    organisation. Otherwise nothing is recorded or ended and the answer is the one for a patient unknown
+    to the sender (no instances), so a sender can neither end nor probe another organisation's patients.
+    It is never "not deliverable"; the instances it reached or ended are returned, those in the sender's
+    ``scope`` only.
 
     Raises:
         InvalidInputError: neither (or both) of patient_ref and instance_id given; a bad
@@ -67,6 +71,8 @@ def send_message(
                 )
             if patient_ref is None:
                 raise NotFoundError("no such instance")
+        elif not scope.everywhere and not _related(runner, patient_ref, scope.organisation_wide()):
+            return []  # as for a patient with no instance: nothing recorded, nothing ended
         ref = patient_ref
         reached = record_death(runner, actor, ref, lambda: _deliver(runner, name, actor, ref, None, payload))
         return [view for view in reached if scope.covers(view.organisation, view.care_team)]
@@ -77,6 +83,15 @@ def send_message(
             [Problem("no instance waiting for this message", field="/name")],
         )
     return delivered
+
+
+def _related(runner: StepRunner, patient_ref: str, scope: CareScope) -> bool:
+    """Whether the patient has an instance (any status) in ``scope``."""
+    with read_only(runner.sessions) as session:
+        found = session.scalar(
+            select(PathwayInstance.id).where(PathwayInstance.patient_ref == patient_ref, scope.condition()).limit(1)
+        )
+    return found is not None
 
 
 def _deliver(

@@ -47,14 +47,19 @@ def _stale(session: Session, limit: int) -> list[tuple[str, str, int]]:
     ]
 
 
-def stale_instances(session: Session) -> int:
-    """How many instances changed since the summary last caught up with them."""
+def stale_instances(session: Session, where: Sequence[ColumnElement[bool]] = ()) -> int:
+    """How many instances changed since the summary last caught up with them; ``where``: conditions on
+    ``pathway_instances`` keeping whose they are (a report's :meth:`MeasureQuery.placed`: its organisation
+    and team only, since the count is itself a measure of their activity)."""
     return int(
         session.scalar(
             select(func.count())
             .select_from(PathwayInstance)
             .outerjoin(ReportInstance, ReportInstance.instance_id == PathwayInstance.id)
-            .where(or_(ReportInstance.instance_id.is_(None), ReportInstance.event_seq != PathwayInstance.event_seq))
+            .where(
+                or_(ReportInstance.instance_id.is_(None), ReportInstance.event_seq != PathwayInstance.event_seq),
+                *where,
+            )
         )
         or 0
     )
@@ -269,7 +274,7 @@ def read_measures(
         "referrals": _referrals(session, query, as_of),
         "declined": _declined(session, query),
         "warning_signs": _warning_signs(session, query),
-        "stale_instances": stale_instances(session),
+        "stale_instances": stale_instances(session, query.placed(PathwayInstance.id)),
     }
 
 

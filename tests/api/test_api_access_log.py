@@ -112,6 +112,7 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "web.patients.diagram": f"/patients/{i}/diagram.bpmn",
         "web.auditors.evaluations": f"/patients/{i}/evaluations",
         "web.auditors.evaluation": f"/evaluations/{e}",
+        "web.auditors.trail": "/audit/trail",  # audit.verify, but it lists patients (api.access_log.shows_patients)
         # The patient's own (a patient token for NHS_NUMBER): their reads are looks too.
         "me.records": "/v1/me",
         "me.care_plan": f"/v1/me/instances/{i}/care-plan",
@@ -132,7 +133,12 @@ def test_every_route_that_shows_patient_data_records_who_looked(
         for rule in app.url_map.iter_rules()
         if "GET" in rule.methods
     }
-    patient_routes = {endpoint for endpoint, permission in routes.items() if permission in PATIENT_DATA_READS}
+    patient_routes = {
+        endpoint
+        for endpoint, permission in routes.items()
+        if permission in PATIENT_DATA_READS or getattr(app.view_functions[endpoint], "shows_patients", False)
+    }
+    assert "web.auditors.trail" in patient_routes  # it lists patients and their trails
     urls = _urls(world)
     assert set(urls) == patient_routes, "a route that shows patient data has no case here"
     web = {role: _web(app, tokens[role]) for role in ("clinician", "auditor")}
@@ -143,7 +149,11 @@ def test_every_route_that_shows_patient_data_records_who_looked(
     refresh_summary(engine.sessions, engine.clock.now())  # what the COSD export reads (the worker's job)
     for endpoint, url in urls.items():
         permission = routes[endpoint]
-        role = "auditor" if permission in ("events.read", "evaluations.read", "reports.export") else "clinician"
+        role = (
+            "auditor"
+            if permission in ("events.read", "evaluations.read", "reports.export", "audit.verify")
+            else "clinician"
+        )
         if endpoint.startswith("fhir.") and permission == "documents.read":
             role = "system"
         if permission == "patient.read":
@@ -168,6 +178,29 @@ def test_every_route_that_shows_patient_data_records_who_looked(
         assert record.patient_ref == NHS_NUMBER and record.status == expected and record.action == permission
         assert record.actor.startswith(f"{role}:tok_") and record.route.startswith("GET /")
         assert record.request_id == response.headers["X-Request-ID"]
+
+
+def test_the_trail_page_is_a_look_and_verifying_through_the_api_is_not(
+    app: Flask, client: Any, auth: Any, tokens: dict[str, str]
+) -> None:
+    """The auditors' trail page lists patients: each one shown is recorded (action audit.verify). The API's
+    audit.verify routes -- verifying named trails, the verification job and its progress -- show no patient
+    and record nothing."""
+    ids = sorted(start(client, auth, f"MRN-81{n:02d}").json["id"] for n in range(2))
+    _forget(app)
+    page = _web(app, tokens["auditor"]).get("/audit/trail")
+    assert page.status_code == 200 and "MRN-8100" in page.get_data(as_text=True)
+    records = _records(app)
+    assert sorted(r.instance_id for r in records) == ids
+    assert {(r.action, r.route, r.status) for r in records} == {("audit.verify", "GET /audit/trail", 200)}
+    assert {r.patient_ref for r in records} == {"MRN-8100", "MRN-8101"}
+    _forget(app)
+    verified = client.get(f"/v1/audit/verify?instance_id={ids[0]}", headers=auth("auditor"))
+    assert verified.status_code == 200 and verified.json["verified"] is True
+    job = client.post("/v1/audit/verifications", headers=auth("auditor"))
+    assert job.status_code == 202
+    assert client.get(job.headers["Location"], headers=auth("auditor")).status_code == 200
+    assert _records(app) == []
 
 
 def test_a_list_records_one_row_per_instance_shown_and_nothing_clinical(app: Flask, client: Any, auth: Any) -> None:

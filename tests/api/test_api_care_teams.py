@@ -43,8 +43,9 @@ SCOPES = [
     ("own team", HOME, {}),
 ]  # last: a write in scope changes the record
 # Routes that name no patient's record in their URL. Each is a decision: a list filtered by the caller's
-# teams (LISTS), a body naming a patient (BODIES), or not a patient's record at all (UNSCOPED: pathways,
-# webhooks, the sandbox clock; audit routes are scoped by organisation, tested below).
+# teams (LISTS), a body naming a patient (BODIES), patients' identity links (LINKS), or not a patient's record
+# at all (UNSCOPED: pathways, webhooks, the sandbox clock; audit routes are scoped by organisation, tested
+# below).
 LISTS = {
     ("/v1/instances", "GET"): "patient_ref",
     ("/v1/tasks", "GET"): "patient_ref",
@@ -63,6 +64,14 @@ AUDIT = {
     ("/v1/reports/measures", "GET"),
     ("/v1/reports/cosd", "GET"),
 }
+# Linking an OpenID Connect identity to a patient opens that patient's records to the person (/v1/me), so it is
+# a reach into them: a token with an organisation links, lists and unlinks only patients with an instance in
+# its organisation (any team); any other patient is not found, as an unknown one (engine.patients).
+LINKS = {
+    ("/v1/patient-identities", "POST"),
+    ("/v1/patient-identities", "GET"),
+    ("/v1/patient-identities/unlink", "POST"),
+}
 UNSCOPED_PERMISSIONS = {
     "pathways.read",
     "pathways.validate",
@@ -74,8 +83,7 @@ UNSCOPED_PERMISSIONS = {
     "rule_sets.deploy",
     "rule_sets.activate",
     "migrations.read",  # authoring: versions and migration requests (no patient references)
-    "patients.link",
-}  # linking an identity to a patient reference: no care record is read
+}
 # A patient's own records without an instance in the URL: scoped to the principal's patient reference
 # (engine.patients.require_own), never to care teams (a patient has none). Those naming an instance are
 # checked as any instance route is, and then as the patient's own.
@@ -317,6 +325,7 @@ def test_every_route_has_a_scope_decision(app: Flask) -> None:
             key in LISTS,
             key in BODIES,
             key in AUDIT,
+            key in LINKS,
             key in UNSCOPED or permission in UNSCOPED_PERMISSIONS,
             key in OWN,
         ]
@@ -490,6 +499,87 @@ def test_body_routes_reach_only_the_callers_patients(world: World) -> None:
             "/v1/messages", headers=system, json={"name": "warning_sign_reported", "instance_id": str(uuid.uuid4())}
         )
         assert (hidden.status_code, hidden.json["detail"]) == (missing.status_code, missing.json["detail"])
+
+
+def test_a_start_colliding_with_a_hidden_instance_does_not_locate_it(world: World) -> None:
+    """One running instance per patient and pathway holds everywhere (the 409), but the running instance is
+    named (Location) only to a caller who reaches it: another team's or organisation's stays unfound."""
+    system = world.headers("system")
+    for where, located in ((HOME, True), (OTHER_TEAM, False), (OTHER_ORG, False)):
+        place = world.places[where]
+        response = world.client.post(
+            "/v1/instances", headers=system, json={"pathway_id": PATHWAY, "patient_ref": place.patient}
+        )
+        assert response.json["type"].endswith("/instance-exists"), (where, response.json)
+        assert response.status_code == 409
+        assert response.headers.get("Location") == (f"/v1/instances/{place.instance_id}" if located else None)
+        assert place.instance_id not in response.get_data(as_text=True)
+    # An unscoped token reaches every instance, so it is told where the running one is.
+    everyone = world.client.post(
+        "/v1/instances",
+        headers={"Authorization": f"Bearer {world.everyone}"},
+        json={
+            "pathway_id": PATHWAY,
+            "patient_ref": world.places[OTHER_ORG].patient,
+            "organisation": "rx1",
+            "care_team": "breast",
+        },
+    )
+    assert everyone.status_code == 409
+    assert everyone.headers["Location"] == f"/v1/instances/{world.places[OTHER_ORG].instance_id}"
+
+
+def test_identities_are_linked_only_to_the_callers_organisations_patients(world: World) -> None:
+    """An admin or system token of rx1 links, lists and unlinks identities of rx1's patients (any team); rx2's
+    patient answers as a patient unknown to it (404, same words), and its links are neither listed nor removed.
+    A token without an organisation reaches every patient."""
+    issuer = "https://login.example.org"
+    everyone = {"Authorization": f"Bearer {world.everyone}"}
+    theirs = world.places[OTHER_ORG].patient
+    made = world.client.post(
+        "/v1/patient-identities", headers=everyone, json={"issuer": issuer, "subject": "rx2-own", "patient_ref": theirs}
+    )
+    assert made.status_code == 201, made.json
+    for role in ("admin", "system"):
+        headers = world.headers(role)
+        for where in (HOME, OTHER_TEAM):
+            patient = world.places[where].patient
+            linked = world.client.post(
+                "/v1/patient-identities",
+                headers=headers,
+                json={"issuer": issuer, "subject": f"{role}-{where[1]}", "patient_ref": patient},
+            )
+            assert linked.status_code == 201, (role, where, linked.json)
+        hidden = world.client.post(
+            "/v1/patient-identities", headers=headers, json={"issuer": issuer, "subject": "x", "patient_ref": theirs}
+        )
+        unknown = world.client.post(
+            "/v1/patient-identities",
+            headers=headers,
+            json={"issuer": issuer, "subject": "x", "patient_ref": "NOBODY-1"},
+        )
+        assert hidden.status_code == unknown.status_code == 404
+        assert _normal(hidden, theirs) == _normal(unknown, "NOBODY-1")
+        listed = world.client.get("/v1/patient-identities", headers=headers).json["items"]
+        assert theirs not in {item["patient_ref"] for item in listed}
+        assert {item["subject"] for item in listed} >= {f"{role}-breast", f"{role}-lung"}
+        assert world.client.get(f"/v1/patient-identities?patient_ref={theirs}", headers=headers).json["items"] == []
+        refused = world.client.post(
+            "/v1/patient-identities/unlink", headers=headers, json={"issuer": issuer, "subject": "rx2-own"}
+        )
+        never = world.client.post(
+            "/v1/patient-identities/unlink", headers=headers, json={"issuer": issuer, "subject": "never-linked"}
+        )
+        assert refused.status_code == never.status_code == 404
+        assert _normal(refused, "") == _normal(never, "")
+    rx2 = world.client.get(f"/v1/patient-identities?patient_ref={theirs}", headers=everyone).json["items"]
+    assert [item["subject"] for item in rx2] == ["rx2-own"]  # still linked
+    gone = world.client.post(
+        "/v1/patient-identities/unlink",
+        headers=world.headers("admin"),
+        json={"issuer": issuer, "subject": "admin-lung"},
+    )
+    assert gone.status_code == 200 and gone.json["patient_ref"] == world.places[OTHER_TEAM].patient
 
 
 def test_tokens_without_teams_follow_the_documented_rule(world: World) -> None:

@@ -113,3 +113,52 @@ def test_a_death_ends_the_patients_instances_in_every_team_and_shows_the_sender_
     assert answer.status_code == 200, answer.json
     assert [i["id"] for i in answer.json["delivered"]] == [placed["breast"]]  # the lung team's is not shown...
     assert engine.instances.get(placed["lung"]).status == "cancelled"  # ...but it ended: no team invites them again
+
+
+def test_a_death_from_another_organisation_unrelated_to_the_patient_changes_nothing(
+    app: Flask, client: Any, auth: Any
+) -> None:
+    """A sender with an organisation records a death only for a patient it has an instance of (any status, any
+    team of its organisation). For any other patient the answer is the one for an unknown patient, and no
+    instance ends; a related sender's death ends the patient's pathways in every organisation."""
+    from engine.access import create_token
+    from engine.db.session import unit_of_work
+
+    engine = app.extensions["carepath"]
+
+    def started(patient_ref: str, organisation: str, team: str, pathway: str = "test_timer_p1d") -> str:
+        where = {"organisation": organisation, "care_team": team}
+        response = client.post(
+            "/v1/instances", headers=auth("system"), json={"pathway_id": pathway, "patient_ref": patient_ref, **where}
+        )
+        assert response.status_code == 201, response.json
+        return str(response.json["id"])
+
+    elsewhere = started("MRN-7005", "rx2", "breast")  # rx2's patient only
+    lung = started("MRN-7006", "rx1", "lung")  # another team of the sender's organisation
+    shared_rx1, shared_rx2 = (
+        started("MRN-7007", "rx1", "breast"),
+        started("MRN-7007", "rx2", "breast", "test_assessment"),
+    )
+    with unit_of_work(engine.sessions) as session:
+        _, breast_app = create_token(
+            session, "system", "breast team's app", engine.clock, organisation="rx1", teams=["breast"]
+        )
+    sender = {"Authorization": f"Bearer {breast_app}"}
+
+    def died(patient_ref: str) -> Any:
+        return client.post("/v1/messages", headers=sender, json={"name": "patient_died", "patient_ref": patient_ref})
+
+    unrelated, unknown = died("MRN-7005"), died("MRN-7999")
+    assert (unrelated.status_code, unrelated.json) == (unknown.status_code, unknown.json) == (200, {"delivered": []})
+    assert engine.instances.get(elsewhere).status == "running"
+    assert engine.instances.death_record("MRN-7005") is None and engine.instances.death_record("MRN-7999") is None
+    start(client, auth, "MRN-7005")  # rx2 may still start pathways for its patient
+    # Another team of the sender's organisation: related (the hand-over of a death within the trust).
+    assert died("MRN-7006").json == {"delivered": []}  # the lung team's instance is not shown to the breast app...
+    assert engine.instances.get(lung).status == "cancelled"  # ...but it ended
+    # A patient the sender looks after: the death is the patient's, so it ends rx2's pathway too.
+    shared = died("MRN-7007")
+    assert [i["id"] for i in shared.json["delivered"]] == [shared_rx1]
+    assert engine.instances.get(shared_rx2).status == "cancelled"
+    assert engine.instances.death_record("MRN-7007") is not None
