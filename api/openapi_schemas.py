@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.audit import REASON_PATTERN
 from engine.care_teams import BREAK_GLASS_REASONS, TEAM_CHANGE_REASONS
 from engine.care_teams import NAME_PATTERN as CARE_NAME_PATTERN
-from engine.careplan.moves import REASON_PATTERN
 from engine.careplan.service import STATUSES as ITEM_STATUSES
 from engine.careplan.service import next_statuses
 from engine.instances.queries import STATUSES
