@@ -155,7 +155,7 @@ def canonical_json(value: Any) -> str:
 def reason_problem(reason: Any, field: str = "/reason") -> Problem | None:
     """None when ``reason`` is a code (:data:`REASON_PATTERN`); else what is wrong, naming ``field``
     (never quoting the text: it may name the patient)."""
-    if isinstance(reason, str) and REASON_PATTERN.match(reason):
+    if isinstance(reason, str) and REASON_PATTERN.fullmatch(reason):
         return None
     return Problem(
         "a reason is a code, not free text: lower case letters, digits and _ (at most 64), e.g. patient_request",
