@@ -83,7 +83,7 @@ def get(instance_id: Any) -> Reply:
 @bp.post("/<uuid:instance_id>/suspend")
 @requires("instances.manage")
 def suspend(instance_id: Any) -> Reply:
-    reason = json_body("LifecycleRequest", required=False).get("reason", "")
+    reason = json_body("LifecycleRequest", required=False).get("reason")
     view = carepath().instances.suspend(str(instance_id), current_principal().actor, reason, if_match())
     return instance_body(view), 200, {**etag(view.version), **VARY}
 
@@ -99,7 +99,7 @@ def resume(instance_id: Any) -> Reply:
 @bp.post("/<uuid:instance_id>/cancel")
 @requires("instances.manage")
 def cancel(instance_id: Any) -> Reply:
-    reason = json_body("LifecycleRequest", required=False).get("reason", "")
+    reason = json_body("LifecycleRequest", required=False).get("reason")
     view = carepath().instances.cancel(str(instance_id), current_principal().actor, reason, if_match())
     return instance_body(view), 200, {**etag(view.version), **VARY}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.audit import REASON_PATTERN
 from engine.care_teams import BREAK_GLASS_REASONS, TEAM_CHANGE_REASONS
 from engine.care_teams import NAME_PATTERN as CARE_NAME_PATTERN
-from engine.careplan.moves import REASON_PATTERN
 from engine.careplan.service import STATUSES as ITEM_STATUSES
 from engine.careplan.service import next_statuses
 from engine.instances.queries import STATUSES
@@ -1474,7 +1474,18 @@ SCHEMAS: dict[str, Any] = {
         },
     ),
     **_PATIENT_SCHEMAS,
-    "LifecycleRequest": _obj([], {"reason": {"type": "string", "maxLength": 500}}),
+    "LifecycleRequest": _obj(
+        [],
+        {
+            "reason": {
+                "type": "string",
+                "pattern": REASON_PATTERN.pattern,
+                "examples": ["admitted", "patient_request", "transferred", "entered_in_error"],
+                "description": "Why (suspend, cancel), as a code: never free text, because it is recorded in the "
+                "event trail, which holds no patient data; resume records none",
+            }
+        },
+    ),
     "SandboxAdvance": _obj(
         ["advance"],
         {
@@ -1505,9 +1516,10 @@ SCHEMAS: dict[str, Any] = {
                 },
                 "reason": {
                     "type": "string",
-                    "minLength": 1,
-                    "maxLength": 500,
-                    "description": "Why; recorded in the event trail with a digest of the change (never the values)",
+                    "pattern": REASON_PATTERN.pattern,
+                    "examples": ["entered_in_error", "transcription_error", "clinical_review"],
+                    "description": "Why, as a code: never free text, because it is recorded in the event trail "
+                    "with the fields' names and a digest of the change (never the values)",
                 },
             },
         ),

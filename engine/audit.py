@@ -3,7 +3,9 @@
 Each event's hash covers its own fields and the previous event's hash; the instance row keeps the
 sequence number and hash of its newest event. Editing, reordering or deleting any row (the newest
 included) therefore breaks verification. Payloads never carry patient data: task data is recorded
-as a SHA-256 digest of its canonical JSON; incidents name the error's type and element only.
+as a SHA-256 digest of its canonical JSON; incidents name the error's type and element only; a
+person's reason for an act (cancelling, suspending, correcting data, moving a care plan item) is a
+code (:data:`REASON_PATTERN`, :func:`check_reason`), never free text, which could name the patient.
 
 A hash chain alone does not survive someone who can write to the database: they can rewrite a
 chain consistently, head included, or delete an instance with its events. Three more things make
@@ -37,6 +39,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,6 +54,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.db.models import DeploymentTrailHead, InstanceEvent, PathwayInstance
 from engine.db.session import TRAIL_KEY, read_only
 from engine.db.stored_state import UnreadableStateError, decode_state
+from engine.errors import InvalidInputError, Problem
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -60,11 +64,13 @@ __all__ = [
     "Checkpoint",
     "IdRange",
     "ProgressCallback",
+    "REASON_PATTERN",
     "TrailKey",
     "TrailProblem",
     "append_event",
     "authenticate_existing",
     "canonical_json",
+    "check_reason",
     "checkpoint_problems",
     "count_instances",
     "data_digest",
@@ -75,6 +81,7 @@ __all__ = [
     "link_hash",
     "make_checkpoint",
     "on_behalf_of",
+    "reason_problem",
     "seal_events",
     "split_actor",
     "state_digest",
@@ -113,6 +120,8 @@ EVENT_TYPES = frozenset(
     }
 )
 CHECKPOINT_FORMAT = "carepath-trail-checkpoint/1"
+# A reason recorded in the trail: a code, so that no free text (which could name the patient) gets in.
+REASON_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _EVENT_MAC_DOMAIN = "carepath-event/1\n"
 _DATA_MAC_DOMAIN = "carepath-data-digest/1\n"  # a data digest is never a valid event or checkpoint MAC
 _CHECKPOINT_MAC_DOMAIN = "carepath-checkpoint/1\n"
@@ -142,6 +151,31 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 
 def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
+
+
+def reason_problem(reason: Any, field: str = "/reason") -> Problem | None:
+    """None when ``reason`` is a code (:data:`REASON_PATTERN`); else what is wrong, naming ``field``
+    (never quoting the text: it may name the patient)."""
+    if isinstance(reason, str) and REASON_PATTERN.fullmatch(reason):
+        return None
+    return Problem(
+        "a reason is a code, not free text: lower case letters, digits and _ (at most 64), e.g. patient_request",
+        field=field,
+    )
+
+
+def check_reason(reason: Any) -> str | None:
+    """``reason`` as a code, or None when absent (None or ``""``).
+
+    Raises:
+        InvalidInputError: not a code (free text would reach the event trail).
+    """
+    if reason is None or reason == "":
+        return None
+    problem = reason_problem(reason)
+    if problem is not None:
+        raise InvalidInputError("a reason is a code, not free text", [problem])
+    return str(reason)
 
 
 def data_digest(data: Any, key: TrailKey | None = None) -> str:

@@ -138,7 +138,7 @@ def test_unknown_task_and_instance_are_not_found(carepath: CarePath) -> None:
 def test_suspend_blocks_work_until_resumed(carepath: CarePath) -> None:
     view = _start(carepath)
     task_id = view.ready_tasks[0]["id"]
-    suspended = carepath.instances.suspend(view.id, NURSE, reason="patient in hospital elsewhere")
+    suspended = carepath.instances.suspend(view.id, NURSE, reason="admitted")
     assert suspended.status == "suspended"
     assert suspended.ready_tasks == []
     with pytest.raises(ConflictError, match="suspended"):
@@ -154,7 +154,7 @@ def test_suspend_blocks_work_until_resumed(carepath: CarePath) -> None:
 
 def test_cancel_ends_the_instance_for_good(carepath: CarePath) -> None:
     view = _start(carepath)
-    cancelled = carepath.instances.cancel(view.id, NURSE, reason="patient moved to another trust")
+    cancelled = carepath.instances.cancel(view.id, NURSE, reason="transferred")
     assert cancelled.status == "cancelled"
     with pytest.raises(ConflictError):
         carepath.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"anxiety": 1, "fatigue": 1}, NURSE)
@@ -162,6 +162,48 @@ def test_cancel_ends_the_instance_for_good(carepath: CarePath) -> None:
         carepath.instances.resume(view.id, NURSE)
     with pytest.raises(ConflictError):
         carepath.instances.cancel(view.id, NURSE)
+
+
+# Free text a person might type as a reason: a name, a date of birth, what happened to the patient.
+FREE_TEXT_REASONS = [
+    "Jane Doe (DOB 1961-04-23) died at home, per her daughter",
+    "admitted ",
+    "admitted\n",
+    "Admitted",
+    "x" * 65,
+    " ",
+]
+
+
+@pytest.mark.parametrize("reason", FREE_TEXT_REASONS)
+def test_a_lifecycle_reason_is_a_code_never_free_text(carepath: CarePath, reason: str) -> None:
+    """The reason is recorded in the event trail, which holds no patient data: free text is refused
+    before anything is written, the problem naming the field and not quoting the text."""
+    view = _start(carepath)
+    before = _snapshot(carepath, view.id)
+    for act in (carepath.instances.suspend, carepath.instances.cancel):
+        with pytest.raises(InvalidInputError) as refused:
+            act(view.id, NURSE, reason)
+        assert [p.field for p in refused.value.problems] == ["/reason"]
+        if reason.strip():
+            assert reason.strip() not in str(refused.value)
+    assert _snapshot(carepath, view.id) == before
+
+
+def test_a_lifecycle_reason_code_is_recorded(carepath: CarePath) -> None:
+    view = _start(carepath)
+    carepath.instances.suspend(view.id, NURSE, "admitted")
+    carepath.instances.resume(view.id, NURSE)
+    carepath.instances.cancel(view.id, NURSE, "")  # no reason: none recorded
+    with carepath.sessions() as session:
+        events = session.scalars(
+            select(InstanceEvent).where(InstanceEvent.instance_id == view.id).order_by(InstanceEvent.seq)
+        ).all()
+    assert [(e.type, json.loads(e.payload)) for e in events[1:]] == [
+        ("suspended", {"reason": "admitted"}),
+        ("resumed", {}),
+        ("cancelled", {}),
+    ]
 
 
 def test_state_is_saved_without_the_spec(carepath: CarePath) -> None:

@@ -485,7 +485,7 @@ def test_an_instance_changed_after_its_batch_was_read_takes_the_full_path(
 
     def then_changed(session: Any, batch: list[str]) -> Any:
         found = original(session, batch)
-        app.instances.suspend(changed, "clinician:cns-2", "patient asked for a pause")  # another request
+        app.instances.suspend(changed, "clinician:cns-2", "patient_request")  # another request
         return found
 
     monkeypatch.setattr(migration, "load_instances", then_changed)
@@ -610,7 +610,7 @@ def test_a_correction_at_the_ready_task_survives_the_migration(
     from engine.instances.migration_fast import FastPath
 
     instance_id = app.instances.start(PATHWAY, "MRN-1", "system:ehr", {"stage": "T1", "site": "left"}).id
-    app.instances.correct_data(instance_id, {"stage": "T2"}, "staging revised at the MDT", NURSE)  # hna is ready
+    app.instances.correct_data(instance_id, {"stage": "T2"}, "mdt_review", NURSE)  # hna is ready
     _deploy(app, clock, pathways_dir, _relabelled("review"))  # hna unchanged: the fast path may keep it
     if path == "full":
         monkeypatch.setattr(FastPath, "plan", lambda *_args: None)

@@ -85,7 +85,7 @@ def test_the_elements_an_instance_is_at_follow_its_steps(carepath: CarePath, clo
     [hna] = carepath.instances.get(first).ready_tasks
     carepath.instances.complete_task(first, hna["id"], {"anxiety": 1, "fatigue": 1}, NURSE)
     assert elements() == {first: ["offer_support"], second: ["offer_support"]}
-    carepath.instances.cancel(second, NURSE, "moved to another trust")
+    carepath.instances.cancel(second, NURSE, "transferred")
     assert elements() == {first: ["offer_support"]}
 
 

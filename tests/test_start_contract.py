@@ -142,7 +142,7 @@ def test_data_corrected_after_an_incident_lets_the_retry_run_on(contract: CarePa
     view = contract.instances.start("test_contract", "MRN-2", "system:t", {"diagnosis_date": "soon", "age": 52})
     assert view.status == "error" and view.incident["element"] == "due"
     view = contract.instances.correct_data(
-        view.id, {"diagnosis_date": "2026-01-12"}, "typo in the referral", CLINICIAN, view.version
+        view.id, {"diagnosis_date": "2026-01-12"}, "entered_in_error", CLINICIAN, view.version
     )
     assert view.status == "error"  # nothing runs until the retry
     view = contract.instances.retry(view.id, CLINICIAN, view.version)
@@ -155,7 +155,7 @@ def test_data_corrected_after_an_incident_lets_the_retry_run_on(contract: CarePa
     corrected = next(e for e in events if e.type == "data_corrected")
     payload = json.loads(corrected.payload)
     assert corrected.actor == CLINICIAN
-    assert payload["fields"] == ["diagnosis_date"] and payload["reason"] == "typo in the referral"
+    assert payload["fields"] == ["diagnosis_date"] and payload["reason"] == "entered_in_error"
     assert payload["data_digest"].startswith("sha256:")
     assert all("2026-01-12" not in e.payload for e in events)  # the values are never in the trail
     assert [e.type for e in events].index("data_corrected") < [e.type for e in events].index("retried")
@@ -169,9 +169,30 @@ def test_a_correction_must_pass_the_schema_and_name_only_its_fields(contract: Ca
     with pytest.raises(StartDataError) as out_of_range:
         contract.instances.correct_data(view.id, {"age": -1}, "fix", CLINICIAN)
     assert [p.field for p in out_of_range.value.problems] == ["/data/age"]
-    for data, reason in (({}, "fix"), ({"age": 50}, " "), ({"_private": 1}, "fix"), ({"age": 50}, "x" * 501)):
+    for data, reason in (({}, "fix"), ({"age": 50}, " "), ({"_private": 1}, "fix"), ({"age": 50}, "x" * 65)):
         with pytest.raises(InvalidInputError):
             contract.instances.correct_data(view.id, data, reason, CLINICIAN)
+
+
+@pytest.mark.parametrize("reason", ["Jane Doe's date of birth is 1961-04-23, not 1961-04-32", "Typo", "", None])
+def test_a_correction_reason_is_a_code_never_free_text(contract: CarePath, reason: str | None) -> None:
+    """The reason is recorded in the event trail with the correction's digest: free text (which could
+    hold the very values the digest keeps out) is refused, naming the field, and nothing is recorded;
+    the same correction with a code goes through."""
+    view = contract.instances.start("test_contract", "MRN-8", "system:t", {"diagnosis_date": "soon", "age": 52})
+    with pytest.raises(InvalidInputError) as refused:
+        contract.instances.correct_data(view.id, {"age": 53}, reason, CLINICIAN)  # type: ignore[arg-type]
+    assert [p.field for p in refused.value.problems] == ["/reason"]
+    assert "Jane" not in str(refused.value)
+    assert contract.instances.get(view.id).version == view.version
+    contract.instances.correct_data(view.id, {"age": 53}, "typo", CLINICIAN)
+    with contract.sessions() as session:
+        corrections = session.scalars(
+            select(InstanceEvent.payload).where(
+                InstanceEvent.instance_id == view.id, InstanceEvent.type == "data_corrected"
+            )
+        ).all()
+    assert [json.loads(p)["reason"] for p in corrections] == ["typo"]
 
 
 def test_without_a_schema_an_empty_start_fails_later_and_a_correction_repairs_it(tmp_path: Path) -> None:
@@ -182,7 +203,7 @@ def test_without_a_schema_an_empty_start_fails_later_and_a_correction_repairs_it
         app.catalog.deploy_upload(bare, "author:t")
         view = app.instances.start("test_contract", "MRN-4", "system:t", {})
         assert view.status == "error"
-        view = app.instances.correct_data(view.id, {"diagnosis_date": "2026-01-12"}, "missing at referral", CLINICIAN)
+        view = app.instances.correct_data(view.id, {"diagnosis_date": "2026-01-12"}, "missing_at_referral", CLINICIAN)
         assert app.instances.retry(view.id, CLINICIAN).status == "running"
     finally:
         app.close()
@@ -201,7 +222,7 @@ def test_a_second_start_names_the_running_instance(contract: CarePath) -> None:
     # Another pathway, or another patient, is another instance; an ended one does not count.
     contract.instances.start("test_assessment", "MRN-5", "system:t")
     contract.instances.start("test_contract", "MRN-6", "system:t", GOOD)
-    contract.instances.cancel(first.id, "system:t", "entered twice")
+    contract.instances.cancel(first.id, "system:t", "entered_in_error")
     assert contract.instances.start("test_contract", "MRN-5", "system:t", GOOD).id != first.id
 
 

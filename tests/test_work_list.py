@@ -91,7 +91,7 @@ def test_a_completed_task_leaves_the_list_and_a_cancelled_instance_has_no_summar
     [hna] = carepath.instances.get(first).ready_tasks
     carepath.instances.complete_task(first, hna["id"], {"anxiety": 1, "fatigue": 1}, NURSE)
     assert [t["element"] for t in _listed(queries, patient_ref="MRN-WL-1")] == ["offer_support"]
-    carepath.instances.cancel(second, NURSE, "moved to another trust")
+    carepath.instances.cancel(second, NURSE, "transferred")
     assert _listed(queries, patient_ref="MRN-WL-2") == []
     with carepath.sessions() as session:
         row = session.get(PathwayInstance, second)

@@ -22,7 +22,6 @@ the event trail. Suggested codes are listed in docs/api.md ("The care plan item 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -30,17 +29,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.audit import check_reason
 from engine.db.models import CarePlanItem, CarePlanItemMove
 from engine.errors import ConflictError, InvalidInputError, Problem
 from engine.webhooks import note_referral
 
 __all__ = [
     "OPEN_REFERRAL",
-    "REASON_PATTERN",
     "STATUSES",
     "SUGGESTED_REASONS",
     "EventRecorder",
-    "check_reason",
     "history",
     "move_item",
     "next_statuses",
@@ -61,7 +59,6 @@ STATUSES = (
 )
 # A referral the service holds: a later proposal for its service raises it instead of adding another.
 OPEN_REFERRAL = ("referred", "accepted", "first_contact")
-REASON_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _REFERRAL_NEXT = {
     "proposed": ("agreed", "declined"),
     "agreed": ("declined", "referred"),
@@ -98,26 +95,6 @@ def next_statuses(status: str, kind: str = "referral") -> tuple[str, ...]:
     """The statuses an item of ``kind`` in ``status`` may move to (in :data:`STATUSES` order)."""
     allowed = (_REFERRAL_NEXT if kind == "referral" else _OTHER_NEXT).get(status, ())
     return tuple(s for s in STATUSES if s in allowed)
-
-
-def check_reason(reason: Any) -> str | None:
-    """``reason`` as a code, or None when absent.
-
-    Raises:
-        InvalidInputError: not a code (free text would reach the event trail).
-    """
-    if reason is None or reason == "":
-        return None
-    if not isinstance(reason, str) or not REASON_PATTERN.match(reason):
-        raise InvalidInputError(
-            "a reason is a code, not free text",
-            [
-                Problem(
-                    "expected lower case letters, digits and _ (at most 64), e.g. patient_changed_mind", field="/reason"
-                )
-            ],
-        )
-    return reason
 
 
 def move_item(

@@ -33,9 +33,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.audit import append_event
+from engine.audit import append_event, check_reason
 from engine.calendar import add_working_days
-from engine.careplan.moves import OPEN_REFERRAL, check_reason, move_item, record_history
+from engine.careplan.moves import OPEN_REFERRAL, move_item, record_history
 from engine.clock import Clock
 from engine.db.models import CarePlanItem, InstanceEvent, PathwayInstance, ReferralEscalation
 from engine.db.session import read_only, unit_of_work

@@ -43,10 +43,14 @@ def _ensure_sqlite_folder(url: str) -> None:
 
 def make_engine(url: str, idle_seconds: float = IDLE_PING_SECONDS) -> Engine:
     """Create a SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout; server databases
-    get a pool whose connections are checked after ``idle_seconds`` unused (:func:`_ping_when_idle`)."""
+    get a pool whose connections are checked after ``idle_seconds`` unused (:func:`_ping_when_idle`).
+
+    Either way its errors and log lines never show the values bound to a statement
+    (``hide_parameters``): they are patient references and form values, and such errors are printed
+    by the command line and logged by the server."""
     if url.startswith("sqlite"):
         _ensure_sqlite_folder(url)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -72,7 +76,7 @@ def make_engine(url: str, idle_seconds: float = IDLE_PING_SECONDS) -> Engine:
             connection.connection.driver_connection.execute("BEGIN" if _reading.get() else "BEGIN IMMEDIATE")
 
         return engine
-    engine = create_engine(url, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
     _ping_when_idle(engine, idle_seconds)
     return engine
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.audit import check_reason, reason_problem
 from engine.care_teams import EVERYWHERE, TEAM_CHANGE_REASONS, CareScope, check_name
 from engine.clock import Clock, SystemClock
 from engine.db.models import InstanceEvent, PathwayVersion
@@ -52,7 +53,6 @@ __all__ = ["InstanceView", "PathwayService", "validate_patient_ref"]
 # A correction names a few fields by their plain names (what a diagram reads), never internals.
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_CORRECTED_FIELDS = 50
-MAX_REASON = 500
 
 
 class PathwayService:
@@ -313,21 +313,31 @@ class PathwayService:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def suspend(
-        self, instance_id: str, actor: str, reason: str = "", expected_version: int | None = None
+        self, instance_id: str, actor: str, reason: str | None = None, expected_version: int | None = None
     ) -> InstanceView:
-        """Raises: NotFoundError, StaleVersionError, ConflictError (not running)."""
+        """Pause an instance; ``reason``, when given, is a code (recorded in the trail, so never free text).
+
+        Raises: InvalidInputError (a reason that is not a code), NotFoundError, StaleVersionError,
+            ConflictError (not running).
+        """
         return self._set_status(
             instance_id, actor, expected_version, "suspended", {Status.RUNNING, Status.ERROR}, Status.SUSPENDED, reason
         )
 
     def resume(self, instance_id: str, actor: str, expected_version: int | None = None) -> InstanceView:
         """Raises: NotFoundError, StaleVersionError, ConflictError (not suspended)."""
-        return self._set_status(instance_id, actor, expected_version, "resumed", {Status.SUSPENDED}, Status.RUNNING, "")
+        return self._set_status(
+            instance_id, actor, expected_version, "resumed", {Status.SUSPENDED}, Status.RUNNING, None
+        )
 
     def cancel(
-        self, instance_id: str, actor: str, reason: str = "", expected_version: int | None = None
+        self, instance_id: str, actor: str, reason: str | None = None, expected_version: int | None = None
     ) -> InstanceView:
-        """Raises: NotFoundError, StaleVersionError, ConflictError (already ended)."""
+        """End an instance; ``reason``, when given, is a code (recorded in the trail, so never free text).
+
+        Raises: InvalidInputError (a reason that is not a code), NotFoundError, StaleVersionError,
+            ConflictError (already ended).
+        """
         return self._set_status(
             instance_id,
             actor,
@@ -346,8 +356,10 @@ class PathwayService:
         event: str,
         allowed: set[Status],
         new_status: Status,
-        reason: str,
+        reason: str | None,
     ) -> InstanceView:
+        code = check_reason(reason)  # before anything runs: free text never reaches the trail
+
         def move(step: Step) -> None:
             if new_status == Status.CANCELLED:
                 step.workflow.cancel()
@@ -355,7 +367,7 @@ class PathwayService:
             # A suspended or resumed instance keeps its incident until it is retried.
             status = Status.ERROR if new_status == Status.RUNNING and step.instance.incident else new_status
             step.instance.status = status
-            step.record(event, payload={"reason": reason} if reason else {})
+            step.record(event, payload={"reason": code} if code else {})
 
         return self._run(instance_id, actor, move, expected_version, allowed, refusal=f"cannot be {event}")
 
@@ -385,17 +397,17 @@ class PathwayService:
     def correct_data(
         self, instance_id: str, data: dict[str, Any], reason: str, actor: str, expected_version: int | None = None
     ) -> InstanceView:
-        """Correct an instance's data (a clinician's act, with a reason): the fields given replace
+        """Correct an instance's data (a clinician's act, with a reason code): the fields given replace
         the instance's values where its next steps read them (a failed task is then retried with
         them). Nothing runs here; the event records the fields' names, a digest of the change and the
-        reason, never the values.
+        reason code, never the values (and never free text, which could hold them).
 
         When the version declares a start data schema, only its fields may be corrected and the
         instance's values of them, corrected, must pass it.
 
         Raises:
             InvalidInputError: data that is not a non-empty object of at most 50 fields, field
-                names that are not plain names, or a missing or over-long reason.
+                names that are not plain names, or a reason that is missing or not a code.
             StartDataError: the corrected values fail the start data schema (every field named).
             NotFoundError, StaleVersionError, ConflictError (the instance has ended).
         """
@@ -538,9 +550,9 @@ def _check_correction(data: Any, reason: Any) -> None:
             for name in data
             if not _FIELD_NAME.match(str(name))
         ]
-    if not isinstance(reason, str) or not reason.strip():
-        problems.append(Problem("say why the data is corrected", field="/reason"))
-    elif len(reason) > MAX_REASON:
-        problems.append(Problem(f"at most {MAX_REASON} characters", field="/reason"))
+    if reason is None or reason == "":
+        problems.append(Problem("say why the data is corrected, as a code (e.g. entered_in_error)", field="/reason"))
+    elif (problem := reason_problem(reason)) is not None:
+        problems.append(problem)
     if problems:
         raise InvalidInputError("the correction cannot be used", problems)

@@ -138,6 +138,41 @@ def test_due_before_finds_instances_waiting_on_a_timer(client: Any, auth: Any) -
     )
 
 
+JANE = "Jane Doe (DOB 1961-04-23) died at home, per her daughter"
+
+
+@pytest.mark.parametrize("reason", [JANE, "Admitted", "x" * 65, ""])
+def test_a_lifecycle_reason_is_a_code_never_free_text(app: Flask, client: Any, auth: Any, reason: str) -> None:
+    """A suspend, resume or cancel reason goes into the event trail: free text is refused with the field
+    named and the text not echoed back, and nothing is recorded."""
+    instance = start(client, auth).json
+    url = f"/v1/instances/{instance['id']}"
+    for action in ("suspend", "resume", "cancel"):
+        response = client.post(f"{url}/{action}", json={"reason": reason}, headers=auth("clinician"))
+        body = assert_problem(response, 400, "request-invalid")
+        assert [e["field"] for e in body["errors"]] == ["/reason"]
+        if reason:
+            assert reason not in response.get_data(as_text=True)
+    for action in ("suspend", "cancel"):  # the schema's pattern lets a final newline by; the engine does not
+        response = client.post(f"{url}/{action}", json={"reason": "admitted\n"}, headers=auth("clinician"))
+        assert [e["field"] for e in assert_problem(response, 400, "input-invalid")["errors"]] == ["/reason"]
+    assert _count(app, InstanceEvent, InstanceEvent.instance_id == instance["id"]) == 1  # started only
+    assert client.get(url, headers=auth("clinician")).json["status"] == "running"
+
+
+def test_a_lifecycle_reason_code_is_recorded_in_the_trail(client: Any, auth: Any) -> None:
+    url = f"/v1/instances/{start(client, auth).json['id']}"
+    assert client.post(url + "/suspend", json={"reason": "admitted"}, headers=auth("clinician")).status_code == 200
+    assert client.post(url + "/resume", json={}, headers=auth("clinician")).status_code == 200
+    assert client.post(url + "/cancel", json={"reason": "transferred"}, headers=auth("clinician")).status_code == 200
+    events = client.get(url + "/events", headers=auth("auditor")).json["items"]
+    assert [(e["type"], e["payload"]) for e in events[1:]] == [
+        ("suspended", {"reason": "admitted"}),
+        ("resumed", {}),
+        ("cancelled", {"reason": "transferred"}),
+    ]
+
+
 def test_suspend_resume_cancel_with_if_match(app: Flask, client: Any, auth: Any) -> None:
     instance = start(client, auth).json
     url = f"/v1/instances/{instance['id']}"

@@ -76,7 +76,7 @@ def test_a_clinician_corrects_the_data_and_the_retry_runs_on(client: Any, auth: 
     started = _start(client, auth, "MRN-3", {"diagnosis_date": "soon", "age": 52}).json
     assert started["status"] == "error"
     url = f"/v1/instances/{started['id']}/data"
-    correction = {"data": {"diagnosis_date": "2026-01-12"}, "reason": "typo in the referral"}
+    correction = {"data": {"diagnosis_date": "2026-01-12"}, "reason": "entered_in_error"}
     for role in ("system", "author", "auditor"):
         assert_problem(client.patch(url, json=correction, headers=auth(role)), 403, "forbidden")
     body = assert_problem(
@@ -88,6 +88,13 @@ def test_a_clinician_corrects_the_data_and_the_retry_runs_on(client: Any, auth: 
     assert_problem(
         client.patch(url, json={"data": {}, "reason": "fix"}, headers=auth("clinician")), 400, "request-invalid"
     )
+    # The reason is recorded in the trail: free text (which could hold the values) is refused, not echoed.
+    free_text = "Jane Doe's date of birth is 1961-04-23"
+    for reason in (free_text, "Entered in error", ""):
+        refused = client.patch(url, json={**correction, "reason": reason}, headers=auth("clinician"))
+        body = assert_problem(refused, 400, "request-invalid")
+        assert [e["field"] for e in body["errors"]] == ["/reason"]
+        assert "Jane" not in refused.get_data(as_text=True)
     corrected = client.patch(url, json=correction, headers=auth("clinician", **{"If-Match": '"1"'}))
     assert corrected.status_code == 200 and corrected.json["status"] == "error"
     retried = client.post(f"/v1/instances/{started['id']}/retry", headers=auth("clinician"))
@@ -95,5 +102,5 @@ def test_a_clinician_corrects_the_data_and_the_retry_runs_on(client: Any, auth: 
     assert [t["element"] for t in retried.json["ready_tasks"]] == ["review"]
     events = client.get(f"/v1/instances/{started['id']}/events", headers=auth("auditor")).json["items"]
     [event] = [e for e in events if e["type"] == "data_corrected"]
-    assert event["payload"]["fields"] == ["diagnosis_date"] and event["payload"]["reason"] == "typo in the referral"
+    assert event["payload"]["fields"] == ["diagnosis_date"] and event["payload"]["reason"] == "entered_in_error"
     assert "2026-01-12" not in json.dumps(events)

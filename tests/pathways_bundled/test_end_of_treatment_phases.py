@@ -131,7 +131,7 @@ def test_an_instance_that_ends_without_its_summary_closes_the_task(
     bundled.treatment_summaries.open_due()
     journey_clock.advance(timedelta(weeks=7))
     assert bundled.treatment_summaries.open_due() == 1
-    bundled.instances.cancel(j.view.id, "clinician:cns-syn", "moved to another trust")
+    bundled.instances.cancel(j.view.id, "clinician:cns-syn", "transferred")
     bundled.treatment_summaries.open_due()
     assert bundled.treatment_summaries.list_overdue() == []
     [row] = _rows(bundled, j.view.id)

@@ -121,7 +121,7 @@ class _Paused:
             journey.view = journey.app.instances.correct_data(
                 journey.view.id,
                 self.corrections[self.count],
-                "corrected at the MDT",
+                "mdt_review",
                 NURSE,
                 expected_version=journey.view.version,
             )

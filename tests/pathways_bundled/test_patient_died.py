@@ -117,7 +117,7 @@ def test_a_suspended_pathway_of_the_patient_ends_with_the_death_and_never_wakes(
 ) -> None:
     listening = _mid_treatment(bundled, journey_clock, "breast", "SYN-0911")
     paused = _start(bundled, journey_clock, SITES["general"], "SYN-0911")  # a second pathway of the same patient
-    bundled.instances.suspend(paused.view.id, "clinician:cns-1", "patient abroad")
+    bundled.instances.suspend(paused.view.id, "clinician:cns-1", "patient_abroad")
     with bundled.sessions() as session:
         assert session.get(PathwayInstance, paused.view.id).next_due_at is not None  # its timers were waiting
 
