@@ -156,8 +156,18 @@ def _propose(
                 )
                 note_referral(context.session, context.instance.id, existing.id, existing.status, created=False)
             entry = {**_entry(existing), "rules": list(rules), "existing": True, "raised_from": was}
-            # An emergency raised now opens the acute oncology task as a new emergency would.
-            (created if existing.urgency == EMERGENCY and was is not None else raised).append(entry)
+            if urgency == EMERGENCY:
+                # An emergency found now is acted on now, whether it raised the open referral or the
+                # referral already was one: a fever on chemotherapy weeks after a spinal cord compression
+                # referral was merged into it (already an emergency, in first contact) and opened nothing.
+                # Listed with the new items, it opens the acute oncology task as a new emergency does.
+                if was is None:
+                    _record_item(
+                        context, element, existing, change="emergency_proposed_again", evaluation_id=evaluation.id
+                    )
+                created.append(entry)
+            else:
+                raised.append(entry)
             continue
         # An emergency is referred at once, by the engine: it never waits for the plan's agreement.
         status = "referred" if urgency == EMERGENCY else "proposed"
