@@ -298,6 +298,19 @@ def test_facts_reach_the_engine_as_durable_rules_itself_would_send_them(catalogu
         assert facts.stored_json() == json.dumps(facts.facts)
 
 
+def test_the_diagnosis_is_compared_in_lower_case_with_underscores(bundled: LoadedRuleset) -> None:
+    """A diagnosis written "Breast" or " BREAST " is the rules' ``breast`` (clinical safety review: a
+    case-sensitive match sent breast cancer with suspected spinal cord compression down the wrong rule)."""
+    for written in ("Breast", " BREAST ", "breast"):
+        facts = build_facts(Assessment({}, PatientContext(diagnosis=written)), bundled.catalogue)
+        assert facts[0]["diagnosis"] == "breast"
+    assert PatientContext(diagnosis=" Non-Hodgkin  lymphoma").as_fact_fields() == {"diagnosis": "non_hodgkin_lymphoma"}
+    back_pain = Assessment({"back_pain": 6}, PatientContext(diagnosis="Prostate"))
+    assert evaluate(bundled.compiled, bundled.catalogue, back_pain).fired_rule_ids() == ["mscc-back-pain"]
+    rule = bundled.compiled.rule_file.rule("mscc-back-pain")
+    assert rule is not None and rule_fires(rule, build_facts(back_pain, bundled.catalogue))
+
+
 def test_a_fact_asserted_twice_is_an_error(bundled: LoadedRuleset) -> None:
     facts = build_facts(Assessment({"pain": 9}), bundled.catalogue)
     with pytest.raises(RuleEvaluationError, match="concern:pain was asserted twice"):
