@@ -117,6 +117,24 @@ def test_red_findings_are_emergencies_and_amber_ones_same_day() -> None:
     assert "confused" not in hypercalcaemia.name_en and "förvirring" in hypercalcaemia.name_sv  # "utan ny förvirring"
 
 
+def test_thoughts_of_suicide_or_self_harm_send_the_patient_for_help_now() -> None:
+    """Every patient sees it (a common sign), and it says to call 999 or 111 now (112 or 1177 in Sweden)."""
+    catalogue = load_warning_signs(BUNDLED)
+    sign = catalogue.sign("thoughts_of_suicide_or_self_harm")
+    assert sign is not None
+    assert (sign.diagnosis, sign.urgency, sign.when, sign.contact.code) == (
+        "all",
+        "emergency",
+        "any",
+        "emergency-services",
+    )
+    assert "999" in sign.action_en and "111" in sign.action_en and "now" in sign.action_en
+    assert "112" in sign.action_sv and "1177" in sign.action_sv and "nu" in sign.action_sv
+    assert [g.source for g in sign.sources] == ["NICE NG225"]
+    for diagnosis in DIAGNOSES:
+        assert sign in catalogue.for_diagnosis(diagnosis, when="after_treatment"), diagnosis
+
+
 REPLACING = VALID.replace(
     "  breast: []",
     """  breast:

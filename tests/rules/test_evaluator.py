@@ -104,7 +104,9 @@ def test_completion_marker_makes_raw_fact_order_irrelevant(bundled: LoadedRulese
         rng.shuffle(body)
         fired = run_facts(bundled.compiled, [*body, marker])
         results.add(frozenset(bundled.compiled.rule_of[name] for name, _ in fired))
-    assert results == {frozenset({"psych-support-urgent", "fatigue-support", "fatigue-physical-activity"})}
+    assert results == {
+        frozenset({"psych-support-urgent", "mental-health-risk-check", "fatigue-support", "fatigue-physical-activity"})
+    }
 
 
 def test_none_also_covers_the_fact_a_rule_already_matched(bundled: LoadedRuleset) -> None:
