@@ -53,7 +53,9 @@ def test_neutropenic_sepsis_sends_the_patient_to_the_24_hour_line_at_once() -> N
     fever = catalogue.sign("fever_on_treatment")
     assert fever is not None
     assert (fever.urgency, fever.when, fever.contact.code) == ("emergency", "during_treatment", "acute-oncology-line")
-    assert "38C" in fever.name_en
+    # UKONS v3: 37.5C or above, or below 36C, on SACT (clinical safety review: it said 38C).
+    assert "37.5C or above, or below 36C" in fever.name_en
+    assert "37,5 grader eller högre, eller under 36 grader" in fever.name_sv
     assert any(g.source == "NICE CG151" for g in fever.sources)
     # Emergencies come first, for every diagnosis.
     assert catalogue.for_diagnosis("lung")[0].urgency == "emergency"
@@ -71,6 +73,108 @@ def test_children_and_young_people_call_their_treatment_centre() -> None:
     catalogue = load_warning_signs(BUNDLED)
     fever = catalogue.sign("cyp_fever_on_treatment")
     assert fever is not None and fever.contact.code == "treatment-centre-line"
+    # Their choices (and summary) show their own fever and bleeding signs, never the adult ones with
+    # the adult 24-hour line, and the fever sign where the adult one stands: first.
+    for when in (None, "during_treatment"):
+        codes = [s.code for s in catalogue.for_diagnosis("children_young_people", when)]
+        assert codes[0] == "cyp_fever_on_treatment"
+        assert "cyp_bleeding_pale_tired" in codes
+        assert not {"fever_on_treatment", "unusual_bleeding_or_bruising"} & set(codes)
+    adult = [s.code for s in catalogue.for_diagnosis("general")]
+    assert adult[0] == "fever_on_treatment" and "cyp_fever_on_treatment" not in adult
+    # Every other diagnosis keeps every common sign.
+    common = {s.code for s in catalogue.signs["all"]}
+    for diagnosis in set(DIAGNOSES) - {"children_young_people"}:
+        assert common <= {s.code for s in catalogue.for_diagnosis(diagnosis)}, diagnosis
+
+
+def test_red_findings_are_emergencies_and_amber_ones_same_day() -> None:
+    """UKONS v3: diarrhoea 7 or more times above normal or fluids not kept down, and new confusion, are
+    red (clinical safety review: both sat in same-day signs)."""
+    catalogue = load_warning_signs(BUNDLED)
+    urgency = {
+        code: sign.urgency
+        for code in (
+            "severe_diarrhoea_or_vomiting_on_treatment",
+            "diarrhoea_or_vomiting_on_treatment",
+            "new_confusion_or_drowsiness",
+            "hypercalcaemia_signs",
+        )
+        if (sign := catalogue.sign(code)) is not None
+    }
+    assert urgency == {
+        "severe_diarrhoea_or_vomiting_on_treatment": "emergency",
+        "diarrhoea_or_vomiting_on_treatment": "urgent",
+        "new_confusion_or_drowsiness": "emergency",
+        "hypercalcaemia_signs": "urgent",
+    }
+    severe = catalogue.sign("severe_diarrhoea_or_vomiting_on_treatment")
+    moderate = catalogue.sign("diarrhoea_or_vomiting_on_treatment")
+    hypercalcaemia = catalogue.sign("hypercalcaemia_signs")
+    assert severe and moderate and hypercalcaemia
+    assert "7 or more" in severe.name_en and "unable to keep fluids down" in severe.name_en
+    assert "4 to 6" in moderate.name_en and "unable to keep fluids down" not in moderate.name_en
+    assert "confused" not in hypercalcaemia.name_en and "förvirring" in hypercalcaemia.name_sv  # "utan ny förvirring"
+
+
+def test_thoughts_of_suicide_or_self_harm_send_the_patient_for_help_now() -> None:
+    """Every patient sees it (a common sign), and it says to call 999 or 111 now (112 or 1177 in Sweden)."""
+    catalogue = load_warning_signs(BUNDLED)
+    sign = catalogue.sign("thoughts_of_suicide_or_self_harm")
+    assert sign is not None
+    assert (sign.diagnosis, sign.urgency, sign.when, sign.contact.code) == (
+        "all",
+        "emergency",
+        "any",
+        "emergency-services",
+    )
+    assert "999" in sign.action_en and "111" in sign.action_en and "now" in sign.action_en
+    assert "112" in sign.action_sv and "1177" in sign.action_sv and "nu" in sign.action_sv
+    assert [g.source for g in sign.sources] == ["NICE NG225"]
+    for diagnosis in DIAGNOSES:
+        assert sign in catalogue.for_diagnosis(diagnosis, when="after_treatment"), diagnosis
+
+
+REPLACING = VALID.replace(
+    "  breast: []",
+    """  breast:
+    - code: own_fever
+      replaces: [fever]
+      name_en: Own fever sign
+      name_sv: Egen feber
+      when: during_treatment
+      urgency: emergency
+      contact: line
+      action_en: Call now.
+      action_sv: Ring nu.
+      sources: [ukons]""",
+)
+
+
+def test_a_diagnosis_sign_replaces_common_signs() -> None:
+    catalogue = parse_warning_signs(REPLACING)
+    assert [s.code for s in catalogue.for_diagnosis("breast")] == ["own_fever"]
+    assert [s.code for s in catalogue.for_diagnosis("lung")] == ["fever"]
+    assert catalogue.sign("fever") is not None  # a report naming the replaced sign is still triaged
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (REPLACING.replace("replaces: [fever]", "replaces: [fevr]"), 18, "'fevr' is not a sign under 'all'"),
+        (
+            VALID.replace("      sources: [ukons]\n", "      sources: [ukons]\n      replaces: [fever]\n"),
+            16,
+            "a sign under 'all' cannot replace another",
+        ),
+        (REPLACING.replace("replaces: [fever]", "replaces: fever"), 18, "expected replaces as a list"),
+    ],
+)
+def test_replacing_mistakes_are_reported_with_file_and_line(text: str, line: int, message: str) -> None:
+    with pytest.raises(RuleFileError) as raised:
+        parse_warning_signs(text, "w.yaml")
+    problems = [p for p in raised.value.problems if message in p.message]
+    assert problems and problems[0].line == line, [str(p) for p in raised.value.problems]
 
 
 def test_unknown_diagnosis_gets_the_general_signs_and_when_filters() -> None:

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from engine.errors import InvalidInputError, Problem
-from engine.rules.model import CONTEXT_FIELDS, ContextField
+from engine.rules.model import CONTEXT_FIELDS, ContextField, normalised_text
 
 __all__ = [
     "Assessment",
@@ -48,7 +48,15 @@ class PatientContext:
     on_palliative_route: bool | None = None
 
     def as_fact_fields(self) -> dict[str, Any]:
-        return {k: v for k in CONTEXT_FIELDS if (v := getattr(self, k)) is not None}
+        """The context fact's fields: those known, a text (the diagnosis) as :func:`normalised_text`."""
+        fields = {k: v for k in CONTEXT_FIELDS if (v := getattr(self, k)) is not None}
+        for name in _TEXT_FIELDS:
+            if isinstance(fields.get(name), str):
+                fields[name] = normalised_text(fields[name])
+        return fields
+
+
+_TEXT_FIELDS = tuple(name for name, spec in CONTEXT_FIELDS.items() if spec.kind == "text")
 
 
 @dataclass(frozen=True)

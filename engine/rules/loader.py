@@ -34,6 +34,7 @@ from engine.rules.model import (
     Rule,
     RuleFile,
     RuleOutcomeSpec,
+    normalised_text,
 )
 from engine.rules.yaml_source import YamlReader, did_you_mean, read_yaml_file
 
@@ -326,6 +327,14 @@ def _read_choices(reader: YamlReader, node: Node, name: str, choices: tuple[str,
     for item in items:
         value = reader.choice(item, name, choices) if choices else reader.text(item, name)
         if value is None:
+            return None
+        if not choices and value != normalised_text(value):
+            # The context fact holds the normalised text: any other spelling would never match.
+            reader.problem(
+                item,
+                f"{name} '{value}' would never match: {name} is compared in lower case with _ between words; "
+                f"write '{normalised_text(value)}'",
+            )
             return None
         values.append(value)
     return values

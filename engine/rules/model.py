@@ -5,6 +5,7 @@ the patient context fields rules may read. What happens to one patient (``Assess
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ __all__ = [
     "Rule",
     "RuleFile",
     "RuleOutcomeSpec",
+    "normalised_text",
 ]
 
 Urgency = Literal["routine", "soon", "urgent", "emergency"]
@@ -76,6 +78,18 @@ class ContextField:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+
+
+_SEPARATORS = re.compile(r"[\s_-]+")
+
+
+def normalised_text(value: str) -> str:
+    """A text context value as rules compare it: lower case, with each run of spaces, hyphens and
+    underscores as one ``_`` and none at either end (``" Breast "`` -> ``breast``, ``"Hodgkin lymphoma"``
+    -> ``hodgkin_lymphoma``). Diagnoses arrive as the pathway's start data or an EHR wrote them; a rule
+    naming ``breast`` must not miss ``Breast`` (a missed match can hide an emergency: clinical safety
+    review, spinal cord compression). The loader refuses a rule value that is not already in this form."""
+    return _SEPARATORS.sub("_", value.strip().lower()).strip("_")
 
 
 CONTEXT_FIELDS: dict[str, ContextField] = {

@@ -6,7 +6,10 @@ says when it applies (during or after treatment), how urgent it is, whom to cont
 ``contacts``) and which cited sources it follows. The end-of-treatment summary shows them ("warning
 signs and who to call"); the triage sub-pathway looks up the sign a patient reports (its code) and
 escalates a report nobody has triaged within the file's bound for that urgency
-(``escalate_untriaged_after``).
+(``escalate_untriaged_after``). A diagnosis's sign may ``replace`` common signs it stands in for (the
+children and young people's fever sign, with its treatment centre line, replaces the adult one): the
+signs for that diagnosis leave the replaced ones out, so a patient never sees two signs for the same
+thing with two different numbers to call.
 
 It lives with the rules because it is a rules catalogue and the care plan operators read it
 (the documents import it from here too).
@@ -23,7 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from engine.errors import RuleFileError
 from engine.rules.model import Guidance
@@ -50,6 +53,7 @@ URGENCIES = ("emergency", "urgent", "soon")  # most to least urgent
 # An ISO 8601 duration of days, hours and minutes (what a BPMN timer reads): P1D, PT30M, P1DT2H.
 _DURATION = re.compile(r"^P(?=\d|T\d)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?)?$")
 _SIGN_FIELDS = ("code", "name_en", "name_sv", "when", "urgency", "contact", "action_en", "action_sv", "sources")
+_SIGN_OPTIONAL = ("replaces",)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class WarningSign:
     action_en: str
     action_sv: str
     sources: tuple[Guidance, ...]
+    replaces: tuple[str, ...] = ()  # codes of common (``all``) signs this diagnosis's sign stands in for
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,17 @@ class WarningSignCatalogue:
     def for_diagnosis(self, diagnosis: str, when: str | None = None) -> list[WarningSign]:
         """The signs for a diagnosis (common ones included), most urgent first.
 
-        An unknown diagnosis gets the ``general`` signs. ``when`` ("during_treatment" or
-        "after_treatment") keeps the signs that apply then (``any`` signs always apply).
+        An unknown diagnosis gets the ``general`` signs. A common sign that one of the diagnosis's own
+        signs ``replaces`` is left out. ``when`` ("during_treatment" or "after_treatment") keeps the
+        signs that apply then (``any`` signs always apply).
         """
         key = diagnosis if diagnosis in DIAGNOSES else "general"
-        found = [*self.signs.get(COMMON, ()), *self.signs.get(key, ())]
+        own = self.signs.get(key, ())
+        stands_in = {code: s for s in own for code in s.replaces}  # shown where the replaced sign was
+        found: list[WarningSign] = []
+        for s in [*(stands_in.get(c.code, c) for c in self.signs.get(COMMON, ())), *own]:
+            if s not in found:
+                found.append(s)
         if when is not None:
             found = [s for s in found if s.when in (when, "any")]
         return sorted(found, key=lambda s: URGENCIES.index(s.urgency))  # stable: file order within urgency
@@ -237,7 +248,47 @@ def _read_signs(
     for diagnosis in (COMMON, *DIAGNOSES):
         if diagnosis not in signs and not any(d == diagnosis for d, _, _ in entries):
             reader.problem(node, f"signs need an entry for '{diagnosis}' (an empty list [] if it has none)")
+    _check_replaces(reader, entries, signs)
     return signs
+
+
+def _check_replaces(
+    reader: YamlReader, entries: list[tuple[str, Node, Node]], signs: dict[str, tuple[WarningSign, ...]]
+) -> None:
+    """Only a diagnosis's own sign replaces, and only common signs (those under ``all``)."""
+    common = {s.code for s in signs.get(COMMON, ())}
+    for diagnosis, _key_node, value in entries:
+        for item in value.value if isinstance(value, SequenceNode) else []:
+            replaces = _field(item, "replaces")
+            code = _field(item, "code")
+            code_text = str(code.value) if isinstance(code, ScalarNode) else None
+            if not isinstance(replaces, SequenceNode):
+                continue  # absent, or not a list (reported as the sign was read)
+            if diagnosis == COMMON:
+                reader.problem(
+                    replaces,
+                    f"a sign under '{COMMON}' cannot replace another; only a diagnosis's sign can",
+                    element=code_text,
+                )
+                continue
+            for replaced in replaces.value:
+                text = str(replaced.value).strip() if isinstance(replaced, ScalarNode) else None
+                if text and text not in common:
+                    reader.problem(
+                        replaced,
+                        f"'{text}' is not a sign under '{COMMON}'; a diagnosis's sign replaces common signs only"
+                        f"{did_you_mean(text, common)}",
+                        element=code_text,
+                    )
+
+
+def _field(node: Node, name: str) -> Node | None:
+    """The value node of ``name`` in a mapping node (``None`` if absent or not a mapping)."""
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            if isinstance(key, ScalarNode) and key.value == name:
+                return value
+    return None
 
 
 def _read_sign(
@@ -248,9 +299,14 @@ def _read_sign(
     contacts: dict[str, Contact],
     seen: dict[str, int],
 ) -> WarningSign | None:
-    entries = reader.mapping(node, f"a warning sign for {diagnosis}", _SIGN_FIELDS)
+    entries = reader.mapping(node, f"a warning sign for {diagnosis}", _SIGN_FIELDS, _SIGN_OPTIONAL)
     if entries is None or not set(_SIGN_FIELDS) <= set(entries):
         return None
+    replaces: list[str | None] = []
+    if "replaces" in entries:  # which common signs it replaces is checked once all are read
+        replaces = [
+            reader.text(n, "a replaced sign") for n in reader.sequence(entries["replaces"][1], "replaces") or []
+        ]
     code_node = entries["code"][1]
     code = reader.text(code_node, "code")
     if code is not None:
@@ -275,6 +331,7 @@ def _read_sign(
         or urgency is None
         or not cited
         or any(v is None for v in texts.values())
+        or None in replaces
     ):
         return None
     return WarningSign(
@@ -288,6 +345,7 @@ def _read_sign(
         str(texts["action_en"]),
         str(texts["action_sv"]),
         cited,
+        tuple(r for r in replaces if r is not None),
     )
 
 

@@ -104,7 +104,9 @@ def test_completion_marker_makes_raw_fact_order_irrelevant(bundled: LoadedRulese
         rng.shuffle(body)
         fired = run_facts(bundled.compiled, [*body, marker])
         results.add(frozenset(bundled.compiled.rule_of[name] for name, _ in fired))
-    assert results == {frozenset({"psych-support-urgent", "fatigue-support", "fatigue-physical-activity"})}
+    assert results == {
+        frozenset({"psych-support-urgent", "mental-health-risk-check", "fatigue-support", "fatigue-physical-activity"})
+    }
 
 
 def test_none_also_covers_the_fact_a_rule_already_matched(bundled: LoadedRuleset) -> None:
@@ -296,6 +298,19 @@ def test_facts_reach_the_engine_as_durable_rules_itself_would_send_them(catalogu
         assert facts.facts == build_facts(assessment, catalogue)
         assert facts.for_session(sid) == [json.dumps({**f, "sid": sid}, ensure_ascii=False) for f in facts.facts]
         assert facts.stored_json() == json.dumps(facts.facts)
+
+
+def test_the_diagnosis_is_compared_in_lower_case_with_underscores(bundled: LoadedRuleset) -> None:
+    """A diagnosis written "Breast" or " BREAST " is the rules' ``breast`` (clinical safety review: a
+    case-sensitive match sent breast cancer with suspected spinal cord compression down the wrong rule)."""
+    for written in ("Breast", " BREAST ", "breast"):
+        facts = build_facts(Assessment({}, PatientContext(diagnosis=written)), bundled.catalogue)
+        assert facts[0]["diagnosis"] == "breast"
+    assert PatientContext(diagnosis=" Non-Hodgkin  lymphoma").as_fact_fields() == {"diagnosis": "non_hodgkin_lymphoma"}
+    back_pain = Assessment({"back_pain": 6}, PatientContext(diagnosis="Prostate"))
+    assert evaluate(bundled.compiled, bundled.catalogue, back_pain).fired_rule_ids() == ["mscc-back-pain"]
+    rule = bundled.compiled.rule_file.rule("mscc-back-pain")
+    assert rule is not None and rule_fires(rule, build_facts(back_pain, bundled.catalogue))
 
 
 def test_a_fact_asserted_twice_is_an_error(bundled: LoadedRuleset) -> None:

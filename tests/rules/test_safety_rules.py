@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.rules import Assessment, LoadedRuleset, PatientContext, RuleSetRegistry, evaluate, run_rule_tests
-from engine.rules.model import AllOf, AnyOf, Condition, ContextCondition, NoneOf, Rule
+from engine.rules.model import URGENCIES, AllOf, AnyOf, Condition, ContextCondition, NoneOf, Rule
 
 ACUTE_ONCOLOGY = {"acute-oncology-assessment", "acute-oncology-review"}
 
@@ -85,3 +85,26 @@ def test_a_current_smoker_is_referred_whatever_the_worry_score(bundled: LoadedRu
         Assessment({"smoking": 9}, PatientContext(treatment_phase="follow_up", smoking_status="never")),
     )
     assert never.outcomes.referrals == ()
+
+
+def test_a_higher_score_never_gets_a_lower_urgency(bundled: LoadedRuleset) -> None:
+    """One concern raised from 0 to 10, the others not scored: the most urgent referral proposed never
+    drops (clinical safety review: on SACT eating 7 was reviewed the same day, eating 8 got only a
+    dietitian and skin 8 nothing, because the red rules left out findings the amber rules cover)."""
+    contexts = {
+        "on SACT": PatientContext(on_sact=True, on_immunotherapy=False),
+        "on immunotherapy": PatientContext(on_sact=True, on_immunotherapy=True),
+        "treatment not recorded": PatientContext(),
+        "kidney cancer, off treatment": PatientContext(diagnosis="kidney", on_sact=False, on_immunotherapy=False),
+    }
+    drops = []
+    for name, context in contexts.items():
+        for code in bundled.catalogue.concerns:
+            highest = -1
+            for score in range(11):
+                outcomes = evaluate(bundled.compiled, bundled.catalogue, Assessment({code: score}, context)).outcomes
+                urgency = max((URGENCIES.index(r.urgency) for r in outcomes.referrals), default=-1)
+                if urgency < highest:
+                    drops.append(f"{name}: {code} {score}")
+                highest = max(highest, urgency)
+    assert drops == []
