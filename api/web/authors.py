@@ -19,6 +19,7 @@ from engine.pathways.validation import validate_paths
 
 from .. import carepath
 from .auth import actor, can, page
+from .downloads import diagram_download
 
 bp = Blueprint("authors", __name__, url_prefix="/pathways")
 
@@ -154,7 +155,7 @@ def _version(pathway_id: str, version: str) -> Any:
 @page("pathways.read")
 def diagram(pathway_id: str, version: str) -> Response:
     _checked(pathway_id, version)
-    return Response(carepath().catalog.diagram(pathway_id, version), mimetype="application/xml")
+    return diagram_download(carepath().catalog.diagram(pathway_id, version), f"{pathway_id}-{version}.bpmn")
 
 
 @bp.route("/check", methods=["GET", "POST"])

@@ -25,6 +25,7 @@ from engine.reports.charts import line_chart
 
 from .. import carepath, queries
 from .auth import actor, can, grant_break_glass, page, principal, scope
+from .downloads import diagram_download
 from .forms import revision_of
 from .i18n import LANGUAGES, current_language, translate
 
@@ -212,4 +213,4 @@ def document(instance_id: Any, document: str) -> Response:
 def diagram(instance_id: Any) -> WerkzeugResponse:
     view = carepath().instances.get(str(instance_id))
     xml = carepath().catalog.diagram(view.pathway_id, view.pathway_version)
-    return Response(xml, mimetype="application/xml")
+    return diagram_download(xml, f"{view.pathway_id}-{view.pathway_version[:12]}.bpmn")
