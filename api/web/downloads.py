@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from flask import Response
 
-__all__ = ["SANDBOX", "diagram_download"]
+from ..headers import SANDBOX_POLICY
 
-SANDBOX = "sandbox; default-src 'none'"
+__all__ = ["diagram_download"]
 
 
 def diagram_download(xml: bytes | str, file_name: str) -> Response:
     """``xml`` as a download named ``file_name`` (quoted as needed)."""
     response = Response(xml, mimetype="application/xml")
     response.headers.set("Content-Disposition", "attachment", filename=file_name)
-    response.headers["Content-Security-Policy"] = SANDBOX
+    response.headers["Content-Security-Policy"] = SANDBOX_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

@@ -24,6 +24,7 @@ from engine.instances.view import PATIENT_REF_PATTERN
 from engine.reports.charts import line_chart
 
 from .. import carepath, queries
+from ..headers import DOCUMENT_POLICY
 from .auth import actor, can, grant_break_glass, page, principal, scope
 from .downloads import diagram_download
 from .forms import revision_of
@@ -204,6 +205,7 @@ def document(instance_id: Any, document: str) -> Response:
     else:
         built = _DOCUMENTS[document](carepath(), str(instance_id), language)
     response = Response(render_html(built), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = DOCUMENT_POLICY
     response.headers["Content-Language"] = built["language"]
     return response
 
