@@ -152,7 +152,7 @@ def _field_key_problems(ctx: LintContext, task: Any, schema: dict[str, Any]) -> 
     form_file = task.find(
         f"bpmn:extensionElements/spiffworkflow:properties/spiffworkflow:property[@name='{FORM_FILE_PROPERTY}']", NSMAP
     )
-    where = f" in form schema {form_file.get('value')}" if form_file is not None else ""
+    where = f" in form schema {form_file.get('value')}" if form_file is not None and form_file.get("value") else ""
     lines = {
         str(f.get("id")): f.sourceline
         for f in task.iterfind("bpmn:extensionElements/camunda:formData/camunda:formField", NSMAP)
