@@ -113,6 +113,7 @@ def test_the_hostile_key_is_refused_at_deploy_over_http(database_url: str, clock
             "TESTING": True,
             "DATABASE_URL": database_url,
             "PATHWAYS_DIR": ROOT / "tests" / "pathways",
+            "RULES_DIR": ROOT / "rules",
             "CLOCK": clock,
             "AUTH_CACHE_SECONDS": 0,
         }
