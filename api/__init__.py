@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, current_app, request
 
 from engine import CarePath, Settings
 from engine.documents.directory import require_service_directory
@@ -27,6 +27,7 @@ from engine.instances.queries import InstanceQueries
 from engine.library import read_library, require_library
 from engine.patients import linked_patient
 
+from .headers import protect_response
 from .jobs import BackgroundJobs
 
 __all__ = ["__version__", "carepath", "create_app", "queries"]
@@ -148,7 +149,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     replica.init_app(app)
     access_log.init_app(app)
-    app.after_request(_protect_response)
+    app.after_request(protect_response)
     app.after_request(sandbox.mark_response)
     app.before_request(_api_only(parsing.reject_unknown_query))
     auth.init_app(app.extensions, identity)
@@ -196,15 +197,6 @@ def _api_only(check: Callable[[], None]) -> Callable[[], None]:
             check()
 
     return api_check
-
-
-def _protect_response(response: Response) -> Response:
-    """Every answer may carry patient data (an instance, a task's form, a care plan, an error naming a
-    field): no cache -- a browser's, a proxy's -- keeps it (``no-store``), unless a view chose its own
-    caching; and no browser guesses a type other than the one sent (``nosniff``)."""
-    response.headers.setdefault("Cache-Control", "no-store")
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 def _log_start(app: Flask, settings: Settings, library: str) -> None:

@@ -28,6 +28,7 @@ from engine.documents.render import PdfUnavailableError, render_html, render_pdf
 from . import carepath
 from .auth import current_principal, requires
 from .errors import ApiError
+from .headers import DOCUMENT_POLICY
 from .parsing import json_body
 
 __all__ = ["bp", "negotiated"]
@@ -49,6 +50,7 @@ def negotiated(
     chosen = request.accept_mimetypes.best_match(_FORMATS)
     if chosen == "text/html":
         response = Response(render_html(document), mimetype="text/html")
+        response.headers["Content-Security-Policy"] = DOCUMENT_POLICY
     elif chosen == "application/pdf":
         try:
             pdf = render_pdf(document)

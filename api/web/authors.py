@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from engine.errors import DiagramError, FourEyesError, NotFoundError, Problem, VersionStateError
@@ -18,7 +18,9 @@ from engine.instances.migration_requests import approve_migration, list_migratio
 from engine.pathways.validation import validate_paths
 
 from .. import carepath
+from ..headers import EDITOR_POLICY
 from .auth import actor, can, page
+from .downloads import diagram_download
 
 bp = Blueprint("authors", __name__, url_prefix="/pathways")
 
@@ -115,29 +117,36 @@ def diff(pathway_id: str) -> str:
 
 @bp.get("/<pathway_id>/versions/<version>/edit")
 @page("pathways.deploy")
-def edit(pathway_id: str, version: str) -> str:
+def edit(pathway_id: str, version: str) -> Response:
     """The version's diagram in the bpmn-js modeler; saving deploys it as a new version."""
     _checked(pathway_id, version)
     found = _version(pathway_id, version)
     xml = carepath().catalog.diagram(pathway_id, found.version).decode("utf-8", "replace")
-    return render_template("web/edit.html", info=found, xml=xml, problems=None)
+    return _editor(render_template("web/edit.html", info=found, xml=xml, problems=None))
+
+
+def _editor(html: str, status: int = 200) -> Response:
+    """The modeler's page, under the pages' policy with inline style attributes (api.headers)."""
+    response = make_response(html, status)
+    response.headers["Content-Security-Policy"] = EDITOR_POLICY
+    return response
 
 
 @bp.post("/<pathway_id>/versions/<version>/edit")
 @page("pathways.deploy")
-def save(pathway_id: str, version: str) -> WerkzeugResponse | tuple[str, int]:
+def save(pathway_id: str, version: str) -> WerkzeugResponse:
     """Deploy the edited diagram as a new version, through the same gate as ``carepath pathways deploy``
     and ``POST /v1/pathways``: refused with every problem, marked on the diagram, when it does not pass."""
     _checked(pathway_id, version)
     found = _version(pathway_id, version)
     xml = request.form.get("diagram", "")
     if not xml.strip() or len(xml.encode()) > MAX_DIAGRAM_BYTES:
-        return render_template("web/edit.html", info=found, xml=xml, problems=[], error="check.choose"), 400
+        return _editor(render_template("web/edit.html", info=found, xml=xml, problems=[], error="check.choose"), 400)
     try:
         deployed = carepath().catalog.deploy_upload({Path(found.main_file).name: xml.encode()}, actor=actor())
     except DiagramError as exc:
         problems = [{**p.as_dict(), "text": p.message} for p in exc.problems] or [{"text": exc.message}]
-        return render_template("web/edit.html", info=found, xml=xml, problems=problems), 422
+        return _editor(render_template("web/edit.html", info=found, xml=xml, problems=problems), 422)
     saved = next((v for v in deployed if v.pathway_id == pathway_id), deployed[0])
     return redirect(url_for(".version", pathway_id=saved.pathway_id, version=saved.version[:12]), code=303)
 
@@ -154,7 +163,7 @@ def _version(pathway_id: str, version: str) -> Any:
 @page("pathways.read")
 def diagram(pathway_id: str, version: str) -> Response:
     _checked(pathway_id, version)
-    return Response(carepath().catalog.diagram(pathway_id, version), mimetype="application/xml")
+    return diagram_download(carepath().catalog.diagram(pathway_id, version), f"{pathway_id}-{version}.bpmn")
 
 
 @bp.route("/check", methods=["GET", "POST"])

@@ -35,6 +35,7 @@ from engine.instances.view import InstanceView
 from engine.patients import complete_own_form, own_forms, report_warning_sign, require_own
 
 from .. import carepath, queries
+from ..headers import DOCUMENT_POLICY
 from .auth import page, principal
 from .forms import fields_of, other_problems, parse_fields, problem_messages, revision_of
 from .i18n import LANGUAGES, current_language, translate
@@ -136,6 +137,7 @@ def document(instance_id: Any, document: str) -> Response:
         response.headers["Content-Disposition"] = f'inline; filename="{document}-{built["language"]}.pdf"'
     else:
         response = Response(render_html(built), mimetype="text/html")
+        response.headers["Content-Security-Policy"] = DOCUMENT_POLICY
     response.headers["Content-Language"] = built["language"]
     return response
 

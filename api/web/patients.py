@@ -24,7 +24,9 @@ from engine.instances.view import PATIENT_REF_PATTERN
 from engine.reports.charts import line_chart
 
 from .. import carepath, queries
+from ..headers import DOCUMENT_POLICY
 from .auth import actor, can, grant_break_glass, page, principal, scope
+from .downloads import diagram_download
 from .forms import revision_of
 from .i18n import LANGUAGES, current_language, translate
 
@@ -203,6 +205,7 @@ def document(instance_id: Any, document: str) -> Response:
     else:
         built = _DOCUMENTS[document](carepath(), str(instance_id), language)
     response = Response(render_html(built), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = DOCUMENT_POLICY
     response.headers["Content-Language"] = built["language"]
     return response
 
@@ -212,4 +215,4 @@ def document(instance_id: Any, document: str) -> Response:
 def diagram(instance_id: Any) -> WerkzeugResponse:
     view = carepath().instances.get(str(instance_id))
     xml = carepath().catalog.diagram(view.pathway_id, view.pathway_version)
-    return Response(xml, mimetype="application/xml")
+    return diagram_download(xml, f"{view.pathway_id}-{view.pathway_version[:12]}.bpmn")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, make_response, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from engine.errors import InvalidTokenError
@@ -60,14 +60,19 @@ def _sign_in_page(failed: str | None, next_path: str, status: int = 200) -> tupl
 
 @bp.get("/sign-in")
 def sign_in_page() -> Response | tuple[str, int]:
-    """The sign-in form; with ``?token=`` (the link ``carepath serve`` prints) it signs in at once."""
+    """The sign-in form; with ``?token=`` (the link ``carepath serve`` prints) a page asking to sign in
+    with that token, whose button POSTs it with the session's CSRF token.
+
+    Never signing in on a GET: a link or a redirect from another site would otherwise swap a signed-in
+    person's session for one of the sender's token (login CSRF), and what they then record would be
+    the sender's. The page names the session a sign-in would end, and sends no Referer (the address
+    holds the token).
+    """
     token = request.args.get("token")
     if token:
-        try:
-            sign_in(token[:200])
-        except InvalidTokenError:
-            return _sign_in_page("token", "", 401)
-        return redirect(url_for(".home"), code=303)  # the token leaves the address bar
+        response = make_response(render_template("web/sign_in_link.html", token=token.strip()[:200]))
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
     return _sign_in_page(None, request.args.get("next", ""))
 
 

@@ -42,7 +42,10 @@ def _forget(app: Flask) -> None:
 
 def _web(app: Flask, token: str) -> FlaskClient:
     client = FlaskClient(app, app.response_class, use_cookies=True)  # web pages are not API operations
-    assert client.get(f"/sign-in?token={token}").status_code == 303
+    # The sign-in link shows a button (never signs in on a GET); the button POSTs with the CSRF token.
+    page = client.get(f"/sign-in?token={token}").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf and client.post("/sign-in", data={"token": token, "csrf_token": csrf.group(1)}).status_code == 303
     return client
 
 

@@ -4,6 +4,7 @@ over two years"): shared/palliative_care.bpmn for adults, shared/palliative_care
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -249,7 +250,10 @@ def test_the_patient_page_shows_the_wishes(bundled_template: Path, tmp_path: Pat
         client = app.test_client()
         with unit_of_work(engine.sessions) as session:
             _, secret = create_token(session, "clinician", "test clinician", engine.clock)
-        assert client.get(f"/sign-in?token={secret}").status_code == 303
+        # The sign-in link shows a button (never signs in on a GET); the button POSTs with the CSRF token.
+        page = client.get(f"/sign-in?token={secret}").get_data(as_text=True)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert csrf and client.post("/sign-in", data={"token": secret, "csrf_token": csrf.group(1)}).status_code == 303
         before = client.get(f"/patients/{j.view.id}").get_data(as_text=True)
         assert 'data-test="wishes"' not in before  # nothing recorded: no empty section
         j.do("pal_acp", ADULT_ACP).do("pal_carers", CARERS)

@@ -3,6 +3,7 @@ located 422, and the concern trends are served by the API and shown on the patie
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -88,7 +89,10 @@ def test_the_patient_page_shows_the_trends_in_a_table(app: Flask, journey_clock:
     with unit_of_work(engine.sessions) as session:
         _, secret = create_token(session, "clinician", "test clinician", engine.clock)
     client = app.test_client()
-    assert client.get(f"/sign-in?token={secret}").status_code == 303
+    # The sign-in link shows a button (never signs in on a GET); the button POSTs with the CSRF token.
+    page = client.get(f"/sign-in?token={secret}").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf and client.post("/sign-in", data={"token": secret, "csrf_token": csrf.group(1)}).status_code == 303
     html = client.get(f"/patients/{j.view.id}").get_data(as_text=True)
     assert 'data-test="concern-trends"' in html and "Concerns over time" in html
     row = html[html.index('data-concern="worry_fear_anxiety"') :]

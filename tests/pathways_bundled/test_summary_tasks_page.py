@@ -31,7 +31,10 @@ def _clinician(app: Flask) -> FlaskClient:
     with unit_of_work(engine.sessions) as session:
         _, secret = create_token(session, "clinician", "test clinician", engine.clock)
     client = app.test_client()
-    assert client.get(f"/sign-in?token={secret}").status_code == 303
+    # The sign-in link shows a button (never signs in on a GET); the button POSTs with the CSRF token.
+    page = client.get(f"/sign-in?token={secret}").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf and client.post("/sign-in", data={"token": secret, "csrf_token": csrf.group(1)}).status_code == 303
     return client
 
 

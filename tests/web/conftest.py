@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from web_helpers import make_token  # tests/web is on sys.path (pytest's rootdir-relative imports)
+from web_helpers import make_token, sign_in_with  # tests/web is on sys.path (pytest's rootdir-relative imports)
 
 from api import create_app
 from engine import CarePath, ManualClock, Settings
@@ -76,7 +76,7 @@ def signed_in(app: Flask, tokens: dict[str, str]) -> Callable[[str], FlaskClient
 
     def sign_in(role: str) -> FlaskClient:
         client = app.test_client()
-        response = client.get(f"/sign-in?token={tokens[role]}")
+        response = sign_in_with(client, tokens[role])
         assert response.status_code == 303, response.get_data(as_text=True)[:500]
         return client
 

@@ -171,6 +171,7 @@ def browser(server: Server) -> Iterator[Browser]:
         "--disable-gpu",
     ):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for policy violations
     # The system chromedriver, named explicitly: Selenium Manager must not try to download one.
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_script_timeout(30)
@@ -179,6 +180,43 @@ def browser(server: Server) -> Iterator[Browser]:
         yield Browser(driver, server)
     finally:
         driver.quit()
+
+
+def _policy_violations(browser: Browser) -> list[str]:
+    """The console's Content-Security-Policy messages since the last call (reading the log empties it)."""
+    return [e["message"] for e in browser.driver.get_log("browser") if "Content Security Policy" in e["message"]]
+
+
+@pytest.fixture(autouse=True)
+def no_policy_violations(browser: Browser) -> Iterator[None]:
+    """Every test fails on a script, style, font or fetch the pages' Content-Security-Policy blocked:
+    a blocked script is a page that silently stopped working."""
+    _policy_violations(browser)
+    yield
+    assert _policy_violations(browser) == []
+
+
+def test_the_policy_blocks_an_inline_script_and_the_check_sees_it(browser: Browser) -> None:
+    browser.sign_in("clinician")
+    browser.driver.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.cpInline = 1'; document.head.append(s);"
+    )
+    assert browser.driver.execute_script("return window.cpInline") is None
+    assert any("script-src 'self'" in m for m in _policy_violations(browser))
+
+
+def test_a_sign_in_link_asks_first_and_takes_the_token_out_of_the_address_bar(browser: Browser) -> None:
+    browser.sign_in("clinician")
+    browser.open(f"/sign-in?token={browser.server.tokens['author']}")  # someone else's link
+    browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=signed-in-already]"))
+    assert "token" not in browser.driver.current_url
+    browser.axe("sign-in link page")
+    browser.open("/")
+    assert browser.driver.current_url.endswith("/work-list")  # still the clinician
+    browser.driver.delete_all_cookies()
+    browser.open(f"/sign-in?token={browser.server.tokens['author']}")
+    browser.find("[data-test=sign-in-link] button").click()
+    browser.wait(lambda d: d.current_url.endswith("/pathways"))
 
 
 def test_each_role_signs_in_and_sees_its_own_start_page(browser: Browser) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from web_helpers import csrf_of
+from web_helpers import csrf_of, sign_in_with
 
 from api.scope import KINDS
 from engine.access import BREAK_GLASS_ROLES, PERMISSIONS, STAFF_ROLES, create_token
@@ -46,7 +46,7 @@ def _sign_in(app: Flask, role: str, organisation: str | None, teams: list[str] |
     with unit_of_work(engine.sessions) as session:
         _, secret = create_token(session, role, role, engine.clock, organisation=organisation, teams=teams)
     client = app.test_client()
-    assert client.get(f"/sign-in?token={secret}").status_code == 303
+    assert sign_in_with(client, secret).status_code == 303
     return client
 
 

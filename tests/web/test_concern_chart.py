@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from web_helpers import make_token
+from web_helpers import make_token, sign_in_with
 
 from engine.db.models import RuleEvaluationRecord
 from engine.db.session import unit_of_work
@@ -112,7 +112,7 @@ def test_the_chart_escapes_codes_and_is_for_staff_only(app: Flask, signed_in: Cl
     assert '<script>"x"</script>' in names and "<script>" not in html
     # The patient signed in to their own records: the staff's page is forbidden, their plan has no scores chart.
     patient = app.test_client()
-    assert patient.get(f"/sign-in?token={make_token(app, 'patient', 'MRN-6006')}").status_code == 303
+    assert sign_in_with(patient, make_token(app, "patient", "MRN-6006")).status_code == 303
     staff_page: Any = patient.get(f"/patients/{instance_id}")
     assert staff_page.status_code == 403 and "cp-chart" not in staff_page.get_data(as_text=True)
     own = patient.get(f"/my/plans/{instance_id}")

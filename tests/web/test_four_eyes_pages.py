@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
-from web_helpers import csrf_of
+from web_helpers import csrf_of, sign_in_with
 
 from engine.access import create_token
 from engine.db.session import unit_of_work
@@ -27,7 +27,7 @@ def _signed_in(app: Flask, staff_id: str) -> tuple[FlaskClient, str]:
     with unit_of_work(engine.sessions) as session:
         token_id, secret = create_token(session, "author", "test", engine.clock, staff_id=staff_id)
     client = app.test_client()
-    assert client.get(f"/sign-in?token={secret}").status_code == 303
+    assert sign_in_with(client, secret).status_code == 303
     return client, f"author:{token_id} for staff:{staff_id}"
 
 

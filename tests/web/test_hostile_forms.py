@@ -3,12 +3,18 @@ redirect to another host. (The fields a task's form declares are tested with the
 
 from __future__ import annotations
 
-from flask import Flask
+from html.parser import HTMLParser
+
+import pytest
+from flask import Flask, render_template_string
 from flask.testing import FlaskClient
 from test_hostile_queries import MARK, VALUES, web_routes
 from test_pages import PATHWAY, Client, start
 from web_helpers import csrf_of
+from werkzeug.datastructures import MultiDict
 
+from api.web.forms import FormField
+from api.web.i18n import translate
 from engine.access import PERMISSIONS
 
 # Every field a web form reads (grep "request.form" in api/web), and a task form's fields (test_assessment).
@@ -64,3 +70,47 @@ def test_every_form_answers_hostile_values_without_a_server_error(app: Flask, si
                 assert MARK not in response.get_data(as_text=True), (path, fields)
             location = response.headers.get("Location", "")
             assert not location.startswith("//") and "evil.example" not in location, (path, fields, location)
+
+
+class _Attributes(HTMLParser):
+    """Every attribute name and value of a piece of HTML."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found += attrs
+
+
+@pytest.mark.parametrize("kind", ["text", "textarea", "select", "lines", "radios", "group"])
+def test_a_hostile_field_name_is_escaped_in_every_attribute(app: Flask, kind: str) -> None:
+    """The gate refuses a field key that is not an identifier (tests/test_form_field_keys.py); a form
+    stored before it had one, or a care plan item id in a map's field name, is still escaped, with a
+    hint and an error (the ``aria-describedby`` that names them) on every kind of field."""
+    hostile = 'note" autofocus onfocus="alert(1)" x="'
+    child = FormField(name=f"{hostile}.inner", pointer="/x/inner", label="Inner", kind="text", hint="Inner hint")
+    field = FormField(
+        name=hostile,
+        pointer="/x",
+        label="Note",
+        kind=kind,
+        hint="What was said",
+        options=[("a", "a"), ("b", "b")],
+        children=[child] if kind == "group" else [],
+    )
+    errors = {hostile: "Enter a note", child.name: "Enter it"}
+    with app.test_request_context("/work-list"):
+        html = render_template_string(
+            '{% from "web/_fields.html" import field with context %}{{ field(f, values, errors) }}',
+            f=field,
+            values=MultiDict(),
+            errors=errors,
+            t=translate,
+        )
+    parser = _Attributes()
+    parser.feed(html)
+    names = {name for name, _ in parser.found}
+    assert not names & {"autofocus", "onfocus", "x"}, html
+    described = [value for name, value in parser.found if name == "aria-describedby"]
+    assert described and all(value is not None and hostile in value for value in described), html

@@ -4,6 +4,7 @@ pages), the patient page, care plan moves, documents, incidents, authors' and au
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -13,7 +14,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from test_formless_tasks import formless_diagram  # tests/ is on sys.path too
-from web_helpers import csrf_of, make_token  # tests/web is on sys.path (pytest's rootdir-relative imports)
+from web_helpers import (
+    csrf_of,
+    make_token,
+    sign_in_with,
+)  # tests/web is on sys.path (pytest's rootdir-relative imports)
 
 from api.web.auth import page
 from api.web.forms import other_problems
@@ -99,8 +104,44 @@ def test_sign_in_and_the_language_switch_never_send_the_browser_off_this_site(
     assert response.status_code == 303 and response.location == "/audit?page=2"  # a path here is kept
 
 
+def test_a_sign_in_link_asks_before_signing_in(app: Flask, tokens: dict[str, str], signed_in: Client) -> None:
+    """Login CSRF: another site's link to /sign-in?token=<its own token> must not swap a signed-in
+    person's session for the sender's. The link shows a button that POSTs the token with the CSRF token."""
+    victim = signed_in("clinician")
+    with victim.session_transaction() as session:
+        own = session["token_id"]
+    attacker = make_token(app, "author")
+    page = victim.get(f"/sign-in?token={attacker}")
+    html = text(page)
+    assert page.status_code == 200 and 'data-test="sign-in-link"' in html
+    assert f'name="token" value="{attacker}"' in html and 'data-test="signed-in-already"' in html
+    assert "You are signed in (Clinician)" in html and page.headers["Referrer-Policy"] == "no-referrer"
+    assert victim.get("/work-list").status_code == 200  # still the clinician: nothing changed
+    with victim.session_transaction() as session:
+        assert session["token_id"] == own
+    # Only the page's own form signs in: without the session's CSRF token the POST is refused.
+    assert victim.post("/sign-in", data={"token": attacker}).status_code == 400
+    with victim.session_transaction() as session:
+        assert session["token_id"] == own
+    # Swedish, as every page; a hostile value in the link is only ever an escaped form value.
+    swedish = text(app.test_client().get("/sign-in?token=%22%3E%3Cscript%3Ex", headers={"Accept-Language": "sv"}))
+    assert "Logga in med en länk" in swedish and "<script>x" not in swedish and "&#34;&gt;&lt;script&gt;x" in swedish
+    assert sign_in_with(app.test_client(), "x" * 43).status_code == 401
+
+
+def test_the_token_in_a_sign_in_link_is_kept_out_of_the_request_log() -> None:
+    from api.errors import PatientDataFilter
+
+    secret = "S3cr3t-token-value"
+    line = f"GET /sign-in?token={secret} HTTP/1.1"
+    record = logging.LogRecord(
+        "werkzeug", logging.INFO, __file__, 1, '%s - - "%s" %s -', ("127.0.0.1", line, "200"), None
+    )
+    assert PatientDataFilter().filter(record) and secret not in record.getMessage()
+
+
 def test_the_session_cookie_is_secure_over_tls(app: Flask, tokens: dict[str, str]) -> None:
-    response = app.test_client().get(f"/sign-in?token={tokens['clinician']}", base_url="https://localhost")
+    response = sign_in_with(app.test_client(), tokens["clinician"], base_url="https://localhost")
     assert "Secure" in response.headers["Set-Cookie"]
 
 
@@ -132,11 +173,11 @@ def test_an_expired_token_ends_its_sessions(app: Flask) -> None:
     with unit_of_work(engine(app).sessions) as session:
         _, secret = create_token(session, "clinician", "a week", engine(app).clock, timedelta(days=7))
     client = app.test_client()
-    assert client.get(f"/sign-in?token={secret}").status_code == 303
+    assert sign_in_with(client, secret).status_code == 303
     assert client.get("/work-list").status_code == 200
     engine(app).clock.advance(timedelta(days=7))
     assert client.get("/work-list").status_code == 302
-    assert app.test_client().get(f"/sign-in?token={secret}").status_code == 401
+    assert sign_in_with(app.test_client(), secret).status_code == 401
 
 
 def test_every_form_post_needs_the_csrf_token(app: Flask, signed_in: Client) -> None:
@@ -571,8 +612,11 @@ def test_first_user_link_only_on_an_empty_database(app: Flask) -> None:
     link = first_user_link(engine(app), "http://127.0.0.1:8080")
     assert link is not None and link.startswith("http://127.0.0.1:8080/sign-in?token=")
     assert first_user_link(engine(app), "http://127.0.0.1:8080") is None
-    response = app.test_client().get(link.removeprefix("http://127.0.0.1:8080"))
-    assert response.status_code == 303
+    client = app.test_client()
+    page = client.get(link.removeprefix("http://127.0.0.1:8080"))  # a page with a button, not a sign-in
+    assert page.status_code == 200 and 'data-test="sign-in-link"' in text(page)
+    secret = link.split("token=", 1)[1]
+    assert sign_in_with(client, secret).status_code == 303 and client.get("/work-list").status_code == 200
     make_token(app, "author")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from web_helpers import csrf_of, make_token
+from web_helpers import csrf_of, make_token, sign_in_with
 
 from api import create_app
 from engine import ManualClock
@@ -193,7 +193,7 @@ def test_a_patient_fills_in_the_bundled_needs_checklist_with_the_24_hour_line_fi
         fire_due_timers(carepath.instances, worker_id="test")
         do("offer_hna", {"hna_accepted": True})
         client = app.test_client()
-        assert client.get(f"/sign-in?token={make_token(app, 'patient', patient_ref='SYN-0042')}").status_code == 303
+        assert sign_in_with(client, make_token(app, "patient", patient_ref="SYN-0042")).status_code == 303
         [task] = [t for t in carepath.instances.get(view.id).ready_tasks if t["element"] == "complete_checklist"]
         url = f"/my/plans/{view.id}/forms/{task['id']}"
         assert f'href="{url}"' in text(client.get("/my"))

@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from oidc_provider import AUDIENCE, CLIENT_ID, FakeProvider, serve
 from sqlalchemy import select
-from web_helpers import csrf_of, make_token
+from web_helpers import csrf_of, make_token, sign_in_with
 
 from api import create_app
 from engine import ManualClock
@@ -216,7 +216,7 @@ def test_without_a_provider_sign_in_is_by_api_token(web_template: Path, tmp_path
         assert 'data-test="provider-sign-in"' not in html and 'name="token"' in html
         assert client.get("/sign-in/provider").status_code == 404
         assert client.get("/sign-in/callback?code=x&state=y").status_code == 404
-        assert client.get(f"/sign-in?token={make_token(app, 'clinician')}").status_code == 303
+        assert sign_in_with(client, make_token(app, "clinician")).status_code == 303
     finally:
         app.extensions["carepath"].close()
 

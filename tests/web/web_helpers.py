@@ -4,8 +4,11 @@ helpers: a module named ``conftest`` would be tests/api's when the whole suite r
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from engine.access import create_token
 from engine.db.session import unit_of_work
@@ -32,3 +35,11 @@ def csrf_of(html: str) -> str:
     match = _CSRF.search(html)
     assert match, "the page has no form with a CSRF token"
     return match.group(1)
+
+
+def sign_in_with(client: FlaskClient, secret: str, **kwargs: Any) -> TestResponse:
+    """Sign ``client`` in as the link ``carepath serve`` prints does: open ``/sign-in?token=`` (a page
+    asking to sign in, never a sign-in on a GET) and press its button (a POST with the CSRF token)."""
+    page = client.get("/sign-in", query_string={"token": secret}, **kwargs)
+    assert page.status_code == 200 and f'name="token" value="{secret}"' in page.get_data(as_text=True)
+    return client.post("/sign-in", data={"token": secret, "csrf_token": csrf_of(page.get_data(as_text=True))}, **kwargs)

@@ -5,6 +5,11 @@ import { initAll } from "./vendor/nhsuk-frontend/10.6.1/nhsuk-frontend.min.js";
 document.body.classList.add("js-enabled", "nhsuk-frontend-supported");
 initAll();
 
+// A sign-in link's page: the token leaves the address bar and the history (the page's form holds it).
+if (document.querySelector("[data-forget-address]")) {
+  history.replaceState(null, "", location.pathname);
+}
+
 const SIGNS = { done: "\u2713", ready: "\u25B6", active: "\u21BB", waiting: "\u23F2", error: "\u2715" };
 
 function readJson(id) {

@@ -29,7 +29,10 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``form-missing``           *w* a user task without a form CarePath can read (none, or a ``camunda:formKey``):
                            it runs as a confirmation step that accepts no data
 ``form-file``              a form's JSON Schema file is missing or is not a JSON object
-``form-field``             a ``camunda:formField`` without an id or with a non-numeric constraint
+``form-field``             a ``camunda:formField`` without an id or with a non-numeric constraint; a form
+                           field key (a form file's property, nested ones too, or a formField id) that is
+                           not an identifier (letters, digits, ``_``, not starting with a digit, at most
+                           64 characters): it names the field in the web form's HTML
 ``gateway-no-default``     an exclusive gateway with several outgoing flows and no default flow (*w* when
                            every flow has a condition: the author may have covered every case)
 ``condition-missing``      a non-default flow out of an exclusive gateway without a condition

@@ -17,6 +17,7 @@ from engine.errors import ERROR, WARNING, DiagramError, Problem
 from engine.pathways.diagrams import (
     BPMN_NS,
     CAMUNDA_NS,
+    FORM_FILE_PROPERTY,
     NSMAP,
     SPIFF_NS,
     Diagram,
@@ -58,6 +59,10 @@ KNOWN_OPERATORS = frozenset(
         "carepath.end_of_treatment_summary",
     }
 )
+
+# Form field keys: they name a field in the task's data, the web form's HTML and JSON pointers.
+FIELD_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_FIELD_KEY = 64
 
 _SHORT_NAMES = {
     f"{{{BPMN_NS}}}": "bpmn:",
@@ -118,8 +123,11 @@ def lint_forms(ctx: LintContext, diagram: Diagram) -> list[Problem]:
             # diagrams.form_schema converts camunda:constraint config with int()/float().
             problems.append(ctx.problem("form-field", f"form constraint value is not a number: {exc}", task))
             continue
+        if schema is not None:
+            problems += _field_key_problems(ctx, task, schema)
+            continue
         form_key = task.get(f"{{{CAMUNDA_NS}}}formKey")
-        if schema is not None or task.tag != _bpmn("userTask"):
+        if task.tag != _bpmn("userTask"):
             continue
         # Run as a confirmation step (diagrams.CONFIRMATION_FORM): the clinician confirms, nothing is recorded.
         if form_key:
@@ -135,6 +143,50 @@ def lint_forms(ctx: LintContext, diagram: Diagram) -> list[Problem]:
             )
         problems.append(ctx.problem("form-missing", message, task, severity=WARNING))
     return problems
+
+
+def _field_key_problems(ctx: LintContext, task: Any, schema: dict[str, Any]) -> list[Problem]:
+    """A problem per form field key (a JSON Schema property, nested ones too, or a camunda:formField id)
+    that is not an identifier: the key names the field in the task's data, in the web form's HTML
+    (``name``, ``id``) and in JSON pointers, so a quote, space or slash in it is refused here."""
+    form_file = task.find(
+        f"bpmn:extensionElements/spiffworkflow:properties/spiffworkflow:property[@name='{FORM_FILE_PROPERTY}']", NSMAP
+    )
+    where = f" in form schema {form_file.get('value')}" if form_file is not None and form_file.get("value") else ""
+    lines = {
+        str(f.get("id")): f.sourceline
+        for f in task.iterfind("bpmn:extensionElements/camunda:formData/camunda:formField", NSMAP)
+    }
+    problems: list[Problem] = []
+    pending: list[tuple[str, Any]] = [("", schema)]
+    while pending:  # no recursion: a schema may nest as deep as JSON allows
+        pointer, node = pending.pop()
+        properties = node.get("properties") if isinstance(node, dict) else None
+        if not isinstance(properties, dict):
+            continue
+        for key, sub in properties.items():
+            shown = _shown_key(str(key))
+            if FIELD_KEY.fullmatch(str(key)) and len(str(key)) <= MAX_FIELD_KEY:
+                pending.append((f"{pointer}/{key}", sub))
+                continue
+            problems.append(
+                Problem(
+                    f"form field key {shown!r}{where} is not an identifier: use letters, digits and _ "
+                    f"(not starting with a digit), at most {MAX_FIELD_KEY} characters",
+                    file=ctx.display,
+                    line=(lines.get(str(key)) if not where else None) or task.sourceline,
+                    element=task.get("id"),
+                    field=f"{pointer}/{shown}",
+                    code="form-field",
+                )
+            )
+    return problems
+
+
+def _shown_key(key: str) -> str:
+    """A key as a problem may show it: short, and without control characters."""
+    short = key if len(key) <= 40 else key[:40] + "..."
+    return short if short.isprintable() else repr(short)[1:-1]
 
 
 def lint_gateways(ctx: LintContext) -> list[Problem]:
