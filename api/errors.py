@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, current_app, g, json, request, url_for
+from flask.logging import default_handler
 from werkzeug.exceptions import HTTPException
 
 from engine.db.session import database_unavailable
@@ -298,6 +299,14 @@ def init_app(app: Flask) -> None:
     app.after_request(_echo_request_id)
     app.register_error_handler(Exception, _to_problem)
     log_filter = PatientDataFilter()
-    for logger in (app.logger, logging.getLogger("werkzeug")):
-        if not any(isinstance(f, PatientDataFilter) for f in logger.filters):
-            logger.addFilter(log_filter)
+    # On the loggers whose records the app emits itself, and on the handlers every other record of the
+    # process reaches: a logger's filter does not apply to its children's records (api.web.session,
+    # carepath.worker, engine.db.replica), which propagate to the handlers of "api" (Flask's default
+    # handler) or of the root logger (an operator's configuration, else Python's last resort).
+    targets: list[logging.Filterer] = [app.logger, logging.getLogger("werkzeug"), default_handler]
+    targets += logging.getLogger().handlers
+    if logging.lastResort is not None:
+        targets.append(logging.lastResort)
+    for target in targets:
+        if not any(isinstance(f, PatientDataFilter) for f in target.filters):
+            target.addFilter(log_filter)

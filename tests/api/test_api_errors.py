@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.logging import default_handler
 from helpers import PATHWAY, assert_problem, start
 
 from api.errors import PatientDataFilter
@@ -104,6 +105,26 @@ def test_log_filter_redacts_query_strings_and_exception_messages() -> None:
             "api", logging.ERROR, __file__, 1, "failed", None, (type(exc), exc, exc.__traceback__)
         )
     PatientDataFilter().filter(failed)
+    text = logging.Formatter().format(failed)
+    assert "ValueError" in text and SECRET_REF not in text
+
+
+def test_records_of_every_logger_reach_a_filtered_handler(app: Any) -> None:
+    """A logger's filter does not apply to its children's records: those of api.web.session,
+    carepath.worker or engine.db.replica reach Flask's default handler (through "api") or the root
+    logger's handlers (Python's last resort when none is configured), and those carry the filter."""
+    handlers = [default_handler, *logging.getLogger().handlers]
+    if logging.lastResort is not None:
+        handlers.append(logging.lastResort)
+    for handler in handlers:
+        assert any(isinstance(f, PatientDataFilter) for f in handler.filters), handler
+    try:
+        raise ValueError(SECRET_REF)
+    except ValueError as exc:
+        failed = logging.LogRecord(
+            "carepath.worker", logging.ERROR, __file__, 1, "GET /x?ref=%s", (SECRET_REF,), (type(exc), exc, None)
+        )
+    assert logging.lastResort is not None and logging.lastResort.filter(failed)
     text = logging.Formatter().format(failed)
     assert "ValueError" in text and SECRET_REF not in text
 
