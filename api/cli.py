@@ -608,7 +608,7 @@ def worker(
     reports = _housekeeping(carepath, idempotency)
 
     def housekeeping() -> None:
-        reports()  # purges idempotency records too
+        reports()  # purges idempotency records and ended web sessions too
         _take_over_verification(carepath, jobs)
 
     stopping: list[int] = []
@@ -1113,11 +1113,16 @@ REPORT_REFRESH_PER_ROUND = 5_000
 
 
 def _housekeeping(carepath: Any, idempotency: Any) -> Any:
-    """Purge expired idempotency records; bring the reports' summary up to date (engine.reports)."""
+    """Purge expired idempotency records and the records of signed-out web sessions whose cookies have all
+    expired; bring the reports' summary up to date (engine.reports)."""
+    from engine.access import purge_ended_web_sessions
+    from engine.db.session import unit_of_work
     from engine.reports import refresh_summary
 
     def run() -> None:
         idempotency.purge_expired()
+        with unit_of_work(carepath.sessions) as session:
+            purge_ended_web_sessions(session, carepath.clock.now())
         refresh_summary(carepath.sessions, carepath.clock.now(), limit=REPORT_REFRESH_PER_ROUND)
 
     return run

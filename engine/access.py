@@ -53,13 +53,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from engine.audit import on_behalf_of
 from engine.care_teams import EVERYWHERE, CareScope, check_name, check_teams
 from engine.clock import Clock
-from engine.db.models import ApiToken
+from engine.db.models import ApiToken, EndedWebSession
 from engine.errors import InvalidInputError, InvalidTokenError, NotFoundError, PermissionDeniedError, Problem
 
 __all__ = [
@@ -77,12 +77,15 @@ __all__ = [
     "authenticate",
     "authorize",
     "create_token",
+    "end_web_session",
     "list_tokens",
     "parse_lifetime",
     "person_id",
     "principal_of_token",
+    "purge_ended_web_sessions",
     "revoke_token",
     "token_is_live",
+    "web_session_ended",
 ]
 
 ROLES = ("system", "clinician", "author", "auditor", "admin", "manager", "patient")
@@ -408,6 +411,27 @@ def revoke_token(session: Session, token_id: str, clock: Clock) -> None:
         raise NotFoundError(f"no token {token_id!r}")
     if token.revoked_at is None:
         token.revoked_at = clock.now()
+
+
+def end_web_session(session: Session, session_id: str, now: datetime, useless_after: datetime) -> None:
+    """Record the web session ``session_id`` as signed out: a copy of its cookie is refused from now on.
+    ``useless_after``: when every copy of the cookie has expired anyway (the row may be purged then).
+    Ending a session twice keeps the first record."""
+    if session.get(EndedWebSession, session_id) is None:
+        session.add(EndedWebSession(id=session_id, ended_at=now, useless_after=useless_after))
+        session.flush()
+
+
+def web_session_ended(session: Session, session_id: str) -> bool:
+    """Whether the web session ``session_id`` was signed out (one primary-key lookup)."""
+    return session.get(EndedWebSession, session_id) is not None
+
+
+def purge_ended_web_sessions(session: Session, now: datetime) -> int:
+    """Delete the records of signed-out web sessions whose cookies have all expired; returns how many.
+    ``carepath worker`` calls this with its housekeeping."""
+    result = session.execute(delete(EndedWebSession).where(EndedWebSession.useless_after <= now))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def authorize(principal: Principal, action: str) -> None:

@@ -15,7 +15,9 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, func, select
 
 from engine import CarePath, ManualClock, Settings
-from engine.db.models import InstanceEvent, PathwayInstance, ReportInstance
+from engine.access import end_web_session, purge_ended_web_sessions, web_session_ended
+from engine.db.models import EndedWebSession, InstanceEvent, PathwayInstance, ReportInstance
+from engine.db.session import unit_of_work
 from engine.idempotency import IdempotencyRecord, IdempotencyStore, StoredResponse
 from engine.instances.timers import fire_due_timers
 
@@ -162,6 +164,9 @@ def test_worker_command_runs_once(
     store = IdempotencyStore(carepath.sessions, clock)
     assert store.begin("tok_ehr", "key-1", "f" * 64) is None
     store.finish("tok_ehr", "key-1", StoredResponse(201, {}, "{}"))
+    with unit_of_work(carepath.sessions) as session:  # a web session's cookie expired in 2026-01, one far ahead
+        end_web_session(session, "expired", clock.now(), clock.now() + timedelta(hours=8))
+        end_web_session(session, "live", clock.now(), datetime(2999, 1, 1, tzinfo=UTC))
     monkeypatch.setenv("CAREPATH_DATABASE_URL", test_settings.database_url)
     monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(test_settings.pathways_dir))
     # The command uses the real clock; these timers were set by the test clock in 2026-01.
@@ -172,6 +177,7 @@ def test_worker_command_runs_once(
     assert datetime.now(UTC) > clock.now()  # the premise of the test
     with carepath.sessions() as session:  # the worker's housekeeping purged the expired record
         assert session.scalar(select(func.count()).select_from(IdempotencyRecord)) == 0
+        assert session.scalars(select(EndedWebSession.id)).all() == ["live"]  # ... and the expired sign-out
         # ... and summarised the instances for the reports (engine.reports.summary)
         assert session.scalar(select(func.count()).select_from(ReportInstance)) == 5
 
@@ -190,3 +196,21 @@ def test_expired_idempotency_records_are_purged_and_recent_ones_kept(carepath: C
     assert store.purge_expired() == 0
     assert store.begin("tok_ehr", "recent", "c" * 64) == StoredResponse(200, {}, "{}")  # still replayed
     assert store.begin("tok_ehr", "old", "d" * 64) is None  # the key is free again: a new request
+
+
+def test_ended_web_sessions_are_purged_once_their_cookies_have_expired(carepath: CarePath, clock: ManualClock) -> None:
+    with unit_of_work(carepath.sessions) as session:
+        end_web_session(session, "early", clock.now(), clock.now() + timedelta(hours=8))
+        end_web_session(session, "early", clock.now(), clock.now() + timedelta(hours=99))  # ended already: kept
+    clock.advance(timedelta(hours=2))
+    with unit_of_work(carepath.sessions) as session:
+        end_web_session(session, "later", clock.now(), clock.now() + timedelta(hours=8))
+    clock.advance(timedelta(hours=6) - timedelta(seconds=1))
+    with unit_of_work(carepath.sessions) as session:
+        assert purge_ended_web_sessions(session, clock.now()) == 0  # a copy of "early" still works a second
+    clock.advance(timedelta(seconds=1))
+    with unit_of_work(carepath.sessions) as session:
+        assert purge_ended_web_sessions(session, clock.now()) == 1
+        assert purge_ended_web_sessions(session, clock.now()) == 0
+    with unit_of_work(carepath.sessions) as session:
+        assert not web_session_ended(session, "early") and web_session_ended(session, "later")

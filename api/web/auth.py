@@ -5,6 +5,13 @@ SameSite=Lax, Secure when the request came over TLS or ``SESSION_COOKIE_SECURE``
 holds the token's id, never its secret; every request checks that the token still exists and is not
 revoked, so revoking a token signs its browser sessions out too.
 
+Every sign-in gives the session a new random id (``sid``). The cookie has no server record, so clearing it
+at sign-out would not end a copy taken earlier: signing out records the id as ended
+(:func:`engine.access.end_web_session`), and every request looks it up on the primary, in the read that
+checks the token (or, for a person, in one read of its own) -- one primary-key lookup. A session without
+an id (a cookie from before ids) is signed out. The worker deletes a record once every copy of its cookie
+has expired anyway (:func:`engine.access.purge_ended_web_sessions`).
+
 The role decides what a page shows exactly as the API decides what is allowed: :func:`page` and
 :func:`can` both ask :func:`engine.access.authorize`, which reads the one permission table
 (:data:`engine.access.PERMISSIONS`).
@@ -25,6 +32,7 @@ from typing import Any, TypeVar, cast
 
 from flask import abort, current_app, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
+from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from engine.access import (
@@ -34,12 +42,14 @@ from engine.access import (
     Principal,
     authenticate,
     authorize,
+    end_web_session,
     principal_of_token,
     token_is_live,
+    web_session_ended,
 )
 from engine.care_teams import NOWHERE, BreakGlass, CareScope
 from engine.db.replica import primary_reads
-from engine.db.session import read_only
+from engine.db.session import read_only, unit_of_work
 from engine.errors import InvalidTokenError, PermissionDeniedError
 from engine.identity import Provider
 from engine.patients import still_linked
@@ -94,7 +104,8 @@ def _new_session(**values: Any) -> None:
     language = session.get("language")
     session.clear()  # a new session on every sign-in: nothing carries over from before (session fixation)
     session.permanent = True
-    session.update(csrf=secrets.token_urlsafe(32), **values)
+    # The session's id: signing out records it as ended, which ends every copy of this cookie (sign_out).
+    session.update(csrf=secrets.token_urlsafe(32), sid=secrets.token_urlsafe(32), **values)
     if language:
         session["language"] = language
 
@@ -183,12 +194,18 @@ def _still_linked(provider: Provider, patient_ref: str, principal_id: str) -> bo
         )
 
 
-def _person(value: object) -> Principal | None:
-    """The person a session holds, while their sign-in lasts."""
+def _ended(session_id: str) -> bool:
+    # The primary: a session signed out a moment ago is refused at once, whatever a replica replayed.
+    with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as db:
+        return web_session_ended(db, session_id)
+
+
+def _person(value: object, session_id: str) -> Principal | None:
+    """The person a session holds, while their sign-in lasts and until the session is signed out."""
     if not isinstance(value, dict) or value.get("role") not in ROLES or web_provider() is None:
         return None
     try:
-        if _now() >= datetime.fromisoformat(value["until"]):
+        if _now() >= datetime.fromisoformat(value["until"]) or _ended(session_id):
             return None
         if value["role"] == PATIENT_ROLE:  # a patient: named by their identity's id, scoped to their reference
             if not isinstance(value.get("patient_ref"), str):
@@ -218,6 +235,23 @@ def _person(value: object) -> Principal | None:
 
 
 def sign_out() -> None:
+    """End this session: its id is recorded as ended, so a copy of the cookie taken before is refused too
+    (this browser's own cookie is cleared). Other sessions of the same token or person go on."""
+    session_id = session.get("sid")
+    if isinstance(session_id, str) and ("person" in session or "token_id" in session):
+        now = _now()
+        # Flask signs the cookie afresh on every response, so a copy made just now lasts one lifetime more.
+        useless_after = now + current_app.permanent_session_lifetime
+        try:
+            with unit_of_work(current_app.extensions["carepath"].sessions) as db:
+                end_web_session(db, session_id, now, useless_after)
+        except IntegrityError:
+            pass  # another copy of this cookie signed out at the same moment: recorded already
+    _forget()
+
+
+def _forget() -> None:
+    """Clear this browser's session (its language stays)."""
     language = session.get("language")
     session.clear()
     if language:
@@ -225,27 +259,36 @@ def sign_out() -> None:
 
 
 def principal() -> Principal | None:
-    """The signed-in user, or None; a session whose token was revoked or expired, or whose person signed
-    in longer ago than the session's lifetime, is ended."""
+    """The signed-in user, or None; a session that was signed out (in any copy of its cookie), whose token
+    was revoked or expired, or whose person signed in longer ago than the session's lifetime, is ended."""
     if "principal" in g:
         return cast(Principal | None, g.principal)
     found = None
+    session_id = session.get("sid")
     token_id = session.get("token_id")
-    if "person" in session:
-        found = _person(session["person"])
+    if "person" in session or isinstance(token_id, str):
+        if not isinstance(session_id, str):
+            pass  # a cookie from before sessions had ids: signed out, the user signs in again once
+        elif "person" in session:
+            found = _person(session["person"], session_id)
+        elif isinstance(token_id, str):
+            found = _token_holder(token_id, session_id)
         if found is None:
-            sign_out()
-    elif isinstance(token_id, str):
-        # The primary: a revoked token ends its sessions at once, whatever a replica has replayed.
-        with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as db:
-            token = db.get(ApiToken, token_id)
-            if token is not None and token_is_live(token, current_app.extensions["carepath"].clock.now()):
-                # A held token acts for its holder, as over the API (engine.access.authenticate).
-                found = principal_of_token(token)
-        if found is None:
-            sign_out()
+            _forget()
     g.principal = found
     return found
+
+
+def _token_holder(token_id: str, session_id: str) -> Principal | None:
+    # The primary: a revoked token, or a session signed out elsewhere, ends at once whatever a replica replayed.
+    with primary_reads(), read_only(current_app.extensions["carepath"].sessions) as db:
+        if web_session_ended(db, session_id):
+            return None
+        token = db.get(ApiToken, token_id)
+        if token is not None and token_is_live(token, current_app.extensions["carepath"].clock.now()):
+            # A held token acts for its holder, as over the API (engine.access.authenticate).
+            return principal_of_token(token)
+    return None
 
 
 def actor() -> str:

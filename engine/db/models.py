@@ -40,6 +40,7 @@ __all__ = [
     "CarePlanItem",
     "CarePlanNote",
     "DecisionEvaluationRecord",
+    "EndedWebSession",
     "IdempotencyRecord",
     "InstanceEvent",
     "PathwayInstance",
@@ -277,6 +278,20 @@ class ApiToken(Base):
     # The member of staff who holds the token (a person's own author, clinician or auditor token): four
     # eyes compares people, so a second token of the same holder is the same person (engine.four_eyes).
     staff_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class EndedWebSession(Base):
+    """A web session signed out before its cookie expired (api.web.auth): a copy of the cookie is refused.
+
+    The cookie is a signed value with no server record, so clearing it in one browser does not end a copy
+    taken earlier; this row does. ``useless_after``: no copy of the cookie is accepted from then on (the
+    session's lifetime has run out), so the row can be deleted (engine.access.purge_ended_web_sessions)."""
+
+    __tablename__ = "ended_web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the session's random id
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    useless_after: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class PatientIdentity(Base):

@@ -152,6 +152,47 @@ def test_sign_out_ends_the_session(signed_in: Client) -> None:
     assert client.get("/work-list").status_code == 302
 
 
+def copy_of(app: Flask, client: FlaskClient) -> FlaskClient:
+    """Another browser holding a copy of ``client``'s session cookie (as a thief would)."""
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    thief = app.test_client()
+    thief.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie.value)
+    return thief
+
+
+def test_sign_out_ends_a_copy_of_the_cookie_too(app: Flask, signed_in: Client) -> None:
+    """The cookie has no server record: without the ended session's id, a copy taken before sign-out
+    would work on until it expired."""
+    client = signed_in("clinician")
+    thief, another = copy_of(app, client), copy_of(app, client)
+    assert thief.get("/work-list").status_code == 200  # the copy works while the session lasts
+    csrf = csrf_of(text(client.get("/work-list")))
+    assert client.post("/sign-out", data={"csrf_token": csrf}).status_code == 303
+    response = thief.get("/work-list")
+    assert response.status_code == 302 and response.location.startswith("/sign-in")
+    # Signing out a copy of an ended session again changes nothing and fails nothing.
+    assert another.post("/sign-out", data={"csrf_token": csrf}).status_code == 303
+
+
+def test_signing_out_one_browser_leaves_another_session_of_the_token(app: Flask, tokens: dict[str, str]) -> None:
+    desk, ward = app.test_client(), app.test_client()
+    assert sign_in_with(desk, tokens["clinician"]).status_code == 303
+    assert sign_in_with(ward, tokens["clinician"]).status_code == 303
+    csrf = csrf_of(text(desk.get("/work-list")))
+    assert desk.post("/sign-out", data={"csrf_token": csrf}).status_code == 303
+    assert desk.get("/work-list").status_code == 302
+    assert ward.get("/work-list").status_code == 200  # its own session: a new id at its sign-in
+
+
+def test_a_session_from_before_session_ids_is_signed_out(signed_in: Client) -> None:
+    client = signed_in("clinician")
+    with client.session_transaction() as session:
+        del session["sid"]  # as a cookie made before sessions had ids
+    response = client.get("/work-list")
+    assert response.status_code == 302 and response.location.startswith("/sign-in")
+
+
 def test_a_revoked_token_ends_its_sessions(app: Flask, signed_in: Client) -> None:
     client = signed_in("clinician")
     assert client.get("/work-list").status_code == 200

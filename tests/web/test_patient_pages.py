@@ -233,3 +233,16 @@ def test_a_patient_sent_to_a_staff_page_lands_on_their_own(app: Flask, tokens: d
     response = client.post("/sign-in", data={"token": tokens["patient"], "csrf_token": csrf, "next": "/work-list"})
     assert response.status_code == 303 and response.location == "/"
     assert client.get("/").location == "/my"
+
+
+def test_sign_out_ends_a_copy_of_a_patients_token_session(app: Flask, signed_in: Any) -> None:
+    start(app, "MRN-1001")
+    client = signed_in("patient")
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    thief = app.test_client()
+    thief.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie.value)
+    assert thief.get("/my").status_code == 200
+    assert client.post("/sign-out", data={"csrf_token": csrf_of(text(client.get("/my")))}).status_code == 303
+    response = thief.get("/my")
+    assert response.status_code == 302 and response.location.startswith("/sign-in")

@@ -276,3 +276,42 @@ def test_unlinking_a_patient_ends_their_web_session_at_once(oidc_app: Flask, fak
         unlink_identity(session, fake.issuer, "p-77")
     response = client.get("/my")
     assert response.status_code == 302 and response.location.startswith("/sign-in")
+
+
+def _copy_of(app: Flask, client: FlaskClient) -> FlaskClient:
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    thief = app.test_client()
+    thief.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie.value)
+    return thief
+
+
+def test_sign_out_ends_a_copy_of_a_persons_cookie(oidc_app: Flask) -> None:
+    """A person's session names no token to revoke: the ended session's id is what ends a copy."""
+    client = oidc_app.test_client()
+    back_from_provider(client)
+    thief = _copy_of(oidc_app, client)
+    assert thief.get("/work-list").status_code == 200
+    other = oidc_app.test_client()  # the same person in another browser
+    back_from_provider(other)
+    csrf = csrf_of(text(client.get("/work-list")))
+    assert client.post("/sign-out", data={"csrf_token": csrf}).status_code == 303
+    response = thief.get("/work-list")
+    assert response.status_code == 302 and response.location.startswith("/sign-in")
+    assert other.get("/work-list").status_code == 200
+
+
+def test_sign_out_ends_a_copy_of_a_patients_cookie(oidc_app: Flask, fake: FakeProvider) -> None:
+    engine = oidc_app.extensions["carepath"]
+    engine.instances.start("test_assessment", "MRN-1001", "system:test")
+    with unit_of_work(engine.sessions) as session:
+        link_identity(session, fake.issuer, "p-77", "MRN-1001", "admin:test", engine.clock)
+    fake.user = {"sub": "p-77", "preferred_username": "p-77", "roles": []}
+    client = oidc_app.test_client()
+    back_from_provider(client)
+    thief = _copy_of(oidc_app, client)
+    assert thief.get("/my").status_code == 200
+    csrf = csrf_of(text(client.get("/my")))
+    assert client.post("/sign-out", data={"csrf_token": csrf}).status_code == 303
+    response = thief.get("/my")
+    assert response.status_code == 302 and response.location.startswith("/sign-in")
