@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from test_formless_tasks import formless_diagram  # tests/ is on sys.path too
 from web_helpers import (
+    copy_of,
     csrf_of,
     make_token,
     sign_in_with,
@@ -150,15 +151,6 @@ def test_sign_out_ends_the_session(signed_in: Client) -> None:
     csrf = csrf_of(text(client.get("/work-list")))
     assert client.post("/sign-out", data={"csrf_token": csrf}).status_code == 303
     assert client.get("/work-list").status_code == 302
-
-
-def copy_of(app: Flask, client: FlaskClient) -> FlaskClient:
-    """Another browser holding a copy of ``client``'s session cookie (as a thief would)."""
-    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
-    assert cookie is not None
-    thief = app.test_client()
-    thief.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie.value)
-    return thief
 
 
 def test_sign_out_ends_a_copy_of_the_cookie_too(app: Flask, signed_in: Client) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from web_helpers import csrf_of, make_token, sign_in_with
+from web_helpers import copy_of, csrf_of, make_token, sign_in_with
 
 from api import create_app
 from engine import ManualClock
@@ -238,10 +238,7 @@ def test_a_patient_sent_to_a_staff_page_lands_on_their_own(app: Flask, tokens: d
 def test_sign_out_ends_a_copy_of_a_patients_token_session(app: Flask, signed_in: Any) -> None:
     start(app, "MRN-1001")
     client = signed_in("patient")
-    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
-    assert cookie is not None
-    thief = app.test_client()
-    thief.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie.value)
+    thief = copy_of(app, client)
     assert thief.get("/my").status_code == 200
     assert client.post("/sign-out", data={"csrf_token": csrf_of(text(client.get("/my")))}).status_code == 303
     response = thief.get("/my")

@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from oidc_provider import AUDIENCE, CLIENT_ID, FakeProvider, serve
 from sqlalchemy import select
-from web_helpers import csrf_of, make_token, sign_in_with
+from web_helpers import copy_of, csrf_of, make_token, sign_in_with
 
 from api import create_app
 from engine import ManualClock
@@ -263,14 +263,21 @@ def test_a_patient_signs_in_at_the_provider_and_lands_on_their_own_plan(oidc_app
     assert client.get("/work-list").status_code == 403
 
 
-def test_unlinking_a_patient_ends_their_web_session_at_once(oidc_app: Flask, fake: FakeProvider) -> None:
-    engine = oidc_app.extensions["carepath"]
+def _linked_patient_signed_in(app: Flask, fake: FakeProvider) -> FlaskClient:
+    """A browser signed in through the provider as p-77, the identity linked to patient MRN-1001."""
+    engine = app.extensions["carepath"]
     engine.instances.start("test_assessment", "MRN-1001", "system:test")
     with unit_of_work(engine.sessions) as session:
         link_identity(session, fake.issuer, "p-77", "MRN-1001", "admin:test", engine.clock)
     fake.user = {"sub": "p-77", "preferred_username": "p-77", "roles": []}
-    client = oidc_app.test_client()
+    client = app.test_client()
     back_from_provider(client)
+    return client
+
+
+def test_unlinking_a_patient_ends_their_web_session_at_once(oidc_app: Flask, fake: FakeProvider) -> None:
+    engine = oidc_app.extensions["carepath"]
+    client = _linked_patient_signed_in(oidc_app, fake)
     assert client.get("/my").status_code == 200
     with unit_of_work(engine.sessions) as session:
         unlink_identity(session, fake.issuer, "p-77")
@@ -278,19 +285,11 @@ def test_unlinking_a_patient_ends_their_web_session_at_once(oidc_app: Flask, fak
     assert response.status_code == 302 and response.location.startswith("/sign-in")
 
 
-def _copy_of(app: Flask, client: FlaskClient) -> FlaskClient:
-    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
-    assert cookie is not None
-    thief = app.test_client()
-    thief.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie.value)
-    return thief
-
-
 def test_sign_out_ends_a_copy_of_a_persons_cookie(oidc_app: Flask) -> None:
     """A person's session names no token to revoke: the ended session's id is what ends a copy."""
     client = oidc_app.test_client()
     back_from_provider(client)
-    thief = _copy_of(oidc_app, client)
+    thief = copy_of(oidc_app, client)
     assert thief.get("/work-list").status_code == 200
     other = oidc_app.test_client()  # the same person in another browser
     back_from_provider(other)
@@ -302,14 +301,8 @@ def test_sign_out_ends_a_copy_of_a_persons_cookie(oidc_app: Flask) -> None:
 
 
 def test_sign_out_ends_a_copy_of_a_patients_cookie(oidc_app: Flask, fake: FakeProvider) -> None:
-    engine = oidc_app.extensions["carepath"]
-    engine.instances.start("test_assessment", "MRN-1001", "system:test")
-    with unit_of_work(engine.sessions) as session:
-        link_identity(session, fake.issuer, "p-77", "MRN-1001", "admin:test", engine.clock)
-    fake.user = {"sub": "p-77", "preferred_username": "p-77", "roles": []}
-    client = oidc_app.test_client()
-    back_from_provider(client)
-    thief = _copy_of(oidc_app, client)
+    client = _linked_patient_signed_in(oidc_app, fake)
+    thief = copy_of(oidc_app, client)
     assert thief.get("/my").status_code == 200
     csrf = csrf_of(text(client.get("/my")))
     assert client.post("/sign-out", data={"csrf_token": csrf}).status_code == 303

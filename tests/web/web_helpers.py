@@ -43,3 +43,12 @@ def sign_in_with(client: FlaskClient, secret: str, **kwargs: Any) -> TestRespons
     page = client.get("/sign-in", query_string={"token": secret}, **kwargs)
     assert page.status_code == 200 and f'name="token" value="{secret}"' in page.get_data(as_text=True)
     return client.post("/sign-in", data={"token": secret, "csrf_token": csrf_of(page.get_data(as_text=True))}, **kwargs)
+
+
+def copy_of(app: Flask, client: FlaskClient) -> FlaskClient:
+    """Another browser holding a copy of ``client``'s session cookie (as a thief would)."""
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    thief = app.test_client()
+    thief.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie.value)
+    return thief
