@@ -1123,7 +1123,12 @@ def _housekeeping(carepath: Any, idempotency: Any) -> Any:
         idempotency.purge_expired()
         with unit_of_work(carepath.sessions) as session:
             purge_ended_web_sessions(session, carepath.clock.now())
-        refresh_summary(carepath.sessions, carepath.clock.now(), limit=REPORT_REFRESH_PER_ROUND)
+        refresh_summary(
+            carepath.sessions,
+            carepath.clock.now(),
+            carepath.settings.referral_timeframes,
+            limit=REPORT_REFRESH_PER_ROUND,
+        )
 
     return run
 

@@ -86,10 +86,14 @@ def measures(
     carepath = carepath_of(ctx)
     now = carepath.clock.now()
     query = _query(since, until, pathway, now)
-    refreshed = refresh_summary(carepath.sessions, now)  # what the worker has not caught up with yet
+    refreshed = refresh_summary(
+        carepath.sessions, now, carepath.settings.referral_timeframes
+    )  # what the worker has not caught up with yet
     click.echo(f"summary: {refreshed} instance(s) refreshed", err=True)
     with read_only(carepath.sessions) as session:
-        found = measures_report(session, query, now, carepath.settings.report_min_count)
+        found = measures_report(
+            session, query, now, carepath.settings.report_min_count, carepath.settings.referral_timeframes
+        )
     _write(
         csv_text(MEASURE_TABLE_COLUMNS, measure_table(found)) if fmt == "csv" else json.dumps(found, indent=2) + "\n",
         output,
@@ -104,7 +108,8 @@ def refresh(ctx: click.Context) -> None:
     from .cli import carepath_of
 
     carepath = carepath_of(ctx)
-    click.echo(f"summary: {refresh_summary(carepath.sessions, carepath.clock.now())} instance(s) refreshed")
+    refreshed = refresh_summary(carepath.sessions, carepath.clock.now(), carepath.settings.referral_timeframes)
+    click.echo(f"summary: {refreshed} instance(s) refreshed")
 
 
 @report.command("cosd")

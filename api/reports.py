@@ -63,7 +63,9 @@ def measures() -> Any:
     query = _query()
     engine = carepath()
     with read_only(engine.sessions) as session:
-        report = measures_report(session, query, engine.clock.now(), engine.settings.report_min_count)
+        report = measures_report(
+            session, query, engine.clock.now(), engine.settings.report_min_count, engine.settings.referral_timeframes
+        )
     if as_csv:
         return _csv(csv_text(MEASURE_TABLE_COLUMNS, measure_table(report)), "measures")
     return report

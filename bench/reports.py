@@ -241,10 +241,10 @@ def refresh(url: str, today: datetime) -> dict[str, Any]:
                 connection.execute(text(f"DELETE FROM {table}"))
         print("refreshing the summary", file=sys.stderr, flush=True)
         began = time.perf_counter()
-        count = refresh_summary(app.sessions, today)
+        count = refresh_summary(app.sessions, today, app.settings.referral_timeframes)
         everything = time.perf_counter() - began
         began = time.perf_counter()
-        again = refresh_summary(app.sessions, today)
+        again = refresh_summary(app.sessions, today, app.settings.referral_timeframes)
         return {
             "instances": count,
             "all_seconds": round(everything, 1),
@@ -278,14 +278,30 @@ def reports(url: str, today: datetime, samples: int) -> dict[str, Any]:
 
     try:
         found = {
-            "measures_one_year": timed(run(lambda s: measures_report(s, year, today, 5)), samples),
-            "measures_two_years": timed(run(lambda s: measures_report(s, two, today, 5)), samples),
-            "measures_one_pathway": timed(run(lambda s: measures_report(s, breast, today, 5)), samples),
-            "measures_one_team": timed(run(lambda s: measures_report(s, team, today, 5)), samples),
-            "service_page_one_year": timed(run(lambda s: service_insight(s, year, today, 5)), samples),
-            "service_page_two_years": timed(run(lambda s: service_insight(s, two, today, 5)), samples),
-            "service_page_one_pathway": timed(run(lambda s: service_insight(s, breast, today, 5)), samples),
-            "service_page_one_team": timed(run(lambda s: service_insight(s, team, today, 5)), samples),
+            "measures_one_year": timed(
+                run(lambda s: measures_report(s, year, today, 5, app.settings.referral_timeframes)), samples
+            ),
+            "measures_two_years": timed(
+                run(lambda s: measures_report(s, two, today, 5, app.settings.referral_timeframes)), samples
+            ),
+            "measures_one_pathway": timed(
+                run(lambda s: measures_report(s, breast, today, 5, app.settings.referral_timeframes)), samples
+            ),
+            "measures_one_team": timed(
+                run(lambda s: measures_report(s, team, today, 5, app.settings.referral_timeframes)), samples
+            ),
+            "service_page_one_year": timed(
+                run(lambda s: service_insight(s, year, today, 5, app.settings.referral_timeframes)), samples
+            ),
+            "service_page_two_years": timed(
+                run(lambda s: service_insight(s, two, today, 5, app.settings.referral_timeframes)), samples
+            ),
+            "service_page_one_pathway": timed(
+                run(lambda s: service_insight(s, breast, today, 5, app.settings.referral_timeframes)), samples
+            ),
+            "service_page_one_team": timed(
+                run(lambda s: service_insight(s, team, today, 5, app.settings.referral_timeframes)), samples
+            ),
             # The export as `carepath report cosd` writes it and the API sends it: CSV text.
             "cosd_one_month": timed(run(lambda s: cosd_csv(s, month)), samples),
             "cosd_one_quarter": timed(run(lambda s: _refused_or(lambda: cosd_csv(s, quarter))), samples),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import ipaddress
 import json
@@ -9,11 +10,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engine.calendar import add_working_days
 from engine.files import FileRefusedError, read_regular_file
 
 __all__ = [
@@ -378,6 +380,32 @@ class ReferralTimeframes:
         match = _TIMEFRAME.match(getattr(self, urgency if urgency in _URGENCIES else "routine"))
         assert match is not None  # checked at construction
         return int(match.group(1)), match.group(2)
+
+    @staticmethod
+    def knows(urgency: str | None) -> bool:
+        """Whether ``urgency`` has a timeframe of its own (:meth:`due` counts any other as routine)."""
+        return urgency in _URGENCIES
+
+    def due(self, referred_at: datetime, urgency: str | None) -> datetime:
+        """By when a referral made at ``referred_at`` (aware) with ``urgency`` is due: the end of the last
+        day of its timeframe in :attr:`time_zone` (aware, in ``referred_at``'s zone). The one deadline
+        both escalation (engine.careplan) and the service measures (engine.reports) hold a referral to."""
+        zone = ZoneInfo(self.time_zone)
+        day = referred_at.astimezone(zone).date()
+        count, unit = self.of(urgency or "routine")
+        last = (
+            add_working_days(day, count, self.holidays)
+            if unit == "wd"
+            else day + timedelta(days=count * (7 if unit == "w" else 1))
+        )
+        return datetime.combine(last + timedelta(days=1), time(0), zone).astimezone(referred_at.tzinfo)
+
+    def fingerprint(self) -> str:
+        """A short text that changes whenever any deadline :meth:`due` gives could change: the summary
+        the reports read (engine.reports.summary) is derived again when it differs."""
+        holidays = ",".join(sorted(d.isoformat() for d in self.holidays))
+        text = f"{self.emergency},{self.urgent},{self.soon},{self.routine};{self.time_zone};{holidays}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ReferralTimeframes:

@@ -8,13 +8,13 @@ Pathway ``breast_cancer`` (P) unless said otherwise:
 
 A  started D. HNA offered D+10, completed D+20, plan agreed D+25, treatment ended D+60, summary D+90,
    first review D+80. Referral r1 psychology/urgent: referred Fri 30 Jan 10:00, accepted Mon 2 Feb
-   10:00, first contact Tue 3 Feb 09:00 (due Tue 3 Feb 10:00: on time). Referral r4 dietitian/routine:
+   10:00, first contact Tue 3 Feb 09:00 (due by the end of Tue 3 Feb: on time). Referral r4 dietitian/routine:
    referred 10 Feb, first contact 1 Mar. Intervention i1 declined by the patient 1 Feb.
    Warning signs: reported 1 Feb 10:00, triaged 12:00, call back (amber); reported 3 Feb 10:00,
    triaged 10:30, urgent assessment (red).
 B  started D+1. HNA offered D+41, completed D+46, no plan agreed, treatment ended D+71, summary 50 days
    later, no review. Referral r2 psychology/urgent: referred Wed 4 Feb 10:00, accepted Thu 5 Feb 10:00,
-   first contact Mon 9 Feb 10:00 (due Fri 6 Feb 10:00: overdue). Referral r6 physio/soon: referred
+   first contact Mon 9 Feb 10:00 (due by the end of Fri 6 Feb: overdue). Referral r6 physio/soon: referred
    10 Feb, declined by the service 12 Feb. Warning sign reported 10 Feb 08:00, escalated triage 12:00,
    self care (green).
 C  started D+2. HNA offered D+7, declined (no checklist). Second review D+202. Referral r3

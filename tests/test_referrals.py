@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from engine import CarePath, ConflictError, InvalidInputError, ManualClock, NotFoundError
 from engine.calendar import add_working_days
-from engine.careplan.referrals import accept_by, raise_urgency
+from engine.careplan.referrals import raise_urgency
 from engine.db.models import CarePlanItem, InstanceEvent, ReferralEscalation, WebhookDelivery
 from engine.db.session import unit_of_work
 from engine.instances.worker import run_worker
@@ -139,20 +139,20 @@ def test_a_declined_item_is_reconsidered_with_a_reason(carepath: CarePath) -> No
 def test_timeframes_count_working_days_and_end_with_the_local_day() -> None:
     defaults = ReferralTimeframes()
     thursday = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
-    assert accept_by(thursday, "emergency", defaults) == datetime(2026, 1, 16, tzinfo=UTC)  # the same day
-    assert accept_by(thursday, "urgent", defaults) == datetime(2026, 1, 20, tzinfo=UTC)  # Fri, Mon
-    assert accept_by(thursday, "soon", defaults) == datetime(2026, 1, 30, tzinfo=UTC)
-    assert accept_by(thursday, "routine", defaults) == datetime(2026, 2, 27, tzinfo=UTC)
-    assert accept_by(thursday, None, defaults) == accept_by(thursday, "routine", defaults)
+    assert defaults.due(thursday, "emergency") == datetime(2026, 1, 16, tzinfo=UTC)  # the same day
+    assert defaults.due(thursday, "urgent") == datetime(2026, 1, 20, tzinfo=UTC)  # Fri, Mon
+    assert defaults.due(thursday, "soon") == datetime(2026, 1, 30, tzinfo=UTC)
+    assert defaults.due(thursday, "routine") == datetime(2026, 2, 27, tzinfo=UTC)
+    assert defaults.due(thursday, None) == defaults.due(thursday, "routine")
     saturday = datetime(2026, 1, 17, 22, 0, tzinfo=UTC)
-    assert accept_by(saturday, "urgent", defaults) == datetime(2026, 1, 21, tzinfo=UTC)  # Mon, Tue
+    assert defaults.due(saturday, "urgent") == datetime(2026, 1, 21, tzinfo=UTC)  # Mon, Tue
     christmas = ReferralTimeframes(holidays=frozenset({date(2026, 12, 25), date(2026, 12, 28)}))
     assert add_working_days(date(2026, 12, 24), 2, christmas.holidays) == date(2026, 12, 30)  # Thu: Tue, Wed
     # Stockholm's day ends an hour before UTC's: 23:30 UTC is already tomorrow there.
     stockholm = ReferralTimeframes(time_zone="Europe/Stockholm", urgent="1wd")
     late = datetime(2026, 1, 15, 23, 30, tzinfo=UTC)
-    assert accept_by(late, "emergency", stockholm) == datetime(2026, 1, 16, 23, 0, tzinfo=UTC)
-    assert accept_by(late, "urgent", stockholm) == datetime(2026, 1, 19, 23, 0, tzinfo=UTC)  # Fri -> Mon
+    assert stockholm.due(late, "emergency") == datetime(2026, 1, 16, 23, 0, tzinfo=UTC)
+    assert stockholm.due(late, "urgent") == datetime(2026, 1, 19, 23, 0, tzinfo=UTC)  # Fri -> Mon
 
 
 def test_timeframes_are_a_validated_deployment_setting() -> None:

@@ -12,6 +12,9 @@ from engine import CarePath
 from engine.db.session import read_only, unit_of_work
 from engine.reports import MeasureQuery, measures_report, refresh_summary, service_insight
 from engine.reports.charts import MAX_CATEGORIES, line_chart, stacked_bars
+from engine.settings import ReferralTimeframes
+
+DEFAULT_TIMEFRAMES = ReferralTimeframes()
 
 SVG = "{http://www.w3.org/2000/svg}"
 WEEKS = [
@@ -36,9 +39,9 @@ WEEKS = [
 def insight(carepath: CarePath) -> object:
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session)
-    refresh_summary(carepath.sessions, AS_OF)
+    refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes)
     with read_only(carepath.sessions) as session:
-        return service_insight(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, 2)
+        return service_insight(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, 2, DEFAULT_TIMEFRAMES)
 
 
 def test_weekly_referrals_by_urgency_and_the_backlog(insight: object) -> None:
@@ -63,9 +66,9 @@ def test_the_measures_per_month(carepath: CarePath) -> None:
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session)
         write_cohort(session, more)
-    refresh_summary(carepath.sessions, AS_OF)
+    refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes)
     with read_only(carepath.sessions) as session:
-        monthly = service_insight(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, 2).monthly
+        monthly = service_insight(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, 2, DEFAULT_TIMEFRAMES).monthly
     assert monthly.labels == ["2026-01", "2026-02", "2026-03"]
     # January: A, C and four more met it; B and two more did not: 6 of 9. February: nobody diagnosed.
     # March: E alone (0 of 1: a count of one is suppressed, and the rate with it).
@@ -137,9 +140,13 @@ def test_the_service_page_reads_the_measures_of_the_report(carepath: CarePath) -
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session)
         write_cohort(session, more)
-    refresh_summary(carepath.sessions, AS_OF)
+    refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes)
     with read_only(carepath.sessions) as session:
         for pathway in (P, None):
             query = MeasureQuery(SINCE, UNTIL, pathway)
-            assert service_insight(session, query, AS_OF, 2).report == measures_report(session, query, AS_OF, 2)
-            assert service_insight(session, query, AS_OF, 5).report == measures_report(session, query, AS_OF, 5)
+            assert service_insight(session, query, AS_OF, 2, DEFAULT_TIMEFRAMES).report == measures_report(
+                session, query, AS_OF, 2, DEFAULT_TIMEFRAMES
+            )
+            assert service_insight(session, query, AS_OF, 5, DEFAULT_TIMEFRAMES).report == measures_report(
+                session, query, AS_OF, 5, DEFAULT_TIMEFRAMES
+            )

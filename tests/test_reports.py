@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -36,6 +36,7 @@ from engine.reports import (
     suppress,
 )
 from engine.reports.summary import read_measures
+from engine.settings import ReferralTimeframes
 
 
 def _report(carepath: CarePath, pathway: str | None = P) -> dict[str, Any]:
@@ -43,7 +44,9 @@ def _report(carepath: CarePath, pathway: str | None = P) -> dict[str, Any]:
         write_cohort(session)
     query = MeasureQuery(SINCE, UNTIL, pathway)
     with read_only(carepath.sessions) as session:
-        return compute_measures(load_cohort(session, pathway, UNTIL), query, AS_OF)
+        return compute_measures(
+            load_cohort(session, pathway, UNTIL), query, AS_OF, carepath.settings.referral_timeframes
+        )
 
 
 def _measure(report: dict[str, Any], measure_id: str) -> tuple[int, int, int]:
@@ -120,9 +123,9 @@ def test_warning_signs_by_colour_and_time_to_triage(carepath: CarePath) -> None:
 def test_the_service_suppresses_the_small_counts_of_the_cohort(carepath: CarePath) -> None:
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session)
-    refresh_summary(carepath.sessions, AS_OF)
+    refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes)
     with read_only(carepath.sessions) as session:
-        report = measures_report(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, 5)
+        report = measures_report(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, 5, ReferralTimeframes())
     assert report["suppression_threshold"] == 5
     offered = report["measures"][0]
     assert (offered["numerator"], offered["denominator"], offered["rate"]) == (None, None, None)
@@ -138,7 +141,7 @@ def test_a_team_or_an_organisation_counts_only_its_own_patients(carepath: CarePa
         patients[letter].care_team = "lung"
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session, patients)
-    refresh_summary(carepath.sessions, AS_OF)
+    refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes)
 
     def counts(team: str | None, organisation: str | None) -> list[tuple[int, int]]:
         with read_only(carepath.sessions) as session:
@@ -170,7 +173,7 @@ def test_instances_not_caught_up_with_are_counted_for_the_reports_organisation_a
     assert stale(None, None) == 6  # a token of every organisation
     assert (stale(None, "rx1"), stale("breast", "rx1"), stale("lung", "rx1")) == (5, 3, 2)
     assert (stale(None, "rx2"), stale("lung", "rx2"), stale(None, "rx3")) == (1, 0, 0)
-    refresh_summary(carepath.sessions, AS_OF)
+    refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes)
     assert stale(None, "rx1") == stale(None, "rx2") == 0
 
 
@@ -179,7 +182,8 @@ def test_the_summary_gives_the_answers_of_the_definitions(carepath: CarePath, pa
     """What the reports read (the summary, aggregated in SQL) equals the measures computed from the
     facts themselves, section by section, on the synthetic cohort."""
     expected = _report(carepath, pathway)
-    assert refresh_summary(carepath.sessions, AS_OF, batch=2) == 6  # every instance, two at a time
+    timeframes = carepath.settings.referral_timeframes
+    assert refresh_summary(carepath.sessions, AS_OF, timeframes, batch=2) == 6  # every instance, two at a time
     with read_only(carepath.sessions) as session:
         found = read_measures(session, MeasureQuery(SINCE, UNTIL, pathway), AS_OF)
     assert found.pop("stale_instances") == 0
@@ -191,8 +195,9 @@ def test_the_summary_catches_up_with_the_instances_whose_trail_grew(carepath: Ca
         ids = write_cohort(session)
     with read_only(carepath.sessions) as session:
         assert stale_instances(session) == 6
-    refresh_summary(carepath.sessions, AS_OF)
-    assert refresh_summary(carepath.sessions, AS_OF) == 0  # nothing changed since
+    timeframes = carepath.settings.referral_timeframes
+    refresh_summary(carepath.sessions, AS_OF, timeframes)
+    assert refresh_summary(carepath.sessions, AS_OF, timeframes) == 0  # nothing changed since
     with unit_of_work(carepath.sessions) as session:  # E is offered an HNA (late): its trail grows
         record = load_instance(session, ids["E"])
         append_event(
@@ -209,7 +214,7 @@ def test_the_summary_catches_up_with_the_instances_whose_trail_grew(carepath: Ca
     with read_only(carepath.sessions) as session:
         assert stale_instances(session) == 1
         assert _offered(session) == (2, 4)
-    assert refresh_summary(carepath.sessions, AS_OF) == 1
+    assert refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes) == 1
     with read_only(carepath.sessions) as session:
         assert _offered(session) == (2, 4)  # E was offered one, but after 41 days: still missed
         rows = session.scalars(select(ReportMeasureRow).where(ReportMeasureRow.instance_id == ids["E"])).all()
@@ -225,15 +230,45 @@ def _offered(session: Any) -> tuple[int, int]:
     "urgency,referred,due",
     [
         ("emergency", datetime(2026, 2, 4, 23, 0, tzinfo=UTC), datetime(2026, 2, 5, tzinfo=UTC)),
-        ("urgent", datetime(2026, 1, 30, 10, tzinfo=UTC), datetime(2026, 2, 3, 10, tzinfo=UTC)),  # Fri -> Tue
-        ("urgent", datetime(2026, 1, 31, 10, tzinfo=UTC), datetime(2026, 2, 3, 10, tzinfo=UTC)),  # Sat -> Tue
-        ("soon", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 15, tzinfo=UTC)),
-        ("routine", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 15, tzinfo=UTC)),
+        ("urgent", datetime(2026, 1, 30, 10, tzinfo=UTC), datetime(2026, 2, 4, tzinfo=UTC)),  # Fri -> end of Tue
+        ("urgent", datetime(2026, 1, 31, 10, tzinfo=UTC), datetime(2026, 2, 4, tzinfo=UTC)),  # Sat -> end of Tue
+        ("soon", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 16, tzinfo=UTC)),
+        ("routine", datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 16, tzinfo=UTC)),
         ("unknown", datetime(2026, 2, 1, tzinfo=UTC), None),
     ],
 )
 def test_referral_timeframes_by_urgency(urgency: str, referred: datetime, due: datetime | None) -> None:
-    assert referral_deadline(referred, urgency) == due
+    """The default timeframes: a referral is due by the end of the last day of its urgency's timeframe."""
+    assert referral_deadline(referred, urgency, ReferralTimeframes()) == due
+
+
+def test_the_reports_hold_referrals_to_the_deadlines_escalation_uses(carepath: CarePath) -> None:
+    """A deployment's timeframes, time zone and holidays (CAREPATH_REFERRAL_TIMEFRAMES and the rest) set
+    the reports' deadlines as they set escalation's; the summary is derived again when they change."""
+    referred = datetime(2026, 1, 30, 10, tzinfo=UTC)  # r1 of the cohort: urgent, a Friday
+    holiday = ReferralTimeframes(urgent="1wd", time_zone="Europe/Stockholm", holidays=frozenset({date(2026, 2, 2)}))
+    assert referral_deadline(referred, "urgent", holiday) == datetime(2026, 2, 3, 23, tzinfo=UTC)  # end of Tue, CET
+    assert referral_deadline(referred, "urgent", holiday) == holiday.due(referred, "urgent")
+
+    with unit_of_work(carepath.sessions) as session:
+        write_cohort(session)
+
+    def overdue(timeframes: ReferralTimeframes) -> tuple[int, int]:
+        with read_only(carepath.sessions) as session:
+            found = read_measures(session, MeasureQuery(SINCE, UNTIL, P), AS_OF, timeframes=timeframes)
+        rows = {(r["service"], r["urgency"]): r["overdue"] for r in found["referrals"]}
+        return rows[("psychology", "urgent")], int(found["stale_instances"])
+
+    defaults = ReferralTimeframes()
+    refresh_summary(carepath.sessions, AS_OF, defaults)
+    assert overdue(defaults) == (2, 0)
+    # Five working days for urgent referrals: r1 (accepted on the Monday) and r2 were in time, r3 never
+    # answered is still overdue. Every instance is not caught up with until the summary is derived again.
+    slower = ReferralTimeframes(urgent="5wd")
+    assert overdue(slower) == (2, 6)
+    assert refresh_summary(carepath.sessions, AS_OF, slower) == 6
+    assert overdue(slower) == (1, 0)
+    assert refresh_summary(carepath.sessions, AS_OF, slower) == 0
 
 
 def test_suppression_blanks_small_counts_and_what_gives_them_away() -> None:
@@ -300,7 +335,7 @@ def test_the_suppression_threshold_is_a_setting_and_never_below_two() -> None:
 def test_the_cosd_export_has_a_row_per_patient_and_item_with_dates(carepath: CarePath) -> None:
     with unit_of_work(carepath.sessions) as session:
         ids = write_cohort(session)
-    refresh_summary(carepath.sessions, AS_OF)
+    refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes)
     with read_only(carepath.sessions) as session:
         rows = cosd_rows(session, MeasureQuery(SINCE, UNTIL, P))
     assert all(tuple(row) == COSD_COLUMNS for row in rows)
@@ -352,7 +387,7 @@ def test_the_cosd_export_has_a_row_per_patient_and_item_with_dates(carepath: Car
 def test_the_cosd_export_is_bounded(carepath: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session)
-    refresh_summary(carepath.sessions, AS_OF)
+    refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes)
     monkeypatch.setattr("engine.reports.cosd.MAX_EXPORT_ROWS", 8)
     with read_only(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
         cosd_rows(session, MeasureQuery(SINCE, UNTIL, P))
@@ -385,11 +420,11 @@ def test_the_cosd_export_issues_as_many_statements_for_50_patients_as_for_10(car
 
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session, copies(range(2)))
-    refresh_summary(carepath.sessions, AS_OF)
+    refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes)
     ten, few = export()
     with unit_of_work(carepath.sessions) as session:
         write_cohort(session, copies(range(2, 10)))
-    refresh_summary(carepath.sessions, AS_OF)
+    refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes)
     fifty, many = export()
     assert (len({row["instance_id"] for row in ten}), len(ten)) == (10, 18)
     assert (len({row["instance_id"] for row in fifty}), len(fifty)) == (50, 90)
@@ -404,7 +439,7 @@ def test_the_cosd_csv_is_the_same_whichever_database_writes_it(
     with plain cells, then with cells that need quoting or look like formulas, and bounded the same way."""
     with unit_of_work(carepath.sessions) as session:
         ids = write_cohort(session)
-    refresh_summary(carepath.sessions, AS_OF)
+    refresh_summary(carepath.sessions, AS_OF, carepath.settings.referral_timeframes)
     query = MeasureQuery(SINCE, UNTIL, P)
 
     def both() -> tuple[str, str]:

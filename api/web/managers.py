@@ -57,7 +57,9 @@ def service() -> str | tuple[str, int]:
     except InvalidInputError as exc:
         return render_template("web/service.html", form=form, problems=exc.problems, insight=None), 400
     with read_only(engine.sessions) as session:
-        insight = service_insight(session, query, now, engine.settings.report_min_count)
+        insight = service_insight(
+            session, query, now, engine.settings.report_min_count, engine.settings.referral_timeframes
+        )
     return render_template(
         "web/service.html",
         form=form,

@@ -2,7 +2,7 @@
 
 **Timeframes.** When a referral becomes ``referred`` (or an open one's urgency is raised) it gets an
 ``accept_by``: the end of the day, in the deployment's time zone, that its urgency's timeframe
-(:class:`engine.settings.ReferralTimeframes`) counts to from the day it was referred -- the same day
+(:meth:`engine.settings.ReferralTimeframes.due`) counts to from the day it was referred -- the same day
 for an emergency, 2 working days for urgent, 2 weeks soon, 6 weeks routine by default.
 
 **One open referral per service.** A later assessment proposing a service that already holds an open
@@ -26,15 +26,13 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import append_event, check_reason
-from engine.calendar import add_working_days
 from engine.careplan.moves import OPEN_REFERRAL, move_item, record_history
 from engine.clock import Clock
 from engine.db.models import CarePlanItem, InstanceEvent, PathwayInstance, ReferralEscalation
@@ -45,24 +43,10 @@ from engine.instances.store import ConflictMapper, load_instance, save_instance
 from engine.rules.model import URGENCIES
 from engine.settings import ReferralTimeframes
 
-__all__ = ["ESCALATION_LIMIT", "ReferralEscalations", "accept_by", "find_open_referral", "is_higher", "raise_urgency"]
+__all__ = ["ESCALATION_LIMIT", "ReferralEscalations", "find_open_referral", "is_higher", "raise_urgency"]
 
 ESCALATION_LIMIT = 200  # open escalations listed at most, oldest first
 _SYSTEM_ACTOR = "engine"
-
-
-def accept_by(referred_at: datetime, urgency: str | None, timeframes: ReferralTimeframes) -> datetime:
-    """By when a referral made at ``referred_at`` with ``urgency`` must be accepted: the end of the
-    last day of its timeframe in the deployment's time zone (aware, UTC)."""
-    zone = ZoneInfo(timeframes.time_zone)
-    day = referred_at.astimezone(zone).date()
-    count, unit = timeframes.of(urgency or "routine")
-    last: date
-    if unit == "wd":
-        last = add_working_days(day, count, timeframes.holidays)
-    else:
-        last = day + timedelta(days=count * (7 if unit == "w" else 1))
-    return datetime.combine(last + timedelta(days=1), time(0), zone).astimezone(referred_at.tzinfo)
 
 
 def is_higher(urgency: str | None, than: str | None) -> bool:
@@ -106,7 +90,7 @@ def raise_urgency(
     if raised:
         item.urgency, item.updated_at, item.updated_by = urgency, at, _SYSTEM_ACTOR
         if item.status == "referred":  # the service is told now: the earlier of the two deadlines
-            sooner = accept_by(at, urgency, timeframes)
+            sooner = timeframes.due(at, urgency)
             item.accept_by = min(item.accept_by, sooner) if item.accept_by else sooner
     record_history(
         session,

@@ -35,7 +35,7 @@ from engine.audit import append_event
 from engine.careplan.moves import OPEN_REFERRAL, STATUSES, history, move_item, next_statuses, record_history
 from engine.careplan.patient_status import patient_status_operators
 from engine.careplan.reassessment import reassessment_operators
-from engine.careplan.referrals import accept_by, find_open_referral, raise_urgency
+from engine.careplan.referrals import find_open_referral, raise_urgency
 from engine.careplan.summaries import summary_operators
 from engine.clock import Clock
 from engine.db.models import CarePlanItem, CarePlanNote, PathwayInstance
@@ -185,7 +185,7 @@ def _propose(
             created_at=now,
             updated_at=now,
             updated_by="engine",
-            accept_by=accept_by(now, urgency, timeframes) if status == "referred" else None,
+            accept_by=timeframes.due(now, urgency) if status == "referred" else None,
         )
         context.session.add(item)
         record_history(context.session, item, "created", now, "engine", evaluation_id=evaluation.id, rules=list(rules))
@@ -348,7 +348,7 @@ def _move(
 ) -> None:
     move_item(session, item, status, actor, at, record, reason)
     if status == "referred":  # sent now: the service's timeframe starts today
-        item.accept_by, item.escalated_at = accept_by(at, item.urgency, timeframes), None
+        item.accept_by, item.escalated_at = timeframes.due(at, item.urgency), None
 
 
 @dataclass(frozen=True)

@@ -773,6 +773,8 @@ class ReportInstance(Base):
     pathway_id: Mapped[str] = mapped_column(String(200))
     event_seq: Mapped[int] = mapped_column(Integer)
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # ReferralTimeframes.fingerprint of the settings the rows were derived with (their due_at).
+    deadlines: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class ReportMeasureRow(Base):

@@ -27,6 +27,7 @@ from engine.reports.measures import MEASURES, MeasureQuery, compute_measures, re
 from engine.reports.summary import read_measures, read_trends, refresh_summary, stale_instances
 from engine.reports.tables import MEASURE_TABLE_COLUMNS, csv_of_texts, csv_text, measure_table
 from engine.reports.trends import Trend
+from engine.settings import ReferralTimeframes
 
 __all__ = [
     "COSD_COLUMNS",
@@ -54,11 +55,13 @@ __all__ = [
 ]
 
 
-def measures_report(session: Session, query: MeasureQuery, as_of: datetime, min_count: int) -> dict[str, Any]:
+def measures_report(
+    session: Session, query: MeasureQuery, as_of: datetime, min_count: int, timeframes: ReferralTimeframes
+) -> dict[str, Any]:
     """The measures of ``query``'s period and pathway as of ``as_of``, read from the summary
     (:func:`refresh_summary` brings it up to date), small counts suppressed below ``min_count``
-    (Settings.report_min_count)."""
-    return suppress(read_measures(session, query, as_of), min_count)
+    (Settings.report_min_count); ``timeframes``: the deployment's (Settings.referral_timeframes)."""
+    return suppress(read_measures(session, query, as_of, timeframes=timeframes), min_count)
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,11 @@ class Insight:
     backlog: Trend
 
 
-def service_insight(session: Session, query: MeasureQuery, as_of: datetime, min_count: int) -> Insight:
+def service_insight(
+    session: Session, query: MeasureQuery, as_of: datetime, min_count: int, timeframes: ReferralTimeframes
+) -> Insight:
     """The measures of ``query`` with their monthly rates, weekly referrals by urgency and the weekly
     backlog of open referrals, read from the summary."""
     monthly, weekly, backlog, counts = read_trends(session, query, as_of, min_count)
-    report = suppress(read_measures(session, query, as_of, monthly=counts), min_count)
+    report = suppress(read_measures(session, query, as_of, monthly=counts, timeframes=timeframes), min_count)
     return Insight(report, monthly, weekly, backlog)

@@ -26,11 +26,11 @@ from engine.care_teams import NAME_PATTERN
 from engine.db.models import PathwayInstance
 from engine.errors import InvalidInputError, Problem
 from engine.reports.facts import CLOSING_STATUSES, Cohort, InstanceFacts, ItemFacts
+from engine.settings import ReferralTimeframes
 
 __all__ = [
     "MAX_PERIOD_DAYS",
     "MEASURES",
-    "URGENCY_TIMEFRAMES",
     "MeasureQuery",
     "compute_measures",
     "referral_deadline",
@@ -40,13 +40,6 @@ __all__ = [
 DEFAULT_PERIOD_DAYS = 365
 MAX_PERIOD_DAYS = 5 * 366  # a report covers at most five years: its work is bounded by the period
 PATHWAY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
-# Urgency -> how soon first contact is due after the referral: (days, working days only).
-URGENCY_TIMEFRAMES: dict[str, tuple[int, bool]] = {
-    "emergency": (0, False),
-    "urgent": (2, True),
-    "soon": (14, False),
-    "routine": (42, False),
-}
 # Statuses after which a referral is no longer waiting for its first contact.
 _TEAM = re.compile(NAME_PATTERN)
 _ANSWERED = ("first_contact", "completed", *CLOSING_STATUSES)
@@ -177,8 +170,12 @@ MEASURES: tuple[Windowed, ...] = (
 )
 
 
-def compute_measures(cohort: Cohort, query: MeasureQuery, as_of: datetime) -> dict[str, Any]:
-    """The report (unsuppressed: pass it to :func:`suppress` before it leaves the engine)."""
+def compute_measures(
+    cohort: Cohort, query: MeasureQuery, as_of: datetime, timeframes: ReferralTimeframes | None = None
+) -> dict[str, Any]:
+    """The report (unsuppressed: pass it to :func:`suppress` before it leaves the engine); referrals
+    are due by ``timeframes`` (the deployment's; the defaults when None)."""
+    timeframes = ReferralTimeframes() if timeframes is None else timeframes
     instances = [f for f in cohort.instances if query.pathway_id in (None, f.pathway_id)]
     wanted = {f.instance_id for f in instances}
     items = [item for item in cohort.items if item.instance_id in wanted]
@@ -189,7 +186,7 @@ def compute_measures(cohort: Cohort, query: MeasureQuery, as_of: datetime) -> di
         "team": query.team,
         "as_of": as_of.isoformat(),
         "measures": [_windowed(measure, instances, query, as_of) for measure in MEASURES],
-        "referrals": _referrals([item for item in items if item.kind == "referral"], query, as_of),
+        "referrals": _referrals([item for item in items if item.kind == "referral"], query, as_of, timeframes),
         "declined": _declined(items, query),
         "warning_signs": _warning_signs(instances, query),
     }
@@ -222,35 +219,26 @@ def _windowed(
     }
 
 
-def referral_deadline(referred_at: datetime, urgency: str) -> datetime | None:
-    """When first contact is due for a referral of ``urgency`` (None: an urgency with no timeframe).
-    Emergency: by the end of the day it was made; urgent: two working days (Monday to Friday; bank
-    holidays are not known to CarePath); soon: 14 days; routine: 42 days."""
-    if urgency not in URGENCY_TIMEFRAMES:
-        return None
-    days, working = URGENCY_TIMEFRAMES[urgency]
-    if days == 0:
-        return referred_at.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    if not working:
-        return referred_at + timedelta(days=days)
-    due = referred_at
-    while days:
-        due += timedelta(days=1)
-        if due.weekday() < 5:
-            days -= 1
-    return due
+def referral_deadline(referred_at: datetime, urgency: str, timeframes: ReferralTimeframes) -> datetime | None:
+    """When a referral of ``urgency`` made at ``referred_at`` is due: the deployment's deadline
+    (``CAREPATH_REFERRAL_TIMEFRAMES``, ``CAREPATH_TIME_ZONE``, ``CAREPATH_HOLIDAYS``), the one escalation
+    holds it to (:meth:`~engine.settings.ReferralTimeframes.due`); None for an urgency with no timeframe
+    (an item whose urgency is not known is not counted as overdue)."""
+    return timeframes.due(referred_at, urgency) if timeframes.knows(urgency) else None
 
 
-def _overdue(referral: ItemFacts, as_of: datetime) -> bool:
+def _overdue(referral: ItemFacts, as_of: datetime, timeframes: ReferralTimeframes) -> bool:
     assert referral.referred_at is not None
-    deadline = referral_deadline(referral.referred_at, referral.urgency or "")
+    deadline = referral_deadline(referral.referred_at, referral.urgency or "", timeframes)
     if deadline is None:
         return False
     answered = min((at for status, at in referral.moved.items() if status in _ANSWERED), default=None)
     return (answered or as_of) > deadline
 
 
-def _referrals(referrals: Iterable[ItemFacts], query: MeasureQuery, as_of: datetime) -> list[dict[str, Any]]:
+def _referrals(
+    referrals: Iterable[ItemFacts], query: MeasureQuery, as_of: datetime, timeframes: ReferralTimeframes
+) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], list[ItemFacts]] = {}
     for referral in referrals:
         if query.holds(referral.referred_at):
@@ -259,7 +247,7 @@ def _referrals(referrals: Iterable[ItemFacts], query: MeasureQuery, as_of: datet
     for (service, urgency), group in sorted(groups.items()):
         accepted = [_days(r.referred_at, r.moved["accepted"]) for r in group if "accepted" in r.moved]
         contacted = [_days(r.referred_at, r.moved["first_contact"]) for r in group if "first_contact" in r.moved]
-        overdue = sum(1 for r in group if _overdue(r, as_of))
+        overdue = sum(1 for r in group if _overdue(r, as_of, timeframes))
         rows.append(
             {
                 "service": service,

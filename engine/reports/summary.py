@@ -24,6 +24,7 @@ from engine.db.session import unit_of_work
 from engine.reports.facts import CLOSING_STATUSES, Cohort, load_cohort
 from engine.reports.measures import MEASURES, MeasureQuery, referral_deadline, suppress
 from engine.reports.trends import URGENCY_ORDER, Trend, months, weeks
+from engine.settings import ReferralTimeframes
 
 __all__ = ["read_measures", "read_trends", "refresh_summary", "stale_instances"]
 
@@ -35,20 +36,32 @@ _TABLES = [cast(Table, model.__table__) for model in (ReportMeasureRow, ReportIt
 # --- refreshing ---------------------------------------------------------------------------------------------
 
 
-def _stale(session: Session, limit: int) -> list[tuple[str, str, int]]:
+def _is_stale(deadlines: str | None) -> ColumnElement[bool]:
+    """An instance the summary has not caught up with: new, its trail grown since, or (``deadlines``: the
+    fingerprint of the timeframes in force) derived with other referral timeframes."""
+    stale = [ReportInstance.instance_id.is_(None), ReportInstance.event_seq != PathwayInstance.event_seq]
+    if deadlines is not None:
+        stale.append(ReportInstance.deadlines.is_distinct_from(deadlines))
+    return or_(*stale)
+
+
+def _stale(session: Session, limit: int, deadlines: str) -> list[tuple[str, str, int]]:
     return [
         (row[0], row[1], row[2])
         for row in session.execute(
             select(PathwayInstance.id, PathwayInstance.pathway_id, PathwayInstance.event_seq)
             .outerjoin(ReportInstance, ReportInstance.instance_id == PathwayInstance.id)
-            .where(or_(ReportInstance.instance_id.is_(None), ReportInstance.event_seq != PathwayInstance.event_seq))
+            .where(_is_stale(deadlines))
             .limit(limit)
         )
     ]
 
 
-def stale_instances(session: Session, where: Sequence[ColumnElement[bool]] = ()) -> int:
-    """How many instances changed since the summary last caught up with them; ``where``: conditions on
+def stale_instances(
+    session: Session, where: Sequence[ColumnElement[bool]] = (), timeframes: ReferralTimeframes | None = None
+) -> int:
+    """How many instances changed since the summary last caught up with them (with ``timeframes``, the
+    deployment's: also those derived with other referral timeframes); ``where``: conditions on
     ``pathway_instances`` keeping whose they are (a report's :meth:`MeasureQuery.placed`: its organisation
     and team only, since the count is itself a measure of their activity)."""
     return int(
@@ -56,27 +69,31 @@ def stale_instances(session: Session, where: Sequence[ColumnElement[bool]] = ())
             select(func.count())
             .select_from(PathwayInstance)
             .outerjoin(ReportInstance, ReportInstance.instance_id == PathwayInstance.id)
-            .where(
-                or_(ReportInstance.instance_id.is_(None), ReportInstance.event_seq != PathwayInstance.event_seq),
-                *where,
-            )
+            .where(_is_stale(None if timeframes is None else timeframes.fingerprint()), *where)
         )
         or 0
     )
 
 
 def refresh_summary(
-    sessions: sessionmaker[Session], now: datetime, *, batch: int = 1000, limit: int | None = None
+    sessions: sessionmaker[Session],
+    now: datetime,
+    timeframes: ReferralTimeframes,
+    *,
+    batch: int = 1000,
+    limit: int | None = None,
 ) -> int:
-    """Re-derive the summary of every instance whose trail grew since (at most ``limit``), ``batch``
-    instances per unit of work. Returns how many were refreshed."""
+    """Re-derive the summary of every instance whose trail grew since, or that was derived with other
+    referral ``timeframes`` than the deployment's (at most ``limit``), ``batch`` instances per unit of
+    work. Returns how many were refreshed."""
     done = 0
+    deadlines = timeframes.fingerprint()
     while limit is None or done < limit:
         with unit_of_work(sessions) as session:
-            stale = _stale(session, batch if limit is None else min(batch, limit - done))
+            stale = _stale(session, batch if limit is None else min(batch, limit - done), deadlines)
             if not stale:
                 break
-            _rewrite(session, stale, now)
+            _rewrite(session, stale, now, timeframes)
         done += len(stale)
     return done
 
@@ -89,14 +106,18 @@ def _days(start: datetime | None, end: datetime | None) -> float | None:
     return None if start is None or end is None else (end - start).total_seconds() / 86400
 
 
-def _rewrite(session: Session, stale: list[tuple[str, str, int]], now: datetime) -> None:
+def _rewrite(
+    session: Session, stale: list[tuple[str, str, int]], now: datetime, timeframes: ReferralTimeframes
+) -> None:
     ids = [instance_id for instance_id, _, _ in stale]
     cohort = load_cohort(session, None, None, ids)
     for table in _TABLES:
         session.execute(delete(table).where(table.c.instance_id.in_(ids)))
-    rows = _rows(cohort)
+    rows = _rows(cohort, timeframes)
+    deadlines = timeframes.fingerprint()
     rows["report_instances"] = [
-        {"instance_id": i, "pathway_id": p, "event_seq": seq, "refreshed_at": now} for i, p, seq in stale
+        {"instance_id": i, "pathway_id": p, "event_seq": seq, "refreshed_at": now, "deadlines": deadlines}
+        for i, p, seq in stale
     ]
     copy = session.get_bind().dialect.name == "postgresql"
     for table in _TABLES:
@@ -119,7 +140,7 @@ def _copy(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
             pipe.write_row(tuple(row.get(name) for name in names))
 
 
-def _rows(cohort: Cohort) -> dict[str, list[dict[str, Any]]]:
+def _rows(cohort: Cohort, timeframes: ReferralTimeframes) -> dict[str, list[dict[str, Any]]]:
     """The summary rows of the cohort's instances, by table."""
     rows: dict[str, list[dict[str, Any]]] = {"report_measure_rows": [], "report_items": [], "report_warning_signs": []}
     pathway_of = {facts.instance_id: facts.pathway_id for facts in cohort.instances}
@@ -178,7 +199,7 @@ def _rows(cohort: Cohort) -> dict[str, list[dict[str, Any]]]:
                 "completed_at": moved.get("completed"),
                 "answered_at": answered,
                 "answered_week": _week(answered),
-                "due_at": None if referred is None else referral_deadline(referred, item.urgency or ""),
+                "due_at": None if referred is None else referral_deadline(referred, item.urgency or "", timeframes),
                 "closed_at": item.closed_at,
                 "days_to_acceptance": _days(referred, moved.get("accepted")),
                 "days_to_first_contact": _days(referred, moved.get("first_contact")),
@@ -258,11 +279,16 @@ def _measure_row(measure: Any, found: Any) -> dict[str, Any]:
 
 
 def read_measures(
-    session: Session, query: MeasureQuery, as_of: datetime, monthly: dict[tuple[str, ...], Any] | None = None
+    session: Session,
+    query: MeasureQuery,
+    as_of: datetime,
+    monthly: dict[tuple[str, ...], Any] | None = None,
+    timeframes: ReferralTimeframes | None = None,
 ) -> dict[str, Any]:
     """The report of :func:`engine.reports.measures.compute_measures`, aggregated from the summary
     (unsuppressed: pass it to :func:`~engine.reports.measures.suppress`). ``monthly``: the windowed
-    measures' counts per month that :func:`read_trends` read, added up here instead of read again."""
+    measures' counts per month that :func:`read_trends` read, added up here instead of read again.
+    ``timeframes``: the deployment's, so that instances derived with others count as not caught up."""
     windowed = _windowed(session, query, as_of, by_month=False) if monthly is None else _totals(monthly)
     return {
         "from": query.since.isoformat(),
@@ -274,7 +300,7 @@ def read_measures(
         "referrals": _referrals(session, query, as_of),
         "declined": _declined(session, query),
         "warning_signs": _warning_signs(session, query),
-        "stale_instances": stale_instances(session, query.placed(PathwayInstance.id)),
+        "stale_instances": stale_instances(session, query.placed(PathwayInstance.id), timeframes),
     }
 
 

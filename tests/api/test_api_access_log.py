@@ -149,7 +149,8 @@ def test_every_route_that_shows_patient_data_records_who_looked(
     patient = {"Authorization": f"Bearer {patient_token}"}
     web["patient"] = _web(app, patient_token)
     engine = app.extensions["carepath"]
-    refresh_summary(engine.sessions, engine.clock.now())  # what the COSD export reads (the worker's job)
+    # what the COSD export reads (the worker's job)
+    refresh_summary(engine.sessions, engine.clock.now(), engine.settings.referral_timeframes)
     for endpoint, url in urls.items():
         permission = routes[endpoint]
         role = (

@@ -30,7 +30,9 @@ def cohort_ids(app: Flask, clock: ManualClock) -> dict[str, str]:
     clock.set(AS_OF)
     with unit_of_work(app.extensions["carepath"].sessions) as session:
         ids = write_cohort(session)
-    refresh_summary(app.extensions["carepath"].sessions, AS_OF)  # the worker's refresh
+    refresh_summary(
+        app.extensions["carepath"].sessions, AS_OF, app.extensions["carepath"].settings.referral_timeframes
+    )  # the worker's refresh
     return ids
 
 
@@ -65,7 +67,7 @@ def test_counts_at_the_threshold_are_shown(app: Flask, client: Any, auth: Any, c
     clock.set(AS_OF)
     with unit_of_work(app.extensions["carepath"].sessions) as session:
         write_cohort(session, _many(20))
-    refresh_summary(app.extensions["carepath"].sessions, AS_OF)
+    refresh_summary(app.extensions["carepath"].sessions, AS_OF, app.extensions["carepath"].settings.referral_timeframes)
     offered = client.get(f"/v1/reports/measures?{PERIOD}&pathway={P}", headers=auth("manager")).json["measures"][0]
     # The cohort's 2 of 4 and the 20 offered on day 3: 22 of 24, but 2 missed: the 22 is blanked.
     assert (offered["numerator"], offered["denominator"], offered["rate"]) == (None, 24, None)
@@ -87,7 +89,9 @@ def test_the_threshold_is_configurable(deployed_database_url: str, clock: Manual
         clock.set(AS_OF)
         with unit_of_work(app.extensions["carepath"].sessions) as session:
             write_cohort(session)
-        refresh_summary(app.extensions["carepath"].sessions, AS_OF)
+        refresh_summary(
+            app.extensions["carepath"].sessions, AS_OF, app.extensions["carepath"].settings.referral_timeframes
+        )
         secret = make_token(app, "manager")
         report = (
             app.test_client()

@@ -27,7 +27,7 @@ def cohort(app: Flask) -> dict[str, str]:
     with unit_of_work(engine.sessions) as session:
         ids = write_cohort(session)
         write_cohort(session, more)
-    refresh_summary(engine.sessions, AS_OF)
+    refresh_summary(engine.sessions, AS_OF, engine.settings.referral_timeframes)
     return ids
 
 
