@@ -96,6 +96,7 @@ def test_a_higher_score_never_gets_a_lower_urgency(bundled: LoadedRuleset) -> No
         "on immunotherapy": PatientContext(on_sact=True, on_immunotherapy=True),
         "treatment not recorded": PatientContext(),
         "off SACT, immunotherapy not recorded": PatientContext(on_sact=False),
+        "SACT not recorded, off immunotherapy": PatientContext(on_immunotherapy=False),
         "kidney cancer, off treatment": PatientContext(diagnosis="kidney", on_sact=False, on_immunotherapy=False),
     }
     drops = []
@@ -146,3 +147,20 @@ def test_a_fever_off_sact_with_immunotherapy_not_recorded_is_an_emergency(bundle
         assert off.outcomes.referrals == (), phase
         assert "symptom-review" in {i.code for i in off.outcomes.interventions}, phase
 
+
+def test_severe_breathlessness_with_treatment_not_recorded_is_an_emergency(bundled: LoadedRuleset) -> None:
+    """Breathlessness 8 or more (read as at rest) is red on or after SACT and on immunotherapy (UKONS v3):
+    with either status not recorded (absent or null) and neither recorded on, it is assessed now, as the
+    fever is; only both recorded off keeps the same-day review (clinical review: it stayed urgent)."""
+    statuses = ("absent", None, False)
+    for phase in PHASES:
+        for sact in statuses:
+            for immunotherapy in statuses:
+                context = _context(phase, on_sact=sact, on_immunotherapy=immunotherapy)
+                both_off = sact is False and immunotherapy is False
+                for score in (8, 9, 10):
+                    acute = {
+                        r for r in _referrals(bundled, {"breathing_difficulties": score}, context) if r[0] in ACUTE_ONCOLOGY
+                    }
+                    expected = ("acute-oncology-review", "urgent") if both_off else ("acute-oncology-assessment", "emergency")
+                    assert acute == {expected}, (context, score)
