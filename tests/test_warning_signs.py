@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import RuleFileError
-from engine.rules.warning_signs import DIAGNOSES, load_warning_signs, parse_warning_signs
+from engine.rules.warning_signs import DIAGNOSES, URGENCIES, load_warning_signs, parse_warning_signs
 
 BUNDLED = Path(__file__).resolve().parent.parent / "rules" / "catalogues" / "warning_signs.yaml"
 
@@ -86,6 +86,32 @@ def test_children_and_young_people_call_their_treatment_centre() -> None:
     common = {s.code for s in catalogue.signs["all"]}
     for diagnosis in set(DIAGNOSES) - {"children_young_people"}:
         assert common <= {s.code for s in catalogue.for_diagnosis(diagnosis)}, diagnosis
+
+
+def test_children_and_young_people_are_never_sent_to_the_adult_24_hour_line() -> None:
+    """A child's family calls the principal treatment centre or shared care unit, open 24 hours (CCLG):
+    no sign a child sees names the adult acute oncology line, in its contact or its words (clinical
+    review: the diarrhoea and immunotherapy signs, among others, still did). Each children's sign is
+    at least as urgent as the adult one it replaces, and applies whenever that one did."""
+    catalogue = load_warning_signs(BUNDLED)
+    for when in (None, "during_treatment", "after_treatment"):
+        signs = catalogue.for_diagnosis("children_young_people", when)
+        adult_line = [
+            s.code
+            for s in signs
+            if s.contact.code == "acute-oncology-line"
+            or "acute oncology" in s.action_en.lower()
+            or "cancerjouren" in s.action_sv.lower()
+        ]
+        assert adult_line == [], when
+    common = {s.code: s for s in catalogue.signs["all"]}
+    for sign in catalogue.signs["children_young_people"]:
+        for code in sign.replaces:
+            replaced = common[code]
+            assert URGENCIES.index(sign.urgency) <= URGENCIES.index(replaced.urgency), (sign.code, code)
+            assert sign.when in (replaced.when, "any"), (sign.code, code)
+    for code in ("diarrhoea_or_vomiting_on_treatment", "severe_diarrhoea_or_vomiting_on_treatment", "immunotherapy_side_effects"):
+        assert code not in {s.code for s in catalogue.for_diagnosis("children_young_people")}, code
 
 
 def test_red_findings_are_emergencies_and_amber_ones_same_day() -> None:

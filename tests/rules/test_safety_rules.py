@@ -95,6 +95,8 @@ def test_a_higher_score_never_gets_a_lower_urgency(bundled: LoadedRuleset) -> No
         "on SACT": PatientContext(on_sact=True, on_immunotherapy=False),
         "on immunotherapy": PatientContext(on_sact=True, on_immunotherapy=True),
         "treatment not recorded": PatientContext(),
+        "off SACT, immunotherapy not recorded": PatientContext(on_sact=False),
+        "SACT not recorded, off immunotherapy": PatientContext(on_immunotherapy=False),
         "kidney cancer, off treatment": PatientContext(diagnosis="kidney", on_sact=False, on_immunotherapy=False),
     }
     drops = []
@@ -108,3 +110,57 @@ def test_a_higher_score_never_gets_a_lower_urgency(bundled: LoadedRuleset) -> No
                     drops.append(f"{name}: {code} {score}")
                 highest = max(highest, urgency)
     assert drops == []
+
+
+PHASES = ("diagnosis", "prehabilitation", "treatment", "end_of_treatment", "follow_up", "palliative", None)
+# A treatment field not known: left out of the context, or sent as null (Assessment.from_dict drops a null).
+NOT_RECORDED = ("absent", None)
+
+
+def _context(phase: str | None, **known: object) -> dict[str, object]:
+    context: dict[str, object] = {} if phase is None else {"treatment_phase": phase}
+    context.update({field: value for field, value in known.items() if value != "absent"})
+    return context
+
+
+def _referrals(bundled: LoadedRuleset, concerns: dict[str, int], context: dict[str, object]) -> set[tuple[str, str]]:
+    e = evaluate(bundled.compiled, bundled.catalogue, Assessment.from_dict({"concerns": concerns, "context": context}))
+    return {(r.intervention, r.urgency) for r in e.outcomes.referrals}
+
+
+def test_a_fever_off_sact_with_immunotherapy_not_recorded_is_an_emergency(bundled: LoadedRuleset) -> None:
+    """SACT recorded off (none in 6 weeks) says nothing of immunotherapy in the last 12 months: a fever
+    with immunotherapy not recorded (absent or null) is assessed now, as with SACT not recorded; only
+    immunotherapy recorded off gets the symptom review (clinical review: it got only the review)."""
+    for phase in PHASES:
+        for immunotherapy in NOT_RECORDED:
+            context = _context(phase, on_sact=False, on_immunotherapy=immunotherapy)
+            assert _referrals(bundled, {"fever": 3}, context) == {("acute-oncology-assessment", "emergency")}, context
+        for sact in NOT_RECORDED:
+            context = _context(phase, on_sact=sact, on_immunotherapy=False)
+            assert _referrals(bundled, {"fever": 3}, context) == {("acute-oncology-assessment", "emergency")}, context
+        off = evaluate(
+            bundled.compiled,
+            bundled.catalogue,
+            Assessment({"fever": 3}, PatientContext(treatment_phase=phase, on_sact=False, on_immunotherapy=False)),
+        )
+        assert off.outcomes.referrals == (), phase
+        assert "symptom-review" in {i.code for i in off.outcomes.interventions}, phase
+
+
+def test_severe_breathlessness_with_treatment_not_recorded_is_an_emergency(bundled: LoadedRuleset) -> None:
+    """Breathlessness 8 or more (read as at rest) is red on or after SACT and on immunotherapy (UKONS v3):
+    with either status not recorded (absent or null) and neither recorded on, it is assessed now, as the
+    fever is; only both recorded off keeps the same-day review (clinical review: it stayed urgent)."""
+    statuses = ("absent", None, False)
+    for phase in PHASES:
+        for sact in statuses:
+            for immunotherapy in statuses:
+                context = _context(phase, on_sact=sact, on_immunotherapy=immunotherapy)
+                both_off = sact is False and immunotherapy is False
+                for score in (8, 9, 10):
+                    acute = {
+                        r for r in _referrals(bundled, {"breathing_difficulties": score}, context) if r[0] in ACUTE_ONCOLOGY
+                    }
+                    expected = ("acute-oncology-review", "urgent") if both_off else ("acute-oncology-assessment", "emergency")
+                    assert acute == {expected}, (context, score)
