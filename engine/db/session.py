@@ -6,7 +6,7 @@ import contextlib
 import contextvars
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,11 @@ from engine.db.replica import REPLICA, replica_session, written_at
 __all__ = [
     "TRAIL_KEY",
     "bounded_statements",
+    "committing_outcome",
     "database_unavailable",
     "make_engine",
     "make_session_factory",
+    "note_outcome",
     "read_only",
     "unit_of_work",
     "upgrade_schema",
@@ -36,6 +38,32 @@ IDLE_PING_SECONDS = 10.0
 _LAST_USED = "carepath.last_used"
 # True inside read_only(): SQLite then begins a deferred transaction (no write lock).
 _reading: contextvars.ContextVar[bool] = contextvars.ContextVar("carepath_reading", default=False)
+
+# session.info: what a use case's unit of work produced (note_outcome), for the hook of committing_outcome.
+_OUTCOME = "carepath.outcome"
+_before_commit: contextvars.ContextVar[Callable[[Session, list[str]], None] | None] = contextvars.ContextVar(
+    "carepath_before_commit", default=None
+)
+
+
+def note_outcome(session: Session, resource_id: str) -> None:
+    """Say that this unit of work is a use case's and what it produced or changed (an instance's id):
+    inside :func:`committing_outcome`, its hook then writes in this same transaction."""
+    session.info.setdefault(_OUTCOME, []).append(resource_id)
+
+
+@contextlib.contextmanager
+def committing_outcome(hook: Callable[[Session, list[str]], None]) -> Iterator[None]:
+    """In this context, every unit of work that noted an outcome (:func:`note_outcome`) calls
+    ``hook(session, resources)`` just before it commits, inside its transaction: what the hook writes
+    commits with the use case or not at all, and an exception from it rolls the use case back. The
+    API's ``Idempotency-Key`` records the use case's outcome so (:mod:`engine.idempotency`)."""
+    token = _before_commit.set(hook)
+    try:
+        yield
+    finally:
+        _before_commit.reset(token)
+
 
 # PostgreSQL: how long to wait for a new connection, and the TCP settings that notice a peer gone
 # silent (a partition, a host that froze, a failover that moved the address): probes after 10 s idle,
@@ -140,7 +168,7 @@ def _bounded_connection_class() -> type:
     import psycopg
     from psycopg.errors import _WaitTimeout
 
-    class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
+    class BoundedConnection(psycopg.Connection):
         """psycopg's connection, whose every wait for the server ends after the context's round-trip
         limit (:func:`bounded_statements`): the connection is then closed (SQLAlchemy sees it gone
         and replaces the pool's connections) and ``OperationalError`` is raised."""
@@ -287,6 +315,9 @@ def _transaction(factory: sessionmaker[Session], *, reading: bool) -> Iterator[S
         yield session
         if reading and (session.new or session.dirty or session.deleted):
             raise RuntimeError("a read-only unit of work changed rows; use unit_of_work")
+        hook = None if reading else _before_commit.get()
+        if hook is not None and session.info.get(_OUTCOME):
+            hook(session, session.info[_OUTCOME])
         session.commit()  # for a read, nothing to write; unlike a rollback, it keeps what was read loaded
         if not reading and REPLICA in session.info:
             written_at(session)  # where a replica must have replayed to show this caller what they wrote

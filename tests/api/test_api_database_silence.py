@@ -8,6 +8,7 @@ bound on a round trip must. Small timeouts keep the test to a few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -62,10 +63,8 @@ class SilentProxy:
     def close(self) -> None:
         self.closing.set()
         for sock in self.sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:  # pragma: no cover - already closed
-                pass
 
 
 @pytest.fixture
