@@ -21,6 +21,7 @@ from typing import Any
 from flask import Flask, current_app, request
 
 from engine import CarePath, Settings
+from engine.db.session import bounded_statements
 from engine.documents.directory import require_service_directory
 from engine.identity import Provider
 from engine.instances.queries import InstanceQueries
@@ -146,6 +147,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         webhooks,
     )
 
+    app.wsgi_app = _bounded_requests(app.wsgi_app, settings.statement_timeout)  # type: ignore[method-assign]
     errors.init_app(app)
     replica.init_app(app)
     access_log.init_app(app)
@@ -179,6 +181,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.logger.warning("no CAREPATH_SECRET_KEY: web sign-ins end when the server restarts")
     web.init_app(app)
     return app
+
+
+def _bounded_requests(wsgi_app: Any, seconds: float) -> Any:
+    """Every request's PostgreSQL work bounded by ``CAREPATH_STATEMENT_TIMEOUT``
+    (:func:`engine.db.session.bounded_statements`): a database that stops answering is a 503, never a
+    request (a gthread worker's thread, a pooled connection) held for as long as TCP takes to give up."""
+
+    @functools.wraps(wsgi_app)
+    def bounded(environ: Any, start_response: Any) -> Any:
+        with bounded_statements(seconds):
+            return wsgi_app(environ, start_response)
+
+    return bounded
 
 
 def _setting_text(value: Any) -> str:

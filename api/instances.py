@@ -41,9 +41,15 @@ def instance_filter() -> InstanceFilter:
     )
 
 
+def _started(resources: list[str]) -> Reply:
+    """A start's answer once more, from the instance it started (read as it is now)."""
+    view = carepath().instances.get(resources[0])
+    return instance_body(view), 201, {**etag(view.version), **VARY, "Location": url_for(".get", instance_id=view.id)}
+
+
 @bp.post("")
 @requires("instances.start")
-@idempotent
+@idempotent(replay=_started)
 def start() -> Reply:
     body = json_body("StartRequest")
     principal = current_principal()

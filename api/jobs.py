@@ -11,6 +11,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from engine.db.session import bounded_statements
+
 __all__ = ["BackgroundJobs"]
 
 _log = logging.getLogger("carepath.jobs")
@@ -22,11 +24,13 @@ class BackgroundJobs:
         self._lock = threading.Lock()
 
     def start(self, name: str, work: Callable[[], object]) -> None:
-        """Run ``work`` on a daemon thread; an exception it raises is logged by type only."""
+        """Run ``work`` on a daemon thread; an exception it raises is logged by type only. A request's
+        statement timeout does not apply to it (:func:`engine.db.session.bounded_statements`)."""
 
         def run() -> None:
             try:
-                work()
+                with bounded_statements(None):
+                    work()
             except Exception as exc:  # noqa: BLE001 - a job's own failure is recorded by the job
                 _log.error("background job %s failed: %s", name, type(exc).__name__)
 

@@ -95,9 +95,14 @@ def end_of_treatment_phase(instance_id: Any, number: int) -> Response:
     )
 
 
+def _form_submitted(resources: list[str], instance_id: Any, task_id: Any) -> Reply:
+    view = patient_view(str(instance_id))
+    return patient_instance(view), 200, {**etag(view.version), **VARY}
+
+
 @bp.post("/instances/<uuid:instance_id>/forms/<uuid:task_id>")
 @requires("patient.submit")
-@idempotent
+@idempotent(replay=_form_submitted)
 def submit_form(instance_id: Any, task_id: Any) -> Reply:
     data = json_body("CompleteRequest")["data"]
     view = complete_own_form(
@@ -106,9 +111,13 @@ def submit_form(instance_id: Any, task_id: Any) -> Reply:
     return patient_instance(view), 200, {**etag(view.version), **VARY}
 
 
+def _warning_sign_reported(resources: list[str]) -> tuple[dict[str, Any], int]:
+    return {"instances": resources}, 202
+
+
 @bp.post("/warning-signs")
 @requires("patient.report")
-@idempotent
+@idempotent(replay=_warning_sign_reported)
 def warning_sign() -> tuple[dict[str, Any], int]:
     body = json_body("WarningSignReport")
     views = report_warning_sign(

@@ -48,9 +48,13 @@ def list_ready() -> tuple[dict[str, Any], int, dict[str, str]]:
     )
 
 
+def _escalation_completed(resources: list[str], escalation_id: Any) -> Reply:
+    return carepath().referral_escalations.get(resources[0]), 200, {}
+
+
 @bp.post("/referral-escalations/<uuid:escalation_id>/complete")
 @requires("tasks.complete", named="referral_escalation")
-@idempotent
+@idempotent(replay=_escalation_completed)
 def complete_escalation(escalation_id: Any) -> Reply:
     outcome = json_body("EscalationCompletion")["outcome"]
     return carepath().referral_escalations.complete(str(escalation_id), outcome, current_principal().actor), 200, {}
@@ -73,9 +77,14 @@ def get(instance_id: Any, task_id: Any) -> Reply:
     raise NotFoundError("no ready task with this id in the instance")
 
 
+def _task_completed(resources: list[str], instance_id: Any, task_id: Any) -> Reply:
+    view = carepath().instances.get(str(instance_id))
+    return instance_body(view), 200, {**etag(view.version), **VARY}
+
+
 @bp.post("/instances/<uuid:instance_id>/tasks/<uuid:task_id>/complete")
 @requires("tasks.complete")
-@idempotent
+@idempotent(replay=_task_completed)
 def complete(instance_id: Any, task_id: Any) -> Reply:
     data = json_body("CompleteRequest")["data"]
     view = carepath().instances.complete_task(

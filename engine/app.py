@@ -46,9 +46,13 @@ class CarePath:
         self.settings = settings
         if upgrade:
             upgrade_schema(settings.database_url)
-        self.db: Engine = make_engine(settings.database_url)
+        self.db: Engine = make_engine(settings.database_url, connect_timeout=settings.database_connect_timeout)
         # A streaming replica the API's reads may use (engine.db.replica); None: everything reads the primary.
-        self.replica_db: Engine | None = make_engine(settings.read_database_url) if settings.read_database_url else None
+        self.replica_db: Engine | None = (
+            make_engine(settings.read_database_url, connect_timeout=settings.database_connect_timeout)
+            if settings.read_database_url
+            else None
+        )
         # The trail key goes to every session (engine.audit authenticates events with it).
         self.sessions: sessionmaker[Session] = make_session_factory(
             self.db, trail_key=settings.trail_key(), replica=self.replica_db

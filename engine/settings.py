@@ -479,12 +479,14 @@ _WEBHOOK_SETTINGS = {
     "CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS": ("webhook_longest_retry_seconds", float),
     # not a webhook's, but read the same way
     "CAREPATH_REPORT_MIN_COUNT": ("report_min_count", int),
+    "CAREPATH_STATEMENT_TIMEOUT": ("statement_timeout", float),
+    "CAREPATH_DATABASE_CONNECT_TIMEOUT": ("database_connect_timeout", float),
 }
 
 
 def _webhook_settings(env: Mapping[str, str]) -> dict[str, object]:
-    """``CAREPATH_WEBHOOK_MAX_ATTEMPTS`` and the ``..._SECONDS`` of the timeout and retries, and
-    ``CAREPATH_REPORT_MIN_COUNT``.
+    """``CAREPATH_WEBHOOK_MAX_ATTEMPTS`` and the ``..._SECONDS`` of the timeout and retries,
+    ``CAREPATH_REPORT_MIN_COUNT``, ``CAREPATH_STATEMENT_TIMEOUT`` and ``CAREPATH_DATABASE_CONNECT_TIMEOUT``.
 
     Raises:
         ValueError: a value that is not a number (of the right kind).
@@ -548,6 +550,15 @@ class Settings:
     ``report_min_count`` (``CAREPATH_REPORT_MIN_COUNT``, default 5): in every report (``engine.reports``)
     a count from 1 to this minus one is suppressed, so no patient can be singled out.
 
+    ``statement_timeout`` (``CAREPATH_STATEMENT_TIMEOUT``, seconds, default 30; 0: none): on PostgreSQL,
+    the longest one statement of an API request may run before the server cancels it, and (five
+    seconds more) the longest the server may leave a request's round trip unanswered before the
+    connection is closed; the request then answers 503 (:func:`engine.db.session.bounded_statements`).
+    Only the server's requests are bounded: not the worker or the command line, whose long work (a
+    verification, a migration, a bulk load) must not be cut. ``database_connect_timeout``
+    (``CAREPATH_DATABASE_CONNECT_TIMEOUT``, seconds, default 10): the longest a new PostgreSQL
+    connection, or the ping of one idle for a while, may take, for every process.
+
     ``oidc``: people sign in through an OpenID Connect provider (:class:`OidcSettings`, the
     ``CAREPATH_OIDC_*`` variables); None: API tokens only.
 
@@ -596,6 +607,9 @@ class Settings:
     four_eyes: bool = True
     # Reports (engine.reports, docs/measures.md): counts from 1 to this minus one are suppressed.
     report_min_count: int = 5
+    # PostgreSQL: an API request's statements (seconds; 0: none) and any new connection (seconds).
+    statement_timeout: float = 30.0
+    database_connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -619,6 +633,10 @@ class Settings:
             or self.webhook_longest_retry_seconds < self.webhook_first_retry_seconds
         ):
             raise ValueError("CAREPATH_WEBHOOK_* settings must be positive, the longest retry at least the first")
+        if self.statement_timeout < 0 or self.database_connect_timeout <= 0:
+            raise ValueError(
+                "CAREPATH_STATEMENT_TIMEOUT must be 0 (none) or more, CAREPATH_DATABASE_CONNECT_TIMEOUT positive"
+            )
         if self.trail_key_file is not None:
             self.trail_key()  # a key that is configured but unusable refuses every start
         if self.read_database_url is not None and not (
@@ -678,6 +696,7 @@ class Settings:
         ``CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` (1, true, yes or on),
         ``CAREPATH_FOUR_EYES`` (on by default; off: 0, false, no or off),
         ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL``, ``CAREPATH_REPORT_MIN_COUNT``,
+        ``CAREPATH_STATEMENT_TIMEOUT``, ``CAREPATH_DATABASE_CONNECT_TIMEOUT``,
         ``CAREPATH_DEFAULT_ORGANISATION``, ``CAREPATH_DEFAULT_CARE_TEAM``, the ``CAREPATH_OIDC_*``
         variables (:meth:`OidcSettings.from_env`) and the referral timeframes'
         (:meth:`ReferralTimeframes.from_env`). Without a database URL: :func:`default_database_url`.

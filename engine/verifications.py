@@ -19,7 +19,10 @@ A process that dies with a job running (or before its thread started) leaves the
 ``queued``) with a ``progress_at`` that stops moving. Once it has not moved for
 :data:`ABANDONED_AFTER` (progress is written after every batch, seconds apart), a worker takes the
 job over (:func:`claim_abandoned`, one claimant even with several workers) and runs it again from
-the start: verifying only reads, so running a job twice changes nothing but the time it takes.
+the start: verifying only reads, so running a job twice changes nothing but the time it takes. Each
+run owns its job by a token (``run_id``) that the takeover clears: a run that was stalled rather
+than dead (a hung connection) writes nothing once it has lost the job, and stops at its next write
+(:class:`VerificationTakenOver`), so it never overwrites the result of the run that took over.
 
 A job verifies every trail, or one organisation's (``organisation``: what an auditor of one
 organisation may start); :func:`get_verification` shows a job to a caller of that organisation, or
@@ -33,6 +36,7 @@ numbers, never patient data; a failure of the job itself is recorded by the erro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import uuid
@@ -67,6 +71,7 @@ __all__ = [
     "MAX_KEPT_PROBLEMS",
     "Verification",
     "VerificationFailed",
+    "VerificationTakenOver",
     "claim_abandoned",
     "get_verification",
     "id_ranges",
@@ -186,12 +191,37 @@ def run_verification(
     (:func:`engine.audit.verify_trail`), in ``jobs`` processes (:func:`verify_every_trail`), against
     the newest checkpoint in ``checkpoint_dir`` when given, writing its progress after every
     ``batch`` instances (of each process). Whatever happens, the job ends ``verified``, ``problems``
-    or ``failed`` (with the error's type), unless the process itself dies.
+    or ``failed`` (with the error's type), unless the process itself dies -- or the job is taken
+    over meanwhile (:func:`claim_abandoned`): this run then stops at its next write and leaves the
+    job to the run that took it over. A job another run owns is not run. Returns the job as it is.
 
     Raises: NotFoundError (no such job).
     """
     organisation = get_verification(sessions, job_id).organisation
-    _set(sessions, job_id, status="running", started_at=now(), progress_at=now())
+    run = str(uuid.uuid4())
+    if not _take(sessions, job_id, run, now()):
+        return get_verification(sessions, job_id)  # another run has it
+    # Taken over while this run stalled: the result is the run's that took it over.
+    with contextlib.suppress(VerificationTakenOver):
+        _run(sessions, job_id, run, now, checkpoint_dir, batch, jobs, organisation)
+    return get_verification(sessions, job_id)
+
+
+class VerificationTakenOver(Exception):
+    """This run no longer owns its job (:func:`claim_abandoned` gave it to another run): it stops."""
+
+
+def _run(
+    sessions: sessionmaker[Session],
+    job_id: str,
+    run: str,
+    now: Callable[[], datetime],
+    checkpoint_dir: Path | None,
+    batch: int,
+    jobs: int,
+    organisation: str | None,
+) -> None:
+    """Raises: VerificationTakenOver."""
     try:
         problems: list[TrailProblem] = []
         checkpoint = None
@@ -202,10 +232,10 @@ def run_verification(
                 problems.append(TrailProblem("", None, str(exc)))
 
         def progress(checked: int) -> None:
-            _set(sessions, job_id, instances_checked=checked, progress_at=now())
+            _set(sessions, job_id, run, instances_checked=checked, progress_at=now())
 
         with read_only(sessions) as session:
-            _set(sessions, job_id, instances_total=count_instances(session, organisation=organisation))
+            _set(sessions, job_id, run, instances_total=count_instances(session, organisation=organisation))
         problems += verify_every_trail(
             sessions, checkpoint=checkpoint, jobs=jobs, progress=progress, batch=batch, organisation=organisation
         )
@@ -218,14 +248,16 @@ def run_verification(
         _set(
             sessions,
             job_id,
+            run,
             status="problems" if problems else "verified",
             finished_at=now(),
             problem_count=len(problems),
             problems=json.dumps(kept),
         )
+    except VerificationTakenOver:
+        raise
     except Exception as exc:
-        _set(sessions, job_id, status="failed", finished_at=now(), failure=type(exc).__name__)
-    return get_verification(sessions, job_id)
+        _set(sessions, job_id, run, status="failed", finished_at=now(), failure=type(exc).__name__)
 
 
 class VerificationFailed(Exception):
@@ -341,8 +373,9 @@ def _verify_share(
 def claim_abandoned(sessions: sessionmaker[Session], now: datetime, after: timedelta = ABANDONED_AFTER) -> str | None:
     """Take over the oldest job left ``queued`` or ``running`` with no progress for ``after``: it is
     marked running again, as of ``now``, so no other worker takes it meanwhile (on PostgreSQL
-    ``FOR UPDATE SKIP LOCKED``; on SQLite the single writer serialises claims). Returns its id, to be
-    run with :func:`run_verification`, or None."""
+    ``FOR UPDATE SKIP LOCKED``; on SQLite the single writer serialises claims), and its owner is
+    cleared, so the run that left it -- should it be stalled rather than dead -- writes nothing more
+    and stops. Returns its id, to be run with :func:`run_verification` (which takes ownership), or None."""
     job = AuditVerification
     with unit_of_work(sessions) as session:
         row = session.scalars(
@@ -356,18 +389,35 @@ def claim_abandoned(sessions: sessionmaker[Session], now: datetime, after: timed
         ).first()
         if row is None:
             return None
-        row.status, row.progress_at, row.instances_checked = "running", now, 0
+        row.status, row.progress_at, row.instances_checked, row.run_id = "running", now, 0, None
         return row.id
 
 
-def _set(sessions: sessionmaker[Session], job_id: str, **values: Any) -> None:
-    """Raises: NotFoundError."""
+def _take(sessions: sessionmaker[Session], job_id: str, run: str, now: datetime) -> bool:
+    """Make ``run`` the job's owner, if it has none (a new job, or one :func:`claim_abandoned` took over)
+    and has not ended; False when another run owns it."""
+    job = AuditVerification
+    with unit_of_work(sessions) as session:
+        taken = session.execute(
+            update(job)
+            .where(job.id == job_id, job.run_id.is_(None), job.status.in_(("queued", "running")))
+            .values(run_id=run, status="running", started_at=now, progress_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(taken, "rowcount", 0))
+
+
+def _set(sessions: sessionmaker[Session], job_id: str, run: str, **values: Any) -> None:
+    """Write the job's progress or result, as its owner ``run``.
+
+    Raises: VerificationTakenOver (the job is no longer this run's).
+    """
     with unit_of_work(sessions) as session:
         changed = session.execute(
             update(AuditVerification)
-            .where(AuditVerification.id == job_id)
+            .where(AuditVerification.id == job_id, AuditVerification.run_id == run)
             .values(**values)
             .execution_options(synchronize_session=False)
         )
         if changed.rowcount != 1:  # type: ignore[attr-defined]
-            raise NotFoundError(f"no verification {job_id!r}")
+            raise VerificationTakenOver(f"verification {job_id!r} was taken over by another run")

@@ -36,7 +36,7 @@ from engine.audit import append_event, check_reason
 from engine.careplan.moves import OPEN_REFERRAL, move_item, record_history
 from engine.clock import Clock
 from engine.db.models import CarePlanItem, InstanceEvent, PathwayInstance, ReferralEscalation
-from engine.db.session import read_only, unit_of_work
+from engine.db.session import note_outcome, read_only, unit_of_work
 from engine.errors import ConflictError, InvalidInputError, NotFoundError, Problem, StaleVersionError
 from engine.instances.service import PathwayService
 from engine.instances.store import ConflictMapper, load_instance, save_instance
@@ -275,6 +275,17 @@ class ReferralEscalations:
                 for e, i, p in session.execute(query)
             ]
 
+    def get(self, escalation_id: str) -> dict[str, Any]:
+        """One escalation, as :meth:`complete` returns it.
+
+        Raises: NotFoundError.
+        """
+        with read_only(self.sessions) as session:
+            escalation = session.get(ReferralEscalation, escalation_id)
+            if escalation is None:
+                raise NotFoundError(f"no referral escalation {escalation_id!r}")
+            return escalation.as_dict()
+
     def complete(self, escalation_id: str, outcome: Any, actor: str) -> dict[str, Any]:
         """Complete an open escalation with an outcome code (e.g. ``chased_service``, ``re_referred``).
 
@@ -316,4 +327,5 @@ class ReferralEscalations:
             )
             instance.updated_at = now
             save_instance(session, instance)
+            note_outcome(session, escalation.id)
             return escalation.as_dict()

@@ -254,6 +254,9 @@ class AuditVerification(Base):
     # The organisation whose trails the job verifies (an auditor of one organisation starts, and reads, only
     # those); None: every trail of the deployment.
     organisation: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # The run that owns the job (engine.verifications): set when a run starts, cleared when a worker takes
+    # an abandoned job over; a run writes its progress and result only while it is still the owner.
+    run_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class ApiToken(Base):

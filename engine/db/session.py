@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -17,9 +19,12 @@ from engine.db.replica import REPLICA, replica_session, written_at
 
 __all__ = [
     "TRAIL_KEY",
+    "bounded_statements",
+    "committing_outcome",
     "database_unavailable",
     "make_engine",
     "make_session_factory",
+    "note_outcome",
     "read_only",
     "unit_of_work",
     "upgrade_schema",
@@ -34,6 +39,72 @@ _LAST_USED = "carepath.last_used"
 # True inside read_only(): SQLite then begins a deferred transaction (no write lock).
 _reading: contextvars.ContextVar[bool] = contextvars.ContextVar("carepath_reading", default=False)
 
+# session.info: what a use case's unit of work produced (note_outcome), for the hook of committing_outcome.
+_OUTCOME = "carepath.outcome"
+_before_commit: contextvars.ContextVar[Callable[[Session, list[str]], None] | None] = contextvars.ContextVar(
+    "carepath_before_commit", default=None
+)
+
+
+def note_outcome(session: Session, resource_id: str) -> None:
+    """Say that this unit of work is a use case's and what it produced or changed (an instance's id):
+    inside :func:`committing_outcome`, its hook then writes in this same transaction."""
+    session.info.setdefault(_OUTCOME, []).append(resource_id)
+
+
+@contextlib.contextmanager
+def committing_outcome(hook: Callable[[Session, list[str]], None]) -> Iterator[None]:
+    """In this context, every unit of work that noted an outcome (:func:`note_outcome`) calls
+    ``hook(session, resources)`` just before it commits, inside its transaction: what the hook writes
+    commits with the use case or not at all, and an exception from it rolls the use case back. The
+    API's ``Idempotency-Key`` records the use case's outcome so (:mod:`engine.idempotency`)."""
+    token = _before_commit.set(hook)
+    try:
+        yield
+    finally:
+        _before_commit.reset(token)
+
+
+# PostgreSQL: how long to wait for a new connection, and the TCP settings that notice a peer gone
+# silent (a partition, a host that froze, a failover that moved the address): probes after 10 s idle,
+# every 5 s, 3 unanswered close the connection; data unacknowledged for 30 s closes it too. They cut
+# nothing that is merely slow: a server busy with a long statement still answers TCP.
+CONNECT_TIMEOUT_SECONDS = 10.0
+_TCP: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
+# How much longer than the statement timeout a round trip may take before the client gives up on the
+# server (it cancels a statement itself at the timeout; this is for a server, or a proxy, gone silent).
+ROUND_TRIP_GRACE_SECONDS = 5.0
+_STATEMENT_TIMEOUT = "carepath.statement_timeout_ms"
+# Inside bounded_statements(): the statement timeout (seconds) of this context's transactions.
+_statement_limit: contextvars.ContextVar[float | None] = contextvars.ContextVar("carepath_statements", default=None)
+# The longest one round trip to PostgreSQL may wait, in this context (None: no limit).
+_round_trip_limit: contextvars.ContextVar[float | None] = contextvars.ContextVar("carepath_round_trip", default=None)
+
+
+@contextlib.contextmanager
+def bounded_statements(seconds: float | None) -> Iterator[None]:
+    """Bound the PostgreSQL work done in this context (the API wraps every request in it): each
+    statement is cancelled by the server after ``seconds`` (``statement_timeout``), and a round trip
+    that gets no answer at all for ``seconds`` + :data:`ROUND_TRIP_GRACE_SECONDS` (a server, or a proxy,
+    that stopped answering) closes its connection. Either fails with an ``OperationalError``, which
+    :func:`database_unavailable` recognises. ``None`` or ``0``: no bound (the command line's long
+    commands, the worker, a request's background jobs). SQLite: nothing to do (its busy timeout holds).
+    """
+    limit = seconds if seconds else None
+    statements = _statement_limit.set(limit)
+    round_trips = _round_trip_limit.set(limit + ROUND_TRIP_GRACE_SECONDS if limit else None)
+    try:
+        yield
+    finally:
+        _round_trip_limit.reset(round_trips)
+        _statement_limit.reset(statements)
+
 
 def _ensure_sqlite_folder(url: str) -> None:
     db_path = url.split(":///", 1)[1] if url.startswith("sqlite") and ":///" in url else ""
@@ -41,9 +112,13 @@ def _ensure_sqlite_folder(url: str) -> None:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def make_engine(url: str, idle_seconds: float = IDLE_PING_SECONDS) -> Engine:
+def make_engine(
+    url: str, idle_seconds: float = IDLE_PING_SECONDS, connect_timeout: float = CONNECT_TIMEOUT_SECONDS
+) -> Engine:
     """Create a SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout; server databases
-    get a pool whose connections are checked after ``idle_seconds`` unused (:func:`_ping_when_idle`).
+    get a pool whose connections are checked after ``idle_seconds`` unused (:func:`_ping_when_idle`),
+    a ``connect_timeout``, TCP keepalives and ``tcp_user_timeout`` (:data:`_TCP`), and the statement
+    bounds of :func:`bounded_statements`.
 
     Either way its errors and log lines never show the values bound to a statement
     (``hide_parameters``): they are patient references and form values, and such errors are printed
@@ -76,20 +151,84 @@ def make_engine(url: str, idle_seconds: float = IDLE_PING_SECONDS) -> Engine:
             connection.connection.driver_connection.execute("BEGIN" if _reading.get() else "BEGIN IMMEDIATE")
 
         return engine
-    engine = create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
-    _ping_when_idle(engine, idle_seconds)
+    connect_args = {"connect_timeout": max(2, math.ceil(connect_timeout)), **_TCP}
+    engine = create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True, connect_args=connect_args)
+    if engine.dialect.driver == "psycopg":
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
+            return _BoundedConnection.connect(*cargs, **cparams)
+
+    _ping_when_idle(engine, idle_seconds, connect_timeout)
+    _statement_timeout_on_checkout(engine)
     return engine
 
 
-def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+def _bounded_connection_class() -> type:
+    import psycopg
+    from psycopg.errors import _WaitTimeout
+
+    class BoundedConnection(psycopg.Connection):
+        """psycopg's connection, whose every wait for the server ends after the context's round-trip
+        limit (:func:`bounded_statements`): the connection is then closed (SQLAlchemy sees it gone
+        and replaces the pool's connections) and ``OperationalError`` is raised."""
+
+        def wait(self, gen, interval=0.1, timeout=None):  # type: ignore[no-untyped-def]
+            limit = _round_trip_limit.get() if timeout is None else timeout
+            try:
+                return super().wait(gen, interval, limit)
+            except _WaitTimeout:
+                self.close()
+                raise psycopg.OperationalError(f"no answer from the database within {limit:g} s") from None
+
+    return BoundedConnection
+
+
+class _LazyBoundedConnection:
+    """:func:`_bounded_connection_class`, built on first use (psycopg is imported only for PostgreSQL)."""
+
+    _cls: Any = None
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        if self._cls is None:
+            type(self)._cls = _bounded_connection_class()
+        return self._cls.connect(*args, **kwargs)
+
+
+_BoundedConnection = _LazyBoundedConnection()
+
+
+def _statement_timeout_on_checkout(engine: Engine) -> None:
+    """Give each checked-out connection the context's statement timeout (:func:`bounded_statements`).
+
+    A session setting, changed only when the context wants another value than the connection has: in a
+    server nearly every checkout is a request's, so it costs no round trip once each connection has it.
+    """
+
+    @event.listens_for(engine, "checkout")
+    def _set_timeout(dbapi_connection, record, _proxy):  # type: ignore[no-untyped-def]
+        wanted = int((_statement_limit.get() or 0) * 1000)
+        if record.info.get(_STATEMENT_TIMEOUT, 0) == wanted:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"SET statement_timeout = {wanted}")
+        finally:
+            cursor.close()
+        dbapi_connection.commit()
+        record.info[_STATEMENT_TIMEOUT] = wanted
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
     """Check a pooled connection before use when it has been idle for ``idle_seconds`` or more.
 
     SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a network round trip on every request,
     a fifth of a step's time on PostgreSQL. A connection used moments ago is almost surely alive;
     one idle for a while may have been dropped (a database restart, a failover, a firewall's idle
-    timeout), and is checked, and replaced if dead, before a request gets it. A connection that
-    dies while busy fails that request, as it would with any ping; SQLAlchemy then discards the
-    pool, so the next requests get fresh connections.
+    timeout), and is checked, and replaced if dead, before a request gets it; the ping waits at most
+    ``timeout`` for its answer, like a new connection. A connection that dies while busy fails that
+    request, as it would with any ping; SQLAlchemy then discards the pool, so the next requests get
+    fresh connections.
     """
 
     @event.listens_for(engine, "connect")
@@ -105,10 +244,13 @@ def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
     def _check(dbapi_connection, record, _proxy):  # type: ignore[no-untyped-def]
         if time.monotonic() - record.info.get(_LAST_USED, 0.0) < idle_seconds:
             return
+        bound = _round_trip_limit.set(timeout)
         try:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:  # whatever the driver raises for a dead connection
             raise DisconnectionError("pooled connection is gone; replacing it") from exc
+        finally:
+            _round_trip_limit.reset(bound)
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -173,6 +315,9 @@ def _transaction(factory: sessionmaker[Session], *, reading: bool) -> Iterator[S
         yield session
         if reading and (session.new or session.dirty or session.deleted):
             raise RuntimeError("a read-only unit of work changed rows; use unit_of_work")
+        hook = None if reading else _before_commit.get()
+        if hook is not None and session.info.get(_OUTCOME):
+            hook(session, session.info[_OUTCOME])
         session.commit()  # for a read, nothing to write; unlike a rollback, it keeps what was read loaded
         if not reading and REPLICA in session.info:
             written_at(session)  # where a replica must have replayed to show this caller what they wrote

@@ -22,7 +22,7 @@ from engine.audit import check_reason, reason_problem
 from engine.care_teams import EVERYWHERE, TEAM_CHANGE_REASONS, CareScope, check_name
 from engine.clock import Clock, SystemClock
 from engine.db.models import InstanceEvent, PathwayVersion
-from engine.db.session import read_only, unit_of_work
+from engine.db.session import note_outcome, read_only, unit_of_work
 from engine.errors import (
     ConflictError,
     InstanceExistsError,
@@ -245,6 +245,8 @@ class PathwayService:
                 self.steps.settle(step)
             insert_instances(session, [step.instance for step in started])  # one multi-row INSERT
             views = [self.steps.view(step) for step in started]
+            for view in views:
+                note_outcome(session, view.id)
         for step in started:
             self.steps.remember(step.instance, step.workflow)
         return views

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.audit import append_event, data_digest, take_pending_events, trail_key_of
 from engine.clock import Clock
 from engine.db.models import PathwayVersion
-from engine.db.session import unit_of_work
+from engine.db.session import note_outcome, unit_of_work
 from engine.decisions import (
     DECISION_PROPERTY,
     DecisionTable,
@@ -485,6 +485,7 @@ class StepRunner:
                 return None
             self.save(step)
             view = self.view(step)
+            note_outcome(session, instance_id)
         self.cache.put(step.instance, step.workflow)  # only once the step is committed
         return view
 

@@ -3,10 +3,15 @@
 **Claim.** :meth:`WebhookDeliverer.run_once` takes up to ``batch`` due deliveries in one short
 transaction -- on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED``, so several workers share the
 outbox and never take the same row; on SQLite the database's single writer (``BEGIN IMMEDIATE``)
-serialises workers -- and gives each a lease (``lease_until``) before committing. The HTTP request
-runs outside any transaction; its outcome is written in another. A worker killed mid-delivery
-leaves the row pending under its lease: once the lease runs out another worker takes it again, with
-the same ``webhook-id`` (delivery is at least once; receivers de-duplicate on that id).
+serialises workers -- and gives each a lease (``lease_until``) before committing. The batch is then
+attempted one delivery after another, so the claim's lease cannot cover them all: just before its
+own attempt each delivery's lease is renewed, and its attempt counted, in a guarded UPDATE that
+holds only while the row is still this claim's (still pending under the very lease it was given).
+A delivery whose lease ran out while it waited its turn and that another worker took meanwhile is
+skipped, not sent twice or counted twice (outcome ``superseded``). The HTTP request runs outside any
+transaction; its outcome is written in another. A worker killed mid-delivery leaves the row pending
+under its lease: once the lease runs out another worker takes it again, with the same ``webhook-id``
+(delivery is at least once; receivers de-duplicate on that id).
 
 **Order.** A delivery is due only when no earlier delivery of the same instance to the same
 subscription is still pending (waiting, leased or retrying): an instance's events reach a receiver
@@ -29,6 +34,7 @@ never the body, the receiver's answer, the URL or the secret.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Mapping
@@ -123,10 +129,11 @@ class _Claimed:
     message_id: str
     subscription_id: str
     event_type: str
-    attempts: int
+    attempts: int  # before this claim's attempt; counted when the attempt starts (_renew)
     body: str
     url: str
     secret: str
+    lease_until: datetime  # the claim's lease: the row is this claim's while it still holds it
 
 
 class WebhookDeliverer:
@@ -160,7 +167,11 @@ class WebhookDeliverer:
             sqlalchemy.exc.SQLAlchemyError: the database is unreachable (what was claimed stays
                 leased and is taken again once the lease runs out).
         """
-        return [self._attempt(claimed) for claimed in self._claim()]
+        attempts = []
+        for claimed in self._claim():
+            renewed = self._renew(claimed)
+            attempts.append(self._superseded(claimed) if renewed is None else self._attempt(renewed))
+        return attempts
 
     def _claim(self) -> list[_Claimed]:
         delivery, earlier = WebhookDelivery, aliased(WebhookDelivery)
@@ -187,15 +198,53 @@ class WebhookDeliverer:
                 .with_for_update(skip_locked=True, of=delivery)
             )
             claimed = []
+            lease_until = now + self.policy.lease
             for row, url, secret in session.execute(query).all():
-                row.attempts += 1
-                row.lease_until = now + self.policy.lease
+                row.lease_until = lease_until
                 claimed.append(
                     _Claimed(
-                        row.id, row.message_id, row.subscription_id, row.event_type, row.attempts, row.body, url, secret
+                        row.id,
+                        row.message_id,
+                        row.subscription_id,
+                        row.event_type,
+                        row.attempts,
+                        row.body,
+                        url,
+                        secret,
+                        lease_until,
                     )
                 )
         return claimed
+
+    def _renew(self, claimed: _Claimed) -> _Claimed | None:
+        """Just before its attempt: a fresh lease for the delivery, and its attempt counted, if it is still
+        this claim's; None when another worker took it after the claim's lease ran out."""
+        with unit_of_work(self.sessions) as session:
+            lease_until = self.clock.now() + self.policy.lease
+            result = session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == claimed.id,
+                    WebhookDelivery.status == PENDING,
+                    WebhookDelivery.attempts == claimed.attempts,
+                    WebhookDelivery.lease_until == claimed.lease_until,
+                )
+                .values(attempts=claimed.attempts + 1, lease_until=lease_until)
+                .execution_options(synchronize_session=False)
+            )
+            if not getattr(result, "rowcount", 0):
+                return None
+        return dataclasses.replace(claimed, attempts=claimed.attempts + 1, lease_until=lease_until)
+
+    def _superseded(self, claimed: _Claimed) -> Attempt:
+        _log.info(
+            "webhook %s (%s, subscription %s): superseded before its attempt (its lease ran out and another "
+            "worker took it)",
+            claimed.message_id,
+            claimed.event_type,
+            claimed.subscription_id,
+        )
+        return Attempt(claimed.id, claimed.message_id, "superseded", None, None, None)
 
     def _attempt(self, claimed: _Claimed) -> Attempt:
         status: int | None = None
