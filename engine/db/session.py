@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.replica import REPLICA, replica_session, written_at
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "TRAIL_KEY",
@@ -166,7 +169,14 @@ def make_engine(
 
 def _bounded_connection_class() -> type:
     import psycopg
-    from psycopg.errors import _WaitTimeout
+
+    wait_timeout: type[BaseException] | None = getattr(psycopg.errors, "_WaitTimeout", None)
+    if wait_timeout is None:  # a psycopg older than pyproject.toml allows: no client-side bound
+        log.warning(
+            "psycopg %s cannot bound a round trip; install the version pyproject.toml names", psycopg.__version__
+        )
+        return psycopg.Connection
+    timed_out: type[BaseException] = wait_timeout
 
     class BoundedConnection(psycopg.Connection):
         """psycopg's connection, whose every wait for the server ends after the context's round-trip
@@ -177,7 +187,7 @@ def _bounded_connection_class() -> type:
             limit = _round_trip_limit.get() if timeout is None else timeout
             try:
                 return super().wait(gen, interval, limit)
-            except _WaitTimeout:
+            except timed_out:
                 self.close()
                 raise psycopg.OperationalError(f"no answer from the database within {limit:g} s") from None
 

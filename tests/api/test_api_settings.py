@@ -58,6 +58,8 @@ def _environment(database_url: str, tmp_path: Path) -> dict[str, str]:
         "CAREPATH_REFERRAL_TIMEFRAMES": "urgent=3wd,routine=8w",
         "CAREPATH_TIME_ZONE": "Europe/London",
         "CAREPATH_HOLIDAYS": "2026-12-25,2026-12-28",
+        "CAREPATH_STATEMENT_TIMEOUT": "12",
+        "CAREPATH_DATABASE_CONNECT_TIMEOUT": "4",
     }
 
 
