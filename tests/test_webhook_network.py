@@ -108,3 +108,49 @@ def test_a_configured_proxy_carries_the_request(receiver: Receiver) -> None:
 def test_the_setting_is_read_from_the_environment() -> None:
     assert Settings.from_env({"CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1"}).webhook_allow_private_networks
     assert not Settings.from_env({}).webhook_allow_private_networks
+
+
+# --- addresses that carry another, and IPv4 literals in other spellings -------------------------
+
+INTERNAL_IN_DISGUISE = [
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    "64:ff9b:1::a00:1",  # local-use NAT64
+    "::127.0.0.1",  # IPv4-compatible
+    "[::a00:5]",
+    "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    "fec0::1",  # site-local
+    "127.1",
+    "0x7f000001",
+    "2130706433",
+    "0177.0.0.1",
+    "0",
+    "10.1",
+    "0xa9.0xfe.0xa9.0xfe",
+]
+
+
+@pytest.mark.parametrize("host", INTERNAL_IN_DISGUISE)
+def test_addresses_carried_in_other_forms_are_judged_by_what_they_reach(host: str) -> None:
+    assert literal_host_problem(host) is not None
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:5db8:d822::1", "::ffff:8.8.8.8"])
+def test_public_addresses_carried_in_other_forms_stay_public(address: str) -> None:
+    assert public_address(address)
+
+
+@pytest.mark.parametrize("host", INTERNAL_IN_DISGUISE)
+def test_a_subscription_to_an_address_in_another_form_is_refused(carepath: CarePath, host: str) -> None:
+    url = f"http://[{host.strip('[]')}]/hooks" if ":" in host else f"http://{host}/hooks"
+    with unit_of_work(carepath.sessions) as session, pytest.raises(InvalidInputError) as refused:
+        add_subscription(session, url, ["task.ready"], carepath.clock)
+    assert [p.field for p in refused.value.problems] == ["/url"]
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::a9fe:a9fe", "::127.0.0.1", "2002:a00:1::1", "fec0::1"])
+def test_a_name_that_resolves_to_an_address_in_another_form_is_not_sent_to(address: str) -> None:
+    transport = GuardedTransport(resolver=lambda host, port: [address], proxies={})
+    with pytest.raises(AddressNotAllowedError):
+        transport.post("http://ehr.example.org/hooks", b"{}", SIGNED, 2)

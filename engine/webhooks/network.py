@@ -12,9 +12,14 @@ admin cannot otherwise reach (server-side request forgery). So:
   public. The connection then goes to the address that was checked, never to a second lookup, so a
   name that answers differently the second time (DNS rebinding) gains nothing.
 
-"Public" is :attr:`ipaddress.IPv4Address.is_global` (and the IPv6 equivalent, with IPv4-mapped
-addresses judged by the IPv4 address they carry): loopback, private ranges, link-local, carrier-grade
-NAT, multicast and reserved addresses are not.
+"Public" is :attr:`ipaddress.IPv4Address.is_global` (and the IPv6 equivalent): loopback, private
+ranges, link-local, carrier-grade NAT, multicast and reserved addresses are not, nor IPv6 site-local
+``fec0::/10``. An IPv6 address that carries an IPv4 address is judged by the IPv4 address it carries:
+IPv4-mapped ``::ffff:0:0/96``, IPv4-compatible ``::/96``, 6to4 ``2002::/16`` and NAT64 ``64:ff9b::/96``
+(a NAT64 gateway would forward ``64:ff9b::a9fe:a9fe`` to 169.254.169.254). The local-use NAT64 prefix
+``64:ff9b:1::/48`` is not public at all: where it carries the IPv4 address depends on the prefix
+length the site chose. Host names that ``inet_aton`` reads as IPv4 addresses (``127.1``,
+``0x7f000001``, ``2130706433``, ``0177.0.0.1``, ``0``) are address literals too.
 
 A deployment whose receivers sit on its own network (the usual case inside a hospital, and every
 developer's machine) says so with ``CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS=1``; its egress should
@@ -43,16 +48,51 @@ _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost",
 Resolver = Callable[[str, int], list[str]]
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
 class AddressNotAllowedError(OSError):
     """The receiver's host resolves to an address outside the public internet (a failed attempt)."""
 
 
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or ip in _IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def public_address(address: str) -> bool:
-    """Whether ``address`` (an IPv4 or IPv6 literal) is on the public internet."""
+    """Whether ``address`` (an IPv4 or IPv6 literal) is on the public internet; an IPv6 address that
+    carries an IPv4 address is judged by that IPv4 address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL or ip.is_site_local:
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return public_address(str(embedded))
     return ip.is_global and not ip.is_multicast
+
+
+def _address_literal(name: str) -> str | None:
+    """``name`` as an address, if it is one: an IP literal, or a form ``inet_aton`` (and so the
+    system resolver) reads as an IPv4 address (``127.1``, ``0x7f000001``, ``2130706433``)."""
+    try:
+        return str(ipaddress.ip_address(name.split("%", 1)[0]))
+    except ValueError:
+        pass
+    if not name or not name.isascii() or not all(c.isalnum() or c == "." for c in name):
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(name))
+    except OSError:
+        return None
 
 
 def literal_host_problem(host: str) -> str | None:
@@ -61,11 +101,10 @@ def literal_host_problem(host: str) -> str | None:
     name = host.strip("[]").rstrip(".").lower()
     if name in _LOCAL_NAMES or name.endswith(".localhost"):
         return "must not name this machine (set CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS=1 for a local receiver)"
-    try:
-        is_public = public_address(name)
-    except ValueError:
+    address = _address_literal(name)
+    if address is None:
         return None  # a host name: judged by what it resolves to at each delivery
-    if not is_public:
+    if not public_address(address):
         return (
             "must not be a private, loopback or link-local address "
             "(set CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS=1 for receivers on the deployment's own network)"
