@@ -170,6 +170,18 @@ def test_answers_map_back_to_the_forms_data() -> None:
     ]
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_answer_is_refused_where_it_is(value: float) -> None:
+    response = {
+        "item": [{"linkId": "about_you", "item": [{"linkId": "travel_km", "answer": [{"valueDecimal": value}]}]}]
+    }
+    with pytest.raises(InvalidInputError) as refused:
+        answers_to_task_data(response, CATALOGUE)
+    assert [(p.field, p.message) for p in refused.value.problems] == [
+        ("QuestionnaireResponse.item[0].item[0].answer[0]", "item travel_km takes a finite valueDecimal")
+    ]
+
+
 def test_a_summary_that_grew_a_field_still_maps(tmp_path: Path) -> None:
     summary = {
         "document_type": "end_of_treatment_summary",
