@@ -10,6 +10,7 @@ problem type. Paths under /fhir/R4 that are not routes get an OperationOutcome t
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -24,6 +25,7 @@ from . import __version__, carepath
 from .auth import current_principal, requires
 from .errors import ApiError
 from .openapi import FHIR_BASE, PROBLEM_BASE
+from .parsing import strict_json, unstorable_values
 from .scope import list_scope
 
 __all__ = ["FHIR_JSON", "bp", "init_app"]
@@ -153,14 +155,32 @@ def _scope(patient_ref: str) -> CareScope:
 def _resource_body() -> dict[str, Any]:
     """The request's FHIR resource (JSON).
 
-    Raises: ApiError 415 (not JSON), 400 (malformed, or not an object).
+    Read as /v1 reads its bodies (:func:`api.parsing.strict_json`): ``NaN`` and ``Infinity`` are not
+    JSON, and what parses but could not be kept (``1e400``, a lone surrogate, deep nesting) is
+    refused where it is, so no such value reaches a task's data.
+
+    Raises: ApiError 415 (not JSON), 400 (malformed, not an object, or holding such values).
     """
     if request.mimetype not in (FHIR_JSON, "application/json"):
         raise ApiError(415, "unsupported-media-type", "send the resource as application/fhir+json")
     try:
-        body = json.loads(request.get_data().decode("utf-8"))
+        body = strict_json(request.get_data())
     except (ValueError, RecursionError) as exc:
-        raise ApiError(400, "malformed-json", "the body is not valid UTF-8 JSON") from exc
+        constant = not isinstance(exc, json.JSONDecodeError | UnicodeDecodeError)  # NaN, Infinity, -Infinity
+        raise ApiError(
+            400,
+            "malformed-json",
+            "the body is not valid UTF-8 JSON",
+            [Problem("NaN, Infinity and -Infinity are not JSON numbers", field="/")] if constant else [],
+        ) from exc
+    unstorable = unstorable_values(body)
+    if unstorable:
+        raise ApiError(
+            400,
+            "request-invalid",
+            "the resource holds values CarePath cannot store",
+            [Problem(p.message, field=_fhir_path(body, p.field), code=p.code) for p in unstorable],
+        )
     if not isinstance(body, dict):
         raise ApiError(
             400,
@@ -169,6 +189,19 @@ def _resource_body() -> dict[str, Any]:
             [Problem("must be a JSON object with a resourceType", field="/")],
         )
     return body
+
+
+def _fhir_path(body: Any, pointer: str | None) -> str:
+    """A JSON pointer into a resource, as FHIRPath: ``/item/1/answer/0`` is
+    ``QuestionnaireResponse.item[1].answer[0]``."""
+    kind = body.get("resourceType") if isinstance(body, dict) else None
+    path = kind if isinstance(kind, str) and kind.isalpha() and len(kind) <= 64 else "Resource"
+    for part in (pointer or "").split("/")[1:]:
+        if part.isdigit():
+            path += f"[{part}]"
+        else:  # a FHIR element's name; anything else is the client's text, not quoted
+            path += f".{part}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", part) else ".(a property)"
+    return path
 
 
 def _bundle(resources: list[dict[str, Any]]) -> Response:

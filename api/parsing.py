@@ -75,6 +75,17 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def strict_json(raw: bytes) -> Any:
+    """``raw`` parsed as UTF-8 JSON, ``NaN``, ``Infinity`` and ``-Infinity`` refused (Python's reader
+    takes them, but they are not JSON, and NaN slips past every minimum and maximum). /v1 and the
+    FHIR API read their bodies with it; :func:`unstorable_values` then finds what parses but cannot
+    be kept (``1e400``, lone surrogates, deep nesting).
+
+    Raises: ValueError (UnicodeDecodeError, JSONDecodeError, a constant), RecursionError.
+    """
+    return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+
+
 def json_body(schema_name: str, required: bool = True) -> dict[str, Any]:
     """The request's JSON object, valid against ``components.schemas[schema_name]``.
 
@@ -91,7 +102,7 @@ def json_body(schema_name: str, required: bool = True) -> dict[str, Any]:
     if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
         raise ApiError(415, "unsupported-media-type", "send the body as application/json")
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        body = strict_json(raw)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ApiError(400, "malformed-json", "the body is not valid UTF-8 JSON") from exc
     unstorable = unstorable_values(body)

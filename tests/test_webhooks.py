@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from test_database_outage import PrivateServer
 from test_database_outage import private_postgres as restartable_postgres  # noqa: F401 - a fixture, by this name
-from webhook_receiver import Receiver
+from webhook_receiver import Dripper, Receiver
 
 from engine import CarePath, ManualClock, Settings
-from engine.db.models import InstanceEvent, WebhookDelivery
+from engine.db.models import InstanceEvent, WebhookDelivery, WebhookSubscription
 from engine.db.session import database_unavailable, read_only, unit_of_work
 from engine.errors import InvalidInputError, NotFoundError
 from engine.instances.timers import fire_due_timers
@@ -511,3 +511,40 @@ def test_a_referral_moved_by_a_clinician_is_told_with_its_new_status(carepath: C
             .limit(1)
         ).one()
     assert newest.type == "care_plan_updated" and changed["trail_seq"] == newest.seq
+
+
+def test_a_receiver_that_never_finishes_answering_is_a_failed_attempt_retried_later(carepath: CarePath) -> None:
+    # The attempt ends at its deadline (the timeout, 1 s here) however the receiver dribbles; the
+    # worker's loop goes on. The join bounds the test; it does not measure it.
+    dripper = Dripper(prefix=b"HTTP/1.1 200 OK\r\n").start()
+    try:
+        with unit_of_work(carepath.sessions) as session:
+            add_subscription(session, dripper.url, ["task.ready"], carepath.clock, "drips", allow_private_networks=True)
+        carepath.instances.start("test_careplan", PATIENT, "system:ehr", {"age": 54})
+        sender = deliverer(carepath, timeout_seconds=1.0)
+        attempts: list[Any] = []
+        turn = threading.Thread(target=lambda: attempts.extend(sender.run_once()), daemon=True)
+        turn.start()
+        turn.join(timeout=10)
+        assert not turn.is_alive(), "the delivery was still running long after its deadline"
+        assert [(a.outcome, a.error) for a in attempts] == [("retry", "DeadlineExceededError")]
+        (row,) = outbox(carepath)
+        assert row.status == "pending" and row.lease_until is None and row.attempts == 1
+    finally:
+        dripper.stop()
+
+
+def test_a_subscription_whose_url_cannot_be_sent_fails_each_attempt_with_a_clear_reason(carepath: CarePath) -> None:
+    # Such a URL is refused now when the subscription is made; one made before is stored still.
+    with unit_of_work(carepath.sessions) as session:
+        info, _ = add_subscription(session, "https://ehr.example/hooks", ["task.ready"], carepath.clock)
+        session.execute(
+            update(WebhookSubscription)
+            .where(WebhookSubscription.id == info.id)
+            .values(url="https://ehr.example/hooks/f\u00f6r")
+        )
+    carepath.instances.start("test_careplan", PATIENT, "system:ehr", {"age": 54})
+    attempts = WebhookDeliverer(carepath.sessions, carepath.clock, RetryPolicy()).run_once()
+    assert [(a.outcome, a.error) for a in attempts] == [("retry", "UnusableURLError")]
+    (row,) = outbox(carepath)
+    assert row.last_error == "UnusableURLError"

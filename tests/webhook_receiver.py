@@ -4,6 +4,7 @@ request's Standard Webhooks signature with ``standardwebhooks.Webhook`` and note
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,3 +92,51 @@ class Receiver:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+@dataclass
+class Dripper:
+    """A receiver that never finishes answering: it reads the request, sends ``prefix``, then one
+    byte every ``every`` seconds until the sender goes away or the test stops it."""
+
+    prefix: bytes = b""
+    every: float = 0.2
+    stopped: threading.Event = field(default_factory=threading.Event)
+    listener: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.listener is not None
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hooks"
+
+    def start(self) -> Dripper:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)  # to notice being stopped
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def _serve(self) -> None:
+        assert self.listener is not None
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # stopped
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.recv(65536)
+                connection.sendall(self.prefix)
+                while not self.stopped.wait(self.every):
+                    connection.sendall(b"X")
+            except OSError:
+                return  # the sender gave up
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.listener is not None:
+            self.listener.close()

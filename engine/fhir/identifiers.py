@@ -18,6 +18,7 @@ from engine.instances.view import validate_patient_ref
 
 __all__ = [
     "CAREPATH_PATIENT_SYSTEM",
+    "SYSTEM_ALIASES",
     "SYSTEMS",
     "is_valid",
     "patient_reference",
@@ -29,6 +30,13 @@ __all__ = [
 SYSTEMS = {
     "nhs-number": "https://fhir.nhs.uk/Id/nhs-number",  # UK Core
     "personnummer": "http://electronichealth.se/identifier/personnummer",  # Inera / 1177
+}
+# Other names of the same system, taken on incoming identifiers (searches, a QuestionnaireResponse's
+# subject); CarePath always writes the URI above. Swedish FHIR material lists the personnummer's OID
+# (Personal Identity Number, 1.2.752.129.2.1.3.1) beside the URI, so other systems may send either.
+SYSTEM_ALIASES = {
+    "nhs-number": frozenset[str](),
+    "personnummer": frozenset({"urn:oid:1.2.752.129.2.1.3.1"}),
 }
 CAREPATH_PATIENT_SYSTEM = "https://carepath.dev/fhir/sid/patient-ref"
 
@@ -74,7 +82,8 @@ def patient_reference(patient_ref: str, kind: str) -> dict[str, Any]:
 
 
 def patient_ref_from_identifier(system: str | None, value: str | None, kind: str, field: str) -> str:
-    """CarePath's patient reference for an identifier of the deployment's system or of CarePath's own.
+    """CarePath's patient reference for an identifier of the deployment's system (by its URI or one
+    of its :data:`SYSTEM_ALIASES`) or of CarePath's own.
 
     Raises:
         InvalidInputError: another system, no value, or a value that is not a valid identifier of the
@@ -82,7 +91,7 @@ def patient_ref_from_identifier(system: str | None, value: str | None, kind: str
     """
     if not isinstance(value, str) or not value:
         raise InvalidInputError("the patient identifier has no value", [Problem("needs a value", field=field)])
-    if system == SYSTEMS[kind]:
+    if system == SYSTEMS[kind] or system in SYSTEM_ALIASES[kind]:
         if not is_valid(kind, value):
             raise InvalidInputError(
                 f"the patient identifier is not a valid {kind}",

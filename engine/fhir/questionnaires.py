@@ -18,6 +18,7 @@ in the instance's data. What matters to the patient is kept with the care plan (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -286,6 +287,8 @@ def _take(link: str, answer: dict[str, Any], data: dict[str, Any], catalogue: Ca
                 return f"item {link} takes valueCoding with one of the checklist's codes"
         elif value is None or (question.type != "boolean" and isinstance(value, bool)):
             return f"item {link} takes {key}"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"item {link} takes a finite {key}"  # NaN passes every minimum and maximum
         data["about_you"][link] = value
         return None
     if link in _TEXTS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from typing import Any
 
 import jsonschema
@@ -61,6 +62,9 @@ def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -
         if not prefix
         else []
     )
+    problems += [
+        Problem("must be a finite number", field=(prefix + path) or "/", code="finite") for path in _non_finite(data)
+    ]
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
         if (
             error.validator == "additionalProperties"
@@ -83,6 +87,23 @@ def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -
             )
         problems.append(Problem(message, field=(prefix + path).rstrip("/") or "/", code=str(error.validator)))
     return problems
+
+
+def _non_finite(data: Any) -> list[str]:
+    """Where ``data`` holds NaN or an infinity (pointers). No form may take one: NaN passes every
+    ``minimum`` and ``maximum`` (each comparison is false), and neither is JSON, so the instance's
+    data could not be stored and the step after the task would fail. Walked without recursion."""
+    found: list[str] = []
+    pending: list[tuple[Any, str]] = [(data, "")]
+    while pending:
+        value, pointer = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            found.append(pointer)
+        elif isinstance(value, dict):
+            pending += [(v, f"{pointer}/{str(k).replace('~', '~0').replace('/', '~1')}") for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            pending += [(v, f"{pointer}/{n}") for n, v in enumerate(value)]
+    return sorted(found)
 
 
 _OWN_RULE = ("additionalProperties", "patternProperties", "unevaluatedProperties")

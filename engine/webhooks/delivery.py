@@ -17,7 +17,8 @@ under its lease: once the lease runs out another worker takes it again, with the
 subscription is still pending (waiting, leased or retrying): an instance's events reach a receiver
 in the order they happened. A dead letter no longer holds the later ones back.
 
-**Retries.** A failed attempt (no answer within the timeout, a network error, any status but 2xx;
+**Retries.** A failed attempt (no whole answer within the timeout, which bounds the attempt from
+connecting to the answer's body; a URL that cannot be sent; a network error, any status but 2xx;
 redirects are not followed; a receiver outside the public internet unless the deployment allows it,
 engine.webhooks.network) is tried again after an exponentially growing wait with jitter: the
 ``n``-th wait is between half and all of ``first_wait * 2**(n-1)``, capped at ``longest_wait``.
@@ -93,9 +94,11 @@ class RetryPolicy:
 
     @property
     def lease(self) -> timedelta:
-        """How long a claimed delivery is left to its worker: longer than any attempt can take (the
-        timeout bounds the connection and each read, so a few of them, plus a margin)."""
-        return timedelta(seconds=4 * self.timeout_seconds + 30)
+        """How long a claimed delivery is left to its worker: longer than the worker can take to reach
+        it and finish it. Each attempt ends by its deadline (the timeout covers the whole attempt,
+        engine.webhooks.network), and a claim's deliveries are attempted one after another, so the
+        last of a full batch is done within ``batch`` timeouts; 30 s more for the database."""
+        return timedelta(seconds=self.batch * self.timeout_seconds + 30)
 
     def wait(self, attempts: int, rng: random.Random) -> timedelta:
         """The wait after the ``attempts``-th failed attempt: exponential, with equal jitter."""

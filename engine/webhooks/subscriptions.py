@@ -23,7 +23,7 @@ from engine.clock import Clock
 from engine.db.models import WebhookDelivery, WebhookSubscription
 from engine.errors import InvalidInputError, NotFoundError, Problem
 from engine.webhooks.catalogue import WEBHOOK_EVENT_TYPES
-from engine.webhooks.network import literal_host_problem
+from engine.webhooks.network import literal_host_problem, url_characters_problem
 
 __all__ = ["MAX_URL_LENGTH", "SubscriptionInfo", "add_subscription", "list_subscriptions", "remove_subscription"]
 
@@ -70,8 +70,10 @@ def _check(url: object, event_types: object, description: object, allow_private:
             valid = parts.scheme in ("http", "https") and bool(parts.hostname)
         except ValueError:
             valid = False
-        if not valid or any(ord(c) < 33 for c in url):
+        if not valid:
             problems.append(Problem("must be an http:// or https:// URL with a host", field="/url"))
+        elif (why := url_characters_problem(url)) is not None:
+            problems.append(Problem(why, field="/url"))
         elif "@" in parts.netloc:
             problems.append(Problem("must not carry a user name or password (listings show the URL)", field="/url"))
         elif not allow_private and (why := literal_host_problem(parts.hostname or "")) is not None:
@@ -101,8 +103,9 @@ def add_subscription(
     """Subscribe ``url`` to ``event_types``; returns the subscription and its secret (shown only now).
 
     Raises:
-        InvalidInputError: a URL that is not http(s) with a host (or carries credentials, or names a
-            private, loopback or link-local address unless ``allow_private_networks``), an empty
+        InvalidInputError: a URL that is not http(s) with a host (or holds characters outside
+            printable ASCII, or carries credentials, or names a private, loopback or link-local
+            address, in any form ``inet_aton`` reads, unless ``allow_private_networks``), an empty
             list or an unknown event type, a description over 200 characters; every field named.
     """
     problems = _check(url, event_types, description, allow_private_networks)

@@ -18,6 +18,7 @@ from pathways_bundled.journeys import _treatment as treatment
 from api.openapi import FHIR_BASE
 from engine.access import PERMISSIONS, ROLES, create_token
 from engine.db.session import unit_of_work
+from engine.errors import TaskDataError
 from engine.fhir import QUESTIONNAIRE_URL, RESOURCES
 
 BASE = FHIR_BASE
@@ -520,3 +521,76 @@ def test_hostile_search_and_read_values_get_an_operation_outcome_never_a_server_
             assert response.mimetype == "application/fhir+json"  # JSON, never a page that could run markup
             asked += 1
     assert asked == 470  # 42 searches and up to 8 reads per value
+
+
+# --- numbers that are not numbers ----------------------------------------------------------------
+
+
+def _with_travel_km(world: World, patient: str, literal: str) -> str:
+    """The response's JSON text with ``travel_km`` answered by ``literal`` as written (NaN is not JSON,
+    so json.dumps cannot write it)."""
+    resource = _answers(world, patient)
+    resource["item"][1]["item"].append({"linkId": "travel_km", "answer": [{"valueDecimal": "PLACE"}]})
+    return json.dumps(resource).replace('"PLACE"', literal)
+
+
+def _checklist_waits(world: World, journey: Any) -> None:
+    view = world.engine.instances.get(journey.view.id)
+    assert view.status == "running"
+    assert "complete_checklist" in [t["element"] for t in view.ready_tasks]
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
+def test_a_non_finite_number_in_a_response_is_refused_and_the_assessment_still_waits(
+    world: World, literal: str
+) -> None:
+    # NaN passed every minimum and maximum: the response was answered 200, the step after it failed,
+    # the instance went to error and the checklist task was used up.
+    patient = f"SYN-FHIR-NAN-{['NaN', 'Infinity', '-Infinity', '1e400', '-1e999'].index(literal)}"
+    journey = world.waiting(patient)
+    refused = world.client.post(
+        f"{BASE}/QuestionnaireResponse",
+        data=_with_travel_km(world, patient, literal),
+        content_type="application/fhir+json",
+        headers=world.auth("system"),
+    )
+    if "e" in literal:  # parses, to infinity: refused where it is
+        [issue] = _outcome(refused, 400, "invalid")["issue"]
+        assert issue["details"]["text"].startswith("QuestionnaireResponse.item[1].item[2].answer[0].valueDecimal:")
+    else:  # not JSON, as on /v1
+        [issue] = _outcome(refused, 400, "structure")["issue"]
+        assert "not JSON numbers" in issue["details"]["text"]
+    _checklist_waits(world, journey)
+    assert _post(world, _answers(world, patient)).status_code == 201  # nothing was used up
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "1e400"])
+def test_a_non_finite_number_completing_the_task_over_v1_is_refused_and_the_task_stays_open(
+    world: World, literal: str
+) -> None:
+    patient = f"SYN-FHIR-V1-NAN-{literal}"
+    journey = world.waiting(patient)
+    view = world.engine.instances.get(journey.view.id)
+    [task] = [t for t in view.ready_tasks if t["element"] == "complete_checklist"]
+    refused = world.client.post(
+        f"/v1/instances/{view.id}/tasks/{task['id']}/complete",
+        data='{"data": {"concerns": {"pain": 3}, "about_you": {"travel_km": LITERAL}}}'.replace("LITERAL", literal),
+        content_type="application/json",
+        headers=world.auth("clinician"),
+    )
+    assert refused.status_code in (400, 422), refused.json
+    _checklist_waits(world, journey)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_the_task_form_refuses_a_non_finite_number_from_any_client(world: World, value: float) -> None:
+    # What the FHIR mapping or an engine caller hands the engine is checked by the task's form.
+    journey = world.waiting(f"SYN-FHIR-FORM-{value}")
+    view = world.engine.instances.get(journey.view.id)
+    [task] = [t for t in view.ready_tasks if t["element"] == "complete_checklist"]
+    with pytest.raises(TaskDataError) as refused:
+        world.engine.instances.complete_task(
+            view.id, task["id"], {"concerns": {"pain": 3}, "about_you": {"travel_km": value}}, "clinician:cns-1"
+        )
+    assert ("/about_you/travel_km", "finite") in [(p.field, p.code) for p in refused.value.problems]
+    _checklist_waits(world, journey)

@@ -51,6 +51,22 @@ def test_identifiers_of_the_deployments_system(kind: str, valid: list[str], inva
         assert value not in str(refused.value) + str(refused.value.problems)
 
 
+PERSONNUMMER_OID = "urn:oid:1.2.752.129.2.1.3.1"
+
+
+def test_the_personnummer_oid_is_read_as_the_personnummer_and_the_uri_is_written() -> None:
+    assert patient_ref_from_identifier(PERSONNUMMER_OID, "191212121212", "personnummer", "f") == "191212121212"
+    assert patient_ref_from_search("patient:identifier", f"{PERSONNUMMER_OID}|191212121212", "personnummer") == (
+        "191212121212"
+    )
+    assert patient_reference("191212121212", "personnummer")["identifier"]["system"] == SYSTEMS["personnummer"]
+    with pytest.raises(InvalidInputError) as refused:  # checked as the URI's values are, never quoted
+        patient_ref_from_identifier(PERSONNUMMER_OID, "191212121213", "personnummer", "f")
+    assert "191212121213" not in str(refused.value) + str(refused.value.problems)
+    with pytest.raises(InvalidInputError):  # the Swedish OID names no NHS number
+        patient_ref_from_identifier(PERSONNUMMER_OID, "9434765919", "nhs-number", "f")
+
+
 def test_the_identifier_system_is_a_deployment_setting() -> None:
     assert Settings().fhir_patient_identifier == "nhs-number"
     assert (
@@ -167,6 +183,18 @@ def test_answers_map_back_to_the_forms_data() -> None:
         "item pain is answered more than once",
         "item fatigue needs exactly one answer",
         "item lives_alone takes valueBoolean",
+    ]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_answer_is_refused_where_it_is(value: float) -> None:
+    response = {
+        "item": [{"linkId": "about_you", "item": [{"linkId": "travel_km", "answer": [{"valueDecimal": value}]}]}]
+    }
+    with pytest.raises(InvalidInputError) as refused:
+        answers_to_task_data(response, CATALOGUE)
+    assert [(p.field, p.message) for p in refused.value.problems] == [
+        ("QuestionnaireResponse.item[0].item[0].answer[0]", "item travel_km takes a finite valueDecimal")
     ]
 
 
