@@ -634,7 +634,7 @@ def worker(
             heartbeat=heartbeat.beat,
             checkpoint=_checkpointer(carepath),
             checkpoint_seconds=settings.checkpoint_seconds,
-            deliver=lambda: len(carepath.webhooks.run_once()),
+            deliver=lambda: len(carepath.webhooks.run_once(between=heartbeat.beat)),
             escalate=lambda: carepath.referral_escalations.open_due() + carepath.treatment_summaries.open_due(),
         )
     except KeyboardInterrupt:

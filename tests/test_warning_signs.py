@@ -110,7 +110,11 @@ def test_children_and_young_people_are_never_sent_to_the_adult_24_hour_line() ->
             replaced = common[code]
             assert URGENCIES.index(sign.urgency) <= URGENCIES.index(replaced.urgency), (sign.code, code)
             assert sign.when in (replaced.when, "any"), (sign.code, code)
-    for code in ("diarrhoea_or_vomiting_on_treatment", "severe_diarrhoea_or_vomiting_on_treatment", "immunotherapy_side_effects"):
+    for code in (
+        "diarrhoea_or_vomiting_on_treatment",
+        "severe_diarrhoea_or_vomiting_on_treatment",
+        "immunotherapy_side_effects",
+    ):
         assert code not in {s.code for s in catalogue.for_diagnosis("children_young_people")}, code
 
 

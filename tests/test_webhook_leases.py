@@ -1,7 +1,9 @@
 """Two workers and a receiver that never answers: a batch is claimed under one lease but attempted one
-delivery after another, each costing the whole timeout. Each delivery's lease is renewed just before
-its own attempt, so no delivery is POSTed twice in one round or counted twice (dead-lettered early),
-and one whose lease ran out and was taken by the other worker is skipped.
+delivery after another. The claim's lease covers a batch of attempts that each end at the timeout;
+an attempt can take longer than that (the host name's lookup is the system resolver's, the database
+may be slow), and then the lease runs out before the batch's tail has had its turn. Each delivery's
+lease is renewed just before its own attempt, so no delivery is POSTed twice in one round or counted
+twice (dead-lettered early), and one whose lease ran out and was taken by the other worker is skipped.
 
 The receiver's "timeout" moves the manual clock instead of waiting."""
 
@@ -23,8 +25,11 @@ from engine.webhooks import RetryPolicy, WebhookDeliverer, add_subscription
 DELIVERIES = 10
 
 
+SLOWER = 3  # each attempt takes three timeouts: a resolver and a database slower than the receiver
+
+
 class SilentReceiver:
-    """Every POST 'times out': the clock moves on by the timeout, then the hook runs, then it fails."""
+    """Every POST 'times out', late: the clock moves on by SLOWER timeouts, the hook runs, it fails."""
 
     def __init__(self, name: str, clock: ManualClock, posted: list[tuple[str, str]]) -> None:
         self.name, self.clock, self.posted = name, clock, posted
@@ -32,7 +37,7 @@ class SilentReceiver:
 
     def post(self, url: str, body: bytes, headers: Any, timeout: float) -> int:
         self.posted.append((self.name, headers["webhook-id"]))
-        self.clock.advance(timedelta(seconds=timeout))
+        self.clock.advance(timedelta(seconds=SLOWER * timeout))
         self.after_post()
         raise TimeoutError("timed out")
 
@@ -44,8 +49,8 @@ def test_a_second_worker_never_takes_a_delivery_the_first_is_about_to_attempt(
         add_subscription(session, "http://10.9.9.9/hook", ["task.ready"], clock, "r", allow_private_networks=True)
     for n in range(DELIVERIES):
         carepath.instances.start("test_assessment", f"MRN-{n}", "system:ehr")
-    policy = RetryPolicy(first_wait=timedelta(hours=1))  # 10 s timeout, a 70 s lease, batch 20
-    assert policy.lease < timedelta(seconds=policy.timeout_seconds * DELIVERIES)
+    policy = RetryPolicy(first_wait=timedelta(hours=1))  # 10 s timeout, batch 20, a 230 s lease
+    assert policy.lease < timedelta(seconds=SLOWER * policy.timeout_seconds * 8)
     posted: list[tuple[str, str]] = []
     receiver_a, receiver_b = SilentReceiver("A", clock, posted), SilentReceiver("B", clock, posted)
     worker_a, worker_b = (
@@ -56,7 +61,7 @@ def test_a_second_worker_never_takes_a_delivery_the_first_is_about_to_attempt(
     )
     b_outcomes: list[str] = []
 
-    def b_runs_once_a_has_posted_eight() -> None:  # 80 s after A's claim: the claim's lease has run out
+    def b_runs_once_a_has_posted_eight() -> None:  # 240 s after A's claim: the claim's lease has run out
         if len(posted) == 8 and not b_outcomes:
             b_outcomes.extend(attempt.outcome for attempt in worker_b.run_once())
 

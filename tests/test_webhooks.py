@@ -548,3 +548,18 @@ def test_a_subscription_whose_url_cannot_be_sent_fails_each_attempt_with_a_clear
     assert [(a.outcome, a.error) for a in attempts] == [("retry", "UnusableURLError")]
     (row,) = outbox(carepath)
     assert row.last_error == "UnusableURLError"
+
+
+def test_the_worker_beats_before_each_attempt_of_a_batch(carepath: CarePath, receiver: Receiver) -> None:
+    """A batch of receivers that each take the whole timeout lasts up to ``batch`` timeouts (200 s by
+    default), longer than a supervisor's watchdog waits (WatchdogSec=60, docs/operations.md): the
+    heartbeat comes before every attempt, not only once per turn of the worker's loop."""
+    subscribe(carepath, receiver, ("task.ready",))
+    for patient in ("SYN-BEAT-1", "SYN-BEAT-2", "SYN-BEAT-3"):  # one due delivery each (per-instance order)
+        carepath.instances.start("test_careplan", patient, "system:ehr", {"age": 54})
+    pending = len(outbox(carepath))
+    assert pending == 3
+    beats: list[int] = []
+    attempts = deliverer(carepath).run_once(between=lambda: beats.append(len(receiver.received)))
+    assert len(attempts) == pending
+    assert beats == list(range(pending))  # one beat before each POST, none after the last

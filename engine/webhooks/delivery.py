@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -163,8 +163,10 @@ class WebhookDeliverer:
         self.signing_clock = signing_clock or SystemClock()
         self.rng = rng or random.Random()
 
-    def run_once(self) -> list[Attempt]:
-        """Claim the due deliveries (at most ``batch``) and attempt each once.
+    def run_once(self, between: Callable[[], None] | None = None) -> list[Attempt]:
+        """Claim the due deliveries (at most ``batch``) and attempt each once; ``between`` is called
+        before each attempt (the worker's heartbeat: a batch of receivers that each take the whole
+        timeout lasts ``batch`` timeouts, longer than a supervisor's watchdog waits).
 
         Raises:
             sqlalchemy.exc.SQLAlchemyError: the database is unreachable (what was claimed stays
@@ -172,6 +174,8 @@ class WebhookDeliverer:
         """
         attempts = []
         for claimed in self._claim():
+            if between is not None:
+                between()
             renewed = self._renew(claimed)
             attempts.append(self._superseded(claimed) if renewed is None else self._attempt(renewed))
         return attempts

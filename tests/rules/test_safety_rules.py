@@ -160,7 +160,11 @@ def test_severe_breathlessness_with_treatment_not_recorded_is_an_emergency(bundl
                 both_off = sact is False and immunotherapy is False
                 for score in (8, 9, 10):
                     acute = {
-                        r for r in _referrals(bundled, {"breathing_difficulties": score}, context) if r[0] in ACUTE_ONCOLOGY
+                        r
+                        for r in _referrals(bundled, {"breathing_difficulties": score}, context)
+                        if r[0] in ACUTE_ONCOLOGY
                     }
-                    expected = ("acute-oncology-review", "urgent") if both_off else ("acute-oncology-assessment", "emergency")
+                    expected = (
+                        ("acute-oncology-review", "urgent") if both_off else ("acute-oncology-assessment", "emergency")
+                    )
                     assert acute == {expected}, (context, score)
