@@ -586,6 +586,7 @@ def worker(
     import signal
     import socket
 
+    from engine.db.session import bounded_statements
     from engine.idempotency import IdempotencyStore
     from engine.instances.worker import run_worker
     from engine.library import EmptyLibraryError, read_library, require_library
@@ -622,21 +623,22 @@ def worker(
     if settings.trail_key_file is None:
         click.echo("warning: no CAREPATH_TRAIL_KEY_FILE: events are hash-chained but not authenticated", err=True)
     try:
-        total = run_worker(
-            carepath.instances,
-            worker_id=name,
-            batch=batch,
-            interval=interval,
-            once=once,
-            should_stop=lambda: bool(stopping),
-            report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
-            housekeeping=housekeeping,
-            heartbeat=heartbeat.beat,
-            checkpoint=_checkpointer(carepath),
-            checkpoint_seconds=settings.checkpoint_seconds,
-            deliver=lambda: len(carepath.webhooks.run_once(between=heartbeat.beat)),
-            escalate=lambda: carepath.referral_escalations.open_due() + carepath.treatment_summaries.open_due(),
-        )
+        with bounded_statements(WORKER_STATEMENT_SECONDS):
+            total = run_worker(
+                carepath.instances,
+                worker_id=name,
+                batch=batch,
+                interval=interval,
+                once=once,
+                should_stop=lambda: bool(stopping),
+                report=lambda n: click.echo(f"{n} instance(s) advanced", err=True),
+                housekeeping=housekeeping,
+                heartbeat=heartbeat.beat,
+                checkpoint=_checkpointer(carepath),
+                checkpoint_seconds=settings.checkpoint_seconds,
+                deliver=lambda: len(carepath.webhooks.run_once(between=heartbeat.beat)),
+                escalate=lambda: carepath.referral_escalations.open_due() + carepath.treatment_summaries.open_due(),
+            )
     except KeyboardInterrupt:
         total = None
     finally:
@@ -1110,6 +1112,10 @@ def webhooks_replay(
 # Instances whose reports summary one round of housekeeping refreshes at most: after a bulk import the
 # summary catches up over several rounds, and timers are never held up for long.
 REPORT_REFRESH_PER_ROUND = 5_000
+# The worker's bound on each statement and each round trip to PostgreSQL (engine.db.session.bounded_statements):
+# far above anything its turns take (a batch of steps, a summary batch, a checkpoint), so only a database gone
+# silent meets it; the turn then fails as a database outage does, and the worker waits and tries again.
+WORKER_STATEMENT_SECONDS = 600.0
 
 
 def _housekeeping(carepath: Any, idempotency: Any) -> Any:

@@ -214,3 +214,26 @@ def test_ended_web_sessions_are_purged_once_their_cookies_have_expired(carepath:
         assert purge_ended_web_sessions(session, clock.now()) == 0
     with unit_of_work(carepath.sessions) as session:
         assert not web_session_ended(session, "early") and web_session_ended(session, "later")
+
+
+def test_the_worker_command_bounds_its_database_waits(test_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database gone silent would hold the worker's turn for as long as TCP waits (hours): the command
+    runs its loop with a statement and round-trip bound (engine.db.session.bounded_statements), far above
+    what its turns take."""
+    import engine.instances.worker
+    from api.cli import WORKER_STATEMENT_SECONDS, main
+    from engine.db import session as db_session
+
+    seen: list[tuple[float | None, float | None]] = []
+
+    def loop(*args: object, **kwargs: object) -> int:
+        seen.append((db_session._statement_limit.get(), db_session._round_trip_limit.get()))
+        return 0
+
+    monkeypatch.setattr(engine.instances.worker, "run_worker", loop)
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", test_settings.database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(test_settings.pathways_dir))
+    result = CliRunner().invoke(main, ["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert seen == [(WORKER_STATEMENT_SECONDS, WORKER_STATEMENT_SECONDS + db_session.ROUND_TRIP_GRACE_SECONDS)]
+    assert db_session._round_trip_limit.get() is None  # only inside the loop
