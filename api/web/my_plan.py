@@ -17,7 +17,12 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as Redirect
 
-from engine.documents.build import care_plan_document, end_of_treatment_summary, warning_sign_choices
+from engine.documents.build import (
+    care_plan_document,
+    end_of_treatment_summary,
+    instance_safety_notice,
+    warning_sign_choices,
+)
 from engine.documents.directory import service_directory
 from engine.documents.notices import TEXT_KEY, fill_tasks, safety_notice
 from engine.documents.render import PdfUnavailableError, render_html, render_pdf
@@ -104,6 +109,7 @@ def _plan_page(instance_id: str | None, ids: list[str]) -> str:
         )
     view = _own(instance_id)
     document = care_plan_document(carepath(), view.id, language)
+    line = instance_safety_notice(carepath(), view.id, language)  # theirs: a child's treatment centre
     others = [{"id": i, "pathway": carepath().instances.get(i).pathway_id} for i in ids if i != view.id]
     return render_template(
         "web/my_plan.html",
@@ -214,7 +220,7 @@ def _warning_page(
     view: InstanceView, values: Any, errors: dict[str, str], status: int = 200, undelivered: bool = False
 ) -> tuple[str, int]:
     language = current_language()
-    line = safety_notice(service_directory(carepath().settings), language, "during_treatment")
+    line = instance_safety_notice(carepath(), view.id, language)
     return render_template(
         "web/my_warning_sign.html",
         view=view,

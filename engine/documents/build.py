@@ -63,6 +63,7 @@ __all__ = [
     "care_plan_document",
     "end_of_treatment_summaries",
     "end_of_treatment_summary",
+    "instance_safety_notice",
     "render_html",
     "render_pdf",
     "resolve_language",
@@ -128,6 +129,8 @@ _SACT = {
     "stem_cell_transplant",
 }
 _SACT_WEEKS, _IMMUNOTHERAPY_MONTHS = 6, 12
+# The warning-signs catalogue's diagnosis of the children and young people's pathway.
+_CHILDREN = "children_young_people"
 # Treatments that continue after the course the summary is about (NICE NG101 endocrine therapy,
 # NICE NG131 androgen deprivation).
 _CONTINUING = ("endocrine_therapy", "hormone_therapy", "androgen_deprivation_therapy")
@@ -219,7 +222,11 @@ class _Sources:
         self.completed = {element: (at, actor) for element, at, actor in completed}  # the latest of each
         self.phase: TreatmentSummary | None = None
         self.directory = service_directory(carepath.settings)
-        self.contacts = Contacts(self.directory, self.language, self.strings, self.labels.of, self.data)
+        # A child (the children and young people's pathway) calls their treatment centre, never the adult line.
+        self.child = _warning_signs_key(self.view.pathway_id, self.data.get("diagnosis")) == _CHILDREN
+        self.contacts = Contacts(
+            self.directory, self.language, self.strings, self.labels.of, self.data, child=self.child
+        )
         rule_files = _rule_files(carepath, {(r.ruleset_name, r.ruleset_version) for r in records})
         self.evaluations = {r.id: _evaluation(r, rule_files, self.labels) for r in records}
 
@@ -307,9 +314,15 @@ class _Sources:
         }
 
     def safety(self, during_treatment: bool) -> dict[str, Any]:
-        """The message every document starts with: feeling unwell, call the 24-hour line now (issue 13)."""
+        """The message every document starts with: feeling unwell, call the 24-hour line now (issue 13);
+        a child's gives their treatment centre's 24-hour line (:meth:`Contacts.childrens_hospital`)."""
         notice = safety_notice(
-            self.directory, self.language, "during_treatment" if during_treatment else "after_treatment"
+            self.directory,
+            self.language,
+            "during_treatment" if during_treatment else "after_treatment",
+            system=self.contacts.system,
+            child=self.child,
+            childrens_line=self.contacts.childrens_hospital() if self.child else None,
         )
         return {k: notice[k] for k in ("kind", "title", "phone", "line", "example", "text", "emergency")}
 
@@ -807,6 +820,31 @@ def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | N
         }
         for s in catalogue.for_diagnosis(_warning_signs_key(view.pathway_id, data.get("diagnosis")))
     ]
+
+
+def instance_safety_notice(
+    carepath: CarePath, instance_id: str, language: str | None = "en", kind: str = "during_treatment"
+) -> dict[str, Any]:
+    """The safety notice (:func:`engine.documents.notices.safety_notice`) for the patient of an instance,
+    as their documents give it: their health system's 24-hour line, or a child's treatment centre's.
+
+    Raises: NotFoundError (no such instance), RuleFileError (the directory is invalid).
+    """
+    language = resolve_language(language)
+    with read_only(carepath.sessions) as session:
+        view, data = carepath.instances.read(session, instance_id)
+    words = strings(language)
+    directory = service_directory(carepath.settings)
+    child = _warning_signs_key(view.pathway_id, data.get("diagnosis")) == _CHILDREN
+    contacts = Contacts(directory, language, words, _Labels(language, carepath.rules.catalogue()).of, data, child=child)
+    return safety_notice(
+        directory,
+        language,
+        kind,
+        system=contacts.system,
+        child=child,
+        childrens_line=contacts.childrens_hospital() if child else None,
+    )
 
 
 def _warning_signs_key(pathway_id: str, diagnosis: Any) -> str:

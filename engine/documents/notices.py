@@ -21,7 +21,7 @@ import copy
 from typing import Any
 
 from engine.documents.contacts import hours_label
-from engine.documents.directory import ServiceDirectory
+from engine.documents.directory import DirectoryEntry, HealthSystem, ServiceDirectory
 from engine.documents.render import LANGUAGES, strings
 
 __all__ = ["NOTICE_KEY", "NOTICE_KINDS", "TEXT_KEY", "fill_form", "fill_tasks", "safety_notice"]
@@ -32,11 +32,24 @@ TEXT_KEY = "x-carepath-safety-notice-text"  # what a filled form carries
 NOTICE_KINDS = ("twenty_four_hour_line", "during_treatment", "after_treatment")
 
 
-def safety_notice(directory: ServiceDirectory, language: str, kind: str = "twenty_four_hour_line") -> dict[str, Any]:
+def safety_notice(
+    directory: ServiceDirectory,
+    language: str,
+    kind: str = "twenty_four_hour_line",
+    *,
+    system: HealthSystem | None = None,
+    child: bool = False,
+    childrens_line: DirectoryEntry | None = None,
+) -> dict[str, Any]:
     """The notice ``kind`` in ``language`` (``en`` or ``sv``; anything else gets English), with the
-    24-hour line of the language's health system: ``kind``, ``language``, ``title``, ``text``,
-    ``phone``, ``line`` (its name), ``hours_label``, ``emergency`` (the national emergency number's
-    sentence) and ``example`` (the number is example data).
+    24-hour line of ``system`` (the patient's health system; None: the language's, for a page that
+    has no patient): ``kind``, ``language``, ``title``, ``text``, ``phone``, ``line`` (its name),
+    ``hours_label``, ``emergency`` (the national emergency number's sentence) and ``example`` (the
+    number is example data).
+
+    A ``child``'s notice (the children and young people's pathway) gives ``childrens_line`` (their
+    principal treatment centre or shared care unit, answered at all hours), never the adult 24-hour
+    line; without one, the emergency number, saying that the directory has no children's line.
 
     Raises:
         ValueError: ``kind`` is not one of :data:`NOTICE_KINDS` (a form file's mistake, caught by its test).
@@ -45,8 +58,22 @@ def safety_notice(directory: ServiceDirectory, language: str, kind: str = "twent
         raise ValueError(f"unknown safety notice {kind!r}: one of {', '.join(NOTICE_KINDS)}")
     language = language if language in LANGUAGES else LANGUAGES[0]
     words = strings(language)
-    system = directory.for_language(language)
-    line = system.twenty_four_hour_line
+    system = system or directory.for_language(language)
+    emergency = words["text"]["emergency_call"].format(number=system.emergency_number)
+    line = childrens_line if child else system.twenty_four_hour_line
+    if line is None:  # a child, and no children's 24-hour line in the directory
+        always = words["hours"]["always"]
+        return {
+            "kind": kind,
+            "language": language,
+            "title": words["safety"]["title"],
+            "text": words["safety"]["child_no_line"].format(number=system.emergency_number),
+            "phone": system.emergency_number,
+            "line": words["text"]["no_childrens_line"].format(number=system.emergency_number),
+            "hours_label": always,
+            "example": False,
+            "emergency": emergency,
+        }
     hours = hours_label(line.hours, words)
     text = words["safety"][kind].format(phone=line.phone, line=line.name(language), hours=hours)
     return {
@@ -58,7 +85,7 @@ def safety_notice(directory: ServiceDirectory, language: str, kind: str = "twent
         "line": line.name(language),
         "hours_label": hours,
         "example": line.example,
-        "emergency": words["text"]["emergency_call"].format(number=system.emergency_number),
+        "emergency": emergency,
     }
 
 
