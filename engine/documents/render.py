@@ -18,7 +18,16 @@ import jinja2
 import yaml
 from markupsafe import Markup
 
-__all__ = ["CARE_PLAN", "END_OF_TREATMENT", "LANGUAGES", "PdfUnavailableError", "render_html", "render_pdf", "strings"]
+__all__ = [
+    "CARE_PLAN",
+    "END_OF_TREATMENT",
+    "LANGUAGES",
+    "PdfUnavailableError",
+    "html_to_pdf",
+    "render_html",
+    "render_pdf",
+    "strings",
+]
 
 CARE_PLAN = "personalised_care_plan"
 END_OF_TREATMENT = "end_of_treatment_summary"
@@ -105,16 +114,38 @@ def render_pdf(document: dict[str, Any]) -> bytes:
         ValueError: ``document_type`` is not one of these documents.
         PdfUnavailableError: WeasyPrint's system libraries (Pango) are not installed.
     """
-    page = render_html(document)
+    return html_to_pdf(render_html(document))
+
+
+def html_to_pdf(page: str) -> bytes:
+    """A self-contained HTML page as a PDF, loading nothing: no base URL, and a fetcher that refuses
+    every URL (``file:``, ``http:``, ``data:``...) before opening it, so a document's text can never make
+    the server fetch a URL or read a file; a refused image or stylesheet is left out, the page renders.
+
+    Raises:
+        PdfUnavailableError: WeasyPrint's system libraries (Pango) are not installed.
+    """
     try:
         import weasyprint  # a second to import, and only PDFs need it
     except OSError as exc:  # cffi could not open libpango / libgobject
         raise PdfUnavailableError(f"PDF documents need WeasyPrint's system libraries (Pango): {exc}") from exc
-    # No base URL and a fetcher that refuses everything: the page is self-contained, and a document's
-    # text must never make the server fetch a URL or read a file.
-    pdf: bytes = weasyprint.HTML(string=page, url_fetcher=_no_fetch).write_pdf()
+    pdf: bytes = weasyprint.HTML(string=page, url_fetcher=_no_fetch()).write_pdf()
     return pdf
 
 
-def _no_fetch(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    raise ValueError(f"documents load nothing from outside: {url[:60]}")
+@functools.cache
+def _no_fetch_class() -> type:
+    from weasyprint.urls import URLFetcher  # WeasyPrint 68 and later (pyproject.toml)
+
+    class NoFetch(URLFetcher):
+        """WeasyPrint's URL fetcher, refusing every URL before anything is opened: fail_on_errors is off,
+        so WeasyPrint logs the refusal and renders the page without the resource."""
+
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            raise ValueError(f"documents load nothing from outside: {url[:60]}")
+
+    return NoFetch
+
+
+def _no_fetch() -> Any:
+    return _no_fetch_class()(allowed_protocols=(), allow_redirects=False, fail_on_errors=False)
