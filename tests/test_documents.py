@@ -248,6 +248,24 @@ def test_contacts_come_from_the_directory(patients: Patients) -> None:
     assert sv["team"][0]["hours_label"] == "Måndag–fredag kl. 08.00–16.00"
 
 
+def test_the_care_plan_names_the_organisations_the_patient_was_put_in_touch_with(patients: Patients) -> None:
+    # The planned patient was connected to EXAMPLE-SUPPORT-ORG at diagnosis (support "yes_now").
+    names = {"england": "Example Cancer Support (local charity)", "sweden": "Patientföreningen Exempel"}
+    heading = {
+        "en": "Support organisations you were put in touch with",
+        "sv": "Stödorganisationer du har fått kontakt med",
+    }
+    for language in ("en", "sv"):
+        doc = care_plan_document(patients.app, patients.planned.view.id, language)
+        [organisation] = doc["contacts"]["organisations"]
+        assert organisation["name"] == names[doc["directory"]["health_system"]], organisation
+        assert organisation["phone"] and organisation["example"] is True
+        page = html.unescape(render_html(doc))
+        assert heading[language] in page and organisation["name"] in page and organisation["phone"] in page
+        pdf = "\n".join(_pdf_pages(render_pdf(doc)))
+        assert organisation["name"] in " ".join(pdf.split()), pdf[:500]
+
+
 def test_the_safety_message_gives_the_24_hour_number(patients: Patients) -> None:
     for language, words in (
         (

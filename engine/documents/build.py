@@ -470,7 +470,8 @@ def care_plan_document(carepath: CarePath, instance_id: str, language: str | Non
     return {
         **src.header(CARE_PLAN, "care_plan"),
         "safety": src.safety(during_treatment=True),
-        "contacts": src.contacts.all(),
+        # The charities and organisations the patient was put in touch with at diagnosis (and since).
+        "contacts": {**src.contacts.all(), "organisations": src.contacts.connected()},
         "diagnosis": src.diagnosis(),
         "what_matters": src.plan.what_matters,
         # The palliative route's advance care plan, carers and family support (None: none recorded).
@@ -565,7 +566,7 @@ def end_of_treatment_summary(
     sact_ended, signs_until = _recent_sact(data, src.now.date())
     after, until = src.phase_bounds()
     referred = [i for i in src.items(_REFERRALS_MADE) if i["kind"] == "referral" and _within(src, i, after, until)]
-    organisations = [o for o in (src.contacts.organisation(str(c)) for c in data.get("connected_to") or []) if o]
+    organisations = src.contacts.connected()
     return {
         **src.header(END_OF_TREATMENT, "end_of_treatment"),
         "safety": src.safety(during_treatment=signs_until is not None),

@@ -196,6 +196,13 @@ class Contacts:
         entry = self.system.organisations.get(code)
         return self.entry(entry, "organisation", entry.name(self.language)) if entry else None
 
+    def connected(self) -> list[dict[str, Any]]:
+        """The organisations the patient was put in touch with (the support connection form's
+        ``connected_to``, from diagnosis on), each with its number or address from the directory."""
+        codes = self.data.get("connected_to")
+        found = (self.organisation(str(c)) for c in (codes if isinstance(codes, list) else []))
+        return [o for o in found if o]
+
     def for_warning_sign(self, contact_code: str, emergency: bool) -> dict[str, Any]:
         """The number behind a warning sign's contact (rules/catalogues/warning_signs.yaml): emergency
         services, the named contact, the team, the GP practice or a 24-hour line. An emergency sign
