@@ -25,7 +25,7 @@ from engine.documents.build import (
 )
 from engine.documents.directory import service_directory
 from engine.documents.notices import TEXT_KEY, fill_tasks, safety_notice
-from engine.documents.render import PdfUnavailableError, render_html, render_pdf
+from engine.documents.render import DocumentTooLargeError, PdfUnavailableError, render_html, render_pdf
 from engine.errors import (
     ConflictError,
     InvalidInputError,
@@ -138,6 +138,8 @@ def document(instance_id: Any, document: str) -> Response:
     if request.args.get("format") == "pdf":
         try:
             response = Response(render_pdf(built), mimetype="application/pdf")
+        except DocumentTooLargeError:  # too large to print: the page itself still shows it
+            abort(422)
         except PdfUnavailableError:
             abort(503)
         response.headers["Content-Disposition"] = f'inline; filename="{document}-{built["language"]}.pdf"'

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from engine.db.models import InstanceEvent, TreatmentSummary
 from engine.db.session import unit_of_work
+from engine.documents.render import MAX_LIST_ENTRIES
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 SUMMARY_DATA = {
@@ -229,6 +230,23 @@ def test_pdf_on_a_server_without_pango_is_503_and_the_page_still_works(
     assert_problem(response, 503, "pdf-unavailable")
     assert "Traceback" not in response.get_data(as_text=True)
     assert _plan(client, auth, instance["id"], Accept="text/html").status_code == 200
+
+
+def test_a_document_too_large_to_print_is_a_located_422_not_a_minute_long_pdf(client: Any, auth: Any) -> None:
+    # More GP actions than a PDF is made from (the form caps them at 30; start data and corrections
+    # are not that form): refused before rendering, and the JSON and HTML still work.
+    data = {**SUMMARY_DATA, "gp_actions": [f"Review {n}" for n in range(MAX_LIST_ENTRIES + 1)]}
+    response = client.post(
+        "/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-4006", "data": data}, headers=auth("system")
+    )
+    url = f"/v1/instances/{response.json['id']}/end-of-treatment-summary"
+    body = assert_problem(
+        client.get(url, headers=auth("clinician", Accept="application/pdf")), 422, "document-too-large"
+    )
+    assert [e["field"] for e in body["errors"]] == ["/gp_actions"]
+    assert "too large to print" in body["detail"]
+    assert client.get(url, headers=auth("clinician")).status_code == 200
+    assert client.get(url, headers=auth("clinician", Accept="text/html")).status_code == 200
 
 
 def test_summary_benefits_form_and_contacts(client: Any, auth: Any) -> None:
