@@ -105,7 +105,14 @@ def _plan_page(instance_id: str | None, ids: list[str]) -> str:
     line = safety_notice(directory, language, "during_treatment")
     if instance_id is None:
         return render_template(
-            "web/my_plan.html", document=None, forms=[], others=[], line=line, summary=False, phases=[]
+            "web/my_plan.html",
+            document=None,
+            forms=[],
+            others=[],
+            line=line,
+            summary=False,
+            phases=[],
+            example=line["example"],
         )
     view = _own(instance_id)
     document = care_plan_document(carepath(), view.id, language)
@@ -118,9 +125,26 @@ def _plan_page(instance_id: str | None, ids: list[str]) -> str:
         forms=own_forms(view),
         others=others,
         line=line,
+        example=_shows_example(document, line),
         summary=_summary_written(view.id),
         phases=_phases_written(view.id),
     )
+
+
+def _shows_example(document: dict[str, Any], line: dict[str, Any]) -> bool:
+    """Whether any contact the page shows is example data (the page then says so at the top)."""
+    contacts = document["contacts"]
+    shown = [
+        line,
+        contacts.get("named_contact"),
+        *contacts.get("team", []),
+        contacts.get("twenty_four_hour_line"),
+        contacts.get("gp_practice"),
+        contacts.get("urgent_advice"),
+        *contacts.get("organisations", []),
+        *(item.get("provider") for item in [*document["agreed"], *document["awaiting_decision"]]),
+    ]
+    return any(isinstance(c, dict) and c.get("example") for c in shown)
 
 
 @bp.get("/plans/<uuid:instance_id>/documents/<any('care-plan', 'end-of-treatment-summary'):document>")
