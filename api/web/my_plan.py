@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response as Redirect
 from engine.documents.build import (
     care_plan_document,
     end_of_treatment_summary,
+    instance_health_system,
     instance_safety_notice,
     warning_sign_choices,
 )
@@ -101,8 +102,11 @@ def plan_of(instance_id: Any) -> str:
 def _plan_page(instance_id: str | None, ids: list[str]) -> str:
     # The message the care plan document starts with (feeling unwell during treatment: call the line now).
     language = current_language()
-    directory = service_directory(carepath().settings)
-    line = safety_notice(directory, language, "during_treatment")
+    settings = carepath().settings
+    directory = service_directory(settings)
+    line = safety_notice(
+        directory, language, "during_treatment", system=directory.for_deployment(settings.health_system)
+    )
     if instance_id is None:
         return render_template(
             "web/my_plan.html",
@@ -182,7 +186,8 @@ def _own_form(view: InstanceView, task_id: str) -> dict[str, Any]:
     found = [task for task in own_forms(view) if task["id"] == task_id]
     if not found:
         abort(404)
-    return fill_tasks(found, service_directory(carepath().settings), current_language())[0]
+    system = instance_health_system(carepath(), view.id)  # the patient's numbers, not the language's
+    return fill_tasks(found, service_directory(carepath().settings), current_language(), system)[0]
 
 
 def _form_page(

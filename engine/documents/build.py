@@ -32,7 +32,7 @@ from engine.calendar import add_months
 from engine.db.models import InstanceEvent, TreatmentSummary
 from engine.db.session import read_only
 from engine.documents.contacts import Contacts
-from engine.documents.directory import service_directory
+from engine.documents.directory import HealthSystem, service_directory
 from engine.documents.notices import safety_notice
 from engine.documents.reasons import plain_reasons
 from engine.documents.render import (
@@ -63,6 +63,7 @@ __all__ = [
     "care_plan_document",
     "end_of_treatment_summaries",
     "end_of_treatment_summary",
+    "instance_health_system",
     "instance_safety_notice",
     "render_html",
     "render_pdf",
@@ -224,8 +225,15 @@ class _Sources:
         self.directory = service_directory(carepath.settings)
         # A child (the children and young people's pathway) calls their treatment centre, never the adult line.
         self.child = _warning_signs_key(self.view.pathway_id, self.data.get("diagnosis")) == _CHILDREN
+        # The patient's health system's numbers (the instance's, the deployment's), never the language's.
         self.contacts = Contacts(
-            self.directory, self.language, self.strings, self.labels.of, self.data, child=self.child
+            self.directory,
+            self.language,
+            self.strings,
+            self.labels.of,
+            self.data,
+            child=self.child,
+            health_system=carepath.settings.health_system,
         )
         rule_files = _rule_files(carepath, {(r.ruleset_name, r.ruleset_version) for r in records})
         self.evaluations = {r.id: _evaluation(r, rule_files, self.labels) for r in records}
@@ -786,7 +794,7 @@ def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None, u
                 "when_label": src.labels.of("sign_when", s.when),
                 "urgency": s.urgency,
                 "urgency_label": src.labels.of("sign_urgency", s.urgency),
-                "action": s.action_sv if sv else s.action_en,
+                "action": s.action(src.language, *_numbers(src.contacts.system)),
                 "contact": {
                     "code": s.contact.code,
                     "name": s.contact.name_sv if sv else s.contact.name_en,
@@ -801,9 +809,10 @@ def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None, u
 
 def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | None = "en") -> list[dict[str, Any]]:
     """The warning signs the patient of an instance may report (the catalogue's for their diagnosis, during
-    and after treatment), most urgent first: ``code``, ``name``, ``urgency``, ``urgency_label``, ``action``.
+    and after treatment), most urgent first: ``code``, ``name``, ``urgency``, ``urgency_label``, ``action``
+    (with the patient's health system's numbers).
 
-    Raises: NotFoundError (no such instance), RuleFileError (the catalogue is invalid).
+    Raises: NotFoundError (no such instance), RuleFileError (the catalogue or the directory is invalid).
     """
     language = resolve_language(language)
     labels = _Labels(language, carepath.rules.catalogue())
@@ -811,16 +820,27 @@ def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | N
         view, data = carepath.instances.read(session, instance_id)
         catalogue = warning_signs_in_use(session, carepath.rules, active_only=carepath.settings.four_eyes)
     sv = language == "sv"
+    numbers = _numbers(service_directory(carepath.settings).for_patient(data, carepath.settings.health_system))
     return [
         {
             "code": s.code,
             "name": s.name_sv if sv else s.name_en,
             "urgency": s.urgency,
             "urgency_label": labels.of("sign_urgency", s.urgency),
-            "action": s.action_sv if sv else s.action_en,
+            "action": s.action(language, *numbers),
         }
         for s in catalogue.for_diagnosis(_warning_signs_key(view.pathway_id, data.get("diagnosis")))
     ]
+
+
+def instance_health_system(carepath: CarePath, instance_id: str) -> HealthSystem:
+    """The service directory section of the patient of an instance (:meth:`ServiceDirectory.for_patient`).
+
+    Raises: NotFoundError (no such instance), RuleFileError (the directory is invalid).
+    """
+    with read_only(carepath.sessions) as session:
+        _, data = carepath.instances.read(session, instance_id)
+    return service_directory(carepath.settings).for_patient(data, carepath.settings.health_system)
 
 
 def instance_safety_notice(
@@ -837,7 +857,10 @@ def instance_safety_notice(
     words = strings(language)
     directory = service_directory(carepath.settings)
     child = _warning_signs_key(view.pathway_id, data.get("diagnosis")) == _CHILDREN
-    contacts = Contacts(directory, language, words, _Labels(language, carepath.rules.catalogue()).of, data, child=child)
+    labels = _Labels(language, carepath.rules.catalogue()).of
+    contacts = Contacts(
+        directory, language, words, labels, data, child=child, health_system=carepath.settings.health_system
+    )
     return safety_notice(
         directory,
         language,
@@ -846,6 +869,13 @@ def instance_safety_notice(
         child=child,
         childrens_line=contacts.childrens_hospital() if child else None,
     )
+
+
+def _numbers(system: HealthSystem) -> tuple[str, str]:
+    """The numbers a warning sign's action text names (``{emergency}``, ``{urgent_advice}``): the
+    patient's health system's; without an urgent advice line in the directory, the emergency number."""
+    urgent = system.urgent_advice.phone if system.urgent_advice and system.urgent_advice.phone else None
+    return system.emergency_number, urgent or system.emergency_number
 
 
 def _warning_signs_key(pathway_id: str, diagnosis: Any) -> str:

@@ -51,9 +51,12 @@ class Contacts:
         label: Label,
         data: dict[str, Any],
         child: bool = False,
+        health_system: str | None = None,
     ) -> None:
+        """``health_system``: the deployment's (``Settings.health_system``); the section used is the
+        patient's (:meth:`ServiceDirectory.for_patient`), never the language's."""
         self.directory, self.language, self.strings, self.label = directory, language, strings, label
-        self.system: HealthSystem = directory.for_language(language)
+        self.system: HealthSystem = directory.for_patient(data, health_system)
         self.data, self.child = data, child
         recorded = data.get("named_contact")
         self.recorded: dict[str, Any] = recorded if isinstance(recorded, dict) else {}

@@ -2,7 +2,8 @@
 
 A form declares the notice it must carry (``"x-carepath-safety-notice": "twenty_four_hour_line"`` at
 its top, as the needs checklist does), and this module fills it from the service directory
-(:mod:`engine.documents.directory`) in the reader's language: the line's name, number and hours, the
+(:mod:`engine.documents.directory`) in the reader's language, with the numbers of the patient's
+health system (the deployment's when there is no patient), never the language's: the line's name, number and hours, the
 message in English or Swedish (``locales/``), and whether the number is example data. The documents'
 own safety box (:mod:`engine.documents.build`) is made by the same function, so the patient reads one
 message with one number everywhere (issue 13: if you have a temperature or feel unwell during
@@ -42,10 +43,10 @@ def safety_notice(
     childrens_line: DirectoryEntry | None = None,
 ) -> dict[str, Any]:
     """The notice ``kind`` in ``language`` (``en`` or ``sv``; anything else gets English), with the
-    24-hour line of ``system`` (the patient's health system; None: the language's, for a page that
-    has no patient): ``kind``, ``language``, ``title``, ``text``, ``phone``, ``line`` (its name),
-    ``hours_label``, ``emergency`` (the national emergency number's sentence) and ``example`` (the
-    number is example data).
+    24-hour line of ``system`` (the patient's health system; None: the deployment's, for a form or
+    page read without a patient; never the reader's language's): ``kind``, ``language``, ``title``,
+    ``text``, ``phone``, ``line`` (its name), ``hours_label``, ``emergency`` (the national emergency
+    number's sentence) and ``example`` (the number is example data).
 
     A ``child``'s notice (the children and young people's pathway) gives ``childrens_line`` (their
     principal treatment centre or shared care unit, answered at all hours), never the adult 24-hour
@@ -58,7 +59,7 @@ def safety_notice(
         raise ValueError(f"unknown safety notice {kind!r}: one of {', '.join(NOTICE_KINDS)}")
     language = language if language in LANGUAGES else LANGUAGES[0]
     words = strings(language)
-    system = system or directory.for_language(language)
+    system = system or directory.for_deployment()
     emergency = words["text"]["emergency_call"].format(number=system.emergency_number)
     line = childrens_line if child else system.twenty_four_hour_line
     if line is None:  # a child, and no children's 24-hour line in the directory
@@ -89,12 +90,15 @@ def safety_notice(
     }
 
 
-def fill_form(form: dict[str, Any] | None, directory: ServiceDirectory, language: str) -> dict[str, Any] | None:
+def fill_form(
+    form: dict[str, Any] | None, directory: ServiceDirectory, language: str, system: HealthSystem | None = None
+) -> dict[str, Any] | None:
     """A copy of ``form`` with its declared safety notice filled in (the form itself when it declares
-    none). Raises: ValueError (a notice kind that does not exist)."""
+    none), with ``system``'s numbers (None: the deployment's). Raises: ValueError (a notice kind that
+    does not exist)."""
     if not isinstance(form, dict) or NOTICE_KEY not in form:
         return form
-    notice = safety_notice(directory, language, str(form[NOTICE_KEY]))
+    notice = safety_notice(directory, language, str(form[NOTICE_KEY]), system=system)
     filled = copy.deepcopy(form)
     filled[TEXT_KEY] = notice
     rest = filled.get("description")
@@ -102,10 +106,13 @@ def fill_form(form: dict[str, Any] | None, directory: ServiceDirectory, language
     return filled
 
 
-def fill_tasks(tasks: list[dict[str, Any]], directory: ServiceDirectory, language: str) -> list[dict[str, Any]]:
-    """Tasks (as the API and pages show them, each with a ``form``) with their forms' notices filled."""
+def fill_tasks(
+    tasks: list[dict[str, Any]], directory: ServiceDirectory, language: str, system: HealthSystem | None = None
+) -> list[dict[str, Any]]:
+    """Tasks (as the API and pages show them, each with a ``form``) with their forms' notices filled
+    with ``system``'s numbers (None: the deployment's)."""
     return [
-        {**task, "form": fill_form(task.get("form"), directory, language)}
+        {**task, "form": fill_form(task.get("form"), directory, language, system)}
         if isinstance(task.get("form"), dict) and NOTICE_KEY in task["form"]
         else task
         for task in tasks
