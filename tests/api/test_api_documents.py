@@ -266,9 +266,11 @@ def test_summary_benefits_form_and_contacts(client: Any, auth: Any) -> None:
     assert doc["gp_practice"]["name"] == "Sample Road Medical Centre"
     assert doc["who_to_call"]["named_contact"]["name"] == "Sam Example"
     assert "STAFF-DEMO-1" not in json.dumps(doc)
+    # Read in Swedish, the patient is still in England: SR1 and the English contacts, in Swedish words.
     swedish = client.get(url, headers=auth("clinician", **{"Accept-Language": "sv"})).json
-    assert swedish["benefits_form"] is None  # SR1 is the NHS's; Sweden has no such form
-    assert swedish["who_to_call"]["named_contact"]["name"] == "Kim Exempelsson"
+    assert swedish["benefits_form"]["form"] == "SR1" and swedish["directory"]["health_system"] == "england"
+    assert swedish["who_to_call"]["named_contact"]["name"] == "Sam Example"
+    assert swedish["who_to_call"]["emergency_number"] == "999"
 
 
 def _phase(app: Flask, instance_id: str, number: int, phase: str, ended_on: str, content: dict[str, Any]) -> None:
