@@ -23,7 +23,8 @@ from engine.documents.build import (
     end_of_treatment_summaries,
     end_of_treatment_summary,
 )
-from engine.documents.render import PdfUnavailableError, render_html, render_pdf
+from engine.documents.render import DocumentTooLargeError, PdfUnavailableError, render_html, render_pdf
+from engine.errors import Problem
 
 from . import carepath
 from .auth import current_principal, requires
@@ -54,6 +55,13 @@ def negotiated(
     elif chosen == "application/pdf":
         try:
             pdf = render_pdf(document)
+        except DocumentTooLargeError as exc:  # refused before rendering: never a minute-long request
+            raise ApiError(
+                422,
+                "document-too-large",
+                f"{exc}; ask for application/json or text/html",
+                [Problem(str(exc), field=exc.where)],
+            ) from None
         except PdfUnavailableError:  # a server set up without Pango: its operator's gap, not a crash
             raise ApiError(
                 503,

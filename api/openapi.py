@@ -205,7 +205,13 @@ def _document(
     }
     return {
         "get": _op(
-            op_id, summary, permission, {200: ok}, errors, [_INSTANCE_ID, *(extra or []), _ACCEPT_LANGUAGE], tag=tag
+            op_id,
+            summary,
+            permission,
+            {200: ok},
+            (*errors, 422),  # 422 document-too-large: too large to print as a PDF
+            [_INSTANCE_ID, *(extra or []), _ACCEPT_LANGUAGE],
+            tag=tag,
         )
     }
 

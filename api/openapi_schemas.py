@@ -44,6 +44,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "message-not-deliverable": "No instance is waiting for this message",
     "not-ready": "The service is not ready",
     "database-unavailable": "The database cannot be reached; retry after the time given",
+    "document-too-large": "The document is too large to print as a PDF; ask for JSON or HTML",
     "pdf-unavailable": "This server cannot make PDFs (WeasyPrint's system libraries are missing); ask for HTML",
     "internal-error": "Internal error",
 }
@@ -202,17 +203,19 @@ _CONTACT: dict[str, Any] = {
     "required": ["role", "role_label", "name", "phone", "hours_label", "example"],
 }
 _NULLABLE_CONTACT: dict[str, Any] = {"oneOf": [_CONTACT, {"type": "null"}]}
-_CONTACTS = _obj(
-    ["named_contact", "team", "twenty_four_hour_line", "gp_practice", "hospitals", "emergency_number", "urgent_advice"],
-    {
-        "named_contact": _NULLABLE_CONTACT,
-        "team": {"type": "array", "items": _CONTACT},
-        "twenty_four_hour_line": _CONTACT,
-        "gp_practice": _NULLABLE_CONTACT,
-        "hospitals": {"type": "array", "items": _CONTACT},
-        "emergency_number": {"type": "string"},
-        "urgent_advice": _NULLABLE_CONTACT,
-    },
+_CONTACT_FIELDS: dict[str, Any] = {
+    "named_contact": _NULLABLE_CONTACT,
+    "team": {"type": "array", "items": _CONTACT},
+    "twenty_four_hour_line": _CONTACT,
+    "gp_practice": _NULLABLE_CONTACT,
+    "hospitals": {"type": "array", "items": _CONTACT},
+    "emergency_number": {"type": "string"},
+    "urgent_advice": _NULLABLE_CONTACT,
+}
+_CONTACTS = _obj(list(_CONTACT_FIELDS), _CONTACT_FIELDS)
+# The care plan's contacts also name the organisations the patient was put in touch with (connected_to).
+_CARE_PLAN_CONTACTS = _obj(
+    [*_CONTACT_FIELDS, "organisations"], {**_CONTACT_FIELDS, "organisations": {"type": "array", "items": _CONTACT}}
 )
 _SAFETY = _obj(
     ["kind", "title", "text", "phone", "line", "example", "emergency"],
@@ -391,7 +394,7 @@ _WISHES = _nullable(
 )
 _CARE_PLAN_PROPS: dict[str, Any] = {
     "safety": _SAFETY,
-    "contacts": _CONTACTS,
+    "contacts": _CARE_PLAN_CONTACTS,
     "diagnosis": _DIAGNOSIS,
     "what_matters": _NULLABLE_STRING,
     "wishes": _WISHES,

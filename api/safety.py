@@ -1,7 +1,8 @@
 """The safety notices a task's form declares, filled for the API's reader (engine.documents.notices).
 
 A form that declares ``x-carepath-safety-notice`` (the needs checklist) is shown with the 24-hour
-line's message, number and hours from the deployment's service directory, in the language of the
+line's message, number and hours from the deployment's service directory (the section of
+``CAREPATH_HEALTH_SYSTEM``, else its only or first: never chosen by language), in the language of the
 request's ``Accept-Language`` (Swedish or English; anything else gets English). Every API reply that
 carries a ready task's form goes through here: the task list, one task, and an instance's ready tasks.
 """
@@ -32,7 +33,10 @@ def reader_language() -> str:
 
 def with_notices(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tasks with their forms' safety notices filled. Raises: RuleFileError (the directory is invalid)."""
-    return fill_tasks(tasks, service_directory(carepath().settings), reader_language())
+    settings = carepath().settings
+    directory = service_directory(settings)
+    # The deployment's numbers in the reader's words: a task list spans patients, so not each one's own.
+    return fill_tasks(tasks, directory, reader_language(), directory.for_deployment(settings.health_system))
 
 
 def instance_body(view: InstanceView) -> dict[str, Any]:

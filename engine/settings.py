@@ -38,6 +38,8 @@ __all__ = [
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 MIN_TRAIL_KEY_LENGTH = 32
+# The service directory's sections (engine.documents.directory.HEALTH_SYSTEMS).
+_HEALTH_SYSTEMS = ("england", "sweden")
 ENVIRONMENTS = ("development", "production")
 # How the FHIR API names patients (CAREPATH_FHIR_PATIENT_IDENTIFIER): the identifier system this
 # deployment's patient references belong to (docs/fhir.md).
@@ -515,6 +517,9 @@ class Settings:
     ``environment``: ``development`` or ``production``. In production a server refuses to start on an
     example ``service_directory`` (the numbers printed in patients' documents) unless
     ``allow_example_directory`` (:func:`engine.documents.directory.require_service_directory`).
+    ``health_system`` (``CAREPATH_HEALTH_SYSTEM``, ``england`` or ``sweden``): the directory section
+    whose numbers this deployment's patients are given, whatever language they read in
+    (:meth:`engine.documents.directory.ServiceDirectory.for_patient`).
 
     ``trail_key_file`` (``CAREPATH_TRAIL_KEY_FILE``): a file holding the secret that authenticates
     the event trail (HMAC-SHA256, :mod:`engine.audit`), at least 32 characters -- e.g. the output
@@ -582,6 +587,9 @@ class Settings:
     environment: str = "development"
     service_directory: Path = field(default_factory=bundled_service_directory)
     allow_example_directory: bool = False
+    # The health system of this deployment's patients (a section of the service directory): the numbers
+    # their documents give. None: an instance's own ``health_system``, else the directory's only or first.
+    health_system: str | None = None
     trail_key_file: Path | None = None
     checkpoint_dir: Path | None = None
     checkpoint_seconds: float = 3600.0
@@ -621,6 +629,8 @@ class Settings:
             )
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise ValueError(f"unsupported database URL scheme: {self.database_url.split(':', 1)[0]}")
+        if self.health_system is not None and self.health_system not in _HEALTH_SYSTEMS:
+            raise ValueError(f"CAREPATH_HEALTH_SYSTEM must be one of {', '.join(_HEALTH_SYSTEMS)}")
         if self.expression_max_steps <= 0 or self.expression_max_seconds <= 0:
             raise ValueError("expression limits must be positive")
         if self.checkpoint_seconds <= 0:
@@ -691,7 +701,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read ``CAREPATH_DATABASE_URL``, ``CAREPATH_PATHWAYS_DIR``, ``CAREPATH_RULES_DIR``,
         ``CAREPATH_ALLOW_EMPTY_LIBRARY`` (1, true, yes or on), ``CAREPATH_ENV``,
-        ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``,
+        ``CAREPATH_SERVICE_DIRECTORY``, ``CAREPATH_ALLOW_EXAMPLE_DIRECTORY``, ``CAREPATH_HEALTH_SYSTEM``,
         ``CAREPATH_ALLOW_CONCURRENT_INSTANCES``, ``CAREPATH_SANDBOX``,
         ``CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` (1, true, yes or on),
         ``CAREPATH_FOUR_EYES`` (on by default; off: 0, false, no or off),
@@ -737,10 +747,14 @@ class Settings:
 
 
 def _care_team_settings(env: Mapping[str, str]) -> dict[str, object]:
-    """``CAREPATH_DEFAULT_ORGANISATION`` and ``CAREPATH_DEFAULT_CARE_TEAM``, when set."""
+    """``CAREPATH_DEFAULT_ORGANISATION``, ``CAREPATH_DEFAULT_CARE_TEAM`` and ``CAREPATH_HEALTH_SYSTEM``
+    (lower case), when set."""
     names = ("default_organisation", "default_care_team")
-    return {
+    found: dict[str, object] = {
         name: env[f"CAREPATH_{name.upper()}"].strip()
         for name in names
         if env.get(f"CAREPATH_{name.upper()}", "").strip()
     }
+    if env.get("CAREPATH_HEALTH_SYSTEM", "").strip():
+        found["health_system"] = env["CAREPATH_HEALTH_SYSTEM"].strip().lower()
+    return found

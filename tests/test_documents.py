@@ -9,6 +9,7 @@ Rendering in a browser and as PDF: tests/test_documents_print.py.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import html
 import io
 import json
@@ -86,10 +87,17 @@ def _readable(page: str) -> str:
 
 @dataclass
 class Patients:
-    app: CarePath
+    app: CarePath  # a deployment whose patients are in England (the directory's first section)
     planned: Journey  # care plan agreed, referrals sent (referred), one of them completed; in treatment
     ended: Journey  # end of treatment summary written
     completed: Journey  # the whole pathway done
+    # The same patients as a deployment in Sweden sees them (CAREPATH_HEALTH_SYSTEM=sweden): its numbers.
+    swedish: CarePath
+
+
+def _app(patients: Patients, language: str) -> CarePath:
+    """The deployment whose numbers a reader in ``language`` expects in these tests: each language's own."""
+    return patients.swedish if language.startswith("sv") else patients.app
 
 
 def _directory(folder: Path) -> Path:
@@ -177,7 +185,11 @@ def patients(tmp_path_factory: pytest.TempPathFactory, database_templates: Datab
             },
             actor=on_behalf_of("system:tok_ehr", "N-4711"),
         )  # an EHR recording it for a consultant
-        yield Patients(app, planned, ended, completed)
+        swedish = CarePath(dataclasses.replace(settings, health_system="sweden"), clock)
+        try:
+            yield Patients(app, planned, ended, completed, swedish)
+        finally:
+            swedish.close()
     finally:
         app.close()
 
@@ -237,7 +249,7 @@ def test_contacts_come_from_the_directory(patients: Patients) -> None:
     assert contacts["gp_practice"]["name"] == "Example Street Surgery"
     assert [c["role"] for c in contacts["team"]] == ["team", "doctor", "social_worker", "rehabilitation_coordinator"]
     assert contacts["emergency_number"] == "999" and contacts["urgent_advice"]["phone"] == "111"
-    sv = care_plan_document(patients.app, patients.planned.view.id, "sv")["contacts"]
+    sv = care_plan_document(patients.swedish, patients.planned.view.id, "sv")["contacts"]
     assert (sv["named_contact"]["name"], sv["named_contact"]["role_label"]) == (
         "Kim Exempelsson",
         "Kontaktsjuksköterska",
@@ -246,6 +258,52 @@ def test_contacts_come_from_the_directory(patients: Patients) -> None:
     assert sv["gp_practice"]["name"] == "Vårdcentralen Exempelgatan" and sv["emergency_number"] == "112"
     assert sv["twenty_four_hour_line"]["hours_label"] == "Dygnet runt, alla dagar"
     assert sv["team"][0]["hours_label"] == "Måndag–fredag kl. 08.00–16.00"
+
+
+def test_the_care_plan_names_the_organisations_the_patient_was_put_in_touch_with(patients: Patients) -> None:
+    # The planned patient was connected to EXAMPLE-SUPPORT-ORG at diagnosis (support "yes_now").
+    names = {"england": "Example Cancer Support (local charity)", "sweden": "Patientföreningen Exempel"}
+    heading = {
+        "en": "Support organisations you were put in touch with",
+        "sv": "Stödorganisationer du har fått kontakt med",
+    }
+    for language in ("en", "sv"):
+        doc = care_plan_document(patients.app, patients.planned.view.id, language)
+        [organisation] = doc["contacts"]["organisations"]
+        assert organisation["name"] == names[doc["directory"]["health_system"]], organisation
+        assert organisation["phone"] and organisation["example"] is True
+        page = html.unescape(render_html(doc))
+        assert heading[language] in page and organisation["name"] in page and organisation["phone"] in page
+        pdf = "\n".join(_pdf_pages(render_pdf(doc)))
+        assert organisation["name"] in " ".join(pdf.split()), pdf[:500]
+
+
+def test_the_numbers_are_the_patients_health_systems_whatever_the_language(patients: Patients) -> None:
+    """An English patient reading Swedish still calls 999 and NHS 111, and a Swedish patient reading
+    English 112 and 1177: the reader's language picks the words, never the numbers."""
+    national = re.compile(r"(?<![\w])(999|112|111|1177)(?![\w])")
+    for app, language, (emergency, urgent, gp, line) in (
+        (patients.app, "sv", ("999", "111", "Example Street Surgery", "01632 960100")),
+        (patients.swedish, "en", ("112", "1177", "Vårdcentralen Exempelgatan", "08-465 004 00")),
+    ):
+        doc = end_of_treatment_summary(app, patients.ended.view.id, language)
+        assert doc["language"] == language
+        calls = doc["who_to_call"]
+        assert (calls["emergency_number"], calls["urgent_advice"]["phone"], calls["gp_practice"]["name"]) == (
+            emergency,
+            urgent,
+            gp,
+        )
+        assert doc["safety"]["phone"] == line and line in doc["safety"]["text"]
+        signs = {s["code"]: s for s in doc["warning_signs"]["signs"]}
+        action = signs["thoughts_of_suicide_or_self_harm"]["action"]
+        assert emergency in action and urgent in action, action
+        for sign in signs.values():  # no number of the other health system, no placeholder left
+            assert set(national.findall(sign["action"])) <= {emergency, urgent}, sign["action"]
+            assert "{" not in sign["action"], sign["action"]
+        plan = care_plan_document(app, patients.planned.view.id, language)
+        assert plan["contacts"]["emergency_number"] == emergency and plan["safety"]["phone"] == line
+        assert plan["directory"]["health_system"] == ("england" if emergency == "999" else "sweden")
 
 
 def test_the_safety_message_gives_the_24_hour_number(patients: Patients) -> None:
@@ -261,14 +319,14 @@ def test_the_safety_message_gives_the_24_hour_number(patients: Patients) -> None
             "rådgivningen dygnet runt direkt, 08-465 004 00",
         ),
     ):
-        doc = care_plan_document(patients.app, patients.planned.view.id, language)
+        doc = care_plan_document(_app(patients, language), patients.planned.view.id, language)
         assert doc["safety"]["text"].startswith(words), doc["safety"]["text"]
         assert doc["safety"]["text"] in html.unescape(render_html(doc))
 
 
 def test_reasons_are_in_the_readers_words(patients: Patients) -> None:
     english = care_plan_document(patients.app, patients.planned.view.id, "en")
-    swedish = care_plan_document(patients.app, patients.planned.view.id, "sv")
+    swedish = care_plan_document(patients.swedish, patients.planned.view.id, "sv")
     by_code = {i["code"]: i for i in english["agreed"]}
     psych = by_code["psychological-support-referral"]
     assert [r["text"] for r in psych["reasons"]] == ["You scored worry, fear or anxiety 9 out of 10"]
@@ -314,16 +372,16 @@ def test_care_plan_next_steps_in_the_patients_words(patients: Patients) -> None:
     assert [u["due_on"] for u in steps["upcoming"]] == sorted(upcoming.values())
     assert steps["next_due_at"].startswith("2026-04-12")
     # Sweden has no GP cancer care review: neither coming up nor happening now.
-    sv = care_plan_document(patients.app, patients.planned.view.id, "sv")["next_steps"]
+    sv = care_plan_document(patients.swedish, patients.planned.view.id, "sv")["next_steps"]
     assert {u["code"] for u in sv["upcoming"]} == {"quality_of_life_survey", "care_plan_review"}
     assert [n["text"] for n in sv["now"]] == ["Du får din behandling."]
-    page = render_html(care_plan_document(patients.app, patients.planned.view.id, "sv"))
+    page = render_html(care_plan_document(patients.swedish, patients.planned.view.id, "sv"))
     for name in (t["name"] for t in steps["ready_tasks"]):  # the diagrams' staff task names
         assert name not in page
 
 
 def test_care_plan_in_swedish_reads_as_min_vardplan(patients: Patients) -> None:
-    doc = care_plan_document(patients.app, patients.planned.view.id, "sv-SE")
+    doc = care_plan_document(patients.swedish, patients.planned.view.id, "sv-SE")
     assert doc["language"] == "sv" and doc["title"] == "Min vårdplan"
     assert doc["directory"]["health_system"] == "sweden"
     assert {n["name"] for n in doc["needs"]} >= {"Oro, rädsla eller ångest"}
@@ -371,7 +429,7 @@ def test_other_languages_fall_back_to_english(patients: Patients) -> None:
 
 def test_care_plan_html(patients: Patients) -> None:
     english = render_html(care_plan_document(patients.app, patients.planned.view.id, "en"))
-    swedish = render_html(care_plan_document(patients.app, patients.planned.view.id, "sv"))
+    swedish = render_html(care_plan_document(patients.swedish, patients.planned.view.id, "sv"))
     for page, lang, headings in (
         (
             english,
@@ -440,7 +498,7 @@ def test_no_document_shows_a_staff_identifier_or_a_placeholder(patients: Patient
 
 def test_every_rendering_says_when_it_is_example_data(patients: Patients, tmp_path: Path) -> None:
     english = render_html(care_plan_document(patients.app, patients.planned.view.id, "en"))
-    swedish = render_html(end_of_treatment_summary(patients.app, patients.ended.view.id, "sv"))
+    swedish = render_html(end_of_treatment_summary(patients.swedish, patients.ended.view.id, "sv"))
     assert 'class="example-banner"' in english and "EXAMPLE DATA" in english
     assert "(example)" in english and "EXAMPLE DATA - not for a real patient" in english  # each number, each page
     assert "EXEMPELDATA" in swedish and "(exempel)" in swedish
@@ -578,7 +636,7 @@ def test_warning_signs_include_those_for_treatment_within_six_weeks_of_it(patien
 
 def test_end_of_treatment_summary_html_in_both_languages(patients: Patients) -> None:
     english = render_html(end_of_treatment_summary(patients.app, patients.ended.view.id, "en"))
-    swedish = render_html(end_of_treatment_summary(patients.app, patients.ended.view.id, "sv"))
+    swedish = render_html(end_of_treatment_summary(patients.swedish, patients.ended.view.id, "sv"))
     for heading in (
         "End of treatment summary",
         "About this summary",
@@ -641,10 +699,10 @@ def test_documents_after_the_pathway_completed(patients: Patients) -> None:
     named contact, changed by a message in a parallel branch)."""
     view = patients.completed.view
     assert view.status == "completed"
-    plan = care_plan_document(patients.app, view.id, "sv")
+    plan = care_plan_document(patients.swedish, view.id, "sv")
     assert plan["next_steps"] == {"now": [], "ready_tasks": [], "next_due_at": None, "upcoming": []}
     assert len(plan["assessments"]) == 2 and plan["contacts"]["named_contact"]["name"] == "Kim Exempelsson"
-    summary = end_of_treatment_summary(patients.app, view.id, "sv")
+    summary = end_of_treatment_summary(patients.swedish, view.id, "sv")
     assert summary["diagnosis"]["code"] == "kidney" and summary["warning_signs"]["diagnosis"] == "general"
     assert summary["follow_up"]["label"].startswith("Patientinitierad")
     assert summary["diagnosis"]["stage"] is None  # not recorded: shown as such
@@ -760,9 +818,9 @@ def test_documents_print_in_chromium_with_page_numbers_in_both_languages(patient
     app = patients.app
     docs = {
         "care-plan-en": care_plan_document(app, patients.planned.view.id, "en"),
-        "care-plan-sv": care_plan_document(app, patients.planned.view.id, "sv"),
+        "care-plan-sv": care_plan_document(patients.swedish, patients.planned.view.id, "sv"),
         "summary-en": end_of_treatment_summary(app, patients.ended.view.id, "en"),
-        "summary-sv": end_of_treatment_summary(app, patients.ended.view.id, "sv"),
+        "summary-sv": end_of_treatment_summary(patients.swedish, patients.ended.view.id, "sv"),
     }
     runs = {}
     for name, doc in docs.items():  # side by side: a browser start is most of the time
@@ -800,7 +858,7 @@ def test_documents_print_in_chromium_with_page_numbers_in_both_languages(patient
 def test_the_pdf_for_the_gp_has_the_content_of_the_page(patients: Patients) -> None:
     for doc in (
         end_of_treatment_summary(patients.app, patients.ended.view.id, "en"),
-        care_plan_document(patients.app, patients.planned.view.id, "sv"),
+        care_plan_document(patients.swedish, patients.planned.view.id, "sv"),
     ):
         pdf = render_pdf(doc)
         assert pdf.startswith(b"%PDF-")

@@ -29,17 +29,26 @@ def test_the_bundled_checklist_declares_the_24_hour_line_and_no_pointer_elsewher
         assert declared is None or declared in NOTICE_KINDS, path
 
 
-@pytest.mark.parametrize("language", ["en", "sv"])
-def test_the_notice_is_filled_from_the_directory_in_the_readers_language(language: str) -> None:
+@pytest.mark.parametrize(("language", "system"), [("en", "england"), ("sv", "sweden"), ("sv", "england")])
+def test_the_notice_is_in_the_readers_language_with_the_patients_numbers(language: str, system: str) -> None:
     directory = _directory("01632 960142", "08-465 004 42")
-    notice = safety_notice(directory, language)
-    phone = "01632 960142" if language == "en" else "08-465 004 42"
+    health_system = directory.systems[system]  # type: ignore[attr-defined]
+    notice = safety_notice(directory, language, system=health_system)  # type: ignore[arg-type]
+    phone = "01632 960142" if system == "england" else "08-465 004 42"
     assert notice["phone"] == phone and phone in notice["text"] and notice["language"] == language
     assert notice["example"] is True and "{" not in notice["text"] and "}" not in notice["text"]
-    line = directory.for_language(language).twenty_four_hour_line  # type: ignore[attr-defined]
+    line = health_system.twenty_four_hour_line
     assert notice["line"] == line.name(language) and line.name(language) in notice["text"]
     assert notice["hours_label"] in notice["text"]
     assert notice["text"].startswith("If you have a temperature" if language == "en" else "Om du får feber")
+
+
+def test_without_a_patient_the_notice_has_the_deployments_numbers_whatever_the_language() -> None:
+    directory = _directory("01632 960142", "08-465 004 42")
+    for language in ("en", "sv"):  # the bundled directory's first section, england, in either language
+        assert safety_notice(directory, language)["phone"] == "01632 960142"  # type: ignore[arg-type]
+    sweden = directory.for_deployment("sweden")  # type: ignore[attr-defined]
+    assert safety_notice(directory, "en", system=sweden)["phone"] == "08-465 004 42"  # type: ignore[arg-type]
 
 
 def test_another_directory_gives_another_number() -> None:

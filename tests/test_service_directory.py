@@ -84,13 +84,19 @@ def test_the_bundled_directory_is_example_data_entry_by_entry() -> None:
         "rehabilitation_coordinator",
     }
     assert "Barncancerfonden" in {o.name_sv for o in sweden.organisations.values()}
-    assert (directory.for_language("sv"), directory.for_language("en")) == (sweden, directory.systems["england"])
+    # The section is the patient's or the deployment's, never the reader's language's.
+    england = directory.systems["england"]
+    assert (directory.for_deployment(), directory.for_deployment("sweden")) == (england, sweden)
+    assert directory.for_patient({"health_system": "sweden"}, "england") == sweden  # the instance's own first
+    assert directory.for_patient({}, "sweden") == sweden  # then the deployment's
+    assert directory.for_patient({"gp_practice": "EXAMPLE-GP-1"}) == england  # in both sections: the first
 
 
 def test_a_real_directory_loads_and_serves_every_language() -> None:
     directory = parse_service_directory(REAL, "real.yaml")
     assert directory.example is False and list(directory.systems) == ["england"]
-    assert directory.for_language("sv").key == "england"  # the one section there is
+    assert directory.for_deployment("sweden").key == "england"  # the one section there is
+    assert directory.for_patient({"health_system": "sweden"}, "sweden").key == "england"
     nurse = directory.systems["england"].staff["S1"]
     assert (nurse.name_en, nurse.phone, nurse.team, nurse.example) == ("Pat Nurse", "0191 555 0111", "ONC", False)
 

@@ -3,6 +3,7 @@ reported with file, line and column."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -158,8 +159,12 @@ def test_thoughts_of_suicide_or_self_harm_send_the_patient_for_help_now() -> Non
         "any",
         "emergency-services",
     )
-    assert "999" in sign.action_en and "111" in sign.action_en and "now" in sign.action_en
-    assert "112" in sign.action_sv and "1177" in sign.action_sv and "nu" in sign.action_sv
+    # The numbers are the patient's health system's, filled in where the text is shown.
+    assert "{emergency}" in sign.action_en and "{urgent_advice}" in sign.action_en and "now" in sign.action_en
+    assert "{emergency}" in sign.action_sv and "{urgent_advice}" in sign.action_sv and "nu" in sign.action_sv
+    english = sign.action("en", "999", "111")
+    assert "Call 999" in english and "call 111 now" in english and "{" not in english
+    assert "Ring 112" in sign.action("sv", "112", "1177") and "ring 1177 nu" in sign.action("sv", "112", "1177")
     assert [g.source for g in sign.sources] == ["NICE NG225"]
     for diagnosis in DIAGNOSES:
         assert sign in catalogue.for_diagnosis(diagnosis, when="after_treatment"), diagnosis
@@ -334,3 +339,23 @@ def test_a_warning_signs_file_is_parsed_once_per_text_and_an_edit_is_used_at_onc
     for _ in range(2):  # a broken file is refused every time, not remembered
         with pytest.raises(RuleFileError):
             load_warning_signs(path)
+
+
+def test_the_bundled_action_texts_name_numbers_only_by_placeholder() -> None:
+    """A national number written out in an action text would be wrong in the other health system
+    (999 and NHS 111 do not exist in Sweden, nor 112 and 1177 in England); the directory gives them."""
+    catalogue = load_warning_signs(BUNDLED)
+    written = re.compile(r"(?<![\w])(999|112|111|1177)(?![\w])")
+    for signs in catalogue.signs.values():
+        for sign in signs:
+            for text in (sign.action_en, sign.action_sv):
+                assert not written.search(text), (sign.code, text)
+
+
+def test_an_unknown_placeholder_in_an_action_text_is_refused_with_its_line() -> None:
+    broken = VALID.replace("action_en: Call now.", "action_en: Call {emergancy} now.", 1)
+    assert broken != VALID
+    with pytest.raises(RuleFileError) as raised:
+        parse_warning_signs(broken)
+    [problem] = raised.value.problems
+    assert "unknown placeholder '{emergancy}'" in problem.message and problem.line

@@ -17,10 +17,16 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as Redirect
 
-from engine.documents.build import care_plan_document, end_of_treatment_summary, warning_sign_choices
+from engine.documents.build import (
+    care_plan_document,
+    end_of_treatment_summary,
+    instance_health_system,
+    instance_safety_notice,
+    warning_sign_choices,
+)
 from engine.documents.directory import service_directory
 from engine.documents.notices import TEXT_KEY, fill_tasks, safety_notice
-from engine.documents.render import PdfUnavailableError, render_html, render_pdf
+from engine.documents.render import DocumentTooLargeError, PdfUnavailableError, render_html, render_pdf
 from engine.errors import (
     ConflictError,
     InvalidInputError,
@@ -96,14 +102,25 @@ def plan_of(instance_id: Any) -> str:
 def _plan_page(instance_id: str | None, ids: list[str]) -> str:
     # The message the care plan document starts with (feeling unwell during treatment: call the line now).
     language = current_language()
-    directory = service_directory(carepath().settings)
-    line = safety_notice(directory, language, "during_treatment")
+    settings = carepath().settings
+    directory = service_directory(settings)
+    line = safety_notice(
+        directory, language, "during_treatment", system=directory.for_deployment(settings.health_system)
+    )
     if instance_id is None:
         return render_template(
-            "web/my_plan.html", document=None, forms=[], others=[], line=line, summary=False, phases=[]
+            "web/my_plan.html",
+            document=None,
+            forms=[],
+            others=[],
+            line=line,
+            summary=False,
+            phases=[],
+            example=line["example"],
         )
     view = _own(instance_id)
     document = care_plan_document(carepath(), view.id, language)
+    line = instance_safety_notice(carepath(), view.id, language)  # theirs: a child's treatment centre
     others = [{"id": i, "pathway": carepath().instances.get(i).pathway_id} for i in ids if i != view.id]
     return render_template(
         "web/my_plan.html",
@@ -112,9 +129,26 @@ def _plan_page(instance_id: str | None, ids: list[str]) -> str:
         forms=own_forms(view),
         others=others,
         line=line,
+        example=_shows_example(document, line),
         summary=_summary_written(view.id),
         phases=_phases_written(view.id),
     )
+
+
+def _shows_example(document: dict[str, Any], line: dict[str, Any]) -> bool:
+    """Whether any contact the page shows is example data (the page then says so at the top)."""
+    contacts = document["contacts"]
+    shown = [
+        line,
+        contacts.get("named_contact"),
+        *contacts.get("team", []),
+        contacts.get("twenty_four_hour_line"),
+        contacts.get("gp_practice"),
+        contacts.get("urgent_advice"),
+        *contacts.get("organisations", []),
+        *(item.get("provider") for item in [*document["agreed"], *document["awaiting_decision"]]),
+    ]
+    return any(isinstance(c, dict) and c.get("example") for c in shown)
 
 
 @bp.get("/plans/<uuid:instance_id>/documents/<any('care-plan', 'end-of-treatment-summary'):document>")
@@ -132,6 +166,8 @@ def document(instance_id: Any, document: str) -> Response:
     if request.args.get("format") == "pdf":
         try:
             response = Response(render_pdf(built), mimetype="application/pdf")
+        except DocumentTooLargeError:  # too large to print: the page itself still shows it
+            abort(422)
         except PdfUnavailableError:
             abort(503)
         response.headers["Content-Disposition"] = f'inline; filename="{document}-{built["language"]}.pdf"'
@@ -150,7 +186,8 @@ def _own_form(view: InstanceView, task_id: str) -> dict[str, Any]:
     found = [task for task in own_forms(view) if task["id"] == task_id]
     if not found:
         abort(404)
-    return fill_tasks(found, service_directory(carepath().settings), current_language())[0]
+    system = instance_health_system(carepath(), view.id)  # the patient's numbers, not the language's
+    return fill_tasks(found, service_directory(carepath().settings), current_language(), system)[0]
 
 
 def _form_page(
@@ -214,7 +251,7 @@ def _warning_page(
     view: InstanceView, values: Any, errors: dict[str, str], status: int = 200, undelivered: bool = False
 ) -> tuple[str, int]:
     language = current_language()
-    line = safety_notice(service_directory(carepath().settings), language, "during_treatment")
+    line = instance_safety_notice(carepath(), view.id, language)
     return render_template(
         "web/my_warning_sign.html",
         view=view,

@@ -32,7 +32,7 @@ from engine.calendar import add_months
 from engine.db.models import InstanceEvent, TreatmentSummary
 from engine.db.session import read_only
 from engine.documents.contacts import Contacts
-from engine.documents.directory import service_directory
+from engine.documents.directory import HealthSystem, service_directory
 from engine.documents.notices import safety_notice
 from engine.documents.reasons import plain_reasons
 from engine.documents.render import (
@@ -63,6 +63,8 @@ __all__ = [
     "care_plan_document",
     "end_of_treatment_summaries",
     "end_of_treatment_summary",
+    "instance_health_system",
+    "instance_safety_notice",
     "render_html",
     "render_pdf",
     "resolve_language",
@@ -128,6 +130,8 @@ _SACT = {
     "stem_cell_transplant",
 }
 _SACT_WEEKS, _IMMUNOTHERAPY_MONTHS = 6, 12
+# The warning-signs catalogue's diagnosis of the children and young people's pathway.
+_CHILDREN = "children_young_people"
 # Treatments that continue after the course the summary is about (NICE NG101 endocrine therapy,
 # NICE NG131 androgen deprivation).
 _CONTINUING = ("endocrine_therapy", "hormone_therapy", "androgen_deprivation_therapy")
@@ -219,7 +223,18 @@ class _Sources:
         self.completed = {element: (at, actor) for element, at, actor in completed}  # the latest of each
         self.phase: TreatmentSummary | None = None
         self.directory = service_directory(carepath.settings)
-        self.contacts = Contacts(self.directory, self.language, self.strings, self.labels.of, self.data)
+        # A child (the children and young people's pathway) calls their treatment centre, never the adult line.
+        self.child = _warning_signs_key(self.view.pathway_id, self.data.get("diagnosis")) == _CHILDREN
+        # The patient's health system's numbers (the instance's, the deployment's), never the language's.
+        self.contacts = Contacts(
+            self.directory,
+            self.language,
+            self.strings,
+            self.labels.of,
+            self.data,
+            child=self.child,
+            health_system=carepath.settings.health_system,
+        )
         rule_files = _rule_files(carepath, {(r.ruleset_name, r.ruleset_version) for r in records})
         self.evaluations = {r.id: _evaluation(r, rule_files, self.labels) for r in records}
 
@@ -307,9 +322,15 @@ class _Sources:
         }
 
     def safety(self, during_treatment: bool) -> dict[str, Any]:
-        """The message every document starts with: feeling unwell, call the 24-hour line now (issue 13)."""
+        """The message every document starts with: feeling unwell, call the 24-hour line now (issue 13);
+        a child's gives their treatment centre's 24-hour line (:meth:`Contacts.childrens_hospital`)."""
         notice = safety_notice(
-            self.directory, self.language, "during_treatment" if during_treatment else "after_treatment"
+            self.directory,
+            self.language,
+            "during_treatment" if during_treatment else "after_treatment",
+            system=self.contacts.system,
+            child=self.child,
+            childrens_line=self.contacts.childrens_hospital() if self.child else None,
         )
         return {k: notice[k] for k in ("kind", "title", "phone", "line", "example", "text", "emergency")}
 
@@ -457,7 +478,8 @@ def care_plan_document(carepath: CarePath, instance_id: str, language: str | Non
     return {
         **src.header(CARE_PLAN, "care_plan"),
         "safety": src.safety(during_treatment=True),
-        "contacts": src.contacts.all(),
+        # The charities and organisations the patient was put in touch with at diagnosis (and since).
+        "contacts": {**src.contacts.all(), "organisations": src.contacts.connected()},
         "diagnosis": src.diagnosis(),
         "what_matters": src.plan.what_matters,
         # The palliative route's advance care plan, carers and family support (None: none recorded).
@@ -552,7 +574,7 @@ def end_of_treatment_summary(
     sact_ended, signs_until = _recent_sact(data, src.now.date())
     after, until = src.phase_bounds()
     referred = [i for i in src.items(_REFERRALS_MADE) if i["kind"] == "referral" and _within(src, i, after, until)]
-    organisations = [o for o in (src.contacts.organisation(str(c)) for c in data.get("connected_to") or []) if o]
+    organisations = src.contacts.connected()
     return {
         **src.header(END_OF_TREATMENT, "end_of_treatment"),
         "safety": src.safety(during_treatment=signs_until is not None),
@@ -772,7 +794,7 @@ def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None, u
                 "when_label": src.labels.of("sign_when", s.when),
                 "urgency": s.urgency,
                 "urgency_label": src.labels.of("sign_urgency", s.urgency),
-                "action": s.action_sv if sv else s.action_en,
+                "action": s.action(src.language, *_numbers(src.contacts.system)),
                 "contact": {
                     "code": s.contact.code,
                     "name": s.contact.name_sv if sv else s.contact.name_en,
@@ -787,9 +809,10 @@ def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None, u
 
 def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | None = "en") -> list[dict[str, Any]]:
     """The warning signs the patient of an instance may report (the catalogue's for their diagnosis, during
-    and after treatment), most urgent first: ``code``, ``name``, ``urgency``, ``urgency_label``, ``action``.
+    and after treatment), most urgent first: ``code``, ``name``, ``urgency``, ``urgency_label``, ``action``
+    (with the patient's health system's numbers).
 
-    Raises: NotFoundError (no such instance), RuleFileError (the catalogue is invalid).
+    Raises: NotFoundError (no such instance), RuleFileError (the catalogue or the directory is invalid).
     """
     language = resolve_language(language)
     labels = _Labels(language, carepath.rules.catalogue())
@@ -797,16 +820,62 @@ def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | N
         view, data = carepath.instances.read(session, instance_id)
         catalogue = warning_signs_in_use(session, carepath.rules, active_only=carepath.settings.four_eyes)
     sv = language == "sv"
+    numbers = _numbers(service_directory(carepath.settings).for_patient(data, carepath.settings.health_system))
     return [
         {
             "code": s.code,
             "name": s.name_sv if sv else s.name_en,
             "urgency": s.urgency,
             "urgency_label": labels.of("sign_urgency", s.urgency),
-            "action": s.action_sv if sv else s.action_en,
+            "action": s.action(language, *numbers),
         }
         for s in catalogue.for_diagnosis(_warning_signs_key(view.pathway_id, data.get("diagnosis")))
     ]
+
+
+def instance_health_system(carepath: CarePath, instance_id: str) -> HealthSystem:
+    """The service directory section of the patient of an instance (:meth:`ServiceDirectory.for_patient`).
+
+    Raises: NotFoundError (no such instance), RuleFileError (the directory is invalid).
+    """
+    with read_only(carepath.sessions) as session:
+        _, data = carepath.instances.read(session, instance_id)
+    return service_directory(carepath.settings).for_patient(data, carepath.settings.health_system)
+
+
+def instance_safety_notice(
+    carepath: CarePath, instance_id: str, language: str | None = "en", kind: str = "during_treatment"
+) -> dict[str, Any]:
+    """The safety notice (:func:`engine.documents.notices.safety_notice`) for the patient of an instance,
+    as their documents give it: their health system's 24-hour line, or a child's treatment centre's.
+
+    Raises: NotFoundError (no such instance), RuleFileError (the directory is invalid).
+    """
+    language = resolve_language(language)
+    with read_only(carepath.sessions) as session:
+        view, data = carepath.instances.read(session, instance_id)
+    words = strings(language)
+    directory = service_directory(carepath.settings)
+    child = _warning_signs_key(view.pathway_id, data.get("diagnosis")) == _CHILDREN
+    labels = _Labels(language, carepath.rules.catalogue()).of
+    contacts = Contacts(
+        directory, language, words, labels, data, child=child, health_system=carepath.settings.health_system
+    )
+    return safety_notice(
+        directory,
+        language,
+        kind,
+        system=contacts.system,
+        child=child,
+        childrens_line=contacts.childrens_hospital() if child else None,
+    )
+
+
+def _numbers(system: HealthSystem) -> tuple[str, str]:
+    """The numbers a warning sign's action text names (``{emergency}``, ``{urgent_advice}``): the
+    patient's health system's; without an urgent advice line in the directory, the emergency number."""
+    urgent = system.urgent_advice.phone if system.urgent_advice and system.urgent_advice.phone else None
+    return system.emergency_number, urgent or system.emergency_number
 
 
 def _warning_signs_key(pathway_id: str, diagnosis: Any) -> str:

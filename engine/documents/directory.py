@@ -4,8 +4,10 @@ The documents never invent a number: the named contact's direct line, the 24-hou
 practice, the team's other contacts (doctor, kurator, rehabilitation coordinator) and the provider of
 each referral come from one YAML file (``Settings.service_directory``; format in docs/documents.md and
 the bundled example, ``directory/service_directory.yaml``). It has a section per health system
-(``england``, ``sweden``): a document uses its language's system when the file has it, else the one
-it has, and what is UK-only (the GP cancer care review, NHS benefit forms) shows only with ``england``.
+(``england``, ``sweden``): a document uses its patient's health system (the instance's
+``health_system``, else the deployment's ``CAREPATH_HEALTH_SYSTEM``, else the file's only section, else
+the section that knows the instance's recorded contacts, else the first), never the reader's
+language, and what is UK-only (the GP cancer care review, NHS benefit forms) shows only with ``england``.
 
 The file is checked as it is loaded: every problem at once, each with file, line and column (a
 :class:`~engine.errors.RuleFileError`, as the rule and catalogue files are). A phone number must look
@@ -22,6 +24,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from yaml.nodes import Node
 
@@ -47,7 +50,6 @@ __all__ = [
 ]
 
 HEALTH_SYSTEMS = ("england", "sweden")
-_SYSTEM_OF_LANGUAGE = {"en": "england", "sv": "sweden"}
 # The named contact form's roles (pathways/shared/forms/named_contact.json).
 STAFF_ROLES = (
     "clinical_nurse_specialist",
@@ -168,10 +170,32 @@ class ServiceDirectory:
     version: str  # sha256 of the file
     path: str
 
-    def for_language(self, language: str) -> HealthSystem:
-        """The section a document in ``language`` uses: its own health system's, else the one there is."""
-        own = self.systems.get(_SYSTEM_OF_LANGUAGE.get(language, "england"))
-        return own or next(iter(self.systems.values()))
+    def for_deployment(self, preferred: str | None = None) -> HealthSystem:
+        """The section of a page or form with no patient: the deployment's (``preferred``,
+        ``CAREPATH_HEALTH_SYSTEM``) when the file has it, else the file's only or first section.
+        Never the reader's language: a Swedish reader of an English service still calls its numbers."""
+        return self.systems.get(preferred or "") or next(iter(self.systems.values()))
+
+    def for_patient(self, data: dict[str, Any], preferred: str | None = None) -> HealthSystem:
+        """The section of the patient of an instance whose data is ``data``: the instance's own
+        ``health_system`` (start data or a correction), else the deployment's (``preferred``), else
+        the file's only section, else the one section that knows the instance's recorded named
+        contact, GP practice or local hospital, else the file's first. Never the reader's language."""
+        own = data.get("health_system")
+        if isinstance(own, str) and own in self.systems:
+            return self.systems[own]
+        if (preferred and preferred in self.systems) or len(self.systems) == 1:
+            return self.for_deployment(preferred)
+        recorded = data.get("named_contact")
+        staff_ref = recorded.get("staff_ref") if isinstance(recorded, dict) else None
+        knowing = [
+            system
+            for system in self.systems.values()
+            if (staff_ref and staff_ref in system.staff)
+            or data.get("gp_practice") in system.gp_practices
+            or data.get("local_hospital") in system.hospitals
+        ]
+        return knowing[0] if len(knowing) == 1 else self.for_deployment()
 
 
 # --- loading -------------------------------------------------------------------------------------------

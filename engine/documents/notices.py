@@ -2,7 +2,8 @@
 
 A form declares the notice it must carry (``"x-carepath-safety-notice": "twenty_four_hour_line"`` at
 its top, as the needs checklist does), and this module fills it from the service directory
-(:mod:`engine.documents.directory`) in the reader's language: the line's name, number and hours, the
+(:mod:`engine.documents.directory`) in the reader's language, with the numbers of the patient's
+health system (the deployment's when there is no patient), never the language's: the line's name, number and hours, the
 message in English or Swedish (``locales/``), and whether the number is example data. The documents'
 own safety box (:mod:`engine.documents.build`) is made by the same function, so the patient reads one
 message with one number everywhere (issue 13: if you have a temperature or feel unwell during
@@ -21,7 +22,7 @@ import copy
 from typing import Any
 
 from engine.documents.contacts import hours_label
-from engine.documents.directory import ServiceDirectory
+from engine.documents.directory import DirectoryEntry, HealthSystem, ServiceDirectory
 from engine.documents.render import LANGUAGES, strings
 
 __all__ = ["NOTICE_KEY", "NOTICE_KINDS", "TEXT_KEY", "fill_form", "fill_tasks", "safety_notice"]
@@ -32,11 +33,24 @@ TEXT_KEY = "x-carepath-safety-notice-text"  # what a filled form carries
 NOTICE_KINDS = ("twenty_four_hour_line", "during_treatment", "after_treatment")
 
 
-def safety_notice(directory: ServiceDirectory, language: str, kind: str = "twenty_four_hour_line") -> dict[str, Any]:
+def safety_notice(
+    directory: ServiceDirectory,
+    language: str,
+    kind: str = "twenty_four_hour_line",
+    *,
+    system: HealthSystem | None = None,
+    child: bool = False,
+    childrens_line: DirectoryEntry | None = None,
+) -> dict[str, Any]:
     """The notice ``kind`` in ``language`` (``en`` or ``sv``; anything else gets English), with the
-    24-hour line of the language's health system: ``kind``, ``language``, ``title``, ``text``,
-    ``phone``, ``line`` (its name), ``hours_label``, ``emergency`` (the national emergency number's
-    sentence) and ``example`` (the number is example data).
+    24-hour line of ``system`` (the patient's health system; None: the deployment's, for a form or
+    page read without a patient; never the reader's language's): ``kind``, ``language``, ``title``,
+    ``text``, ``phone``, ``line`` (its name), ``hours_label``, ``emergency`` (the national emergency
+    number's sentence) and ``example`` (the number is example data).
+
+    A ``child``'s notice (the children and young people's pathway) gives ``childrens_line`` (their
+    principal treatment centre or shared care unit, answered at all hours), never the adult 24-hour
+    line; without one, the emergency number, saying that the directory has no children's line.
 
     Raises:
         ValueError: ``kind`` is not one of :data:`NOTICE_KINDS` (a form file's mistake, caught by its test).
@@ -45,8 +59,22 @@ def safety_notice(directory: ServiceDirectory, language: str, kind: str = "twent
         raise ValueError(f"unknown safety notice {kind!r}: one of {', '.join(NOTICE_KINDS)}")
     language = language if language in LANGUAGES else LANGUAGES[0]
     words = strings(language)
-    system = directory.for_language(language)
-    line = system.twenty_four_hour_line
+    system = system or directory.for_deployment()
+    emergency = words["text"]["emergency_call"].format(number=system.emergency_number)
+    line = childrens_line if child else system.twenty_four_hour_line
+    if line is None:  # a child, and no children's 24-hour line in the directory
+        always = words["hours"]["always"]
+        return {
+            "kind": kind,
+            "language": language,
+            "title": words["safety"]["title"],
+            "text": words["safety"]["child_no_line"].format(number=system.emergency_number),
+            "phone": system.emergency_number,
+            "line": words["text"]["no_childrens_line"].format(number=system.emergency_number),
+            "hours_label": always,
+            "example": False,
+            "emergency": emergency,
+        }
     hours = hours_label(line.hours, words)
     text = words["safety"][kind].format(phone=line.phone, line=line.name(language), hours=hours)
     return {
@@ -58,16 +86,19 @@ def safety_notice(directory: ServiceDirectory, language: str, kind: str = "twent
         "line": line.name(language),
         "hours_label": hours,
         "example": line.example,
-        "emergency": words["text"]["emergency_call"].format(number=system.emergency_number),
+        "emergency": emergency,
     }
 
 
-def fill_form(form: dict[str, Any] | None, directory: ServiceDirectory, language: str) -> dict[str, Any] | None:
+def fill_form(
+    form: dict[str, Any] | None, directory: ServiceDirectory, language: str, system: HealthSystem | None = None
+) -> dict[str, Any] | None:
     """A copy of ``form`` with its declared safety notice filled in (the form itself when it declares
-    none). Raises: ValueError (a notice kind that does not exist)."""
+    none), with ``system``'s numbers (None: the deployment's). Raises: ValueError (a notice kind that
+    does not exist)."""
     if not isinstance(form, dict) or NOTICE_KEY not in form:
         return form
-    notice = safety_notice(directory, language, str(form[NOTICE_KEY]))
+    notice = safety_notice(directory, language, str(form[NOTICE_KEY]), system=system)
     filled = copy.deepcopy(form)
     filled[TEXT_KEY] = notice
     rest = filled.get("description")
@@ -75,10 +106,13 @@ def fill_form(form: dict[str, Any] | None, directory: ServiceDirectory, language
     return filled
 
 
-def fill_tasks(tasks: list[dict[str, Any]], directory: ServiceDirectory, language: str) -> list[dict[str, Any]]:
-    """Tasks (as the API and pages show them, each with a ``form``) with their forms' notices filled."""
+def fill_tasks(
+    tasks: list[dict[str, Any]], directory: ServiceDirectory, language: str, system: HealthSystem | None = None
+) -> list[dict[str, Any]]:
+    """Tasks (as the API and pages show them, each with a ``form``) with their forms' notices filled
+    with ``system``'s numbers (None: the deployment's)."""
     return [
-        {**task, "form": fill_form(task.get("form"), directory, language)}
+        {**task, "form": fill_form(task.get("form"), directory, language, system)}
         if isinstance(task.get("form"), dict) and NOTICE_KEY in task["form"]
         else task
         for task in tasks

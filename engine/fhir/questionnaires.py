@@ -93,9 +93,11 @@ def _bounds(minimum: float | None, maximum: float | None, kind: str) -> list[dic
     ]
 
 
-def _notice_item(directory: ServiceDirectory) -> dict[str, Any]:
-    """The 24-hour line's notice as a display item, in English with a Swedish translation."""
-    english, swedish = (safety_notice(directory, language)["text"] for language in ("en", "sv"))
+def _notice_item(directory: ServiceDirectory, health_system: str | None) -> dict[str, Any]:
+    """The 24-hour line's notice as a display item, in English with a Swedish translation, both with
+    the deployment's numbers (``health_system``), whatever the language."""
+    system = directory.for_deployment(health_system)
+    english, swedish = (safety_notice(directory, language, system=system)["text"] for language in ("en", "sv"))
     return {
         "linkId": _SAFETY_NOTICE,
         "type": "display",
@@ -111,9 +113,11 @@ def _notice_item(directory: ServiceDirectory) -> dict[str, Any]:
     }
 
 
-def questionnaire(catalogue: Catalogue, directory: ServiceDirectory) -> dict[str, Any]:
+def questionnaire(
+    catalogue: Catalogue, directory: ServiceDirectory, health_system: str | None = None
+) -> dict[str, Any]:
     """The concerns checklist as a Questionnaire, opening with the 24-hour line's notice from
-    ``directory``; version = the catalogue's version."""
+    ``directory`` (the deployment's ``health_system`` section); version = the catalogue's version."""
     domains = []
     for domain in catalogue.domains.values():
         concerns = [
@@ -148,7 +152,7 @@ def questionnaire(catalogue: Catalogue, directory: ServiceDirectory) -> dict[str
         "priority. Domains and concerns follow the Macmillan Cancer Support / NCRI Holistic Needs "
         "Assessment Concerns Checklist (wording paraphrased; the codes are CarePath's own).",
         "item": [
-            _notice_item(directory),
+            _notice_item(directory, health_system),
             {"linkId": _CONCERNS, "text": "Concerns", "type": "group", "item": domains},
             {
                 "linkId": _OWN_WORDS,

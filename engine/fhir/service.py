@@ -120,7 +120,8 @@ class FhirService:
         """The concerns checklist of the current catalogue, with the directory's 24-hour line.
 
         Raises: RuleFileError (a broken catalogue or service directory)."""
-        return questionnaire(self.carepath.rules.catalogue(), service_directory(self.carepath.settings))
+        settings = self.carepath.settings
+        return questionnaire(self.carepath.rules.catalogue(), service_directory(settings), settings.health_system)
 
     def questionnaire_responses(self, patient_ref: str, scope: CareScope = EVERYWHERE) -> list[dict[str, Any]]:
         """The patient's needs assessments, oldest first."""

@@ -34,6 +34,7 @@ from engine.rules.yaml_source import YamlReader, did_you_mean, read_yaml_file
 
 __all__ = [
     "DIAGNOSES",
+    "PLACEHOLDERS",
     "URGENCIES",
     "WHEN",
     "Contact",
@@ -54,6 +55,11 @@ URGENCIES = ("emergency", "urgent", "soon")  # most to least urgent
 _DURATION = re.compile(r"^P(?=\d|T\d)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?)?$")
 _SIGN_FIELDS = ("code", "name_en", "name_sv", "when", "urgency", "contact", "action_en", "action_sv", "sources")
 _SIGN_OPTIONAL = ("replaces",)
+# What an action text may name a number by: the patient's health system's, filled in from the service
+# directory (engine.documents.directory) when a document or page shows the text, never written in the
+# file: an English patient reading Swedish still calls 999, a Swedish patient reading English 112.
+PLACEHOLDERS = ("emergency", "urgent_advice")
+_PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_ ]*)\s*\}")
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,12 @@ class WarningSign:
     action_sv: str
     sources: tuple[Guidance, ...]
     replaces: tuple[str, ...] = ()  # codes of common (``all``) signs this diagnosis's sign stands in for
+
+    def action(self, language: str, emergency: str, urgent_advice: str) -> str:
+        """What to do, in ``language`` (``sv``, else English), with the patient's health system's
+        emergency and urgent advice numbers in place of ``{emergency}`` and ``{urgent_advice}``."""
+        text = self.action_sv if language == "sv" else self.action_en
+        return text.replace("{emergency}", emergency).replace("{urgent_advice}", urgent_advice)
 
 
 @dataclass(frozen=True)
@@ -314,6 +326,9 @@ def _read_sign(
             reader.problem(code_node, f"warning sign '{code}' is already defined (line {seen[code]})", element=code)
         seen.setdefault(code, reader.loc(code_node).line)
     texts = {name: reader.text(entries[name][1], name) for name in ("name_en", "name_sv", "action_en", "action_sv")}
+    for name in ("action_en", "action_sv"):
+        if texts[name] is not None and not _numbers_as_placeholders(reader, entries[name][1], str(texts[name]), code):
+            texts[name] = None
     when = reader.choice(entries["when"][1], "when", WHEN)
     urgency = reader.choice(entries["urgency"][1], "urgency", URGENCIES)
     contact_node = entries["contact"][1]
@@ -347,6 +362,19 @@ def _read_sign(
         cited,
         tuple(r for r in replaces if r is not None),
     )
+
+
+def _numbers_as_placeholders(reader: YamlReader, node: Node, text: str, code: str | None) -> bool:
+    """Whether every placeholder of an action text is a known one (``{emergency}``, ``{urgent_advice}``):
+    a misspelt one would reach the patient as written. Each problem is reported at the text's line."""
+    problems = [
+        f"unknown placeholder '{{{name}}}' in an action text: use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+        for name in _PLACEHOLDER.findall(text)
+        if name not in PLACEHOLDERS
+    ]
+    for problem in problems:
+        reader.problem(node, problem, element=code)
+    return not problems
 
 
 def _cited(reader: YamlReader, node: Node, sources: dict[str, Guidance], code: str | None) -> tuple[Guidance, ...]:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from engine.db.models import InstanceEvent, TreatmentSummary
 from engine.db.session import unit_of_work
+from engine.documents.render import MAX_LIST_ENTRIES
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 SUMMARY_DATA = {
@@ -231,6 +232,23 @@ def test_pdf_on_a_server_without_pango_is_503_and_the_page_still_works(
     assert _plan(client, auth, instance["id"], Accept="text/html").status_code == 200
 
 
+def test_a_document_too_large_to_print_is_a_located_422_not_a_minute_long_pdf(client: Any, auth: Any) -> None:
+    # More GP actions than a PDF is made from (the form caps them at 30; start data and corrections
+    # are not that form): refused before rendering, and the JSON and HTML still work.
+    data = {**SUMMARY_DATA, "gp_actions": [f"Review {n}" for n in range(MAX_LIST_ENTRIES + 1)]}
+    response = client.post(
+        "/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-4006", "data": data}, headers=auth("system")
+    )
+    url = f"/v1/instances/{response.json['id']}/end-of-treatment-summary"
+    body = assert_problem(
+        client.get(url, headers=auth("clinician", Accept="application/pdf")), 422, "document-too-large"
+    )
+    assert [e["field"] for e in body["errors"]] == ["/gp_actions"]
+    assert "too large to print" in body["detail"]
+    assert client.get(url, headers=auth("clinician")).status_code == 200
+    assert client.get(url, headers=auth("clinician", Accept="text/html")).status_code == 200
+
+
 def test_summary_benefits_form_and_contacts(client: Any, auth: Any) -> None:
     data = {
         **SUMMARY_DATA,
@@ -248,9 +266,11 @@ def test_summary_benefits_form_and_contacts(client: Any, auth: Any) -> None:
     assert doc["gp_practice"]["name"] == "Sample Road Medical Centre"
     assert doc["who_to_call"]["named_contact"]["name"] == "Sam Example"
     assert "STAFF-DEMO-1" not in json.dumps(doc)
+    # Read in Swedish, the patient is still in England: SR1 and the English contacts, in Swedish words.
     swedish = client.get(url, headers=auth("clinician", **{"Accept-Language": "sv"})).json
-    assert swedish["benefits_form"] is None  # SR1 is the NHS's; Sweden has no such form
-    assert swedish["who_to_call"]["named_contact"]["name"] == "Kim Exempelsson"
+    assert swedish["benefits_form"]["form"] == "SR1" and swedish["directory"]["health_system"] == "england"
+    assert swedish["who_to_call"]["named_contact"]["name"] == "Sam Example"
+    assert swedish["who_to_call"]["emergency_number"] == "999"
 
 
 def _phase(app: Flask, instance_id: str, number: int, phase: str, ended_on: str, content: dict[str, Any]) -> None:

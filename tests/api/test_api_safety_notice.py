@@ -99,14 +99,16 @@ def test_every_reply_with_the_checklist_carries_the_directorys_number(client: An
     assert started.headers["Vary"] == "Accept-Language"
 
 
-def test_the_notice_is_swedish_with_swedens_line_for_a_swedish_reader(client: Any, auth: Any) -> None:
+def test_the_notice_is_swedish_with_the_deployments_line_for_a_swedish_reader(client: Any, auth: Any) -> None:
+    # The reader's language picks the words, never the number: the deployment's (the directory's first
+    # section here, England's), not Sweden's line for whoever reads Swedish.
     instance = _start(client, auth, **{"Accept-Language": "sv-SE"}).json
     notice = _checklist(instance["ready_tasks"])[TEXT]
-    assert (notice["language"], notice["phone"], notice["hours_label"]) == ("sv", SWEDEN, "Dygnet runt, alla dagar")
-    assert notice["text"].startswith("Om du får feber") and SWEDEN in notice["text"]
-    assert ENGLAND not in notice["text"]
+    assert (notice["language"], notice["phone"], notice["hours_label"]) == ("sv", ENGLAND, "Dygnet runt, alla dagar")
+    assert notice["text"].startswith("Om du får feber") and ENGLAND in notice["text"]
+    assert SWEDEN not in notice["text"]
     items = client.get("/v1/tasks", headers=auth("clinician", **{"Accept-Language": "de, sv;q=0.5"})).json["items"]
-    assert _checklist(items)[TEXT]["phone"] == SWEDEN
+    assert _checklist(items)[TEXT]["phone"] == ENGLAND
     assert (
         _checklist(client.get("/v1/tasks", headers=auth("clinician", **{"Accept-Language": "de"})).json["items"])[TEXT][
             "language"

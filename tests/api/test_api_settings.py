@@ -39,6 +39,7 @@ def _environment(database_url: str, tmp_path: Path) -> dict[str, str]:
         "CAREPATH_ENV": "development",
         "CAREPATH_ALLOW_EMPTY_LIBRARY": "1",
         "CAREPATH_ALLOW_EXAMPLE_DIRECTORY": "1",
+        "CAREPATH_HEALTH_SYSTEM": "sweden",
         "CAREPATH_ALLOW_CONCURRENT_INSTANCES": "1",
         "CAREPATH_SANDBOX": "1",
         "CAREPATH_FOUR_EYES": "off",

@@ -234,7 +234,8 @@ def test_a_summary_that_grew_a_field_still_maps(tmp_path: Path) -> None:
 
 
 def test_the_checklist_opens_with_the_24_hour_line_in_english_and_swedish() -> None:
-    """The display item carries each health system's 24-hour line from the directory (issue 13 point 5)."""
+    """The display item carries the deployment's 24-hour line from the directory (issue 13 point 5), in
+    English and in Swedish: the translation changes the words, never the number."""
     text = bundled_service_directory().read_text(encoding="utf-8")
     moved = parse_service_directory(text.replace('phone: "01632 960100"', 'phone: "01632 960155"', 1))
     notice = questionnaire(CATALOGUE, moved)["item"][0]
@@ -244,7 +245,10 @@ def test_the_checklist_opens_with_the_24_hour_line_in_english_and_swedish() -> N
     assert translation["url"] == "http://hl7.org/fhir/StructureDefinition/translation"
     lang, content = translation["extension"]
     assert lang == {"url": "lang", "valueCode": "sv"}
-    sweden = moved.systems["sweden"].twenty_four_hour_line.phone
-    assert content["valueString"].startswith("Om du får feber") and str(sweden) in content["valueString"]
+    assert content["valueString"].startswith("Om du får feber") and "01632 960155" in content["valueString"]
     assert "{" not in notice["text"] + content["valueString"]
+    sweden = str(moved.systems["sweden"].twenty_four_hour_line.phone)
+    swedish_deployment = questionnaire(CATALOGUE, moved, "sweden")["item"][0]
+    assert sweden in swedish_deployment["text"] and "01632 960155" not in swedish_deployment["text"]
+    assert sweden in swedish_deployment["_text"]["extension"][0]["extension"][1]["valueString"]
     assert fhir_r4.problems(questionnaire(CATALOGUE, moved)) == []

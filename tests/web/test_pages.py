@@ -342,7 +342,8 @@ def test_the_task_page_renders_the_form_with_labels(app: Flask, signed_in: Clien
 
 def test_the_checklist_page_shows_the_24_hour_line_in_the_pages_language(app: Flask, signed_in: Client) -> None:
     """Issue 13 point 5: the needs checklist's page tells the patient to call the 24-hour line now, with the
-    directory's number (the bundled example: England's and Sweden's lines), also after a refused answer."""
+    directory's number (the bundled example's first section, England's, whatever the page's language: the
+    patient's health system gives the numbers, the reader's language the words), also after a refused answer."""
     view = start(app, "test_careplan", data={"age": 54})
     client = signed_in("clinician")
     url = f"/patients/{view.id}/tasks/{view.ready_tasks[0]['id']}"
@@ -353,7 +354,8 @@ def test_the_checklist_page_shows_the_24_hour_line_in_the_pages_language(app: Fl
     assert english.count("call the 24-hour line now") == 1  # not again in the description under it
     assert "<p>Score each concern from 0 (no concern) to 10 (worst).</p>" in english
     swedish = text(client.get(url, headers={"Accept-Language": "sv"}))
-    assert "ring rådgivningen dygnet runt direkt på 08-465 004 00" in swedish and 'lang="sv"' in swedish
+    assert "ring rådgivningen dygnet runt direkt på 01632 960100" in swedish and 'lang="sv"' in swedish
+    assert "08-465 004 00" not in swedish  # Sweden's line is not this patient's
     refused = text(
         client.post(
             url,

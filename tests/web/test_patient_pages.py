@@ -4,6 +4,7 @@ warning sign, and reaches nothing of another patient's (404) nor any staff page 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,27 @@ def test_the_plan_is_in_swedish_for_a_swedish_reader(app: Flask, signed_in: Any)
     document = client.get(f"/my/plans/{view.id}/documents/care-plan?lang=sv")
     assert document.status_code == 200 and document.headers["Content-Language"] == "sv"
     assert document.mimetype == "text/html" and "no-store" in document.headers["Cache-Control"]
+
+
+def test_every_example_number_on_the_patients_page_says_so(app: Flask, signed_in: Any) -> None:
+    data = {
+        "gp_practice": "EXAMPLE-GP-2",
+        "named_contact": {"role": "clinical_nurse_specialist", "staff_ref": "STAFF-DEMO-1", "team": "A team"},
+    }
+    view = engine(app).instances.start(PATHWAY, "MRN-1001", "system:test", data)
+    client = signed_in("patient")
+    for language, mark in (("en", "(example)"), ("sv", "(exempel)")):
+        html = text(client.get(f"/my/plans/{view.id}", headers={"Accept-Language": language}))
+        assert 'data-test="example-data"' in html  # the banner: the bundled directory is example data
+        contacts = html[html.index('data-test="my-contacts"') :]
+        contacts = contacts[: contacts.index("</ul>")]
+        links = re.findall(
+            r'href="tel:([^"]+)"[^>]*>[^<]*</a>(\s*<span class="cp-example"[^>]*>([^<]*)</span>)?', contacts
+        )
+        assert len(links) >= 4, links  # named contact, team, 24-hour line, GP practice...
+        for number, _, shown in links:
+            # Every number but the national ones (NHS 111, 1177) is the example directory's, marked beside it.
+            assert shown == ("" if number in ("111", "1177") else mark), (number, shown)
 
 
 def test_nothing_of_another_patient_is_reachable(app: Flask, signed_in: Any) -> None:
