@@ -456,3 +456,50 @@ def test_every_text_spiffworkflow_evaluates_is_checked_at_the_gate(
     found = validate_upload({"evaluated.bpmn": text.encode()})
     assert [(p.code, p.line, p.element) for p in found] == [("unsafe-expression", *where)], found
     assert "calling 'open' is not allowed" in found[0].message
+
+
+_CONNECTED = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="x">
+  <bpmn:process id="connected" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="gw" />
+    <bpmn:exclusiveGateway id="gw" default="f_low" />
+    <bpmn:sequenceFlow id="f_high" sourceRef="gw" targetRef="refer">
+      <bpmn:conditionExpression>score &gt;= 7</bpmn:conditionExpression></bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f_low" sourceRef="gw" targetRef="end" />
+    <bpmn:task id="refer" />
+    <bpmn:boundaryEvent id="late" attachedToRef="refer"><bpmn:timerEventDefinition>
+      <bpmn:timeDuration>"P7D"</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>
+    <bpmn:sequenceFlow id="f_late" sourceRef="late" targetRef="end" />
+    <bpmn:sequenceFlow id="f_done" sourceRef="refer" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_the_connected_diagram_is_clean() -> None:
+    assert validate_upload({"connected.bpmn": _CONNECTED.encode()}) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "words"),
+    [
+        # A boundary timer attached to nothing was dropped silently: the escalation never fired.
+        ('attachedToRef="refer"', 'attachedToRef="refferal"', (11, "late"), "attachedToRef 'refferal' names no"),
+        ('sourceRef="refer"', 'sourceRef="referr"', (14, "f_done"), "sourceRef 'referr' names no"),
+        # SpiffWorkflow said "we found two items, perhaps a form has the same ID?" at another line.
+        ('targetRef="refer"', 'targetRef="refr"', (7, "f_high"), "targetRef 'refr' names no"),
+        ('default="f_low"', 'default="f_lwo"', (6, "gw"), "default flow 'f_lwo' is not a sequence flow leaving"),
+        ('attachedToRef="refer"', 'attachedToRef="gw"', (11, "late"), "'gw' is not a task or sub-process"),
+    ],
+)
+def test_references_between_elements_must_name_an_element(
+    old: str, new: str, where: tuple[int, str], words: str
+) -> None:
+    text = _CONNECTED.replace(old, new, 1)
+    found = [p for p in validate_upload({"connected.bpmn": text.encode()}) if p.code == "unknown-reference"]
+    assert [(p.line, p.element) for p in found] == [where], found
+    assert words in found[0].message and found[0].is_error
+    if "gw" not in new:
+        assert "(did you mean" in found[0].message

@@ -50,7 +50,10 @@ warnings (marked *w* below) are reported and the diagram is deployed.
                            end or over 1,000, a span over a hundred years, a date outside 1900-2199
 ``unresolved-call``        a call activity calling a process no diagram defines, or one that is not executable
 ``call-cycle``             a call activity that leads back to its own process (a pathway calling itself)
-``unknown-reference``      a message, signal, error or escalation reference naming nothing defined
+``unknown-reference``      a message, signal, error or escalation reference naming nothing defined; a sequence
+                           flow's ``sourceRef`` / ``targetRef`` or a boundary event's ``attachedToRef`` naming no
+                           element of its process or sub-process (a boundary event attached to nothing was
+                           dropped silently); a ``default`` naming no flow that leaves its gateway
 ``service-no-operator``    a service task without ``spiffworkflow:serviceTaskOperator`` (saying so when it
                            has a Java class, delegate or expression, an external topic or a connector)
 ``unknown-operator``       *w* a service operator this server does not provide (the built-in ones are
@@ -121,6 +124,7 @@ from engine.pathways.validation.lint_elements import (
     lint_call_activities,
     lint_call_cycles,
     lint_executable,
+    lint_flow_references,
     lint_forms,
     lint_gateways,
     lint_identifiers,
@@ -404,6 +408,7 @@ def _check(
             *lint_call_activities(ctx, processes, executable),
             *lint_call_cycles(ctx, calls),
             *lint_references(ctx, references),
+            *lint_flow_references(ctx),
             *lint_service_tasks(ctx, knowledge.rule_sets, knowledge.operators),
             *(
                 start_schema_problems(item.diagram)

@@ -35,6 +35,7 @@ __all__ = [
     "lint_call_activities",
     "lint_call_cycles",
     "lint_executable",
+    "lint_flow_references",
     "lint_forms",
     "lint_identifiers",
     "lint_gateways",
@@ -649,4 +650,119 @@ def lint_references(ctx: LintContext, known: dict[str, set[str]]) -> list[Proble
             if ref and ref not in known.get(kind, set()):
                 message = f"{attribute} {ref!r} names no bpmn:{kind}{_suggest(ref, known.get(kind, set()))}"
                 problems.append(ctx.problem("unknown-reference", message, node))
+    return problems
+
+
+# --- references between the elements of a process ------------------------------------------------
+
+# The elements a sequence flow connects, and those a boundary event may be attached to (activities).
+_ACTIVITIES = frozenset(
+    _bpmn(tag)
+    for tag in (
+        "task",
+        "userTask",
+        "manualTask",
+        "scriptTask",
+        "serviceTask",
+        "sendTask",
+        "receiveTask",
+        "businessRuleTask",
+        "callActivity",
+        "subProcess",
+        "transaction",
+        "adHocSubProcess",
+    )
+)
+_FLOW_NODES = _ACTIVITIES | frozenset(
+    _bpmn(tag)
+    for tag in (
+        "startEvent",
+        "endEvent",
+        "intermediateCatchEvent",
+        "intermediateThrowEvent",
+        "boundaryEvent",
+        "exclusiveGateway",
+        "inclusiveGateway",
+        "parallelGateway",
+        "eventBasedGateway",
+        "complexGateway",
+    )
+)
+# What holds flow nodes: a process, and each sub-process inside it (a flow stays inside its own).
+_SCOPES = (_bpmn("process"), _bpmn("subProcess"), _bpmn("transaction"), _bpmn("adHocSubProcess"))
+
+
+def _scope_name(scope: Any) -> str:
+    kind = "process" if scope.tag == _bpmn("process") else "sub-process"
+    return f"{kind} {scope.get('id')!r}"
+
+
+def _dangling(
+    ctx: LintContext,
+    scope: Any,
+    nodes: Collection[str],
+    everywhere: Collection[str],
+    node: Any,
+    attribute: str,
+    known: Collection[str],
+    what: str,
+) -> Problem | None:
+    """The problem with ``node``'s reference ``attribute`` when it names nothing in ``known`` (the
+    ``what`` of ``scope``); None when it does."""
+    ref = (node.get(attribute) or "").strip()
+    if ref in known:
+        return None
+    if not ref:
+        message = f"{attribute} is empty: it must name {what} of {_scope_name(scope)}"
+    elif ref in nodes:
+        message = f"{attribute} {ref!r} is not {what} of {_scope_name(scope)}"
+    elif ref in everywhere:
+        message = (
+            f"{attribute} {ref!r} names an element outside {_scope_name(scope)}: only "
+            f"{what} of the same process or sub-process can be named here"
+        )
+    else:
+        message = f"{attribute} {ref!r} names no element of {_scope_name(scope)}{_suggest(ref, known)}"
+    return ctx.problem("unknown-reference", message, node, element=node.get("id"))
+
+
+def lint_flow_references(ctx: LintContext) -> list[Problem]:
+    """A sequence flow's ``sourceRef`` and ``targetRef``, a boundary event's ``attachedToRef`` and a
+    gateway's (or activity's) ``default`` must name an element of the same process or sub-process.
+
+    SpiffWorkflow's parser drops a boundary event attached to nothing without a word (its timer
+    never fires), and fails on a dangling flow with a message about duplicate ids at another line.
+    """
+    everywhere = {str(n.get("id")) for n in ctx.root.iter() if isinstance(n.tag, str) and n.get("id")}
+    problems: list[Problem] = []
+    for scope in ctx.root.iter(*_SCOPES):
+        nodes = {str(n.get("id")): n for n in scope if n.tag in _FLOW_NODES and n.get("id")}
+        activities = {i for i, n in nodes.items() if n.tag in _ACTIVITIES}
+        flows = [n for n in scope if n.tag == _bpmn("sequenceFlow")]
+
+        for flow in flows:
+            for attribute in ("sourceRef", "targetRef"):
+                found = _dangling(ctx, scope, nodes, everywhere, flow, attribute, nodes, "a task, event or gateway")
+                if found:
+                    problems.append(found)
+        for event in scope.iterfind("bpmn:boundaryEvent", NSMAP):
+            found = _dangling(
+                ctx, scope, nodes, everywhere, event, "attachedToRef", activities, "a task or sub-process"
+            )
+            if found:
+                problems.append(found)
+        for node_id, node in nodes.items():
+            default = node.get("default")
+            if default is None:
+                continue
+            leaving = [str(f.get("id")) for f in flows if f.get("sourceRef") == node_id and f.get("id")]
+            if default.strip() not in leaving:
+                problems.append(
+                    ctx.problem(
+                        "unknown-reference",
+                        f"default flow {default!r} is not a sequence flow leaving {node_id!r}"
+                        f"{_suggest(default, leaving)}",
+                        node,
+                    )
+                )
     return problems
