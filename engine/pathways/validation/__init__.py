@@ -302,7 +302,8 @@ def _declared_rule_set(path: Path) -> str | None:
         if known is not None and known[0] == signature:
             return known[1]
         data = yaml.load(read_regular_file(path, MAX_YAML_BYTES).decode("utf-8"), Loader=_YAML_LOADER)
-    except (OSError, FileRefusedError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, FileRefusedError, UnicodeDecodeError, yaml.YAMLError, ValueError, OverflowError):
+        # ValueError / OverflowError: a value PyYAML cannot build (2026-02-30); the rule checks report it.
         return None
     name = data["ruleset"] if isinstance(data, dict) and isinstance(data.get("ruleset"), str) else None
     _DECLARED[path] = (signature, name)
