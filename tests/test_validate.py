@@ -503,3 +503,61 @@ def test_references_between_elements_must_name_an_element(
     assert words in found[0].message and found[0].is_error
     if "gw" not in new:
         assert "(did you mean" in found[0].message
+
+
+_FORM_TASK = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="x">
+  <bpmn:process id="with_form" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="check" />
+    <bpmn:userTask id="check"><bpmn:extensionElements><spiffworkflow:properties>
+      <spiffworkflow:property name="formJsonSchemaFilename" value="check.json" />
+    </spiffworkflow:properties></bpmn:extensionElements></bpmn:userTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+@pytest.mark.parametrize(
+    ("form", "words"),
+    [
+        # Passed the gate, then stopped the task at run time with UnknownType.
+        (
+            {"type": "object", "properties": {"fatigue_score": {"type": "integr"}}},
+            "form schema check.json is not a valid JSON Schema (draft 2020-12) at /properties/fatigue_score/type",
+        ),
+        # The task could never be completed: the field is required, and refused when sent.
+        (
+            {"type": "object", "properties": {"fatigue_score": {"type": "integer"}}, "required": ["fatigue_scor"]},
+            "requires 'fatigue_scor', which is not one of its properties (did you mean 'fatigue_score'?)",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "pain": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"score": {"type": "integer"}},
+                        "required": ["scor"],
+                    }
+                },
+            },
+            "requires 'scor' at /properties/pain",
+        ),
+    ],
+)
+def test_a_form_schema_is_checked_at_the_gate(form: dict[str, Any], words: str) -> None:
+    files = {"with_form.bpmn": _FORM_TASK.encode(), "check.json": json.dumps(form).encode()}
+    found = validate_upload(files)
+    assert [(p.code, p.file, p.line, p.element) for p in found] == [("form-schema", "with_form.bpmn", 7, "check")]
+    assert words in found[0].message and found[0].is_error
+
+
+def test_a_form_that_admits_other_fields_may_require_one_it_does_not_list() -> None:
+    form = {"type": "object", "properties": {}, "additionalProperties": True, "required": ["note"]}
+    files = {"with_form.bpmn": _FORM_TASK.encode(), "check.json": json.dumps(form).encode()}
+    assert validate_upload(files) == []

@@ -29,6 +29,9 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``form-missing``           *w* a user task without a form CarePath can read (none, or a ``camunda:formKey``):
                            it runs as a confirmation step that accepts no data
 ``form-file``              a form's JSON Schema file is missing or is not a JSON object
+``form-schema``            a form that is not a valid JSON Schema (draft 2020-12, as task data is checked), or
+                           that requires a field it does not declare in ``properties`` (the task could never
+                           be completed)
 ``form-field``             a ``camunda:formField`` without an id or with a non-numeric constraint; a form
                            field key (a form file's property, nested ones too, or a formField id) that is
                            not an identifier (letters, digits, ``_``, not starting with a digit, at most

@@ -126,6 +126,7 @@ def lint_forms(ctx: LintContext, diagram: Diagram) -> list[Problem]:
             continue
         if schema is not None:
             problems += _field_key_problems(ctx, task, schema)
+            problems += _form_schema_problems(ctx, task, schema)
             continue
         form_key = task.get(f"{{{CAMUNDA_NS}}}formKey")
         if task.tag != _bpmn("userTask"):
@@ -181,6 +182,69 @@ def _field_key_problems(ctx: LintContext, task: Any, schema: dict[str, Any]) -> 
                     code="form-field",
                 )
             )
+    return problems
+
+
+def _form_file(task: Any) -> str | None:
+    node = task.find(
+        f"bpmn:extensionElements/spiffworkflow:properties/spiffworkflow:property[@name='{FORM_FILE_PROPERTY}']", NSMAP
+    )
+    return str(node.get("value")) if node is not None and node.get("value") else None
+
+
+# Rules of an object schema that admit fields beyond its properties.
+_OWN_FIELD_RULES = ("additionalProperties", "patternProperties", "unevaluatedProperties")
+
+
+def _form_schema_problems(ctx: LintContext, task: Any, schema: dict[str, Any]) -> list[Problem]:
+    """A form must be a valid JSON Schema (draft 2020-12, as engine.instances.forms checks data with
+    it): ``"type": "integr"`` passed the gate and stopped the task at run time (UnknownType). And a
+    ``required`` field must be one of its ``properties`` where no other field is accepted: the task
+    could never be completed (the field is required, and refused when sent)."""
+    import jsonschema
+
+    file = _form_file(task)
+    shown = f"form schema {file}" if file else "the form"
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/" + "/".join(str(p) for p in exc.absolute_path)
+        why = exc.message if len(exc.message) <= 200 else exc.message[:200] + "..."
+        message = f"{shown} is not a valid JSON Schema (draft 2020-12) at {where}: {why}"
+        if exc.absolute_path and exc.absolute_path[-1] == "type":
+            message += " (a type is one of: string, integer, number, boolean, object, array, null)"
+        return [ctx.problem("form-schema", message, task)]
+    except RecursionError:
+        return [ctx.problem("form-schema", f"{shown} nests too deeply", task)]
+    problems: list[Problem] = []
+    pending: list[tuple[str, Any, bool]] = [("", schema, True)]
+    while pending:  # no recursion: a schema may nest as deep as JSON allows
+        pointer, node, top = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        properties = node.get("properties")
+        properties = properties if isinstance(properties, dict) else {}
+        pending += [(f"{pointer}/properties/{key}", sub, False) for key, sub in properties.items()]
+        required = node.get("required")
+        # The task refuses any field its form does not declare (engine.instances.forms), unless the
+        # form has a rule of its own for other fields; a nested object only with additionalProperties false.
+        closed = (
+            not any(rule in node for rule in _OWN_FIELD_RULES)
+            if top
+            else node.get("additionalProperties") is False and "patternProperties" not in node
+        )
+        if not closed or not isinstance(required, list):
+            continue
+        for name in required:
+            if isinstance(name, str) and name not in properties:
+                problems.append(
+                    ctx.problem(
+                        "form-schema",
+                        f"{shown} requires {_shown_key(name)!r}{' at ' + pointer if pointer else ''}, which is "
+                        f"not one of its properties{_suggest(name, properties)}: the task could never be completed",
+                        task,
+                    )
+                )
     return problems
 
 
