@@ -213,7 +213,7 @@ def validate_rule_paths(paths: Iterable[Path | str], default_catalogue: Path | N
             if not cases.exists():
                 continue
             try:
-                load_cases([cases])
+                load_cases([cases], catalogue)
             except RuleFileError as exc:
                 problems.extend(exc.problems)
     return problems
