@@ -84,6 +84,9 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``start-schema-missing``   *w* a pathway file without ``<name>.start.schema.json`` beside it: any start data
                            is accepted (engine.pathways.start_schema)
 ``start-schema``           a start data schema that is not JSON, not a valid JSON Schema or not of an object
+``sequence-too-long``      a chain of elements too long for SpiffWorkflow's parser, which follows each flow
+                           by calling itself (a chain of 600 tasks ran out of depth): located at the element
+                           where it gave up
 ``compile``                anything else SpiffWorkflow's parser rejected while building the pathway, or a
                            part of it SpiffWorkflow cannot store (located at the element the parser was
                            reading or that cannot be stored, else at the process)
@@ -96,6 +99,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -503,12 +507,50 @@ def _compile_problems(main: Diagram, inputs: list[Diagram], library: list[Diagra
             problems += _storage_problems(compile_source(source), shown, main, pathway_id)
         except CarePathError as exc:
             found = exc.problems or [Problem(exc.message)]
+            if _caused_by(exc, RecursionError):
+                found = [dataclasses.replace(found[0], message=_TOO_LONG, code="sequence-too-long")]
+            else:
+                found = [dataclasses.replace(p, message=_plain(p.message)) for p in found]
             where = _parser_location(exc)
             problems += [_located(p, shown, main, pathway_id, where) for p in found]
+        except RecursionError as exc:
+            problem = Problem(_TOO_LONG, code="sequence-too-long")
+            problems.append(_located(problem, shown, main, pathway_id, _parser_location(exc)))
         except Exception as exc:  # noqa: BLE001 - SpiffWorkflow's parser raises KeyError, AttributeError...
             message = f"SpiffWorkflow cannot build pathway {pathway_id}: {type(exc).__name__}: {exc}"
             problems.append(_located(Problem(message), shown, main, pathway_id, _parser_location(exc)))
     return problems
+
+
+# SpiffWorkflow's parser follows each sequence flow by calling itself, so a long enough chain of
+# elements exhausts Python's recursion limit (a chain of 600 tasks did; 300 did not).
+_TOO_LONG = (
+    "too many elements in sequence: SpiffWorkflow reads a chain of elements one inside another and "
+    "ran out of depth at this element (several hundred in a row); split the pathway into "
+    "sub-pathways (call activities) or loop back instead of repeating steps"
+)
+# The parser reports an unexpected exception as its repr: KeyError('type').
+_REPR = re.compile(r"([A-Za-z]+(?:Error|Exception))\((.*)\)\.?", re.DOTALL)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _plain(message: str) -> str:
+    """SpiffWorkflow's repr of an exception it did not expect (``KeyError('type').``) as a sentence."""
+    match = _REPR.fullmatch(message.strip())
+    if match is None:
+        return message
+    detail = match.group(2).strip().strip("'\"")
+    return f"SpiffWorkflow's parser failed at this element ({match.group(1)}{': ' + detail if detail else ''})"
 
 
 def _storage_problems(
