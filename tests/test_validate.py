@@ -561,3 +561,27 @@ def test_a_form_that_admits_other_fields_may_require_one_it_does_not_list() -> N
     form = {"type": "object", "properties": {}, "additionalProperties": True, "required": ["note"]}
     files = {"with_form.bpmn": _FORM_TASK.encode(), "check.json": json.dumps(form).encode()}
     assert validate_upload(files) == []
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "hint"),
+    [
+        # Passed the gate; the scenario then stopped at the timer with an AttributeError incident.
+        ("timeDuration", "28", 'write "P28D" for 28 days'),
+        ("timeDuration", "2.5", 'write "P28D"'),
+        ("timeDate", "20260601", 'write "2026-06-01"'),
+        ("timeCycle", "True", 'write "R4/P28D"'),
+    ],
+)
+def test_a_timer_constant_that_is_not_text_is_refused(tmp_path: Path, tag: str, value: str, hint: str) -> None:
+    text = (OK / "camunda5.bpmn").read_text()
+    path = tmp_path / "timer.bpmn"
+    path.write_text(
+        text.replace(
+            '<bpmn:timeDuration xsi:type="bpmn:tFormalExpression">P18M</bpmn:timeDuration>',
+            f"<bpmn:{tag}>{value}</bpmn:{tag}>",
+        )
+    )
+    [found] = validate_paths([path])
+    assert found.code == "timer-invalid" and found.element and found.line, found
+    assert "is not ISO 8601 text" in found.message and hint in found.message

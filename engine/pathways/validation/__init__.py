@@ -47,7 +47,8 @@ warnings (marked *w* below) are reported and the diagram is deployed.
                            a condition's ``language``, Camunda 8's FEEL: ``=...``, ``zeebe:script``)
 ``script-empty``           a script task without a script
 ``timer-empty``            a timer without a value
-``timer-invalid``          a timer value that is not a valid ISO-8601 date, duration or cycle
+``timer-invalid``          a timer value that is not a valid ISO-8601 date, duration or cycle, or a constant
+                           that is not text (``28``: write ``"P28D"``)
 ``timer-cron``             a cron ``timeCycle`` (Quartz, as Camunda runs it)
 ``timer-bounds``           a timer out of bounds: a repeating period under a minute, repetitions without
                            end or over 1,000, a span over a hundred years, a date outside 1900-2199
