@@ -10,6 +10,7 @@ its peak memory. The bounds are limits on harm, not measures of speed: today's h
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -178,7 +179,7 @@ def _chain(tasks: int) -> bytes:
     body += ['<bpmn:endEvent id="end" />']
     body += [
         f'<bpmn:sequenceFlow id="f{n}" sourceRef="{a}" targetRef="{b}" />'
-        for n, (a, b) in enumerate(zip(nodes, nodes[1:]))
+        for n, (a, b) in enumerate(itertools.pairwise(nodes))
     ]
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/'
