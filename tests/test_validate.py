@@ -334,7 +334,8 @@ def test_compile_problems_name_the_line_and_element(
     tmp_path: Path, process: str, expected: tuple[str, str, int, str]
 ) -> None:
     # SpiffWorkflow's parser gives neither a line nor, for some problems, an element.
-    [problem] = validate_paths([_diagram(tmp_path, "compile.bpmn", process)])
+    found = validate_paths([_diagram(tmp_path, "compile.bpmn", process)])
+    [problem] = [p for p in found if p.code != "unconnected"]  # NO_START's end event: nothing reaches it
     code, element_id, line, words = expected
     assert (problem.code, problem.element, problem.line) == (code, element_id, line), problem
     assert words in problem.message
@@ -585,3 +586,29 @@ def test_a_timer_constant_that_is_not_text_is_refused(tmp_path: Path, tag: str, 
     [found] = validate_paths([path])
     assert found.code == "timer-invalid" and found.element and found.line, found
     assert "is not ISO 8601 text" in found.message and hint in found.message
+
+
+@pytest.mark.parametrize(
+    ("element", "words"),
+    [
+        ('<bpmn:userTask id="orphan" />', "no incoming sequence flow, so it never runs and no outgoing"),
+        ('<bpmn:scriptTask id="orphan"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>', "no incoming"),
+    ],
+)
+def test_an_unconnected_element_is_a_warning(element: str, words: str) -> None:
+    # An orphan user task got only the "no form" warning, an orphan script task nothing.
+    text = _CONNECTED.replace('    <bpmn:endEvent id="end" />', f'    {element}\n    <bpmn:endEvent id="end" />')
+    found = [p for p in validate_upload({"connected.bpmn": text.encode()}) if p.code == "unconnected"]
+    assert [(p.line, p.element, p.severity) for p in found] == [(15, "orphan", "warning")], found
+    assert words in found[0].message
+
+
+def test_a_dead_end_is_a_warning_and_start_boundary_and_end_events_are_not() -> None:
+    text = _CONNECTED.replace('<bpmn:sequenceFlow id="f_done" sourceRef="refer" targetRef="end" />', "")
+    found = [p for p in validate_upload({"connected.bpmn": text.encode()}) if p.code == "unconnected"]
+    assert [(p.element, p.message) for p in found] == [
+        (
+            "refer",
+            "task is not connected: it has no outgoing sequence flow, so its branch stops there without an end event",
+        )
+    ]

@@ -58,6 +58,8 @@ warnings (marked *w* below) are reported and the diagram is deployed.
                            flow's ``sourceRef`` / ``targetRef`` or a boundary event's ``attachedToRef`` naming no
                            element of its process or sub-process (a boundary event attached to nothing was
                            dropped silently); a ``default`` naming no flow that leaves its gateway
+``unconnected``            *w* an element no sequence flow reaches (other than a start event, a boundary event
+                           or an event sub-process), or that none leaves (other than an end event)
 ``service-no-operator``    a service task without ``spiffworkflow:serviceTaskOperator`` (saying so when it
                            has a Java class, delegate or expression, an external topic or a connector)
 ``unknown-operator``       *w* a service operator this server does not provide (the built-in ones are
@@ -139,6 +141,7 @@ from engine.pathways.validation.lint_elements import (
     lint_references,
     lint_schema,
     lint_service_tasks,
+    lint_unconnected,
     lint_unsupported,
 )
 from engine.pathways.validation.lint_text import LintContext, lint_expressions, lint_timers
@@ -418,6 +421,7 @@ def _check(
             *lint_call_cycles(ctx, calls),
             *lint_references(ctx, references),
             *lint_flow_references(ctx),
+            *lint_unconnected(ctx),
             *lint_service_tasks(ctx, knowledge.rule_sets, knowledge.operators),
             *(
                 start_schema_problems(item.diagram)

@@ -41,6 +41,7 @@ __all__ = [
     "lint_gateways",
     "lint_schema",
     "lint_service_tasks",
+    "lint_unconnected",
     "lint_unsupported",
 ]
 
@@ -829,4 +830,32 @@ def lint_flow_references(ctx: LintContext) -> list[Problem]:
                         node,
                     )
                 )
+    return problems
+
+
+def lint_unconnected(ctx: LintContext) -> list[Problem]:
+    """A warning for each element no sequence flow reaches, or that none leaves: an orphan task never
+    runs, and a branch without an end stops there. Start events, boundary events and event
+    sub-processes need no incoming flow, end events no outgoing one; the parts of an ad-hoc
+    sub-process need neither."""
+    problems: list[Problem] = []
+    for scope in ctx.root.iter(_bpmn("process"), _bpmn("subProcess"), _bpmn("transaction")):
+        flows = [n for n in scope if n.tag == _bpmn("sequenceFlow")]
+        targets = {str(f.get("targetRef") or "").strip() for f in flows}
+        sources = {str(f.get("sourceRef") or "").strip() for f in flows}
+        for node in scope:
+            if node.tag not in _FLOW_NODES or not node.get("id") or node.get("isForCompensation") == "true":
+                continue
+            node_id = str(node.get("id"))
+            event_sub_process = node.get("triggeredByEvent") == "true"
+            missing = []
+            entered = node.tag in (_bpmn("startEvent"), _bpmn("boundaryEvent")) or event_sub_process
+            if node_id not in targets and not entered:
+                missing.append("no incoming sequence flow, so it never runs")
+            if node_id not in sources and node.tag != _bpmn("endEvent") and not event_sub_process:
+                missing.append("no outgoing sequence flow, so its branch stops there without an end event")
+            if missing:
+                kind = node.tag.split("}", 1)[-1]
+                message = f"{kind} is not connected: it has {' and '.join(missing)}"
+                problems.append(ctx.problem("unconnected", message, node, severity=WARNING))
     return problems
