@@ -612,3 +612,29 @@ def test_a_dead_end_is_a_warning_and_start_boundary_and_end_events_are_not() -> 
             "task is not connected: it has no outgoing sequence flow, so its branch stops there without an end event",
         )
     ]
+
+
+_START = json.dumps({"type": "object", "properties": {"score": {"type": "integer"}}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("condition", "unset"),
+    [
+        ("score &gt;= 7", []),
+        ("any(x &gt; 7 for x in [score, 1])", []),  # a comprehension's own name is set by it
+        ("scor &gt;= 7", [("scor", "(did you mean 'score'?)")]),  # passed, then failed at run time
+        ("distress_score &gt;= 7 and max(score, 1) &gt; 2", [("distress_score", "")]),
+    ],
+)
+def test_a_condition_reading_data_nothing_sets_is_a_warning(condition: str, unset: list[tuple[str, str]]) -> None:
+    text = _CONNECTED.replace("score &gt;= 7", condition)
+    files = {"connected.bpmn": text.encode(), "connected.start.schema.json": _START}
+    found = [p for p in validate_upload(files) if p.code == "unset-variable"]
+    assert [(p.line, p.element, p.severity) for p in found] == [(8, "f_high", "warning")] * len(unset), found
+    for problem, (name, hint) in zip(found, unset, strict=True):
+        assert f"condition reads {name!r}" in problem.message and hint in problem.message
+
+
+def test_names_are_not_checked_for_a_pathway_that_takes_any_start_data() -> None:
+    text = _CONNECTED.replace("score &gt;= 7", "scor &gt;= 7")
+    assert validate_upload({"connected.bpmn": text.encode()}) == []  # the note about the schema aside

@@ -60,6 +60,9 @@ warnings (marked *w* below) are reported and the diagram is deployed.
                            dropped silently); a ``default`` naming no flow that leaves its gateway
 ``unconnected``            *w* an element no sequence flow reaches (other than a start event, a boundary event
                            or an event sub-process), or that none leaves (other than an end event)
+``unset-variable``         *w* a condition reading a name no form, start data schema, script, service result,
+                           decision or data object of the pathway sets (not checked for a pathway without a
+                           start data schema: its start data may hold anything)
 ``service-no-operator``    a service task without ``spiffworkflow:serviceTaskOperator`` (saying so when it
                            has a Java class, delegate or expression, an external topic or a connector)
 ``unknown-operator``       *w* a service operator this server does not provide (the built-in ones are
@@ -114,7 +117,7 @@ import yaml
 from engine.decisions import decision_ids
 from engine.errors import WARNING, CarePathError, DiagramError, Problem
 from engine.files import MAX_YAML_BYTES, FileRefusedError, read_regular_file
-from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles, MemoryFiles
+from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles, MemoryFiles, bundle_name
 from engine.pathways.diagrams import (
     CAMUNDA_NS,
     NSMAP,
@@ -126,7 +129,7 @@ from engine.pathways.diagrams import (
     read_diagram,
 )
 from engine.pathways.sources import CompiledPathway, compile_source, source_from_diagrams
-from engine.pathways.start_schema import start_schema_problems
+from engine.pathways.start_schema import parse_start_schema, start_schema_name, start_schema_problems
 from engine.pathways.validation.lint_elements import (
     KNOWN_OPERATORS,
     call_graph,
@@ -142,7 +145,9 @@ from engine.pathways.validation.lint_elements import (
     lint_schema,
     lint_service_tasks,
     lint_unconnected,
+    lint_unset_names,
     lint_unsupported,
+    provided_names,
 )
 from engine.pathways.validation.lint_text import LintContext, lint_expressions, lint_timers
 from engine.spiff import serializer
@@ -404,6 +409,10 @@ def _check(
         for kind, ids in defined_references(diagram.tree.getroot()).items():
             references.setdefault(kind, set()).update(ids)
     called_ids = {pid for d in everything for pid in d.called_elements.values()}
+    # Names a condition may read: set anywhere in the pathways involved (called ones share their data).
+    provided = {name for d in [*everything, *(i.diagram for i in called)] for name in provided_names(d)}
+    start_fields = {d.name: _start_fields(d) for d in [*everything, *(i.diagram for i in called)]}
+    provided |= {name for fields in start_fields.values() for name in fields or ()}
     problems: list[Problem] = []
     failed: set[str] = set()
     for item in [*inputs, *called]:
@@ -429,6 +438,8 @@ def _check(
                 else []
             ),
             *_lint_decisions(item.diagram),
+            # A pathway without a start data schema accepts any start data: any name may be set.
+            *(lint_unset_names(ctx, provided) if not item.top_level or start_fields[item.diagram.name] else []),
         ]
         if errors_in(found):
             failed.add(item.diagram.name)
@@ -437,6 +448,17 @@ def _check(
         if item.top_level and item.diagram.name not in failed:
             problems += _compile_problems(item.diagram, [i.diagram for i in inputs], [*library, *neighbours], failed)
     return problems
+
+
+def _start_fields(diagram: Diagram) -> set[str] | None:
+    """The fields of a diagram's start data schema (beside it), or None when it has no usable one."""
+    name = bundle_name(diagram.location, start_schema_name(diagram.location.rsplit("/", 1)[-1]))
+    content = diagram.files.read(name) if name is not None else None
+    if content is None:
+        return None
+    schema, _ = parse_start_schema(content, name or "")
+    properties = schema.get("properties") if schema else None
+    return {str(key) for key in properties} if isinstance(properties, dict) else None
 
 
 def _started_alone(diagram: Diagram, called: set[str]) -> bool:

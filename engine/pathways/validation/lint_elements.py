@@ -21,6 +21,8 @@ from engine.pathways.diagrams import (
     NSMAP,
     SPIFF_NS,
     Diagram,
+    business_rule_tasks,
+    decision_table,
     drop_layout_extras,
     form_schema,
     process_is_executable,
@@ -42,6 +44,8 @@ __all__ = [
     "lint_schema",
     "lint_service_tasks",
     "lint_unconnected",
+    "lint_unset_names",
+    "provided_names",
     "lint_unsupported",
 ]
 
@@ -858,4 +862,84 @@ def lint_unconnected(ctx: LintContext) -> list[Problem]:
                 kind = node.tag.split("}", 1)[-1]
                 message = f"{kind} is not connected: it has {' and '.join(missing)}"
                 problems.append(ctx.problem("unconnected", message, node, severity=WARNING))
+    return problems
+
+
+# --- data a condition reads ----------------------------------------------------------------------
+
+
+def provided_names(diagram: Diagram) -> set[str]:
+    """The task data names a diagram sets: its forms' fields, what its scripts assign, service and
+    other results (``resultVariable``), decision outputs, multi-instance items, data objects and
+    message variables."""
+    import ast
+
+    root = diagram.tree.getroot()
+    names: set[str] = set()
+    for task in root.iter(_bpmn("userTask"), _bpmn("manualTask")):
+        try:
+            schema = form_schema(task, diagram)
+        except (DiagramError, ValueError, TypeError):
+            continue
+        if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+            names.update(str(key) for key in schema["properties"])
+    for node in root.iter(_bpmn("script"), f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"):
+        try:
+            tree = ast.parse((node.text or "").strip())
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            continue
+        names.update(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load))
+    for node in root.iter():
+        if not isinstance(node.tag, str):
+            continue
+        names.update(str(v) for k, v in node.attrib.items() if k.rsplit("}", 1)[-1] == "resultVariable" and v)
+        tag = node.tag.rsplit("}", 1)[-1]
+        if tag in ("loopDataInputRef", "loopDataOutputRef", "messageVariable") and (node.text or "").strip():
+            names.add((node.text or "").strip())
+        if tag in ("inputDataItem", "outputDataItem", "dataObject", "dataObjectReference", "dataInput", "dataOutput"):
+            names.update(str(node.get(a)) for a in ("id", "name") if node.get(a))
+    for task in business_rule_tasks(diagram):
+        try:
+            names.update(column.name for column in decision_table(task, diagram)[1].outputs)
+        except (DiagramError, OSError):
+            continue
+    return names
+
+
+def lint_unset_names(ctx: LintContext, provided: Collection[str]) -> list[Problem]:
+    """A warning for each name a flow's condition reads that no form, start data schema, script,
+    service result or decision of the pathway sets: the condition fails when it is evaluated
+    (``fatigue_scor``, where the form has ``fatigue_score``)."""
+    import ast
+
+    from engine.expressions import ALLOWED_FUNCTIONS
+    from engine.pathways.diagrams import juel_to_python
+
+    problems: list[Problem] = []
+    for node in ctx.root.iter(_bpmn("conditionExpression")):
+        text = (node.text or "").strip()
+        text = juel_to_python(text) or text
+        try:
+            tree = ast.parse(text, mode="eval")
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            continue  # reported by lint_expressions
+        bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+        read = dict.fromkeys(
+            n.id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in bound
+        )
+        for name in read:
+            if name in provided or name in ALLOWED_FUNCTIONS or name in ("True", "False", "None"):
+                continue
+            problems.append(
+                ctx.problem(
+                    "unset-variable",
+                    f"condition reads {name!r}, which no form, start data schema, script or service task of "
+                    f"the pathway sets{_suggest(name, provided)}: evaluating it stops the pathway with an "
+                    "incident",
+                    node,
+                    severity=WARNING,
+                )
+            )
     return problems
