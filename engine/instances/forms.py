@@ -96,8 +96,10 @@ def _extra_keys(error: Any, where: str, whose: str) -> list[Problem]:
     pattern, with the closest declared name. Keys are the client's names (shown shortened, without
     control characters); the values are patient data and are not shown."""
     schema = error.schema if isinstance(error.schema, dict) else {}
-    declared = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    patterns = list(schema.get("patternProperties") or {}) if isinstance(schema.get("patternProperties"), dict) else []
+    properties = schema.get("properties")
+    declared: dict[str, Any] = properties if isinstance(properties, dict) else {}
+    by_pattern = schema.get("patternProperties")
+    patterns = [str(p) for p in by_pattern] if isinstance(by_pattern, dict) else []
     instance = error.instance if isinstance(error.instance, dict) else {}
     parent = str(error.absolute_path[-1]) if error.absolute_path else ""
     what = (
