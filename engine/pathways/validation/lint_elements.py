@@ -6,6 +6,7 @@ tree (never the prepared copy) so that lines are the author's lines.
 
 from __future__ import annotations
 
+import ast
 import copy
 import difflib
 import re
@@ -13,7 +14,10 @@ from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
 
+import jsonschema
+
 from engine.errors import ERROR, WARNING, DiagramError, Problem
+from engine.expressions import ALLOWED_FUNCTIONS
 from engine.pathways.diagrams import (
     BPMN_NS,
     CAMUNDA_NS,
@@ -25,6 +29,7 @@ from engine.pathways.diagrams import (
     decision_table,
     drop_layout_extras,
     form_schema,
+    juel_to_python,
     process_is_executable,
 )
 from engine.pathways.sources import XSD_LOCK
@@ -206,8 +211,6 @@ def _form_schema_problems(ctx: LintContext, task: Any, schema: dict[str, Any]) -
     it): ``"type": "integr"`` passed the gate and stopped the task at run time (UnknownType). And a
     ``required`` field must be one of its ``properties`` where no other field is accepted: the task
     could never be completed (the field is required, and refused when sent)."""
-    import jsonschema
-
     file = _form_file(task)
     shown = f"form schema {file}" if file else "the form"
     try:
@@ -872,8 +875,6 @@ def provided_names(diagram: Diagram) -> set[str]:
     """The task data names a diagram sets: its forms' fields, what its scripts assign, service and
     other results (``resultVariable``), decision outputs, multi-instance items, data objects and
     message variables."""
-    import ast
-
     root = diagram.tree.getroot()
     names: set[str] = set()
     for task in root.iter(_bpmn("userTask"), _bpmn("manualTask")):
@@ -910,11 +911,6 @@ def lint_unset_names(ctx: LintContext, provided: Collection[str]) -> list[Proble
     """A warning for each name a flow's condition reads that no form, start data schema, script,
     service result or decision of the pathway sets: the condition fails when it is evaluated
     (``fatigue_scor``, where the form has ``fatigue_score``)."""
-    import ast
-
-    from engine.expressions import ALLOWED_FUNCTIONS
-    from engine.pathways.diagrams import juel_to_python
-
     problems: list[Problem] = []
     for node in ctx.root.iter(_bpmn("conditionExpression")):
         text = (node.text or "").strip()
