@@ -1172,7 +1172,8 @@ def rules_deploy(ctx: click.Context, staff_id: str | None) -> None:
     try:
         versions = _carepath(ctx).rule_sets.sync(actor=actor)
     except CarePathError as exc:
-        click.echo(f"nothing recorded: {exc.message}", err=True)
+        # Every problem at its file and line, as validate names them (docs/rules.md).
+        click.echo("\n".join([f"nothing recorded: {exc.message}", *(str(p) for p in exc.problems)]), err=True)
         sys.exit(1)
     for info in versions:
         state = "active" if info.active else "pending" if info.activated_at is None else "superseded"

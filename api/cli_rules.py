@@ -18,12 +18,13 @@ import click
 from engine.db.session import make_engine, make_session_factory, read_only, upgrade_schema
 from engine.errors import CarePathError, Problem, RuleFileError
 from engine.reports.charts import demand_chart
-from engine.rules.catalogue import load_catalogue
+from engine.rules.catalogue import WARNING_SIGNS_FILE, load_catalogue
 from engine.rules.explain import explain_evaluation
 from engine.rules.loader import load_rule_file
 from engine.rules.registry import RuleSetRegistry
 from engine.rules.simulate import simulate
 from engine.rules.testing import load_cases, run_rule_tests
+from engine.rules.warning_signs import load_warning_signs
 from engine.settings import Settings, bundled_rules_dir
 
 __all__ = ["redacted_url", "rules", "say_database", "validate_rule_paths"]
@@ -186,34 +187,67 @@ def validate_rule_paths(paths: Iterable[Path | str], default_catalogue: Path | N
     A folder is a rules folder (``*.yaml`` rule files, ``catalogues/``, ``tests/``). A single
     file is checked against the catalogue of its folder (or of the folder above, for a file
     in ``tests/``); where there is none, against ``default_catalogue`` (the deployment's).
+    A catalogue file, or the ``catalogues/`` folder, is checked as the catalogue (with its warning
+    signs, as a rules folder's are).
     Returns every problem found; an empty list means valid.
     """
     problems: list[Problem] = []
     for path in map(Path, paths):
-        if path.is_dir():
-            rule_files, case_dirs, folder = sorted(path.glob("*.yaml")), [path / "tests"], path
-        elif path.parent.name == "tests":
-            rule_files, case_dirs, folder = [], [path], path.parent.parent
-        else:
-            rule_files, case_dirs, folder = [path], [], path.parent
-        catalogue_dir = folder / "catalogues"
-        if not catalogue_dir.is_dir() and default_catalogue is not None:
-            catalogue_dir = default_catalogue
+        problems += _rule_path_problems(path, default_catalogue)
+    return problems
+
+
+def _rule_path_problems(path: Path, default_catalogue: Path | None) -> list[Problem]:
+    """:func:`validate_rule_paths` for one path."""
+    if path.name == "catalogues" and path.is_dir() or path.parent.name == "catalogues":
+        # A catalogue file (or the folder) is checked as the catalogue it belongs to, not as a rule file.
+        return _catalogue_problems(path if path.is_dir() else path.parent)
+    if path.is_dir():
+        rule_files, case_dirs, folder = sorted(path.glob("*.yaml")), [path / "tests"], path
+    elif path.parent.name == "tests":
+        rule_files, case_dirs, folder = [], [path], path.parent.parent
+    else:
+        rule_files, case_dirs, folder = [path], [], path.parent
+    catalogue_dir = folder / "catalogues"
+    if not catalogue_dir.is_dir() and default_catalogue is not None:
+        catalogue_dir = default_catalogue
+    try:
+        catalogue = load_catalogue(catalogue_dir)
+    except RuleFileError as exc:
+        return list(exc.problems)
+    problems = _warning_sign_problems(catalogue_dir) if catalogue_dir == folder / "catalogues" else []
+    for rule_file in rule_files:
         try:
-            catalogue = load_catalogue(catalogue_dir)
+            load_rule_file(rule_file, catalogue)
         except RuleFileError as exc:
             problems.extend(exc.problems)
+    for cases in case_dirs:
+        if not cases.exists():
             continue
-        for rule_file in rule_files:
-            try:
-                load_rule_file(rule_file, catalogue)
-            except RuleFileError as exc:
-                problems.extend(exc.problems)
-        for cases in case_dirs:
-            if not cases.exists():
-                continue
-            try:
-                load_cases([cases])
-            except RuleFileError as exc:
-                problems.extend(exc.problems)
+        try:
+            load_cases([cases], catalogue)
+        except RuleFileError as exc:
+            problems.extend(exc.problems)
     return problems
+
+
+def _catalogue_problems(folder: Path) -> list[Problem]:
+    """The problems of the catalogue in ``folder``: its three files and its warning signs."""
+    try:
+        load_catalogue(folder)
+    except RuleFileError as exc:
+        return list(exc.problems)
+    return _warning_sign_problems(folder)
+
+
+def _warning_sign_problems(folder: Path) -> list[Problem]:
+    """The problems of ``folder``'s warning signs file, when it has one (its urgencies, escalation bounds,
+    contacts, sources), as the warning-sign triage reads it."""
+    path = folder / WARNING_SIGNS_FILE
+    if not path.exists():
+        return []
+    try:
+        load_warning_signs(path)
+    except RuleFileError as exc:
+        return list(exc.problems)
+    return []

@@ -108,7 +108,7 @@ def _rule_sets(folder: Path) -> dict[str, str]:
             continue  # unreadable, not a regular file or too large: the registry reports it when used
         try:
             parsed = yaml.load(data, Loader=_YAML_LOADER)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, OverflowError):  # ValueError: a date such as 2026-02-30
             continue  # a broken file names no rule set; the registry reports it when used
         if isinstance(parsed, dict) and isinstance(parsed.get("ruleset"), str):
             found[parsed["ruleset"]] = file_version(data)

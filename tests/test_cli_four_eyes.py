@@ -113,3 +113,21 @@ def test_carepath_rules_deploy_records_a_pending_version_a_second_author_activat
     assert done.exit_code == 0 and "activated by cli:staff:bob" in done.stdout, done.output
     listed = runner.invoke(main, ["rules", "versions", "supportive_care"]).stdout.splitlines()
     assert listed[0].startswith(f"{version} active") and " superseded: " in listed[1]
+
+
+def test_rules_deploy_of_a_broken_file_names_each_problem(
+    environment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It printed only "nothing recorded: no rule set could be loaded", though docs/rules.md says
+    # the refusal names the file and line.
+    rules = tmp_path / "rules"
+    shutil.copytree(TESTS.parent / "rules", rules, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    rule_file = rules / "supportive_care.yaml"
+    rule_file.write_text(rule_file.read_text().replace("priority:", "priorty:", 1))
+    monkeypatch.setenv("CAREPATH_RULES_DIR", str(rules))
+    result = CliRunner().invoke(main, ["rules", "deploy", "--as", "alice"])
+    assert result.exit_code == 1
+    assert "nothing recorded" in result.stderr
+    assert f"{rule_file}:" in result.stderr and "unknown field 'priorty' in a rule; did you mean 'priority'?" in (
+        result.stderr
+    )

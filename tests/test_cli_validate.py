@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -45,3 +46,31 @@ def test_a_folder_with_nothing_to_check_is_reported(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", str(tmp_path)])
     assert result.exit_code == 1
     assert "nothing to check" in result.output
+
+
+def _rules_copy(tmp_path: Path) -> Path:
+    rules = tmp_path / "rules"
+    shutil.copytree(TESTS.parent / "rules", rules, ignore=shutil.ignore_patterns("__pycache__"))
+    return rules
+
+
+def test_a_catalogue_file_is_validated_as_a_catalogue(tmp_path: Path) -> None:
+    # The valid concerns.yaml was reported as "unknown field 'domains' in a rule file".
+    rules = _rules_copy(tmp_path)
+    for target in (rules / "catalogues" / "concerns.yaml", rules / "catalogues"):
+        result = CliRunner().invoke(main, ["validate", str(target)])
+        assert result.exit_code == 0 and "no problems found" in result.output, result.output
+
+
+def test_warning_signs_are_validated(tmp_path: Path) -> None:
+    # A warning sign with "urgency: asap" passed validate.
+    rules = _rules_copy(tmp_path)
+    signs = rules / "catalogues" / "warning_signs.yaml"
+    text = signs.read_text()
+    assert "urgency: emergency" in text
+    signs.write_text(text.replace("urgency: emergency", "urgency: asap", 1))
+    line = next(n for n, x in enumerate(signs.read_text().splitlines(), 1) if "urgency: asap" in x)
+    for target in (rules, signs):
+        result = CliRunner().invoke(main, ["validate", str(target)])
+        assert result.exit_code == 1, result.output
+        assert f"{signs}:{line}:" in result.output and "unknown urgency 'asap'" in result.output

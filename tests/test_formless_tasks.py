@@ -8,13 +8,17 @@ plain ``bpmn:task`` (no form at all)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine import CarePath
-from engine.errors import TaskDataError
-from engine.instances.forms import check_form_data
+from engine.errors import StartDataError, TaskDataError
+from engine.instances.forms import check_form_data, check_start_data
+
+FORMS = Path(__file__).resolve().parent.parent / "pathways" / "shared" / "forms"
 
 STEERING = {"palliative_route": "SECRET-ROUTE", "note": "SECRET-NOTE"}
 
@@ -70,10 +74,32 @@ def test_a_form_that_declares_no_fields_names_each_one_sent(form: Any) -> None:
 
 
 def test_a_form_with_its_own_rule_for_extra_fields_keeps_it() -> None:
-    """A form that declares fields and refuses others keeps jsonschema's own failure; one that allows
-    others by pattern takes them."""
+    """A form that declares fields and refuses others keeps jsonschema's rule (each key it refuses named);
+    one that allows others by pattern takes them."""
     closed = {"type": "object", "properties": {"a": {"type": "integer"}}, "additionalProperties": False}
     with pytest.raises(TaskDataError) as refused:
         check_form_data(closed, {"a": 1, "b": 2})
-    assert [(p.code, p.field) for p in refused.value.problems] == [("additionalProperties", "/")]
+    assert [(p.code, p.field) for p in refused.value.problems] == [("additionalProperties", "/b")]
     check_form_data({"type": "object", "properties": {}, "patternProperties": {"^x_": {}}}, {"x_1": 1})
+
+
+def test_a_key_a_form_refuses_is_named_with_the_closest_field_never_its_value() -> None:
+    # A misspelt concern gave "/concerns: fails 'additionalProperties' (expected False)".
+    form = json.loads((FORMS / "hna_checklist.json").read_text())
+    concerns = next(iter(form["properties"]["concerns"]["properties"]))
+    data = {"concerns": {concerns: 3, "fatige": 6, "SECRET-VALUE-KEY": "private text"}}
+    with pytest.raises(TaskDataError) as refused:
+        check_form_data(form, data)
+    extra = {p.field: p.message for p in refused.value.problems if p.code == "additionalProperties"}
+    assert extra["/concerns/fatige"] == "is not one of the concerns of this form; did you mean 'fatigue'?"
+    assert "/concerns/SECRET-VALUE-KEY" in extra
+    assert "private text" not in str(refused.value.problems) and "6" not in extra["/concerns/fatige"]
+    with pytest.raises(StartDataError) as refused_start:
+        check_start_data(
+            json.dumps({"type": "object", "properties": {"age": {}}, "additionalProperties": False}), {"agee": 1}
+        )
+    [problem] = refused_start.value.problems
+    assert (problem.field, problem.message) == (
+        "/data/agee",
+        "is not a field of this start data schema; did you mean 'age'?",
+    )

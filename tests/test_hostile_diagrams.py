@@ -10,6 +10,7 @@ its peak memory. The bounds are limits on harm, not measures of speed: today's h
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -168,3 +169,42 @@ def test_harmless_once_running(outcomes: dict[str, Any], name: str) -> None:
     assert result["start"]["status"] == "error"
     incident = result["start"]["incident"]
     assert incident["element"] == element and words in incident["message"], incident
+
+
+def _chain(tasks: int) -> bytes:
+    """A pathway of ``tasks`` tasks one after the other (600 make about 110 KB, under the 1 MiB limit)."""
+    nodes = ["start", *(f"t{n}" for n in range(tasks)), "end"]
+    body = ['<bpmn:startEvent id="start" />']
+    body += [f'<bpmn:scriptTask id="{node}"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>' for node in nodes[1:-1]]
+    body += ['<bpmn:endEvent id="end" />']
+    body += [
+        f'<bpmn:sequenceFlow id="f{n}" sourceRef="{a}" targetRef="{b}" />'
+        for n, (a, b) in enumerate(itertools.pairwise(nodes))
+    ]
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/'
+        '20100524/MODEL" id="d" targetNamespace="x">\n<bpmn:process id="chain" isExecutable="true">\n'
+        + "\n".join(body)
+        + "\n</bpmn:process>\n</bpmn:definitions>\n"
+    ).encode()
+
+
+def test_a_long_chain_of_tasks_is_a_located_problem_not_a_recursion_error() -> None:
+    # SpiffWorkflow's parser follows each flow by calling itself: 600 tasks in a row gave the author
+    # "t485: RecursionError('maximum recursion depth exceeded while calling a Python object')".
+    from engine.pathways.validation import errors_in, validate_upload
+
+    content = _chain(600)
+    [problem] = errors_in(validate_upload({"chain.bpmn": content}))
+    assert problem.code == "sequence-too-long", problem
+    assert "too many elements in sequence" in problem.message and "RecursionError" not in problem.message
+    lines = content.decode().splitlines()
+    assert problem.element and f'id="{problem.element}"' in lines[(problem.line or 0) - 1]
+    assert errors_in(validate_upload({"chain.bpmn": _chain(100)})) == []
+
+
+def test_the_parsers_repr_of_an_exception_reads_as_a_sentence() -> None:
+    from engine.pathways.validation import _plain
+
+    assert _plain("KeyError('type').") == "SpiffWorkflow's parser failed at this element (KeyError: type)"
+    assert _plain("No start event found") == "No start event found"

@@ -334,7 +334,8 @@ def test_compile_problems_name_the_line_and_element(
     tmp_path: Path, process: str, expected: tuple[str, str, int, str]
 ) -> None:
     # SpiffWorkflow's parser gives neither a line nor, for some problems, an element.
-    [problem] = validate_paths([_diagram(tmp_path, "compile.bpmn", process)])
+    found = validate_paths([_diagram(tmp_path, "compile.bpmn", process)])
+    [problem] = [p for p in found if p.code != "unconnected"]  # NO_START's end event: nothing reaches it
     code, element_id, line, words = expected
     assert (problem.code, problem.element, problem.line) == (code, element_id, line), problem
     assert words in problem.message
@@ -456,3 +457,184 @@ def test_every_text_spiffworkflow_evaluates_is_checked_at_the_gate(
     found = validate_upload({"evaluated.bpmn": text.encode()})
     assert [(p.code, p.line, p.element) for p in found] == [("unsafe-expression", *where)], found
     assert "calling 'open' is not allowed" in found[0].message
+
+
+_CONNECTED = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="x">
+  <bpmn:process id="connected" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="gw" />
+    <bpmn:exclusiveGateway id="gw" default="f_low" />
+    <bpmn:sequenceFlow id="f_high" sourceRef="gw" targetRef="refer">
+      <bpmn:conditionExpression>score &gt;= 7</bpmn:conditionExpression></bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f_low" sourceRef="gw" targetRef="end" />
+    <bpmn:task id="refer" />
+    <bpmn:boundaryEvent id="late" attachedToRef="refer"><bpmn:timerEventDefinition>
+      <bpmn:timeDuration>"P7D"</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>
+    <bpmn:sequenceFlow id="f_late" sourceRef="late" targetRef="end" />
+    <bpmn:sequenceFlow id="f_done" sourceRef="refer" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_the_connected_diagram_is_clean() -> None:
+    assert validate_upload({"connected.bpmn": _CONNECTED.encode()}) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "words"),
+    [
+        # A boundary timer attached to nothing was dropped silently: the escalation never fired.
+        ('attachedToRef="refer"', 'attachedToRef="refferal"', (11, "late"), "attachedToRef 'refferal' names no"),
+        ('sourceRef="refer"', 'sourceRef="referr"', (14, "f_done"), "sourceRef 'referr' names no"),
+        # SpiffWorkflow said "we found two items, perhaps a form has the same ID?" at another line.
+        ('targetRef="refer"', 'targetRef="refr"', (7, "f_high"), "targetRef 'refr' names no"),
+        ('default="f_low"', 'default="f_lwo"', (6, "gw"), "default flow 'f_lwo' is not a sequence flow leaving"),
+        ('attachedToRef="refer"', 'attachedToRef="gw"', (11, "late"), "'gw' is not a task or sub-process"),
+    ],
+)
+def test_references_between_elements_must_name_an_element(
+    old: str, new: str, where: tuple[int, str], words: str
+) -> None:
+    text = _CONNECTED.replace(old, new, 1)
+    found = [p for p in validate_upload({"connected.bpmn": text.encode()}) if p.code == "unknown-reference"]
+    assert [(p.line, p.element) for p in found] == [where], found
+    assert words in found[0].message and found[0].is_error
+    if "gw" not in new:
+        assert "(did you mean" in found[0].message
+
+
+_FORM_TASK = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d" targetNamespace="x">
+  <bpmn:process id="with_form" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="check" />
+    <bpmn:userTask id="check"><bpmn:extensionElements><spiffworkflow:properties>
+      <spiffworkflow:property name="formJsonSchemaFilename" value="check.json" />
+    </spiffworkflow:properties></bpmn:extensionElements></bpmn:userTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+@pytest.mark.parametrize(
+    ("form", "words"),
+    [
+        # Passed the gate, then stopped the task at run time with UnknownType.
+        (
+            {"type": "object", "properties": {"fatigue_score": {"type": "integr"}}},
+            "form schema check.json is not a valid JSON Schema (draft 2020-12) at /properties/fatigue_score/type",
+        ),
+        # The task could never be completed: the field is required, and refused when sent.
+        (
+            {"type": "object", "properties": {"fatigue_score": {"type": "integer"}}, "required": ["fatigue_scor"]},
+            "requires 'fatigue_scor', which is not one of its properties (did you mean 'fatigue_score'?)",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "pain": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"score": {"type": "integer"}},
+                        "required": ["scor"],
+                    }
+                },
+            },
+            "requires 'scor' at /properties/pain",
+        ),
+    ],
+)
+def test_a_form_schema_is_checked_at_the_gate(form: dict[str, Any], words: str) -> None:
+    files = {"with_form.bpmn": _FORM_TASK.encode(), "check.json": json.dumps(form).encode()}
+    found = validate_upload(files)
+    assert [(p.code, p.file, p.line, p.element) for p in found] == [("form-schema", "with_form.bpmn", 7, "check")]
+    assert words in found[0].message and found[0].is_error
+
+
+def test_a_form_that_admits_other_fields_may_require_one_it_does_not_list() -> None:
+    form = {"type": "object", "properties": {}, "additionalProperties": True, "required": ["note"]}
+    files = {"with_form.bpmn": _FORM_TASK.encode(), "check.json": json.dumps(form).encode()}
+    assert validate_upload(files) == []
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "hint"),
+    [
+        # Passed the gate; the scenario then stopped at the timer with an AttributeError incident.
+        ("timeDuration", "28", 'write "P28D" for 28 days'),
+        ("timeDuration", "2.5", 'write "P28D"'),
+        ("timeDate", "20260601", 'write "2026-06-01"'),
+        ("timeCycle", "True", 'write "R4/P28D"'),
+    ],
+)
+def test_a_timer_constant_that_is_not_text_is_refused(tmp_path: Path, tag: str, value: str, hint: str) -> None:
+    text = (OK / "camunda5.bpmn").read_text()
+    path = tmp_path / "timer.bpmn"
+    path.write_text(
+        text.replace(
+            '<bpmn:timeDuration xsi:type="bpmn:tFormalExpression">P18M</bpmn:timeDuration>',
+            f"<bpmn:{tag}>{value}</bpmn:{tag}>",
+        )
+    )
+    [found] = validate_paths([path])
+    assert found.code == "timer-invalid" and found.element and found.line, found
+    assert "is not ISO 8601 text" in found.message and hint in found.message
+
+
+@pytest.mark.parametrize(
+    ("element", "words"),
+    [
+        ('<bpmn:userTask id="orphan" />', "no incoming sequence flow, so it never runs and no outgoing"),
+        ('<bpmn:scriptTask id="orphan"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>', "no incoming"),
+    ],
+)
+def test_an_unconnected_element_is_a_warning(element: str, words: str) -> None:
+    # An orphan user task got only the "no form" warning, an orphan script task nothing.
+    text = _CONNECTED.replace('    <bpmn:endEvent id="end" />', f'    {element}\n    <bpmn:endEvent id="end" />')
+    found = [p for p in validate_upload({"connected.bpmn": text.encode()}) if p.code == "unconnected"]
+    assert [(p.line, p.element, p.severity) for p in found] == [(15, "orphan", "warning")], found
+    assert words in found[0].message
+
+
+def test_a_dead_end_is_a_warning_and_start_boundary_and_end_events_are_not() -> None:
+    text = _CONNECTED.replace('<bpmn:sequenceFlow id="f_done" sourceRef="refer" targetRef="end" />', "")
+    found = [p for p in validate_upload({"connected.bpmn": text.encode()}) if p.code == "unconnected"]
+    assert [(p.element, p.message) for p in found] == [
+        (
+            "refer",
+            "task is not connected: it has no outgoing sequence flow, so its branch stops there without an end event",
+        )
+    ]
+
+
+_START = json.dumps({"type": "object", "properties": {"score": {"type": "integer"}}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("condition", "unset"),
+    [
+        ("score &gt;= 7", []),
+        ("any(x &gt; 7 for x in [score, 1])", []),  # a comprehension's own name is set by it
+        ("scor &gt;= 7", [("scor", "(did you mean 'score'?)")]),  # passed, then failed at run time
+        ("distress_score &gt;= 7 and max(score, 1) &gt; 2", [("distress_score", "")]),
+    ],
+)
+def test_a_condition_reading_data_nothing_sets_is_a_warning(condition: str, unset: list[tuple[str, str]]) -> None:
+    text = _CONNECTED.replace("score &gt;= 7", condition)
+    files = {"connected.bpmn": text.encode(), "connected.start.schema.json": _START}
+    found = [p for p in validate_upload(files) if p.code == "unset-variable"]
+    assert [(p.line, p.element, p.severity) for p in found] == [(8, "f_high", "warning")] * len(unset), found
+    for problem, (name, hint) in zip(found, unset, strict=True):
+        assert f"condition reads {name!r}" in problem.message and hint in problem.message
+
+
+def test_names_are_not_checked_for_a_pathway_that_takes_any_start_data() -> None:
+    text = _CONNECTED.replace("score &gt;= 7", "scor &gt;= 7")
+    assert validate_upload({"connected.bpmn": text.encode()}) == []  # the note about the schema aside

@@ -18,7 +18,7 @@ from engine.rules.catalogue import load_catalogue
 from engine.rules.loader import load_rule_file
 from engine.rules.testing import load_cases
 from engine.rules.yaml_source import MAX_DEPTH, YamlReader
-from engine.settings import bundled_rules_dir
+from engine.settings import bundled_pathways_dir, bundled_rules_dir
 
 
 def _billion_laughs() -> str:
@@ -161,3 +161,53 @@ def test_a_pipe_a_device_or_a_huge_file_is_refused_unread(tmp_path: Path) -> Non
         with pytest.raises(RuleFileError) as raised:
             load_cases([path])
         assert [(p.file, p.message) for p in raised.value.problems] == [(str(path), problem)]
+
+
+_BIG = "1" + "0" * 5000  # past Python's 4,300-digit limit for reading a whole number
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("2026-02-30", "'2026-02-30' is not a date in the calendar"), (_BIG, "a whole number of 5001 characters")],
+)
+def test_values_yaml_cannot_build_are_located_never_a_traceback(tmp_path: Path, value: str, words: str) -> None:
+    # PyYAML's constructors raise ValueError for these; it reached the author as a Python traceback
+    # from validate, pathways test and rules test.
+    rules = _rules_copy(tmp_path)
+    runner = CliRunner()
+    bad_rule = rules / "bad.yaml"
+    bad_rule.write_text(f"ruleset: bad\ntitle: Bad\nrules:\n  - id: r1\n    when: {{age: {{at_least: {value}}}}}\n")
+    result = runner.invoke(main, ["validate", str(bad_rule)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"{bad_rule}:5:28: {words}" in result.output, result.output
+    bad_rule.unlink()
+    cases = rules / "tests" / "bad.yaml"
+    cases.write_text(
+        "ruleset: supportive_care\ncases:\n  - name: x\n"
+        f"    given: {{concerns: {{fatigue: 8}}, context: {{last_sact_date: {value}}}}}\n    expect: []\n"
+    )
+    result = runner.invoke(main, ["rules", "test", "--rules-dir", str(rules), "--cohort", "1"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"bad.yaml:4:63: {words}" in result.output, result.output
+    cases.unlink()
+    concerns = rules / "catalogues" / "concerns.yaml"
+    concerns.write_text(concerns.read_text() + f"\nextra: {value}\n")
+    with pytest.raises(RuleFileError) as raised:
+        load_catalogue(rules / "catalogues")
+    assert words in str(raised.value.problems[0]) and raised.value.problems[0].line
+
+
+def test_a_scenario_value_yaml_cannot_build_is_located(tmp_path: Path) -> None:
+    pathways = tmp_path / "pathways"
+    shutil.copytree(bundled_pathways_dir(), pathways)
+    scenario = pathways / "tests" / "lung.yaml"
+    lines = scenario.read_text().splitlines(keepends=True)
+    number = next(n for n, line in enumerate(lines, 1) if "- until: '" in line)
+    lines[number - 1] = lines[number - 1].split("- until:")[0] + "- until: 2026-02-30\n"
+    scenario.write_text("".join(lines))
+    runner = CliRunner()
+    env = {"CAREPATH_PATHWAYS_DIR": str(pathways), "CAREPATH_RULES_DIR": str(bundled_rules_dir())}
+    for command in (["validate", str(pathways)], ["pathways", "test"]):
+        result = runner.invoke(main, command, env=env)
+        assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.output
+        assert f"lung.yaml:{number}:" in result.output and "is not a date in the calendar" in result.output

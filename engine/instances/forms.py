@@ -7,9 +7,11 @@ confirmation steps) declares no fields: whatever it is sent is refused, field by
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import math
+import re
 from typing import Any
 
 import jsonschema
@@ -74,6 +76,10 @@ def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -
         ):
             continue  # each field is named above, as for a task without a form
         path = "/" + "/".join(str(p) for p in error.absolute_path)
+        if error.validator == "additionalProperties" and error.validator_value is False:
+            # Name each key the form does not declare (a misspelt concern: fatige), never its value.
+            problems += _extra_keys(error, prefix + path.rstrip("/"), "start data schema" if prefix else "form")
+            continue
         if error.validator == "required":
             missing = error.message.split("'")[1] if "'" in error.message else ""
             path = path.rstrip("/") + "/" + missing
@@ -104,6 +110,40 @@ def _non_finite(data: Any) -> list[str]:
         elif isinstance(value, list | tuple):
             pending += [(v, f"{pointer}/{n}") for n, v in enumerate(value)]
     return sorted(found)
+
+
+def _extra_keys(error: Any, where: str, whose: str) -> list[Problem]:
+    """A problem per key of the object at ``where`` that its schema neither declares nor matches by
+    pattern, with the closest declared name. Keys are the client's names (shown shortened, without
+    control characters); the values are patient data and are not shown."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    properties = schema.get("properties")
+    declared: dict[str, Any] = properties if isinstance(properties, dict) else {}
+    by_pattern = schema.get("patternProperties")
+    patterns = [str(p) for p in by_pattern] if isinstance(by_pattern, dict) else []
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    parent = str(error.absolute_path[-1]) if error.absolute_path else ""
+    what = (
+        f"one of the {_shown(parent)} of this {whose}"
+        if parent and not parent.isdigit()
+        else f"a field of this {whose}"
+    )
+    problems = []
+    for key in sorted(str(k) for k in instance):
+        if key in declared or any(re.search(pattern, key) for pattern in patterns):
+            continue
+        close = difflib.get_close_matches(key, [str(name) for name in declared], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        pointer = key.replace("~", "~0").replace("/", "~1")
+        problems.append(
+            Problem(f"is not {what}{hint}", field=f"{where}/{_shown(pointer)}", code="additionalProperties")
+        )
+    return problems
+
+
+def _shown(key: str) -> str:
+    short = key if len(key) <= 64 else key[:64] + "..."
+    return short if short.isprintable() else repr(short)[1:-1]
 
 
 _OWN_RULE = ("additionalProperties", "patternProperties", "unevaluatedProperties")

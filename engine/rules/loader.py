@@ -9,6 +9,7 @@ compile.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from pathlib import Path
 
@@ -254,12 +255,32 @@ def _read_tests(
         if value is None or not _in_range(reader, value_node, what, value, minimum, maximum):
             return None
         tests.append((op, value))
+    if _empty(tests):
+        written = " and ".join(f"{op.replace('_', ' ')} {value:g}" for op, value in tests)
+        reader.problem(node, f"the {what} test can never hold: no {what} is {written}")
+        return None
     return tests
+
+
+def _empty(tests: list[tuple[str, float]]) -> bool:
+    """Whether no number passes every test: ``at_least 8`` and ``at_most 5``, ``more_than 5`` and
+    ``less_than 5``, ``equals 3`` and ``at_least 4``."""
+    low, low_open, high, high_open = -math.inf, False, math.inf, False
+    for op, value in tests:
+        if op in ("at_least", "more_than", "equals") and (value > low or value == low and op == "more_than"):
+            low, low_open = value, op == "more_than"
+        if op in ("at_most", "less_than", "equals") and (value < high or value == high and op == "less_than"):
+            high, high_open = value, op == "less_than"
+    return low > high or (low == high and (low_open or high_open))
 
 
 def _in_range(
     reader: YamlReader, node: Node, what: str, value: float, minimum: float | None, maximum: float | None
 ) -> bool:
+    if not math.isfinite(value):
+        # NaN fails every comparison (the rule could never fire); infinity is no score or age.
+        reader.problem(node, f"{what} must be a finite number, not {value}")
+        return False
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         reader.problem(node, f"{what} {value:g} is out of range; expected {minimum:g} to {maximum:g}")
         return False

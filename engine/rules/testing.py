@@ -31,11 +31,12 @@ from yaml.nodes import MappingNode, Node
 
 from engine.errors import InvalidInputError, Problem, RuleFileError
 from engine.rules.assessment import Assessment, Outcomes
+from engine.rules.catalogue import Catalogue
 from engine.rules.evaluator import Evaluation, evaluate
 from engine.rules.model import URGENCIES, Loc, RuleFile
 from engine.rules.registry import LoadedRuleset, RuleSetRegistry
 from engine.rules.simulate import synthetic_assessments
-from engine.rules.yaml_source import YamlReader, read_yaml_file
+from engine.rules.yaml_source import YamlReader, did_you_mean, read_yaml_file
 
 __all__ = [
     "CaseResult",
@@ -129,8 +130,10 @@ def outcome_lines(outcomes: Outcomes) -> set[str]:
     )
 
 
-def load_cases(paths: Iterable[Path | str]) -> list[RuleTestCase]:
-    """Read case files (folders are searched for ``*.yaml``).
+def load_cases(paths: Iterable[Path | str], catalogue: Catalogue | None = None) -> list[RuleTestCase]:
+    """Read case files (folders are searched for ``*.yaml``). With a ``catalogue``, every concern and
+    intervention code a case names must be in it, under the kind it is (a misspelt code under
+    ``excludes`` made a case that could never fail; one under ``concerns`` stopped the whole run).
 
     Raises:
         RuleFileError: naming file, line and column of every problem found.
@@ -144,7 +147,7 @@ def load_cases(paths: Iterable[Path | str]) -> list[RuleTestCase]:
         except RuleFileError as exc:  # unreadable, or not UTF-8 (with the line and column)
             problems.extend(exc.problems)
             continue
-        cases.extend(_read_case_file(reader, text))
+        cases.extend(_read_case_file(reader, text, catalogue))
         problems.extend(reader.problems)
     if problems:
         raise RuleFileError("the rule tests are not valid", problems)
@@ -158,7 +161,7 @@ def _expand(paths: Iterable[Path | str]) -> list[Path]:
     return out
 
 
-def _read_case_file(reader: YamlReader, text: str) -> list[RuleTestCase]:
+def _read_case_file(reader: YamlReader, text: str, catalogue: Catalogue | None = None) -> list[RuleTestCase]:
     root = reader.compose(text)
     top = reader.mapping(root, "a rule test file", ("ruleset", "cases")) if root else None
     if top is None or "ruleset" not in top or "cases" not in top:
@@ -166,13 +169,13 @@ def _read_case_file(reader: YamlReader, text: str) -> list[RuleTestCase]:
     ruleset = reader.text(top["ruleset"][1], "ruleset") or ""
     out: list[RuleTestCase] = []
     for node in reader.sequence(top["cases"][1], "cases") or []:
-        case = _read_case(reader, node, ruleset)
+        case = _read_case(reader, node, ruleset, catalogue)
         if case is not None:
             out.append(case)
     return out
 
 
-def _read_case(reader: YamlReader, node: Node, ruleset: str) -> RuleTestCase | None:
+def _read_case(reader: YamlReader, node: Node, ruleset: str, catalogue: Catalogue | None) -> RuleTestCase | None:
     e = reader.mapping(node, "a test case", ("name", "given"), ("expect", "includes", "excludes"))
     if e is None or "name" not in e or "given" not in e:
         return None
@@ -181,10 +184,10 @@ def _read_case(reader: YamlReader, node: Node, ruleset: str) -> RuleTestCase | N
         reader.problem(node, "use either 'expect' (exact) or 'includes'/'excludes', not both", name)
     if not any(k in e for k in ("expect", "includes", "excludes")):
         reader.problem(node, "a test case needs 'expect', 'includes' or 'excludes'", name)
-    given = _read_given(reader, e["given"][1], name)
-    expect = _read_outcomes(reader, e["expect"][1], exclude=False) if "expect" in e else None
-    includes = _read_outcomes(reader, e["includes"][1], exclude=False) if "includes" in e else set()
-    excludes = _read_outcomes(reader, e["excludes"][1], exclude=True) if "excludes" in e else set()
+    given = _read_given(reader, e["given"][1], name, catalogue)
+    expect = _read_outcomes(reader, e["expect"][1], False, catalogue, name) if "expect" in e else None
+    includes = _read_outcomes(reader, e["includes"][1], False, catalogue, name) if "includes" in e else set()
+    excludes = _read_outcomes(reader, e["excludes"][1], True, catalogue, name) if "excludes" in e else set()
     if given is None or None in (includes, excludes) or ("expect" in e and expect is None):
         return None
     return RuleTestCase(
@@ -198,10 +201,21 @@ def _read_case(reader: YamlReader, node: Node, ruleset: str) -> RuleTestCase | N
     )
 
 
-def _read_given(reader: YamlReader, node: Node, name: str) -> Assessment | None:
+def _read_given(reader: YamlReader, node: Node, name: str, catalogue: Catalogue | None = None) -> Assessment | None:
     e = reader.mapping(node, "'given'", optional=("concerns", "context", "previous"))
     if e is None:
         return None
+    if catalogue is not None:
+        unknown = False
+        for key in ("concerns", "previous"):
+            scores = e[key][1] if key in e else None
+            for key_node, _value in scores.value if isinstance(scores, MappingNode) else ():
+                code = str(key_node.value)
+                if code not in catalogue.concerns:
+                    unknown = True
+                    reader.problem(key_node, f"unknown concern '{code}'{did_you_mean(code, catalogue.concerns)}", name)
+        if unknown:
+            return None
     data = {key: reader.value(value) for key, (_k, value) in e.items()}
     try:
         return Assessment.from_dict(data)
@@ -215,22 +229,47 @@ def _read_given(reader: YamlReader, node: Node, name: str) -> Assessment | None:
         return None
 
 
-def _read_outcomes(reader: YamlReader, node: Node, exclude: bool) -> set[str] | None:
+# The catalogue kind an outcome's code must be (not_recommended: any kind).
+_CATALOGUE_KIND = {"refer": "referral", "offer": "intervention", "inform": "information"}
+
+
+def _read_outcomes(
+    reader: YamlReader, node: Node, exclude: bool, catalogue: Catalogue | None = None, name: str | None = None
+) -> set[str] | None:
     e = reader.mapping(node, "expected outcomes", optional=_KINDS)
     if e is None:
         return None
+    before = len(reader.problems)
     lines: set[str] = set()
     for kind, (_k, value) in e.items():
         if kind == "refer" and isinstance(value, MappingNode) and not exclude:
-            for code, _ck, urgency_node in reader.free_mapping(value, "refer") or []:
+            for code, code_node, urgency_node in reader.free_mapping(value, "refer") or []:
+                _check_code(reader, code_node, code, kind, catalogue, name)
                 urgency = reader.choice(urgency_node, "urgency", URGENCIES)
                 lines.add(f"refer {code} ({urgency})")
             continue
         for item in reader.sequence(value, kind) or []:
             item_code = reader.text(item, "an intervention code")
             if item_code:
+                _check_code(reader, item, item_code, kind, catalogue, name)
                 lines.add(f"{kind} {item_code}")
-    return lines
+    return lines if len(reader.problems) == before else None
+
+
+def _check_code(
+    reader: YamlReader, node: Node, code: str, kind: str, catalogue: Catalogue | None, name: str | None
+) -> None:
+    """A problem when ``code`` is not a catalogue intervention of the kind ``kind`` proposes."""
+    if catalogue is None:
+        return
+    found = catalogue.interventions.get(code)
+    if found is None:
+        reader.problem(node, f"unknown intervention '{code}'{did_you_mean(code, catalogue.interventions)}", name)
+    elif kind in _CATALOGUE_KIND and found.kind != _CATALOGUE_KIND[kind]:
+        where = {v: k for k, v in _CATALOGUE_KIND.items()}[found.kind]
+        reader.problem(
+            node, f"'{code}' is a catalogue {found.kind}, not {_CATALOGUE_KIND[kind]}; put it under '{where}'", name
+        )
 
 
 def run_case(loaded: LoadedRuleset, case: RuleTestCase) -> tuple[CaseResult, Evaluation]:
@@ -272,7 +311,7 @@ def run_rule_tests(
     fired: dict[str, set[str]] = {}
     seen: dict[tuple[str, str, str, str], Contradiction] = {}
     loaded_by_name: dict[str, LoadedRuleset] = {}
-    for case in load_cases(paths):
+    for case in load_cases(paths, registry.catalogue()):
         loaded = loaded_by_name.get(case.ruleset) or registry.current(case.ruleset)
         loaded_by_name[case.ruleset] = loaded
         result, evaluation = run_case(loaded, case)

@@ -123,6 +123,61 @@ def test_case_files_are_validated_with_positions(tmp_path: Path) -> None:
     assert str(problem) == f"{bad}:4:30: a: /concerns/pain: expected a whole number from 0 to 10"
 
 
+MISSPELT = """\
+ruleset: mini
+cases:
+  - name: fine
+    given: {concerns: {worry_fear_anxiety: 9}}
+    includes: {refer: [psychological-support-referral]}
+  - name: misspelt concern
+    given: {concerns: {fatigeu: 8}}
+    expect: {}
+  - name: misspelt exclusion
+    given: {concerns: {worry_fear_anxiety: 2}}
+    excludes: {offer: [fatigue-managment]}
+  - name: wrong kind
+    given: {concerns: {worry_fear_anxiety: 9}}
+    includes: {offer: [psychological-support-referral]}
+"""
+
+
+def test_case_codes_are_checked_against_the_catalogue(
+    rules_copy: Path, write_mini: Callable[..., Path], registry: RuleSetRegistry
+) -> None:
+    # A misspelt concern stopped the whole run with no file, line or case; a misspelt code under
+    # excludes made a case that could never fail.
+    write_mini(rules_copy)
+    (rules_copy / "tests").mkdir()
+    cases = rules_copy / "tests" / "mini.yaml"
+    cases.write_text(MISSPELT)
+    with pytest.raises(RuleFileError) as info:
+        run_rule_tests([rules_copy / "tests"], RuleSetRegistry(rules_copy), cohort=1)
+    assert [str(p) for p in info.value.problems] == [
+        f"{cases}:7:24: misspelt concern: unknown concern 'fatigeu'; did you mean 'fatigue'?",
+        f"{cases}:11:24: misspelt exclusion: unknown intervention 'fatigue-managment'; did you mean "
+        "'fatigue-management'?",
+        f"{cases}:14:24: wrong kind: 'psychological-support-referral' is a catalogue referral, not intervention; "
+        "put it under 'refer'",
+    ]
+    with pytest.raises(RuleFileError) as info:
+        load_cases([cases], registry.catalogue())
+    assert len(info.value.problems) == 3
+
+
+def test_validate_checks_case_codes_against_the_catalogue(rules_copy: Path, write_mini: Callable[..., Path]) -> None:
+    from click.testing import CliRunner
+
+    from api.cli import main
+
+    write_mini(rules_copy)
+    (rules_copy / "tests").mkdir()
+    (rules_copy / "tests" / "mini.yaml").write_text(MISSPELT)
+    result = CliRunner().invoke(main, ["validate", str(rules_copy)])
+    assert result.exit_code == 1, result.output
+    assert "mini.yaml:7:24: misspelt concern: unknown concern 'fatigeu'" in result.output
+    assert "3 problem(s)" in result.output
+
+
 def test_simulation_is_reproducible_and_counts_services(bundled: LoadedRuleset) -> None:
     first = simulate(bundled, cohort=200, seed=42)
     second = simulate(bundled, cohort=200, seed=42)

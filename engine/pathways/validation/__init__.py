@@ -29,6 +29,9 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``form-missing``           *w* a user task without a form CarePath can read (none, or a ``camunda:formKey``):
                            it runs as a confirmation step that accepts no data
 ``form-file``              a form's JSON Schema file is missing or is not a JSON object
+``form-schema``            a form that is not a valid JSON Schema (draft 2020-12, as task data is checked), or
+                           that requires a field it does not declare in ``properties`` (the task could never
+                           be completed)
 ``form-field``             a ``camunda:formField`` without an id or with a non-numeric constraint; a form
                            field key (a form file's property, nested ones too, or a formField id) that is
                            not an identifier (letters, digits, ``_``, not starting with a digit, at most
@@ -44,13 +47,22 @@ warnings (marked *w* below) are reported and the diagram is deployed.
                            a condition's ``language``, Camunda 8's FEEL: ``=...``, ``zeebe:script``)
 ``script-empty``           a script task without a script
 ``timer-empty``            a timer without a value
-``timer-invalid``          a timer value that is not a valid ISO-8601 date, duration or cycle
+``timer-invalid``          a timer value that is not a valid ISO-8601 date, duration or cycle, or a constant
+                           that is not text (``28``: write ``"P28D"``)
 ``timer-cron``             a cron ``timeCycle`` (Quartz, as Camunda runs it)
 ``timer-bounds``           a timer out of bounds: a repeating period under a minute, repetitions without
                            end or over 1,000, a span over a hundred years, a date outside 1900-2199
 ``unresolved-call``        a call activity calling a process no diagram defines, or one that is not executable
 ``call-cycle``             a call activity that leads back to its own process (a pathway calling itself)
-``unknown-reference``      a message, signal, error or escalation reference naming nothing defined
+``unknown-reference``      a message, signal, error or escalation reference naming nothing defined; a sequence
+                           flow's ``sourceRef`` / ``targetRef`` or a boundary event's ``attachedToRef`` naming no
+                           element of its process or sub-process (a boundary event attached to nothing was
+                           dropped silently); a ``default`` naming no flow that leaves its gateway
+``unconnected``            *w* an element no sequence flow reaches (other than a start event, a boundary event
+                           or an event sub-process), or that none leaves (other than an end event)
+``unset-variable``         *w* a condition reading a name no form, start data schema, script, service result,
+                           decision or data object of the pathway sets (not checked for a pathway without a
+                           start data schema: its start data may hold anything)
 ``service-no-operator``    a service task without ``spiffworkflow:serviceTaskOperator`` (saying so when it
                            has a Java class, delegate or expression, an external topic or a connector)
 ``unknown-operator``       *w* a service operator this server does not provide (the built-in ones are
@@ -78,6 +90,9 @@ warnings (marked *w* below) are reported and the diagram is deployed.
 ``start-schema-missing``   *w* a pathway file without ``<name>.start.schema.json`` beside it: any start data
                            is accepted (engine.pathways.start_schema)
 ``start-schema``           a start data schema that is not JSON, not a valid JSON Schema or not of an object
+``sequence-too-long``      a chain of elements too long for SpiffWorkflow's parser, which follows each flow
+                           by calling itself (a chain of 600 tasks ran out of depth): located at the element
+                           where it gave up
 ``compile``                anything else SpiffWorkflow's parser rejected while building the pathway, or a
                            part of it SpiffWorkflow cannot store (located at the element the parser was
                            reading or that cannot be stored, else at the process)
@@ -90,6 +105,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +117,7 @@ import yaml
 from engine.decisions import decision_ids
 from engine.errors import WARNING, CarePathError, DiagramError, Problem
 from engine.files import MAX_YAML_BYTES, FileRefusedError, read_regular_file
-from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles, MemoryFiles
+from engine.pathways.bundle import BundleFiles, ChainedFiles, FolderFiles, MemoryFiles, bundle_name
 from engine.pathways.diagrams import (
     CAMUNDA_NS,
     NSMAP,
@@ -113,7 +129,7 @@ from engine.pathways.diagrams import (
     read_diagram,
 )
 from engine.pathways.sources import CompiledPathway, compile_source, source_from_diagrams
-from engine.pathways.start_schema import start_schema_problems
+from engine.pathways.start_schema import parse_start_schema, start_schema_name, start_schema_problems
 from engine.pathways.validation.lint_elements import (
     KNOWN_OPERATORS,
     call_graph,
@@ -121,13 +137,17 @@ from engine.pathways.validation.lint_elements import (
     lint_call_activities,
     lint_call_cycles,
     lint_executable,
+    lint_flow_references,
     lint_forms,
     lint_gateways,
     lint_identifiers,
     lint_references,
     lint_schema,
     lint_service_tasks,
+    lint_unconnected,
+    lint_unset_names,
     lint_unsupported,
+    provided_names,
 )
 from engine.pathways.validation.lint_text import LintContext, lint_expressions, lint_timers
 from engine.spiff import serializer
@@ -298,7 +318,8 @@ def _declared_rule_set(path: Path) -> str | None:
         if known is not None and known[0] == signature:
             return known[1]
         data = yaml.load(read_regular_file(path, MAX_YAML_BYTES).decode("utf-8"), Loader=_YAML_LOADER)
-    except (OSError, FileRefusedError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, FileRefusedError, UnicodeDecodeError, yaml.YAMLError, ValueError, OverflowError):
+        # ValueError / OverflowError: a value PyYAML cannot build (2026-02-30); the rule checks report it.
         return None
     name = data["ruleset"] if isinstance(data, dict) and isinstance(data.get("ruleset"), str) else None
     _DECLARED[path] = (signature, name)
@@ -388,6 +409,10 @@ def _check(
         for kind, ids in defined_references(diagram.tree.getroot()).items():
             references.setdefault(kind, set()).update(ids)
     called_ids = {pid for d in everything for pid in d.called_elements.values()}
+    # Names a condition may read: set anywhere in the pathways involved (called ones share their data).
+    provided = {name for d in [*everything, *(i.diagram for i in called)] for name in provided_names(d)}
+    start_fields = {d.name: _start_fields(d) for d in [*everything, *(i.diagram for i in called)]}
+    provided |= {name for fields in start_fields.values() for name in fields or ()}
     problems: list[Problem] = []
     failed: set[str] = set()
     for item in [*inputs, *called]:
@@ -404,6 +429,8 @@ def _check(
             *lint_call_activities(ctx, processes, executable),
             *lint_call_cycles(ctx, calls),
             *lint_references(ctx, references),
+            *lint_flow_references(ctx),
+            *lint_unconnected(ctx),
             *lint_service_tasks(ctx, knowledge.rule_sets, knowledge.operators),
             *(
                 start_schema_problems(item.diagram)
@@ -411,6 +438,8 @@ def _check(
                 else []
             ),
             *_lint_decisions(item.diagram),
+            # A pathway without a start data schema accepts any start data: any name may be set.
+            *(lint_unset_names(ctx, provided) if not item.top_level or start_fields[item.diagram.name] else []),
         ]
         if errors_in(found):
             failed.add(item.diagram.name)
@@ -419,6 +448,17 @@ def _check(
         if item.top_level and item.diagram.name not in failed:
             problems += _compile_problems(item.diagram, [i.diagram for i in inputs], [*library, *neighbours], failed)
     return problems
+
+
+def _start_fields(diagram: Diagram) -> set[str] | None:
+    """The fields of a diagram's start data schema (beside it), or None when it has no usable one."""
+    name = bundle_name(diagram.location, start_schema_name(diagram.location.rsplit("/", 1)[-1]))
+    content = diagram.files.read(name) if name is not None else None
+    if content is None:
+        return None
+    schema, _ = parse_start_schema(content, name or "")
+    properties = schema.get("properties") if schema else None
+    return {str(key) for key in properties} if isinstance(properties, dict) else None
 
 
 def _started_alone(diagram: Diagram, called: set[str]) -> bool:
@@ -494,12 +534,50 @@ def _compile_problems(main: Diagram, inputs: list[Diagram], library: list[Diagra
             problems += _storage_problems(compile_source(source), shown, main, pathway_id)
         except CarePathError as exc:
             found = exc.problems or [Problem(exc.message)]
+            if _caused_by(exc, RecursionError):
+                found = [dataclasses.replace(found[0], message=_TOO_LONG, code="sequence-too-long")]
+            else:
+                found = [dataclasses.replace(p, message=_plain(p.message)) for p in found]
             where = _parser_location(exc)
             problems += [_located(p, shown, main, pathway_id, where) for p in found]
+        except RecursionError as exc:
+            problem = Problem(_TOO_LONG, code="sequence-too-long")
+            problems.append(_located(problem, shown, main, pathway_id, _parser_location(exc)))
         except Exception as exc:  # noqa: BLE001 - SpiffWorkflow's parser raises KeyError, AttributeError...
             message = f"SpiffWorkflow cannot build pathway {pathway_id}: {type(exc).__name__}: {exc}"
             problems.append(_located(Problem(message), shown, main, pathway_id, _parser_location(exc)))
     return problems
+
+
+# SpiffWorkflow's parser follows each sequence flow by calling itself, so a long enough chain of
+# elements exhausts Python's recursion limit (a chain of 600 tasks did; 300 did not).
+_TOO_LONG = (
+    "too many elements in sequence: SpiffWorkflow reads a chain of elements one inside another and "
+    "ran out of depth at this element (several hundred in a row); split the pathway into "
+    "sub-pathways (call activities) or loop back instead of repeating steps"
+)
+# The parser reports an unexpected exception as its repr: KeyError('type').
+_REPR = re.compile(r"([A-Za-z]+(?:Error|Exception))\((.*)\)\.?", re.DOTALL)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _plain(message: str) -> str:
+    """SpiffWorkflow's repr of an exception it did not expect (``KeyError('type').``) as a sentence."""
+    match = _REPR.fullmatch(message.strip())
+    if match is None:
+        return message
+    detail = match.group(2).strip().strip("'\"")
+    return f"SpiffWorkflow's parser failed at this element ({match.group(1)}{': ' + detail if detail else ''})"
 
 
 def _storage_problems(

@@ -6,6 +6,7 @@ tree (never the prepared copy) so that lines are the author's lines.
 
 from __future__ import annotations
 
+import ast
 import copy
 import difflib
 import re
@@ -13,7 +14,10 @@ from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
 
+import jsonschema
+
 from engine.errors import ERROR, WARNING, DiagramError, Problem
+from engine.expressions import ALLOWED_FUNCTIONS
 from engine.pathways.diagrams import (
     BPMN_NS,
     CAMUNDA_NS,
@@ -21,8 +25,11 @@ from engine.pathways.diagrams import (
     NSMAP,
     SPIFF_NS,
     Diagram,
+    business_rule_tasks,
+    decision_table,
     drop_layout_extras,
     form_schema,
+    juel_to_python,
     process_is_executable,
 )
 from engine.pathways.sources import XSD_LOCK
@@ -35,11 +42,15 @@ __all__ = [
     "lint_call_activities",
     "lint_call_cycles",
     "lint_executable",
+    "lint_flow_references",
     "lint_forms",
     "lint_identifiers",
     "lint_gateways",
     "lint_schema",
     "lint_service_tasks",
+    "lint_unconnected",
+    "lint_unset_names",
+    "provided_names",
     "lint_unsupported",
 ]
 
@@ -125,6 +136,7 @@ def lint_forms(ctx: LintContext, diagram: Diagram) -> list[Problem]:
             continue
         if schema is not None:
             problems += _field_key_problems(ctx, task, schema)
+            problems += _form_schema_problems(ctx, task, schema)
             continue
         form_key = task.get(f"{{{CAMUNDA_NS}}}formKey")
         if task.tag != _bpmn("userTask"):
@@ -180,6 +192,67 @@ def _field_key_problems(ctx: LintContext, task: Any, schema: dict[str, Any]) -> 
                     code="form-field",
                 )
             )
+    return problems
+
+
+def _form_file(task: Any) -> str | None:
+    node = task.find(
+        f"bpmn:extensionElements/spiffworkflow:properties/spiffworkflow:property[@name='{FORM_FILE_PROPERTY}']", NSMAP
+    )
+    return str(node.get("value")) if node is not None and node.get("value") else None
+
+
+# Rules of an object schema that admit fields beyond its properties.
+_OWN_FIELD_RULES = ("additionalProperties", "patternProperties", "unevaluatedProperties")
+
+
+def _form_schema_problems(ctx: LintContext, task: Any, schema: dict[str, Any]) -> list[Problem]:
+    """A form must be a valid JSON Schema (draft 2020-12, as engine.instances.forms checks data with
+    it): ``"type": "integr"`` passed the gate and stopped the task at run time (UnknownType). And a
+    ``required`` field must be one of its ``properties`` where no other field is accepted: the task
+    could never be completed (the field is required, and refused when sent)."""
+    file = _form_file(task)
+    shown = f"form schema {file}" if file else "the form"
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/" + "/".join(str(p) for p in exc.absolute_path)
+        why = exc.message if len(exc.message) <= 200 else exc.message[:200] + "..."
+        message = f"{shown} is not a valid JSON Schema (draft 2020-12) at {where}: {why}"
+        if exc.absolute_path and exc.absolute_path[-1] == "type":
+            message += " (a type is one of: string, integer, number, boolean, object, array, null)"
+        return [ctx.problem("form-schema", message, task)]
+    except RecursionError:
+        return [ctx.problem("form-schema", f"{shown} nests too deeply", task)]
+    problems: list[Problem] = []
+    pending: list[tuple[str, Any, bool]] = [("", schema, True)]
+    while pending:  # no recursion: a schema may nest as deep as JSON allows
+        pointer, node, top = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        properties = node.get("properties")
+        properties = properties if isinstance(properties, dict) else {}
+        pending += [(f"{pointer}/properties/{key}", sub, False) for key, sub in properties.items()]
+        required = node.get("required")
+        # The task refuses any field its form does not declare (engine.instances.forms), unless the
+        # form has a rule of its own for other fields; a nested object only with additionalProperties false.
+        closed = (
+            not any(rule in node for rule in _OWN_FIELD_RULES)
+            if top
+            else node.get("additionalProperties") is False and "patternProperties" not in node
+        )
+        if not closed or not isinstance(required, list):
+            continue
+        for name in required:
+            if isinstance(name, str) and name not in properties:
+                problems.append(
+                    ctx.problem(
+                        "form-schema",
+                        f"{shown} requires {_shown_key(name)!r}{' at ' + pointer if pointer else ''}, which is "
+                        f"not one of its properties{_suggest(name, properties)}: the task could never be completed",
+                        task,
+                    )
+                )
     return problems
 
 
@@ -649,4 +722,220 @@ def lint_references(ctx: LintContext, known: dict[str, set[str]]) -> list[Proble
             if ref and ref not in known.get(kind, set()):
                 message = f"{attribute} {ref!r} names no bpmn:{kind}{_suggest(ref, known.get(kind, set()))}"
                 problems.append(ctx.problem("unknown-reference", message, node))
+    return problems
+
+
+# --- references between the elements of a process ------------------------------------------------
+
+# The elements a sequence flow connects, and those a boundary event may be attached to (activities).
+_ACTIVITIES = frozenset(
+    _bpmn(tag)
+    for tag in (
+        "task",
+        "userTask",
+        "manualTask",
+        "scriptTask",
+        "serviceTask",
+        "sendTask",
+        "receiveTask",
+        "businessRuleTask",
+        "callActivity",
+        "subProcess",
+        "transaction",
+        "adHocSubProcess",
+    )
+)
+_FLOW_NODES = _ACTIVITIES | frozenset(
+    _bpmn(tag)
+    for tag in (
+        "startEvent",
+        "endEvent",
+        "intermediateCatchEvent",
+        "intermediateThrowEvent",
+        "boundaryEvent",
+        "exclusiveGateway",
+        "inclusiveGateway",
+        "parallelGateway",
+        "eventBasedGateway",
+        "complexGateway",
+    )
+)
+# What holds flow nodes: a process, and each sub-process inside it (a flow stays inside its own).
+_SCOPES = (_bpmn("process"), _bpmn("subProcess"), _bpmn("transaction"), _bpmn("adHocSubProcess"))
+
+
+def _scope_name(scope: Any) -> str:
+    kind = "process" if scope.tag == _bpmn("process") else "sub-process"
+    return f"{kind} {scope.get('id')!r}"
+
+
+def _dangling(
+    ctx: LintContext,
+    scope: Any,
+    nodes: Collection[str],
+    everywhere: Collection[str],
+    node: Any,
+    attribute: str,
+    known: Collection[str],
+    what: str,
+) -> Problem | None:
+    """The problem with ``node``'s reference ``attribute`` when it names nothing in ``known`` (the
+    ``what`` of ``scope``); None when it does."""
+    ref = (node.get(attribute) or "").strip()
+    if ref in known:
+        return None
+    if not ref:
+        message = f"{attribute} is empty: it must name {what} of {_scope_name(scope)}"
+    elif ref in nodes:
+        message = f"{attribute} {ref!r} is not {what} of {_scope_name(scope)}"
+    elif ref in everywhere:
+        message = (
+            f"{attribute} {ref!r} names an element outside {_scope_name(scope)}: only "
+            f"{what} of the same process or sub-process can be named here"
+        )
+    else:
+        message = f"{attribute} {ref!r} names no element of {_scope_name(scope)}{_suggest(ref, known)}"
+    return ctx.problem("unknown-reference", message, node, element=node.get("id"))
+
+
+def lint_flow_references(ctx: LintContext) -> list[Problem]:
+    """A sequence flow's ``sourceRef`` and ``targetRef``, a boundary event's ``attachedToRef`` and a
+    gateway's (or activity's) ``default`` must name an element of the same process or sub-process.
+
+    SpiffWorkflow's parser drops a boundary event attached to nothing without a word (its timer
+    never fires), and fails on a dangling flow with a message about duplicate ids at another line.
+    """
+    everywhere = {str(n.get("id")) for n in ctx.root.iter() if isinstance(n.tag, str) and n.get("id")}
+    problems: list[Problem] = []
+    for scope in ctx.root.iter(*_SCOPES):
+        nodes = {str(n.get("id")): n for n in scope if n.tag in _FLOW_NODES and n.get("id")}
+        activities = {i for i, n in nodes.items() if n.tag in _ACTIVITIES}
+        flows = [n for n in scope if n.tag == _bpmn("sequenceFlow")]
+
+        for flow in flows:
+            for attribute in ("sourceRef", "targetRef"):
+                found = _dangling(ctx, scope, nodes, everywhere, flow, attribute, nodes, "a task, event or gateway")
+                if found:
+                    problems.append(found)
+        for event in scope.iterfind("bpmn:boundaryEvent", NSMAP):
+            found = _dangling(
+                ctx, scope, nodes, everywhere, event, "attachedToRef", activities, "a task or sub-process"
+            )
+            if found:
+                problems.append(found)
+        for node_id, node in nodes.items():
+            default = node.get("default")
+            if default is None:
+                continue
+            leaving = [str(f.get("id")) for f in flows if f.get("sourceRef") == node_id and f.get("id")]
+            if default.strip() not in leaving:
+                problems.append(
+                    ctx.problem(
+                        "unknown-reference",
+                        f"default flow {default!r} is not a sequence flow leaving {node_id!r}"
+                        f"{_suggest(default, leaving)}",
+                        node,
+                    )
+                )
+    return problems
+
+
+def lint_unconnected(ctx: LintContext) -> list[Problem]:
+    """A warning for each element no sequence flow reaches, or that none leaves: an orphan task never
+    runs, and a branch without an end stops there. Start events, boundary events and event
+    sub-processes need no incoming flow, end events no outgoing one; the parts of an ad-hoc
+    sub-process need neither."""
+    problems: list[Problem] = []
+    for scope in ctx.root.iter(_bpmn("process"), _bpmn("subProcess"), _bpmn("transaction")):
+        flows = [n for n in scope if n.tag == _bpmn("sequenceFlow")]
+        targets = {str(f.get("targetRef") or "").strip() for f in flows}
+        sources = {str(f.get("sourceRef") or "").strip() for f in flows}
+        for node in scope:
+            if node.tag not in _FLOW_NODES or not node.get("id") or node.get("isForCompensation") == "true":
+                continue
+            node_id = str(node.get("id"))
+            event_sub_process = node.get("triggeredByEvent") == "true"
+            missing = []
+            entered = node.tag in (_bpmn("startEvent"), _bpmn("boundaryEvent")) or event_sub_process
+            if node_id not in targets and not entered:
+                missing.append("no incoming sequence flow, so it never runs")
+            if node_id not in sources and node.tag != _bpmn("endEvent") and not event_sub_process:
+                missing.append("no outgoing sequence flow, so its branch stops there without an end event")
+            if missing:
+                kind = node.tag.split("}", 1)[-1]
+                message = f"{kind} is not connected: it has {' and '.join(missing)}"
+                problems.append(ctx.problem("unconnected", message, node, severity=WARNING))
+    return problems
+
+
+# --- data a condition reads ----------------------------------------------------------------------
+
+
+def provided_names(diagram: Diagram) -> set[str]:
+    """The task data names a diagram sets: its forms' fields, what its scripts assign, service and
+    other results (``resultVariable``), decision outputs, multi-instance items, data objects and
+    message variables."""
+    root = diagram.tree.getroot()
+    names: set[str] = set()
+    for task in root.iter(_bpmn("userTask"), _bpmn("manualTask")):
+        try:
+            schema = form_schema(task, diagram)
+        except (DiagramError, ValueError, TypeError):
+            continue
+        if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+            names.update(str(key) for key in schema["properties"])
+    for node in root.iter(_bpmn("script"), f"{{{SPIFF_NS}}}preScript", f"{{{SPIFF_NS}}}postScript"):
+        try:
+            tree = ast.parse((node.text or "").strip())
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            continue
+        names.update(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load))
+    for node in root.iter():
+        if not isinstance(node.tag, str):
+            continue
+        names.update(str(v) for k, v in node.attrib.items() if k.rsplit("}", 1)[-1] == "resultVariable" and v)
+        tag = node.tag.rsplit("}", 1)[-1]
+        if tag in ("loopDataInputRef", "loopDataOutputRef", "messageVariable") and (node.text or "").strip():
+            names.add((node.text or "").strip())
+        if tag in ("inputDataItem", "outputDataItem", "dataObject", "dataObjectReference", "dataInput", "dataOutput"):
+            names.update(str(node.get(a)) for a in ("id", "name") if node.get(a))
+    for task in business_rule_tasks(diagram):
+        try:
+            names.update(column.name for column in decision_table(task, diagram)[1].outputs)
+        except (DiagramError, OSError):
+            continue
+    return names
+
+
+def lint_unset_names(ctx: LintContext, provided: Collection[str]) -> list[Problem]:
+    """A warning for each name a flow's condition reads that no form, start data schema, script,
+    service result or decision of the pathway sets: the condition fails when it is evaluated
+    (``fatigue_scor``, where the form has ``fatigue_score``)."""
+    problems: list[Problem] = []
+    for node in ctx.root.iter(_bpmn("conditionExpression")):
+        text = (node.text or "").strip()
+        text = juel_to_python(text) or text
+        try:
+            tree = ast.parse(text, mode="eval")
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            continue  # reported by lint_expressions
+        bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+        read = dict.fromkeys(
+            n.id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in bound
+        )
+        for name in read:
+            if name in provided or name in ALLOWED_FUNCTIONS or name in ("True", "False", "None"):
+                continue
+            problems.append(
+                ctx.problem(
+                    "unset-variable",
+                    f"condition reads {name!r}, which no form, start data schema, script or service task of "
+                    f"the pathway sets{_suggest(name, provided)}: evaluating it stops the pathway with an "
+                    "incident",
+                    node,
+                    severity=WARNING,
+                )
+            )
     return problems

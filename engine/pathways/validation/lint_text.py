@@ -245,6 +245,9 @@ def lint_timers(ctx: LintContext) -> list[Problem]:
             literal = _string_literal(text)
             if not found and literal is not None and (error := _iso_error(kind, literal)):
                 problems.append(ctx.problem(*error, node))
+            elif not found and literal is None and (constant := _other_constant(text)) is not None:
+                # A bare 28 passed the gate, and the timer stopped its step with an AttributeError.
+                problems.append(ctx.problem("timer-invalid", _not_text(kind, constant), node))
     return problems
 
 
@@ -255,6 +258,33 @@ def _string_literal(text: str) -> str | None:
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
         return None
     return value if isinstance(value, str) else None
+
+
+def _other_constant(text: str) -> object | None:
+    """The value of a constant that is not text (``28``, ``2.5``, ``True``, ``None``, ``[1]``) as a
+    one-element list's item, or None for text and for any expression that is not a constant."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return None
+    return None if isinstance(value, str) else [value]
+
+
+def _not_text(kind: str, constant: object) -> str:
+    value = constant[0] if isinstance(constant, list) else constant
+    example = {
+        "duration": f'"P{value}D" for {value} days' if isinstance(value, int) and value >= 0 else '"P28D"',
+        "date": '"2026-06-01"',
+        "cycle": '"R4/P28D"',
+    }[kind]
+    return (
+        f"timer {kind} {_short(repr(value))} is not ISO 8601 text: a timer needs a quoted ISO 8601 {kind} "
+        f"or an expression giving one; write {example}"
+    )
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def literal_name(text: str) -> str | None:
