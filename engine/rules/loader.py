@@ -39,9 +39,13 @@ from engine.rules.model import (
 )
 from engine.rules.yaml_source import YamlReader, did_you_mean, read_yaml_file
 
-__all__ = ["MAX_ALTERNATIVES", "file_version", "load_rule_file", "parse_rule_text"]
+__all__ = ["MAX_ALTERNATIVES", "MAX_RULESET_ALTERNATIVES", "file_version", "load_rule_file", "parse_rule_text"]
 
 MAX_ALTERNATIVES = 64  # alternatives after expanding any/none; keeps compiled rule sets small
+# Alternatives one rule set may hold in all: durable-rules 2.0.28 (pinned) joins each to the one node of the
+# completion fact, whose list of joins is full at 257 (rete.c, BETA_LIST_LENGTH); with one more the rule set
+# cannot be registered, and that would only show at its first evaluation ("error code: 108").
+MAX_RULESET_ALTERNATIVES = 257
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 _CONDITION_KEYS = ("concern", "context", "all", "any", "none")
 _RULE_REQUIRED = ("id", "title", "description", "guidance", "when", "then")
@@ -85,6 +89,8 @@ def parse_rule_text(text: str, file: str, catalogue: Catalogue) -> RuleFile:
             reader.text(top["description"][1], "description")
         if "rules" in top:
             rules = _read_rules(reader, top["rules"][1], catalogue)
+            if not reader.problems:
+                _check_size(reader, top["rules"][1], rules)
     if reader.problems:
         raise RuleFileError(f"{file}: the rule file is not valid", reader.problems)
     return RuleFile(
@@ -426,6 +432,20 @@ def _read_not_recommended(reader: YamlReader, node: Node, catalogue: Catalogue) 
     if not (code and reason):
         return None
     return NotRecommendedSpec(code, reason, reader.loc(node))
+
+
+def _check_size(reader: YamlReader, node: Node, rules: list[Rule]) -> None:
+    """Refuse a rule file the rules engine cannot hold as one rule set (:data:`MAX_RULESET_ALTERNATIVES`),
+    naming the rules that take the most room."""
+    sizes = {rule.id: len(alternatives(rule.when)) for rule in rules}
+    total = sum(sizes.values())
+    if total > MAX_RULESET_ALTERNATIVES:
+        largest = ", ".join(f"{rule_id} ({n})" for rule_id, n in sorted(sizes.items(), key=lambda kv: -kv[1])[:3])
+        reader.problem(
+            node,
+            f"the rules expand to {total} alternatives and one rule set holds at most {MAX_RULESET_ALTERNATIVES} "
+            f"(the most: {largest}); simplify their conditions or move rules to a rule set of their own",
+        )
 
 
 def _check_complexity(reader: YamlReader, node: Node, when: Condition) -> None:

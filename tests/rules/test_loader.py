@@ -154,3 +154,43 @@ def test_catalogue_version_covers_all_three_files(catalogue: Catalogue) -> None:
 def test_missing_file_is_a_rule_file_error(catalogue: Catalogue, tmp_path: Path) -> None:
     with pytest.raises(RuleFileError):
         load_rule_file(tmp_path / "nope.yaml", catalogue)
+
+
+def _synthetic_rules(count: int, catalogue: Catalogue) -> str:
+    code = sorted(catalogue.concerns)[0]
+    rules = "".join(
+        f"""  - id: r{n}
+    title: Rule {n}
+    description: One alternative each.
+    guidance:
+      - source: Synthetic
+        title: A size test
+    when:
+      concern: {{code: {code}, score: {{at_least: {1 + n % 10}}}}}
+    then:
+      inform: [info-when-to-call]
+"""
+        for n in range(count)
+    )
+    return f"ruleset: synthetic\ntitle: Synthetic\nrules:\n{rules}"
+
+
+def test_a_rule_file_too_large_for_one_durable_rules_rule_set_is_refused_where_it_is_read(
+    catalogue: Catalogue,
+) -> None:
+    """durable-rules holds 257 alternatives in one rule set; with 258 its registration fails, and only at
+    the first evaluation. The loader refuses such a file, located, and the largest still registers."""
+    from engine.rules import Assessment, PatientContext, evaluate
+    from engine.rules.compiler import compile_rule_file
+    from engine.rules.evaluator import RulesHost
+    from engine.rules.loader import MAX_RULESET_ALTERNATIVES
+
+    largest = parse_rule_text(_synthetic_rules(MAX_RULESET_ALTERNATIVES, catalogue), "size.yaml", catalogue)
+    code = sorted(catalogue.concerns)[0]
+    found = evaluate(compile_rule_file(largest), catalogue, Assessment({code: 10}, PatientContext()), host=RulesHost())
+    assert len(found.firings) == MAX_RULESET_ALTERNATIVES
+    with pytest.raises(RuleFileError) as info:
+        parse_rule_text(_synthetic_rules(MAX_RULESET_ALTERNATIVES + 1, catalogue), "size.yaml", catalogue)
+    [problem] = info.value.problems
+    assert (problem.file, problem.line) == ("size.yaml", 4)
+    assert "258 alternatives" in str(problem) and "at most 257" in str(problem)
