@@ -21,14 +21,20 @@ are shared; wall-clock figures and ratios are printed too, with the machine and 
 order rotating), so a change of load meets all three alike; a ratio is the median over the rounds
 of that round's ratio (each round's is printed too), throughputs are the best round's.
 
+With ``--database-url`` (a PostgreSQL database) the recording goes there, as a deployment's does, in a
+schema of its own that is dropped after; when the server runs on this machine its CPU for the recording
+is read from ``/proc`` and reported (``database_server_cpu_ms_per_evaluation``) and counted in
+``ratio_with_recording_and_database_server``. In-memory SQLite, the default, runs in this process.
+
 Run from the repository root: ``.venv/bin/python bench/rules.py`` (``--evaluations N``,
-``--rounds R``, ``--seed S``, ``--block B``).
+``--rounds R``, ``--seed S``, ``--block B``, ``--database-url URL``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import sys
@@ -45,6 +51,7 @@ import durable_rules_engine  # noqa: E402
 import machine  # noqa: E402  (bench/machine.py, beside this script)
 from durable import engine as durable  # noqa: E402
 from sqlalchemy import create_engine  # noqa: E402
+from sqlalchemy import text as sql  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from engine.clock import ManualClock  # noqa: E402
@@ -159,18 +166,40 @@ def run_evaluate_only(registry: RuleSetRegistry, cohort: list[Assessment], n: in
 
 
 class Recording:
-    """``evaluate_and_record`` into an in-memory SQLite database, committed every 100 evaluations."""
+    """``evaluate_and_record`` into an in-memory SQLite database (or the PostgreSQL database of
+    ``--database-url``, in a schema of its own), committed every 100 evaluations."""
 
-    def __init__(self, registry: RuleSetRegistry) -> None:
+    def __init__(self, registry: RuleSetRegistry, url: str | None = None) -> None:
         self.registry = registry
-        self.db = create_engine("sqlite://")
+        self.schema = f"bench_rules_{uuid.uuid4().hex[:8]}" if url else None
+        self.db = create_engine(url or "sqlite://")
         tables = [
             Base.metadata.tables[RuleVersionRecord.__tablename__],
             Base.metadata.tables[RuleEvaluationRecord.__tablename__],
         ]
+        if self.schema is not None:  # every statement of this engine in the schema (its search path)
+            with self.db.begin() as connection:
+                connection.execute(sql(f"CREATE SCHEMA {self.schema}"))
+            self.db.dispose()
+            self.db = create_engine(url, connect_args={"options": f"-c search_path={self.schema}"})
         Base.metadata.create_all(self.db, tables=tables)
         self.clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
         self.session = Session(self.db)
+        # The database server's process for this session, when it runs on this machine: its CPU is
+        # the recording's too (None for SQLite, which runs in this process, or a remote server).
+        self.backend: Path | None = None
+        if self.schema is not None:
+            pid = self.session.execute(sql("SELECT pg_backend_pid()")).scalar()
+            self.session.commit()
+            stat = Path(f"/proc/{pid}/stat")
+            self.backend = stat if stat.exists() else None
+
+    def backend_cpu(self) -> float:
+        """CPU seconds the database server has spent on this session so far (0 when not measurable)."""
+        if self.backend is None:
+            return 0.0
+        fields = self.backend.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def run(self, cohort: list[Assessment], n: int, offset: int = 0) -> Timing:
         session, registry, clock = self.session, self.registry, self.clock
@@ -184,6 +213,9 @@ class Recording:
 
     def close(self) -> None:
         self.session.close()
+        if self.schema is not None:
+            with self.db.begin() as connection:
+                connection.execute(sql(f"DROP SCHEMA {self.schema} CASCADE"))
         self.db.dispose()
 
 
@@ -199,6 +231,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--block", type=int, default=100, help="evaluations per alternating block")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="record into this PostgreSQL database (a schema of its own, dropped after) instead of in-memory SQLite",
+    )
     args = parser.parse_args()
 
     registry = RuleSetRegistry(ROOT / "rules", recheck_seconds=1.0)  # as the server runs it (engine/core.py)
@@ -219,28 +256,32 @@ def main() -> None:
     block = max(1, min(args.block, n))
 
     direct_side = Direct(loaded.compiled, f"direct_{loaded.compiled.durable_name}", encoded)
-    recording = Recording(registry)
-    recording.run(cohort, 300)  # warm-up: registration, caches; the baseline gets the same
-    direct_side.run(300)
-    sides: dict[str, Any] = {
-        "direct": lambda k, at: direct_side.run(k, at),
-        "only": lambda k, at: run_evaluate_only(registry, cohort, k, at),
-        "full": lambda k, at: recording.run(cohort, k, at),
-    }
-    # Each round runs the three sides in short alternating blocks (the order rotating from block to
-    # block), so that a change in the machine's load between blocks meets all three alike.
-    rounds: list[dict[str, Timing]] = []
-    for _ in range(args.rounds):
-        totals = {side: (0.0, 0.0) for side in sides}
-        for number, at in enumerate(range(0, n, block)):
-            size = min(block, n - at)
-            order = list(sides)
-            order = order[number % 3 :] + order[: number % 3]
-            for side in order:
-                cpu, wall = sides[side](size, at)
-                totals[side] = (totals[side][0] + cpu, totals[side][1] + wall)
-        rounds.append(totals)
-    recording.close()
+    recording = Recording(registry, args.database_url)
+    try:
+        recording.run(cohort, 300)  # warm-up: registration, caches; the baseline gets the same
+        direct_side.run(300)
+        sides: dict[str, Any] = {
+            "direct": lambda k, at: direct_side.run(k, at),
+            "only": lambda k, at: run_evaluate_only(registry, cohort, k, at),
+            "full": lambda k, at: recording.run(cohort, k, at),
+        }
+        # Each round runs the three sides in short alternating blocks (the order rotating from block to
+        # block), so that a change in the machine's load between blocks meets all three alike.
+        rounds: list[dict[str, Timing]] = []
+        for _ in range(args.rounds):
+            totals = {side: (0.0, 0.0) for side in sides}
+            database_before = recording.backend_cpu()
+            for number, at in enumerate(range(0, n, block)):
+                size = min(block, n - at)
+                order = list(sides)
+                order = order[number % 3 :] + order[: number % 3]
+                for side in order:
+                    cpu, wall = sides[side](size, at)
+                    totals[side] = (totals[side][0] + cpu, totals[side][1] + wall)
+            totals["database"] = (recording.backend_cpu() - database_before, 0.0)  # the server's, for "full"
+            rounds.append(totals)
+    finally:
+        recording.close()  # a PostgreSQL schema of its own is dropped, also when a run fails
 
     def figures(side: str) -> dict[str, float]:
         cpu = min(r[side][0] for r in rounds)
@@ -254,10 +295,19 @@ def main() -> None:
     def ratios(side: str, index: int) -> list[float]:
         return [round(r[side][index] / r["direct"][index], 3) for r in rounds]
 
+    # Recording into a PostgreSQL server on this machine: its CPU for the recording counts as well.
+    server: dict[str, Any] = {}
+    if recording.backend is not None:
+        with_server = [(r["full"][0] + r["database"][0]) / r["direct"][0] for r in rounds]
+        server = {
+            "database_server_cpu_ms_per_evaluation": round(1000 * min(r["database"][0] for r in rounds) / n, 3),
+            "ratio_with_recording_and_database_server": round(_median(with_server), 3),
+        }
     print(
         json.dumps(
             {
                 "benchmark": "rules evaluation, 15-concern assessments, bundled rules",
+                "recorded_into": "sqlite in memory" if args.database_url is None else "postgresql",
                 "ruleset": loaded.name,
                 "version": loaded.version,
                 "rules": len(loaded.compiled.rule_file.rules),
@@ -270,6 +320,7 @@ def main() -> None:
                 "carepath_with_recording": figures("full"),
                 "ratio_with_recording": round(_median(ratios("full", 0)), 3),
                 "ratio_evaluate_only": round(_median(ratios("only", 0)), 3),
+                **server,
                 "wall_ratio_with_recording": round(_median(ratios("full", 1)), 3),
                 "wall_ratio_evaluate_only": round(_median(ratios("only", 1)), 3),
                 "ratios_by_round": {
@@ -282,7 +333,8 @@ def main() -> None:
                 "machine": platform.machine(),
                 "host": machine.describe(),
                 "command": f".venv/bin/python bench/rules.py --evaluations {n} --rounds {args.rounds} "
-                f"--seed {args.seed} --block {block}",
+                f"--seed {args.seed} --block {block}"
+                + ("" if args.database_url is None else " --database-url <the database>"),
             },
             indent=2,
         )

@@ -57,3 +57,26 @@ def _run(*args: str) -> dict[str, object]:
 )
 def test_a_benchmark_runs_through_at_its_smallest(args: tuple[str, ...], keys: set[str]) -> None:
     assert keys <= set(_run(*args))
+
+
+def test_the_rules_benchmark_records_into_postgresql_and_counts_the_servers_cpu() -> None:
+    """``bench/rules.py --database-url``: the recording goes to PostgreSQL, in a schema of its own that is
+    dropped after, and the server's CPU for it is reported beside the client's."""
+    import os
+
+    from sqlalchemy import create_engine, text
+
+    url = os.environ.get("CAREPATH_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("PostgreSQL not available: set CAREPATH_TEST_POSTGRES_URL (.ci/run does)")
+    found = _run("bench/rules.py", "--evaluations", "20", "--rounds", "1", "--block", "10", "--database-url", url)
+    assert found["recorded_into"] == "postgresql"
+    assert isinstance(found["ratio_with_recording_and_database_server"], float)
+    assert found["ratio_with_recording_and_database_server"] >= found["ratio_with_recording"]  # type: ignore[operator]
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            left = connection.execute(text("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'bench_rules_%'"))
+            assert left.scalar() == 0
+    finally:
+        engine.dispose()
