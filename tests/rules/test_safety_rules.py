@@ -148,6 +148,25 @@ def test_a_fever_off_sact_with_immunotherapy_not_recorded_is_an_emergency(bundle
         assert "symptom-review" in {i.code for i in off.outcomes.interventions}, phase
 
 
+def test_every_severe_side_effect_with_treatment_not_recorded_is_an_emergency(bundled: LoadedRuleset) -> None:
+    """Diarrhoea, nausea or vomiting, a sore mouth, eating or drinking and skin at 8 or more are red on SACT
+    and on immunotherapy (UKONS v3): with either status not recorded (absent or null) and neither recorded
+    on, each is assessed now, as the fever and severe breathlessness are (clinical review: these got no
+    acute oncology referral at all). Both recorded off leaves them to the symptom rules."""
+    statuses = ("absent", None, False)
+    for code in ("diarrhoea", "nausea_vomiting", "sore_dry_mouth", "eating_appetite", "skin"):
+        for phase in PHASES:
+            for sact in statuses:
+                for immunotherapy in statuses:
+                    context = _context(phase, on_sact=sact, on_immunotherapy=immunotherapy)
+                    both_off = sact is False and immunotherapy is False
+                    for score in (8, 10):
+                        emergency = ("acute-oncology-assessment", "emergency") in _referrals(
+                            bundled, {code: score}, context
+                        )
+                        assert emergency != both_off, (code, context, score)
+
+
 def test_severe_breathlessness_with_treatment_not_recorded_is_an_emergency(bundled: LoadedRuleset) -> None:
     """Breathlessness 8 or more (read as at rest) is red on or after SACT and on immunotherapy (UKONS v3):
     with either status not recorded (absent or null) and neither recorded on, it is assessed now, as the
