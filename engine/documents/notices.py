@@ -2,12 +2,15 @@
 
 A form declares the notice it must carry (``"x-carepath-safety-notice": "twenty_four_hour_line"`` at
 its top, as the needs checklist does), and this module fills it from the service directory
-(:mod:`engine.documents.directory`) in the reader's language, with the numbers of the patient's
-health system (the deployment's when there is no patient), never the language's: the line's name, number and hours, the
+(:mod:`engine.documents.directory`) in the reader's language, with the numbers of the health system
+its caller names -- the patient's on the web pages, the deployment's in the API's replies and where
+there is no patient -- never the language's: the line's name, number and hours, the
 message in English or Swedish (``locales/``), and whether the number is example data. The documents'
 own safety box (:mod:`engine.documents.build`) is made by the same function, so the patient reads one
-message with one number everywhere (issue 13: if you have a temperature or feel unwell during
-treatment, call the 24-hour line now). There is no placeholder to fall back on: the directory always
+message everywhere (issue 13: if you have a temperature or feel unwell during treatment, call the
+24-hour line now). A form's notice is filled without the instance's data, so it gives the section's
+24-hour line even on the children's checklist, where the documents give the child's treatment centre.
+There is no placeholder to fall back on: the directory always
 has a 24-hour line with a checked number, or it does not load.
 
 A filled form keeps its declaration and gains ``x-carepath-safety-notice-text`` (the notice as an
