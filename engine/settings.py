@@ -6,6 +6,7 @@ import hashlib
 import importlib.resources
 import ipaddress
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -620,6 +621,17 @@ class Settings:
     database_connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
+        for name, value in (
+            ("CAREPATH_CHECKPOINT_SECONDS", self.checkpoint_seconds),
+            ("CAREPATH_WEBHOOK_TIMEOUT_SECONDS", self.webhook_timeout_seconds),
+            ("CAREPATH_WEBHOOK_FIRST_RETRY_SECONDS", self.webhook_first_retry_seconds),
+            ("CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS", self.webhook_longest_retry_seconds),
+            ("CAREPATH_STATEMENT_TIMEOUT", self.statement_timeout),
+            ("CAREPATH_DATABASE_CONNECT_TIMEOUT", self.database_connect_timeout),
+            ("the expression time limit", self.expression_max_seconds),
+        ):  # every comparison with NaN is false: it would pass the range checks below
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number of seconds")
         if self.environment not in ENVIRONMENTS:
             raise ValueError(f"unknown environment {self.environment!r}: expected {' or '.join(ENVIRONMENTS)}")
         if not self.four_eyes and self.environment == "production":

@@ -141,3 +141,23 @@ def test_production_without_a_trail_key_is_warned_about(
     key.write_text(KEY)
     key.chmod(0o400)
     assert not any("TRAIL_KEY" in m for m in start(TRAIL_KEY_FILE=str(key)))
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "CAREPATH_STATEMENT_TIMEOUT",
+        "CAREPATH_DATABASE_CONNECT_TIMEOUT",
+        "CAREPATH_WEBHOOK_TIMEOUT_SECONDS",
+        "CAREPATH_WEBHOOK_FIRST_RETRY_SECONDS",
+        "CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS",
+        "CAREPATH_CHECKPOINT_SECONDS",
+    ],
+)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_number_of_seconds_must_be_finite(variable: str, value: str) -> None:
+    """``float()`` reads "nan" and "inf", and every comparison with NaN is false, so a NaN timeout passed
+    the range checks: on PostgreSQL every request then failed turning it into milliseconds. Refused at start,
+    naming the setting."""
+    with pytest.raises(ValueError, match=variable):
+        Settings.from_env({variable: value})
