@@ -621,17 +621,7 @@ class Settings:
     database_connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        for name, value in (
-            ("CAREPATH_CHECKPOINT_SECONDS", self.checkpoint_seconds),
-            ("CAREPATH_WEBHOOK_TIMEOUT_SECONDS", self.webhook_timeout_seconds),
-            ("CAREPATH_WEBHOOK_FIRST_RETRY_SECONDS", self.webhook_first_retry_seconds),
-            ("CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS", self.webhook_longest_retry_seconds),
-            ("CAREPATH_STATEMENT_TIMEOUT", self.statement_timeout),
-            ("CAREPATH_DATABASE_CONNECT_TIMEOUT", self.database_connect_timeout),
-            ("the expression time limit", self.expression_max_seconds),
-        ):  # every comparison with NaN is false: it would pass the range checks below
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number of seconds")
+        self._check_finite()
         if self.environment not in ENVIRONMENTS:
             raise ValueError(f"unknown environment {self.environment!r}: expected {' or '.join(ENVIRONMENTS)}")
         if not self.four_eyes and self.environment == "production":
@@ -669,6 +659,21 @@ class Settings:
                 "CAREPATH_DATABASE_URL; SQLite has no replicas"
             )
         self._check_patients_and_reports()
+
+    def _check_finite(self) -> None:
+        """Every number of seconds is finite: each comparison with NaN is false, so it would pass the
+        range checks of ``__post_init__``."""
+        for name, value in (
+            ("CAREPATH_CHECKPOINT_SECONDS", self.checkpoint_seconds),
+            ("CAREPATH_WEBHOOK_TIMEOUT_SECONDS", self.webhook_timeout_seconds),
+            ("CAREPATH_WEBHOOK_FIRST_RETRY_SECONDS", self.webhook_first_retry_seconds),
+            ("CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS", self.webhook_longest_retry_seconds),
+            ("CAREPATH_STATEMENT_TIMEOUT", self.statement_timeout),
+            ("CAREPATH_DATABASE_CONNECT_TIMEOUT", self.database_connect_timeout),
+            ("the expression time limit", self.expression_max_seconds),
+        ):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number of seconds")
 
     def _check_patients_and_reports(self) -> None:
         """Raises: ValueError (an unknown patient identifier, a report threshold below 2, a default
