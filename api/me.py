@@ -42,7 +42,8 @@ def patient_view(instance_id: str) -> InstanceView:
 def patient_instance(view: InstanceView) -> dict[str, Any]:
     """An instance as its patient sees it: no staff task, their own forms with their safety notices."""
     forms = [
-        {key: form[key] for key in ("id", "element", "kind", "name", "form")} for form in with_notices(own_forms(view))
+        {key: form[key] for key in ("id", "element", "kind", "name", "form")}
+        for form in with_notices(own_forms(view), view.id)
     ]
     return {
         "id": view.id,

@@ -15,7 +15,7 @@ from .auth import current_principal, requires
 from .idempotency import idempotent
 from .instances import instance_filter
 from .parsing import etag, if_match, json_body, query_errors, query_int, query_str
-from .safety import VARY, instance_body, with_notices
+from .safety import VARY, instance_body, with_notices, with_notices_across
 
 bp = Blueprint("tasks", __name__, url_prefix="/v1")
 
@@ -42,7 +42,7 @@ def list_ready() -> tuple[dict[str, Any], int, dict[str, str]]:
         else carepath().treatment_summaries.list_overdue(where.patient_ref, where.pathway_id, where.scope.condition())
     )
     return (
-        {**page, "items": with_notices(page["items"]), "escalations": escalations, "summaries_overdue": overdue},
+        {**page, "items": with_notices_across(page["items"]), "escalations": escalations, "summaries_overdue": overdue},
         200,
         VARY,
     )
@@ -73,7 +73,7 @@ def get(instance_id: Any, task_id: Any) -> Reply:
                 "pathway_id": view.pathway_id,
                 "patient_ref": view.patient_ref,
             }
-            return with_notices([item])[0], 200, {**etag(view.version), **VARY}
+            return with_notices([item], view.id)[0], 200, {**etag(view.version), **VARY}
     raise NotFoundError("no ready task with this id in the instance")
 
 

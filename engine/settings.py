@@ -39,8 +39,8 @@ __all__ = [
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 MIN_TRAIL_KEY_LENGTH = 32
-# The service directory's sections (engine.documents.directory.HEALTH_SYSTEMS).
-_HEALTH_SYSTEMS = ("england", "sweden")
+# The service directory's sections: CAREPATH_HEALTH_SYSTEM and an instance's ``health_system`` name one.
+HEALTH_SYSTEMS = ("england", "sweden")
 ENVIRONMENTS = ("development", "production")
 # How the FHIR API names patients (CAREPATH_FHIR_PATIENT_IDENTIFIER): the identifier system this
 # deployment's patient references belong to (docs/fhir.md).
@@ -631,8 +631,8 @@ class Settings:
             )
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise ValueError(f"unsupported database URL scheme: {self.database_url.split(':', 1)[0]}")
-        if self.health_system is not None and self.health_system not in _HEALTH_SYSTEMS:
-            raise ValueError(f"CAREPATH_HEALTH_SYSTEM must be one of {', '.join(_HEALTH_SYSTEMS)}")
+        if self.health_system is not None and self.health_system not in HEALTH_SYSTEMS:
+            raise ValueError(f"CAREPATH_HEALTH_SYSTEM must be one of {', '.join(HEALTH_SYSTEMS)}")
         if self.expression_max_steps <= 0 or self.expression_max_seconds <= 0:
             raise ValueError("expression limits must be positive")
         if self.checkpoint_seconds <= 0:

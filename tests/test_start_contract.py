@@ -109,6 +109,41 @@ def test_a_start_failing_the_schema_names_every_field_and_creates_nothing(contra
     assert contract.instances.start("test_contract", "MRN-1", "system:t", GOOD).status == "running"
 
 
+@pytest.mark.parametrize("pathway_id", ["test_contract", "test_assessment"])  # with a schema, and without one
+@pytest.mark.parametrize("unknown", ["wales", "Sweden", "", 1, None, ["england"]])
+def test_a_health_system_of_no_directory_section_is_refused_at_the_start(
+    contract: CarePath, pathway_id: str, unknown: Any
+) -> None:
+    # The patient's numbers come from their health system's section of the service directory: a value
+    # naming none was silently passed over for the deployment's. Refused, located, never quoted.
+    before = _counts(contract)
+    with pytest.raises(StartDataError) as refused:
+        contract.instances.start(pathway_id, "MRN-1", "system:t", {**GOOD, "health_system": unknown})
+    assert [(p.field, p.code) for p in refused.value.problems] == [("/data/health_system", "enum")]
+    [problem] = refused.value.problems
+    assert "england" in problem.message and "sweden" in problem.message
+    if unknown == "wales":
+        assert "wales" not in str(refused.value) and all("wales" not in p.message for p in refused.value.problems)
+    assert _counts(contract) == before
+    for known in ("england", "sweden"):
+        assert contract.instances.start(pathway_id, f"MRN-{known}", "system:t", {**GOOD, "health_system": known})
+
+
+def test_without_a_schema_a_correction_cannot_name_a_health_system_of_no_section(tmp_path: Path) -> None:
+    bare = {"contract.bpmn": FILES["contract.bpmn"], "review.json": FILES["review.json"]}
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", pathways_dir=tmp_path, four_eyes=False)
+    app = CarePath(settings, ManualClock(datetime(2026, 1, 15, tzinfo=UTC)), upgrade=True)
+    try:
+        app.catalog.deploy_upload(bare, "author:t")
+        view = app.instances.start("test_contract", "MRN-4", "system:t", GOOD)
+        with pytest.raises(StartDataError) as refused:
+            app.instances.correct_data(view.id, {"health_system": "wales"}, "entered_in_error", CLINICIAN)
+        assert [p.field for p in refused.value.problems] == ["/data/health_system"]
+        assert app.instances.correct_data(view.id, {"health_system": "sweden"}, "entered_in_error", CLINICIAN)
+    finally:
+        app.close()
+
+
 def test_bundled_pathways_refuse_empty_start_data(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", pathways_dir=bundled_pathways_dir())
     app = CarePath(settings, ManualClock(datetime(2026, 1, 15, tzinfo=UTC)), upgrade=True)

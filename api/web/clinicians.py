@@ -11,9 +11,8 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from werkzeug.wrappers import Response
 
 from engine.careplan.summaries import WRITE_ELEMENT
-from engine.documents.build import instance_health_system
-from engine.documents.directory import service_directory
-from engine.documents.notices import TEXT_KEY, fill_tasks
+from engine.documents.build import fill_instance_forms
+from engine.documents.notices import TEXT_KEY
 from engine.errors import (
     ConflictError,
     InvalidInputError,
@@ -151,8 +150,8 @@ def _ready_task(instance_id: str, task_id: str) -> tuple[Any, dict[str, Any] | N
     the page's language. Raises: NotFoundError (no instance), RuleFileError (an invalid directory)."""
     view = carepath().instances.get(instance_id)
     found = [task for task in view.ready_tasks if task["id"] == task_id]
-    system = instance_health_system(carepath(), view.id)  # the patient's numbers, not the language's
-    filled = fill_tasks(found, service_directory(carepath().settings), current_language(), system)
+    # The patient's numbers (not the language's), and a child's treatment centre's line, as their documents.
+    filled = fill_instance_forms(carepath(), view.id, found, current_language())
     return view, filled[0] if filled else None
 
 

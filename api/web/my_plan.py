@@ -20,12 +20,12 @@ from werkzeug.wrappers import Response as Redirect
 from engine.documents.build import (
     care_plan_document,
     end_of_treatment_summary,
-    instance_health_system,
+    fill_instance_forms,
     instance_safety_notice,
     warning_sign_choices,
 )
 from engine.documents.directory import service_directory
-from engine.documents.notices import TEXT_KEY, fill_tasks, safety_notice
+from engine.documents.notices import TEXT_KEY, safety_notice
 from engine.documents.render import DocumentTooLargeError, PdfUnavailableError, render_html, render_pdf
 from engine.errors import (
     ConflictError,
@@ -186,8 +186,8 @@ def _own_form(view: InstanceView, task_id: str) -> dict[str, Any]:
     found = [task for task in own_forms(view) if task["id"] == task_id]
     if not found:
         abort(404)
-    system = instance_health_system(carepath(), view.id)  # the patient's numbers, not the language's
-    return fill_tasks(found, service_directory(carepath().settings), current_language(), system)[0]
+    # The patient's numbers (not the language's), and a child's treatment centre's line, as their documents.
+    return fill_instance_forms(carepath(), view.id, found, current_language())[0]
 
 
 def _form_page(

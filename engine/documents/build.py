@@ -32,8 +32,8 @@ from engine.calendar import add_months
 from engine.db.models import InstanceEvent, TreatmentSummary
 from engine.db.session import read_only
 from engine.documents.contacts import Contacts
-from engine.documents.directory import HealthSystem, service_directory
-from engine.documents.notices import safety_notice
+from engine.documents.directory import HealthSystem, ServiceDirectory, service_directory
+from engine.documents.notices import NOTICE_KEY, fill_tasks, safety_notice
 from engine.documents.reasons import plain_reasons
 from engine.documents.render import (
     CARE_PLAN,
@@ -63,7 +63,7 @@ __all__ = [
     "care_plan_document",
     "end_of_treatment_summaries",
     "end_of_treatment_summary",
-    "instance_health_system",
+    "fill_instance_forms",
     "instance_safety_notice",
     "render_html",
     "render_pdf",
@@ -224,7 +224,7 @@ class _Sources:
         self.phase: TreatmentSummary | None = None
         self.directory = service_directory(carepath.settings)
         # A child (the children and young people's pathway) calls their treatment centre, never the adult line.
-        self.child = _warning_signs_key(self.view.pathway_id, self.data.get("diagnosis")) == _CHILDREN
+        self.child = _is_child(self.view.pathway_id, self.data)
         # The patient's health system's numbers (the instance's, the deployment's), never the language's.
         self.contacts = Contacts(
             self.directory,
@@ -833,16 +833,6 @@ def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | N
     ]
 
 
-def instance_health_system(carepath: CarePath, instance_id: str) -> HealthSystem:
-    """The service directory section of the patient of an instance (:meth:`ServiceDirectory.for_patient`).
-
-    Raises: NotFoundError (no such instance), RuleFileError (the directory is invalid).
-    """
-    with read_only(carepath.sessions) as session:
-        _, data = carepath.instances.read(session, instance_id)
-    return service_directory(carepath.settings).for_patient(data, carepath.settings.health_system)
-
-
 def instance_safety_notice(
     carepath: CarePath, instance_id: str, language: str | None = "en", kind: str = "during_treatment"
 ) -> dict[str, Any]:
@@ -851,24 +841,56 @@ def instance_safety_notice(
 
     Raises: NotFoundError (no such instance), RuleFileError (the directory is invalid).
     """
+    directory, contacts = _patient_contacts(carepath, instance_id, language)
+    return safety_notice(
+        directory,
+        contacts.language,
+        kind,
+        system=contacts.system,
+        child=contacts.child,
+        childrens_line=contacts.childrens_hospital() if contacts.child else None,
+    )
+
+
+def fill_instance_forms(
+    carepath: CarePath, instance_id: str, tasks: list[dict[str, Any]], language: str | None = "en"
+) -> list[dict[str, Any]]:
+    """The tasks of one instance (each with its ``form``) with their forms' safety notices filled
+    (:func:`engine.documents.notices.fill_tasks`) as the patient's documents give the line: their health
+    system's numbers (never the reader's language's), and a child's treatment centre's 24-hour line,
+    never the adult one. Tasks whose forms declare no notice are returned as they are, unread.
+
+    Raises: NotFoundError (no such instance), RuleFileError (the directory is invalid).
+    """
+    if not any(isinstance(t.get("form"), dict) and NOTICE_KEY in t["form"] for t in tasks):
+        return tasks
+    directory, contacts = _patient_contacts(carepath, instance_id, language)
+    return fill_tasks(
+        tasks,
+        directory,
+        contacts.language,
+        contacts.system,
+        child=contacts.child,
+        childrens_line=contacts.childrens_hospital() if contacts.child else None,
+    )
+
+
+def _patient_contacts(carepath: CarePath, instance_id: str, language: str | None) -> tuple[ServiceDirectory, Contacts]:
+    """The service directory and the contacts of the patient of an instance, decided as their documents
+    decide them (:class:`_Sources`): their health system, and whether they are a child.
+
+    Raises: NotFoundError (no such instance), RuleFileError (the directory is invalid).
+    """
     language = resolve_language(language)
     with read_only(carepath.sessions) as session:
         view, data = carepath.instances.read(session, instance_id)
-    words = strings(language)
     directory = service_directory(carepath.settings)
-    child = _warning_signs_key(view.pathway_id, data.get("diagnosis")) == _CHILDREN
+    child = _is_child(view.pathway_id, data)
     labels = _Labels(language, carepath.rules.catalogue()).of
     contacts = Contacts(
-        directory, language, words, labels, data, child=child, health_system=carepath.settings.health_system
+        directory, language, strings(language), labels, data, child=child, health_system=carepath.settings.health_system
     )
-    return safety_notice(
-        directory,
-        language,
-        kind,
-        system=contacts.system,
-        child=child,
-        childrens_line=contacts.childrens_hospital() if child else None,
-    )
+    return directory, contacts
 
 
 def _numbers(system: HealthSystem) -> tuple[str, str]:
@@ -876,6 +898,13 @@ def _numbers(system: HealthSystem) -> tuple[str, str]:
     patient's health system's; without an urgent advice line in the directory, the emergency number."""
     urgent = system.urgent_advice.phone if system.urgent_advice and system.urgent_advice.phone else None
     return system.emergency_number, urgent or system.emergency_number
+
+
+def _is_child(pathway_id: str, data: dict[str, Any]) -> bool:
+    """Whether the patient of an instance of ``pathway_id`` with ``data`` is a child (the children and
+    young people's pathway, or its diagnosis): their 24-hour line is their treatment centre's, never the
+    adult line. The one decision the documents, the notices and the warning signs share."""
+    return _warning_signs_key(pathway_id, data.get("diagnosis")) == _CHILDREN
 
 
 def _warning_signs_key(pathway_id: str, diagnosis: Any) -> str:

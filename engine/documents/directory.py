@@ -30,7 +30,7 @@ from yaml.nodes import Node
 
 from engine.errors import Problem, RuleFileError
 from engine.rules.yaml_source import YamlReader, did_you_mean, read_yaml_file
-from engine.settings import Settings
+from engine.settings import HEALTH_SYSTEMS, Settings
 
 __all__ = [
     "HEALTH_SYSTEMS",
@@ -49,7 +49,6 @@ __all__ = [
     "service_directory",
 ]
 
-HEALTH_SYSTEMS = ("england", "sweden")
 # The named contact form's roles (pathways/shared/forms/named_contact.json).
 STAFF_ROLES = (
     "clinical_nurse_specialist",

@@ -1,17 +1,19 @@
-"""Safety notices: the 24-hour line's message, filled with the deployment's number, wherever it is shown.
+"""Safety notices: the 24-hour line's message, filled with the patient's number, wherever it is shown.
 
 A form declares the notice it must carry (``"x-carepath-safety-notice": "twenty_four_hour_line"`` at
 its top, as the needs checklist does), and this module fills it from the service directory
 (:mod:`engine.documents.directory`) in the reader's language, with the numbers of the health system
-its caller names -- the patient's on the web pages, the deployment's in the API's replies and where
-there is no patient -- never the language's: the line's name, number and hours, the
-message in English or Swedish (``locales/``), and whether the number is example data. The documents'
-own safety box (:mod:`engine.documents.build`) is made by the same function, so the patient reads one
-message everywhere (issue 13: if you have a temperature or feel unwell during treatment, call the
-24-hour line now). A form's notice is filled without the instance's data, so it gives the section's
-24-hour line even on the children's checklist, where the documents give the child's treatment centre.
-There is no placeholder to fall back on: the directory always
-has a 24-hour line with a checked number, or it does not load.
+its caller names -- the patient's wherever a form is shown for one instance's task (the API's task
+representations, the web pages: :func:`engine.documents.build.fill_instance_forms`), the deployment's
+only where there is no patient (the FHIR Questionnaire) -- never the language's: the line's name,
+number and hours, the message in English or Swedish (``locales/``), and whether the number is example
+data. The documents' own safety box (:mod:`engine.documents.build`) is made by the same function, so
+the patient reads one message everywhere (issue 13: if you have a temperature or feel unwell during
+treatment, call the 24-hour line now). A child's form (the children's checklist) gives the child's
+24-hour line, as their documents do: the caller passes ``child`` and ``childrens_line``, decided as
+the documents decide them (:func:`engine.documents.build.fill_instance_forms`). There is no
+placeholder to fall back on: the directory always has a 24-hour line with a checked number, or it
+does not load.
 
 A filled form keeps its declaration and gains ``x-carepath-safety-notice-text`` (the notice as an
 object) and a ``description`` that starts with the notice's words, so a client that knows nothing of
@@ -94,14 +96,22 @@ def safety_notice(
 
 
 def fill_form(
-    form: dict[str, Any] | None, directory: ServiceDirectory, language: str, system: HealthSystem | None = None
+    form: dict[str, Any] | None,
+    directory: ServiceDirectory,
+    language: str,
+    system: HealthSystem | None = None,
+    *,
+    child: bool = False,
+    childrens_line: DirectoryEntry | None = None,
 ) -> dict[str, Any] | None:
     """A copy of ``form`` with its declared safety notice filled in (the form itself when it declares
-    none), with ``system``'s numbers (None: the deployment's). Raises: ValueError (a notice kind that
-    does not exist)."""
+    none), with ``system``'s numbers (None: the deployment's); a ``child``'s gives ``childrens_line``
+    (:func:`safety_notice`). Raises: ValueError (a notice kind that does not exist)."""
     if not isinstance(form, dict) or NOTICE_KEY not in form:
         return form
-    notice = safety_notice(directory, language, str(form[NOTICE_KEY]), system=system)
+    notice = safety_notice(
+        directory, language, str(form[NOTICE_KEY]), system=system, child=child, childrens_line=childrens_line
+    )
     filled = copy.deepcopy(form)
     filled[TEXT_KEY] = notice
     rest = filled.get("description")
@@ -110,12 +120,23 @@ def fill_form(
 
 
 def fill_tasks(
-    tasks: list[dict[str, Any]], directory: ServiceDirectory, language: str, system: HealthSystem | None = None
+    tasks: list[dict[str, Any]],
+    directory: ServiceDirectory,
+    language: str,
+    system: HealthSystem | None = None,
+    *,
+    child: bool = False,
+    childrens_line: DirectoryEntry | None = None,
 ) -> list[dict[str, Any]]:
     """Tasks (as the API and pages show them, each with a ``form``) with their forms' notices filled
-    with ``system``'s numbers (None: the deployment's)."""
+    with ``system``'s numbers (None: the deployment's); a ``child``'s give ``childrens_line``."""
     return [
-        {**task, "form": fill_form(task.get("form"), directory, language, system)}
+        {
+            **task,
+            "form": fill_form(
+                task.get("form"), directory, language, system, child=child, childrens_line=childrens_line
+            ),
+        }
         if isinstance(task.get("form"), dict) and NOTICE_KEY in task["form"]
         else task
         for task in tasks

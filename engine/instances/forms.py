@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 
 from engine.errors import Problem, StartDataError, TaskDataError
+from engine.settings import HEALTH_SYSTEMS
 
 __all__ = ["check_form_data", "check_start_data"]
 
@@ -43,15 +44,24 @@ def check_form_data(schema: str | dict[str, Any] | None, data: dict[str, Any]) -
         raise TaskDataError("the data does not match the task's form", problems)
 
 
-def check_start_data(schema: str, data: dict[str, Any], prefix: str = "/data") -> None:
+def check_start_data(schema: str | None, data: dict[str, Any], prefix: str = "/data") -> None:
     """Check start data (or a correction of an instance's data) against the pathway's start schema
-    (its JSON text, as stored with the version); fields are named below ``prefix``.
+    (its JSON text, as stored with the version; None: a pathway without one), and its ``health_system``,
+    whatever the schema says: one of :data:`~engine.settings.HEALTH_SYSTEMS` when given, since the
+    patient's numbers come from that service directory section (engine.documents.directory) and an
+    unknown one would be silently passed over for the deployment's. Fields are named below ``prefix``.
 
-    Raises: StartDataError naming every field that fails the schema.
+    Raises: StartDataError naming every field that fails (never quoting a value).
     """
-    problems = _problems(schema, data, prefix)
+    problems = _health_system_problems(data, prefix) + (_problems(schema, data, prefix) if schema is not None else [])
     if problems:
         raise StartDataError("the data does not match the pathway's start data schema", problems)
+
+
+def _health_system_problems(data: dict[str, Any], prefix: str) -> list[Problem]:
+    if "health_system" not in data or data["health_system"] in HEALTH_SYSTEMS:
+        return []
+    return [Problem(f"must be one of: {', '.join(HEALTH_SYSTEMS)}", field=f"{prefix}/health_system", code="enum")]
 
 
 def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -> list[Problem]:

@@ -226,8 +226,7 @@ class PathwayService:
         with unit_of_work(self.sessions) as session:
             version = self.steps.version_to_start(session, pathway_id)
             refuse_deceased(session, patient_refs)
-            if version.start_schema is not None:
-                check_start_data(version.start_schema, data or {})
+            check_start_data(version.start_schema, data or {})  # also a health_system of no section
             if not self.settings.allow_concurrent_instances:
                 for patient_ref in patient_refs:
                     existing = active_instance_of(session, pathway_id, patient_ref)
@@ -436,6 +435,8 @@ class PathwayService:
                     )
                 current = workflows.accumulated_data(step.workflow)
                 check_start_data(schema, {**{k: current[k] for k in declared if k in current}, **data})
+            else:
+                check_start_data(None, data)  # a health_system of no section, as at the start
             workflows.correct_data(step.workflow, data)
             step.workflow_changed = True
             step.record(

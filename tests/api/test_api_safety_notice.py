@@ -1,5 +1,6 @@
 """The needs checklist's safety notice over the API: every reply carrying the checklist's form carries the
-24-hour line's message with the deployment's number and hours, in the reader's language (issue 13 point 5).
+24-hour line's message with the patient's number and hours (their instance's health system, else the
+deployment's; a child's treatment centre's), in the reader's language (issue 13 point 5).
 
 The test pathway's checklist (tests/pathways/forms/hna_small.json) declares the notice as the bundled
 one does; the directory is a copy of the bundled example with this test's own numbers, rewritten in the
@@ -24,6 +25,8 @@ from engine.settings import bundled_service_directory
 TESTS = Path(__file__).resolve().parent.parent
 NOTICE, TEXT = "x-carepath-safety-notice", "x-carepath-safety-notice-text"
 ENGLAND, SWEDEN, MOVED = "01632 960177", "08-465 004 77", "+44 1632 960 188"
+# The bundled example directory's children's cancer centres (each section has one): a child's 24-hour line.
+PTC_ENGLAND, PTC_SWEDEN = "01632 960310", "031-390 06 00"
 
 
 def _write(path: Path, england: str, sweden: str) -> None:
@@ -61,10 +64,10 @@ def client(app: Flask, deployed_database_url: str, clock: ManualClock, directory
         ours.extensions["carepath"].close()
 
 
-def _start(client: Any, auth: Any, **headers: str) -> Any:
+def _start(client: Any, auth: Any, data: dict[str, Any] | None = None, **headers: str) -> Any:
     response = client.post(
         "/v1/instances",
-        json={"pathway_id": CARE_PLAN_PATHWAY, "patient_ref": "MRN-5005", "data": {"age": 54}},
+        json={"pathway_id": CARE_PLAN_PATHWAY, "patient_ref": "MRN-5005", "data": data or {"age": 54}},
         headers=auth("system", **headers),
     )
     assert response.status_code == 201, response.json
@@ -76,11 +79,10 @@ def _checklist(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     return form
 
 
-def test_every_reply_with_the_checklist_carries_the_directorys_number(client: Any, auth: Any) -> None:
-    started = _start(client, auth)
-    instance = started.json
+def _replies(client: Any, auth: Any, instance: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The checklist's form in each reply that carries it: the start, the instance, the task list, the task."""
     task_id = instance["ready_tasks"][0]["id"]
-    replies = {
+    return {
         "start": _checklist(instance["ready_tasks"]),
         "instance": _checklist(
             client.get(f"/v1/instances/{instance['id']}", headers=auth("clinician")).json["ready_tasks"]
@@ -88,6 +90,11 @@ def test_every_reply_with_the_checklist_carries_the_directorys_number(client: An
         "task list": _checklist(client.get("/v1/tasks", headers=auth("clinician")).json["items"]),
         "task": client.get(f"/v1/instances/{instance['id']}/tasks/{task_id}", headers=auth("clinician")).json["form"],
     }
+
+
+def test_every_reply_with_the_checklist_carries_the_directorys_number(client: Any, auth: Any) -> None:
+    started = _start(client, auth)
+    replies = _replies(client, auth, started.json)
     for reply, form in replies.items():
         notice = form[TEXT]
         assert notice["phone"] == ENGLAND and notice["language"] == "en", reply
@@ -115,6 +122,35 @@ def test_the_notice_is_swedish_with_the_deployments_line_for_a_swedish_reader(cl
         ]
         == "en"
     )
+
+
+def test_every_reply_gives_the_line_of_the_instances_own_health_system(client: Any, auth: Any) -> None:
+    # The deployment names no section (the directory's first, England's, for pages with no patient); the
+    # patient's instance records Sweden: every reply about their task gives Sweden's line, in English words.
+    instance = _start(client, auth, {"age": 54, "health_system": "sweden"}).json
+    for reply, form in _replies(client, auth, instance).items():
+        notice = form[TEXT]
+        assert (notice["phone"], notice["language"]) == (SWEDEN, "en"), reply
+        assert SWEDEN in notice["text"] and ENGLAND not in form["description"], reply
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        ({"age": 9, "diagnosis": "children_young_people"}, PTC_ENGLAND),
+        ({"age": 9, "diagnosis": "children_young_people", "health_system": "sweden"}, PTC_SWEDEN),
+    ],
+)
+def test_a_childs_checklist_gives_the_childs_treatment_centre_line(
+    client: Any, auth: Any, data: dict[str, Any], line: str
+) -> None:
+    # A child (decided as their documents decide it: here by the diagnosis) calls their principal treatment
+    # centre, answered at all hours, never the adult 24-hour line: in every reply carrying the form.
+    instance = _start(client, auth, data).json
+    for reply, form in _replies(client, auth, instance).items():
+        notice = form[TEXT]
+        assert notice["phone"] == line and line in notice["text"], (reply, notice)
+        assert ENGLAND not in form["description"] and SWEDEN not in form["description"], reply
 
 
 def test_a_new_number_in_the_directory_is_shown_at_once(client: Any, auth: Any, directory: Path) -> None:

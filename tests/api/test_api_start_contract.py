@@ -61,6 +61,17 @@ def test_a_start_failing_the_schema_is_422_and_leaves_nothing(client: Any, auth:
     assert started.status_code == 201
 
 
+def test_a_start_naming_a_health_system_of_no_section_is_422_on_the_field(client: Any, auth: Any) -> None:
+    _deploy(client, auth)
+    refused = _start(client, auth, "MRN-1", {**GOOD, "health_system": "wales"})
+    body = assert_problem(refused, 422, "start-data-invalid")
+    assert [(e["field"], e["code"]) for e in body["errors"]] == [("/data/health_system", "enum")]
+    assert "england" in body["errors"][0]["message"] and "sweden" in body["errors"][0]["message"]
+    assert "wales" not in refused.get_data(as_text=True)
+    assert client.get("/v1/instances?patient_ref=MRN-1", headers=auth("auditor")).json["items"] == []
+    assert _start(client, auth, "MRN-1", {**GOOD, "health_system": "sweden"}).status_code == 201
+
+
 def test_a_second_start_is_409_with_the_running_instance(client: Any, auth: Any) -> None:
     _deploy(client, auth)
     first = _start(client, auth, "MRN-2", GOOD)

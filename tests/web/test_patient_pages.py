@@ -17,7 +17,7 @@ from web_helpers import copy_of, csrf_of, make_token, sign_in_with
 from api import create_app
 from engine import ManualClock
 from engine.db.models import InstanceEvent
-from engine.demo import CONTACT
+from engine.demo import CONTACT, YOUNG_PEOPLE_CONTACT
 from engine.instances.timers import fire_due_timers
 
 PATHWAY = "test_assessment"
@@ -265,3 +265,75 @@ def test_sign_out_ends_a_copy_of_a_patients_token_session(app: Flask, signed_in:
     assert client.post("/sign-out", data={"csrf_token": csrf_of(text(client.get("/my")))}).status_code == 303
     response = thief.get("/my")
     assert response.status_code == 302 and response.location.startswith("/sign-in")
+
+
+def test_a_childs_checklist_gives_the_childs_treatment_centre_line_wherever_it_is_shown(tmp_path: Path) -> None:
+    """The children's checklist's safety notice gives the child's 24-hour line (their principal treatment
+    centre, EXAMPLE-PTC), as their documents do, never the adult acute oncology line: on the patient's
+    form page, the staff task page, and the API's task representations and /v1/me."""
+    adult_line, ptc_line = "01632 960100", "01632 960310"  # the bundled example directory's (england)
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'child.sqlite3'}",
+            "PATHWAYS_DIR": REPO / "pathways",
+            "RULES_DIR": REPO / "rules",
+            "CLOCK": ManualClock(START),
+            "SECRET_KEY": "test-secret-key",
+        }
+    )
+    try:
+        carepath = engine(app)
+        data = {
+            "diagnosis": "hodgkin_lymphoma",
+            "diagnosis_date": "2026-01-13",
+            "age": 9,
+            "treatment_intent": "curative",
+        }
+        view = carepath.instances.start("children_young_people_cancer", "SYN-0043", "system:test", data)
+
+        def do(element: str, answers: dict[str, Any]) -> Any:
+            task = next(t for t in carepath.instances.get(view.id).ready_tasks if t["element"] == element)
+            return carepath.instances.complete_task(view.id, task["id"], answers, "clinician:test")
+
+        do("assign_contact", YOUNG_PEOPLE_CONTACT)
+        do("parents_take_part", {"participants": ["mother"], "person_with_parental_responsibility_consents": True})
+        do("offer_support", {"support_wanted": "no", "support_types": [], "consent_to_share_contact": False})
+        carepath.clock.advance(timedelta(days=7))
+        fire_due_timers(carepath.instances, worker_id="test")
+        do("offer_hna", {"hna_accepted": True})
+        [task] = [t for t in carepath.instances.get(view.id).ready_tasks if t["element"] == "complete_checklist_cyp"]
+
+        def notice_of(page: str) -> str:
+            start = page.index('data-test="safety-notice"')
+            return page[start : page.index("</div>", start)]
+
+        patient = app.test_client()
+        assert sign_in_with(patient, make_token(app, "patient", patient_ref="SYN-0043")).status_code == 303
+        staff = app.test_client()
+        assert sign_in_with(staff, make_token(app, "clinician")).status_code == 303
+        pages = {
+            "/my form": text(patient.get(f"/my/plans/{view.id}/forms/{task['id']}")),
+            "staff task page": text(staff.get(f"/patients/{view.id}/tasks/{task['id']}")),
+        }
+        for where, page in pages.items():
+            assert ptc_line in notice_of(page) and adult_line not in notice_of(page), where
+        headers = {"Authorization": f"Bearer {make_token(app, 'clinician')}"}
+        mine = {"Authorization": f"Bearer {make_token(app, 'patient', patient_ref='SYN-0043')}"}
+        api = app.test_client()
+        one = api.get(f"/v1/instances/{view.id}/tasks/{task['id']}", headers=headers).json
+        instance = api.get(f"/v1/instances/{view.id}", headers=headers).json
+        listed = api.get("/v1/tasks", headers=headers).json["items"]
+        me = api.get("/v1/me", headers=mine).json["instances"][0]["forms"]
+        forms = {
+            "one task": one["form"],
+            "instance": next(t["form"] for t in instance["ready_tasks"] if t["id"] == task["id"]),
+            "task list": next(t["form"] for t in listed if t["id"] == task["id"]),
+            "/v1/me": next(f["form"] for f in me if f["id"] == task["id"]),
+        }
+        for where, form in forms.items():
+            notice = form["x-carepath-safety-notice-text"]
+            assert notice["phone"] == ptc_line and ptc_line in notice["text"], (where, notice)
+            assert adult_line not in form["description"], where
+    finally:
+        engine(app).close()
