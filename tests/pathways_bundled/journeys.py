@@ -140,8 +140,16 @@ def _start(
             )
         else:
             journey.do("young_person_chooses", {"participants": ["partner"]}, actor=PATIENT)
-    assert "offer_support" in journey.ready and "first_review" in journey.ready
+    assert "offer_support" in journey.ready and "tell_practice" in journey.ready
+    assert "first_review" not in journey.ready  # the practice reviews once it has been told
+    tell_practice(journey)
+    assert "first_review" in journey.ready
     return journey
+
+
+def tell_practice(journey: Journey) -> None:
+    """The key worker tells the GP practice of the diagnosis and asks for its cancer care reviews."""
+    journey.do("tell_practice", {"told_on": journey.today(), "told_via": "electronic_message", "reviews_asked": True})
 
 
 def _support(journey: Journey, wanted: str) -> None:
