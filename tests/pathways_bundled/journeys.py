@@ -229,7 +229,9 @@ def _treatment(journey: Journey, site: Site, special: bool) -> None:
         journey.do(*site.after_treatment_task)
 
 
-def _end_of_treatment(journey: Journey, follow_up: str) -> None:
+def _end_of_treatment(journey: Journey, follow_up: str, copy_given: bool = True) -> None:
+    """The summary written, discussed and sent; ``copy_given`` False: discussed without the patient's copy,
+    so the patient is given it (warning signs, who to call) before it goes to the GP."""
     journey.do(
         "write_summary",
         {
@@ -241,7 +243,14 @@ def _end_of_treatment(journey: Journey, follow_up: str) -> None:
             "follow_up_model": follow_up,
         },
     )
-    journey.do("discuss", {"discussed_on": journey.today(), "copy_given": True})
+    journey.do("discuss", {"discussed_on": journey.today(), "copy_given": copy_given})
+    if not copy_given:
+        assert "give_summary" in journey.ready and "send_to_gp" not in journey.ready
+        journey.do(
+            "give_summary",
+            {"summary_given_on": journey.today(), "summary_given_via": ["in_person"], "warning_signs_explained": True},
+        )
+    assert "give_summary" not in journey.ready
     journey.do("send_to_gp", {"sent_on": journey.today()})
     task = {"scheduled": "book_follow_up", "patient_initiated": "explain_pifu", "primary_care": "hand_over"}[follow_up]
     journey.do(task, {"arranged_on": journey.today()})
@@ -566,7 +575,7 @@ def recurrence_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     j.wait(120)
     j.message("recurrence_treatment_completed")
     j.do("rec_treatment", {"treatments_received": site.treatments, "completed_on": j.today(), **site.treatment_extra})
-    _end_of_treatment(j, "scheduled")
+    _end_of_treatment(j, "scheduled", copy_given=False)  # the recurrence's summary discussed without a copy
     assert "rec_treatment" not in j.ready and "write_summary" not in j.ready
     return j
 
