@@ -282,6 +282,8 @@ def recurrence_treated(j: Journey, weeks_later: int, concerns: dict[str, int] | 
     j.wait(7 * weeks_later)
     j.message("recurrence_treatment_completed")
     j.do("rec_treatment", {"treatments_received": ["chemotherapy", "radiotherapy"], "completed_on": j.today()})
+    assert "offer_hna" in j.ready  # the needs are assessed first, at the end of this course too
+    j.hna_declined()
     return j
 
 
@@ -575,6 +577,8 @@ def recurrence_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     j.wait(120)
     j.message("recurrence_treatment_completed")
     j.do("rec_treatment", {"treatments_received": site.treatments, "completed_on": j.today(), **site.treatment_extra})
+    assert "write_summary" not in j.ready and "offer_hna" in j.ready  # the end-of-treatment HNA for this course
+    j.hna_declined()
     _end_of_treatment(j, "scheduled", copy_given=False)  # the recurrence's summary discussed without a copy
     assert "rec_treatment" not in j.ready and "write_summary" not in j.ready
     return j
