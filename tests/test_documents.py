@@ -126,7 +126,10 @@ def _start(app: CarePath, clock: ManualClock, site_key: str, patient: str, **ext
             **extra,
         },
     )
-    return journey.do("assign_contact", contact())
+    journey.do("assign_contact", contact())
+    return journey.do(
+        "tell_practice", {"told_on": journey.today(), "told_via": "electronic_message", "reviews_asked": True}
+    )
 
 
 def _hna(journey: Journey, what_matters: str) -> None:

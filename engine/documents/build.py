@@ -107,6 +107,7 @@ _PALLIATIVE_DUE = (
 _ENGLAND_ONLY = {
     "cancer_care_review_3_months",
     "cancer_care_review_12_months",
+    "tell_practice",
     "first_review",
     "second_review",
     "remind_first",

@@ -140,8 +140,16 @@ def _start(
             )
         else:
             journey.do("young_person_chooses", {"participants": ["partner"]}, actor=PATIENT)
-    assert "offer_support" in journey.ready and "first_review" in journey.ready
+    assert "offer_support" in journey.ready and "tell_practice" in journey.ready
+    assert "first_review" not in journey.ready  # the practice reviews once it has been told
+    tell_practice(journey)
+    assert "first_review" in journey.ready
     return journey
+
+
+def tell_practice(journey: Journey) -> None:
+    """The key worker tells the GP practice of the diagnosis and asks for its cancer care reviews."""
+    journey.do("tell_practice", {"told_on": journey.today(), "told_via": "electronic_message", "reviews_asked": True})
 
 
 def _support(journey: Journey, wanted: str) -> None:
@@ -221,7 +229,9 @@ def _treatment(journey: Journey, site: Site, special: bool) -> None:
         journey.do(*site.after_treatment_task)
 
 
-def _end_of_treatment(journey: Journey, follow_up: str) -> None:
+def _end_of_treatment(journey: Journey, follow_up: str, copy_given: bool = True) -> None:
+    """The summary written, discussed and sent; ``copy_given`` False: discussed without the patient's copy,
+    so the patient is given it (warning signs, who to call) before it goes to the GP."""
     journey.do(
         "write_summary",
         {
@@ -233,7 +243,14 @@ def _end_of_treatment(journey: Journey, follow_up: str) -> None:
             "follow_up_model": follow_up,
         },
     )
-    journey.do("discuss", {"discussed_on": journey.today(), "copy_given": True})
+    journey.do("discuss", {"discussed_on": journey.today(), "copy_given": copy_given})
+    if not copy_given:
+        assert "give_summary" in journey.ready and "send_to_gp" not in journey.ready
+        journey.do(
+            "give_summary",
+            {"summary_given_on": journey.today(), "summary_given_via": ["in_person"], "warning_signs_explained": True},
+        )
+    assert "give_summary" not in journey.ready
     journey.do("send_to_gp", {"sent_on": journey.today()})
     task = {"scheduled": "book_follow_up", "patient_initiated": "explain_pifu", "primary_care": "hand_over"}[follow_up]
     journey.do(task, {"arranged_on": journey.today()})
@@ -265,6 +282,8 @@ def recurrence_treated(j: Journey, weeks_later: int, concerns: dict[str, int] | 
     j.wait(7 * weeks_later)
     j.message("recurrence_treatment_completed")
     j.do("rec_treatment", {"treatments_received": ["chemotherapy", "radiotherapy"], "completed_on": j.today()})
+    assert "offer_hna" in j.ready  # the needs are assessed first, at the end of this course too
+    j.hna_declined()
     return j
 
 
@@ -558,7 +577,9 @@ def recurrence_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     j.wait(120)
     j.message("recurrence_treatment_completed")
     j.do("rec_treatment", {"treatments_received": site.treatments, "completed_on": j.today(), **site.treatment_extra})
-    _end_of_treatment(j, "scheduled")
+    assert "write_summary" not in j.ready and "offer_hna" in j.ready  # the end-of-treatment HNA for this course
+    j.hna_declined()
+    _end_of_treatment(j, "scheduled", copy_given=False)  # the recurrence's summary discussed without a copy
     assert "rec_treatment" not in j.ready and "write_summary" not in j.ready
     return j
 

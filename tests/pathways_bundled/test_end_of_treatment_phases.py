@@ -148,6 +148,7 @@ def _recurrence_treated(j: Journey, weeks_later: int) -> None:
     j.wait(7 * weeks_later)
     j.message("recurrence_treatment_completed")
     j.do("rec_treatment", {"treatments_received": ["chemotherapy", "radiotherapy"], "completed_on": j.today()})
+    j.hna_declined()  # at the end of the course for the recurrence
 
 
 def test_two_phases_give_two_summaries_with_their_own_dates(bundled: CarePath, journey_clock: ManualClock) -> None:
