@@ -205,7 +205,14 @@ class _Story:
             },
         )
 
+    def tell_practice(self) -> _Story:
+        """The key worker tells the GP practice of the diagnosis (once; the practice's reviews wait for it)."""
+        if any(t["element"] == "tell_practice" for t in self.view.ready_tasks):
+            self.do("tell_practice", {"told_on": self.today(), "told_via": "electronic_message", "reviews_asked": True})
+        return self
+
     def review(self, element: str) -> _Story:
+        self.tell_practice()
         return self.do(
             element,
             {"reviewed_on": self.today(), "reviewed_by": "gp", "topics": ["support_available"], "new_needs": False},
@@ -273,6 +280,7 @@ def _palliative_route(s: _Story) -> None:
         },
     )
     s.do("pal_review", {"reviewed_on": s.today(), "on_palliative_care_register": True, "palliative_route": "continue"})
+    s.tell_practice()  # the practice's first review is then what it waits for
 
 
 def _test_done(s: _Story) -> dict[str, Any]:
