@@ -860,10 +860,13 @@ def demo(ctx: click.Context, force: bool) -> None:
         rows = load_demo(ctx.obj["settings"], force=force)
     except ConflictError as exc:
         raise click.ClickException(exc.message) from exc
-    click.echo(f"{'patient':<15}{'pathway':<31}{'where they are':<62}next due")
+    width = max([len("where they are"), *(len(r.stage) + (0 if r.loaded else 7) for r in rows)]) + 2
+    click.echo(f"{'patient':<15}{'pathway':<31}{'where they are':<{width}}next due")
     for row in rows:
         due = (row.next_due_at or "")[:10]
-        click.echo(f"{row.patient_ref:<15}{row.pathway_id:<31}{row.stage + ('' if row.loaded else ' (kept)'):<62}{due}")
+        click.echo(
+            f"{row.patient_ref:<15}{row.pathway_id:<31}{row.stage + ('' if row.loaded else ' (kept)'):<{width}}{due}"
+        )
     click.echo(f"{sum(r.loaded for r in rows)} demo patient(s) loaded, {sum(not r.loaded for r in rows)} already there")
 
 

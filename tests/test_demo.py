@@ -105,6 +105,8 @@ def test_command_prints_the_table(loaded: Loaded, tmp_path: Path) -> None:
     lines = result.stdout.splitlines()  # stderr names the database
     assert lines[0].split()[:2] == ["patient", "pathway"]
     assert any(line.startswith("SYN-DEMO-0007") and "quality of life survey" in line for line in lines)
+    due = lines[0].index("next due")  # every row's date in its column, apart from the longest stage
+    assert all(re.fullmatch(r"\s\s\d{4}-\d{2}-\d{2}", line[due - 2 :]) for line in lines[1:-1]), lines
     assert lines[-1] == f"{len(DEMO_PATIENTS)} demo patient(s) loaded, 0 already there"
 
 
