@@ -251,6 +251,7 @@ def test_each_phase_of_care_has_its_own_composition(world: World) -> None:
     journey.message("recurrence_confirmed").hna_declined()
     journey.message("recurrence_treatment_completed")
     journey.do("rec_treatment", {"treatments_received": ["chemotherapy"], "completed_on": journey.today()})
+    journey.hna_declined()  # the needs assessment at the end of the recurrence's treatment
     journey.do(
         "write_summary",
         {
