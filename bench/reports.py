@@ -276,32 +276,17 @@ def reports(url: str, today: datetime, samples: int) -> dict[str, Any]:
 
         return inner
 
+    timeframes = app.settings.referral_timeframes
     try:
         found = {
-            "measures_one_year": timed(
-                run(lambda s: measures_report(s, year, today, 5, app.settings.referral_timeframes)), samples
-            ),
-            "measures_two_years": timed(
-                run(lambda s: measures_report(s, two, today, 5, app.settings.referral_timeframes)), samples
-            ),
-            "measures_one_pathway": timed(
-                run(lambda s: measures_report(s, breast, today, 5, app.settings.referral_timeframes)), samples
-            ),
-            "measures_one_team": timed(
-                run(lambda s: measures_report(s, team, today, 5, app.settings.referral_timeframes)), samples
-            ),
-            "service_page_one_year": timed(
-                run(lambda s: service_insight(s, year, today, 5, app.settings.referral_timeframes)), samples
-            ),
-            "service_page_two_years": timed(
-                run(lambda s: service_insight(s, two, today, 5, app.settings.referral_timeframes)), samples
-            ),
-            "service_page_one_pathway": timed(
-                run(lambda s: service_insight(s, breast, today, 5, app.settings.referral_timeframes)), samples
-            ),
-            "service_page_one_team": timed(
-                run(lambda s: service_insight(s, team, today, 5, app.settings.referral_timeframes)), samples
-            ),
+            "measures_one_year": timed(run(lambda s: measures_report(s, year, today, 5, timeframes)), samples),
+            "measures_two_years": timed(run(lambda s: measures_report(s, two, today, 5, timeframes)), samples),
+            "measures_one_pathway": timed(run(lambda s: measures_report(s, breast, today, 5, timeframes)), samples),
+            "measures_one_team": timed(run(lambda s: measures_report(s, team, today, 5, timeframes)), samples),
+            "service_page_one_year": timed(run(lambda s: service_insight(s, year, today, 5, timeframes)), samples),
+            "service_page_two_years": timed(run(lambda s: service_insight(s, two, today, 5, timeframes)), samples),
+            "service_page_one_pathway": timed(run(lambda s: service_insight(s, breast, today, 5, timeframes)), samples),
+            "service_page_one_team": timed(run(lambda s: service_insight(s, team, today, 5, timeframes)), samples),
             # The export as `carepath report cosd` writes it and the API sends it: CSV text.
             "cosd_one_month": timed(run(lambda s: cosd_csv(s, month)), samples),
             "cosd_one_quarter": timed(run(lambda s: _refused_or(lambda: cosd_csv(s, quarter))), samples),
