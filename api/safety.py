@@ -16,8 +16,9 @@ from typing import Any
 
 from flask import request
 
-from engine.documents.build import fill_instance_forms
+from engine.documents.build import fill_instance_forms, fill_listed_forms
 from engine.documents.render import LANGUAGES
+from engine.instances.queries import Page
 from engine.instances.view import InstanceView
 
 from . import carepath
@@ -40,20 +41,13 @@ def with_notices(tasks: list[dict[str, Any]], instance_id: str) -> list[dict[str
     return fill_instance_forms(carepath(), instance_id, tasks, reader_language())
 
 
-def with_notices_across(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Tasks of many instances (each with its ``instance_id``: the task list) with their forms' notices
-    filled, each with its own patient's line: the list shows the forms, so a child's checklist there
-    gives the child's line, as everywhere else. Only the instances with a form declaring a notice are read.
+def with_notices_across(page: Page) -> list[dict[str, Any]]:
+    """A task list's tasks (each with its ``instance_id``) with their forms' notices filled, each with its
+    own patient's line: the list shows the forms, so a child's checklist there gives the child's line, as
+    everywhere else. Filled from what the page read of each row (no instance restored), else read.
 
     Raises: NotFoundError (an instance gone meanwhile), RuleFileError (the directory is invalid)."""
-    by_instance: dict[str, list[int]] = {}
-    for index, task in enumerate(tasks):
-        by_instance.setdefault(str(task["instance_id"]), []).append(index)
-    filled = list(tasks)
-    for instance_id, indexes in by_instance.items():
-        for index, task in zip(indexes, with_notices([tasks[i] for i in indexes], instance_id), strict=True):
-            filled[index] = task
-    return filled
+    return fill_listed_forms(carepath(), page.items, page.notice_contacts, reader_language())
 
 
 def instance_body(view: InstanceView) -> dict[str, Any]:

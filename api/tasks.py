@@ -28,7 +28,7 @@ def list_ready() -> tuple[dict[str, Any], int, dict[str, str]]:
     where, element = instance_filter(), query_str("element", r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
     cursor, limit = query_str("cursor"), query_int("limit", 20, 1, MAX_LIMIT)
     with query_errors():  # a cursor this API did not issue, a status other than running
-        page = queries().ready_tasks(where, element, cursor, limit).as_dict()
+        page = queries().ready_tasks(where, element, cursor, limit)
     # Referrals not accepted in time, for their named contacts: on the first page, not counted in pages.
     escalations = (
         []
@@ -42,7 +42,12 @@ def list_ready() -> tuple[dict[str, Any], int, dict[str, str]]:
         else carepath().treatment_summaries.list_overdue(where.patient_ref, where.pathway_id, where.scope.condition())
     )
     return (
-        {**page, "items": with_notices_across(page["items"]), "escalations": escalations, "summaries_overdue": overdue},
+        {
+            **page.as_dict(),
+            "items": with_notices_across(page),
+            "escalations": escalations,
+            "summaries_overdue": overdue,
+        },
         200,
         VARY,
     )

@@ -87,6 +87,7 @@ INSTANCE_COLUMNS = (
     "next_due_at",
     "incident",
     "ready_tasks",
+    "notice_contacts",
     "event_seq",
     "event_head",
     "created_at",

@@ -163,6 +163,10 @@ class PathwayInstance(Base):
     # JSON list of the ready tasks as of the last save, without their forms (engine.spiff.workflows.ready_task_summary):
     # work lists read it instead of restoring every instance. NULL: saved before it existed.
     ready_tasks: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # JSON of the data the ready tasks' safety notices are chosen by (engine.spiff.workflows.notice_contacts),
+    # so that a work list fills a checklist's 24-hour line without reading the state. NULL: no ready task's
+    # form declares a notice, or saved before it existed (then the list reads the instance).
+    notice_contacts: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Head of the hash-chained event trail (see engine.audit): catches deletion of the newest event.
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     event_head: Mapped[str] = mapped_column(String(64), default="0" * 64)

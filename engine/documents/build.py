@@ -22,6 +22,7 @@ Patient data: documents are for the patient and their care team, never for logs.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,7 @@ __all__ = [
     "end_of_treatment_summaries",
     "end_of_treatment_summary",
     "fill_instance_forms",
+    "fill_listed_forms",
     "instance_safety_notice",
     "render_html",
     "render_pdf",
@@ -876,17 +878,64 @@ def fill_instance_forms(
     )
 
 
+def fill_listed_forms(
+    carepath: CarePath,
+    tasks: list[dict[str, Any]],
+    notice_contacts: Mapping[str, str | None],
+    language: str | None = "en",
+) -> list[dict[str, Any]]:
+    """Tasks of many instances (a task list: each with its ``instance_id`` and ``pathway_id``) with their
+    forms' safety notices filled, each with its own patient's line as :func:`fill_instance_forms` fills
+    it, from what each instance's row keeps for it (``notice_contacts``: the page's, read with the
+    list, so no instance is restored); an instance whose row keeps nothing (saved before rows kept it)
+    is read instead. Tasks whose forms declare no notice are returned as they are.
+
+    Raises: NotFoundError (an instance gone meanwhile), RuleFileError (the directory is invalid).
+    """
+    by_instance: dict[str, list[int]] = {}
+    for index, task in enumerate(tasks):
+        if isinstance(task.get("form"), dict) and NOTICE_KEY in task["form"]:
+            by_instance.setdefault(str(task["instance_id"]), []).append(index)
+    filled = list(tasks)
+    for instance_id, indexes in by_instance.items():
+        listed = [tasks[i] for i in indexes]
+        kept = notice_contacts.get(instance_id)
+        if kept is None:
+            done = fill_instance_forms(carepath, instance_id, listed, language)
+        else:
+            directory, contacts = _contacts_of(carepath, str(listed[0]["pathway_id"]), json.loads(kept), language)
+            done = fill_tasks(
+                listed,
+                directory,
+                contacts.language,
+                contacts.system,
+                child=contacts.child,
+                childrens_line=contacts.childrens_hospital() if contacts.child else None,
+            )
+        for index, task in zip(indexes, done, strict=True):
+            filled[index] = task
+    return filled
+
+
 def _patient_contacts(carepath: CarePath, instance_id: str, language: str | None) -> tuple[ServiceDirectory, Contacts]:
     """The service directory and the contacts of the patient of an instance, decided as their documents
     decide them (:class:`_Sources`): their health system, and whether they are a child.
 
     Raises: NotFoundError (no such instance), RuleFileError (the directory is invalid).
     """
-    language = resolve_language(language)
     with read_only(carepath.sessions) as session:
         view, data = carepath.instances.read(session, instance_id)
+    return _contacts_of(carepath, view.pathway_id, data, language)
+
+
+def _contacts_of(
+    carepath: CarePath, pathway_id: str, data: dict[str, Any], language: str | None
+) -> tuple[ServiceDirectory, Contacts]:
+    """The service directory and the contacts of the patient of an instance of ``pathway_id`` whose data
+    is ``data`` (all of it, or the row's :data:`~engine.instances.forms.CONTACT_KEYS` of it)."""
+    language = resolve_language(language)
     directory = service_directory(carepath.settings)
-    child = _is_child(view.pathway_id, data)
+    child = _is_child(pathway_id, data)
     labels = _Labels(language, carepath.rules.catalogue()).of
     contacts = Contacts(
         directory, language, strings(language), labels, data, child=child, health_system=carepath.settings.health_system

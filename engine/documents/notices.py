@@ -23,16 +23,15 @@ import ``documents``): the API, the web pages and the FHIR Questionnaire do, thr
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from engine.documents.contacts import hours_label
 from engine.documents.directory import DirectoryEntry, HealthSystem, ServiceDirectory
 from engine.documents.render import LANGUAGES, strings
+from engine.instances.forms import NOTICE_KEY  # what a form declares (one of NOTICE_KINDS)
 
 __all__ = ["NOTICE_KEY", "NOTICE_KINDS", "TEXT_KEY", "fill_form", "fill_tasks", "safety_notice"]
 
-NOTICE_KEY = "x-carepath-safety-notice"  # what a form declares (one of NOTICE_KINDS)
 TEXT_KEY = "x-carepath-safety-notice-text"  # what a filled form carries
 # The notices there are, each a key of the locales' ``safety`` section.
 NOTICE_KINDS = ("twenty_four_hour_line", "during_treatment", "after_treatment")
@@ -112,7 +111,7 @@ def fill_form(
     notice = safety_notice(
         directory, language, str(form[NOTICE_KEY]), system=system, child=child, childrens_line=childrens_line
     )
-    filled = copy.deepcopy(form)
+    filled = dict(form)  # only top-level keys change: the form's fields are shared, never written
     filled[TEXT_KEY] = notice
     rest = filled.get("description")
     filled["description"] = f"{notice['text']} {rest}" if isinstance(rest, str) and rest else notice["text"]

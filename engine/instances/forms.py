@@ -18,8 +18,9 @@ import jsonschema
 
 from engine.errors import Problem, StartDataError, TaskDataError
 from engine.settings import HEALTH_SYSTEMS
+from engine.spiff.workflows import CONTACT_KEYS, NOTICE_KEY  # what a form's safety notice is filled from
 
-__all__ = ["check_form_data", "check_start_data"]
+__all__ = ["CONTACT_KEYS", "NOTICE_KEY", "check_form_data", "check_start_data"]
 
 
 @functools.lru_cache(maxsize=512)

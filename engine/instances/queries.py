@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,6 +97,9 @@ class InstanceFilter:
 class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
+    # A task list's: for each listed instance, what its checklists' safety notices are chosen by, as its
+    # row keeps it (engine.spiff.workflows.notice_contacts; None: nothing kept). Not part of the page shown.
+    notice_contacts: dict[str, str | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"items": self.items, "next_cursor": self.next_cursor}
@@ -186,6 +189,7 @@ _WORKED = (
     PathwayInstance.patient_ref,
     PathwayInstance.revision,
     PathwayInstance.ready_tasks,
+    PathwayInstance.notice_contacts,
     PathwayInstance.created_at,
     PathwayInstance.next_due_at,
     PathwayInstance.pathway_version_id,
@@ -271,7 +275,8 @@ class InstanceQueries:
                     for task in tasks
                     if element is None or task.element == element
                 )
-        return self._page(items, rows, limit, due_order=_due_order(where, element))
+        page = self._page(items, rows, limit, due_order=_due_order(where, element))
+        return replace(page, notice_contacts={row.id: row.notice_contacts for row in rows[:limit]})
 
     def events(self, instance_id: str) -> list[dict[str, Any]]:
         """The event trail of one instance, oldest first.

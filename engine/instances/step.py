@@ -587,6 +587,7 @@ class StepRunner:
             instance.state = serializer.dump_state(workflow)
             live = instance.status in (Status.RUNNING, Status.SUSPENDED)  # suspended: valid on resume
             instance.ready_tasks = workflows.ready_task_summary(workflow) if live else None
+            instance.notice_contacts = workflows.notice_contacts(workflow) if live else None
             instance.next_due_at = workflows.next_due_at(workflow)
             step.workflow_changed = False
         instance.updated_at = self.clock.now()

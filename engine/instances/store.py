@@ -81,6 +81,7 @@ _COLUMNS = (
     "created_at",
     "updated_at",
     "ready_tasks",
+    "notice_contacts",
     "one_per_patient",
     "organisation",
     "care_team",
@@ -96,6 +97,7 @@ _WRITABLE = (
     "event_head",
     "updated_at",
     "ready_tasks",
+    "notice_contacts",
     "care_team",
 )
 _MAX_EVENTS_PER_STATEMENT = 16
@@ -143,6 +145,9 @@ class InstanceRecord:
     # ready_task_elements, rewritten when the summary changes, and what a save compares ``ready_tasks``
     # with for ``task.ready`` webhooks.
     stored_ready_tasks: str | None = None
+    # What the ready tasks' safety notices are filled from (engine.spiff.workflows.notice_contacts):
+    # None when no ready task's form declares one.
+    notice_contacts: str | None = None
     one_per_patient: bool = True  # counted by the one-active-instance index (set at start only)
     # Why the stored state could not be read (engine.db.stored_state), if it could not: ``state`` is
     # then empty and the step path refuses to restore it; the stored bytes are kept as they are.

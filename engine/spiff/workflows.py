@@ -14,9 +14,10 @@ Design points (each measured in LIBRARY_NOTES):
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,15 +33,28 @@ from engine.spiff.serializer import SERIALIZER
 # The property under which a user task's form (a JSON Schema) is kept on its task spec; written by
 # engine.pathways.diagrams when a diagram is prepared for the engine, so it is part of the version.
 FORM_PROPERTY = "carepath.formSchema"
+# What a form declares at its top when it must be shown with the patient's 24-hour line (the needs
+# checklists): the documents fill it (engine.documents.notices); the row keeps what they fill it from.
+NOTICE_KEY = "x-carepath-safety-notice"
+# The data a patient's 24-hour line is chosen by, as the documents choose it: their health system's
+# section of the service directory (engine.documents.directory.ServiceDirectory.for_patient: the
+# instance's own ``health_system``, else the one section knowing their named contact, GP practice or
+# local hospital), and whether they are a child with a treatment centre's line (the pathway or
+# ``diagnosis``; the team of their named contact, their ``local_hospital``:
+# engine.documents.contacts.Contacts.childrens_hospital). Of ``named_contact`` only the staff reference.
+CONTACT_KEYS = ("diagnosis", "gp_practice", "health_system", "local_hospital", "named_contact")
 
 __all__ = [
+    "CONTACT_KEYS",
     "FORM_PROPERTY",
+    "NOTICE_KEY",
     "TaskInfo",
     "accumulated_data",
     "correct_data",
     "error_tasks",
     "make_ready",
     "new_workflow",
+    "notice_contacts",
     "ready_task_summary",
     "ready_tasks",
     "task_lane",
@@ -317,8 +331,9 @@ def _has_task(workflow: BpmnWorkflow, uuid: UUID) -> bool:
     return any(uuid in sp.tasks for sp in workflow.subprocesses.values())
 
 
-def accumulated_data(workflow: BpmnWorkflow) -> dict[str, Any]:
-    """The data an instance has accumulated so far, running or finished (a copy).
+def accumulated_data(workflow: BpmnWorkflow, keys: Collection[str] | None = None) -> dict[str, Any]:
+    """The data an instance has accumulated so far, running or finished (a copy); only ``keys`` of
+    it when given (the others are neither read nor copied).
 
     Finished history is compacted away (engine.spiff.compaction), so this reads the newest data of each
     branch: every task holding data whose children hold none (the frontier, or the last tasks of a
@@ -327,6 +342,10 @@ def accumulated_data(workflow: BpmnWorkflow) -> dict[str, Any]:
     listener branch beats the unchanged copy the care branch carries). When branches changed the
     same key, the most recently changed branch wins.
     """
+
+    def wanted(data: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+        return iter(data.items()) if keys is None else ((k, data[k]) for k in keys if k in data)
+
     holders = [
         task
         for wf in (workflow, *workflow.subprocesses.values())
@@ -335,12 +354,36 @@ def accumulated_data(workflow: BpmnWorkflow) -> dict[str, Any]:
     ]
     top = [task for task in holders if task.workflow is workflow]
     baseline = _common_ancestor(top).data if len(top) > 1 else {}
-    merged = copy.deepcopy(workflow.data)
+    merged = {k: copy.deepcopy(v) for k, v in wanted(workflow.data)}
     for task in sorted(holders, key=lambda t: t.last_state_change):
-        merged.update({k: copy.deepcopy(v) for k, v in task.data.items() if k not in baseline or baseline[k] != v})
-    for key, value in baseline.items():
+        merged.update({k: copy.deepcopy(v) for k, v in wanted(task.data) if k not in baseline or baseline[k] != v})
+    for key, value in wanted(baseline):
         merged.setdefault(key, copy.deepcopy(value))
     return merged
+
+
+def notice_contacts(workflow: BpmnWorkflow) -> str | None:
+    """What the row keeps for its ready tasks' safety notices (JSON of :data:`CONTACT_KEYS` as the
+    instance's data holds them): a work list fills a listed checklist's notice from it without
+    restoring the instance. None when no ready task's form declares a notice (nothing to fill)."""
+    if not any(_declares_notice(_spec_form_json(task.task_spec)) for task in ready_tasks(workflow)):
+        return None
+    data = accumulated_data(workflow, CONTACT_KEYS)
+    contact = data.get("named_contact")
+    if "named_contact" in data:
+        data["named_contact"] = {"staff_ref": contact.get("staff_ref")} if isinstance(contact, dict) else None
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@functools.lru_cache(maxsize=256)
+def _declares_notice(form_text: str | None) -> bool:
+    if form_text is None or NOTICE_KEY not in form_text:
+        return False
+    try:
+        form = json.loads(form_text)
+    except ValueError:
+        return False
+    return isinstance(form, dict) and NOTICE_KEY in form
 
 
 def correct_data(workflow: BpmnWorkflow, update: dict[str, Any]) -> None:

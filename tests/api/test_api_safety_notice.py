@@ -17,9 +17,11 @@ import pytest
 import yaml
 from flask import Flask
 from helpers import CARE_PLAN_PATHWAY
+from sqlalchemy import update
 
 from api import create_app
 from engine import ManualClock
+from engine.db.models import PathwayInstance
 from engine.settings import bundled_service_directory
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -168,3 +170,72 @@ def test_forms_without_a_notice_are_untouched(client: Any, auth: Any) -> None:
     ).json
     form = instance["ready_tasks"][0]["form"]
     assert TEXT not in form and NOTICE not in form
+
+
+def _instance_reads(client: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the instances whose workflow is read (restored, or taken from the cache) from now on."""
+    service = client.application.extensions["carepath"].instances
+    read: list[str] = []
+    real = service.read
+
+    def spy(session: Any, instance_id: str) -> Any:
+        read.append(instance_id)
+        return real(session, instance_id)
+
+    monkeypatch.setattr(service, "read", spy)
+    return read
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        ({"age": 54}, ENGLAND),
+        ({"age": 54, "health_system": "sweden"}, SWEDEN),
+        ({"age": 54, "local_hospital": "EXEMPELSJUKHUSET"}, SWEDEN),  # the one section knowing the hospital
+        ({"age": 9, "diagnosis": "children_young_people"}, PTC_ENGLAND),
+        ({"age": 9, "diagnosis": "children_young_people", "health_system": "sweden"}, PTC_SWEDEN),
+    ],
+)
+def test_the_task_list_fills_each_checklist_from_its_row_without_restoring_the_instance(
+    client: Any, auth: Any, monkeypatch: pytest.MonkeyPatch, data: dict[str, Any], line: str
+) -> None:
+    # Issue 19: no workflow state is fetched for a list. The row keeps what the line is chosen by, so the
+    # list gives each patient's own line (an adult's, a Swedish patient's, a child's treatment centre's)
+    # and no instance read.
+    _start(client, auth, data)
+    read = _instance_reads(client, monkeypatch)
+    response = client.get("/v1/tasks", headers=auth("clinician"))
+    assert response.status_code == 200, response.json
+    notice = _checklist(response.json["items"])[TEXT]
+    assert notice["phone"] == line and line in notice["text"], notice
+    assert read == []
+
+
+def test_a_row_saved_before_it_kept_the_lines_inputs_is_read_and_still_gets_its_own_line(
+    client: Any, auth: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A row from before migration 0030 keeps nothing (NULL): the list reads that instance, as before, and
+    # gives the same line. Here the deployment's section is England's and the child's instance Sweden's.
+    instance = _start(client, auth, {"age": 9, "diagnosis": "children_young_people", "health_system": "sweden"}).json
+    carepath = client.application.extensions["carepath"]
+    with carepath.sessions.begin() as session:
+        session.execute(
+            update(PathwayInstance).where(PathwayInstance.id == instance["id"]).values(notice_contacts=None)
+        )
+    read = _instance_reads(client, monkeypatch)
+    notice = _checklist(client.get("/v1/tasks", headers=auth("clinician")).json["items"])[TEXT]
+    assert notice["phone"] == PTC_SWEDEN
+    assert read == [instance["id"]]
+
+
+def test_a_corrected_health_system_moves_the_listed_line(client: Any, auth: Any) -> None:
+    # The row's kept values follow a correction of the data: the list gives the corrected section's line.
+    instance = _start(client, auth).json
+    assert _checklist(client.get("/v1/tasks", headers=auth("clinician")).json["items"])[TEXT]["phone"] == ENGLAND
+    corrected = client.patch(
+        f"/v1/instances/{instance['id']}/data",
+        json={"data": {"health_system": "sweden"}, "reason": "entered_in_error"},
+        headers=auth("clinician", **{"If-Match": f'"{instance["version"]}"'}),
+    )
+    assert corrected.status_code == 200, corrected.json
+    assert _checklist(client.get("/v1/tasks", headers=auth("clinician")).json["items"])[TEXT]["phone"] == SWEDEN

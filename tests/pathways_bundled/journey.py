@@ -20,6 +20,9 @@ from sqlalchemy import select
 
 from engine import CarePath, ManualClock
 from engine.db.models import CarePlanItem
+from engine.documents.build import fill_instance_forms, fill_listed_forms
+from engine.documents.notices import NOTICE_KEY
+from engine.instances.queries import InstanceFilter, InstanceQueries
 from engine.instances.timers import fire_due_timers
 from engine.pathways.sources import PathwayLibrary
 from engine.scenarios import DiagramFlows, diagram_flows
@@ -106,11 +109,26 @@ class Journey:
         self, element: str, data: dict[str, Any] | None = None, actor: str = NURSE, process: str | None = None
     ) -> Journey:
         task = self.task(element, process)
+        if NOTICE_KEY in (task.get("form") or {}) and isinstance(self.app, CarePath):  # not over HTTP (bench/api.py)
+            self.check_listed_notice()
         self.view = self.app.instances.complete_task(
             self.view.id, task["id"], data or {}, actor, expected_version=self.view.version
         )
         assert self.view.status in ("running", "completed"), self.view.incident
         return self
+
+    def check_listed_notice(self) -> None:
+        """A checklist's safety notice in the task list (filled from what the row keeps, nothing restored)
+        is the one the instance's own data gives (the patient's section, a child's treatment centre)."""
+        page = InstanceQueries(self.app.sessions, self.app.instances).ready_tasks(
+            InstanceFilter(patient_ref=self.patient)
+        )
+        mine = [t for t in page.items if t["instance_id"] == self.view.id]
+        assert page.notice_contacts.get(self.view.id) is not None, "the row keeps nothing for its checklist"
+        for language in ("en", "sv"):
+            listed = fill_listed_forms(self.app, mine, page.notice_contacts, language)
+            read = fill_instance_forms(self.app, self.view.id, mine, language)
+            assert [t["form"] for t in listed] == [t["form"] for t in read], language
 
     def message(self, name: str, payload: dict[str, Any] | None = None) -> Journey:
         [delivered] = self.app.instances.send_message(
