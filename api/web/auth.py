@@ -60,6 +60,7 @@ from engine.identity import Provider
 from engine.patients import still_linked
 
 from ..auth import identity_provider
+from ..headers import over_tls
 from ..scope import break_glass, check_request
 
 __all__ = [
@@ -90,7 +91,7 @@ class TlsAwareSessions(SecureCookieSessionInterface):
     """The session cookie is Secure when the request came over TLS (or the setting says so)."""
 
     def get_cookie_secure(self, app: Any) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+        return over_tls()
 
 
 def sign_in(secret: str) -> Principal:
