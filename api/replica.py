@@ -24,6 +24,7 @@ from flask import Flask, Response, g, request
 from engine.db.replica import LSN_PATTERN, forget_write_position, last_write_position, replica_reads
 
 from .errors import ApiError
+from .headers import over_tls
 
 __all__ = ["HEADER", "init_app"]
 
@@ -103,7 +104,7 @@ def init_app(app: Flask) -> None:
                     max_age=int(REMEMBER_SECONDS),
                     httponly=True,
                     samesite="Strict",
-                    secure=request.is_secure,
+                    secure=over_tls(),  # as the session cookie is, also behind a proxy that terminates TLS
                 )
         return response
 

@@ -5,6 +5,11 @@ SameSite=Lax, Secure when the request came over TLS or ``SESSION_COOKIE_SECURE``
 holds the token's id, never its secret; every request checks that the token still exists and is not
 revoked, so revoking a token signs its browser sessions out too.
 
+A session lasts :attr:`flask.Flask.permanent_session_lifetime` (a working shift) from its sign-in, however
+often it is used: Flask signs the cookie afresh on every response, so the cookie's own expiry slides with
+each request, and the end is kept in the session instead (``until``, judged by the engine's clock, as a
+person's is). A token's session without one (a cookie from before) is signed out.
+
 Every sign-in gives the session a new random id (``sid``). The cookie has no server record, so clearing it
 at sign-out would not end a copy taken earlier: signing out records the id as ended
 (:func:`engine.access.end_web_session`), and every request looks it up on the primary, in the read that
@@ -55,6 +60,7 @@ from engine.identity import Provider
 from engine.patients import still_linked
 
 from ..auth import identity_provider
+from ..headers import over_tls
 from ..scope import break_glass, check_request
 
 __all__ = [
@@ -85,7 +91,7 @@ class TlsAwareSessions(SecureCookieSessionInterface):
     """The session cookie is Secure when the request came over TLS (or the setting says so)."""
 
     def get_cookie_secure(self, app: Any) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+        return over_tls()
 
 
 def sign_in(secret: str) -> Principal:
@@ -95,7 +101,8 @@ def sign_in(secret: str) -> Principal:
     """
     with read_only(current_app.extensions["carepath"].sessions) as db:
         found = authenticate(db, secret, current_app.extensions["carepath"].clock)
-    _new_session(token_id=found.token_id)
+    # The end of the shift, fixed now: the cookie's own expiry moves on with every response Flask signs.
+    _new_session(token_id=found.token_id, until=(_now() + current_app.permanent_session_lifetime).isoformat())
     g.principal = found
     return found
 
@@ -260,7 +267,7 @@ def _forget() -> None:
 
 def principal() -> Principal | None:
     """The signed-in user, or None; a session that was signed out (in any copy of its cookie), whose token
-    was revoked or expired, or whose person signed in longer ago than the session's lifetime, is ended."""
+    was revoked or expired, or that was signed in longer ago than the session's lifetime, is ended."""
     if "principal" in g:
         return cast(Principal | None, g.principal)
     found = None
@@ -271,12 +278,20 @@ def principal() -> Principal | None:
             pass  # a cookie from before sessions had ids: signed out, the user signs in again once
         elif "person" in session:
             found = _person(session["person"], session_id)
-        elif isinstance(token_id, str):
+        elif isinstance(token_id, str) and _within_shift(session.get("until")):
             found = _token_holder(token_id, session_id)
         if found is None:
             _forget()
     g.principal = found
     return found
+
+
+def _within_shift(until: object) -> bool:
+    """Whether a session signed in until ``until`` (ISO 8601, from the sign-in) still lasts."""
+    try:
+        return isinstance(until, str) and _now() < datetime.fromisoformat(until)
+    except ValueError:
+        return False
 
 
 def _token_holder(token_id: str, session_id: str) -> Principal | None:

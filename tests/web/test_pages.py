@@ -185,6 +185,28 @@ def test_a_session_from_before_session_ids_is_signed_out(signed_in: Client) -> N
     assert response.status_code == 302 and response.location.startswith("/sign-in")
 
 
+def test_a_token_session_ends_a_shift_after_sign_in_however_often_it_is_used(app: Flask, signed_in: Client) -> None:
+    """Flask signs the cookie afresh on every response, so its own expiry slides with each request: a
+    browser used every few hours would stay signed in for ever. The shift counts from the sign-in."""
+    client = signed_in("clinician")
+    for _ in range(7):  # a page every hour for seven hours
+        engine(app).clock.advance(timedelta(hours=1))
+        assert client.get("/work-list").status_code == 200
+    engine(app).clock.advance(timedelta(hours=1) - timedelta(seconds=1))
+    assert client.get("/work-list").status_code == 200
+    engine(app).clock.advance(timedelta(seconds=1))
+    response = client.get("/work-list")
+    assert response.status_code == 302 and response.location.startswith("/sign-in")
+
+
+def test_a_token_session_from_before_its_lifetime_was_kept_is_signed_out(signed_in: Client) -> None:
+    client = signed_in("clinician")
+    with client.session_transaction() as session:
+        del session["until"]  # as a cookie made before sessions kept when they end
+    response = client.get("/work-list")
+    assert response.status_code == 302 and response.location.startswith("/sign-in")
+
+
 def test_a_revoked_token_ends_its_sessions(app: Flask, signed_in: Client) -> None:
     client = signed_in("clinician")
     assert client.get("/work-list").status_code == 200
@@ -327,7 +349,7 @@ def test_the_work_list_puts_the_soonest_deadline_first_and_flags_overdue_ones(
     assert html.index("MRN-0002") < html.index("MRN-0001")
     assert "2026-01-22 09:00 UTC" in html and "None waiting" in html and 'data-test="overdue"' not in html
     clock_of(app).advance(timedelta(days=8))  # the worker has not fired it yet: overdue
-    html = text(client.get("/work-list"))
+    html = text(signed_in("clinician").get("/work-list"))  # another shift: signed in again
     assert 'data-test="overdue"' in html and "since 2026-01-22 09:00 UTC" in html
 
 

@@ -75,6 +75,7 @@ def test_a_referral_not_accepted_in_time_is_on_the_work_list_until_completed(
     assert 'data-test="escalations"' not in _text(client.get("/work-list"))
     clock_of(app).advance(timedelta(days=7))
     assert carepath.referral_escalations.open_due() == 1
+    client = signed_in("clinician")  # another shift: signed in again
     html = _text(client.get("/work-list"))
     assert 'data-test="escalations"' in html and "MRN-5005" in html
     escalation = carepath.referral_escalations.list_open()[0]["id"]

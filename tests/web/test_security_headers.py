@@ -141,3 +141,14 @@ def test_templates_hold_no_inline_script_or_style() -> None:
         source = template.read_text(encoding="utf-8")
         for pattern in (inline_script, handler, styled):
             assert not pattern.search(source), (template.name, pattern.pattern, pattern.search(source))
+
+
+def test_answers_over_tls_tell_the_browser_to_come_back_over_tls_only(app: Flask) -> None:
+    """Without Strict-Transport-Security a browser's next visit may start over plain http (a typed
+    address, an old link), where a network attacker answers instead of the server."""
+    for path in ("/sign-in", "/v1/", "/fhir/R4/metadata"):
+        over_tls = app.test_client().get(path, base_url="https://localhost")
+        assert over_tls.headers["Strict-Transport-Security"] == "max-age=31536000", path
+        assert "Strict-Transport-Security" not in app.test_client().get(path).headers  # plain http: meaningless
+    app.config["SESSION_COOKIE_SECURE"] = True  # behind a proxy that terminates TLS (docs/web.md)
+    assert app.test_client().get("/sign-in").headers["Strict-Transport-Security"] == "max-age=31536000"
