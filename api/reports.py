@@ -33,8 +33,9 @@ bp = Blueprint("reports", __name__, url_prefix="/v1/reports")
 
 
 def _query(team: bool = True) -> MeasureQuery:
-    """The period and filters of the request, within the caller's organisation (a manager or auditor
-    token made with one counts that organisation's patients only). Raises: ApiError 400 naming the
+    """The period and filters of the request, within the caller's scope (a manager or auditor token made
+    with an organisation counts that organisation's patients only; a manager's with teams, those teams'
+    only: an auditor's scope is always the whole organisation). Raises: ApiError 400 naming the
     parameter."""
     since, until = query_time("from"), query_time("to")
     pathway = query_str("pathway", NAME_PATTERN)
@@ -47,6 +48,7 @@ def _query(team: bool = True) -> MeasureQuery:
             chosen_team,
             now=carepath().clock.now(),
             organisation=current_principal().scope.organisation,
+            teams=current_principal().scope.teams,
         )
 
 

@@ -52,8 +52,11 @@ def service() -> str | tuple[str, int]:
     try:
         if pathway is not None and not _PATHWAY.match(pathway):
             raise InvalidInputError("not a pathway", [Problem(translate("service.bad_pathway"), field="pathway")])
-        # Within the user's organisation (a token made without one: every organisation's).
-        query = MeasureQuery.of(_day("from"), _day("to"), pathway, now=now, organisation=scope().organisation)
+        # Within the user's scope: their organisation (a token made without one: every organisation's), and
+        # a manager limited to care teams counts those teams' patients only.
+        query = MeasureQuery.of(
+            _day("from"), _day("to"), pathway, now=now, organisation=scope().organisation, teams=scope().teams
+        )
     except InvalidInputError as exc:
         return render_template("web/service.html", form=form, problems=exc.problems, insight=None), 400
     with read_only(engine.sessions) as session:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import false, select
 
 from engine.calendar import add_months
 from engine.care_teams import NAME_PATTERN
@@ -47,13 +47,15 @@ _ANSWERED = ("first_contact", "completed", *CLOSING_STATUSES)
 
 @dataclass(frozen=True)
 class MeasureQuery:
-    """Which period, pathway and care team a report covers, within ``organisation`` (the caller's, from
-    its scope: engine.care_teams; None: every organisation, for an unscoped caller). A team is one of
-    that organisation's (``team`` for a caller reaching every organisation matches that team in any).
+    """Which period, pathway and care team a report covers, within ``organisation`` and ``teams`` (the
+    caller's scope: engine.care_teams; ``organisation`` None: every organisation, for an unscoped
+    caller; ``teams`` None: every team of it). A team is one of that organisation's (``team`` for a
+    caller reaching every organisation matches that team in any); a caller limited to some teams
+    counts only their patients, and may choose only one of them.
 
     Raises:
         InvalidInputError: ``until`` not after ``since``, a period longer than :data:`MAX_PERIOD_DAYS`,
-            a naive time, a pathway id or team that is not one.
+            a naive time, a pathway id or team that is not one, a team outside ``teams``.
     """
 
     since: datetime
@@ -61,6 +63,7 @@ class MeasureQuery:
     pathway_id: str | None = None
     team: str | None = None
     organisation: str | None = None
+    teams: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,6 +77,8 @@ class MeasureQuery:
             problems.append(Problem("is not a pathway id", field="pathway"))
         if self.team is not None and not _TEAM.match(self.team):
             problems.append(Problem("is not a care team's identifier", field="team"))
+        elif self.team is not None and self.teams is not None and self.team not in self.teams:
+            problems.append(Problem("is not one of the care teams you reach", field="team"))
         if problems:
             raise InvalidInputError("the report's period or filters are not valid", problems)
 
@@ -87,6 +92,7 @@ class MeasureQuery:
         *,
         now: datetime,
         organisation: str | None = None,
+        teams: frozenset[str] | None = None,
     ) -> MeasureQuery:
         """A query with the defaults filled in: until now, from a year (365 days) before ``until``.
 
@@ -100,16 +106,19 @@ class MeasureQuery:
             pathway_id,
             team,
             organisation,
+            teams if organisation is not None else None,
         )
 
     def placed(self, instance_id: Any) -> list[Any]:
         """The SQL conditions keeping rows whose instance (``instance_id``, a column) is of the query's
-        organisation and team: none when the query names neither."""
+        organisation and team (or teams): none when the query names neither."""
         if self.organisation is None and self.team is None:
             return []
         where = [PathwayInstance.organisation == self.organisation] if self.organisation is not None else []
         if self.team is not None:
             where.append(PathwayInstance.care_team == self.team)
+        elif self.teams is not None and self.organisation is not None:
+            where.append(PathwayInstance.care_team.in_(sorted(self.teams)) if self.teams else false())
         return [instance_id.in_(select(PathwayInstance.id).where(*where))]
 
     def holds(self, at: datetime | None) -> bool:

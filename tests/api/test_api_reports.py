@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from flask import Flask
 from helpers import assert_problem
 from report_cohort import AS_OF, P, Patient, at, cohort, days, write_cohort
+from test_api_care_teams import scoped_token
 
 from api import create_app
 from api.cli import main
@@ -204,3 +205,34 @@ def test_the_command_line_refreshes_the_summary(app: Flask, monkeypatch: pytest.
     first = _cli(app, monkeypatch, "refresh")
     assert first.exit_code == 0 and "summary: 6 instance(s) refreshed" in first.stdout, first.output
     assert "summary: 0 instance(s) refreshed" in _cli(app, monkeypatch, "refresh").stdout
+
+
+def test_a_manager_limited_to_care_teams_reports_and_exports_those_teams_patients_only(
+    app: Flask, client: Any, clock: ManualClock
+) -> None:
+    # docs/access.md: only an auditor reaches the whole organisation. A manager whose token names the lung
+    # team counts lung's patients, exports lung's rows, and cannot ask for the breast team; a manager of
+    # the whole organisation (no team named) gets both teams' patients, as before.
+    clock.set(AS_OF)
+    patients = cohort()
+    for letter in "EF":
+        patients[letter].care_team = "lung"
+    with unit_of_work(app.extensions["carepath"].sessions) as session:
+        ids = write_cohort(session, patients)
+    refresh_summary(app.extensions["carepath"].sessions, AS_OF, app.extensions["carepath"].settings.referral_timeframes)
+    lung = {"Authorization": f"Bearer {scoped_token(app, 'manager', 'rx1', ['lung'])}"}
+    trust = {"Authorization": f"Bearer {scoped_token(app, 'manager', 'rx1')}"}
+
+    def exported(headers: dict[str, str], query: str = "") -> set[str]:
+        response = client.get(f"/v1/reports/cosd?{PERIOD}&pathway={P}{query}", headers=headers)
+        assert response.status_code == 200, response.json
+        return {row["instance_id"] for row in response.json["rows"]}
+
+    assert exported(lung) == {ids["E"], ids["F"]}
+    assert exported(trust) == {ids[p] for p in "ABCEF"}
+    lung_measures = client.get(f"/v1/reports/measures?{PERIOD}&pathway={P}", headers=lung)
+    team_measures = client.get(f"/v1/reports/measures?{PERIOD}&pathway={P}&team=lung", headers=trust)
+    assert lung_measures.status_code == team_measures.status_code == 200
+    assert lung_measures.json["measures"] == team_measures.json["measures"]
+    refused = client.get(f"/v1/reports/measures?{PERIOD}&team=breast", headers=lung)
+    assert [e["field"] for e in assert_problem(refused, 400, "request-invalid")["errors"]] == ["team"]
