@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 
 from engine.db.replica import LSN_PATTERN, forget_write_position, last_write_position, replica_reads
 
@@ -57,8 +57,13 @@ class _Positions:
 
 def _caller() -> str | None:
     """A digest naming the caller's credential (never the credential itself), or None for anonymous requests."""
-    credential = request.headers.get("Authorization") or request.cookies.get("carepath_session")
+    credential = request.headers.get("Authorization") or request.cookies.get(_session_cookie())
     return hashlib.sha256(credential.encode()).hexdigest() if credential else None
+
+
+def _session_cookie() -> str:
+    """The web session's cookie name, as the deployment configures it (``SESSION_COOKIE_NAME``)."""
+    return str(current_app.config["SESSION_COOKIE_NAME"])
 
 
 def _later(a: str | None, b: str | None) -> str | None:
@@ -97,7 +102,7 @@ def init_app(app: Flask) -> None:
             caller = _caller()
             if caller:
                 positions.put(caller, position)
-            if request.cookies.get("carepath_session"):
+            if request.cookies.get(_session_cookie()):
                 response.set_cookie(
                     COOKIE,
                     position,

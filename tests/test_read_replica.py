@@ -148,6 +148,16 @@ def test_a_browser_session_gets_the_position_as_a_cookie_and_a_bad_position_is_r
     assert refused.status_code == 400 and refused.json["type"].endswith("/request-invalid")
 
 
+def test_the_position_cookie_follows_the_deployments_session_cookie_name(world: World) -> None:
+    # A deployment that names its session cookie otherwise (SESSION_COOKIE_NAME) still gets the position.
+    world.app.config["SESSION_COOKIE_NAME"] = "__Host-carepath"
+    system = world.token("system")
+    world.client.set_cookie("__Host-carepath", "signed-session")
+    started = world.start(system, "MRN-7005")
+    cookie = world.client.get_cookie("carepath_read_after")
+    assert cookie is not None and cookie.value == started.headers[HEADER]
+
+
 def test_reads_go_to_the_primary_while_the_replica_is_down(world: World) -> None:
     system = world.token("system")
     started = world.start(system, "MRN-7004")
