@@ -12,12 +12,13 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from engine.access import BREAK_GLASS_ROLES
 from engine.access_log import Access, record_reads
-from engine.care_teams import BreakGlass
+from engine.care_teams import NOT_FOUND, BreakGlass, placement
 from engine.careplan.moves import SUGGESTED_REASONS
 from engine.careplan.summaries import WRITE_ELEMENT
+from engine.db.session import read_only
 from engine.documents.build import care_plan_document, end_of_treatment_summary, render_html
 from engine.documents.wishes import palliative_wishes
-from engine.errors import ConflictError, InvalidInputError, PermissionDeniedError, StaleVersionError
+from engine.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError, StaleVersionError
 from engine.instances.progress import instance_progress
 from engine.instances.queries import STATUSES, InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
@@ -137,6 +138,11 @@ def break_glass() -> WerkzeugResponse:
         abort(400)
     glass = BreakGlass(request.form.get("reason", ""), request.form.get("note", "").strip() or None)
     engine = carepath()
+    with read_only(engine.sessions) as session:
+        found = placement(session, "instance", instance_id)
+    if found is None or not user.scope.organisation_wide().covers(found.organisation, found.care_team):
+        # No such patient, or another organisation's: not found, and nothing written to anyone's access log.
+        raise NotFoundError(NOT_FOUND["instance"].format(key=instance_id))
     record_reads(
         engine.sessions,
         Access(
