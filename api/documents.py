@@ -23,7 +23,14 @@ from engine.documents.build import (
     end_of_treatment_summaries,
     end_of_treatment_summary,
 )
-from engine.documents.render import DocumentTooLargeError, PdfUnavailableError, render_html, render_pdf
+from engine.documents.render import (
+    DocumentTooLargeError,
+    DocumentUnprintableError,
+    PdfLimits,
+    PdfUnavailableError,
+    render_html,
+    render_pdf,
+)
 from engine.errors import Problem
 
 from . import carepath
@@ -54,13 +61,20 @@ def negotiated(
         response.headers["Content-Security-Policy"] = DOCUMENT_POLICY
     elif chosen == "application/pdf":
         try:
-            pdf = render_pdf(document)
+            pdf = render_pdf(document, PdfLimits.of(carepath().settings))
         except DocumentTooLargeError as exc:  # refused before rendering: never a minute-long request
             raise ApiError(
                 422,
                 "document-too-large",
                 f"{exc}; ask for application/json or text/html",
                 [Problem(str(exc), field=exc.where)],
+            ) from None
+        except DocumentUnprintableError as exc:  # stopped at the PDF limits (time, memory): the server carries on
+            raise ApiError(
+                422,
+                "document-unprintable",
+                f"{exc}; ask for application/json or text/html",
+                [Problem(str(exc), field="/")],
             ) from None
         except PdfUnavailableError:  # a server set up without Pango: its operator's gap, not a crash
             raise ApiError(

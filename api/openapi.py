@@ -209,7 +209,7 @@ def _document(
             summary,
             permission,
             {200: ok},
-            (*errors, 422),  # 422 document-too-large: too large to print as a PDF
+            (*errors, 422),  # 422 document-too-large, document-unprintable: not printable as a PDF
             [_INSTANCE_ID, *(extra or []), _ACCEPT_LANGUAGE],
             tag=tag,
         )

@@ -45,6 +45,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "not-ready": "The service is not ready",
     "database-unavailable": "The database cannot be reached; retry after the time given",
     "document-too-large": "The document is too large to print as a PDF; ask for JSON or HTML",
+    "document-unprintable": "The PDF renderer stopped on this document (time or memory limit); ask for JSON or HTML",
     "pdf-unavailable": "This server cannot make PDFs (WeasyPrint's system libraries are missing); ask for HTML",
     "internal-error": "Internal error",
 }

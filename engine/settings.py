@@ -20,6 +20,8 @@ from engine.calendar import add_working_days
 from engine.files import FileRefusedError, read_regular_file
 
 __all__ = [
+    "DEFAULT_PDF_MEMORY_MB",
+    "DEFAULT_PDF_TIMEOUT_SECONDS",
     "ENVIRONMENTS",
     "MAX_VERIFY_JOBS",
     "OIDC_ALGORITHMS",
@@ -484,12 +486,15 @@ _WEBHOOK_SETTINGS = {
     "CAREPATH_REPORT_MIN_COUNT": ("report_min_count", int),
     "CAREPATH_STATEMENT_TIMEOUT": ("statement_timeout", float),
     "CAREPATH_DATABASE_CONNECT_TIMEOUT": ("database_connect_timeout", float),
+    "CAREPATH_PDF_TIMEOUT": ("pdf_timeout_seconds", float),
+    "CAREPATH_PDF_MEMORY_MB": ("pdf_memory_mb", int),
 }
 
 
 def _webhook_settings(env: Mapping[str, str]) -> dict[str, object]:
     """``CAREPATH_WEBHOOK_MAX_ATTEMPTS`` and the ``..._SECONDS`` of the timeout and retries,
-    ``CAREPATH_REPORT_MIN_COUNT``, ``CAREPATH_STATEMENT_TIMEOUT`` and ``CAREPATH_DATABASE_CONNECT_TIMEOUT``.
+    ``CAREPATH_REPORT_MIN_COUNT``, ``CAREPATH_STATEMENT_TIMEOUT``, ``CAREPATH_DATABASE_CONNECT_TIMEOUT``,
+    ``CAREPATH_PDF_TIMEOUT`` and ``CAREPATH_PDF_MEMORY_MB``.
 
     Raises:
         ValueError: a value that is not a number (of the right kind).
@@ -505,6 +510,14 @@ def _webhook_settings(env: Mapping[str, str]) -> dict[str, object]:
 
 
 MAX_VERIFY_JOBS = 64  # processes one verification may start
+# One PDF's rendering (engine.documents.render.PdfLimits): WeasyPrint's wall-clock seconds and its
+# process's address space. The largest document the size caps let through (a 200-item care plan) took
+# 8 s; a bundled document renders in under a second in ~300 MB of address space (the interpreter,
+# WeasyPrint and Pango's threads).
+DEFAULT_PDF_TIMEOUT_SECONDS = 20.0
+DEFAULT_PDF_MEMORY_MB = 1024
+MAX_PDF_TIMEOUT_SECONDS = 300.0
+PDF_MEMORY_MB_RANGE = (384, 65536)
 
 
 @dataclass(frozen=True)
@@ -565,6 +578,11 @@ class Settings:
     (``CAREPATH_DATABASE_CONNECT_TIMEOUT``, seconds, default 10): the longest a new PostgreSQL
     connection, or the ping of one idle for a while, may take, for every process.
 
+    ``pdf_timeout_seconds`` (``CAREPATH_PDF_TIMEOUT``, default 20, at most 300) and ``pdf_memory_mb``
+    (``CAREPATH_PDF_MEMORY_MB``, default 1024, 384-65536): one PDF document's rendering, in a process of
+    its own, is stopped after that many seconds or when its address space would pass that many
+    megabytes (:class:`engine.documents.render.PdfLimits`); the document is then refused (422).
+
     ``oidc``: people sign in through an OpenID Connect provider (:class:`OidcSettings`, the
     ``CAREPATH_OIDC_*`` variables); None: API tokens only.
 
@@ -619,6 +637,9 @@ class Settings:
     # PostgreSQL: an API request's statements (seconds; 0: none) and any new connection (seconds).
     statement_timeout: float = 30.0
     database_connect_timeout: float = 10.0
+    # One PDF document's rendering: wall-clock seconds and megabytes of its process's address space.
+    pdf_timeout_seconds: float = DEFAULT_PDF_TIMEOUT_SECONDS
+    pdf_memory_mb: int = DEFAULT_PDF_MEMORY_MB
 
     def __post_init__(self) -> None:
         self._check_finite()
@@ -649,6 +670,7 @@ class Settings:
             raise ValueError(
                 "CAREPATH_STATEMENT_TIMEOUT must be 0 (none) or more, CAREPATH_DATABASE_CONNECT_TIMEOUT positive"
             )
+        self._check_pdf_limits()
         if self.trail_key_file is not None:
             self.trail_key()  # a key that is configured but unusable refuses every start
         if self.read_database_url is not None and not (
@@ -670,10 +692,21 @@ class Settings:
             ("CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS", self.webhook_longest_retry_seconds),
             ("CAREPATH_STATEMENT_TIMEOUT", self.statement_timeout),
             ("CAREPATH_DATABASE_CONNECT_TIMEOUT", self.database_connect_timeout),
+            ("CAREPATH_PDF_TIMEOUT", self.pdf_timeout_seconds),
             ("the expression time limit", self.expression_max_seconds),
         ):
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number of seconds")
+
+    def _check_pdf_limits(self) -> None:
+        """Raises: ValueError (a PDF time limit not above 0 or over 300 s, a memory limit out of range)."""
+        if not 0 < self.pdf_timeout_seconds <= MAX_PDF_TIMEOUT_SECONDS:
+            raise ValueError(
+                f"CAREPATH_PDF_TIMEOUT must be more than 0 and at most {MAX_PDF_TIMEOUT_SECONDS:g} seconds"
+            )
+        low, high = PDF_MEMORY_MB_RANGE
+        if not low <= self.pdf_memory_mb <= high:
+            raise ValueError(f"CAREPATH_PDF_MEMORY_MB must be between {low} and {high}")
 
     def _check_patients_and_reports(self) -> None:
         """Raises: ValueError (an unknown patient identifier, a report threshold below 2, a default
@@ -724,7 +757,8 @@ class Settings:
         ``CAREPATH_FOUR_EYES`` (on by default; off: 0, false, no or off),
         ``CAREPATH_FHIR_PATIENT_IDENTIFIER``, ``CAREPATH_READ_DATABASE_URL``, ``CAREPATH_REPORT_MIN_COUNT``,
         ``CAREPATH_STATEMENT_TIMEOUT``, ``CAREPATH_DATABASE_CONNECT_TIMEOUT``,
-        ``CAREPATH_DEFAULT_ORGANISATION``, ``CAREPATH_DEFAULT_CARE_TEAM``, the ``CAREPATH_OIDC_*``
+        ``CAREPATH_PDF_TIMEOUT``, ``CAREPATH_PDF_MEMORY_MB``, ``CAREPATH_DEFAULT_ORGANISATION``,
+        ``CAREPATH_DEFAULT_CARE_TEAM``, the ``CAREPATH_OIDC_*``
         variables (:meth:`OidcSettings.from_env`) and the referral timeframes'
         (:meth:`ReferralTimeframes.from_env`). Without a database URL: :func:`default_database_url`.
 

@@ -131,3 +131,24 @@ def test_rules_deploy_of_a_broken_file_names_each_problem(
     assert f"{rule_file}:" in result.stderr and "unknown field 'priorty' in a rule; did you mean 'priority'?" in (
         result.stderr
     )
+
+
+def test_rules_deploy_of_invalid_warning_signs_is_refused_where_validate_locates_them(
+    environment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The refusal named "catalogues/warning_signs.yaml", not the file validate names: an author with
+    # two rules folders could not tell which one was refused.
+    rules = tmp_path / "rules"
+    shutil.copytree(TESTS.parent / "rules", rules, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    signs = rules / "catalogues" / "warning_signs.yaml"
+    signs.write_text(signs.read_text().replace("urgency: emergency", "urgency: asap", 1))
+    line = next(n for n, x in enumerate(signs.read_text().splitlines(), 1) if "urgency: asap" in x)
+    monkeypatch.setenv("CAREPATH_RULES_DIR", str(rules))
+    runner = CliRunner()
+    validated = runner.invoke(main, ["validate", str(rules)])
+    assert validated.exit_code == 1 and f"{signs}:{line}:" in validated.output, validated.output
+    result = runner.invoke(main, ["rules", "deploy", "--as", "alice"])
+    assert result.exit_code == 1 and "nothing recorded" in result.stderr
+    assert f"{signs}:{line}:" in result.stderr and "unknown urgency 'asap'" in result.stderr, result.stderr
+    listed = runner.invoke(main, ["rules", "versions", "supportive_care"])
+    assert "supportive_care" not in listed.stdout or listed.exit_code != 0, listed.output

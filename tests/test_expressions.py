@@ -196,6 +196,48 @@ def test_oversized_results_are_refused_quickly(env: SafeEnvironment, expression:
 
 
 @pytest.mark.parametrize(
+    "expression",
+    [
+        "10**10**10",
+        "9**9**9",
+        "(10**100)**1000",
+        "x ** 10**10",
+        "'a' * 10**9",
+        "[0] * 10**9",
+        "10**9 * 'a'",
+        "('a' * 1000) * 1000",
+        "[0] * 1000 + [1] * 100000",
+        "x if y else -((2**1000)**9 * 2**1000)",
+    ],
+)
+def test_constant_parts_past_the_evaluators_limits_are_reported_before_they_run(
+    env: SafeEnvironment, expression: str
+) -> None:
+    # They passed the static check (and so validate and deploy) and failed only when a patient's
+    # pathway reached them. Reported by the bound the evaluator applies, which still stops them.
+    [problem] = check_expression(expression)
+    assert problem.code == "size-limit" and problem.line == 1, problem
+    with pytest.raises(ExpressionError) as ran:
+        env.evaluate(expression, {"x": 2, "y": False})
+    assert problem.message.split(";")[0] in str(ran.value)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["2**1000", "(2**1000)**9 * 2**999", "x ** 2", "'ab' * 3", "[0] * 100000", "1 / 0", "10.0 ** 400", "'a' - 1"],
+)
+def test_constant_parts_within_the_limits_are_not_reported(expression: str) -> None:
+    # Division by zero, a float overflow or a type the evaluator refuses may sit in a branch never
+    # taken: left to run time.
+    assert check_expression(expression) == []
+
+
+def test_a_scripts_constant_past_the_limits_is_located_at_its_line() -> None:
+    [problem] = check_script("x = 1\nif y:\n    z = 'a' * 10**9\n")
+    assert (problem.code, problem.line, problem.column) == ("size-limit", 3, 9)
+
+
+@pytest.mark.parametrize(
     "script",
     [
         "x = 'ab'\nwhile True:\n    x = x + x",

@@ -4,9 +4,11 @@ every delivery, and the connection goes to the address that was checked."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from webhook_receiver import Dripper, Receiver
@@ -155,6 +157,43 @@ def test_a_receiver_that_drips_its_answer_cannot_hold_the_attempt_past_its_deadl
         assert len(outcome) == 1 and isinstance(outcome[0], DeadlineExceededError)
     finally:
         dripper.stop()
+
+
+@pytest.mark.parametrize("by_proxy", [False, True], ids=["receiver", "proxy"])
+def test_a_resolver_that_does_not_answer_cannot_hold_the_attempt_past_its_deadline(
+    by_proxy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The system resolver has no timeout of ours: before, the attempt waited as long as getaddrinfo did.
+    # Here it would wait 30 s (until the test lets it go); the attempt must fail at its 0.5 s deadline.
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def silent(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host.endswith("example.org"):
+            released.wait(30)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent)
+    if by_proxy:
+        transport = GuardedTransport(proxies={"http": "http://proxy.example.org:3128"})
+    else:
+        transport = GuardedTransport(proxies={})
+    try:
+        thread, outcome = _post_in_the_background(transport, "http://ehr.example.org/hooks", timeout=0.5)
+        thread.join(timeout=5)
+        assert not thread.is_alive(), "the attempt was still waiting for the resolver long after its deadline"
+        assert len(outcome) == 1 and isinstance(outcome[0], DeadlineExceededError), outcome
+    finally:
+        released.set()
+
+
+def test_a_lookup_that_fails_fails_the_attempt_with_the_resolvers_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unknown(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    with pytest.raises(socket.gaierror):
+        GuardedTransport(proxies={}).post("http://ehr.example.org/hooks", b"{}", SIGNED, 1.0)
 
 
 def test_the_lease_outlasts_a_whole_batch_of_attempts_each_at_its_deadline() -> None:

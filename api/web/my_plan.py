@@ -26,7 +26,14 @@ from engine.documents.build import (
 )
 from engine.documents.directory import service_directory
 from engine.documents.notices import TEXT_KEY, safety_notice
-from engine.documents.render import DocumentTooLargeError, PdfUnavailableError, render_html, render_pdf
+from engine.documents.render import (
+    DocumentTooLargeError,
+    DocumentUnprintableError,
+    PdfLimits,
+    PdfUnavailableError,
+    render_html,
+    render_pdf,
+)
 from engine.errors import (
     ConflictError,
     InvalidInputError,
@@ -165,8 +172,8 @@ def document(instance_id: Any, document: str) -> Response:
         built = _DOCUMENTS[document](carepath(), view.id, language)
     if request.args.get("format") == "pdf":
         try:
-            response = Response(render_pdf(built), mimetype="application/pdf")
-        except DocumentTooLargeError:  # too large to print: the page itself still shows it
+            response = Response(render_pdf(built, PdfLimits.of(carepath().settings)), mimetype="application/pdf")
+        except (DocumentTooLargeError, DocumentUnprintableError):  # too large to print: the page still shows it
             abort(422)
         except PdfUnavailableError:
             abort(503)

@@ -5,6 +5,14 @@ package and are read through importlib.resources. The page prints on A4 with CSS
 page carries the patient reference, the document's date and "page N of M" in its margins (Chromium
 and WeasyPrint both draw ``@page`` margin boxes), and the document's technical details never stand on
 a page of their own. The PDF is WeasyPrint's rendering of the same HTML, so it has the same content.
+
+WeasyPrint runs in a process of its own for each PDF, bounded in time and memory (:class:`PdfLimits`):
+a document that would take longer or need more is stopped there and refused
+(:class:`DocumentUnprintableError`), and the server's own process never holds WeasyPrint's memory.
+Each such process is forked from a fork server (``multiprocessing``'s ``forkserver``: a fresh
+interpreter started on the first PDF a process asks for, which imports WeasyPrint once), so a PDF
+costs a fork, not WeasyPrint's second-long import, and nothing of the server's threads, locks or
+connections is inherited.
 """
 
 from __future__ import annotations
@@ -12,12 +20,21 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import logging
+import math
+import multiprocessing
+import resource
+import time
+from dataclasses import dataclass
 from datetime import date, datetime
+from multiprocessing.connection import Connection
 from typing import Any
 
 import jinja2
 import yaml
 from markupsafe import Markup
+
+from engine.settings import DEFAULT_PDF_MEMORY_MB, DEFAULT_PDF_TIMEOUT_SECONDS, Settings
 
 __all__ = [
     "CARE_PLAN",
@@ -26,6 +43,8 @@ __all__ = [
     "MAX_LIST_ENTRIES",
     "MAX_PRINTED_CHARS",
     "DocumentTooLargeError",
+    "DocumentUnprintableError",
+    "PdfLimits",
     "PdfUnavailableError",
     "check_printable",
     "html_to_pdf",
@@ -45,6 +64,32 @@ _TEMPLATES = {CARE_PLAN: "care_plan.html", END_OF_TREATMENT: "end_of_treatment_s
 # forms cap their lists at 30 entries (pathways/shared/forms/eot_summary.json).
 MAX_LIST_ENTRIES = 200
 MAX_PRINTED_CHARS = 500_000
+_MB = 1024 * 1024
+_log = logging.getLogger("carepath.documents")
+
+
+@dataclass(frozen=True)
+class PdfLimits:
+    """How long one PDF may take to render (``seconds``: wall-clock, from the rendering process's start
+    to its answer) and how much memory it may use (``memory_mb``: the rendering process's address space,
+    WeasyPrint and the interpreter included). ``engine.settings.Settings`` reads them from
+    ``CAREPATH_PDF_TIMEOUT`` and ``CAREPATH_PDF_MEMORY_MB`` (:meth:`of`).
+
+    Raises:
+        ValueError: a limit that is not a positive finite number.
+    """
+
+    seconds: float = DEFAULT_PDF_TIMEOUT_SECONDS
+    memory_mb: int = DEFAULT_PDF_MEMORY_MB
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.seconds) and self.seconds > 0) or self.memory_mb <= 0:
+            raise ValueError("the PDF limits must be a positive finite number of seconds and of megabytes")
+
+    @classmethod
+    def of(cls, settings: Settings) -> PdfLimits:
+        """The limits a deployment's :class:`~engine.settings.Settings` set."""
+        return cls(settings.pdf_timeout_seconds, settings.pdf_memory_mb)
 
 
 class DocumentTooLargeError(ValueError):
@@ -55,6 +100,18 @@ class DocumentTooLargeError(ValueError):
     def __init__(self, message: str, where: str) -> None:
         super().__init__(message)
         self.where = where
+
+
+class DocumentUnprintableError(ValueError):
+    """Raised when WeasyPrint was stopped, or failed, on a document: it took longer than the
+    :class:`PdfLimits`' ``seconds`` (``reason`` ``"time"``), needed more memory than their
+    ``memory_mb`` (``"memory"``: the rendering process ran out, or died without answering), or failed
+    (``"failed"``: the message names the error's type, never its text). The server carries on; the
+    document's JSON and HTML still answer."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class PdfUnavailableError(RuntimeError):
@@ -128,16 +185,19 @@ def render_html(document: dict[str, Any]) -> str:
     return _environment().get_template(template).render(doc=document, t=strings(str(language)))
 
 
-def render_pdf(document: dict[str, Any]) -> bytes:
-    """The document's HTML page as an A4 PDF (WeasyPrint), with the same content.
+def render_pdf(document: dict[str, Any], limits: PdfLimits = PdfLimits()) -> bytes:
+    """The document's HTML page as an A4 PDF (WeasyPrint), with the same content, rendered in a process
+    of its own within ``limits``.
 
     Raises:
         ValueError: ``document_type`` is not one of these documents.
         DocumentTooLargeError: the document is too large to print (:func:`check_printable`).
-        PdfUnavailableError: WeasyPrint's system libraries (Pango) are not installed.
+        DocumentUnprintableError: WeasyPrint took longer or needed more memory than ``limits``, or failed.
+        PdfUnavailableError: WeasyPrint's system libraries (Pango) are not installed, or no rendering
+            process could be started.
     """
     check_printable(document)
-    return html_to_pdf(render_html(document))
+    return _print_bounded(render_html(document), limits)
 
 
 def check_printable(document: dict[str, Any]) -> None:
@@ -196,3 +256,99 @@ def _no_fetch_class() -> type:
 
 def _no_fetch() -> Any:
     return _no_fetch_class()(allowed_protocols=(), allow_redirects=False, fail_on_errors=False)
+
+
+# --- WeasyPrint in a process of its own -----------------------------------------------------------------
+
+# What the rendering process answers: a first byte saying what happened, then the PDF's bytes.
+_PRINTED, _OUT_OF_MEMORY, _UNAVAILABLE, _FAILED = b"P", b"M", b"U", b"F"
+
+
+@functools.cache
+def _fork_server() -> multiprocessing.context.ForkServerContext:
+    """The ``forkserver`` context, its server importing WeasyPrint once (``pdf_preload``). The fork server
+    starts on the first PDF a process renders: under gunicorn that is in a worker, never in the master
+    (a fork server started before the workers fork is not theirs to use). It imports the program's
+    main module once too (``__main__``, multiprocessing's default), as each rendering process would
+    otherwise do again."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", "engine.documents.render", "engine.documents.pdf_preload"])
+    return context
+
+
+def _print_bounded(page: str, limits: PdfLimits) -> bytes:
+    """``page`` as a PDF, rendered in a process forked from the fork server within ``limits``; the
+    process is killed when the time is up. Logs what stopped a rendering, never the page.
+
+    Raises:
+        DocumentUnprintableError, PdfUnavailableError: as :func:`render_pdf`.
+    """
+    context = _fork_server()
+    answers, answer = context.Pipe(duplex=False)
+    memory = limits.memory_mb * _MB
+    process = context.Process(
+        target=_print_in_child, args=(page, memory, limits.seconds, answer), name="carepath-pdf", daemon=True
+    )
+    started = time.monotonic()
+    try:
+        try:
+            process.start()
+        except (OSError, EOFError) as exc:  # no fork server, or no process left to fork
+            _log.error("the PDF renderer could not start a process (%s)", type(exc).__name__)
+            raise PdfUnavailableError(f"the PDF renderer could not start a process ({type(exc).__name__})") from None
+        finally:
+            answer.close()  # the child holds its own end: the pipe reads as closed once the child has gone
+        said = _answer_within(answers, limits.seconds, memory)
+    finally:
+        if process.pid is not None:
+            process.kill()  # at once when the time is up; a no-op for a process that has answered and ended
+            process.join()
+            process.close()
+        answers.close()
+    return _printed(said, limits, time.monotonic() - started)
+
+
+def _answer_within(answers: Connection, seconds: float, longest: int) -> bytes | None:
+    """The child's answer; ``b""`` when it died without one; None when ``seconds`` passed first."""
+    if not answers.poll(seconds):
+        return None
+    try:
+        return answers.recv_bytes(longest)
+    except (EOFError, OSError):  # died without answering (killed, or GLib aborted with no memory left)
+        return b""
+
+
+def _printed(said: bytes | None, limits: PdfLimits, took: float) -> bytes:
+    """The PDF in the child's answer, or the error that answer means (logged without the document)."""
+    if said is not None and said[:1] == _PRINTED:
+        return said[1:]
+    if said is not None and said[:1] == _UNAVAILABLE:
+        raise PdfUnavailableError(said[1:].decode(errors="replace"))
+    if said is None:
+        reason, why = "time", f"it took longer than {limits.seconds:g} s"
+    elif said[:1] == _FAILED:
+        reason, why = "failed", f"the PDF renderer failed ({said[1:].decode(errors='replace')[:80]})"
+    else:
+        reason, why = "memory", f"it needed more than {limits.memory_mb} MB of memory"
+    _log.warning("a PDF rendering was stopped after %.1f s: %s", took, why)
+    raise DocumentUnprintableError(f"the document cannot be printed as a PDF: {why}", reason)
+
+
+def _print_in_child(page: str, memory: int, seconds: float, answer: Connection) -> None:
+    """In the rendering process: limit its memory (``memory`` bytes of address space) and, should its
+    parent be gone, its processor time, render ``page`` and answer on ``answer``. WeasyPrint's log lines
+    can quote the page, so this process logs nothing; errors are sent as their type's name alone."""
+    logging.disable(logging.CRITICAL)
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    cpu = math.ceil(seconds) + 1  # a backstop: the parent kills it at ``seconds`` of wall-clock time
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    try:
+        said = _PRINTED + html_to_pdf(page)
+    except MemoryError:
+        said = _OUT_OF_MEMORY
+    except PdfUnavailableError as exc:
+        said = _UNAVAILABLE + str(exc).encode()
+    except Exception as exc:  # noqa: BLE001 - any error is the document's refusal, named by its type
+        said = _FAILED + type(exc).__name__.encode()
+    answer.send_bytes(said)
+    answer.close()

@@ -220,36 +220,109 @@ class _Checker:
             self.add(target, "you can only assign to a variable or to an item like d['key']")
 
 
+# --- constant parts past the evaluator's size limits -------------------------------------------------
+
+
+def _constant_problems(tree: ast.AST) -> list[Problem]:
+    """Where a part of the text made of constants alone (``10**10**10``, ``(10**100)**1000``,
+    ``'a' * 10**9``, ``[0] * 10**6``) passes a size limit the evaluator applies when it runs
+    (:func:`functions.arithmetic`: exponents over 1000, numbers over 10,000 bits, results over 100,000
+    items or characters): that part fails every time it runs, whatever the data. Numbers are folded with
+    that same function, which checks its operands before computing, so nothing large is built here;
+    text and list literals are never built, only their lengths counted. Anything else that fails
+    (division by zero, a type the evaluator refuses) is left to run time, where it may be a branch never
+    taken. Problems have the code ``size-limit``."""
+    order: list[ast.AST] = []
+    pending = [tree]  # iterative, as the checker: children are folded before their parents (reversed)
+    while pending:
+        node = pending.pop()
+        order.append(node)
+        pending.extend(ast.iter_child_nodes(node))
+    numbers: dict[int, int | float] = {}
+    lengths: dict[int, int] = {}  # text, list and tuple literals (and their repetitions): how long
+    problems: list[Problem] = []
+    for node in reversed(order):
+        try:
+            _fold(node, numbers, lengths)
+        except fn.Refusal as exc:
+            problems.append(_problem(node, f"{exc}; it would fail every time it runs", "size-limit"))
+        except (ArithmeticError, TypeError, ValueError):
+            pass  # left to run time (see above)
+    return problems
+
+
+def _fold(node: ast.AST, numbers: dict[int, int | float], lengths: dict[int, int]) -> None:
+    """Record ``node``'s value (a number) or length (a sequence) when its parts are known.
+
+    Raises:
+        functions.Refusal: the evaluator's size limits refuse it.
+    """
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        numbers[id(node)] = node.value
+    elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+        lengths[id(node)] = len(node.value)
+    elif isinstance(node, ast.List | ast.Tuple) and isinstance(node.ctx, ast.Load):
+        lengths[id(node)] = len(node.elts)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd) and id(node.operand) in numbers:
+        value = numbers[id(node.operand)]
+        numbers[id(node)] = -value if isinstance(node.op, ast.USub) else +value
+    elif isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
+        symbol, left, right = OPERATORS[type(node.op)], id(node.left), id(node.right)
+        if left in numbers and right in numbers:
+            numbers[id(node)] = fn.arithmetic(symbol, numbers[left], numbers[right])
+        elif symbol == "**" and right in numbers:
+            fn.arithmetic(symbol, 1, numbers[right])  # the exponent alone is refused, whatever it raises
+        elif symbol == "*" and (left in lengths) != (right in lengths):
+            length, times = (
+                (lengths[left], numbers.get(right)) if left in lengths else (lengths[right], numbers.get(left))
+            )
+            if isinstance(times, int):
+                fn.check_items(length * max(times, 0))
+                lengths[id(node)] = length * max(times, 0)
+        elif symbol == "+" and left in lengths and right in lengths:
+            fn.check_items(lengths[left] + lengths[right])
+            lengths[id(node)] = lengths[left] + lengths[right]
+
+
 @functools.lru_cache(maxsize=512)
-def _parse(source: str, mode: str) -> tuple[ast.AST | None, tuple[Problem, ...]]:
-    """Parse and check once per distinct text: the same conditions are evaluated again and again."""
+def _parse(source: str, mode: str) -> tuple[ast.AST | None, tuple[Problem, ...], tuple[Problem, ...]]:
+    """Parse and check once per distinct text: the same conditions are evaluated again and again. The
+    tree, the problems that keep it from running (outside the language), and those of its constant parts
+    (:func:`_constant_problems`: they fail when run, as the evaluator refuses them)."""
     if len(source) > MAX_SOURCE_CHARS:
-        return None, (Problem(message=f"longer than {MAX_SOURCE_CHARS} characters", code="unsafe-expression"),)
+        return None, (Problem(message=f"longer than {MAX_SOURCE_CHARS} characters", code="unsafe-expression"),), ()
     try:
         tree = ast.parse(source.strip() if mode == "eval" else source, mode=mode)
     except SyntaxError as exc:
         line, col = exc.lineno, max(exc.offset or 1, 1)
         text = f"syntax error: {exc.msg}" + (f" (line {line}, col {col})" if line else "")
-        return None, (Problem(message=text, line=line, column=col, code="syntax-error"),)
+        return None, (Problem(message=text, line=line, column=col, code="syntax-error"),), ()
     except (ValueError, RecursionError, MemoryError) as exc:
-        return None, (Problem(message=f"cannot be parsed: {exc}", code="syntax-error"),)
-    return tree, tuple(_Checker(tree, script=mode == "exec").run(tree))
+        return None, (Problem(message=f"cannot be parsed: {exc}", code="syntax-error"),), ()
+    return tree, tuple(_Checker(tree, script=mode == "exec").run(tree)), tuple(_constant_problems(tree))
+
+
+def _all_problems(source: str, mode: str) -> list[Problem]:
+    _tree, outside, too_large = _parse(source, mode)
+    return sorted([*outside, *too_large], key=lambda p: (p.line or 0, p.column or 0))
 
 
 def check_expression(source: str) -> list[Problem]:
-    """Statically check a condition or timer expression; ``[]`` when it is in the language."""
-    return list(_parse(source, "eval")[1])
+    """Statically check a condition or timer expression; ``[]`` when it is in the language and no
+    constant part of it is past the evaluator's size limits (code ``size-limit``)."""
+    return _all_problems(source, "eval")
 
 
 def check_script(source: str) -> list[Problem]:
-    """Statically check a script (script task, pre- or post-script); ``[]`` when it is in the language."""
-    return list(_parse(source, "exec")[1])
+    """Statically check a script (script task, pre- or post-script); ``[]`` when it is in the language
+    and no constant part of it is past the evaluator's size limits (code ``size-limit``)."""
+    return _all_problems(source, "exec")
 
 
 def checked(source: str, mode: str) -> ast.AST:
     if not isinstance(source, str):
         raise UnsafeExpressionError(f"expected the text of an expression, got {type(source).__name__}")
-    tree, problems = _parse(source, mode)
+    tree, problems, _too_large = _parse(source, mode)  # a constant part too large fails when run, as before
     if problems or tree is None:
         # Say which constructs (with their line and column), not the text: an incident shows this.
         kind = "expression" if mode == "eval" else "script"

@@ -161,7 +161,8 @@ def check_format_spec(spec: str) -> None:
         raise Refusal(f"the f-string format specification asks for more than {MAX_FORMAT_WIDTH} characters")
 
 
-def _check_items(count: int) -> None:
+def check_items(count: int) -> None:
+    """Refuse (:class:`Refusal`) a result of more than MAX_ITEMS items or characters."""
     if count > MAX_ITEMS:
         raise Refusal(f"the result would have more than {MAX_ITEMS} items or characters")
 
@@ -190,9 +191,9 @@ def arithmetic(symbol: str, left: Any, right: Any) -> Any:
     if symbol == "*":
         for seq, times in ((left, right), (right, left)):
             if isinstance(seq, _SEQUENCES) and isinstance(times, int):
-                _check_items(len(seq) * max(times, 0))
+                check_items(len(seq) * max(times, 0))
     elif symbol == "+" and isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
-        _check_items(len(left) + len(right))
+        check_items(len(left) + len(right))
     elif symbol == "%" and isinstance(left, str):
         # printf-style formatting can request huge widths ('%*d'); f-strings are the supported way.
         raise TypeRefusal("'%' formatting of text is not allowed; use an f-string")
@@ -391,17 +392,17 @@ CHANGING_METHOD_NAMES = frozenset().union(*CHANGING_METHODS.values())
 
 def _guard_join(text: str, args: tuple[Any, ...]) -> None:
     parts = list(args[0]) if args else []
-    _check_items(sum(len(p) if isinstance(p, str) else 0 for p in parts) + len(text) * len(parts))
+    check_items(sum(len(p) if isinstance(p, str) else 0 for p in parts) + len(text) * len(parts))
 
 
 def _guard_replace(text: str, args: tuple[Any, ...]) -> None:
     if len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
-        _check_items(len(text) + text.count(args[0]) * max(len(args[1]) - len(args[0]), 0))
+        check_items(len(text) + text.count(args[0]) * max(len(args[1]) - len(args[0]), 0))
 
 
 def _guard_extend(items: list[Any], args: tuple[Any, ...]) -> None:
     if args and isinstance(args[0], list | tuple | str | dict | set):
-        _check_items(len(items) + len(args[0]))
+        check_items(len(items) + len(args[0]))
 
 
 _GUARDS: dict[tuple[type, str], Callable[[Any, tuple[Any, ...]], None]] = {

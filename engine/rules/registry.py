@@ -180,7 +180,7 @@ class RuleSetRegistry:
             self._catalogue_checked_at = now
             signature = tuple(self._signature(self.catalogue_dir / n) for n in (*CATALOGUE_FILES, *GOVERNED_FILES))
             if self._catalogue is None or signature != self._catalogue_signature:
-                catalogue = _checked(load_catalogue(self.catalogue_dir))
+                catalogue = _checked(load_catalogue(self.catalogue_dir), self.catalogue_dir / WARNING_SIGNS_FILE)
                 if self._catalogue is None or catalogue.version != self._catalogue.version:
                     self._catalogue = catalogue
                     self._current.clear()  # every rule file must be re-checked against it
@@ -263,16 +263,21 @@ class RuleSetRegistry:
         return self._versions[key]
 
 
-def _checked(catalogue: Catalogue) -> Catalogue:
+def _checked(catalogue: Catalogue, file: Path | None = None) -> Catalogue:
     """``catalogue``, once its warning signs (when it has them) parse: a version that holds broken ones is
-    never used, so it can never be activated.
+    never used, so it can never be activated. ``file``: the warning signs file read from the folder, which
+    the problems name as ``carepath validate`` does (and the parse is the one the triage's
+    ``load_warning_signs`` of that file reuses); None for stored texts.
 
     Raises:
         RuleFileError: naming the warning signs file, line and column of every problem.
     """
     text = catalogue.sources.get(WARNING_SIGNS_FILE)
     if text is not None:
-        warning_signs_of(text)
+        if file is None:
+            warning_signs_of(text)
+        else:
+            warning_signs_of(text, str(file))
     return catalogue
 
 

@@ -26,7 +26,11 @@ handshake, sending the request, and reading the status line, the headers and the
 :data:`_MAX_ANSWER_BYTES` of the body. Before every socket operation the socket's timeout is set to
 the time left, and once none is left the attempt fails (:class:`DeadlineExceededError`), so a
 receiver that answers a byte every few seconds cannot hold the worker (timers, escalations, its
-heartbeat) beyond it. The host name lookup is the system resolver's, bounded by its own settings.
+heartbeat) beyond it. The host name lookups (the receiver's, or the proxy's) are the system
+resolver's, which no timeout of ours reaches: each runs on a thread of its own that the attempt waits
+for only until its deadline. A lookup still running then is left to end by the resolver's own
+timeouts (its answer unused); at most :data:`_MAX_PENDING_LOOKUPS` run at once, and an attempt that
+finds them all still running waits for one, within its deadline, like any other.
 
 A deployment whose receivers sit on its own network (the usual case inside a hospital, and every
 developer's machine) says so with ``CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS=1``; its egress should
@@ -44,11 +48,12 @@ import io
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -65,6 +70,11 @@ _MAX_ANSWER_BYTES = 64 * 1024  # read (and dropped) so the connection closes cle
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 Resolver = Callable[[str, int], list[str]]
+_T = TypeVar("_T")
+# Host name lookups left running past their attempt's deadline (a resolver that does not answer): each
+# holds a thread until the resolver gives up, so their number is bounded.
+_MAX_PENDING_LOOKUPS = 8
+_pending_lookups = threading.BoundedSemaphore(_MAX_PENDING_LOOKUPS)
 
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -168,6 +178,39 @@ class _Deadline:
         return left
 
 
+def _looked_up(lookup: Callable[[], _T], deadline: _Deadline) -> _T:
+    """What ``lookup`` (a host name lookup, which no socket timeout bounds) returns, run on a thread of
+    its own and waited for until ``deadline``; past it the thread is left to finish on its own.
+
+    Raises:
+        DeadlineExceededError: the deadline passed first (or while :data:`_MAX_PENDING_LOOKUPS` were
+            already running).
+        Exception: what ``lookup`` raised (e.g. ``socket.gaierror``).
+    """
+    if not _pending_lookups.acquire(timeout=deadline.left()):
+        raise DeadlineExceededError("the attempt ran past its deadline waiting for a host name lookup")
+    outcome: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, lookup()))
+        except Exception as exc:  # noqa: BLE001 - raised again on the attempt's thread
+            outcome.append((False, exc))
+        finally:
+            _pending_lookups.release()
+            done.set()
+
+    threading.Thread(target=run, name="carepath-webhook-lookup", daemon=True).start()
+    if not done.wait(deadline.left()):
+        raise DeadlineExceededError("the host name lookup ran past the attempt's deadline")
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    result: _T = value
+    return result
+
+
 @contextlib.contextmanager
 def _overrun() -> Iterator[None]:
     """A socket operation that timed out used up the time left: the deadline passed."""
@@ -243,7 +286,8 @@ class _DeadlineReader(io.RawIOBase):
 def _connect(host: str, port: int, deadline: _Deadline) -> socket.socket:
     """A TCP connection to ``host`` (an address, or the proxy's name), each address tried in the time left."""
     failure: OSError = OSError("the host name has no address")
-    for family, kind, proto, _name, target in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+    found = _looked_up(lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), deadline)
+    for family, kind, proto, _name, target in found:
         sock = socket.socket(family, kind, proto)
         try:
             sock.settimeout(deadline.left())
@@ -350,7 +394,7 @@ class GuardedTransport:
         if parts.scheme in self.proxies and not urllib.request.proxy_bypass(host):
             return self._post_by_proxy(url, body, headers, deadline)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = self._address(host, port)
+        address = self._address(host, port, deadline)
         kind = _DeadlineHTTPSConnection if parts.scheme == "https" else _DeadlineHTTPConnection
         connection = kind(host, port, deadline=deadline, address=address)
         try:
@@ -364,8 +408,8 @@ class GuardedTransport:
         finally:
             connection.close()
 
-    def _address(self, host: str, port: int) -> str:
-        addresses = self.resolver(host, port)
+    def _address(self, host: str, port: int, deadline: _Deadline) -> str:
+        addresses = _looked_up(lambda: self.resolver(host, port), deadline)
         if not addresses:
             raise OSError("the receiver's host name has no address")
         if not self.allow_private and not all(public_address(a) for a in addresses):

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from multiprocessing import forkserver
 from typing import Any
 
 import pytest
@@ -212,20 +215,38 @@ def test_documents_as_pdf_for_the_gp(client: Any, auth: Any) -> None:
     assert_problem(_plan(client, auth, MISSING, Accept="application/pdf"), 404, "not-found")
 
 
-class _NoPango:
-    """Imports WeasyPrint as on a server without Pango: cffi cannot open the library (an OSError)."""
+# A sitecustomize module that makes WeasyPrint's import fail as on a server without Pango: cffi cannot
+# open the library (an OSError).
+_NO_PANGO = """
+import sys
 
-    def find_spec(self, name: str, *args: Any) -> None:
+
+class NoPango:
+    def find_spec(self, name, *args):
         if name == "weasyprint":
             raise OSError("cannot load library 'libpango-1.0-0'")
 
 
-def test_pdf_on_a_server_without_pango_is_503_and_the_page_still_works(
-    client: Any, auth: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+sys.meta_path.insert(0, NoPango())
+"""
+
+
+@pytest.fixture
+def without_pango(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """PDFs rendered as on a server without Pango: a fork server of their own (engine.documents.render),
+    whose interpreter cannot import WeasyPrint; stopped after the test, so the next PDF starts one with it."""
+    (tmp_path / "sitecustomize.py").write_text(_NO_PANGO, encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
+    forkserver._forkserver._stop()  # the fork server this process started, if any
+    try:
+        yield
+    finally:
+        forkserver._forkserver._stop()
+
+
+@pytest.mark.usefixtures("without_pango")
+def test_pdf_on_a_server_without_pango_is_503_and_the_page_still_works(client: Any, auth: Any) -> None:
     instance = assessed(client, auth, {"worry_fear_anxiety": 9})
-    monkeypatch.delitem(sys.modules, "weasyprint", raising=False)
-    monkeypatch.setattr(sys, "meta_path", [_NoPango(), *sys.meta_path])
     response = _plan(client, auth, instance["id"], Accept="application/pdf")
     assert_problem(response, 503, "pdf-unavailable")
     assert "Traceback" not in response.get_data(as_text=True)

@@ -17,6 +17,7 @@ import engine.settings
 from api import create_app
 from engine import ManualClock, Settings
 from engine.db.models import InstanceEvent
+from engine.documents.render import PdfLimits
 from engine.settings import bundled_service_directory
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -61,6 +62,8 @@ def _environment(database_url: str, tmp_path: Path) -> dict[str, str]:
         "CAREPATH_HOLIDAYS": "2026-12-25,2026-12-28",
         "CAREPATH_STATEMENT_TIMEOUT": "12",
         "CAREPATH_DATABASE_CONNECT_TIMEOUT": "4",
+        "CAREPATH_PDF_TIMEOUT": "7.5",
+        "CAREPATH_PDF_MEMORY_MB": "768",
     }
 
 
@@ -152,6 +155,7 @@ def test_production_without_a_trail_key_is_warned_about(
         "CAREPATH_WEBHOOK_FIRST_RETRY_SECONDS",
         "CAREPATH_WEBHOOK_LONGEST_RETRY_SECONDS",
         "CAREPATH_CHECKPOINT_SECONDS",
+        "CAREPATH_PDF_TIMEOUT",
     ],
 )
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
@@ -161,3 +165,29 @@ def test_a_number_of_seconds_must_be_finite(variable: str, value: str) -> None:
     naming the setting."""
     with pytest.raises(ValueError, match=variable):
         Settings.from_env({variable: value})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CAREPATH_PDF_TIMEOUT", "0"),
+        ("CAREPATH_PDF_TIMEOUT", "-1"),
+        ("CAREPATH_PDF_TIMEOUT", "301"),
+        ("CAREPATH_PDF_TIMEOUT", "soon"),
+        ("CAREPATH_PDF_MEMORY_MB", "100"),
+        ("CAREPATH_PDF_MEMORY_MB", "65537"),
+        ("CAREPATH_PDF_MEMORY_MB", "1.5"),
+    ],
+)
+def test_the_pdf_limits_are_a_bounded_time_and_memory(variable: str, value: str) -> None:
+    """Below 384 MB no document renders (the interpreter, WeasyPrint and Pango's threads take ~300 MB of
+    address space); no PDF may hold a request for more than 5 minutes."""
+    with pytest.raises(ValueError, match=variable):
+        Settings.from_env({variable: value})
+
+
+def test_the_pdf_limits_default_to_those_the_renderer_applies_without_settings() -> None:
+    assert PdfLimits.of(Settings.from_env({})) == PdfLimits() == PdfLimits(20.0, 1024)
+    assert PdfLimits.of(Settings.from_env({"CAREPATH_PDF_TIMEOUT": "7.5", "CAREPATH_PDF_MEMORY_MB": "768"})) == (
+        PdfLimits(7.5, 768)
+    )

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from api import create_app
 from engine import ManualClock
 from engine.db.models import InstanceEvent
 from engine.demo import CONTACT, YOUNG_PEOPLE_CONTACT
+from engine.documents.render import PdfLimits
 from engine.instances.timers import fire_due_timers
 
 PATHWAY = "test_assessment"
@@ -337,3 +339,14 @@ def test_a_childs_checklist_gives_the_childs_treatment_centre_line_wherever_it_i
             assert adult_line not in form["description"], where
     finally:
         engine(app).close()
+
+
+def test_the_patients_pdf_past_the_renderers_limits_is_a_422_and_the_page_still_shows(
+    app: Flask, signed_in: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = start(app, "MRN-1001")
+    client = signed_in("patient")
+    monkeypatch.setattr(PdfLimits, "of", classmethod(lambda cls, settings: cls(seconds=0.05)))
+    response = client.get(f"/my/plans/{view.id}/documents/care-plan?format=pdf")
+    assert response.status_code == 422 and "MRN-1001" not in text(response)
+    assert client.get(f"/my/plans/{view.id}/documents/care-plan").status_code == 200

@@ -43,6 +43,9 @@ warnings (marked *w* below) are reported and the diagram is deployed.
                            outside the safe expression language; a decision table's cell that is not a
                            FEEL unary test or expression CarePath translates (``docs/decisions.md``)
 ``expression-syntax``      one of those that is not valid syntax at all
+``expression-too-large``   one of those with a part made of constants alone that the evaluator's size limits
+                           refuse whenever it runs (``10**10**10``, ``'a' * 10**9``: an exponent over 1000, a
+                           number over 10,000 bits, a result over 100,000 items or characters)
 ``script-format``          a script or condition in another language (``scriptFormat`` javascript, groovy...,
                            a condition's ``language``, Camunda 8's FEEL: ``=...``, ``zeebe:script``)
 ``script-empty``           a script task without a script

@@ -95,20 +95,19 @@ def _expression_problems(ctx: LintContext, node: Any, text: str, *, script: bool
     if not body:
         return
     found = check_script(body) if script else check_expression(body)
-    by_line: dict[int, list[Problem]] = {}
+    by_line: dict[tuple[int, bool], list[Problem]] = {}
     for problem in found:
-        by_line.setdefault(problem.line or 1, []).append(problem)
+        by_line.setdefault((problem.line or 1, problem.code == "size-limit"), []).append(problem)
     start = node.sourceline
-    for line, problems in sorted(by_line.items()):
-        messages = list(dict.fromkeys(_WHERE_SUFFIX.sub("", p.message) for p in problems))
-        code = "expression-syntax" if problems[0].code == "syntax-error" else "unsafe-expression"
-        kind = "script" if script else "expression"
-        yield ctx.problem(
-            code,
-            f"{kind} outside the safe language: {'; '.join(messages)}",
-            node,
-            line=start + skipped + line - 1,
-        )
+    kind = "script" if script else "expression"
+    for (line, too_large), problems in sorted(by_line.items()):
+        messages = "; ".join(dict.fromkeys(_WHERE_SUFFIX.sub("", p.message) for p in problems))
+        if too_large:  # in the language, but past the evaluator's limits whatever the data
+            code, message = "expression-too-large", f"{kind} past the evaluator's limits: {messages}"
+        else:
+            code = "expression-syntax" if problems[0].code == "syntax-error" else "unsafe-expression"
+            message = f"{kind} outside the safe language: {messages}"
+        yield ctx.problem(code, message, node, line=start + skipped + line - 1)
 
 
 def _condition_text(text: str) -> str:
