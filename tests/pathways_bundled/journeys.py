@@ -371,10 +371,12 @@ def _review(journey: Journey, element: str) -> None:
 
 def to_the_end(journey: Journey, *, survey: bool = True) -> Journey:
     """The branches that outlast care: the 12-month cancer care review (invited on 2026-11-12) and the
-    quality of life survey's invitation (2027-07-12; ``survey`` False: under 16, never invited)."""
+    quality of life survey's invitation (2027-07-12; ``survey`` False: under 16 by then, never invited)."""
     journey.wait_until("2026-11-12")
     _review(journey, "second_review")
     journey.wait_until("2027-07-12")
+    if "check_age_now" in journey.ready:  # 14 at diagnosis: the key worker checks the age; still 15 here
+        journey.do("check_age_now", {"sixteen_or_over_now": False, "checked_on": journey.today()})
     if survey:
         return journey.do("survey_invitation", {"invitation": "sent", "recorded_on": journey.today()})
     assert "survey_invitation" not in journey.ready
@@ -486,6 +488,8 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
         j.do("remind_second", {"reminded_on": j.today()})
     _review(j, "second_review")
     discharge_if_due(record_tests_due(j.wait_until("2027-07-12")), site.pathway)
+    if site.age == 14:  # perhaps 16 by now: the key worker checks the date of birth (still 15 here)
+        j.do("check_age_now", {"sixteen_or_over_now": False, "checked_on": j.today()})
     if site.age >= 16:  # the national survey's invitation, recorded; no local questionnaire
         assert j.ready == ["survey_invitation"] and j.status == "running"
         j.do(

@@ -241,12 +241,27 @@ def test_the_18_month_survey_is_the_national_invitation_recorded_and_never_a_loc
     assert not {"survey", "survey_invitation", "send_reminder"} & set(j.ready)
 
 
-def test_no_survey_invitation_for_a_child_under_16(bundled: CarePath, journey_clock: ManualClock) -> None:
-    """14 at diagnosis: perhaps not 16 at 18 months, so not recorded. 15 at diagnosis: at least 16 and a half
-    by then, so invited like an adult (the age at diagnosis is all CarePath knows)."""
-    j = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0016", age=14)
-    j.wait_until("2027-07-12")
-    assert not {"survey", "survey_invitation"} & set(j.ready)
+def test_the_survey_invitation_goes_by_the_age_when_the_survey_is_sent(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    """The national survey invites people aged 16 and over when it is sent, 18 months after diagnosis.
+    15 at diagnosis: at least 16 and a half by then, invited like an adult. 13: at most 15 and a half,
+    nothing. 14: 16 by then only when the 15th birthday fell within 6 months of the diagnosis, which the
+    age in whole years cannot say: the key worker checks, and a young person who is 16 is not missed."""
+    turned_16 = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0016", age=14)
+    turned_16.wait_until("2027-07-12")
+    check = turned_16.task("check_age_now")
+    assert check["lane"] == "Key worker (principal treatment centre)"
+    assert "survey_invitation" not in turned_16.ready
+    turned_16.do("check_age_now", {"sixteen_or_over_now": True, "checked_on": turned_16.today()})
+    assert "survey_invitation" in turned_16.ready
+    still_15 = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0018", age=14)
+    still_15.wait_until("2027-07-12")
+    still_15.do("check_age_now", {"sixteen_or_over_now": False, "checked_on": still_15.today()})
+    assert not {"check_age_now", "survey_invitation"} & set(still_15.ready)
+    younger = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0019", age=13)
+    younger.wait_until("2027-07-12")
+    assert not {"check_age_now", "survey_invitation"} & set(younger.ready)
     older = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0017", age=15)
     older.wait_until("2027-07-12")
-    assert "survey_invitation" in older.ready
+    assert "survey_invitation" in older.ready and "check_age_now" not in older.ready
