@@ -8,7 +8,9 @@ from engine import CarePath, ManualClock
 from .correction_journeys import reviews_independent
 from .journey import Journey
 from .journeys import (
+    NOT_ON_SACT,
     SITES,
+    SURVEILLANCE_PLAN,
     _end_of_treatment,
     _mdt,
     _review,
@@ -16,6 +18,7 @@ from .journeys import (
     _support,
     _treatment,
     discharge_if_due,
+    feedback_tasks,
     next_due,
     prostate_surveillance,
     record_tests_due,
@@ -149,6 +152,43 @@ def test_active_surveillance_is_a_year_of_psa_tests_before_the_review(
 ) -> None:
     j = prostate_surveillance(bundled, journey_clock, "SYN-C-0010", "continue")
     assert j.today() == "2027-01-15"  # the review came after the fourth PSA, 12 months on
+
+
+def test_active_surveillance_gets_its_plan_at_the_start_and_feedback_after_the_first_years_review(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    """Active surveillance has no end of treatment, so neither an end of treatment summary nor the feedback
+    asked then ever came. The plan (tests, warning signs, who to call, support) is given as it starts, the
+    tests not waiting for it; feedback is asked after the 12-month review that continues surveillance."""
+    site = SITES["prostate"]
+    j = _start(bundled, journey_clock, site, "SYN-C-0012")
+    _support(j, "no")
+    j.hna_declined()
+    j.do(
+        "mdt",
+        {
+            "treatment_intent": "curative",
+            "first_treatment": "active_surveillance",
+            "prehabilitation": False,
+            "clinical_trial_discussed": False,
+            **NOT_ON_SACT,
+        },
+    )
+    plan = j.task("as_plan")
+    assert plan["lane"] == "Key worker (clinical nurse specialist)"
+    assert {"schedule_explained", "warning_signs_explained"} <= set(plan["form"]["required"])
+    record_tests_due(next_due(j))  # the first PSA test does not wait for the plan
+    j.do("as_plan", {**SURVEILLANCE_PLAN, "plan_given_on": j.today()})
+    while "surveillance" not in j.ready:
+        record_tests_due(next_due(j))
+    assert not {"give_feedback", "offer_support"} & set(j.ready)  # not during the first year
+    j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": "continue"})
+    [feedback] = feedback_tasks(j)
+    assert feedback["lane"] == "Patient"
+    assert j.task("offer_support")["lane"] == "Key worker (clinical nurse specialist)"  # declined at diagnosis
+    j.do("offer_support", {"support_wanted": "no"})  # a second no is final
+    j.do("surveillance_discharge", {"discharged_on": j.today(), "outcome": "transferred"})
+    assert "offer_support" not in j.ready and "give_feedback" in j.ready
 
 
 def test_the_start_of_androgen_deprivation_starts_the_exercise_referral(
