@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 import engine.instances.service as service_module
 from engine import CarePath, InstanceExistsError, InvalidInputError, ManualClock, Settings, StartDataError
 from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion
+from engine.documents.directory import load_service_directory
 from engine.pathways.sources import PathwayLibrary, version_of
 from engine.pathways.validation import validate_paths, validate_upload
-from engine.documents.directory import load_service_directory
 from engine.settings import HEALTH_SYSTEMS, bundled_pathways_dir, bundled_service_directory
 
 CONTRACT = Path(__file__).parent / "diagrams" / "contract"
