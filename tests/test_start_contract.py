@@ -16,9 +16,10 @@ from sqlalchemy import func, select
 import engine.instances.service as service_module
 from engine import CarePath, InstanceExistsError, InvalidInputError, ManualClock, Settings, StartDataError
 from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion
+from engine.documents.directory import load_service_directory
 from engine.pathways.sources import PathwayLibrary, version_of
 from engine.pathways.validation import validate_paths, validate_upload
-from engine.settings import bundled_pathways_dir
+from engine.settings import HEALTH_SYSTEMS, bundled_pathways_dir, bundled_service_directory
 
 CONTRACT = Path(__file__).parent / "diagrams" / "contract"
 FILES = {
@@ -165,6 +166,35 @@ def test_bundled_pathways_refuse_empty_start_data(tmp_path: Path) -> None:
                 {"diagnosis": "breast", "diagnosis_date": "12/01/2026", "age": 52, "treatment_intent": "curative"},
             )
         assert {p.field for p in bad_date.value.problems} == {"/data/diagnosis_date"}  # format and pattern
+    finally:
+        app.close()
+
+
+def test_every_bundled_pathway_declares_the_health_system_as_the_directorys_sections() -> None:
+    """The patient's health system (engine.documents.directory ``for_patient``) may be given at the start
+    and corrected later: a correction names only the schema's fields, so the schema declares it, optional,
+    with the values the start accepts (engine.instances.forms) and the bundled directory has."""
+    sections = set(load_service_directory(bundled_service_directory()).systems)
+    library = PathwayLibrary(bundled_pathways_dir())
+    for pathway_id in library.pathway_ids():
+        schema = json.loads(library.source(pathway_id).start_schema or "{}")
+        assert schema["properties"]["health_system"]["enum"] == list(HEALTH_SYSTEMS), pathway_id
+        assert set(HEALTH_SYSTEMS) == sections, pathway_id
+        assert "health_system" not in schema["required"], pathway_id
+
+
+def test_a_bundled_pathways_health_system_can_be_corrected_to_a_section_only(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", pathways_dir=bundled_pathways_dir())
+    app = CarePath(settings, ManualClock(datetime(2026, 1, 15, tzinfo=UTC)), upgrade=True)
+    start = {"diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative"}
+    try:
+        app.catalog.sync_library()
+        view = app.instances.start("breast_cancer", "SYN-0001", "system:t", start)
+        with pytest.raises(StartDataError) as refused:
+            app.instances.correct_data(view.id, {"health_system": "wales"}, "entered_in_error", CLINICIAN)
+        assert [(p.field, p.code) for p in refused.value.problems] == [("/data/health_system", "enum")]
+        app.instances.correct_data(view.id, {"health_system": "sweden"}, "entered_in_error", CLINICIAN)
+        assert app.instances.instance_data(view.id)["health_system"] == "sweden"
     finally:
         app.close()
 

@@ -54,7 +54,10 @@ def check_start_data(schema: str | None, data: dict[str, Any], prefix: str = "/d
 
     Raises: StartDataError naming every field that fails (never quoting a value).
     """
-    problems = _health_system_problems(data, prefix) + (_problems(schema, data, prefix) if schema is not None else [])
+    problems = _health_system_problems(data, prefix)
+    named = {problem.field for problem in problems}
+    # A schema that declares health_system (the bundled ones do) refuses the same value: named once.
+    problems += [p for p in (_problems(schema, data, prefix) if schema is not None else []) if p.field not in named]
     if problems:
         raise StartDataError("the data does not match the pathway's start data schema", problems)
 

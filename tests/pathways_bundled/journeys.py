@@ -254,6 +254,8 @@ def _end_of_treatment(journey: Journey, follow_up: str, copy_given: bool = True)
     journey.do("send_to_gp", {"sent_on": journey.today()})
     task = {"scheduled": "book_follow_up", "patient_initiated": "explain_pifu", "primary_care": "hand_over"}[follow_up]
     journey.do(task, {"arranged_on": journey.today()})
+    if "offer_support" in journey.ready:  # declined at diagnosis: offered once more; declined again, final
+        journey.do("offer_support", {"support_wanted": "no"})
 
 
 def course_ended(app: CarePath, clock: ManualClock, site_key: str, patient: str, support: str = "no") -> Journey:
@@ -371,10 +373,12 @@ def _review(journey: Journey, element: str) -> None:
 
 def to_the_end(journey: Journey, *, survey: bool = True) -> Journey:
     """The branches that outlast care: the 12-month cancer care review (invited on 2026-11-12) and the
-    quality of life survey's invitation (2027-07-12; ``survey`` False: under 16, never invited)."""
+    quality of life survey's invitation (2027-07-12; ``survey`` False: under 16 by then, never invited)."""
     journey.wait_until("2026-11-12")
     _review(journey, "second_review")
     journey.wait_until("2027-07-12")
+    if "check_age_now" in journey.ready:  # 14 at diagnosis: the key worker checks the age; still 15 here
+        journey.do("check_age_now", {"sixteen_or_over_now": False, "checked_on": journey.today()})
     if survey:
         return journey.do("survey_invitation", {"invitation": "sent", "recorded_on": journey.today()})
     assert "survey_invitation" not in journey.ready
@@ -384,6 +388,13 @@ def to_the_end(journey: Journey, *, survey: bool = True) -> Journey:
 # --- what a clinician reads: the trail, the feedback invitations, the timers waited for ---
 
 FEEDBACK_ANSWER = {"overall_experience": "good", "what_went_well": "Named contact always called back"}
+SURVEILLANCE_PLAN = {
+    "plan_given_via": ["nhs_app"],
+    "schedule_explained": True,
+    "warning_signs_explained": True,
+    "radical_treatment_option_explained": True,
+    "shared_with_gp": True,
+}
 
 
 def events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
@@ -486,6 +497,8 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
         j.do("remind_second", {"reminded_on": j.today()})
     _review(j, "second_review")
     discharge_if_due(record_tests_due(j.wait_until("2027-07-12")), site.pathway)
+    if site.age == 14:  # perhaps 16 by now: the key worker checks the date of birth (still 15 here)
+        j.do("check_age_now", {"sixteen_or_over_now": False, "checked_on": j.today()})
     if site.age >= 16:  # the national survey's invitation, recorded; no local questionnaire
         assert j.ready == ["survey_invitation"] and j.status == "running"
         j.do(
@@ -555,13 +568,18 @@ def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outco
             **NOT_ON_SACT,
         },
     )
+    # His plan (tests, warning signs, who to call, support) in place of an end of treatment summary.
+    j.do("as_plan", {**SURVEILLANCE_PLAN, "plan_given_on": j.today()})
     while "surveillance" not in j.ready:  # a year of PSA tests, then the review
         record_tests_due(next_due(j))
     j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": outcome})
-    if outcome == "continue":
+    if outcome == "continue":  # no end of treatment: asked after the review that continues surveillance
+        assert "give_feedback" in j.ready and "offer_support" not in j.ready  # informed at diagnosis
+        j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
         j.do("surveillance_discharge", {"discharged_on": j.today(), "outcome": "transferred"})
         assert "give_feedback" not in j.ready
-    else:
+    else:  # progressed: asked at the end of the radical treatment, not now
+        assert "give_feedback" not in j.ready
         j.do("treatment", {"treatments_received": ["radical_prostatectomy"], "completed_on": j.today()})
         assert "offer_hna" in j.ready
     return j
@@ -581,6 +599,40 @@ def recurrence_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     j.hna_declined()
     _end_of_treatment(j, "scheduled", copy_given=False)  # the recurrence's summary discussed without a copy
     assert "rec_treatment" not in j.ready and "write_summary" not in j.ready
+    return j
+
+
+def end_of_treatment_journey(
+    app: CarePath, clock: ManualClock, *, site_key: str, patient: str, support: str, age: int | None = None
+) -> Journey:
+    """Treated with curative intent to the end of treatment, ``support`` the answer at diagnosis: declined
+    ('no'), the connection is offered once more at the end of treatment (support_again); the feedback goes
+    to the patient, or in the children and young people's pathway to the family as the age says."""
+    site = SITES[site_key]
+    j = _start(app, clock, site, patient, age=age)
+    _support(j, support)
+    j.hna_declined()
+    _mdt(j, site, prehab=False, special=False)
+    _treatment(j, site, special=False)
+    j.hna_declined()  # at the end of treatment
+    j.do(
+        "write_summary",
+        {"summary_treatments": ["surgery"], "warning_signs_given": True, "follow_up_model": "scheduled"},
+    )
+    j.do("discuss", {"discussed_on": j.today(), "copy_given": True})
+    j.do("send_to_gp", {"sent_on": j.today()})
+    j.do("book_follow_up", {"arranged_on": j.today()})
+    assert ("offer_support" in j.ready) == (support == "no"), j.ready  # offered again only when declined
+    if support == "no":
+        j.do("offer_support", {"support_wanted": "later", "support_types": ["financial"]})
+        j.do("give_information", {"information_given_on": j.today(), "information_format": "leaflet"})
+    assert "offer_support" not in j.ready
+    [task] = feedback_tasks(j)
+    child = site.pathway == "children_young_people_cancer"
+    young = site.age if age is None else age
+    lane = ("Parents or carers" if young < 16 else "Child or young person") if child else "Patient"
+    assert task["lane"] == lane
+    j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
     return j
 
 
@@ -619,6 +671,17 @@ def _all() -> dict[str, JourneyFn]:
     journeys["prostate-surveillance-continues"] = partial(prostate_surveillance, patient="SYN-0301", outcome="continue")
     journeys["prostate-surveillance-to-radical"] = partial(
         prostate_surveillance, patient="SYN-0302", outcome="radical_treatment"
+    )
+    # The connection to support offered again at the end of treatment only to whoever declined it at diagnosis;
+    # a young person of 16 or over asked for feedback in their own lane.
+    journeys["prostate-support-declined"] = partial(
+        end_of_treatment_journey, site_key="prostate", patient="SYN-0501", support="no"
+    )
+    journeys["colorectal-support-informed"] = partial(
+        end_of_treatment_journey, site_key="colorectal", patient="SYN-0502", support="later"
+    )
+    journeys["children_young_people-young-person"] = partial(
+        end_of_treatment_journey, site_key="children_young_people", patient="SYN-0503", support="yes_now", age=19
     )
     for number, key in enumerate(full_options, start=1):  # a recurrence, treated and summarised
         journeys[f"{key}-recurrence"] = partial(recurrence_journey, site=SITES[key], patient=f"SYN-{number + 400:04d}")

@@ -8,7 +8,9 @@ from engine import CarePath, ManualClock
 from .correction_journeys import reviews_independent
 from .journey import Journey
 from .journeys import (
+    NOT_ON_SACT,
     SITES,
+    SURVEILLANCE_PLAN,
     _end_of_treatment,
     _mdt,
     _review,
@@ -16,6 +18,7 @@ from .journeys import (
     _support,
     _treatment,
     discharge_if_due,
+    feedback_tasks,
     next_due,
     prostate_surveillance,
     record_tests_due,
@@ -151,6 +154,43 @@ def test_active_surveillance_is_a_year_of_psa_tests_before_the_review(
     assert j.today() == "2027-01-15"  # the review came after the fourth PSA, 12 months on
 
 
+def test_active_surveillance_gets_its_plan_at_the_start_and_feedback_after_the_first_years_review(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    """Active surveillance has no end of treatment, so neither an end of treatment summary nor the feedback
+    asked then ever came. The plan (tests, warning signs, who to call, support) is given as it starts, the
+    tests not waiting for it; feedback is asked after the 12-month review that continues surveillance."""
+    site = SITES["prostate"]
+    j = _start(bundled, journey_clock, site, "SYN-C-0012")
+    _support(j, "no")
+    j.hna_declined()
+    j.do(
+        "mdt",
+        {
+            "treatment_intent": "curative",
+            "first_treatment": "active_surveillance",
+            "prehabilitation": False,
+            "clinical_trial_discussed": False,
+            **NOT_ON_SACT,
+        },
+    )
+    plan = j.task("as_plan")
+    assert plan["lane"] == "Key worker (clinical nurse specialist)"
+    assert {"schedule_explained", "warning_signs_explained"} <= set(plan["form"]["required"])
+    record_tests_due(next_due(j))  # the first PSA test does not wait for the plan
+    j.do("as_plan", {**SURVEILLANCE_PLAN, "plan_given_on": j.today()})
+    while "surveillance" not in j.ready:
+        record_tests_due(next_due(j))
+    assert not {"give_feedback", "offer_support"} & set(j.ready)  # not during the first year
+    j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": "continue"})
+    [feedback] = feedback_tasks(j)
+    assert feedback["lane"] == "Patient"
+    assert j.task("offer_support")["lane"] == "Key worker (clinical nurse specialist)"  # declined at diagnosis
+    j.do("offer_support", {"support_wanted": "no"})  # a second no is final
+    j.do("surveillance_discharge", {"discharged_on": j.today(), "outcome": "transferred"})
+    assert "offer_support" not in j.ready and "give_feedback" in j.ready
+
+
 def test_the_start_of_androgen_deprivation_starts_the_exercise_referral(
     bundled: CarePath, journey_clock: ManualClock
 ) -> None:
@@ -241,12 +281,27 @@ def test_the_18_month_survey_is_the_national_invitation_recorded_and_never_a_loc
     assert not {"survey", "survey_invitation", "send_reminder"} & set(j.ready)
 
 
-def test_no_survey_invitation_for_a_child_under_16(bundled: CarePath, journey_clock: ManualClock) -> None:
-    """14 at diagnosis: perhaps not 16 at 18 months, so not recorded. 15 at diagnosis: at least 16 and a half
-    by then, so invited like an adult (the age at diagnosis is all CarePath knows)."""
-    j = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0016", age=14)
-    j.wait_until("2027-07-12")
-    assert not {"survey", "survey_invitation"} & set(j.ready)
+def test_the_survey_invitation_goes_by_the_age_when_the_survey_is_sent(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    """The national survey invites people aged 16 and over when it is sent, 18 months after diagnosis.
+    15 at diagnosis: at least 16 and a half by then, invited like an adult. 13: at most 15 and a half,
+    nothing. 14: 16 by then only when the 15th birthday fell within 6 months of the diagnosis, which the
+    age in whole years cannot say: the key worker checks, and a young person who is 16 is not missed."""
+    turned_16 = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0016", age=14)
+    turned_16.wait_until("2027-07-12")
+    check = turned_16.task("check_age_now")
+    assert check["lane"] == "Key worker (principal treatment centre)"
+    assert "survey_invitation" not in turned_16.ready
+    turned_16.do("check_age_now", {"sixteen_or_over_now": True, "checked_on": turned_16.today()})
+    assert "survey_invitation" in turned_16.ready
+    still_15 = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0018", age=14)
+    still_15.wait_until("2027-07-12")
+    still_15.do("check_age_now", {"sixteen_or_over_now": False, "checked_on": still_15.today()})
+    assert not {"check_age_now", "survey_invitation"} & set(still_15.ready)
+    younger = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0019", age=13)
+    younger.wait_until("2027-07-12")
+    assert not {"check_age_now", "survey_invitation"} & set(younger.ready)
     older = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0017", age=15)
     older.wait_until("2027-07-12")
-    assert "survey_invitation" in older.ready
+    assert "survey_invitation" in older.ready and "check_age_now" not in older.ready

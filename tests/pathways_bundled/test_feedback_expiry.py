@@ -178,3 +178,14 @@ def test_patient_died_during_an_open_invitation_ends_it(
     count = len(events(bundled, j.view.id))
     j.wait_for(EXPIRY + timedelta(days=1))
     assert len(events(bundled, j.view.id)) == count and feedback_closed(bundled, j.view.id) == []
+
+
+def test_a_childs_family_is_asked_at_the_end_of_treatment(bundled: CarePath, journey_clock: ManualClock) -> None:
+    """Children and young people: a child under 16 (14 here) does not answer a survey alone: the parents or
+    carers are asked, with the child (feedback_family); a young person of 16 to 24 is asked in their own lane
+    (children_young_people.yaml). Young Lives vs Cancer: ask children and young people, and their families."""
+    j = treated(bundled, journey_clock, "children_young_people", "SYN-1805", "scheduled")
+    [task] = feedback_tasks(j)
+    assert (task["process"], task["lane"]) == ("patient_feedback", "Parents or carers")
+    j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+    assert feedback_tasks(j) == [] and feedback_answered(bundled, j.view.id) == 1
