@@ -73,6 +73,7 @@ def test_two_waiting_summary_tasks_show_their_phase_and_deadline(app: Flask, jou
 
     # Past the first-line summary's 6 weeks, the scan opens its overdue task: that line says so, alone.
     j.wait(8)
+    client = _clinician(app)  # signed in again: a web session ends a shift (8 hours) after sign-in
     assert engine.treatment_summaries.open_due() == 1
     html = client.get(url).get_data(as_text=True)
     assert _summary_lines(html, [first, second]) == [expected[0] + " Overdue", expected[1]]
@@ -123,6 +124,7 @@ def test_the_work_list_shows_each_waiting_summary_tasks_phase_and_deadline(
     assert all(": " not in line for line in _work_list_lines(html, [t["id"] for t in others]))
 
     j.wait(8)  # past the first-line summary's 6 weeks: the scan opens its overdue task
+    client = _clinician(app)  # signed in again: a web session ends a shift (8 hours) after sign-in
     assert engine.treatment_summaries.open_due() == 1
     html = client.get("/work-list").get_data(as_text=True)
     assert _work_list_lines(html, [first, second]) == [expected[0] + " Overdue", expected[1]]
