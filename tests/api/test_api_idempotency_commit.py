@@ -6,24 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import pytest
 from api_contract import make_token
+from conftest import running_app
 from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 import api.instances
-from api import create_app
 from engine import ManualClock
 from engine.db.models import PathwayInstance
 from engine.db.session import read_only
 from engine.idempotency import LEASE, IdempotencyStore
 
-TESTS = Path(__file__).resolve().parent.parent
 BODY = {"pathway_id": "test_assessment", "patient_ref": "MRN-1"}
 
 
@@ -34,21 +32,8 @@ def _blip(*_args: Any, **_kwargs: Any) -> None:
 @pytest.fixture(params=[False, True], ids=["one-instance", "concurrent-instances"])
 def app(request: pytest.FixtureRequest, deployed_database_url: str, clock: ManualClock) -> Iterator[Flask]:
     """The app, also with CAREPATH_ALLOW_CONCURRENT_INSTANCES, where a second run would start a second instance."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": deployed_database_url,
-            "PATHWAYS_DIR": TESTS / "pathways",
-            "CLOCK": clock,
-            "AUTH_CACHE_SECONDS": 0,
-            "FOUR_EYES": "off",
-            "ALLOW_CONCURRENT_INSTANCES": request.param,
-        }
-    )
-    try:
+    with running_app(deployed_database_url, clock, ALLOW_CONCURRENT_INSTANCES=request.param) as app:
         yield app
-    finally:
-        app.extensions["carepath"].close()
 
 
 def _instances(app: Flask) -> int:

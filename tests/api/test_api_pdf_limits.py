@@ -10,12 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from api_contract import ContractClient, make_token
-from conftest import TESTS
+from api_contract import make_token
+from conftest import running_app
 from flask import Flask
 from helpers import assert_problem, assessed
 
-from api import create_app
 from engine import ManualClock
 from engine.documents.render import PdfLimits
 
@@ -29,22 +28,8 @@ def _pdf(client: Any, auth: Any, instance_id: str) -> Any:
 @pytest.fixture
 def hurried_app(deployed_database_url: str, clock: ManualClock) -> Iterator[Flask]:
     """The app as the server starts it with ``CAREPATH_PDF_TIMEOUT=0.05``: no PDF renders that fast."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": deployed_database_url,
-            "PATHWAYS_DIR": TESTS / "pathways",
-            "CLOCK": clock,
-            "AUTH_CACHE_SECONDS": 0,
-            "FOUR_EYES": "off",
-            "PDF_TIMEOUT": "0.05",
-        }
-    )
-    app.test_client_class = ContractClient
-    try:
+    with running_app(deployed_database_url, clock, PDF_TIMEOUT="0.05") as app:
         yield app
-    finally:
-        app.extensions["carepath"].close()
 
 
 def test_a_pdf_past_the_time_limit_is_a_422_logged_without_patient_data(
