@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import engine.instances.service as service_module
 from engine import CarePath, InstanceExistsError, InvalidInputError, ManualClock, Settings, StartDataError
 from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion
 from engine.documents.directory import load_service_directory
+from engine.instances.timers import fire_due_timers
 from engine.pathways.sources import PathwayLibrary, version_of
 from engine.pathways.validation import validate_paths, validate_upload
 from engine.settings import HEALTH_SYSTEMS, bundled_pathways_dir, bundled_service_directory
@@ -362,3 +363,53 @@ def test_a_deployment_may_allow_more_explicitly(test_settings: Settings, clock: 
         assert first.id != second.id
     finally:
         app.close()
+
+
+# A timer, then a choice on the data: start data can be corrected while the timer waits.
+_WAIT_THEN_CHOOSE = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="defs_wait" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="test_wait_then_choose" name="Wait, then choose" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="week" />
+    <bpmn:intermediateCatchEvent id="week" name="A week later">
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:timerEventDefinition id="timer_week">
+        <bpmn:timeDuration xsi:type="bpmn:tFormalExpression">P7D</bpmn:timeDuration>
+      </bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="f2" sourceRef="week" targetRef="choose" />
+    <bpmn:exclusiveGateway id="choose" name="Which route?" default="to_a">
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>to_a</bpmn:outgoing><bpmn:outgoing>to_b</bpmn:outgoing>
+    </bpmn:exclusiveGateway>
+    <bpmn:sequenceFlow id="to_a" sourceRef="choose" targetRef="task_a" />
+    <bpmn:sequenceFlow id="to_b" sourceRef="choose" targetRef="task_b">
+      <bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">route == "b"</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:manualTask id="task_a" name="Route A">
+      <bpmn:incoming>to_a</bpmn:incoming><bpmn:outgoing>fa</bpmn:outgoing>
+    </bpmn:manualTask>
+    <bpmn:manualTask id="task_b" name="Route B">
+      <bpmn:incoming>to_b</bpmn:incoming><bpmn:outgoing>fb</bpmn:outgoing>
+    </bpmn:manualTask>
+    <bpmn:sequenceFlow id="fa" sourceRef="task_a" targetRef="end" />
+    <bpmn:sequenceFlow id="fb" sourceRef="task_b" targetRef="end" />
+    <bpmn:endEvent id="end"><bpmn:incoming>fa</bpmn:incoming><bpmn:incoming>fb</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_data_corrected_while_a_timer_waits_is_what_the_steps_after_it_read(
+    carepath: CarePath, clock: ManualClock
+) -> None:
+    # A waiting timer takes its parent's data again whenever it is refreshed: a correction written into the
+    # waiting task alone was lost when the timer fired, and the choice after it read the old value.
+    carepath.catalog.deploy_upload({"wait_then_choose.bpmn": _WAIT_THEN_CHOOSE}, "author:tok_test")
+    view = carepath.instances.start("test_wait_then_choose", "MRN-5", "system:t", {"route": "a"})
+    assert view.ready_tasks == [] and view.status == "running"
+    carepath.instances.correct_data(view.id, {"route": "b"}, "entered_in_error", CLINICIAN)
+    clock.advance(timedelta(days=8))
+    assert fire_due_timers(carepath.instances) == 1
+    assert [t["element"] for t in carepath.instances.get(view.id).ready_tasks] == ["task_b"]
+    assert carepath.instances.instance_data(view.id)["route"] == "b"
