@@ -867,7 +867,11 @@ def fill_instance_forms(
     """
     if not any(isinstance(t.get("form"), dict) and NOTICE_KEY in t["form"] for t in tasks):
         return tasks
-    directory, contacts = _patient_contacts(carepath, instance_id, language)
+    return _filled(tasks, *_patient_contacts(carepath, instance_id, language))
+
+
+def _filled(tasks: list[dict[str, Any]], directory: ServiceDirectory, contacts: Contacts) -> list[dict[str, Any]]:
+    """``tasks`` with their forms' notices filled with the line of the patient ``contacts`` are for."""
     return fill_tasks(
         tasks,
         directory,
@@ -903,15 +907,7 @@ def fill_listed_forms(
         if kept is None:
             done = fill_instance_forms(carepath, instance_id, listed, language)
         else:
-            directory, contacts = _contacts_of(carepath, str(listed[0]["pathway_id"]), json.loads(kept), language)
-            done = fill_tasks(
-                listed,
-                directory,
-                contacts.language,
-                contacts.system,
-                child=contacts.child,
-                childrens_line=contacts.childrens_hospital() if contacts.child else None,
-            )
+            done = _filled(listed, *_contacts_of(carepath, str(listed[0]["pathway_id"]), json.loads(kept), language))
         for index, task in zip(indexes, done, strict=True):
             filled[index] = task
     return filled
