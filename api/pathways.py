@@ -7,7 +7,10 @@ import re
 from typing import Any
 
 from flask import Blueprint, Response
+from sqlalchemy import select
 
+from engine.db.models import PathwayInstance
+from engine.db.session import read_only
 from engine.errors import DiagramError, NotFoundError
 from engine.instances.migration import migrate_pathway
 from engine.instances.migration_requests import (
@@ -142,9 +145,30 @@ def ask_for_migration(pathway_id: str) -> tuple[dict[str, Any], int]:
 @bp.get("/<pathway_id>/migration-requests")
 @requires("migrations.read")
 def migration_requests(pathway_id: str) -> dict[str, Any]:
-    return {
-        "items": [info.as_dict() for info in list_migration_requests(carepath().instances, _pathway_id(pathway_id))]
+    """Migration requests with their reports; a caller scoped to an organisation (an auditor of one trust)
+    sees in each report only the instances it reaches: the others are another organisation's records."""
+    items = [info.as_dict() for info in list_migration_requests(carepath().instances, _pathway_id(pathway_id))]
+    scope = current_principal().scope
+    if scope.everywhere:
+        return {"items": items}
+    listed = {
+        str(entry.get("instance_id"))
+        for item in items
+        for report in (item["report"], item["result"] or {})
+        for entry in report.get("instances", [])
     }
+    with read_only(carepath().sessions) as session:
+        reached = set(
+            session.scalars(select(PathwayInstance.id).where(PathwayInstance.id.in_(sorted(listed)), scope.condition()))
+        )
+    for item in items:
+        for key in ("report", "result"):
+            if item[key] is not None:
+                item[key] = {
+                    **item[key],
+                    "instances": [e for e in item[key].get("instances", []) if e.get("instance_id") in reached],
+                }
+    return {"items": items}
 
 
 @bp.post("/<pathway_id>/migration-requests/<request_id>/approval")

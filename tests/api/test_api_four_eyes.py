@@ -54,6 +54,14 @@ def _held(app: Flask, staff_id: str | None, role: str = "author") -> dict[str, s
     return {"Authorization": f"Bearer {secret}"}
 
 
+def _scoped(app: Flask, role: str, organisation: str) -> str:
+    """A new token of ``role`` scoped to ``organisation`` (every team of it)."""
+    engine = app.extensions["carepath"]
+    with unit_of_work(engine.sessions) as session:
+        _, secret = create_token(session, role, "test", engine.clock, organisation=organisation)
+    return secret
+
+
 def _deploy(client: Any, headers: dict[str, str]) -> dict[str, Any]:
     response = client.post(
         "/v1/pathways",
@@ -146,6 +154,12 @@ def test_a_migration_is_asked_for_by_one_author_and_approved_by_another(app: Fla
         (request["id"], request["requested_by"], approved.json["approved_by"])
     ]
     assert_problem(client.get(f"/v1/pathways/{PATHWAY}/migration-requests", headers=system), 403, "forbidden")
+    # An auditor of one organisation sees its own instances in the reports, never another organisation's.
+    for organisation, seen in ((started["organisation"], [started["id"]]), ("another-trust", [])):
+        auditor = {"Authorization": f"Bearer {_scoped(app, 'auditor', organisation)}"}
+        [item] = client.get(f"/v1/pathways/{PATHWAY}/migration-requests", headers=auditor).json["items"]
+        assert [i["instance_id"] for i in item["report"]["instances"]] == seen, organisation
+        assert [i["instance_id"] for i in item["result"]["instances"]] == seen, organisation
     other = f"/v1/pathways/test_triage/migration-requests/{request['id']}/approval"
     assert_problem(client.post(other, headers=bob), 404, "not-found")
 
