@@ -26,6 +26,7 @@ from engine.documents.build import (
 from engine.documents.render import (
     DocumentTooLargeError,
     DocumentUnprintableError,
+    PdfBusyError,
     PdfLimits,
     PdfUnavailableError,
     render_html,
@@ -76,6 +77,8 @@ def negotiated(
                 f"{exc}; ask for application/json or text/html",
                 [Problem(str(exc), field="/")],
             ) from None
+        except PdfBusyError as exc:  # every rendering slot of this worker taken for the request's time limit
+            raise ApiError(503, "pdf-busy", f"{exc}; or ask for text/html", headers={"Retry-After": "5"}) from None
         except PdfUnavailableError:  # a server set up without Pango: its operator's gap, not a crash
             raise ApiError(
                 503,

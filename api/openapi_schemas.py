@@ -47,6 +47,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "document-too-large": "The document is too large to print as a PDF; ask for JSON or HTML",
     "document-unprintable": "The PDF renderer stopped on this document (time or memory limit); ask for JSON or HTML",
     "pdf-unavailable": "This server cannot make PDFs (WeasyPrint's system libraries are missing); ask for HTML",
+    "pdf-busy": "Every PDF rendering of this server process is taken; retry after the time given, or ask for HTML",
     "internal-error": "Internal error",
 }
 

@@ -24,6 +24,7 @@ import logging
 import math
 import multiprocessing
 import resource
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -40,10 +41,12 @@ __all__ = [
     "CARE_PLAN",
     "END_OF_TREATMENT",
     "LANGUAGES",
+    "MAX_CONCURRENT_PDFS",
     "MAX_LIST_ENTRIES",
     "MAX_PRINTED_CHARS",
     "DocumentTooLargeError",
     "DocumentUnprintableError",
+    "PdfBusyError",
     "PdfLimits",
     "PdfUnavailableError",
     "check_printable",
@@ -66,6 +69,11 @@ MAX_LIST_ENTRIES = 200
 MAX_PRINTED_CHARS = 500_000
 _MB = 1024 * 1024
 _log = logging.getLogger("carepath.documents")
+# PDFs rendering at once in one process (a gunicorn worker has CAREPATH_THREADS request threads): each
+# rendering may use up to its memory limit, so a worker holds at most this many times it. A request that
+# waits longer than its time limit for a turn is told the renderer is busy (503), never queued forever.
+MAX_CONCURRENT_PDFS = 2
+_turns = threading.BoundedSemaphore(MAX_CONCURRENT_PDFS)
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,11 @@ class PdfUnavailableError(RuntimeError):
 
     A deployment error, like a missing database driver: the README and .ci/run say what to install.
     """
+
+
+class PdfBusyError(PdfUnavailableError):
+    """Raised when :data:`MAX_CONCURRENT_PDFS` documents were rendering in this process for the whole
+    of a request's time limit: try again in a moment (nothing is wrong with the document)."""
 
 
 @functools.cache
@@ -283,6 +296,16 @@ def _print_bounded(page: str, limits: PdfLimits) -> bytes:
     Raises:
         DocumentUnprintableError, PdfUnavailableError: as :func:`render_pdf`.
     """
+    if not _turns.acquire(timeout=limits.seconds):
+        _log.warning("a PDF waited %g s for one of the %d renderings at once", limits.seconds, MAX_CONCURRENT_PDFS)
+        raise PdfBusyError(f"the PDF renderer is busy ({MAX_CONCURRENT_PDFS} documents at once): try again in a moment")
+    try:
+        return _print_in_turn(page, limits)
+    finally:
+        _turns.release()
+
+
+def _print_in_turn(page: str, limits: PdfLimits) -> bytes:
     context = _fork_server()
     answers, answer = context.Pipe(duplex=False)
     memory = limits.memory_mb * _MB

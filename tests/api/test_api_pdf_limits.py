@@ -16,6 +16,7 @@ from flask import Flask
 from helpers import assert_problem, assessed
 
 from engine import ManualClock
+from engine.documents import render
 from engine.documents.render import PdfLimits
 
 PATIENT = "MRN-7007"
@@ -68,4 +69,25 @@ def test_a_pdf_past_the_memory_limit_is_a_422_and_the_next_pdf_renders(
     assert "more than 150 MB of memory" in body["detail"] and PATIENT not in str(body)
     # The next PDF, within the deployment's limits, renders.
     response = _pdf(client, auth, instance["id"])
+    assert response.status_code == 200 and response.get_data().startswith(b"%PDF-")
+
+
+def test_pdfs_past_the_renderings_a_worker_runs_at_once_wait_then_are_told_to_retry(
+    client: Any, auth: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker renders at most MAX_CONCURRENT_PDFS documents at once (each may use its memory limit): with
+    # every turn taken, a request waits its time limit for one, then answers 503 pdf-busy with Retry-After.
+    instance = assessed(client, auth, {"worry_fear_anxiety": 9}, patient_ref=PATIENT)
+    taken = [render._turns.acquire(timeout=1) for _ in range(render.MAX_CONCURRENT_PDFS)]
+    assert all(taken)
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(PdfLimits, "of", classmethod(lambda cls, settings: cls(seconds=0.2)))
+            busy = _pdf(client, auth, instance["id"])
+        body = assert_problem(busy, 503, "pdf-busy")
+        assert busy.headers["Retry-After"] == "5" and PATIENT not in str(body)
+    finally:
+        for _ in taken:
+            render._turns.release()
+    response = _pdf(client, auth, instance["id"])  # a turn is free again: it renders
     assert response.status_code == 200 and response.get_data().startswith(b"%PDF-")
