@@ -230,6 +230,11 @@ def _log_start(app: Flask, settings: Settings, library: str) -> None:
             "no CAREPATH_TRAIL_KEY_FILE: the event trail is not authenticated, and its digests of patients' "
             "data can be found by trying values (docs/operations.md)"
         )
+    if settings.environment == "production" and app.config["TRUSTED_HOSTS"] is None:
+        app.logger.warning(
+            "no CAREPATH_TRUSTED_HOSTS: any Host header is answered, and names this server in FHIR links "
+            "(and in the sign-in callback without CAREPATH_OIDC_REDIRECT_URL) (docs/operations.md)"
+        )
 
 
 def carepath() -> CarePath:

@@ -62,7 +62,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, json, request, url_for
 from flask.logging import default_handler
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from engine.db.session import database_unavailable
 from engine.errors import (
@@ -202,6 +202,8 @@ def _to_problem(exc: Exception) -> Response:
         if isinstance(exc, InstanceExistsError) and exc.instance_id:  # the running instance (api.instances: in scope)
             headers = {"Location": url_for("instances.get", instance_id=exc.instance_id)}
         return problem_response(status, slug, exc.message, exc.problems, headers)
+    if isinstance(exc, SecurityError):  # a Host outside TRUSTED_HOSTS: not echoed (the caller wrote it)
+        return problem_response(400, "host-not-trusted", "this server does not answer for the host the request names")
     if isinstance(exc, HTTPException) and exc.code is not None and exc.code < 500:
         slug = _HTTP_ERRORS.get(exc.code, "request-invalid")
         headers = dict(h for h in exc.get_headers() if h[0] == "Allow") if exc.code == 405 else None

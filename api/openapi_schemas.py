@@ -29,6 +29,7 @@ PROBLEM_TYPES: dict[str, str] = {
     "unsafe-expression": "An expression is outside the safe language",
     "idempotency-key-reused": "The Idempotency-Key was used for a different request",
     "idempotency-key-in-use": "A request with this Idempotency-Key is still running",
+    "host-not-trusted": "The Host header names a host outside CAREPATH_TRUSTED_HOSTS",
     "unauthenticated": "A valid bearer token is required",
     "forbidden": "The token's role may not do this",
     "four-eyes": "A second author must do this: the person who deployed or asked for it may not approve it",

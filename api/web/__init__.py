@@ -40,6 +40,7 @@ from engine.errors import (
 from . import auditors, authors, clinicians, managers, my_plan, patients
 from . import session as session_pages
 from .assets import vendor_url
+from .flashes import flashed
 from .auth import TlsAwareSessions, can, check_csrf, csrf_token, principal
 from .i18n import LANGUAGES, current_language, format_time, translate, translate_or
 
@@ -87,6 +88,7 @@ def page_globals() -> dict[str, Any]:
         "language": current_language(),
         "languages": LANGUAGES,
         "format_time": format_time,
+        "flashed": flashed,
     }
 
 

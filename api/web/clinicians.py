@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from engine.careplan.summaries import WRITE_ELEMENT
@@ -27,6 +27,7 @@ from engine.instances.view import PATIENT_REF_PATTERN
 
 from .. import carepath, queries
 from .auth import actor, page, scope
+from .flashes import tell
 from .forms import FormField, expand_maps, fields_of, other_problems, parse_fields, problem_messages, revision_of
 from .i18n import current_language, translate
 
@@ -77,7 +78,7 @@ def complete_escalation(escalation_id: Any) -> Response | tuple[str, int]:
         return _work_list(refused=True), 404 if isinstance(exc, NotFoundError) else (
             409 if isinstance(exc, ConflictError) else 422
         )
-    flash(translate("worklist.escalation_completed", patient=carepath().instances.get(done["instance_id"]).patient_ref))
+    tell("worklist.escalation_completed", instance_id=done["instance_id"])
     return redirect(url_for("web.clinicians.work_list"), code=303)
 
 
@@ -210,7 +211,7 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
         except (StaleVersionError, TaskNotReadyError):
             status, stale = 409, True
         else:
-            flash(translate("task.completed", task=found["name"], patient=view.patient_ref))
+            tell("task.completed", instance_id=view.id, task=found["name"])
             return redirect(url_for("web.patients.patient", instance_id=view.id), code=303)
     errors, summary = problem_messages(fields, problems, translate)
     notice, description = _notice(found)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as Redirect
 
 from engine.documents.build import (
@@ -50,6 +50,7 @@ from engine.patients import complete_own_form, own_forms, report_warning_sign, r
 from .. import carepath, queries
 from ..headers import DOCUMENT_POLICY
 from .auth import page, principal
+from .flashes import tell
 from .forms import fields_of, other_problems, parse_fields, problem_messages, revision_of
 from .i18n import LANGUAGES, current_language, translate
 
@@ -247,7 +248,7 @@ def submit(instance_id: Any, task_id: Any) -> Redirect | tuple[str, int]:
         return _form_page(view, task, request.form, exc.problems or [Problem(exc.message, field="/")], 422)
     except (StaleVersionError, TaskNotReadyError):
         return _form_page(view, task, request.form, [], 409, stale=True)
-    flash(translate("my.form_sent"))
+    tell("my.form_sent")
     return redirect(url_for(".plan_of", instance_id=view.id), code=303)
 
 
@@ -292,5 +293,5 @@ def report(instance_id: Any) -> Redirect | tuple[str, int]:
         return _warning_page(view, request.form, {"description": translate("my.warning.too_long")}, 422)
     except MessageNotDeliverableError:  # no pathway of theirs is listening: they must call, and are told so
         return _warning_page(view, request.form, {}, 409, undelivered=True)
-    flash(translate("my.warning.sent"))
+    tell("my.warning.sent")
     return redirect(url_for(".plan_of", instance_id=view.id), code=303)

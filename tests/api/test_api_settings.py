@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from api_contract import make_token  # tests/api is on sys.path
+from conftest import running_app
 from helpers import PATHWAY
 from sqlalchemy import select
 
@@ -118,7 +119,7 @@ def test_a_setting_given_in_the_configuration_wins_over_the_environment(
         app.extensions["carepath"].close()
 
 
-def test_production_without_a_trail_key_is_warned_about(
+def test_production_without_a_trail_key_or_trusted_hosts_is_warned_about(
     deployed_database_url: str, clock: ManualClock, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     def start(**config: object) -> list[str]:
@@ -144,6 +145,8 @@ def test_production_without_a_trail_key_is_warned_about(
     key.write_text(KEY)
     key.chmod(0o400)
     assert not any("TRAIL_KEY" in m for m in start(TRAIL_KEY_FILE=str(key)))
+    assert any(m.startswith("no CAREPATH_TRUSTED_HOSTS") for m in start())
+    assert not any("TRUSTED_HOSTS" in m for m in start(TRUSTED_HOSTS=["carepath.test"]))
 
 
 @pytest.mark.parametrize(
@@ -191,3 +194,21 @@ def test_the_pdf_limits_default_to_those_the_renderer_applies_without_settings()
     assert PdfLimits.of(Settings.from_env({"CAREPATH_PDF_TIMEOUT": "7.5", "CAREPATH_PDF_MEMORY_MB": "768"})) == (
         PdfLimits(7.5, 768)
     )
+
+
+def test_with_trusted_hosts_a_request_naming_another_host_is_refused(
+    deployed_database_url: str, clock: ManualClock
+) -> None:
+    """The Host header names this server in FHIR links (``fullUrl``) and in the sign-in callback when
+    CAREPATH_OIDC_REDIRECT_URL is unset. With CAREPATH_TRUSTED_HOSTS a request naming any other host is a
+    400, before any view runs; one naming a trusted host is served and its links name it."""
+    with running_app(deployed_database_url, clock, TRUSTED_HOSTS=["carepath.test"]) as app:
+        client = app.test_client()
+        refused = client.get("/v1/health", headers={"Host": "evil.example"})
+        assert refused.status_code == 400
+        assert refused.json["type"].endswith("/host-not-trusted") and "evil.example" not in refused.text
+        assert client.get("/v1/health", headers={"Host": "carepath.test"}).status_code == 200
+        token = make_token(app, "clinician")
+        bundle = client.get("/fhir/R4/Questionnaire", headers={"Host": "carepath.test", "Authorization": f"Bearer {token}"})
+        assert bundle.status_code == 200
+        assert bundle.json["entry"] and all(e["fullUrl"].startswith("http://carepath.test/fhir/R4/") for e in bundle.json["entry"])

@@ -4,6 +4,7 @@ pages), the patient page, care plan moves, documents, incidents, authors' and au
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -429,6 +430,12 @@ def test_completing_a_task_moves_the_pathway_on(app: Flask, signed_in: Client) -
     assert response.status_code == 303 and response.location == f"/patients/{view.id}"
     after = engine(app).instances.get(view.id)
     assert after.version > view.version and after.ready_tasks[0]["element"] == "urgent_review"
+    # The message rides to the next page in the session cookie, which is signed, not encrypted: it
+    # names the instance, and the patient is looked up when the page is drawn.
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    carried = json.dumps(app.session_interface.get_signing_serializer(app).loads(cookie.value))
+    assert "_flashes" in carried and view.id in carried and "MRN-1001" not in carried
     html = text(client.get(response.location))
     assert "Holistic needs assessment completed for MRN-1001" in html
     assert "Key worker reviews priority concern" in html

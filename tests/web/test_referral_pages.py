@@ -83,5 +83,6 @@ def test_a_referral_not_accepted_in_time_is_on_the_work_list_until_completed(
     assert client.post(url, data={"csrf_token": csrf_of(html), "outcome": "Phoned"}).status_code == 422
     done = client.post(url, data={"csrf_token": csrf_of(html), "outcome": "chased_service"})
     assert done.status_code == 303
+    assert "Escalation completed for MRN-5005" in _text(client.get(done.location))
     assert client.post(url, data={"csrf_token": csrf_of(html), "outcome": "chased_service"}).status_code == 409
     assert 'data-test="escalations"' not in _text(client.get("/work-list"))
