@@ -488,6 +488,23 @@ class Provider:
         )
         return endpoint + ("&" if "?" in endpoint else "?") + query
 
+    def sign_out_url(self, post_logout_redirect_url: str) -> str | None:
+        """Where to send a browser signing out so that its session at the provider ends too (OpenID
+        Connect RP-Initiated Logout 1.0: the discovery document's ``end_session_endpoint`` with
+        ``client_id`` and ``post_logout_redirect_uri``), or None when the provider names no such endpoint.
+
+        No ``id_token_hint``: keeping the ID token would put the person's claims in the session cookie, which
+        is signed, not encrypted. Without it some providers (Keycloak) ask the person to confirm.
+
+        Raises:
+            ProviderUnavailableError: the discovery document cannot be read, or its endpoint is not https.
+        """
+        if self.settings.client_id is None or self.metadata().get("end_session_endpoint") is None:
+            return None
+        endpoint = self._endpoint("end_session_endpoint")
+        query = urlencode({"client_id": self.settings.client_id, "post_logout_redirect_uri": post_logout_redirect_url})
+        return endpoint + ("&" if "?" in endpoint else "?") + query
+
     def sign_in(self, code: str, redirect_url: str, verifier: str, nonce: str) -> Principal:
         """Exchange an authorization ``code`` at the token endpoint and check the ID token it returns
         (audience: the client id; ``nonce``: the one sent).

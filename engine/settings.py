@@ -181,7 +181,9 @@ class OidcSettings:
     (``CAREPATH_OIDC_CLIENT_ID``; the ID token's audience), and for a confidential client
     ``client_secret_file`` (``CAREPATH_OIDC_CLIENT_SECRET_FILE``). ``scopes`` (``CAREPATH_OIDC_SCOPES``,
     default ``openid profile``); ``redirect_url`` (``CAREPATH_OIDC_REDIRECT_URL``): the callback's public
-    address when a proxy hides it (default: made from the request, ``/sign-in/callback``).
+    address when a proxy hides it (default: made from the request, ``/sign-in/callback``);
+    ``post_logout_redirect_url`` (``CAREPATH_OIDC_POST_LOGOUT_REDIRECT_URL``): where the provider sends the
+    browser back after signing out (default: made from the request, ``/sign-in``).
 
     Care teams (:mod:`engine.care_teams`, docs/access.md): ``organisation_claim``
     (``CAREPATH_OIDC_ORGANISATION_CLAIM``, default ``carepath_organisation``) names the person's
@@ -210,12 +212,18 @@ class OidcSettings:
     client_secret_file: Path | None = None
     scopes: str = "openid profile"
     redirect_url: str | None = None
+    post_logout_redirect_url: str | None = None
     organisation_claim: str = "carepath_organisation"
     teams_claim: str = "carepath_teams"
     organisation: str | None = None
 
     def __post_init__(self) -> None:
-        for name, url in (("ISSUER", self.issuer), ("JWKS_URL", self.jwks_url), ("REDIRECT_URL", self.redirect_url)):
+        for name, url in (
+            ("ISSUER", self.issuer),
+            ("JWKS_URL", self.jwks_url),
+            ("REDIRECT_URL", self.redirect_url),
+            ("POST_LOGOUT_REDIRECT_URL", self.post_logout_redirect_url),
+        ):
             if url is not None:
                 check_provider_url(f"CAREPATH_OIDC_{name}", url)
         if not 0 < len(self.audience) <= 200:
@@ -294,6 +302,7 @@ class OidcSettings:
             "CLIENT_ID",
             "SCOPES",
             "REDIRECT_URL",
+            "POST_LOGOUT_REDIRECT_URL",
             "ORGANISATION_CLAIM",
             "TEAMS_CLAIM",
             "ORGANISATION",

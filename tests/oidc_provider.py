@@ -62,6 +62,7 @@ class FakeProvider:
         self.token_requests: list[dict[str, str]] = []
         self.now = datetime.min  # when ID tokens are issued: serve() sets it
         self.id_token_claims: dict[str, Any] = {}  # what the token endpoint's ID tokens say otherwise
+        self.end_session = False  # whether the discovery document names an end_session_endpoint
 
     def rotate(self, kid: str, key: Any | None = None) -> None:
         """A new signing key, published beside the old one (as providers rotate)."""
@@ -98,7 +99,7 @@ class FakeProvider:
             "token_endpoint": f"{self.issuer}/token",
             "response_types_supported": ["code"],
             "code_challenge_methods_supported": ["S256"],
-        }
+        } | ({"end_session_endpoint": f"{self.issuer}/logout"} if self.end_session else {})
 
 
 def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:

@@ -40,8 +40,8 @@ from engine.errors import (
 from . import auditors, authors, clinicians, managers, my_plan, patients
 from . import session as session_pages
 from .assets import vendor_url
-from .flashes import flashed
 from .auth import TlsAwareSessions, can, check_csrf, csrf_token, principal
+from .flashes import flashed
 from .i18n import LANGUAGES, current_language, format_time, translate, translate_or
 
 __all__ = ["bp", "init_app"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -56,7 +57,7 @@ from engine.care_teams import NOWHERE, BreakGlass, CareScope
 from engine.db.replica import primary_reads
 from engine.db.session import read_only, unit_of_work
 from engine.errors import InvalidTokenError, PermissionDeniedError
-from engine.identity import Provider
+from engine.identity import Provider, ProviderUnavailableError
 from engine.patients import still_linked
 
 from ..auth import identity_provider
@@ -241,10 +242,15 @@ def _person(value: object, session_id: str) -> Principal | None:
         return None
 
 
-def sign_out() -> None:
+def sign_out() -> str | None:
     """End this session: its id is recorded as ended, so a copy of the cookie taken before is refused too
-    (this browser's own cookie is cleared). Other sessions of the same token or person go on."""
+    (this browser's own cookie is cleared). Other sessions of the same token or person go on.
+
+    Returns where to send the browser next when the person signed in at the provider and it can end its
+    own session too (RP-Initiated Logout), else None: CarePath's session has ended either way, and a
+    provider that cannot be reached just now is logged, not shown (the person is signed out here)."""
     session_id = session.get("sid")
+    at_provider = _provider_sign_out_url() if "person" in session else None
     if isinstance(session_id, str) and ("person" in session or "token_id" in session):
         now = _now()
         # Flask signs the cookie afresh on every response, so a copy made just now lasts one lifetime more.
@@ -255,6 +261,19 @@ def sign_out() -> None:
         except IntegrityError:
             pass  # another copy of this cookie signed out at the same moment: recorded already
     _forget()
+    return at_provider
+
+
+def _provider_sign_out_url() -> str | None:
+    provider = web_provider()
+    if provider is None:
+        return None
+    back = provider.settings.post_logout_redirect_url or url_for("web.session.sign_in_page", _external=True)
+    try:
+        return provider.sign_out_url(back)
+    except ProviderUnavailableError as exc:
+        logging.getLogger(__name__).warning("identity provider sign-out not offered: %s", exc)
+        return None
 
 
 def _forget() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import flash, get_flashed_messages, g
+from flask import flash, g, get_flashed_messages
 
 from engine.errors import NotFoundError
 
@@ -33,7 +33,7 @@ def tell(key: str, *, instance_id: str | None = None, **values: str) -> None:
 def flashed() -> list[str]:
     """The messages for this page, in its language; each is taken once (a second call gives the same)."""
     if "flashed" not in g:
-        g.flashed = [_words(message) for category, message in get_flashed_messages(with_categories=True)]
+        g.flashed = [_words(str(message)) for message in get_flashed_messages(category_filter=[_CATEGORY])]
     return [words for words in g.flashed if words]
 
 

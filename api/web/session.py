@@ -122,8 +122,13 @@ def provider_callback() -> Response | tuple[str, int]:
 
 
 @bp.post("/sign-out")
-def sign_out_form() -> Response:
-    sign_out()
+def sign_out_form() -> Response | str:
+    """Sign out here; a person signed in at the provider is then sent on to sign out there too. Not by a
+    redirect: a form's answer redirecting to another site breaks the pages' ``form-action 'self'``
+    policy in browsers that apply it to redirects, so a page says so and goes on by itself."""
+    at_provider = sign_out()
+    if at_provider is not None:
+        return render_template("web/signed_out.html", at_provider=at_provider)
     return redirect(url_for(".sign_in_page"), code=303)
 
 

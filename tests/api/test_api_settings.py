@@ -209,6 +209,10 @@ def test_with_trusted_hosts_a_request_naming_another_host_is_refused(
         assert refused.json["type"].endswith("/host-not-trusted") and "evil.example" not in refused.text
         assert client.get("/v1/health", headers={"Host": "carepath.test"}).status_code == 200
         token = make_token(app, "clinician")
-        bundle = client.get("/fhir/R4/Questionnaire", headers={"Host": "carepath.test", "Authorization": f"Bearer {token}"})
+        bundle = client.get(
+            "/fhir/R4/Questionnaire", headers={"Host": "carepath.test", "Authorization": f"Bearer {token}"}
+        )
         assert bundle.status_code == 200
-        assert bundle.json["entry"] and all(e["fullUrl"].startswith("http://carepath.test/fhir/R4/") for e in bundle.json["entry"])
+        assert bundle.json["entry"] and all(
+            e["fullUrl"].startswith("http://carepath.test/fhir/R4/") for e in bundle.json["entry"]
+        )

@@ -4,7 +4,9 @@ with API tokens, and API-token sign-in when no provider is configured."""
 
 from __future__ import annotations
 
+import html as html_lib
 import http.client
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -308,3 +310,70 @@ def test_sign_out_ends_a_copy_of_a_patients_cookie(oidc_app: Flask, fake: FakePr
     assert client.post("/sign-out", data={"csrf_token": csrf}).status_code == 303
     response = thief.get("/my")
     assert response.status_code == 302 and response.location.startswith("/sign-in")
+
+
+def _signed_out_at(response: Any) -> str:
+    """The provider's sign-out address the signed-out page sends the browser on to."""
+    html = text(response)
+    assert response.status_code == 200 and 'data-test="provider-sign-out"' in html
+    found = re.search(r'<meta http-equiv="refresh" content="2; url=([^"]+)">', html)
+    assert found is not None
+    link = re.search(r'href="([^"]+)" data-test="provider-sign-out"', html)
+    assert link is not None and link.group(1) == found.group(1)
+    return html_lib.unescape(found.group(1))
+
+
+def test_signing_out_ends_the_session_at_the_provider_too(oidc_app: Flask, fake: FakeProvider) -> None:
+    """RP-Initiated Logout: a person signed in at the provider is sent to its end_session_endpoint with the
+    client id and where to come back, after CarePath's own session has ended (a copy of the cookie is
+    refused). Shown as a page, not a redirect: the pages' form-action policy would stop a form's redirect
+    to another site."""
+    fake.end_session = True
+    client = oidc_app.test_client()
+    back_from_provider(client)
+    thief = copy_of(oidc_app, client)
+    csrf = csrf_of(text(client.get("/work-list")))
+    url = urlsplit(_signed_out_at(client.post("/sign-out", data={"csrf_token": csrf})))
+    assert f"{url.scheme}://{url.netloc}{url.path}" == f"{fake.issuer}/logout"
+    assert parse_qs(url.query) == {"client_id": [CLIENT_ID], "post_logout_redirect_uri": ["http://localhost/sign-in"]}
+    assert thief.get("/work-list").status_code == 302
+
+
+def test_the_provider_sends_the_browser_back_where_configured(
+    web_template: Path, tmp_path: Path, fake: FakeProvider
+) -> None:
+    fake.end_session = True
+    back = "https://carepath.trust.example/sign-in"
+    app = web_app(
+        web_template,
+        tmp_path,
+        OIDC_ISSUER=fake.issuer,
+        OIDC_AUDIENCE=AUDIENCE,
+        OIDC_CLIENT_ID=CLIENT_ID,
+        OIDC_POST_LOGOUT_REDIRECT_URL=back,
+    )
+    try:
+        client = app.test_client()
+        back_from_provider(client)
+        csrf = csrf_of(text(client.get("/work-list")))
+        url = urlsplit(_signed_out_at(client.post("/sign-out", data={"csrf_token": csrf})))
+        assert parse_qs(url.query)["post_logout_redirect_uri"] == [back]
+    finally:
+        app.extensions["carepath"].close()
+
+
+def test_a_provider_without_the_endpoint_signs_out_here_only(oidc_app: Flask) -> None:
+    client = oidc_app.test_client()
+    back_from_provider(client)  # fake.end_session is False: the discovery document names no endpoint
+    csrf = csrf_of(text(client.get("/work-list")))
+    response = client.post("/sign-out", data={"csrf_token": csrf})
+    assert response.status_code == 303 and response.location == "/sign-in"
+
+
+def test_a_session_signed_in_with_a_token_signs_out_here_only(oidc_app: Flask, fake: FakeProvider) -> None:
+    fake.end_session = True
+    system = oidc_app.test_client()
+    sign_in_with(system, make_token(oidc_app, "clinician"))
+    csrf = csrf_of(text(system.get("/work-list")))
+    response = system.post("/sign-out", data={"csrf_token": csrf})
+    assert response.status_code == 303 and response.location == "/sign-in"
