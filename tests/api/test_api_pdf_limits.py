@@ -6,6 +6,7 @@ nothing stopped a document that took a minute or all the memory)."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,3 +92,29 @@ def test_pdfs_past_the_renderings_a_worker_runs_at_once_wait_then_are_told_to_re
             render._turns.release()
     response = _pdf(client, auth, instance["id"])  # a turn is free again: it renders
     assert response.status_code == 200 and response.get_data().startswith(b"%PDF-")
+
+
+def test_a_renderer_error_is_named_by_its_type_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WeasyPrint failing on a document (not time, not memory): the rendering process answers the error's
+    type, never its text, which can quote the page; the caller gets reason ``failed``."""
+
+    def fails(page: str) -> bytes:
+        raise ValueError(f"cannot lay out {PATIENT}'s page")
+
+    monkeypatch.setattr(render, "html_to_pdf", fails)
+    # A plain fork carries the patched module into the process (the fork server imported its own copy).
+    context = multiprocessing.get_context("fork")
+    answers, answer = context.Pipe(duplex=False)
+    limits = PdfLimits()
+    process = context.Process(
+        target=render._print_in_child, args=("<p>page</p>", limits.memory_mb * 2**20, limits.seconds, answer)
+    )
+    process.start()
+    answer.close()
+    said = render._answer_within(answers, limits.seconds, 2**20)
+    process.join()
+    answers.close()
+    with pytest.raises(render.DocumentUnprintableError) as stopped:
+        render._printed(said, limits, 0.1)
+    assert stopped.value.reason == "failed"
+    assert "the PDF renderer failed (ValueError)" in str(stopped.value) and PATIENT not in str(stopped.value)
