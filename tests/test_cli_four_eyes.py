@@ -150,5 +150,7 @@ def test_rules_deploy_of_invalid_warning_signs_is_refused_where_validate_locates
     result = runner.invoke(main, ["rules", "deploy", "--as", "alice"])
     assert result.exit_code == 1 and "nothing recorded" in result.stderr
     assert f"{signs}:{line}:" in result.stderr and "unknown urgency 'asap'" in result.stderr, result.stderr
+    # and says it was the catalogue, not each rule set, that could not be loaded
+    assert f"the catalogue in {rules / 'catalogues'} could not be loaded" in result.stderr, result.stderr
     listed = runner.invoke(main, ["rules", "versions", "supportive_care"])
     assert "supportive_care" not in listed.stdout or listed.exit_code != 0, listed.output

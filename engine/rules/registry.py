@@ -212,6 +212,12 @@ class RuleSetRegistry:
     # --- internals ---
 
     def _scan(self) -> None:
+        try:
+            self.catalogue()  # every rule set is checked against it: say so once, not once per rule file
+        except RuleFileError as exc:
+            raise RuleFileError(
+                f"the catalogue in {self.catalogue_dir} could not be loaded, so no rule set was", exc.problems
+            ) from None
         problems: list[Problem] = []
         found: dict[str, Path] = {}
         for path in sorted(self.rules_dir.glob("*.yaml")):
