@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fhir_r4  # tests/ is on sys.path
@@ -19,7 +22,9 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from api import create_app
 from api.openapi import DOCUMENT, FHIR_BASE
+from engine import ManualClock
 from engine.access import create_token
 from engine.db.session import unit_of_work
 
@@ -127,3 +132,30 @@ def make_token(app: Flask, role: str, label: str = "", patient_ref: str = TEST_P
             session, role, label or f"test {role}", engine.clock, patient_ref=patient_ref if role == "patient" else None
         )
     return secret
+
+
+_TESTS = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def running_app(database_url: str, clock: ManualClock, **config: Any) -> Iterator[Flask]:
+    """The app as the server starts it on ``database_url`` (it migrates and syncs the test pathways: nothing
+    to do on a copy), with the contract-checking client and ``config`` over the tests' defaults; closed after."""
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "PATHWAYS_DIR": _TESTS / "pathways",
+            "CLOCK": clock,
+            "AUTH_CACHE_SECONDS": 0,
+            # Deploys are active at once for tests of other features; test_api_four_eyes.py turns it on.
+            "FOUR_EYES": "off",
+            **config,
+        }
+    )
+    app.test_client_class = ContractClient
+    try:
+        yield app
+    finally:
+        app.extensions["carepath.jobs"].wait()  # a verification a test started, before its database goes
+        app.extensions["carepath"].close()

@@ -4,44 +4,15 @@ client that checks EVERY response against the OpenAPI document, and a token per 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from api_contract import ContractClient, make_token  # tests/api is on sys.path (rootdir-relative imports)
+from api_contract import make_token, running_app  # tests/api is on sys.path (rootdir-relative imports)
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api import create_app
 from engine import ManualClock
 from engine.access import ROLES
-
-TESTS = Path(__file__).resolve().parent.parent
-
-
-@contextmanager
-def running_app(database_url: str, clock: ManualClock, **config: Any) -> Iterator[Flask]:
-    """The app as the server starts it on ``database_url`` (it migrates and syncs the test pathways: nothing
-    to do on a copy), with the contract-checking client and ``config`` over the tests' defaults; closed after."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": database_url,
-            "PATHWAYS_DIR": TESTS / "pathways",
-            "CLOCK": clock,
-            "AUTH_CACHE_SECONDS": 0,
-            # Deploys are active at once for tests of other features; test_api_four_eyes.py turns it on.
-            "FOUR_EYES": "off",
-            **config,
-        }
-    )
-    app.test_client_class = ContractClient
-    try:
-        yield app
-    finally:
-        app.extensions["carepath.jobs"].wait()  # a verification a test started, before its database goes
-        app.extensions["carepath"].close()
 
 
 @pytest.fixture

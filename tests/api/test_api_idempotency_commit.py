@@ -10,8 +10,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from api_contract import make_token
-from conftest import running_app
+from api_contract import make_token, running_app
 from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from api_contract import make_token
-from conftest import running_app
+from api_contract import make_token, running_app
 from flask import Flask
 from helpers import assert_problem, assessed
 

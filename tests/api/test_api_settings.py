@@ -9,8 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from api_contract import make_token  # tests/api is on sys.path
-from conftest import running_app
+from api_contract import (
+    make_token,  # tests/api is on sys.path
+    running_app,
+)
 from helpers import PATHWAY
 from sqlalchemy import select
 
