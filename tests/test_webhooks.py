@@ -624,6 +624,35 @@ def test_an_event_of_no_organisation_goes_to_the_deployments_subscriptions_only(
     assert [row.subscription_id for row in outbox(carepath)] == [deployment]
 
 
+def test_the_command_line_adds_a_subscription_of_one_organisation(
+    carepath: CarePath, test_settings: Settings, receiver: Receiver
+) -> None:
+    from click.testing import CliRunner
+
+    from api.cli import main
+
+    runner = CliRunner()
+    env = {
+        "CAREPATH_DATABASE_URL": test_settings.database_url,
+        "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir),
+        "CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1",
+    }
+    refused = runner.invoke(
+        main, ["webhooks", "add", receiver.url, "--event", "all", "--organisation", "RX 1"], env=env
+    )
+    assert refused.exit_code == 2 and "--organisation" in refused.output
+    added = runner.invoke(main, ["webhooks", "add", receiver.url, "--event", "all", "--organisation", "rx1"], env=env)
+    assert added.exit_code == 0 and "of organisation rx1" in added.output, added.output
+    everyone = runner.invoke(main, ["webhooks", "add", receiver.url, "--event", "all"], env=env)
+    assert everyone.exit_code == 0 and "of the deployment" in everyone.output, everyone.output
+    listed = [line.split()[3] for line in runner.invoke(main, ["webhooks", "list"], env=env).stdout.splitlines()]
+    assert listed == ["rx1", "*"]
+    with read_only(carepath.sessions) as session:
+        assert [s.organisation for s in list_subscriptions(session)] == ["rx1", None]
+    missing = runner.invoke(main, ["webhooks", "dead-letters", "--subscription", "whsub_0000000000000000"], env=env)
+    assert missing.exit_code == 1 and "no webhook subscription" in missing.output
+
+
 def test_revision_0031_keeps_existing_subscriptions_the_deployments_and_a_downgrade_stops_an_organisations(
     carepath: CarePath, clock: ManualClock
 ) -> None:
