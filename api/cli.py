@@ -1022,19 +1022,37 @@ def webhooks() -> None:
     help="An event type to send (repeat; e.g. task.ready); --event all for every type.",
 )
 @click.option("--description", default="", help="Who receives it (shown in listings).")
+@click.option(
+    "--organisation",
+    default=None,
+    metavar="ID",
+    help="The organisation whose instances' events it receives, and whose admins see it "
+    "(without it: the deployment's, every organisation's events).",
+)
 @click.pass_context
-def webhooks_add(ctx: click.Context, url: str, events: tuple[str, ...], description: str) -> None:
+def webhooks_add(
+    ctx: click.Context, url: str, events: tuple[str, ...], description: str, organisation: str | None
+) -> None:
     """Subscribe URL; print the signing secret once (whsec_...): it cannot be shown again."""
+    from engine.care_teams import check_name
     from engine.errors import InvalidInputError
     from engine.webhooks import WEBHOOK_EVENT_TYPES
 
+    if organisation is not None:
+        try:
+            check_name(organisation, "--organisation")
+        except InvalidInputError as exc:
+            raise click.BadParameter(exc.problems[0].message, param_hint="--organisation") from exc
     carepath = _carepath(ctx)
     wanted = list(WEBHOOK_EVENT_TYPES) if events == ("all",) else list(events)
     try:
-        info, secret = carepath.webhook_admin.add(url, wanted, description)
+        info, secret = carepath.webhook_admin.add(url, wanted, description, organisation=organisation)
     except InvalidInputError as exc:
         raise click.ClickException("; ".join(str(p) for p in exc.problems) or exc.message) from exc
-    click.echo(f"subscription {info.id} ({', '.join(info.event_types)}); the secret is shown only now:", err=True)
+    whose = f"organisation {organisation}" if organisation else "the deployment"
+    click.echo(
+        f"subscription {info.id} of {whose} ({', '.join(info.event_types)}); the secret is shown only now:", err=True
+    )
     click.echo(secret)
 
 
@@ -1042,13 +1060,15 @@ def webhooks_add(ctx: click.Context, url: str, events: tuple[str, ...], descript
 @click.option("--all", "show_all", is_flag=True, help="Removed subscriptions too.")
 @click.pass_context
 def webhooks_list(ctx: click.Context, show_all: bool) -> None:
-    """List subscriptions: id, created, removed, event types, URL (never a secret)."""
+    """List subscriptions: id, created, removed, organisation (* the deployment's), event types, URL
+    (never a secret)."""
     carepath = _carepath(ctx)
     found = carepath.webhook_admin.subscriptions(include_removed=show_all)
     for s in found:
         removed = s.removed_at.isoformat(timespec="seconds") if s.removed_at else "-"
+        created = s.created_at.isoformat(timespec="seconds")
         click.echo(
-            f"{s.id:<24}{s.created_at.isoformat(timespec='seconds'):<27}{removed:<27}{','.join(s.event_types)}  {s.url}"
+            f"{s.id:<24}{created:<27}{removed:<27}{s.organisation or '*':<16} {','.join(s.event_types)}  {s.url}"
         )
     click.echo(f"{len(found)} subscription(s)", err=True)
 
@@ -1073,8 +1093,13 @@ def webhooks_remove(ctx: click.Context, subscription_id: str) -> None:
 @click.pass_context
 def webhooks_dead_letters(ctx: click.Context, subscription_id: str | None) -> None:
     """List deliveries that failed every attempt: id, webhook-id, event type, instance, last error."""
+    from engine.errors import NotFoundError
+
     carepath = _carepath(ctx)
-    found = carepath.webhook_admin.dead_letters(subscription_id)
+    try:
+        found = carepath.webhook_admin.dead_letters(subscription_id)
+    except NotFoundError as exc:
+        raise click.ClickException(exc.message) from exc
     for d in found:
         click.echo(f"{d.id:<8}{d.message_id:<38}{d.event_type:<22}{d.instance_id:<38}{d.last_error or '-'}")
     click.echo(f"{len(found)} dead letter(s)", err=True)
@@ -1097,7 +1122,7 @@ def webhooks_replay(
     """Deliver again, with the same webhook-id: dead letters by id, or a subscription's range."""
     from datetime import UTC
 
-    from engine.errors import InvalidInputError
+    from engine.errors import InvalidInputError, NotFoundError
 
     carepath = _carepath(ctx)
     try:
@@ -1107,7 +1132,7 @@ def webhooks_replay(
             since=since.replace(tzinfo=UTC) if since else None,
             until=until.replace(tzinfo=UTC) if until else None,
         )
-    except InvalidInputError as exc:
+    except (InvalidInputError, NotFoundError) as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"{len(replayed)} delivery(ies) due again; the worker sends them")
 

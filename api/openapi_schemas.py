@@ -597,6 +597,11 @@ _WEBHOOK_SUBSCRIPTION_PROPS: dict[str, Any] = {
     "url": {"type": "string"},
     "event_types": {"type": "array", "items": {"enum": list(WEBHOOK_EVENT_TYPES)}},
     "description": {"type": "string"},
+    "organisation": {
+        **_NULLABLE_STRING,
+        "description": "Whose: it receives that organisation's instances' events only, and only its admins see it;"
+        " null is the deployment's (every organisation's events; admins of every organisation)",
+    },
     "created_at": _DATE_TIME,
     "removed_at": {"type": ["string", "null"], "format": "date-time"},
 }

@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from alembic import command
+from sqlalchemy import func, select, text, update
 from test_database_outage import PrivateServer
 from test_database_outage import private_postgres as restartable_postgres  # noqa: F401 - a fixture, by this name
 from webhook_receiver import Dripper, Receiver
 
 from engine import CarePath, ManualClock, Settings
 from engine.db.models import InstanceEvent, WebhookDelivery, WebhookSubscription
-from engine.db.session import database_unavailable, read_only, unit_of_work
+from engine.db.session import alembic_config, database_unavailable, read_only, unit_of_work, upgrade_schema
 from engine.errors import InvalidInputError, NotFoundError
 from engine.instances.timers import fire_due_timers
 from engine.webhooks import (
@@ -35,6 +36,7 @@ from engine.webhooks import (
     add_subscription,
     dead_letters,
     derive_notices,
+    enqueue,
     list_subscriptions,
     remove_subscription,
     replay,
@@ -563,3 +565,120 @@ def test_the_worker_beats_before_each_attempt_of_a_batch(carepath: CarePath, rec
     attempts = deliverer(carepath).run_once(between=lambda: beats.append(len(receiver.received)))
     assert len(attempts) == pending
     assert beats == list(range(pending))  # one beat before each POST, none after the last
+
+
+# --- whose: an organisation's subscriptions and the deployment's -------------------------------------
+
+
+def subscribe_for(
+    carepath: CarePath, url: str, organisation: str | None, types: tuple[str, ...] = ("task.ready",)
+) -> str:
+    with unit_of_work(carepath.sessions) as session:
+        info, _ = add_subscription(
+            session, url, list(types), carepath.clock, "", organisation=organisation, allow_private_networks=True
+        )
+    return info.id
+
+
+def test_an_organisations_subscription_receives_only_its_own_instances_events(carepath: CarePath) -> None:
+    receivers = {whose: Receiver().start() for whose in ("rx1", "rx2", "deployment")}
+    try:
+        for whose, receiver in receivers.items():
+            with unit_of_work(carepath.sessions) as session:
+                _, receiver.secret = add_subscription(
+                    session,
+                    receiver.url,
+                    ["task.ready"],
+                    carepath.clock,
+                    whose,
+                    organisation=None if whose == "deployment" else whose,
+                    allow_private_networks=True,
+                )
+        rx1, rx2 = (
+            carepath.instances.start(
+                "test_careplan", f"SYN-ORG-{org}", "system:ehr", {"age": 54}, organisation=org, care_team="breast"
+            ).id
+            for org in ("rx1", "rx2")
+        )
+        drain(deliverer(carepath))
+        got = {
+            whose: [r.body["data"]["instance_id"] for r in receiver.accepted] for whose, receiver in receivers.items()
+        }
+        assert all(r.verified for receiver in receivers.values() for r in receiver.received)
+    finally:
+        for receiver in receivers.values():
+            receiver.stop()
+    assert got == {"rx1": [rx1], "rx2": [rx2], "deployment": [rx1, rx2]}
+
+
+def test_an_event_of_no_organisation_goes_to_the_deployments_subscriptions_only(carepath: CarePath) -> None:
+    # Every event in the catalogue is an instance's, and every instance has an organisation: this is the
+    # documented rule for a step that names none (fail closed: no organisation's receiver gets it).
+    deployment = subscribe_for(carepath, "https://ehr.example.org/hooks", None, ("instance.completed",))
+    subscribe_for(carepath, "https://rx1.example.org/hooks", "rx1", ("instance.completed",))
+    facts = StepFacts(
+        "4d8b0e3c-0000-4000-8000-000000000001", "p", "v", START, [{"seq": 1, "type": "completed"}], None, None
+    )
+    with unit_of_work(carepath.sessions) as session:
+        assert enqueue(session, [facts]) == 1
+    assert [row.subscription_id for row in outbox(carepath)] == [deployment]
+
+
+def test_the_command_line_adds_a_subscription_of_one_organisation(
+    carepath: CarePath, test_settings: Settings, receiver: Receiver
+) -> None:
+    from click.testing import CliRunner
+
+    from api.cli import main
+
+    runner = CliRunner()
+    env = {
+        "CAREPATH_DATABASE_URL": test_settings.database_url,
+        "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir),
+        "CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1",
+    }
+    refused = runner.invoke(
+        main, ["webhooks", "add", receiver.url, "--event", "all", "--organisation", "RX 1"], env=env
+    )
+    assert refused.exit_code == 2 and "--organisation" in refused.output
+    added = runner.invoke(main, ["webhooks", "add", receiver.url, "--event", "all", "--organisation", "rx1"], env=env)
+    assert added.exit_code == 0 and "of organisation rx1" in added.output, added.output
+    everyone = runner.invoke(main, ["webhooks", "add", receiver.url, "--event", "all"], env=env)
+    assert everyone.exit_code == 0 and "of the deployment" in everyone.output, everyone.output
+    listed = [line.split()[3] for line in runner.invoke(main, ["webhooks", "list"], env=env).stdout.splitlines()]
+    assert listed == ["rx1", "*"]
+    with read_only(carepath.sessions) as session:
+        assert [s.organisation for s in list_subscriptions(session)] == ["rx1", None]
+    missing = runner.invoke(main, ["webhooks", "dead-letters", "--subscription", "whsub_0000000000000000"], env=env)
+    assert missing.exit_code == 1 and "no webhook subscription" in missing.output
+
+
+def test_revision_0031_keeps_existing_subscriptions_the_deployments_and_a_downgrade_stops_an_organisations(
+    carepath: CarePath, clock: ManualClock
+) -> None:
+    """Upgrading: a subscription stored before is the deployment's (every organisation's events). Downgrading
+    would widen an organisation's subscription to every organisation's events: it is stopped instead."""
+    deployment = subscribe_for(carepath, "https://ehr.example.org/hooks", None)
+    rx1 = subscribe_for(carepath, "https://rx1.example.org/hooks", "rx1")
+    carepath.instances.start("test_careplan", "SYN-MIG-1", "system:ehr", {"age": 54}, organisation="rx1")
+    url = carepath.settings.database_url
+    carepath.close()
+    command.downgrade(alembic_config(url), "0030")
+    before = CarePath(carepath.settings, clock, upgrade=False)
+    try:
+        with before.db.connect() as connection:
+            removed = dict(connection.execute(text("SELECT id, removed_at FROM webhook_subscriptions")).all())
+            statuses = dict(connection.execute(text("SELECT subscription_id, status FROM webhook_deliveries")).all())
+    finally:
+        before.close()
+    assert removed[deployment] is None and removed[rx1] is not None
+    assert statuses == {deployment: "pending", rx1: "cancelled"}
+    upgrade_schema(url)
+    upgraded = CarePath(carepath.settings, clock)
+    try:
+        with read_only(upgraded.sessions) as session:
+            assert [(s.id, s.organisation) for s in list_subscriptions(session)] == [(deployment, None)]
+        rx2 = upgraded.instances.start("test_careplan", "SYN-MIG-2", "system:ehr", {"age": 54}, organisation="rx2")
+        assert [row.subscription_id for row in outbox(upgraded) if row.instance_id == rx2.id] == [deployment]
+    finally:
+        upgraded.close()

@@ -668,6 +668,9 @@ class WebhookSubscription(Base):
     ``secret`` (``whsec_...``, Standard Webhooks) is kept as given: signing needs the key itself, so it
     cannot be hashed like a token's. It is shown once at creation and never returned or logged after.
     A removed subscription keeps its row (its deliveries name it); ``removed_at`` says since when.
+    ``organisation``: whose subscription it is -- it receives the events of that organisation's
+    instances only, and only that organisation's admins see and manage it; None is the deployment's
+    (every organisation's events, managed by an admin of every organisation).
     """
 
     __tablename__ = "webhook_subscriptions"
@@ -677,6 +680,7 @@ class WebhookSubscription(Base):
     event_types: Mapped[str] = mapped_column(Text)  # JSON list of event type names
     secret: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(String(200), default="")
+    organisation: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -445,6 +445,7 @@ def _step_facts(session: Session, records: list[InstanceRecord], events: list[di
             record.ready_tasks,
             take_referrals(session, record.id),
             record.event_seq,
+            record.organisation,
         )
         for record in records
     ]

@@ -67,6 +67,9 @@ class StepFacts:
     ready_after: str | None
     referrals: list[ReferralChange] = field(default_factory=list)
     trail_seq: int = 0  # the newest event of the instance after the step
+    # The instance's organisation: its events go to that organisation's subscriptions and the
+    # deployment's. None (no organisation) reaches the deployment's only (engine.webhooks.outbox).
+    organisation: str | None = None
 
 
 @dataclass(frozen=True)

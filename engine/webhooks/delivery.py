@@ -53,6 +53,7 @@ from engine.db.session import unit_of_work
 from engine.errors import InvalidInputError, Problem
 from engine.webhooks.network import GuardedTransport
 from engine.webhooks.outbox import PENDING
+from engine.webhooks.subscriptions import find_subscription, visible_to
 
 __all__ = [
     "MAX_REPLAY_IDS",
@@ -348,10 +349,24 @@ def _info(row: WebhookDelivery) -> DeliveryInfo:
     )
 
 
-def dead_letters(session: Session, subscription_id: str | None = None, limit: int = 100) -> list[DeliveryInfo]:
-    """Dead-lettered deliveries, oldest first."""
-    query = select(WebhookDelivery).where(WebhookDelivery.status == DEAD).order_by(WebhookDelivery.id).limit(limit)
+def dead_letters(
+    session: Session, subscription_id: str | None = None, limit: int = 100, *, organisation: str | None = None
+) -> list[DeliveryInfo]:
+    """Dead-lettered deliveries, oldest first: of the subscriptions a caller of ``organisation`` sees
+    (its own; None: every one), or of ``subscription_id`` only.
+
+    Raises:
+        NotFoundError: ``subscription_id`` names no subscription the caller sees (none, or another's).
+    """
+    query = (
+        select(WebhookDelivery)
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .where(WebhookDelivery.status == DEAD, visible_to(organisation))
+        .order_by(WebhookDelivery.id)
+        .limit(limit)
+    )
     if subscription_id is not None:
+        find_subscription(session, subscription_id, organisation)
         query = query.where(WebhookDelivery.subscription_id == subscription_id)
     return [_info(row) for row in session.scalars(query)]
 
@@ -364,15 +379,19 @@ def replay(
     subscription_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    organisation: str | None = None,
 ) -> list[DeliveryInfo]:
     """Deliver again, each with the ``webhook-id`` it had (a receiver that kept it may ignore it):
     the dead letters named by ``delivery_ids``, or every dead or delivered one of ``subscription_id``
     created in ``[since, until)``. They are due at once, with a fresh count of attempts, and hold an
     instance's later deliveries back until they are through (order). Deliveries of removed
-    subscriptions are not replayed. Returns those replayed.
+    subscriptions are not replayed, nor those of subscriptions a caller of ``organisation`` does not
+    see (its own only; None: every one): an id of another's is passed over as a missing one is.
+    Returns those replayed.
 
     Raises:
         InvalidInputError: neither ids nor a subscription given, or both; a range that ends before it starts.
+        NotFoundError: ``subscription_id`` names no subscription the caller sees (none, or another's).
     """
     if (delivery_ids is None) == (subscription_id is None):
         raise InvalidInputError(
@@ -388,10 +407,12 @@ def replay(
         )
     if since is not None and until is not None and until <= since:
         raise InvalidInputError("the range ends before it starts", [Problem("must be after since", field="/until")])
+    if subscription_id is not None:
+        find_subscription(session, subscription_id, organisation)
     query = (
         select(WebhookDelivery)
         .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
-        .where(WebhookSubscription.removed_at.is_(None))
+        .where(WebhookSubscription.removed_at.is_(None), visible_to(organisation))
         .order_by(WebhookDelivery.id)
     )
     if delivery_ids is not None:

@@ -4,6 +4,12 @@ The secret is a Standard Webhooks key (``whsec_`` + base64 of 32 random bytes), 
 once, to the admin who adds the subscription: it is never returned by a listing, never logged.
 It is stored as it is because signing needs it (an HMAC key cannot be kept as a hash); the
 database's access controls protect it as they protect the patient data beside it.
+
+**Whose.** A subscription is one organisation's (``organisation``) or the deployment's (None). An
+organisation's receives the events of that organisation's instances only (engine.webhooks.outbox),
+and is seen and managed only by a caller of that organisation or of every organisation. Each use
+case takes the caller's organisation (None: a caller of every organisation, who sees them all): a
+subscription that is not the caller's is *not found*, the same answer as one that does not exist.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, true, update
 from sqlalchemy.orm import Session
 
 from engine.clock import Clock
@@ -25,7 +31,15 @@ from engine.errors import InvalidInputError, NotFoundError, Problem
 from engine.webhooks.catalogue import WEBHOOK_EVENT_TYPES
 from engine.webhooks.network import literal_host_problem, url_characters_problem
 
-__all__ = ["MAX_URL_LENGTH", "SubscriptionInfo", "add_subscription", "list_subscriptions", "remove_subscription"]
+__all__ = [
+    "MAX_URL_LENGTH",
+    "SubscriptionInfo",
+    "add_subscription",
+    "find_subscription",
+    "list_subscriptions",
+    "remove_subscription",
+    "visible_to",
+]
 
 MAX_URL_LENGTH = 2000
 _MAX_DESCRIPTION = 200
@@ -41,6 +55,7 @@ class SubscriptionInfo:
     description: str
     created_at: datetime
     removed_at: datetime | None
+    organisation: str | None  # None: the deployment's (every organisation's events)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -48,6 +63,7 @@ class SubscriptionInfo:
             "url": self.url,
             "event_types": list(self.event_types),
             "description": self.description,
+            "organisation": self.organisation,
             "created_at": self.created_at.isoformat(),
             "removed_at": self.removed_at.isoformat() if self.removed_at else None,
         }
@@ -55,8 +71,35 @@ class SubscriptionInfo:
 
 def _info(row: WebhookSubscription) -> SubscriptionInfo:
     return SubscriptionInfo(
-        row.id, row.url, tuple(json.loads(row.event_types)), row.description, row.created_at, row.removed_at
+        row.id,
+        row.url,
+        tuple(json.loads(row.event_types)),
+        row.description,
+        row.created_at,
+        row.removed_at,
+        row.organisation,
     )
+
+
+def visible_to(organisation: str | None) -> ColumnElement[bool]:
+    """The subscriptions a caller of ``organisation`` sees: its own; every one for None (a caller of
+    every organisation). An organisation's caller never sees the deployment's."""
+    if organisation is None:
+        return true()
+    return WebhookSubscription.organisation == organisation
+
+
+def find_subscription(session: Session, subscription_id: str, organisation: str | None = None) -> WebhookSubscription:
+    """The subscription, as a caller of ``organisation`` may see it (removed ones too).
+
+    Raises:
+        NotFoundError: no such subscription, or another organisation's or the deployment's for a caller
+            of one organisation: the same answer, with the same words.
+    """
+    row = session.get(WebhookSubscription, subscription_id)
+    if row is None or (organisation is not None and row.organisation != organisation):
+        raise NotFoundError(f"no webhook subscription {subscription_id!r}")
+    return row
 
 
 def _check(url: object, event_types: object, description: object, allow_private: bool) -> list[Problem]:
@@ -98,9 +141,12 @@ def add_subscription(
     clock: Clock,
     description: str = "",
     *,
+    organisation: str | None = None,
     allow_private_networks: bool = False,
 ) -> tuple[SubscriptionInfo, str]:
-    """Subscribe ``url`` to ``event_types``; returns the subscription and its secret (shown only now).
+    """Subscribe ``url`` to ``event_types`` for ``organisation`` (an identifier the caller checked: its
+    instances' events only; None: the deployment's, every organisation's); returns the subscription
+    and its secret (shown only now).
 
     Raises:
         InvalidInputError: a URL that is not http(s) with a host (or holds characters outside
@@ -120,29 +166,40 @@ def add_subscription(
         description=description,
         created_at=clock.now(),
         removed_at=None,
+        organisation=organisation,
     )
     session.add(row)
     session.flush()
     return _info(row), secret
 
 
-def list_subscriptions(session: Session, *, include_removed: bool = False) -> list[SubscriptionInfo]:
-    """Subscriptions, oldest first, without their secrets."""
-    query = select(WebhookSubscription).order_by(WebhookSubscription.created_at, WebhookSubscription.id)
+def list_subscriptions(
+    session: Session, *, include_removed: bool = False, organisation: str | None = None
+) -> list[SubscriptionInfo]:
+    """Subscriptions, oldest first, without their secrets: a caller of ``organisation`` sees its own
+    only, a caller of every organisation (None) every one."""
+    query = (
+        select(WebhookSubscription)
+        .where(visible_to(organisation))
+        .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
+    )
     if not include_removed:
         query = query.where(WebhookSubscription.removed_at.is_(None))
     return [_info(row) for row in session.scalars(query)]
 
 
-def remove_subscription(session: Session, subscription_id: str, clock: Clock) -> int:
+def remove_subscription(
+    session: Session, subscription_id: str, clock: Clock, *, organisation: str | None = None
+) -> int:
     """Stop a subscription: no new deliveries, and its pending ones are cancelled (kept, not sent).
-    Returns the number of deliveries cancelled.
+    Returns the number of deliveries cancelled. ``organisation``: the caller's (None: every one).
 
     Raises:
-        NotFoundError: no such subscription (or it was removed already).
+        NotFoundError: no such subscription, or it was removed already, or it is not the caller's
+            (another organisation's, or the deployment's for a caller of one organisation).
     """
-    row = session.get(WebhookSubscription, subscription_id)
-    if row is None or row.removed_at is not None:
+    row = find_subscription(session, subscription_id, organisation)
+    if row.removed_at is not None:
         raise NotFoundError(f"no webhook subscription {subscription_id!r}")
     row.removed_at = clock.now()
     result = session.execute(

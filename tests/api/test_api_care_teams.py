@@ -43,9 +43,9 @@ SCOPES = [
     ("own team", HOME, {}),
 ]  # last: a write in scope changes the record
 # Routes that name no patient's record in their URL. Each is a decision: a list filtered by the caller's
-# teams (LISTS), a body naming a patient (BODIES), patients' identity links (LINKS), or not a patient's record
-# at all (UNSCOPED: pathways, webhooks, the sandbox clock; audit routes are scoped by organisation, tested
-# below).
+# teams (LISTS), a body naming a patient (BODIES), patients' identity links (LINKS), webhook subscriptions
+# (WEBHOOKS), or not a patient's record at all (UNSCOPED: pathways, the sandbox clock; audit routes are scoped
+# by organisation, tested below).
 LISTS = {
     ("/v1/instances", "GET"): "patient_ref",
     ("/v1/tasks", "GET"): "patient_ref",
@@ -72,13 +72,22 @@ LINKS = {
     ("/v1/patient-identities", "GET"),
     ("/v1/patient-identities/unlink", "POST"),
 }
+# Webhook subscriptions are an organisation's (or the deployment's): they receive its instances' events, so an
+# admin of one organisation sees, adds, removes and replays its own only; another's is not found, as a missing
+# one (engine.webhooks.subscriptions; tested in test_api_webhooks.py and test_webhooks.py).
+WEBHOOKS = {
+    ("/v1/webhooks/subscriptions", "GET"),
+    ("/v1/webhooks/subscriptions", "POST"),
+    ("/v1/webhooks/subscriptions/<subscription_id>", "DELETE"),
+    ("/v1/webhooks/dead-letters", "GET"),
+    ("/v1/webhooks/replay", "POST"),
+}
 UNSCOPED_PERMISSIONS = {
     "pathways.read",
     "pathways.validate",
     "pathways.deploy",
     "pathways.migrate",
     "sandbox.clock",
-    "webhooks.manage",
     "pathways.activate",
     "rule_sets.deploy",
     "rule_sets.activate",
@@ -326,6 +335,7 @@ def test_every_route_has_a_scope_decision(app: Flask) -> None:
             key in BODIES,
             key in AUDIT,
             key in LINKS,
+            key in WEBHOOKS,
             key in UNSCOPED or permission in UNSCOPED_PERMISSIONS,
             key in OWN,
         ]

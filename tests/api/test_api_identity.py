@@ -181,3 +181,31 @@ def test_a_persons_organisation_and_teams_come_from_their_claims(
         assert_problem(
             client.get("/v1/instances", headers=bearer(fake.token(clock.now(), **bad))), 401, "unauthenticated"
         )
+
+
+def test_an_admin_without_an_organisation_reaches_no_webhook_subscription(
+    oidc_app: Flask, client: Any, fake: FakeProvider, clock: ManualClock
+) -> None:
+    """A person signed in without an organisation claim reaches no organisation: they see no subscription
+    (not even the deployment's) and may not add one, which would be no organisation's (docs/access.md)."""
+    everyone = make_token(oidc_app, "admin")
+    added = client.post(
+        "/v1/webhooks/subscriptions",
+        headers=bearer(everyone),
+        json={"url": "https://ehr.example.org/hooks", "event_types": ["task.ready"]},
+    )
+    assert added.status_code == 201, added.json
+    person = fake.token(clock.now(), roles=["admin"], carepath_organisation=None)
+    assert client.get("/v1/webhooks/subscriptions", headers=bearer(person)).json["items"] == []
+    assert_problem(
+        client.post(
+            "/v1/webhooks/subscriptions",
+            headers=bearer(person),
+            json={"url": "https://ehr.example.org/hooks", "event_types": ["task.ready"]},
+        ),
+        403,
+        "forbidden",
+    )
+    assert_problem(
+        client.delete(f"/v1/webhooks/subscriptions/{added.json['id']}", headers=bearer(person)), 404, "not-found"
+    )
