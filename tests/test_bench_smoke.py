@@ -52,8 +52,9 @@ def _run(*args: str) -> dict[str, object]:
             ),
             {"sqlite", "command"},
         ),
+        (("bench/state_dictionary.py", "--pathways", "general"), {"pathways", "dictionary", "command"}),
     ],
-    ids=["worklist", "rules", "api"],
+    ids=["worklist", "rules", "api", "state-dictionary"],
 )
 def test_a_benchmark_runs_through_at_its_smallest(args: tuple[str, ...], keys: set[str]) -> None:
     assert keys <= set(_run(*args))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import zlib
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -13,6 +14,7 @@ from sqlalchemy import select, text
 
 from engine import CarePath, ManualClock
 from engine.audit import verify_trail
+from engine.db import stored_state
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.db.session import alembic_config, read_only, upgrade_schema
 from engine.db.stored_state import MAX_STATE_BYTES, UnreadableStateError, decode_state, encode_state
@@ -31,11 +33,41 @@ STATE = '{"tasks":{"a":{"children":[]}},"note":"Ångström ✓"}'
 def test_a_state_is_stored_compressed_behind_its_marker_and_reads_back_exactly() -> None:
     text_ = STATE + " " * 5000
     stored = encode_state(text_)
-    assert stored[:1] == b"\x01" and len(stored) < len(text_) // 10
+    assert stored[:1] == b"\x02" and len(stored) < len(text_) // 10
     assert decode_state(stored) == text_
     assert decode_state(memoryview(stored)) == text_
     assert decode_state(STATE.encode()) == STATE  # uncompressed text: "{" is its own marker
     assert decode_state(STATE) == STATE  # SQLite hands back a value written as text as str
+
+
+def test_a_state_is_compressed_with_the_preset_dictionary_and_one_stored_before_it_still_reads() -> None:
+    text_ = STATE + " " * 5000
+    stored = encode_state(text_)
+    with pytest.raises(zlib.error, match="Error 2 "):  # Z_NEED_DICT: the stream asks for the dictionary (FDICT)
+        zlib.decompress(stored[1:])
+    inflater = zlib.decompressobj(zdict=stored_state.DICTIONARY)
+    assert inflater.decompress(stored[1:]).decode() == text_
+    before = b"\x01" + zlib.compress(text_.encode(), 6)  # as every state was written until the dictionary
+    assert decode_state(before) == text_
+    # A state's usual text, with the pieces every state repeats, is smaller with the dictionary than without.
+    typical = (
+        '{"tasks":{"a":{"children":[],"last_state_change":1.5,"state":64,"task_spec":"Start"}},'
+        '"typename":"BpmnWorkflow"}'
+    )
+    assert len(encode_state(typical)) < len(b"\x01" + zlib.compress(typical.encode(), 6)) - 20
+
+
+def test_a_changed_dictionary_file_refuses_to_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """States written with the dictionary can be read only with exactly its bytes: an edited or truncated
+    file stops the engine at start instead of turning every stored state into an incident."""
+    shipped = stored_state.DICTIONARY_FILE
+    changed = tmp_path / "state_dictionary_1.txt"
+    changed.write_bytes(stored_state.DICTIONARY_FILE.read_bytes()[:-1] + b" ")
+    monkeypatch.setattr(stored_state, "DICTIONARY_FILE", changed)
+    with pytest.raises(RuntimeError, match="not the dictionary stored states were written with"):
+        stored_state._dictionary()
+    monkeypatch.setattr(stored_state, "DICTIONARY_FILE", shipped)
+    assert stored_state._dictionary() == stored_state.DICTIONARY
 
 
 @pytest.mark.parametrize(
@@ -47,8 +79,9 @@ def test_a_state_is_stored_compressed_behind_its_marker_and_reads_back_exactly()
         (b"\x01" + zlib.compress(STATE.encode())[:-6], "truncated"),
         (b"\x01" + zlib.compress(STATE.encode()) + b"\x00", "bytes after its end"),
         (b"\x01" + zlib.compress(b"{\xff\xfe}"), "not UTF-8"),
+        (encode_state(STATE)[:-6], "truncated"),
     ],
-    ids=["empty", "marker", "not-zlib", "truncated", "trailing", "not-utf8"],
+    ids=["empty", "marker", "not-zlib", "truncated", "trailing", "not-utf8", "truncated-2"],
 )
 def test_a_blob_that_cannot_be_read_says_why_without_its_content(stored: bytes, reason: str) -> None:
     with pytest.raises(UnreadableStateError) as refused:
@@ -68,6 +101,9 @@ def test_inflating_stops_at_the_bound_whatever_the_blob_claims() -> None:
     assert len(bomb) < 64 * 1024
     with pytest.raises(UnreadableStateError, match="inflates to more than"):
         decode_state(bomb)
+    deflater = zlib.compressobj(9, zdict=stored_state.DICTIONARY)
+    with pytest.raises(UnreadableStateError, match="inflates to more than"):  # and with the dictionary
+        decode_state(b"\x02" + deflater.compress(b"{" + b" " * MAX_STATE_BYTES) + deflater.flush())
     assert decode_state(b"\x01" + zlib.compress(b"{" + b" " * (MAX_STATE_BYTES - 2) + b"}")).endswith(" }")
     with pytest.raises(UnreadableStateError, match="over the"):  # never stored: it could not be read back
         encode_state("{" + " " * MAX_STATE_BYTES + "}")
@@ -117,7 +153,7 @@ def _newest_digest_seq(carepath: CarePath, instance_id: str) -> int:
 def test_the_column_holds_compressed_bytes_and_the_digest_is_of_the_text(carepath: CarePath) -> None:
     instance_id = _instance(carepath)
     stored = _stored(carepath, instance_id)
-    assert stored[:1] == b"\x01"
+    assert stored[:1] == b"\x02"
     with carepath.sessions() as session:
         assert session.get(PathwayInstance, instance_id).state == decode_state(stored)  # type: ignore[union-attr]
     assert _problems(carepath) == []
@@ -213,6 +249,35 @@ def test_migration_0019_converts_existing_states_both_ways_and_trails_still_veri
         assert _problems(upgraded) == []
         view = upgraded.instances.get(ids[0])  # and the engine runs on them
         assert view.status == "running"
+    finally:
+        upgraded.close()
+
+
+def test_migration_0032_rewrites_dictionary_states_for_a_release_before_it_and_trails_still_verify(
+    carepath: CarePath, clock: ManualClock
+) -> None:
+    ids = [_instance(carepath, f"MRN-SS-D{n}") for n in range(3)]
+    texts = {i: decode_state(_stored(carepath, i)) for i in ids}
+    assert {_stored(carepath, i)[:1] for i in ids} == {b"\x02"}
+    url = carepath.settings.database_url
+    carepath.close()
+    command.downgrade(alembic_config(url), "0032-1")
+    again = CarePath(carepath.settings, clock, upgrade=False)
+    try:
+        stored = {i: _stored(again, i) for i in ids}
+        assert {value[:1] for value in stored.values()} == {b"\x01"}  # what a release before 0032 reads
+        assert {i: zlib.decompress(stored[i][1:]).decode() for i in ids} == texts
+    finally:
+        again.close()
+    upgrade_schema(url)  # nothing rewritten on the way up: the engine reads both
+    upgraded = CarePath(carepath.settings, clock)
+    try:
+        assert {i: _stored(upgraded, i) for i in ids} == stored
+        assert _problems(upgraded) == []
+        view = upgraded.instances.get(ids[0])
+        upgraded.instances.complete_task(view.id, view.ready_tasks[0]["id"], {"support_accepted": False}, NURSE)
+        assert _stored(upgraded, ids[0])[:1] == b"\x02"  # written in the new form at its next step
+        assert _problems(upgraded) == []
     finally:
         upgraded.close()
 
