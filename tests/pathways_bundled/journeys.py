@@ -553,7 +553,11 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     return j
 
 
-def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outcome: str) -> Journey:
+def prostate_surveillance(
+    app: CarePath, clock: ManualClock, patient: str, outcome: str, plan_given: bool = True
+) -> Journey:
+    """A year of active surveillance to the 12-month review (``outcome``); ``plan_given`` False: the
+    surveillance plan is still not given at the review."""
     site = SITES["prostate"]
     j = _start(app, clock, site, patient)
     _support(j, "later")
@@ -569,17 +573,19 @@ def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outco
         },
     )
     # His plan (tests, warning signs, who to call, support) in place of an end of treatment summary.
-    j.do("as_plan", {**SURVEILLANCE_PLAN, "plan_given_on": j.today()})
+    if plan_given:
+        j.do("as_plan", {**SURVEILLANCE_PLAN, "plan_given_on": j.today()})
     while "surveillance" not in j.ready:  # a year of PSA tests, then the review
         record_tests_due(next_due(j))
+    assert ("as_plan" in j.ready) != plan_given
     j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": outcome})
     if outcome == "continue":  # no end of treatment: asked after the review that continues surveillance
         assert "give_feedback" in j.ready and "offer_support" not in j.ready  # informed at diagnosis
         j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
         j.do("surveillance_discharge", {"discharged_on": j.today(), "outcome": "transferred"})
         assert "give_feedback" not in j.ready
-    else:  # progressed: asked at the end of the radical treatment, not now
-        assert "give_feedback" not in j.ready
+    else:  # progressed: asked at the end of the radical treatment, not now; surveillance (and its plan) ended
+        assert not {"give_feedback", "as_plan"} & set(j.ready)
         j.do("treatment", {"treatments_received": ["radical_prostatectomy"], "completed_on": j.today()})
         assert "offer_hna" in j.ready
     return j
@@ -671,6 +677,9 @@ def _all() -> dict[str, JourneyFn]:
     journeys["prostate-surveillance-continues"] = partial(prostate_surveillance, patient="SYN-0301", outcome="continue")
     journeys["prostate-surveillance-to-radical"] = partial(
         prostate_surveillance, patient="SYN-0302", outcome="radical_treatment"
+    )
+    journeys["prostate-surveillance-plan-closed"] = partial(
+        prostate_surveillance, patient="SYN-0303", outcome="radical_treatment", plan_given=False
     )
     # The connection to support offered again at the end of treatment only to whoever declined it at diagnosis;
     # a young person of 16 or over asked for feedback in their own lane.

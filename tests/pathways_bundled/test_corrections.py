@@ -4,6 +4,7 @@ pathway where a journey's coverage alone would not show it."""
 from __future__ import annotations
 
 from engine import CarePath, ManualClock
+from engine.instances.progress import instance_progress
 
 from .correction_journeys import reviews_independent
 from .journey import Journey
@@ -18,6 +19,7 @@ from .journeys import (
     _support,
     _treatment,
     discharge_if_due,
+    events,
     feedback_tasks,
     next_due,
     prostate_surveillance,
@@ -305,3 +307,16 @@ def test_the_survey_invitation_goes_by_the_age_when_the_survey_is_sent(
     older = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0017", age=15)
     older.wait_until("2027-07-12")
     assert "survey_invitation" in older.ready and "check_age_now" not in older.ready
+
+
+def test_the_surveillance_plan_closes_when_progression_ends_surveillance(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    """A plan still not given at the 12-month review that finds progression stayed on the key worker's
+    work list for a man no longer on surveillance; the end of surveillance now closes it (as_ended ->
+    as_plan_closed), and the treatment's own end of treatment summary gives what the plan would have."""
+    j = prostate_surveillance(bundled, journey_clock, "SYN-C-0013", "radical_treatment", plan_given=False)
+    assert "as_plan" not in j.ready
+    assert ("task_completed", "as_plan") not in [(e.type, e.element) for e in events(bundled, j.view.id)]
+    done = {e.element for e in instance_progress(bundled.instances, j.view.id).elements if e.state == "done"}
+    assert "as_plan_not_needed" in done and "as_plan" not in done  # closed, not given
