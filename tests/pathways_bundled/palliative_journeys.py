@@ -13,6 +13,9 @@ review care passes to another service and the route returns to the pathway.
 (``exit_feedback_gw`` -> ``exit_feedback``) and the patient answers; the pathway then ends with its reviews.
 ``asked_on_the_route``: on each diagnosis pathway, the route asks after its first 3-monthly review and care
 is transferred a quarter later: the pathway goes on without asking again (``exit_feedback_gw`` -> merge).
+The support connection declined at diagnosis is offered once more as the route begins (``pal_support_again``,
+``cpal_support_again``): connected in ``two_years_palliative``, information for later in ``child_palliative``,
+left open (and closed with the route) on the way out; informed at diagnosis, it is not offered on the route.
 """
 
 from __future__ import annotations
@@ -114,12 +117,23 @@ def review_task(site_key: str) -> str:
 ROUTE_TASKS = {"pal_acp", "pal_carers", "pal_review", "cpal_acp", "cpal_support", "cpal_review", "offer_hna"}
 
 
-def on_the_route(app: CarePath, clock: ManualClock, site_key: str, patient: str) -> Journey:
-    """Palliative intent confirmed by the MDT, the route's first assessment declined: its first review is next."""
+def support_lane(site_key: str) -> str:
+    """The lane of the route's offer of the support connection (the lane of its call activity)."""
+    if site_key == "children_young_people":
+        return "Principal treatment centre (named medical specialist and key worker)"
+    return "Key worker (clinical nurse specialist)"
+
+
+def on_the_route(app: CarePath, clock: ManualClock, site_key: str, patient: str, support: str = "no") -> Journey:
+    """Palliative intent confirmed by the MDT, the route's first assessment declined: its first review is next.
+    ``support`` is the answer at diagnosis: declined ('no'), the route offers the connection once more as it
+    begins, left open here; otherwise it is not offered again."""
     j = _start(app, clock, SITES[site_key], patient, intent="palliative")
-    _support(j, "no")
+    _support(j, support)
     j.hna_declined()
     _mdt(j, SITES[site_key], intent="palliative", prehab=False, special=False)
+    offers = [t for t in j.view.ready_tasks if t["element"] == "offer_support"]
+    assert [t["lane"] for t in offers] == ([support_lane(site_key)] if support == "no" else []), offers
     return j.hna_declined()
 
 
@@ -159,6 +173,7 @@ def asked_on_the_way_out(
     [task] = feedback_tasks(j)  # the route had not asked: the pathway asks, once, on the way out
     assert (task["process"], task["lane"]) == ("patient_feedback", "Child or young person" if child else "Patient")
     assert not ROUTE_TASKS & set(j.ready), j.ready  # the route ended with its planning branch
+    assert "offer_support" not in j.ready  # and with the support offer still open on it
     assert "palliative_assessment" not in upcoming(j) and j.status == "running"
     j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": wants_contact}, actor=PATIENT)
     if wants_contact:  # the patient experience team calls back
@@ -178,7 +193,7 @@ def asked_on_the_route(app: CarePath, clock: ManualClock, *, site_key: str, pati
     """The route asks for feedback after its first 3-monthly review (answered, or left to close after 12
     weeks); a quarter later care is transferred: the pathway does not ask again on the way out."""
     child = site_key == "children_young_people"
-    j = on_the_route(app, clock, site_key, patient)
+    j = on_the_route(app, clock, site_key, patient, support="later")  # informed at diagnosis: not offered again
     review(j, review_task(site_key))  # the route's first review: too soon to ask
     assert feedback_tasks(j) == []
     _first_quarter(j, site_key)
@@ -210,6 +225,11 @@ def two_years_palliative(app: CarePath, clock: ManualClock, patient: str = "SYN-
     j.hna_declined()  # at diagnosis
     _mdt(j, site, intent="palliative", prehab=False, special=False)
     assert {"offer_hna", "pal_acp", "first_review"} <= set(j.ready), j.ready
+    # Declined at diagnosis: the connection is offered once more as the route begins; connected now.
+    assert j.task("offer_support")["lane"] == support_lane("lung")
+    j.do("offer_support", {"support_wanted": "yes_now", "support_types": ["emotional", "carers"]})
+    j.do("connect", {"connected_to": ["EXAMPLE-SUPPORT-ORG"], "connected_on": j.today(), "connected_via": "nhs_app"})
+    assert not {"offer_support", "connect"} & set(j.ready)
     j.hna({"pain": 5, "fatigue": 6})  # the route's first assessment proposes specialist palliative care
     [spc] = referrals(j, SPC)
     assert (spc.status, spc.urgency, spc.accept_by is not None) == ("referred", "soon", True)
@@ -245,6 +265,11 @@ def child_palliative(app: CarePath, clock: ManualClock, patient: str = "SYN-0402
     j.hna_declined()
     _mdt(j, site, intent="palliative", prehab=False, special=False)
     assert {"offer_hna", "cpal_specialist"} <= set(j.ready), j.ready
+    # The parents declined at diagnosis: offered once more as the route begins; information for later.
+    assert j.task("offer_support")["lane"] == support_lane("children_young_people")
+    j.do("offer_support", {"support_wanted": "later", "support_types": ["young_people", "carers"]})
+    j.do("give_information", {"information_given_on": j.today(), "information_format": "leaflet"})
+    assert not {"offer_support", "give_information"} & set(j.ready)
     j.do(
         "cpal_specialist",
         {
