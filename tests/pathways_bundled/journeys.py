@@ -406,14 +406,25 @@ def events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
         )
 
 
+# The feedback task (shared/patient_feedback.bpmn) and its 12-week timer: the patient's own, or for a child under
+# 16 the parents' or carers' (with the child).
+FEEDBACK_TASKS = ("give_feedback", "give_feedback_family")
+FEEDBACK_TIMERS = ("feedback_unanswered", "feedback_family_unanswered")
+
+
+def feedback_task(age: int) -> str:
+    """Who is asked for feedback: the parents or carers, with the child, under 16 at diagnosis."""
+    return "give_feedback_family" if age < 16 else "give_feedback"
+
+
 def feedback_tasks(journey: Journey) -> list[dict[str, Any]]:
-    """The feedback invitations waiting for the patient (shared/patient_feedback.bpmn)."""
-    return [t for t in journey.view.ready_tasks if t["element"] == "give_feedback"]
+    """The feedback invitations waiting for the patient, or the family (shared/patient_feedback.bpmn)."""
+    return [t for t in journey.view.ready_tasks if t["element"] in FEEDBACK_TASKS]
 
 
 def feedback_answered(app: CarePath, instance_id: str) -> int:
-    """How many times the patient answered a feedback invitation."""
-    return sum(1 for e in events(app, instance_id) if (e.type, e.element) == ("task_completed", "give_feedback"))
+    """How many times the patient (or the family) answered a feedback invitation."""
+    return sum(1 for e in events(app, instance_id) if e.type == "task_completed" and e.element in FEEDBACK_TASKS)
 
 
 def feedback_closed(app: CarePath, instance_id: str) -> list[dict[str, str]]:
@@ -421,7 +432,7 @@ def feedback_closed(app: CarePath, instance_id: str) -> list[dict[str, str]]:
     return [
         json.loads(e.payload)
         for e in events(app, instance_id)
-        if (e.type, e.element) == ("timer_fired", "feedback_unanswered")
+        if e.type == "timer_fired" and e.element in FEEDBACK_TIMERS
     ]
 
 
@@ -475,9 +486,10 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     _treatment(j, site, special=True)
     j.hna_declined()  # at the end of treatment
     _end_of_treatment(j, opts.follow_up)
-    assert "give_feedback" in j.ready  # feedback at the end of treatment, alongside follow-up
+    asked = feedback_task(site.age)  # a child under 16: the parents or carers, with the child
+    assert asked in j.ready  # feedback at the end of treatment, alongside follow-up
     j.do(
-        "give_feedback",
+        asked,
         {
             "overall_experience": "good",
             "what_went_well": "Named contact always called back",
@@ -544,7 +556,8 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
         "cpal_review" if "cpal_review" in j.ready else "pal_review",
         {"reviewed_on": j.today(), "palliative_route": "care_transferred"},
     )
-    assert j.ready == ["first_review", "give_feedback"]  # the route had not asked: asked on the way out
+    # The route had not asked: asked on the way out (a child under 16: the parents or carers, with the child).
+    assert j.ready == ["first_review", feedback_task(site.age)]
     # The patient dies two weeks later: the pathway ends, and no review or survey ever follows.
     j.wait(14).message("patient_died", {"date_of_death": j.today()})
     assert (j.status, j.ready) == ("completed", [])
@@ -637,8 +650,8 @@ def end_of_treatment_journey(
     child = site.pathway == "children_young_people_cancer"
     young = site.age if age is None else age
     lane = ("Parents or carers" if young < 16 else "Child or young person") if child else "Patient"
-    assert task["lane"] == lane
-    j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+    assert (task["lane"], task["element"]) == (lane, feedback_task(young) if child else "give_feedback")
+    j.do(task["element"], {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
     return j
 
 
