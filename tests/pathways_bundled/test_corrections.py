@@ -3,10 +3,13 @@ pathway where a journey's coverage alone would not show it."""
 
 from __future__ import annotations
 
+import pytest
+
 from engine import CarePath, ManualClock
+from engine.errors import TaskDataError
 from engine.instances.progress import instance_progress
 
-from .correction_journeys import reviews_independent
+from .correction_journeys import reviews_independent, survey_not_received
 from .journey import Journey
 from .journeys import (
     NOT_ON_SACT,
@@ -278,9 +281,26 @@ def test_the_18_month_survey_is_the_national_invitation_recorded_and_never_a_loc
     task = j.task("survey_invitation")
     assert task["lane"] == "Key worker (clinical nurse specialist)"  # the team records it, not the patient
     assert set(task["form"]["properties"]) == {"invitation", "recorded_on"}  # no questions of the survey's own
-    assert task["form"]["properties"]["invitation"]["enum"] == ["sent", "declined"]
+    assert task["form"]["properties"]["invitation"]["enum"] == ["sent", "declined", "not_received"]
     j.do("survey_invitation", {"invitation": "declined", "recorded_on": j.today()})
-    assert not {"survey", "survey_invitation", "send_reminder"} & set(j.ready)
+    assert not {"survey", "survey_invitation", "send_reminder", "survey_not_received"} & set(j.ready)
+
+
+def test_an_invitation_not_received_opens_a_task_to_contact_the_patient(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    """The key worker could record only sent or declined: an invitation that never reached the patient had
+    nowhere to go. Not received, the key worker now contacts the patient; the form takes no more than it says."""
+    j = survey_not_received(bundled, journey_clock, patient="SYN-C-0020")
+    done = [e.element for e in events(bundled, j.view.id) if e.type == "task_completed"]
+    assert done[-2:] == ["survey_invitation", "survey_not_received"]
+    again = _start(bundled, journey_clock, SITES["general"], "SYN-C-0021")
+    again.wait_until("2027-07-12")
+    again.do("survey_invitation", {"invitation": "not_received", "recorded_on": again.today()})
+    form = again.task("survey_not_received")["form"]
+    assert form["additionalProperties"] is False and set(form["required"]) == {"contacted_on", "outcome"}
+    with pytest.raises(TaskDataError):  # an answer the form does not declare is refused
+        again.do("survey_not_received", {"contacted_on": again.today(), "outcome": "sent_again"})
 
 
 def test_the_survey_invitation_goes_by_the_age_when_the_survey_is_sent(
