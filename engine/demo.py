@@ -253,6 +253,7 @@ def _palliative_route(s: _Story) -> None:
     # care, sent with the plan; the advance care plan and the carer's needs are recorded.
     s.at(14).mdt("palliative").checklist({"pain": 6, "fatigue": 7, "worry_fear_anxiety": 5}, {"lives_alone": False})
     s.agree_plan("Staying at home with my wife and our dog").at(20)
+    s.support("yes_now")  # declined at diagnosis: offered once more as the route begins, and connected now
     s.do(
         "pal_acp",
         {

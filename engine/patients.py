@@ -61,13 +61,14 @@ __all__ = [
 ]
 
 # The ready tasks that are the patient's own forms (element -> kind), in the bundled shared sub-pathways:
-# holistic_needs_assessment (the concerns checklist, and the children's), patient_feedback; and "survey", a
-# pathway's own survey task (the bundled quality_of_life_survey records the national survey's invitation, a
-# staff task, since issue 14 point 4).
+# holistic_needs_assessment (the concerns checklist, and the children's), patient_feedback (the patient's, and
+# for a child under 16 the family's); and "survey", a pathway's own survey task (the bundled
+# quality_of_life_survey records the national survey's invitation, a staff task, since issue 14 point 4).
 PATIENT_FORMS = {
     "complete_checklist": "needs_assessment",
     "complete_checklist_cyp": "needs_assessment",
     "give_feedback": "feedback",
+    "give_feedback_family": "feedback",
     "survey": "survey",
 }
 # The message a patient's report of a warning sign is (pathways/shared/warning_sign_triage.bpmn listens).

@@ -4,6 +4,8 @@ the YAML scenarios in pathways/tests/: each checks on the way what the correctio
 ``missed_appointments_reach_a_clinician``: lung cancer follow-up (shared/surveillance_schedule.bpmn, NICE NG122):
 an appointment missed and not rebooked goes to a clinician at once; a later one rebooked and missed again goes to
 a clinician too, never rebooked in a loop; the schedule waits for each review, then goes on to the discharge.
+``survey_not_received``: the national quality of life survey's invitation (shared/quality_of_life_survey.bpmn) did
+not reach the patient: recorded as such, it opens the key worker's task to contact them, rather than closing.
 """
 
 from __future__ import annotations
@@ -84,7 +86,20 @@ def missed_appointments_reach_a_clinician(app: CarePath, clock: ManualClock, *, 
     return j
 
 
+def survey_not_received(app: CarePath, clock: ManualClock, *, patient: str) -> Journey:
+    """At 18 months the invitation is recorded as not received: the key worker contacts the patient."""
+    j = _start(app, clock, SITES["general"], patient)
+    j.wait_until("2027-07-12")
+    j.do("survey_invitation", {"invitation": "not_received", "recorded_on": j.today()})
+    task = j.task("survey_not_received")
+    assert (task["process"], task["lane"]) == ("quality_of_life_survey", "Key worker (clinical nurse specialist)")
+    j.do("survey_not_received", {"contacted_on": j.today(), "outcome": "told_how_to_take_part"})
+    assert not {"survey_invitation", "survey_not_received"} & set(j.ready)
+    return j
+
+
 CORRECTION_JOURNEYS: dict[str, JourneyFn] = {
     "reviews-independent": partial(reviews_independent, patient="SYN-1501"),
     "surveillance-missed-reaches-a-clinician": partial(missed_appointments_reach_a_clinician, patient="SYN-1502"),
+    "survey-not-received": partial(survey_not_received, patient="SYN-1503"),
 }

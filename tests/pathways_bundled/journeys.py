@@ -406,14 +406,25 @@ def events(app: CarePath, instance_id: str) -> list[InstanceEvent]:
         )
 
 
+# The feedback task (shared/patient_feedback.bpmn) and its 12-week timer: the patient's own, or for a child under
+# 16 the parents' or carers' (with the child).
+FEEDBACK_TASKS = ("give_feedback", "give_feedback_family")
+FEEDBACK_TIMERS = ("feedback_unanswered", "feedback_family_unanswered")
+
+
+def feedback_task(age: int) -> str:
+    """Who is asked for feedback: the parents or carers, with the child, under 16 at diagnosis."""
+    return "give_feedback_family" if age < 16 else "give_feedback"
+
+
 def feedback_tasks(journey: Journey) -> list[dict[str, Any]]:
-    """The feedback invitations waiting for the patient (shared/patient_feedback.bpmn)."""
-    return [t for t in journey.view.ready_tasks if t["element"] == "give_feedback"]
+    """The feedback invitations waiting for the patient, or the family (shared/patient_feedback.bpmn)."""
+    return [t for t in journey.view.ready_tasks if t["element"] in FEEDBACK_TASKS]
 
 
 def feedback_answered(app: CarePath, instance_id: str) -> int:
-    """How many times the patient answered a feedback invitation."""
-    return sum(1 for e in events(app, instance_id) if (e.type, e.element) == ("task_completed", "give_feedback"))
+    """How many times the patient (or the family) answered a feedback invitation."""
+    return sum(1 for e in events(app, instance_id) if e.type == "task_completed" and e.element in FEEDBACK_TASKS)
 
 
 def feedback_closed(app: CarePath, instance_id: str) -> list[dict[str, str]]:
@@ -421,7 +432,7 @@ def feedback_closed(app: CarePath, instance_id: str) -> list[dict[str, str]]:
     return [
         json.loads(e.payload)
         for e in events(app, instance_id)
-        if (e.type, e.element) == ("timer_fired", "feedback_unanswered")
+        if e.type == "timer_fired" and e.element in FEEDBACK_TIMERS
     ]
 
 
@@ -475,9 +486,10 @@ def full_journey(app: CarePath, clock: ManualClock, site: Site, patient: str, op
     _treatment(j, site, special=True)
     j.hna_declined()  # at the end of treatment
     _end_of_treatment(j, opts.follow_up)
-    assert "give_feedback" in j.ready  # feedback at the end of treatment, alongside follow-up
+    asked = feedback_task(site.age)  # a child under 16: the parents or carers, with the child
+    assert asked in j.ready  # feedback at the end of treatment, alongside follow-up
     j.do(
-        "give_feedback",
+        asked,
         {
             "overall_experience": "good",
             "what_went_well": "Named contact always called back",
@@ -544,7 +556,8 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
         "cpal_review" if "cpal_review" in j.ready else "pal_review",
         {"reviewed_on": j.today(), "palliative_route": "care_transferred"},
     )
-    assert j.ready == ["first_review", "give_feedback"]  # the route had not asked: asked on the way out
+    # The route had not asked: asked on the way out (a child under 16: the parents or carers, with the child).
+    assert j.ready == ["first_review", feedback_task(site.age)]
     # The patient dies two weeks later: the pathway ends, and no review or survey ever follows.
     j.wait(14).message("patient_died", {"date_of_death": j.today()})
     assert (j.status, j.ready) == ("completed", [])
@@ -553,7 +566,11 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     return j
 
 
-def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outcome: str) -> Journey:
+def prostate_surveillance(
+    app: CarePath, clock: ManualClock, patient: str, outcome: str, plan_given: bool = True
+) -> Journey:
+    """A year of active surveillance to the 12-month review (``outcome``); ``plan_given`` False: the
+    surveillance plan is still not given at the review."""
     site = SITES["prostate"]
     j = _start(app, clock, site, patient)
     _support(j, "later")
@@ -569,17 +586,19 @@ def prostate_surveillance(app: CarePath, clock: ManualClock, patient: str, outco
         },
     )
     # His plan (tests, warning signs, who to call, support) in place of an end of treatment summary.
-    j.do("as_plan", {**SURVEILLANCE_PLAN, "plan_given_on": j.today()})
+    if plan_given:
+        j.do("as_plan", {**SURVEILLANCE_PLAN, "plan_given_on": j.today()})
     while "surveillance" not in j.ready:  # a year of PSA tests, then the review
         record_tests_due(next_due(j))
+    assert ("as_plan" in j.ready) != plan_given
     j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": outcome})
     if outcome == "continue":  # no end of treatment: asked after the review that continues surveillance
         assert "give_feedback" in j.ready and "offer_support" not in j.ready  # informed at diagnosis
         j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
         j.do("surveillance_discharge", {"discharged_on": j.today(), "outcome": "transferred"})
         assert "give_feedback" not in j.ready
-    else:  # progressed: asked at the end of the radical treatment, not now
-        assert "give_feedback" not in j.ready
+    else:  # progressed: asked at the end of the radical treatment, not now; surveillance (and its plan) ended
+        assert not {"give_feedback", "as_plan"} & set(j.ready)
         j.do("treatment", {"treatments_received": ["radical_prostatectomy"], "completed_on": j.today()})
         assert "offer_hna" in j.ready
     return j
@@ -631,8 +650,8 @@ def end_of_treatment_journey(
     child = site.pathway == "children_young_people_cancer"
     young = site.age if age is None else age
     lane = ("Parents or carers" if young < 16 else "Child or young person") if child else "Patient"
-    assert task["lane"] == lane
-    j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+    assert (task["lane"], task["element"]) == (lane, feedback_task(young) if child else "give_feedback")
+    j.do(task["element"], {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
     return j
 
 
@@ -671,6 +690,9 @@ def _all() -> dict[str, JourneyFn]:
     journeys["prostate-surveillance-continues"] = partial(prostate_surveillance, patient="SYN-0301", outcome="continue")
     journeys["prostate-surveillance-to-radical"] = partial(
         prostate_surveillance, patient="SYN-0302", outcome="radical_treatment"
+    )
+    journeys["prostate-surveillance-plan-closed"] = partial(
+        prostate_surveillance, patient="SYN-0303", outcome="radical_treatment", plan_given=False
     )
     # The connection to support offered again at the end of treatment only to whoever declined it at diagnosis;
     # a young person of 16 or over asked for feedback in their own lane.

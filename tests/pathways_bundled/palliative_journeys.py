@@ -13,6 +13,9 @@ review care passes to another service and the route returns to the pathway.
 (``exit_feedback_gw`` -> ``exit_feedback``) and the patient answers; the pathway then ends with its reviews.
 ``asked_on_the_route``: on each diagnosis pathway, the route asks after its first 3-monthly review and care
 is transferred a quarter later: the pathway goes on without asking again (``exit_feedback_gw`` -> merge).
+The support connection declined at diagnosis is offered once more as the route begins (``pal_support_again``,
+``cpal_support_again``): connected in ``two_years_palliative``, information for later in ``child_palliative``,
+left open (and closed with the route) on the way out; informed at diagnosis, it is not offered on the route.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from .journeys import (
     _support,
     feedback_answered,
     feedback_closed,
+    feedback_task,
     feedback_tasks,
     to_the_end,
 )
@@ -114,12 +118,25 @@ def review_task(site_key: str) -> str:
 ROUTE_TASKS = {"pal_acp", "pal_carers", "pal_review", "cpal_acp", "cpal_support", "cpal_review", "offer_hna"}
 
 
-def on_the_route(app: CarePath, clock: ManualClock, site_key: str, patient: str) -> Journey:
-    """Palliative intent confirmed by the MDT, the route's first assessment declined: its first review is next."""
-    j = _start(app, clock, SITES[site_key], patient, intent="palliative")
-    _support(j, "no")
+def support_lane(site_key: str) -> str:
+    """The lane of the route's offer of the support connection (the lane of its call activity)."""
+    if site_key == "children_young_people":
+        return "Principal treatment centre (named medical specialist and key worker)"
+    return "Key worker (clinical nurse specialist)"
+
+
+def on_the_route(
+    app: CarePath, clock: ManualClock, site_key: str, patient: str, support: str = "no", age: int | None = None
+) -> Journey:
+    """Palliative intent confirmed by the MDT, the route's first assessment declined: its first review is next.
+    ``support`` is the answer at diagnosis: declined ('no'), the route offers the connection once more as it
+    begins, left open here; otherwise it is not offered again."""
+    j = _start(app, clock, SITES[site_key], patient, age=age, intent="palliative")
+    _support(j, support)
     j.hna_declined()
     _mdt(j, SITES[site_key], intent="palliative", prehab=False, special=False)
+    offers = [t for t in j.view.ready_tasks if t["element"] == "offer_support"]
+    assert [t["lane"] for t in offers] == ([support_lane(site_key)] if support == "no" else []), offers
     return j.hna_declined()
 
 
@@ -140,13 +157,23 @@ def _first_quarter(j: Journey, site_key: str) -> Journey:
 
 
 def asked_on_the_way_out(
-    app: CarePath, clock: ManualClock, *, site_key: str, patient: str, at_first_review: bool, wants_contact: bool
+    app: CarePath,
+    clock: ManualClock,
+    *,
+    site_key: str,
+    patient: str,
+    at_first_review: bool,
+    wants_contact: bool,
+    age: int | None = None,
 ) -> Journey:
     """Care transferred before the route asked for feedback: at its first review (``at_first_review``), or
     at its first 3-monthly review, where the route asks only when care continues. The pathway asks once as
-    the route returns, the patient answers (asking to be contacted if ``wants_contact``); never asked again."""
+    the route returns, the patient answers (asking to be contacted if ``wants_contact``); never asked again.
+    In the children and young people's pathway the family is asked for a child under 16 (``age``, else the
+    site's), the young person from 16."""
     child = site_key == "children_young_people"
-    j = on_the_route(app, clock, site_key, patient)
+    age = SITES[site_key].age if age is None else age
+    j = on_the_route(app, clock, site_key, patient, age=age)
     assert feedback_tasks(j) == []  # not in the first days after the news
     if not at_first_review:
         review(j, review_task(site_key))  # care continues here: the route's first review
@@ -157,10 +184,14 @@ def asked_on_the_way_out(
     review(j, review_task(site_key), route="care_transferred")
 
     [task] = feedback_tasks(j)  # the route had not asked: the pathway asks, once, on the way out
-    assert (task["process"], task["lane"]) == ("patient_feedback", "Child or young person" if child else "Patient")
+    # A child under 16: the parents or carers, with the child, in their lane and their own task (exit_feedback_family).
+    lane = ("Parents or carers" if age < 16 else "Child or young person") if child else "Patient"
+    element = feedback_task(age) if child else "give_feedback"
+    assert (task["process"], task["lane"], task["element"]) == ("patient_feedback", lane, element)
     assert not ROUTE_TASKS & set(j.ready), j.ready  # the route ended with its planning branch
+    assert "offer_support" not in j.ready  # and with the support offer still open on it
     assert "palliative_assessment" not in upcoming(j) and j.status == "running"
-    j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": wants_contact}, actor=PATIENT)
+    j.do(task["element"], {**FEEDBACK_ANSWER, "feedback_wants_contact": wants_contact}, actor=PATIENT)
     if wants_contact:  # the patient experience team calls back
         assert [t["process"] for t in j.view.ready_tasks if t["element"] == "respond"] == ["patient_feedback"]
         j.do("respond", {"contacted_on": j.today(), "outcome": "Thanked"})
@@ -168,7 +199,7 @@ def asked_on_the_way_out(
     if at_first_review:
         j.wait_until("2026-04-10")
         _review(j, "first_review")
-    to_the_end(j, survey=not child)  # the reviews and the survey outlast care; no second invitation
+    to_the_end(j, survey=age >= 15)  # the reviews and the survey (16 or over by then) outlast care; asked once
     assert (j.status, j.ready) == ("completed", [])
     assert (feedback_answered(app, j.view.id), feedback_closed(app, j.view.id)) == (1, [])
     return j
@@ -178,7 +209,7 @@ def asked_on_the_route(app: CarePath, clock: ManualClock, *, site_key: str, pati
     """The route asks for feedback after its first 3-monthly review (answered, or left to close after 12
     weeks); a quarter later care is transferred: the pathway does not ask again on the way out."""
     child = site_key == "children_young_people"
-    j = on_the_route(app, clock, site_key, patient)
+    j = on_the_route(app, clock, site_key, patient, support="later")  # informed at diagnosis: not offered again
     review(j, review_task(site_key))  # the route's first review: too soon to ask
     assert feedback_tasks(j) == []
     _first_quarter(j, site_key)
@@ -186,9 +217,10 @@ def asked_on_the_route(app: CarePath, clock: ManualClock, *, site_key: str, pati
 
     [task] = feedback_tasks(j)
     lane = "Child or young person, and parents or carers" if child else "Patient"
-    assert (task["process"], task["lane"]) == ("patient_feedback", lane)
+    element = feedback_task(SITES[site_key].age) if child else "give_feedback"  # under 16: the family's task
+    assert (task["process"], task["lane"], task["element"]) == ("patient_feedback", lane, element)
     if answered:
-        j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+        j.do(task["element"], {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
     j.wait_for(QUARTER).hna_declined()  # an unanswered invitation closes on the way (12 weeks)
     assert feedback_tasks(j) == [] and len(feedback_closed(app, j.view.id)) == (0 if answered else 1)
 
@@ -210,6 +242,11 @@ def two_years_palliative(app: CarePath, clock: ManualClock, patient: str = "SYN-
     j.hna_declined()  # at diagnosis
     _mdt(j, site, intent="palliative", prehab=False, special=False)
     assert {"offer_hna", "pal_acp", "first_review"} <= set(j.ready), j.ready
+    # Declined at diagnosis: the connection is offered once more as the route begins; connected now.
+    assert j.task("offer_support")["lane"] == support_lane("lung")
+    j.do("offer_support", {"support_wanted": "yes_now", "support_types": ["emotional", "carers"]})
+    j.do("connect", {"connected_to": ["EXAMPLE-SUPPORT-ORG"], "connected_on": j.today(), "connected_via": "nhs_app"})
+    assert not {"offer_support", "connect"} & set(j.ready)
     j.hna({"pain": 5, "fatigue": 6})  # the route's first assessment proposes specialist palliative care
     [spc] = referrals(j, SPC)
     assert (spc.status, spc.urgency, spc.accept_by is not None) == ("referred", "soon", True)
@@ -245,6 +282,11 @@ def child_palliative(app: CarePath, clock: ManualClock, patient: str = "SYN-0402
     j.hna_declined()
     _mdt(j, site, intent="palliative", prehab=False, special=False)
     assert {"offer_hna", "cpal_specialist"} <= set(j.ready), j.ready
+    # The parents declined at diagnosis: offered once more as the route begins; information for later.
+    assert j.task("offer_support")["lane"] == support_lane("children_young_people")
+    j.do("offer_support", {"support_wanted": "later", "support_types": ["young_people", "carers"]})
+    j.do("give_information", {"information_given_on": j.today(), "information_format": "leaflet"})
+    assert not {"offer_support", "give_information"} & set(j.ready)
     j.do(
         "cpal_specialist",
         {
@@ -276,7 +318,9 @@ def child_palliative(app: CarePath, clock: ManualClock, patient: str = "SYN-0402
     j.do("cpal_acp", CHILD_ACP).do("cpal_support", FAMILY)  # revisited at 6 months
     j.hna({"pain": 3})
     review(j, "cpal_review", route="care_transferred")  # the route returns to the pathway
-    assert not {"give_feedback", "cpal_acp", "offer_hna"} & set(j.ready)  # feedback: at the end of a treatment
+    assert feedback_tasks(j) == [] and not {"cpal_acp", "offer_hna"} & set(
+        j.ready
+    )  # feedback: at the end of a treatment
     return j
 
 
@@ -309,6 +353,15 @@ def _feedback_journeys() -> dict[str, JourneyFn]:
         journeys[f"{key}-palliative-asked-on-the-route"] = partial(
             asked_on_the_route, site_key=key, patient=f"SYN-{710 + number:04d}", answered=key != "children_young_people"
         )
+    # A young person of 16 or over is asked on the way out in their own lane (exit_feedback), not the family.
+    journeys["children_young_people-palliative-asked-on-the-way-out-young-person"] = partial(
+        asked_on_the_way_out,
+        site_key="children_young_people",
+        patient="SYN-0721",
+        at_first_review=True,
+        wants_contact=False,
+        age=17,
+    )
     return journeys
 
 

@@ -3,9 +3,13 @@ pathway where a journey's coverage alone would not show it."""
 
 from __future__ import annotations
 
-from engine import CarePath, ManualClock
+import pytest
 
-from .correction_journeys import reviews_independent
+from engine import CarePath, ManualClock
+from engine.errors import TaskDataError
+from engine.instances.progress import instance_progress
+
+from .correction_journeys import reviews_independent, survey_not_received
 from .journey import Journey
 from .journeys import (
     NOT_ON_SACT,
@@ -18,6 +22,7 @@ from .journeys import (
     _support,
     _treatment,
     discharge_if_due,
+    events,
     feedback_tasks,
     next_due,
     prostate_surveillance,
@@ -276,9 +281,26 @@ def test_the_18_month_survey_is_the_national_invitation_recorded_and_never_a_loc
     task = j.task("survey_invitation")
     assert task["lane"] == "Key worker (clinical nurse specialist)"  # the team records it, not the patient
     assert set(task["form"]["properties"]) == {"invitation", "recorded_on"}  # no questions of the survey's own
-    assert task["form"]["properties"]["invitation"]["enum"] == ["sent", "declined"]
+    assert task["form"]["properties"]["invitation"]["enum"] == ["sent", "declined", "not_received"]
     j.do("survey_invitation", {"invitation": "declined", "recorded_on": j.today()})
-    assert not {"survey", "survey_invitation", "send_reminder"} & set(j.ready)
+    assert not {"survey", "survey_invitation", "send_reminder", "survey_not_received"} & set(j.ready)
+
+
+def test_an_invitation_not_received_opens_a_task_to_contact_the_patient(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    """The key worker could record only sent or declined: an invitation that never reached the patient had
+    nowhere to go. Not received, the key worker now contacts the patient; the form takes no more than it says."""
+    j = survey_not_received(bundled, journey_clock, patient="SYN-C-0020")
+    done = [e.element for e in events(bundled, j.view.id) if e.type == "task_completed"]
+    assert done[-2:] == ["survey_invitation", "survey_not_received"]
+    again = _start(bundled, journey_clock, SITES["general"], "SYN-C-0021")
+    again.wait_until("2027-07-12")
+    again.do("survey_invitation", {"invitation": "not_received", "recorded_on": again.today()})
+    form = again.task("survey_not_received")["form"]
+    assert form["additionalProperties"] is False and set(form["required"]) == {"contacted_on", "outcome"}
+    with pytest.raises(TaskDataError):  # an answer the form does not declare is refused
+        again.do("survey_not_received", {"contacted_on": again.today(), "outcome": "sent_again"})
 
 
 def test_the_survey_invitation_goes_by_the_age_when_the_survey_is_sent(
@@ -305,3 +327,16 @@ def test_the_survey_invitation_goes_by_the_age_when_the_survey_is_sent(
     older = _start(bundled, journey_clock, SITES["children_young_people"], "SYN-C-0017", age=15)
     older.wait_until("2027-07-12")
     assert "survey_invitation" in older.ready and "check_age_now" not in older.ready
+
+
+def test_the_surveillance_plan_closes_when_progression_ends_surveillance(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    """A plan still not given at the 12-month review that finds progression stayed on the key worker's
+    work list for a man no longer on surveillance; the end of surveillance now closes it (as_ended ->
+    as_plan_closed), and the treatment's own end of treatment summary gives what the plan would have."""
+    j = prostate_surveillance(bundled, journey_clock, "SYN-C-0013", "radical_treatment", plan_given=False)
+    assert "as_plan" not in j.ready
+    assert ("task_completed", "as_plan") not in [(e.type, e.element) for e in events(bundled, j.view.id)]
+    done = {e.element for e in instance_progress(bundled.instances, j.view.id).elements if e.state == "done"}
+    assert "as_plan_not_needed" in done and "as_plan" not in done  # closed, not given

@@ -1,9 +1,11 @@
 """A feedback invitation that closes unanswered, and palliative patients asked once on the way out.
 
 shared/patient_feedback.bpmn: the patient's task has an interrupting 12-week timer (``feedback_unanswered``),
-so an invitation nobody answers no longer holds the pathway open after its other branches have ended.
+and so has the family's for a child under 16 (``feedback_family_unanswered``), so an invitation nobody answers
+no longer holds the pathway open after its other branches have ended.
 The palliative routes note when they ask (``palliative_feedback_asked``); when care is transferred before
-they did, the diagnosis pathway asks on the way out (``exit_feedback_gw`` -> ``exit_feedback``), never twice.
+they did, the diagnosis pathway asks on the way out (``exit_feedback_gw`` -> ``exit_feedback``, or for a child
+under 16 ``exit_feedback_family``), never twice.
 """
 
 from __future__ import annotations
@@ -84,11 +86,13 @@ def test_care_transferred_at_the_first_review_is_asked_once_after_the_return(
     review(j, review_task(site), route="care_transferred")  # before any 3-monthly review
 
     [task] = feedback_tasks(j)
-    child = site == "children_young_people"
+    child = site == "children_young_people"  # 14 here: the parents or carers, with the child (exit_feedback_family)
     assert task["process"] == "patient_feedback"
-    assert task["lane"] == ("Child or young person" if child else "Patient")
+    assert (task["lane"], task["element"]) == (
+        ("Parents or carers", "give_feedback_family") if child else ("Patient", "give_feedback")
+    )
     assert not {"pal_acp", "cpal_acp", "offer_hna", "pal_review", "cpal_review"} & set(j.ready)  # the route ended
-    j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+    j.do(task["element"], {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
     assert feedback_tasks(j) == []
     j.wait_for(timedelta(days=400))
     assert feedback_tasks(j) == [] and feedback_answered(bundled, j.view.id) == 1
@@ -132,7 +136,7 @@ def test_care_transferred_after_the_first_3_monthly_review_is_not_asked_again(
     assert len(feedback_tasks(j)) == 1
     answered = site != "children_young_people"
     if answered:
-        j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+        j.do(feedback_tasks(j)[0]["element"], {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
     j.wait_for(QUARTER).hna_declined()  # the children's invitation, never answered, closes on the way
     assert feedback_tasks(j) == []
 
@@ -182,10 +186,29 @@ def test_patient_died_during_an_open_invitation_ends_it(
 
 def test_a_childs_family_is_asked_at_the_end_of_treatment(bundled: CarePath, journey_clock: ManualClock) -> None:
     """Children and young people: a child under 16 (14 here) does not answer a survey alone: the parents or
-    carers are asked, with the child (feedback_family); a young person of 16 to 24 is asked in their own lane
+    carers are asked, with the child (feedback_family), in a task named for them with a form addressed to them
+    (give_feedback_family, not "Patient gives feedback"); a young person of 16 to 24 is asked in their own lane
     (children_young_people.yaml). Young Lives vs Cancer: ask children and young people, and their families."""
     j = treated(bundled, journey_clock, "children_young_people", "SYN-1805", "scheduled")
     [task] = feedback_tasks(j)
-    assert (task["process"], task["lane"]) == ("patient_feedback", "Parents or carers")
-    j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
+    assert (task["process"], task["lane"], task["element"]) == (
+        "patient_feedback",
+        "Parents or carers",
+        "give_feedback_family",
+    )
+    assert task["name"] == "Parents or carers give feedback on their child's care, with the child"
+    assert task["form"]["title"] == "Your family's feedback on your child's care"
+    j.do("give_feedback_family", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
     assert feedback_tasks(j) == [] and feedback_answered(bundled, j.view.id) == 1
+
+
+def test_the_familys_invitation_closes_after_the_same_12_weeks(bundled: CarePath, journey_clock: ManualClock) -> None:
+    """The family's task has its own timer (feedback_family_unanswered): the same 12 weeks as the patient's."""
+    j = treated(bundled, journey_clock, "children_young_people", "SYN-1809", "scheduled")
+    [task] = feedback_tasks(j)
+    assert task["element"] == "give_feedback_family"
+    assert waiting_timers(j)["feedback_family_unanswered"] == "2026-04-09"  # 12 weeks after 2026-01-15
+    j.wait_for(EXPIRY + timedelta(hours=1))
+    [closed] = feedback_closed(bundled, j.view.id)
+    assert (closed["overdue_task"], closed["overdue_element"]) == (task["id"], "give_feedback_family")
+    assert feedback_tasks(j) == [] and "respond" not in j.ready
