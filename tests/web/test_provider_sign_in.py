@@ -9,6 +9,7 @@ import http.client
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,20 +54,28 @@ def web_app(template: Path, folder: Path, **config: Any) -> Flask:
     )
 
 
-@pytest.fixture
-def oidc_app(web_template: Path, tmp_path: Path, fake: FakeProvider) -> Iterator[Flask]:
+@contextmanager
+def provider_app(template: Path, folder: Path, fake: FakeProvider, **config: Any) -> Iterator[Flask]:
+    """The web app signing people in at ``fake``, with ``config`` over its settings; closed after."""
     app = web_app(
-        web_template,
-        tmp_path,
+        template,
+        folder,
         OIDC_ISSUER=fake.issuer,
         OIDC_AUDIENCE=AUDIENCE,
         OIDC_CLIENT_ID=CLIENT_ID,
         OIDC_STAFF_ID_CLAIM="preferred_username",
+        **config,
     )
     try:
         yield app
     finally:
         app.extensions["carepath"].close()
+
+
+@pytest.fixture
+def oidc_app(web_template: Path, tmp_path: Path, fake: FakeProvider) -> Iterator[Flask]:
+    with provider_app(web_template, tmp_path, fake) as app:
+        yield app
 
 
 def at_provider(url: str) -> str:
@@ -344,22 +353,12 @@ def test_the_provider_sends_the_browser_back_where_configured(
 ) -> None:
     fake.end_session = True
     back = "https://carepath.trust.example/sign-in"
-    app = web_app(
-        web_template,
-        tmp_path,
-        OIDC_ISSUER=fake.issuer,
-        OIDC_AUDIENCE=AUDIENCE,
-        OIDC_CLIENT_ID=CLIENT_ID,
-        OIDC_POST_LOGOUT_REDIRECT_URL=back,
-    )
-    try:
+    with provider_app(web_template, tmp_path, fake, OIDC_POST_LOGOUT_REDIRECT_URL=back) as app:
         client = app.test_client()
         back_from_provider(client)
         csrf = csrf_of(text(client.get("/work-list")))
         url = urlsplit(_signed_out_at(client.post("/sign-out", data={"csrf_token": csrf})))
         assert parse_qs(url.query)["post_logout_redirect_uri"] == [back]
-    finally:
-        app.extensions["carepath"].close()
 
 
 def test_a_provider_without_the_endpoint_signs_out_here_only(oidc_app: Flask) -> None:
