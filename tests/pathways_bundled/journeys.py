@@ -373,12 +373,13 @@ def _review(journey: Journey, element: str) -> None:
 
 def to_the_end(journey: Journey, *, survey: bool = True) -> Journey:
     """The branches that outlast care: the 12-month cancer care review (invited on 2026-11-12) and the
-    quality of life survey's invitation (2027-07-12; ``survey`` False: under 16 by then, never invited)."""
+    quality of life survey's invitation (2027-07-12; ``survey`` False: under 16 by then, never invited;
+    14 at diagnosis, the key worker's check of the age says whether they are 16 now, as ``survey``)."""
     journey.wait_until("2026-11-12")
     _review(journey, "second_review")
     journey.wait_until("2027-07-12")
-    if "check_age_now" in journey.ready:  # 14 at diagnosis: the key worker checks the age; still 15 here
-        journey.do("check_age_now", {"sixteen_or_over_now": False, "checked_on": journey.today()})
+    if "check_age_now" in journey.ready:  # 14 at diagnosis: the key worker checks the date of birth
+        journey.do("check_age_now", {"sixteen_or_over_now": survey, "checked_on": journey.today()})
     if survey:
         return journey.do("survey_invitation", {"invitation": "sent", "recorded_on": journey.today()})
     assert "survey_invitation" not in journey.ready
@@ -567,13 +568,14 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
 
 
 def prostate_surveillance(
-    app: CarePath, clock: ManualClock, patient: str, outcome: str, plan_given: bool = True
+    app: CarePath, clock: ManualClock, patient: str, outcome: str, plan_given: bool = True, support: str = "later"
 ) -> Journey:
     """A year of active surveillance to the 12-month review (``outcome``); ``plan_given`` False: the
-    surveillance plan is still not given at the review."""
+    surveillance plan is still not given at the review; ``support`` the answer at diagnosis ('no': offered
+    again after a review that continues surveillance)."""
     site = SITES["prostate"]
     j = _start(app, clock, site, patient)
-    _support(j, "later")
+    _support(j, support)
     j.hna(LOW_CONCERNS)
     j.do(
         "mdt",
@@ -593,7 +595,10 @@ def prostate_surveillance(
     assert ("as_plan" in j.ready) != plan_given
     j.do("surveillance", {"reviewed_on": j.today(), "surveillance_outcome": outcome})
     if outcome == "continue":  # no end of treatment: asked after the review that continues surveillance
-        assert "give_feedback" in j.ready and "offer_support" not in j.ready  # informed at diagnosis
+        assert "give_feedback" in j.ready and ("offer_support" in j.ready) == (support == "no")
+        if support == "no":  # declined at diagnosis: offered once more; a second no is final
+            j.do("offer_support", {"support_wanted": "no", "support_types": [], "consent_to_share_contact": False})
+            assert "offer_support" not in j.ready
         j.do("give_feedback", {**FEEDBACK_ANSWER, "feedback_wants_contact": False}, actor=PATIENT)
         j.do("surveillance_discharge", {"discharged_on": j.today(), "outcome": "transferred"})
         assert "give_feedback" not in j.ready
@@ -655,6 +660,16 @@ def end_of_treatment_journey(
     return j
 
 
+def survey_by_age(app: CarePath, clock: ManualClock, patient: str, age: int) -> Journey:
+    """A child treated to the end of the pathway. Twelve at diagnosis: still under 16 when the quality of life
+    survey would be sent, so never invited (the national survey is for those 16 and over). Fourteen: the key
+    worker checks the date of birth and finds them 16 now, so they are invited."""
+    j = end_of_treatment_journey(
+        app, clock, site_key="children_young_people", patient=patient, support="yes_now", age=age
+    )
+    return to_the_end(j, survey=age >= 14)
+
+
 JourneyFn = Callable[[CarePath, ManualClock], Journey]
 
 
@@ -705,6 +720,18 @@ def _all() -> dict[str, JourneyFn]:
     journeys["children_young_people-young-person"] = partial(
         end_of_treatment_journey, site_key="children_young_people", patient="SYN-0503", support="yes_now", age=19
     )
+    # Declined at diagnosis on the other pathways: offered again at the end of treatment (each is registered
+    # here so that the coverage test takes every flow whichever tests ran beside it: tests/pathways_bundled/
+    # test_journeys_coverage.py), and after the review that continues active surveillance.
+    for number, key in enumerate(("breast", "general", "children_young_people"), start=4):
+        journeys[f"{key}-support-declined"] = partial(
+            end_of_treatment_journey, site_key=key, patient=f"SYN-05{number:02d}", support="no"
+        )
+    journeys["prostate-surveillance-support-declined"] = partial(
+        prostate_surveillance, patient="SYN-0304", outcome="continue", support="no"
+    )
+    journeys["children_young_people-survey-under-16"] = partial(survey_by_age, patient="SYN-0507", age=12)
+    journeys["children_young_people-survey-turned-16"] = partial(survey_by_age, patient="SYN-0508", age=14)
     for number, key in enumerate(full_options, start=1):  # a recurrence, treated and summarised
         journeys[f"{key}-recurrence"] = partial(recurrence_journey, site=SITES[key], patient=f"SYN-{number + 400:04d}")
     return journeys
