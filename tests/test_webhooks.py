@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -398,43 +398,48 @@ def test_postgresql_restarted_mid_delivery_loses_nothing(
 # --- the command line and the worker's loop -----------------------------------------------------------
 
 
-def test_the_command_line_adds_lists_dead_letters_replays_and_removes(
-    carepath: CarePath, test_settings: Settings, receiver: Receiver
-) -> None:
+def _command_line(settings: Settings) -> Callable[[list[str]], Any]:
+    """``carepath ARGS`` on ``settings``' database, receivers on this machine allowed; the click result."""
     from click.testing import CliRunner
 
     from api.cli import main
 
-    runner = CliRunner()
     env = {
-        "CAREPATH_DATABASE_URL": test_settings.database_url,
-        "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir),
+        "CAREPATH_DATABASE_URL": settings.database_url,
+        "CAREPATH_PATHWAYS_DIR": str(settings.pathways_dir),
         "CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1",
     }
-    refused = runner.invoke(main, ["webhooks", "add", "ftp://x/", "--event", "task.ready"], env=env)
+    return lambda args: CliRunner().invoke(main, args, env=env)
+
+
+def test_the_command_line_adds_lists_dead_letters_replays_and_removes(
+    carepath: CarePath, test_settings: Settings, receiver: Receiver
+) -> None:
+    cli = _command_line(test_settings)
+    refused = cli(["webhooks", "add", "ftp://x/", "--event", "task.ready"])
     assert refused.exit_code == 1 and "/url" in refused.output
-    added = runner.invoke(main, ["webhooks", "add", receiver.url, "--event", "task.ready"], env=env)
+    added = cli(["webhooks", "add", receiver.url, "--event", "task.ready"])
     assert added.exit_code == 0, added.output
     secret = added.stdout.strip().splitlines()[-1]
     assert secret.startswith("whsec_")
     receiver.secret = secret
-    listed = runner.invoke(main, ["webhooks", "list"], env=env)
+    listed = cli(["webhooks", "list"])
     subscription = listed.stdout.split()[0]
     assert subscription.startswith("whsub_") and receiver.url in listed.stdout and secret not in listed.output
 
     carepath.instances.start("test_careplan", PATIENT, "system:ehr", {"age": 54})
     receiver.fail_next = 1
     assert [a.outcome for a in deliverer(carepath, max_attempts=1).run_once()] == ["dead"]
-    dead = runner.invoke(main, ["webhooks", "dead-letters"], env=env)
+    dead = cli(["webhooks", "dead-letters"])
     delivery_id, message_id = dead.stdout.split()[:2]
     assert "task.ready" in dead.stdout and "HTTP 503" in dead.stdout
-    replayed = runner.invoke(main, ["webhooks", "replay", delivery_id], env=env)
+    replayed = cli(["webhooks", "replay", delivery_id])
     assert replayed.exit_code == 0 and "1 delivery(ies) due again" in replayed.output
     carepath.clock.set(datetime.now(UTC) + timedelta(minutes=1))  # the command ran on the real clock
     drain(deliverer(carepath))
     assert [r.message_id for r in receiver.accepted] == [message_id]
-    removed = runner.invoke(main, ["webhooks", "remove", subscription], env=env)
-    assert removed.exit_code == 0 and runner.invoke(main, ["webhooks", "list"], env=env).stdout == ""
+    removed = cli(["webhooks", "remove", subscription])
+    assert removed.exit_code == 0 and cli(["webhooks", "list"]).stdout == ""
 
 
 def test_the_worker_loop_delivers_after_firing_timers(carepath: CarePath, receiver: Receiver) -> None:
@@ -627,29 +632,18 @@ def test_an_event_of_no_organisation_goes_to_the_deployments_subscriptions_only(
 def test_the_command_line_adds_a_subscription_of_one_organisation(
     carepath: CarePath, test_settings: Settings, receiver: Receiver
 ) -> None:
-    from click.testing import CliRunner
-
-    from api.cli import main
-
-    runner = CliRunner()
-    env = {
-        "CAREPATH_DATABASE_URL": test_settings.database_url,
-        "CAREPATH_PATHWAYS_DIR": str(test_settings.pathways_dir),
-        "CAREPATH_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1",
-    }
-    refused = runner.invoke(
-        main, ["webhooks", "add", receiver.url, "--event", "all", "--organisation", "RX 1"], env=env
-    )
+    cli = _command_line(test_settings)
+    refused = cli(["webhooks", "add", receiver.url, "--event", "all", "--organisation", "RX 1"])
     assert refused.exit_code == 2 and "--organisation" in refused.output
-    added = runner.invoke(main, ["webhooks", "add", receiver.url, "--event", "all", "--organisation", "rx1"], env=env)
+    added = cli(["webhooks", "add", receiver.url, "--event", "all", "--organisation", "rx1"])
     assert added.exit_code == 0 and "of organisation rx1" in added.output, added.output
-    everyone = runner.invoke(main, ["webhooks", "add", receiver.url, "--event", "all"], env=env)
+    everyone = cli(["webhooks", "add", receiver.url, "--event", "all"])
     assert everyone.exit_code == 0 and "of the deployment" in everyone.output, everyone.output
-    listed = [line.split()[3] for line in runner.invoke(main, ["webhooks", "list"], env=env).stdout.splitlines()]
+    listed = [line.split()[3] for line in cli(["webhooks", "list"]).stdout.splitlines()]
     assert listed == ["rx1", "*"]
     with read_only(carepath.sessions) as session:
         assert [s.organisation for s in list_subscriptions(session)] == ["rx1", None]
-    missing = runner.invoke(main, ["webhooks", "dead-letters", "--subscription", "whsub_0000000000000000"], env=env)
+    missing = cli(["webhooks", "dead-letters", "--subscription", "whsub_0000000000000000"])
     assert missing.exit_code == 1 and "no webhook subscription" in missing.output
 
 
