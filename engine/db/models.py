@@ -618,13 +618,17 @@ class RuleEvaluationRecord(Base):
     """One evaluation of an assessment against a rule-set version."""
 
     __tablename__ = "rule_evaluations"
+    __table_args__ = (Index("ix_rule_evaluations_instance_id_ordinal", "instance_id", "ordinal"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     ruleset_name: Mapped[str] = mapped_column(String(200), index=True)
     ruleset_version: Mapped[str] = mapped_column(ForeignKey("rule_versions.version"), index=True)
     catalogue_version: Mapped[str] = mapped_column(ForeignKey("rule_versions.version"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # The evaluation's place among its instance's, from 1, in the order the instance's steps made them
+    # (None without an instance): "the previous assessment" is by this, never by a clock (migration 0033).
+    ordinal: Mapped[int | None] = mapped_column(Integer, nullable=True)
     task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     facts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     fired: Mapped[list[dict[str, Any]]] = mapped_column(JSON)

@@ -108,7 +108,8 @@ class _EvaluationInsert:
     bind processor (the UTC datetime's, and the encoded JSON's above).
     """
 
-    sql: str
+    sql: str  # an evaluation made for no instance (no ordinal)
+    sql_for_instance: str  # numbered after the instance's evaluations so far (migration 0033)
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]
 
     @classmethod
@@ -116,14 +117,21 @@ class _EvaluationInsert:
         names = [f"{c}_json" if c in _JSON_COLUMNS else c for c in _EVALUATION_COLUMNS]
         pyformat = dialect.paramstyle in ("pyformat", "format")
         placeholders = ", ".join(f"%({name})s" if pyformat else f":{name}" for name in names)
-        sql = f"INSERT INTO rule_evaluations ({', '.join(_EVALUATION_COLUMNS)}) VALUES ({placeholders})"
+        columns = ", ".join(_EVALUATION_COLUMNS)
+        sql = f"INSERT INTO rule_evaluations ({columns}) VALUES ({placeholders})"
+        # The instance's steps are serialised by its version check: of two steps that read the same
+        # number, one rolls back. The index on (instance_id, ordinal) finds the last number.
+        # A parameter of its own: PostgreSQL would type one parameter twice, as the column's and the filter's.
+        instance = "%(of_instance)s" if pyformat else ":of_instance"
+        next_ordinal = f"(SELECT COALESCE(MAX(ordinal), 0) + 1 FROM rule_evaluations WHERE instance_id = {instance})"
+        sql_for_instance = f"INSERT INTO rule_evaluations ({columns}, ordinal) VALUES ({placeholders}, {next_ordinal})"
         processors = []
         for column, name in zip(_EVALUATION_COLUMNS, names, strict=True):
             column_type = _EncodedJSON() if column in _JSON_COLUMNS else _EVALUATIONS.c[column].type
             process = column_type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 processors.append((name, process))
-        return cls(sql, tuple(processors))
+        return cls(sql, sql_for_instance, tuple(processors))
 
     def execute(self, session: Session, params: dict[str, Any]) -> None:
         for name, process in self.processors:
@@ -131,7 +139,10 @@ class _EvaluationInsert:
         driver: Any = session.connection().connection.driver_connection  # in the session's transaction
         cursor = driver.cursor()
         try:
-            cursor.execute(self.sql, params)
+            if params["instance_id"] is None:
+                cursor.execute(self.sql, params)
+            else:
+                cursor.execute(self.sql_for_instance, {**params, "of_instance": params["instance_id"]})
         finally:
             cursor.close()
 
@@ -327,6 +338,6 @@ def list_evaluations(session: Session, *, instance_id: str) -> list[RuleEvaluati
     statement = (
         select(RuleEvaluationRecord)
         .where(RuleEvaluationRecord.instance_id == instance_id)
-        .order_by(RuleEvaluationRecord.created_at, RuleEvaluationRecord.id)
+        .order_by(RuleEvaluationRecord.ordinal)
     )
     return list(session.scalars(statement))

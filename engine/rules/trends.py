@@ -87,7 +87,7 @@ def concern_trends(session: Session, instance_id: str) -> ConcernTrends:
     rows = session.execute(
         select(RuleEvaluationRecord.id, RuleEvaluationRecord.created_at, RuleEvaluationRecord.facts)
         .where(RuleEvaluationRecord.instance_id == instance_id)
-        .order_by(RuleEvaluationRecord.created_at.desc(), RuleEvaluationRecord.id.desc())
+        .order_by(RuleEvaluationRecord.ordinal.desc())
         .limit(MAX_ASSESSMENTS)
     ).all()
     return ConcernTrends(tuple(AssessedConcerns(row.id, row.created_at, _scores(row.facts)) for row in reversed(rows)))
@@ -98,7 +98,7 @@ def latest_scores(session: Session, instance_id: str) -> dict[str, int] | None:
     row = session.execute(
         select(RuleEvaluationRecord.facts)
         .where(RuleEvaluationRecord.instance_id == instance_id)
-        .order_by(RuleEvaluationRecord.created_at.desc(), RuleEvaluationRecord.id.desc())
+        .order_by(RuleEvaluationRecord.ordinal.desc())
         .limit(1)
     ).first()
     return None if row is None else _scores(row.facts)

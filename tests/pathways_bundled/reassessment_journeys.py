@@ -54,6 +54,8 @@ def every_trigger(app: CarePath, clock: ManualClock, *, site: Site, patient: str
     j.do("offer_hna", {"hna_accepted": False})
     j.do("record_declined", {"reoffer_on": j.today(), "reason": "Not today"})
     checklist(j, {"worry_fear_anxiety": 6})  # the re-offer date is today: offered again at once
+    # Compared with the carer's request's assessment (6), not the first one (2) made at the same time.
+    assert "deterioration-review" not in {item.code for item in j.proposals()}
     agree(j)
     assert "offer_hna" not in j.ready  # nothing pending: the listener waits for a request only
     j.message("reassessment_requested", {"asked_by": "patient"})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InvalidInputError, RuleFileError
-from engine.rules import Assessment, Catalogue, LoadedRuleset, RuleSetRegistry, evaluate, rule_fires
+from engine.rules import Assessment, Catalogue, LoadedRuleset, RuleSetRegistry, evaluate, list_evaluations, rule_fires
 from engine.rules.compiler import build_facts
 
 CHANGES = """\
@@ -146,3 +146,31 @@ def test_trends_list_every_assessment_of_the_instance_oldest_first(registry: Rul
     assert series == {"fatigue": [(6, None), (0, -6), (8, 8)], "pain": [(2, None), (6, 4), (6, 0)]}
     assert trends["deteriorated"] == ["fatigue"]
     assert latest_scores(db_session, "inst-1") == {"pain": 6, "fatigue": 8}
+
+
+def test_the_previous_assessment_is_the_one_made_before_whatever_the_clocks_said(
+    registry: RuleSetRegistry, db_session
+) -> None:
+    """Two assessments with the same time, and one from a host whose clock is a second behind: the
+    order is the order they were made in (rule_evaluations.ordinal), so a deterioration is never
+    found, or missed, by the chance order of random ids or by clock skew."""
+    from datetime import UTC, datetime, timedelta
+
+    from engine.clock import ManualClock
+    from engine.rules import concern_trends, evaluate_and_record, latest_scores
+
+    clock = ManualClock(datetime(2026, 1, 12, 9, tzinfo=UTC))
+    made = []
+    for scores, back in (({"pain": 2}, 0), ({"pain": 6}, 0), ({"pain": 7}, 1), ({"pain": 4}, 0)):
+        clock.advance(timedelta(seconds=-back))
+        made.append(
+            evaluate_and_record(
+                db_session, registry, "supportive_care", Assessment(scores), clock=clock, instance_id="i", task_id="t"
+            ).id
+        )
+        assert latest_scores(db_session, "i") == scores
+    trends = concern_trends(db_session, "i").as_dict()
+    assert [a["evaluation_id"] for a in trends["assessments"]] == made
+    assert [p["score"] for p in trends["concerns"][0]["points"]] == [2, 6, 7, 4]
+    assert [e.id for e in list_evaluations(db_session, instance_id="i")] == made
+    assert [e.ordinal for e in list_evaluations(db_session, instance_id="i")] == [1, 2, 3, 4]

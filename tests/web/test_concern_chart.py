@@ -39,6 +39,7 @@ def _assessed_twice(app: Flask) -> str:
                 catalogue_version=first.catalogue_version,
                 created_at=first.created_at + timedelta(days=30),
                 instance_id=view.id,
+                ordinal=first.ordinal + 1,
                 task_id=None,
                 facts=[
                     *(fact for fact in first.facts if fact.get("t") != "concern"),
