@@ -5,7 +5,8 @@ rules, one evaluation after another on one thread:
 
 - ``carepath``: ``evaluate_and_record`` -- the call a pathway task makes: rule-file change check,
   canonical facts, lock, fresh session, drain, delete, outcome resolution, and the evaluation
-  row inserted into an in-memory SQLite database (committed every 100 evaluations);
+  row inserted into an in-memory SQLite database for one of 50 instances, numbered after that
+  instance's evaluations as a pathway's are (committed every 100 evaluations);
 - ``carepath_evaluate_only``: the same without the database row;
 - ``durable_direct``: durable-rules driven natively doing the same work: the same compiled
   ruleset registered on a ``Host`` without its background threads, the same encoded fact texts
@@ -14,11 +15,16 @@ rules, one evaluation after another on one thread:
   deleted. No CarePath code runs in the timed loop. (An earlier baseline used ``Host.assert_fact``
   with fact dicts, which re-encodes each fact and raises for unmatched ones: slower than native,
   it flattered CarePath.)
+- ``durable_direct_and_row``: the same, and the evaluation row CarePath stores written by the bare
+  database driver (``BareRows``: texts built before timing, the same INSERT). The target ratio
+  (``ratio_with_recording``, 1.25) is against ``durable_direct``, which records nothing;
+  ``ratio_with_recording_vs_direct_and_row`` is against this, the same work, and
+  ``row_cpu_ms_bare_driver`` is what the row alone costs: the floor under any recording.
 
 Times are CPU seconds of this process (``time.process_time``), because the machines we run on
 are shared; wall-clock figures and ratios are printed too, with the machine and its load average
-(``host``). Each round runs the three sides in alternating blocks of ``--block`` evaluations (the
-order rotating), so a change of load meets all three alike; a ratio is the median over the rounds
+(``host``). Each round runs the four sides in alternating blocks of ``--block`` evaluations (the
+order rotating), so a change of load meets all four alike; a ratio is the median over the rounds
 of that round's ratio (each round's is printed too), throughputs are the best round's.
 
 With ``--database-url`` (a PostgreSQL database) the recording goes there, as a deployment's does, in a
@@ -59,7 +65,12 @@ from engine.db.base import Base  # noqa: E402
 from engine.rules import Assessment, PatientContext, RuleSetRegistry  # noqa: E402
 from engine.rules.compiler import canonical_facts  # noqa: E402
 from engine.rules.evaluator import warm_up, with_warmup  # noqa: E402
-from engine.rules.store import RuleEvaluationRecord, RuleVersionRecord, evaluate_and_record  # noqa: E402
+from engine.rules.store import (  # noqa: E402
+    RuleEvaluationRecord,
+    RuleVersionRecord,
+    evaluate_and_record,
+    record_rule_version,
+)
 
 
 def assessments(catalogue_codes: list[str], n: int, seed: int) -> list[Assessment]:
@@ -126,15 +137,19 @@ class Direct:
     drained (``start_action``, as the host's dispatcher does), then the session deleted.
     """
 
-    def __init__(self, compiled: Any, name: str, encoded: list[list[tuple[str, str]]]) -> None:
+    def __init__(
+        self, compiled: Any, name: str, encoded: list[list[tuple[str, str]]], rows: BareRows | None = None
+    ) -> None:
         self.host = _DirectHost()
         self.host.register_rulesets({name: with_warmup(compiled.definition_with_actions())})
         warm_up(self.host, name)  # without it, deleting the first session segfaults
         self.ruleset = self.host.get_ruleset(name)
         self.encoded = encoded
+        self.rows = rows
 
     def run(self, n: int, offset: int = 0) -> Timing:
         ruleset, handle, encoded, matches = self.ruleset, self.ruleset._handle, self.encoded, self.host.matches
+        write = None if self.rows is None else self.rows.write
 
         def complete(error: Any, state: Any) -> None:
             if error:
@@ -155,7 +170,68 @@ class Direct:
                 ruleset._flush_actions(json.loads(queued[0]), {"message": json.loads(queued[1])}, queued[2], complete)
             ruleset.delete_state(sid)
             matches.clear()
+            if write is not None:
+                write(i)
+        if self.rows is not None:
+            self.rows.commit()
         return _since(start)
+
+
+class BareRows:
+    """The evaluation row CarePath records, written by the bare database driver: the floor of recording.
+
+    Each assessment's row (its facts, firings and outcomes as the JSON texts CarePath stores, its
+    times through the columns' bind processing) is built before timing; per evaluation a fresh id and
+    the same INSERT CarePath runs (``engine.rules.store``, numbered after the instance's evaluations)
+    on the driver's cursor, committed every 100 evaluations like the recording side. The baseline
+    ``durable_direct_and_row`` is durable-rules natively plus this: the same work as CarePath with the
+    recording, and no CarePath code in the loop but this INSERT's text.
+    """
+
+    def __init__(self, registry: RuleSetRegistry, cohort: list[Assessment], database: Recording) -> None:
+        from engine.rules.store import _evaluation_insert, _firings_json  # the statement CarePath runs
+
+        self.session = database.session
+        insert = _evaluation_insert(self.session)
+        self.sql = insert.sql_for_instance
+        at = database.clock.now()
+        record_rule_version(self.session, registry.current("supportive_care"), at)  # the rows refer to them
+        self.session.commit()
+        self.rows = []
+        for assessment in cohort:  # the texts CarePath would store for it (engine.rules.store.record_evaluation)
+            evaluation = registry.evaluate("supportive_care", assessment)
+            row = {
+                "ruleset_name": evaluation.ruleset_name,
+                "ruleset_version": evaluation.ruleset_version,
+                "catalogue_version": evaluation.catalogue_version,
+                "created_at": at,
+                "facts_json": evaluation.facts_json or json.dumps(list(evaluation.facts)),
+                "fired_json": _firings_json(evaluation.firings),
+                "outcomes_json": evaluation.outcomes.json_text,
+            }
+            for name, process in insert.processors:
+                if name in row:
+                    row[name] = process(row[name])
+            self.rows.append(row)
+        self.cursor: Any = None
+
+    def write(self, i: int) -> None:
+        if self.cursor is None:
+            self.cursor = self.session.connection().connection.driver_connection.cursor()
+        instance = f"bench-direct-{i % 50}"
+        row = self.rows[i % len(self.rows)]
+        self.cursor.execute(
+            self.sql,
+            {**row, "id": str(uuid.uuid4()), "instance_id": instance, "of_instance": instance, "task_id": f"t-{i}"},
+        )
+        if i % 100 == 99:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.cursor is not None:
+            self.cursor.close()
+            self.cursor = None
+        self.session.commit()
 
 
 def run_evaluate_only(registry: RuleSetRegistry, cohort: list[Assessment], n: int, offset: int = 0) -> Timing:
@@ -205,7 +281,17 @@ class Recording:
         session, registry, clock = self.session, self.registry, self.clock
         start = _clock()
         for i in range(offset, offset + n):
-            evaluate_and_record(session, registry, "supportive_care", cohort[i % len(cohort)], clock=clock)
+            # Recorded for an instance, as a pathway's task records it: numbered after that instance's
+            # evaluations so far (50 instances, so each has many).
+            evaluate_and_record(
+                session,
+                registry,
+                "supportive_care",
+                cohort[i % len(cohort)],
+                clock=clock,
+                instance_id=f"bench-instance-{i % 50}",
+                task_id=f"bench-task-{i}",
+            )
             if i % 100 == 99:
                 session.commit()
         session.commit()
@@ -257,16 +343,22 @@ def main() -> None:
 
     direct_side = Direct(loaded.compiled, f"direct_{loaded.compiled.durable_name}", encoded)
     recording = Recording(registry, args.database_url)
+    bare = Recording(registry, args.database_url)  # a database of its own for the bare driver's rows
     try:
-        recording.run(cohort, 300)  # warm-up: registration, caches; the baseline gets the same
+        rows_side = Direct(
+            loaded.compiled, f"direct_row_{loaded.compiled.durable_name}", encoded, BareRows(registry, cohort, bare)
+        )
+        recording.run(cohort, 300)  # warm-up: registration, caches; the baselines get the same
         direct_side.run(300)
+        rows_side.run(300)
         sides: dict[str, Any] = {
             "direct": lambda k, at: direct_side.run(k, at),
             "only": lambda k, at: run_evaluate_only(registry, cohort, k, at),
             "full": lambda k, at: recording.run(cohort, k, at),
+            "direct_row": lambda k, at: rows_side.run(k, at),
         }
-        # Each round runs the three sides in short alternating blocks (the order rotating from block to
-        # block), so that a change in the machine's load between blocks meets all three alike.
+        # Each round runs the sides in short alternating blocks (the order rotating from block to
+        # block), so that a change in the machine's load between blocks meets them all alike.
         rounds: list[dict[str, Timing]] = []
         for _ in range(args.rounds):
             totals = {side: (0.0, 0.0) for side in sides}
@@ -274,7 +366,7 @@ def main() -> None:
             for number, at in enumerate(range(0, n, block)):
                 size = min(block, n - at)
                 order = list(sides)
-                order = order[number % 3 :] + order[: number % 3]
+                order = order[number % len(order) :] + order[: number % len(order)]
                 for side in order:
                     cpu, wall = sides[side](size, at)
                     totals[side] = (totals[side][0] + cpu, totals[side][1] + wall)
@@ -282,6 +374,7 @@ def main() -> None:
             rounds.append(totals)
     finally:
         recording.close()  # a PostgreSQL schema of its own is dropped, also when a run fails
+        bare.close()
 
     def figures(side: str) -> dict[str, float]:
         cpu = min(r[side][0] for r in rounds)
@@ -292,8 +385,8 @@ def main() -> None:
             "evaluations_per_wall_s": round(n / wall, 1),
         }
 
-    def ratios(side: str, index: int) -> list[float]:
-        return [round(r[side][index] / r["direct"][index], 3) for r in rounds]
+    def ratios(side: str, index: int, baseline: str = "direct") -> list[float]:
+        return [round(r[side][index] / r[baseline][index], 3) for r in rounds]
 
     # Recording into a PostgreSQL server on this machine: its CPU for the recording counts as well.
     server: dict[str, Any] = {}
@@ -318,13 +411,20 @@ def main() -> None:
                 "durable_direct": figures("direct"),
                 "carepath_evaluate_only": figures("only"),
                 "carepath_with_recording": figures("full"),
+                "durable_direct_and_row": figures("direct_row"),
                 "ratio_with_recording": round(_median(ratios("full", 0)), 3),
                 "ratio_evaluate_only": round(_median(ratios("only", 0)), 3),
+                # The bare driver's row on the baseline too: what CarePath adds to the same work.
+                "ratio_with_recording_vs_direct_and_row": round(_median(ratios("full", 0, "direct_row")), 3),
+                "row_cpu_ms_bare_driver": round(
+                    1000 * _median([(r["direct_row"][0] - r["direct"][0]) for r in rounds]) / n, 3
+                ),
                 **server,
                 "wall_ratio_with_recording": round(_median(ratios("full", 1)), 3),
                 "wall_ratio_evaluate_only": round(_median(ratios("only", 1)), 3),
                 "ratios_by_round": {
                     "with_recording": ratios("full", 0),
+                    "with_recording_vs_direct_and_row": ratios("full", 0, "direct_row"),
                     "evaluate_only": ratios("only", 0),
                     "wall_with_recording": ratios("full", 1),
                 },

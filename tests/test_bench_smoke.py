@@ -34,7 +34,14 @@ def _run(*args: str) -> dict[str, object]:
         ),
         (
             ("bench/rules.py", "--evaluations", "20", "--rounds", "1", "--block", "10"),
-            {"durable_direct", "carepath_with_recording", "ratio_with_recording", "command"},
+            {
+                "durable_direct",
+                "carepath_with_recording",
+                "ratio_with_recording",
+                "durable_direct_and_row",
+                "ratio_with_recording_vs_direct_and_row",
+                "command",
+            },
         ),
         (
             (
