@@ -388,14 +388,19 @@ def _declares_notice(form_text: str | None) -> bool:
 
 def correct_data(workflow: BpmnWorkflow, update: dict[str, Any]) -> None:
     """Set ``update`` in the instance's data where the next steps read it: the workflow's own data
-    and every task not yet finished (ready, waiting, started or failed), in subprocesses too, so
-    that retrying a failed task runs it with the corrected values."""
+    and every task not yet finished (ready, waiting, started or failed) and its parent, in subprocesses
+    too, so that retrying a failed task runs it with the corrected values and a waiting timer fires
+    with them."""
     unfinished = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
     workflow.data.update(copy.deepcopy(update))
     for part in (workflow, *workflow.subprocesses.values()):
         for task in part.tasks.values():
             if task.state & unfinished:
                 task.data.update(copy.deepcopy(update))
+                # A waiting task takes its parent's data again at each refresh (TaskSpec._update_hook,
+                # engine.spiff.compaction): without its parent, a timer would fire with the old value.
+                if task.parent is not None:
+                    task.parent.data.update(copy.deepcopy(update))
 
 
 def _common_ancestor(tasks: list[Any]) -> Any:
