@@ -95,11 +95,17 @@ def test_the_swedish_journey_runs_to_the_min_vardplan_survey(bundled: CarePath, 
     sweden(bundled, journey_clock, patient="SYN-H-0006")
 
 
-def test_a_patient_in_england_gets_exactly_the_english_steps(bundled: CarePath, journey_clock: ManualClock) -> None:
-    j = _journey(bundled, journey_clock, "SYN-H-0004", health_system="england")
-    assert "tell_practice" in j.ready and "tell_primary_care" not in j.ready
-    j.wait_until("2027-07-12")
-    assert "survey_invitation" in j.ready and "mvp_survey" not in j.ready
+def test_a_patient_in_england_keeps_exactly_the_english_steps_beside_one_in_sweden(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    england = _journey(bundled, journey_clock, "SYN-H-0004", health_system="england")
+    sweden_ = _journey(bundled, journey_clock, "SYN-H-0007", health_system="sweden")
+    assert "tell_practice" in england.ready and "tell_primary_care" not in england.ready
+    assert "tell_primary_care" in sweden_.ready and "tell_practice" not in sweden_.ready
+    england.wait_until("2027-07-12")
+    sweden_.view = bundled.instances.get(sweden_.view.id)
+    assert "survey_invitation" in england.ready and "mvp_survey" not in england.ready
+    assert "mvp_survey" in sweden_.ready and "survey_invitation" not in sweden_.ready
 
 
 def test_a_corrected_health_system_reaches_the_survey_and_the_documents_alike(
