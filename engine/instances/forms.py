@@ -62,6 +62,24 @@ def check_start_data(schema: str | None, data: dict[str, Any], prefix: str = "/d
         raise StartDataError("the data does not match the pathway's start data schema", problems)
 
 
+def with_health_system(schema: str | None, data: dict[str, Any], deployment: str | None) -> dict[str, Any]:
+    """``data`` with the patient's health system recorded when it omits one and the pathway's start
+    schema declares the field (the bundled ones do): the deployment's (``CAREPATH_HEALTH_SYSTEM``),
+    else the first of :data:`~engine.settings.HEALTH_SYSTEMS` (``england``, the bundled directory's
+    first section, which documents fall back to). The pathway's gateways read ``health_system`` (a
+    diagram cannot read the settings) and the documents read the instance's own first
+    (engine.documents.directory ``for_patient``), so both follow the one recorded value, which a
+    correction may change. A value the schema's ``enum`` refuses is not recorded. ``data`` is not changed.
+    """
+    if "health_system" in data or schema is None:
+        return data
+    declared = json.loads(schema).get("properties", {}).get("health_system")
+    value = deployment or HEALTH_SYSTEMS[0]
+    if not isinstance(declared, dict) or value not in declared.get("enum", [value]):
+        return data
+    return {**data, "health_system": value}
+
+
 def _health_system_problems(data: dict[str, Any], prefix: str) -> list[Problem]:
     if "health_system" not in data or data["health_system"] in HEALTH_SYSTEMS:
         return []

@@ -35,7 +35,7 @@ from engine.errors import (
 )
 from engine.instances import deaths, messages
 from engine.instances.deaths import PatientDeathInfo, refuse_deceased
-from engine.instances.forms import check_form_data, check_start_data
+from engine.instances.forms import check_form_data, check_start_data, with_health_system
 from engine.instances.step import ServiceOperator, Step, StepRunner
 from engine.instances.store import (
     InstanceRecord,
@@ -227,6 +227,8 @@ class PathwayService:
             version = self.steps.version_to_start(session, pathway_id)
             refuse_deceased(session, patient_refs)
             check_start_data(version.start_schema, data or {})  # also a health_system of no section
+            # Recorded for the pathway's gateways and the documents alike (forms.with_health_system).
+            recorded = with_health_system(version.start_schema, data or {}, self.settings.health_system)
             if not self.settings.allow_concurrent_instances:
                 for patient_ref in patient_refs:
                     existing = active_instance_of(session, pathway_id, patient_ref)
@@ -236,7 +238,7 @@ class PathwayService:
                         )
             started = []
             for patient_ref in patient_refs:
-                step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(data), placement)
+                step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(recorded), placement)
                 step.record("started", payload={"data_digest": step.digest(data or {})})
                 step.advance(step.workflow.do_engine_steps)
                 started.append(step)

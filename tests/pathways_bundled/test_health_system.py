@@ -1,0 +1,130 @@
+"""The England-only steps follow the patient's health system: a patient in Sweden gets no cancer care
+reviews in primary care (an English construct: NHS England personalised care, GP QOF) and no invitation
+to NHS England's Cancer Quality of Life Survey; their primary care (vårdcentral) is still told of the
+diagnosis, and at 18 months the 1177 evaluation survey of Min vårdplan cancer is recorded instead.
+The pathway and the documents agree on the health system: one value, recorded in the instance's data
+(engine.instances.forms.with_health_system), read by the gateways and by ``for_patient``."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import CarePath, ManualClock
+from engine.documents.directory import service_directory
+from engine.instances.forms import with_health_system
+
+from .conftest import DATABASE, _settings
+from .health_system_journeys import start, sweden
+from .journey import Journey
+
+CLINICIAN = "clinician:test"
+
+
+def _app(template: Path, folder: Path, clock: ManualClock, deployment: str | None) -> CarePath:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, folder / DATABASE)
+    return CarePath(dataclasses.replace(_settings(folder), health_system=deployment), clock)
+
+
+def _journey(app: CarePath, clock: ManualClock, patient: str, **extra: Any) -> Journey:
+    return start(app, clock, patient, **extra)
+
+
+def _documents_system(app: CarePath, journey: Journey) -> str:
+    data = app.instances.instance_data(journey.view.id)
+    return service_directory(app.settings).for_patient(data, app.settings.health_system).key
+
+
+@pytest.mark.parametrize(
+    ("deployment", "given", "expected"),
+    [
+        (None, None, "england"),  # nothing named: the bundled directory's first section, as documents fall back to
+        ("sweden", None, "sweden"),  # the deployment's, recorded at the start
+        ("england", None, "england"),
+        ("sweden", "england", "england"),  # the patient's own comes first
+        (None, "sweden", "sweden"),
+    ],
+)
+def test_the_pathway_and_the_documents_follow_the_one_recorded_health_system(
+    bundled_template: Path,
+    tmp_path: Path,
+    journey_clock: ManualClock,
+    deployment: str | None,
+    given: str | None,
+    expected: str,
+) -> None:
+    app = _app(bundled_template, tmp_path, journey_clock, deployment)
+    try:
+        j = _journey(app, journey_clock, "SYN-H-0001", **({"health_system": given} if given else {}))
+        assert app.instances.instance_data(j.view.id)["health_system"] == expected
+        assert _documents_system(app, j) == expected
+        english = {"tell_practice"} & set(j.ready)
+        swedish = {"tell_primary_care"} & set(j.ready)
+        assert (english, swedish) == (
+            ({"tell_practice"}, set()) if expected == "england" else (set(), {"tell_primary_care"})
+        )
+    finally:
+        app.close()
+
+
+def test_a_patient_in_sweden_gets_no_cancer_care_reviews_but_primary_care_is_told(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    j = _journey(bundled, journey_clock, "SYN-H-0002", health_system="sweden")
+    task = j.task("tell_primary_care")
+    assert task["lane"] == "Key worker (named contact)"
+    assert set(task["form"]["properties"]) == {"told_on", "told_via"}  # no reviews asked for
+
+
+def test_a_patient_in_sweden_gets_the_min_vardplan_survey_recorded_not_englands_invitation(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    j = _journey(bundled, journey_clock, "SYN-H-0003", health_system="sweden")
+    j.wait_until("2027-07-12")
+    task = j.task("mvp_survey")
+    assert task["form"]["properties"]["mvp_survey"]["enum"] == ["sent", "declined", "no_min_vardplan"]
+    assert "survey_invitation" not in j.ready
+
+
+def test_the_swedish_journey_runs_to_the_min_vardplan_survey(bundled: CarePath, journey_clock: ManualClock) -> None:
+    sweden(bundled, journey_clock, patient="SYN-H-0006")
+
+
+def test_a_patient_in_england_keeps_exactly_the_english_steps_beside_one_in_sweden(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    england = _journey(bundled, journey_clock, "SYN-H-0004", health_system="england")
+    sweden_ = _journey(bundled, journey_clock, "SYN-H-0007", health_system="sweden")
+    assert "tell_practice" in england.ready and "tell_primary_care" not in england.ready
+    assert "tell_primary_care" in sweden_.ready and "tell_practice" not in sweden_.ready
+    england.wait_until("2027-07-12")
+    sweden_.view = bundled.instances.get(sweden_.view.id)
+    assert "survey_invitation" in england.ready and "mvp_survey" not in england.ready
+    assert "mvp_survey" in sweden_.ready and "survey_invitation" not in sweden_.ready
+
+
+def test_a_corrected_health_system_reaches_the_survey_and_the_documents_alike(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    j = _journey(bundled, journey_clock, "SYN-H-0005")  # nothing named: england recorded
+    view = bundled.instances.correct_data(j.view.id, {"health_system": "sweden"}, "entered_in_error", CLINICIAN)
+    j.view = view
+    assert _documents_system(bundled, j) == "sweden"
+    j.wait_until("2027-07-12")
+    assert "mvp_survey" in j.ready and "survey_invitation" not in j.ready
+
+
+def test_the_health_system_is_recorded_only_where_the_start_schema_declares_it() -> None:
+    declared = '{"properties": {"health_system": {"enum": ["england", "sweden"]}}}'
+    assert with_health_system(declared, {"age": 1}, "sweden") == {"age": 1, "health_system": "sweden"}
+    assert with_health_system(declared, {"age": 1}, None) == {"age": 1, "health_system": "england"}
+    assert with_health_system(declared, {"health_system": "england"}, "sweden") == {"health_system": "england"}
+    assert with_health_system('{"properties": {}}', {"age": 1}, "sweden") == {"age": 1}
+    assert with_health_system(None, {"age": 1}, "sweden") == {"age": 1}
+    only_england = '{"properties": {"health_system": {"enum": ["england"]}}}'
+    assert with_health_system(only_england, {"age": 1}, "sweden") == {"age": 1}
