@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from engine.settings import HEALTH_SYSTEMS, Settings
 
 __all__ = [
     "HEALTH_SYSTEMS",
+    "health_system_resolver",
     "HOSPITAL_KINDS",
     "STAFF_ROLES",
     "TEAM_ROLES",
@@ -198,6 +200,24 @@ class ServiceDirectory:
 
 
 # --- loading -------------------------------------------------------------------------------------------
+
+
+def health_system_resolver(settings: Settings) -> Callable[[dict[str, Any]], str]:
+    """For an instance's data, the key of the section its documents take (:meth:`ServiceDirectory.
+    for_patient` with the deployment's ``health_system``): the pathway records and reads the same one
+    (``engine.careplan.health_system``, the start's ``engine.instances.forms.with_health_system``).
+
+    A directory that cannot be read does not stop a patient's pathway: the deployment's setting, else
+    the first health system, stands in (the documents report the directory's problem themselves).
+    """
+
+    def resolve(data: dict[str, Any]) -> str:
+        try:
+            return service_directory(settings).for_patient(data, settings.health_system).key
+        except RuleFileError:
+            return settings.health_system or HEALTH_SYSTEMS[0]
+
+    return resolve
 
 
 def service_directory(settings: Settings) -> ServiceDirectory:

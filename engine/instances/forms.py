@@ -64,12 +64,13 @@ def check_start_data(schema: str | None, data: dict[str, Any], prefix: str = "/d
 
 def with_health_system(schema: str | None, data: dict[str, Any], deployment: str | None) -> dict[str, Any]:
     """``data`` with the patient's health system recorded when it omits one and the pathway's start
-    schema declares the field (the bundled ones do): the deployment's (``CAREPATH_HEALTH_SYSTEM``),
-    else the first of :data:`~engine.settings.HEALTH_SYSTEMS` (``england``, the bundled directory's
-    first section, which documents fall back to). The pathway's gateways read ``health_system`` (a
-    diagram cannot read the settings) and the documents read the instance's own first
-    (engine.documents.directory ``for_patient``), so both follow the one recorded value, which a
-    correction may change. A value the schema's ``enum`` refuses is not recorded. ``data`` is not changed.
+    schema declares the field (the bundled ones do): ``deployment``, the section the documents would
+    take for this data (the facade resolves it: ``engine.documents.directory.health_system_resolver``),
+    else the first of :data:`~engine.settings.HEALTH_SYSTEMS` (``england``). The pathway's gateways read
+    it (through ``carepath.health_system``: a diagram cannot read the settings) and the documents read
+    the instance's own first (engine.documents.directory ``for_patient``), so both follow the one
+    recorded value, which a correction may change. A value the schema's ``enum`` refuses is not
+    recorded. ``data`` is not changed.
     """
     if "health_system" in data or schema is None:
         return data

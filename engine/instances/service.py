@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -64,8 +64,13 @@ class PathwayService:
         session_factory: sessionmaker[Session],
         clock: Clock | None = None,
         operators: Mapping[str, ServiceOperator] | None = None,
+        *,
+        health_system: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
+        """``health_system``: the patient's health system for start data, recorded at the start when the
+        data names none (the facade's resolves it as the documents do); without it, the deployment's."""
         self.settings = settings
+        self.health_system = health_system
         self.sessions = session_factory
         self.clock = clock or SystemClock()
         self.steps = StepRunner(settings, session_factory, self.clock, operators or {})
@@ -228,7 +233,9 @@ class PathwayService:
             refuse_deceased(session, patient_refs)
             check_start_data(version.start_schema, data or {})  # also a health_system of no section
             # Recorded for the pathway's gateways and the documents alike (forms.with_health_system).
-            recorded = with_health_system(version.start_schema, data or {}, self.settings.health_system)
+            given = data or {}
+            found = self.health_system(given) if self.health_system is not None else self.settings.health_system
+            recorded = with_health_system(version.start_schema, given, found)
             if not self.settings.allow_concurrent_instances:
                 for patient_ref in patient_refs:
                     existing = active_instance_of(session, pathway_id, patient_ref)

@@ -3,7 +3,9 @@ reviews in primary care (an English construct: NHS England personalised care, GP
 to NHS England's Cancer Quality of Life Survey; their primary care (vårdcentral) is still told of the
 diagnosis, and at 18 months the 1177 evaluation survey of Min vårdplan cancer is recorded instead.
 The pathway and the documents agree on the health system: one value, recorded in the instance's data
-(engine.instances.forms.with_health_system), read by the gateways and by ``for_patient``."""
+(engine.instances.forms.with_health_system, resolved as the documents resolve it), read by the gateways
+(operator carepath.health_system, which resolves and records it for an instance that has none) and by
+``for_patient``."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from engine.instances.forms import with_health_system
 
 from .conftest import DATABASE, _settings
 from .health_system_journeys import start, sweden
-from .journey import Journey
+from .journey import REPO, Journey
 
 CLINICIAN = "clinician:test"
 
@@ -128,3 +130,73 @@ def test_the_health_system_is_recorded_only_where_the_start_schema_declares_it()
     assert with_health_system(None, {"age": 1}, "sweden") == {"age": 1}
     only_england = '{"properties": {"health_system": {"enum": ["england"]}}}'
     assert with_health_system(only_england, {"age": 1}, "sweden") == {"age": 1}
+
+
+@pytest.mark.parametrize(("deployment", "expected"), [("sweden", "sweden"), (None, "england")])
+def test_an_instance_whose_data_names_no_health_system_is_not_stopped_by_the_gateways(
+    bundled_template: Path,
+    tmp_path: Path,
+    journey_clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    deployment: str | None,
+    expected: str,
+) -> None:
+    """Started before its pathway declared health_system, or migrated to a version that reads it: its
+    data has none. The gateways read the operator's answer (the deployment's, else england), which is
+    then recorded, so the survey 18 months on and the documents follow the same one; no incident."""
+    monkeypatch.setattr("engine.instances.service.with_health_system", lambda schema, data, deployment: data)
+    app = _app(bundled_template, tmp_path, journey_clock, deployment)
+    try:
+        j = _journey(app, journey_clock, "SYN-H-0008")
+        assert j.view.incident is None
+        assert app.instances.instance_data(j.view.id)["health_system"] == expected  # recorded by the read
+        assert ("tell_practice" in j.ready) == (expected == "england")
+        assert ("tell_primary_care" in j.ready) == (expected == "sweden")
+        assert _documents_system(app, j) == expected
+        j.wait_until("2027-07-12")
+        assert j.view.incident is None
+        assert ("survey_invitation" in j.ready) == (expected == "england")
+        assert ("mvp_survey" in j.ready) == (expected == "sweden")
+    finally:
+        app.close()
+
+
+def test_the_operator_reads_the_recorded_health_system_else_the_resolved_one_and_records_it() -> None:
+    from types import SimpleNamespace
+
+    from engine.careplan.health_system import health_system_operators
+
+    def task(data: dict[str, Any]) -> Any:
+        return SimpleNamespace(workflow=SimpleNamespace(top_workflow=SimpleNamespace(data=data)))
+
+    read = health_system_operators(lambda data: "sweden")["carepath.health_system"]
+    recorded = {"health_system": "england"}
+    assert read(None, task(recorded), {}) == "england" and recorded == {"health_system": "england"}
+    empty: dict[str, Any] = {}
+    assert read(None, task(empty), {}) == "sweden" and empty == {"health_system": "sweden"}
+    unknown = {"health_system": "wales"}  # not a section of the directory: the resolved one instead
+    assert read(None, task(unknown), {}) == "sweden" and unknown == {"health_system": "sweden"}
+    assert health_system_operators(lambda data: "wales")["carepath.health_system"](None, task({}), {}) == "england"
+    assert health_system_operators(None)["carepath.health_system"](None, task({}), {}) == "england"
+
+
+def test_a_deployment_whose_directory_has_only_sweden_records_sweden_as_its_documents_take_it(
+    bundled_template: Path, tmp_path: Path, journey_clock: ManualClock
+) -> None:
+    """No CAREPATH_HEALTH_SYSTEM, and a service directory of one section: the pathway takes the section
+    the documents take (the directory's only one), not england."""
+    text = (REPO / "directory" / "service_directory.yaml").read_text(encoding="utf-8")
+    swedish_only = tmp_path / "directory.yaml"
+    swedish_only.write_text(text[: text.index("\nengland:")] + "\n" + text[text.index("\nsweden:") :], encoding="utf-8")
+    folder = tmp_path / "app"
+    folder.mkdir()
+    shutil.copyfile(bundled_template, folder / DATABASE)
+    settings = dataclasses.replace(_settings(folder), health_system=None, service_directory=str(swedish_only))
+    app = CarePath(settings, journey_clock)
+    try:
+        j = _journey(app, journey_clock, "SYN-H-0009")
+        assert app.instances.instance_data(j.view.id)["health_system"] == "sweden"
+        assert _documents_system(app, j) == "sweden"
+        assert "tell_primary_care" in j.ready and "tell_practice" not in j.ready
+    finally:
+        app.close()
