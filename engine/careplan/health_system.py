@@ -13,9 +13,8 @@ The operator returns the top workflow's ``health_system`` when it names a known 
 with_health_system``) or corrected since. Otherwise the section the documents would take for the
 instance (``ServiceDirectory.for_patient``: the deployment's ``CAREPATH_HEALTH_SYSTEM``, else the
 directory's only section, else the one that knows the patient's named contact, GP practice or
-hospital, else its first), resolved by the facade (``engine.app``), which the start uses too; that
-value is then recorded in the top workflow's data, so the pathway, its later gateways and the
-documents go on reading the same one.
+hospital, else its first), resolved by the facade (``engine.app``), which the start uses too. It is
+not recorded: an instance that has none goes on being resolved as its documents are, each time.
 """
 
 from __future__ import annotations
@@ -48,6 +47,4 @@ def _health_system(
     if recorded in HEALTH_SYSTEMS:
         return str(recorded)
     found = resolve(data) if resolve is not None else None
-    value = found if found in HEALTH_SYSTEMS else HEALTH_SYSTEMS[0]
-    data[_KEY] = value
-    return str(value)
+    return str(found) if found in HEALTH_SYSTEMS else HEALTH_SYSTEMS[0]

@@ -4,7 +4,7 @@ to NHS England's Cancer Quality of Life Survey; their primary care (vårdcentral
 diagnosis, and at 18 months the 1177 evaluation survey of Min vårdplan cancer is recorded instead.
 The pathway and the documents agree on the health system: one value, recorded in the instance's data
 (engine.instances.forms.with_health_system, resolved as the documents resolve it), read by the gateways
-(operator carepath.health_system, which resolves and records it for an instance that has none) and by
+(operator carepath.health_system, which resolves it as the documents do for an instance that has none) and by
 ``for_patient``."""
 
 from __future__ import annotations
@@ -142,14 +142,14 @@ def test_an_instance_whose_data_names_no_health_system_is_not_stopped_by_the_gat
     expected: str,
 ) -> None:
     """Started before its pathway declared health_system, or migrated to a version that reads it: its
-    data has none. The gateways read the operator's answer (the deployment's, else england), which is
-    then recorded, so the survey 18 months on and the documents follow the same one; no incident."""
+    data has none. The gateways read the operator's answer, the section its documents take (here the
+    deployment's, else england), so the reviews, the survey 18 months on and the documents agree; no incident."""
     monkeypatch.setattr("engine.instances.service.with_health_system", lambda schema, data, deployment: data)
     app = _app(bundled_template, tmp_path, journey_clock, deployment)
     try:
         j = _journey(app, journey_clock, "SYN-H-0008")
         assert j.view.incident is None
-        assert app.instances.instance_data(j.view.id)["health_system"] == expected  # recorded by the read
+        assert "health_system" not in app.instances.instance_data(j.view.id)  # resolved, not recorded
         assert ("tell_practice" in j.ready) == (expected == "england")
         assert ("tell_primary_care" in j.ready) == (expected == "sweden")
         assert _documents_system(app, j) == expected
@@ -161,7 +161,7 @@ def test_an_instance_whose_data_names_no_health_system_is_not_stopped_by_the_gat
         app.close()
 
 
-def test_the_operator_reads_the_recorded_health_system_else_the_resolved_one_and_records_it() -> None:
+def test_the_operator_reads_the_recorded_health_system_else_the_resolved_one() -> None:
     from types import SimpleNamespace
 
     from engine.careplan.health_system import health_system_operators
@@ -173,9 +173,9 @@ def test_the_operator_reads_the_recorded_health_system_else_the_resolved_one_and
     recorded = {"health_system": "england"}
     assert read(None, task(recorded), {}) == "england" and recorded == {"health_system": "england"}
     empty: dict[str, Any] = {}
-    assert read(None, task(empty), {}) == "sweden" and empty == {"health_system": "sweden"}
+    assert read(None, task(empty), {}) == "sweden" and empty == {}  # resolved, not recorded
     unknown = {"health_system": "wales"}  # not a section of the directory: the resolved one instead
-    assert read(None, task(unknown), {}) == "sweden" and unknown == {"health_system": "sweden"}
+    assert read(None, task(unknown), {}) == "sweden"
     assert health_system_operators(lambda data: "wales")["carepath.health_system"](None, task({}), {}) == "england"
     assert health_system_operators(None)["carepath.health_system"](None, task({}), {}) == "england"
 
