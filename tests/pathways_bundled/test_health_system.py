@@ -22,7 +22,7 @@ from engine.instances.forms import with_health_system
 
 from .conftest import DATABASE, _settings
 from .health_system_journeys import start, sweden
-from .journey import REPO, Journey
+from .journey import PATHWAYS, REPO, Journey
 
 CLINICIAN = "clinician:test"
 
@@ -198,5 +198,52 @@ def test_a_deployment_whose_directory_has_only_sweden_records_sweden_as_its_docu
         assert app.instances.instance_data(j.view.id)["health_system"] == "sweden"
         assert _documents_system(app, j) == "sweden"
         assert "tell_primary_care" in j.ready and "tell_practice" not in j.ready
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize(("deployment", "survey"), [("sweden", "mvp_survey"), (None, "survey_invitation")])
+def test_an_instance_of_the_release_before_migrated_onto_these_diagrams_takes_its_health_systems_survey(
+    database_templates: Any,
+    tmp_path: Path,
+    journey_clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    deployment: str | None,
+    survey: str,
+) -> None:
+    """Started on the diagrams as released before the health system mattered (released/, from
+    a8d346a), with no health_system recorded, then moved by carepath migrate: at 18 months the survey
+    sub-pathway's new gateway reads the resolved health system, with no incident."""
+    from engine.instances.migration import migrate_pathway
+
+    released = tmp_path / "released"
+    shutil.copytree(PATHWAYS, released)
+    for name in ("quality_of_life_survey.bpmn", "cancer_care_reviews.bpmn"):
+        shutil.copyfile(Path(__file__).parent / "released" / name, released / "shared" / name)
+    folder = tmp_path / "db"
+    folder.mkdir()
+    shutil.copyfile(database_templates.sqlite_file(released), folder / DATABASE)
+    settings = dataclasses.replace(_settings(folder), pathways_dir=released, health_system=deployment)
+    with monkeypatch.context() as before:  # that release recorded nothing at the start
+        before.setattr("engine.instances.service.with_health_system", lambda schema, data, found: data)
+        old = CarePath(settings, journey_clock)
+        try:
+            j = _journey(old, journey_clock, "SYN-H-0010")
+            j.do("tell_practice", {"told_on": j.today(), "told_via": "letter", "reviews_asked": True})
+            assert "health_system" not in old.instances.instance_data(j.view.id)
+            old_version = j.view.version
+        finally:
+            old.close()
+    app = CarePath(dataclasses.replace(settings, pathways_dir=PATHWAYS), journey_clock)
+    try:
+        app.catalog.sync_library(actor="clinician:author-syn")
+        report = migrate_pathway(app.instances, "breast_cancer", "clinician:cns-syn")
+        [moved] = [i for i in report.instances if i.instance_id == j.view.id]
+        assert moved.migrated, moved.refused
+        j.app, j.view = app, app.instances.get(j.view.id)
+        assert j.view.version != old_version
+        j.wait_until("2027-07-12")
+        assert j.view.incident is None and j.view.status == "running"
+        assert survey in j.ready and ({"mvp_survey", "survey_invitation"} - {survey}).isdisjoint(j.ready)
     finally:
         app.close()
