@@ -160,7 +160,7 @@ def patients(tmp_path_factory: pytest.TempPathFactory, database_templates: Datab
     # deployment's setting decides their documents: the same instances read by an English and a Swedish
     # deployment. tests/pathways_bundled/test_health_system.py has patients whose start recorded one.
     unrecorded = pytest.MonkeyPatch()
-    unrecorded.setattr("engine.instances.service.with_health_system", lambda schema, data, found: data)
+    unrecorded.setattr("engine.instances.service.with_health_system", lambda schema, data, resolve: data)
     app = CarePath(settings, clock)
     try:
         # First, and the clock set back: its waits fire every due timer in the database.

@@ -188,15 +188,21 @@ class ServiceDirectory:
         if (preferred and preferred in self.systems) or len(self.systems) == 1:
             return self.for_deployment(preferred)
         recorded = data.get("named_contact")
-        staff_ref = recorded.get("staff_ref") if isinstance(recorded, dict) else None
+        # Only text can name an entry: a pathway without a start schema takes any data.
+        staff_ref = _text(recorded.get("staff_ref")) if isinstance(recorded, dict) else None
+        practice, hospital = _text(data.get("gp_practice")), _text(data.get("local_hospital"))
         knowing = [
             system
             for system in self.systems.values()
             if (staff_ref and staff_ref in system.staff)
-            or data.get("gp_practice") in system.gp_practices
-            or data.get("local_hospital") in system.hospitals
+            or (practice is not None and practice in system.gp_practices)
+            or (hospital is not None and hospital in system.hospitals)
         ]
         return knowing[0] if len(knowing) == 1 else self.for_deployment()
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 # --- loading -------------------------------------------------------------------------------------------

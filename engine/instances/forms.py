@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -62,10 +63,11 @@ def check_start_data(schema: str | None, data: dict[str, Any], prefix: str = "/d
         raise StartDataError("the data does not match the pathway's start data schema", problems)
 
 
-def with_health_system(schema: str | None, data: dict[str, Any], deployment: str | None) -> dict[str, Any]:
+def with_health_system(schema: str | None, data: dict[str, Any], resolve: Callable[[], str | None]) -> dict[str, Any]:
     """``data`` with the patient's health system recorded when it omits one and the pathway's start
-    schema declares the field (the bundled ones do): ``deployment``, the section the documents would
-    take for this data (the facade resolves it: ``engine.documents.directory.health_system_resolver``),
+    schema declares the field (the bundled ones do): ``resolve()``, the section the documents would
+    take for this data (the facade resolves it: ``engine.documents.directory.health_system_resolver``;
+    called only then, on data the schema has passed),
     else the first of :data:`~engine.settings.HEALTH_SYSTEMS` (``england``). The pathway's gateways read
     it (through ``carepath.health_system``: a diagram cannot read the settings) and the documents read
     the instance's own first (engine.documents.directory ``for_patient``), so both follow the one
@@ -75,8 +77,10 @@ def with_health_system(schema: str | None, data: dict[str, Any], deployment: str
     if "health_system" in data or schema is None:
         return data
     declared = json.loads(schema).get("properties", {}).get("health_system")
-    value = deployment or HEALTH_SYSTEMS[0]
-    if not isinstance(declared, dict) or value not in declared.get("enum", [value]):
+    if not isinstance(declared, dict):
+        return data
+    value = resolve() or HEALTH_SYSTEMS[0]
+    if value not in declared.get("enum", [value]):
         return data
     return {**data, "health_system": value}
 

@@ -234,8 +234,12 @@ class PathwayService:
             check_start_data(version.start_schema, data or {})  # also a health_system of no section
             # Recorded for the pathway's gateways and the documents alike (forms.with_health_system).
             given = data or {}
-            found = self.health_system(given) if self.health_system is not None else self.settings.health_system
-            recorded = with_health_system(version.start_schema, given, found)
+            resolve = self.health_system
+            recorded = with_health_system(
+                version.start_schema,
+                given,
+                (lambda: resolve(given)) if resolve is not None else (lambda: self.settings.health_system),
+            )
             if not self.settings.allow_concurrent_instances:
                 for patient_ref in patient_refs:
                     existing = active_instance_of(session, pathway_id, patient_ref)

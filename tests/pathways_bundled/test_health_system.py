@@ -123,13 +123,20 @@ def test_a_corrected_health_system_reaches_the_survey_and_the_documents_alike(
 
 def test_the_health_system_is_recorded_only_where_the_start_schema_declares_it() -> None:
     declared = '{"properties": {"health_system": {"enum": ["england", "sweden"]}}}'
-    assert with_health_system(declared, {"age": 1}, "sweden") == {"age": 1, "health_system": "sweden"}
-    assert with_health_system(declared, {"age": 1}, None) == {"age": 1, "health_system": "england"}
-    assert with_health_system(declared, {"health_system": "england"}, "sweden") == {"health_system": "england"}
-    assert with_health_system('{"properties": {}}', {"age": 1}, "sweden") == {"age": 1}
-    assert with_health_system(None, {"age": 1}, "sweden") == {"age": 1}
+    sweden = lambda: "sweden"  # noqa: E731
+    assert with_health_system(declared, {"age": 1}, sweden) == {"age": 1, "health_system": "sweden"}
+    assert with_health_system(declared, {"age": 1}, lambda: None) == {"age": 1, "health_system": "england"}
+    assert with_health_system(declared, {"health_system": "england"}, sweden) == {"health_system": "england"}
+    assert with_health_system('{"properties": {}}', {"age": 1}, sweden) == {"age": 1}
+    assert with_health_system(None, {"age": 1}, sweden) == {"age": 1}
     only_england = '{"properties": {"health_system": {"enum": ["england"]}}}'
-    assert with_health_system(only_england, {"age": 1}, "sweden") == {"age": 1}
+    assert with_health_system(only_england, {"age": 1}, sweden) == {"age": 1}
+
+    def never() -> str:
+        raise AssertionError("resolved where nothing is to be recorded")
+
+    assert with_health_system(None, {"gp_practice": ["not", "text"]}, never) == {"gp_practice": ["not", "text"]}
+    assert with_health_system(declared, {"health_system": "sweden"}, never) == {"health_system": "sweden"}
 
 
 @pytest.mark.parametrize(("deployment", "expected"), [("sweden", "sweden"), (None, "england")])
@@ -225,7 +232,7 @@ def test_an_instance_of_the_release_before_migrated_onto_these_diagrams_takes_it
     shutil.copyfile(database_templates.sqlite_file(released), folder / DATABASE)
     settings = dataclasses.replace(_settings(folder), pathways_dir=released, health_system=deployment)
     with monkeypatch.context() as before:  # that release recorded nothing at the start
-        before.setattr("engine.instances.service.with_health_system", lambda schema, data, found: data)
+        before.setattr("engine.instances.service.with_health_system", lambda schema, data, resolve: data)
         old = CarePath(settings, journey_clock)
         try:
             j = _journey(old, journey_clock, "SYN-H-0010")
