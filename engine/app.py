@@ -12,6 +12,7 @@ from engine.careplan.service import CarePlanService, care_plan_operators
 from engine.careplan.summaries import TreatmentSummaries
 from engine.clock import Clock, SystemClock
 from engine.db.session import make_engine, make_session_factory, read_only, upgrade_schema
+from engine.documents.directory import health_system_resolver
 from engine.instances.service import PathwayService
 from engine.pathways.sources import PathwayLibrary
 from engine.pathways.validation import rule_set_names
@@ -82,11 +83,17 @@ class CarePath:
         self.rules = rules or RuleSetRegistry(settings.rules_dir, recheck_seconds=1.0)
         # Four eyes: evaluations use each rule set's active version, recorded and activated here.
         self.rule_sets = RuleSetActivations(self.rules, self.sessions, self.clock, four_eyes=settings.four_eyes)
+        # The patient's health system as the documents resolve it, recorded at the start and read by the
+        # pathways' country-specific gateways (engine.careplan.health_system).
+        health_system = health_system_resolver(settings)
         self.instances = PathwayService(
             settings,
             self.sessions,
             self.clock,
-            care_plan_operators(self.rules, settings.referral_timeframes, active_only=settings.four_eyes),
+            care_plan_operators(
+                self.rules, settings.referral_timeframes, active_only=settings.four_eyes, health_system=health_system
+            ),
+            health_system=health_system,
         )
         self.care_plans = CarePlanService(self.sessions, self.clock, settings.referral_timeframes)
         # The worker's scan for referrals not accepted in time (engine.careplan.referrals).

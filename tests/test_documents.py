@@ -156,6 +156,11 @@ def patients(tmp_path_factory: pytest.TempPathFactory, database_templates: Datab
         service_directory=_directory(folder),
         four_eyes=False,
     )
+    # These patients have no health system recorded (started before their pathway declared one), so a
+    # deployment's setting decides their documents: the same instances read by an English and a Swedish
+    # deployment. tests/pathways_bundled/test_health_system.py has patients whose start recorded one.
+    unrecorded = pytest.MonkeyPatch()
+    unrecorded.setattr("engine.instances.service.with_health_system", lambda schema, data, resolve: data)
     app = CarePath(settings, clock)
     try:
         # First, and the clock set back: its waits fire every due timer in the database.
@@ -195,6 +200,7 @@ def patients(tmp_path_factory: pytest.TempPathFactory, database_templates: Datab
             swedish.close()
     finally:
         app.close()
+        unrecorded.undo()
 
 
 def _phones(doc: dict[str, Any]) -> list[str]:

@@ -90,6 +90,9 @@ def test_the_bundled_directory_is_example_data_entry_by_entry() -> None:
     assert directory.for_patient({"health_system": "sweden"}, "england") == sweden  # the instance's own first
     assert directory.for_patient({}, "sweden") == sweden  # then the deployment's
     assert directory.for_patient({"gp_practice": "EXAMPLE-GP-1"}) == england  # in both sections: the first
+    # A pathway without a start schema takes any data: values that are not text name no entry.
+    odd = {"gp_practice": ["EXAMPLE-GP-1"], "local_hospital": {"a": 1}, "named_contact": {"staff_ref": [1]}}
+    assert directory.for_patient(odd) == england
 
 
 def test_a_real_directory_loads_and_serves_every_language() -> None:

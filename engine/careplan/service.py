@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import append_event
+from engine.careplan.health_system import health_system_operators
 from engine.careplan.moves import OPEN_REFERRAL, STATUSES, history, move_item, next_statuses, record_history
 from engine.careplan.patient_status import patient_status_operators
 from engine.careplan.reassessment import reassessment_operators
@@ -72,14 +74,20 @@ def _items_from_outcomes(outcomes: Any) -> list[tuple[str, str, str | None, str 
 
 
 def care_plan_operators(
-    registry: Any, timeframes: ReferralTimeframes | None = None, *, active_only: bool = False
+    registry: Any,
+    timeframes: ReferralTimeframes | None = None,
+    *,
+    active_only: bool = False,
+    health_system: Callable[[dict[str, Any]], str] | None = None,
 ) -> dict[str, ServiceOperator]:
     """The service operators pathways use: ``carepath.rules``, ``carepath.careplan``, ``carepath.referrals``,
     the patient status and warning sign operators of :mod:`engine.careplan.patient_status`, and
     ``carepath.end_of_treatment_summary`` (:mod:`engine.careplan.summaries`).
     ``timeframes``: by when referrals must be accepted (default: :class:`ReferralTimeframes`' defaults).
     ``active_only`` (four eyes): ``carepath.rules`` evaluates each rule set's active version
-    (:mod:`engine.rules.activation`), not the folder's current text."""
+    (:mod:`engine.rules.activation`), not the folder's current text. ``health_system``: the patient's health
+    system for an instance's data, as the documents resolve it, for ``carepath.health_system``
+    (:mod:`engine.careplan.health_system`)."""
     timeframes = timeframes or ReferralTimeframes()
     return {
         "carepath.rules": functools.partial(_propose, registry, active_only, timeframes),
@@ -88,6 +96,7 @@ def care_plan_operators(
         **patient_status_operators(registry, active_only=active_only),
         **reassessment_operators(),
         **summary_operators(),
+        **health_system_operators(health_system),
     }
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from engine.settings import HEALTH_SYSTEMS, Settings
 
 __all__ = [
     "HEALTH_SYSTEMS",
+    "health_system_resolver",
     "HOSPITAL_KINDS",
     "STAFF_ROLES",
     "TEAM_ROLES",
@@ -186,18 +188,42 @@ class ServiceDirectory:
         if (preferred and preferred in self.systems) or len(self.systems) == 1:
             return self.for_deployment(preferred)
         recorded = data.get("named_contact")
-        staff_ref = recorded.get("staff_ref") if isinstance(recorded, dict) else None
+        # Only text can name an entry: a pathway without a start schema takes any data.
+        staff_ref = _text(recorded.get("staff_ref")) if isinstance(recorded, dict) else None
+        practice, hospital = _text(data.get("gp_practice")), _text(data.get("local_hospital"))
         knowing = [
             system
             for system in self.systems.values()
             if (staff_ref and staff_ref in system.staff)
-            or data.get("gp_practice") in system.gp_practices
-            or data.get("local_hospital") in system.hospitals
+            or (practice is not None and practice in system.gp_practices)
+            or (hospital is not None and hospital in system.hospitals)
         ]
         return knowing[0] if len(knowing) == 1 else self.for_deployment()
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 # --- loading -------------------------------------------------------------------------------------------
+
+
+def health_system_resolver(settings: Settings) -> Callable[[dict[str, Any]], str]:
+    """For an instance's data, the key of the section its documents take (:meth:`ServiceDirectory.
+    for_patient` with the deployment's ``health_system``): the pathway records and reads the same one
+    (``engine.careplan.health_system``, the start's ``engine.instances.forms.with_health_system``).
+
+    A directory that cannot be read does not stop a patient's pathway: the deployment's setting, else
+    the first health system, stands in (the documents report the directory's problem themselves).
+    """
+
+    def resolve(data: dict[str, Any]) -> str:
+        try:
+            return service_directory(settings).for_patient(data, settings.health_system).key
+        except RuleFileError:
+            return settings.health_system or HEALTH_SYSTEMS[0]
+
+    return resolve
 
 
 def service_directory(settings: Settings) -> ServiceDirectory:

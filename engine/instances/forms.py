@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -60,6 +61,28 @@ def check_start_data(schema: str | None, data: dict[str, Any], prefix: str = "/d
     problems += [p for p in (_problems(schema, data, prefix) if schema is not None else []) if p.field not in named]
     if problems:
         raise StartDataError("the data does not match the pathway's start data schema", problems)
+
+
+def with_health_system(schema: str | None, data: dict[str, Any], resolve: Callable[[], str | None]) -> dict[str, Any]:
+    """``data`` with the patient's health system recorded when it omits one and the pathway's start
+    schema declares the field (the bundled ones do): ``resolve()``, the section the documents would
+    take for this data (the facade resolves it: ``engine.documents.directory.health_system_resolver``;
+    called only then, on data the schema has passed),
+    else the first of :data:`~engine.settings.HEALTH_SYSTEMS` (``england``). The pathway's gateways read
+    it (through ``carepath.health_system``: a diagram cannot read the settings) and the documents read
+    the instance's own first (engine.documents.directory ``for_patient``), so both follow the one
+    recorded value, which a correction may change. A value the schema's ``enum`` refuses is not
+    recorded. ``data`` is not changed.
+    """
+    if "health_system" in data or schema is None:
+        return data
+    declared = json.loads(schema).get("properties", {}).get("health_system")
+    if not isinstance(declared, dict):
+        return data
+    value = resolve() or HEALTH_SYSTEMS[0]
+    if value not in declared.get("enum", [value]):
+        return data
+    return {**data, "health_system": value}
 
 
 def _health_system_problems(data: dict[str, Any], prefix: str) -> list[Problem]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -35,7 +35,7 @@ from engine.errors import (
 )
 from engine.instances import deaths, messages
 from engine.instances.deaths import PatientDeathInfo, refuse_deceased
-from engine.instances.forms import check_form_data, check_start_data
+from engine.instances.forms import check_form_data, check_start_data, with_health_system
 from engine.instances.step import ServiceOperator, Step, StepRunner
 from engine.instances.store import (
     InstanceRecord,
@@ -64,8 +64,13 @@ class PathwayService:
         session_factory: sessionmaker[Session],
         clock: Clock | None = None,
         operators: Mapping[str, ServiceOperator] | None = None,
+        *,
+        health_system: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
+        """``health_system``: the patient's health system for start data, recorded at the start when the
+        data names none (the facade's resolves it as the documents do); without it, the deployment's."""
         self.settings = settings
+        self.health_system = health_system
         self.sessions = session_factory
         self.clock = clock or SystemClock()
         self.steps = StepRunner(settings, session_factory, self.clock, operators or {})
@@ -227,6 +232,14 @@ class PathwayService:
             version = self.steps.version_to_start(session, pathway_id)
             refuse_deceased(session, patient_refs)
             check_start_data(version.start_schema, data or {})  # also a health_system of no section
+            # Recorded for the pathway's gateways and the documents alike (forms.with_health_system).
+            given = data or {}
+            resolve = self.health_system
+            recorded = with_health_system(
+                version.start_schema,
+                given,
+                (lambda: resolve(given)) if resolve is not None else (lambda: self.settings.health_system),
+            )
             if not self.settings.allow_concurrent_instances:
                 for patient_ref in patient_refs:
                     existing = active_instance_of(session, pathway_id, patient_ref)
@@ -236,7 +249,7 @@ class PathwayService:
                         )
             started = []
             for patient_ref in patient_refs:
-                step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(data), placement)
+                step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(recorded), placement)
                 step.record("started", payload={"data_digest": step.digest(data or {})})
                 step.advance(step.workflow.do_engine_steps)
                 started.append(step)

@@ -8,13 +8,21 @@ from engine import ManualClock
 
 from .conftest import START, bundled_app
 from .correction_journeys import CORRECTION_JOURNEYS
+from .health_system_journeys import HEALTH_SYSTEM_JOURNEYS
 from .journey import FlowCoverage, bundled_diagrams, missing_nodes
 from .journeys import JOURNEYS as SITE_JOURNEYS
 from .palliative_journeys import PALLIATIVE_JOURNEYS
 from .reassessment_journeys import REASSESSMENT_JOURNEYS
 from .safety_journeys import SAFETY_JOURNEYS
 
-JOURNEYS = {**SITE_JOURNEYS, **SAFETY_JOURNEYS, **REASSESSMENT_JOURNEYS, **CORRECTION_JOURNEYS, **PALLIATIVE_JOURNEYS}
+JOURNEYS = {
+    **SITE_JOURNEYS,
+    **SAFETY_JOURNEYS,
+    **REASSESSMENT_JOURNEYS,
+    **CORRECTION_JOURNEYS,
+    **PALLIATIVE_JOURNEYS,
+    **HEALTH_SYSTEM_JOURNEYS,
+}
 
 BUNDLED_PATHWAYS = {
     "breast_cancer",

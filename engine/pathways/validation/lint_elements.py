@@ -68,6 +68,7 @@ KNOWN_OPERATORS = frozenset(
         "carepath.warning_sign",
         "carepath.reassessment",
         "carepath.end_of_treatment_summary",
+        "carepath.health_system",
     }
 )
 
