@@ -4,7 +4,7 @@
 (``from_prefixed_env``), then test overrides. It builds one engine per app, upgrades the database
 schema (an empty SQLite file is created), deploys the bundled pathways, refuses to start with an empty
 library (:func:`engine.library.require_library`) or, in production, with the example service directory
-(:func:`engine.documents.directory.require_service_directory`), logs what it loaded and registers one
+(:func:`engine.directory.require_service_directory`), logs what it loaded and registers one
 blueprint per resource. Nothing happens at import time but reading the installed version.
 """
 
@@ -22,7 +22,7 @@ from flask import Flask, current_app, request
 
 from engine import CarePath, Settings
 from engine.db.session import bounded_statements
-from engine.documents.directory import require_service_directory
+from engine.directory import require_service_directory
 from engine.identity import Provider
 from engine.instances.queries import InstanceQueries
 from engine.library import read_library, require_library

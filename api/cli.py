@@ -66,7 +66,7 @@ def serve(host: str, port: int) -> None:
     unless CAREPATH_ALLOW_EXAMPLE_DIRECTORY=1.
     """
     from api import create_app
-    from engine.documents.directory import ExampleDirectoryError
+    from engine.directory import ExampleDirectoryError
     from engine.errors import DiagramError, RuleFileError
     from engine.library import EmptyLibraryError
     from engine.pathways.validation import format_problems

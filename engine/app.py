@@ -12,7 +12,7 @@ from engine.careplan.service import CarePlanService, care_plan_operators
 from engine.careplan.summaries import TreatmentSummaries
 from engine.clock import Clock, SystemClock
 from engine.db.session import make_engine, make_session_factory, read_only, upgrade_schema
-from engine.documents.directory import health_system_resolver
+from engine.directory import health_system_resolver
 from engine.instances.service import PathwayService
 from engine.pathways.sources import PathwayLibrary
 from engine.pathways.validation import rule_set_names

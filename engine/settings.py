@@ -539,10 +539,10 @@ class Settings:
 
     ``environment``: ``development`` or ``production``. In production a server refuses to start on an
     example ``service_directory`` (the numbers printed in patients' documents) unless
-    ``allow_example_directory`` (:func:`engine.documents.directory.require_service_directory`).
+    ``allow_example_directory`` (:func:`engine.directory.require_service_directory`).
     ``health_system`` (``CAREPATH_HEALTH_SYSTEM``, ``england`` or ``sweden``): the directory section
     whose numbers this deployment's patients are given, whatever language they read in
-    (:meth:`engine.documents.directory.ServiceDirectory.for_patient`).
+    (:meth:`engine.directory.ServiceDirectory.for_patient`).
 
     ``trail_key_file`` (``CAREPATH_TRAIL_KEY_FILE``): a file holding the secret that authenticates
     the event trail (HMAC-SHA256, :mod:`engine.audit`), at least 32 characters -- e.g. the output

@@ -155,9 +155,9 @@ def test_engine_never_imports_flask_or_the_api() -> None:
 SHARED = {"settings", "clock", "errors", "calendar", "files"}
 # docs/architecture.md's table: engine package -> the engine packages it may import (besides SHARED).
 ALLOWED = {
-    "app": {"careplan", "db", "instances", "pathways", "rules", "sandbox", "spiff", "webhooks"},
-    "documents": {"app", "audit", "db", "instances", "rules"},
-    "fhir": {"app", "care_teams", "careplan", "db", "documents", "instances", "rules"},
+    "app": {"careplan", "db", "directory", "instances", "pathways", "rules", "sandbox", "spiff", "webhooks"},
+    "documents": {"app", "audit", "db", "directory", "instances", "rules"},
+    "fhir": {"app", "care_teams", "careplan", "db", "directory", "documents", "instances", "rules"},
     "demo": {"app", "db", "instances"},
     "careplan": {"audit", "db", "instances", "rules", "webhooks"},
     "instances": {
@@ -181,6 +181,7 @@ ALLOWED = {
     "rules": {"db", "four_eyes"},
     "four_eyes": {"audit", "db"},
     "webhooks": {"db"},
+    "directory": {"rules"},
     "audit": {"db"},
     "access": {"audit", "care_teams", "db"},
     "access_log": {"db"},

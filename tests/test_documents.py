@@ -37,6 +37,7 @@ from pypdf import PdfReader
 
 from engine import CarePath, ConflictError, ManualClock, NotFoundError, Settings
 from engine.audit import on_behalf_of
+from engine.directory import phone_problem
 from engine.documents.build import (
     CARE_PLAN,
     END_OF_TREATMENT,
@@ -47,7 +48,6 @@ from engine.documents.build import (
     render_pdf,
     resolve_language,
 )
-from engine.documents.directory import phone_problem
 from engine.rules import get_evaluation
 from engine.rules.warning_signs import load_warning_signs
 from engine.settings import bundled_service_directory

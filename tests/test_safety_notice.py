@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.documents.directory import parse_service_directory
+from engine.directory import parse_service_directory
 from engine.documents.notices import NOTICE_KEY, NOTICE_KINDS, TEXT_KEY, fill_form, safety_notice
 from engine.settings import bundled_service_directory
 

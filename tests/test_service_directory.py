@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from api import create_app
 from api.cli import main
-from engine.documents.directory import (
+from engine.directory import (
     ExampleDirectoryError,
     load_service_directory,
     parse_service_directory,

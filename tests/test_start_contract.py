@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 import engine.instances.service as service_module
 from engine import CarePath, InstanceExistsError, InvalidInputError, ManualClock, Settings, StartDataError
 from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion
-from engine.documents.directory import load_service_directory
+from engine.directory import load_service_directory
 from engine.instances.timers import fire_due_timers
 from engine.pathways.sources import PathwayLibrary, version_of
 from engine.pathways.validation import validate_paths, validate_upload
@@ -172,7 +172,7 @@ def test_bundled_pathways_refuse_empty_start_data(tmp_path: Path) -> None:
 
 
 def test_every_bundled_pathway_declares_the_health_system_as_the_directorys_sections() -> None:
-    """The patient's health system (engine.documents.directory ``for_patient``) may be given at the start
+    """The patient's health system (engine.directory ``for_patient``) may be given at the start
     and corrected later: a correction names only the schema's fields, so the schema declares it, optional,
     with the values the start accepts (engine.instances.forms) and the bundled directory has."""
     sections = set(load_service_directory(bundled_service_directory()).systems)

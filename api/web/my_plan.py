@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as Redirect
 
+from engine.directory import service_directory
 from engine.documents.build import (
     care_plan_document,
     end_of_treatment_summary,
@@ -24,7 +25,6 @@ from engine.documents.build import (
     instance_safety_notice,
     warning_sign_choices,
 )
-from engine.documents.directory import service_directory
 from engine.documents.notices import TEXT_KEY, safety_notice
 from engine.documents.render import (
     DocumentTooLargeError,

@@ -15,7 +15,7 @@ Where the content comes from: the instance's accumulated data (start data and fo
 :meth:`engine.instances.service.PathwayService.instance_data`), its task-completed events (who and
 when), the care plan items and what matters to the patient (:mod:`engine.careplan.service`), the
 stored rule evaluations (:mod:`engine.rules.store`), the catalogues, the warning-signs catalogue
-(:mod:`engine.rules.warning_signs`) and the service directory (:mod:`engine.documents.directory`).
+(:mod:`engine.rules.warning_signs`) and the service directory (:mod:`engine.directory`).
 Patient data: documents are for the patient and their care team, never for logs.
 """
 
@@ -32,8 +32,8 @@ from engine.audit import split_actor
 from engine.calendar import add_months
 from engine.db.models import InstanceEvent, TreatmentSummary
 from engine.db.session import read_only
+from engine.directory import HealthSystem, ServiceDirectory, service_directory
 from engine.documents.contacts import Contacts
-from engine.documents.directory import HealthSystem, ServiceDirectory, service_directory
 from engine.documents.notices import NOTICE_KEY, fill_tasks, safety_notice
 from engine.documents.reasons import plain_reasons
 from engine.documents.render import (

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.documents.directory import (
+from engine.directory import (
     DirectoryEntry,
     HealthSystem,
     Hours,

@@ -2,7 +2,7 @@
 
 A form declares the notice it must carry (``"x-carepath-safety-notice": "twenty_four_hour_line"`` at
 its top, as the needs checklist does), and this module fills it from the service directory
-(:mod:`engine.documents.directory`) in the reader's language, with the numbers of the health system
+(:mod:`engine.directory`) in the reader's language, with the numbers of the health system
 its caller names -- the patient's wherever a form is shown for one instance's task (the API's task
 representations, the web pages: :func:`engine.documents.build.fill_instance_forms`), the deployment's
 only where there is no patient (the FHIR Questionnaire) -- never the language's: the line's name,
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.directory import DirectoryEntry, HealthSystem, ServiceDirectory
 from engine.documents.contacts import hours_label
-from engine.documents.directory import DirectoryEntry, HealthSystem, ServiceDirectory
 from engine.documents.render import LANGUAGES, strings
 from engine.instances.forms import NOTICE_KEY  # what a form declares (one of NOTICE_KINDS)
 

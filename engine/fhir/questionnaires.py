@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.documents.directory import ServiceDirectory
+from engine.directory import ServiceDirectory
 from engine.documents.notices import safety_notice
 from engine.errors import InvalidInputError, Problem
 from engine.fhir.careplans import CAREPATH_CODES, instant

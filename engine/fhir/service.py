@@ -15,8 +15,8 @@ from engine.care_teams import EVERYWHERE, CareScope
 from engine.careplan.service import CarePlanService
 from engine.db.models import CarePlanItem, PathwayInstance
 from engine.db.session import read_only
+from engine.directory import service_directory
 from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary
-from engine.documents.directory import service_directory
 from engine.errors import ConflictError, InvalidInputError, NotFoundError, Problem
 from engine.fhir.careplans import HNA_CHECKLIST, care_plan, service_request, task
 from engine.fhir.documents import composition, document_bundle, parse_composition_id, referral_ids

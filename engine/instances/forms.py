@@ -50,7 +50,7 @@ def check_start_data(schema: str | None, data: dict[str, Any], prefix: str = "/d
     """Check start data (or a correction of an instance's data) against the pathway's start schema
     (its JSON text, as stored with the version; None: a pathway without one), and its ``health_system``,
     whatever the schema says: one of :data:`~engine.settings.HEALTH_SYSTEMS` when given, since the
-    patient's numbers come from that service directory section (engine.documents.directory) and an
+    patient's numbers come from that service directory section (engine.directory) and an
     unknown one would be silently passed over for the deployment's. Fields are named below ``prefix``.
 
     Raises: StartDataError naming every field that fails (never quoting a value).
@@ -66,11 +66,11 @@ def check_start_data(schema: str | None, data: dict[str, Any], prefix: str = "/d
 def with_health_system(schema: str | None, data: dict[str, Any], resolve: Callable[[], str | None]) -> dict[str, Any]:
     """``data`` with the patient's health system recorded when it omits one and the pathway's start
     schema declares the field (the bundled ones do): ``resolve()``, the section the documents would
-    take for this data (the facade resolves it: ``engine.documents.directory.health_system_resolver``;
+    take for this data (the facade resolves it: ``engine.directory.health_system_resolver``;
     called only then, on data the schema has passed),
     else the first of :data:`~engine.settings.HEALTH_SYSTEMS` (``england``). The pathway's gateways read
     it (through ``carepath.health_system``: a diagram cannot read the settings) and the documents read
-    the instance's own first (engine.documents.directory ``for_patient``), so both follow the one
+    the instance's own first (engine.directory ``for_patient``), so both follow the one
     recorded value, which a correction may change. A value the schema's ``enum`` refuses is not
     recorded. ``data`` is not changed.
     """

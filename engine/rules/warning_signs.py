@@ -56,7 +56,7 @@ _DURATION = re.compile(r"^P(?=\d|T\d)(\d+D)?(T(?=\d)(\d+H)?(\d+M)?)?$")
 _SIGN_FIELDS = ("code", "name_en", "name_sv", "when", "urgency", "contact", "action_en", "action_sv", "sources")
 _SIGN_OPTIONAL = ("replaces",)
 # What an action text may name a number by: the patient's health system's, filled in from the service
-# directory (engine.documents.directory) when a document or page shows the text, never written in the
+# directory (engine.directory) when a document or page shows the text, never written in the
 # file: an English patient reading Swedish still calls 999, a Swedish patient reading English 112.
 PLACEHOLDERS = ("emergency", "urgent_advice")
 _PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_ ]*)\s*\}")

@@ -37,7 +37,7 @@ FORM_PROPERTY = "carepath.formSchema"
 # checklists): the documents fill it (engine.documents.notices); the row keeps what they fill it from.
 NOTICE_KEY = "x-carepath-safety-notice"
 # The data a patient's 24-hour line is chosen by, as the documents choose it: their health system's
-# section of the service directory (engine.documents.directory.ServiceDirectory.for_patient: the
+# section of the service directory (engine.directory.ServiceDirectory.for_patient: the
 # instance's own ``health_system``, else the one section knowing their named contact, GP practice or
 # local hospital), and whether they are a child with a treatment centre's line (the pathway or
 # ``diagnosis``; the team of their named contact, their ``local_hospital``:

@@ -10,7 +10,7 @@ from typing import Any
 import fhir_r4
 import pytest
 
-from engine.documents.directory import load_service_directory, parse_service_directory
+from engine.directory import load_service_directory, parse_service_directory
 from engine.errors import InvalidInputError
 from engine.fhir import CAREPATH_PATIENT_SYSTEM, SYSTEMS, answers_to_task_data, composition, patient_reference
 from engine.fhir.careplans import service_request

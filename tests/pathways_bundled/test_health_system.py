@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from engine import CarePath, ManualClock
-from engine.documents.directory import service_directory
+from engine.directory import service_directory
 from engine.instances.forms import with_health_system
 
 from .conftest import DATABASE, _settings
