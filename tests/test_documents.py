@@ -382,7 +382,11 @@ def test_care_plan_next_steps_in_the_patients_words(patients: Patients) -> None:
     assert steps["next_due_at"].startswith("2026-04-12")
     # Sweden has no GP cancer care review: neither coming up nor happening now.
     sv = care_plan_document(patients.swedish, patients.planned.view.id, "sv")["next_steps"]
-    assert {u["code"] for u in sv["upcoming"]} == {"quality_of_life_survey", "care_plan_review"}
+    # At 18 months a patient in Sweden is asked about Min vårdplan through 1177, not NHS England's survey.
+    assert {u["code"]: u["due_on"] for u in sv["upcoming"]} == {
+        "min_vardplan_survey": "2027-07-12",
+        "care_plan_review": "2026-07-01",
+    }
     assert [n["text"] for n in sv["now"]] == ["Du får din behandling."]
     page = render_html(care_plan_document(patients.swedish, patients.planned.view.id, "sv"))
     for name in (t["name"] for t in steps["ready_tasks"]):  # the diagrams' staff task names

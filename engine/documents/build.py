@@ -96,9 +96,10 @@ _UPCOMING = (
     ("cancer_care_review_3_months", "first_review", "first_review_due"),
     ("cancer_care_review_12_months", "second_review", "second_review_due"),
 )
-# The quality of life survey's task: the national survey's invitation (pathways/shared/quality_of_life_survey.bpmn),
-# or a pathway's own survey task; the national survey invites people aged 16 and over.
-_SURVEY_ELEMENTS = {"survey", "survey_invitation"}
+# The survey about 18 months after diagnosis (pathways/shared/quality_of_life_survey.bpmn): in England the
+# national survey's invitation (or a pathway's own survey task), for people aged 16 and over; in Sweden the
+# 1177 evaluation survey of Min vårdplan cancer (mvp_survey), with no age limit. Either task done: no longer due.
+_SURVEY_ELEMENTS = {"survey", "survey_invitation", "mvp_survey"}
 _SURVEY_MIN_AGE = 16
 # The palliative route's dates (pathways/shared/palliative_care*.bpmn), while it runs: data -> upcoming code.
 _PALLIATIVE_DUE = (
@@ -525,14 +526,15 @@ def _next_steps(src: _Sources) -> dict[str, Any]:
                 upcoming.append({"code": code, "due_on": src.data[key]})
         diagnosed = src.data.get("diagnosis_date")
         age = src.data.get("age")
-        invited = not isinstance(age, int) or age >= _SURVEY_MIN_AGE
+        invited = not src.england() or not isinstance(age, int) or age >= _SURVEY_MIN_AGE
         if invited and not any(e in src.completed for e in _SURVEY_ELEMENTS) and isinstance(diagnosed, str):
             try:
                 due = add_months(datetime.fromisoformat(diagnosed), 18).date().isoformat()
             except ValueError:
                 due = None
             if due:
-                upcoming.append({"code": "quality_of_life_survey", "due_on": due})
+                survey = "quality_of_life_survey" if src.england() else "min_vardplan_survey"
+                upcoming.append({"code": survey, "due_on": due})
         upcoming.extend(_palliative_due(src))
         review_on = src.data.get("review_on")
         if isinstance(review_on, str) and review_on >= src.now.date().isoformat():

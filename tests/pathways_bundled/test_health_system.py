@@ -254,3 +254,19 @@ def test_an_instance_of_the_release_before_migrated_onto_these_diagrams_takes_it
         assert survey in j.ready and ({"mvp_survey", "survey_invitation"} - {survey}).isdisjoint(j.ready)
     finally:
         app.close()
+
+
+def test_a_patient_in_swedens_plan_shows_the_min_vardplan_survey_coming_until_it_is_recorded(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    from engine.documents.build import care_plan_document
+
+    def coming(j: Journey) -> dict[str, str]:
+        upcoming = care_plan_document(bundled, j.view.id, "sv")["next_steps"]["upcoming"]
+        return {u["code"]: u["label"] for u in upcoming if "survey" in u["code"]}
+
+    young = _journey(bundled, journey_clock, "SYN-H-0011", health_system="sweden", age=13)
+    assert list(coming(young)) == ["min_vardplan_survey"]  # RCC's survey names no age limit
+    assert "Min vårdplan" in coming(young)["min_vardplan_survey"]
+    j = sweden(bundled, journey_clock, patient="SYN-H-0012")  # records the survey at 18 months
+    assert coming(j) == {}
