@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from alembic import op
 import sqlalchemy as sa
 
-from engine.db.models import UTCDateTime
-
 
 revision = '0031'
 down_revision = '0030'
@@ -39,13 +37,13 @@ def downgrade() -> None:
         'webhook_subscriptions',
         sa.column('id', sa.String()),
         sa.column('organisation', sa.String()),
-        sa.column('removed_at', UTCDateTime()),
+        sa.column('removed_at', sa.DateTime(timezone=True)),  # as engine.db.models.UTCDateTime stores it
     )
     deliveries = sa.table(
         'webhook_deliveries',
         sa.column('subscription_id', sa.String()),
         sa.column('status', sa.String()),
-        sa.column('lease_until', UTCDateTime()),
+        sa.column('lease_until', sa.DateTime(timezone=True)),
     )
     owned = sa.select(subscriptions.c.id).where(subscriptions.c.organisation.is_not(None))
     op.execute(
