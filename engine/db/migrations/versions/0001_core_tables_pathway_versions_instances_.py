@@ -6,7 +6,6 @@ Create Date: 2026-11-23 17:00:44.620156
 """
 from alembic import op
 import sqlalchemy as sa
-import engine.db.models
 
 
 revision = '0001'
@@ -25,7 +24,7 @@ def upgrade() -> None:
     sa.Column('main_file', sa.String(length=300), nullable=False),
     sa.Column('files', sa.Text(), nullable=False),
     sa.Column('spec', sa.Text(), nullable=False),
-    sa.Column('deployed_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deployed_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('deployed_by', sa.String(length=200), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pathway_versions')),
     sa.UniqueConstraint('pathway_id', 'version', name=op.f('uq_pathway_versions_pathway_id'))
@@ -41,12 +40,12 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('state', sa.Text(), nullable=False),
     sa.Column('revision', sa.Integer(), nullable=False),
-    sa.Column('next_due_at', engine.db.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('next_due_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('incident', sa.Text(), nullable=True),
     sa.Column('event_seq', sa.Integer(), nullable=False),
     sa.Column('event_head', sa.String(length=64), nullable=False),
-    sa.Column('created_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['pathway_version_id'], ['pathway_versions.id'], name=op.f('fk_pathway_instances_pathway_version_id_pathway_versions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pathway_instances'))
     )
@@ -62,7 +61,7 @@ def upgrade() -> None:
     sa.Column('instance_id', sa.String(length=36), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
     sa.Column('type', sa.String(length=40), nullable=False),
-    sa.Column('at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('actor', sa.String(length=200), nullable=False),
     sa.Column('pathway_version', sa.String(length=64), nullable=False),
     sa.Column('element', sa.String(length=200), nullable=True),

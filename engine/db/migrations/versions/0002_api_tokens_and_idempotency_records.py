@@ -6,7 +6,6 @@ Create Date: 2026-11-23 17:04:03.497102
 """
 from alembic import op
 import sqlalchemy as sa
-import engine.db.models
 
 
 revision = '0002'
@@ -22,8 +21,8 @@ def upgrade() -> None:
     sa.Column('secret_sha256', sa.String(length=64), nullable=False),
     sa.Column('role', sa.String(length=20), nullable=False),
     sa.Column('label', sa.String(length=200), nullable=False),
-    sa.Column('created_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('revoked_at', engine.db.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
     sa.UniqueConstraint('secret_sha256', name=op.f('uq_api_tokens_secret_sha256'))
     )
@@ -35,7 +34,7 @@ def upgrade() -> None:
     sa.Column('status', sa.Integer(), nullable=False),
     sa.Column('headers', sa.Text(), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
-    sa.Column('created_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_idempotency_records')),
     sa.UniqueConstraint('principal', 'key', name=op.f('uq_idempotency_records_principal'))
     )

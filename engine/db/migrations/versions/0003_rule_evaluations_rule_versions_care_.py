@@ -6,7 +6,6 @@ Create Date: 2026-11-23 17:07:20.802584
 """
 from alembic import op
 import sqlalchemy as sa
-import engine.db.models
 
 
 revision = '0003'
@@ -23,7 +22,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('path', sa.String(length=500), nullable=False),
     sa.Column('source', sa.Text(), nullable=False),
-    sa.Column('first_used_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('first_used_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('version', name=op.f('pk_rule_versions'))
     )
     with op.batch_alter_table('rule_versions', schema=None) as batch_op:
@@ -34,7 +33,7 @@ def upgrade() -> None:
     sa.Column('ruleset_name', sa.String(length=200), nullable=False),
     sa.Column('ruleset_version', sa.String(length=64), nullable=False),
     sa.Column('catalogue_version', sa.String(length=64), nullable=False),
-    sa.Column('created_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('instance_id', sa.String(length=36), nullable=True),
     sa.Column('task_id', sa.String(length=36), nullable=True),
     sa.Column('facts', sa.JSON(), nullable=False),
@@ -61,8 +60,8 @@ def upgrade() -> None:
     sa.Column('urgency', sa.String(length=20), nullable=True),
     sa.Column('rules', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('created_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_by', sa.String(length=200), nullable=False),
     sa.ForeignKeyConstraint(['instance_id'], ['pathway_instances.id'], name=op.f('fk_care_plan_items_instance_id_pathway_instances')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_care_plan_items'))
@@ -74,7 +73,7 @@ def upgrade() -> None:
     op.create_table('care_plan_notes',
     sa.Column('instance_id', sa.String(length=36), nullable=False),
     sa.Column('what_matters', sa.Text(), nullable=False),
-    sa.Column('updated_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['instance_id'], ['pathway_instances.id'], name=op.f('fk_care_plan_notes_instance_id_pathway_instances')),
     sa.PrimaryKeyConstraint('instance_id', name=op.f('pk_care_plan_notes'))
     )

@@ -9,8 +9,8 @@ Deliveries are written in the transaction of the step whose events caused them (
 from alembic import op
 import sqlalchemy as sa
 
-from engine.db.models import UTCDateTime
-
+# Times as engine.db.models.UTCDateTime stores them (its impl): a migration names its types itself and never
+# imports the models, which change after it was written.
 
 revision = '0006'
 down_revision = '0005'
@@ -26,8 +26,8 @@ def upgrade() -> None:
         sa.Column('event_types', sa.Text(), nullable=False),
         sa.Column('secret', sa.String(length=100), nullable=False),
         sa.Column('description', sa.String(length=200), nullable=False),
-        sa.Column('created_at', UTCDateTime(), nullable=False),
-        sa.Column('removed_at', UTCDateTime(), nullable=True),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('removed_at', sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_subscriptions')),
     )
     op.create_table(
@@ -38,13 +38,13 @@ def upgrade() -> None:
         sa.Column('instance_id', sa.String(length=36), nullable=False),
         sa.Column('event_type', sa.String(length=40), nullable=False),
         sa.Column('body', sa.Text(), nullable=False),
-        sa.Column('created_at', UTCDateTime(), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('status', sa.String(length=12), nullable=False),
         sa.Column('attempts', sa.Integer(), nullable=False),
-        sa.Column('next_attempt_at', UTCDateTime(), nullable=False),
-        sa.Column('lease_until', UTCDateTime(), nullable=True),
+        sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
         sa.Column('last_error', sa.String(length=200), nullable=True),
-        sa.Column('delivered_at', UTCDateTime(), nullable=True),
+        sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(['subscription_id'], ['webhook_subscriptions.id'],
                                 name=op.f('fk_webhook_deliveries_subscription_id_webhook_subscriptions')),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries')),

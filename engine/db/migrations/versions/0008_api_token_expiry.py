@@ -9,7 +9,6 @@ Existing tokens keep NULL: valid until revoked, as they were when they were made
 from alembic import op
 import sqlalchemy as sa
 
-import engine.db.models
 
 
 revision = '0008'
@@ -20,7 +19,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('expires_at', engine.db.models.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:

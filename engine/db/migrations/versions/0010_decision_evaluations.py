@@ -9,7 +9,6 @@ A new table only; nothing existing changes.
 from alembic import op
 import sqlalchemy as sa
 
-import engine.db.models
 
 
 revision = '0010'
@@ -28,7 +27,7 @@ def upgrade() -> None:
         sa.Column('hit_policy', sa.String(length=20), nullable=False),
         sa.Column('pathway_id', sa.String(length=200), nullable=False),
         sa.Column('pathway_version', sa.String(length=64), nullable=False),
-        sa.Column('created_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('instance_id', sa.String(length=36), nullable=False),
         sa.Column('task_id', sa.String(length=36), nullable=False),
         sa.Column('element', sa.String(length=200), nullable=False),

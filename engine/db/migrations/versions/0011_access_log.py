@@ -7,7 +7,6 @@ Create Date: 2026-11-29 05:45:00
 from alembic import op
 import sqlalchemy as sa
 
-import engine.db.models
 
 
 revision = '0011'
@@ -20,7 +19,7 @@ def upgrade() -> None:
     op.create_table(
         'access_log',
         sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column('at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('actor', sa.String(length=200), nullable=False),
         sa.Column('on_behalf_of', sa.String(length=64), nullable=True),
         sa.Column('action', sa.String(length=64), nullable=False),

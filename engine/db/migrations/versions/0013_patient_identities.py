@@ -10,7 +10,6 @@ naming its patient. Existing tokens keep NULL: they are staff or system tokens.
 from alembic import op
 import sqlalchemy as sa
 
-import engine.db.models
 
 
 revision = '0013'
@@ -26,7 +25,7 @@ def upgrade() -> None:
         sa.Column('issuer', sa.String(length=500), nullable=False),
         sa.Column('subject', sa.String(length=255), nullable=False),
         sa.Column('patient_ref', sa.String(length=64), nullable=False),
-        sa.Column('linked_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('linked_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('linked_by', sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('issuer', 'subject'),

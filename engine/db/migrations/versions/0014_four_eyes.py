@@ -10,7 +10,6 @@ Create Date: 2026-11-29 08:30:00
 from alembic import op
 import sqlalchemy as sa
 
-import engine.db.models
 
 
 revision = '0014'
@@ -21,7 +20,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table('pathway_versions') as batch:
-        batch.add_column(sa.Column('activated_at', engine.db.models.UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column('activated_at', sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column('activated_by', sa.String(length=200), nullable=True))
     op.execute("UPDATE pathway_versions SET activated_at = deployed_at, activated_by = 'system:before-four-eyes'")
     with op.batch_alter_table('api_tokens') as batch:
@@ -32,9 +31,9 @@ def upgrade() -> None:
         sa.Column('name', sa.String(length=200), nullable=False),
         sa.Column('version', sa.String(length=64), nullable=False),
         sa.Column('source', sa.Text(), nullable=False),
-        sa.Column('deployed_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('deployed_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('deployed_by', sa.String(length=200), nullable=False),
-        sa.Column('activated_at', engine.db.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('activated_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('activated_by', sa.String(length=200), nullable=True),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('name', 'version'),
@@ -47,10 +46,10 @@ def upgrade() -> None:
         sa.Column('target_version', sa.String(length=64), nullable=False),
         sa.Column('status', sa.String(length=20), nullable=False),
         sa.Column('requested_by', sa.String(length=200), nullable=False),
-        sa.Column('requested_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('requested_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('report', sa.Text(), nullable=False),
         sa.Column('approved_by', sa.String(length=200), nullable=True),
-        sa.Column('approved_at', engine.db.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('approved_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('result', sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint('id'),
     )

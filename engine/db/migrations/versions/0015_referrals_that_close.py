@@ -7,7 +7,6 @@ Create Date: 2026-11-29 08:30:00
 from alembic import op
 import sqlalchemy as sa
 
-import engine.db.models
 
 
 revision = '0015'
@@ -18,8 +17,8 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table('care_plan_items') as batch:
-        batch.add_column(sa.Column('accept_by', engine.db.models.UTCDateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column('escalated_at', engine.db.models.UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column('accept_by', sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column('escalated_at', sa.DateTime(timezone=True), nullable=True))
     op.create_index('ix_care_plan_items_status_accept_by', 'care_plan_items', ['status', 'accept_by'])
     op.create_table(
         'care_plan_item_moves',
@@ -34,7 +33,7 @@ def upgrade() -> None:
         sa.Column('reason', sa.String(length=64), nullable=True),
         sa.Column('evaluation_id', sa.String(length=36), nullable=True),
         sa.Column('rules', sa.Text(), nullable=True),
-        sa.Column('at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('actor', sa.String(length=200), nullable=False),
         sa.ForeignKeyConstraint(['item_id'], ['care_plan_items.id']),
         sa.PrimaryKeyConstraint('id'),
@@ -47,9 +46,9 @@ def upgrade() -> None:
         sa.Column('item_id', sa.String(length=36), nullable=False),
         sa.Column('status', sa.String(length=20), nullable=False),
         sa.Column('assignee', sa.String(length=64), nullable=True),
-        sa.Column('accept_by', engine.db.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column('opened_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column('completed_at', engine.db.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('accept_by', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('opened_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('completed_by', sa.String(length=200), nullable=True),
         sa.Column('outcome', sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(['instance_id'], ['pathway_instances.id']),

@@ -7,7 +7,6 @@ Create Date: 2026-11-29 08:45:00
 from alembic import op
 import sqlalchemy as sa
 
-import engine.db.models
 
 
 revision = '0017'
@@ -17,7 +16,7 @@ depends_on = None
 
 
 def _when(name: str, nullable: bool = True) -> sa.Column:
-    return sa.Column(name, engine.db.models.UTCDateTime(timezone=True), nullable=nullable)
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
 def _instance() -> sa.Column:

@@ -7,7 +7,6 @@ Create Date: 2026-11-29 09:00:00
 from alembic import op
 import sqlalchemy as sa
 
-import engine.db.models
 
 
 revision = '0018'
@@ -20,9 +19,9 @@ def upgrade() -> None:
     op.create_table(
         'patient_deaths',
         sa.Column('patient_ref', sa.String(length=64), nullable=False),
-        sa.Column('recorded_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('recorded_by', sa.String(length=200), nullable=False),
-        sa.Column('withdrawn_at', engine.db.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('withdrawn_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('withdrawn_by', sa.String(length=200), nullable=True),
         sa.Column('withdrawn_reason', sa.String(length=500), nullable=True),
         sa.PrimaryKeyConstraint('patient_ref'),

@@ -11,7 +11,6 @@ Create Date: 2026-11-29 11:30:00
 from alembic import op
 import sqlalchemy as sa
 
-import engine.db.models
 
 
 revision = '0021'
@@ -30,7 +29,7 @@ def upgrade() -> None:
         sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
         sa.Column('seq', sa.Integer(), nullable=False),
         sa.Column('type', sa.String(length=40), nullable=False),
-        sa.Column('at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('actor', sa.String(length=200), nullable=False),
         sa.Column('kind', sa.String(length=20), nullable=False),
         sa.Column('subject', sa.String(length=200), nullable=False),

@@ -8,7 +8,6 @@ Create Date: 2026-11-29 11:30:00
 from alembic import op
 import sqlalchemy as sa
 
-import engine.db.models
 
 
 revision = '0022'
@@ -27,13 +26,13 @@ def upgrade() -> None:
         sa.Column('ended_on', sa.Date(), nullable=False),
         sa.Column('due_by', sa.Date(), nullable=False),
         sa.Column('status', sa.String(length=20), nullable=False),
-        sa.Column('opened_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column('written_at', engine.db.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('opened_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('written_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('written_by', sa.String(length=200), nullable=True),
         sa.Column('content', sa.Text(), nullable=True),
-        sa.Column('overdue_at', engine.db.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('overdue_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('assignee', sa.String(length=64), nullable=True),
-        sa.Column('closed_at', engine.db.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(['instance_id'], ['pathway_instances.id']),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('instance_id', 'number', name='uq_treatment_summaries_instance_id_number'),

@@ -14,7 +14,6 @@ Sessions made before this revision have no id and are treated as signed out (use
 from alembic import op
 import sqlalchemy as sa
 
-import engine.db.models
 
 
 revision = '0027'
@@ -27,8 +26,8 @@ def upgrade() -> None:
     op.create_table(
         'ended_web_sessions',
         sa.Column('id', sa.String(length=64), nullable=False),
-        sa.Column('ended_at', engine.db.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column('useless_after', engine.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('ended_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('useless_after', sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint('id'),
     )
     op.create_index('ix_ended_web_sessions_useless_after', 'ended_web_sessions', ['useless_after'])
