@@ -1,6 +1,7 @@
-"""Documents of an instance: the Personalised Care Plan (and moving its items on) and the End of
+"""Documents of an instance: the Personalised Care Plan (and moving its items on), the End of
 Treatment Summary (the latest written, or that of one phase of care: each course of treatment that
-ended has its own, listed at ``end-of-treatment-summaries``), as JSON, as a printable page
+ended has its own, listed at ``end-of-treatment-summaries``) and a man's active surveillance plan
+(prostate cancer, in place of an end of treatment summary), as JSON, as a printable page
 (``Accept: text/html``) or as a PDF for sending to the GP practice (``Accept: application/pdf``; the
 same page, rendered by WeasyPrint).
 
@@ -19,6 +20,7 @@ from flask import Blueprint, Response, json, request
 from engine import CarePath
 from engine.documents.build import (
     LANGUAGES,
+    active_surveillance_plan,
     care_plan_document,
     end_of_treatment_summaries,
     end_of_treatment_summary,
@@ -116,6 +118,12 @@ def update_item(instance_id: Any, item_id: Any) -> dict[str, Any]:
 @requires("documents.read")
 def end_of_treatment(instance_id: Any) -> Response:
     return negotiated(end_of_treatment_summary, str(instance_id), "end-of-treatment-summary")
+
+
+@bp.get("/<uuid:instance_id>/active-surveillance-plan")
+@requires("documents.read")
+def surveillance_plan(instance_id: Any) -> Response:
+    return negotiated(active_surveillance_plan, str(instance_id), "active-surveillance-plan")
 
 
 @bp.get("/<uuid:instance_id>/end-of-treatment-summaries")

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from engine.documents.build import care_plan_document, end_of_treatment_summary
+from engine.documents.build import active_surveillance_plan, care_plan_document, end_of_treatment_summary
 from engine.instances.queries import InstanceFilter
 from engine.instances.view import InstanceView
 from engine.patients import complete_own_form, own_forms, report_warning_sign, require_own
@@ -84,6 +84,13 @@ def care_plan(instance_id: Any) -> Response:
 def end_of_treatment(instance_id: Any) -> Response:
     view = patient_view(str(instance_id))
     return negotiated(end_of_treatment_summary, view.id, "end-of-treatment-summary")
+
+
+@bp.get("/instances/<uuid:instance_id>/active-surveillance-plan")
+@requires("patient.read")
+def surveillance_plan(instance_id: Any) -> Response:
+    view = patient_view(str(instance_id))
+    return negotiated(active_surveillance_plan, view.id, "active-surveillance-plan")
 
 
 @bp.get("/instances/<uuid:instance_id>/end-of-treatment-summaries/<int(min=1, max=999):number>")

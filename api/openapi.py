@@ -728,6 +728,13 @@ PATHS: dict[str, Any] = {
         "EndOfTreatmentSummary",
         (404, 409),
     ),
+    "/v1/instances/{instance_id}/active-surveillance-plan": _document(
+        "getActiveSurveillancePlan",
+        "The active surveillance plan of a man with prostate cancer (409 when the MDT has not chosen "
+        "active surveillance, or the 12-month review ended it)",
+        "ActiveSurveillancePlan",
+        (404, 409),
+    ),
     "/v1/instances/{instance_id}/end-of-treatment-summaries": {
         "get": _op(
             "listEndOfTreatmentSummaries",
@@ -892,6 +899,14 @@ PATHS: dict[str, Any] = {
         "getMyEndOfTreatmentSummary",
         "The patient's own End of Treatment Summary (409 until it is written)",
         "EndOfTreatmentSummary",
+        (404, 409),
+        "patient.read",
+        "patients",
+    ),
+    "/v1/me/instances/{instance_id}/active-surveillance-plan": _document(
+        "getMyActiveSurveillancePlan",
+        "The patient's own active surveillance plan (409 when he is not on active surveillance)",
+        "ActiveSurveillancePlan",
         (404, 409),
         "patient.read",
         "patients",

@@ -497,6 +497,35 @@ _SUMMARY_DOCUMENT_PROPS: dict[str, Any] = {
         ]
     },
 }
+# The active surveillance plan of a man with prostate cancer (docs/documents.md).
+_SURVEILLANCE_PLAN_PROPS: dict[str, Any] = {
+    "safety": _SAFETY,
+    "diagnosis": _DIAGNOSIS,
+    "plan": _obj(
+        ["started_on", "given_on", "given_via", "shared_with_gp"],
+        {
+            "started_on": {"type": "string", "format": "date", "description": "The MDT chose active surveillance"},
+            "given_on": {**_NULLABLE_STRING, "description": "null: the plan has not been given to him yet"},
+            "given_via": {"type": "array", "items": _CODE_LABEL},
+            "shared_with_gp": {"type": ["boolean", "null"]},
+        },
+    ),
+    "schedule": {
+        "type": "array",
+        "description": "The first year's PSA tests and the 12-month review, with the dates the pathway set",
+        "items": _obj(
+            ["code", "what", "due_on"],
+            {"code": {"enum": ["psa", "review"]}, "what": {"type": "string"}, "due_on": {"type": "string"}},
+        ),
+    },
+    "first_year_reviewed_on": {**_NULLABLE_STRING, "description": "The review that continued surveillance"},
+    "warning_signs": _SUMMARY_DOCUMENT_PROPS["warning_signs"],
+    "who_to_call": _CONTACTS,
+    "support": _obj(
+        ["organisations", "care_plan", "other"], {"organisations": _OBJECTS, "care_plan": _ITEMS, "other": _STRINGS}
+    ),
+    "gp_practice": _NULLABLE_CONTACT,
+}
 _ITEM_RECORD_PROPS: dict[str, Any] = {
     "id": {"type": "string"},
     "kind": {"type": "string"},
@@ -1190,6 +1219,10 @@ SCHEMAS: dict[str, Any] = {
     "EndOfTreatmentSummary": _obj(
         [*_DOCUMENT_HEADER, *_SUMMARY_DOCUMENT_PROPS],
         {**_DOCUMENT_HEADER, "document_type": {"const": "end_of_treatment_summary"}, **_SUMMARY_DOCUMENT_PROPS},
+    ),
+    "ActiveSurveillancePlan": _obj(
+        [*_DOCUMENT_HEADER, *_SURVEILLANCE_PLAN_PROPS],
+        {**_DOCUMENT_HEADER, "document_type": {"const": "active_surveillance_plan"}, **_SURVEILLANCE_PLAN_PROPS},
     ),
     "CarePlanItemRecord": _obj(list(_ITEM_RECORD_PROPS), _ITEM_RECORD_PROPS),
     # Rule evaluations and their explanations.

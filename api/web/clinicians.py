@@ -11,7 +11,7 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from engine.careplan.summaries import WRITE_ELEMENT
-from engine.documents.build import fill_instance_forms
+from engine.documents.build import SURVEILLANCE_PLAN_TASK, fill_instance_forms, on_active_surveillance
 from engine.documents.notices import TEXT_KEY
 from engine.errors import (
     ConflictError,
@@ -26,7 +26,7 @@ from engine.instances.queries import InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
 
 from .. import carepath, queries
-from .auth import actor, page, scope
+from .auth import actor, can, page, scope
 from .flashes import tell
 from .forms import FormField, expand_maps, fields_of, other_problems, parse_fields, problem_messages, revision_of
 from .i18n import current_language, translate
@@ -186,7 +186,17 @@ def task(instance_id: Any, task_id: Any) -> str:
         version=view.version,
         notice=notice,
         description=description,
+        document=_task_document(view, found),
     )
+
+
+def _task_document(view: Any, task: dict[str, Any]) -> str | None:
+    """The document a task gives the patient, for its page to offer (to print, or to read through with
+    him): his active surveillance plan on the task that gives it."""
+    if task["element"] != SURVEILLANCE_PLAN_TASK or not can("documents.read"):
+        return None
+    data = carepath().instances.instance_data(view.id)
+    return "active-surveillance-plan" if on_active_surveillance(view.pathway_id, data) else None
 
 
 @bp.post("/patients/<uuid:instance_id>/tasks/<uuid:task_id>")
@@ -227,6 +237,7 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
         version=version,
         notice=notice,
         description=description,
+        document=_task_document(view, found),
     ), status
 
 

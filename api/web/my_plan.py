@@ -19,10 +19,12 @@ from werkzeug.wrappers import Response as Redirect
 
 from engine.directory import service_directory
 from engine.documents.build import (
+    active_surveillance_plan,
     care_plan_document,
     end_of_treatment_summary,
     fill_instance_forms,
     instance_safety_notice,
+    on_active_surveillance,
     warning_sign_choices,
 )
 from engine.documents.notices import TEXT_KEY, safety_notice
@@ -57,7 +59,12 @@ from .i18n import LANGUAGES, current_language, translate
 bp = Blueprint("my_plan", __name__, url_prefix="/my")
 
 _PHASE = re.compile(r"^[1-9][0-9]{0,2}$")
-_DOCUMENTS = {"care-plan": care_plan_document, "end-of-treatment-summary": end_of_treatment_summary}
+_DOCUMENTS = {
+    "care-plan": care_plan_document,
+    "end-of-treatment-summary": end_of_treatment_summary,
+    "active-surveillance-plan": active_surveillance_plan,
+}
+_DOCUMENT_NAMES = ", ".join(f"'{name}'" for name in _DOCUMENTS)  # the route's choice: exactly these
 MAX_INSTANCES = 20  # a patient has a handful of pathways
 # Pathways that have ended stay readable (their documents), after the running ones.
 _ORDER = {"running": 0, "error": 0, "suspended": 1, "completed": 2, "cancelled": 3}
@@ -123,6 +130,7 @@ def _plan_page(instance_id: str | None, ids: list[str]) -> str:
             others=[],
             line=line,
             summary=False,
+            surveillance_plan=False,
             phases=[],
             example=line["example"],
         )
@@ -139,6 +147,7 @@ def _plan_page(instance_id: str | None, ids: list[str]) -> str:
         line=line,
         example=_shows_example(document, line),
         summary=_summary_written(view.id),
+        surveillance_plan=on_active_surveillance(view.pathway_id, carepath().instances.instance_data(view.id)),
         phases=_phases_written(view.id),
     )
 
@@ -159,7 +168,7 @@ def _shows_example(document: dict[str, Any], line: dict[str, Any]) -> bool:
     return any(isinstance(c, dict) and c.get("example") for c in shown)
 
 
-@bp.get("/plans/<uuid:instance_id>/documents/<any('care-plan', 'end-of-treatment-summary'):document>")
+@bp.get(f"/plans/<uuid:instance_id>/documents/<any({_DOCUMENT_NAMES}):document>")
 @page("patient.read")
 def document(instance_id: Any, document: str) -> Response:
     """The patient's document as a printable page, or a PDF (``?format=pdf``), in ``?lang=`` or the page's."""

@@ -16,7 +16,13 @@ from engine.care_teams import NOT_FOUND, BreakGlass, placement
 from engine.careplan.moves import SUGGESTED_REASONS
 from engine.careplan.summaries import WRITE_ELEMENT
 from engine.db.session import read_only
-from engine.documents.build import care_plan_document, end_of_treatment_summary, render_html
+from engine.documents.build import (
+    active_surveillance_plan,
+    care_plan_document,
+    end_of_treatment_summary,
+    on_active_surveillance,
+    render_html,
+)
 from engine.documents.wishes import palliative_wishes
 from engine.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError, StaleVersionError
 from engine.instances.progress import instance_progress
@@ -39,7 +45,12 @@ _CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,400}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SCORE_TOP = 10  # a concern's score runs from 0 to 10 (engine.rules.assessment): the chart's axis, always
 _PHASE = re.compile(r"^[1-9][0-9]{0,2}$")
-_DOCUMENTS = {"care-plan": care_plan_document, "end-of-treatment-summary": end_of_treatment_summary}
+_DOCUMENTS = {
+    "care-plan": care_plan_document,
+    "end-of-treatment-summary": end_of_treatment_summary,
+    "active-surveillance-plan": active_surveillance_plan,
+}
+_DOCUMENT_NAMES = ", ".join(f"'{name}'" for name in _DOCUMENTS)  # the route's choice: exactly these
 
 
 def _arg(name: str, pattern: re.Pattern[str]) -> str | None:
@@ -75,6 +86,8 @@ def patient(instance_id: Any) -> str:
         if can("documents.read")
         else [],
         awaited=_awaited_summaries(view),
+        surveillance_plan=can("documents.read")
+        and on_active_surveillance(view.pathway_id, carepath().instances.instance_data(view.id)),
         concerns=concerns,
         concerns_chart=_concerns_chart(concerns) if concerns else None,
         glass=g.get("break_glass"),
@@ -197,7 +210,9 @@ def retry(instance_id: Any) -> tuple[str, int]:
     return render_template("web/_incident.html", view=view, problem=problem), status
 
 
-@bp.get("/<uuid:instance_id>/documents/<any('care-plan', 'end-of-treatment-summary'):document>")
+@bp.get(
+    "/<uuid:instance_id>/documents/<any('care-plan', 'end-of-treatment-summary', 'active-surveillance-plan'):document>"
+)
 @page("documents.read")
 def document(instance_id: Any, document: str) -> Response:
     """A document as its printable page, in the language asked for (``?lang=sv``) or the page's; the

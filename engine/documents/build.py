@@ -1,4 +1,5 @@
-"""Documents generated from a pathway instance: the Personalised Care Plan and the End of Treatment Summary.
+"""Documents generated from a pathway instance: the Personalised Care Plan, the End of Treatment Summary
+and, for a man on active surveillance for prostate cancer, his active surveillance plan.
 
 Each document is built as JSON (a plain ``dict``, format described in ``docs/documents.md``,
 versioned by ``schema_version``) and rendered from that JSON to a printable HTML page or a PDF
@@ -40,6 +41,7 @@ from engine.documents.render import (
     CARE_PLAN,
     END_OF_TREATMENT,
     LANGUAGES,
+    SURVEILLANCE_PLAN,
     render_html,
     render_pdf,
     strings,
@@ -61,12 +63,16 @@ __all__ = [
     "END_OF_TREATMENT",
     "LANGUAGES",
     "SCHEMA_VERSION",
+    "SURVEILLANCE_PLAN",
+    "SURVEILLANCE_PLAN_TASK",
+    "active_surveillance_plan",
     "care_plan_document",
     "end_of_treatment_summaries",
     "end_of_treatment_summary",
     "fill_instance_forms",
     "fill_listed_forms",
     "instance_safety_notice",
+    "on_active_surveillance",
     "render_html",
     "render_pdf",
     "resolve_language",
@@ -553,6 +559,94 @@ def _next_steps(src: _Sources) -> dict[str, Any]:
         "ready_tasks": [{"element": t["element"], "name": t["name"], "lane": t["lane"]} for t in ready],
         "next_due_at": src.view.next_due_at,
         "upcoming": [{**u, "label": src.labels.of("upcoming", u["code"])} for u in upcoming],
+    }
+
+
+# --- the active surveillance plan ----------------------------------------------------------------------
+
+# The prostate pathway's active surveillance (pathways/prostate.bpmn): the MDT's first_treatment, the first
+# year's PSA tests (the preScript of its surveillance_tests call, months after the MDT that chose
+# surveillance; tests/test_documents_surveillance.py holds the two together) and the 12-month review.
+_PROSTATE, _SURVEILLANCE = "prostate_cancer", "active_surveillance"
+# The task that gives him the plan: its page offers the document to print or send.
+SURVEILLANCE_PLAN_TASK = "as_plan"
+_AS_PSA_MONTHS = (3, 6, 9, 12)
+_AS_REVIEW_MONTHS = 12
+
+
+def on_active_surveillance(pathway_id: str, data: Mapping[str, Any]) -> bool:
+    """Whether an instance has an active surveillance plan: the prostate pathway, whose MDT chose active
+    surveillance (its form's ``first_treatment``), and no 12-month review has ended it. For pages that
+    offer the plan only where there is one."""
+    return (
+        pathway_id == _PROSTATE
+        and data.get("first_treatment") == _SURVEILLANCE
+        and data.get("surveillance_outcome") != "radical_treatment"
+    )
+
+
+def active_surveillance_plan(carepath: CarePath, instance_id: str, language: str | None = "en") -> dict[str, Any]:
+    """The active surveillance plan of a man with prostate cancer, as of now: what the task ``as_plan``
+    gives him in place of an end of treatment summary (there is no treatment to summarise). His first
+    year's PSA tests and the 12-month review with their dates, that he may choose radical treatment at
+    any time, the warning signs for prostate cancer with who to call for each, his contacts, and
+    where to find support (NICE NG131; Prostate Cancer UK's consensus on active surveillance, 2019: a
+    personalised plan, shared with the GP; National Cancer Plan for England: warning signs, who to
+    call, where to find ongoing support).
+
+    Raises:
+        NotFoundError: no such instance.
+        ConflictError: the instance is not on active surveillance: another pathway or treatment, the
+            MDT has not decided yet, or the 12-month review ended surveillance (his treatment's end of
+            treatment summary takes over).
+        RuleFileError: the warning-signs catalogue or the service directory is invalid.
+    """
+    src = _Sources(carepath, instance_id, language)
+    data = src.data
+    decided = src.completed.get("mdt")
+    if src.view.pathway_id != _PROSTATE or data.get("first_treatment") != _SURVEILLANCE or decided is None:
+        raise ConflictError("no active surveillance plan: the MDT has not chosen active surveillance for him")
+    if not on_active_surveillance(src.view.pathway_id, data):
+        raise ConflictError(
+            "no active surveillance plan: the 12-month review ended active surveillance; "
+            "his end of treatment summary follows his treatment"
+        )
+    started = decided[0].date()
+
+    def on(months: int) -> str:
+        return add_months(datetime.combine(started, datetime.min.time()), months).date().isoformat()
+
+    psa = src.labels.of("surveillance_test", "psa")
+    review = src.labels.of("surveillance_test", "review")
+    given = src.completed.get("as_plan")
+    reviewed = src.completed.get("surveillance") is not None and data.get("surveillance_outcome") == "continue"
+    return {
+        **src.header(SURVEILLANCE_PLAN, "surveillance_plan"),
+        "safety": src.safety(during_treatment=False),
+        "diagnosis": src.diagnosis(),
+        "plan": {
+            "started_on": started.isoformat(),
+            "given_on": data.get("plan_given_on") if given else None,
+            "given_via": [
+                {"code": str(v), "label": src.labels.of("plan_given_via", v)} for v in data.get("plan_given_via") or []
+            ]
+            if given
+            else [],
+            "shared_with_gp": data.get("shared_with_gp") is True if given else None,
+        },
+        "schedule": [
+            *({"code": "psa", "what": psa, "due_on": on(months)} for months in _AS_PSA_MONTHS),
+            {"code": "review", "what": review, "due_on": on(_AS_REVIEW_MONTHS)},
+        ],
+        "first_year_reviewed_on": data.get("reviewed_on") if reviewed else None,
+        "warning_signs": _warning_signs(carepath, src, None, None),
+        "who_to_call": src.contacts.all(),
+        "support": {
+            "organisations": src.contacts.connected(),
+            "care_plan": src.items(_AGREED),
+            "other": [str(s) for s in data.get("ongoing_support") or []] if given else [],
+        },
+        "gp_practice": src.contacts.gp_practice(),
     }
 
 

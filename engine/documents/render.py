@@ -49,6 +49,7 @@ __all__ = [
     "PdfBusyError",
     "PdfLimits",
     "PdfUnavailableError",
+    "SURVEILLANCE_PLAN",
     "check_printable",
     "html_to_pdf",
     "render_html",
@@ -58,9 +59,14 @@ __all__ = [
 
 CARE_PLAN = "personalised_care_plan"
 END_OF_TREATMENT = "end_of_treatment_summary"
+SURVEILLANCE_PLAN = "active_surveillance_plan"
 LANGUAGES = ("en", "sv")  # the first is the fallback
 _PACKAGE = "engine.documents"
-_TEMPLATES = {CARE_PLAN: "care_plan.html", END_OF_TREATMENT: "end_of_treatment_summary.html"}
+_TEMPLATES = {
+    CARE_PLAN: "care_plan.html",
+    END_OF_TREATMENT: "end_of_treatment_summary.html",
+    SURVEILLANCE_PLAN: "active_surveillance_plan.html",
+}
 # What a PDF may be made from: WeasyPrint's time and memory grow with the content (6,000 GP actions
 # took a minute and 380 MB; a 200-item care plan 8 s), so a larger document is refused, not rendered.
 # The bundled documents are 30-50 thousand characters of JSON with lists of a few dozen entries; the
@@ -184,8 +190,9 @@ def _css_string(value: Any) -> Markup:
 
 
 def render_html(document: dict[str, Any]) -> str:
-    """A document (from :func:`~engine.documents.build.care_plan_document` or
-    :func:`~engine.documents.build.end_of_treatment_summary`) as a self-contained printable HTML page in
+    """A document (from :func:`~engine.documents.build.care_plan_document`,
+    :func:`~engine.documents.build.end_of_treatment_summary` or
+    :func:`~engine.documents.build.active_surveillance_plan`) as a self-contained printable HTML page in
     the document's language. Everything from the document is escaped.
 
     Raises:
