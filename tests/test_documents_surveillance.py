@@ -33,7 +33,7 @@ from pathways_bundled.journeys import (
 from engine import CarePath, ConflictError, ManualClock, NotFoundError, Settings
 from engine.calendar import add_months
 from engine.documents.build import SURVEILLANCE_PLAN as DOCUMENT_TYPE
-from engine.documents.build import active_surveillance_plan, render_html, render_pdf
+from engine.documents.build import active_surveillance_plan, care_plan_document, render_html, render_pdf
 
 if TYPE_CHECKING:
     from conftest import DatabaseTemplates  # tests/conftest.py: imported by pytest, not by us
@@ -226,3 +226,27 @@ def test_no_plan_before_the_mdt_or_on_another_pathway(men: Men) -> None:
             active_surveillance_plan(men.app, journey.view.id, "en")
     with pytest.raises(NotFoundError):
         active_surveillance_plan(men.app, "00000000-0000-4000-8000-000000000000", "en")
+
+
+def test_the_care_plan_shows_the_tests_coming_until_the_first_years_review(men: Men) -> None:
+    """His Personalised Care Plan ("Coming up", what the NHS App and 1177 show) lists the PSA tests and the
+    review still to come, with the plan's dates; none once the review is done, or surveillance has ended."""
+
+    def coming(app: CarePath, journey: Journey, language: str = "en") -> list[tuple[str, str, str]]:
+        upcoming = care_plan_document(app, journey.view.id, language)["next_steps"]["upcoming"]
+        return [(u["code"], u["due_on"], u["label"]) for u in upcoming if u["code"].startswith("surveillance_")]
+
+    # The man in Sweden started last: his whole first year is still to come.
+    plan = active_surveillance_plan(men.swedish, men.in_sweden.view.id, "en")
+    assert plan["schedule"][0]["due_on"] > men.clock.now().date().isoformat()
+    expected = [("surveillance_psa", s["due_on"], "PSA blood test (active surveillance)") for s in plan["schedule"][:4]]
+    review = "Review of my first year of active surveillance with the urology team (PSA results, examination, MRI scan)"
+    assert coming(men.swedish, men.in_sweden) == [*expected, ("surveillance_review", expected[-1][1], review)]
+    assert {label for code, _, label in coming(men.swedish, men.in_sweden, "sv") if code == "surveillance_psa"} == {
+        "PSA-prov (aktiv monitorering)"
+    }
+    # Only what is still to come: the man whose year has run has none of it left before today.
+    today = men.clock.now().date().isoformat()
+    assert all(due >= today for _, due, _ in coming(men.app, men.started))
+    assert coming(men.app, men.reviewed) == [] and coming(men.app, men.progressed) == []
+    assert coming(men.app, men.radical) == []

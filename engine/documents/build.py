@@ -542,6 +542,7 @@ def _next_steps(src: _Sources) -> dict[str, Any]:
                 survey = "quality_of_life_survey" if src.england() else "min_vardplan_survey"
                 upcoming.append({"code": survey, "due_on": due})
         upcoming.extend(_palliative_due(src))
+        upcoming.extend(_surveillance_due(src))
         review_on = src.data.get("review_on")
         if isinstance(review_on, str) and review_on >= src.now.date().isoformat():
             upcoming.append({"code": "care_plan_review", "due_on": review_on})
@@ -612,12 +613,6 @@ def active_surveillance_plan(carepath: CarePath, instance_id: str, language: str
             "his end of treatment summary follows his treatment"
         )
     started = decided[0].date()
-
-    def on(months: int) -> str:
-        return add_months(datetime.combine(started, datetime.min.time()), months).date().isoformat()
-
-    psa = src.labels.of("surveillance_test", "psa")
-    review = src.labels.of("surveillance_test", "review")
     given = src.completed.get("as_plan")
     reviewed = src.completed.get("surveillance") is not None and data.get("surveillance_outcome") == "continue"
     return {
@@ -635,8 +630,8 @@ def active_surveillance_plan(carepath: CarePath, instance_id: str, language: str
             "shared_with_gp": data.get("shared_with_gp") is True if given else None,
         },
         "schedule": [
-            *({"code": "psa", "what": psa, "due_on": on(months)} for months in _AS_PSA_MONTHS),
-            {"code": "review", "what": review, "due_on": on(_AS_REVIEW_MONTHS)},
+            {"code": code, "what": src.labels.of("surveillance_test", code), "due_on": due}
+            for code, due in _surveillance_schedule(started)
         ],
         "first_year_reviewed_on": data.get("reviewed_on") if reviewed else None,
         "warning_signs": _warning_signs(carepath, src, None, None),
@@ -648,6 +643,28 @@ def active_surveillance_plan(carepath: CarePath, instance_id: str, language: str
         },
         "gp_practice": src.contacts.gp_practice(),
     }
+
+
+def _surveillance_schedule(started: date) -> list[tuple[str, str]]:
+    """The first year of active surveillance from the day it started: (``psa`` | ``review``, ISO date)."""
+
+    def on(months: int) -> str:
+        return add_months(datetime.combine(started, datetime.min.time()), months).date().isoformat()
+
+    return [*(("psa", on(months)) for months in _AS_PSA_MONTHS), ("review", on(_AS_REVIEW_MONTHS))]
+
+
+def _surveillance_due(src: _Sources) -> list[dict[str, Any]]:
+    """The care plan's "Coming up" on active surveillance: the first year's PSA tests and review still to
+    come, until the review is done (the plan itself lists them all: :func:`active_surveillance_plan`)."""
+    decided = src.completed.get("mdt")
+    if decided is None or "surveillance" in src.completed or not on_active_surveillance(src.view.pathway_id, src.data):
+        return []
+    today = src.now.date().isoformat()
+    codes = {"psa": "surveillance_psa", "review": "surveillance_review"}
+    return [
+        {"code": codes[code], "due_on": due} for code, due in _surveillance_schedule(decided[0].date()) if due >= today
+    ]
 
 
 # --- the end of treatment summary -----------------------------------------------------------------------
