@@ -250,3 +250,20 @@ def test_the_care_plan_shows_the_tests_coming_until_the_first_years_review(men: 
     assert all(due >= today for _, due, _ in coming(men.app, men.started))
     assert coming(men.app, men.reviewed) == [] and coming(men.app, men.progressed) == []
     assert coming(men.app, men.radical) == []
+
+
+def test_recorded_values_of_another_type_are_left_out_not_a_failure(men: Men, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value of another type than the form's (data corrected by hand on a version without a start schema)
+    is left out of the plan; the plan is still made."""
+    read = men.app.instances.read
+
+    def corrupted(session: object, instance_id: str) -> tuple[object, dict[str, object]]:
+        view, data = read(session, instance_id)
+        bad = {"plan_given_via": "nhs_app", "ongoing_support": {"a": 1}, "plan_given_on": 20260115, "reviewed_on": []}
+        return view, {**data, **bad}
+
+    monkeypatch.setattr(men.app.instances, "read", corrupted)
+    doc = active_surveillance_plan(men.app, men.reviewed.view.id, "en")
+    assert doc["plan"]["given_via"] == [] and doc["plan"]["given_on"] is None
+    assert doc["support"]["other"] == [] and doc["first_year_reviewed_on"] is None
+    render_html(doc)

@@ -621,9 +621,10 @@ def active_surveillance_plan(carepath: CarePath, instance_id: str, language: str
         "diagnosis": src.diagnosis(),
         "plan": {
             "started_on": started.isoformat(),
-            "given_on": data.get("plan_given_on") if given else None,
+            "given_on": _iso(data.get("plan_given_on")) if given else None,
             "given_via": [
-                {"code": str(v), "label": src.labels.of("plan_given_via", v)} for v in data.get("plan_given_via") or []
+                {"code": str(v), "label": src.labels.of("plan_given_via", v)}
+                for v in _listed(data.get("plan_given_via"))
             ]
             if given
             else [],
@@ -633,13 +634,13 @@ def active_surveillance_plan(carepath: CarePath, instance_id: str, language: str
             {"code": code, "what": src.labels.of("surveillance_test", code), "due_on": due}
             for code, due in _surveillance_schedule(started)
         ],
-        "first_year_reviewed_on": data.get("reviewed_on") if reviewed else None,
+        "first_year_reviewed_on": _iso(data.get("reviewed_on")) if reviewed else None,
         "warning_signs": _warning_signs(carepath, src, None, None),
         "who_to_call": src.contacts.all(),
         "support": {
             "organisations": src.contacts.connected(),
             "care_plan": src.items(_AGREED),
-            "other": [str(s) for s in data.get("ongoing_support") or []] if given else [],
+            "other": [str(s) for s in _listed(data.get("ongoing_support"))] if given else [],
         },
         "gp_practice": src.contacts.gp_practice(),
     }
@@ -1093,6 +1094,17 @@ def _benefits_form(src: _Sources) -> dict[str, Any] | None:
         return None
     status = src.data.get("benefits_form_status")
     return {"form": "SR1", "status": status, "label": src.labels.of("benefits_form", status) if status else None}
+
+
+def _iso(value: Any) -> str | None:
+    """A recorded date as ``YYYY-MM-DD``; None when it is not a date."""
+    day = _date(value)
+    return day.isoformat() if day else None
+
+
+def _listed(value: Any) -> list[Any]:
+    """A form's list as recorded; anything else (a value corrected by hand to another type) as none."""
+    return value if isinstance(value, list) else []
 
 
 def _date(value: Any) -> date | None:
