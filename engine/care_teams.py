@@ -46,6 +46,7 @@ from engine.errors import InvalidInputError, Problem
 __all__ = [
     "BREAK_GLASS_REASONS",
     "COMPOSITION_PREFIX",
+    "SURVEILLANCE_PLAN_PREFIX",
     "EVERYWHERE",
     "MAX_TEAMS",
     "NAME_PATTERN",
@@ -202,6 +203,8 @@ _OWNER_COLUMN: dict[str, Any] = {
     "referral_escalation": (ReferralEscalation.instance_id, ReferralEscalation.id),
 }
 COMPOSITION_PREFIX = "eot-"  # a FHIR Composition's id: eot-<instance id> (engine.fhir.documents uses this one)
+# ... and an active surveillance plan's: asp-<instance id>.
+SURVEILLANCE_PLAN_PREFIX = "asp-"
 
 
 def placement(session: Session, kind: str, key: str) -> Placement | None:
@@ -228,8 +231,9 @@ def placement(session: Session, kind: str, key: str) -> Placement | None:
         if found[1] is None:
             return Placement("", "", "")
         return Placement(found[1], found[2], found[3])
-    if kind == "composition":  # eot-<instance id>, or eot-<instance id>-<phase> (engine.fhir.documents)
-        key = key.removeprefix(COMPOSITION_PREFIX)[:36]
+    if kind == "composition":  # eot-<instance id>, eot-<instance id>-<phase>, asp-<instance id> (engine.fhir.documents)
+        prefix = next((p for p in (COMPOSITION_PREFIX, SURVEILLANCE_PLAN_PREFIX) if key.startswith(p)), "")
+        key = key.removeprefix(prefix)[:36]
     row = session.execute(select(*columns).where(PathwayInstance.id == key)).first()
     return None if row is None else Placement(row[0], row[1], row[2])
 

@@ -36,6 +36,17 @@ def test_a_start_is_placed_as_asked_or_by_the_deployment_default(carepath: CareP
     assert found is not None and (found.organisation, found.care_team) == ("rx1", "breast")
 
 
+def test_a_composition_is_placed_with_its_instance_whichever_document_it_is(carepath: CarePath) -> None:
+    """An End of Treatment Summary's Composition (eot-<id>, eot-<id>-<phase>) and an active surveillance plan's
+    (asp-<id>) are where their instance is: a caller outside its team never reads them."""
+    view = carepath.instances.start("test_assessment", "MRN-CT-4", "system:test", organisation="rx1", care_team="uro")
+    with read_only(carepath.sessions) as session:
+        for key in (f"eot-{view.id}", f"eot-{view.id}-2", f"asp-{view.id}"):
+            found = placement(session, "composition", key)
+            assert found is not None and (found.organisation, found.care_team) == ("rx1", "uro"), key
+        assert placement(session, "composition", "asp-00000000-0000-4000-8000-000000000000") is None
+
+
 def test_production_names_the_team_unless_a_default_is_configured(
     deployed_database_url: str, clock: ManualClock
 ) -> None:

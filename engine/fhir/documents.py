@@ -1,12 +1,13 @@
-"""The End of Treatment Summary as a FHIR Composition and a document Bundle.
+"""The End of Treatment Summary, and a man's active surveillance plan, as FHIR Compositions and document
+Bundles.
 
-The summary's content comes from :func:`engine.documents.build.end_of_treatment_summary` (its JSON,
-docs/documents.md). Each top-level key of that JSON becomes one section, read by key: the known ones
-in a fixed order with their titles, then any key added later, titled from its name. Values are
-rendered as XHTML narrative by their shape (text, lists, objects with a ``label`` or ``name``), so a
-field added to the document shows up in the Composition without a change here. Care plan items that
-are referrals (objects with ``kind: referral`` and an ``id``, wherever they are) are also entries of
-their section, referencing their ServiceRequests.
+The content comes from :func:`engine.documents.build.end_of_treatment_summary` and
+:func:`engine.documents.build.active_surveillance_plan` (their JSON, docs/documents.md). Each top-level
+key of that JSON becomes one section, read by key: the known ones in a fixed order with their titles,
+then any key added later, titled from its name. Values are rendered as XHTML narrative by their shape
+(text, lists, objects with a ``label`` or ``name``), so a field added to the document shows up in the
+Composition without a change here. Care plan items that are referrals (objects with ``kind: referral``
+and an ``id``, wherever they are) are also entries of their section, referencing their ServiceRequests.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from html import escape
 from typing import Any
 
 from engine.care_teams import COMPOSITION_PREFIX as CARE_TEAMS_COMPOSITION_PREFIX
+from engine.care_teams import SURVEILLANCE_PLAN_PREFIX
 from engine.fhir.careplans import instant
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "composition_id",
     "document_bundle",
     "parse_composition_id",
+    "parse_surveillance_plan_id",
     "referral_ids",
 ]
 
@@ -53,8 +56,28 @@ def parse_composition_id(value: str) -> tuple[str, int] | None:
     return (instance_id, int(number)) if int(number) > 1 else None
 
 
+def parse_surveillance_plan_id(value: str) -> str | None:
+    """The instance id an active surveillance plan's Composition id (``asp-<instance id>``) names, or None."""
+    rest = value.removeprefix(SURVEILLANCE_PLAN_PREFIX)
+    return rest if rest != value and len(rest) == _UUID_LENGTH else None
+
+
 _DOCUMENT_TYPES = "https://carepath.dev/fhir/CodeSystem/document-type"
-_SECTIONS = "https://carepath.dev/fhir/CodeSystem/end-of-treatment-section"
+# By the document's document_type: its type code and display, its sections' code system, and who wrote it.
+_KINDS = {
+    "end_of_treatment_summary": (
+        "end-of-treatment-summary",
+        "End of Treatment Summary",
+        "https://carepath.dev/fhir/CodeSystem/end-of-treatment-section",
+        "from the summary the treating team wrote",
+    ),
+    "active_surveillance_plan": (
+        "active-surveillance-plan",
+        "Active surveillance plan",
+        "https://carepath.dev/fhir/CodeSystem/active-surveillance-plan-section",
+        "from the pathway's record of his active surveillance",
+    ),
+}
 # The header fields of every document (engine/documents/build.py _Sources.header): not sections.
 _HEADER = {
     "document_type",
@@ -83,6 +106,11 @@ _TITLES: dict[str, dict[str, str]] = {
     "gp_actions": {"en": "For the GP", "sv": "Till vårdcentralen"},
     "follow_up": {"en": "Follow-up", "sv": "Uppföljning"},
     "phase": {"en": "Phase of care", "sv": "Vårdskede"},
+    # The active surveillance plan's own sections.
+    "plan": {"en": "About the plan", "sv": "Om planen"},
+    "schedule": {"en": "Tests and reviews", "sv": "Prover och uppföljningar"},
+    "first_year_reviewed_on": {"en": "First year reviewed on", "sv": "Första året följdes upp"},
+    "support": {"en": "Support", "sv": "Stöd"},
 }
 _WORDS = {
     "en": {"none": "None recorded", "yes": "Yes", "no": "No"},
@@ -133,10 +161,10 @@ def _render_object(value: dict[str, Any], language: str) -> str:
     return f"{head}<ul>{''.join(details)}</ul>" if head else f"<ul>{''.join(details)}</ul>"
 
 
-def _section(key: str, value: Any, language: str) -> dict[str, Any]:
+def _section(key: str, value: Any, language: str, system: str) -> dict[str, Any]:
     section: dict[str, Any] = {
         "title": _title(key, language),
-        "code": {"coding": [{"system": _SECTIONS, "code": key}]},
+        "code": {"coding": [{"system": system, "code": key}]},
         "text": {
             "status": "generated",
             "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{_render(value, language)}</div>',
@@ -163,25 +191,29 @@ def referral_ids(value: Any) -> list[str]:
 
 
 def composition(summary: dict[str, Any], patient: dict[str, Any], software: str) -> dict[str, Any]:
-    """The End of Treatment Summary (the JSON of ``end_of_treatment_summary``) as a Composition."""
+    """An End of Treatment Summary (the JSON of ``end_of_treatment_summary``) or an active surveillance
+    plan (``active_surveillance_plan``) as a Composition."""
     language = str(summary.get("language") or "en")
+    code, display, sections, written = _KINDS[str(summary.get("document_type"))]
+    if summary.get("document_type") == "active_surveillance_plan":
+        identity = f"{SURVEILLANCE_PLAN_PREFIX}{summary['instance_id']}"
+    else:
+        identity = composition_id(summary["instance_id"], (summary.get("phase") or {}).get("number"))
     keys = [k for k in _TITLES if k in summary] + [k for k in summary if k not in _TITLES and k not in _HEADER]
     return {
         "resourceType": "Composition",
-        "id": composition_id(summary["instance_id"], (summary.get("phase") or {}).get("number")),
+        "id": identity,
         "language": language,
         "status": "final",
         "type": {
-            "coding": [
-                {"system": _DOCUMENT_TYPES, "code": "end-of-treatment-summary", "display": "End of Treatment Summary"}
-            ],
+            "coding": [{"system": _DOCUMENT_TYPES, "code": code, "display": display}],
             "text": str(summary.get("title") or ""),
         },
         "subject": patient,
         "date": instant(summary["generated_at"]),
-        "author": [{"type": "Device", "display": f"{software}, from the summary the treating team wrote"}],
-        "title": str(summary.get("title") or "End of Treatment Summary"),
-        "section": [_section(key, summary[key], language) for key in keys],
+        "author": [{"type": "Device", "display": f"{software}, {written}"}],
+        "title": str(summary.get("title") or display),
+        "section": [_section(key, summary[key], language, sections) for key in keys],
     }
 
 

@@ -16,10 +16,21 @@ from engine.careplan.service import CarePlanService
 from engine.db.models import CarePlanItem, PathwayInstance
 from engine.db.session import read_only
 from engine.directory import service_directory
-from engine.documents.build import end_of_treatment_summaries, end_of_treatment_summary
+from engine.documents.build import (
+    active_surveillance_plan,
+    end_of_treatment_summaries,
+    end_of_treatment_summary,
+    on_active_surveillance,
+)
 from engine.errors import ConflictError, InvalidInputError, NotFoundError, Problem
 from engine.fhir.careplans import HNA_CHECKLIST, care_plan, service_request, task
-from engine.fhir.documents import composition, document_bundle, parse_composition_id, referral_ids
+from engine.fhir.documents import (
+    composition,
+    document_bundle,
+    parse_composition_id,
+    parse_surveillance_plan_id,
+    referral_ids,
+)
 from engine.fhir.identifiers import SYSTEMS, patient_ref_from_identifier, patient_reference
 from engine.fhir.questionnaires import (
     QUESTIONNAIRE_URL,
@@ -266,7 +277,8 @@ class FhirService:
     def compositions(
         self, patient_ref: str, language: str | None = None, scope: CareScope = EVERYWHERE
     ) -> list[dict[str, Any]]:
-        """The patient's End of Treatment Summaries that have been written."""
+        """The patient's End of Treatment Summaries that have been written, and the active surveillance plan of
+        each instance on active surveillance."""
         found = []
         for instance in self._instances(patient_ref, scope):
             phases = end_of_treatment_summaries(self.carepath, instance["id"], language)["phases"]
@@ -275,9 +287,24 @@ class FhirService:
                     continue
                 summary_json = end_of_treatment_summary(self.carepath, instance["id"], language, phase["number"])
                 found.append(composition(summary_json, self._patient(patient_ref), self.software))
+            if on_active_surveillance(instance["pathway_id"], self.carepath.instances.instance_data(instance["id"])):
+                plan = active_surveillance_plan(self.carepath, instance["id"], language)
+                found.append(composition(plan, self._patient(patient_ref), self.software))
         return found
 
     def _summary(self, composition_id: str, language: str | None) -> dict[str, Any]:
+        """The document a Composition id names: an End of Treatment Summary, or an active surveillance plan.
+
+        Raises: NotFoundError (none, or not written, or no active surveillance).
+        """
+        on_surveillance = parse_surveillance_plan_id(composition_id)
+        if on_surveillance is not None:
+            try:
+                return active_surveillance_plan(self.carepath, on_surveillance, language)
+            except ConflictError as exc:
+                raise NotFoundError("no such composition: the patient is not on active surveillance") from exc
+            except NotFoundError as exc:
+                raise NotFoundError("no such composition") from exc
         named = parse_composition_id(composition_id)
         if named is None:
             raise NotFoundError("no such composition")

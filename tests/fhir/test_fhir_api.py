@@ -274,6 +274,53 @@ def test_each_phase_of_care_has_its_own_composition(world: World) -> None:
         _outcome(world.client.get(f"{BASE}/Composition/{missing}", headers=world.auth("system")), 404, "not-found")
 
 
+def _mdt_chooses(world: World, patient: str, first_treatment: str) -> Any:
+    """A man on the prostate pathway whose MDT has just chosen ``first_treatment``."""
+    journey = start(world.engine, world.engine.clock, SITES["prostate"], patient)  # type: ignore[arg-type]
+    support(journey, "later")
+    journey.hna_declined()
+    return journey.do(
+        "mdt",
+        {
+            "treatment_intent": "curative",
+            "first_treatment": first_treatment,
+            "prehabilitation": False,
+            "clinical_trial_discussed": False,
+            "smoking_status": "never",
+            "systemic_therapy_planned": False,
+            "immunotherapy_planned": False,
+        },
+    )
+
+
+def test_a_mans_active_surveillance_plan_is_a_composition_and_a_document(world: World) -> None:
+    man = _mdt_chooses(world, "SYN-FHIR-ASP", "active_surveillance")
+    [plan] = _search(world, "Composition", patient="SYN-FHIR-ASP", role="system")
+    assert plan["id"] == f"asp-{man.view.id}" and plan["status"] == "final"
+    assert plan["type"]["coding"][0]["code"] == "active-surveillance-plan"
+    titles = [s["title"] for s in plan["section"]]
+    assert {"About the plan", "Tests and reviews", "Warning signs", "Who to call", "Support"} <= set(titles)
+    schedule = next(s for s in plan["section"] if s["code"]["coding"][0]["code"] == "schedule")
+    assert schedule["text"]["div"].count("PSA blood test") == 4
+    read = world.client.get(f"{BASE}/Composition/{plan['id']}", headers=world.auth("system")).json
+    assert read["id"] == plan["id"] and read["section"] == plan["section"]
+    document = world.client.get(f"{BASE}/Composition/{plan['id']}/$document", headers=world.auth("clinician")).json
+    assert document["type"] == "document" and document["entry"][0]["resource"]["id"] == plan["id"]
+    swedish = world.client.get(
+        f"{BASE}/Composition/{plan['id']}", headers={**world.auth("system"), "Accept-Language": "sv"}
+    ).json
+    assert swedish["language"] == "sv" and "Prover och uppföljningar" in [s["title"] for s in swedish["section"]]
+    # His summary's id names no summary: none is written.
+    _outcome(world.client.get(f"{BASE}/Composition/eot-{man.view.id}", headers=world.auth("system")), 404, "not-found")
+
+
+def test_no_active_surveillance_plan_composition_without_active_surveillance(world: World) -> None:
+    other = _mdt_chooses(world, "SYN-FHIR-NOASP", "radical_prostatectomy")
+    assert _search(world, "Composition", patient="SYN-FHIR-NOASP", role="system") == []
+    for missing in (f"asp-{other.view.id}", f"asp-{world.ended.view.id}", f"asp-{other.view.id}-2", "asp-", "asp-x"):
+        _outcome(world.client.get(f"{BASE}/Composition/{missing}", headers=world.auth("system")), 404, "not-found")
+
+
 # --- a patient app completes the needs assessment ---------------------------------------------------------------
 
 
