@@ -20,13 +20,11 @@ from typing import TYPE_CHECKING
 import pytest
 from pathways_bundled.journey import PATHWAYS, REPO, Journey, contact
 from pathways_bundled.journeys import (
-    LOW_CONCERNS,
-    NOT_ON_SACT,
     SITES,
     SURVEILLANCE_PLAN,
     _start,
-    _support,
     next_due,
+    prostate_mdt,
     record_tests_due,
 )
 
@@ -71,20 +69,8 @@ def _start_in_sweden(app: CarePath, clock: ManualClock, patient: str) -> Journey
 def _to_mdt(
     app: CarePath, clock: ManualClock, patient: str, first_treatment: str, support: str = "later", sweden: bool = False
 ) -> Journey:
-    j = _start_in_sweden(app, clock, patient) if sweden else _start(app, clock, SITES["prostate"], patient)
-    _support(j, support)
-    j.hna(LOW_CONCERNS)
-    j.do(
-        "mdt",
-        {
-            "treatment_intent": "curative",
-            "first_treatment": first_treatment,
-            "prehabilitation": False,
-            "clinical_trial_discussed": False,
-            **NOT_ON_SACT,
-        },
-    )
-    return j
+    started = _start_in_sweden(app, clock, patient) if sweden else None
+    return prostate_mdt(app, clock, patient, first_treatment, support, started)
 
 
 def _first_year(j: Journey, outcome: str, due: list[str]) -> None:

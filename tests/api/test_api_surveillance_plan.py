@@ -17,7 +17,7 @@ from api_contract import make_token, running_app
 from flask import Flask
 from helpers import assert_problem
 from pathways_bundled.journey import PATHWAYS, REPO, Journey
-from pathways_bundled.journeys import LOW_CONCERNS, NOT_ON_SACT, SITES, _start, _support
+from pathways_bundled.journeys import prostate_mdt
 
 from engine import ManualClock
 
@@ -35,22 +35,6 @@ class World:
     headers: dict[str, str]
 
 
-def _to_mdt(engine: Any, clock: ManualClock, patient: str, first_treatment: str) -> Journey:
-    j = _start(engine, clock, SITES["prostate"], patient)
-    _support(j, "later")
-    j.hna(LOW_CONCERNS)
-    return j.do(
-        "mdt",
-        {
-            "treatment_intent": "curative",
-            "first_treatment": first_treatment,
-            "prehabilitation": False,
-            "clinical_trial_discussed": False,
-            **NOT_ON_SACT,
-        },
-    )
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, database_templates: DatabaseTemplates) -> Iterator[World]:
     folder: Path = tmp_path_factory.mktemp("surveillance-plan-api")
@@ -59,8 +43,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, database_templates: Database
     url = f"sqlite:///{folder / 'api.sqlite3'}"
     with running_app(url, clock, PATHWAYS_DIR=PATHWAYS, RULES_DIR=REPO / "rules") as app:
         engine = app.extensions["carepath"]
-        man = _to_mdt(engine, clock, "SYN-ASA-0001", "active_surveillance")
-        other = _to_mdt(engine, clock, "SYN-ASA-0002", "radical_prostatectomy")
+        man = prostate_mdt(engine, clock, "SYN-ASA-0001", "active_surveillance")
+        other = prostate_mdt(engine, clock, "SYN-ASA-0002", "radical_prostatectomy")
         headers = {"Authorization": f"Bearer {make_token(app, 'clinician')}"}
         yield World(app, man, other, headers)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fhir_world import LOCAL, NHS, NHS_NUMBER, World
-from pathways_bundled.journeys import ABOUT_WORKING_PARENT, HIGH_CONCERNS, SITES
+from pathways_bundled.journeys import ABOUT_WORKING_PARENT, HIGH_CONCERNS, SITES, prostate_mdt
 from pathways_bundled.journeys import _mdt as mdt
 from pathways_bundled.journeys import _start as start
 from pathways_bundled.journeys import _support as support
@@ -274,27 +274,8 @@ def test_each_phase_of_care_has_its_own_composition(world: World) -> None:
         _outcome(world.client.get(f"{BASE}/Composition/{missing}", headers=world.auth("system")), 404, "not-found")
 
 
-def _mdt_chooses(world: World, patient: str, first_treatment: str) -> Any:
-    """A man on the prostate pathway whose MDT has just chosen ``first_treatment``."""
-    journey = start(world.engine, world.engine.clock, SITES["prostate"], patient)  # type: ignore[arg-type]
-    support(journey, "later")
-    journey.hna_declined()
-    return journey.do(
-        "mdt",
-        {
-            "treatment_intent": "curative",
-            "first_treatment": first_treatment,
-            "prehabilitation": False,
-            "clinical_trial_discussed": False,
-            "smoking_status": "never",
-            "systemic_therapy_planned": False,
-            "immunotherapy_planned": False,
-        },
-    )
-
-
 def test_a_mans_active_surveillance_plan_is_a_composition_and_a_document(world: World) -> None:
-    man = _mdt_chooses(world, "SYN-FHIR-ASP", "active_surveillance")
+    man = prostate_mdt(world.engine, world.engine.clock, "SYN-FHIR-ASP", "active_surveillance")  # type: ignore[arg-type]
     [plan] = _search(world, "Composition", patient="SYN-FHIR-ASP", role="system")
     assert plan["id"] == f"asp-{man.view.id}" and plan["status"] == "final"
     assert plan["type"]["coding"][0]["code"] == "active-surveillance-plan"
@@ -315,7 +296,7 @@ def test_a_mans_active_surveillance_plan_is_a_composition_and_a_document(world: 
 
 
 def test_no_active_surveillance_plan_composition_without_active_surveillance(world: World) -> None:
-    other = _mdt_chooses(world, "SYN-FHIR-NOASP", "radical_prostatectomy")
+    other = prostate_mdt(world.engine, world.engine.clock, "SYN-FHIR-NOASP", "radical_prostatectomy")  # type: ignore[arg-type]
     assert _search(world, "Composition", patient="SYN-FHIR-NOASP", role="system") == []
     for missing in (f"asp-{other.view.id}", f"asp-{world.ended.view.id}", f"asp-{other.view.id}-2", "asp-", "asp-x"):
         _outcome(world.client.get(f"{BASE}/Composition/{missing}", headers=world.auth("system")), 404, "not-found")

@@ -567,26 +567,39 @@ def palliative_journey(app: CarePath, clock: ManualClock, site: Site, patient: s
     return j
 
 
+def prostate_mdt(
+    app: CarePath,
+    clock: ManualClock,
+    patient: str,
+    first_treatment: str,
+    support: str = "later",
+    started: Journey | None = None,
+) -> Journey:
+    """A man on the prostate pathway whose MDT has just chosen ``first_treatment`` (``active_surveillance``,
+    ``radical_prostatectomy``...), after the support offer (``support``) and a needs assessment with low
+    concerns; ``started``: his journey, started elsewhere (in Sweden), else started here, in England."""
+    j = started or _start(app, clock, SITES["prostate"], patient)
+    _support(j, support)
+    j.hna(LOW_CONCERNS)
+    return j.do(
+        "mdt",
+        {
+            "treatment_intent": "curative",
+            "first_treatment": first_treatment,
+            "prehabilitation": False,
+            "clinical_trial_discussed": False,
+            **NOT_ON_SACT,
+        },
+    )
+
+
 def prostate_surveillance(
     app: CarePath, clock: ManualClock, patient: str, outcome: str, plan_given: bool = True, support: str = "later"
 ) -> Journey:
     """A year of active surveillance to the 12-month review (``outcome``); ``plan_given`` False: the
     surveillance plan is still not given at the review; ``support`` the answer at diagnosis ('no': offered
     again after a review that continues surveillance)."""
-    site = SITES["prostate"]
-    j = _start(app, clock, site, patient)
-    _support(j, support)
-    j.hna(LOW_CONCERNS)
-    j.do(
-        "mdt",
-        {
-            "treatment_intent": "curative",
-            "first_treatment": "active_surveillance",
-            "prehabilitation": False,
-            "clinical_trial_discussed": False,
-            **NOT_ON_SACT,
-        },
-    )
+    j = prostate_mdt(app, clock, patient, "active_surveillance", support)
     # His plan (tests, warning signs, who to call, support) in place of an end of treatment summary.
     if plan_given:
         j.do("as_plan", {**SURVEILLANCE_PLAN, "plan_given_on": j.today()})

@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from pathways_bundled.journey import PATHWAYS, REPO, Journey
-from pathways_bundled.journeys import LOW_CONCERNS, NOT_ON_SACT, SITES, _start, _support
+from pathways_bundled.journeys import prostate_mdt
 from web_helpers import make_token, sign_in_with
 
 from api import create_app
@@ -29,22 +29,6 @@ class World:
     app: Flask
     man: Journey  # the MDT chose active surveillance
     other: Journey  # the MDT chose surgery
-
-
-def _to_mdt(engine: Any, clock: ManualClock, patient: str, first_treatment: str) -> Journey:
-    j = _start(engine, clock, SITES["prostate"], patient)
-    _support(j, "later")
-    j.hna(LOW_CONCERNS)
-    return j.do(
-        "mdt",
-        {
-            "treatment_intent": "curative",
-            "first_treatment": first_treatment,
-            "prehabilitation": False,
-            "clinical_trial_discussed": False,
-            **NOT_ON_SACT,
-        },
-    )
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +51,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, database_templates: Any) -> 
         engine = app.extensions["carepath"]
         yield World(
             app,
-            _to_mdt(engine, clock, "SYN-ASW-0001", "active_surveillance"),
-            _to_mdt(engine, clock, "SYN-ASW-0002", "radical_prostatectomy"),
+            prostate_mdt(engine, clock, "SYN-ASW-0001", "active_surveillance"),
+            prostate_mdt(engine, clock, "SYN-ASW-0002", "radical_prostatectomy"),
         )
     finally:
         app.extensions["carepath"].close()
