@@ -116,6 +116,7 @@ EVENT_TYPES = frozenset(
         "referral_escalation_completed",
         "summary_overdue",
         "summary_overdue_closed",
+        "summary_written",
         "care_team_changed",
     }
 )

@@ -295,6 +295,8 @@ def _record_written(context: StepContext, task: Any, params: dict[str, Any]) -> 
     row.task_id = row.task_id or task_id
     row.phase, row.status, row.written_at, row.written_by = phase, "written", now, context.actor
     row.content = json.dumps({k: v for k, v in data.items() if k != "treatment_summary"}, default=str)
+    # Written: a document the patient and the GP can now read (webhook summary.written). Ids and codes only.
+    context.record("summary_written", element, {"summary": row.id, "number": row.number, "phase": row.phase})
     if row.overdue_at is not None and row.closed_at is None:
         row.closed_at = now
         context.record(

@@ -18,6 +18,8 @@ more through the API (``GET /v1/instances/{id}/events``) with its own token.
                             task was opened for the named contact (``referral_overdue``)
 ``summary.overdue``         an end of treatment summary was not written within 6 weeks of its phase
                             of care's end: a task was opened for the named contact (``summary_overdue``)
+``summary.written``         an end of treatment summary was written: a document to read or send on
+                            (``summary_written``)
 ``assessment.completed``    a needs assessment was evaluated against its rules (``rules_evaluated``)
 ``incident.opened``         the instance stopped in an incident (``error``)
 ``instance.completed``      the instance finished (``completed``)
@@ -41,6 +43,7 @@ WEBHOOK_EVENT_TYPES = (
     "referral.changed",
     "referral.overdue",
     "summary.overdue",
+    "summary.written",
     "assessment.completed",
     "incident.opened",
     "instance.completed",
@@ -90,8 +93,9 @@ class Notice:
         )
 
 
-# Trail events of the worker's scans -> (webhook event, {webhook field: trail payload key}).
-_OVERDUE: dict[str, tuple[str, dict[str, str]]] = {
+# Trail events carried over field by field -> (webhook event, {webhook field: trail payload key}): the
+# worker's scans' overdue tasks, and a summary written.
+_MAPPED: dict[str, tuple[str, dict[str, str]]] = {
     "referral_overdue": (
         "referral.overdue",
         {"care_plan_item_id": "item", "escalation_id": "escalation", "urgency": "urgency"},
@@ -99,6 +103,10 @@ _OVERDUE: dict[str, tuple[str, dict[str, str]]] = {
     "summary_overdue": (
         "summary.overdue",
         {"summary_id": "summary", "phase": "phase", "phase_number": "number", "due_by": "due_by"},
+    ),
+    "summary_written": (
+        "summary.written",
+        {"summary_id": "summary", "phase": "phase", "phase_number": "number"},
     ),
 }
 
@@ -128,8 +136,8 @@ def derive_notices(facts: StepFacts) -> list[Notice]:
             add("assessment.completed", seq, element=element, evaluation_id=evaluation)
             if payload.get("emergency_referred"):
                 add("emergency.opened", seq, element=element, evaluation_id=evaluation)
-        elif kind in _OVERDUE:  # a task the worker opened for the named contact
-            event_type, fields = _OVERDUE[kind]
+        elif kind in _MAPPED:  # a task the worker opened for the named contact; a summary written
+            event_type, fields = _MAPPED[kind]
             add(event_type, seq, **{name: payload.get(key) for name, key in fields.items()})
         elif kind == "timer_fired" and payload.get("overdue_task"):
             add(

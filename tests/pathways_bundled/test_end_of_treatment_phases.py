@@ -124,6 +124,31 @@ def test_a_summary_written_in_time_opens_no_task(bundled: CarePath, journey_cloc
     assert _events(bundled, j.view.id, "summary_overdue", "summary_overdue_closed") == []
 
 
+def test_a_summary_written_is_on_the_trail_and_heard_by_subscribers(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    """Writing the summary records ``summary_written`` (ids and codes only) and a subscriber of
+    ``summary.written`` hears of it in the same step, to fetch the document and show or send it."""
+    bundled.webhook_admin.add("https://receiver.example/written", ["summary.written"])
+    j = _course_ended(bundled, journey_clock, "SYN-EOT-0009")
+    j.do("write_summary", SUMMARY)
+    [row] = _rows(bundled, j.view.id)
+    [written] = _events(bundled, j.view.id, "summary_written")
+    assert json.loads(written.payload) == {"summary": row.id, "number": 1, "phase": "first_line"}
+    assert (written.element, written.actor) == ("keep_summary", "clinician:cns-syn")  # the step of who wrote it
+    with bundled.sessions() as session:
+        deliveries = [d for d in session.scalars(select(WebhookDelivery)) if d.event_type == "summary.written"]
+    [delivery] = [d for d in deliveries if json.loads(d.body)["data"]["instance_id"] == j.view.id]
+    data = json.loads(delivery.body)["data"]
+    assert (data["summary_id"], data["phase"], data["phase_number"], data["trail_seq"]) == (
+        row.id,
+        "first_line",
+        1,
+        written.seq,
+    )
+    assert "SYN-EOT" not in delivery.body  # never the patient's reference
+
+
 def test_an_instance_that_ends_without_its_summary_closes_the_task(
     bundled: CarePath, journey_clock: ManualClock
 ) -> None:
