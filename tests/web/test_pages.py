@@ -26,7 +26,7 @@ from api.web.auth import page
 from api.web.forms import other_problems
 from api.web.i18n import strings
 from engine.access import PERMISSIONS, ROLES
-from engine.audit import on_behalf_of
+from engine.audit import EVENT_TYPES, on_behalf_of
 
 Client = Callable[[str], FlaskClient]
 PATHWAY, CARE_PLAN, BAD = "test_assessment", "test_careplan", "test_bad_condition"
@@ -657,6 +657,12 @@ def test_a_broken_trail_is_named_per_instance(app: Flask, signed_in: Client) -> 
 def test_both_locales_have_the_same_words() -> None:
     assert set(strings("en")) == set(strings("sv"))
     assert all(isinstance(value, str) and value for value in strings("sv").values())
+
+
+def test_every_trail_event_has_a_name_on_the_timeline_in_both_languages() -> None:
+    for language in ("en", "sv"):
+        named = {key.removeprefix("timeline.types.") for key in strings(language) if key.startswith("timeline.types.")}
+        assert named == set(EVENT_TYPES), language
 
 
 def test_the_browser_or_the_user_chooses_the_language(app: Flask, signed_in: Client) -> None:
