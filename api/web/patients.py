@@ -74,20 +74,21 @@ def find() -> str:
 def patient(instance_id: Any) -> str:
     view = carepath().instances.get(str(instance_id))
     concerns = queries().concern_trends(view.id) if can("evaluations.read") else None
+    # What the documents section reads of the instance's data (its wishes, whether it has a surveillance plan).
+    data = carepath().instances.instance_data(view.id) if can("documents.read") else None
     return render_template(
         "web/patient.html",
         view=view,
         progress=instance_progress(carepath().instances, view.id),
         events=queries().events(view.id) if can("events.read") else None,
         care_plan=_care_plan(view.id),
-        wishes=_wishes(view.id),
+        wishes=palliative_wishes(data, current_language()) if data is not None else None,
         reasons=SUGGESTED_REASONS,
         summaries=[p for p in carepath().treatment_summaries.list_phases(view.id) if p["status"] == "written"]
         if can("documents.read")
         else [],
         awaited=_awaited_summaries(view),
-        surveillance_plan=can("documents.read")
-        and on_active_surveillance(view.pathway_id, carepath().instances.instance_data(view.id)),
+        surveillance_plan=data is not None and on_active_surveillance(view.pathway_id, data),
         concerns=concerns,
         concerns_chart=_concerns_chart(concerns) if concerns else None,
         glass=g.get("break_glass"),
@@ -127,13 +128,6 @@ def _concerns_chart(concerns: dict[str, Any]) -> Markup | None:
 
 def _care_plan(instance_id: str) -> Any:
     return carepath().care_plans.get(instance_id) if can("documents.read") else None
-
-
-def _wishes(instance_id: str) -> dict[str, Any] | None:
-    """The palliative route's advance care plan, carers and family support, for whoever may read the plan."""
-    if not can("documents.read"):
-        return None
-    return palliative_wishes(carepath().instances.instance_data(instance_id), current_language())
 
 
 @bp.post("/break-glass")
