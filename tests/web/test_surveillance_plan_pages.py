@@ -97,7 +97,7 @@ def test_the_task_that_gives_the_plan_offers_it_to_print(world: World) -> None:
     client = _signed_in(world.app, "clinician")
     task = next(t for t in world.man.view.ready_tasks if t["element"] == "as_plan")
     page = client.get(f"/patients/{world.man.view.id}/tasks/{task['id']}").get_data(as_text=True)
-    assert 'data-test="task-document"' in page and "Print or send the Active surveillance plan" in page
+    assert 'data-test="task-document"' in page and "Print or send the active surveillance plan" in page
     assert f'href="/patients/{world.man.view.id}/documents/{DOCUMENT}?lang=sv"' in page
     other = next(t for t in world.man.view.ready_tasks if t["element"] != "as_plan")
     assert 'data-test="task-document"' not in client.get(f"/patients/{world.man.view.id}/tasks/{other['id']}").get_data(
