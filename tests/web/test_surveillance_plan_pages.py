@@ -83,6 +83,8 @@ def test_the_man_finds_his_plan_among_his_documents(world: World) -> None:
     client = _signed_in(world.app, "patient")
     page = client.get(f"/my/plans/{world.man.view.id}").get_data(as_text=True)
     assert f'href="/my/plans/{world.man.view.id}/documents/{DOCUMENT}?lang=en"' in page
+    # What comes next on his page: his first PSA test, three months after the MDT chose surveillance.
+    assert "<strong>2026-04-15</strong>: PSA blood test (active surveillance)" in page
     assert f'href="/my/plans/{world.man.view.id}/documents/{DOCUMENT}?lang=sv&amp;format=pdf"' in page
     document = client.get(f"/my/plans/{world.man.view.id}/documents/{DOCUMENT}?lang=en")
     assert document.status_code == 200 and "<h1>My active surveillance plan</h1>" in document.get_data(as_text=True)
