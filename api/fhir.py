@@ -326,7 +326,7 @@ def create_questionnaire_response() -> Response:
     return _answer(stored, 201, {"Location": f"{_base()}/QuestionnaireResponse/{stored['id']}"})
 
 
-# --- the End of Treatment Summary ---------------------------------------------------------------------
+# --- the End of Treatment Summary, and the active surveillance plan ----------------------------------
 
 
 @bp.get("/Composition")

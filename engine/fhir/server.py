@@ -86,7 +86,9 @@ RESOURCES: tuple[SupportedResource, ...] = (
         "Composition",
         ("read", "search-type"),
         "documents.read",
-        "The End of Treatment Summary, once written; $document gives it as a document Bundle.",
+        "The End of Treatment Summary of each phase of care, once written (eot-<instance id>), and a man's "
+        "active surveillance plan while he is on it (asp-<instance id>); $document gives either as a "
+        "document Bundle.",
         operations=("document",),
     ),
 )

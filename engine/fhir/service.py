@@ -272,7 +272,7 @@ class FhirService:
             if cursor is None:
                 return found
 
-    # --- the End of Treatment Summary ----------------------------------------------------------------
+    # --- the End of Treatment Summary, and the active surveillance plan -------------------------------
 
     def compositions(
         self, patient_ref: str, language: str | None = None, scope: CareScope = EVERYWHERE
