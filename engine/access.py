@@ -106,7 +106,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "instances.manage": frozenset({"system", "clinician"}),  # suspend, resume, cancel, retry
     "tasks.read": frozenset({"system", "clinician"}),
     "tasks.complete": frozenset({"system", "clinician"}),
-    "messages.send": frozenset({"system"}),
+    # Deliver a message to a waiting instance: the integrating system (the EHR, the SACT system), or a
+    # clinician of the patient's care team who learns of it first (a recurrence at clinic, a death told by the
+    # family, a warning sign phoned in) and records it on the patient page. The engine keeps it to the
+    # sender's care teams (a death: engine.instances.deaths).
+    "messages.send": frozenset({"system", "clinician"}),
     "events.read": frozenset({"auditor", "clinician"}),
     "audit.verify": frozenset({"auditor"}),
     "documents.read": frozenset({"system", "clinician", "auditor"}),  # care plan, end of treatment summary

@@ -2,7 +2,8 @@
 
 What the restored workflow says (:func:`engine.spiff.progress.element_progress`: done, ready,
 active, waiting with each timer's due time, error), completed by the event trail for elements whose
-finished history compaction removed from the state. Read in one read-only unit of work.
+finished history compaction removed from the state, and the messages the instance waits for now (what
+a clinician may record on the patient page: a recurrence, a death). Read in one read-only unit of work.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from engine.db.models import InstanceEvent
 from engine.db.session import read_only
 from engine.instances.service import PathwayService
 from engine.instances.store import load_instance
+from engine.instances.view import Status
 from engine.spiff.progress import ElementProgress, element_progress
+from engine.spiff.workflows import waiting_messages
 
 __all__ = ["InstanceProgress", "instance_progress"]
 
@@ -39,9 +42,11 @@ class InstanceProgress:
     pathway_version: str
     status: str
     elements: list[ElementProgress]
+    # The messages a running instance waits for now, by name, sorted; none once it has ended or stopped.
+    messages: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "elements": [e.as_dict() for e in self.elements]}
+        return {**self.__dict__, "elements": [e.as_dict() for e in self.elements], "messages": list(self.messages)}
 
 
 def instance_progress(service: PathwayService, instance_id: str) -> InstanceProgress:
@@ -56,6 +61,7 @@ def instance_progress(service: PathwayService, instance_id: str) -> InstanceProg
         instance = load_instance(session, instance_id)
         workflow = service.steps.restore(session, instance)
         elements = element_progress(workflow)
+        messages = tuple(sorted(waiting_messages(workflow))) if instance.status == Status.RUNNING else ()
         passed: set[str] = {
             name
             for name in session.scalars(
@@ -74,4 +80,6 @@ def instance_progress(service: PathwayService, instance_id: str) -> InstanceProg
     elements += [
         ElementProgress(element=name, process="", name=name, kind="", state="done") for name in sorted(passed - known)
     ]
-    return InstanceProgress(instance.id, instance.pathway_id, instance.pathway_version, instance.status, elements)
+    return InstanceProgress(
+        instance.id, instance.pathway_id, instance.pathway_version, instance.status, elements, messages
+    )

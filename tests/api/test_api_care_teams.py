@@ -11,6 +11,7 @@ show it; a break-glass read by a clinician reaches another team of the organisat
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -498,16 +499,18 @@ def test_body_routes_reach_only_the_callers_patients(world: World) -> None:
     # Without a team, a token with one team starts in it.
     placed = world.client.post("/v1/instances", headers=system, json={"pathway_id": PATHWAY, "patient_ref": "NEW-2"})
     assert (placed.json["organisation"], placed.json["care_team"]) == HOME
-    # A message to another team's patient finds nothing to deliver, as for a patient who does not exist.
-    for where in (OTHER_TEAM, OTHER_ORG):
+    # A message to another team's patient finds nothing to deliver, as for a patient who does not exist:
+    # from the team's integrating system and from its clinicians (who record what they learn first) alike.
+    for sender, where in itertools.product((system, world.headers("clinician")), (OTHER_TEAM, OTHER_ORG)):
         hidden = world.client.post(
             "/v1/messages",
-            headers=system,
+            headers=sender,
             json={"name": "warning_sign_reported", "instance_id": world.places[where].instance_id},
         )
         missing = world.client.post(
-            "/v1/messages", headers=system, json={"name": "warning_sign_reported", "instance_id": str(uuid.uuid4())}
+            "/v1/messages", headers=sender, json={"name": "warning_sign_reported", "instance_id": str(uuid.uuid4())}
         )
+        assert hidden.status_code == 409
         assert (hidden.status_code, hidden.json["detail"]) == (missing.status_code, missing.json["detail"])
 
 

@@ -325,6 +325,28 @@ def test_a_clinician_completes_a_task_from_the_work_list_and_the_diagram_moves_o
     browser.screenshot("patient", "#diagram-heading")
 
 
+def test_a_clinician_records_a_warning_sign_phoned_in_from_the_patient_page(browser: Browser, server: Server) -> None:
+    """The patient page lists what the pathway waits for; the form names each missing answer, and the record
+    starts triage as a report from the patient does."""
+    instance = _instance_of(server, "SYN-DEMO-0005")  # breast, after the end of treatment summary
+    browser.sign_in("clinician")
+    browser.open(f"/patients/{instance}")
+    browser.find("[data-test=record-events] [data-message=warning_sign_reported] a").click()
+    browser.wait(lambda d: d.current_url.endswith("/record/warning_sign_reported"))
+    browser.axe("record a warning sign")
+    browser.find("[data-test=record]").click()  # nothing chosen: the error, on its field
+    browser.wait(lambda d: d.find_element(By.CSS_SELECTOR, ".nhsuk-error-summary"))
+    [link] = browser.finds(".nhsuk-error-summary__list a")
+    assert link.text == "Choose what the patient noticed" and browser.finds("#f-warning_sign-error")
+    browser.axe("record a warning sign, with its error")
+    browser.find("label[for=f-warning_sign-1]").click()
+    browser.find("#f-description").send_keys("Hot and shivery since this morning")
+    browser.find("[data-test=record]").click()
+    browser.wait(lambda d: d.current_url.endswith(f"/patients/{instance}"))
+    assert "Recorded for SYN-DEMO-0005: Warning sign reported." in browser.text()
+    assert "triage" in [t["element"] for t in server.engine.instances.get(instance).ready_tasks]
+
+
 def test_a_document_opens_in_swedish(browser: Browser) -> None:
     browser.sign_in("clinician")
     browser.open("/patients?patient=SYN-DEMO-0002")

@@ -112,6 +112,7 @@ def test_patient_pages_answer_by_scope(app: Flask) -> None:
                     "evaluation_id": str(uuid.uuid4()),
                     "escalation_id": str(uuid.uuid4()),
                     "document": "care-plan",
+                    "message": "warning_sign_reported",
                 }
                 url = re.sub(r"<(?:[^:>]+:)?(\w+)>", lambda m, keys=keys: keys[m.group(1)], rule.rule)
                 for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):

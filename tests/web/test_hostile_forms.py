@@ -54,6 +54,7 @@ def test_every_form_answers_hostile_values_without_a_server_error(app: Flask, si
         "escalation_id": unknown,
         "item_id": unknown,
         "request_id": unknown,
+        "message": "warning_sign_reported",  # not awaited yet: the 409 page (fields: test_record_pages)
     }
     forms = web_routes(app, "POST", ids)
     assert len(forms) > 12
