@@ -101,7 +101,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "pathways.activate": frozenset({"author"}),  # a second author: never who deployed it (engine.four_eyes)
     "rule_sets.deploy": frozenset({"author"}),  # record the rules folder's texts: a changed one is pending
     "rule_sets.activate": frozenset({"author"}),  # a second author, as for pathways
-    "instances.start": frozenset({"system"}),
+    # Start a pathway for a patient: the integrating system (the EHR records the diagnosis), or a clinician who
+    # enrols a newly diagnosed patient on the web app's start page, in one of their own care teams.
+    "instances.start": frozenset({"system", "clinician"}),
     "instances.read": frozenset({"system", "clinician", "auditor"}),
     "instances.manage": frozenset({"system", "clinician"}),  # suspend, resume, cancel, retry
     "tasks.read": frozenset({"system", "clinician"}),

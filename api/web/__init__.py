@@ -9,6 +9,7 @@ the ``web`` blueprint, which owns the templates, the static files, CSRF checking
 * ``session``   -- signing in with an API token, signing out, the language switch
 * ``clinicians``-- the work list and the task page (the task's form)
 * ``patients``  -- a patient's pathway (diagram, timeline, care plan, documents, incidents)
+* ``starting``  -- starting a pathway for a patient (their reference, care team and the pathway's start data)
 * ``recording`` -- recording what happened to a patient (a recurrence, a death): the messages their pathway waits for
 * ``authors``   -- the pathway library, versions, diagrams with their validation problems
 * ``auditors``  -- rule evaluations (why / why not) and event trail verification
@@ -38,7 +39,7 @@ from engine.errors import (
     PermissionDeniedError,
 )
 
-from . import auditors, authors, clinicians, managers, my_plan, patients, recording
+from . import auditors, authors, clinicians, managers, my_plan, patients, recording, starting
 from . import session as session_pages
 from .assets import vendor_url
 from .auth import TlsAwareSessions, can, check_csrf, csrf_token, principal
@@ -49,7 +50,7 @@ __all__ = ["bp", "init_app"]
 
 # /static is the app's own (Flask adds it whether or not api/static exists): the pages' files are under /assets.
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
-for child in (session_pages, clinicians, patients, recording, authors, auditors, my_plan, managers):
+for child in (session_pages, clinicians, starting, patients, recording, authors, auditors, my_plan, managers):
     bp.register_blueprint(child.bp)
 
 bp.before_request(check_csrf)

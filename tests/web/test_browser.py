@@ -347,6 +347,31 @@ def test_a_clinician_records_a_warning_sign_phoned_in_from_the_patient_page(brow
     assert "triage" in [t["element"] for t in server.engine.instances.get(instance).ready_tasks]
 
 
+def test_a_clinician_starts_a_pathway_for_a_newly_diagnosed_patient(browser: Browser, server: Server) -> None:
+    browser.sign_in("clinician")
+    browser.open("/patients")
+    browser.find("[data-test=start-pathway]").click()
+    browser.wait(lambda d: d.current_url.endswith("/patients/start"))
+    browser.axe("start: choose a pathway")
+    next(a for a in browser.finds("[data-test=startable] a") if "general_cancer" in a.get_attribute("href")).click()
+    browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=start]"))
+    browser.axe("start: the form")
+    browser.find("[data-test=start]").click()  # nothing filled in: each required field says so
+    browser.wait(lambda d: d.find_element(By.CSS_SELECTOR, ".nhsuk-error-summary"))
+    assert len(browser.finds(".nhsuk-error-summary__list a")) == 5  # the reference and four start fields
+    browser.axe("start: the form with its errors")
+    browser.find("#f-patient_ref").send_keys("SYN-BROWSER-0001")
+    browser.find("#f-diagnosis").send_keys("myeloma")
+    browser.driver.execute_script("arguments[0].value = '2026-01-05'", browser.find("#f-diagnosis_date"))
+    browser.find("#f-age").send_keys("63")
+    browser.find("label[for=f-treatment_intent-1]").click()
+    browser.find("[data-test=start]").click()
+    browser.wait(lambda d: "/patients/start" not in d.current_url)
+    assert "Pathway started for SYN-BROWSER-0001" in browser.text()
+    instance = _instance_of(server, "SYN-BROWSER-0001")
+    assert browser.driver.current_url.endswith(f"/patients/{instance}")
+
+
 def test_a_document_opens_in_swedish(browser: Browser) -> None:
     browser.sign_in("clinician")
     browser.open("/patients?patient=SYN-DEMO-0002")

@@ -35,6 +35,8 @@ OWN = {"patient.read", "patient.submit", "patient.report"}
 # Aggregated measures, within the user's organisation (engine.reports.MeasureQuery): no patient named.
 REPORTS = {"/service"}
 GLASS_FORM = "/patients/break-glass"  # the break-glass itself (a POST naming the instance in its form)
+# Starting a pathway: placed in one of the user's own teams (api.scope.start_placement; tests/web/test_start_pages.py).
+STARTS = {"/patients/start", "/patients/start/<pathway_id>"}
 
 
 def _engine(app: Flask) -> Any:
@@ -71,6 +73,8 @@ def _decision(rule: str, view: Any) -> str:
         return "aggregated"
     if rule == GLASS_FORM:
         return "break-glass"
+    if rule in STARTS:
+        return "a start in the user's teams"
     named = getattr(view, "named", None)
     if named is not None or "<uuid:instance_id>" in rule:
         assert (named or "instance") in KINDS
