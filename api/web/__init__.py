@@ -10,6 +10,7 @@ the ``web`` blueprint, which owns the templates, the static files, CSRF checking
 * ``clinicians``-- the work list and the task page (the task's form)
 * ``patients``  -- a patient's pathway (diagram, timeline, care plan, documents, incidents)
 * ``starting``  -- starting a pathway for a patient (their reference, care team and the pathway's start data)
+* ``lifecycle`` -- pausing, resuming, ending a patient's pathway and handing it to another care team
 * ``recording`` -- recording what happened to a patient (a recurrence, a death): the messages their pathway waits for
 * ``authors``   -- the pathway library, versions, diagrams with their validation problems
 * ``auditors``  -- rule evaluations (why / why not) and event trail verification
@@ -39,7 +40,7 @@ from engine.errors import (
     PermissionDeniedError,
 )
 
-from . import auditors, authors, clinicians, managers, my_plan, patients, recording, starting
+from . import auditors, authors, clinicians, lifecycle, managers, my_plan, patients, recording, starting
 from . import session as session_pages
 from .assets import vendor_url
 from .auth import TlsAwareSessions, can, check_csrf, csrf_token, principal
@@ -50,7 +51,18 @@ __all__ = ["bp", "init_app"]
 
 # /static is the app's own (Flask adds it whether or not api/static exists): the pages' files are under /assets.
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
-for child in (session_pages, clinicians, starting, patients, recording, authors, auditors, my_plan, managers):
+for child in (
+    session_pages,
+    clinicians,
+    starting,
+    patients,
+    lifecycle,
+    recording,
+    authors,
+    auditors,
+    my_plan,
+    managers,
+):
     bp.register_blueprint(child.bp)
 
 bp.before_request(check_csrf)
@@ -92,6 +104,7 @@ def page_globals() -> dict[str, Any]:
         "format_time": format_time,
         "flashed": flashed,
         "record_title": recording.title_of,
+        "manage_actions": lifecycle.offered,
     }
 
 

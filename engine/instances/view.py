@@ -12,7 +12,16 @@ from engine.errors import InvalidInputError, Problem
 from engine.instances.store import InstanceRecord
 from engine.spiff import workflows
 
-__all__ = ["PATIENT_REF_PATTERN", "SYNTHETIC_PREFIX", "InstanceView", "Status", "instance_view", "validate_patient_ref"]
+__all__ = [
+    "CANCEL_REASONS",
+    "PATIENT_REF_PATTERN",
+    "SUSPEND_REASONS",
+    "SYNTHETIC_PREFIX",
+    "InstanceView",
+    "Status",
+    "instance_view",
+    "validate_patient_ref",
+]
 
 
 class Status(StrEnum):
@@ -24,6 +33,13 @@ class Status(StrEnum):
     COMPLETED = "completed"
     ERROR = "error"  # an incident: a step failed inside the diagram's logic; retry once fixed
 
+
+# The reason codes the web app offers for pausing and ending an instance (the API takes any code:
+# engine.audit.check_reason, lower case letters, digits and _). A death is not among them: it is recorded
+# (the message patient_died), which ends every pathway of the patient and stops every invitation, where
+# cancelling ends one.
+SUSPEND_REASONS = ("patient_request", "treatment_paused", "care_elsewhere_for_now", "clinical_review")
+CANCEL_REASONS = ("started_in_error", "wrong_pathway", "duplicate", "patient_declined", "care_transferred")
 
 # The one rule for naming patients: an opaque external identifier (the OpenAPI schemas use it too).
 PATIENT_REF_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"

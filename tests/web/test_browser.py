@@ -345,6 +345,11 @@ def test_a_clinician_records_a_warning_sign_phoned_in_from_the_patient_page(brow
     browser.wait(lambda d: d.current_url.endswith(f"/patients/{instance}"))
     assert "Recorded for SYN-DEMO-0005: Warning sign reported." in browser.text()
     assert "triage" in [t["element"] for t in server.engine.instances.get(instance).ready_tasks]
+    # Ending the pathway is a page of its own, which points to recording a death instead.
+    browser.find("[data-test=manage-actions] [data-action=cancel] a").click()
+    browser.wait(lambda d: d.current_url.endswith(f"/patients/{instance}/cancel"))
+    assert browser.finds("[data-test=death-hint] a")
+    browser.axe("end this pathway")
 
 
 def test_a_clinician_starts_a_pathway_for_a_newly_diagnosed_patient(browser: Browser, server: Server) -> None:

@@ -117,6 +117,7 @@ def test_patient_pages_answer_by_scope(app: Flask) -> None:
                     "escalation_id": str(uuid.uuid4()),
                     "document": "care-plan",
                     "message": "warning_sign_reported",
+                    "action": "suspend",
                 }
                 url = re.sub(r"<(?:[^:>]+:)?(\w+)>", lambda m, keys=keys: keys[m.group(1)], rule.rule)
                 for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):

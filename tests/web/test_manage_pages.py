@@ -1,0 +1,194 @@
+"""Managing a patient's pathway from their page (api/web/lifecycle.py), on the bundled breast pathway: pause,
+resume and end it with a reason code, and hand it over to another care team; a page drawn before the pathway
+moved on changes nothing, and ending it points to recording a death instead where that is what happened."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from pathways_bundled.journey import PATHWAYS, REPO
+from pathways_bundled.journeys import SITES, _start
+from sqlalchemy import select
+from web_helpers import csrf_of, sign_in_with
+
+from api import create_app
+from engine import ManualClock
+from engine.access import create_token
+from engine.db.models import InstanceEvent
+from engine.db.session import unit_of_work
+
+
+@dataclass
+class World:
+    app: Flask
+    instance_id: str
+
+    @property
+    def url(self) -> str:
+        return f"/patients/{self.instance_id}"
+
+    def view(self) -> Any:
+        return self.app.extensions["carepath"].instances.get(self.instance_id)
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        with self.app.extensions["carepath"].sessions() as session:
+            rows = session.scalars(
+                select(InstanceEvent)
+                .where(InstanceEvent.instance_id == self.instance_id, InstanceEvent.type == kind)
+                .order_by(InstanceEvent.seq)
+            )
+            return [json.loads(row.payload) for row in rows]
+
+
+@pytest.fixture
+def world(tmp_path: Path, database_templates: Any) -> Iterator[World]:
+    shutil.copyfile(database_templates.sqlite_file(PATHWAYS), tmp_path / "web.sqlite3")
+    clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
+            "PATHWAYS_DIR": PATHWAYS,
+            "RULES_DIR": REPO / "rules",
+            "CLOCK": clock,
+            "SECRET_KEY": "test-secret-key",
+            "FOUR_EYES": "off",
+        }
+    )
+    try:
+        engine = app.extensions["carepath"]
+        journey = _start(engine, clock, SITES["breast"], "SYN-MAN-0001")
+        yield World(app, journey.view.id)
+    finally:
+        app.extensions["carepath"].close()
+
+
+def _client(world: World, role: str = "clinician", teams: list[str] | None = None) -> FlaskClient:
+    engine = world.app.extensions["carepath"]
+    view = world.view()
+    with unit_of_work(engine.sessions) as session:
+        secret = create_token(
+            session,
+            role,
+            role,
+            engine.clock,
+            organisation=view.organisation,
+            teams=teams if teams is not None else [view.care_team],
+        )[1]
+    client = world.app.test_client()
+    assert sign_in_with(client, secret).status_code == 303
+    return client
+
+
+def _csrf(client: FlaskClient) -> str:
+    return csrf_of(client.get("/work-list").get_data(as_text=True))
+
+
+def _post(client: FlaskClient, url: str, data: dict[str, Any]) -> Any:
+    return client.post(url, data={"csrf_token": _csrf(client), **data})
+
+
+def test_pause_and_resume_with_a_reason(world: World) -> None:
+    client = _client(world)
+    page = client.get(world.url).get_data(as_text=True)
+    assert 'data-test="manage-actions"' in page
+    for action in ("suspend", "cancel"):
+        assert f'href="{world.url}/{action}"' in page
+    assert f'href="{world.url}/resume"' not in page  # it is running
+    form = client.get(f"{world.url}/suspend").get_data(as_text=True)
+    assert "no timer fires" in form and 'value="treatment_paused"' in form
+    version = world.view().version
+    missing = _post(client, f"{world.url}/suspend", {"version": version})
+    assert missing.status_code == 422 and "Choose a reason" in missing.get_data(as_text=True)
+    done = _post(client, f"{world.url}/suspend", {"version": version, "reason": "treatment_paused"})
+    assert done.status_code == 303 and world.view().status == "suspended"
+    assert world.events("suspended") == [{"reason": "treatment_paused"}]
+    page = client.get(world.url).get_data(as_text=True)
+    assert "Paused for SYN-MAN-0001." in page and f'href="{world.url}/resume"' in page
+    assert f'href="{world.url}/suspend"' not in page
+    resumed = _post(client, f"{world.url}/resume", {"version": world.view().version})
+    assert resumed.status_code == 303 and world.view().status == "running"
+
+
+def test_a_page_drawn_before_the_pathway_moved_on_changes_nothing(world: World) -> None:
+    client = _client(world)
+    stale_version = world.view().version
+    world.app.extensions["carepath"].instances.send_message(
+        "recurrence_confirmed", "system:ehr", instance_id=world.instance_id
+    )
+    refused = _post(client, f"{world.url}/cancel", {"version": stale_version, "reason": "started_in_error"})
+    assert refused.status_code == 409 and 'data-test="stale"' in refused.get_data(as_text=True)
+    assert world.view().status == "running" and world.events("cancelled") == []
+    # Resuming a pathway that is not paused: the same answer, nothing changed.
+    assert _post(client, f"{world.url}/resume", {"version": world.view().version}).status_code == 409
+
+
+def test_ending_it_points_to_recording_a_death_and_ends_this_pathway_only(world: World) -> None:
+    engine = world.app.extensions["carepath"]
+    view = world.view()
+    other = engine.instances.start(
+        "lung_cancer",
+        "SYN-MAN-0001",
+        "system:ehr",
+        {"diagnosis": "lung", "diagnosis_date": "2026-01-10", "age": 60, "treatment_intent": "curative"},
+        organisation=view.organisation,
+        care_team=view.care_team,
+    )
+    client = _client(world)
+    form = client.get(f"{world.url}/cancel").get_data(as_text=True)
+    assert 'data-test="death-hint"' in form and f'href="{world.url}/record/patient_died"' in form
+    hostile = _post(client, f"{world.url}/cancel", {"version": view.version, "reason": "<b>free text</b>"})
+    assert hostile.status_code == 422 and "<b>free text</b>" not in hostile.get_data(as_text=True)
+    done = _post(client, f"{world.url}/cancel", {"version": view.version, "reason": "started_in_error"})
+    assert done.status_code == 303 and world.view().status == "cancelled"
+    assert engine.instances.get(other.id).status == "running"
+    assert world.events("cancelled") == [{"reason": "started_in_error"}]
+    page = client.get(world.url).get_data(as_text=True)
+    assert "Ended for SYN-MAN-0001." in page
+    assert f'href="{world.url}/cancel"' not in page and f'href="{world.url}/care-team"' in page
+
+
+def test_a_handover_moves_the_pathway_to_the_new_team(world: World) -> None:
+    client = _client(world)
+    view = world.view()
+    same = _post(
+        client, f"{world.url}/care-team", {"version": view.version, "care_team": view.care_team, "reason": "referral"}
+    )
+    assert same.status_code == 409 and "in this care team already" in same.get_data(as_text=True)
+    bad = _post(
+        client, f"{world.url}/care-team", {"version": view.version, "care_team": "a team!", "reason": "referral"}
+    )
+    assert bad.status_code == 422 and "Enter the team" in bad.get_data(as_text=True)
+    done = _post(
+        client, f"{world.url}/care-team", {"version": view.version, "care_team": "palliative", "reason": "mdt-decision"}
+    )
+    assert done.status_code == 303 and done.location == "/patients"
+    assert world.view().care_team == "palliative"
+    assert world.events("care_team_changed") == [{"from": view.care_team, "to": "palliative", "reason": "mdt-decision"}]
+    # No longer this clinician's to open; the message names no one it may not see.
+    listed = client.get("/patients").get_data(as_text=True)
+    assert "Handed over to palliative: this patient." in listed and "SYN-MAN-0001" not in listed
+    assert client.get(world.url).status_code == 404
+    assert _client(world, teams=["palliative"]).get(world.url).status_code == 200
+
+
+@pytest.mark.parametrize("role", ["auditor", "author", "manager"])
+def test_roles_that_do_not_manage_see_no_action_and_cannot_post(world: World, role: str) -> None:
+    client = _client(world, role)
+    page = client.get(world.url)
+    if page.status_code == 200:
+        assert 'data-test="manage-actions"' not in page.get_data(as_text=True)
+    for path in ("suspend", "cancel", "care-team"):
+        assert client.get(f"{world.url}/{path}").status_code == 403
+        refused = _post(client, f"{world.url}/{path}", {"version": world.view().version, "reason": "duplicate"})
+        assert refused.status_code == 403
+    assert world.view().status == "running"
