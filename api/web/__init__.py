@@ -11,6 +11,7 @@ the ``web`` blueprint, which owns the templates, the static files, CSRF checking
 * ``patients``  -- a patient's pathway (diagram, timeline, care plan, documents, incidents)
 * ``starting``  -- starting a pathway for a patient (their reference, care team and the pathway's start data)
 * ``lifecycle`` -- pausing, resuming, ending a patient's pathway and handing it to another care team
+* ``corrections`` -- correcting a patient's start data (a mistyped date of diagnosis), with a reason code
 * ``recording`` -- recording what happened to a patient (a recurrence, a death): the messages their pathway waits for
 * ``authors``   -- the pathway library, versions, diagrams with their validation problems
 * ``auditors``  -- rule evaluations (why / why not) and event trail verification
@@ -40,7 +41,7 @@ from engine.errors import (
     PermissionDeniedError,
 )
 
-from . import auditors, authors, clinicians, lifecycle, managers, my_plan, patients, recording, starting
+from . import auditors, authors, clinicians, corrections, lifecycle, managers, my_plan, patients, recording, starting
 from . import session as session_pages
 from .assets import vendor_url
 from .auth import TlsAwareSessions, can, check_csrf, csrf_token, principal
@@ -57,6 +58,7 @@ for child in (
     starting,
     patients,
     lifecycle,
+    corrections,
     recording,
     authors,
     auditors,

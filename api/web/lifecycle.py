@@ -22,6 +22,7 @@ from engine.instances.progress import instance_progress
 from engine.instances.view import CANCEL_REASONS, SUSPEND_REASONS, InstanceView, Status
 
 from .. import carepath
+from ..access_log import shows_patients
 from .auth import actor, page
 from .flashes import tell
 from .forms import revision_of
@@ -45,6 +46,7 @@ def offered(view: InstanceView) -> list[str]:
 
 
 @bp.get(f"/<uuid:instance_id>/{_MANAGE}")
+@shows_patients  # the patient's reference and their pathway's status: a look, recorded
 @page("instances.manage")
 def confirm(instance_id: Any, action: str) -> tuple[str, int]:
     return _page(carepath().instances.get(str(instance_id)), action, {}, {})
@@ -57,6 +59,7 @@ def apply(instance_id: Any, action: str) -> WerkzeugResponse | tuple[str, int]:
 
 
 @bp.get("/<uuid:instance_id>/care-team")
+@shows_patients
 @page("instances.transfer")
 def team(instance_id: Any) -> tuple[str, int]:
     return _page(carepath().instances.get(str(instance_id)), "care-team", {}, {})

@@ -64,7 +64,7 @@ def form(pathway_id: str) -> tuple[str, int]:
 @page("instances.start")
 def start(pathway_id: str) -> WerkzeugResponse | tuple[str, int]:
     info, schema = _pathway(pathway_id)
-    fields = _fields(schema)
+    fields = start_fields(schema)
     data, problems = parse_fields(fields, request.form)
     problems += other_problems(schema, data, problems) if schema is not None else []
     patient_ref = request.form.get(PATIENT_FIELD, "").strip()
@@ -85,7 +85,7 @@ def start(pathway_id: str) -> WerkzeugResponse | tuple[str, int]:
             info.pathway_id, patient_ref, actor(), data, organisation=organisation, care_team=care_team
         )
     except StartDataError as exc:  # the start schema's own check: its problems name /data/<field>
-        problems = [Problem(p.message, field=_within_data(p.field), code=p.code) for p in exc.problems]
+        problems = [Problem(p.message, field=within_data(p.field), code=p.code) for p in exc.problems]
         return _page(info, schema, request.form, problems, 422)
     except InstanceExistsError as exc:
         running = visible_instance(user, exc.instance_id)
@@ -120,7 +120,7 @@ def _teams() -> list[str]:
     return sorted(teams) if teams else []
 
 
-def _fields(schema: dict[str, Any] | None) -> list[FormField]:
+def start_fields(schema: dict[str, Any] | None) -> list[FormField]:
     """The start schema's fields, each labelled and explained in the page's language where the locale knows
     its name (the bundled pathways' fields), else as the schema has it."""
     fields = [f for f in fields_of(schema) if f.name not in (PATIENT_FIELD, TEAM_FIELD)]
@@ -130,7 +130,7 @@ def _fields(schema: dict[str, Any] | None) -> list[FormField]:
     return fields
 
 
-def _within_data(pointer: str | None) -> str:
+def within_data(pointer: str | None) -> str:
     """A start data problem's field as the form names it: ``/data/age`` is the form's ``/age``."""
     value = pointer or "/"
     return value.removeprefix("/data") or "/"
@@ -145,7 +145,7 @@ def _page(
     *,
     running: str = "",
 ) -> tuple[str, int]:
-    fields = _fields(schema)
+    fields = start_fields(schema)
     own = [
         FormField(PATIENT_FIELD, f"/{PATIENT_FIELD}", translate("start.patient_ref"), "text", True),
         *(

@@ -14,6 +14,7 @@ from engine.spiff import workflows
 
 __all__ = [
     "CANCEL_REASONS",
+    "CORRECTION_REASONS",
     "PATIENT_REF_PATTERN",
     "SUSPEND_REASONS",
     "SYNTHETIC_PREFIX",
@@ -40,6 +41,8 @@ class Status(StrEnum):
 # cancelling ends one.
 SUSPEND_REASONS = ("patient_request", "treatment_paused", "care_elsewhere_for_now", "clinical_review")
 CANCEL_REASONS = ("started_in_error", "wrong_pathway", "duplicate", "patient_declined", "care_transferred")
+# ... and for correcting an instance's start data (PATCH /v1/instances/{id}/data).
+CORRECTION_REASONS = ("transcription_error", "updated_information", "source_record_corrected")
 
 # The one rule for naming patients: an opaque external identifier (the OpenAPI schemas use it too).
 PATIENT_REF_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"

@@ -119,6 +119,9 @@ def _urls(ids: dict[str, str]) -> dict[str, str]:
         "web.auditors.trail": "/audit/trail",  # audit.verify, but it lists patients (api.access_log.shows_patients)
         # messages.send, but the form names the patient and lists their warning signs (shows_patients)
         "web.recording.form": f"/patients/{i}/record/warning_sign_reported",
+        "web.lifecycle.confirm": f"/patients/{i}/suspend",  # instances.manage: the page names the patient
+        "web.lifecycle.team": f"/patients/{i}/care-team",  # instances.transfer
+        "web.corrections.form": f"/patients/{i}/data",  # instances.correct: the patient's start data
         # The patient's own (a patient token for NHS_NUMBER): their reads are looks too.
         "me.records": "/v1/me",
         "me.care_plan": f"/v1/me/instances/{i}/care-plan",

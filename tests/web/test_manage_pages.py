@@ -192,3 +192,36 @@ def test_roles_that_do_not_manage_see_no_action_and_cannot_post(world: World, ro
         refused = _post(client, f"{world.url}/{path}", {"version": world.view().version, "reason": "duplicate"})
         assert refused.status_code == 403
     assert world.view().status == "running"
+
+
+def test_the_start_data_is_corrected_with_a_reason_and_only_changes_are_sent(world: World) -> None:
+    client = _client(world)
+    assert f'href="{world.url}/data"' in client.get(world.url).get_data(as_text=True)
+    form = client.get(f"{world.url}/data").get_data(as_text=True)
+    assert 'name="diagnosis_date"' in form and 'value="2026-01-12"' in form  # the instance's own values
+    view = world.view()
+    data = {"version": view.version, "diagnosis": "breast", "diagnosis_date": "2026-01-12", "age": "52"}
+    data["treatment_intent"] = "curative"
+    # What the engine recorded at the start besides (the health system): the form holds it as well.
+    recorded = world.app.extensions["carepath"].instances.instance_data(world.instance_id)
+    data["health_system"] = recorded["health_system"]
+    emptied = _post(client, f"{world.url}/data", {**data, "health_system": "", "reason": "transcription_error"})
+    assert emptied.status_code == 422 and "cannot be emptied" in emptied.get_data(as_text=True)
+    unchanged = _post(client, f"{world.url}/data", {**data, "reason": "transcription_error"})
+    assert unchanged.status_code == 422 and "Change at least one value" in unchanged.get_data(as_text=True)
+    no_reason = _post(client, f"{world.url}/data", {**data, "diagnosis_date": "2026-01-02"})
+    assert no_reason.status_code == 422 and "Choose a reason" in no_reason.get_data(as_text=True)
+    bad = _post(client, f"{world.url}/data", {**data, "age": "300", "reason": "transcription_error"})
+    assert bad.status_code == 422 and 'id="f-age-error"' in bad.get_data(as_text=True)
+    assert world.events("data_corrected") == []
+    done = _post(client, f"{world.url}/data", {**data, "diagnosis_date": "2026-01-02", "reason": "transcription_error"})
+    assert done.status_code == 303
+    corrected = world.app.extensions["carepath"].instances.instance_data(world.instance_id)
+    assert corrected["diagnosis_date"] == "2026-01-02" and corrected["age"] == 52
+    [event] = world.events("data_corrected")
+    assert event["fields"] == ["diagnosis_date"] and event["reason"] == "transcription_error"
+    assert "2026-01-02" not in json.dumps(event)
+    assert "Corrected for SYN-MAN-0001." in client.get(world.url).get_data(as_text=True)
+    # A page drawn before that correction changes nothing.
+    stale = _post(client, f"{world.url}/data", {**data, "age": "53", "reason": "updated_information"})
+    assert stale.status_code == 409 and world.events("data_corrected") == [event]
