@@ -350,6 +350,9 @@ def test_a_clinician_records_a_warning_sign_phoned_in_from_the_patient_page(brow
     browser.wait(lambda d: d.current_url.endswith(f"/patients/{instance}/cancel"))
     assert browser.finds("[data-test=death-hint] a")
     browser.axe("end this pathway")
+    browser.open(f"/patients/{instance}/data")
+    assert browser.find("#f-diagnosis_date").get_attribute("value")  # the instance's own values, to correct
+    browser.axe("correct the start data")
 
 
 def test_a_clinician_starts_a_pathway_for_a_newly_diagnosed_patient(browser: Browser, server: Server) -> None:
