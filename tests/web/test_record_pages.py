@@ -6,7 +6,6 @@ refused in the page's language with nothing recorded; the page offers only what 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,12 +15,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pathways_bundled.journey import PATHWAYS, REPO, Journey
+from pathways_bundled.journey import Journey
 from pathways_bundled.journeys import SITES, _start
 from sqlalchemy import select
-from web_helpers import csrf_of, make_token, sign_in_with
+from web_helpers import bundled_app, csrf_of, make_token, sign_in_with
 
-from api import create_app
 from api.web import recording
 from engine import ManualClock
 from engine.access import create_token
@@ -46,19 +44,8 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path, database_templates: Any) -> Iterator[World]:
-    shutil.copyfile(database_templates.sqlite_file(PATHWAYS), tmp_path / "web.sqlite3")
     clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
-            "PATHWAYS_DIR": PATHWAYS,
-            "RULES_DIR": REPO / "rules",
-            "CLOCK": clock,
-            "SECRET_KEY": "test-secret-key",
-            "FOUR_EYES": "off",
-        }
-    )
+    app = bundled_app(tmp_path, database_templates, clock)
     try:
         yield World(app, _start(app.extensions["carepath"], clock, SITES["breast"], PATIENT))
     finally:

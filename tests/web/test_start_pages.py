@@ -4,7 +4,6 @@ schema; every problem is shown on its field in the page's language and nothing i
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,11 +12,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pathways_bundled.journey import PATHWAYS, REPO
 from sqlalchemy import func, select
-from web_helpers import csrf_of, make_token, sign_in_with
+from web_helpers import bundled_app, csrf_of, make_token, sign_in_with
 
-from api import create_app
 from engine import ManualClock
 from engine.access import create_token
 from engine.db.models import PathwayInstance
@@ -34,18 +31,7 @@ BREAST = {
 
 @pytest.fixture
 def app(tmp_path: Path, database_templates: Any) -> Iterator[Flask]:
-    shutil.copyfile(database_templates.sqlite_file(PATHWAYS), tmp_path / "web.sqlite3")
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
-            "PATHWAYS_DIR": PATHWAYS,
-            "RULES_DIR": REPO / "rules",
-            "CLOCK": ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC)),
-            "SECRET_KEY": "test-secret-key",
-            "FOUR_EYES": "off",
-        }
-    )
+    app = bundled_app(tmp_path, database_templates, ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC)))
     try:
         yield app
     finally:

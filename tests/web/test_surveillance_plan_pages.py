@@ -4,7 +4,6 @@ PDF, among his own documents. The document's content: tests/test_documents_surve
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,11 +13,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pathways_bundled.journey import PATHWAYS, REPO, Journey
+from pathways_bundled.journey import Journey
 from pathways_bundled.journeys import prostate_mdt
-from web_helpers import make_token, sign_in_with
+from web_helpers import bundled_app, make_token, sign_in_with
 
-from api import create_app
 from engine import ManualClock
 
 DOCUMENT = "active-surveillance-plan"
@@ -34,19 +32,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, database_templates: Any) -> Iterator[World]:
     folder: Path = tmp_path_factory.mktemp("surveillance-plan-pages")
-    shutil.copyfile(database_templates.sqlite_file(PATHWAYS), folder / "web.sqlite3")
     clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": f"sqlite:///{folder / 'web.sqlite3'}",
-            "PATHWAYS_DIR": PATHWAYS,
-            "RULES_DIR": REPO / "rules",
-            "CLOCK": clock,
-            "SECRET_KEY": "test-secret-key",
-            "FOUR_EYES": "off",
-        }
-    )
+    app = bundled_app(folder, database_templates, clock)
     try:
         engine = app.extensions["carepath"]
         yield World(

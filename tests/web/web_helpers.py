@@ -4,12 +4,16 @@ helpers: a module named ``conftest`` would be tests/api's when the whole suite r
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from api import create_app
+from engine import ManualClock
 from engine.access import create_token
 from engine.db.session import unit_of_work
 
@@ -52,3 +56,22 @@ def copy_of(app: Flask, client: FlaskClient) -> FlaskClient:
     thief = app.test_client()
     thief.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie.value)
     return thief
+
+
+def bundled_app(folder: Path, database_templates: Any, clock: ManualClock) -> Flask:
+    """The app on its own copy (in ``folder``) of the test database template with the bundled pathways and rules
+    deployed, four eyes off (each version active at once), on ``clock``. Close its engine after use."""
+    from pathways_bundled.journey import PATHWAYS, REPO  # the bundled journeys' own folders
+
+    shutil.copyfile(database_templates.sqlite_file(PATHWAYS), folder / "web.sqlite3")
+    return create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{folder / 'web.sqlite3'}",
+            "PATHWAYS_DIR": PATHWAYS,
+            "RULES_DIR": REPO / "rules",
+            "CLOCK": clock,
+            "SECRET_KEY": "test-secret-key",
+            "FOUR_EYES": "off",
+        }
+    )
