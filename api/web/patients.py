@@ -14,6 +14,7 @@ from engine.access import BREAK_GLASS_ROLES
 from engine.access_log import Access, record_reads
 from engine.care_teams import NOT_FOUND, BreakGlass, placement
 from engine.careplan.moves import SUGGESTED_REASONS
+from engine.careplan.patient_status import treatment_status
 from engine.careplan.summaries import WRITE_ELEMENT
 from engine.db.session import read_only
 from engine.documents.build import (
@@ -89,6 +90,7 @@ def patient(instance_id: Any) -> str:
         else [],
         awaited=_awaited_summaries(view),
         surveillance_plan=data is not None and on_active_surveillance(view.pathway_id, data),
+        treatment=treatment_status(data) if data is not None else None,
         concerns=concerns,
         concerns_chart=_concerns_chart(concerns) if concerns else None,
         glass=g.get("break_glass"),

@@ -55,7 +55,13 @@ from engine.rules.activation import warning_signs_in_use
 from engine.rules.assessment import is_iso_date
 from engine.rules.model import SMOKING_STATUSES
 
-__all__ = ["PATIENT_STATUS_FIELDS", "WARNING_SIGN_TEXT_LIMIT", "patient_status_operators"]
+__all__ = [
+    "PATIENT_STATUS_FIELDS",
+    "TREATMENT_STATUS_FIELDS",
+    "WARNING_SIGN_TEXT_LIMIT",
+    "patient_status_operators",
+    "treatment_status",
+]
 
 # Where the record is kept: the top workflow's own data, which every branch and sub-pathway reaches
 # and which is saved with the instance's state. No task uses this name, so documents reading the
@@ -121,6 +127,23 @@ PATIENT_STATUS_FIELDS: dict[str, Callable[[Any], str | None]] = {
     "carers": _form_answers,
     "palliative_family_support": _form_answers,
 }
+
+
+# What the message treatment_status_changed sets, and the safety rules read (on SACT with a warning sign: an emergency).
+TREATMENT_STATUS_FIELDS = ("on_sact", "last_sact_date", "on_immunotherapy", "last_immunotherapy_date", "smoking_status")
+
+
+def treatment_status(data: dict[str, Any]) -> dict[str, Any]:
+    """The treatment status an instance's data records now (``data``: its accumulated data), each of
+    :data:`TREATMENT_STATUS_FIELDS` with its value, None when nothing is recorded or the value is not one the
+    record's checks allow (a value edited by hand is shown as not recorded, never as what it says)."""
+    record = data.get(_RECORD_KEY)
+    record = record if isinstance(record, dict) else {}
+    return {
+        name: value if value is not None and PATIENT_STATUS_FIELDS[name](value) is None else None
+        for name in TREATMENT_STATUS_FIELDS
+        for value in (record.get(name),)
+    }
 
 
 def patient_status_operators(registry: Any, *, active_only: bool = False) -> dict[str, ServiceOperator]:

@@ -6,6 +6,7 @@ refused in the page's language with nothing recorded; the page offers only what 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from web_helpers import bundled_app, csrf_of, make_token, sign_in_with
 from api.web import recording
 from engine import ManualClock
 from engine.access import create_token
+from engine.careplan.patient_status import TREATMENT_STATUS_FIELDS, treatment_status
 from engine.db.models import InstanceEvent
 from engine.db.session import unit_of_work
 
@@ -156,7 +158,32 @@ def test_the_treatment_status_is_recorded_for_the_safety_rules(world: World) -> 
     record = world.app.extensions["carepath"].instances.instance_data(world.patient.view.id)["patient_status_record"]
     assert record["on_sact"] is True and record["last_sact_date"] == "2026-01-14"
     assert record["smoking_status"] == "never" and record.get("on_immunotherapy") is None
-    assert "Registrerat för SYN-REC-0001: Behandlingsstatus ändrad." in client.get(world.url).get_data(as_text=True)
+    page = client.get(world.url).get_data(as_text=True)
+    assert "Registrerat för SYN-REC-0001: Behandlingsstatus ändrad." in page
+    # The patient page shows what is recorded now, in the page's language.
+    shown = {
+        name: re.search(rf'data-field="{name}">.*?<dd[^>]*>(.*?)</dd>', page, re.S).group(1)  # type: ignore[union-attr]
+        for name in TREATMENT_STATUS_FIELDS
+    }
+    assert shown == {
+        "on_sact": "Ja",
+        "last_sact_date": "2026-01-14",
+        "on_immunotherapy": "Inte registrerat",
+        "last_immunotherapy_date": "Inte registrerat",
+        "smoking_status": "Har aldrig rökt",
+    }
+
+
+def test_the_treatment_status_shown_is_only_what_its_checks_allow() -> None:
+    record = {"on_sact": "yes", "last_sact_date": "2026-13-40", "on_immunotherapy": False, "smoking_status": "never"}
+    assert treatment_status({"patient_status_record": record}) == {
+        "on_sact": None,  # edited by hand: not shown as what it says
+        "last_sact_date": None,
+        "on_immunotherapy": False,
+        "last_immunotherapy_date": None,
+        "smoking_status": "never",
+    }
+    assert treatment_status({"patient_status_record": "not a record"}) == dict.fromkeys(TREATMENT_STATUS_FIELDS)
 
 
 def test_a_needs_assessment_asked_for_by_the_gp_starts_one(world: World) -> None:
