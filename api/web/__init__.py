@@ -106,6 +106,7 @@ def page_globals() -> dict[str, Any]:
         "format_time": format_time,
         "flashed": flashed,
         "record_title": recording.title_of,
+        "recordable": recording.recordable,
         "manage_actions": lifecycle.offered,
     }
 

@@ -27,7 +27,7 @@ from engine.documents.build import warning_sign_choices
 from engine.errors import InvalidInputError, MessageNotDeliverableError, Problem
 from engine.instances.deaths import DEATH_MESSAGE
 from engine.instances.progress import instance_progress
-from engine.instances.view import InstanceView
+from engine.instances.view import InstanceView, Status
 from engine.patients import WARNING_SIGN_MESSAGE
 from engine.rules.assessment import is_iso_date
 from engine.rules.model import SMOKING_STATUSES
@@ -41,6 +41,7 @@ from .i18n import current_language, translate, translate_or
 bp = Blueprint("recording", __name__, url_prefix="/patients")
 
 _MESSAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")  # a BPMN message name, as the API takes it
+_NOT_ENDED = frozenset({Status.RUNNING, Status.SUSPENDED, Status.ERROR})
 _OTHER_SIGN = "other"  # a sign not in the list: triaged as the most urgent (engine.careplan.patient_status)
 
 
@@ -109,11 +110,24 @@ def record(instance_id: Any, message: str) -> WerkzeugResponse | tuple[str, int]
     return redirect(url_for("web.patients.patient", instance_id=view.id), code=303)
 
 
+def recordable(view: InstanceView, waiting: tuple[str, ...]) -> list[str]:
+    """What can be recorded for the instance: the messages it waits for (``waiting``), and a death while it
+    has not ended, whether or not it listens for one (paused, held by an incident, or a pathway without the
+    message): a death is a fact about the patient, and recording it ends every pathway of theirs
+    (engine.instances.deaths)."""
+    found = list(waiting)
+    if DEATH_MESSAGE not in found and view.status in _NOT_ENDED:
+        found.append(DEATH_MESSAGE)
+    return found
+
+
 def _waiting(instance_id: str, message: str) -> tuple[InstanceView, bool]:
-    """The instance, and whether it waits for ``message`` now (a name no message has never is)."""
+    """The instance, and whether ``message`` can be recorded for it now (a name no message has never can)."""
     view = carepath().instances.get(instance_id)
     if not _MESSAGE.match(message):
         return view, False
+    if message == DEATH_MESSAGE and view.status in _NOT_ENDED:
+        return view, True
     return view, message in instance_progress(carepath().instances, view.id).messages
 
 

@@ -304,3 +304,24 @@ def test_hostile_values_in_every_field_are_refused_without_a_server_error(world:
             assert response.status_code == 422, (message, value[:20], response.status_code)
             assert mark not in response.get_data(as_text=True)
     assert _received(world) == [] and world.reload().status == "running"
+
+
+def test_a_death_is_recorded_for_a_paused_pathway_too(world: World) -> None:
+    engine = world.app.extensions["carepath"]
+    engine.instances.suspend(world.patient.view.id, "clinician:test", "treatment_paused")
+    client = _signed_in(world.app)
+    page = client.get(world.url).get_data(as_text=True)
+    # Paused, it takes no message, but a death is a fact about the patient: it is offered all the same.
+    assert f'href="{world.url}/record/patient_died"' in page and "/record/warning_sign_reported" not in page
+    assert client.get(f"{world.url}/record/warning_sign_reported").status_code == 409
+    done = _post(client, world, "patient_died", {"date_of_death": "2026-01-14", "confirmed": "yes"})
+    assert done.status_code == 303 and world.reload().status == "cancelled"
+    with engine.sessions() as session:
+        [cancelled] = session.scalars(
+            select(InstanceEvent).where(
+                InstanceEvent.instance_id == world.patient.view.id, InstanceEvent.type == "cancelled"
+            )
+        )
+    assert json.loads(cancelled.payload)["reason"] == "patient_died"
+    # Ended: nothing more to record.
+    assert "/record/" not in client.get(world.url).get_data(as_text=True)
