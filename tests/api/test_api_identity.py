@@ -82,9 +82,10 @@ def test_a_person_acts_with_their_mapped_role_and_the_trail_names_them(
 
 
 def test_the_mapped_role_is_enforced(client: Any, fake: FakeProvider, clock: ManualClock) -> None:
-    person = fake.token(clock.now())  # a clinician
+    person = fake.token(clock.now())  # a clinician: never an auditor's or an author's actions
+    assert_problem(client.get("/v1/access-log", headers=bearer(person)), 403, "forbidden")
     assert_problem(
-        client.post("/v1/instances", json={"pathway_id": PATHWAY, "patient_ref": "MRN-1"}, headers=bearer(person)),
+        client.post("/v1/pathways/validate", headers=bearer(person), data={}, content_type="multipart/form-data"),
         403,
         "forbidden",
     )
