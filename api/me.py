@@ -17,7 +17,7 @@ from flask import Blueprint, Response
 from engine.documents.build import active_surveillance_plan, care_plan_document, end_of_treatment_summary
 from engine.instances.queries import InstanceFilter
 from engine.instances.view import InstanceView
-from engine.patients import complete_own_form, own_forms, report_warning_sign, require_own
+from engine.patients import complete_own_form, own_forms, report_warning_sign, request_assessment, require_own
 
 from . import carepath, queries
 from .auth import current_principal, requires
@@ -121,6 +121,24 @@ def submit_form(instance_id: Any, task_id: Any) -> Reply:
 
 def _warning_sign_reported(resources: list[str]) -> tuple[dict[str, Any], int]:
     return {"instances": resources}, 202
+
+
+def _assessment_requested(resources: list[str], instance_id: Any) -> Reply:
+    view = patient_view(str(instance_id))
+    return patient_instance(view), 202, {**etag(view.version), **VARY}
+
+
+@bp.post("/instances/<uuid:instance_id>/assessment-requests")
+@requires("patient.ask")
+@idempotent(replay=_assessment_requested)
+def ask_for_assessment(instance_id: Any) -> Reply:
+    """The patient asks for a needs assessment now; the assessment's form follows (202: it is their team's
+    to arrange, and it may start by a conversation)."""
+    view = patient_view(str(instance_id))  # another patient's: not found, whatever the body says
+    json_body("AssessmentRequest", required=False)
+    view = request_assessment(carepath().instances, current_principal(), view.id)
+    view = carepath().instances.get(view.id)  # the revision after the request's own step
+    return patient_instance(view), 202, {**etag(view.version), **VARY}
 
 
 @bp.post("/warning-signs")

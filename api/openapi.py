@@ -939,6 +939,25 @@ PATHS: dict[str, Any] = {
             tag="patients",
         ),
     },
+    "/v1/me/instances/{instance_id}/assessment-requests": {
+        "post": _op(
+            "askForAssessment",
+            "Ask for a holistic needs assessment now, outside the planned ones (the patient's own pathway)",
+            "patient.ask",
+            {
+                202: _response(
+                    "Asked: the care team arranges it, and the checklist follows among the patient's forms",
+                    "PatientInstance",
+                    headers=("ETag",),
+                )
+            },
+            (404, 409),
+            [_INSTANCE_ID, _IDEMPOTENCY_KEY],
+            body="AssessmentRequest",
+            body_required=False,
+            tag="patients",
+        ),
+    },
     "/v1/me/warning-signs": {
         "post": _op(
             "reportWarningSign",

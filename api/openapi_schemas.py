@@ -1518,6 +1518,8 @@ SCHEMAS: dict[str, Any] = {
         },
     ),
     **_PATIENT_SCHEMAS,
+    # The patient asks for a needs assessment: nothing to say but that (who asks is the token's patient).
+    "AssessmentRequest": _obj([], {}),
     "LifecycleRequest": _obj(
         [],
         {

@@ -134,6 +134,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "patient.read": frozenset({PATIENT_ROLE}),  # their plan, what happens next, their documents (en/sv)
     "patient.submit": frozenset({PATIENT_ROLE}),  # their needs checklist and feedback forms, nothing else
     "patient.report": frozenset({PATIENT_ROLE}),  # report a warning sign
+    "patient.ask": frozenset({PATIENT_ROLE}),  # ask for a holistic needs assessment now
     "reports.read": frozenset({"auditor", "manager"}),  # aggregated measures, small counts suppressed
     "reports.export": frozenset({"auditor", "manager"}),  # the COSD-shaped export: one row per patient
 }

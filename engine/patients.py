@@ -56,6 +56,7 @@ __all__ = [
     "list_identities",
     "own_forms",
     "report_warning_sign",
+    "request_assessment",
     "require_own",
     "unlink_identity",
 ]
@@ -286,3 +287,24 @@ def report_warning_sign(
     return service.send_message(
         WARNING_SIGN_MESSAGE, principal.actor, patient_ref=principal.patient_ref, payload=payload
     )
+
+
+REASSESSMENT_MESSAGE = "reassessment_requested"
+
+
+def request_assessment(service: PathwayService, principal: Principal, instance_id: str) -> InstanceView:
+    """The patient asks for a holistic needs assessment now, outside the planned ones (``asked_by: patient``):
+    a person can ask for one at any time (Macmillan, Holistic Needs Assessment; NHS England, personalised care).
+    The pathway's re-assessment listener starts it; the trail records ``reassessment_started`` with
+    ``asked_by``, never who the patient is.
+
+    Raises:
+        NotFoundError: not the signed-in patient's own instance.
+        MessageNotDeliverableError: the pathway is not listening for requests now (an assessment under way,
+            the pathway paused or ended).
+    """
+    view = require_own(principal, service.get(instance_id))
+    [delivered] = service.send_message(
+        REASSESSMENT_MESSAGE, principal.actor, instance_id=view.id, payload={"asked_by": "patient"}
+    )
+    return delivered

@@ -47,7 +47,7 @@ from engine.errors import (
 )
 from engine.instances.queries import InstanceFilter
 from engine.instances.view import InstanceView
-from engine.patients import complete_own_form, own_forms, report_warning_sign, require_own
+from engine.patients import complete_own_form, own_forms, report_warning_sign, request_assessment, require_own
 
 from .. import carepath, queries
 from ..headers import DOCUMENT_POLICY
@@ -303,4 +303,27 @@ def report(instance_id: Any) -> Redirect | tuple[str, int]:
     except MessageNotDeliverableError:  # no pathway of theirs is listening: they must call, and are told so
         return _warning_page(view, request.form, {}, 409, undelivered=True)
     tell("my.warning.sent")
+    return redirect(url_for(".plan_of", instance_id=view.id), code=303)
+
+
+# --- asking for a needs assessment -----------------------------------------------------------------------
+
+
+@bp.get("/plans/<uuid:instance_id>/assessment")
+@page("patient.ask")
+def assessment(instance_id: Any) -> tuple[str, int]:
+    return render_template("web/my_assessment.html", view=_own(str(instance_id)), already=False), 200
+
+
+@bp.post("/plans/<uuid:instance_id>/assessment")
+@page("patient.ask")
+def ask_for_assessment(instance_id: Any) -> Redirect | tuple[str, int]:
+    view = _own(str(instance_id))
+    user = principal()
+    assert user is not None
+    try:
+        request_assessment(carepath().instances, user, view.id)
+    except MessageNotDeliverableError:  # one is under way, or the pathway is paused or ended: they are told so
+        return render_template("web/my_assessment.html", view=view, already=True), 409
+    tell("my.assessment.asked")
     return redirect(url_for(".plan_of", instance_id=view.id), code=303)

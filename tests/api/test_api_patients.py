@@ -47,7 +47,7 @@ def _call(client: Any, path: str, method: str, headers: dict[str, str], ids: dic
 
 
 def test_the_patient_role_has_only_the_patient_actions() -> None:
-    assert {"patient.read", "patient.submit", "patient.report"} == PATIENT_ACTIONS
+    assert {"patient.read", "patient.submit", "patient.report", "patient.ask"} == PATIENT_ACTIONS
     assert all(roles == frozenset({"patient"}) for action, roles in PERMISSIONS.items() if action in PATIENT_ACTIONS)
 
 

@@ -31,7 +31,7 @@ NOT_PATIENTS = {
     "migrations.read",
 }
 # A patient's own pages (/my): scoped to their patient reference (engine.patients), not to care teams.
-OWN = {"patient.read", "patient.submit", "patient.report"}
+OWN = {"patient.read", "patient.submit", "patient.report", "patient.ask"}
 # Aggregated measures, within the user's organisation (engine.reports.MeasureQuery): no patient named.
 REPORTS = {"/service"}
 GLASS_FORM = "/patients/break-glass"  # the break-glass itself (a POST naming the instance in its form)
