@@ -339,6 +339,7 @@ def test_a_clinician_records_a_warning_sign_phoned_in_from_the_patient_page(brow
     [link] = browser.finds(".nhsuk-error-summary__list a")
     assert link.text == "Choose what the patient noticed" and browser.finds("#f-warning_sign-error")
     browser.axe("record a warning sign, with its error")
+    browser.screenshot("record-event")
     browser.find("label[for=f-warning_sign-1]").click()
     browser.find("#f-description").send_keys("Hot and shivery since this morning")
     browser.find("[data-test=record]").click()
@@ -364,6 +365,7 @@ def test_a_clinician_starts_a_pathway_for_a_newly_diagnosed_patient(browser: Bro
     next(a for a in browser.finds("[data-test=startable] a") if "general_cancer" in a.get_attribute("href")).click()
     browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=start]"))
     browser.axe("start: the form")
+    browser.screenshot("start")
     browser.find("[data-test=start]").click()  # nothing filled in: each required field says so
     browser.wait(lambda d: d.find_element(By.CSS_SELECTOR, ".nhsuk-error-summary"))
     assert len(browser.finds(".nhsuk-error-summary__list a")) == 5  # the reference and four start fields
@@ -669,6 +671,10 @@ def test_a_patient_reads_their_plan_and_reports_a_warning_sign_on_a_phone(browse
     browser.find("[data-test=my-documents] a[lang=sv]").click()
     assert browser.find("html").get_attribute("lang") == "sv"
     browser.driver.back()
+    browser.find("a[data-test=ask-for-assessment]").click()
+    browser.wait(lambda d: d.current_url.endswith(f"/my/plans/{own}/assessment"))
+    assert browser.find("button[data-test=ask-for-assessment]")
+    browser.axe("asking for a needs assessment")
 
 
 def test_pages_fit_a_tablet(browser: Browser) -> None:
