@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from engine.careplan.patient_status import treatment_status
 from engine.careplan.summaries import WRITE_ELEMENT
 from engine.documents.build import SURVEILLANCE_PLAN_TASK, fill_instance_forms, on_active_surveillance
 from engine.documents.notices import TEXT_KEY
@@ -187,7 +188,20 @@ def task(instance_id: Any, task_id: Any) -> str:
         notice=notice,
         description=description,
         document=_task_document(view, found),
+        treatment=_recorded_treatment(view, found),
     )
+
+
+# A task whose form asks whether the patient is on systemic anticancer treatment (the triage of a reported
+# problem): its page shows what is recorded, so the answer starts from the record, not from memory.
+_ASKS_TREATMENT = "on_systemic_treatment"
+
+
+def _recorded_treatment(view: Any, task: dict[str, Any]) -> dict[str, Any] | None:
+    form = task.get("form") or {}
+    if _ASKS_TREATMENT not in (form.get("properties") or {}) or not can("documents.read"):
+        return None
+    return treatment_status(carepath().instances.instance_data(view.id))
 
 
 def _task_document(view: Any, task: dict[str, Any]) -> str | None:
@@ -238,6 +252,7 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
         notice=notice,
         description=description,
         document=_task_document(view, found),
+        treatment=_recorded_treatment(view, found),
     ), status
 
 

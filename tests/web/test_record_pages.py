@@ -325,3 +325,19 @@ def test_a_death_is_recorded_for_a_paused_pathway_too(world: World) -> None:
     assert json.loads(cancelled.payload)["reason"] == "patient_died"
     # Ended: nothing more to record.
     assert "/record/" not in client.get(world.url).get_data(as_text=True)
+
+
+def test_the_triage_task_page_shows_the_recorded_treatment_status(world: World) -> None:
+    client = _signed_in(world.app)
+    status = {"on_sact": "true", "last_sact_date": "2026-01-13", "csrf_token": _csrf(client)}
+    assert client.post(f"{world.url}/record/treatment_status_changed", data=status).status_code == 303
+    assert _post(client, world, "warning_sign_reported", {"warning_sign": "fever_on_treatment"}).status_code == 303
+    tasks = world.reload().ready_tasks
+    triage = next(t for t in tasks if t["element"] == "triage")
+    page = client.get(f"{world.url}/tasks/{triage['id']}").get_data(as_text=True)
+    assert 'data-test="treatment-status"' in page
+    assert re.search(r'data-field="on_sact">.*?<dd[^>]*>Yes</dd>', page, re.S)
+    assert re.search(r'data-field="last_sact_date">.*?<dd[^>]*>2026-01-13</dd>', page, re.S)
+    # A task that does not ask about treatment does not show it.
+    other = next(t for t in tasks if t["element"] != "triage")
+    assert 'data-test="treatment-status"' not in client.get(f"{world.url}/tasks/{other['id']}").get_data(as_text=True)
