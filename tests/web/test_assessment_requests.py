@@ -87,3 +87,14 @@ def test_a_patient_app_asks_through_the_api(app: Flask) -> None:
     assert client.post(f"/v1/me/instances/{other}/assessment-requests", headers=headers).status_code == 404
     clinician = {"Authorization": f"Bearer {make_token(app, 'clinician')}"}
     assert client.post(f"/v1/me/instances/{own}/assessment-requests", headers=clinician).status_code == 403
+
+
+def test_a_retried_request_with_its_idempotency_key_asks_once(app: Flask) -> None:
+    own = app.config["IDS"][PATIENT]
+    headers = {"Authorization": f"Bearer {make_token(app, 'patient', PATIENT)}", "Idempotency-Key": "ask-1"}
+    client = app.test_client()
+    first = client.post(f"/v1/me/instances/{own}/assessment-requests", headers=headers)
+    again = client.post(f"/v1/me/instances/{own}/assessment-requests", headers=headers)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json["id"] == own
+    assert len(_started(app, own)) == 1
