@@ -382,7 +382,7 @@ _AS = click.option(
 )
 
 
-def _cli_actor(staff_id: str | None, default: str = "cli") -> str:
+def cli_actor(staff_id: str | None, default: str = "cli") -> str:
     """The actor the command line records: ``cli:staff:<id>`` for --as, else ``default`` (no person)."""
     from engine.access import STAFF_ID_PATTERN
 
@@ -412,7 +412,7 @@ def pathways_deploy(ctx: click.Context, path: Path | None, staff_id: str | None)
     from engine.pathways.bundle import read_bundle_folder, read_bundle_zip_file
     from engine.pathways.validation import format_problems
 
-    actor = _cli_actor(staff_id)
+    actor = cli_actor(staff_id)
     carepath = _carepath(ctx)
     try:
         if path is None:
@@ -464,7 +464,7 @@ def pathways_activate(ctx: click.Context, pathway: str, version: str, staff_id: 
     """
     from engine.errors import CarePathError
 
-    actor = _cli_actor(staff_id)
+    actor = cli_actor(staff_id)
     carepath = _carepath(ctx)
     try:
         info = carepath.catalog.activate(pathway, version, actor)
@@ -802,7 +802,7 @@ def migrate(
     from engine.instances.migration import MigrationProgress, migrate_pathway
     from engine.instances.migration_requests import approve_migration, request_migration
 
-    actor = _cli_actor(staff_id, "cli:migrate")
+    actor = cli_actor(staff_id, "cli:migrate")
     carepath = _carepath(ctx)
     started = time.monotonic()
 
@@ -1196,7 +1196,7 @@ def rules_deploy(ctx: click.Context, staff_id: str | None) -> None:
     use until a second author activates it (carepath rules activate); a rule set's first is active."""
     from engine.errors import CarePathError
 
-    actor = _cli_actor(staff_id)
+    actor = cli_actor(staff_id)
     try:
         versions = _carepath(ctx).rule_sets.sync(actor=actor)
     except CarePathError as exc:
@@ -1220,7 +1220,7 @@ def rules_activate(ctx: click.Context, name: str, version: str, staff_id: str | 
     """
     from engine.errors import CarePathError
 
-    actor = _cli_actor(staff_id)
+    actor = cli_actor(staff_id)
     try:
         info = _carepath(ctx).rule_sets.activate(name, version, actor)
     except CarePathError as exc:

@@ -1,14 +1,20 @@
 """``carepath patients link | unlink | list``: a person's OpenID Connect identity linked to the patient
 reference whose own records they may read (:mod:`engine.patients`). The same as ``/v1/patient-identities``,
-for the operator who runs the identity process at the command line."""
+for the operator who runs the identity process at the command line. ``carepath patients export``: everything
+CarePath holds about one patient, for a subject access request (:mod:`engine.subject_access`)."""
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
 
 import click
 
 from engine.db.session import read_only, unit_of_work
 from engine.errors import ConflictError, InvalidInputError, NotFoundError
 from engine.patients import link_identity, list_identities, unlink_identity
+from engine.subject_access import subject_access_export
 
 __all__ = ["patients"]
 
@@ -22,7 +28,8 @@ def _problem(exc: InvalidInputError) -> click.ClickException:
 
 @click.group()
 def patients() -> None:
-    """Patients' identities: which OpenID Connect subject reads which patient's own records."""
+    """Patients: their identities (which OpenID Connect subject reads which patient's own records), and the
+    export of what CarePath holds about one of them (a subject access request)."""
 
 
 @patients.command("link")
@@ -80,3 +87,47 @@ def list_links(ctx: click.Context, patient_ref: str | None) -> None:
             f"{item.linked_at.isoformat(timespec='seconds')}\t{item.linked_by}"
         )
     click.echo(f"{len(found)} identity link(s)", err=True)
+
+
+@patients.command("export")
+@click.argument("patient_ref")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the JSON document to this file (created with mode 0600) instead of standard output.",
+)
+@click.option(
+    "--as",
+    "staff_id",
+    required=True,
+    metavar="STAFF_ID",
+    help="The data protection officer (or their delegate) answering the request: recorded in the access log.",
+)
+@click.pass_context
+def export(ctx: click.Context, patient_ref: str, output: Path | None, staff_id: str) -> None:
+    """Everything CarePath holds about PATIENT_REF, as one JSON document, for a subject access request (UK
+    GDPR Article 15): their pathways with the data recorded, care plans, summaries, rule evaluations with their
+    facts, event trails, death record, linked identities and who looked at their records. Review it before it
+    is released. The export is recorded in the access log; standard error says what it holds, never a value."""
+    from .cli import cli_actor, carepath_of
+
+    carepath = carepath_of(ctx)
+    try:
+        document = subject_access_export(carepath, patient_ref, cli_actor(staff_id))
+    except InvalidInputError as exc:
+        raise click.BadParameter(exc.problems[0].message, param_hint="PATIENT_REF") from exc
+    text = json.dumps(document, indent=2, ensure_ascii=False, default=str)
+    if output is None:
+        click.echo(text)
+    else:
+        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    click.echo(
+        f"exported: {len(document['instances'])} pathway instance(s), {len(document['accesses'])} access record(s)"
+        + ("" if document["accesses_complete"] else " (the access log holds more: ask `GET /v1/access-log`)")
+        + (", a death record" if document["death_record"] else ""),
+        err=True,
+    )

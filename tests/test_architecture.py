@@ -188,6 +188,7 @@ ALLOWED = {
     "care_teams": {"db"},
     "identity": {"access", "care_teams"},
     "patients": {"access", "care_teams", "db", "instances"},
+    "subject_access": {"access_log", "app", "db", "instances", "patients", "rules"},
     "verifications": {"audit", "db", "four_eyes", "processes"},
     "processes": set(),
     "reports": {"access_log", "care_teams", "db"},
