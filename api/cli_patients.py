@@ -111,7 +111,7 @@ def export(ctx: click.Context, patient_ref: str, output: Path | None, staff_id: 
     GDPR Article 15): their pathways with the data recorded, care plans, summaries, rule evaluations with their
     facts, event trails, death record, linked identities and who looked at their records. Review it before it
     is released. The export is recorded in the access log; standard error says what it holds, never a value."""
-    from .cli import cli_actor, carepath_of
+    from .cli import carepath_of, cli_actor
 
     carepath = carepath_of(ctx)
     try:
