@@ -1,7 +1,9 @@
 """Who looked: every read of a patient's records through the API, FHIR or the web app is recorded
 (:mod:`engine.access_log`), and auditors query it at ``GET /v1/access-log``.
 
-Each ``GET`` is watched while it runs; when its response is ready and its route needs a patient-data
+Each ``GET`` is watched while it runs (and each web form's POST: one answered with a page, not a redirect, shows
+the patient as a ``GET`` would, and is recorded under its own permission when it read an instance); when its
+response is ready and its route needs a patient-data
 permission (:data:`engine.access_log.PATIENT_DATA_READS`, read from the ``permission`` that
 :func:`api.auth.requires` and the web app's ``page`` put on each view) -- or shows patients' records under
 another permission and says so (:func:`shows_patients`: the auditors' trail page lists patients under
@@ -34,6 +36,7 @@ bp = Blueprint("access_log", __name__, url_prefix="/v1")
 
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _READS = ("GET", "HEAD")
+_WEB = "web."  # the web app's endpoints (api/web): their form POSTs may answer with a page
 View = TypeVar("View", bound=Callable[..., Any])
 
 
@@ -75,12 +78,22 @@ def _permission() -> str | None:
     return None
 
 
+def _page_shown(response: Response) -> str | None:
+    """The permission of a web form's POST answered with a page rather than a redirect (its problems shown
+    on the form, a care plan section swapped in, "the pathway changed"): that page shows the patient too, so
+    it is a look like a GET's. None for any other POST (the API's answers hold what the caller sent)."""
+    if response.mimetype != "text/html" or 300 <= response.status_code < 400:
+        return None
+    permission = getattr(current_app.view_functions.get(request.endpoint or ""), "permission", None)
+    return str(permission) if permission is not None else None
+
+
 def init_app(app: Flask) -> None:
     """Watch every read request; record the patient-data ones."""
 
     @app.before_request
     def watch() -> None:
-        if request.method in _READS:
+        if request.method in _READS or (request.endpoint or "").startswith(_WEB):
             g.access_watch = watching()
             g.access_seen = g.access_watch.__enter__()
 
@@ -91,12 +104,15 @@ def init_app(app: Flask) -> None:
             return response
         seen: set[str] = set(g.pop("access_seen", set()))
         watch.__exit__(None, None, None)
-        permission, principal = _permission(), g.get("principal")
+        principal = g.get("principal")
+        permission = _permission() if request.method in _READS else _page_shown(response)
         if permission is None or principal is None:
             return response
         named = (request.view_args or {}).get("instance_id")
         if named is not None:
             seen.add(str(named))
+        if request.method not in _READS and not seen:
+            return response  # a form of no patient's (an author's diagram, a sign-in): nothing was looked at
         engine = carepath()
         glass = g.get("break_glass")
         access = Access(

@@ -25,7 +25,7 @@ from api.web import recording
 from engine import ManualClock
 from engine.access import create_token
 from engine.careplan.patient_status import TREATMENT_STATUS_FIELDS, treatment_status
-from engine.db.models import InstanceEvent
+from engine.db.models import AccessRecord, InstanceEvent
 from engine.db.session import unit_of_work
 
 PATIENT = "SYN-REC-0001"
@@ -341,3 +341,18 @@ def test_the_triage_task_page_shows_the_recorded_treatment_status(world: World) 
     # A task that does not ask about treatment does not show it.
     other = next(t for t in tasks if t["element"] != "triage")
     assert 'data-test="treatment-status"' not in client.get(f"{world.url}/tasks/{other['id']}").get_data(as_text=True)
+
+
+def test_a_form_answered_with_its_problems_is_a_look_and_a_redirect_is_not(world: World) -> None:
+    client = _signed_in(world.app)
+    engine = world.app.extensions["carepath"]
+
+    def posts() -> list[tuple[str, int, str]]:
+        with engine.sessions() as session:
+            rows = session.scalars(select(AccessRecord).where(AccessRecord.route.like("POST %")))
+            return [(r.instance_id, r.status, r.action) for r in rows]
+
+    assert _post(client, world, "warning_sign_reported", {}).status_code == 422  # the page names the patient
+    assert posts() == [(world.patient.view.id, 422, "messages.send")]
+    assert _post(client, world, "recurrence_confirmed", {}).status_code == 303  # recorded in the trail instead
+    assert posts() == [(world.patient.view.id, 422, "messages.send")]
