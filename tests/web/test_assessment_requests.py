@@ -1,5 +1,5 @@
 """A patient asks for a holistic needs assessment at any time (engine.patients.request_assessment): on their own
-pages and through /v1/me, on the bundled breast pathway. The pathway's re-assessment listener starts it with
+pages, on the bundled breast pathway (through /v1/me: tests/api/test_api_assessment_requests.py). The pathway's re-assessment listener starts it with
 asked_by patient; another patient's pathway is not found; a pathway not listening says so and records nothing."""
 
 from __future__ import annotations
@@ -71,30 +71,3 @@ def test_a_patient_asks_on_their_own_pages(app: Flask) -> None:
     assert client.get(f"/my/plans/{other}/assessment").status_code == 404
     assert client.post(f"/my/plans/{other}/assessment", data={"csrf_token": csrf_of(page)}).status_code == 404
     assert _started(app, other) == []
-
-
-def test_a_patient_app_asks_through_the_api(app: Flask) -> None:
-    own, other = app.config["IDS"][PATIENT], app.config["IDS"][OTHER]
-    headers = {"Authorization": f"Bearer {make_token(app, 'patient', PATIENT)}"}
-    client = app.test_client()
-    # Who asks is the token's patient, never the body's say.
-    bad = client.post(f"/v1/me/instances/{own}/assessment-requests", json={"asked_by": "gp"}, headers=headers)
-    assert bad.status_code == 400 and bad.json["type"].endswith("/request-invalid") and _started(app, own) == []
-    asked = client.post(f"/v1/me/instances/{own}/assessment-requests", headers=headers)
-    assert asked.status_code == 202 and asked.json["id"] == own and asked.headers["ETag"]
-    assert _started(app, own) == [{"reasons": ["request"], "asked_by": "patient"}]
-    assert client.post(f"/v1/me/instances/{own}/assessment-requests", headers=headers).status_code == 409
-    assert client.post(f"/v1/me/instances/{other}/assessment-requests", headers=headers).status_code == 404
-    clinician = {"Authorization": f"Bearer {make_token(app, 'clinician')}"}
-    assert client.post(f"/v1/me/instances/{own}/assessment-requests", headers=clinician).status_code == 403
-
-
-def test_a_retried_request_with_its_idempotency_key_asks_once(app: Flask) -> None:
-    own = app.config["IDS"][PATIENT]
-    headers = {"Authorization": f"Bearer {make_token(app, 'patient', PATIENT)}", "Idempotency-Key": "ask-1"}
-    client = app.test_client()
-    first = client.post(f"/v1/me/instances/{own}/assessment-requests", headers=headers)
-    again = client.post(f"/v1/me/instances/{own}/assessment-requests", headers=headers)
-    assert (first.status_code, again.status_code) == (202, 202)
-    assert again.headers.get("Idempotent-Replayed") == "true" and again.json["id"] == own
-    assert len(_started(app, own)) == 1
