@@ -1,6 +1,7 @@
-"""A patient asks for a holistic needs assessment at any time (engine.patients.request_assessment): on their own
-pages, on the bundled breast pathway (through /v1/me: tests/api/test_api_assessment_requests.py). The pathway's re-assessment listener starts it with
-asked_by patient; another patient's pathway is not found; a pathway not listening says so and records nothing."""
+"""A patient asks for a holistic needs assessment at any time (engine.patients.request_assessment) on their own
+pages, on the bundled breast pathway: the re-assessment listener starts it with asked_by patient; another
+patient's pathway is not found; a pathway not listening says so and records nothing. Through /v1/me:
+tests/api/test_api_assessment_requests.py."""
 
 from __future__ import annotations
 
