@@ -29,6 +29,7 @@ from engine.errors import (
     StartDataError,
 )
 from engine.instances.view import PATIENT_REF_PATTERN
+from engine.rules.warning_signs import DIAGNOSES
 
 from .. import carepath
 from ..scope import start_placement, visible_instance
@@ -44,6 +45,7 @@ _PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
 # The fields the page asks for besides the start data; a start schema's own field of the same name is not
 # offered twice (the engine keeps the patient in the instance's reference, never in its data).
 PATIENT_FIELD, TEAM_FIELD = "patient_ref", "care_team"
+SITE_DIAGNOSES = frozenset(DIAGNOSES) - {"general", "children_young_people"}  # a site's own pathway
 
 
 @bp.get("")
@@ -57,7 +59,12 @@ def choose() -> str:
 @page("instances.start")
 def form(pathway_id: str) -> tuple[str, int]:
     info, schema = _pathway(pathway_id)
-    return _page(info, schema, MultiDict(), [], 200)
+    # A site's own pathway (breast_cancer: breast) starts with its diagnosis filled in, as the rules name it:
+    # typed by hand ("breast cancer") it would miss the rules that name the site (spinal cord compression's
+    # lower threshold in breast, prostate and lung cancer: rules/supportive_care.yaml, mscc-back-pain).
+    site = info.pathway_id.removesuffix("_cancer")
+    filled = {"diagnosis": site} if site in SITE_DIAGNOSES and "diagnosis" in _declared(schema) else {}
+    return _page(info, schema, MultiDict(filled), [], 200)
 
 
 @bp.post("/<pathway_id>")
@@ -111,6 +118,11 @@ def _pathway(pathway_id: str) -> tuple[Any, dict[str, Any] | None]:
     if not info.active:
         raise NotFoundError("no version of this pathway is active yet")
     return info, catalog.start_schema(pathway_id, info.version)
+
+
+def _declared(schema: dict[str, Any] | None) -> dict[str, Any]:
+    properties = (schema or {}).get("properties")
+    return properties if isinstance(properties, dict) else {}
 
 
 def _teams() -> list[str]:

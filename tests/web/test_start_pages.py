@@ -4,6 +4,7 @@ schema; every problem is shown on its field in the page's language and nothing i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,10 @@ def test_a_clinician_starts_the_breast_pathway_for_a_new_patient(app: Flask) -> 
     form = client.get(f"{START}/breast_cancer").get_data(as_text=True)
     for words in ("Patient reference", "Date of diagnosis", "Age at diagnosis", "Treatment intent"):
         assert words in form, words
+    # A site's pathway starts with its diagnosis as the rules name it; the general pathway asks for it.
+    assert re.search(r'name="diagnosis"[^>]*value="breast"', form)
+    general = client.get(f"{START}/general_cancer").get_data(as_text=True)
+    assert re.search(r'name="diagnosis"[^>]*value=""', general)
     done = client.post(
         f"{START}/breast_cancer", data={"csrf_token": _csrf(client), "patient_ref": "SYN-START-0001", **BREAST}
     )
