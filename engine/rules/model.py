@@ -81,6 +81,7 @@ class ContextField:
 
 
 _SEPARATORS = re.compile(r"[\s_-]+")
+_CANCER = "_cancer"
 
 
 def normalised_text(value: str) -> str:
@@ -88,8 +89,13 @@ def normalised_text(value: str) -> str:
     underscores as one ``_`` and none at either end (``" Breast "`` -> ``breast``, ``"Hodgkin lymphoma"``
     -> ``hodgkin_lymphoma``). Diagnoses arrive as the pathway's start data or an EHR wrote them; a rule
     naming ``breast`` must not miss ``Breast`` (a missed match can hide an emergency: clinical safety
-    review, spinal cord compression). The loader refuses a rule value that is not already in this form."""
-    return _SEPARATORS.sub("_", value.strip().lower()).strip("_")
+    review, spinal cord compression). A site written with the word cancer after it is the site (``"Breast
+    cancer"`` -> ``breast``): an EHR or a person writes it so, and ``breast_cancer`` would miss every rule that
+    names ``breast`` (mscc-back-pain's threshold, 5 in breast cancer, would become 8). The loader refuses a rule
+    value that is not already in this form."""
+    text = _SEPARATORS.sub("_", value.strip().lower()).strip("_")
+    site = text.removesuffix(_CANCER)
+    return site if site and site != text else text
 
 
 CONTEXT_FIELDS: dict[str, ContextField] = {

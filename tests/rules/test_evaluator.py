@@ -309,6 +309,11 @@ def test_the_diagnosis_is_compared_in_lower_case_with_underscores(bundled: Loade
     assert PatientContext(diagnosis=" Non-Hodgkin  lymphoma").as_fact_fields() == {"diagnosis": "non_hodgkin_lymphoma"}
     back_pain = Assessment({"back_pain": 6}, PatientContext(diagnosis="Prostate"))
     assert evaluate(bundled.compiled, bundled.catalogue, back_pain).fired_rule_ids() == ["mscc-back-pain"]
+    # The site with the word cancer after it, as an EHR writes it, is the site: the same rule fires.
+    for written in ("Breast cancer", "breast_cancer", "LUNG-CANCER"):
+        site = Assessment({"back_pain": 6}, PatientContext(diagnosis=written))
+        assert evaluate(bundled.compiled, bundled.catalogue, site).fired_rule_ids() == ["mscc-back-pain"], written
+    assert PatientContext(diagnosis="cancer").as_fact_fields() == {"diagnosis": "cancer"}  # nothing left: kept
     rule = bundled.compiled.rule_file.rule("mscc-back-pain")
     assert rule is not None and rule_fires(rule, build_facts(back_pain, bundled.catalogue))
 
