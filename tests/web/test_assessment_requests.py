@@ -14,12 +14,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pathways_bundled.journeys import SITES, _start
-from sqlalchemy import select
+from pathways_bundled.journeys import SITES, _start, events
 from web_helpers import bundled_app, csrf_of, make_token, sign_in_with
 
 from engine import ManualClock
-from engine.db.models import InstanceEvent
 
 PATIENT, OTHER = "SYN-ASK-0001", "SYN-ASK-0002"
 
@@ -37,13 +35,9 @@ def app(tmp_path: Path, database_templates: Any) -> Iterator[Flask]:
 
 
 def _started(app: Flask, instance_id: str) -> list[dict[str, Any]]:
-    with app.extensions["carepath"].sessions() as session:
-        rows = session.scalars(
-            select(InstanceEvent).where(
-                InstanceEvent.instance_id == instance_id, InstanceEvent.type == "reassessment_started"
-            )
-        )
-        return [json.loads(row.payload) for row in rows]
+    """The payloads of the instance's reassessment_started events (asked_by, never who asked)."""
+    found = events(app.extensions["carepath"], instance_id)
+    return [json.loads(e.payload) for e in found if e.type == "reassessment_started"]
 
 
 def _patient(app: Flask) -> FlaskClient:
