@@ -263,3 +263,18 @@ def test_the_warning_signs_offered_are_the_catalogues_for_the_diagnosis_in_the_r
     assert [s["code"] for s in english] == [s.code for s in catalogue.for_diagnosis("general")]
     assert [s["code"] for s in swedish] == [s["code"] for s in english]
     assert english[0]["urgency"] == "emergency" and english[0]["name"] != swedish[0]["name"]
+
+
+def test_the_warning_signs_follow_the_site_the_diagnosis_names(carepath: CarePath) -> None:
+    """Outside a site's own pathway the recorded diagnosis chooses the signs, read as the rules read it
+    (engine.rules.diagnoses): "Bowel cancer" and "C18" are colorectal cancer, with its own signs."""
+    catalogue = load_warning_signs(carepath.rules.catalogue_dir / "warning_signs.yaml")
+    colorectal = [s.code for s in catalogue.for_diagnosis("colorectal")]
+    assert colorectal != [s.code for s in catalogue.for_diagnosis("general")]
+    for i, written in enumerate(("Bowel cancer", "C18", "adenocarcinoma of the rectum")):
+        view = carepath.instances.start("test_assessment", f"MRN-20{i}", "system:test", data={"diagnosis": written})
+        assert [s["code"] for s in warning_sign_choices(carepath, view.id)] == colorectal, written
+    kidney = carepath.instances.start("test_assessment", "MRN-209", "system:test", data={"diagnosis": "Kidney"})
+    assert [s["code"] for s in warning_sign_choices(carepath, kidney.id)] == [
+        s.code for s in catalogue.for_diagnosis("general")
+    ]

@@ -234,7 +234,7 @@ class _Sources:
         self.phase: TreatmentSummary | None = None
         self.directory = service_directory(carepath.settings)
         # A child (the children and young people's pathway) calls their treatment centre, never the adult line.
-        self.child = _is_child(self.view.pathway_id, self.data)
+        self.child = _is_child(self.view.pathway_id, self.data, self.catalogue)
         # The patient's health system's numbers (the instance's, the deployment's), never the language's.
         self.contacts = Contacts(
             self.directory,
@@ -881,7 +881,7 @@ def _recent_sact(data: dict[str, Any], today: date) -> tuple[date | None, date |
 
 
 def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None, until: date | None) -> dict[str, Any]:
-    key = _warning_signs_key(src.view.pathway_id, src.data.get("diagnosis"))
+    key = _warning_signs_key(src.view.pathway_id, src.data.get("diagnosis"), src.catalogue)
     catalogue = src.warning_signs
     signs = catalogue.for_diagnosis(key, when="after_treatment")
     if until is not None:  # still within the weeks after treatment: the signs for people on it too
@@ -932,7 +932,8 @@ def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | N
     Raises: NotFoundError (no such instance), RuleFileError (the catalogue or the directory is invalid).
     """
     language = resolve_language(language)
-    labels = _Labels(language, carepath.rules.catalogue())
+    rules_catalogue = carepath.rules.catalogue()
+    labels = _Labels(language, rules_catalogue)
     with read_only(carepath.sessions) as session:
         view, data = carepath.instances.read(session, instance_id)
         catalogue = warning_signs_in_use(session, carepath.rules, active_only=carepath.settings.four_eyes)
@@ -946,7 +947,7 @@ def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | N
             "urgency_label": labels.of("sign_urgency", s.urgency),
             "action": s.action(language, *numbers),
         }
-        for s in catalogue.for_diagnosis(_warning_signs_key(view.pathway_id, data.get("diagnosis")))
+        for s in catalogue.for_diagnosis(_warning_signs_key(view.pathway_id, data.get("diagnosis"), rules_catalogue))
     ]
 
 
@@ -1045,8 +1046,9 @@ def _contacts_of(
     is ``data`` (all of it, or the row's :data:`~engine.instances.forms.CONTACT_KEYS` of it)."""
     language = resolve_language(language)
     directory = service_directory(carepath.settings)
-    child = _is_child(pathway_id, data)
-    labels = _Labels(language, carepath.rules.catalogue()).of
+    rules_catalogue = carepath.rules.catalogue()
+    child = _is_child(pathway_id, data, rules_catalogue)
+    labels = _Labels(language, rules_catalogue).of
     contacts = Contacts(
         directory, language, strings(language), labels, data, child=child, health_system=carepath.settings.health_system
     )
@@ -1060,17 +1062,19 @@ def _numbers(system: HealthSystem) -> tuple[str, str]:
     return system.emergency_number, urgent or system.emergency_number
 
 
-def _is_child(pathway_id: str, data: dict[str, Any]) -> bool:
+def _is_child(pathway_id: str, data: dict[str, Any], catalogue: Catalogue) -> bool:
     """Whether the patient of an instance of ``pathway_id`` with ``data`` is a child (the children and
     young people's pathway, or its diagnosis): their 24-hour line is their treatment centre's, never the
     adult line. The one decision the documents, the notices and the warning signs share."""
-    return _warning_signs_key(pathway_id, data.get("diagnosis")) == _CHILDREN
+    return _warning_signs_key(pathway_id, data.get("diagnosis"), catalogue) == _CHILDREN
 
 
-def _warning_signs_key(pathway_id: str, diagnosis: Any) -> str:
+def _warning_signs_key(pathway_id: str, diagnosis: Any, catalogue: Catalogue) -> str:
     """The warning-signs catalogue's diagnosis: the pathway's own (``breast_cancer`` -> ``breast``),
-    else the recorded diagnosis if the catalogue has it, else ``general``."""
-    for key in (pathway_id.removesuffix("_cancer"), diagnosis):
+    else the site the recorded diagnosis names if the catalogue has it (on the general pathway "Bowel
+    cancer" gets colorectal cancer's signs: :mod:`engine.rules.diagnoses`), else ``general``."""
+    site = catalogue.diagnoses.site_of(diagnosis) if isinstance(diagnosis, str) else None
+    for key in (pathway_id.removesuffix("_cancer"), site):
         if isinstance(key, str) and key in DIAGNOSES:
             return key
     return "general"

@@ -1,4 +1,4 @@
-"""The catalogues rules are checked against: concerns, interventions and services.
+"""The catalogues rules are checked against: concerns, interventions and services (and the diagnoses).
 
 Three YAML files in ``rules/catalogues/``:
 
@@ -7,19 +7,23 @@ Three YAML files in ``rules/catalogues/``:
 - ``services.yaml``: service types, and an example directory of organisations that
   deployments replace with their own.
 
-The catalogue's version is the sha256 over the three files' bytes; evaluations record it next
+Beside them, governed with them: ``warning_signs.yaml`` and ``diagnoses.yaml`` (the sites rules name,
+with their words and ICD-10 categories: :mod:`engine.rules.diagnoses`).
+
+The catalogue's version is the sha256 over the files' bytes; evaluations record it next
 to the rule file's version because an intervention's default service comes from here.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from yaml.nodes import Node
 
 from engine.errors import Problem, RuleFileError
+from engine.rules.diagnoses import DIAGNOSES_FILE, DiagnosisVocabulary, read_diagnoses
 from engine.rules.model import Guidance
 from engine.rules.yaml_source import YamlReader, read_yaml_file
 
@@ -43,7 +47,9 @@ CATALOGUE_FILES = ("concerns.yaml", "interventions.yaml", "services.yaml")
 # activates), parsed where they are used: the warning signs a patient reports and their triage's urgency and
 # escalation (engine.rules.warning_signs). A catalogue stored before they were has none (its version is then
 # that of the three files alone, as it was).
-GOVERNED_FILES = ("warning_signs.yaml",)
+# The diagnoses' vocabulary (engine.rules.diagnoses) is governed the same way, and parsed with the catalogue:
+# the facts of an evaluation are built with it. A catalogue without it compares diagnoses as written.
+GOVERNED_FILES = ("warning_signs.yaml", DIAGNOSES_FILE)
 WARNING_SIGNS_FILE = "warning_signs.yaml"
 INTERVENTION_KINDS = ("referral", "intervention", "information")
 _GUIDANCE_FIELDS = ("source", "title", "year", "section", "url")
@@ -104,6 +110,7 @@ class Catalogue:
     directory: tuple[ServiceEntry, ...]
     version: str
     sources: dict[str, str]  # file name -> text, so the exact catalogue can be stored
+    diagnoses: DiagnosisVocabulary = field(default_factory=DiagnosisVocabulary)
 
     def services_for(self, service_type: str, region: str | None = None) -> list[ServiceEntry]:
         return [e for e in self.directory if service_type in e.types and (region is None or e.region == region)]
@@ -129,7 +136,7 @@ def load_catalogue(directory: Path | str) -> Catalogue:
     for name in (*CATALOGUE_FILES, *GOVERNED_FILES):
         path = directory / name
         if name in GOVERNED_FILES and not path.exists():
-            continue  # a deployment without warning signs: documents and triage say so where they need them
+            continue  # without warning signs documents and triage say so; without diagnoses: compared as written
         try:
             texts[name] = read_yaml_file(path)
         except RuleFileError as exc:  # unreadable, not a regular file, too large, not UTF-8 (line and column)
@@ -150,6 +157,10 @@ def parse_catalogue(texts: dict[str, str], directory: Path | str = "catalogues")
     domains, concerns = _read_concerns(readers["concerns.yaml"], texts["concerns.yaml"])
     service_types, directory_entries = _read_services(readers["services.yaml"], texts["services.yaml"])
     interventions = _read_interventions(readers["interventions.yaml"], texts["interventions.yaml"], set(service_types))
+    diagnoses = DiagnosisVocabulary()
+    if DIAGNOSES_FILE in texts:
+        readers[DIAGNOSES_FILE] = YamlReader(str(directory / DIAGNOSES_FILE))
+        diagnoses = read_diagnoses(readers[DIAGNOSES_FILE], texts[DIAGNOSES_FILE], read_guidance)
     problems = [p for r in readers.values() for p in r.problems]
     if problems:
         raise RuleFileError("the catalogue is not valid", problems)
@@ -161,6 +172,7 @@ def parse_catalogue(texts: dict[str, str], directory: Path | str = "catalogues")
         directory=tuple(directory_entries),
         version=catalogue_version(texts),
         sources=dict(texts),
+        diagnoses=diagnoses,
     )
 
 

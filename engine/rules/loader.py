@@ -18,6 +18,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from engine.errors import RuleFileError
 from engine.rules.catalogue import Catalogue, read_guidance
 from engine.rules.compiler import alternatives
+from engine.rules.diagnoses import DiagnosisVocabulary
 from engine.rules.model import (
     CONTEXT_FIELDS,
     PRIORITIES,
@@ -184,7 +185,7 @@ def _read_condition(reader: YamlReader, node: Node, catalogue: Catalogue) -> Con
     if key == "concern":
         return _read_concern(reader, value, catalogue)
     if key == "context":
-        return _read_context(reader, value)
+        return _read_context(reader, value, catalogue)
     return _read_group(reader, value, key, catalogue)
 
 
@@ -293,7 +294,7 @@ def _in_range(
     return True
 
 
-def _read_context(reader: YamlReader, node: Node) -> Condition | None:
+def _read_context(reader: YamlReader, node: Node, catalogue: Catalogue) -> Condition | None:
     entries = reader.mapping(node, "a context condition", optional=tuple(CONTEXT_FIELDS))
     if entries is None:
         return None
@@ -327,7 +328,7 @@ def _read_context(reader: YamlReader, node: Node) -> Condition | None:
             if flag is not None:
                 tests.append(ContextCondition(name, "is", flag, loc))
         else:
-            values = _read_choices(reader, value_node, name, spec.choices)
+            values = _read_choices(reader, value_node, name, spec.choices, catalogue.diagnoses)
             ok = ok and values is not None
             if values is not None:
                 op, value = ("is", values[0]) if len(values) == 1 else ("in", tuple(values))
@@ -337,8 +338,11 @@ def _read_context(reader: YamlReader, node: Node) -> Condition | None:
     return tests[0] if len(tests) == 1 else AllOf(tuple(tests), reader.loc(node))
 
 
-def _read_choices(reader: YamlReader, node: Node, name: str, choices: tuple[str, ...]) -> list[str] | None:
-    """``treatment_phase: diagnosis`` or ``treatment_phase: {in: [diagnosis, treatment]}``."""
+def _read_choices(
+    reader: YamlReader, node: Node, name: str, choices: tuple[str, ...], vocabulary: DiagnosisVocabulary
+) -> list[str] | None:
+    """``treatment_phase: diagnosis`` or ``treatment_phase: {in: [diagnosis, treatment]}``; a diagnosis
+    must be one of the vocabulary's sites (when it has any)."""
     items = [node]
     if isinstance(node, MappingNode):
         entries = reader.mapping(node, f"the {name} test", ("in",))
@@ -361,6 +365,18 @@ def _read_choices(reader: YamlReader, node: Node, name: str, choices: tuple[str,
                 item,
                 f"{name} '{value}' would never match: {name} is compared in lower case with _ between words; "
                 f"write '{normalised_text(value)}'",
+            )
+            return None
+        if name == "diagnosis" and vocabulary.sites and value not in vocabulary.sites:
+            # The fact holds a site whenever the diagnosis names one: a rule naming anything else
+            # (a typo, a synonym) would never match a patient whose diagnosis is that site.
+            site = vocabulary.site_of(value)
+            reader.problem(
+                item,
+                f"unknown diagnosis '{value}'; it means the site '{site}': write '{site}'"
+                if site in vocabulary.sites
+                else f"unknown diagnosis '{value}'{did_you_mean(value, tuple(vocabulary.sites))} Rules name a site "
+                f"of catalogues/diagnoses.yaml ({', '.join(vocabulary.sites)}); a new site is added there first",
             )
             return None
         values.append(value)
