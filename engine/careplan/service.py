@@ -25,7 +25,7 @@ import functools
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -129,6 +129,8 @@ def _propose(
         )
     except InvalidInputError as exc:  # the submitted assessment is wrong: refuse it, change nothing
         raise TaskDataError(exc.message, exc.problems) from exc
+    # A diagnosis naming no site ("Invasive ductal carcinoma") is the site of the patient's own pathway.
+    assessment = replace(assessment, pathway_site=context.instance.pathway_id.removesuffix("_cancer"))
     try:
         evaluation = evaluate_and_record(
             context.session,

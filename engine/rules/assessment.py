@@ -70,6 +70,9 @@ class Assessment:
     concerns: Mapping[str, int]
     context: PatientContext = field(default_factory=PatientContext)
     previous: Mapping[str, int] | None = None
+    # The site of the patient's own pathway (``breast`` on ``breast_cancer``), for a diagnosis that names
+    # no site of its own (engine.rules.diagnoses); not a fact itself.
+    pathway_site: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Assessment:

@@ -335,7 +335,7 @@ def canonical_facts(assessment: Assessment, catalogue: Catalogue) -> CanonicalFa
         raise InvalidInputError("the assessment names unknown concerns", problems)
     context = {"id": CONTEXT_FACT_ID, "t": "context", **assessment.context.as_fact_fields()}
     if isinstance(diagnosis := context.get("diagnosis"), str):
-        context["diagnosis"] = catalogue.diagnoses.site_of(diagnosis)  # "non_small_cell_lung" -> lung
+        context["diagnosis"] = catalogue.diagnoses.site_of(diagnosis, assessment.pathway_site)  # NSCLC -> lung
     facts: list[dict[str, Any]] = [context]
     texts = [_engine_json(context)[:-1]]
     previous = assessment.previous

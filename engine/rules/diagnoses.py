@@ -16,8 +16,10 @@ a trailing "cancer" dropped):
    text, since as a word of a longer text they mean other things);
 2. the whole text is an ICD-10 code in one of a site's categories (``c50``, ``c509``, ``c34_1``);
 3. otherwise its words, read left to right, the longest of a site's phrases first ("small bowel" is not
-   "bowel"): exactly one site named is that site; none or two ("lung metastases from breast") leave
-   the text as it is, since which is the primary cannot be told from the words.
+   "bowel"): exactly one site named is that site;
+4. none or two ("lung metastases from breast": which is the primary cannot be told from the words):
+   on a site's own pathway (``breast_cancer``), that site, since the pathway was chosen for it
+   ("Invasive ductal carcinoma" on the breast pathway); elsewhere the text as it is.
 """
 
 from __future__ import annotations
@@ -78,19 +80,27 @@ class DiagnosisVocabulary:
                 categories[category.lower()] = site.code
         return cls(by_code, whole, phrases, categories)
 
-    def site_of(self, diagnosis: str) -> str:
-        """The site ``diagnosis`` names, else the diagnosis as :func:`normalised_text` writes it."""
+    def site_of(self, diagnosis: str, pathway_site: str | None = None) -> str:
+        """The site ``diagnosis`` names; else ``pathway_site`` when it is a site (the patient is on that
+        site's own pathway: "Invasive ductal carcinoma" on the breast pathway is breast cancer); else the
+        diagnosis as :func:`normalised_text` writes it."""
         text = normalised_text(diagnosis)
         if not self.sites:
             return text
+        site = self._named(text)
+        if site is not None:
+            return site
+        return pathway_site if pathway_site in self.sites else text
+
+    def _named(self, text: str) -> str | None:
         site = self._whole.get(text)
         if site is not None:
             return site
         code = _CODE.fullmatch(text)
         if code is not None:
-            return self._categories.get(code.group(1), text)
+            return self._categories.get(code.group(1))
         named = self._sites_in(text.split("_"))
-        return named.pop() if len(named) == 1 else text
+        return named.pop() if len(named) == 1 else None
 
     def _sites_in(self, words: list[str]) -> set[str]:
         named: set[str] = set()

@@ -3,13 +3,18 @@ is refused whole, with every field named and nothing recorded; what is missing f
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+from sqlalchemy import select
 
 from engine import CarePath, ManualClock
+from engine.db.models import RuleEvaluationRecord
 from engine.errors import TaskDataError
 
-from .journey import Journey
-from .journeys import DIAGNOSED, SITES
+from .journey import PATIENT, Journey
+from .journeys import DIAGNOSED, SITES, _start, _support
+from .safety_journeys import care_plan
 
 
 def _started(app: CarePath, clock: ManualClock, patient: str) -> Journey:
@@ -82,3 +87,31 @@ def test_a_report_of_the_wrong_shape_is_refused(bundled: CarePath, journey_clock
         j.message("warning_sign_reported", {"warning_sign": 38.5, "description": "x" * 2001})
     assert sorted(p.field for p in refused.value.problems) == ["/description", "/warning_sign"]
     assert "triage" not in j.ready
+
+
+@pytest.mark.parametrize(
+    ("site_key", "patient", "diagnosis"), [("breast", "SYN-0511", "breast"), ("general", "SYN-0512", None)]
+)
+def test_a_diagnosis_naming_no_site_is_the_site_of_its_pathway(
+    bundled: CarePath, journey_clock: ManualClock, site_key: str, patient: str, diagnosis: str | None
+) -> None:
+    """ "Invasive ductal carcinoma" names no site, but on the breast pathway it is breast cancer: back pain 6 is
+    discussed with acute oncology the same day (mscc-back-pain, NICE NG234), as for "Breast cancer". On the
+    general pathway the same words are any other cancer, whose threshold is 8."""
+    j = _start(bundled, journey_clock, replace(SITES[site_key], diagnosis="Invasive ductal carcinoma"), patient)
+    _support(j, "no")
+    j.do("offer_hna", {"hna_accepted": True})
+    j.do("complete_checklist", {"concerns": {"back_pain": 6}, "about_you": {}}, actor=PATIENT)
+    review = [i for i in care_plan(j) if i.code == "acute-oncology-review"]
+    with bundled.sessions() as session:
+        [evaluation] = session.scalars(
+            select(RuleEvaluationRecord).where(RuleEvaluationRecord.instance_id == j.view.id)
+        )
+    facts = evaluation.facts
+    if diagnosis is None:
+        assert review == [] and facts[0]["diagnosis"] == "invasive_ductal_carcinoma"
+    else:
+        assert [(i.urgency, i.status) for i in review] == [("urgent", "proposed")]
+        assert facts[0]["diagnosis"] == diagnosis  # what the rules saw, recorded
+        assert "mscc-back-pain" in [f["rule"] for f in evaluation.fired]
+    assert bundled.instances.instance_data(j.view.id)["diagnosis"] == "Invasive ductal carcinoma"  # kept as written

@@ -200,3 +200,16 @@ def test_a_long_diagnosis_is_read_in_one_pass(catalogue: Catalogue) -> None:
     named stays as written."""
     text = " ".join(["small"] * 100_000 + ["bowel", "lung"] + ["x"] * 100_000)
     assert catalogue.diagnoses.site_of(text).startswith("small_small_")
+
+
+def test_a_diagnosis_naming_no_site_is_the_site_of_the_patients_own_pathway(catalogue: Catalogue) -> None:
+    vocabulary = catalogue.diagnoses
+    assert vocabulary.site_of("Invasive ductal carcinoma", "breast") == "breast"
+    assert vocabulary.site_of("Lung metastases from breast cancer", "breast") == "breast"  # two named: the pathway's
+    assert vocabulary.site_of("Non-small cell lung cancer", "breast") == "lung"  # the words name one: the words win
+    assert vocabulary.site_of("Invasive ductal carcinoma", "general") == "invasive_ductal_carcinoma"  # not a site
+    assert vocabulary.site_of("Invasive ductal carcinoma") == "invasive_ductal_carcinoma"
+    on_breast = Assessment({"back_pain": 6}, PatientContext(diagnosis="Adenocarcinoma"), pathway_site="breast")
+    assert canonical_facts(on_breast, catalogue).facts[0]["diagnosis"] == "breast"
+    no_diagnosis = Assessment({"back_pain": 6}, pathway_site="breast")
+    assert "diagnosis" not in canonical_facts(no_diagnosis, catalogue).facts[0]  # nothing recorded: none invented
