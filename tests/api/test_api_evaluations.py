@@ -47,7 +47,8 @@ def test_one_evaluation_with_the_rule_text_it_used(client: Any, auth: Any) -> No
         "interventions.yaml",
         "services.yaml",
         "warning_signs.yaml",
-    }  # the catalogue in use, warning signs too
+        "diagnoses.yaml",
+    }  # the catalogue in use, warning signs and the diagnoses' vocabulary too
     # No server folders (the files' own texts may hold any URL: a warning sign's guidance cites web pages).
     assert "/rules/" not in json.dumps({k: v for k, v in body.items() if k not in ("rule_text", "catalogue_texts")})
     assert_problem(client.get(f"/v1/evaluations/{MISSING}", headers=auth("clinician")), 404, "not-found")
