@@ -113,7 +113,7 @@ def test_a_patient_submits_their_own_survey_and_no_staff_task(
     url = f"/v1/me/instances/{own['id']}/forms/{form['id']}"
     invalid = client.post(url, json={"data": {"qol_score": 101}}, headers=patient)
     body = assert_problem(invalid, 422, "task-data-invalid")
-    assert "101" not in str(body)
+    assert "101" not in str({k: v for k, v in body.items() if k != "request_id"})  # a random hex id may hold it
     done = client.post(
         url, json={"data": {"qol_score": 70}}, headers={**patient, "If-Match": f'"{instance["version"]}"'}
     )
