@@ -413,3 +413,100 @@ def test_data_corrected_while_a_timer_waits_is_what_the_steps_after_it_read(
     assert fire_due_timers(carepath.instances) == 1
     assert [t["element"] for t in carepath.instances.get(view.id).ready_tasks] == ["task_b"]
     assert carepath.instances.instance_data(view.id)["route"] == "b"
+
+
+# Three timers: a date worked out from the date of diagnosis, a date worked out from today, and a duration.
+_THREE_TIMERS = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="defs_three" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="test_three_timers" name="Three timers" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="split" />
+    <bpmn:parallelGateway id="split">
+      <bpmn:incoming>f0</bpmn:incoming>
+      <bpmn:outgoing>f1</bpmn:outgoing><bpmn:outgoing>f2</bpmn:outgoing><bpmn:outgoing>f3</bpmn:outgoing>
+    </bpmn:parallelGateway>
+    <bpmn:sequenceFlow id="f1" sourceRef="split" targetRef="survey_due" />
+    <bpmn:sequenceFlow id="f2" sourceRef="split" targetRef="in_a_month" />
+    <bpmn:sequenceFlow id="f3" sourceRef="split" targetRef="in_a_year" />
+    <bpmn:intermediateCatchEvent id="survey_due" name="18 months after diagnosis">
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>
+      <bpmn:timerEventDefinition id="t1">
+        <bpmn:timeDate xsi:type="bpmn:tFormalExpression">add_months(diagnosis_date, 18)</bpmn:timeDate>
+      </bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="in_a_month" name="A month from when it was reached">
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f5</bpmn:outgoing>
+      <bpmn:timerEventDefinition id="t2">
+        <bpmn:timeDate xsi:type="bpmn:tFormalExpression">add_days(today(), 30)</bpmn:timeDate>
+      </bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="in_a_year" name="A year">
+      <bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f6</bpmn:outgoing>
+      <bpmn:timerEventDefinition id="t3">
+        <bpmn:timeDuration xsi:type="bpmn:tFormalExpression">"P365D"</bpmn:timeDuration>
+      </bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="f4" sourceRef="survey_due" targetRef="survey" />
+    <bpmn:sequenceFlow id="f5" sourceRef="in_a_month" targetRef="month_task" />
+    <bpmn:sequenceFlow id="f6" sourceRef="in_a_year" targetRef="year_task" />
+    <bpmn:manualTask id="survey" name="Survey">
+      <bpmn:incoming>f4</bpmn:incoming><bpmn:outgoing>f7</bpmn:outgoing>
+    </bpmn:manualTask>
+    <bpmn:manualTask id="month_task" name="Month">
+      <bpmn:incoming>f5</bpmn:incoming><bpmn:outgoing>f8</bpmn:outgoing>
+    </bpmn:manualTask>
+    <bpmn:manualTask id="year_task" name="Year">
+      <bpmn:incoming>f6</bpmn:incoming><bpmn:outgoing>f9</bpmn:outgoing>
+    </bpmn:manualTask>
+    <bpmn:sequenceFlow id="f7" sourceRef="survey" targetRef="join" />
+    <bpmn:sequenceFlow id="f8" sourceRef="month_task" targetRef="join" />
+    <bpmn:sequenceFlow id="f9" sourceRef="year_task" targetRef="join" />
+    <bpmn:parallelGateway id="join">
+      <bpmn:incoming>f7</bpmn:incoming><bpmn:incoming>f8</bpmn:incoming><bpmn:incoming>f9</bpmn:incoming>
+      <bpmn:outgoing>f10</bpmn:outgoing>
+    </bpmn:parallelGateway>
+    <bpmn:sequenceFlow id="f10" sourceRef="join" targetRef="end" />
+    <bpmn:endEvent id="end"><bpmn:incoming>f10</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_a_date_worked_out_from_a_corrected_field_moves_with_it(carepath: CarePath, clock: ManualClock) -> None:
+    """The diagnosis date typed a year late: the survey 18 months after diagnosis is due 18 months after the
+    corrected date, not the mistyped one. A date worked out from today, and a duration, keep theirs."""
+    carepath.catalog.deploy_upload({"three_timers.bpmn": _THREE_TIMERS}, "author:tok_test")
+    view = carepath.instances.start("test_three_timers", "MRN-6", "system:t", {"diagnosis_date": "2026-01-15"})
+    assert str(view.next_due_at).startswith("2026-02-14")  # today + 30
+    carepath.instances.correct_data(view.id, {"note_code": "x"}, "entered_in_error", CLINICIAN)  # no timer reads it
+    carepath.instances.correct_data(view.id, {"diagnosis_date": "2024-07-01"}, "transcription_error", CLINICIAN)
+    moved = carepath.instances.get(view.id)
+    assert str(moved.next_due_at).startswith("2026-01-01")  # in the past
+    with carepath.sessions() as session:
+        payloads = session.scalars(
+            select(InstanceEvent.payload)
+            .where(InstanceEvent.instance_id == view.id, InstanceEvent.type == "data_corrected")
+            .order_by(InstanceEvent.seq)
+        ).all()
+    untouched, corrected = (json.loads(p) if isinstance(p, str) else p for p in payloads)
+    assert "timers_moved" not in untouched
+    assert corrected["timers_moved"] == ["survey_due"] and corrected["fields"] == ["diagnosis_date"]
+    assert "2024" not in json.dumps(corrected) and "2026" not in json.dumps(corrected)  # no dates, no values
+    # Overdue now: the worker's next round fires it; the month and the year still wait as they were.
+    assert fire_due_timers(carepath.instances) == 1
+    after = carepath.instances.get(view.id)
+    assert [t["element"] for t in after.ready_tasks] == ["survey"]
+    assert str(after.next_due_at).startswith("2026-02-14")
+
+
+def test_a_correction_a_timer_cannot_be_worked_out_from_changes_nothing(carepath: CarePath) -> None:
+    carepath.catalog.deploy_upload({"three_timers.bpmn": _THREE_TIMERS}, "author:tok_test")
+    view = carepath.instances.start("test_three_timers", "MRN-7", "system:t", {"diagnosis_date": "2026-01-15"})
+    with pytest.raises(InvalidInputError) as refused:
+        carepath.instances.correct_data(view.id, {"diagnosis_date": "not a date"}, "transcription_error", CLINICIAN)
+    assert "not a date" not in str(refused.value)  # the value is never echoed
+    assert [(p.field, p.element) for p in refused.value.problems] == [("/data/diagnosis_date", "survey_due")]
+    after = carepath.instances.get(view.id)
+    assert (after.version, after.next_due_at) == (view.version, view.next_due_at)
+    assert carepath.instances.instance_data(view.id)["diagnosis_date"] == "2026-01-15"

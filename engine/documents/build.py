@@ -97,10 +97,12 @@ _DONE = ("completed", "service_declined", "withdrawn")
 OTHER_CONCERN, OTHER_CONCERN_TEXT = "other_concern", "other_concern_text"
 # The concerns checklist's scale (rules/catalogues/concerns.yaml): discussed from 5, a priority from 8.
 _DISCUSS_AT, _PRIORITY_AT = 5, 8
-# Review and survey elements of the shared sub-pathways, and the data holding their due dates.
+# The GP cancer care reviews (pathways/shared/cancer_care_reviews.bpmn): code, element, the months after the
+# diagnosis their timers fall due (worked out from diagnosis_date, as the timers do, so a corrected date shows
+# as the timers keep it), and the data its due_dates script sets once the reviews are asked for (England).
 _UPCOMING = (
-    ("cancer_care_review_3_months", "first_review", "first_review_due"),
-    ("cancer_care_review_12_months", "second_review", "second_review_due"),
+    ("cancer_care_review_3_months", "first_review", 3, "first_review_due"),
+    ("cancer_care_review_12_months", "second_review", 12, "second_review_due"),
 )
 # The survey about 18 months after diagnosis (pathways/shared/quality_of_life_survey.bpmn): in England the
 # national survey's invitation (or a pathway's own survey task), for people aged 16 and over; in Sweden the
@@ -523,24 +525,33 @@ def _palliative_due(src: _Sources) -> list[dict[str, Any]]:
     ]
 
 
+def _months_after(day: Any, months: int) -> str | None:
+    """``months`` after an ISO date, as the pathways' ``add_months`` works it out (clamped); None when
+    ``day`` is not a date."""
+    if not isinstance(day, str):
+        return None
+    try:
+        return add_months(datetime.fromisoformat(day), months).date().isoformat()
+    except ValueError:
+        return None
+
+
 def _next_steps(src: _Sources) -> dict[str, Any]:
     running = src.view.status in (Status.RUNNING, Status.SUSPENDED, Status.ERROR)
     upcoming = []
     if running:
-        for code, element, key in _UPCOMING:
-            if element not in src.completed and isinstance(src.data.get(key), str):
-                upcoming.append({"code": code, "due_on": src.data[key]})
         diagnosed = src.data.get("diagnosis_date")
+        # The reviews' timers are set once the practice is asked for them (tell_practice, in England).
+        for code, element, months, key in _UPCOMING:
+            due = _months_after(diagnosed, months)
+            if element not in src.completed and due and key in src.data:
+                upcoming.append({"code": code, "due_on": due})
         age = src.data.get("age")
         invited = not src.england() or not isinstance(age, int) or age >= _SURVEY_MIN_AGE
-        if invited and not any(e in src.completed for e in _SURVEY_ELEMENTS) and isinstance(diagnosed, str):
-            try:
-                due = add_months(datetime.fromisoformat(diagnosed), 18).date().isoformat()
-            except ValueError:
-                due = None
-            if due:
-                survey = "quality_of_life_survey" if src.england() else "min_vardplan_survey"
-                upcoming.append({"code": survey, "due_on": due})
+        survey_due = _months_after(diagnosed, 18)
+        if invited and not any(e in src.completed for e in _SURVEY_ELEMENTS) and survey_due:
+            survey = "quality_of_life_survey" if src.england() else "min_vardplan_survey"
+            upcoming.append({"code": survey, "due_on": survey_due})
         upcoming.extend(_palliative_due(src))
         upcoming.extend(_surveillance_due(src))
         review_on = src.data.get("review_on")

@@ -413,8 +413,12 @@ class PathwayService:
     ) -> InstanceView:
         """Correct an instance's data (a clinician's act, with a reason code): the fields given replace
         the instance's values where its next steps read them (a failed task is then retried with
-        them). Nothing runs here; the event records the fields' names, a digest of the change and the
-        reason code, never the values (and never free text, which could hold them).
+        them). A waiting timer whose date is worked out from a corrected field is worked out again
+        (:func:`engine.spiff.workflows.retime_timers`): the reviews and the survey that count from the date
+        of diagnosis move with its correction. Nothing runs here (a timer moved into the past fires at
+        the worker's next round); the event records the fields' names, a digest of the change, the
+        reason code and the elements of the timers moved, never the values or the dates (and never free
+        text, which could hold them).
 
         When the version declares a start data schema, only its fields may be corrected and the
         instance's values of them, corrected, must pass it.
@@ -451,10 +455,11 @@ class PathwayService:
             else:
                 check_start_data(None, data)  # a health_system of no section, as at the start
             workflows.correct_data(step.workflow, data)
+            # The dates worked out from a corrected field move with it (the survey 18 months after diagnosis).
+            moved = workflows.retime_timers(step.workflow, data)
             step.workflow_changed = True
-            step.record(
-                "data_corrected", payload={"data_digest": step.digest(data), "fields": sorted(data), "reason": reason}
-            )
+            payload = {"data_digest": step.digest(data), "fields": sorted(data), "reason": reason}
+            step.record("data_corrected", payload={**payload, "timers_moved": moved} if moved else payload)
 
         return self._run(
             instance_id,

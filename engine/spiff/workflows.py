@@ -26,7 +26,15 @@ from uuid import UUID
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 
-from engine.errors import NotFoundError, TaskNotReadyError, translate_workflow_errors
+from engine.errors import (
+    ExpressionError,
+    InvalidInputError,
+    NotFoundError,
+    Problem,
+    TaskNotReadyError,
+    WorkflowError,
+    translate_workflow_errors,
+)
 from engine.spiff import state_json
 from engine.spiff.serializer import SERIALIZER
 
@@ -438,6 +446,66 @@ def next_due_at(workflow: BpmnWorkflow) -> datetime | None:
             if task.state & waiting:
                 _collect_due(task.internal_data, due)
     return min(due) if due else None
+
+
+def retime_timers(workflow: BpmnWorkflow, fields: Collection[str]) -> list[str]:
+    """Work out again the date of each waiting date timer (``timeDate``) whose expression reads one of
+    ``fields``, after a correction of them (:func:`correct_data`): the quality of life survey at
+    ``add_months(diagnosis_date, 18)`` then falls due 18 months after the corrected date, not the mistyped
+    one. Returns the element ids of the timers whose date changed, sorted. A timer whose expression reads
+    none of the fields keeps its date (its expression may read the clock: working it out again would move
+    it); so do durations (they count from when the timer was reached) and the timers of an event-based
+    gateway, which keeps them on the gateway.
+
+    Raises: InvalidInputError naming each field read and the timer when its expression fails on the
+    corrected data (nothing is kept: the caller's unit of work is not committed).
+    """
+    from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimeDateEventDefinition
+
+    moved: set[str] = set()
+    waiting = TaskState.WAITING | TaskState.STARTED
+    for part in (workflow, *workflow.subprocesses.values()):
+        for task in part.tasks.values():
+            definition = getattr(task.task_spec, "event_definition", None)
+            if not task.state & waiting or not isinstance(definition, TimeDateEventDefinition):
+                continue
+            before = task._get_internal_data("event_value")
+            read = _names_read(definition.expression) & set(fields)
+            if before is None or not read:
+                continue
+            try:
+                with translate_workflow_errors():
+                    after = workflow.script_engine.evaluate(task, definition.expression)
+            except (ExpressionError, WorkflowError) as exc:  # the data's fault, not the diagram's: 422, no value
+                element = str(task.task_spec.bpmn_id)
+                raise InvalidInputError(
+                    "the corrected data cannot give the date of a waiting timer",
+                    [
+                        Problem(
+                            f"the date of timer '{element}' cannot be worked out from it",
+                            field=f"/data/{n}",
+                            element=element,
+                        )
+                        for n in sorted(read)
+                    ],
+                ) from exc
+            if after != before:
+                task._set_internal_data(event_value=after)
+                moved.add(str(task.task_spec.bpmn_id))
+    return sorted(moved)
+
+
+@functools.lru_cache(maxsize=256)
+def _names_read(expression: str) -> frozenset[str]:
+    """The data names an expression reads (``add_months(diagnosis_date, 18)`` -> diagnosis_date and the
+    helper's name; the names of helpers are never data fields). Deployed expressions have been checked."""
+    import ast
+
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError:
+        return frozenset()
+    return frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name))
 
 
 def _collect_due(value: Any, due: list[datetime], key: str | None = None) -> None:

@@ -3,9 +3,12 @@ pathway where a journey's coverage alone would not show it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine import CarePath, ManualClock
+from engine.documents.build import care_plan_document
 from engine.errors import TaskDataError
 from engine.instances.progress import instance_progress
 
@@ -28,6 +31,7 @@ from .journeys import (
     prostate_surveillance,
     record_tests_due,
     treated,
+    waiting_timers,
 )
 
 
@@ -340,3 +344,41 @@ def test_the_surveillance_plan_closes_when_progression_ends_surveillance(
     assert ("task_completed", "as_plan") not in [(e.type, e.element) for e in events(bundled, j.view.id)]
     done = {e.element for e in instance_progress(bundled.instances, j.view.id).elements if e.state == "done"}
     assert "as_plan_not_needed" in done and "as_plan" not in done  # closed, not given
+
+
+def test_a_corrected_date_of_diagnosis_moves_the_reviews_and_the_survey_with_it(
+    bundled: CarePath, journey_clock: ManualClock
+) -> None:
+    """The date of diagnosis was typed as 2026-01-12 and was 2025-11-12: the GP's 3-month review falls due
+    on 2026-02-12 (not 2026-04-12), the 12-month review's invitation at 10 months, the survey at 18 months;
+    the care plan shows the same dates the timers keep."""
+    j = _start(bundled, journey_clock, SITES["breast"], "SYN-C-0031")
+    before = waiting_timers(j)
+    assert (before["first_overdue"], before["invite_second"], before["survey_due"]) == (
+        "2026-04-12",
+        "2026-11-12",
+        "2027-07-12",
+    )
+    j.view = bundled.instances.correct_data(
+        j.view.id, {"diagnosis_date": "2025-11-12"}, "transcription_error", "clinician:test"
+    )
+    after = waiting_timers(j)
+    assert (after["first_overdue"], after["invite_second"], after["survey_due"]) == (
+        "2026-02-12",
+        "2026-09-12",
+        "2027-05-12",
+    )
+    assert {k: v for k, v in after.items() if k not in ("first_overdue", "invite_second", "survey_due")} == {
+        k: v for k, v in before.items() if k not in ("first_overdue", "invite_second", "survey_due")
+    }  # nothing else moved
+    [corrected] = [e for e in events(bundled, j.view.id) if e.type == "data_corrected"]
+    assert json.loads(corrected.payload)["timers_moved"] == ["first_overdue", "invite_second", "survey_due"]
+    upcoming = {u["code"]: u["due_on"] for u in care_plan_document(bundled, j.view.id, "en")["next_steps"]["upcoming"]}
+    assert (upcoming["cancer_care_review_3_months"], upcoming["cancer_care_review_12_months"]) == (
+        "2026-02-12",
+        "2026-11-12",
+    )
+    assert upcoming["quality_of_life_survey"] == "2027-05-12"
+    # Already overdue by the corrected date: the practice is reminded at the worker's next round.
+    j.wait_until("2026-02-13")
+    assert "remind_first" in j.ready

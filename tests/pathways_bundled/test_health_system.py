@@ -23,6 +23,7 @@ from engine.instances.forms import with_health_system
 from .conftest import DATABASE, _settings
 from .health_system_journeys import start, sweden
 from .journey import PATHWAYS, REPO, Journey
+from .journeys import waiting_timers
 
 CLINICIAN = "clinician:test"
 
@@ -249,6 +250,12 @@ def test_an_instance_of_the_release_before_migrated_onto_these_diagrams_takes_it
         assert moved.migrated, moved.refused
         j.app, j.view = app, app.instances.get(j.view.id)
         assert j.view.version != old_version
+        if survey == "survey_invitation":  # England: the GP's reviews wait, their timers now read the date
+            assert waiting_timers(j)["first_overdue"] == "2026-04-12"
+            j.view = app.instances.correct_data(
+                j.view.id, {"diagnosis_date": "2025-12-12"}, "updated_information", CLINICIAN
+            )
+            assert waiting_timers(j)["first_overdue"] == "2026-03-12"  # moved with the corrected date
         j.wait_until("2027-07-12")
         assert j.view.incident is None and j.view.status == "running"
         assert survey in j.ready and ({"mvp_survey", "survey_invitation"} - {survey}).isdisjoint(j.ready)
