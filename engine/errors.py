@@ -164,7 +164,8 @@ class TaskDataError(InvalidInputError):
 
 class StartDataError(InvalidInputError):
     """Raised when start data, or a clinician's correction of an instance's data, fails the pathway's
-    start data schema (every field is named; values are never quoted)."""
+    start data schema, or a waiting timer's date cannot be worked out from a corrected value (every field
+    is named; values are never quoted)."""
 
 
 class IdempotencyKeyReusedError(InvalidInputError):

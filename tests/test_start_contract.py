@@ -416,61 +416,7 @@ def test_data_corrected_while_a_timer_waits_is_what_the_steps_after_it_read(
 
 
 # Three timers: a date worked out from the date of diagnosis, a date worked out from today, and a duration.
-_THREE_TIMERS = b"""<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
-    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="defs_three" targetNamespace="http://bpmn.io/schema/bpmn">
-  <bpmn:process id="test_three_timers" name="Three timers" isExecutable="true">
-    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
-    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="split" />
-    <bpmn:parallelGateway id="split">
-      <bpmn:incoming>f0</bpmn:incoming>
-      <bpmn:outgoing>f1</bpmn:outgoing><bpmn:outgoing>f2</bpmn:outgoing><bpmn:outgoing>f3</bpmn:outgoing>
-    </bpmn:parallelGateway>
-    <bpmn:sequenceFlow id="f1" sourceRef="split" targetRef="survey_due" />
-    <bpmn:sequenceFlow id="f2" sourceRef="split" targetRef="in_a_month" />
-    <bpmn:sequenceFlow id="f3" sourceRef="split" targetRef="in_a_year" />
-    <bpmn:intermediateCatchEvent id="survey_due" name="18 months after diagnosis">
-      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>
-      <bpmn:timerEventDefinition id="t1">
-        <bpmn:timeDate xsi:type="bpmn:tFormalExpression">add_months(diagnosis_date, 18)</bpmn:timeDate>
-      </bpmn:timerEventDefinition>
-    </bpmn:intermediateCatchEvent>
-    <bpmn:intermediateCatchEvent id="in_a_month" name="A month from when it was reached">
-      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f5</bpmn:outgoing>
-      <bpmn:timerEventDefinition id="t2">
-        <bpmn:timeDate xsi:type="bpmn:tFormalExpression">add_days(today(), 30)</bpmn:timeDate>
-      </bpmn:timerEventDefinition>
-    </bpmn:intermediateCatchEvent>
-    <bpmn:intermediateCatchEvent id="in_a_year" name="A year">
-      <bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f6</bpmn:outgoing>
-      <bpmn:timerEventDefinition id="t3">
-        <bpmn:timeDuration xsi:type="bpmn:tFormalExpression">"P365D"</bpmn:timeDuration>
-      </bpmn:timerEventDefinition>
-    </bpmn:intermediateCatchEvent>
-    <bpmn:sequenceFlow id="f4" sourceRef="survey_due" targetRef="survey" />
-    <bpmn:sequenceFlow id="f5" sourceRef="in_a_month" targetRef="month_task" />
-    <bpmn:sequenceFlow id="f6" sourceRef="in_a_year" targetRef="year_task" />
-    <bpmn:manualTask id="survey" name="Survey">
-      <bpmn:incoming>f4</bpmn:incoming><bpmn:outgoing>f7</bpmn:outgoing>
-    </bpmn:manualTask>
-    <bpmn:manualTask id="month_task" name="Month">
-      <bpmn:incoming>f5</bpmn:incoming><bpmn:outgoing>f8</bpmn:outgoing>
-    </bpmn:manualTask>
-    <bpmn:manualTask id="year_task" name="Year">
-      <bpmn:incoming>f6</bpmn:incoming><bpmn:outgoing>f9</bpmn:outgoing>
-    </bpmn:manualTask>
-    <bpmn:sequenceFlow id="f7" sourceRef="survey" targetRef="join" />
-    <bpmn:sequenceFlow id="f8" sourceRef="month_task" targetRef="join" />
-    <bpmn:sequenceFlow id="f9" sourceRef="year_task" targetRef="join" />
-    <bpmn:parallelGateway id="join">
-      <bpmn:incoming>f7</bpmn:incoming><bpmn:incoming>f8</bpmn:incoming><bpmn:incoming>f9</bpmn:incoming>
-      <bpmn:outgoing>f10</bpmn:outgoing>
-    </bpmn:parallelGateway>
-    <bpmn:sequenceFlow id="f10" sourceRef="join" targetRef="end" />
-    <bpmn:endEvent id="end"><bpmn:incoming>f10</bpmn:incoming></bpmn:endEvent>
-  </bpmn:process>
-</bpmn:definitions>
-"""
+_THREE_TIMERS = (Path(__file__).parent / "diagrams" / "timers" / "three_timers.bpmn").read_bytes()
 
 
 def test_a_date_worked_out_from_a_corrected_field_moves_with_it(carepath: CarePath, clock: ManualClock) -> None:
@@ -503,7 +449,7 @@ def test_a_date_worked_out_from_a_corrected_field_moves_with_it(carepath: CarePa
 def test_a_correction_a_timer_cannot_be_worked_out_from_changes_nothing(carepath: CarePath) -> None:
     carepath.catalog.deploy_upload({"three_timers.bpmn": _THREE_TIMERS}, "author:tok_test")
     view = carepath.instances.start("test_three_timers", "MRN-7", "system:t", {"diagnosis_date": "2026-01-15"})
-    with pytest.raises(InvalidInputError) as refused:
+    with pytest.raises(StartDataError) as refused:
         carepath.instances.correct_data(view.id, {"diagnosis_date": "not a date"}, "transcription_error", CLINICIAN)
     assert "not a date" not in str(refused.value)  # the value is never echoed
     assert [(p.field, p.element) for p in refused.value.problems] == [("/data/diagnosis_date", "survey_due")]

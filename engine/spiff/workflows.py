@@ -28,9 +28,9 @@ from SpiffWorkflow.util.task import TaskState
 
 from engine.errors import (
     ExpressionError,
-    InvalidInputError,
     NotFoundError,
     Problem,
+    StartDataError,
     TaskNotReadyError,
     WorkflowError,
     translate_workflow_errors,
@@ -457,7 +457,7 @@ def retime_timers(workflow: BpmnWorkflow, fields: Collection[str]) -> list[str]:
     it); so do durations (they count from when the timer was reached) and the timers of an event-based
     gateway, which keeps them on the gateway.
 
-    Raises: InvalidInputError naming each field read and the timer when its expression fails on the
+    Raises: StartDataError naming each field read and the timer when its expression fails on the
     corrected data (nothing is kept: the caller's unit of work is not committed).
     """
     from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimeDateEventDefinition
@@ -478,7 +478,7 @@ def retime_timers(workflow: BpmnWorkflow, fields: Collection[str]) -> list[str]:
                     after = workflow.script_engine.evaluate(task, definition.expression)
             except (ExpressionError, WorkflowError) as exc:  # the data's fault, not the diagram's: 422, no value
                 element = str(task.task_spec.bpmn_id)
-                raise InvalidInputError(
+                raise StartDataError(
                     "the corrected data cannot give the date of a waiting timer",
                     [
                         Problem(

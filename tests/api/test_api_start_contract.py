@@ -115,3 +115,35 @@ def test_a_clinician_corrects_the_data_and_the_retry_runs_on(client: Any, auth: 
     [event] = [e for e in events if e["type"] == "data_corrected"]
     assert event["payload"]["fields"] == ["diagnosis_date"] and event["payload"]["reason"] == "entered_in_error"
     assert "2026-01-12" not in json.dumps(events)
+
+
+def test_a_correction_no_timer_can_be_worked_out_from_is_422_on_the_field(client: Any, auth: Any) -> None:
+    """A diagram without a start schema takes any value; a waiting timer worked out from the corrected field
+    that cannot be worked out from the new value refuses the correction (422, never 500), echoing nothing."""
+    diagram = (TESTS / "diagrams" / "timers" / "three_timers.bpmn").read_bytes()
+    response = client.post(
+        "/v1/pathways",
+        data={"files": [(BytesIO(diagram), "three_timers.bpmn")]},
+        content_type="multipart/form-data",
+        headers=auth("author"),
+    )
+    assert response.status_code == 201, response.json
+    started = client.post(
+        "/v1/instances",
+        json={"pathway_id": "test_three_timers", "patient_ref": "MRN-8", "data": {"diagnosis_date": "2026-01-12"}},
+        headers=auth("system"),
+    ).json
+    url = f"/v1/instances/{started['id']}/data"
+    refused = client.patch(
+        url, json={"data": {"diagnosis_date": "the 12th"}, "reason": "transcription_error"}, headers=auth("clinician")
+    )
+    body = assert_problem(refused, 422, "start-data-invalid")
+    assert [(e["field"], e.get("element")) for e in body["errors"]] == [("/data/diagnosis_date", "survey_due")]
+    assert "the 12th" not in refused.get_data(as_text=True)
+    corrected = client.patch(
+        url, json={"data": {"diagnosis_date": "2025-01-12"}, "reason": "transcription_error"}, headers=auth("clinician")
+    )
+    assert corrected.status_code == 200 and corrected.json["version"] == started["version"] + 1
+    events = client.get(f"/v1/instances/{started['id']}/events", headers=auth("auditor")).json["items"]
+    [event] = [e for e in events if e["type"] == "data_corrected"]
+    assert event["payload"]["timers_moved"] == ["survey_due"]
