@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from engine import CarePath, FourEyesError, ManualClock, NotFoundError, Settings, VersionStateError
+from engine.db.session import unit_of_work
 from engine.documents.build import warning_sign_choices
 from engine.errors import RuleFileError
-from engine.rules import RuleSetRegistry, list_evaluations
+from engine.rules import Assessment, PatientContext, RuleSetRegistry, list_evaluations
 from engine.rules.activation import warning_signs_in_use
+from engine.rules.store import evaluate_and_record
 
 TESTS = Path(__file__).resolve().parent
 ALICE, BOB = "author:staff:alice", "author:staff:bob"
@@ -188,3 +190,31 @@ def test_broken_warning_signs_are_never_recorded(app: CarePath) -> None:
         app.rule_sets.sync(ALICE)
     assert any(p.file and p.file.endswith("warning_signs.yaml") and p.line for p in refused.value.problems)
     assert [v.version for v in app.rule_sets.versions("supportive_care")] == [first.version]
+
+
+def _lung_read_as(app: CarePath) -> str:
+    """The site an evaluation in a pathway reads "NSCLC" as, with the catalogue in use."""
+    with unit_of_work(app.sessions) as session:
+        assessment = Assessment({"back_pain": 6}, PatientContext(diagnosis="NSCLC"))
+        evaluation = evaluate_and_record(
+            session, app.rules, "supportive_care", assessment, clock=app.clock, active_only=True
+        )
+        return str(evaluation.facts[0]["diagnosis"])
+
+
+def test_a_changed_diagnoses_vocabulary_is_pending_until_a_second_author_activates_it(app: CarePath) -> None:
+    """Which words name which site decides which threshold a patient meets (spinal cord compression): the
+    vocabulary is part of the catalogue a rule-set version holds, used only once a second author activates it."""
+    [first] = app.rule_sets.sync()
+    assert _lung_read_as(app) == "lung"
+    vocabulary = app.settings.rules_dir / "catalogues" / "diagnoses.yaml"
+    text = vocabulary.read_text()
+    assert "abbreviations: [nsclc, sclc]" in text
+    vocabulary.write_text(text.replace("abbreviations: [nsclc, sclc]", "abbreviations: [sclc]"))
+    [pending] = app.rule_sets.sync(ALICE)
+    assert pending.rules_version == first.rules_version and pending.catalogue_version != first.catalogue_version
+    assert _lung_read_as(app) == "lung"  # the active version's vocabulary
+    with pytest.raises(FourEyesError):
+        app.rule_sets.activate("supportive_care", pending.version, ALICE)
+    app.rule_sets.activate("supportive_care", pending.version, BOB)
+    assert _lung_read_as(app) == "nsclc"
