@@ -59,9 +59,9 @@ def choose() -> str:
 @page("instances.start")
 def form(pathway_id: str) -> tuple[str, int]:
     info, schema = _pathway(pathway_id)
-    # A site's own pathway (breast_cancer: breast) starts with its diagnosis filled in, as the rules name it:
-    # typed by hand ("breast cancer") it would miss the rules that name the site (spinal cord compression's
-    # lower threshold in breast, prostate and lung cancer: rules/supportive_care.yaml, mscc-back-pain).
+    # A site's own pathway (breast_cancer: breast) starts with its diagnosis filled in, as the rules name it.
+    # The rules read what is typed instead as the site it names ("Invasive ductal carcinoma" on this pathway
+    # is breast: engine.rules.diagnoses), so the clinician may write the diagnosis as the record has it.
     site = info.pathway_id.removesuffix("_cancer")
     filled = {"diagnosis": site} if site in SITE_DIAGNOSES and "diagnosis" in _declared(schema) else {}
     return _page(info, schema, MultiDict(filled), [], 200)
