@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from io import BytesIO
 from typing import Any
 
 PROBLEMS = "https://carepath.dev/problems/"
@@ -73,3 +74,12 @@ def escalation_id(carepath: Any, client: Any, auth: Any) -> str:
     carepath.referral_escalations.open_due()
     found: str = carepath.referral_escalations.list_open(patient_ref="MRN-3013")[0]["id"]
     return found
+
+
+def deploy(client: Any, headers: dict[str, str], files: dict[str, bytes]) -> dict[str, Any]:
+    """``POST /v1/pathways`` of ``files`` (name -> bytes) as a multipart upload; 201 expected. The response."""
+    parts = [(BytesIO(content), name) for name, content in files.items()]
+    response = client.post("/v1/pathways", data={"files": parts}, content_type="multipart/form-data", headers=headers)
+    assert response.status_code == 201, response.json
+    body: dict[str, Any] = response.json
+    return body

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from api_contract import ContractClient, make_token
 from flask import Flask
-from helpers import PATHWAY, assert_problem
+from helpers import PATHWAY, assert_problem, deploy
 from oidc_provider import AUDIENCE, FakeProvider, serve
 
 from api import create_app
@@ -63,14 +62,7 @@ def _scoped(app: Flask, role: str, organisation: str) -> str:
 
 
 def _deploy(client: Any, headers: dict[str, str]) -> dict[str, Any]:
-    response = client.post(
-        "/v1/pathways",
-        data={"files": [(BytesIO(CHANGED), "assessment.bpmn")]},
-        content_type="multipart/form-data",
-        headers=headers,
-    )
-    assert response.status_code == 201, response.json
-    [info] = response.json["items"]
+    [info] = deploy(client, headers, {"assessment.bpmn": CHANGED})["items"]
     return dict(info)
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from helpers import PATHWAY, assert_problem, complete, start
+from helpers import PATHWAY, assert_problem, complete, deploy, start
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 ASSESSMENT = (Path(__file__).resolve().parent.parent / "pathways" / "assessment.bpmn").read_bytes()
@@ -17,14 +16,7 @@ V2 = ASSESSMENT.replace(EXTRA_FIELD, EXTRA_FIELD + b'\n<camunda:formField id="sl
 
 
 def _deploy(client: Any, auth: Any, diagram: bytes) -> str:
-    response = client.post(
-        "/v1/pathways",
-        data={"files": [(BytesIO(diagram), "assessment.bpmn")]},
-        content_type="multipart/form-data",
-        headers=auth("author"),
-    )
-    assert response.status_code == 201, response.json
-    version: str = response.json["items"][0]["version"]
+    version: str = deploy(client, auth("author"), {"assessment.bpmn": diagram})["items"][0]["version"]
     return version
 
 

@@ -5,11 +5,10 @@ Location, and a clinician's PATCH of an instance's data followed by a retry."""
 from __future__ import annotations
 
 import json
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from helpers import assert_problem
+from helpers import assert_problem, deploy
 
 TESTS = Path(__file__).parent.parent
 CONTRACT = TESTS / "diagrams" / "contract"
@@ -20,11 +19,7 @@ GOOD = {"diagnosis_date": "2026-01-12", "age": 52}
 
 
 def _deploy(client: Any, auth: Any) -> None:
-    parts = [(BytesIO(content), name) for name, content in FILES.items()]
-    response = client.post(
-        "/v1/pathways", data={"files": parts}, content_type="multipart/form-data", headers=auth("author")
-    )
-    assert response.status_code == 201, response.json
+    deploy(client, auth("author"), FILES)
 
 
 def _start(client: Any, auth: Any, patient: str, data: Any, **headers: str) -> Any:
@@ -121,13 +116,7 @@ def test_a_correction_no_timer_can_be_worked_out_from_is_422_on_the_field(client
     """A diagram without a start schema takes any value; a waiting timer worked out from the corrected field
     that cannot be worked out from the new value refuses the correction (422, never 500), echoing nothing."""
     diagram = (TESTS / "diagrams" / "timers" / "three_timers.bpmn").read_bytes()
-    response = client.post(
-        "/v1/pathways",
-        data={"files": [(BytesIO(diagram), "three_timers.bpmn")]},
-        content_type="multipart/form-data",
-        headers=auth("author"),
-    )
-    assert response.status_code == 201, response.json
+    deploy(client, auth("author"), {"three_timers.bpmn": diagram})
     started = client.post(
         "/v1/instances",
         json={"pathway_id": "test_three_timers", "patient_ref": "MRN-8", "data": {"diagnosis_date": "2026-01-12"}},
