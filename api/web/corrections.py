@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from engine.errors import ConflictError, Problem, StaleVersionError, StartDataError
 from engine.instances.view import CORRECTION_REASONS, InstanceView, Status
 
-from .. import carepath
+from .. import carepath, queries
 from ..access_log import shows_patients
 from .auth import actor, page
 from .flashes import tell
@@ -69,7 +69,17 @@ def correct(instance_id: Any) -> WerkzeugResponse | tuple[str, int]:
     except (StaleVersionError, ConflictError):
         return _page(carepath().instances.get(view.id), fields, request.form, [], 409, stale=True)
     tell("correct.done_retry" if corrected.status == Status.ERROR else "correct.done", instance_id=view.id)
+    if moved := _timers_moved(view.id):  # the clinician sees that the reviews' dates followed the correction
+        tell("correct.moved", count=str(len(moved)))
     return redirect(url_for("web.patients.patient", instance_id=view.id), code=303)
+
+
+def _timers_moved(instance_id: str) -> list[str]:
+    """The timers the instance's latest correction moved (its trail's ``data_corrected`` event)."""
+    for event in reversed(queries().events(instance_id)):
+        if event["type"] == "data_corrected":
+            return list(event["payload"].get("timers_moved") or [])
+    return []
 
 
 def _form(view: InstanceView) -> tuple[dict[str, Any] | None, list[FormField], dict[str, Any]]:

@@ -206,8 +206,11 @@ def test_the_start_data_is_corrected_with_a_reason_and_only_changes_are_sent(wor
     assert corrected["diagnosis_date"] == "2026-01-02" and corrected["age"] == 52
     [event] = world.events("data_corrected")
     assert event["fields"] == ["diagnosis_date"] and event["reason"] == "transcription_error"
+    assert "survey_due" in event["timers_moved"]  # the 18-month survey counts from the corrected date
     assert "2026-01-02" not in json.dumps(event)
-    assert "Corrected for SYN-MAN-0001." in client.get(world.url).get_data(as_text=True)
+    shown = client.get(world.url).get_data(as_text=True)
+    assert "Corrected for SYN-MAN-0001." in shown
+    assert f"moved with them ({len(event['timers_moved'])})" in shown
     # A page drawn before that correction changes nothing.
     stale = _post(client, f"{world.url}/data", {**data, "age": "53", "reason": "updated_information"})
     assert stale.status_code == 409 and world.events("data_corrected") == [event]
