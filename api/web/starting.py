@@ -29,6 +29,7 @@ from engine.errors import (
     StartDataError,
 )
 from engine.instances.view import PATIENT_REF_PATTERN
+from engine.rules.diagnoses import DiagnosisSite
 from engine.rules.warning_signs import DIAGNOSES
 
 from .. import carepath
@@ -36,7 +37,7 @@ from ..scope import start_placement, visible_instance
 from .auth import actor, page, principal
 from .flashes import tell
 from .forms import FormField, fields_of, other_problems, parse_fields, problem_messages
-from .i18n import translate, translate_or
+from .i18n import current_language, translate, translate_or
 
 bp = Blueprint("starting", __name__, url_prefix="/patients/start")
 
@@ -46,6 +47,8 @@ _PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
 # offered twice (the engine keeps the patient in the instance's reference, never in its data).
 PATIENT_FIELD, TEAM_FIELD = "patient_ref", "care_team"
 SITE_DIAGNOSES = frozenset(DIAGNOSES) - {"general", "children_young_people"}  # a site's own pathway
+# Ticked when the clinician starts a site's pathway for a diagnosis that names another site (its value: that site).
+CONFIRM_FIELD = "confirm_other_site"
 
 
 @bp.get("")
@@ -81,8 +84,11 @@ def start(pathway_id: str) -> WerkzeugResponse | tuple[str, int]:
     team = request.form.get(TEAM_FIELD, "") if len(teams) > 1 else None
     if team is not None and team not in teams:
         problems.append(Problem("not one of your teams", field=f"/{TEAM_FIELD}", code="care_team"))
-    if problems:
-        return _page(info, schema, request.form, problems, 422)
+    other = _other_site(info, data)
+    if other is not None and request.form.get(CONFIRM_FIELD) == other.code:
+        other = None  # the clinician has checked: this pathway, for a diagnosis of another site
+    if problems or other is not None:
+        return _page(info, schema, request.form, problems, 422, other_site=other)
     user = principal()
     assert user is not None
     running = ""
@@ -118,6 +124,22 @@ def _pathway(pathway_id: str) -> tuple[Any, dict[str, Any] | None]:
     if not info.active:
         raise NotFoundError("no version of this pathway is active yet")
     return info, catalog.start_schema(pathway_id, info.version)
+
+
+def _other_site(info: Any, data: dict[str, Any]) -> DiagnosisSite | None:
+    """The site the diagnosis names when it is not the site of the pathway being started (lung cancer on the
+    breast pathway: the wrong pathway chosen from the list, most likely), else None. Only a diagnosis naming
+    exactly one site counts (engine.rules.diagnoses); "Lung metastases from breast cancer" names two."""
+    diagnosis = data.get("diagnosis")
+    if not isinstance(diagnosis, str):
+        return None
+    vocabulary = carepath().rules.catalogue().diagnoses
+    own, named = info.pathway_id.removesuffix("_cancer"), vocabulary.site_of(diagnosis)
+    return vocabulary.sites[named] if own in vocabulary.sites and named in vocabulary.sites and named != own else None
+
+
+def _in_sentence(name: str) -> str:
+    return name[:1].lower() + name[1:]
 
 
 def _declared(schema: dict[str, Any] | None) -> dict[str, Any]:
@@ -156,6 +178,7 @@ def _page(
     status: int,
     *,
     running: str = "",
+    other_site: DiagnosisSite | None = None,
 ) -> tuple[str, int]:
     fields = start_fields(schema)
     own = [
@@ -177,6 +200,13 @@ def _page(
         words = translate(f"start.errors.{problem.code}")
         errors.setdefault(name, words)
         summary.append((f"f-{name}", words))
+    site_name = pathway_name = ""
+    if other_site is not None:  # within a sentence: "names lung cancer, and this is the breast cancer pathway"
+        site_name = _in_sentence(other_site.name_sv if current_language() == "sv" else other_site.name_en)
+        pathway_name = _in_sentence(info.title or info.pathway_id)
+        words = translate("start.errors.other_site", site=site_name, pathway=pathway_name)
+        errors.setdefault("diagnosis", words)
+        summary.append(("f-diagnosis", words))
     return render_template(
         "web/start.html",
         info=info,
@@ -186,4 +216,8 @@ def _page(
         errors=errors,
         summary=summary,
         running=running,
+        other_site=other_site,
+        other_site_name=site_name,
+        pathway_name=pathway_name,
+        confirm_field=CONFIRM_FIELD,
     ), status

@@ -189,3 +189,41 @@ def test_hostile_values_start_nothing_and_never_fail(app: Flask) -> None:
         assert response.status_code == 422, (value[:20], response.status_code)
         assert "<b>hostile</b>" not in response.get_data(as_text=True)
     assert _instances(app) == []
+
+
+def test_a_diagnosis_of_another_site_asks_the_clinician_to_check_the_pathway(app: Flask) -> None:
+    """Lung cancer on the breast pathway is most likely the wrong pathway chosen from the list: the page says so
+    on the diagnosis field and starts nothing, until the clinician ticks that they have checked. A diagnosis
+    naming the pathway's own site, none, or two, starts at once."""
+    client = _client(app, make_token(app, "clinician"))
+    lung = {**BREAST, "diagnosis": "Non-small cell lung cancer"}
+    asked = client.post(
+        f"{START}/breast_cancer", data={"csrf_token": _csrf(client), "patient_ref": "SYN-START-0031", **lung}
+    )
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 422 and _instances(app) == []
+    assert 'id="f-diagnosis-error"' in page
+    assert "The diagnosis names lung cancer, and this is the breast cancer pathway" in page
+    assert 'name="confirm_other_site"' in page and 'value="lung"' in page
+    forged = client.post(
+        f"{START}/breast_cancer",
+        data={"csrf_token": _csrf(client), "patient_ref": "SYN-START-0031", **lung, "confirm_other_site": "prostate"},
+    )
+    assert forged.status_code == 422 and _instances(app) == []  # a tick for another site is no tick
+    checked = client.post(
+        f"{START}/breast_cancer",
+        data={"csrf_token": _csrf(client), "patient_ref": "SYN-START-0031", **lung, "confirm_other_site": "lung"},
+    )
+    assert checked.status_code == 303
+    for n, diagnosis in enumerate(("Invasive ductal carcinoma", "Lung metastases from breast cancer", "C50")):
+        done = client.post(
+            f"{START}/breast_cancer",
+            data={"csrf_token": _csrf(client), "patient_ref": f"SYN-START-004{n}", **BREAST, "diagnosis": diagnosis},
+        )
+        assert done.status_code == 303, diagnosis
+    assert len(_instances(app)) == 4
+    swedish = _client(app, make_token(app, "clinician"), language="sv")
+    asked_sv = swedish.post(
+        f"{START}/breast_cancer", data={"csrf_token": _csrf(swedish), "patient_ref": "SYN-START-0051", **lung}
+    )
+    assert asked_sv.status_code == 422 and "Diagnosen anger lungcancer" in asked_sv.get_data(as_text=True)
