@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import Blueprint, url_for
 
-from engine.errors import InstanceExistsError
+from engine.errors import InstanceExistsError, InvalidInputError
 from engine.instances.queries import MAX_LIMIT, STATUSES, InstanceFilter
-from engine.instances.view import PATIENT_REF_PATTERN
+from engine.instances.view import PATIENT_REF_PATTERN, InstanceView
+from engine.pathway_checks import CONFIRM_FIELD, confirm, confirmation_problem, pathway_check, pending_check
 
 from . import carepath, queries
 from .auth import current_principal, requires
@@ -43,8 +44,18 @@ def instance_filter() -> InstanceFilter:
 
 def _started(resources: list[str]) -> Reply:
     """A start's answer once more, from the instance it started (read as it is now)."""
-    view = carepath().instances.get(resources[0])
-    return instance_body(view), 201, {**etag(view.version), **VARY, "Location": url_for(".get", instance_id=view.id)}
+    view, data = carepath().instances.get_with_data(resources[0])
+    return (
+        _checked_body(view, data),
+        201,
+        {**etag(view.version), **VARY, "Location": url_for(".get", instance_id=view.id)},
+    )
+
+
+def _checked_body(view: InstanceView, data: dict[str, Any]) -> dict[str, Any]:
+    """An instance with the warnings it carries: the pathway check it waits for (engine.pathway_checks)."""
+    check = pending_check(carepath(), view, queries().events, data)
+    return {**instance_body(view), "warnings": [check.as_warning()] if check is not None else []}
 
 
 @bp.post("")
@@ -54,21 +65,35 @@ def start() -> Reply:
     body = json_body("StartRequest")
     principal = current_principal()
     organisation, care_team = start_placement(principal, body.get("organisation"), body.get("care_team"))
+    data = body.get("data")
+    # A diagnosis naming another site than the pathway's: started, with a warning, unless the request confirms it.
+    check = pathway_check(
+        carepath().rules.catalogue().diagnoses, body["pathway_id"], data if isinstance(data, dict) else None
+    )
+    confirmed = CONFIRM_FIELD in body
+    if confirmed and (problem := confirmation_problem(check, body[CONFIRM_FIELD], f"/{CONFIRM_FIELD}")) is not None:
+        raise InvalidInputError("the pathway cannot be confirmed", [problem])
     try:
         view = carepath().instances.start(
             body["pathway_id"],
             body["patient_ref"],
             principal.actor,
-            body.get("data"),
+            data,
             organisation=organisation,
             care_team=care_team,
+            pathway_checked=confirmed,
         )
     except InstanceExistsError as exc:
         # The 409 names the running instance (Location) only to a caller who may see it: another team's or
         # organisation's instance is not found for this caller, and must not be located through a start.
         exc.instance_id = visible_instance(principal, exc.instance_id)
         raise
-    return instance_body(view), 201, {**etag(view.version), **VARY, "Location": url_for(".get", instance_id=view.id)}
+    warnings = [check.as_warning()] if check is not None and not confirmed else []
+    return (
+        {**instance_body(view), "warnings": warnings},
+        201,
+        {**etag(view.version), **VARY, "Location": url_for(".get", instance_id=view.id)},
+    )
 
 
 @bp.get("")
@@ -82,8 +107,18 @@ def find() -> dict[str, Any]:
 @bp.get("/<uuid:instance_id>")
 @requires("instances.read")
 def get(instance_id: Any) -> Reply:
-    view = carepath().instances.get(str(instance_id))
-    return instance_body(view), 200, {**etag(view.version), **VARY}
+    view, data = carepath().instances.get_with_data(str(instance_id))
+    return _checked_body(view, data), 200, {**etag(view.version), **VARY}
+
+
+@bp.post("/<uuid:instance_id>/pathway-check")
+@requires("instances.correct")
+def check_pathway(instance_id: Any) -> Reply:
+    """A clinician's confirmation that the pathway is the one meant for a diagnosis naming another site."""
+    body = json_body("PathwayCheck")
+    view = confirm(carepath(), str(instance_id), body["site"], current_principal().actor, if_match())
+    view, data = carepath().instances.get_with_data(view.id)
+    return _checked_body(view, data), 200, {**etag(view.version), **VARY}
 
 
 @bp.post("/<uuid:instance_id>/suspend")

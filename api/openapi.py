@@ -559,6 +559,18 @@ PATHS: dict[str, Any] = {
             tag="instances",
         ),
     },
+    "/v1/instances/{instance_id}/pathway-check": {
+        "post": _op(
+            "checkInstancePathway",
+            "Confirm the pathway of an instance whose diagnosis names another cancer site (its warning)",
+            "instances.correct",
+            _INSTANCE,
+            (404, 409, 412),
+            [_INSTANCE_ID, _IF_MATCH],
+            body="PathwayCheck",
+            tag="instances",
+        ),
+    },
     "/v1/instances/{instance_id}/care-team": {
         "put": _op(
             "changeCareTeam",

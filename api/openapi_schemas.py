@@ -1023,7 +1023,27 @@ SCHEMAS: dict[str, Any] = {
     "InstanceSummary": _obj(list(_SUMMARY_PROPS), _SUMMARY_PROPS),
     "Instance": _obj(
         [*_SUMMARY_PROPS, "ready_tasks"],
-        {**_SUMMARY_PROPS, "ready_tasks": {"type": "array", "items": schema_ref("Task")}},
+        {
+            **_SUMMARY_PROPS,
+            "ready_tasks": {"type": "array", "items": schema_ref("Task")},
+            "warnings": {
+                "type": "array",
+                "items": schema_ref("InstanceWarning"),
+                "description": "What a clinician should check (a start, GET and the pathway check answer it): a "
+                "diagnosis naming another cancer site than the pathway's, until confirmed "
+                "(POST /v1/instances/{id}/pathway-check) or corrected",
+            },
+        },
+    ),
+    "InstanceWarning": _obj(
+        ["code", "field", "site", "pathway_site", "detail"],
+        {
+            "code": {"enum": ["diagnosis-names-other-site"]},
+            "field": {"type": "string", "description": "A JSON pointer into the start request"},
+            "site": {"type": "string", "description": "The site the diagnosis names (rules/catalogues/diagnoses.yaml)"},
+            "pathway_site": {"type": "string", "description": "The site the pathway is written for"},
+            "detail": {"type": "string"},
+        },
     ),
     "InstancePage": _obj(
         ["items", "next_cursor"],
@@ -1486,6 +1506,24 @@ SCHEMAS: dict[str, Any] = {
                 "description": "The care team looking after the patient (default: the token's one team, else "
                 "the deployment's); a token of other teams gets 403",
             },
+            "confirm_other_site": {
+                "type": "string",
+                "pattern": NAME_PATTERN,
+                "description": "The site a diagnosis names that is not the pathway's (lung on breast_cancer), "
+                "confirming that this is the pathway meant: the start records the check and answers with no "
+                "warning. Another site, or a diagnosis naming none, is refused (400 on this field)",
+            },
+        },
+    ),
+    "PathwayCheck": _obj(
+        ["site"],
+        {
+            "site": {
+                "type": "string",
+                "pattern": NAME_PATTERN,
+                "description": "The site the instance's diagnosis names (its warning's site); another, or an "
+                "instance with nothing to confirm, is refused (400 on this field)",
+            }
         },
     ),
     "CareTeamChange": {

@@ -118,6 +118,7 @@ EVENT_TYPES = frozenset(
         "summary_overdue_closed",
         "summary_written",
         "care_team_changed",
+        "pathway_checked",
     }
 )
 CHECKPOINT_FORMAT = "carepath-trail-checkpoint/1"

@@ -14,8 +14,9 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from engine.errors import ConflictError, Problem, StaleVersionError, StartDataError
+from engine.errors import ConflictError, InvalidInputError, Problem, StaleVersionError, StartDataError
 from engine.instances.view import CORRECTION_REASONS, InstanceView, Status
+from engine.pathway_checks import confirm
 
 from .. import carepath, queries
 from ..access_log import shows_patients
@@ -72,6 +73,27 @@ def correct(instance_id: Any) -> WerkzeugResponse | tuple[str, int]:
     if moved := _timers_moved(view.id):  # the clinician sees that the reviews' dates followed the correction
         tell("correct.moved", count=str(len(moved)))
     return redirect(url_for("web.patients.patient", instance_id=view.id), code=303)
+
+
+@bp.post("/<uuid:instance_id>/pathway-check")
+@page("instances.correct")
+def check_pathway(instance_id: Any) -> WerkzeugResponse:
+    """The clinician confirms the pathway of a patient whose diagnosis names another site (the patient page's
+    warning, engine.pathway_checks). Sent with the site the page showed and the version it was drawn at: a
+    diagnosis corrected since, or a pathway moved on, is not confirmed unseen; the page is drawn again."""
+    try:
+        confirm(
+            carepath(),
+            str(instance_id),
+            request.form.get("site", ""),
+            actor(),
+            revision_of(request.form.get("version", "")),
+        )
+    except (InvalidInputError, StaleVersionError, ConflictError):
+        tell("pathway_check.changed")
+    else:
+        tell("pathway_check.done", instance_id=str(instance_id))
+    return redirect(url_for("web.patients.patient", instance_id=instance_id), code=303)
 
 
 def _timers_moved(instance_id: str) -> list[str]:

@@ -29,6 +29,7 @@ from engine.errors import ConflictError, InvalidInputError, NotFoundError, Permi
 from engine.instances.progress import instance_progress
 from engine.instances.queries import STATUSES, InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
+from engine.pathway_checks import pending_check
 from engine.reports.charts import line_chart
 
 from .. import carepath, queries
@@ -80,6 +81,7 @@ def patient(instance_id: Any) -> str:
     return render_template(
         "web/patient.html",
         view=view,
+        pathway_check=pending_check(carepath(), view, queries().events, data),
         progress=instance_progress(carepath().instances, view.id),
         events=queries().events(view.id) if can("events.read") else None,
         care_plan=_care_plan(view.id),

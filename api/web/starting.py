@@ -29,6 +29,7 @@ from engine.errors import (
     StartDataError,
 )
 from engine.instances.view import PATIENT_REF_PATTERN
+from engine.pathway_checks import CONFIRM_FIELD, pathway_check
 from engine.rules.diagnoses import DiagnosisSite
 from engine.rules.warning_signs import DIAGNOSES
 
@@ -47,8 +48,6 @@ _PATIENT_REF = re.compile(PATIENT_REF_PATTERN)
 # offered twice (the engine keeps the patient in the instance's reference, never in its data).
 PATIENT_FIELD, TEAM_FIELD = "patient_ref", "care_team"
 SITE_DIAGNOSES = frozenset(DIAGNOSES) - {"general", "children_young_people"}  # a site's own pathway
-# Ticked when the clinician starts a site's pathway for a diagnosis that names another site (its value: that site).
-CONFIRM_FIELD = "confirm_other_site"
 
 
 @bp.get("")
@@ -84,9 +83,9 @@ def start(pathway_id: str) -> WerkzeugResponse | tuple[str, int]:
     team = request.form.get(TEAM_FIELD, "") if len(teams) > 1 else None
     if team is not None and team not in teams:
         problems.append(Problem("not one of your teams", field=f"/{TEAM_FIELD}", code="care_team"))
-    other = _other_site(info, data)
-    if other is not None and request.form.get(CONFIRM_FIELD) == other.code:
-        other = None  # the clinician has checked: this pathway, for a diagnosis of another site
+    check = pathway_check(carepath().rules.catalogue().diagnoses, info.pathway_id, data)
+    checked = check is not None and request.form.get(CONFIRM_FIELD) == check.site.code
+    other = check.site if check is not None and not checked else None  # else: the clinician has checked
     if problems or other is not None:
         return _page(info, schema, request.form, problems, 422, other_site=other)
     user = principal()
@@ -95,7 +94,13 @@ def start(pathway_id: str) -> WerkzeugResponse | tuple[str, int]:
     try:
         organisation, care_team = start_placement(user, None, team)
         view = carepath().instances.start(
-            info.pathway_id, patient_ref, actor(), data, organisation=organisation, care_team=care_team
+            info.pathway_id,
+            patient_ref,
+            actor(),
+            data,
+            organisation=organisation,
+            care_team=care_team,
+            pathway_checked=checked,
         )
     except StartDataError as exc:  # the start schema's own check: its problems name /data/<field>
         problems = [Problem(p.message, field=within_data(p.field), code=p.code) for p in exc.problems]
@@ -124,18 +129,6 @@ def _pathway(pathway_id: str) -> tuple[Any, dict[str, Any] | None]:
     if not info.active:
         raise NotFoundError("no version of this pathway is active yet")
     return info, catalog.start_schema(pathway_id, info.version)
-
-
-def _other_site(info: Any, data: dict[str, Any]) -> DiagnosisSite | None:
-    """The site the diagnosis names when it is not the site of the pathway being started (lung cancer on the
-    breast pathway: the wrong pathway chosen from the list, most likely), else None. Only a diagnosis naming
-    exactly one site counts (engine.rules.diagnoses); "Lung metastases from breast cancer" names two."""
-    diagnosis = data.get("diagnosis")
-    if not isinstance(diagnosis, str):
-        return None
-    vocabulary = carepath().rules.catalogue().diagnoses
-    own, named = info.pathway_id.removesuffix("_cancer"), vocabulary.site_of(diagnosis)
-    return vocabulary.sites[named] if own in vocabulary.sites and named in vocabulary.sites and named != own else None
 
 
 def _in_sentence(name: str) -> str:

@@ -54,6 +54,7 @@ from engine.errors import (
 from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, load_instance, save_instance
 from engine.rules import Assessment, deteriorated, evaluate_and_record, latest_scores
+from engine.rules.diagnoses import pathway_site
 from engine.settings import ReferralTimeframes
 from engine.webhooks import note_referral
 
@@ -130,7 +131,7 @@ def _propose(
     except InvalidInputError as exc:  # the submitted assessment is wrong: refuse it, change nothing
         raise TaskDataError(exc.message, exc.problems) from exc
     # A diagnosis naming no site ("Invasive ductal carcinoma") is the site of the patient's own pathway.
-    assessment = replace(assessment, pathway_site=context.instance.pathway_id.removesuffix("_cancer"))
+    assessment = replace(assessment, pathway_site=pathway_site(context.instance.pathway_id))
     try:
         evaluation = evaluate_and_record(
             context.session,

@@ -87,6 +87,11 @@ class PathwayService:
         with read_only(self.sessions) as session:
             return instance_view(*self._read_workflow(session, instance_id))
 
+    def get_with_data(self, instance_id: str) -> tuple[InstanceView, dict[str, Any]]:
+        """The view and the accumulated data of an instance, from one restore. Raises: NotFoundError."""
+        with read_only(self.sessions) as session:
+            return self.read(session, instance_id)
+
     def ready_tasks(self, instance_id: str) -> list[dict[str, Any]]:
         """Raises: NotFoundError."""
         return self.get(instance_id).ready_tasks
@@ -122,9 +127,12 @@ class PathwayService:
         *,
         organisation: str | None = None,
         care_team: str | None = None,
+        pathway_checked: bool = False,
     ) -> InstanceView:
         """Start the latest version of a pathway for a patient looked after by ``care_team`` of
         ``organisation`` (each, when None, the deployment's default: :meth:`Settings.care_team_default`).
+        ``pathway_checked``: the starter was told that the diagnosis names another site than the pathway's
+        and confirmed the pathway (engine.pathway_checks); the ``started`` event records it.
 
         Raises:
             InvalidInputError: bad patient reference or start data that is not an object; an organisation
@@ -134,9 +142,15 @@ class PathwayService:
             PatientDeceasedError: the patient's death is recorded.
             NotFoundError: no such pathway deployed.
         """
-        return self.start_many(pathway_id, [patient_ref], actor, data, organisation=organisation, care_team=care_team)[
-            0
-        ]
+        return self.start_many(
+            pathway_id,
+            [patient_ref],
+            actor,
+            data,
+            organisation=organisation,
+            care_team=care_team,
+            pathway_checked=pathway_checked,
+        )[0]
 
     def placement(self, organisation: str | None, care_team: str | None) -> tuple[str, str]:
         """The organisation and care team a new instance gets: those given, else the deployment's defaults.
@@ -172,6 +186,7 @@ class PathwayService:
         *,
         organisation: str | None = None,
         care_team: str | None = None,
+        pathway_checked: bool = False,
     ) -> list[InstanceView]:
         """Start the latest version of a pathway for several patients in one unit of work (all or none).
 
@@ -205,7 +220,7 @@ class PathwayService:
             raise InvalidInputError("start data must be a JSON object", [Problem("must be an object", field="/data")])
         placement = self.placement(organisation, care_team)
         try:
-            return self._start(pathway_id, patient_refs, actor, data, placement)
+            return self._start(pathway_id, patient_refs, actor, data, placement, pathway_checked)
         except IntegrityError as exc:
             if not is_second_active_instance(exc):
                 raise
@@ -227,7 +242,9 @@ class PathwayService:
         actor: str,
         data: dict[str, Any] | None,
         placement: tuple[str, str],
+        pathway_checked: bool = False,
     ) -> list[InstanceView]:
+        started_payload: dict[str, Any] = {"pathway_checked": True} if pathway_checked else {}
         with unit_of_work(self.sessions) as session:
             version = self.steps.version_to_start(session, pathway_id)
             refuse_deceased(session, patient_refs)
@@ -250,7 +267,7 @@ class PathwayService:
             started = []
             for patient_ref in patient_refs:
                 step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(recorded), placement)
-                step.record("started", payload={"data_digest": step.digest(data or {})})
+                step.record("started", payload={"data_digest": step.digest(data or {}), **started_payload})
                 step.advance(step.workflow.do_engine_steps)
                 started.append(step)
             for step in started:
@@ -468,6 +485,34 @@ class PathwayService:
             expected_version,
             {Status.RUNNING, Status.SUSPENDED, Status.ERROR},
             refusal="cannot have its data corrected",
+        )
+
+    def record_pathway_check(
+        self,
+        instance_id: str,
+        actor: str,
+        confirm: Callable[[str, dict[str, Any]], None],
+        expected_version: int | None = None,
+    ) -> InstanceView:
+        """Record that a clinician checked the pathway against the diagnosis (``pathway_checked``, an event
+        with no payload: never the diagnosis). ``confirm(pathway_id, data)`` is called with the instance's
+        data in the same unit of work and raises when there is nothing (or something else) to confirm, so a
+        diagnosis corrected meanwhile is never confirmed unseen (engine.pathway_checks). Nothing runs.
+
+        Raises: whatever ``confirm`` raises; NotFoundError, StaleVersionError, ConflictError (ended).
+        """
+
+        def check(step: Step) -> None:
+            confirm(step.instance.pathway_id, workflows.accumulated_data(step.workflow))
+            step.record("pathway_checked", payload={})
+
+        return self._run(
+            instance_id,
+            actor,
+            check,
+            expected_version,
+            {Status.RUNNING, Status.SUSPENDED, Status.ERROR},
+            refusal="cannot have its pathway checked",
         )
 
     # --- care teams ------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from yaml.nodes import Node
 from engine.rules.model import normalised_text
 from engine.rules.yaml_source import YamlReader
 
-__all__ = ["DIAGNOSES_FILE", "DiagnosisSite", "DiagnosisVocabulary", "read_diagnoses"]
+__all__ = ["DIAGNOSES_FILE", "DiagnosisSite", "DiagnosisVocabulary", "pathway_site", "read_diagnoses"]
 
 DIAGNOSES_FILE = "diagnoses.yaml"
 _RANGE = re.compile(r"([A-Z][0-9]{2})(?:-([A-Z][0-9]{2}))?")
@@ -92,6 +92,16 @@ class DiagnosisVocabulary:
             return site
         return pathway_site if pathway_site in self.sites else text
 
+    def other_site(self, pathway_id: str, diagnosis: object) -> DiagnosisSite | None:
+        """The site ``diagnosis`` names when ``pathway_id`` is another site's own pathway (lung cancer on
+        ``breast_cancer``: most likely the wrong pathway chosen from a list, or an EHR's mapping error),
+        else None: a diagnosis naming no site or two, the pathway's own site, or a pathway of no site."""
+        own = pathway_site(pathway_id)
+        if own not in self.sites or not isinstance(diagnosis, str):
+            return None
+        named = self._named(normalised_text(diagnosis))
+        return self.sites[named] if named is not None and named != own else None
+
     def _named(self, text: str) -> str | None:
         site = self._whole.get(text)
         if site is not None:
@@ -115,6 +125,12 @@ class DiagnosisVocabulary:
             else:
                 i += 1
         return named
+
+
+def pathway_site(pathway_id: str) -> str:
+    """The site a pathway is written for, by its id (``breast_cancer`` -> ``breast``); a general pathway's
+    id names no site of the vocabulary."""
+    return pathway_id.removesuffix("_cancer")
 
 
 def read_diagnoses(

@@ -214,3 +214,47 @@ def test_the_start_data_is_corrected_with_a_reason_and_only_changes_are_sent(wor
     # A page drawn before that correction changes nothing.
     stale = _post(client, f"{world.url}/data", {**data, "age": "53", "reason": "updated_information"})
     assert stale.status_code == 409 and world.events("data_corrected") == [event]
+
+
+def test_a_diagnosis_of_another_site_is_shown_until_a_clinician_checks_the_pathway(world: World) -> None:
+    """A breast pathway whose diagnosis (as an EHR sent it, or corrected) names lung cancer: the patient's
+    page warns, with the ways out, until a clinician confirms the pathway; a later correction naming yet
+    another site asks again; a page drawn before that correction confirms nothing."""
+    engine = world.app.extensions["carepath"]
+    client = _client(world)
+    assert 'data-test="pathway-check"' not in client.get(world.url).get_data(as_text=True)
+    engine.instances.correct_data(
+        world.instance_id, {"diagnosis": "Non-small cell lung cancer"}, "updated_information", "clinician:t"
+    )
+    page = client.get(world.url).get_data(as_text=True)
+    assert 'data-test="pathway-check" data-site="lung"' in page
+    assert "The diagnosis names lung cancer, and the patient is on the pathway for breast cancer" in page
+    assert f'href="{world.url}/data"' in page and f'href="{world.url}/cancel"' in page
+    drawn_at = world.view().version
+    done = _post(client, f"{world.url}/pathway-check", {"version": drawn_at, "site": "lung"})
+    assert done.status_code == 303
+    shown = client.get(world.url).get_data(as_text=True)
+    assert "Pathway confirmed for SYN-MAN-0001." in shown and 'data-test="pathway-check"' not in shown
+    assert world.events("pathway_checked") == [{}]  # who and when, in the event; never the diagnosis
+    assert "Pathway checked against the diagnosis" in shown  # the timeline names it
+    engine.instances.correct_data(
+        world.instance_id, {"diagnosis": "Carcinoma of the prostate"}, "updated_information", "clinician:t"
+    )
+    assert 'data-site="prostate"' in client.get(world.url).get_data(as_text=True)
+    stale = _post(client, f"{world.url}/pathway-check", {"version": drawn_at, "site": "lung"})
+    assert stale.status_code == 303 and len(world.events("pathway_checked")) == 1
+    again = client.get(world.url).get_data(as_text=True)
+    assert "changed since you opened the page" in again and 'data-site="prostate"' in again
+    engine.instances.correct_data(world.instance_id, {"diagnosis": "breast"}, "transcription_error", "clinician:t")
+    assert 'data-test="pathway-check"' not in client.get(world.url).get_data(as_text=True)
+
+
+def test_a_role_that_does_not_correct_sees_the_warning_without_the_confirmation(world: World) -> None:
+    engine = world.app.extensions["carepath"]
+    engine.instances.correct_data(world.instance_id, {"diagnosis": "C34"}, "updated_information", "clinician:t")
+    client = _client(world, role="auditor")
+    page = client.get(world.url)
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'data-test="pathway-check"' in text and 'data-test="confirm-pathway"' not in text
+    refused = _post(client, f"{world.url}/pathway-check", {"version": world.view().version, "site": "lung"})
+    assert refused.status_code == 403 and world.events("pathway_checked") == []

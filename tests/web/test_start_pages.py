@@ -4,6 +4,7 @@ schema; every problem is shown on its field in the page's language and nothing i
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -215,6 +216,11 @@ def test_a_diagnosis_of_another_site_asks_the_clinician_to_check_the_pathway(app
         data={"csrf_token": _csrf(client), "patient_ref": "SYN-START-0031", **lung, "confirm_other_site": "lung"},
     )
     assert checked.status_code == 303
+    # Checked at the start: the trail says so (never the diagnosis), and the patient's page warns of nothing.
+    started = app.extensions["carepath.queries"].events(_instances(app)[0].id)[0]
+    assert started["type"] == "started" and started["payload"]["pathway_checked"] is True
+    assert "lung" not in json.dumps(started).lower()
+    assert 'data-test="pathway-check"' not in client.get(checked.headers["Location"]).get_data(as_text=True)
     for n, diagnosis in enumerate(("Invasive ductal carcinoma", "Lung metastases from breast cancer", "C50")):
         done = client.post(
             f"{START}/breast_cancer",

@@ -1,0 +1,74 @@
+"""The pathway check's reading of the trail and of a diagnosis (engine.pathway_checks); over HTTP and on the
+web pages: tests/api/test_api_pathway_checks.py, tests/web/test_manage_pages.py, tests/web/test_start_pages.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.pathway_checks import checked, confirmation_problem, pathway_check
+from engine.rules.catalogue import load_catalogue
+from engine.settings import bundled_rules_dir
+
+VOCABULARY = load_catalogue(bundled_rules_dir() / "catalogues").diagnoses
+
+
+def _event(kind: str, **payload: Any) -> dict[str, Any]:
+    return {"type": kind, "payload": payload}
+
+
+STARTED, CHECKED = _event("started", data_digest="d"), _event("pathway_checked")
+CORRECTED_DIAGNOSIS = _event("data_corrected", fields=["diagnosis", "age"], reason="updated_information")
+CORRECTED_AGE = _event("data_corrected", fields=["age"], reason="transcription_error")
+
+
+@pytest.mark.parametrize(
+    ("trail", "answer"),
+    [
+        ([STARTED], False),
+        ([_event("started", data_digest="d", pathway_checked=True)], True),
+        ([STARTED, CHECKED], True),
+        ([STARTED, CHECKED, CORRECTED_AGE, _event("task_completed")], True),  # the diagnosis did not change
+        ([STARTED, CHECKED, CORRECTED_DIAGNOSIS], False),  # a new diagnosis asks again
+        ([_event("started", pathway_checked=True), CORRECTED_DIAGNOSIS, CHECKED], True),
+    ],
+)
+def test_the_trail_says_whether_the_pathway_was_checked_since_the_diagnosis(
+    trail: list[dict[str, Any]], answer: bool
+) -> None:
+    assert checked(trail) is answer
+
+
+@pytest.mark.parametrize(
+    ("pathway_id", "diagnosis", "site"),
+    [
+        ("breast_cancer", "Non-small cell lung cancer", "lung"),
+        ("breast_cancer", "C61", "prostate"),
+        ("lung_cancer", "Bowel cancer", "colorectal"),
+        ("breast_cancer", "Invasive ductal carcinoma", None),  # no site named: the pathway's own
+        ("breast_cancer", "Lung metastases from breast cancer", None),  # two: which is primary is not told
+        ("breast_cancer", "C50", None),
+        ("general_cancer", "Non-small cell lung cancer", None),  # a pathway of no site
+        ("children_young_people_cancer", "Acute lymphoblastic leukaemia", None),
+        ("breast_cancer", None, None),
+        ("breast_cancer", 42, None),
+    ],
+)
+def test_a_diagnosis_asks_for_a_check_only_when_it_names_one_other_site(
+    pathway_id: str, diagnosis: Any, site: str | None
+) -> None:
+    check = pathway_check(VOCABULARY, pathway_id, {"diagnosis": diagnosis})
+    assert (check.site.code if check else None) == site
+    if check is not None:
+        warning = check.as_warning()
+        assert warning["pathway_site"] == pathway_id.removesuffix("_cancer") and str(diagnosis) not in str(warning)
+
+
+def test_a_confirmation_must_name_the_site_the_diagnosis_names() -> None:
+    check = pathway_check(VOCABULARY, "breast_cancer", {"diagnosis": "NSCLC"})
+    assert confirmation_problem(check, "lung", "/site") is None
+    wrong = confirmation_problem(check, "prostate", "/site")
+    assert wrong is not None and wrong.field == "/site" and "'lung'" in wrong.message
+    nothing = confirmation_problem(None, "lung", "/confirm_other_site")
+    assert nothing is not None and nothing.field == "/confirm_other_site"
