@@ -44,17 +44,17 @@ def instance_filter() -> InstanceFilter:
 
 def _started(resources: list[str]) -> Reply:
     """A start's answer once more, from the instance it started (read as it is now)."""
-    view, data = carepath().instances.get_with_data(resources[0])
+    view = carepath().instances.get(resources[0])
     return (
-        _checked_body(view, data),
+        _checked_body(view),
         201,
         {**etag(view.version), **VARY, "Location": url_for(".get", instance_id=view.id)},
     )
 
 
-def _checked_body(view: InstanceView, data: dict[str, Any]) -> dict[str, Any]:
+def _checked_body(view: InstanceView) -> dict[str, Any]:
     """An instance with the warnings it carries: the pathway check it waits for (engine.pathway_checks)."""
-    check = pending_check(carepath(), view, queries().events, data)
+    check = pending_check(carepath(), view)
     return {**instance_body(view), "warnings": [check.as_warning()] if check is not None else []}
 
 
@@ -88,9 +88,8 @@ def start() -> Reply:
         # organisation's instance is not found for this caller, and must not be located through a start.
         exc.instance_id = visible_instance(principal, exc.instance_id)
         raise
-    warnings = [check.as_warning()] if check is not None and not confirmed else []
     return (
-        {**instance_body(view), "warnings": warnings},
+        _checked_body(view),
         201,
         {**etag(view.version), **VARY, "Location": url_for(".get", instance_id=view.id)},
     )
@@ -107,8 +106,8 @@ def find() -> dict[str, Any]:
 @bp.get("/<uuid:instance_id>")
 @requires("instances.read")
 def get(instance_id: Any) -> Reply:
-    view, data = carepath().instances.get_with_data(str(instance_id))
-    return _checked_body(view, data), 200, {**etag(view.version), **VARY}
+    view = carepath().instances.get(str(instance_id))
+    return _checked_body(view), 200, {**etag(view.version), **VARY}
 
 
 @bp.post("/<uuid:instance_id>/pathway-check")
@@ -117,8 +116,7 @@ def check_pathway(instance_id: Any) -> Reply:
     """A clinician's confirmation that the pathway is the one meant for a diagnosis naming another site."""
     body = json_body("PathwayCheck")
     view = confirm(carepath(), str(instance_id), body["site"], current_principal().actor, if_match())
-    view, data = carepath().instances.get_with_data(view.id)
-    return _checked_body(view, data), 200, {**etag(view.version), **VARY}
+    return _checked_body(view), 200, {**etag(view.version), **VARY}
 
 
 @bp.post("/<uuid:instance_id>/suspend")

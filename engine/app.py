@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -94,6 +95,7 @@ class CarePath:
                 self.rules, settings.referral_timeframes, active_only=settings.four_eyes, health_system=health_system
             ),
             health_system=health_system,
+            site_check=self._site_check,
         )
         self.care_plans = CarePlanService(self.sessions, self.clock, settings.referral_timeframes)
         # The worker's scan for referrals not accepted in time (engine.careplan.referrals).
@@ -117,6 +119,12 @@ class CarePath:
         self.webhook_admin = WebhookAdmin(
             self.sessions, self.clock, allow_private_networks=settings.webhook_allow_private_networks
         )
+
+    def _site_check(self, pathway_id: str, data: dict[str, Any]) -> str | None:
+        """The site a start's or a correction's diagnosis names when it is not the pathway's own, by the current
+        diagnoses' vocabulary (engine.pathway_checks). Raises: RuleFileError (the catalogue is invalid)."""
+        named = self.rules.catalogue().diagnoses.other_site(pathway_id, data.get("diagnosis"))
+        return named.code if named is not None else None
 
     def warm_up(self) -> list[str]:
         """Load the latest version of every deployed pathway, with its restored specs, and every rule

@@ -8,15 +8,16 @@ a second primary, a patient followed on one pathway for now), but nobody meets i
 * the web app's start page asks before it starts one (api.web.starting);
 * the API's start answers with a warning, unless the request confirmed the site (``confirm_other_site``);
 * until a clinician checks it, the instance carries the warning (``GET /v1/instances/{id}``, the patient's
-  page), and the check is recorded in the trail (``pathway_checked``, no payload) or given at the start
-  (the ``started`` event's ``pathway_checked``). Correcting the diagnosis asks again.
+  page, a flag on the work list): its row keeps the site named (``pathway_instances.pathway_check``, set by
+  the engine at the start and by a correction of the diagnosis, :meth:`CarePath._site_check`), so a list
+  reads it without any workflow state. The check is recorded in the trail (``pathway_checked``, no payload)
+  or given at the start (the ``started`` event's ``pathway_checked``). Correcting the diagnosis asks again.
 
 Which site a diagnosis names is the diagnoses' vocabulary's (:meth:`DiagnosisVocabulary.other_site`):
 a diagnosis naming no site, or two ("Lung metastases from breast cancer"), asks nothing.
 
 Owns: :func:`pathway_check` (what a diagnosis asks), :func:`pending_check` (the warning an instance
-carries), :func:`checked` (the trail's answer), :func:`confirmation_problem` (a confirmation's check) and
-:func:`confirm` (recording one).
+carries), :func:`confirmation_problem` (a confirmation's check) and :func:`confirm` (recording one).
 
 May import: ``rules`` (the diagnoses' vocabulary), ``instances`` (the view, the step service), and the
 shared ``errors``.
@@ -24,7 +25,6 @@ shared ``errors``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,17 +36,14 @@ if TYPE_CHECKING:
     from engine.app import CarePath
 
 __all__ = [
-    "CHECKED_EVENT",
     "CONFIRM_FIELD",
     "PathwayCheck",
-    "checked",
     "confirm",
     "confirmation_problem",
     "pathway_check",
     "pending_check",
 ]
 
-CHECKED_EVENT = "pathway_checked"
 # The start request's field (and the web form's) that confirms the site the diagnosis names.
 CONFIRM_FIELD = "confirm_other_site"
 WARNING_CODE = "diagnosis-names-other-site"
@@ -80,41 +77,16 @@ def pathway_check(vocabulary: DiagnosisVocabulary, pathway_id: str, data: dict[s
     return None if named is None else PathwayCheck(named, vocabulary.sites[pathway_site(pathway_id)])
 
 
-def checked(events: Iterable[dict[str, Any]]) -> bool:
-    """Whether a clinician checked the pathway since the diagnosis was last given, from the trail (oldest
-    first): a ``pathway_checked`` event, or a start that confirmed it, not followed by a correction of the
-    diagnosis."""
-    answer = False
-    for event in events:
-        kind, payload = event["type"], event.get("payload") or {}
-        if kind == CHECKED_EVENT:
-            answer = True
-        elif kind == "started":
-            answer = bool(payload.get("pathway_checked"))
-        elif kind == "data_corrected" and "diagnosis" in payload.get("fields", ()):
-            answer = False
-    return answer
+def pending_check(carepath: CarePath, view: InstanceView) -> PathwayCheck | None:
+    """The check an active instance still waits for, else None (an ended instance waits for none), from what
+    its row keeps (``view.pathway_check``), named by the current vocabulary.
 
-
-def pending_check(
-    carepath: CarePath,
-    view: InstanceView,
-    trail: Callable[[str], list[dict[str, Any]]],
-    data: dict[str, Any] | None = None,
-) -> PathwayCheck | None:
-    """The check an active instance still waits for, else None (an ended instance waits for none). Reads the
-    instance's data when not given, and its trail (``trail(instance_id)``, oldest first: the read-only
-    queries' ``events``) only when the diagnosis names another site.
-
-    Raises: NotFoundError (the instance is gone), RuleFileError (the catalogue is invalid)."""
-    if view.status not in _ACTIVE:
+    Raises: RuleFileError (the catalogue is invalid)."""
+    if view.pathway_check is None or view.status not in _ACTIVE:
         return None
-    if data is None:
-        data = carepath.instances.instance_data(view.id)
-    check = pathway_check(carepath.rules.catalogue().diagnoses, view.pathway_id, data)
-    if check is None or checked(trail(view.id)):
-        return None
-    return check
+    sites = carepath.rules.catalogue().diagnoses.sites
+    own = pathway_site(view.pathway_id)
+    return PathwayCheck(_site(sites, view.pathway_check), _site(sites, own))
 
 
 def confirmation_problem(check: PathwayCheck | None, site: object, field: str) -> Problem | None:
@@ -143,6 +115,12 @@ def confirm(
             raise InvalidInputError("the pathway cannot be confirmed", [problem])
 
     return carepath.instances.record_pathway_check(instance_id, actor, check, expected_version)
+
+
+def _site(sites: dict[str, DiagnosisSite], code: str) -> DiagnosisSite:
+    """A site of the vocabulary; one it no longer has (changed since the instance's diagnosis was read) by its
+    code alone, still shown."""
+    return sites.get(code) or DiagnosisSite(code, code, code, (), (), ())
 
 
 def _lower(name: str) -> str:

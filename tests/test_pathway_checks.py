@@ -1,4 +1,4 @@
-"""The pathway check's reading of the trail and of a diagnosis (engine.pathway_checks); over HTTP and on the
+"""The pathway check's reading of a diagnosis (engine.pathway_checks); over HTTP and on the
 web pages: tests/api/test_api_pathway_checks.py, tests/web/test_manage_pages.py, tests/web/test_start_pages.py."""
 
 from __future__ import annotations
@@ -7,37 +7,11 @@ from typing import Any
 
 import pytest
 
-from engine.pathway_checks import checked, confirmation_problem, pathway_check
+from engine.pathway_checks import confirmation_problem, pathway_check
 from engine.rules.catalogue import load_catalogue
 from engine.settings import bundled_rules_dir
 
 VOCABULARY = load_catalogue(bundled_rules_dir() / "catalogues").diagnoses
-
-
-def _event(kind: str, **payload: Any) -> dict[str, Any]:
-    return {"type": kind, "payload": payload}
-
-
-STARTED, CHECKED = _event("started", data_digest="d"), _event("pathway_checked")
-CORRECTED_DIAGNOSIS = _event("data_corrected", fields=["diagnosis", "age"], reason="updated_information")
-CORRECTED_AGE = _event("data_corrected", fields=["age"], reason="transcription_error")
-
-
-@pytest.mark.parametrize(
-    ("trail", "answer"),
-    [
-        ([STARTED], False),
-        ([_event("started", data_digest="d", pathway_checked=True)], True),
-        ([STARTED, CHECKED], True),
-        ([STARTED, CHECKED, CORRECTED_AGE, _event("task_completed")], True),  # the diagnosis did not change
-        ([STARTED, CHECKED, CORRECTED_DIAGNOSIS], False),  # a new diagnosis asks again
-        ([_event("started", pathway_checked=True), CORRECTED_DIAGNOSIS, CHECKED], True),
-    ],
-)
-def test_the_trail_says_whether_the_pathway_was_checked_since_the_diagnosis(
-    trail: list[dict[str, Any]], answer: bool
-) -> None:
-    assert checked(trail) is answer
 
 
 @pytest.mark.parametrize(

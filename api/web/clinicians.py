@@ -25,6 +25,7 @@ from engine.errors import (
 )
 from engine.instances.queries import InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
+from engine.pathway_checks import pending_check
 
 from .. import carepath, queries
 from .auth import actor, can, page, scope
@@ -135,6 +136,7 @@ def _work_list(refused: bool = False) -> str:
     return render_template(
         template,
         tasks=tasks,
+        pathway_checks=found.pathway_checks,
         lanes=lanes,
         filters=filters,
         problems=problems,
@@ -189,6 +191,7 @@ def task(instance_id: Any, task_id: Any) -> str:
         description=description,
         document=_task_document(view, found),
         treatment=_recorded_treatment(view, found),
+        pathway_check=pending_check(carepath(), view),
     )
 
 
@@ -253,6 +256,7 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
         description=description,
         document=_task_document(view, found),
         treatment=_recorded_treatment(view, found),
+        pathway_check=pending_check(carepath(), view),
     ), status
 
 

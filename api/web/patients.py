@@ -81,7 +81,7 @@ def patient(instance_id: Any) -> str:
     return render_template(
         "web/patient.html",
         view=view,
-        pathway_check=pending_check(carepath(), view, queries().events, data),
+        pathway_check=pending_check(carepath(), view),
         progress=instance_progress(carepath().instances, view.id),
         events=queries().events(view.id) if can("events.read") else None,
         care_plan=_care_plan(view.id),

@@ -175,6 +175,9 @@ class PathwayInstance(Base):
     # Who looks after the patient (engine.care_teams): identifiers, set at start; the team moves with a reason.
     organisation: Mapped[str] = mapped_column(String(64))
     care_team: Mapped[str] = mapped_column(String(64))
+    # The cancer site the diagnosis names when it is not the pathway's own, until a clinician checks the pathway
+    # (engine.pathway_checks): set at the start and by a correction of the diagnosis, cleared by the check.
+    pathway_check: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Counted by the one-active-instance index (set at start, never changed).
     one_per_patient: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
 

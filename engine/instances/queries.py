@@ -100,6 +100,9 @@ class Page:
     # A task list's: for each listed instance, what its checklists' safety notices are chosen by, as its
     # row keeps it (engine.spiff.workflows.notice_contacts; None: nothing kept). Not part of the page shown.
     notice_contacts: dict[str, str | None] = field(default_factory=dict)
+    # A task list's: the listed instances whose diagnosis names another site than their pathway's, not yet
+    # checked by a clinician (engine.pathway_checks), with that site, as the row keeps it. Not part of the page.
+    pathway_checks: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"items": self.items, "next_cursor": self.next_cursor}
@@ -190,6 +193,7 @@ _WORKED = (
     PathwayInstance.revision,
     PathwayInstance.ready_tasks,
     PathwayInstance.notice_contacts,
+    PathwayInstance.pathway_check,
     PathwayInstance.created_at,
     PathwayInstance.next_due_at,
     PathwayInstance.pathway_version_id,
@@ -276,7 +280,11 @@ class InstanceQueries:
                     if element is None or task.element == element
                 )
         page = self._page(items, rows, limit, due_order=_due_order(where, element))
-        return replace(page, notice_contacts={row.id: row.notice_contacts for row in rows[:limit]})
+        return replace(
+            page,
+            notice_contacts={row.id: row.notice_contacts for row in rows[:limit]},
+            pathway_checks={row.id: row.pathway_check for row in rows[:limit] if row.pathway_check is not None},
+        )
 
     def events(self, instance_id: str) -> list[dict[str, Any]]:
         """The event trail of one instance, oldest first.

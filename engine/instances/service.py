@@ -66,11 +66,16 @@ class PathwayService:
         operators: Mapping[str, ServiceOperator] | None = None,
         *,
         health_system: Callable[[dict[str, Any]], str] | None = None,
+        site_check: Callable[[str, dict[str, Any]], str | None] | None = None,
     ) -> None:
         """``health_system``: the patient's health system for start data, recorded at the start when the
-        data names none (the facade's resolves it as the documents do); without it, the deployment's."""
+        data names none (the facade's resolves it as the documents do); without it, the deployment's.
+        ``site_check(pathway_id, data)``: the cancer site the data's diagnosis names when it is not the
+        pathway's own (engine.pathway_checks, from the rules' diagnoses vocabulary), kept on the instance until
+        a clinician checks the pathway; without it, nothing is kept."""
         self.settings = settings
         self.health_system = health_system
+        self.site_check = site_check
         self.sessions = session_factory
         self.clock = clock or SystemClock()
         self.steps = StepRunner(settings, session_factory, self.clock, operators or {})
@@ -86,11 +91,6 @@ class PathwayService:
         """Raises: NotFoundError."""
         with read_only(self.sessions) as session:
             return instance_view(*self._read_workflow(session, instance_id))
-
-    def get_with_data(self, instance_id: str) -> tuple[InstanceView, dict[str, Any]]:
-        """The view and the accumulated data of an instance, from one restore. Raises: NotFoundError."""
-        with read_only(self.sessions) as session:
-            return self.read(session, instance_id)
 
     def ready_tasks(self, instance_id: str) -> list[dict[str, Any]]:
         """Raises: NotFoundError."""
@@ -151,6 +151,9 @@ class PathwayService:
             care_team=care_team,
             pathway_checked=pathway_checked,
         )[0]
+
+    def _site_check(self, pathway_id: str, data: dict[str, Any]) -> str | None:
+        return self.site_check(pathway_id, data) if self.site_check is not None else None
 
     def placement(self, organisation: str | None, care_team: str | None) -> tuple[str, str]:
         """The organisation and care team a new instance gets: those given, else the deployment's defaults.
@@ -267,6 +270,7 @@ class PathwayService:
             started = []
             for patient_ref in patient_refs:
                 step = self.steps.begin(session, version, patient_ref, actor, copy.deepcopy(recorded), placement)
+                step.instance.pathway_check = None if pathway_checked else self._site_check(pathway_id, given)
                 step.record("started", payload={"data_digest": step.digest(data or {}), **started_payload})
                 step.advance(step.workflow.do_engine_steps)
                 started.append(step)
@@ -472,6 +476,9 @@ class PathwayService:
             else:
                 check_start_data(None, data)  # a health_system of no section, as at the start
             workflows.correct_data(step.workflow, data)
+            if "diagnosis" in data:  # a new diagnosis is checked against the pathway again
+                accumulated = workflows.accumulated_data(step.workflow)
+                step.instance.pathway_check = self._site_check(step.instance.pathway_id, accumulated)
             # The dates worked out from a corrected field move with it (the survey 18 months after diagnosis).
             moved = workflows.retime_timers(step.workflow, data)
             step.workflow_changed = True
@@ -504,6 +511,7 @@ class PathwayService:
 
         def check(step: Step) -> None:
             confirm(step.instance.pathway_id, workflows.accumulated_data(step.workflow))
+            step.instance.pathway_check = None
             step.record("pathway_checked", payload={})
 
         return self._run(

@@ -85,6 +85,7 @@ _COLUMNS = (
     "one_per_patient",
     "organisation",
     "care_team",
+    "pathway_check",
 )
 # What a step may change; id, pathway, patient, organisation and creation time never change. The
 # state is written only by a step that changed it (:func:`save_instance`).
@@ -99,6 +100,7 @@ _WRITABLE = (
     "ready_tasks",
     "notice_contacts",
     "care_team",
+    "pathway_check",
 )
 _MAX_EVENTS_PER_STATEMENT = 16
 _EVENT_COLUMNS = (
@@ -155,6 +157,8 @@ class InstanceRecord:
     # Who looks after the patient (engine.care_teams): the organisation never changes, the team moves with a reason.
     organisation: str = ""
     care_team: str = ""
+    # The site a diagnosis names that is not the pathway's, until a clinician checks it (engine.pathway_checks).
+    pathway_check: str | None = None
 
 
 Converter = Callable[[Any], Any]

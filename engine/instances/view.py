@@ -86,9 +86,14 @@ class InstanceView:
     ready_tasks: list[dict[str, Any]]
     organisation: str = ""
     care_team: str = ""
+    # The site the diagnosis names that is not the pathway's, until a clinician checks the pathway: the API
+    # shows it as the instance's ``warnings`` (engine.pathway_checks), not as a field of its own.
+    pathway_check: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        shown = dict(self.__dict__)
+        del shown["pathway_check"]
+        return shown
 
 
 def instance_view(instance: InstanceRecord, workflow: Any) -> InstanceView:
@@ -112,4 +117,5 @@ def instance_view(instance: InstanceRecord, workflow: Any) -> InstanceView:
         ready_tasks=tasks,
         organisation=instance.organisation,
         care_team=instance.care_team,
+        pathway_check=instance.pathway_check,
     )

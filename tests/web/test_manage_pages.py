@@ -230,6 +230,12 @@ def test_a_diagnosis_of_another_site_is_shown_until_a_clinician_checks_the_pathw
     assert 'data-test="pathway-check" data-site="lung"' in page
     assert "The diagnosis names lung cancer, and the patient is on the pathway for breast cancer" in page
     assert f'href="{world.url}/data"' in page and f'href="{world.url}/cancel"' in page
+    # The work list flags the patient's tasks, and each task's page carries the same warning.
+    listed = client.get("/work-list").get_data(as_text=True)
+    assert listed.count('data-test="check-pathway"') == len(world.view().ready_tasks) > 0
+    task = world.view().ready_tasks[0]["id"]
+    task_page = client.get(f"{world.url}/tasks/{task}").get_data(as_text=True)
+    assert 'data-test="pathway-check" data-site="lung"' in task_page
     drawn_at = world.view().version
     done = _post(client, f"{world.url}/pathway-check", {"version": drawn_at, "site": "lung"})
     assert done.status_code == 303
@@ -237,6 +243,7 @@ def test_a_diagnosis_of_another_site_is_shown_until_a_clinician_checks_the_pathw
     assert "Pathway confirmed for SYN-MAN-0001." in shown and 'data-test="pathway-check"' not in shown
     assert world.events("pathway_checked") == [{}]  # who and when, in the event; never the diagnosis
     assert "Pathway checked against the diagnosis" in shown  # the timeline names it
+    assert 'data-test="check-pathway"' not in client.get("/work-list").get_data(as_text=True)
     engine.instances.correct_data(
         world.instance_id, {"diagnosis": "Carcinoma of the prostate"}, "updated_information", "clinician:t"
     )
