@@ -66,13 +66,14 @@ def start() -> Reply:
     principal = current_principal()
     organisation, care_team = start_placement(principal, body.get("organisation"), body.get("care_team"))
     data = body.get("data")
-    # A diagnosis naming another site than the pathway's: started, with a warning, unless the request confirms it.
-    check = pathway_check(
-        carepath().rules.catalogue().diagnoses, body["pathway_id"], data if isinstance(data, dict) else None
-    )
+    # A diagnosis naming another site than the pathway's starts with a warning (the engine keeps it on the
+    # instance), unless the request confirms that site.
     confirmed = CONFIRM_FIELD in body
-    if confirmed and (problem := confirmation_problem(check, body[CONFIRM_FIELD], f"/{CONFIRM_FIELD}")) is not None:
-        raise InvalidInputError("the pathway cannot be confirmed", [problem])
+    if confirmed:
+        vocabulary = carepath().rules.catalogue().diagnoses
+        check = pathway_check(vocabulary, body["pathway_id"], data if isinstance(data, dict) else None)
+        if (problem := confirmation_problem(check, body[CONFIRM_FIELD], f"/{CONFIRM_FIELD}")) is not None:
+            raise InvalidInputError("the pathway cannot be confirmed", [problem])
     try:
         view = carepath().instances.start(
             body["pathway_id"],
