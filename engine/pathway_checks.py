@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidInputError, Problem
-from engine.instances.view import InstanceView, Status
+from engine.instances.view import NOT_ENDED, InstanceView
 from engine.rules.diagnoses import DiagnosisSite, DiagnosisVocabulary, pathway_site
 
 if TYPE_CHECKING:
@@ -47,7 +47,6 @@ __all__ = [
 # The start request's field (and the web form's) that confirms the site the diagnosis names.
 CONFIRM_FIELD = "confirm_other_site"
 WARNING_CODE = "diagnosis-names-other-site"
-_ACTIVE = (Status.RUNNING, Status.SUSPENDED, Status.ERROR)
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def pending_check(carepath: CarePath, view: InstanceView) -> PathwayCheck | None
     its row keeps (``view.pathway_check``), named by the current vocabulary.
 
     Raises: RuleFileError (the catalogue is invalid)."""
-    if view.pathway_check is None or view.status not in _ACTIVE:
+    if view.pathway_check is None or view.status not in NOT_ENDED:
         return None
     sites = carepath.rules.catalogue().diagnoses.sites
     own = pathway_site(view.pathway_id)

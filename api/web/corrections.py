@@ -15,7 +15,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from engine.errors import ConflictError, InvalidInputError, Problem, StaleVersionError, StartDataError
-from engine.instances.view import CORRECTION_REASONS, InstanceView, Status
+from engine.instances.view import CORRECTION_REASONS, NOT_ENDED, InstanceView, Status
 from engine.pathway_checks import confirm
 
 from .. import carepath, queries
@@ -28,8 +28,6 @@ from .starting import start_fields, within_data
 
 bp = Blueprint("corrections", __name__, url_prefix="/patients")
 
-CORRECTABLE = frozenset({Status.RUNNING, Status.SUSPENDED, Status.ERROR})
-
 
 @bp.get("/<uuid:instance_id>/data")
 @shows_patients  # the patient's start data: a look, recorded
@@ -38,14 +36,14 @@ def form(instance_id: Any) -> tuple[str, int]:
     view = carepath().instances.get(str(instance_id))
     schema, fields, current = _form(view)
     shown = MultiDict([(f.name, _shown(current[f.name])) for f in fields if f.name in current])
-    return _page(view, fields, shown, [], 200 if view.status in CORRECTABLE else 409)
+    return _page(view, fields, shown, [], 200 if view.status in NOT_ENDED else 409)
 
 
 @bp.post("/<uuid:instance_id>/data")
 @page("instances.correct")
 def correct(instance_id: Any) -> WerkzeugResponse | tuple[str, int]:
     view = carepath().instances.get(str(instance_id))
-    if view.status not in CORRECTABLE:
+    if view.status not in NOT_ENDED:
         return _page(view, [], request.form, [], 409)
     schema, fields, current = _form(view)
     data, problems = parse_fields(fields, request.form)
@@ -148,6 +146,6 @@ def _page(
         errors=errors,
         summary=summary,
         reasons=CORRECTION_REASONS,
-        stale=stale or view.status not in CORRECTABLE,
+        stale=stale or view.status not in NOT_ENDED,
         glass=g.get("break_glass"),
     ), status

@@ -19,7 +19,7 @@ from engine.care_teams import TEAM_CHANGE_REASONS
 from engine.errors import ConflictError, InvalidInputError, StaleVersionError
 from engine.instances.deaths import DEATH_MESSAGE
 from engine.instances.progress import instance_progress
-from engine.instances.view import CANCEL_REASONS, SUSPEND_REASONS, InstanceView, Status
+from engine.instances.view import CANCEL_REASONS, NOT_ENDED, SUSPEND_REASONS, InstanceView, Status
 
 from .. import carepath
 from ..access_log import shows_patients
@@ -34,7 +34,7 @@ bp = Blueprint("lifecycle", __name__, url_prefix="/patients")
 ACTIONS: dict[str, tuple[frozenset[str], tuple[str, ...] | None]] = {
     "suspend": (frozenset({Status.RUNNING, Status.ERROR}), SUSPEND_REASONS),
     "resume": (frozenset({Status.SUSPENDED}), None),
-    "cancel": (frozenset({Status.RUNNING, Status.SUSPENDED, Status.ERROR}), CANCEL_REASONS),
+    "cancel": (NOT_ENDED, CANCEL_REASONS),
     "care-team": (frozenset(Status), TEAM_CHANGE_REASONS),  # an ended pathway's records move with the patient
 }
 _MANAGE = "<any('suspend', 'resume', 'cancel'):action>"

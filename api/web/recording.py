@@ -27,7 +27,7 @@ from engine.documents.build import warning_sign_choices
 from engine.errors import InvalidInputError, MessageNotDeliverableError, Problem
 from engine.instances.deaths import DEATH_MESSAGE
 from engine.instances.progress import instance_progress
-from engine.instances.view import InstanceView, Status
+from engine.instances.view import NOT_ENDED, InstanceView
 from engine.patients import WARNING_SIGN_MESSAGE
 from engine.rules.assessment import is_iso_date
 from engine.rules.model import SMOKING_STATUSES
@@ -41,7 +41,6 @@ from .i18n import current_language, translate, translate_or
 bp = Blueprint("recording", __name__, url_prefix="/patients")
 
 _MESSAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")  # a BPMN message name, as the API takes it
-_NOT_ENDED = frozenset({Status.RUNNING, Status.SUSPENDED, Status.ERROR})
 _OTHER_SIGN = "other"  # a sign not in the list: triaged as the most urgent (engine.careplan.patient_status)
 
 
@@ -116,7 +115,7 @@ def recordable(view: InstanceView, waiting: tuple[str, ...]) -> list[str]:
     message): a death is a fact about the patient, and recording it ends every pathway of theirs
     (engine.instances.deaths)."""
     found = list(waiting)
-    if DEATH_MESSAGE not in found and view.status in _NOT_ENDED:
+    if DEATH_MESSAGE not in found and view.status in NOT_ENDED:
         found.append(DEATH_MESSAGE)
     return found
 
@@ -126,7 +125,7 @@ def _waiting(instance_id: str, message: str) -> tuple[InstanceView, bool]:
     view = carepath().instances.get(instance_id)
     if not _MESSAGE.match(message):
         return view, False
-    if message == DEATH_MESSAGE and view.status in _NOT_ENDED:
+    if message == DEATH_MESSAGE and view.status in NOT_ENDED:
         return view, True
     return view, message in instance_progress(carepath().instances, view.id).messages
 

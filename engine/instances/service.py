@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -44,7 +44,14 @@ from engine.instances.store import (
     is_second_active_instance,
     load_instance,
 )
-from engine.instances.view import SYNTHETIC_PREFIX, InstanceView, Status, instance_view, validate_patient_ref
+from engine.instances.view import (
+    NOT_ENDED,
+    SYNTHETIC_PREFIX,
+    InstanceView,
+    Status,
+    instance_view,
+    validate_patient_ref,
+)
 from engine.settings import Settings
 from engine.spiff import workflows
 
@@ -378,7 +385,7 @@ class PathwayService:
             actor,
             expected_version,
             "cancelled",
-            {Status.RUNNING, Status.SUSPENDED, Status.ERROR},
+            NOT_ENDED,
             Status.CANCELLED,
             reason,
         )
@@ -389,7 +396,7 @@ class PathwayService:
         actor: str,
         expected_version: int | None,
         event: str,
-        allowed: set[Status],
+        allowed: Collection[Status],
         new_status: Status,
         reason: str | None,
     ) -> InstanceView:
@@ -490,7 +497,7 @@ class PathwayService:
             actor,
             correct,
             expected_version,
-            {Status.RUNNING, Status.SUSPENDED, Status.ERROR},
+            NOT_ENDED,
             refusal="cannot have its data corrected",
         )
 
@@ -519,7 +526,7 @@ class PathwayService:
             actor,
             check,
             expected_version,
-            {Status.RUNNING, Status.SUSPENDED, Status.ERROR},
+            NOT_ENDED,
             refusal="cannot have its pathway checked",
         )
 
@@ -592,7 +599,7 @@ class PathwayService:
         actor: str,
         act: Any,
         expected_version: int | None,
-        allowed: set[Status] | None = None,
+        allowed: Collection[Status] | None = None,
         refusal: str | None = None,
     ) -> InstanceView:
         view = self.steps.run(

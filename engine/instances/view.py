@@ -15,6 +15,7 @@ from engine.spiff import workflows
 __all__ = [
     "CANCEL_REASONS",
     "CORRECTION_REASONS",
+    "NOT_ENDED",
     "PATIENT_REF_PATTERN",
     "SUSPEND_REASONS",
     "SYNTHETIC_PREFIX",
@@ -34,6 +35,9 @@ class Status(StrEnum):
     COMPLETED = "completed"
     ERROR = "error"  # an incident: a step failed inside the diagram's logic; retry once fixed
 
+
+# The statuses of an instance that has not ended: its data may be corrected, its pathway checked, it may be ended.
+NOT_ENDED = frozenset({Status.RUNNING, Status.SUSPENDED, Status.ERROR})
 
 # The reason codes the web app offers for pausing and ending an instance (the API takes any code:
 # engine.audit.check_reason, lower case letters, digits and _). A death is not among them: it is recorded

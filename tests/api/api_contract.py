@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -159,3 +160,16 @@ def running_app(database_url: str, clock: ManualClock, **config: Any) -> Iterato
     finally:
         app.extensions["carepath.jobs"].wait()  # a verification a test started, before its database goes
         app.extensions["carepath"].close()
+
+
+@contextmanager
+def bundled_running_app(folder: Path, database_templates: Any, clock: ManualClock) -> Iterator[Flask]:
+    """:func:`running_app` on a copy (in ``folder``) of the test database template with the bundled pathways
+    and rules deployed, as the bundled journeys run them."""
+    from pathways_bundled.journey import PATHWAYS, REPO  # the bundled journeys' own folders
+
+    shutil.copyfile(database_templates.sqlite_file(PATHWAYS), folder / "api.sqlite3")
+    with running_app(
+        f"sqlite:///{folder / 'api.sqlite3'}", clock, PATHWAYS_DIR=PATHWAYS, RULES_DIR=REPO / "rules"
+    ) as app:
+        yield app

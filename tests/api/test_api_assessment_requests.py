@@ -5,16 +5,14 @@ the patient's own pages: tests/web/test_assessment_requests.py."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from api_contract import make_token, running_app
+from api_contract import bundled_running_app, make_token
 from flask import Flask
-from pathways_bundled.journey import PATHWAYS, REPO
 from pathways_bundled.journeys import SITES, _start, events
 
 from engine import ManualClock
@@ -24,11 +22,8 @@ PATIENT, OTHER = "SYN-ASK-0001", "SYN-ASK-0002"
 
 @pytest.fixture
 def app(tmp_path: Path, database_templates: Any) -> Iterator[Flask]:
-    shutil.copyfile(database_templates.sqlite_file(PATHWAYS), tmp_path / "api.sqlite3")
     clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
-    with running_app(
-        f"sqlite:///{tmp_path / 'api.sqlite3'}", clock, PATHWAYS_DIR=PATHWAYS, RULES_DIR=REPO / "rules"
-    ) as app:
+    with bundled_running_app(tmp_path, database_templates, clock) as app:
         engine = app.extensions["carepath"]
         app.config["IDS"] = {p: _start(engine, clock, SITES["breast"], p).view.id for p in (PATIENT, OTHER)}
         yield app

@@ -7,18 +7,16 @@ the diagnosis; no answer echoes the diagnosis as written."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from api_contract import make_token, running_app
+from api_contract import bundled_running_app, make_token
 from flask import Flask
 from flask.testing import FlaskClient
 from helpers import assert_problem
-from pathways_bundled.journey import PATHWAYS, REPO
 
 from engine import ManualClock
 
@@ -28,11 +26,7 @@ BREAST = {"diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curati
 
 @pytest.fixture
 def app(tmp_path: Path, database_templates: Any) -> Iterator[Flask]:
-    shutil.copyfile(database_templates.sqlite_file(PATHWAYS), tmp_path / "api.sqlite3")
-    clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
-    with running_app(
-        f"sqlite:///{tmp_path / 'api.sqlite3'}", clock, PATHWAYS_DIR=PATHWAYS, RULES_DIR=REPO / "rules"
-    ) as app:
+    with bundled_running_app(tmp_path, database_templates, ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))) as app:
         yield app
 
 

@@ -5,7 +5,6 @@ tests/test_documents_surveillance.py."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from api_contract import make_token, running_app
+from api_contract import bundled_running_app, make_token
 from flask import Flask
 from helpers import assert_problem
-from pathways_bundled.journey import PATHWAYS, REPO, Journey
+from pathways_bundled.journey import Journey
 from pathways_bundled.journeys import prostate_mdt
 
 from engine import ManualClock
@@ -38,10 +37,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, database_templates: DatabaseTemplates) -> Iterator[World]:
     folder: Path = tmp_path_factory.mktemp("surveillance-plan-api")
-    shutil.copyfile(database_templates.sqlite_file(PATHWAYS), folder / "api.sqlite3")
     clock = ManualClock(datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
-    url = f"sqlite:///{folder / 'api.sqlite3'}"
-    with running_app(url, clock, PATHWAYS_DIR=PATHWAYS, RULES_DIR=REPO / "rules") as app:
+    with bundled_running_app(folder, database_templates, clock) as app:
         engine = app.extensions["carepath"]
         man = prostate_mdt(engine, clock, "SYN-ASA-0001", "active_surveillance")
         other = prostate_mdt(engine, clock, "SYN-ASA-0002", "radical_prostatectomy")
