@@ -4,7 +4,8 @@
 (references ``SYN-DEMO-0001``..., no names; ages and diagnoses varied) to different points of different
 pathways: just diagnosed, care plan proposed, plan agreed with referrals sent, in treatment, end of
 treatment summary written, waiting for the 3-month cancer care review, the 18-month quality of life
-survey due, a warning sign reported, a young person helped with travel costs.
+survey due, a warning sign reported, a young person helped with travel costs, and a patient whose EHR started
+the breast pathway for a lung cancer diagnosis (the pathway check).
 
 Each patient's story runs on a :class:`~engine.clock.ManualClock` that starts on their (past) diagnosis
 date and moves forward as their care did, firing due timers as the worker would; at the end every due
@@ -394,6 +395,17 @@ DEMO_PATIENTS = (
         21,
         "young person: travel costs help given",
         _travel_costs,
+    ),
+    # An EHR's mapping error: the breast pathway started for a diagnosis naming lung cancer. The work list tags
+    # the patient's tasks and the patient page asks a clinician to check the pathway (engine.pathway_checks).
+    DemoPatient(
+        "SYN-DEMO-0010",
+        "breast_cancer",
+        "Non-small cell lung cancer",
+        69,
+        4,
+        "just diagnosed, on the breast pathway for a lung cancer diagnosis: the pathway to check",
+        _just_diagnosed,
     ),
 )
 

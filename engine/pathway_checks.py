@@ -94,8 +94,10 @@ def confirmation_problem(check: PathwayCheck | None, site: object, field: str) -
     confirm another by accident, nor one the diagnosis no longer names."""
     if check is None:
         return Problem("the diagnosis names no other site than the pathway's: nothing to confirm", field=field)
-    if site != check.site.code:
-        return Problem(f"the diagnosis names '{check.site.code}': confirm that site", field=field)
+    if site != check.site.code:  # the message names no site: an error message holds no patient data
+        return Problem(
+            "not the site the diagnosis names (the instance's warning gives it): confirm that site", field=field
+        )
     return None
 
 

@@ -62,6 +62,9 @@ def test_spread_of_states(loaded: Loaded) -> None:
     assert ready["SYN-DEMO-0007"] == ["survey_invitation"]  # 18-month survey invitation due
     assert "triage" in ready["SYN-DEMO-0008"]  # warning sign reported
     assert "shared_care_talk" in ready["SYN-DEMO-0009"]  # young person, travel costs done
+    assert "assign_contact" not in ready["SYN-DEMO-0010"]  # just diagnosed, its named contact assigned
+    checked = loaded.app.instances.get(loaded.rows["SYN-DEMO-0010"].instance_id)
+    assert checked.pathway_check == "lung"  # the EHR's diagnosis names lung cancer: the pathway to check
 
 
 def test_due_dates_are_relative_to_today(loaded: Loaded) -> None:

@@ -60,6 +60,7 @@ def test_a_start_for_a_diagnosis_of_another_site_warns_until_a_clinician_confirm
     # Confirming another site than the diagnosis names, or a version since moved on, confirms nothing.
     other = client.post(url, json={"site": "prostate"}, headers=clinician)
     assert [e["field"] for e in assert_problem(other, 400, "input-invalid")["errors"]] == ["/site"]
+    assert "lung" not in other.get_data(as_text=True)  # an error names no site of the patient's
     stale = client.post(url, json={"site": "lung"}, headers={**clinician, "If-Match": '"0"'})
     assert stale.status_code == 412
     assert client.post(url, json={"site": "lung"}, headers=_as(app, "auditor")).status_code == 403
