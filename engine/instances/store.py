@@ -450,6 +450,7 @@ def _step_facts(session: Session, records: list[InstanceRecord], events: list[di
             take_referrals(session, record.id),
             record.event_seq,
             record.organisation,
+            record.pathway_check is not None,
         )
         for record in records
     ]

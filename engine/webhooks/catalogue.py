@@ -21,6 +21,10 @@ more through the API (``GET /v1/instances/{id}/events``) with its own token.
 ``summary.written``         an end of treatment summary was written: a document to read or send on
                             (``summary_written``)
 ``assessment.completed``    a needs assessment was evaluated against its rules (``rules_evaluated``)
+``pathway_check.needed``    the instance's diagnosis names another cancer site than its pathway's, and a
+                            clinician should check the pathway (``started``, or ``data_corrected`` of the
+                            diagnosis, leaving a check pending: engine.pathway_checks); the sites are not
+                            in the event: ``GET /v1/instances/{id}`` gives them as its ``warnings``
 ``incident.opened``         the instance stopped in an incident (``error``)
 ``instance.completed``      the instance finished (``completed``)
 ==========================  ================================================================
@@ -45,6 +49,7 @@ WEBHOOK_EVENT_TYPES = (
     "summary.overdue",
     "summary.written",
     "assessment.completed",
+    "pathway_check.needed",
     "incident.opened",
     "instance.completed",
 )
@@ -73,6 +78,8 @@ class StepFacts:
     # The instance's organisation: its events go to that organisation's subscriptions and the
     # deployment's. None (no organisation) reaches the deployment's only (engine.webhooks.outbox).
     organisation: str | None = None
+    # A pathway check is pending after the step (engine.pathway_checks: the row's ``pathway_check``).
+    pathway_check: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,29 +131,8 @@ def derive_notices(facts: StepFacts) -> list[Notice]:
         )
 
     for event in facts.events:
-        seq, element = int(event["seq"]), event.get("element")
-        payload = _payload(event)
-        kind = event["type"]
-        if kind == "error":
-            add("incident.opened", seq, element=element, error_type=payload.get("kind"))
-        elif kind == "completed":
-            add("instance.completed", seq)
-        elif kind == "rules_evaluated":
-            evaluation = payload.get("evaluation_id")
-            add("assessment.completed", seq, element=element, evaluation_id=evaluation)
-            if payload.get("emergency_referred"):
-                add("emergency.opened", seq, element=element, evaluation_id=evaluation)
-        elif kind in _MAPPED:  # a task the worker opened for the named contact; a summary written
-            event_type, fields = _MAPPED[kind]
-            add(event_type, seq, **{name: payload.get(key) for name, key in fields.items()})
-        elif kind == "timer_fired" and payload.get("overdue_task"):
-            add(
-                "task.overdue",
-                seq,
-                task_id=payload["overdue_task"],
-                element=payload.get("overdue_element"),
-                timer_element=element,
-            )
+        for event_type, data in _from_trail_event(event, facts.pathway_check):
+            add(event_type, int(event["seq"]), **data)
     for change in facts.referrals:
         add(
             "referral.created" if change.created else "referral.changed",
@@ -165,6 +151,34 @@ def derive_notices(facts: StepFacts) -> list[Notice]:
                 task_kind=task.get("kind"),
             )
     return notices
+
+
+def _from_trail_event(event: dict[str, Any], check_pending: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The webhook events (type, data) one trail event gives; ``check_pending``: a pathway check is pending
+    after the step."""
+    element, payload, kind = event.get("element"), _payload(event), event["type"]
+    if kind == "error":
+        return [("incident.opened", {"element": element, "error_type": payload.get("kind")})]
+    if kind == "completed":
+        return [("instance.completed", {})]
+    if kind == "rules_evaluated":
+        evaluated = {"element": element, "evaluation_id": payload.get("evaluation_id")}
+        emergency = [("emergency.opened", evaluated)] if payload.get("emergency_referred") else []
+        return [("assessment.completed", evaluated), *emergency]
+    if kind in _MAPPED:  # a task the worker opened for the named contact; a summary written
+        event_type, fields = _MAPPED[kind]
+        return [(event_type, {name: payload.get(key) for name, key in fields.items()})]
+    if check_pending and _gives_diagnosis(kind, payload):
+        return [("pathway_check.needed", {})]
+    if kind == "timer_fired" and payload.get("overdue_task"):
+        overdue = {"task_id": payload["overdue_task"], "element": payload.get("overdue_element")}
+        return [("task.overdue", {**overdue, "timer_element": element})]
+    return []
+
+
+def _gives_diagnosis(kind: str, payload: dict[str, Any]) -> bool:
+    """Whether a trail event gave the instance its diagnosis: its start, or a correction of it."""
+    return kind == "started" or (kind == "data_corrected" and "diagnosis" in payload.get("fields", ()))
 
 
 def _payload(event: dict[str, Any]) -> dict[str, Any]:

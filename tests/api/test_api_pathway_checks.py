@@ -17,8 +17,12 @@ from api_contract import bundled_running_app, make_token
 from flask import Flask
 from flask.testing import FlaskClient
 from helpers import assert_problem
+from sqlalchemy import select
 
 from engine import ManualClock
+from engine.db.models import WebhookDelivery
+from engine.db.session import unit_of_work
+from engine.webhooks import add_subscription
 
 LUNG = "Non-small cell lung cancer"
 BREAST = {"diagnosis_date": "2026-01-12", "age": 52, "treatment_intent": "curative"}
@@ -114,3 +118,29 @@ def test_a_diagnosis_naming_the_pathways_own_site_none_or_two_warns_of_nothing(a
     started = _start(app.test_client(), _as(app, "system"), "SYN-CHK-0003", diagnosis)
     assert started.status_code == 201 and started.json["warnings"] == []
     assert "pathway_checked" not in _trail(app, started.json["id"])[0]["payload"]
+
+
+def test_a_receiver_learns_that_a_pathway_needs_checking_without_the_diagnosis(app: Flask) -> None:
+    """``pathway_check.needed`` at a start that leaves a check pending and at a correction that asks again;
+    not at a start that confirmed it, nor at a correction naming the pathway's own site. Ids and types only."""
+    engine = app.extensions["carepath"]
+    with unit_of_work(engine.sessions) as session:
+        add_subscription(session, "https://ehr.example.org/hooks", ["pathway_check.needed"], engine.clock)
+    client, ehr, clinician = app.test_client(), _as(app, "system"), _as(app, "clinician")
+    pending = _start(client, ehr, "SYN-CHK-0004", LUNG).json["id"]
+    _start(client, ehr, "SYN-CHK-0005", LUNG, confirm_other_site="lung")
+    _start(client, ehr, "SYN-CHK-0006", "Breast cancer")
+    for diagnosis in ("Breast cancer", "C61"):  # the pathway's own site: nothing; prostate: asked again
+        client.patch(
+            f"/v1/instances/{pending}/data",
+            json={"data": {"diagnosis": diagnosis}, "reason": "updated_information"},
+            headers=clinician,
+        )
+    with engine.sessions() as session:
+        bodies = [
+            json.loads(body) for body in session.scalars(select(WebhookDelivery.body).order_by(WebhookDelivery.id))
+        ]
+    assert [(b["type"], b["data"]["instance_id"]) for b in bodies] == [("pathway_check.needed", pending)] * 2
+    trail = {e["seq"]: e["type"] for e in _trail(app, pending)}
+    assert [trail[b["data"]["trail_seq"]] for b in bodies] == ["started", "data_corrected"]
+    assert not any(word in json.dumps(bodies).lower() for word in ("lung", "prostate", "c61"))
