@@ -382,6 +382,27 @@ def test_a_clinician_starts_a_pathway_for_a_newly_diagnosed_patient(browser: Bro
     assert browser.driver.current_url.endswith(f"/patients/{instance}")
 
 
+def test_a_clinician_checks_the_pathway_of_a_patient_whose_diagnosis_names_another_site(
+    browser: Browser, server: Server
+) -> None:
+    """The demo's EHR started the breast pathway for a lung cancer diagnosis: the work list tags the patient's
+    tasks; the patient page says so with the ways out, and the clinician confirms the pathway."""
+    instance = _instance_of(server, "SYN-DEMO-0010")
+    browser.sign_in("clinician")
+    browser.open("/work-list?patient=SYN-DEMO-0010")
+    assert browser.finds("[data-test=check-pathway]")
+    browser.axe("work list with a pathway to check")
+    browser.open(f"/patients/{instance}")
+    callout = browser.find("[data-test=pathway-check]")
+    assert "names lung cancer" in callout.text and "pathway for breast cancer" in callout.text
+    browser.axe("patient page with a pathway to check")
+    browser.screenshot("pathway-check", show="[data-test=status]")
+    browser.find("[data-test=confirm-pathway]").click()
+    browser.wait(lambda d: "Pathway confirmed for SYN-DEMO-0010." in d.find_element(By.TAG_NAME, "body").text)
+    assert not browser.finds("[data-test=pathway-check]")
+    assert server.engine.instances.get(instance).pathway_check is None
+
+
 def test_a_document_opens_in_swedish(browser: Browser) -> None:
     browser.sign_in("clinician")
     browser.open("/patients?patient=SYN-DEMO-0002")
