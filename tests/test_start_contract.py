@@ -456,3 +456,43 @@ def test_a_correction_a_timer_cannot_be_worked_out_from_changes_nothing(carepath
     after = carepath.instances.get(view.id)
     assert (after.version, after.next_due_at) == (view.version, view.next_due_at)
     assert carepath.instances.instance_data(view.id)["diagnosis_date"] == "2026-01-15"
+
+
+# A timer waiting for a date a script worked out from the date of diagnosis (as diagrams before the timers
+# read the date themselves did), and a script that read the clock as well.
+_DERIVED_TIMER = (Path(__file__).parent / "diagrams" / "timers" / "derived_timer.bpmn").read_bytes()
+
+
+def test_a_date_a_script_worked_out_from_a_corrected_field_is_worked_out_again(
+    carepath: CarePath, clock: ManualClock
+) -> None:
+    carepath.catalog.deploy_upload({"derived_timer.bpmn": _DERIVED_TIMER}, "author:tok_test")
+    view = carepath.instances.start("test_derived_timer", "MRN-8", "system:t", {"diagnosis_date": "2026-01-15"})
+    assert str(view.next_due_at).startswith("2026-04-15")
+    days_since = carepath.instances.instance_data(view.id)["days_since"]
+    carepath.instances.correct_data(view.id, {"diagnosis_date": "2025-12-01"}, "transcription_error", CLINICIAN)
+    assert str(carepath.instances.get(view.id).next_due_at).startswith("2026-03-01")
+    data = carepath.instances.instance_data(view.id)
+    assert (data["review_due"], data["reminder_on"]) == ("2026-03-01", "2026-02-15")
+    assert data["days_since"] == days_since  # worked out with today(): never worked out again
+    with carepath.sessions() as session:
+        [payload] = session.scalars(
+            select(InstanceEvent.payload).where(
+                InstanceEvent.instance_id == view.id, InstanceEvent.type == "data_corrected"
+            )
+        ).all()
+    corrected = json.loads(payload) if isinstance(payload, str) else payload
+    assert corrected["recomputed"] == ["reminder_on", "review_due"] and corrected["timers_moved"] == ["review_timer"]
+    assert "2026-03" not in json.dumps(corrected)  # names, never values
+
+
+def test_a_correction_a_script_cannot_work_out_its_values_from_changes_nothing(carepath: CarePath) -> None:
+    carepath.catalog.deploy_upload({"derived_timer.bpmn": _DERIVED_TIMER}, "author:tok_test")
+    view = carepath.instances.start("test_derived_timer", "MRN-9", "system:t", {"diagnosis_date": "2026-01-15"})
+    with pytest.raises(StartDataError) as refused:
+        carepath.instances.correct_data(view.id, {"diagnosis_date": "not a date"}, "transcription_error", CLINICIAN)
+    assert "not a date" not in str(refused.value)
+    assert [(p.field, p.element) for p in refused.value.problems] == [("/data/diagnosis_date", "plan")]
+    after = carepath.instances.get(view.id)
+    assert (after.version, after.next_due_at) == (view.version, view.next_due_at)
+    assert carepath.instances.instance_data(view.id)["review_due"] == "2026-04-15"

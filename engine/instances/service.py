@@ -33,6 +33,7 @@ from engine.errors import (
     TaskDataError,
     TaskNotReadyError,
 )
+from engine.expressions.functions import ALLOWED_FUNCTIONS
 from engine.instances import deaths, messages
 from engine.instances.deaths import PatientDeathInfo, refuse_deceased
 from engine.instances.forms import check_form_data, check_start_data, with_health_system
@@ -60,6 +61,10 @@ __all__ = ["InstanceView", "PathwayService", "validate_patient_ref"]
 # A correction names a few fields by their plain names (what a diagram reads), never internals.
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_CORRECTED_FIELDS = 50
+
+
+# The helpers a script's values may be worked out again with on a correction: those that read no clock.
+_PURE_HELPERS = frozenset(name for name, helper in ALLOWED_FUNCTIONS.items() if not helper.uses_clock)
 
 
 class PathwayService:
@@ -482,15 +487,23 @@ class PathwayService:
                 check_start_data(schema, {**{k: current[k] for k in declared if k in current}, **data})
             else:
                 check_start_data(None, data)  # a health_system of no section, as at the start
-            workflows.correct_data(step.workflow, data)
+            # What a script worked out from a corrected field alone is worked out again (a review's due date
+            # set from the date of diagnosis, as diagrams before the timers read the date themselves did).
+            declared_fields = json.loads(schema).get("properties", {}) if schema is not None else {}
+            derived = workflows.rederive(step.workflow, data, declared_fields, _PURE_HELPERS)
+            workflows.correct_data(step.workflow, {**data, **derived})
             if "diagnosis" in data:  # a new diagnosis is checked against the pathway again
                 accumulated = workflows.accumulated_data(step.workflow)
                 step.instance.pathway_check = self._site_check(step.instance.pathway_id, accumulated)
             # The dates worked out from a corrected field move with it (the survey 18 months after diagnosis).
-            moved = workflows.retime_timers(step.workflow, data)
+            moved = workflows.retime_timers(step.workflow, [*data, *derived])
             step.workflow_changed = True
-            payload = {"data_digest": step.digest(data), "fields": sorted(data), "reason": reason}
-            step.record("data_corrected", payload={**payload, "timers_moved": moved} if moved else payload)
+            payload: dict[str, Any] = {"data_digest": step.digest(data), "fields": sorted(data), "reason": reason}
+            if derived:  # the names only, as for the fields: never the values
+                payload["recomputed"] = sorted(derived)
+            if moved:
+                payload["timers_moved"] = moved
+            step.record("data_corrected", payload=payload)
 
         return self._run(
             instance_id,

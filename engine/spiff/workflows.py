@@ -448,6 +448,89 @@ def next_due_at(workflow: BpmnWorkflow) -> datetime | None:
     return min(due) if due else None
 
 
+def rederive(
+    workflow: BpmnWorkflow, correction: Mapping[str, Any], inputs: Collection[str], helpers: Collection[str]
+) -> dict[str, Any]:
+    """The values script tasks worked out from corrected start data, worked out again from the correction
+    (call before :func:`correct_data`): ``first_review_due = add_months(diagnosis_date, 3)`` moves with a
+    corrected ``diagnosis_date``, so the timer that waits for it moves too (:func:`retime_timers` with
+    these names). Returns {name: new value} for each value that changes; set them as corrected data.
+
+    Only a script of plain assignments (``name = expression``) that reads a corrected field and nothing
+    but ``inputs`` (the start data's fields), names it assigned itself and ``helpers`` (functions that
+    read no clock: ``today()`` would move with the day of the correction) is worked out again, and only
+    when every value it assigns is in the instance's data as the script works it out from the data before
+    the correction (so the value is the script's, not a form's or another branch's of the same name).
+
+    Raises: StartDataError naming each corrected field the script reads and its element, when the script
+    fails on the corrected data (nothing is kept: the caller's unit of work is not committed).
+    """
+    before = accumulated_data(workflow)
+    after = {**before, **correction}
+    allowed = set(inputs) | set(correction) | set(helpers)
+    environment = workflow.script_engine.environment
+    derived: dict[str, Any] = {}
+    specs = {
+        id(spec): spec for part in (workflow, *workflow.subprocesses.values()) for spec in part.spec.task_specs.values()
+    }
+    for spec in specs.values():
+        script = getattr(spec, "script", None)
+        names = _assignments(script) if isinstance(script, str) else None
+        if names is None:
+            continue
+        reads, writes = names
+        corrected = reads & set(correction)
+        if not corrected or not reads <= allowed | writes or not all(name in before for name in writes):
+            continue
+        then = {name: before[name] for name in reads if name in before and name not in writes}
+        now = {name: after[name] for name in reads if name in after and name not in writes}
+        try:
+            with translate_workflow_errors():
+                environment.execute(script, then)
+        except (ExpressionError, WorkflowError):
+            continue  # the script cannot be the source of the values it would fail to work out
+        if any(then.get(name) != before[name] for name in writes):
+            continue  # the values in the data are not this script's
+        try:
+            with translate_workflow_errors():
+                environment.execute(script, now)
+        except (ExpressionError, WorkflowError) as exc:
+            element = str(spec.bpmn_id)
+            raise StartDataError(
+                "the corrected data cannot give the values a script works out from it",
+                [
+                    Problem(
+                        f"script '{element}' cannot work out its values from it", field=f"/data/{n}", element=element
+                    )
+                    for n in sorted(corrected)
+                ],
+            ) from exc
+        derived.update({name: now[name] for name in writes if now.get(name) != before[name]})
+    return derived
+
+
+@functools.lru_cache(maxsize=256)
+def _assignments(script: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(the names a script reads, the names it assigns) when it is plain assignments of names, else None."""
+    import ast
+
+    try:
+        tree = ast.parse(script.strip(), mode="exec")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    if not tree.body or not all(
+        isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name) for s in tree.body
+    ):
+        return None
+    writes = frozenset(
+        s.targets[0].id for s in tree.body if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name)
+    )
+    reads = frozenset(
+        n.id for s in tree.body if isinstance(s, ast.Assign) for n in ast.walk(s.value) if isinstance(n, ast.Name)
+    )
+    return reads, writes
+
+
 def retime_timers(workflow: BpmnWorkflow, fields: Collection[str]) -> list[str]:
     """Work out again the date of each waiting date timer (``timeDate``) whose expression reads one of
     ``fields``, after a correction of them (:func:`correct_data`): the quality of life survey at

@@ -10,6 +10,7 @@ The pathway and the documents agree on the health system: one value, recorded in
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from engine.instances.forms import with_health_system
 from .conftest import DATABASE, _settings
 from .health_system_journeys import start, sweden
 from .journey import PATHWAYS, REPO, Journey
-from .journeys import waiting_timers
+from .journeys import events, waiting_timers
 
 CLINICIAN = "clinician:test"
 
@@ -277,3 +278,39 @@ def test_a_patient_in_swedens_plan_shows_the_min_vardplan_survey_coming_until_it
     assert "Min vårdplan" in coming(young)["min_vardplan_survey"]
     j = sweden(bundled, journey_clock, patient="SYN-H-0012")  # records the survey at 18 months
     assert coming(j) == {}
+
+
+def test_an_instance_left_on_the_release_before_moves_its_reviews_with_a_corrected_date(
+    database_templates: Any, tmp_path: Path, journey_clock: ManualClock
+) -> None:
+    """Not migrated: its reviews' timers read the due dates its script worked out from the date of diagnosis
+    (released/cancer_care_reviews.bpmn, ``due_dates``). A correction of the date works those values out again,
+    and the timers move with them; the trail names the values worked out again, never their dates."""
+    released = tmp_path / "released"
+    shutil.copytree(PATHWAYS, released)
+    for name in ("quality_of_life_survey.bpmn", "cancer_care_reviews.bpmn"):
+        shutil.copyfile(Path(__file__).parent / "released" / name, released / "shared" / name)
+    folder = tmp_path / "db"
+    folder.mkdir()
+    shutil.copyfile(database_templates.sqlite_file(released), folder / DATABASE)
+    app = CarePath(dataclasses.replace(_settings(folder), pathways_dir=released), journey_clock)
+    try:
+        j = _journey(app, journey_clock, "SYN-H-0013")
+        j.do("tell_practice", {"told_on": j.today(), "told_via": "letter", "reviews_asked": True})
+        before = waiting_timers(j)
+        assert before["first_overdue"] == "2026-04-12" and before["survey_due"] == "2027-07-12"
+        j.view = app.instances.correct_data(
+            j.view.id, {"diagnosis_date": "2025-12-12"}, "updated_information", CLINICIAN
+        )
+        after = waiting_timers(j)
+        assert after["first_overdue"] == "2026-03-12"  # 3 months after the corrected date, as the care plan says
+        assert after["survey_due"] == "2027-06-12"
+        recomputed = app.instances.instance_data(j.view.id)
+        assert recomputed["first_review_due"] == "2026-03-12" and recomputed["second_review_due"] == "2026-12-12"
+        [event] = [e for e in events(app, j.view.id) if e.type == "data_corrected"]
+        payload = json.loads(event.payload)
+        assert payload["recomputed"] == ["first_review_due", "second_review_due", "second_review_invite"]
+        assert {"first_overdue", "survey_due"} <= set(payload["timers_moved"])
+        assert "2026-03-12" not in event.payload and "2025-12-12" not in event.payload
+    finally:
+        app.close()
