@@ -39,6 +39,7 @@ def instance_filter() -> InstanceFilter:
         status=query_choice("status", STATUSES),
         due_before=query_time("due_before"),
         scope=list_scope(current_principal(), patient_ref),
+        pathway_check=query_choice("pathway_check", ("pending",)) == "pending",
     )
 
 

@@ -156,6 +156,12 @@ _PAGING = [
 _FILTERS = [
     _query("patient_ref", {"type": "string", "pattern": PATIENT_REF}),
     _query("pathway_id", {"type": "string", "pattern": NAME_PATTERN}),
+    _query(
+        "pathway_check",
+        {"enum": ["pending"]},
+        "Only instances that have not ended whose diagnosis names another cancer site than their pathway's, "
+        "waiting for a clinician to check the pathway (their warnings: POST /v1/instances/{id}/pathway-check)",
+    ),
 ]
 _INSTANCE = {200: _response("The instance; ETag is its version", "Instance", headers=("ETag",))}
 _REPORT_QUERY = [

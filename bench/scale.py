@@ -548,6 +548,14 @@ def list_queries(
             "tasks: one care team's work list, a page anywhere",
             lambda s: queries.ready_tasks(InstanceFilter(scope=team), None, pick(s), 20),
         ),
+        (
+            "instances: pathways to check (engine.pathway_checks), first page",
+            lambda s: queries.find(InstanceFilter(pathway_check=True), None, 50),
+        ),
+        (
+            "instances: one care team's pathways to check, first page",
+            lambda s: queries.find(InstanceFilter(scope=team, pathway_check=True), None, 50),
+        ),
         ("trail: one instance's events", lambda s: queries.events(keys[s % len(keys)][1])),
     ]
     return [

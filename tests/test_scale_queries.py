@@ -131,6 +131,8 @@ def _plan(engine: Engine, statement: str, parameters: Any) -> str:
         (InstanceFilter(scope=CareScope("local", frozenset({"general"}))), "_created_at_id"),
         (InstanceFilter(status="running", scope=CareScope("local", frozenset({"general"}))), "_created_at_id"),
         (InstanceFilter(scope=CareScope("local")), "ix_pathway_instances_organisation_created_at_id"),
+        # The few waiting for a pathway check (engine.pathway_checks): a partial index of them alone.
+        (InstanceFilter(pathway_check=True), "ix_pathway_instances_pathway_check_created_at_id"),
     ],
 )
 def test_every_list_page_is_one_range_of_an_index_in_page_order(

@@ -65,7 +65,11 @@ def _arg(name: str, pattern: re.Pattern[str]) -> str | None:
 def find() -> str:
     status = request.args.get("status") if request.args.get("status") in STATUSES else None
     where = InstanceFilter(
-        patient_ref=_arg("patient", _PATIENT_REF), pathway_id=_arg("pathway", _NAME), status=status, scope=scope()
+        patient_ref=_arg("patient", _PATIENT_REF),
+        pathway_id=_arg("pathway", _NAME),
+        status=status,
+        scope=scope(),
+        pathway_check=request.args.get("check") == "pending",  # the pathways to check (engine.pathway_checks)
     )
     found = queries().find(where, _arg("cursor", _CURSOR), 50)
     return render_template("web/patients.html", found=found, where=where, statuses=STATUSES)

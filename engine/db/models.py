@@ -140,6 +140,15 @@ class PathwayInstance(Base):
         # The same lists seen by a care team or an organisation (engine.care_teams.CareScope.condition).
         Index("ix_pathway_instances_organisation_created_at_id", "organisation", "created_at", "id"),
         Index("ix_pathway_instances_org_team_created_at_id", "organisation", "care_team", "created_at", "id"),
+        # The instances waiting for a clinician to check their pathway against their diagnosis
+        # (engine.pathway_checks): few, so a partial index, in page order.
+        Index(
+            "ix_pathway_instances_pathway_check_created_at_id",
+            "created_at",
+            "id",
+            sqlite_where=text("pathway_check IS NOT NULL"),
+            postgresql_where=text("pathway_check IS NOT NULL"),
+        ),
         Index(
             "ix_pathway_instances_org_team_status_created_at_id",
             "organisation",

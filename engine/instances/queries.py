@@ -81,6 +81,9 @@ class InstanceFilter:
     due_before: datetime | None = None
     # Whose instances the caller reaches (engine.care_teams): a team the caller is not in is never listed.
     scope: CareScope = EVERYWHERE
+    # Only instances that wait for a clinician to check their pathway against their diagnosis
+    # (engine.pathway_checks: the row's pathway_check is set; an instance that ends has it cleared).
+    pathway_check: bool = False
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUSES:
@@ -100,7 +103,7 @@ class Page:
     # A task list's: for each listed instance, what its checklists' safety notices are chosen by, as its
     # row keeps it (engine.spiff.workflows.notice_contacts; None: nothing kept). Not part of the page shown.
     notice_contacts: dict[str, str | None] = field(default_factory=dict)
-    # A task list's: the listed instances whose diagnosis names another site than their pathway's, not yet
+    # A list's: the listed instances whose diagnosis names another site than their pathway's, not yet
     # checked by a clinician (engine.pathway_checks), with that site, as the row keeps it. Not part of the page.
     pathway_checks: dict[str, str] = field(default_factory=dict)
 
@@ -165,7 +168,13 @@ _LISTED = (
     PathwayInstance.updated_at,
     PathwayInstance.organisation,
     PathwayInstance.care_team,
+    PathwayInstance.pathway_check,
 )
+
+
+def _pathway_checks(rows: list[Any]) -> dict[str, str]:
+    """The listed rows' pending pathway checks (engine.pathway_checks), by instance id."""
+    return {row.id: row.pathway_check for row in rows if row.pathway_check is not None}
 
 
 def _summary(instance: Any, version: str) -> dict[str, Any]:
@@ -239,7 +248,8 @@ class InstanceQueries:
         _check_limit(limit)
         with read_only(self.sessions) as session:
             rows = list(session.execute(self._select(where, cursor, limit, columns=_LISTED)))
-            return self._page([_summary(r, r.version) for r in rows[:limit]], rows, limit, due_order=_due_order(where))
+            page = self._page([_summary(r, r.version) for r in rows[:limit]], rows, limit, due_order=_due_order(where))
+            return replace(page, pathway_checks=_pathway_checks(rows[:limit]))
 
     def ready_tasks(
         self, where: InstanceFilter, element: str | None = None, cursor: str | None = None, limit: int = 20
@@ -260,7 +270,7 @@ class InstanceQueries:
             raise InvalidInputError(
                 "only running instances have ready tasks", [Problem("must be running or absent", field="status")]
             )
-        where = InstanceFilter(where.patient_ref, where.pathway_id, Status.RUNNING, where.due_before, where.scope)
+        where = replace(where, status=Status.RUNNING)
         items: list[dict[str, Any]] = []
         with read_only(self.sessions) as session:
             rows = list(session.execute(self._select(where, cursor, limit, element, columns=_WORKED)))
@@ -283,7 +293,7 @@ class InstanceQueries:
         return replace(
             page,
             notice_contacts={row.id: row.notice_contacts for row in rows[:limit]},
-            pathway_checks={row.id: row.pathway_check for row in rows[:limit] if row.pathway_check is not None},
+            pathway_checks=_pathway_checks(rows[:limit]),
         )
 
     def events(self, instance_id: str) -> list[dict[str, Any]]:
@@ -440,6 +450,9 @@ class InstanceQueries:
             query = query.where(PathwayInstance.status == where.status)
         if where.due_before is not None:
             query = query.where(PathwayInstance.next_due_at < where.due_before.astimezone(UTC))
+        if where.pathway_check:  # the partial index ix_pathway_instances_pathway_check_created_at_id; an
+            query = query.where(PathwayInstance.pathway_check.is_not(None))  # ended instance has none
+
         if cursor:
             after, after_id = _decode_cursor(cursor, due_order=due_order)
             # A row value, not "a > x OR (a = x AND b > y)": only this form is one index range.

@@ -590,6 +590,8 @@ class StepRunner:
             instance.notice_contacts = workflows.notice_contacts(workflow) if live else None
             instance.next_due_at = workflows.next_due_at(workflow)
             step.workflow_changed = False
+        if instance.status in (Status.COMPLETED, Status.CANCELLED):
+            instance.pathway_check = None  # an ended instance waits for no check (engine.pathway_checks)
         instance.updated_at = self.clock.now()
 
     def save(self, step: Step) -> None:

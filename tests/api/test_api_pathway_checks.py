@@ -144,3 +144,25 @@ def test_a_receiver_learns_that_a_pathway_needs_checking_without_the_diagnosis(a
     trail = {e["seq"]: e["type"] for e in _trail(app, pending)}
     assert [trail[b["data"]["trail_seq"]] for b in bodies] == ["started", "data_corrected"]
     assert not any(word in json.dumps(bodies).lower() for word in ("lung", "prostate", "c61"))
+
+
+def test_the_instances_waiting_for_a_check_are_listed_and_leave_the_list_when_checked(app: Flask) -> None:
+    client, ehr, clinician = app.test_client(), _as(app, "system"), _as(app, "clinician")
+    pending = _start(client, ehr, "SYN-CHK-0007", LUNG).json["id"]
+    _start(client, ehr, "SYN-CHK-0008", "Breast cancer")
+    _start(client, ehr, "SYN-CHK-0009", LUNG, confirm_other_site="lung")
+    listed = client.get("/v1/instances?pathway_check=pending", headers=clinician)
+    assert [item["id"] for item in listed.json["items"]] == [pending]
+    tasks = client.get("/v1/tasks?pathway_check=pending", headers=clinician).json["items"]
+    assert tasks and {task["instance_id"] for task in tasks} == {pending}
+    assert_problem(client.get("/v1/instances?pathway_check=yes", headers=clinician), 400, "request-invalid")
+    client.post(f"/v1/instances/{pending}/pathway-check", json={"site": "lung"}, headers=clinician)
+    assert client.get("/v1/instances?pathway_check=pending", headers=clinician).json["items"] == []
+    # Ended as started on the wrong pathway: it waits for no check any more.
+    wrong = _start(client, ehr, "SYN-CHK-0010", "Small cell lung carcinoma").json["id"]
+    assert [i["id"] for i in client.get("/v1/instances?pathway_check=pending", headers=clinician).json["items"]] == [
+        wrong
+    ]
+    ended = client.post(f"/v1/instances/{wrong}/cancel", json={"reason": "wrong_pathway"}, headers=clinician)
+    assert ended.status_code == 200 and ended.json.get("warnings", []) == []
+    assert client.get("/v1/instances?pathway_check=pending", headers=clinician).json["items"] == []

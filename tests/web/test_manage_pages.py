@@ -233,6 +233,8 @@ def test_a_diagnosis_of_another_site_is_shown_until_a_clinician_checks_the_pathw
     # The work list flags the patient's tasks, and each task's page carries the same warning.
     listed = client.get("/work-list").get_data(as_text=True)
     assert listed.count('data-test="check-pathway"') == len(world.view().ready_tasks) > 0
+    flagged = client.get("/patients?check=pending").get_data(as_text=True)
+    assert flagged.count('data-test="check-pathway"') == 1 and "SYN-MAN-0001" in flagged
     task = world.view().ready_tasks[0]["id"]
     task_page = client.get(f"{world.url}/tasks/{task}").get_data(as_text=True)
     assert 'data-test="pathway-check" data-site="lung"' in task_page
@@ -244,6 +246,7 @@ def test_a_diagnosis_of_another_site_is_shown_until_a_clinician_checks_the_pathw
     assert world.events("pathway_checked") == [{}]  # who and when, in the event; never the diagnosis
     assert "Pathway checked against the diagnosis" in shown  # the timeline names it
     assert 'data-test="check-pathway"' not in client.get("/work-list").get_data(as_text=True)
+    assert "SYN-MAN-0001" not in client.get("/patients?check=pending").get_data(as_text=True)
     engine.instances.correct_data(
         world.instance_id, {"diagnosis": "Carcinoma of the prostate"}, "updated_information", "clinician:t"
     )
