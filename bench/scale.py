@@ -95,6 +95,7 @@ INSTANCE_COLUMNS = (
     "updated_at",
     "organisation",
     "care_team",
+    "pathway_check",
 )
 # Copies are spread over organisations and their care teams (engine.care_teams): a clinician's list reads
 # one team's share, an auditor's one organisation's.
