@@ -20,6 +20,7 @@ import pytest
 from engine import CarePath, ManualClock
 from engine.directory import service_directory
 from engine.instances.forms import with_health_system
+from engine.settings import Settings
 
 from .conftest import DATABASE, _settings
 from .health_system_journeys import start, sweden
@@ -37,6 +38,19 @@ def _app(template: Path, folder: Path, clock: ManualClock, deployment: str | Non
 
 def _journey(app: CarePath, clock: ManualClock, patient: str, **extra: Any) -> Journey:
     return start(app, clock, patient, **extra)
+
+
+def _released(database_templates: Any, tmp_path: Path) -> Settings:
+    """Settings for the bundled pathways with the cancer care reviews and the survey as released before the
+    health system mattered (released/, from a8d346a), on a database of their own with them deployed."""
+    released = tmp_path / "released"
+    shutil.copytree(PATHWAYS, released)
+    for name in ("quality_of_life_survey.bpmn", "cancer_care_reviews.bpmn"):
+        shutil.copyfile(Path(__file__).parent / "released" / name, released / "shared" / name)
+    folder = tmp_path / "db"
+    folder.mkdir()
+    shutil.copyfile(database_templates.sqlite_file(released), folder / DATABASE)
+    return dataclasses.replace(_settings(folder), pathways_dir=released)
 
 
 def _documents_system(app: CarePath, journey: Journey) -> str:
@@ -225,14 +239,7 @@ def test_an_instance_of_the_release_before_migrated_onto_these_diagrams_takes_it
     sub-pathway's new gateway reads the resolved health system, with no incident."""
     from engine.instances.migration import migrate_pathway
 
-    released = tmp_path / "released"
-    shutil.copytree(PATHWAYS, released)
-    for name in ("quality_of_life_survey.bpmn", "cancer_care_reviews.bpmn"):
-        shutil.copyfile(Path(__file__).parent / "released" / name, released / "shared" / name)
-    folder = tmp_path / "db"
-    folder.mkdir()
-    shutil.copyfile(database_templates.sqlite_file(released), folder / DATABASE)
-    settings = dataclasses.replace(_settings(folder), pathways_dir=released, health_system=deployment)
+    settings = dataclasses.replace(_released(database_templates, tmp_path), health_system=deployment)
     with monkeypatch.context() as before:  # that release recorded nothing at the start
         before.setattr("engine.instances.service.with_health_system", lambda schema, data, resolve: data)
         old = CarePath(settings, journey_clock)
@@ -286,14 +293,7 @@ def test_an_instance_left_on_the_release_before_moves_its_reviews_with_a_correct
     """Not migrated: its reviews' timers read the due dates its script worked out from the date of diagnosis
     (released/cancer_care_reviews.bpmn, ``due_dates``). A correction of the date works those values out again,
     and the timers move with them; the trail names the values worked out again, never their dates."""
-    released = tmp_path / "released"
-    shutil.copytree(PATHWAYS, released)
-    for name in ("quality_of_life_survey.bpmn", "cancer_care_reviews.bpmn"):
-        shutil.copyfile(Path(__file__).parent / "released" / name, released / "shared" / name)
-    folder = tmp_path / "db"
-    folder.mkdir()
-    shutil.copyfile(database_templates.sqlite_file(released), folder / DATABASE)
-    app = CarePath(dataclasses.replace(_settings(folder), pathways_dir=released), journey_clock)
+    app = CarePath(_released(database_templates, tmp_path), journey_clock)
     try:
         j = _journey(app, journey_clock, "SYN-H-0013")
         j.do("tell_practice", {"told_on": j.today(), "told_via": "letter", "reviews_asked": True})
