@@ -474,6 +474,12 @@ _SUMMARY_DOCUMENT_PROPS: dict[str, Any] = {
         {
             "explained": {"type": "boolean"},
             "diagnosis": {"type": "string"},
+            "diagnoses": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Whose signs are listed: the pathway's site, and the site its diagnosis names when "
+                "that is another (the pathway check); diagnosis is the first",
+            },
             "catalogue_version": {"type": "string"},
             "during_treatment_apply": {"type": "boolean"},
             "sact_ended_on": _NULLABLE_STRING,

@@ -359,3 +359,15 @@ def test_an_unknown_placeholder_in_an_action_text_is_refused_with_its_line() -> 
         parse_warning_signs(broken)
     [problem] = raised.value.problems
     assert "unknown placeholder '{emergancy}'" in problem.message and problem.line
+
+
+def test_the_signs_of_two_diagnoses_are_each_ones_own_with_the_common_ones_once() -> None:
+    catalogue = load_warning_signs(BUNDLED)
+    both = [s.code for s in catalogue.for_diagnosis(("breast", "lung"))]
+    for diagnosis in ("breast", "lung"):
+        assert set(s.code for s in catalogue.for_diagnosis(diagnosis)) <= set(both), diagnosis
+    assert len(both) == len(set(both))  # a common sign once
+    assert [s.urgency for s in catalogue.for_diagnosis(("breast", "lung"))] == sorted(
+        (s.urgency for s in catalogue.for_diagnosis(("breast", "lung"))), key=URGENCIES.index
+    )
+    assert catalogue.for_diagnosis(("lung",)) == catalogue.for_diagnosis("lung")

@@ -51,6 +51,7 @@ from engine.errors import ConflictError, NotFoundError, RuleFileError
 from engine.instances.view import Status
 from engine.rules.activation import warning_signs_in_use
 from engine.rules.catalogue import Catalogue
+from engine.rules.diagnoses import pathway_site
 from engine.rules.model import RuleFile
 from engine.rules.store import list_evaluations
 from engine.rules.warning_signs import DIAGNOSES, URGENCIES
@@ -892,11 +893,11 @@ def _recent_sact(data: dict[str, Any], today: date) -> tuple[date | None, date |
 
 
 def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None, until: date | None) -> dict[str, Any]:
-    key = _warning_signs_key(src.view.pathway_id, src.data.get("diagnosis"), src.catalogue)
+    keys = _warning_signs_keys(src.view.pathway_id, src.data.get("diagnosis"), src.catalogue)
     catalogue = src.warning_signs
-    signs = catalogue.for_diagnosis(key, when="after_treatment")
+    signs = catalogue.for_diagnosis(keys, when="after_treatment")
     if until is not None:  # still within the weeks after treatment: the signs for people on it too
-        during = [s for s in catalogue.for_diagnosis(key, when="during_treatment") if s not in signs]
+        during = [s for s in catalogue.for_diagnosis(keys, when="during_treatment") if s not in signs]
         signs = sorted([*signs, *during], key=lambda s: URGENCIES.index(s.urgency))
     sv = src.language == "sv"
     note = (
@@ -908,7 +909,8 @@ def _warning_signs(carepath: CarePath, src: _Sources, sact_ended: date | None, u
     )
     return {
         "explained": bool(src.data.get("warning_signs_given")),
-        "diagnosis": key,
+        "diagnosis": keys[0],
+        "diagnoses": list(keys),  # the pathway's site, and the site its diagnosis names when another
         "catalogue_version": catalogue.version,
         "during_treatment_apply": until is not None,
         "sact_ended_on": sact_ended.isoformat() if sact_ended else None,
@@ -958,7 +960,7 @@ def warning_sign_choices(carepath: CarePath, instance_id: str, language: str | N
             "urgency_label": labels.of("sign_urgency", s.urgency),
             "action": s.action(language, *numbers),
         }
-        for s in catalogue.for_diagnosis(_warning_signs_key(view.pathway_id, data.get("diagnosis"), rules_catalogue))
+        for s in catalogue.for_diagnosis(_warning_signs_keys(view.pathway_id, data.get("diagnosis"), rules_catalogue))
     ]
 
 
@@ -1077,18 +1079,18 @@ def _is_child(pathway_id: str, data: dict[str, Any], catalogue: Catalogue) -> bo
     """Whether the patient of an instance of ``pathway_id`` with ``data`` is a child (the children and
     young people's pathway, or its diagnosis): their 24-hour line is their treatment centre's, never the
     adult line. The one decision the documents, the notices and the warning signs share."""
-    return _warning_signs_key(pathway_id, data.get("diagnosis"), catalogue) == _CHILDREN
+    return _CHILDREN in _warning_signs_keys(pathway_id, data.get("diagnosis"), catalogue)
 
 
-def _warning_signs_key(pathway_id: str, diagnosis: Any, catalogue: Catalogue) -> str:
-    """The warning-signs catalogue's diagnosis: the pathway's own (``breast_cancer`` -> ``breast``),
-    else the site the recorded diagnosis names if the catalogue has it (on the general pathway "Bowel
-    cancer" gets colorectal cancer's signs: :mod:`engine.rules.diagnoses`), else ``general``."""
+def _warning_signs_keys(pathway_id: str, diagnosis: Any, catalogue: Catalogue) -> tuple[str, ...]:
+    """The warning-signs catalogue's diagnoses: the pathway's own (``breast_cancer`` -> ``breast``) and the
+    site the recorded diagnosis names, each if the catalogue has it (on the general pathway "Bowel cancer" gets
+    colorectal cancer's signs: :mod:`engine.rules.diagnoses`; on the breast pathway "Non-small cell lung
+    cancer" gets lung cancer's as well as breast cancer's, whichever is the patient's cancer: a sign of the
+    one that is is never left out), else ``general``."""
     site = catalogue.diagnoses.site_of(diagnosis) if isinstance(diagnosis, str) else None
-    for key in (pathway_id.removesuffix("_cancer"), site):
-        if isinstance(key, str) and key in DIAGNOSES:
-            return key
-    return "general"
+    keys = tuple(dict.fromkeys(k for k in (pathway_site(pathway_id), site) if isinstance(k, str) and k in DIAGNOSES))
+    return keys or ("general",)
 
 
 def _surveillance(src: _Sources) -> list[dict[str, Any]]:

@@ -103,15 +103,18 @@ class WarningSignCatalogue:
     # without a known sign is treated as the most urgent.
     escalate_untriaged_after: dict[str, str]
 
-    def for_diagnosis(self, diagnosis: str, when: str | None = None) -> list[WarningSign]:
-        """The signs for a diagnosis (common ones included), most urgent first.
+    def for_diagnosis(self, diagnosis: str | tuple[str, ...], when: str | None = None) -> list[WarningSign]:
+        """The signs for a diagnosis (common ones included), most urgent first; for several (a patient on
+        one site's pathway whose diagnosis names another: engine.pathway_checks), each one's own signs.
 
         An unknown diagnosis gets the ``general`` signs. A common sign that one of the diagnosis's own
         signs ``replaces`` is left out. ``when`` ("during_treatment" or "after_treatment") keeps the
         signs that apply then (``any`` signs always apply).
         """
-        key = diagnosis if diagnosis in DIAGNOSES else "general"
-        own = self.signs.get(key, ())
+        keys = dict.fromkeys(
+            d if d in DIAGNOSES else "general" for d in ((diagnosis,) if isinstance(diagnosis, str) else diagnosis)
+        )
+        own = [s for key in keys for s in self.signs.get(key, ())]
         stands_in = {code: s for s in own for code in s.replaces}  # shown where the replaced sign was
         found: list[WarningSign] = []
         for s in [*(stands_in.get(c.code, c) for c in self.signs.get(COMMON, ())), *own]:

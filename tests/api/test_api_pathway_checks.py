@@ -22,6 +22,7 @@ from sqlalchemy import select
 from engine import ManualClock
 from engine.db.models import WebhookDelivery
 from engine.db.session import unit_of_work
+from engine.documents.build import warning_sign_choices
 from engine.webhooks import add_subscription
 
 LUNG = "Non-small cell lung cancer"
@@ -166,3 +167,18 @@ def test_the_instances_waiting_for_a_check_are_listed_and_leave_the_list_when_ch
     ended = client.post(f"/v1/instances/{wrong}/cancel", json={"reason": "wrong_pathway"}, headers=clinician)
     assert ended.status_code == 200 and ended.json.get("warnings", []) == []
     assert client.get("/v1/instances?pathway_check=pending", headers=clinician).json["items"] == []
+
+
+def test_a_patient_whose_diagnosis_names_another_site_is_given_the_warning_signs_of_both(app: Flask) -> None:
+    """Whichever is the patient's cancer, its signs are never left out: the breast pathway for a lung cancer
+    diagnosis offers lung cancer's warning signs (coughing blood) as well as breast cancer's, confirmed or not,
+    in the choices the patient and the clinician report from (and in the documents, which read the same
+    diagnoses: engine.documents.build._warning_signs_keys)."""
+    client, ehr, engine = app.test_client(), _as(app, "system"), app.extensions["carepath"]
+    for patient, more in (("SYN-CHK-0011", {}), ("SYN-CHK-0012", {"confirm_other_site": "lung"})):
+        instance = _start(client, ehr, patient, LUNG, **more).json["id"]
+        codes = [choice["code"] for choice in warning_sign_choices(engine, instance)]
+        assert {"coughing_blood", "breast_new_lump"} <= set(codes) and len(codes) == len(set(codes))
+    own = _start(client, ehr, "SYN-CHK-0013", "Invasive ductal carcinoma").json["id"]
+    codes = {choice["code"] for choice in warning_sign_choices(engine, own)}
+    assert "breast_new_lump" in codes and "coughing_blood" not in codes
