@@ -152,7 +152,7 @@ def correct_data(instance_id: Any) -> Reply:
     view = carepath().instances.correct_data(
         str(instance_id), body["data"], body["reason"], current_principal().actor, if_match()
     )
-    return view.as_dict(), 200, etag(view.version)
+    return _checked_body(view), 200, {**etag(view.version), **VARY}  # a corrected diagnosis may ask a check
 
 
 @bp.put("/<uuid:instance_id>/care-team")

@@ -83,7 +83,7 @@ def test_a_start_for_a_diagnosis_of_another_site_warns_until_a_clinician_confirm
         json={"data": {"diagnosis": "C61"}, "reason": "updated_information"},
         headers=clinician,
     )
-    assert corrected.status_code == 200
+    assert corrected.status_code == 200 and [w["site"] for w in corrected.json["warnings"]] == ["prostate"]
     [again] = client.get(f"/v1/instances/{instance_id}", headers=clinician).json["warnings"]
     assert again["site"] == "prostate"
     client.patch(
