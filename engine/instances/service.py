@@ -491,7 +491,8 @@ class PathwayService:
             # set from the date of diagnosis, as diagrams before the timers read the date themselves did).
             declared_fields = json.loads(schema).get("properties", {}) if schema is not None else {}
             derived = workflows.rederive(step.workflow, data, declared_fields, _PURE_HELPERS)
-            workflows.correct_data(step.workflow, {**data, **derived})
+            workflows.correct_data(step.workflow, data)
+            workflows.correct_data(step.workflow, derived, where_held=True)
             if "diagnosis" in data:  # a new diagnosis is checked against the pathway again
                 accumulated = workflows.accumulated_data(step.workflow)
                 step.instance.pathway_check = self._site_check(step.instance.pathway_id, accumulated)

@@ -394,21 +394,26 @@ def _declares_notice(form_text: str | None) -> bool:
     return isinstance(form, dict) and NOTICE_KEY in form
 
 
-def correct_data(workflow: BpmnWorkflow, update: dict[str, Any]) -> None:
+def correct_data(workflow: BpmnWorkflow, update: dict[str, Any], *, where_held: bool = False) -> None:
     """Set ``update`` in the instance's data where the next steps read it: the workflow's own data
     and every task not yet finished (ready, waiting, started or failed) and its parent, in subprocesses
     too, so that retrying a failed task runs it with the corrected values and a waiting timer fires
-    with them."""
+    with them. ``where_held``: only in the data that holds each name already (a value a script worked
+    out, :func:`rederive`, is replaced where it is, never added where it never was)."""
     unfinished = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
-    workflow.data.update(copy.deepcopy(update))
+
+    def put(data: dict[str, Any]) -> None:
+        data.update(copy.deepcopy({k: v for k, v in update.items() if k in data} if where_held else update))
+
+    put(workflow.data)
     for part in (workflow, *workflow.subprocesses.values()):
         for task in part.tasks.values():
             if task.state & unfinished:
-                task.data.update(copy.deepcopy(update))
+                put(task.data)
                 # A waiting task takes its parent's data again at each refresh (TaskSpec._update_hook,
                 # engine.spiff.compaction): without its parent, a timer would fire with the old value.
                 if task.parent is not None:
-                    task.parent.data.update(copy.deepcopy(update))
+                    put(task.parent.data)
 
 
 def _common_ancestor(tasks: list[Any]) -> Any:
