@@ -607,6 +607,9 @@ def worker(
     jobs = BackgroundJobs()
 
     reports = _housekeeping(carepath, idempotency)
+    from .cli_pathway_checks import diagnoses_reader
+
+    read_diagnoses = diagnoses_reader(carepath)  # instances started before the pathway check (engine.pathway_checks)
 
     def housekeeping() -> None:
         reports()  # purges idempotency records and ended web sessions too
@@ -637,7 +640,11 @@ def worker(
                 checkpoint=_checkpointer(carepath),
                 checkpoint_seconds=settings.checkpoint_seconds,
                 deliver=lambda: len(carepath.webhooks.run_once(between=heartbeat.beat)),
-                escalate=lambda: carepath.referral_escalations.open_due() + carepath.treatment_summaries.open_due(),
+                escalate=lambda: (
+                    carepath.referral_escalations.open_due()
+                    + carepath.treatment_summaries.open_due()
+                    + read_diagnoses()
+                ),
             )
     except KeyboardInterrupt:
         total = None
@@ -1252,6 +1259,7 @@ def rules_versions(ctx: click.Context, name: str) -> None:
 def _register_optional_groups() -> None:
     from .cli_access import purge_reads_command, reads
     from .cli_deaths import death_record
+    from .cli_pathway_checks import check_diagnoses
     from .cli_patients import patients
     from .cli_reports import report
     from .cli_rules import rules
@@ -1259,6 +1267,7 @@ def _register_optional_groups() -> None:
     for command in (rules_deploy, rules_activate, rules_versions):  # they need the engine's database
         rules.add_command(command)
     main.add_command(rules)
+    pathways.add_command(check_diagnoses)
     main.add_command(death_record)
     main.add_command(patients)
     main.add_command(report)

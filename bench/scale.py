@@ -16,9 +16,11 @@ in the JSON; a schema loaded before this, without MACs, is measured without the 
 Measuring. Every list, work-list, trail, audit and worker query runs through the code that issues
 it: ``engine.instances.queries`` (instances, ready tasks, an event trail), the API's list endpoints
 through Flask's test client, the timer worker's batch claim (``engine.instances.timers``), the
-trail's verification (``engine.audit.verify_trail``) and ``carepath migrate`` as a subprocess that
-is killed and run again (point 3: progress, resumable). The SQL each call issues is captured and
-``EXPLAIN``-ed: the access method of each plan is printed next to its p50/p95.
+trail's verification (``engine.audit.verify_trail``), the workers' reading of the diagnoses of instances
+started before the pathway check (``engine.pathway_checks.read_diagnoses``, every copy's check emptied
+first) and ``carepath migrate`` as a subprocess that is killed and run again (point 3: progress,
+resumable). The SQL each call issues is captured and ``EXPLAIN``-ed: the access method of each plan is
+printed next to its p50/p95.
 
 Run from the repository root (PostgreSQL only; a schema of its own, dropped and created again)::
 
@@ -792,6 +794,61 @@ def audit(url: str, engine: Engine, statements_for: Callable[[Engine], Statement
     }
 
 
+def diagnoses(url: str, engine: Engine, statements_for: Callable[[Engine], Statements], batch: int) -> dict[str, Any]:
+    """Reading again the diagnoses of the instances started before the pathway check existed
+    (:func:`engine.pathway_checks.read_diagnoses`, a worker's turn, or ``carepath pathways check-diagnoses``)
+    over the whole caseload: every copy's check emptied first, as migration 0034 left the rows written before
+    it, and the task started again. Each batch is timed (a worker's turn waits that long), and the statements
+    of one batch are EXPLAINed. The checks it asks for must be the ones emptied; each asked instance's trail
+    gets a ``pathway_check_asked`` event (a schema measured again gets another)."""
+    from engine.pathway_checks import read_again, read_diagnoses, unread_count
+
+    with engine.begin() as connection:
+        emptied = connection.execute(
+            text("UPDATE pathway_instances SET pathway_check = NULL WHERE pathway_check IS NOT NULL")
+        ).rowcount
+    app = CarePath(bench_settings(url))
+    statements = statements_for(app.db)
+    load = [round(x, 1) for x in os.getloadavg()]
+    try:
+        read_again(app)
+        unread = unread_count(app)
+        turns: list[float] = []
+        read = asked = 0
+        began, began_cpu = time.perf_counter(), time.process_time()
+        with statements.capture() as seen:
+            first = read_diagnoses(app, batch)
+        turns.append(time.perf_counter() - began)
+        read, asked, done = first.read, first.asked, first.done
+        while not done:
+            started = time.perf_counter()
+            turn = read_diagnoses(app, batch)
+            turns.append(time.perf_counter() - started)
+            read, asked, done = read + turn.read, asked + turn.asked, turn.done
+            if len(turns) % 100 == 0:
+                print(f"diagnoses: {read}/{unread} read, {asked} asked", file=sys.stderr, flush=True)
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+    finally:
+        app.close()
+    plans = [plan_of(engine, s, p) for s, p in seen if s.lstrip().startswith("SELECT") and "pathway_instances" in s]
+    return {
+        "instances_to_read": unread,
+        "read": read,
+        "asked": asked,
+        "checks_emptied_before": emptied,
+        "asked_is_emptied": asked == emptied,
+        "batch": batch,
+        "batches": len(turns),
+        "seconds": round(elapsed, 1),
+        "per_second": round(read / elapsed) if elapsed else None,
+        "cpu_ms_per_instance": round(cpu / max(read, 1) * 1000, 3),
+        "batch_wall": percentiles(turns),
+        "plans": plans,
+        "load_average_before": load,
+        "load_average_after": [round(x, 1) for x in os.getloadavg()],
+    }
+
+
 def migration(
     url: str, engine: Engine, pathway: str, first_seconds: float, second_seconds: float, jobs: int = 1
 ) -> dict[str, Any]:
@@ -939,9 +996,14 @@ def main() -> None:
         default=(60.0, 60.0),
         help="run `carepath migrate` this long, kill it, then again this long (0 0: skip)",
     )
+    parser.add_argument(
+        "--diagnoses-batch", type=int, default=1000, help="instances a turn of the diagnoses' reading reads"
+    )
     parser.add_argument("--reuse", action="store_true", help="measure the schema a previous run loaded")
     parser.add_argument(
-        "--sections", default="lists,api,timers,audit,migrate", help="which measurements to run (comma-separated)"
+        "--sections",
+        default="lists,api,timers,audit,diagnoses,migrate",
+        help="which measurements to run (comma-separated)",
     )
     args = parser.parse_args()
     if not args.database_url or not args.database_url.startswith("postgresql"):
@@ -1006,6 +1068,8 @@ def main() -> None:
         result["timers"] = timers(url, engine, Statements, args.timers, today, args.timer_workers)
     if "audit" in sections:
         result["audit_verify"] = audit(url, engine, Statements, args.verify_jobs)
+    if "diagnoses" in sections:
+        result["diagnoses"] = diagnoses(url, engine, Statements, args.diagnoses_batch)
     if "migrate" in sections and args.migrate_seconds[0] > 0:
         result["migrate"] = migration(url, engine, "breast_cancer", *args.migrate_seconds, jobs=args.migrate_jobs)
     engine.dispose()

@@ -119,6 +119,7 @@ EVENT_TYPES = frozenset(
         "summary_written",
         "care_team_changed",
         "pathway_checked",
+        "pathway_check_asked",
     }
 )
 CHECKPOINT_FORMAT = "carepath-trail-checkpoint/1"

@@ -16,37 +16,67 @@ a second primary, a patient followed on one pathway for now), but nobody meets i
 Which site a diagnosis names is the diagnoses' vocabulary's (:meth:`DiagnosisVocabulary.other_site`):
 a diagnosis naming no site, or two ("Lung metastases from breast cancer"), asks nothing.
 
-Owns: :func:`pathway_check` (what a diagnosis asks), :func:`pending_check` (the warning an instance
-carries), :func:`confirmation_problem` (a confirmation's check) and :func:`confirm` (recording one).
+Instances started before the check existed (schema revision 0034) carry none until their diagnoses are read
+again: :func:`read_diagnoses` does it in the background, a batch at each turn of a worker (the task
+``read_diagnoses`` of ``upgrade_tasks``, which migration 0036 leaves), or all at once from the command line
+(``carepath pathways check-diagnoses``, which with ``--again`` also reads them after the vocabulary changed).
+It lists the instances that have not ended and carry no check, in id order, and reads each one's stored
+state as JSON (no workflow restored) for the diagnoses it holds; only an instance holding one that names
+another site is then read as a step would (:meth:`PathwayService.ask_pathway_check`), which asks for the
+check unless a clinician confirmed the pathway since the diagnosis was given. One reader at a time holds the
+task's lease; a reader that dies leaves it to the next once the lease ends, from the last batch it finished
+(a batch read twice asks nothing twice).
 
-May import: ``rules`` (the diagnoses' vocabulary), ``instances`` (the view, the step service), and the
-shared ``errors``.
+Owns: :func:`pathway_check` (what a diagnosis asks), :func:`pending_check` (the warning an instance
+carries), :func:`confirmation_problem` (a confirmation's check), :func:`confirm` (recording one) and
+:func:`read_diagnoses` (reading again the instances that carry none).
+
+May import: ``rules`` (the diagnoses' vocabulary), ``instances`` (the view, the step service), ``db`` (the
+upgrade task, the instances' rows), ``spiff`` (reading a stored state's JSON) and the shared ``errors``.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import InvalidInputError, Problem
+from sqlalchemy import LargeBinary, func, or_, select, type_coerce, update
+
+from engine.db.models import PathwayInstance, UpgradeTask
+from engine.db.session import read_only, unit_of_work
+from engine.db.stored_state import UnreadableStateError, decode_state
+from engine.errors import InvalidInputError, Problem, StaleVersionError
 from engine.instances.view import NOT_ENDED, InstanceView
 from engine.rules.diagnoses import DiagnosisSite, DiagnosisVocabulary, pathway_site
+from engine.spiff import state_json
 
 if TYPE_CHECKING:
     from engine.app import CarePath
 
 __all__ = [
     "CONFIRM_FIELD",
+    "READ_DIAGNOSES",
+    "DiagnosesRead",
     "PathwayCheck",
     "confirm",
     "confirmation_problem",
     "pathway_check",
     "pending_check",
+    "read_again",
+    "read_diagnoses",
+    "unread_count",
 ]
 
 # The start request's field (and the web form's) that confirms the site the diagnosis names.
 CONFIRM_FIELD = "confirm_other_site"
 WARNING_CODE = "diagnosis-names-other-site"
+# The upgrade task (engine.db.models.UpgradeTask) of reading the diagnoses of instances that carry no check.
+READ_DIAGNOSES = "read_diagnoses"
+# A reader's hold on the task: past it, another reader takes over (a batch takes well under a minute).
+READ_LEASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -116,6 +146,133 @@ def confirm(
             raise InvalidInputError("the pathway cannot be confirmed", [problem])
 
     return carepath.instances.record_pathway_check(instance_id, actor, check, expected_version)
+
+
+@dataclass(frozen=True)
+class DiagnosesRead:
+    """One turn of :func:`read_diagnoses`: the instances it read and the checks it asked for, and whether the
+    task is done (``busy``: another reader holds it, and this turn read nothing)."""
+
+    read: int
+    asked: int
+    done: bool
+    busy: bool = False
+
+
+def read_diagnoses(carepath: CarePath, limit: int = 1000) -> DiagnosesRead:
+    """Read the diagnoses of the next ``limit`` instances of the task :data:`READ_DIAGNOSES` (the module's
+    docstring), asking for each check they need, and move the task on past them.
+
+    Raises: RuleFileError (the diagnoses' vocabulary is invalid: nothing is read, the task stays where it was)."""
+    vocabulary = carepath.rules.catalogue().diagnoses
+    lease = str(uuid.uuid4())
+    now = carepath.clock.now()
+    with unit_of_work(carepath.sessions) as session:
+        task = session.get(UpgradeTask, READ_DIAGNOSES)
+        if task is None or task.done_at is not None:
+            return DiagnosesRead(0, 0, True)
+        taken = session.execute(
+            update(UpgradeTask)
+            .where(
+                UpgradeTask.name == READ_DIAGNOSES,
+                UpgradeTask.done_at.is_(None),
+                or_(UpgradeTask.lease_until.is_(None), UpgradeTask.lease_until < now),
+            )
+            .values(lease_id=lease, lease_until=now + READ_LEASE)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(taken, "rowcount", 0) != 1:  # another reader holds the lease
+            return DiagnosesRead(0, 0, False, busy=True)
+        after = task.after_id
+    with read_only(carepath.sessions) as session:
+        rows = session.execute(
+            select(PathwayInstance.id, PathwayInstance.pathway_id, type_coerce(PathwayInstance.state, LargeBinary))
+            .where(*_unread(after))
+            .order_by(PathwayInstance.id)
+            .limit(limit)
+        ).all()
+    read, asked, last = 0, 0, after
+    done = len(rows) < limit
+    for instance_id, pathway_id, stored in rows:
+        if _names_another_site(vocabulary, pathway_id, stored):
+            try:
+                asked += carepath.instances.ask_pathway_check(instance_id) is not None
+            except StaleVersionError:  # its own steps kept winning: the next turn starts from it
+                done = False
+                break
+        read, last = read + 1, instance_id
+    with unit_of_work(carepath.sessions) as session:
+        session.execute(
+            update(UpgradeTask)
+            .where(UpgradeTask.name == READ_DIAGNOSES, UpgradeTask.lease_id == lease)
+            .values(
+                after_id=last,
+                lease_id=None,
+                lease_until=None,
+                read_count=UpgradeTask.read_count + read,
+                asked_count=UpgradeTask.asked_count + asked,
+                done_at=carepath.clock.now() if done else None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return DiagnosesRead(read, asked, done)
+
+
+def unread_count(carepath: CarePath) -> int:
+    """How many instances the task :data:`READ_DIAGNOSES` has still to read (0 once it is done)."""
+    with read_only(carepath.sessions) as session:
+        task = session.get(UpgradeTask, READ_DIAGNOSES)
+        if task is None or task.done_at is not None:
+            return 0
+        return int(
+            session.scalar(select(func.count()).select_from(PathwayInstance).where(*_unread(task.after_id))) or 0
+        )
+
+
+def read_again(carepath: CarePath) -> None:
+    """Start the task :data:`READ_DIAGNOSES` again from the first instance (after the diagnoses' vocabulary
+    named more sites: the instances it now finds on another site's pathway get the check)."""
+    with unit_of_work(carepath.sessions) as session:
+        task = session.get(UpgradeTask, READ_DIAGNOSES)
+        if task is None:
+            session.add(UpgradeTask(name=READ_DIAGNOSES, read_count=0, asked_count=0))
+        else:
+            task.after_id, task.lease_id, task.lease_until, task.done_at = None, None, None, None
+            task.read_count, task.asked_count = 0, 0
+
+
+def _unread(after: str | None) -> list[Any]:
+    """The conditions of the instances still to read after the id ``after``."""
+    where = [PathwayInstance.status.in_(NOT_ENDED), PathwayInstance.pathway_check.is_(None)]
+    return where if after is None else [PathwayInstance.id > after, *where]
+
+
+def _names_another_site(vocabulary: DiagnosisVocabulary, pathway_id: str, stored: bytes | None) -> bool:
+    """Whether a stored state holds, anywhere in its data, a diagnosis naming another site than the pathway's:
+    a quick reading (the JSON, no workflow restored) that finds every instance whose current diagnosis does,
+    and some whose earlier one did; the step then reads the current one. A state that cannot be read names
+    nothing here (a step on it holds the instance in error, as any step would)."""
+    if not stored:
+        return False
+    try:
+        state = state_json.loads(decode_state(stored))
+    except (UnreadableStateError, ValueError, RecursionError):
+        return False
+    return any(vocabulary.other_site(pathway_id, value) is not None for value in _diagnoses(state))
+
+
+def _diagnoses(state: Any) -> Iterator[str]:
+    """Every text held under the key ``diagnosis`` in a state's JSON, at any depth (without recursion)."""
+    stack = [state]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            found = node.get("diagnosis")
+            if isinstance(found, str):
+                yield found
+            stack.extend(value for value in node.values() if isinstance(value, dict | list))
+        elif isinstance(node, list):
+            stack.extend(value for value in node if isinstance(value, dict | list))
 
 
 def _site(sites: dict[str, DiagnosisSite], code: str) -> DiagnosisSite:

@@ -3,6 +3,7 @@ web pages: tests/api/test_api_pathway_checks.py, tests/web/test_manage_pages.py,
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -46,3 +47,20 @@ def test_a_confirmation_must_name_the_site_the_diagnosis_names() -> None:
     assert wrong is not None and wrong.field == "/site" and "lung" not in wrong.message  # no patient data
     nothing = confirmation_problem(None, "lung", "/confirm_other_site")
     assert nothing is not None and nothing.field == "/confirm_other_site"
+
+
+def test_the_quick_reading_of_a_stored_state_finds_a_diagnosis_at_any_depth_and_survives_any_bytes() -> None:
+    from engine.db.stored_state import encode_state
+    from engine.pathway_checks import _names_another_site
+
+    def stored(value: Any) -> bytes:
+        return encode_state(json.dumps(value))
+
+    nested = {"tasks": {"a": {"data": {"updates": [{"x": 1}, {"diagnosis": "Non-small cell lung cancer"}]}}}}
+    assert _names_another_site(VOCABULARY, "breast_cancer", stored(nested))
+    assert not _names_another_site(VOCABULARY, "lung_cancer", stored(nested))  # the pathway's own site
+    assert not _names_another_site(VOCABULARY, "general_cancer", stored(nested))
+    assert not _names_another_site(VOCABULARY, "breast_cancer", stored({"data": {"diagnosis": ["C34"]}}))
+    deep = "[" * 100_000 + "]" * 100_000  # past any parser's nesting: names nothing, raises nothing
+    for hostile in (b"", None, b"\xffnot a state", encode_state(deep), encode_state("{not json")):
+        assert not _names_another_site(VOCABULARY, "breast_cancer", hostile)

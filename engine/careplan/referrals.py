@@ -40,13 +40,13 @@ from engine.db.session import note_outcome, read_only, unit_of_work
 from engine.errors import ConflictError, InvalidInputError, NotFoundError, Problem, StaleVersionError
 from engine.instances.service import PathwayService
 from engine.instances.store import ConflictMapper, load_instance, save_instance
+from engine.instances.view import ENGINE_ACTOR
 from engine.rules.model import URGENCIES
 from engine.settings import ReferralTimeframes
 
 __all__ = ["ESCALATION_LIMIT", "ReferralEscalations", "find_open_referral", "is_higher", "raise_urgency"]
 
 ESCALATION_LIMIT = 200  # open escalations listed at most, oldest first
-_SYSTEM_ACTOR = "engine"
 
 
 def is_higher(urgency: str | None, than: str | None) -> bool:
@@ -88,7 +88,7 @@ def raise_urgency(
     previous = item.urgency
     raised = is_higher(urgency, previous)
     if raised:
-        item.urgency, item.updated_at, item.updated_by = urgency, at, _SYSTEM_ACTOR
+        item.urgency, item.updated_at, item.updated_by = urgency, at, ENGINE_ACTOR
         if item.status == "referred":  # the service is told now: the earlier of the two deadlines
             sooner = timeframes.due(at, urgency)
             item.accept_by = min(item.accept_by, sooner) if item.accept_by else sooner
@@ -97,7 +97,7 @@ def raise_urgency(
         item,
         "proposed_again",
         at,
-        _SYSTEM_ACTOR,
+        ENGINE_ACTOR,
         from_status=item.status,
         from_urgency=previous,
         evaluation_id=evaluation_id,
@@ -200,12 +200,12 @@ class ReferralEscalations:
                         instance,
                         "care_plan_updated",
                         at=now,
-                        actor=_SYSTEM_ACTOR,
+                        actor=ENGINE_ACTOR,
                         pathway_version=instance.pathway_version,
                         payload=payload,
                     )
 
-                move_item(session, item, "withdrawn", _SYSTEM_ACTOR, now, record, "patient_died")
+                move_item(session, item, "withdrawn", ENGINE_ACTOR, now, record, "patient_died")
                 instance.updated_at = now
                 save_instance(session, instance)
                 return 0
@@ -225,7 +225,7 @@ class ReferralEscalations:
                 instance,
                 "referral_overdue",
                 at=now,
-                actor=_SYSTEM_ACTOR,
+                actor=ENGINE_ACTOR,
                 pathway_version=instance.pathway_version,
                 payload={
                     "item": item.id,

@@ -71,6 +71,7 @@ from engine.errors import ConflictError, Problem, StaleVersionError, WorkflowErr
 from engine.instances.service import PathwayService
 from engine.instances.step import ServiceOperator, StepContext
 from engine.instances.store import ConflictMapper, InstanceRecord, load_instance, save_instance
+from engine.instances.view import ENGINE_ACTOR
 
 __all__ = [
     "AWAITED_BY_TASK_LIMIT",
@@ -88,7 +89,6 @@ PHASES = ("first_line", "recurrence", "end_of_protocol")
 WRITE_ELEMENT = "write_summary"  # the sub-pathway's task that writes (signs off) the summary
 OVERDUE_LIMIT = 200  # open overdue tasks listed at most, oldest first
 _PHASE_KEY = "eot_phase"
-_SYSTEM_ACTOR = "engine"
 # How the stored ready-task summary (engine.spiff.workflows.ready_task_summary, compact JSON) names a
 # waiting write_summary task: counted in its text, so the scan finds instances to look at in SQL.
 _TASK_MARK = f'"element":"{WRITE_ELEMENT}"'
@@ -610,7 +610,7 @@ class TreatmentSummaries:
             instance,
             "summary_overdue_closed",
             at=now,
-            actor=_SYSTEM_ACTOR,
+            actor=ENGINE_ACTOR,
             pathway_version=instance.pathway_version,
             payload={"summary": row.id, "number": row.number, "phase": row.phase, "outcome": row.status},
         )
@@ -643,7 +643,7 @@ class TreatmentSummaries:
                 instance,
                 "summary_overdue",
                 at=now,
-                actor=_SYSTEM_ACTOR,
+                actor=ENGINE_ACTOR,
                 pathway_version=instance.pathway_version,
                 payload={
                     "summary": row.id,

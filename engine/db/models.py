@@ -744,6 +744,23 @@ class SandboxClockState(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class UpgradeTask(Base):
+    """Work an upgrade leaves for the workers to do in the background, one row per task (a migration inserts
+    it): how far it has got (``after_id``: the last instance id read, in id order), the lease of the process
+    reading now (``lease_id`` until ``lease_until``: one reader at a time, and a reader that died is taken over
+    once its lease ends), and when it was done. Counts only, never patient data."""
+
+    __tablename__ = "upgrade_tasks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    after_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    lease_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    read_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
+    asked_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class DecisionEvaluationRecord(Base):
     """One evaluation of a DMN decision table by a business rule task (engine.decisions.store).
 

@@ -29,6 +29,7 @@ from engine.errors import (
     InvalidInputError,
     NotFoundError,
     Problem,
+    StaleVersionError,
     StartDataError,
     TaskDataError,
     TaskNotReadyError,
@@ -46,6 +47,7 @@ from engine.instances.store import (
     load_instance,
 )
 from engine.instances.view import (
+    ENGINE_ACTOR,
     NOT_ENDED,
     SYNTHETIC_PREFIX,
     InstanceView,
@@ -544,6 +546,39 @@ class PathwayService:
             refusal="cannot have its pathway checked",
         )
 
+    def ask_pathway_check(self, instance_id: str) -> InstanceView | None:
+        """Read an instance's diagnosis against its pathway as its start would have, for an instance that
+        carries no pathway check (one started before the check existed: engine.pathway_checks.read_diagnoses).
+        When the diagnosis names another site and no clinician has confirmed the pathway since the diagnosis
+        was given (:func:`_confirmed_since_given`), the instance gets the check, and its trail a
+        ``pathway_check_asked`` event with no payload (never the diagnosis, nor the site). Returns None,
+        writing nothing, when there is nothing to ask or the instance has ended meanwhile. Nothing runs.
+
+        Raises: StaleVersionError (the instance's own steps won three times over: read it later); RuleFileError
+        (the diagnoses' vocabulary is invalid)."""
+
+        def ask(step: Step) -> bool:
+            if step.instance.pathway_check is not None:
+                return False
+            diagnosis = workflows.accumulated_data(step.workflow, ("diagnosis",))
+            site = self._site_check(step.instance.pathway_id, diagnosis)
+            if site is None or _confirmed_since_given(step.session, step.instance.id):
+                return False
+            step.instance.pathway_check = site
+            step.record("pathway_check_asked", payload={})
+            return True
+
+        attempts = 3
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.steps.run(instance_id, ENGINE_ACTOR, ask, allowed=NOT_ENDED)
+            except StaleVersionError:
+                if attempt == attempts:
+                    raise  # a step of its own committed meanwhile, each time: read it again
+            except (ConflictError, NotFoundError):  # ended (or erased) since it was listed: it waits for no check
+                return None
+        return None
+
     # --- care teams ------------------------------------------------------------------------------
 
     def change_care_team(
@@ -626,6 +661,29 @@ class PathwayService:
         )
         assert view is not None  # these acts always change the instance
         return view
+
+
+def _confirmed_since_given(session: Session, instance_id: str) -> bool:
+    """Whether a clinician confirmed the instance's pathway after its diagnosis was last given, by its trail:
+    the newest of its start, its corrections of the diagnosis and its ``pathway_checked`` events decides (a
+    start confirmed on the web page before the start recorded it counts as not confirmed: asked again)."""
+    rows = session.execute(
+        select(InstanceEvent.type, InstanceEvent.payload)
+        .where(
+            InstanceEvent.instance_id == instance_id,
+            InstanceEvent.type.in_(("started", "data_corrected", "pathway_checked")),
+        )
+        .order_by(InstanceEvent.seq.desc())
+    )
+    for kind, text in rows:
+        payload = json.loads(text)
+        if kind == "pathway_checked":
+            return True
+        if kind == "started":
+            return payload.get("pathway_checked") is True
+        if "diagnosis" in payload.get("fields", ()):
+            return False
+    return False
 
 
 def _check_correction(data: Any, reason: Any) -> None:

@@ -36,13 +36,11 @@ from engine.db.session import database_unavailable, read_only, unit_of_work
 from engine.errors import StaleVersionError
 from engine.instances.service import PathwayService
 from engine.instances.store import ConflictMapper, load_instance, save_instance
-from engine.instances.view import Status
+from engine.instances.view import ENGINE_ACTOR, Status
 from engine.spiff import workflows
 from engine.spiff.timers import FiredTimer, run_due_timers
 
 __all__ = ["Backoff", "fire_due_timers"]
-
-_SYSTEM_ACTOR = "engine"
 
 
 @dataclass
@@ -182,7 +180,7 @@ def _record_incident(service: PathwayService, instance_id: str, exc: Exception, 
                 instance,
                 "error",
                 at=now,
-                actor=_SYSTEM_ACTOR,
+                actor=ENGINE_ACTOR,
                 pathway_version=instance.pathway_version,
                 payload={"message": message, "kind": kind, "worker": worker_id},
             )

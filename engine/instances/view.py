@@ -15,6 +15,7 @@ from engine.spiff import workflows
 __all__ = [
     "CANCEL_REASONS",
     "CORRECTION_REASONS",
+    "ENGINE_ACTOR",
     "NOT_ENDED",
     "PATIENT_REF_PATTERN",
     "SUSPEND_REASONS",
@@ -38,6 +39,9 @@ class Status(StrEnum):
 
 # The statuses of an instance that has not ended: its data may be corrected, its pathway checked, it may be ended.
 NOT_ENDED = frozenset({Status.RUNNING, Status.SUSPENDED, Status.ERROR})
+
+# The actor the trail records for what the engine does on its own (a timer's incident, a check an upgrade asked).
+ENGINE_ACTOR = "engine"
 
 # The reason codes the web app offers for pausing and ending an instance (the API takes any code:
 # engine.audit.check_reason, lower case letters, digits and _). A death is not among them: it is recorded

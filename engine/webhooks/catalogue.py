@@ -177,8 +177,11 @@ def _from_trail_event(event: dict[str, Any], check_pending: bool) -> list[tuple[
 
 
 def _gives_diagnosis(kind: str, payload: dict[str, Any]) -> bool:
-    """Whether a trail event gave the instance its diagnosis: its start, or a correction of it."""
-    return kind == "started" or (kind == "data_corrected" and "diagnosis" in payload.get("fields", ()))
+    """Whether a trail event gave the instance its diagnosis (its start, or a correction of it), or read it
+    again (an instance started before the pathway check existed, engine.pathway_checks.read_diagnoses)."""
+    if kind == "data_corrected":
+        return "diagnosis" in payload.get("fields", ())
+    return kind in ("started", "pathway_check_asked")
 
 
 def _payload(event: dict[str, Any]) -> dict[str, Any]:
