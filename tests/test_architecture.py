@@ -193,7 +193,7 @@ ALLOWED = {
     "processes": set(),
     "reports": {"access_log", "care_teams", "db"},
     "idempotency": {"db"},
-    "pathway_checks": {"app", "db", "instances", "rules", "spiff"},
+    "pathway_checks": {"app", "db", "instances", "rules"},
     "sandbox": {"db", "instances"},
     "db": set(),
     "settings": set(),

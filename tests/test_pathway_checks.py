@@ -61,6 +61,10 @@ def test_the_quick_reading_of_a_stored_state_finds_a_diagnosis_at_any_depth_and_
     assert not _names_another_site(VOCABULARY, "lung_cancer", stored(nested))  # the pathway's own site
     assert not _names_another_site(VOCABULARY, "general_cancer", stored(nested))
     assert not _names_another_site(VOCABULARY, "breast_cancer", stored({"data": {"diagnosis": ["C34"]}}))
+    quoted = {"note": 'written as "diagnosis": "Non-small cell lung cancer"', "diagnosis": "Breast cancer"}
+    assert not _names_another_site(VOCABULARY, "breast_cancer", stored(quoted))  # text inside a string is not a key
+    spaced = encode_state('{"a": [{"diagnosis" :  "C34.1"}]}')
+    assert _names_another_site(VOCABULARY, "breast_cancer", spaced)
     deep = "[" * 100_000 + "]" * 100_000  # past any parser's nesting: names nothing, raises nothing
     for hostile in (b"", None, b"\xffnot a state", encode_state(deep), encode_state("{not json")):
         assert not _names_another_site(VOCABULARY, "breast_cancer", hostile)
