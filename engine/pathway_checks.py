@@ -64,6 +64,7 @@ __all__ = [
     "PathwayCheck",
     "confirm",
     "confirmation_problem",
+    "diagnoses_unread",
     "pathway_check",
     "pending_check",
     "read_again",
@@ -228,6 +229,14 @@ def unread_count(carepath: CarePath) -> int:
         return int(
             session.scalar(select(func.count()).select_from(PathwayInstance).where(*_unread(task.after_id))) or 0
         )
+
+
+def diagnoses_unread(carepath: CarePath) -> bool:
+    """Whether the task :data:`READ_DIAGNOSES` is still to be done: the instances waiting for a check may not
+    all be known yet (a primary key's lookup: cheap enough for every list that shows them)."""
+    with read_only(carepath.sessions) as session:
+        task = session.get(UpgradeTask, READ_DIAGNOSES)
+        return task is not None and task.done_at is None
 
 
 def read_again(carepath: CarePath) -> None:

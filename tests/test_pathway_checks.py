@@ -68,3 +68,56 @@ def test_the_quick_reading_of_a_stored_state_finds_a_diagnosis_at_any_depth_and_
     deep = "[" * 100_000 + "]" * 100_000  # past any parser's nesting: names nothing, raises nothing
     for hostile in (b"", None, b"\xffnot a state", encode_state(deep), encode_state("{not json")):
         assert not _names_another_site(VOCABULARY, "breast_cancer", hostile)
+
+
+def test_migration_0036_leaves_the_reading_only_where_instances_have_not_ended(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from engine.db.session import alembic_config, upgrade_schema
+
+    def tasks(url: str) -> list[tuple[str, Any]]:
+        engine = create_engine(url)
+        try:
+            with engine.connect() as connection:
+                return [tuple(row) for row in connection.execute(text("SELECT name, done_at FROM upgrade_tasks"))]
+        finally:
+            engine.dispose()
+
+    upgrade_schema(database_url, "0035")
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO pathway_versions (id, pathway_id, version, title, main_file, files, spec, "
+                    "deployed_at, deployed_by) VALUES (1, 'breast_cancer', 'v1', 't', 'p.bpmn', '{}', '{}', :at, 'x')"
+                ),
+                {"at": "2026-01-01"},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO pathway_instances (id, pathway_id, pathway_version_id, patient_ref, status, state, "
+                    "revision, event_seq, event_head, created_at, updated_at, organisation, care_team) VALUES "
+                    "(:id, 'breast_cancer', 1, 'SYN-1', :status, '{}', 1, 0, :head, :at, :at, 'org', 'team')"
+                ),
+                {
+                    "id": "00000000-0000-4000-8000-000000000001",
+                    "status": "completed",
+                    "head": "0" * 64,
+                    "at": "2026-01-01",
+                },
+            )
+    finally:
+        engine.dispose()
+    upgrade_schema(database_url, "0036")
+    assert tasks(database_url) == []  # every instance has ended: nothing to read
+    command.downgrade(alembic_config(database_url), "0035")  # and back: the table goes
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE pathway_instances SET status = 'suspended'"))
+    finally:
+        engine.dispose()
+    upgrade_schema(database_url)
+    assert tasks(database_url) == [("read_diagnoses", None)]

@@ -29,7 +29,7 @@ from engine.errors import ConflictError, InvalidInputError, NotFoundError, Permi
 from engine.instances.progress import instance_progress
 from engine.instances.queries import STATUSES, InstanceFilter
 from engine.instances.view import PATIENT_REF_PATTERN
-from engine.pathway_checks import pending_check
+from engine.pathway_checks import diagnoses_unread, pending_check
 from engine.reports.charts import line_chart
 
 from .. import carepath, queries
@@ -72,7 +72,9 @@ def find() -> str:
         pathway_check=request.args.get("check") == "pending",  # the pathways to check (engine.pathway_checks)
     )
     found = queries().find(where, _arg("cursor", _CURSOR), 50)
-    return render_template("web/patients.html", found=found, where=where, statuses=STATUSES)
+    # The pathways to check may not all be known yet while the diagnoses of older ones are being read.
+    reading = where.pathway_check and diagnoses_unread(carepath())
+    return render_template("web/patients.html", found=found, where=where, statuses=STATUSES, reading=reading)
 
 
 @bp.get("/<uuid:instance_id>")

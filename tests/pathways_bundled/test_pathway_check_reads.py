@@ -41,9 +41,11 @@ def _start(app: CarePath, patient: str, diagnosis: str, confirmed: bool = False)
 
 
 def _as_before_the_check(app: CarePath, *instance_ids: str) -> None:
-    """The rows as migration 0034 left the instances started before it: no check, whatever their diagnosis."""
+    """The rows as migration 0034 left the instances started before it (no check, whatever their diagnosis), and
+    the task migration 0036 leaves on a database holding such instances."""
     with unit_of_work(app.sessions) as session:
         session.execute(update(PathwayInstance).where(PathwayInstance.id.in_(instance_ids)).values(pathway_check=None))
+    read_again(app)
     app.instances.steps.cache.clear()  # the upgraded process starts with no instance in hand
 
 

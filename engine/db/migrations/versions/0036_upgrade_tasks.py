@@ -8,7 +8,8 @@ Migration 0034 gave each instance a pathway check (engine.pathway_checks) from i
 instances started before it without one: reading their diagnoses needs their workflow state, which a schema
 migration does not read. This one leaves that reading to the workers, as the task ``read_diagnoses``: each
 worker turn reads a batch of the instances that have not ended, in id order, until every one is read
-(engine.pathway_checks.read_diagnoses; ``carepath pathways check-diagnoses`` does it at once).
+(engine.pathway_checks.read_diagnoses; ``carepath pathways check-diagnoses`` does it at once). A database
+with no instance that has not ended gets no task.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -23,7 +24,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    tasks = op.create_table(
+    op.create_table(
         'upgrade_tasks',
         sa.Column('name', sa.String(length=64), nullable=False),
         sa.Column('after_id', sa.String(length=36), nullable=True),
@@ -34,7 +35,12 @@ def upgrade() -> None:
         sa.Column('done_at', sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('name', name=op.f('pk_upgrade_tasks')),
     )
-    op.bulk_insert(tasks, [{'name': 'read_diagnoses'}])
+    # Only where there are instances to read: a new database has none, and its task would never be done
+    # on a deployment that runs no worker.
+    op.execute(
+        "INSERT INTO upgrade_tasks (name, read_count, asked_count) SELECT 'read_diagnoses', 0, 0 WHERE EXISTS "
+        "(SELECT 1 FROM pathway_instances WHERE status IN ('running', 'suspended', 'error'))"
+    )
 
 
 def downgrade() -> None:
