@@ -14,6 +14,7 @@ from engine.care_teams import EVERYWHERE, NOWHERE, BreakGlass, CareScope, placem
 from engine.db.session import read_only, upgrade_schema
 from engine.errors import InvalidInputError
 from engine.settings import OidcSettings, Settings
+from tests.old_rows import insert_pathway_version
 
 TESTS = Path(__file__).resolve().parent
 
@@ -124,14 +125,7 @@ def test_migration_0012_places_existing_instances(
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO pathway_versions (id, pathway_id, version, title, main_file, files, spec, "
-                    "deployed_at, "
-                    "deployed_by) VALUES (1, 'p', 'v1', 't', 'p.bpmn', '{}', '{}', :at, 'x')"
-                ),
-                {"at": "2026-01-01"},
-            )
+            insert_pathway_version(connection)
             connection.execute(
                 text(
                     "INSERT INTO pathway_instances (id, pathway_id, pathway_version_id, patient_ref, status, state, "

@@ -75,6 +75,7 @@ def test_migration_0036_leaves_the_reading_only_where_instances_have_not_ended(d
     from sqlalchemy import create_engine, text
 
     from engine.db.session import alembic_config, upgrade_schema
+    from tests.old_rows import insert_pathway_version
 
     def tasks(url: str) -> list[tuple[str, Any]]:
         engine = create_engine(url)
@@ -88,13 +89,7 @@ def test_migration_0036_leaves_the_reading_only_where_instances_have_not_ended(d
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO pathway_versions (id, pathway_id, version, title, main_file, files, spec, "
-                    "deployed_at, deployed_by) VALUES (1, 'breast_cancer', 'v1', 't', 'p.bpmn', '{}', '{}', :at, 'x')"
-                ),
-                {"at": "2026-01-01"},
-            )
+            insert_pathway_version(connection, "breast_cancer")
             connection.execute(
                 text(
                     "INSERT INTO pathway_instances (id, pathway_id, pathway_version_id, patient_ref, status, state, "

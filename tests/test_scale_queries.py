@@ -23,6 +23,7 @@ from engine.errors import InvalidInputError
 from engine.instances.queries import InstanceFilter, InstanceQueries
 from engine.instances.timers import fire_due_timers
 from tests.conftest import START
+from tests.old_rows import insert_pathway_version
 
 SYSTEM, NURSE = "system:ehr", "clinician:cns-1"
 
@@ -319,14 +320,7 @@ def test_migration_0009_lists_the_elements_of_every_stored_summary(database_url:
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO pathway_versions (id, pathway_id, version, title, main_file, files, spec, "
-                    "deployed_at, "
-                    "deployed_by) VALUES (1, 'p', 'v1', 't', 'p.bpmn', '{}', '{}', :at, 'x')"
-                ),
-                {"at": "2026-01-01"},
-            )
+            insert_pathway_version(connection)
             summary = (
                 '[{"id":"1","element":"hna","spec":"hna"},{"id":"2","element":"review","spec":"review"},'
                 '{"id":"3","element":"hna","spec":"hna"}]'
