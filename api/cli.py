@@ -640,11 +640,8 @@ def worker(
                 checkpoint=_checkpointer(carepath),
                 checkpoint_seconds=settings.checkpoint_seconds,
                 deliver=lambda: len(carepath.webhooks.run_once(between=heartbeat.beat)),
-                escalate=lambda: (
-                    carepath.referral_escalations.open_due()
-                    + carepath.treatment_summaries.open_due()
-                    + read_diagnoses()
-                ),
+                escalate=lambda: carepath.referral_escalations.open_due() + carepath.treatment_summaries.open_due(),
+                upgrade=read_diagnoses,
             )
     except KeyboardInterrupt:
         total = None

@@ -64,7 +64,8 @@ def check_diagnoses(ctx: click.Context, again: bool, batch: int) -> None:
 
 def diagnoses_reader(carepath: Any) -> Callable[[], int]:
     """A worker's turn of the same reading (run after its timers): one batch while the task is not done, then
-    nothing, not even a query, for the rest of the process's life. Returns the checks it asked for."""
+    nothing, not even a query, for the rest of the process's life. Returns the instances it read (the worker
+    goes round again at once while there are any, firing the timers due between batches)."""
     from engine.errors import RuleFileError
     from engine.pathway_checks import read_diagnoses
 
@@ -82,6 +83,8 @@ def diagnoses_reader(carepath: Any) -> Callable[[], int]:
             done.append(True)
         if result.asked:
             click.echo(f"{result.asked} pathway check(s) asked (diagnoses read again)", err=True)
-        return result.asked
+        if result.done and result.read:
+            click.echo("diagnoses read: every instance started before the pathway check is read", err=True)
+        return result.read
 
     return turn

@@ -45,6 +45,7 @@ def run_worker(
     checkpoint_seconds: float = 3600.0,
     deliver: Callable[[], int] | None = None,
     escalate: Callable[[], int] | None = None,
+    upgrade: Callable[[], int] | None = None,
     once_attempts: int = 5,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
@@ -58,6 +59,9 @@ def run_worker(
     finds work, as it does for a full batch of timers. ``escalate`` (the care plan's scan for referrals
     not accepted in time, :meth:`engine.careplan.referrals.ReferralEscalations.open_due`; this package
     cannot import it) runs after the timers, before delivery, so its webhooks go out on the same turn.
+    ``upgrade`` (a batch of the work an upgrade left, :func:`engine.pathway_checks.read_diagnoses`) runs last
+    and returns how much it did: while it finds work the loop goes round again at once, so the timers
+    still fire between its batches.
     ``heartbeat`` is called on every turn of the loop, waiting for the database included (a
     supervisor's liveness check: the process is alive and not stuck). While the database is
     unreachable the loop waits ``first_wait`` seconds, doubling up to ``max_wait``, and tries
@@ -84,6 +88,7 @@ def run_worker(
             advanced = fire_due_timers(service, limit=batch, worker_id=worker_id, backoff=backoff)
             advanced += (escalate or _nothing)()
             attempted = (deliver or _nothing)()
+            upgraded = (upgrade or _nothing)()
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
@@ -103,7 +108,7 @@ def run_worker(
         total += advanced
         if advanced and report is not None:
             report(advanced)
-        if advanced == batch or attempted:
+        if advanced == batch or attempted or upgraded:
             continue  # more may be due right now
         if once:
             break

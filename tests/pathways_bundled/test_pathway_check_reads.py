@@ -21,6 +21,7 @@ from engine.audit import verify_trail
 from engine.db.models import PathwayInstance, UpgradeTask, WebhookDelivery
 from engine.db.session import unit_of_work
 from engine.errors import StaleVersionError
+from engine.instances.worker import run_worker
 from engine.pathway_checks import READ_DIAGNOSES, DiagnosesRead, confirm, read_again, read_diagnoses, unread_count
 from engine.webhooks import add_subscription
 
@@ -175,10 +176,20 @@ def test_an_instance_whose_own_steps_keep_winning_is_read_at_the_next_turn(
 def test_a_worker_reads_a_batch_a_turn_until_done_then_asks_the_database_nothing(
     bundled: CarePath, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waiting = _start(bundled, "SYN-READ-0021", LUNG)
-    _as_before_the_check(bundled, waiting)
-    turn = diagnoses_reader(bundled)
-    assert turn() == 1 and _checks(bundled)[waiting] == "lung"
+    waiting = [_start(bundled, f"SYN-READ-002{n}", LUNG) for n in range(3)]
+    _as_before_the_check(bundled, *waiting)
+    turn, batches, naps = diagnoses_reader(bundled), [], []
+
+    def batch_of_one() -> int:
+        batches.append(read_diagnoses(bundled, limit=1))
+        return batches[-1].read
+
+    # While a batch finds work, the worker goes round again at once (firing any timers due between them).
+    run_worker(bundled.instances, worker_id="w", once=True, upgrade=batch_of_one, sleep=naps.append)
+    assert [b.read for b in batches] == [1, 1, 1, 0] and not naps
+    assert all(_checks(bundled)[i] == "lung" for i in waiting)
+    # The worker's own reader: done at its first turn here; then it asks the database nothing more.
+    assert turn() == 0
     read_again(bundled)  # more to read, but this worker found the task done: it reads no more
     monkeypatch.setattr("engine.pathway_checks.read_diagnoses", lambda *a, **k: pytest.fail("read again"))
     assert turn() == 0
