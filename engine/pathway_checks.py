@@ -17,9 +17,10 @@ Which site a diagnosis names is the diagnoses' vocabulary's (:meth:`DiagnosisVoc
 a diagnosis naming no site, or two ("Lung metastases from breast cancer"), asks nothing.
 
 Instances started before the check existed (schema revision 0034) carry none until their diagnoses are read
-again: :func:`read_diagnoses` does it in the background, a batch at each turn of a worker, turn after turn until done (the task
-``read_diagnoses`` of ``upgrade_tasks``, which migration 0036 leaves), or all at once from the command line
-(``carepath pathways check-diagnoses``, which with ``--again`` also reads them after the vocabulary changed).
+again: :func:`read_diagnoses` does it in the background, a batch at each turn of a worker, turn after turn
+until done (the task ``read_diagnoses`` of ``upgrade_tasks``, which migration 0036 leaves), or all at once from
+the command line (``carepath pathways check-diagnoses``, which with ``--again`` also reads them after the
+vocabulary changed).
 It lists the instances that have not ended and carry no check, in id order, and reads each one's stored
 state's JSON text (no workflow restored) for the diagnoses it holds; only an instance holding one that names
 another site is then read as a step would (:meth:`PathwayService.ask_pathway_check`), which asks for the
