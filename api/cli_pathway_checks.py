@@ -3,7 +3,7 @@
 
 The pathway check (an instance whose diagnosis names another cancer site than its pathway's) is set at each
 start and correction from schema revision 0034 on. The instances started before it carry none until their
-diagnoses are read again: every worker does it in the background, a batch at each turn, and this command
+diagnoses are read again: a worker does it in the background, a batch a turn until done, and this command
 does it at once (an upgrade on a deployment with no worker running, or one that wants it done now). With
 ``--again`` it reads every instance again, after the diagnoses' vocabulary named more sites."""
 
