@@ -158,8 +158,11 @@ def template_of(rows: list[dict[str, Any]], number: int, seed: int) -> dict[str,
     from the copy's own number, so the shares of a parallel load agree on every copy."""
     common = [r for r in rows if r["patient_ref"] not in RARE_TEMPLATES]
     rare = [r for r in rows if r["patient_ref"] in RARE_TEMPLATES]
-    if rare and random.Random((seed << 32) + number).random() < RARE_SHARE * len(rare):
-        return rare[number % len(rare)]
+    drawn = random.Random((seed << 32) + number)
+    if rare and drawn.random() < RARE_SHARE * len(rare):
+        # Drawn too (the copy's number decides its organisation and team: rare[number % 2] put each rare
+        # template in every other organisation only).
+        return rare[drawn.randrange(len(rare))]
     return common[number % len(common)]
 
 
@@ -494,6 +497,13 @@ def list_queries(
     team = CareScope(home["organisation"], frozenset({home["care_team"]}))
     teams = CareScope(home["organisation"], frozenset({home["care_team"], placement_of(ORGANISATIONS)["care_team"]}))
     organisation = CareScope(home["organisation"])
+    with engine.connect() as connection:  # a team with pathways to check (any team, on an older load)
+        found = connection.execute(
+            select(PathwayInstance.organisation, PathwayInstance.care_team)
+            .where(PathwayInstance.pathway_check.is_not(None))
+            .limit(1)
+        ).first()
+    checking = team if found is None else CareScope(found[0], frozenset({found[1]}))
     cases: list[tuple[str, Callable[[int], Any]]] = [
         ("instances: first page (50)", lambda s: queries.find(InstanceFilter(), None, 50)),
         ("instances: a page anywhere (50)", lambda s: queries.find(InstanceFilter(), pick(s), 50)),
@@ -557,7 +567,7 @@ def list_queries(
         ),
         (
             "instances: one care team's pathways to check, first page",
-            lambda s: queries.find(InstanceFilter(scope=team, pathway_check=True), None, 50),
+            lambda s: queries.find(InstanceFilter(scope=checking, pathway_check=True), None, 50),
         ),
         ("trail: one instance's events", lambda s: queries.events(keys[s % len(keys)][1])),
     ]
