@@ -189,7 +189,7 @@ class BareRows:
     """
 
     def __init__(self, registry: RuleSetRegistry, cohort: list[Assessment], database: Recording) -> None:
-        from engine.rules.store import _evaluation_insert, _firings_json  # the statement CarePath runs
+        from engine.rules.store import _evaluation_insert  # the statement CarePath runs
 
         self.session = database.session
         insert = _evaluation_insert(self.session)
@@ -206,7 +206,7 @@ class BareRows:
                 "catalogue_version": evaluation.catalogue_version,
                 "created_at": at,
                 "facts_json": evaluation.facts_json or json.dumps(list(evaluation.facts)),
-                "fired_json": _firings_json(evaluation.firings),
+                "fired_json": evaluation.fired_json,
                 "outcomes_json": evaluation.outcomes.json_text,
             }
             for name, process in insert.processors:

@@ -37,8 +37,9 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 import durable_rules_engine
@@ -56,6 +57,7 @@ __all__ = [
     "RulesHost",
     "WARMUP_RULE",
     "default_host",
+    "firings_json",
     "evaluate",
     "resolve_outcomes",
     "run_facts",
@@ -144,8 +146,9 @@ def default_host() -> RulesHost:
 class Evaluation:
     """One evaluation: its inputs, which rules fired (in order, with their facts), outcomes.
 
-    ``facts_json`` is ``facts`` as JSON text when :func:`evaluate` made it (it has the texts
-    already), so that recording the evaluation does not encode the facts again.
+    ``facts_json`` and ``fired_json`` are ``facts`` and the firings as JSON text when
+    :func:`evaluate` made it (it has the texts already), so that recording the evaluation does not
+    encode them again.
     """
 
     id: str
@@ -156,6 +159,7 @@ class Evaluation:
     firings: tuple[Firing, ...]
     outcomes: Outcomes
     facts_json: str | None = field(default=None, compare=False, repr=False)
+    fired_json: str | None = field(default=None, compare=False, repr=False)
 
     def fired_rule_ids(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -183,7 +187,8 @@ def evaluate(
     # A fresh evaluation id is also a fresh session id: one uuid instead of two.
     recorded = _run(compiled, facts, host or default_host(), new_id)
     rule_of = compiled.rule_of
-    firings = tuple([Firing(rule_of[name], matched) for name, matched in recorded])
+    found = [_FIRINGS.get(one) or _firing(rule_of, one) for one in recorded]
+    firings = tuple([firing for firing, _text in found])
     return Evaluation(
         id=evaluation_id or new_id,
         ruleset_name=compiled.name,
@@ -193,7 +198,34 @@ def evaluate(
         firings=firings,
         outcomes=resolve_outcomes(compiled.rule_file, firings),
         facts_json=facts.stored_json(),
+        fired_json="[" + ", ".join([text for _firing, text in found]) + "]",
     )
+
+
+# A firing and its JSON text, by what the host recorded: the same rule and facts come back in
+# evaluation after evaluation (fact ids are the concerns' codes), so each is built once. The key
+# needs no rule-set version: a durable rule's name is "<rule id>#<n>", so it names its rule.
+_FIRINGS: dict[Recorded, tuple[Firing, str]] = {}
+_FIRINGS_SIZE = 8192
+
+
+def _firing(rule_of: dict[str, str], recorded: Recorded) -> tuple[Firing, str]:
+    name, matched = recorded
+    firing = Firing(rule_of[name], matched)
+    if len(_FIRINGS) >= _FIRINGS_SIZE:
+        _FIRINGS.clear()
+    found = _FIRINGS[recorded] = (firing, _firing_json(firing))
+    return found
+
+
+def _firing_json(firing: Firing) -> str:
+    """``json.dumps(firing.as_dict())``, the same text."""
+    return f'{{"rule": {_json_string(firing.rule_id)}, "matched": [{", ".join(map(_json_string, firing.matched))}]}}'
+
+
+def firings_json(firings: Sequence[Firing]) -> str:
+    """``json.dumps([f.as_dict() for f in firings])``, the same text, made without the dicts."""
+    return "[" + ", ".join(map(_firing_json, firings)) + "]"
 
 
 def run_facts(

@@ -14,12 +14,10 @@ work. No migrations here; the lead generates them from ``Base.metadata``.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any, cast
 
 from sqlalchemy import JSON, Table, event, select
@@ -33,7 +31,7 @@ from engine.db.models import RuleEvaluationRecord, RuleVersionRecord
 from engine.errors import NotFoundError
 from engine.rules.activation import active_ruleset
 from engine.rules.assessment import Assessment, Firing
-from engine.rules.evaluator import Evaluation, evaluate
+from engine.rules.evaluator import Evaluation, evaluate, firings_json
 from engine.rules.registry import LoadedRuleset, RuleSetRegistry
 
 __all__ = [
@@ -256,23 +254,11 @@ def record_evaluation(
             "instance_id": instance_id,
             "task_id": task_id,
             "facts_json": evaluation.facts_json or json.dumps(list(evaluation.facts)),
-            "fired_json": _firings_json(evaluation.firings),
+            "fired_json": evaluation.fired_json or firings_json(evaluation.firings),
             "outcomes_json": evaluation.outcomes.json_text,
         },
     )
     return evaluation.id
-
-
-def _firings_json(firings: Sequence[Firing]) -> str:
-    """``json.dumps([f.as_dict() for f in firings])``, the same text, made without the dicts."""
-    return "[" + ", ".join(map(_firing_json, firings)) + "]"
-
-
-@functools.lru_cache(maxsize=8192)
-def _firing_json(firing: Firing) -> str:
-    """One firing's JSON. Fact ids are the concerns' codes, so the same firing (a rule and the facts
-    it matched) comes back in evaluation after evaluation: each is encoded once."""
-    return f'{{"rule": {_json_string(firing.rule_id)}, "matched": [{", ".join(map(_json_string, firing.matched))}]}}'
 
 
 def evaluate_and_record(

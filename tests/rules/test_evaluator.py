@@ -324,3 +324,20 @@ def test_a_fact_asserted_twice_is_an_error(bundled: LoadedRuleset) -> None:
         run_facts(bundled.compiled, [facts[0], facts[1], facts[1], facts[2]])
     # the session was deleted: the engine carries on
     assert evaluate(bundled.compiled, bundled.catalogue, Assessment({"pain": 9})).fired_rule_ids() == ["pain-severe"]
+
+
+def test_firings_text_is_their_json_from_the_first_evaluation_and_the_next(bundled: LoadedRuleset) -> None:
+    """The firings' JSON text is made once per (rule, facts) and kept: the first evaluation and a
+    later one with the same firings give json.dumps' very text, and so does a hostile rule id."""
+    from engine.rules import Firing
+    from engine.rules.evaluator import firings_json
+
+    first = evaluate(bundled.compiled, bundled.catalogue, Assessment(FIFTEEN))
+    again = evaluate(bundled.compiled, bundled.catalogue, Assessment(FIFTEEN))
+    expected = json.dumps([f.as_dict() for f in first.firings])
+    assert len(first.firings) > 3
+    assert first.fired_json == again.fired_json == expected
+    assert firings_json(first.firings) == expected
+    odd = (Firing('r-"\u00f6\\', ("concern:a", "b\u2028")), Firing("x", ()))
+    assert firings_json(odd) == json.dumps([f.as_dict() for f in odd])
+    assert evaluate(bundled.compiled, bundled.catalogue, Assessment({})).fired_json == "[]"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,8 @@ def test_stored_row_is_the_evaluation_as_json(database_url: str, bundled: Loaded
         evaluate(bundled.compiled, bundled.catalogue, a)
         for a in (Assessment({"worry_fear_anxiety": 9, "pain": 8, "fatigue": 6}, context), Assessment({}))
     ]
+    # An evaluation made otherwise than by evaluate() carries no texts: they are made when recorded.
+    evaluations.append(replace(evaluations[0], id=str(uuid.uuid4()), facts_json=None, fired_json=None))
     assert evaluations[0].firings and not evaluations[1].firings
     with Session(engine) as session:
         for e in evaluations:
@@ -103,10 +107,17 @@ def test_stored_row_is_the_evaluation_as_json(database_url: str, bundled: Loaded
                 text("SELECT facts, fired, outcomes FROM rule_evaluations WHERE id = :id"), {"id": evaluations[0].id}
             ).one()
             e = evaluations[0]
-            assert tuple(raw) == (
-                json.dumps(list(e.facts)),
-                json.dumps([f.as_dict() for f in e.firings]),
-                json.dumps(e.outcomes.as_dict()),
+            without_texts = session.execute(
+                text("SELECT facts, fired, outcomes FROM rule_evaluations WHERE id = :id"), {"id": evaluations[2].id}
+            ).one()
+            assert (
+                tuple(raw)
+                == tuple(without_texts)
+                == (
+                    json.dumps(list(e.facts)),
+                    json.dumps([f.as_dict() for f in e.firings]),
+                    json.dumps(e.outcomes.as_dict()),
+                )
             )
     engine.dispose()
 
