@@ -187,7 +187,8 @@ def _located(problem: Problem) -> dict[str, Any]:
 RETRY_AFTER_SECONDS = 5
 
 
-def _to_problem(exc: Exception) -> Response:
+def to_problem(exc: Exception) -> Response:
+    """Any exception as the API's problem+json response (a 500 logged without patient data)."""
     if _database_unavailable(exc):
         return _unavailable(exc)
     if isinstance(exc, ApiError):
@@ -299,7 +300,7 @@ def _scrubbed_traceback(exc: BaseException) -> str:
 def init_app(app: Flask) -> None:
     app.before_request(_assign_request_id)
     app.after_request(_echo_request_id)
-    app.register_error_handler(Exception, _to_problem)
+    app.register_error_handler(Exception, to_problem)
     log_filter = PatientDataFilter()
     # On the loggers whose records the app emits itself, and on the handlers every other record of the
     # process reaches: a logger's filter does not apply to its children's records (api.web.session,

@@ -27,9 +27,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, render_template, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Flask, Response, current_app, render_template, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from api.errors import to_problem
 from engine.access import BREAK_GLASS_ROLES
 from engine.care_teams import BREAK_GLASS_REASONS
 from engine.errors import (
@@ -112,7 +113,7 @@ def page_globals() -> dict[str, Any]:
 
 
 @bp.errorhandler(Exception)
-def error_page(exc: Exception) -> tuple[str, int]:
+def error_page(exc: Exception) -> tuple[str, int, dict[str, str]]:
     """An HTML page for every error on these pages; the API keeps its problem+json."""
     if isinstance(exc, HTTPException):
         status = exc.code or 500
@@ -134,13 +135,25 @@ def error_page(exc: Exception) -> tuple[str, int]:
     )
     if isinstance(exc, HTTPException) and exc.description == "csrf":
         key = "csrf"
-    return render_template(
-        "web/error.html",
-        key=key,
-        status=status,
-        glass_for=_break_glass_offer(status),
-        glass_reasons=BREAK_GLASS_REASONS,
-    ), status
+    return (
+        render_template(
+            "web/error.html",
+            **page_globals(),  # also for an address no page matched, which no blueprint's processor sees
+            key=key,
+            status=status,
+            glass_for=_break_glass_offer(status),
+            glass_reasons=BREAK_GLASS_REASONS,
+        ),
+        status,
+        _allow(exc),
+    )
+
+
+def _allow(exc: Exception) -> dict[str, str]:
+    """A 405's ``Allow`` header (HTTP requires it), on the page as on the problem."""
+    if isinstance(exc, MethodNotAllowed):
+        return {name: value for name, value in exc.get_headers() if name == "Allow"}
+    return {}
 
 
 def _break_glass_offer(status: int) -> str | None:
@@ -160,7 +173,33 @@ def _break_glass_offer(status: int) -> str | None:
     return str(instance_id)
 
 
+_MACHINE_PATHS = ("/v1", "/fhir")  # the HTTP API's and FHIR's: problem+json, whatever the caller accepts
+
+
+def page_or_problem(exc: HTTPException) -> tuple[str, int, dict[str, str]] | Response:
+    """A 404 or 405 anywhere: the error page for a person's browser, problem+json for a program.
+
+    Flask looks for a handler by status code before it looks at the blueprint's, so this sees the
+    pages' own 404s too (they keep their page) and every address no route matches: a mistyped page
+    address in a browser gets a page, with the navigation back, instead of JSON.
+    """
+    path = request.path
+    if any(path == prefix or path.startswith(prefix + "/") for prefix in _MACHINE_PATHS):
+        return to_problem(exc)
+    if request.url_rule is None and _prefers_json():
+        return to_problem(exc)  # no page matched, and the caller is not a browser (curl, a client library)
+    return error_page(exc)
+
+
+def _prefers_json() -> bool:
+    """A browser asks for text/html by name; ``*/*`` (curl, most clients) and JSON get JSON."""
+    accepted = request.accept_mimetypes
+    return accepted.best_match(["application/problem+json", "application/json", "text/html"]) != "text/html"
+
+
 def init_app(app: Flask) -> None:
-    """Register the pages and the session settings (call from :func:`api.create_app`)."""
+    """Register the pages, their 404 and 405 answers and the session settings (call from :func:`api.create_app`)."""
     app.session_interface = TlsAwareSessions()
     app.register_blueprint(bp)
+    app.register_error_handler(NotFound, page_or_problem)
+    app.register_error_handler(MethodNotAllowed, page_or_problem)

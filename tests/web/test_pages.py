@@ -600,6 +600,35 @@ def test_the_library_lists_pathways_and_versions(app: Flask, signed_in: Client) 
     assert client.get("/pathways/no_such/versions/abcd").status_code == 404
 
 
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"  # what Chromium sends for a page
+
+
+def test_an_address_no_page_has_gives_a_browser_a_page_and_a_program_problem_json(
+    app: Flask, signed_in: Client
+) -> None:
+    """A mistyped or stale page address in a browser gets the error page with the navigation back;
+    the API, FHIR and any caller that does not ask for HTML keep problem+json."""
+    for client, nav in ((app.test_client(), False), (signed_in("clinician"), True)):
+        page_404 = client.get("/work-list/nothing-here", headers={"Accept": BROWSER})
+        assert page_404.status_code == 404 and page_404.mimetype == "text/html"
+        html = text(page_404)
+        assert "Page not found" in html and ('href="/patients"' in html) is nav
+        for path, accept in (("/nothing-here", "*/*"), ("/nothing-here", "application/json"), ("/v1/nothing", BROWSER)):
+            problem = client.get(path, headers={"Accept": accept})
+            assert problem.status_code == 404 and problem.mimetype == "application/problem+json", (path, accept)
+            assert problem.get_json()["status"] == 404
+        assert client.get("/fhir/Nothing", headers={"Accept": BROWSER}).mimetype == "application/problem+json"
+    clinician = signed_in("clinician")
+    # A page's own 404 stays a page whatever the caller accepts (its address is a page's).
+    assert clinician.get("/pathways/no_such/versions/abcd", headers={"Accept": "*/*"}).mimetype == "text/html"
+    # A method the page does not take: 405 with the Allow header HTTP requires, as a page or as a problem.
+    refused = clinician.delete("/patients", headers={"Accept": BROWSER})
+    assert refused.status_code == 405 and refused.mimetype == "text/html"
+    assert set(refused.headers["Allow"].split(", ")) >= {"GET"}
+    api = clinician.delete("/v1/pathways", headers={"Accept": BROWSER})
+    assert api.status_code == 405 and api.mimetype == "application/problem+json" and "GET" in api.headers["Allow"]
+
+
 def test_checking_a_diagram_marks_its_problems_on_their_elements(app: Flask, signed_in: Client) -> None:
     client = signed_in("author")
     csrf = csrf_of(text(client.get("/pathways/check")))
