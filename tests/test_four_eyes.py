@@ -153,3 +153,27 @@ def test_of_two_authors_activating_at_once_one_does_and_the_other_is_told(
     with pytest.raises(VersionStateError, match="just now"):
         engine_on.catalog.activate("test_assessment", v2.version, BOB)
     assert engine_on.catalog.current("test_assessment").activated_by == "author:staff:carol"
+
+
+def test_the_pages_name_a_pathway_by_its_current_versions_title(engine_on: CarePath, clock: ManualClock) -> None:
+    """The lists' titles (one query) follow the version new instances start on, as current() does: a
+    version pending its second author does not rename the pathway on every clinician's page."""
+
+    def agrees() -> dict[str, str]:
+        titles = engine_on.catalog.titles()
+        assert titles == {info.pathway_id: info.title for info in engine_on.catalog.pathways()}
+        return titles
+
+    assert agrees()["test_assessment"] == "Test assessment pathway"
+    folder = engine_on.settings.pathways_dir
+    upload = _changed_upload(folder)
+    upload["assessment.bpmn"] = upload["assessment.bpmn"].replace(
+        b'name="Test assessment pathway"', b'name="Needs assessment pathway"'
+    )
+    clock.advance(timedelta(minutes=1))
+    [pending] = engine_on.catalog.deploy_upload(upload, ALICE)
+    assert pending.title == "Needs assessment pathway" and not pending.active
+    assert agrees()["test_assessment"] == "Test assessment pathway"
+    clock.advance(timedelta(minutes=1))
+    engine_on.catalog.activate("test_assessment", pending.version, BOB)
+    assert agrees()["test_assessment"] == "Needs assessment pathway"

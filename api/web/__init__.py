@@ -27,9 +27,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from api import carepath
 from api.errors import to_problem
 from engine.access import BREAK_GLASS_ROLES
 from engine.care_teams import BREAK_GLASS_REASONS
@@ -109,7 +110,17 @@ def page_globals() -> dict[str, Any]:
         "record_title": recording.title_of,
         "recordable": recording.recordable,
         "manage_actions": lifecycle.offered,
+        "pathway_title": pathway_title,
     }
+
+
+def pathway_title(pathway_id: str) -> str:
+    """The pathway's title as its current version gives it ("Breast cancer pathway"), else its id; the
+    titles are read once per request, when a page first names a pathway."""
+    titles: dict[str, str] | None = g.get("pathway_titles")
+    if titles is None:
+        titles = g.pathway_titles = carepath().catalog.titles()
+    return titles.get(pathway_id) or pathway_id
 
 
 @bp.errorhandler(Exception)

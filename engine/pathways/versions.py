@@ -19,6 +19,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -322,6 +323,27 @@ class PathwayCatalog:
         with read_only(self.sessions) as session:
             ids = session.scalars(select(PathwayVersion.pathway_id).distinct().order_by(PathwayVersion.pathway_id))
             return [self._info(session, self._current(session, pid)) for pid in list(ids)]
+
+    def titles(self) -> dict[str, str]:
+        """Every deployed pathway's title, from its current version (as :meth:`current` chooses it), in
+        one query of the small columns: the pages name a patient's pathway by its title."""
+        with read_only(self.sessions) as session:
+            rows = session.execute(
+                select(
+                    PathwayVersion.pathway_id,
+                    PathwayVersion.title,
+                    PathwayVersion.activated_at,
+                    PathwayVersion.deployed_at,
+                    PathwayVersion.id,
+                )
+            ).all()
+        chosen: dict[str, tuple[tuple[bool, datetime, int], str]] = {}
+        for pathway_id, title, activated_at, deployed_at, row_id in rows:
+            # The one activated last, else (none active) the newest: the largest key.
+            key = (activated_at is not None, activated_at or deployed_at, row_id)
+            if pathway_id not in chosen or key > chosen[pathway_id][0]:
+                chosen[pathway_id] = (key, title)
+        return {pathway_id: title for pathway_id, (_key, title) in chosen.items()}
 
     def current(self, pathway_id: str) -> VersionInfo:
         """The version new instances start on, or the newest when none is active yet.

@@ -338,6 +338,10 @@ def test_the_work_list_shows_ready_tasks_and_filters_them(app: Flask, signed_in:
     assert bad.status_code == 200 and "not a valid identifier" in text(bad) and "Jane Doe" not in text(bad)
     partial = client.get("/work-list?patient=MRN-1001", headers={"HX-Request": "true"})
     assert text(partial).startswith('<div id="work-list-results">') and "<html" not in text(partial)
+    # Each list names the pathway by its title, as does the patient's page (its id is for authors).
+    for shown in (text(partial), text(client.get("/patients")), text(client.get(f"/patients/{first.id}"))):
+        assert "Test assessment pathway" in shown
+        assert not re.search(r"(</span>|>)\s*test_assessment\s*<", shown)
 
 
 def test_the_work_list_puts_the_soonest_deadline_first_and_flags_overdue_ones(
