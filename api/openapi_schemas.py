@@ -1556,6 +1556,7 @@ SCHEMAS: dict[str, Any] = {
                 "description": (
                     "Must pass the task's form and hold only the fields it declares (any other is refused as "
                     "undeclared); "
+                    "a readOnly field may be sent back only unchanged (else readOnly); "
                     "a task without a form declares none: {}"
                 ),
             }

@@ -7,6 +7,10 @@ whose every value is one of some options keyed by care plan item (the care plan 
 ``decisions``: a choice per item awaiting a decision, :func:`expand_maps`), and anything else as JSON
 in a text area, so every schema can be completed.
 
+A ``readOnly`` field (the reported warning sign on a triage, the rules that made an emergency) is not an input:
+the page shows the value the task holds (the engine gives it as the field's ``default``) and parsing leaves it
+out, so the person completing the task reads what was reported and cannot change it.
+
 Parsing turns the fields into typed data; a value that cannot be read (``abc`` for an integer) is a
 problem for that field. Whether the data passes the form is the engine's call
 (:class:`~engine.errors.TaskDataError` names every failing field), so the schema is checked once, in one
@@ -49,6 +53,8 @@ class FormField:
     options: list[tuple[str, Any]] = field(default_factory=list)  # (shown and sent as, value)
     children: list[FormField] = field(default_factory=list)
     limits: dict[str, Any] = field(default_factory=dict)  # minimum, maximum, minItems, maxLength...
+    read_only: bool = False  # shown, never an input: ``value`` is what the task holds (None: not given)
+    value: Any = None
 
     @property
     def html_id(self) -> str:
@@ -89,8 +95,11 @@ def _kind(schema: dict[str, Any], depth: int) -> str:
     return "json"
 
 
-def fields_of(schema: dict[str, Any] | None, prefix: str = "", depth: int = 0) -> list[FormField]:
-    """The fields of an object schema, in the schema's order."""
+def fields_of(
+    schema: dict[str, Any] | None, prefix: str = "", depth: int = 0, held: dict[str, Any] | None = None
+) -> list[FormField]:
+    """The fields of an object schema, in the schema's order. ``held``: the values of a read-only
+    group's fields (its own value), which they show."""
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         return []
     required = set(schema.get("required") or [])
@@ -100,6 +109,7 @@ def fields_of(schema: dict[str, Any] | None, prefix: str = "", depth: int = 0) -
             continue
         name = f"{prefix}.{key}" if prefix else str(key)
         kind = _kind(sub, depth)
+        read_only = held is not None or sub.get("readOnly") is True
         item = FormField(
             name=name,
             pointer="/" + name.replace(".", "/"),
@@ -107,6 +117,8 @@ def fields_of(schema: dict[str, Any] | None, prefix: str = "", depth: int = 0) -
             kind=kind,
             required=key in required,
             hint=sub.get("description") if isinstance(sub.get("description"), str) else None,
+            read_only=read_only,
+            value=(held.get(key) if held is not None else sub.get("default")) if read_only else None,
         )
         item.limits = {k: sub[k] for k in _LIMITS if isinstance(sub.get(k), int | float)}
         if kind in ("radios", "select"):
@@ -116,7 +128,8 @@ def fields_of(schema: dict[str, Any] | None, prefix: str = "", depth: int = 0) -
         elif kind == "map":
             item.options = [_option(v) for v in sub["additionalProperties"]["enum"]]
         elif kind == "group":
-            item.children = fields_of(sub, name, depth + 1)
+            shown = (item.value if isinstance(item.value, dict) else {}) if read_only else None
+            item.children = fields_of(sub, name, depth + 1, shown)
         found.append(item)
     return found
 
@@ -150,6 +163,8 @@ def parse_fields(fields: list[FormField], form: MultiDict[str, str]) -> tuple[di
     data: dict[str, Any] = {}
     problems: list[Problem] = []
     for item in fields:
+        if item.read_only:
+            continue  # what the task holds, not an answer: never read from the form
         if item.kind in ("group", "map"):
             inner, inner_problems = parse_fields(item.children, form)
             problems += inner_problems

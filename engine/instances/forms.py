@@ -21,7 +21,7 @@ from engine.errors import Problem, StartDataError, TaskDataError
 from engine.settings import HEALTH_SYSTEMS
 from engine.spiff.workflows import CONTACT_KEYS, NOTICE_KEY  # what a form's safety notice is filled from
 
-__all__ = ["CONTACT_KEYS", "NOTICE_KEY", "check_form_data", "check_start_data"]
+__all__ = ["CONTACT_KEYS", "NOTICE_KEY", "check_form_data", "check_read_only", "check_start_data"]
 
 
 @functools.lru_cache(maxsize=512)
@@ -44,6 +44,33 @@ def check_form_data(schema: str | dict[str, Any] | None, data: dict[str, Any]) -
     problems = _problems(_NO_FIELDS if schema is None else schema, data, "")
     if problems:
         raise TaskDataError("the data does not match the task's form", problems)
+
+
+def check_read_only(schema: str | None, data: dict[str, Any], held: dict[str, Any]) -> None:
+    """Refuse a change to a form's ``readOnly`` field: it shows the person completing the task what the
+    task holds (the warning sign the patient reported, the rules that made a case an emergency), and
+    the answer must not rewrite it. Sending it back unchanged (a client echoing the form) is accepted.
+
+    Raises: TaskDataError naming each such field (never its value).
+    """
+    if schema is None:
+        return
+    problems = [
+        Problem("is read-only: it shows what the task holds and cannot be changed", field=f"/{name}", code="readOnly")
+        for name in _read_only_fields(schema)
+        if name in data and data[name] != held.get(name)
+    ]
+    if problems:
+        raise TaskDataError("the data does not match the task's form", problems)
+
+
+@functools.lru_cache(maxsize=512)
+def _read_only_fields(schema: str) -> tuple[str, ...]:
+    """The form's top-level ``readOnly`` fields (read once per form text, as its validator is)."""
+    properties = json.loads(schema).get("properties")
+    if not isinstance(properties, dict):
+        return ()
+    return tuple(n for n, f in properties.items() if isinstance(f, dict) and f.get("readOnly") is True)
 
 
 def check_start_data(schema: str | None, data: dict[str, Any], prefix: str = "/data") -> None:

@@ -37,7 +37,7 @@ from engine.errors import (
 from engine.expressions.functions import ALLOWED_FUNCTIONS
 from engine.instances import deaths, messages
 from engine.instances.deaths import PatientDeathInfo, refuse_deceased
-from engine.instances.forms import check_form_data, check_start_data, with_health_system
+from engine.instances.forms import check_form_data, check_read_only, check_start_data, with_health_system
 from engine.instances.step import ServiceOperator, Step, StepRunner
 from engine.instances.store import (
     InstanceRecord,
@@ -321,7 +321,9 @@ class PathwayService:
         def complete(step: Step) -> None:
             task = self._ready_task(step, task_id)
             # A task without a form declares no fields: data sent to it would steer the pathway unasked.
-            check_form_data(workflows.form_json(task), data)
+            form = workflows.form_json(task)
+            check_form_data(form, data)
+            check_read_only(form, data, task.data)
             info = workflows.task_info(task)
             step.record(
                 "task_completed",

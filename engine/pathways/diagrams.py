@@ -335,7 +335,8 @@ def prepare_for_engine(diagram: Diagram) -> Any:
         if schema is None and task.tag == f"{{{BPMN_NS}}}userTask":
             schema = CONFIRMATION_FORM
         if schema is not None:
-            _set_spiff_property(task, FORM_PROPERTY, json.dumps(schema, sort_keys=True))
+            # In the author's order: the pages show the fields as the form lists them.
+            _set_spiff_property(task, FORM_PROPERTY, json.dumps(schema))
     drop_layout_extras(tree)
     return tree
 

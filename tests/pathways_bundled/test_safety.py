@@ -61,6 +61,24 @@ def test_a_wrong_treatment_status_is_refused_and_nothing_is_recorded(
     }
 
 
+def test_the_triage_cannot_rewrite_what_the_patient_reported(bundled: CarePath, journey_clock: ManualClock) -> None:
+    """The report is the form's read-only field: a client may send it back as it is (echoing the form),
+    never changed; the refusal names the field, not the values, and nothing is recorded."""
+    j = _started(bundled, journey_clock, "SYN-0503")
+    j.message("warning_sign_reported", {"warning_sign": "fever_on_treatment", "description": "38.9 and shivering"})
+    task = j.task("triage")
+    report = task["form"]["properties"]["report"]["default"]
+    before = bundled.instances.get(j.view.id).version
+    for changed in ({**report, "urgency": "soon"}, {**report, "description": "fine now"}, {}):
+        with pytest.raises(TaskDataError) as refused:
+            bundled.instances.complete_task(j.view.id, task["id"], {"triage_rating": "red", "report": changed}, "n")
+        assert [(p.field, p.code) for p in refused.value.problems] == [("/report", "readOnly")]
+        assert "shivering" not in str(refused.value) and "fine now" not in str(refused.value)
+    assert bundled.instances.get(j.view.id).version == before
+    j.do("triage", {"triage_rating": "red", "report": report})  # echoed unchanged: accepted
+    assert bundled.instances.instance_data(j.view.id)["report"]["description"] == "38.9 and shivering"
+
+
 def test_a_report_without_a_known_sign_is_triaged_as_the_most_urgent(
     bundled: CarePath, journey_clock: ManualClock
 ) -> None:

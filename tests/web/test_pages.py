@@ -604,6 +604,51 @@ def test_the_library_lists_pathways_and_versions(app: Flask, signed_in: Client) 
     assert client.get("/pathways/no_such/versions/abcd").status_code == 404
 
 
+FIELDS = '{% from "web/_fields.html" import field with context %}'
+
+
+def test_a_read_only_field_is_shown_as_the_task_holds_it_and_never_read_back(app: Flask) -> None:
+    """The emergency triage's read-only fields (the rules that made it an emergency, the checklist's
+    scores): shown as lists, not JSON boxes, and a posted copy of them is not task data."""
+    from pathlib import Path
+
+    from flask import render_template_string
+    from werkzeug.datastructures import MultiDict
+
+    from api.web.forms import fields_of, parse_fields
+    from api.web.i18n import translate
+
+    form = Path(__file__).resolve().parents[2] / "pathways" / "shared" / "forms" / "emergency_triage.json"
+    schema = json.loads(form.read_text(encoding="utf-8"))
+    schema["properties"]["emergency_reasons"]["default"] = ["fever-on-treatment", "sepsis-signs"]
+    schema["properties"]["concerns"]["default"] = {"pain": 9, "breathing_difficulty": 7}
+    fields = fields_of(schema)
+    assert [f.name for f in fields if f.read_only] == ["emergency_reasons", "concerns"]
+    with app.test_request_context("/"):
+        html = render_template_string(
+            FIELDS + "{% for f in fields %}{{ field(f, {}, {}) }}{% endfor %}",
+            fields=fields,
+            t=translate,
+        )
+    reasons = html[html.index('data-test="held-emergency_reasons"') :]
+    assert "<li>fever-on-treatment</li><li>sepsis-signs</li>" in reasons.replace("\n", "")
+    assert "<li>Breathing difficulty: 7</li><li>Pain: 9</li>" in html
+    assert 'name="emergency_reasons"' not in html and 'name="concerns"' not in html
+    posted = MultiDict({"emergency_reasons": "none", "concerns": '{"pain": 0}', "triage_rating": "red"})
+    data, problems = parse_fields(fields, posted)
+    assert "emergency_reasons" not in data and "concerns" not in data and data["triage_rating"] == "red"
+    assert not problems
+    # Nothing held: said so, not left blank.
+    schema["properties"]["concerns"].pop("default")
+    with app.test_request_context("/"):
+        empty = render_template_string(
+            FIELDS + "{{ field(f, {}, {}) }}",
+            f=fields_of(schema)[[f.name for f in fields].index("concerns")],
+            t=translate,
+        )
+    assert "Not given" in empty
+
+
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"  # what Chromium sends for a page
 
 

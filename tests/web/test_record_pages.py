@@ -343,6 +343,32 @@ def test_the_triage_task_page_shows_the_recorded_treatment_status(world: World) 
     assert 'data-test="treatment-status"' not in client.get(f"{world.url}/tasks/{other['id']}").get_data(as_text=True)
 
 
+def test_the_triage_page_shows_what_the_patient_reported_and_the_form_cannot_change_it(world: World) -> None:
+    """The form's read-only report is what the 24-hour line triages from: shown as read, in the
+    author's order with the rest of the form, never an input; a posted copy of it is ignored."""
+    client = _signed_in(world.app)
+    sent = {"warning_sign": "fever_on_treatment", "description": "38.4 last night"}
+    assert _post(client, world, "warning_sign_reported", sent).status_code == 303
+    triage = next(t for t in world.reload().ready_tasks if t["element"] == "triage")
+    page = client.get(f"{world.url}/tasks/{triage['id']}").get_data(as_text=True)
+    held = page[page.index('data-test="held-report"') :]
+    held = held[: held.index("</dl>")]
+    assert "What the patient reported" in held and 'name="report' not in page
+    assert re.search(r"In the patient(&#39;|')s words</dt><dd[^>]*>38.4 last night</dd>", held)
+    assert re.search(r"Urgency of the sign</dt><dd[^>]*>Emergency</dd>", held)
+    assert re.search(r"A sign of the catalogue</dt><dd[^>]*>Yes</dd>", held)
+    assert re.search(r"Catalogue version</dt><dd[^>]*><code>[0-9a-f]{12}</code></dd>", held)
+    # The author's order: the report, then the rating, then the advice (not the alphabet's).
+    order = [page.index(mark) for mark in ('data-test="held-report"', 'name="triage_rating"', 'name="advice_given"')]
+    assert order == sorted(order)
+    answer = {"triage_rating": "amber", "report.description": "nothing", "report.urgency": "soon", "version": ""}
+    answer["version"] = str(world.reload().version)
+    done = client.post(f"{world.url}/tasks/{triage['id']}", data={**answer, "csrf_token": _csrf(client)})
+    assert done.status_code == 303
+    data = world.app.extensions["carepath"].instances.instance_data(world.patient.view.id)
+    assert data["report"]["description"] == "38.4 last night" and data["report"]["urgency"] == "emergency"
+
+
 def test_a_form_answered_with_its_problems_is_a_look_and_a_redirect_is_not(world: World) -> None:
     client = _signed_in(world.app)
     engine = world.app.extensions["carepath"]
