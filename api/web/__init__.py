@@ -48,7 +48,7 @@ from . import session as session_pages
 from .assets import vendor_url
 from .auth import TlsAwareSessions, can, check_csrf, csrf_token, principal
 from .flashes import flashed
-from .i18n import LANGUAGES, current_language, format_time, translate, translate_or
+from .i18n import LANGUAGES, current_language, format_duration, format_time, translate, translate_or
 
 __all__ = ["bp", "init_app"]
 
@@ -106,6 +106,7 @@ def page_globals() -> dict[str, Any]:
         "language": current_language(),
         "languages": LANGUAGES,
         "format_time": format_time,
+        "format_duration": format_duration,
         "flashed": flashed,
         "record_title": recording.title_of,
         "recordable": recording.recordable,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import re
 from datetime import datetime
 from typing import Any
 
 import yaml
 from flask import g, request, session
 
-__all__ = ["LANGUAGES", "current_language", "format_time", "strings", "translate", "translate_or"]
+__all__ = ["LANGUAGES", "current_language", "format_duration", "format_time", "strings", "translate", "translate_or"]
 
 LANGUAGES = ("en", "sv")  # the first is the fallback
 
@@ -70,3 +71,20 @@ def format_time(value: str | datetime | None, with_time: bool = True) -> str:
         return ""
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
     return when.strftime("%Y-%m-%d %H:%M UTC" if with_time else "%Y-%m-%d")
+
+
+_DURATION = re.compile(r"P(?:([0-9]{1,4})D)?(?:T(?:([0-9]{1,4})H)?(?:([0-9]{1,4})M)?)?")
+
+
+def format_duration(value: str) -> str | None:
+    """An ISO 8601 duration of days, hours and minutes as words ("PT4H": "4 hours", "4 timmar"); None
+    for any other text (it is then shown as it is)."""
+    found = _DURATION.fullmatch(value)
+    if found is None or not any(found.groups()) or value.endswith("T"):
+        return None
+    parts = []
+    for unit, amount in zip(("day", "hour", "minute"), found.groups(), strict=True):
+        if amount is not None:
+            number = int(amount)
+            parts.append(translate(f"duration.{unit}" if number == 1 else f"duration.{unit}s", n=number))
+    return " ".join(parts)

@@ -649,6 +649,32 @@ def test_a_read_only_field_is_shown_as_the_task_holds_it_and_never_read_back(app
     assert "Not given" in empty
 
 
+@pytest.mark.parametrize(
+    ("value", "english", "swedish"),
+    [
+        ("PT4H", "4 hours", "4 timmar"),
+        ("PT30M", "30 minutes", "30 minuter"),
+        ("PT1H", "1 hour", "1 timme"),
+        ("P1DT2H1M", "1 day 2 hours 1 minute", "1 dag 2 timmar 1 minut"),
+        ("P3D", "3 days", "3 dagar"),
+    ],
+)
+def test_a_duration_the_task_holds_is_read_in_words(app: Flask, value: str, english: str, swedish: str) -> None:
+    from api.web.i18n import format_duration
+
+    for language, words in (("en", english), ("sv", swedish)):
+        with app.test_request_context("/", headers={"Accept-Language": language}):
+            assert format_duration(value) == words
+
+
+@pytest.mark.parametrize("value", ["P", "PT", "P1DT", "PT4S", "P1Y", "4 hours", "PT99999H", "pt4h", ""])
+def test_text_that_is_not_a_duration_of_days_hours_minutes_is_left_as_it_is(app: Flask, value: str) -> None:
+    from api.web.i18n import format_duration
+
+    with app.test_request_context("/"):
+        assert format_duration(value) is None
+
+
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"  # what Chromium sends for a page
 
 

@@ -358,6 +358,7 @@ def test_the_triage_page_shows_what_the_patient_reported_and_the_form_cannot_cha
     assert re.search(r"Urgency of the sign</dt><dd[^>]*>Emergency</dd>", held)
     assert re.search(r"A sign of the catalogue</dt><dd[^>]*>Yes</dd>", held)
     assert re.search(r"Catalogue version</dt><dd[^>]*><code>[0-9a-f]{12}</code></dd>", held)
+    assert re.search(r"Escalated if not triaged within</dt><dd[^>]*>[0-9]+ (minutes|hours?)</dd>", held)
     # The author's order: the report, then the rating, then the advice (not the alphabet's).
     order = [page.index(mark) for mark in ('data-test="held-report"', 'name="triage_rating"', 'name="advice_given"')]
     assert order == sorted(order)
