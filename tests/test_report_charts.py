@@ -132,6 +132,22 @@ def test_many_lines_each_look_different_and_the_legend_fits() -> None:
     assert last_entry < height
 
 
+def test_a_long_series_name_is_wrapped_in_the_legend_not_cut_off() -> None:
+    """The measures' names ("HNA completed within 31 days of diagnosis") are longer than the room right of
+    the plot: each is wrapped onto lines that fit, entries do not overlap, and the chart is tall enough."""
+    names = ["HNA completed within 31 days of diagnosis", "Cancer care review within 12 months of diagnosis", "x"]
+    svg = line_chart("measures", "M", "D", ["a"], {name: [0.5] for name in names}, top=1)
+    root = ET.fromstring(svg)
+    texts = list(root.find(f"{SVG}g[@class='cp-chart-legend']").iter(f"{SVG}text"))
+    for text, name in zip(texts, names, strict=True):
+        lines = [text.text or "", *[span.text or "" for span in text.iter(f"{SVG}tspan")]]
+        assert " ".join(lines) == name and all(len(line) <= 20 for line in lines)
+    tops = [float(t.get("y", 0)) for t in texts]
+    heights = [14 * (len(list(t.iter(f"{SVG}tspan")))) for t in texts]
+    assert all(tops[i] + heights[i] < tops[i + 1] for i in range(len(texts) - 1))  # no entry runs into the next
+    assert tops[-1] + heights[-1] < float(root.get("viewBox", "").split()[3])
+
+
 def test_the_service_page_reads_the_measures_of_the_report(carepath: CarePath) -> None:
     """The page adds up its months' counts instead of reading the measures again: the same report."""
     more = {

@@ -112,16 +112,22 @@ def page_globals() -> dict[str, Any]:
         "recordable": recording.recordable,
         "manage_actions": lifecycle.offered,
         "pathway_title": pathway_title,
+        "pathway_titles": pathway_titles,
     }
 
 
-def pathway_title(pathway_id: str) -> str:
-    """The pathway's title as its current version gives it ("Breast cancer pathway"), else its id; the
-    titles are read once per request, when a page first names a pathway."""
+def pathway_titles() -> dict[str, str]:
+    """Every deployed pathway's title by its id, as its current version gives it ("Breast cancer pathway");
+    read once per request, when a page first names a pathway."""
     titles: dict[str, str] | None = g.get("pathway_titles")
     if titles is None:
         titles = g.pathway_titles = carepath().catalog.titles()
-    return titles.get(pathway_id) or pathway_id
+    return titles
+
+
+def pathway_title(pathway_id: str) -> str:
+    """The pathway's title, else its id."""
+    return pathway_titles().get(pathway_id) or pathway_id
 
 
 @bp.errorhandler(Exception)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape
 
@@ -27,6 +28,8 @@ URGENCY_COLOURS = {
 SERIES_COLOURS = ("#005eb8", "#d5281b", "#007f3b", "#330072", "#ed8b00", "#768692")
 _DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 2", "10 4")  # a second cue besides colour, per line
 _LEGEND_ROW = 20
+_LEGEND_LINE = 14  # a legend name's next line
+_LEGEND_CHARS = 20  # what fits in the 134 px right of the plot at 12 px
 _QUOTE = {'"': "&quot;"}  # escaping an attribute's value
 _WIDTH, _HEIGHT = 780, 400
 _LEFT, _RIGHT, _TOP, _BOTTOM = 100, 170, 36, 110
@@ -46,17 +49,33 @@ def _number(value: float) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.2f}".rstrip("0")
 
 
+def _legend_lines(names: Sequence[str]) -> list[list[str]]:
+    """Each legend name in lines that fit right of the plot (a measure's name is longer than that)."""
+    return [textwrap.wrap(name, _LEGEND_CHARS) or [""] for name in names]
+
+
+def _legend_bottom(names: Sequence[str]) -> int:
+    """Where the legend's last entry ends."""
+    return _TOP + sum(_LEGEND_ROW + (len(lines) - 1) * _LEGEND_LINE for lines in _legend_lines(names))
+
+
 def _frame(
-    chart_id: str, title: str, description: str, labels: Sequence[str], top: float, unit: str, legend_rows: int = 0
+    chart_id: str,
+    title: str,
+    description: str,
+    labels: Sequence[str],
+    top: float,
+    unit: str,
+    legend: Sequence[str] = (),
 ) -> list[str]:
     """The SVG's opening, its title and description, the axes, gridlines and category labels; taller
-    than the plot when the legend's ``legend_rows`` need it (a patient may have many concerns)."""
+    than the plot when the ``legend``'s names need it (a patient may have many concerns)."""
     if not _CHART_ID.match(chart_id):
         raise ValueError("a chart id is lower-case letters, digits and hyphens")
     if len(labels) > MAX_CATEGORIES:
         raise ValueError(f"a chart draws at most {MAX_CATEGORIES} categories")
     plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
-    height = max(_HEIGHT, _TOP + legend_rows * _LEGEND_ROW + _LEGEND_ROW)
+    height = max(_HEIGHT, _legend_bottom(legend) + _LEGEND_ROW)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="cp-chart" role="img" viewBox="0 0 {_WIDTH} {height}" '
         f'width="100%" aria-labelledby="{chart_id}-title {chart_id}-desc" {_FONT}>',
@@ -86,8 +105,8 @@ def _frame(
 
 def _legend(names: Sequence[str], colours: Sequence[str], dashes: Sequence[str] | None = None) -> list[str]:
     parts = ['<g class="cp-chart-legend">']
-    for index, (name, colour) in enumerate(zip(names, colours, strict=True)):
-        y = _TOP + 8 + index * _LEGEND_ROW
+    y = _TOP + 8
+    for index, (lines, colour) in enumerate(zip(_legend_lines(names), colours, strict=True)):
         x = _WIDTH - _RIGHT + 16
         if dashes is None:
             parts.append(f'<rect x="{x}" y="{y - 9}" width="12" height="12" fill="{colour}"/>')
@@ -96,7 +115,9 @@ def _legend(names: Sequence[str], colours: Sequence[str], dashes: Sequence[str] 
             parts.append(
                 f'<line x1="{x - 2}" x2="{x + 14}" y1="{y - 3}" y2="{y - 3}" stroke="{colour}" stroke-width="3"{dash}/>'
             )
-        parts.append(f'<text x="{x + 20}" y="{y + 1}">{escape(name)}</text>')
+        more = "".join(f'<tspan x="{x + 20}" dy="{_LEGEND_LINE}">{escape(line)}</tspan>' for line in lines[1:])
+        parts.append(f'<text x="{x + 20}" y="{y + 1}">{escape(lines[0])}{more}</text>')
+        y += _LEGEND_ROW + (len(lines) - 1) * _LEGEND_LINE
     parts.append("</g>")
     return parts
 
@@ -120,7 +141,7 @@ def stacked_bars(
         raise ValueError("every series needs one value per label")
     totals = [sum(values[i] or 0 for values in series.values()) for i in range(len(labels))]
     top = _nice_max(max(totals, default=0))
-    parts = _frame(chart_id, title, description, labels, top, unit)
+    parts = _frame(chart_id, title, description, labels, top, unit, legend=list(series))
     plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
     slot = plot_w / max(len(labels), 1)
     names = list(series)
@@ -168,7 +189,7 @@ def line_chart(
     colours = [SERIES_COLOURS[i % len(SERIES_COLOURS)] for i in range(len(names))]
     # The seventh line takes the first colour with the second dash, and so on: no two of 36 look alike.
     dashes = [_DASHES[(i + i // len(SERIES_COLOURS)) % len(_DASHES)] for i in range(len(names))]
-    parts = _frame(chart_id, title, description, labels, top, unit, legend_rows=len(names))
+    parts = _frame(chart_id, title, description, labels, top, unit, legend=names)
     for name, colour, dash in zip(names, colours, dashes, strict=True):
         parts.append(f'<g class="cp-chart-series" data-series="{escape(name, _QUOTE)}">')
         points = [

@@ -66,6 +66,24 @@ def test_the_numbers_beside_the_measures_chart_are_its_monthly_shares(
     assert months == ["2026-01", "2026-02", "2026-03"]
 
 
+def test_the_period_names_pathways_by_title_and_the_suppressed_counts_plainly(
+    app: Flask, signed_in: Callable[[str], FlaskClient]
+) -> None:
+    """The pathway is chosen from the deployed ones by title (a manager does not know ids); an id in the
+    address that no pathway has is kept, as it was asked for."""
+    client = signed_in("manager")
+    html = _html(client, "/service?pathway=test_assessment")
+    select = re.search(r'<select class="nhsuk-select" id="period-pathway" name="pathway">(.*?)</select>', html, re.S)
+    assert select and '<option value="">Every pathway</option>' in select.group(1)
+    assert '<option value="test_assessment" selected>Test assessment pathway</option>' in select.group(1)
+    threshold = app.extensions["carepath"].settings.report_min_count
+    covers = re.search(r'data-test="covers">(.*?)</p>', html, re.S)
+    assert covers and "Test assessment pathway" in covers.group(1)
+    assert f"Counts from 1 to {threshold - 1} are suppressed." in covers.group(1) and "minus" not in covers.group(1)
+    unknown = _html(client, "/service?pathway=no_such_pathway")
+    assert '<option value="no_such_pathway" selected>no_such_pathway</option>' in unknown
+
+
 @pytest.mark.parametrize(
     "query,field", [("from=31/01/2026", "from"), ("from=2026-04-01&to=2026-01-01", "to"), ("pathway=../etc", "pathway")]
 )
