@@ -71,6 +71,25 @@ def test_completed_tasks_are_done_even_once_compacted_from_the_state(engine: Car
     found = states(engine, view.id)
     assert found["hna"] == ("done", None)  # from the event trail
     assert found[after.ready_tasks[0]["element"]] == ("ready", None)
+    # Named as its diagram names it, not by its id (the patient page lists what was done by name).
+    hna = next(e for e in instance_progress(engine.instances, view.id).elements if e.element == "hna")
+    assert (hna.name, hna.named) == ("Holistic needs assessment", True)
+
+
+def test_an_element_the_author_left_unnamed_says_so() -> None:
+    """An unnamed element (here the start events) keeps its id as its name for the diagram, and says it
+    is unnamed, so that the list of what was done leaves it out."""
+    from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+
+    from engine.pathways.sources import PathwayLibrary, compile_source
+
+    compiled = compile_source(PathwayLibrary(TESTS / "pathways").source("test_parallel_review"))
+    workflow = BpmnWorkflow(compiled.spec, compiled.subprocess_specs)
+    workflow.do_engine_steps()
+    found = element_progress(workflow)
+    assert {e.element for e in found if not e.named} == {"start", "sc_start"}
+    assert all(e.name == e.element for e in found if not e.named)
+    assert next(e for e in found if e.element == "split").name == "Round starts"
 
 
 def test_an_unknown_instance_is_not_found(engine: CarePath) -> None:

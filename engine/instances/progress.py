@@ -53,7 +53,8 @@ def instance_progress(service: PathwayService, instance_id: str) -> InstanceProg
     """Every element the instance has reached, with its state.
 
     Elements known only from the event trail are ``done`` and carry no process name (an event
-    names its element, not the diagram it is on).
+    names its element, not the diagram it is on); their names are the diagrams' where every diagram
+    of the version that has the element names it alike.
 
     Raises: NotFoundError.
     """
@@ -62,6 +63,7 @@ def instance_progress(service: PathwayService, instance_id: str) -> InstanceProg
         workflow = service.steps.restore(session, instance)
         elements = element_progress(workflow)
         messages = tuple(sorted(waiting_messages(workflow))) if instance.status == Status.RUNNING else ()
+        names = _element_names(workflow)
         passed: set[str] = {
             name
             for name in session.scalars(
@@ -78,8 +80,28 @@ def instance_progress(service: PathwayService, instance_id: str) -> InstanceProg
     service.steps.remember(instance, workflow)
     known = {e.element for e in elements}
     elements += [
-        ElementProgress(element=name, process="", name=name, kind="", state="done") for name in sorted(passed - known)
+        ElementProgress(
+            element=element,
+            process="",
+            name=names.get(element) or element,
+            kind="",
+            state="done",
+            named=element in names,
+        )
+        for element in sorted(passed - known)
     ]
     return InstanceProgress(
         instance.id, instance.pathway_id, instance.pathway_version, instance.status, elements, messages
     )
+
+
+def _element_names(workflow: Any) -> dict[str, str]:
+    """Each element's name in the version's diagrams (the pathway's and its sub-pathways'), by its id; an
+    id that two diagrams name differently, or that none names, is left out."""
+    found: dict[str, set[str]] = {}
+    for spec in (workflow.spec, *workflow.subprocess_specs.values()):
+        for task_spec in spec.task_specs.values():
+            element = getattr(task_spec, "bpmn_id", None)
+            if element:
+                found.setdefault(element, set()).add(getattr(task_spec, "bpmn_name", None) or "")
+    return {element: next(iter(named)) for element, named in found.items() if len(named) == 1 and "" not in named}

@@ -28,7 +28,8 @@ class ElementProgress:
 
     ``state``: ``done`` (completed at least once), ``ready`` (a task people complete now),
     ``active`` (a sub-pathway running), ``waiting`` (a timer or message event, or automatic work
-    about to run) or ``error`` (an incident). ``due_at`` is a waiting timer's due time.
+    about to run) or ``error`` (an incident). ``due_at`` is a waiting timer's due time. ``name`` is the
+    element's id when the diagram gives it no name (``named`` False: a gateway, a plain join).
     """
 
     element: str
@@ -37,6 +38,7 @@ class ElementProgress:
     kind: str
     state: str
     due_at: str | None = None
+    named: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -77,6 +79,7 @@ def _progress(task: Any, running: set[Any]) -> ElementProgress | None:
         kind=type(spec).__name__,
         state=state,
         due_at=due,
+        named=bool(spec.bpmn_name),
     )
 
 

@@ -343,6 +343,19 @@ def test_the_triage_task_page_shows_the_recorded_treatment_status(world: World) 
     assert 'data-test="treatment-status"' not in client.get(f"{world.url}/tasks/{other['id']}").get_data(as_text=True)
 
 
+def test_what_was_done_is_listed_by_name_not_by_the_diagrams_ids(world: World) -> None:
+    """The patient page's list in words: tasks whose history compaction removed are named from the diagrams
+    (not 'complete_checklist'), and unnamed gateways and events are left out of what was done."""
+    client = _signed_in(world.app)
+    page = client.get(world.url).get_data(as_text=True)
+    words = page[page.index('data-test="where-list"') :]
+    words = words[: words.index("</ul>")]
+    done = re.search(r"<strong>Done</strong>: (.*?)</li>", words, re.S)
+    assert done, words
+    assert "Assign the named contact" in done.group(1)
+    assert not re.findall(r"\b[a-z0-9]+_[a-z0-9_]+\b", done.group(1)), done.group(1)  # no bare element id
+
+
 def test_the_triage_page_shows_what_the_patient_reported_and_the_form_cannot_change_it(world: World) -> None:
     """The form's read-only report is what the 24-hour line triages from: shown as read, in the
     author's order with the rest of the form, never an input; a posted copy of it is ignored."""
