@@ -29,6 +29,7 @@ from engine.pathway_checks import pending_check
 
 from .. import carepath, queries
 from .auth import actor, can, page, scope
+from .care_items import care_item_name
 from .flashes import tell
 from .forms import FormField, expand_maps, fields_of, other_problems, parse_fields, problem_messages, revision_of
 from .i18n import current_language, translate
@@ -270,5 +271,4 @@ def _fields(instance_id: str, form: dict[str, Any] | None) -> list[FormField]:
 
 
 def _item_label(item: dict[str, Any]) -> str:
-    words = str(item["code"]).replace("_", " ").replace("-", " ").capitalize()
-    return f"{words} ({item['service'].replace('_', ' ')})" if item.get("service") else words
+    return care_item_name(str(item["code"]), item.get("service"))

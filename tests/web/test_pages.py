@@ -499,6 +499,15 @@ def test_care_plan_items_move_on_with_the_moves_each_allows(app: Flask, signed_i
     assert response.status_code == 409 and "not allowed now" in text(response)
     auditor = text(signed_in("auditor").get(f"/patients/{view.id}"))
     assert "Care plan" in auditor and 'name="status" value="referred"' not in auditor
+    # Each item by the name the patient's own plan gives it (the catalogue's), in the page's language.
+    catalogue = engine(app).rules.catalogue()
+    for language in ("en", "sv"):
+        client.post("/language", data={"csrf_token": csrf_of(html), "language": language})
+        page = text(client.get(f"/patients/{view.id}"))
+        for listed in engine(app).care_plans.get(view.id).items:
+            entry = catalogue.interventions[listed["code"]]
+            name = (entry.name_sv if language == "sv" else None) or entry.name_en
+            assert name.replace("'", "&#39;") in page, (language, listed["code"])
 
 
 def test_the_care_plan_agreement_asks_for_a_decision_on_each_proposal(app: Flask, signed_in: Client) -> None:
