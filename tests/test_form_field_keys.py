@@ -147,3 +147,25 @@ def test_carepath_validate_refuses_the_hostile_key(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "keys.bpmn")])
     assert result.exit_code != 0
     assert f"keys.bpmn:{TASK_LINE}: ask: /note" in result.output and "is not an identifier" in result.output
+
+
+@pytest.mark.parametrize(
+    ("form", "read_only"),
+    [
+        ('{"properties": {"report": {"readOnly": true}, "rating": {}, "odd": 1}}', ("report",)),
+        ('{"properties": {"report": {"readOnly": "yes"}}}', ()),  # only true marks a field read-only
+        ('{"properties": 3}', ()),
+        ("[1, 2]", ()),  # not an object at all: no field is read-only, nothing raises
+    ],
+)
+def test_read_only_fields_are_read_from_any_form_text(form: str, read_only: tuple[str, ...]) -> None:
+    from engine.errors import TaskDataError
+    from engine.instances.forms import _read_only_fields, check_read_only
+
+    assert _read_only_fields(form) == read_only
+    check_read_only(form, {"report": {"said": "x"}, "rating": "red"}, {"report": {"said": "x"}})  # unchanged
+    if read_only:
+        with pytest.raises(TaskDataError) as refused:
+            check_read_only(form, {"report": {"said": "SYN-SECRET"}}, {"report": {"said": "x"}})
+        assert [(p.field, p.code) for p in refused.value.problems] == [("/report", "readOnly")]
+        assert "SYN-SECRET" not in str(refused.value) + refused.value.problems[0].message

@@ -67,7 +67,8 @@ def check_read_only(schema: str | None, data: dict[str, Any], held: dict[str, An
 @functools.lru_cache(maxsize=512)
 def _read_only_fields(schema: str) -> tuple[str, ...]:
     """The form's top-level ``readOnly`` fields (read once per form text, as its validator is)."""
-    properties = json.loads(schema).get("properties")
+    loaded = json.loads(schema)
+    properties = loaded.get("properties") if isinstance(loaded, dict) else None
     if not isinstance(properties, dict):
         return ()
     return tuple(n for n, f in properties.items() if isinstance(f, dict) and f.get("readOnly") is True)
