@@ -552,6 +552,15 @@ _FORM_TASK = """<?xml version="1.0" encoding="UTF-8"?>
             },
             "requires 'scor' at /properties/pain",
         ),
+        # The web page shows a read-only field and never sends it: required, the task could not be completed there.
+        (
+            {
+                "type": "object",
+                "properties": {"report": {"type": "object", "readOnly": True}, "rating": {"type": "string"}},
+                "required": ["report", "rating"],
+            },
+            "requires 'report', which it marks readOnly",
+        ),
     ],
 )
 def test_a_form_schema_is_checked_at_the_gate(form: dict[str, Any], words: str) -> None:

@@ -235,6 +235,21 @@ def _form_schema_problems(ctx: LintContext, task: Any, schema: dict[str, Any]) -
         properties = properties if isinstance(properties, dict) else {}
         pending += [(f"{pointer}/properties/{key}", sub, False) for key, sub in properties.items()]
         required = node.get("required")
+        if top and isinstance(required, list):
+            # A read-only field shows what the task holds: the web page never sends it, so requiring it
+            # would leave the task impossible to complete there (and an API client must echo it unchanged).
+            for name in required:
+                field = properties.get(name) if isinstance(name, str) else None
+                if isinstance(field, dict) and field.get("readOnly") is True:
+                    problems.append(
+                        ctx.problem(
+                            "form-schema",
+                            f"{shown} requires {_shown_key(name)!r}, which it marks readOnly: a read-only field shows "
+                            "what the task holds and the web page never sends it, so the task could not be completed "
+                            "there (leave it out of required)",
+                            task,
+                        )
+                    )
         # The task refuses any field its form does not declare (engine.instances.forms), unless the
         # form has a rule of its own for other fields; a nested object only with additionalProperties false.
         closed = (
