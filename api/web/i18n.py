@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
-from flask import g, request, session
+from flask import current_app, g, request, session
 
 __all__ = ["LANGUAGES", "current_language", "format_duration", "format_time", "strings", "translate", "translate_or"]
 
@@ -66,11 +67,22 @@ def translate_or(key: str, default: str) -> str:
 
 
 def format_time(value: str | datetime | None, with_time: bool = True) -> str:
-    """A date (and time, UTC) the same way in both languages: 2026-01-15 09:00 UTC."""
+    """A date (and time) the same way in both languages; a time in the deployment's time zone
+    (``CAREPATH_TIME_ZONE``, where a referral's last day ends; default UTC), named by the zone's own
+    abbreviation: 2026-01-15 09:00 UTC, or with Europe/London 2026-07-15 10:00 BST. A date alone is
+    shown as it is (a due date is a day, not an instant)."""
     if value is None or value == "":
         return ""
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return when.strftime("%Y-%m-%d %H:%M UTC" if with_time else "%Y-%m-%d")
+    if not with_time:
+        return when.strftime("%Y-%m-%d")
+    local = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(_display_zone())  # stored in UTC
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname() or 'UTC'}"
+
+
+def _display_zone() -> ZoneInfo:
+    """The deployment's time zone (checked when the settings were read)."""
+    return ZoneInfo(current_app.extensions["carepath"].settings.referral_timeframes.time_zone)
 
 
 _DURATION = re.compile(r"P(?:([0-9]{1,4})D)?(?:T(?:([0-9]{1,4})H)?(?:([0-9]{1,4})M)?)?")

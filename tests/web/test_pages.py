@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -611,6 +612,36 @@ def test_the_library_lists_pathways_and_versions(app: Flask, signed_in: Client) 
     # The test pathways have no start data schema: the one thing the gate says of this one.
     assert 'id="diagram-xml"' in diagram and "no start data schema" in diagram
     assert client.get("/pathways/no_such/versions/abcd").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("zone", "winter", "summer"),
+    [
+        ("UTC", "2026-01-22 09:00 UTC", "2026-07-15 09:00 UTC"),
+        ("Europe/London", "2026-01-22 09:00 GMT", "2026-07-15 10:00 BST"),
+        ("Europe/Stockholm", "2026-01-22 10:00 CET", "2026-07-15 11:00 CEST"),
+    ],
+)
+def test_times_are_shown_in_the_deployments_time_zone(app: Flask, zone: str, winter: str, summer: str) -> None:
+    """A nurse in London reads a due time as her clock shows it, named (GMT, BST), not UTC to convert;
+    a date alone is a day and is not moved."""
+    from datetime import UTC, datetime
+
+    from api.web.i18n import format_time
+
+    settings = app.extensions["carepath"].settings
+    app.extensions["carepath"].settings = replace(
+        settings, referral_timeframes=replace(settings.referral_timeframes, time_zone=zone)
+    )
+    try:
+        with app.test_request_context("/"):
+            assert format_time("2026-01-22T09:00:00+00:00") == winter
+            assert format_time(datetime(2026, 7, 15, 9, 0, tzinfo=UTC)) == summer
+            assert format_time("2026-07-15T09:00:00") == summer  # stored without a zone: UTC
+            assert format_time("2026-07-15", with_time=False) == "2026-07-15"
+            assert format_time(datetime(2026, 7, 15, 23, 30, tzinfo=UTC), with_time=False) == "2026-07-15"
+    finally:
+        app.extensions["carepath"].settings = settings
 
 
 FIELDS = '{% from "web/_fields.html" import field with context %}'
