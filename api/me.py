@@ -14,7 +14,12 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from engine.documents.build import active_surveillance_plan, care_plan_document, end_of_treatment_summary
+from engine.documents.build import (
+    active_surveillance_plan,
+    care_plan_document,
+    end_of_treatment_summary,
+    reported_sign_advice,
+)
 from engine.instances.queries import InstanceFilter
 from engine.instances.view import InstanceView
 from engine.patients import complete_own_form, own_forms, report_warning_sign, request_assessment, require_own
@@ -24,7 +29,7 @@ from .auth import current_principal, requires
 from .documents import negotiated
 from .idempotency import idempotent
 from .parsing import etag, if_match, json_body
-from .safety import VARY, with_notices
+from .safety import VARY, reader_language, with_notices
 
 __all__ = ["bp", "patient_instance", "patient_view"]
 
@@ -119,8 +124,16 @@ def submit_form(instance_id: Any, task_id: Any) -> Reply:
     return patient_instance(view), 200, {**etag(view.version), **VARY}
 
 
-def _warning_sign_reported(resources: list[str]) -> tuple[dict[str, Any], int]:
-    return {"instances": resources}, 202
+def _receipt(instances: list[str], warning_sign: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """The instances reached and what to tell the patient to do now (the first instance's numbers: a
+    patient's pathways share their health system and line, but for a child's)."""
+    advice = reported_sign_advice(carepath(), instances[0], warning_sign, reader_language())
+    return {"instances": instances, "advice": advice}, 202, VARY
+
+
+def _warning_sign_reported(resources: list[str]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    # A retry whose first attempt committed: the same key and body (its fingerprint), so the same sign.
+    return _receipt(resources, json_body("WarningSignReport")["warning_sign"])
 
 
 def _assessment_requested(resources: list[str], instance_id: Any) -> Reply:
@@ -144,9 +157,9 @@ def ask_for_assessment(instance_id: Any) -> Reply:
 @bp.post("/warning-signs")
 @requires("patient.report")
 @idempotent(replay=_warning_sign_reported)
-def warning_sign() -> tuple[dict[str, Any], int]:
+def warning_sign() -> tuple[dict[str, Any], int, dict[str, str]]:
     body = json_body("WarningSignReport")
     views = report_warning_sign(
         carepath().instances, current_principal(), body["warning_sign"], body.get("description")
     )
-    return {"instances": [view.id for view in views]}, 202
+    return _receipt([view.id for view in views], body["warning_sign"])

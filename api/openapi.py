@@ -979,7 +979,8 @@ PATHS: dict[str, Any] = {
     "/v1/me/warning-signs": {
         "post": _op(
             "reportWarningSign",
-            "Report a warning sign to the patient's care team (call the 24-hour line first when unwell)",
+            "Report a warning sign to the patient's care team (call the 24-hour line first when unwell); the "
+            "answer's advice is what to tell the patient to do now, by the sign's urgency, in Accept-Language",
             "patient.report",
             {202: _response("Reported: each pathway waiting for reports starts a triage", "WarningSignReceipt")},
             (409,),

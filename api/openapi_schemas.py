@@ -765,13 +765,37 @@ _PATIENT_SCHEMAS: dict[str, Any] = {
         },
     ),
     "WarningSignReceipt": _obj(
-        ["instances"],
+        ["instances", "advice"],
         {
             "instances": {
                 "type": "array",
                 "items": {"type": "string", "pattern": UUID_PATTERN},
                 "description": "The patient's pathways the report went to (each starts a triage)",
-            }
+            },
+            "advice": schema_ref("ReportedSignAdvice"),
+        },
+    ),
+    "ReportedSignAdvice": _obj(
+        ["warning_sign", "name", "urgency", "urgency_label", "action", "level", "title", "told", "notice"],
+        {
+            "warning_sign": {"type": "string"},
+            "name": {"type": ["string", "null"], "description": "null: other, or a code not in the catalogue"},
+            "urgency": {"enum": ["emergency", "urgent", "soon", None]},
+            "urgency_label": {"type": ["string", "null"]},
+            "action": {"type": ["string", "null"], "description": "The catalogue's action for the sign"},
+            "level": {
+                "enum": ["emergency", "urgent", "soon", "unknown"],
+                "description": "emergency and urgent: act now, do not wait for the care team; soon: the team "
+                "will contact the patient; unknown (other): call now if unwell",
+            },
+            "title": {"type": "string"},
+            "told": {"type": "string"},
+            "notice": {
+                "type": "object",
+                "description": "The patient's own 24-hour line: kind, language, title, text, phone, line, "
+                "hours_label, emergency, example (the number is example data)",
+                "required": ["language", "title", "text", "phone", "line", "emergency", "example"],
+            },
         },
     ),
     "PatientIdentityRequest": _obj(

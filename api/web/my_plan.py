@@ -25,6 +25,7 @@ from engine.documents.build import (
     fill_instance_forms,
     instance_safety_notice,
     on_active_surveillance,
+    reported_sign_advice,
     warning_sign_choices,
 )
 from engine.documents.notices import TEXT_KEY, safety_notice
@@ -288,7 +289,7 @@ def warning_sign(instance_id: Any) -> tuple[str, int]:
 
 @bp.post("/plans/<uuid:instance_id>/warning-sign")
 @page("patient.report")
-def report(instance_id: Any) -> Redirect | tuple[str, int]:
+def report(instance_id: Any) -> tuple[str, int]:
     view = _own(str(instance_id))
     sign = request.form.get("warning_sign", "")
     known = {s["code"] for s in warning_sign_choices(carepath(), view.id, current_language())} | {"other"}
@@ -302,8 +303,11 @@ def report(instance_id: Any) -> Redirect | tuple[str, int]:
         return _warning_page(view, request.form, {"description": translate("my.warning.too_long")}, 422)
     except MessageNotDeliverableError:  # no pathway of theirs is listening: they must call, and are told so
         return _warning_page(view, request.form, {}, 409, undelivered=True)
-    tell("my.warning.sent")
-    return redirect(url_for(".plan_of", instance_id=view.id), code=303)
+    # What to do now is drawn here, not after a redirect: the sign would otherwise travel in an address
+    # (kept in access logs) or in the signed, readable session cookie. Sending again on a reload is a
+    # second report, which the triage takes as one more.
+    advice = reported_sign_advice(carepath(), view.id, sign, current_language())
+    return render_template("web/my_warning_sign_sent.html", view=view, advice=advice), 200
 
 
 # --- asking for a needs assessment -----------------------------------------------------------------------

@@ -76,6 +76,7 @@ __all__ = [
     "on_active_surveillance",
     "render_html",
     "render_pdf",
+    "reported_sign_advice",
     "resolve_language",
     "warning_sign_choices",
 ]
@@ -981,6 +982,37 @@ def instance_safety_notice(
         child=contacts.child,
         childrens_line=contacts.childrens_hospital() if contacts.child else None,
     )
+
+
+def reported_sign_advice(
+    carepath: CarePath, instance_id: str, code: str, language: str | None = "en"
+) -> dict[str, Any]:
+    """What the patient of an instance who has just reported the warning sign ``code`` is told to do now.
+
+    Sending a report is not getting help: nobody may read it for up to the triage's bound (30 minutes for
+    an emergency sign). So an emergency or same-day sign gets the sign's own action from the catalogue
+    ("Call 999", "Call the 24-hour acute oncology line now") and is told not to wait for the team; a
+    "within a few days" sign is told the team will contact them; ``other`` (or a code the catalogue does
+    not name for their diagnosis) is told to call now if unwell. ``level`` is the urgency, or ``unknown``;
+    ``notice`` is the patient's own 24-hour line (:func:`instance_safety_notice`).
+
+    Raises: NotFoundError (no such instance), RuleFileError (the catalogue or the directory is invalid).
+    """
+    language = resolve_language(language)
+    found = next((s for s in warning_sign_choices(carepath, instance_id, language) if s["code"] == code), None)
+    level = found["urgency"] if found is not None else "unknown"
+    words = strings(language)["reported_sign"][level]
+    return {
+        "warning_sign": code,
+        "name": found["name"] if found is not None else None,
+        "urgency": found["urgency"] if found is not None else None,
+        "urgency_label": found["urgency_label"] if found is not None else None,
+        "action": found["action"] if found is not None else None,
+        "level": level,
+        "title": words["title"],
+        "told": words["told"],
+        "notice": instance_safety_notice(carepath, instance_id, language),
+    }
 
 
 def fill_instance_forms(

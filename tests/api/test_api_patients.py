@@ -129,7 +129,9 @@ def test_a_warning_sign_goes_to_the_patients_own_pathways_only(client: Any, auth
     response = client.post(
         "/v1/me/warning-signs", json={"warning_sign": "fever", "description": "38.5 tonight"}, headers=patient
     )
-    assert response.status_code == 202 and response.json == {"instances": [own["id"]]}
+    assert response.status_code == 202 and response.json["instances"] == [own["id"]]
+    # "fever" is no code of the catalogue: triaged as the most urgent, and the patient told to call if unwell.
+    assert response.json["advice"]["level"] == "unknown" and response.json["advice"]["notice"]["phone"]
     staff = client.get(f"/v1/instances/{own['id']}", headers=auth("clinician")).json
     assert [t["element"] for t in staff["ready_tasks"]] == ["triage"]
     assert client.get(f"/v1/instances/{other['id']}", headers=auth("clinician")).json["ready_tasks"] == []
@@ -151,11 +153,38 @@ def test_a_warning_sign_sent_again_with_its_key_is_reported_once(
     report = {"warning_sign": "fever", "description": "38.5 tonight"}
     first = client.post("/v1/me/warning-signs", json=report, headers=keyed)
     again = client.post("/v1/me/warning-signs", json=report, headers=keyed)
-    assert first.status_code == again.status_code == 202 and again.json == first.json == {"instances": [own["id"]]}
+    assert first.status_code == again.status_code == 202 and again.json == first.json
+    assert first.json["instances"] == [own["id"]]
     staff = client.get(f"/v1/instances/{own['id']}", headers=auth("clinician")).json
     assert [t["element"] for t in staff["ready_tasks"]] == ["triage"]
     other = client.post("/v1/me/warning-signs", json={**report, "warning_sign": "bleeding"}, headers=keyed)
     assert_problem(other, 422, "idempotency-key-reused")
+
+
+@pytest.mark.parametrize(
+    ("sign", "language", "level", "action", "told"),
+    [
+        ("severe_breathlessness_or_chest_pain", "en-GB", "emergency", "Call 999.", "Do not wait for them"),
+        # The patient's health system's number (a UK deployment's), not the reader's language's (112).
+        ("severe_breathlessness_or_chest_pain", "sv-SE", "emergency", "Ring 999.", "Vänta inte på att de"),
+        ("cellulitis", "en-GB", "urgent", "Call the 24-hour acute oncology line the same day", "Do not wait"),
+        ("general_bone_pain", "en-GB", "soon", "Contact your key worker within a few days", "contact you"),
+    ],
+)
+def test_a_reported_sign_is_answered_with_what_to_tell_the_patient_now(
+    client: Any, auth: Any, patient: dict[str, str], sign: str, language: str, level: str, action: str, told: str
+) -> None:
+    """A patient app shows the answer's advice: sending a report is not getting help, so an emergency or
+    same-day sign is told the catalogue's action and not to wait for the team, in the reader's language."""
+    own = waiting(client, auth, "MRN-1001")
+    response = client.post(
+        "/v1/me/warning-signs", json={"warning_sign": sign}, headers={**patient, "Accept-Language": language}
+    )
+    assert response.status_code == 202 and response.json["instances"] == [own["id"]]
+    advice = response.json["advice"]
+    assert (advice["level"], advice["urgency"], advice["notice"]["language"]) == (level, level, language[:2])
+    assert advice["action"].startswith(action) and told in advice["told"], advice
+    assert response.headers["Vary"] == "Accept-Language"
 
 
 def test_identities_are_linked_by_admin_and_system_only(client: Any, auth: Any) -> None:

@@ -676,9 +676,18 @@ def test_a_patient_reads_their_plan_and_reports_a_warning_sign_on_a_phone(browse
         browser.find("label[for=sign-1]").click()
         browser.find("#f-description").send_keys("Hot and shivery since this morning")
         browser.find("[data-test=send-warning-sign]").click()
-        browser.wait(lambda d: d.current_url.endswith(f"/my/plans/{own}"))
-        assert "Your care team has been told" in browser.text()
+        browser.wait(lambda d: d.find_elements("css selector", "[data-test=reported-sign-advice]"))
+        # The first sign is an emergency: the answer is to act now, not that the team has been told.
+        advice = browser.find("[data-test=reported-sign-advice]")
+        assert advice.get_attribute("data-level") == "emergency", advice.text
+        assert "Do not wait for them to contact you" in advice.text
+        assert browser.find("h1").text == "Act now: do not wait for your care team"
+        _no_sideways_scroll(browser, "what to do now")
+        browser.axe("what to do after reporting a warning sign, on a phone")
+        browser.screenshot("my-warning-sign-sent-phone")
         assert "triage" in [t["element"] for t in server.engine.instances.get(own).ready_tasks]
+        browser.find("[data-test=back-to-plan]").click()
+        browser.wait(lambda d: d.current_url.endswith(f"/my/plans/{own}"))
         other = _instance_of(server, OTHER_PATIENT)
         forbidden = "You cannot see this page"
         for path, words in (

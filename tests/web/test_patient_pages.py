@@ -139,9 +139,54 @@ def test_reporting_a_warning_sign_shows_the_line_first_and_reaches_the_care_team
         f"/my/plans/{view.id}/warning-sign",
         data={"csrf_token": csrf, "warning_sign": "other", "description": "Hot and shivery since this morning"},
     )
-    assert sent.status_code == 303 and sent.location == f"/my/plans/{view.id}"
-    assert "Your care team has been told" in text(client.get(sent.location))
+    html = text(sent)
+    assert sent.status_code == 200 and 'data-level="unknown"' in html
+    assert "If you feel unwell now, call the 24-hour line now" in html and 'href="tel:' in html
+    assert "Hot and shivery" not in html  # what they wrote is not echoed
     assert [t["element"] for t in engine(app).instances.get(view.id).ready_tasks] == ["triage"]
+
+
+@pytest.mark.parametrize(
+    ("sign", "level", "card", "words"),
+    [
+        ("fever_on_treatment", "emergency", "emergency", "Do not wait for them to contact you"),
+        ("severe_breathlessness_or_chest_pain", "emergency", "emergency", "Call 999."),
+        ("cellulitis", "urgent", "urgent", "Call the 24-hour acute oncology line the same day"),
+        ("general_bone_pain", "soon", "non-urgent", "They will look at your report and contact you"),
+    ],
+)
+def test_a_reported_sign_is_answered_with_what_to_do_now(
+    app: Flask, signed_in: Any, sign: str, level: str, card: str, words: str
+) -> None:
+    """Sending a report is not getting help: nobody may read it for up to 30 minutes. An emergency or
+    same-day sign is told the catalogue's action and not to wait for the team; a later one is told the
+    team will be in touch. Before, every report got "Your care team has been told"."""
+    view = waiting(app, "MRN-1001")
+    client = signed_in("patient")
+    csrf = csrf_of(text(client.get(f"/my/plans/{view.id}/warning-sign")))
+    sent = client.post(f"/my/plans/{view.id}/warning-sign", data={"csrf_token": csrf, "warning_sign": sign})
+    html = text(sent)
+    assert sent.status_code == 200, html
+    assert f'data-level="{level}"' in html and f"nhsuk-card--care--{card}" in html
+    assert words in html and "MRN-1001" not in html
+    [triage] = engine(app).instances.get(view.id).ready_tasks
+    assert triage["element"] == "triage"
+
+
+def test_a_reported_sign_is_answered_in_swedish_with_the_patients_numbers(app: Flask, signed_in: Any) -> None:
+    view = waiting(app, "MRN-1001")
+    client = signed_in("patient")
+    client.post("/language", data={"csrf_token": csrf_of(text(client.get("/my"))), "language": "sv"})
+    csrf = csrf_of(text(client.get(f"/my/plans/{view.id}/warning-sign")))
+    html = text(
+        client.post(
+            f"/my/plans/{view.id}/warning-sign",
+            data={"csrf_token": csrf, "warning_sign": "severe_breathlessness_or_chest_pain"},
+        )
+    )
+    assert "Agera nu: vänta inte på ditt vårdteam" in html and 'lang="sv"' in html
+    # The patient's health system's number (a UK deployment's), not the page language's (Sweden's 112).
+    assert "Ring 999." in html and "112" not in html
 
 
 def test_a_patient_fills_in_their_own_survey(app: Flask, signed_in: Any) -> None:
