@@ -15,6 +15,8 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from engine.errors import DiagramError, FourEyesError, NotFoundError, Problem, VersionStateError
 from engine.instances.migration import migrate_pathway
 from engine.instances.migration_requests import approve_migration, list_migration_requests, request_migration
+from engine.pathways.diagrams import parse_diagram
+from engine.pathways.outline import MAX_STEPS, ProcessOutline, outline
 from engine.pathways.validation import validate_paths
 
 from .. import carepath
@@ -29,6 +31,15 @@ _VERSION = re.compile(r"^[0-9a-f]{4,64}$")
 _REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.bpmn$")
 MAX_DIAGRAM_BYTES = 1024 * 1024
+
+
+def in_words(xml: bytes, name: str) -> list[ProcessOutline] | None:
+    """The diagram in words (engine.pathways.outline), or None for a file that is not a BPMN diagram (its
+    problems say why)."""
+    try:
+        return outline(parse_diagram(xml, name))
+    except DiagramError:
+        return None
 
 
 def _checked(pathway_id: str, version: str | None = None) -> None:
@@ -92,7 +103,13 @@ def version(pathway_id: str, version: str) -> str:
     xml = carepath().catalog.diagram(pathway_id, found.version)
     problems = validate_diagram(Path(found.main_file).name, xml) if can("pathways.validate") else None
     return render_template(
-        "web/diagram.html", info=found, xml=xml.decode("utf-8", "replace"), problems=problems, name=found.main_file
+        "web/diagram.html",
+        info=found,
+        xml=xml.decode("utf-8", "replace"),
+        problems=problems,
+        name=found.main_file,
+        outline=in_words(xml, found.main_file),
+        max_steps=MAX_STEPS,
     )
 
 
@@ -192,6 +209,8 @@ def check() -> str | tuple[str, int]:
         error=None,
         name=name,
         xml=xml.decode("utf-8", "replace"),
+        outline=in_words(xml, name),
+        max_steps=MAX_STEPS,
     )
 
 

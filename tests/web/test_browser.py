@@ -439,6 +439,12 @@ def test_an_author_finds_a_validation_marker_and_selects_its_element(browser: Br
     browser.find("[data-test=versions] tbody a").click()
     assert browser.diagram().get_attribute("data-state") == "shown"
     browser.axe("version diagram")
+    # The diagram in words: a step's name, chosen by keyboard, finds it on the drawing.
+    row = browser.finds("[data-test=outline] tbody tr")[2]
+    step = row.get_attribute("data-element")
+    row.find_element(By.CSS_SELECTOR, "button").send_keys(Keys.ENTER)
+    browser.wait(lambda d: d.find_element(By.ID, "diagram").get_attribute("data-selected") == step)
+    assert browser.finds(f"g.djs-element.cp-selected[data-element-id='{step}']")
 
 
 def test_an_author_sees_what_changed_between_two_versions(browser: Browser, server: Server) -> None:

@@ -4,6 +4,7 @@ pages), the patient page, care plan moves, documents, incidents, authors' and au
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -611,6 +612,12 @@ def test_the_library_lists_pathways_and_versions(app: Flask, signed_in: Client) 
     diagram = text(client.get(f"/pathways/test_assessment/versions/{version.group(1)}"))
     # The test pathways have no start data schema: the one thing the gate says of this one.
     assert 'id="diagram-xml"' in diagram and "no start data schema" in diagram
+    # The drawing's text alternative: every step in words, each selecting its element on the diagram.
+    assert 'data-test="outline"' in diagram and "The pathway in words" in diagram
+    assert "every step is also listed in words below it" in diagram
+    assert re.search(
+        r'<tr class="nhsuk-table__row" data-element="([^"]+)">\s*<td class="nhsuk-table__cell"><button', diagram
+    )
     assert client.get("/pathways/no_such/versions/abcd").status_code == 404
 
 
@@ -757,8 +764,18 @@ def test_checking_a_diagram_marks_its_problems_on_their_elements(app: Flask, sig
     assert response.status_code == 200 and 'data-test="problems"' in html
     element = re.search(r'data-select-element="([^"]+)"', html)
     assert element and f'"element": "{element.group(1)}"' in html.replace('":"', '": "')
+    assert 'data-test="outline"' in html  # a diagram that does not pass is still read in words
     response = client.post("/pathways/check", data={"csrf_token": csrf}, content_type="multipart/form-data")
     assert response.status_code == 400 and "Choose a .bpmn file" in text(response)
+    # Not a diagram at all: its problem, no words, and no promise of them.
+    response = client.post(
+        "/pathways/check",
+        data={"csrf_token": csrf, "diagram": (io.BytesIO(b"<not-closed"), "broken.bpmn")},
+        content_type="multipart/form-data",
+    )
+    html = text(response)
+    assert response.status_code == 200 and "not well-formed XML" in html
+    assert 'data-test="outline"' not in html and "listed in words" not in html
 
 
 def test_auditors_explore_evaluations_and_verify_trails(app: Flask, signed_in: Client) -> None:
