@@ -797,6 +797,9 @@ def test_auditors_explore_evaluations_and_verify_trails(app: Flask, signed_in: C
     assert "WAS proposed" in why_not
     trail = text(client.get("/audit/trail"))
     assert 'data-test="trail-ok"' in trail and "MRN-1001" in trail and "Intact" in trail
+    # The pathway by its title, as on every other staff page.
+    title = engine(app).catalog.titles()[CARE_PLAN]
+    assert title != CARE_PLAN and f"{title}</td>" in trail and f"{CARE_PLAN}</td>" not in trail
 
 
 def test_a_broken_trail_is_named_per_instance(app: Flask, signed_in: Client) -> None:

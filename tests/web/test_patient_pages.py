@@ -96,6 +96,14 @@ def test_every_example_number_on_the_patients_page_says_so(app: Flask, signed_in
             assert shown == ("" if number in ("111", "1177") else mark), (number, shown)
 
 
+def test_a_patients_other_plans_are_named_by_their_pathways_titles(app: Flask, signed_in: Any) -> None:
+    first = start(app, "MRN-1001")
+    second = engine(app).instances.start("test_timer_p1d", "MRN-1001", "system:test")
+    title = engine(app).catalog.titles()["test_timer_p1d"]
+    html = text(signed_in("patient").get(f"/my/plans/{first.id}"))
+    assert f'href="/my/plans/{second.id}">{title}</a>' in html and title != "test_timer_p1d"
+
+
 def test_nothing_of_another_patient_is_reachable(app: Flask, signed_in: Any) -> None:
     own = waiting(app, "MRN-1001")
     other = waiting(app, "MRN-2002")
