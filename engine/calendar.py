@@ -8,12 +8,12 @@ diagram expressions (``add_months``) and documents all use this one function.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
 from dateutil.relativedelta import relativedelta
 
-__all__ = ["add_months", "add_working_days"]
+__all__ = ["add_months", "add_working_days", "latest_today"]
 
 When = TypeVar("When", bound=date)  # a date or a datetime (datetime is a date)
 
@@ -47,3 +47,11 @@ def add_working_days(day: date, days: int, holidays: frozenset[date] = frozenset
     except OverflowError:
         raise ValueError("the date would be outside the years 1 to 9999") from None
     return day
+
+
+def latest_today(now: datetime) -> date:
+    """Today's date where it is latest on Earth (UTC+14) at ``now``: a date recorded as "today" anywhere,
+    whatever the deployment's time zone, is never after it, and a date a day ahead is. A ``now`` without a
+    zone is taken as UTC (the engine's clocks give UTC)."""
+    utc = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+    return (utc + timedelta(hours=14)).date()

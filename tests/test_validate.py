@@ -561,6 +561,18 @@ _FORM_TASK = """<?xml version="1.0" encoding="UTF-8"?>
             },
             "requires 'report', which it marks readOnly",
         ),
+        # A bound on a date the engine would pass over in silence, letting a date in the future through.
+        (
+            {"type": "object", "properties": {"seen_on": {"type": "string", "x-carepath-not-after": "today"}}},
+            '/properties/seen_on: x-carepath-not-after needs "format": "date"',
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"seen_on": {"type": "string", "format": "date", "x-carepath-not-after": "tomorrow"}},
+            },
+            'x-carepath-not-after may only be "today"',
+        ),
     ],
 )
 def test_a_form_schema_is_checked_at_the_gate(form: dict[str, Any], words: str) -> None:

@@ -7,41 +7,78 @@ confirmation steps) declares no fields: whatever it is sent is refused, field by
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from datetime import date
 from typing import Any
 
 import jsonschema
 
 from engine.errors import Problem, StartDataError, TaskDataError
 from engine.settings import HEALTH_SYSTEMS
+from engine.spiff.form_keywords import NOT_AFTER
 from engine.spiff.workflows import CONTACT_KEYS, NOTICE_KEY  # what a form's safety notice is filled from
 
-__all__ = ["CONTACT_KEYS", "NOTICE_KEY", "check_form_data", "check_read_only", "check_start_data"]
+__all__ = [
+    "CONTACT_KEYS",
+    "NOTICE_KEY",
+    "NOT_AFTER",
+    "check_form_data",
+    "check_read_only",
+    "check_start_data",
+]
+
+_TODAY: ContextVar[date | None] = ContextVar("carepath_form_today", default=None)
+
+
+def _not_after(validator: Any, value: Any, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    today = _TODAY.get()
+    if value != "today" or today is None or not isinstance(instance, str):
+        return
+    try:
+        given = date.fromisoformat(instance)
+    except ValueError:
+        return  # not a date: ``format`` names it
+    if given > today:
+        yield jsonschema.ValidationError("cannot be after today")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {NOT_AFTER: _not_after})
 
 
 @functools.lru_cache(maxsize=512)
-def _form_validator(schema_json: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(
-        json.loads(schema_json), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+def _form_validator(schema_json: str) -> Any:
+    return _Validator(json.loads(schema_json), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+@contextlib.contextmanager
+def _today(today: date | None) -> Iterator[None]:
+    token = _TODAY.set(today)
+    try:
+        yield
+    finally:
+        _TODAY.reset(token)
 
 
 # The form of a task that has none: it declares no fields, so each field sent is ``undeclared``.
 _NO_FIELDS = '{"properties": {}, "type": "object"}'
 
 
-def check_form_data(schema: str | dict[str, Any] | None, data: dict[str, Any]) -> None:
+def check_form_data(schema: str | dict[str, Any] | None, data: dict[str, Any], today: date | None = None) -> None:
     """Check ``data`` against a form, given as its JSON Schema or the schema's JSON text; None is a
-    task without a form, which declares no fields (only ``{}`` passes).
+    task without a form, which declares no fields (only ``{}`` passes). With ``today``
+    (:func:`engine.calendar.latest_today`), a field marked :data:`NOT_AFTER` may not hold a later date.
 
     Raises: TaskDataError naming every field that fails the form.
     """
-    problems = _problems(_NO_FIELDS if schema is None else schema, data, "")
+    with _today(today):
+        problems = _problems(_NO_FIELDS if schema is None else schema, data, "")
     if problems:
         raise TaskDataError("the data does not match the task's form", problems)
 
@@ -74,19 +111,24 @@ def _read_only_fields(schema: str) -> tuple[str, ...]:
     return tuple(n for n, f in properties.items() if isinstance(f, dict) and f.get("readOnly") is True)
 
 
-def check_start_data(schema: str | None, data: dict[str, Any], prefix: str = "/data") -> None:
+def check_start_data(
+    schema: str | None, data: dict[str, Any], prefix: str = "/data", today: date | None = None
+) -> None:
     """Check start data (or a correction of an instance's data) against the pathway's start schema
     (its JSON text, as stored with the version; None: a pathway without one), and its ``health_system``,
     whatever the schema says: one of :data:`~engine.settings.HEALTH_SYSTEMS` when given, since the
     patient's numbers come from that service directory section (engine.directory) and an
     unknown one would be silently passed over for the deployment's. Fields are named below ``prefix``.
+    With ``today``, a field marked :data:`NOT_AFTER` (the date of diagnosis) may not hold a later date.
 
     Raises: StartDataError naming every field that fails (never quoting a value).
     """
     problems = _health_system_problems(data, prefix)
     named = {problem.field for problem in problems}
     # A schema that declares health_system (the bundled ones do) refuses the same value: named once.
-    problems += [p for p in (_problems(schema, data, prefix) if schema is not None else []) if p.field not in named]
+    with _today(today):
+        checked = _problems(schema, data, prefix) if schema is not None else []
+    problems += [p for p in checked if p.field not in named]
     if problems:
         raise StartDataError("the data does not match the pathway's start data schema", problems)
 
@@ -152,7 +194,9 @@ def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -
         else:
             # jsonschema's messages quote the submitted value; keep patient data out of errors.
             message = (
-                f"fails '{error.validator}' (expected {error.validator_value!r})"
+                error.message
+                if error.validator == NOT_AFTER
+                else f"fails '{error.validator}' (expected {error.validator_value!r})"
                 if error.validator not in ("type", "enum", "format")
                 else _type_message(error)
             )

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.audit import check_reason, reason_problem
+from engine.calendar import latest_today
 from engine.care_teams import EVERYWHERE, TEAM_CHANGE_REASONS, CareScope, check_name
 from engine.clock import Clock, SystemClock
 from engine.db.models import InstanceEvent, PathwayVersion
@@ -37,7 +38,12 @@ from engine.errors import (
 from engine.expressions.functions import ALLOWED_FUNCTIONS
 from engine.instances import deaths, messages
 from engine.instances.deaths import PatientDeathInfo, refuse_deceased
-from engine.instances.forms import check_form_data, check_read_only, check_start_data, with_health_system
+from engine.instances.forms import (
+    check_form_data,
+    check_read_only,
+    check_start_data,
+    with_health_system,
+)
 from engine.instances.step import ServiceOperator, Step, StepRunner
 from engine.instances.store import (
     InstanceRecord,
@@ -265,7 +271,9 @@ class PathwayService:
         with unit_of_work(self.sessions) as session:
             version = self.steps.version_to_start(session, pathway_id)
             refuse_deceased(session, patient_refs)
-            check_start_data(version.start_schema, data or {})  # also a health_system of no section
+            check_start_data(
+                version.start_schema, data or {}, today=latest_today(self.clock.now())
+            )  # and health_system
             # Recorded for the pathway's gateways and the documents alike (forms.with_health_system).
             given = data or {}
             resolve = self.health_system
@@ -322,7 +330,7 @@ class PathwayService:
             task = self._ready_task(step, task_id)
             # A task without a form declares no fields: data sent to it would steer the pathway unasked.
             form = workflows.form_json(task)
-            check_form_data(form, data)
+            check_form_data(form, data, latest_today(self.clock.now()))
             check_read_only(form, data, task.data)
             info = workflows.task_info(task)
             step.record(
@@ -488,7 +496,8 @@ class PathwayService:
                         ],
                     )
                 current = workflows.accumulated_data(step.workflow)
-                check_start_data(schema, {**{k: current[k] for k in declared if k in current}, **data})
+                merged = {**{k: current[k] for k in declared if k in current}, **data}
+                check_start_data(schema, merged, today=latest_today(self.clock.now()))
             else:
                 check_start_data(None, data)  # a health_system of no section, as at the start
             # What a script worked out from a corrected field alone is worked out again (a review's due date

@@ -63,7 +63,7 @@ class Site:
     before_treatment_task: tuple[str, dict[str, Any]] | None = None
 
 
-FOLLOW_UP = {"arranged_on": "2026-06-01"}
+FOLLOW_UP = {"arranged_on": "2026-01-15"}
 SITES = {
     "breast": Site(
         "breast_cancer",
@@ -100,7 +100,7 @@ SITES = {
         treatments=["lobectomy"],
         mdt={"smoking_status": "former"},
         special_mdt={"smoking_status": "current"},
-        special_task=("stop_smoking", {"referred_on": "2026-02-01", "accepted": True}),
+        special_task=("stop_smoking", {"referred_on": "2026-01-15", "accepted": True}),
     ),
     "general": Site("general_cancer", "kidney", 60, first_treatment="surgery", treatments=["surgery"]),
     "children_young_people": Site(

@@ -51,7 +51,7 @@ QUARTER = timedelta(days=92, minutes=1)
 ADULT_ACP = {
     "advance_care_plan": {
         "conversation": "held",
-        "recorded_on": "2026-02-20",
+        "recorded_on": "2026-01-15",
         "preferred_place_of_care": "home",
         "preferred_place_of_death": "hospice",
         "what_matters_most": "Being at home with my grandchildren",
@@ -64,7 +64,7 @@ ADULT_ACP = {
 CARERS = {
     "carers": {
         "has_carer": True,
-        "recorded_on": "2026-02-20",
+        "recorded_on": "2026-01-15",
         "relationship": "partner",
         "carers_assessment": "accepted",
         "needs": ["short_breaks", "emotional_support"],
@@ -74,7 +74,7 @@ CARERS = {
 CHILD_ACP = {
     "advance_care_plan": {
         "conversation": "held",
-        "recorded_on": "2026-02-20",
+        "recorded_on": "2026-01-15",
         "preferred_place_of_care": "home",
         "preferred_place_of_death": "childrens_hospice",
         "took_part": ["child_or_young_person", "parents_or_carers", "named_medical_specialist"],
@@ -82,7 +82,7 @@ CHILD_ACP = {
 }
 FAMILY = {
     "palliative_family_support": {
-        "recorded_on": "2026-02-20",
+        "recorded_on": "2026-01-15",
         "child": "accepted",
         "parents_or_carers": "accepted",
         "siblings": "offered",

@@ -1,0 +1,38 @@
+"""The keywords CarePath adds to the JSON Schemas of forms and start data, read by the engine when it
+checks data (engine.instances.forms) and by the gate when it checks a pathway (engine.pathways).
+
+``x-carepath-not-after: "today"`` marks a date that records what has happened (a diagnosis, a course of
+treatment completed, a review held): a date after today is a slip of the keyboard (2031 for 2021), and it
+would move every timer counted from it -- the cancer care reviews, the survey, the summary's due date --
+years away without a word. A date that plans (a review on, offer again on, rebooked for) does not say it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["NOT_AFTER", "not_after_mistakes"]
+
+NOT_AFTER = "x-carepath-not-after"
+
+
+def not_after_mistakes(schema: Any) -> list[str]:
+    """Where a schema uses :data:`NOT_AFTER` wrongly (its JSON pointer and what is wrong): anything but
+    ``"today"``, or on a field that is not a ``"format": "date"`` string, would be passed over in silence
+    and let a date in the future through."""
+    found: list[str] = []
+    pending: list[tuple[str, Any]] = [("", schema)]
+    while pending:  # no recursion: a schema may nest as deep as JSON allows
+        pointer, node = pending.pop()
+        if isinstance(node, list):
+            pending += [(f"{pointer}/{i}", sub) for i, sub in enumerate(node)]
+            continue
+        if not isinstance(node, dict):
+            continue
+        pending += [(f"{pointer}/{key}", sub) for key, sub in node.items() if isinstance(sub, dict | list)]
+        if NOT_AFTER in node:
+            if node[NOT_AFTER] != "today":
+                found.append(f'{pointer or "/"}: {NOT_AFTER} may only be "today"')
+            elif node.get("format") != "date":
+                found.append(f'{pointer or "/"}: {NOT_AFTER} needs "format": "date" on the same field')
+    return sorted(found)
