@@ -21,6 +21,7 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from engine.calendar import latest_today
 from engine.careplan.patient_status import WARNING_SIGN_TEXT_LIMIT
 from engine.careplan.reassessment import ASKED_BY
 from engine.documents.build import warning_sign_choices
@@ -140,7 +141,7 @@ def _parse(
     """The payload the form holds, and the words of each field's problem (none sent when any)."""
     payload: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    today = carepath().clock.now().date()
+    today = latest_today(carepath().clock.now())  # where it is latest: a same-day date typed anywhere passes
     for field in fields:
         raw = form.get(field.name, "").strip()
         if raw == "":

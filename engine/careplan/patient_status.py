@@ -49,6 +49,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from engine.calendar import latest_today
 from engine.errors import Problem, RuleFileError, TaskDataError, WorkflowError
 from engine.instances.step import ServiceOperator, StepContext
 from engine.rules.activation import warning_signs_in_use
@@ -130,6 +131,13 @@ PATIENT_STATUS_FIELDS: dict[str, Callable[[Any], str | None]] = {
 
 
 # What the message treatment_status_changed sets, and the safety rules read (on SACT with a warning sign: an emergency).
+# Dates of what has happened: a later one is a slip of the keyboard (a last dose "next week" would read as
+# on treatment for weeks; a death in the future would end the pathway early).
+_PAST_DATES = {
+    "date_of_death": "a date of death cannot be in the future",
+    "last_sact_date": "cannot be after today",
+    "last_immunotherapy_date": "cannot be after today",
+}
 TREATMENT_STATUS_FIELDS = ("on_sact", "last_sact_date", "on_immunotherapy", "last_immunotherapy_date", "smoking_status")
 
 
@@ -175,14 +183,15 @@ def _patient_status(context: StepContext, task: Any, params: dict[str, Any]) -> 
             [Problem(f"expected a list of {', '.join(PATIENT_STATUS_FIELDS)}", element=task.task_spec.bpmn_id)],
         )
     problems = []
+    today = latest_today(context.clock.now()).isoformat()  # where it is latest: a same-day date passes
     for name, value in sorted(update.items()):
         check = PATIENT_STATUS_FIELDS.get(name) if name in allowed else None
         if check is None:
             problems.append(Problem(f"not a field this can set; expected {', '.join(allowed)}", field=f"/{name}"))
         elif value is not None and (error := check(value)) is not None:
             problems.append(Problem(error, field=f"/{name}"))
-        elif name == "date_of_death" and value is not None and value > context.clock.now().date().isoformat():
-            problems.append(Problem("a date of death cannot be in the future", field=f"/{name}"))
+        elif name in _PAST_DATES and value is not None and value > today:
+            problems.append(Problem(_PAST_DATES[name], field=f"/{name}"))
     if problems:  # a message or a form gave a wrong field: refuse it whole, record nothing
         raise TaskDataError("the patient status update is not valid", problems)
     data = task.workflow.top_workflow.data

@@ -12,6 +12,7 @@ from typing import Any
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from sqlalchemy import select
 
+from engine.calendar import latest_today
 from engine.care_teams import EVERYWHERE, CareScope
 from engine.db.models import PathwayInstance
 from engine.db.session import read_only
@@ -63,7 +64,7 @@ def send_message(
     if patient_ref is not None:
         validate_patient_ref(patient_ref)
     if name == DEATH_MESSAGE:
-        check_death_payload(payload, runner.clock.now().date())
+        check_death_payload(payload, latest_today(runner.clock.now()))
         if patient_ref is None:
             with read_only(runner.sessions) as session:
                 patient_ref = session.scalar(

@@ -61,3 +61,19 @@ def test_the_date_is_today_wherever_it_is_latest_on_earth(bundled: CarePath, jou
     ahead = (journey_clock.now() + timedelta(days=2)).date().isoformat()
     with pytest.raises(StartDataError):
         bundled.instances.start("breast_cancer", "SYN-D-0005", "clinician:test", {**BREAST, "diagnosis_date": ahead})
+
+
+def test_a_last_dose_after_today_is_refused_over_the_engine_too(bundled: CarePath, journey_clock: ManualClock) -> None:
+    """The record page refused it; a message from the patient's record system was taken (a last dose "next
+    month" reads as on treatment for weeks). Both are refused now, the value never quoted."""
+    j = _start(bundled, journey_clock, SITES["breast"], "SYN-D-0006")
+    version = j.view.version
+    with pytest.raises(TaskDataError) as refused:
+        bundled.instances.send_message(
+            "treatment_status_changed", "system:ehr", instance_id=j.view.id, payload={"last_sact_date": "2026-02-20"}
+        )
+    assert [(p.field, p.message) for p in refused.value.problems] == [("/last_sact_date", "cannot be after today")]
+    assert bundled.instances.get(j.view.id).version == version
+    bundled.instances.send_message(
+        "treatment_status_changed", "system:ehr", instance_id=j.view.id, payload={"last_sact_date": "2026-01-15"}
+    )

@@ -9,7 +9,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,13 @@ def test_a_bad_warning_sign_report_is_refused_and_nothing_is_recorded(
     page = refused.get_data(as_text=True)
     assert refused.status_code == 422 and f'href="#f-{field}">{words}</a>' in page
     assert world.reload().version == version and _received(world) == []
+
+
+def test_a_date_of_today_in_any_time_zone_is_not_the_future(world: World) -> None:
+    """At 22:30 UTC it is already tomorrow in Stockholm: the nurse's "today" is accepted there too."""
+    world.app.extensions["carepath"].clock.advance(timedelta(hours=13, minutes=30))
+    done = _post(_signed_in(world.app), world, "treatment_status_changed", {"last_sact_date": "2026-01-16"})
+    assert done.status_code == 303
 
 
 def test_the_treatment_status_is_recorded_for_the_safety_rules(world: World) -> None:
