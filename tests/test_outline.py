@@ -89,12 +89,13 @@ def test_loops_strays_and_flows_to_nowhere_end_in_one_reading_each() -> None:
         '<bpmn:task id="x" name="Stray"/><bpmn:sequenceFlow id="f3" sourceRef="x" targetRef="nowhere"/>'
         '<bpmn:task id="y" name="Loop"/><bpmn:sequenceFlow id="f4" sourceRef="y" targetRef="y"/>'
         '<bpmn:subProcess id="s" name="Inner"><bpmn:startEvent id="s1" name="Inner start"/></bpmn:subProcess>'
+        '<bpmn:transaction id="tr" name="Whole"><bpmn:task id="tt" name="Inside"/></bpmn:transaction>'
     )
     [process] = _diagram(body)
     by_id = {s.id: s for s in process.steps}
-    assert set(by_id) == {"x", "y", "s", "s1"}  # the unnamed pass-through gateways are left out
+    assert set(by_id) == {"x", "y", "s", "s1", "tr", "tt"}  # the unnamed pass-through gateways are left out
     assert by_id["x"].then == ((None, "nowhere"),) and by_id["y"].then == ((None, "Loop"),)
-    assert by_id["s1"].inside == "Inner"
+    assert (by_id["s1"].inside, by_id["tt"].inside) == ("Inner", "Whole")
 
 
 def test_deeply_nested_sub_processes_are_read_without_recursion() -> None:

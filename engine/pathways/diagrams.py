@@ -57,12 +57,15 @@ from engine.pathways.bundle import (
 from engine.spiff.workflows import FORM_PROPERTY
 
 __all__ = [
+    "ACTIVITIES",
     "BPMN_NS",
     "CAMUNDA_NS",
     "CONFIRMATION_FORM",
     "FORM_PROPERTY",
     "NSMAP",
     "SPIFF_NS",
+    "FLOW_NODES",
+    "SCOPES",
     "Diagram",
     "business_rule_tasks",
     "decision_display",
@@ -86,6 +89,47 @@ CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 NSMAP = {"bpmn": BPMN_NS, "camunda": CAMUNDA_NS, "spiffworkflow": SPIFF_NS}
 FORM_FILE_PROPERTY = "formJsonSchemaFilename"
+
+
+def _tag(name: str) -> str:
+    return f"{{{BPMN_NS}}}{name}"
+
+
+# The elements a sequence flow connects, and those a boundary event may be attached to (activities).
+ACTIVITIES = frozenset(
+    _tag(tag)
+    for tag in (
+        "task",
+        "userTask",
+        "manualTask",
+        "scriptTask",
+        "serviceTask",
+        "sendTask",
+        "receiveTask",
+        "businessRuleTask",
+        "callActivity",
+        "subProcess",
+        "transaction",
+        "adHocSubProcess",
+    )
+)
+FLOW_NODES = ACTIVITIES | frozenset(
+    _tag(tag)
+    for tag in (
+        "startEvent",
+        "endEvent",
+        "intermediateCatchEvent",
+        "intermediateThrowEvent",
+        "boundaryEvent",
+        "exclusiveGateway",
+        "inclusiveGateway",
+        "parallelGateway",
+        "eventBasedGateway",
+        "complexGateway",
+    )
+)
+# What holds flow nodes: a process, and each sub-process inside it (a flow stays inside its own).
+SCOPES = (_tag("process"), _tag("subProcess"), _tag("transaction"), _tag("adHocSubProcess"))
 
 # ISO-8601 durations (P18M, P1Y2M, PT12H, P2W), dates/datetimes, and repeating intervals (R3/P1M).
 _ISO_DURATION = r"P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?"

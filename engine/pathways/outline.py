@@ -13,37 +13,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from engine.pathways.diagrams import BPMN_NS, NSMAP, Diagram
+from engine.pathways.diagrams import BPMN_NS, FLOW_NODES, NSMAP, SCOPES, Diagram
 
 __all__ = ["MAX_STEPS", "ProcessOutline", "Step", "outline"]
 
 MAX_STEPS = 2000  # per diagram: the bundled pathways have about 120; past this the outline says it stopped
 _TEXT = 200  # characters of a name, label or timer expression shown
 
-_NODES = frozenset(
-    {
-        "task",
-        "userTask",
-        "manualTask",
-        "serviceTask",
-        "scriptTask",
-        "businessRuleTask",
-        "sendTask",
-        "receiveTask",
-        "callActivity",
-        "subProcess",
-        "startEvent",
-        "endEvent",
-        "intermediateCatchEvent",
-        "intermediateThrowEvent",
-        "boundaryEvent",
-        "exclusiveGateway",
-        "parallelGateway",
-        "inclusiveGateway",
-        "eventBasedGateway",
-        "complexGateway",
-    }
-)
+_CONTAINERS = frozenset(SCOPES[1:])  # a sub-process, transaction or ad hoc sub-process: its steps are read too
 _DEFINITIONS = ("timer", "message", "signal", "error", "escalation", "conditional", "terminate", "link", "compensate")
 
 
@@ -127,13 +104,13 @@ def _read(process: Any, budget: list[int]) -> _Read:
                 for lane in child.iter(f"{{{BPMN_NS}}}lane"):
                     for ref in lane.iterfind("bpmn:flowNodeRef", NSMAP):
                         read.lanes[(ref.text or "").strip()] = _short(lane.get("name")) or lane.get("id", "")
-            elif kind in _NODES and child.get("id"):
+            elif child.tag in FLOW_NODES and child.get("id"):
                 if budget[0] <= 0:
                     read.complete = False
                     continue
                 budget[0] -= 1
                 read.nodes[child.get("id")] = (child, inside)
-                if kind == "subProcess":
+                if child.tag in _CONTAINERS:
                     pending.append((child, child.get("id")))
     return read
 

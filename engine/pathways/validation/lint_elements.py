@@ -19,10 +19,13 @@ import jsonschema
 from engine.errors import ERROR, WARNING, DiagramError, Problem
 from engine.expressions import ALLOWED_FUNCTIONS
 from engine.pathways.diagrams import (
+    ACTIVITIES,
     BPMN_NS,
     CAMUNDA_NS,
+    FLOW_NODES,
     FORM_FILE_PROPERTY,
     NSMAP,
+    SCOPES,
     SPIFF_NS,
     Diagram,
     business_rule_tasks,
@@ -746,42 +749,6 @@ def lint_references(ctx: LintContext, known: dict[str, set[str]]) -> list[Proble
 
 # --- references between the elements of a process ------------------------------------------------
 
-# The elements a sequence flow connects, and those a boundary event may be attached to (activities).
-_ACTIVITIES = frozenset(
-    _bpmn(tag)
-    for tag in (
-        "task",
-        "userTask",
-        "manualTask",
-        "scriptTask",
-        "serviceTask",
-        "sendTask",
-        "receiveTask",
-        "businessRuleTask",
-        "callActivity",
-        "subProcess",
-        "transaction",
-        "adHocSubProcess",
-    )
-)
-_FLOW_NODES = _ACTIVITIES | frozenset(
-    _bpmn(tag)
-    for tag in (
-        "startEvent",
-        "endEvent",
-        "intermediateCatchEvent",
-        "intermediateThrowEvent",
-        "boundaryEvent",
-        "exclusiveGateway",
-        "inclusiveGateway",
-        "parallelGateway",
-        "eventBasedGateway",
-        "complexGateway",
-    )
-)
-# What holds flow nodes: a process, and each sub-process inside it (a flow stays inside its own).
-_SCOPES = (_bpmn("process"), _bpmn("subProcess"), _bpmn("transaction"), _bpmn("adHocSubProcess"))
-
 
 def _scope_name(scope: Any) -> str:
     kind = "process" if scope.tag == _bpmn("process") else "sub-process"
@@ -826,9 +793,9 @@ def lint_flow_references(ctx: LintContext) -> list[Problem]:
     """
     everywhere = {str(n.get("id")) for n in ctx.root.iter() if isinstance(n.tag, str) and n.get("id")}
     problems: list[Problem] = []
-    for scope in ctx.root.iter(*_SCOPES):
-        nodes = {str(n.get("id")): n for n in scope if n.tag in _FLOW_NODES and n.get("id")}
-        activities = {i for i, n in nodes.items() if n.tag in _ACTIVITIES}
+    for scope in ctx.root.iter(*SCOPES):
+        nodes = {str(n.get("id")): n for n in scope if n.tag in FLOW_NODES and n.get("id")}
+        activities = {i for i, n in nodes.items() if n.tag in ACTIVITIES}
         flows = [n for n in scope if n.tag == _bpmn("sequenceFlow")]
 
         for flow in flows:
@@ -870,7 +837,7 @@ def lint_unconnected(ctx: LintContext) -> list[Problem]:
         targets = {str(f.get("targetRef") or "").strip() for f in flows}
         sources = {str(f.get("sourceRef") or "").strip() for f in flows}
         for node in scope:
-            if node.tag not in _FLOW_NODES or not node.get("id") or node.get("isForCompensation") == "true":
+            if node.tag not in FLOW_NODES or not node.get("id") or node.get("isForCompensation") == "true":
                 continue
             node_id = str(node.get("id"))
             event_sub_process = node.get("triggeredByEvent") == "true"
