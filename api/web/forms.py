@@ -30,6 +30,7 @@ from werkzeug.datastructures import MultiDict
 
 from engine.errors import Problem, TaskDataError
 from engine.instances.forms import check_form_data
+from engine.spiff.form_keywords import NOT_AFTER
 
 __all__ = ["FormField", "expand_maps", "fields_of", "other_problems", "parse_fields", "problem_messages", "revision_of"]
 
@@ -277,6 +278,7 @@ _MESSAGES = {
     "minItems": "items",
     "maxItems": "items",
     "uniqueItems": "items",
+    NOT_AFTER: "not_after",
 }
 
 

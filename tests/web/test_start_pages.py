@@ -111,6 +111,19 @@ def test_every_problem_is_shown_on_its_field_and_nothing_starts(app: Flask) -> N
     assert _instances(app) == []
 
 
+def test_a_diagnosis_after_today_is_shown_on_its_field_and_nothing_starts(app: Flask) -> None:
+    """2031 typed for 2021 would have moved every review and the survey years away."""
+    client = _client(app, make_token(app, "clinician"), language="sv")
+    refused = client.post(
+        f"{START}/breast_cancer",
+        data={"csrf_token": _csrf(client), "patient_ref": "SYN-START-0009", **BREAST, "diagnosis_date": "2031-01-12"},
+    )
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and 'id="f-diagnosis_date-error"' in page
+    assert "Diagnosdatum får inte vara senare än i dag" in page and "2031" not in page.split("<form")[0]
+    assert _instances(app) == []
+
+
 def test_a_patient_who_runs_the_pathway_already_is_not_started_twice(app: Flask) -> None:
     engine = app.extensions["carepath"]
     running = engine.instances.start(
