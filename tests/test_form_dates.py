@@ -11,7 +11,7 @@ from engine.calendar import latest_today
 from engine.errors import TaskDataError
 from engine.instances.forms import NOT_AFTER, check_form_data
 from engine.pathways.start_schema import parse_start_schema
-from engine.spiff.form_keywords import not_after_mistakes
+from engine.spiff.form_keywords import CHOICES, keyword_mistakes
 
 TODAY = date(2026, 1, 15)
 FORM = {
@@ -69,17 +69,22 @@ def test_today_is_the_latest_date_on_earth(now: datetime, today: date) -> None:
     assert latest_today(now) == today
 
 
-def test_mistakes_in_the_bound_are_named_by_pointer() -> None:
+def test_mistakes_in_carepaths_keywords_are_named_by_pointer() -> None:
     schema = {
         "properties": {
             "a": {"type": "string", NOT_AFTER: "today"},
             "b": {"type": "array", "items": {"format": "date", NOT_AFTER: "yesterday"}},
             "c": {"type": "string", "format": "date", NOT_AFTER: "today"},
+            "d": {"type": "integer", CHOICES: "warning_signs"},
+            "e": {"type": "string", CHOICES: "drugs"},
+            "f": {"type": "string", CHOICES: "warning_signs"},
         }
     }
-    assert not_after_mistakes(schema) == [
+    assert keyword_mistakes(schema) == [
         '/properties/a: x-carepath-not-after needs "format": "date" on the same field',
         '/properties/b/items: x-carepath-not-after may only be "today"',
+        '/properties/d: x-carepath-choices needs "type": "string" on the same field',
+        "/properties/e: x-carepath-choices may only be one of: warning_signs",
     ]
 
 

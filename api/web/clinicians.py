@@ -12,7 +12,12 @@ from werkzeug.wrappers import Response
 
 from engine.careplan.patient_status import treatment_status
 from engine.careplan.summaries import WRITE_ELEMENT
-from engine.documents.build import SURVEILLANCE_PLAN_TASK, fill_instance_forms, on_active_surveillance
+from engine.documents.build import (
+    SURVEILLANCE_PLAN_TASK,
+    fill_instance_forms,
+    on_active_surveillance,
+    warning_sign_choices,
+)
 from engine.documents.notices import TEXT_KEY
 from engine.errors import (
     ConflictError,
@@ -31,7 +36,17 @@ from .. import carepath, queries
 from .auth import actor, can, page, scope
 from .care_items import care_item_name
 from .flashes import tell
-from .forms import FormField, expand_maps, fields_of, other_problems, parse_fields, problem_messages, revision_of
+from .forms import (
+    FormField,
+    choice_lists,
+    expand_maps,
+    fields_of,
+    offer_choices,
+    other_problems,
+    parse_fields,
+    problem_messages,
+    revision_of,
+)
 from .i18n import current_language, translate
 
 bp = Blueprint("clinicians", __name__)
@@ -262,8 +277,12 @@ def complete(instance_id: Any, task_id: Any) -> Response | tuple[str, int]:
 
 
 def _fields(instance_id: str, form: dict[str, Any] | None) -> list[FormField]:
-    """The form's fields; a choice per care plan item awaiting a decision where the form asks for one."""
+    """The form's fields; a choice per care plan item awaiting a decision where the form asks for one, and
+    the patient's warning signs by name where a field asks for a sign's code (the problem as triaged)."""
     fields = fields_of(form)
+    if "warning_signs" in choice_lists(fields):
+        signs = warning_sign_choices(carepath(), instance_id, current_language())
+        offer_choices(fields, {"warning_signs": [(s["code"], f"{s['name']} ({s['urgency_label']})") for s in signs]})
     if any(f.kind == "map" for f in fields):
         items = carepath().care_plans.get(instance_id).items
         expand_maps(fields, [(i["id"], _item_label(i)) for i in items if i["status"] == "proposed"])

@@ -30,7 +30,7 @@ from werkzeug.datastructures import MultiDict
 
 from engine.errors import Problem, TaskDataError
 from engine.instances.forms import check_form_data
-from engine.spiff.form_keywords import NOT_AFTER
+from engine.spiff.form_keywords import CHOICES, NOT_AFTER
 
 __all__ = ["FormField", "expand_maps", "fields_of", "other_problems", "parse_fields", "problem_messages", "revision_of"]
 
@@ -56,6 +56,8 @@ class FormField:
     limits: dict[str, Any] = field(default_factory=dict)  # minimum, maximum, minItems, maxLength...
     read_only: bool = False  # shown, never an input: ``value`` is what the task holds (None: not given)
     value: Any = None
+    choices: str | None = None  # the form's x-carepath-choices: a list the page fills (engine.spiff.form_keywords)
+    option_labels: dict[str, str] = field(default_factory=dict)  # an option's words, where not its value
 
     @property
     def html_id(self) -> str:
@@ -120,6 +122,7 @@ def fields_of(
             hint=sub.get("description") if isinstance(sub.get("description"), str) else None,
             read_only=read_only,
             value=(held.get(key) if held is not None else sub.get("default")) if read_only else None,
+            choices=sub[CHOICES] if isinstance(sub.get(CHOICES), str) and not read_only else None,
         )
         item.limits = {k: sub[k] for k in _LIMITS if isinstance(sub.get(k), int | float)}
         if kind in ("radios", "select"):
@@ -133,6 +136,24 @@ def fields_of(
             item.children = fields_of(sub, name, depth + 1, shown)
         found.append(item)
     return found
+
+
+def choice_lists(fields: list[FormField]) -> set[str]:
+    """The lists the fields ask the page to fill (their ``choices``), nested fields included."""
+    return {item.choices for item in _flat(fields) if item.choices}
+
+
+def offer_choices(fields: list[FormField], lists: dict[str, list[tuple[str, str]]]) -> list[FormField]:
+    """``fields`` with each field that names a list (``choices``) made a select of it: ``lists`` maps the
+    list's name to its ``(value, words)`` (the patient's warning signs, by name). A value outside the list
+    is refused on the page, as any select's."""
+    for item in _flat(fields):
+        offered = lists.get(item.choices or "")
+        if offered is not None:
+            item.kind = "select"
+            item.options = [(value, value) for value, _words in offered]
+            item.option_labels = dict(offered)
+    return fields
 
 
 def expand_maps(fields: list[FormField], keys: list[tuple[str, str]]) -> list[FormField]:

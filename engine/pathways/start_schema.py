@@ -19,7 +19,7 @@ import jsonschema
 from engine.errors import ERROR, WARNING, Problem
 from engine.pathways.bundle import MAX_BUNDLE_FILE_BYTES, bundle_name
 from engine.pathways.diagrams import Diagram
-from engine.spiff.form_keywords import not_after_mistakes
+from engine.spiff.form_keywords import keyword_mistakes
 
 __all__ = ["START_SCHEMA_SUFFIX", "parse_start_schema", "start_schema_name", "start_schema_problems"]
 
@@ -56,7 +56,7 @@ def parse_start_schema(content: bytes, file: str) -> tuple[dict[str, Any] | None
         )
     if schema.get("type") != "object":
         return problem('the start data schema must describe an object ("type": "object")')
-    mistakes = not_after_mistakes(schema)
+    mistakes = keyword_mistakes(schema)
     if mistakes:
         return problem(f"the start data schema at {mistakes[0]}")
     return schema, []

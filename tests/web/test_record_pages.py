@@ -390,6 +390,29 @@ def test_the_triage_page_shows_what_the_patient_reported_and_the_form_cannot_cha
     assert data["report"]["description"] == "38.4 last night" and data["report"]["urgency"] == "emergency"
 
 
+def test_the_problem_as_triaged_is_chosen_from_the_patients_warning_signs_by_name(world: World) -> None:
+    """The nurse reclassifying a report chose nothing: she typed a catalogue code from memory. The page
+    now offers the patient's own signs by name (most urgent first), and a code outside them is refused."""
+    client = _signed_in(world.app)
+    sent = {"warning_sign": "other", "description": "Swollen, painful left calf"}
+    assert _post(client, world, "warning_sign_reported", sent).status_code == 303
+    triage = next(t for t in world.reload().ready_tasks if t["element"] == "triage")
+    url = f"{world.url}/tasks/{triage['id']}"
+    page = client.get(url).get_data(as_text=True)
+    chosen = page[page.index('name="warning_sign"') :]
+    chosen = chosen[: chosen.index("</select>")]
+    assert '<option value="blood_clot_signs">A leg or arm that is swollen, painful, red or warm' in chosen
+    assert chosen.index("(Emergency: act now") < chosen.index("(Same day)") < chosen.index("(Within a few days)")
+    assert "catalogue code" not in page.split('name="warning_sign"')[0][-400:]
+    wrong = {"triage_rating": "red", "warning_sign": "not_a_sign", "version": str(world.reload().version)}
+    refused = client.post(url, data={**wrong, "csrf_token": _csrf(client)})
+    assert refused.status_code == 422 and world.reload().ready_tasks
+    right = {**wrong, "warning_sign": "blood_clot_signs"}
+    assert client.post(url, data={**right, "csrf_token": _csrf(client)}).status_code == 303
+    data = world.app.extensions["carepath"].instances.instance_data(world.patient.view.id)
+    assert data["warning_sign"] == "blood_clot_signs" and data["triage_rating"] == "red"
+
+
 def test_a_form_answered_with_its_problems_is_a_look_and_a_redirect_is_not(world: World) -> None:
     client = _signed_in(world.app)
     engine = world.app.extensions["carepath"]

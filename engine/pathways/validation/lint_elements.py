@@ -37,7 +37,7 @@ from engine.pathways.diagrams import (
 )
 from engine.pathways.sources import XSD_LOCK
 from engine.pathways.validation.lint_text import PYTHON_FORMATS, LintContext, literal_name, owner_id
-from engine.spiff.form_keywords import not_after_mistakes
+from engine.spiff.form_keywords import keyword_mistakes
 
 __all__ = [
     "KNOWN_OPERATORS",
@@ -230,7 +230,7 @@ def _form_schema_problems(ctx: LintContext, task: Any, schema: dict[str, Any]) -
     except RecursionError:
         return [ctx.problem("form-schema", f"{shown} nests too deeply", task)]
     problems: list[Problem] = [
-        ctx.problem("form-schema", f"{shown} at {mistake}", task) for mistake in not_after_mistakes(schema)
+        ctx.problem("form-schema", f"{shown} at {mistake}", task) for mistake in keyword_mistakes(schema)
     ]
     pending: list[tuple[str, Any, bool]] = [("", schema, True)]
     while pending:  # no recursion: a schema may nest as deep as JSON allows
