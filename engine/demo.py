@@ -197,7 +197,7 @@ class _Story:
         return self.do(
             "write_summary",
             {
-                "summary_treatments": ["Course completed as planned"],
+                "summary_treatments": list(_TREATMENTS[self.patient.pathway]),  # the course, as the team names it
                 "effects_to_watch_for": ["tiredness for some months"],
                 "warning_signs_given": True,
                 "ongoing_support": ["local support group", "physiotherapy"],

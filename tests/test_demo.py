@@ -83,6 +83,9 @@ def test_care_plans_and_documents(loaded: Loaded) -> None:
     assert {i["status"] for i in agreed if i["kind"] == "referral"} == {"referred"}
     summary = end_of_treatment_summary(app, rows["SYN-DEMO-0005"].instance_id, "sv")
     assert summary["warning_signs"]["signs"] and summary["gp_actions"]
+    # Each treatment of the course once, by its catalogue name: no row that is not a treatment.
+    treated = [(t["code"], t["completed_on"] is not None) for t in summary["treatments_received"]]
+    assert treated == [("breast_conserving_surgery", True), ("radiotherapy", True)]
     palliative = care_plan_document(app, rows["SYN-DEMO-0006"].instance_id, "en")  # on the palliative route
     assert {(i["code"], i["status"]) for i in palliative["agreed"]} >= {
         ("specialist-palliative-care-referral", "referred")
