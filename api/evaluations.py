@@ -55,6 +55,7 @@ def get_evaluation(evaluation_id: Any) -> dict[str, Any]:
         "rule_file": Path(stored.rule_path).name,
         "rule_text": stored.rule_source,
         "catalogue_texts": stored.catalogue_sources,
+        "trail_event": queries().evaluation_event(stored.id, stored.instance_id),
     }
 
 

@@ -1358,7 +1358,7 @@ SCHEMAS: dict[str, Any] = {
         },
     ),
     "Evaluation": _obj(
-        [*_EVALUATION_PROPS, "facts", "rule_file", "rule_text", "catalogue_texts"],
+        [*_EVALUATION_PROPS, "facts", "rule_file", "rule_text", "catalogue_texts", "trail_event"],
         {
             **_EVALUATION_PROPS,
             "facts": {
@@ -1372,6 +1372,22 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "additionalProperties": {"type": "string"},
                 "description": "The exact catalogue files used, by file name",
+            },
+            "trail_event": {
+                "oneOf": [
+                    {"type": "null"},
+                    _obj(
+                        ["seq", "at", "pathway_id", "pathway_version"],
+                        {
+                            "seq": {"type": "integer"},
+                            "at": _DATE_TIME,
+                            "pathway_id": {"type": ["string", "null"]},
+                            "pathway_version": {"type": "string"},
+                        },
+                    ),
+                ],
+                "description": "The rules_evaluated event of the instance's trail that records this evaluation, "
+                "and the pathway version the instance was on (null: no instance, or deleted since)",
             },
         },
     ),

@@ -55,6 +55,7 @@ def evaluation(evaluation_id: Any) -> str | tuple[str, int]:
         explanation=explanation,
         failed=failed,
         codes=_codes(stored.outcomes),
+        trail_event=queries().evaluation_event(stored.id, stored.instance_id),
     )
 
 

@@ -398,6 +398,25 @@ class InstanceQueries:
         with read_only(self.sessions) as session:
             return get_evaluation(session, evaluation_id)
 
+    def evaluation_event(self, evaluation_id: str, instance_id: str | None) -> dict[str, Any] | None:
+        """Where an evaluation stands in its instance's trail: the ``rules_evaluated`` event that records
+        it -- its ``seq``, time, and the pathway (``pathway_id``, ``pathway_version``) the instance was on
+        -- so that an auditor follows a referral from the need, through the rule and its version, to the
+        pathway version. None for an evaluation of no instance, or of one deleted since."""
+        if instance_id is None:
+            return None
+        with read_only(self.sessions) as session:
+            pathway_id = session.scalar(select(PathwayInstance.pathway_id).where(PathwayInstance.id == instance_id))
+            rows = session.execute(
+                select(InstanceEvent.seq, InstanceEvent.at, InstanceEvent.pathway_version, InstanceEvent.payload)
+                .where(InstanceEvent.instance_id == instance_id, InstanceEvent.type == "rules_evaluated")
+                .order_by(InstanceEvent.seq)
+            ).all()
+        for seq, at, version, payload in rows:
+            if json.loads(payload).get("evaluation_id") == evaluation_id:
+                return {"seq": seq, "at": at.isoformat(), "pathway_id": pathway_id, "pathway_version": version}
+        return None
+
     def explanation(
         self, registry: RuleSetRegistry, evaluation_id: str, *, why: str | None = None, why_not: str | None = None
     ) -> WhyExplanation | WhyNotExplanation:

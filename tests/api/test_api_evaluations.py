@@ -55,6 +55,24 @@ def test_one_evaluation_with_the_rule_text_it_used(client: Any, auth: Any) -> No
     assert_problem(client.get("/v1/evaluations/not-a-uuid", headers=auth("clinician")), 404, "not-found")
 
 
+def test_an_evaluation_leads_to_its_event_and_the_pathway_version_it_ran_under(client: Any, auth: Any) -> None:
+    """An auditor follows a referral from the need and the rule to the pathway version: the evaluation names
+    the rules_evaluated event of the trail that records it, and the version the instance was on then."""
+    instance_id, evaluation_id = _evaluation_id(client, auth, {"worry_fear_anxiety": 9})
+    traced = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth("auditor")).json["trail_event"]
+    events = client.get(f"/v1/instances/{instance_id}/events", headers=auth("auditor")).json["items"]
+    [recorded] = [e for e in events if e["type"] == "rules_evaluated"]
+    assert recorded["payload"]["evaluation_id"] == evaluation_id
+    instance = client.get(f"/v1/instances/{instance_id}", headers=auth("clinician")).json
+    assert traced == {
+        "seq": recorded["seq"],
+        "at": recorded["at"],
+        "pathway_id": instance["pathway_id"],
+        "pathway_version": recorded["pathway_version"],
+    }
+    assert traced["pathway_version"] == instance["pathway_version"]
+
+
 def test_why_a_referral_was_proposed(client: Any, auth: Any) -> None:
     _, evaluation_id = _evaluation_id(client, auth, {"worry_fear_anxiety": 9, "fatigue": 2})
     response = client.get(

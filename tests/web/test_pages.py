@@ -789,6 +789,11 @@ def test_auditors_explore_evaluations_and_verify_trails(app: Flask, signed_in: C
     assert evaluation, listing
     html = text(client.get(evaluation.group(1)))
     assert "supportive_care" in html and 'data-test="rule-text"' in html and 'data-test="facts"' in html
+    # The pathway version the evaluation ran under, and its place in the trail.
+    version = engine(app).instances.get(view.id).pathway_version
+    traced = html[html.index('data-test="evaluation-pathway"') :]
+    assert f"<code>{version[:12]}</code>" in traced[: traced.index("</div>")]
+    assert "of the patient&#39;s event trail" in traced[: traced.index("</div>")]
     code = re.search(r'\?why=([a-z0-9_.-]+)"', html)
     assert code, html
     why = text(client.get(f"{evaluation.group(1)}?code={code.group(1)}&ask=why"))
