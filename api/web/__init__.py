@@ -47,7 +47,7 @@ from . import auditors, authors, clinicians, corrections, lifecycle, managers, m
 from . import session as session_pages
 from .assets import vendor_url
 from .auth import TlsAwareSessions, can, check_csrf, csrf_token, principal
-from .care_items import care_item_name
+from .care_items import care_item_name, concern_name
 from .flashes import flashed
 from .i18n import LANGUAGES, current_language, format_duration, format_time, translate, translate_or
 
@@ -115,6 +115,7 @@ def page_globals() -> dict[str, Any]:
         "pathway_title": pathway_title,
         "pathway_titles": pathway_titles,
         "care_item_name": care_item_name,
+        "concern_name": concern_name,
     }
 
 

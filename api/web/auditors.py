@@ -55,8 +55,53 @@ def evaluation(evaluation_id: Any) -> str | tuple[str, int]:
         explanation=explanation,
         failed=failed,
         codes=_codes(stored.outcomes),
+        proposed=_proposed(stored.outcomes),
+        assessed=_assessed(stored.facts),
         trail_event=queries().evaluation_event(stored.id, stored.instance_id),
     )
+
+
+# The outcomes an evaluation records, in the order the care plan offers them: (key, kind, the item's code key).
+_PROPOSED = (
+    ("referrals", "referral", "intervention"),
+    ("interventions", "intervention", "code"),
+    ("information", "information", "code"),
+)
+
+
+def _proposed(outcomes: dict[str, Any]) -> list[dict[str, Any]]:
+    """What an evaluation proposed, one row each: its code, kind, service and urgency (a referral's) and
+    the rules that proposed it, for the page's table (the recorded JSON stays beside it)."""
+    rows = []
+    for key, kind, code_key in _PROPOSED:
+        for item in outcomes.get(key) or []:
+            if isinstance(item, dict) and isinstance(item.get(code_key), str):
+                rules = item.get("rules")
+                rows.append(
+                    {
+                        "code": item[code_key],
+                        "kind": kind,
+                        "service": item.get("service") if isinstance(item.get("service"), str) else None,
+                        "urgency": item.get("urgency") if isinstance(item.get("urgency"), str) else None,
+                        "rules": [r for r in rules if isinstance(r, str)] if isinstance(rules, list) else [],
+                    }
+                )
+    return rows
+
+
+def _assessed(facts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The concerns scored (highest first) and the context an evaluation read, for the page's tables."""
+
+    def order(fact: dict[str, Any]) -> tuple[float, str]:
+        score = fact.get("score")
+        return (-score if isinstance(score, int | float) else 0.0, str(fact["code"]))
+
+    concerns = sorted(
+        (f for f in facts if isinstance(f, dict) and f.get("t") == "concern" and isinstance(f.get("code"), str)),
+        key=order,
+    )
+    context = next((f for f in facts if isinstance(f, dict) and f.get("t") == "context"), {})
+    return concerns, {k: v for k, v in context.items() if k not in ("id", "t")}
 
 
 def _codes(outcomes: dict[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ from engine.errors import RuleFileError
 from .. import carepath
 from .i18n import current_language
 
-__all__ = ["care_item_name"]
+__all__ = ["care_item_name", "concern_name"]
 
 
 def care_item_name(code: str, service: str | None = None) -> str:
@@ -25,6 +25,16 @@ def care_item_name(code: str, service: str | None = None) -> str:
     if service:
         name += f" ({_catalogue_name(catalogue and catalogue.service_types.get(service), service)})"
     return name
+
+
+def concern_name(code: str) -> str:
+    """A concern of the needs checklist by its catalogue name in the page's language ("Worry, fear or
+    anxiety"); a code the catalogue does not know (or every code while its files are invalid), readable."""
+    try:
+        catalogue: Any = carepath().rules.catalogue()
+    except RuleFileError:
+        catalogue = None
+    return _catalogue_name(catalogue and catalogue.concerns.get(code), code)
 
 
 def _catalogue_name(entry: Any, code: str) -> str:

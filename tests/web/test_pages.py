@@ -789,6 +789,14 @@ def test_auditors_explore_evaluations_and_verify_trails(app: Flask, signed_in: C
     assert evaluation, listing
     html = text(client.get(evaluation.group(1)))
     assert "supportive_care" in html and 'data-test="rule-text"' in html and 'data-test="facts"' in html
+    # What was proposed, by name, with the rules that proposed it; the concerns scored; the JSON as recorded.
+    proposed = html[html.index('data-test="proposed"') : html.index("</table>", html.index('data-test="proposed"'))]
+    row = proposed[proposed.index('data-code="psychological-support-referral"') :]
+    row = row[: row.index("</tr>")]
+    assert "<code>psych-support-urgent</code>" in row and "Referral (urgent)" in row
+    concerns = html[html.index('data-test="concerns"') :]
+    assert re.search(r"Worry, fear or anxiety</td><td[^>]*>9</td>", concerns[: concerns.index("</table>")])
+    assert 'data-test="outcomes"' in html
     # The pathway version the evaluation ran under, and its place in the trail.
     version = engine(app).instances.get(view.id).pathway_version
     traced = html[html.index('data-test="evaluation-pathway"') :]
