@@ -171,6 +171,18 @@ def test_a_recompressed_edit_of_the_state_is_found_by_verification(carepath: Car
     ]
 
 
+def test_a_state_that_is_not_text_is_named_so_by_verification(carepath: CarePath) -> None:
+    """Verification hashes the inflated bytes without decoding them; bytes that fail the digest and are
+    not UTF-8 are still named as such, not only as a different state."""
+    instance_id = _instance(carepath)
+    _store(carepath, instance_id, b"\x01" + zlib.compress(b'{"a":"\xff\xfe"}'))
+    seq = _newest_digest_seq(carepath, instance_id)
+    assert _problems(carepath) == [
+        f"instance {instance_id} event {seq}: the stored workflow state is not UTF-8 text "
+        "(edited or damaged after it was written)"
+    ]
+
+
 def test_a_damaged_blob_is_a_verification_problem_not_a_failure(carepath: CarePath) -> None:
     instance_id = _instance(carepath)
     damaged = bytearray(_stored(carepath, instance_id))
