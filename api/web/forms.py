@@ -1,7 +1,8 @@
 """A task's JSON Schema form as NHS.UK form fields, and the submitted fields back as the task's data.
 
 Rendered: strings (a text input, or a text area past 200 characters), dates (``format: date``),
-integers, numbers, booleans (yes / no), enums (radios, or a select past 8 options), arrays of enums
+integers, numbers, booleans (yes / no), enums or ``oneOf`` consts with titles (radios, or a select past 8
+options; a const's title is its words), arrays of enums
 (checkboxes), arrays of strings (one per line), objects with properties (a fieldset, nested), objects
 whose every value is one of some options keyed by care plan item (the care plan operator's
 ``decisions``: a choice per item awaiting a decision, :func:`expand_maps`), and anything else as JSON
@@ -74,10 +75,25 @@ def _option(value: Any) -> tuple[str, Any]:
     return shown, value
 
 
+def _choices(schema: Any) -> list[tuple[Any, str | None]] | None:
+    """A field's choices and their words: an ``enum`` (no words: the value is shown readable), or a
+    ``oneOf`` whose every branch is a ``const`` with its ``title`` (JSON Schema's way of naming choices:
+    ``{"const": "amber", "title": "Amber: a review within 24 hours"}``). None: not a choice."""
+    if not isinstance(schema, dict):
+        return None
+    if isinstance(schema.get("enum"), list):
+        return [(value, None) for value in schema["enum"]]
+    branches = schema.get("oneOf")
+    if isinstance(branches, list) and branches and all(isinstance(b, dict) and "const" in b for b in branches):
+        return [(b["const"], b["title"] if isinstance(b.get("title"), str) else None) for b in branches]
+    return None
+
+
 def _kind(schema: dict[str, Any], depth: int) -> str:
     kind = schema.get("type")
-    if "enum" in schema:
-        return "radios" if len(schema["enum"]) <= 8 else "select"
+    choices = _choices(schema)
+    if choices is not None:
+        return "radios" if len(choices) <= 8 else "select"
     if kind == "string":
         if schema.get("format") == "date":
             return "date"
@@ -86,7 +102,7 @@ def _kind(schema: dict[str, Any], depth: int) -> str:
         return str(kind)
     if kind == "array" and isinstance(schema.get("items"), dict):
         items = schema["items"]
-        if "enum" in items:
+        if _choices(items) is not None:
             return "checkboxes"
         if items.get("type") == "string":
             return "lines"
@@ -125,10 +141,12 @@ def fields_of(
             choices=sub[CHOICES] if isinstance(sub.get(CHOICES), str) and not read_only else None,
         )
         item.limits = {k: sub[k] for k in _LIMITS if isinstance(sub.get(k), int | float)}
-        if kind in ("radios", "select"):
-            item.options = [_option(v) for v in sub["enum"]]
-        elif kind == "checkboxes":
-            item.options = [_option(v) for v in sub["items"]["enum"]]
+        choices = (
+            _choices(sub) if kind in ("radios", "select") else _choices(sub["items"]) if kind == "checkboxes" else None
+        )
+        if choices is not None:
+            item.options = [_option(value) for value, _words in choices]
+            item.option_labels = {_option(value)[0]: words for value, words in choices if words}
         elif kind == "map":
             item.options = [_option(v) for v in sub["additionalProperties"]["enum"]]
         elif kind == "group":

@@ -187,10 +187,14 @@ def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -
             # Name each key the form does not declare (a misspelt concern: fatige), never its value.
             problems += _extra_keys(error, prefix + path.rstrip("/"), "start data schema" if prefix else "form")
             continue
+        code = str(error.validator)
         if error.validator == "required":
             missing = error.message.split("'")[1] if "'" in error.message else ""
             path = path.rstrip("/") + "/" + missing
             message = "is required"
+        elif (consts := _named_choices(error)) is not None:
+            # A oneOf of consts with titles is a choice, named as an enum's is (the web's words for it).
+            message, code = f"must be one of {consts}", "enum"
         else:
             # jsonschema's messages quote the submitted value; keep patient data out of errors.
             message = (
@@ -200,7 +204,7 @@ def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -
                 if error.validator not in ("type", "enum", "format")
                 else _type_message(error)
             )
-        problems.append(Problem(message, field=(prefix + path).rstrip("/") or "/", code=str(error.validator)))
+        problems.append(Problem(message, field=(prefix + path).rstrip("/") or "/", code=code))
     return problems
 
 
@@ -281,6 +285,14 @@ def _declares_nothing(schema: Any) -> bool:
         and "patternProperties" not in schema
         and "unevaluatedProperties" not in schema
     )
+
+
+def _named_choices(error: Any) -> list[Any] | None:
+    """The values of a ``oneOf`` whose every branch is a ``const`` (choices with titles), else None."""
+    branches = error.validator_value if error.validator == "oneOf" else None
+    if isinstance(branches, list) and branches and all(isinstance(b, dict) and "const" in b for b in branches):
+        return [b["const"] for b in branches]
+    return None
 
 
 def _type_message(error: Any) -> str:

@@ -375,7 +375,9 @@ def test_the_triage_page_shows_what_the_patient_reported_and_the_form_cannot_cha
     held = held[: held.index("</dl>")]
     assert "What the patient reported" in held and 'name="report' not in page
     assert re.search(r"In the patient(&#39;|')s words</dt><dd[^>]*>38.4 last night</dd>", held)
-    assert re.search(r"Urgency of the sign</dt><dd[^>]*>Emergency</dd>", held)
+    # The urgency in the catalogue's words, as the patient was told it (the form names its choices).
+    assert re.search(r"Urgency of the sign</dt><dd[^>]*>Emergency: act now, day or night</dd>", held)
+    assert re.search(r'for="f-triage_rating-2">Amber: a review within 24 hours</label>', page)
     assert re.search(r"A sign of the catalogue</dt><dd[^>]*>Yes</dd>", held)
     assert re.search(r"Catalogue version</dt><dd[^>]*><code>[0-9a-f]{12}</code></dd>", held)
     assert re.search(r"Escalated if not triaged within</dt><dd[^>]*>[0-9]+ (minutes|hours?)</dd>", held)
