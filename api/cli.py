@@ -352,9 +352,10 @@ def audit_checkpoint(ctx: click.Context, checkpoint_dir: Path | None) -> None:
 @click.pass_context
 def audit_sign_existing(ctx: click.Context) -> None:
     """Authenticate the events written before CAREPATH_TRAIL_KEY_FILE was set, in every chain that
-    verifies (a broken chain is left as it is, for an auditor to see), the deployment trail's too. Run
-    once after adding the key."""
-    from engine.audit import authenticate_existing
+    verifies (a broken chain is left as it is, for an auditor to see), the deployment trail's too, and
+    seal the stored states written without a seal that match their trail (verification then need not
+    inflate them). Run once after adding the key, and after upgrading to a release with state seals."""
+    from engine.audit import authenticate_existing, seal_existing_states
     from engine.db.session import unit_of_work
     from engine.four_eyes import authenticate_existing_deployments
 
@@ -363,9 +364,10 @@ def audit_sign_existing(ctx: click.Context) -> None:
         with unit_of_work(carepath.sessions) as session:
             count = authenticate_existing(session)
             deployments = authenticate_existing_deployments(session)
+            sealed = seal_existing_states(session)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{count} event(s) authenticated; {deployments} deployment trail event(s)")
+    click.echo(f"{count} event(s) authenticated; {deployments} deployment trail event(s); {sealed} state(s) sealed")
 
 
 @main.group()

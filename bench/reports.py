@@ -141,6 +141,7 @@ def bulk_copy(engine: Engine, count: int, today: datetime, chunk: int = 5000, se
                     "id": new_id,
                     "patient_ref": f"SYN-REPORT-{number:07d}",
                     "event_head": prev,
+                    "state_mac": None,  # no trail key here: verification inflates the state
                     "event_seq": event_rows[-1][1],
                     "created_at": created,
                     "updated_at": created,

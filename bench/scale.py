@@ -59,16 +59,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, event, func, select, text  # noqa: E402
+from sqlalchemy import LargeBinary, create_engine, event, func, select, text  # noqa: E402
+from sqlalchemy import cast as sql_cast  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from engine import CarePath, ManualClock, Settings  # noqa: E402
 from engine.access import create_token  # noqa: E402
-from engine.audit import TrailKey, count_instances, event_hash, verify_trail  # noqa: E402
+from engine.audit import TrailKey, count_instances, event_hash, scan_sql, trail_scans  # noqa: E402
 from engine.care_teams import CareScope  # noqa: E402
 from engine.db.models import InstanceEvent, PathwayInstance, PathwayVersion  # noqa: E402
 from engine.db.session import read_only, unit_of_work, upgrade_schema  # noqa: E402
-from engine.db.stored_state import encode_state  # noqa: E402
 from engine.demo import load_demo  # noqa: E402
 from engine.instances import step as step_module  # noqa: E402
 from engine.instances import timers as timers_module  # noqa: E402
@@ -93,6 +93,7 @@ INSTANCE_COLUMNS = (
     "notice_contacts",
     "event_seq",
     "event_head",
+    "state_mac",
     "created_at",
     "updated_at",
     "organisation",
@@ -144,9 +145,9 @@ def templates(engine: Engine) -> tuple[list[dict[str, Any]], dict[str, list[dict
     instances = PathwayInstance.__table__
     events = InstanceEvent.__table__
     with engine.connect() as connection:
-        rows = [dict(r) for r in connection.execute(select(instances).order_by(instances.c.created_at)).mappings()]
-        for row in rows:  # COPY writes the column's bytes: the state compressed as the engine stores it
-            row["state"] = encode_state(row["state"])
+        # COPY writes the column's bytes as the engine stored them: the trail's digests are of these.
+        columns = [sql_cast(c, LargeBinary).label("state") if c.name == "state" else c for c in instances.columns]
+        rows = [dict(r) for r in connection.execute(select(*columns).order_by(instances.c.created_at)).mappings()]
         trails: dict[str, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
         for e in connection.execute(select(events).order_by(events.c.instance_id, events.c.id)).mappings():
             trails[e["instance_id"]].append(dict(e))
@@ -273,6 +274,11 @@ def bench_settings(url: str, **kwargs: Any) -> Settings:
     return Settings(database_url=url, four_eyes=False, **kwargs)
 
 
+def _state_seal(key: TrailKey, instance_id: str, trail: list[dict[str, Any]], stored: bytes) -> str | None:
+    digest = next((event["state_digest"] for event in reversed(trail) if event["state_digest"]), None)
+    return None if digest is None else key.state_mac(instance_id, digest, stored)
+
+
 def _copy_range(
     url: str,
     rows: list[dict[str, Any]],
@@ -315,6 +321,8 @@ def _copy_range(
                     "id": new_id,
                     "patient_ref": f"SYN-SCALE-{number:07d}",
                     "event_head": last,
+                    # Sealed as the engine seals a state it writes (engine.audit.TrailKey.state_mac).
+                    "state_mac": _state_seal(key, new_id, trails[template["id"]], template["state"]),
                     "created_at": created,
                     "updated_at": created,
                     **placement_of(number),
@@ -753,21 +761,20 @@ def _timer_events(engine: Engine) -> int:
         )
 
 
-def audit(url: str, engine: Engine, statements_for: Callable[[Engine], Statements], jobs: int = 1) -> dict[str, Any]:
+def audit(url: str, jobs: int = 1) -> dict[str, Any]:
     """``carepath audit verify`` as the background job runs it (:func:`engine.verifications.verify_every_trail`),
     in ``jobs`` processes over id ranges; the plans are those of one range's scan."""
     app = CarePath(bench_settings(url))
-    statements = statements_for(app.db)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     marks: list[tuple[int, int]] = []
     load = [round(x, 1) for x in os.getloadavg()]
     try:
         with read_only(app.sessions) as session:
             total = count_instances(session)
-        with read_only(app.sessions) as session, statements.capture() as seen:
-            # The statements of a range's scan, for their plans (a narrow range: the plan is the same).
-            verify_trail(session, id_range=("fff", None), batch=2000)
-        plans = [plan_of(app.db, s, p) for s, p in seen if "instance_events" in s or "state" in s]
+        # The statements of a range's scan, for their plans (a narrow range: the plan is the same), as the
+        # verification declares its server-side cursors for them (a cursor may be planned otherwise).
+        seen = [scan_sql(app.db.dialect, scan) for scan in trail_scans(("fff", None))]
+        plans = [plan_of(app.db, f"DECLARE plan_check BINARY CURSOR FOR {s}", p) for s, p in seen]
         began, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         problems = verify_every_trail(
             app.sessions,
@@ -1077,7 +1084,7 @@ def main() -> None:
     if "timers" in sections:
         result["timers"] = timers(url, engine, Statements, args.timers, today, args.timer_workers)
     if "audit" in sections:
-        result["audit_verify"] = audit(url, engine, Statements, args.verify_jobs)
+        result["audit_verify"] = audit(url, args.verify_jobs)
     if "diagnoses" in sections:
         result["diagnoses"] = diagnoses(url, engine, Statements, args.diagnoses_batch)
     if "migrate" in sections and args.migrate_seconds[0] > 0:

@@ -442,6 +442,43 @@ def test_the_fast_path_keeps_the_state_and_seals_its_digest(
     assert app.instances.get(instance_id).status == "completed"
 
 
+def test_the_fast_path_seals_the_state_it_keeps_to_its_new_digest(
+    database_url: str, pathways_dir: Path, clock: ManualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a trail key, the state kept as it is gets a new seal for the migrated event's digest
+    (engine.audit.TrailKey.state_mac): verification still takes it without inflating it."""
+    from sqlalchemy import text
+
+    from engine import audit
+    from engine.audit import trail_key_of, verify_trail
+
+    key_file = tmp_path / "trail.key"
+    key_file.write_text("9e1b" * 12 + "\n")
+    key_file.chmod(0o400)
+    settings = Settings(database_url=database_url, pathways_dir=pathways_dir, four_eyes=False, trail_key_file=key_file)
+    keyed = CarePath(settings, clock, upgrade=True)
+    try:
+        keyed.catalog.sync_library()
+        instance_id = _waiting_instance(keyed)
+        stored = _stored_state(keyed, instance_id)
+        _deploy(keyed, clock, pathways_dir, _relabelled("review"))
+        report = migrate_pathway(keyed.instances, PATHWAY, "cli:test")
+        assert report.fast_path == 1 and _stored_state(keyed, instance_id) == stored
+        [event] = _events(keyed, instance_id, "migrated")
+        with keyed.db.connect() as connection:
+            seal = connection.execute(
+                text("SELECT state_mac FROM pathway_instances WHERE id = :i"), {"i": instance_id}
+            ).scalar_one()
+        with keyed.sessions() as session:
+            key = trail_key_of(session)
+        assert key is not None and seal == key.state_mac(instance_id, event.state_digest, stored)
+        monkeypatch.setattr(audit, "decode_state", lambda stored: pytest.fail("a sealed state was inflated"))
+        with keyed.sessions() as session:
+            assert verify_trail(session, [instance_id]) == []
+    finally:
+        keyed.close()
+
+
 def test_an_instance_at_a_changed_task_takes_the_full_path(
     app: CarePath, clock: ManualClock, pathways_dir: Path
 ) -> None:

@@ -247,14 +247,28 @@ def test_due_timers_are_claimed_in_batches(carepath: CarePath, clock: ManualCloc
 
 
 def test_verification_reads_every_trail_in_one_scan_and_reports_progress(
-    carepath: CarePath, clock: ManualClock
+    carepath: CarePath, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _assessments(carepath, clock, 5, advanced={0, 2})
     checked: list[int] = []
+    declared: list[tuple[str, bool]] = []  # on PostgreSQL the scans are the driver's server-side cursors
+    if carepath.db.dialect.name == "postgresql":
+        import psycopg
+
+        execute = psycopg.ServerCursor.execute
+
+        def noted(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            declared.append((str(query), cursor.format == psycopg.pq.Format.BINARY))
+            return execute(cursor, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.ServerCursor, "execute", noted)
     with statements(carepath.db) as seen, read_only(carepath.sessions) as session:
         assert verify_trail(session, progress=checked.append, batch=2) == []
-    assert len([s for s, _ in seen if "FROM instance_events" in s]) == 1  # not one query per instance
-    assert len([s for s, _ in seen if "FROM pathway_instances" in s]) == 1
+    scans = [s for s, _ in seen] + [s for s, _ in declared]
+    assert len([s for s in scans if "FROM instance_events" in s]) == 1  # not one query per instance
+    assert len([s for s in scans if "FROM pathway_instances" in s]) == 1
+    if carepath.db.dialect.name == "postgresql":
+        assert [binary for _, binary in declared] == [True, True]  # a state's bytes as stored, not as hex
     assert checked == [2, 4, 5]
 
 

@@ -10,9 +10,11 @@ import hashlib
 import json
 import os
 import stat
+import zlib
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,12 +24,15 @@ from sqlalchemy import select, text
 
 from api.cli import main
 from engine import CarePath, ManualClock, Settings
+from engine import audit as audit_module
 from engine.audit import (
     Checkpoint,
     _TrailEvent,
     _verify_chain,
     authenticate_existing,
     data_digest,
+    event_hash,
+    event_text,
     export_checkpoint,
     latest_checkpoint,
     make_checkpoint,
@@ -38,6 +43,7 @@ from engine.audit import (
 )
 from engine.db.models import InstanceEvent, PathwayInstance
 from engine.db.session import read_only, unit_of_work
+from engine.db.stored_state import decode_state, encode_state
 from engine.four_eyes import authenticate_existing_deployments
 from engine.instances.timers import fire_due_timers
 from engine.verifications import VerificationFailed, id_ranges, verify_every_trail
@@ -338,6 +344,138 @@ def test_an_edited_workflow_state_no_longer_matches_its_digest(keyed: CarePath) 
     ]
 
 
+# --- state seals: a stored state verified without inflating it --------------------------------------
+
+
+def _inflations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the stored states verification inflates (the slow way, against the text digest)."""
+    counted: list[int] = []
+    inflate = audit_module.decode_state
+
+    def counting(stored: bytes) -> str:
+        counted.append(len(stored))
+        return inflate(stored)
+
+    monkeypatch.setattr(audit_module, "decode_state", counting)
+    return counted
+
+
+def _stored(carepath: CarePath, instance_id: str) -> tuple[bytes, str | None]:
+    with carepath.db.connect() as connection:
+        state, seal = connection.execute(
+            text("SELECT state, state_mac FROM pathway_instances WHERE id = :id"), {"id": instance_id}
+        ).one()
+    return bytes(state), seal
+
+
+def _store(carepath: CarePath, instance_id: str, state: bytes, seal: str | None) -> None:
+    table = PathwayInstance.__table__
+    with carepath.db.begin() as connection:
+        connection.execute(table.update().where(table.c.id == instance_id).values(state=state, state_mac=seal))
+
+
+def test_a_sealed_state_is_verified_without_inflating_it(keyed: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance_id = _journey(keyed)
+    stored, seal = _stored(keyed, instance_id)
+    with keyed.sessions() as session:
+        key = trail_key_of(session)
+    assert key is not None and seal is not None and seal.startswith(f"{key.key_id}:") and len(seal) == 73
+    newest = [e.state_digest for e in _events(keyed, instance_id) if e.state_digest][-1]
+    assert seal == key.state_mac(instance_id, newest, stored)
+    inflated = _inflations(monkeypatch)
+    assert _verify(keyed) == []
+    assert inflated == []
+
+
+def test_a_state_edited_under_its_seal_is_found_the_slow_way(keyed: CarePath, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance_id = _journey(keyed)
+    stored, seal = _stored(keyed, instance_id)
+    edited = decode_state(stored).replace('"anxiety":2', '"anxiety":9')
+    assert edited != decode_state(stored)
+    _store(keyed, instance_id, encode_state(edited), seal)  # the seal of the bytes before
+    inflated = _inflations(monkeypatch)
+    newest = [e.seq for e in _events(keyed, instance_id) if e.state_digest][-1]
+    assert _verify(keyed) == [
+        f"instance {instance_id} event {newest}: the stored workflow state is not the "
+        "one this event recorded (edited after it was written)"
+    ]
+    assert len(inflated) == 1
+
+
+def test_a_state_stored_again_with_its_text_unchanged_still_verifies(
+    keyed: CarePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored another way (as migration 0032's downgrade rewrites states, or a new compression would), the
+    seal no longer matches the bytes; the text's digest does, and it alone decides."""
+    instance_id = _journey(keyed)
+    stored, seal = _stored(keyed, instance_id)
+    again = b"\x01" + zlib.compress(decode_state(stored).encode())
+    assert again != stored
+    _store(keyed, instance_id, again, seal)
+    inflated = _inflations(monkeypatch)
+    assert _verify(keyed) == []
+    assert inflated == [len(again)]
+
+
+def test_a_seal_from_another_instance_or_forged_does_not_pass_an_edited_state(keyed: CarePath) -> None:
+    first, second = _journey(keyed, "MRN-SEAL-1"), _journey(keyed, "MRN-SEAL-2")
+    _store(keyed, first, *_stored(keyed, second))  # another instance's state, with its own seal
+    _store(keyed, second, encode_state(decode_state(_stored(keyed, second)[0]) + " "), "é" * 73)
+    digest_seq = {i: [e.seq for e in _events(keyed, i) if e.state_digest][-1] for i in (first, second)}
+    assert sorted(_verify(keyed)) == sorted(
+        f"instance {i} event {digest_seq[i]}: the stored workflow state is not the one this event recorded "
+        "(edited after it was written)"
+        for i in (first, second)
+    )
+
+
+def test_without_a_trail_key_no_state_is_sealed_and_each_is_inflated(
+    carepath: CarePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance_id = _journey(carepath)
+    assert _stored(carepath, instance_id)[1] is None
+    inflated = _inflations(monkeypatch)
+    assert _verify(carepath) == []
+    assert len(inflated) == 1
+
+
+@pytest.mark.parametrize(
+    ("element", "task_id", "digest"),
+    [(None, None, None), ("hna", "7c0e", "sha256:" + "ab" * 32), ('q"u\\o\nte\u2028', "τ✓\x00", "sha256:x")],
+)
+def test_an_events_text_is_the_canonical_json_of_its_fields(
+    element: str | None, task_id: str | None, digest: str | None
+) -> None:
+    """event_text writes the canonical JSON out by hand, for speed: it must be the documented text exactly."""
+    event = SimpleNamespace(
+        instance_id="5f0c",
+        seq=12,
+        type="task_completed",
+        at=datetime(2026, 12, 1, 9, 30, 5, 120, tzinfo=UTC),
+        actor='clinician:"x" for staff:Å',
+        pathway_version="breast_cancer@1.0.0",
+        element=element,
+        task_id=task_id,
+        payload='{"data":"sha256:00","note":"\\\u00e9\t"}',
+        prev_hash="0" * 64,
+        state_digest=digest,
+    )
+    fields = [
+        event.instance_id,
+        event.seq,
+        event.type,
+        event.at.isoformat(),
+        event.actor,
+        event.pathway_version,
+        element,
+        task_id,
+        event.payload,
+        event.prev_hash,
+    ] + ([digest] if digest is not None else [])
+    assert event_text(event) == json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert event_hash(event) == hashlib.sha256(event_text(event).encode()).hexdigest()
+
+
 def test_checkpoints_are_never_overwritten_and_a_forged_one_is_reported(
     keyed: CarePath, tmp_path: Path, test_settings: Settings, clock: ManualClock
 ) -> None:
@@ -401,6 +539,38 @@ def test_events_from_before_the_key_are_signed_once_their_chains_verify(
     problems = _verify(keyed)
     assert all(broken in p for p in problems) and any("content was changed" in p for p in problems)
     assert not any(old in p for p in problems)
+
+
+def test_states_written_before_the_key_are_sealed_when_they_match_their_trail(
+    keyed: CarePath, key_file: Path, test_settings: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unkeyed = CarePath(test_settings, clock)
+    try:
+        kept, edited = _journey(unkeyed, "MRN-S1"), _journey(unkeyed, "MRN-S2")
+    finally:
+        unkeyed.close()
+    assert _stored(keyed, kept)[1] is None and _stored(keyed, edited)[1] is None
+    stored = _stored(keyed, edited)[0]
+    _store(keyed, edited, encode_state(decode_state(stored).replace('"anxiety":2', '"anxiety":7')), None)
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", keyed.settings.database_url)
+    monkeypatch.setenv("CAREPATH_PATHWAYS_DIR", str(keyed.settings.pathways_dir))
+    monkeypatch.setenv("CAREPATH_TRAIL_KEY_FILE", str(key_file))
+    result = CliRunner().invoke(main, ["audit", "sign-existing"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("; 1 state(s) sealed")
+    with keyed.sessions() as session:
+        key = trail_key_of(session)
+    assert key is not None
+    newest = [e.state_digest for e in _events(keyed, kept) if e.state_digest][-1]
+    assert _stored(keyed, kept)[1] == key.state_mac(kept, newest, _stored(keyed, kept)[0])
+    assert _stored(keyed, edited)[1] is None  # not its trail's state: left for verification to report
+    inflated = _inflations(monkeypatch)
+    problems = _verify(keyed)
+    assert [p for p in problems if "workflow state" in p] == [
+        f"instance {edited} event {[e.seq for e in _events(keyed, edited) if e.state_digest][-1]}: the stored "
+        "workflow state is not the one this event recorded (edited after it was written)"
+    ]
+    assert len(inflated) == 1  # the edited one; the sealed one was taken as it is
 
 
 def test_error_events_name_the_type_and_element_never_values(keyed: CarePath) -> None:
@@ -574,5 +744,7 @@ def test_id_ranges_hold_every_id_exactly_once() -> None:
 def test_a_part_that_fails_fails_the_verification_by_the_errors_type(keyed: CarePath) -> None:
     _journey(keyed)
     _sql(keyed, "ALTER TABLE instance_events RENAME TO instance_events_moved")
-    with pytest.raises(VerificationFailed, match=r"share \d of 2 failed: (ProgrammingError|OperationalError)$"):
+    # SQLAlchemy's class on SQLite; psycopg's own on PostgreSQL, whose scans run on the driver's cursors.
+    failed = r"share \d of 2 failed: (ProgrammingError|OperationalError|UndefinedTable)$"
+    with pytest.raises(VerificationFailed, match=failed):
         verify_every_trail(keyed.sessions, jobs=2)

@@ -179,6 +179,9 @@ class PathwayInstance(Base):
     # Head of the hash-chained event trail (see engine.audit): catches deletion of the newest event.
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     event_head: Mapped[str] = mapped_column(String(64), default="0" * 64)
+    # The stored state sealed to the digest its newest event records (engine.audit.TrailKey.state_mac), so
+    # that verification need not inflate it. NULL: no trail key, or written before seals (then it is inflated).
+    state_mac: Mapped[str | None] = mapped_column(String(73), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Who looks after the patient (engine.care_teams): identifiers, set at start; the team moves with a reason.

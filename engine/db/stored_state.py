@@ -30,7 +30,9 @@ copied for each (0.04 ms more than zlib alone on the largest breast state).
 
 What the event trail's digests cover is the text, not these bytes (``engine.audit.state_digest``):
 trails written before the column was compressed still verify, and a change of compression never
-looks like an edit.
+looks like an edit. The bytes are sealed to that digest on the instance row (``state_mac``,
+``engine.audit.TrailKey.state_mac``), so that verification need not inflate them; bytes rewritten
+(by a migration of this format) no longer match their seal and are inflated and checked instead.
 
 A stored value is not trusted to inflate to a sane size: a corrupt or hostile blob of a few
 kilobytes can claim gigabytes. :func:`decode_state` stops at :data:`MAX_STATE_BYTES` and raises

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Dialect, Table, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -78,6 +78,7 @@ _COLUMNS = (
     "incident",
     "event_seq",
     "event_head",
+    "state_mac",
     "created_at",
     "updated_at",
     "ready_tasks",
@@ -96,6 +97,7 @@ _WRITABLE = (
     "incident",
     "event_seq",
     "event_head",
+    "state_mac",
     "updated_at",
     "ready_tasks",
     "notice_contacts",
@@ -154,6 +156,10 @@ class InstanceRecord:
     # Why the stored state could not be read (engine.db.stored_state), if it could not: ``state`` is
     # then empty and the step path refuses to restore it; the stored bytes are kept as they are.
     unreadable_state: str | None = None
+    # The state as the database holds it (read, or last written) and its seal (engine.audit.TrailKey.state_mac,
+    # None without a trail key): a step that records the state's digest without rewriting it seals these bytes.
+    stored_state: bytes | None = None
+    state_mac: str | None = None
     # Who looks after the patient (engine.care_teams): the organisation never changes, the team moves with a reason.
     organisation: str = ""
     care_team: str = ""
@@ -325,8 +331,10 @@ def load_instances(session: Session, instance_ids: list[str]) -> dict[str, Insta
 def _record(sql: _Statements, row: Any) -> InstanceRecord:
     values = dict(zip(_COLUMNS, row[:-1], strict=True))
     values["one_per_patient"] = bool(values["one_per_patient"])  # SQLite keeps 1 / 0
+    stored = values["state"]
+    values["stored_state"] = stored.encode() if isinstance(stored, str) else bytes(stored)
     try:
-        values["state"] = decode_state(values["state"])
+        values["state"] = decode_state(stored)
     except UnreadableStateError as exc:
         values["state"], values["unreadable_state"] = "", str(exc)
     for name in ("next_due_at", "created_at", "updated_at"):
@@ -394,7 +402,11 @@ def save_instance(
     if one_statement:
         _autocommit_if_one_statement(session)
     driver, sql = _for(session)
-    events = _pending_events(session, sql, [record] if state_changed or seal_state else [])
+    if seal_state and not state_changed and record.stored_state is None:
+        raise RuntimeError("seal_state for a record without its stored state: nothing was written")
+    events = _pending_events(
+        session, sql, [record] if state_changed or seal_state else [], encode=[record] if state_changed else []
+    )
     checked = None  # the step's facts for the webhooks, when known to add none (so no statement of theirs)
     if one_statement and sql.writes_in_one_statement:
         checked = _step_facts(session, [record], events)
@@ -413,7 +425,7 @@ def save_instance(
         updated_at=sql.to_db(record.updated_at),
     )
     if state_changed:
-        params["state"] = _encoded(record.state)
+        params["state"] = record.stored_state
         record.unreadable_state = None
     together = sql.writes_in_one_statement and 0 < len(events) <= _MAX_EVENTS_PER_STATEMENT
     if together:
@@ -484,10 +496,10 @@ def insert_instances(session: Session, records: list[InstanceRecord]) -> None:
     """Insert new instances (one multi-row INSERT), then their first events (the newest of each
     recording the digest of its first stored state)."""
     driver, sql = _for(session)
-    events = _pending_events(session, sql, records)
+    events = _pending_events(session, sql, records, encode=records)
     rows = [{name: getattr(record, name) for name in _COLUMNS} for record in records]
-    for row in rows:
-        row["state"] = _encoded(row["state"])
+    for row, record in zip(rows, records, strict=True):
+        row["state"] = record.stored_state
     session.connection().execute(insert(_INSTANCES), rows)
     session.flush()
     _write_events(driver, sql, events)
@@ -525,13 +537,22 @@ def is_second_active_instance(exc: IntegrityError) -> bool:
     )
 
 
-def _pending_events(session: Session, sql: _Statements, stored: list[InstanceRecord]) -> list[dict[str, Any]]:
+def _pending_events(
+    session: Session, sql: _Statements, stored: list[InstanceRecord], *, encode: list[InstanceRecord]
+) -> list[dict[str, Any]]:
     """The session's pending events, sealed (state digests of ``stored``, MACs) and ready to bind;
-    the records of ``stored`` get their new chain heads."""
+    the records of ``stored`` get their new chain heads and state seals. The states of ``encode`` are
+    compressed first (their seals are of the bytes written); one too large raises ConflictError, the
+    events taken all the same (the step's unit of work is rolled back with them)."""
     events = take_pending_events(session)
-    heads = seal_events(session, events, {record.id: record.state for record in stored})
+    for record in encode:
+        record.stored_state = _encoded(record.state)
+    sealed = seal_events(
+        session, events, {record.id: (record.state, cast(bytes, record.stored_state)) for record in stored}
+    )
     for record in stored:
-        record.event_head = heads.get(record.id, record.event_head)
+        if record.id in sealed:
+            record.event_head, record.state_mac = sealed[record.id]
     for event in events:
         event["at"] = sql.to_db(event["at"])
     return events
