@@ -19,6 +19,7 @@ from engine.pathways.sources import PathwayLibrary
 from engine.pathways.validation import rule_set_names
 from engine.pathways.versions import PathwayCatalog
 from engine.rules import RuleSetActivations, RuleSetRegistry
+from engine.rules.activation import warning_signs_in_use
 from engine.sandbox import SandboxClock, require_synthetic_patients
 from engine.settings import Settings
 from engine.spiff import patches
@@ -96,6 +97,7 @@ class CarePath:
             ),
             health_system=health_system,
             site_check=self._site_check,
+            choice_codes=self._choice_codes,
         )
         self.care_plans = CarePlanService(self.sessions, self.clock, settings.referral_timeframes)
         # The worker's scan for referrals not accepted in time (engine.careplan.referrals).
@@ -125,6 +127,15 @@ class CarePath:
         diagnoses' vocabulary (engine.pathway_checks). Raises: RuleFileError (the catalogue is invalid)."""
         named = self.rules.catalogue().diagnoses.other_site(pathway_id, data.get("diagnosis"))
         return named.code if named is not None else None
+
+    def _choice_codes(self, session: Session, name: str) -> frozenset[str]:
+        """The codes a form's field marked ``x-carepath-choices: name`` may hold: for ``warning_signs``, every
+        sign of the catalogue in use (the activated one with four eyes), whatever the diagnosis: the web page
+        offers the patient's own, a client may name one of another list. Raises: RuleFileError."""
+        if name != "warning_signs":
+            raise ValueError(f"no list of choices {name!r}")
+        catalogue = warning_signs_in_use(session, self.rules, active_only=self.settings.four_eyes)
+        return frozenset(sign.code for signs in catalogue.signs.values() for sign in signs)
 
     def warm_up(self) -> list[str]:
         """Load the latest version of every deployed pathway, with its restored specs, and every rule

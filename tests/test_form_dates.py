@@ -1,5 +1,6 @@
 """``x-carepath-not-after: today`` (engine.instances.forms): a date that records what has happened may not be
-after today; the engine gives today from its clock, where it is latest on Earth."""
+after today; the engine gives today from its clock, where it is latest on Earth. ``x-carepath-choices``: a
+code from a list the engine holds (the warning signs in use)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,21 @@ def test_a_start_schema_with_a_mistaken_bound_is_refused_at_the_gate() -> None:
     found, problems = parse_start_schema(schema, "breast.start.schema.json")
     assert found is None and [p.code for p in problems] == ["start-schema"]
     assert 'needs "format": "date"' in problems[0].message
+
+
+CHOOSING = {
+    "type": "object",
+    "properties": {"sign": {"type": "string", "pattern": "^[a-z_]+$", CHOICES: "warning_signs"}},
+}
+
+
+def test_a_choice_outside_its_list_is_refused_by_field_and_never_quoted() -> None:
+    codes = {"warning_signs": frozenset({"fever_on_treatment", "cellulitis"})}
+    check_form_data(CHOOSING, {"sign": "cellulitis"}, TODAY, codes)
+    with pytest.raises(TaskDataError) as refused:
+        check_form_data(CHOOSING, {"sign": "celulitis"}, TODAY, codes)
+    assert [(p.field, p.code, p.message) for p in refused.value.problems] == [
+        ("/sign", "enum", "is not a warning sign of the catalogue in use")
+    ]
+    assert "celulitis" not in str(refused.value)
+    check_form_data(CHOOSING, {"sign": "celulitis"}, TODAY)  # without the list (no engine): the pattern alone

@@ -13,7 +13,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from datetime import date
 from typing import Any
@@ -22,7 +22,7 @@ import jsonschema
 
 from engine.errors import Problem, StartDataError, TaskDataError
 from engine.settings import HEALTH_SYSTEMS
-from engine.spiff.form_keywords import NOT_AFTER
+from engine.spiff.form_keywords import CHOICES, NOT_AFTER
 from engine.spiff.workflows import CONTACT_KEYS, NOTICE_KEY  # what a form's safety notice is filled from
 
 __all__ = [
@@ -49,7 +49,18 @@ def _not_after(validator: Any, value: Any, instance: Any, schema: dict[str, Any]
         yield jsonschema.ValidationError("cannot be after today")
 
 
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {NOT_AFTER: _not_after})
+# The codes each list of CHOICES may hold, for the check running in this context (None: not checked).
+_CHOICE_CODES: ContextVar[Mapping[str, frozenset[str]] | None] = ContextVar("carepath_form_choices", default=None)
+_CHOICE_WORDS = {"warning_signs": "is not a warning sign of the catalogue in use"}
+
+
+def _choices(validator: Any, value: Any, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+    codes = (_CHOICE_CODES.get() or {}).get(value)
+    if codes is not None and isinstance(instance, str) and instance not in codes:
+        yield jsonschema.ValidationError(_CHOICE_WORDS.get(value, f"is not one of the {value}"))
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {NOT_AFTER: _not_after, CHOICES: _choices})
 
 
 @functools.lru_cache(maxsize=512)
@@ -58,26 +69,34 @@ def _form_validator(schema_json: str) -> Any:
 
 
 @contextlib.contextmanager
-def _today(today: date | None) -> Iterator[None]:
-    token = _TODAY.set(today)
+def _today(today: date | None, choices: Mapping[str, frozenset[str]] | None = None) -> Iterator[None]:
+    token, chosen = _TODAY.set(today), _CHOICE_CODES.set(choices)
     try:
         yield
     finally:
         _TODAY.reset(token)
+        _CHOICE_CODES.reset(chosen)
 
 
 # The form of a task that has none: it declares no fields, so each field sent is ``undeclared``.
 _NO_FIELDS = '{"properties": {}, "type": "object"}'
 
 
-def check_form_data(schema: str | dict[str, Any] | None, data: dict[str, Any], today: date | None = None) -> None:
+def check_form_data(
+    schema: str | dict[str, Any] | None,
+    data: dict[str, Any],
+    today: date | None = None,
+    choices: Mapping[str, frozenset[str]] | None = None,
+) -> None:
     """Check ``data`` against a form, given as its JSON Schema or the schema's JSON text; None is a
     task without a form, which declares no fields (only ``{}`` passes). With ``today``
     (:func:`engine.calendar.latest_today`), a field marked :data:`NOT_AFTER` may not hold a later date.
+    With ``choices`` (a list's name to its codes), a field marked :data:`CHOICES` must hold one of its
+    list's codes (code ``enum``, the value not quoted).
 
     Raises: TaskDataError naming every field that fails the form.
     """
-    with _today(today):
+    with _today(today, choices):
         problems = _problems(_NO_FIELDS if schema is None else schema, data, "")
     if problems:
         raise TaskDataError("the data does not match the task's form", problems)
@@ -195,6 +214,8 @@ def _problems(schema: str | dict[str, Any], data: dict[str, Any], prefix: str) -
         elif (consts := _named_choices(error)) is not None:
             # A oneOf of consts with titles is a choice, named as an enum's is (the web's words for it).
             message, code = f"must be one of {consts}", "enum"
+        elif error.validator == CHOICES:
+            message, code = error.message, "enum"  # a choice from a list the engine holds
         else:
             # jsonschema's messages quote the submitted value; keep patient data out of errors.
             message = (

@@ -63,6 +63,7 @@ from engine.instances.view import (
 )
 from engine.settings import Settings
 from engine.spiff import workflows
+from engine.spiff.form_keywords import CHOICE_LISTS, CHOICES
 
 __all__ = ["InstanceView", "PathwayService", "validate_patient_ref"]
 
@@ -87,15 +88,19 @@ class PathwayService:
         *,
         health_system: Callable[[dict[str, Any]], str] | None = None,
         site_check: Callable[[str, dict[str, Any]], str | None] | None = None,
+        choice_codes: Callable[[Session, str], frozenset[str]] | None = None,
     ) -> None:
         """``health_system``: the patient's health system for start data, recorded at the start when the
         data names none (the facade's resolves it as the documents do); without it, the deployment's.
         ``site_check(pathway_id, data)``: the cancer site the data's diagnosis names when it is not the
         pathway's own (engine.pathway_checks, from the rules' diagnoses vocabulary), kept on the instance until
-        a clinician checks the pathway; without it, nothing is kept."""
+        a clinician checks the pathway; without it, nothing is kept. ``choice_codes(session, name)``: the codes a
+        form's field marked ``x-carepath-choices: name`` may hold (engine.spiff.form_keywords; the warning
+        signs in use); without it, such a field is checked by its pattern alone."""
         self.settings = settings
         self.health_system = health_system
         self.site_check = site_check
+        self.choice_codes = choice_codes
         self.sessions = session_factory
         self.clock = clock or SystemClock()
         self.steps = StepRunner(settings, session_factory, self.clock, operators or {})
@@ -308,6 +313,12 @@ class PathwayService:
 
     # --- tasks -----------------------------------------------------------------------------------
 
+    def _choices(self, session: Session, form: str | None) -> dict[str, frozenset[str]] | None:
+        """The codes of each list a form's fields choose from (:data:`CHOICE_LISTS`), when it has such a field."""
+        if self.choice_codes is None or form is None or CHOICES not in form:
+            return None
+        return {name: self.choice_codes(session, name) for name in CHOICE_LISTS}
+
     def complete_task(
         self, instance_id: str, task_id: str, data: dict[str, Any], actor: str, expected_version: int | None = None
     ) -> InstanceView:
@@ -330,7 +341,7 @@ class PathwayService:
             task = self._ready_task(step, task_id)
             # A task without a form declares no fields: data sent to it would steer the pathway unasked.
             form = workflows.form_json(task)
-            check_form_data(form, data, latest_today(self.clock.now()))
+            check_form_data(form, data, latest_today(self.clock.now()), self._choices(step.session, form))
             check_read_only(form, data, task.data)
             info = workflows.task_info(task)
             step.record(

@@ -8,7 +8,8 @@ years away without a word. A date that plans (a review on, offer again on, reboo
 
 ``x-carepath-choices: "warning_signs"`` on a text field of catalogue codes (the triage's "problem as
 triaged") asks the pages to offer the patient's own warning signs by name, most urgent first, instead of a
-box where the nurse types a code from memory.
+box where the nurse types a code from memory; the engine refuses a code that no sign of the catalogue in use
+has, whoever sends it (an EHR's client as well as the page).
 """
 
 from __future__ import annotations

@@ -79,6 +79,26 @@ def test_the_triage_cannot_rewrite_what_the_patient_reported(bundled: CarePath, 
     assert bundled.instances.instance_data(j.view.id)["report"]["description"] == "38.9 and shivering"
 
 
+def test_the_problem_as_triaged_must_be_a_sign_of_the_catalogue(bundled: CarePath, journey_clock: ManualClock) -> None:
+    """The web page offers the patient's signs by name; a client sending the code itself gets the same bound
+    from the engine (``x-carepath-choices``): a code that no sign has is refused, named by field, not quoted."""
+    j = _started(bundled, journey_clock, "SYN-0504")
+    j.message("warning_sign_reported", {"warning_sign": "fever_on_treatment"})
+    task = j.task("triage")
+    before = bundled.instances.get(j.view.id).version
+    with pytest.raises(TaskDataError) as refused:
+        bundled.instances.complete_task(
+            j.view.id, task["id"], {"triage_rating": "red", "warning_sign": "fevr_on_treatment"}, "n"
+        )
+    assert [(p.field, p.code, p.message) for p in refused.value.problems] == [
+        ("/warning_sign", "enum", "is not a warning sign of the catalogue in use")
+    ]
+    assert "fevr" not in str(refused.value)
+    assert bundled.instances.get(j.view.id).version == before
+    j.do("triage", {"triage_rating": "red", "warning_sign": "breast_new_lump"})  # another list's sign: accepted
+    assert bundled.instances.instance_data(j.view.id)["warning_sign"] == "breast_new_lump"
+
+
 def test_a_report_without_a_known_sign_is_triaged_as_the_most_urgent(
     bundled: CarePath, journey_clock: ManualClock
 ) -> None:
