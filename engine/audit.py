@@ -894,9 +894,11 @@ def _verify_state(
     ]
 
 
-def authenticate_existing(session: Session) -> int:
+def authenticate_existing(session: Session, batch: int = 5000) -> int:
     """Add MACs to events written before a trail key was configured, in every chain that verifies
     otherwise; returns how many events were authenticated. The one change ever made to written events.
+    The events are read ``batch`` at a time in id order and updated a batch per statement, so a national
+    caseload's tens of millions of events never sit in memory at once.
 
     Raises:
         ValueError: the session has no trail key.
@@ -909,23 +911,25 @@ def authenticate_existing(session: Session) -> int:
         broken = {p.instance_id for p in verify_trail(session)}
     finally:
         session.info[TRAIL_KEY] = unkeyed
-    count = 0
-    rows = session.execute(
-        select(InstanceEvent.id, InstanceEvent.instance_id, InstanceEvent.hash)
-        .where(InstanceEvent.mac.is_(None))
-        .order_by(InstanceEvent.id)
-    ).all()
-    for event_id, instance_id, event_hash in rows:
-        if instance_id in broken:
-            continue
-        session.execute(
-            update(InstanceEvent)
-            .where(InstanceEvent.id == event_id)
-            .values(mac=key.event_mac(event_hash))
-            .execution_options(synchronize_session=False)
-        )
-        count += 1
-    return count
+    count, after = 0, 0
+    while True:
+        rows = session.execute(
+            select(InstanceEvent.id, InstanceEvent.instance_id, InstanceEvent.hash)
+            .where(InstanceEvent.mac.is_(None), InstanceEvent.id > after)
+            .order_by(InstanceEvent.id)
+            .limit(batch)
+        ).all()
+        signed = [
+            {"id": event_id, "mac": key.event_mac(event_hash)}
+            for event_id, instance_id, event_hash in rows
+            if instance_id not in broken
+        ]
+        if signed:  # one UPDATE by primary key, executed for the batch
+            session.execute(update(InstanceEvent), signed)
+            count += len(signed)
+        if len(rows) < batch:
+            return count
+        after = rows[-1][0]
 
 
 def seal_existing_states(session: Session, batch: int = 500) -> int:
