@@ -56,7 +56,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import DateTime, LargeBinary, Table, func, select, text, type_coerce, update
+from sqlalchemy import DateTime, LargeBinary, Table, bindparam, func, select, text, type_coerce, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -956,19 +956,24 @@ def seal_existing_states(session: Session, batch: int = 500) -> int:
             .order_by(PathwayInstance.id)
             .limit(batch)
         ).all()
+        seals = []
         for instance_id, revision, stored, digest in rows:
             try:
                 matches = digest is not None and state_digest(decode_state(stored)) == digest
             except UnreadableStateError:
                 matches = False
             if matches:
-                sealed = session.execute(
-                    update(PathwayInstance)
-                    .where(PathwayInstance.id == instance_id, PathwayInstance.revision == revision)
-                    .values(state_mac=key.state_mac(instance_id, digest, bytes(stored)))
-                    .execution_options(synchronize_session=False)
-                )
-                count += getattr(sealed, "rowcount", 0)
+                seal = key.state_mac(instance_id, digest, bytes(stored))
+                seals.append({"sealed_id": instance_id, "read_revision": revision, "seal": seal})
+        if seals:  # one statement for the batch, each row guarded by the revision read
+            table = cast(Table, PathwayInstance.__table__)
+            sealed = session.execute(
+                update(table)
+                .where(table.c.id == bindparam("sealed_id"), table.c.revision == bindparam("read_revision"))
+                .values(state_mac=bindparam("seal")),
+                seals,
+            )
+            count += max(getattr(sealed, "rowcount", 0), 0)
         if len(rows) < batch:
             return count
         after = rows[-1][0]

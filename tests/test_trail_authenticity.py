@@ -547,7 +547,7 @@ def test_states_written_before_the_key_are_sealed_when_they_match_their_trail(
 ) -> None:
     unkeyed = CarePath(test_settings, clock)
     try:
-        kept, edited = _journey(unkeyed, "MRN-S1"), _journey(unkeyed, "MRN-S2")
+        kept, also, edited = _journey(unkeyed, "MRN-S1"), _journey(unkeyed, "MRN-S3"), _journey(unkeyed, "MRN-S2")
     finally:
         unkeyed.close()
     assert _stored(keyed, kept)[1] is None and _stored(keyed, edited)[1] is None
@@ -558,12 +558,13 @@ def test_states_written_before_the_key_are_sealed_when_they_match_their_trail(
     monkeypatch.setenv("CAREPATH_TRAIL_KEY_FILE", str(key_file))
     result = CliRunner().invoke(main, ["audit", "sign-existing"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip().endswith("; 1 state(s) sealed")
+    assert result.output.strip().endswith("; 2 state(s) sealed")  # counted as the statement sealed them
     with keyed.sessions() as session:
         key = trail_key_of(session)
     assert key is not None
     newest = [e.state_digest for e in _events(keyed, kept) if e.state_digest][-1]
     assert _stored(keyed, kept)[1] == key.state_mac(kept, newest, _stored(keyed, kept)[0])
+    assert _stored(keyed, also)[1] is not None
     assert _stored(keyed, edited)[1] is None  # not its trail's state: left for verification to report
     inflated = _inflations(monkeypatch)
     problems = _verify(keyed)
@@ -571,7 +572,7 @@ def test_states_written_before_the_key_are_sealed_when_they_match_their_trail(
         f"instance {edited} event {[e.seq for e in _events(keyed, edited) if e.state_digest][-1]}: the stored "
         "workflow state is not the one this event recorded (edited after it was written)"
     ]
-    assert len(inflated) == 1  # the edited one; the sealed one was taken as it is
+    assert len(inflated) == 1  # the edited one; the sealed ones were taken as they are
 
 
 def test_error_events_name_the_type_and_element_never_values(keyed: CarePath) -> None:
